@@ -1,0 +1,612 @@
+// vcnet native shim: only what Node cannot do by itself.
+//
+//  - open a NETLINK_ROUTE socket inside a network namespace (setns on the calling
+//    thread, socket(), setns back: the socket stays bound to the target namespace);
+//  - send/recv on it without blocking, and a uv_poll watcher so JavaScript learns
+//    when a reply or a multicast event is waiting;
+//  - tun/tap creation (multi-queue, vnet header, persist, owner/group) inside a namespace;
+//  - /dev/vhost-net, and fd hygiene (close, inheritable) for handing fds to a hypervisor.
+//
+// Every failure is thrown as an Error with `code` = errno name, `errno`, `syscall` and `path`/`detail`.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <node_api.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+#ifndef NETLINK_GET_STRICT_CHK
+#define NETLINK_GET_STRICT_CHK 12
+#endif
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+
+#define MAX_QUEUES 256
+
+static const char *errno_name(int err) {
+  switch (err) {
+  case EPERM: return "EPERM";
+  case ENOENT: return "ENOENT";
+  case ESRCH: return "ESRCH";
+  case EINTR: return "EINTR";
+  case EIO: return "EIO";
+  case ENXIO: return "ENXIO";
+  case EBADF: return "EBADF";
+  case EAGAIN: return "EAGAIN";
+  case ENOMEM: return "ENOMEM";
+  case EACCES: return "EACCES";
+  case EBUSY: return "EBUSY";
+  case EEXIST: return "EEXIST";
+  case ENODEV: return "ENODEV";
+  case ENOTDIR: return "ENOTDIR";
+  case EINVAL: return "EINVAL";
+  case ENFILE: return "ENFILE";
+  case EMFILE: return "EMFILE";
+  case ENOTTY: return "ENOTTY";
+  case ENOSPC: return "ENOSPC";
+  case ERANGE: return "ERANGE";
+  case ENAMETOOLONG: return "ENAMETOOLONG";
+  case ENOBUFS: return "ENOBUFS";
+  case EOPNOTSUPP: return "EOPNOTSUPP";
+  case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+  case EAFNOSUPPORT: return "EAFNOSUPPORT";
+  case ECONNREFUSED: return "ECONNREFUSED";
+  default: return "EUNKNOWN";
+  }
+}
+
+// Throws a JS Error shaped like Node's system errors, so callers can wrap it in a typed vcnet error.
+static void throw_errno(napi_env env, int err, const char *syscall, const char *detail) {
+  char message[512];
+  snprintf(message, sizeof message, "%s %s: %s", syscall, detail ? detail : "", strerror(err));
+  napi_value msg, error, value;
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &error);
+  napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &value);
+  napi_set_named_property(env, error, "code", value);
+  napi_create_int32(env, err, &value);
+  napi_set_named_property(env, error, "errno", value);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &value);
+  napi_set_named_property(env, error, "syscall", value);
+  if (detail) {
+    napi_create_string_utf8(env, detail, NAPI_AUTO_LENGTH, &value);
+    napi_set_named_property(env, error, "detail", value);
+  }
+  napi_throw(env, error);
+}
+
+static void throw_type(napi_env env, const char *message) { napi_throw_type_error(env, "EINVAL", message); }
+
+// ---- argument helpers -----------------------------------------------------------------------
+
+// Reads an optional string argument (null/undefined -> empty string). Returns 0 on failure (thrown).
+static int get_string(napi_env env, napi_value value, char *out, size_t size, int optional) {
+  napi_valuetype type;
+  napi_typeof(env, value, &type);
+  if (optional && (type == napi_null || type == napi_undefined)) {
+    out[0] = 0;
+    return 1;
+  }
+  if (type != napi_string) {
+    throw_type(env, "expected a string argument");
+    return 0;
+  }
+  size_t len;
+  napi_get_value_string_utf8(env, value, NULL, 0, &len);
+  if (len >= size) {
+    throw_type(env, "string argument too long");
+    return 0;
+  }
+  napi_get_value_string_utf8(env, value, out, size, &len);
+  return 1;
+}
+
+static int get_int(napi_env env, napi_value value, int32_t *out) {
+  if (napi_get_value_int32(env, value, out) != napi_ok) {
+    throw_type(env, "expected an integer argument");
+    return 0;
+  }
+  return 1;
+}
+
+static napi_value make_int(napi_env env, int32_t v) {
+  napi_value out;
+  napi_create_int32(env, v, &out);
+  return out;
+}
+
+// ---- namespace switching ----------------------------------------------------------------------
+
+// Enters the namespace at ns_path on this thread. *saved receives an fd of the namespace to go back to.
+// Returns 0 or an errno; on error nothing changed.
+static int enter_netns(const char *ns_path, int *saved, const char **failed) {
+  *saved = -1;
+  if (!ns_path || !ns_path[0]) return 0;
+  int original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (original < 0) {
+    *failed = "open(/proc/thread-self/ns/net)";
+    return errno;
+  }
+  int target = open(ns_path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int err = errno;
+    close(original);
+    *failed = "open";
+    return err;
+  }
+  if (setns(target, CLONE_NEWNET) < 0) {
+    int err = errno;
+    close(target);
+    close(original);
+    *failed = "setns";
+    return err;
+  }
+  close(target);
+  *saved = original;
+  return 0;
+}
+
+// Goes back to the saved namespace. A thread stuck in the wrong namespace would make every later
+// operation of this process act on the wrong network, so failing here is fatal.
+static void leave_netns(int saved) {
+  if (saved < 0) return;
+  if (setns(saved, CLONE_NEWNET) < 0) {
+    fprintf(stderr, "vcnet: cannot return to the original network namespace: %s\n", strerror(errno));
+    abort();
+  }
+  close(saved);
+}
+
+// ---- netlink sockets --------------------------------------------------------------------------
+
+// openNetlink(nsPath: string|null, protocol: number, groups: number) -> fd
+static napi_value open_netlink(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char ns_path[4096];
+  int32_t protocol = NETLINK_ROUTE, groups = 0;
+  if (argc < 1 || !get_string(env, argv[0], ns_path, sizeof ns_path, 1)) return NULL;
+  if (argc > 1 && !get_int(env, argv[1], &protocol)) return NULL;
+  if (argc > 2 && !get_int(env, argv[2], &groups)) return NULL;
+
+  int saved;
+  const char *failed = NULL;
+  int err = enter_netns(ns_path, &saved, &failed);
+  if (err) {
+    throw_errno(env, err, failed, ns_path);
+    return NULL;
+  }
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
+  err = fd < 0 ? errno : 0;
+  leave_netns(saved);
+  if (fd < 0) {
+    throw_errno(env, err, "socket", "AF_NETLINK");
+    return NULL;
+  }
+  int one = 1;
+  int bufsize = 4 * 1024 * 1024;
+  // Large buffers: a dump of hundreds of links or a burst of events must not overflow (ENOBUFS).
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsize, sizeof bufsize) < 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsize, sizeof bufsize) < 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
+  // Extended acks carry the kernel's own error text ("Unknown device type", ...).
+  setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+  struct sockaddr_nl addr = {.nl_family = AF_NETLINK, .nl_groups = (uint32_t)groups};
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+    err = errno;
+    close(fd);
+    throw_errno(env, err, "bind", "AF_NETLINK");
+    return NULL;
+  }
+  return make_int(env, fd);
+}
+
+// addMembership(fd, group): joins a multicast group beyond the first 32 (NETLINK_ADD_MEMBERSHIP).
+static napi_value add_membership(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd, group;
+  if (argc < 2 || !get_int(env, argv[0], &fd) || !get_int(env, argv[1], &group)) return NULL;
+  if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0) {
+    throw_errno(env, errno, "setsockopt", "NETLINK_ADD_MEMBERSHIP");
+    return NULL;
+  }
+  return NULL;
+}
+
+static int get_buffer(napi_env env, napi_value value, void **data, size_t *len) {
+  bool is_buffer = false;
+  napi_is_buffer(env, value, &is_buffer);
+  if (is_buffer) {
+    napi_get_buffer_info(env, value, data, len);
+    return 1;
+  }
+  bool is_typed = false;
+  napi_is_typedarray(env, value, &is_typed);
+  if (is_typed) {
+    napi_typedarray_type type;
+    napi_value arraybuffer;
+    size_t offset;
+    napi_get_typedarray_info(env, value, &type, len, data, &arraybuffer, &offset);
+    if (type != napi_uint8_array) {
+      throw_type(env, "expected a Uint8Array");
+      return 0;
+    }
+    return 1;
+  }
+  throw_type(env, "expected a Buffer");
+  return 0;
+}
+
+// netlinkSend(fd, buffer) -> bytes sent. rtnetlink handles every message of the buffer inside this
+// call, so a whole batch of requests costs one syscall.
+static napi_value netlink_send(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  void *data;
+  size_t len;
+  if (argc < 2 || !get_int(env, argv[0], &fd) || !get_buffer(env, argv[1], &data, &len)) return NULL;
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t n;
+  do {
+    n = sendto(fd, data, len, 0, (struct sockaddr *)&kernel, sizeof kernel);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    throw_errno(env, errno, "sendto", "netlink");
+    return NULL;
+  }
+  return make_int(env, (int32_t)n);
+}
+
+// netlinkRecv(fd, buffer) -> bytes read, or -1 when nothing is waiting (EAGAIN).
+static napi_value netlink_recv(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  void *data;
+  size_t len;
+  if (argc < 2 || !get_int(env, argv[0], &fd) || !get_buffer(env, argv[1], &data, &len)) return NULL;
+  ssize_t n;
+  do {
+    n = recv(fd, data, len, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_int(env, -1);
+    throw_errno(env, errno, "recv", "netlink");
+    return NULL;
+  }
+  return make_int(env, (int32_t)n);
+}
+
+// ---- readiness watcher (uv_poll) ----------------------------------------------------------------
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  int closing;
+} watcher_t;
+
+static void watcher_closed(uv_handle_t *handle) {
+  watcher_t *w = (watcher_t *)handle->data;
+  free(w);
+}
+
+static void watcher_fired(uv_poll_t *poll, int status, int events) {
+  watcher_t *w = (watcher_t *)poll->data;
+  if (w->closing) return;
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value callback, global, result, argv[1];
+  napi_get_reference_value(env, w->callback, &callback);
+  napi_get_global(env, &global);
+  argv[0] = make_int(env, status);
+  napi_value resource_name;
+  napi_create_string_utf8(env, "vcnet.netlink", NAPI_AUTO_LENGTH, &resource_name);
+  napi_async_context context;
+  napi_value resource;
+  napi_create_object(env, &resource);
+  napi_async_init(env, resource, resource_name, &context);
+  napi_make_callback(env, context, global, callback, 1, argv, &result);
+  napi_async_destroy(env, context);
+  napi_close_handle_scope(env, scope);
+  (void)events;
+}
+
+static void watcher_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  watcher_t *w = (watcher_t *)data;
+  if (!w->closing) {
+    w->closing = 1;
+    uv_poll_stop(&w->poll);
+    uv_close((uv_handle_t *)&w->poll, watcher_closed);
+  }
+}
+
+// watchReadable(fd, callback) -> handle; the callback runs whenever fd becomes readable.
+static napi_value watch_readable(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 2 || !get_int(env, argv[0], &fd)) return NULL;
+  uv_loop_t *loop;
+  napi_get_uv_event_loop(env, &loop);
+  watcher_t *w = calloc(1, sizeof *w);
+  if (!w) {
+    throw_errno(env, ENOMEM, "calloc", "watcher");
+    return NULL;
+  }
+  w->env = env;
+  int rc = uv_poll_init(loop, &w->poll, fd);
+  if (rc < 0) {
+    free(w);
+    throw_errno(env, -rc, "uv_poll_init", NULL);
+    return NULL;
+  }
+  w->poll.data = w;
+  napi_create_reference(env, argv[1], 1, &w->callback);
+  uv_poll_start(&w->poll, UV_READABLE, watcher_fired);
+  napi_value handle;
+  napi_create_object(env, &handle);
+  napi_wrap(env, handle, w, NULL, NULL, NULL);
+  return handle;
+}
+
+// unwatch(handle): stops the watcher and lets it be freed. Must be called before closing the fd.
+static napi_value unwatch(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  watcher_t *w = NULL;
+  if (argc < 1 || napi_remove_wrap(env, argv[0], (void **)&w) != napi_ok || !w) return NULL;
+  napi_delete_reference(env, w->callback);
+  watcher_finalize(env, w, NULL);
+  return NULL;
+}
+
+// ---- tun/tap ----------------------------------------------------------------------------------
+
+// createTun(nsPath, name, options) -> { name, fds }
+// options: { tap: bool, vnetHdr: bool, multiQueue: bool, queues: n, persist: bool, keepFds: bool,
+//            owner: uid|-1, group: gid|-1 }
+// The device belongs to the namespace /dev/net/tun was opened in, so the opens happen inside nsPath.
+static int get_bool_prop(napi_env env, napi_value obj, const char *name, int fallback) {
+  bool has;
+  napi_has_named_property(env, obj, name, &has);
+  if (!has) return fallback;
+  napi_value v;
+  napi_get_named_property(env, obj, name, &v);
+  bool b;
+  if (napi_get_value_bool(env, v, &b) != napi_ok) return fallback;
+  return b;
+}
+
+static int32_t get_int_prop(napi_env env, napi_value obj, const char *name, int32_t fallback) {
+  bool has;
+  napi_has_named_property(env, obj, name, &has);
+  if (!has) return fallback;
+  napi_value v;
+  napi_get_named_property(env, obj, name, &v);
+  int32_t i;
+  if (napi_get_value_int32(env, v, &i) != napi_ok) return fallback;
+  return i;
+}
+
+static napi_value create_tun(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char ns_path[4096], name[IFNAMSIZ + 1];
+  if (argc < 3 || !get_string(env, argv[0], ns_path, sizeof ns_path, 1) ||
+      !get_string(env, argv[1], name, sizeof name, 1))
+    return NULL;
+  if (strlen(name) >= IFNAMSIZ) {
+    throw_type(env, "interface name longer than 15 bytes");
+    return NULL;
+  }
+  int tap = get_bool_prop(env, argv[2], "tap", 1);
+  int vnet_hdr = get_bool_prop(env, argv[2], "vnetHdr", 1);
+  int multi_queue = get_bool_prop(env, argv[2], "multiQueue", 0);
+  int persist = get_bool_prop(env, argv[2], "persist", 0);
+  int keep_fds = get_bool_prop(env, argv[2], "keepFds", 1);
+  int32_t queues = get_int_prop(env, argv[2], "queues", 1);
+  int32_t owner = get_int_prop(env, argv[2], "owner", -1);
+  int32_t group = get_int_prop(env, argv[2], "group", -1);
+  if (queues < 1 || queues > MAX_QUEUES || (!multi_queue && queues != 1)) {
+    throw_type(env, "queues must be 1, or 1..256 with multiQueue");
+    return NULL;
+  }
+
+  int fds[MAX_QUEUES];
+  int opened = 0, err = 0;
+  const char *failed = NULL;
+  struct ifreq ifr;
+  int saved;
+  err = enter_netns(ns_path, &saved, &failed);
+  if (err) {
+    throw_errno(env, err, failed, ns_path);
+    return NULL;
+  }
+  for (int i = 0; i < queues; i++) {
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      err = errno;
+      failed = "open(/dev/net/tun)";
+      break;
+    }
+    fds[opened++] = fd;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = (tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0) |
+                    (multi_queue ? IFF_MULTI_QUEUE : 0);
+    memcpy(ifr.ifr_name, name, strnlen(name, IFNAMSIZ - 1));
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+      err = errno;
+      failed = "ioctl(TUNSETIFF)";
+      break;
+    }
+    // Later queues attach to the name the kernel chose for the first (it may expand "tap%d").
+    strncpy(name, ifr.ifr_name, IFNAMSIZ);
+  }
+  leave_netns(saved);
+  if (!err && owner >= 0 && ioctl(fds[0], TUNSETOWNER, owner) < 0) {
+    err = errno;
+    failed = "ioctl(TUNSETOWNER)";
+  }
+  if (!err && group >= 0 && ioctl(fds[0], TUNSETGROUP, group) < 0) {
+    err = errno;
+    failed = "ioctl(TUNSETGROUP)";
+  }
+  // Persist last, so that a failure above leaves no device behind once the fds are closed.
+  if (!err && persist && ioctl(fds[0], TUNSETPERSIST, 1) < 0) {
+    err = errno;
+    failed = "ioctl(TUNSETPERSIST)";
+  }
+  if (err) {
+    for (int i = 0; i < opened; i++) close(fds[i]);
+    throw_errno(env, err, failed, name);
+    return NULL;
+  }
+  napi_value result, array, value;
+  napi_create_object(env, &result);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &value);
+  napi_set_named_property(env, result, "name", value);
+  napi_create_array_with_length(env, keep_fds ? opened : 0, &array);
+  for (int i = 0; i < opened; i++) {
+    if (keep_fds)
+      napi_set_element(env, array, i, make_int(env, fds[i]));
+    else
+      close(fds[i]);
+  }
+  napi_set_named_property(env, result, "fds", array);
+  return result;
+}
+
+// setTunPersist(fd, on)
+static napi_value set_tun_persist(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  bool on = false;
+  if (argc < 2 || !get_int(env, argv[0], &fd)) return NULL;
+  napi_get_value_bool(env, argv[1], &on);
+  if (ioctl(fd, TUNSETPERSIST, on ? 1 : 0) < 0) {
+    throw_errno(env, errno, "ioctl(TUNSETPERSIST)", NULL);
+    return NULL;
+  }
+  return NULL;
+}
+
+// ---- files ------------------------------------------------------------------------------------
+
+// openInNetns(nsPath, path, count) -> fds: opens a device node count times (vhost-net, /dev/tapN).
+static napi_value open_device(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[4096];
+  int32_t count = 1;
+  if (argc < 1 || !get_string(env, argv[0], path, sizeof path, 0)) return NULL;
+  if (argc > 1 && !get_int(env, argv[1], &count)) return NULL;
+  if (count < 1 || count > MAX_QUEUES) {
+    throw_type(env, "count must be 1..256");
+    return NULL;
+  }
+  int fds[MAX_QUEUES];
+  for (int i = 0; i < count; i++) {
+    fds[i] = open(path, O_RDWR | O_CLOEXEC);
+    if (fds[i] < 0) {
+      int err = errno;
+      for (int j = 0; j < i; j++) close(fds[j]);
+      throw_errno(env, err, "open", path);
+      return NULL;
+    }
+  }
+  napi_value array;
+  napi_create_array_with_length(env, count, &array);
+  for (int i = 0; i < count; i++) napi_set_element(env, array, i, make_int(env, fds[i]));
+  return array;
+}
+
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
+  if (close(fd) < 0 && errno != EINTR) {
+    throw_errno(env, errno, "close", NULL);
+    return NULL;
+  }
+  return NULL;
+}
+
+// setInheritable(fd, on): clears FD_CLOEXEC so a spawned hypervisor keeps the fd.
+static napi_value set_inheritable(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  bool on = true;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
+  if (argc > 1) napi_get_value_bool(env, argv[1], &on);
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0 || fcntl(fd, F_SETFD, on ? (flags & ~FD_CLOEXEC) : (flags | FD_CLOEXEC)) < 0) {
+    throw_errno(env, errno, "fcntl(F_SETFD)", NULL);
+    return NULL;
+  }
+  return NULL;
+}
+
+// threadId() -> the calling thread id (tests check that namespace switches stay on one thread).
+static napi_value thread_id(napi_env env, napi_callback_info info) {
+  (void)info;
+  return make_int(env, (int32_t)gettid());
+}
+
+#define EXPORT(name, fn)                                                                           \
+  do {                                                                                             \
+    napi_value f;                                                                                  \
+    napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &f);                               \
+    napi_set_named_property(env, exports, name, f);                                                \
+  } while (0)
+
+static napi_value init(napi_env env, napi_value exports) {
+  EXPORT("openNetlink", open_netlink);
+  EXPORT("addMembership", add_membership);
+  EXPORT("netlinkSend", netlink_send);
+  EXPORT("netlinkRecv", netlink_recv);
+  EXPORT("watchReadable", watch_readable);
+  EXPORT("unwatch", unwatch);
+  EXPORT("createTun", create_tun);
+  EXPORT("setTunPersist", set_tun_persist);
+  EXPORT("openDevice", open_device);
+  EXPORT("closeFd", close_fd);
+  EXPORT("setInheritable", set_inheritable);
+  EXPORT("threadId", thread_id);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
