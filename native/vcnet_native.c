@@ -20,12 +20,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
 #ifndef NETLINK_EXT_ACK
 #define NETLINK_EXT_ACK 11
+#endif
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
 #endif
 #ifndef NETLINK_GET_STRICT_CHK
 #define NETLINK_GET_STRICT_CHK 12
@@ -206,6 +211,8 @@ static napi_value open_netlink(napi_env env, napi_callback_info info) {
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
   // Extended acks carry the kernel's own error text ("Unknown device type", ...).
   setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+  // Errors need not echo the whole request back: vcnet keeps its own copy of what it sent.
+  setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
   struct sockaddr_nl addr = {.nl_family = AF_NETLINK, .nl_groups = (uint32_t)groups};
   if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
     err = errno;
@@ -586,6 +593,93 @@ static napi_value thread_id(napi_env env, napi_callback_info info) {
   return make_int(env, (int32_t)gettid());
 }
 
+// ---- named namespaces -------------------------------------------------------------------------
+
+// Makes /var/run/netns (or the given directory) a shared mount point, as `ip netns add` does, so a
+// namespace mounted there is seen by other mount namespaces that run `ip netns exec`.
+static int make_shared_mount_dir(const char *dir) {
+  if (mkdir(dir, 0755) < 0 && errno != EEXIST) return errno;
+  if (mount("", dir, "none", MS_SHARED | MS_REC, NULL) == 0) return 0;
+  if (errno != EINVAL) return errno;
+  // Not a mount point yet: bind it onto itself, then make it shared.
+  if (mount(dir, dir, "none", MS_BIND | MS_REC, NULL) < 0) return errno;
+  if (mount("", dir, "none", MS_SHARED | MS_REC, NULL) < 0) return errno;
+  return 0;
+}
+
+// createNetns(dir, name) -> path: a new network namespace kept alive by a bind mount at dir/name.
+// The calling thread unshares into the new namespace only long enough to mount it, then goes back.
+static napi_value create_netns(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char dir[2048], name[256], path[2400];
+  if (argc < 2 || !get_string(env, argv[0], dir, sizeof dir, 0) || !get_string(env, argv[1], name, sizeof name, 0))
+    return NULL;
+  if (!name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
+    throw_type(env, "namespace name must be a plain file name");
+    return NULL;
+  }
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  int err = make_shared_mount_dir(dir);
+  if (err) {
+    throw_errno(env, err, "mount(--make-shared)", dir);
+    return NULL;
+  }
+  int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+  if (fd < 0) {
+    throw_errno(env, errno, "create", path);
+    return NULL;
+  }
+  close(fd);
+  int original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (original < 0) {
+    err = errno;
+    unlink(path);
+    throw_errno(env, err, "open", "/proc/thread-self/ns/net");
+    return NULL;
+  }
+  const char *failed = NULL;
+  if (unshare(CLONE_NEWNET) < 0) {
+    err = errno;
+    failed = "unshare(CLONE_NEWNET)";
+  } else if (mount("/proc/thread-self/ns/net", path, "none", MS_BIND, NULL) < 0) {
+    err = errno;
+    failed = "mount(bind)";
+  }
+  if (failed && strcmp(failed, "unshare(CLONE_NEWNET)") == 0) {
+    close(original);
+  } else {
+    leave_netns(original);
+  }
+  if (failed) {
+    unlink(path);
+    throw_errno(env, err, failed, path);
+    return NULL;
+  }
+  napi_value out;
+  napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+// deleteNetns(path): lazy unmount and remove, as `ip netns delete`. Missing is not an error.
+static napi_value delete_netns(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[4096];
+  if (argc < 1 || !get_string(env, argv[0], path, sizeof path, 0)) return NULL;
+  if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) {
+    throw_errno(env, errno, "umount2", path);
+    return NULL;
+  }
+  if (unlink(path) < 0 && errno != ENOENT) {
+    throw_errno(env, errno, "unlink", path);
+    return NULL;
+  }
+  return NULL;
+}
+
 #define EXPORT(name, fn)                                                                           \
   do {                                                                                             \
     napi_value f;                                                                                  \
@@ -606,6 +700,8 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("closeFd", close_fd);
   EXPORT("setInheritable", set_inheritable);
   EXPORT("threadId", thread_id);
+  EXPORT("createNetns", create_netns);
+  EXPORT("deleteNetns", delete_netns);
   return exports;
 }
 

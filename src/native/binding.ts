@@ -36,6 +36,8 @@ export interface NativeShim {
   closeFd(fd: number): void;
   setInheritable(fd: number, on: boolean): void;
   threadId(): number;
+  createNetns(directory: string, name: string): string;
+  deleteNetns(path: string): void;
 }
 
 let cached: NativeShim | undefined;

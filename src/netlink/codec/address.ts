@@ -1,0 +1,78 @@
+/** Interface addresses: ifaddrmsg + IFA_* attributes, IPv4 and IPv6. */
+import { bytesToIp, familyOf, ipToBytes } from './addresses.js';
+import { AddressAttribute, AddressFamily, RouteScope } from './constants.js';
+import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
+import type { MessageWriter } from './writer.js';
+
+export const IFADDRMSG_LENGTH = 8;
+
+export interface Address {
+  index: number;
+  family: number;
+  /** The interface's own address (IFA_LOCAL, or IFA_ADDRESS when there is no separate local). */
+  address: string;
+  prefixLength: number;
+  scope: number;
+  flags: number;
+  /** The peer, for point-to-point addresses (IFA_ADDRESS differs from IFA_LOCAL). */
+  peer?: string;
+  broadcast?: string;
+  label?: string;
+}
+
+export interface AddressSpec {
+  index: number;
+  address: string;
+  prefixLength: number;
+  scope?: number;
+  flags?: number;
+  peer?: string;
+  broadcast?: string;
+  label?: string;
+}
+
+export function encodeAddress(writer: MessageWriter, spec: AddressSpec): void {
+  const family = familyOf(spec.address);
+  const header = writer.header(IFADDRMSG_LENGTH);
+  header.writeUInt8(family, 0);
+  header.writeUInt8(spec.prefixLength, 1);
+  header.writeUInt8((spec.flags ?? 0) & 0xff, 2);
+  header.writeUInt8(spec.scope ?? RouteScope.UNIVERSE, 3);
+  header.writeUInt32LE(spec.index, 4);
+  const local = ipToBytes(spec.address);
+  writer.bytes(AddressAttribute.LOCAL, local);
+  writer.bytes(AddressAttribute.ADDRESS, spec.peer ? ipToBytes(spec.peer) : local);
+  if (spec.broadcast) writer.bytes(AddressAttribute.BROADCAST, ipToBytes(spec.broadcast));
+  if (spec.label) writer.string(AddressAttribute.LABEL, spec.label);
+  // Flags above 8 bits only fit in IFA_FLAGS.
+  if (spec.flags !== undefined && spec.flags > 0xff) writer.u32(AddressAttribute.FLAGS, spec.flags);
+}
+
+export function encodeGetAddress(writer: MessageWriter, family: number = AddressFamily.UNSPEC): void {
+  const header = writer.header(IFADDRMSG_LENGTH);
+  header.writeUInt8(family, 0);
+}
+
+export function decodeAddress(message: RawMessage): Address {
+  const payload = message.payload;
+  if (payload.length < IFADDRMSG_LENGTH) throw new MalformedMessageError(`ifaddrmsg of ${payload.length} bytes`, 0);
+  const attributes = new Attributes(payload, IFADDRMSG_LENGTH);
+  const localBytes = attributes.raw(AddressAttribute.LOCAL);
+  const addressBytes = attributes.raw(AddressAttribute.ADDRESS);
+  const own = localBytes ?? addressBytes;
+  if (!own) throw new MalformedMessageError('address message without IFA_ADDRESS/IFA_LOCAL', 0);
+  const address: Address = {
+    family: payload.readUInt8(0),
+    prefixLength: payload.readUInt8(1),
+    flags: attributes.u32(AddressAttribute.FLAGS) ?? payload.readUInt8(2),
+    scope: payload.readUInt8(3),
+    index: payload.readUInt32LE(4),
+    address: bytesToIp(own),
+  };
+  if (localBytes && addressBytes && !localBytes.equals(addressBytes)) address.peer = bytesToIp(addressBytes);
+  const broadcast = attributes.raw(AddressAttribute.BROADCAST);
+  if (broadcast) address.broadcast = bytesToIp(broadcast);
+  const label = attributes.string(AddressAttribute.LABEL);
+  if (label) address.label = label;
+  return address;
+}

@@ -1,0 +1,251 @@
+/**
+ * rtnetlink constants, as the kernel's uapi headers define them (linux/netlink.h, linux/rtnetlink.h,
+ * linux/if_link.h, linux/if_addr.h, linux/neighbour.h, linux/pkt_sched.h, linux/pkt_cls.h,
+ * linux/tc_act/*.h). Numbers only; names kept close to the kernel's so they can be looked up.
+ */
+
+export const NETLINK_ROUTE = 0;
+export const NLMSG_HEADER_LENGTH = 16;
+export const NLA_HEADER_LENGTH = 4;
+export const NLA_F_NESTED = 0x8000;
+export const NLA_F_NET_BYTEORDER = 0x4000;
+export const NLA_TYPE_MASK = ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER) & 0xffff;
+
+export const MessageType = {
+  NOOP: 1,
+  ERROR: 2,
+  DONE: 3,
+  OVERRUN: 4,
+  NEWLINK: 16,
+  DELLINK: 17,
+  GETLINK: 18,
+  SETLINK: 19,
+  NEWADDR: 20,
+  DELADDR: 21,
+  GETADDR: 22,
+  NEWROUTE: 24,
+  DELROUTE: 25,
+  GETROUTE: 26,
+  NEWNEIGH: 28,
+  DELNEIGH: 29,
+  GETNEIGH: 30,
+  NEWQDISC: 36,
+  DELQDISC: 37,
+  GETQDISC: 38,
+  NEWTCLASS: 40,
+  DELTCLASS: 41,
+  GETTCLASS: 42,
+  NEWTFILTER: 44,
+  DELTFILTER: 45,
+  GETTFILTER: 46,
+} as const;
+
+export const MessageFlag = {
+  REQUEST: 0x1,
+  MULTI: 0x2,
+  ACK: 0x4,
+  ECHO: 0x8,
+  DUMP_INTR: 0x10,
+  // GET requests
+  ROOT: 0x100,
+  MATCH: 0x200,
+  DUMP: 0x300,
+  // NEW requests
+  REPLACE: 0x100,
+  EXCL: 0x200,
+  CREATE: 0x400,
+  APPEND: 0x800,
+  // ERROR replies
+  CAPPED: 0x100,
+  ACK_TLVS: 0x200,
+} as const;
+
+/** Extended-ack attributes in an NLMSG_ERROR reply. */
+export const ExtendedAck = { MSG: 1, OFFS: 2, COOKIE: 3 } as const;
+
+export const AddressFamily = { UNSPEC: 0, INET: 2, BRIDGE: 7, INET6: 10 } as const;
+
+export const InterfaceFlag = {
+  UP: 0x1,
+  BROADCAST: 0x2,
+  DEBUG: 0x4,
+  LOOPBACK: 0x8,
+  POINTOPOINT: 0x10,
+  RUNNING: 0x40,
+  NOARP: 0x80,
+  PROMISC: 0x100,
+  ALLMULTI: 0x200,
+  MASTER: 0x400,
+  SLAVE: 0x800,
+  MULTICAST: 0x1000,
+  LOWER_UP: 0x10000,
+} as const;
+
+export const HardwareType = { ETHER: 1, NONE: 0xfffe, LOOPBACK: 772 } as const;
+
+export const LinkAttribute = {
+  ADDRESS: 1,
+  BROADCAST: 2,
+  IFNAME: 3,
+  MTU: 4,
+  LINK: 5,
+  QDISC: 6,
+  MASTER: 10,
+  TXQLEN: 13,
+  OPERSTATE: 16,
+  LINKMODE: 17,
+  LINKINFO: 18,
+  NET_NS_PID: 19,
+  IFALIAS: 20,
+  GROUP: 27,
+  NET_NS_FD: 28,
+  EXT_MASK: 29,
+  PROMISCUITY: 30,
+  NUM_TX_QUEUES: 31,
+  NUM_RX_QUEUES: 32,
+  CARRIER: 33,
+  LINK_NETNSID: 37,
+  MIN_MTU: 50,
+  MAX_MTU: 51,
+  PERM_ADDRESS: 54,
+  PARENT_DEV_NAME: 56,
+  PARENT_DEV_BUS_NAME: 57,
+} as const;
+
+/** IFLA_EXT_MASK bits: skipping statistics keeps dumps small. */
+export const RTEXT_FILTER_SKIP_STATS = 1 << 3;
+
+export const LinkInfoAttribute = { KIND: 1, DATA: 2, XSTATS: 3, SLAVE_KIND: 4, SLAVE_DATA: 5 } as const;
+export const VethAttribute = { PEER: 1 } as const;
+export const MacvlanAttribute = { MODE: 1, FLAGS: 2 } as const;
+export const IpvlanAttribute = { MODE: 1, FLAGS: 2 } as const;
+export const TunAttribute = {
+  OWNER: 1,
+  GROUP: 2,
+  TYPE: 3,
+  PI: 4,
+  VNET_HDR: 5,
+  PERSIST: 6,
+  MULTI_QUEUE: 7,
+  NUM_QUEUES: 8,
+  NUM_DISABLED_QUEUES: 9,
+} as const;
+
+export const MacvlanMode = { private: 1, vepa: 2, bridge: 4, passthru: 8, source: 16 } as const;
+export const IpvlanMode = { l2: 0, l3: 1, l3s: 2 } as const;
+
+export const OperationalState = ['unknown', 'notpresent', 'down', 'lowerlayerdown', 'testing', 'dormant', 'up'] as const;
+
+export const AddressAttribute = {
+  ADDRESS: 1,
+  LOCAL: 2,
+  LABEL: 3,
+  BROADCAST: 4,
+  ANYCAST: 5,
+  CACHEINFO: 6,
+  MULTICAST: 7,
+  FLAGS: 8,
+  RT_PRIORITY: 9,
+} as const;
+
+export const AddressFlag = {
+  SECONDARY: 0x1,
+  NODAD: 0x2,
+  OPTIMISTIC: 0x4,
+  DADFAILED: 0x8,
+  HOMEADDRESS: 0x10,
+  DEPRECATED: 0x20,
+  TENTATIVE: 0x40,
+  PERMANENT: 0x80,
+  MANAGETEMPADDR: 0x100,
+  NOPREFIXROUTE: 0x200,
+} as const;
+
+export const RouteAttribute = {
+  DST: 1,
+  SRC: 2,
+  IIF: 3,
+  OIF: 4,
+  GATEWAY: 5,
+  PRIORITY: 6,
+  PREFSRC: 7,
+  METRICS: 8,
+  MULTIPATH: 9,
+  FLOW: 11,
+  CACHEINFO: 12,
+  TABLE: 15,
+  MARK: 16,
+  VIA: 18,
+  PREF: 20,
+  EXPIRES: 23,
+} as const;
+
+export const RouteMetric = { LOCK: 1, MTU: 2, WINDOW: 3, RTT: 4, ADVMSS: 8, HOPLIMIT: 10, INITCWND: 11 } as const;
+
+export const RouteTable = { UNSPEC: 0, DEFAULT: 253, MAIN: 254, LOCAL: 255 } as const;
+export const RouteProtocol = { UNSPEC: 0, REDIRECT: 1, KERNEL: 2, BOOT: 3, STATIC: 4, RA: 9, DHCP: 16 } as const;
+export const RouteScope = { UNIVERSE: 0, SITE: 200, LINK: 253, HOST: 254, NOWHERE: 255 } as const;
+export const RouteType = {
+  UNSPEC: 0,
+  UNICAST: 1,
+  LOCAL: 2,
+  BROADCAST: 3,
+  ANYCAST: 4,
+  MULTICAST: 5,
+  BLACKHOLE: 6,
+  UNREACHABLE: 7,
+  PROHIBIT: 8,
+} as const;
+/** rtm_flags / rtnh_flags: a gateway reachable on the link without a covering route. */
+export const RouteFlag = { ONLINK: 0x4, CLONED: 0x200 } as const;
+
+export const NeighbourAttribute = { DST: 1, LLADDR: 2, CACHEINFO: 3, PROBES: 4 } as const;
+export const NeighbourState = {
+  INCOMPLETE: 0x1,
+  REACHABLE: 0x2,
+  STALE: 0x4,
+  DELAY: 0x8,
+  PROBE: 0x10,
+  FAILED: 0x20,
+  NOARP: 0x40,
+  PERMANENT: 0x80,
+} as const;
+export const NeighbourFlag = { USE: 0x1, SELF: 0x2, MASTER: 0x4, PROXY: 0x8, EXT_LEARNED: 0x10, ROUTER: 0x80 } as const;
+
+// ---- traffic control ----
+
+export const TcAttribute = { KIND: 1, OPTIONS: 2, STATS: 3, XSTATS: 4, RATE: 5, STATS2: 7, CHAIN: 11 } as const;
+export const TC_H_ROOT = 0xffffffff;
+export const TC_H_INGRESS = 0xfffffff1;
+/** The handle of an ingress (or clsact) qdisc, "ffff:". */
+export const INGRESS_HANDLE = 0xffff0000;
+export const ETH_P_ALL = 0x0003;
+export const ETH_P_IP = 0x0800;
+export const ETH_P_IPV6 = 0x86dd;
+
+export const HtbAttribute = { PARMS: 1, INIT: 2, CTAB: 3, RTAB: 4, DIRECT_QLEN: 5, RATE64: 6, CEIL64: 7 } as const;
+export const HTB_PROTOCOL_VERSION = 3;
+
+export const U32Attribute = {
+  CLASSID: 1,
+  HASH: 2,
+  LINK: 3,
+  DIVISOR: 4,
+  SEL: 5,
+  POLICE: 6,
+  ACT: 7,
+  INDEV: 8,
+  PCNT: 9,
+  MARK: 10,
+  FLAGS: 11,
+} as const;
+export const TC_U32_TERMINAL = 1;
+
+export const MatchallAttribute = { CLASSID: 1, ACT: 2, FLAGS: 3, PCNT: 4 } as const;
+
+export const ActionAttribute = { KIND: 1, OPTIONS: 2, INDEX: 3, STATS: 4, COOKIE: 6, FLAGS: 7 } as const;
+export const MirredAttribute = { TM: 1, PARMS: 2 } as const;
+export const GactAttribute = { TM: 1, PARMS: 2, PROB: 3 } as const;
+
+export const MirredAction = { EGRESS_REDIRECT: 1, EGRESS_MIRROR: 2, INGRESS_REDIRECT: 3, INGRESS_MIRROR: 4 } as const;
+export const TcActionResult = { OK: 0, RECLASSIFY: 1, SHOT: 2, PIPE: 3, STOLEN: 4 } as const;

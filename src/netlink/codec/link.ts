@@ -1,0 +1,271 @@
+/** Links: ifinfomsg + IFLA_* attributes, with the kinds vcnet deals in. */
+import { bytesToMac, macToBytes } from './addresses.js';
+import {
+  AddressFamily,
+  IpvlanAttribute,
+  IpvlanMode,
+  LinkAttribute,
+  LinkInfoAttribute,
+  MacvlanAttribute,
+  MacvlanMode,
+  OperationalState,
+  RTEXT_FILTER_SKIP_STATS,
+  TunAttribute,
+  VethAttribute,
+} from './constants.js';
+import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
+import type { MessageWriter } from './writer.js';
+
+export const IFINFOMSG_LENGTH = 16;
+
+export type MacvlanModeName = keyof typeof MacvlanMode;
+export type IpvlanModeName = keyof typeof IpvlanMode;
+
+export interface TunInfo {
+  type: 'tun' | 'tap';
+  owner?: number;
+  group?: number;
+  persist?: boolean;
+  multiQueue?: boolean;
+  vnetHeader?: boolean;
+  packetInfo?: boolean;
+  queues?: number;
+}
+
+/** Kind-specific data (IFLA_INFO_DATA) vcnet reads and writes. */
+export type LinkKindData =
+  | { kind: 'veth'; peer?: { name: string; address?: string; mtu?: number; namespaceFd?: number } }
+  | { kind: 'macvlan' | 'macvtap'; mode?: MacvlanModeName }
+  | { kind: 'ipvlan'; mode?: IpvlanModeName }
+  | { kind: 'tun'; tun?: TunInfo }
+  | { kind: 'bridge' | 'dummy' | 'ifb' };
+
+export interface Link {
+  index: number;
+  name: string;
+  /** IFLA_INFO_KIND: "veth", "macvtap", "tun", "bridge"...; undefined for physical devices and lo. */
+  kind?: string;
+  /** Kind of the link's role under a master (e.g. "bridge" for a bridge port). */
+  slaveKind?: string;
+  /** ARPHRD_* hardware type. */
+  type: number;
+  flags: number;
+  mtu: number;
+  address?: string;
+  broadcast?: string;
+  permanentAddress?: string;
+  master?: number;
+  /** Parent link index (macvlan/macvtap/ipvlan lower device, veth peer). */
+  parentIndex?: number;
+  /** Namespace id the parent lives in, when it is another namespace. */
+  parentNamespaceId?: number;
+  operationalState: (typeof OperationalState)[number];
+  group: number;
+  txQueueLength?: number;
+  txQueues?: number;
+  rxQueues?: number;
+  alias?: string;
+  qdisc?: string;
+  /** The bus of the device behind the link ("pci", "virtio"...), when the kernel reports it. */
+  parentBus?: string;
+  /** The device behind the link (a PCI address such as 0000:00:03.0 for a physical NIC). */
+  parentDevice?: string;
+  macvlanMode?: MacvlanModeName;
+  ipvlanMode?: IpvlanModeName;
+  tun?: TunInfo;
+}
+
+/** What addLink()/setLink() may set. Undefined fields are left alone. */
+export interface LinkChanges {
+  name?: string;
+  mtu?: number;
+  address?: string;
+  up?: boolean;
+  noArp?: boolean;
+  master?: number | null;
+  group?: number;
+  txQueueLength?: number;
+  namespaceFd?: number;
+  namespacePid?: number;
+}
+
+export interface LinkSpec extends LinkChanges {
+  name: string;
+  parentIndex?: number;
+  data: LinkKindData;
+}
+
+const macvlanModeByValue = new Map<number, MacvlanModeName>(Object.entries(MacvlanMode).map(([name, value]) => [value, name as MacvlanModeName]));
+const ipvlanModeByValue = new Map<number, IpvlanModeName>(Object.entries(IpvlanMode).map(([name, value]) => [value, name as IpvlanModeName]));
+
+function writeInfoMessage(writer: MessageWriter, index: number, flags: number, change: number): void {
+  const header = writer.header(IFINFOMSG_LENGTH);
+  header.writeUInt8(AddressFamily.UNSPEC, 0);
+  header.writeInt32LE(index, 4);
+  header.writeUInt32LE(flags >>> 0, 8);
+  header.writeUInt32LE(change >>> 0, 12);
+}
+
+function flagChanges(changes: LinkChanges): { flags: number; change: number } {
+  let flags = 0;
+  let change = 0;
+  if (changes.up !== undefined) {
+    change |= 0x1;
+    if (changes.up) flags |= 0x1;
+  }
+  if (changes.noArp !== undefined) {
+    change |= 0x80;
+    if (changes.noArp) flags |= 0x80;
+  }
+  return { flags, change };
+}
+
+function writeChangeAttributes(writer: MessageWriter, changes: LinkChanges): void {
+  if (changes.name !== undefined) writer.string(LinkAttribute.IFNAME, changes.name);
+  if (changes.mtu !== undefined) writer.u32(LinkAttribute.MTU, changes.mtu);
+  if (changes.address !== undefined) writer.bytes(LinkAttribute.ADDRESS, macToBytes(changes.address));
+  if (changes.master !== undefined) writer.u32(LinkAttribute.MASTER, changes.master ?? 0);
+  if (changes.group !== undefined) writer.u32(LinkAttribute.GROUP, changes.group);
+  if (changes.txQueueLength !== undefined) writer.u32(LinkAttribute.TXQLEN, changes.txQueueLength);
+  if (changes.namespaceFd !== undefined) writer.u32(LinkAttribute.NET_NS_FD, changes.namespaceFd);
+  if (changes.namespacePid !== undefined) writer.u32(LinkAttribute.NET_NS_PID, changes.namespacePid);
+}
+
+/** RTM_NEWLINK body for a new link of a kind. */
+export function encodeNewLink(writer: MessageWriter, spec: LinkSpec): void {
+  const { flags, change } = flagChanges(spec);
+  writeInfoMessage(writer, 0, flags, change);
+  writeChangeAttributes(writer, spec);
+  if (spec.parentIndex !== undefined) writer.u32(LinkAttribute.LINK, spec.parentIndex);
+  writer.beginNested(LinkAttribute.LINKINFO);
+  writer.string(LinkInfoAttribute.KIND, spec.data.kind);
+  const data = spec.data;
+  if (data.kind === 'veth' && data.peer) {
+    writer.beginNested(LinkInfoAttribute.DATA);
+    // The peer is a whole ifinfomsg + attributes inside VETH_INFO_PEER.
+    writer.beginNested(VethAttribute.PEER);
+    writeInfoMessage(writer, 0, 0, 0);
+    writer.string(LinkAttribute.IFNAME, data.peer.name);
+    if (data.peer.address) writer.bytes(LinkAttribute.ADDRESS, macToBytes(data.peer.address));
+    if (data.peer.mtu) writer.u32(LinkAttribute.MTU, data.peer.mtu);
+    if (data.peer.namespaceFd !== undefined) writer.u32(LinkAttribute.NET_NS_FD, data.peer.namespaceFd);
+    writer.endNested();
+    writer.endNested();
+  } else if ((data.kind === 'macvlan' || data.kind === 'macvtap') && data.mode) {
+    writer.beginNested(LinkInfoAttribute.DATA);
+    writer.u32(MacvlanAttribute.MODE, MacvlanMode[data.mode]);
+    writer.endNested();
+  } else if (data.kind === 'ipvlan' && data.mode) {
+    writer.beginNested(LinkInfoAttribute.DATA);
+    writer.u16(IpvlanAttribute.MODE, IpvlanMode[data.mode]);
+    writer.endNested();
+  }
+  writer.endNested();
+}
+
+/** RTM_SETLINK (or RTM_NEWLINK on an existing index) body. */
+export function encodeSetLink(writer: MessageWriter, index: number, changes: LinkChanges): void {
+  const { flags, change } = flagChanges(changes);
+  writeInfoMessage(writer, index, flags, change);
+  writeChangeAttributes(writer, changes);
+}
+
+/** RTM_DELLINK by index, or by name when index is 0. */
+export function encodeDeleteLink(writer: MessageWriter, target: { index?: number; name?: string; group?: number }): void {
+  writeInfoMessage(writer, target.index ?? 0, 0, 0);
+  if (target.name !== undefined) writer.string(LinkAttribute.IFNAME, target.name);
+  if (target.group !== undefined) writer.u32(LinkAttribute.GROUP, target.group);
+}
+
+/** RTM_GETLINK: a dump (no target) or one link by index or name. Statistics are skipped. */
+export function encodeGetLink(writer: MessageWriter, target?: { index?: number; name?: string }): void {
+  writeInfoMessage(writer, target?.index ?? 0, 0, 0);
+  if (target?.name !== undefined) writer.string(LinkAttribute.IFNAME, target.name);
+  writer.u32(LinkAttribute.EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+}
+
+function decodeTunInfo(data: Attributes): TunInfo {
+  const info: TunInfo = { type: data.u8(TunAttribute.TYPE) === 1 ? 'tun' : 'tap' };
+  const owner = data.u32(TunAttribute.OWNER);
+  if (owner !== undefined) info.owner = owner;
+  const group = data.u32(TunAttribute.GROUP);
+  if (group !== undefined) info.group = group;
+  const persist = data.u8(TunAttribute.PERSIST);
+  if (persist !== undefined) info.persist = persist === 1;
+  const multiQueue = data.u8(TunAttribute.MULTI_QUEUE);
+  if (multiQueue !== undefined) info.multiQueue = multiQueue === 1;
+  const vnetHeader = data.u8(TunAttribute.VNET_HDR);
+  if (vnetHeader !== undefined) info.vnetHeader = vnetHeader === 1;
+  const packetInfo = data.u8(TunAttribute.PI);
+  if (packetInfo !== undefined) info.packetInfo = packetInfo === 1;
+  const queues = data.u32(TunAttribute.NUM_QUEUES);
+  if (queues !== undefined) info.queues = queues;
+  return info;
+}
+
+export function decodeLink(message: RawMessage): Link {
+  const payload = message.payload;
+  if (payload.length < IFINFOMSG_LENGTH) throw new MalformedMessageError(`ifinfomsg of ${payload.length} bytes`, 0);
+  const attributes = new Attributes(payload, IFINFOMSG_LENGTH);
+  const operstate = attributes.u8(LinkAttribute.OPERSTATE) ?? 0;
+  const link: Link = {
+    index: payload.readInt32LE(4),
+    type: payload.readUInt16LE(2),
+    flags: payload.readUInt32LE(8),
+    name: attributes.string(LinkAttribute.IFNAME) ?? '',
+    mtu: attributes.u32(LinkAttribute.MTU) ?? 0,
+    operationalState: OperationalState[operstate] ?? 'unknown',
+    group: attributes.u32(LinkAttribute.GROUP) ?? 0,
+  };
+  const address = attributes.raw(LinkAttribute.ADDRESS);
+  if (address && address.length > 0) link.address = bytesToMac(address);
+  const broadcast = attributes.raw(LinkAttribute.BROADCAST);
+  if (broadcast && broadcast.length > 0) link.broadcast = bytesToMac(broadcast);
+  const permanent = attributes.raw(LinkAttribute.PERM_ADDRESS);
+  if (permanent && permanent.length > 0) link.permanentAddress = bytesToMac(permanent);
+  const master = attributes.u32(LinkAttribute.MASTER);
+  if (master) link.master = master;
+  const parent = attributes.u32(LinkAttribute.LINK);
+  if (parent !== undefined && parent !== link.index) link.parentIndex = parent;
+  const parentNamespace = attributes.s32(LinkAttribute.LINK_NETNSID);
+  if (parentNamespace !== undefined) link.parentNamespaceId = parentNamespace;
+  const txQueueLength = attributes.u32(LinkAttribute.TXQLEN);
+  if (txQueueLength !== undefined) link.txQueueLength = txQueueLength;
+  const txQueues = attributes.u32(LinkAttribute.NUM_TX_QUEUES);
+  if (txQueues !== undefined) link.txQueues = txQueues;
+  const rxQueues = attributes.u32(LinkAttribute.NUM_RX_QUEUES);
+  if (rxQueues !== undefined) link.rxQueues = rxQueues;
+  const alias = attributes.string(LinkAttribute.IFALIAS);
+  if (alias) link.alias = alias;
+  const qdisc = attributes.string(LinkAttribute.QDISC);
+  if (qdisc) link.qdisc = qdisc;
+  const parentBus = attributes.string(LinkAttribute.PARENT_DEV_BUS_NAME);
+  if (parentBus) link.parentBus = parentBus;
+  const parentDevice = attributes.string(LinkAttribute.PARENT_DEV_NAME);
+  if (parentDevice) link.parentDevice = parentDevice;
+
+  const info = attributes.nested(LinkAttribute.LINKINFO);
+  if (info) {
+    const kind = info.string(LinkInfoAttribute.KIND);
+    if (kind) link.kind = kind;
+    const slaveKind = info.string(LinkInfoAttribute.SLAVE_KIND);
+    if (slaveKind) link.slaveKind = slaveKind;
+    const data = info.nested(LinkInfoAttribute.DATA);
+    if (data && (kind === 'macvlan' || kind === 'macvtap')) {
+      const mode = data.u32(MacvlanAttribute.MODE);
+      if (mode !== undefined) {
+        const name = macvlanModeByValue.get(mode);
+        if (name) link.macvlanMode = name;
+      }
+    } else if (data && kind === 'ipvlan') {
+      const mode = data.u16(IpvlanAttribute.MODE);
+      if (mode !== undefined) {
+        const name = ipvlanModeByValue.get(mode);
+        if (name) link.ipvlanMode = name;
+      }
+    } else if (data && kind === 'tun') {
+      link.tun = decodeTunInfo(data);
+    }
+  }
+  return link;
+}

@@ -1,0 +1,58 @@
+/** Neighbours (ARP / NDP entries): ndmsg + NDA_* attributes. */
+import { bytesToIp, bytesToMac, familyOf, ipToBytes, macToBytes } from './addresses.js';
+import { AddressFamily, NeighbourAttribute, NeighbourState } from './constants.js';
+import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
+import type { MessageWriter } from './writer.js';
+
+export const NDMSG_LENGTH = 12;
+
+export interface Neighbour {
+  index: number;
+  family: number;
+  destination: string;
+  linkLayerAddress?: string;
+  state: number;
+  flags: number;
+  type: number;
+}
+
+export interface NeighbourSpec {
+  index: number;
+  destination: string;
+  linkLayerAddress?: string;
+  state?: number;
+  flags?: number;
+}
+
+export function encodeNeighbour(writer: MessageWriter, spec: NeighbourSpec): void {
+  const header = writer.header(NDMSG_LENGTH);
+  header.writeUInt8(familyOf(spec.destination), 0);
+  header.writeInt32LE(spec.index, 4);
+  header.writeUInt16LE(spec.state ?? NeighbourState.PERMANENT, 8);
+  header.writeUInt8(spec.flags ?? 0, 10);
+  writer.bytes(NeighbourAttribute.DST, ipToBytes(spec.destination));
+  if (spec.linkLayerAddress) writer.bytes(NeighbourAttribute.LLADDR, macToBytes(spec.linkLayerAddress));
+}
+
+export function encodeGetNeighbour(writer: MessageWriter, family: number = AddressFamily.UNSPEC): void {
+  const header = writer.header(NDMSG_LENGTH);
+  header.writeUInt8(family, 0);
+}
+
+export function decodeNeighbour(message: RawMessage): Neighbour {
+  const payload = message.payload;
+  if (payload.length < NDMSG_LENGTH) throw new MalformedMessageError(`ndmsg of ${payload.length} bytes`, 0);
+  const attributes = new Attributes(payload, NDMSG_LENGTH);
+  const destination = attributes.raw(NeighbourAttribute.DST);
+  const neighbour: Neighbour = {
+    family: payload.readUInt8(0),
+    index: payload.readInt32LE(4),
+    state: payload.readUInt16LE(8),
+    flags: payload.readUInt8(10),
+    type: payload.readUInt8(11),
+    destination: destination ? bytesToIp(destination) : '',
+  };
+  const linkLayer = attributes.raw(NeighbourAttribute.LLADDR);
+  if (linkLayer && linkLayer.length === 6) neighbour.linkLayerAddress = bytesToMac(linkLayer);
+  return neighbour;
+}

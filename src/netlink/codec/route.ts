@@ -1,0 +1,120 @@
+/** Routes: rtmsg + RTA_* attributes, IPv4 and IPv6, with RTA_METRICS (route MTU). */
+import { bytesToIp, familyOf, ipToBytes } from './addresses.js';
+import { AddressFamily, RouteAttribute, RouteMetric, RouteProtocol, RouteScope, RouteTable, RouteType } from './constants.js';
+import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
+import type { MessageWriter } from './writer.js';
+
+export const RTMSG_LENGTH = 12;
+
+export interface Route {
+  family: number;
+  /** Destination address; undefined with destinationLength 0 is the default route. */
+  destination?: string;
+  destinationLength: number;
+  source?: string;
+  sourceLength: number;
+  gateway?: string;
+  /** Preferred source address (RTA_PREFSRC, `ip route ... src X`). */
+  preferredSource?: string;
+  outputIndex?: number;
+  table: number;
+  protocol: number;
+  scope: number;
+  type: number;
+  flags: number;
+  priority?: number;
+  mtu?: number;
+  tos: number;
+}
+
+export interface RouteSpec {
+  /** Family; taken from destination/gateway when omitted. */
+  family?: number;
+  destination?: string;
+  destinationLength?: number;
+  gateway?: string;
+  preferredSource?: string;
+  outputIndex?: number;
+  table?: number;
+  protocol?: number;
+  scope?: number;
+  type?: number;
+  flags?: number;
+  priority?: number;
+  mtu?: number;
+}
+
+function routeFamily(spec: RouteSpec): number {
+  if (spec.family) return spec.family;
+  if (spec.destination) return familyOf(spec.destination);
+  if (spec.gateway) return familyOf(spec.gateway);
+  if (spec.preferredSource) return familyOf(spec.preferredSource);
+  return AddressFamily.INET;
+}
+
+export function encodeRoute(writer: MessageWriter, spec: RouteSpec, forDelete = false): void {
+  const family = routeFamily(spec);
+  const maximum = family === AddressFamily.INET ? 32 : 128;
+  const table = spec.table ?? RouteTable.MAIN;
+  const header = writer.header(RTMSG_LENGTH);
+  header.writeUInt8(family, 0);
+  header.writeUInt8(spec.destination ? (spec.destinationLength ?? maximum) : 0, 1);
+  header.writeUInt8(0, 2);
+  header.writeUInt8(0, 3);
+  header.writeUInt8(table < 256 ? table : RouteTable.UNSPEC, 4);
+  // For deletes, unspecified protocol/scope/type act as wildcards in the kernel's match.
+  header.writeUInt8(spec.protocol ?? (forDelete ? RouteProtocol.UNSPEC : RouteProtocol.BOOT), 5);
+  const defaultScope = spec.gateway ? RouteScope.UNIVERSE : RouteScope.LINK;
+  header.writeUInt8(spec.scope ?? (forDelete ? RouteScope.NOWHERE : defaultScope), 6);
+  header.writeUInt8(spec.type ?? (forDelete ? RouteType.UNSPEC : RouteType.UNICAST), 7);
+  header.writeUInt32LE(spec.flags ?? 0, 8);
+  if (table >= 256) writer.u32(RouteAttribute.TABLE, table);
+  if (spec.destination) writer.bytes(RouteAttribute.DST, ipToBytes(spec.destination));
+  if (spec.gateway) writer.bytes(RouteAttribute.GATEWAY, ipToBytes(spec.gateway));
+  if (spec.preferredSource) writer.bytes(RouteAttribute.PREFSRC, ipToBytes(spec.preferredSource));
+  if (spec.outputIndex !== undefined) writer.u32(RouteAttribute.OIF, spec.outputIndex);
+  if (spec.priority !== undefined) writer.u32(RouteAttribute.PRIORITY, spec.priority);
+  if (spec.mtu !== undefined && !forDelete) {
+    writer.beginNestedPlain(RouteAttribute.METRICS);
+    writer.u32(RouteMetric.MTU, spec.mtu);
+    writer.endNested();
+  }
+}
+
+export function encodeGetRoute(writer: MessageWriter, family: number = AddressFamily.UNSPEC): void {
+  const header = writer.header(RTMSG_LENGTH);
+  header.writeUInt8(family, 0);
+}
+
+export function decodeRoute(message: RawMessage): Route {
+  const payload = message.payload;
+  if (payload.length < RTMSG_LENGTH) throw new MalformedMessageError(`rtmsg of ${payload.length} bytes`, 0);
+  const attributes = new Attributes(payload, RTMSG_LENGTH);
+  const route: Route = {
+    family: payload.readUInt8(0),
+    destinationLength: payload.readUInt8(1),
+    sourceLength: payload.readUInt8(2),
+    tos: payload.readUInt8(3),
+    table: attributes.u32(RouteAttribute.TABLE) ?? payload.readUInt8(4),
+    protocol: payload.readUInt8(5),
+    scope: payload.readUInt8(6),
+    type: payload.readUInt8(7),
+    flags: payload.readUInt32LE(8),
+  };
+  const destination = attributes.raw(RouteAttribute.DST);
+  if (destination) route.destination = bytesToIp(destination);
+  const source = attributes.raw(RouteAttribute.SRC);
+  if (source) route.source = bytesToIp(source);
+  const gateway = attributes.raw(RouteAttribute.GATEWAY);
+  if (gateway) route.gateway = bytesToIp(gateway);
+  const preferredSource = attributes.raw(RouteAttribute.PREFSRC);
+  if (preferredSource) route.preferredSource = bytesToIp(preferredSource);
+  const outputIndex = attributes.u32(RouteAttribute.OIF);
+  if (outputIndex !== undefined) route.outputIndex = outputIndex;
+  const priority = attributes.u32(RouteAttribute.PRIORITY);
+  if (priority !== undefined) route.priority = priority;
+  const metrics = attributes.nested(RouteAttribute.METRICS);
+  const mtu = metrics?.u32(RouteMetric.MTU);
+  if (mtu !== undefined) route.mtu = mtu;
+  return route;
+}

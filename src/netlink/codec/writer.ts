@@ -1,0 +1,148 @@
+/**
+ * Builds netlink messages straight into one growing buffer, so that a whole batch of requests (an
+ * attach is about ten of them) is a single buffer and a single sendto().
+ */
+import { NLA_F_NESTED, NLA_HEADER_LENGTH, NLMSG_HEADER_LENGTH } from './constants.js';
+
+const align4 = (n: number): number => (n + 3) & ~3;
+
+export class MessageWriter {
+  private buffer: Buffer;
+  private offset = 0;
+  private messageStart = -1;
+  private readonly nestStack: number[] = [];
+
+  constructor(initialSize = 4096) {
+    this.buffer = Buffer.alloc(initialSize);
+  }
+
+  get length(): number {
+    return this.offset;
+  }
+
+  private reserve(bytes: number): void {
+    if (this.offset + bytes <= this.buffer.length) return;
+    let size = this.buffer.length * 2;
+    while (size < this.offset + bytes) size *= 2;
+    const grown = Buffer.alloc(size);
+    this.buffer.copy(grown, 0, 0, this.offset);
+    this.buffer = grown;
+  }
+
+  /** Starts a message; returns its offset in the batch. The length is patched by endMessage(). */
+  beginMessage(type: number, flags: number, sequence: number): number {
+    if (this.messageStart >= 0) throw new Error('netlink writer: previous message not ended');
+    this.reserve(NLMSG_HEADER_LENGTH);
+    const start = this.offset;
+    this.buffer.writeUInt32LE(0, start);
+    this.buffer.writeUInt16LE(type, start + 4);
+    this.buffer.writeUInt16LE(flags, start + 6);
+    this.buffer.writeUInt32LE(sequence >>> 0, start + 8);
+    this.buffer.writeUInt32LE(0, start + 12);
+    this.offset += NLMSG_HEADER_LENGTH;
+    this.messageStart = start;
+    return start;
+  }
+
+  endMessage(): void {
+    if (this.messageStart < 0) throw new Error('netlink writer: no message to end');
+    if (this.nestStack.length > 0) throw new Error('netlink writer: unclosed nested attribute');
+    this.buffer.writeUInt32LE(this.offset - this.messageStart, this.messageStart);
+    this.messageStart = -1;
+  }
+
+  /** Raw fixed-size family header (ifinfomsg, rtmsg...): returns a view to fill, zeroed. */
+  header(size: number): Buffer {
+    this.reserve(align4(size));
+    const view = this.buffer.subarray(this.offset, this.offset + size);
+    view.fill(0);
+    this.buffer.fill(0, this.offset + size, this.offset + align4(size));
+    this.offset += align4(size);
+    return view;
+  }
+
+  bytes(type: number, value: Uint8Array): this {
+    const length = NLA_HEADER_LENGTH + value.length;
+    this.reserve(align4(length));
+    this.buffer.writeUInt16LE(length, this.offset);
+    this.buffer.writeUInt16LE(type, this.offset + 2);
+    this.buffer.set(value, this.offset + NLA_HEADER_LENGTH);
+    this.buffer.fill(0, this.offset + length, this.offset + align4(length));
+    this.offset += align4(length);
+    return this;
+  }
+
+  /** A view into a new attribute's payload, zeroed, for structs written in place. */
+  struct(type: number, size: number): Buffer {
+    const length = NLA_HEADER_LENGTH + size;
+    this.reserve(align4(length));
+    this.buffer.writeUInt16LE(length, this.offset);
+    this.buffer.writeUInt16LE(type, this.offset + 2);
+    const view = this.buffer.subarray(this.offset + NLA_HEADER_LENGTH, this.offset + length);
+    view.fill(0);
+    this.buffer.fill(0, this.offset + length, this.offset + align4(length));
+    this.offset += align4(length);
+    return view;
+  }
+
+  u8(type: number, value: number): this {
+    this.struct(type, 1).writeUInt8(value);
+    return this;
+  }
+
+  u16(type: number, value: number): this {
+    this.struct(type, 2).writeUInt16LE(value);
+    return this;
+  }
+
+  u32(type: number, value: number): this {
+    this.struct(type, 4).writeUInt32LE(value >>> 0);
+    return this;
+  }
+
+  s32(type: number, value: number): this {
+    this.struct(type, 4).writeInt32LE(value);
+    return this;
+  }
+
+  u64(type: number, value: bigint): this {
+    this.struct(type, 8).writeBigUInt64LE(value);
+    return this;
+  }
+
+  /** A NUL-terminated string, as the kernel expects for names and kinds. */
+  string(type: number, value: string): this {
+    const encoded = Buffer.from(`${value}\0`, 'utf8');
+    return this.bytes(type, encoded);
+  }
+
+  beginNested(type: number): this {
+    this.reserve(NLA_HEADER_LENGTH);
+    this.nestStack.push(this.offset);
+    this.buffer.writeUInt16LE(0, this.offset);
+    this.buffer.writeUInt16LE(type | NLA_F_NESTED, this.offset + 2);
+    this.offset += NLA_HEADER_LENGTH;
+    return this;
+  }
+
+  /** A nested attribute without NLA_F_NESTED, for the few places the kernel parses by position. */
+  beginNestedPlain(type: number): this {
+    this.beginNested(type);
+    const start = this.nestStack[this.nestStack.length - 1]!;
+    this.buffer.writeUInt16LE(type, start + 2);
+    return this;
+  }
+
+  endNested(): this {
+    const start = this.nestStack.pop();
+    if (start === undefined) throw new Error('netlink writer: endNested without beginNested');
+    this.buffer.writeUInt16LE(this.offset - start, start);
+    return this;
+  }
+
+  /** The finished batch. The returned buffer is a copy-free view; do not write more after sending. */
+  finish(): Buffer {
+    if (this.messageStart >= 0) throw new Error('netlink writer: message not ended');
+    return this.buffer.subarray(0, this.offset);
+  }
+}

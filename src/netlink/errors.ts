@@ -1,0 +1,60 @@
+import { constants as osConstants } from 'node:os';
+import { VcnetError } from '../errors.js';
+import type { DecodedError } from './codec/reader.js';
+
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name]));
+
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `E${errno}`;
+}
+
+const hints: Record<string, string> = {
+  EEXIST: 'the object already exists: remove it first or use a different name/handle',
+  ENODEV: 'no such link: check the interface name or index with `vcnet scan`',
+  ENOENT: 'no such object (route, address, qdisc, filter): it may already be gone',
+  ESRCH: 'no such object: it may already be gone',
+  EPERM: 'run as root (CAP_NET_ADMIN)',
+  EOPNOTSUPP: 'this kernel does not support it (a missing module or link type)',
+  EINVAL: 'the kernel rejected an argument: see the kernel message',
+  EBUSY: 'the device is busy (in use by a VM or bound to a master)',
+  ERANGE: 'a value is out of range for this device (MTU?)',
+};
+
+interface RequestLike {
+  type: number;
+  description: string;
+}
+
+/** The kernel refused a request: carries the errno name, the kernel's own text and what was asked. */
+export class NetlinkError extends VcnetError {
+  readonly errno: string;
+  readonly errnoNumber: number;
+  readonly kernelMessage: string | undefined;
+  readonly request: string;
+  readonly namespacePath: string | undefined;
+
+  constructor(request: RequestLike, decoded: DecodedError, namespacePath: string | undefined) {
+    const errno = errnoName(decoded.errno);
+    const kernel = decoded.kernelMessage ? ` (kernel: ${decoded.kernelMessage})` : '';
+    super(`NETLINK_${errno}`, `${request.description} failed: ${errno}${kernel}`, {
+      value: request.description,
+      hint: hints[errno],
+    });
+    this.errno = errno;
+    this.errnoNumber = decoded.errno;
+    this.kernelMessage = decoded.kernelMessage;
+    this.request = request.description;
+    this.namespacePath = namespacePath;
+  }
+
+  static fromFailure(request: RequestLike, cause: Error, namespacePath: string | undefined): NetlinkError {
+    const errno = (cause as NodeJS.ErrnoException).errno;
+    const error = new NetlinkError(
+      request,
+      { errno: typeof errno === 'number' ? Math.abs(errno) : 5, requestType: request.type, requestSequence: 0 },
+      namespacePath,
+    );
+    error.cause = cause;
+    return error;
+  }
+}

@@ -1,0 +1,413 @@
+/**
+ * NetlinkHandle: the high-level rtnetlink API of vcnet, one per network namespace.
+ *
+ *   const handle = NetlinkHandle.open('/var/run/netns/pod');
+ *   const eth0 = await handle.linkByName('eth0');
+ *   await handle.addQdisc(ingressQdisc(eth0.index));
+ *   handle.close();
+ *
+ * Every method sends one request; `changes()` groups many into one batch (one syscall) and reports
+ * each outcome, which is how the network layer makes an attach cost a single round trip.
+ */
+import { VcnetError } from '../errors.js';
+import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
+import { AddressFamily, MessageFlag, MessageType, RouteTable } from './codec/constants.js';
+import {
+  decodeLink,
+  encodeDeleteLink,
+  encodeGetLink,
+  encodeNewLink,
+  encodeSetLink,
+  type Link,
+  type LinkChanges,
+  type LinkSpec,
+} from './codec/link.js';
+import { decodeNeighbour, encodeGetNeighbour, encodeNeighbour, type Neighbour, type NeighbourSpec } from './codec/neighbour.js';
+import type { RawMessage } from './codec/reader.js';
+import { decodeRoute, encodeGetRoute, encodeRoute, type Route, type RouteSpec } from './codec/route.js';
+import {
+  decodeClass,
+  decodeFilter,
+  decodeQdisc,
+  encodeDeleteFilter,
+  encodeDeleteQdisc,
+  encodeFilter,
+  encodeGetTc,
+  encodeHtbClass,
+  encodeQdisc,
+  type Filter,
+  type FilterSpec,
+  formatHandle,
+  type HtbClassSpec,
+  type Qdisc,
+  type QdiscSpec,
+  type TrafficClass,
+} from './codec/traffic-control.js';
+import type { NetlinkError } from './errors.js';
+import { NetlinkSocket, type RequestBatch, type RequestOutcome } from './transport.js';
+
+export class LinkNotFoundError extends VcnetError {
+  constructor(name: string | number, namespacePath: string | undefined) {
+    super('VCNET_LINK_NOT_FOUND', `no link ${JSON.stringify(name)} in ${namespacePath ?? 'the current namespace'}`, {
+      value: name,
+      hint: 'list the links with `vcnet scan --netns PATH` or `ip -n NS link`',
+    });
+  }
+}
+
+export interface DeleteFilterTarget {
+  index: number;
+  parent: number;
+  priority: number;
+  protocol?: number;
+  handle?: number;
+  kind?: string;
+}
+
+/** A group of changes sent together. `send()` never throws for a refused change: check the results. */
+export class ChangeBatch {
+  private readonly batch: RequestBatch;
+
+  constructor(socket: NetlinkSocket) {
+    this.batch = socket.batch();
+  }
+
+  get size(): number {
+    return this.batch.size;
+  }
+
+  addLink(spec: LinkSpec): this {
+    this.batch.add(
+      MessageType.NEWLINK,
+      MessageFlag.CREATE | MessageFlag.EXCL,
+      `add ${spec.data.kind} link ${spec.name}`,
+      (w) => encodeNewLink(w, spec),
+    );
+    return this;
+  }
+
+  setLink(index: number, changes: LinkChanges, description = `change link #${index}`): this {
+    this.batch.add(MessageType.NEWLINK, 0, description, (w) => encodeSetLink(w, index, changes));
+    return this;
+  }
+
+  deleteLink(index: number, description = `delete link #${index}`): this {
+    this.batch.add(MessageType.DELLINK, 0, description, (w) => encodeDeleteLink(w, { index }));
+    return this;
+  }
+
+  /** Deletes every link of a group at once: the kernel waits for one RCU grace period, not one each. */
+  deleteLinkGroup(group: number): this {
+    this.batch.add(MessageType.DELLINK, 0, `delete links of group ${group}`, (w) => encodeDeleteLink(w, { group }));
+    return this;
+  }
+
+  addAddress(spec: AddressSpec): this {
+    this.batch.add(
+      MessageType.NEWADDR,
+      MessageFlag.CREATE | MessageFlag.EXCL,
+      `add address ${spec.address}/${spec.prefixLength} on link #${spec.index}`,
+      (w) => encodeAddress(w, spec),
+    );
+    return this;
+  }
+
+  deleteAddress(spec: AddressSpec): this {
+    this.batch.add(MessageType.DELADDR, 0, `delete address ${spec.address}/${spec.prefixLength}`, (w) =>
+      encodeAddress(w, spec),
+    );
+    return this;
+  }
+
+  addRoute(spec: RouteSpec, replace = false): this {
+    const flags = MessageFlag.CREATE | (replace ? MessageFlag.REPLACE : MessageFlag.EXCL);
+    this.batch.add(MessageType.NEWROUTE, flags, `${replace ? 'replace' : 'add'} route ${describeRoute(spec)}`, (w) =>
+      encodeRoute(w, spec),
+    );
+    return this;
+  }
+
+  deleteRoute(spec: RouteSpec): this {
+    this.batch.add(MessageType.DELROUTE, 0, `delete route ${describeRoute(spec)}`, (w) => encodeRoute(w, spec, true));
+    return this;
+  }
+
+  addNeighbour(spec: NeighbourSpec, replace = false): this {
+    const flags = MessageFlag.CREATE | (replace ? MessageFlag.REPLACE : MessageFlag.EXCL);
+    this.batch.add(MessageType.NEWNEIGH, flags, `add neighbour ${spec.destination} on link #${spec.index}`, (w) =>
+      encodeNeighbour(w, spec),
+    );
+    return this;
+  }
+
+  deleteNeighbour(spec: NeighbourSpec): this {
+    this.batch.add(MessageType.DELNEIGH, 0, `delete neighbour ${spec.destination}`, (w) => encodeNeighbour(w, spec));
+    return this;
+  }
+
+  addQdisc(spec: QdiscSpec): this {
+    this.batch.add(
+      MessageType.NEWQDISC,
+      MessageFlag.CREATE | MessageFlag.EXCL,
+      `add ${spec.options.kind} qdisc ${formatHandle(spec.handle)} on link #${spec.index}`,
+      (w) => encodeQdisc(w, spec),
+    );
+    return this;
+  }
+
+  deleteQdisc(index: number, handle: number, parent: number): this {
+    this.batch.add(MessageType.DELQDISC, 0, `delete qdisc ${formatHandle(handle)} on link #${index}`, (w) =>
+      encodeDeleteQdisc(w, index, handle, parent),
+    );
+    return this;
+  }
+
+  addHtbClass(spec: HtbClassSpec): this {
+    this.batch.add(
+      MessageType.NEWTCLASS,
+      MessageFlag.CREATE | MessageFlag.EXCL,
+      `add htb class ${formatHandle(spec.handle)} on link #${spec.index}`,
+      (w) => encodeHtbClass(w, spec),
+    );
+    return this;
+  }
+
+  addFilter(spec: FilterSpec): this {
+    this.batch.add(
+      MessageType.NEWTFILTER,
+      MessageFlag.CREATE | MessageFlag.EXCL,
+      `add ${spec.options.kind} filter prio ${spec.priority} on link #${spec.index} parent ${formatHandle(spec.parent)}`,
+      (w) => encodeFilter(w, spec),
+    );
+    return this;
+  }
+
+  deleteFilter(target: DeleteFilterTarget): this {
+    this.batch.add(
+      MessageType.DELTFILTER,
+      0,
+      `delete filter prio ${target.priority} on link #${target.index} parent ${formatHandle(target.parent)}`,
+      (w) => encodeDeleteFilter(w, target),
+    );
+    return this;
+  }
+
+  send(): Promise<RequestOutcome[]> {
+    return this.batch.send();
+  }
+
+  /** Sends and throws the first refusal, if any. */
+  async commit(): Promise<void> {
+    const outcomes = await this.send();
+    const failed = outcomes.find((outcome) => !outcome.ok);
+    if (failed && !failed.ok) throw failed.error;
+  }
+}
+
+function describeRoute(spec: RouteSpec): string {
+  const destination = spec.destination ? `${spec.destination}/${spec.destinationLength ?? ''}` : 'default';
+  return `${destination}${spec.gateway ? ` via ${spec.gateway}` : ''}${spec.outputIndex ? ` dev #${spec.outputIndex}` : ''}`;
+}
+
+export interface RouteFilter {
+  family?: number;
+  /** Table to list; default main. 'all' lists every table. */
+  table?: number | 'all';
+  outputIndex?: number;
+}
+
+export class NetlinkHandle {
+  private constructor(
+    readonly socket: NetlinkSocket,
+    readonly namespacePath: string | undefined,
+  ) {}
+
+  /** Opens a handle on the namespace at `namespacePath` (/var/run/netns/X, /proc/PID/ns/net), or this one. */
+  static open(namespacePath?: string): NetlinkHandle {
+    return new NetlinkHandle(NetlinkSocket.open(namespacePath), namespacePath);
+  }
+
+  changes(): ChangeBatch {
+    return new ChangeBatch(this.socket);
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+
+  private async one(build: (batch: ChangeBatch) => void): Promise<void> {
+    const batch = this.changes();
+    build(batch);
+    await batch.commit();
+  }
+
+  private async dump<T>(type: number, description: string, encode: Parameters<RequestBatch['add']>[3], decode: (m: RawMessage) => T): Promise<T[]> {
+    const [outcome] = await this.socket.batch().add(type, MessageFlag.DUMP, description, encode).send();
+    if (!outcome) return [];
+    if (!outcome.ok) throw outcome.error;
+    const wanted = type - 2; // replies to GET are NEW messages
+    return outcome.messages.filter((message) => message.type === wanted).map(decode);
+  }
+
+  // ---- links ----
+
+  links(): Promise<Link[]> {
+    return this.dump(MessageType.GETLINK, 'list links', (w) => encodeGetLink(w), decodeLink);
+  }
+
+  async linkByName(name: string): Promise<Link> {
+    const link = await this.findLink({ name });
+    if (!link) throw new LinkNotFoundError(name, this.namespacePath);
+    return link;
+  }
+
+  async linkByIndex(index: number): Promise<Link> {
+    const link = await this.findLink({ index });
+    if (!link) throw new LinkNotFoundError(index, this.namespacePath);
+    return link;
+  }
+
+  /** One link by name or index, or undefined when there is none. */
+  async findLink(target: { name?: string; index?: number }): Promise<Link | undefined> {
+    const [outcome] = await this.socket
+      .batch()
+      .add(MessageType.GETLINK, 0, `get link ${target.name ?? `#${target.index}`}`, (w) => encodeGetLink(w, target))
+      .send();
+    if (!outcome) return undefined;
+    if (!outcome.ok) {
+      if (outcome.error.errno === 'ENODEV') return undefined;
+      throw outcome.error;
+    }
+    const message = outcome.messages.find((m) => m.type === MessageType.NEWLINK);
+    return message ? decodeLink(message) : undefined;
+  }
+
+  addLink(spec: LinkSpec): Promise<void> {
+    return this.one((b) => b.addLink(spec));
+  }
+
+  setLink(index: number, changes: LinkChanges): Promise<void> {
+    return this.one((b) => b.setLink(index, changes));
+  }
+
+  delLink(index: number): Promise<void> {
+    return this.one((b) => b.deleteLink(index));
+  }
+
+  delLinkGroup(group: number): Promise<void> {
+    return this.one((b) => b.deleteLinkGroup(group));
+  }
+
+  // ---- addresses ----
+
+  async addresses(filter: { index?: number; family?: number } = {}): Promise<Address[]> {
+    const all = await this.dump(
+      MessageType.GETADDR,
+      'list addresses',
+      (w) => encodeGetAddress(w, filter.family ?? AddressFamily.UNSPEC),
+      decodeAddress,
+    );
+    return filter.index === undefined ? all : all.filter((address) => address.index === filter.index);
+  }
+
+  addAddress(spec: AddressSpec): Promise<void> {
+    return this.one((b) => b.addAddress(spec));
+  }
+
+  delAddress(spec: AddressSpec): Promise<void> {
+    return this.one((b) => b.deleteAddress(spec));
+  }
+
+  // ---- routes ----
+
+  async routes(filter: RouteFilter = {}): Promise<Route[]> {
+    const all = await this.dump(
+      MessageType.GETROUTE,
+      'list routes',
+      (w) => encodeGetRoute(w, filter.family ?? AddressFamily.UNSPEC),
+      decodeRoute,
+    );
+    const table = filter.table ?? RouteTable.MAIN;
+    return all.filter(
+      (route) =>
+        (table === 'all' || route.table === table) &&
+        (filter.outputIndex === undefined || route.outputIndex === filter.outputIndex),
+    );
+  }
+
+  addRoute(spec: RouteSpec): Promise<void> {
+    return this.one((b) => b.addRoute(spec));
+  }
+
+  replaceRoute(spec: RouteSpec): Promise<void> {
+    return this.one((b) => b.addRoute(spec, true));
+  }
+
+  delRoute(spec: RouteSpec): Promise<void> {
+    return this.one((b) => b.deleteRoute(spec));
+  }
+
+  // ---- neighbours ----
+
+  async neighbours(filter: { index?: number; family?: number } = {}): Promise<Neighbour[]> {
+    const all = await this.dump(
+      MessageType.GETNEIGH,
+      'list neighbours',
+      (w) => encodeGetNeighbour(w, filter.family ?? AddressFamily.UNSPEC),
+      decodeNeighbour,
+    );
+    return filter.index === undefined ? all : all.filter((neighbour) => neighbour.index === filter.index);
+  }
+
+  addNeighbour(spec: NeighbourSpec): Promise<void> {
+    return this.one((b) => b.addNeighbour(spec));
+  }
+
+  delNeighbour(spec: NeighbourSpec): Promise<void> {
+    return this.one((b) => b.deleteNeighbour(spec));
+  }
+
+  // ---- traffic control ----
+
+  async qdiscs(index?: number): Promise<Qdisc[]> {
+    const all = await this.dump(MessageType.GETQDISC, 'list qdiscs', (w) => encodeGetTc(w, 0, 0), decodeQdisc);
+    return index === undefined ? all : all.filter((qdisc) => qdisc.index === index);
+  }
+
+  addQdisc(spec: QdiscSpec): Promise<void> {
+    return this.one((b) => b.addQdisc(spec));
+  }
+
+  delQdisc(index: number, handle: number, parent: number): Promise<void> {
+    return this.one((b) => b.deleteQdisc(index, handle, parent));
+  }
+
+  classes(index: number, parent = 0): Promise<TrafficClass[]> {
+    return this.dump(MessageType.GETTCLASS, `list classes of link #${index}`, (w) => encodeGetTc(w, index, parent), decodeClass);
+  }
+
+  addHtbClass(spec: HtbClassSpec): Promise<void> {
+    return this.one((b) => b.addHtbClass(spec));
+  }
+
+  /** Filters of one link under one parent (e.g. the ingress qdisc, 0xfffffff1). */
+  async filters(index: number, parent: number): Promise<Filter[]> {
+    const filters = await this.dump(
+      MessageType.GETTFILTER,
+      `list filters of link #${index} parent ${formatHandle(parent)}`,
+      (w) => encodeGetTc(w, index, parent),
+      decodeFilter,
+    );
+    return filters;
+  }
+
+  addFilter(spec: FilterSpec): Promise<void> {
+    return this.one((b) => b.addFilter(spec));
+  }
+
+  delFilter(target: DeleteFilterTarget): Promise<void> {
+    return this.one((b) => b.deleteFilter(target));
+  }
+}
+
+export type { NetlinkError };

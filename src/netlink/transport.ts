@@ -1,0 +1,212 @@
+/**
+ * One NETLINK_ROUTE socket bound to one namespace. Requests are written into a batch (one buffer,
+ * one sendto()), each with its own sequence number; replies are matched back by sequence.
+ *
+ * rtnetlink handles requests inside sendto(), so replies are usually queued before it returns: the
+ * receive loop first drains the socket synchronously and only waits on the event loop (uv_poll) when
+ * a reply is genuinely not there yet (long dumps). That keeps a ten-request attach at one send and a
+ * few receives, with no event-loop round trip.
+ */
+import { SystemCallError } from '../errors.js';
+import { nativeShim, type WatchHandle } from '../native/binding.js';
+import { MessageFlag, MessageType, NETLINK_ROUTE } from './codec/constants.js';
+import { decodeError, type RawMessage, splitMessages } from './codec/reader.js';
+import { MessageWriter } from './codec/writer.js';
+import { NetlinkError } from './errors.js';
+
+const RECEIVE_BUFFER_SIZE = 1 << 20;
+
+export interface PendingRequest {
+  sequence: number;
+  type: number;
+  dump: boolean;
+  /** What the caller said it was doing, for error messages ("add qdisc ingress on eth0"). */
+  description: string;
+}
+
+export type RequestOutcome = { ok: true; messages: RawMessage[] } | { ok: false; error: NetlinkError };
+
+interface InFlight {
+  request: PendingRequest;
+  messages: RawMessage[];
+  settle: (outcome: RequestOutcome) => void;
+}
+
+/** A batch of requests being built; send() returns one outcome per request, in order. */
+export class RequestBatch {
+  readonly writer = new MessageWriter();
+  readonly requests: PendingRequest[] = [];
+
+  constructor(private readonly socket: NetlinkSocket) {}
+
+  /**
+   * Adds a request: `encode` writes the family header and attributes. Acks are always requested so
+   * that every change is confirmed or refused individually.
+   */
+  add(type: number, flags: number, description: string, encode: (writer: MessageWriter) => void): this {
+    const sequence = this.socket.nextSequence();
+    const dump = (flags & MessageFlag.DUMP) === MessageFlag.DUMP && isGet(type);
+    this.writer.beginMessage(type, flags | MessageFlag.REQUEST | (dump ? 0 : MessageFlag.ACK), sequence);
+    encode(this.writer);
+    this.writer.endMessage();
+    this.requests.push({ sequence, type, dump, description });
+    return this;
+  }
+
+  get size(): number {
+    return this.requests.length;
+  }
+
+  send(): Promise<RequestOutcome[]> {
+    return this.socket.exchange(this);
+  }
+}
+
+function isGet(type: number): boolean {
+  return type >= 16 && (type & 3) === 2;
+}
+
+export class NetlinkSocket {
+  private sequence = Math.floor(Math.random() * 0x7fffffff);
+  private readonly inFlight = new Map<number, InFlight>();
+  private readonly receiveBuffer = Buffer.allocUnsafe(RECEIVE_BUFFER_SIZE);
+  private watcher: WatchHandle | undefined;
+  private closed = false;
+  /** Receives multicast messages (sequence 0) when the socket subscribed to groups. */
+  onNotification: ((message: RawMessage) => void) | undefined;
+  /** Called when a receive fails outside a request (ENOBUFS: events were lost). */
+  onReceiveError: ((error: Error) => void) | undefined;
+
+  private constructor(
+    readonly fd: number,
+    readonly namespacePath: string | undefined,
+  ) {}
+
+  static open(namespacePath?: string, groups = 0): NetlinkSocket {
+    try {
+      const fd = nativeShim().openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups);
+      return new NetlinkSocket(fd, namespacePath);
+    } catch (error) {
+      throw new SystemCallError(
+        `open a netlink socket in ${namespacePath ?? 'the current namespace'}`,
+        error as NodeJS.ErrnoException,
+      );
+    }
+  }
+
+  nextSequence(): number {
+    this.sequence = (this.sequence + 1) & 0x7fffffff || 1;
+    return this.sequence;
+  }
+
+  batch(): RequestBatch {
+    return new RequestBatch(this);
+  }
+
+  /** Sends a batch and resolves when every request in it has its ack, error or end of dump. */
+  exchange(batch: RequestBatch): Promise<RequestOutcome[]> {
+    if (this.closed) return Promise.reject(new Error('netlink socket is closed'));
+    if (batch.size === 0) return Promise.resolve([]);
+    const outcomes = batch.requests.map(
+      (request) =>
+        new Promise<RequestOutcome>((settle) => {
+          this.inFlight.set(request.sequence, { request, messages: [], settle });
+        }),
+    );
+    try {
+      nativeShim().netlinkSend(this.fd, batch.writer.finish());
+    } catch (error) {
+      for (const request of batch.requests) this.inFlight.delete(request.sequence);
+      return Promise.reject(new SystemCallError('send a netlink request', error as NodeJS.ErrnoException));
+    }
+    this.drain();
+    if (this.inFlight.size > 0) this.watch();
+    return Promise.all(outcomes);
+  }
+
+  /** Subscribes to more multicast groups (numbers as in RTNLGRP_*). */
+  addMembership(group: number): void {
+    nativeShim().addMembership(this.fd, group);
+    this.watch();
+  }
+
+  private watch(): void {
+    if (this.watcher || this.closed) return;
+    this.watcher = nativeShim().watchReadable(this.fd, () => {
+      this.drain();
+      if (this.inFlight.size === 0 && !this.onNotification) this.unwatch();
+    });
+  }
+
+  private unwatch(): void {
+    if (!this.watcher) return;
+    nativeShim().unwatch(this.watcher);
+    this.watcher = undefined;
+  }
+
+  /** Reads everything waiting on the socket and settles what it completes. */
+  private drain(): void {
+    const shim = nativeShim();
+    for (;;) {
+      let length: number;
+      try {
+        length = shim.netlinkRecv(this.fd, this.receiveBuffer);
+      } catch (error) {
+        const failure = new SystemCallError('receive netlink replies', error as NodeJS.ErrnoException);
+        if (this.inFlight.size > 0) this.failAll(failure);
+        else this.onReceiveError?.(failure);
+        return;
+      }
+      if (length < 0) return;
+      let messages: RawMessage[];
+      try {
+        messages = splitMessages(this.receiveBuffer.subarray(0, length));
+      } catch (error) {
+        this.failAll(error as Error);
+        return;
+      }
+      for (const message of messages) this.dispatch(message);
+    }
+  }
+
+  private dispatch(message: RawMessage): void {
+    const entry = this.inFlight.get(message.sequence);
+    if (!entry) {
+      if (message.sequence === 0) this.onNotification?.(copyMessage(message));
+      return;
+    }
+    if (message.type === MessageType.ERROR) {
+      const error = decodeError(message);
+      this.inFlight.delete(message.sequence);
+      if (error.errno === 0) entry.settle({ ok: true, messages: entry.messages });
+      else entry.settle({ ok: false, error: new NetlinkError(entry.request, error, this.namespacePath) });
+      return;
+    }
+    if (message.type === MessageType.DONE) {
+      this.inFlight.delete(message.sequence);
+      entry.settle({ ok: true, messages: entry.messages });
+      return;
+    }
+    // The receive buffer is reused, so a message that outlives this call gets its own bytes.
+    entry.messages.push(copyMessage(message));
+  }
+
+  private failAll(error: Error): void {
+    for (const [sequence, entry] of this.inFlight) {
+      this.inFlight.delete(sequence);
+      entry.settle({ ok: false, error: NetlinkError.fromFailure(entry.request, error, this.namespacePath) });
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unwatch();
+    this.failAll(new Error('netlink socket closed'));
+    nativeShim().closeFd(this.fd);
+  }
+}
+
+function copyMessage(message: RawMessage): RawMessage {
+  return { ...message, payload: Buffer.from(message.payload) };
+}

@@ -1,0 +1,68 @@
+/**
+ * Named network namespaces, compatible with `ip netns`: a namespace is kept alive by a bind mount
+ * at /var/run/netns/NAME, so `ip netns exec NAME ...` sees the ones vcnet makes and vice versa.
+ */
+import { closeSync, existsSync, openSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { InvalidInputError, SystemCallError } from '../errors.js';
+import { nativeShim } from '../native/binding.js';
+
+export const NETNS_RUN_DIRECTORY = '/var/run/netns';
+const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,200}$/;
+
+/** The host's namespace identity, taken once at start-up: /proc/1/ns/net may not be readable. */
+const hostNamespaceIdentity = namespaceIdentity('/proc/self/ns/net');
+
+function namespaceIdentity(path: string): string {
+  const stat = statSync(path);
+  return `${stat.dev}:${stat.ino}`;
+}
+
+export function namespacePath(name: string): string {
+  if (!NAME_PATTERN.test(name) || name === '.' || name === '..') {
+    throw new InvalidInputError('namespace name', name, 'letters, digits, "_", "." and "-" (1-200 characters)');
+  }
+  return join(NETNS_RUN_DIRECTORY, name);
+}
+
+/** Creates a named namespace and returns its path. Fails with EEXIST when the name is taken. */
+export function createNamespace(name: string): string {
+  namespacePath(name);
+  try {
+    return nativeShim().createNetns(NETNS_RUN_DIRECTORY, name);
+  } catch (error) {
+    throw new SystemCallError(`create network namespace ${name}`, error as NodeJS.ErrnoException);
+  }
+}
+
+/** Deletes a named namespace (its path or name). A namespace that is already gone is fine. */
+export function deleteNamespace(nameOrPath: string): void {
+  const path = nameOrPath.includes('/') ? nameOrPath : namespacePath(nameOrPath);
+  try {
+    nativeShim().deleteNetns(path);
+  } catch (error) {
+    throw new SystemCallError(`delete network namespace ${path}`, error as NodeJS.ErrnoException);
+  }
+}
+
+/** Checks that a path names a network namespace we can enter; returns the path. */
+export function openNamespace(path: string): string {
+  if (!existsSync(path)) {
+    throw new InvalidInputError('netns', path, 'an existing namespace path such as /var/run/netns/NAME or /proc/PID/ns/net');
+  }
+  try {
+    closeSync(openSync(path, 'r'));
+  } catch (error) {
+    throw new SystemCallError(`open network namespace ${path}`, error as NodeJS.ErrnoException);
+  }
+  return path;
+}
+
+/** True when `path` is the namespace vcnet itself started in (the host's, for a runtime). */
+export function isHostNamespace(path: string): boolean {
+  try {
+    return namespaceIdentity(path) === hostNamespaceIdentity;
+  } catch {
+    return false;
+  }
+}
