@@ -22,7 +22,13 @@ import {
   type LinkChanges,
   type LinkSpec,
 } from './codec/link.js';
-import { decodeNeighbour, encodeGetNeighbour, encodeNeighbour, type Neighbour, type NeighbourSpec } from './codec/neighbour.js';
+import {
+  decodeNeighbour,
+  encodeGetNeighbour,
+  encodeNeighbour,
+  type Neighbour,
+  type NeighbourSpec,
+} from './codec/neighbour.js';
 import type { RawMessage } from './codec/reader.js';
 import { decodeRoute, encodeGetRoute, encodeRoute, type Route, type RouteSpec } from './codec/route.js';
 import {
@@ -241,7 +247,12 @@ export class NetlinkHandle {
     await batch.commit();
   }
 
-  private async dump<T>(type: number, description: string, encode: Parameters<RequestBatch['add']>[3], decode: (m: RawMessage) => T): Promise<T[]> {
+  private async dump<T>(
+    type: number,
+    description: string,
+    encode: Parameters<RequestBatch['add']>[3],
+    decode: (m: RawMessage) => T,
+  ): Promise<T[]> {
     const [outcome] = await this.socket.batch().add(type, MessageFlag.DUMP, description, encode).send();
     if (!outcome) return [];
     if (!outcome.ok) throw outcome.error;
@@ -383,7 +394,12 @@ export class NetlinkHandle {
   }
 
   classes(index: number, parent = 0): Promise<TrafficClass[]> {
-    return this.dump(MessageType.GETTCLASS, `list classes of link #${index}`, (w) => encodeGetTc(w, index, parent), decodeClass);
+    return this.dump(
+      MessageType.GETTCLASS,
+      `list classes of link #${index}`,
+      (w) => encodeGetTc(w, index, parent),
+      decodeClass,
+    );
   }
 
   addHtbClass(spec: HtbClassSpec): Promise<void> {

@@ -48,7 +48,11 @@ export function deleteNamespace(nameOrPath: string): void {
 /** Checks that a path names a network namespace we can enter; returns the path. */
 export function openNamespace(path: string): string {
   if (!existsSync(path)) {
-    throw new InvalidInputError('netns', path, 'an existing namespace path such as /var/run/netns/NAME or /proc/PID/ns/net');
+    throw new InvalidInputError(
+      'netns',
+      path,
+      'an existing namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
+    );
   }
   try {
     closeSync(openSync(path, 'r'));

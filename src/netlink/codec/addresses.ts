@@ -13,7 +13,11 @@ export class AddressFormatError extends Error {
     readonly kind: 'mac' | 'ip',
     readonly text: string,
   ) {
-    super(kind === 'mac' ? `not a MAC address: "${text}" (expected six hex bytes like 02:42:ac:11:00:02)` : `not an IP address: "${text}"`);
+    super(
+      kind === 'mac'
+        ? `not a MAC address: "${text}" (expected six hex bytes like 02:42:ac:11:00:02)`
+        : `not an IP address: "${text}"`,
+    );
   }
 }
 

@@ -134,7 +134,15 @@ export const TunAttribute = {
 export const MacvlanMode = { private: 1, vepa: 2, bridge: 4, passthru: 8, source: 16 } as const;
 export const IpvlanMode = { l2: 0, l3: 1, l3s: 2 } as const;
 
-export const OperationalState = ['unknown', 'notpresent', 'down', 'lowerlayerdown', 'testing', 'dormant', 'up'] as const;
+export const OperationalState = [
+  'unknown',
+  'notpresent',
+  'down',
+  'lowerlayerdown',
+  'testing',
+  'dormant',
+  'up',
+] as const;
 
 export const AddressAttribute = {
   ADDRESS: 1,

@@ -95,8 +95,12 @@ export interface LinkSpec extends LinkChanges {
   data: LinkKindData;
 }
 
-const macvlanModeByValue = new Map<number, MacvlanModeName>(Object.entries(MacvlanMode).map(([name, value]) => [value, name as MacvlanModeName]));
-const ipvlanModeByValue = new Map<number, IpvlanModeName>(Object.entries(IpvlanMode).map(([name, value]) => [value, name as IpvlanModeName]));
+const macvlanModeByValue = new Map<number, MacvlanModeName>(
+  Object.entries(MacvlanMode).map(([name, value]) => [value, name as MacvlanModeName]),
+);
+const ipvlanModeByValue = new Map<number, IpvlanModeName>(
+  Object.entries(IpvlanMode).map(([name, value]) => [value, name as IpvlanModeName]),
+);
 
 function writeInfoMessage(writer: MessageWriter, index: number, flags: number, change: number): void {
   const header = writer.header(IFINFOMSG_LENGTH);
@@ -171,7 +175,10 @@ export function encodeSetLink(writer: MessageWriter, index: number, changes: Lin
 }
 
 /** RTM_DELLINK by index, or by name when index is 0. */
-export function encodeDeleteLink(writer: MessageWriter, target: { index?: number; name?: string; group?: number }): void {
+export function encodeDeleteLink(
+  writer: MessageWriter,
+  target: { index?: number; name?: string; group?: number },
+): void {
   writeInfoMessage(writer, target.index ?? 0, 0, 0);
   if (target.name !== undefined) writer.string(LinkAttribute.IFNAME, target.name);
   if (target.group !== undefined) writer.u32(LinkAttribute.GROUP, target.group);

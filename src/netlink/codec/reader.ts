@@ -84,7 +84,8 @@ export class Attributes {
   private sized(type: number, size: number): Buffer | undefined {
     const value = this.entries.get(type);
     if (value === undefined) return undefined;
-    if (value.length < size) throw new MalformedMessageError(`attribute ${type} is ${value.length} bytes, needs ${size}`, 0);
+    if (value.length < size)
+      throw new MalformedMessageError(`attribute ${type} is ${value.length} bytes, needs ${size}`, 0);
     return value;
   }
 

@@ -1,6 +1,14 @@
 /** Routes: rtmsg + RTA_* attributes, IPv4 and IPv6, with RTA_METRICS (route MTU). */
 import { bytesToIp, familyOf, ipToBytes } from './addresses.js';
-import { AddressFamily, RouteAttribute, RouteMetric, RouteProtocol, RouteScope, RouteTable, RouteType } from './constants.js';
+import {
+  AddressFamily,
+  RouteAttribute,
+  RouteMetric,
+  RouteProtocol,
+  RouteScope,
+  RouteTable,
+  RouteType,
+} from './constants.js';
 import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
 import type { MessageWriter } from './writer.js';
 

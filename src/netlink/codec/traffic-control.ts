@@ -100,7 +100,13 @@ export interface HtbClassSpec {
 }
 
 export type TcAction =
-  | { kind: 'mirred'; direction: 'egress' | 'ingress'; mode: 'redirect' | 'mirror'; targetIndex: number; result?: number }
+  | {
+      kind: 'mirred';
+      direction: 'egress' | 'ingress';
+      mode: 'redirect' | 'mirror';
+      targetIndex: number;
+      result?: number;
+    }
   | { kind: 'gact'; result: number }
   | { kind: string; unparsed?: true };
 
@@ -335,7 +341,12 @@ export function decodeQdisc(message: RawMessage): Qdisc {
 
 export function decodeClass(message: RawMessage): TrafficClass {
   const header = decodeTcHeader(message);
-  const decoded: TrafficClass = { index: header.index, handle: header.handle, parent: header.parent, kind: header.kind };
+  const decoded: TrafficClass = {
+    index: header.index,
+    handle: header.handle,
+    parent: header.parent,
+    kind: header.kind,
+  };
   if (header.kind === 'htb') {
     const options = header.attributes.nested(TcAttribute.OPTIONS);
     const parms = options?.raw(HtbAttribute.PARMS);
@@ -362,8 +373,12 @@ function decodeActions(list: Attributes | undefined): TcAction[] {
         const eaction = parms.readInt32LE(20);
         actions.push({
           kind: 'mirred',
-          direction: eaction === MirredAction.EGRESS_REDIRECT || eaction === MirredAction.EGRESS_MIRROR ? 'egress' : 'ingress',
-          mode: eaction === MirredAction.EGRESS_REDIRECT || eaction === MirredAction.INGRESS_REDIRECT ? 'redirect' : 'mirror',
+          direction:
+            eaction === MirredAction.EGRESS_REDIRECT || eaction === MirredAction.EGRESS_MIRROR ? 'egress' : 'ingress',
+          mode:
+            eaction === MirredAction.EGRESS_REDIRECT || eaction === MirredAction.INGRESS_REDIRECT
+              ? 'redirect'
+              : 'mirror',
           targetIndex: parms.readUInt32LE(24),
           result: parms.readInt32LE(8),
         });
@@ -413,7 +428,12 @@ export function decodeFilter(message: RawMessage): Filter {
         });
       }
     }
-    const u32: FilterOptions = { kind: 'u32', keys, actions: decodeActions(options.nested(U32Attribute.ACT)), terminal };
+    const u32: FilterOptions = {
+      kind: 'u32',
+      keys,
+      actions: decodeActions(options.nested(U32Attribute.ACT)),
+      terminal,
+    };
     const classId = options.u32(U32Attribute.CLASSID);
     if (classId !== undefined) u32.classId = classId;
     filter.options = u32;

@@ -1,0 +1,79 @@
+/**
+ * Throwaway network namespaces for tests. Every namespace made here is deleted by `cleanup()`, which
+ * tests call from afterEach/finally, and by a process exit hook as a last resort, so a failing test
+ * never leaks one.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createNamespace, deleteNamespace } from '../../src/netns/namespace.js';
+
+const made = new Set<string>();
+
+process.on('exit', () => {
+  for (const path of made) {
+    try {
+      deleteNamespace(path);
+    } catch {
+      // best effort at exit
+    }
+  }
+});
+
+export interface TestNamespace {
+  name: string;
+  path: string;
+  /** Runs a command inside the namespace (ip netns exec) and returns its stdout. */
+  exec(command: string, args: string[]): string;
+  /** `ip -j ...` inside the namespace, parsed. */
+  ipJson<T = unknown>(...args: string[]): T;
+  /** `tc -j ...` inside the namespace, parsed. */
+  tcJson<T = unknown>(...args: string[]): T;
+  delete(): void;
+}
+
+export function makeNamespace(label = 'test'): TestNamespace {
+  const name = `vcnet-${label}-${randomBytes(4).toString('hex')}`;
+  const path = createNamespace(name);
+  made.add(path);
+  const exec = (command: string, args: string[]): string =>
+    execFileSync('ip', ['netns', 'exec', name, command, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  return {
+    name,
+    path,
+    exec,
+    ipJson: <T>(...args: string[]) => JSON.parse(exec('ip', ['-j', ...args]) || '[]') as T,
+    tcJson: <T>(...args: string[]) => JSON.parse(exec('tc', ['-j', ...args]) || '[]') as T,
+    delete: () => {
+      deleteNamespace(path);
+      made.delete(path);
+    },
+  };
+}
+
+/** Deletes every namespace this process made and has not deleted yet. */
+export function cleanupNamespaces(): void {
+  for (const path of [...made]) {
+    deleteNamespace(path);
+    made.delete(path);
+  }
+}
+
+/** Whether this kernel can create a link of `kind` (ipvlan, dummy, vxlan... are missing on some hosts). */
+export function kernelSupportsLinkKind(
+  namespace: TestNamespace,
+  kind: string,
+  extra: string[] = [],
+): { ok: boolean; reason: string } {
+  const probe = `probe${randomBytes(2).toString('hex')}`;
+  try {
+    namespace.exec('ip', ['link', 'add', probe, ...extra, 'type', kind]);
+    namespace.exec('ip', ['link', 'del', probe]);
+    return { ok: true, reason: '' };
+  } catch (error) {
+    const stderr = String((error as { stderr?: string }).stderr ?? error).trim();
+    return { ok: false, reason: `this kernel cannot create ${kind} links: ${stderr}` };
+  }
+}
