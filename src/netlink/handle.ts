@@ -222,6 +222,14 @@ export interface RouteFilter {
   outputIndex?: number;
 }
 
+export interface NamespaceSnapshot {
+  links: Link[];
+  addresses: Address[];
+  routes: Route[];
+  neighbours: Neighbour[];
+  qdiscs: Qdisc[];
+}
+
 export class NetlinkHandle {
   private constructor(
     readonly socket: NetlinkSocket,
@@ -258,6 +266,33 @@ export class NetlinkHandle {
     if (!outcome.ok) throw outcome.error;
     const wanted = type - 2; // replies to GET are NEW messages
     return outcome.messages.filter((message) => message.type === wanted).map(decode);
+  }
+
+  /**
+   * Links, addresses, routes (all tables), neighbours and qdiscs of the namespace in one batch: five
+   * dumps for the price of one send, which is what scanning a namespace needs.
+   */
+  async snapshot(): Promise<NamespaceSnapshot> {
+    const batch = this.socket.batch();
+    batch.add(MessageType.GETLINK, MessageFlag.DUMP, 'list links', (w) => encodeGetLink(w));
+    batch.add(MessageType.GETADDR, MessageFlag.DUMP, 'list addresses', (w) => encodeGetAddress(w));
+    batch.add(MessageType.GETROUTE, MessageFlag.DUMP, 'list routes', (w) => encodeGetRoute(w));
+    batch.add(MessageType.GETNEIGH, MessageFlag.DUMP, 'list neighbours', (w) => encodeGetNeighbour(w));
+    batch.add(MessageType.GETQDISC, MessageFlag.DUMP, 'list qdiscs', (w) => encodeGetTc(w, 0, 0));
+    const outcomes = await batch.send();
+    const messages = outcomes.map((outcome) => {
+      if (!outcome.ok) throw outcome.error;
+      return outcome.messages;
+    });
+    const of = <T>(position: number, type: number, decode: (m: RawMessage) => T): T[] =>
+      (messages[position] ?? []).filter((m) => m.type === type).map(decode);
+    return {
+      links: of(0, MessageType.NEWLINK, decodeLink),
+      addresses: of(1, MessageType.NEWADDR, decodeAddress),
+      routes: of(2, MessageType.NEWROUTE, decodeRoute),
+      neighbours: of(3, MessageType.NEWNEIGH, decodeNeighbour),
+      qdiscs: of(4, MessageType.NEWQDISC, decodeQdisc),
+    };
   }
 
   // ---- links ----

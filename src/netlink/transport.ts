@@ -36,6 +36,8 @@ interface InFlight {
 export class RequestBatch {
   readonly writer = new MessageWriter();
   readonly requests: PendingRequest[] = [];
+  /** Where each request ends in the writer's buffer, to split the batch around dumps. */
+  readonly ends: number[] = [];
 
   constructor(private readonly socket: NetlinkSocket) {}
 
@@ -50,6 +52,7 @@ export class RequestBatch {
     encode(this.writer);
     this.writer.endMessage();
     this.requests.push({ sequence, type, dump, description });
+    this.ends.push(this.writer.length);
     return this;
   }
 
@@ -103,25 +106,53 @@ export class NetlinkSocket {
     return new RequestBatch(this);
   }
 
-  /** Sends a batch and resolves when every request in it has its ack, error or end of dump. */
-  exchange(batch: RequestBatch): Promise<RequestOutcome[]> {
-    if (this.closed) return Promise.reject(new Error('netlink socket is closed'));
-    if (batch.size === 0) return Promise.resolve([]);
-    const outcomes = batch.requests.map(
+  /**
+   * Sends a batch and resolves when every request in it has its ack, error or end of dump.
+   * The kernel runs one dump per socket at a time (a second one gets EBUSY), so a dump ends a
+   * segment: what follows it is sent once the dump is complete. Changes go out together.
+   */
+  async exchange(batch: RequestBatch): Promise<RequestOutcome[]> {
+    if (this.closed) throw new Error('netlink socket is closed');
+    const buffer = batch.writer.finish();
+    const outcomes: Array<Promise<RequestOutcome>> = [];
+    let segmentStart = 0;
+    let segmentFirst = 0;
+    for (let position = 0; position < batch.requests.length; position++) {
+      const last = position === batch.requests.length - 1;
+      if (!batch.requests[position]!.dump && !last) continue;
+      const segment = batch.requests.slice(segmentFirst, position + 1);
+      const end = batch.ends[position]!;
+      const settled = this.sendSegment(buffer.subarray(segmentStart, end), segment);
+      outcomes.push(...settled);
+      segmentStart = end;
+      segmentFirst = position + 1;
+      // Wait for the dump to end before the next segment; plain changes need no wait.
+      if (!last) await settled[settled.length - 1];
+    }
+    return Promise.all(outcomes);
+  }
+
+  private sendSegment(bytes: Buffer, requests: PendingRequest[]): Array<Promise<RequestOutcome>> {
+    const outcomes = requests.map(
       (request) =>
         new Promise<RequestOutcome>((settle) => {
           this.inFlight.set(request.sequence, { request, messages: [], settle });
         }),
     );
     try {
-      nativeShim().netlinkSend(this.fd, batch.writer.finish());
+      nativeShim().netlinkSend(this.fd, bytes);
     } catch (error) {
-      for (const request of batch.requests) this.inFlight.delete(request.sequence);
-      return Promise.reject(new SystemCallError('send a netlink request', error as NodeJS.ErrnoException));
+      const failure = new SystemCallError('send a netlink request', error as NodeJS.ErrnoException);
+      for (const request of requests) {
+        const entry = this.inFlight.get(request.sequence);
+        this.inFlight.delete(request.sequence);
+        entry?.settle({ ok: false, error: NetlinkError.fromFailure(request, failure, this.namespacePath) });
+      }
+      return outcomes;
     }
     this.drain();
     if (this.inFlight.size > 0) this.watch();
-    return Promise.all(outcomes);
+    return outcomes;
   }
 
   /** Subscribes to more multicast groups (numbers as in RTNLGRP_*). */

@@ -1,0 +1,140 @@
+/**
+ * Which endpoint an interface becomes, in Kata's order (createEndpoint): a physical NIC, then a
+ * vhost-user socket for the interface, then by link kind. Unlike Kata, an unsupported interface is
+ * named together with its kind, and a missing kind says so instead of printing an empty string.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { VcnetError } from '../../errors.js';
+import { createInterfacePair } from '../interface-pair.js';
+import type { InterworkingModel } from '../interworking-model.js';
+import type { EndpointType, NetworkInfo } from '../network-info.js';
+import { BridgedMacvlanEndpoint } from './bridged-macvlan-endpoint.js';
+import type { Endpoint } from './endpoint.js';
+import { IpvlanEndpoint } from './ipvlan-endpoint.js';
+import { MacvtapEndpoint } from './macvtap-endpoint.js';
+import { PhysicalEndpoint, readPciDevice } from './physical-endpoint.js';
+import { TapEndpoint } from './tap-endpoint.js';
+import { TuntapEndpoint } from './tuntap-endpoint.js';
+import { VethEndpoint } from './veth-endpoint.js';
+import { VhostUserEndpoint } from './vhost-user-endpoint.js';
+
+export class UnsupportedInterfaceError extends VcnetError {
+  constructor(code: string, message: string, value: unknown, hint: string) {
+    super(code, message, { value, hint });
+  }
+}
+
+export interface CreateEndpointOptions {
+  index: number;
+  model: InterworkingModel;
+  /** Name in the guest; eth<index> when empty. */
+  guestName?: string;
+  /** Directory holding vhost-user sockets: <store>/vhostuser_<ip>/vhu.sock, as Kata looks for them. */
+  vhostUserStorePath?: string;
+  /** Endpoint type a caller asked for (kata-network add-iface); the link's kind decides otherwise. */
+  requestedType?: EndpointType;
+  /** A stable id for the pair (the sandbox id and index). */
+  pairId?: string;
+}
+
+/** The vhost-user socket for an interface, looked for by each of its addresses. */
+export function findVhostUserSocket(info: NetworkInfo, storePath: string | undefined): string | undefined {
+  if (!storePath) return undefined;
+  for (const address of info.addresses) {
+    const candidate = join(storePath, `vhostuser_${address.address}`, 'vhu.sock');
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/** The endpoint type a link would become, without creating anything. */
+export function classifyInterface(
+  info: NetworkInfo,
+  options: Pick<CreateEndpointOptions, 'vhostUserStorePath' | 'requestedType'> = {},
+): EndpointType {
+  const link = info.link;
+  if (options.requestedType) return options.requestedType;
+  if (link.parentBus === 'pci' && link.parentDevice) return 'physical';
+  if (findVhostUserSocket(info, options.vhostUserStorePath)) return 'vhost-user';
+  switch (link.kind) {
+    case 'macvlan':
+      return 'macvlan';
+    case 'macvtap':
+      return 'macvtap';
+    case 'veth':
+      return 'veth';
+    case 'ipvlan':
+      return 'ipvlan';
+    case 'tun': {
+      const mode = link.tun?.type;
+      if (mode === undefined) {
+        throw new UnsupportedInterfaceError(
+          'VCNET_TUNTAP_MODE_UNKNOWN',
+          `network device mode of ${link.name} not determined correctly (the kernel did not report tun/tap data)`,
+          link.name,
+          'Kata reads the mode from sysfs: mount sysfs for the namespace, or use a kernel that reports IFLA_TUN_TYPE',
+        );
+      }
+      if (mode === 'tun') {
+        throw new UnsupportedInterfaceError(
+          'VCNET_TUN_UNSUPPORTED',
+          `${link.name} is a tun (layer 3) device: tun networking device not yet supported`,
+          link.name,
+          'give the sandbox a tap (layer 2) device instead',
+        );
+      }
+      return 'tuntap';
+    }
+    default: {
+      const kind = link.kind ?? 'none (a device without a link kind)';
+      throw new UnsupportedInterfaceError(
+        'VCNET_UNSUPPORTED_INTERFACE',
+        `unsupported network interface ${link.name}: kind ${kind}`,
+        { name: link.name, kind: link.kind ?? null },
+        'vcnet connects veth, macvlan, macvtap, ipvlan, tap (tuntap), physical PCI and vhost-user interfaces',
+      );
+    }
+  }
+}
+
+export function createEndpoint(info: NetworkInfo, options: CreateEndpointOptions): Endpoint {
+  const type = classifyInterface(info, options);
+  const link = info.link;
+  const pairFor = (model: InterworkingModel) =>
+    createInterfacePair(
+      options.index,
+      options.guestName,
+      { name: link.name, hardwareAddress: link.address ?? '' },
+      model,
+      options.pairId ?? `${link.name}-${options.index}`,
+    );
+  switch (type) {
+    case 'physical':
+      return new PhysicalEndpoint(options.index, info, readPciDevice(link.parentDevice ?? ''));
+    case 'vhost-user': {
+      const socket = findVhostUserSocket(info, options.vhostUserStorePath);
+      if (!socket) {
+        throw new UnsupportedInterfaceError(
+          'VCNET_VHOST_USER_SOCKET_MISSING',
+          `no vhost-user socket for ${link.name} in ${options.vhostUserStorePath ?? '(no store configured)'}`,
+          options.vhostUserStorePath,
+          'create the socket as <store>/vhostuser_<ip>/vhu.sock, or configure the vhost-user store path',
+        );
+      }
+      return new VhostUserEndpoint(options.index, info, socket);
+    }
+    case 'macvlan':
+      return new BridgedMacvlanEndpoint(options.index, info, pairFor(options.model));
+    case 'macvtap':
+      return new MacvtapEndpoint(options.index, info, undefined);
+    case 'tap':
+      return new TapEndpoint(options.index, info, undefined);
+    case 'tuntap':
+      return new TuntapEndpoint(options.index, info, pairFor(options.model));
+    case 'ipvlan':
+      return new IpvlanEndpoint(options.index, info, pairFor('tcfilter'));
+    case 'veth':
+      return new VethEndpoint(options.index, info, pairFor(options.model));
+  }
+}

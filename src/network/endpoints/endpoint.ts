@@ -1,0 +1,198 @@
+/**
+ * An endpoint is one pod interface as the VM will see it: its properties, its guest name and MAC,
+ * the host plumbing an internetworking model built for it, and (once plugged) its PCI path.
+ */
+import { VcnetError } from '../../errors.js';
+import type { NetlinkHandle } from '../../netlink/handle.js';
+import type { NetworkInterfacePair } from '../interface-pair.js';
+import type { InterworkingModel } from '../interworking-model.js';
+import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
+import { AttachError, closeFds } from '../models/plumbing-context.js';
+import type { EndpointType, NetworkInfo } from '../network-info.js';
+import { type PlumbingStep, type UndoReport, undoPlumbing } from '../plumbing.js';
+
+/** The hypervisor-neutral NIC description handed to src/hypervisor. */
+export interface VmNetworkDevice {
+  id: string;
+  tapName?: string;
+  fds?: number[];
+  vhostFds?: number[];
+  queues: number;
+  guestMac: string;
+  hostMac?: string;
+  mtu?: number;
+  vhostUserSocket?: string;
+  rateLimit?: { rxBitsPerSecond?: number; txBitsPerSecond?: number };
+}
+
+/** A running VM that can take and give back NICs (QEMU's QMP client implements it). */
+export interface HotplugTarget {
+  hotplugNetworkDevice(device: VmNetworkDevice): Promise<{ pciPath?: string }>;
+  unplugNetworkDevice(id: string): Promise<void>;
+}
+
+export const ENDPOINT_STATE_VERSION = 1;
+
+/** What is persisted per endpoint: enough to detach exactly after the process is gone. */
+export interface EndpointState {
+  version: typeof ENDPOINT_STATE_VERSION;
+  type: EndpointType;
+  index: number;
+  name: string;
+  properties: NetworkInfo;
+  pair?: NetworkInterfacePair;
+  plumbing?: {
+    model: AttachedPlumbing['model'];
+    steps: PlumbingStep[];
+    tapName: string;
+    tapIndex: number;
+    tapDevicePath?: string;
+    guestHardwareAddress: string;
+    queues: number;
+  };
+  pciPath?: string;
+  details?: Record<string, unknown>;
+}
+
+export class EndpointStateError extends VcnetError {
+  constructor(message: string, value: unknown) {
+    super('VCNET_STATE_INVALID', message, {
+      value,
+      hint: 'the state file was written by another vcnet version or edited by hand',
+    });
+  }
+}
+
+export abstract class Endpoint {
+  abstract readonly type: EndpointType;
+  plumbing: AttachedPlumbing | undefined;
+  pciPath: string | undefined;
+
+  constructor(
+    /** Position of the endpoint in the sandbox: names tap<index>_kata and eth<index>. */
+    readonly index: number,
+    readonly properties: NetworkInfo,
+    readonly pair: NetworkInterfacePair | undefined,
+  ) {}
+
+  /** Guest-facing interface name. */
+  get name(): string {
+    return this.pair?.name ?? this.properties.link.name;
+  }
+
+  /** The MAC the guest NIC gets. */
+  get hardwareAddress(): string {
+    return (
+      this.plumbing?.guestHardwareAddress ?? this.pair?.tap.guestHardwareAddress ?? this.properties.link.address ?? ''
+    );
+  }
+
+  get model(): InterworkingModel | undefined {
+    return this.pair?.model;
+  }
+
+  /** Builds the host plumbing for this endpoint. */
+  protected abstract build(context: PlumbingContext): Promise<AttachedPlumbing>;
+
+  async attach(context: PlumbingContext): Promise<AttachedPlumbing> {
+    if (this.plumbing) return this.plumbing;
+    try {
+      this.plumbing = await this.build(context);
+    } catch (error) {
+      throw error instanceof AttachError ? error : new AttachError(this.properties.link.name, error as Error, true);
+    }
+    return this.plumbing;
+  }
+
+  /** Undoes exactly what attach made. Safe to call twice, and after a crash (from loaded state). */
+  async detach(handle: NetlinkHandle): Promise<UndoReport> {
+    const plumbing = this.plumbing;
+    if (!plumbing) return { undone: 0, alreadyGone: 0, failures: [] };
+    this.closeFds();
+    const report = await undoPlumbing(handle, plumbing.steps);
+    if (report.failures.length === 0) this.plumbing = undefined;
+    return report;
+  }
+
+  /** Closes the queue fds this process holds (the VM keeps its own copies). */
+  closeFds(): void {
+    if (!this.plumbing) return;
+    closeFds(this.plumbing.tapFds);
+    closeFds(this.plumbing.vhostFds);
+    this.plumbing.tapFds = [];
+    this.plumbing.vhostFds = [];
+  }
+
+  /** Forgets the plumbing after a caller undid its steps itself (Network batches all endpoints). */
+  markDetached(): void {
+    this.closeFds();
+    this.plumbing = undefined;
+  }
+
+  /** Attaches and plugs the NIC into a running VM; a failed plug removes the plumbing again. */
+  async hotAttach(context: PlumbingContext, target: HotplugTarget): Promise<void> {
+    await this.attach(context);
+    try {
+      const plugged = await target.hotplugNetworkDevice(this.networkDevice());
+      this.pciPath = plugged.pciPath;
+    } catch (error) {
+      await this.detach(context.handle);
+      throw error;
+    }
+  }
+
+  async hotDetach(handle: NetlinkHandle, target: HotplugTarget): Promise<UndoReport> {
+    await target.unplugNetworkDevice(this.deviceId);
+    this.pciPath = undefined;
+    return this.detach(handle);
+  }
+
+  get deviceId(): string {
+    return `net${this.index}`;
+  }
+
+  networkDevice(): VmNetworkDevice {
+    const plumbing = this.plumbing;
+    const device: VmNetworkDevice = {
+      id: this.deviceId,
+      queues: plumbing?.queues ?? 1,
+      guestMac: this.hardwareAddress,
+      mtu: this.properties.link.mtu,
+    };
+    if (plumbing) {
+      device.tapName = plumbing.tapName;
+      if (plumbing.tapFds.length > 0) device.fds = plumbing.tapFds;
+      if (plumbing.vhostFds.length > 0) device.vhostFds = plumbing.vhostFds;
+    }
+    return device;
+  }
+
+  save(): EndpointState {
+    const state: EndpointState = {
+      version: ENDPOINT_STATE_VERSION,
+      type: this.type,
+      index: this.index,
+      name: this.name,
+      properties: this.properties,
+    };
+    if (this.pair) state.pair = this.pair;
+    if (this.pciPath) state.pciPath = this.pciPath;
+    if (this.plumbing) {
+      const { tapFds: _fds, vhostFds: _vhost, ...kept } = this.plumbing;
+      state.plumbing = kept;
+    }
+    return state;
+  }
+
+  /** Restores what save() wrote; fds are not kept across processes. */
+  restore(state: EndpointState): void {
+    if (state.version !== ENDPOINT_STATE_VERSION) {
+      throw new EndpointStateError(
+        `endpoint state version ${state.version} is not ${ENDPOINT_STATE_VERSION}`,
+        state.version,
+      );
+    }
+    this.pciPath = state.pciPath;
+    this.plumbing = state.plumbing ? { ...state.plumbing, tapFds: [], vhostFds: [] } : undefined;
+  }
+}

@@ -1,0 +1,6 @@
+import { PairedEndpoint } from './paired-endpoint.js';
+
+/** A tap device that something else created in the pod namespace (tap mode only), joined like a veth. */
+export class TuntapEndpoint extends PairedEndpoint {
+  readonly type = 'tuntap' as const;
+}

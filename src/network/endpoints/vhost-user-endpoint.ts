@@ -1,0 +1,42 @@
+/**
+ * A vhost-user NIC: a userspace switch (OVS-DPDK, VPP) offers a socket for the interface, and the
+ * hypervisor connects the guest NIC to that socket. No tap, no host plumbing.
+ */
+import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
+import type { NetworkInfo } from '../network-info.js';
+import { Endpoint, type EndpointState, type VmNetworkDevice } from './endpoint.js';
+
+export class VhostUserEndpoint extends Endpoint {
+  readonly type = 'vhost-user' as const;
+
+  constructor(
+    index: number,
+    properties: NetworkInfo,
+    readonly socketPath: string,
+  ) {
+    super(index, properties, undefined);
+  }
+
+  protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
+    const link = this.properties.link;
+    return {
+      model: 'existing',
+      steps: [],
+      tapName: '',
+      tapIndex: 0,
+      tapFds: [],
+      vhostFds: [],
+      guestHardwareAddress: link.address ?? '',
+      queues: context.queues,
+    };
+  }
+
+  override networkDevice(): VmNetworkDevice {
+    const { tapName: _unused, ...device } = super.networkDevice();
+    return { ...device, vhostUserSocket: this.socketPath };
+  }
+
+  override save(): EndpointState {
+    return { ...super.save(), details: { socketPath: this.socketPath } };
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * What the agent inside the VM is told to set: interfaces, routes and neighbours, in the shape of
+ * Kata's protocol (types.proto) and with the JSON field names `kata-runtime kata-network` uses.
+ * Rules as Kata's generateVCNetworkStructures: loopback addresses skipped, routes the kernel made
+ * (proto kernel) skipped, only permanent neighbours, NOARP carried from the link flags, route MTU kept.
+ */
+import { isIPv4 } from 'node:net';
+import { AddressFamily, InterfaceFlag, NeighbourState, RouteProtocol } from '../netlink/codec/constants.js';
+import type { Neighbour } from '../netlink/codec/neighbour.js';
+import type { Route } from '../netlink/codec/route.js';
+import type { Endpoint } from './endpoints/endpoint.js';
+
+/** Kata's IPFamily enum: v4 = 0, v6 = 1. */
+export const GuestFamily = { v4: 0, v6: 1 } as const;
+export type GuestFamilyValue = (typeof GuestFamily)[keyof typeof GuestFamily];
+
+export interface GuestIpAddress {
+  family: GuestFamilyValue;
+  address: string;
+  /** Prefix length as a decimal string, as Kata sends it. */
+  mask: string;
+}
+
+export interface GuestInterface {
+  device: string;
+  name: string;
+  IPAddresses: GuestIpAddress[];
+  mtu: number;
+  hwAddr: string;
+  /** PCI path of the NIC in the guest (e.g. "02/00"), once plugged. */
+  devicePath: string;
+  type: string;
+  raw_flags: number;
+}
+
+export interface GuestRoute {
+  dest: string;
+  gateway: string;
+  device: string;
+  source: string;
+  scope: number;
+  family: GuestFamilyValue;
+  flags: number;
+  mtu: number;
+}
+
+export interface GuestNeighbour {
+  toIPAddress: GuestIpAddress;
+  device: string;
+  lladdr: string;
+  state: number;
+  flags: number;
+}
+
+export interface GuestNetwork {
+  interfaces: GuestInterface[];
+  routes: GuestRoute[];
+  neighbours: GuestNeighbour[];
+}
+
+function familyOfText(address: string): GuestFamilyValue {
+  return isIPv4(address) ? GuestFamily.v4 : GuestFamily.v6;
+}
+
+function isLoopbackAddress(address: string): boolean {
+  return address === '::1' || address.startsWith('127.');
+}
+
+/** Kata's validGuestRoute: the kernel recreates its own routes when the address is set. */
+export function isValidGuestRoute(route: Route): boolean {
+  return route.protocol !== RouteProtocol.KERNEL;
+}
+
+/** Kata's validGuestNeighbor: only static entries are worth copying. */
+export function isValidGuestNeighbour(neighbour: Neighbour): boolean {
+  return neighbour.state === NeighbourState.PERMANENT;
+}
+
+export function guestRoute(route: Route, device: string): GuestRoute {
+  const family =
+    route.family === AddressFamily.INET6
+      ? GuestFamily.v6
+      : route.family === AddressFamily.INET
+        ? GuestFamily.v4
+        : familyOfText(route.gateway ?? '');
+  return {
+    dest: route.destination ? `${route.destination}/${route.destinationLength}` : '',
+    gateway: route.gateway ?? '',
+    device,
+    source: route.preferredSource ?? '',
+    scope: route.scope,
+    family,
+    flags: route.flags & 0xff,
+    mtu: route.mtu ?? 0,
+  };
+}
+
+export function generateGuestNetwork(endpoints: readonly Endpoint[]): GuestNetwork {
+  const network: GuestNetwork = { interfaces: [], routes: [], neighbours: [] };
+  for (const endpoint of endpoints) {
+    const { link, addresses, routes, neighbours } = endpoint.properties;
+    const device = endpoint.name;
+    network.interfaces.push({
+      device,
+      name: device,
+      IPAddresses: addresses
+        .filter((address) => !isLoopbackAddress(address.address))
+        .map((address) => ({
+          family: familyOfText(address.address),
+          address: address.address,
+          mask: String(address.prefixLength),
+        })),
+      mtu: link.mtu,
+      hwAddr: endpoint.hardwareAddress,
+      devicePath: endpoint.pciPath ?? '',
+      type: endpoint.type,
+      raw_flags: link.flags & InterfaceFlag.NOARP,
+    });
+    for (const route of routes) if (isValidGuestRoute(route)) network.routes.push(guestRoute(route, device));
+    for (const neighbour of neighbours) {
+      if (!isValidGuestNeighbour(neighbour)) continue;
+      network.neighbours.push({
+        toIPAddress: {
+          family: familyOfText(neighbour.destination),
+          address: neighbour.destination,
+          mask: '',
+        },
+        device,
+        lladdr: neighbour.linkLayerAddress ?? '',
+        state: neighbour.state,
+        flags: neighbour.flags,
+      });
+    }
+  }
+  return network;
+}

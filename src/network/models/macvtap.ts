@@ -1,0 +1,146 @@
+/**
+ * macvtap: a macvtap link on top of the pod interface; the VM reads and writes its /dev/tapN queues.
+ * As Kata: the macvtap (and the guest NIC) take the pod interface's MAC, the pod interface moves to a
+ * random private MAC, and its addresses are removed so two stacks do not answer ARP for them.
+ * Unlike Kata, detach also puts back the routes that left with the addresses, and the up/down state.
+ */
+import { existsSync } from 'node:fs';
+import { SystemCallError } from '../../errors.js';
+import { nativeShim } from '../../native/binding.js';
+import {
+  AddressFamily,
+  InterfaceFlag,
+  NeighbourState,
+  RouteProtocol,
+  RouteScope,
+} from '../../netlink/codec/constants.js';
+import type { Link } from '../../netlink/codec/link.js';
+import { VCNET_LINK_GROUP } from '../plumbing.js';
+import { addHtbLimit, addIfbLimit } from '../rate-limit.js';
+import {
+  type AttachedPlumbing,
+  closeFds,
+  openVhostFds,
+  type PlumbingContext,
+  PlumbingTransaction,
+} from './plumbing-context.js';
+
+export function macvtapDevicePath(index: number): string {
+  return `/dev/tap${index}`;
+}
+
+/** Opens a macvtap's character device once per queue (its links must be up first). */
+export function openMacvtapQueues(index: number, queues: number): number[] {
+  const path = macvtapDevicePath(index);
+  if (!existsSync(path)) {
+    throw new SystemCallError(
+      `open ${path}`,
+      Object.assign(new Error(`${path} does not exist`), { code: 'ENOENT' }),
+      'macvtap character devices appear in /dev when it is a devtmpfs',
+    );
+  }
+  try {
+    return nativeShim().openDevice(path, queues);
+  } catch (error) {
+    throw new SystemCallError(`open ${path}`, error as NodeJS.ErrnoException);
+  }
+}
+
+export async function attachMacvtap(
+  context: PlumbingContext,
+  source: Link,
+  tapName: string,
+  spareHardwareAddress: string,
+): Promise<AttachedPlumbing> {
+  const { handle } = context;
+  const transaction = new PlumbingTransaction(context);
+  let tapFds: number[] = [];
+  let vhostFds: number[] = [];
+  const originalAddress = source.address ?? '';
+  try {
+    // Addresses (not the kernel's IPv6 link-local) and the routes that would vanish with them.
+    const addresses = await handle.addresses({ index: source.index });
+    const routes = await handle.routes({ table: 'all', outputIndex: source.index });
+    // A MAC change flushes the link's neighbours, permanent ones included: keep those to put back.
+    const permanentNeighbours = (await handle.neighbours({ index: source.index })).filter(
+      (neighbour) => neighbour.state === NeighbourState.PERMANENT,
+    );
+    const removable = addresses.filter(
+      (address) => !(address.family === AddressFamily.INET6 && address.scope === RouteScope.LINK),
+    );
+    const routesToKeep = routes.filter(
+      (route) =>
+        route.protocol !== RouteProtocol.KERNEL &&
+        route.table !== 255 &&
+        !(route.family === AddressFamily.INET6 && route.destination?.startsWith('fe80')),
+    );
+    if (routesToKeep.length > 0) transaction.record({ step: 'remove-routes', link: source.name, routes: routesToKeep });
+    if (permanentNeighbours.length > 0) {
+      transaction.record({ step: 'remove-neighbours', link: source.name, neighbours: permanentNeighbours });
+    }
+
+    transaction.add(
+      (batch) =>
+        batch.addLink({
+          name: tapName,
+          parentIndex: source.index,
+          mtu: source.mtu,
+          address: originalAddress,
+          group: VCNET_LINK_GROUP,
+          ...(source.txQueueLength !== undefined ? { txQueueLength: source.txQueueLength } : {}),
+          data: { kind: 'macvtap', mode: 'bridge' },
+        }),
+      { step: 'create-link', name: tapName, kind: 'macvtap' },
+    );
+    transaction.add(
+      (batch) => batch.setLink(source.index, { address: spareHardwareAddress }, `move ${source.name} to a private MAC`),
+      {
+        step: 'change-link',
+        link: source.name,
+        before: { address: originalAddress },
+      },
+    );
+    for (const address of removable) {
+      transaction.add(
+        (batch) =>
+          batch.deleteAddress({ index: source.index, address: address.address, prefixLength: address.prefixLength }),
+        { step: 'remove-addresses', link: source.name, addresses: [address] },
+      );
+    }
+    if ((source.flags & InterfaceFlag.UP) === 0) {
+      transaction.add((batch) => batch.setLink(source.index, { up: true }), {
+        step: 'change-link',
+        link: source.name,
+        before: { up: false },
+      });
+    }
+    await transaction.commit();
+
+    const macvtap = await handle.linkByName(tapName);
+    transaction.add((batch) => batch.setLink(macvtap.index, { up: true }, `set up ${tapName}`));
+    if (context.rateLimit?.rxBitsPerSecond) addHtbLimit(transaction, macvtap, context.rateLimit.rxBitsPerSecond);
+    await transaction.commit();
+    if (context.rateLimit?.txBitsPerSecond) {
+      await addIfbLimit(transaction, macvtap, context.rateLimit.txBitsPerSecond);
+      await transaction.commit();
+    }
+    if (context.keepFds) tapFds = openMacvtapQueues(macvtap.index, context.queues);
+    vhostFds = openVhostFds(context);
+    return {
+      model: 'macvtap',
+      steps: transaction.steps,
+      tapName,
+      tapIndex: macvtap.index,
+      tapDevicePath: macvtapDevicePath(macvtap.index),
+      tapFds,
+      vhostFds,
+      guestHardwareAddress: originalAddress,
+      queues: context.queues,
+    };
+  } catch (error) {
+    closeFds(tapFds);
+    closeFds(vhostFds);
+    await transaction.rollback();
+    throw error;
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * Network: the endpoints of one sandbox and their plumbing in its pod namespace.
+ *
+ *   const network = Network.open(config);
+ *   await network.addEndpoints();            // scan, create, attach every interface
+ *   generateGuestNetwork(network.endpoints()) // what the agent should set
+ *   await network.removeEndpoints();         // exact detach
+ */
+import type { NetlinkHandle } from '../netlink/handle.js';
+import { NetlinkHandle as Handle } from '../netlink/handle.js';
+import { type NetworkConfig, validateNetworkConfig } from './config.js';
+import { BridgedMacvlanEndpoint } from './endpoints/bridged-macvlan-endpoint.js';
+import { createEndpoint } from './endpoints/create-endpoint.js';
+import { type Endpoint, type EndpointState, EndpointStateError, type HotplugTarget } from './endpoints/endpoint.js';
+import { IpvlanEndpoint } from './endpoints/ipvlan-endpoint.js';
+import { MacvtapEndpoint } from './endpoints/macvtap-endpoint.js';
+import { type PciDeviceInfo, PhysicalEndpoint } from './endpoints/physical-endpoint.js';
+import { TapEndpoint } from './endpoints/tap-endpoint.js';
+import { TuntapEndpoint } from './endpoints/tuntap-endpoint.js';
+import { VethEndpoint } from './endpoints/veth-endpoint.js';
+import { VhostUserEndpoint } from './endpoints/vhost-user-endpoint.js';
+import type { AttachHooks, PlumbingContext } from './models/plumbing-context.js';
+import type { EndpointType, NetworkInfo } from './network-info.js';
+import { type UndoReport, undoPlumbing } from './plumbing.js';
+import { interfacesOf } from './scan.js';
+
+export const NETWORK_STATE_VERSION = 1;
+
+export interface NetworkState {
+  version: typeof NETWORK_STATE_VERSION;
+  config: NetworkConfig;
+  endpoints: EndpointState[];
+}
+
+export interface AddEndpointsOptions {
+  /** Interfaces to add; the namespace is scanned when omitted or empty. */
+  interfaces?: NetworkInfo[];
+  /** Plug the NICs into this running VM as they are attached. */
+  hotplug?: HotplugTarget;
+  keepFds?: boolean;
+  hooks?: AttachHooks;
+  /** Guest names by pod interface name (add-iface's `name`). */
+  guestNames?: Record<string, string>;
+  requestedType?: EndpointType;
+}
+
+export class Network {
+  private readonly list: Endpoint[] = [];
+
+  private constructor(
+    readonly config: NetworkConfig,
+    readonly handle: NetlinkHandle,
+    readonly sandboxId: string,
+  ) {}
+
+  static open(config: NetworkConfig, sandboxId = 'sandbox'): Network {
+    validateNetworkConfig(config);
+    return new Network(config, Handle.open(config.namespacePath), sandboxId);
+  }
+
+  endpoints(): readonly Endpoint[] {
+    return this.list;
+  }
+
+  private nextIndex(): number {
+    return this.list.reduce((highest, endpoint) => Math.max(highest, endpoint.index + 1), 0);
+  }
+
+  /**
+   * Creates and attaches endpoints. All or nothing: if one fails, the ones this call attached are
+   * detached again before the error is thrown.
+   */
+  async addEndpoints(options: AddEndpointsOptions = {}): Promise<Endpoint[]> {
+    const snapshot = await this.handle.snapshot();
+    const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
+    const interfaces =
+      options.interfaces && options.interfaces.length > 0
+        ? options.interfaces
+        : interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
+    const context: PlumbingContext = {
+      handle: this.handle,
+      namespacePath: this.config.namespacePath,
+      queues: this.config.queues,
+      keepFds: options.keepFds ?? false,
+      vhostNet: this.config.vhostNet,
+      qdiscs: snapshot.qdiscs,
+      ...(this.config.rateLimit ? { rateLimit: this.config.rateLimit } : {}),
+      ...(options.hooks ? { hooks: options.hooks } : {}),
+    };
+    const added: Endpoint[] = [];
+    try {
+      let index = this.nextIndex();
+      for (const info of interfaces) {
+        const endpoint = createEndpoint(info, {
+          index: index++,
+          model: this.config.model,
+          pairId: `${this.sandboxId}-${info.link.name}`,
+          ...(options.guestNames?.[info.link.name] ? { guestName: options.guestNames[info.link.name] } : {}),
+          ...(this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {}),
+          ...(options.requestedType ? { requestedType: options.requestedType } : {}),
+        });
+        if (options.hotplug) await endpoint.hotAttach(context, options.hotplug);
+        else await endpoint.attach(context);
+        added.push(endpoint);
+        this.list.push(endpoint);
+      }
+    } catch (error) {
+      await this.removeEndpoints(added, options.hotplug);
+      throw error;
+    }
+    return added;
+  }
+
+  /** A link vcnet itself made (a tap, macvtap or ifb of an attached endpoint) is not a pod interface. */
+  private isOurs(info: NetworkInfo): boolean {
+    return this.list.some((endpoint) =>
+      endpoint.plumbing?.steps.some((step) => step.step === 'create-link' && step.name === info.link.name),
+    );
+  }
+
+  /**
+   * Detaches endpoints (all by default) and removes them from the network. The undo of every
+   * endpoint goes in one batch, so deleting N taps waits for one RCU grace period, not N.
+   */
+  async removeEndpoints(endpoints: readonly Endpoint[] = [...this.list], hotplug?: HotplugTarget): Promise<UndoReport> {
+    if (hotplug) {
+      for (const endpoint of endpoints) {
+        if (endpoint.pciPath || endpoint.plumbing)
+          await hotplug.unplugNetworkDevice(endpoint.deviceId).catch(() => undefined);
+      }
+    }
+    const steps = endpoints.flatMap((endpoint) => endpoint.plumbing?.steps ?? []);
+    for (const endpoint of endpoints) endpoint.closeFds();
+    const report = await undoPlumbing(this.handle, steps);
+    if (report.failures.length === 0) {
+      for (const endpoint of endpoints) {
+        endpoint.markDetached();
+        const position = this.list.indexOf(endpoint);
+        if (position >= 0) this.list.splice(position, 1);
+      }
+    }
+    return report;
+  }
+
+  save(): NetworkState {
+    return {
+      version: NETWORK_STATE_VERSION,
+      config: this.config,
+      endpoints: this.list.map((endpoint) => endpoint.save()),
+    };
+  }
+
+  static load(state: NetworkState, sandboxId = 'sandbox'): Network {
+    if (state.version !== NETWORK_STATE_VERSION) {
+      throw new EndpointStateError(
+        `network state version ${state.version} is not ${NETWORK_STATE_VERSION}`,
+        state.version,
+      );
+    }
+    const network = new Network(state.config, Handle.open(state.config.namespacePath), sandboxId);
+    for (const endpointState of state.endpoints) network.list.push(endpointFromState(endpointState));
+    return network;
+  }
+
+  close(): void {
+    this.handle.close();
+  }
+}
+
+export function endpointFromState(state: EndpointState): Endpoint {
+  const { index, properties, pair } = state;
+  let endpoint: Endpoint;
+  switch (state.type) {
+    case 'veth':
+      endpoint = new VethEndpoint(index, properties, pair);
+      break;
+    case 'macvlan':
+      endpoint = new BridgedMacvlanEndpoint(index, properties, pair);
+      break;
+    case 'ipvlan':
+      endpoint = new IpvlanEndpoint(index, properties, pair);
+      break;
+    case 'tuntap':
+      endpoint = new TuntapEndpoint(index, properties, pair);
+      break;
+    case 'macvtap':
+      endpoint = new MacvtapEndpoint(index, properties, undefined);
+      break;
+    case 'tap':
+      endpoint = new TapEndpoint(index, properties, undefined);
+      break;
+    case 'physical':
+      endpoint = new PhysicalEndpoint(index, properties, (state.details?.pci ?? { address: '' }) as PciDeviceInfo);
+      break;
+    case 'vhost-user':
+      endpoint = new VhostUserEndpoint(index, properties, String(state.details?.socketPath ?? ''));
+      break;
+    default:
+      throw new EndpointStateError(`unknown endpoint type ${JSON.stringify(state.type)} in saved state`, state.type);
+  }
+  endpoint.restore(state);
+  return endpoint;
+}

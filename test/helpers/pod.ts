@@ -1,0 +1,78 @@
+/**
+ * A pod namespace prepared the way CNI leaves one: eth0 (a veth whose peer sits in a "node"
+ * namespace) with an IPv4 and an IPv6 address, a default route, an extra route with an MTU, and a
+ * permanent neighbour. Plus a fingerprint of a namespace for before/after comparisons.
+ */
+import { makeNamespace, type TestNamespace } from './namespace.js';
+
+export interface PodFixture {
+  pod: TestNamespace;
+  node: TestNamespace;
+}
+
+export function makePod(options: { interfaces?: number } = {}): PodFixture {
+  const node = makeNamespace('node');
+  const pod = makeNamespace('pod');
+  const count = options.interfaces ?? 1;
+  for (let i = 0; i < count; i++) {
+    const name = `eth${i}`;
+    node.exec('ip', ['link', 'add', `veth${i}`, 'type', 'veth', 'peer', 'name', name, 'netns', pod.name]);
+    node.exec('ip', ['link', 'set', `veth${i}`, 'up']);
+    node.exec('ip', ['addr', 'add', `10.${200 + i}.0.1/24`, 'dev', `veth${i}`]);
+    pod.exec('ip', ['link', 'set', name, 'up']);
+    pod.exec('ip', ['addr', 'add', `10.${200 + i}.0.2/24`, 'dev', name]);
+    pod.exec('ip', ['addr', 'add', `fd00:${200 + i}::2/64`, 'dev', name, 'nodad']);
+    pod.exec('ip', ['route', 'add', `10.${100 + i}.0.0/16`, 'via', `10.${200 + i}.0.1`, 'mtu', '1400']);
+    pod.exec('ip', [
+      'neigh',
+      'add',
+      `10.${200 + i}.0.9`,
+      'lladdr',
+      `02:00:00:00:0${i}:09`,
+      'dev',
+      name,
+      'nud',
+      'permanent',
+    ]);
+  }
+  pod.exec('ip', ['route', 'add', 'default', 'via', '10.200.0.1']);
+  return { pod, node };
+}
+
+/** The namespace as iproute2 prints it, minus what changes by itself (counters, timers, dynamic neighbours). */
+export function fingerprint(namespace: TestNamespace): Record<string, unknown> {
+  const links = namespace.ipJson<Array<Record<string, unknown>>>('-d', 'link', 'show').map((link) => ({
+    ifname: link.ifname,
+    ifindex: link.ifindex,
+    flags: link.flags,
+    mtu: link.mtu,
+    address: link.address,
+    group: link.group,
+    kind: (link.linkinfo as { info_kind?: string } | undefined)?.info_kind,
+    qdisc: link.qdisc,
+  }));
+  const addresses = namespace
+    .ipJson<Array<{ ifname: string; addr_info: Array<Record<string, unknown>> }>>('addr', 'show')
+    .map((entry) => ({
+      ifname: entry.ifname,
+      addresses: entry.addr_info.map((info) => `${info.local}/${info.prefixlen} ${info.scope}`).sort(),
+    }));
+  const routes = namespace
+    .ipJson<Array<Record<string, unknown>>>('route', 'show', 'table', 'all')
+    .concat(namespace.ipJson<Array<Record<string, unknown>>>('-6', 'route', 'show', 'table', 'all'))
+    .map((route) => JSON.stringify(route))
+    .sort();
+  const neighbours = namespace
+    .ipJson<Array<{ dst: string; dev: string; lladdr?: string; state: string[] }>>('neigh', 'show', 'nud', 'permanent')
+    .map((entry) => `${entry.dst} ${entry.dev} ${entry.lladdr ?? ''}`)
+    .sort();
+  const qdiscs = namespace
+    .tcJson<Array<Record<string, unknown>>>('qdisc', 'show')
+    .map((q) => `${q.dev} ${q.kind} ${q.handle} ${q.parent ?? 'root'}`)
+    .sort();
+  const filters = links.map((link) => ({
+    ifname: link.ifname,
+    ingress: namespace.tcJson<unknown[]>('filter', 'show', 'dev', String(link.ifname), 'ingress'),
+  }));
+  return { links, addresses, routes, neighbours, qdiscs, filters };
+}
