@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
@@ -476,6 +477,8 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
     // Later queues attach to the name the kernel chose for the first (it may expand "tap%d").
     strncpy(name, ifr.ifr_name, IFNAMSIZ);
   }
+  // The index, looked up while still inside the namespace, saves the caller a netlink round trip.
+  unsigned int index = err ? 0 : if_nametoindex(name);
   leave_netns(saved);
   if (!err && owner >= 0 && ioctl(fds[0], TUNSETOWNER, owner) < 0) {
     err = errno;
@@ -499,6 +502,7 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
   napi_create_object(env, &result);
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &value);
   napi_set_named_property(env, result, "name", value);
+  napi_set_named_property(env, result, "index", make_int(env, (int32_t)index));
   napi_create_array_with_length(env, keep_fds ? opened : 0, &array);
   for (int i = 0; i < opened; i++) {
     if (keep_fds)

@@ -30,7 +30,7 @@ export interface NativeShim {
   netlinkRecv(fd: number, into: Uint8Array): number;
   watchReadable(fd: number, callback: (status: number) => void): WatchHandle;
   unwatch(handle: WatchHandle): void;
-  createTun(nsPath: string | null, name: string, options: TunOptions): { name: string; fds: number[] };
+  createTun(nsPath: string | null, name: string, options: TunOptions): { name: string; index: number; fds: number[] };
   setTunPersist(fd: number, on: boolean): void;
   openDevice(path: string, count: number): number[];
   closeFd(fd: number): void;

@@ -8,9 +8,8 @@
  */
 import { InvalidInputError } from '../errors.js';
 import { TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/constants.js';
-import type { Link } from '../netlink/codec/link.js';
 import { ingressQdisc, MATCH_ALL_U32_KEYS, parseHandle } from '../netlink/codec/traffic-control.js';
-import type { PlumbingTransaction } from './models/plumbing-context.js';
+import type { LinkReference, PlumbingTransaction } from './models/plumbing-context.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
 
 export interface RateLimit {
@@ -29,7 +28,7 @@ export function validateRate(field: string, value: unknown): number | undefined 
 }
 
 /** Refuses to replace a root qdisc somebody else configured (Kata would silently replace it). */
-function assertRootQdiscFree(transaction: PlumbingTransaction, link: Link): void {
+function assertRootQdiscFree(transaction: PlumbingTransaction, link: LinkReference): void {
   const root = transaction.context.qdiscs.find((qdisc) => qdisc.index === link.index && qdisc.parent === TC_H_ROOT);
   const defaults = new Set(['noqueue', 'pfifo_fast', 'fq_codel', 'mq', 'noop', 'pfifo', 'fq']);
   if (root && root.handle !== 0 && !defaults.has(root.kind)) {
@@ -43,7 +42,7 @@ function assertRootQdiscFree(transaction: PlumbingTransaction, link: Link): void
 }
 
 /** Queues the htb tree on `link` in the transaction. */
-export function addHtbLimit(transaction: PlumbingTransaction, link: Link, bitsPerSecond: number): void {
+export function addHtbLimit(transaction: PlumbingTransaction, link: LinkReference, bitsPerSecond: number): void {
   assertRootQdiscFree(transaction, link);
   const root = parseHandle('1:');
   transaction.add(
@@ -80,7 +79,7 @@ export function ifbName(tapName: string): string {
  */
 export async function addIfbLimit(
   transaction: PlumbingTransaction,
-  tapSide: Link,
+  tapSide: LinkReference,
   bitsPerSecond: number,
 ): Promise<void> {
   const handle = transaction.context.handle;

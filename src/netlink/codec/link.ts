@@ -87,7 +87,11 @@ export interface LinkChanges {
   txQueueLength?: number;
   namespaceFd?: number;
   namespacePid?: number;
+  /** IPv6 link-local address generation; 'none' keeps the kernel from giving the link any IPv6 address. */
+  ipv6AddressGeneration?: 'eui64' | 'none' | 'stable-privacy' | 'random';
 }
+
+const IPV6_ADDRESS_GENERATION = { eui64: 0, none: 1, 'stable-privacy': 2, random: 3 } as const;
 
 export interface LinkSpec extends LinkChanges {
   name: string;
@@ -133,7 +137,17 @@ function writeChangeAttributes(writer: MessageWriter, changes: LinkChanges): voi
   if (changes.txQueueLength !== undefined) writer.u32(LinkAttribute.TXQLEN, changes.txQueueLength);
   if (changes.namespaceFd !== undefined) writer.u32(LinkAttribute.NET_NS_FD, changes.namespaceFd);
   if (changes.namespacePid !== undefined) writer.u32(LinkAttribute.NET_NS_PID, changes.namespacePid);
+  if (changes.ipv6AddressGeneration !== undefined) {
+    writer.beginNested(LinkAttribute.AF_SPEC);
+    writer.beginNested(AddressFamily.INET6);
+    writer.u8(INET6_ADDR_GEN_MODE, IPV6_ADDRESS_GENERATION[changes.ipv6AddressGeneration]);
+    writer.endNested();
+    writer.endNested();
+  }
 }
+
+/** IFLA_INET6_ADDR_GEN_MODE inside IFLA_AF_SPEC / AF_INET6. */
+const INET6_ADDR_GEN_MODE = 8;
 
 /** RTM_NEWLINK body for a new link of a kind. */
 export function encodeNewLink(writer: MessageWriter, spec: LinkSpec): void {

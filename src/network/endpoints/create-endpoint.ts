@@ -28,7 +28,7 @@ export class UnsupportedInterfaceError extends VcnetError {
 export interface CreateEndpointOptions {
   index: number;
   model: InterworkingModel;
-  /** Name in the guest; eth<index> when empty. */
+  /** Name in the guest; the pod interface's own name when omitted (eth<index> only if that is empty). */
   guestName?: string;
   /** Directory holding vhost-user sockets: <store>/vhostuser_<ip>/vhu.sock, as Kata looks for them. */
   vhostUserStorePath?: string;
@@ -104,7 +104,7 @@ export function createEndpoint(info: NetworkInfo, options: CreateEndpointOptions
   const pairFor = (model: InterworkingModel) =>
     createInterfacePair(
       options.index,
-      options.guestName,
+      options.guestName ?? link.name,
       { name: link.name, hardwareAddress: link.address ?? '' },
       model,
       options.pairId ?? `${link.name}-${options.index}`,

@@ -23,8 +23,9 @@ export async function attachTapOnly(
   let tapFds: number[] = [];
   let vhostFds: number[] = [];
   try {
-    tapFds = createTap(transaction, tapName);
-    const tap = await context.handle.linkByName(tapName);
+    const created = createTap(transaction, tapName);
+    tapFds = created.fds;
+    const tap = await context.handle.linkByIndex(created.link.index);
     await context.hooks?.afterTapCreated?.(tapName);
     configureCreatedLink(transaction, tap, options.mtu);
     if (context.rateLimit?.rxBitsPerSecond) addHtbLimit(transaction, tap, context.rateLimit.rxBitsPerSecond);

@@ -127,10 +127,13 @@ export function openVhostFds(context: PlumbingContext): number[] {
   }
 }
 
+/** A link known by index and name, which is all the plumbing needs. */
+export type LinkReference = Pick<Link, 'index' | 'name'>;
+
 /** Creates the tap by ioctl (rtnetlink cannot create tun devices) and records it. */
-export function createTap(transaction: PlumbingTransaction, name: string): number[] {
+export function createTap(transaction: PlumbingTransaction, name: string): { fds: number[]; link: LinkReference } {
   const { context } = transaction;
-  let created: { fds: number[] };
+  let created: { fds: number[]; index: number };
   try {
     created = nativeShim().createTun(context.namespacePath, name, {
       tap: true,
@@ -145,7 +148,7 @@ export function createTap(transaction: PlumbingTransaction, name: string): numbe
     throw new SystemCallError(`create tap ${name}`, error as NodeJS.ErrnoException);
   }
   transaction.record({ step: 'create-link', name, kind: 'tun' });
-  return created.fds;
+  return { fds: created.fds, link: { index: created.index, name } };
 }
 
 export function closeFds(fds: number[]): void {
@@ -159,7 +162,7 @@ export function closeFds(fds: number[]): void {
 }
 
 /** Marks a link as vcnet's (IFLA_GROUP), sets MTU and brings it up, in the transaction's batch. */
-export function configureCreatedLink(transaction: PlumbingTransaction, link: Link, mtu: number): void {
+export function configureCreatedLink(transaction: PlumbingTransaction, link: LinkReference, mtu: number): void {
   transaction.add((batch) =>
     batch.setLink(link.index, { mtu, up: true, group: VCNET_LINK_GROUP }, `set up ${link.name}`),
   );

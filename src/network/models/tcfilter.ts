@@ -12,6 +12,7 @@ import {
   closeFds,
   configureCreatedLink,
   createTap,
+  type LinkReference,
   openVhostFds,
   type PlumbingContext,
   PlumbingTransaction,
@@ -20,7 +21,7 @@ import {
 /** clsact's ingress hook; a plain ingress qdisc is addressed as ffff:fff1. */
 const CLSACT_INGRESS_PARENT = 0xfffffff2;
 
-function redirectFilter(from: Link, to: Link, parent: number, priority: number): FilterSpec {
+function redirectFilter(from: LinkReference, to: LinkReference, parent: number, priority: number): FilterSpec {
   return {
     index: from.index,
     parent,
@@ -51,8 +52,9 @@ export async function attachTcFilter(
   let tapFds: number[] = [];
   let vhostFds: number[] = [];
   try {
-    tapFds = createTap(transaction, tapName);
-    const tap = await context.handle.linkByName(tapName);
+    const created = createTap(transaction, tapName);
+    tapFds = created.fds;
+    const tap = created.link;
     await context.hooks?.afterTapCreated?.(tapName);
     configureCreatedLink(transaction, tap, source.mtu);
     transaction.add((batch) => batch.addQdisc(ingressQdisc(tap.index)), {

@@ -1,0 +1,88 @@
+import type { Command } from 'commander';
+import { attachSandbox } from '../../network/sandbox.js';
+import { stateDirectory } from '../../network/state-store.js';
+import { type NetworkFlags, networkConfigFromFlags } from '../options.js';
+import { print, printJson, table } from '../output.js';
+
+export function registerAttach(program: Command): void {
+  program
+    .command('attach')
+    .description('attach every interface of a pod namespace for a VM and record the sandbox')
+    .requiredOption('--sandbox <id>', 'sandbox id')
+    .requiredOption('--netns <path>', 'pod namespace path')
+    .option('--model <model>', 'internetworking model: tcfilter, macvtap, none, default')
+    .option('--config <file>', "Kata's configuration.toml (internetworking_model, rate limits, vhost-user store)")
+    .option('--queues <n>', 'queues per NIC (multi-queue taps when > 1)')
+    .option('--vhost-net <mode>', 'auto (use /dev/vhost-net when present) or off')
+    .option('--disable-new-netns', 'the hypervisor runs in the host namespace (model none only)')
+    .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
+    .option('--json', 'machine-readable output')
+    .action(async (options: NetworkFlags & { sandbox: string; stateDir?: string; json?: boolean }) => {
+      const config = networkConfigFromFlags(options);
+      const result = await attachSandbox(options.sandbox, config, { stateDirectory: stateDirectory(options.stateDir) });
+      const endpoints = result.endpoints.map((endpoint) => ({
+        name: endpoint.name,
+        type: endpoint.type,
+        source: endpoint.properties.link.name,
+        model: endpoint.plumbing?.model ?? null,
+        tap: endpoint.plumbing?.tapName ?? null,
+        tapDevice: endpoint.plumbing?.tapDevicePath ?? null,
+        hwAddr: endpoint.hardwareAddress,
+        queues: endpoint.plumbing?.queues ?? 1,
+      }));
+      if (options.json) {
+        printJson({ sandbox: result.id, state: result.statePath, endpoints, ...result.guest });
+        return;
+      }
+      print(
+        `attached sandbox ${result.id} (${endpoints.length} endpoint${endpoints.length === 1 ? '' : 's'}, state ${result.statePath})`,
+      );
+      print(
+        table(
+          ['GUEST NAME', 'TYPE', 'POD IF', 'MODEL', 'VM DEVICE', 'GUEST MAC', 'QUEUES'],
+          endpoints.map((e) => [
+            e.name,
+            e.type,
+            e.source,
+            e.model ?? '-',
+            e.tapDevice ?? e.tap ?? '-',
+            e.hwAddr,
+            String(e.queues),
+          ]),
+        ),
+      );
+      print('\nguest interfaces:');
+      print(
+        table(
+          ['DEVICE', 'ADDRESSES', 'MTU', 'MAC'],
+          result.guest.interfaces.map((i) => [
+            i.name,
+            i.IPAddresses.map((a) => `${a.address}/${a.mask}`).join(',') || '-',
+            String(i.mtu),
+            i.hwAddr,
+          ]),
+        ),
+      );
+      print('\nguest routes:');
+      print(
+        table(
+          ['DEST', 'GATEWAY', 'DEVICE', 'MTU'],
+          result.guest.routes.map((r) => [
+            r.dest || 'default',
+            r.gateway || '-',
+            r.device,
+            r.mtu ? String(r.mtu) : '-',
+          ]),
+        ),
+      );
+      if (result.guest.neighbours.length > 0) {
+        print('\nguest neighbours:');
+        print(
+          table(
+            ['ADDRESS', 'LLADDR', 'DEVICE'],
+            result.guest.neighbours.map((n) => [n.toIPAddress.address, n.lladdr || '-', n.device]),
+          ),
+        );
+      }
+    });
+}

@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import { AddressFamily } from '../../netlink/codec/constants.js';
+import { NetlinkHandle } from '../../netlink/handle.js';
+import { openNamespace } from '../../netns/namespace.js';
+import { classifyScan, scanNamespace } from '../../network/scan.js';
+import { print, printJson, table } from '../output.js';
+
+export function registerScan(program: Command): void {
+  program
+    .command('scan')
+    .description('list the interfaces of a namespace and the endpoint type each would become (or why not)')
+    .requiredOption('--netns <path>', 'namespace path, e.g. /var/run/netns/pod or /proc/PID/ns/net')
+    .option('--vhost-user-store <dir>', 'where vhost-user sockets live (<dir>/vhostuser_<ip>/vhu.sock)')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { netns: string; json?: boolean; vhostUserStore?: string }) => {
+      const handle = NetlinkHandle.open(openNamespace(options.netns));
+      try {
+        const scanned = classifyScan(await scanNamespace(handle), {
+          ...(options.vhostUserStore ? { vhostUserStorePath: options.vhostUserStore } : {}),
+        });
+        if (options.json) {
+          printJson(
+            scanned.map(({ info, endpointType, unsupported }) => ({
+              name: info.link.name,
+              index: info.link.index,
+              kind: info.link.kind ?? null,
+              mtu: info.link.mtu,
+              hwAddr: info.link.address ?? null,
+              addresses: info.addresses.map((a) => `${a.address}/${a.prefixLength}`),
+              routes: info.routes.map((r) => ({
+                dest: r.destination ? `${r.destination}/${r.destinationLength}` : 'default',
+                gateway: r.gateway ?? null,
+                protocol: r.protocol,
+                mtu: r.mtu ?? null,
+              })),
+              neighbours: info.neighbours.map((n) => ({
+                address: n.destination,
+                lladdr: n.linkLayerAddress ?? null,
+                state: n.state,
+              })),
+              endpointType: endpointType ?? null,
+              unsupported: unsupported ?? null,
+            })),
+          );
+          return;
+        }
+        print(
+          table(
+            ['NAME', 'KIND', 'MTU', 'MAC', 'ADDRESSES', 'ROUTES', 'ENDPOINT'],
+            scanned.map(({ info, endpointType, unsupported }) => [
+              info.link.name,
+              info.link.kind ?? '-',
+              String(info.link.mtu),
+              info.link.address ?? '-',
+              info.addresses
+                .filter((a) => !(a.family === AddressFamily.INET6 && a.address.startsWith('fe80')))
+                .map((a) => `${a.address}/${a.prefixLength}`)
+                .join(',') || '-',
+              String(info.routes.length),
+              endpointType ?? `unsupported: ${unsupported?.message ?? ''}`,
+            ]),
+          ),
+        );
+      } finally {
+        handle.close();
+      }
+    });
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/** The `vcnet` command. Every subcommand lives in commands/; errors become one line and an exit code. */
+import { Command } from 'commander';
+import { VcnetError } from '../errors.js';
+import { registerAttach } from './commands/attach.js';
+import { registerBench } from './commands/bench.js';
+import { registerDetach } from './commands/detach.js';
+import { registerScan } from './commands/scan.js';
+import { exitCodeFor } from './exit-codes.js';
+import { configureLogger, type LogFormat } from './logger.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('vcnet')
+    .description('Sandbox networking for VM-based containers: connect a VM to a CNI-filled network namespace')
+    .version('0.1.0')
+    .option('--log-level <level>', 'trace, debug, info, warn, error', process.env.VCNET_LOG_LEVEL ?? 'warn')
+    .option('--log-format <format>', 'json or pretty (pretty on a TTY)')
+    .showHelpAfterError()
+    .hook('preAction', (command) => {
+      const options = command.opts<{ logLevel?: string; logFormat?: LogFormat }>();
+      configureLogger({
+        ...(options.logLevel ? { level: options.logLevel } : {}),
+        ...(options.logFormat ? { format: options.logFormat } : {}),
+      });
+    });
+  registerScan(program);
+  registerAttach(program);
+  registerDetach(program);
+  registerBench(program);
+  return program;
+}
+
+export function reportError(error: unknown, json: boolean): number {
+  const code = exitCodeFor(error);
+  if (json) {
+    const body =
+      error instanceof VcnetError
+        ? error.toJSON()
+        : { code: 'VCNET_ERROR', message: String((error as Error)?.message ?? error) };
+    process.stdout.write(`${JSON.stringify({ error: body })}\n`);
+  }
+  const message = (error as Error)?.message ?? String(error);
+  process.stderr.write(`vcnet: ${message}\n`);
+  if (error instanceof VcnetError && error.hint) process.stderr.write(`hint: ${error.hint}\n`);
+  return code;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (error) {
+    process.exitCode = reportError(error, process.argv.includes('--json'));
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/vcnet')) {
+  await main();
+}

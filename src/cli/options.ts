@@ -1,0 +1,45 @@
+/** Turns CLI flags into a validated NetworkConfig (flags win over configuration.toml). */
+import { availableParallelism } from 'node:os';
+import { InvalidInputError } from '../errors.js';
+import { openNamespace } from '../netns/namespace.js';
+import { type NetworkConfig, readKataConfiguration, validateNetworkConfig } from '../network/config.js';
+import { DEFAULT_INTERWORKING_MODEL, parseInterworkingModel } from '../network/interworking-model.js';
+
+export interface NetworkFlags {
+  netns: string;
+  model?: string;
+  config?: string;
+  queues?: string;
+  vhostNet?: string;
+  disableNewNetns?: boolean;
+}
+
+export function parseQueues(text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > 256)
+    throw new InvalidInputError('--queues', text, 'an integer from 1 to 256');
+  return value;
+}
+
+export function networkConfigFromFlags(flags: NetworkFlags): NetworkConfig {
+  const kata = flags.config ? readKataConfiguration(flags.config) : {};
+  const model = flags.model
+    ? parseInterworkingModel(flags.model, '--model')
+    : (kata.model ?? DEFAULT_INTERWORKING_MODEL);
+  if (flags.vhostNet !== undefined && flags.vhostNet !== 'auto' && flags.vhostNet !== 'off') {
+    throw new InvalidInputError('--vhost-net', flags.vhostNet, 'auto, off');
+  }
+  const vcpus = kata.vcpus && kata.vcpus > 0 ? kata.vcpus : 1;
+  const config: NetworkConfig = {
+    namespacePath: openNamespace(flags.netns),
+    model,
+    namespaceCreatedByVcnet: false,
+    disableNewNetns: flags.disableNewNetns ?? kata.disableNewNetns ?? false,
+    queues: parseQueues(flags.queues, Math.min(vcpus, availableParallelism())),
+    vhostNet: (flags.vhostNet as 'auto' | 'off' | undefined) ?? kata.vhostNet ?? 'auto',
+    ...(kata.rateLimit ? { rateLimit: kata.rateLimit } : {}),
+    ...(kata.vhostUserStorePath ? { vhostUserStorePath: kata.vhostUserStorePath } : {}),
+  };
+  return validateNetworkConfig(config);
+}
