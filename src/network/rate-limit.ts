@@ -7,7 +7,7 @@
  *                        side's ingress is redirected to, with the htb on the ifb.
  */
 import { InvalidInputError } from '../errors.js';
-import { TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/constants.js';
+import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/constants.js';
 import { ingressQdisc, MATCH_ALL_U32_KEYS, parseHandle } from '../netlink/codec/traffic-control.js';
 import type { LinkReference, PlumbingTransaction } from './models/plumbing-context.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
@@ -106,7 +106,7 @@ export async function addIfbLimit(
     (batch) =>
       batch.addFilter({
         index: tapSide.index,
-        parent: TC_H_INGRESS,
+        parent: INGRESS_HANDLE,
         priority: FILTER_PRIORITY - 1,
         options: {
           kind: 'u32',

@@ -3,7 +3,7 @@
  * match-all filter on each that redirects (mirred egress, STOLEN) every frame to the other side.
  * The pod interface keeps its MAC and addresses; the guest NIC takes the pod interface's MAC.
  */
-import { ETH_P_ALL, TC_H_INGRESS } from '../../netlink/codec/constants.js';
+import { ETH_P_ALL, INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { type FilterSpec, ingressQdisc, MATCH_ALL_U32_KEYS, parseHandle } from '../../netlink/codec/traffic-control.js';
 import { addHtbLimit, FILTER_PRIORITY } from '../rate-limit.js';
@@ -18,8 +18,10 @@ import {
   PlumbingTransaction,
 } from './plumbing-context.js';
 
-/** clsact's ingress hook; a plain ingress qdisc is addressed as ffff:fff1. */
+/** clsact's ingress hook. */
 const CLSACT_INGRESS_PARENT = 0xfffffff2;
+/** Filters go under the ingress qdisc's handle, ffff:, as `tc filter add ... parent ffff:` does. */
+const INGRESS_FILTER_PARENT = INGRESS_HANDLE;
 
 function redirectFilter(from: LinkReference, to: LinkReference, parent: number, priority: number): FilterSpec {
   return {
@@ -67,7 +69,7 @@ export async function attachTcFilter(
 
     // The pod interface may already have an ingress (or clsact) qdisc of its own: keep it, add beside it.
     const existing = context.qdiscs.find((qdisc) => qdisc.index === source.index && qdisc.parent === TC_H_INGRESS);
-    const parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : TC_H_INGRESS;
+    const parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_FILTER_PARENT;
     let priority = FILTER_PRIORITY;
     if (existing) {
       priority = await freeIngressPriority(context, source, parent);
@@ -88,10 +90,10 @@ export async function attachTcFilter(
       protocol: ETH_P_ALL,
       kind: 'u32',
     });
-    transaction.add((batch) => batch.addFilter(redirectFilter(tap, source, TC_H_INGRESS, FILTER_PRIORITY)), {
+    transaction.add((batch) => batch.addFilter(redirectFilter(tap, source, INGRESS_FILTER_PARENT, FILTER_PRIORITY)), {
       step: 'add-filter',
       link: tap.name,
-      parent: TC_H_INGRESS,
+      parent: INGRESS_FILTER_PARENT,
       priority: FILTER_PRIORITY,
       protocol: ETH_P_ALL,
       kind: 'u32',

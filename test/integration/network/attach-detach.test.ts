@@ -1,0 +1,345 @@
+/**
+ * Attach and detach against the real kernel, in namespaces prepared the way CNI leaves them: the
+ * plumbing must be exactly as specified (checked with ip -j / tc -j), and after detach the namespace
+ * must be identical to before (links, addresses, routes, neighbours, qdiscs, filters).
+ */
+import { existsSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { NetworkConfig } from '../../../src/network/config.js';
+import { generateGuestNetwork } from '../../../src/network/guest.js';
+import type { InterworkingModel } from '../../../src/network/interworking-model.js';
+import { isLocallyAdministeredUnicast } from '../../../src/network/mac-address.js';
+import { Network } from '../../../src/network/network.js';
+import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
+import { interfacesOf } from '../../../src/network/scan.js';
+import {
+  cleanupNamespaces,
+  kernelSupportsLinkKind,
+  makeNamespace,
+  type TestNamespace,
+} from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+interface IpLink {
+  ifname: string;
+  ifindex: number;
+  mtu: number;
+  address: string;
+  flags: string[];
+  group?: string;
+  link?: string;
+  linkinfo?: { info_kind?: string; info_data?: { type?: string; multi_queue?: boolean; mode?: string } };
+}
+interface TcFilter {
+  kind: string;
+  options?: {
+    actions?: Array<{ kind: string; to_dev?: string; mirred_action?: string; control_action?: { type: string } }>;
+  };
+}
+
+const networks: Network[] = [];
+
+function open(namespace: TestNamespace, model: InterworkingModel, extra: Partial<NetworkConfig> = {}): Network {
+  const network = Network.open({
+    namespacePath: namespace.path,
+    model,
+    namespaceCreatedByVcnet: false,
+    disableNewNetns: model === 'none',
+    queues: 1,
+    vhostNet: 'auto',
+    ...extra,
+  });
+  networks.push(network);
+  return network;
+}
+
+afterEach(() => {
+  for (const network of networks.splice(0)) network.close();
+  cleanupNamespaces();
+});
+
+const link = (namespace: TestNamespace, name: string) => namespace.ipJson<IpLink[]>('-d', 'link', 'show', name)[0]!;
+const ingressFilters = (namespace: TestNamespace, name: string) =>
+  namespace
+    .tcJson<TcFilter[]>('filter', 'show', 'dev', name, 'ingress')
+    .flatMap((filter) => filter.options?.actions ?? []);
+
+describe('tcfilter', () => {
+  it('builds tap, ingress qdiscs and mirred redirects both ways, and detach restores the namespace exactly', async () => {
+    const { pod } = makePod({ interfaces: 2 });
+    const before = fingerprint(pod);
+    const network = open(pod, 'tcfilter');
+    const endpoints = await network.addEndpoints();
+    expect(endpoints.map((endpoint) => [endpoint.type, endpoint.name, endpoint.plumbing?.tapName])).toEqual([
+      ['veth', 'eth0', 'tap0_kata'],
+      ['veth', 'eth1', 'tap1_kata'],
+    ]);
+    for (const [index, endpoint] of endpoints.entries()) {
+      const tap = link(pod, `tap${index}_kata`);
+      const eth = link(pod, `eth${index}`);
+      expect(tap.linkinfo?.info_kind).toBe('tun');
+      expect(tap.linkinfo?.info_data?.type).toBe('tap');
+      expect(tap.mtu).toBe(eth.mtu);
+      expect(tap.flags).toContain('UP');
+      expect(tap.group).toBe(String(VCNET_LINK_GROUP));
+      // The guest NIC takes the pod interface's MAC; the tap keeps its own.
+      expect(endpoint.hardwareAddress).toBe(eth.address);
+      expect(tap.address).not.toBe(eth.address);
+      expect(ingressFilters(pod, `eth${index}`)).toEqual([
+        expect.objectContaining({ kind: 'mirred', to_dev: `tap${index}_kata`, mirred_action: 'redirect' }),
+      ]);
+      expect(ingressFilters(pod, `tap${index}_kata`)).toEqual([
+        expect.objectContaining({ kind: 'mirred', to_dev: `eth${index}`, mirred_action: 'redirect' }),
+      ]);
+      // The pod interface keeps its addresses in this model.
+      expect(pod.exec('ip', ['-4', 'addr', 'show', `eth${index}`])).toContain(`10.${200 + index}.0.2/24`);
+    }
+    const report = await network.removeEndpoints();
+    expect(report.failures).toEqual([]);
+    expect(fingerprint(pod)).toEqual(before);
+    // A second detach has nothing left to do and fails on nothing.
+    expect((await network.removeEndpoints()).failures).toEqual([]);
+  });
+
+  it('keeps an ingress qdisc and filter that were there before, and removes only its own', async () => {
+    const { pod } = makePod();
+    pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+    // Somebody else's filter at the priority vcnet would use by default (a classid: this kernel has no gact).
+    pod.exec('tc', [
+      'filter',
+      'add',
+      'dev',
+      'eth0',
+      'parent',
+      'ffff:',
+      'prio',
+      '49152',
+      'protocol',
+      'ip',
+      'u32',
+      'match',
+      'u32',
+      '0',
+      '0',
+      'classid',
+      '1:1',
+    ]);
+    const before = fingerprint(pod);
+    const network = open(pod, 'tcfilter');
+    await network.addEndpoints();
+    const actions = ingressFilters(pod, 'eth0');
+    expect(actions.some((action) => action.kind === 'mirred' && action.to_dev === 'tap0_kata')).toBe(true);
+    const text = pod.exec('tc', ['filter', 'show', 'dev', 'eth0', 'ingress']);
+    expect(text).toMatch(/pref 49152 u32 .*flowid 1:1/s);
+    expect(text).toMatch(/pref 49153 u32/);
+    await network.removeEndpoints();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('makes multi-queue taps when queues > 1', async () => {
+    const { pod } = makePod();
+    const network = open(pod, 'tcfilter', { queues: 4 });
+    const [endpoint] = await network.addEndpoints({ keepFds: true });
+    expect(endpoint?.plumbing?.tapFds).toHaveLength(4);
+    expect(link(pod, 'tap0_kata').linkinfo?.info_data?.multi_queue).toBe(true);
+    expect(endpoint?.networkDevice()).toMatchObject({
+      queues: 4,
+      tapName: 'tap0_kata',
+      guestMac: link(pod, 'eth0').address,
+    });
+    await network.removeEndpoints();
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+  });
+
+  it('applies rx and tx rate limits as htb trees visible to tc', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const network = open(pod, 'tcfilter', { rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 } });
+    await network.addEndpoints();
+    const tapQdiscs = pod.tcJson<Array<{ kind: string; handle: string; root?: boolean }>>(
+      'qdisc',
+      'show',
+      'dev',
+      'tap0_kata',
+    );
+    expect(tapQdiscs.some((qdisc) => qdisc.kind === 'htb' && qdisc.handle === '1:')).toBe(true);
+    expect(pod.exec('tc', ['class', 'show', 'dev', 'tap0_kata'])).toMatch(
+      /class htb 1:2 parent 1:1 .*rate 10Mbit ceil 10Mbit/,
+    );
+    expect(pod.exec('tc', ['class', 'show', 'dev', 'eth0'])).toMatch(/class htb 1:1 root .*rate 20Mbit ceil 20Mbit/);
+    await network.removeEndpoints();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('rolls back everything when the plumbing fails half way (tap deleted under it)', async () => {
+    const { pod } = makePod({ interfaces: 2 });
+    const before = fingerprint(pod);
+    const network = open(pod, 'tcfilter');
+    let calls = 0;
+    const error = await network
+      .addEndpoints({
+        hooks: {
+          afterTapCreated: (tap) => {
+            // The second endpoint loses its tap between creation and the tc plumbing.
+            if (++calls === 2) pod.exec('ip', ['link', 'del', tap]);
+          },
+        },
+      })
+      .catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'VCNET_ATTACH_FAILED' });
+    expect((error as Error).message).toContain('eth1');
+    expect(network.endpoints()).toHaveLength(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('detaches from persisted state alone, in another Network object', async () => {
+    const { pod } = makePod({ interfaces: 2 });
+    const before = fingerprint(pod);
+    const network = open(pod, 'tcfilter');
+    await network.addEndpoints();
+    const saved = JSON.parse(JSON.stringify(network.save()));
+    const restored = Network.load(saved);
+    networks.push(restored);
+    expect(restored.endpoints().map((endpoint) => endpoint.name)).toEqual(['eth0', 'eth1']);
+    expect((await restored.removeEndpoints()).failures).toEqual([]);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+describe('macvtap', () => {
+  it('puts a macvtap on the pod interface with its MAC, moves the interface to a private MAC, and restores all', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const original = link(pod, 'eth0');
+    const network = open(pod, 'macvtap');
+    const [endpoint] = await network.addEndpoints({ keepFds: true });
+    const macvtap = link(pod, 'tap0_kata');
+    expect(macvtap.linkinfo?.info_kind).toBe('macvtap');
+    expect(macvtap.linkinfo?.info_data?.mode).toBe('bridge');
+    expect(macvtap.address).toBe(original.address);
+    expect(endpoint?.hardwareAddress).toBe(original.address);
+    const moved = link(pod, 'eth0');
+    expect(moved.address).not.toBe(original.address);
+    expect(isLocallyAdministeredUnicast(moved.address)).toBe(true);
+    expect(pod.exec('ip', ['-4', 'addr', 'show', 'eth0'])).not.toContain('10.200.0.2');
+    expect(endpoint?.plumbing?.tapFds).toHaveLength(1);
+    expect(existsSync(`/dev/tap${macvtap.ifindex}`)).toBe(true);
+    await network.removeEndpoints();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+describe('none', () => {
+  it('makes only a tap and touches nothing else', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const network = open(pod, 'none');
+    const [endpoint] = await network.addEndpoints();
+    expect(link(pod, 'tap0_kata').linkinfo?.info_kind).toBe('tun');
+    expect(ingressFilters(pod, 'eth0')).toEqual([]);
+    expect(endpoint?.hardwareAddress).toBe(link(pod, 'eth0').address);
+    await network.removeEndpoints();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+describe('other endpoint types', () => {
+  it('joins a macvlan (bridged macvlan endpoint) like a veth', async () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['link', 'add', 'mv0', 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge']);
+    const before = fingerprint(pod);
+    const network = open(pod, 'tcfilter');
+    const endpoints = await network.addEndpoints();
+    const macvlan = endpoints.find((endpoint) => endpoint.properties.link.name === 'mv0');
+    expect(macvlan?.type).toBe('macvlan');
+    expect(ingressFilters(pod, 'mv0')[0]).toMatchObject({ kind: 'mirred', to_dev: macvlan?.plumbing?.tapName });
+    await network.removeEndpoints();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('joins an existing tap (tuntap endpoint) and uses an existing macvtap as it is', async () => {
+    const pod = makeNamespace('pod');
+    pod.exec('ip', ['link', 'add', 'base0', 'type', 'veth', 'peer', 'name', 'base1']);
+    pod.exec('ip', ['tuntap', 'add', 'dev', 'usertap', 'mode', 'tap']);
+    pod.exec('ip', ['link', 'add', 'mvt5', 'link', 'base0', 'type', 'macvtap']);
+    pod.exec('ip', ['link', 'set', 'mvt5', 'up']);
+    pod.exec('ip', ['link', 'set', 'base0', 'up']);
+    const before = fingerprint(pod);
+    const network = open(pod, 'tcfilter');
+    const endpoints = await network.addEndpoints({ interfaces: undefined, keepFds: true });
+    const byName = new Map(endpoints.map((endpoint) => [endpoint.properties.link.name, endpoint]));
+    expect(byName.get('usertap')?.type).toBe('tuntap');
+    expect(byName.get('usertap')?.plumbing?.model).toBe('tcfilter');
+    expect(byName.get('mvt5')?.type).toBe('macvtap');
+    expect(byName.get('mvt5')?.plumbing?.model).toBe('existing');
+    expect(byName.get('mvt5')?.plumbing?.tapFds).toHaveLength(1);
+    await network.removeEndpoints();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('ipvlan: attaches with tcfilter where the kernel has ipvlan, and says why not otherwise', async () => {
+    const { pod } = makePod();
+    const support = kernelSupportsLinkKind(pod, 'ipvlan', ['link', 'eth0']);
+    if (!support.ok) {
+      console.log(`skip ipvlan endpoint: ${support.reason}`);
+      return;
+    }
+    pod.exec('ip', ['link', 'add', 'ipv0', 'link', 'eth0', 'type', 'ipvlan', 'mode', 'l2']);
+    const network = open(pod, 'macvtap');
+    const endpoints = await network.addEndpoints();
+    expect(endpoints.find((endpoint) => endpoint.type === 'ipvlan')?.plumbing?.model).toBe('tcfilter');
+    await network.removeEndpoints();
+  });
+});
+
+describe('scan', () => {
+  it('scans a namespace of 256 veths and gives each its guest structures', async () => {
+    const pod = makeNamespace('scan');
+    const commands = [];
+    for (let i = 0; i < 128; i++) commands.push(`link add v${i}a type veth peer name v${i}b`);
+    // ip -batch reads the commands from stdin.
+    pod.exec('sh', ['-c', `printf '%s\\n' ${commands.map((command) => `'${command}'`).join(' ')} | ip -batch -`]);
+    const network = open(pod, 'tcfilter');
+    const snapshot = await network.handle.snapshot();
+    const interfaces = interfacesOf(snapshot);
+    expect(interfaces).toHaveLength(256);
+    expect(interfaces.every((info) => info.link.kind === 'veth')).toBe(true);
+  });
+});
+
+describe('guest structures from a real namespace', () => {
+  it('carries addresses, the default route, the route MTU and the permanent neighbour', async () => {
+    const { pod } = makePod();
+    const network = open(pod, 'tcfilter');
+    await network.addEndpoints();
+    const guest = generateGuestNetwork(network.endpoints());
+    expect(guest.interfaces[0]).toMatchObject({
+      name: 'eth0',
+      device: 'eth0',
+      type: 'veth',
+      hwAddr: link(pod, 'eth0').address,
+    });
+    expect(guest.interfaces[0]?.IPAddresses).toEqual(
+      expect.arrayContaining([
+        { family: 0, address: '10.200.0.2', mask: '24' },
+        { family: 1, address: 'fd00:200::2', mask: '64' },
+      ]),
+    );
+    expect(guest.routes).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ dest: '', gateway: '10.200.0.1', device: 'eth0' }),
+        expect.objectContaining({ dest: '10.100.0.0/16', gateway: '10.200.0.1', mtu: 1400 }),
+      ]),
+    );
+    // Routes the kernel made for the addresses are not sent: the guest kernel makes its own.
+    expect(guest.routes.some((route) => route.dest === '10.200.0.0/24')).toBe(false);
+    expect(guest.neighbours).toEqual([
+      expect.objectContaining({
+        toIPAddress: { family: 0, address: '10.200.0.9', mask: '' },
+        lladdr: '02:00:00:00:00:09',
+        device: 'eth0',
+      }),
+    ]);
+    await network.removeEndpoints();
+  });
+});
