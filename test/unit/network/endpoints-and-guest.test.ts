@@ -1,0 +1,207 @@
+import { describe, expect, it } from 'vitest';
+import {
+  AddressFamily,
+  InterfaceFlag,
+  NeighbourState,
+  RouteProtocol,
+  RouteScope,
+} from '../../../src/netlink/codec/constants.js';
+import { classifyInterface, createEndpoint } from '../../../src/network/endpoints/create-endpoint.js';
+import { generateGuestNetwork } from '../../../src/network/guest.js';
+import { endpointFromState } from '../../../src/network/network.js';
+import { address, info, link, permanent, route } from './fixtures.js';
+
+describe('endpoint choice (Kata createEndpoint)', () => {
+  it('chooses by link kind', () => {
+    expect(classifyInterface(info())).toBe('veth');
+    expect(classifyInterface(info({ link: link({ kind: 'macvlan' }) }))).toBe('macvlan');
+    expect(classifyInterface(info({ link: link({ kind: 'macvtap' }) }))).toBe('macvtap');
+    expect(classifyInterface(info({ link: link({ kind: 'ipvlan' }) }))).toBe('ipvlan');
+    expect(classifyInterface(info({ link: link({ kind: 'tun', tun: { type: 'tap' } }) }))).toBe('tuntap');
+  });
+
+  it('takes a NIC on a PCI device as physical, before its kind', () => {
+    expect(
+      classifyInterface(info({ link: link({ kind: undefined, parentBus: 'pci', parentDevice: '0000:00:03.0' }) })),
+    ).toBe('physical');
+    const endpoint = createEndpoint(
+      info({ link: link({ kind: undefined, parentBus: 'pci', parentDevice: '0000:ff:1f.7' }) }),
+      { index: 0, model: 'tcfilter' },
+    );
+    expect(endpoint.type).toBe('physical');
+    expect(endpoint.save().details).toMatchObject({ pci: { address: '0000:ff:1f.7' } });
+  });
+
+  it('refuses tun mode and undetermined mode with their meaning', () => {
+    expect(() => classifyInterface(info({ link: link({ name: 'tun0', kind: 'tun', tun: { type: 'tun' } }) }))).toThrow(
+      /tun0.*tun networking device not yet supported/,
+    );
+    expect(() => classifyInterface(info({ link: link({ name: 'tapx', kind: 'tun' }) }))).toThrow(
+      /mode of tapx not determined/,
+    );
+  });
+
+  it('names the interface and its kind when unsupported, and says when there is no kind (Kata printed an empty string)', () => {
+    expect(() => classifyInterface(info({ link: link({ name: 'vx0', kind: 'vxlan' }) }))).toThrow(
+      'unsupported network interface vx0: kind vxlan',
+    );
+    try {
+      classifyInterface(info({ link: link({ name: 'enp0', kind: undefined }) }));
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toMatchObject({ code: 'VCNET_UNSUPPORTED_INTERFACE', value: { name: 'enp0', kind: null } });
+      expect((error as Error).message).toContain('kind none');
+    }
+  });
+
+  it('forces the tcfilter pair for ipvlan, whatever the model', () => {
+    const endpoint = createEndpoint(info({ link: link({ kind: 'ipvlan' }) }), { index: 0, model: 'macvtap' });
+    expect(endpoint.pair?.model).toBe('tcfilter');
+  });
+
+  it('saves and restores every endpoint type through its state', () => {
+    const kinds = ['veth', 'macvlan', 'macvtap', 'ipvlan'] as const;
+    for (const [index, kind] of kinds.entries()) {
+      const endpoint = createEndpoint(info({ link: link({ kind }) }), { index, model: 'tcfilter' });
+      const restored = endpointFromState(JSON.parse(JSON.stringify(endpoint.save())));
+      expect(restored.type).toBe(endpoint.type);
+      expect(restored.name).toBe(endpoint.name);
+      expect(restored.pair).toEqual(endpoint.pair);
+    }
+    expect(() =>
+      endpointFromState({ ...createEndpoint(info(), { index: 0, model: 'tcfilter' }).save(), version: 9 as 1 }),
+    ).toThrow(/version 9/);
+  });
+});
+
+describe('guest structures (Kata generateVCNetworkStructures)', () => {
+  const endpointOf = (overrides: Parameters<typeof info>[0], index = 0) =>
+    createEndpoint(info(overrides), { index, model: 'tcfilter' });
+
+  it('maps v4 and v6 addresses with family by address and mask as prefix length, skipping loopback', () => {
+    const network = generateGuestNetwork([
+      endpointOf({
+        addresses: [
+          address('10.0.0.2', 24),
+          address('fd00::2', 64),
+          address('fe80::1', 64, { scope: RouteScope.LINK }),
+          address('127.0.0.1', 8),
+        ],
+      }),
+    ]);
+    expect(network.interfaces[0]).toEqual({
+      device: 'eth0',
+      name: 'eth0',
+      IPAddresses: [
+        { family: 0, address: '10.0.0.2', mask: '24' },
+        { family: 1, address: 'fd00::2', mask: '64' },
+        { family: 1, address: 'fe80::1', mask: '64' },
+      ],
+      mtu: 1500,
+      hwAddr: '02:42:ac:11:00:02',
+      devicePath: '',
+      type: 'veth',
+      raw_flags: 0,
+    });
+  });
+
+  it('carries NOARP from the link flags and the PCI path once plugged', () => {
+    const endpoint = endpointOf({ link: link({ flags: InterfaceFlag.UP | InterfaceFlag.NOARP }) });
+    endpoint.pciPath = '02/00';
+    const [guest] = generateGuestNetwork([endpoint]).interfaces;
+    expect(guest?.raw_flags).toBe(InterfaceFlag.NOARP);
+    expect(guest?.devicePath).toBe('02/00');
+  });
+
+  it('keeps default, on-link, v6 and MTU routes; drops the kernel-made ones', () => {
+    const network = generateGuestNetwork([
+      endpointOf({
+        routes: [
+          route({ gateway: '10.0.0.1' }),
+          route({ destination: '10.1.0.0', destinationLength: 16, gateway: '10.0.0.1', mtu: 1400 }),
+          route({
+            destination: '10.2.0.0',
+            destinationLength: 16,
+            scope: RouteScope.LINK,
+            preferredSource: '10.0.0.2',
+          }),
+          route({
+            destination: '10.0.0.0',
+            destinationLength: 24,
+            protocol: RouteProtocol.KERNEL,
+            scope: RouteScope.LINK,
+          }),
+          route({ family: AddressFamily.INET6, gateway: 'fd00::1' }),
+        ],
+      }),
+    ]);
+    expect(network.routes).toEqual([
+      { dest: '', gateway: '10.0.0.1', device: 'eth0', source: '', scope: 0, family: 0, flags: 0, mtu: 0 },
+      {
+        dest: '10.1.0.0/16',
+        gateway: '10.0.0.1',
+        device: 'eth0',
+        source: '',
+        scope: 0,
+        family: 0,
+        flags: 0,
+        mtu: 1400,
+      },
+      { dest: '10.2.0.0/16', gateway: '', device: 'eth0', source: '10.0.0.2', scope: 253, family: 0, flags: 0, mtu: 0 },
+      { dest: '', gateway: 'fd00::1', device: 'eth0', source: '', scope: 0, family: 1, flags: 0, mtu: 0 },
+    ]);
+  });
+
+  it('keeps only permanent neighbours, with or without a link-layer address, v4 and v6', () => {
+    const network = generateGuestNetwork([
+      endpointOf({
+        neighbours: [
+          {
+            index: 2,
+            family: AddressFamily.INET,
+            destination: '10.0.0.9',
+            linkLayerAddress: '02:00:00:00:00:09',
+            state: permanent,
+            flags: 0,
+            type: 1,
+          },
+          { index: 2, family: AddressFamily.INET6, destination: 'fd00::9', state: permanent, flags: 0, type: 1 },
+          {
+            index: 2,
+            family: AddressFamily.INET,
+            destination: '10.0.0.8',
+            linkLayerAddress: '02:00:00:00:00:08',
+            state: NeighbourState.REACHABLE,
+            flags: 0,
+            type: 1,
+          },
+        ],
+      }),
+    ]);
+    expect(network.neighbours).toEqual([
+      {
+        toIPAddress: { family: 0, address: '10.0.0.9', mask: '' },
+        device: 'eth0',
+        lladdr: '02:00:00:00:00:09',
+        state: permanent,
+        flags: 0,
+      },
+      {
+        toIPAddress: { family: 1, address: 'fd00::9', mask: '' },
+        device: 'eth0',
+        lladdr: '',
+        state: permanent,
+        flags: 0,
+      },
+    ]);
+  });
+
+  it('names routes and neighbours after the guest-facing endpoint name', () => {
+    const endpoint = createEndpoint(info({ routes: [route({ gateway: '10.0.0.1' })] }), {
+      index: 0,
+      model: 'tcfilter',
+      guestName: 'net7',
+    });
+    expect(generateGuestNetwork([endpoint]).routes[0]?.device).toBe('net7');
+  });
+});

@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidInputError } from '../../../src/errors.js';
+import { parseKataConfiguration, validateNetworkConfig } from '../../../src/network/config.js';
+import { createInterfacePair, tapName } from '../../../src/network/interface-pair.js';
+import { isValidInterworkingModel, parseInterworkingModel } from '../../../src/network/interworking-model.js';
+import { isLocallyAdministeredUnicast, randomPrivateMacAddress } from '../../../src/network/mac-address.js';
+
+describe('internetworking model', () => {
+  it('parses every name, resolves default to tcfilter, and refuses others listing the accepted names', () => {
+    expect(parseInterworkingModel('default')).toBe('tcfilter');
+    expect(parseInterworkingModel('tcfilter')).toBe('tcfilter');
+    expect(parseInterworkingModel('macvtap')).toBe('macvtap');
+    expect(parseInterworkingModel('none')).toBe('none');
+    expect(parseInterworkingModel(' MacVtap ')).toBe('macvtap');
+    const error = (() => {
+      try {
+        parseInterworkingModel('bridged');
+      } catch (caught) {
+        return caught as InvalidInputError;
+      }
+    })();
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect(error?.message).toContain('"bridged"');
+    expect(error?.message).toContain('default, macvtap, tcfilter, none');
+    expect(isValidInterworkingModel('none')).toBe(true);
+    expect(isValidInterworkingModel('unknown')).toBe(false);
+    expect(isValidInterworkingModel(3)).toBe(false);
+  });
+});
+
+describe('MAC addresses', () => {
+  it('makes 10,000 random MACs, all unicast and locally administered, none repeated', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 10_000; i++) {
+      const mac = randomPrivateMacAddress();
+      expect(mac).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+      expect(isLocallyAdministeredUnicast(mac)).toBe(true);
+      seen.add(mac);
+    }
+    expect(seen.size).toBe(10_000);
+  });
+});
+
+describe('interface pair', () => {
+  it('names the tap tap<idx>_kata and takes the pod interface name for the guest, eth<idx> if it has none', () => {
+    expect(tapName(3)).toBe('tap3_kata');
+    const pair = createInterfacePair(
+      1,
+      'eth0',
+      { name: 'eth0', hardwareAddress: '02:00:00:00:00:01' },
+      'tcfilter',
+      'sb-eth0',
+    );
+    expect(pair).toMatchObject({
+      name: 'eth0',
+      tap: { name: 'tap1_kata', guestHardwareAddress: '02:00:00:00:00:01' },
+      model: 'tcfilter',
+    });
+    expect(createInterfacePair(4, '', { name: 'x', hardwareAddress: '' }, 'macvtap', 'id').name).toBe('eth4');
+    expect(isLocallyAdministeredUnicast(pair.spareHardwareAddress)).toBe(true);
+  });
+});
+
+describe('network configuration', () => {
+  const base = {
+    namespacePath: '/var/run/netns/x',
+    namespaceCreatedByVcnet: false,
+    queues: 1,
+    vhostNet: 'auto' as const,
+  };
+
+  it('refuses disable_new_netns with any model but none (Kata rule)', () => {
+    expect(() => validateNetworkConfig({ ...base, model: 'tcfilter', disableNewNetns: true })).toThrow(
+      /disable_new_netns works only with internetworking_model "none"/,
+    );
+    expect(() => validateNetworkConfig({ ...base, model: 'macvtap', disableNewNetns: true })).toThrow(/"macvtap"/);
+    expect(validateNetworkConfig({ ...base, model: 'none', disableNewNetns: true }).model).toBe('none');
+    expect(() => validateNetworkConfig({ ...base, model: 'none', disableNewNetns: false, queues: 0 })).toThrow(
+      /queues/,
+    );
+  });
+
+  it("reads Kata's configuration.toml network keys", () => {
+    const settings = parseKataConfiguration(`
+[hypervisor.qemu]
+path = "/usr/bin/qemu-system-x86_64"
+default_vcpus = 2
+rx_rate_limiter_max_rate = 10000000
+tx_rate_limiter_max_rate = 0
+vhost_user_store_path = "/var/run/kata-containers/vhost-user"
+disable_vhost_net = true
+
+[runtime]
+internetworking_model = "macvtap"
+disable_new_netns = false
+`);
+    expect(settings).toEqual({
+      hypervisor: 'qemu',
+      model: 'macvtap',
+      disableNewNetns: false,
+      rateLimit: { rxBitsPerSecond: 10_000_000 },
+      vhostUserStorePath: '/var/run/kata-containers/vhost-user',
+      vhostNet: 'off',
+      vcpus: 2,
+    });
+  });
+
+  it('names the key, the value and what is accepted for bad values', () => {
+    expect(() => parseKataConfiguration('[runtime]\ninternetworking_model = "bridge"\n')).toThrow(
+      /runtime\.internetworking_model.*"bridge".*default, macvtap, tcfilter, none/,
+    );
+    expect(() => parseKataConfiguration('[hypervisor.qemu]\nrx_rate_limiter_max_rate = -5\n')).toThrow(
+      /hypervisor\.qemu\.rx_rate_limiter_max_rate.*-5.*bits per second/,
+    );
+    expect(() => parseKataConfiguration('[runtime]\ndisable_new_netns = "yes"\n')).toThrow(
+      /runtime\.disable_new_netns.*a boolean/,
+    );
+    expect(() => parseKataConfiguration('[runtime\n')).toThrow(/not valid TOML/);
+  });
+});
