@@ -191,7 +191,8 @@ export class NetlinkSocket {
       if (length < 0) return;
       let messages: RawMessage[];
       try {
-        messages = splitMessages(this.receiveBuffer.subarray(0, length));
+        // One copy per receive (the buffer is reused); messages are views into it.
+        messages = splitMessages(Buffer.from(this.receiveBuffer.subarray(0, length)));
       } catch (error) {
         this.failAll(error as Error);
         return;
@@ -203,7 +204,7 @@ export class NetlinkSocket {
   private dispatch(message: RawMessage): void {
     const entry = this.inFlight.get(message.sequence);
     if (!entry) {
-      if (message.sequence === 0) this.onNotification?.(copyMessage(message));
+      if (message.sequence === 0) this.onNotification?.(message);
       return;
     }
     if (message.type === MessageType.ERROR) {
@@ -218,8 +219,7 @@ export class NetlinkSocket {
       entry.settle({ ok: true, messages: entry.messages });
       return;
     }
-    // The receive buffer is reused, so a message that outlives this call gets its own bytes.
-    entry.messages.push(copyMessage(message));
+    entry.messages.push(message);
   }
 
   private failAll(error: Error): void {
@@ -236,8 +236,4 @@ export class NetlinkSocket {
     this.failAll(new Error('netlink socket closed'));
     nativeShim().closeFd(this.fd);
   }
-}
-
-function copyMessage(message: RawMessage): RawMessage {
-  return { ...message, payload: Buffer.from(message.payload) };
 }

@@ -15,14 +15,31 @@ export function isLoopback(info: NetworkInfo): boolean {
   return info.link.type === HardwareType.LOOPBACK || (info.link.flags & InterfaceFlag.LOOPBACK) !== 0;
 }
 
+function groupByIndex<T>(items: T[], indexOf: (item: T) => number | undefined): Map<number, T[]> {
+  const groups = new Map<number, T[]>();
+  for (const item of items) {
+    const index = indexOf(item);
+    if (index === undefined) continue;
+    const group = groups.get(index);
+    if (group) group.push(item);
+    else groups.set(index, [item]);
+  }
+  return groups;
+}
+
 export function interfacesOf(snapshot: NamespaceSnapshot): NetworkInfo[] {
+  const addresses = groupByIndex(snapshot.addresses, (address) => address.index);
+  // The guest gets the main table, as Kata reads it.
+  const routes = groupByIndex(snapshot.routes, (route) =>
+    route.table === RouteTable.MAIN ? route.outputIndex : undefined,
+  );
+  const neighbours = groupByIndex(snapshot.neighbours, (neighbour) => neighbour.index);
   return snapshot.links
     .map((link) => ({
       link,
-      addresses: snapshot.addresses.filter((address) => address.index === link.index),
-      // The guest gets the main table, as Kata reads it.
-      routes: snapshot.routes.filter((route) => route.outputIndex === link.index && route.table === RouteTable.MAIN),
-      neighbours: snapshot.neighbours.filter((neighbour) => neighbour.index === link.index),
+      addresses: addresses.get(link.index) ?? [],
+      routes: routes.get(link.index) ?? [],
+      neighbours: neighbours.get(link.index) ?? [],
     }))
     .filter((info) => !isLoopback(info))
     .sort((a, b) => a.link.index - b.link.index);

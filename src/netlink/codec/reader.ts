@@ -48,12 +48,19 @@ export function splitMessages(data: Buffer): RawMessage[] {
   return messages;
 }
 
-/** Attributes of one level, indexed by type (the last one wins, as the kernel's own parser does). */
+/**
+ * Attributes of one level, indexed by type (the last one wins, as the kernel's own parser does).
+ * Only offsets are kept; a value's bytes are sliced when asked for, which keeps decoding a dump of
+ * hundreds of links cheap.
+ */
 export class Attributes {
-  private readonly entries = new Map<number, Buffer>();
-  private readonly ordered: Array<[number, Buffer]> = [];
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
 
-  constructor(data: Buffer, start = 0) {
+  constructor(
+    private readonly data: Buffer,
+    private readonly start = 0,
+  ) {
     let offset = start;
     while (offset + NLA_HEADER_LENGTH <= data.length) {
       const length = data.readUInt16LE(offset);
@@ -61,64 +68,82 @@ export class Attributes {
       if (length < NLA_HEADER_LENGTH || offset + length > data.length) {
         throw new MalformedMessageError(`attribute ${type} length ${length} with ${data.length - offset} left`, offset);
       }
-      const value = data.subarray(offset + NLA_HEADER_LENGTH, offset + length);
-      this.entries.set(type, value);
-      this.ordered.push([type, value]);
+      this.starts[type] = offset + NLA_HEADER_LENGTH;
+      this.ends[type] = offset + length;
       offset += align4(length);
     }
   }
 
   has(type: number): boolean {
-    return this.entries.has(type);
+    return this.starts[type] !== undefined;
   }
 
   raw(type: number): Buffer | undefined {
-    return this.entries.get(type);
+    const start = this.starts[type];
+    return start === undefined ? undefined : this.data.subarray(start, this.ends[type]);
   }
 
   /** All attributes in order, including repeated types (action lists, multipath). */
-  all(): ReadonlyArray<[number, Buffer]> {
-    return this.ordered;
+  all(): Array<[number, Buffer]> {
+    const ordered: Array<[number, Buffer]> = [];
+    let offset = this.start;
+    while (offset + NLA_HEADER_LENGTH <= this.data.length) {
+      const length = this.data.readUInt16LE(offset);
+      ordered.push([
+        this.data.readUInt16LE(offset + 2) & NLA_TYPE_MASK,
+        this.data.subarray(offset + NLA_HEADER_LENGTH, offset + length),
+      ]);
+      offset += align4(length);
+    }
+    return ordered;
   }
 
-  private sized(type: number, size: number): Buffer | undefined {
-    const value = this.entries.get(type);
-    if (value === undefined) return undefined;
-    if (value.length < size)
-      throw new MalformedMessageError(`attribute ${type} is ${value.length} bytes, needs ${size}`, 0);
-    return value;
+  private at(type: number, size: number): number | undefined {
+    const start = this.starts[type];
+    if (start === undefined) return undefined;
+    if (this.ends[type]! - start < size) {
+      throw new MalformedMessageError(`attribute ${type} is ${this.ends[type]! - start} bytes, needs ${size}`, start);
+    }
+    return start;
   }
 
   u8(type: number): number | undefined {
-    return this.sized(type, 1)?.readUInt8(0);
+    const at = this.at(type, 1);
+    return at === undefined ? undefined : this.data.readUInt8(at);
   }
 
   u16(type: number): number | undefined {
-    return this.sized(type, 2)?.readUInt16LE(0);
+    const at = this.at(type, 2);
+    return at === undefined ? undefined : this.data.readUInt16LE(at);
   }
 
   u32(type: number): number | undefined {
-    return this.sized(type, 4)?.readUInt32LE(0);
+    const at = this.at(type, 4);
+    return at === undefined ? undefined : this.data.readUInt32LE(at);
   }
 
   s32(type: number): number | undefined {
-    return this.sized(type, 4)?.readInt32LE(0);
+    const at = this.at(type, 4);
+    return at === undefined ? undefined : this.data.readInt32LE(at);
   }
 
   u64(type: number): bigint | undefined {
-    return this.sized(type, 8)?.readBigUInt64LE(0);
+    const at = this.at(type, 8);
+    return at === undefined ? undefined : this.data.readBigUInt64LE(at);
   }
 
   string(type: number): string | undefined {
-    const value = this.entries.get(type);
-    if (value === undefined) return undefined;
-    const end = value.indexOf(0);
-    return value.toString('utf8', 0, end < 0 ? value.length : end);
+    const start = this.starts[type];
+    if (start === undefined) return undefined;
+    let end = this.ends[type]!;
+    const nul = this.data.indexOf(0, start);
+    if (nul >= 0 && nul < end) end = nul;
+    return this.data.toString('utf8', start, end);
   }
 
   nested(type: number): Attributes | undefined {
-    const value = this.entries.get(type);
-    return value === undefined ? undefined : new Attributes(value);
+    const start = this.starts[type];
+    return start === undefined ? undefined : new Attributes(this.data.subarray(start, this.ends[type]));
   }
 }
 

@@ -1,0 +1,197 @@
+/**
+ * `npm run bench`: vcnet against an iproute2 baseline measured in the same run, on this machine.
+ * Prints medians and ratios; asserts nothing (speed is not a test).
+ *   1. tcfilter attach/detach of 1 and 8 endpoints (vcnet vs ip/tc processes)
+ *   2. attach+detach of 1 and 8 endpoints per model
+ *   3. scan of 1/16/256 interfaces (vcnet vs ip -j addr/route/neigh)
+ *   4. 100 sandboxes (namespaces) attached and detached concurrently
+ * `npm run bench -- --quick` does fewer iterations; `--json` prints one JSON object at the end.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { median, runAttachBenchmark } from '../src/benchmark/attach-benchmark.js';
+import { NetlinkHandle } from '../src/netlink/handle.js';
+import { createNamespace, deleteNamespace } from '../src/netns/namespace.js';
+import { Network } from '../src/network/network.js';
+import { scanNamespace } from '../src/network/scan.js';
+
+const quick = process.argv.includes('--quick');
+const json = process.argv.includes('--json');
+const results: Record<string, unknown> = {};
+const now = () => Number(process.hrtime.bigint()) / 1000;
+const log = (text: string) => process.stdout.write(`${text}\n`);
+
+function fillNamespace(name: string, count: number, peerNamespace: string): void {
+  const commands = [];
+  for (let i = 0; i < count; i++) commands.push(`link add eth${i} type veth peer name p${i} netns ${peerNamespace}`);
+  for (let i = 0; i < count; i++)
+    commands.push(`link set eth${i} up`, `addr add 10.${Math.floor(i / 250)}.${i % 250}.2/16 dev eth${i}`);
+  execFileSync('ip', ['-n', name, '-batch', '-'], { input: `${commands.join('\n')}\n` });
+}
+
+async function attachSection(): Promise<void> {
+  log('\n== tcfilter attach/detach, median µs per endpoint (vcnet vs iproute2 processes, same run) ==');
+  for (const endpoints of [1, 8]) {
+    const result = await runAttachBenchmark({ endpoints, iterations: quick ? 5 : 20 });
+    results[`tcfilter_${endpoints}`] = result;
+    log(
+      `${endpoints} endpoint(s): attach ${result.attach_us} µs vs ${result.iproute2_attach_us} µs (${result.attach_ratio}x faster), ` +
+        `detach ${result.detach_us} µs vs ${result.iproute2_detach_us} µs (${result.detach_ratio}x faster)`,
+    );
+  }
+  log('\n== attach+detach per model, median µs per endpoint ==');
+  for (const model of ['tcfilter', 'macvtap', 'none'] as const) {
+    for (const endpoints of [1, 8]) {
+      const result = await runAttachBenchmark({ endpoints, iterations: quick ? 3 : 10, model, baseline: false });
+      results[`model_${model}_${endpoints}`] = result;
+      log(`${model.padEnd(8)} ${endpoints} endpoint(s): attach ${result.attach_us} µs, detach ${result.detach_us} µs`);
+    }
+  }
+}
+
+async function scanSection(): Promise<void> {
+  log('\n== scan, median µs (vcnet one batched snapshot vs ip -j addr + route + neigh) ==');
+  for (const count of [1, 16, 256]) {
+    const name = `vcnet-bench-scan-${randomBytes(3).toString('hex')}`;
+    const peer = `${name}-peer`;
+    const path = createNamespace(name);
+    createNamespace(peer);
+    try {
+      fillNamespace(name, count, peer);
+      const handle = NetlinkHandle.open(path);
+      const ours: number[] = [];
+      const theirs: number[] = [];
+      let found = 0;
+      for (let i = 0; i < (quick ? 5 : 15); i++) {
+        let started = now();
+        found = (await scanNamespace(handle)).interfaces.length;
+        ours.push(now() - started);
+        started = now();
+        for (const what of ['addr', 'route', 'neigh'])
+          execFileSync('ip', ['-n', name, '-j', what, 'show'], { maxBuffer: 64 << 20 });
+        theirs.push(now() - started);
+      }
+      handle.close();
+      const result = { interfaces: found, vcnet_us: Math.round(median(ours)), iproute2_us: Math.round(median(theirs)) };
+      results[`scan_${count}`] = result;
+      log(
+        `${String(count).padStart(3)} interfaces: vcnet ${result.vcnet_us} µs, iproute2 ${result.iproute2_us} µs (${(result.iproute2_us / result.vcnet_us).toFixed(1)}x)`,
+      );
+    } finally {
+      deleteNamespace(name);
+      deleteNamespace(peer);
+    }
+  }
+}
+
+async function concurrentSection(): Promise<void> {
+  const count = quick ? 20 : 100;
+  log(`\n== ${count} sandboxes attached concurrently (one veth each, tcfilter) ==`);
+  const prefix = `vcnet-bench-c${randomBytes(3).toString('hex')}`;
+  const paths: string[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const path = createNamespace(`${prefix}-${i}`);
+      paths.push(path);
+      const handle = NetlinkHandle.open(path);
+      await handle.addLink({ name: 'eth0', up: true, data: { kind: 'veth', peer: { name: 'peer0' } } });
+      await handle.addAddress({
+        index: (await handle.linkByName('eth0')).index,
+        address: '10.9.0.2',
+        prefixLength: 24,
+      });
+      handle.close();
+    }
+    const networks = paths.map((path, i) =>
+      Network.open(
+        {
+          namespacePath: path,
+          model: 'tcfilter',
+          namespaceCreatedByVcnet: false,
+          disableNewNetns: false,
+          queues: 1,
+          vhostNet: 'off',
+        },
+        `s${i}`,
+      ),
+    );
+    let started = now();
+    await Promise.all(networks.map((network) => network.addEndpoints({ interfaces: undefined })));
+    const attachUs = now() - started;
+    started = now();
+    await Promise.all(networks.map((network) => network.removeEndpoints()));
+    const detachUs = now() - started;
+    for (const network of networks) network.close();
+    // Baseline: the same attach for 10 sandboxes by iproute2 processes, scaled to the count.
+    const sample = Math.min(10, count);
+    started = now();
+    for (let i = 0; i < sample; i++) {
+      const name = `${prefix}-${i}`;
+      const run = (tool: string, args: string[]) => execFileSync(tool, ['-n', name, ...args]);
+      run('ip', ['tuntap', 'add', 'dev', 'tap0_kata', 'mode', 'tap', 'vnet_hdr']);
+      run('ip', ['link', 'set', 'tap0_kata', 'up']);
+      run('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+      run('tc', ['qdisc', 'add', 'dev', 'tap0_kata', 'ingress']);
+      run('tc', [
+        'filter',
+        'add',
+        'dev',
+        'eth0',
+        'parent',
+        'ffff:',
+        'protocol',
+        'all',
+        'u32',
+        'match',
+        'u8',
+        '0',
+        '0',
+        'action',
+        'mirred',
+        'egress',
+        'redirect',
+        'dev',
+        'tap0_kata',
+      ]);
+      run('tc', [
+        'filter',
+        'add',
+        'dev',
+        'tap0_kata',
+        'parent',
+        'ffff:',
+        'protocol',
+        'all',
+        'u32',
+        'match',
+        'u8',
+        '0',
+        '0',
+        'action',
+        'mirred',
+        'egress',
+        'redirect',
+        'dev',
+        'eth0',
+      ]);
+    }
+    const baselineUs = ((now() - started) / sample) * count;
+    const result = {
+      sandboxes: count,
+      attach_ms: Math.round(attachUs / 1000),
+      detach_ms: Math.round(detachUs / 1000),
+      iproute2_attach_ms_estimated: Math.round(baselineUs / 1000),
+    };
+    results.concurrent = result;
+    log(
+      `attach all: ${result.attach_ms} ms, detach all: ${result.detach_ms} ms; iproute2 attach (sequential, ${sample} measured, scaled): ${result.iproute2_attach_ms_estimated} ms (${(result.iproute2_attach_ms_estimated / Math.max(1, result.attach_ms)).toFixed(1)}x)`,
+    );
+  } finally {
+    for (const path of paths) deleteNamespace(path);
+  }
+}
+
+await attachSection();
+await scanSection();
+await concurrentSection();
+if (json) log(JSON.stringify(results));
