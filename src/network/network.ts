@@ -42,6 +42,8 @@ export interface AddEndpointsOptions {
   /** Guest names by pod interface name (add-iface's `name`). */
   guestNames?: Record<string, string>;
   requestedType?: EndpointType;
+  /** Called whenever the network's state changed or is about to (persist it to survive a crash). */
+  journal?: (network: Network) => void;
 }
 
 export class Network {
@@ -86,6 +88,7 @@ export class Network {
       qdiscs: snapshot.qdiscs,
       ...(this.config.rateLimit ? { rateLimit: this.config.rateLimit } : {}),
       ...(options.hooks ? { hooks: options.hooks } : {}),
+      ...(options.journal ? { journal: () => options.journal?.(this) } : {}),
     };
     const added: Endpoint[] = [];
     try {
@@ -99,13 +102,21 @@ export class Network {
           ...(this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {}),
           ...(options.requestedType ? { requestedType: options.requestedType } : {}),
         });
-        if (options.hotplug) await endpoint.hotAttach(context, options.hotplug);
-        else await endpoint.attach(context);
-        added.push(endpoint);
+        // Listed before it is attached, so a journal written during the attach includes it.
         this.list.push(endpoint);
+        try {
+          if (options.hotplug) await endpoint.hotAttach(context, options.hotplug);
+          else await endpoint.attach(context);
+        } catch (error) {
+          this.list.splice(this.list.indexOf(endpoint), 1);
+          throw error;
+        }
+        added.push(endpoint);
+        options.journal?.(this);
       }
     } catch (error) {
       await this.removeEndpoints(added, options.hotplug);
+      options.journal?.(this);
       throw error;
     }
     return added;

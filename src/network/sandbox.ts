@@ -67,7 +67,11 @@ export async function attachSandbox(
       });
       store.write(record());
       try {
-        await network.addEndpoints({ ...(options.hooks ? { hooks: options.hooks } : {}) });
+        await network.addEndpoints({
+          ...(options.hooks ? { hooks: options.hooks } : {}),
+          // Every step is on disk before it is sent: a crash leaves nothing detach cannot find.
+          journal: () => store.write(record()),
+        });
       } catch (error) {
         store.remove();
         throw error;

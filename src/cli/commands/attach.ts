@@ -1,8 +1,28 @@
 import type { Command } from 'commander';
+import type { AttachHooks } from '../../network/models/plumbing-context.js';
 import { attachSandbox } from '../../network/sandbox.js';
 import { stateDirectory } from '../../network/state-store.js';
 import { type NetworkFlags, networkConfigFromFlags } from '../options.js';
 import { print, printJson, table } from '../output.js';
+
+/**
+ * For crash tests only: VCNET_FAULT_PAUSE_AFTER_TAP=<tap name>:<ms> makes attach sleep after creating
+ * that tap, so a test can kill -9 the process half way and check that detach and gc clean up.
+ */
+function faultInjectionHooks(): { hooks?: AttachHooks } {
+  const [tapName, milliseconds] = (process.env.VCNET_FAULT_PAUSE_AFTER_TAP ?? '').split(':');
+  const pause = Number(milliseconds);
+  if (!tapName || !(pause > 0)) return {};
+  return {
+    hooks: {
+      afterTapCreated: async (tap) => {
+        if (tap !== tapName) return;
+        process.stderr.write(`vcnet: fault injection: paused after creating ${tap}\n`);
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      },
+    },
+  };
+}
 
 export function registerAttach(program: Command): void {
   program
@@ -19,7 +39,10 @@ export function registerAttach(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (options: NetworkFlags & { sandbox: string; stateDir?: string; json?: boolean }) => {
       const config = networkConfigFromFlags(options);
-      const result = await attachSandbox(options.sandbox, config, { stateDirectory: stateDirectory(options.stateDir) });
+      const result = await attachSandbox(options.sandbox, config, {
+        stateDirectory: stateDirectory(options.stateDir),
+        ...faultInjectionHooks(),
+      });
       const endpoints = result.endpoints.map((endpoint) => ({
         name: endpoint.name,
         type: endpoint.type,

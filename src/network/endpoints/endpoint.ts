@@ -42,7 +42,8 @@ export interface EndpointState {
   properties: NetworkInfo;
   pair?: NetworkInterfacePair;
   plumbing?: {
-    model: AttachedPlumbing['model'];
+    /** 'pending': the process stopped during attach; the steps are what it may have done. */
+    model: AttachedPlumbing['model'] | 'pending';
     steps: PlumbingStep[];
     tapName: string;
     tapIndex: number;
@@ -67,6 +68,8 @@ export abstract class Endpoint {
   abstract readonly type: EndpointType;
   plumbing: AttachedPlumbing | undefined;
   pciPath: string | undefined;
+  /** Steps of an attach still under way (journaled before they are sent). */
+  private pendingSteps: PlumbingStep[] | undefined;
 
   constructor(
     /** Position of the endpoint in the sandbox: names tap<index>_kata and eth<index>. */
@@ -96,10 +99,19 @@ export abstract class Endpoint {
 
   async attach(context: PlumbingContext): Promise<AttachedPlumbing> {
     if (this.plumbing) return this.plumbing;
+    const journaled: PlumbingContext = {
+      ...context,
+      journal: (steps) => {
+        this.pendingSteps = steps;
+        context.journal?.(steps);
+      },
+    };
     try {
-      this.plumbing = await this.build(context);
+      this.plumbing = await this.build(journaled);
     } catch (error) {
       throw error instanceof AttachError ? error : new AttachError(this.properties.link.name, error as Error, true);
+    } finally {
+      this.pendingSteps = undefined;
     }
     return this.plumbing;
   }
@@ -180,6 +192,15 @@ export abstract class Endpoint {
     if (this.plumbing) {
       const { tapFds: _fds, vhostFds: _vhost, ...kept } = this.plumbing;
       state.plumbing = kept;
+    } else if (this.pendingSteps) {
+      state.plumbing = {
+        model: 'pending',
+        steps: this.pendingSteps,
+        tapName: '',
+        tapIndex: 0,
+        guestHardwareAddress: '',
+        queues: 1,
+      };
     }
     return state;
   }
@@ -193,6 +214,8 @@ export abstract class Endpoint {
       );
     }
     this.pciPath = state.pciPath;
-    this.plumbing = state.plumbing ? { ...state.plumbing, tapFds: [], vhostFds: [] } : undefined;
+    this.plumbing = state.plumbing
+      ? { ...state.plumbing, model: state.plumbing.model as AttachedPlumbing['model'], tapFds: [], vhostFds: [] }
+      : undefined;
   }
 }

@@ -32,11 +32,16 @@ export interface PlumbingContext {
   /** The namespace's qdiscs when the attach started (one dump for all endpoints). */
   qdiscs: Qdisc[];
   hooks?: AttachHooks;
+  /**
+   * Told the steps an attach has made or is about to send, before it sends them, so a crash in the
+   * middle leaves a record that detach and gc can undo (undo tolerates steps that never happened).
+   */
+  journal?: (steps: PlumbingStep[]) => void;
 }
 
 /** What a model built for one endpoint: enough for the hypervisor, and for an exact detach. */
 export interface AttachedPlumbing {
-  model: 'tcfilter' | 'macvtap' | 'none' | 'existing';
+  model: 'tcfilter' | 'macvtap' | 'none' | 'existing' | 'pending';
   steps: PlumbingStep[];
   /** The device the hypervisor uses: a tap name, or a macvtap name. */
   tapName: string;
@@ -79,6 +84,7 @@ export class PlumbingTransaction {
   /** Records a step made outside netlink (the tap, created by ioctl). */
   record(step: PlumbingStep): void {
     this.steps.push(step);
+    this.context.journal?.([...this.steps]);
   }
 
   /** Queues a change; `undo` is recorded only if the kernel accepts it. */
@@ -92,6 +98,7 @@ export class PlumbingTransaction {
     const pending = this.pending;
     this.batch = this.context.handle.changes();
     this.pending = [];
+    this.context.journal?.([...this.steps, ...pending.filter((step): step is PlumbingStep => step !== undefined)]);
     const outcomes = await batch.send();
     let failure: Error | undefined;
     outcomes.forEach((outcome, position) => {

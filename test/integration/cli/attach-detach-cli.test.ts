@@ -1,0 +1,165 @@
+/**
+ * The `vcnet` binary end to end in fresh namespaces: scan, attach, detach, bench; bad input changes
+ * nothing; two processes at once; kill -9 half way, then detach leaves nothing behind.
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+let stateDir: string;
+
+beforeEach(() => {
+  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-state-'));
+});
+
+afterEach(() => {
+  cleanupNamespaces();
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+describe('vcnet scan', () => {
+  it('lists each interface with the endpoint it would become, or why not', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['link', 'add', 'br9', 'type', 'bridge']);
+    const result = vcnet(['scan', '--netns', pod.path, '--json']);
+    expect(result.status).toBe(0);
+    const rows = JSON.parse(result.stdout) as Array<{
+      name: string;
+      endpointType: string | null;
+      unsupported: { message: string } | null;
+      addresses: string[];
+    }>;
+    expect(rows.find((row) => row.name === 'eth0')).toMatchObject({ endpointType: 'veth' });
+    expect(rows.find((row) => row.name === 'eth0')?.addresses).toContain('10.200.0.2/24');
+    expect(rows.find((row) => row.name === 'br9')?.unsupported?.message).toBe(
+      'unsupported network interface br9: kind bridge',
+    );
+    const human = vcnet(['scan', '--netns', pod.path]);
+    expect(human.stdout).toMatch(/^NAME\s+KIND\s+MTU/m);
+    expect(human.stdout).toMatch(/eth0\s+veth\s+1500/);
+  });
+});
+
+describe('vcnet attach / detach', () => {
+  it('attaches, prints Kata-shaped guest structures, and detach restores the namespace', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const attached = vcnet(['attach', '--sandbox', 'sb1', '--netns', pod.path, '--state-dir', stateDir, '--json']);
+    expect(attached.stderr).toBe('');
+    expect(attached.status).toBe(0);
+    const output = JSON.parse(attached.stdout);
+    expect(output.endpoints).toEqual([
+      expect.objectContaining({ name: 'eth0', type: 'veth', model: 'tcfilter', tap: 'tap0_kata' }),
+    ]);
+    expect(output.interfaces[0]).toMatchObject({
+      name: 'eth0',
+      IPAddresses: expect.arrayContaining([{ family: 0, address: '10.200.0.2', mask: '24' }]),
+    });
+    expect(output.routes).toEqual(
+      expect.arrayContaining([expect.objectContaining({ dest: '10.100.0.0/16', mtu: 1400 })]),
+    );
+    expect(existsSync(join(stateDir, 'sb1', 'state.json'))).toBe(true);
+    expect(pod.exec('ip', ['link', 'show', 'tap0_kata'])).toContain('tap0_kata');
+
+    const again = vcnet(['attach', '--sandbox', 'sb1', '--netns', pod.path, '--state-dir', stateDir]);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain('sandbox sb1 is already attached');
+
+    const detached = vcnet(['detach', '--sandbox', 'sb1', '--state-dir', stateDir]);
+    expect(detached.status).toBe(0);
+    expect(detached.stdout).toMatch(/detached sandbox sb1/);
+    expect(fingerprint(pod)).toEqual(before);
+    expect(existsSync(join(stateDir, 'sb1'))).toBe(false);
+
+    const twice = vcnet(['detach', '--sandbox', 'sb1', '--state-dir', stateDir]);
+    expect(twice.status).toBe(0);
+    expect(twice.stdout).toContain('sandbox sb1 is not attached: nothing to do');
+  });
+
+  it('refuses bad input with exit code 2, naming the flag, and changes nothing', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    for (const [flags, field] of [
+      [['--model', 'bridged'], '--model'],
+      [['--queues', '0'], '--queues'],
+      [['--vhost-net', 'maybe'], '--vhost-net'],
+    ] as const) {
+      const result = vcnet(['attach', '--sandbox', 'bad', '--netns', pod.path, '--state-dir', stateDir, ...flags]);
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain(field);
+      expect(result.stderr).toMatch(/hint:/);
+    }
+    const missing = vcnet([
+      'attach',
+      '--sandbox',
+      'bad',
+      '--netns',
+      '/var/run/netns/vcnet-no-such',
+      '--state-dir',
+      stateDir,
+    ]);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain('/var/run/netns/vcnet-no-such');
+    const badId = vcnet(['attach', '--sandbox', '../escape', '--netns', pod.path, '--state-dir', stateDir]);
+    expect(badId.status).toBe(2);
+    expect(fingerprint(pod)).toEqual(before);
+    expect(readdirSync(stateDir)).toEqual([]);
+  });
+
+  it('lets two processes attach two sandboxes at once, and one sandbox only once', async () => {
+    const first = makePod();
+    const second = makePod();
+    const [a, b] = await Promise.all([
+      vcnetAsync(['attach', '--sandbox', 'c1', '--netns', first.pod.path, '--state-dir', stateDir]).done,
+      vcnetAsync(['attach', '--sandbox', 'c2', '--netns', second.pod.path, '--state-dir', stateDir]).done,
+    ]);
+    expect([a.status, b.status]).toEqual([0, 0]);
+    const third = makePod();
+    const [c, d] = await Promise.all([
+      vcnetAsync(['attach', '--sandbox', 'c3', '--netns', third.pod.path, '--state-dir', stateDir]).done,
+      vcnetAsync(['attach', '--sandbox', 'c3', '--netns', third.pod.path, '--state-dir', stateDir]).done,
+    ]);
+    expect([c.status, d.status].sort()).toEqual([0, 1]);
+    expect(c.stderr + d.stderr).toContain('sandbox c3 is already attached');
+    for (const id of ['c1', 'c2', 'c3'])
+      expect(vcnet(['detach', '--sandbox', id, '--state-dir', stateDir]).status).toBe(0);
+    expect(third.pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+  });
+
+  it('after kill -9 in the middle of attach, detach removes everything that was made', async () => {
+    const { pod } = makePod({ interfaces: 2 });
+    const before = fingerprint(pod);
+    const run = vcnetAsync(['attach', '--sandbox', 'crash', '--netns', pod.path, '--state-dir', stateDir], {
+      VCNET_FAULT_PAUSE_AFTER_TAP: 'tap1_kata:30000',
+    });
+    // Wait until the second tap exists: the first endpoint is complete, the second half way.
+    const deadline = Date.now() + 20_000;
+    while (!run.output().stderr.includes('paused after creating tap1_kata')) {
+      if (Date.now() > deadline) throw new Error(`attach never paused: ${run.output().stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    run.child.kill('SIGKILL');
+    await run.done;
+    expect(pod.exec('ip', ['link', 'show'])).toContain('tap1_kata');
+    const detached = vcnet(['detach', '--sandbox', 'crash', '--state-dir', stateDir]);
+    expect(detached.status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+describe('vcnet bench attach', () => {
+  it('prints one JSON object with the figures as its last line', () => {
+    const result = vcnet(['bench', 'attach', '--endpoints', '2', '--iterations', '2', '--json']);
+    expect(result.status).toBe(0);
+    const last = JSON.parse(result.stdout.trim().split('\n').pop()!);
+    for (const key of ['attach_us', 'detach_us', 'iproute2_attach_us', 'iproute2_detach_us']) {
+      expect(typeof last[key]).toBe('number');
+      expect(last[key]).toBeGreaterThan(0);
+    }
+    expect(last).toMatchObject({ endpoints: 2, iterations: 2 });
+  });
+});
