@@ -5,6 +5,7 @@ import { VcnetError } from '../errors.js';
 import { registerAttach } from './commands/attach.js';
 import { registerBench } from './commands/bench.js';
 import { registerDetach } from './commands/detach.js';
+import { registerGc } from './commands/gc.js';
 import { registerScan } from './commands/scan.js';
 import { exitCodeFor } from './exit-codes.js';
 import { configureLogger, type LogFormat } from './logger.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerScan(program);
   registerAttach(program);
   registerDetach(program);
+  registerGc(program);
   registerBench(program);
   return program;
 }

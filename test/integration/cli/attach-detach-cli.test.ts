@@ -151,6 +151,45 @@ describe('vcnet attach / detach', () => {
   });
 });
 
+describe('vcnet gc', () => {
+  it('removes the taps and filters of a sandbox whose state is gone, and nothing of a live one', () => {
+    const lost = makePod();
+    const live = makePod();
+    expect(vcnet(['attach', '--sandbox', 'lost', '--netns', lost.pod.path, '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['attach', '--sandbox', 'live', '--netns', live.pod.path, '--state-dir', stateDir]).status).toBe(0);
+    rmSync(join(stateDir, 'lost'), { recursive: true });
+    const liveBefore = fingerprint(live.pod);
+    const namespaces = ['--netns', lost.pod.path, live.pod.path];
+
+    const dry = vcnet(['gc', '--dry-run', '--state-dir', stateDir, ...namespaces, '--json']);
+    expect(dry.status).toBe(0);
+    const planned = JSON.parse(dry.stdout) as {
+      removed: Array<{ kind: string; name: string; namespacePath: string }>;
+      kept: number;
+    };
+    expect(planned.removed.map((item) => `${item.kind}:${item.name}`).sort()).toEqual([
+      'filter:eth0',
+      'link:tap0_kata',
+    ]);
+    expect(planned.removed.every((item) => item.namespacePath === lost.pod.path)).toBe(true);
+    expect(planned.kept).toBe(1);
+    expect(lost.pod.exec('ip', ['link', 'show'])).toContain('tap0_kata');
+
+    const collected = vcnet(['gc', '--state-dir', stateDir, ...namespaces]);
+    expect(collected.status).toBe(0);
+    expect(collected.stdout).toContain('removed 2 item(s)');
+    expect(lost.pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+    expect(lost.pod.tcJson('filter', 'show', 'dev', 'eth0', 'ingress')).toEqual([]);
+    expect(fingerprint(live.pod)).toEqual(liveBefore);
+
+    // A record whose namespace was deleted is dropped.
+    live.pod.delete();
+    const records = vcnet(['gc', '--state-dir', stateDir, '--netns', lost.pod.path, '--json']);
+    expect(JSON.parse(records.stdout).removed).toEqual([expect.objectContaining({ kind: 'state', name: 'live' })]);
+    expect(existsSync(join(stateDir, 'live'))).toBe(false);
+  });
+});
+
 describe('vcnet bench attach', () => {
   it('prints one JSON object with the figures as its last line', () => {
     const result = vcnet(['bench', 'attach', '--endpoints', '2', '--iterations', '2', '--json']);
