@@ -1,0 +1,211 @@
+/**
+ * Cloud Hypervisor: the `--net` argument and the HTTP API bodies for NIC hot-plug
+ * (`PUT /api/v1/vm.add-net`, `PUT /api/v1/vm.remove-device`), checked against
+ * vmm/src/api/openapi/cloud-hypervisor.yaml and vmm/src/config.rs (see test/fixtures/hypervisor).
+ *
+ * Facts from Cloud Hypervisor's source that shape this file:
+ * - num_queues counts virtqueues, not queue pairs: two per tap queue, and with fds it must equal
+ *   2 x the number of fds (NetConfig::validate).
+ * - fds in the JSON body are ignored (deserialized as -1): they must travel as SCM_RIGHTS ancillary
+ *   data with the HTTP request, as Kata's vmAddNetPutRequest does. The request objects here carry
+ *   them next to the body, for the sender to attach.
+ * - The MTU must be at least 1280 (virtio-devices MIN_MTU); vhost-user NICs take no rate limiter.
+ * - There is one rate limiter per NIC, applied to each direction on its own.
+ * - `ip`/`mask` are never sent: Cloud Hypervisor would put that address on the tap, and the host
+ *   side of a vcnet tap carries no address.
+ * - It implements virtio-net in its own process: vhost-net fds mean nothing to it.
+ */
+import { InvalidInputError } from '../errors.js';
+import { type NetworkDevice, normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
+import { UnsupportedByHypervisorError } from './errors.js';
+import { bandwidthTokenBucket, type TokenBucket } from './rate-limiter.js';
+
+export interface CloudHypervisorNetOptions {
+  /** Descriptors per virtqueue: a power of two, at most 32768. Cloud Hypervisor's default is 256. */
+  queueSize?: number;
+  /** Who connects on a vhost-user socket; Cloud Hypervisor's default is Client. */
+  vhostMode?: 'Client' | 'Server';
+}
+
+export interface CloudHypervisorRateLimiterConfig {
+  bandwidth?: TokenBucket;
+  ops?: TokenBucket;
+}
+
+/** The subset of Cloud Hypervisor's NetConfig vcnet sends. */
+export interface CloudHypervisorNetConfig {
+  id: string;
+  tap?: string;
+  mac: string;
+  host_mac?: string;
+  mtu?: number;
+  num_queues: number;
+  queue_size?: number;
+  vhost_user?: boolean;
+  vhost_socket?: string;
+  vhost_mode?: 'Client' | 'Server';
+  pci_device_id?: number;
+  rate_limiter_config?: CloudHypervisorRateLimiterConfig;
+}
+
+export interface CloudHypervisorRemoveDevice {
+  id: string;
+}
+
+export interface CloudHypervisorApiRequest<Body> {
+  method: 'PUT';
+  /** Path on the API socket, e.g. /api/v1/vm.add-net. */
+  path: string;
+  body: Body;
+  /** To send as SCM_RIGHTS with the request, in this order. Empty when there are none. */
+  fds: number[];
+}
+
+const HYPERVISOR = 'Cloud Hypervisor';
+const MIN_MTU = 1280;
+/** Characters Cloud Hypervisor's option parser treats as syntax inside a --net value. */
+const OPTION_SYNTAX_CHARACTERS = /[,="[\]]/;
+
+/** The NetConfig for vm.add-net (or for a VmConfig's `net` list at create time). */
+export function cloudHypervisorNetConfig(
+  device: NetworkDevice,
+  options: CloudHypervisorNetOptions = {},
+): CloudHypervisorNetConfig {
+  checkDevice(device, options);
+  const config: CloudHypervisorNetConfig = {
+    id: device.id,
+    mac: normalizeMac(device.guestMac),
+    num_queues: 2 * device.queues,
+  };
+  if (device.fds === undefined && device.tapName !== undefined) config.tap = device.tapName;
+  if (device.hostMac !== undefined) config.host_mac = normalizeMac(device.hostMac);
+  if (device.mtu !== undefined) config.mtu = device.mtu;
+  if (options.queueSize !== undefined) config.queue_size = options.queueSize;
+  if (device.vhostUserSocket !== undefined) {
+    config.vhost_user = true;
+    config.vhost_socket = device.vhostUserSocket;
+    config.vhost_mode = options.vhostMode ?? 'Client';
+  }
+  if (device.pciAddress !== undefined) config.pci_device_id = parsePciAddress(device.pciAddress).slot;
+  const bandwidth = bandwidthTokenBucket(singleRate(device));
+  if (bandwidth) config.rate_limiter_config = { bandwidth };
+  return config;
+}
+
+export function cloudHypervisorAddNetRequest(
+  device: NetworkDevice,
+  options: CloudHypervisorNetOptions = {},
+): CloudHypervisorApiRequest<CloudHypervisorNetConfig> {
+  return {
+    method: 'PUT',
+    path: '/api/v1/vm.add-net',
+    body: cloudHypervisorNetConfig(device, options),
+    fds: [...(device.fds ?? [])],
+  };
+}
+
+export function cloudHypervisorRemoveDeviceRequest(
+  deviceId: string,
+): CloudHypervisorApiRequest<CloudHypervisorRemoveDevice> {
+  if (typeof deviceId !== 'string' || deviceId.length === 0) {
+    throw new InvalidInputError('deviceId', deviceId, 'the id the NIC was added with');
+  }
+  return { method: 'PUT', path: '/api/v1/vm.remove-device', body: { id: deviceId }, fds: [] };
+}
+
+/**
+ * The value of one `--net` option at launch. fd numbers are the ones Cloud Hypervisor will see:
+ * renumber them first (mapDeviceFdsToChildSlots) when the fds are handed down through spawn.
+ */
+export function cloudHypervisorNetArgument(device: NetworkDevice, options: CloudHypervisorNetOptions = {}): string {
+  const config = cloudHypervisorNetConfig(device, options);
+  const parts: string[] = [];
+  if (config.tap !== undefined) parts.push(`tap=${config.tap}`);
+  if (device.fds !== undefined) parts.push(`fd=[${device.fds.join(',')}]`);
+  parts.push(`mac=${config.mac}`);
+  if (config.host_mac !== undefined) parts.push(`host_mac=${config.host_mac}`);
+  if (config.mtu !== undefined) parts.push(`mtu=${config.mtu}`);
+  parts.push(`num_queues=${config.num_queues}`);
+  if (config.queue_size !== undefined) parts.push(`queue_size=${config.queue_size}`);
+  if (config.vhost_user) {
+    const socket = config.vhost_socket ?? '';
+    if (OPTION_SYNTAX_CHARACTERS.test(socket)) {
+      throw new UnsupportedByHypervisorError(
+        HYPERVISOR,
+        'vhostUserSocket',
+        socket,
+        "the --net option syntax cannot carry ',', '=', '\"', '[' or ']' in a path",
+        'use a socket path without them, or add the NIC through the API (cloudHypervisorAddNetRequest)',
+      );
+    }
+    parts.push('vhost_user=on', `socket=${socket}`, `vhost_mode=${(config.vhost_mode ?? 'Client').toLowerCase()}`);
+  }
+  parts.push(`id=${config.id}`);
+  if (config.pci_device_id !== undefined) parts.push(`pci_device_id=${config.pci_device_id}`);
+  const bandwidth = config.rate_limiter_config?.bandwidth;
+  if (bandwidth) parts.push(`bw_size=${bandwidth.size}`, `bw_refill_time=${bandwidth.refill_time}`);
+  return parts.join(',');
+}
+
+function checkDevice(device: NetworkDevice, options: CloudHypervisorNetOptions): void {
+  validateNetworkDevice(device);
+  if (device.vhostFds !== undefined) {
+    throw new UnsupportedByHypervisorError(
+      HYPERVISOR,
+      'vhostFds',
+      device.vhostFds,
+      'it runs virtio-net in its own process and takes no vhost-net fds',
+      'do not open /dev/vhost-net for Cloud Hypervisor NICs (close those fds)',
+    );
+  }
+  if (device.mtu !== undefined && device.mtu < MIN_MTU) {
+    throw new UnsupportedByHypervisorError(
+      HYPERVISOR,
+      'mtu',
+      device.mtu,
+      `its virtio-net refuses an MTU below ${MIN_MTU}`,
+      `use an MTU of at least ${MIN_MTU}, or leave it unset and let the guest agent set the MTU`,
+    );
+  }
+  if (device.pciAddress !== undefined && parsePciAddress(device.pciAddress).function !== 0) {
+    throw new UnsupportedByHypervisorError(
+      HYPERVISOR,
+      'pciAddress',
+      device.pciAddress,
+      'it places devices by slot (pci_device_id) only, always at function 0',
+      'give a slot without a function, e.g. "5"',
+    );
+  }
+  if (device.vhostUserSocket !== undefined && singleRate(device) !== undefined) {
+    throw new UnsupportedByHypervisorError(
+      HYPERVISOR,
+      'rateLimit',
+      device.rateLimit,
+      'vhost-user NICs take no rate limiter',
+      'limit the rate in the vhost-user backend instead',
+    );
+  }
+  const queueSize = options.queueSize;
+  if (
+    queueSize !== undefined &&
+    (!Number.isInteger(queueSize) || queueSize < 2 || queueSize > 32768 || (queueSize & (queueSize - 1)) !== 0)
+  ) {
+    throw new InvalidInputError('queueSize', queueSize, 'a power of two from 2 to 32768');
+  }
+}
+
+/** Cloud Hypervisor has one limiter per NIC: both directions must ask for the same rate (or one only). */
+function singleRate(device: NetworkDevice): number | undefined {
+  const rx = device.rateLimit?.rxBitsPerSecond || undefined;
+  const tx = device.rateLimit?.txBitsPerSecond || undefined;
+  if (rx !== undefined && tx !== undefined && rx !== tx) {
+    throw new UnsupportedByHypervisorError(
+      HYPERVISOR,
+      'rateLimit',
+      device.rateLimit,
+      'it has one rate limiter per NIC, applied to each direction alike',
+      'give the same rate for rx and tx, or only one of them, or shape the other direction with tc on the host',
+    );
+  }
+  return rx ?? tx;
+}

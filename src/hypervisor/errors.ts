@@ -1,0 +1,135 @@
+/**
+ * Errors of the hypervisor layer. Bad device descriptions are `InvalidInputError`s (src/errors.ts);
+ * the classes here cover what a particular hypervisor cannot do, and what goes wrong while talking
+ * to a running one.
+ */
+import { VcnetError } from '../errors.js';
+
+/** The device is valid, but this hypervisor has no way to express part of it. */
+export class UnsupportedByHypervisorError extends VcnetError {
+  readonly hypervisor: string;
+  readonly field: string;
+  constructor(hypervisor: string, field: string, value: unknown, reason: string, hint: string) {
+    super('VCNET_HYPERVISOR_UNSUPPORTED', `${hypervisor} cannot use ${field}=${JSON.stringify(value)}: ${reason}`, {
+      value,
+      hint,
+    });
+    this.hypervisor = hypervisor;
+    this.field = field;
+  }
+}
+
+/** QMP answered a command with `{"error": {"class", "desc"}}`. */
+export class QmpCommandError extends VcnetError {
+  readonly command: string;
+  /** QEMU's error class: GenericError, DeviceNotFound, CommandNotFound, ... */
+  readonly errorClass: string;
+  readonly description: string;
+  constructor(command: string, errorClass: string, description: string, argumentsSent: unknown) {
+    super('VCNET_QMP_COMMAND', `QMP ${command} failed: ${errorClass}: ${description}`, {
+      value: argumentsSent,
+      hint: hintForQmpError(errorClass),
+    });
+    this.command = command;
+    this.errorClass = errorClass;
+    this.description = description;
+  }
+}
+
+function hintForQmpError(errorClass: string): string {
+  switch (errorClass) {
+    case 'DeviceNotFound':
+      return 'no device or netdev has that id in this VM: list them with query-pci or `info network`';
+    case 'CommandNotFound':
+      return 'this QEMU does not know the command: check its version (query-version)';
+    default:
+      return 'QEMU refused the command: its description says why';
+  }
+}
+
+/** No reply (or event) arrived in time. The connection stays usable; a late reply is dropped. */
+export class QmpTimeoutError extends VcnetError {
+  readonly command: string;
+  readonly timeoutMs: number;
+  constructor(command: string, timeoutMs: number, hint?: string) {
+    super('VCNET_QMP_TIMEOUT', `QMP ${command}: no answer within ${timeoutMs} ms`, {
+      value: command,
+      hint: hint ?? 'QEMU may be stuck or busy: check that the process is alive and not paused in a debugger',
+    });
+    this.command = command;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The QMP socket could not be reached, broke, or spoke something that is not QMP. */
+export class QmpConnectionError extends VcnetError {
+  constructor(message: string, socketPath: string, cause?: unknown) {
+    super('VCNET_QMP_CONNECTION', message, {
+      value: socketPath,
+      hint: 'check that QEMU runs with -qmp unix:PATH,server=on,wait=off and that no other client holds the socket',
+      cause,
+    });
+  }
+}
+
+/** A hot-plug failed; `rolledBack` says whether what vcnet had already added was removed again. */
+export class NetworkHotplugError extends VcnetError {
+  readonly deviceId: string;
+  readonly stage: 'netdev_add' | 'device_add';
+  readonly rolledBack: boolean;
+  constructor(deviceId: string, stage: 'netdev_add' | 'device_add', rolledBack: boolean, cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'VCNET_HOTPLUG_FAILED',
+      `hot-plug of ${deviceId} failed at ${stage}: ${detail}` +
+        (stage === 'device_add' ? (rolledBack ? ' (netdev removed again)' : ' (netdev NOT removed)') : ''),
+      {
+        value: deviceId,
+        hint: rolledBack
+          ? 'nothing is left in the VM: fix the cause and hot-plug again'
+          : `the netdev is still in the VM: remove it with netdev_del before retrying`,
+        cause,
+      },
+    );
+    this.deviceId = deviceId;
+    this.stage = stage;
+    this.rolledBack = rolledBack;
+  }
+}
+
+/**
+ * device_del was accepted but the guest did not release the device in time. PCI unplug on i440fx
+ * is an ACPI request the guest OS must acknowledge; a paused guest, firmware, or an OS without
+ * ACPI PCI hot-plug never does. The device and its netdev are left in place.
+ */
+export class DeviceUnplugTimeoutError extends VcnetError {
+  readonly deviceId: string;
+  readonly timeoutMs: number;
+  constructor(deviceId: string, timeoutMs: number) {
+    super('VCNET_UNPLUG_TIMEOUT', `the guest did not release device ${deviceId} within ${timeoutMs} ms`, {
+      value: deviceId,
+      hint:
+        'the unplug request stays pending in QEMU: the guest must be running an OS with ACPI PCI hot-plug ' +
+        '(acpiphp); retry later with a longer timeout, or stop the VM',
+    });
+    this.deviceId = deviceId;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** QEMU did not start, or exited before it could be used. */
+export class QemuProcessError extends VcnetError {
+  readonly stderr: string;
+  constructor(message: string, commandLine: string[], stderr: string) {
+    super('VCNET_QEMU_PROCESS', stderr.trim() ? `${message}: ${lastLine(stderr)}` : message, {
+      value: commandLine,
+      hint: 'run the command line by hand to see QEMU complain; its stderr is in the error',
+    });
+    this.stderr = stderr;
+  }
+}
+
+function lastLine(text: string): string {
+  const lines = text.trim().split('\n');
+  return lines[lines.length - 1] ?? '';
+}

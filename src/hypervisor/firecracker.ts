@@ -1,0 +1,93 @@
+/**
+ * Firecracker: the `PUT /network-interfaces/{iface_id}` body, checked against
+ * src/firecracker/swagger/firecracker.yaml (see test/fixtures/hypervisor).
+ *
+ * Firecracker opens the tap itself, by name, with one queue pair, and has no PCI placement and no
+ * vhost: a device that needs fds, several queues, vhost or a PCI slot is refused rather than
+ * silently degraded. Kata does the same (fcAddNetDevice closes the tap fds and passes the name).
+ * Fds a device carries next to its tapName are not used; the caller should close them.
+ *
+ * `mtu` is left out on purpose: it is new in the 1.17 API and Firecracker rejects unknown fields,
+ * so sending it would break every older Firecracker; the guest agent sets the MTU anyway.
+ */
+import { type NetworkDevice, normalizeMac, validateNetworkDevice } from './device.js';
+import { UnsupportedByHypervisorError } from './errors.js';
+import { bandwidthTokenBucket, type TokenBucket } from './rate-limiter.js';
+
+export interface FirecrackerRateLimiter {
+  bandwidth?: TokenBucket;
+  ops?: TokenBucket;
+}
+
+export interface FirecrackerNetworkInterface {
+  iface_id: string;
+  host_dev_name: string;
+  guest_mac?: string;
+  /** Traffic the guest receives. */
+  rx_rate_limiter?: FirecrackerRateLimiter;
+  /** Traffic the guest sends. */
+  tx_rate_limiter?: FirecrackerRateLimiter;
+}
+
+export interface FirecrackerApiRequest<Body> {
+  method: 'PUT';
+  path: string;
+  body: Body;
+}
+
+const HYPERVISOR = 'Firecracker';
+
+export function firecrackerNetworkInterface(device: NetworkDevice): FirecrackerNetworkInterface {
+  validateNetworkDevice(device);
+  refuse(device.queues > 1, 'queues', device.queues, 'its virtio-net has a single queue pair', 'use queues: 1');
+  refuse(
+    device.vhostUserSocket !== undefined,
+    'vhostUserSocket',
+    device.vhostUserSocket,
+    'it has no vhost-user network backend',
+    'use a tap endpoint for Firecracker VMs',
+  );
+  refuse(
+    device.tapName === undefined,
+    'fds',
+    device.fds,
+    'it opens the tap by name and cannot take fds',
+    'give the device its tapName (the tap must live in the namespace Firecracker runs in)',
+  );
+  refuse(
+    device.vhostFds !== undefined,
+    'vhostFds',
+    device.vhostFds,
+    'it has no vhost-net support',
+    'do not open vhost fds',
+  );
+  refuse(
+    device.pciAddress !== undefined,
+    'pciAddress',
+    device.pciAddress,
+    'the API has no way to place a NIC',
+    'leave pciAddress unset for Firecracker',
+  );
+  const body: FirecrackerNetworkInterface = {
+    iface_id: device.id,
+    host_dev_name: device.tapName as string,
+    guest_mac: normalizeMac(device.guestMac),
+  };
+  const rx = bandwidthTokenBucket(device.rateLimit?.rxBitsPerSecond);
+  const tx = bandwidthTokenBucket(device.rateLimit?.txBitsPerSecond);
+  if (rx) body.rx_rate_limiter = { bandwidth: rx };
+  if (tx) body.tx_rate_limiter = { bandwidth: tx };
+  return body;
+}
+
+/** Pre-boot only: Firecracker has no NIC hot-plug. */
+export function firecrackerNetworkInterfaceRequest(
+  device: NetworkDevice,
+): FirecrackerApiRequest<FirecrackerNetworkInterface> {
+  const body = firecrackerNetworkInterface(device);
+  return { method: 'PUT', path: `/network-interfaces/${encodeURIComponent(body.iface_id)}`, body };
+}
+
+function refuse(condition: boolean, field: string, value: unknown, reason: string, hint: string): void {
+  if (condition) throw new UnsupportedByHypervisorError(HYPERVISOR, field, value, reason, hint);
+}

@@ -1,0 +1,104 @@
+/**
+ * QEMU command-line arguments for one NIC: `-netdev tap,...` (or vhost-user) and
+ * `-device virtio-net-pci,...`, written for QEMU 7.2 and checked against it by the integration tests.
+ *
+ * What QEMU does not get from a NetworkDevice, on purpose:
+ * - rateLimit: QEMU has no NIC rate limiter; the network layer shapes the tap with tc (as Kata does).
+ * - hostMac: QEMU does not own the tap's MAC; the network layer sets it on the link.
+ */
+import { type NetworkDevice, normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
+
+export interface QemuNicOptions {
+  /** Bus the NIC sits on when it has a pciAddress. The i440fx ("pc") root bus is pci.0. */
+  bus?: string;
+}
+
+/** The netdev id that goes with a device id; derived, so an unplug can find it again from the device id. */
+export function qemuNetdevId(deviceId: string): string {
+  return `netdev-${deviceId}`;
+}
+
+/** The chardev id of a vhost-user NIC's socket. */
+export function qemuVhostUserChardevId(deviceId: string): string {
+  return `chardev-${deviceId}`;
+}
+
+/**
+ * QEMU option values end at ','; a literal comma is written ',,'. Device ids, MACs and tap names
+ * cannot hold commas (validated); paths can.
+ */
+export function escapeQemuOptionValue(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+/**
+ * The `-netdev` option string.
+ * - fds, one queue: `fd=N` (+ `vhost=on,vhostfd=M`).
+ * - fds, several queues: `fds=a:b:c` (+ `vhost=on,vhostfds=x:y:z`). No `queues=`: QEMU 7.2 refuses
+ *   it next to fds= (the queue count is the number of fds).
+ * - by name: `ifname=T,script=no,downscript=no` (+ `queues=N`); QEMU opens the tap itself.
+ * vhost=on is only ever set with fds we pass: letting QEMU open /dev/vhost-net itself would fail
+ * on hosts without it (this one) and would escape the caller's control of the device.
+ */
+export function qemuNetdevOption(device: NetworkDevice): string {
+  validateNetworkDevice(device);
+  const id = qemuNetdevId(device.id);
+  if (device.vhostUserSocket !== undefined) {
+    const parts = [`vhost-user`, `id=${id}`, `chardev=${qemuVhostUserChardevId(device.id)}`];
+    if (device.queues > 1) parts.push(`queues=${device.queues}`);
+    return parts.join(',');
+  }
+  const parts = ['tap', `id=${id}`];
+  if (device.fds !== undefined) {
+    if (device.queues === 1) {
+      parts.push(`fd=${device.fds[0]}`);
+      if (device.vhostFds) parts.push('vhost=on', `vhostfd=${device.vhostFds[0]}`);
+    } else {
+      parts.push(`fds=${device.fds.join(':')}`);
+      if (device.vhostFds) parts.push('vhost=on', `vhostfds=${device.vhostFds.join(':')}`);
+    }
+  } else {
+    parts.push(`ifname=${device.tapName}`, 'script=no', 'downscript=no');
+    if (device.queues > 1) parts.push(`queues=${device.queues}`);
+  }
+  return parts.join(',');
+}
+
+/**
+ * The `-device virtio-net-pci` option string. `romfile=` (empty) skips the iPXE option ROM, which
+ * vcnet never boots from; multi-queue needs `mq=on` and 2N+2 MSI-X vectors (N rx + N tx queues,
+ * the control queue and the config interrupt).
+ */
+export function qemuNicDeviceOption(device: NetworkDevice, options: QemuNicOptions = {}): string {
+  validateNetworkDevice(device);
+  const parts = [
+    'virtio-net-pci',
+    `netdev=${qemuNetdevId(device.id)}`,
+    `id=${device.id}`,
+    `mac=${normalizeMac(device.guestMac)}`,
+    'romfile=',
+  ];
+  if (device.queues > 1) parts.push('mq=on', `vectors=${2 * device.queues + 2}`);
+  // host_mtu advertises VIRTIO_NET_F_MTU, so the guest driver starts with the right MTU.
+  if (device.mtu !== undefined) parts.push(`host_mtu=${device.mtu}`);
+  if (device.pciAddress !== undefined) {
+    const { slot, function: fn } = parsePciAddress(device.pciAddress);
+    parts.push(`bus=${options.bus ?? 'pci.0'}`, `addr=0x${slot.toString(16)}.${fn}`);
+  }
+  return parts.join(',');
+}
+
+/** All arguments for one NIC, ready to append to a QEMU command line. */
+export function qemuNetworkArguments(device: NetworkDevice, options: QemuNicOptions = {}): string[] {
+  const args: string[] = [];
+  if (device.vhostUserSocket !== undefined) {
+    // vhost-user also needs guest RAM shared with the backend (a memory-backend with share=on);
+    // that belongs to the VM's memory configuration, not to the NIC.
+    args.push(
+      '-chardev',
+      `socket,id=${qemuVhostUserChardevId(device.id)},path=${escapeQemuOptionValue(device.vhostUserSocket)}`,
+    );
+  }
+  args.push('-netdev', qemuNetdevOption(device), '-device', qemuNicDeviceOption(device, options));
+  return args;
+}

@@ -1,0 +1,222 @@
+/**
+ * NIC hot-plug and unplug on a running QEMU through QMP.
+ *
+ * Plug: `netdev_add` (type tap, by interface name), then `device_add` (virtio-net-pci). If
+ * device_add fails, the netdev just added is deleted again, so a failed plug leaves nothing behind.
+ *
+ * Unplug: `device_del`, wait (bounded) for DEVICE_DELETED, then `netdev_del`. On the i440fx "pc"
+ * machine a PCI unplug is an ACPI request: QEMU only removes the device once the guest OS ejects
+ * it. A paused guest, a guest still in firmware, or one without ACPI PCI hot-plug never does; QEMU
+ * 7.2 then accepts device_del, sends no event, keeps the device, and answers a second device_del
+ * with "Device <id> is already in the process of unplug". So the wait ends in
+ * DeviceUnplugTimeoutError and the netdev is left alone (deleting it would cut the NIC off while the
+ * guest still has it).
+ *
+ * Placement: NICs go on the root bus `pci.0` (the i440fx machine's only bus; its slots are
+ * hot-pluggable, q35's pcie.0 is not). QEMU picks the first free slot unless the device has a
+ * pciAddress. With -nodefaults slots 0 (host bridge) and 1 (PIIX3) are taken and the first NIC
+ * lands in slot 2; with the default VGA it lands in slot 3.
+ *
+ * fds: hot-plugging an fd-backed tap needs the fd inside QEMU first, which means `getfd` with the
+ * fd attached as SCM_RIGHTS ancillary data. Node's net.Socket cannot send ancillary data and the
+ * native shim has no sendmsg helper, so hot-plug goes by interface name (`ifname=`), and a device
+ * with fds but no tapName is refused. (A number given as fd= to netdev_add is read by QEMU as one
+ * of its own fds, which is only meaningful for fds it inherited at start.) Opening by name has a
+ * consequence for the caller: a single-queue tap whose queue fd is still open anywhere is busy
+ * (netdev_add fails with EBUSY), and a multi-queue one would get extra queues that nobody reads. So
+ * before a hot-plug the tap must be persistent and its fds closed; the fds of the device are
+ * ignored here.
+ */
+import type { NetworkDevice } from './device.js';
+import { normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
+import {
+  DeviceUnplugTimeoutError,
+  NetworkHotplugError,
+  QmpTimeoutError,
+  UnsupportedByHypervisorError,
+} from './errors.js';
+import { qemuNetdevId } from './qemu.js';
+import type { QmpClient } from './qmp.js';
+
+export interface HotplugOptions {
+  /** Bus to plug into. Default pci.0 (i440fx root bus). */
+  bus?: string;
+  /** Per-command timeout. */
+  commandTimeoutMs?: number;
+}
+
+export interface UnplugOptions {
+  /** How long the guest gets to release the device. Default 10 s. */
+  timeoutMs?: number;
+  commandTimeoutMs?: number;
+}
+
+export interface HotpluggedNetworkDevice {
+  deviceId: string;
+  netdevId: string;
+  /** Kata-style PCI path: two hex digits per bus level ("02" = slot 2 of the root bus). */
+  pciPath?: string;
+}
+
+export interface NetworkHotplugCommands {
+  netdevAdd: Record<string, unknown>;
+  deviceAdd: Record<string, unknown>;
+}
+
+const DEFAULT_UNPLUG_TIMEOUT_MS = 10_000;
+
+/** The QMP arguments for netdev_add and device_add (typed as QEMU 7.2's QAPI schema wants them). */
+export function networkHotplugCommands(device: NetworkDevice, options: HotplugOptions = {}): NetworkHotplugCommands {
+  validateNetworkDevice(device);
+  if (device.vhostUserSocket !== undefined) {
+    throw new UnsupportedByHypervisorError(
+      'QEMU hot-plug',
+      'vhostUserSocket',
+      device.vhostUserSocket,
+      'a vhost-user NIC needs a chardev-add and shared guest memory set up at boot',
+      'give vhost-user NICs on the command line (qemuNetworkArguments) instead',
+    );
+  }
+  if (device.tapName === undefined) {
+    throw new UnsupportedByHypervisorError(
+      'QEMU hot-plug',
+      'fds',
+      device.fds,
+      'passing fds needs getfd with SCM_RIGHTS, which Node sockets cannot send',
+      'give the device its tapName: QEMU opens the tap by name (it must be in QEMU’s network namespace)',
+    );
+  }
+  if (device.vhostFds !== undefined) {
+    throw new UnsupportedByHypervisorError(
+      'QEMU hot-plug',
+      'vhostFds',
+      device.vhostFds,
+      'vhost fds can only reach QEMU as SCM_RIGHTS, which Node sockets cannot send',
+      'hot-plug without vhost (drop vhostFds and close them)',
+    );
+  }
+  const netdevAdd: Record<string, unknown> = {
+    type: 'tap',
+    id: qemuNetdevId(device.id),
+    ifname: device.tapName,
+    script: 'no',
+    downscript: 'no',
+  };
+  if (device.queues > 1) netdevAdd.queues = device.queues;
+  const deviceAdd: Record<string, unknown> = {
+    driver: 'virtio-net-pci',
+    id: device.id,
+    netdev: qemuNetdevId(device.id),
+    mac: normalizeMac(device.guestMac),
+    romfile: '',
+    bus: options.bus ?? 'pci.0',
+  };
+  if (device.queues > 1) {
+    deviceAdd.mq = true;
+    deviceAdd.vectors = 2 * device.queues + 2;
+  }
+  if (device.mtu !== undefined) deviceAdd.host_mtu = device.mtu;
+  if (device.pciAddress !== undefined) {
+    const { slot, function: fn } = parsePciAddress(device.pciAddress);
+    deviceAdd.addr = `0x${slot.toString(16)}.${fn}`;
+  }
+  return { netdevAdd, deviceAdd };
+}
+
+/** Adds the NIC to a running VM; on device_add failure removes the netdev again (NetworkHotplugError). */
+export async function hotplugNetworkDevice(
+  qmp: QmpClient,
+  device: NetworkDevice,
+  options: HotplugOptions = {},
+): Promise<HotpluggedNetworkDevice> {
+  const { netdevAdd, deviceAdd } = networkHotplugCommands(device, options);
+  const commandOptions = { timeoutMs: options.commandTimeoutMs };
+  const netdevId = String(netdevAdd.id);
+  try {
+    await qmp.execute('netdev_add', netdevAdd, commandOptions);
+  } catch (error) {
+    throw new NetworkHotplugError(device.id, 'netdev_add', true, error);
+  }
+  try {
+    await qmp.execute('device_add', deviceAdd, commandOptions);
+  } catch (error) {
+    let rolledBack = true;
+    try {
+      await qmp.execute('netdev_del', { id: netdevId }, commandOptions);
+    } catch {
+      rolledBack = false;
+    }
+    throw new NetworkHotplugError(device.id, 'device_add', rolledBack, error);
+  }
+  const pciPath = await rootBusPciPath(qmp, device.id, options.commandTimeoutMs);
+  return pciPath === undefined ? { deviceId: device.id, netdevId } : { deviceId: device.id, netdevId, pciPath };
+}
+
+interface QueryPciBus {
+  bus: number;
+  devices: Array<{ slot: number; function: number; qdev_id: string }>;
+}
+
+/**
+ * Where QEMU put the device on the root bus, as the guest agent expects a PCI path. Best effort:
+ * the NIC is plugged by now, and failing the whole hot-plug over a lookup would leave it orphaned.
+ */
+async function rootBusPciPath(qmp: QmpClient, deviceId: string, timeoutMs?: number): Promise<string | undefined> {
+  const buses = await qmp.execute<QueryPciBus[]>('query-pci', undefined, { timeoutMs }).catch(() => []);
+  const found = buses.find((bus) => bus.bus === 0)?.devices.find((entry) => entry.qdev_id === deviceId);
+  return found === undefined ? undefined : found.slot.toString(16).padStart(2, '0');
+}
+
+/**
+ * The hot-plug interface the network layer calls (HotplugTarget in src/network/endpoints/endpoint.ts),
+ * bound to one QMP connection.
+ */
+export class QemuNetworkHotplugTarget {
+  constructor(
+    private readonly qmp: QmpClient,
+    private readonly options: HotplugOptions & UnplugOptions = {},
+  ) {}
+
+  hotplugNetworkDevice(device: NetworkDevice): Promise<HotpluggedNetworkDevice> {
+    return hotplugNetworkDevice(this.qmp, device, this.options);
+  }
+
+  unplugNetworkDevice(deviceId: string): Promise<void> {
+    return unplugNetworkDevice(this.qmp, deviceId, this.options);
+  }
+}
+
+/**
+ * Removes a NIC plugged by hotplugNetworkDevice (or given on the command line by qemuNetworkArguments).
+ * Rejects with QmpCommandError (errorClass DeviceNotFound) for an unknown id, and with
+ * DeviceUnplugTimeoutError when the guest does not release the device in time.
+ */
+export async function unplugNetworkDevice(
+  qmp: QmpClient,
+  deviceId: string,
+  options: UnplugOptions = {},
+): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
+  const commandOptions = { timeoutMs: options.commandTimeoutMs };
+  const stopWaiting = new AbortController();
+  // Listen before asking: the event can arrive before device_del's own reply.
+  const deleted = qmp.waitForEvent('DEVICE_DELETED', {
+    timeoutMs,
+    predicate: (event) => event.data?.device === deviceId,
+    signal: stopWaiting.signal,
+  });
+  deleted.catch(() => {}); // handled below; this only keeps an abort from being "unhandled"
+  try {
+    await qmp.execute('device_del', { id: deviceId }, commandOptions);
+  } catch (error) {
+    stopWaiting.abort();
+    throw error;
+  }
+  try {
+    await deleted;
+  } catch (error) {
+    if (error instanceof QmpTimeoutError) throw new DeviceUnplugTimeoutError(deviceId, timeoutMs);
+    throw error;
+  }
+  await qmp.execute('netdev_del', { id: qemuNetdevId(deviceId) }, commandOptions);
+}

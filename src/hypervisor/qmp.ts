@@ -1,0 +1,307 @@
+/**
+ * A QMP (QEMU Machine Protocol) client over a unix socket: greeting, capabilities negotiation,
+ * commands with ids matched to their replies, asynchronous events, per-command timeouts.
+ *
+ * QMP is newline-delimited JSON. Every command carries an `id` that QEMU echoes in its reply, so
+ * several commands may be in flight and replies are matched by id, never by order. Events have no
+ * id and may arrive between any two replies.
+ *
+ * Node's net.Socket cannot send file descriptors (SCM_RIGHTS), so `getfd` / `add-fd` cannot be used
+ * from here: see qmp-network-hotplug.ts for what that means for hot-plug.
+ */
+import { EventEmitter } from 'node:events';
+import { createConnection, type Socket } from 'node:net';
+import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
+
+export interface QmpGreeting {
+  QMP: {
+    version: { qemu: { major: number; minor: number; micro: number }; package: string };
+    capabilities: string[];
+  };
+}
+
+export interface QmpEvent {
+  event: string;
+  data?: Record<string, unknown>;
+  timestamp: { seconds: number; microseconds: number };
+}
+
+export interface QmpConnectOptions {
+  /** Bound on connect + greeting + qmp_capabilities. */
+  timeoutMs?: number;
+  /** Default per-command timeout of this client. */
+  commandTimeoutMs?: number;
+}
+
+export interface QmpExecuteOptions {
+  timeoutMs?: number;
+}
+
+export interface QmpWaitForEventOptions {
+  timeoutMs: number;
+  /** Only events for which this returns true count (e.g. DEVICE_DELETED of one device id). */
+  predicate?: (event: QmpEvent) => boolean;
+  /** Aborting stops the wait; the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+interface PendingCommand {
+  command: string;
+  argumentsSent: unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+type QmpClientEvents = {
+  event: [QmpEvent];
+  close: [Error | undefined];
+};
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
+
+export class QmpClient extends EventEmitter<QmpClientEvents> {
+  readonly socketPath: string;
+  readonly greeting: QmpGreeting;
+  private readonly socket: Socket;
+  private readonly commandTimeoutMs: number;
+  private readonly pending = new Map<string, PendingCommand>();
+  private nextId = 1;
+  private closedWith: Error | undefined;
+  private isClosed = false;
+
+  /** Connects, reads the greeting and leaves capabilities-negotiation mode. */
+  static async connect(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const socket = createConnection({ path: socketPath });
+    socket.setEncoding('utf8');
+    let client: QmpClient | undefined;
+    const timer = setTimeout(() => {
+      socket.destroy(
+        new QmpConnectionError(`QMP handshake on ${socketPath}: nothing within ${timeoutMs} ms`, socketPath),
+      );
+    }, timeoutMs);
+    try {
+      const { greeting, rest } = await readGreeting(socket, socketPath);
+      client = new QmpClient(socketPath, socket, greeting, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
+      client.receive(rest);
+      await client.execute('qmp_capabilities', undefined, { timeoutMs });
+      return client;
+    } catch (error) {
+      socket.destroy();
+      if (error instanceof QmpCommandError || error instanceof QmpConnectionError) throw error;
+      throw new QmpConnectionError(`cannot open QMP on ${socketPath}: ${(error as Error).message}`, socketPath, error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private constructor(socketPath: string, socket: Socket, greeting: QmpGreeting, commandTimeoutMs: number) {
+    super();
+    this.socketPath = socketPath;
+    this.socket = socket;
+    this.greeting = greeting;
+    this.commandTimeoutMs = commandTimeoutMs;
+    socket.on('data', (chunk: string) => this.receive(chunk));
+    socket.on('error', (error) => {
+      this.closedWith ??= error;
+    });
+    socket.on('close', () => this.shutDown(this.closedWith));
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /**
+   * Runs one command and resolves with its `return` value. Rejects with QmpCommandError (QEMU's
+   * error class and description), QmpTimeoutError, or QmpConnectionError.
+   */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, options: QmpExecuteOptions = {}): Promise<T> {
+    if (this.isClosed) {
+      return Promise.reject(
+        new QmpConnectionError(`QMP ${command}: connection is closed`, this.socketPath, this.closedWith),
+      );
+    }
+    const id = `vcnet-${this.nextId++}`;
+    const timeoutMs = options.timeoutMs ?? this.commandTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // Forget the id: a reply that comes later is dropped in receive().
+        this.pending.delete(id);
+        reject(new QmpTimeoutError(command, timeoutMs));
+      }, timeoutMs);
+      this.pending.set(id, {
+        command,
+        argumentsSent: args,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        timer,
+      });
+      const message = args === undefined ? { execute: command, id } : { execute: command, arguments: args, id };
+      this.socket.write(`${JSON.stringify(message)}\n`);
+    });
+  }
+
+  /** Resolves with the first matching event that arrives after the call. Register before triggering it. */
+  waitForEvent(name: string, options: QmpWaitForEventOptions): Promise<QmpEvent> {
+    return new Promise<QmpEvent>((resolve, reject) => {
+      const finish = (settle: () => void) => {
+        clearTimeout(timer);
+        this.off('event', onEvent);
+        this.off('close', onClose);
+        options.signal?.removeEventListener('abort', onAbort);
+        settle();
+      };
+      const onEvent = (event: QmpEvent) => {
+        if (event.event === name && (options.predicate?.(event) ?? true)) finish(() => resolve(event));
+      };
+      const onClose = (cause: Error | undefined) =>
+        finish(() => reject(new QmpConnectionError(`QMP closed while waiting for ${name}`, this.socketPath, cause)));
+      const onAbort = () => finish(() => reject(options.signal?.reason));
+      const timer = setTimeout(
+        () => finish(() => reject(new QmpTimeoutError(`event ${name}`, options.timeoutMs))),
+        options.timeoutMs,
+      );
+      if (options.signal?.aborted) return onAbort();
+      if (this.isClosed) return onClose(this.closedWith);
+      this.on('event', onEvent);
+      this.on('close', onClose);
+      options.signal?.addEventListener('abort', onAbort);
+    });
+  }
+
+  /** Every event from now until the connection closes (or the loop breaks). */
+  async *events(): AsyncGenerator<QmpEvent, void, undefined> {
+    const queue: QmpEvent[] = [];
+    let wake: (() => void) | undefined;
+    const onEvent = (event: QmpEvent) => {
+      queue.push(event);
+      wake?.();
+    };
+    const onClose = () => wake?.();
+    this.on('event', onEvent);
+    this.on('close', onClose);
+    try {
+      while (true) {
+        const event = queue.shift();
+        if (event) {
+          yield event;
+          continue;
+        }
+        if (this.isClosed) return;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+    } finally {
+      this.off('event', onEvent);
+      this.off('close', onClose);
+    }
+  }
+
+  /** Closes the connection; commands still waiting are rejected with QmpConnectionError. */
+  async close(): Promise<void> {
+    if (this.isClosed) return;
+    const closed = new Promise<void>((resolve) => this.socket.once('close', () => resolve()));
+    this.socket.end();
+    // QEMU closes its side when it reads EOF; do not wait on it forever if it is wedged.
+    const force = setTimeout(() => this.socket.destroy(), 1_000);
+    await closed;
+    clearTimeout(force);
+  }
+
+  private buffered = '';
+
+  private receive(chunk: string): void {
+    this.buffered += chunk;
+    let newline = this.buffered.indexOf('\n');
+    while (newline !== -1) {
+      const line = this.buffered.slice(0, newline).trim();
+      this.buffered = this.buffered.slice(newline + 1);
+      if (line) this.dispatch(line);
+      newline = this.buffered.indexOf('\n');
+    }
+  }
+
+  private dispatch(line: string): void {
+    let message: Record<string, unknown>;
+    try {
+      message = JSON.parse(line) as Record<string, unknown>;
+    } catch (error) {
+      this.socket.destroy(
+        new QmpConnectionError(`QMP sent something that is not JSON: ${line.slice(0, 200)}`, this.socketPath, error),
+      );
+      return;
+    }
+    if (typeof message.event === 'string') {
+      this.emit('event', message as unknown as QmpEvent);
+      return;
+    }
+    const id = typeof message.id === 'string' ? message.id : undefined;
+    const pending = id === undefined ? undefined : this.pending.get(id);
+    if (!pending || id === undefined) return; // a reply to a command that already timed out
+    this.pending.delete(id);
+    clearTimeout(pending.timer);
+    const error = message.error as { class?: string; desc?: string } | undefined;
+    if (error) {
+      pending.reject(
+        new QmpCommandError(pending.command, error.class ?? 'GenericError', error.desc ?? '', pending.argumentsSent),
+      );
+    } else {
+      pending.resolve(message.return);
+    }
+  }
+
+  private shutDown(cause: Error | undefined): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    for (const [id, pending] of this.pending) {
+      clearTimeout(pending.timer);
+      pending.reject(
+        new QmpConnectionError(`QMP ${pending.command}: connection closed before the reply`, this.socketPath, cause),
+      );
+      this.pending.delete(id);
+    }
+    this.emit('close', cause);
+  }
+}
+
+/** Reads up to the first newline: it must be the `{"QMP": ...}` greeting. Returns what came after it too. */
+function readGreeting(socket: Socket, socketPath: string): Promise<{ greeting: QmpGreeting; rest: string }> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const cleanup = () => {
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+    };
+    const onData = (chunk: string) => {
+      text += chunk;
+      const newline = text.indexOf('\n');
+      if (newline === -1) return;
+      cleanup();
+      const line = text.slice(0, newline);
+      try {
+        const greeting = JSON.parse(line) as QmpGreeting;
+        if (!greeting || typeof greeting !== 'object' || !('QMP' in greeting)) throw new Error('no "QMP" key');
+        resolve({ greeting, rest: text.slice(newline + 1) });
+      } catch (error) {
+        reject(new QmpConnectionError(`not a QMP greeting on ${socketPath}: ${line.slice(0, 200)}`, socketPath, error));
+      }
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    const onClose = () => {
+      cleanup();
+      reject(new QmpConnectionError(`QMP socket ${socketPath} closed before the greeting`, socketPath));
+    };
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+  });
+}

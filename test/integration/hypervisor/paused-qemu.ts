@@ -1,0 +1,81 @@
+/**
+ * A paused QEMU (no kernel: -S, -nodefaults, i440fx, TCG) inside a throwaway namespace, with QMP
+ * connected. Enough to exercise command lines and hot-plug against the real QEMU without booting a
+ * guest. `stopPausedQemu` tears everything down and is safe on a half-started fixture.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { NetworkDevice } from '../../../src/hypervisor/device.js';
+import { type QemuProcess, spawnQemu } from '../../../src/hypervisor/qemu-process.js';
+import type { QmpClient } from '../../../src/hypervisor/qmp.js';
+import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
+
+export interface PausedQemu {
+  namespace: TestNamespace;
+  directory: string;
+  qemu?: QemuProcess;
+  qmp?: QmpClient;
+}
+
+/** Why the integration tests cannot run here, or undefined when they can. */
+export function qemuIntegrationSkipReason(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root (network namespaces, taps)';
+  try {
+    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'qemu-system-x86_64 is not installed';
+  }
+  return undefined;
+}
+
+/** Makes the namespace first, so the caller can put taps in it before QEMU starts. */
+export function prepareNamespace(): PausedQemu {
+  const namespace = makeNamespace('test');
+  return { namespace, directory: mkdtempSync(join(tmpdir(), 'vcnet-qemu-')) };
+}
+
+export async function startPausedQemu(fixture: PausedQemu, networkDevices: NetworkDevice[] = []): Promise<QmpClient> {
+  fixture.qemu = await spawnQemu({
+    networkNamespacePath: fixture.namespace.path,
+    qmpSocketPath: join(fixture.directory, 'qmp.sock'),
+    startPaused: true,
+    memoryMiB: 64,
+    networkDevices,
+  });
+  fixture.qmp = await fixture.qemu.connectQmp({ timeoutMs: 20_000 });
+  return fixture.qmp;
+}
+
+export async function stopPausedQemu(fixture: PausedQemu | undefined): Promise<void> {
+  if (!fixture) return;
+  try {
+    await fixture.qmp?.close();
+  } finally {
+    try {
+      await fixture.qemu?.stop(1_000);
+    } finally {
+      fixture.namespace.delete();
+      rmSync(fixture.directory, { recursive: true, force: true });
+    }
+  }
+}
+
+/** `info network` through human-monitor-command: the netdevs and which NIC each feeds. */
+export function infoNetwork(qmp: QmpClient): Promise<string> {
+  return qmp.execute<string>('human-monitor-command', { 'command-line': 'info network' });
+}
+
+export interface PciDeviceInfo {
+  slot: number;
+  function: number;
+  qdev_id: string;
+  class_info: { desc?: string; class: number };
+  id: { vendor: number; device: number };
+}
+
+export async function rootBusDevices(qmp: QmpClient): Promise<PciDeviceInfo[]> {
+  const buses = await qmp.execute<Array<{ bus: number; devices: PciDeviceInfo[] }>>('query-pci');
+  return buses.find((bus) => bus.bus === 0)?.devices ?? [];
+}

@@ -1,0 +1,183 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { NetworkDevice } from '../../../src/hypervisor/device.js';
+import {
+  DeviceUnplugTimeoutError,
+  NetworkHotplugError,
+  QmpCommandError,
+  UnsupportedByHypervisorError,
+} from '../../../src/hypervisor/errors.js';
+import { QmpClient } from '../../../src/hypervisor/qmp.js';
+import {
+  hotplugNetworkDevice,
+  networkHotplugCommands,
+  QemuNetworkHotplugTarget,
+  unplugNetworkDevice,
+} from '../../../src/hypervisor/qmp-network-hotplug.js';
+import type { HotplugTarget } from '../../../src/network/endpoints/endpoint.js';
+import { type FakeQmpServer, startFakeQmpServer } from './fake-qmp-server.js';
+
+const device: NetworkDevice = { id: 'net1', tapName: 'tap1_kata', queues: 1, guestMac: '02:42:AC:11:00:03' };
+const queryPci = [
+  {
+    bus: 0,
+    devices: [
+      { slot: 0, function: 0, qdev_id: '' },
+      { slot: 3, function: 0, qdev_id: 'net1' },
+    ],
+  },
+];
+
+let server: FakeQmpServer | undefined;
+let client: QmpClient | undefined;
+
+afterEach(async () => {
+  await client?.close();
+  await server?.close();
+  client = undefined;
+  server = undefined;
+});
+
+async function connected(): Promise<{ server: FakeQmpServer; client: QmpClient }> {
+  server = await startFakeQmpServer();
+  client = await QmpClient.connect(server.socketPath, { timeoutMs: 2_000 });
+  return { server, client };
+}
+
+const sent = (server: FakeQmpServer) => server.commands.slice(1).map((command) => [command.execute, command.arguments]);
+
+describe('NIC hot-plug commands', () => {
+  it('netdev_add by ifname and device_add on pci.0, typed as QEMU 7.2 wants them', () => {
+    expect(networkHotplugCommands({ ...device, queues: 2, mtu: 1400, pciAddress: '7' })).toEqual({
+      netdevAdd: { type: 'tap', id: 'netdev-net1', ifname: 'tap1_kata', script: 'no', downscript: 'no', queues: 2 },
+      deviceAdd: {
+        driver: 'virtio-net-pci',
+        id: 'net1',
+        netdev: 'netdev-net1',
+        mac: '02:42:ac:11:00:03',
+        romfile: '',
+        bus: 'pci.0',
+        mq: true,
+        vectors: 6,
+        host_mtu: 1400,
+        addr: '0x7.0',
+      },
+    });
+  });
+
+  it('refuses what cannot reach QEMU without SCM_RIGHTS: fds-only devices and vhost fds', () => {
+    const fdsOnly = () => networkHotplugCommands({ id: 'net1', fds: [10], queues: 1, guestMac: '02:00:00:00:00:01' });
+    expect(fdsOnly).toThrow(UnsupportedByHypervisorError);
+    expect(fdsOnly).toThrow(/SCM_RIGHTS/);
+    expect(() => networkHotplugCommands({ ...device, fds: [10], vhostFds: [11] })).toThrow(/vhostFds/);
+    expect(() =>
+      networkHotplugCommands({ id: 'vu', vhostUserSocket: '/run/vu.sock', queues: 1, guestMac: '02:00:00:00:00:01' }),
+    ).toThrow(UnsupportedByHypervisorError);
+  });
+});
+
+describe('hotplugNetworkDevice', () => {
+  it('adds the netdev, then the device, and reports the PCI path', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) =>
+      connection.reply(command, command.execute === 'query-pci' ? queryPci : {}),
+    );
+    await expect(hotplugNetworkDevice(client, device)).resolves.toEqual({
+      deviceId: 'net1',
+      netdevId: 'netdev-net1',
+      pciPath: '03',
+    });
+    expect(sent(server).map(([name]) => name)).toEqual(['netdev_add', 'device_add', 'query-pci']);
+  });
+
+  it('removes the netdev again when device_add fails', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) => {
+      if (command.execute === 'device_add') connection.fail(command, 'GenericError', "Duplicate device ID 'net1'");
+      else connection.reply(command, {});
+    });
+    const error = await hotplugNetworkDevice(client, device).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(NetworkHotplugError);
+    expect(error).toMatchObject({ code: 'VCNET_HOTPLUG_FAILED', stage: 'device_add', rolledBack: true });
+    expect((error as Error).cause).toBeInstanceOf(QmpCommandError);
+    expect(sent(server)).toEqual([
+      ['netdev_add', expect.objectContaining({ id: 'netdev-net1' })],
+      ['device_add', expect.objectContaining({ id: 'net1' })],
+      ['netdev_del', { id: 'netdev-net1' }],
+    ]);
+  });
+
+  it('says so when the rollback fails too', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) => {
+      if (command.execute === 'netdev_add') connection.reply(command, {});
+      else connection.fail(command, 'GenericError', 'nope');
+    });
+    const error = await hotplugNetworkDevice(client, device).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ stage: 'device_add', rolledBack: false });
+    expect((error as Error).message).toContain('NOT removed');
+  });
+
+  it('adds nothing else when netdev_add fails', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) => connection.fail(command, 'GenericError', 'could not open tap'));
+    const error = await hotplugNetworkDevice(client, device).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ stage: 'netdev_add' });
+    expect(sent(server).map(([name]) => name)).toEqual(['netdev_add']);
+  });
+});
+
+describe('unplugNetworkDevice', () => {
+  it('device_del, waits for DEVICE_DELETED of that device, then netdev_del', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) => {
+      connection.reply(command, {});
+      if (command.execute === 'device_del') {
+        connection.event('DEVICE_DELETED', { device: 'someone-else' });
+        connection.event('DEVICE_DELETED', { device: 'net1', path: '/machine/peripheral/net1' });
+      }
+    });
+    await unplugNetworkDevice(client, 'net1', { timeoutMs: 2_000 });
+    expect(sent(server)).toEqual([
+      ['device_del', { id: 'net1' }],
+      ['netdev_del', { id: 'netdev-net1' }],
+    ]);
+  });
+
+  it('catches a DEVICE_DELETED that arrives before the reply to device_del', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) => {
+      if (command.execute === 'device_del') connection.event('DEVICE_DELETED', { device: 'net1' });
+      connection.reply(command, {});
+    });
+    await expect(unplugNetworkDevice(client, 'net1', { timeoutMs: 2_000 })).resolves.toBeUndefined();
+  });
+
+  it('gives up after the timeout when the guest never releases the device, keeping the netdev', async () => {
+    const { server, client } = await connected();
+    const error = await unplugNetworkDevice(client, 'net1', { timeoutMs: 50 }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(DeviceUnplugTimeoutError);
+    expect(error).toMatchObject({ code: 'VCNET_UNPLUG_TIMEOUT', deviceId: 'net1', timeoutMs: 50 });
+    expect(sent(server).map(([name]) => name)).toEqual(['device_del']);
+    expect(client.listenerCount('event')).toBe(0);
+  });
+
+  it('passes DeviceNotFound through as a typed error and stops waiting', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) => connection.fail(command, 'DeviceNotFound', "Device 'nope' not found"));
+    const error = await unplugNetworkDevice(client, 'nope', { timeoutMs: 60_000 }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(QmpCommandError);
+    expect(error).toMatchObject({ errorClass: 'DeviceNotFound' });
+    expect(client.listenerCount('event')).toBe(0);
+  });
+});
+
+describe('QemuNetworkHotplugTarget', () => {
+  it("is the network layer's HotplugTarget", async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) =>
+      connection.reply(command, command.execute === 'query-pci' ? queryPci : {}),
+    );
+    const target: HotplugTarget = new QemuNetworkHotplugTarget(client);
+    await expect(target.hotplugNetworkDevice(device)).resolves.toMatchObject({ pciPath: '03' });
+  });
+});

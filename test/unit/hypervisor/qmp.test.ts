@@ -1,0 +1,147 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from '../../../src/hypervisor/errors.js';
+import { QmpClient, type QmpEvent } from '../../../src/hypervisor/qmp.js';
+import { type FakeQmpServer, type QmpCommandMessage, startFakeQmpServer } from './fake-qmp-server.js';
+
+let server: FakeQmpServer | undefined;
+let client: QmpClient | undefined;
+
+afterEach(async () => {
+  await client?.close();
+  await server?.close();
+  client = undefined;
+  server = undefined;
+});
+
+async function connected(): Promise<{ server: FakeQmpServer; client: QmpClient }> {
+  server = await startFakeQmpServer();
+  client = await QmpClient.connect(server.socketPath, { timeoutMs: 2_000 });
+  return { server, client };
+}
+
+describe('QmpClient', () => {
+  it('reads the greeting and negotiates capabilities before anything else', async () => {
+    const { server, client } = await connected();
+    expect(client.greeting.QMP.version.qemu.major).toBe(7);
+    expect(server.commands[0]).toMatchObject({ execute: 'qmp_capabilities' });
+    expect(server.commands[0]?.id).toMatch(/^vcnet-\d+$/);
+  });
+
+  it('matches replies to commands by id, whatever order they come back in', async () => {
+    const { server, client } = await connected();
+    const held: QmpCommandMessage[] = [];
+    server.setHandler((command, connection) => {
+      held.push(command);
+      if (held.length === 2) {
+        // Answer the second first.
+        connection.reply(held[1] as QmpCommandMessage, { name: 'second' });
+        connection.reply(held[0] as QmpCommandMessage, { name: 'first' });
+      }
+    });
+    const first = client.execute('query-name');
+    const second = client.execute('query-status', { verbose: true });
+    await expect(first).resolves.toEqual({ name: 'first' });
+    await expect(second).resolves.toEqual({ name: 'second' });
+    expect(held[1]).toMatchObject({ execute: 'query-status', arguments: { verbose: true } });
+    expect(held[0]?.id).not.toBe(held[1]?.id);
+  });
+
+  it('turns a QMP error into QmpCommandError with the class and description', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) => connection.fail(command, 'DeviceNotFound', "Device 'x' not found"));
+    const error = await client.execute('device_del', { id: 'x' }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(QmpCommandError);
+    expect(error).toMatchObject({
+      code: 'VCNET_QMP_COMMAND',
+      command: 'device_del',
+      errorClass: 'DeviceNotFound',
+      description: "Device 'x' not found",
+      value: { id: 'x' },
+    });
+  });
+
+  it('times a command out without breaking the connection, and drops its late reply', async () => {
+    const { server, client } = await connected();
+    let late: QmpCommandMessage | undefined;
+    server.setHandler((command, connection) => {
+      if (command.execute === 'slow') late = command;
+      else {
+        if (late) connection.reply(late, 'too late');
+        connection.reply(command, 'on time');
+      }
+    });
+    const error = await client.execute('slow', undefined, { timeoutMs: 50 }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(QmpTimeoutError);
+    expect(error).toMatchObject({ code: 'VCNET_QMP_TIMEOUT', command: 'slow', timeoutMs: 50 });
+    await expect(client.execute('fast')).resolves.toBe('on time');
+  });
+
+  it('delivers events to listeners, to waitForEvent and to the async iterator', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) => {
+      connection.event('DEVICE_DELETED', { device: 'other' });
+      connection.event('DEVICE_DELETED', { device: 'net0', path: '/machine/peripheral/net0' });
+      connection.reply(command, {});
+    });
+    const seen: QmpEvent[] = [];
+    client.on('event', (event) => seen.push(event));
+    const iterator = client.events();
+    const firstFromIterator = iterator.next();
+    const waited = client.waitForEvent('DEVICE_DELETED', {
+      timeoutMs: 2_000,
+      predicate: (event) => event.data?.device === 'net0',
+    });
+    await client.execute('device_del', { id: 'net0' });
+    await expect(waited).resolves.toMatchObject({ event: 'DEVICE_DELETED', data: { device: 'net0' } });
+    expect(seen.map((event) => event.data?.device)).toEqual(['other', 'net0']);
+    expect((await firstFromIterator).value).toMatchObject({ data: { device: 'other' } });
+    await iterator.return(undefined);
+  });
+
+  it('bounds waitForEvent with a timeout and lets an AbortSignal cancel it', async () => {
+    const { client } = await connected();
+    const timedOut = await client.waitForEvent('NEVER', { timeoutMs: 30 }).catch((caught: unknown) => caught);
+    expect(timedOut).toBeInstanceOf(QmpTimeoutError);
+    const controller = new AbortController();
+    const waiting = client.waitForEvent('NEVER', { timeoutMs: 60_000, signal: controller.signal });
+    controller.abort(new Error('no longer needed'));
+    await expect(waiting).rejects.toThrow('no longer needed');
+    expect(client.listenerCount('event')).toBe(0);
+  });
+
+  it('rejects pending commands and ends the event stream when the connection drops', async () => {
+    const { server, client } = await connected();
+    server.setHandler((_command, connection) => connection.destroy());
+    const iterator = client.events();
+    const nextEvent = iterator.next();
+    const error = await client.execute('query-status').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(QmpConnectionError);
+    expect((await nextEvent).done).toBe(true);
+    expect(client.closed).toBe(true);
+    await expect(client.execute('query-status')).rejects.toBeInstanceOf(QmpConnectionError);
+  });
+
+  it('close() rejects what is still waiting and is idempotent', async () => {
+    const { server, client } = await connected();
+    server.setHandler(() => {});
+    const pending = client.execute('query-status').catch((caught: unknown) => caught);
+    await client.close();
+    await client.close();
+    expect(await pending).toBeInstanceOf(QmpConnectionError);
+  });
+
+  it('refuses a peer that does not greet with QMP', async () => {
+    server = await startFakeQmpServer({ greeting: '{"hello": "world"}' });
+    const error = await QmpClient.connect(server.socketPath, { timeoutMs: 2_000 }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(QmpConnectionError);
+    expect((error as Error).message).toContain('not a QMP greeting');
+  });
+
+  it('reports a missing socket as QmpConnectionError with the path', async () => {
+    const error = await QmpClient.connect('/nonexistent/vcnet/qmp.sock', { timeoutMs: 2_000 }).catch(
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(QmpConnectionError);
+    expect(error).toMatchObject({ code: 'VCNET_QMP_CONNECTION', value: '/nonexistent/vcnet/qmp.sock' });
+  });
+});
