@@ -597,6 +597,49 @@ static napi_value thread_id(napi_env env, napi_callback_info info) {
   return make_int(env, (int32_t)gettid());
 }
 
+// sendWithFds(socketFd, data, fds) -> bytes sent: one message carrying fds (SCM_RIGHTS), as QEMU's
+// QMP `getfd` and Cloud Hypervisor's API expect them. The socket is Node's own (non-blocking).
+static napi_value send_with_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t socket_fd;
+  void *data;
+  size_t len;
+  if (argc < 3 || !get_int(env, argv[0], &socket_fd) || !get_buffer(env, argv[1], &data, &len)) return NULL;
+  uint32_t count = 0;
+  napi_get_array_length(env, argv[2], &count);
+  if (count < 1 || count > 64) {
+    throw_type(env, "fds must hold 1..64 descriptors");
+    return NULL;
+  }
+  int fds[64];
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value element;
+    napi_get_element(env, argv[2], i, &element);
+    if (!get_int(env, element, &fds[i])) return NULL;
+  }
+  char control[CMSG_SPACE(sizeof(int) * 64)];
+  memset(control, 0, sizeof control);
+  struct iovec iov = {.iov_base = data, .iov_len = len};
+  struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+                           .msg_controllen = CMSG_SPACE(sizeof(int) * count)};
+  struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int) * count);
+  memcpy(CMSG_DATA(header), fds, sizeof(int) * count);
+  ssize_t sent;
+  do {
+    sent = sendmsg(socket_fd, &message, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent < 0) {
+    throw_errno(env, errno, "sendmsg(SCM_RIGHTS)", NULL);
+    return NULL;
+  }
+  return make_int(env, (int32_t)sent);
+}
+
 // ---- named namespaces -------------------------------------------------------------------------
 
 // Makes /var/run/netns (or the given directory) a shared mount point, as `ip netns add` does, so a
@@ -704,6 +747,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("closeFd", close_fd);
   EXPORT("setInheritable", set_inheritable);
   EXPORT("threadId", thread_id);
+  EXPORT("sendWithFds", send_with_fds);
   EXPORT("createNetns", create_netns);
   EXPORT("deleteNetns", delete_netns);
   return exports;

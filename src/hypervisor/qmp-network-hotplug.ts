@@ -65,6 +65,20 @@ export interface NetworkHotplugCommands {
 
 const DEFAULT_UNPLUG_TIMEOUT_MS = 10_000;
 
+/** Names under which the device's fds were handed to QEMU with `getfd`. */
+export interface PassedFdNames {
+  fds: string[];
+  vhostFds: string[];
+}
+
+export function passedFdNames(device: NetworkDevice): PassedFdNames {
+  const netdev = qemuNetdevId(device.id);
+  return {
+    fds: (device.fds ?? []).map((_, i) => `${netdev}-fd${i}`),
+    vhostFds: (device.vhostFds ?? []).map((_, i) => `${netdev}-vhostfd${i}`),
+  };
+}
+
 /** The QMP arguments for netdev_add and device_add (typed as QEMU 7.2's QAPI schema wants them). */
 export function networkHotplugCommands(device: NetworkDevice, options: HotplugOptions = {}): NetworkHotplugCommands {
   validateNetworkDevice(device);
@@ -77,32 +91,30 @@ export function networkHotplugCommands(device: NetworkDevice, options: HotplugOp
       'give vhost-user NICs on the command line (qemuNetworkArguments) instead',
     );
   }
-  if (device.tapName === undefined) {
+  const hasFds = device.fds !== undefined && device.fds.length > 0;
+  if (device.tapName === undefined && !hasFds) {
     throw new UnsupportedByHypervisorError(
       'QEMU hot-plug',
-      'fds',
-      device.fds,
-      'passing fds needs getfd with SCM_RIGHTS, which Node sockets cannot send',
-      'give the device its tapName: QEMU opens the tap by name (it must be in QEMU’s network namespace)',
+      'tapName',
+      device.tapName,
+      'a NIC needs a tap by name or its queue fds',
+      'give the device its tapName or the fds of its queues',
     );
   }
-  if (device.vhostFds !== undefined) {
-    throw new UnsupportedByHypervisorError(
-      'QEMU hot-plug',
-      'vhostFds',
-      device.vhostFds,
-      'vhost fds can only reach QEMU as SCM_RIGHTS, which Node sockets cannot send',
-      'hot-plug without vhost (drop vhostFds and close them)',
-    );
+  const names = passedFdNames(device);
+  const netdevAdd: Record<string, unknown> = { type: 'tap', id: qemuNetdevId(device.id) };
+  if (hasFds) {
+    // The fds reach QEMU first with getfd (SCM_RIGHTS); netdev_add refers to them by name.
+    if (names.fds.length === 1) netdevAdd.fd = names.fds[0];
+    else netdevAdd.fds = names.fds.join(':');
+    if (names.vhostFds.length > 0) {
+      netdevAdd.vhost = true;
+      netdevAdd.vhostfds = names.vhostFds.join(':');
+    }
+  } else {
+    Object.assign(netdevAdd, { ifname: device.tapName, script: 'no', downscript: 'no' });
+    if (device.queues > 1) netdevAdd.queues = device.queues;
   }
-  const netdevAdd: Record<string, unknown> = {
-    type: 'tap',
-    id: qemuNetdevId(device.id),
-    ifname: device.tapName,
-    script: 'no',
-    downscript: 'no',
-  };
-  if (device.queues > 1) netdevAdd.queues = device.queues;
   const deviceAdd: Record<string, unknown> = {
     driver: 'virtio-net-pci',
     id: device.id,
@@ -132,9 +144,23 @@ export async function hotplugNetworkDevice(
   const { netdevAdd, deviceAdd } = networkHotplugCommands(device, options);
   const commandOptions = { timeoutMs: options.commandTimeoutMs };
   const netdevId = String(netdevAdd.id);
+  const names = passedFdNames(device);
+  const passed: string[] = [];
+  const releasePassed = async () => {
+    for (const fdname of passed) await qmp.execute('closefd', { fdname }, commandOptions).catch(() => undefined);
+  };
   try {
+    const handOver: Array<[string, number]> = [
+      ...(device.fds ?? []).map((fd, i): [string, number] => [names.fds[i]!, fd]),
+      ...(device.vhostFds ?? []).map((fd, i): [string, number] => [names.vhostFds[i]!, fd]),
+    ];
+    for (const [fdname, fd] of handOver) {
+      await qmp.execute('getfd', { fdname }, { ...commandOptions, fds: [fd] });
+      passed.push(fdname);
+    }
     await qmp.execute('netdev_add', netdevAdd, commandOptions);
   } catch (error) {
+    await releasePassed();
     throw new NetworkHotplugError(device.id, 'netdev_add', true, error);
   }
   try {

@@ -11,6 +11,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
+import { nativeShim } from '../native/binding.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
 
 export interface QmpGreeting {
@@ -35,6 +36,8 @@ export interface QmpConnectOptions {
 
 export interface QmpExecuteOptions {
   timeoutMs?: number;
+  /** File descriptors sent with the command (SCM_RIGHTS), as `getfd` and `add-fd` expect them. */
+  fds?: number[];
 }
 
 export interface QmpWaitForEventOptions {
@@ -140,8 +143,34 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
         timer,
       });
       const message = args === undefined ? { execute: command, id } : { execute: command, arguments: args, id };
-      this.socket.write(`${JSON.stringify(message)}\n`);
+      const text = `${JSON.stringify(message)}\n`;
+      if (options.fds && options.fds.length > 0) this.sendWithFds(text, options.fds, command, reject);
+      else this.socket.write(text);
     });
+  }
+
+  /**
+   * Node's sockets cannot carry fds, so the command goes out through the native shim on the same
+   * socket, once Node's own write queue is empty (QMP reads commands in order).
+   */
+  private sendWithFds(text: string, fds: number[], command: string, reject: (error: Error) => void): void {
+    const send = () => {
+      const fd = (this.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      try {
+        if (fd === undefined || fd < 0) throw new Error('the QMP socket has no file descriptor');
+        nativeShim().sendWithFds(fd, Buffer.from(text), fds);
+      } catch (error) {
+        reject(
+          new QmpConnectionError(
+            `QMP ${command}: could not send fds: ${(error as Error).message}`,
+            this.socketPath,
+            error as Error,
+          ),
+        );
+      }
+    };
+    if (this.socket.writableLength === 0) send();
+    else this.socket.once('drain', send);
   }
 
   /** Resolves with the first matching event that arrives after the call. Register before triggering it. */

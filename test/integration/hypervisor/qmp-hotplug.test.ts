@@ -131,7 +131,7 @@ describe.skipIf(skipReason !== undefined)('QMP NIC hot-plug on a paused QEMU', (
     expect(await infoNetwork(qmp)).not.toContain('netdev-net1');
   });
 
-  it('a single-queue tap whose queue this process holds cannot be opened by name (close the fd first)', async () => {
+  it('hands the queue fds this process holds to QEMU with getfd (SCM_RIGHTS) instead of opening by name', async () => {
     const { fds } = nativeShim().createTun(fixture!.namespace.path, 'tapheld', {
       tap: true,
       vnetHdr: true,
@@ -140,12 +140,15 @@ describe.skipIf(skipReason !== undefined)('QMP NIC hot-plug on a paused QEMU', (
     });
     heldFds.push(...fds);
     const qmp = await startPausedQemu(fixture!);
-    const held: NetworkDevice = { id: 'net4', tapName: 'tapheld', fds, queues: 1, guestMac: '02:42:ac:11:00:05' };
-    const error = await hotplugNetworkDevice(qmp, held).catch((caught: unknown) => caught);
+    // By name, QEMU cannot open a single-queue tap whose queue this process holds.
+    const byName: NetworkDevice = { id: 'net4', tapName: 'tapheld', queues: 1, guestMac: '02:42:ac:11:00:05' };
+    const error = await hotplugNetworkDevice(qmp, byName).catch((caught: unknown) => caught);
     expect(error).toMatchObject({ stage: 'netdev_add' });
     expect((error as Error).message).toMatch(/busy/i);
-    // Persistent tap: closing our fd keeps the device, and QEMU can then open it by name.
-    for (const fd of heldFds.splice(0)) nativeShim().closeFd(fd);
-    await expect(hotplugNetworkDevice(qmp, held)).resolves.toMatchObject({ deviceId: 'net4' });
+    // With the fd passed over the QMP socket it works, and QEMU holds the tap.
+    const passed: NetworkDevice = { ...byName, id: 'net5', fds };
+    await expect(hotplugNetworkDevice(qmp, passed)).resolves.toMatchObject({ deviceId: 'net5' });
+    const info = await qmp.execute<string>('human-monitor-command', { 'command-line': 'info network' });
+    expect(info).toMatch(/netdev-net5: .*fd=/);
   });
 });

@@ -64,11 +64,27 @@ describe('NIC hot-plug commands', () => {
     });
   });
 
-  it('refuses what cannot reach QEMU without SCM_RIGHTS: fds-only devices and vhost fds', () => {
-    const fdsOnly = () => networkHotplugCommands({ id: 'net1', fds: [10], queues: 1, guestMac: '02:00:00:00:00:01' });
-    expect(fdsOnly).toThrow(UnsupportedByHypervisorError);
-    expect(fdsOnly).toThrow(/SCM_RIGHTS/);
-    expect(() => networkHotplugCommands({ ...device, fds: [10], vhostFds: [11] })).toThrow(/vhostFds/);
+  it('refers to passed fds by their getfd names, and refuses a device with neither tap name nor fds', () => {
+    const { netdevAdd } = networkHotplugCommands({
+      id: 'net1',
+      fds: [10, 11],
+      vhostFds: [12, 13],
+      queues: 2,
+      guestMac: '02:00:00:00:00:01',
+    });
+    expect(netdevAdd).toEqual({
+      type: 'tap',
+      id: 'netdev-net1',
+      fds: 'netdev-net1-fd0:netdev-net1-fd1',
+      vhost: true,
+      vhostfds: 'netdev-net1-vhostfd0:netdev-net1-vhostfd1',
+    });
+    expect(
+      networkHotplugCommands({ id: 'net2', fds: [10], queues: 1, guestMac: '02:00:00:00:00:01' }).netdevAdd,
+    ).toMatchObject({ fd: 'netdev-net2-fd0' });
+    expect(() => networkHotplugCommands({ id: 'net3', queues: 1, guestMac: '02:00:00:00:00:01' })).toThrow(
+      /tapName|fds/,
+    );
     expect(() =>
       networkHotplugCommands({ id: 'vu', vhostUserSocket: '/run/vu.sock', queues: 1, guestMac: '02:00:00:00:00:01' }),
     ).toThrow(UnsupportedByHypervisorError);

@@ -1,0 +1,90 @@
+/**
+ * AgentClient: the host side of the Kata agent's network calls. Talks ttrpc to "grpc.AgentService" over
+ * the agent's virtio-serial port, which QEMU exposes on the host as a unix socket:
+ *   -chardev socket,id=agent,path=SOCK,server=on,wait=off
+ *   -device virtio-serial-pci -device virtserialport,chardev=agent,name=agent.channel.0
+ * QEMU holds what the host writes until the guest opens the port, so a call made while the guest boots
+ * is answered once the agent runs: give the first call a deadline long enough for the boot.
+ */
+import type { Duplex } from 'node:stream';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { AgentMethods } from './agent-service.js';
+import type {
+  ARPNeighbor,
+  ARPNeighborSchema,
+  Interface,
+  InterfaceSchema,
+  Route,
+  RouteSchema,
+} from './generated/types_pb.js';
+import { type CallOptions, TtrpcClient } from './ttrpc/client.js';
+import { connectUnixSocket, type UnixConnectOptions } from './unix-socket-connect.js';
+
+export interface AgentClientOptions {
+  /** Deadline of each call unless the call says otherwise; default 30 s. 0 = none. */
+  callTimeoutMs?: number;
+}
+
+export type InterfaceInit = MessageInitShape<typeof InterfaceSchema>;
+export type RouteInit = MessageInitShape<typeof RouteSchema>;
+export type NeighbourInit = MessageInitShape<typeof ARPNeighborSchema>;
+
+export class AgentClient {
+  readonly ttrpc: TtrpcClient;
+  private readonly callTimeoutMs: number;
+
+  /** A client over a byte stream that is already connected. */
+  constructor(stream: Duplex, options: AgentClientOptions = {}) {
+    this.ttrpc = new TtrpcClient(stream);
+    this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
+  }
+
+  /** Connects to the agent's unix socket, retrying until `deadlineMs` while it is missing or refusing. */
+  static async connect(
+    socketPath: string,
+    options: AgentClientOptions & UnixConnectOptions = {},
+  ): Promise<AgentClient> {
+    return new AgentClient(await connectUnixSocket(socketPath, options), options);
+  }
+
+  private options(options: CallOptions): CallOptions {
+    return { timeoutMs: this.callTimeoutMs, ...options };
+  }
+
+  /** Sets up one guest link (found by hwAddr); answers the interface as the agent reports it. */
+  updateInterface(iface: InterfaceInit, options: CallOptions = {}): Promise<Interface> {
+    return this.ttrpc.call(AgentMethods.updateInterface, { interface: iface }, this.options(options));
+  }
+
+  /** Replaces the routes of the devices the routes name; answers the routes afterwards. */
+  async updateRoutes(routes: RouteInit[], options: CallOptions = {}): Promise<Route[]> {
+    const answer = await this.ttrpc.call(
+      AgentMethods.updateRoutes,
+      { routes: { Routes: routes } },
+      this.options(options),
+    );
+    return answer.Routes;
+  }
+
+  async addArpNeighbors(neighbours: NeighbourInit[], options: CallOptions = {}): Promise<void> {
+    await this.ttrpc.call(
+      AgentMethods.addArpNeighbors,
+      { neighbors: { ARPNeighbors: neighbours } },
+      this.options(options),
+    );
+  }
+
+  async listInterfaces(options: CallOptions = {}): Promise<Interface[]> {
+    return (await this.ttrpc.call(AgentMethods.listInterfaces, {}, this.options(options))).Interfaces;
+  }
+
+  async listRoutes(options: CallOptions = {}): Promise<Route[]> {
+    return (await this.ttrpc.call(AgentMethods.listRoutes, {}, this.options(options))).Routes;
+  }
+
+  close(): void {
+    this.ttrpc.close();
+  }
+}
+
+export type { ARPNeighbor, Interface, Route };

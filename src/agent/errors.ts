@@ -1,0 +1,121 @@
+/** Errors of the agent layer: the ttrpc client's call failures, connecting, and the guest side. */
+import { VcnetError } from '../errors.js';
+import { StatusCode, statusCodeName } from './ttrpc/status-code.js';
+
+/**
+ * A ttrpc call did not succeed: the agent answered with a non-OK status, or the call failed locally
+ * (deadline, connection closed, oversize frame), in which case `local` is true and `status` is the
+ * google.rpc code that describes it best (DEADLINE_EXCEEDED, UNAVAILABLE, RESOURCE_EXHAUSTED...).
+ */
+export class AgentStatusError extends VcnetError {
+  readonly status: number;
+  readonly statusName: string;
+  /** The agent's own message (or the local reason), without vcnet's decoration. */
+  readonly statusMessage: string;
+  /** "grpc.AgentService/UpdateInterface" */
+  readonly method: string;
+  readonly local: boolean;
+
+  constructor(
+    status: number,
+    statusMessage: string,
+    method: string,
+    options: { local?: boolean; cause?: unknown } = {},
+  ) {
+    const name = statusCodeName(status);
+    super(`VCNET_AGENT_${name}`, `${method}: ${name}: ${statusMessage}`, {
+      value: method,
+      hint: hintForStatus(status, options.local ?? false),
+      cause: options.cause,
+    });
+    this.status = status;
+    this.statusName = name;
+    this.statusMessage = statusMessage;
+    this.method = method;
+    this.local = options.local ?? false;
+  }
+}
+
+function hintForStatus(status: number, local: boolean): string | undefined {
+  switch (status) {
+    case StatusCode.INVALID_ARGUMENT:
+      return 'the agent refused the request: the message names the field; fix what vcnet sends';
+    case StatusCode.NOT_FOUND:
+      return 'the guest has no such link: check the MAC address / PCI path, or whether the NIC was plugged';
+    case StatusCode.UNIMPLEMENTED:
+      return 'this agent does not implement the call: check the agent version';
+    case StatusCode.DEADLINE_EXCEEDED:
+      return local
+        ? 'no answer in time: is the guest booted and the agent running on agent.channel.0? raise the timeout'
+        : 'the agent gave up at the deadline: raise the timeout';
+    case StatusCode.UNAVAILABLE:
+      return 'the connection to the agent closed: the VM may have stopped or the agent exited';
+    case StatusCode.RESOURCE_EXHAUSTED:
+      return "a message exceeded ttrpc's 4 MiB limit: send fewer routes/neighbours per call";
+    default:
+      return undefined;
+  }
+}
+
+/** The agent's unix socket could not be connected before the deadline. */
+export class AgentConnectError extends VcnetError {
+  readonly socketPath: string;
+  readonly attempts: number;
+  constructor(socketPath: string, attempts: number, elapsedMs: number, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'VCNET_AGENT_CONNECT',
+      `could not connect to the agent socket ${socketPath} after ${attempts} attempts in ${elapsedMs} ms: ${reason}`,
+      {
+        value: socketPath,
+        hint: 'check that QEMU runs with -chardev socket,id=agent,path=SOCK,server=on,wait=off and a virtserialport named agent.channel.0',
+        cause,
+      },
+    );
+    this.socketPath = socketPath;
+    this.attempts = attempts;
+  }
+}
+
+/** No guest link matches an interface request (by MAC address or PCI path), or a route/neighbour device. */
+export class GuestLinkNotFoundError extends VcnetError {
+  readonly field: string;
+  constructor(field: string, value: string, what: string) {
+    // Same code as netlink's LinkNotFoundError: the agent server maps both to NOT_FOUND.
+    super('VCNET_LINK_NOT_FOUND', `${field}: no link ${what} ${JSON.stringify(value)} in the guest`, {
+      value,
+      hint: 'list the guest links with ListInterfaces; a hot-plugged NIC may not have appeared yet',
+    });
+    this.field = field;
+  }
+}
+
+/** Applying a request failed part-way; what was done has been undone (or `undoFailures` says what was not). */
+export class NetworkApplyError extends VcnetError {
+  readonly step: string;
+  readonly undoFailures: string[];
+  constructor(operation: string, step: string, cause: unknown, undoFailures: string[]) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    const undo =
+      undoFailures.length === 0
+        ? 'everything done before was undone'
+        : `undoing failed too, the guest is half-changed: ${undoFailures.join('; ')}`;
+    super('VCNET_AGENT_APPLY_FAILED', `${operation} failed at "${step}": ${reason} (${undo})`, {
+      value: step,
+      hint: cause instanceof VcnetError ? cause.hint : undefined,
+      cause,
+    });
+    this.step = step;
+    this.undoFailures = undoFailures;
+  }
+}
+
+/** The guest has no virtio-serial port with the agent's name. */
+export class AgentPortNotFoundError extends VcnetError {
+  constructor(portName: string, searched: string) {
+    super('VCNET_AGENT_PORT_NOT_FOUND', `no virtio-serial port named ${portName} under ${searched}`, {
+      value: portName,
+      hint: 'start QEMU with -device virtio-serial-pci -device virtserialport,chardev=agent,name=agent.channel.0 and load virtio_console in the guest',
+    });
+  }
+}

@@ -1,0 +1,293 @@
+/**
+ * vcnet's JSON shape of the agent's network messages, which is the one `kata-runtime kata-network`
+ * reads and prints (Go's encoding/json over the generated structs): IPAddresses, hwAddr, raw_flags,
+ * family as Kata's IPFamily number (0 = v4, 1 = v6; "v4"/"v6" also read). Go omits empty fields, so
+ * every field is optional here and defaults to its zero value. Unknown fields are refused: a typo in a
+ * hand-written file should not silently drop a setting.
+ *
+ * Converts to and from the protobuf messages the AgentClient sends.
+ */
+import { create } from '@bufbuild/protobuf';
+import { z } from 'zod';
+import { InvalidInputError } from '../errors.js';
+import {
+  type ARPNeighbor,
+  ARPNeighborSchema,
+  type Interface,
+  InterfaceSchema,
+  type IPAddress,
+  IPAddressSchema,
+  type IPFamily,
+  type Route,
+  RouteSchema,
+} from './generated/types_pb.js';
+
+/** Kata's IPFamily as the JSON carries it. */
+export type KataFamilyJson = 0 | 1;
+
+export interface KataIpAddressJson {
+  family: KataFamilyJson;
+  address: string;
+  /** Prefix length as a decimal string. */
+  mask: string;
+}
+
+export interface KataInterfaceJson {
+  device: string;
+  name: string;
+  IPAddresses: KataIpAddressJson[];
+  mtu: number;
+  hwAddr: string;
+  /** Field 6 on the wire; Kata named it pciPath before 2025. Both names are written, either is read. */
+  devicePath: string;
+  pciPath: string;
+  type: string;
+  raw_flags: number;
+}
+
+export interface KataRouteJson {
+  dest: string;
+  gateway: string;
+  device: string;
+  source: string;
+  scope: number;
+  family: KataFamilyJson;
+  flags: number;
+  mtu: number;
+}
+
+export interface KataNeighbourJson {
+  toIPAddress: KataIpAddressJson;
+  device: string;
+  lladdr: string;
+  state: number;
+  flags: number;
+}
+
+export interface JsonIssue {
+  field: string;
+  value: unknown;
+  accepted: string;
+}
+
+/** The JSON did not fit the shape: names the first bad field; `issues` lists all of them. */
+export class KataJsonError extends InvalidInputError {
+  readonly issues: JsonIssue[];
+  constructor(issues: JsonIssue[]) {
+    const first = issues[0] ?? { field: '(json)', value: undefined, accepted: 'valid JSON' };
+    super(first.field, first.value, first.accepted);
+    this.issues = issues;
+    if (issues.length > 1) {
+      this.message += ` and ${issues.length - 1} more: ${issues
+        .slice(1)
+        .map((issue) => `${issue.field}=${JSON.stringify(issue.value)} (accepted: ${issue.accepted})`)
+        .join('; ')}`;
+    }
+  }
+}
+
+// Each schema's error text is what the field accepts: the issue then says it directly.
+const UINT32 = 'an integer 0-4294967295';
+const INT32 = 'an integer -2147483648..2147483647';
+const FAMILY = '0 or "v4" (IPv4), 1 or "v6" (IPv6)';
+
+const text = (accepted = 'a string') => z.string({ error: accepted }).default('');
+const uint32 = (accepted = UINT32) =>
+  z
+    .number({ error: accepted })
+    .int({ error: accepted })
+    .min(0, { error: accepted })
+    .max(0xffffffff, { error: accepted })
+    .default(0);
+const int32 = () =>
+  z
+    .number({ error: INT32 })
+    .int({ error: INT32 })
+    .min(-0x80000000, { error: INT32 })
+    .max(0x7fffffff, { error: INT32 })
+    .default(0);
+const family = z
+  .union([z.literal(0), z.literal(1), z.literal('v4'), z.literal('v6')], { error: FAMILY })
+  .default(0)
+  .transform((value): KataFamilyJson => (value === 1 || value === 'v6' ? 1 : 0));
+
+function strictObject<Shape extends z.ZodRawShape>(shape: Shape) {
+  const keys = Object.keys(shape).join(', ');
+  return z.strictObject(shape, {
+    error: (issue) => (issue.code === 'unrecognized_keys' ? `one of the known fields: ${keys}` : 'an object'),
+  });
+}
+
+const ipAddressSchema = strictObject({
+  family,
+  address: text('an IPv4 or IPv6 address'),
+  mask: text('a prefix length as a decimal string, such as "24"'),
+});
+
+/** Go writes a nil slice as null; both mean "none". */
+const list = <Item extends z.ZodType>(item: Item) =>
+  z
+    .array(item, { error: 'an array' })
+    .nullable()
+    .default([])
+    .transform((items) => items ?? []);
+
+const interfaceSchema = strictObject({
+  device: text(),
+  name: text('a link name'),
+  IPAddresses: list(ipAddressSchema),
+  mtu: z
+    .number({ error: 'an integer MTU (0 = unchanged)' })
+    .int({ error: 'an integer MTU (0 = unchanged)' })
+    .min(0, { error: 'an integer MTU (0 = unchanged)' })
+    .max(Number.MAX_SAFE_INTEGER, { error: 'an integer MTU (0 = unchanged)' })
+    .default(0),
+  hwAddr: text('a MAC address such as "02:00:ca:fe:00:01"'),
+  devicePath: text('a PCI path such as "02/00"'),
+  pciPath: text('a PCI path such as "02/00"'),
+  type: text('a link type such as "veth"'),
+  raw_flags: uint32(),
+});
+
+const routeSchema = strictObject({
+  dest: text('"" (default route) or ADDRESS/PREFIX'),
+  gateway: text('"" or an address'),
+  device: text('a link name'),
+  source: text('"" or an address'),
+  scope: uint32('a route scope 0-255 (0 universe, 253 link, 254 host)'),
+  family,
+  flags: uint32(),
+  mtu: uint32('a route MTU (0 = none)'),
+});
+
+const neighbourSchema = strictObject({
+  toIPAddress: ipAddressSchema.nullable().default({ family: 0, address: '', mask: '' }),
+  device: text('a link name'),
+  lladdr: text('a MAC address or ""'),
+  state: int32(),
+  flags: int32(),
+});
+
+function issuesOf(error: z.ZodError, prefix: string): JsonIssue[] {
+  const issues: JsonIssue[] = [];
+  for (const issue of error.issues) {
+    const path =
+      prefix + issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('');
+    if (issue.code === 'unrecognized_keys') {
+      const input = (issue.input ?? {}) as Record<string, unknown>;
+      for (const key of issue.keys)
+        issues.push({ field: `${path}.${key}`, value: input[key], accepted: issue.message });
+    } else {
+      issues.push({ field: path, value: issue.input, accepted: issue.message });
+    }
+  }
+  return issues;
+}
+
+function parse<Schema extends z.ZodType>(schema: Schema, json: unknown, field: string): z.output<Schema> {
+  const result = schema.safeParse(json, { reportInput: true });
+  if (!result.success) throw new KataJsonError(issuesOf(result.error, field));
+  return result.data;
+}
+
+const toFamily = (value: KataFamilyJson): IPFamily => value as IPFamily;
+const fromFamily = (value: IPFamily): KataFamilyJson => (value === 1 ? 1 : 0);
+
+function ipAddressMessage(json: z.output<typeof ipAddressSchema>): IPAddress {
+  return create(IPAddressSchema, { family: toFamily(json.family), address: json.address, mask: json.mask });
+}
+
+function ipAddressJson(message: IPAddress | undefined): KataIpAddressJson {
+  return { family: fromFamily(message?.family ?? 0), address: message?.address ?? '', mask: message?.mask ?? '' };
+}
+
+/** One Interface from its JSON. `field` names it in errors ("interfaces[2]"). */
+export function interfaceFromJson(json: unknown, field = 'interface'): Interface {
+  const value = parse(interfaceSchema, json, field);
+  if (value.devicePath && value.pciPath && value.devicePath !== value.pciPath) {
+    throw new KataJsonError([
+      {
+        field: `${field}.pciPath`,
+        value: value.pciPath,
+        accepted: `the same value as devicePath (${JSON.stringify(value.devicePath)}), or leave it out`,
+      },
+    ]);
+  }
+  return create(InterfaceSchema, {
+    device: value.device,
+    name: value.name,
+    IPAddresses: value.IPAddresses.map(ipAddressMessage),
+    mtu: BigInt(value.mtu),
+    hwAddr: value.hwAddr,
+    devicePath: value.devicePath || value.pciPath,
+    type: value.type,
+    rawFlags: value.raw_flags,
+  });
+}
+
+export function interfaceToJson(message: Interface): KataInterfaceJson {
+  return {
+    device: message.device,
+    name: message.name,
+    IPAddresses: message.IPAddresses.map(ipAddressJson),
+    mtu: Number(message.mtu),
+    hwAddr: message.hwAddr,
+    devicePath: message.devicePath,
+    pciPath: message.devicePath,
+    type: message.type,
+    raw_flags: message.rawFlags,
+  };
+}
+
+export function routeFromJson(json: unknown, field = 'route'): Route {
+  const value = parse(routeSchema, json, field);
+  return create(RouteSchema, { ...value, family: toFamily(value.family) });
+}
+
+/** A JSON array of routes, as `kata-network update-routes` takes. */
+export function routesFromJson(json: unknown, field = 'routes'): Route[] {
+  return parse(list(routeSchema), json, field).map((value) =>
+    create(RouteSchema, { ...value, family: toFamily(value.family) }),
+  );
+}
+
+export function routeToJson(message: Route): KataRouteJson {
+  return {
+    dest: message.dest,
+    gateway: message.gateway,
+    device: message.device,
+    source: message.source,
+    scope: message.scope,
+    family: fromFamily(message.family),
+    flags: message.flags,
+    mtu: message.mtu,
+  };
+}
+
+function neighbourMessage(value: z.output<typeof neighbourSchema>): ARPNeighbor {
+  return create(ARPNeighborSchema, {
+    toIPAddress: ipAddressMessage(value.toIPAddress ?? { family: 0, address: '', mask: '' }),
+    device: value.device,
+    lladdr: value.lladdr,
+    state: value.state,
+    flags: value.flags,
+  });
+}
+
+export function neighbourFromJson(json: unknown, field = 'neighbour'): ARPNeighbor {
+  return neighbourMessage(parse(neighbourSchema, json, field));
+}
+
+export function neighboursFromJson(json: unknown, field = 'neighbours'): ARPNeighbor[] {
+  return parse(list(neighbourSchema), json, field).map(neighbourMessage);
+}
+
+export function neighbourToJson(message: ARPNeighbor): KataNeighbourJson {
+  return {
+    toIPAddress: ipAddressJson(message.toIPAddress),
+    device: message.device,
+    lladdr: message.lladdr,
+    state: message.state,
+    flags: message.flags,
+  };
+}

@@ -1,0 +1,65 @@
+/**
+ * What the agent's network calls ask of the guest, checked and in vcnet's terms, and the interface of
+ * whatever carries them out (the netlink applier in the guest; fakes in tests). The server validates
+ * every request completely before an applier sees it, so an applier never starts on a request that is
+ * wrong further down.
+ */
+import type { Interface, Route } from './generated/types_pb.js';
+
+export type IpVersion = 4 | 6;
+
+export interface AddressAssignment {
+  address: string;
+  prefixLength: number;
+  version: IpVersion;
+}
+
+export interface InterfaceUpdate {
+  /** The link to change, by MAC address (lower case). Empty when only `pciPath` identifies it. */
+  hardwareAddress: string;
+  /** PCI path in the guest ("02/00"): finds the link when the MAC does not, and says a hot-plug is expected. */
+  pciPath: string;
+  /** New name; undefined keeps the current one. */
+  name: string | undefined;
+  /** undefined keeps the current MTU. */
+  mtu: number | undefined;
+  /** The link's addresses after the update: others are removed. */
+  addresses: AddressAssignment[];
+  noArp: boolean;
+  /** The host-side device name and link type, for messages. */
+  hostDevice: string;
+  hostType: string;
+}
+
+export interface RouteUpdate {
+  version: IpVersion;
+  /** undefined: the default route. */
+  destination: string | undefined;
+  destinationLength: number;
+  gateway: string | undefined;
+  device: string;
+  /** Preferred source (RTA_PREFSRC). */
+  source: string | undefined;
+  scope: number;
+  flags: number;
+  mtu: number | undefined;
+}
+
+export interface NeighbourAddition {
+  version: IpVersion;
+  destination: string;
+  device: string;
+  linkLayerAddress: string | undefined;
+  state: number;
+  flags: number;
+}
+
+export interface NetworkApplier {
+  /** Applies one interface update; answers the interface as it is afterwards. */
+  updateInterface(update: InterfaceUpdate): Promise<Interface>;
+  /** Replaces the routes of the devices named in `routes`; answers the routes afterwards. */
+  updateRoutes(routes: RouteUpdate[]): Promise<Route[]>;
+  addArpNeighbors(neighbours: NeighbourAddition[]): Promise<void>;
+  listInterfaces(): Promise<Interface[]>;
+  listRoutes(): Promise<Route[]>;
+}

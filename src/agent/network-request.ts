@@ -1,0 +1,229 @@
+/**
+ * Checks the agent's network requests field by field and turns them into the applier's terms. Every
+ * refusal is an InvalidInputError naming the field as the protocol spells it ("interface.IPAddresses[1].mask"),
+ * the value and what is accepted; the server answers it with INVALID_ARGUMENT.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { InvalidInputError } from '../errors.js';
+import type { ARPNeighbor, Interface, IPAddress, Route } from './generated/types_pb.js';
+import type {
+  AddressAssignment,
+  InterfaceUpdate,
+  IpVersion,
+  NeighbourAddition,
+  RouteUpdate,
+} from './network-applier.js';
+
+const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+/** What the kernel accepts as a name (dev_valid_name): 1-15 bytes, no "/", ":" or white space, not "." or "..". */
+const LINK_NAME_PATTERN = /^[^/:\s]{1,15}$/;
+/** A PCI path: slot/function-less device numbers from the root bus down, "02/00". */
+const PCI_PATH_PATTERN = /^[0-9a-f]{2}(\/[0-9a-f]{2})*$/i;
+/** An s390x CCW device ("0.0.0001"): valid for Kata, unused by vcnet's guest. */
+const CCW_PATTERN = /^[0-9a-f]\.[0-9a-f]\.[0-9a-f]{4}$/i;
+const IFF_NOARP = 0x80;
+const NUD_PERMANENT = 0x80;
+const MINIMUM_MTU = 68;
+const MAXIMUM_MTU = 65535;
+
+const FAMILY_NAMES: Record<number, string> = { 0: 'v4', 1: 'v6' };
+
+function versionOfFamily(field: string, family: number): IpVersion {
+  if (family === 0) return 4;
+  if (family === 1) return 6;
+  throw new InvalidInputError(field, family, '0 (v4) or 1 (v6)');
+}
+
+function checkAddress(field: string, address: string, version: IpVersion): string {
+  const valid = version === 4 ? isIPv4(address) : isIPv6(address);
+  if (!valid) {
+    const other = version === 4 ? isIPv6(address) : isIPv4(address);
+    throw new InvalidInputError(
+      field,
+      address,
+      other
+        ? `an IPv${version} address, as the family (${FAMILY_NAMES[version === 4 ? 0 : 1]}) says`
+        : `an IPv${version} address`,
+    );
+  }
+  return address;
+}
+
+function checkPrefixLength(field: string, text: string, version: IpVersion): number {
+  const maximum = version === 4 ? 32 : 128;
+  if (!/^\d{1,3}$/.test(text) || Number(text) > maximum) {
+    throw new InvalidInputError(field, text, `a prefix length 0-${maximum} as a decimal string`);
+  }
+  return Number(text);
+}
+
+function checkLinkName(field: string, name: string): string {
+  if (!LINK_NAME_PATTERN.test(name) || name === '.' || name === '..' || Buffer.byteLength(name) > 15) {
+    throw new InvalidInputError(field, name, 'a link name of 1-15 bytes without "/", ":" or white space');
+  }
+  return name;
+}
+
+function checkMtu(field: string, mtu: number | bigint): number | undefined {
+  if (mtu === 0 || mtu === 0n) return undefined;
+  if (mtu < MINIMUM_MTU || mtu > MAXIMUM_MTU) {
+    throw new InvalidInputError(
+      field,
+      typeof mtu === 'bigint' ? Number(mtu) : mtu,
+      `0 (unchanged) or ${MINIMUM_MTU}-${MAXIMUM_MTU}`,
+    );
+  }
+  return Number(mtu);
+}
+
+function checkMac(field: string, mac: string): string {
+  if (!MAC_PATTERN.test(mac)) throw new InvalidInputError(field, mac, 'a MAC address such as "02:00:ca:fe:00:01"');
+  return mac.toLowerCase();
+}
+
+function addressAssignment(field: string, address: IPAddress): AddressAssignment {
+  const version = versionOfFamily(`${field}.family`, address.family);
+  return {
+    version,
+    address: checkAddress(`${field}.address`, address.address, version),
+    prefixLength: checkPrefixLength(`${field}.mask`, address.mask, version),
+  };
+}
+
+export function interfaceUpdateOf(message: Interface | undefined, field = 'interface'): InterfaceUpdate {
+  if (!message) throw new InvalidInputError(field, undefined, 'an Interface message');
+  const pciPath = message.devicePath;
+  if (pciPath && !PCI_PATH_PATTERN.test(pciPath) && !CCW_PATTERN.test(pciPath)) {
+    throw new InvalidInputError(`${field}.devicePath`, pciPath, '"" or a PCI path such as "02/00"');
+  }
+  if (!message.hwAddr && !PCI_PATH_PATTERN.test(pciPath)) {
+    throw new InvalidInputError(
+      `${field}.hwAddr`,
+      message.hwAddr,
+      'the MAC address of the guest link (or a PCI path in devicePath)',
+    );
+  }
+  const addresses = message.IPAddresses.map((address, index) =>
+    addressAssignment(`${field}.IPAddresses[${index}]`, address),
+  );
+  const seen = new Map<string, number>();
+  addresses.forEach((address, index) => {
+    const key = address.address.toLowerCase();
+    const earlier = seen.get(key);
+    if (earlier !== undefined) {
+      throw new InvalidInputError(
+        `${field}.IPAddresses[${index}].address`,
+        address.address,
+        `an address not already given in IPAddresses[${earlier}]`,
+      );
+    }
+    seen.set(key, index);
+  });
+  return {
+    hardwareAddress: message.hwAddr ? checkMac(`${field}.hwAddr`, message.hwAddr) : '',
+    pciPath: PCI_PATH_PATTERN.test(pciPath) ? pciPath.toLowerCase() : '',
+    name: message.name ? checkLinkName(`${field}.name`, message.name) : undefined,
+    mtu: checkMtu(`${field}.mtu`, message.mtu),
+    addresses,
+    // Kata carries only IFF_NOARP in raw_flags; other bits are the host link's state and are ignored, as Kata's agent does.
+    noArp: (message.rawFlags & IFF_NOARP) !== 0,
+    hostDevice: message.device,
+    hostType: message.type,
+  };
+}
+
+function splitDestination(field: string, text: string, version: IpVersion): { destination?: string; length: number } {
+  if (text === '' || text === 'default') return { length: 0 };
+  const [address = '', length, extra] = text.split('/');
+  const maximum = version === 4 ? 32 : 128;
+  if (extra !== undefined) throw new InvalidInputError(field, text, '"" (default route) or ADDRESS/PREFIX');
+  checkAddress(field, address, version);
+  const prefixLength = length === undefined ? maximum : checkPrefixLength(field, length, version);
+  if (prefixLength === 0) return { length: 0 };
+  return { destination: address, length: prefixLength };
+}
+
+/** Kata's list_routes prints the source as "ADDRESS/PREFIX"; a full-length prefix is the same preferred source. */
+function preferredSource(field: string, text: string, version: IpVersion): string | undefined {
+  if (text === '') return undefined;
+  const [address = '', length] = text.split('/');
+  const maximum = String(version === 4 ? 32 : 128);
+  if (length !== undefined && length !== maximum) {
+    throw new InvalidInputError(
+      field,
+      text,
+      `"" or an IPv${version} address (a preferred source; source prefixes are not supported)`,
+    );
+  }
+  return checkAddress(field, address, version);
+}
+
+export function routeUpdateOf(message: Route, field: string): RouteUpdate {
+  const version = versionOfFamily(`${field}.family`, message.family);
+  const { destination, length } = splitDestination(`${field}.dest`, message.dest, version);
+  if (message.scope > 255)
+    throw new InvalidInputError(
+      `${field}.scope`,
+      message.scope,
+      'a route scope 0-255 (0 universe, 253 link, 254 host)',
+    );
+  return {
+    version,
+    destination,
+    destinationLength: length,
+    gateway: message.gateway ? checkAddress(`${field}.gateway`, message.gateway, version) : undefined,
+    device: checkLinkName(`${field}.device`, message.device),
+    source: preferredSource(`${field}.source`, message.source, version),
+    scope: message.scope,
+    flags: message.flags,
+    mtu: checkMtu(`${field}.mtu`, message.mtu),
+  };
+}
+
+export function routeUpdatesOf(routes: readonly Route[], field = 'routes.Routes'): RouteUpdate[] {
+  const updates = routes.map((route, index) => routeUpdateOf(route, `${field}[${index}]`));
+  const seen = new Map<string, number>();
+  updates.forEach((route, index) => {
+    const key = [route.version, route.destination, route.destinationLength, route.device, route.gateway].join('|');
+    const earlier = seen.get(key);
+    if (earlier !== undefined) {
+      throw new InvalidInputError(
+        `${field}[${index}]`,
+        routes[index]?.dest || 'default',
+        `a route not already given in ${field}[${earlier}]`,
+      );
+    }
+    seen.set(key, index);
+  });
+  return updates;
+}
+
+export function neighbourAdditionOf(message: ARPNeighbor, field: string): NeighbourAddition {
+  const target = message.toIPAddress;
+  if (!target) throw new InvalidInputError(`${field}.toIPAddress`, undefined, 'an IPAddress');
+  const version = versionOfFamily(`${field}.toIPAddress.family`, target.family);
+  if (message.state !== 0 && message.state !== NUD_PERMANENT) {
+    throw new InvalidInputError(
+      `${field}.state`,
+      message.state,
+      `0 or ${NUD_PERMANENT} (NUD_PERMANENT): the agent adds permanent entries only`,
+    );
+  }
+  if (message.flags < 0 || message.flags > 0xff)
+    throw new InvalidInputError(`${field}.flags`, message.flags, 'neighbour flags 0-255 (NTF_*)');
+  return {
+    version,
+    destination: checkAddress(`${field}.toIPAddress.address`, target.address, version),
+    device: checkLinkName(`${field}.device`, message.device),
+    linkLayerAddress: message.lladdr ? checkMac(`${field}.lladdr`, message.lladdr) : undefined,
+    state: NUD_PERMANENT,
+    flags: message.flags,
+  };
+}
+
+export function neighbourAdditionsOf(
+  neighbours: readonly ARPNeighbor[],
+  field = 'neighbors.ARPNeighbors',
+): NeighbourAddition[] {
+  return neighbours.map((neighbour, index) => neighbourAdditionOf(neighbour, `${field}[${index}]`));
+}

@@ -1,0 +1,49 @@
+/**
+ * The agent's network service over ttrpc: decodes AgentService calls, validates them completely, hands
+ * them to a NetworkApplier, and maps what it throws to the status the Kata runtime expects
+ * (INVALID_ARGUMENT naming the field, NOT_FOUND for a missing link, INTERNAL for the rest).
+ */
+import { VcnetError } from '../errors.js';
+import { AgentMethods } from './agent-service.js';
+import { AgentStatusError } from './errors.js';
+import type { NetworkApplier } from './network-applier.js';
+import { interfaceUpdateOf, neighbourAdditionsOf, routeUpdatesOf } from './network-request.js';
+import { type Status, TtrpcServer, type TtrpcServerOptions } from './ttrpc/server.js';
+import { StatusCode } from './ttrpc/status-code.js';
+
+/** The status an error becomes on the wire. */
+export function agentStatusOf(error: unknown): Status {
+  if (error instanceof AgentStatusError) return { code: error.status, message: error.statusMessage };
+  if (error instanceof VcnetError) {
+    const code =
+      error.code === 'VCNET_INVALID_INPUT'
+        ? StatusCode.INVALID_ARGUMENT
+        : error.code === 'VCNET_LINK_NOT_FOUND'
+          ? StatusCode.NOT_FOUND
+          : StatusCode.INTERNAL;
+    return { code, message: error.message };
+  }
+  return { code: StatusCode.INTERNAL, message: error instanceof Error ? error.message : String(error) };
+}
+
+/** Adds the AgentService network methods, served by `applier`, to a ttrpc server. */
+export function registerAgentService(server: TtrpcServer, applier: NetworkApplier): TtrpcServer {
+  return server
+    .register(AgentMethods.updateInterface, async (request) =>
+      applier.updateInterface(interfaceUpdateOf(request.interface)),
+    )
+    .register(AgentMethods.updateRoutes, async (request) => ({
+      Routes: await applier.updateRoutes(routeUpdatesOf(request.routes?.Routes ?? [])),
+    }))
+    .register(AgentMethods.addArpNeighbors, async (request) => {
+      await applier.addArpNeighbors(neighbourAdditionsOf(request.neighbors?.ARPNeighbors ?? []));
+      return {};
+    })
+    .register(AgentMethods.listInterfaces, async () => ({ Interfaces: await applier.listInterfaces() }))
+    .register(AgentMethods.listRoutes, async () => ({ Routes: await applier.listRoutes() }));
+}
+
+/** A ttrpc server with the AgentService network methods; `serve(stream)` it on each connection. */
+export function createAgentServer(applier: NetworkApplier, options: TtrpcServerOptions = {}): TtrpcServer {
+  return registerAgentService(new TtrpcServer({ statusOf: agentStatusOf, ...options }), applier);
+}

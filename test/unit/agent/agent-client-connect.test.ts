@@ -1,0 +1,56 @@
+/** AgentClient.connect: retries a socket that is not there yet, gives up at the deadline. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { create } from '@bufbuild/protobuf';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentClient } from '../../../src/agent/client.js';
+import { AgentConnectError } from '../../../src/agent/errors.js';
+import { InterfaceSchema } from '../../../src/agent/generated/types_pb.js';
+import type { NetworkApplier } from '../../../src/agent/network-applier.js';
+import { createAgentServer } from '../../../src/agent/server.js';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0)) cleanup();
+});
+
+function socketPath(): string {
+  const directory = mkdtempSync(join(tmpdir(), 'vcnet-agent-'));
+  cleanups.push(() => rmSync(directory, { recursive: true, force: true }));
+  return join(directory, 'agent.sock');
+}
+
+const listOnly = {
+  listInterfaces: async () => [create(InterfaceSchema, { name: 'eth0' })],
+} as unknown as NetworkApplier;
+
+describe('AgentClient.connect', () => {
+  it('waits for the socket to appear, then talks to the agent', async () => {
+    const path = socketPath();
+    let server: Server | undefined;
+    const agent = createAgentServer(listOnly);
+    const timer = setTimeout(() => {
+      server = createServer((socket) => agent.serve(socket)).listen(path);
+    }, 300);
+    cleanups.push(() => {
+      clearTimeout(timer);
+      server?.close();
+    });
+    const started = Date.now();
+    const client = await AgentClient.connect(path, { deadlineMs: 5000, retryIntervalMs: 50 });
+    cleanups.push(() => client.close());
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect((await client.listInterfaces()).map((i) => i.name)).toEqual(['eth0']);
+  });
+
+  it('gives up at the deadline with AgentConnectError naming the socket', async () => {
+    const path = socketPath();
+    const error = await AgentClient.connect(path, { deadlineMs: 300, retryIntervalMs: 50 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentConnectError);
+    expect(error).toMatchObject({ code: 'VCNET_AGENT_CONNECT', socketPath: path });
+    expect((error as AgentConnectError).attempts).toBeGreaterThan(2);
+    expect((error as Error).message).toContain('ENOENT');
+  });
+});

@@ -1,0 +1,100 @@
+/** The checks the server makes before an applier sees a request: each refusal names its field. */
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { describe, expect, it } from 'vitest';
+import { ARPNeighborSchema, InterfaceSchema, IPFamily, RouteSchema } from '../../../src/agent/generated/types_pb.js';
+import { interfaceUpdateOf, neighbourAdditionsOf, routeUpdatesOf } from '../../../src/agent/network-request.js';
+import { InvalidInputError } from '../../../src/errors.js';
+
+function fieldOf(action: () => unknown): string {
+  try {
+    action();
+  } catch (error) {
+    if (error instanceof InvalidInputError) return error.field;
+    throw error;
+  }
+  return '(accepted)';
+}
+
+describe('interface requests', () => {
+  it('keeps the name and MTU when they are empty/0, and reads NOARP only from raw_flags', () => {
+    const update = interfaceUpdateOf(create(InterfaceSchema, { hwAddr: '02:00:00:00:00:01', rawFlags: 0x1043 }));
+    expect(update).toMatchObject({ name: undefined, mtu: undefined, noArp: false, addresses: [] });
+  });
+
+  it('finds the link by PCI path when there is no MAC address', () => {
+    expect(interfaceUpdateOf(create(InterfaceSchema, { devicePath: '02/0A' })).pciPath).toBe('02/0a');
+    expect(fieldOf(() => interfaceUpdateOf(create(InterfaceSchema, {})))).toBe('interface.hwAddr');
+    expect(fieldOf(() => interfaceUpdateOf(undefined))).toBe('interface');
+  });
+
+  it('refuses the same address twice', () => {
+    const twice = create(InterfaceSchema, {
+      hwAddr: '02:00:00:00:00:01',
+      IPAddresses: [
+        { family: IPFamily.v6, address: 'fd00::2', mask: '64' },
+        { family: IPFamily.v6, address: 'FD00::2', mask: '64' },
+      ],
+    });
+    expect(fieldOf(() => interfaceUpdateOf(twice))).toBe('interface.IPAddresses[1].address');
+  });
+});
+
+describe('route requests', () => {
+  const route = (fields: MessageInitShape<typeof RouteSchema>) => create(RouteSchema, { device: 'eth0', ...fields });
+
+  it('reads default routes, bare destinations and Kata-style sources', () => {
+    const [byDefault, host, sourced] = routeUpdatesOf([
+      route({ dest: 'default', gateway: '10.0.0.1' }),
+      route({ dest: '10.9.9.9' }),
+      route({ dest: 'fd01::/64', family: IPFamily.v6, source: 'fd00::2/128' }),
+    ]);
+    expect(byDefault).toMatchObject({ destination: undefined, destinationLength: 0, gateway: '10.0.0.1' });
+    expect(host).toMatchObject({ destination: '10.9.9.9', destinationLength: 32 });
+    expect(sourced).toMatchObject({ version: 6, destination: 'fd01::', destinationLength: 64, source: 'fd00::2' });
+  });
+
+  it.each([
+    [{ dest: '10.0.0.0/33' }, 'routes.Routes[0].dest'],
+    [{ dest: '10.0.0.0/8/1' }, 'routes.Routes[0].dest'],
+    [{ gateway: 'fd00::1' }, 'routes.Routes[0].gateway'],
+    [{ device: '' }, 'routes.Routes[0].device'],
+    [{ source: '10.0.0.2/24' }, 'routes.Routes[0].source'],
+    [{ scope: 256 }, 'routes.Routes[0].scope'],
+    [{ mtu: 10 }, 'routes.Routes[0].mtu'],
+    [{ family: 2 as IPFamily }, 'routes.Routes[0].family'],
+  ])('refuses %o naming %s', (fields, field) => {
+    expect(fieldOf(() => routeUpdatesOf([route(fields)]))).toBe(field);
+  });
+
+  it('refuses a route given twice', () => {
+    expect(fieldOf(() => routeUpdatesOf([route({ dest: '10.1.0.0/16' }), route({ dest: '10.1.0.0/16' })]))).toBe(
+      'routes.Routes[1]',
+    );
+  });
+});
+
+describe('neighbour requests', () => {
+  const neighbour = (
+    fields: Partial<{ toIPAddress: { address: string } | undefined; lladdr: string; state: number; flags: number }>,
+  ) =>
+    create(ARPNeighborSchema, {
+      toIPAddress: { address: '10.0.0.1' },
+      device: 'eth0',
+      lladdr: '02:00:00:00:00:09',
+      ...fields,
+    });
+
+  it('makes every entry permanent, state 0 included', () => {
+    expect(neighbourAdditionsOf([neighbour({ state: 0 })])[0]!.state).toBe(0x80);
+  });
+
+  it.each([
+    [{ toIPAddress: undefined }, 'neighbors.ARPNeighbors[0].toIPAddress'],
+    [{ toIPAddress: { address: 'nope' } }, 'neighbors.ARPNeighbors[0].toIPAddress.address'],
+    [{ lladdr: '02:00' }, 'neighbors.ARPNeighbors[0].lladdr'],
+    [{ state: 2 }, 'neighbors.ARPNeighbors[0].state'],
+    [{ flags: 512 }, 'neighbors.ARPNeighbors[0].flags'],
+  ])('refuses %o naming %s', (fields, field) => {
+    expect(fieldOf(() => neighbourAdditionsOf([neighbour(fields)]))).toBe(field);
+  });
+});
