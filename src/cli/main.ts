@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { VcnetError } from '../errors.js';
 import { registerAttach } from './commands/attach.js';
 import { registerBench } from './commands/bench.js';
+import { registerDemo } from './commands/demo.js';
 import { registerDetach } from './commands/detach.js';
 import { registerGc } from './commands/gc.js';
 import { registerScan } from './commands/scan.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerAttach(program);
   registerDetach(program);
   registerGc(program);
+  registerDemo(program);
   registerBench(program);
   return program;
 }

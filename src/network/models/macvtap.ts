@@ -46,6 +46,18 @@ export function openMacvtapQueues(index: number, queues: number): number[] {
   }
 }
 
+/** Ethernet's default transmit queue length, which a macvtap also uses as its receive ring size. */
+export const DEFAULT_MACVTAP_QUEUE_LENGTH = 1000;
+
+/**
+ * Kata gives the macvtap the pod interface's txqueuelen. A macvtap sizes each queue's receive ring by
+ * it, and CNI's veths have txqueuelen 0: a ring of 0 drops every frame for the VM. So a zero length
+ * becomes ethernet's default.
+ */
+export function macvtapQueueLength(source: Pick<Link, 'txQueueLength'>): number {
+  return source.txQueueLength && source.txQueueLength > 0 ? source.txQueueLength : DEFAULT_MACVTAP_QUEUE_LENGTH;
+}
+
 export async function attachMacvtap(
   context: PlumbingContext,
   source: Link,
@@ -87,7 +99,7 @@ export async function attachMacvtap(
           mtu: source.mtu,
           address: originalAddress,
           group: VCNET_LINK_GROUP,
-          ...(source.txQueueLength !== undefined ? { txQueueLength: source.txQueueLength } : {}),
+          txQueueLength: macvtapQueueLength(source),
           data: { kind: 'macvtap', mode: 'bridge' },
         }),
       { step: 'create-link', name: tapName, kind: 'macvtap' },

@@ -4,6 +4,7 @@ import { parseKataConfiguration, validateNetworkConfig } from '../../../src/netw
 import { createInterfacePair, tapName } from '../../../src/network/interface-pair.js';
 import { isValidInterworkingModel, parseInterworkingModel } from '../../../src/network/interworking-model.js';
 import { isLocallyAdministeredUnicast, randomPrivateMacAddress } from '../../../src/network/mac-address.js';
+import { macvtapQueueLength } from '../../../src/network/models/macvtap.js';
 
 describe('internetworking model', () => {
   it('parses every name, resolves default to tcfilter, and refuses others listing the accepted names', () => {
@@ -58,6 +59,14 @@ describe('interface pair', () => {
     });
     expect(createInterfacePair(4, '', { name: 'x', hardwareAddress: '' }, 'macvtap', 'id').name).toBe('eth4');
     expect(isLocallyAdministeredUnicast(pair.spareHardwareAddress)).toBe(true);
+  });
+});
+
+describe('macvtap queue length', () => {
+  it("takes the pod interface's txqueuelen, but never 0 (a macvtap sizes its receive ring by it)", () => {
+    expect(macvtapQueueLength({ txQueueLength: 500 })).toBe(500);
+    expect(macvtapQueueLength({ txQueueLength: 0 })).toBe(1000);
+    expect(macvtapQueueLength({})).toBe(1000);
   });
 });
 
