@@ -7,6 +7,7 @@ import { registerBench } from './commands/bench.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDetach } from './commands/detach.js';
 import { registerGc } from './commands/gc.js';
+import { registerKataNetwork } from './commands/kata-network.js';
 import { registerScan } from './commands/scan.js';
 import { exitCodeFor } from './exit-codes.js';
 import { configureLogger, type LogFormat } from './logger.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerScan(program);
   registerAttach(program);
   registerDetach(program);
+  registerKataNetwork(program);
   registerGc(program);
   registerDemo(program);
   registerBench(program);

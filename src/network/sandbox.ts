@@ -4,8 +4,8 @@
  */
 import { VcnetError } from '../errors.js';
 import { type NetworkConfig, validateNetworkConfig } from './config.js';
-import type { Endpoint } from './endpoints/endpoint.js';
-import { type GuestNetwork, generateGuestNetwork } from './guest.js';
+import type { Endpoint, HotplugTarget } from './endpoints/endpoint.js';
+import { type GuestNetwork, type GuestRoute, generateGuestNetwork } from './guest.js';
 import type { AttachHooks } from './models/plumbing-context.js';
 import { Network, type NetworkState } from './network.js';
 import type { UndoReport } from './plumbing.js';
@@ -25,6 +25,8 @@ export interface SandboxState {
   network: NetworkState;
   hypervisor?: HypervisorRecord;
   agentSocket?: string;
+  /** Routes given with update-routes, which replace the ones derived from the namespace. */
+  guestRoutes?: GuestRoute[];
 }
 
 export interface AttachResult {
@@ -96,14 +98,22 @@ export interface DetachResult {
 }
 
 /** Undoes what attach recorded, from the state file alone. An unknown sandbox is not an error. */
-export async function detachSandbox(id: string, options: { stateDirectory?: string } = {}): Promise<DetachResult> {
+export async function detachSandbox(
+  id: string,
+  options: {
+    stateDirectory?: string;
+    connectHotplug?: (state: SandboxState) => Promise<HotplugTarget | undefined>;
+  } = {},
+): Promise<DetachResult> {
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLock(async () => {
     const state = store.read<SandboxState>();
     if (!state) return { id, found: false };
     const network = Network.load(state.network, id);
     try {
-      const report = await network.removeEndpoints();
+      // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
+      const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
+      const report = await network.removeEndpoints(undefined, hotplug);
       if (report.failures.length > 0) {
         store.write({ ...state, network: network.save() });
         throw new VcnetError(

@@ -13,6 +13,9 @@ export interface PodFixture {
 export function makePod(options: { interfaces?: number } = {}): PodFixture {
   const node = makeNamespace('node');
   const pod = makeNamespace('pod');
+  // No duplicate address detection: the kernel's IPv6 link-local addresses (and their local routes)
+  // appear at once instead of a second or two later, so fingerprints do not race with DAD.
+  pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
   const count = options.interfaces ?? 1;
   for (let i = 0; i < count; i++) {
     const name = `eth${i}`;

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
+import { InvalidInputError } from '../../errors.js';
 import type { AttachHooks } from '../../network/models/plumbing-context.js';
 import { attachSandbox } from '../../network/sandbox.js';
 import { stateDirectory } from '../../network/state-store.js';
+import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
 import { type NetworkFlags, networkConfigFromFlags } from '../options.js';
 import { print, printJson, table } from '../output.js';
 
@@ -36,76 +38,114 @@ export function registerAttach(program: Command): void {
     .option('--vhost-net <mode>', 'auto (use /dev/vhost-net when present) or off')
     .option('--disable-new-netns', 'the hypervisor runs in the host namespace (model none only)')
     .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
+    .option('--hypervisor <kind>', 'qemu, clh or firecracker: prints its device configuration', 'qemu')
+    .option('--qmp <socket>', "the running VM's QMP socket (QEMU): later add-iface/del-iface hot-plug through it")
+    .option('--agent <socket>', "the guest agent's socket: later changes configure the guest through it")
     .option('--json', 'machine-readable output')
-    .action(async (options: NetworkFlags & { sandbox: string; stateDir?: string; json?: boolean }) => {
-      const config = networkConfigFromFlags(options);
-      const result = await attachSandbox(options.sandbox, config, {
-        stateDirectory: stateDirectory(options.stateDir),
-        ...faultInjectionHooks(),
-      });
-      const endpoints = result.endpoints.map((endpoint) => ({
-        name: endpoint.name,
-        type: endpoint.type,
-        source: endpoint.properties.link.name,
-        model: endpoint.plumbing?.model ?? null,
-        tap: endpoint.plumbing?.tapName ?? null,
-        tapDevice: endpoint.plumbing?.tapDevicePath ?? null,
-        hwAddr: endpoint.hardwareAddress,
-        queues: endpoint.plumbing?.queues ?? 1,
-      }));
-      if (options.json) {
-        printJson({ sandbox: result.id, state: result.statePath, endpoints, ...result.guest });
-        return;
-      }
-      print(
-        `attached sandbox ${result.id} (${endpoints.length} endpoint${endpoints.length === 1 ? '' : 's'}, state ${result.statePath})`,
-      );
-      print(
-        table(
-          ['GUEST NAME', 'TYPE', 'POD IF', 'MODEL', 'VM DEVICE', 'GUEST MAC', 'QUEUES'],
-          endpoints.map((e) => [
-            e.name,
-            e.type,
-            e.source,
-            e.model ?? '-',
-            e.tapDevice ?? e.tap ?? '-',
-            e.hwAddr,
-            String(e.queues),
-          ]),
-        ),
-      );
-      print('\nguest interfaces:');
-      print(
-        table(
-          ['DEVICE', 'ADDRESSES', 'MTU', 'MAC'],
-          result.guest.interfaces.map((i) => [
-            i.name,
-            i.IPAddresses.map((a) => `${a.address}/${a.mask}`).join(',') || '-',
-            String(i.mtu),
-            i.hwAddr,
-          ]),
-        ),
-      );
-      print('\nguest routes:');
-      print(
-        table(
-          ['DEST', 'GATEWAY', 'DEVICE', 'MTU'],
-          result.guest.routes.map((r) => [
-            r.dest || 'default',
-            r.gateway || '-',
-            r.device,
-            r.mtu ? String(r.mtu) : '-',
-          ]),
-        ),
-      );
-      if (result.guest.neighbours.length > 0) {
-        print('\nguest neighbours:');
+    .action(
+      async (
+        options: NetworkFlags & {
+          sandbox: string;
+          stateDir?: string;
+          json?: boolean;
+          hypervisor: string;
+          qmp?: string;
+          agent?: string;
+        },
+      ) => {
+        const config = networkConfigFromFlags(options);
+        const hypervisor = parseHypervisor(options.hypervisor);
+        if (hypervisor === 'firecracker' && config.queues > 1) {
+          throw new InvalidInputError(
+            '--queues',
+            config.queues,
+            '1 with --hypervisor firecracker (it has no multi-queue NICs)',
+          );
+        }
+        if (options.qmp && hypervisor !== 'qemu')
+          throw new InvalidInputError('--qmp', options.qmp, 'only with --hypervisor qemu');
+        const result = await attachSandbox(options.sandbox, config, {
+          stateDirectory: stateDirectory(options.stateDir),
+          hypervisor: { kind: hypervisor, ...(options.qmp ? { controlSocket: options.qmp } : {}) },
+          ...(options.agent ? { agentSocket: options.agent } : {}),
+          ...faultInjectionHooks(),
+        });
+        const devices = hypervisorDeviceConfig(hypervisor, result.endpoints);
+        const endpoints = result.endpoints.map((endpoint) => ({
+          name: endpoint.name,
+          type: endpoint.type,
+          source: endpoint.properties.link.name,
+          model: endpoint.plumbing?.model ?? null,
+          tap: endpoint.plumbing?.tapName ?? null,
+          tapDevice: endpoint.plumbing?.tapDevicePath ?? null,
+          hwAddr: endpoint.hardwareAddress,
+          queues: endpoint.plumbing?.queues ?? 1,
+        }));
+        if (options.json) {
+          printJson({
+            sandbox: result.id,
+            state: result.statePath,
+            endpoints,
+            hypervisor: { kind: hypervisor, devices },
+            ...result.guest,
+          });
+          return;
+        }
+        print(
+          `attached sandbox ${result.id} (${endpoints.length} endpoint${endpoints.length === 1 ? '' : 's'}, state ${result.statePath})`,
+        );
         print(
           table(
-            ['ADDRESS', 'LLADDR', 'DEVICE'],
-            result.guest.neighbours.map((n) => [n.toIPAddress.address, n.lladdr || '-', n.device]),
+            ['GUEST NAME', 'TYPE', 'POD IF', 'MODEL', 'VM DEVICE', 'GUEST MAC', 'QUEUES'],
+            endpoints.map((e) => [
+              e.name,
+              e.type,
+              e.source,
+              e.model ?? '-',
+              e.tapDevice ?? e.tap ?? '-',
+              e.hwAddr,
+              String(e.queues),
+            ]),
           ),
         );
-      }
-    });
+        print(`\n${hypervisor} device configuration:`);
+        for (const device of devices)
+          print(
+            `  ${device.endpoint}: ${Array.isArray(device.config) ? device.config.join(' ') : JSON.stringify(device.config)}`,
+          );
+        print('\nguest interfaces:');
+        print(
+          table(
+            ['DEVICE', 'ADDRESSES', 'MTU', 'MAC'],
+            result.guest.interfaces.map((i) => [
+              i.name,
+              i.IPAddresses.map((a) => `${a.address}/${a.mask}`).join(',') || '-',
+              String(i.mtu),
+              i.hwAddr,
+            ]),
+          ),
+        );
+        print('\nguest routes:');
+        print(
+          table(
+            ['DEST', 'GATEWAY', 'DEVICE', 'MTU'],
+            result.guest.routes.map((r) => [
+              r.dest || 'default',
+              r.gateway || '-',
+              r.device,
+              r.mtu ? String(r.mtu) : '-',
+            ]),
+          ),
+        );
+        if (result.guest.neighbours.length > 0) {
+          print('\nguest neighbours:');
+          print(
+            table(
+              ['ADDRESS', 'LLADDR', 'DEVICE'],
+              result.guest.neighbours.map((n) => [n.toIPAddress.address, n.lladdr || '-', n.device]),
+            ),
+          );
+        }
+      },
+    );
 }

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { QmpClient } from '../../hypervisor/qmp.js';
+import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
 import { detachSandbox } from '../../network/sandbox.js';
 import { stateDirectory } from '../../network/state-store.js';
 import { print, printJson } from '../output.js';
@@ -11,7 +13,18 @@ export function registerDetach(program: Command): void {
     .option('--state-dir <dir>', 'where sandbox state lives')
     .option('--json', 'machine-readable output')
     .action(async (options: { sandbox: string; stateDir?: string; json?: boolean }) => {
-      const result = await detachSandbox(options.sandbox, { stateDirectory: stateDirectory(options.stateDir) });
+      const connections: QmpClient[] = [];
+      const result = await detachSandbox(options.sandbox, {
+        stateDirectory: stateDirectory(options.stateDir),
+        // When the sandbox's VM runs, its NICs are unplugged before the plumbing goes.
+        connectHotplug: async (state) => {
+          const socket = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
+          if (!socket) return undefined;
+          const qmp = await QmpClient.connect(socket, { timeoutMs: 3_000 });
+          connections.push(qmp);
+          return new QemuNetworkHotplugTarget(qmp, { timeoutMs: 10_000 });
+        },
+      }).finally(() => Promise.all(connections.map((qmp) => qmp.close().catch(() => undefined))));
       if (options.json) {
         printJson({
           sandbox: result.id,

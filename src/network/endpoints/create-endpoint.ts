@@ -99,6 +99,12 @@ export function classifyInterface(
 }
 
 export function createEndpoint(info: NetworkInfo, options: CreateEndpointOptions): Endpoint {
+  const endpoint = createEndpointOfType(info, options);
+  if (!endpoint.pair && options.guestName) endpoint.guestName = options.guestName;
+  return endpoint;
+}
+
+function createEndpointOfType(info: NetworkInfo, options: CreateEndpointOptions): Endpoint {
   const type = classifyInterface(info, options);
   const link = info.link;
   const pairFor = (model: InterworkingModel) =>

@@ -78,9 +78,16 @@ export abstract class Endpoint {
     readonly pair: NetworkInterfacePair | undefined,
   ) {}
 
+  /** A guest name given for an endpoint without a pair (add-iface's `name` for a tap, macvtap...). */
+  private explicitName: string | undefined;
+
   /** Guest-facing interface name. */
   get name(): string {
-    return this.pair?.name ?? this.properties.link.name;
+    return this.pair?.name ?? this.explicitName ?? this.properties.link.name;
+  }
+
+  set guestName(name: string) {
+    this.explicitName = name === this.properties.link.name ? undefined : name;
   }
 
   /** The MAC the guest NIC gets. */
@@ -214,6 +221,7 @@ export abstract class Endpoint {
       );
     }
     this.pciPath = state.pciPath;
+    if (!this.pair && state.name) this.guestName = state.name;
     this.plumbing = state.plumbing
       ? { ...state.plumbing, model: state.plumbing.model as AttachedPlumbing['model'], tapFds: [], vhostFds: [] }
       : undefined;

@@ -1,0 +1,141 @@
+/**
+ * The kata-network commands through the binary, on a sandbox without a VM: add-iface, list-ifaces,
+ * update-routes, list-routes, del-iface, and every input error (exit 2, naming the field, nothing changed).
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { vcnet } from '../../helpers/cli.js';
+import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+let stateDir: string;
+beforeEach(() => {
+  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-state-'));
+});
+afterEach(() => {
+  cleanupNamespaces();
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+const withInput = (args: string[], json: unknown) => {
+  const file = join(stateDir, `input-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(file, JSON.stringify(json));
+  return vcnet([...args.slice(0, 2), file, ...args.slice(2)]);
+};
+
+describe('kata-network commands without a VM', () => {
+  it('adds, lists, routes and removes an interface, and detach leaves the namespace as it was', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    expect(vcnet(['attach', '--sandbox', 'k1', '--netns', pod.path, '--state-dir', stateDir, '--json']).status).toBe(0);
+    // A second interface appears after the sandbox was attached (CNI ran again).
+    pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
+    const mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth7')[0]!.address;
+
+    const added = withInput(['add-iface', 'k1', '--state-dir', stateDir], {
+      device: 'eth7',
+      name: 'net7',
+      IPAddresses: [{ family: 0, address: '10.77.0.2', mask: '24' }],
+      mtu: 1400,
+    });
+    expect(added.stderr).toContain('no type given: using "veth", the kind of device eth7');
+    expect(added.status).toBe(0);
+    expect(JSON.parse(added.stdout)).toMatchObject({
+      device: 'net7',
+      name: 'net7',
+      hwAddr: mac,
+      mtu: 1400,
+      type: 'veth',
+      IPAddresses: [{ family: 0, address: '10.77.0.2', mask: '24' }],
+    });
+    expect(pod.exec('ip', ['link', 'show'])).toContain('tap1_kata');
+
+    const listed = vcnet(['list-ifaces', 'k1', '--state-dir', stateDir, '--json']);
+    expect(JSON.parse(listed.stdout).map((entry: { name: string }) => entry.name)).toEqual(['eth0', 'net7']);
+    expect(vcnet(['list-ifaces', 'k1', '--state-dir', stateDir]).stdout).toMatch(/^NAME\s+DEVICE/m);
+
+    const routes = [
+      {
+        dest: '10.99.0.0/16',
+        gateway: '10.77.0.1',
+        device: 'net7',
+        source: '',
+        scope: 0,
+        family: 0,
+        flags: 0,
+        mtu: 1300,
+      },
+    ];
+    const updated = withInput(['update-routes', 'k1', '--state-dir', stateDir], routes);
+    expect(updated.status).toBe(0);
+    expect(JSON.parse(vcnet(['list-routes', 'k1', '--state-dir', stateDir, '--json']).stdout)).toEqual([
+      expect.objectContaining({ dest: '10.99.0.0/16', gateway: '10.77.0.1', device: 'net7', mtu: 1300 }),
+    ]);
+
+    const removed = withInput(['del-iface', 'k1', '--state-dir', stateDir], { name: 'net7' });
+    expect(removed.status).toBe(0);
+    expect(JSON.parse(removed.stdout)).toMatchObject({ name: 'net7' });
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
+
+    pod.exec('ip', ['link', 'del', 'eth7']);
+    expect(vcnet(['detach', '--sandbox', 'k1', '--state-dir', stateDir]).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('creates a tap for type "tap" and removes it again', () => {
+    const { pod } = makePod();
+    expect(vcnet(['attach', '--sandbox', 'k2', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    const added = withInput(['add-iface', 'k2', '--state-dir', stateDir], {
+      device: 'vmtap0',
+      name: 'eth5',
+      type: 'tap',
+      hwAddr: '02:00:00:00:05:05',
+      IPAddresses: [{ family: 0, address: '10.55.0.2', mask: '24' }],
+    });
+    expect(added.status).toBe(0);
+    expect(JSON.parse(added.stdout)).toMatchObject({ name: 'eth5', type: 'tap', hwAddr: '02:00:00:00:05:05' });
+    expect(
+      pod.ipJson<Array<{ linkinfo?: { info_kind: string } }>>('-d', 'link', 'show', 'vmtap0')[0]?.linkinfo?.info_kind,
+    ).toBe('tun');
+    expect(withInput(['del-iface', 'k2', '--state-dir', stateDir], { device: 'vmtap0' }).status).toBe(0);
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('vmtap0');
+  });
+
+  it('refuses bad interface JSON with exit 2 naming the field, and changes nothing', () => {
+    const { pod } = makePod();
+    expect(vcnet(['attach', '--sandbox', 'k3', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
+    const state = readFileSync(join(stateDir, 'k3', 'state.json'), 'utf8');
+    const before = fingerprint(pod);
+    const cases: Array<[unknown, RegExp]> = [
+      [{ device: 'eth7', colour: 'blue' }, /interface\.colour/],
+      [{ name: 'x' }, /interface\.device/],
+      [{ device: 'eth7', hwAddr: 'zz:00' }, /interface\.hwAddr/],
+      [
+        { device: 'eth7', IPAddresses: [{ family: 0, address: '10.0.0.1', mask: '33' }] },
+        /interface\.IPAddresses\[0\]\.mask/,
+      ],
+      [{ device: 'eth7', mtu: 20 }, /interface\.mtu.*68/],
+      [{ device: 'eth7', name: 'a-name-that-is-far-too-long' }, /interface\.name/],
+      [{ device: 'eth7', name: 'eth0' }, /interface\.name.*no other interface/],
+      [{ device: 'nosuch0' }, /interface\.device.*"nosuch0"/],
+      [{ device: 'eth7', type: 'bridge' }, /interface\.type.*"bridge".*veth/],
+    ];
+    for (const [json, pattern] of cases) {
+      const result = withInput(['add-iface', 'k3', '--state-dir', stateDir], json);
+      expect(result.status, JSON.stringify(json)).toBe(2);
+      expect(result.stderr, JSON.stringify(json)).toMatch(pattern);
+    }
+    expect(
+      withInput(['update-routes', 'k3', '--state-dir', stateDir], [{ dest: '10.0.0.0/8', device: 'nope' }]).stderr,
+    ).toMatch(/routes\[0\]\.device/);
+    expect(vcnet(['add-iface', 'k3', join(stateDir, 'missing.json'), '--state-dir', stateDir]).status).toBe(2);
+    expect(vcnet(['list-ifaces', 'unknown-sandbox', '--state-dir', stateDir]).stderr).toContain(
+      'sandbox unknown-sandbox is not attached',
+    );
+    expect(fingerprint(pod)).toEqual(before);
+    expect(readFileSync(join(stateDir, 'k3', 'state.json'), 'utf8')).toBe(state);
+  });
+});
