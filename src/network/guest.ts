@@ -2,7 +2,7 @@
  * What the agent inside the VM is told to set: interfaces, routes and neighbours, in the shape of
  * Kata's protocol (types.proto) and with the JSON field names `kata-runtime kata-network` uses.
  * Rules as Kata's generateVCNetworkStructures: loopback addresses skipped, routes the kernel made
- * (proto kernel) skipped, only permanent neighbours, NOARP carried from the link flags, route MTU kept.
+ * (proto kernel) skipped, permanent neighbours and reachable default gateways, NOARP carried from the link flags, route MTU kept.
  */
 import { isIPv4 } from 'node:net';
 import { AddressFamily, InterfaceFlag, NeighbourState, RouteProtocol } from '../netlink/codec/constants.js';
@@ -71,9 +71,23 @@ export function isValidGuestRoute(route: Route): boolean {
   return route.protocol !== RouteProtocol.KERNEL;
 }
 
-/** Kata's validGuestNeighbor: only static entries are worth copying. */
-export function isValidGuestNeighbour(neighbour: Neighbour): boolean {
-  return neighbour.state === NeighbourState.PERMANENT;
+/** Gateways of an interface's default routes (Kata's gatewaySetFromRoutes). */
+export function gatewaySetFromRoutes(routes: readonly Route[]): Set<string> {
+  const gateways = new Set<string>();
+  for (const route of routes) {
+    if (route.gateway && (!route.destination || route.destinationLength === 0)) gateways.add(route.gateway);
+  }
+  return gateways;
+}
+
+/**
+ * Kata's validGuestNeighbor (since 2025-08): an entry needs a link-layer address; permanent entries are
+ * copied, and a reachable entry only for a default gateway (so the guest need not resolve it again).
+ */
+export function isValidGuestNeighbour(neighbour: Neighbour, gateways: ReadonlySet<string> = new Set()): boolean {
+  if (!neighbour.linkLayerAddress) return false;
+  if (neighbour.state === NeighbourState.PERMANENT) return true;
+  return neighbour.state === NeighbourState.REACHABLE && gateways.has(neighbour.destination);
 }
 
 export function guestRoute(route: Route, device: string): GuestRoute {
@@ -117,8 +131,9 @@ export function generateGuestNetwork(endpoints: readonly Endpoint[]): GuestNetwo
       raw_flags: link.flags & InterfaceFlag.NOARP,
     });
     for (const route of routes) if (isValidGuestRoute(route)) network.routes.push(guestRoute(route, device));
+    const gateways = gatewaySetFromRoutes(routes);
     for (const neighbour of neighbours) {
-      if (!isValidGuestNeighbour(neighbour)) continue;
+      if (!isValidGuestNeighbour(neighbour, gateways)) continue;
       network.neighbours.push({
         toIPAddress: {
           family: familyOfText(neighbour.destination),

@@ -20,7 +20,8 @@ export interface DnsInfo {
 
 export const ENDPOINT_TYPES = [
   'physical',
-  'veth',
+  // Kata's name for a veth endpoint (VethEndpointType).
+  'virtual',
   'vhost-user',
   'macvlan',
   'macvtap',

@@ -182,7 +182,7 @@ export function endpointFromState(state: EndpointState): Endpoint {
   const { index, properties, pair } = state;
   let endpoint: Endpoint;
   switch (state.type) {
-    case 'veth':
+    case 'virtual':
       endpoint = new VethEndpoint(index, properties, pair);
       break;
     case 'macvlan':

@@ -125,7 +125,8 @@ export async function addInterface(
       message.device,
       'the name of the link in the pod namespace (or of the tap to create, with type "tap")',
     );
-  const requested = message.type;
+  // "veth" is what people write; Kata's endpoint type for it is "virtual".
+  const requested = message.type === 'veth' ? 'virtual' : message.type;
   if (requested && !(ENDPOINT_TYPES as readonly string[]).includes(requested)) {
     throw new InvalidInputError(
       'interface.type',
@@ -183,7 +184,6 @@ export async function addInterface(
         );
       }
       info = scanned;
-      if (!requested) inferredType = undefined;
     }
     // Requested addresses replace what the device has, for the guest.
     const update = interfaceUpdateOf(

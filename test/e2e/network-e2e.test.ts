@@ -44,7 +44,7 @@ describe.skipIf(unavailable !== undefined)('a real VM on the pod network', () =>
           afterTeardown = fingerprint(asTestNamespace(pod));
         },
       });
-      expect(result.endpoints).toEqual([expect.objectContaining({ name: 'eth0', type: 'veth', tap: 'tap0_kata' })]);
+      expect(result.endpoints).toEqual([expect.objectContaining({ name: 'eth0', type: 'virtual', tap: 'tap0_kata' })]);
       expect(result.guest.interfaces[0]?.IPAddresses).toEqual(
         expect.arrayContaining([expect.objectContaining({ address: result.guestAddress, mask: '24' })]),
       );

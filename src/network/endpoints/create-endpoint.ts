@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { VcnetError } from '../../errors.js';
+import { InvalidInputError, VcnetError } from '../../errors.js';
 import { createInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
@@ -38,9 +38,14 @@ export interface CreateEndpointOptions {
   pairId?: string;
 }
 
+/** Where Kata looks for vhost-user sockets of network interfaces: /tmp/vhostuser_<ip>/vhu.sock. */
+export const DEFAULT_VHOST_USER_STORE = '/tmp';
+
 /** The vhost-user socket for an interface, looked for by each of its addresses. */
-export function findVhostUserSocket(info: NetworkInfo, storePath: string | undefined): string | undefined {
-  if (!storePath) return undefined;
+export function findVhostUserSocket(
+  info: NetworkInfo,
+  storePath: string = DEFAULT_VHOST_USER_STORE,
+): string | undefined {
   for (const address of info.addresses) {
     const candidate = join(storePath, `vhostuser_${address.address}`, 'vhu.sock');
     if (existsSync(candidate)) return candidate;
@@ -63,7 +68,7 @@ export function classifyInterface(
     case 'macvtap':
       return 'macvtap';
     case 'veth':
-      return 'veth';
+      return 'virtual';
     case 'ipvlan':
       return 'ipvlan';
     case 'tun': {
@@ -99,6 +104,14 @@ export function classifyInterface(
 }
 
 export function createEndpoint(info: NetworkInfo, options: CreateEndpointOptions): Endpoint {
+  if (!Number.isInteger(options.index) || options.index < 0) {
+    throw new InvalidInputError(
+      'endpoint index',
+      options.index,
+      'a whole number from 0',
+      'invalid network endpoint index',
+    );
+  }
   const endpoint = createEndpointOfType(info, options);
   if (!endpoint.pair && options.guestName) endpoint.guestName = options.guestName;
   return endpoint;
@@ -140,7 +153,7 @@ function createEndpointOfType(info: NetworkInfo, options: CreateEndpointOptions)
       return new TuntapEndpoint(options.index, info, pairFor(options.model));
     case 'ipvlan':
       return new IpvlanEndpoint(options.index, info, pairFor('tcfilter'));
-    case 'veth':
+    case 'virtual':
       return new VethEndpoint(options.index, info, pairFor(options.model));
   }
 }

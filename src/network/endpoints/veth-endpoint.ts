@@ -2,5 +2,5 @@ import { PairedEndpoint } from './paired-endpoint.js';
 
 /** A veth made by CNI (bridge, ptp plugins): the common case. */
 export class VethEndpoint extends PairedEndpoint {
-  readonly type = 'veth' as const;
+  readonly type = 'virtual' as const;
 }

@@ -33,7 +33,7 @@ describe('vcnet scan', () => {
       unsupported: { message: string } | null;
       addresses: string[];
     }>;
-    expect(rows.find((row) => row.name === 'eth0')).toMatchObject({ endpointType: 'veth' });
+    expect(rows.find((row) => row.name === 'eth0')).toMatchObject({ endpointType: 'virtual' });
     expect(rows.find((row) => row.name === 'eth0')?.addresses).toContain('10.200.0.2/24');
     expect(rows.find((row) => row.name === 'br9')?.unsupported?.message).toBe(
       'unsupported network interface br9: kind bridge',
@@ -53,7 +53,7 @@ describe('vcnet attach / detach', () => {
     expect(attached.status).toBe(0);
     const output = JSON.parse(attached.stdout);
     expect(output.endpoints).toEqual([
-      expect.objectContaining({ name: 'eth0', type: 'veth', model: 'tcfilter', tap: 'tap0_kata' }),
+      expect.objectContaining({ name: 'eth0', type: 'virtual', model: 'tcfilter', tap: 'tap0_kata' }),
     ]);
     expect(output.interfaces[0]).toMatchObject({
       name: 'eth0',

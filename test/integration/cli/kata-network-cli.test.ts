@@ -40,14 +40,14 @@ describe('kata-network commands without a VM', () => {
       IPAddresses: [{ family: 0, address: '10.77.0.2', mask: '24' }],
       mtu: 1400,
     });
-    expect(added.stderr).toContain('no type given: using "veth", the kind of device eth7');
+    expect(added.stderr).toContain('no type given: using "virtual", the kind of device eth7');
     expect(added.status).toBe(0);
     expect(JSON.parse(added.stdout)).toMatchObject({
       device: 'net7',
       name: 'net7',
       hwAddr: mac,
       mtu: 1400,
-      type: 'veth',
+      type: 'virtual',
       IPAddresses: [{ family: 0, address: '10.77.0.2', mask: '24' }],
     });
     expect(pod.exec('ip', ['link', 'show'])).toContain('tap1_kata');
@@ -121,7 +121,7 @@ describe('kata-network commands without a VM', () => {
       [{ device: 'eth7', name: 'a-name-that-is-far-too-long' }, /interface\.name/],
       [{ device: 'eth7', name: 'eth0' }, /interface\.name.*no other interface/],
       [{ device: 'nosuch0' }, /interface\.device.*"nosuch0"/],
-      [{ device: 'eth7', type: 'bridge' }, /interface\.type.*"bridge".*veth/],
+      [{ device: 'eth7', type: 'bridge' }, /interface\.type.*"bridge".*virtual/],
     ];
     for (const [json, pattern] of cases) {
       const result = withInput(['add-iface', 'k3', '--state-dir', stateDir], json);

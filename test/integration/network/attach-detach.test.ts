@@ -71,8 +71,8 @@ describe('tcfilter', () => {
     const network = open(pod, 'tcfilter');
     const endpoints = await network.addEndpoints();
     expect(endpoints.map((endpoint) => [endpoint.type, endpoint.name, endpoint.plumbing?.tapName])).toEqual([
-      ['veth', 'eth0', 'tap0_kata'],
-      ['veth', 'eth1', 'tap1_kata'],
+      ['virtual', 'eth0', 'tap0_kata'],
+      ['virtual', 'eth1', 'tap1_kata'],
     ]);
     for (const [index, endpoint] of endpoints.entries()) {
       const tap = link(pod, `tap${index}_kata`);
@@ -316,7 +316,7 @@ describe('guest structures from a real namespace', () => {
     expect(guest.interfaces[0]).toMatchObject({
       name: 'eth0',
       device: 'eth0',
-      type: 'veth',
+      type: 'virtual',
       hwAddr: link(pod, 'eth0').address,
     });
     expect(guest.interfaces[0]?.IPAddresses).toEqual(

@@ -13,7 +13,7 @@ import { address, info, link, permanent, route } from './fixtures.js';
 
 describe('endpoint choice (Kata createEndpoint)', () => {
   it('chooses by link kind', () => {
-    expect(classifyInterface(info())).toBe('veth');
+    expect(classifyInterface(info())).toBe('virtual');
     expect(classifyInterface(info({ link: link({ kind: 'macvlan' }) }))).toBe('macvlan');
     expect(classifyInterface(info({ link: link({ kind: 'macvtap' }) }))).toBe('macvtap');
     expect(classifyInterface(info({ link: link({ kind: 'ipvlan' }) }))).toBe('ipvlan');
@@ -100,7 +100,7 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
       mtu: 1500,
       hwAddr: '02:42:ac:11:00:02',
       devicePath: '',
-      type: 'veth',
+      type: 'virtual',
       raw_flags: 0,
     });
   });
@@ -152,7 +152,7 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
     ]);
   });
 
-  it('keeps only permanent neighbours, with or without a link-layer address, v4 and v6', () => {
+  it('keeps permanent neighbours with a link-layer address, v4 and v6 (Kata skips those without one)', () => {
     const network = generateGuestNetwork([
       endpointOf({
         neighbours: [
@@ -165,7 +165,16 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
             flags: 0,
             type: 1,
           },
-          { index: 2, family: AddressFamily.INET6, destination: 'fd00::9', state: permanent, flags: 0, type: 1 },
+          {
+            index: 2,
+            family: AddressFamily.INET6,
+            destination: 'fd00::9',
+            linkLayerAddress: '02:00:00:00:00:0a',
+            state: permanent,
+            flags: 0,
+            type: 1,
+          },
+          { index: 2, family: AddressFamily.INET6, destination: 'fd00::7', state: permanent, flags: 0, type: 1 },
           {
             index: 2,
             family: AddressFamily.INET,
@@ -189,7 +198,7 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
       {
         toIPAddress: { family: 1, address: 'fd00::9', mask: '' },
         device: 'eth0',
-        lladdr: '',
+        lladdr: '02:00:00:00:00:0a',
         state: permanent,
         flags: 0,
       },
