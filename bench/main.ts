@@ -5,11 +5,16 @@
  *   2. attach+detach of 1 and 8 endpoints per model
  *   3. scan of 1/16/256 interfaces (vcnet vs ip -j addr/route/neigh)
  *   4. 100 sandboxes (namespaces) attached and detached concurrently
- * `npm run bench -- --quick` does fewer iterations; `--json` prints one JSON object at the end.
+ *   5. with a real VM (QEMU, TCG): hot-plug latency split into host and guest parts, and guest
+ *      throughput through tcfilter vs macvtap (iperf3; TCG keeps absolute numbers low, compare ratios)
+ * `npm run bench -- --quick` does fewer iterations; `--no-vm` skips section 5; `--json` prints one
+ * JSON object at the end.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { median, runAttachBenchmark } from '../src/benchmark/attach-benchmark.js';
+import { demoUnavailableReason, mbps, runDemo } from '../src/demo/scenario.js';
 import { NetlinkHandle } from '../src/netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../src/netns/namespace.js';
 import { Network } from '../src/network/network.js';
@@ -191,7 +196,46 @@ async function concurrentSection(): Promise<void> {
   }
 }
 
+async function virtualMachineSection(): Promise<void> {
+  const unavailable =
+    demoUnavailableReason() ??
+    (existsSync('/usr/bin/qemu-system-x86_64') ? undefined : 'qemu-system-x86_64 is missing');
+  if (unavailable) {
+    log(`\n== VM section skipped: ${unavailable} ==`);
+    return;
+  }
+  log('\n== real VM (QEMU, TCG): hot-plug latency and guest throughput, tcfilter vs macvtap ==');
+  const byModel: Record<string, Awaited<ReturnType<typeof runDemo>>> = {};
+  for (const model of ['tcfilter', 'macvtap'] as const) {
+    const result = await runDemo({ model, iperfSeconds: quick ? 2 : 5 });
+    byModel[model] = result;
+    log(
+      `${model.padEnd(8)} hot-plug: host ${result.hotplug.hostMs.toFixed(1)} ms (plumbing + QMP), guest ${result.hotplug.guestMs.toFixed(1)} ms (agent); ` +
+        `iperf3 to guest ${mbps(result.traffic.iperfToGuestBitsPerSecond)}, from guest ${mbps(result.traffic.iperfFromGuestBitsPerSecond)}; ping ${result.traffic.pingAverageMs} ms`,
+    );
+  }
+  const ratio = (a?: number, b?: number) => (a && b ? (a / b).toFixed(2) : 'n/a');
+  const tcfilter = byModel.tcfilter!;
+  const macvtap = byModel.macvtap!;
+  log(
+    `macvtap / tcfilter throughput: to guest ${ratio(macvtap.traffic.iperfToGuestBitsPerSecond, tcfilter.traffic.iperfToGuestBitsPerSecond)}x, ` +
+      `from guest ${ratio(macvtap.traffic.iperfFromGuestBitsPerSecond, tcfilter.traffic.iperfFromGuestBitsPerSecond)}x`,
+  );
+  results.vm = Object.fromEntries(
+    Object.entries(byModel).map(([model, result]) => [
+      model,
+      {
+        hotplug_host_ms: result.hotplug.hostMs,
+        hotplug_guest_ms: result.hotplug.guestMs,
+        iperf_to_guest_bps: result.traffic.iperfToGuestBitsPerSecond,
+        iperf_from_guest_bps: result.traffic.iperfFromGuestBitsPerSecond,
+      },
+    ]),
+  );
+}
+
 await attachSection();
 await scanSection();
 await concurrentSection();
+if (!process.argv.includes('--no-vm')) await virtualMachineSection();
 if (json) log(JSON.stringify(results));

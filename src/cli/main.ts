@@ -2,6 +2,7 @@
 /** The `vcnet` command. Every subcommand lives in commands/; errors become one line and an exit code. */
 import { Command } from 'commander';
 import { VcnetError } from '../errors.js';
+import { configureLogger, type LogFormat } from '../observability/logger.js';
 import { registerAttach } from './commands/attach.js';
 import { registerBench } from './commands/bench.js';
 import { registerDemo } from './commands/demo.js';
@@ -10,7 +11,6 @@ import { registerGc } from './commands/gc.js';
 import { registerKataNetwork } from './commands/kata-network.js';
 import { registerScan } from './commands/scan.js';
 import { exitCodeFor } from './exit-codes.js';
-import { configureLogger, type LogFormat } from './logger.js';
 
 export function buildProgram(): Command {
   const program = new Command();

@@ -9,6 +9,7 @@
  */
 import { SystemCallError } from '../errors.js';
 import { nativeShim, type WatchHandle } from '../native/binding.js';
+import { withSpan } from '../observability/tracing.js';
 import { MessageFlag, MessageType, NETLINK_ROUTE } from './codec/constants.js';
 import { decodeError, type RawMessage, splitMessages } from './codec/reader.js';
 import { MessageWriter } from './codec/writer.js';
@@ -111,7 +112,15 @@ export class NetlinkSocket {
    * The kernel runs one dump per socket at a time (a second one gets EBUSY), so a dump ends a
    * segment: what follows it is sent once the dump is complete. Changes go out together.
    */
-  async exchange(batch: RequestBatch): Promise<RequestOutcome[]> {
+  exchange(batch: RequestBatch): Promise<RequestOutcome[]> {
+    return withSpan(
+      'vcnet.netlink.batch',
+      { 'vcnet.netlink.requests': batch.size, 'vcnet.netns': this.namespacePath ?? '' },
+      () => this.exchangeTraced(batch),
+    );
+  }
+
+  private async exchangeTraced(batch: RequestBatch): Promise<RequestOutcome[]> {
     if (this.closed) throw new Error('netlink socket is closed');
     const buffer = batch.writer.finish();
     const outcomes: Array<Promise<RequestOutcome>> = [];

@@ -8,6 +8,8 @@
  */
 import type { NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
+import { operationLogger } from '../observability/logger.js';
+import { withSpan } from '../observability/tracing.js';
 import { type NetworkConfig, validateNetworkConfig } from './config.js';
 import { BridgedMacvlanEndpoint } from './endpoints/bridged-macvlan-endpoint.js';
 import { createEndpoint } from './endpoints/create-endpoint.js';
@@ -73,7 +75,22 @@ export class Network {
    * detached again before the error is thrown.
    */
   async addEndpoints(options: AddEndpointsOptions = {}): Promise<Endpoint[]> {
-    const snapshot = await this.handle.snapshot();
+    return withSpan(
+      'vcnet.attach',
+      { 'vcnet.sandbox': this.sandboxId, 'vcnet.netns': this.config.namespacePath, 'vcnet.model': this.config.model },
+      () => this.addEndpointsTraced(options),
+    );
+  }
+
+  private async addEndpointsTraced(options: AddEndpointsOptions): Promise<Endpoint[]> {
+    const log = operationLogger({
+      sandbox: this.sandboxId,
+      netns: this.config.namespacePath,
+      operation: options.hotplug ? 'hot-attach' : 'attach',
+    });
+    const snapshot = await withSpan('vcnet.scan', { 'vcnet.netns': this.config.namespacePath }, () =>
+      this.handle.snapshot(),
+    );
     const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
     const interfaces =
       options.interfaces && options.interfaces.length > 0
@@ -104,13 +121,30 @@ export class Network {
         });
         // Listed before it is attached, so a journal written during the attach includes it.
         this.list.push(endpoint);
+        const started = performance.now();
         try {
-          if (options.hotplug) await endpoint.hotAttach(context, options.hotplug);
-          else await endpoint.attach(context);
+          await withSpan(
+            options.hotplug ? 'vcnet.hot_attach' : 'vcnet.attach_endpoint',
+            { 'vcnet.endpoint': info.link.name, 'vcnet.endpoint_type': endpoint.type },
+            async () => {
+              if (options.hotplug) await endpoint.hotAttach(context, options.hotplug);
+              else await endpoint.attach(context);
+            },
+          );
         } catch (error) {
           this.list.splice(this.list.indexOf(endpoint), 1);
+          log.warn({ endpoint: info.link.name, err: error }, 'attach failed; what it made was removed');
           throw error;
         }
+        log.info(
+          {
+            endpoint: info.link.name,
+            type: endpoint.type,
+            tap: endpoint.plumbing?.tapName,
+            durationMs: Number((performance.now() - started).toFixed(3)),
+          },
+          'endpoint attached',
+        );
         added.push(endpoint);
         options.journal?.(this);
       }
@@ -134,6 +168,22 @@ export class Network {
    * endpoint goes in one batch, so deleting N taps waits for one RCU grace period, not N.
    */
   async removeEndpoints(endpoints: readonly Endpoint[] = [...this.list], hotplug?: HotplugTarget): Promise<UndoReport> {
+    return withSpan(
+      'vcnet.detach',
+      {
+        'vcnet.sandbox': this.sandboxId,
+        'vcnet.netns': this.config.namespacePath,
+        'vcnet.endpoints': endpoints.length,
+      },
+      () => this.removeEndpointsTraced(endpoints, hotplug),
+    );
+  }
+
+  private async removeEndpointsTraced(
+    endpoints: readonly Endpoint[],
+    hotplug: HotplugTarget | undefined,
+  ): Promise<UndoReport> {
+    const log = operationLogger({ sandbox: this.sandboxId, netns: this.config.namespacePath, operation: 'detach' });
     if (hotplug) {
       for (const endpoint of endpoints) {
         if (endpoint.pciPath || endpoint.plumbing)
@@ -143,6 +193,15 @@ export class Network {
     const steps = endpoints.flatMap((endpoint) => endpoint.plumbing?.steps ?? []);
     for (const endpoint of endpoints) endpoint.closeFds();
     const report = await undoPlumbing(this.handle, steps);
+    log.info(
+      {
+        endpoints: endpoints.map((endpoint) => endpoint.name),
+        undone: report.undone,
+        alreadyGone: report.alreadyGone,
+        failures: report.failures.length,
+      },
+      'endpoints detached',
+    );
     if (report.failures.length === 0) {
       for (const endpoint of endpoints) {
         endpoint.markDetached();

@@ -151,6 +151,55 @@ describe('vcnet attach / detach', () => {
   });
 });
 
+describe('logs', () => {
+  it('writes JSON log lines with sandbox, netns, endpoint and operation to stderr, keeping stdout clean', () => {
+    const { pod } = makePod();
+    const attached = vcnet([
+      '--log-level',
+      'info',
+      '--log-format',
+      'json',
+      'attach',
+      '--sandbox',
+      'lg',
+      '--netns',
+      pod.path,
+      '--state-dir',
+      stateDir,
+      '--json',
+    ]);
+    expect(attached.status).toBe(0);
+    expect(() => JSON.parse(attached.stdout)).not.toThrow();
+    const lines = attached.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          sandbox: 'lg',
+          netns: pod.path,
+          endpoint: 'eth0',
+          operation: 'attach',
+          msg: 'endpoint attached',
+        }),
+      ]),
+    );
+    const detached = vcnet([
+      '--log-level',
+      'info',
+      '--log-format',
+      'json',
+      'detach',
+      '--sandbox',
+      'lg',
+      '--state-dir',
+      stateDir,
+    ]);
+    expect(detached.stderr).toContain('"operation":"detach"');
+  });
+});
+
 describe('vcnet gc', () => {
   it('removes the taps and filters of a sandbox whose state is gone, and nothing of a live one', () => {
     const lost = makePod();

@@ -21,6 +21,19 @@ export function configureLogger(options: { level?: string; format?: LogFormat } 
   return root;
 }
 
+/** The process's logger; silent-ish (warn) until the CLI or an application configures it. */
 export function logger(): Logger {
-  return root ?? configureLogger();
+  return root ?? configureLogger({ format: 'json' });
+}
+
+/** The fields every line about a sandbox operation carries. */
+export interface OperationFields {
+  sandbox?: string;
+  netns?: string;
+  endpoint?: string;
+  operation: string;
+}
+
+export function operationLogger(fields: OperationFields): Logger {
+  return logger().child(fields);
 }
