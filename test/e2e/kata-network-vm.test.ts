@@ -1,0 +1,137 @@
+/**
+ * The kata-network commands against a running VM: `vcnet attach` prints the QEMU arguments the VM is
+ * booted with; add-iface hot-plugs a second NIC through QMP and configures it through the agent;
+ * traffic flows; list-ifaces / list-routes ask the agent; update-routes changes the guest;
+ * del-iface unplugs; detach leaves the pod namespace as it was.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
+import { vcnet } from '../helpers/cli.js';
+import { bootGuest, guestUnavailableReason } from '../helpers/guest.js';
+import { cleanupNamespaces } from '../helpers/namespace.js';
+import { fingerprint, makePod } from '../helpers/pod.js';
+
+const unavailable = guestUnavailableReason();
+if (unavailable) console.log(`skip kata-network VM test: ${unavailable}`);
+
+let work: string | undefined;
+afterEach(() => {
+  cleanupNamespaces();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe.skipIf(unavailable !== undefined)('kata-network commands with a running VM', () => {
+  it('hot-plugs, configures, lists, routes and unplugs through QMP and the agent', { timeout: 240_000 }, async () => {
+    work = mkdtempSync(join(tmpdir(), 'vcnet-kn-'));
+    const stateDir = join(work, 'state');
+    const qmpLink = join(work, 'qmp.sock');
+    const agentLink = join(work, 'agent.sock');
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+
+    const attached = vcnet([
+      'attach',
+      '--sandbox',
+      'vm1',
+      '--netns',
+      pod.path,
+      '--state-dir',
+      stateDir,
+      '--qmp',
+      qmpLink,
+      '--agent',
+      agentLink,
+      '--json',
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    const output = JSON.parse(attached.stdout) as { hypervisor: { devices: Array<{ config: string[] }> } };
+    const qemuArguments = output.hypervisor.devices.flatMap((device) => device.config);
+    expect(qemuArguments.join(' ')).toMatch(/-netdev tap,id=netdev-net0,ifname=tap0_kata/);
+
+    const guest = await bootGuest({
+      netnsPath: pod.path,
+      extraArgs: qemuArguments,
+      append: guestKernelCommandLine({ agent: true }),
+    });
+    symlinkSync(guest.qmpPath, qmpLink);
+    symlinkSync(guest.agentSocketPath, agentLink);
+    try {
+      // A second interface appears in the pod (CNI ran again): its peer is in the node namespace.
+      node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+      node.exec('ip', ['addr', 'add', '10.209.0.1/24', 'dev', 'veth9']);
+      node.exec('ip', ['link', 'set', 'veth9', 'up']);
+      pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+      const request = join(work, 'add.json');
+      writeFileSync(
+        request,
+        JSON.stringify({
+          device: 'eth9',
+          name: 'net9',
+          IPAddresses: [{ family: 0, address: '10.209.0.2', mask: '24' }],
+        }),
+      );
+      const added = vcnet(['add-iface', 'vm1', request, '--state-dir', stateDir]);
+      expect(added.status, added.stderr).toBe(0);
+      expect(JSON.parse(added.stdout)).toMatchObject({
+        name: 'net9',
+        IPAddresses: [{ address: '10.209.0.2', mask: '24' }],
+      });
+
+      // The guest answers on the hot-plugged NIC.
+      let pinged = '';
+      for (let attempt = 0; attempt < 5 && !pinged.includes(' 0% packet loss'); attempt++) {
+        try {
+          pinged = execFileSync(
+            'ip',
+            ['netns', 'exec', node.name, 'ping', '-c', '3', '-i', '0.3', '-W', '3', '10.209.0.2'],
+            { encoding: 'utf8' },
+          );
+        } catch (error) {
+          pinged = String((error as { stdout?: string }).stdout ?? '');
+        }
+      }
+      expect(pinged).toContain(' 0% packet loss');
+
+      const listed = JSON.parse(vcnet(['list-ifaces', 'vm1', '--state-dir', stateDir, '--json']).stdout) as Array<{
+        name: string;
+        IPAddresses: Array<{ address: string }>;
+      }>;
+      expect(listed.find((entry) => entry.name === 'net9')?.IPAddresses.map((address) => address.address)).toContain(
+        '10.209.0.2',
+      );
+
+      const routes = join(work, 'routes.json');
+      writeFileSync(
+        routes,
+        JSON.stringify([{ dest: '10.219.0.0/16', gateway: '10.209.0.1', device: 'net9', mtu: 1300 }]),
+      );
+      expect(vcnet(['update-routes', 'vm1', routes, '--state-dir', stateDir]).status).toBe(0);
+      const guestRoutes = JSON.parse(vcnet(['list-routes', 'vm1', '--state-dir', stateDir, '--json']).stdout) as Array<{
+        dest: string;
+        mtu: number;
+      }>;
+      expect(guestRoutes).toEqual(
+        expect.arrayContaining([expect.objectContaining({ dest: '10.219.0.0/16', mtu: 1300 })]),
+      );
+
+      const removal = join(work, 'del.json');
+      writeFileSync(removal, JSON.stringify({ name: 'net9' }));
+      const removed = vcnet(['del-iface', 'vm1', removal, '--state-dir', stateDir]);
+      expect(removed.status, removed.stderr).toBe(0);
+      const after = JSON.parse(vcnet(['list-ifaces', 'vm1', '--state-dir', stateDir, '--json']).stdout) as Array<{
+        name: string;
+      }>;
+      expect(after.map((entry) => entry.name)).not.toContain('net9');
+      expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
+    } finally {
+      await guest.kill();
+    }
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(vcnet(['detach', '--sandbox', 'vm1', '--state-dir', stateDir]).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
