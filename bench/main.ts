@@ -13,7 +13,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { median, runAttachBenchmark } from '../src/benchmark/attach-benchmark.js';
+import { iproute2TcFilterAttach, median, runAttachBenchmark } from '../src/benchmark/attach-benchmark.js';
 import { demoUnavailableReason, mbps, runDemo } from '../src/demo/scenario.js';
 import { NetlinkHandle } from '../src/netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../src/netns/namespace.js';
@@ -130,56 +130,7 @@ async function concurrentSection(): Promise<void> {
     // Baseline: the same attach for 10 sandboxes by iproute2 processes, scaled to the count.
     const sample = Math.min(10, count);
     started = now();
-    for (let i = 0; i < sample; i++) {
-      const name = `${prefix}-${i}`;
-      const run = (tool: string, args: string[]) => execFileSync(tool, ['-n', name, ...args]);
-      run('ip', ['tuntap', 'add', 'dev', 'tap0_kata', 'mode', 'tap', 'vnet_hdr']);
-      run('ip', ['link', 'set', 'tap0_kata', 'up']);
-      run('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
-      run('tc', ['qdisc', 'add', 'dev', 'tap0_kata', 'ingress']);
-      run('tc', [
-        'filter',
-        'add',
-        'dev',
-        'eth0',
-        'parent',
-        'ffff:',
-        'protocol',
-        'all',
-        'u32',
-        'match',
-        'u8',
-        '0',
-        '0',
-        'action',
-        'mirred',
-        'egress',
-        'redirect',
-        'dev',
-        'tap0_kata',
-      ]);
-      run('tc', [
-        'filter',
-        'add',
-        'dev',
-        'tap0_kata',
-        'parent',
-        'ffff:',
-        'protocol',
-        'all',
-        'u32',
-        'match',
-        'u8',
-        '0',
-        '0',
-        'action',
-        'mirred',
-        'egress',
-        'redirect',
-        'dev',
-        'eth0',
-      ]);
-    }
+    for (let i = 0; i < sample; i++) iproute2TcFilterAttach(`${prefix}-${i}`, 'eth0', 'tap0_kata');
     const baselineUs = ((now() - started) / sample) * count;
     const result = {
       sandboxes: count,

@@ -46,6 +46,38 @@ function iproute2(namespace: string, tool: 'ip' | 'tc', args: string[]): void {
   execFileSync(tool, ['-n', namespace, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
+/** The tcfilter attach of one endpoint done the way a shell script would: one ip/tc process per step. */
+export function iproute2TcFilterAttach(namespace: string, source: string, tap: string): void {
+  iproute2(namespace, 'ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap', 'vnet_hdr']);
+  iproute2(namespace, 'ip', ['link', 'set', tap, 'mtu', '1500', 'up']);
+  iproute2(namespace, 'tc', ['qdisc', 'add', 'dev', source, 'ingress']);
+  iproute2(namespace, 'tc', ['qdisc', 'add', 'dev', tap, 'ingress']);
+  const redirect = (from: string, to: string) =>
+    iproute2(namespace, 'tc', [
+      'filter',
+      'add',
+      'dev',
+      from,
+      'parent',
+      'ffff:',
+      'protocol',
+      'all',
+      'u32',
+      'match',
+      'u8',
+      '0',
+      '0',
+      'action',
+      'mirred',
+      'egress',
+      'redirect',
+      'dev',
+      to,
+    ]);
+  redirect(source, tap);
+  redirect(tap, source);
+}
+
 export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promise<AttachBenchmarkResult> {
   const model = options.model ?? 'tcfilter';
   const name = `vcnet-bench-${randomBytes(4).toString('hex')}`;
@@ -101,38 +133,7 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
       const baselineDetach: number[] = [];
       for (let iteration = 0; iteration < options.iterations; iteration++) {
         const started = now();
-        for (let i = 0; i < options.endpoints; i++) {
-          const tap = `tap${i}_kata`;
-          const source = `eth${i}`;
-          iproute2(name, 'ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap', 'vnet_hdr']);
-          iproute2(name, 'ip', ['link', 'set', tap, 'mtu', '1500', 'up']);
-          iproute2(name, 'tc', ['qdisc', 'add', 'dev', source, 'ingress']);
-          iproute2(name, 'tc', ['qdisc', 'add', 'dev', tap, 'ingress']);
-          const redirect = (from: string, to: string) =>
-            iproute2(name, 'tc', [
-              'filter',
-              'add',
-              'dev',
-              from,
-              'parent',
-              'ffff:',
-              'protocol',
-              'all',
-              'u32',
-              'match',
-              'u8',
-              '0',
-              '0',
-              'action',
-              'mirred',
-              'egress',
-              'redirect',
-              'dev',
-              to,
-            ]);
-          redirect(source, tap);
-          redirect(tap, source);
-        }
+        for (let i = 0; i < options.endpoints; i++) iproute2TcFilterAttach(name, `eth${i}`, `tap${i}_kata`);
         const attached = now();
         for (let i = 0; i < options.endpoints; i++) {
           iproute2(name, 'tc', ['qdisc', 'del', 'dev', `eth${i}`, 'ingress']);

@@ -3,6 +3,7 @@
  * the host plumbing an internetworking model built for it, and (once plugged) its PCI path.
  */
 import { VcnetError } from '../../errors.js';
+import type { NetworkDevice } from '../../hypervisor/device.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { NetworkInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
@@ -11,19 +12,8 @@ import { AttachError, closeFds } from '../models/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
 import { type PlumbingStep, type UndoReport, undoPlumbing } from '../plumbing.js';
 
-/** The hypervisor-neutral NIC description handed to src/hypervisor. */
-export interface VmNetworkDevice {
-  id: string;
-  tapName?: string;
-  fds?: number[];
-  vhostFds?: number[];
-  queues: number;
-  guestMac: string;
-  hostMac?: string;
-  mtu?: number;
-  vhostUserSocket?: string;
-  rateLimit?: { rxBitsPerSecond?: number; txBitsPerSecond?: number };
-}
+/** The hypervisor-neutral NIC description handed to src/hypervisor (its NetworkDevice). */
+export type VmNetworkDevice = NetworkDevice;
 
 /** A running VM that can take and give back NICs (QEMU's QMP client implements it). */
 export interface HotplugTarget {

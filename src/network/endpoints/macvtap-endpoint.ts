@@ -3,7 +3,12 @@
  * Nothing is created or changed; the guest NIC takes the macvtap's MAC.
  */
 import { macvtapDevicePath, openMacvtapQueues } from '../models/macvtap.js';
-import { type AttachedPlumbing, openVhostFds, type PlumbingContext } from '../models/plumbing-context.js';
+import {
+  type AttachedPlumbing,
+  existingDevicePlumbing,
+  openVhostFds,
+  type PlumbingContext,
+} from '../models/plumbing-context.js';
 import { Endpoint } from './endpoint.js';
 
 export class MacvtapEndpoint extends Endpoint {
@@ -11,17 +16,13 @@ export class MacvtapEndpoint extends Endpoint {
 
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
     const link = this.properties.link;
-    const tapFds = context.keepFds ? openMacvtapQueues(link.index, context.queues) : [];
-    return {
-      model: 'existing',
-      steps: [],
+    return existingDevicePlumbing(context, {
       tapName: link.name,
       tapIndex: link.index,
       tapDevicePath: macvtapDevicePath(link.index),
-      tapFds,
+      tapFds: context.keepFds ? openMacvtapQueues(link.index, context.queues) : [],
       vhostFds: openVhostFds(context),
       guestHardwareAddress: link.address ?? '',
-      queues: context.queues,
-    };
+    });
   }
 }

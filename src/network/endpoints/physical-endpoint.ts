@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { VcnetError } from '../../errors.js';
-import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
+import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../models/plumbing-context.js';
 import type { NetworkInfo } from '../network-info.js';
 import { Endpoint, type EndpointState } from './endpoint.js';
 
@@ -55,16 +55,7 @@ export class PhysicalEndpoint extends Endpoint {
   }
 
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
-    return {
-      model: 'existing',
-      steps: [],
-      tapName: '',
-      tapIndex: 0,
-      tapFds: [],
-      vhostFds: [],
-      guestHardwareAddress: this.properties.link.address ?? '',
-      queues: context.queues,
-    };
+    return existingDevicePlumbing(context, { guestHardwareAddress: this.properties.link.address ?? '' });
   }
 
   /** Rebinds the device to vfio-pci (driver_override, unbind, probe). Explicit opt-in only. */

@@ -2,7 +2,7 @@
  * A vhost-user NIC: a userspace switch (OVS-DPDK, VPP) offers a socket for the interface, and the
  * hypervisor connects the guest NIC to that socket. No tap, no host plumbing.
  */
-import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
+import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../models/plumbing-context.js';
 import type { NetworkInfo } from '../network-info.js';
 import { Endpoint, type EndpointState, type VmNetworkDevice } from './endpoint.js';
 
@@ -18,17 +18,7 @@ export class VhostUserEndpoint extends Endpoint {
   }
 
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
-    const link = this.properties.link;
-    return {
-      model: 'existing',
-      steps: [],
-      tapName: '',
-      tapIndex: 0,
-      tapFds: [],
-      vhostFds: [],
-      guestHardwareAddress: link.address ?? '',
-      queues: context.queues,
-    };
+    return existingDevicePlumbing(context, { guestHardwareAddress: this.properties.link.address ?? '' });
   }
 
   override networkDevice(): VmNetworkDevice {

@@ -17,13 +17,7 @@ import {
 import type { Link } from '../../netlink/codec/link.js';
 import { VCNET_LINK_GROUP } from '../plumbing.js';
 import { addHtbLimit, addIfbLimit } from '../rate-limit.js';
-import {
-  type AttachedPlumbing,
-  closeFds,
-  openVhostFds,
-  type PlumbingContext,
-  PlumbingTransaction,
-} from './plumbing-context.js';
+import { type AttachedPlumbing, buildInTransaction, type PlumbingContext } from './plumbing-context.js';
 
 export function macvtapDevicePath(index: number): string {
   return `/dev/tap${index}`;
@@ -58,18 +52,15 @@ export function macvtapQueueLength(source: Pick<Link, 'txQueueLength'>): number 
   return source.txQueueLength && source.txQueueLength > 0 ? source.txQueueLength : DEFAULT_MACVTAP_QUEUE_LENGTH;
 }
 
-export async function attachMacvtap(
+export function attachMacvtap(
   context: PlumbingContext,
   source: Link,
   tapName: string,
   spareHardwareAddress: string,
 ): Promise<AttachedPlumbing> {
   const { handle } = context;
-  const transaction = new PlumbingTransaction(context);
-  let tapFds: number[] = [];
-  let vhostFds: number[] = [];
   const originalAddress = source.address ?? '';
-  try {
+  return buildInTransaction(context, async (transaction, holdFds) => {
     // Addresses (not the kernel's IPv6 link-local) and the routes that would vanish with them.
     const addresses = await handle.addresses({ index: source.index });
     const routes = await handle.routes({ table: 'all', outputIndex: source.index });
@@ -136,23 +127,13 @@ export async function attachMacvtap(
       await addIfbLimit(transaction, macvtap, context.rateLimit.txBitsPerSecond);
       await transaction.commit();
     }
-    if (context.keepFds) tapFds = openMacvtapQueues(macvtap.index, context.queues);
-    vhostFds = openVhostFds(context);
+    if (context.keepFds) holdFds(openMacvtapQueues(macvtap.index, context.queues));
     return {
       model: 'macvtap',
-      steps: transaction.steps,
       tapName,
       tapIndex: macvtap.index,
       tapDevicePath: macvtapDevicePath(macvtap.index),
-      tapFds,
-      vhostFds,
       guestHardwareAddress: originalAddress,
-      queues: context.queues,
     };
-  } catch (error) {
-    closeFds(tapFds);
-    closeFds(vhostFds);
-    await transaction.rollback();
-    throw error;
-  }
+  });
 }

@@ -6,12 +6,10 @@
 import { addHtbLimit, addIfbLimit } from '../rate-limit.js';
 import {
   type AttachedPlumbing,
-  closeFds,
+  buildInTransaction,
   configureCreatedLink,
   createTap,
-  openVhostFds,
   type PlumbingContext,
-  PlumbingTransaction,
 } from './plumbing-context.js';
 
 export async function attachTapOnly(
@@ -19,12 +17,9 @@ export async function attachTapOnly(
   tapName: string,
   options: { mtu: number; guestHardwareAddress?: string },
 ): Promise<AttachedPlumbing> {
-  const transaction = new PlumbingTransaction(context);
-  let tapFds: number[] = [];
-  let vhostFds: number[] = [];
-  try {
+  return buildInTransaction(context, async (transaction, holdFds) => {
     const created = createTap(transaction, tapName);
-    tapFds = created.fds;
+    holdFds(created.fds);
     const tap = await context.handle.linkByIndex(created.link.index);
     await context.hooks?.afterTapCreated?.(tapName);
     configureCreatedLink(transaction, tap, options.mtu);
@@ -34,21 +29,11 @@ export async function attachTapOnly(
       await addIfbLimit(transaction, tap, context.rateLimit.txBitsPerSecond);
       await transaction.commit();
     }
-    vhostFds = openVhostFds(context);
     return {
       model: 'none',
-      steps: transaction.steps,
       tapName,
       tapIndex: tap.index,
-      tapFds,
-      vhostFds,
       guestHardwareAddress: options.guestHardwareAddress ?? tap.address ?? '',
-      queues: context.queues,
     };
-  } catch (error) {
-    closeFds(tapFds);
-    closeFds(vhostFds);
-    await transaction.rollback();
-    throw error;
-  }
+  });
 }

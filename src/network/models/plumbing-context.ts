@@ -117,6 +117,59 @@ export class PlumbingTransaction {
   }
 }
 
+/** What a model itself reports; buildInTransaction adds the steps, fds and queues. */
+export type ModelPlumbing = Pick<AttachedPlumbing, 'model' | 'tapName' | 'tapIndex' | 'guestHardwareAddress'> & {
+  tapDevicePath?: string;
+};
+
+/**
+ * Runs a model's build in a transaction. On success it opens the vhost fds and returns the whole
+ * record; on any failure it closes the fds it holds and undoes every step recorded so far.
+ */
+export async function buildInTransaction(
+  context: PlumbingContext,
+  build: (transaction: PlumbingTransaction, holdFds: (fds: number[]) => void) => Promise<ModelPlumbing>,
+): Promise<AttachedPlumbing> {
+  const transaction = new PlumbingTransaction(context);
+  const tapFds: number[] = [];
+  let vhostFds: number[] = [];
+  try {
+    const built = await build(transaction, (fds) => tapFds.push(...fds));
+    vhostFds = openVhostFds(context);
+    return { ...built, steps: transaction.steps, tapFds, vhostFds, queues: context.queues };
+  } catch (error) {
+    closeFds(tapFds);
+    closeFds(vhostFds);
+    await transaction.rollback();
+    throw error;
+  }
+}
+
+/** The record of an endpoint the VM uses as it is (an existing macvtap, a physical NIC, vhost-user): nothing to undo. */
+export function existingDevicePlumbing(
+  context: PlumbingContext,
+  device: {
+    tapName?: string;
+    tapIndex?: number;
+    tapDevicePath?: string;
+    tapFds?: number[];
+    vhostFds?: number[];
+    guestHardwareAddress: string;
+  },
+): AttachedPlumbing {
+  return {
+    model: 'existing',
+    steps: [],
+    tapName: device.tapName ?? '',
+    tapIndex: device.tapIndex ?? 0,
+    ...(device.tapDevicePath ? { tapDevicePath: device.tapDevicePath } : {}),
+    tapFds: device.tapFds ?? [],
+    vhostFds: device.vhostFds ?? [],
+    guestHardwareAddress: device.guestHardwareAddress,
+    queues: context.queues,
+  };
+}
+
 export function vhostNetAvailable(): boolean {
   return existsSync(VHOST_NET_DEVICE);
 }

@@ -9,13 +9,11 @@ import { type FilterSpec, ingressQdisc, MATCH_ALL_U32_KEYS, parseHandle } from '
 import { addHtbLimit, FILTER_PRIORITY } from '../rate-limit.js';
 import {
   type AttachedPlumbing,
-  closeFds,
+  buildInTransaction,
   configureCreatedLink,
   createTap,
   type LinkReference,
-  openVhostFds,
   type PlumbingContext,
-  PlumbingTransaction,
 } from './plumbing-context.js';
 
 /** clsact's ingress hook. */
@@ -45,17 +43,10 @@ async function freeIngressPriority(context: PlumbingContext, link: Link, parent:
   return priority;
 }
 
-export async function attachTcFilter(
-  context: PlumbingContext,
-  source: Link,
-  tapName: string,
-): Promise<AttachedPlumbing> {
-  const transaction = new PlumbingTransaction(context);
-  let tapFds: number[] = [];
-  let vhostFds: number[] = [];
-  try {
+export function attachTcFilter(context: PlumbingContext, source: Link, tapName: string): Promise<AttachedPlumbing> {
+  return buildInTransaction(context, async (transaction, holdFds) => {
     const created = createTap(transaction, tapName);
-    tapFds = created.fds;
+    holdFds(created.fds);
     const tap = created.link;
     await context.hooks?.afterTapCreated?.(tapName);
     configureCreatedLink(transaction, tap, source.mtu);
@@ -101,21 +92,6 @@ export async function attachTcFilter(
     if (context.rateLimit?.rxBitsPerSecond) addHtbLimit(transaction, tap, context.rateLimit.rxBitsPerSecond);
     if (context.rateLimit?.txBitsPerSecond) addHtbLimit(transaction, source, context.rateLimit.txBitsPerSecond);
     await transaction.commit();
-    vhostFds = openVhostFds(context);
-    return {
-      model: 'tcfilter',
-      steps: transaction.steps,
-      tapName,
-      tapIndex: tap.index,
-      tapFds,
-      vhostFds,
-      guestHardwareAddress: source.address ?? '',
-      queues: context.queues,
-    };
-  } catch (error) {
-    closeFds(tapFds);
-    closeFds(vhostFds);
-    await transaction.rollback();
-    throw error;
-  }
+    return { model: 'tcfilter', tapName, tapIndex: tap.index, guestHardwareAddress: source.address ?? '' };
+  });
 }
