@@ -14,6 +14,9 @@
 #include <net/if.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#ifndef IFF_TUN_EXCL
+#define IFF_TUN_EXCL 0x8000
+#endif
 #include <linux/netlink.h>
 #include <node_api.h>
 #include <sched.h>
@@ -468,6 +471,9 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
     memset(&ifr, 0, sizeof ifr);
     ifr.ifr_flags = (tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0) |
                     (multi_queue ? IFF_MULTI_QUEUE : 0);
+    // The first open must create the device: without IFF_TUN_EXCL it would silently attach to an
+    // existing persistent tap of that name (someone else's, or a leak), and our detach would delete it.
+    if (i == 0) ifr.ifr_flags |= IFF_TUN_EXCL;
     memcpy(ifr.ifr_name, name, strnlen(name, IFNAMSIZ - 1));
     if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
       err = errno;

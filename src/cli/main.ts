@@ -2,6 +2,7 @@
 /** The `vcnet` command. Every subcommand lives in commands/; errors become one line and an exit code. */
 import { Command } from 'commander';
 import { VcnetError } from '../errors.js';
+import { startTraceExport } from '../observability/exporter.js';
 import { configureLogger, type LogFormat } from '../observability/logger.js';
 import { registerAttach } from './commands/attach.js';
 import { registerBench } from './commands/bench.js';
@@ -55,10 +56,13 @@ export function reportError(error: unknown, json: boolean): number {
 
 async function main(): Promise<void> {
   const program = buildProgram();
+  const stopTraceExport = await startTraceExport();
   try {
     await program.parseAsync(process.argv);
   } catch (error) {
     process.exitCode = reportError(error, process.argv.includes('--json'));
+  } finally {
+    await stopTraceExport();
   }
 }
 

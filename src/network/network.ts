@@ -44,6 +44,8 @@ export interface AddEndpointsOptions {
   /** Guest names by pod interface name (add-iface's `name`). */
   guestNames?: Record<string, string>;
   requestedType?: EndpointType;
+  /** Lowest index (tap<index>_kata) for the new endpoints: callers that keep several networks in one namespace (a CNI chain per interface) keep their names apart. */
+  firstIndex?: number;
   /** Called whenever the network's state changed or is about to (persist it to survive a crash). */
   journal?: (network: Network) => void;
 }
@@ -109,7 +111,7 @@ export class Network {
     };
     const added: Endpoint[] = [];
     try {
-      let index = this.nextIndex();
+      let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
       for (const info of interfaces) {
         const endpoint = createEndpoint(info, {
           index: index++,

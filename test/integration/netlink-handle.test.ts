@@ -133,6 +133,14 @@ describe('links', () => {
     expect(await handle.findLink({ name: 'tap1_kata' })).toBeUndefined();
   });
 
+  it('never attaches to an existing tap of the same name (IFF_TUN_EXCL): the second create fails', () => {
+    const shim = nativeShim();
+    shim.createTun(namespace.path, 'tap0_kata', { persist: true, keepFds: false });
+    expect(() => shim.createTun(namespace.path, 'tap0_kata', { persist: true, keepFds: false })).toThrow(
+      expect.objectContaining({ code: 'EBUSY' }),
+    );
+  });
+
   it('reports a missing link kind with the kernel reason (ipvlan is absent on some hosts)', async () => {
     const veth = await makeVeth();
     const support = kernelSupportsLinkKind(namespace, 'ipvlan', ['link', 'veth0']);

@@ -12,7 +12,8 @@ export function registerDemo(program: Command): void {
     .option('--model <model>', 'tcfilter or macvtap', 'tcfilter')
     .option('--iperf-seconds <n>', 'seconds of iperf3 each way (0 skips iperf3)', '3')
     .option('--json', 'print the result as JSON at the end')
-    .action(async (options: { model: string; iperfSeconds: string; json?: boolean }) => {
+    .option('--progress', 'print progress lines even when stderr is not a terminal')
+    .action(async (options: { model: string; iperfSeconds: string; json?: boolean; progress?: boolean }) => {
       if (options.model !== 'tcfilter' && options.model !== 'macvtap')
         throw new InvalidInputError('--model', options.model, 'tcfilter, macvtap');
       const seconds = Number(options.iperfSeconds);

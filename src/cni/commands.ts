@@ -1,0 +1,321 @@
+/**
+ * ADD, DEL and CHECK of vcnet-cni: give CNI_IFNAME (made by the plugin before, e.g. bridge) to a VM
+ * with the configured internetworking model, undo exactly that, and verify it is still in place.
+ * Only CNI_IFNAME is attached, never the rest of the namespace (other chains own other interfaces).
+ */
+
+import { VcnetError } from '../errors.js';
+import { InterfaceFlag } from '../netlink/codec/constants.js';
+import type { Link } from '../netlink/codec/link.js';
+import { formatHandle } from '../netlink/codec/traffic-control.js';
+import { NetlinkHandle } from '../netlink/handle.js';
+import { isHostNamespace } from '../netns/namespace.js';
+import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
+import type { Endpoint } from '../network/endpoints/endpoint.js';
+import { tapName } from '../network/interface-pair.js';
+import { Network } from '../network/network.js';
+import type { NetworkInfo } from '../network/network-info.js';
+import type { PlumbingStep } from '../network/plumbing.js';
+import { ifbName } from '../network/rate-limit.js';
+import { interfacesOf } from '../network/scan.js';
+import {
+  type CniConfig,
+  type CniEnvironment,
+  type CniInterface,
+  type PreviousResult,
+  requirePreviousResult,
+} from './config.js';
+import { CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
+import {
+  type AttachedDevice,
+  AttachmentStore,
+  CNI_STATE_VERSION,
+  type CniAttachmentState,
+  namespaceIdentity,
+} from './state.js';
+
+export interface CniRequest {
+  environment: CniEnvironment;
+  config: CniConfig;
+}
+
+/** The CNI result printed by ADD: the previous result plus the VM's device. */
+export type CniResult = PreviousResult & { cniVersion: string; interfaces: CniInterface[] };
+
+function storeOf({ environment, config }: CniRequest): AttachmentStore {
+  return new AttachmentStore(config.stateDirectory, environment.containerId, environment.interfaceName);
+}
+
+/** How the network layer names this attachment in logs, spans and pair ids. */
+function sandboxKey(environment: CniEnvironment): string {
+  return `${environment.containerId}/${environment.interfaceName}`;
+}
+
+/** CNI_NETNS must be a namespace that exists and is not the plugin's own (never plumb the host). */
+function usableNamespace(path: string | undefined): { path: string; identity: string } {
+  const identity = path ? namespaceIdentity(path) : undefined;
+  if (!path || !identity) throw new CniEnvironmentError('CNI_NETNS', path, 'an existing network namespace');
+  if (isHostNamespace(path)) {
+    throw new CniEnvironmentError('CNI_NETNS', path, 'a pod namespace, not the one vcnet-cni itself runs in');
+  }
+  return { path, identity };
+}
+
+/**
+ * The lowest device index whose names (tap<N>_kata, ifb<N>_kata) are free in the namespace and not
+ * recorded by another chain of the same container.
+ */
+export function freeDeviceIndex(linkNames: ReadonlySet<string>, taken: ReadonlySet<number>): number {
+  for (let index = 0; ; index++) {
+    if (taken.has(index)) continue;
+    const tap = tapName(index);
+    if (linkNames.has(tap) || linkNames.has(ifbName(tap))) continue;
+    return index;
+  }
+}
+
+export async function add(request: CniRequest): Promise<CniResult> {
+  const { environment, config } = request;
+  const previous = requirePreviousResult(config, 'ADD');
+  const namespace = usableNamespace(environment.namespacePath);
+  const store = storeOf(request);
+  return store.withLock(async () => {
+    const existing = store.read();
+    if (existing) {
+      throw new CniError(
+        CniErrorCode.ALREADY_ADDED,
+        'VCNET_CNI_ALREADY_ADDED',
+        `${environment.interfaceName} of container ${environment.containerId} is already attached (state in ${store.statePath})`,
+        { value: environment.interfaceName, hint: 'the runtime must DEL before it ADDs the same interface again' },
+      );
+    }
+    const scan = NetlinkHandle.open(namespace.path);
+    let snapshotLinks: Link[];
+    let info: NetworkInfo | undefined;
+    try {
+      const snapshot = await scan.snapshot();
+      snapshotLinks = snapshot.links;
+      info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
+    } finally {
+      scan.close();
+    }
+    if (!info) {
+      throw new CniError(
+        CniErrorCode.INTERFACE_NOT_FOUND,
+        'VCNET_CNI_INTERFACE_NOT_FOUND',
+        `no interface ${environment.interfaceName} in ${namespace.path}`,
+        {
+          value: environment.interfaceName,
+          hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
+        },
+      );
+    }
+    const taken = new Set(store.siblings().flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
+    const firstIndex = freeDeviceIndex(new Set(snapshotLinks.map((link) => link.name)), taken);
+    const networkConfig: NetworkConfig = {
+      namespacePath: namespace.path,
+      model: config.model,
+      namespaceCreatedByVcnet: false,
+      disableNewNetns: false,
+      queues: config.queues,
+      vhostNet: 'auto',
+      ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
+    };
+    const network = Network.open(networkConfig, sandboxKey(environment));
+    try {
+      const createdAt = new Date().toISOString();
+      const record = (device?: AttachedDevice): CniAttachmentState => ({
+        version: CNI_STATE_VERSION,
+        containerId: environment.containerId,
+        interfaceName: environment.interfaceName,
+        networkName: config.name,
+        namespacePath: namespace.path,
+        namespaceIdentity: namespace.identity,
+        createdAt,
+        ...(device ? { device } : {}),
+        network: network.save(),
+      });
+      // The intent is on disk before the first change, and every step before it is sent: a crash
+      // half way leaves a record DEL can undo.
+      store.write(record());
+      let endpoint: Endpoint | undefined;
+      try {
+        [endpoint] = await network.addEndpoints({
+          interfaces: [info],
+          firstIndex,
+          journal: () => store.write(record()),
+        });
+      } catch (error) {
+        store.remove();
+        throw error;
+      }
+      const plumbing = endpoint?.plumbing;
+      if (!plumbing?.tapName) {
+        // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
+        await network.removeEndpoints();
+        store.remove();
+        throw new CniError(
+          CniErrorCode.UNSUPPORTED_INTERFACE,
+          'VCNET_CNI_NO_TAP',
+          `${environment.interfaceName} is a ${endpoint?.type ?? 'unknown'} interface, which a VM uses without a tap`,
+          { value: environment.interfaceName, hint: 'give such an interface to the VM with `vcnet attach` instead' },
+        );
+      }
+      const deviceLink = await network.handle.linkByIndex(plumbing.tapIndex);
+      const device: AttachedDevice = {
+        name: plumbing.tapName,
+        mac: deviceLink.address ?? '',
+        kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
+      };
+      store.write(record(device));
+      // The macvtap model moves the pod interface to another MAC: the result says so.
+      const podLink = await network.handle.linkByIndex(info.link.index);
+      return resultWith(
+        previous,
+        config.cniVersion,
+        namespace.path,
+        environment.interfaceName,
+        device,
+        podLink.address,
+      );
+    } finally {
+      network.close();
+    }
+  }, config.lockTimeoutMs);
+}
+
+/** The previous result with the VM's device listed (in the pod namespace) and the pod interface's MAC as it is now. */
+export function resultWith(
+  previous: PreviousResult,
+  cniVersion: string,
+  namespacePath: string,
+  interfaceName: string,
+  device: AttachedDevice,
+  podMac: string | undefined,
+): CniResult {
+  const interfaces: CniInterface[] = (previous.interfaces ?? []).map((entry) =>
+    podMac && entry.name === interfaceName && entry.sandbox === namespacePath && entry.mac !== podMac
+      ? { ...entry, mac: podMac }
+      : entry,
+  );
+  if (!interfaces.some((entry) => entry.name === device.name && entry.sandbox === namespacePath)) {
+    interfaces.push({ name: device.name, mac: device.mac, sandbox: namespacePath });
+  }
+  return { ...previous, cniVersion, interfaces };
+}
+
+/** Undoes what ADD recorded. Nothing recorded, or the namespace gone: nothing to do, and no error. */
+export async function del(request: CniRequest): Promise<void> {
+  const { environment, config } = request;
+  const store = storeOf(request);
+  await store.withLock(async () => {
+    const state = store.read();
+    if (!state) return;
+    const namespaceGone = () => namespaceIdentity(state.namespacePath) !== state.namespaceIdentity;
+    // Everything ADD made lives in the pod namespace and went with it (a new namespace at the same
+    // path is somebody else's and is not touched).
+    if (namespaceGone()) {
+      store.remove();
+      return;
+    }
+    let network: Network;
+    try {
+      network = Network.load(state.network, sandboxKey(environment));
+    } catch (error) {
+      if (!namespaceGone()) throw error;
+      store.remove();
+      return;
+    }
+    try {
+      const report = await network.removeEndpoints();
+      if (report.failures.length > 0) {
+        store.write({ ...state, network: network.save() });
+        throw new VcnetError(
+          'VCNET_DETACH_INCOMPLETE',
+          `DEL of ${environment.interfaceName} left ${report.failures.length} change(s) undone: ${report.failures.map((failure) => failure.message).join('; ')}`,
+          { value: environment.interfaceName, hint: 'run DEL again; what is already gone is skipped' },
+        );
+      }
+      store.remove();
+    } finally {
+      network.close();
+    }
+  }, config.lockTimeoutMs);
+}
+
+/** Verifies that what ADD made is still there, as recorded; throws CHECK_FAILED listing every difference. */
+export async function check(request: CniRequest): Promise<void> {
+  const { environment, config } = request;
+  const previous = requirePreviousResult(config, 'CHECK');
+  const namespace = usableNamespace(environment.namespacePath);
+  const store = storeOf(request);
+  await store.withLock(async () => {
+    const state = store.read();
+    const fail = (problems: string[]) =>
+      new CniError(
+        CniErrorCode.CHECK_FAILED,
+        'VCNET_CNI_CHECK_FAILED',
+        `${environment.interfaceName} of container ${environment.containerId} is not as ADD left it: ${problems.join('; ')}`,
+        { value: problems, hint: 'the runtime recreates the pod network (DEL, then ADD) to repair it' },
+      );
+    if (!state?.device) throw fail([`no completed ADD is recorded in ${store.statePath}`]);
+    if (state.namespacePath !== namespace.path || state.namespaceIdentity !== namespace.identity) {
+      throw fail([`ADD attached ${state.namespacePath}, not this namespace`]);
+    }
+    const device = state.device;
+    const problems: string[] = [];
+    if (!previous.interfaces?.some((entry) => entry.name === device.name && entry.sandbox === namespace.path)) {
+      problems.push(`prevResult does not list ${device.name} in ${namespace.path}`);
+    }
+    const handle = NetlinkHandle.open(namespace.path);
+    try {
+      problems.push(...(await plumbingProblems(handle, state)));
+    } finally {
+      handle.close();
+    }
+    if (problems.length > 0) throw fail(problems);
+  }, config.lockTimeoutMs);
+}
+
+/** Differences between the namespace and the steps ADD recorded (links, qdiscs and filters it created). */
+export async function plumbingProblems(handle: NetlinkHandle, state: CniAttachmentState): Promise<string[]> {
+  const links = new Map((await handle.links()).map((link) => [link.name, link]));
+  const problems: string[] = [];
+  if (!links.has(state.interfaceName)) problems.push(`${state.interfaceName} is missing`);
+  const steps: PlumbingStep[] = [];
+  for (const endpoint of state.network.endpoints) {
+    if (endpoint.plumbing?.model === 'pending') problems.push(`the attach of ${endpoint.name} never completed`);
+    steps.push(...(endpoint.plumbing?.steps ?? []));
+  }
+  const missingLinks = new Set<string>();
+  for (const step of steps) {
+    if (step.step !== 'create-link') continue;
+    const link = links.get(step.name);
+    if (!link) {
+      missingLinks.add(step.name);
+      problems.push(`${step.kind} ${step.name} is missing`);
+    } else if ((link.flags & InterfaceFlag.UP) === 0) {
+      problems.push(`${step.name} is down`);
+    }
+  }
+  for (const step of steps) {
+    if (step.step !== 'add-qdisc' && step.step !== 'add-filter') continue;
+    const link = links.get(step.link);
+    if (!link) {
+      if (!missingLinks.has(step.link) && step.link !== state.interfaceName) problems.push(`${step.link} is missing`);
+      continue;
+    }
+    if (step.step === 'add-qdisc') {
+      const present = (await handle.qdiscs(link.index)).some(
+        (qdisc) => qdisc.handle === step.handle && qdisc.parent === step.parent && qdisc.kind === step.kind,
+      );
+      if (!present) problems.push(`${step.kind} qdisc ${formatHandle(step.handle)} on ${step.link} is missing`);
+    } else {
+      // A dump under a qdisc that is gone fails: then the filter is gone too.
+      const filters = await handle.filters(link.index, step.parent).catch(() => []);
+      const present = filters.some((filter) => filter.priority === step.priority && filter.kind === step.kind);
+      if (!present) problems.push(`${step.kind} filter (priority ${step.priority}) on ${step.link} is missing`);
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,257 @@
+/**
+ * What a CNI runtime hands vcnet-cni: the CNI_* environment variables and the network configuration
+ * on stdin, validated here before anything touches the kernel. Unknown top-level keys are allowed
+ * (runtimes inject runtimeConfig, args, capabilities); inside vcnet's own objects they are refused.
+ */
+import { isAbsolute } from 'node:path';
+import { z } from 'zod';
+import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
+import type { RateLimit } from '../network/rate-limit.js';
+import { CniConfigError, CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
+
+/** 0.4.0 is the first version with CHECK; 1.0.0 is the current spec. */
+export const SUPPORTED_CNI_VERSIONS = ['0.4.0', '1.0.0'] as const;
+export type SupportedCniVersion = (typeof SUPPORTED_CNI_VERSIONS)[number];
+export const PREFERRED_CNI_VERSION: SupportedCniVersion = '1.0.0';
+
+export const DEFAULT_CNI_STATE_DIRECTORY = '/run/vcnet/cni';
+/** How long ADD/DEL/CHECK wait for another vcnet-cni working on the same container (then code 11). */
+export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+
+export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'VERSION'] as const;
+export type CniCommand = (typeof CNI_COMMANDS)[number];
+
+export function isSupportedCniVersion(version: unknown): version is SupportedCniVersion {
+  return typeof version === 'string' && (SUPPORTED_CNI_VERSIONS as readonly string[]).includes(version);
+}
+
+// ---- environment ----
+
+export interface CniEnvironment {
+  command: CniCommand;
+  containerId: string;
+  /** Absent only for DEL, where the spec makes it optional (the namespace may be gone already). */
+  namespacePath?: string;
+  interfaceName: string;
+  /** Directories of CNI_PATH; vcnet-cni delegates to no other plugin, so it is recorded, not used. */
+  pluginPath: string[];
+}
+
+/** The spec's container id rule, capped at the length vcnet's state store accepts. */
+const CONTAINER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** A Linux interface name (at most 15 bytes) of the characters vcnet can use in a state path. */
+const INTERFACE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+
+export function parseEnvironment(env: Record<string, string | undefined>): CniEnvironment {
+  const command = env.CNI_COMMAND;
+  if (!(CNI_COMMANDS as readonly (string | undefined)[]).includes(command)) {
+    throw new CniEnvironmentError('CNI_COMMAND', command, CNI_COMMANDS.join(', '));
+  }
+  const cniCommand = command as CniCommand;
+  const pluginPath = (env.CNI_PATH ?? '').split(':').filter((directory) => directory.length > 0);
+  if (cniCommand === 'VERSION') return { command: cniCommand, containerId: '', interfaceName: '', pluginPath };
+
+  const containerId = env.CNI_CONTAINERID;
+  if (!containerId || !CONTAINER_ID_PATTERN.test(containerId)) {
+    throw new CniEnvironmentError(
+      'CNI_CONTAINERID',
+      containerId,
+      'letters, digits, "_", "." and "-", starting with a letter or digit, at most 128',
+    );
+  }
+  const interfaceName = env.CNI_IFNAME;
+  if (!interfaceName || !INTERFACE_NAME_PATTERN.test(interfaceName)) {
+    throw new CniEnvironmentError(
+      'CNI_IFNAME',
+      interfaceName,
+      'an interface name of letters, digits, "_", "." and "-", at most 15 characters',
+    );
+  }
+  const namespacePath = env.CNI_NETNS;
+  if (namespacePath || cniCommand !== 'DEL') {
+    if (!namespacePath || !isAbsolute(namespacePath)) {
+      throw new CniEnvironmentError(
+        'CNI_NETNS',
+        namespacePath,
+        'an absolute namespace path such as /var/run/netns/NAME',
+      );
+    }
+  }
+  // The spec requires CNI_PATH for ADD and CHECK; DEL goes ahead without it, since cleaning up matters more.
+  if (cniCommand !== 'DEL' && pluginPath.length === 0) {
+    throw new CniEnvironmentError('CNI_PATH', env.CNI_PATH, 'a list of plugin directories separated by ":"');
+  }
+  return {
+    command: cniCommand,
+    containerId,
+    interfaceName,
+    pluginPath,
+    ...(namespacePath ? { namespacePath } : {}),
+  };
+}
+
+// ---- network configuration ----
+
+const previousInterfaceSchema = z.looseObject({
+  name: z.string({ error: 'a string' }).min(1, { error: 'a non-empty interface name' }),
+  mac: z.string({ error: 'a string' }).optional(),
+  sandbox: z.string({ error: 'a string' }).optional(),
+});
+
+/** The result of the plugins before vcnet-cni; kept as given (fields of either spec version pass through). */
+const previousResultSchema = z.looseObject(
+  {
+    cniVersion: z.string({ error: 'a string' }).optional(),
+    interfaces: z.array(previousInterfaceSchema, { error: 'a list of interfaces' }).optional(),
+    ips: z.array(z.looseObject({ address: z.string({ error: 'a CIDR string' }) }), { error: 'a list' }).optional(),
+    routes: z.array(z.looseObject({ dst: z.string({ error: 'a CIDR string' }) }), { error: 'a list' }).optional(),
+    dns: z.looseObject({}, { error: 'an object' }).optional(),
+  },
+  { error: 'an object (the result of the previous plugin)' },
+);
+
+const bitsPerSecond = z
+  .int({ error: 'a whole number of bits per second' })
+  .min(0, { error: 'a whole number of bits per second (0 = no limit)' });
+
+/** The spec's network name rule. */
+const NETWORK_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+const configSchema = z.looseObject({
+  cniVersion: z.string({ error: 'a CNI version string' }),
+  name: z
+    .string({ error: 'a string' })
+    .regex(NETWORK_NAME_PATTERN, { error: 'letters, digits, "_", "." and "-", starting with a letter or digit' }),
+  type: z.string({ error: 'a string' }).min(1, { error: 'the plugin name (vcnet-cni)' }),
+  model: z.enum(INTERWORKING_MODELS, { error: `one of ${INTERWORKING_MODELS.join(', ')}` }).default('default'),
+  queues: z
+    .int({ error: 'a whole number of queues from 1 to 256' })
+    .min(1, { error: 'a whole number of queues from 1 to 256' })
+    .max(256, { error: 'a whole number of queues from 1 to 256' })
+    .default(1),
+  stateDir: z
+    .string({ error: 'an absolute directory path' })
+    .refine(isAbsolute, { error: 'an absolute directory path' })
+    .default(DEFAULT_CNI_STATE_DIRECTORY),
+  rateLimit: z
+    .strictObject({ rx: bitsPerSecond.optional(), tx: bitsPerSecond.optional() }, { error: 'an object {rx, tx}' })
+    .optional(),
+  lockTimeoutMs: z
+    .int({ error: 'a whole number of milliseconds' })
+    .min(0, { error: 'a whole number of milliseconds' })
+    .max(600_000, { error: 'at most 600000 milliseconds' })
+    .default(DEFAULT_LOCK_TIMEOUT_MS),
+  prevResult: previousResultSchema.optional(),
+});
+
+export type PreviousResult = z.infer<typeof previousResultSchema>;
+export type CniInterface = z.infer<typeof previousInterfaceSchema>;
+
+export interface CniConfig {
+  cniVersion: SupportedCniVersion;
+  name: string;
+  type: string;
+  model: InterworkingModel;
+  queues: number;
+  stateDirectory: string;
+  rateLimit?: RateLimit;
+  lockTimeoutMs: number;
+  prevResult?: PreviousResult;
+}
+
+/** Parses stdin as JSON (code 6 when it is not a JSON object). */
+export function decodeConfig(text: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new CniError(
+      CniErrorCode.DECODING_FAILURE,
+      'VCNET_CNI_DECODE',
+      `network config on stdin is not valid JSON: ${(error as Error).message}`,
+      { value: text.slice(0, 200), hint: 'the runtime passes the network configuration as JSON on stdin' },
+    );
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new CniError(CniErrorCode.DECODING_FAILURE, 'VCNET_CNI_DECODE', 'network config on stdin is not an object', {
+      value,
+      hint: 'the runtime passes the network configuration as a JSON object on stdin',
+    });
+  }
+  return value as Record<string, unknown>;
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let current = input;
+  for (const key of path) {
+    if (typeof current !== 'object' || current === null) return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
+}
+
+function fieldName(path: readonly PropertyKey[]): string {
+  return path
+    .map((key, position) => (typeof key === 'number' ? `[${key}]` : `${position ? '.' : ''}${String(key)}`))
+    .join('');
+}
+
+/** Validates a decoded network config: code 1 for a version vcnet-cni does not speak, 2 or 7 naming the field. */
+export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
+  if (raw.cniVersion !== undefined && !isSupportedCniVersion(raw.cniVersion)) {
+    throw new CniError(
+      CniErrorCode.INCOMPATIBLE_VERSION,
+      'VCNET_CNI_VERSION',
+      `incompatible CNI version ${JSON.stringify(raw.cniVersion)}: vcnet-cni supports ${SUPPORTED_CNI_VERSIONS.join(', ')}`,
+      { value: raw.cniVersion, hint: `set "cniVersion" of the conflist to ${PREFERRED_CNI_VERSION}` },
+    );
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    if (issue.code === 'unrecognized_keys') {
+      const key = issue.keys[0]!;
+      const field = fieldName([...issue.path, key]);
+      const error = new CniError(
+        CniErrorCode.UNSUPPORTED_FIELD,
+        'VCNET_CNI_UNSUPPORTED_FIELD',
+        `unsupported field in network config: ${field} = ${JSON.stringify(valueAt(raw, [...issue.path, key]))}`,
+        { value: field, hint: `remove "${field}"; ${fieldName(issue.path)} accepts rx and tx (bits per second)` },
+      );
+      throw error;
+    }
+    const value = valueAt(raw, issue.path);
+    throw new CniConfigError(
+      fieldName(issue.path),
+      value,
+      value === undefined ? `missing, expected ${issue.message}` : `expected ${issue.message}`,
+    );
+  }
+  const config = parsed.data;
+  const rx = config.rateLimit?.rx || undefined;
+  const tx = config.rateLimit?.tx || undefined;
+  return {
+    cniVersion: config.cniVersion as SupportedCniVersion,
+    name: config.name,
+    type: config.type,
+    model: parseInterworkingModel(config.model, 'model'),
+    queues: config.queues,
+    stateDirectory: config.stateDir,
+    lockTimeoutMs: config.lockTimeoutMs,
+    ...(rx || tx
+      ? { rateLimit: { ...(rx ? { rxBitsPerSecond: rx } : {}), ...(tx ? { txBitsPerSecond: tx } : {}) } }
+      : {}),
+    ...(config.prevResult ? { prevResult: config.prevResult } : {}),
+  };
+}
+
+/** ADD and CHECK need the previous plugin's result: vcnet-cni only ever follows an interface plugin. */
+export function requirePreviousResult(config: CniConfig, command: CniCommand): PreviousResult {
+  if (config.prevResult) return config.prevResult;
+  throw new CniConfigError(
+    'prevResult',
+    undefined,
+    `missing: vcnet-cni is a chained plugin and ${command} needs the result of the plugin before it`,
+    'list vcnet-cni after an interface plugin (bridge, ptp, macvlan...) in the "plugins" of a conflist',
+  );
+}

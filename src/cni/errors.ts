@@ -1,0 +1,149 @@
+/**
+ * CNI errors: what the plugin prints on stdout when a command fails ({cniVersion, code, msg, details},
+ * exit status 1), with the spec's well-known codes (1-11) and vcnet's own (100+, which the spec leaves
+ * to plugins). Every vcnet error keeps its stable VCNET_* code and hint in `details`.
+ */
+import { VcnetError } from '../errors.js';
+
+/** CNI spec 1.0.0, "Error": codes 1-99 are reserved for these meanings. */
+export const CniErrorCode = {
+  INCOMPATIBLE_VERSION: 1,
+  UNSUPPORTED_FIELD: 2,
+  UNKNOWN_CONTAINER: 3,
+  INVALID_ENVIRONMENT: 4,
+  IO_FAILURE: 5,
+  DECODING_FAILURE: 6,
+  INVALID_NETWORK_CONFIG: 7,
+  TRY_AGAIN_LATER: 11,
+  /** Any other vcnet failure; `details` names the VCNET_* code. */
+  VCNET_FAILED: 100,
+  /** CNI_IFNAME is not in CNI_NETNS: the plugin before vcnet-cni did not create it. */
+  INTERFACE_NOT_FOUND: 101,
+  /** ADD for a container and interface vcnet-cni already attached (DEL first). */
+  ALREADY_ADDED: 102,
+  /** The kernel refused part of the attach; what was made is removed again. */
+  ATTACH_FAILED: 103,
+  /** DEL could not undo everything; the state is kept so DEL can be retried. */
+  DETACH_INCOMPLETE: 104,
+  /** CHECK found the plumbing different from what ADD recorded. */
+  CHECK_FAILED: 105,
+  /** The state file under stateDir is unreadable or from another version. */
+  STATE_INVALID: 106,
+  /** CNI_IFNAME is a kind of interface vcnet cannot give to a VM (a bridge, a tun...). */
+  UNSUPPORTED_INTERFACE: 107,
+  /** The plugin lacks CAP_NET_ADMIN / CAP_SYS_ADMIN. */
+  NOT_PERMITTED: 108,
+  /** Not a VcnetError: a bug in vcnet-cni (the number libcni itself uses for internal errors). */
+  INTERNAL: 999,
+} as const;
+export type CniErrorCodeNumber = (typeof CniErrorCode)[keyof typeof CniErrorCode];
+
+/** A failure with a CNI code of its own (bad environment, bad config, CHECK mismatch...). */
+export class CniError extends VcnetError {
+  readonly cniCode: CniErrorCodeNumber;
+  constructor(
+    cniCode: CniErrorCodeNumber,
+    code: string,
+    message: string,
+    options: { value?: unknown; hint?: string; cause?: unknown } = {},
+  ) {
+    super(code, message, options);
+    this.cniCode = cniCode;
+  }
+}
+
+/** A required CNI_* variable is missing or malformed (code 4; the message names the variable). */
+export class CniEnvironmentError extends CniError {
+  readonly variable: string;
+  constructor(variable: string, value: string | undefined, accepted: string) {
+    super(
+      CniErrorCode.INVALID_ENVIRONMENT,
+      'VCNET_CNI_ENVIRONMENT',
+      value === undefined || value === ''
+        ? `environment variable ${variable} is missing (required: ${accepted})`
+        : `environment variable ${variable} is invalid: ${JSON.stringify(value)} (accepted: ${accepted})`,
+      { value, hint: `the container runtime sets ${variable}; when running by hand, export it` },
+    );
+    this.variable = variable;
+  }
+}
+
+/** The network configuration on stdin fails validation (code 7; the message names the field). */
+export class CniConfigError extends CniError {
+  readonly field: string;
+  constructor(field: string, value: unknown, problem: string, hint?: string) {
+    super(
+      CniErrorCode.INVALID_NETWORK_CONFIG,
+      'VCNET_CNI_CONFIG',
+      `invalid network config: ${field}: ${problem}${value === undefined ? '' : ` (got ${JSON.stringify(value)})`}`,
+      { value, hint: hint ?? `fix "${field}" in the network configuration (conflist) of this plugin` },
+    );
+    this.field = field;
+  }
+}
+
+const PERMISSION_ERRNOS = new Set(['EPERM', 'EACCES']);
+
+function deniedPermission(error: unknown): boolean {
+  for (let current = error as { errno?: unknown; code?: unknown; cause?: unknown } | undefined; current; ) {
+    if (PERMISSION_ERRNOS.has(String(current.errno)) || current.code === 'NETLINK_EPERM') return true;
+    current = current.cause as typeof current;
+  }
+  return false;
+}
+
+const UNSUPPORTED_INTERFACE_CODES = new Set([
+  'VCNET_UNSUPPORTED_INTERFACE',
+  'VCNET_TUN_UNSUPPORTED',
+  'VCNET_TUNTAP_MODE_UNKNOWN',
+  'VCNET_VHOST_USER_SOCKET_MISSING',
+]);
+
+/** The CNI code for any error a command raised. */
+export function cniCodeFor(error: unknown): CniErrorCodeNumber {
+  if (error instanceof CniError) return error.cniCode;
+  if (!(error instanceof VcnetError)) return CniErrorCode.INTERNAL;
+  if (deniedPermission(error)) return CniErrorCode.NOT_PERMITTED;
+  if (error.code === 'VCNET_SANDBOX_LOCKED') return CniErrorCode.TRY_AGAIN_LATER;
+  if (error.code === 'VCNET_INVALID_INPUT' || error.code === 'VCNET_CONFIG_CONFLICT') {
+    return CniErrorCode.INVALID_NETWORK_CONFIG;
+  }
+  if (error.code === 'VCNET_ATTACH_FAILED') {
+    const cause = error.cause;
+    if (cause instanceof VcnetError && UNSUPPORTED_INTERFACE_CODES.has(cause.code)) {
+      return CniErrorCode.UNSUPPORTED_INTERFACE;
+    }
+    return CniErrorCode.ATTACH_FAILED;
+  }
+  if (UNSUPPORTED_INTERFACE_CODES.has(error.code)) return CniErrorCode.UNSUPPORTED_INTERFACE;
+  if (error.code === 'VCNET_DETACH_INCOMPLETE') return CniErrorCode.DETACH_INCOMPLETE;
+  if (error.code === 'VCNET_STATE_INVALID') return CniErrorCode.STATE_INVALID;
+  return CniErrorCode.VCNET_FAILED;
+}
+
+/** The error object of the CNI spec, printed on stdout. */
+export interface CniErrorReply {
+  cniVersion: string;
+  code: number;
+  msg: string;
+  details?: string;
+}
+
+export function cniErrorReply(error: unknown, cniVersion: string): CniErrorReply {
+  const code = cniCodeFor(error);
+  if (error instanceof VcnetError) {
+    return {
+      cniVersion,
+      code,
+      msg: error.message,
+      details: error.hint ? `${error.code}: ${error.hint}` : error.code,
+    };
+  }
+  const failure = error instanceof Error ? error : new Error(String(error));
+  return {
+    cniVersion,
+    code,
+    msg: failure.message,
+    details: `internal error in vcnet-cni, please report it: ${failure.stack ?? failure.message}`,
+  };
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+/**
+ * vcnet-cni: a chained CNI plugin that gives CNI_IFNAME to a VM (a tap joined by tc filters, or a
+ * macvtap). Run by a container runtime with CNI_* variables and the network config on stdin; also
+ * `node dist/cni/main.js`, or the src/cni/vcnet-cni wrapper placed in CNI_PATH.
+ */
+import { runPlugin } from './plugin.js';
+
+async function readStandardInput(): Promise<string> {
+  // A person typing `CNI_COMMAND=VERSION vcnet-cni` on a terminal gets an answer instead of a wait.
+  if (process.stdin.isTTY) return '';
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const outcome = await runPlugin(await readStandardInput(), process.env);
+// Exit once stdout is flushed: the runtime reads the result from the pipe, and no handle may keep us alive.
+process.stdout.write(outcome.stdout ? `${outcome.stdout}\n` : '', () => process.exit(outcome.exitCode));

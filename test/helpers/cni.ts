@@ -1,0 +1,206 @@
+/**
+ * Runs a CNI conflist the way libcni does: each plugin found by its "type" in CNI_PATH, its config
+ * being the plugin's entry plus the list's name and cniVersion, ADD threading each result into the
+ * next plugin's prevResult, CHECK and DEL getting the cached final result, DEL in reverse order.
+ * Plugins run inside the "node" namespace (ip netns exec), so the bridge and its gateway address
+ * never land in the host's namespace.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestNamespace } from './namespace.js';
+
+export const SYSTEM_CNI_DIRECTORY = '/usr/lib/cni';
+/** Holds the `vcnet-cni` wrapper, which runs dist/cni/main.js (built by the test run's global setup). */
+export const VCNET_CNI_DIRECTORY = fileURLToPath(new URL('../../src/cni/', import.meta.url));
+export const CNI_PATH = [SYSTEM_CNI_DIRECTORY, VCNET_CNI_DIRECTORY].join(':');
+
+export interface Conflist {
+  cniVersion: string;
+  name: string;
+  plugins: Array<Record<string, unknown> & { type: string }>;
+}
+
+export interface CniErrorOutput {
+  cniVersion: string;
+  code: number;
+  msg: string;
+  details?: string;
+}
+
+export interface PluginRun {
+  plugin: string;
+  command: string;
+  status: number;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed, when it is JSON. */
+  output?: Record<string, unknown>;
+}
+
+export class CniChainError extends Error {
+  constructor(readonly run: PluginRun) {
+    super(`${run.plugin} ${run.command} exited ${run.status}: ${run.stdout || run.stderr}`);
+  }
+
+  get reply(): CniErrorOutput {
+    return this.run.output as unknown as CniErrorOutput;
+  }
+}
+
+export function missingCniPlugins(plugins: string[] = ['bridge', 'host-local']): string | undefined {
+  const missing = plugins.filter((plugin) => !existsSync(join(SYSTEM_CNI_DIRECTORY, plugin)));
+  return missing.length === 0
+    ? undefined
+    : `CNI plugins missing in ${SYSTEM_CNI_DIRECTORY}: ${missing.join(', ')} (Debian package containernetworking-plugins)`;
+}
+
+/** libcni's FindInPath: the first CNI_PATH directory holding an executable named `type`. */
+export function findPlugin(type: string, path: string = CNI_PATH): string {
+  for (const directory of path.split(':')) {
+    const candidate = join(directory, type);
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new Error(`no plugin ${type} in CNI_PATH ${path}`);
+}
+
+export interface Attachment {
+  containerId: string;
+  /** CNI_NETNS: the pod namespace's path. */
+  namespacePath: string;
+  interfaceName: string;
+}
+
+/** A bridge network (host-local leases in dataDir) followed by vcnet-cni with `vcnet` settings. */
+export function bridgeThenVcnet(options: {
+  name: string;
+  bridge: string;
+  subnet: string;
+  dataDir: string;
+  cniVersion?: string;
+  vcnet?: Record<string, unknown>;
+}): Conflist {
+  return {
+    cniVersion: options.cniVersion ?? '1.0.0',
+    name: options.name,
+    plugins: [
+      {
+        type: 'bridge',
+        bridge: options.bridge,
+        isGateway: true,
+        ipMasq: false,
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: options.subnet }]],
+          dataDir: options.dataDir,
+          routes: [{ dst: '0.0.0.0/0' }],
+        },
+      },
+      { type: 'vcnet-cni', ...options.vcnet },
+    ],
+  };
+}
+
+function pluginRun(plugin: string, command: string, status: number, stdout: string, stderr: string): PluginRun {
+  const run: PluginRun = { plugin, command, status, stdout, stderr };
+  try {
+    if (stdout.trim()) run.output = JSON.parse(stdout) as Record<string, unknown>;
+  } catch {
+    // not JSON: the assertion on stdout shows it
+  }
+  return run;
+}
+
+/** Runs plugins in `node` for one container attachment. */
+export class CniRuntime {
+  constructor(
+    readonly node: TestNamespace,
+    readonly attachment: Attachment,
+    readonly extraEnvironment: Record<string, string> = {},
+  ) {}
+
+  private environment(command: string, extra: Record<string, string>): NodeJS.ProcessEnv {
+    return {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      // The wrapper runs the same node as the tests.
+      VCNET_NODE: process.execPath,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: this.attachment.containerId,
+      CNI_NETNS: this.attachment.namespacePath,
+      CNI_IFNAME: this.attachment.interfaceName,
+      CNI_PATH,
+      ...this.extraEnvironment,
+      ...extra,
+    };
+  }
+
+  /** One plugin, one command, the way libcni execs it; never throws. */
+  invoke(command: string, config: Record<string, unknown>, environment: Record<string, string> = {}): PluginRun {
+    const plugin = String(config.type);
+    const result = spawnSync('ip', ['netns', 'exec', this.node.name, findPlugin(plugin)], {
+      input: JSON.stringify(config),
+      encoding: 'utf8',
+      env: this.environment(command, environment),
+    });
+    return pluginRun(plugin, command, result.status ?? -1, result.stdout, result.stderr);
+  }
+
+  /** `invoke` without waiting, to run several plugins at once. */
+  invokeConcurrently(command: string, config: Record<string, unknown>): Promise<PluginRun> {
+    const plugin = String(config.type);
+    const child = spawn('ip', ['netns', 'exec', this.node.name, findPlugin(plugin)], {
+      env: this.environment(command, {}),
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    child.stdin.end(JSON.stringify(config));
+    return new Promise((resolve) =>
+      child.on('close', (status) => resolve(pluginRun(plugin, command, status ?? -1, stdout, stderr))),
+    );
+  }
+
+  private configOf(list: Conflist, plugin: Conflist['plugins'][number], previous?: Record<string, unknown>) {
+    return {
+      ...plugin,
+      cniVersion: list.cniVersion,
+      name: list.name,
+      ...(previous ? { prevResult: previous } : {}),
+    };
+  }
+
+  /** ADD of the whole list; `afterPlugin` sees each result as it comes. Throws CniChainError on failure. */
+  add(list: Conflist, afterPlugin?: (position: number, result: Record<string, unknown>) => void) {
+    let result: Record<string, unknown> | undefined;
+    list.plugins.forEach((plugin, position) => {
+      const run = this.invoke('ADD', this.configOf(list, plugin, result));
+      if (run.status !== 0 || !run.output) throw new CniChainError(run);
+      result = run.output;
+      afterPlugin?.(position, result);
+    });
+    return result!;
+  }
+
+  /** CHECK of the whole list in order, each plugin getting the cached result. */
+  check(list: Conflist, cached: Record<string, unknown>): void {
+    for (const plugin of list.plugins) {
+      const run = this.invoke('CHECK', this.configOf(list, plugin, cached));
+      if (run.status !== 0) throw new CniChainError(run);
+    }
+  }
+
+  /** DEL in reverse order; `beforePlugin` runs before each plugin's DEL (position in the list). */
+  del(list: Conflist, cached?: Record<string, unknown>, beforePlugin?: (position: number) => void): void {
+    for (let position = list.plugins.length - 1; position >= 0; position--) {
+      beforePlugin?.(position);
+      const run = this.invoke('DEL', this.configOf(list, list.plugins[position]!, cached));
+      if (run.status !== 0) throw new CniChainError(run);
+    }
+  }
+}

@@ -1,0 +1,154 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_CNI_STATE_DIRECTORY,
+  DEFAULT_LOCK_TIMEOUT_MS,
+  decodeConfig,
+  parseCniConfig,
+  parseEnvironment,
+  requirePreviousResult,
+} from '../../../src/cni/config.js';
+import { CniConfigError, CniEnvironmentError, CniError } from '../../../src/cni/errors.js';
+
+const base = { cniVersion: '1.0.0', name: 'pods', type: 'vcnet-cni' };
+
+function thrown(run: () => unknown): CniError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof CniError) return error;
+    throw error;
+  }
+  throw new Error('expected a CniError');
+}
+
+describe('parseCniConfig', () => {
+  it('fills the defaults: tcfilter, one queue, /run/vcnet/cni, no rate limit, no prevResult', () => {
+    expect(parseCniConfig(base)).toEqual({
+      cniVersion: '1.0.0',
+      name: 'pods',
+      type: 'vcnet-cni',
+      model: 'tcfilter',
+      queues: 1,
+      stateDirectory: DEFAULT_CNI_STATE_DIRECTORY,
+      lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
+    });
+  });
+
+  it('resolves model "default", maps rateLimit to bits per second, 0 meaning no limit', () => {
+    const config = parseCniConfig({ ...base, model: 'default', rateLimit: { rx: 1_000_000, tx: 0 }, queues: 4 });
+    expect(config.model).toBe('tcfilter');
+    expect(config.queues).toBe(4);
+    expect(config.rateLimit).toEqual({ rxBitsPerSecond: 1_000_000 });
+    expect(parseCniConfig({ ...base, rateLimit: { rx: 0, tx: 0 } }).rateLimit).toBeUndefined();
+    expect(parseCniConfig({ ...base, model: 'macvtap' }).model).toBe('macvtap');
+  });
+
+  it('accepts a 0.4.0 config and keeps prevResult as given (0.4.0 "version" fields included)', () => {
+    const prevResult = {
+      cniVersion: '0.4.0',
+      interfaces: [{ name: 'eth0', mac: '02:00:00:00:00:01', sandbox: '/var/run/netns/pod' }],
+      ips: [{ version: '4', address: '10.1.0.2/24', interface: 0 }],
+    };
+    const config = parseCniConfig({ ...base, cniVersion: '0.4.0', prevResult, runtimeConfig: { any: 1 } });
+    expect(config.cniVersion).toBe('0.4.0');
+    expect(config.prevResult).toEqual(prevResult);
+  });
+
+  it.each([
+    [{ model: 'fast' }, 'model', 'expected one of default, macvtap, tcfilter, none (got "fast")'],
+    [{ queues: 0 }, 'queues', 'expected a whole number of queues from 1 to 256 (got 0)'],
+    [{ queues: 1.5 }, 'queues', 'expected a whole number of queues from 1 to 256 (got 1.5)'],
+    [{ stateDir: 'relative/dir' }, 'stateDir', 'expected an absolute directory path (got "relative/dir")'],
+    [{ rateLimit: { rx: -1 } }, 'rateLimit.rx', 'expected a whole number of bits per second (0 = no limit) (got -1)'],
+    [{ rateLimit: 5 }, 'rateLimit', 'expected an object {rx, tx} (got 5)'],
+    [{ name: 'bad name' }, 'name', 'expected letters, digits'],
+    [{ prevResult: { interfaces: [{ mac: 'x' }] } }, 'prevResult.interfaces[0].name', 'missing, expected a string'],
+  ])('refuses %j with code 7 naming %s', (extra, field, problem) => {
+    const error = thrown(() => parseCniConfig({ ...base, ...extra }));
+    expect(error).toBeInstanceOf(CniConfigError);
+    expect(error.cniCode).toBe(7);
+    expect((error as CniConfigError).field).toBe(field);
+    expect(error.message).toContain(`invalid network config: ${field}: ${problem}`);
+  });
+
+  it('names a missing required field', () => {
+    const { name: _name, ...withoutName } = base;
+    expect(thrown(() => parseCniConfig(withoutName)).message).toBe(
+      'invalid network config: name: missing, expected a string',
+    );
+    const { cniVersion: _version, ...withoutVersion } = base;
+    expect(thrown(() => parseCniConfig(withoutVersion)).message).toContain('cniVersion: missing');
+  });
+
+  it('refuses an unknown key inside rateLimit with code 2, naming key and value', () => {
+    const error = thrown(() => parseCniConfig({ ...base, rateLimit: { rx: 1, burst: 64 } }));
+    expect(error.cniCode).toBe(2);
+    expect(error.message).toBe('unsupported field in network config: rateLimit.burst = 64');
+  });
+
+  it('refuses a CNI version it does not speak with code 1', () => {
+    const error = thrown(() => parseCniConfig({ ...base, cniVersion: '0.3.1' }));
+    expect(error.cniCode).toBe(1);
+    expect(error.message).toBe('incompatible CNI version "0.3.1": vcnet-cni supports 0.4.0, 1.0.0');
+  });
+
+  it('requires prevResult for ADD and CHECK with a message saying why', () => {
+    const error = thrown(() => requirePreviousResult(parseCniConfig(base), 'ADD'));
+    expect(error.cniCode).toBe(7);
+    expect(error.message).toContain('prevResult: missing: vcnet-cni is a chained plugin');
+    expect(error.hint).toContain('after an interface plugin (bridge, ptp, macvlan...)');
+  });
+});
+
+describe('decodeConfig', () => {
+  it('gives code 6 for stdin that is not a JSON object', () => {
+    expect(thrown(() => decodeConfig('{nope')).cniCode).toBe(6);
+    expect(thrown(() => decodeConfig('[1]')).cniCode).toBe(6);
+    expect(thrown(() => decodeConfig('')).message).toContain('not valid JSON');
+    expect(decodeConfig('{"a":1}')).toEqual({ a: 1 });
+  });
+});
+
+describe('parseEnvironment', () => {
+  const env = {
+    CNI_COMMAND: 'ADD',
+    CNI_CONTAINERID: 'abc123',
+    CNI_NETNS: '/var/run/netns/pod',
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: '/opt/cni/bin:/usr/lib/cni',
+  };
+
+  it('reads the CNI_* variables', () => {
+    expect(parseEnvironment(env)).toEqual({
+      command: 'ADD',
+      containerId: 'abc123',
+      namespacePath: '/var/run/netns/pod',
+      interfaceName: 'eth0',
+      pluginPath: ['/opt/cni/bin', '/usr/lib/cni'],
+    });
+  });
+
+  it('needs nothing but CNI_COMMAND for VERSION, and no CNI_NETNS or CNI_PATH for DEL', () => {
+    expect(parseEnvironment({ CNI_COMMAND: 'VERSION' }).command).toBe('VERSION');
+    const del = parseEnvironment({ CNI_COMMAND: 'DEL', CNI_CONTAINERID: 'abc', CNI_IFNAME: 'eth0' });
+    expect(del.namespacePath).toBeUndefined();
+  });
+
+  it.each([
+    [{ CNI_COMMAND: undefined }, 'CNI_COMMAND', 'is missing'],
+    [{ CNI_COMMAND: 'GC' }, 'CNI_COMMAND', 'is invalid: "GC"'],
+    [{ CNI_CONTAINERID: '' }, 'CNI_CONTAINERID', 'is missing'],
+    [{ CNI_CONTAINERID: '-x' }, 'CNI_CONTAINERID', 'is invalid'],
+    [{ CNI_IFNAME: 'a-very-long-interface-name' }, 'CNI_IFNAME', 'is invalid'],
+    [{ CNI_IFNAME: 'eth/0' }, 'CNI_IFNAME', 'is invalid'],
+    [{ CNI_NETNS: undefined }, 'CNI_NETNS', 'is missing'],
+    [{ CNI_NETNS: 'pod' }, 'CNI_NETNS', 'is invalid'],
+    [{ CNI_PATH: '' }, 'CNI_PATH', 'is missing'],
+  ])('refuses %j with code 4 naming %s', (change, variable, problem) => {
+    const error = thrown(() => parseEnvironment({ ...env, ...change }));
+    expect(error).toBeInstanceOf(CniEnvironmentError);
+    expect(error.cniCode).toBe(4);
+    expect((error as CniEnvironmentError).variable).toBe(variable);
+    expect(error.message).toContain(`environment variable ${variable} ${problem}`);
+  });
+});

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { CniConfigError, CniErrorCode, cniCodeFor, cniErrorReply } from '../../../src/cni/errors.js';
+import { VcnetError } from '../../../src/errors.js';
+import { UnsupportedInterfaceError } from '../../../src/network/endpoints/create-endpoint.js';
+import { AttachError } from '../../../src/network/models/plumbing-context.js';
+import { SandboxLockedError } from '../../../src/network/state-store.js';
+
+describe('CNI error replies', () => {
+  it('are the spec object: cniVersion, code, msg, and details carrying the VCNET code and hint', () => {
+    const reply = cniErrorReply(new CniConfigError('model', 'fast', 'expected one of a, b'), '0.4.0');
+    expect(reply).toEqual({
+      cniVersion: '0.4.0',
+      code: 7,
+      msg: 'invalid network config: model: expected one of a, b (got "fast")',
+      details: 'VCNET_CNI_CONFIG: fix "model" in the network configuration (conflist) of this plugin',
+    });
+    expect(Object.keys(JSON.parse(JSON.stringify(reply)))).toEqual(['cniVersion', 'code', 'msg', 'details']);
+  });
+
+  it('map vcnet errors to the spec codes and to vcnet codes from 100', () => {
+    expect(cniCodeFor(new SandboxLockedError('ctr', 42))).toBe(CniErrorCode.TRY_AGAIN_LATER);
+    const unsupported = new UnsupportedInterfaceError('VCNET_UNSUPPORTED_INTERFACE', 'br0: bridge', 'br0', 'hint');
+    expect(cniCodeFor(new AttachError('br0', unsupported, true))).toBe(CniErrorCode.UNSUPPORTED_INTERFACE);
+    expect(cniCodeFor(new AttachError('eth0', new Error('EEXIST'), true))).toBe(CniErrorCode.ATTACH_FAILED);
+    const denied = Object.assign(new Error('operation not permitted'), { errno: 'EPERM' });
+    expect(cniCodeFor(new AttachError('eth0', denied, true))).toBe(CniErrorCode.NOT_PERMITTED);
+    expect(cniCodeFor(new VcnetError('VCNET_DETACH_INCOMPLETE', 'left 1'))).toBe(CniErrorCode.DETACH_INCOMPLETE);
+    expect(cniCodeFor(new VcnetError('VCNET_STATE_INVALID', 'bad json'))).toBe(CniErrorCode.STATE_INVALID);
+    expect(cniCodeFor(new VcnetError('VCNET_INVALID_INPUT', 'queues'))).toBe(CniErrorCode.INVALID_NETWORK_CONFIG);
+    expect(cniCodeFor(new VcnetError('VCNET_SOMETHING_ELSE', 'x'))).toBe(CniErrorCode.VCNET_FAILED);
+  });
+
+  it('report an error that is not a VcnetError as internal (999), with the stack for a bug report', () => {
+    const reply = cniErrorReply(new TypeError('x is undefined'), '1.0.0');
+    expect(reply.code).toBe(999);
+    expect(reply.msg).toBe('x is undefined');
+    expect(reply.details).toMatch(/^internal error in vcnet-cni, please report it: TypeError: x is undefined/);
+  });
+
+  it('keep every vcnet-specific code at 100 or above (1-99 belong to the spec)', () => {
+    const spec = new Set([1, 2, 3, 4, 5, 6, 7, 11]);
+    for (const code of Object.values(CniErrorCode)) expect(spec.has(code) || code >= 100).toBe(true);
+  });
+});

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { freeDeviceIndex, resultWith } from '../../../src/cni/commands.js';
+import { runPlugin, versionReply } from '../../../src/cni/plugin.js';
+
+describe('runPlugin', () => {
+  it('answers VERSION in the version asked for, or 1.0.0', async () => {
+    expect(await runPlugin('{"cniVersion":"0.4.0"}', { CNI_COMMAND: 'VERSION' })).toEqual({
+      stdout: '{"cniVersion":"0.4.0","supportedVersions":["0.4.0","1.0.0"]}',
+      exitCode: 0,
+    });
+    expect(versionReply('')).toEqual({ cniVersion: '1.0.0', supportedVersions: ['0.4.0', '1.0.0'] });
+    expect(versionReply('{"cniVersion":"9.9.9"}').cniVersion).toBe('1.0.0');
+  });
+
+  it('prints a CNI error and exits 1 before touching anything when the input is wrong', async () => {
+    const env = {
+      CNI_COMMAND: 'ADD',
+      CNI_CONTAINERID: 'c1',
+      CNI_NETNS: '/var/run/netns/none',
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: '/opt/cni/bin',
+    };
+    const badJson = await runPlugin('not json', env);
+    expect(badJson.exitCode).toBe(1);
+    expect(JSON.parse(badJson.stdout)).toMatchObject({ cniVersion: '1.0.0', code: 6 });
+    const badModel = await runPlugin(
+      JSON.stringify({ cniVersion: '0.4.0', name: 'n', type: 'vcnet-cni', model: 'bridge' }),
+      env,
+    );
+    expect(JSON.parse(badModel.stdout)).toMatchObject({ cniVersion: '0.4.0', code: 7 });
+    const noCommand = await runPlugin('{}', {});
+    expect(JSON.parse(noCommand.stdout)).toMatchObject({ code: 4 });
+    expect(JSON.parse(noCommand.stdout).msg).toContain('CNI_COMMAND');
+  });
+});
+
+describe('freeDeviceIndex', () => {
+  it('takes the lowest index whose tap and ifb names are free and no other chain recorded', () => {
+    expect(freeDeviceIndex(new Set(['lo', 'eth0']), new Set())).toBe(0);
+    expect(freeDeviceIndex(new Set(['tap0_kata']), new Set())).toBe(1);
+    expect(freeDeviceIndex(new Set(['ifb0_kata']), new Set())).toBe(1);
+    expect(freeDeviceIndex(new Set(['tap1_kata']), new Set([0]))).toBe(2);
+  });
+});
+
+describe('resultWith', () => {
+  const previous = {
+    cniVersion: '1.0.0',
+    interfaces: [
+      { name: 'cni0', mac: '02:00:00:00:00:01' },
+      { name: 'eth0', mac: '02:00:00:00:00:02', sandbox: '/var/run/netns/pod' },
+    ],
+    ips: [{ address: '10.1.0.2/24', gateway: '10.1.0.1', interface: 1 }],
+    dns: {},
+  };
+  const tap = { name: 'tap0_kata', mac: '02:00:00:00:00:03', kind: 'tap' as const };
+
+  it('appends the device in the pod namespace and keeps the rest (ips still point at eth0)', () => {
+    const result = resultWith(previous, '1.0.0', '/var/run/netns/pod', 'eth0', tap, '02:00:00:00:00:02');
+    expect(result).toEqual({
+      ...previous,
+      interfaces: [
+        ...previous.interfaces,
+        { name: 'tap0_kata', mac: '02:00:00:00:00:03', sandbox: '/var/run/netns/pod' },
+      ],
+    });
+  });
+
+  it("reports the pod interface's new MAC (macvtap model) and answers in the config's version", () => {
+    const result = resultWith(
+      { ...previous, cniVersion: '1.0.0' },
+      '0.4.0',
+      '/var/run/netns/pod',
+      'eth0',
+      { ...tap, kind: 'macvtap', mac: '02:00:00:00:00:02' },
+      '0a:58:00:00:00:99',
+    );
+    expect(result.cniVersion).toBe('0.4.0');
+    expect(result.interfaces[1]).toEqual({ name: 'eth0', mac: '0a:58:00:00:00:99', sandbox: '/var/run/netns/pod' });
+    expect(result.interfaces[2]).toMatchObject({ name: 'tap0_kata', mac: '02:00:00:00:00:02' });
+  });
+});
