@@ -55,6 +55,11 @@ export function reportError(error: unknown, json: boolean): number {
 }
 
 async function main(): Promise<void> {
+  // `vcnet scan | head` closes the pipe early: that is the reader's choice, not an error.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
   const program = buildProgram();
   const stopTraceExport = await startTraceExport();
   try {

@@ -14,6 +14,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
+  rmdirSync,
   rmSync,
   unlinkSync,
   writeSync,
@@ -168,6 +169,12 @@ export class SandboxStore {
         unlinkSync(this.lockPath);
       } catch {
         // the directory may have been removed by a complete detach
+      }
+      // A lock taken for a sandbox that has no state (detach of an unknown id) leaves nothing behind.
+      try {
+        rmdirSync(this.directory);
+      } catch {
+        // not empty: the sandbox's state is there
       }
     }
   }

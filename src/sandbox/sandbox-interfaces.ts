@@ -38,13 +38,13 @@ export class SandboxNotFoundError extends VcnetError {
 }
 
 /** The running VM of a sandbox, when its sockets are recorded and answer. */
-interface VirtualMachine {
+export interface VirtualMachine {
   hotplug: HotplugTarget;
   agent: AgentClient;
   close(): Promise<void>;
 }
 
-async function connectVirtualMachine(state: SandboxState): Promise<VirtualMachine | undefined> {
+export async function connectVirtualMachine(state: SandboxState): Promise<VirtualMachine | undefined> {
   const qmpPath = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
   if (!qmpPath || !state.agentSocket) return undefined;
   const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
@@ -64,13 +64,13 @@ async function connectVirtualMachine(state: SandboxState): Promise<VirtualMachin
   }
 }
 
-interface OpenSandbox {
+export interface OpenSandbox {
   store: SandboxStore;
   state: SandboxState;
   network: Network;
 }
 
-async function withSandbox<T>(
+export async function withSandbox<T>(
   id: string,
   stateDirectory: string | undefined,
   work: (sandbox: OpenSandbox) => Promise<T>,

@@ -64,9 +64,22 @@ export abstract class Endpoint {
   constructor(
     /** Position of the endpoint in the sandbox: names tap<index>_kata and eth<index>. */
     readonly index: number,
-    readonly properties: NetworkInfo,
+    private currentProperties: NetworkInfo,
     readonly pair: NetworkInterfacePair | undefined,
   ) {}
+
+  /** The pod interface as last seen: link, addresses, routes, neighbours. */
+  get properties(): NetworkInfo {
+    return this.currentProperties;
+  }
+
+  /** Takes the pod interface's new addresses, routes, MTU... (vcnet watch), keeping the same link. */
+  updateProperties(info: NetworkInfo): void {
+    if (info.link.name !== this.currentProperties.link.name) {
+      throw new Error(`endpoint ${this.name} belongs to ${this.currentProperties.link.name}, not ${info.link.name}`);
+    }
+    this.currentProperties = info;
+  }
 
   /** A guest name given for an endpoint without a pair (add-iface's `name` for a tap, macvtap...). */
   private explicitName: string | undefined;
