@@ -7,7 +7,11 @@
 import { logger } from './logger.js';
 
 export function tracingRequested(env: NodeJS.ProcessEnv = process.env): boolean {
-  return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (env.OTEL_TRACES_EXPORTER && env.OTEL_TRACES_EXPORTER !== 'none'));
+  return Boolean(
+    env.OTEL_EXPORTER_OTLP_ENDPOINT ||
+      env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
+      (env.OTEL_TRACES_EXPORTER && env.OTEL_TRACES_EXPORTER !== 'none'),
+  );
 }
 
 interface NodeSdk {
@@ -25,7 +29,9 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
     sdk.start();
     return () => sdk.shutdown();
   } catch {
-    logger().warn('OTEL_* variables ask for trace export, but @opentelemetry/sdk-node is not installed: install it next to vcnet to export spans');
+    logger().warn(
+      'OTEL_* variables ask for trace export, but @opentelemetry/sdk-node is not installed: install it next to vcnet to export spans',
+    );
     return async () => undefined;
   }
 }
