@@ -10,7 +10,7 @@ import type { Link } from '../netlink/codec/link.js';
 import { formatHandle } from '../netlink/codec/traffic-control.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { isHostNamespace } from '../netns/namespace.js';
-import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
+import type { NetworkConfig } from '../network/config.js';
 import type { Endpoint } from '../network/endpoints/endpoint.js';
 import { tapName } from '../network/interface-pair.js';
 import { Network } from '../network/network.js';

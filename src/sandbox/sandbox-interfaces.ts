@@ -96,7 +96,7 @@ function readJson(text: string, what: string): unknown {
   }
 }
 
-function guestInterfaceOf(network: Network, endpoint: Endpoint): GuestInterface {
+function guestInterfaceOf(endpoint: Endpoint): GuestInterface {
   const found = generateGuestNetwork([endpoint]).interfaces[0];
   if (!found) throw new Error(`no guest interface for ${endpoint.name}`);
   return found;
@@ -238,7 +238,7 @@ export async function addInterface(
       if (!endpoint) throw new Error('no endpoint was created');
       endpoint.closeFds();
       inferredType = requested ? undefined : endpoint.type;
-      const guest = guestInterfaceOf(network, endpoint);
+      const guest = guestInterfaceOf(endpoint);
       if (vm) {
         try {
           await vm.agent.updateInterface(interfaceFromJson(guest), { timeoutMs: 60_000 });
@@ -298,7 +298,7 @@ export async function removeInterface(
         }`,
       );
     }
-    const removed = interfaceToJson(interfaceFromJson(guestInterfaceOf(network, endpoint)));
+    const removed = interfaceToJson(interfaceFromJson(guestInterfaceOf(endpoint)));
     const vm = await connectVirtualMachine(state);
     try {
       const report = await network.removeEndpoints([endpoint], vm?.hotplug);
