@@ -11,6 +11,7 @@ import { registerDetach } from './commands/detach.js';
 import { registerGc } from './commands/gc.js';
 import { registerKataNetwork } from './commands/kata-network.js';
 import { registerScan } from './commands/scan.js';
+import { registerWatch } from './commands/watch.js';
 import { exitCodeFor } from './exit-codes.js';
 
 export function buildProgram(): Command {
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerAttach(program);
   registerDetach(program);
   registerKataNetwork(program);
+  registerWatch(program);
   registerGc(program);
   registerDemo(program);
   registerBench(program);

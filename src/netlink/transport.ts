@@ -164,6 +164,11 @@ export class NetlinkSocket {
     return outcomes;
   }
 
+  /** Starts delivering multicast messages (groups given to open()) to onNotification. */
+  startListening(): void {
+    this.watch();
+  }
+
   /** Subscribes to more multicast groups (numbers as in RTNLGRP_*). */
   addMembership(group: number): void {
     nativeShim().addMembership(this.fd, group);

@@ -1,0 +1,37 @@
+import type { Command } from 'commander';
+import { InvalidInputError } from '../../errors.js';
+import { stateDirectory } from '../../network/state-store.js';
+import { logger } from '../../observability/logger.js';
+import { watchSandbox } from '../../sandbox/sandbox-watch.js';
+
+export function registerWatch(program: Command): void {
+  program
+    .command('watch')
+    .description(
+      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes (until Ctrl-C)",
+    )
+    .requiredOption('--sandbox <id>', 'sandbox id')
+    .option('--debounce <ms>', 'wait this long after the last change before applying', '200')
+    .option('--state-dir <dir>', 'where sandbox state lives')
+    .action(async (options: { sandbox: string; debounce: string; stateDir?: string }) => {
+      const debounceMs = Number(options.debounce);
+      if (!Number.isInteger(debounceMs) || debounceMs < 0 || debounceMs > 60_000) {
+        throw new InvalidInputError('--debounce', options.debounce, 'milliseconds from 0 to 60000');
+      }
+      const log = logger().child({ sandbox: options.sandbox, operation: 'watch' });
+      const watching = await watchSandbox(options.sandbox, {
+        stateDirectory: stateDirectory(options.stateDir),
+        debounceMs,
+        onApplied: (summary) =>
+          process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...summary })}\n`),
+        onError: (error) => log.error({ err: error }, 'could not apply a namespace change; watching on'),
+      });
+      process.stderr.write(`vcnet: watching sandbox ${options.sandbox} (Ctrl-C to stop)\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await watching.stop();
+    });
+}

@@ -1,0 +1,111 @@
+/**
+ * `vcnet watch`: keeps a sandbox's VM in step with its pod namespace. A new interface is attached
+ * (and hot-plugged and configured when the VM runs), a deleted one is unplugged and its plumbing
+ * removed, and address, route and MTU changes are pushed to the guest agent (route MTU included).
+ * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
+ */
+import { interfaceFromJson, routesFromJson } from '../agent/kata-network-json.js';
+import { generateGuestNetwork } from '../network/guest.js';
+import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
+import type { NetworkInfo } from '../network/network-info.js';
+import type { SandboxState } from '../network/sandbox.js';
+import { SandboxStore } from '../network/state-store.js';
+import { operationLogger } from '../observability/logger.js';
+import { connectVirtualMachine, SandboxNotFoundError, withSandbox } from './sandbox-interfaces.js';
+
+export interface WatchSummary {
+  added: string[];
+  removed: string[];
+  updated: string[];
+}
+
+export interface SandboxWatchOptions {
+  stateDirectory?: string;
+  debounceMs?: number;
+  onApplied?: (summary: WatchSummary) => void;
+  onError?: (error: Error) => void;
+}
+
+/** Applies one change set to the sandbox (exported for tests and for one-shot use). */
+export async function applyNamespaceChange(
+  id: string,
+  change: NamespaceChange,
+  stateDirectory?: string,
+): Promise<WatchSummary> {
+  const log = operationLogger({ sandbox: id, operation: 'watch' });
+  return withSandbox(id, stateDirectory, async ({ store, state, network }) => {
+    const summary: WatchSummary = { added: [], removed: [], updated: [] };
+    const vm = await connectVirtualMachine(state);
+    try {
+      const byLink = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
+      const gone = change.removedInterfaces.map(byLink).filter((endpoint) => endpoint !== undefined);
+      if (gone.length > 0) {
+        const report = await network.removeEndpoints(gone, vm?.hotplug);
+        if (report.failures.length > 0) throw report.failures[0];
+        summary.removed.push(...gone.map((endpoint) => endpoint.name));
+      }
+      const fresh = change.addedInterfaces.filter((info) => !byLink(info.link.name));
+      if (fresh.length > 0) {
+        const added = await network.addEndpoints({
+          interfaces: fresh,
+          keepFds: vm !== undefined,
+          ...(vm ? { hotplug: vm.hotplug } : {}),
+        });
+        for (const endpoint of added) endpoint.closeFds();
+        if (vm) {
+          const guest = generateGuestNetwork(added);
+          for (const guestInterface of guest.interfaces)
+            await vm.agent.updateInterface(interfaceFromJson(guestInterface), { timeoutMs: 60_000 });
+          if (guest.routes.length > 0) await vm.agent.updateRoutes(routesFromJson(guest.routes), { timeoutMs: 30_000 });
+        }
+        summary.added.push(...added.map((endpoint) => endpoint.name));
+      }
+      for (const info of change.changedInterfaces) {
+        const endpoint = byLink(info.link.name);
+        if (!endpoint) continue;
+        endpoint.updateProperties(mergeChange(endpoint.properties, info));
+        if (vm) {
+          const guest = generateGuestNetwork([endpoint]);
+          await vm.agent.updateInterface(interfaceFromJson(guest.interfaces[0]), { timeoutMs: 30_000 });
+          await vm.agent.updateRoutes(routesFromJson(guest.routes), { timeoutMs: 30_000 });
+        }
+        summary.updated.push(endpoint.name);
+      }
+      store.write({ ...state, network: network.save() } satisfies SandboxState);
+      log.info(summary, 'namespace change applied');
+      return summary;
+    } finally {
+      await vm?.close();
+    }
+  });
+}
+
+/**
+ * The pod interface's new view, but its MAC as attach saw it: the macvtap model moves the pod
+ * interface to a private MAC, and the guest keeps the original.
+ */
+function mergeChange(previous: NetworkInfo, next: NetworkInfo): NetworkInfo {
+  return { ...next, link: { ...next.link, ...(previous.link.address ? { address: previous.link.address } : {}) } };
+}
+
+/** Watches the sandbox's namespace until `stop()`; change sets are applied one after another. */
+export async function watchSandbox(
+  id: string,
+  options: SandboxWatchOptions = {},
+): Promise<{ stop: () => Promise<void> }> {
+  const store = new SandboxStore(id, options.stateDirectory);
+  const state = store.read<SandboxState>();
+  if (!state) throw new SandboxNotFoundError(id, store.statePath);
+  const watcher = await NamespaceWatcher.start(state.network.config.namespacePath, {
+    ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
+    onChange: async (change) => {
+      try {
+        options.onApplied?.(await applyNamespaceChange(id, change, options.stateDirectory));
+      } catch (error) {
+        options.onError?.(error as Error);
+      }
+    },
+    ...(options.onError ? { onError: options.onError } : {}),
+  });
+  return { stop: async () => watcher.stop() };
+}
