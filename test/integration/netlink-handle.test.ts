@@ -332,6 +332,34 @@ describe('traffic control', () => {
     expect(filter?.options).toMatchObject({ kind: 'matchall', actions: [{ kind: 'mirred', targetIndex: peer.index }] });
   });
 
+  it('adds a prio qdisc with its bands and priority map, as tc shows it', async () => {
+    const veth = await makeVeth();
+    const priorityMap = [1, 2, 2, 2, 1, 2, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
+    const refused = await handle
+      .addQdisc({
+        index: veth.index,
+        handle: parseHandle('2:'),
+        parent: TC_H_ROOT,
+        options: { kind: 'prio', bands: 3, priorityMap },
+      })
+      .then(() => undefined)
+      .catch((error: unknown) => error);
+    if (refused instanceof NetlinkError) {
+      console.log(`skip prio qdisc: this kernel has no sch_prio (${refused.kernelMessage ?? refused.errno})`);
+      expect(refused.errno).toBe('ENOENT');
+      return;
+    }
+    const qdisc = (await handle.qdiscs(veth.index)).find((entry) => entry.kind === 'prio');
+    expect(qdisc?.options).toEqual({ kind: 'prio', bands: 3, priorityMap });
+    const [tc] = namespace.tcJson<Array<{ kind: string; options: { bands: number; priomap: number[] } }>>(
+      'qdisc',
+      'show',
+      'dev',
+      'veth0',
+    );
+    expect(tc).toMatchObject({ kind: 'prio', options: { bands: 3, priomap: priorityMap } });
+  });
+
   it('adds an htb qdisc with default class and classes with rate and ceil', async () => {
     const veth = await makeVeth();
     await handle

@@ -174,6 +174,23 @@ describe('encode then decode', () => {
       kind: 'htb',
       defaultClass: 2,
     });
+    const priorityMap = [1, 2, 2, 2, 1, 2, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
+    expect(
+      decodeQdisc(
+        roundTrip((w) =>
+          encodeQdisc(w, {
+            index: 1,
+            handle: parseHandle('2:'),
+            parent: 0xffffffff,
+            options: { kind: 'prio', bands: 3, priorityMap },
+          }),
+        ),
+      ).options,
+    ).toEqual({
+      kind: 'prio',
+      bands: 3,
+      priorityMap,
+    });
     const big = decodeClass(
       roundTrip((w) =>
         encodeHtbClass(w, { index: 1, handle: 0x10001, parent: 0x10000, rateBitsPerSecond: 100_000_000_000 }),
