@@ -32,7 +32,7 @@ import type { NetworkConfig } from '../src/network/config.js';
 import { Network } from '../src/network/network.js';
 import { VCNET_LINK_GROUP } from '../src/network/plumbing.js';
 // One definition of "the namespace is unchanged" for the tests and the soak.
-import type { TestNamespace } from '../test/helpers/namespace.js';
+import { namespaceView, type TestNamespace } from '../test/helpers/namespace.js';
 import { fingerprint } from '../test/helpers/pod.js';
 
 export const CLI_PATH = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
@@ -75,22 +75,10 @@ process.on('exit', () => {
 export function soakNamespace(name: string): TestNamespace {
   const path = createNamespace(name);
   madeNamespaces.add(path);
-  const exec = (command: string, args: string[]): string =>
-    execFileSync('ip', ['netns', 'exec', name, command, ...args], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-  return {
-    name,
-    path,
-    exec,
-    ipJson: <T>(...args: string[]) => JSON.parse(exec('ip', ['-j', ...args]) || '[]') as T,
-    tcJson: <T>(...args: string[]) => JSON.parse(exec('tc', ['-j', ...args]) || '[]') as T,
-    delete: () => {
-      deleteNamespace(path);
-      madeNamespaces.delete(path);
-    },
-  };
+  return namespaceView(name, path, () => {
+    deleteNamespace(path);
+    madeNamespaces.delete(path);
+  });
 }
 
 function ipBatch(namespace: string, commands: string[]): void {

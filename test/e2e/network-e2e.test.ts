@@ -1,26 +1,11 @@
-/**
- * End to end on a real VM: a pod namespace filled by the real CNI bridge plugin, vcnet's plumbing
- * (tcfilter and macvtap), a QEMU guest configured by vcnet's agent, ping and iperf3 through it, a
- * hot-plugged second NIC used and unplugged, and the pod namespace back to what CNI left.
- */
-import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { type DemoNamespace, demoUnavailableReason, runDemo } from '../../src/demo/scenario.js';
 import { guestUnavailableReason } from '../helpers/guest.js';
-import type { TestNamespace } from '../helpers/namespace.js';
+import { namespaceView, type TestNamespace } from '../helpers/namespace.js';
 import { fingerprint } from '../helpers/pod.js';
 
 function asTestNamespace(namespace: DemoNamespace): TestNamespace {
-  const exec = (command: string, args: string[]) =>
-    execFileSync('ip', ['netns', 'exec', namespace.name, command, ...args], { encoding: 'utf8' });
-  return {
-    name: namespace.name,
-    path: namespace.path,
-    exec,
-    ipJson: <T>(...args: string[]) => JSON.parse(exec('ip', ['-j', ...args]) || '[]') as T,
-    tcJson: <T>(...args: string[]) => JSON.parse(exec('tc', ['-j', ...args]) || '[]') as T,
-    delete: () => undefined,
-  };
+  return namespaceView(namespace.name, namespace.path, () => undefined);
 }
 
 const unavailable = guestUnavailableReason() ?? demoUnavailableReason();

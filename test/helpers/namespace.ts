@@ -31,10 +31,12 @@ export interface TestNamespace {
   delete(): void;
 }
 
-export function makeNamespace(label = 'test'): TestNamespace {
-  const name = `vcnet-${label}-${randomBytes(4).toString('hex')}`;
-  const path = createNamespace(name);
-  made.add(path);
+/** A TestNamespace view of an existing named namespace (ip netns exec, ip -j, tc -j). */
+export function namespaceView(
+  name: string,
+  path: string,
+  remove: () => void = () => deleteNamespace(path),
+): TestNamespace {
   const exec = (command: string, args: string[]): string =>
     execFileSync('ip', ['netns', 'exec', name, command, ...args], {
       encoding: 'utf8',
@@ -46,11 +48,18 @@ export function makeNamespace(label = 'test'): TestNamespace {
     exec,
     ipJson: <T>(...args: string[]) => JSON.parse(exec('ip', ['-j', ...args]) || '[]') as T,
     tcJson: <T>(...args: string[]) => JSON.parse(exec('tc', ['-j', ...args]) || '[]') as T,
-    delete: () => {
-      deleteNamespace(path);
-      made.delete(path);
-    },
+    delete: remove,
   };
+}
+
+export function makeNamespace(label = 'test'): TestNamespace {
+  const name = `vcnet-${label}-${randomBytes(4).toString('hex')}`;
+  const path = createNamespace(name);
+  made.add(path);
+  return namespaceView(name, path, () => {
+    deleteNamespace(path);
+    made.delete(path);
+  });
 }
 
 /** Deletes every namespace this process made and has not deleted yet. */
