@@ -5,11 +5,13 @@
  * del-iface unplugs; detach leaves the pod namespace as it was.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
+import { QmpClient } from '../../src/hypervisor/qmp.js';
+import { unplugNetworkDevice } from '../../src/hypervisor/qmp-network-hotplug.js';
 import { vcnet } from '../helpers/cli.js';
 import { bootGuest, guestUnavailableReason } from '../helpers/guest.js';
 import { cleanupNamespaces } from '../helpers/namespace.js';
