@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
 import { QmpClient } from '../../src/hypervisor/qmp.js';
-import { unplugNetworkDevice } from '../../src/hypervisor/qmp-network-hotplug.js';
 import { vcnet } from '../helpers/cli.js';
 import { bootGuest, guestUnavailableReason } from '../helpers/guest.js';
 import { cleanupNamespaces } from '../helpers/namespace.js';
@@ -76,6 +75,34 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
           IPAddresses: [{ family: 0, address: '10.209.0.2', mask: '24' }],
         }),
       );
+
+      // A hot-plug that QEMU refuses half way (a device already holds the id vcnet picks) is rolled
+      // back whole: netdev removed, plumbing undone, the record unchanged.
+      // QEMU's QMP socket serves one client at a time: connect, act, close, as vcnet itself does.
+      const blocker = await QmpClient.connect(guest.qmpPath);
+      await blocker.execute('device_add', { driver: 'virtio-net-pci', id: 'net1', romfile: '' });
+      await blocker.close();
+      const stateBefore = readFileSync(join(stateDir, 'vm1', 'state.json'), 'utf8');
+      const podBefore = fingerprint(pod);
+      const refused = vcnet(['add-iface', 'vm1', request, '--state-dir', stateDir]);
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(/net1/);
+      expect(readFileSync(join(stateDir, 'vm1', 'state.json'), 'utf8')).toBe(stateBefore);
+      expect(fingerprint(pod)).toEqual(podBefore);
+      const qmp = await QmpClient.connect(guest.qmpPath);
+      expect(await qmp.execute<string>('human-monitor-command', { 'command-line': 'info network' })).not.toContain(
+        'netdev-net1',
+      );
+      // The guest ignores an eject while it is still probing the blocker (TCG is slow): give it time.
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      // The blocker has no netdev: only the device goes.
+      const released = qmp.waitForEvent('DEVICE_DELETED', {
+        timeoutMs: 40_000,
+        predicate: (event) => event.data?.device === 'net1',
+      });
+      await qmp.execute('device_del', { id: 'net1' });
+      await released;
+      await qmp.close();
       const added = vcnet(['add-iface', 'vm1', request, '--state-dir', stateDir]);
       expect(added.status, added.stderr).toBe(0);
       expect(JSON.parse(added.stdout)).toMatchObject({
