@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
 import { QmpClient } from '../../src/hypervisor/qmp.js';
+import { type WatchSummary, watchSandbox } from '../../src/sandbox/sandbox-watch.js';
 import { vcnet } from '../helpers/cli.js';
 import { bootGuest, guestUnavailableReason } from '../helpers/guest.js';
 import { cleanupNamespaces } from '../helpers/namespace.js';
@@ -20,6 +21,28 @@ const unavailable = guestUnavailableReason();
 if (unavailable) console.log(`skip kata-network VM test: ${unavailable}`);
 
 let work: string | undefined;
+
+async function until(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function ping(namespace: string, address: string): string {
+  let output = '';
+  for (let attempt = 0; attempt < 5 && !output.includes(' 0% packet loss'); attempt++) {
+    try {
+      output = execFileSync('ip', ['netns', 'exec', namespace, 'ping', '-c', '3', '-i', '0.3', '-W', '3', address], {
+        encoding: 'utf8',
+      });
+    } catch (error) {
+      output = String((error as { stdout?: string }).stdout ?? '');
+    }
+  }
+  return output;
+}
 afterEach(() => {
   cleanupNamespaces();
   if (work) rmSync(work, { recursive: true, force: true });
@@ -156,6 +179,54 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
       }>;
       expect(after.map((entry) => entry.name)).not.toContain('net9');
       expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
+
+      // vcnet watch keeps the VM in step: a new pod interface is hot-plugged and configured, and
+      // unplugged again when it goes.
+      const applied: WatchSummary[] = [];
+      const watching = await watchSandbox('vm1', {
+        stateDirectory: stateDir,
+        debounceMs: 100,
+        onApplied: (summary) => applied.push(summary),
+      });
+      try {
+        node.exec('ip', ['link', 'add', 'veth10', 'type', 'veth', 'peer', 'name', 'eth10', 'netns', pod.name]);
+        node.exec('ip', ['addr', 'add', '10.210.0.1/24', 'dev', 'veth10']);
+        node.exec('ip', ['link', 'set', 'veth10', 'up']);
+        pod.exec('ip', ['link', 'set', 'eth10', 'up']);
+        pod.exec('ip', ['addr', 'add', '10.210.0.2/24', 'dev', 'eth10']);
+        await until(
+          () => applied.some((summary) => summary.added.includes('eth10') || summary.updated.includes('eth10')),
+          'watch hot-plugged eth10',
+          60_000,
+        );
+        await until(
+          () =>
+            (
+              JSON.parse(vcnet(['list-ifaces', 'vm1', '--state-dir', stateDir, '--json']).stdout) as Array<{
+                name: string;
+                IPAddresses: Array<{ address: string }>;
+              }>
+            ).some(
+              (entry) =>
+                entry.name === 'eth10' && entry.IPAddresses.some((address) => address.address === '10.210.0.2'),
+            ),
+          'the guest to have eth10 with 10.210.0.2',
+          60_000,
+        );
+        expect(ping(node.name, '10.210.0.2')).toContain(' 0% packet loss');
+        pod.exec('ip', ['link', 'del', 'eth10']);
+        await until(
+          () => applied.some((summary) => summary.removed.includes('eth10')),
+          'watch unplugged eth10',
+          60_000,
+        );
+        const left = JSON.parse(vcnet(['list-ifaces', 'vm1', '--state-dir', stateDir, '--json']).stdout) as Array<{
+          name: string;
+        }>;
+        expect(left.map((entry) => entry.name)).not.toContain('eth10');
+      } finally {
+        await watching.stop();
+      }
     } finally {
       await guest.kill();
     }
