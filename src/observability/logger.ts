@@ -21,9 +21,12 @@ export function configureLogger(options: { level?: string; format?: LogFormat } 
   return root;
 }
 
-/** The process's logger; silent-ish (warn) until the CLI or an application configures it. */
+/**
+ * The process's logger. A library stays quiet unless asked (VCNET_LOG_LEVEL, or configureLogger());
+ * the CLI configures warn and up on stderr.
+ */
 export function logger(): Logger {
-  return root ?? configureLogger({ format: 'json' });
+  return root ?? configureLogger({ format: 'json', level: process.env.VCNET_LOG_LEVEL ?? 'silent' });
 }
 
 /** The fields every line about a sandbox operation carries. */
