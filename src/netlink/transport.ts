@@ -76,6 +76,8 @@ export class NetlinkSocket {
   private readonly receiveBuffer = Buffer.allocUnsafe(RECEIVE_BUFFER_SIZE);
   private watcher: WatchHandle | undefined;
   private closed = false;
+  /** Multicast was asked for: keep polling between requests. */
+  private listening = false;
   /** Receives multicast messages (sequence 0) when the socket subscribed to groups. */
   onNotification: ((message: RawMessage) => void) | undefined;
   /** Called when a receive fails outside a request (ENOBUFS: events were lost). */
@@ -166,12 +168,14 @@ export class NetlinkSocket {
 
   /** Starts delivering multicast messages (groups given to open()) to onNotification. */
   startListening(): void {
+    this.listening = true;
     this.watch();
   }
 
   /** Subscribes to more multicast groups (numbers as in RTNLGRP_*). */
   addMembership(group: number): void {
     nativeShim().addMembership(this.fd, group);
+    this.listening = true;
     this.watch();
   }
 
@@ -179,7 +183,7 @@ export class NetlinkSocket {
     if (this.watcher || this.closed) return;
     this.watcher = nativeShim().watchReadable(this.fd, () => {
       this.drain();
-      if (this.inFlight.size === 0 && !this.onNotification) this.unwatch();
+      if (this.inFlight.size === 0 && !this.listening) this.unwatch();
     });
   }
 

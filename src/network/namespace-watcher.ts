@@ -1,136 +1,368 @@
 /**
- * Watches a namespace's links, addresses and routes (rtnetlink multicast) and reports debounced
- * change sets. Every burst of events leads to one fresh snapshot diffed against the last one, which
- * stays right through bursts and through lost events (ENOBUFS just triggers the same resync).
+ * Watches a pod namespace for what the guest would see change: interfaces coming and going, their
+ * addresses, routes, MTU, administrative flags and permanent neighbours (`vcnet watch` keeps the VM
+ * in step with it).
+ *
+ * Events are only a trigger: after a quiet spell (the debounce) the watcher takes a fresh snapshot
+ * through its own request socket and diffs it against the last one. Diffing whole snapshots stays
+ * right through bursts, through events that arrive out of order and through lost events (ENOBUFS
+ * just triggers the same resync), and a burst of hundreds of events costs a few snapshots.
+ *
+ *   const watcher = await NamespaceWatcher.start('/var/run/netns/pod', { onChange: (change) => apply(change) });
+ *   ...
+ *   await watcher.stop();
  */
+import { InvalidInputError, SystemCallError } from '../errors.js';
+import { InterfaceFlag, MessageType, NeighbourState } from '../netlink/codec/constants.js';
+import { decodeNeighbour } from '../netlink/codec/neighbour.js';
+import type { RawMessage } from '../netlink/codec/reader.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkSocket } from '../netlink/transport.js';
+import { guestRoute, isValidGuestRoute } from './guest.js';
 import type { NetworkInfo } from './network-info.js';
 import { interfacesOf } from './scan.js';
 
-/** RTNLGRP_LINK, IPV4_IFADDR, IPV4_ROUTE, IPV6_IFADDR, IPV6_ROUTE as a bind() group mask. */
-const GROUPS = [1, 5, 7, 9, 11].reduce((mask, group) => mask | (1 << (group - 1)), 0);
-const VCNET_LINK = /^(tap|ifb)\d+_kata$/;
+/** The rtnetlink multicast groups watched (RTNLGRP_*). */
+export const WatchedGroup = {
+  LINK: 1,
+  NEIGH: 3,
+  IPV4_IFADDR: 5,
+  IPV4_ROUTE: 7,
+  IPV6_IFADDR: 9,
+  IPV6_ROUTE: 11,
+} as const;
+
+/** bind() takes groups below 32 as a bitmask, group N being bit N-1. */
+const GROUP_MASK = Object.values(WatchedGroup).reduce((mask, group) => mask | (1 << (group - 1)), 0);
+
+/** vcnet's own taps and ifbs: plumbing it made, never something to hot-plug. */
+export const VCNET_LINK_NAME = /^(tap|ifb)\d+_kata$/;
+
+const DEFAULT_DEBOUNCE_MS = 200;
+/** A snapshot that failed is read again after a growing wait, up to this. */
+const MAX_RETRY_DELAY_MS = 30_000;
+
+/**
+ * Flags someone sets on purpose. RUNNING, LOWER_UP and DORMANT follow the carrier by themselves (a
+ * veth peer going up flips them) and would report changes nobody made.
+ */
+const ADMINISTRATIVE_FLAGS =
+  InterfaceFlag.UP | InterfaceFlag.NOARP | InterfaceFlag.PROMISC | InterfaceFlag.ALLMULTI | InterfaceFlag.MULTICAST;
 
 export interface NamespaceChange {
+  /** Interfaces that were not there before, or were deleted and made again under the same name. */
   addedInterfaces: NetworkInfo[];
+  /** Names of interfaces gone (deleted, renamed, moved away, or made again: then also in added). */
   removedInterfaces: string[];
-  /** Interfaces whose addresses, routes, MTU or flags changed. */
+  /** Interfaces whose addresses, routes, MTU, administrative flags or permanent neighbours changed. */
   changedInterfaces: NetworkInfo[];
+  /** When the snapshot the change comes from was read. */
   snapshotAt: Date;
 }
 
 export interface NamespaceWatcherOptions {
+  /** Quiet time after the last event before the namespace is read again. Default 200. */
   debounceMs?: number;
-  /** Links to leave out; vcnet's own taps and ifbs by default. */
+  /**
+   * Longest a steady stream of events may hold the read back, counted from the first event not yet
+   * read. Default max(1000, 5 × debounceMs).
+   */
+  maxDelayMs?: number;
+  /** Links to leave out by name; default: vcnet's own taps and ifbs (VCNET_LINK_NAME). */
   ignore?: (linkName: string) => boolean;
+  /**
+   * Called with each non-empty change, never twice at once: events during a call lead to another
+   * read once it returns. A throw goes to onError; the change counts as delivered either way.
+   * To stop from in here, call stop() without awaiting it (it waits for this call to end).
+   */
   onChange: (change: NamespaceChange) => void | Promise<void>;
+  /** Failed snapshots (retried by themselves), receive errors, and throws of onChange. Default: a process warning. */
   onError?: (error: Error) => void;
 }
 
-/** What makes an interface "changed" for the guest. */
-function signature(info: NetworkInfo): string {
-  return JSON.stringify([
-    info.link.mtu,
-    info.link.flags & 0x1,
-    info.addresses.map((address) => `${address.address}/${address.prefixLength}`).sort(),
-    info.routes
-      .map(
-        (route) =>
-          `${route.destination ?? 'default'}/${route.destinationLength} ${route.gateway ?? ''} ${route.mtu ?? ''}`,
-      )
-      .sort(),
-  ]);
+/** What the watcher reads: the kernel in start(); any list of interfaces for tests and other callers. */
+export interface InterfaceSource {
+  /** The interfaces present now (loopback left out). */
+  read(): Promise<NetworkInfo[]>;
+  /** Releases what reading holds (sockets). */
+  close(): void;
 }
 
+interface ResolvedOptions {
+  debounceMs: number;
+  maxDelayMs: number;
+  ignore: (linkName: string) => boolean;
+  onChange: (change: NamespaceChange) => void | Promise<void>;
+  onError: (error: Error) => void;
+}
+
+function milliseconds(field: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < 0 || value > 3_600_000) {
+    throw new InvalidInputError(field, value, 'milliseconds from 0 to 3600000');
+  }
+  return value;
+}
+
+function resolveOptions(options: NamespaceWatcherOptions): ResolvedOptions {
+  const debounceMs = milliseconds('debounceMs', options.debounceMs, DEFAULT_DEBOUNCE_MS);
+  const maxDelayMs = milliseconds('maxDelayMs', options.maxDelayMs, Math.max(1000, 5 * debounceMs));
+  return {
+    debounceMs,
+    maxDelayMs: Math.max(maxDelayMs, debounceMs),
+    ignore: options.ignore ?? ((name) => VCNET_LINK_NAME.test(name)),
+    onChange: options.onChange,
+    onError: options.onError ?? ((error) => process.emitWarning(error)),
+  };
+}
+
+/**
+ * What of an interface the guest would be told, as one comparable string: MTU, administrative
+ * flags, addresses, the routes Kata copies (not the kernel's own) and permanent neighbours. Dynamic
+ * neighbours are left out: they come and go with traffic.
+ */
+export function guestSignature(info: NetworkInfo): string {
+  return JSON.stringify({
+    mtu: info.link.mtu,
+    flags: info.link.flags & ADMINISTRATIVE_FLAGS,
+    addresses: info.addresses
+      .map((address) => `${address.address}/${address.prefixLength}${address.peer ? ` peer ${address.peer}` : ''}`)
+      .sort(),
+    routes: info.routes
+      .filter(isValidGuestRoute)
+      .map((route) => JSON.stringify(guestRoute(route, '')))
+      .sort(),
+    neighbours: info.neighbours
+      .filter((neighbour) => neighbour.state === NeighbourState.PERMANENT)
+      .map((neighbour) => `${neighbour.destination} ${neighbour.linkLayerAddress ?? ''}`)
+      .sort(),
+  });
+}
+
+/**
+ * The change from one view to the next, both keyed by link name. An interface whose index changed
+ * was deleted and made again between the views: the old one is removed and the new one added, as
+ * everything built on the old index (tc redirects, taps) is gone.
+ */
+export function diffInterfaces(
+  previous: ReadonlyMap<string, NetworkInfo>,
+  current: ReadonlyMap<string, NetworkInfo>,
+): Omit<NamespaceChange, 'snapshotAt'> {
+  const change: Omit<NamespaceChange, 'snapshotAt'> = {
+    addedInterfaces: [],
+    removedInterfaces: [],
+    changedInterfaces: [],
+  };
+  for (const [name, before] of previous) {
+    const after = current.get(name);
+    if (!after || after.link.index !== before.link.index) change.removedInterfaces.push(name);
+  }
+  for (const [name, after] of current) {
+    const before = previous.get(name);
+    if (!before || before.link.index !== after.link.index) change.addedInterfaces.push(after);
+    else if (guestSignature(before) !== guestSignature(after)) change.changedInterfaces.push(after);
+  }
+  return change;
+}
+
+function isEmpty(change: Omit<NamespaceChange, 'snapshotAt'>): boolean {
+  return change.addedInterfaces.length + change.removedInterfaces.length + change.changedInterfaces.length === 0;
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+const neighbourKey = (index: number, destination: string): string => `${index} ${destination}`;
+
 export class NamespaceWatcher {
-  private previous = new Map<string, NetworkInfo>();
+  private baseline = new Map<string, NetworkInfo>();
+  /** Permanent neighbours of the baseline: their updates (even to FAILED, on delete) matter. */
+  private permanentNeighbours = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
-  private running = false;
-  private again = false;
+  /** When the first event not yet covered by a read arrived (maxDelayMs counts from it). */
+  private pendingSince: number | undefined;
+  /** The read and onChange under way, if any. */
+  private inFlight: Promise<void> | undefined;
+  private failedReads = 0;
+  /** After a failed read, the next one waits until then. */
+  private notBefore = 0;
   private stopped = false;
 
   private constructor(
-    private readonly events: NetlinkSocket,
-    private readonly handle: NetlinkHandle,
-    private readonly options: Required<Pick<NamespaceWatcherOptions, 'debounceMs' | 'ignore'>> &
-      NamespaceWatcherOptions,
+    private readonly source: InterfaceSource,
+    private readonly options: ResolvedOptions,
   ) {}
 
+  /**
+   * Watches the namespace at `namespacePath` (/var/run/netns/X, /proc/PID/ns/net). Interfaces there
+   * now are the baseline and are not reported; resolves once they are read and events flow.
+   */
   static async start(namespacePath: string, options: NamespaceWatcherOptions): Promise<NamespaceWatcher> {
-    const events = NetlinkSocket.open(namespacePath, GROUPS);
-    const handle = NetlinkHandle.open(namespacePath);
-    const watcher = new NamespaceWatcher(events, handle, {
-      debounceMs: 200,
-      ignore: (name) => VCNET_LINK.test(name),
-      ...options,
-    });
+    const resolved = resolveOptions(options);
+    // Bound to the groups before the baseline is read: whatever changes meanwhile is queued on the
+    // socket and leads to a read as soon as it is drained.
+    const events = NetlinkSocket.open(namespacePath, GROUP_MASK);
+    let handle: NetlinkHandle;
     try {
-      watcher.previous = await watcher.read();
+      handle = NetlinkHandle.open(namespacePath);
     } catch (error) {
-      watcher.stop();
+      events.close();
       throw error;
     }
-    events.onNotification = () => watcher.schedule();
-    events.onReceiveError = () => watcher.schedule();
-    events.startListening();
+    const watcher = await NamespaceWatcher.over(
+      {
+        read: async () => interfacesOf(await handle.snapshot()),
+        close: () => {
+          events.close();
+          handle.close();
+        },
+      },
+      resolved,
+    );
+    // Set before listening: the socket stops its poller when nobody takes notifications.
+    events.onNotification = (message) => watcher.notificationArrived(message);
+    events.onReceiveError = (error) => {
+      // ENOBUFS: the kernel dropped events; the next snapshot catches up with all of them.
+      if (!(error instanceof SystemCallError && error.errno === 'ENOBUFS')) watcher.report(error);
+      watcher.resync();
+    };
+    try {
+      events.startListening();
+    } catch (error) {
+      await watcher.stop();
+      throw error;
+    }
     return watcher;
   }
 
-  private async read(): Promise<Map<string, NetworkInfo>> {
-    const interfaces = interfacesOf(await this.handle.snapshot()).filter(
-      (info) => !this.options.ignore(info.link.name),
-    );
-    return new Map(interfaces.map((info) => [info.link.name, info]));
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.diff(), this.options.debounceMs);
-  }
-
-  private async diff(): Promise<void> {
-    if (this.stopped) return;
-    this.running = true;
+  /**
+   * Watches any interface source; events are fed by calling resync(). start() is this over the
+   * kernel; unit tests use it with a fake.
+   */
+  static async over(source: InterfaceSource, options: NamespaceWatcherOptions): Promise<NamespaceWatcher> {
     try {
-      const current = await this.read();
-      const change: NamespaceChange = {
-        addedInterfaces: [],
-        removedInterfaces: [],
-        changedInterfaces: [],
-        snapshotAt: new Date(),
-      };
-      for (const [name, info] of current) {
-        const before = this.previous.get(name);
-        if (!before) change.addedInterfaces.push(info);
-        else if (signature(before) !== signature(info)) change.changedInterfaces.push(info);
-      }
-      for (const name of this.previous.keys()) if (!current.has(name)) change.removedInterfaces.push(name);
-      this.previous = current;
-      if (change.addedInterfaces.length + change.removedInterfaces.length + change.changedInterfaces.length > 0) {
-        await this.options.onChange(change);
-      }
+      const watcher = new NamespaceWatcher(source, resolveOptions(options));
+      watcher.setBaseline(watcher.keep(await source.read()));
+      return watcher;
     } catch (error) {
-      this.options.onError?.(error as Error);
-    } finally {
-      this.running = false;
-      if (this.again) {
-        this.again = false;
-        this.schedule();
-      }
+      source.close();
+      throw error;
     }
   }
 
-  stop(): void {
+  /** Reads the namespace again after the debounce, as if an event had arrived. */
+  resync(): void {
     if (this.stopped) return;
-    this.stopped = true;
+    this.pendingSince ??= Date.now();
+    // A read under way arms the timer again when it ends, so onChange calls never overlap.
+    if (this.inFlight) return;
+    this.arm();
+  }
+
+  /**
+   * Stops watching: no onChange call starts after this, the sockets are closed (nothing keeps the
+   * process alive), and the promise resolves once an onChange call under way has returned.
+   */
+  async stop(): Promise<void> {
+    if (!this.stopped) {
+      this.stopped = true;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.source.close();
+    }
+    await this.inFlight;
+  }
+
+  private notificationArrived(message: RawMessage): void {
+    if (message.type === MessageType.NEWNEIGH || message.type === MessageType.DELNEIGH) {
+      // ARP and NDP churn with traffic; only permanent entries reach the guest.
+      try {
+        const neighbour = decodeNeighbour(message);
+        const permanent = (neighbour.state & NeighbourState.PERMANENT) !== 0;
+        if (!permanent && !this.permanentNeighbours.has(neighbourKey(neighbour.index, neighbour.destination))) return;
+      } catch {
+        // Undecodable: read the namespace to be sure.
+      }
+    }
+    this.resync();
+  }
+
+  private report(error: unknown): void {
+    try {
+      this.options.onError(asError(error));
+    } catch {
+      // An onError that throws must not take the watcher (or the event loop callback) down with it.
+    }
+  }
+
+  private keep(interfaces: NetworkInfo[]): Map<string, NetworkInfo> {
+    return new Map(
+      interfaces.filter((info) => !this.options.ignore(info.link.name)).map((info) => [info.link.name, info]),
+    );
+  }
+
+  private setBaseline(baseline: Map<string, NetworkInfo>): void {
+    this.baseline = baseline;
+    this.permanentNeighbours = new Set(
+      [...baseline.values()].flatMap((info) =>
+        info.neighbours
+          .filter((neighbour) => neighbour.state === NeighbourState.PERMANENT)
+          .map((neighbour) => neighbourKey(neighbour.index, neighbour.destination)),
+      ),
+    );
+  }
+
+  /** Starts the debounce timer: debounceMs from now, but not past maxDelayMs after the first pending event. */
+  private arm(): void {
     clearTimeout(this.timer);
-    this.events.close();
-    this.handle.close();
+    const now = Date.now();
+    const waited = now - (this.pendingSince ?? now);
+    const debounced = Math.max(0, Math.min(this.options.debounceMs, this.options.maxDelayMs - waited));
+    this.timer = setTimeout(() => this.run(), Math.max(debounced, this.notBefore - now));
+  }
+
+  private run(): void {
+    this.timer = undefined;
+    this.pendingSince = undefined;
+    this.inFlight = this.readAndReport().then((readOk) => {
+      this.inFlight = undefined;
+      if (this.stopped) return;
+      if (readOk) {
+        this.failedReads = 0;
+        this.notBefore = 0;
+      } else {
+        // Read again even without new events: the change that triggered this one is still unreported.
+        this.failedReads++;
+        const retryDelay = Math.max(100, this.options.debounceMs) * 2 ** Math.min(this.failedReads, 16);
+        this.notBefore = Date.now() + Math.min(MAX_RETRY_DELAY_MS, retryDelay);
+        this.pendingSince ??= Date.now();
+      }
+      if (this.pendingSince !== undefined) this.arm();
+    });
+  }
+
+  /** One read, diff and onChange call; false when the read failed. Never rejects. */
+  private async readAndReport(): Promise<boolean> {
+    let current: Map<string, NetworkInfo>;
+    let snapshotAt: Date;
+    try {
+      current = this.keep(await this.source.read());
+      snapshotAt = new Date();
+    } catch (error) {
+      // After stop() the read fails because its socket was closed: nothing to report.
+      if (!this.stopped) this.report(error);
+      return false;
+    }
+    if (this.stopped) return true;
+    const change = diffInterfaces(this.baseline, current);
+    this.setBaseline(current);
+    if (isEmpty(change)) return true;
+    try {
+      await this.options.onChange({ ...change, snapshotAt });
+    } catch (error) {
+      this.report(error);
+    }
+    return true;
   }
 }

@@ -1,17 +1,31 @@
 /**
- * NamespaceWatcher and `vcnet watch` against real kernel events in a throwaway namespace.
+ * NamespaceWatcher and `vcnet watch` against real kernel events in throwaway namespaces. Everything
+ * the tests change is inside namespaces they made; afterEach stops the watchers and deletes them.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type NamespaceChange, NamespaceWatcher } from '../../../src/network/namespace-watcher.js';
+import {
+  type NamespaceChange,
+  NamespaceWatcher,
+  type NamespaceWatcherOptions,
+} from '../../../src/network/namespace-watcher.js';
+import type { NetworkInfo } from '../../../src/network/network-info.js';
 import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { cleanupNamespaces, makeNamespace } from '../../helpers/namespace.js';
+import {
+  cleanupNamespaces,
+  kernelSupportsLinkKind,
+  makeNamespace,
+  type TestNamespace,
+} from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
-async function until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+/** Waits for a condition, failing with `what` after a generous deadline (no timing is asserted). */
+async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -19,57 +33,239 @@ async function until(condition: () => boolean, what: string, timeoutMs = 15_000)
   }
 }
 
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 const stops: Array<() => unknown> = [];
+const scratch: string[] = [];
 let stateDir: string | undefined;
 afterEach(async () => {
   for (const stop of stops.splice(0)) await stop();
   cleanupNamespaces();
+  for (const path of scratch.splice(0)) rmSync(path, { recursive: true, force: true });
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  stateDir = undefined;
 });
 
+/** Runs iproute2 commands in one `ip -batch` process inside the namespace: microseconds apart. */
+function batch(namespace: TestNamespace, commands: string[]): void {
+  const directory = mkdtempSync(join(tmpdir(), 'vcnet-watch-batch-'));
+  scratch.push(directory);
+  const file = join(directory, 'commands');
+  writeFileSync(file, `${commands.join('\n')}\n`);
+  namespace.exec('ip', ['-batch', file]);
+}
+
+async function watch(namespace: TestNamespace, options: Partial<NamespaceWatcherOptions> = {}) {
+  const changes: NamespaceChange[] = [];
+  const errors: Error[] = [];
+  const watcher = await NamespaceWatcher.start(namespace.path, {
+    onChange: (change) => void changes.push(change),
+    onError: (error) => void errors.push(error),
+    ...options,
+  });
+  stops.push(() => watcher.stop());
+  return { watcher, changes, errors };
+}
+
+const added = (changes: NamespaceChange[]) => changes.flatMap((change) => change.addedInterfaces);
+const changed = (changes: NamespaceChange[]) => changes.flatMap((change) => change.changedInterfaces);
+const removed = (changes: NamespaceChange[]) => changes.flatMap((change) => change.removedInterfaces);
+const named = (list: NetworkInfo[], name: string) => list.filter((info) => info.link.name === name);
+const mentioned = (changes: NamespaceChange[]) => [
+  ...added(changes).map((info) => info.link.name),
+  ...changed(changes).map((info) => info.link.name),
+  ...removed(changes),
+];
+
+/** Link names in the namespace as iproute2 lists them, loopback left out. */
+function linkNames(namespace: TestNamespace): string[] {
+  return namespace
+    .ipJson<Array<{ ifname: string }>>('link', 'show')
+    .map((link) => link.ifname)
+    .filter((name) => name !== 'lo')
+    .sort();
+}
+
 describe('NamespaceWatcher', () => {
-  it('reports added, changed and removed interfaces, ignores vcnet taps, and debounces bursts', async () => {
+  it('reports a new veth once, with the addresses it got, and its removal', async () => {
     const namespace = makeNamespace('watch');
-    const changes: NamespaceChange[] = [];
-    const watcher = await NamespaceWatcher.start(namespace.path, {
-      debounceMs: 100,
-      onChange: (change) => void changes.push(change),
-    });
-    stops.push(() => watcher.stop());
+    const { changes, errors } = await watch(namespace);
 
-    namespace.exec('ip', ['link', 'add', 'eth3', 'type', 'veth', 'peer', 'name', 'peer3']);
-    await until(
-      () => changes.some((change) => change.addedInterfaces.some((info) => info.link.name === 'eth3')),
-      'eth3 added',
-    );
+    batch(namespace, [
+      'link add eth3 type veth peer name peer3',
+      'addr add 10.33.0.2/24 dev eth3',
+      'link set peer3 up',
+      'link set eth3 up',
+    ]);
+    await until(() => named(added(changes), 'eth3').length > 0, 'eth3 added');
+    const first = changes.find((change) => named(change.addedInterfaces, 'eth3').length > 0)!;
+    expect(named(first.addedInterfaces, 'eth3')[0]!.addresses.map((address) => address.address)).toContain('10.33.0.2');
+    expect(named(first.addedInterfaces, 'peer3')).toHaveLength(1);
+    expect(first.removedInterfaces).toEqual([]);
 
-    namespace.exec('ip', ['link', 'set', 'eth3', 'up']);
+    namespace.exec('ip', ['link', 'del', 'eth3']);
+    await until(() => removed(changes).includes('eth3'), 'eth3 removed');
+    expect(removed(changes)).toContain('peer3');
+    expect(named(added(changes), 'eth3')).toHaveLength(1);
+    expect(errors).toEqual([]);
+  });
+
+  it('reports address, route MTU, link MTU and permanent neighbour changes as changed interfaces', async () => {
+    const namespace = makeNamespace('watch');
+    batch(namespace, ['link add eth3 type veth peer name peer3', 'link set peer3 up', 'link set eth3 up']);
+    const { changes, errors } = await watch(namespace);
+    const latest = (predicate: (info: NetworkInfo) => boolean, what: string) =>
+      until(() => named(changed(changes), 'eth3').some(predicate), what);
+
     namespace.exec('ip', ['addr', 'add', '10.33.0.2/24', 'dev', 'eth3']);
+    await latest((info) => info.addresses.some((address) => address.address === '10.33.0.2'), 'the address');
+
+    namespace.exec('ip', ['route', 'add', '10.50.0.0/16', 'via', '10.33.0.1', 'dev', 'eth3', 'mtu', '1400']);
+    const routeMtu = (info: NetworkInfo, mtu: number) =>
+      info.routes.some((route) => route.destination === '10.50.0.0' && route.mtu === mtu);
+    await latest((info) => routeMtu(info, 1400), 'the route with MTU 1400');
+
+    namespace.exec('ip', ['route', 'change', '10.50.0.0/16', 'via', '10.33.0.1', 'dev', 'eth3', 'mtu', '1300']);
+    await latest((info) => routeMtu(info, 1300), 'the route MTU changed to 1300');
+
+    namespace.exec('ip', ['link', 'set', 'eth3', 'mtu', '1450']);
+    await latest((info) => info.link.mtu === 1450, 'the link MTU');
+
+    const neighbour = ['10.33.0.9', 'lladdr', '02:00:00:00:33:09', 'dev', 'eth3', 'nud', 'permanent'];
+    namespace.exec('ip', ['neigh', 'add', ...neighbour]);
+    await latest((info) => info.neighbours.some((entry) => entry.destination === '10.33.0.9'), 'the neighbour');
+    const before = changes.length;
+    namespace.exec('ip', ['neigh', 'del', '10.33.0.9', 'dev', 'eth3']);
     await until(
       () =>
-        changes.some((change) =>
-          change.changedInterfaces.some((info) => info.addresses.some((address) => address.address === '10.33.0.2')),
+        named(changed(changes.slice(before)), 'eth3').some(
+          (info) => !info.neighbours.some((entry) => entry.destination === '10.33.0.9'),
         ),
-      'address change',
+      'the neighbour deleted',
     );
+
+    expect(added(changes)).toEqual([]);
+    expect(removed(changes)).toEqual([]);
+    expect(errors).toEqual([]);
+  });
+
+  it("ignores vcnet's own taps and ifbs", async () => {
+    const namespace = makeNamespace('watch');
+    const ifb = kernelSupportsLinkKind(namespace, 'ifb');
+    if (!ifb.ok) console.log(`namespace-watcher: ifb part left out: ${ifb.reason}`);
+    const { changes } = await watch(namespace);
 
     namespace.exec('ip', ['tuntap', 'add', 'dev', 'tap0_kata', 'mode', 'tap']);
-    namespace.exec('ip', ['link', 'del', 'eth3']);
-    await until(() => changes.some((change) => change.removedInterfaces.includes('eth3')), 'eth3 removed');
-    expect(changes.flatMap((change) => change.addedInterfaces.map((info) => info.link.name))).not.toContain(
-      'tap0_kata',
-    );
+    namespace.exec('ip', ['link', 'set', 'tap0_kata', 'up']);
+    if (ifb.ok) namespace.exec('ip', ['link', 'add', 'ifb0_kata', 'type', 'ifb']);
+    // A link that is reported marks the point by which the taps' events were handled too.
+    namespace.exec('ip', ['link', 'add', 'mark0', 'type', 'veth', 'peer', 'name', 'mark1']);
+    await until(() => named(added(changes), 'mark0').length > 0, 'mark0 added');
+    namespace.exec('ip', ['link', 'del', 'tap0_kata']);
+    if (ifb.ok) namespace.exec('ip', ['link', 'del', 'ifb0_kata']);
+    namespace.exec('ip', ['link', 'del', 'mark0']);
+    await until(() => removed(changes).includes('mark0'), 'mark0 removed');
 
-    // A burst of 100 link events becomes a handful of change sets, and the last view is right.
-    const before = changes.length;
-    const commands = Array.from({ length: 50 }, (_, i) => `link add b${i} type veth peer name c${i}`).join('\n');
-    namespace.exec('sh', ['-c', `printf '%s\\n' '${commands.replaceAll('\n', "' '")}' | ip -batch -`]);
-    await until(() => changes.slice(before).flatMap((change) => change.addedInterfaces).length >= 100, 'the burst');
-    expect(changes.length - before).toBeLessThan(20);
-    watcher.stop();
-    namespace.exec('ip', ['link', 'add', 'late0', 'type', 'veth', 'peer', 'name', 'late1']);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(changes.flatMap((change) => change.addedInterfaces.map((info) => info.link.name))).not.toContain('late0');
+    expect(mentioned(changes)).not.toContain('tap0_kata');
+    expect(mentioned(changes)).not.toContain('ifb0_kata');
+  });
+
+  it('debounces a burst of 50 veths made and deleted into a few changes that add up to the final state', async () => {
+    const namespace = makeNamespace('watch');
+    namespace.exec('ip', ['link', 'add', 'keep0', 'type', 'veth', 'peer', 'name', 'keep1']);
+    const { changes, errors } = await watch(namespace);
+    // What the watcher's changes say is there, applied one after another onto the starting view.
+    const view = new Set(linkNames(namespace));
+    const inconsistencies: string[] = [];
+    const applied = { count: 0 };
+    const apply = () => {
+      for (const change of changes.slice(applied.count)) {
+        for (const name of change.removedInterfaces) if (!view.delete(name)) inconsistencies.push(`-${name}`);
+        for (const info of change.addedInterfaces) {
+          if (view.has(info.link.name)) inconsistencies.push(`+${info.link.name}`);
+          view.add(info.link.name);
+        }
+      }
+      applied.count = changes.length;
+    };
+
+    // 50 pairs made (100 links), then the first 30 pairs deleted, one link up and down: over 200 events.
+    const commands: string[] = [];
+    for (let i = 0; i < 50; i++) commands.push(`link add b${i} type veth peer name c${i}`);
+    for (let i = 0; i < 50; i++) commands.push(`link set b${i} up`, `link set c${i} up`);
+    for (let i = 0; i < 30; i++) commands.push(`link del b${i}`);
+    commands.push('link del keep0');
+    batch(namespace, commands);
+    const final = linkNames(namespace);
+    expect(final).toHaveLength(40);
+
+    await until(() => {
+      apply();
+      return [...view].sort().join(' ') === final.join(' ');
+    }, 'the changes to add up to the namespace');
+    // Nothing more comes: one more event leads to a diff that finds only it.
+    namespace.exec('ip', ['link', 'add', 'last0', 'type', 'veth', 'peer', 'name', 'last1']);
+    await until(() => named(added(changes), 'last0').length > 0, 'last0 added');
+    apply();
+    const last = changes.find((change) => named(change.addedInterfaces, 'last0').length > 0)!;
+    expect(last.addedInterfaces.map((info) => info.link.name).sort()).toEqual(['last0', 'last1']);
+    expect(last.removedInterfaces).toEqual([]);
+    expect(inconsistencies).toEqual([]);
+
+    // Over 200 events, a debounce of 200 ms and reads at least every second: a handful of changes.
+    expect(changes.length).toBeLessThanOrEqual(12);
+    expect(errors).toEqual([]);
+  });
+
+  it('stop() ends the changes and closes its sockets', async () => {
+    const namespace = makeNamespace('watch');
+    const descriptors = () => readdirSync('/proc/self/fd').length;
+    const before = descriptors();
+    const { watcher, changes } = await watch(namespace, { debounceMs: 50 });
+    expect(descriptors()).toBe(before + 2);
+    namespace.exec('ip', ['link', 'add', 'eth3', 'type', 'veth', 'peer', 'name', 'peer3']);
+    await until(() => changes.length > 0, 'a change before stop()');
+
+    await watcher.stop();
+    expect(descriptors()).toBe(before);
+    const seen = changes.length;
+    namespace.exec('ip', ['link', 'del', 'eth3']);
+    await pause(500);
+    expect(changes).toHaveLength(seen);
+  });
+
+  it('lets the process exit once stopped, also when stop() is called from onChange', async () => {
+    const namespace = makeNamespace('watch');
+    const module = pathToFileURL(
+      fileURLToPath(new URL('../../../dist/network/namespace-watcher.js', import.meta.url)),
+    ).href;
+    // No process.exit(): the child ends only if nothing (socket poller, timer) is left open.
+    const script = `
+      const { NamespaceWatcher } = await import(${JSON.stringify(module)});
+      const watcher = await NamespaceWatcher.start(process.argv[1], {
+        debounceMs: 50,
+        onChange: (change) => {
+          console.log('change ' + change.addedInterfaces.map((info) => info.link.name).sort().join(','));
+          void watcher.stop();
+        },
+      });
+      console.log('ready');
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, namespace.path]);
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      output += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    stops.push(() => child.kill('SIGKILL'));
+    await until(() => output.includes('ready'), `the child to start (output: ${output})`);
+    namespace.exec('ip', ['link', 'add', 'eth3', 'type', 'veth', 'peer', 'name', 'peer3']);
+    const code = await Promise.race([exited, pause(20_000).then(() => 'still running')]);
+    expect(code, `child output: ${output}`).toBe(0);
+    expect(output).toContain('change eth3,peer3');
   });
 });
 
