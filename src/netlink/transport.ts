@@ -222,7 +222,9 @@ export class NetlinkSocket {
   private dispatch(message: RawMessage): void {
     const entry = this.inFlight.get(message.sequence);
     if (!entry) {
-      if (message.sequence === 0) this.onNotification?.(message);
+      // Multicast notifications carry the sequence number of whoever caused them (`ip addr add`
+      // sets its own), so anything that answers none of our requests is a notification.
+      this.onNotification?.(message);
       return;
     }
     if (message.type === MessageType.ERROR) {
