@@ -269,29 +269,16 @@ export class NetlinkHandle {
   }
 
   /**
-   * Links, addresses, routes (all tables), neighbours and qdiscs of the namespace in one batch: five
-   * dumps for the price of one send, which is what scanning a namespace needs.
+   * Links, addresses, routes (all tables), neighbours and qdiscs of the namespace: what scanning it
+   * needs. The kernel runs one dump per socket at a time, so these go one after another.
    */
   async snapshot(): Promise<NamespaceSnapshot> {
-    const batch = this.socket.batch();
-    batch.add(MessageType.GETLINK, MessageFlag.DUMP, 'list links', (w) => encodeGetLink(w));
-    batch.add(MessageType.GETADDR, MessageFlag.DUMP, 'list addresses', (w) => encodeGetAddress(w));
-    batch.add(MessageType.GETROUTE, MessageFlag.DUMP, 'list routes', (w) => encodeGetRoute(w));
-    batch.add(MessageType.GETNEIGH, MessageFlag.DUMP, 'list neighbours', (w) => encodeGetNeighbour(w));
-    batch.add(MessageType.GETQDISC, MessageFlag.DUMP, 'list qdiscs', (w) => encodeGetTc(w, 0, 0));
-    const outcomes = await batch.send();
-    const messages = outcomes.map((outcome) => {
-      if (!outcome.ok) throw outcome.error;
-      return outcome.messages;
-    });
-    const of = <T>(position: number, type: number, decode: (m: RawMessage) => T): T[] =>
-      (messages[position] ?? []).filter((m) => m.type === type).map(decode);
     return {
-      links: of(0, MessageType.NEWLINK, decodeLink),
-      addresses: of(1, MessageType.NEWADDR, decodeAddress),
-      routes: of(2, MessageType.NEWROUTE, decodeRoute),
-      neighbours: of(3, MessageType.NEWNEIGH, decodeNeighbour),
-      qdiscs: of(4, MessageType.NEWQDISC, decodeQdisc),
+      links: await this.links(),
+      addresses: await this.addresses(),
+      routes: await this.routes({ table: 'all' }),
+      neighbours: await this.neighbours(),
+      qdiscs: await this.qdiscs(),
     };
   }
 

@@ -255,11 +255,13 @@ function writeActions(writer: MessageWriter, attribute: number, actions: TcActio
   writer.endNested();
 }
 
+/** A filter's tcm_info: the priority in the high half, the protocol in network order in the low half. */
+function filterInfo(priority: number, protocol: number = ETH_P_ALL): number {
+  return ((priority << 16) | (((protocol & 0xff) << 8) | ((protocol >> 8) & 0xff))) >>> 0;
+}
+
 export function encodeFilter(writer: MessageWriter, spec: FilterSpec): void {
-  const protocol = spec.protocol ?? ETH_P_ALL;
-  // tcm_info carries the priority in the high half and the protocol, in network order, in the low half.
-  const info = ((spec.priority << 16) | (((protocol & 0xff) << 8) | ((protocol >> 8) & 0xff))) >>> 0;
-  writeTcMessage(writer, spec.index, spec.handle ?? 0, spec.parent, info);
+  writeTcMessage(writer, spec.index, spec.handle ?? 0, spec.parent, filterInfo(spec.priority, spec.protocol));
   writer.string(TcAttribute.KIND, spec.options.kind);
   const options = spec.options;
   writer.beginNested(TcAttribute.OPTIONS);
@@ -291,9 +293,7 @@ export function encodeDeleteFilter(
   writer: MessageWriter,
   target: { index: number; parent: number; priority: number; protocol?: number; handle?: number; kind?: string },
 ): void {
-  const protocol = target.protocol ?? ETH_P_ALL;
-  const info = ((target.priority << 16) | (((protocol & 0xff) << 8) | ((protocol >> 8) & 0xff))) >>> 0;
-  writeTcMessage(writer, target.index, target.handle ?? 0, target.parent, info);
+  writeTcMessage(writer, target.index, target.handle ?? 0, target.parent, filterInfo(target.priority, target.protocol));
   if (target.kind) writer.string(TcAttribute.KIND, target.kind);
 }
 
