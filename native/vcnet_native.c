@@ -597,12 +597,6 @@ static napi_value set_inheritable(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// threadId() -> the calling thread id (tests check that namespace switches stay on one thread).
-static napi_value thread_id(napi_env env, napi_callback_info info) {
-  (void)info;
-  return make_int(env, (int32_t)gettid());
-}
-
 // sendWithFds(socketFd, data, fds) -> bytes sent: one message carrying fds (SCM_RIGHTS), as QEMU's
 // QMP `getfd` and Cloud Hypervisor's API expect them. The socket is Node's own (non-blocking).
 static napi_value send_with_fds(napi_env env, napi_callback_info info) {
@@ -752,7 +746,6 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("openDevice", open_device);
   EXPORT("closeFd", close_fd);
   EXPORT("setInheritable", set_inheritable);
-  EXPORT("threadId", thread_id);
   EXPORT("sendWithFds", send_with_fds);
   EXPORT("createNetns", create_netns);
   EXPORT("deleteNetns", delete_netns);

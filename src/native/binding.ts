@@ -35,7 +35,6 @@ export interface NativeShim {
   openDevice(path: string, count: number): number[];
   closeFd(fd: number): void;
   setInheritable(fd: number, on: boolean): void;
-  threadId(): number;
   /** Sends data and fds (SCM_RIGHTS) in one message on a unix socket. */
   sendWithFds(socketFd: number, data: Uint8Array, fds: number[]): number;
   createNetns(directory: string, name: string): string;
