@@ -5,10 +5,12 @@
  * Plugins run inside the "node" namespace (ip netns exec), so the bridge and its gateway address
  * never land in the host's namespace.
  */
+
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bridgeNetwork } from '../../src/demo/cni-plugin-runner.js';
 import type { TestNamespace } from './namespace.js';
 
 export const SYSTEM_CNI_DIRECTORY = '/usr/lib/cni';
@@ -81,22 +83,13 @@ export function bridgeThenVcnet(options: {
   cniVersion?: string;
   vcnet?: Record<string, unknown>;
 }): Conflist {
+  // The bridge entry is the demo's own (src/demo/cni-plugin-runner.ts), without the list-level fields.
+  const { cniVersion: _version, name: _name, ...bridge } = bridgeNetwork({ ...options, defaultRoute: true });
   return {
     cniVersion: options.cniVersion ?? '1.0.0',
     name: options.name,
     plugins: [
-      {
-        type: 'bridge',
-        bridge: options.bridge,
-        isGateway: true,
-        ipMasq: false,
-        ipam: {
-          type: 'host-local',
-          ranges: [[{ subnet: options.subnet }]],
-          dataDir: options.dataDir,
-          routes: [{ dst: '0.0.0.0/0' }],
-        },
-      },
+      { ...bridge, type: 'bridge' },
       { type: 'vcnet-cni', ...options.vcnet },
     ],
   };

@@ -3,10 +3,13 @@
  * every command, and answers through a handler the test supplies (or not at all, to test
  * timeouts). Lets QMP client behaviour be tested without QEMU or root.
  */
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
+import { QmpClient } from '../../../src/hypervisor/qmp.js';
 
 export interface QmpCommandMessage {
   execute: string;
@@ -82,6 +85,28 @@ export async function startFakeQmpServer(options: { greeting?: string } = {}): P
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A fake QMP server and a client connected to it per test, both closed after each test.
+ * Call at the top of a test file.
+ */
+export function useFakeQmp(): { connected: () => Promise<{ server: FakeQmpServer; client: QmpClient }> } {
+  let server: FakeQmpServer | undefined;
+  let client: QmpClient | undefined;
+  afterEach(async () => {
+    await client?.close();
+    await server?.close();
+    client = undefined;
+    server = undefined;
+  });
+  return {
+    connected: async () => {
+      server = await startFakeQmpServer();
+      client = await QmpClient.connect(server.socketPath, { timeoutMs: 2_000 });
+      return { server, client };
     },
   };
 }

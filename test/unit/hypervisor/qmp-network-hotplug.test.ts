@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { NetworkDevice } from '../../../src/hypervisor/device.js';
 import {
   DeviceUnplugTimeoutError,
@@ -6,7 +6,6 @@ import {
   QmpCommandError,
   UnsupportedByHypervisorError,
 } from '../../../src/hypervisor/errors.js';
-import { QmpClient } from '../../../src/hypervisor/qmp.js';
 import {
   hotplugNetworkDevice,
   networkHotplugCommands,
@@ -14,7 +13,7 @@ import {
   unplugNetworkDevice,
 } from '../../../src/hypervisor/qmp-network-hotplug.js';
 import type { HotplugTarget } from '../../../src/network/endpoints/endpoint.js';
-import { type FakeQmpServer, startFakeQmpServer } from './fake-qmp-server.js';
+import { type FakeQmpServer, useFakeQmp } from './fake-qmp-server.js';
 
 const device: NetworkDevice = { id: 'net1', tapName: 'tap1_kata', queues: 1, guestMac: '02:42:AC:11:00:03' };
 const queryPci = [
@@ -27,21 +26,7 @@ const queryPci = [
   },
 ];
 
-let server: FakeQmpServer | undefined;
-let client: QmpClient | undefined;
-
-afterEach(async () => {
-  await client?.close();
-  await server?.close();
-  client = undefined;
-  server = undefined;
-});
-
-async function connected(): Promise<{ server: FakeQmpServer; client: QmpClient }> {
-  server = await startFakeQmpServer();
-  client = await QmpClient.connect(server.socketPath, { timeoutMs: 2_000 });
-  return { server, client };
-}
+const { connected } = useFakeQmp();
 
 const sent = (server: FakeQmpServer) => server.commands.slice(1).map((command) => [command.execute, command.arguments]);
 

@@ -1,23 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from '../../../src/hypervisor/errors.js';
 import { QmpClient, type QmpEvent } from '../../../src/hypervisor/qmp.js';
-import { type FakeQmpServer, type QmpCommandMessage, startFakeQmpServer } from './fake-qmp-server.js';
+import { type QmpCommandMessage, startFakeQmpServer, useFakeQmp } from './fake-qmp-server.js';
 
-let server: FakeQmpServer | undefined;
-let client: QmpClient | undefined;
-
-afterEach(async () => {
-  await client?.close();
-  await server?.close();
-  client = undefined;
-  server = undefined;
-});
-
-async function connected(): Promise<{ server: FakeQmpServer; client: QmpClient }> {
-  server = await startFakeQmpServer();
-  client = await QmpClient.connect(server.socketPath, { timeoutMs: 2_000 });
-  return { server, client };
-}
+const { connected } = useFakeQmp();
 
 describe('QmpClient', () => {
   it('reads the greeting and negotiates capabilities before anything else', async () => {
@@ -131,10 +117,14 @@ describe('QmpClient', () => {
   });
 
   it('refuses a peer that does not greet with QMP', async () => {
-    server = await startFakeQmpServer({ greeting: '{"hello": "world"}' });
-    const error = await QmpClient.connect(server.socketPath, { timeoutMs: 2_000 }).catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(QmpConnectionError);
-    expect((error as Error).message).toContain('not a QMP greeting');
+    const server = await startFakeQmpServer({ greeting: '{"hello": "world"}' });
+    try {
+      const error = await QmpClient.connect(server.socketPath, { timeoutMs: 2_000 }).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(QmpConnectionError);
+      expect((error as Error).message).toContain('not a QMP greeting');
+    } finally {
+      await server.close();
+    }
   });
 
   it('reports a missing socket as QmpConnectionError with the path', async () => {
