@@ -42,7 +42,13 @@ export interface CniRequest {
 /** The CNI result printed by ADD: the previous result plus the VM's device. */
 export type CniResult = PreviousResult & { cniVersion: string; interfaces: CniInterface[] };
 
-function storeOf({ environment, config }: CniRequest): AttachmentStore {
+/** DEL reads only where the attachment is recorded, never the rest of the config (see parseDeleteTarget). */
+export interface CniDeleteRequest {
+  environment: CniEnvironment;
+  config: Pick<CniConfig, 'stateDirectory' | 'lockTimeoutMs'>;
+}
+
+function storeOf({ environment, config }: CniDeleteRequest): AttachmentStore {
   return new AttachmentStore(config.stateDirectory, environment.containerId, environment.interfaceName);
 }
 
@@ -205,7 +211,7 @@ export function resultWith(
 }
 
 /** Undoes what ADD recorded. Nothing recorded, or the namespace gone: nothing to do, and no error. */
-export async function del(request: CniRequest): Promise<void> {
+export async function del(request: CniDeleteRequest): Promise<void> {
   const { environment, config } = request;
   const store = storeOf(request);
   await store.withLock(async () => {

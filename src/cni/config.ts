@@ -8,22 +8,25 @@ import { z } from 'zod';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
 import type { RateLimit } from '../network/rate-limit.js';
 import { CniConfigError, CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
+import {
+  commandAllowed,
+  isSupportedCniVersion,
+  normalizeResult,
+  PREFERRED_CNI_VERSION,
+  SUPPORTED_CNI_VERSIONS,
+  type SupportedCniVersion,
+} from './version.js';
 
-/** 0.4.0 is the first version with CHECK; 1.0.0 is the current spec. */
-export const SUPPORTED_CNI_VERSIONS = ['0.4.0', '1.0.0'] as const;
-export type SupportedCniVersion = (typeof SUPPORTED_CNI_VERSIONS)[number];
-export const PREFERRED_CNI_VERSION: SupportedCniVersion = '1.0.0';
+export { isSupportedCniVersion, PREFERRED_CNI_VERSION, SUPPORTED_CNI_VERSIONS, type SupportedCniVersion };
 
 export const DEFAULT_CNI_STATE_DIRECTORY = '/run/vcnet/cni';
 /** How long ADD/DEL/CHECK wait for another vcnet-cni working on the same container (then code 11). */
 export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 
-export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'VERSION'] as const;
+export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'] as const;
 export type CniCommand = (typeof CNI_COMMANDS)[number];
-
-export function isSupportedCniVersion(version: unknown): version is SupportedCniVersion {
-  return typeof version === 'string' && (SUPPORTED_CNI_VERSIONS as readonly string[]).includes(version);
-}
+/** Commands about the plugin or the whole network, not one container: no CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS. */
+const NETWORK_WIDE_COMMANDS: readonly CniCommand[] = ['STATUS', 'GC'];
 
 // ---- environment ----
 
@@ -50,6 +53,10 @@ export function parseEnvironment(env: Record<string, string | undefined>): CniEn
   const cniCommand = command as CniCommand;
   const pluginPath = (env.CNI_PATH ?? '').split(':').filter((directory) => directory.length > 0);
   if (cniCommand === 'VERSION') return { command: cniCommand, containerId: '', interfaceName: '', pluginPath };
+  if (NETWORK_WIDE_COMMANDS.includes(cniCommand)) {
+    // GC requires CNI_PATH (for delegated plugins); vcnet-cni delegates to none, so it is not enforced.
+    return { command: cniCommand, containerId: '', interfaceName: '', pluginPath };
+  }
 
   const containerId = env.CNI_CONTAINERID;
   if (!containerId || !CONTAINER_ID_PATTERN.test(containerId)) {
@@ -98,7 +105,7 @@ const previousInterfaceSchema = z.looseObject({
   sandbox: z.string({ error: 'a string' }).optional(),
 });
 
-/** The result of the plugins before vcnet-cni; kept as given (fields of either spec version pass through). */
+/** The result of the plugins before vcnet-cni; kept as given (fields of any spec version pass through). */
 const previousResultSchema = z.looseObject(
   {
     cniVersion: z.string({ error: 'a string' }).optional(),
@@ -228,6 +235,15 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
     );
   }
   const config = parsed.data;
+  const previousVersion = config.prevResult?.cniVersion;
+  if (previousVersion !== undefined && !isSupportedCniVersion(previousVersion)) {
+    throw new CniError(
+      CniErrorCode.INCOMPATIBLE_VERSION,
+      'VCNET_CNI_VERSION',
+      `incompatible CNI version of prevResult ${JSON.stringify(previousVersion)}: vcnet-cni reads ${SUPPORTED_CNI_VERSIONS.join(', ')}`,
+      { value: previousVersion, hint: 'the runtime passes prevResult in the version of the conflist' },
+    );
+  }
   const rx = config.rateLimit?.rx || undefined;
   const tx = config.rateLimit?.tx || undefined;
   return {
@@ -241,7 +257,65 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
     ...(rx || tx
       ? { rateLimit: { ...(rx ? { rxBitsPerSecond: rx } : {}), ...(tx ? { txBitsPerSecond: tx } : {}) } }
       : {}),
-    ...(config.prevResult ? { prevResult: config.prevResult } : {}),
+    // Read in any version, kept in the 1.x shape; plugin.ts writes the result in the version asked for.
+    ...(config.prevResult ? { prevResult: normalizeResult(config.prevResult) } : {}),
+  };
+}
+
+/** CHECK needs a 0.4.0+ config, STATUS and GC a 1.1.0 one (code 1 otherwise, as libcni's skel answers). */
+export function requireCommandInVersion(command: CniCommand, version: SupportedCniVersion): void {
+  if (commandAllowed(command, version)) return;
+  throw new CniError(
+    CniErrorCode.INCOMPATIBLE_VERSION,
+    'VCNET_CNI_VERSION',
+    `CNI ${command} is not part of cniVersion ${version}`,
+    {
+      value: version,
+      hint: `${command} needs a conflist of cniVersion ${command === 'CHECK' ? '0.4.0' : '1.1.0'} or later`,
+    },
+  );
+}
+
+// ---- DEL ----
+
+/** What DEL needs, and nothing else: which attachment, where it is recorded, how long to wait for the lock. */
+export interface DeleteTarget {
+  environment: CniEnvironment;
+  stateDirectory: string;
+  lockTimeoutMs: number;
+}
+
+/**
+ * DEL reads only the container, the interface and the state directory. Any other option, valid or
+ * not, is ignored: ADD refused a bad one, and a DEL that failed on it would stop the chain before
+ * the IPAM plugin frees the pod's address. Undefined when nothing can be recorded for this input
+ * (no usable container id or interface name, or a stateDir ADD would have refused): DEL succeeds.
+ */
+export function parseDeleteTarget(input: string, env: Record<string, string | undefined>): DeleteTarget | undefined {
+  const containerId = env.CNI_CONTAINERID;
+  const interfaceName = env.CNI_IFNAME;
+  if (!containerId || !CONTAINER_ID_PATTERN.test(containerId)) return undefined;
+  if (!interfaceName || !INTERFACE_NAME_PATTERN.test(interfaceName)) return undefined;
+  let raw: Record<string, unknown> = {};
+  try {
+    raw = decodeConfig(input);
+  } catch {
+    // Undecodable input: the default state directory is the only place a record can be.
+  }
+  const stateDir = raw.stateDir ?? DEFAULT_CNI_STATE_DIRECTORY;
+  if (typeof stateDir !== 'string' || !isAbsolute(stateDir)) return undefined;
+  const lockTimeout = configSchema.shape.lockTimeoutMs.safeParse(raw.lockTimeoutMs);
+  const namespacePath = env.CNI_NETNS;
+  return {
+    environment: {
+      command: 'DEL',
+      containerId,
+      interfaceName,
+      pluginPath: (env.CNI_PATH ?? '').split(':').filter((directory) => directory.length > 0),
+      ...(namespacePath ? { namespacePath } : {}),
+    },
+    stateDirectory: stateDir,
+    lockTimeoutMs: lockTimeout.success ? lockTimeout.data : DEFAULT_LOCK_TIMEOUT_MS,
   };
 }
 

@@ -15,6 +15,8 @@ export const CniErrorCode = {
   DECODING_FAILURE: 6,
   INVALID_NETWORK_CONFIG: 7,
   TRY_AGAIN_LATER: 11,
+  /** STATUS (1.1.0): the plugin cannot serve ADD now. */
+  PLUGIN_NOT_AVAILABLE: 50,
   /** Any other vcnet failure; `details` names the VCNET_* code. */
   VCNET_FAILED: 100,
   /** CNI_IFNAME is not in CNI_NETNS: the plugin before vcnet-cni did not create it. */

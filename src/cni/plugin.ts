@@ -8,53 +8,73 @@ import {
   isSupportedCniVersion,
   PREFERRED_CNI_VERSION,
   parseCniConfig,
+  parseDeleteTarget,
   parseEnvironment,
-  SUPPORTED_CNI_VERSIONS,
+  requireCommandInVersion,
 } from './config.js';
 import { cniErrorReply } from './errors.js';
+import { garbageCollect, parseValidAttachments } from './gc.js';
+import { status } from './status.js';
+import { resultInVersion, versionReply } from './version.js';
+
+export { type VersionReply, versionReply } from './version.js';
 
 export interface PluginOutcome {
-  /** JSON for stdout, or '' (DEL and CHECK print nothing on success). */
+  /** JSON for stdout, or '' (DEL, CHECK, STATUS and GC print nothing on success). */
   stdout: string;
   exitCode: 0 | 1;
 }
 
-export interface VersionReply {
-  cniVersion: string;
-  supportedVersions: string[];
+/** The cniVersion of the input, for an error reply, when vcnet-cni speaks it. */
+function versionOfInput(input: string): string {
+  try {
+    const asked = (JSON.parse(input) as { cniVersion?: unknown }).cniVersion;
+    return isSupportedCniVersion(asked) ? asked : PREFERRED_CNI_VERSION;
+  } catch {
+    return PREFERRED_CNI_VERSION;
+  }
 }
 
-/** VERSION: answers in the version asked for when vcnet-cni speaks it. */
-export function versionReply(input: string): VersionReply {
-  let asked: unknown;
-  try {
-    asked = (JSON.parse(input) as { cniVersion?: unknown }).cniVersion;
-  } catch {
-    asked = undefined;
-  }
-  return {
-    cniVersion: isSupportedCniVersion(asked) ? asked : PREFERRED_CNI_VERSION,
-    supportedVersions: [...SUPPORTED_CNI_VERSIONS],
-  };
+/**
+ * DEL, kept apart from config validation: it must free what ADD recorded whatever else the config
+ * says, or the chain stops before the IPAM plugin releases the pod's address.
+ */
+async function deleteAttachment(input: string, env: Record<string, string | undefined>): Promise<void> {
+  const target = parseDeleteTarget(input, env);
+  if (!target) return;
+  await del({
+    environment: target.environment,
+    config: { stateDirectory: target.stateDirectory, lockTimeoutMs: target.lockTimeoutMs },
+  });
 }
 
 export async function runPlugin(input: string, env: Record<string, string | undefined>): Promise<PluginOutcome> {
-  let replyVersion: string = PREFERRED_CNI_VERSION;
+  const replyVersion = versionOfInput(input);
   try {
+    if (env.CNI_COMMAND === 'DEL') {
+      await deleteAttachment(input, env);
+      return { stdout: '', exitCode: 0 };
+    }
     const environment = parseEnvironment(env);
     if (environment.command === 'VERSION') return { stdout: JSON.stringify(versionReply(input)), exitCode: 0 };
     const raw = decodeConfig(input);
-    if (isSupportedCniVersion(raw.cniVersion)) replyVersion = raw.cniVersion;
     const config = parseCniConfig(raw);
+    requireCommandInVersion(environment.command, config.cniVersion);
     const request = { environment, config };
     switch (environment.command) {
       case 'ADD':
-        return { stdout: JSON.stringify(await add(request)), exitCode: 0 };
-      case 'DEL':
-        await del(request);
-        return { stdout: '', exitCode: 0 };
+        return { stdout: JSON.stringify(resultInVersion(await add(request), config.cniVersion)), exitCode: 0 };
       case 'CHECK':
         await check(request);
+        return { stdout: '', exitCode: 0 };
+      case 'STATUS':
+        status(config);
+        return { stdout: '', exitCode: 0 };
+      case 'GC':
+        await garbageCollect(config, parseValidAttachments(raw));
+        return { stdout: '', exitCode: 0 };
+      case 'DEL':
+        // handled above, before any validation
         return { stdout: '', exitCode: 0 };
     }
   } catch (error) {

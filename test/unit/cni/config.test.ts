@@ -43,7 +43,7 @@ describe('parseCniConfig', () => {
     expect(parseCniConfig({ ...base, model: 'macvtap' }).model).toBe('macvtap');
   });
 
-  it('accepts a 0.4.0 config and keeps prevResult as given (0.4.0 "version" fields included)', () => {
+  it('accepts a 0.4.0 config and keeps prevResult in the 1.x shape (no "version" on IPs; plugin.ts writes it back)', () => {
     const prevResult = {
       cniVersion: '0.4.0',
       interfaces: [{ name: 'eth0', mac: '02:00:00:00:00:01', sandbox: '/var/run/netns/pod' }],
@@ -51,7 +51,13 @@ describe('parseCniConfig', () => {
     };
     const config = parseCniConfig({ ...base, cniVersion: '0.4.0', prevResult, runtimeConfig: { any: 1 } });
     expect(config.cniVersion).toBe('0.4.0');
-    expect(config.prevResult).toEqual(prevResult);
+    expect(config.prevResult).toEqual({ ...prevResult, ips: [{ address: '10.1.0.2/24', interface: 0 }] });
+  });
+
+  it('refuses a prevResult in a version it cannot read with code 1', () => {
+    const error = thrown(() => parseCniConfig({ ...base, prevResult: { cniVersion: '0.2.0', ip4: {} } }));
+    expect(error.cniCode).toBe(1);
+    expect(error.message).toContain('incompatible CNI version of prevResult "0.2.0"');
   });
 
   it.each([
@@ -87,9 +93,11 @@ describe('parseCniConfig', () => {
   });
 
   it('refuses a CNI version it does not speak with code 1', () => {
-    const error = thrown(() => parseCniConfig({ ...base, cniVersion: '0.3.1' }));
+    const error = thrown(() => parseCniConfig({ ...base, cniVersion: '0.2.0' }));
     expect(error.cniCode).toBe(1);
-    expect(error.message).toBe('incompatible CNI version "0.3.1": vcnet-cni supports 0.4.0, 1.0.0');
+    expect(error.message).toBe(
+      'incompatible CNI version "0.2.0": vcnet-cni supports 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0',
+    );
   });
 
   it('requires prevResult for ADD and CHECK with a message saying why', () => {
@@ -134,9 +142,19 @@ describe('parseEnvironment', () => {
     expect(del.namespacePath).toBeUndefined();
   });
 
+  it('needs no container, interface or namespace for STATUS and GC', () => {
+    expect(parseEnvironment({ CNI_COMMAND: 'STATUS' })).toEqual({
+      command: 'STATUS',
+      containerId: '',
+      interfaceName: '',
+      pluginPath: [],
+    });
+    expect(parseEnvironment({ CNI_COMMAND: 'GC', CNI_PATH: '/opt/cni/bin' }).pluginPath).toEqual(['/opt/cni/bin']);
+  });
+
   it.each([
     [{ CNI_COMMAND: undefined }, 'CNI_COMMAND', 'is missing'],
-    [{ CNI_COMMAND: 'GC' }, 'CNI_COMMAND', 'is invalid: "GC"'],
+    [{ CNI_COMMAND: 'UPDATE' }, 'CNI_COMMAND', 'is invalid: "UPDATE"'],
     [{ CNI_CONTAINERID: '' }, 'CNI_CONTAINERID', 'is missing'],
     [{ CNI_CONTAINERID: '-x' }, 'CNI_CONTAINERID', 'is invalid'],
     [{ CNI_IFNAME: 'a-very-long-interface-name' }, 'CNI_IFNAME', 'is invalid'],

@@ -5,10 +5,13 @@ import { runPlugin, versionReply } from '../../../src/cni/plugin.js';
 describe('runPlugin', () => {
   it('answers VERSION in the version asked for, or 1.0.0', async () => {
     expect(await runPlugin('{"cniVersion":"0.4.0"}', { CNI_COMMAND: 'VERSION' })).toEqual({
-      stdout: '{"cniVersion":"0.4.0","supportedVersions":["0.4.0","1.0.0"]}',
+      stdout: '{"cniVersion":"0.4.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}',
       exitCode: 0,
     });
-    expect(versionReply('')).toEqual({ cniVersion: '1.0.0', supportedVersions: ['0.4.0', '1.0.0'] });
+    expect(versionReply('')).toEqual({
+      cniVersion: '1.0.0',
+      supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+    });
     expect(versionReply('{"cniVersion":"9.9.9"}').cniVersion).toBe('1.0.0');
   });
 

@@ -1,0 +1,94 @@
+/**
+ * GC (CNI 1.1.0): the runtime names the attachments of a network that are still valid; vcnet-cni
+ * undoes every other attachment it recorded for that network, as DEL would. Records of other
+ * networks sharing the state directory are not touched, nor are attachments another vcnet-cni is
+ * changing right now (their container is locked).
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { VcnetError } from '../errors.js';
+import { del } from './commands.js';
+import type { CniConfig } from './config.js';
+import { CniConfigError } from './errors.js';
+import { AttachmentStore } from './state.js';
+
+export const VALID_ATTACHMENTS_KEY = 'cni.dev/valid-attachments';
+
+export interface ValidAttachment {
+  containerID: string;
+  ifname: string;
+}
+
+const validAttachmentsSchema = z.array(z.looseObject({ containerID: z.string(), ifname: z.string() }));
+
+/** The runtime's list of attachments still in use (absent = none: every record of the network is stale). */
+export function parseValidAttachments(raw: Record<string, unknown>): ValidAttachment[] {
+  const value = raw[VALID_ATTACHMENTS_KEY];
+  if (value === undefined) return [];
+  const parsed = validAttachmentsSchema.safeParse(value);
+  if (!parsed.success) {
+    throw new CniConfigError(
+      VALID_ATTACHMENTS_KEY,
+      value,
+      'expected a list of {"containerID": string, "ifname": string}',
+    );
+  }
+  return parsed.data.map(({ containerID, ifname }) => ({ containerID, ifname }));
+}
+
+function entries(directory: string): string[] {
+  try {
+    return readdirSync(directory);
+  } catch {
+    return [];
+  }
+}
+
+export interface GarbageCollection {
+  removed: ValidAttachment[];
+  /** Locked by a command under way: left for the next GC. */
+  busy: ValidAttachment[];
+}
+
+/** Removes the network's recorded attachments not in `valid`; throws after trying all when some failed. */
+export async function garbageCollect(config: CniConfig, valid: ValidAttachment[]): Promise<GarbageCollection> {
+  const keep = new Set(valid.map((attachment) => `${attachment.containerID}/${attachment.ifname}`));
+  const outcome: GarbageCollection = { removed: [], busy: [] };
+  const failures: string[] = [];
+  for (const containerId of entries(config.stateDirectory)) {
+    for (const interfaceName of entries(join(config.stateDirectory, containerId, 'interfaces'))) {
+      if (keep.has(`${containerId}/${interfaceName}`)) continue;
+      let recordedNetwork: string | undefined;
+      try {
+        recordedNetwork = new AttachmentStore(config.stateDirectory, containerId, interfaceName).read()?.networkName;
+      } catch (error) {
+        failures.push(`${containerId}/${interfaceName}: ${(error as Error).message}`);
+        continue;
+      }
+      if (recordedNetwork !== config.name) continue;
+      const attachment = { containerID: containerId, ifname: interfaceName };
+      try {
+        await del({
+          environment: { command: 'DEL', containerId, interfaceName, pluginPath: [] },
+          config: { stateDirectory: config.stateDirectory, lockTimeoutMs: 0 },
+        });
+        outcome.removed.push(attachment);
+      } catch (error) {
+        if (error instanceof VcnetError && error.code === 'VCNET_SANDBOX_LOCKED') outcome.busy.push(attachment);
+        else failures.push(`${containerId}/${interfaceName}: ${(error as Error).message}`);
+      }
+    }
+  }
+  if (failures.length > 0) {
+    throw new VcnetError(
+      'VCNET_DETACH_INCOMPLETE',
+      `GC of network ${config.name} left stale attachments: ${failures.join('; ')}`,
+      {
+        value: failures.length,
+        hint: 'GC removes the rest; run it again, or DEL those containers',
+      },
+    );
+  }
+  return outcome;
+}
