@@ -9,6 +9,7 @@ import { registerBench } from './commands/bench.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDetach } from './commands/detach.js';
 import { registerGc } from './commands/gc.js';
+import { registerInstallCni } from './commands/install-cni.js';
 import { registerKataNetwork } from './commands/kata-network.js';
 import { registerScan } from './commands/scan.js';
 import { registerWatch } from './commands/watch.js';
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerKataNetwork(program);
   registerWatch(program);
   registerGc(program);
+  registerInstallCni(program);
   registerDemo(program);
   registerBench(program);
   return program;

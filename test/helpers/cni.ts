@@ -17,6 +17,9 @@ export const SYSTEM_CNI_DIRECTORY = '/usr/lib/cni';
 /** Holds the `vcnet-cni` wrapper, which runs dist/cni/main.js (built by the test run's global setup). */
 export const VCNET_CNI_DIRECTORY = fileURLToPath(new URL('../../src/cni/', import.meta.url));
 export const CNI_PATH = [SYSTEM_CNI_DIRECTORY, VCNET_CNI_DIRECTORY].join(':');
+/** iproute2's ip, wherever the distribution puts it. */
+export const IP_COMMAND =
+  ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((path) => existsSync(path)) ?? 'ip';
 
 export interface Conflist {
   cniVersion: string;
@@ -128,10 +131,16 @@ export class CniRuntime {
     };
   }
 
+  /** Where plugins are looked up: the runtime's CNI_PATH when the test set one. */
+  private pluginFile(plugin: string): string {
+    return findPlugin(plugin, this.extraEnvironment.CNI_PATH ?? CNI_PATH);
+  }
+
   /** One plugin, one command, the way libcni execs it; never throws. */
   invoke(command: string, config: Record<string, unknown>, environment: Record<string, string> = {}): PluginRun {
     const plugin = String(config.type);
-    const result = spawnSync('ip', ['netns', 'exec', this.node.name, findPlugin(plugin)], {
+    // `ip` by absolute path: a test may give the plugins a PATH without it (or without node).
+    const result = spawnSync(IP_COMMAND, ['netns', 'exec', this.node.name, this.pluginFile(plugin)], {
       input: JSON.stringify(config),
       encoding: 'utf8',
       env: this.environment(command, environment),
@@ -142,7 +151,7 @@ export class CniRuntime {
   /** `invoke` without waiting, to run several plugins at once. */
   invokeConcurrently(command: string, config: Record<string, unknown>): Promise<PluginRun> {
     const plugin = String(config.type);
-    const child = spawn('ip', ['netns', 'exec', this.node.name, findPlugin(plugin)], {
+    const child = spawn(IP_COMMAND, ['netns', 'exec', this.node.name, this.pluginFile(plugin)], {
       env: this.environment(command, {}),
     });
     let stdout = '';

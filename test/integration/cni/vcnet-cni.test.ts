@@ -3,11 +3,23 @@
  * conflist: plugins found in CNI_PATH, executed inside a "node" namespace, prevResult threaded
  * through ADD, the cached result given to CHECK and DEL, DEL in reverse order.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { vcnet } from '../../helpers/cli.js';
 import {
   type Attachment,
   bridgeThenVcnet,
@@ -16,6 +28,7 @@ import {
   CniRuntime,
   type Conflist,
   missingCniPlugins,
+  SYSTEM_CNI_DIRECTORY,
 } from '../../helpers/cni.js';
 import {
   cleanupNamespaces,
@@ -237,9 +250,9 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     expect(String(run.output?.msg)).toContain('rateLimit.rx');
     run = runtime.invoke('ADD', vcnet({ rateLimit: { burst: 1 } }));
     expect(run.output).toMatchObject({ code: 2, msg: 'unsupported field in network config: rateLimit.burst = 1' });
-    run = runtime.invoke('ADD', vcnet({ cniVersion: '0.3.1' }));
+    run = runtime.invoke('ADD', vcnet({ cniVersion: '0.2.0' }));
     expect(run.output).toMatchObject({ code: 1 });
-    expect(String(run.output?.msg)).toContain('0.4.0, 1.0.0');
+    expect(String(run.output?.msg)).toContain('0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0');
 
     expect(fingerprint(pod)).toEqual(before);
     expect(existsSync(stateDirectory)).toBe(false);
@@ -432,6 +445,200 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     const runtime = new CniRuntime(node, attachmentIn(pod));
     const run = runtime.invoke('VERSION', { type: 'vcnet-cni', cniVersion: '0.4.0' });
     expect(run.status).toBe(0);
-    expect(run.output).toEqual({ cniVersion: '0.4.0', supportedVersions: ['0.4.0', '1.0.0'] });
+    expect(run.output).toEqual({
+      cniVersion: '0.4.0',
+      supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+    });
+  });
+});
+
+/** The addresses host-local holds for a network: one file per reserved IP in <dataDir>/<network>. */
+function reservations(network = 'vcnet-test'): string[] {
+  const directory = join(workDirectory, 'ipam', network);
+  if (!existsSync(directory)) return [];
+  return readdirSync(directory).filter((name) => isIP(name) !== 0);
+}
+
+function linkNames(namespace: TestNamespace): string[] {
+  return namespace.ipJson<Array<{ ifname: string }>>('link', 'show').map((link) => link.ifname);
+}
+
+describe.skipIf(skipReason)('vcnet-cni DEL always frees', () => {
+  it.each([
+    ['an invalid model', { model: 'fast' }, 7],
+    ['an unknown field', { rateLimit: { burst: 1 } }, 2],
+    ['a relative stateDir', { stateDir: 'relative/state' }, 7],
+  ])(
+    '%s: ADD of the chain fails, DEL of the chain succeeds and host-local keeps no reservation',
+    (_case, bad, code) => {
+      const { node, pod } = makeNodeAndPod();
+      const list = conflist({ vcnet: bad });
+      const runtime = new CniRuntime(node, attachmentIn(pod));
+      const reply = failure(() => runtime.add(list));
+      expect(reply.code).toBe(code);
+      // bridge's ADD went through before vcnet-cni refused: one address is reserved.
+      expect(reservations()).toHaveLength(1);
+      // libcni has no cached result for a failed ADD: DEL runs without prevResult, vcnet-cni first.
+      runtime.del(list);
+      expect(reservations()).toEqual([]);
+      expect(linkNames(pod)).toEqual(['lo']);
+      expect(node.ipJson<Array<{ ifname: string }>>('link', 'show', 'master', 'vcbr0')).toEqual([]);
+    },
+  );
+});
+
+describe.skipIf(skipReason)('vcnet-cni with older and newer CNI versions', () => {
+  it('a 0.3.1 conflist: ADD prints a 0.3.1 result (IPs with "version"), DEL frees everything', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({ cniVersion: '0.3.1' });
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const { result, afterBridge } = addChain(runtime, list, pod);
+    expect(result.cniVersion).toBe('0.3.1');
+    expect(result.ips).toEqual([
+      expect.objectContaining({ version: '4', address: expect.stringMatching(/^10\.231\.1\./) }),
+    ]);
+    expect(result.interfaces.at(-1)).toMatchObject({ name: 'tap0_kata', sandbox: pod.path });
+    expect(redirectTarget(ingressFilters(pod, 'eth0'))).toBe('tap0_kata');
+    expect(redirectTarget(ingressFilters(pod, 'tap0_kata'))).toBe('eth0');
+    // 0.3.x has no CHECK.
+    const run = runtime.invoke('CHECK', {
+      ...list.plugins[1],
+      cniVersion: '0.3.1',
+      name: list.name,
+      prevResult: result,
+    });
+    expect(run.output).toMatchObject({ code: 1, msg: 'CNI CHECK is not part of cniVersion 0.3.1' });
+    expect(reservations()).toHaveLength(1);
+
+    delChain(runtime, list, result, pod, afterBridge);
+    expect(reservations()).toEqual([]);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+  });
+
+  it('1.1.0: STATUS answers ready; GC keeps valid attachments and undoes stale ones in their namespace', () => {
+    const { node, pod } = makeNodeAndPod();
+    // bridge 1.1.1 speaks up to 1.0.0: the 1.1.0 config is vcnet-cni's alone, prevResult relabelled.
+    const list = conflist({});
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const previous = runtime.add(bridgeOnly);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: '1.1.0', name: list.name };
+    const added = runtime.invoke('ADD', { ...vcnetConfig, prevResult: { ...previous, cniVersion: '1.1.0' } });
+    expect(added.status, added.stdout).toBe(0);
+    expect(added.output).toMatchObject({ cniVersion: '1.1.0' });
+    expect(linkNames(pod)).toContain('tap0_kata');
+
+    expect(runtime.invoke('STATUS', vcnetConfig).status).toBe(0);
+    const valid = [{ containerID: attachment.containerId, ifname: 'eth0' }];
+    let gc = runtime.invoke('GC', { ...vcnetConfig, 'cni.dev/valid-attachments': valid });
+    expect(gc.status, gc.stdout).toBe(0);
+    expect(linkNames(pod)).toContain('tap0_kata');
+    // Another network's GC does not touch this network's attachments.
+    gc = runtime.invoke('GC', { ...vcnetConfig, name: 'another-network', 'cni.dev/valid-attachments': [] });
+    expect(linkNames(pod)).toContain('tap0_kata');
+
+    gc = runtime.invoke('GC', { ...vcnetConfig, 'cni.dev/valid-attachments': [] });
+    expect(gc.status, gc.stdout).toBe(0);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    expect(
+      pod.tcJson<Array<{ dev: string; kind: string }>>('qdisc', 'show').filter((q) => q.kind === 'ingress'),
+    ).toEqual([]);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+    runtime.del(bridgeOnly, previous);
+    expect(reservations()).toEqual([]);
+  });
+});
+
+describe.skipIf(skipReason)('vcnet install-cni', () => {
+  it('installs a launcher and a conflist (idempotent) that run ADD/DEL with no node on PATH', () => {
+    const binDirectory = join(workDirectory, 'opt-cni-bin');
+    const confDirectory = join(workDirectory, 'net.d');
+    const emptyPath = join(workDirectory, 'empty-path');
+    mkdirSync(emptyPath);
+    const args = [
+      'install-cni',
+      '--bin-dir',
+      binDirectory,
+      '--conf-dir',
+      confDirectory,
+      '--network-name',
+      'vcnet-test',
+      '--bridge',
+      'vcbr0',
+      '--subnet',
+      '10.231.1.0/24',
+      '--state-dir',
+      stateDirectory,
+    ];
+    const first = vcnet(args);
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stdout).toBe(
+      `installed ${join(binDirectory, 'vcnet-cni')}\ninstalled ${join(confDirectory, '99-vcnet.conflist')}\n`,
+    );
+    const plugin = join(binDirectory, 'vcnet-cni');
+    const installedBytes = readFileSync(plugin);
+    expect(statSync(plugin).mode & 0o777).toBe(0o755);
+    const again = vcnet(args);
+    expect(again.stdout).toBe(`unchanged ${plugin}\nunchanged ${join(confDirectory, '99-vcnet.conflist')}\n`);
+    expect(readFileSync(plugin)).toEqual(installedBytes);
+    expect(readdirSync(binDirectory)).toEqual(['vcnet-cni']);
+
+    // The runtime's environment: nothing but the CNI variables and a PATH on which there is no node.
+    expect(existsSync(join(emptyPath, 'node'))).toBe(false);
+    const { node, pod } = makeNodeAndPod();
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment, {
+      PATH: emptyPath,
+      CNI_PATH: `${SYSTEM_CNI_DIRECTORY}:${binDirectory}`,
+    });
+    const version = runtime.invoke('VERSION', { type: 'vcnet-cni', cniVersion: '0.3.1' });
+    expect(version.status, version.stderr).toBe(0);
+    expect(version.output).toMatchObject({ cniVersion: '0.3.1', supportedVersions: expect.arrayContaining(['1.1.0']) });
+
+    const installed = JSON.parse(readFileSync(join(confDirectory, '99-vcnet.conflist'), 'utf8')) as Conflist;
+    expect(installed.plugins.map((entry) => entry.type)).toEqual(['bridge', 'vcnet-cni']);
+    // host-local keeps its leases in the test's directory, not the host's /var/lib/cni.
+    const bridge = installed.plugins[0]!;
+    const list: Conflist = {
+      ...installed,
+      plugins: [
+        { ...bridge, ipam: { ...(bridge.ipam as object), dataDir: join(workDirectory, 'ipam') } },
+        installed.plugins[1]!,
+      ],
+    };
+    const { result, afterBridge } = addChain(runtime, list, pod);
+    expect(result.interfaces.at(-1)).toMatchObject({ name: 'tap0_kata', sandbox: pod.path });
+    expect(redirectTarget(ingressFilters(pod, 'eth0'))).toBe('tap0_kata');
+    delChain(runtime, list, result, pod, afterBridge);
+    expect(reservations()).toEqual([]);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+  });
+
+  it('a launcher whose vcnet is gone: DEL succeeds (the chain goes on), ADD prints a CNI error', () => {
+    const binDirectory = join(workDirectory, 'bin');
+    const installed = vcnet([
+      'install-cni',
+      '--bin-dir',
+      binDirectory,
+      '--conf-dir',
+      join(workDirectory, 'conf'),
+      '--no-conflist',
+    ]);
+    expect(installed.status, installed.stderr).toBe(0);
+    const plugin = join(binDirectory, 'vcnet-cni');
+    // The same launcher pointing at a removed checkout.
+    writeFileSync(plugin, readFileSync(plugin, 'utf8').replace(/^entry=.*$/m, "entry='/nonexistent/dist/cni/main.js'"));
+    const run = (command: string) =>
+      spawnSync(plugin, [], {
+        input: '{"cniVersion":"1.0.0"}',
+        encoding: 'utf8',
+        env: { CNI_COMMAND: command, PATH: '/usr/bin:/bin' },
+      });
+    expect(run('DEL').status).toBe(0);
+    const add = run('ADD');
+    expect(add.status).toBe(1);
+    expect(JSON.parse(add.stdout)).toMatchObject({ code: 5, msg: 'vcnet-cni is not installed completely' });
   });
 });

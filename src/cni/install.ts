@@ -1,0 +1,192 @@
+/**
+ * `vcnet install-cni`: puts the vcnet-cni plugin and a conflist where a container runtime looks for
+ * them (/opt/cni/bin, /etc/cni/net.d), as Calico's and Cilium's install-cni steps do. Idempotent:
+ * files already as wanted are left alone; the others are replaced atomically (temp file + rename), so a
+ * runtime executing the plugin at that moment runs either the old or the new file, never half of one.
+ *
+ * The plugin is a launcher script holding the absolute paths of this node binary and this vcnet's
+ * dist/cni/main.js, so it runs with any PATH (runtimes often exec plugins with a minimal one). Chosen
+ * over a Node single executable application: vcnet loads a native addon (build/Release), which a
+ * SEA blob cannot load from inside itself, and every install would copy the ~100 MB node binary and
+ * need postject, a dependency made for nothing else.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bridgeNetwork } from '../demo/cni-plugin-runner.js';
+import { InvalidInputError, VcnetError } from '../errors.js';
+import { INTERWORKING_MODELS, type InterworkingModel } from '../network/interworking-model.js';
+import { DEFAULT_CNI_STATE_DIRECTORY, PREFERRED_CNI_VERSION } from './config.js';
+import { isSupportedCniVersion, type SupportedCniVersion } from './version.js';
+
+export const DEFAULT_CNI_BIN_DIRECTORY = '/opt/cni/bin';
+export const DEFAULT_CNI_CONF_DIRECTORY = '/etc/cni/net.d';
+export const PLUGIN_NAME = 'vcnet-cni';
+
+/** dist/cni/main.js of this vcnet (this module is dist/cni/install.js once built). */
+export function builtPluginEntry(): string {
+  return fileURLToPath(new URL('./main.js', import.meta.url));
+}
+
+/** A POSIX shell single-quoted word. */
+function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * The launcher: execs node on the plugin. If this vcnet was removed, DEL still succeeds (a DEL that
+ * fails stops the chain before IPAM frees the pod's address); other commands print a CNI error.
+ */
+export function launcherScript(nodePath: string, entryPath: string): string {
+  const node = shellQuote(nodePath);
+  const entry = shellQuote(entryPath);
+  return `#!/bin/sh
+# vcnet-cni, written by \`vcnet install-cni\`: runs vcnet's CNI plugin with the node binary recorded at
+# install, whatever PATH the container runtime gives. Run \`vcnet install-cni\` again after moving vcnet.
+node=${node}
+entry=${entry}
+if [ -x "$node" ] && [ -f "$entry" ]; then
+  exec "$node" "$entry" "$@"
+fi
+echo "vcnet-cni: $node or $entry is missing; reinstall with vcnet install-cni" >&2
+if [ "$CNI_COMMAND" = DEL ]; then
+  exit 0
+fi
+printf '{"cniVersion":"${PREFERRED_CNI_VERSION}","code":5,"msg":"vcnet-cni is not installed completely","details":"%s or %s is missing; run vcnet install-cni"}\\n' "$node" "$entry"
+exit 1
+`;
+}
+
+export interface ConflistOptions {
+  networkName: string;
+  bridge: string;
+  subnet: string;
+  model: InterworkingModel;
+  stateDirectory: string;
+  cniVersion: SupportedCniVersion;
+}
+
+export const DEFAULT_CONFLIST_OPTIONS: ConflistOptions = {
+  networkName: 'vcnet',
+  bridge: 'vcnet0',
+  subnet: '10.89.0.0/16',
+  model: 'tcfilter',
+  stateDirectory: DEFAULT_CNI_STATE_DIRECTORY,
+  cniVersion: PREFERRED_CNI_VERSION,
+};
+
+/** bridge + host-local, then vcnet-cni: the network of a VM runtime class (see docs/cni.md). */
+export function vcnetConflist(options: ConflistOptions): Record<string, unknown> {
+  const {
+    cniVersion: _version,
+    name: _name,
+    ...bridge
+  } = bridgeNetwork({
+    name: options.networkName,
+    bridge: options.bridge,
+    subnet: options.subnet,
+    dataDir: '/var/lib/cni/networks',
+    defaultRoute: true,
+  });
+  // host-local's own default data directory; the demo's helper names one explicitly.
+  const ipam = { ...(bridge.ipam as Record<string, unknown>) };
+  delete ipam.dataDir;
+  return {
+    cniVersion: options.cniVersion,
+    name: options.networkName,
+    plugins: [
+      { ...bridge, ipam },
+      { type: PLUGIN_NAME, model: options.model, stateDir: options.stateDirectory },
+    ],
+  };
+}
+
+export interface InstallOptions {
+  binDirectory: string;
+  confDirectory: string;
+  /** Defaults to the node running this code. */
+  nodePath?: string;
+  /** Defaults to dist/cni/main.js beside this module. */
+  entryPath?: string;
+  /** The conflist's file name in confDirectory; undefined: no conflist is written. */
+  conflistFile?: string;
+  conflist?: Partial<ConflistOptions>;
+}
+
+export interface InstalledFile {
+  path: string;
+  /** False when the file already had this content (and mode). */
+  changed: boolean;
+}
+
+function validatedConflistOptions(options: Partial<ConflistOptions>): ConflistOptions {
+  const merged = { ...DEFAULT_CONFLIST_OPTIONS, ...options };
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(merged.networkName)) {
+    throw new InvalidInputError('network-name', merged.networkName, 'letters, digits, "_", "." and "-"');
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(merged.bridge)) {
+    throw new InvalidInputError('bridge', merged.bridge, 'an interface name of at most 15 characters');
+  }
+  if (!/^[0-9.]+\/\d{1,2}$|^[0-9a-fA-F:]+\/\d{1,3}$/.test(merged.subnet)) {
+    throw new InvalidInputError('subnet', merged.subnet, 'an IPv4 or IPv6 CIDR such as 10.89.0.0/16');
+  }
+  if (!(INTERWORKING_MODELS as readonly string[]).includes(merged.model)) {
+    throw new InvalidInputError('model', merged.model, INTERWORKING_MODELS.join(', '));
+  }
+  if (!isAbsolute(merged.stateDirectory)) {
+    throw new InvalidInputError('state-dir', merged.stateDirectory, 'an absolute directory path');
+  }
+  if (!isSupportedCniVersion(merged.cniVersion)) {
+    throw new InvalidInputError('cni-version', merged.cniVersion, '0.3.0, 0.3.1, 0.4.0, 1.0.0 or 1.1.0');
+  }
+  return merged;
+}
+
+/** Writes `content` at `path` unless it is already there, through a temp file renamed over it. */
+function placeFile(path: string, content: string, mode: number): InstalledFile {
+  let current: string | undefined;
+  try {
+    current = readFileSync(path, 'utf8');
+  } catch {
+    current = undefined;
+  }
+  if (current === content) {
+    chmodSync(path, mode);
+    return { path, changed: false };
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  const temporary = join(dirname(path), `.${PLUGIN_NAME}-install-${process.pid}`);
+  try {
+    writeFileSync(temporary, content, { mode });
+    chmodSync(temporary, mode);
+    renameSync(temporary, path);
+  } finally {
+    rmSync(temporary, { force: true });
+  }
+  return { path, changed: true };
+}
+
+export function installCni(options: InstallOptions): InstalledFile[] {
+  for (const [field, directory] of [
+    ['bin-dir', options.binDirectory],
+    ['conf-dir', options.confDirectory],
+  ] as const) {
+    if (!isAbsolute(directory)) throw new InvalidInputError(field, directory, 'an absolute directory path');
+  }
+  const nodePath = options.nodePath ?? process.execPath;
+  const entryPath = options.entryPath ?? builtPluginEntry();
+  if (!existsSync(entryPath) || !entryPath.endsWith('.js')) {
+    throw new VcnetError('VCNET_CNI_NOT_BUILT', `the built plugin ${entryPath} is missing`, {
+      value: entryPath,
+      hint: 'run `npm run build` in the vcnet checkout, then install-cni from dist (node dist/cli/main.js)',
+    });
+  }
+  const conflist = options.conflistFile ? vcnetConflist(validatedConflistOptions(options.conflist ?? {})) : undefined;
+  const installed = [placeFile(join(options.binDirectory, PLUGIN_NAME), launcherScript(nodePath, entryPath), 0o755)];
+  if (conflist && options.conflistFile) {
+    installed.push(
+      placeFile(join(options.confDirectory, options.conflistFile), `${JSON.stringify(conflist, null, 2)}\n`, 0o644),
+    );
+  }
+  return installed;
+}
