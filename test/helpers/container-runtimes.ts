@@ -1,0 +1,363 @@
+/**
+ * Real CNI clients for tests: containerd 1.6 driven by `ctr run --cni`, and podman 4 with its CNI
+ * backend, each confined to a temp directory (own root, state, socket, storage, config) and running
+ * the CNI plugins inside a "node" network namespace, so bridges and gateway addresses never land in
+ * the host's namespace. vcnet-cni is the launcher `vcnet install-cni` writes, found through the
+ * plugin directory the client is given; containers run a busybox-static rootfs (no image registry).
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { vcnet } from './cli.js';
+import { SYSTEM_CNI_DIRECTORY } from './cni.js';
+import type { TestNamespace } from './namespace.js';
+
+const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((path) => existsSync(path));
+
+/** The first of `commands` missing from the usual directories, as a skip reason. */
+export function missingCommands(commands: string[]): string | undefined {
+  const directories = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+  const missing = commands.filter((command) => !directories.some((directory) => existsSync(join(directory, command))));
+  return missing.length === 0 ? undefined : `${missing.join(', ')} not installed`;
+}
+
+export function missingBusybox(): string | undefined {
+  return BUSYBOX ? undefined : 'busybox (Debian busybox-static) is not installed: no container rootfs';
+}
+
+export async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+export interface ProcessOutcome {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function collect(child: ChildProcess): Promise<ProcessOutcome> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr?.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  return new Promise((resolve) => child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr })));
+}
+
+/** `ip -j` / `tc -j` in a namespace given by path (a container's, which has no name). */
+export function namespaceJson<T>(namespacePath: string, command: 'ip' | 'tc', ...args: string[]): T {
+  const output = execFileSync('nsenter', [`--net=${namespacePath}`, command, '-j', ...args], { encoding: 'utf8' });
+  return JSON.parse(output || '[]') as T;
+}
+
+/** Where the mirred action of `device`'s ingress filters sends packets. */
+export function redirectOf(namespacePath: string, device: string): string | undefined {
+  const filters = namespaceJson<Array<{ options?: { actions?: Array<{ kind: string; to_dev?: string }> } }>>(
+    namespacePath,
+    'tc',
+    'filter',
+    'show',
+    'dev',
+    device,
+    'ingress',
+  );
+  return filters.flatMap((filter) => filter.options?.actions ?? []).find((action) => action.kind === 'mirred')?.to_dev;
+}
+
+/**
+ * One directory with everything a client needs: a rootfs, a plugin directory (system plugins linked,
+ * vcnet-cni installed by `vcnet install-cni`), a conflist directory, host-local's data and vcnet's state.
+ */
+export class ClientFixture {
+  readonly rootfs: string;
+  readonly pluginDirectory: string;
+  readonly confDirectory: string;
+  readonly ipamDirectory: string;
+  readonly stateDirectory: string;
+
+  constructor(
+    readonly directory: string,
+    readonly node: TestNamespace,
+    readonly bridge: string,
+    readonly subnet: string,
+    pluginDirectory = join(directory, 'cni-bin'),
+  ) {
+    this.rootfs = join(directory, 'rootfs');
+    this.pluginDirectory = pluginDirectory;
+    this.confDirectory = join(directory, 'net.d');
+    this.ipamDirectory = join(directory, 'ipam');
+    this.stateDirectory = join(directory, 'vcnet-state');
+    for (const path of [join(this.rootfs, 'bin'), this.pluginDirectory, this.confDirectory]) {
+      mkdirSync(path, { recursive: true });
+    }
+    copyFileSync(BUSYBOX!, join(this.rootfs, 'bin', 'busybox'));
+    for (const applet of ['sh', 'sleep']) symlinkSync('busybox', join(this.rootfs, 'bin', applet));
+    for (const plugin of ['bridge', 'host-local', 'loopback']) {
+      symlinkSync(join(SYSTEM_CNI_DIRECTORY, plugin), join(this.pluginDirectory, plugin));
+    }
+    const installed = vcnet([
+      'install-cni',
+      '--bin-dir',
+      this.pluginDirectory,
+      '--conf-dir',
+      this.confDirectory,
+      '--no-conflist',
+    ]);
+    if (installed.status !== 0) throw new Error(`vcnet install-cni failed: ${installed.stderr}`);
+  }
+
+  /** Writes the only conflist of the directory: bridge + host-local, then vcnet-cni with `vcnet` options. */
+  writeConflist(name: string, options: { cniVersion?: string; vcnet?: Record<string, unknown> } = {}): void {
+    for (const file of readdirSync(this.confDirectory)) rmSync(join(this.confDirectory, file), { force: true });
+    const conflist = {
+      cniVersion: options.cniVersion ?? '1.0.0',
+      name,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: this.bridge,
+          isGateway: true,
+          ipMasq: false,
+          ipam: { type: 'host-local', ranges: [[{ subnet: this.subnet }]], dataDir: this.ipamDirectory },
+        },
+        { type: 'vcnet-cni', stateDir: this.stateDirectory, ...options.vcnet },
+      ],
+    };
+    writeFileSync(join(this.confDirectory, `10-${name}.conflist`), JSON.stringify(conflist, null, 2));
+  }
+
+  /** Addresses host-local holds for `network`. */
+  reservations(network: string): string[] {
+    const directory = join(this.ipamDirectory, network);
+    return existsSync(directory) ? readdirSync(directory).filter((name) => isIP(name) !== 0) : [];
+  }
+
+  /** Containers vcnet-cni has records for. */
+  recordedContainers(): string[] {
+    return existsSync(this.stateDirectory) ? readdirSync(this.stateDirectory) : [];
+  }
+
+  /** Whether vcnet-cni finished ADD for `containerId` (the record names the VM's device). */
+  attached(containerId: string): boolean {
+    const record = join(this.stateDirectory, containerId, 'interfaces', 'eth0', 'state.json');
+    try {
+      return Boolean((JSON.parse(readFileSync(record, 'utf8')) as { device?: unknown }).device);
+    } catch {
+      return false;
+    }
+  }
+
+  bridgePorts(): string[] {
+    if (!this.node.ipJson<unknown[]>('link', 'show', 'dev', this.bridge).length) return [];
+    return this.node
+      .ipJson<Array<{ ifname: string }>>('link', 'show', 'master', this.bridge)
+      .map((link) => link.ifname);
+  }
+}
+
+/** containerd with its own root, state and socket; the CRI plugin is off (ctr needs none of it). */
+export class Containerd {
+  readonly socket: string;
+  private daemon?: ChildProcess;
+  private exited?: Promise<ProcessOutcome>;
+
+  constructor(
+    readonly directory: string,
+    readonly fixture: ClientFixture,
+  ) {
+    this.socket = join(directory, 'containerd.sock');
+  }
+
+  async start(): Promise<void> {
+    const config = join(this.directory, 'config.toml');
+    writeFileSync(
+      config,
+      [
+        'version = 2',
+        `root = "${join(this.directory, 'root')}"`,
+        `state = "${join(this.directory, 'state')}"`,
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+        '[grpc]',
+        `  address = "${this.socket}"`,
+        '[ttrpc]',
+        `  address = "${this.socket}.ttrpc"`,
+        '[plugins."io.containerd.internal.v1.opt"]',
+        `  path = "${join(this.directory, 'opt')}"`,
+        '',
+      ].join('\n'),
+    );
+    this.daemon = spawn('containerd', ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.exited = collect(this.daemon);
+    await waitFor(
+      'containerd to answer',
+      () => spawnSync('ctr', ['--address', this.socket, 'version']).status === 0,
+      30_000,
+    );
+  }
+
+  async stop(): Promise<void> {
+    if (!this.daemon) return;
+    for (const container of this.ctr(['containers', 'list', '--quiet']).stdout.split('\n').filter(Boolean)) {
+      this.ctr(['tasks', 'delete', '--force', container]);
+      this.ctr(['containers', 'delete', container]);
+    }
+    this.daemon.kill('SIGTERM');
+    await this.exited;
+    this.daemon = undefined;
+  }
+
+  ctr(args: string[]): ProcessOutcome {
+    const result = spawnSync('ctr', ['--address', this.socket, ...args], { encoding: 'utf8' });
+    return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /**
+   * `ctr run --rm --cni` in the node namespace. ctr reads /etc/cni/net.d and /opt/cni/bin and has no
+   * flag to change them: in a private mount namespace the fixture's directories are bound there.
+   */
+  run(id: string): { child: ChildProcess; done: Promise<ProcessOutcome> } {
+    const optDirectory = join(this.directory, 'opt-root');
+    mkdirSync(join(optDirectory, 'cni'), { recursive: true });
+    if (!existsSync(join(optDirectory, 'cni', 'bin')))
+      symlinkSync(this.fixture.pluginDirectory, join(optDirectory, 'cni', 'bin'));
+    mkdirSync('/etc/cni/net.d', { recursive: true });
+    const script = 'mount --bind "$1" /etc/cni/net.d && mount --bind "$2" /opt && shift 2 && exec "$@"';
+    const child = spawn('nsenter', [
+      `--net=${this.fixture.node.path}`,
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      script,
+      'sh',
+      this.fixture.confDirectory,
+      optDirectory,
+      'ctr',
+      '--address',
+      this.socket,
+      'run',
+      '--rm',
+      '--cni',
+      '--rootfs',
+      this.fixture.rootfs,
+      id,
+      '/bin/sleep',
+      '600',
+    ]);
+    return { child, done: collect(child) };
+  }
+
+  /** The pid of a running task. */
+  taskPid(id: string): number | undefined {
+    const line = this.ctr(['tasks', 'list'])
+      .stdout.split('\n')
+      .find((entry) => entry.split(/\s+/)[0] === id);
+    const fields = line?.split(/\s+/);
+    return fields?.[2] === 'RUNNING' ? Number(fields[1]) : undefined;
+  }
+}
+
+/** podman with the CNI backend, its storage, run root and configuration in the fixture's directory. */
+export class Podman {
+  readonly containersConf: string;
+
+  constructor(
+    readonly directory: string,
+    readonly fixture: ClientFixture,
+  ) {
+    this.containersConf = join(directory, 'containers.conf');
+    writeFileSync(
+      this.containersConf,
+      [
+        '[containers]',
+        // podman raises nofile/nproc to their maximum by default, which needs CAP_SYS_RESOURCE
+        // (missing in some sandboxes, such as this project's CI): ask for values any root can set.
+        'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]',
+        '[network]',
+        'network_backend = "cni"',
+        `cni_plugin_dirs = ["${fixture.pluginDirectory}"]`,
+        `network_config_dir = "${fixture.confDirectory}"`,
+        '[engine]',
+        'cgroup_manager = "cgroupfs"',
+        'events_logger = "file"',
+        `events_logfile_path = "${join(directory, 'events.log')}"`,
+        // crun refuses hybrid cgroup hierarchies (v1 controllers + a v2 mount); runc does not.
+        'runtime = "runc"',
+        `tmp_dir = "${join(directory, 'tmp')}"`,
+        // The cleanup podman that conmon runs when a container exits must read this file too.
+        `conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF=${this.containersConf}"]`,
+        '',
+      ].join('\n'),
+    );
+  }
+
+  private argv(args: string[]): string[] {
+    return [
+      `--net=${this.fixture.node.path}`,
+      'podman',
+      '--root',
+      join(this.directory, 'storage'),
+      '--runroot',
+      join(this.directory, 'run'),
+      '--storage-driver',
+      'vfs',
+      '--network-backend',
+      'cni',
+      ...args,
+    ];
+  }
+
+  private get environment(): NodeJS.ProcessEnv {
+    return { ...process.env, CONTAINERS_CONF: this.containersConf };
+  }
+
+  /** podman in the node namespace (its CNI plugins run where podman runs). */
+  podman(args: string[]): ProcessOutcome {
+    const result = spawnSync('nsenter', this.argv(args), { encoding: 'utf8', env: this.environment });
+    return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  podmanAsync(args: string[]): Promise<ProcessOutcome> {
+    return collect(spawn('nsenter', this.argv(args), { env: this.environment }));
+  }
+
+  runArgs(name: string, network: string): string[] {
+    return [
+      'run',
+      '--detach',
+      '--name',
+      name,
+      '--network',
+      network,
+      '--rootfs',
+      this.fixture.rootfs,
+      '/bin/sleep',
+      '600',
+    ];
+  }
+
+  removeAll(): void {
+    this.podman(['rm', '--all', '--force', '--time', '0']);
+  }
+}
