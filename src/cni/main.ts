@@ -2,7 +2,8 @@
 /**
  * vcnet-cni: a chained CNI plugin that gives CNI_IFNAME to a VM (a tap joined by tc filters, or a
  * macvtap). Run by a container runtime with CNI_* variables and the network config on stdin; also
- * `node dist/cni/main.js`, or the src/cni/vcnet-cni wrapper placed in CNI_PATH.
+ * `node dist/cni/main.js`, the launcher `vcnet install-cni` writes to /opt/cni/bin, or (in development)
+ * the src/cni/vcnet-cni wrapper placed in CNI_PATH.
  */
 import { runPlugin } from './plugin.js';
 
