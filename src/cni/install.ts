@@ -17,7 +17,7 @@ import { bridgeNetwork } from '../demo/cni-plugin-runner.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel } from '../network/interworking-model.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, PREFERRED_CNI_VERSION } from './config.js';
-import { isSupportedCniVersion, type SupportedCniVersion } from './version.js';
+import { isSupportedCniVersion, SUPPORTED_CNI_VERSIONS, type SupportedCniVersion } from './version.js';
 
 export const DEFAULT_CNI_BIN_DIRECTORY = '/opt/cni/bin';
 export const DEFAULT_CNI_CONF_DIRECTORY = '/etc/cni/net.d';
@@ -137,7 +137,7 @@ function validatedConflistOptions(options: Partial<ConflistOptions>): ConflistOp
     throw new InvalidInputError('state-dir', merged.stateDirectory, 'an absolute directory path');
   }
   if (!isSupportedCniVersion(merged.cniVersion)) {
-    throw new InvalidInputError('cni-version', merged.cniVersion, '0.3.0, 0.3.1, 0.4.0, 1.0.0 or 1.1.0');
+    throw new InvalidInputError('cni-version', merged.cniVersion, SUPPORTED_CNI_VERSIONS.join(', '));
   }
   return merged;
 }
