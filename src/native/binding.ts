@@ -23,6 +23,14 @@ export interface WatchHandle {
   readonly __watch: unique symbol;
 }
 
+/** Time spent inside one kind of syscall, and how many calls. */
+export interface SyscallTimeEntry {
+  ns: number;
+  calls: number;
+}
+
+export type SyscallKind = 'tunOpen' | 'tunIoctl' | 'tunClose' | 'netnsSwitch' | 'netlinkSend' | 'netlinkRecv';
+
 export interface NativeShim {
   openNetlink(nsPath: string | null, protocol: number, groups: number): number;
   addMembership(fd: number, group: number): void;
@@ -39,6 +47,8 @@ export interface NativeShim {
   sendWithFds(socketFd: number, data: Uint8Array, fds: number[]): number;
   createNetns(directory: string, name: string): string;
   deleteNetns(path: string): void;
+  /** Time inside the attach syscalls since the last call, then reset; the first call turns the accounting on. */
+  syscallTime(): Record<SyscallKind, SyscallTimeEntry>;
 }
 
 let cached: NativeShim | undefined;
