@@ -23,9 +23,10 @@ export interface WatchHandle {
   readonly __watch: unique symbol;
 }
 
-/** Time spent inside one kind of syscall, and how many calls. */
+/** Time spent inside one kind of syscall (wall and this thread's CPU), and how many calls. */
 export interface SyscallTimeEntry {
   ns: number;
+  cpuNs: number;
   calls: number;
 }
 
@@ -48,7 +49,7 @@ export interface NativeShim {
   createNetns(directory: string, name: string): string;
   deleteNetns(path: string): void;
   /** Time inside the attach syscalls since the last call, then reset; the first call turns the accounting on. */
-  syscallTime(): Record<SyscallKind, SyscallTimeEntry>;
+  syscallTime(): Record<SyscallKind, SyscallTimeEntry> & { threadCpuNs: number };
 }
 
 let cached: NativeShim | undefined;
