@@ -121,7 +121,7 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
         queues: 1,
         keepFds: false,
         vhostNet: 'off',
-        qdiscs: (await handle.snapshot()).qdiscs,
+        qdiscs: (await handle.snapshot(['qdiscs'])).qdiscs,
       };
       const steps: PlumbingStep[] = [];
       // Resets the counters (and, the first time, switches the accounting on).
