@@ -151,8 +151,11 @@ export class NetlinkSocket {
       try {
         datagram = this.socket.receive();
       } catch (error) {
-        if (this.protocol.pending > 0) this.protocol.failAll(error as Error);
-        else this.onReceiveError?.(error as Error);
+        // ENOBUFS and the like: replies or events were lost. Requests waiting may never get theirs,
+        // and a listener must resynchronise.
+        const waiting = this.protocol.pending > 0;
+        if (waiting) this.protocol.failAll(error as Error);
+        if (!waiting || this.listening) this.onReceiveError?.(error as Error);
         return;
       }
       if (!datagram) return;
