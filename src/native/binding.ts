@@ -49,7 +49,9 @@ export interface NativeShim {
   createNetns(directory: string, name: string): string;
   deleteNetns(path: string): void;
   /** Time inside the attach syscalls since the last call, then reset; the first call turns the accounting on. */
-  syscallTime(): Record<SyscallKind, SyscallTimeEntry> & { threadCpuNs: number };
+  syscallTime(): Record<SyscallKind, SyscallTimeEntry>;
+  /** The calling thread's CPU time, ns. */
+  threadCpuNs(): number;
 }
 
 let cached: NativeShim | undefined;
