@@ -147,6 +147,9 @@ enum syscall_kind { SC_TUN_OPEN, SC_TUN_IOCTL, SC_TUN_CLOSE, SC_NETNS_SWITCH, SC
 static const char *const syscall_kind_names[SC_KINDS] = {"tunOpen",     "tunIoctl",    "tunClose",
                                                          "netnsSwitch", "netlinkSend", "netlinkRecv"};
 static int accounting_on = 0;
+// The thread's CPU clock is a real syscall on some hosts (about 2 µs in a VM), so reading it around
+// every call would itself slow the attach being measured: it is read only when asked for.
+static int cpu_accounting_on = 0;
 static uint64_t syscall_ns[SC_KINDS];
 static uint64_t syscall_cpu_ns[SC_KINDS];
 static uint64_t syscall_calls[SC_KINDS];
@@ -163,19 +166,20 @@ static inline uint64_t clock_ns(clockid_t clock) {
 // syscall includes waiting for a CPU, the CPU time does not.
 static inline uint64_t accounting_start(void) {
   if (!accounting_on) return 0;
-  started_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  if (cpu_accounting_on) started_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
   return clock_ns(CLOCK_MONOTONIC);
 }
 
 static inline void accounting_stop(enum syscall_kind kind, uint64_t started) {
   if (!accounting_on) return;
   syscall_ns[kind] += clock_ns(CLOCK_MONOTONIC) - started;
-  syscall_cpu_ns[kind] += clock_ns(CLOCK_THREAD_CPUTIME_ID) - started_cpu_ns;
+  if (cpu_accounting_on) syscall_cpu_ns[kind] += clock_ns(CLOCK_THREAD_CPUTIME_ID) - started_cpu_ns;
   syscall_calls[kind]++;
 }
 
-// syscallTime() -> { tunIoctl: { ns, cpuNs, calls }, ... }: the time spent inside each kind of
-// syscall since the previous call (then reset). The first call switches the accounting on.
+// syscallTime(cpu?: boolean) -> { tunIoctl: { ns, cpuNs, calls }, ... }: the time spent inside each
+// kind of syscall since the previous call (then reset). The first call switches the accounting on;
+// `cpu` says whether the next interval also counts CPU time (cpuNs stays 0 otherwise).
 // threadCpuNs() -> the calling thread's CPU time in ns (CLOCK_THREAD_CPUTIME_ID), to measure the CPU an
 // operation costs on a machine where wall time also counts waiting for a CPU.
 static napi_value thread_cpu_ns(napi_env env, napi_callback_info info) {
@@ -186,7 +190,11 @@ static napi_value thread_cpu_ns(napi_env env, napi_callback_info info) {
 }
 
 static napi_value syscall_time(napi_env env, napi_callback_info info) {
-  (void)info;
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool cpu = false;
+  if (argc > 0) napi_get_value_bool(env, argv[0], &cpu);
   napi_value result, entry, value;
   napi_create_object(env, &result);
   for (int kind = 0; kind < SC_KINDS; kind++) {
@@ -203,6 +211,7 @@ static napi_value syscall_time(napi_env env, napi_callback_info info) {
     syscall_calls[kind] = 0;
   }
   accounting_on = 1;
+  cpu_accounting_on = cpu;
   return result;
 }
 

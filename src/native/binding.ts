@@ -48,8 +48,11 @@ export interface NativeShim {
   sendWithFds(socketFd: number, data: Uint8Array, fds: number[]): number;
   createNetns(directory: string, name: string): string;
   deleteNetns(path: string): void;
-  /** Time inside the attach syscalls since the last call, then reset; the first call turns the accounting on. */
-  syscallTime(): Record<SyscallKind, SyscallTimeEntry>;
+  /**
+   * Time inside the attach syscalls since the last call, then reset; the first call turns the
+   * accounting on. `cpu` makes the next interval count CPU time too (it costs a syscall per read).
+   */
+  syscallTime(cpu?: boolean): Record<SyscallKind, SyscallTimeEntry>;
   /** The calling thread's CPU time, ns. */
   threadCpuNs(): number;
 }
