@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: vcnet against an iproute2 baseline measured in the same run, on this machine.
  * Prints medians and ratios; asserts nothing (speed is not a test).
- *   1. tcfilter attach/detach of 1 and 8 endpoints (vcnet vs ip/tc processes)
+ *   1. tcfilter attach/detach of 1 and 8 endpoints (vcnet vs ip/tc processes), and the attach's kernel
+ *      floor (time inside the tap ioctls and the netlink sendto/recv, from the native shim)
  *   2. attach+detach of 1 and 8 endpoints per model
  *   3. scan of 1/16/256 interfaces (vcnet vs ip -j addr/route/neigh)
  *   4. 100 sandboxes (namespaces) attached and detached concurrently
@@ -41,7 +42,8 @@ async function attachSection(): Promise<void> {
     results[`tcfilter_${endpoints}`] = result;
     log(
       `${endpoints} endpoint(s): attach ${result.attach_us} µs vs ${result.iproute2_attach_us} µs (${result.attach_ratio}x faster), ` +
-        `detach ${result.detach_us} µs vs ${result.iproute2_detach_us} µs (${result.detach_ratio}x faster)`,
+        `detach ${result.detach_us} µs vs ${result.iproute2_detach_us} µs (${result.detach_ratio}x faster); ` +
+        `kernel floor ${result.floor_us} µs (attach ${result.floor_ratio}x; CPU ${result.attach_cpu_us}/${result.floor_cpu_us} µs, ${result.floor_cpu_ratio}x)`,
     );
   }
   log('\n== attach+detach per model, median µs per endpoint ==');

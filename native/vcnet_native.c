@@ -5,7 +5,9 @@
 //  - send/recv on it without blocking, and a uv_poll watcher so JavaScript learns
 //    when a reply or a multicast event is waiting;
 //  - tun/tap creation (multi-queue, vnet header, persist, owner/group) inside a namespace;
-//  - /dev/vhost-net, and fd hygiene (close, inheritable) for handing fds to a hypervisor.
+//  - /dev/vhost-net, and fd hygiene (close, inheritable) for handing fds to a hypervisor;
+//  - optional accounting of the time spent inside the syscalls that make an attach (the kernel's
+//    share, which the benchmark reports as the floor JavaScript cannot go below).
 //
 // Every failure is thrown as an Error with `code` = errno name, `errno`, `syscall` and `path`/`detail`.
 #define _GNU_SOURCE
@@ -27,6 +29,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -137,11 +140,95 @@ static napi_value make_int(napi_env env, int32_t v) {
   return out;
 }
 
+// ---- syscall time accounting ------------------------------------------------------------------
+
+// Off until syscallTime() is first called, so a process that never asks pays one branch per call.
+enum syscall_kind { SC_TUN_OPEN, SC_TUN_IOCTL, SC_TUN_CLOSE, SC_NETNS_SWITCH, SC_NETLINK_SEND, SC_NETLINK_RECV, SC_KINDS };
+static const char *const syscall_kind_names[SC_KINDS] = {"tunOpen",     "tunIoctl",    "tunClose",
+                                                         "netnsSwitch", "netlinkSend", "netlinkRecv"};
+static int accounting_on = 0;
+// The thread's CPU clock is a real syscall on some hosts (about 2 µs in a VM), so reading it around
+// every call would itself slow the attach being measured: it is read only when asked for.
+static int cpu_accounting_on = 0;
+static uint64_t syscall_ns[SC_KINDS];
+static uint64_t syscall_cpu_ns[SC_KINDS];
+static uint64_t syscall_calls[SC_KINDS];
+// The calling thread's CPU time at the start of the syscall being timed (one at a time: JS thread).
+static uint64_t started_cpu_ns;
+
+static inline uint64_t clock_ns(clockid_t clock) {
+  struct timespec now;
+  clock_gettime(clock, &now);
+  return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+// Wall time (monotonic) and this thread's CPU time: on a loaded machine the wall time inside a
+// syscall includes waiting for a CPU, the CPU time does not.
+static inline uint64_t accounting_start(void) {
+  if (!accounting_on) return 0;
+  if (cpu_accounting_on) started_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  return clock_ns(CLOCK_MONOTONIC);
+}
+
+static inline void accounting_stop(enum syscall_kind kind, uint64_t started) {
+  if (!accounting_on) return;
+  syscall_ns[kind] += clock_ns(CLOCK_MONOTONIC) - started;
+  if (cpu_accounting_on) syscall_cpu_ns[kind] += clock_ns(CLOCK_THREAD_CPUTIME_ID) - started_cpu_ns;
+  syscall_calls[kind]++;
+}
+
+// syscallTime(cpu?: boolean) -> { tunIoctl: { ns, cpuNs, calls }, ... }: the time spent inside each
+// kind of syscall since the previous call (then reset). The first call switches the accounting on;
+// `cpu` says whether the next interval also counts CPU time (cpuNs stays 0 otherwise).
+// threadCpuNs() -> the calling thread's CPU time in ns (CLOCK_THREAD_CPUTIME_ID), to measure the CPU an
+// operation costs on a machine where wall time also counts waiting for a CPU.
+static napi_value thread_cpu_ns(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value value;
+  napi_create_double(env, (double)clock_ns(CLOCK_THREAD_CPUTIME_ID), &value);
+  return value;
+}
+
+static napi_value syscall_time(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool cpu = false;
+  if (argc > 0) napi_get_value_bool(env, argv[0], &cpu);
+  napi_value result, entry, value;
+  napi_create_object(env, &result);
+  for (int kind = 0; kind < SC_KINDS; kind++) {
+    napi_create_object(env, &entry);
+    napi_create_double(env, (double)syscall_ns[kind], &value);
+    napi_set_named_property(env, entry, "ns", value);
+    napi_create_double(env, (double)syscall_cpu_ns[kind], &value);
+    napi_set_named_property(env, entry, "cpuNs", value);
+    napi_create_double(env, (double)syscall_calls[kind], &value);
+    napi_set_named_property(env, entry, "calls", value);
+    napi_set_named_property(env, result, syscall_kind_names[kind], entry);
+    syscall_ns[kind] = 0;
+    syscall_cpu_ns[kind] = 0;
+    syscall_calls[kind] = 0;
+  }
+  accounting_on = 1;
+  cpu_accounting_on = cpu;
+  return result;
+}
+
 // ---- namespace switching ----------------------------------------------------------------------
 
 // Enters the namespace at ns_path on this thread. *saved receives an fd of the namespace to go back to.
 // Returns 0 or an errno; on error nothing changed.
+static int enter_netns_untimed(const char *ns_path, int *saved, const char **failed);
+
 static int enter_netns(const char *ns_path, int *saved, const char **failed) {
+  uint64_t started = accounting_start();
+  int err = enter_netns_untimed(ns_path, saved, failed);
+  if (ns_path && ns_path[0]) accounting_stop(SC_NETNS_SWITCH, started);
+  return err;
+}
+
+static int enter_netns_untimed(const char *ns_path, int *saved, const char **failed) {
   *saved = -1;
   if (!ns_path || !ns_path[0]) return 0;
   int original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -172,11 +259,13 @@ static int enter_netns(const char *ns_path, int *saved, const char **failed) {
 // operation of this process act on the wrong network, so failing here is fatal.
 static void leave_netns(int saved) {
   if (saved < 0) return;
+  uint64_t started = accounting_start();
   if (setns(saved, CLONE_NEWNET) < 0) {
     fprintf(stderr, "vcnet: cannot return to the original network namespace: %s\n", strerror(errno));
     abort();
   }
   close(saved);
+  accounting_stop(SC_NETNS_SWITCH, started);
 }
 
 // ---- netlink sockets --------------------------------------------------------------------------
@@ -277,9 +366,13 @@ static napi_value netlink_send(napi_env env, napi_callback_info info) {
   if (argc < 2 || !get_int(env, argv[0], &fd) || !get_buffer(env, argv[1], &data, &len)) return NULL;
   struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
   ssize_t n;
+  uint64_t started = accounting_start();
   do {
     n = sendto(fd, data, len, 0, (struct sockaddr *)&kernel, sizeof kernel);
   } while (n < 0 && errno == EINTR);
+  int err = errno;
+  accounting_stop(SC_NETLINK_SEND, started);
+  errno = err;
   if (n < 0) {
     throw_errno(env, errno, "sendto", "netlink");
     return NULL;
@@ -297,9 +390,13 @@ static napi_value netlink_recv(napi_env env, napi_callback_info info) {
   size_t len;
   if (argc < 2 || !get_int(env, argv[0], &fd) || !get_buffer(env, argv[1], &data, &len)) return NULL;
   ssize_t n;
+  uint64_t started = accounting_start();
   do {
     n = recv(fd, data, len, MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
+  int err = errno;
+  accounting_stop(SC_NETLINK_RECV, started);
+  errno = err;
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return make_int(env, -1);
     throw_errno(env, errno, "recv", "netlink");
@@ -461,7 +558,9 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
     return NULL;
   }
   for (int i = 0; i < queues; i++) {
+    uint64_t started = accounting_start();
     int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    accounting_stop(SC_TUN_OPEN, started);
     if (fd < 0) {
       err = errno;
       failed = "open(/dev/net/tun)";
@@ -475,11 +574,15 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
     // existing persistent tap of that name (someone else's, or a leak), and our detach would delete it.
     if (i == 0) ifr.ifr_flags |= IFF_TUN_EXCL;
     memcpy(ifr.ifr_name, name, strnlen(name, IFNAMSIZ - 1));
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-      err = errno;
+    started = accounting_start();
+    int set = ioctl(fd, TUNSETIFF, &ifr);
+    err = errno;
+    accounting_stop(SC_TUN_IOCTL, started);
+    if (set < 0) {
       failed = "ioctl(TUNSETIFF)";
       break;
     }
+    err = 0;
     // Later queues attach to the name the kernel chose for the first (it may expand "tap%d").
     strncpy(name, ifr.ifr_name, IFNAMSIZ);
   }
@@ -495,9 +598,12 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
     failed = "ioctl(TUNSETGROUP)";
   }
   // Persist last, so that a failure above leaves no device behind once the fds are closed.
-  if (!err && persist && ioctl(fds[0], TUNSETPERSIST, 1) < 0) {
-    err = errno;
-    failed = "ioctl(TUNSETPERSIST)";
+  if (!err && persist) {
+    uint64_t started = accounting_start();
+    int set = ioctl(fds[0], TUNSETPERSIST, 1);
+    err = set < 0 ? errno : 0;
+    accounting_stop(SC_TUN_IOCTL, started);
+    if (err) failed = "ioctl(TUNSETPERSIST)";
   }
   if (err) {
     for (int i = 0; i < opened; i++) close(fds[i]);
@@ -511,10 +617,13 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, result, "index", make_int(env, (int32_t)index));
   napi_create_array_with_length(env, keep_fds ? opened : 0, &array);
   for (int i = 0; i < opened; i++) {
-    if (keep_fds)
+    if (keep_fds) {
       napi_set_element(env, array, i, make_int(env, fds[i]));
-    else
+    } else {
+      uint64_t started = accounting_start();
       close(fds[i]);
+      accounting_stop(SC_TUN_CLOSE, started);
+    }
   }
   napi_set_named_property(env, result, "fds", array);
   return result;
@@ -749,6 +858,8 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("sendWithFds", send_with_fds);
   EXPORT("createNetns", create_netns);
   EXPORT("deleteNetns", delete_netns);
+  EXPORT("syscallTime", syscall_time);
+  EXPORT("threadCpuNs", thread_cpu_ns);
   return exports;
 }
 

@@ -12,7 +12,7 @@ export type { Link, LinkChanges, LinkKindData, LinkSpec, TunInfo } from './netli
 export type { Neighbour, NeighbourSpec } from './netlink/codec/neighbour.js';
 export type { Route, RouteSpec } from './netlink/codec/route.js';
 export * from './netlink/codec/traffic-control.js';
-export { NetlinkError } from './netlink/errors.js';
+export { DumpInterruptedError, NetlinkError } from './netlink/errors.js';
 export { ChangeBatch, LinkNotFoundError, NetlinkHandle } from './netlink/handle.js';
 export * from './netns/namespace.js';
 // The sandbox network: endpoints, models, guest structures.

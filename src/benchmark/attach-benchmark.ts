@@ -2,9 +2,18 @@
  * The tcfilter attach/detach benchmark: N endpoints in a namespace this benchmark makes and deletes,
  * done by vcnet and, in the same run, by iproute2 processes (ip, tc), K times each. Reports the
  * median per endpoint. Detach by vcnet deletes all taps with one group request (one RCU grace period).
+ *
+ * The kernel floor of an attach is measured in the same iterations by the native shim's syscall
+ * accounting: the time spent inside the tap ioctls and the netlink sendto/recv calls. No tool can
+ * attach for less; `attach_us / floor_us` says how much the rest (JavaScript, other syscalls) adds.
+ * The same figures in CPU time of the calling thread (`*_cpu_us`) hold on a loaded machine, where
+ * wall time also counts waiting for a CPU. Reading the thread's CPU clock around every syscall costs
+ * a syscall itself, so the per-syscall CPU time is counted in every other iteration only, and the
+ * attach times come from the iterations in between.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { nativeShim, type SyscallKind } from '../native/binding.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../netns/namespace.js';
 import { randomPrivateMacAddress } from '../network/mac-address.js';
@@ -28,6 +37,16 @@ export interface AttachBenchmarkResult {
   iterations: number;
   attach_us: number;
   detach_us: number;
+  /** Kernel time of the attach per endpoint (median): tap ioctls + netlink sendto/recv. */
+  floor_us: number;
+  /** attach_us / floor_us: 1 would mean no time outside those syscalls. */
+  floor_ratio: number;
+  /** The same in CPU time of the thread: attach, floor, ratio (unaffected by waiting for a CPU). */
+  attach_cpu_us: number;
+  floor_cpu_us: number;
+  floor_cpu_ratio: number;
+  /** Median per endpoint of every accounted syscall kind during the attach: wall µs, CPU µs. */
+  syscalls_us: Record<SyscallKind, { wall: number; cpu: number }>;
   iproute2_attach_us?: number;
   iproute2_detach_us?: number;
   attach_ratio?: number;
@@ -41,6 +60,9 @@ export function median(values: number[]): number {
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1000;
+
+/** The syscalls that make up the floor: what the kernel itself spends creating the objects. */
+const FLOOR_KINDS: readonly SyscallKind[] = ['tunIoctl', 'netlinkSend', 'netlinkRecv'];
 
 function iproute2(namespace: string, tool: 'ip' | 'tc', args: string[]): void {
   execFileSync(tool, ['-n', namespace, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -91,6 +113,11 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
     }
     const attachTimes: number[] = [];
     const detachTimes: number[] = [];
+    /** Per endpoint, µs: wall from the plain iterations, CPU from those that count it. */
+    const syscallWall: Array<Record<SyscallKind, number>> = [];
+    const syscallCpu: Array<Record<SyscallKind, number>> = [];
+    const attachCpuTimes: number[] = [];
+    const shim = nativeShim();
     for (let iteration = 0; iteration < options.iterations; iteration++) {
       const context: PlumbingContext = {
         handle,
@@ -98,9 +125,13 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
         queues: 1,
         keepFds: false,
         vhostNet: 'off',
-        qdiscs: (await handle.snapshot()).qdiscs,
+        qdiscs: (await handle.snapshot(['qdiscs'])).qdiscs,
       };
       const steps: PlumbingStep[] = [];
+      const countCpu = options.iterations === 1 || iteration % 2 === 1;
+      const plain = options.iterations === 1 || !countCpu;
+      shim.syscallTime(countCpu); // resets the counters (and, the first time, switches the accounting on)
+      const cpuStarted = shim.threadCpuNs();
       const started = now();
       for (const [i, source] of sources.entries()) {
         const tap = `tap${i}_kata`;
@@ -113,20 +144,53 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
         steps.push(...attached.steps);
       }
       const attached = now();
+      const attachCpu = (shim.threadCpuNs() - cpuStarted) / 1000 / options.endpoints;
+      const spent = Object.entries(shim.syscallTime());
+      const perEndpoint = (value: (entry: (typeof spent)[number][1]) => number) =>
+        Object.fromEntries(spent.map(([kind, entry]) => [kind, value(entry) / 1000 / options.endpoints])) as Record<
+          SyscallKind,
+          number
+        >;
+      if (plain) {
+        attachTimes.push((attached - started) / options.endpoints);
+        attachCpuTimes.push(attachCpu);
+        syscallWall.push(perEndpoint((entry) => entry.ns));
+      }
+      if (countCpu) syscallCpu.push(perEndpoint((entry) => entry.cpuNs));
       const report = await undoPlumbing(handle, steps);
       const detached = now();
       if (report.failures.length > 0) throw report.failures[0];
-      attachTimes.push((attached - started) / options.endpoints);
       detachTimes.push((detached - attached) / options.endpoints);
       // macvtap moved the sources' MACs and addresses: they are restored by the undo above.
       if (model === 'macvtap') for (const [i] of sources.entries()) sources[i] = await handle.linkByName(`eth${i}`);
     }
+    const kinds = Object.keys(syscallWall[0] ?? {}) as SyscallKind[];
+    const floorOf = (samples: Array<Record<SyscallKind, number>>) =>
+      median(samples.map((times) => FLOOR_KINDS.reduce((sum, kind) => sum + times[kind], 0)));
+    const floor = floorOf(syscallWall);
+    const floorCpu = floorOf(syscallCpu);
+    const attachUs = median(attachTimes);
+    const attachCpuUs = median(attachCpuTimes);
     const result: AttachBenchmarkResult = {
       model,
       endpoints: options.endpoints,
       iterations: options.iterations,
-      attach_us: Math.round(median(attachTimes)),
+      attach_us: Math.round(attachUs),
       detach_us: Math.round(median(detachTimes)),
+      floor_us: Math.round(floor),
+      floor_ratio: Number((attachUs / Math.max(1, floor)).toFixed(2)),
+      attach_cpu_us: Math.round(attachCpuUs),
+      floor_cpu_us: Math.round(floorCpu),
+      floor_cpu_ratio: Number((attachCpuUs / Math.max(1, floorCpu)).toFixed(2)),
+      syscalls_us: Object.fromEntries(
+        kinds.map((kind) => [
+          kind,
+          {
+            wall: Math.round(median(syscallWall.map((times) => times[kind]))),
+            cpu: Math.round(median(syscallCpu.map((times) => times[kind]))),
+          },
+        ]),
+      ) as Record<SyscallKind, { wall: number; cpu: number }>,
     };
     if (options.baseline !== false && model === 'tcfilter') {
       const baselineAttach: number[] = [];

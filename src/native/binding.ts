@@ -23,6 +23,15 @@ export interface WatchHandle {
   readonly __watch: unique symbol;
 }
 
+/** Time spent inside one kind of syscall (wall and this thread's CPU), and how many calls. */
+export interface SyscallTimeEntry {
+  ns: number;
+  cpuNs: number;
+  calls: number;
+}
+
+export type SyscallKind = 'tunOpen' | 'tunIoctl' | 'tunClose' | 'netnsSwitch' | 'netlinkSend' | 'netlinkRecv';
+
 export interface NativeShim {
   openNetlink(nsPath: string | null, protocol: number, groups: number): number;
   addMembership(fd: number, group: number): void;
@@ -39,6 +48,13 @@ export interface NativeShim {
   sendWithFds(socketFd: number, data: Uint8Array, fds: number[]): number;
   createNetns(directory: string, name: string): string;
   deleteNetns(path: string): void;
+  /**
+   * Time inside the attach syscalls since the last call, then reset; the first call turns the
+   * accounting on. `cpu` makes the next interval count CPU time too (it costs a syscall per read).
+   */
+  syscallTime(cpu?: boolean): Record<SyscallKind, SyscallTimeEntry>;
+  /** The calling thread's CPU time, ns. */
+  threadCpuNs(): number;
 }
 
 let cached: NativeShim | undefined;

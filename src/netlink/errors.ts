@@ -33,12 +33,12 @@ export class NetlinkError extends VcnetError {
   readonly request: string;
   readonly namespacePath: string | undefined;
 
-  constructor(request: RequestLike, decoded: DecodedError, namespacePath: string | undefined) {
+  constructor(request: RequestLike, decoded: DecodedError, namespacePath: string | undefined, hint?: string) {
     const errno = errnoName(decoded.errno);
     const kernel = decoded.kernelMessage ? ` (kernel: ${decoded.kernelMessage})` : '';
     super(`NETLINK_${errno}`, `${request.description} failed: ${errno}${kernel}`, {
       value: request.description,
-      hint: hints[errno],
+      hint: hint ?? hints[errno],
     });
     this.errno = errno;
     this.errnoNumber = decoded.errno;
@@ -56,5 +56,28 @@ export class NetlinkError extends VcnetError {
     );
     error.cause = cause;
     return error;
+  }
+}
+
+/**
+ * A dump came back marked NLM_F_DUMP_INTR (the namespace changed while the kernel was sending it)
+ * on every attempt: its contents could be half old, half new, so it is not used.
+ */
+export class DumpInterruptedError extends NetlinkError {
+  readonly attempts: number;
+
+  constructor(request: RequestLike, attempts: number, namespacePath: string | undefined) {
+    super(
+      request,
+      {
+        errno: osConstants.errno.EINTR,
+        kernelMessage: `the namespace changed during each of ${attempts} attempts (NLM_F_DUMP_INTR)`,
+        requestType: request.type,
+        requestSequence: 0,
+      },
+      namespacePath,
+      'something keeps changing the namespace; try again when it is quieter',
+    );
+    this.attempts = attempts;
   }
 }

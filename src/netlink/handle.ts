@@ -49,6 +49,7 @@ import {
   type QdiscSpec,
   type TrafficClass,
 } from './codec/traffic-control.js';
+import type { MessageWriter } from './codec/writer.js';
 import type { NetlinkError } from './errors.js';
 import { NetlinkSocket, type RequestBatch, type RequestOutcome } from './transport.js';
 
@@ -230,6 +231,33 @@ export interface NamespaceSnapshot {
   qdiscs: Qdisc[];
 }
 
+export type SnapshotPart = keyof NamespaceSnapshot;
+
+export const SNAPSHOT_PARTS: readonly SnapshotPart[] = ['links', 'addresses', 'routes', 'neighbours', 'qdiscs'];
+
+/** The dump behind each part of a snapshot: every family, every table. */
+const snapshotDumps: {
+  [Part in SnapshotPart]: {
+    type: number;
+    encode: (writer: MessageWriter) => void;
+    decode: (message: RawMessage) => NamespaceSnapshot[Part][number];
+  };
+} = {
+  links: { type: MessageType.GETLINK, encode: (w) => encodeGetLink(w), decode: decodeLink },
+  addresses: {
+    type: MessageType.GETADDR,
+    encode: (w) => encodeGetAddress(w, AddressFamily.UNSPEC),
+    decode: decodeAddress,
+  },
+  routes: { type: MessageType.GETROUTE, encode: (w) => encodeGetRoute(w, AddressFamily.UNSPEC), decode: decodeRoute },
+  neighbours: {
+    type: MessageType.GETNEIGH,
+    encode: (w) => encodeGetNeighbour(w, AddressFamily.UNSPEC),
+    decode: decodeNeighbour,
+  },
+  qdiscs: { type: MessageType.GETQDISC, encode: (w) => encodeGetTc(w, 0, 0), decode: decodeQdisc },
+};
+
 export class NetlinkHandle {
   private constructor(
     readonly socket: NetlinkSocket,
@@ -270,16 +298,28 @@ export class NetlinkHandle {
 
   /**
    * Links, addresses, routes (all tables), neighbours and qdiscs of the namespace: what scanning it
-   * needs. The kernel runs one dump per socket at a time, so these go one after another.
+   * needs; `parts` narrows it to what the caller uses (the others come back empty). The dumps go
+   * out as one batch: the protocol sends each as soon as the one before it is done (the kernel runs
+   * one dump per socket at a time), without a round trip through the event loop in between.
    */
-  async snapshot(): Promise<NamespaceSnapshot> {
-    return {
-      links: await this.links(),
-      addresses: await this.addresses(),
-      routes: await this.routes({ table: 'all' }),
-      neighbours: await this.neighbours(),
-      qdiscs: await this.qdiscs(),
-    };
+  async snapshot(parts: readonly SnapshotPart[] = SNAPSHOT_PARTS): Promise<NamespaceSnapshot> {
+    const batch = this.socket.batch();
+    const wanted = SNAPSHOT_PARTS.filter((part) => parts.includes(part));
+    for (const part of wanted) {
+      const dump = snapshotDumps[part];
+      batch.add(dump.type, MessageFlag.DUMP, `list ${part}`, dump.encode);
+    }
+    const outcomes = await batch.send();
+    const snapshot: NamespaceSnapshot = { links: [], addresses: [], routes: [], neighbours: [], qdiscs: [] };
+    wanted.forEach((part, position) => {
+      const outcome = outcomes[position]!;
+      if (!outcome.ok) throw outcome.error;
+      const reply = snapshotDumps[part].type - 2; // replies to GET are NEW messages
+      const messages = outcome.messages.filter((message) => message.type === reply);
+      const decode = snapshotDumps[part].decode as (message: RawMessage) => unknown;
+      (snapshot[part] as unknown[]) = messages.map((message) => decode(message));
+    });
+    return snapshot;
   }
 
   // ---- links ----

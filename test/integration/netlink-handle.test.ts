@@ -418,3 +418,39 @@ describe('namespaces', () => {
     expect(() => NetlinkHandle.open('/var/run/netns/vcnet-does-not-exist')).toThrow(/vcnet-does-not-exist/);
   });
 });
+
+describe('snapshots and concurrent requests', () => {
+  it('takes the whole snapshot in one batch, or only the parts asked for', async () => {
+    const veth = await makeVeth();
+    await handle.setLink(veth.index, { up: true });
+    await handle.addAddress({ index: veth.index, address: '10.77.0.2', prefixLength: 24 });
+    await handle.addQdisc(ingressQdisc(veth.index));
+    const whole = await handle.snapshot();
+    expect(whole.links.map((link) => link.name).sort()).toEqual(['lo', 'veth0', 'veth0p']);
+    expect(whole.addresses.map((address) => address.address)).toContain('10.77.0.2');
+    expect(whole.routes.some((route) => route.destination === '10.77.0.0')).toBe(true);
+    expect(whole.qdiscs.some((qdisc) => qdisc.index === veth.index && qdisc.kind === 'ingress')).toBe(true);
+    const narrow = await handle.snapshot(['links', 'qdiscs']);
+    expect(narrow.links).toEqual(whole.links);
+    expect(narrow.qdiscs).toEqual(whole.qdiscs);
+    expect(narrow).toMatchObject({ addresses: [], routes: [], neighbours: [] });
+  });
+
+  it('answers dumps and changes started together on one socket, each with its own result', async () => {
+    const veth = await makeVeth();
+    const [links, , snapshot, addresses] = await Promise.all([
+      handle.links(),
+      handle.addAddress({ index: veth.index, address: '10.78.0.2', prefixLength: 24 }),
+      handle.snapshot(),
+      handle.addresses({ index: veth.index }),
+      handle.setLink(veth.index, { up: true }),
+    ]);
+    expect(links.map((link) => link.name).sort()).toEqual(['lo', 'veth0', 'veth0p']);
+    expect(snapshot.links).toHaveLength(3);
+    // Sent after the change (one dump at a time, in order), so it sees the address.
+    expect(addresses.map((address) => address.address)).toEqual(['10.78.0.2']);
+    expect(namespace.ipJson<Array<{ ifname: string; flags: string[] }>>('link', 'show', 'veth0')[0]?.flags).toContain(
+      'UP',
+    );
+  });
+});

@@ -16,7 +16,9 @@ export function registerBench(program: Command): void {
     .description('measure vcnet against iproute2 in a namespace it makes and deletes');
   bench
     .command('attach')
-    .description('tcfilter attach and detach of N endpoints, vcnet and iproute2 in the same run (median per endpoint)')
+    .description(
+      'tcfilter attach and detach of N endpoints, vcnet and iproute2 in the same run (median per endpoint), and the kernel floor of the attach',
+    )
     .option('--endpoints <n>', 'endpoints per sandbox', '1')
     .option('--iterations <k>', 'repetitions', '20')
     .option('--model <model>', 'tcfilter, macvtap or none (iproute2 baseline for tcfilter)', 'tcfilter')
@@ -42,5 +44,9 @@ export function registerBench(program: Command): void {
         `${result.model}, ${result.endpoints} endpoint(s), ${result.iterations} iterations, median µs per endpoint`,
       );
       print(table(['', 'ATTACH µs', 'DETACH µs'], rows));
+      print(
+        `kernel floor (tap ioctls + netlink sendto/recv): ${result.floor_us} µs, attach = ${result.floor_ratio}x floor; ` +
+          `in CPU time: attach ${result.attach_cpu_us} µs, floor ${result.floor_cpu_us} µs (${result.floor_cpu_ratio}x)`,
+      );
     });
 }

@@ -2,6 +2,7 @@
 import { bytesToMac, macToBytes } from './addresses.js';
 import {
   AddressFamily,
+  InterfaceFlag,
   IpvlanAttribute,
   IpvlanMode,
   LinkAttribute,
@@ -118,12 +119,12 @@ function flagChanges(changes: LinkChanges): { flags: number; change: number } {
   let flags = 0;
   let change = 0;
   if (changes.up !== undefined) {
-    change |= 0x1;
-    if (changes.up) flags |= 0x1;
+    change |= InterfaceFlag.UP;
+    if (changes.up) flags |= InterfaceFlag.UP;
   }
   if (changes.noArp !== undefined) {
-    change |= 0x80;
-    if (changes.noArp) flags |= 0x80;
+    change |= InterfaceFlag.NOARP;
+    if (changes.noArp) flags |= InterfaceFlag.NOARP;
   }
   return { flags, change };
 }

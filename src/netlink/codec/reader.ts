@@ -2,7 +2,14 @@
  * Splits what the kernel sent into messages and attributes, checking every length against the
  * bytes actually there: a malformed reply becomes a MalformedMessageError, never an out-of-bounds read.
  */
-import { ExtendedAck, MessageType, NLA_HEADER_LENGTH, NLA_TYPE_MASK, NLMSG_HEADER_LENGTH } from './constants.js';
+import {
+  ExtendedAck,
+  MessageFlag,
+  MessageType,
+  NLA_HEADER_LENGTH,
+  NLA_TYPE_MASK,
+  NLMSG_HEADER_LENGTH,
+} from './constants.js';
 
 export class MalformedMessageError extends Error {
   readonly code = 'VCNET_NETLINK_MALFORMED';
@@ -171,15 +178,30 @@ export function decodeError(message: RawMessage): DecodedError {
   const requestSequence = payload.readUInt32LE(12);
   const decoded: DecodedError = { errno, requestType, requestSequence };
   // With NLM_F_CAPPED only the request header is echoed; otherwise the whole request.
-  const echoed = message.flags & 0x100 ? NLMSG_HEADER_LENGTH : align4(requestLength);
-  if (message.flags & 0x200 && payload.length > 4 + echoed) {
-    const extended = new Attributes(payload, 4 + echoed);
-    const text = extended.string(ExtendedAck.MSG);
-    if (text) decoded.kernelMessage = text;
-    const offset = extended.u32(ExtendedAck.OFFS);
-    if (offset !== undefined) decoded.badAttributeOffset = offset;
-  }
+  const echoed = message.flags & MessageFlag.CAPPED ? NLMSG_HEADER_LENGTH : align4(requestLength);
+  readExtendedAck(message, 4 + echoed, decoded);
   return decoded;
+}
+
+/**
+ * NLMSG_DONE, the end of a dump: an int error (0 when the dump completed; kernels before 4.x sent
+ * no payload), then extended-ack attributes when it failed.
+ */
+export function decodeDone(message: RawMessage): DecodedError {
+  const payload = message.payload;
+  const errno = payload.length >= 4 ? -payload.readInt32LE(0) : 0;
+  const decoded: DecodedError = { errno, requestType: 0, requestSequence: message.sequence };
+  readExtendedAck(message, 4, decoded);
+  return decoded;
+}
+
+function readExtendedAck(message: RawMessage, start: number, into: DecodedError): void {
+  if (!(message.flags & MessageFlag.ACK_TLVS) || message.payload.length <= start) return;
+  const extended = new Attributes(message.payload, start);
+  const text = extended.string(ExtendedAck.MSG);
+  if (text) into.kernelMessage = text;
+  const offset = extended.u32(ExtendedAck.OFFS);
+  if (offset !== undefined) into.badAttributeOffset = offset;
 }
 
 export function isDone(message: RawMessage): boolean {

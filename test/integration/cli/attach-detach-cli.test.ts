@@ -244,10 +244,21 @@ describe('vcnet bench attach', () => {
     const result = vcnet(['bench', 'attach', '--endpoints', '2', '--iterations', '2', '--json']);
     expect(result.status).toBe(0);
     const last = JSON.parse(result.stdout.trim().split('\n').pop()!);
-    for (const key of ['attach_us', 'detach_us', 'iproute2_attach_us', 'iproute2_detach_us']) {
+    for (const key of [
+      'attach_us',
+      'detach_us',
+      'iproute2_attach_us',
+      'iproute2_detach_us',
+      'floor_us',
+      'floor_cpu_us',
+    ]) {
       expect(typeof last[key]).toBe('number');
       expect(last[key]).toBeGreaterThan(0);
     }
+    // The floor is part of the attach, measured in the same iterations.
+    expect(last.floor_us).toBeLessThanOrEqual(last.attach_us);
+    expect(last.floor_ratio).toBeCloseTo(last.attach_us / last.floor_us, 0);
+    expect(last.syscalls_us.tunIoctl.wall).toBeGreaterThan(0);
     expect(last).toMatchObject({ endpoints: 2, iterations: 2 });
   });
 });

@@ -1,0 +1,293 @@
+/**
+ * The netlink request/reply protocol with no I/O (the sans-IO shape of rust-netlink's netlink-proto):
+ * encoded requests and received datagrams go in; the bytes to send next, finished requests and
+ * multicast notifications come out. The socket below it (socket.ts) and the glue that pumps bytes
+ * between the two (transport.ts) hold no protocol state, so everything here is tested on recorded
+ * kernel bytes without a socket.
+ *
+ * What it knows about the kernel:
+ * - every request carries its own sequence number; a change is answered by NLMSG_ERROR (errno 0 is
+ *   the ack, asked for with NLM_F_ACK), a dump by NLM_F_MULTI messages ended by NLMSG_DONE, whose
+ *   payload is an errno too (with extended-ack text when the dump failed);
+ * - a socket runs one dump at a time (a second gets EBUSY): a dump ends a segment, and nothing more
+ *   is sent until it is done, across batches too;
+ * - a dump during which the namespace changed is marked NLM_F_DUMP_INTR (the kernel compares a
+ *   generation counter between the chunks of a dump): its messages may be half old, half new. It is
+ *   sent again under a fresh sequence number, up to `maxDumpAttempts` times, then fails with a
+ *   DumpInterruptedError instead of being used;
+ * - multicast notifications carry the sequence number and port of whoever caused them (`ip addr
+ *   add` sets its own), so any message that answers none of our requests is a notification; so is
+ *   a data message carrying the sequence of one of our changes (the multicast copy of our own
+ *   change, which reaches our socket when it listens).
+ */
+import { MessageFlag, MessageType } from './codec/constants.js';
+import { type DecodedError, decodeDone, decodeError, type RawMessage, splitMessages } from './codec/reader.js';
+import { DumpInterruptedError, NetlinkError } from './errors.js';
+
+/** Where a request's sequence number sits in its netlink header. */
+const SEQUENCE_OFFSET = 8;
+
+/** How often a dump marked interrupted is sent in all before giving up. */
+export const DEFAULT_MAX_DUMP_ATTEMPTS = 5;
+
+export interface ProtocolRequest {
+  sequence: number;
+  /** The request's message type (RTM_*). */
+  type: number;
+  /** A GET with NLM_F_DUMP: answered by many messages and NLMSG_DONE. */
+  dump: boolean;
+  /** What the caller said it was doing, for error messages ("add qdisc ingress on eth0"). */
+  description: string;
+}
+
+export type RequestOutcome = { ok: true; messages: RawMessage[] } | { ok: false; error: NetlinkError };
+
+export type ProtocolEvent =
+  /** Every request of a submitted batch has its answer; outcomes are in request order. */
+  | { kind: 'completed'; batch: number; outcomes: RequestOutcome[] }
+  /** A message that answers none of our requests (multicast). */
+  | { kind: 'notification'; message: RawMessage }
+  /** A dump came back marked NLM_F_DUMP_INTR and was sent again (attempt counts from 2). */
+  | { kind: 'dump-retried'; request: ProtocolRequest; attempt: number };
+
+export interface ProtocolOptions {
+  /** Named in error messages. */
+  namespacePath?: string;
+  maxDumpAttempts?: number;
+  /** The first sequence number is this + 1 (random by default, so two sockets rarely collide). */
+  initialSequence?: number;
+}
+
+interface BatchState {
+  outcomes: Array<RequestOutcome | undefined>;
+  remaining: number;
+}
+
+interface InFlight {
+  request: ProtocolRequest;
+  batch: number;
+  position: number;
+  messages: RawMessage[];
+  /** Some message of this dump carried NLM_F_DUMP_INTR. */
+  interrupted: boolean;
+  attempt: number;
+  /** The request's own bytes, kept for dumps so an interrupted one can be sent again. */
+  bytes?: Buffer;
+}
+
+interface Segment {
+  bytes: Buffer;
+  entries: InFlight[];
+}
+
+/** A GET request (RTM_GET*): its data replies are answers, not notifications. */
+export function isGetRequest(type: number): boolean {
+  return type >= 16 && (type & 3) === 2;
+}
+
+export class NetlinkProtocol {
+  private sequence: number;
+  private nextBatch = 1;
+  private readonly batches = new Map<number, BatchState>();
+  /** Sent, waiting for their answer, by sequence number. */
+  private readonly inFlight = new Map<number, InFlight>();
+  /** Built, not sent yet. */
+  private readonly queue: Segment[] = [];
+  /** The segment last handed out by pollTransmit(), until the next call. */
+  private lastSent: Segment | undefined;
+  /** A dump is in flight: nothing more goes out until it ends. */
+  private dumping = false;
+  /** Our port id, learned from the first answer; answers carry it, others' notifications do not. */
+  private portId: number | undefined;
+  private events: ProtocolEvent[] = [];
+  private readonly namespacePath: string | undefined;
+  private readonly maxDumpAttempts: number;
+
+  constructor(options: ProtocolOptions = {}) {
+    this.namespacePath = options.namespacePath;
+    this.maxDumpAttempts = Math.max(1, options.maxDumpAttempts ?? DEFAULT_MAX_DUMP_ATTEMPTS);
+    this.sequence = options.initialSequence ?? Math.floor(Math.random() * 0x7fffffff);
+  }
+
+  /** The sequence number for the next request (never 0, which kernel-originated messages use). */
+  nextSequence(): number {
+    this.sequence = (this.sequence + 1) & 0x7fffffff || 1;
+    return this.sequence;
+  }
+
+  /**
+   * Queues a batch: `bytes` holds the requests' messages back to back (as built by one writer) and
+   * `ends[i]` is where request i ends. Returns the id its 'completed' event will carry.
+   */
+  submit(bytes: Buffer, requests: readonly ProtocolRequest[], ends: readonly number[]): number {
+    const batch = this.nextBatch++;
+    if (requests.length === 0) {
+      this.events.push({ kind: 'completed', batch, outcomes: [] });
+      return batch;
+    }
+    this.batches.set(batch, { outcomes: new Array(requests.length), remaining: requests.length });
+    let segmentStart = 0;
+    let entries: InFlight[] = [];
+    requests.forEach((request, position) => {
+      const start = position === 0 ? 0 : ends[position - 1]!;
+      const end = ends[position]!;
+      const entry: InFlight = { request, batch, position, messages: [], interrupted: false, attempt: 1 };
+      if (request.dump) entry.bytes = Buffer.from(bytes.subarray(start, end));
+      entries.push(entry);
+      // A dump ends a segment: what follows it waits for its NLMSG_DONE.
+      if (request.dump || position === requests.length - 1) {
+        this.queue.push({ bytes: bytes.subarray(segmentStart, end), entries });
+        segmentStart = end;
+        entries = [];
+      }
+    });
+    return batch;
+  }
+
+  /** Whether pollTransmit() would hand out bytes now. */
+  get canTransmit(): boolean {
+    return !this.dumping && this.queue.length > 0;
+  }
+
+  /** Requests sent and not answered yet, plus those queued. */
+  get pending(): number {
+    return this.inFlight.size + this.queue.reduce((sum, segment) => sum + segment.entries.length, 0);
+  }
+
+  /**
+   * The next bytes to send (one sendto), or undefined while a dump is under way or nothing is
+   * queued. Their requests count as sent from now on.
+   */
+  pollTransmit(): Buffer | undefined {
+    if (!this.canTransmit) return undefined;
+    const segment = this.queue.shift()!;
+    for (const entry of segment.entries) {
+      this.inFlight.set(entry.request.sequence, entry);
+      if (entry.request.dump) this.dumping = true;
+    }
+    this.lastSent = segment;
+    return segment.bytes;
+  }
+
+  /** The bytes last returned by pollTransmit() could not be sent: their requests fail with `cause`. */
+  transmitFailed(cause: Error): void {
+    const segment = this.lastSent;
+    this.lastSent = undefined;
+    if (!segment) return;
+    for (const entry of segment.entries) {
+      if (this.inFlight.get(entry.request.sequence) !== entry) continue;
+      this.finish(entry, { ok: false, error: NetlinkError.fromFailure(entry.request, cause, this.namespacePath) });
+    }
+  }
+
+  /**
+   * One datagram read from the socket (whole messages). Malformed bytes fail every request waiting
+   * (their answers may be in them) and are thrown to the caller.
+   */
+  receive(datagram: Buffer): void {
+    let messages: RawMessage[];
+    try {
+      messages = splitMessages(datagram);
+    } catch (error) {
+      this.failAll(error as Error);
+      throw error;
+    }
+    for (const message of messages) this.dispatch(message);
+  }
+
+  /** Fails every queued and in-flight request (the socket closed or a receive failed). */
+  failAll(cause: Error): void {
+    const entries = [...this.inFlight.values(), ...this.queue.flatMap((segment) => segment.entries)];
+    this.queue.length = 0;
+    for (const entry of entries) {
+      this.finish(entry, { ok: false, error: NetlinkError.fromFailure(entry.request, cause, this.namespacePath) });
+    }
+  }
+
+  /** What happened since the last call, in order. */
+  takeEvents(): ProtocolEvent[] {
+    const events = this.events;
+    this.events = [];
+    return events;
+  }
+
+  private dispatch(message: RawMessage): void {
+    if (message.type === MessageType.NOOP) return;
+    const entry = this.inFlight.get(message.sequence);
+    // Answers to us carry our port id; another process's change may reuse our sequence number.
+    if (!entry || (this.portId !== undefined && message.portId !== this.portId)) {
+      this.events.push({ kind: 'notification', message });
+      return;
+    }
+    if (message.type === MessageType.ERROR) {
+      this.portId ??= message.portId;
+      this.settle(entry, decodeError(message));
+      return;
+    }
+    if (message.type === MessageType.DONE) {
+      this.portId ??= message.portId;
+      if (message.flags & MessageFlag.DUMP_INTR) entry.interrupted = true;
+      this.settle(entry, decodeDone(message));
+      return;
+    }
+    if (!isGetRequest(entry.request.type)) {
+      // Changes are answered by an ack only: this is the multicast copy of our own change.
+      this.events.push({ kind: 'notification', message });
+      return;
+    }
+    if (message.flags & MessageFlag.DUMP_INTR) entry.interrupted = true;
+    entry.messages.push(message);
+  }
+
+  /** The request's last message (ack, error or end of dump) arrived. */
+  private settle(entry: InFlight, answer: DecodedError): void {
+    if (answer.errno !== 0) {
+      this.finish(entry, { ok: false, error: new NetlinkError(entry.request, answer, this.namespacePath) });
+      return;
+    }
+    if (entry.request.dump && entry.interrupted) {
+      if (entry.attempt < this.maxDumpAttempts) {
+        this.resend(entry);
+        return;
+      }
+      this.finish(entry, {
+        ok: false,
+        error: new DumpInterruptedError(entry.request, entry.attempt, this.namespacePath),
+      });
+      return;
+    }
+    this.finish(entry, { ok: true, messages: entry.messages });
+  }
+
+  /** Sends an interrupted dump again, first in line, under a new sequence number. */
+  private resend(entry: InFlight): void {
+    this.inFlight.delete(entry.request.sequence);
+    if (entry.request.dump) this.dumping = false;
+    const sequence = this.nextSequence();
+    const bytes = Buffer.from(entry.bytes!);
+    bytes.writeUInt32LE(sequence, SEQUENCE_OFFSET);
+    const retry: InFlight = {
+      ...entry,
+      request: { ...entry.request, sequence },
+      messages: [],
+      interrupted: false,
+      attempt: entry.attempt + 1,
+      bytes,
+    };
+    this.queue.unshift({ bytes, entries: [retry] });
+    this.events.push({ kind: 'dump-retried', request: retry.request, attempt: retry.attempt });
+  }
+
+  private finish(entry: InFlight, outcome: RequestOutcome): void {
+    this.inFlight.delete(entry.request.sequence);
+    if (entry.request.dump) this.dumping = false;
+    const batch = this.batches.get(entry.batch);
+    if (!batch || batch.outcomes[entry.position] !== undefined) return;
+    batch.outcomes[entry.position] = outcome;
+    batch.remaining--;
+    if (batch.remaining === 0) {
+      this.batches.delete(entry.batch);
+      this.events.push({ kind: 'completed', batch: entry.batch, outcomes: batch.outcomes as RequestOutcome[] });
+    }
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * A NETLINK_ROUTE socket as the native shim gives it, and nothing more: open in a namespace, send
+ * one buffer, read one datagram without blocking, tell when readable, close. Failures become
+ * SystemCallErrors. The protocol (sequence numbers, acks, dumps) is protocol.ts; transport.ts joins them.
+ */
+import { SystemCallError } from '../errors.js';
+import { nativeShim, type WatchHandle } from '../native/binding.js';
+import { NETLINK_ROUTE } from './codec/constants.js';
+
+/** Large enough for the biggest datagram the kernel sends a dump in (it sizes them to our buffer). */
+const RECEIVE_BUFFER_SIZE = 1 << 20;
+
+export class RouteSocket {
+  private readonly receiveBuffer = Buffer.allocUnsafe(RECEIVE_BUFFER_SIZE);
+  private watcher: WatchHandle | undefined;
+  private closed = false;
+
+  private constructor(
+    readonly fd: number,
+    readonly namespacePath: string | undefined,
+  ) {}
+
+  /** Opens a socket bound inside the namespace at `namespacePath` (or this one), joined to `groups`. */
+  static open(namespacePath?: string, groups = 0): RouteSocket {
+    try {
+      return new RouteSocket(nativeShim().openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups), namespacePath);
+    } catch (error) {
+      throw new SystemCallError(
+        `open a netlink socket in ${namespacePath ?? 'the current namespace'}`,
+        error as NodeJS.ErrnoException,
+      );
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** One sendto(): rtnetlink handles every request in it before the call returns. */
+  send(bytes: Buffer): void {
+    try {
+      nativeShim().netlinkSend(this.fd, bytes);
+    } catch (error) {
+      throw new SystemCallError('send a netlink request', error as NodeJS.ErrnoException);
+    }
+  }
+
+  /** One datagram (a copy: the read buffer is reused), or undefined when nothing is waiting. */
+  receive(): Buffer | undefined {
+    let length: number;
+    try {
+      length = nativeShim().netlinkRecv(this.fd, this.receiveBuffer);
+    } catch (error) {
+      throw new SystemCallError('receive netlink replies', error as NodeJS.ErrnoException);
+    }
+    return length < 0 ? undefined : Buffer.from(this.receiveBuffer.subarray(0, length));
+  }
+
+  /** Joins one more multicast group (RTNLGRP_* number, beyond the 32 of the bind mask too). */
+  addMembership(group: number): void {
+    try {
+      nativeShim().addMembership(this.fd, group);
+    } catch (error) {
+      throw new SystemCallError(`join netlink multicast group ${group}`, error as NodeJS.ErrnoException);
+    }
+  }
+
+  /** Calls `readable` from the event loop whenever data waits, until stopWatching(). */
+  watch(readable: () => void): void {
+    if (this.watcher || this.closed) return;
+    this.watcher = nativeShim().watchReadable(this.fd, readable);
+  }
+
+  get watching(): boolean {
+    return this.watcher !== undefined;
+  }
+
+  stopWatching(): void {
+    if (!this.watcher) return;
+    nativeShim().unwatch(this.watcher);
+    this.watcher = undefined;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopWatching();
+    nativeShim().closeFd(this.fd);
+  }
+}

@@ -1,0 +1,307 @@
+/**
+ * The netlink protocol without a socket, on whole exchanges the kernel really had with vcnet
+ * (test/fixtures/netlink/protocol-exchanges.json, recorded by
+ * scripts/capture-netlink-protocol-fixtures.ts): the bytes go in as they were received, and what
+ * comes out is checked (outcomes, what may be sent next, notifications, dump retries).
+ */
+import { describe, expect, it } from 'vitest';
+import { MessageFlag, MessageType } from '../../../src/netlink/codec/constants.js';
+import { decodeLink } from '../../../src/netlink/codec/link.js';
+import { MalformedMessageError, type RawMessage, splitMessages } from '../../../src/netlink/codec/reader.js';
+import { DumpInterruptedError, NetlinkError } from '../../../src/netlink/errors.js';
+import {
+  DEFAULT_MAX_DUMP_ATTEMPTS,
+  NetlinkProtocol,
+  type ProtocolEvent,
+  type ProtocolRequest,
+  type RequestOutcome,
+} from '../../../src/netlink/protocol.js';
+import fixture from '../../fixtures/netlink/protocol-exchanges.json' with { type: 'json' };
+
+interface Exchange {
+  sent: string;
+  received: string[];
+}
+
+const bytesOf = (hex: string) => Buffer.from(hex, 'hex');
+const datagrams = (exchange: Exchange) => exchange.received.map(bytesOf);
+
+/** The recorded request messages, each as the protocol is told about it. */
+function requestsOf(
+  exchange: Exchange,
+  description = 'recorded request',
+): { bytes: Buffer; requests: ProtocolRequest[]; ends: number[] } {
+  const bytes = bytesOf(exchange.sent);
+  const requests: ProtocolRequest[] = [];
+  const ends: number[] = [];
+  let end = 0;
+  for (const message of splitMessages(bytes)) {
+    end += (16 + message.payload.length + 3) & ~3;
+    requests.push({
+      sequence: message.sequence,
+      type: message.type,
+      dump: (message.flags & MessageFlag.DUMP) === MessageFlag.DUMP,
+      description,
+    });
+    ends.push(end);
+  }
+  return { bytes, requests, ends };
+}
+
+/** A copy of recorded datagrams with every message's sequence number changed from `from` to `to`. */
+function withSequence(received: Buffer[], from: number, to: number): Buffer[] {
+  return received.map((datagram) => {
+    const copy = Buffer.from(datagram);
+    let offset = 0;
+    while (offset + 16 <= copy.length) {
+      const length = copy.readUInt32LE(offset);
+      if (copy.readUInt32LE(offset + 8) === from) copy.writeUInt32LE(to, offset + 8);
+      offset += (length + 3) & ~3;
+    }
+    return copy;
+  });
+}
+
+function completed(events: ProtocolEvent[]): RequestOutcome[][] {
+  return events.flatMap((event) => (event.kind === 'completed' ? [event.outcomes] : []));
+}
+
+function notifications(events: ProtocolEvent[]): RawMessage[] {
+  return events.flatMap((event) => (event.kind === 'notification' ? [event.message] : []));
+}
+
+const sequenceOf = (bytes: Buffer) => bytes.readUInt32LE(8);
+const dumpOf = (exchange: Exchange) => sequenceOf(bytesOf(exchange.sent));
+
+describe('NetlinkProtocol on recorded exchanges', () => {
+  it('sends a change batch as one buffer and settles each change from its ack or its error, with the kernel text', () => {
+    const protocol = new NetlinkProtocol({ namespacePath: '/run/netns/recorded' });
+    const { bytes, requests, ends } = requestsOf(fixture.changes, 'add ingress qdisc');
+    protocol.submit(bytes, requests, ends);
+    expect(protocol.pollTransmit()?.equals(bytes)).toBe(true);
+    expect(protocol.pollTransmit()).toBeUndefined();
+
+    const [first, second, third] = datagrams(fixture.changes);
+    protocol.receive(first!);
+    protocol.receive(second!);
+    expect(completed(protocol.takeEvents())).toEqual([]);
+    protocol.receive(third!);
+    const [outcomes] = completed(protocol.takeEvents());
+    expect(outcomes?.map((outcome) => outcome.ok)).toEqual([true, true, false]);
+    const refused = outcomes?.[2];
+    if (refused?.ok !== false) throw new Error('expected the third change to be refused');
+    expect(refused.error).toBeInstanceOf(NetlinkError);
+    expect(refused.error.errno).toBe('EEXIST');
+    expect(refused.error.kernelMessage).toMatch(/exclusivity flag/i);
+    expect(refused.error.message).toContain('add ingress qdisc failed: EEXIST');
+    expect(refused.error.namespacePath).toBe('/run/netns/recorded');
+    expect(protocol.pending).toBe(0);
+  });
+
+  it('collects a dump over several datagrams and completes it at NLMSG_DONE', () => {
+    const protocol = new NetlinkProtocol();
+    const { bytes, requests, ends } = requestsOf(fixture.linkDump, 'list links');
+    protocol.submit(bytes, requests, ends);
+    protocol.pollTransmit();
+    const received = datagrams(fixture.linkDump);
+    expect(received.length).toBeGreaterThan(2);
+    for (const datagram of received.slice(0, -1)) {
+      protocol.receive(datagram);
+      expect(completed(protocol.takeEvents())).toEqual([]);
+    }
+    protocol.receive(received.at(-1)!);
+    const [[outcome]] = completed(protocol.takeEvents()) as [[RequestOutcome]];
+    if (!outcome.ok) throw outcome.error;
+    const names = outcome.messages.map((message) => decodeLink(message).name);
+    expect(names).toHaveLength(1 + 2 * fixture.vethPairs);
+    for (let i = 0; i < fixture.vethPairs; i++) expect(names).toEqual(expect.arrayContaining([`v${i}`, `w${i}`]));
+  });
+
+  it('holds back whatever follows a dump, in the same batch or another, until the dump is done', () => {
+    const protocol = new NetlinkProtocol();
+    const dump = requestsOf(fixture.linkDump, 'list links');
+    const change = requestsOf(fixture.changes);
+    // One batch: the dump, then the first recorded change (link up).
+    const first = change.requests[0]!;
+    const changeBytes = change.bytes.subarray(0, change.ends[0]);
+    const bytes = Buffer.concat([dump.bytes, changeBytes]);
+    protocol.submit(bytes, [dump.requests[0]!, first], [dump.ends[0]!, bytes.length]);
+    // A second batch with a dump of its own (the kernel would answer EBUSY if it went out now).
+    protocol.submit(dump.bytes, [{ ...dump.requests[0]!, sequence: 999 }], dump.ends);
+
+    expect(protocol.pollTransmit()?.equals(dump.bytes)).toBe(true);
+    expect(protocol.canTransmit).toBe(false);
+    expect(protocol.pollTransmit()).toBeUndefined();
+    for (const datagram of datagrams(fixture.linkDump)) protocol.receive(datagram);
+    expect(protocol.pollTransmit()?.equals(changeBytes)).toBe(true);
+    protocol.receive(datagrams(fixture.changes)[0]!); // the change's ack
+    const [outcomes] = completed(protocol.takeEvents());
+    expect(outcomes?.map((outcome) => outcome.ok)).toEqual([true, true]);
+    // Only now the second batch's dump goes out.
+    expect(protocol.pollTransmit()?.equals(dump.bytes)).toBe(true);
+    expect(protocol.pending).toBe(1);
+  });
+
+  it('sends a dump the kernel marked NLM_F_DUMP_INTR again under a new sequence, and uses only the clean one', () => {
+    const protocol = new NetlinkProtocol();
+    const interrupted = datagrams(fixture.interruptedLinkDump);
+    const marked = interrupted.flatMap((datagram) => splitMessages(datagram));
+    expect(marked.some((message) => message.flags & MessageFlag.DUMP_INTR)).toBe(true);
+
+    const { bytes, requests, ends } = requestsOf(fixture.interruptedLinkDump, 'list links');
+    protocol.submit(bytes, requests, ends);
+    protocol.pollTransmit();
+    for (const datagram of interrupted) protocol.receive(datagram);
+    const events = protocol.takeEvents();
+    expect(completed(events)).toEqual([]);
+    expect(events).toContainEqual(expect.objectContaining({ kind: 'dump-retried', attempt: 2 }));
+
+    const retry = protocol.pollTransmit();
+    if (!retry) throw new Error('expected the dump to be sent again');
+    const newSequence = sequenceOf(retry);
+    expect(newSequence).not.toBe(requests[0]!.sequence);
+    // The same request otherwise, byte for byte.
+    const expected = Buffer.from(bytes);
+    expected.writeUInt32LE(newSequence, 8);
+    expect(retry.equals(expected)).toBe(true);
+
+    // Late messages of the abandoned attempt are not taken for the new one.
+    protocol.receive(interrupted[0]!);
+    for (const datagram of withSequence(datagrams(fixture.cleanLinkDump), dumpOf(fixture.cleanLinkDump), newSequence))
+      protocol.receive(datagram);
+    const [[outcome]] = completed(protocol.takeEvents()) as [[RequestOutcome]];
+    if (!outcome.ok) throw outcome.error;
+    expect(outcome.messages.length).toBe(1 + 2 * fixture.vethPairs);
+    expect(outcome.messages.every((message) => !(message.flags & MessageFlag.DUMP_INTR))).toBe(true);
+    expect(outcome.messages.every((message) => message.sequence === newSequence)).toBe(true);
+  });
+
+  it(`gives up after ${DEFAULT_MAX_DUMP_ATTEMPTS} interrupted attempts with a DumpInterruptedError`, () => {
+    const protocol = new NetlinkProtocol({ namespacePath: '/run/netns/busy' });
+    const { bytes, requests, ends } = requestsOf(fixture.interruptedLinkDump, 'list links');
+    protocol.submit(bytes, requests, ends);
+    let sent = protocol.pollTransmit();
+    let transmissions = 0;
+    const original = dumpOf(fixture.interruptedLinkDump);
+    while (sent) {
+      transmissions++;
+      for (const datagram of withSequence(datagrams(fixture.interruptedLinkDump), original, sequenceOf(sent)))
+        protocol.receive(datagram);
+      sent = protocol.pollTransmit();
+    }
+    expect(transmissions).toBe(DEFAULT_MAX_DUMP_ATTEMPTS);
+    const [[outcome]] = completed(protocol.takeEvents()) as [[RequestOutcome]];
+    if (outcome.ok) throw new Error('expected the dump to fail');
+    expect(outcome.error).toBeInstanceOf(DumpInterruptedError);
+    expect(outcome.error).toBeInstanceOf(NetlinkError);
+    expect((outcome.error as DumpInterruptedError).attempts).toBe(DEFAULT_MAX_DUMP_ATTEMPTS);
+    expect(outcome.error.errno).toBe('EINTR');
+    expect(outcome.error.message).toContain('list links failed');
+    expect(outcome.error.hint).toMatch(/changing the namespace/);
+    expect(protocol.pending).toBe(0);
+  });
+
+  it('honours a smaller bound on attempts', () => {
+    const protocol = new NetlinkProtocol({ maxDumpAttempts: 1 });
+    const { bytes, requests, ends } = requestsOf(fixture.interruptedLinkDump, 'list links');
+    protocol.submit(bytes, requests, ends);
+    protocol.pollTransmit();
+    for (const datagram of datagrams(fixture.interruptedLinkDump)) protocol.receive(datagram);
+    expect(protocol.pollTransmit()).toBeUndefined();
+    const [[outcome]] = completed(protocol.takeEvents()) as [[RequestOutcome]];
+    expect(outcome.ok).toBe(false);
+  });
+
+  it('delivers every message that answers none of our requests, and the multicast copy of our own change, as notifications', () => {
+    const protocol = new NetlinkProtocol();
+    const { bytes, requests, ends } = requestsOf(fixture.notifications, 'add address');
+    protocol.submit(bytes, requests, ends);
+    protocol.pollTransmit();
+    for (const datagram of datagrams(fixture.notifications)) protocol.receive(datagram);
+    const events = protocol.takeEvents();
+    const ours = requests[0]!.sequence;
+    const delivered = notifications(events);
+    // Kernel events (sequence 0), `ip`'s address (its own sequence and port), our address (our sequence).
+    expect(delivered.some((message) => message.sequence === 0 && message.type === MessageType.NEWLINK)).toBe(true);
+    expect(delivered.some((message) => message.type === MessageType.NEWADDR && message.sequence !== ours)).toBe(true);
+    expect(delivered.some((message) => message.type === MessageType.NEWADDR && message.sequence === ours)).toBe(true);
+    const all = datagrams(fixture.notifications).flatMap((datagram) => splitMessages(datagram));
+    expect(delivered).toHaveLength(all.filter((message) => message.type !== MessageType.ERROR).length);
+    const [[outcome]] = completed(events) as [[RequestOutcome]];
+    expect(outcome).toEqual({ ok: true, messages: [] });
+  });
+
+  it('takes a message with our sequence but another port for a notification', () => {
+    const protocol = new NetlinkProtocol();
+    const { bytes, requests, ends } = requestsOf(fixture.changes);
+    protocol.submit(bytes, requests, ends);
+    protocol.pollTransmit();
+    const [first, second] = datagrams(fixture.changes);
+    protocol.receive(first!); // learns our port from this ack
+    const foreign = Buffer.from(second!);
+    foreign.writeUInt32LE(foreign.readUInt32LE(12) + 1, 12);
+    protocol.receive(foreign);
+    const events = protocol.takeEvents();
+    expect(notifications(events)).toHaveLength(1);
+    expect(protocol.pending).toBe(2);
+  });
+
+  it('turns an error carried by NLMSG_DONE into a refused dump', () => {
+    const protocol = new NetlinkProtocol();
+    const { bytes, requests, ends } = requestsOf(fixture.linkDump, 'list links');
+    protocol.submit(bytes, requests, ends);
+    protocol.pollTransmit();
+    const received = datagrams(fixture.linkDump);
+    const done = Buffer.from(received.at(-1)!);
+    expect(done.readUInt16LE(4)).toBe(MessageType.DONE);
+    done.writeInt32LE(-22, 16); // -EINVAL
+    for (const datagram of [...received.slice(0, -1), done]) protocol.receive(datagram);
+    const [[outcome]] = completed(protocol.takeEvents()) as [[RequestOutcome]];
+    if (outcome.ok) throw new Error('expected the dump to fail');
+    expect(outcome.error.errno).toBe('EINVAL');
+    // The dump no longer blocks the socket.
+    expect(protocol.pending).toBe(0);
+  });
+
+  it('fails the requests of a send that did not go out, and everything on failAll', () => {
+    const protocol = new NetlinkProtocol();
+    const change = requestsOf(fixture.changes, 'add ingress qdisc');
+    protocol.submit(change.bytes, change.requests, change.ends);
+    protocol.pollTransmit();
+    protocol.transmitFailed(Object.assign(new Error('sendto: no buffer space'), { errno: -105, code: 'ENOBUFS' }));
+    const [outcomes] = completed(protocol.takeEvents());
+    expect(outcomes?.map((outcome) => (outcome.ok ? 'ok' : outcome.error.errno))).toEqual([
+      'ENOBUFS',
+      'ENOBUFS',
+      'ENOBUFS',
+    ]);
+
+    const dump = requestsOf(fixture.linkDump, 'list links');
+    protocol.submit(dump.bytes, dump.requests, dump.ends);
+    protocol.submit(change.bytes, change.requests, change.ends);
+    protocol.pollTransmit();
+    protocol.failAll(new Error('netlink socket closed'));
+    expect(completed(protocol.takeEvents())).toHaveLength(2);
+    expect(protocol.pending).toBe(0);
+    expect(protocol.pollTransmit()).toBeUndefined();
+  });
+
+  it('fails what waits on a malformed datagram and says where it broke', () => {
+    const protocol = new NetlinkProtocol();
+    const { bytes, requests, ends } = requestsOf(fixture.linkDump, 'list links');
+    protocol.submit(bytes, requests, ends);
+    protocol.pollTransmit();
+    const truncated = datagrams(fixture.linkDump)[0]!.subarray(0, 1000);
+    expect(() => protocol.receive(truncated)).toThrow(MalformedMessageError);
+    const [[outcome]] = completed(protocol.takeEvents()) as [[RequestOutcome]];
+    expect(outcome.ok).toBe(false);
+  });
+
+  it('answers an empty batch at once and never hands out sequence 0', () => {
+    const protocol = new NetlinkProtocol({ initialSequence: 0x7ffffffe });
+    expect(protocol.nextSequence()).toBe(0x7fffffff);
+    expect(protocol.nextSequence()).toBe(1);
+    const batch = protocol.submit(Buffer.alloc(0), [], []);
+    expect(protocol.takeEvents()).toEqual([{ kind: 'completed', batch, outcomes: [] }]);
+  });
+});
