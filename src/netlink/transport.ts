@@ -7,9 +7,10 @@
  * a reply is genuinely not there yet (long dumps). That keeps a ten-request attach at one send and a
  * few receives, with no event-loop round trip.
  */
+
+import { traced, tracing } from '../diagnostics.js';
 import { SystemCallError } from '../errors.js';
 import { nativeShim, type WatchHandle } from '../native/binding.js';
-import { withSpan } from '../observability/tracing.js';
 import { MessageFlag, MessageType, NETLINK_ROUTE } from './codec/constants.js';
 import { decodeError, type RawMessage, splitMessages } from './codec/reader.js';
 import { MessageWriter } from './codec/writer.js';
@@ -115,9 +116,9 @@ export class NetlinkSocket {
    * segment: what follows it is sent once the dump is complete. Changes go out together.
    */
   exchange(batch: RequestBatch): Promise<RequestOutcome[]> {
-    return withSpan(
-      'vcnet.netlink.batch',
-      { 'vcnet.netlink.requests': batch.size, 'vcnet.netns': this.namespacePath ?? '' },
+    return traced(
+      tracing.netlinkBatch,
+      () => ({ namespacePath: this.namespacePath, requests: batch.size }),
       () => this.exchangeTraced(batch),
     );
   }

@@ -21,6 +21,28 @@ describe('the vcnet package', () => {
     expect(output.trim()).toBe('function function function');
   });
 
+  it('loads neither pino nor OpenTelemetry for the library entry (the CLI subscribers do)', () => {
+    // Both are CommonJS packages, so whatever loads them shows in the CommonJS module cache.
+    const output = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { createRequire } from 'node:module';
+         const cache = createRequire(import.meta.url).cache;
+         const heavy = () => Object.keys(cache).filter((path) => /node_modules\\/(pino|pino-pretty|@opentelemetry)\\//.test(path)).length;
+         await import('vcnet');
+         const library = heavy();
+         await import('./dist/cli/observability/logger.js');
+         await import('./dist/cli/observability/tracing.js');
+         console.log(library, heavy() > 0);`,
+      ],
+      { cwd: root, encoding: 'utf8' },
+    );
+    // The second number proves the check sees them when they are loaded.
+    expect(output.trim()).toBe('0 true');
+  });
+
   it('builds its API reference with typedoc without errors', () => {
     // typedoc reports on stderr and exits non-zero when it finds errors.
     const result = spawnSync('npx', ['typedoc', '--emit', 'none', 'src/index.ts'], { cwd: root, encoding: 'utf8' });
