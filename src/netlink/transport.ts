@@ -10,7 +10,7 @@
 
 import { traced, tracing } from '../diagnostics.js';
 import { SystemCallError } from '../errors.js';
-import { nativeShim, type WatchHandle } from '../native/binding.js';
+import { nativeNetlink, type WatchHandle } from '../native/netlink-socket.js';
 import { MessageFlag, MessageType, NETLINK_ROUTE } from './codec/constants.js';
 import { decodeError, type RawMessage, splitMessages } from './codec/reader.js';
 import { MessageWriter } from './codec/writer.js';
@@ -91,7 +91,7 @@ export class NetlinkSocket {
 
   static open(namespacePath?: string, groups = 0): NetlinkSocket {
     try {
-      const fd = nativeShim().openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups);
+      const fd = nativeNetlink.openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups);
       return new NetlinkSocket(fd, namespacePath);
     } catch (error) {
       throw new SystemCallError(
@@ -152,7 +152,7 @@ export class NetlinkSocket {
         }),
     );
     try {
-      nativeShim().netlinkSend(this.fd, bytes);
+      nativeNetlink.netlinkSend(this.fd, bytes);
     } catch (error) {
       const failure = new SystemCallError('send a netlink request', error as NodeJS.ErrnoException);
       for (const request of requests) {
@@ -175,14 +175,14 @@ export class NetlinkSocket {
 
   /** Subscribes to more multicast groups (numbers as in RTNLGRP_*). */
   addMembership(group: number): void {
-    nativeShim().addMembership(this.fd, group);
+    nativeNetlink.addMembership(this.fd, group);
     this.listening = true;
     this.watch();
   }
 
   private watch(): void {
     if (this.watcher || this.closed) return;
-    this.watcher = nativeShim().watchReadable(this.fd, () => {
+    this.watcher = nativeNetlink.watchReadable(this.fd, () => {
       this.drain();
       if (this.inFlight.size === 0 && !this.listening) this.unwatch();
     });
@@ -190,13 +190,13 @@ export class NetlinkSocket {
 
   private unwatch(): void {
     if (!this.watcher) return;
-    nativeShim().unwatch(this.watcher);
+    nativeNetlink.unwatch(this.watcher);
     this.watcher = undefined;
   }
 
   /** Reads everything waiting on the socket and settles what it completes. */
   private drain(): void {
-    const shim = nativeShim();
+    const shim = nativeNetlink;
     for (;;) {
       let length: number;
       try {
@@ -255,6 +255,6 @@ export class NetlinkSocket {
     this.closed = true;
     this.unwatch();
     this.failAll(new Error('netlink socket closed'));
-    nativeShim().closeFd(this.fd);
+    nativeNetlink.closeFd(this.fd);
   }
 }

@@ -7,11 +7,11 @@
  * diagnostics channels (tracing.ts). Without those variables nothing subscribes and nothing is built.
  */
 import { trace } from '@opentelemetry/api';
+import { tracingRequested } from './environment.js';
 import { logger } from './logger.js';
-import { tracingRequested } from './start.js';
 import { subscribeSpans } from './tracing.js';
 
-export { tracingRequested } from './start.js';
+export { tracingRequested } from './environment.js';
 
 interface NodeSdk {
   start(): void;

@@ -3,14 +3,7 @@
  * log lines on stderr when VCNET_LOG_LEVEL asks for them, spans when OTEL_* asks for export. pino and
  * OpenTelemetry are loaded only then, so a plain ADD starts no faster or slower because they exist.
  */
-
-export function tracingRequested(env: NodeJS.ProcessEnv = process.env): boolean {
-  return Boolean(
-    env.OTEL_EXPORTER_OTLP_ENDPOINT ||
-      env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
-      (env.OTEL_TRACES_EXPORTER && env.OTEL_TRACES_EXPORTER !== 'none'),
-  );
-}
+import { tracingRequested } from './environment.js';
 
 /** Subscribes the asked-for observers; returns the function that flushes and stops them. */
 export async function startObservability(env: NodeJS.ProcessEnv): Promise<() => Promise<void>> {
