@@ -49,10 +49,8 @@ export class VcnetError extends Error {
     ) => T,
     instance: unknown,
   ): instance is T {
-    // biome-ignore lint/complexity/noThisInStatic: `this` is the class instanceof asks about, a subclass too
-    const askedAbout = this;
-    const brand = (askedAbout as unknown) === VcnetError ? VCNET_ERROR_BRAND : classBrand(askedAbout.name);
-    return hasBrand(instance, brand) || Function.prototype[Symbol.hasInstance].call(askedAbout, instance);
+    const brand = (this as unknown) === VcnetError ? VCNET_ERROR_BRAND : classBrand(this.name);
+    return hasBrand(instance, brand) || Function.prototype[Symbol.hasInstance].call(this, instance);
   }
 
   constructor(code: ErrorCode, message: string, options: VcnetErrorOptions = {}) {

@@ -21,6 +21,22 @@ describe('the vcnet package', () => {
     expect(output.trim()).toBe('function function function');
   });
 
+  it('exports the netlink codec under vcnet/netlink, and keeps it out of the main entry', () => {
+    const output = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const netlink = await import('vcnet/netlink');
+         const main = await import('vcnet');
+         console.log(typeof netlink.encodeNewLink, netlink.LinkAttribute.IFNAME, typeof netlink.MessageWriter,
+           netlink.NetlinkHandle === main.NetlinkHandle, 'encodeNewLink' in main, 'LinkAttribute' in main, 'TC_H_INGRESS' in main);`,
+      ],
+      { cwd: root, encoding: 'utf8' },
+    );
+    expect(output.trim()).toBe('function 3 function true false false false');
+  });
+
   it('loads neither pino nor OpenTelemetry for the library entry (the CLI subscribers do)', () => {
     // Both are CommonJS packages, so whatever loads them shows in the CommonJS module cache.
     const output = execFileSync(
