@@ -31,6 +31,12 @@ function hasBrand(instance: unknown, brand: symbol): boolean {
   return typeof instance === 'object' && instance !== null && (instance as Record<symbol, unknown>)[brand] === true;
 }
 
+/** An instance of `type` (VcnetError or a subclass), from this copy of vcnet or another one. */
+function isBrandedInstance(type: abstract new (...args: never[]) => unknown, instance: unknown): boolean {
+  const brand = (type as unknown) === VcnetError ? VCNET_ERROR_BRAND : classBrand(type.name);
+  return hasBrand(instance, brand) || Function.prototype[Symbol.hasInstance].call(type, instance);
+}
+
 export interface VcnetErrorOptions {
   value?: unknown;
   hint?: string | undefined;
@@ -49,8 +55,8 @@ export class VcnetError extends Error {
     ) => T,
     instance: unknown,
   ): instance is T {
-    const brand = (this as unknown) === VcnetError ? VCNET_ERROR_BRAND : classBrand(this.name);
-    return hasBrand(instance, brand) || Function.prototype[Symbol.hasInstance].call(this, instance);
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class instanceof asks about, a subclass too
+    return isBrandedInstance(this, instance);
   }
 
   constructor(code: ErrorCode, message: string, options: VcnetErrorOptions = {}) {
