@@ -179,3 +179,16 @@ describe('log subscriber', () => {
     expect(lines()).toEqual([]);
   });
 });
+
+describe('vcnet-cni observability, from the environment alone', () => {
+  it('subscribes nothing by default, and logs when VCNET_LOG_LEVEL asks', async () => {
+    const { startObservability } = await import('../../../src/cli/observability/start.js');
+    const quiet = await startObservability({});
+    expect(isObserved(tracing.attachEndpoint)).toBe(false);
+    await quiet();
+    const logging = await startObservability({ VCNET_LOG_LEVEL: 'info' });
+    expect(isObserved(tracing.attachEndpoint)).toBe(true);
+    await logging();
+    expect(isObserved(tracing.attachEndpoint)).toBe(false);
+  });
+});
