@@ -35,6 +35,9 @@ describe("the 'vcnet' entry", () => {
       })),
     );
     expect(classes.length).toBeGreaterThan(25);
+    // The brands are keyed by class name (Symbol.for('vcnet.error.<Name>')): names must be unique.
+    const names = classes.map(({ name }) => name);
+    expect(names.filter((name, position) => names.indexOf(name) !== position)).toEqual([]);
     const missing = classes
       .filter(({ name }) => !exported.has(name) && !PROGRAM_ONLY_ERRORS.includes(name))
       .map(({ name, file }) => `${name} (${file})`);
