@@ -1,7 +1,8 @@
 /**
  * Turns the library's diagnostics channel events (src/diagnostics.ts) into log lines. It subscribes
- * only to what the logger's level will print, so at the default level (warn) an attach that succeeds
- * builds no event at all, and a failed one builds one.
+ * only to what the logger's level will print: at the default level (warn) that is the endpoint
+ * attaches, to report a failed one (one small event per endpoint, none per scan or netlink batch);
+ * at silent, nothing.
  */
 import type { Logger } from 'pino';
 import { channels, type EndpointEvent, tracing, type WatchEvent } from '../../diagnostics.js';
@@ -19,10 +20,11 @@ export function subscribeLogs(log: Logger): () => void {
     startedAt.set(event, performance.now());
   };
 
-  for (const [operation, hotplug] of [
+  const endpointOperations = [
     [tracing.attachEndpoint, false],
     [tracing.hotplug, true],
-  ] as const) {
+  ] as const;
+  for (const [operation, hotplug] of log.isLevelEnabled('warn') ? endpointOperations : []) {
     const fields = (event: EndpointEvent) => ({
       sandbox: event.sandbox,
       netns: event.namespacePath,
@@ -32,19 +34,19 @@ export function subscribeLogs(log: Logger): () => void {
     });
     unsubscribers.push(
       subscribeTracing(operation, {
-        ...(log.isLevelEnabled('info') ? { start: markStart } : {}),
-        error: (event) => {
-          if (log.isLevelEnabled('warn')) {
-            log.warn({ ...fields(event), err: event.error }, 'attach failed; what it made was removed');
-          }
-        },
-        asyncEnd: (event) => {
-          if ('error' in event || !log.isLevelEnabled('info')) return;
-          log.info(
-            { ...fields(event), tap: event.result, durationMs: milliseconds(startedAt.get(event)) },
-            'endpoint attached',
-          );
-        },
+        error: (event) => log.warn({ ...fields(event), err: event.error }, 'attach failed; what it made was removed'),
+        ...(log.isLevelEnabled('info')
+          ? {
+              start: markStart,
+              asyncEnd: (event: EndpointEvent & { error?: unknown; result?: unknown }) => {
+                if ('error' in event) return;
+                log.info(
+                  { ...fields(event), tap: event.result, durationMs: milliseconds(startedAt.get(event)) },
+                  'endpoint attached',
+                );
+              },
+            }
+          : {}),
       }),
     );
   }

@@ -170,6 +170,12 @@ describe('log subscriber', () => {
     expect(lines()).toHaveLength(2);
   });
 
+  it('at silent, listens to nothing', () => {
+    const { log } = capturedLogger('silent');
+    cleanups.push(subscribeLogs(log));
+    for (const operation of Object.values(tracing)) expect(isObserved(operation)).toBe(false);
+  });
+
   it('at warn (the default), does not listen to what it would not print', async () => {
     const { log, lines } = capturedLogger('warn');
     cleanups.push(subscribeLogs(log));
