@@ -1,23 +1,89 @@
 /**
- * Every error vcnet raises is a VcnetError: a stable `code` programs can switch on, the offending
- * `value`, and a `hint` that tells a person what to do about it.
+ * Every error vcnet raises is a VcnetError: a stable `code` from the registry (error-codes.ts) programs
+ * can switch on, the offending `value`, and a `hint` that tells a person what to do about it.
+ *
+ * `instanceof` works across two copies of vcnet in one process (a library and a plugin each bundling
+ * their own): every instance carries the brand `Symbol.for('vcnet.error')` and one
+ * `Symbol.for('vcnet.error.<ClassName>')` per class it derives from, and `static [Symbol.hasInstance]`
+ * checks those instead of the prototype chain. Across versions, match on `error.code`.
+ *
+ * classifyError is the one place that decides what a failure becomes outside vcnet: the CLI's exit
+ * status, the CNI error code and the agent's status all come from it, so an EPERM wrapped in an attach
+ * error is "not permitted" everywhere.
  */
+import {
+  type AgentOutcome,
+  type CniOutcome,
+  ErrnoOutcomes,
+  type ErrorCode,
+  ErrorCodes,
+  type ExitOutcome,
+  isErrorCode,
+} from './error-codes.js';
+
+export type { AgentOutcome, CniOutcome, ExitOutcome } from './error-codes.js';
+export { type ErrorCode, type ErrorCodeInfo, ErrorCodes, isErrorCode } from './error-codes.js';
+
+const VCNET_ERROR_BRAND = Symbol.for('vcnet.error');
+const classBrand = (className: string): symbol => Symbol.for(`vcnet.error.${className}`);
+
+function hasBrand(instance: unknown, brand: symbol): boolean {
+  return typeof instance === 'object' && instance !== null && (instance as Record<symbol, unknown>)[brand] === true;
+}
+
+/** An instance of `type` (VcnetError or a subclass), from this copy of vcnet or another one. */
+function isBrandedInstance(type: abstract new (...args: never[]) => unknown, instance: unknown): boolean {
+  const brand = (type as unknown) === VcnetError ? VCNET_ERROR_BRAND : classBrand(type.name);
+  return hasBrand(instance, brand) || Function.prototype[Symbol.hasInstance].call(type, instance);
+}
+
+export interface VcnetErrorOptions {
+  value?: unknown;
+  hint?: string | undefined;
+  cause?: unknown;
+}
+
 export class VcnetError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly value: unknown;
   readonly hint: string | undefined;
 
-  constructor(code: string, message: string, options: { value?: unknown; hint?: string; cause?: unknown } = {}) {
+  /** True for an error of this class (or a subclass) from any copy of vcnet. */
+  static override [Symbol.hasInstance]<T>(
+    this: abstract new (
+      ...args: never[]
+    ) => T,
+    instance: unknown,
+  ): instance is T {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class instanceof asks about, a subclass too
+    return isBrandedInstance(this, instance);
+  }
+
+  constructor(code: ErrorCode, message: string, options: VcnetErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.value = options.value;
     this.hint = options.hint;
+    // Brands are non-enumerable so they stay out of JSON, logs and deep-equality checks.
+    Object.defineProperty(this, VCNET_ERROR_BRAND, { value: true });
+    for (let type: unknown = new.target; type !== Error && typeof type === 'function'; ) {
+      Object.defineProperty(this, classBrand((type as { name: string }).name), { value: true });
+      type = Object.getPrototypeOf(type);
+    }
   }
 
   /** A JSON-friendly view for `--json` output and logs. */
   toJSON(): Record<string, unknown> {
-    return { name: this.name, code: this.code, message: this.message, value: this.value, hint: this.hint };
+    const errno = (this as { errno?: unknown }).errno;
+    return {
+      name: this.name,
+      code: this.code,
+      ...(typeof errno === 'string' ? { errno } : {}),
+      message: this.message,
+      value: this.value,
+      hint: this.hint,
+    };
   }
 }
 
@@ -65,4 +131,88 @@ export function hintForErrno(errno: string): string | undefined {
     default:
       return undefined;
   }
+}
+
+/** What a failure becomes outside vcnet, and which error in its cause chain decided that. */
+export interface ErrorClassification {
+  /** The registry code of the deciding error (VCNET_ERROR when it is not a VcnetError). */
+  readonly code: ErrorCode;
+  /** The errno name when an errno decided (EPERM, EACCES). */
+  readonly errno: string | undefined;
+  /** The error in the cause chain that decided. */
+  readonly decidedBy: unknown;
+  readonly exit: ExitOutcome;
+  readonly cni: CniOutcome;
+  readonly agent: AgentOutcome;
+}
+
+const MAX_CAUSE_DEPTH = 32;
+
+/** The error, its cause, the cause's cause...: outermost first; stops at a cycle. */
+export function causeChain(error: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let current = error; current !== undefined && current !== null && chain.length < MAX_CAUSE_DEPTH; ) {
+    if (chain.includes(current)) break;
+    chain.push(current);
+    current = typeof current === 'object' ? (current as { cause?: unknown }).cause : undefined;
+  }
+  return chain;
+}
+
+const ERRNO_NAME = /^E[A-Z0-9]+$/;
+
+/**
+ * The errno name a failure carries: an `errno` field holding the name (NetlinkError, SystemCallError),
+ * or the `code` of a Node system error and of the native shim's raw errors (which have a numeric errno).
+ */
+export function errnoOf(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { errno, code, syscall } = error as { errno?: unknown; code?: unknown; syscall?: unknown };
+  if (typeof errno === 'string') return ERRNO_NAME.test(errno) ? errno : undefined;
+  if (error instanceof VcnetError) return undefined;
+  const isSystemError = typeof errno === 'number' || typeof syscall === 'string';
+  return isSystemError && typeof code === 'string' && ERRNO_NAME.test(code) ? code : undefined;
+}
+
+const UNKNOWN_VCNET_FAILURE = { exit: 'FAILED', cni: 'VCNET_FAILED', agent: 'INTERNAL' } as const;
+
+function registryCodeOf(error: unknown): ErrorCode | undefined {
+  if (!(error instanceof VcnetError)) return undefined;
+  // A VcnetError from another version may carry a code this one does not know: a general failure.
+  return isErrorCode(error.code) ? error.code : undefined;
+}
+
+/**
+ * The one classifier. Walking the cause chain from the outside in:
+ * 1. an errno listed in ErrnoOutcomes anywhere (EPERM, EACCES) decides;
+ * 2. else the outermost error whose code is `specific` (bad input, locked, unsupported interface...);
+ * 3. else the outermost VcnetError (a wrapper such as VCNET_ATTACH_FAILED, or a family such as
+ *    VCNET_NETLINK);
+ * 4. else it is not vcnet's own: VCNET_ERROR.
+ */
+export function classifyError(error: unknown): ErrorClassification {
+  const chain = causeChain(error);
+  for (const link of chain) {
+    const errno = errnoOf(link);
+    if (errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno)) {
+      const outcome = ErrnoOutcomes[errno as keyof typeof ErrnoOutcomes];
+      return { code: registryCodeOf(link) ?? 'VCNET_ERROR', errno, decidedBy: link, ...outcome };
+    }
+  }
+  const specific = chain.find((link) => {
+    const code = registryCodeOf(link);
+    return code !== undefined && ErrorCodes[code].role === 'specific';
+  });
+  const deciding = specific ?? chain.find((link) => link instanceof VcnetError);
+  if (deciding === undefined) return outcomeOf('VCNET_ERROR', error);
+  const code = registryCodeOf(deciding);
+  if (code === undefined) {
+    return { code: 'VCNET_ERROR', errno: errnoOf(deciding), decidedBy: deciding, ...UNKNOWN_VCNET_FAILURE };
+  }
+  return outcomeOf(code, deciding);
+}
+
+function outcomeOf(code: ErrorCode, decidedBy: unknown): ErrorClassification {
+  const { exit, cni, agent } = ErrorCodes[code];
+  return { code, errno: errnoOf(decidedBy), decidedBy, exit, cni, agent };
 }

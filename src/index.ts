@@ -1,37 +1,160 @@
-/** vcnet's library entry: `import { NetlinkHandle } from 'vcnet'`. */
+/**
+ * vcnet's library entry, `import { attachSandbox } from 'vcnet'`: the sandbox and network functions,
+ * endpoints and guest structures, the hypervisor and agent clients, NetlinkHandle, every error class
+ * a caller can receive, the error classifier and the diagnostics channel names.
+ *
+ * The rtnetlink codec (message encoders and decoders, kernel constants) is its own entry,
+ * `import { encodeNewLink, LinkAttribute } from 'vcnet/netlink'` (src/netlink/index.ts).
+ */
 
-export { AgentClient } from './agent/client.js';
-export * from './agent/kata-network-json.js';
-export { InvalidInputError, SystemCallError, VcnetError } from './errors.js';
-// Hypervisors and the guest agent.
+// The guest agent (Kata agent protocol over ttrpc): the client, the server side and their errors.
+export { AgentClient, type AgentClientOptions } from './agent/client.js';
+export {
+  AgentConnectError,
+  AgentPortNotFoundError,
+  AgentStatusError,
+  GuestLinkNotFoundError,
+  NetworkApplyError,
+} from './agent/errors.js';
+// Kata's JSON for interfaces, routes and neighbours (kata-runtime's `kata-network` commands).
+export {
+  interfaceFromJson,
+  interfaceToJson,
+  type KataInterfaceJson,
+  type KataIpAddressJson,
+  KataJsonError,
+  type KataNeighbourJson,
+  type KataRouteJson,
+  neighbourFromJson,
+  neighboursFromJson,
+  neighbourToJson,
+  routeFromJson,
+  routesFromJson,
+  routeToJson,
+} from './agent/kata-network-json.js';
+export type { NetworkApplier } from './agent/network-applier.js';
+export { createAgentServer } from './agent/server.js';
+// Observability: the diagnostics channels to subscribe to, and their events.
+export {
+  type AttachEvent,
+  type DetachEvent,
+  DiagnosticsChannel,
+  type DiagnosticsChannelName,
+  type EndpointEvent,
+  type NetlinkBatchEvent,
+  type PlanStepEvent,
+  type ScanEvent,
+  type WatchEvent,
+} from './diagnostics.js';
+// Errors: the base class, the registry of codes and the one classifier.
+export {
+  type AgentOutcome,
+  type CniOutcome,
+  causeChain,
+  classifyError,
+  type ErrorClassification,
+  type ErrorCode,
+  type ErrorCodeInfo,
+  ErrorCodes,
+  type ExitOutcome,
+  errnoOf,
+  InvalidInputError,
+  isErrorCode,
+  SystemCallError,
+  VcnetError,
+  type VcnetErrorOptions,
+} from './errors.js';
+export { GuestImageError } from './hypervisor/guest-image.js';
+// Hypervisors: QEMU (arguments, QMP, hot-plug), Cloud Hypervisor and Firecracker request bodies.
 export * from './hypervisor/index.js';
 export type { Address, AddressSpec } from './netlink/codec/address.js';
-export * from './netlink/codec/addresses.js';
-export * from './netlink/codec/constants.js';
+export { AddressFormatError } from './netlink/codec/addresses.js';
 export type { Link, LinkChanges, LinkKindData, LinkSpec, TunInfo } from './netlink/codec/link.js';
 export type { Neighbour, NeighbourSpec } from './netlink/codec/neighbour.js';
+export { MalformedMessageError } from './netlink/codec/reader.js';
 export type { Route, RouteSpec } from './netlink/codec/route.js';
-export * from './netlink/codec/traffic-control.js';
+export type {
+  Filter,
+  FilterSpec,
+  HtbClassSpec,
+  Qdisc,
+  QdiscSpec,
+  TcAction,
+  TrafficClass,
+} from './netlink/codec/traffic-control.js';
 export { DumpInterruptedError, NetlinkError } from './netlink/errors.js';
-export { ChangeBatch, LinkNotFoundError, NetlinkHandle } from './netlink/handle.js';
-export * from './netns/namespace.js';
-// The sandbox network: endpoints, models, guest structures.
-export type { NetworkConfig } from './network/config.js';
-export { parseKataConfiguration, readKataConfiguration, validateNetworkConfig } from './network/config.js';
-export { classifyInterface, createEndpoint } from './network/endpoints/create-endpoint.js';
-export { Endpoint, type HotplugTarget, type VmNetworkDevice } from './network/endpoints/endpoint.js';
-export { collectGarbage } from './network/garbage-collector.js';
-export * from './network/guest.js';
+export {
+  type ChangeBatch,
+  type DeleteFilterTarget,
+  LinkNotFoundError,
+  type NamespaceSnapshot,
+  NetlinkHandle,
+  type RouteFilter,
+} from './netlink/handle.js';
+// Namespaces and netlink: the handle and the types it takes and returns (the codec: 'vcnet/netlink').
+export {
+  createNamespace,
+  deleteNamespace,
+  isHostNamespace,
+  NETNS_RUN_DIRECTORY,
+  namespacePath,
+  openNamespace,
+} from './netns/namespace.js';
+// The network of one sandbox: configuration, scan, endpoints, models, guest structures.
+export {
+  ConfigurationConflictError,
+  type NetworkConfig,
+  parseKataConfiguration,
+  readKataConfiguration,
+  validateNetworkConfig,
+} from './network/config.js';
+export {
+  type CreateEndpointOptions,
+  classifyInterface,
+  createEndpoint,
+  UnsupportedInterfaceError,
+} from './network/endpoints/create-endpoint.js';
+export {
+  Endpoint,
+  EndpointStateError,
+  type HotplugTarget,
+  type VmNetworkDevice,
+} from './network/endpoints/endpoint.js';
+export { collectGarbage, type GarbageItem, type GarbageReport } from './network/garbage-collector.js';
+export {
+  GuestFamily,
+  type GuestFamilyValue,
+  type GuestInterface,
+  type GuestIpAddress,
+  type GuestNeighbour,
+  type GuestNetwork,
+  type GuestRoute,
+  generateGuestNetwork,
+} from './network/guest.js';
 export { type InterworkingModel, parseInterworkingModel } from './network/interworking-model.js';
 export { randomPrivateMacAddress } from './network/mac-address.js';
-export { Network, type NetworkState } from './network/network.js';
+export { AttachError } from './network/models/plumbing-context.js';
+export { type AddEndpointsOptions, Network, type NetworkState } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
-export { attachSandbox, detachSandbox, readSandbox, type SandboxState } from './network/sandbox.js';
-export { scanNamespace } from './network/scan.js';
+// Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
 export {
+  type AttachResult,
+  attachSandbox,
+  type DetachResult,
+  detachSandbox,
+  type HypervisorRecord,
+  readSandbox,
+  SandboxExistsError,
+  type SandboxState,
+} from './network/sandbox.js';
+export { type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';
+export { SandboxLockedError } from './network/state-store.js';
+export {
+  type AddInterfaceResult,
   addInterface,
   listInterfaces,
   listRoutes,
   removeInterface,
+  SandboxNotFoundError,
   updateRoutes,
 } from './sandbox/sandbox-interfaces.js';

@@ -6,6 +6,7 @@ import { StatusCode, statusCodeName } from './ttrpc/status-code.js';
  * A ttrpc call did not succeed: the agent answered with a non-OK status, or the call failed locally
  * (deadline, connection closed, oversize frame), in which case `local` is true and `status` is the
  * google.rpc code that describes it best (DEADLINE_EXCEEDED, UNAVAILABLE, RESOURCE_EXHAUSTED...).
+ * One code, VCNET_AGENT_STATUS, for all of them: `statusName` and the message name the status.
  */
 export class AgentStatusError extends VcnetError {
   readonly status: number;
@@ -23,7 +24,7 @@ export class AgentStatusError extends VcnetError {
     options: { local?: boolean; cause?: unknown } = {},
   ) {
     const name = statusCodeName(status);
-    super(`VCNET_AGENT_${name}`, `${method}: ${name}: ${statusMessage}`, {
+    super('VCNET_AGENT_STATUS', `${method}: ${name}: ${statusMessage}`, {
       value: method,
       hint: hintForStatus(status, options.local ?? false),
       cause: options.cause,

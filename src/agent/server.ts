@@ -1,9 +1,10 @@
 /**
  * The agent's network service over ttrpc: decodes AgentService calls, validates them completely, hands
  * them to a NetworkApplier, and maps what it throws to the status the Kata runtime expects
- * (INVALID_ARGUMENT naming the field, NOT_FOUND for a missing link, INTERNAL for the rest).
+ * (INVALID_ARGUMENT naming the field, NOT_FOUND for a missing link, INTERNAL for the rest): the
+ * shared classifier (classifyError, src/errors.ts) decides, as it does for CLI exit codes and CNI codes.
  */
-import { VcnetError } from '../errors.js';
+import { classifyError } from '../errors.js';
 import { AgentMethods } from './agent-service.js';
 import { AgentStatusError } from './errors.js';
 import type { NetworkApplier } from './network-applier.js';
@@ -13,17 +14,12 @@ import { StatusCode } from './ttrpc/status-code.js';
 
 /** The status an error becomes on the wire. */
 export function agentStatusOf(error: unknown): Status {
+  // A status relayed from another agent call passes through unchanged.
   if (error instanceof AgentStatusError) return { code: error.status, message: error.statusMessage };
-  if (error instanceof VcnetError) {
-    const code =
-      error.code === 'VCNET_INVALID_INPUT'
-        ? StatusCode.INVALID_ARGUMENT
-        : error.code === 'VCNET_LINK_NOT_FOUND'
-          ? StatusCode.NOT_FOUND
-          : StatusCode.INTERNAL;
-    return { code, message: error.message };
-  }
-  return { code: StatusCode.INTERNAL, message: error instanceof Error ? error.message : String(error) };
+  return {
+    code: StatusCode[classifyError(error).agent],
+    message: error instanceof Error ? error.message : String(error),
+  };
 }
 
 /** Adds the AgentService network methods, served by `applier`, to a ttrpc server. */

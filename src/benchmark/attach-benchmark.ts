@@ -13,7 +13,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { nativeShim, type SyscallKind } from '../native/binding.js';
+import { nativeSyscallTime, type SyscallKind } from '../native/syscall-time.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../netns/namespace.js';
 import { randomPrivateMacAddress } from '../network/mac-address.js';
@@ -117,7 +117,6 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
     const syscallWall: Array<Record<SyscallKind, number>> = [];
     const syscallCpu: Array<Record<SyscallKind, number>> = [];
     const attachCpuTimes: number[] = [];
-    const shim = nativeShim();
     for (let iteration = 0; iteration < options.iterations; iteration++) {
       const context: PlumbingContext = {
         handle,
@@ -130,8 +129,8 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
       const steps: PlumbingStep[] = [];
       const countCpu = options.iterations === 1 || iteration % 2 === 1;
       const plain = options.iterations === 1 || !countCpu;
-      shim.syscallTime(countCpu); // resets the counters (and, the first time, switches the accounting on)
-      const cpuStarted = shim.threadCpuNs();
+      nativeSyscallTime.read(countCpu); // resets the counters (and, the first time, switches the accounting on)
+      const cpuStarted = nativeSyscallTime.threadCpuNs();
       const started = now();
       for (const [i, source] of sources.entries()) {
         const tap = `tap${i}_kata`;
@@ -144,8 +143,8 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
         steps.push(...attached.steps);
       }
       const attached = now();
-      const attachCpu = (shim.threadCpuNs() - cpuStarted) / 1000 / options.endpoints;
-      const spent = Object.entries(shim.syscallTime());
+      const attachCpu = (nativeSyscallTime.threadCpuNs() - cpuStarted) / 1000 / options.endpoints;
+      const spent = Object.entries(nativeSyscallTime.read());
       const perEndpoint = (value: (entry: (typeof spent)[number][1]) => number) =>
         Object.fromEntries(spent.map(([kind, entry]) => [kind, value(entry) / 1000 / options.endpoints])) as Record<
           SyscallKind,

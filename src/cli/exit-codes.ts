@@ -6,23 +6,19 @@
  *   3 not permitted (run as root)
  *   4 the sandbox is locked by another vcnet process
  *   5 something vcnet needs is missing (native shim, kernel feature, package)
+ * Which error gets which code is decided by the shared classifier (classifyError, src/errors.ts).
  */
-import { VcnetError } from '../errors.js';
+import { classifyError, type ExitOutcome } from '../errors.js';
 
-export const ExitCode = { OK: 0, FAILED: 1, BAD_INPUT: 2, NOT_PERMITTED: 3, LOCKED: 4, MISSING: 5 } as const;
+export const ExitCode = {
+  OK: 0,
+  FAILED: 1,
+  BAD_INPUT: 2,
+  NOT_PERMITTED: 3,
+  LOCKED: 4,
+  MISSING: 5,
+} as const satisfies Record<ExitOutcome | 'OK', number>;
 
 export function exitCodeFor(error: unknown): number {
-  if (!(error instanceof VcnetError)) return ExitCode.FAILED;
-  if (
-    error.code === 'VCNET_INVALID_INPUT' ||
-    error.code === 'VCNET_CONFIG_CONFLICT' ||
-    error.code === 'VCNET_CONFIG_SYNTAX'
-  ) {
-    return ExitCode.BAD_INPUT;
-  }
-  if (error.code === 'VCNET_SANDBOX_LOCKED') return ExitCode.LOCKED;
-  if (error.code === 'VCNET_NATIVE_MISSING') return ExitCode.MISSING;
-  const errno = (error as { errno?: unknown }).errno;
-  if (errno === 'EPERM' || errno === 'EACCES' || error.code === 'NETLINK_EPERM') return ExitCode.NOT_PERMITTED;
-  return ExitCode.FAILED;
+  return ExitCode[classifyError(error).exit];
 }

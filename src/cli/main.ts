@@ -2,8 +2,6 @@
 /** The `vcnet` command. Every subcommand lives in commands/; errors become one line and an exit code. */
 import { Command } from 'commander';
 import { VcnetError } from '../errors.js';
-import { startTraceExport } from '../observability/exporter.js';
-import { configureLogger, type LogFormat } from '../observability/logger.js';
 import { registerAttach } from './commands/attach.js';
 import { registerBench } from './commands/bench.js';
 import { registerDemo } from './commands/demo.js';
@@ -14,6 +12,11 @@ import { registerKataNetwork } from './commands/kata-network.js';
 import { registerScan } from './commands/scan.js';
 import { registerWatch } from './commands/watch.js';
 import { exitCodeFor } from './exit-codes.js';
+import { startTraceExport } from './observability/exporter.js';
+import { subscribeLogs } from './observability/log-subscriber.js';
+import { configureLogger, type LogFormat } from './observability/logger.js';
+
+let unsubscribeLogs: (() => void) | undefined;
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -26,10 +29,12 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .hook('preAction', (command) => {
       const options = command.opts<{ logLevel?: string; logFormat?: LogFormat }>();
-      configureLogger({
+      const log = configureLogger({
         ...(options.logLevel ? { level: options.logLevel } : {}),
         ...(options.logFormat ? { format: options.logFormat } : {}),
       });
+      unsubscribeLogs?.();
+      unsubscribeLogs = subscribeLogs(log);
     });
   registerScan(program);
   registerAttach(program);

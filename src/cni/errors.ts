@@ -1,9 +1,10 @@
 /**
  * CNI errors: what the plugin prints on stdout when a command fails ({cniVersion, code, msg, details},
  * exit status 1), with the spec's well-known codes (1-11) and vcnet's own (100+, which the spec leaves
- * to plugins). Every vcnet error keeps its stable VCNET_* code and hint in `details`.
+ * to plugins). Every vcnet error keeps its stable VCNET_* code and hint in `details`. Which error gets
+ * which code is decided by the shared classifier (classifyError, src/errors.ts).
  */
-import { VcnetError } from '../errors.js';
+import { type CniOutcome, classifyError, type ErrorCode, VcnetError } from '../errors.js';
 
 /** CNI spec 1.0.0, "Error": codes 1-99 are reserved for these meanings. */
 export const CniErrorCode = {
@@ -37,15 +38,18 @@ export const CniErrorCode = {
   NOT_PERMITTED: 108,
   /** Not a VcnetError: a bug in vcnet-cni (the number libcni itself uses for internal errors). */
   INTERNAL: 999,
-} as const;
+} as const satisfies Record<CniOutcome | 'UNKNOWN_CONTAINER' | 'IO_FAILURE', number>;
 export type CniErrorCodeNumber = (typeof CniErrorCode)[keyof typeof CniErrorCode];
 
-/** A failure with a CNI code of its own (bad environment, bad config, CHECK mismatch...). */
+/**
+ * A failure of the CNI plugin itself (bad environment, bad config, CHECK mismatch...). `cniCode` must
+ * be the one the registry gives `code` (test/unit/cni/errors.test.ts checks every call site).
+ */
 export class CniError extends VcnetError {
   readonly cniCode: CniErrorCodeNumber;
   constructor(
     cniCode: CniErrorCodeNumber,
-    code: string,
+    code: ErrorCode,
     message: string,
     options: { value?: unknown; hint?: string; cause?: unknown } = {},
   ) {
@@ -84,43 +88,9 @@ export class CniConfigError extends CniError {
   }
 }
 
-const PERMISSION_ERRNOS = new Set(['EPERM', 'EACCES']);
-
-function deniedPermission(error: unknown): boolean {
-  for (let current = error as { errno?: unknown; code?: unknown; cause?: unknown } | undefined; current; ) {
-    if (PERMISSION_ERRNOS.has(String(current.errno)) || current.code === 'NETLINK_EPERM') return true;
-    current = current.cause as typeof current;
-  }
-  return false;
-}
-
-const UNSUPPORTED_INTERFACE_CODES = new Set([
-  'VCNET_UNSUPPORTED_INTERFACE',
-  'VCNET_TUN_UNSUPPORTED',
-  'VCNET_TUNTAP_MODE_UNKNOWN',
-  'VCNET_VHOST_USER_SOCKET_MISSING',
-]);
-
 /** The CNI code for any error a command raised. */
 export function cniCodeFor(error: unknown): CniErrorCodeNumber {
-  if (error instanceof CniError) return error.cniCode;
-  if (!(error instanceof VcnetError)) return CniErrorCode.INTERNAL;
-  if (deniedPermission(error)) return CniErrorCode.NOT_PERMITTED;
-  if (error.code === 'VCNET_SANDBOX_LOCKED') return CniErrorCode.TRY_AGAIN_LATER;
-  if (error.code === 'VCNET_INVALID_INPUT' || error.code === 'VCNET_CONFIG_CONFLICT') {
-    return CniErrorCode.INVALID_NETWORK_CONFIG;
-  }
-  if (error.code === 'VCNET_ATTACH_FAILED') {
-    const cause = error.cause;
-    if (cause instanceof VcnetError && UNSUPPORTED_INTERFACE_CODES.has(cause.code)) {
-      return CniErrorCode.UNSUPPORTED_INTERFACE;
-    }
-    return CniErrorCode.ATTACH_FAILED;
-  }
-  if (UNSUPPORTED_INTERFACE_CODES.has(error.code)) return CniErrorCode.UNSUPPORTED_INTERFACE;
-  if (error.code === 'VCNET_DETACH_INCOMPLETE') return CniErrorCode.DETACH_INCOMPLETE;
-  if (error.code === 'VCNET_STATE_INVALID') return CniErrorCode.STATE_INVALID;
-  return CniErrorCode.VCNET_FAILED;
+  return CniErrorCode[classifyError(error).cni];
 }
 
 /** The error object of the CNI spec, printed on stdout. */

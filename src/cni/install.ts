@@ -13,9 +13,9 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bridgeNetwork } from '../demo/cni-plugin-runner.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel } from '../network/interworking-model.js';
+import { bridgeNetwork } from './bridge-network.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, PREFERRED_CNI_VERSION } from './config.js';
 import { isSupportedCniVersion, SUPPORTED_CNI_VERSIONS, type SupportedCniVersion } from './version.js';
 

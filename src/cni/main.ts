@@ -5,6 +5,7 @@
  * `node dist/cni/main.js`, the launcher `vcnet install-cni` writes to /opt/cni/bin, or (in development)
  * the src/cni/vcnet-cni wrapper placed in CNI_PATH.
  */
+import { startObservability } from '../cli/observability/start.js';
 import { runPlugin } from './plugin.js';
 
 async function readStandardInput(): Promise<string> {
@@ -15,6 +16,8 @@ async function readStandardInput(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+const stopObserving = await startObservability(process.env);
 const outcome = await runPlugin(await readStandardInput(), process.env);
+await stopObserving();
 // Exit once stdout is flushed: the runtime reads the result from the pipe, and no handle may keep us alive.
 process.stdout.write(outcome.stdout ? `${outcome.stdout}\n` : '', () => process.exit(outcome.exitCode));

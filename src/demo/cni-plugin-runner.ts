@@ -66,27 +66,3 @@ export function runCniPlugin(invocation: CniInvocation): CniResult | undefined {
     );
   }
 }
-
-/** A bridge network as a kubelet would configure it, with host-local IPAM keeping its leases in dataDir. */
-export function bridgeNetwork(options: {
-  name: string;
-  bridge: string;
-  subnet: string;
-  dataDir: string;
-  defaultRoute: boolean;
-}): Record<string, unknown> {
-  return {
-    cniVersion: '1.0.0',
-    name: options.name,
-    type: 'bridge',
-    bridge: options.bridge,
-    isGateway: true,
-    ipMasq: false,
-    ipam: {
-      type: 'host-local',
-      ranges: [[{ subnet: options.subnet }]],
-      dataDir: options.dataDir,
-      ...(options.defaultRoute ? { routes: [{ dst: '0.0.0.0/0' }] } : {}),
-    },
-  };
-}

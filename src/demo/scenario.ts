@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AgentClient } from '../agent/client.js';
 import { interfaceFromJson, neighboursFromJson, routesFromJson } from '../agent/kata-network-json.js';
+import { bridgeNetwork } from '../cni/bridge-network.js';
 import { VcnetError } from '../errors.js';
 import { ensureGuestImage, guestKernelCommandLine } from '../hypervisor/guest-image.js';
 import { probeKvm } from '../hypervisor/kvm-probe.js';
@@ -27,7 +28,7 @@ import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import type { InterworkingModel } from '../network/interworking-model.js';
 import { Network } from '../network/network.js';
 import { interfacesOf } from '../network/scan.js';
-import { bridgeNetwork, type CniResult, cniPluginsAvailable, runCniPlugin } from './cni-plugin-runner.js';
+import { type CniResult, cniPluginsAvailable, runCniPlugin } from './cni-plugin-runner.js';
 
 const run = promisify(execFile);
 

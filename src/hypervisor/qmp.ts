@@ -11,7 +11,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
-import { nativeShim } from '../native/binding.js';
+import { nativeDevices } from '../native/devices.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
 
 export interface QmpGreeting {
@@ -158,7 +158,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
       const fd = (this.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
       try {
         if (fd === undefined || fd < 0) throw new Error('the QMP socket has no file descriptor');
-        nativeShim().sendWithFds(fd, Buffer.from(text), fds);
+        nativeDevices.sendWithFds(fd, Buffer.from(text), fds);
       } catch (error) {
         reject(
           new QmpConnectionError(

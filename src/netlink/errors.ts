@@ -1,3 +1,7 @@
+/**
+ * Errors of the netlink layer. Every refusal by the kernel is one family, VCNET_NETLINK, whose `errno`
+ * field (and message) names the errno: programs switch on `error.errno`, people read the message.
+ */
 import { constants as osConstants } from 'node:os';
 import { VcnetError } from '../errors.js';
 import type { DecodedError } from './codec/reader.js';
@@ -25,7 +29,10 @@ interface RequestLike {
   description: string;
 }
 
-/** The kernel refused a request: carries the errno name, the kernel's own text and what was asked. */
+/**
+ * The kernel refused a request (code VCNET_NETLINK): carries the errno name, the kernel's own text and
+ * what was asked.
+ */
 export class NetlinkError extends VcnetError {
   readonly errno: string;
   readonly errnoNumber: number;
@@ -36,7 +43,7 @@ export class NetlinkError extends VcnetError {
   constructor(request: RequestLike, decoded: DecodedError, namespacePath: string | undefined, hint?: string) {
     const errno = errnoName(decoded.errno);
     const kernel = decoded.kernelMessage ? ` (kernel: ${decoded.kernelMessage})` : '';
-    super(`NETLINK_${errno}`, `${request.description} failed: ${errno}${kernel}`, {
+    super('VCNET_NETLINK', `${request.description} failed: ${errno}${kernel}`, {
       value: request.description,
       hint: hint ?? hints[errno],
     });

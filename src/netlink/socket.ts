@@ -4,7 +4,7 @@
  * SystemCallErrors. The protocol (sequence numbers, acks, dumps) is protocol.ts; transport.ts joins them.
  */
 import { SystemCallError } from '../errors.js';
-import { nativeShim, type WatchHandle } from '../native/binding.js';
+import { nativeNetlink, type WatchHandle } from '../native/netlink-socket.js';
 import { NETLINK_ROUTE } from './codec/constants.js';
 
 /** Large enough for the biggest datagram the kernel sends a dump in (it sizes them to our buffer). */
@@ -23,7 +23,7 @@ export class RouteSocket {
   /** Opens a socket bound inside the namespace at `namespacePath` (or this one), joined to `groups`. */
   static open(namespacePath?: string, groups = 0): RouteSocket {
     try {
-      return new RouteSocket(nativeShim().openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups), namespacePath);
+      return new RouteSocket(nativeNetlink.openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups), namespacePath);
     } catch (error) {
       throw new SystemCallError(
         `open a netlink socket in ${namespacePath ?? 'the current namespace'}`,
@@ -39,7 +39,7 @@ export class RouteSocket {
   /** One sendto(): rtnetlink handles every request in it before the call returns. */
   send(bytes: Buffer): void {
     try {
-      nativeShim().netlinkSend(this.fd, bytes);
+      nativeNetlink.netlinkSend(this.fd, bytes);
     } catch (error) {
       throw new SystemCallError('send a netlink request', error as NodeJS.ErrnoException);
     }
@@ -49,7 +49,7 @@ export class RouteSocket {
   receive(): Buffer | undefined {
     let length: number;
     try {
-      length = nativeShim().netlinkRecv(this.fd, this.receiveBuffer);
+      length = nativeNetlink.netlinkRecv(this.fd, this.receiveBuffer);
     } catch (error) {
       throw new SystemCallError('receive netlink replies', error as NodeJS.ErrnoException);
     }
@@ -59,7 +59,7 @@ export class RouteSocket {
   /** Joins one more multicast group (RTNLGRP_* number, beyond the 32 of the bind mask too). */
   addMembership(group: number): void {
     try {
-      nativeShim().addMembership(this.fd, group);
+      nativeNetlink.addMembership(this.fd, group);
     } catch (error) {
       throw new SystemCallError(`join netlink multicast group ${group}`, error as NodeJS.ErrnoException);
     }
@@ -68,7 +68,7 @@ export class RouteSocket {
   /** Calls `readable` from the event loop whenever data waits, until stopWatching(). */
   watch(readable: () => void): void {
     if (this.watcher || this.closed) return;
-    this.watcher = nativeShim().watchReadable(this.fd, readable);
+    this.watcher = nativeNetlink.watchReadable(this.fd, readable);
   }
 
   get watching(): boolean {
@@ -77,7 +77,7 @@ export class RouteSocket {
 
   stopWatching(): void {
     if (!this.watcher) return;
-    nativeShim().unwatch(this.watcher);
+    nativeNetlink.unwatch(this.watcher);
     this.watcher = undefined;
   }
 
@@ -85,6 +85,6 @@ export class RouteSocket {
     if (this.closed) return;
     this.closed = true;
     this.stopWatching();
-    nativeShim().closeFd(this.fd);
+    nativeNetlink.closeFd(this.fd);
   }
 }

@@ -9,7 +9,7 @@
  * few receives, with no event-loop round trip.
  */
 import { channel } from 'node:diagnostics_channel';
-import { withSpan } from '../observability/tracing.js';
+import { traced, tracing } from '../diagnostics.js';
 import { MessageFlag } from './codec/constants.js';
 import type { RawMessage } from './codec/reader.js';
 import { MessageWriter } from './codec/writer.js';
@@ -94,9 +94,9 @@ export class NetlinkSocket {
    * protocol holds back whatever follows a dump until the dump is done (one dump per socket).
    */
   exchange(batch: RequestBatch): Promise<RequestOutcome[]> {
-    return withSpan(
-      'vcnet.netlink.batch',
-      { 'vcnet.netlink.requests': batch.size, 'vcnet.netns': this.namespacePath ?? '' },
+    return traced(
+      tracing.netlinkBatch,
+      () => ({ namespacePath: this.namespacePath, requests: batch.size }),
       () => this.exchangeUntraced(batch),
     );
   }

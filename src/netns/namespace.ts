@@ -5,7 +5,7 @@
 import { closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidInputError, SystemCallError } from '../errors.js';
-import { nativeShim } from '../native/binding.js';
+import { nativeNamespaces } from '../native/namespaces.js';
 
 export const NETNS_RUN_DIRECTORY = '/var/run/netns';
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,200}$/;
@@ -29,7 +29,7 @@ export function namespacePath(name: string): string {
 export function createNamespace(name: string): string {
   namespacePath(name);
   try {
-    return nativeShim().createNetns(NETNS_RUN_DIRECTORY, name);
+    return nativeNamespaces.createNetns(NETNS_RUN_DIRECTORY, name);
   } catch (error) {
     throw new SystemCallError(`create network namespace ${name}`, error as NodeJS.ErrnoException);
   }
@@ -39,7 +39,7 @@ export function createNamespace(name: string): string {
 export function deleteNamespace(nameOrPath: string): void {
   const path = nameOrPath.includes('/') ? nameOrPath : namespacePath(nameOrPath);
   try {
-    nativeShim().deleteNetns(path);
+    nativeNamespaces.deleteNetns(path);
   } catch (error) {
     throw new SystemCallError(`delete network namespace ${path}`, error as NodeJS.ErrnoException);
   }

@@ -6,10 +6,9 @@
  *   generateGuestNetwork(network.endpoints()) // what the agent should set
  *   await network.removeEndpoints();         // exact detach
  */
+import { traced, tracing } from '../diagnostics.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
-import { operationLogger } from '../observability/logger.js';
-import { withSpan } from '../observability/tracing.js';
 import { type NetworkConfig, validateNetworkConfig } from './config.js';
 import { BridgedMacvlanEndpoint } from './endpoints/bridged-macvlan-endpoint.js';
 import { createEndpoint } from './endpoints/create-endpoint.js';
@@ -77,21 +76,23 @@ export class Network {
    * detached again before the error is thrown.
    */
   async addEndpoints(options: AddEndpointsOptions = {}): Promise<Endpoint[]> {
-    return withSpan(
-      'vcnet.attach',
-      { 'vcnet.sandbox': this.sandboxId, 'vcnet.netns': this.config.namespacePath, 'vcnet.model': this.config.model },
+    return traced(
+      tracing.attach,
+      () => ({
+        sandbox: this.sandboxId,
+        namespacePath: this.config.namespacePath,
+        model: this.config.model,
+        hotplug: options.hotplug !== undefined,
+      }),
       () => this.addEndpointsTraced(options),
     );
   }
 
   private async addEndpointsTraced(options: AddEndpointsOptions): Promise<Endpoint[]> {
-    const log = operationLogger({
-      sandbox: this.sandboxId,
-      netns: this.config.namespacePath,
-      operation: options.hotplug ? 'hot-attach' : 'attach',
-    });
-    const snapshot = await withSpan('vcnet.scan', { 'vcnet.netns': this.config.namespacePath }, () =>
-      this.handle.snapshot(),
+    const snapshot = await traced(
+      tracing.scan,
+      () => ({ namespacePath: this.config.namespacePath }),
+      () => this.handle.snapshot(),
     );
     const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
     const interfaces =
@@ -123,30 +124,25 @@ export class Network {
         });
         // Listed before it is attached, so a journal written during the attach includes it.
         this.list.push(endpoint);
-        const started = performance.now();
         try {
-          await withSpan(
-            options.hotplug ? 'vcnet.hot_attach' : 'vcnet.attach_endpoint',
-            { 'vcnet.endpoint': info.link.name, 'vcnet.endpoint_type': endpoint.type },
+          await traced(
+            options.hotplug ? tracing.hotplug : tracing.attachEndpoint,
+            () => ({
+              sandbox: this.sandboxId,
+              namespacePath: this.config.namespacePath,
+              endpoint: info.link.name,
+              endpointType: endpoint.type,
+            }),
             async () => {
               if (options.hotplug) await endpoint.hotAttach(context, options.hotplug);
               else await endpoint.attach(context);
+              return endpoint.plumbing?.tapName;
             },
           );
         } catch (error) {
           this.list.splice(this.list.indexOf(endpoint), 1);
-          log.warn({ endpoint: info.link.name, err: error }, 'attach failed; what it made was removed');
           throw error;
         }
-        log.info(
-          {
-            endpoint: info.link.name,
-            type: endpoint.type,
-            tap: endpoint.plumbing?.tapName,
-            durationMs: Number((performance.now() - started).toFixed(3)),
-          },
-          'endpoint attached',
-        );
         added.push(endpoint);
         options.journal?.(this);
       }
@@ -170,13 +166,13 @@ export class Network {
    * endpoint goes in one batch, so deleting N taps waits for one RCU grace period, not N.
    */
   async removeEndpoints(endpoints: readonly Endpoint[] = [...this.list], hotplug?: HotplugTarget): Promise<UndoReport> {
-    return withSpan(
-      'vcnet.detach',
-      {
-        'vcnet.sandbox': this.sandboxId,
-        'vcnet.netns': this.config.namespacePath,
-        'vcnet.endpoints': endpoints.length,
-      },
+    return traced(
+      tracing.detach,
+      () => ({
+        sandbox: this.sandboxId,
+        namespacePath: this.config.namespacePath,
+        endpoints: endpoints.map((endpoint) => endpoint.name),
+      }),
       () => this.removeEndpointsTraced(endpoints, hotplug),
     );
   }
@@ -185,7 +181,6 @@ export class Network {
     endpoints: readonly Endpoint[],
     hotplug: HotplugTarget | undefined,
   ): Promise<UndoReport> {
-    const log = operationLogger({ sandbox: this.sandboxId, netns: this.config.namespacePath, operation: 'detach' });
     if (hotplug) {
       for (const endpoint of endpoints) {
         if (endpoint.pciPath || endpoint.plumbing)
@@ -195,15 +190,6 @@ export class Network {
     const steps = endpoints.flatMap((endpoint) => endpoint.plumbing?.steps ?? []);
     for (const endpoint of endpoints) endpoint.closeFds();
     const report = await undoPlumbing(this.handle, steps);
-    log.info(
-      {
-        endpoints: endpoints.map((endpoint) => endpoint.name),
-        undone: report.undone,
-        alreadyGone: report.alreadyGone,
-        failures: report.failures.length,
-      },
-      'endpoints detached',
-    );
     if (report.failures.length === 0) {
       for (const endpoint of endpoints) {
         endpoint.markDetached();

@@ -5,12 +5,12 @@
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
 import { interfaceFromJson, routesFromJson } from '../agent/kata-network-json.js';
+import { channels, publish } from '../diagnostics.js';
 import { generateGuestNetwork } from '../network/guest.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import type { SandboxState } from '../network/sandbox.js';
 import { SandboxStore } from '../network/state-store.js';
-import { operationLogger } from '../observability/logger.js';
 import { connectVirtualMachine, SandboxNotFoundError, withSandbox } from './sandbox-interfaces.js';
 
 export interface WatchSummary {
@@ -32,7 +32,6 @@ export async function applyNamespaceChange(
   change: NamespaceChange,
   stateDirectory?: string,
 ): Promise<WatchSummary> {
-  const log = operationLogger({ sandbox: id, operation: 'watch' });
   return withSandbox(id, stateDirectory, async ({ store, state, network }) => {
     const summary: WatchSummary = { added: [], removed: [], updated: [] };
     const vm = await connectVirtualMachine(state);
@@ -72,7 +71,7 @@ export async function applyNamespaceChange(
         summary.updated.push(endpoint.name);
       }
       store.write({ ...state, network: network.save() } satisfies SandboxState);
-      log.info(summary, 'namespace change applied');
+      publish(channels.watch, () => ({ sandbox: id, ...summary }));
       return summary;
     } finally {
       await vm?.close();

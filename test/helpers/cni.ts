@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bridgeNetwork } from '../../src/demo/cni-plugin-runner.js';
+import { bridgeNetwork } from '../../src/cni/bridge-network.js';
 import type { TestNamespace } from './namespace.js';
 
 export const SYSTEM_CNI_DIRECTORY = '/usr/lib/cni';

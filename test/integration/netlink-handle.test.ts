@@ -162,7 +162,7 @@ describe('links', () => {
     await makeVeth();
     const error = await makeVeth().catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(NetlinkError);
-    expect(error).toMatchObject({ code: 'NETLINK_EEXIST', errno: 'EEXIST' });
+    expect(error).toMatchObject({ code: 'VCNET_NETLINK', errno: 'EEXIST' });
     expect((error as NetlinkError).message).toContain('veth0');
   });
 

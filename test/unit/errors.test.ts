@@ -1,7 +1,46 @@
+/**
+ * The error registry, the brands and the one classifier: one failure maps the same way to the CLI's
+ * exit status, the CNI code and the agent's status, however deeply it is wrapped; and the registry,
+ * the call sites and docs/troubleshooting.md agree.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { InvalidInputError, VcnetError } from '../../src/errors.js';
+import { GuestLinkNotFoundError, NetworkApplyError } from '../../src/agent/errors.js';
+import { agentStatusOf } from '../../src/agent/server.js';
+import { StatusCode } from '../../src/agent/ttrpc/status-code.js';
+import { ExitCode, exitCodeFor } from '../../src/cli/exit-codes.js';
+import { CniErrorCode, cniCodeFor } from '../../src/cni/errors.js';
+import { ErrnoOutcomes, type ErrorCode, ErrorCodes } from '../../src/error-codes.js';
+import {
+  causeChain,
+  classifyError,
+  errnoOf,
+  InvalidInputError,
+  SystemCallError,
+  VcnetError,
+} from '../../src/errors.js';
+import { NetlinkError } from '../../src/netlink/errors.js';
+import { UnsupportedInterfaceError } from '../../src/network/endpoints/create-endpoint.js';
+import { AttachError } from '../../src/network/models/plumbing-context.js';
+import { SandboxLockedError } from '../../src/network/state-store.js';
 
-describe('errors', () => {
+const root = new URL('../../', import.meta.url).pathname;
+
+function netlinkError(errno: number): NetlinkError {
+  return new NetlinkError(
+    { type: 16, description: 'add link tap0' },
+    { errno, requestType: 16, requestSequence: 7 },
+    '/run/netns/pod',
+  );
+}
+
+/** What the three outward mappings give for one error. */
+function outward(error: unknown): { exit: number; cni: number; agent: number } {
+  return { exit: exitCodeFor(error), cni: cniCodeFor(error), agent: agentStatusOf(error).code };
+}
+
+describe('VcnetError', () => {
   it('InvalidInputError names the field, the value and what is accepted', () => {
     const error = new InvalidInputError('mtu', 20, 'an integer from 68 to 65535');
     expect(error).toBeInstanceOf(VcnetError);
@@ -10,5 +49,189 @@ describe('errors', () => {
     expect(error.message).toContain('20');
     expect(error.message).toContain('68 to 65535');
     expect(error.toJSON()).toMatchObject({ code: 'VCNET_INVALID_INPUT', value: 20 });
+  });
+
+  it('netlink refusals are one family, VCNET_NETLINK, with the errno as a field and in the message', () => {
+    const error = netlinkError(17);
+    expect(error).toMatchObject({ code: 'VCNET_NETLINK', errno: 'EEXIST', errnoNumber: 17 });
+    expect(error.message).toBe('add link tap0 failed: EEXIST');
+    expect(error.toJSON()).toMatchObject({ code: 'VCNET_NETLINK', errno: 'EEXIST' });
+  });
+
+  it('instanceof checks the brands: per class, and for the base class', () => {
+    const invalid = new InvalidInputError('mtu', 20, 'a number');
+    expect(invalid instanceof InvalidInputError).toBe(true);
+    expect(invalid instanceof VcnetError).toBe(true);
+    expect(invalid instanceof SystemCallError).toBe(false);
+    expect(new Error('plain') instanceof VcnetError).toBe(false);
+    expect((null as unknown) instanceof VcnetError).toBe(false);
+    // The brands stay out of JSON and of the enumerable keys.
+    expect(Object.keys(invalid)).not.toContain(Symbol.for('vcnet.error'));
+    expect(JSON.stringify(invalid)).not.toContain('vcnet.error');
+    const branded = Object.defineProperty({}, Symbol.for('vcnet.error.InvalidInputError'), { value: true });
+    expect(branded instanceof InvalidInputError).toBe(true);
+    expect(branded instanceof VcnetError).toBe(false);
+  });
+
+  it('instanceof works across two copies of the module (what two installed copies of vcnet are)', async () => {
+    // A query string makes the loader evaluate the module a second time: separate classes, same brands.
+    const secondCopy: string = '../../src/errors.js?second-copy';
+    const copy = (await import(secondCopy)) as typeof import('../../src/errors.js');
+    expect(copy.VcnetError).not.toBe(VcnetError);
+    const foreign = new copy.InvalidInputError('queues', 0, 'a positive integer');
+    expect(Object.getPrototypeOf(foreign)).not.toBe(InvalidInputError.prototype);
+    expect(foreign instanceof VcnetError).toBe(true);
+    expect(foreign instanceof InvalidInputError).toBe(true);
+    expect(foreign instanceof SystemCallError).toBe(false);
+    expect(new InvalidInputError('a', 1, 'b') instanceof copy.VcnetError).toBe(true);
+    expect(exitCodeFor(foreign)).toBe(ExitCode.BAD_INPUT);
+  });
+});
+
+describe('classifyError', () => {
+  it('follows cause chains outermost first, and stops at a cycle', () => {
+    const inner = new Error('inner');
+    const outer = new Error('outer', { cause: inner });
+    expect(causeChain(outer)).toEqual([outer, inner]);
+    const looped = new Error('a') as Error & { cause?: unknown };
+    looped.cause = new Error('b', { cause: looped });
+    expect(causeChain(looped)).toHaveLength(2);
+    expect(classifyError(looped).code).toBe('VCNET_ERROR');
+  });
+
+  it('reads errno names from vcnet errors, Node system errors and the native shim', () => {
+    expect(errnoOf(netlinkError(1))).toBe('EPERM');
+    const system = Object.assign(new Error('open'), { code: 'EACCES', errno: -13, syscall: 'open' });
+    expect(errnoOf(system)).toBe('EACCES');
+    expect(errnoOf(new SystemCallError('open netns', system))).toBe('EACCES');
+    // An application's own `code` is not an errno.
+    expect(errnoOf(Object.assign(new Error('x'), { code: 'ERR_SOMETHING' }))).toBeUndefined();
+    expect(errnoOf(new InvalidInputError('a', 1, 'b'))).toBeUndefined();
+  });
+
+  it('maps an EPERM the same way everywhere, however it is wrapped', () => {
+    const permission = { exit: ExitCode.NOT_PERMITTED, cni: CniErrorCode.NOT_PERMITTED, agent: 7 };
+    expect(StatusCode.PERMISSION_DENIED).toBe(7);
+    expect(outward(netlinkError(1))).toEqual(permission);
+    expect(outward(new AttachError('eth0', netlinkError(1), true))).toEqual(permission);
+    const syscall = new SystemCallError(
+      'create tap',
+      Object.assign(new Error('Operation not permitted'), { code: 'EPERM', errno: 1, syscall: 'ioctl' }),
+    );
+    expect(outward(new AttachError('eth0', syscall, true))).toEqual(permission);
+    // A state file the process may not read: EACCES under another error still says "not permitted".
+    const unreadable = Object.assign(new Error('EACCES: permission denied'), {
+      code: 'EACCES',
+      errno: -13,
+      syscall: 'open',
+    });
+    expect(outward(new VcnetError('VCNET_STATE_INVALID', 'cannot read', { cause: unreadable }))).toEqual(permission);
+    expect(classifyError(new AttachError('eth0', netlinkError(1), true))).toMatchObject({
+      code: 'VCNET_NETLINK',
+      errno: 'EPERM',
+    });
+  });
+
+  it('lets a wrapper decide when its cause is only a general failure', () => {
+    expect(outward(new AttachError('eth0', netlinkError(95), true))).toEqual({
+      exit: ExitCode.FAILED,
+      cni: CniErrorCode.ATTACH_FAILED,
+      agent: StatusCode.INTERNAL,
+    });
+    expect(classifyError(new AttachError('eth0', netlinkError(95), true)).code).toBe('VCNET_ATTACH_FAILED');
+  });
+
+  it('lets a specific cause decide over a wrapper', () => {
+    const bridge = new UnsupportedInterfaceError('VCNET_UNSUPPORTED_INTERFACE', 'br0: bridge', 'br0', 'remove it');
+    expect(outward(new AttachError('br0', bridge, true))).toEqual({
+      exit: ExitCode.FAILED,
+      cni: CniErrorCode.UNSUPPORTED_INTERFACE,
+      agent: StatusCode.FAILED_PRECONDITION,
+    });
+    const missing = new GuestLinkNotFoundError('interface.hwAddr', '02:00:00:00:00:01', 'with the MAC address');
+    const apply = new NetworkApplyError('UpdateInterface', 'set address', missing, []);
+    expect(agentStatusOf(apply).code).toBe(StatusCode.NOT_FOUND);
+    expect(outward(new Error('while parsing', { cause: new InvalidInputError('mtu', 1, 'a number') }))).toEqual({
+      exit: ExitCode.BAD_INPUT,
+      cni: CniErrorCode.INVALID_NETWORK_CONFIG,
+      agent: StatusCode.INVALID_ARGUMENT,
+    });
+  });
+
+  it('maps a lock, a plain bug, and a code from a newer vcnet', () => {
+    expect(outward(new SandboxLockedError('sb', 42))).toEqual({
+      exit: ExitCode.LOCKED,
+      cni: CniErrorCode.TRY_AGAIN_LATER,
+      agent: StatusCode.ABORTED,
+    });
+    expect(outward(new TypeError('x is undefined'))).toEqual({
+      exit: ExitCode.FAILED,
+      cni: CniErrorCode.INTERNAL,
+      agent: StatusCode.INTERNAL,
+    });
+    expect(outward(new VcnetError('VCNET_FROM_THE_FUTURE' as ErrorCode, 'x'))).toEqual({
+      exit: ExitCode.FAILED,
+      cni: CniErrorCode.VCNET_FAILED,
+      agent: StatusCode.INTERNAL,
+    });
+  });
+
+  it('gives every registry code the outward codes its row names', () => {
+    for (const [code, info] of Object.entries(ErrorCodes) as Array<[ErrorCode, (typeof ErrorCodes)[ErrorCode]]>) {
+      const error = new VcnetError(code, code);
+      expect(outward(error), code).toEqual({
+        exit: ExitCode[info.exit],
+        cni: CniErrorCode[info.cni],
+        agent: StatusCode[info.agent],
+      });
+    }
+  });
+});
+
+function sources(directory: string): string[] {
+  return readdirSync(directory).flatMap((entry) => {
+    const path = join(directory, entry);
+    return statSync(path).isDirectory() ? sources(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+describe('the registry', () => {
+  const documentation = readFileSync(join(root, 'docs', 'troubleshooting.md'), 'utf8');
+
+  it('and docs/troubleshooting.md list the same codes', () => {
+    const documented = new Set([...documentation.matchAll(/^\| `(VCNET_[A-Z0-9_]+)` \|/gm)].map((match) => match[1]!));
+    expect([...documented].sort()).toEqual(Object.keys(ErrorCodes).sort());
+  });
+
+  it("and the docs' outward table agree, row by row", () => {
+    const rows = new Map(
+      [...documentation.matchAll(/^\| `([A-Z0-9_]+)` \| (\d+) \| (\d+) \| ([A-Z_]+) \|$/gm)].map((match) => [
+        match[1]!,
+        [Number(match[2]), Number(match[3]), match[4]],
+      ]),
+    );
+    const expected = [...Object.entries(ErrorCodes), ...Object.entries(ErrnoOutcomes)].map(
+      ([code, info]) => [code, [ExitCode[info.exit], CniErrorCode[info.cni], info.agent]] as const,
+    );
+    expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(expected));
+  });
+
+  it('gives every CniError the CNI code its call site passes', () => {
+    const sites = sources(join(root, 'src')).flatMap((file) => [
+      ...readFileSync(file, 'utf8').matchAll(/new CniError\(\s*CniErrorCode\.([A-Z_]+),\s*'(VCNET_[A-Z0-9_]+)'/g),
+    ]);
+    expect(sites.length).toBeGreaterThan(5);
+    for (const [, cniName, code] of sites) {
+      expect(ErrorCodes[code as ErrorCode]?.cni, `${code} built with CniErrorCode.${cniName}`).toBe(cniName);
+    }
+  });
+
+  it('knows every code a source file uses', () => {
+    const used = new Set<string>();
+    for (const file of sources(join(root, 'src')).filter((path) => !path.endsWith('src/error-codes.ts'))) {
+      // (`cni: 'VCNET_FAILED'` names a CNI code, not an error code.)
+      for (const match of readFileSync(file, 'utf8').matchAll(/(?<!cni: )'(VCNET_[A-Z0-9_]+)'/g)) used.add(match[1]!);
+    }
+    expect([...used].filter((code) => !Object.hasOwn(ErrorCodes, code))).toEqual([]);
   });
 });

@@ -21,6 +21,44 @@ describe('the vcnet package', () => {
     expect(output.trim()).toBe('function function function');
   });
 
+  it('exports the netlink codec under vcnet/netlink, and keeps it out of the main entry', () => {
+    const output = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const netlink = await import('vcnet/netlink');
+         const main = await import('vcnet');
+         console.log(typeof netlink.encodeNewLink, netlink.LinkAttribute.IFNAME, typeof netlink.MessageWriter,
+           netlink.NetlinkHandle === main.NetlinkHandle, 'encodeNewLink' in main, 'LinkAttribute' in main, 'TC_H_INGRESS' in main);`,
+      ],
+      { cwd: root, encoding: 'utf8' },
+    );
+    expect(output.trim()).toBe('function 3 function true false false false');
+  });
+
+  it('loads neither pino nor OpenTelemetry for the library entry (the CLI subscribers do)', () => {
+    // Both are CommonJS packages, so whatever loads them shows in the CommonJS module cache.
+    const output = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { createRequire } from 'node:module';
+         const cache = createRequire(import.meta.url).cache;
+         const heavy = () => Object.keys(cache).filter((path) => /node_modules\\/(pino|pino-pretty|@opentelemetry)\\//.test(path)).length;
+         await import('vcnet');
+         const library = heavy();
+         await import('./dist/cli/observability/logger.js');
+         await import('./dist/cli/observability/tracing.js');
+         console.log(library, heavy() > 0);`,
+      ],
+      { cwd: root, encoding: 'utf8' },
+    );
+    // The second number proves the check sees them when they are loaded.
+    expect(output.trim()).toBe('0 true');
+  });
+
   it('builds its API reference with typedoc without errors', () => {
     // typedoc reports on stderr and exits non-zero when it finds errors.
     const result = spawnSync('npx', ['typedoc', '--emit', 'none', 'src/index.ts'], { cwd: root, encoding: 'utf8' });

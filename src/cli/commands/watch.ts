@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state-store.js';
-import { logger } from '../../observability/logger.js';
 import { watchSandbox } from '../../sandbox/sandbox-watch.js';
+import { logger } from '../observability/logger.js';
 
 export function registerWatch(program: Command): void {
   program

@@ -6,18 +6,29 @@
  * these write straight into the message buffer.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { VcnetError } from '../../errors.js';
 import { AddressFamily } from './constants.js';
 
-export class AddressFormatError extends Error {
-  constructor(
-    readonly kind: 'mac' | 'ip',
-    readonly text: string,
-  ) {
+/** Text that is not a MAC or IP address (bad input: code VCNET_INVALID_INPUT). */
+export class AddressFormatError extends VcnetError {
+  readonly kind: 'mac' | 'ip';
+  readonly text: string;
+  constructor(kind: 'mac' | 'ip', text: string) {
     super(
+      'VCNET_INVALID_INPUT',
       kind === 'mac'
         ? `not a MAC address: "${text}" (expected six hex bytes like 02:42:ac:11:00:02)`
         : `not an IP address: "${text}"`,
+      {
+        value: text,
+        hint:
+          kind === 'mac'
+            ? 'write a MAC address as six hex bytes like 02:42:ac:11:00:02'
+            : 'write an IPv4 or IPv6 address',
+      },
     );
+    this.kind = kind;
+    this.text = text;
   }
 }
 

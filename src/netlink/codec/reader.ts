@@ -2,6 +2,7 @@
  * Splits what the kernel sent into messages and attributes, checking every length against the
  * bytes actually there: a malformed reply becomes a MalformedMessageError, never an out-of-bounds read.
  */
+import { VcnetError } from '../../errors.js';
 import {
   ExtendedAck,
   MessageFlag,
@@ -11,13 +12,14 @@ import {
   NLMSG_HEADER_LENGTH,
 } from './constants.js';
 
-export class MalformedMessageError extends Error {
-  readonly code = 'VCNET_NETLINK_MALFORMED';
-  constructor(
-    message: string,
-    readonly offset: number,
-  ) {
-    super(`malformed netlink data at byte ${offset}: ${message}`);
+export class MalformedMessageError extends VcnetError {
+  readonly offset: number;
+  constructor(message: string, offset: number) {
+    super('VCNET_NETLINK_MALFORMED', `malformed netlink data at byte ${offset}: ${message}`, {
+      value: offset,
+      hint: 'a vcnet bug or a very unusual kernel: report it with this message',
+    });
+    this.offset = offset;
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidInputError, VcnetError } from '../../errors.js';
+import { type ErrorCode, InvalidInputError, VcnetError } from '../../errors.js';
 import { createInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
@@ -20,7 +20,7 @@ import { VethEndpoint } from './veth-endpoint.js';
 import { VhostUserEndpoint } from './vhost-user-endpoint.js';
 
 export class UnsupportedInterfaceError extends VcnetError {
-  constructor(code: string, message: string, value: unknown, hint: string) {
+  constructor(code: ErrorCode, message: string, value: unknown, hint: string) {
     super(code, message, { value, hint });
   }
 }

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { SystemCallError } from '../../errors.js';
-import { nativeShim } from '../../native/binding.js';
+import { nativeDevices } from '../../native/devices.js';
 import {
   AddressFamily,
   InterfaceFlag,
@@ -34,7 +34,7 @@ export function openMacvtapQueues(index: number, queues: number): number[] {
     );
   }
   try {
-    return nativeShim().openDevice(path, queues);
+    return nativeDevices.openDevice(path, queues);
   } catch (error) {
     throw new SystemCallError(`open ${path}`, error as NodeJS.ErrnoException);
   }

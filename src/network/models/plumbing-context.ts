@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { SystemCallError, VcnetError } from '../../errors.js';
-import { nativeShim } from '../../native/binding.js';
+import { nativeDevices } from '../../native/devices.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Qdisc } from '../../netlink/codec/traffic-control.js';
 import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
@@ -177,7 +177,7 @@ export function vhostNetAvailable(): boolean {
 export function openVhostFds(context: PlumbingContext): number[] {
   if (context.vhostNet === 'off' || !context.keepFds || !vhostNetAvailable()) return [];
   try {
-    return nativeShim().openDevice(VHOST_NET_DEVICE, context.queues);
+    return nativeDevices.openDevice(VHOST_NET_DEVICE, context.queues);
   } catch (error) {
     throw new SystemCallError(
       `open ${VHOST_NET_DEVICE}`,
@@ -195,7 +195,7 @@ export function createTap(transaction: PlumbingTransaction, name: string): { fds
   const { context } = transaction;
   let created: { fds: number[]; index: number };
   try {
-    created = nativeShim().createTun(context.namespacePath, name, {
+    created = nativeDevices.createTun(context.namespacePath, name, {
       tap: true,
       vnetHdr: true,
       multiQueue: context.queues > 1,
@@ -214,7 +214,7 @@ export function createTap(transaction: PlumbingTransaction, name: string): { fds
 export function closeFds(fds: number[]): void {
   for (const fd of fds) {
     try {
-      nativeShim().closeFd(fd);
+      nativeDevices.closeFd(fd);
     } catch {
       // already closed
     }

@@ -138,7 +138,8 @@ describe('TtrpcClient with TtrpcServer', () => {
     expect(error).toMatchObject({
       status: StatusCode.DEADLINE_EXCEEDED,
       local: true,
-      code: 'VCNET_AGENT_DEADLINE_EXCEEDED',
+      code: 'VCNET_AGENT_STATUS',
+      statusName: 'DEADLINE_EXCEEDED',
     });
     expect(Date.now() - started).toBeGreaterThanOrEqual(75);
     // The server got the same deadline: its handler was told to stop.

@@ -1,18 +1,17 @@
 /**
  * Exporting spans is opt-in and uses the standard OpenTelemetry environment variables
- * (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME...). vcnet itself depends only
- * on @opentelemetry/api; when one of those variables is set, the CLI starts the OpenTelemetry Node SDK
- * if it is installed next to vcnet (`npm install @opentelemetry/sdk-node`), and says so if it is not.
+ * (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME...). The CLI and the CNI
+ * plugin depend only on @opentelemetry/api (the library on neither); when one of those variables is
+ * set, they start the OpenTelemetry Node SDK if it is installed next to vcnet
+ * (`npm install @opentelemetry/sdk-node`), say so if it is not, and subscribe spans to the library's
+ * diagnostics channels (tracing.ts). Without those variables nothing subscribes and nothing is built.
  */
+import { trace } from '@opentelemetry/api';
+import { tracingRequested } from './environment.js';
 import { logger } from './logger.js';
+import { subscribeSpans } from './tracing.js';
 
-export function tracingRequested(env: NodeJS.ProcessEnv = process.env): boolean {
-  return Boolean(
-    env.OTEL_EXPORTER_OTLP_ENDPOINT ||
-      env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
-      (env.OTEL_TRACES_EXPORTER && env.OTEL_TRACES_EXPORTER !== 'none'),
-  );
-}
+export { tracingRequested } from './environment.js';
 
 interface NodeSdk {
   start(): void;
@@ -27,7 +26,11 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
     const { NodeSDK } = (await import(moduleName)) as { NodeSDK: new (options: Record<string, unknown>) => NodeSdk };
     const sdk = new NodeSDK({ serviceName: env.OTEL_SERVICE_NAME ?? 'vcnet' });
     sdk.start();
-    return () => sdk.shutdown();
+    const unsubscribe = subscribeSpans(trace.getTracer('vcnet', '0.1.0'));
+    return async () => {
+      unsubscribe();
+      await sdk.shutdown();
+    };
   } catch {
     logger().warn(
       'OTEL_* variables ask for trace export, but @opentelemetry/sdk-node is not installed: install it next to vcnet to export spans',

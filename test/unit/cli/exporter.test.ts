@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { startTraceExport, tracingRequested } from '../../src/observability/exporter.js';
+import { startTraceExport, tracingRequested } from '../../../src/cli/observability/exporter.js';
 
 describe('trace export', () => {
   it('is off unless the standard OTEL_* variables ask for it', () => {

@@ -1,6 +1,7 @@
 /**
- * Logs go to stderr (stdout stays clean for --json), as JSON lines or pretty on a TTY.
- * Every line carries the operation context callers bind (sandbox, netns, endpoint, operation).
+ * The CLI's and the CNI plugin's logger: lines go to stderr (stdout stays clean for --json and for
+ * the CNI result), as JSON lines or pretty on a TTY. The library never logs; log-subscriber.ts turns
+ * its diagnostics channel events into these lines.
  */
 import { type Logger, pino } from 'pino';
 
@@ -21,22 +22,7 @@ export function configureLogger(options: { level?: string; format?: LogFormat } 
   return root;
 }
 
-/**
- * The process's logger. A library stays quiet unless asked (VCNET_LOG_LEVEL, or configureLogger());
- * the CLI configures warn and up on stderr.
- */
+/** The process's logger: what configureLogger made, else a silent one (VCNET_LOG_LEVEL can raise it). */
 export function logger(): Logger {
   return root ?? configureLogger({ format: 'json', level: process.env.VCNET_LOG_LEVEL ?? 'silent' });
-}
-
-/** The fields every line about a sandbox operation carries. */
-export interface OperationFields {
-  sandbox?: string;
-  netns?: string;
-  endpoint?: string;
-  operation: string;
-}
-
-export function operationLogger(fields: OperationFields): Logger {
-  return logger().child(fields);
 }

@@ -1,0 +1,112 @@
+/**
+ * Turns the library's diagnostics channel events (src/diagnostics.ts) into log lines. It subscribes
+ * only to what the logger's level will print: at the default level (warn) that is the endpoint
+ * attaches, to report a failed one (one small event per endpoint, none per scan or netlink batch);
+ * at silent, nothing.
+ */
+import type { Logger } from 'pino';
+import { channels, type EndpointEvent, tracing, type WatchEvent } from '../../diagnostics.js';
+import { subscribeTracing } from './subscribe.js';
+
+function milliseconds(since: number | undefined): number | undefined {
+  return since === undefined ? undefined : Number((performance.now() - since).toFixed(3));
+}
+
+/** Subscribes `log` to vcnet's channels; returns the function that unsubscribes it. */
+export function subscribeLogs(log: Logger): () => void {
+  const unsubscribers: Array<() => void> = [];
+  const startedAt = new WeakMap<object, number>();
+  const markStart = (event: object): void => {
+    startedAt.set(event, performance.now());
+  };
+
+  const endpointOperations = [
+    [tracing.attachEndpoint, false],
+    [tracing.hotplug, true],
+  ] as const;
+  for (const [operation, hotplug] of log.isLevelEnabled('warn') ? endpointOperations : []) {
+    const fields = (event: EndpointEvent) => ({
+      sandbox: event.sandbox,
+      netns: event.namespacePath,
+      operation: hotplug ? 'hot-attach' : 'attach',
+      endpoint: event.endpoint,
+      type: event.endpointType,
+    });
+    unsubscribers.push(
+      subscribeTracing(operation, {
+        error: (event) => log.warn({ ...fields(event), err: event.error }, 'attach failed; what it made was removed'),
+        ...(log.isLevelEnabled('info')
+          ? {
+              start: markStart,
+              asyncEnd: (event: EndpointEvent & { error?: unknown; result?: unknown }) => {
+                if ('error' in event) return;
+                log.info(
+                  { ...fields(event), tap: event.result, durationMs: milliseconds(startedAt.get(event)) },
+                  'endpoint attached',
+                );
+              },
+            }
+          : {}),
+      }),
+    );
+  }
+
+  if (log.isLevelEnabled('info')) {
+    unsubscribers.push(
+      subscribeTracing(tracing.detach, {
+        asyncEnd: (event) => {
+          const report = event.result as { undone?: number; alreadyGone?: number; failures?: unknown[] } | undefined;
+          log.info(
+            {
+              sandbox: event.sandbox,
+              netns: event.namespacePath,
+              operation: 'detach',
+              endpoints: event.endpoints,
+              undone: report?.undone,
+              alreadyGone: report?.alreadyGone,
+              failures: report?.failures?.length,
+              ...('error' in event ? { err: event.error } : {}),
+            },
+            'endpoints detached',
+          );
+        },
+      }),
+    );
+    const onWatch = (message: unknown): void => {
+      const { sandbox, ...summary } = message as WatchEvent;
+      log.info({ sandbox, operation: 'watch', ...summary }, 'namespace change applied');
+    };
+    channels.watch.subscribe(onWatch);
+    unsubscribers.push(() => channels.watch.unsubscribe(onWatch));
+  }
+
+  if (log.isLevelEnabled('debug')) {
+    unsubscribers.push(
+      subscribeTracing(tracing.scan, {
+        start: markStart,
+        asyncEnd: (event) =>
+          log.debug(
+            { netns: event.namespacePath, durationMs: milliseconds(startedAt.get(event)) },
+            'namespace scanned',
+          ),
+      }),
+      subscribeTracing(tracing.netlinkBatch, {
+        start: markStart,
+        asyncEnd: (event) =>
+          log.debug(
+            {
+              netns: event.namespacePath,
+              requests: event.requests,
+              durationMs: milliseconds(startedAt.get(event)),
+              ...('error' in event ? { err: event.error } : {}),
+            },
+            'netlink batch',
+          ),
+      }),
+    );
+  }
+
+  return () => {
+    for (const unsubscribe of unsubscribers) unsubscribe();
+  };
+}

@@ -1,0 +1,26 @@
+/**
+ * What the vcnet-cni plugin observes, decided from its environment alone (a runtime passes no flags):
+ * log lines on stderr when VCNET_LOG_LEVEL asks for them, spans when OTEL_* asks for export. pino and
+ * OpenTelemetry are loaded only then, so a plain ADD starts no faster or slower because they exist.
+ */
+import { tracingRequested } from './environment.js';
+
+/** Subscribes the asked-for observers; returns the function that flushes and stops them. */
+export async function startObservability(env: NodeJS.ProcessEnv): Promise<() => Promise<void>> {
+  const stops: Array<() => void | Promise<void>> = [];
+  const level = env.VCNET_LOG_LEVEL;
+  if (level && level !== 'silent') {
+    const [{ configureLogger }, { subscribeLogs }] = await Promise.all([
+      import('./logger.js'),
+      import('./log-subscriber.js'),
+    ]);
+    stops.push(subscribeLogs(configureLogger({ level, format: 'json' })));
+  }
+  if (tracingRequested(env)) {
+    const { startTraceExport } = await import('./exporter.js');
+    stops.push(await startTraceExport(env));
+  }
+  return async () => {
+    for (const stop of stops.reverse()) await stop();
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * OpenTelemetry spans from the library's tracing channels (src/diagnostics.ts): a span per scan,
+ * attach, endpoint attach, hot-plug, detach and netlink batch, named after the channel
+ * (`vcnet:netlink:batch` → `vcnet.netlink.batch`), its event's fields as `vcnet.*` attributes, nested
+ * as the calls are (an AsyncLocalStorage bound to each channel's start carries the parent span).
+ * Only the CLI and the CNI plugin load this, and only when OTEL_* asks for export (exporter.ts).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { TracingChannel } from 'node:diagnostics_channel';
+import {
+  type Attributes,
+  type AttributeValue,
+  context,
+  type Span,
+  SpanStatusCode,
+  type Tracer,
+  trace,
+} from '@opentelemetry/api';
+import { DiagnosticsChannel, tracing } from '../../diagnostics.js';
+import { subscribeTracing } from './subscribe.js';
+
+function attributesOf(event: object): Attributes {
+  const attributes: Attributes = {};
+  for (const [key, value] of Object.entries(event)) {
+    if (key === 'result' || key === 'error' || value === undefined) continue;
+    const usable =
+      typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean'
+        ? value
+        : Array.isArray(value) && value.every((item) => typeof item === 'string')
+          ? (value as string[])
+          : undefined;
+    if (usable !== undefined) attributes[`vcnet.${key}`] = usable as AttributeValue;
+  }
+  return attributes;
+}
+
+/** Subscribes `tracer` to vcnet's tracing channels; returns the function that unsubscribes it. */
+export function subscribeSpans(tracer: Tracer): () => void {
+  const currentSpan = new AsyncLocalStorage<Span>();
+  const spans = new WeakMap<object, Span>();
+  const unsubscribers: Array<() => void> = [];
+  for (const key of Object.keys(tracing) as Array<keyof typeof tracing>) {
+    // Every channel is handled alike: seen as carrying plain objects.
+    const operation = tracing[key] as TracingChannel<unknown, object>;
+    const spanName = DiagnosticsChannel[key].replaceAll(':', '.');
+    operation.start.bindStore(currentSpan, (event) => {
+      const parent = currentSpan.getStore();
+      const span = tracer.startSpan(
+        spanName,
+        { attributes: attributesOf(event as object) },
+        parent ? trace.setSpan(context.active(), parent) : context.active(),
+      );
+      spans.set(event as object, span);
+      return span;
+    });
+    unsubscribers.push(
+      () => operation.start.unbindStore(currentSpan),
+      subscribeTracing(operation, {
+        error: (event) => {
+          const span = spans.get(event);
+          const error = event.error instanceof Error ? event.error : new Error(String(event.error));
+          span?.recordException(error);
+          span?.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+        },
+        asyncEnd: (event) => {
+          spans.get(event)?.end();
+          spans.delete(event);
+        },
+      }),
+    );
+  }
+  return () => {
+    for (const unsubscribe of unsubscribers) unsubscribe();
+  };
+}

@@ -1,0 +1,325 @@
+/**
+ * The one table of vcnet's error codes. For each code: what it means, and what it becomes outside
+ * vcnet: the CLI's exit status, the CNI plugin's error code and the agent's ttrpc (google.rpc) status.
+ * The outward codes are named here and numbered by their owners (src/cli/exit-codes.ts,
+ * src/cni/errors.ts, src/agent/ttrpc/status-code.ts), so this file imports nothing from the layers
+ * above it. docs/troubleshooting.md lists every code (test/unit/errors.test.ts checks both agree).
+ *
+ * `role`: a `specific` code decides how a failure is reported even when it is the cause of another
+ * error; a `general` one (a wrapper such as VCNET_ATTACH_FAILED, or a family such as VCNET_NETLINK)
+ * decides only when nothing more specific is in the cause chain. See classifyError in errors.ts.
+ */
+
+/** vcnet's exit statuses, by name (numbers in src/cli/exit-codes.ts and docs/cli.md). */
+export type ExitOutcome = 'FAILED' | 'BAD_INPUT' | 'NOT_PERMITTED' | 'LOCKED' | 'MISSING';
+
+/** CNI error codes, by name: the spec's 1-11 and vcnet's own from 100 (numbers in src/cni/errors.ts). */
+export type CniOutcome =
+  | 'INCOMPATIBLE_VERSION'
+  | 'UNSUPPORTED_FIELD'
+  | 'INVALID_ENVIRONMENT'
+  | 'DECODING_FAILURE'
+  | 'INVALID_NETWORK_CONFIG'
+  | 'TRY_AGAIN_LATER'
+  | 'PLUGIN_NOT_AVAILABLE'
+  | 'VCNET_FAILED'
+  | 'INTERFACE_NOT_FOUND'
+  | 'ALREADY_ADDED'
+  | 'ATTACH_FAILED'
+  | 'DETACH_INCOMPLETE'
+  | 'CHECK_FAILED'
+  | 'STATE_INVALID'
+  | 'UNSUPPORTED_INTERFACE'
+  | 'NOT_PERMITTED'
+  | 'INTERNAL';
+
+/** google.rpc status names the agent answers with (numbers in src/agent/ttrpc/status-code.ts). */
+export type AgentOutcome =
+  | 'INVALID_ARGUMENT'
+  | 'DEADLINE_EXCEEDED'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'PERMISSION_DENIED'
+  | 'FAILED_PRECONDITION'
+  | 'ABORTED'
+  | 'UNIMPLEMENTED'
+  | 'INTERNAL'
+  | 'UNAVAILABLE';
+
+export interface ErrorCodeInfo {
+  readonly meaning: string;
+  readonly role: 'specific' | 'general';
+  readonly exit: ExitOutcome;
+  readonly cni: CniOutcome;
+  readonly agent: AgentOutcome;
+}
+
+const badInput = { exit: 'BAD_INPUT', cni: 'INVALID_NETWORK_CONFIG', agent: 'INVALID_ARGUMENT' } as const;
+const unsupportedInterface = { exit: 'FAILED', cni: 'UNSUPPORTED_INTERFACE', agent: 'FAILED_PRECONDITION' } as const;
+const failed = { exit: 'FAILED', cni: 'VCNET_FAILED', agent: 'INTERNAL' } as const;
+
+export const ErrorCodes = {
+  // Input and configuration
+  VCNET_INVALID_INPUT: {
+    meaning: 'a flag, file or field has a value vcnet does not accept',
+    role: 'specific',
+    ...badInput,
+  },
+  VCNET_CONFIG_CONFLICT: { meaning: 'settings that cannot go together', role: 'specific', ...badInput },
+  VCNET_CONFIG_SYNTAX: { meaning: 'configuration.toml is not valid TOML', role: 'specific', ...badInput },
+  VCNET_STATE_INVALID: {
+    meaning: 'a state file vcnet cannot read',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'STATE_INVALID',
+    agent: 'FAILED_PRECONDITION',
+  },
+  // The namespace and its interfaces
+  VCNET_LINK_NOT_FOUND: {
+    meaning: 'no link of that name or index',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'NOT_FOUND',
+  },
+  VCNET_UNSUPPORTED_INTERFACE: {
+    meaning: 'an interface of a kind vcnet cannot connect to a VM',
+    role: 'specific',
+    ...unsupportedInterface,
+  },
+  VCNET_TUN_UNSUPPORTED: { meaning: 'a tun (layer 3) device', role: 'specific', ...unsupportedInterface },
+  VCNET_TUNTAP_MODE_UNKNOWN: {
+    meaning: 'the kernel did not say whether a tun device is tun or tap',
+    role: 'specific',
+    ...unsupportedInterface,
+  },
+  VCNET_VHOST_USER_SOCKET_MISSING: {
+    meaning: 'no vhost-user socket for the interface',
+    role: 'specific',
+    ...unsupportedInterface,
+  },
+  VCNET_PCI_DEVICE_MISSING: {
+    meaning: 'the PCI device of a physical endpoint is gone',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'NOT_FOUND',
+  },
+  // Attaching and detaching
+  VCNET_ATTACH_FAILED: {
+    meaning: 'one step of an attach was refused; what it made was removed',
+    role: 'general',
+    exit: 'FAILED',
+    cni: 'ATTACH_FAILED',
+    agent: 'INTERNAL',
+  },
+  VCNET_DETACH_INCOMPLETE: {
+    meaning: 'some recorded changes could not be undone; the state file keeps them',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'DETACH_INCOMPLETE',
+    agent: 'INTERNAL',
+  },
+  VCNET_SANDBOX_EXISTS: {
+    meaning: 'the sandbox id is already attached',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'ALREADY_EXISTS',
+  },
+  VCNET_SANDBOX_NOT_FOUND: {
+    meaning: 'no sandbox of that id is recorded',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'NOT_FOUND',
+  },
+  VCNET_SANDBOX_LOCKED: {
+    meaning: 'another vcnet process is changing this sandbox',
+    role: 'specific',
+    exit: 'LOCKED',
+    cni: 'TRY_AGAIN_LATER',
+    agent: 'ABORTED',
+  },
+  // The kernel and the native shim
+  VCNET_NETLINK: {
+    meaning: 'the kernel refused a netlink request; `errno` names why',
+    role: 'general',
+    ...failed,
+  },
+  VCNET_NETLINK_MALFORMED: {
+    meaning: "the kernel's reply could not be parsed",
+    role: 'specific',
+    ...failed,
+  },
+  VCNET_SYSCALL: {
+    meaning: 'a system call of the native shim failed; `errno` names why',
+    role: 'general',
+    ...failed,
+  },
+  VCNET_NATIVE_MISSING: {
+    meaning: 'the N-API shim was not built',
+    role: 'specific',
+    exit: 'MISSING',
+    cni: 'VCNET_FAILED',
+    agent: 'FAILED_PRECONDITION',
+  },
+  // Hypervisor
+  VCNET_QMP_CONNECTION: {
+    meaning: 'the QMP socket cannot be reached or closed',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'UNAVAILABLE',
+  },
+  VCNET_QMP_COMMAND: { meaning: 'QEMU refused a command', role: 'specific', ...failed },
+  VCNET_QMP_TIMEOUT: {
+    meaning: 'QEMU did not answer in time',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'DEADLINE_EXCEEDED',
+  },
+  VCNET_HOTPLUG_FAILED: { meaning: 'plugging a NIC into the running VM failed', role: 'general', ...failed },
+  VCNET_UNPLUG_TIMEOUT: {
+    meaning: 'the guest did not release the NIC in time',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'DEADLINE_EXCEEDED',
+  },
+  VCNET_QEMU_PROCESS: { meaning: 'QEMU could not be started or exited early', role: 'specific', ...failed },
+  VCNET_HYPERVISOR_UNSUPPORTED: {
+    meaning: 'the hypervisor cannot do what was asked',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'UNIMPLEMENTED',
+  },
+  VCNET_GUEST_IMAGE: { meaning: 'building the test/demo guest image failed', role: 'specific', ...failed },
+  // Agent
+  VCNET_AGENT_STATUS: {
+    meaning: 'a ttrpc call to the agent did not succeed; `statusName` names the status',
+    role: 'general',
+    ...failed,
+  },
+  VCNET_AGENT_CONNECT: {
+    meaning: "the agent's socket could not be reached before the deadline",
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'UNAVAILABLE',
+  },
+  VCNET_AGENT_PORT_NOT_FOUND: {
+    meaning: 'inside the guest: no virtio-serial port for the agent',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'FAILED_PRECONDITION',
+  },
+  VCNET_AGENT_APPLY_FAILED: { meaning: 'the agent could not apply a request', role: 'general', ...failed },
+  // Demo
+  VCNET_DEMO_FAILED: { meaning: '`vcnet demo` stopped at a step', role: 'general', ...failed },
+  VCNET_CNI_PLUGIN_FAILED: { meaning: 'a real CNI plugin run by the demo failed', role: 'specific', ...failed },
+  // CNI plugin
+  VCNET_CNI_CONFIG: {
+    meaning: 'the network configuration (or prevResult) is invalid',
+    role: 'specific',
+    exit: 'BAD_INPUT',
+    cni: 'INVALID_NETWORK_CONFIG',
+    agent: 'INVALID_ARGUMENT',
+  },
+  VCNET_CNI_UNSUPPORTED_FIELD: {
+    meaning: "an unknown key in the plugin's configuration",
+    role: 'specific',
+    exit: 'BAD_INPUT',
+    cni: 'UNSUPPORTED_FIELD',
+    agent: 'INVALID_ARGUMENT',
+  },
+  VCNET_CNI_VERSION: {
+    meaning: 'a cniVersion the plugin does not speak',
+    role: 'specific',
+    exit: 'BAD_INPUT',
+    cni: 'INCOMPATIBLE_VERSION',
+    agent: 'INVALID_ARGUMENT',
+  },
+  VCNET_CNI_DECODE: {
+    meaning: 'stdin is not a JSON object',
+    role: 'specific',
+    exit: 'BAD_INPUT',
+    cni: 'DECODING_FAILURE',
+    agent: 'INVALID_ARGUMENT',
+  },
+  VCNET_CNI_ENVIRONMENT: {
+    meaning: 'a CNI_* variable is missing or wrong',
+    role: 'specific',
+    exit: 'BAD_INPUT',
+    cni: 'INVALID_ENVIRONMENT',
+    agent: 'INVALID_ARGUMENT',
+  },
+  VCNET_CNI_INTERFACE_NOT_FOUND: {
+    meaning: 'CNI_IFNAME is not in CNI_NETNS',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'INTERFACE_NOT_FOUND',
+    agent: 'NOT_FOUND',
+  },
+  VCNET_CNI_ALREADY_ADDED: {
+    meaning: 'ADD for a container and interface already attached',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'ALREADY_ADDED',
+    agent: 'ALREADY_EXISTS',
+  },
+  VCNET_CNI_CHECK_FAILED: {
+    meaning: 'CHECK found the plumbing different from what ADD recorded',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'CHECK_FAILED',
+    agent: 'FAILED_PRECONDITION',
+  },
+  VCNET_CNI_NO_TAP: {
+    meaning: 'ADD: CNI_IFNAME is a physical or vhost-user interface, which a VM uses without a tap',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'UNSUPPORTED_INTERFACE',
+    agent: 'FAILED_PRECONDITION',
+  },
+  VCNET_CNI_NOT_AVAILABLE: {
+    meaning: 'STATUS: the state directory is not writable or /dev/net/tun is not usable',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'PLUGIN_NOT_AVAILABLE',
+    agent: 'UNAVAILABLE',
+  },
+  VCNET_CNI_NOT_BUILT: {
+    meaning: 'vcnet install-cni found no built plugin (dist/cni/main.js)',
+    role: 'specific',
+    exit: 'MISSING',
+    cni: 'INTERNAL',
+    agent: 'FAILED_PRECONDITION',
+  },
+  // Not vcnet's own
+  VCNET_ERROR: {
+    meaning: "an error that is not one of vcnet's own (a bug)",
+    role: 'general',
+    exit: 'FAILED',
+    cni: 'INTERNAL',
+    agent: 'INTERNAL',
+  },
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/**
+ * Failures whose errno says more than the error around them: "run as root" is the answer wherever
+ * an EPERM surfaces (a netlink request, a system call, a file), however deeply it is wrapped.
+ */
+export const ErrnoOutcomes = {
+  EPERM: { exit: 'NOT_PERMITTED', cni: 'NOT_PERMITTED', agent: 'PERMISSION_DENIED' },
+  EACCES: { exit: 'NOT_PERMITTED', cni: 'NOT_PERMITTED', agent: 'PERMISSION_DENIED' },
+} as const satisfies Record<string, Omit<ErrorCodeInfo, 'meaning' | 'role'>>;
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ErrorCodes, code);
+}

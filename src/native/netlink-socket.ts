@@ -1,0 +1,20 @@
+/**
+ * The native calls behind a netlink socket (src/netlink/transport.ts): open one inside a namespace,
+ * send, receive, join multicast groups, and be told when it is readable. Only src/native/ loads the
+ * addon; every other layer goes through a wrapper like this one, which hands it just what it needs.
+ */
+import { nativeShim, type WatchHandle } from './binding.js';
+
+export type { WatchHandle } from './binding.js';
+
+export const nativeNetlink = {
+  openNetlink: (namespacePath: string | null, protocol: number, groups: number): number =>
+    nativeShim().openNetlink(namespacePath, protocol, groups),
+  addMembership: (fd: number, group: number): void => nativeShim().addMembership(fd, group),
+  netlinkSend: (fd: number, data: Uint8Array): number => nativeShim().netlinkSend(fd, data),
+  netlinkRecv: (fd: number, into: Uint8Array): number => nativeShim().netlinkRecv(fd, into),
+  watchReadable: (fd: number, callback: (status: number) => void): WatchHandle =>
+    nativeShim().watchReadable(fd, callback),
+  unwatch: (handle: WatchHandle): void => nativeShim().unwatch(handle),
+  closeFd: (fd: number): void => nativeShim().closeFd(fd),
+} as const;

@@ -1,0 +1,200 @@
+/**
+ * The CLI's subscribers: OpenTelemetry spans nested as the traced calls are, with attributes and errors;
+ * pino lines at the level asked for, and no subscription at all for what the level would not print.
+ */
+import { Writable } from 'node:stream';
+import { context, type Span, type SpanOptions, type Tracer, trace } from '@opentelemetry/api';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { subscribeLogs } from '../../../src/cli/observability/log-subscriber.js';
+import { subscribeSpans } from '../../../src/cli/observability/tracing.js';
+import { isObserved, traced, tracing } from '../../../src/diagnostics.js';
+
+interface Recorded {
+  name: string;
+  attributes: unknown;
+  parent: string | undefined;
+  ended: boolean;
+  error?: string;
+}
+
+/** A tracer keeping what it is given (built on the API alone, no SDK). */
+function recordingTracer(): { tracer: Tracer; spans: Recorded[] } {
+  const spans: Recorded[] = [];
+  let nextId = 1;
+  const tracer: Tracer = {
+    startSpan: (name: string, options?: SpanOptions, parentContext = context.active()) => {
+      const spanId = (nextId++).toString(16).padStart(16, '0');
+      const record: Recorded = {
+        name,
+        attributes: options?.attributes,
+        parent: trace.getSpan(parentContext)?.spanContext().spanId,
+        ended: false,
+      };
+      spans.push(record);
+      const span = trace.wrapSpanContext({ traceId: '1'.repeat(32), spanId, traceFlags: 1 });
+      return Object.assign(span, {
+        end: () => {
+          record.ended = true;
+        },
+        recordException: (error: Error) => {
+          record.error = error.message;
+        },
+        setStatus: () => span,
+      }) as Span;
+    },
+    startActiveSpan: (() => {
+      throw new Error('not used');
+    }) as Tracer['startActiveSpan'],
+  };
+  return { tracer, spans };
+}
+
+function capturedLogger(level: string): { log: pino.Logger; lines: () => Array<Record<string, unknown>> } {
+  const chunks: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      chunks.push(String(chunk));
+      done();
+    },
+  });
+  const log = pino({ level, base: null }, sink);
+  return {
+    log,
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
+  };
+}
+
+const endpointEvent = () => ({
+  sandbox: 'sb1',
+  namespacePath: '/run/netns/pod',
+  endpoint: 'eth0',
+  endpointType: 'veth',
+});
+
+describe('OpenTelemetry subscriber', () => {
+  const cleanups: Array<() => void> = [];
+  afterEach(() => {
+    for (const cleanup of cleanups.splice(0)) cleanup();
+  });
+
+  it('makes a span per traced operation, nested, with vcnet.* attributes, ended, errors recorded', async () => {
+    const { tracer, spans } = recordingTracer();
+    cleanups.push(subscribeSpans(tracer));
+    await traced(
+      tracing.attach,
+      () => ({ sandbox: 'sb1', namespacePath: '/run/netns/pod', model: 'tcfilter', hotplug: false }),
+      async () => {
+        await traced(
+          tracing.netlinkBatch,
+          () => ({ namespacePath: '/run/netns/pod', requests: 6 }),
+          async () => [],
+        );
+        await traced(tracing.attachEndpoint, endpointEvent, async () => Promise.reject(new Error('EEXIST'))).catch(
+          () => undefined,
+        );
+      },
+    );
+    expect(spans.map(({ name, attributes, ended, error }) => ({ name, attributes, ended, error }))).toEqual([
+      {
+        name: 'vcnet.attach',
+        attributes: {
+          'vcnet.sandbox': 'sb1',
+          'vcnet.namespacePath': '/run/netns/pod',
+          'vcnet.model': 'tcfilter',
+          'vcnet.hotplug': false,
+        },
+        ended: true,
+        error: undefined,
+      },
+      {
+        name: 'vcnet.netlink.batch',
+        attributes: { 'vcnet.namespacePath': '/run/netns/pod', 'vcnet.requests': 6 },
+        ended: true,
+        error: undefined,
+      },
+      {
+        name: 'vcnet.attach.endpoint',
+        attributes: {
+          'vcnet.sandbox': 'sb1',
+          'vcnet.namespacePath': '/run/netns/pod',
+          'vcnet.endpoint': 'eth0',
+          'vcnet.endpointType': 'veth',
+        },
+        ended: true,
+        error: 'EEXIST',
+      },
+    ]);
+    const attachId = '0000000000000001';
+    expect(spans.map((span) => span.parent)).toEqual([undefined, attachId, attachId]);
+  });
+
+  it('unsubscribes completely', () => {
+    const { tracer } = recordingTracer();
+    const unsubscribe = subscribeSpans(tracer);
+    expect(isObserved(tracing.netlinkBatch)).toBe(true);
+    unsubscribe();
+    expect(isObserved(tracing.netlinkBatch)).toBe(false);
+  });
+});
+
+describe('log subscriber', () => {
+  const cleanups: Array<() => void> = [];
+  afterEach(() => {
+    for (const cleanup of cleanups.splice(0)) cleanup();
+  });
+
+  it('at info, logs an attached endpoint with its tap and duration, and a failed one as a warning', async () => {
+    const { log, lines } = capturedLogger('info');
+    cleanups.push(subscribeLogs(log));
+    await traced(tracing.attachEndpoint, endpointEvent, async () => 'tap0_kata');
+    await traced(tracing.hotplug, endpointEvent, async () => Promise.reject(new Error('EBUSY'))).catch(() => undefined);
+    const [attached, failed] = lines();
+    expect(attached).toMatchObject({
+      level: 30,
+      msg: 'endpoint attached',
+      sandbox: 'sb1',
+      netns: '/run/netns/pod',
+      operation: 'attach',
+      endpoint: 'eth0',
+      type: 'veth',
+      tap: 'tap0_kata',
+    });
+    expect(attached?.durationMs).toEqual(expect.any(Number));
+    expect(failed).toMatchObject({ level: 40, operation: 'hot-attach', err: { message: 'EBUSY' } });
+    expect(lines()).toHaveLength(2);
+  });
+
+  it('at silent, listens to nothing', () => {
+    const { log } = capturedLogger('silent');
+    cleanups.push(subscribeLogs(log));
+    for (const operation of Object.values(tracing)) expect(isObserved(operation)).toBe(false);
+  });
+
+  it('at warn (the default), does not listen to what it would not print', async () => {
+    const { log, lines } = capturedLogger('warn');
+    cleanups.push(subscribeLogs(log));
+    expect(isObserved(tracing.netlinkBatch)).toBe(false);
+    expect(isObserved(tracing.detach)).toBe(false);
+    await traced(tracing.attachEndpoint, endpointEvent, async () => 'tap0_kata');
+    expect(lines()).toEqual([]);
+  });
+});
+
+describe('vcnet-cni observability, from the environment alone', () => {
+  it('subscribes nothing by default, and logs when VCNET_LOG_LEVEL asks', async () => {
+    const { startObservability } = await import('../../../src/cli/observability/start.js');
+    const quiet = await startObservability({});
+    expect(isObserved(tracing.attachEndpoint)).toBe(false);
+    await quiet();
+    const logging = await startObservability({ VCNET_LOG_LEVEL: 'info' });
+    expect(isObserved(tracing.attachEndpoint)).toBe(true);
+    await logging();
+    expect(isObserved(tracing.attachEndpoint)).toBe(false);
+  });
+});

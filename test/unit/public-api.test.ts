@@ -1,0 +1,69 @@
+/**
+ * The curated library entry: every error class a caller can receive is exported (so `instanceof` and
+ * the brands work for users), kernel constants and codec encoders are not (they live in vcnet/netlink),
+ * and the channel names are there to subscribe to.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as entry from '../../src/index.js';
+import * as netlinkEntry from '../../src/netlink/index.js';
+
+const source = new URL('../../src', import.meta.url).pathname;
+
+function sourceFiles(directory: string): string[] {
+  return readdirSync(directory).flatMap((entryName) => {
+    const path = join(directory, entryName);
+    return statSync(path).isDirectory() ? sourceFiles(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+/**
+ * Errors only the programs raise and report themselves (as a CNI error object or a demo step): a
+ * library caller never receives them.
+ */
+const PROGRAM_ONLY_ERRORS = ['CniError', 'CniEnvironmentError', 'CniConfigError', 'DemoError'];
+
+describe("the 'vcnet' entry", () => {
+  const exported = new Set(Object.keys(entry));
+
+  it('exports every error class the library throws', () => {
+    const classes = sourceFiles(source).flatMap((file) =>
+      [...readFileSync(file, 'utf8').matchAll(/^export class (\w+) extends (\w+Error)\b/gm)].map((match) => ({
+        name: match[1]!,
+        file: relative(source, file),
+      })),
+    );
+    expect(classes.length).toBeGreaterThan(25);
+    // The brands are keyed by class name (Symbol.for('vcnet.error.<Name>')): names must be unique.
+    const names = classes.map(({ name }) => name);
+    expect(names.filter((name, position) => names.indexOf(name) !== position)).toEqual([]);
+    const missing = classes
+      .filter(({ name }) => !exported.has(name) && !PROGRAM_ONLY_ERRORS.includes(name))
+      .map(({ name, file }) => `${name} (${file})`);
+    expect(missing).toEqual([]);
+    for (const { name } of classes.filter(({ name }) => exported.has(name))) {
+      const type = (entry as Record<string, unknown>)[name] as { prototype: unknown };
+      expect(type.prototype instanceof entry.VcnetError, `${name} is a VcnetError`).toBe(true);
+    }
+  });
+
+  it('leaves kernel constants and codec encoders to vcnet/netlink', () => {
+    const codecOnly = Object.keys(netlinkEntry).filter((name) => name !== 'NetlinkHandle' && exported.has(name));
+    // What both entries share: the handle's errors and the codec's two error classes.
+    expect(codecOnly.sort()).toEqual([
+      'AddressFormatError',
+      'LinkNotFoundError',
+      'MalformedMessageError',
+      'NetlinkError',
+    ]);
+    expect(Object.keys(netlinkEntry)).toEqual(
+      expect.arrayContaining(['LinkAttribute', 'encodeNewLink', 'TC_H_INGRESS']),
+    );
+  });
+
+  it('names the diagnostics channels', () => {
+    expect(entry.DiagnosticsChannel.attach).toBe('vcnet:attach');
+    expect(entry.DiagnosticsChannel.netlinkBatch).toBe('vcnet:netlink:batch');
+  });
+});
