@@ -89,8 +89,10 @@ export class NetlinkSocket {
   ) {}
 
   static open(namespacePath?: string, groups = 0): NetlinkSocket {
+    // Outside the try: a missing native shim is its own error (VCNET_NATIVE_MISSING), not a failed system call.
+    const shim = nativeShim();
     try {
-      const fd = nativeShim().openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups);
+      const fd = shim.openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups);
       return new NetlinkSocket(fd, namespacePath);
     } catch (error) {
       throw new SystemCallError(
