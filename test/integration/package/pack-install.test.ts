@@ -113,6 +113,20 @@ describe('the packed vcnet package', () => {
     expect(scan.stdout).toMatch(/eth0\s+veth\s+1500/);
   });
 
+  it('installed with scripts, its install step finds the prebuild and compiles nothing', async () => {
+    const withScripts = join(workspace, 'consumer-with-scripts');
+    mkdirSync(withScripts);
+    writeFileSync(join(withScripts, 'package.json'), '{ "name": "consumer-with-scripts", "private": true }\n');
+    await run(
+      'npm',
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', tarball],
+      withScripts,
+    );
+    // node-gyp-build's install step only runs node-gyp (which would make build/) when no prebuild loads.
+    expect(existsSync(join(withScripts, 'node_modules', 'vcnet', PREBUILD_DIRECTORY, 'vcnet.glibc.node'))).toBe(true);
+    expect(existsSync(join(withScripts, 'node_modules', 'vcnet', 'build'))).toBe(false);
+  }, 300_000);
+
   it('names the platform when neither a build nor a prebuild fits', () => {
     const empty = join(workspace, 'no-addon');
     mkdirSync(empty, { recursive: true });
