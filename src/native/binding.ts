@@ -59,7 +59,7 @@ function packageRoot(): string {
 }
 
 /** What a prebuild has to match here, named the way prebuildify tags its files. */
-export function nativeTarget(): string {
+function nativeTarget(): string {
   const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
   const libc = header?.glibcVersionRuntime ? `glibc ${header.glibcVersionRuntime}` : 'not glibc (musl?)';
   return `platform ${platform()}, arch ${arch()}, libc ${libc}, node ${process.versions.node} (ABI ${process.versions.modules}, N-API ${process.versions.napi})`;
