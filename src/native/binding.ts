@@ -1,11 +1,15 @@
 /**
- * Loads the N-API shim (native/vcnet_native.c, built by node-gyp at `npm install`) and gives it types.
- * Raw errors from it carry `code` (errno name), `errno`, `syscall` and `detail`; callers wrap them.
+ * Loads the N-API shim (native/vcnet_native.c) and gives it types. node-gyp-build picks it: a local
+ * build (build/Release, made by `npm ci` in a checkout) first, then the prebuild the package ships
+ * (prebuilds/<platform>-<arch>/, made by prebuildify at `npm pack`); `VCNET_PREBUILD=<dir>` makes it
+ * look in <dir> instead. It is imported statically so that esbuild bundles it into the guest agent.
+ * Raw errors from the shim carry `code` (errno name), `errno`, `syscall` and `detail`; callers wrap them.
  */
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { arch, platform } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import loadAddon from 'node-gyp-build';
 import { VcnetError } from '../errors.js';
 
 export interface TunOptions {
@@ -60,7 +64,8 @@ export interface NativeShim {
 let cached: NativeShim | undefined;
 
 function packageRoot(): string {
-  // src/native/binding.ts and dist/native/binding.js both sit two levels below the package root.
+  // src/native/binding.ts and dist/native/binding.js both sit two levels below the package root; the test
+  // guest (scripts/guest-image) marks its root with an empty binding.gyp.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
     if (existsSync(join(dir, 'binding.gyp'))) return dir;
@@ -69,20 +74,32 @@ function packageRoot(): string {
   return dir;
 }
 
+/** What a prebuild has to match here, named the way prebuildify tags its files. */
+function nativeTarget(): string {
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  const libc = header?.glibcVersionRuntime ? `glibc ${header.glibcVersionRuntime}` : 'not glibc (musl?)';
+  return `platform ${platform()}, arch ${arch()}, libc ${libc}, node ${process.versions.node} (ABI ${process.versions.modules}, N-API ${process.versions.napi})`;
+}
+
 export function nativeShim(): NativeShim {
   if (cached) return cached;
   const root = packageRoot();
-  const candidates = [
-    join(root, 'build', 'Release', 'vcnet_native.node'),
-    join(root, 'build', 'Debug', 'vcnet_native.node'),
-  ];
-  const found = candidates.find((path) => existsSync(path));
-  if (!found) {
-    throw new VcnetError('VCNET_NATIVE_MISSING', `the native shim is not built (looked for ${candidates[0]})`, {
-      value: candidates[0],
-      hint: 'run `npm ci` (or `npx node-gyp rebuild`) in the vcnet package; it needs python3, make and a C compiler',
+  try {
+    cached = loadAddon(root) as NativeShim;
+  } catch (error) {
+    const lookedIn = process.env.VCNET_PREBUILD || root;
+    const notFound = error instanceof Error && error.message.startsWith('No native build was found');
+    const message = notFound
+      ? `no native shim fits this machine (${nativeTarget()}): neither ${join(lookedIn, 'build', 'Release')} ` +
+        `nor ${join(lookedIn, 'prebuilds', `${platform()}-${arch()}`)} holds one`
+      : `the native shim in ${lookedIn} does not load on this machine (${nativeTarget()}): ${String(error)}`;
+    throw new VcnetError('VCNET_NATIVE_MISSING', message, {
+      value: lookedIn,
+      hint:
+        'vcnet ships a prebuild for linux-x64 with glibc; elsewhere build it from source with ' +
+        '`npm rebuild vcnet` (in a checkout: `npm run build:native`), which needs python3, make and a C compiler',
+      cause: error,
     });
   }
-  cached = createRequire(import.meta.url)(found) as NativeShim;
   return cached;
 }

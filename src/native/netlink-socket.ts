@@ -8,6 +8,10 @@ import { nativeShim, type WatchHandle } from './binding.js';
 export type { WatchHandle } from './binding.js';
 
 export const nativeNetlink = {
+  /** Loads the addon now, so that a missing one is reported as such (VCNET_NATIVE_MISSING). */
+  load: (): void => {
+    nativeShim();
+  },
   openNetlink: (namespacePath: string | null, protocol: number, groups: number): number =>
     nativeShim().openNetlink(namespacePath, protocol, groups),
   addMembership: (fd: number, group: number): void => nativeShim().addMembership(fd, group),

@@ -22,6 +22,8 @@ export class RouteSocket {
 
   /** Opens a socket bound inside the namespace at `namespacePath` (or this one), joined to `groups`. */
   static open(namespacePath?: string, groups = 0): RouteSocket {
+    // Outside the try: a missing native shim is its own error (VCNET_NATIVE_MISSING), not a failed system call.
+    nativeNetlink.load();
     try {
       return new RouteSocket(nativeNetlink.openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups), namespacePath);
     } catch (error) {

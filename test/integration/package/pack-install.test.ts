@@ -1,0 +1,146 @@
+/**
+ * `npm install vcnet` on a machine that cannot compile: the package is packed (`npm pack`, whose prepack
+ * builds dist/ and the prebuilt addon), installed into an empty folder with install scripts disabled, and
+ * the installed `vcnet scan` reads a namespace this test made. The pack runs in a copy of the sources, so
+ * the checkout's build/ and dist/ are never rebuilt under other tests.
+ */
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { arch, platform, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { makePod } from '../../helpers/pod.js';
+
+const execFileAsync = promisify(execFile);
+const ROOT = new URL('../../../', import.meta.url).pathname;
+// What `npm pack` needs from the checkout: the package's own files and what its prepack builds them from.
+const SOURCES = [
+  'package.json',
+  'package-lock.json',
+  'README.md',
+  'CHANGELOG.md',
+  'binding.gyp',
+  'tsconfig.json',
+  'tsconfig.build.json',
+  'native',
+  'proto',
+  'src',
+];
+const PREBUILD_DIRECTORY = `prebuilds/${platform()}-${arch()}/`;
+
+let workspace: string;
+let installed: string;
+let packedFiles: string[];
+let tarball: string;
+
+/** Runs a command without blocking the test worker (a pack and an install take minutes on a busy machine). */
+async function run(command: string, args: string[], cwd: string): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync(command, args, { cwd, maxBuffer: 64 * 1024 * 1024 });
+    return stdout;
+  } catch (error) {
+    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
+    throw new Error(
+      `${command} ${args.join(' ')} failed in ${cwd}: ${String(error)}\n${stdout ?? ''}\n${stderr ?? ''}`,
+    );
+  }
+}
+
+beforeAll(async () => {
+  workspace = mkdtempSync(join(tmpdir(), 'vcnet-pack-'));
+  const source = join(workspace, 'source');
+  mkdirSync(source);
+  for (const entry of SOURCES) cpSync(join(ROOT, entry), join(source, entry), { recursive: true });
+  // The checkout's dev dependencies (tsc, prebuildify) do the building; nothing is downloaded for it.
+  symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'));
+  await run('npm', ['pack', '--pack-destination', workspace], source);
+  const tarballs = readdirSync(workspace).filter((name) => name.endsWith('.tgz'));
+  expect(tarballs).toHaveLength(1);
+  tarball = join(workspace, tarballs[0]!);
+  packedFiles = (await run('tar', ['-tzf', tarball], workspace))
+    .split('\n')
+    .filter(Boolean)
+    .map((path) => path.replace(/^package\//, ''));
+
+  installed = join(workspace, 'consumer');
+  mkdirSync(installed);
+  // A package.json of its own, so npm installs here and not into some project above /tmp.
+  writeFileSync(join(installed, 'package.json'), '{ "name": "consumer", "private": true }\n');
+  // --ignore-scripts: no install step runs, so nothing can compile; the addon must come from the tarball.
+  await run('npm', ['install', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund', tarball], installed);
+}, 600_000);
+
+afterEach(() => {
+  cleanupNamespaces();
+});
+
+afterAll(() => {
+  if (workspace) rmSync(workspace, { recursive: true, force: true });
+});
+
+describe('the packed vcnet package', () => {
+  it('ships the prebuilt addon and the sources for a source build, but no local build', () => {
+    // prebuildify names it after the package, tagged with the libc it was built against.
+    expect(packedFiles.filter((path) => path.startsWith(PREBUILD_DIRECTORY))).toEqual([
+      `${PREBUILD_DIRECTORY}vcnet.glibc.node`,
+    ]);
+    expect(packedFiles).toContain('native/vcnet_native.c');
+    expect(packedFiles).toContain('binding.gyp');
+    expect(packedFiles).toContain('dist/cli/main.js');
+    expect(packedFiles.filter((path) => path.startsWith('build/'))).toEqual([]);
+  });
+
+  it('installed without scripts, loads the prebuild and scans a namespace with the installed vcnet', () => {
+    const packageDirectory = join(installed, 'node_modules', 'vcnet');
+    expect(existsSync(join(packageDirectory, 'build'))).toBe(false);
+    const loaded = execFileSync(
+      process.execPath,
+      ['-e', "console.log(require('node-gyp-build').path(process.argv[1]))", packageDirectory],
+      { cwd: installed, encoding: 'utf8' },
+    ).trim();
+    expect(loaded).toBe(join(packageDirectory, PREBUILD_DIRECTORY, 'vcnet.glibc.node'));
+
+    const { pod } = makePod();
+    const scan = spawnSync(join(installed, 'node_modules', '.bin', 'vcnet'), ['scan', '--netns', pod.path], {
+      cwd: installed,
+      encoding: 'utf8',
+    });
+    expect(scan.stderr).toBe('');
+    expect(scan.status).toBe(0);
+    expect(scan.stdout).toMatch(/^NAME\s+KIND\s+MTU/m);
+    expect(scan.stdout).toMatch(/eth0\s+veth\s+1500/);
+  });
+
+  it('installed with scripts, its install step finds the prebuild and compiles nothing', async () => {
+    const withScripts = join(workspace, 'consumer-with-scripts');
+    mkdirSync(withScripts);
+    writeFileSync(join(withScripts, 'package.json'), '{ "name": "consumer-with-scripts", "private": true }\n');
+    await run(
+      'npm',
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts', tarball],
+      withScripts,
+    );
+    // node-gyp-build's install step only runs node-gyp (which would make build/) when no prebuild loads.
+    expect(existsSync(join(withScripts, 'node_modules', 'vcnet', PREBUILD_DIRECTORY, 'vcnet.glibc.node'))).toBe(true);
+    expect(existsSync(join(withScripts, 'node_modules', 'vcnet', 'build'))).toBe(false);
+  }, 300_000);
+
+  it('names the platform when neither a build nor a prebuild fits', () => {
+    const empty = join(workspace, 'no-addon');
+    mkdirSync(empty, { recursive: true });
+    expect(readdirSync(empty)).toEqual([]);
+    const { pod } = makePod();
+    const scan = spawnSync(join(installed, 'node_modules', '.bin', 'vcnet'), ['scan', '--netns', pod.path], {
+      cwd: installed,
+      encoding: 'utf8',
+      env: { ...process.env, VCNET_PREBUILD: empty },
+    });
+    expect(scan.status).toBe(5);
+    expect(scan.stderr).toContain('no native shim fits this machine');
+    expect(scan.stderr).toContain(`platform ${platform()}, arch ${arch()}, libc glibc`);
+    expect(scan.stderr).toContain(`ABI ${process.versions.modules}`);
+    expect(scan.stderr).toMatch(/hint: .*npm rebuild vcnet/);
+  });
+});
