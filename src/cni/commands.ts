@@ -10,6 +10,15 @@ import type { Link } from '../netlink/codec/link.js';
 import { formatHandle } from '../netlink/codec/traffic-control.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { isHostNamespace } from '../netns/namespace.js';
+import {
+  NamespaceChangedError,
+  NamespaceGoneError,
+  NamespacePathError,
+  type OpenedNamespace,
+  openNamespaceForRecord,
+  openRecordedNamespace,
+  sameNamespace,
+} from '../netns/namespace-identity.js';
 import type { NetworkConfig } from '../network/config.js';
 import type { Endpoint } from '../network/endpoints/endpoint.js';
 import { tapName } from '../network/interface-pair.js';
@@ -26,13 +35,7 @@ import {
   requirePreviousResult,
 } from './config.js';
 import { CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
-import {
-  type AttachedDevice,
-  AttachmentStore,
-  CNI_STATE_VERSION,
-  type CniAttachmentState,
-  namespaceIdentity,
-} from './state.js';
+import { type AttachedDevice, AttachmentStore, CNI_STATE_VERSION, type CniAttachmentState } from './state.js';
 
 export interface CniRequest {
   environment: CniEnvironment;
@@ -51,14 +54,26 @@ function sandboxKey(environment: CniEnvironment): string {
   return `${environment.containerId}/${environment.interfaceName}`;
 }
 
-/** CNI_NETNS must be a namespace that exists and is not the plugin's own (never plumb the host). */
-function usableNamespace(path: string | undefined): { path: string; identity: string } {
-  const identity = path ? namespaceIdentity(path) : undefined;
-  if (!path || !identity) throw new CniEnvironmentError('CNI_NETNS', path, 'an existing network namespace');
-  if (isHostNamespace(path)) {
+/**
+ * CNI_NETNS must be a namespace that exists and is not the plugin's own (never plumb the host).
+ * It is opened once (without blocking on a FIFO) and used through that fd; `path` is the one the
+ * runtime gave, `opened.identity` what is recorded.
+ */
+function usableNamespace(path: string | undefined): { path: string; opened: OpenedNamespace } {
+  if (!path) throw new CniEnvironmentError('CNI_NETNS', path, 'an existing network namespace');
+  let opened: OpenedNamespace;
+  try {
+    opened = openNamespaceForRecord(path, 'CNI_NETNS');
+  } catch (error) {
+    if (error instanceof NamespacePathError)
+      throw new CniEnvironmentError('CNI_NETNS', path, `an existing network namespace (it is ${error.what})`);
+    throw error;
+  }
+  if (isHostNamespace(opened.entryPath)) {
+    opened.close();
     throw new CniEnvironmentError('CNI_NETNS', path, 'a pod namespace, not the one vcnet-cni itself runs in');
   }
-  return { path, identity };
+  return { path, opened };
 }
 
 /**
@@ -80,6 +95,22 @@ export async function add(request: CniRequest): Promise<CniResult> {
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
   return store.withLock(async () => {
+    try {
+      return await addLocked(request, store, namespace, previous);
+    } finally {
+      namespace.opened.close();
+    }
+  }, config.lockTimeoutMs);
+}
+
+async function addLocked(
+  request: CniRequest,
+  store: AttachmentStore,
+  namespace: { path: string; opened: OpenedNamespace },
+  previous: PreviousResult,
+): Promise<CniResult> {
+  const { environment, config } = request;
+  {
     const existing = store.read();
     if (existing) {
       throw new CniError(
@@ -89,7 +120,7 @@ export async function add(request: CniRequest): Promise<CniResult> {
         { value: environment.interfaceName, hint: 'the runtime must DEL before it ADDs the same interface again' },
       );
     }
-    const scan = NetlinkHandle.open(namespace.path);
+    const scan = NetlinkHandle.open(namespace.opened.entryPath);
     let snapshotLinks: Link[];
     let info: NetworkInfo | undefined;
     try {
@@ -113,7 +144,7 @@ export async function add(request: CniRequest): Promise<CniResult> {
     const taken = new Set(store.siblings().flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
     const firstIndex = freeDeviceIndex(new Set(snapshotLinks.map((link) => link.name)), taken);
     const networkConfig: NetworkConfig = {
-      namespacePath: namespace.path,
+      namespacePath: namespace.opened.identity.path,
       model: config.model,
       namespaceCreatedByVcnet: false,
       disableNewNetns: false,
@@ -121,17 +152,16 @@ export async function add(request: CniRequest): Promise<CniResult> {
       vhostNet: 'auto',
       ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
     };
-    const network = Network.open(networkConfig, sandboxKey(environment));
+    const network = Network.open(networkConfig, sandboxKey(environment), namespace.opened.entryPath);
     try {
       const createdAt = new Date().toISOString();
       const record = (device?: AttachedDevice): CniAttachmentState => ({
         version: CNI_STATE_VERSION,
-        containerId: environment.containerId,
+        id: environment.containerId,
+        namespace: namespace.opened.identity,
+        createdAt,
         interfaceName: environment.interfaceName,
         networkName: config.name,
-        namespacePath: namespace.path,
-        namespaceIdentity: namespace.identity,
-        createdAt,
         ...(device ? { device } : {}),
         network: network.save(),
       });
@@ -181,7 +211,7 @@ export async function add(request: CniRequest): Promise<CniResult> {
     } finally {
       network.close();
     }
-  }, config.lockTimeoutMs);
+  }
 }
 
 /** The previous result with the VM's device listed (in the pod namespace) and the pod interface's MAC as it is now. */
@@ -211,20 +241,22 @@ export async function del(request: CniRequest): Promise<void> {
   await store.withLock(async () => {
     const state = store.read();
     if (!state) return;
-    const namespaceGone = () => namespaceIdentity(state.namespacePath) !== state.namespaceIdentity;
     // Everything ADD made lives in the pod namespace and went with it (a new namespace at the same
     // path is somebody else's and is not touched).
-    if (namespaceGone()) {
+    let namespace: OpenedNamespace;
+    try {
+      namespace = openRecordedNamespace(state.namespace, store.statePath);
+    } catch (error) {
+      if (!(error instanceof NamespaceGoneError || error instanceof NamespaceChangedError)) throw error;
       store.remove();
       return;
     }
     let network: Network;
     try {
-      network = Network.load(state.network, sandboxKey(environment));
+      network = Network.load(state.network, sandboxKey(environment), namespace.entryPath);
     } catch (error) {
-      if (!namespaceGone()) throw error;
-      store.remove();
-      return;
+      namespace.close();
+      throw error;
     }
     try {
       const report = await network.removeEndpoints();
@@ -239,6 +271,7 @@ export async function del(request: CniRequest): Promise<void> {
       store.remove();
     } finally {
       network.close();
+      namespace.close();
     }
   }, config.lockTimeoutMs);
 }
@@ -250,6 +283,22 @@ export async function check(request: CniRequest): Promise<void> {
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
   await store.withLock(async () => {
+    try {
+      await checkLocked(request, store, namespace, previous);
+    } finally {
+      namespace.opened.close();
+    }
+  }, config.lockTimeoutMs);
+}
+
+async function checkLocked(
+  request: CniRequest,
+  store: AttachmentStore,
+  namespace: { path: string; opened: OpenedNamespace },
+  previous: PreviousResult,
+): Promise<void> {
+  const { environment } = request;
+  {
     const state = store.read();
     const fail = (problems: string[]) =>
       new CniError(
@@ -259,22 +308,22 @@ export async function check(request: CniRequest): Promise<void> {
         { value: problems, hint: 'the runtime recreates the pod network (DEL, then ADD) to repair it' },
       );
     if (!state?.device) throw fail([`no completed ADD is recorded in ${store.statePath}`]);
-    if (state.namespacePath !== namespace.path || state.namespaceIdentity !== namespace.identity) {
-      throw fail([`ADD attached ${state.namespacePath}, not this namespace`]);
+    if (!sameNamespace(state.namespace, namespace.opened.identity)) {
+      throw fail([`ADD attached ${state.namespace.path}, not this namespace`]);
     }
     const device = state.device;
     const problems: string[] = [];
     if (!previous.interfaces?.some((entry) => entry.name === device.name && entry.sandbox === namespace.path)) {
       problems.push(`prevResult does not list ${device.name} in ${namespace.path}`);
     }
-    const handle = NetlinkHandle.open(namespace.path);
+    const handle = NetlinkHandle.open(namespace.opened.entryPath);
     try {
       problems.push(...(await plumbingProblems(handle, state)));
     } finally {
       handle.close();
     }
     if (problems.length > 0) throw fail(problems);
-  }, config.lockTimeoutMs);
+  }
 }
 
 /** Differences between the namespace and the steps ADD recorded (links, qdiscs and filters it created). */

@@ -39,6 +39,10 @@ export interface NativeShim {
   sendWithFds(socketFd: number, data: Uint8Array, fds: number[]): number;
   createNetns(directory: string, name: string): string;
   deleteNetns(path: string): void;
+  /** flock(fd, LOCK_EX or LOCK_SH | LOCK_NB): false when another holder has it. */
+  lockFile(fd: number, exclusive: boolean): boolean;
+  /** The network namespace's cookie (SO_NETNS_COOKIE), as a decimal string: never reused by another namespace. */
+  namespaceCookie(nsPath: string): string;
 }
 
 let cached: NativeShim | undefined;
