@@ -14,7 +14,6 @@ import {
   fstatSync,
   openSync,
   readdirSync,
-  readlinkSync,
   type Stats,
   statfsSync,
   statSync,
@@ -151,14 +150,9 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
     const opened = fstatSync(fd);
     const kindNow = fileKind(opened);
     if (kindNow) throw new NamespacePathError(field, path, kindNow);
-    // nsfs names each file "<type>:[inode]": a mount or user namespace is refused here.
-    const target = readlinkSync(`/proc/self/fd/${fd}`);
-    if (!/^net:\[\d+\]$/.test(target)) {
-      const type = /^(\w+):\[\d+\]$/.exec(target)?.[1];
-      throw new NamespacePathError(field, path, type ? `a ${type} namespace` : 'a regular file');
-    }
     const identity: NamespaceIdentity = { path, dev: opened.dev, ino: opened.ino };
-    const cookie = namespaceCookie(`/proc/self/fd/${fd}`);
+    // Entering it as a network namespace (to read its cookie) also refuses a mount or user namespace.
+    const cookie = namespaceCookie(`/proc/self/fd/${fd}`, field, path);
     if (cookie) identity.cookie = cookie;
     return new OpenedNamespace(fd, identity);
   } catch (error) {
@@ -167,10 +161,13 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
   }
 }
 
-function namespaceCookie(entryPath: string): string | undefined {
+function namespaceCookie(entryPath: string, field: string, path: string): string | undefined {
   try {
     return nativeShim().namespaceCookie(entryPath);
   } catch (error) {
+    const failure = error as NodeJS.ErrnoException;
+    if (failure.syscall === 'setns' && failure.code === 'EINVAL')
+      throw new NamespacePathError(field, path, 'a namespace of another type');
     // ENOPROTOOPT: a kernel before 5.14 has no cookies; dev and inode are all there is.
     if ((error as NodeJS.ErrnoException).errno === ENOPROTOOPT) return undefined;
     throw new SystemCallError(`read the cookie of network namespace ${entryPath}`, error as NodeJS.ErrnoException);

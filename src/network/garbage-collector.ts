@@ -32,7 +32,10 @@ import { DEFAULT_STATE_DIRECTORY, LOCK_DIRECTORY_NAME, stateDirectory } from './
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'state';
   namespacePath: string;
+  /** The link's name, or the record's id (CNI: container/interface). */
   name: string;
+  /** The record's file (kind state). */
+  file?: string;
   /** Why it is garbage. */
   detail?: string;
 }
@@ -67,6 +70,7 @@ type NamespaceKey = string;
 const keyOf = (identity: { dev: number; ino: number }): NamespaceKey => `${identity.dev}:${identity.ino}`;
 
 interface RecordOwner {
+  id: string;
   file: string;
   /** The directory removed with the record, and the lock guarding it. */
   directory: string;
@@ -120,6 +124,7 @@ function readOwners(directories: readonly string[]): {
   const skipped: SkippedRecord[] = [];
   const untouchable = new Set<NamespaceKey>();
   const consider = (
+    id: string,
     file: string,
     directory: string,
     lockPath: string,
@@ -136,6 +141,7 @@ function readOwners(directories: readonly string[]): {
     try {
       const record = check(text);
       owners.push({
+        id,
         file,
         directory,
         lockPath,
@@ -158,6 +164,7 @@ function readOwners(directories: readonly string[]): {
       const sandboxFile = join(directory, 'state.json');
       if (existsSync(sandboxFile)) {
         consider(
+          id,
           sandboxFile,
           directory,
           lockPath,
@@ -169,6 +176,7 @@ function readOwners(directories: readonly string[]): {
       for (const interfaceName of safeReaddir(interfaces)) {
         const file = join(interfaces, interfaceName, 'state.json');
         consider(
+          `${id}/${interfaceName}`,
           file,
           directory,
           lockPath,
@@ -250,7 +258,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         report.removed.push({
           kind: 'state',
           namespacePath: owner.namespacePath,
-          name: owner.file,
+          name: owner.id,
+          file: owner.file,
           detail: `its namespace (inode ${owner.key.split(':')[1]}) exists nowhere`,
         });
         if (!dryRun) owner.remove();
