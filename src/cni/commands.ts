@@ -94,124 +94,110 @@ export async function add(request: CniRequest): Promise<CniResult> {
   const previous = requirePreviousResult(config, 'ADD');
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
-  return store.withLock(async () => {
-    try {
-      return await addLocked(request, store, namespace, previous);
-    } finally {
-      namespace.opened.close();
-    }
-  }, config.lockTimeoutMs);
-}
-
-async function addLocked(
-  request: CniRequest,
-  store: AttachmentStore,
-  namespace: { path: string; opened: OpenedNamespace },
-  previous: PreviousResult,
-): Promise<CniResult> {
-  const { environment, config } = request;
-  {
-    const existing = store.read();
-    if (existing) {
-      throw new CniError(
-        CniErrorCode.ALREADY_ADDED,
-        'VCNET_CNI_ALREADY_ADDED',
-        `${environment.interfaceName} of container ${environment.containerId} is already attached (state in ${store.statePath})`,
-        { value: environment.interfaceName, hint: 'the runtime must DEL before it ADDs the same interface again' },
-      );
-    }
-    const scan = NetlinkHandle.open(namespace.opened.entryPath);
-    let snapshotLinks: Link[];
-    let info: NetworkInfo | undefined;
-    try {
-      const snapshot = await scan.snapshot();
-      snapshotLinks = snapshot.links;
-      info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
-    } finally {
-      scan.close();
-    }
-    if (!info) {
-      throw new CniError(
-        CniErrorCode.INTERFACE_NOT_FOUND,
-        'VCNET_CNI_INTERFACE_NOT_FOUND',
-        `no interface ${environment.interfaceName} in ${namespace.path}`,
-        {
-          value: environment.interfaceName,
-          hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
-        },
-      );
-    }
-    const taken = new Set(store.siblings().flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
-    const firstIndex = freeDeviceIndex(new Set(snapshotLinks.map((link) => link.name)), taken);
-    const networkConfig: NetworkConfig = {
-      namespacePath: namespace.opened.identity.path,
-      model: config.model,
-      namespaceCreatedByVcnet: false,
-      disableNewNetns: false,
-      queues: config.queues,
-      vhostNet: 'auto',
-      ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
-    };
-    const network = Network.open(networkConfig, sandboxKey(environment), namespace.opened.entryPath);
-    try {
-      const createdAt = new Date().toISOString();
-      const record = (device?: AttachedDevice): CniAttachmentState => ({
-        version: CNI_STATE_VERSION,
-        id: environment.containerId,
-        namespace: namespace.opened.identity,
-        createdAt,
-        interfaceName: environment.interfaceName,
-        networkName: config.name,
-        ...(device ? { device } : {}),
-        network: network.save(),
-      });
-      // The intent is on disk before the first change, and every step before it is sent: a crash
-      // half way leaves a record DEL can undo.
-      store.write(record());
-      let endpoint: Endpoint | undefined;
-      try {
-        [endpoint] = await network.addEndpoints({
-          interfaces: [info],
-          firstIndex,
-          journal: () => store.write(record()),
-        });
-      } catch (error) {
-        store.remove();
-        throw error;
-      }
-      const plumbing = endpoint?.plumbing;
-      if (!plumbing?.tapName) {
-        // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
-        await network.removeEndpoints();
-        store.remove();
+  return store
+    .withLock(async () => {
+      const existing = store.read();
+      if (existing) {
         throw new CniError(
-          CniErrorCode.UNSUPPORTED_INTERFACE,
-          'VCNET_CNI_NO_TAP',
-          `${environment.interfaceName} is a ${endpoint?.type ?? 'unknown'} interface, which a VM uses without a tap`,
-          { value: environment.interfaceName, hint: 'give such an interface to the VM with `vcnet attach` instead' },
+          CniErrorCode.ALREADY_ADDED,
+          'VCNET_CNI_ALREADY_ADDED',
+          `${environment.interfaceName} of container ${environment.containerId} is already attached (state in ${store.statePath})`,
+          { value: environment.interfaceName, hint: 'the runtime must DEL before it ADDs the same interface again' },
         );
       }
-      const deviceLink = await network.handle.linkByIndex(plumbing.tapIndex);
-      const device: AttachedDevice = {
-        name: plumbing.tapName,
-        mac: deviceLink.address ?? '',
-        kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
+      const scan = NetlinkHandle.open(namespace.opened.entryPath);
+      let snapshotLinks: Link[];
+      let info: NetworkInfo | undefined;
+      try {
+        const snapshot = await scan.snapshot();
+        snapshotLinks = snapshot.links;
+        info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
+      } finally {
+        scan.close();
+      }
+      if (!info) {
+        throw new CniError(
+          CniErrorCode.INTERFACE_NOT_FOUND,
+          'VCNET_CNI_INTERFACE_NOT_FOUND',
+          `no interface ${environment.interfaceName} in ${namespace.path}`,
+          {
+            value: environment.interfaceName,
+            hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
+          },
+        );
+      }
+      const taken = new Set(store.siblings().flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
+      const firstIndex = freeDeviceIndex(new Set(snapshotLinks.map((link) => link.name)), taken);
+      const networkConfig: NetworkConfig = {
+        namespacePath: namespace.opened.identity.path,
+        model: config.model,
+        namespaceCreatedByVcnet: false,
+        disableNewNetns: false,
+        queues: config.queues,
+        vhostNet: 'auto',
+        ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
       };
-      store.write(record(device));
-      // The macvtap model moves the pod interface to another MAC: the result says so.
-      const podLink = await network.handle.linkByIndex(info.link.index);
-      return resultWith(
-        previous,
-        config.cniVersion,
-        namespace.path,
-        environment.interfaceName,
-        device,
-        podLink.address,
-      );
-    } finally {
-      network.close();
-    }
-  }
+      const network = Network.open(networkConfig, sandboxKey(environment), namespace.opened.entryPath);
+      try {
+        const createdAt = new Date().toISOString();
+        const record = (device?: AttachedDevice): CniAttachmentState => ({
+          version: CNI_STATE_VERSION,
+          id: environment.containerId,
+          namespace: namespace.opened.identity,
+          createdAt,
+          interfaceName: environment.interfaceName,
+          networkName: config.name,
+          ...(device ? { device } : {}),
+          network: network.save(),
+        });
+        // The intent is on disk before the first change, and every step before it is sent: a crash
+        // half way leaves a record DEL can undo.
+        store.write(record());
+        let endpoint: Endpoint | undefined;
+        try {
+          [endpoint] = await network.addEndpoints({
+            interfaces: [info],
+            firstIndex,
+            journal: () => store.write(record()),
+          });
+        } catch (error) {
+          store.remove();
+          throw error;
+        }
+        const plumbing = endpoint?.plumbing;
+        if (!plumbing?.tapName) {
+          // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
+          await network.removeEndpoints();
+          store.remove();
+          throw new CniError(
+            CniErrorCode.UNSUPPORTED_INTERFACE,
+            'VCNET_CNI_NO_TAP',
+            `${environment.interfaceName} is a ${endpoint?.type ?? 'unknown'} interface, which a VM uses without a tap`,
+            { value: environment.interfaceName, hint: 'give such an interface to the VM with `vcnet attach` instead' },
+          );
+        }
+        const deviceLink = await network.handle.linkByIndex(plumbing.tapIndex);
+        const device: AttachedDevice = {
+          name: plumbing.tapName,
+          mac: deviceLink.address ?? '',
+          kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
+        };
+        store.write(record(device));
+        // The macvtap model moves the pod interface to another MAC: the result says so.
+        const podLink = await network.handle.linkByIndex(info.link.index);
+        return resultWith(
+          previous,
+          config.cniVersion,
+          namespace.path,
+          environment.interfaceName,
+          device,
+          podLink.address,
+        );
+      } finally {
+        network.close();
+      }
+    }, config.lockTimeoutMs)
+    .finally(() => namespace.opened.close());
 }
 
 /** The previous result with the VM's device listed (in the pod namespace) and the pod interface's MAC as it is now. */
@@ -282,48 +268,34 @@ export async function check(request: CniRequest): Promise<void> {
   const previous = requirePreviousResult(config, 'CHECK');
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
-  await store.withLock(async () => {
-    try {
-      await checkLocked(request, store, namespace, previous);
-    } finally {
-      namespace.opened.close();
-    }
-  }, config.lockTimeoutMs);
-}
-
-async function checkLocked(
-  request: CniRequest,
-  store: AttachmentStore,
-  namespace: { path: string; opened: OpenedNamespace },
-  previous: PreviousResult,
-): Promise<void> {
-  const { environment } = request;
-  {
-    const state = store.read();
-    const fail = (problems: string[]) =>
-      new CniError(
-        CniErrorCode.CHECK_FAILED,
-        'VCNET_CNI_CHECK_FAILED',
-        `${environment.interfaceName} of container ${environment.containerId} is not as ADD left it: ${problems.join('; ')}`,
-        { value: problems, hint: 'the runtime recreates the pod network (DEL, then ADD) to repair it' },
-      );
-    if (!state?.device) throw fail([`no completed ADD is recorded in ${store.statePath}`]);
-    if (!sameNamespace(state.namespace, namespace.opened.identity)) {
-      throw fail([`ADD attached ${state.namespace.path}, not this namespace`]);
-    }
-    const device = state.device;
-    const problems: string[] = [];
-    if (!previous.interfaces?.some((entry) => entry.name === device.name && entry.sandbox === namespace.path)) {
-      problems.push(`prevResult does not list ${device.name} in ${namespace.path}`);
-    }
-    const handle = NetlinkHandle.open(namespace.opened.entryPath);
-    try {
-      problems.push(...(await plumbingProblems(handle, state)));
-    } finally {
-      handle.close();
-    }
-    if (problems.length > 0) throw fail(problems);
-  }
+  await store
+    .withLock(async () => {
+      const state = store.read();
+      const fail = (problems: string[]) =>
+        new CniError(
+          CniErrorCode.CHECK_FAILED,
+          'VCNET_CNI_CHECK_FAILED',
+          `${environment.interfaceName} of container ${environment.containerId} is not as ADD left it: ${problems.join('; ')}`,
+          { value: problems, hint: 'the runtime recreates the pod network (DEL, then ADD) to repair it' },
+        );
+      if (!state?.device) throw fail([`no completed ADD is recorded in ${store.statePath}`]);
+      if (!sameNamespace(state.namespace, namespace.opened.identity)) {
+        throw fail([`ADD attached ${state.namespace.path}, not this namespace`]);
+      }
+      const device = state.device;
+      const problems: string[] = [];
+      if (!previous.interfaces?.some((entry) => entry.name === device.name && entry.sandbox === namespace.path)) {
+        problems.push(`prevResult does not list ${device.name} in ${namespace.path}`);
+      }
+      const handle = NetlinkHandle.open(namespace.opened.entryPath);
+      try {
+        problems.push(...(await plumbingProblems(handle, state)));
+      } finally {
+        handle.close();
+      }
+      if (problems.length > 0) throw fail(problems);
+    }, config.lockTimeoutMs)
+    .finally(() => namespace.opened.close());
 }
 
 /** Differences between the namespace and the steps ADD recorded (links, qdiscs and filters it created). */
