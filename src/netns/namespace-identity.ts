@@ -8,16 +8,7 @@
  * reused. Later commands open the recorded path once, check all three, and then work through that
  * open fd (/proc/self/fd/N), so the namespace cannot change between the check and the work.
  */
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  openSync,
-  readdirSync,
-  type Stats,
-  statfsSync,
-  statSync,
-} from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SystemCallError, VcnetError } from '../errors.js';
 import { nativeShim } from '../native/binding.js';
