@@ -9,7 +9,7 @@
  * open fd (/proc/self/fd/N), so the namespace cannot change between the check and the work.
  */
 import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats, statfsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { SystemCallError, VcnetError } from '../errors.js';
 import { nativeShim } from '../native/binding.js';
 
@@ -194,7 +194,9 @@ export function pinnedPathOf(
  */
 export function openNamespaceForRecord(path: string, field = 'netns'): OpenedNamespace {
   const opened = openNetworkNamespace(path, field);
-  if (!path.startsWith(`${NETNS_RUN_DIRECTORY}/`)) {
+  // Recorded absolute: a later command may run from another directory.
+  opened.identity.path = resolve(path);
+  if (!opened.identity.path.startsWith(`${NETNS_RUN_DIRECTORY}/`)) {
     const pinned = pinnedPathOf(opened.identity);
     if (pinned) opened.identity.path = pinned;
   }

@@ -54,6 +54,8 @@ export interface GarbageReport {
   skipped: SkippedRecord[];
   /** The state directories read. */
   stateDirectories: string[];
+  /** Removals the kernel refused (the namespace changed while gc ran); run gc again. */
+  failures: Array<{ namespacePath: string; reason: string }>;
 }
 
 export interface GarbageOptions {
@@ -206,7 +208,14 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     ...(options.stateDirectories ?? []),
     ...(options.stateDirectory ? [options.stateDirectory] : []),
   ]);
-  const report: GarbageReport = { dryRun, removed: [], kept: 0, skipped: [], stateDirectories: directories };
+  const report: GarbageReport = {
+    dryRun,
+    removed: [],
+    kept: 0,
+    skipped: [],
+    stateDirectories: directories,
+    failures: [],
+  };
   const live = liveNamespaces();
   const scoped = options.namespaces?.map((path) => resolve(path));
 
@@ -305,7 +314,13 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         });
         batch.deleteLink(link.index, `delete orphan ${link.name}`);
       }
-      if (!dryRun) await batch.send();
+      if (dryRun) continue;
+      try {
+        await batch.send();
+      } catch (error) {
+        // Something changed under gc (a link went meanwhile): reported, and the next run finishes it.
+        report.failures.push({ namespacePath, reason: (error as Error).message });
+      }
     }
   } finally {
     for (const { namespace, handle } of scans) {

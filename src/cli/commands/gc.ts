@@ -33,6 +33,8 @@ export function registerGc(program: Command): void {
       }
       for (const record of report.skipped)
         process.stderr.write(`vcnet: gc skipped a record it cannot read: ${record.reason}\n`);
+      for (const failure of report.failures)
+        process.stderr.write(`vcnet: gc could not finish in ${failure.namespacePath}: ${failure.reason}\n`);
       if (report.removed.length === 0) {
         print(`nothing to collect (${report.kept} vcnet link(s) belong to live sandboxes)`);
         return;
