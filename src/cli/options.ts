@@ -55,5 +55,5 @@ export function parseLockTimeout(text: string | undefined): number | undefined {
 
 export const LOCK_TIMEOUT_OPTION = [
   '--lock-timeout <seconds>',
-  'wait this long for another vcnet command on the same sandbox (default 30)',
+  'wait this long for another vcnet command on the same sandbox (default $VCNET_LOCK_TIMEOUT or 30)',
 ] as const;

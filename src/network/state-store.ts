@@ -70,7 +70,18 @@ export function validateSandboxId(id: string): string {
 }
 
 /** How a caller can wait longer for a held lock: the option or setting that exists where it runs. */
-export const CLI_LOCK_TIMEOUT_HINT = 'give vcnet a longer --lock-timeout <seconds> (default 30)';
+export const CLI_LOCK_TIMEOUT_HINT =
+  'give a longer --lock-timeout <seconds> (attach, detach) or VCNET_LOCK_TIMEOUT=<seconds> (any command; default 30)';
+
+/** The lock wait when the caller gives none: $VCNET_LOCK_TIMEOUT seconds, else 30 s. */
+export function defaultLockTimeoutMs(): number {
+  const text = process.env.VCNET_LOCK_TIMEOUT;
+  if (text === undefined || text === '') return DEFAULT_LOCK_TIMEOUT_MS;
+  const seconds = Number(text);
+  if (!Number.isFinite(seconds) || seconds < 0 || seconds > 3600)
+    throw new InvalidInputError('VCNET_LOCK_TIMEOUT', text, 'seconds from 0 to 3600');
+  return Math.round(seconds * 1000);
+}
 
 export class SandboxLockedError extends VcnetError {
   constructor(id: string, owner: number, options: { waitedMs?: number; howToWaitLonger?: string } = {}) {
@@ -172,7 +183,7 @@ export class SandboxStore {
   }
 
   /** Runs `work` holding the sandbox lock; waits up to `timeoutMs` for another process to finish. */
-  async withLock<T>(work: () => Promise<T>, timeoutMs = DEFAULT_LOCK_TIMEOUT_MS): Promise<T> {
+  async withLock<T>(work: () => Promise<T>, timeoutMs = defaultLockTimeoutMs()): Promise<T> {
     const lock = await lockFile(
       this.lockPath,
       timeoutMs,
