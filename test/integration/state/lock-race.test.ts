@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
 import { vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -65,4 +66,28 @@ describe('racing attach and detach on one sandbox', () => {
     );
     expect(outcomes.attachedFirst + outcomes.detachedAfter).toBe(ROUNDS);
   }, 1_200_000);
+});
+
+describe('a held sandbox lock', () => {
+  it('makes the CLI wait --lock-timeout, then exit 4 with a hint naming options that exist', () => {
+    const held = tryLockFile(join(stateDir, '.locks', 'busy'));
+    if (!(held instanceof FileLock)) throw new Error('the lock is already held');
+    try {
+      const detached = vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDir, '--lock-timeout', '0.2']);
+      expect(detached.status).toBe(4);
+      expect(detached.stderr).toContain(`sandbox busy is being changed by process ${process.pid} (waited 200 ms)`);
+      expect(detached.stderr).toMatch(/hint: .*--lock-timeout <seconds> \(attach, detach\) or VCNET_LOCK_TIMEOUT/);
+      const environment = vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDir], {
+        VCNET_LOCK_TIMEOUT: '0.1',
+      });
+      expect(environment.status).toBe(4);
+      expect(environment.stderr).toContain('(waited 100 ms)');
+      const bad = vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDir, '--lock-timeout', 'soon']);
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toContain('invalid --lock-timeout: "soon"');
+    } finally {
+      held.release();
+    }
+    expect(vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDir]).status).toBe(0);
+  });
 });
