@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -836,6 +837,10 @@ static napi_value delete_netns(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Defined at the end of the file.
+static napi_value lock_file(napi_env env, napi_callback_info info);
+static napi_value namespace_cookie(napi_env env, napi_callback_info info);
+
 #define EXPORT(name, fn)                                                                           \
   do {                                                                                             \
     napi_value f;                                                                                  \
@@ -860,7 +865,82 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("deleteNetns", delete_netns);
   EXPORT("syscallTime", syscall_time);
   EXPORT("threadCpuNs", thread_cpu_ns);
+  EXPORT("lockFile", lock_file);
+  EXPORT("namespaceCookie", namespace_cookie);
   return exports;
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
+
+// ---- advisory file locks ----------------------------------------------------------------------
+
+// lockFile(fd, exclusive) -> boolean: flock(LOCK_EX or LOCK_SH | LOCK_NB). False when another open
+// file description holds it (the caller polls); the kernel drops the lock when the fd is closed or
+// the process dies, so a lock is never left held by a dead process.
+static napi_value lock_file(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  bool exclusive = true;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
+  if (argc > 1) napi_get_value_bool(env, argv[1], &exclusive);
+  int result;
+  do {
+    result = flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB);
+  } while (result < 0 && errno == EINTR);
+  napi_value out;
+  if (result == 0) {
+    napi_get_boolean(env, true, &out);
+    return out;
+  }
+  if (errno == EWOULDBLOCK) {
+    napi_get_boolean(env, false, &out);
+    return out;
+  }
+  throw_errno(env, errno, "flock", NULL);
+  return NULL;
+}
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+// namespaceCookie(nsPath) -> string: the network namespace's cookie (SO_NETNS_COOKIE, Linux 5.14),
+// a 64-bit number the kernel never gives to another namespace, unlike the nsfs inode number, which
+// is reused once the namespace is freed. Read from a throwaway socket made inside the namespace.
+static napi_value namespace_cookie(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char ns_path[4096];
+  if (argc < 1 || !get_string(env, argv[0], ns_path, sizeof ns_path, 0)) return NULL;
+  int saved;
+  const char *failed = NULL;
+  int err = enter_netns(ns_path, &saved, &failed);
+  if (err) {
+    throw_errno(env, err, failed, ns_path);
+    return NULL;
+  }
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  err = fd < 0 ? errno : 0;
+  leave_netns(saved);
+  if (fd < 0) {
+    throw_errno(env, err, "socket", "AF_NETLINK");
+    return NULL;
+  }
+  uint64_t cookie = 0;
+  socklen_t len = sizeof cookie;
+  if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) < 0) {
+    err = errno;
+    close(fd);
+    throw_errno(env, err, "getsockopt(SO_NETNS_COOKIE)", ns_path);
+    return NULL;
+  }
+  close(fd);
+  char text[32];
+  snprintf(text, sizeof text, "%llu", (unsigned long long)cookie);
+  napi_value out;
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &out);
+  return out;
+}

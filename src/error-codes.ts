@@ -74,7 +74,32 @@ export const ErrorCodes = {
     cni: 'STATE_INVALID',
     agent: 'FAILED_PRECONDITION',
   },
+  VCNET_STATE_DIR: {
+    meaning: 'an empty state directory (--state-dir or VCNET_STATE_DIR)',
+    role: 'specific',
+    ...badInput,
+  },
+  VCNET_LOCK_TIMEOUT: { meaning: 'a lock timeout that is not a number of seconds', role: 'specific', ...badInput },
   // The namespace and its interfaces
+  VCNET_NETNS_INVALID: {
+    meaning: 'a namespace path that is not a network namespace (missing, empty, FIFO, file, directory)',
+    role: 'specific',
+    ...badInput,
+  },
+  VCNET_NETNS_CHANGED: {
+    meaning: 'the recorded namespace path now names another namespace (identity differs)',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'STATE_INVALID',
+    agent: 'FAILED_PRECONDITION',
+  },
+  VCNET_NETNS_GONE: {
+    meaning: 'the namespace a record names no longer exists',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'STATE_INVALID',
+    agent: 'NOT_FOUND',
+  },
   VCNET_LINK_NOT_FOUND: {
     meaning: 'no link of that name or index',
     role: 'specific',

@@ -100,6 +100,12 @@ export {
   namespacePath,
   openNamespace,
 } from './netns/namespace.js';
+export {
+  NamespaceChangedError,
+  NamespaceGoneError,
+  type NamespaceIdentity,
+  NamespacePathError,
+} from './netns/namespace-identity.js';
 // The network of one sandbox: configuration, scan, endpoints, models, guest structures.
 export {
   ConfigurationConflictError,
@@ -148,6 +154,7 @@ export {
   type SandboxState,
 } from './network/sandbox.js';
 export { type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';
+export { StateInvalidError } from './network/state/record-envelope.js';
 export { SandboxLockedError } from './network/state-store.js';
 export {
   type AddInterfaceResult,

@@ -43,3 +43,17 @@ export function networkConfigFromFlags(flags: NetworkFlags): NetworkConfig {
   };
   return validateNetworkConfig(config);
 }
+
+/** --lock-timeout <seconds>: how long to wait for another vcnet command on the same sandbox. */
+export function parseLockTimeout(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const seconds = Number(text);
+  if (text.trim() === '' || !Number.isFinite(seconds) || seconds < 0 || seconds > 3600)
+    throw new InvalidInputError('--lock-timeout', text, 'seconds from 0 to 3600 (fractions allowed)');
+  return Math.round(seconds * 1000);
+}
+
+export const LOCK_TIMEOUT_OPTION = [
+  '--lock-timeout <seconds>',
+  'wait this long for another vcnet command on the same sandbox (default $VCNET_LOCK_TIMEOUT or 30)',
+] as const;

@@ -10,6 +10,15 @@ import type { Link } from '../netlink/codec/link.js';
 import { formatHandle } from '../netlink/codec/traffic-control.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { isHostNamespace } from '../netns/namespace.js';
+import {
+  NamespaceChangedError,
+  NamespaceGoneError,
+  NamespacePathError,
+  type OpenedNamespace,
+  openNamespaceForRecord,
+  openRecordedNamespace,
+  sameNamespace,
+} from '../netns/namespace-identity.js';
 import type { NetworkConfig } from '../network/config.js';
 import type { Endpoint } from '../network/endpoints/endpoint.js';
 import { tapName } from '../network/interface-pair.js';
@@ -26,13 +35,7 @@ import {
   requirePreviousResult,
 } from './config.js';
 import { CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
-import {
-  type AttachedDevice,
-  AttachmentStore,
-  CNI_STATE_VERSION,
-  type CniAttachmentState,
-  namespaceIdentity,
-} from './state.js';
+import { type AttachedDevice, AttachmentStore, CNI_STATE_VERSION, type CniAttachmentState } from './state.js';
 
 export interface CniRequest {
   environment: CniEnvironment;
@@ -57,14 +60,26 @@ function sandboxKey(environment: CniEnvironment): string {
   return `${environment.containerId}/${environment.interfaceName}`;
 }
 
-/** CNI_NETNS must be a namespace that exists and is not the plugin's own (never plumb the host). */
-function usableNamespace(path: string | undefined): { path: string; identity: string } {
-  const identity = path ? namespaceIdentity(path) : undefined;
-  if (!path || !identity) throw new CniEnvironmentError('CNI_NETNS', path, 'an existing network namespace');
-  if (isHostNamespace(path)) {
+/**
+ * CNI_NETNS must be a namespace that exists and is not the plugin's own (never plumb the host).
+ * It is opened once (without blocking on a FIFO) and used through that fd; `path` is the one the
+ * runtime gave, `opened.identity` what is recorded.
+ */
+function usableNamespace(path: string | undefined): { path: string; opened: OpenedNamespace } {
+  if (!path) throw new CniEnvironmentError('CNI_NETNS', path, 'an existing network namespace');
+  let opened: OpenedNamespace;
+  try {
+    opened = openNamespaceForRecord(path, 'CNI_NETNS');
+  } catch (error) {
+    if (error instanceof NamespacePathError)
+      throw new CniEnvironmentError('CNI_NETNS', path, `an existing network namespace (it is ${error.what})`);
+    throw error;
+  }
+  if (isHostNamespace(opened.entryPath)) {
+    opened.close();
     throw new CniEnvironmentError('CNI_NETNS', path, 'a pod namespace, not the one vcnet-cni itself runs in');
   }
-  return { path, identity };
+  return { path, opened };
 }
 
 /**
@@ -85,109 +100,110 @@ export async function add(request: CniRequest): Promise<CniResult> {
   const previous = requirePreviousResult(config, 'ADD');
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
-  return store.withLock(async () => {
-    const existing = store.read();
-    if (existing) {
-      throw new CniError(
-        CniErrorCode.ALREADY_ADDED,
-        'VCNET_CNI_ALREADY_ADDED',
-        `${environment.interfaceName} of container ${environment.containerId} is already attached (state in ${store.statePath})`,
-        { value: environment.interfaceName, hint: 'the runtime must DEL before it ADDs the same interface again' },
-      );
-    }
-    const scan = NetlinkHandle.open(namespace.path);
-    let snapshotLinks: Link[];
-    let info: NetworkInfo | undefined;
-    try {
-      const snapshot = await scan.snapshot();
-      snapshotLinks = snapshot.links;
-      info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
-    } finally {
-      scan.close();
-    }
-    if (!info) {
-      throw new CniError(
-        CniErrorCode.INTERFACE_NOT_FOUND,
-        'VCNET_CNI_INTERFACE_NOT_FOUND',
-        `no interface ${environment.interfaceName} in ${namespace.path}`,
-        {
-          value: environment.interfaceName,
-          hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
-        },
-      );
-    }
-    const taken = new Set(store.siblings().flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
-    const firstIndex = freeDeviceIndex(new Set(snapshotLinks.map((link) => link.name)), taken);
-    const networkConfig: NetworkConfig = {
-      namespacePath: namespace.path,
-      model: config.model,
-      namespaceCreatedByVcnet: false,
-      disableNewNetns: false,
-      queues: config.queues,
-      vhostNet: 'auto',
-      ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
-    };
-    const network = Network.open(networkConfig, sandboxKey(environment));
-    try {
-      const createdAt = new Date().toISOString();
-      const record = (device?: AttachedDevice): CniAttachmentState => ({
-        version: CNI_STATE_VERSION,
-        containerId: environment.containerId,
-        interfaceName: environment.interfaceName,
-        networkName: config.name,
-        namespacePath: namespace.path,
-        namespaceIdentity: namespace.identity,
-        createdAt,
-        ...(device ? { device } : {}),
-        network: network.save(),
-      });
-      // The intent is on disk before the first change, and every step before it is sent: a crash
-      // half way leaves a record DEL can undo.
-      store.write(record());
-      let endpoint: Endpoint | undefined;
-      try {
-        [endpoint] = await network.addEndpoints({
-          interfaces: [info],
-          firstIndex,
-          journal: () => store.write(record()),
-        });
-      } catch (error) {
-        store.remove();
-        throw error;
-      }
-      const plumbing = endpoint?.plumbing;
-      if (!plumbing?.tapName) {
-        // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
-        await network.removeEndpoints();
-        store.remove();
+  return store
+    .withLock(async () => {
+      const existing = store.read();
+      if (existing) {
         throw new CniError(
-          CniErrorCode.UNSUPPORTED_INTERFACE,
-          'VCNET_CNI_NO_TAP',
-          `${environment.interfaceName} is a ${endpoint?.type ?? 'unknown'} interface, which a VM uses without a tap`,
-          { value: environment.interfaceName, hint: 'give such an interface to the VM with `vcnet attach` instead' },
+          CniErrorCode.ALREADY_ADDED,
+          'VCNET_CNI_ALREADY_ADDED',
+          `${environment.interfaceName} of container ${environment.containerId} is already attached (state in ${store.statePath})`,
+          { value: environment.interfaceName, hint: 'the runtime must DEL before it ADDs the same interface again' },
         );
       }
-      const deviceLink = await network.handle.linkByIndex(plumbing.tapIndex);
-      const device: AttachedDevice = {
-        name: plumbing.tapName,
-        mac: deviceLink.address ?? '',
-        kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
+      const scan = NetlinkHandle.open(namespace.opened.entryPath);
+      let snapshotLinks: Link[];
+      let info: NetworkInfo | undefined;
+      try {
+        const snapshot = await scan.snapshot();
+        snapshotLinks = snapshot.links;
+        info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
+      } finally {
+        scan.close();
+      }
+      if (!info) {
+        throw new CniError(
+          CniErrorCode.INTERFACE_NOT_FOUND,
+          'VCNET_CNI_INTERFACE_NOT_FOUND',
+          `no interface ${environment.interfaceName} in ${namespace.path}`,
+          {
+            value: environment.interfaceName,
+            hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
+          },
+        );
+      }
+      const taken = new Set(store.siblings().flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
+      const firstIndex = freeDeviceIndex(new Set(snapshotLinks.map((link) => link.name)), taken);
+      const networkConfig: NetworkConfig = {
+        namespacePath: namespace.opened.identity.path,
+        model: config.model,
+        namespaceCreatedByVcnet: false,
+        disableNewNetns: false,
+        queues: config.queues,
+        vhostNet: 'auto',
+        ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
       };
-      store.write(record(device));
-      // The macvtap model moves the pod interface to another MAC: the result says so.
-      const podLink = await network.handle.linkByIndex(info.link.index);
-      return resultWith(
-        previous,
-        config.cniVersion,
-        namespace.path,
-        environment.interfaceName,
-        device,
-        podLink.address,
-      );
-    } finally {
-      network.close();
-    }
-  }, config.lockTimeoutMs);
+      const network = Network.open(networkConfig, sandboxKey(environment), namespace.opened.entryPath);
+      try {
+        const createdAt = new Date().toISOString();
+        const record = (device?: AttachedDevice): CniAttachmentState => ({
+          version: CNI_STATE_VERSION,
+          id: environment.containerId,
+          namespace: namespace.opened.identity,
+          createdAt,
+          interfaceName: environment.interfaceName,
+          networkName: config.name,
+          ...(device ? { device } : {}),
+          network: network.save(),
+        });
+        // The intent is on disk before the first change, and every step before it is sent: a crash
+        // half way leaves a record DEL can undo.
+        store.write(record());
+        let endpoint: Endpoint | undefined;
+        try {
+          [endpoint] = await network.addEndpoints({
+            interfaces: [info],
+            firstIndex,
+            journal: () => store.write(record()),
+          });
+        } catch (error) {
+          store.remove();
+          throw error;
+        }
+        const plumbing = endpoint?.plumbing;
+        if (!plumbing?.tapName) {
+          // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
+          await network.removeEndpoints();
+          store.remove();
+          throw new CniError(
+            CniErrorCode.UNSUPPORTED_INTERFACE,
+            'VCNET_CNI_NO_TAP',
+            `${environment.interfaceName} is a ${endpoint?.type ?? 'unknown'} interface, which a VM uses without a tap`,
+            { value: environment.interfaceName, hint: 'give such an interface to the VM with `vcnet attach` instead' },
+          );
+        }
+        const deviceLink = await network.handle.linkByIndex(plumbing.tapIndex);
+        const device: AttachedDevice = {
+          name: plumbing.tapName,
+          mac: deviceLink.address ?? '',
+          kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
+        };
+        store.write(record(device));
+        // The macvtap model moves the pod interface to another MAC: the result says so.
+        const podLink = await network.handle.linkByIndex(info.link.index);
+        return resultWith(
+          previous,
+          config.cniVersion,
+          namespace.path,
+          environment.interfaceName,
+          device,
+          podLink.address,
+        );
+      } finally {
+        network.close();
+      }
+    }, config.lockTimeoutMs)
+    .finally(() => namespace.opened.close());
 }
 
 /** The previous result with the VM's device listed (in the pod namespace) and the pod interface's MAC as it is now. */
@@ -217,20 +233,22 @@ export async function del(request: CniDeleteRequest): Promise<void> {
   await store.withLock(async () => {
     const state = store.read();
     if (!state) return;
-    const namespaceGone = () => namespaceIdentity(state.namespacePath) !== state.namespaceIdentity;
     // Everything ADD made lives in the pod namespace and went with it (a new namespace at the same
     // path is somebody else's and is not touched).
-    if (namespaceGone()) {
+    let namespace: OpenedNamespace;
+    try {
+      namespace = openRecordedNamespace(state.namespace, store.statePath);
+    } catch (error) {
+      if (!(error instanceof NamespaceGoneError || error instanceof NamespaceChangedError)) throw error;
       store.remove();
       return;
     }
     let network: Network;
     try {
-      network = Network.load(state.network, sandboxKey(environment));
+      network = Network.load(state.network, sandboxKey(environment), namespace.entryPath);
     } catch (error) {
-      if (!namespaceGone()) throw error;
-      store.remove();
-      return;
+      namespace.close();
+      throw error;
     }
     try {
       const report = await network.removeEndpoints();
@@ -245,6 +263,7 @@ export async function del(request: CniDeleteRequest): Promise<void> {
       store.remove();
     } finally {
       network.close();
+      namespace.close();
     }
   }, config.lockTimeoutMs);
 }
@@ -255,32 +274,34 @@ export async function check(request: CniRequest): Promise<void> {
   const previous = requirePreviousResult(config, 'CHECK');
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
-  await store.withLock(async () => {
-    const state = store.read();
-    const fail = (problems: string[]) =>
-      new CniError(
-        CniErrorCode.CHECK_FAILED,
-        'VCNET_CNI_CHECK_FAILED',
-        `${environment.interfaceName} of container ${environment.containerId} is not as ADD left it: ${problems.join('; ')}`,
-        { value: problems, hint: 'the runtime recreates the pod network (DEL, then ADD) to repair it' },
-      );
-    if (!state?.device) throw fail([`no completed ADD is recorded in ${store.statePath}`]);
-    if (state.namespacePath !== namespace.path || state.namespaceIdentity !== namespace.identity) {
-      throw fail([`ADD attached ${state.namespacePath}, not this namespace`]);
-    }
-    const device = state.device;
-    const problems: string[] = [];
-    if (!previous.interfaces?.some((entry) => entry.name === device.name && entry.sandbox === namespace.path)) {
-      problems.push(`prevResult does not list ${device.name} in ${namespace.path}`);
-    }
-    const handle = NetlinkHandle.open(namespace.path);
-    try {
-      problems.push(...(await plumbingProblems(handle, state)));
-    } finally {
-      handle.close();
-    }
-    if (problems.length > 0) throw fail(problems);
-  }, config.lockTimeoutMs);
+  await store
+    .withLock(async () => {
+      const state = store.read();
+      const fail = (problems: string[]) =>
+        new CniError(
+          CniErrorCode.CHECK_FAILED,
+          'VCNET_CNI_CHECK_FAILED',
+          `${environment.interfaceName} of container ${environment.containerId} is not as ADD left it: ${problems.join('; ')}`,
+          { value: problems, hint: 'the runtime recreates the pod network (DEL, then ADD) to repair it' },
+        );
+      if (!state?.device) throw fail([`no completed ADD is recorded in ${store.statePath}`]);
+      if (!sameNamespace(state.namespace, namespace.opened.identity)) {
+        throw fail([`ADD attached ${state.namespace.path}, not this namespace`]);
+      }
+      const device = state.device;
+      const problems: string[] = [];
+      if (!previous.interfaces?.some((entry) => entry.name === device.name && entry.sandbox === namespace.path)) {
+        problems.push(`prevResult does not list ${device.name} in ${namespace.path}`);
+      }
+      const handle = NetlinkHandle.open(namespace.opened.entryPath);
+      try {
+        problems.push(...(await plumbingProblems(handle, state)));
+      } finally {
+        handle.close();
+      }
+      if (problems.length > 0) throw fail(problems);
+    }, config.lockTimeoutMs)
+    .finally(() => namespace.opened.close());
 }
 
 /** Differences between the namespace and the steps ADD recorded (links, qdiscs and filters it created). */

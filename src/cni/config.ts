@@ -7,6 +7,7 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
 import type { RateLimit } from '../network/rate-limit.js';
+import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/registry.js';
 import { CniConfigError, CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
 import {
   commandAllowed,
@@ -17,9 +18,13 @@ import {
   type SupportedCniVersion,
 } from './version.js';
 
-export { isSupportedCniVersion, PREFERRED_CNI_VERSION, SUPPORTED_CNI_VERSIONS, type SupportedCniVersion };
-
-export const DEFAULT_CNI_STATE_DIRECTORY = '/run/vcnet/cni';
+export {
+  DEFAULT_CNI_STATE_DIRECTORY,
+  isSupportedCniVersion,
+  PREFERRED_CNI_VERSION,
+  SUPPORTED_CNI_VERSIONS,
+  type SupportedCniVersion,
+};
 /** How long ADD/DEL/CHECK wait for another vcnet-cni working on the same container (then code 11). */
 export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 

@@ -2,18 +2,24 @@
  * What vcnet-cni records between ADD and DEL/CHECK, one record per container and interface so that
  * several chains on one pod (eth0, net1...) never share one:
  *
- *   <stateDir>/<container id>/lock                          held while any command changes the container
+ *   <stateDir>/.locks/<container id>                         flock held while any command changes the container
  *   <stateDir>/<container id>/interfaces/<ifname>/state.json
  *
  * One lock per container (not per interface) because the chains of one pod pick tap names in the
  * same namespace: two ADDs at once must not both pick tap0_kata.
  */
-import { readdirSync, rmdirSync, statSync } from 'node:fs';
+import { readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { NamespaceIdentity } from '../netns/namespace-identity.js';
 import type { NetworkState } from '../network/network.js';
+import { cniContentSchema } from '../network/state/network-content-schema.js';
+import { RECORD_VERSION } from '../network/state/record-envelope.js';
 import { SandboxStore } from '../network/state-store.js';
 
-export const CNI_STATE_VERSION = 1;
+export const CNI_STATE_VERSION = RECORD_VERSION;
+
+/** SandboxLockedError's hint for vcnet-cni: the setting that exists there. */
+const CNI_LOCK_TIMEOUT_HINT = 'raise "lockTimeoutMs" in the plugin\'s network configuration';
 
 export interface AttachedDevice {
   /** The tap (tcfilter, none) or macvtap the VM uses. */
@@ -24,26 +30,16 @@ export interface AttachedDevice {
 
 export interface CniAttachmentState {
   version: typeof CNI_STATE_VERSION;
-  containerId: string;
+  /** The container id (the envelope's id). */
+  id: string;
+  /** The namespace at ADD, by path and identity: DEL and CHECK never touch another namespace that reuses the path. */
+  namespace: NamespaceIdentity;
+  createdAt: string;
   interfaceName: string;
   networkName: string;
-  namespacePath: string;
-  /** dev:inode of the namespace at ADD: DEL and CHECK never touch another namespace that reuses the path. */
-  namespaceIdentity: string;
-  createdAt: string;
   /** Missing while ADD is under way. */
   device?: AttachedDevice;
   network: NetworkState;
-}
-
-/** The identity of a namespace file (nsfs inode), or undefined when the path is gone. */
-export function namespaceIdentity(path: string): string | undefined {
-  try {
-    const stat = statSync(path);
-    return `${stat.dev}:${stat.ino}`;
-  } catch {
-    return undefined;
-  }
 }
 
 export class AttachmentStore {
@@ -56,9 +52,21 @@ export class AttachmentStore {
     readonly containerId: string,
     readonly interfaceName: string,
   ) {
-    this.container = new SandboxStore(containerId, stateDirectory);
+    this.container = new SandboxStore(containerId, stateDirectory, { lockTimeoutHint: CNI_LOCK_TIMEOUT_HINT });
     this.interfacesDirectory = join(this.container.directory, 'interfaces');
-    this.attachment = new SandboxStore(interfaceName, this.interfacesDirectory);
+    this.attachment = this.recordStore(interfaceName);
+  }
+
+  /** The record of one interface: its envelope carries the container id, its content the interface name. */
+  private recordStore(interfaceName: string): SandboxStore {
+    return new SandboxStore(interfaceName, this.interfacesDirectory, {
+      content: cniContentSchema.refine((record) => record.interfaceName === interfaceName, {
+        error: `${JSON.stringify(interfaceName)} (the interface directory it is in)`,
+        path: ['interfaceName'],
+      }),
+      expectedId: this.containerId,
+      register: false,
+    });
   }
 
   get statePath(): string {
@@ -85,7 +93,7 @@ export class AttachmentStore {
       .filter((name) => name !== this.interfaceName)
       .flatMap((name) => {
         try {
-          const state = new SandboxStore(name, this.interfacesDirectory).read<CniAttachmentState>();
+          const state = this.recordStore(name).read<CniAttachmentState>();
           return state ? [state] : [];
         } catch {
           return [];
@@ -103,31 +111,8 @@ export class AttachmentStore {
     }
   }
 
-  /**
-   * Runs `work` holding the container's lock (SandboxLockedError after `timeoutMs`). The container
-   * directory is removed after the last DEL, so a lock taken at that moment can find it gone: retried.
-   */
+  /** Runs `work` holding the container's lock (SandboxLockedError after `timeoutMs`); an emptied container directory goes after it. */
   async withLock<T>(work: () => Promise<T>, timeoutMs: number): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      let started = false;
-      try {
-        return await this.container.withLock(() => {
-          started = true;
-          return work();
-        }, timeoutMs);
-      } catch (error) {
-        if (started || attempt >= 3 || (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      } finally {
-        if (started) this.removeContainerDirectoryIfEmpty();
-      }
-    }
-  }
-
-  private removeContainerDirectoryIfEmpty(): void {
-    try {
-      rmdirSync(this.container.directory);
-    } catch {
-      // not empty (recorded interfaces, or another command's lock): kept
-    }
+    return this.container.withLock(work, timeoutMs);
   }
 }

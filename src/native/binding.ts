@@ -59,6 +59,10 @@ export interface NativeShim {
   syscallTime(cpu?: boolean): Record<SyscallKind, SyscallTimeEntry>;
   /** The calling thread's CPU time, ns. */
   threadCpuNs(): number;
+  /** flock(fd, LOCK_EX or LOCK_SH | LOCK_NB): false when another holder has it. */
+  lockFile(fd: number, exclusive: boolean): boolean;
+  /** The network namespace's cookie (SO_NETNS_COOKIE), as a decimal string: never reused by another namespace. */
+  namespaceCookie(nsPath: string): string;
 }
 
 let cached: NativeShim | undefined;

@@ -4,4 +4,6 @@ import { nativeShim } from './binding.js';
 export const nativeNamespaces = {
   createNetns: (directory: string, name: string): string => nativeShim().createNetns(directory, name),
   deleteNetns: (path: string): void => nativeShim().deleteNetns(path),
+  /** The namespace's SO_NETNS_COOKIE, as a decimal string: never reused by another namespace. */
+  namespaceCookie: (path: string): string => nativeShim().namespaceCookie(path),
 } as const;

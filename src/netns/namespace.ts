@@ -2,12 +2,14 @@
  * Named network namespaces, compatible with `ip netns`: a namespace is kept alive by a bind mount
  * at /var/run/netns/NAME, so `ip netns exec NAME ...` sees the ones vcnet makes and vice versa.
  */
-import { closeSync, existsSync, openSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidInputError, SystemCallError } from '../errors.js';
 import { nativeNamespaces } from '../native/namespaces.js';
+import { NETNS_RUN_DIRECTORY, openNetworkNamespace } from './namespace-identity.js';
 
-export const NETNS_RUN_DIRECTORY = '/var/run/netns';
+export { NETNS_RUN_DIRECTORY };
+
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,200}$/;
 
 /** The host's namespace identity, taken once at start-up: /proc/1/ns/net may not be readable. */
@@ -45,20 +47,12 @@ export function deleteNamespace(nameOrPath: string): void {
   }
 }
 
-/** Checks that a path names a network namespace we can enter; returns the path. */
-export function openNamespace(path: string): string {
-  if (!existsSync(path)) {
-    throw new InvalidInputError(
-      'netns',
-      path,
-      'an existing namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
-    );
-  }
-  try {
-    closeSync(openSync(path, 'r'));
-  } catch (error) {
-    throw new SystemCallError(`open network namespace ${path}`, error as NodeJS.ErrnoException);
-  }
+/**
+ * Checks that a path names a network namespace we can enter, without blocking on a FIFO; returns
+ * the path. Refusals (missing, a FIFO, a regular file, a directory...) name the path.
+ */
+export function openNamespace(path: string, field = 'netns'): string {
+  openNetworkNamespace(path, field).close();
   return path;
 }
 

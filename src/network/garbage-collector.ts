@@ -1,109 +1,359 @@
 /**
- * `vcnet gc`: finds plumbing vcnet made whose sandbox is gone and removes it.
+ * `vcnet gc`: finds plumbing vcnet made whose sandbox is gone and removes it, without ever touching
+ * what a live record owns.
  *
- * vcnet's links carry the link group 0x7663. A link of that group that no sandbox state lists is an
- * orphan (its state was lost): gc deletes the filters that redirect to it, then the link. A state
- * whose namespace no longer exists is an orphan record: gc deletes the record.
+ * Owners: every record in every state directory vcnet knows (state/registry.ts: the CLI's,
+ * vcnet-cni's, any registered or given one), sandbox records and CNI records alike, each keyed by
+ * its namespace's identity (device and inode), never by the path string. Namespaces: every
+ * /var/run/netns entry and every live process's /proc/PID/ns/net, deduplicated by identity.
+ *
+ * A link of vcnet's group (0x7663) that no record claims in its namespace is an orphan: gc deletes
+ * the filters that redirect to it, then the link. A record whose namespace exists nowhere is an
+ * orphan record: gc deletes it (under that sandbox's lock). A record gc cannot read is named in the
+ * report and skipped; when it still tells which namespace it is about, that namespace is left alone.
+ *
+ * Links are listed before records are read: an attach journals each link before making it, so a
+ * link gc sees is already in a record gc reads afterwards.
  */
-import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { TC_H_INGRESS } from '../netlink/codec/constants.js';
 import type { Link } from '../netlink/codec/link.js';
 import { NetlinkHandle } from '../netlink/handle.js';
-import { NETNS_RUN_DIRECTORY } from '../netns/namespace.js';
+import { NETNS_RUN_DIRECTORY, type OpenedNamespace, openNetworkNamespace } from '../netns/namespace-identity.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
-import type { SandboxState } from './sandbox.js';
-import { SandboxStore, stateDirectory } from './state-store.js';
+import { FileLock, tryLockFile } from './state/lock.js';
+import { cniContentSchema, createdLinkNames, sandboxContentSchema } from './state/network-content-schema.js';
+import { parseRecord, salvageNamespace } from './state/record-envelope.js';
+import {
+  DEFAULT_CNI_STATE_DIRECTORY,
+  forgetMissingStateDirectories,
+  registeredStateDirectories,
+} from './state/registry.js';
+import { DEFAULT_STATE_DIRECTORY, LOCK_DIRECTORY_NAME, stateDirectory } from './state-store.js';
 
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'state';
   namespacePath: string;
+  /** The link's name, or the record's id (CNI: container/interface). */
   name: string;
+  /** The record's file (kind state). */
+  file?: string;
+  /** Why it is garbage. */
   detail?: string;
+}
+
+export interface SkippedRecord {
+  file: string;
+  reason: string;
 }
 
 export interface GarbageReport {
   dryRun: boolean;
   removed: GarbageItem[];
+  /** vcnet links that live records own. */
   kept: number;
+  /** Records gc could not read (named, never acted on). */
+  skipped: SkippedRecord[];
+  /** The state directories read. */
+  stateDirectories: string[];
+  /** Removals the kernel refused (the namespace changed while gc ran); run gc again. */
+  failures: Array<{ namespacePath: string; reason: string }>;
 }
 
-function sandboxStates(root: string): Array<{ id: string; state: SandboxState | undefined }> {
-  if (!existsSync(root)) return [];
-  return readdirSync(root).flatMap((id) => {
-    try {
-      return [{ id, state: new SandboxStore(id, root).read<SandboxState>() }];
-    } catch {
-      return [{ id, state: undefined }];
-    }
-  });
+export interface GarbageOptions {
+  /** State directories besides the defaults and the registry (--state-dir). */
+  stateDirectories?: string[];
+  /** @deprecated one extra state directory; use stateDirectories. */
+  stateDirectory?: string;
+  /** Only these namespaces: look for orphan links there, drop only records naming these paths. */
+  namespaces?: string[];
+  dryRun?: boolean;
 }
 
-export async function collectGarbage(
-  options: { stateDirectory?: string; namespaces?: string[]; dryRun?: boolean } = {},
-): Promise<GarbageReport> {
-  const root = stateDirectory(options.stateDirectory);
-  const report: GarbageReport = { dryRun: options.dryRun ?? false, removed: [], kept: 0 };
-  const owned = new Map<string, Set<string>>();
-  for (const { id, state } of sandboxStates(root)) {
-    if (!state) continue;
-    const namespacePath = state.network.config.namespacePath;
-    if (!existsSync(namespacePath)) {
-      report.removed.push({ kind: 'state', namespacePath, name: id, detail: 'its namespace is gone' });
-      if (!report.dryRun) new SandboxStore(id, root).remove();
-      continue;
-    }
-    const names = owned.get(namespacePath) ?? new Set<string>();
-    for (const endpoint of state.network.endpoints) {
-      for (const step of endpoint.plumbing?.steps ?? []) if (step.step === 'create-link') names.add(step.name);
-    }
-    owned.set(namespacePath, names);
-  }
+type NamespaceKey = string;
+const keyOf = (identity: { dev: number; ino: number }): NamespaceKey => `${identity.dev}:${identity.ino}`;
 
-  const namespaces = new Set(options.namespaces ?? []);
-  if (!options.namespaces) {
-    if (existsSync(NETNS_RUN_DIRECTORY))
-      for (const name of readdirSync(NETNS_RUN_DIRECTORY)) namespaces.add(join(NETNS_RUN_DIRECTORY, name));
-    for (const path of owned.keys()) namespaces.add(path);
-  }
+interface RecordOwner {
+  id: string;
+  file: string;
+  /** The directory removed with the record, and the lock guarding it. */
+  directory: string;
+  lockPath: string;
+  /** Removes the record's directory and whatever parent it emptied. */
+  remove: () => void;
+  namespacePath: string;
+  key: NamespaceKey;
+  links: string[];
+}
 
-  for (const namespacePath of namespaces) {
-    let handle: NetlinkHandle;
+/** Every state directory gc reads: defaults, $VCNET_STATE_DIR, the registry, and the given ones. */
+export function knownStateDirectories(extra: readonly string[] = []): string[] {
+  const directories = [DEFAULT_STATE_DIRECTORY, DEFAULT_CNI_STATE_DIRECTORY];
+  if (process.env.VCNET_STATE_DIR) directories.push(stateDirectory());
+  directories.push(...registeredStateDirectories(), ...extra.map((directory) => resolve(directory)));
+  return [...new Set(directories)];
+}
+
+/** Live network namespaces by identity: /var/run/netns entries first (their paths outlive processes), then /proc/PID/ns/net. */
+export function liveNamespaces(): Map<NamespaceKey, string> {
+  const found = new Map<NamespaceKey, string>();
+  const consider = (path: string) => {
     try {
-      handle = NetlinkHandle.open(namespacePath);
+      const stats = statSync(path);
+      const key = keyOf(stats);
+      if (!found.has(key)) found.set(key, path);
     } catch {
-      continue; // not a namespace we can enter (or gone meanwhile)
+      // gone meanwhile, or not readable
+    }
+  };
+  for (const name of safeReaddir(NETNS_RUN_DIRECTORY)) consider(join(NETNS_RUN_DIRECTORY, name));
+  for (const pid of safeReaddir('/proc')) if (/^\d+$/.test(pid)) consider(`/proc/${pid}/ns/net`);
+  return found;
+}
+
+function safeReaddir(directory: string): string[] {
+  try {
+    return readdirSync(directory);
+  } catch {
+    return [];
+  }
+}
+
+function readOwners(directories: readonly string[]): {
+  owners: RecordOwner[];
+  skipped: SkippedRecord[];
+  untouchable: Set<NamespaceKey>;
+} {
+  const owners: RecordOwner[] = [];
+  const skipped: SkippedRecord[] = [];
+  const untouchable = new Set<NamespaceKey>();
+  const consider = (
+    id: string,
+    file: string,
+    directory: string,
+    lockPath: string,
+    remove: () => void,
+    check: (text: string) => { namespace: { path: string; dev: number; ino: number }; network: { endpoints: [] } },
+  ) => {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      skipped.push({ file, reason: (error as Error).message });
+      return;
     }
     try {
-      const links = await handle.links();
-      const ours = owned.get(namespacePath) ?? new Set<string>();
-      const orphans = links.filter((link) => link.group === VCNET_LINK_GROUP && !ours.has(link.name));
-      report.kept += links.filter((link) => link.group === VCNET_LINK_GROUP).length - orphans.length;
+      const record = check(text);
+      owners.push({
+        id,
+        file,
+        directory,
+        lockPath,
+        remove,
+        namespacePath: record.namespace.path,
+        key: keyOf(record.namespace),
+        links: createdLinkNames(record.network),
+      });
+    } catch (error) {
+      skipped.push({ file, reason: (error as Error).message });
+      const salvaged = salvageNamespace(text);
+      if (salvaged) untouchable.add(keyOf(salvaged));
+    }
+  };
+  for (const root of directories) {
+    for (const id of safeReaddir(root)) {
+      if (id.startsWith('.')) continue; // .locks, temporary files
+      const directory = join(root, id);
+      const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
+      const sandboxFile = join(directory, 'state.json');
+      if (existsSync(sandboxFile)) {
+        consider(
+          id,
+          sandboxFile,
+          directory,
+          lockPath,
+          () => removeTree(directory),
+          (text) => parseRecord(text, sandboxFile, { expectedId: id, content: sandboxContentSchema }) as never,
+        );
+      }
+      const interfaces = join(directory, 'interfaces');
+      for (const interfaceName of safeReaddir(interfaces)) {
+        const file = join(interfaces, interfaceName, 'state.json');
+        consider(
+          `${id}/${interfaceName}`,
+          file,
+          directory,
+          lockPath,
+          () => {
+            removeTree(join(interfaces, interfaceName));
+            removeEmpty(interfaces);
+            removeEmpty(directory);
+          },
+          (text) => {
+            const record = parseRecord(text, file, { expectedId: id, content: cniContentSchema });
+            if (record.interfaceName !== interfaceName)
+              throw new Error(
+                `state file ${file}: field interfaceName is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
+              );
+            return record as never;
+          },
+        );
+      }
+    }
+  }
+  return { owners, skipped, untouchable };
+}
+
+export async function collectGarbage(options: GarbageOptions = {}): Promise<GarbageReport> {
+  const dryRun = options.dryRun ?? false;
+  const directories = knownStateDirectories([
+    ...(options.stateDirectories ?? []),
+    ...(options.stateDirectory ? [options.stateDirectory] : []),
+  ]);
+  const report: GarbageReport = {
+    dryRun,
+    removed: [],
+    kept: 0,
+    skipped: [],
+    stateDirectories: directories,
+    failures: [],
+  };
+  const live = liveNamespaces();
+  const scoped = options.namespaces?.map((path) => resolve(path));
+
+  // 1. Open the namespaces to look in and list their links (before any record is read: see above).
+  const scans: Array<{ namespace: OpenedNamespace; handle: NetlinkHandle; links: Link[] }> = [];
+  try {
+    const seen = new Set<NamespaceKey>();
+    for (const path of scoped ?? [...live.values()]) {
+      let namespace: OpenedNamespace;
+      try {
+        namespace = openNetworkNamespace(path);
+      } catch {
+        continue; // gone meanwhile, or not a network namespace
+      }
+      const key = keyOf(namespace.identity);
+      if (seen.has(key)) {
+        namespace.close();
+        continue;
+      }
+      seen.add(key);
+      let handle: NetlinkHandle | undefined;
+      try {
+        handle = NetlinkHandle.open(namespace.entryPath);
+        scans.push({ namespace, handle, links: await handle.links() });
+      } catch {
+        handle?.close();
+        namespace.close();
+      }
+    }
+
+    // 2. Every record anywhere, by the namespace it names.
+    const { owners, skipped, untouchable } = readOwners(directories);
+    report.skipped.push(...skipped);
+    const claimed = new Map<NamespaceKey, Set<string>>();
+    for (const owner of owners) {
+      const names = claimed.get(owner.key) ?? new Set<string>();
+      for (const name of owner.links) names.add(name);
+      claimed.set(owner.key, names);
+    }
+
+    // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
+    const nowLive = liveNamespaces();
+    for (const owner of owners) {
+      if (live.has(owner.key) || nowLive.has(owner.key) || pathHolds(owner.namespacePath, owner.key)) continue;
+      if (scoped && !scoped.includes(owner.namespacePath)) continue;
+      const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
+      if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
+      try {
+        report.removed.push({
+          kind: 'state',
+          namespacePath: owner.namespacePath,
+          name: owner.id,
+          file: owner.file,
+          detail: `its namespace (inode ${owner.key.split(':')[1]}) exists nowhere`,
+        });
+        if (!dryRun) owner.remove();
+      } finally {
+        lock?.release({ removeFile: !existsSync(owner.directory) });
+      }
+    }
+
+    // 4. Links of vcnet's group that no record claims in their namespace.
+    for (const { namespace, handle, links } of scans) {
+      const key = keyOf(namespace.identity);
+      const namespacePath = namespace.identity.path;
+      const ours = links.filter((link) => link.group === VCNET_LINK_GROUP);
+      if (untouchable.has(key)) {
+        report.kept += ours.length;
+        continue;
+      }
+      const names = claimed.get(key) ?? new Set<string>();
+      const orphans = ours.filter((link) => !names.has(link.name));
+      report.kept += ours.length - orphans.length;
       if (orphans.length === 0) continue;
       const orphanIndexes = new Set(orphans.map((link) => link.index));
       const batch = handle.changes();
       for (const link of links) {
         if (orphanIndexes.has(link.index)) continue;
         await collectRedirectFilters(handle, link, orphanIndexes, (priority, parent, protocol, target) => {
+          const targetName = links.find((candidate) => candidate.index === target)?.name ?? `#${target}`;
           report.removed.push({
             kind: 'filter',
             namespacePath,
             name: link.name,
-            detail: `prio ${priority} redirect to #${target}`,
+            detail: `prio ${priority} redirects to orphan ${targetName}`,
           });
           batch.deleteFilter({ index: link.index, parent, priority, protocol });
         });
       }
       for (const link of orphans) {
-        report.removed.push({ kind: 'link', namespacePath, name: link.name, detail: link.kind ?? '' });
+        report.removed.push({
+          kind: 'link',
+          namespacePath,
+          name: link.name,
+          detail: `${link.kind ?? 'link'} in vcnet's group that no record claims`,
+        });
         batch.deleteLink(link.index, `delete orphan ${link.name}`);
       }
-      if (!report.dryRun) await batch.send();
-    } finally {
+      if (dryRun) continue;
+      try {
+        await batch.send();
+      } catch (error) {
+        // Something changed under gc (a link went meanwhile): reported, and the next run finishes it.
+        report.failures.push({ namespacePath, reason: (error as Error).message });
+      }
+    }
+  } finally {
+    for (const { namespace, handle } of scans) {
       handle.close();
+      namespace.close();
     }
   }
+  if (!dryRun) await forgetMissingStateDirectories(registeredStateDirectories());
   return report;
+}
+
+/** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
+function pathHolds(path: string, key: NamespaceKey): boolean {
+  try {
+    return keyOf(statSync(path)) === key;
+  } catch {
+    return false;
+  }
+}
+
+function removeTree(directory: string): void {
+  rmSync(directory, { recursive: true, force: true });
+}
+
+function removeEmpty(directory: string): void {
+  try {
+    rmdirSync(directory);
+  } catch {
+    // not empty: something else is recorded there
+  }
 }
 
 /** Ingress filter priorities on `link` whose every filter redirects to one of `targets`. */

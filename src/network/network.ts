@@ -56,11 +56,13 @@ export class Network {
     readonly config: NetworkConfig,
     readonly handle: NetlinkHandle,
     readonly sandboxId: string,
+    /** The path the kernel is asked to enter: config.namespacePath, or an fd of it checked by identity (/proc/self/fd/N). */
+    private readonly entryPath: string,
   ) {}
 
-  static open(config: NetworkConfig, sandboxId = 'sandbox'): Network {
+  static open(config: NetworkConfig, sandboxId = 'sandbox', entryPath = config.namespacePath): Network {
     validateNetworkConfig(config);
-    return new Network(config, Handle.open(config.namespacePath), sandboxId);
+    return new Network(config, Handle.open(entryPath), sandboxId, entryPath);
   }
 
   endpoints(): readonly Endpoint[] {
@@ -101,7 +103,7 @@ export class Network {
         : interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
     const context: PlumbingContext = {
       handle: this.handle,
-      namespacePath: this.config.namespacePath,
+      namespacePath: this.entryPath,
       queues: this.config.queues,
       keepFds: options.keepFds ?? false,
       vhostNet: this.config.vhostNet,
@@ -208,14 +210,14 @@ export class Network {
     };
   }
 
-  static load(state: NetworkState, sandboxId = 'sandbox'): Network {
+  static load(state: NetworkState, sandboxId = 'sandbox', entryPath = state.config.namespacePath): Network {
     if (state.version !== NETWORK_STATE_VERSION) {
       throw new EndpointStateError(
         `network state version ${state.version} is not ${NETWORK_STATE_VERSION}`,
         state.version,
       );
     }
-    const network = new Network(state.config, Handle.open(state.config.namespacePath), sandboxId);
+    const network = new Network(state.config, Handle.open(entryPath), sandboxId, entryPath);
     for (const endpointState of state.endpoints) network.list.push(endpointFromState(endpointState));
     return network;
   }

@@ -3,15 +3,17 @@
  * (later) its hypervisor and agent channel, persisted under the state directory.
  */
 import { VcnetError } from '../errors.js';
+import { type NamespaceIdentity, openNamespaceForRecord, openRecordedNamespace } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from './config.js';
 import type { Endpoint, HotplugTarget } from './endpoints/endpoint.js';
 import { type GuestNetwork, type GuestRoute, generateGuestNetwork } from './guest.js';
 import type { AttachHooks } from './models/plumbing-context.js';
 import { Network, type NetworkState } from './network.js';
 import type { UndoReport } from './plumbing.js';
+import { RECORD_VERSION } from './state/record-envelope.js';
 import { SandboxStore } from './state-store.js';
 
-export const SANDBOX_STATE_VERSION = 1;
+export const SANDBOX_STATE_VERSION = RECORD_VERSION;
 
 export interface HypervisorRecord {
   kind: 'qemu' | 'clh' | 'firecracker';
@@ -21,6 +23,8 @@ export interface HypervisorRecord {
 export interface SandboxState {
   version: typeof SANDBOX_STATE_VERSION;
   id: string;
+  /** The pod namespace by path and identity: later commands act on it only if it is still that one. */
+  namespace: NamespaceIdentity;
   createdAt: string;
   network: NetworkState;
   hypervisor?: HypervisorRecord;
@@ -49,19 +53,35 @@ export class SandboxExistsError extends VcnetError {
 export async function attachSandbox(
   id: string,
   config: NetworkConfig,
-  options: { stateDirectory?: string; hooks?: AttachHooks; hypervisor?: HypervisorRecord; agentSocket?: string } = {},
+  options: {
+    stateDirectory?: string;
+    hooks?: AttachHooks;
+    hypervisor?: HypervisorRecord;
+    agentSocket?: string;
+    lockTimeoutMs?: number;
+  } = {},
 ): Promise<AttachResult> {
   validateNetworkConfig(config);
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLock(async () => {
+    // A damaged record is refused here too (StateInvalidError), never overwritten.
     if (store.read()) throw new SandboxExistsError(id, store.statePath);
-    const network = Network.open(config, id);
+    // Opened once and used through its fd; the pinned path is the one recorded when there is one.
+    const namespace = openNamespaceForRecord(config.namespacePath, 'netns');
+    let network: Network;
+    try {
+      network = Network.open({ ...config, namespacePath: namespace.identity.path }, id, namespace.entryPath);
+    } catch (error) {
+      namespace.close();
+      throw error;
+    }
     try {
       // Record the intent first, so a crash in the middle leaves a state file for detach/gc to find.
       const createdAt = new Date().toISOString();
       const record = (): SandboxState => ({
         version: SANDBOX_STATE_VERSION,
         id,
+        namespace: namespace.identity,
         createdAt,
         network: network.save(),
         ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
@@ -87,8 +107,9 @@ export async function attachSandbox(
       };
     } finally {
       network.close();
+      namespace.close();
     }
-  });
+  }, options.lockTimeoutMs);
 }
 
 export interface DetachResult {
@@ -103,13 +124,22 @@ export async function detachSandbox(
   options: {
     stateDirectory?: string;
     connectHotplug?: (state: SandboxState) => Promise<HotplugTarget | undefined>;
+    lockTimeoutMs?: number;
   } = {},
 ): Promise<DetachResult> {
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLock(async () => {
     const state = store.read<SandboxState>();
     if (!state) return { id, found: false };
-    const network = Network.load(state.network, id);
+    // Refused when the recorded path now names another namespace, or none.
+    const namespace = openRecordedNamespace(state.namespace, store.statePath);
+    let network: Network;
+    try {
+      network = Network.load(state.network, id, namespace.entryPath);
+    } catch (error) {
+      namespace.close();
+      throw error;
+    }
     try {
       // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
       const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
@@ -129,8 +159,9 @@ export async function detachSandbox(
       return { id, found: true, report };
     } finally {
       network.close();
+      namespace.close();
     }
-  });
+  }, options.lockTimeoutMs);
 }
 
 export function readSandbox(id: string, stateDirectory?: string): SandboxState | undefined {

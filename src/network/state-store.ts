@@ -1,14 +1,16 @@
 /**
  * Sandbox state on disk: <stateDir>/<sandbox id>/state.json, written atomically (temp file, fsync,
- * rename, fsync of the directory) and changed under a lock so two vcnet processes never change one
- * sandbox at once.
+ * rename, fsync of the directory), validated when read, and changed under a lock so two vcnet
+ * processes never change one sandbox at once.
  *
- * The lock is a file created with O_EXCL holding the owner's pid. Hand-written rather than
- * proper-lockfile: that library decides staleness by mtime (10 s by default), while a pid check
- * frees the lock of a process killed with -9 at once, which is exactly the crash case vcnet cares about.
+ * The lock is a flock on <stateDir>/.locks/<sandbox id> (state/lock.ts): beside the sandbox
+ * directory, so a detach that removes that directory cannot remove the lock with it, and released
+ * by the kernel when its holder dies. Records are checked against state/record-envelope.ts (version,
+ * id, namespace identity) and a content schema before anyone acts on them.
  */
 import {
   closeSync,
+  existsSync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -16,17 +18,44 @@ import {
   renameSync,
   rmdirSync,
   rmSync,
-  unlinkSync,
   writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
-import { InvalidInputError, VcnetError } from '../errors.js';
+import { join, resolve } from 'node:path';
+import type { z } from 'zod';
+import { InvalidInputError, SystemCallError, VcnetError } from '../errors.js';
+import { lockFile } from './state/lock.js';
+import { sandboxContentSchema } from './state/network-content-schema.js';
+import { parseRecord, type RecordEnvelope } from './state/record-envelope.js';
+import { registerStateDirectory } from './state/registry.js';
 
 export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
+export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 const SANDBOX_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** Lock files live here, under each state directory; no sandbox id starts with a dot. */
+export const LOCK_DIRECTORY_NAME = '.locks';
 
+/**
+ * The state directory: `explicit` (--state-dir), else $VCNET_STATE_DIR, else the default. An empty
+ * value is refused (it would put state in the current directory), a relative one made absolute.
+ */
 export function stateDirectory(explicit?: string): string {
-  return explicit ?? process.env.VCNET_STATE_DIR ?? DEFAULT_STATE_DIRECTORY;
+  if (explicit !== undefined) {
+    if (explicit === '')
+      throw new InvalidInputError('--state-dir', explicit, 'a directory path, such as /run/vcnet/sandboxes');
+    return resolve(explicit);
+  }
+  const fromEnvironment = process.env.VCNET_STATE_DIR;
+  if (fromEnvironment !== undefined) {
+    if (fromEnvironment === '')
+      throw new InvalidInputError(
+        'VCNET_STATE_DIR',
+        fromEnvironment,
+        'a directory path, such as /run/vcnet/sandboxes',
+        'set VCNET_STATE_DIR to a directory, or unset it for the default /run/vcnet/sandboxes',
+      );
+    return resolve(fromEnvironment);
+  }
+  return DEFAULT_STATE_DIRECTORY;
 }
 
 export function validateSandboxId(id: string): string {
@@ -40,65 +69,93 @@ export function validateSandboxId(id: string): string {
   return id;
 }
 
+/** How a caller can wait longer for a held lock: the option or setting that exists where it runs. */
+export const CLI_LOCK_TIMEOUT_HINT =
+  'give a longer --lock-timeout <seconds> (attach, detach) or VCNET_LOCK_TIMEOUT=<seconds> (any command; default 30)';
+
+/** The lock wait when the caller gives none: $VCNET_LOCK_TIMEOUT seconds, else 30 s. */
+export function defaultLockTimeoutMs(): number {
+  const text = process.env.VCNET_LOCK_TIMEOUT;
+  if (text === undefined || text === '') return DEFAULT_LOCK_TIMEOUT_MS;
+  const seconds = Number(text);
+  if (!Number.isFinite(seconds) || seconds < 0 || seconds > 3600)
+    throw new InvalidInputError('VCNET_LOCK_TIMEOUT', text, 'seconds from 0 to 3600');
+  return Math.round(seconds * 1000);
+}
+
 export class SandboxLockedError extends VcnetError {
-  constructor(id: string, owner: number) {
-    super('VCNET_SANDBOX_LOCKED', `sandbox ${id} is being changed by process ${owner}`, {
+  constructor(id: string, owner: number, options: { waitedMs?: number; howToWaitLonger?: string } = {}) {
+    const who = owner > 0 ? `process ${owner}` : 'another process';
+    const waited = options.waitedMs === undefined ? '' : ` (waited ${options.waitedMs} ms)`;
+    super('VCNET_SANDBOX_LOCKED', `sandbox ${id} is being changed by ${who}${waited}`, {
       value: owner,
-      hint: 'wait for the other vcnet command to finish, or pass a longer --lock-timeout',
+      hint: `wait for the other vcnet command to finish, or ${options.howToWaitLonger ?? CLI_LOCK_TIMEOUT_HINT}`,
     });
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+export interface SandboxStoreOptions {
+  /** Schema of the record's content (beside the envelope); the sandbox record's by default. */
+  content?: z.ZodType<unknown>;
+  /** The id the record's envelope must carry; the store's id by default. */
+  expectedId?: string;
+  /** For SandboxLockedError: how to wait longer where this store is used. */
+  lockTimeoutHint?: string;
+  /** Register the state directory for gc when locking (false for records nested in another's directory). */
+  register?: boolean;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class SandboxStore {
   readonly directory: string;
+  readonly root: string;
 
   constructor(
     readonly id: string,
     root = stateDirectory(),
+    private readonly options: SandboxStoreOptions = {},
   ) {
     validateSandboxId(id);
-    this.directory = join(root, id);
+    if (root === '') throw new InvalidInputError('state directory', root, 'a directory path');
+    this.root = resolve(root);
+    this.directory = join(this.root, id);
   }
 
   get statePath(): string {
     return join(this.directory, 'state.json');
   }
 
-  private get lockPath(): string {
-    return join(this.directory, 'lock');
+  /** Beside the sandbox directory, never inside it. */
+  get lockPath(): string {
+    return join(this.root, LOCK_DIRECTORY_NAME, this.id);
   }
 
-  read<T>(): T | undefined {
-    let text: string;
+  /** The record's text, or undefined when there is none. */
+  readText(): string | undefined {
     try {
-      text = readFileSync(this.statePath, 'utf8');
+      return readFileSync(this.statePath, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
-    }
-    try {
-      return JSON.parse(text) as T;
-    } catch (error) {
-      throw new VcnetError(
-        'VCNET_STATE_INVALID',
-        `state of sandbox ${this.id} is not valid JSON: ${(error as Error).message}`,
-        {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return undefined;
+      if (code === 'EISDIR')
+        throw new VcnetError('VCNET_STATE_INVALID', `state file ${this.statePath} is a directory`, {
           value: this.statePath,
-          hint: 'the file was truncated or edited; `vcnet gc` removes plumbing whose state is unreadable',
-        },
-      );
+          hint: 'nothing was changed; remove it',
+        });
+      throw new SystemCallError(`read ${this.statePath}`, error as NodeJS.ErrnoException);
     }
+  }
+
+  /**
+   * The validated record, or undefined when there is none. A record that is damaged, of another
+   * version or of another sandbox throws StateInvalidError naming the file and the field.
+   */
+  read<T = RecordEnvelope>(): T | undefined {
+    const text = this.readText();
+    if (text === undefined) return undefined;
+    return parseRecord(text, this.statePath, {
+      expectedId: this.options.expectedId ?? this.id,
+      content: this.options.content ?? sandboxContentSchema,
+    }) as T;
   }
 
   write(state: unknown): void {
@@ -120,62 +177,36 @@ export class SandboxStore {
     }
   }
 
-  /** Removes the sandbox's state directory (after a complete detach). */
+  /** Removes the sandbox's state directory (after a complete detach). The lock is elsewhere and stays held. */
   remove(): void {
     rmSync(this.directory, { recursive: true, force: true });
   }
 
-  private tryLock(): number | undefined {
-    mkdirSync(this.directory, { recursive: true, mode: 0o700 });
-    try {
-      const fd = openSync(this.lockPath, 'wx', 0o600);
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return undefined;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    let owner = Number.NaN;
-    try {
-      owner = Number(readFileSync(this.lockPath, 'utf8'));
-    } catch {
-      return this.tryLock();
-    }
-    if (!Number.isInteger(owner) || owner <= 0 || !processAlive(owner)) {
-      // The owner died (kill -9, crash): the lock is stale.
-      try {
-        unlinkSync(this.lockPath);
-      } catch {
-        // someone else removed it first
-      }
-      return this.tryLock();
-    }
-    return owner;
-  }
-
   /** Runs `work` holding the sandbox lock; waits up to `timeoutMs` for another process to finish. */
-  async withLock<T>(work: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const owner = this.tryLock();
-      if (owner === undefined) break;
-      if (Date.now() >= deadline) throw new SandboxLockedError(this.id, owner);
-      await sleep(25);
-    }
+  async withLock<T>(work: () => Promise<T>, timeoutMs = defaultLockTimeoutMs()): Promise<T> {
+    const lock = await lockFile(
+      this.lockPath,
+      timeoutMs,
+      (holder) =>
+        new SandboxLockedError(this.id, holder, {
+          waitedMs: timeoutMs,
+          ...(this.options.lockTimeoutHint ? { howToWaitLonger: this.options.lockTimeoutHint } : {}),
+        }),
+    );
     try {
+      if (this.options.register !== false) {
+        mkdirSync(this.root, { recursive: true, mode: 0o700 });
+        await registerStateDirectory(this.root);
+      }
       return await work();
     } finally {
-      try {
-        unlinkSync(this.lockPath);
-      } catch {
-        // the directory may have been removed by a complete detach
-      }
       // A lock taken for a sandbox that has no state (detach of an unknown id) leaves nothing behind.
       try {
         rmdirSync(this.directory);
       } catch {
-        // not empty: the sandbox's state is there
+        // not empty (the sandbox's state is there) or already gone
       }
+      lock.release({ removeFile: !existsSync(this.directory) });
     }
   }
 }

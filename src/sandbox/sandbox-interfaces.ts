@@ -20,6 +20,7 @@ import { InvalidInputError, VcnetError } from '../errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../hypervisor/qmp-network-hotplug.js';
 import { HardwareType } from '../netlink/codec/constants.js';
+import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint, HotplugTarget } from '../network/endpoints/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 import { Network } from '../network/network.js';
@@ -79,11 +80,17 @@ export async function withSandbox<T>(
   return store.withLock(async () => {
     const state = store.read<SandboxState>();
     if (!state) throw new SandboxNotFoundError(id, store.statePath);
-    const network = Network.load(state.network, id);
+    // Only the namespace the record names, through one fd (refused when the path now names another).
+    const namespace = openRecordedNamespace(state.namespace, store.statePath);
     try {
-      return await work({ store, state, network });
+      const network = Network.load(state.network, id, namespace.entryPath);
+      try {
+        return await work({ store, state, network });
+      } finally {
+        network.close();
+      }
     } finally {
-      network.close();
+      namespace.close();
     }
   });
 }

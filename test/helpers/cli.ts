@@ -10,8 +10,12 @@ export interface CliResult {
   stderr: string;
 }
 
-export function vcnet(args: string[], env: Record<string, string> = {}): CliResult {
-  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+export function vcnet(args: string[], env: Record<string, string> = {}, options: { cwd?: string } = {}): CliResult {
+  const result = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    ...options,
+  });
   return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 

@@ -158,7 +158,9 @@ describe('architecture', () => {
   it('only src/native/ loads the native addon', () => {
     const outside = local.filter(({ from, to }) => to === NATIVE_LOADER && !from.startsWith('native/'));
     expect(outside.map(({ from }) => from)).toEqual([]);
-    const requires = files.filter((file) => /\.node['"]|createRequire/.test(readFileSync(file, 'utf8')));
+    const requires = files.filter((file) =>
+      /\.node['"]|createRequire|from 'node-gyp-build'/.test(readFileSync(file, 'utf8')),
+    );
     expect(requires.map((file) => relative(source, file))).toEqual([NATIVE_LOADER]);
   });
 

@@ -4,7 +4,7 @@ import type { AttachHooks } from '../../network/models/plumbing-context.js';
 import { attachSandbox } from '../../network/sandbox.js';
 import { stateDirectory } from '../../network/state-store.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
-import { type NetworkFlags, networkConfigFromFlags } from '../options.js';
+import { LOCK_TIMEOUT_OPTION, type NetworkFlags, networkConfigFromFlags, parseLockTimeout } from '../options.js';
 import { print, printJson, table } from '../output.js';
 
 /**
@@ -41,6 +41,7 @@ export function registerAttach(program: Command): void {
     .option('--hypervisor <kind>', 'qemu, clh or firecracker: prints its device configuration', 'qemu')
     .option('--qmp <socket>', "the running VM's QMP socket (QEMU): later add-iface/del-iface hot-plug through it")
     .option('--agent <socket>', "the guest agent's socket: later changes configure the guest through it")
+    .option(...LOCK_TIMEOUT_OPTION)
     .option('--json', 'machine-readable output')
     .action(
       async (
@@ -51,9 +52,11 @@ export function registerAttach(program: Command): void {
           hypervisor: string;
           qmp?: string;
           agent?: string;
+          lockTimeout?: string;
         },
       ) => {
         const config = networkConfigFromFlags(options);
+        const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
         const hypervisor = parseHypervisor(options.hypervisor);
         if (hypervisor === 'firecracker' && config.queues > 1) {
           throw new InvalidInputError(
@@ -68,6 +71,7 @@ export function registerAttach(program: Command): void {
           stateDirectory: stateDirectory(options.stateDir),
           hypervisor: { kind: hypervisor, ...(options.qmp ? { controlSocket: options.qmp } : {}) },
           ...(options.agent ? { agentSocket: options.agent } : {}),
+          ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
           ...faultInjectionHooks(),
         });
         const devices = hypervisorDeviceConfig(hypervisor, result.endpoints);

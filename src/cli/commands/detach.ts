@@ -3,6 +3,7 @@ import { QmpClient } from '../../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
 import { detachSandbox } from '../../network/sandbox.js';
 import { stateDirectory } from '../../network/state-store.js';
+import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
 import { print, printJson } from '../output.js';
 
 export function registerDetach(program: Command): void {
@@ -11,11 +12,14 @@ export function registerDetach(program: Command): void {
     .description('undo exactly what attach made, from the recorded state alone')
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--state-dir <dir>', 'where sandbox state lives')
+    .option(...LOCK_TIMEOUT_OPTION)
     .option('--json', 'machine-readable output')
-    .action(async (options: { sandbox: string; stateDir?: string; json?: boolean }) => {
+    .action(async (options: { sandbox: string; stateDir?: string; json?: boolean; lockTimeout?: string }) => {
       const connections: QmpClient[] = [];
+      const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
       const result = await detachSandbox(options.sandbox, {
         stateDirectory: stateDirectory(options.stateDir),
+        ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
         // When the sandbox's VM runs, its NICs are unplugged before the plumbing goes.
         connectHotplug: async (state) => {
           const socket = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;

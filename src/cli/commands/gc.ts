@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { InvalidInputError } from '../../errors.js';
 import { collectGarbage } from '../../network/garbage-collector.js';
 import { print, printJson, table } from '../output.js';
 
@@ -6,18 +7,23 @@ export function registerGc(program: Command): void {
   program
     .command('gc')
     .description(
-      'remove taps, macvtaps, ifbs and filters vcnet made whose sandbox is gone, and records of deleted namespaces',
+      'remove taps, macvtaps, ifbs and filters vcnet made whose sandbox is gone, and records of namespaces that exist nowhere',
     )
-    .option('--dry-run', 'only list what would be removed')
+    .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',
-      'namespaces to look in (default: every /var/run/netns entry and every recorded sandbox)',
+      'only these namespaces (default: every /var/run/netns entry and every process namespace)',
     )
-    .option('--state-dir <dir>', 'where sandbox state lives')
+    .option(
+      '--state-dir <dir...>',
+      'more state directories to read (always read: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in)',
+    )
     .option('--json', 'machine-readable output')
-    .action(async (options: { dryRun?: boolean; netns?: string[]; stateDir?: string; json?: boolean }) => {
+    .action(async (options: { dryRun?: boolean; netns?: string[]; stateDir?: string[]; json?: boolean }) => {
+      for (const directory of options.stateDir ?? [])
+        if (directory === '') throw new InvalidInputError('--state-dir', directory, 'a directory path');
       const report = await collectGarbage({
-        ...(options.stateDir ? { stateDirectory: options.stateDir } : {}),
+        ...(options.stateDir ? { stateDirectories: options.stateDir } : {}),
         ...(options.netns ? { namespaces: options.netns } : {}),
         dryRun: options.dryRun ?? false,
       });
@@ -25,6 +31,10 @@ export function registerGc(program: Command): void {
         printJson(report);
         return;
       }
+      for (const record of report.skipped)
+        process.stderr.write(`vcnet: gc skipped a record it cannot read: ${record.reason}\n`);
+      for (const failure of report.failures)
+        process.stderr.write(`vcnet: gc could not finish in ${failure.namespacePath}: ${failure.reason}\n`);
       if (report.removed.length === 0) {
         print(`nothing to collect (${report.kept} vcnet link(s) belong to live sandboxes)`);
         return;
@@ -32,7 +42,7 @@ export function registerGc(program: Command): void {
       print(`${report.dryRun ? 'would remove' : 'removed'} ${report.removed.length} item(s):`);
       print(
         table(
-          ['KIND', 'NAMESPACE', 'NAME', 'DETAIL'],
+          ['KIND', 'NAMESPACE', 'NAME', 'WHY'],
           report.removed.map((item) => [item.kind, item.namespacePath, item.name, item.detail ?? '']),
         ),
       );

@@ -231,9 +231,9 @@ describe('vcnet gc', () => {
     expect(lost.pod.tcJson('filter', 'show', 'dev', 'eth0', 'ingress')).toEqual([]);
     expect(fingerprint(live.pod)).toEqual(liveBefore);
 
-    // A record whose namespace was deleted is dropped.
+    // A record whose namespace was deleted is dropped (--netns names the path the record names).
     live.pod.delete();
-    const records = vcnet(['gc', '--state-dir', stateDir, '--netns', lost.pod.path, '--json']);
+    const records = vcnet(['gc', '--state-dir', stateDir, '--netns', live.pod.path, '--json']);
     expect(JSON.parse(records.stdout).removed).toEqual([expect.objectContaining({ kind: 'state', name: 'live' })]);
     expect(existsSync(join(stateDir, 'live'))).toBe(false);
   });

@@ -19,6 +19,7 @@ import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
 import { vcnet } from '../../helpers/cli.js';
 import {
   type Attachment,
@@ -305,10 +306,10 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     const runtime = new CniRuntime(node, attachment);
     const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
     const previous = runtime.add(bridgeOnly);
-    // The lock file holds a live pid (this test process), as while another ADD runs.
-    const containerDirectory = join(stateDirectory, attachment.containerId);
-    mkdirSync(containerDirectory, { recursive: true });
-    writeFileSync(join(containerDirectory, 'lock'), String(process.pid));
+    // This test process holds the container's flock, as another ADD would while it runs.
+    const lockPath = join(stateDirectory, '.locks', attachment.containerId);
+    const held = tryLockFile(lockPath);
+    if (!(held instanceof FileLock)) throw new Error(`${lockPath} is already held`);
     const run = runtime.invoke('ADD', {
       ...list.plugins[1],
       cniVersion: '1.0.0',
@@ -317,8 +318,10 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     });
     expect(run.output).toMatchObject({ code: 11 });
     expect(String(run.output?.msg)).toContain(`is being changed by process ${process.pid}`);
-    expect(readFileSync(join(containerDirectory, 'lock'), 'utf8')).toBe(String(process.pid));
+    expect(String(run.output?.details)).toContain('lockTimeoutMs');
+    expect(readFileSync(lockPath, 'utf8')).toBe(String(process.pid));
     expect(pod.ipJson<Array<{ ifname: string }>>('link', 'show').map((link) => link.ifname)).not.toContain('tap0_kata');
+    held.release();
     runtime.del(bridgeOnly, previous);
   });
 

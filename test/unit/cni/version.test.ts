@@ -73,14 +73,24 @@ afterEach(() => rmSync(stateDirectory, { recursive: true, force: true }));
 function recordAttachment(containerId: string, interfaceName: string, networkName: string): AttachmentStore {
   const store = new AttachmentStore(stateDirectory, containerId, interfaceName);
   store.write({
-    version: 1,
-    containerId,
+    version: 2,
+    id: containerId,
     interfaceName,
     networkName,
-    namespacePath: '/var/run/netns/vcnet-unit-gone',
-    namespaceIdentity: '0:0',
+    namespace: { path: '/var/run/netns/vcnet-unit-gone', dev: 4, ino: 1 },
     createdAt: new Date(0).toISOString(),
-    network: { endpoints: [] } as unknown as CniAttachmentState['network'],
+    network: {
+      version: 1,
+      config: {
+        namespacePath: '/var/run/netns/vcnet-unit-gone',
+        model: 'tcfilter',
+        namespaceCreatedByVcnet: false,
+        disableNewNetns: false,
+        queues: 1,
+        vhostNet: 'auto',
+      },
+      endpoints: [],
+    } as unknown as CniAttachmentState['network'],
   });
   return store;
 }
@@ -193,7 +203,7 @@ describe('GC (1.1.0)', () => {
       exitCode: 0,
     });
     expect(stale.read()).toBeUndefined();
-    expect(valid.read()?.containerId).toBe('alive');
+    expect(valid.read()?.id).toBe('alive');
     expect(otherNetwork.read()?.networkName).toBe('elsewhere');
   });
 

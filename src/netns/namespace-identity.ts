@@ -1,0 +1,235 @@
+/**
+ * A pod namespace remembered by what it is, not only by where it was found.
+ *
+ * A path such as /proc/PID/ns/net can name another namespace tomorrow (the PID was reused), and a
+ * bind mount can be replaced, so every record keeps the namespace's identity next to its path: the
+ * nsfs file's device and inode, plus the namespace cookie (SO_NETNS_COOKIE), because the kernel
+ * hands a freed namespace's inode number to the next namespace it makes while a cookie is never
+ * reused. Later commands open the recorded path once, check all three, and then work through that
+ * open fd (/proc/self/fd/N), so the namespace cannot change between the check and the work.
+ */
+import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats, statfsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { SystemCallError, VcnetError } from '../errors.js';
+import { nativeNamespaces } from '../native/namespaces.js';
+
+/** Where `ip netns` pins named namespaces (bind mounts). */
+export const NETNS_RUN_DIRECTORY = '/var/run/netns';
+
+/** statfs(2) f_type of the namespace filesystem (include/uapi/linux/magic.h). */
+export const NSFS_MAGIC = 0x6e736673;
+const ENOPROTOOPT = 92;
+
+/** What a record keeps about its namespace. */
+export interface NamespaceIdentity {
+  path: string;
+  dev: number;
+  ino: number;
+  /** SO_NETNS_COOKIE as a decimal string; absent only when the kernel cannot tell (before 5.14). */
+  cookie?: string;
+}
+
+/** The path does not name a network namespace (a FIFO, a file, a directory, another namespace type...). */
+export class NamespacePathError extends VcnetError {
+  constructor(
+    field: string,
+    path: string,
+    /** What the path is instead ("missing", "a FIFO", "a regular file", "a mnt namespace"...). */
+    readonly what: string,
+  ) {
+    super('VCNET_NETNS_INVALID', `${field} ${JSON.stringify(path)} is ${what}, not a network namespace`, {
+      value: path,
+      hint: 'give a network namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
+    });
+  }
+}
+
+/** The recorded namespace no longer exists at its path (and nowhere vcnet may act on it). */
+export class NamespaceGoneError extends VcnetError {
+  constructor(
+    readonly recorded: NamespaceIdentity,
+    file: string,
+  ) {
+    super(
+      'VCNET_NETNS_GONE',
+      `the namespace recorded in ${file} (${recorded.path}, inode ${recorded.ino}) no longer exists`,
+      {
+        value: recorded.path,
+        hint: 'what vcnet made lived in that namespace and went with it; `vcnet gc` drops the record',
+      },
+    );
+  }
+}
+
+/** The recorded path now names another namespace: nothing is done there. */
+export class NamespaceChangedError extends VcnetError {
+  constructor(recorded: NamespaceIdentity, found: { dev: number; ino: number; cookie?: string }, file: string) {
+    const was = `inode ${recorded.ino}${recorded.cookie ? `, cookie ${recorded.cookie}` : ''}`;
+    const now = `inode ${found.ino}${found.cookie ? `, cookie ${found.cookie}` : ''}`;
+    super(
+      'VCNET_NETNS_CHANGED',
+      `${recorded.path} is no longer the namespace recorded in ${file} (recorded ${was}; found ${now}): refusing to touch it`,
+      {
+        value: recorded.path,
+        hint: 'the path was reused (a new process, a new bind mount); the recorded namespace is gone, `vcnet gc` drops the record',
+      },
+    );
+  }
+}
+
+/** A network namespace held open by fd: work through `entryPath` and the namespace cannot be swapped underneath. */
+export class OpenedNamespace {
+  private closed = false;
+
+  constructor(
+    readonly fd: number,
+    readonly identity: NamespaceIdentity,
+  ) {}
+
+  /** A path the native shim can open that always resolves to this very namespace. */
+  get entryPath(): string {
+    return `/proc/self/fd/${this.fd}`;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function fileKind(stats: Stats): string | undefined {
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isSocket()) return 'a socket';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  return undefined;
+}
+
+/**
+ * Opens `path` as a network namespace without ever blocking: stat first (a FIFO, directory or
+ * device is refused before open), a regular file must live on nsfs, and the open uses O_NONBLOCK
+ * so a path swapped for a FIFO in between cannot hang. Throws NamespacePathError naming the path.
+ */
+export function openNetworkNamespace(path: string, field = 'netns'): OpenedNamespace {
+  if (typeof path !== 'string' || path === '') throw new NamespacePathError(field, String(path ?? ''), 'empty');
+  let stats: Stats;
+  try {
+    stats = statSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new NamespacePathError(field, path, 'missing');
+    throw new SystemCallError(`stat ${path}`, error as NodeJS.ErrnoException);
+  }
+  const kind = fileKind(stats);
+  if (kind) throw new NamespacePathError(field, path, kind);
+  if (statfsSync(path).type !== NSFS_MAGIC) throw new NamespacePathError(field, path, 'a regular file');
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new NamespacePathError(field, path, 'missing');
+    throw new SystemCallError(`open network namespace ${path}`, error as NodeJS.ErrnoException);
+  }
+  try {
+    const opened = fstatSync(fd);
+    const kindNow = fileKind(opened);
+    if (kindNow) throw new NamespacePathError(field, path, kindNow);
+    const identity: NamespaceIdentity = { path, dev: opened.dev, ino: opened.ino };
+    // Entering it as a network namespace (to read its cookie) also refuses a mount or user namespace.
+    const cookie = namespaceCookie(`/proc/self/fd/${fd}`, field, path);
+    if (cookie) identity.cookie = cookie;
+    return new OpenedNamespace(fd, identity);
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+}
+
+function namespaceCookie(entryPath: string, field: string, path: string): string | undefined {
+  try {
+    return nativeNamespaces.namespaceCookie(entryPath);
+  } catch (error) {
+    const failure = error as NodeJS.ErrnoException;
+    if (failure.syscall === 'setns' && failure.code === 'EINVAL')
+      throw new NamespacePathError(field, path, 'a namespace of another type');
+    // ENOPROTOOPT: a kernel before 5.14 has no cookies; dev and inode are all there is.
+    if ((error as NodeJS.ErrnoException).errno === ENOPROTOOPT) return undefined;
+    throw new SystemCallError(`read the cookie of network namespace ${entryPath}`, error as NodeJS.ErrnoException);
+  }
+}
+
+/** The /var/run/netns entry that pins the namespace with this device and inode, if any. */
+export function pinnedPathOf(
+  identity: { dev: number; ino: number },
+  directory = NETNS_RUN_DIRECTORY,
+): string | undefined {
+  let names: string[];
+  try {
+    names = readdirSync(directory);
+  } catch {
+    return undefined;
+  }
+  for (const name of names.sort()) {
+    const path = join(directory, name);
+    try {
+      const stats = statSync(path);
+      if (stats.dev === identity.dev && stats.ino === identity.ino && statfsSync(path).type === NSFS_MAGIC) return path;
+    } catch {
+      // removed meanwhile, or not a namespace
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Opens the namespace a new record will name. A pinned path outlives the process behind
+ * /proc/PID/ns/net, so when /var/run/netns holds the same namespace that path is the one recorded.
+ */
+export function openNamespaceForRecord(path: string, field = 'netns'): OpenedNamespace {
+  const opened = openNetworkNamespace(path, field);
+  // Recorded absolute: a later command may run from another directory.
+  opened.identity.path = resolve(path);
+  if (!opened.identity.path.startsWith(`${NETNS_RUN_DIRECTORY}/`)) {
+    const pinned = pinnedPathOf(opened.identity);
+    if (pinned) opened.identity.path = pinned;
+  }
+  return opened;
+}
+
+/** Whether the identity read from disk names the same namespace as `found`. */
+export function sameNamespace(
+  recorded: Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'>,
+  found: Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'>,
+): boolean {
+  if (recorded.dev !== found.dev || recorded.ino !== found.ino) return false;
+  return recorded.cookie === undefined || found.cookie === undefined || recorded.cookie === found.cookie;
+}
+
+/**
+ * Opens the namespace a record names and proves it is the same one: NamespaceGoneError when the
+ * path is gone, NamespaceChangedError when it now names another namespace. `file` is the record's
+ * path, named in every error.
+ */
+export function openRecordedNamespace(recorded: NamespaceIdentity, file: string): OpenedNamespace {
+  let opened: OpenedNamespace;
+  try {
+    opened = openNetworkNamespace(recorded.path, `namespace path recorded in ${file}`);
+  } catch (error) {
+    if (error instanceof NamespacePathError && error.what === 'missing') throw new NamespaceGoneError(recorded, file);
+    throw error;
+  }
+  if (!sameNamespace(recorded, opened.identity)) {
+    const found = opened.identity;
+    opened.close();
+    throw new NamespaceChangedError(recorded, found, file);
+  }
+  opened.identity.path = recorded.path;
+  return opened;
+}

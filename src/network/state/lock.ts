@@ -1,0 +1,128 @@
+/**
+ * An exclusive advisory lock on a file, held with flock(2) through the native shim.
+ *
+ * Why flock and not a pid file: the kernel drops the lock when its holder's fd is closed, so a
+ * process killed with -9 never leaves it held, and nobody has to guess whether an owner is stale.
+ * No npm package does flock without a native build of its own (fs-ext, os-lock), and vcnet already
+ * has one shim; proper-lockfile decides staleness by mtime, which is the guess flock avoids.
+ *
+ * Lock files may be unlinked by their holder to keep the directory tidy: a waiter that then gets
+ * the lock on the unlinked inode sees that the path no longer names it and tries again, so two
+ * processes can never both believe they hold the lock for one path.
+ */
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { dirname } from 'node:path';
+import { SystemCallError } from '../../errors.js';
+import { nativeFileLock } from '../../native/file-lock.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A lock this process holds; `release()` (or exit, or death) frees it. */
+export class FileLock {
+  private released = false;
+
+  constructor(
+    readonly path: string,
+    private readonly fd: number,
+  ) {}
+
+  /** Frees the lock; with `removeFile` the lock file is unlinked first, while still held. */
+  release(options: { removeFile?: boolean } = {}): void {
+    if (this.released) return;
+    this.released = true;
+    if (options.removeFile) {
+      try {
+        unlinkSync(this.path);
+      } catch {
+        // already gone: nothing to tidy
+      }
+    }
+    closeSync(this.fd);
+  }
+}
+
+/** Takes the lock now or returns the pid its holder wrote (0 when unknown). Never waits. */
+export function tryLockFile(path: string): FileLock | { heldBy: number } {
+  for (;;) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+    } catch (error) {
+      // The directory was removed between mkdir and open (a test cleaning up, an admin): once more.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new SystemCallError(`open lock file ${path}`, error as NodeJS.ErrnoException);
+    }
+    let acquired: boolean;
+    try {
+      acquired = nativeFileLock.lockFile(fd, true);
+    } catch (error) {
+      closeSync(fd);
+      throw new SystemCallError(`lock ${path}`, error as NodeJS.ErrnoException);
+    }
+    if (!acquired) {
+      const heldBy = holderOf(fd);
+      closeSync(fd);
+      return { heldBy };
+    }
+    if (!stillAtPath(path, fd)) {
+      // The previous holder unlinked this inode before we got it: the lock is the path's new file.
+      closeSync(fd);
+      continue;
+    }
+    // Only for messages: who holds it. The lock itself is the flock, not this number.
+    ftruncateSync(fd, 0);
+    writeSync(fd, String(process.pid), 0);
+    return new FileLock(path, fd);
+  }
+}
+
+/**
+ * Takes the lock, polling with a growing pause (5 ms up to 100 ms) until `timeoutMs`; then calls
+ * `timedOut(holderPid)` for the error to throw.
+ */
+export async function lockFile(
+  path: string,
+  timeoutMs: number,
+  timedOut: (heldBy: number) => Error,
+): Promise<FileLock> {
+  const deadline = Date.now() + timeoutMs;
+  let pause = 5;
+  for (;;) {
+    const attempt = tryLockFile(path);
+    if (attempt instanceof FileLock) return attempt;
+    if (Date.now() >= deadline) throw timedOut(attempt.heldBy);
+    await sleep(Math.min(pause, Math.max(1, deadline - Date.now())));
+    pause = Math.min(pause * 2, 100);
+  }
+}
+
+function stillAtPath(path: string, fd: number): boolean {
+  try {
+    const atPath = statSync(path);
+    const held = fstatSync(fd);
+    return atPath.ino === held.ino && atPath.dev === held.dev;
+  } catch {
+    return false;
+  }
+}
+
+function holderOf(fd: number): number {
+  try {
+    const pid = Number(readFileSync(fd, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : 0;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * Schemas of what today's records hold inside the envelope (record-envelope.ts): the network of a
+ * sandbox (config, endpoints and the plumbing steps undo replays) and the extra fields of a
+ * `vcnet attach` record and of a vcnet-cni record. Kept apart from the envelope because the content
+ * follows the attach engine while the envelope follows the store.
+ */
+import { z } from 'zod';
+import { INTERWORKING_MODELS } from '../interworking-model.js';
+import { ENDPOINT_TYPES } from '../network-info.js';
+
+const name = z.string({ error: 'a name' }).min(1, { error: 'a name' });
+const whole = z.int({ error: 'a whole number' }).nonnegative({ error: 'a whole number' });
+const kernelObjects = z.array(z.looseObject({}), { error: 'a list of kernel objects' });
+
+export const plumbingStepSchema = z.discriminatedUnion(
+  'step',
+  [
+    z.looseObject({ step: z.literal('create-link'), name, kind: name }),
+    z.looseObject({ step: z.literal('add-qdisc'), link: name, handle: whole, parent: whole, kind: name }),
+    z.looseObject({
+      step: z.literal('add-filter'),
+      link: name,
+      parent: whole,
+      priority: whole,
+      protocol: whole,
+      kind: name,
+    }),
+    z.looseObject({
+      step: z.literal('change-link'),
+      link: name,
+      before: z.looseObject({
+        address: z.string().optional(),
+        mtu: whole.optional(),
+        up: z.boolean().optional(),
+        name: z.string().optional(),
+      }),
+    }),
+    z.looseObject({ step: z.literal('remove-addresses'), link: name, addresses: kernelObjects }),
+    z.looseObject({ step: z.literal('remove-routes'), link: name, routes: kernelObjects }),
+    z.looseObject({ step: z.literal('remove-neighbours'), link: name, neighbours: kernelObjects }),
+  ],
+  {
+    error:
+      'a plumbing step (create-link, add-qdisc, add-filter, change-link, remove-addresses, remove-routes, remove-neighbours)',
+  },
+);
+
+export const endpointStateSchema = z.looseObject({
+  version: z.literal(1, { error: '1' }),
+  type: z.enum(ENDPOINT_TYPES, { error: ENDPOINT_TYPES.join(', ') }),
+  index: whole,
+  name,
+  properties: z.looseObject({
+    link: z.looseObject({ name, index: whole }),
+    addresses: kernelObjects,
+    routes: kernelObjects,
+    neighbours: kernelObjects,
+  }),
+  plumbing: z
+    .looseObject({
+      model: z.enum(['tcfilter', 'macvtap', 'none', 'existing', 'pending'], {
+        error: 'tcfilter, macvtap, none, existing, pending',
+      }),
+      steps: z.array(plumbingStepSchema, { error: 'the list of plumbing steps undo replays' }),
+      tapName: z.string({ error: 'the tap name' }),
+      tapIndex: whole,
+      guestHardwareAddress: z.string({ error: 'a MAC address' }),
+      queues: z.int({ error: 'queues from 1 to 256' }).min(1).max(256),
+    })
+    .optional(),
+});
+
+export const networkConfigSchema = z.looseObject({
+  namespacePath: z.string({ error: 'an absolute namespace path' }).startsWith('/', {
+    error: 'an absolute namespace path',
+  }),
+  model: z.enum(INTERWORKING_MODELS, { error: INTERWORKING_MODELS.join(', ') }),
+  namespaceCreatedByVcnet: z.boolean({ error: 'true or false' }),
+  disableNewNetns: z.boolean({ error: 'true or false' }),
+  queues: z.int({ error: 'queues from 1 to 256' }).min(1).max(256),
+  vhostNet: z.enum(['auto', 'off'], { error: 'auto, off' }),
+});
+
+export const networkStateSchema = z.looseObject({
+  version: z.literal(1, { error: '1' }),
+  config: networkConfigSchema,
+  endpoints: z.array(endpointStateSchema, { error: 'the list of attached endpoints' }),
+});
+
+/** A record's network must act on the namespace its envelope names, or the identity check means nothing. */
+const samePath = (record: { namespace?: { path?: unknown }; network: { config: { namespacePath: string } } }) =>
+  record.namespace?.path === record.network.config.namespacePath;
+const samePathIssue = {
+  error: 'the same path as namespace.path',
+  path: ['network', 'config', 'namespacePath'],
+};
+
+/** What `vcnet attach` records besides the envelope. */
+export const sandboxContentSchema = z
+  .looseObject({
+    network: networkStateSchema,
+    hypervisor: z
+      .looseObject({
+        kind: z.enum(['qemu', 'clh', 'firecracker'], { error: 'qemu, clh, firecracker' }),
+        controlSocket: z.string().optional(),
+      })
+      .optional(),
+    agentSocket: z.string({ error: 'a socket path' }).optional(),
+    guestRoutes: z.array(z.looseObject({}), { error: 'a list of routes' }).optional(),
+  })
+  .refine(samePath, samePathIssue);
+
+/** What vcnet-cni records besides the envelope (whose id is the container id). */
+export const cniContentSchema = z
+  .looseObject({
+    interfaceName: name,
+    networkName: z.string({ error: 'the CNI network name' }),
+    device: z
+      .looseObject({
+        name,
+        mac: z.string({ error: 'a MAC address' }),
+        kind: z.enum(['tap', 'macvtap'], { error: 'tap, macvtap' }),
+      })
+      .optional(),
+    network: networkStateSchema,
+  })
+  .refine(samePath, samePathIssue);
+
+/** The links a record's steps create: gc never deletes one of these in the record's namespace. */
+export function createdLinkNames(network: {
+  endpoints: ReadonlyArray<{ plumbing?: { steps: ReadonlyArray<unknown> } }>;
+}): string[] {
+  return network.endpoints.flatMap((endpoint) =>
+    (endpoint.plumbing?.steps ?? []).flatMap((step) => {
+      const candidate = step as { step?: unknown; name?: unknown };
+      return candidate.step === 'create-link' && typeof candidate.name === 'string' ? [candidate.name] : [];
+    }),
+  );
+}

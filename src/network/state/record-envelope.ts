@@ -1,0 +1,128 @@
+/**
+ * The envelope every state record shares, whatever it holds: format version, the id it belongs to,
+ * the namespace it acts on (path and identity), and when it was made. Reading a record checks the
+ * envelope first and then the content with the schema its owner gives (network-content-schema.ts
+ * for today's sandbox and CNI records), so a damaged, foreign or future record is refused, naming
+ * the file and the field, before anything acts on it.
+ */
+import { z } from 'zod';
+import { VcnetError } from '../../errors.js';
+import type { NamespaceIdentity } from '../../netns/namespace-identity.js';
+
+/** Version 2: the namespace identity moved into the envelope (version 1 records had only a path). */
+export const RECORD_VERSION = 2;
+
+export const namespaceIdentitySchema = z.strictObject({
+  path: z.string({ error: 'an absolute namespace path' }).startsWith('/', { error: 'an absolute namespace path' }),
+  dev: z.int({ error: 'the nsfs device number' }).nonnegative({ error: 'the nsfs device number' }),
+  ino: z.int({ error: 'the nsfs inode number' }).positive({ error: 'the nsfs inode number' }),
+  cookie: z.string({ error: 'the namespace cookie (decimal)' }).regex(/^\d+$/).optional(),
+}) satisfies z.ZodType<NamespaceIdentity>;
+
+export const recordEnvelopeSchema = z.looseObject({
+  version: z.literal(RECORD_VERSION, { error: `${RECORD_VERSION}` }),
+  id: z.string({ error: 'the id the record belongs to' }).min(1, { error: 'the id the record belongs to' }),
+  namespace: namespaceIdentitySchema,
+  createdAt: z.iso.datetime({ error: 'an ISO 8601 time' }),
+});
+
+export type RecordEnvelope = z.infer<typeof recordEnvelopeSchema>;
+
+/** A record that cannot be trusted: names the file, the field and what was expected. Nothing was changed. */
+export class StateInvalidError extends VcnetError {
+  constructor(
+    readonly file: string,
+    readonly field: string,
+    problem: string,
+    value?: unknown,
+  ) {
+    super('VCNET_STATE_INVALID', `state file ${file}: ${field === '' ? '' : `field ${field} `}${problem}`, {
+      value,
+      hint: 'nothing was changed; the file was damaged, edited or copied from another sandbox: restore or remove it (`vcnet gc --dry-run` lists unreadable records)',
+    });
+  }
+}
+
+function fieldPath(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((key) => String(key)).join('.');
+}
+
+function valueAt(data: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let current = data;
+  for (const key of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'missing';
+  const text = JSON.stringify(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/** Throws StateInvalidError for the first problem zod found. */
+function check<T>(schema: z.ZodType<T>, data: unknown, file: string, prefix: PropertyKey[] = []): T {
+  const result = schema.safeParse(data);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const path = [...prefix, ...issue.path];
+  const found = valueAt(data, issue.path);
+  throw new StateInvalidError(
+    file,
+    fieldPath(path) || '(top level)',
+    `is ${describe(found)} (expected ${issue.message})`,
+    found,
+  );
+}
+
+/**
+ * Parses and validates a record's text. `expectedId` is the id the caller asked for: a record of
+ * another sandbox copied into this one's place is refused. `content` validates the rest.
+ */
+export function parseRecord<T>(
+  text: string,
+  file: string,
+  options: { expectedId?: string; content: z.ZodType<T> },
+): RecordEnvelope & T {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new StateInvalidError(file, '', `is not valid JSON (truncated?): ${(error as Error).message}`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new StateInvalidError(file, '(top level)', `is ${describe(data)} (expected an object)`, data);
+  }
+  const version = (data as { version?: unknown }).version;
+  if (version !== RECORD_VERSION) {
+    const why = version === 1 ? ' (version 1 records, from before namespace identities, are not trusted)' : '';
+    throw new StateInvalidError(file, 'version', `is ${describe(version)} (expected ${RECORD_VERSION}${why})`, version);
+  }
+  const envelope = check(recordEnvelopeSchema, data, file);
+  if (options.expectedId !== undefined && envelope.id !== options.expectedId) {
+    throw new StateInvalidError(
+      file,
+      'id',
+      `is ${describe(envelope.id)}, but this is the record of ${JSON.stringify(options.expectedId)}`,
+      envelope.id,
+    );
+  }
+  const content = check(options.content, data, file);
+  return { ...envelope, ...content };
+}
+
+/**
+ * What can still be learned from a record that failed validation: the namespace it names, if that
+ * part is readable. gc keeps its hands off such a namespace instead of guessing.
+ */
+export function salvageNamespace(text: string): Pick<NamespaceIdentity, 'dev' | 'ino'> | undefined {
+  try {
+    const data = JSON.parse(text) as { namespace?: unknown };
+    const parsed = namespaceIdentitySchema.safeParse(data?.namespace);
+    return parsed.success ? { dev: parsed.data.dev, ino: parsed.data.ino } : undefined;
+  } catch {
+    return undefined;
+  }
+}

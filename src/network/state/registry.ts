@@ -1,0 +1,86 @@
+/**
+ * The registry of state directories: every directory a vcnet record was ever written to (the CLI's,
+ * vcnet-cni's, any --state-dir or netconf stateDir), one absolute path a line. `vcnet gc` reads
+ * all of them, so a sandbox recorded anywhere protects its plumbing from gc.
+ *
+ * Changed under its own flock and replaced atomically; read without a lock (a rename is atomic).
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { SystemCallError } from '../../errors.js';
+import { lockFile } from './lock.js';
+
+export const DEFAULT_REGISTRY_PATH = '/run/vcnet/state-directories';
+
+/** vcnet-cni's default state directory (its netconf `stateDir`); here so gc knows it without importing the plugin. */
+export const DEFAULT_CNI_STATE_DIRECTORY = '/run/vcnet/cni';
+
+/** The registry file ($VCNET_STATE_REGISTRY when set, for tests and unusual layouts). */
+export function registryPath(): string {
+  const configured = process.env.VCNET_STATE_REGISTRY;
+  return configured ? configured : DEFAULT_REGISTRY_PATH;
+}
+
+/** The registered directories, in the order they were added. */
+export function registeredStateDirectories(path = registryPath()): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new SystemCallError(`read the state directory registry ${path}`, error as NodeJS.ErrnoException);
+  }
+  return [...new Set(text.split('\n').filter((line) => line.startsWith('/')))];
+}
+
+function writeRegistry(path: string, directories: string[]): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  const temporary = join(dirname(path), `.state-directories.${process.pid}.tmp`);
+  const fd = openSync(temporary, 'w', 0o644);
+  try {
+    writeSync(fd, directories.map((directory) => `${directory}\n`).join(''));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, path);
+}
+
+async function changeRegistry(path: string, change: (directories: string[]) => string[]): Promise<void> {
+  const lock = await lockFile(
+    `${path}.lock`,
+    10_000,
+    (holder) => new Error(`the state directory registry ${path} is held by process ${holder}`),
+  );
+  try {
+    const before = registeredStateDirectories(path);
+    const after = change(before);
+    if (after.length !== before.length || after.some((directory, i) => directory !== before[i]))
+      writeRegistry(path, after);
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * Adds an existing absolute directory to the registry (once). Called, under the registry's lock,
+ * after the directory is made and before a record is written in it: a gc that forgets missing
+ * directories under the same lock can then never forget one that is about to hold a record.
+ */
+export async function registerStateDirectory(directory: string, path = registryPath()): Promise<void> {
+  await changeRegistry(path, (directories) =>
+    directories.includes(directory) ? directories : [...directories, directory],
+  );
+}
+
+/** Drops directories that no longer exist (checked again under the lock). */
+export async function forgetMissingStateDirectories(
+  candidates: Iterable<string>,
+  path = registryPath(),
+): Promise<void> {
+  const gone = new Set([...candidates].filter((directory) => !existsSync(directory)));
+  if (gone.size === 0) return;
+  await changeRegistry(path, (directories) =>
+    directories.filter((directory) => !gone.has(directory) || existsSync(directory)),
+  );
+}

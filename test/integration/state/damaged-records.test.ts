@@ -1,0 +1,102 @@
+/**
+ * Damaged, foreign and future records: detach refuses with an error naming the file and the field,
+ * touches no namespace and keeps the file. Empty state directories are refused.
+ */
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { vcnet } from '../../helpers/cli.js';
+import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+let stateDir: string;
+
+beforeEach(() => {
+  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-damaged-'));
+});
+
+afterEach(() => {
+  cleanupNamespaces();
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+function withoutSteps(text: string): string {
+  const record = JSON.parse(text);
+  for (const endpoint of record.network.endpoints) delete endpoint.plumbing.steps;
+  return JSON.stringify(record);
+}
+
+describe('detach of a damaged record', () => {
+  it('refuses each damage naming the file and the field, and changes nothing', () => {
+    const a = makePod();
+    const b = makePod();
+    expect(vcnet(['attach', '--sandbox', 'a', '--netns', a.pod.path, '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['attach', '--sandbox', 'b', '--netns', b.pod.path, '--state-dir', stateDir]).status).toBe(0);
+    const statePath = join(stateDir, 'a', 'state.json');
+    const original = readFileSync(statePath, 'utf8');
+    const attachedA = fingerprint(a.pod);
+    const attachedB = fingerprint(b.pod);
+
+    const damages: Array<[string, string, string]> = [
+      ['null', 'null', 'field (top level) is null'],
+      ['[]', '[]', 'field (top level) is []'],
+      ['no steps', withoutSteps(original), 'field network.endpoints.0.plumbing.steps is missing'],
+      ['truncated', original.slice(0, original.length / 2), 'is not valid JSON'],
+      ['version 99', JSON.stringify({ ...JSON.parse(original), version: 99 }), 'field version is 99'],
+      ['no namespace', JSON.stringify({ ...JSON.parse(original), namespace: undefined }), 'field namespace is missing'],
+    ];
+    for (const [label, text, message] of damages) {
+      writeFileSync(statePath, text);
+      const detached = vcnet(['detach', '--sandbox', 'a', '--state-dir', stateDir, '--json']);
+      expect(detached.status, label).toBe(1);
+      const error = JSON.parse(detached.stdout).error;
+      expect(error.code, label).toBe('VCNET_STATE_INVALID');
+      expect(error.message, label).toContain(`state file ${statePath}: `);
+      expect(error.message, label).toContain(message);
+      expect(readFileSync(statePath, 'utf8'), label).toBe(text);
+      expect(fingerprint(a.pod), label).toEqual(attachedA);
+    }
+
+    // The record of b copied into a's place: detach a must not undo b's plumbing.
+    copyFileSync(join(stateDir, 'b', 'state.json'), statePath);
+    const foreign = vcnet(['detach', '--sandbox', 'a', '--state-dir', stateDir]);
+    expect(foreign.status).toBe(1);
+    expect(foreign.stderr).toContain(`state file ${statePath}: field id is "b", but this is the record of "a"`);
+    expect(fingerprint(b.pod)).toEqual(attachedB);
+    expect(fingerprint(a.pod)).toEqual(attachedA);
+
+    // A damaged record is not overwritten by a new attach either.
+    writeFileSync(statePath, 'null');
+    const again = vcnet(['attach', '--sandbox', 'a', '--netns', a.pod.path, '--state-dir', stateDir]);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain(`state file ${statePath}`);
+    expect(readFileSync(statePath, 'utf8')).toBe('null');
+
+    writeFileSync(statePath, original);
+    expect(vcnet(['detach', '--sandbox', 'a', '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'b', '--state-dir', stateDir]).status).toBe(0);
+  });
+});
+
+describe('state directory', () => {
+  it("refuses --state-dir '' and an empty VCNET_STATE_DIR, and writes nothing in the current directory", () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const cwd = mkdtempSync(join(tmpdir(), 'vcnet-cwd-'));
+    try {
+      const flag = vcnet(['attach', '--sandbox', 's', '--netns', pod.path, '--state-dir', ''], {}, { cwd });
+      expect(flag.status).toBe(2);
+      expect(flag.stderr).toContain('invalid --state-dir: ""');
+      const environment = vcnet(['attach', '--sandbox', 's', '--netns', pod.path], { VCNET_STATE_DIR: '' }, { cwd });
+      expect(environment.status).toBe(2);
+      expect(environment.stderr).toContain('invalid VCNET_STATE_DIR: ""');
+      const detach = vcnet(['detach', '--sandbox', 's'], { VCNET_STATE_DIR: '' }, { cwd });
+      expect(detach.status).toBe(2);
+      expect(readdirSync(cwd)).toEqual([]);
+      expect(fingerprint(pod)).toEqual(before);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});

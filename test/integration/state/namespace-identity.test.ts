@@ -1,0 +1,157 @@
+/**
+ * A record names its namespace by identity: a path that now names another namespace is refused and
+ * nothing is changed there; FIFOs, files and directories are refused without blocking; a pinned
+ * path is recorded in place of /proc/PID/ns/net.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createNamespace, deleteNamespace } from '../../../src/netns/namespace.js';
+import {
+  NamespaceChangedError,
+  NamespaceGoneError,
+  openNamespaceForRecord,
+  openNetworkNamespace,
+  openRecordedNamespace,
+} from '../../../src/netns/namespace-identity.js';
+import { CLI, vcnet } from '../../helpers/cli.js';
+import { cleanupNamespaces, makeNamespace, namespaceView } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+let work: string;
+const processes: ChildProcess[] = [];
+const extraNamespaces: string[] = [];
+
+beforeEach(() => {
+  work = mkdtempSync(join(tmpdir(), 'vcnet-identity-'));
+});
+
+afterEach(() => {
+  for (const child of processes.splice(0)) child.kill('SIGKILL');
+  for (const path of extraNamespaces.splice(0)) deleteNamespace(path);
+  cleanupNamespaces();
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** A process in a namespace of its own that no /var/run/netns entry pins. */
+async function unpinnedNamespaceProcess(): Promise<ChildProcess> {
+  const child = spawn('unshare', ['--net', 'sh', '-c', 'echo ready; exec sleep 120'], { stdio: 'pipe' });
+  processes.push(child);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('error', reject);
+  });
+  return child;
+}
+
+describe('opening a namespace path', () => {
+  it('refuses a FIFO, a regular file, a directory and a missing path, naming it, without blocking', () => {
+    const fifo = join(work, 'fifo');
+    spawnSync('mkfifo', [fifo]);
+    const file = join(work, 'file');
+    writeFileSync(file, 'not a namespace');
+    const directory = join(work, 'dir');
+    mkdirSync(directory);
+    const cases: Array<[string, RegExp]> = [
+      [fifo, /is a FIFO, not a network namespace/],
+      [file, /is a regular file, not a network namespace/],
+      [directory, /is a directory, not a network namespace/],
+      [join(work, 'missing'), /is missing, not a network namespace/],
+      ['/proc/self/ns/mnt', /is a namespace of another type, not a network namespace/],
+    ];
+    for (const [path, message] of cases) {
+      // Through the CLI with a deadline: a blocking open of the FIFO would be killed, not refused.
+      const result = spawnSync(
+        process.execPath,
+        [CLI, 'attach', '--sandbox', 'x', '--netns', path, '--state-dir', join(work, 'state')],
+        { encoding: 'utf8', timeout: 20_000 },
+      );
+      expect(result.signal).toBeNull();
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain(JSON.stringify(path));
+      expect(result.stderr).toMatch(message);
+      expect(() => openNetworkNamespace(path).close()).toThrow(message);
+    }
+    expect(existsSync(join(work, 'state', 'x'))).toBe(false);
+  });
+
+  it('records the pinned /var/run/netns path when given /proc/PID/ns/net of the same namespace', async () => {
+    const pod = makeNamespace('pin');
+    const child = spawn('ip', ['netns', 'exec', pod.name, 'sh', '-c', 'echo ready; exec sleep 120'], { stdio: 'pipe' });
+    processes.push(child);
+    await new Promise<void>((resolve) => child.stdout?.once('data', () => resolve()));
+    const opened = openNamespaceForRecord(`/proc/${child.pid}/ns/net`);
+    try {
+      expect(opened.identity.path).toBe(pod.path);
+      expect(opened.identity.cookie).toMatch(/^\d+$/);
+    } finally {
+      opened.close();
+    }
+    // A namespace nobody pinned keeps the path it was given.
+    const unpinned = await unpinnedNamespaceProcess();
+    const alone = openNamespaceForRecord(`/proc/${unpinned.pid}/ns/net`);
+    expect(alone.identity.path).toBe(`/proc/${unpinned.pid}/ns/net`);
+    alone.close();
+  });
+});
+
+describe('a recorded namespace', () => {
+  it('is refused when its path now names another namespace, and nothing is changed there', () => {
+    const { pod } = makePod();
+    const stateDir = join(work, 'state');
+    const attached = vcnet(['attach', '--sandbox', 'sb', '--netns', pod.path, '--state-dir', stateDir]);
+    expect(attached.status).toBe(0);
+    const statePath = join(stateDir, 'sb', 'state.json');
+    const record = readFileSync(statePath, 'utf8');
+
+    // The pod goes; a new namespace is mounted at the same path, with the names the record lists.
+    pod.delete();
+    const replacement = namespaceView(pod.name, createNamespace(pod.name));
+    extraNamespaces.push(replacement.path);
+    const node = makeNamespace('node2');
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', replacement.name]);
+    replacement.exec('ip', ['link', 'set', 'eth0', 'up']);
+    replacement.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth0']);
+    replacement.exec('ip', ['tuntap', 'add', 'tap0_kata', 'mode', 'tap']);
+    replacement.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+    const before = fingerprint(replacement);
+
+    const detached = vcnet(['detach', '--sandbox', 'sb', '--state-dir', stateDir]);
+    expect(detached.status).toBe(1);
+    expect(detached.stderr).toContain(`${pod.path} is no longer the namespace recorded in ${statePath}`);
+    expect(detached.stderr).not.toMatch(/\bE[A-Z]{3,}\b/);
+    expect(fingerprint(replacement)).toEqual(before);
+    expect(readFileSync(statePath, 'utf8')).toBe(record);
+
+    const parsed = JSON.parse(record);
+    expect(() => openRecordedNamespace(parsed.namespace, statePath)).toThrow(NamespaceChangedError);
+  });
+
+  it('is reported gone when the process whose namespace it was has exited', async () => {
+    const holder = await unpinnedNamespaceProcess();
+    const node = makeNamespace('node');
+    node.exec('ip', ['link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(holder.pid)]);
+    const path = `/proc/${holder.pid}/ns/net`;
+    const stateDir = join(work, 'state');
+    const attached = vcnet(['attach', '--sandbox', 'sb', '--netns', path, '--state-dir', stateDir, '--model', 'none']);
+    expect(attached.stderr).toBe('');
+    const statePath = join(stateDir, 'sb', 'state.json');
+    const record = JSON.parse(readFileSync(statePath, 'utf8'));
+    expect(record.namespace.path).toBe(path);
+    expect(record.network.config.namespacePath).toBe(path);
+
+    holder.kill('SIGKILL');
+    await new Promise((resolve) => holder.once('exit', resolve));
+    expect(() => openRecordedNamespace(record.namespace, statePath)).toThrow(NamespaceGoneError);
+    const detached = vcnet(['detach', '--sandbox', 'sb', '--state-dir', stateDir]);
+    expect(detached.stderr).not.toMatch(/\bE[A-Z]{3,}\b/);
+  });
+
+  it('is never the caller namespace: an empty recorded path is refused', () => {
+    expect(() => openRecordedNamespace({ path: '', dev: 1, ino: 1 }, '/x/state.json')).toThrow(
+      /namespace path recorded in \/x\/state.json "" is empty/,
+    );
+  });
+});

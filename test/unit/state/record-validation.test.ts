@@ -1,0 +1,198 @@
+/**
+ * Records are checked before anything acts on them: damaged, foreign, future and empty records are
+ * refused with an error naming the file and the field; empty state directories are refused.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { cniContentSchema, sandboxContentSchema } from '../../../src/network/state/network-content-schema.js';
+import { parseRecord, StateInvalidError, salvageNamespace } from '../../../src/network/state/record-envelope.js';
+import { SandboxStore, stateDirectory } from '../../../src/network/state-store.js';
+
+const FILE = '/run/vcnet/sandboxes/a/state.json';
+
+function sandboxRecord(id = 'a'): Record<string, unknown> {
+  const namespacePath = '/var/run/netns/pod-a';
+  return {
+    version: 2,
+    id,
+    namespace: { path: namespacePath, dev: 4, ino: 4026532300, cookie: '4711' },
+    createdAt: '2026-11-30T12:00:00.000Z',
+    network: {
+      version: 1,
+      config: {
+        namespacePath,
+        model: 'tcfilter',
+        namespaceCreatedByVcnet: false,
+        disableNewNetns: false,
+        queues: 1,
+        vhostNet: 'auto',
+      },
+      endpoints: [
+        {
+          version: 1,
+          type: 'virtual',
+          index: 0,
+          name: 'eth0',
+          properties: { link: { name: 'eth0', index: 2 }, addresses: [], routes: [], neighbours: [] },
+          plumbing: {
+            model: 'tcfilter',
+            steps: [
+              { step: 'create-link', name: 'tap0_kata', kind: 'tap' },
+              { step: 'add-qdisc', link: 'eth0', handle: 0xffff0000, parent: 0xfffffff1, kind: 'ingress' },
+            ],
+            tapName: 'tap0_kata',
+            tapIndex: 3,
+            guestHardwareAddress: '02:00:00:00:00:01',
+            queues: 1,
+          },
+        },
+      ],
+    },
+    hypervisor: { kind: 'qemu' },
+  };
+}
+
+function refusal(text: string, expectedId = 'a'): StateInvalidError {
+  try {
+    parseRecord(text, FILE, { expectedId, content: sandboxContentSchema });
+  } catch (error) {
+    expect(error).toBeInstanceOf(StateInvalidError);
+    return error as StateInvalidError;
+  }
+  throw new Error('the record was accepted');
+}
+
+describe('parseRecord', () => {
+  it('accepts a complete record and returns envelope and content', () => {
+    const record = parseRecord(JSON.stringify(sandboxRecord()), FILE, {
+      expectedId: 'a',
+      content: sandboxContentSchema,
+    });
+    expect(record.namespace).toEqual({ path: '/var/run/netns/pod-a', dev: 4, ino: 4026532300, cookie: '4711' });
+    expect(record.network.endpoints[0]?.plumbing?.steps).toHaveLength(2);
+  });
+
+  it.each([
+    ['null', 'null', '(top level)'],
+    ['an array', '[]', '(top level)'],
+    ['a string', '"x"', '(top level)'],
+    ['truncated JSON', JSON.stringify(sandboxRecord()).slice(0, 80), 'not valid JSON'],
+    ['version 99', JSON.stringify({ ...sandboxRecord(), version: 99 }), 'field version'],
+    ['version 1 (no namespace identity)', JSON.stringify({ ...sandboxRecord(), version: 1 }), 'field version'],
+  ])('refuses %s, naming the file and the field', (_label, text, field) => {
+    const error = refusal(text);
+    expect(error.code).toBe('VCNET_STATE_INVALID');
+    expect(error.message).toContain(FILE);
+    expect(error.message).toContain(field);
+  });
+
+  it('refuses the record of another sandbox copied into this one', () => {
+    const error = refusal(JSON.stringify(sandboxRecord('b')), 'a');
+    expect(error.field).toBe('id');
+    expect(error.message).toMatch(/field id is "b", but this is the record of "a"/);
+  });
+
+  it('refuses a record without steps, naming the path to the field', () => {
+    const record = sandboxRecord();
+    const endpoint = (record.network as { endpoints: Array<{ plumbing: Record<string, unknown> }> }).endpoints[0]!;
+    delete endpoint.plumbing.steps;
+    expect(refusal(JSON.stringify(record)).field).toBe('network.endpoints.0.plumbing.steps');
+    const noEndpoints = sandboxRecord();
+    delete (noEndpoints.network as Record<string, unknown>).endpoints;
+    expect(refusal(JSON.stringify(noEndpoints)).field).toBe('network.endpoints');
+    const noNetwork = sandboxRecord();
+    delete noNetwork.network;
+    expect(refusal(JSON.stringify(noNetwork)).field).toBe('network');
+  });
+
+  it('refuses a record whose namespace is missing, empty or unlike the network it describes', () => {
+    const missing = sandboxRecord();
+    delete missing.namespace;
+    expect(refusal(JSON.stringify(missing)).field).toBe('namespace');
+    const empty = sandboxRecord();
+    (empty.namespace as Record<string, unknown>).path = '';
+    expect(refusal(JSON.stringify(empty)).field).toBe('namespace.path');
+    const noInode = sandboxRecord();
+    delete (noInode.namespace as Record<string, unknown>).ino;
+    expect(refusal(JSON.stringify(noInode)).field).toBe('namespace.ino');
+    const elsewhere = sandboxRecord();
+    (elsewhere.namespace as Record<string, unknown>).path = '/var/run/netns/other';
+    expect(refusal(JSON.stringify(elsewhere)).field).toBe('network.config.namespacePath');
+  });
+
+  it('refuses an unknown plumbing step', () => {
+    const record = sandboxRecord();
+    const endpoint = (record.network as { endpoints: Array<{ plumbing: { steps: unknown[] } }> }).endpoints[0]!;
+    endpoint.plumbing.steps.push({ step: 'format-disk' });
+    expect(refusal(JSON.stringify(record)).field).toBe('network.endpoints.0.plumbing.steps.2.step');
+  });
+
+  it('validates CNI records with their own content schema', () => {
+    const { hypervisor: _, ...rest } = sandboxRecord('ctr-1');
+    const record = { ...rest, interfaceName: 'eth0', networkName: 'pods' };
+    expect(
+      parseRecord(JSON.stringify(record), FILE, { expectedId: 'ctr-1', content: cniContentSchema }).interfaceName,
+    ).toBe('eth0');
+    expect(() =>
+      parseRecord(JSON.stringify({ ...record, interfaceName: undefined }), FILE, {
+        expectedId: 'ctr-1',
+        content: cniContentSchema,
+      }),
+    ).toThrow(/field interfaceName/);
+  });
+
+  it('salvages the namespace of a damaged record when that part is readable', () => {
+    const record = sandboxRecord();
+    delete record.network;
+    expect(salvageNamespace(JSON.stringify(record))).toEqual({ dev: 4, ino: 4026532300 });
+    expect(salvageNamespace('{"namespace": {"path": "/x"')).toBeUndefined();
+  });
+});
+
+describe('SandboxStore', () => {
+  let root: string;
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'vcnet-state-unit-'));
+  });
+  afterEach(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('reads a valid record, and refuses a damaged one without changing the file', () => {
+    const store = new SandboxStore('a', root);
+    expect(store.read()).toBeUndefined();
+    store.write(sandboxRecord());
+    expect(store.read<{ id: string }>()?.id).toBe('a');
+    mkdirSync(join(root, 'b'));
+    writeFileSync(join(root, 'b', 'state.json'), JSON.stringify(sandboxRecord('a')));
+    const copied = new SandboxStore('b', root);
+    expect(() => copied.read()).toThrow(`state file ${join(root, 'b', 'state.json')}: field id`);
+    expect(JSON.parse(readFileSync(copied.statePath, 'utf8')).id).toBe('a');
+  });
+
+  it('keeps the lock beside the sandbox directory, never inside it', () => {
+    const store = new SandboxStore('a', root);
+    expect(store.lockPath.startsWith(store.directory)).toBe(false);
+    expect(store.lockPath).toBe(join(root, '.locks', 'a'));
+  });
+});
+
+describe('stateDirectory', () => {
+  const saved = process.env.VCNET_STATE_DIR;
+  afterEach(() => {
+    if (saved === undefined) delete process.env.VCNET_STATE_DIR;
+    else process.env.VCNET_STATE_DIR = saved;
+  });
+
+  it("refuses --state-dir '' and an empty VCNET_STATE_DIR, naming them", () => {
+    expect(() => stateDirectory('')).toThrow(/invalid --state-dir: ""/);
+    process.env.VCNET_STATE_DIR = '';
+    expect(() => stateDirectory()).toThrow(/invalid VCNET_STATE_DIR: ""/);
+    process.env.VCNET_STATE_DIR = 'relative/dir';
+    expect(stateDirectory()).toBe(join(process.cwd(), 'relative/dir'));
+    delete process.env.VCNET_STATE_DIR;
+    expect(stateDirectory()).toBe('/run/vcnet/sandboxes');
+  });
+});
