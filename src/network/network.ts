@@ -21,8 +21,9 @@ import { TapEndpoint } from './endpoints/tap-endpoint.js';
 import { TuntapEndpoint } from './endpoints/tuntap-endpoint.js';
 import { VethEndpoint } from './endpoints/veth-endpoint.js';
 import { VhostUserEndpoint } from './endpoints/vhost-user-endpoint.js';
-import type { AttachHooks, PlumbingContext } from './models/plumbing-context.js';
+import type { PlumbingContext } from './models/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
+import { RollbackIncompleteError } from './plan/apply.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
 import { interfacesOf } from './scan.js';
 
@@ -40,7 +41,6 @@ export interface AddEndpointsOptions {
   /** Plug the NICs into this running VM as they are attached. */
   hotplug?: HotplugTarget;
   keepFds?: boolean;
-  hooks?: AttachHooks;
   /** Guest names by pod interface name (add-iface's `name`). */
   guestNames?: Record<string, string>;
   requestedType?: EndpointType;
@@ -105,8 +105,8 @@ export class Network {
       keepFds: options.keepFds ?? false,
       vhostNet: this.config.vhostNet,
       qdiscs: snapshot.qdiscs,
+      snapshot,
       ...(this.config.rateLimit ? { rateLimit: this.config.rateLimit } : {}),
-      ...(options.hooks ? { hooks: options.hooks } : {}),
       ...(options.journal ? { journal: () => options.journal?.(this) } : {}),
     };
     const added: Endpoint[] = [];
@@ -134,8 +134,13 @@ export class Network {
             },
           );
         } catch (error) {
-          this.list.splice(this.list.indexOf(endpoint), 1);
-          log.warn({ endpoint: info.link.name, err: error }, 'attach failed; what it made was removed');
+          if (error instanceof RollbackIncompleteError) {
+            // Kept in the list with what is left, so the record names it for detach and gc.
+            log.error({ endpoint: info.link.name, err: error }, 'attach failed and its undo was refused');
+          } else {
+            this.list.splice(this.list.indexOf(endpoint), 1);
+            log.warn({ endpoint: info.link.name, err: error }, 'attach failed; what it made was removed');
+          }
           throw error;
         }
         log.info(
@@ -161,7 +166,7 @@ export class Network {
   /** A link vcnet itself made (a tap, macvtap or ifb of an attached endpoint) is not a pod interface. */
   private isOurs(info: NetworkInfo): boolean {
     return this.list.some((endpoint) =>
-      endpoint.plumbing?.steps.some((step) => step.step === 'create-link' && step.name === info.link.name),
+      endpoint.records.some((step) => step.step === 'create-link' && step.name === info.link.name),
     );
   }
 
@@ -192,7 +197,7 @@ export class Network {
           await hotplug.unplugNetworkDevice(endpoint.deviceId).catch(() => undefined);
       }
     }
-    const steps = endpoints.flatMap((endpoint) => endpoint.plumbing?.steps ?? []);
+    const steps = endpoints.flatMap((endpoint) => endpoint.records);
     for (const endpoint of endpoints) endpoint.closeFds();
     const report = await undoPlumbing(this.handle, steps);
     log.info(
@@ -204,12 +209,11 @@ export class Network {
       },
       'endpoints detached',
     );
-    if (report.failures.length === 0) {
-      for (const endpoint of endpoints) {
-        endpoint.markDetached();
-        const position = this.list.indexOf(endpoint);
-        if (position >= 0) this.list.splice(position, 1);
-      }
+    // What went is forgotten; what the kernel refused stays recorded on its endpoint.
+    for (const endpoint of endpoints) {
+      if (endpoint.keepLeft(report.left)) continue;
+      const position = this.list.indexOf(endpoint);
+      if (position >= 0) this.list.splice(position, 1);
     }
     return report;
   }

@@ -6,7 +6,6 @@ import { VcnetError } from '../errors.js';
 import { type NetworkConfig, validateNetworkConfig } from './config.js';
 import type { Endpoint, HotplugTarget } from './endpoints/endpoint.js';
 import { type GuestNetwork, type GuestRoute, generateGuestNetwork } from './guest.js';
-import type { AttachHooks } from './models/plumbing-context.js';
 import { Network, type NetworkState } from './network.js';
 import type { UndoReport } from './plumbing.js';
 import { SandboxStore } from './state-store.js';
@@ -49,7 +48,7 @@ export class SandboxExistsError extends VcnetError {
 export async function attachSandbox(
   id: string,
   config: NetworkConfig,
-  options: { stateDirectory?: string; hooks?: AttachHooks; hypervisor?: HypervisorRecord; agentSocket?: string } = {},
+  options: { stateDirectory?: string; hypervisor?: HypervisorRecord; agentSocket?: string } = {},
 ): Promise<AttachResult> {
   validateNetworkConfig(config);
   const store = new SandboxStore(id, options.stateDirectory);
@@ -70,12 +69,13 @@ export async function attachSandbox(
       store.write(record());
       try {
         await network.addEndpoints({
-          ...(options.hooks ? { hooks: options.hooks } : {}),
           // Every step is on disk before it is sent: a crash leaves nothing detach cannot find.
           journal: () => store.write(record()),
         });
       } catch (error) {
-        store.remove();
+        // A refused undo leaves endpoints with what is left: their record stays for detach and gc.
+        if (network.endpoints().length > 0) store.write(record());
+        else store.remove();
         throw error;
       }
       store.write(record());

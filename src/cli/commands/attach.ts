@@ -1,30 +1,10 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
-import type { AttachHooks } from '../../network/models/plumbing-context.js';
 import { attachSandbox } from '../../network/sandbox.js';
 import { stateDirectory } from '../../network/state-store.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
 import { type NetworkFlags, networkConfigFromFlags } from '../options.js';
 import { print, printJson, table } from '../output.js';
-
-/**
- * For crash tests only: VCNET_FAULT_PAUSE_AFTER_TAP=<tap name>:<ms> makes attach sleep after creating
- * that tap, so a test can kill -9 the process half way and check that detach and gc clean up.
- */
-function faultInjectionHooks(): { hooks?: AttachHooks } {
-  const [tapName, milliseconds] = (process.env.VCNET_FAULT_PAUSE_AFTER_TAP ?? '').split(':');
-  const pause = Number(milliseconds);
-  if (!tapName || !(pause > 0)) return {};
-  return {
-    hooks: {
-      afterTapCreated: async (tap) => {
-        if (tap !== tapName) return;
-        process.stderr.write(`vcnet: fault injection: paused after creating ${tap}\n`);
-        await new Promise((resolve) => setTimeout(resolve, pause));
-      },
-    },
-  };
-}
 
 export function registerAttach(program: Command): void {
   program
@@ -68,7 +48,6 @@ export function registerAttach(program: Command): void {
           stateDirectory: stateDirectory(options.stateDir),
           hypervisor: { kind: hypervisor, ...(options.qmp ? { controlSocket: options.qmp } : {}) },
           ...(options.agent ? { agentSocket: options.agent } : {}),
-          ...faultInjectionHooks(),
         });
         const devices = hypervisorDeviceConfig(hypervisor, result.endpoints);
         const endpoints = result.endpoints.map((endpoint) => ({

@@ -10,6 +10,7 @@ import type { InterworkingModel } from '../interworking-model.js';
 import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
 import { AttachError, closeFds } from '../models/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
+import { RollbackIncompleteError } from '../plan/apply.js';
 import { type PlumbingStep, type UndoReport, undoPlumbing } from '../plumbing.js';
 
 /** The hypervisor-neutral NIC description handed to src/hypervisor (its NetworkDevice). */
@@ -119,20 +120,25 @@ export abstract class Endpoint {
     try {
       this.plumbing = await this.build(journaled);
     } catch (error) {
-      throw error instanceof AttachError ? error : new AttachError(this.properties.link.name, error as Error, true);
-    } finally {
+      if (error instanceof RollbackIncompleteError) {
+        // The undo was refused: keep exactly what is left, for detach and gc.
+        this.pendingSteps = error.left;
+        throw error;
+      }
       this.pendingSteps = undefined;
+      throw error instanceof AttachError ? error : new AttachError(this.properties.link.name, error as Error, true);
     }
+    this.pendingSteps = undefined;
     return this.plumbing;
   }
 
   /** Undoes exactly what attach made. Safe to call twice, and after a crash (from loaded state). */
   async detach(handle: NetlinkHandle): Promise<UndoReport> {
     const plumbing = this.plumbing;
-    if (!plumbing) return { undone: 0, alreadyGone: 0, failures: [] };
+    if (!plumbing) return { undone: 0, alreadyGone: 0, failures: [], left: [] };
     this.closeFds();
     const report = await undoPlumbing(handle, plumbing.steps);
-    if (report.failures.length === 0) this.plumbing = undefined;
+    this.keepLeft(report.left);
     return report;
   }
 
@@ -149,6 +155,25 @@ export abstract class Endpoint {
   markDetached(): void {
     this.closeFds();
     this.plumbing = undefined;
+    this.pendingSteps = undefined;
+  }
+
+  /** After an undo: forgets what went, keeps the records of what the kernel refused to remove. */
+  keepLeft(left: readonly PlumbingStep[]): boolean {
+    const mine = new Set<PlumbingStep>([...(this.plumbing?.steps ?? []), ...(this.pendingSteps ?? [])]);
+    const kept = left.filter((step) => mine.has(step));
+    if (kept.length === 0) {
+      this.markDetached();
+      return false;
+    }
+    if (this.plumbing) this.plumbing.steps = kept;
+    else this.pendingSteps = kept;
+    return true;
+  }
+
+  /** The records of everything this endpoint may have made (attached, or an attach cut short). */
+  get records(): readonly PlumbingStep[] {
+    return this.plumbing?.steps ?? this.pendingSteps ?? [];
   }
 
   /** Attaches and plugs the NIC into a running VM; a failed plug removes the plumbing again. */
