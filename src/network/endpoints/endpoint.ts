@@ -8,9 +8,11 @@ import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { NetworkInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
 import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
-import { AttachError, closeFds } from '../models/plumbing-context.js';
+import { AttachError, attachByPlan, closeFds, planEndpoint } from '../models/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
 import { RollbackIncompleteError } from '../plan/apply.js';
+import type { AttachRequest } from '../plan/plan-attach.js';
+import type { Plan } from '../plan/types.js';
 import { type PlumbingStep, type UndoReport, undoPlumbing } from '../plumbing.js';
 
 /** The hypervisor-neutral NIC description handed to src/hypervisor (its NetworkDevice). */
@@ -105,8 +107,26 @@ export abstract class Endpoint {
     return this.pair?.model;
   }
 
-  /** Builds the host plumbing for this endpoint. */
+  /** What this endpoint asks the plumbing planner for; undefined when the VM uses the device as it is. */
+  attachRequest(): AttachRequest | undefined {
+    return undefined;
+  }
+
+  /** The plan of this endpoint's plumbing (nothing is changed); undefined when there is nothing to build. */
+  async plan(context: PlumbingContext): Promise<Plan | undefined> {
+    const request = this.attachRequest();
+    return request ? planEndpoint(context, request) : undefined;
+  }
+
+  /** Builds the host plumbing for this endpoint (buildByPlan, or the device as it is). */
   protected abstract build(context: PlumbingContext): Promise<AttachedPlumbing>;
+
+  /** The plan of attachRequest(), applied. */
+  protected buildByPlan(context: PlumbingContext): Promise<AttachedPlumbing> {
+    const request = this.attachRequest();
+    if (!request) throw new Error(`${this.type} endpoint ${this.properties.link.name} has nothing to build`);
+    return attachByPlan(context, request);
+  }
 
   async attach(context: PlumbingContext): Promise<AttachedPlumbing> {
     if (this.plumbing) return this.plumbing;
