@@ -11,7 +11,7 @@
 import { readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NetworkState } from '../network/network.js';
-import { SandboxStore } from '../network/state-store.js';
+import { SandboxStore } from '../network/state/store.js';
 
 export const CNI_STATE_VERSION = 1;
 

@@ -13,7 +13,7 @@ import { NetlinkHandle } from '../netlink/handle.js';
 import { NETNS_RUN_DIRECTORY } from '../netns/namespace.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
 import type { SandboxState } from './sandbox.js';
-import { SandboxStore, stateDirectory } from './state-store.js';
+import { SandboxStore, stateDirectory } from './state/store.js';
 
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'state';

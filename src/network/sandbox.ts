@@ -8,7 +8,7 @@ import type { Endpoint, HotplugTarget } from './endpoints/endpoint.js';
 import { type GuestNetwork, type GuestRoute, generateGuestNetwork } from './guest.js';
 import { Network, type NetworkState } from './network.js';
 import type { UndoReport } from './plumbing.js';
-import { SandboxStore } from './state-store.js';
+import { SandboxStore } from './state/store.js';
 
 export const SANDBOX_STATE_VERSION = 1;
 

@@ -26,7 +26,7 @@ import { Network } from '../network/network.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
 import type { SandboxState } from '../network/sandbox.js';
 import { interfacesOf } from '../network/scan.js';
-import { SandboxStore } from '../network/state-store.js';
+import { SandboxStore } from '../network/state/store.js';
 
 export class SandboxNotFoundError extends VcnetError {
   constructor(id: string, path: string) {

@@ -9,7 +9,7 @@ import { generateGuestNetwork } from '../network/guest.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import type { SandboxState } from '../network/sandbox.js';
-import { SandboxStore } from '../network/state-store.js';
+import { SandboxStore } from '../network/state/store.js';
 import { operationLogger } from '../observability/logger.js';
 import { connectVirtualMachine, SandboxNotFoundError, withSandbox } from './sandbox-interfaces.js';
 

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { QmpClient } from '../../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
 import { detachSandbox } from '../../network/sandbox.js';
-import { stateDirectory } from '../../network/state-store.js';
+import { stateDirectory } from '../../network/state/store.js';
 import { print, printJson } from '../output.js';
 
 export function registerDetach(program: Command): void {

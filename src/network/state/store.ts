@@ -20,7 +20,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidInputError, VcnetError } from '../errors.js';
+import { InvalidInputError, VcnetError } from '../../errors.js';
 
 export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
 const SANDBOX_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
