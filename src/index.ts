@@ -26,7 +26,6 @@ export { type InterworkingModel, parseInterworkingModel } from './network/interw
 export { randomPrivateMacAddress } from './network/mac-address.js';
 export { Network, type NetworkState } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
-export { attachSandbox, detachSandbox, readSandbox, type SandboxState } from './network/sandbox.js';
 export { scanNamespace } from './network/scan.js';
 export {
   addInterface,
@@ -35,3 +34,4 @@ export {
   removeInterface,
   updateRoutes,
 } from './sandbox/sandbox-interfaces.js';
+export { attachSandbox, detachSandbox, readSandbox, type SandboxState } from './sandbox/service.js';

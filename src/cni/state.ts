@@ -11,9 +11,10 @@
 import { readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NetworkState } from '../network/network.js';
+import { CNI_RECORD, CNI_STATE_VERSION } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
 
-export const CNI_STATE_VERSION = 1;
+export { CNI_STATE_VERSION };
 
 export interface AttachedDevice {
   /** The tap (tcfilter, none) or macvtap the VM uses. */
@@ -66,7 +67,7 @@ export class AttachmentStore {
   }
 
   read(): CniAttachmentState | undefined {
-    return this.attachment.read<CniAttachmentState>();
+    return this.attachment.read<CniAttachmentState>(CNI_RECORD);
   }
 
   write(state: CniAttachmentState): void {
@@ -85,7 +86,7 @@ export class AttachmentStore {
       .filter((name) => name !== this.interfaceName)
       .flatMap((name) => {
         try {
-          const state = new SandboxStore(name, this.interfacesDirectory).read<CniAttachmentState>();
+          const state = new SandboxStore(name, this.interfacesDirectory).read<CniAttachmentState>(CNI_RECORD);
           return state ? [state] : [];
         } catch {
           return [];

@@ -12,7 +12,7 @@ import type { Link } from '../netlink/codec/link.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { NETNS_RUN_DIRECTORY } from '../netns/namespace.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
-import type { SandboxState } from './sandbox.js';
+import { SANDBOX_RECORD, type SandboxState } from './state/records.js';
 import { SandboxStore, stateDirectory } from './state/store.js';
 
 export interface GarbageItem {
@@ -32,7 +32,7 @@ function sandboxStates(root: string): Array<{ id: string; state: SandboxState | 
   if (!existsSync(root)) return [];
   return readdirSync(root).flatMap((id) => {
     try {
-      return [{ id, state: new SandboxStore(id, root).read<SandboxState>() }];
+      return [{ id, state: new SandboxStore(id, root).read<SandboxState>(SANDBOX_RECORD) }];
     } catch {
       return [{ id, state: undefined }];
     }

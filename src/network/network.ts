@@ -6,7 +6,7 @@
  *   generateGuestNetwork(network.endpoints()) // what the agent should set
  *   await network.removeEndpoints();         // exact detach
  */
-import type { NetlinkHandle } from '../netlink/handle.js';
+import type { NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
 import { operationLogger } from '../observability/logger.js';
 import { withSpan } from '../observability/tracing.js';
@@ -24,10 +24,13 @@ import { VhostUserEndpoint } from './endpoints/vhost-user-endpoint.js';
 import type { PlumbingContext } from './models/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { RollbackIncompleteError } from './plan/apply.js';
+import type { Plan } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
 import { interfacesOf } from './scan.js';
 
-export const NETWORK_STATE_VERSION = 1;
+import { NETWORK_STATE_VERSION } from './state/records.js';
+
+export { NETWORK_STATE_VERSION };
 
 export interface NetworkState {
   version: typeof NETWORK_STATE_VERSION;
@@ -38,6 +41,8 @@ export interface NetworkState {
 export interface AddEndpointsOptions {
   /** Interfaces to add; the namespace is scanned when omitted or empty. */
   interfaces?: NetworkInfo[];
+  /** The scan the caller already made (Network.scan()): the namespace is then not scanned again. */
+  snapshot?: NamespaceSnapshot;
   /** Plug the NICs into this running VM as they are attached. */
   hotplug?: HotplugTarget;
   keepFds?: boolean;
@@ -90,37 +95,14 @@ export class Network {
       netns: this.config.namespacePath,
       operation: options.hotplug ? 'hot-attach' : 'attach',
     });
-    const snapshot = await withSpan('vcnet.scan', { 'vcnet.netns': this.config.namespacePath }, () =>
-      this.handle.snapshot(),
-    );
-    const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
-    const interfaces =
-      options.interfaces && options.interfaces.length > 0
-        ? options.interfaces
-        : interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
-    const context: PlumbingContext = {
-      handle: this.handle,
-      namespacePath: this.config.namespacePath,
-      queues: this.config.queues,
-      keepFds: options.keepFds ?? false,
-      vhostNet: this.config.vhostNet,
-      qdiscs: snapshot.qdiscs,
-      snapshot,
-      ...(this.config.rateLimit ? { rateLimit: this.config.rateLimit } : {}),
-      ...(options.journal ? { journal: () => options.journal?.(this) } : {}),
-    };
+    const snapshot = options.snapshot ?? (await this.scan());
+    const interfaces = this.interfacesToAdd(snapshot, options);
+    const context = this.plumbingContext(snapshot, options);
     const added: Endpoint[] = [];
     try {
       let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
       for (const info of interfaces) {
-        const endpoint = createEndpoint(info, {
-          index: index++,
-          model: this.config.model,
-          pairId: `${this.sandboxId}-${info.link.name}`,
-          ...(options.guestNames?.[info.link.name] ? { guestName: options.guestNames[info.link.name] } : {}),
-          ...(this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {}),
-          ...(options.requestedType ? { requestedType: options.requestedType } : {}),
-        });
+        const endpoint = this.newEndpoint(info, index++, options);
         // Listed before it is attached, so a journal written during the attach includes it.
         this.list.push(endpoint);
         const started = performance.now();
@@ -161,6 +143,67 @@ export class Network {
       throw error;
     }
     return added;
+  }
+
+  /** The namespace as it is now (one dump of each kind); pass it to addEndpoints to scan only once. */
+  scan(): Promise<NamespaceSnapshot> {
+    return withSpan('vcnet.scan', { 'vcnet.netns': this.config.namespacePath }, () => this.handle.snapshot());
+  }
+
+  /** The plans addEndpoints would apply, endpoint by endpoint; nothing is changed. */
+  async planEndpoints(
+    options: Pick<AddEndpointsOptions, 'interfaces' | 'snapshot' | 'firstIndex' | 'guestNames' | 'requestedType'> = {},
+  ): Promise<Array<{ endpoint: Endpoint; plan: Plan | undefined }>> {
+    const snapshot = options.snapshot ?? (await this.scan());
+    const context = this.plumbingContext(snapshot, {});
+    let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
+    const planned = [];
+    for (const info of this.interfacesToAdd(snapshot, options)) {
+      const endpoint = this.newEndpoint(info, index++, options);
+      planned.push({ endpoint, plan: await endpoint.plan(context) });
+    }
+    return planned;
+  }
+
+  private interfacesToAdd(
+    snapshot: NamespaceSnapshot,
+    options: Pick<AddEndpointsOptions, 'interfaces'>,
+  ): NetworkInfo[] {
+    if (options.interfaces && options.interfaces.length > 0) return options.interfaces;
+    const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
+    return interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
+  }
+
+  private plumbingContext(
+    snapshot: NamespaceSnapshot,
+    options: Pick<AddEndpointsOptions, 'keepFds' | 'journal'>,
+  ): PlumbingContext {
+    return {
+      handle: this.handle,
+      namespacePath: this.config.namespacePath,
+      queues: this.config.queues,
+      keepFds: options.keepFds ?? false,
+      vhostNet: this.config.vhostNet,
+      qdiscs: snapshot.qdiscs,
+      snapshot,
+      ...(this.config.rateLimit ? { rateLimit: this.config.rateLimit } : {}),
+      ...(options.journal ? { journal: () => options.journal?.(this) } : {}),
+    };
+  }
+
+  private newEndpoint(
+    info: NetworkInfo,
+    index: number,
+    options: Pick<AddEndpointsOptions, 'guestNames' | 'requestedType'>,
+  ): Endpoint {
+    return createEndpoint(info, {
+      index,
+      model: this.config.model,
+      pairId: `${this.sandboxId}-${info.link.name}`,
+      ...(options.guestNames?.[info.link.name] ? { guestName: options.guestNames[info.link.name] } : {}),
+      ...(this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {}),
+      ...(options.requestedType ? { requestedType: options.requestedType } : {}),
+    });
   }
 
   /** A link vcnet itself made (a tap, macvtap or ifb of an attached endpoint) is not a pod interface. */

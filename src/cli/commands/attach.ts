@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
-import { attachSandbox } from '../../network/sandbox.js';
 import { stateDirectory } from '../../network/state/store.js';
+import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
 import { type NetworkFlags, networkConfigFromFlags } from '../options.js';
 import { print, printJson, table } from '../output.js';
@@ -22,12 +22,17 @@ export function registerAttach(program: Command): void {
     .option('--qmp <socket>', "the running VM's QMP socket (QEMU): later add-iface/del-iface hot-plug through it")
     .option('--agent <socket>', "the guest agent's socket: later changes configure the guest through it")
     .option('--json', 'machine-readable output')
+    .option(
+      '--dry-run',
+      'print the plan, as the ip/tc commands to run inside the namespace (`| ip netns exec NAME sh -e`), and change nothing',
+    )
     .action(
       async (
         options: NetworkFlags & {
           sandbox: string;
           stateDir?: string;
           json?: boolean;
+          dryRun?: boolean;
           hypervisor: string;
           qmp?: string;
           agent?: string;
@@ -44,6 +49,24 @@ export function registerAttach(program: Command): void {
         }
         if (options.qmp && hypervisor !== 'qemu')
           throw new InvalidInputError('--qmp', options.qmp, 'only with --hypervisor qemu');
+        if (options.dryRun) {
+          const planned = await planSandboxAttach(config, options.sandbox);
+          if (options.json) {
+            printJson({ sandbox: options.sandbox, netns: config.namespacePath, dryRun: true, endpoints: planned });
+            return;
+          }
+          print(
+            `# vcnet attach --dry-run: sandbox ${options.sandbox}, namespace ${config.namespacePath}, model ${config.model}`,
+          );
+          print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
+          for (const endpoint of planned) {
+            print(
+              `# ${endpoint.source} (${endpoint.type}): ${endpoint.plan ? `${endpoint.plan.model}, ${endpoint.commands.length} change(s)` : 'used by the VM as it is, nothing to change'}`,
+            );
+            for (const command of endpoint.commands) print(command);
+          }
+          return;
+        }
         const result = await attachSandbox(options.sandbox, config, {
           stateDirectory: stateDirectory(options.stateDir),
           hypervisor: { kind: hypervisor, ...(options.qmp ? { controlSocket: options.qmp } : {}) },

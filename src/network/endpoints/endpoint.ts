@@ -24,7 +24,9 @@ export interface HotplugTarget {
   unplugNetworkDevice(id: string): Promise<void>;
 }
 
-export const ENDPOINT_STATE_VERSION = 1;
+import { ENDPOINT_STATE_VERSION } from '../state/records.js';
+
+export { ENDPOINT_STATE_VERSION };
 
 /** What is persisted per endpoint: enough to detach exactly after the process is gone. */
 export interface EndpointState {

@@ -20,7 +20,15 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import type { z } from 'zod';
 import { InvalidInputError, VcnetError } from '../../errors.js';
+import { anyObject, readRecord } from './records.js';
+
+/** Which record a file holds: its schema and the version this vcnet reads. */
+export interface RecordKind {
+  schema: z.ZodType;
+  version: number;
+}
 
 export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
 const SANDBOX_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -79,26 +87,13 @@ export class SandboxStore {
     return join(this.directory, 'lock');
   }
 
-  read<T>(): T | undefined {
-    let text: string;
-    try {
-      text = readFileSync(this.statePath, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
-    }
-    try {
-      return JSON.parse(text) as T;
-    } catch (error) {
-      throw new VcnetError(
-        'VCNET_STATE_INVALID',
-        `state of sandbox ${this.id} is not valid JSON: ${(error as Error).message}`,
-        {
-          value: this.statePath,
-          hint: 'the file was truncated or edited; `vcnet gc` removes plumbing whose state is unreadable',
-        },
-      );
-    }
+  /**
+   * The record, checked against its schema (network/state/records.ts) when one is given; undefined
+   * when there is none. A damaged record throws StateRecordError naming the file and field.
+   */
+  read<T>(kind?: RecordKind): T | undefined {
+    if (kind) return readRecord<T>(this.statePath, kind.schema, kind.version);
+    return readRecord<T>(this.statePath, anyObject, Number.NaN, { versionless: true });
   }
 
   write(state: unknown): void {
