@@ -11,6 +11,8 @@ import { TC_H_INGRESS } from '../netlink/codec/constants.js';
 import type { Link } from '../netlink/codec/link.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { NETNS_RUN_DIRECTORY } from '../netns/namespace.js';
+import { Network } from './network.js';
+import { describeRecords } from './plan/apply.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
 import { SANDBOX_RECORD, type SandboxState } from './state/records.js';
 import { SandboxStore, stateDirectory } from './state/store.js';
@@ -45,13 +47,19 @@ export async function collectGarbage(
   const root = stateDirectory(options.stateDirectory);
   const report: GarbageReport = { dryRun: options.dryRun ?? false, removed: [], kept: 0 };
   const owned = new Map<string, Set<string>>();
-  for (const { id, state } of sandboxStates(root)) {
+  for (const entry of sandboxStates(root)) {
+    const { id } = entry;
+    let state = entry.state;
     if (!state) continue;
     const namespacePath = state.network.config.namespacePath;
     if (!existsSync(namespacePath)) {
       report.removed.push({ kind: 'state', namespacePath, name: id, detail: 'its namespace is gone' });
       if (!report.dryRun) new SandboxStore(id, root).remove();
       continue;
+    }
+    if (state.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending')) {
+      state = await finishUnfinished(id, root, state, report);
+      if (!state) continue;
     }
     const names = owned.get(namespacePath) ?? new Set<string>();
     for (const endpoint of state.network.endpoints) {
@@ -104,6 +112,53 @@ export async function collectGarbage(
     }
   }
   return report;
+}
+
+/**
+ * A record with endpoints whose attach never completed (a crash, or an undo the kernel refused) and
+ * whose lock is free: nobody is working on it, so gc undoes what those endpoints recorded. Returns the
+ * record as it is afterwards (undefined when it is gone).
+ */
+async function finishUnfinished(
+  id: string,
+  root: string,
+  state: SandboxState,
+  report: GarbageReport,
+): Promise<SandboxState | undefined> {
+  const store = new SandboxStore(id, root);
+  const namespacePath = state.network.config.namespacePath;
+  try {
+    return await store.withLock(async () => {
+      const current = store.read<SandboxState>(SANDBOX_RECORD);
+      if (!current) return undefined;
+      const network = Network.load(current.network, id);
+      try {
+        const unfinished = network.endpoints().filter((endpoint) => endpoint.plumbing?.model === 'pending');
+        for (const endpoint of unfinished) {
+          report.removed.push({
+            kind: 'state',
+            namespacePath,
+            name: id,
+            detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
+          });
+        }
+        if (report.dryRun) return current;
+        await network.removeEndpoints(unfinished);
+        if (network.endpoints().length === 0) {
+          store.remove();
+          return undefined;
+        }
+        const kept = { ...current, network: network.save() };
+        store.write(kept);
+        return kept;
+      } finally {
+        network.close();
+      }
+    }, 0);
+  } catch (error) {
+    if ((error as { code?: string }).code === 'VCNET_SANDBOX_LOCKED') return state; // being changed right now
+    throw error;
+  }
 }
 
 /** Ingress filter priorities on `link` whose every filter redirects to one of `targets`. */
