@@ -10,7 +10,7 @@
  *   `vcnet detach` (again) or `vcnet gc` finish.
  */
 import { existsSync } from 'node:fs';
-import { VcnetError } from '../errors.js';
+import { DetachIncompleteError, VcnetError } from '../errors.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint, HotplugTarget } from '../network/endpoints/endpoint.js';
 import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
@@ -42,21 +42,6 @@ export class SandboxExistsError extends VcnetError {
       value: id,
       hint: `detach it first: vcnet detach --sandbox ${id}`,
     });
-  }
-}
-
-/** Undo was refused for some objects: they stay recorded, named here. */
-export class DetachIncompleteError extends VcnetError {
-  constructor(what: string, report: UndoReport, recordPath: string) {
-    const left = describeRecords(report.left);
-    super(
-      'VCNET_DETACH_INCOMPLETE',
-      `${what} left ${left.length} object(s) in place: ${left.join(', ')} (${report.failures.map((failure) => failure.message).join('; ')})`,
-      {
-        value: left,
-        hint: `${recordPath} keeps them: run the command again (what is already gone is skipped), or \`vcnet gc\``,
-      },
-    );
   }
 }
 
@@ -100,7 +85,12 @@ export async function detachRecorded(
   const report = await network.removeEndpoints(options.endpoints ?? [...network.endpoints()], options.hotplug);
   if (report.failures.length > 0) {
     record.persist();
-    throw new DetachIncompleteError(what, report, record.path);
+    throw new DetachIncompleteError(
+      what,
+      report.failures.map((failure) => failure.message),
+      describeRecords(report.left),
+      record.path,
+    );
   }
   if (network.endpoints().length === 0) record.discard();
   else record.persist();

@@ -24,7 +24,7 @@ export function registerAttach(program: Command): void {
     .option('--json', 'machine-readable output')
     .option(
       '--dry-run',
-      'print the plan, as the ip/tc commands to run inside the namespace (`| ip netns exec NAME sh -e`), and change nothing',
+      'print the plan as ip/tc commands to run inside the namespace (pipe them to `ip netns exec NAME sh -e`), and change nothing',
     )
     .action(
       async (

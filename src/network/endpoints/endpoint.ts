@@ -144,7 +144,7 @@ export abstract class Endpoint {
     } catch (error) {
       if (error instanceof RollbackIncompleteError) {
         // The undo was refused: keep exactly what is left, for detach and gc.
-        this.pendingSteps = error.left;
+        this.pendingSteps = error.left as PlumbingStep[];
         throw error;
       }
       this.pendingSteps = undefined;

@@ -8,7 +8,7 @@
  * Detach runs through here as well (undoPlan): "already gone" is every way the kernel says so for
  * the object kind, so undo converges however often it is repeated.
  */
-import { SystemCallError, VcnetError } from '../../errors.js';
+import { RollbackIncompleteError, SystemCallError } from '../../errors.js';
 import { nativeShim } from '../../native/binding.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/traffic-control.js';
@@ -58,24 +58,9 @@ export interface UndoReport {
   left: PlumbingStep[];
 }
 
-export class RollbackIncompleteError extends VcnetError {
-  readonly left: PlumbingStep[];
-  constructor(what: string, cause: Error, report: UndoReport, recordPath?: string) {
-    const objects = describeRecords(report.left);
-    super(
-      'VCNET_ROLLBACK_INCOMPLETE',
-      `${what} failed: ${cause.message}; undoing it failed too (${report.failures.map((failure) => failure.message).join('; ')}): left ${objects.join(', ')}`,
-      {
-        value: objects,
-        hint: `the record${recordPath ? ` (${recordPath})` : ''} keeps what is left: run \`vcnet detach\` (or \`vcnet gc\`) to remove it`,
-        cause,
-      },
-    );
-    this.left = report.left;
-  }
-}
-
 /** Records as the objects they name: "tun tap0_kata", "ingress qdisc on eth0"... */
+export { RollbackIncompleteError } from '../../errors.js';
+
 export function describeRecords(records: readonly PlumbingStep[]): string[] {
   return records.map(describeRecord);
 }
@@ -182,7 +167,15 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     closeFds(tapFds);
     const report = await undoRecords(handle, recordsOf(completed));
     context.journal?.(report.left);
-    if (report.left.length > 0) throw new RollbackIncompleteError('attach', error as Error, report);
+    if (report.left.length > 0) {
+      throw new RollbackIncompleteError(
+        'attach',
+        error as Error,
+        report.failures.map((failure) => failure.message),
+        describeRecords(report.left),
+        report.left,
+      );
+    }
     throw error;
   }
 }
