@@ -17,6 +17,7 @@ import {
 import type { Link } from '../../../src/netlink/codec/link.js';
 import type { Filter, Qdisc } from '../../../src/netlink/codec/traffic-control.js';
 import { createEndpoint } from '../../../src/network/endpoints/create-endpoint.js';
+import { alreadyDone } from '../../../src/network/plan/apply.js';
 import { commandOf, commandsOf } from '../../../src/network/plan/commands.js';
 import { undoOf } from '../../../src/network/plan/inverse.js';
 import {
@@ -459,5 +460,40 @@ describe('planDetach', () => {
       'ip neigh replace 10.88.0.1 lladdr aa:bb:cc:dd:ee:ff nud permanent dev eth0',
       'ip link del dev tap0_kata',
     ]);
+  });
+});
+
+describe('undo converges: every way the kernel says "already gone"', () => {
+  const pod = { role: 'pod' as const, name: 'eth0', index: 2 };
+  it('treats ENOENT, ENODEV, ESRCH, EADDRNOTAVAIL as gone for every deletion, EINVAL only for qdiscs and filters', () => {
+    const qdisc = {
+      op: 'delete-qdisc' as const,
+      link: pod,
+      kind: 'ingress',
+      handle: INGRESS_HANDLE,
+      parent: TC_H_INGRESS,
+    };
+    const filter = {
+      op: 'delete-filter' as const,
+      link: pod,
+      parent: INGRESS_HANDLE,
+      priority: 1,
+      protocol: ETH_P_ALL,
+      kind: 'u32',
+    };
+    const linkDeletion = { op: 'delete-link' as const, link: pod, kind: 'tun' };
+    for (const errno of ['ENOENT', 'ENODEV', 'ESRCH', 'EADDRNOTAVAIL']) {
+      for (const change of [qdisc, filter, linkDeletion]) expect(alreadyDone(change, errno)).toBe(true);
+    }
+    expect(alreadyDone(qdisc, 'EINVAL')).toBe(true);
+    expect(alreadyDone(filter, 'EINVAL')).toBe(true);
+    expect(alreadyDone(linkDeletion, 'EINVAL')).toBe(false);
+    expect(alreadyDone(linkDeletion, 'EPERM')).toBe(false);
+  });
+
+  it('treats EEXIST as done when putting something back, and nothing else', () => {
+    const address = { op: 'add-address' as const, link: pod, address: { address: '10.0.0.2', prefixLength: 24 } };
+    expect(alreadyDone(address, 'EEXIST')).toBe(true);
+    expect(alreadyDone(address, 'EACCES')).toBe(false);
   });
 });
