@@ -154,4 +154,13 @@ describe('a refused undo', () => {
     expect(readSandbox('partial', stateDir)).toBeUndefined();
     expect(fingerprint(pod)).toEqual(before);
   });
+
+  it('a record whose namespace is gone is dropped by detach, which says so', async () => {
+    const { pod } = makePod();
+    await attachSandbox('orphan', config(pod, 'tcfilter'), { stateDirectory: stateDir });
+    pod.delete();
+    const result = await detachSandbox('orphan', { stateDirectory: stateDir });
+    expect(result).toMatchObject({ found: true, namespaceGone: pod.path });
+    expect(readSandbox('orphan', stateDir)).toBeUndefined();
+  });
 });
