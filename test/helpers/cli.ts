@@ -43,3 +43,11 @@ export function pauseAfterTap(tap: string, milliseconds = 30_000): Record<string
     VCNET_TEST_PAUSE_AFTER_TAP: `${tap}:${milliseconds}`,
   };
 }
+
+/** Environment that makes the vcnet process pause (30 s) before the plan step at `position`. */
+export function pauseAtStep(position: number, milliseconds = 30_000): Record<string, string> {
+  return {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${FAULT_PRELOAD}`.trim(),
+    VCNET_TEST_PAUSE_AT_STEP: `${position}:${milliseconds}`,
+  };
+}
