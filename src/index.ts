@@ -34,4 +34,4 @@ export {
   removeInterface,
   updateRoutes,
 } from './sandbox/sandbox-interfaces.js';
-export { attachSandbox, detachSandbox, readSandbox, type SandboxState } from './sandbox/service.js';
+export { attachSandbox, detachSandbox, planSandboxAttach, readSandbox, type SandboxState } from './sandbox/service.js';
