@@ -5,7 +5,7 @@
  * refused by the kernel too, the error says so (VCNET_ROLLBACK_INCOMPLETE) naming what is left, the
  * record keeps exactly that, and `vcnet gc` (collectGarbage) finishes the job.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -163,4 +163,25 @@ describe('a refused undo', () => {
     expect(result).toMatchObject({ found: true, namespaceGone: pod.path });
     expect(readSandbox('orphan', stateDir)).toBeUndefined();
   });
+
+  for (const model of ['tcfilter', 'macvtap'] as const) {
+    it(`${model}: a detach whose batch was sent but whose record stayed (kill -9 then) converges when run again`, async () => {
+      const { pod } = makePod({ interfaces: 2 });
+      const before = fingerprint(pod);
+      await attachSandbox('again', config(pod, model), { stateDirectory: stateDir });
+      const record = readFileSync(join(stateDir, 'again', 'state.json'), 'utf8');
+      await detachSandbox('again', { stateDirectory: stateDir });
+      // As if the process died after the kernel took the undo batch and before the record went.
+      mkdirSync(join(stateDir, 'again'), { recursive: true });
+      writeFileSync(join(stateDir, 'again', 'state.json'), record);
+      const again = await detachSandbox('again', { stateDirectory: stateDir });
+      expect(again.report?.failures).toEqual([]);
+      expect(readSandbox('again', stateDir)).toBeUndefined();
+      expect(fingerprint(pod)).toEqual(before);
+      // The id is free again.
+      await attachSandbox('again', config(pod, model), { stateDirectory: stateDir });
+      await detachSandbox('again', { stateDirectory: stateDir });
+      expect(fingerprint(pod)).toEqual(before);
+    });
+  }
 });
