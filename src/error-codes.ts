@@ -138,6 +138,13 @@ export const ErrorCodes = {
     cni: 'ATTACH_FAILED',
     agent: 'INTERNAL',
   },
+  VCNET_ROLLBACK_INCOMPLETE: {
+    meaning: 'an attach failed and undoing it was refused too: the record keeps what is left',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'ATTACH_FAILED',
+    agent: 'INTERNAL',
+  },
   VCNET_DETACH_INCOMPLETE: {
     meaning: 'some recorded changes could not be undone; the state file keeps them',
     role: 'specific',

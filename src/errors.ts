@@ -216,3 +216,37 @@ function outcomeOf(code: ErrorCode, decidedBy: unknown): ErrorClassification {
   const { exit, cni, agent } = ErrorCodes[code];
   return { code, errno: errnoOf(decidedBy), decidedBy, exit, cni, agent };
 }
+
+/**
+ * An attach failed and undoing it was refused too: `left` names what is still there, and the
+ * record keeps exactly that for `vcnet detach` or `vcnet gc`.
+ */
+export class RollbackIncompleteError extends VcnetError {
+  readonly left: unknown[];
+  constructor(what: string, cause: Error, failures: string[], leftObjects: string[], left: unknown[]) {
+    super(
+      'VCNET_ROLLBACK_INCOMPLETE',
+      `${what} failed: ${cause.message}; undoing it failed too (${failures.join('; ')}): left ${leftObjects.join(', ')}`,
+      {
+        value: leftObjects,
+        hint: 'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed',
+        cause,
+      },
+    );
+    this.left = left;
+  }
+}
+
+/** A detach (or DEL, del-iface) whose undo the kernel refused in part: the record keeps what is left. */
+export class DetachIncompleteError extends VcnetError {
+  constructor(what: string, failures: string[], leftObjects: string[], recordPath: string) {
+    super(
+      'VCNET_DETACH_INCOMPLETE',
+      `${what} left ${leftObjects.length} object(s) in place: ${leftObjects.join(', ')} (${failures.join('; ')})`,
+      {
+        value: leftObjects,
+        hint: `${recordPath} keeps them: run the command again (what is already gone is skipped), or \`vcnet gc\``,
+      },
+    );
+  }
+}

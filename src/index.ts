@@ -52,6 +52,7 @@ export {
   type CniOutcome,
   causeChain,
   classifyError,
+  DetachIncompleteError,
   type ErrorClassification,
   type ErrorCode,
   type ErrorCodeInfo,
@@ -60,6 +61,7 @@ export {
   errnoOf,
   InvalidInputError,
   isErrorCode,
+  RollbackIncompleteError,
   SystemCallError,
   VcnetError,
   type VcnetErrorOptions,
@@ -142,20 +144,10 @@ export { randomPrivateMacAddress } from './network/mac-address.js';
 export { AttachError } from './network/models/plumbing-context.js';
 export { type AddEndpointsOptions, Network, type NetworkState } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
-// Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
-export {
-  type AttachResult,
-  attachSandbox,
-  type DetachResult,
-  detachSandbox,
-  type HypervisorRecord,
-  readSandbox,
-  SandboxExistsError,
-  type SandboxState,
-} from './network/sandbox.js';
 export { type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
-export { SandboxLockedError } from './network/state-store.js';
+export { StateRecordError } from './network/state/records.js';
+export { SandboxLockedError } from './network/state/store.js';
 export {
   type AddInterfaceResult,
   addInterface,
@@ -165,3 +157,15 @@ export {
   SandboxNotFoundError,
   updateRoutes,
 } from './sandbox/sandbox-interfaces.js';
+// Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
+export {
+  type AttachResult,
+  attachSandbox,
+  type DetachResult,
+  detachSandbox,
+  type HypervisorRecord,
+  planSandboxAttach,
+  readSandbox,
+  SandboxExistsError,
+  type SandboxState,
+} from './sandbox/service.js';

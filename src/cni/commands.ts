@@ -4,9 +4,7 @@
  * Only CNI_IFNAME is attached, never the rest of the namespace (other chains own other interfaces).
  */
 
-import { VcnetError } from '../errors.js';
 import { InterfaceFlag } from '../netlink/codec/constants.js';
-import type { Link } from '../netlink/codec/link.js';
 import { formatHandle } from '../netlink/codec/traffic-control.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { isHostNamespace } from '../netns/namespace.js';
@@ -20,13 +18,12 @@ import {
   sameNamespace,
 } from '../netns/namespace-identity.js';
 import type { NetworkConfig } from '../network/config.js';
-import type { Endpoint } from '../network/endpoints/endpoint.js';
 import { tapName } from '../network/interface-pair.js';
 import { Network } from '../network/network.js';
-import type { NetworkInfo } from '../network/network-info.js';
 import type { PlumbingStep } from '../network/plumbing.js';
 import { ifbName } from '../network/rate-limit.js';
 import { interfacesOf } from '../network/scan.js';
+import { attachRecorded, detachRecorded, type RecordKeeper } from '../sandbox/service.js';
 import {
   type CniConfig,
   type CniEnvironment,
@@ -111,29 +108,6 @@ export async function add(request: CniRequest): Promise<CniResult> {
           { value: environment.interfaceName, hint: 'the runtime must DEL before it ADDs the same interface again' },
         );
       }
-      const scan = NetlinkHandle.open(namespace.opened.entryPath);
-      let snapshotLinks: Link[];
-      let info: NetworkInfo | undefined;
-      try {
-        const snapshot = await scan.snapshot();
-        snapshotLinks = snapshot.links;
-        info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
-      } finally {
-        scan.close();
-      }
-      if (!info) {
-        throw new CniError(
-          CniErrorCode.INTERFACE_NOT_FOUND,
-          'VCNET_CNI_INTERFACE_NOT_FOUND',
-          `no interface ${environment.interfaceName} in ${namespace.path}`,
-          {
-            value: environment.interfaceName,
-            hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
-          },
-        );
-      }
-      const taken = new Set(store.siblings().flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
-      const firstIndex = freeDeviceIndex(new Set(snapshotLinks.map((link) => link.name)), taken);
       const networkConfig: NetworkConfig = {
         namespacePath: namespace.opened.identity.path,
         model: config.model,
@@ -143,10 +117,27 @@ export async function add(request: CniRequest): Promise<CniResult> {
         vhostNet: 'auto',
         ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
       };
+      // One socket and one scan for the whole ADD.
       const network = Network.open(networkConfig, sandboxKey(environment), namespace.opened.entryPath);
       try {
+        const snapshot = await network.scan();
+        const info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
+        if (!info) {
+          throw new CniError(
+            CniErrorCode.INTERFACE_NOT_FOUND,
+            'VCNET_CNI_INTERFACE_NOT_FOUND',
+            `no interface ${environment.interfaceName} in ${namespace.path}`,
+            {
+              value: environment.interfaceName,
+              hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
+            },
+          );
+        }
+        const taken = new Set(store.siblings().flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
+        const firstIndex = freeDeviceIndex(new Set(snapshot.links.map((link) => link.name)), taken);
         const createdAt = new Date().toISOString();
-        const record = (device?: AttachedDevice): CniAttachmentState => ({
+        let device: AttachedDevice | undefined;
+        const record = (): CniAttachmentState => ({
           version: CNI_STATE_VERSION,
           id: environment.containerId,
           namespace: namespace.opened.identity,
@@ -156,25 +147,16 @@ export async function add(request: CniRequest): Promise<CniResult> {
           ...(device ? { device } : {}),
           network: network.save(),
         });
-        // The intent is on disk before the first change, and every step before it is sent: a crash
-        // half way leaves a record DEL can undo.
-        store.write(record());
-        let endpoint: Endpoint | undefined;
-        try {
-          [endpoint] = await network.addEndpoints({
-            interfaces: [info],
-            firstIndex,
-            journal: () => store.write(record()),
-          });
-        } catch (error) {
-          store.remove();
-          throw error;
-        }
+        const keeper: RecordKeeper = {
+          persist: () => store.write(record()),
+          discard: () => store.remove(),
+          path: store.statePath,
+        };
+        const [endpoint] = await attachRecorded(network, { interfaces: [info], firstIndex, snapshot }, keeper);
         const plumbing = endpoint?.plumbing;
         if (!plumbing?.tapName) {
           // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
-          await network.removeEndpoints();
-          store.remove();
+          await detachRecorded(network, `ADD of ${environment.interfaceName}`, keeper);
           throw new CniError(
             CniErrorCode.UNSUPPORTED_INTERFACE,
             'VCNET_CNI_NO_TAP',
@@ -183,12 +165,12 @@ export async function add(request: CniRequest): Promise<CniResult> {
           );
         }
         const deviceLink = await network.handle.linkByIndex(plumbing.tapIndex);
-        const device: AttachedDevice = {
+        device = {
           name: plumbing.tapName,
           mac: deviceLink.address ?? '',
           kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
         };
-        store.write(record(device));
+        keeper.persist();
         // The macvtap model moves the pod interface to another MAC: the result says so.
         const podLink = await network.handle.linkByIndex(info.link.index);
         return resultWith(
@@ -251,16 +233,11 @@ export async function del(request: CniDeleteRequest): Promise<void> {
       throw error;
     }
     try {
-      const report = await network.removeEndpoints();
-      if (report.failures.length > 0) {
-        store.write({ ...state, network: network.save() });
-        throw new VcnetError(
-          'VCNET_DETACH_INCOMPLETE',
-          `DEL of ${environment.interfaceName} left ${report.failures.length} change(s) undone: ${report.failures.map((failure) => failure.message).join('; ')}`,
-          { value: environment.interfaceName, hint: 'run DEL again; what is already gone is skipped' },
-        );
-      }
-      store.remove();
+      await detachRecorded(network, `DEL of ${environment.interfaceName}`, {
+        persist: () => store.write({ ...state, network: network.save() }),
+        discard: () => store.remove(),
+        path: store.statePath,
+      });
     } finally {
       network.close();
       namespace.close();

@@ -14,7 +14,7 @@ import type { NamespaceIdentity } from '../netns/namespace-identity.js';
 import type { NetworkState } from '../network/network.js';
 import { cniContentSchema } from '../network/state/network-content-schema.js';
 import { RECORD_VERSION } from '../network/state/record-envelope.js';
-import { SandboxStore } from '../network/state-store.js';
+import { SandboxStore } from '../network/state/store.js';
 
 export const CNI_STATE_VERSION = RECORD_VERSION;
 

@@ -16,21 +16,29 @@
  * link gc sees is already in a record gc reads afterwards.
  */
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { TC_H_INGRESS } from '../netlink/codec/constants.js';
 import type { Link } from '../netlink/codec/link.js';
 import { NetlinkHandle } from '../netlink/handle.js';
-import { NETNS_RUN_DIRECTORY, type OpenedNamespace, openNetworkNamespace } from '../netns/namespace-identity.js';
+import {
+  NETNS_RUN_DIRECTORY,
+  type OpenedNamespace,
+  openNetworkNamespace,
+  openRecordedNamespace,
+} from '../netns/namespace-identity.js';
+import { Network } from './network.js';
+import { describeRecords } from './plan/apply.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
 import { cniContentSchema, createdLinkNames, sandboxContentSchema } from './state/network-content-schema.js';
 import { parseRecord, salvageNamespace } from './state/record-envelope.js';
+import type { SandboxState } from './state/records.js';
 import {
   DEFAULT_CNI_STATE_DIRECTORY,
   forgetMissingStateDirectories,
   registeredStateDirectories,
 } from './state/registry.js';
-import { DEFAULT_STATE_DIRECTORY, LOCK_DIRECTORY_NAME, stateDirectory } from './state-store.js';
+import { DEFAULT_STATE_DIRECTORY, LOCK_DIRECTORY_NAME, SandboxStore, stateDirectory } from './state/store.js';
 
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'state';
@@ -280,6 +288,15 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       }
     }
 
+    // 3b. Sandbox records with endpoints whose attach never completed (a crash, or an undo the
+    // kernel refused), whose lock is free: gc finishes undoing what those endpoints recorded.
+    for (const owner of owners) {
+      if (owner.id.includes('/')) continue; // CNI records: DEL and the plugin's GC finish those
+      if (scoped && !scoped.includes(owner.namespacePath)) continue;
+      if (!(live.has(owner.key) || nowLive.has(owner.key))) continue;
+      await finishUnfinished(owner.id, dirname(owner.directory), report);
+    }
+
     // 4. Links of vcnet's group that no record claims in their namespace.
     for (const { namespace, handle, links } of scans) {
       const key = keyOf(namespace.identity);
@@ -381,5 +398,50 @@ async function collectRedirectFilters(
     });
     if (redirectTargets.every((target) => targets.has(target)))
       found(priority, group[0]!.parent, group[0]!.protocol, redirectTargets[0]!);
+  }
+}
+
+/**
+ * A record with endpoints whose attach never completed and whose lock is free: nobody is working on
+ * it, so gc undoes what those endpoints recorded, in the namespace the record names (by identity).
+ */
+async function finishUnfinished(id: string, root: string, report: GarbageReport): Promise<void> {
+  const store = new SandboxStore(id, root);
+  try {
+    await store.withLock(async () => {
+      const current = store.read<SandboxState>();
+      if (!current?.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending')) return;
+      const namespace = openRecordedNamespace(current.namespace, store.statePath);
+      let network: Network | undefined;
+      try {
+        network = Network.load(current.network, id, namespace.entryPath);
+        const unfinished = network.endpoints().filter((endpoint) => endpoint.plumbing?.model === 'pending');
+        for (const endpoint of unfinished) {
+          report.removed.push({
+            kind: 'state',
+            namespacePath: current.namespace.path,
+            name: id,
+            file: store.statePath,
+            detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
+          });
+        }
+        if (report.dryRun) return;
+        const undo = await network.removeEndpoints(unfinished);
+        if (undo.failures.length > 0) {
+          report.failures.push({
+            namespacePath: current.namespace.path,
+            reason: undo.failures.map((failure) => failure.message).join('; '),
+          });
+        }
+        if (network.endpoints().length === 0) store.remove();
+        else store.write({ ...current, network: network.save() });
+      } finally {
+        network?.close();
+        namespace.close();
+      }
+    }, 0);
+  } catch (error) {
+    if ((error as { code?: string }).code === 'VCNET_SANDBOX_LOCKED') return; // being changed right now
+    report.skipped.push({ file: store.statePath, reason: (error as Error).message });
   }
 }

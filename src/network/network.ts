@@ -7,7 +7,7 @@
  *   await network.removeEndpoints();         // exact detach
  */
 import { traced, tracing } from '../diagnostics.js';
-import type { NetlinkHandle } from '../netlink/handle.js';
+import type { NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
 import { type NetworkConfig, validateNetworkConfig } from './config.js';
 import { BridgedMacvlanEndpoint } from './endpoints/bridged-macvlan-endpoint.js';
@@ -20,12 +20,16 @@ import { TapEndpoint } from './endpoints/tap-endpoint.js';
 import { TuntapEndpoint } from './endpoints/tuntap-endpoint.js';
 import { VethEndpoint } from './endpoints/veth-endpoint.js';
 import { VhostUserEndpoint } from './endpoints/vhost-user-endpoint.js';
-import type { AttachHooks, PlumbingContext } from './models/plumbing-context.js';
+import type { PlumbingContext } from './models/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
+import { RollbackIncompleteError } from './plan/apply.js';
+import type { Plan } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
 import { interfacesOf } from './scan.js';
 
-export const NETWORK_STATE_VERSION = 1;
+import { NETWORK_STATE_VERSION } from './state/records.js';
+
+export { NETWORK_STATE_VERSION };
 
 export interface NetworkState {
   version: typeof NETWORK_STATE_VERSION;
@@ -36,10 +40,11 @@ export interface NetworkState {
 export interface AddEndpointsOptions {
   /** Interfaces to add; the namespace is scanned when omitted or empty. */
   interfaces?: NetworkInfo[];
+  /** The scan the caller already made (Network.scan()): the namespace is then not scanned again. */
+  snapshot?: NamespaceSnapshot;
   /** Plug the NICs into this running VM as they are attached. */
   hotplug?: HotplugTarget;
   keepFds?: boolean;
-  hooks?: AttachHooks;
   /** Guest names by pod interface name (add-iface's `name`). */
   guestNames?: Record<string, string>;
   requestedType?: EndpointType;
@@ -91,39 +96,14 @@ export class Network {
   }
 
   private async addEndpointsTraced(options: AddEndpointsOptions): Promise<Endpoint[]> {
-    const snapshot = await traced(
-      tracing.scan,
-      () => ({ namespacePath: this.config.namespacePath }),
-      () => this.handle.snapshot(),
-    );
-    const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
-    const interfaces =
-      options.interfaces && options.interfaces.length > 0
-        ? options.interfaces
-        : interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
-    const context: PlumbingContext = {
-      handle: this.handle,
-      namespacePath: this.entryPath,
-      queues: this.config.queues,
-      keepFds: options.keepFds ?? false,
-      vhostNet: this.config.vhostNet,
-      qdiscs: snapshot.qdiscs,
-      ...(this.config.rateLimit ? { rateLimit: this.config.rateLimit } : {}),
-      ...(options.hooks ? { hooks: options.hooks } : {}),
-      ...(options.journal ? { journal: () => options.journal?.(this) } : {}),
-    };
+    const snapshot = options.snapshot ?? (await this.scan());
+    const interfaces = this.interfacesToAdd(snapshot, options);
+    const context = this.plumbingContext(snapshot, options);
     const added: Endpoint[] = [];
     try {
       let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
       for (const info of interfaces) {
-        const endpoint = createEndpoint(info, {
-          index: index++,
-          model: this.config.model,
-          pairId: `${this.sandboxId}-${info.link.name}`,
-          ...(options.guestNames?.[info.link.name] ? { guestName: options.guestNames[info.link.name] } : {}),
-          ...(this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {}),
-          ...(options.requestedType ? { requestedType: options.requestedType } : {}),
-        });
+        const endpoint = this.newEndpoint(info, index++, options);
         // Listed before it is attached, so a journal written during the attach includes it.
         this.list.push(endpoint);
         try {
@@ -138,11 +118,12 @@ export class Network {
             async () => {
               if (options.hotplug) await endpoint.hotAttach(context, options.hotplug);
               else await endpoint.attach(context);
-              return endpoint.plumbing?.tapName;
             },
           );
         } catch (error) {
-          this.list.splice(this.list.indexOf(endpoint), 1);
+          // An endpoint whose undo was refused stays listed with what is left, so the record names
+          // it for detach and gc (the error is published on the endpoint's tracing channel).
+          if (!(error instanceof RollbackIncompleteError)) this.list.splice(this.list.indexOf(endpoint), 1);
           throw error;
         }
         added.push(endpoint);
@@ -156,10 +137,75 @@ export class Network {
     return added;
   }
 
+  /** The namespace as it is now (one dump of each kind); pass it to addEndpoints to scan only once. */
+  scan(): Promise<NamespaceSnapshot> {
+    return traced(
+      tracing.scan,
+      () => ({ namespacePath: this.config.namespacePath }),
+      () => this.handle.snapshot(),
+    );
+  }
+
+  /** The plans addEndpoints would apply, endpoint by endpoint; nothing is changed. */
+  async planEndpoints(
+    options: Pick<AddEndpointsOptions, 'interfaces' | 'snapshot' | 'firstIndex' | 'guestNames' | 'requestedType'> = {},
+  ): Promise<Array<{ endpoint: Endpoint; plan: Plan | undefined }>> {
+    const snapshot = options.snapshot ?? (await this.scan());
+    const context = this.plumbingContext(snapshot, {});
+    let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
+    const planned = [];
+    for (const info of this.interfacesToAdd(snapshot, options)) {
+      const endpoint = this.newEndpoint(info, index++, options);
+      planned.push({ endpoint, plan: await endpoint.plan(context) });
+    }
+    return planned;
+  }
+
+  private interfacesToAdd(
+    snapshot: NamespaceSnapshot,
+    options: Pick<AddEndpointsOptions, 'interfaces'>,
+  ): NetworkInfo[] {
+    if (options.interfaces && options.interfaces.length > 0) return options.interfaces;
+    const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
+    return interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
+  }
+
+  private plumbingContext(
+    snapshot: NamespaceSnapshot,
+    options: Pick<AddEndpointsOptions, 'keepFds' | 'journal'>,
+  ): PlumbingContext {
+    return {
+      handle: this.handle,
+      namespacePath: this.entryPath,
+      queues: this.config.queues,
+      keepFds: options.keepFds ?? false,
+      vhostNet: this.config.vhostNet,
+      qdiscs: snapshot.qdiscs,
+      snapshot,
+      ...(this.config.rateLimit ? { rateLimit: this.config.rateLimit } : {}),
+      ...(options.journal ? { journal: () => options.journal?.(this) } : {}),
+    };
+  }
+
+  private newEndpoint(
+    info: NetworkInfo,
+    index: number,
+    options: Pick<AddEndpointsOptions, 'guestNames' | 'requestedType'>,
+  ): Endpoint {
+    return createEndpoint(info, {
+      index,
+      model: this.config.model,
+      pairId: `${this.sandboxId}-${info.link.name}`,
+      ...(options.guestNames?.[info.link.name] ? { guestName: options.guestNames[info.link.name] } : {}),
+      ...(this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {}),
+      ...(options.requestedType ? { requestedType: options.requestedType } : {}),
+    });
+  }
+
   /** A link vcnet itself made (a tap, macvtap or ifb of an attached endpoint) is not a pod interface. */
   private isOurs(info: NetworkInfo): boolean {
     return this.list.some((endpoint) =>
-      endpoint.plumbing?.steps.some((step) => step.step === 'create-link' && step.name === info.link.name),
+      endpoint.records.some((step) => step.step === 'create-link' && step.name === info.link.name),
     );
   }
 
@@ -189,15 +235,14 @@ export class Network {
           await hotplug.unplugNetworkDevice(endpoint.deviceId).catch(() => undefined);
       }
     }
-    const steps = endpoints.flatMap((endpoint) => endpoint.plumbing?.steps ?? []);
+    const steps = endpoints.flatMap((endpoint) => endpoint.records);
     for (const endpoint of endpoints) endpoint.closeFds();
     const report = await undoPlumbing(this.handle, steps);
-    if (report.failures.length === 0) {
-      for (const endpoint of endpoints) {
-        endpoint.markDetached();
-        const position = this.list.indexOf(endpoint);
-        if (position >= 0) this.list.splice(position, 1);
-      }
+    // What went is forgotten; what the kernel refused stays recorded on its endpoint.
+    for (const endpoint of endpoints) {
+      if (endpoint.keepLeft(report.left)) continue;
+      const position = this.list.indexOf(endpoint);
+      if (position >= 0) this.list.splice(position, 1);
     }
     return report;
   }

@@ -25,9 +25,9 @@ import type { Endpoint, HotplugTarget } from '../network/endpoints/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 import { Network } from '../network/network.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
-import type { SandboxState } from '../network/sandbox.js';
 import { interfacesOf } from '../network/scan.js';
-import { SandboxStore } from '../network/state-store.js';
+import { SandboxStore } from '../network/state/store.js';
+import { attachRecorded, detachRecorded, type RecordKeeper, type SandboxState } from './service.js';
 
 export class SandboxNotFoundError extends VcnetError {
   constructor(id: string, path: string) {
@@ -151,7 +151,7 @@ export async function addInterface(
     if (existing.some((endpoint) => endpoint.properties.link.name === message.device)) {
       throw new InvalidInputError('interface.device', message.device, 'a device the sandbox does not use yet');
     }
-    const snapshot = await network.handle.snapshot();
+    const snapshot = await network.scan();
     const scanned = interfacesOf(snapshot).find((info) => info.link.name === message.device);
     let info: NetworkInfo;
     let inferredType: EndpointType | undefined;
@@ -232,16 +232,20 @@ export async function addInterface(
     if (update.mtu) info = { ...info, link: { ...info.link, mtu: update.mtu } };
 
     const vm = await connectVirtualMachine(state);
-    const original = state.network;
+    const keeper = sandboxRecordKeeper(store, state, network);
     try {
-      const [endpoint] = await network.addEndpoints({
-        interfaces: [info],
-        guestNames: { [message.device]: guestName },
-        ...(requested ? { requestedType: requested as EndpointType } : {}),
-        keepFds: vm !== undefined,
-        ...(vm ? { hotplug: vm.hotplug } : {}),
-        journal: () => store.write({ ...state, network: network.save() }),
-      });
+      const [endpoint] = await attachRecorded(
+        network,
+        {
+          interfaces: [info],
+          snapshot,
+          guestNames: { [message.device]: guestName },
+          ...(requested ? { requestedType: requested as EndpointType } : {}),
+          keepFds: vm !== undefined,
+          ...(vm ? { hotplug: vm.hotplug } : {}),
+        },
+        keeper,
+      );
       if (!endpoint) throw new Error('no endpoint was created');
       endpoint.closeFds();
       inferredType = requested ? undefined : endpoint.type;
@@ -250,24 +254,29 @@ export async function addInterface(
         try {
           await vm.agent.updateInterface(interfaceFromJson(guest), { timeoutMs: 60_000 });
         } catch (error) {
-          await network.removeEndpoints([endpoint], vm.hotplug);
+          await detachRecorded(network, `add-iface ${guestName} (undoing it)`, keeper, {
+            endpoints: [endpoint],
+            hotplug: vm.hotplug,
+          });
           throw error;
         }
       }
-      store.write({ ...state, network: network.save() });
       return {
         interface: interfaceToJson(interfaceFromJson(guest)),
         podDevice: message.device,
         ...(inferredType ? { inferredType } : {}),
         hotplugged: vm !== undefined,
       };
-    } catch (error) {
-      store.write({ ...state, network: original });
-      throw error;
     } finally {
       await vm?.close();
     }
   });
+}
+
+/** The sandbox record as the network holds it now; a sandbox keeps its record with no endpoints too. */
+export function sandboxRecordKeeper(store: SandboxStore, state: SandboxState, network: Network): RecordKeeper {
+  const persist = () => store.write({ ...state, network: network.save() });
+  return { persist, discard: persist, path: store.statePath };
 }
 
 /** del-iface: finds the interface by name (or device, or hwAddr), unplugs it and removes its plumbing. */
@@ -308,9 +317,10 @@ export async function removeInterface(
     const removed = interfaceToJson(interfaceFromJson(guestInterfaceOf(endpoint)));
     const vm = await connectVirtualMachine(state);
     try {
-      const report = await network.removeEndpoints([endpoint], vm?.hotplug);
-      if (report.failures.length > 0) throw report.failures[0];
-      store.write({ ...state, network: network.save() });
+      await detachRecorded(network, `del-iface ${endpoint.name}`, sandboxRecordKeeper(store, state, network), {
+        endpoints: [endpoint],
+        ...(vm ? { hotplug: vm.hotplug } : {}),
+      });
       return removed;
     } finally {
       await vm?.close();

@@ -9,9 +9,10 @@ import { channels, publish } from '../diagnostics.js';
 import { generateGuestNetwork } from '../network/guest.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
-import type { SandboxState } from '../network/sandbox.js';
-import { SandboxStore } from '../network/state-store.js';
-import { connectVirtualMachine, SandboxNotFoundError, withSandbox } from './sandbox-interfaces.js';
+import { SandboxStore } from '../network/state/store.js';
+import { connectVirtualMachine, SandboxNotFoundError, sandboxRecordKeeper, withSandbox } from './sandbox-interfaces.js';
+import type { SandboxState } from './service.js';
+import { attachRecorded, detachRecorded } from './service.js';
 
 export interface WatchSummary {
   added: string[];
@@ -37,19 +38,22 @@ export async function applyNamespaceChange(
     const vm = await connectVirtualMachine(state);
     try {
       const byLink = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
+      const keeper = sandboxRecordKeeper(store, state, network);
       const gone = change.removedInterfaces.map(byLink).filter((endpoint) => endpoint !== undefined);
       if (gone.length > 0) {
-        const report = await network.removeEndpoints(gone, vm?.hotplug);
-        if (report.failures.length > 0) throw report.failures[0];
+        await detachRecorded(network, `removing ${gone.map((endpoint) => endpoint.name).join(', ')}`, keeper, {
+          endpoints: gone,
+          ...(vm ? { hotplug: vm.hotplug } : {}),
+        });
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
       }
       const fresh = change.addedInterfaces.filter((info) => !byLink(info.link.name));
       if (fresh.length > 0) {
-        const added = await network.addEndpoints({
-          interfaces: fresh,
-          keepFds: vm !== undefined,
-          ...(vm ? { hotplug: vm.hotplug } : {}),
-        });
+        const added = await attachRecorded(
+          network,
+          { interfaces: fresh, keepFds: vm !== undefined, ...(vm ? { hotplug: vm.hotplug } : {}) },
+          keeper,
+        );
         for (const endpoint of added) endpoint.closeFds();
         if (vm) {
           const guest = generateGuestNetwork(added);
@@ -70,7 +74,7 @@ export async function applyNamespaceChange(
         }
         summary.updated.push(endpoint.name);
       }
-      store.write({ ...state, network: network.save() } satisfies SandboxState);
+      keeper.persist();
       publish(channels.watch, () => ({ sandbox: id, ...summary }));
       return summary;
     } finally {

@@ -34,3 +34,24 @@ export function vcnetAsync(args: string[], env: Record<string, string> = {}) {
   );
   return { child, done, output: () => ({ stdout, stderr }) };
 }
+
+export const FAULT_PRELOAD = fileURLToPath(new URL('./fault-preload.mjs', import.meta.url));
+
+/**
+ * Environment that makes the vcnet process pause (30 s) right after it created `tap`, through the
+ * executor's test seam (a preload sets it; production code has no such option).
+ */
+export function pauseAfterTap(tap: string, milliseconds = 30_000): Record<string, string> {
+  return {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${FAULT_PRELOAD}`.trim(),
+    VCNET_TEST_PAUSE_AFTER_TAP: `${tap}:${milliseconds}`,
+  };
+}
+
+/** Environment that makes the vcnet process pause (30 s) before the plan step at `position`. */
+export function pauseAtStep(position: number, milliseconds = 30_000): Record<string, string> {
+  return {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${FAULT_PRELOAD}`.trim(),
+    VCNET_TEST_PAUSE_AT_STEP: `${position}:${milliseconds}`,
+  };
+}

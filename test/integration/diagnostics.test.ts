@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DiagnosticsChannel, tracing } from '../../src/diagnostics.js';
-import { attachSandbox, detachSandbox } from '../../src/network/sandbox.js';
+import { attachSandbox, detachSandbox } from '../../src/sandbox/service.js';
 import { cleanupNamespaces } from '../helpers/namespace.js';
 import { makePod } from '../helpers/pod.js';
 

@@ -23,7 +23,7 @@ import {
 import { NetlinkError } from '../../src/netlink/errors.js';
 import { UnsupportedInterfaceError } from '../../src/network/endpoints/create-endpoint.js';
 import { AttachError } from '../../src/network/models/plumbing-context.js';
-import { SandboxLockedError } from '../../src/network/state-store.js';
+import { SandboxLockedError } from '../../src/network/state/store.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 

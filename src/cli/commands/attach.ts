@@ -1,30 +1,10 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
-import type { AttachHooks } from '../../network/models/plumbing-context.js';
-import { attachSandbox } from '../../network/sandbox.js';
-import { stateDirectory } from '../../network/state-store.js';
+import { stateDirectory } from '../../network/state/store.js';
+import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
 import { LOCK_TIMEOUT_OPTION, type NetworkFlags, networkConfigFromFlags, parseLockTimeout } from '../options.js';
 import { print, printJson, table } from '../output.js';
-
-/**
- * For crash tests only: VCNET_FAULT_PAUSE_AFTER_TAP=<tap name>:<ms> makes attach sleep after creating
- * that tap, so a test can kill -9 the process half way and check that detach and gc clean up.
- */
-function faultInjectionHooks(): { hooks?: AttachHooks } {
-  const [tapName, milliseconds] = (process.env.VCNET_FAULT_PAUSE_AFTER_TAP ?? '').split(':');
-  const pause = Number(milliseconds);
-  if (!tapName || !(pause > 0)) return {};
-  return {
-    hooks: {
-      afterTapCreated: async (tap) => {
-        if (tap !== tapName) return;
-        process.stderr.write(`vcnet: fault injection: paused after creating ${tap}\n`);
-        await new Promise((resolve) => setTimeout(resolve, pause));
-      },
-    },
-  };
-}
 
 export function registerAttach(program: Command): void {
   program
@@ -43,12 +23,17 @@ export function registerAttach(program: Command): void {
     .option('--agent <socket>', "the guest agent's socket: later changes configure the guest through it")
     .option(...LOCK_TIMEOUT_OPTION)
     .option('--json', 'machine-readable output')
+    .option(
+      '--dry-run',
+      'print the plan as ip/tc commands to run inside the namespace (pipe them to `ip netns exec NAME sh -e`), and change nothing',
+    )
     .action(
       async (
         options: NetworkFlags & {
           sandbox: string;
           stateDir?: string;
           json?: boolean;
+          dryRun?: boolean;
           hypervisor: string;
           qmp?: string;
           agent?: string;
@@ -67,12 +52,29 @@ export function registerAttach(program: Command): void {
         }
         if (options.qmp && hypervisor !== 'qemu')
           throw new InvalidInputError('--qmp', options.qmp, 'only with --hypervisor qemu');
+        if (options.dryRun) {
+          const planned = await planSandboxAttach(config, options.sandbox);
+          if (options.json) {
+            printJson({ sandbox: options.sandbox, netns: config.namespacePath, dryRun: true, endpoints: planned });
+            return;
+          }
+          print(
+            `# vcnet attach --dry-run: sandbox ${options.sandbox}, namespace ${config.namespacePath}, model ${config.model}`,
+          );
+          print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
+          for (const endpoint of planned) {
+            print(
+              `# ${endpoint.source} (${endpoint.type}): ${endpoint.plan ? `${endpoint.plan.model}, ${endpoint.commands.length} change(s)` : 'used by the VM as it is, nothing to change'}`,
+            );
+            for (const command of endpoint.commands) print(command);
+          }
+          return;
+        }
         const result = await attachSandbox(options.sandbox, config, {
           stateDirectory: stateDirectory(options.stateDir),
           hypervisor: { kind: hypervisor, ...(options.qmp ? { controlSocket: options.qmp } : {}) },
           ...(options.agent ? { agentSocket: options.agent } : {}),
           ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
-          ...faultInjectionHooks(),
         });
         const devices = hypervisorDeviceConfig(hypervisor, result.endpoints);
         const endpoints = result.endpoints.map((endpoint) => ({

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { QmpClient } from '../../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
-import { detachSandbox } from '../../network/sandbox.js';
-import { stateDirectory } from '../../network/state-store.js';
+import { stateDirectory } from '../../network/state/store.js';
+import { detachSandbox } from '../../sandbox/service.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
 import { print, printJson } from '../output.js';
 
@@ -33,6 +33,7 @@ export function registerDetach(program: Command): void {
         printJson({
           sandbox: result.id,
           found: result.found,
+          ...(result.namespaceGone ? { namespaceGone: result.namespaceGone } : {}),
           undone: result.report?.undone ?? 0,
           alreadyGone: result.report?.alreadyGone ?? 0,
         });
@@ -40,6 +41,12 @@ export function registerDetach(program: Command): void {
       }
       if (!result.found) {
         print(`sandbox ${result.id} is not attached: nothing to do`);
+        return;
+      }
+      if (result.namespaceGone) {
+        print(
+          `sandbox ${result.id}: its namespace ${result.namespaceGone} is gone, and what attach made went with it; record dropped`,
+        );
         return;
       }
       const gone = result.report?.alreadyGone ? ` (${result.report.alreadyGone} already gone)` : '';

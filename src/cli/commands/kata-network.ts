@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
-import { stateDirectory } from '../../network/state-store.js';
+import { stateDirectory } from '../../network/state/store.js';
 import {
   addInterface,
   listInterfaces,

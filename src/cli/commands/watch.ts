@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
-import { stateDirectory } from '../../network/state-store.js';
+import { stateDirectory } from '../../network/state/store.js';
 import { watchSandbox } from '../../sandbox/sandbox-watch.js';
 import { logger } from '../observability/logger.js';
 

@@ -8,8 +8,11 @@ import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { NetworkInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
 import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
-import { AttachError, closeFds } from '../models/plumbing-context.js';
+import { AttachError, attachByPlan, closeFds, planEndpoint } from '../models/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
+import { RollbackIncompleteError } from '../plan/apply.js';
+import type { AttachRequest } from '../plan/plan-attach.js';
+import type { Plan } from '../plan/types.js';
 import { type PlumbingStep, type UndoReport, undoPlumbing } from '../plumbing.js';
 
 /** The hypervisor-neutral NIC description handed to src/hypervisor (its NetworkDevice). */
@@ -21,7 +24,9 @@ export interface HotplugTarget {
   unplugNetworkDevice(id: string): Promise<void>;
 }
 
-export const ENDPOINT_STATE_VERSION = 1;
+import { ENDPOINT_STATE_VERSION } from '../state/records.js';
+
+export { ENDPOINT_STATE_VERSION };
 
 /** What is persisted per endpoint: enough to detach exactly after the process is gone. */
 export interface EndpointState {
@@ -104,8 +109,26 @@ export abstract class Endpoint {
     return this.pair?.model;
   }
 
-  /** Builds the host plumbing for this endpoint. */
+  /** What this endpoint asks the plumbing planner for; undefined when the VM uses the device as it is. */
+  attachRequest(): AttachRequest | undefined {
+    return undefined;
+  }
+
+  /** The plan of this endpoint's plumbing (nothing is changed); undefined when there is nothing to build. */
+  async plan(context: PlumbingContext): Promise<Plan | undefined> {
+    const request = this.attachRequest();
+    return request ? planEndpoint(context, request) : undefined;
+  }
+
+  /** Builds the host plumbing for this endpoint (buildByPlan, or the device as it is). */
   protected abstract build(context: PlumbingContext): Promise<AttachedPlumbing>;
+
+  /** The plan of attachRequest(), applied. */
+  protected buildByPlan(context: PlumbingContext): Promise<AttachedPlumbing> {
+    const request = this.attachRequest();
+    if (!request) throw new Error(`${this.type} endpoint ${this.properties.link.name} has nothing to build`);
+    return attachByPlan(context, request);
+  }
 
   async attach(context: PlumbingContext): Promise<AttachedPlumbing> {
     if (this.plumbing) return this.plumbing;
@@ -119,20 +142,25 @@ export abstract class Endpoint {
     try {
       this.plumbing = await this.build(journaled);
     } catch (error) {
-      throw error instanceof AttachError ? error : new AttachError(this.properties.link.name, error as Error, true);
-    } finally {
+      if (error instanceof RollbackIncompleteError) {
+        // The undo was refused: keep exactly what is left, for detach and gc.
+        this.pendingSteps = error.left as PlumbingStep[];
+        throw error;
+      }
       this.pendingSteps = undefined;
+      throw error instanceof AttachError ? error : new AttachError(this.properties.link.name, error as Error, true);
     }
+    this.pendingSteps = undefined;
     return this.plumbing;
   }
 
   /** Undoes exactly what attach made. Safe to call twice, and after a crash (from loaded state). */
   async detach(handle: NetlinkHandle): Promise<UndoReport> {
     const plumbing = this.plumbing;
-    if (!plumbing) return { undone: 0, alreadyGone: 0, failures: [] };
+    if (!plumbing) return { undone: 0, alreadyGone: 0, failures: [], left: [] };
     this.closeFds();
     const report = await undoPlumbing(handle, plumbing.steps);
-    if (report.failures.length === 0) this.plumbing = undefined;
+    this.keepLeft(report.left);
     return report;
   }
 
@@ -149,6 +177,25 @@ export abstract class Endpoint {
   markDetached(): void {
     this.closeFds();
     this.plumbing = undefined;
+    this.pendingSteps = undefined;
+  }
+
+  /** After an undo: forgets what went, keeps the records of what the kernel refused to remove. */
+  keepLeft(left: readonly PlumbingStep[]): boolean {
+    const mine = new Set<PlumbingStep>([...(this.plumbing?.steps ?? []), ...(this.pendingSteps ?? [])]);
+    const kept = left.filter((step) => mine.has(step));
+    if (kept.length === 0) {
+      this.markDetached();
+      return false;
+    }
+    if (this.plumbing) this.plumbing.steps = kept;
+    else this.pendingSteps = kept;
+    return true;
+  }
+
+  /** The records of everything this endpoint may have made (attached, or an attach cut short). */
+  get records(): readonly PlumbingStep[] {
+    return this.plumbing?.steps ?? this.pendingSteps ?? [];
   }
 
   /** Attaches and plugs the NIC into a running VM; a failed plug removes the plumbing again. */

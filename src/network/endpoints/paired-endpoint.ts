@@ -1,28 +1,27 @@
 /**
  * Endpoints whose pod interface is joined to a VM tap by an internetworking model (veth, macvlan,
- * ipvlan, tuntap): the model decides the plumbing.
+ * ipvlan, tuntap): the model decides the plan.
  */
-import { attachMacvtap } from '../models/macvtap.js';
-import { attachTapOnly } from '../models/none.js';
 import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
-import { attachTcFilter } from '../models/tcfilter.js';
+import type { AttachRequest } from '../plan/plan-attach.js';
 import { Endpoint } from './endpoint.js';
 
 export abstract class PairedEndpoint extends Endpoint {
   protected build(context: PlumbingContext): Promise<AttachedPlumbing> {
+    return this.buildByPlan(context);
+  }
+
+  override attachRequest(): AttachRequest {
     const pair = this.pair;
     if (!pair) throw new Error(`${this.type} endpoint ${this.properties.link.name} has no interface pair`);
-    const link = this.properties.link;
+    const source = this.properties.link;
     switch (pair.model) {
       case 'tcfilter':
-        return attachTcFilter(context, link, pair.tap.name);
+        return { model: 'tcfilter', source, tapName: pair.tap.name };
       case 'macvtap':
-        return attachMacvtap(context, link, pair.tap.name, pair.spareHardwareAddress);
+        return { model: 'macvtap', source, tapName: pair.tap.name, spareHardwareAddress: pair.spareHardwareAddress };
       case 'none':
-        return attachTapOnly(context, pair.tap.name, {
-          mtu: link.mtu,
-          ...(link.address ? { guestHardwareAddress: link.address } : {}),
-        });
+        return { model: 'none', source, tapName: pair.tap.name, mtu: source.mtu };
     }
   }
 }

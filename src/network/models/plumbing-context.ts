@@ -1,23 +1,23 @@
 /**
- * What every internetworking model needs while it builds: the namespace's handle, the queue count,
- * vhost and rate-limit settings, and a transaction that records each change it makes so a failure
- * half way undoes exactly what was done.
+ * What every internetworking model needs while it builds: the namespace's handle and scan, the queue
+ * count, vhost and rate-limit settings; and the one way a model builds: plan (plan/plan-attach.ts),
+ * then apply (plan/apply.ts), which journals, sends and rolls back.
  */
 import { existsSync } from 'node:fs';
-import { SystemCallError, VcnetError } from '../../errors.js';
+import { RollbackIncompleteError, SystemCallError, VcnetError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
-import type { Link } from '../../netlink/codec/link.js';
+import { INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/constants.js';
 import type { Qdisc } from '../../netlink/codec/traffic-control.js';
-import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
-import { type PlumbingStep, undoPlumbing, VCNET_LINK_GROUP } from '../plumbing.js';
+import type { NetlinkHandle } from '../../netlink/handle.js';
+import { applyPlan, closeFds, describeRecords, undoRecords } from '../plan/apply.js';
+import { type AttachRequest, CLSACT_INGRESS_PARENT, type PlanSnapshot, planAttach } from '../plan/plan-attach.js';
+import type { Plan } from '../plan/types.js';
+import type { PlumbingStep } from '../plumbing.js';
 import type { RateLimit } from '../rate-limit.js';
 
-export const VHOST_NET_DEVICE = '/dev/vhost-net';
+export { closeFds };
 
-export interface AttachHooks {
-  /** Called after the tap exists and before the tc plumbing is sent (tests inject failures here). */
-  afterTapCreated?: (tapName: string) => Promise<void> | void;
-}
+export const VHOST_NET_DEVICE = '/dev/vhost-net';
 
 export interface PlumbingContext {
   handle: NetlinkHandle;
@@ -31,10 +31,11 @@ export interface PlumbingContext {
   rateLimit?: RateLimit;
   /** The namespace's qdiscs when the attach started (one dump for all endpoints). */
   qdiscs: Qdisc[];
-  hooks?: AttachHooks;
+  /** The scan the attach started from; models that need more of it than qdiscs dump it when missing. */
+  snapshot?: PlanSnapshot;
   /**
-   * Told the steps an attach has made or is about to send, before it sends them, so a crash in the
-   * middle leaves a record that detach and gc can undo (undo tolerates steps that never happened).
+   * Told the records of every change an attach has made or is about to send, before it sends them,
+   * so a crash in the middle leaves a record that detach and gc can undo.
    */
   journal?: (steps: PlumbingStep[]) => void;
 }
@@ -68,80 +69,102 @@ export class AttachError extends VcnetError {
   }
 }
 
-/**
- * A list of changes with their undo records. `commit()` sends the batch; if any change was refused,
- * everything recorded so far (including earlier commits) is undone and the first refusal is thrown.
- */
-export class PlumbingTransaction {
-  readonly steps: PlumbingStep[] = [];
-  private batch: ChangeBatch;
-  private pending: Array<PlumbingStep | undefined> = [];
-
-  constructor(readonly context: PlumbingContext) {
-    this.batch = context.handle.changes();
+/** The scan a plan needs: the context's, or (library callers that pass only qdiscs) a fresh one. */
+async function planSnapshotOf(context: PlumbingContext, request: AttachRequest): Promise<PlanSnapshot> {
+  const { handle } = context;
+  let snapshot = context.snapshot;
+  if (!snapshot) {
+    const index = request.source?.index;
+    snapshot = {
+      links: [],
+      qdiscs: context.qdiscs,
+      addresses: request.model === 'macvtap' ? await handle.addresses({ index }) : [],
+      routes: request.model === 'macvtap' ? await handle.routes({ table: 'all', outputIndex: index }) : [],
+      neighbours: request.model === 'macvtap' ? await handle.neighbours({ index }) : [],
+    };
   }
-
-  /** Records a step made outside netlink (the tap, created by ioctl). */
-  record(step: PlumbingStep): void {
-    this.steps.push(step);
-    this.context.journal?.([...this.steps]);
+  // tcfilter beside an ingress qdisc the pod link already has: the plan needs its filters' priorities.
+  const source = request.source;
+  const existing =
+    request.model === 'tcfilter' && source
+      ? snapshot.qdiscs.find((qdisc) => qdisc.index === source.index && qdisc.parent === TC_H_INGRESS)
+      : undefined;
+  if (existing && source) {
+    const parent = existing.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
+    snapshot = { ...snapshot, filters: await handle.filters(source.index, parent) };
   }
-
-  /** Queues a change; `undo` is recorded only if the kernel accepts it. */
-  add(change: (batch: ChangeBatch) => void, undo?: PlumbingStep): void {
-    change(this.batch);
-    this.pending.push(undo);
-  }
-
-  async commit(): Promise<void> {
-    const batch = this.batch;
-    const pending = this.pending;
-    this.batch = this.context.handle.changes();
-    this.pending = [];
-    this.context.journal?.([...this.steps, ...pending.filter((step): step is PlumbingStep => step !== undefined)]);
-    const outcomes = await batch.send();
-    let failure: Error | undefined;
-    outcomes.forEach((outcome, position) => {
-      if (outcome.ok) {
-        const undo = pending[position];
-        if (undo) this.steps.push(undo);
-      } else {
-        failure ??= outcome.error;
-      }
-    });
-    if (failure) throw failure;
-  }
-
-  async rollback(): Promise<void> {
-    await undoPlumbing(this.context.handle, this.steps);
-  }
+  return snapshot;
 }
 
-/** What a model itself reports; buildInTransaction adds the steps, fds and queues. */
-export type ModelPlumbing = Pick<AttachedPlumbing, 'model' | 'tapName' | 'tapIndex' | 'guestHardwareAddress'> & {
-  tapDevicePath?: string;
-};
+/** Plans an endpoint's plumbing (without touching anything). */
+export async function planEndpoint(context: PlumbingContext, request: AttachRequest): Promise<Plan> {
+  return planAttach(await planSnapshotOf(context, request), context, request);
+}
 
-/**
- * Runs a model's build in a transaction. On success it opens the vhost fds and returns the whole
- * record; on any failure it closes the fds it holds and undoes every step recorded so far.
- */
-export async function buildInTransaction(
-  context: PlumbingContext,
-  build: (transaction: PlumbingTransaction, holdFds: (fds: number[]) => void) => Promise<ModelPlumbing>,
-): Promise<AttachedPlumbing> {
-  const transaction = new PlumbingTransaction(context);
-  const tapFds: number[] = [];
+/** Plans and applies an endpoint's plumbing; on any failure nothing is left (or a record says what is). */
+export async function attachByPlan(context: PlumbingContext, request: AttachRequest): Promise<AttachedPlumbing> {
+  const plan = await planEndpoint(context, request);
+  const applied = await applyPlan(plan, {
+    handle: context.handle,
+    namespacePath: context.namespacePath,
+    keepFds: context.keepFds,
+    ...(context.journal ? { journal: context.journal } : {}),
+  });
+  let tapFds = applied.tapFds;
   let vhostFds: number[] = [];
   try {
-    const built = await build(transaction, (fds) => tapFds.push(...fds));
+    const deviceIndex = applied.createdIndexes.get(plan.device.name) ?? 0;
+    const guestHardwareAddress =
+      plan.guestHardwareAddress ?? (await context.handle.linkByIndex(deviceIndex)).address ?? '';
+    if (plan.model === 'macvtap' && context.keepFds) tapFds = openMacvtapQueues(deviceIndex, context.queues);
     vhostFds = openVhostFds(context);
-    return { ...built, steps: transaction.steps, tapFds, vhostFds, queues: context.queues };
+    return {
+      model: plan.model,
+      steps: applied.records,
+      tapName: plan.device.name,
+      tapIndex: deviceIndex,
+      ...(plan.model === 'macvtap' ? { tapDevicePath: macvtapDevicePath(deviceIndex) } : {}),
+      tapFds,
+      vhostFds,
+      guestHardwareAddress,
+      queues: context.queues,
+    };
   } catch (error) {
     closeFds(tapFds);
     closeFds(vhostFds);
-    await transaction.rollback();
+    const report = await undoRecords(context.handle, applied.records);
+    context.journal?.(report.left);
+    if (report.left.length > 0) {
+      throw new RollbackIncompleteError(
+        'attach',
+        error as Error,
+        report.failures.map((failure) => failure.message),
+        describeRecords(report.left),
+        report.left,
+      );
+    }
     throw error;
+  }
+}
+
+export function macvtapDevicePath(index: number): string {
+  return `/dev/tap${index}`;
+}
+
+/** Opens a macvtap's character device once per queue (its links must be up first). */
+export function openMacvtapQueues(index: number, queues: number): number[] {
+  const path = macvtapDevicePath(index);
+  if (!existsSync(path)) {
+    throw new SystemCallError(
+      `open ${path}`,
+      Object.assign(new Error(`${path} does not exist`), { code: 'ENOENT' }),
+      'macvtap character devices appear in /dev when it is a devtmpfs',
+    );
+  }
+  try {
+    return nativeDevices.openDevice(path, queues);
+  } catch (error) {
+    throw new SystemCallError(`open ${path}`, error as NodeJS.ErrnoException);
   }
 }
 
@@ -174,7 +197,7 @@ export function vhostNetAvailable(): boolean {
   return existsSync(VHOST_NET_DEVICE);
 }
 
-export function openVhostFds(context: PlumbingContext): number[] {
+export function openVhostFds(context: Pick<PlumbingContext, 'vhostNet' | 'keepFds' | 'queues'>): number[] {
   if (context.vhostNet === 'off' || !context.keepFds || !vhostNetAvailable()) return [];
   try {
     return nativeDevices.openDevice(VHOST_NET_DEVICE, context.queues);
@@ -185,45 +208,4 @@ export function openVhostFds(context: PlumbingContext): number[] {
       'set vhost_net off, or load vhost_net',
     );
   }
-}
-
-/** A link known by index and name, which is all the plumbing needs. */
-export type LinkReference = Pick<Link, 'index' | 'name'>;
-
-/** Creates the tap by ioctl (rtnetlink cannot create tun devices) and records it. */
-export function createTap(transaction: PlumbingTransaction, name: string): { fds: number[]; link: LinkReference } {
-  const { context } = transaction;
-  let created: { fds: number[]; index: number };
-  try {
-    created = nativeDevices.createTun(context.namespacePath, name, {
-      tap: true,
-      vnetHdr: true,
-      multiQueue: context.queues > 1,
-      queues: context.queues,
-      // Persist so the tap outlives this process (the CLI exits before the VM starts).
-      persist: true,
-      keepFds: context.keepFds,
-    });
-  } catch (error) {
-    throw new SystemCallError(`create tap ${name}`, error as NodeJS.ErrnoException);
-  }
-  transaction.record({ step: 'create-link', name, kind: 'tun' });
-  return { fds: created.fds, link: { index: created.index, name } };
-}
-
-export function closeFds(fds: number[]): void {
-  for (const fd of fds) {
-    try {
-      nativeDevices.closeFd(fd);
-    } catch {
-      // already closed
-    }
-  }
-}
-
-/** Marks a link as vcnet's (IFLA_GROUP), sets MTU and brings it up, in the transaction's batch. */
-export function configureCreatedLink(transaction: PlumbingTransaction, link: LinkReference, mtu: number): void {
-  transaction.add((batch) =>
-    batch.setLink(link.index, { mtu, up: true, group: VCNET_LINK_GROUP }, `set up ${link.name}`),
-  );
 }

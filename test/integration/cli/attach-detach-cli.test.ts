@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { pauseAfterTap, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -134,7 +134,7 @@ describe('vcnet attach / detach', () => {
     const { pod } = makePod({ interfaces: 2 });
     const before = fingerprint(pod);
     const run = vcnetAsync(['attach', '--sandbox', 'crash', '--netns', pod.path, '--state-dir', stateDir], {
-      VCNET_FAULT_PAUSE_AFTER_TAP: 'tap1_kata:30000',
+      ...pauseAfterTap('tap1_kata'),
     });
     // Wait until the second tap exists: the first endpoint is complete, the second half way.
     const deadline = Date.now() + 20_000;

@@ -10,6 +10,7 @@ import { generateGuestNetwork } from '../../../src/network/guest.js';
 import type { InterworkingModel } from '../../../src/network/interworking-model.js';
 import { isLocallyAdministeredUnicast } from '../../../src/network/mac-address.js';
 import { Network } from '../../../src/network/network.js';
+import { setApplyTestHook } from '../../../src/network/plan/apply.js';
 import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
 import { interfacesOf } from '../../../src/network/scan.js';
 import {
@@ -54,6 +55,7 @@ function open(namespace: TestNamespace, model: InterworkingModel, extra: Partial
 }
 
 afterEach(() => {
+  setApplyTestHook(undefined);
   for (const network of networks.splice(0)) network.close();
   cleanupNamespaces();
 });
@@ -175,17 +177,14 @@ describe('tcfilter', () => {
     const { pod } = makePod({ interfaces: 2 });
     const before = fingerprint(pod);
     const network = open(pod, 'tcfilter');
-    let calls = 0;
-    const error = await network
-      .addEndpoints({
-        hooks: {
-          afterTapCreated: (tap) => {
-            // The second endpoint loses its tap between creation and the tc plumbing.
-            if (++calls === 2) pod.exec('ip', ['link', 'del', tap]);
-          },
-        },
-      })
-      .catch((caught: unknown) => caught);
+    let taps = 0;
+    // The second endpoint loses its tap between creation and the tc plumbing.
+    setApplyTestHook((step) => {
+      if (step.change.op === 'set-link' && step.change.set.group !== undefined && ++taps === 2) {
+        pod.exec('ip', ['link', 'del', step.change.link.name]);
+      }
+    });
+    const error = await network.addEndpoints().catch((caught: unknown) => caught);
     expect(error).toMatchObject({ code: 'VCNET_ATTACH_FAILED' });
     expect((error as Error).message).toContain('eth1');
     expect(network.endpoints()).toHaveLength(0);

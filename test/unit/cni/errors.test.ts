@@ -3,7 +3,7 @@ import { CniConfigError, CniErrorCode, cniCodeFor, cniErrorReply } from '../../.
 import { VcnetError } from '../../../src/errors.js';
 import { UnsupportedInterfaceError } from '../../../src/network/endpoints/create-endpoint.js';
 import { AttachError } from '../../../src/network/models/plumbing-context.js';
-import { SandboxLockedError } from '../../../src/network/state-store.js';
+import { SandboxLockedError } from '../../../src/network/state/store.js';
 
 describe('CNI error replies', () => {
   it('are the spec object: cniVersion, code, msg, and details carrying the VCNET code and hint', () => {

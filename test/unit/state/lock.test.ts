@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileLock, lockFile, tryLockFile } from '../../../src/network/state/lock.js';
-import { SandboxLockedError, SandboxStore } from '../../../src/network/state-store.js';
+import { SandboxLockedError, SandboxStore } from '../../../src/network/state/store.js';
 
 let directory: string;
 const children: ChildProcess[] = [];

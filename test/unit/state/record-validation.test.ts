@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cniContentSchema, sandboxContentSchema } from '../../../src/network/state/network-content-schema.js';
 import { parseRecord, StateInvalidError, salvageNamespace } from '../../../src/network/state/record-envelope.js';
-import { SandboxStore, stateDirectory } from '../../../src/network/state-store.js';
+import { SandboxStore, stateDirectory } from '../../../src/network/state/store.js';
 
 const FILE = '/run/vcnet/sandboxes/a/state.json';
 

@@ -22,11 +22,11 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { z } from 'zod';
-import { InvalidInputError, SystemCallError, VcnetError } from '../errors.js';
-import { lockFile } from './state/lock.js';
-import { sandboxContentSchema } from './state/network-content-schema.js';
-import { parseRecord, type RecordEnvelope } from './state/record-envelope.js';
-import { registerStateDirectory } from './state/registry.js';
+import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { lockFile } from './lock.js';
+import { sandboxContentSchema } from './network-content-schema.js';
+import { parseRecord, type RecordEnvelope } from './record-envelope.js';
+import { registerStateDirectory } from './registry.js';
 
 export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
@@ -149,7 +149,7 @@ export class SandboxStore {
    * The validated record, or undefined when there is none. A record that is damaged, of another
    * version or of another sandbox throws StateInvalidError naming the file and the field.
    */
-  read<T = RecordEnvelope>(): T | undefined {
+  read<T = RecordEnvelope>(_kind?: unknown): T | undefined {
     const text = this.readText();
     if (text === undefined) return undefined;
     return parseRecord(text, this.statePath, {

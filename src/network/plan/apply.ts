@@ -1,0 +1,369 @@
+/**
+ * The one executor of plans. It journals every step before the kernel is asked to make it, sends the
+ * steps in as few netlink batches as names allow (a batch ends only where a later step needs the index
+ * of a link the batch creates, and at the tap ioctl), and on failure undoes the completed steps in
+ * reverse. When that undo is refused too, the journal keeps exactly what is left and the error says
+ * what (VCNET_ROLLBACK_INCOMPLETE); `vcnet detach` or `vcnet gc` finish the job from that record.
+ *
+ * Detach runs through here as well (undoPlan): "already gone" is every way the kernel says so for
+ * the object kind, so undo converges however often it is repeated.
+ */
+import { RollbackIncompleteError, SystemCallError } from '../../errors.js';
+import { nativeDevices } from '../../native/devices.js';
+import type { Link } from '../../netlink/codec/link.js';
+import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/traffic-control.js';
+import type { NetlinkError } from '../../netlink/errors.js';
+import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
+import type { PlumbingStep } from '../plumbing.js';
+import { type DetachPlan, planDetach } from './plan-detach.js';
+import type { Change, LinkRef, Plan, PlanStep } from './types.js';
+
+/**
+ * Test seam (never set in production): called before each step is sent, with its position. A hook
+ * that throws makes that step fail (the steps before it are sent first); one that waits holds the
+ * attach there (crash tests kill the process then). Set it with setApplyTestHook.
+ */
+export type ApplyTestHook = (step: PlanStep, position: number) => void | Promise<void>;
+let testHook: ApplyTestHook | undefined;
+
+export function setApplyTestHook(hook: ApplyTestHook | undefined): void {
+  testHook = hook;
+}
+
+export interface ApplyContext {
+  handle: NetlinkHandle;
+  namespacePath: string;
+  /** Keep the tap's queue fds open and return them (a hypervisor started by this process). */
+  keepFds: boolean;
+  /**
+   * Told the records of everything that may exist, before each send: a crash at any point leaves a
+   * record that detach and gc can undo (undo tolerates objects that were never made).
+   */
+  journal?: (records: PlumbingStep[]) => void;
+}
+
+export interface AppliedPlan {
+  /** The undo records of what was made, in order. */
+  records: PlumbingStep[];
+  /** Indexes of the links the plan created, by name. */
+  createdIndexes: Map<string, number>;
+  tapFds: number[];
+}
+
+export interface UndoReport {
+  undone: number;
+  alreadyGone: number;
+  failures: NetlinkError[];
+  /** The records of what is still there after the undo (empty when everything went). */
+  left: PlumbingStep[];
+}
+
+/** Records as the objects they name: "tun tap0_kata", "ingress qdisc on eth0"... */
+export { RollbackIncompleteError } from '../../errors.js';
+
+export function describeRecords(records: readonly PlumbingStep[]): string[] {
+  return records.map(describeRecord);
+}
+
+function describeRecord(record: PlumbingStep): string {
+  switch (record.step) {
+    case 'create-link':
+      return `${record.kind} ${record.name}`;
+    case 'add-qdisc':
+      return `${record.kind} qdisc on ${record.link}`;
+    case 'add-filter':
+      return `${record.kind} filter prio ${record.priority} on ${record.link}`;
+    case 'change-link':
+      return `changed attributes of ${record.link} (${Object.keys(record.before).join(', ')})`;
+    case 'remove-addresses':
+      return `addresses removed from ${record.link} (${record.addresses.map((a) => `${a.address}/${a.prefixLength}`).join(', ')})`;
+    case 'remove-routes':
+      return `routes removed from ${record.link}`;
+    case 'remove-neighbours':
+      return `neighbours removed from ${record.link}`;
+  }
+}
+
+function recordsOf(steps: readonly PlanStep[]): PlumbingStep[] {
+  return steps.flatMap((step) => (step.record ? [step.record] : []));
+}
+
+function linksOf(change: Change): LinkRef[] {
+  switch (change.op) {
+    case 'create-tap':
+    case 'create-link':
+      return change.op === 'create-link' && change.parent ? [change.parent] : [];
+    case 'delete-link-group':
+      return [];
+    case 'add-filter':
+      return [change.link, change.redirectTo];
+    default:
+      return [change.link];
+  }
+}
+
+/** Applies a plan; on failure undoes what it made and throws (RollbackIncompleteError when undo fails too). */
+export async function applyPlan(plan: Plan, context: ApplyContext): Promise<AppliedPlan> {
+  const { handle } = context;
+  const createdIndexes = new Map<string, number>();
+  const completed: PlanStep[] = [];
+  const tapFds: number[] = [];
+  let batch: ChangeBatch = handle.changes();
+  let queued: PlanStep[] = [];
+
+  const indexOf = (ref: LinkRef): number | undefined => ref.index ?? createdIndexes.get(ref.name);
+  const flush = async (): Promise<void> => {
+    if (queued.length === 0) return;
+    const sending = queued;
+    const sent = batch;
+    queued = [];
+    batch = handle.changes();
+    context.journal?.(recordsOf([...completed, ...sending]));
+    const outcomes = await sent.send();
+    let failure: Error | undefined;
+    outcomes.forEach((outcome, position) => {
+      if (outcome.ok) completed.push(sending[position]!);
+      else failure ??= outcome.error;
+    });
+    if (failure) throw failure;
+  };
+
+  try {
+    for (const [position, step] of plan.steps.entries()) {
+      const { change } = step;
+      if (change.op === 'create-tap') await flush();
+      // A step that names a link this batch creates waits for it: its index is needed.
+      for (const ref of linksOf(change)) {
+        if (indexOf(ref) !== undefined) continue;
+        await flush();
+        createdIndexes.set(ref.name, (await handle.linkByName(ref.name)).index);
+      }
+      if (testHook) {
+        try {
+          await testHook(step, position);
+        } catch (error) {
+          await flush();
+          throw error;
+        }
+      }
+      if (change.op === 'create-tap') {
+        context.journal?.(recordsOf([...completed, step]));
+        const created = createTap(context, change);
+        tapFds.push(...created.fds);
+        createdIndexes.set(change.link.name, created.index);
+        completed.push(step);
+        continue;
+      }
+      queueChange(batch, change, (ref) => {
+        const index = indexOf(ref);
+        if (index === undefined) throw new Error(`link ${ref.name} was not resolved`); // a bug in the loop above
+        return index;
+      });
+      queued.push(step);
+    }
+    await flush();
+    return { records: recordsOf(completed), createdIndexes, tapFds };
+  } catch (error) {
+    closeFds(tapFds);
+    const report = await undoRecords(handle, recordsOf(completed));
+    context.journal?.(report.left);
+    if (report.left.length > 0) {
+      throw new RollbackIncompleteError(
+        'attach',
+        error as Error,
+        report.failures.map((failure) => failure.message),
+        describeRecords(report.left),
+        report.left,
+      );
+    }
+    throw error;
+  }
+}
+
+function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-tap' }>) {
+  try {
+    return nativeDevices.createTun(context.namespacePath, change.link.name, {
+      tap: true,
+      vnetHdr: true,
+      multiQueue: change.multiQueue,
+      queues: change.queues,
+      // Persist so the tap outlives this process (the CLI exits before the VM starts).
+      persist: true,
+      keepFds: context.keepFds,
+    });
+  } catch (error) {
+    throw new SystemCallError(`create tap ${change.link.name}`, error as NodeJS.ErrnoException);
+  }
+}
+
+export function closeFds(fds: number[]): void {
+  for (const fd of fds) {
+    try {
+      nativeDevices.closeFd(fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** Puts one change in a batch, with link indexes resolved. */
+export function queueChange(batch: ChangeBatch, change: Change, indexOf: (ref: LinkRef) => number): void {
+  switch (change.op) {
+    case 'create-tap':
+      throw new Error('a tap is made by ioctl, not netlink');
+    case 'create-link':
+      batch.addLink({
+        name: change.link.name,
+        ...(change.parent ? { parentIndex: indexOf(change.parent) } : {}),
+        ...(change.mtu !== undefined ? { mtu: change.mtu } : {}),
+        ...(change.address ? { address: change.address } : {}),
+        ...(change.group !== undefined ? { group: change.group } : {}),
+        ...(change.txQueueLength !== undefined ? { txQueueLength: change.txQueueLength } : {}),
+        data: change.kind === 'macvtap' ? { kind: 'macvtap', mode: 'bridge' } : { kind: 'ifb' },
+      });
+      return;
+    case 'delete-link':
+      batch.deleteLink(indexOf(change.link), `delete ${change.kind} ${change.link.name}`);
+      return;
+    case 'delete-link-group':
+      batch.deleteLinkGroup(change.group);
+      return;
+    case 'set-link':
+      batch.setLink(
+        indexOf(change.link),
+        change.set,
+        `set ${Object.keys(change.set).join(', ')} of ${change.link.name}`,
+      );
+      return;
+    case 'add-qdisc':
+      batch.addQdisc({
+        index: indexOf(change.link),
+        handle: change.handle,
+        parent: change.parent,
+        options: change.kind === 'htb' ? { kind: 'htb', defaultClass: change.defaultClass ?? 0 } : { kind: 'ingress' },
+      });
+      return;
+    case 'delete-qdisc':
+      batch.deleteQdisc(indexOf(change.link), change.handle, change.parent);
+      return;
+    case 'add-class':
+      batch.addHtbClass({
+        index: indexOf(change.link),
+        handle: change.handle,
+        parent: change.parent,
+        rateBitsPerSecond: change.rateBitsPerSecond,
+      });
+      return;
+    case 'add-filter':
+      batch.addFilter({
+        index: indexOf(change.link),
+        parent: change.parent,
+        priority: change.priority,
+        protocol: change.protocol,
+        options: {
+          kind: 'u32',
+          keys: MATCH_ALL_U32_KEYS,
+          actions: [{ kind: 'mirred', direction: 'egress', mode: 'redirect', targetIndex: indexOf(change.redirectTo) }],
+        },
+      });
+      return;
+    case 'delete-filter':
+      batch.deleteFilter({
+        index: indexOf(change.link),
+        parent: change.parent,
+        priority: change.priority,
+        protocol: change.protocol,
+        kind: change.kind,
+      });
+      return;
+    case 'add-address':
+      batch.addAddress({ index: indexOf(change.link), ...change.address });
+      return;
+    case 'delete-address':
+      batch.deleteAddress({
+        index: indexOf(change.link),
+        address: change.address.address,
+        prefixLength: change.address.prefixLength,
+      });
+      return;
+    case 'add-route':
+      batch.addRoute({ ...change.route, outputIndex: indexOf(change.link) });
+      return;
+    case 'delete-route':
+      batch.deleteRoute({ ...change.route, outputIndex: indexOf(change.link) });
+      return;
+    case 'add-neighbour':
+      batch.addNeighbour({ index: indexOf(change.link), ...change.neighbour }, true);
+      return;
+    case 'delete-neighbour':
+      batch.deleteNeighbour({ index: indexOf(change.link), destination: change.neighbour.destination });
+      return;
+  }
+}
+
+/** Errors by which the kernel says an object is already gone, per kind of undo. */
+const GONE_ERRNOS = new Set(['ENOENT', 'ENODEV', 'ESRCH', 'EADDRNOTAVAIL']);
+/**
+ * A qdisc or filter that is gone (or whose link or parent qdisc is) can also be answered EINVAL:
+ * "Invalid handle", "Cannot find specified qdisc on specified device", "Filter with specified
+ * priority/protocol not found"… The request was built from vcnet's own record, so EINVAL there means gone.
+ */
+const TC_GONE_ERRNOS = new Set([...GONE_ERRNOS, 'EINVAL']);
+/** Errors by which the kernel says a restored object is already back. */
+const PRESENT_ERRNOS = new Set(['EEXIST']);
+
+export function alreadyDone(change: Change, errno: string): boolean {
+  switch (change.op) {
+    case 'delete-qdisc':
+    case 'delete-filter':
+      return TC_GONE_ERRNOS.has(errno);
+    case 'add-address':
+    case 'add-route':
+    case 'add-neighbour':
+    case 'set-link':
+      return PRESENT_ERRNOS.has(errno) || GONE_ERRNOS.has(errno);
+    default:
+      return GONE_ERRNOS.has(errno);
+  }
+}
+
+/** Sends a detach plan in one batch; what the kernel refuses stays in `left`. */
+export async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoReport> {
+  const report: UndoReport = { undone: 0, alreadyGone: plan.alreadyGone.length, failures: [], left: [] };
+  if (plan.steps.length === 0) return report;
+  const batch = handle.changes();
+  for (const step of plan.steps) {
+    queueChange(batch, step.change, (ref) => {
+      if (ref.index === undefined) throw new Error(`link ${ref.name} is not in the namespace`); // planDetach skips those
+      return ref.index;
+    });
+  }
+  const outcomes = await batch.send();
+  const left = new Set<PlumbingStep>();
+  outcomes.forEach((outcome, position) => {
+    const step = plan.steps[position]!;
+    if (outcome.ok) report.undone += step.change.op === 'delete-link-group' ? step.change.links.length : 1;
+    else if (alreadyDone(step.change, outcome.error.errno)) report.alreadyGone++;
+    else {
+      report.failures.push(outcome.error);
+      for (const record of step.settles) left.add(record);
+    }
+  });
+  report.left = [...left];
+  return report;
+}
+
+/** Undoes records (detach, rollback): plans against the links there now, then sends. */
+export async function undoRecords(
+  handle: NetlinkHandle,
+  records: readonly PlumbingStep[],
+  knownLinks?: readonly Link[],
+): Promise<UndoReport> {
+  if (records.length === 0) return { undone: 0, alreadyGone: 0, failures: [], left: [] };
+  const links = knownLinks ?? (await handle.links());
+  const report = await undoPlan(handle, planDetach(records, { links }));
+  // Keep the attach order in what is left, so the next detach undoes it in reverse again.
+  const left = new Set(report.left);
+  report.left = records.filter((record) => left.has(record));
+  return report;
+}

@@ -1,0 +1,124 @@
+/**
+ * A plan as the `ip` and `tc` commands that make the same changes (`vcnet attach --dry-run`). They
+ * are meant to run inside the pod namespace, one per line, e.g.
+ *
+ *   vcnet attach --dry-run ... | ip netns exec POD sh -e        (a named namespace)
+ *   vcnet attach --dry-run ... | nsenter --net=PATH sh -e       (any namespace path)
+ *
+ * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed.
+ */
+import { AddressFamily, INGRESS_HANDLE, NeighbourState, TC_H_ROOT } from '../../netlink/codec/constants.js';
+import { CLSACT_INGRESS_PARENT } from './plan-attach.js';
+import type { Change, LinkRef, Plan, RouteRecord } from './types.js';
+
+const DEFAULT_BURST_MTU = 1600;
+
+function handleText(handle: number): string {
+  const major = (handle >>> 16).toString(16);
+  const minor = handle & 0xffff;
+  return minor ? `${major}:${minor.toString(16)}` : `${major}:`;
+}
+
+function parentText(parent: number): string {
+  if (parent === TC_H_ROOT) return 'root';
+  if (parent === INGRESS_HANDLE) return 'ffff:';
+  if (parent === CLSACT_INGRESS_PARENT) return 'ffff:fff2';
+  return handleText(parent);
+}
+
+function dev(link: LinkRef): string {
+  return `dev ${link.name}`;
+}
+
+function familyFlag(address: string | undefined, family?: number): string {
+  return family === AddressFamily.INET6 || address?.includes(':') ? '-6 ' : '';
+}
+
+function routeText(route: RouteRecord, link: LinkRef): string {
+  const parts = [route.destination ? `${route.destination}/${route.destinationLength ?? 0}` : 'default'];
+  if (route.gateway) parts.push(`via ${route.gateway}`);
+  parts.push(dev(link));
+  if (route.preferredSource) parts.push(`src ${route.preferredSource}`);
+  if (route.table !== undefined) parts.push(`table ${route.table}`);
+  if (route.protocol !== undefined) parts.push(`proto ${route.protocol}`);
+  if (route.scope !== undefined) parts.push(`scope ${route.scope}`);
+  if (route.priority !== undefined) parts.push(`metric ${route.priority}`);
+  if (route.mtu !== undefined) parts.push(`mtu ${route.mtu}`);
+  if (route.flags && route.flags & 0x4) parts.push('onlink');
+  return parts.join(' ');
+}
+
+/** The `ip`/`tc` command that makes one change. */
+export function commandOf(change: Change): string {
+  switch (change.op) {
+    case 'create-tap':
+      return `ip tuntap add ${dev(change.link)} mode tap vnet_hdr${change.multiQueue ? ' multi_queue' : ''}`;
+    case 'create-link': {
+      const parts = ['ip link add'];
+      if (change.parent) parts.push(`link ${change.parent.name}`);
+      parts.push(`name ${change.link.name}`);
+      if (change.address) parts.push(`address ${change.address}`);
+      if (change.mtu !== undefined) parts.push(`mtu ${change.mtu}`);
+      if (change.txQueueLength !== undefined) parts.push(`txqueuelen ${change.txQueueLength}`);
+      if (change.group !== undefined) parts.push(`group ${change.group}`);
+      parts.push(change.kind === 'macvtap' ? 'type macvtap mode bridge' : 'type ifb');
+      return parts.join(' ');
+    }
+    case 'delete-link':
+      return `ip link del ${dev(change.link)}`;
+    case 'delete-link-group':
+      return `ip link del group ${change.group}`;
+    case 'set-link': {
+      const parts = [`ip link set ${dev(change.link)}`];
+      if (change.set.address !== undefined) parts.push(`address ${change.set.address}`);
+      if (change.set.mtu !== undefined) parts.push(`mtu ${change.set.mtu}`);
+      if (change.set.group !== undefined) parts.push(`group ${change.set.group}`);
+      if (change.set.up !== undefined) parts.push(change.set.up ? 'up' : 'down');
+      return parts.join(' ');
+    }
+    case 'add-qdisc':
+      return change.kind === 'ingress'
+        ? `tc qdisc add ${dev(change.link)} ingress`
+        : `tc qdisc add ${dev(change.link)} ${parentText(change.parent)} handle ${handleText(change.handle)} htb default ${change.defaultClass ?? 0}`;
+    case 'delete-qdisc':
+      return change.kind === 'ingress'
+        ? `tc qdisc del ${dev(change.link)} ingress`
+        : `tc qdisc del ${dev(change.link)} ${parentText(change.parent)} handle ${handleText(change.handle)}`;
+    case 'add-class': {
+      const burst = Math.floor(change.rateBitsPerSecond / 8 / 1000) + DEFAULT_BURST_MTU;
+      return `tc class add ${dev(change.link)} parent ${handleText(change.parent)} classid ${handleText(change.handle)} htb rate ${change.rateBitsPerSecond}bit ceil ${change.rateBitsPerSecond}bit burst ${burst} cburst ${burst}`;
+    }
+    case 'add-filter':
+      return `tc filter add ${dev(change.link)} parent ${parentText(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority} u32 match u32 0 0 action mirred egress redirect dev ${change.redirectTo.name}`;
+    case 'delete-filter':
+      return `tc filter del ${dev(change.link)} parent ${parentText(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority}`;
+    case 'add-address':
+    case 'delete-address': {
+      const { address } = change;
+      const verb = change.op === 'add-address' ? 'add' : 'del';
+      const extra = [
+        address.peer ? `peer ${address.peer}` : '',
+        address.broadcast ? `broadcast ${address.broadcast}` : '',
+        change.op === 'add-address' && address.scope !== undefined ? `scope ${address.scope}` : '',
+        address.label ? `label ${address.label}` : '',
+      ].filter(Boolean);
+      return [`ip address ${verb} ${address.address}/${address.prefixLength}`, ...extra, dev(change.link)].join(' ');
+    }
+    case 'add-route':
+    case 'delete-route':
+      return `ip ${familyFlag(change.route.destination ?? change.route.gateway, change.route.family)}route ${change.op === 'add-route' ? 'add' : 'del'} ${routeText(change.route, change.link)}`;
+    case 'add-neighbour':
+      return `ip neigh replace ${change.neighbour.destination}${change.neighbour.linkLayerAddress ? ` lladdr ${change.neighbour.linkLayerAddress}` : ''} nud ${change.neighbour.state === NeighbourState.PERMANENT ? 'permanent' : 'reachable'} ${dev(change.link)}`;
+    case 'delete-neighbour':
+      return `ip neigh del ${change.neighbour.destination} ${dev(change.link)}`;
+  }
+}
+
+function protocolText(protocol: number): string {
+  return protocol === 0x0003 ? 'all' : `0x${protocol.toString(16).padStart(4, '0')}`;
+}
+
+/** Every change of the plan as a command, in order. */
+export function commandsOf(plan: Pick<Plan, 'steps'>): string[] {
+  return plan.steps.map((step) => commandOf(step.change));
+}

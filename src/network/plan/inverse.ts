@@ -1,0 +1,164 @@
+/**
+ * What undoes a change, and the record detach keeps of it: both derived from the change itself, so
+ * an undo can never drift from its request (same link, parent, priority, protocol, handle).
+ */
+import { RouteFlag } from '../../netlink/codec/constants.js';
+import type { PlumbingStep } from '../plumbing.js';
+import type { Change, LinkAttributes, LinkRef, PlanStep, RouteRecord } from './types.js';
+
+/** Address flags a request may carry (nodad, optimistic, homeaddress, managetempaddr, noprefixroute). */
+export const REQUEST_ADDRESS_FLAGS = 0x2 | 0x4 | 0x10 | 0x100 | 0x200;
+
+/**
+ * The change that undoes `change`. `before` is what a set-link replaces (from the scan). Changes to an
+ * object the plan creates itself (its MTU, an htb class) have no undo of their own: they go with it.
+ */
+export function undoOf(change: Change, before?: LinkAttributes): Change | undefined {
+  switch (change.op) {
+    case 'create-tap':
+      return { op: 'delete-link', link: change.link, kind: 'tun' };
+    case 'create-link':
+      return { op: 'delete-link', link: change.link, kind: change.kind };
+    case 'set-link':
+      return change.link.role === 'pod' && before ? { op: 'set-link', link: change.link, set: before } : undefined;
+    case 'add-qdisc':
+      return {
+        op: 'delete-qdisc',
+        link: change.link,
+        kind: change.kind,
+        handle: change.handle,
+        parent: change.parent,
+      };
+    case 'add-class':
+      return undefined;
+    case 'add-filter':
+      return {
+        op: 'delete-filter',
+        link: change.link,
+        parent: change.parent,
+        priority: change.priority,
+        protocol: change.protocol,
+        kind: 'u32',
+      };
+    case 'delete-address':
+      return { op: 'add-address', link: change.link, address: change.address };
+    case 'delete-route':
+      return { op: 'add-route', link: change.link, route: change.route };
+    case 'delete-neighbour':
+      return { op: 'add-neighbour', link: change.link, neighbour: change.neighbour };
+    default:
+      throw new Error(`no undo is defined for ${change.op} (attach plans do not use it)`);
+  }
+}
+
+/** The persisted record of an undo (the format detach, gc and CNI CHECK read). */
+export function recordOf(undo: Change): PlumbingStep {
+  switch (undo.op) {
+    case 'delete-link':
+      return { step: 'create-link', name: undo.link.name, kind: undo.kind };
+    case 'delete-qdisc':
+      return { step: 'add-qdisc', link: undo.link.name, handle: undo.handle, parent: undo.parent, kind: undo.kind };
+    case 'delete-filter':
+      return {
+        step: 'add-filter',
+        link: undo.link.name,
+        parent: undo.parent,
+        priority: undo.priority,
+        protocol: undo.protocol,
+        kind: undo.kind,
+      };
+    case 'set-link':
+      return { step: 'change-link', link: undo.link.name, before: undo.set };
+    case 'add-address':
+      return { step: 'remove-addresses', link: undo.link.name, addresses: [undo.address] };
+    case 'add-route':
+      return { step: 'remove-routes', link: undo.link.name, routes: [undo.route] };
+    case 'add-neighbour':
+      return { step: 'remove-neighbours', link: undo.link.name, neighbours: [undo.neighbour] };
+    default:
+      throw new Error(`${undo.op} is not an undo`);
+  }
+}
+
+/** A plan step: the change, its undo and its record, all from the change. */
+export function stepOf(change: Change, before?: LinkAttributes): PlanStep {
+  const undo = undoOf(change, before);
+  return undo ? { change, undo, record: recordOf(undo) } : { change };
+}
+
+/** The undo changes a persisted record stands for (records may list several objects). */
+export function undoChangesOf(record: PlumbingStep, link: (name: string) => LinkRef): Change[] {
+  switch (record.step) {
+    case 'create-link':
+      return [{ op: 'delete-link', link: link(record.name), kind: record.kind }];
+    case 'add-qdisc':
+      return [
+        {
+          op: 'delete-qdisc',
+          link: link(record.link),
+          kind: record.kind,
+          handle: record.handle,
+          parent: record.parent,
+        },
+      ];
+    case 'add-filter':
+      return [
+        {
+          op: 'delete-filter',
+          link: link(record.link),
+          parent: record.parent,
+          priority: record.priority,
+          protocol: record.protocol,
+          kind: record.kind,
+        },
+      ];
+    case 'change-link': {
+      const { name: _rename, ...before } = record.before;
+      return [{ op: 'set-link', link: link(record.link), set: before }];
+    }
+    case 'remove-addresses':
+      return record.addresses.map((address) => ({
+        op: 'add-address' as const,
+        link: link(record.link),
+        address: {
+          address: address.address,
+          prefixLength: address.prefixLength,
+          ...(address.scope !== undefined ? { scope: address.scope } : {}),
+          flags: (address.flags ?? 0) & REQUEST_ADDRESS_FLAGS,
+          ...(address.peer ? { peer: address.peer } : {}),
+          ...(address.broadcast ? { broadcast: address.broadcast } : {}),
+          ...(address.label ? { label: address.label } : {}),
+        },
+      }));
+    case 'remove-routes':
+      return record.routes.map((route) => ({
+        op: 'add-route' as const,
+        link: link(record.link),
+        route: routeRequestOf(route),
+      }));
+    case 'remove-neighbours':
+      return record.neighbours.map((neighbour) => ({
+        op: 'add-neighbour' as const,
+        link: link(record.link),
+        neighbour,
+      }));
+  }
+}
+
+/** A route (as the kernel reports it, or as recorded) as a request that recreates it. */
+export function routeRequestOf(route: RouteRecord): RouteRecord {
+  return {
+    ...(route.family !== undefined ? { family: route.family } : {}),
+    ...(route.destination ? { destination: route.destination, destinationLength: route.destinationLength ?? 0 } : {}),
+    ...(route.gateway ? { gateway: route.gateway } : {}),
+    ...(route.preferredSource ? { preferredSource: route.preferredSource } : {}),
+    ...(route.table !== undefined ? { table: route.table } : {}),
+    ...(route.protocol !== undefined ? { protocol: route.protocol } : {}),
+    ...(route.scope !== undefined ? { scope: route.scope } : {}),
+    ...(route.type !== undefined ? { type: route.type } : {}),
+    // Only ONLINK is a request flag; LINKDOWN and friends are state the kernel reports.
+    flags: (route.flags ?? 0) & RouteFlag.ONLINK,
+    ...(route.priority !== undefined ? { priority: route.priority } : {}),
+    ...(route.mtu !== undefined ? { mtu: route.mtu } : {}),
+  };
+}

@@ -1,0 +1,276 @@
+/**
+ * planAttach: what attaching one endpoint changes in the pod namespace, as an ordered list of steps,
+ * from a scan of the namespace and the request. Pure: no I/O, no clock, no randomness (the random
+ * spare MAC of the macvtap model comes in the request). The executor (apply.ts) sends it.
+ *
+ *   tcfilter  a tap beside the pod link, an ingress qdisc on both, a u32 match-all filter on each
+ *             redirecting every frame to the other (Kata's default).
+ *   macvtap   a macvtap on the pod link with the pod link's MAC; the pod link moves to a spare MAC and
+ *             gives up its addresses (and the routes and permanent neighbours that go with them).
+ *   none      a tap only.
+ *
+ * Rate limits as Kata sets them (bits per second): an htb root qdisc 1: with default class 2, class 1:1
+ * and 1:2 under it (rate = ceil = max). rx (towards the VM) on the tap side's egress; tx (from the VM)
+ * on the pod link's egress (tcfilter) or on an ifb that the tap side's ingress is redirected to.
+ */
+import { InvalidInputError } from '../../errors.js';
+import {
+  AddressFamily,
+  ETH_P_ALL,
+  INGRESS_HANDLE,
+  InterfaceFlag,
+  NeighbourState,
+  RouteProtocol,
+  RouteScope,
+  TC_H_INGRESS,
+  TC_H_ROOT,
+} from '../../netlink/codec/constants.js';
+import type { Link } from '../../netlink/codec/link.js';
+import type { Filter } from '../../netlink/codec/traffic-control.js';
+import { parseHandle } from '../../netlink/codec/traffic-control.js';
+import type { NamespaceSnapshot } from '../../netlink/handle.js';
+import type { RateLimit } from '../rate-limit.js';
+import { REQUEST_ADDRESS_FLAGS, routeRequestOf, stepOf } from './inverse.js';
+import type { Change, LinkRef, Plan, PlanStep } from './types.js';
+
+/** Links vcnet creates carry this IFLA_GROUP, so gc finds them and detach can delete them at once. */
+export const VCNET_LINK_GROUP = 0x7663; // "vc"
+
+/** The priority of vcnet's filters (Kata's), and of the ifb redirect one below it. */
+export const FILTER_PRIORITY = 49152;
+
+/** clsact's ingress hook. */
+export const CLSACT_INGRESS_PARENT = 0xfffffff2;
+
+/** Ethernet's default transmit queue length, which a macvtap also uses as its receive ring size. */
+export const DEFAULT_MACVTAP_QUEUE_LENGTH = 1000;
+
+/** Root qdiscs the kernel or a distribution sets by default: an htb may replace them. */
+const DEFAULT_ROOT_QDISCS = new Set(['noqueue', 'pfifo_fast', 'fq_codel', 'mq', 'noop', 'pfifo', 'fq']);
+
+/** What a plan reads from the namespace (a NamespaceSnapshot, plus the filters it needs). */
+export type PlanSnapshot = Pick<NamespaceSnapshot, 'links' | 'addresses' | 'routes' | 'neighbours' | 'qdiscs'> & {
+  /** Ingress filters of pod links that already have an ingress or clsact qdisc (to pick a free priority). */
+  filters?: Filter[];
+};
+
+export interface PlanConfig {
+  /** Queues per NIC: > 1 makes a multi-queue tap. */
+  queues: number;
+  rateLimit?: RateLimit;
+}
+
+export interface AttachRequest {
+  model: Plan['model'];
+  /** The pod link the VM is joined to (tcfilter, macvtap); for none it only lends the guest its MAC. */
+  source?: Link;
+  /** The tap or macvtap to create. */
+  tapName: string;
+  /** macvtap: the private MAC the pod link moves to (random, chosen by the caller). */
+  spareHardwareAddress?: string;
+  /** none: the tap's MTU (the pod link's by default, else 1500). */
+  mtu?: number;
+  /** none: the MAC the guest NIC gets (the pod link's by default, else the tap's own). */
+  guestHardwareAddress?: string;
+}
+
+export function ifbName(tapName: string): string {
+  return tapName.replace(/^tap/, 'ifb');
+}
+
+/**
+ * Kata gives the macvtap the pod interface's txqueuelen. A macvtap sizes each queue's receive ring by
+ * it, and CNI's veths have txqueuelen 0: a ring of 0 drops every frame for the VM. So a zero length
+ * becomes ethernet's default.
+ */
+export function macvtapQueueLength(source: Pick<Link, 'txQueueLength'>): number {
+  return source.txQueueLength && source.txQueueLength > 0 ? source.txQueueLength : DEFAULT_MACVTAP_QUEUE_LENGTH;
+}
+
+function podRef(link: Link): LinkRef {
+  return { role: 'pod', name: link.name, index: link.index };
+}
+
+function requireSource(request: AttachRequest): Link {
+  if (!request.source) throw new InvalidInputError('source', undefined, `a pod link for model ${request.model}`);
+  return request.source;
+}
+
+export function planAttach(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest): Plan {
+  switch (request.model) {
+    case 'tcfilter':
+      return planTcFilter(snapshot, config, request, requireSource(request));
+    case 'macvtap':
+      return planMacvtap(snapshot, config, request, requireSource(request));
+    case 'none':
+      return planTapOnly(snapshot, config, request);
+  }
+}
+
+/** A tap made by ioctl, put in vcnet's link group before anything else can fail, then configured. */
+function tapSteps(tap: LinkRef, config: PlanConfig, mtu: number): PlanStep[] {
+  return [
+    stepOf({ op: 'create-tap', link: tap, queues: config.queues, multiQueue: config.queues > 1 }),
+    stepOf({ op: 'set-link', link: tap, set: { group: VCNET_LINK_GROUP } }),
+    stepOf({ op: 'set-link', link: tap, set: { mtu, up: true } }),
+  ];
+}
+
+function ingressStep(link: LinkRef): PlanStep {
+  return stepOf({ op: 'add-qdisc', link, kind: 'ingress', handle: INGRESS_HANDLE, parent: TC_H_INGRESS });
+}
+
+function redirectStep(from: LinkRef, to: LinkRef, parent: number, priority: number): PlanStep {
+  return stepOf({ op: 'add-filter', link: from, parent, priority, protocol: ETH_P_ALL, redirectTo: to });
+}
+
+function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest, source: Link): Plan {
+  const pod = podRef(source);
+  const tap: LinkRef = { role: 'tap', name: request.tapName };
+  const steps = [...tapSteps(tap, config, source.mtu), ingressStep(tap)];
+  // The pod link may already have an ingress (or clsact) qdisc of its own: keep it, add beside it.
+  const existing = snapshot.qdiscs.find((qdisc) => qdisc.index === source.index && qdisc.parent === TC_H_INGRESS);
+  const parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
+  let priority = FILTER_PRIORITY;
+  if (existing) {
+    const used = new Set(
+      (snapshot.filters ?? [])
+        .filter((filter) => filter.index === source.index && filter.parent === parent)
+        .map((filter) => filter.priority),
+    );
+    while (used.has(priority)) priority++;
+  } else {
+    steps.push(ingressStep(pod));
+  }
+  steps.push(redirectStep(pod, tap, parent, priority));
+  steps.push(redirectStep(tap, pod, INGRESS_HANDLE, FILTER_PRIORITY));
+  if (config.rateLimit?.rxBitsPerSecond) steps.push(...htbSteps(snapshot, tap, config.rateLimit.rxBitsPerSecond));
+  if (config.rateLimit?.txBitsPerSecond) steps.push(...htbSteps(snapshot, pod, config.rateLimit.txBitsPerSecond));
+  return { model: 'tcfilter', steps, device: tap, ...(source.address ? { guestHardwareAddress: source.address } : {}) };
+}
+
+function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest, source: Link): Plan {
+  const spare = request.spareHardwareAddress;
+  if (!spare) throw new InvalidInputError('spareHardwareAddress', spare, 'a private MAC for the pod link (macvtap)');
+  const pod = podRef(source);
+  const macvtap: LinkRef = { role: 'macvtap', name: request.tapName };
+  const originalAddress = source.address ?? '';
+  const steps: PlanStep[] = [];
+  // A MAC change flushes the link's neighbours, permanent ones included: remove them first, put back on undo.
+  for (const neighbour of snapshot.neighbours) {
+    if (neighbour.index !== source.index || neighbour.state !== NeighbourState.PERMANENT) continue;
+    steps.push(
+      stepOf({
+        op: 'delete-neighbour',
+        link: pod,
+        neighbour: {
+          destination: neighbour.destination,
+          state: neighbour.state,
+          flags: neighbour.flags,
+          ...(neighbour.linkLayerAddress ? { linkLayerAddress: neighbour.linkLayerAddress } : {}),
+        },
+      }),
+    );
+  }
+  // The routes that would vanish with the addresses (not the kernel's own, which come back with them).
+  for (const route of snapshot.routes) {
+    if (route.outputIndex !== source.index) continue;
+    if (route.protocol === RouteProtocol.KERNEL || route.table === 255) continue;
+    if (route.family === AddressFamily.INET6 && route.destination?.startsWith('fe80')) continue;
+    steps.push(stepOf({ op: 'delete-route', link: pod, route: routeRequestOf(route) }));
+  }
+  steps.push(
+    stepOf({
+      op: 'create-link',
+      link: macvtap,
+      kind: 'macvtap',
+      parent: pod,
+      mtu: source.mtu,
+      ...(originalAddress ? { address: originalAddress } : {}),
+      group: VCNET_LINK_GROUP,
+      txQueueLength: macvtapQueueLength(source),
+    }),
+  );
+  steps.push(stepOf({ op: 'set-link', link: pod, set: { address: spare } }, { address: originalAddress }));
+  for (const address of snapshot.addresses) {
+    if (address.index !== source.index) continue;
+    // The kernel's IPv6 link-local address stays (it is the link's, not the pod's).
+    if (address.family === AddressFamily.INET6 && address.scope === RouteScope.LINK) continue;
+    steps.push(
+      stepOf({
+        op: 'delete-address',
+        link: pod,
+        address: {
+          address: address.address,
+          prefixLength: address.prefixLength,
+          scope: address.scope,
+          flags: address.flags & REQUEST_ADDRESS_FLAGS,
+          ...(address.peer ? { peer: address.peer } : {}),
+          ...(address.broadcast ? { broadcast: address.broadcast } : {}),
+          ...(address.label ? { label: address.label } : {}),
+        },
+      }),
+    );
+  }
+  if ((source.flags & InterfaceFlag.UP) === 0) {
+    steps.push(stepOf({ op: 'set-link', link: pod, set: { up: true } }, { up: false }));
+  }
+  steps.push(stepOf({ op: 'set-link', link: macvtap, set: { up: true } }));
+  steps.push(...rateLimitOnTapSide(snapshot, config, macvtap));
+  return {
+    model: 'macvtap',
+    steps,
+    device: macvtap,
+    ...(originalAddress ? { guestHardwareAddress: originalAddress } : {}),
+  };
+}
+
+function planTapOnly(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest): Plan {
+  const tap: LinkRef = { role: 'tap', name: request.tapName };
+  const mtu = request.mtu ?? request.source?.mtu ?? 1500;
+  const guestHardwareAddress = request.guestHardwareAddress ?? request.source?.address;
+  return {
+    model: 'none',
+    steps: [...tapSteps(tap, config, mtu), ...rateLimitOnTapSide(snapshot, config, tap)],
+    device: tap,
+    ...(guestHardwareAddress ? { guestHardwareAddress } : {}),
+  };
+}
+
+/** rx on the tap side's egress; tx through an ifb the tap side's ingress is redirected to. */
+function rateLimitOnTapSide(snapshot: PlanSnapshot, config: PlanConfig, tapSide: LinkRef): PlanStep[] {
+  const steps: PlanStep[] = [];
+  if (config.rateLimit?.rxBitsPerSecond) steps.push(...htbSteps(snapshot, tapSide, config.rateLimit.rxBitsPerSecond));
+  const tx = config.rateLimit?.txBitsPerSecond;
+  if (tx) {
+    const ifb: LinkRef = { role: 'ifb', name: ifbName(tapSide.name) };
+    steps.push(
+      stepOf({ op: 'create-link', link: ifb, kind: 'ifb', group: VCNET_LINK_GROUP }),
+      stepOf({ op: 'set-link', link: ifb, set: { up: true } }),
+      ingressStep(tapSide),
+      redirectStep(tapSide, ifb, INGRESS_HANDLE, FILTER_PRIORITY - 1),
+      ...htbSteps(snapshot, ifb, tx),
+    );
+  }
+  return steps;
+}
+
+/** The htb tree; refuses to replace a root qdisc somebody else configured (Kata would replace it). */
+function htbSteps(snapshot: PlanSnapshot, link: LinkRef, bitsPerSecond: number): PlanStep[] {
+  const root = snapshot.qdiscs.find((qdisc) => qdisc.index === link.index && qdisc.parent === TC_H_ROOT);
+  if (link.index !== undefined && root && root.handle !== 0 && !DEFAULT_ROOT_QDISCS.has(root.kind)) {
+    throw new InvalidInputError(
+      `root qdisc of ${link.name}`,
+      root.kind,
+      'a link without a configured root qdisc',
+      'another tool configured traffic shaping on this link: remove it or disable vcnet rate limiting',
+    );
+  }
+  const rootHandle = parseHandle('1:');
+  const changes: Change[] = [
+    { op: 'add-qdisc', link, kind: 'htb', handle: rootHandle, parent: TC_H_ROOT, defaultClass: 2 },
+    { op: 'add-class', link, handle: parseHandle('1:1'), parent: rootHandle, rateBitsPerSecond: bitsPerSecond },
+    { op: 'add-class', link, handle: parseHandle('1:2'), parent: parseHandle('1:1'), rateBitsPerSecond: bitsPerSecond },
+  ];
+  return changes.map((change) => stepOf(change));
+}

@@ -1,0 +1,88 @@
+/**
+ * The vocabulary of plans: one `Change` is one kernel object change (a link, a qdisc, a filter, an
+ * address, a route, a neighbour), written as data so it can be printed (`--dry-run`), journaled,
+ * unit-tested without root, and executed by the one executor (apply.ts).
+ *
+ * Links are named symbolically: a pod link by its name and the index the scan saw, a link the plan
+ * itself creates by its name only; the executor resolves names to indexes when it sends the change.
+ */
+import type { AddressSpec } from '../../netlink/codec/address.js';
+import type { NeighbourSpec } from '../../netlink/codec/neighbour.js';
+import type { RouteSpec } from '../../netlink/codec/route.js';
+import type { PlumbingStep } from '../plumbing.js';
+
+/** What a link is to the plan: the pod's own link, or one the plan creates. */
+export type LinkRole = 'pod' | 'tap' | 'macvtap' | 'ifb';
+
+export interface LinkRef {
+  role: LinkRole;
+  name: string;
+  /** Known for links that exist when the plan is made (the pod's); resolved by name otherwise. */
+  index?: number;
+}
+
+/** Link attributes a plan sets (and puts back). */
+export interface LinkAttributes {
+  address?: string;
+  mtu?: number;
+  up?: boolean;
+  group?: number;
+}
+
+/** An address, route or neighbour as a request, without the link (the change names it). */
+export type AddressRecord = Omit<AddressSpec, 'index'>;
+export type RouteRecord = Omit<RouteSpec, 'outputIndex'>;
+export type NeighbourRecord = Omit<NeighbourSpec, 'index'>;
+
+export type Change =
+  /** A tap made by the TUNSETIFF ioctl (rtnetlink cannot make tun devices), persistent. */
+  | { op: 'create-tap'; link: LinkRef; queues: number; multiQueue: boolean }
+  | {
+      op: 'create-link';
+      link: LinkRef;
+      kind: 'macvtap' | 'ifb';
+      parent?: LinkRef;
+      address?: string;
+      mtu?: number;
+      txQueueLength?: number;
+      group?: number;
+    }
+  | { op: 'delete-link'; link: LinkRef; kind: string }
+  /** Deletes every link of a group at once (one RCU grace period for all). */
+  | { op: 'delete-link-group'; group: number; links: LinkRef[] }
+  | { op: 'set-link'; link: LinkRef; set: LinkAttributes }
+  | { op: 'add-qdisc'; link: LinkRef; kind: 'ingress' | 'htb'; handle: number; parent: number; defaultClass?: number }
+  | { op: 'delete-qdisc'; link: LinkRef; kind: string; handle: number; parent: number }
+  | { op: 'add-class'; link: LinkRef; handle: number; parent: number; rateBitsPerSecond: number }
+  /** A u32 match-all filter whose mirred action redirects every frame to `redirectTo`'s egress. */
+  | { op: 'add-filter'; link: LinkRef; parent: number; priority: number; protocol: number; redirectTo: LinkRef }
+  | { op: 'delete-filter'; link: LinkRef; parent: number; priority: number; protocol: number; kind: string }
+  | { op: 'add-address'; link: LinkRef; address: AddressRecord }
+  | { op: 'delete-address'; link: LinkRef; address: AddressRecord }
+  | { op: 'add-route'; link: LinkRef; route: RouteRecord }
+  | { op: 'delete-route'; link: LinkRef; route: RouteRecord }
+  | { op: 'add-neighbour'; link: LinkRef; neighbour: NeighbourRecord }
+  | { op: 'delete-neighbour'; link: LinkRef; neighbour: NeighbourRecord };
+
+export type ChangeOp = Change['op'];
+
+/**
+ * One step of a plan: the change, and what undoes it. `undo` is derived from the change itself
+ * (plan/inverse.ts), never written by hand. `undo` is undefined for changes to an object the plan
+ * also creates (a link's MTU, an htb class): they go when that object goes.
+ */
+export interface PlanStep {
+  change: Change;
+  undo?: Change;
+  /** The persisted undo record (what detach reads), derived from `undo`. */
+  record?: PlumbingStep;
+}
+
+export interface Plan {
+  model: 'tcfilter' | 'macvtap' | 'none';
+  steps: PlanStep[];
+  /** The device the hypervisor uses (tap or macvtap). */
+  device: LinkRef;
+  /** The MAC the guest NIC gets; undefined when it is the new tap's own (known after apply). */
+  guestHardwareAddress?: string;
+}

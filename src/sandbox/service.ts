@@ -1,0 +1,244 @@
+/**
+ * The sandbox service: every operation that changes a pod namespace for a VM goes through here, for
+ * the CLI, the CNI plugin (one record per container interface), the kata-network commands and
+ * `vcnet watch` alike. Each operation opens one netlink socket and scans the namespace once; the
+ * network layer plans and applies (network/plan/), and this layer keeps the record in step:
+ *
+ *   the intent is written before the first change and every step before it is sent (the journal);
+ *   a failed attach whose undo was complete leaves no record (or the record as it was);
+ *   a failed attach or detach whose undo was refused keeps a record of exactly what is left, which
+ *   `vcnet detach` (again) or `vcnet gc` finish.
+ */
+import { DetachIncompleteError, VcnetError } from '../errors.js';
+import { NamespaceGoneError, openNamespaceForRecord, openRecordedNamespace } from '../netns/namespace-identity.js';
+import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
+import type { Endpoint, HotplugTarget } from '../network/endpoints/endpoint.js';
+import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
+import { type AddEndpointsOptions, Network } from '../network/network.js';
+import { describeRecords, type UndoReport } from '../network/plan/apply.js';
+import { commandsOf } from '../network/plan/commands.js';
+import type { Plan } from '../network/plan/types.js';
+import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
+import { SandboxStore } from '../network/state/store.js';
+
+export type { HypervisorRecord, SandboxState } from '../network/state/records.js';
+export { SANDBOX_STATE_VERSION };
+
+export interface AttachResult {
+  id: string;
+  endpoints: Endpoint[];
+  guest: GuestNetwork;
+  statePath: string;
+}
+
+export class SandboxExistsError extends VcnetError {
+  constructor(id: string, path: string) {
+    super('VCNET_SANDBOX_EXISTS', `sandbox ${id} is already attached (state in ${path})`, {
+      value: id,
+      hint: `detach it first: vcnet detach --sandbox ${id}`,
+    });
+  }
+}
+
+/** How an operation keeps its record: `persist` writes what the network holds now, `discard` what it means to have none. */
+export interface RecordKeeper {
+  persist(): void;
+  discard(): void;
+  path: string;
+}
+
+/**
+ * Attaches endpoints and keeps the record in step: the intent before the first change, every step
+ * before it is sent, and after a failure either the record of what is left or `discard()`.
+ */
+export async function attachRecorded(
+  network: Network,
+  options: Omit<AddEndpointsOptions, 'journal'>,
+  record: RecordKeeper,
+): Promise<Endpoint[]> {
+  const before = new Set(network.endpoints());
+  record.persist();
+  try {
+    const added = await network.addEndpoints({ ...options, journal: () => record.persist() });
+    record.persist();
+    return added;
+  } catch (error) {
+    // A refused undo leaves endpoints holding what is left: their record stays for detach and gc.
+    if (network.endpoints().some((endpoint) => !before.has(endpoint))) record.persist();
+    else record.discard();
+    throw error;
+  }
+}
+
+/** Detaches endpoints (all by default); a refusal keeps exactly what is left recorded and throws. */
+export async function detachRecorded(
+  network: Network,
+  what: string,
+  record: RecordKeeper,
+  options: { endpoints?: readonly Endpoint[]; hotplug?: HotplugTarget } = {},
+): Promise<UndoReport> {
+  const report = await network.removeEndpoints(options.endpoints ?? [...network.endpoints()], options.hotplug);
+  if (report.failures.length > 0) {
+    record.persist();
+    throw new DetachIncompleteError(
+      what,
+      report.failures.map((failure) => failure.message),
+      describeRecords(report.left),
+      record.path,
+    );
+  }
+  if (network.endpoints().length === 0) record.discard();
+  else record.persist();
+  return report;
+}
+
+/** Attaches every interface of the namespace and records the sandbox; nothing is left if it fails. */
+export async function attachSandbox(
+  id: string,
+  config: NetworkConfig,
+  options: {
+    stateDirectory?: string;
+    hypervisor?: HypervisorRecord;
+    agentSocket?: string;
+    lockTimeoutMs?: number;
+  } = {},
+): Promise<AttachResult> {
+  validateNetworkConfig(config);
+  const store = new SandboxStore(id, options.stateDirectory);
+  return store.withLock(async () => {
+    // A damaged record is refused here too (StateInvalidError), never overwritten.
+    if (store.read()) throw new SandboxExistsError(id, store.statePath);
+    // Opened once and used through its fd; the pinned path is the one recorded when there is one.
+    const namespace = openNamespaceForRecord(config.namespacePath, 'netns');
+    let network: Network;
+    try {
+      network = Network.open({ ...config, namespacePath: namespace.identity.path }, id, namespace.entryPath);
+    } catch (error) {
+      namespace.close();
+      throw error;
+    }
+    try {
+      const createdAt = new Date().toISOString();
+      const record = (): SandboxState => ({
+        version: SANDBOX_STATE_VERSION,
+        id,
+        namespace: namespace.identity,
+        createdAt,
+        network: network.save(),
+        ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
+        ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
+      });
+      await attachRecorded(
+        network,
+        {},
+        {
+          persist: () => store.write(record()),
+          discard: () => store.remove(),
+          path: store.statePath,
+        },
+      );
+      return {
+        id,
+        endpoints: [...network.endpoints()],
+        guest: generateGuestNetwork(network.endpoints()),
+        statePath: store.statePath,
+      };
+    } finally {
+      network.close();
+      namespace.close();
+    }
+  }, options.lockTimeoutMs);
+}
+
+export interface PlannedEndpoint {
+  /** The pod link. */
+  source: string;
+  type: string;
+  /** Undefined when the VM uses the device as it is (nothing to change). */
+  plan?: Plan;
+  /** The plan as `ip`/`tc` commands to run inside the namespace. */
+  commands: string[];
+}
+
+/** What attach would do, endpoint by endpoint, without changing anything (`vcnet attach --dry-run`). */
+export async function planSandboxAttach(config: NetworkConfig, id = 'sandbox'): Promise<PlannedEndpoint[]> {
+  validateNetworkConfig(config);
+  const network = Network.open(config, id);
+  try {
+    const planned = await network.planEndpoints();
+    return planned.map(({ endpoint, plan }) => ({
+      source: endpoint.properties.link.name,
+      type: endpoint.type,
+      ...(plan ? { plan } : {}),
+      commands: plan ? commandsOf(plan) : [],
+    }));
+  } finally {
+    network.close();
+  }
+}
+
+export interface DetachResult {
+  id: string;
+  found: boolean;
+  report?: UndoReport;
+  /** The recorded namespace no longer exists: the record was dropped, nothing else was done. */
+  namespaceGone?: string;
+}
+
+/**
+ * Undoes what attach recorded, from the state file alone, in the namespace the record names (checked
+ * by identity: a path that now names another namespace is refused). An unknown sandbox is not an
+ * error; a record whose namespace is gone is dropped, and the result says so.
+ */
+export async function detachSandbox(
+  id: string,
+  options: {
+    stateDirectory?: string;
+    connectHotplug?: (state: SandboxState) => Promise<HotplugTarget | undefined>;
+    lockTimeoutMs?: number;
+  } = {},
+): Promise<DetachResult> {
+  const store = new SandboxStore(id, options.stateDirectory);
+  return store.withLock(async () => {
+    const state = store.read<SandboxState>();
+    if (!state) return { id, found: false };
+    let namespace: ReturnType<typeof openRecordedNamespace>;
+    try {
+      namespace = openRecordedNamespace(state.namespace, store.statePath);
+    } catch (error) {
+      if (!(error instanceof NamespaceGoneError)) throw error;
+      // Everything attach made lived in that namespace and went with it.
+      store.remove();
+      return { id, found: true, namespaceGone: state.namespace.path };
+    }
+    let network: Network;
+    try {
+      network = Network.load(state.network, id, namespace.entryPath);
+    } catch (error) {
+      namespace.close();
+      throw error;
+    }
+    try {
+      // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
+      const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
+      const report = await detachRecorded(
+        network,
+        `detach of ${id}`,
+        {
+          persist: () => store.write({ ...state, network: network.save() }),
+          discard: () => store.remove(),
+          path: store.statePath,
+        },
+        hotplug ? { hotplug } : {},
+      );
+      return { id, found: true, report };
+    } finally {
+      network.close();
+      namespace.close();
+    }
+  }, options.lockTimeoutMs);
+}
+
+export function readSandbox(id: string, stateDirectory?: string): SandboxState | undefined {
+  return new SandboxStore(id, stateDirectory).read<SandboxState>();
+}

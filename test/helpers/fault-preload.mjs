@@ -1,0 +1,32 @@
+/**
+ * Preloaded (node --import) into a vcnet process by crash tests: sets the executor's test seam so the
+ * attach pauses (and prints a line on stderr) at a chosen point, and the test can kill -9 it there.
+ * Production code knows nothing of it.
+ *
+ *   VCNET_TEST_PAUSE_AFTER_TAP=<tap>:<ms>    right after the tap named was created
+ *   VCNET_TEST_PAUSE_AT_STEP=<position>:<ms> before the step at that position (0-based, whole process)
+ */
+import { setApplyTestHook } from '../../dist/network/plan/apply.js';
+
+const [tapName, tapPause] = (process.env.VCNET_TEST_PAUSE_AFTER_TAP ?? '').split(':');
+const [stepText, stepPause] = (process.env.VCNET_TEST_PAUSE_AT_STEP ?? '').split(':');
+const sleep = (milliseconds) => new Promise((resolve) => setTimeout(resolve, milliseconds));
+
+let created = false;
+let position = -1;
+setApplyTestHook(async (step) => {
+  position++;
+  if (stepText !== undefined && stepText !== '' && position === Number(stepText)) {
+    process.stderr.write(`vcnet: fault injection: paused at step ${position} (${step.change.op})\n`);
+    await sleep(Number(stepPause));
+  }
+  if (!tapName) return;
+  if (step.change.op === 'create-tap' && step.change.link.name === tapName) {
+    created = true;
+    return;
+  }
+  if (!created) return;
+  created = false;
+  process.stderr.write(`vcnet: fault injection: paused after creating ${tapName}\n`);
+  await sleep(Number(tapPause));
+});

@@ -1,0 +1,117 @@
+/**
+ * `vcnet attach --dry-run` prints the plan as ip/tc commands. Pasted into a shell inside a fresh pod
+ * namespace, they must build the same plumbing `vcnet attach` builds in an identical one (compared by
+ * fingerprint, with MACs and indexes, which differ between namespaces, left out). And a dry run
+ * changes nothing.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { vcnet } from '../../helpers/cli.js';
+import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+let stateDir: string;
+
+beforeEach(() => {
+  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-dry-'));
+});
+
+afterEach(() => {
+  cleanupNamespaces();
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+/** A fingerprint with what differs between two otherwise identical namespaces masked. */
+function comparable(namespace: TestNamespace): unknown {
+  const text = JSON.stringify(fingerprint(namespace))
+    .replace(/([0-9a-f]{2}:){5}[0-9a-f]{2}/g, 'MAC')
+    .replace(/fe80::[0-9a-f:]+/g, 'LINKLOCAL')
+    .replace(/"ifindex":\d+/g, '"ifindex":0');
+  const masked = JSON.parse(text) as { routes: string[] };
+  // Masking changed how the routes sort.
+  masked.routes.sort();
+  return masked;
+}
+
+const cases: Array<{ model: string; extra: string[] }> = [
+  { model: 'tcfilter', extra: [] },
+  { model: 'tcfilter', extra: ['--queues', '2'] },
+  { model: 'macvtap', extra: [] },
+  { model: 'none', extra: [] },
+];
+
+describe('vcnet attach --dry-run', () => {
+  for (const { model, extra } of cases) {
+    it(`${model} ${extra.join(' ')}: the printed commands, run in a fresh namespace, build what attach builds`, () => {
+      const { pod: pasted } = makePod({ interfaces: 2 });
+      const { pod: attached } = makePod({ interfaces: 2 });
+      const untouched = fingerprint(pasted);
+
+      const dry = vcnet([
+        'attach',
+        '--dry-run',
+        '--sandbox',
+        'dry',
+        '--netns',
+        pasted.path,
+        '--model',
+        model,
+        ...extra,
+      ]);
+      expect(dry.status, dry.stderr).toBe(0);
+      // A dry run changes nothing and records nothing.
+      expect(fingerprint(pasted)).toEqual(untouched);
+      expect(readdirSync(stateDir)).toEqual([]);
+      expect(dry.stdout).toContain(
+        model === 'macvtap' ? 'type macvtap mode bridge' : 'ip tuntap add dev tap0_kata mode tap vnet_hdr',
+      );
+
+      execFileSync('ip', ['netns', 'exec', pasted.name, 'sh', '-e'], { input: dry.stdout, encoding: 'utf8' });
+
+      const real = vcnet([
+        'attach',
+        '--sandbox',
+        'real',
+        '--netns',
+        attached.path,
+        '--model',
+        model,
+        '--state-dir',
+        stateDir,
+        ...extra,
+      ]);
+      expect(real.status, real.stderr).toBe(0);
+      expect(comparable(pasted)).toEqual(comparable(attached));
+      expect(vcnet(['detach', '--sandbox', 'real', '--state-dir', stateDir]).status).toBe(0);
+    });
+  }
+
+  it('--json gives the plan as data: steps with their change, undo and record', () => {
+    const { pod } = makePod();
+    const dry = vcnet(['attach', '--dry-run', '--json', '--sandbox', 'dry', '--netns', pod.path]);
+    expect(dry.status, dry.stderr).toBe(0);
+    const output = JSON.parse(dry.stdout) as {
+      dryRun: boolean;
+      endpoints: Array<{
+        source: string;
+        plan: { model: string; steps: Array<{ change: { op: string }; record?: unknown }> };
+        commands: string[];
+      }>;
+    };
+    expect(output.dryRun).toBe(true);
+    expect(output.endpoints[0]?.source).toBe('eth0');
+    expect(output.endpoints[0]?.plan.steps.map((step) => step.change.op)).toEqual([
+      'create-tap',
+      'set-link',
+      'set-link',
+      'add-qdisc',
+      'add-qdisc',
+      'add-filter',
+      'add-filter',
+    ]);
+    expect(output.endpoints[0]?.commands).toHaveLength(7);
+  });
+});

@@ -1,0 +1,187 @@
+/**
+ * Faults during attach, through the executor's test seam (setApplyTestHook, never set in production):
+ * a fault at each step of attach, for every model (with rate limits, so the ifb and htb steps are
+ * included), leaves the namespace exactly as it was and no record. When the undo of such a fault is
+ * refused by the kernel too, the error says so (VCNET_ROLLBACK_INCOMPLETE) naming what is left, the
+ * record keeps exactly that, and `vcnet gc` (collectGarbage) finishes the job.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { NetworkConfig } from '../../../src/network/config.js';
+import { collectGarbage } from '../../../src/network/garbage-collector.js';
+import type { InterworkingModel } from '../../../src/network/interworking-model.js';
+import { setApplyTestHook } from '../../../src/network/plan/apply.js';
+import type { PlanStep } from '../../../src/network/plan/types.js';
+import { attachSandbox, detachSandbox, readSandbox } from '../../../src/sandbox/service.js';
+import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+let stateDir: string;
+
+beforeEach(() => {
+  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-faults-'));
+});
+
+afterEach(() => {
+  setApplyTestHook(undefined);
+  cleanupNamespaces();
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+function config(pod: TestNamespace, model: InterworkingModel): NetworkConfig {
+  return {
+    namespacePath: pod.path,
+    model,
+    namespaceCreatedByVcnet: false,
+    disableNewNetns: model === 'none',
+    queues: 1,
+    vhostNet: 'off',
+    rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 },
+  };
+}
+
+/** The steps attach sends for a two-interface pod (recorded by a hook that lets them all pass). */
+async function stepsOf(model: InterworkingModel): Promise<PlanStep[]> {
+  const { pod } = makePod({ interfaces: 2 });
+  const steps: PlanStep[] = [];
+  setApplyTestHook((step) => {
+    steps.push(step);
+  });
+  await attachSandbox('count', config(pod, model), { stateDirectory: stateDir });
+  setApplyTestHook(undefined);
+  await detachSandbox('count', { stateDirectory: stateDir });
+  pod.delete();
+  return steps;
+}
+
+describe('a fault at each step of attach leaves nothing', () => {
+  for (const model of ['tcfilter', 'macvtap', 'none'] as const) {
+    it(`${model} (with rx and tx limits): every step`, async () => {
+      const steps = await stepsOf(model);
+      expect(steps.length).toBeGreaterThan(5);
+      const { pod } = makePod({ interfaces: 2 });
+      const before = fingerprint(pod);
+      // A fault at each step of both endpoints (when the second fails, the complete first must go too).
+      for (let failAt = 0; failAt < steps.length; failAt++) {
+        let position = -1;
+        setApplyTestHook((step) => {
+          position++;
+          if (position === failAt) throw new Error(`injected fault at ${step.change.op}`);
+        });
+        const error = (await attachSandbox('faulty', config(pod, model), { stateDirectory: stateDir }).then(
+          () => new Error('attach succeeded'),
+          (caught: unknown) => caught,
+        )) as Error & { code?: string };
+        setApplyTestHook(undefined);
+        expect(error, `fault at step ${failAt}`).toBeInstanceOf(Error);
+        expect(error.code, `${failAt}: ${error.message}`).toBe('VCNET_ATTACH_FAILED');
+        expect(error.message).toContain('injected fault');
+        expect(error.message).toContain('everything it had made was removed');
+        expect(readSandbox('faulty', stateDir), `record after fault at step ${failAt}`).toBeUndefined();
+        expect(fingerprint(pod), `namespace after fault at step ${failAt} (${steps[failAt]?.change.op})`).toEqual(
+          before,
+        );
+      }
+    });
+  }
+});
+
+describe('a refused undo', () => {
+  it('keeps a record of exactly what is left, says so, and gc finishes the job', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    // macvtap removes eth0's addresses; with IPv6 disabled on eth0 the kernel refuses to put
+    // fd00:200::2 back (EACCES), so the undo of the fault cannot complete.
+    setApplyTestHook((step) => {
+      if (step.change.op === 'set-link' && step.change.link.role === 'macvtap') {
+        pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
+        throw new Error('injected fault after the addresses were removed');
+      }
+    });
+    const error = (await attachSandbox(
+      'stuck',
+      { ...config(pod, 'macvtap'), rateLimit: {} },
+      { stateDirectory: stateDir },
+    ).then(
+      () => new Error('attach succeeded'),
+      (caught: unknown) => caught,
+    )) as Error & { code?: string; left?: unknown[] };
+    setApplyTestHook(undefined);
+    expect(error.code).toBe('VCNET_ROLLBACK_INCOMPLETE');
+    expect(error.message).toContain('injected fault');
+    expect(error.message).toContain('addresses removed from eth0 (fd00:200::2/64)');
+    expect(error.message).not.toContain('everything it had made was removed');
+    // The record keeps exactly what is left.
+    const record = readSandbox('stuck', stateDir);
+    expect(record?.network.endpoints.map((endpoint) => endpoint.plumbing?.model)).toEqual(['pending']);
+    expect(record?.network.endpoints[0]?.plumbing?.steps).toEqual(error.left);
+    expect(error.left).toEqual([
+      {
+        step: 'remove-addresses',
+        link: 'eth0',
+        addresses: [expect.objectContaining({ address: 'fd00:200::2', prefixLength: 64 })],
+      },
+    ]);
+
+    // The cause goes away; gc finishes what the failed attach left, and drops the record.
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+    const collected = await collectGarbage({ stateDirectory: stateDir, namespaces: [pod.path] });
+    expect(collected.removed.map((item) => item.detail)).toContain(
+      'unfinished attach of eth0: addresses removed from eth0 (fd00:200::2/64)',
+    );
+    expect(readSandbox('stuck', stateDir)).toBeUndefined();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('detach after a partial detach finishes the job', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    await attachSandbox('partial', config(pod, 'macvtap'), { stateDirectory: stateDir });
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
+    const error = (await detachSandbox('partial', { stateDirectory: stateDir }).then(
+      () => new Error('detach succeeded'),
+      (caught: unknown) => caught,
+    )) as Error & { code?: string };
+    expect(error.code).toBe('VCNET_DETACH_INCOMPLETE');
+    expect(error.message).toContain('addresses removed from eth0 (fd00:200::2/64)');
+    const left = readSandbox('partial', stateDir)?.network.endpoints[0]?.plumbing?.steps;
+    expect(left?.map((step) => step.step)).toEqual(['remove-addresses']);
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+    const again = await detachSandbox('partial', { stateDirectory: stateDir });
+    expect(again.found).toBe(true);
+    expect(readSandbox('partial', stateDir)).toBeUndefined();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('a record whose namespace is gone is dropped by detach, which says so', async () => {
+    const { pod } = makePod();
+    await attachSandbox('orphan', config(pod, 'tcfilter'), { stateDirectory: stateDir });
+    pod.delete();
+    const result = await detachSandbox('orphan', { stateDirectory: stateDir });
+    expect(result).toMatchObject({ found: true, namespaceGone: pod.path });
+    expect(readSandbox('orphan', stateDir)).toBeUndefined();
+  });
+
+  for (const model of ['tcfilter', 'macvtap'] as const) {
+    it(`${model}: a detach whose batch was sent but whose record stayed (kill -9 then) converges when run again`, async () => {
+      const { pod } = makePod({ interfaces: 2 });
+      const before = fingerprint(pod);
+      await attachSandbox('again', config(pod, model), { stateDirectory: stateDir });
+      const record = readFileSync(join(stateDir, 'again', 'state.json'), 'utf8');
+      await detachSandbox('again', { stateDirectory: stateDir });
+      // As if the process died after the kernel took the undo batch and before the record went.
+      mkdirSync(join(stateDir, 'again'), { recursive: true });
+      writeFileSync(join(stateDir, 'again', 'state.json'), record);
+      const again = await detachSandbox('again', { stateDirectory: stateDir });
+      expect(again.report?.failures).toEqual([]);
+      expect(readSandbox('again', stateDir)).toBeUndefined();
+      expect(fingerprint(pod)).toEqual(before);
+      // The id is free again.
+      await attachSandbox('again', config(pod, model), { stateDirectory: stateDir });
+      await detachSandbox('again', { stateDirectory: stateDir });
+      expect(fingerprint(pod)).toEqual(before);
+    });
+  }
+});

@@ -1,0 +1,499 @@
+/**
+ * Plans without root: planAttach/planDetach on constructed snapshots for every model and every
+ * endpoint type. The steps, their undo records and their `ip`/`tc` commands are checked, and that
+ * each undo is derived from its own change (same link, parent, priority, protocol, handle).
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  ETH_P_ALL,
+  INGRESS_HANDLE,
+  InterfaceFlag,
+  RouteProtocol,
+  RouteScope,
+  RouteTable,
+  TC_H_INGRESS,
+  TC_H_ROOT,
+} from '../../../src/netlink/codec/constants.js';
+import type { Link } from '../../../src/netlink/codec/link.js';
+import type { Filter, Qdisc } from '../../../src/netlink/codec/traffic-control.js';
+import { createEndpoint } from '../../../src/network/endpoints/create-endpoint.js';
+import { alreadyDone } from '../../../src/network/plan/apply.js';
+import { commandOf, commandsOf } from '../../../src/network/plan/commands.js';
+import { undoOf } from '../../../src/network/plan/inverse.js';
+import {
+  CLSACT_INGRESS_PARENT,
+  FILTER_PRIORITY,
+  type PlanSnapshot,
+  planAttach,
+  VCNET_LINK_GROUP,
+} from '../../../src/network/plan/plan-attach.js';
+import { planDetach } from '../../../src/network/plan/plan-detach.js';
+import type { Plan } from '../../../src/network/plan/types.js';
+import { address, info, link, permanent, route } from './fixtures.js';
+
+const SPARE = '0a:00:00:00:00:01';
+
+function snapshot(overrides: Partial<PlanSnapshot> = {}): PlanSnapshot {
+  return {
+    links: [link({ index: 1, name: 'lo', kind: undefined, flags: InterfaceFlag.LOOPBACK | InterfaceFlag.UP }), link()],
+    addresses: [address('10.88.0.2', 16), address('fd00::2', 64), address('fe80::1', 64, { scope: RouteScope.LINK })],
+    routes: [
+      route({
+        destination: '10.88.0.0',
+        destinationLength: 16,
+        protocol: RouteProtocol.KERNEL,
+        scope: RouteScope.LINK,
+      }),
+      route({ gateway: '10.88.0.1' }),
+      route({ destination: '10.88.0.2', destinationLength: 32, table: 255, type: 2 }),
+    ],
+    neighbours: [
+      {
+        index: 2,
+        family: 2,
+        destination: '10.88.0.1',
+        linkLayerAddress: 'aa:bb:cc:dd:ee:ff',
+        state: permanent,
+        flags: 0,
+        type: 1,
+      },
+      {
+        index: 2,
+        family: 2,
+        destination: '10.88.0.9',
+        linkLayerAddress: 'aa:bb:cc:dd:ee:09',
+        state: 2,
+        flags: 0,
+        type: 1,
+      },
+    ],
+    qdiscs: [],
+    ...overrides,
+  };
+}
+
+const eth0 = (): Link => link();
+const ops = (plan: Plan) => plan.steps.map((step) => step.change.op);
+
+describe('planAttach: tcfilter', () => {
+  const plan = planAttach(snapshot(), { queues: 1 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' });
+
+  it('makes the tap, puts it in vcnet group first, then qdiscs and both redirects', () => {
+    expect(ops(plan)).toEqual([
+      'create-tap',
+      'set-link',
+      'set-link',
+      'add-qdisc',
+      'add-qdisc',
+      'add-filter',
+      'add-filter',
+    ]);
+    expect(plan.steps[1]?.change).toEqual({
+      op: 'set-link',
+      link: { role: 'tap', name: 'tap0_kata' },
+      set: { group: VCNET_LINK_GROUP },
+    });
+    expect(plan.device).toEqual({ role: 'tap', name: 'tap0_kata' });
+    expect(plan.guestHardwareAddress).toBe('02:42:ac:11:00:02');
+  });
+
+  it('prints the equivalent ip/tc commands', () => {
+    expect(commandsOf(plan)).toEqual([
+      'ip tuntap add dev tap0_kata mode tap vnet_hdr',
+      'ip link set dev tap0_kata group 30307',
+      'ip link set dev tap0_kata mtu 1500 up',
+      'tc qdisc add dev tap0_kata ingress',
+      'tc qdisc add dev eth0 ingress',
+      'tc filter add dev eth0 parent ffff: protocol all prio 49152 u32 match u32 0 0 action mirred egress redirect dev tap0_kata',
+      'tc filter add dev tap0_kata parent ffff: protocol all prio 49152 u32 match u32 0 0 action mirred egress redirect dev eth0',
+    ]);
+  });
+
+  it('records exactly the objects it creates, derived from each change', () => {
+    expect(plan.steps.map((step) => step.record)).toEqual([
+      { step: 'create-link', name: 'tap0_kata', kind: 'tun' },
+      undefined,
+      undefined,
+      { step: 'add-qdisc', link: 'tap0_kata', handle: INGRESS_HANDLE, parent: TC_H_INGRESS, kind: 'ingress' },
+      { step: 'add-qdisc', link: 'eth0', handle: INGRESS_HANDLE, parent: TC_H_INGRESS, kind: 'ingress' },
+      {
+        step: 'add-filter',
+        link: 'eth0',
+        parent: INGRESS_HANDLE,
+        priority: FILTER_PRIORITY,
+        protocol: ETH_P_ALL,
+        kind: 'u32',
+      },
+      {
+        step: 'add-filter',
+        link: 'tap0_kata',
+        parent: INGRESS_HANDLE,
+        priority: FILTER_PRIORITY,
+        protocol: ETH_P_ALL,
+        kind: 'u32',
+      },
+    ]);
+    for (const step of plan.steps) expect(step.undo).toEqual(undoOf(step.change));
+  });
+
+  it('is deterministic', () => {
+    const again = planAttach(snapshot(), { queues: 1 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' });
+    expect(again).toEqual(plan);
+  });
+
+  it('makes a multi-queue tap when queues > 1', () => {
+    const multi = planAttach(snapshot(), { queues: 4 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' });
+    expect(multi.steps[0]?.change).toMatchObject({ op: 'create-tap', queues: 4, multiQueue: true });
+    expect(commandOf(multi.steps[0]!.change)).toBe('ip tuntap add dev tap0_kata mode tap vnet_hdr multi_queue');
+  });
+
+  it('keeps an ingress qdisc the pod link has and takes a free filter priority beside its filters', () => {
+    const ingress: Qdisc = {
+      index: 2,
+      handle: INGRESS_HANDLE,
+      parent: TC_H_INGRESS,
+      kind: 'ingress',
+      options: { kind: 'ingress' },
+    };
+    const theirs: Filter = {
+      index: 2,
+      parent: INGRESS_HANDLE,
+      handle: 0,
+      priority: FILTER_PRIORITY,
+      protocol: ETH_P_ALL,
+      kind: 'u32',
+      options: { kind: 'u32', keys: [], actions: [] },
+    };
+    const beside = planAttach(
+      snapshot({ qdiscs: [ingress], filters: [theirs] }),
+      { queues: 1 },
+      { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' },
+    );
+    expect(beside.steps.filter((step) => step.change.op === 'add-qdisc')).toHaveLength(1);
+    expect(
+      beside.steps.find((step) => step.change.op === 'add-filter' && step.change.link.name === 'eth0')?.change,
+    ).toMatchObject({ priority: FILTER_PRIORITY + 1 });
+  });
+
+  it('adds under clsact ingress when the pod link has clsact', () => {
+    const clsact: Qdisc = {
+      index: 2,
+      handle: INGRESS_HANDLE,
+      parent: TC_H_INGRESS,
+      kind: 'clsact',
+      options: { kind: 'clsact' },
+    };
+    const beside = planAttach(
+      snapshot({ qdiscs: [clsact] }),
+      { queues: 1 },
+      { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' },
+    );
+    const podFilter = beside.steps.find((step) => step.change.op === 'add-filter' && step.change.link.name === 'eth0');
+    expect(podFilter?.change).toMatchObject({ parent: CLSACT_INGRESS_PARENT });
+    expect(podFilter?.record).toMatchObject({ parent: CLSACT_INGRESS_PARENT });
+    expect(commandOf(podFilter!.change)).toContain('parent ffff:fff2');
+  });
+
+  it('shapes rx on the tap and tx on the pod link with htb trees', () => {
+    const limited = planAttach(
+      snapshot(),
+      { queues: 1, rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 } },
+      { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' },
+    );
+    const commands = commandsOf(limited);
+    expect(commands).toContain('tc qdisc add dev tap0_kata root handle 1: htb default 2');
+    expect(commands).toContain(
+      'tc class add dev tap0_kata parent 1:1 classid 1:2 htb rate 10000000bit ceil 10000000bit burst 2850 cburst 2850',
+    );
+    expect(commands).toContain('tc qdisc add dev eth0 root handle 1: htb default 2');
+    // Classes go with their qdisc: no record of their own.
+    expect(
+      limited.steps.filter((step) => step.change.op === 'add-class').every((step) => step.record === undefined),
+    ).toBe(true);
+    expect(
+      limited.steps.find(
+        (step) => step.change.op === 'add-qdisc' && step.change.kind === 'htb' && step.change.link.name === 'eth0',
+      )?.record,
+    ).toEqual({ step: 'add-qdisc', link: 'eth0', handle: 0x10000, parent: TC_H_ROOT, kind: 'htb' });
+  });
+
+  it('refuses to replace a root qdisc somebody configured, naming it', () => {
+    const theirs: Qdisc = {
+      index: 2,
+      handle: 0x50000,
+      parent: TC_H_ROOT,
+      kind: 'tbf',
+      options: { kind: 'tbf', unparsed: true },
+    };
+    expect(() =>
+      planAttach(
+        snapshot({ qdiscs: [theirs] }),
+        { queues: 1, rateLimit: { txBitsPerSecond: 1000 } },
+        { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' },
+      ),
+    ).toThrow(/root qdisc of eth0.*tbf/);
+  });
+});
+
+describe('planAttach: macvtap', () => {
+  const plan = planAttach(
+    snapshot(),
+    { queues: 1 },
+    { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+  );
+
+  it('removes permanent neighbours and non-kernel routes, makes the macvtap, moves the MAC, removes addresses', () => {
+    expect(commandsOf(plan)).toEqual([
+      'ip neigh del 10.88.0.1 dev eth0',
+      `ip route del default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
+      'ip link add link eth0 name tap0_kata address 02:42:ac:11:00:02 mtu 1500 txqueuelen 1000 group 30307 type macvtap mode bridge',
+      `ip link set dev eth0 address ${SPARE}`,
+      'ip address del 10.88.0.2/16 dev eth0',
+      'ip address del fd00::2/64 dev eth0',
+      'ip link set dev tap0_kata up',
+    ]);
+  });
+
+  it('records how to put back what it removed or changed', () => {
+    expect(plan.steps.map((step) => step.record?.step)).toEqual([
+      'remove-neighbours',
+      'remove-routes',
+      'create-link',
+      'change-link',
+      'remove-addresses',
+      'remove-addresses',
+      undefined,
+    ]);
+    expect(plan.steps[3]?.record).toEqual({
+      step: 'change-link',
+      link: 'eth0',
+      before: { address: '02:42:ac:11:00:02' },
+    });
+  });
+
+  it('brings a down pod link up, and records that it was down', () => {
+    const down = link({ flags: InterfaceFlag.BROADCAST });
+    const planned = planAttach(
+      snapshot(),
+      { queues: 1 },
+      { model: 'macvtap', source: down, tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    );
+    expect(
+      planned.steps.find((step) => step.record?.step === 'change-link' && 'up' in step.record.before)?.record,
+    ).toEqual({ step: 'change-link', link: 'eth0', before: { up: false } });
+  });
+
+  it('shapes tx through an ifb redirected from the macvtap, recorded under the parent it is added to', () => {
+    const limited = planAttach(
+      snapshot(),
+      { queues: 1, rateLimit: { txBitsPerSecond: 1_000_000 } },
+      { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    );
+    const commands = commandsOf(limited);
+    expect(commands).toContain('ip link add name ifb0_kata group 30307 type ifb');
+    expect(commands).toContain(
+      'tc filter add dev tap0_kata parent ffff: protocol all prio 49151 u32 match u32 0 0 action mirred egress redirect dev ifb0_kata',
+    );
+    const redirect = limited.steps.find((step) => step.change.op === 'add-filter');
+    expect(redirect?.record).toEqual({
+      step: 'add-filter',
+      link: 'tap0_kata',
+      parent: INGRESS_HANDLE,
+      priority: FILTER_PRIORITY - 1,
+      protocol: ETH_P_ALL,
+      kind: 'u32',
+    });
+  });
+
+  it('needs the spare MAC from the caller (the plan has no randomness)', () => {
+    expect(() =>
+      planAttach(snapshot(), { queues: 1 }, { model: 'macvtap', source: eth0(), tapName: 'tap0_kata' }),
+    ).toThrow(/spareHardwareAddress/);
+  });
+});
+
+describe('planAttach: none', () => {
+  it('makes only a tap, with the given MTU, and leaves the guest MAC to the caller or the tap', () => {
+    const plan = planAttach(snapshot(), { queues: 1 }, { model: 'none', tapName: 'tap0_kata', mtu: 9000 });
+    expect(commandsOf(plan)).toEqual([
+      'ip tuntap add dev tap0_kata mode tap vnet_hdr',
+      'ip link set dev tap0_kata group 30307',
+      'ip link set dev tap0_kata mtu 9000 up',
+    ]);
+    expect(plan.guestHardwareAddress).toBeUndefined();
+  });
+
+  it('rate limits rx on the tap and tx through an ifb', () => {
+    const plan = planAttach(
+      snapshot(),
+      { queues: 1, rateLimit: { rxBitsPerSecond: 8000, txBitsPerSecond: 8000 } },
+      { model: 'none', tapName: 'tap0_kata' },
+    );
+    expect(ops(plan)).toEqual([
+      'create-tap',
+      'set-link',
+      'set-link',
+      'add-qdisc',
+      'add-class',
+      'add-class',
+      'create-link',
+      'set-link',
+      'add-qdisc',
+      'add-filter',
+      'add-qdisc',
+      'add-class',
+      'add-class',
+    ]);
+  });
+});
+
+describe('planAttach for every endpoint type', () => {
+  const cases: Array<{ kind: Partial<Link>; type: string; model?: string }> = [
+    { kind: { kind: 'veth' }, type: 'virtual', model: 'tcfilter' },
+    { kind: { kind: 'macvlan' }, type: 'macvlan', model: 'tcfilter' },
+    { kind: { kind: 'ipvlan' }, type: 'ipvlan', model: 'tcfilter' },
+    { kind: { kind: 'tun', tun: { type: 'tap' } }, type: 'tuntap', model: 'tcfilter' },
+    { kind: { kind: 'macvtap' }, type: 'macvtap' },
+  ];
+  for (const { kind, type, model } of cases) {
+    it(`${type}: ${model ? `plans a ${model} pair` : 'uses the device as it is (no plan)'}`, () => {
+      const endpoint = createEndpoint(info({ link: link(kind) }), { index: 0, model: 'tcfilter' });
+      expect(endpoint.type).toBe(type);
+      const request = endpoint.attachRequest();
+      if (!model) {
+        expect(request).toBeUndefined();
+        return;
+      }
+      const plan = planAttach(snapshot(), { queues: 1 }, request!);
+      expect(plan.model).toBe(model);
+      expect(plan.steps[0]?.change).toMatchObject({ op: 'create-tap', link: { name: 'tap0_kata' } });
+    });
+  }
+
+  it('ipvlan always takes tcfilter (Kata: macvtap cannot sit on an ipvlan)', () => {
+    const endpoint = createEndpoint(info({ link: link({ kind: 'ipvlan' }) }), { index: 0, model: 'macvtap' });
+    expect(endpoint.attachRequest()?.model).toBe('tcfilter');
+  });
+
+  it('veth with macvtap and none models', () => {
+    for (const model of ['macvtap', 'none'] as const) {
+      const endpoint = createEndpoint(info(), { index: 1, model });
+      const plan = planAttach(snapshot(), { queues: 1 }, endpoint.attachRequest()!);
+      expect(plan.model).toBe(model);
+      expect(plan.device.name).toBe('tap1_kata');
+    }
+  });
+
+  it('tap (add-iface type "tap"): a tap with the interface name, none model', () => {
+    const endpoint = createEndpoint(info({ link: link({ name: 'mytap', kind: undefined, mtu: 1400 }) }), {
+      index: 0,
+      model: 'tcfilter',
+      requestedType: 'tap',
+    });
+    const plan = planAttach(snapshot(), { queues: 1 }, endpoint.attachRequest()!);
+    expect(commandsOf(plan)).toEqual([
+      'ip tuntap add dev mytap mode tap vnet_hdr',
+      'ip link set dev mytap group 30307',
+      'ip link set dev mytap mtu 1400 up',
+    ]);
+  });
+});
+
+describe('planDetach', () => {
+  const records = () =>
+    planAttach(snapshot(), { queues: 1 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' }).steps.flatMap(
+      (step) => (step.record ? [step.record] : []),
+    );
+  const tap = link({ index: 7, name: 'tap0_kata', kind: 'tun', group: VCNET_LINK_GROUP });
+
+  it('deletes the pod qdisc (its filter goes with it), then the tap (its qdisc and filter go with it)', () => {
+    const plan = planDetach(records(), { links: [eth0(), tap] });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
+      'tc qdisc del dev eth0 ingress',
+      'ip link del dev tap0_kata',
+    ]);
+    expect(plan.steps[0]?.settles.map((record) => record.step)).toEqual(['add-qdisc', 'add-filter']);
+    expect(plan.steps[1]?.settles.map((record) => record.step)).toEqual(['create-link', 'add-filter', 'add-qdisc']);
+    expect(plan.alreadyGone).toEqual([]);
+  });
+
+  it('deletes two taps by group when the group holds exactly them', () => {
+    const both = [...records(), { step: 'create-link' as const, name: 'tap1_kata', kind: 'tun' }];
+    const plan = planDetach(both, {
+      links: [eth0(), tap, link({ index: 8, name: 'tap1_kata', group: VCNET_LINK_GROUP })],
+    });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
+      'tc qdisc del dev eth0 ingress',
+      'ip link del group 30307',
+    ]);
+  });
+
+  it('does not delete by group when another vcnet link is in the namespace', () => {
+    const both = [...records(), { step: 'create-link' as const, name: 'tap1_kata', kind: 'tun' }];
+    const other = link({ index: 9, name: 'tap5_kata', group: VCNET_LINK_GROUP });
+    const plan = planDetach(both, {
+      links: [eth0(), tap, link({ index: 8, name: 'tap1_kata', group: VCNET_LINK_GROUP }), other],
+    });
+    expect(plan.steps.map((step) => commandOf(step.change))).toContain('ip link del dev tap1_kata');
+  });
+
+  it('counts what is already gone and plans nothing for it', () => {
+    const plan = planDetach(records(), { links: [eth0()] });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual(['tc qdisc del dev eth0 ingress']);
+    expect(plan.alreadyGone.map((record) => record.step)).toEqual(['create-link', 'add-filter', 'add-qdisc']);
+  });
+
+  it('puts back what macvtap changed, in reverse', () => {
+    const macvtapRecords = planAttach(
+      snapshot(),
+      { queues: 1 },
+      { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    ).steps.flatMap((step) => (step.record ? [step.record] : []));
+    const plan = planDetach(macvtapRecords, {
+      links: [eth0(), link({ index: 7, name: 'tap0_kata', kind: 'macvtap', group: VCNET_LINK_GROUP })],
+    });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
+      'ip address add fd00::2/64 scope 0 dev eth0',
+      'ip address add 10.88.0.2/16 scope 0 dev eth0',
+      'ip link set dev eth0 address 02:42:ac:11:00:02',
+      `ip route add default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
+      'ip neigh replace 10.88.0.1 lladdr aa:bb:cc:dd:ee:ff nud permanent dev eth0',
+      'ip link del dev tap0_kata',
+    ]);
+  });
+});
+
+describe('undo converges: every way the kernel says "already gone"', () => {
+  const pod = { role: 'pod' as const, name: 'eth0', index: 2 };
+  it('treats ENOENT, ENODEV, ESRCH, EADDRNOTAVAIL as gone for every deletion, EINVAL only for qdiscs and filters', () => {
+    const qdisc = {
+      op: 'delete-qdisc' as const,
+      link: pod,
+      kind: 'ingress',
+      handle: INGRESS_HANDLE,
+      parent: TC_H_INGRESS,
+    };
+    const filter = {
+      op: 'delete-filter' as const,
+      link: pod,
+      parent: INGRESS_HANDLE,
+      priority: 1,
+      protocol: ETH_P_ALL,
+      kind: 'u32',
+    };
+    const linkDeletion = { op: 'delete-link' as const, link: pod, kind: 'tun' };
+    for (const errno of ['ENOENT', 'ENODEV', 'ESRCH', 'EADDRNOTAVAIL']) {
+      for (const change of [qdisc, filter, linkDeletion]) expect(alreadyDone(change, errno)).toBe(true);
+    }
+    expect(alreadyDone(qdisc, 'EINVAL')).toBe(true);
+    expect(alreadyDone(filter, 'EINVAL')).toBe(true);
+    expect(alreadyDone(linkDeletion, 'EINVAL')).toBe(false);
+    expect(alreadyDone(linkDeletion, 'EPERM')).toBe(false);
+  });
+
+  it('treats EEXIST as done when putting something back, and nothing else', () => {
+    const address = { op: 'add-address' as const, link: pod, address: { address: '10.0.0.2', prefixLength: 24 } };
+    expect(alreadyDone(address, 'EEXIST')).toBe(true);
+    expect(alreadyDone(address, 'EACCES')).toBe(false);
+  });
+});
