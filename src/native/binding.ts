@@ -39,6 +39,10 @@ export interface NativeShim {
   sendWithFds(socketFd: number, data: Uint8Array, fds: number[]): number;
   createNetns(directory: string, name: string): string;
   deleteNetns(path: string): void;
+  /** One recvmsg on a non-blocking unix socket with its SCM_RIGHTS fds; null when nothing waits. */
+  receiveWithFds(socketFd: number, maxBytes: number): { data: Buffer; fds: number[] } | null;
+  /** The tun/tap device an open /dev/net/tun fd is attached to (TUNGETIFF). */
+  tunInterfaceName(fd: number): string;
 }
 
 let cached: NativeShim | undefined;
