@@ -28,6 +28,7 @@ import type { SandboxState } from '../network/sandbox.js';
 import { interfacesOf } from '../network/scan.js';
 import { SandboxStore } from '../network/state-store.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
+import { connectCloudHypervisor, refuseRunningFirecracker } from './hypervisor-connection.js';
 
 export class SandboxNotFoundError extends VcnetError {
   constructor(id: string, path: string) {
@@ -46,6 +47,9 @@ export interface VirtualMachine {
 }
 
 export async function connectVirtualMachine(state: SandboxState): Promise<VirtualMachine | undefined> {
+  // Firecracker and Cloud Hypervisor: see hypervisor-connection.ts.
+  refuseRunningFirecracker(state);
+  if (state.hypervisor?.kind === 'clh') return connectCloudHypervisor(state);
   const qmpPath = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
   if (!qmpPath || !state.agentSocket) return undefined;
   const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });

@@ -11,6 +11,7 @@ import type { NetworkInfo } from '../network/network-info.js';
 import type { SandboxState } from '../network/sandbox.js';
 import { SandboxStore } from '../network/state-store.js';
 import { operationLogger } from '../observability/logger.js';
+import { refuseRunningFirecracker } from './hypervisor-connection.js';
 import { connectVirtualMachine, SandboxNotFoundError, withSandbox } from './sandbox-interfaces.js';
 
 export interface WatchSummary {
@@ -96,6 +97,7 @@ export async function watchSandbox(
   const store = new SandboxStore(id, options.stateDirectory);
   const state = store.read<SandboxState>();
   if (!state) throw new SandboxNotFoundError(id, store.statePath);
+  refuseRunningFirecracker(state);
   const watcher = await NamespaceWatcher.start(state.network.config.namespacePath, {
     ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
     onChange: async (change) => {

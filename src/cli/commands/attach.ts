@@ -40,6 +40,10 @@ export function registerAttach(program: Command): void {
     .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
     .option('--hypervisor <kind>', 'qemu, clh or firecracker: prints its device configuration', 'qemu')
     .option('--qmp <socket>', "the running VM's QMP socket (QEMU): later add-iface/del-iface hot-plug through it")
+    .option(
+      '--api-socket <socket>',
+      "the running VM's API socket (Cloud Hypervisor: later add-iface/del-iface hot-plug through it; Firecracker: marks the VM as booted)",
+    )
     .option('--agent <socket>', "the guest agent's socket: later changes configure the guest through it")
     .option('--json', 'machine-readable output')
     .action(
@@ -50,11 +54,12 @@ export function registerAttach(program: Command): void {
           json?: boolean;
           hypervisor: string;
           qmp?: string;
+          apiSocket?: string;
           agent?: string;
         },
       ) => {
-        const config = networkConfigFromFlags(options);
         const hypervisor = parseHypervisor(options.hypervisor);
+        const config = networkConfigFromFlags(options);
         if (hypervisor === 'firecracker' && config.queues > 1) {
           throw new InvalidInputError(
             '--queues',
@@ -64,13 +69,16 @@ export function registerAttach(program: Command): void {
         }
         if (options.qmp && hypervisor !== 'qemu')
           throw new InvalidInputError('--qmp', options.qmp, 'only with --hypervisor qemu');
+        if (options.apiSocket && hypervisor === 'qemu')
+          throw new InvalidInputError('--api-socket', options.apiSocket, 'only with --hypervisor clh or firecracker');
+        const controlSocket = options.qmp ?? options.apiSocket;
         const result = await attachSandbox(options.sandbox, config, {
           stateDirectory: stateDirectory(options.stateDir),
-          hypervisor: { kind: hypervisor, ...(options.qmp ? { controlSocket: options.qmp } : {}) },
+          hypervisor: { kind: hypervisor, ...(controlSocket ? { controlSocket } : {}) },
           ...(options.agent ? { agentSocket: options.agent } : {}),
           ...faultInjectionHooks(),
         });
-        const devices = hypervisorDeviceConfig(hypervisor, result.endpoints);
+        const devices = hypervisorDeviceConfig(hypervisor, result.endpoints, config.vmmRateLimiter);
         const endpoints = result.endpoints.map((endpoint) => ({
           name: endpoint.name,
           type: endpoint.type,
