@@ -33,6 +33,8 @@ export function networkConfigFromFlags(flags: NetworkFlags): NetworkConfig {
     throw new InvalidInputError('--vhost-net', flags.vhostNet, 'auto, off');
   }
   for (const warning of kata.warnings ?? []) process.stderr.write(`vcnet: warning: ${warning}\n`);
+  // Kata's vhost_user_store_path is for vhost-user block devices; vhost-user-net sockets are always
+  // looked for in /tmp/vhostuser_<ip>/vhu.sock, so the key must not move that search.
   const vcpus = kata.vcpus && kata.vcpus > 0 ? kata.vcpus : 1;
   // As Kata: only QEMU gets queues = vCPUs and vhost-net; Firecracker and Cloud Hypervisor get one
   // queue pair, no vhost-net, and rate limits applied by their own token buckets instead of tc.
@@ -61,7 +63,6 @@ export function networkConfigFromFlags(flags: NetworkFlags): NetworkConfig {
     vhostNet: builtInLimiter ? 'off' : ((flags.vhostNet as 'auto' | 'off' | undefined) ?? kata.vhostNet ?? 'auto'),
     ...(kata.rateLimit && !builtInLimiter ? { rateLimit: kata.rateLimit } : {}),
     ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
-    ...(kata.vhostUserStorePath ? { vhostUserStorePath: kata.vhostUserStorePath } : {}),
   };
   return validateNetworkConfig(config);
 }

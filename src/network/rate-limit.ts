@@ -6,6 +6,7 @@
  *   tx (from the VM):    tcfilter: on the pod interface's egress; other models: an ifb that the tap
  *                        side's ingress is redirected to, with the htb on the ifb.
  */
+import { createHash } from 'node:crypto';
 import { InvalidInputError } from '../errors.js';
 import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/constants.js';
 import { ingressQdisc, MATCH_ALL_U32_KEYS, parseHandle } from '../netlink/codec/traffic-control.js';
@@ -69,8 +70,15 @@ export function addHtbLimit(transaction: PlumbingTransaction, link: LinkReferenc
   );
 }
 
+/**
+ * The ifb that shapes a tap's tx: `ifb<idx>_kata` next to `tap<idx>_kata`, and for any other name
+ * (an existing macvtap such as `vm-nic0`) `ifb_` plus a hash of it, so it never collides with the
+ * link it serves and stays within the kernel's 15 bytes.
+ */
 export function ifbName(tapName: string): string {
-  return tapName.replace(/^tap/, 'ifb');
+  const kata = /^tap(\d+)_kata$/.exec(tapName);
+  if (kata) return `ifb${kata[1]}_kata`;
+  return `ifb_${createHash('sha256').update(tapName).digest('hex').slice(0, 11)}`;
 }
 
 /**
