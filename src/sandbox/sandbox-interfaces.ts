@@ -28,6 +28,7 @@ import type { SandboxState } from '../network/sandbox.js';
 import { interfacesOf } from '../network/scan.js';
 import { SandboxStore } from '../network/state-store.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
+import { pushEndpoints } from './guest-push.js';
 import { connectCloudHypervisor, refuseRunningFirecracker } from './hypervisor-connection.js';
 
 export class SandboxNotFoundError extends VcnetError {
@@ -162,7 +163,11 @@ export async function addInterface(
       const guest = guestInterfaceOf(endpoint);
       if (vm) {
         try {
-          await vm.agent.updateInterface(interfaceFromJson(guest), { timeoutMs: 60_000 });
+          // Kata's push: interface (retried until the NIC shows), the full route set, neighbours.
+          await pushEndpoints(vm.agent, [endpoint], network.endpoints(), state.guestRoutes, {
+            timeoutMs: 60_000,
+            sandbox: id,
+          });
         } catch (error) {
           await network.removeEndpoints([endpoint], vm.hotplug);
           throw error;
@@ -252,7 +257,7 @@ export async function listInterfaces(
   });
 }
 
-/** update-routes: replaces the guest's routes on the devices named, through the agent and in the record. */
+/** update-routes: replaces the guest's routes with the full set given, through the agent and in the record. */
 export async function updateRoutes(
   id: string,
   text: string,

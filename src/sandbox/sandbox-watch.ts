@@ -4,13 +4,12 @@
  * removed, and address, route and MTU changes are pushed to the guest agent (route MTU included).
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
-import { interfaceFromJson, routesFromJson } from '../agent/kata-network-json.js';
-import { generateGuestNetwork } from '../network/guest.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import type { SandboxState } from '../network/sandbox.js';
 import { SandboxStore } from '../network/state-store.js';
 import { operationLogger } from '../observability/logger.js';
+import { pushEndpoints } from './guest-push.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
 import { connectVirtualMachine, SandboxNotFoundError, withSandbox } from './sandbox-interfaces.js';
 
@@ -53,23 +52,22 @@ export async function applyNamespaceChange(
           ...(vm ? { hotplug: vm.hotplug } : {}),
         });
         for (const endpoint of added) endpoint.closeFds();
-        if (vm) {
-          const guest = generateGuestNetwork(added);
-          for (const guestInterface of guest.interfaces)
-            await vm.agent.updateInterface(interfaceFromJson(guestInterface), { timeoutMs: 60_000 });
-          if (guest.routes.length > 0) await vm.agent.updateRoutes(routesFromJson(guest.routes), { timeoutMs: 30_000 });
-        }
+        if (vm)
+          await pushEndpoints(vm.agent, added, network.endpoints(), state.guestRoutes, {
+            timeoutMs: 60_000,
+            sandbox: id,
+          });
         summary.added.push(...added.map((endpoint) => endpoint.name));
       }
       for (const info of change.changedInterfaces) {
         const endpoint = byLink(info.link.name);
         if (!endpoint) continue;
         endpoint.updateProperties(mergeChange(endpoint.properties, info));
-        if (vm) {
-          const guest = generateGuestNetwork([endpoint]);
-          await vm.agent.updateInterface(interfaceFromJson(guest.interfaces[0]), { timeoutMs: 30_000 });
-          await vm.agent.updateRoutes(routesFromJson(guest.routes), { timeoutMs: 30_000 });
-        }
+        if (vm)
+          await pushEndpoints(vm.agent, [endpoint], network.endpoints(), state.guestRoutes, {
+            timeoutMs: 30_000,
+            sandbox: id,
+          });
         summary.updated.push(endpoint.name);
       }
       store.write({ ...state, network: network.save() } satisfies SandboxState);

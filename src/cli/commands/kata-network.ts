@@ -139,7 +139,7 @@ export function registerKataNetwork(program: Command): void {
 
   program
     .command('update-routes')
-    .description("replace the guest's routes on the devices the routes name")
+    .description("replace the guest's routes with this full set, as Kata's agent does (kernel and lo routes stay)")
     .argument('<sandbox>', 'sandbox id')
     .argument('<file>', 'Route JSON array (dest, gateway, device, source, scope, family, flags, mtu), or - for stdin')
     .option(...stateOption)

@@ -1,0 +1,43 @@
+/**
+ * What add-iface, hot-plug and `vcnet watch` tell the guest agent about endpoints, in Kata's order
+ * (pushGuestNetwork): their interfaces, then the sandbox's full route set, then their neighbours.
+ * The full set is what the sandbox's endpoints give (generateGuestNetwork), with the routes set by
+ * update-routes in place of the derived ones of the devices those name.
+ */
+import type { AgentClient } from '../agent/client.js';
+import { interfaceFromJson, neighboursFromJson, routesFromJson } from '../agent/kata-network-json.js';
+import { type PushResult, pushGuestNetwork } from '../agent/push-network.js';
+import type { Endpoint } from '../network/endpoints/endpoint.js';
+import { type GuestRoute, generateGuestNetwork } from '../network/guest.js';
+import { operationLogger } from '../observability/logger.js';
+
+/** Every route the guest should have: recorded update-routes routes win for the devices they name. */
+export function sandboxRouteSet(all: readonly Endpoint[], recorded: readonly GuestRoute[] | undefined): GuestRoute[] {
+  const derived = generateGuestNetwork(all).routes;
+  if (!recorded || recorded.length === 0) return derived;
+  const overridden = new Set(recorded.map((route) => route.device));
+  return [...recorded, ...derived.filter((route) => !overridden.has(route.device))];
+}
+
+export function pushEndpoints(
+  agent: AgentClient,
+  endpoints: readonly Endpoint[],
+  all: readonly Endpoint[],
+  recordedRoutes: readonly GuestRoute[] | undefined,
+  options: { timeoutMs?: number; sandbox?: string } = {},
+): Promise<PushResult> {
+  const guest = generateGuestNetwork(endpoints);
+  const log = operationLogger({ ...(options.sandbox ? { sandbox: options.sandbox } : {}), operation: 'agent-push' });
+  return pushGuestNetwork(
+    agent,
+    {
+      interfaces: guest.interfaces.map((entry) => interfaceFromJson(entry)),
+      routes: routesFromJson(sandboxRouteSet(all, recordedRoutes)),
+      neighbours: neighboursFromJson(guest.neighbours),
+    },
+    {
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      warn: (message) => log.warn(message),
+    },
+  );
+}
