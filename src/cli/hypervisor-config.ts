@@ -23,6 +23,7 @@ export function hypervisorDeviceConfig(
   kind: HypervisorKind,
   endpoints: readonly Endpoint[],
   vmmRateLimiter?: VmmRateLimiter,
+  qemu: { vhostNet?: boolean } = {},
 ): Array<{ endpoint: string; config: unknown }> {
   const cloudHypervisorLimiter = vmmRateLimiter ? cloudHypervisorRateLimiterConfig(vmmRateLimiter) : undefined;
   return endpoints.map((endpoint) => {
@@ -36,7 +37,7 @@ export function hypervisorDeviceConfig(
     }
     const config =
       kind === 'qemu'
-        ? qemuNetworkArguments(device)
+        ? qemuNetworkArguments(device, qemu.vhostNet ? { vhostNet: true } : {})
         : kind === 'clh'
           ? [
               '--net',

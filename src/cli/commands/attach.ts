@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
+import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import type { AttachHooks } from '../../network/models/plumbing-context.js';
 import { attachSandbox } from '../../network/sandbox.js';
 import { stateDirectory } from '../../network/state-store.js';
@@ -78,7 +79,12 @@ export function registerAttach(program: Command): void {
           ...(options.agent ? { agentSocket: options.agent } : {}),
           ...faultInjectionHooks(),
         });
-        const devices = hypervisorDeviceConfig(hypervisor, result.endpoints, config.vmmRateLimiter);
+        // QEMU opens the taps by name here, so vhost=on asks it to open /dev/vhost-net itself.
+        const vhost = hypervisor === 'qemu' ? probeVhostNet(config.vhostNet) : undefined;
+        if (vhost && !vhost.available) process.stderr.write(`vcnet: vhost-net off: ${vhost.reason}\n`);
+        const devices = hypervisorDeviceConfig(hypervisor, result.endpoints, config.vmmRateLimiter, {
+          vhostNet: vhost?.available ?? false,
+        });
         const endpoints = result.endpoints.map((endpoint) => ({
           name: endpoint.name,
           type: endpoint.type,
