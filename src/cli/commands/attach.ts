@@ -4,6 +4,7 @@ import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import type { AttachHooks } from '../../network/models/plumbing-context.js';
 import { attachSandbox } from '../../network/sandbox.js';
 import { stateDirectory } from '../../network/state-store.js';
+import { operationLogger } from '../../observability/logger.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
 import { type NetworkFlags, networkConfigFromFlags } from '../options.js';
 import { print, printJson, table } from '../output.js';
@@ -81,7 +82,11 @@ export function registerAttach(program: Command): void {
         });
         // QEMU opens the taps by name here, so vhost=on asks it to open /dev/vhost-net itself.
         const vhost = hypervisor === 'qemu' ? probeVhostNet(config.vhostNet) : undefined;
-        if (vhost && !vhost.available) process.stderr.write(`vcnet: vhost-net off: ${vhost.reason}\n`);
+        if (vhost && !vhost.available)
+          operationLogger({ sandbox: options.sandbox, operation: 'attach' }).warn(
+            { reason: vhost.reason },
+            `vhost-net off for the QEMU NICs: ${vhost.reason}`,
+          );
         const devices = hypervisorDeviceConfig(hypervisor, result.endpoints, config.vmmRateLimiter, {
           vhostNet: vhost?.available ?? false,
         });
