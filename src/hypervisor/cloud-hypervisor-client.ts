@@ -66,9 +66,9 @@ const MAX_REPLY_BYTES = 1 << 20;
 
 /** The PCI path the agent takes ("05") for a device on bus 0 of segment 0, from its BDF. */
 export function pciPathOfBdf(bdf: string): string | undefined {
-  const match = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/i.exec(bdf);
-  if (!match || match[1] !== '0000' || match[2] !== '00') return undefined;
-  return (match[3] ?? '').toLowerCase();
+  // Only devices on bus 0 of segment 0 have a one-level path.
+  const match = /^0000:00:([0-9a-f]{2})\.[0-7]$/i.exec(bdf);
+  return match?.[1]?.toLowerCase();
 }
 
 /** Parses one HTTP/1.x reply; undefined while it is incomplete. */
