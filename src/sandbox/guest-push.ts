@@ -14,9 +14,11 @@ import { operationLogger } from '../observability/logger.js';
 /** Every route the guest should have: recorded update-routes routes win for the devices they name. */
 export function sandboxRouteSet(all: readonly Endpoint[], recorded: readonly GuestRoute[] | undefined): GuestRoute[] {
   const derived = generateGuestNetwork(all).routes;
-  if (!recorded || recorded.length === 0) return derived;
-  const overridden = new Set(recorded.map((route) => route.device));
-  return [...recorded, ...derived.filter((route) => !overridden.has(route.device))];
+  // Recorded routes of an interface removed since then would name a device the guest no longer has.
+  const present = new Set(all.map((endpoint) => endpoint.name));
+  const kept = (recorded ?? []).filter((route) => present.has(route.device));
+  const overridden = new Set(kept.map((route) => route.device));
+  return [...kept, ...derived.filter((route) => !overridden.has(route.device))];
 }
 
 export function pushEndpoints(

@@ -212,6 +212,7 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
         stateDirectory: stateDir,
         debounceMs: 100,
         onApplied: (summary) => applied.push(summary),
+        onError: (error) => console.log(`watch: ${error.message}`),
       });
       try {
         node.exec('ip', ['link', 'add', 'veth10', 'type', 'veth', 'peer', 'name', 'eth10', 'netns', pod.name]);
