@@ -840,6 +840,74 @@ static napi_value delete_netns(napi_env env, napi_callback_info info) {
 // Defined at the end of the file.
 static napi_value lock_file(napi_env env, napi_callback_info info);
 static napi_value namespace_cookie(napi_env env, napi_callback_info info);
+// ---- fd passing, receive side; tap name behind an fd ------------------------------------------
+
+// receiveWithFds(socketFd, maxBytes) -> { data, fds } | null: one recvmsg on a non-blocking unix
+// socket, with any SCM_RIGHTS fds it carries (CLOEXEC); null when nothing is waiting (EAGAIN). Used
+// by the test server that stands in for Cloud Hypervisor's API socket.
+static napi_value receive_with_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t socket_fd, max_bytes;
+  if (argc < 2 || !get_int(env, argv[0], &socket_fd) || !get_int(env, argv[1], &max_bytes)) return NULL;
+  if (max_bytes < 1 || max_bytes > (1 << 20)) {
+    throw_type(env, "maxBytes must be 1..1048576");
+    return NULL;
+  }
+  void *data;
+  napi_value buffer;
+  napi_create_buffer(env, (size_t)max_bytes, &data, &buffer);
+  char control[CMSG_SPACE(sizeof(int) * 64)];
+  struct iovec iov = {.iov_base = data, .iov_len = (size_t)max_bytes};
+  struct msghdr message = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+  ssize_t received;
+  do {
+    received = recvmsg(socket_fd, &message, MSG_CMSG_CLOEXEC);
+  } while (received < 0 && errno == EINTR);
+  if (received < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      napi_value nothing;
+      napi_get_null(env, &nothing);
+      return nothing;
+    }
+    throw_errno(env, errno, "recvmsg", NULL);
+    return NULL;
+  }
+  napi_value fds, out, slice;
+  napi_create_array(env, &fds);
+  uint32_t count = 0;
+  for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+    if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+    size_t n = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int *passed = (int *)CMSG_DATA(header);
+    for (size_t i = 0; i < n; i++) napi_set_element(env, fds, count++, make_int(env, passed[i]));
+  }
+  napi_create_buffer_copy(env, (size_t)received, data, NULL, &slice);
+  napi_create_object(env, &out);
+  napi_set_named_property(env, out, "data", slice);
+  napi_set_named_property(env, out, "fds", fds);
+  return out;
+}
+
+// tunInterfaceName(fd) -> the name of the tun/tap device an open /dev/net/tun fd is attached to
+// (TUNGETIFF), so a receiver can tell which tap's queue it was given.
+static napi_value tun_interface_name(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
+  struct ifreq request;
+  memset(&request, 0, sizeof request);
+  if (ioctl(fd, TUNGETIFF, &request) < 0) {
+    throw_errno(env, errno, "ioctl(TUNGETIFF)", NULL);
+    return NULL;
+  }
+  napi_value out;
+  napi_create_string_utf8(env, request.ifr_name, strnlen(request.ifr_name, IFNAMSIZ), &out);
+  return out;
+}
 
 #define EXPORT(name, fn)                                                                           \
   do {                                                                                             \
@@ -867,6 +935,8 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("threadCpuNs", thread_cpu_ns);
   EXPORT("lockFile", lock_file);
   EXPORT("namespaceCookie", namespace_cookie);
+  EXPORT("receiveWithFds", receive_with_fds);
+  EXPORT("tunInterfaceName", tun_interface_name);
   return exports;
 }
 

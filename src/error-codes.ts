@@ -228,6 +228,18 @@ export const ErrorCodes = {
     cni: 'VCNET_FAILED',
     agent: 'UNIMPLEMENTED',
   },
+  VCNET_HYPERVISOR_REFUSED: {
+    meaning: 'Cloud Hypervisor answered an API request with an error status',
+    role: 'specific',
+    ...failed,
+  },
+  VCNET_HYPERVISOR_UNREACHABLE: {
+    meaning: "Cloud Hypervisor's API socket could not be reached or did not answer HTTP",
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'UNAVAILABLE',
+  },
   VCNET_GUEST_IMAGE: { meaning: 'building the test/demo guest image failed', role: 'specific', ...failed },
   // Agent
   VCNET_AGENT_STATUS: {

@@ -56,7 +56,7 @@ export class AgentClient {
     return this.ttrpc.call(AgentMethods.updateInterface, { interface: iface }, this.options(options));
   }
 
-  /** Replaces the routes of the devices the routes name; answers the routes afterwards. */
+  /** Replaces the guest's routes with this full set (kernel and lo routes stay); answers the routes afterwards. */
   async updateRoutes(routes: RouteInit[], options: CallOptions = {}): Promise<Route[]> {
     const answer = await this.ttrpc.call(
       AgentMethods.updateRoutes,

@@ -2,8 +2,13 @@
  * vcnet's JSON shape of the agent's network messages, which is the one `kata-runtime kata-network`
  * reads and prints (Go's encoding/json over the generated structs): IPAddresses, hwAddr, raw_flags,
  * family as Kata's IPFamily number (0 = v4, 1 = v6; "v4"/"v6" also read). Go omits empty fields, so
- * every field is optional here and defaults to its zero value. Unknown fields are refused: a typo in a
- * hand-written file should not silently drop a setting.
+ * every field is optional here and defaults to its zero value.
+ *
+ * Keys are matched as Go's encoding/json matches them: an exact match, else a case-insensitive one
+ * (so the 1.x forms `Device`, `Mtu`, `HwAddr` and the DAN-style `Neighbors` work), plus the 1.x names
+ * `LinkType` (type) and `PciAddr` (devicePath) and protobuf-JSON's `rawFlags`. Unknown keys are
+ * ignored as Go ignores them, but reported to the caller (`ignoredKeys`) so a typo is still seen.
+ * Input text is bounded in size and nesting before it is parsed (parseKataJsonText).
  *
  * Converts to and from the protobuf messages the AgentClient sends.
  */
@@ -168,6 +173,117 @@ const neighbourSchema = strictObject({
   flags: int32(),
 });
 
+/** Where the keys of one message live, for Go-style matching (see the file comment). */
+interface KeyRules {
+  fields: readonly string[];
+  /** Other names, by their folded form, that Kata once used for a field. */
+  aliases?: Readonly<Record<string, string>>;
+  /** Rules of nested messages (objects, or arrays of them) by field. */
+  children?: Readonly<Record<string, KeyRules>>;
+}
+
+const IP_ADDRESS_KEYS: KeyRules = { fields: ['family', 'address', 'mask'] };
+const INTERFACE_KEYS: KeyRules = {
+  fields: ['device', 'name', 'IPAddresses', 'mtu', 'hwAddr', 'devicePath', 'pciPath', 'type', 'raw_flags'],
+  aliases: { rawflags: 'raw_flags', linktype: 'type', pciaddr: 'pciPath' },
+  children: { IPAddresses: IP_ADDRESS_KEYS },
+};
+const ROUTE_KEYS: KeyRules = { fields: ['dest', 'gateway', 'device', 'source', 'scope', 'family', 'flags', 'mtu'] };
+const NEIGHBOUR_KEYS: KeyRules = {
+  fields: ['toIPAddress', 'device', 'lladdr', 'state', 'flags'],
+  children: { toIPAddress: IP_ADDRESS_KEYS },
+};
+
+/** Go's case folding for key matching (bytes.EqualFold-like, with the Kelvin sign and long s Go folds too). */
+function foldKey(key: string): string {
+  return key
+    .replace(/\u212a/g, 'k')
+    .replace(/\u017f/g, 's')
+    .toLowerCase();
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The value with its keys renamed to the schema's own spelling and unknown keys dropped (their paths
+ * pushed onto `ignored`). A later key wins over an earlier one for the same field, as in Go.
+ */
+function foldKeys(value: unknown, rules: KeyRules, path: string, ignored: string[]): unknown {
+  if (!isPlainObject(value)) return value;
+  const folded: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(value)) {
+    const target =
+      rules.fields.find((field) => field === key) ??
+      rules.fields.find((field) => foldKey(field) === foldKey(key)) ??
+      rules.aliases?.[foldKey(key)];
+    if (target === undefined) {
+      ignored.push(`${path}.${key}`);
+      continue;
+    }
+    const childRules = rules.children?.[target];
+    folded[target] = !childRules
+      ? child
+      : Array.isArray(child)
+        ? child.map((item, index) => foldKeys(item, childRules, `${path}.${target}[${index}]`, ignored))
+        : foldKeys(child, childRules, `${path}.${target}`, ignored);
+  }
+  return folded;
+}
+
+function foldList(value: unknown, rules: KeyRules, path: string, ignored: string[]): unknown {
+  return Array.isArray(value) ? value.map((item, index) => foldKeys(item, rules, `${path}[${index}]`, ignored)) : value;
+}
+
+/** What a parse reports besides its result. */
+export interface KataJsonReadOptions {
+  /** Receives the paths of keys that matched no field (ignored, as Go ignores them). */
+  ignoredKeys?: string[];
+}
+
+/** Largest kata-network input accepted, in bytes: a few hundred interfaces or routes. */
+export const MAX_KATA_JSON_BYTES = 1 << 20;
+/** Deepest nesting accepted: the messages nest three levels; the margin is for wrappers. */
+export const MAX_KATA_JSON_DEPTH = 16;
+
+/**
+ * JSON.parse of kata-network input, bounded first: a text over MAX_KATA_JSON_BYTES or nested deeper
+ * than MAX_KATA_JSON_DEPTH is refused by name instead of exhausting memory or the stack.
+ */
+export function parseKataJsonText(text: string, field: string): unknown {
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_KATA_JSON_BYTES) {
+    throw new InvalidInputError(field, `${bytes} bytes`, `JSON of at most ${MAX_KATA_JSON_BYTES} bytes`);
+  }
+  let depth = 0;
+  let inString = false;
+  for (let position = 0; position < text.length; position++) {
+    const character = text[position];
+    if (inString) {
+      if (character === '\\') position++;
+      else if (character === '"') inString = false;
+    } else if (character === '"') {
+      inString = true;
+    } else if (character === '{' || character === '[') {
+      if (++depth > MAX_KATA_JSON_DEPTH) {
+        throw new InvalidInputError(
+          field,
+          text.slice(0, 40),
+          `JSON nested at most ${MAX_KATA_JSON_DEPTH} levels deep (an Interface nests 3)`,
+        );
+      }
+    } else if (character === '}' || character === ']') {
+      depth--;
+    }
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new InvalidInputError(field, text.slice(0, 80), 'valid JSON', (error as Error).message);
+  }
+}
+
 function issuesOf(error: z.ZodError, prefix: string): JsonIssue[] {
   const issues: JsonIssue[] = [];
   for (const issue of error.issues) {
@@ -202,8 +318,8 @@ function ipAddressJson(message: IPAddress | undefined): KataIpAddressJson {
 }
 
 /** One Interface from its JSON. `field` names it in errors ("interfaces[2]"). */
-export function interfaceFromJson(json: unknown, field = 'interface'): Interface {
-  const value = parse(interfaceSchema, json, field);
+export function interfaceFromJson(json: unknown, field = 'interface', options: KataJsonReadOptions = {}): Interface {
+  const value = parse(interfaceSchema, foldKeys(json, INTERFACE_KEYS, field, options.ignoredKeys ?? []), field);
   if (value.devicePath && value.pciPath && value.devicePath !== value.pciPath) {
     throw new KataJsonError([
       {
@@ -239,14 +355,14 @@ export function interfaceToJson(message: Interface): KataInterfaceJson {
   };
 }
 
-export function routeFromJson(json: unknown, field = 'route'): Route {
-  const value = parse(routeSchema, json, field);
+export function routeFromJson(json: unknown, field = 'route', options: KataJsonReadOptions = {}): Route {
+  const value = parse(routeSchema, foldKeys(json, ROUTE_KEYS, field, options.ignoredKeys ?? []), field);
   return create(RouteSchema, { ...value, family: toFamily(value.family) });
 }
 
 /** A JSON array of routes, as `kata-network update-routes` takes. */
-export function routesFromJson(json: unknown, field = 'routes'): Route[] {
-  return parse(list(routeSchema), json, field).map((value) =>
+export function routesFromJson(json: unknown, field = 'routes', options: KataJsonReadOptions = {}): Route[] {
+  return parse(list(routeSchema), foldList(json, ROUTE_KEYS, field, options.ignoredKeys ?? []), field).map((value) =>
     create(RouteSchema, { ...value, family: toFamily(value.family) }),
   );
 }
@@ -274,12 +390,20 @@ function neighbourMessage(value: z.output<typeof neighbourSchema>): ARPNeighbor 
   });
 }
 
-export function neighbourFromJson(json: unknown, field = 'neighbour'): ARPNeighbor {
-  return neighbourMessage(parse(neighbourSchema, json, field));
+export function neighbourFromJson(json: unknown, field = 'neighbour', options: KataJsonReadOptions = {}): ARPNeighbor {
+  return neighbourMessage(
+    parse(neighbourSchema, foldKeys(json, NEIGHBOUR_KEYS, field, options.ignoredKeys ?? []), field),
+  );
 }
 
-export function neighboursFromJson(json: unknown, field = 'neighbours'): ARPNeighbor[] {
-  return parse(list(neighbourSchema), json, field).map(neighbourMessage);
+export function neighboursFromJson(
+  json: unknown,
+  field = 'neighbours',
+  options: KataJsonReadOptions = {},
+): ARPNeighbor[] {
+  return parse(list(neighbourSchema), foldList(json, NEIGHBOUR_KEYS, field, options.ignoredKeys ?? []), field).map(
+    neighbourMessage,
+  );
 }
 
 export function neighbourToJson(message: ARPNeighbor): KataNeighbourJson {

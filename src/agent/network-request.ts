@@ -5,6 +5,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidInputError } from '../errors.js';
+import { checkLinkName } from '../network/link-name.js';
 import type { ARPNeighbor, Interface, IPAddress, Route } from './generated/types_pb.js';
 import type {
   AddressAssignment,
@@ -15,8 +16,6 @@ import type {
 } from './network-applier.js';
 
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-/** What the kernel accepts as a name (dev_valid_name): 1-15 bytes, no "/", ":" or white space, not "." or "..". */
-const LINK_NAME_PATTERN = /^[^/:\s]{1,15}$/;
 /** A PCI path: slot/function-less device numbers from the root bus down, "02/00". */
 const PCI_PATH_PATTERN = /^[0-9a-f]{2}(\/[0-9a-f]{2})*$/i;
 /** An s390x CCW device ("0.0.0001"): valid for Kata, unused by vcnet's guest. */
@@ -55,13 +54,6 @@ function checkPrefixLength(field: string, text: string, version: IpVersion): num
     throw new InvalidInputError(field, text, `a prefix length 0-${maximum} as a decimal string`);
   }
   return Number(text);
-}
-
-function checkLinkName(field: string, name: string): string {
-  if (!LINK_NAME_PATTERN.test(name) || name === '.' || name === '..' || Buffer.byteLength(name) > 15) {
-    throw new InvalidInputError(field, name, 'a link name of 1-15 bytes without "/", ":" or white space');
-  }
-  return name;
 }
 
 function checkMtu(field: string, mtu: number | bigint): number | undefined {

@@ -7,6 +7,8 @@ import { DEFAULT_INTERWORKING_MODEL, parseInterworkingModel } from '../network/i
 
 export interface NetworkFlags {
   netns: string;
+  /** qemu (default), clh or firecracker: decides queues, vhost-net and where rate limits apply. */
+  hypervisor?: string;
   model?: string;
   config?: string;
   queues?: string;
@@ -30,16 +32,37 @@ export function networkConfigFromFlags(flags: NetworkFlags): NetworkConfig {
   if (flags.vhostNet !== undefined && flags.vhostNet !== 'auto' && flags.vhostNet !== 'off') {
     throw new InvalidInputError('--vhost-net', flags.vhostNet, 'auto, off');
   }
+  for (const warning of kata.warnings ?? []) process.stderr.write(`vcnet: warning: ${warning}\n`);
+  // Kata's vhost_user_store_path is for vhost-user block devices; vhost-user-net sockets are always
+  // looked for in /tmp/vhostuser_<ip>/vhu.sock, so the key must not move that search.
   const vcpus = kata.vcpus && kata.vcpus > 0 ? kata.vcpus : 1;
+  // As Kata: only QEMU gets queues = vCPUs and vhost-net; Firecracker and Cloud Hypervisor get one
+  // queue pair, no vhost-net, and rate limits applied by their own token buckets instead of tc.
+  const builtInLimiter = flags.hypervisor === 'clh' || flags.hypervisor === 'firecracker';
+  if (builtInLimiter && flags.vhostNet === 'auto') {
+    throw new InvalidInputError('--vhost-net', flags.vhostNet, `off with --hypervisor ${flags.hypervisor}`);
+  }
+  if (flags.hypervisor === 'clh' && kata.rateLimit) {
+    process.stderr.write(
+      'vcnet: warning: rx/tx_rate_limiter_max_rate are not Cloud Hypervisor keys (Kata ignores them there): ' +
+        'use net_rate_limiter_bw_max_rate in [hypervisor.clh]\n',
+    );
+  }
+  const vmmRateLimiter =
+    flags.hypervisor === 'clh'
+      ? kata.cloudHypervisorRateLimiter
+      : flags.hypervisor === 'firecracker'
+        ? kata.rateLimit
+        : undefined;
   const config: NetworkConfig = {
     namespacePath: openNamespace(flags.netns),
     model,
     namespaceCreatedByVcnet: false,
     disableNewNetns: flags.disableNewNetns ?? kata.disableNewNetns ?? false,
-    queues: parseQueues(flags.queues, Math.min(vcpus, availableParallelism())),
-    vhostNet: (flags.vhostNet as 'auto' | 'off' | undefined) ?? kata.vhostNet ?? 'auto',
-    ...(kata.rateLimit ? { rateLimit: kata.rateLimit } : {}),
-    ...(kata.vhostUserStorePath ? { vhostUserStorePath: kata.vhostUserStorePath } : {}),
+    queues: parseQueues(flags.queues, builtInLimiter ? 1 : Math.min(vcpus, availableParallelism())),
+    vhostNet: builtInLimiter ? 'off' : ((flags.vhostNet as 'auto' | 'off' | undefined) ?? kata.vhostNet ?? 'auto'),
+    ...(kata.rateLimit && !builtInLimiter ? { rateLimit: kata.rateLimit } : {}),
+    ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
   };
   return validateNetworkConfig(config);
 }

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AgentClient } from '../agent/client.js';
 import { interfaceFromJson, neighboursFromJson, routesFromJson } from '../agent/kata-network-json.js';
+import { pushGuestNetwork } from '../agent/push-network.js';
 import { bridgeNetwork } from '../cni/bridge-network.js';
 import { VcnetError } from '../errors.js';
 import { ensureGuestImage, guestKernelCommandLine } from '../hypervisor/guest-image.js';
@@ -154,14 +155,17 @@ const AGENT_PORT_ARGUMENTS = (socket: string) => [
 
 async function configureGuest(agent: AgentClient, guest: GuestNetwork, devices?: Set<string>): Promise<void> {
   const wanted = (device: string) => !devices || devices.has(device);
-  for (const guestInterface of guest.interfaces.filter((entry) => wanted(entry.device))) {
-    // The first call waits for the guest to open its port: give it room under TCG.
-    await agent.updateInterface(interfaceFromJson(guestInterface), { timeoutMs: 90_000 });
-  }
-  const routes = guest.routes.filter((route) => wanted(route.device));
-  if (routes.length > 0) await agent.updateRoutes(routesFromJson(routes), { timeoutMs: 30_000 });
-  const neighbours = guest.neighbours.filter((neighbour) => wanted(neighbour.device));
-  if (neighbours.length > 0) await agent.addArpNeighbors(neighboursFromJson(neighbours), { timeoutMs: 30_000 });
+  // Kata's push: the interfaces asked for, the FULL route set (the agent replaces all routes), their
+  // neighbours. The first call waits for the guest to open its port: give it room under TCG.
+  await pushGuestNetwork(
+    agent,
+    {
+      interfaces: guest.interfaces.filter((entry) => wanted(entry.device)).map((entry) => interfaceFromJson(entry)),
+      routes: routesFromJson(guest.routes),
+      neighbours: neighboursFromJson(guest.neighbours.filter((neighbour) => wanted(neighbour.device))),
+    },
+    { timeoutMs: 90_000 },
+  );
 }
 
 export function demoUnavailableReason(): string | undefined {

@@ -18,13 +18,53 @@
 import { InvalidInputError } from '../errors.js';
 import { type NetworkDevice, normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
 import { UnsupportedByHypervisorError } from './errors.js';
-import { bandwidthTokenBucket, type TokenBucket } from './rate-limiter.js';
+import {
+  bandwidthTokenBucket,
+  kataRevertBytes,
+  RATE_LIMITER_REFILL_TIME_MS,
+  type TokenBucket,
+} from './rate-limiter.js';
 
 export interface CloudHypervisorNetOptions {
   /** Descriptors per virtqueue: a power of two, at most 32768. Cloud Hypervisor's default is 256. */
   queueSize?: number;
   /** Who connects on a vhost-user socket; Cloud Hypervisor's default is Client. */
   vhostMode?: 'Client' | 'Server';
+  /** The NIC's limiter from configuration.toml (net_rate_limiter_*): wins over the device's rateLimit. */
+  rateLimiter?: CloudHypervisorRateLimiterConfig;
+}
+
+/** One configured bucket: a rate per second and an optional first burst (Kata's getNetRateLimiterConfig). */
+export interface CloudHypervisorBucketSetting {
+  maxRate: number;
+  oneTimeBurst?: number;
+}
+
+/**
+ * Kata's clh getNetRateLimiterConfig: bandwidth in bits/s becomes a byte bucket (RevertBytes of
+ * rate/8, burst likewise), operations stay as they are; refilled every second. Undefined when neither
+ * rate is set.
+ */
+export function cloudHypervisorRateLimiterConfig(settings: {
+  bandwidth?: CloudHypervisorBucketSetting;
+  operations?: CloudHypervisorBucketSetting;
+}): CloudHypervisorRateLimiterConfig | undefined {
+  const config: CloudHypervisorRateLimiterConfig = {};
+  const bandwidth = settings.bandwidth;
+  if (bandwidth?.maxRate) {
+    const bucket = bandwidthTokenBucket(bandwidth.maxRate);
+    const burst = bandwidth.oneTimeBurst ? kataRevertBytes(Math.floor(bandwidth.oneTimeBurst / 8)) : 0;
+    if (bucket) config.bandwidth = { ...bucket, ...(burst ? { one_time_burst: burst } : {}) };
+  }
+  const operations = settings.operations;
+  if (operations?.maxRate) {
+    config.ops = {
+      size: operations.maxRate,
+      ...(operations.oneTimeBurst ? { one_time_burst: operations.oneTimeBurst } : {}),
+      refill_time: RATE_LIMITER_REFILL_TIME_MS,
+    };
+  }
+  return config.bandwidth || config.ops ? config : undefined;
 }
 
 export interface CloudHypervisorRateLimiterConfig {
@@ -87,8 +127,12 @@ export function cloudHypervisorNetConfig(
     config.vhost_mode = options.vhostMode ?? 'Client';
   }
   if (device.pciAddress !== undefined) config.pci_device_id = parsePciAddress(device.pciAddress).slot;
-  const bandwidth = bandwidthTokenBucket(singleRate(device));
-  if (bandwidth) config.rate_limiter_config = { bandwidth };
+  if (options.rateLimiter) {
+    config.rate_limiter_config = options.rateLimiter;
+  } else {
+    const bandwidth = bandwidthTokenBucket(singleRate(device));
+    if (bandwidth) config.rate_limiter_config = { bandwidth };
+  }
   return config;
 }
 
@@ -143,7 +187,15 @@ export function cloudHypervisorNetArgument(device: NetworkDevice, options: Cloud
   parts.push(`id=${config.id}`);
   if (config.pci_device_id !== undefined) parts.push(`pci_device_id=${config.pci_device_id}`);
   const bandwidth = config.rate_limiter_config?.bandwidth;
-  if (bandwidth) parts.push(`bw_size=${bandwidth.size}`, `bw_refill_time=${bandwidth.refill_time}`);
+  if (bandwidth) {
+    parts.push(`bw_size=${bandwidth.size}`, `bw_refill_time=${bandwidth.refill_time}`);
+    if (bandwidth.one_time_burst) parts.push(`bw_one_time_burst=${bandwidth.one_time_burst}`);
+  }
+  const ops = config.rate_limiter_config?.ops;
+  if (ops) {
+    parts.push(`ops_size=${ops.size}`, `ops_refill_time=${ops.refill_time}`);
+    if (ops.one_time_burst) parts.push(`ops_one_time_burst=${ops.one_time_burst}`);
+  }
   return parts.join(',');
 }
 
@@ -176,7 +228,7 @@ function checkDevice(device: NetworkDevice, options: CloudHypervisorNetOptions):
       'give a slot without a function, e.g. "5"',
     );
   }
-  if (device.vhostUserSocket !== undefined && singleRate(device) !== undefined) {
+  if (device.vhostUserSocket !== undefined && (options.rateLimiter || singleRate(device) !== undefined)) {
     throw new UnsupportedByHypervisorError(
       HYPERVISOR,
       'rateLimit',

@@ -11,6 +11,11 @@ import { type NetworkDevice, normalizeMac, parsePciAddress, validateNetworkDevic
 export interface QemuNicOptions {
   /** Bus the NIC sits on when it has a pciAddress. The i440fx ("pc") root bus is pci.0. */
   bus?: string;
+  /**
+   * vhost-net for a tap QEMU opens by name (`vhost=on`: QEMU opens /dev/vhost-net itself), as Kata
+   * runs QEMU unless disable_vhost_net. Decide it with probeVhostNet; with fds, vhostFds decide.
+   */
+  vhostNet?: boolean;
 }
 
 /** The netdev id that goes with a device id; derived, so an unplug can find it again from the device id. */
@@ -37,10 +42,10 @@ export function escapeQemuOptionValue(value: string): string {
  * - fds, several queues: `fds=a:b:c` (+ `vhost=on,vhostfds=x:y:z`). No `queues=`: QEMU 7.2 refuses
  *   it next to fds= (the queue count is the number of fds).
  * - by name: `ifname=T,script=no,downscript=no` (+ `queues=N`); QEMU opens the tap itself.
- * vhost=on is only ever set with fds we pass: letting QEMU open /dev/vhost-net itself would fail
- * on hosts without it (this one) and would escape the caller's control of the device.
+ * With fds, vhost=on goes with the vhost fds we pass. By name, `vhost=on` only when the caller says
+ * vhost-net is there (options.vhostNet, from probeVhostNet): QEMU would fail to start without it.
  */
-export function qemuNetdevOption(device: NetworkDevice): string {
+export function qemuNetdevOption(device: NetworkDevice, options: QemuNicOptions = {}): string {
   validateNetworkDevice(device);
   const id = qemuNetdevId(device.id);
   if (device.vhostUserSocket !== undefined) {
@@ -60,6 +65,7 @@ export function qemuNetdevOption(device: NetworkDevice): string {
   } else {
     parts.push(`ifname=${device.tapName}`, 'script=no', 'downscript=no');
     if (device.queues > 1) parts.push(`queues=${device.queues}`);
+    if (options.vhostNet) parts.push('vhost=on');
   }
   return parts.join(',');
 }
@@ -99,6 +105,6 @@ export function qemuNetworkArguments(device: NetworkDevice, options: QemuNicOpti
       `socket,id=${qemuVhostUserChardevId(device.id)},path=${escapeQemuOptionValue(device.vhostUserSocket)}`,
     );
   }
-  args.push('-netdev', qemuNetdevOption(device), '-device', qemuNicDeviceOption(device, options));
+  args.push('-netdev', qemuNetdevOption(device, options), '-device', qemuNicDeviceOption(device, options));
   return args;
 }

@@ -27,6 +27,7 @@
  * before a hot-plug the tap must be persistent and its fds closed; the fds of the device are
  * ignored here.
  */
+import { InvalidInputError } from '../errors.js';
 import type { NetworkDevice } from './device.js';
 import { normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
 import {
@@ -36,11 +37,23 @@ import {
   UnsupportedByHypervisorError,
 } from './errors.js';
 import { qemuNetdevId } from './qemu.js';
+import {
+  BRIDGE_ID,
+  deviceSlot,
+  hexSlot,
+  hotplugPorts,
+  pciPathInTree,
+  type QemuMachineType,
+  type QueryPciBus,
+  queryPci,
+} from './qemu-hotplug-ports.js';
 import type { QmpClient } from './qmp.js';
 
 export interface HotplugOptions {
   /** Bus to plug into. Default pci.0 (i440fx root bus). */
   bus?: string;
+  /** Address on that bus, QEMU syntax ("0x0": the one slot behind a PCIe root port). */
+  addr?: string;
   /** Per-command timeout. */
   commandTimeoutMs?: number;
 }
@@ -131,6 +144,8 @@ export function networkHotplugCommands(device: NetworkDevice, options: HotplugOp
   if (device.pciAddress !== undefined) {
     const { slot, function: fn } = parsePciAddress(device.pciAddress);
     deviceAdd.addr = `0x${slot.toString(16)}.${fn}`;
+  } else if (options.addr !== undefined) {
+    deviceAdd.addr = options.addr;
   }
   return { netdevAdd, deviceAdd };
 }
@@ -178,19 +193,14 @@ export async function hotplugNetworkDevice(
   return pciPath === undefined ? { deviceId: device.id, netdevId } : { deviceId: device.id, netdevId, pciPath };
 }
 
-interface QueryPciBus {
-  bus: number;
-  devices: Array<{ slot: number; function: number; qdev_id: string }>;
-}
-
 /**
  * Where QEMU put the device on the root bus, as the guest agent expects a PCI path. Best effort:
  * the NIC is plugged by now, and failing the whole hot-plug over a lookup would leave it orphaned.
  */
 async function rootBusPciPath(qmp: QmpClient, deviceId: string, timeoutMs?: number): Promise<string | undefined> {
-  const buses = await qmp.execute<QueryPciBus[]>('query-pci', undefined, { timeoutMs }).catch(() => []);
-  const found = buses.find((bus) => bus.bus === 0)?.devices.find((entry) => entry.qdev_id === deviceId);
-  return found === undefined ? undefined : found.slot.toString(16).padStart(2, '0');
+  const buses = await queryPci(qmp, timeoutMs).catch((): QueryPciBus[] => []);
+  // Below a root port or bridge too (q35): "<port slot>/<device slot>".
+  return pciPathInTree(buses.find((bus) => bus.bus === 0)?.devices ?? [], deviceId);
 }
 
 /**
@@ -200,11 +210,41 @@ async function rootBusPciPath(qmp: QmpClient, deviceId: string, timeoutMs?: numb
 export class QemuNetworkHotplugTarget {
   constructor(
     private readonly qmp: QmpClient,
-    private readonly options: HotplugOptions & UnplugOptions = {},
+    private readonly options: HotplugOptions &
+      UnplugOptions & {
+        /** Plug into vcnet's hot-plug ports (qemuHotplugPortArguments) of this machine type, not pci.0. */
+        machine?: QemuMachineType;
+      } = {},
   ) {}
 
-  hotplugNetworkDevice(device: NetworkDevice): Promise<HotpluggedNetworkDevice> {
-    return hotplugNetworkDevice(this.qmp, device, this.options);
+  async hotplugNetworkDevice(device: NetworkDevice): Promise<HotpluggedNetworkDevice> {
+    const machine = this.options.machine;
+    if (!machine || this.options.bus) return hotplugNetworkDevice(this.qmp, device, this.options);
+    const ports = hotplugPorts(machine, await queryPci(this.qmp, this.options.commandTimeoutMs));
+    // Bus numbers behind a port exist only once firmware enumerated them, so query-pci cannot say
+    // which port is taken: try them in order, a taken one refuses device_add and is skipped.
+    for (const port of ports) {
+      try {
+        const plugged = await hotplugNetworkDevice(this.qmp, device, {
+          ...this.options,
+          bus: port.id,
+          // A root port has one slot: pinning it makes a taken port refuse instead of QEMU picking another.
+          ...(machine === 'q35' ? { addr: '0x0' } : {}),
+        });
+        const slot = machine === 'q35' ? 0 : await deviceSlot(this.qmp, device.id, this.options.commandTimeoutMs);
+        return slot === undefined ? plugged : { ...plugged, pciPath: `${hexSlot(port.slot)}/${hexSlot(slot)}` };
+      } catch (error) {
+        if (!(error instanceof NetworkHotplugError && error.stage === 'device_add' && error.rolledBack)) throw error;
+        if (!/slot|not available|occupied|no more|full/i.test(String((error.cause as Error | undefined)?.message)))
+          throw error;
+      }
+    }
+    throw new InvalidInputError(
+      'hotplug port',
+      machine,
+      machine === 'q35' ? 'a free vcnet pcie-root-port (vcnet-rp<N>)' : `a pci-bridge ${BRIDGE_ID} with a free slot`,
+      'start QEMU with the ports from qemuHotplugPortArguments (one root port per NIC to hot-plug on q35)',
+    );
   }
 
   unplugNetworkDevice(deviceId: string): Promise<void> {

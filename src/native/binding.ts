@@ -63,6 +63,10 @@ export interface NativeShim {
   lockFile(fd: number, exclusive: boolean): boolean;
   /** The network namespace's cookie (SO_NETNS_COOKIE), as a decimal string: never reused by another namespace. */
   namespaceCookie(nsPath: string): string;
+  /** One recvmsg on a non-blocking unix socket with its SCM_RIGHTS fds; null when nothing waits. */
+  receiveWithFds(socketFd: number, maxBytes: number): { data: Buffer; fds: number[] } | null;
+  /** The tun/tap device an open /dev/net/tun fd is attached to (TUNGETIFF). */
+  tunInterfaceName(fd: number): string;
 }
 
 let cached: NativeShim | undefined;

@@ -3,6 +3,10 @@
  *   [runtime]      internetworking_model, disable_new_netns
  *   [hypervisor.X] rx_rate_limiter_max_rate, tx_rate_limiter_max_rate (bits/s, 0 = off),
  *                  vhost_user_store_path, disable_vhost_net, default_vcpus
+ *   [hypervisor.clh] net_rate_limiter_{bw,ops}_{max_rate,one_time_burst} (Cloud Hypervisor's own limiter)
+ *
+ * Firecracker and Cloud Hypervisor limit NIC rates with their own token buckets, as Kata uses them:
+ * for those hypervisors the limits go to the VMM (vmmRateLimiter) and no tc qdisc is built.
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
@@ -21,9 +25,28 @@ export interface NetworkConfig {
   danConfigPath?: string;
   vhostUserStorePath?: string;
   rateLimit?: RateLimit;
+  /** Limits the VMM applies itself (Firecracker, Cloud Hypervisor) instead of tc. */
+  vmmRateLimiter?: VmmRateLimiter;
   /** Queues per NIC (vCPUs); 1 disables multi-queue. */
   queues: number;
   vhostNet: 'auto' | 'off';
+}
+
+/** One of Cloud Hypervisor's limiter buckets as configured: a rate per second and an optional first burst. */
+export interface VmmBucketSetting {
+  maxRate: number;
+  oneTimeBurst?: number;
+}
+
+/**
+ * A VMM's built-in NIC limiter. Firecracker: rx/tx in bits/s (rx/tx_rate_limiter_max_rate). Cloud
+ * Hypervisor: one limiter per NIC, bandwidth in bits/s and operations per second (net_rate_limiter_*).
+ */
+export interface VmmRateLimiter {
+  rxBitsPerSecond?: number;
+  txBitsPerSecond?: number;
+  bandwidth?: VmmBucketSetting;
+  operations?: VmmBucketSetting;
 }
 
 export class ConfigurationConflictError extends VcnetError {
@@ -54,8 +77,30 @@ export interface KataNetworkSettings {
   vhostUserStorePath?: string;
   vhostNet?: 'auto' | 'off';
   vcpus?: number;
+  /** [hypervisor.clh] net_rate_limiter_* (Cloud Hypervisor's own limiter). */
+  cloudHypervisorRateLimiter?: Pick<VmmRateLimiter, 'bandwidth' | 'operations'>;
   /** The [hypervisor.*] section the values came from. */
   hypervisor?: string;
+  /** Settings read but ignored, for the caller to show. */
+  warnings?: string[];
+}
+
+/** A net_rate_limiter_<kind>_* pair; a burst without a rate is ignored, as Kata ignores it (with a warning). */
+function cloudHypervisorBucket(
+  section: Record<string, unknown>,
+  prefix: string,
+  kind: 'bw' | 'ops',
+  warnings: string[],
+): VmmBucketSetting | undefined {
+  const rateKey = `net_rate_limiter_${kind}_max_rate`;
+  const burstKey = `net_rate_limiter_${kind}_one_time_burst`;
+  const maxRate = validateRate(`${prefix}.${rateKey}`, section[rateKey]);
+  const burst = validateRate(`${prefix}.${burstKey}`, section[burstKey]);
+  if (!maxRate) {
+    if (burst) warnings.push(`${prefix}.${burstKey} is ignored without ${rateKey}`);
+    return undefined;
+  }
+  return { maxRate, ...(burst ? { oneTimeBurst: burst } : {}) };
 }
 
 function expectType(key: string, value: unknown, type: 'string' | 'boolean' | 'number'): void {
@@ -102,6 +147,17 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
         throw new InvalidInputError(`${prefix}.default_vcpus`, section.default_vcpus, 'a whole number of vCPUs');
       }
       settings.vcpus = section.default_vcpus;
+    }
+    if (name === 'clh') {
+      const warnings: string[] = [];
+      const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);
+      const operations = cloudHypervisorBucket(section, prefix, 'ops', warnings);
+      if (bandwidth || operations)
+        settings.cloudHypervisorRateLimiter = {
+          ...(bandwidth ? { bandwidth } : {}),
+          ...(operations ? { operations } : {}),
+        };
+      if (warnings.length > 0) settings.warnings = warnings;
     }
   }
   return settings;

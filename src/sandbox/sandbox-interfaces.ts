@@ -6,16 +6,17 @@
  * before anything changes, and is rolled back whole when a later step fails.
  */
 import { AgentClient } from '../agent/client.js';
-import type { Interface, Route } from '../agent/generated/types_pb.js';
+import type { Route } from '../agent/generated/types_pb.js';
 import {
   interfaceFromJson,
   interfaceToJson,
   type KataInterfaceJson,
   type KataRouteJson,
+  parseKataJsonText,
   routesFromJson,
   routeToJson,
 } from '../agent/kata-network-json.js';
-import { interfaceUpdateOf, routeUpdatesOf } from '../agent/network-request.js';
+import { routeUpdatesOf } from '../agent/network-request.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../hypervisor/qmp-network-hotplug.js';
@@ -27,6 +28,9 @@ import { Network } from '../network/network.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
 import { interfacesOf } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
+import { resolveAddInterfaceRequest } from './add-interface-request.js';
+import { pushEndpoints } from './guest-push.js';
+import { connectCloudHypervisor, refuseRunningFirecracker } from './hypervisor-connection.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, type SandboxState } from './service.js';
 
 export class SandboxNotFoundError extends VcnetError {
@@ -46,6 +50,9 @@ export interface VirtualMachine {
 }
 
 export async function connectVirtualMachine(state: SandboxState): Promise<VirtualMachine | undefined> {
+  // Firecracker and Cloud Hypervisor: see hypervisor-connection.ts.
+  refuseRunningFirecracker(state);
+  if (state.hypervisor?.kind === 'clh') return connectCloudHypervisor(state);
   const qmpPath = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
   if (!qmpPath || !state.agentSocket) return undefined;
   const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
@@ -95,12 +102,15 @@ export async function withSandbox<T>(
   });
 }
 
+/** Options of the commands that read kata-network JSON. */
+export interface KataNetworkOptions {
+  stateDirectory?: string;
+  /** Told the keys that matched no field and were ignored (as Go ignores them), once per input. */
+  onIgnoredKeys?: (paths: string[]) => void;
+}
+
 function readJson(text: string, what: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new InvalidInputError(what, text.slice(0, 80), 'valid JSON', (error as Error).message);
-  }
+  return parseKataJsonText(text, what);
 }
 
 function guestInterfaceOf(endpoint: Endpoint): GuestInterface {
@@ -122,114 +132,27 @@ export interface AddInterfaceResult {
 export async function addInterface(
   id: string,
   text: string,
-  options: { stateDirectory?: string } = {},
+  options: KataNetworkOptions = {},
 ): Promise<AddInterfaceResult> {
-  const json = readJson(text, 'interface');
-  const message = interfaceFromJson(json, 'interface');
-  if (!message.device)
-    throw new InvalidInputError(
-      'interface.device',
-      message.device,
-      'the name of the link in the pod namespace (or of the tap to create, with type "tap")',
-    );
-  // "veth" is what people write; Kata's endpoint type for it is "virtual".
-  const requested = message.type === 'veth' ? 'virtual' : message.type;
-  if (requested && !(ENDPOINT_TYPES as readonly string[]).includes(requested)) {
-    throw new InvalidInputError(
-      'interface.type',
-      requested,
-      ENDPOINT_TYPES.join(', '),
-      'or leave type out to use the kind of the device in the namespace',
-    );
-  }
+  const ignoredKeys: string[] = [];
+  const message = interfaceFromJson(parseKataJsonText(text, 'interface'), 'interface', { ignoredKeys });
+  if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   return withSandbox(id, options.stateDirectory, async ({ store, state, network }) => {
     const existing = network.endpoints();
-    const guestName = message.name || message.device;
-    if (existing.some((endpoint) => endpoint.name === guestName)) {
-      throw new InvalidInputError('interface.name', guestName, 'a name no other interface of the sandbox has');
-    }
-    if (existing.some((endpoint) => endpoint.properties.link.name === message.device)) {
-      throw new InvalidInputError('interface.device', message.device, 'a device the sandbox does not use yet');
-    }
     const snapshot = await network.scan();
-    const scanned = interfacesOf(snapshot).find((info) => info.link.name === message.device);
-    let info: NetworkInfo;
-    let inferredType: EndpointType | undefined;
-    if (requested === 'tap') {
-      if (scanned)
-        throw new InvalidInputError(
-          'interface.device',
-          message.device,
-          'a name not in use: with type "tap" vcnet creates the tap itself',
-        );
-      info = {
-        link: {
-          index: 0,
-          name: message.device,
-          type: HardwareType.ETHER,
-          flags: 0,
-          mtu: Number(message.mtu) || 1500,
-          operationalState: 'down',
-          group: 0,
-          ...(message.hwAddr ? { address: message.hwAddr.toLowerCase() } : {}),
-        },
-        addresses: [],
-        routes: [],
-        neighbours: [],
-      };
-    } else {
-      if (!scanned) {
-        throw new InvalidInputError(
-          'interface.device',
-          message.device,
-          `a link in the pod namespace (${
-            interfacesOf(snapshot)
-              .map((entry) => entry.link.name)
-              .join(', ') || 'none'
-          })`,
-          'create the link first (CNI), or use type "tap" to have vcnet create a tap',
-        );
-      }
-      info = scanned;
-    }
-    // Requested addresses replace what the device has, for the guest.
-    const update = interfaceUpdateOf(
-      { ...message, hwAddr: message.hwAddr || info.link.address || '' } as Interface,
-      'interface',
+    // kata-network input as Kata reads it: see add-interface-request.ts.
+    const {
+      info,
+      guestName,
+      requestedType: requested,
+      podDevice,
+    } = resolveAddInterfaceRequest(
+      message,
+      interfacesOf(snapshot),
+      existing,
+      network.config.vhostUserStorePath ? { vhostUserStorePath: network.config.vhostUserStorePath } : {},
     );
-    if (
-      update.hardwareAddress &&
-      info.link.address &&
-      requested !== 'tap' &&
-      update.hardwareAddress !== info.link.address
-    ) {
-      throw new InvalidInputError(
-        'interface.hwAddr',
-        message.hwAddr,
-        `the MAC of ${message.device} (${info.link.address}), which the guest NIC must use`,
-      );
-    }
-    if (existing.some((endpoint) => endpoint.hardwareAddress && endpoint.hardwareAddress === update.hardwareAddress)) {
-      throw new InvalidInputError(
-        'interface.hwAddr',
-        update.hardwareAddress,
-        'a MAC no other interface of the sandbox has',
-      );
-    }
-    if (message.IPAddresses.length > 0) {
-      info = {
-        ...info,
-        addresses: update.addresses.map((address) => ({
-          index: info.link.index,
-          family: address.version === 4 ? 2 : 10,
-          address: address.address,
-          prefixLength: address.prefixLength,
-          scope: 0,
-          flags: 0,
-        })),
-      };
-    }
-    if (update.mtu) info = { ...info, link: { ...info.link, mtu: update.mtu } };
+    let inferredType: EndpointType | undefined;
 
     const vm = await connectVirtualMachine(state);
     const keeper = sandboxRecordKeeper(store, state, network);
@@ -239,7 +162,7 @@ export async function addInterface(
         {
           interfaces: [info],
           snapshot,
-          guestNames: { [message.device]: guestName },
+          guestNames: { [info.link.name]: guestName },
           ...(requested ? { requestedType: requested as EndpointType } : {}),
           keepFds: vm !== undefined,
           ...(vm ? { hotplug: vm.hotplug } : {}),
@@ -252,7 +175,11 @@ export async function addInterface(
       const guest = guestInterfaceOf(endpoint);
       if (vm) {
         try {
-          await vm.agent.updateInterface(interfaceFromJson(guest), { timeoutMs: 60_000 });
+          // Kata's push: interface (retried until the NIC shows), the full route set, neighbours.
+          await pushEndpoints(vm.agent, [endpoint], network.endpoints(), state.guestRoutes, {
+            timeoutMs: 60_000,
+            sandbox: id,
+          });
         } catch (error) {
           await detachRecorded(network, `add-iface ${guestName} (undoing it)`, keeper, {
             endpoints: [endpoint],
@@ -263,7 +190,7 @@ export async function addInterface(
       }
       return {
         interface: interfaceToJson(interfaceFromJson(guest)),
-        podDevice: message.device,
+        podDevice,
         ...(inferredType ? { inferredType } : {}),
         hotplugged: vm !== undefined,
       };
@@ -283,9 +210,11 @@ export function sandboxRecordKeeper(store: SandboxStore, state: SandboxState, ne
 export async function removeInterface(
   id: string,
   text: string,
-  options: { stateDirectory?: string } = {},
+  options: KataNetworkOptions = {},
 ): Promise<KataInterfaceJson> {
-  const message = interfaceFromJson(readJson(text, 'interface'), 'interface');
+  const ignoredKeys: string[] = [];
+  const message = interfaceFromJson(readJson(text, 'interface'), 'interface', { ignoredKeys });
+  if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   if (!message.name && !message.device && !message.hwAddr) {
     throw new InvalidInputError(
       'interface.name',
@@ -346,17 +275,20 @@ export async function listInterfaces(
   });
 }
 
-/** update-routes: replaces the guest's routes on the devices named, through the agent and in the record. */
+/** update-routes: replaces the guest's routes with the full set given, through the agent and in the record. */
 export async function updateRoutes(
   id: string,
   text: string,
-  options: { stateDirectory?: string } = {},
+  options: KataNetworkOptions = {},
 ): Promise<KataRouteJson[]> {
   const json = readJson(text, 'routes');
+  const ignoredKeys: string[] = [];
   const routes = routesFromJson(
     Array.isArray(json) ? json : ((json as { Routes?: unknown })?.Routes ?? json),
     'routes',
+    { ignoredKeys },
   );
+  if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   routeUpdatesOf(routes, 'routes');
   return withSandbox(id, options.stateDirectory, async ({ store, state, network }) => {
     const devices = new Set(network.endpoints().map((endpoint) => endpoint.name));

@@ -10,6 +10,8 @@ import { generateGuestNetwork } from '../network/guest.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { SandboxStore } from '../network/state/store.js';
+import { pushEndpoints } from './guest-push.js';
+import { refuseRunningFirecracker } from './hypervisor-connection.js';
 import { connectVirtualMachine, SandboxNotFoundError, sandboxRecordKeeper, withSandbox } from './sandbox-interfaces.js';
 import type { SandboxState } from './service.js';
 import { attachRecorded, detachRecorded } from './service.js';
@@ -55,23 +57,22 @@ export async function applyNamespaceChange(
           keeper,
         );
         for (const endpoint of added) endpoint.closeFds();
-        if (vm) {
-          const guest = generateGuestNetwork(added);
-          for (const guestInterface of guest.interfaces)
-            await vm.agent.updateInterface(interfaceFromJson(guestInterface), { timeoutMs: 60_000 });
-          if (guest.routes.length > 0) await vm.agent.updateRoutes(routesFromJson(guest.routes), { timeoutMs: 30_000 });
-        }
+        if (vm)
+          await pushEndpoints(vm.agent, added, network.endpoints(), state.guestRoutes, {
+            timeoutMs: 60_000,
+            sandbox: id,
+          });
         summary.added.push(...added.map((endpoint) => endpoint.name));
       }
       for (const info of change.changedInterfaces) {
         const endpoint = byLink(info.link.name);
         if (!endpoint) continue;
         endpoint.updateProperties(mergeChange(endpoint.properties, info));
-        if (vm) {
-          const guest = generateGuestNetwork([endpoint]);
-          await vm.agent.updateInterface(interfaceFromJson(guest.interfaces[0]), { timeoutMs: 30_000 });
-          await vm.agent.updateRoutes(routesFromJson(guest.routes), { timeoutMs: 30_000 });
-        }
+        if (vm)
+          await pushEndpoints(vm.agent, [endpoint], network.endpoints(), state.guestRoutes, {
+            timeoutMs: 30_000,
+            sandbox: id,
+          });
         summary.updated.push(endpoint.name);
       }
       keeper.persist();
@@ -99,6 +100,7 @@ export async function watchSandbox(
   const store = new SandboxStore(id, options.stateDirectory);
   const state = store.read<SandboxState>();
   if (!state) throw new SandboxNotFoundError(id, store.statePath);
+  refuseRunningFirecracker(state);
   const watcher = await NamespaceWatcher.start(state.network.config.namespacePath, {
     ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
     onChange: async (change) => {

@@ -315,12 +315,17 @@ export class NetlinkApplier implements NetworkApplier {
         'routes.Routes',
       );
       const snapshot = await this.handle.routes();
-      const devices = new Set(indexes);
+      const loopbacks = new Set(
+        (await this.handle.links())
+          .filter((link) => (link.flags & InterfaceFlag.LOOPBACK) !== 0)
+          .map((link) => link.index),
+      );
       await allOrNothing('UpdateRoutes', async (log) => {
         log.onUndo('restore the routes', () => this.restoreRoutes(snapshot));
-        // The kernel's own routes (proto kernel, made with the addresses) stay; the others are replaced.
+        // The request is the full route set, as Kata's agent takes it: every main-table route on every
+        // link but lo goes, except the kernel's own (proto kernel, made with the addresses).
         for (const route of snapshot) {
-          if (route.outputIndex === undefined || !devices.has(route.outputIndex)) continue;
+          if (route.outputIndex === undefined || loopbacks.has(route.outputIndex)) continue;
           if (route.protocol === RouteProtocol.KERNEL) continue;
           const spec = specOfKernelRoute(route);
           await log.step(`delete route ${route.destination ?? 'default'}/${route.destinationLength}`, () =>

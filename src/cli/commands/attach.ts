@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
+import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
+import { logger } from '../observability/logger.js';
 import { LOCK_TIMEOUT_OPTION, type NetworkFlags, networkConfigFromFlags, parseLockTimeout } from '../options.js';
 import { print, printJson, table } from '../output.js';
 
@@ -20,6 +22,10 @@ export function registerAttach(program: Command): void {
     .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
     .option('--hypervisor <kind>', 'qemu, clh or firecracker: prints its device configuration', 'qemu')
     .option('--qmp <socket>', "the running VM's QMP socket (QEMU): later add-iface/del-iface hot-plug through it")
+    .option(
+      '--api-socket <socket>',
+      "the running VM's API socket (Cloud Hypervisor: later add-iface/del-iface hot-plug through it; Firecracker: marks the VM as booted)",
+    )
     .option('--agent <socket>', "the guest agent's socket: later changes configure the guest through it")
     .option(...LOCK_TIMEOUT_OPTION)
     .option('--json', 'machine-readable output')
@@ -36,13 +42,14 @@ export function registerAttach(program: Command): void {
           dryRun?: boolean;
           hypervisor: string;
           qmp?: string;
+          apiSocket?: string;
           agent?: string;
           lockTimeout?: string;
         },
       ) => {
-        const config = networkConfigFromFlags(options);
         const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
         const hypervisor = parseHypervisor(options.hypervisor);
+        const config = networkConfigFromFlags(options);
         if (hypervisor === 'firecracker' && config.queues > 1) {
           throw new InvalidInputError(
             '--queues',
@@ -70,13 +77,24 @@ export function registerAttach(program: Command): void {
           }
           return;
         }
+        if (options.apiSocket && hypervisor === 'qemu')
+          throw new InvalidInputError('--api-socket', options.apiSocket, 'only with --hypervisor clh or firecracker');
+        const controlSocket = options.qmp ?? options.apiSocket;
         const result = await attachSandbox(options.sandbox, config, {
           stateDirectory: stateDirectory(options.stateDir),
-          hypervisor: { kind: hypervisor, ...(options.qmp ? { controlSocket: options.qmp } : {}) },
+          hypervisor: { kind: hypervisor, ...(controlSocket ? { controlSocket } : {}) },
           ...(options.agent ? { agentSocket: options.agent } : {}),
           ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
         });
-        const devices = hypervisorDeviceConfig(hypervisor, result.endpoints);
+        // QEMU opens the taps by name here, so vhost=on asks it to open /dev/vhost-net itself.
+        const vhost = hypervisor === 'qemu' ? probeVhostNet(config.vhostNet) : undefined;
+        if (vhost && !vhost.available)
+          logger()
+            .child({ sandbox: options.sandbox, operation: 'attach' })
+            .warn({ reason: vhost.reason }, `vhost-net off for the QEMU NICs: ${vhost.reason}`);
+        const devices = hypervisorDeviceConfig(hypervisor, result.endpoints, config.vmmRateLimiter, {
+          vhostNet: vhost?.available ?? false,
+        });
         const endpoints = result.endpoints.map((endpoint) => ({
           name: endpoint.name,
           type: endpoint.type,

@@ -1,9 +1,11 @@
 /**
  * The `kata-runtime kata-network` commands: add-iface, del-iface, list-ifaces, update-routes,
- * list-routes. They read and print Kata's JSON (the agent's Interface and Route objects).
+ * list-routes. They read and print Kata's JSON (the agent's Interface and Route objects): the result
+ * goes to stdout as one JSON line, as Kata's JSON encoder wrote it; anything for a person to stderr.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import type { Command } from 'commander';
+import { MAX_KATA_JSON_BYTES } from '../../agent/kata-network-json.js';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 import {
@@ -15,18 +17,63 @@ import {
 } from '../../sandbox/sandbox-interfaces.js';
 import { print, printJson, table } from '../output.js';
 
-/** A file path, or - for standard input. */
+/**
+ * A file path, or - for standard input, read up to MAX_KATA_JSON_BYTES: an endless source
+ * (/dev/zero, a stuck pipe writer that never stops) is refused once it passes the cap.
+ */
 export function readInput(source: string): string {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let fd: number | undefined;
   try {
-    return readFileSync(source === '-' ? 0 : source, 'utf8');
+    fd = source === '-' ? 0 : openSync(source, 'r');
+    const chunk = Buffer.alloc(64 * 1024);
+    for (;;) {
+      let count: number;
+      try {
+        count = readSync(fd, chunk, 0, chunk.length, null);
+      } catch (error) {
+        // A non-blocking stdin (a terminal or pipe Node set up) says "not yet": wait by polling again.
+        if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+          continue;
+        }
+        throw error;
+      }
+      if (count === 0) break;
+      total += count;
+      if (total > MAX_KATA_JSON_BYTES) {
+        throw new InvalidInputError(
+          'FILE',
+          source,
+          `a JSON file of at most ${MAX_KATA_JSON_BYTES} bytes`,
+          'kata-network input is one Interface or a list of routes: a few kilobytes',
+        );
+      }
+      chunks.push(Buffer.from(chunk.subarray(0, count)));
+    }
   } catch (error) {
+    if (error instanceof InvalidInputError) throw error;
     throw new InvalidInputError(
       'FILE',
       source,
       'a readable JSON file, or - for standard input',
       (error as Error).message,
     );
+  } finally {
+    if (fd !== undefined && fd !== 0) closeSync(fd);
   }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** One stderr line naming the keys Go's decoder would also have ignored, so a typo is still seen. */
+function warnIgnoredKeys(paths: string[]): void {
+  process.stderr.write(`vcnet: warning: ignored unknown keys: ${paths.join(', ')}\n`);
+}
+
+/** Kata's output: the result as one JSON line. */
+function printJsonLine(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
 }
 
 const stateOption = ['--state-dir <dir>', 'where sandbox state lives'] as const;
@@ -36,15 +83,18 @@ export function registerKataNetwork(program: Command): void {
     .command('add-iface')
     .description('add an interface to a sandbox (hot-plugs it and configures the guest when the VM runs)')
     .argument('<sandbox>', 'sandbox id')
-    .argument('<file>', 'Interface JSON (device, name, IPAddresses, mtu, hwAddr, type...), or - for stdin')
+    .argument('<file>', 'Interface JSON (name, IPAddresses, mtu, hwAddr, type...; keys in any case), or - for stdin')
     .option(...stateOption)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
-      const result = await addInterface(sandbox, readInput(file), { stateDirectory: stateDirectory(options.stateDir) });
+      const result = await addInterface(sandbox, readInput(file), {
+        stateDirectory: stateDirectory(options.stateDir),
+        onIgnoredKeys: warnIgnoredKeys,
+      });
       if (result.inferredType)
         process.stderr.write(
           `vcnet: no type given: using "${result.inferredType}", the kind of device ${result.podDevice}\n`,
         );
-      printJson(result.interface);
+      printJsonLine(result.interface);
     });
 
   program
@@ -54,7 +104,12 @@ export function registerKataNetwork(program: Command): void {
     .argument('<file>', 'Interface JSON naming it by name, device or hwAddr, or - for stdin')
     .option(...stateOption)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
-      printJson(await removeInterface(sandbox, readInput(file), { stateDirectory: stateDirectory(options.stateDir) }));
+      printJsonLine(
+        await removeInterface(sandbox, readInput(file), {
+          stateDirectory: stateDirectory(options.stateDir),
+          onIgnoredKeys: warnIgnoredKeys,
+        }),
+      );
     });
 
   program
@@ -84,12 +139,17 @@ export function registerKataNetwork(program: Command): void {
 
   program
     .command('update-routes')
-    .description("replace the guest's routes on the devices the routes name")
+    .description("replace the guest's routes with this full set, as Kata's agent does (kernel and lo routes stay)")
     .argument('<sandbox>', 'sandbox id')
     .argument('<file>', 'Route JSON array (dest, gateway, device, source, scope, family, flags, mtu), or - for stdin')
     .option(...stateOption)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
-      printJson(await updateRoutes(sandbox, readInput(file), { stateDirectory: stateDirectory(options.stateDir) }));
+      printJsonLine(
+        await updateRoutes(sandbox, readInput(file), {
+          stateDirectory: stateDirectory(options.stateDir),
+          onIgnoredKeys: warnIgnoredKeys,
+        }),
+      );
     });
 
   program

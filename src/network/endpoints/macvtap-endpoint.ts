@@ -1,10 +1,13 @@
 /**
  * A macvtap that already exists in the pod namespace: the VM uses it directly through /dev/tapN.
- * Nothing is created or changed; the guest NIC takes the macvtap's MAC.
+ * Nothing else is created or changed, except the rate limits Kata puts on it (an htb for rx, an ifb
+ * fed from its ingress for tx), planned and applied like any attach so detach removes exactly those;
+ * the guest NIC takes the macvtap's MAC.
  */
 import { macvtapDevicePath, openMacvtapQueues } from '../models/macvtap.js';
 import {
   type AttachedPlumbing,
+  attachByPlan,
   existingDevicePlumbing,
   openVhostFds,
   type PlumbingContext,
@@ -16,6 +19,9 @@ export class MacvtapEndpoint extends Endpoint {
 
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
     const link = this.properties.link;
+    if (context.rateLimit?.rxBitsPerSecond || context.rateLimit?.txBitsPerSecond) {
+      return attachByPlan(context, { model: 'existing', source: link, tapName: link.name });
+    }
     return existingDevicePlumbing(context, {
       tapName: link.name,
       tapIndex: link.index,

@@ -9,6 +9,7 @@ import { VcnetError } from '../../errors.js';
 import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../models/plumbing-context.js';
 import type { NetworkInfo } from '../network-info.js';
 import { Endpoint, type EndpointState } from './endpoint.js';
+import { refuseRateLimit } from './rate-limit-support.js';
 
 export const PCI_DEVICES_DIRECTORY = '/sys/bus/pci/devices';
 
@@ -55,6 +56,7 @@ export class PhysicalEndpoint extends Endpoint {
   }
 
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
+    refuseRateLimit(context, 'physical', this.properties.link.name);
     return existingDevicePlumbing(context, { guestHardwareAddress: this.properties.link.address ?? '' });
   }
 

@@ -1,7 +1,9 @@
 /**
- * A tap requested by name (Kata's TapEndpoint, `add-iface` with type "tap"): vcnet creates the tap
- * itself, with the interface's name, and the guest gets the requested addresses on it.
+ * A tap requested by add-iface with type "tap" (Kata's TapEndpoint): vcnet creates the host tap
+ * itself as `tap<N>_kata`, as Kata does (the operator plugs that into a bridge or OVS); the
+ * interface's name is the guest NIC's, and the guest gets the requested addresses on it.
  */
+import { tapName } from '../interface-pair.js';
 import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { Endpoint } from './endpoint.js';
@@ -17,7 +19,7 @@ export class TapEndpoint extends Endpoint {
     const link = this.properties.link;
     return {
       model: 'none',
-      tapName: link.name,
+      tapName: tapName(this.index),
       mtu: link.mtu || 1500,
       ...(link.address ? { guestHardwareAddress: link.address } : {}),
     };

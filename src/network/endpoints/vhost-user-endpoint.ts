@@ -5,6 +5,7 @@
 import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../models/plumbing-context.js';
 import type { NetworkInfo } from '../network-info.js';
 import { Endpoint, type EndpointState, type VmNetworkDevice } from './endpoint.js';
+import { refuseRateLimit } from './rate-limit-support.js';
 
 export class VhostUserEndpoint extends Endpoint {
   readonly type = 'vhost-user' as const;
@@ -18,6 +19,7 @@ export class VhostUserEndpoint extends Endpoint {
   }
 
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
+    refuseRateLimit(context, 'vhost-user', this.properties.link.name);
     return existingDevicePlumbing(context, { guestHardwareAddress: this.properties.link.address ?? '' });
   }
 

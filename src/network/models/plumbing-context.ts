@@ -113,17 +113,19 @@ export async function attachByPlan(context: PlumbingContext, request: AttachRequ
   let tapFds = applied.tapFds;
   let vhostFds: number[] = [];
   try {
-    const deviceIndex = applied.createdIndexes.get(plan.device.name) ?? 0;
+    const deviceIndex = applied.createdIndexes.get(plan.device.name) ?? plan.device.index ?? 0;
+    // An existing device the VM opens through /dev/tapN is a macvtap (the only 'existing' plan today).
+    const macvtapLike = plan.model === 'macvtap' || plan.model === 'existing';
     const guestHardwareAddress =
       plan.guestHardwareAddress ?? (await context.handle.linkByIndex(deviceIndex)).address ?? '';
-    if (plan.model === 'macvtap' && context.keepFds) tapFds = openMacvtapQueues(deviceIndex, context.queues);
+    if (macvtapLike && context.keepFds) tapFds = openMacvtapQueues(deviceIndex, context.queues);
     vhostFds = openVhostFds(context);
     return {
       model: plan.model,
       steps: applied.records,
       tapName: plan.device.name,
       tapIndex: deviceIndex,
-      ...(plan.model === 'macvtap' ? { tapDevicePath: macvtapDevicePath(deviceIndex) } : {}),
+      ...(macvtapLike ? { tapDevicePath: macvtapDevicePath(deviceIndex) } : {}),
       tapFds,
       vhostFds,
       guestHardwareAddress,

@@ -13,6 +13,7 @@
  * and 1:2 under it (rate = ceil = max). rx (towards the VM) on the tap side's egress; tx (from the VM)
  * on the pod link's egress (tcfilter) or on an ifb that the tap side's ingress is redirected to.
  */
+import { createHash } from 'node:crypto';
 import { InvalidInputError } from '../../errors.js';
 import {
   AddressFamily,
@@ -74,8 +75,15 @@ export interface AttachRequest {
   guestHardwareAddress?: string;
 }
 
+/**
+ * The ifb that shapes a tap's tx: `ifb<idx>_kata` next to `tap<idx>_kata`, and for any other name
+ * (an existing macvtap such as `vm-nic0`) `ifb_` plus a hash of it, so it never collides with the
+ * link it serves and stays within the kernel's 15 bytes.
+ */
 export function ifbName(tapName: string): string {
-  return tapName.replace(/^tap/, 'ifb');
+  const kata = /^tap(\d+)_kata$/.exec(tapName);
+  if (kata) return `ifb${kata[1]}_kata`;
+  return `ifb_${createHash('sha256').update(tapName).digest('hex').slice(0, 11)}`;
 }
 
 /**
@@ -104,7 +112,20 @@ export function planAttach(snapshot: PlanSnapshot, config: PlanConfig, request: 
       return planMacvtap(snapshot, config, request, requireSource(request));
     case 'none':
       return planTapOnly(snapshot, config, request);
+    case 'existing':
+      return planExistingDevice(snapshot, config, requireSource(request));
   }
+}
+
+/** A device the VM uses as it is (an existing macvtap): only the rate limits Kata puts on it. */
+function planExistingDevice(snapshot: PlanSnapshot, config: PlanConfig, source: Link): Plan {
+  const device = podRef(source);
+  return {
+    model: 'existing',
+    steps: rateLimitOnTapSide(snapshot, config, device),
+    device,
+    ...(source.address ? { guestHardwareAddress: source.address } : {}),
+  };
 }
 
 /** A tap made by ioctl, put in vcnet's link group before anything else can fail, then configured. */

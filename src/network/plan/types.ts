@@ -79,7 +79,8 @@ export interface PlanStep {
 }
 
 export interface Plan {
-  model: 'tcfilter' | 'macvtap' | 'none';
+  /** `existing`: a device the VM uses as it is (an existing macvtap), with only rate limits added. */
+  model: 'tcfilter' | 'macvtap' | 'none' | 'existing';
   steps: PlanStep[];
   /** The device the hypervisor uses (tap or macvtap). */
   device: LinkRef;

@@ -42,6 +42,8 @@ describe('kata-network commands without a VM', () => {
     });
     expect(added.stderr).toContain('no type given: using "virtual", the kind of device eth7');
     expect(added.status).toBe(0);
+    // Kata's output: the resulting interface as one JSON line.
+    expect(added.stdout.trimEnd().split('\n')).toHaveLength(1);
     expect(JSON.parse(added.stdout)).toMatchObject({
       device: 'net7',
       name: 'net7',
@@ -84,23 +86,43 @@ describe('kata-network commands without a VM', () => {
     expect(fingerprint(pod)).toEqual(before);
   });
 
-  it('creates a tap for type "tap" and removes it again', () => {
+  it("takes Kata's own example (type tap: host tap tap<N>_kata) and the 1.x capitalised form", () => {
     const { pod } = makePod();
     expect(vcnet(['attach', '--sandbox', 'k2', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
     const added = withInput(['add-iface', 'k2', '--state-dir', stateDir], {
-      device: 'vmtap0',
       name: 'eth5',
-      type: 'tap',
       hwAddr: '02:00:00:00:05:05',
+      mtu: 1500,
+      type: 'tap',
       IPAddresses: [{ family: 0, address: '10.55.0.2', mask: '24' }],
+      vhostUserSocket: '',
     });
-    expect(added.status).toBe(0);
+    expect(added.status, added.stderr).toBe(0);
+    expect(added.stderr).toContain('ignored unknown keys: interface.vhostUserSocket');
     expect(JSON.parse(added.stdout)).toMatchObject({ name: 'eth5', type: 'tap', hwAddr: '02:00:00:00:05:05' });
     expect(
-      pod.ipJson<Array<{ linkinfo?: { info_kind: string } }>>('-d', 'link', 'show', 'vmtap0')[0]?.linkinfo?.info_kind,
+      pod.ipJson<Array<{ linkinfo?: { info_kind: string } }>>('-d', 'link', 'show', 'tap1_kata')[0]?.linkinfo
+        ?.info_kind,
     ).toBe('tun');
-    expect(withInput(['del-iface', 'k2', '--state-dir', stateDir], { device: 'vmtap0' }).status).toBe(0);
-    expect(pod.exec('ip', ['link', 'show'])).not.toContain('vmtap0');
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('eth5');
+
+    pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
+    const mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth7')[0]!.address;
+    const capitalised = withInput(['add-iface', 'k2', '--state-dir', stateDir], {
+      Device: 'eth7',
+      Name: 'eth7',
+      IPAddresses: [{ Family: 0, Address: '10.77.0.2', Mask: '24' }],
+      Mtu: 1400,
+      HwAddr: mac.toUpperCase(),
+      LinkType: 'veth',
+    });
+    expect(capitalised.status, capitalised.stderr).toBe(0);
+    expect(JSON.parse(capitalised.stdout)).toMatchObject({ name: 'eth7', type: 'virtual', mtu: 1400, hwAddr: mac });
+
+    expect(withInput(['del-iface', 'k2', '--state-dir', stateDir], { name: 'eth5' }).status).toBe(0);
+    expect(withInput(['del-iface', 'k2', '--state-dir', stateDir], { Name: 'eth7' }).status).toBe(0);
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap2_kata');
   });
 
   it('refuses bad interface JSON with exit 2 naming the field, and changes nothing', () => {
@@ -110,8 +132,13 @@ describe('kata-network commands without a VM', () => {
     const state = readFileSync(join(stateDir, 'k3', 'state.json'), 'utf8');
     const before = fingerprint(pod);
     const cases: Array<[unknown, RegExp]> = [
-      [{ device: 'eth7', colour: 'blue' }, /interface\.colour/],
-      [{ name: 'x' }, /interface\.device/],
+      [{ name: 'x' }, /interface\.name.*"x"/],
+      [{ name: 'tap%d', type: 'tap', hwAddr: '02:00:00:00:05:05' }, /interface\.name.*%/],
+      [{ name: 'a-name-of-16byte' }, /interface\.name/],
+      [{ name: 'eth/7' }, /interface\.name/],
+      [{ device: 'eth7', name: '\u0000eth' }, /interface\.name/],
+      [{ name: 'tap0_kata' }, /interface\.name.*not one of the devices vcnet made/],
+      [{ name: 'eth7', type: 'physical' }, /Incorrect link type virtual.*expecting physical/],
       [{ device: 'eth7', hwAddr: 'zz:00' }, /interface\.hwAddr/],
       [
         { device: 'eth7', IPAddresses: [{ family: 0, address: '10.0.0.1', mask: '33' }] },
@@ -132,6 +159,13 @@ describe('kata-network commands without a VM', () => {
       withInput(['update-routes', 'k3', '--state-dir', stateDir], [{ dest: '10.0.0.0/8', device: 'nope' }]).stderr,
     ).toMatch(/routes\[0\]\.device/);
     expect(vcnet(['add-iface', 'k3', join(stateDir, 'missing.json'), '--state-dir', stateDir]).status).toBe(2);
+    const deep = join(stateDir, 'deep.json');
+    writeFileSync(deep, `${'['.repeat(100_000)}${']'.repeat(100_000)}`);
+    const nested = vcnet(['add-iface', 'k3', deep, '--state-dir', stateDir]);
+    expect([nested.status, nested.stderr]).toEqual([2, expect.stringMatching(/interface.*nested at most/)]);
+    // An endless input is refused once it passes the size cap (it used to read without bound).
+    const endless = vcnet(['add-iface', 'k3', '/dev/zero', '--state-dir', stateDir]);
+    expect([endless.status, endless.stderr]).toEqual([2, expect.stringMatching(/FILE.*at most/)]);
     expect(vcnet(['list-ifaces', 'unknown-sandbox', '--state-dir', stateDir]).stderr).toContain(
       'sandbox unknown-sandbox is not attached',
     );

@@ -1,0 +1,81 @@
+/**
+ * The guest network push as Kata's runtime makes it (kata_agent.go setupNetworks): UpdateInterface for
+ * each interface, retried while the NIC is not visible in the guest yet; then one UpdateRoutes with the
+ * sandbox's FULL route set (Kata's agent deletes every other non-kernel route); then AddARPNeighbors,
+ * where an agent without that call is only warned about, as Kata warns about an old agent.
+ */
+import type { AgentClient, InterfaceInit, NeighbourInit, RouteInit } from './client.js';
+import { AgentStatusError } from './errors.js';
+import type { Route } from './generated/types_pb.js';
+import { StatusCode } from './ttrpc/status-code.js';
+
+/** Kata retries UpdateInterface 20 times, 20 ms apart, when the NIC has not appeared in the guest. */
+export const UPDATE_INTERFACE_ATTEMPTS = 20;
+export const UPDATE_INTERFACE_RETRY_DELAY_MS = 20;
+
+export interface GuestNetworkPush {
+  interfaces: InterfaceInit[];
+  /** Every route of the sandbox, not only the new interface's: the agent replaces the whole set. */
+  routes: RouteInit[];
+  neighbours: NeighbourInit[];
+}
+
+export interface PushOptions {
+  /** Deadline of each call. */
+  timeoutMs?: number;
+  /** Told about what is tolerated (an agent without AddARPNeighbors). */
+  warn?: (message: string) => void;
+  /** Waits between UpdateInterface attempts (tests shorten it). */
+  sleep?: (milliseconds: number) => Promise<void>;
+}
+
+export interface PushResult {
+  /** UpdateInterface attempts per interface. */
+  attempts: number[];
+  /** The routes as the agent answered them; undefined when there were none to send. */
+  routes?: Route[];
+  neighboursSent: boolean;
+}
+
+/** "The NIC is not there yet": Kata's agent says "Link not found"; vcnet's agent answers NOT_FOUND for the link. */
+export function isLinkNotFound(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (error.message.includes('Link not found')) return true;
+  return error instanceof AgentStatusError && error.status === StatusCode.NOT_FOUND && /no link/.test(error.message);
+}
+
+const delay = (milliseconds: number) => new Promise<void>((resolve) => setTimeout(resolve, milliseconds));
+
+export async function pushGuestNetwork(
+  agent: AgentClient,
+  push: GuestNetworkPush,
+  options: PushOptions = {},
+): Promise<PushResult> {
+  const call = options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {};
+  const sleep = options.sleep ?? delay;
+  const attempts: number[] = [];
+  for (const iface of push.interfaces) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await agent.updateInterface(iface, call);
+        attempts.push(attempt);
+        break;
+      } catch (error) {
+        if (!isLinkNotFound(error) || attempt >= UPDATE_INTERFACE_ATTEMPTS) throw error;
+        await sleep(UPDATE_INTERFACE_RETRY_DELAY_MS);
+      }
+    }
+  }
+  const result: PushResult = { attempts, neighboursSent: false };
+  if (push.routes.length > 0) result.routes = await agent.updateRoutes(push.routes, call);
+  if (push.neighbours.length > 0) {
+    try {
+      await agent.addArpNeighbors(push.neighbours, call);
+      result.neighboursSent = true;
+    } catch (error) {
+      if (!(error instanceof AgentStatusError && error.status === StatusCode.UNIMPLEMENTED)) throw error;
+      options.warn?.('add ARP neighbors request failed due to old agent, please upgrade the guest agent');
+    }
+  }
+  return result;
+}

@@ -1,0 +1,231 @@
+/**
+ * Cloud Hypervisor's HTTP API on its unix socket, for NIC hot-plug (`PUT /api/v1/vm.add-net`) and
+ * removal (`PUT /api/v1/vm.remove-device`).
+ *
+ * The tap queue fds must travel as SCM_RIGHTS ancillary data on the request itself (the API ignores
+ * fd numbers in the body). Node's http client writes through libuv, which has no way to attach
+ * ancillary data, so the request is written here: HTTP/1.1 head and body in one sendmsg carrying the
+ * fds through the native shim, on a net.Socket's own descriptor (as the QMP client passes fds). The
+ * reply is read back through the same socket and parsed below: Cloud Hypervisor's micro_http server
+ * answers with a status line, headers and a Content-Length body, one request per connection here.
+ * Kata's clh.go sends its add-net requests the same way (raw HTTP text plus fds).
+ */
+import { connect, type Socket } from 'node:net';
+import { VcnetError } from '../errors.js';
+import { nativeDevices } from '../native/devices.js';
+import type { HotplugTarget, VmNetworkDevice } from '../network/endpoints/endpoint.js';
+import {
+  type CloudHypervisorApiRequest,
+  type CloudHypervisorNetOptions,
+  cloudHypervisorAddNetRequest,
+  cloudHypervisorRemoveDeviceRequest,
+} from './cloud-hypervisor.js';
+
+/** Cloud Hypervisor answered with an error status: its own text is kept in the message. */
+export class CloudHypervisorApiError extends VcnetError {
+  readonly status: number;
+  constructor(request: string, status: number, reason: string, text: string) {
+    super(
+      'VCNET_HYPERVISOR_REFUSED',
+      `Cloud Hypervisor refused ${request}: ${status} ${reason}${text ? `: ${text.trim()}` : ''}`,
+      {
+        value: { request, status, text },
+        hint: 'the text after the status is Cloud Hypervisor’s own: check the VM is booted and the device id is right',
+      },
+    );
+    this.status = status;
+  }
+}
+
+/** The API socket could not be reached or answered something that is not HTTP. */
+export class CloudHypervisorConnectionError extends VcnetError {
+  constructor(socketPath: string, detail: string, cause?: unknown) {
+    super('VCNET_HYPERVISOR_UNREACHABLE', `Cloud Hypervisor API ${socketPath}: ${detail}`, {
+      value: socketPath,
+      hint: 'start cloud-hypervisor with --api-socket PATH and pass that path (vcnet attach --api-socket)',
+      cause,
+    });
+  }
+}
+
+export interface CloudHypervisorReply {
+  status: number;
+  reason: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Cloud Hypervisor's PciDeviceInfo reply to vm.add-net after boot. */
+export interface CloudHypervisorPciDeviceInfo {
+  id: string;
+  /** segment:bus:device.function, e.g. "0000:00:05.0". */
+  bdf: string;
+}
+
+const MAX_REPLY_BYTES = 1 << 20;
+
+/** The PCI path the agent takes ("05") for a device on bus 0 of segment 0, from its BDF. */
+export function pciPathOfBdf(bdf: string): string | undefined {
+  // Only devices on bus 0 of segment 0 have a one-level path.
+  const match = /^0000:00:([0-9a-f]{2})\.[0-7]$/i.exec(bdf);
+  return match?.[1]?.toLowerCase();
+}
+
+/** Parses one HTTP/1.x reply; undefined while it is incomplete. */
+export function parseHttpReply(data: Buffer, ended: boolean): CloudHypervisorReply | undefined {
+  const headEnd = data.indexOf('\r\n\r\n');
+  if (headEnd < 0) return undefined;
+  const [statusLine = '', ...headerLines] = data.subarray(0, headEnd).toString('latin1').split('\r\n');
+  const status = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(statusLine);
+  if (!status) throw new Error(`not an HTTP reply: ${JSON.stringify(statusLine.slice(0, 80))}`);
+  const headers: Record<string, string> = {};
+  for (const line of headerLines) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const bodyStart = headEnd + 4;
+  const length = headers['content-length'];
+  let body: Buffer;
+  if (length !== undefined) {
+    const bytes = Number(length);
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error(`bad Content-Length ${JSON.stringify(length)}`);
+    if (data.length < bodyStart + bytes) return undefined;
+    body = data.subarray(bodyStart, bodyStart + bytes);
+  } else {
+    const code = Number(status[1]);
+    // 204 and 1xx have no body; otherwise the body runs to the end of the connection.
+    if (code !== 204 && code >= 200 && !ended) return undefined;
+    body = data.subarray(bodyStart);
+  }
+  return { status: Number(status[1]), reason: status[2] ?? '', headers, body: body.toString('utf8') };
+}
+
+export class CloudHypervisorClient {
+  constructor(
+    readonly socketPath: string,
+    private readonly options: { timeoutMs?: number } = {},
+  ) {}
+
+  /** Sends one API request (its fds as SCM_RIGHTS) and returns the reply; error statuses throw. */
+  async send<Body>(request: CloudHypervisorApiRequest<Body>): Promise<CloudHypervisorReply> {
+    const body = Buffer.from(JSON.stringify(request.body));
+    const head =
+      `${request.method} ${request.path} HTTP/1.1\r\n` +
+      'Host: localhost\r\nAccept: application/json\r\nContent-Type: application/json\r\n' +
+      `Content-Length: ${body.length}\r\n\r\n`;
+    const message = Buffer.concat([Buffer.from(head, 'latin1'), body]);
+    const label = `${request.method} ${request.path}`;
+    const reply = await this.exchange(message, request.fds, label);
+    if (reply.status !== 200 && reply.status !== 204) {
+      throw new CloudHypervisorApiError(label, reply.status, reply.reason, reply.body);
+    }
+    return reply;
+  }
+
+  /** vm.add-net: the NIC with its tap fds; the PCI path when the VM is booted (Cloud Hypervisor answers 200 then). */
+  async addNet(
+    device: VmNetworkDevice,
+    options: CloudHypervisorNetOptions = {},
+  ): Promise<{ pciPath?: string; info?: CloudHypervisorPciDeviceInfo }> {
+    const reply = await this.send(cloudHypervisorAddNetRequest(device, options));
+    if (reply.status !== 200 || !reply.body) return {};
+    let info: CloudHypervisorPciDeviceInfo;
+    try {
+      info = JSON.parse(reply.body) as CloudHypervisorPciDeviceInfo;
+    } catch {
+      return {};
+    }
+    const pciPath = typeof info.bdf === 'string' ? pciPathOfBdf(info.bdf) : undefined;
+    return { ...(pciPath ? { pciPath } : {}), info };
+  }
+
+  /** vm.remove-device by the id the NIC was added with. */
+  async removeDevice(id: string): Promise<void> {
+    await this.send(cloudHypervisorRemoveDeviceRequest(id));
+  }
+
+  private exchange(message: Buffer, fds: number[], label: string): Promise<CloudHypervisorReply> {
+    const timeoutMs = this.options.timeoutMs ?? 30_000;
+    return new Promise((resolve, reject) => {
+      const socket: Socket = connect(this.socketPath);
+      const chunks: Buffer[] = [];
+      let received = 0;
+      let settled = false;
+      const finish = (error: Error | undefined, reply?: CloudHypervisorReply) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.destroy();
+        if (error) reject(error);
+        else resolve(reply as CloudHypervisorReply);
+      };
+      const timer = setTimeout(
+        () => finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: no reply within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      const tryParse = (ended: boolean) => {
+        try {
+          const reply = parseHttpReply(Buffer.concat(chunks), ended);
+          if (reply) finish(undefined, reply);
+          else if (ended)
+            finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: the reply ended early`));
+        } catch (error) {
+          finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: ${(error as Error).message}`, error));
+        }
+      };
+      socket.on('error', (error) =>
+        finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: ${error.message}`, error)),
+      );
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (received > MAX_REPLY_BYTES) {
+          finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: reply over ${MAX_REPLY_BYTES} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+        tryParse(false);
+      });
+      socket.on('end', () => tryParse(true));
+      socket.on('connect', () => {
+        if (fds.length === 0) {
+          socket.write(message);
+          return;
+        }
+        try {
+          const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+          if (fd === undefined || fd < 0) throw new Error('the API socket has no file descriptor');
+          // The fds ride on the first bytes; a short send (a full socket buffer) continues through Node.
+          const sent = nativeDevices.sendWithFds(fd, message, fds);
+          if (sent < message.length) socket.write(message.subarray(sent));
+        } catch (error) {
+          finish(
+            new CloudHypervisorConnectionError(
+              this.socketPath,
+              `${label}: could not send the fds: ${(error as Error).message}`,
+              error,
+            ),
+          );
+        }
+      });
+    });
+  }
+}
+
+/** Hot-plug into a running Cloud Hypervisor VM through its API (the add-iface, del-iface and watch target). */
+export class CloudHypervisorHotplugTarget implements HotplugTarget {
+  constructor(
+    readonly client: CloudHypervisorClient,
+    private readonly netOptions: CloudHypervisorNetOptions = {},
+  ) {}
+
+  async hotplugNetworkDevice(device: VmNetworkDevice): Promise<{ pciPath?: string }> {
+    // Cloud Hypervisor runs virtio-net itself: vhost-net fds mean nothing to it (Kata forces them off).
+    const { vhostFds: _unused, ...forCloudHypervisor } = device;
+    const { pciPath } = await this.client.addNet(forCloudHypervisor, this.netOptions);
+    return pciPath ? { pciPath } : {};
+  }
+
+  async unplugNetworkDevice(id: string): Promise<void> {
+    await this.client.removeDevice(id);
+  }
+}

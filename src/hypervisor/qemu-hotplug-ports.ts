@@ -1,0 +1,81 @@
+/**
+ * Where a hot-plugged NIC can go. On q35 the root complex pcie.0 is not hot-pluggable, so Kata plugs
+ * into PCIe root ports (or a bridge) given on the command line; on pc (i440fx) a pci-bridge takes up
+ * to 31 devices. vcnet adds its own ports with recognisable ids and picks a free one from query-pci,
+ * which also gives the PCI path the agent waits for ("<port slot>/<device slot>").
+ */
+import { InvalidInputError } from '../errors.js';
+import type { QmpClient } from './qmp.js';
+
+export type QemuMachineType = 'q35' | 'pc';
+
+export const ROOT_PORT_ID_PREFIX = 'vcnet-rp';
+export const BRIDGE_ID = 'vcnet-bridge0';
+/** Chassis numbers from here, clear of the ones firmware and other tools tend to use. */
+const FIRST_CHASSIS = 0x20;
+
+/** `-device` arguments for `count` hot-plug ports: root ports on q35, one pci-bridge on pc. */
+export function qemuHotplugPortArguments(machine: QemuMachineType, count: number): string[] {
+  if (!Number.isInteger(count) || count < 1 || count > 32) {
+    throw new InvalidInputError('hotplug ports', count, 'an integer from 1 to 32');
+  }
+  if (machine === 'pc') return ['-device', `pci-bridge,id=${BRIDGE_ID},bus=pci.0,chassis_nr=${FIRST_CHASSIS}`];
+  const args: string[] = [];
+  for (let port = 0; port < count; port++) {
+    args.push(
+      '-device',
+      `pcie-root-port,id=${ROOT_PORT_ID_PREFIX}${port},bus=pcie.0,chassis=${FIRST_CHASSIS + port},slot=${port + 1}`,
+    );
+  }
+  return args;
+}
+
+export interface QueryPciDevice {
+  slot: number;
+  function: number;
+  qdev_id: string;
+  pci_bridge?: { devices?: QueryPciDevice[] };
+}
+
+export interface QueryPciBus {
+  bus: number;
+  devices: QueryPciDevice[];
+}
+
+/** vcnet's hot-plug ports on the root bus, in order, with their slots. */
+export function hotplugPorts(machine: QemuMachineType, buses: QueryPciBus[]): Array<{ id: string; slot: number }> {
+  const root = buses.find((bus) => bus.bus === 0)?.devices ?? [];
+  return root
+    .filter((device) =>
+      machine === 'pc' ? device.qdev_id === BRIDGE_ID : device.qdev_id.startsWith(ROOT_PORT_ID_PREFIX),
+    )
+    .map((device) => ({ id: device.qdev_id, slot: device.slot }));
+}
+
+/** The slot QEMU gave a device on its bus (its `addr` property is devfn). */
+export async function deviceSlot(qmp: QmpClient, deviceId: string, timeoutMs?: number): Promise<number | undefined> {
+  const devfn = await qmp
+    .execute<number>('qom-get', { path: `/machine/peripheral/${deviceId}`, property: 'addr' }, { timeoutMs })
+    .catch(() => undefined);
+  return typeof devfn === 'number' ? devfn >> 3 : undefined;
+}
+
+export const hexSlot = (slot: number): string => slot.toString(16).padStart(2, '0');
+
+/** The PCI path of a device, as the agent takes it: slots from the root bus down ("05", "02/00"). */
+export function pciPathInTree(devices: QueryPciDevice[], deviceId: string, prefix = ''): string | undefined {
+  for (const device of devices) {
+    const path = `${prefix}${hexSlot(device.slot)}`;
+    if (device.qdev_id === deviceId) return path;
+    const below = device.pci_bridge?.devices;
+    if (below) {
+      const found = pciPathInTree(below, deviceId, `${path}/`);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+export async function queryPci(qmp: QmpClient, timeoutMs?: number): Promise<QueryPciBus[]> {
+  return qmp.execute<QueryPciBus[]>('query-pci', undefined, { timeoutMs });
+}

@@ -1,0 +1,170 @@
+/**
+ * What an add-iface Interface asks for, read as Kata reads it (Sandbox.AddInterface): `name` names the
+ * link in the pod namespace and the guest NIC, `type` is the endpoint kind, and with `type: "tap"`
+ * vcnet makes the host tap itself as `tap<N>_kata` (the operator plugs that into a bridge). vcnet's
+ * seed-era form keeps working: `device` names the pod link and `name` only the guest NIC.
+ *
+ * Pure: it decides from the parsed message, the pod namespace's interfaces and the sandbox's
+ * endpoints, so every refusal happens before anything is made.
+ */
+import type { Interface } from '../agent/generated/types_pb.js';
+import { interfaceUpdateOf } from '../agent/network-request.js';
+import { InvalidInputError } from '../errors.js';
+import { HardwareType } from '../netlink/codec/constants.js';
+import { classifyInterface } from '../network/endpoints/create-endpoint.js';
+import { checkLinkName, checkNotVcnetDevice } from '../network/link-name.js';
+import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
+
+/** What an existing endpoint of the sandbox looks like to the checks here. */
+export interface ExistingEndpoint {
+  name: string;
+  hardwareAddress: string;
+  properties: { link: { name: string } };
+}
+
+export interface AddInterfaceRequest {
+  /** The pod namespace interface, as the endpoint will be made from it (requested addresses and MTU applied). */
+  info: NetworkInfo;
+  /** The NIC's name in the guest. */
+  guestName: string;
+  /** The type the caller gave (veth read as "virtual"), checked against the link's kind. */
+  requestedType?: EndpointType;
+  /** The link the request names ('' for type "tap": there is none until vcnet makes tap<N>_kata). */
+  podDevice: string;
+}
+
+/** A requested endpoint type that the link's kind does not allow (Kata: "Incorrect link type %s, expecting %s"). */
+export class IncorrectLinkTypeError extends InvalidInputError {
+  constructor(device: string, actual: string, kind: string, requested: string) {
+    super(
+      'interface.type',
+      requested,
+      `"${actual}", the endpoint type of ${device} (a ${kind} link), or leave type out`,
+      `${device} is a ${kind} link, which becomes a "${actual}" endpoint`,
+    );
+    this.message = `Incorrect link type ${actual} (${device} is a ${kind} link), expecting ${requested}: ${this.message}`;
+  }
+}
+
+function requestedTypeOf(type: string): EndpointType | undefined {
+  if (!type) return undefined;
+  // "veth" is what people write; Kata's endpoint type for it is "virtual".
+  const requested = type === 'veth' ? 'virtual' : type;
+  if (!(ENDPOINT_TYPES as readonly string[]).includes(requested)) {
+    throw new InvalidInputError(
+      'interface.type',
+      type,
+      ENDPOINT_TYPES.join(', '),
+      'or leave type out to use the kind of the device in the namespace',
+    );
+  }
+  return requested as EndpointType;
+}
+
+export function resolveAddInterfaceRequest(
+  message: Interface,
+  podInterfaces: readonly NetworkInfo[],
+  existing: readonly ExistingEndpoint[],
+  options: { vhostUserStorePath?: string } = {},
+): AddInterfaceRequest {
+  const requestedType = requestedTypeOf(message.type);
+  const deviceField = message.device ? 'interface.device' : 'interface.name';
+  const device = message.device || message.name;
+  if (!device) {
+    throw new InvalidInputError(
+      'interface.name',
+      message.name,
+      'the name of the link in the pod namespace (and of the guest NIC); with type "tap", the guest NIC name',
+    );
+  }
+  if (message.device) checkLinkName('interface.device', message.device);
+  const guestName = checkLinkName('interface.name', message.name || message.device);
+  if (existing.some((endpoint) => endpoint.name === guestName)) {
+    throw new InvalidInputError('interface.name', guestName, 'a name no other interface of the sandbox has');
+  }
+
+  let info: NetworkInfo;
+  if (requestedType === 'tap') {
+    info = {
+      link: {
+        index: 0,
+        // The tap endpoint's link name is its guest name; the host tap is tap<N>_kata.
+        name: guestName,
+        type: HardwareType.ETHER,
+        flags: 0,
+        mtu: Number(message.mtu) || 1500,
+        operationalState: 'down',
+        group: 0,
+        ...(message.hwAddr ? { address: message.hwAddr.toLowerCase() } : {}),
+      },
+      addresses: [],
+      routes: [],
+      neighbours: [],
+    };
+  } else {
+    if (existing.some((endpoint) => endpoint.properties.link.name === device)) {
+      throw new InvalidInputError(deviceField, device, 'a device the sandbox does not use yet');
+    }
+    const scanned = podInterfaces.find((entry) => entry.link.name === device);
+    if (!scanned) {
+      throw new InvalidInputError(
+        deviceField,
+        device,
+        `a link in the pod namespace (${podInterfaces.map((entry) => entry.link.name).join(', ') || 'none'})`,
+        'create the link first (CNI), or use type "tap" to have vcnet create a tap',
+      );
+    }
+    checkNotVcnetDevice(deviceField, scanned.link);
+    if (requestedType) {
+      const actual = classifyInterface(scanned, {
+        ...(options.vhostUserStorePath ? { vhostUserStorePath: options.vhostUserStorePath } : {}),
+      });
+      if (actual !== requestedType) {
+        throw new IncorrectLinkTypeError(device, actual, scanned.link.kind ?? 'device', message.type);
+      }
+    }
+    info = scanned;
+  }
+
+  const update = interfaceUpdateOf({ ...message, hwAddr: message.hwAddr || info.link.address || '' }, 'interface');
+  if (
+    update.hardwareAddress &&
+    info.link.address &&
+    requestedType !== 'tap' &&
+    update.hardwareAddress !== info.link.address
+  ) {
+    throw new InvalidInputError(
+      'interface.hwAddr',
+      message.hwAddr,
+      `the MAC of ${device} (${info.link.address}), which the guest NIC must use`,
+    );
+  }
+  if (existing.some((endpoint) => endpoint.hardwareAddress && endpoint.hardwareAddress === update.hardwareAddress)) {
+    throw new InvalidInputError(
+      'interface.hwAddr',
+      update.hardwareAddress,
+      'a MAC no other interface of the sandbox has',
+    );
+  }
+  // Requested addresses replace what the device has, for the guest.
+  if (message.IPAddresses.length > 0) {
+    info = {
+      ...info,
+      addresses: update.addresses.map((address) => ({
+        index: info.link.index,
+        family: address.version === 4 ? 2 : 10,
+        address: address.address,
+        prefixLength: address.prefixLength,
+        scope: 0,
+        flags: 0,
+      })),
+    };
+  }
+  if (update.mtu) info = { ...info, link: { ...info.link, mtu: update.mtu } };
+  return {
+    info,
+    guestName,
+    ...(requestedType ? { requestedType } : {}),
+    podDevice: requestedType === 'tap' ? '' : device,
+  };
+}

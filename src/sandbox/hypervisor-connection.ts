@@ -1,0 +1,51 @@
+/**
+ * The running VM of a Cloud Hypervisor or Firecracker sandbox, for add-iface, del-iface and watch.
+ *
+ * Cloud Hypervisor hot-plugs NICs through its API socket (vm.add-net with the tap fds, vm.remove-device),
+ * with the limiter from configuration.toml in each NIC. Firecracker configures network devices only
+ * before boot: once its VM runs (an API or agent socket is recorded), every change is refused before
+ * anything is made, instead of plumbing the host and leaving the VM without the NIC.
+ */
+import { AgentClient } from '../agent/client.js';
+import { VcnetError } from '../errors.js';
+import { cloudHypervisorRateLimiterConfig } from '../hypervisor/cloud-hypervisor.js';
+import { CloudHypervisorClient, CloudHypervisorHotplugTarget } from '../hypervisor/cloud-hypervisor-client.js';
+import type { VirtualMachine } from './sandbox-interfaces.js';
+import type { SandboxState } from './service.js';
+
+export class FirecrackerNoHotplugError extends VcnetError {
+  constructor(sandbox: string) {
+    super(
+      'VCNET_HYPERVISOR_UNSUPPORTED',
+      `sandbox ${sandbox} runs Firecracker, which configures network devices only before boot: nothing was changed`,
+      {
+        value: sandbox,
+        hint: 'give the interfaces to the sandbox before its VM boots (vcnet attach before InstanceStart), or use QEMU or Cloud Hypervisor for NIC hot-plug',
+      },
+    );
+  }
+}
+
+/** Refuses a change to a Firecracker sandbox whose VM runs (its API or agent socket is recorded). */
+export function refuseRunningFirecracker(state: SandboxState): void {
+  if (state.hypervisor?.kind === 'firecracker' && (state.hypervisor.controlSocket || state.agentSocket)) {
+    throw new FirecrackerNoHotplugError(state.id);
+  }
+}
+
+/** The Cloud Hypervisor VM through its API socket and the guest agent, when both are recorded. */
+export async function connectCloudHypervisor(state: SandboxState): Promise<VirtualMachine | undefined> {
+  const apiSocket = state.hypervisor?.controlSocket;
+  if (!apiSocket || !state.agentSocket) return undefined;
+  const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
+  const limiter = state.network.config.vmmRateLimiter;
+  const rateLimiter = limiter ? cloudHypervisorRateLimiterConfig(limiter) : undefined;
+  return {
+    hotplug: new CloudHypervisorHotplugTarget(
+      new CloudHypervisorClient(apiSocket, { timeoutMs: 30_000 }),
+      rateLimiter ? { rateLimiter } : {},
+    ),
+    agent,
+    close: async () => agent.close(),
+  };
+}

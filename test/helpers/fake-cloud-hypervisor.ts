@@ -1,0 +1,174 @@
+/**
+ * A stand-in for Cloud Hypervisor's API socket (no cloud-hypervisor binary runs here): a unix socket
+ * server that reads each HTTP request with the fds sent alongside it (SCM_RIGHTS, through the native
+ * shim, since Node cannot receive them), validates the body against Cloud Hypervisor's published
+ * OpenAPI schema (test/fixtures/hypervisor), and reads back through each fd the name of the tap it is
+ * a queue of (TUNGETIFF). The replies are the API's: 200 with a PciDeviceInfo after add-net, 204
+ * after remove-device, or an error status with a text body when a test asks for one.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nativeShim, type WatchHandle } from '../../src/native/binding.js';
+import { cloudHypervisorSchemas, errorsOf, validatorFor } from '../unit/hypervisor/api-schemas.js';
+
+export interface ReceivedRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: unknown;
+  /** The schema's verdict: undefined when valid, else ajv's errors. */
+  schemaErrors?: string;
+  /** Names of the tun devices the received fds are queues of, in order. */
+  fdTaps: string[];
+}
+
+export interface FakeReply {
+  status: number;
+  reason: string;
+  body?: string;
+}
+
+const SCHEMA_BY_PATH: Record<string, string> = {
+  '/api/v1/vm.add-net': 'NetConfig',
+  '/api/v1/vm.remove-device': 'VmRemoveDevice',
+};
+const validators = Object.fromEntries(
+  Object.entries(SCHEMA_BY_PATH).map(([path, name]) => [path, validatorFor(cloudHypervisorSchemas, name).closed]),
+);
+
+export class FakeCloudHypervisor {
+  readonly requests: ReceivedRequest[] = [];
+  /** The next replies to give, in order; when empty, the API's success reply. */
+  readonly replies: FakeReply[] = [];
+  private slot = 4;
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly socketPath: string,
+    private readonly directory: string,
+  ) {}
+
+  static async start(): Promise<FakeCloudHypervisor> {
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-clh-'));
+    const socketPath = join(directory, 'api.sock');
+    let fake: FakeCloudHypervisor | undefined;
+    const server = createServer({ pauseOnConnect: true }, (socket) => fake?.serve(socket));
+    fake = new FakeCloudHypervisor(server, socketPath, directory);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, resolve);
+    });
+    return fake;
+  }
+
+  async stop(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+
+  private serve(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    const shim = nativeShim();
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (fd === undefined) {
+      socket.destroy();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    const fds: number[] = [];
+    let watch: WatchHandle | undefined;
+    const stop = () => {
+      if (watch) shim.unwatch(watch);
+      watch = undefined;
+    };
+    watch = shim.watchReadable(fd, () => {
+      for (;;) {
+        const received = shim.receiveWithFds(fd, 65536);
+        if (received === null) break;
+        if (received.data.length === 0 && received.fds.length === 0) {
+          stop();
+          socket.destroy();
+          return;
+        }
+        chunks.push(received.data);
+        fds.push(...received.fds);
+      }
+      const request = completeRequest(Buffer.concat(chunks));
+      if (!request) return;
+      stop();
+      const reply = this.handle(request, fds);
+      for (const received of fds) shim.closeFd(received);
+      const body = reply.body ?? '';
+      socket.end(
+        `HTTP/1.1 ${reply.status} ${reply.reason}\r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\n` +
+          (body
+            ? `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+            : '\r\n'),
+      );
+      // Our watcher is gone: let Node read the client's close, so the socket ends.
+      socket.resume();
+    });
+  }
+
+  private handle(
+    request: { method: string; path: string; headers: Record<string, string>; body: string },
+    fds: number[],
+  ): FakeReply {
+    let body: unknown;
+    try {
+      body = JSON.parse(request.body);
+    } catch {
+      body = request.body;
+    }
+    const validate = validators[request.path];
+    const valid = validate ? validate(body) : false;
+    const fdTaps = fds.map((fd) => {
+      try {
+        return nativeShim().tunInterfaceName(fd);
+      } catch (error) {
+        return `(not a tap: ${(error as Error).message})`;
+      }
+    });
+    this.requests.push({
+      method: request.method,
+      path: request.path,
+      headers: request.headers,
+      body,
+      ...(valid ? {} : { schemaErrors: validate ? errorsOf(validate) : `no such API path ${request.path}` }),
+      fdTaps,
+    });
+    const queued = this.replies.shift();
+    if (queued) return queued;
+    if (request.method !== 'PUT' || !validate) return { status: 404, reason: 'Not Found' };
+    if (!valid) return { status: 400, reason: 'Bad Request', body: 'Error parsing request body' };
+    if (request.path === '/api/v1/vm.add-net') {
+      const id = (body as { id?: string }).id ?? `_net${this.slot}`;
+      const bdf = `0000:00:${(this.slot++).toString(16).padStart(2, '0')}.0`;
+      return { status: 200, reason: 'OK', body: JSON.stringify({ id, bdf }) };
+    }
+    return { status: 204, reason: 'No Content' };
+  }
+}
+
+/** The request once its head and Content-Length body have all arrived. */
+function completeRequest(
+  data: Buffer,
+): { method: string; path: string; headers: Record<string, string>; body: string } | undefined {
+  const headEnd = data.indexOf('\r\n\r\n');
+  if (headEnd < 0) return undefined;
+  const [requestLine = '', ...lines] = data.subarray(0, headEnd).toString('latin1').split('\r\n');
+  const [method = '', path = ''] = requestLine.split(' ');
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const length = Number(headers['content-length'] ?? 0);
+  if (data.length < headEnd + 4 + length) return undefined;
+  return { method, path, headers, body: data.subarray(headEnd + 4, headEnd + 4 + length).toString('utf8') };
+}

@@ -1,0 +1,139 @@
+/**
+ * Kata's request sequence (UpdateInterface, retried until the NIC shows; UpdateRoutes with the full
+ * route set; AddARPNeighbors) against vcnet's own guest agent, in a namespace that plays the guest.
+ * UpdateRoutes is a full-set replace, as in Kata's agent: routes missing from the set go, on every
+ * link but lo, and the kernel's own routes stay.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentClient } from '../../../src/agent/client.js';
+import { IPFamily } from '../../../src/agent/generated/types_pb.js';
+import { NetlinkApplier } from '../../../src/agent/guest/netlink-applier.js';
+import { pushGuestNetwork } from '../../../src/agent/push-network.js';
+import { createAgentServer } from '../../../src/agent/server.js';
+import { NetlinkHandle } from '../../../src/netlink/handle.js';
+import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
+
+interface IpRoute {
+  dst: string;
+  gateway?: string;
+  dev: string;
+  protocol?: string;
+}
+
+const MAC0 = '02:00:ca:fe:01:00';
+const MAC1 = '02:00:ca:fe:01:01';
+
+let namespace: TestNamespace;
+let handle: NetlinkHandle;
+let server: Server;
+let client: AgentClient;
+let socketDirectory: string;
+
+function addNic(name: string, mac: string): void {
+  namespace.exec('ip', ['link', 'add', name, 'address', mac, 'type', 'veth', 'peer', 'name', `${name}-peer`]);
+  namespace.exec('ip', ['link', 'set', `${name}-peer`, 'up']);
+}
+
+beforeEach(async () => {
+  namespace = makeNamespace('push');
+  addNic('nic0', MAC0);
+  namespace.exec('ip', ['link', 'set', 'lo', 'up']);
+  handle = NetlinkHandle.open(namespace.path);
+  const agent = createAgentServer(new NetlinkApplier(handle, { linkAppearTimeoutMs: 0 }));
+  socketDirectory = mkdtempSync(join(tmpdir(), 'vcnet-push-'));
+  const path = join(socketDirectory, 'agent.sock');
+  server = createServer((socket) => agent.serve(socket));
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  client = await AgentClient.connect(path, { deadlineMs: 2000, callTimeoutMs: 10_000 });
+});
+
+afterEach(async () => {
+  try {
+    client?.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    handle?.close();
+    rmSync(socketDirectory, { recursive: true, force: true });
+  } finally {
+    cleanupNamespaces();
+  }
+});
+
+const routes = () =>
+  namespace
+    .ipJson<IpRoute[]>('-d', 'route', 'show')
+    .map((route) => `${route.dst} ${route.gateway ? `via ${route.gateway} ` : ''}dev ${route.dev} ${route.protocol}`)
+    .sort();
+
+const eth0 = {
+  name: 'eth0',
+  hwAddr: MAC0,
+  IPAddresses: [{ family: IPFamily.v4, address: '10.0.0.2', mask: '24' }],
+};
+const eth1 = {
+  name: 'eth1',
+  hwAddr: MAC1,
+  IPAddresses: [{ family: IPFamily.v4, address: '10.1.0.2', mask: '24' }],
+};
+const defaultRoute = { dest: '', gateway: '10.0.0.1', device: 'eth0' };
+const eth1Route = { dest: '10.99.0.0/16', gateway: '10.1.0.1', device: 'eth1' };
+
+describe("Kata's push against vcnet's guest agent", () => {
+  it('keeps every route of the full set, replaces the rest, and leaves lo and kernel routes alone', async () => {
+    namespace.exec('ip', ['route', 'add', '192.0.2.0/24', 'dev', 'lo']);
+    const first = await pushGuestNetwork(client, {
+      interfaces: [eth0],
+      routes: [defaultRoute],
+      neighbours: [
+        {
+          toIPAddress: { family: IPFamily.v4, address: '10.0.0.1' },
+          device: 'eth0',
+          lladdr: '02:00:ca:fe:01:fe',
+          state: 0x80,
+        },
+      ],
+    });
+    expect(first).toMatchObject({ attempts: [1], neighboursSent: true });
+    const neighbours = namespace.ipJson<Array<{ dst: string; state: string[] }>>('neigh', 'show', 'dev', 'eth0');
+    expect(neighbours).toEqual([expect.objectContaining({ dst: '10.0.0.1', state: ['PERMANENT'] })]);
+
+    // The NIC is hot-plugged while the push is under way: UpdateInterface is retried until it shows.
+    setTimeout(() => addNic('nic1', MAC1), 60);
+    const second = await pushGuestNetwork(client, {
+      interfaces: [eth1],
+      routes: [defaultRoute, eth1Route],
+      neighbours: [],
+    });
+    expect(second.attempts[0]).toBeGreaterThan(1);
+    expect(routes()).toEqual([
+      '10.0.0.0/24 dev eth0 kernel',
+      '10.1.0.0/24 dev eth1 kernel',
+      '10.99.0.0/16 via 10.1.0.1 dev eth1 boot',
+      '192.0.2.0/24 dev lo boot',
+      'default via 10.0.0.1 dev eth0 boot',
+    ]);
+
+    // What vcnet's watch used to send (one endpoint's routes) costs the others theirs, default included.
+    await pushGuestNetwork(client, { interfaces: [], routes: [eth1Route], neighbours: [] });
+    expect(routes()).toEqual([
+      '10.0.0.0/24 dev eth0 kernel',
+      '10.1.0.0/24 dev eth1 kernel',
+      '10.99.0.0/16 via 10.1.0.1 dev eth1 boot',
+      '192.0.2.0/24 dev lo boot',
+    ]);
+  });
+
+  it('gives up after 20 attempts when the NIC never shows, with the agent’s error', async () => {
+    const sleeps: number[] = [];
+    const error = await pushGuestNetwork(
+      client,
+      { interfaces: [{ ...eth1, hwAddr: '02:00:ca:fe:01:99' }], routes: [], neighbours: [] },
+      { sleep: async (milliseconds) => void sleeps.push(milliseconds) },
+    ).catch((caught: unknown) => caught);
+    expect((error as Error).message).toMatch(/NOT_FOUND.*no link/);
+    expect(sleeps).toEqual(Array(19).fill(20));
+  });
+});

@@ -1,0 +1,65 @@
+/**
+ * Rate limits are never dropped silently: an existing macvtap endpoint gets Kata's htb (rx) and an
+ * ifb-fed htb (tx), detach removes exactly those; ifb names stay unique whatever the endpoint's name.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ifbName } from '../../../src/network/rate-limit.js';
+import { vcnet } from '../../helpers/cli.js';
+import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+let stateDir: string;
+beforeEach(() => {
+  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-state-'));
+});
+afterEach(() => {
+  cleanupNamespaces();
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+describe('rate limits on non-pair endpoints', () => {
+  it('puts htb on an existing macvtap (rx) and on an ifb fed from it (tx), and detach removes them', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['link', 'add', 'link', 'eth0', 'name', 'vm-nic0', 'type', 'macvtap', 'mode', 'bridge']);
+    pod.exec('ip', ['link', 'set', 'vm-nic0', 'up']);
+    pod.exec('ip', ['addr', 'add', '10.66.0.2/24', 'dev', 'vm-nic0']);
+    const before = fingerprint(pod);
+    const config = join(stateDir, 'configuration.toml');
+    writeFileSync(
+      config,
+      '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\n',
+    );
+    const attached = vcnet([
+      'attach',
+      '--sandbox',
+      'rl1',
+      '--netns',
+      pod.path,
+      '--config',
+      config,
+      '--state-dir',
+      stateDir,
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    const ifb = ifbName('vm-nic0');
+    expect(ifb).not.toBe('vm-nic0');
+    const htbOn = (dev: string) =>
+      pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', dev).some((qdisc) => qdisc.kind === 'htb');
+    expect(htbOn('vm-nic0')).toBe(true);
+    expect(htbOn(ifb)).toBe(true);
+    expect(vcnet(['detach', '--sandbox', 'rl1', '--state-dir', stateDir]).status).toBe(0);
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain(ifb);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('names the ifb after the tap for Kata-style names, and uniquely (<= 15 bytes) for any other', () => {
+    expect(ifbName('tap3_kata')).toBe('ifb3_kata');
+    const names = ['vm-nic0', 'vm-nic1', 'ifb0', 'a-long-name-015'].map(ifbName);
+    expect(new Set(names).size).toBe(names.length);
+    for (const name of names) expect(Buffer.byteLength(name)).toBeLessThanOrEqual(15);
+    expect(names).not.toContain('vm-nic0');
+  });
+});

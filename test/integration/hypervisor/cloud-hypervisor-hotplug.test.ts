@@ -1,0 +1,120 @@
+/**
+ * Cloud Hypervisor NIC hot-plug and removal over its API socket, against a server that validates each
+ * request against Cloud Hypervisor's published OpenAPI schema and reads back, through every fd it was
+ * sent, which tap the fd is a queue of. The taps are real multi-queue taps in a throwaway namespace.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  CloudHypervisorApiError,
+  CloudHypervisorClient,
+  CloudHypervisorHotplugTarget,
+  pciPathOfBdf,
+} from '../../../src/hypervisor/cloud-hypervisor-client.js';
+import { nativeShim } from '../../../src/native/binding.js';
+import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
+import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
+
+let api: FakeCloudHypervisor;
+let pod: TestNamespace;
+const opened: number[] = [];
+
+beforeEach(async () => {
+  api = await FakeCloudHypervisor.start();
+  pod = makeNamespace('clh');
+});
+afterEach(async () => {
+  for (const fd of opened.splice(0)) nativeShim().closeFd(fd);
+  await api.stop();
+  cleanupNamespaces();
+});
+
+function tap(name: string, queues: number): number[] {
+  const made = nativeShim().createTun(pod.path, name, {
+    tap: true,
+    vnetHdr: true,
+    multiQueue: queues > 1,
+    queues,
+    keepFds: true,
+  });
+  opened.push(...made.fds);
+  return made.fds;
+}
+
+describe('Cloud Hypervisor hot-plug through its API socket', () => {
+  it('sends vm.add-net with the tap queues as SCM_RIGHTS, mtu and num_queues, and removes it with vm.remove-device', async () => {
+    const fds = tap('tap3_kata', 2);
+    const target = new CloudHypervisorHotplugTarget(new CloudHypervisorClient(api.socketPath, { timeoutMs: 5_000 }));
+    const plugged = await target.hotplugNetworkDevice({
+      id: 'net3',
+      tapName: 'tap3_kata',
+      fds,
+      queues: 2,
+      guestMac: '02:42:AC:11:00:03',
+      mtu: 1400,
+    });
+    expect(plugged).toEqual({ pciPath: '04' });
+    await target.unplugNetworkDevice('net3');
+
+    const [add, remove] = api.requests;
+    expect(add?.schemaErrors).toBeUndefined();
+    expect(add).toMatchObject({ method: 'PUT', path: '/api/v1/vm.add-net' });
+    expect(add?.body).toEqual({ id: 'net3', mac: '02:42:ac:11:00:03', mtu: 1400, num_queues: 4 });
+    expect(add?.headers['content-type']).toBe('application/json');
+    // Each fd the server received is a queue of the tap (read back through the fd itself).
+    expect(add?.fdTaps).toEqual(['tap3_kata', 'tap3_kata']);
+    expect(remove).toMatchObject({ path: '/api/v1/vm.remove-device', body: { id: 'net3' }, fdTaps: [] });
+    expect(remove?.schemaErrors).toBeUndefined();
+  });
+
+  it('drops vhost-net fds (Cloud Hypervisor runs virtio-net itself) and sends the rate limiter bucket', async () => {
+    const fds = tap('tap4_kata', 1);
+    const [vhostStandIn] = tap('tap9_kata', 1);
+    const target = new CloudHypervisorHotplugTarget(new CloudHypervisorClient(api.socketPath));
+    await target.hotplugNetworkDevice({
+      id: 'net4',
+      fds,
+      vhostFds: [vhostStandIn as number],
+      queues: 1,
+      guestMac: '02:42:ac:11:00:04',
+      rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 10_000_000 },
+    });
+    const [add] = api.requests;
+    expect(add?.schemaErrors).toBeUndefined();
+    expect(add?.fdTaps).toEqual(['tap4_kata']);
+    expect(add?.body).toMatchObject({
+      num_queues: 2,
+      rate_limiter_config: { bandwidth: { size: 1_304_576, refill_time: 1000 } },
+    });
+  });
+
+  it("shows the VMM's own error text", async () => {
+    const fds = tap('tap5_kata', 1);
+    api.replies.push({
+      status: 500,
+      reason: 'Internal Server Error',
+      body: '"Error adding device to the VM: Failed to open tap"',
+    });
+    const client = new CloudHypervisorClient(api.socketPath);
+    const device = { id: 'net5', fds, queues: 1, guestMac: '02:42:ac:11:00:05' };
+    const error = await client.addNet(device).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(CloudHypervisorApiError);
+    expect((error as Error).message).toBe(
+      'Cloud Hypervisor refused PUT /api/v1/vm.add-net: 500 Internal Server Error: "Error adding device to the VM: Failed to open tap"',
+    );
+    api.replies.push({ status: 404, reason: 'Not Found', body: 'No such device: net9' });
+    await expect(client.removeDevice('net9')).rejects.toThrow(/vm\.remove-device: 404 Not Found: No such device: net9/);
+  });
+
+  it('names the socket when nothing listens there', async () => {
+    const client = new CloudHypervisorClient(`${api.socketPath}.missing`, { timeoutMs: 2_000 });
+    await expect(client.removeDevice('net1')).rejects.toThrow(
+      /Cloud Hypervisor API .*missing: PUT \/api\/v1\/vm.remove-device: .*ENOENT/,
+    );
+  });
+
+  it('reads the PCI path from the BDF on bus 0 only', () => {
+    expect(pciPathOfBdf('0000:00:05.0')).toBe('05');
+    expect(pciPathOfBdf('0000:01:05.0')).toBeUndefined();
+    expect(pciPathOfBdf('nonsense')).toBeUndefined();
+  });
+});

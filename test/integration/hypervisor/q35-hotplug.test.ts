@@ -1,0 +1,66 @@
+/**
+ * Hot-plug into a q35 machine, where the root complex pcie.0 takes no hot-plugged device: vcnet adds
+ * PCIe root ports to the command line and plugs each NIC into a free one (a real QEMU, paused, no
+ * guest; the guest side is the e2e test's business). Also the pc variant through a pci-bridge.
+ */
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type QemuMachineType, qemuHotplugPortArguments } from '../../../src/hypervisor/qemu-hotplug-ports.js';
+import { spawnQemu } from '../../../src/hypervisor/qemu-process.js';
+import { hotplugNetworkDevice, QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
+import { type PausedQemu, prepareNamespace, qemuIntegrationSkipReason, stopPausedQemu } from './paused-qemu.js';
+
+const skipReason = qemuIntegrationSkipReason();
+if (skipReason) console.log(`skipping q35 hot-plug tests: ${skipReason}`);
+
+describe.skipIf(skipReason !== undefined)('hot-plug through vcnet ports', () => {
+  let fixture: PausedQemu | undefined;
+
+  beforeEach(() => {
+    fixture = prepareNamespace();
+    for (const tap of ['tap1', 'tap2', 'tap3'])
+      fixture.namespace.exec('ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap', 'vnet_hdr']);
+  });
+  afterEach(async () => {
+    await stopPausedQemu(fixture);
+    fixture = undefined;
+  });
+
+  async function start(machine: QemuMachineType, ports: number) {
+    const current = fixture!;
+    current.qemu = await spawnQemu({
+      networkNamespacePath: current.namespace.path,
+      qmpSocketPath: join(current.directory, 'qmp.sock'),
+      startPaused: true,
+      memoryMiB: 64,
+      machine,
+      extraArguments: qemuHotplugPortArguments(machine, ports),
+    });
+    current.qmp = await current.qemu.connectQmp({ timeoutMs: 20_000 });
+    return current.qmp;
+  }
+
+  const nic = (n: number) => ({ id: `net${n}`, tapName: `tap${n}`, queues: 1, guestMac: `02:42:ac:11:00:0${n}` });
+
+  it('q35: pcie.0 refuses the NIC; vcnet plugs one NIC per root port and reports "<port>/00"', async () => {
+    const qmp = await start('q35', 2);
+    await expect(hotplugNetworkDevice(qmp, nic(3), { bus: 'pcie.0' })).rejects.toThrow(/hotplug|hot-plug/i);
+    const target = new QemuNetworkHotplugTarget(qmp, { machine: 'q35' });
+    const first = await target.hotplugNetworkDevice(nic(1));
+    const second = await target.hotplugNetworkDevice(nic(2));
+    expect(first.pciPath).toMatch(/^[0-9a-f]{2}\/00$/);
+    expect(second.pciPath).toMatch(/^[0-9a-f]{2}\/00$/);
+    expect(second.pciPath).not.toBe(first.pciPath);
+    // Both ports are taken now: a third NIC is refused with what to do.
+    await expect(target.hotplugNetworkDevice(nic(3))).rejects.toThrow(/free vcnet pcie-root-port/);
+    // The root ports sit at slots 1 and 2 of pcie.0; each NIC at slot 0 behind its port.
+    expect([first.pciPath, second.pciPath]).toEqual(['01/00', '02/00']);
+  });
+
+  it('pc: NICs go onto the vcnet pci-bridge', async () => {
+    const qmp = await start('pc', 1);
+    const target = new QemuNetworkHotplugTarget(qmp, { machine: 'pc' });
+    const plugged = await target.hotplugNetworkDevice(nic(1));
+    expect(plugged.pciPath).toMatch(/^[0-9a-f]{2}\/[0-9a-f]{2}$/);
+  });
+});

@@ -1,0 +1,227 @@
+/**
+ * kata-network input as Kata reads it: Go's key matching, unknown keys ignored (and reported), the
+ * input bounds, the kernel's name rules, and what add-iface makes of Kata's own example (§6), the
+ * seed-era JSON with `device`, and the 1.x capitalised form.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  interfaceFromJson,
+  MAX_KATA_JSON_BYTES,
+  parseKataJsonText,
+  routesFromJson,
+} from '../../../src/agent/kata-network-json.js';
+import { InvalidInputError } from '../../../src/errors.js';
+import { checkLinkName, isVcnetDevice, linkNameProblem } from '../../../src/network/link-name.js';
+import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
+import { IncorrectLinkTypeError, resolveAddInterfaceRequest } from '../../../src/sandbox/add-interface-request.js';
+import { info, link } from '../network/fixtures.js';
+
+/** Kata's current add-iface example (research §6): `name` is the link, device is unused. */
+const kataExample = {
+  name: 'eth1',
+  hwAddr: '02:42:ac:11:00:09',
+  mtu: 1500,
+  type: 'tap',
+  IPAddresses: [{ family: 0, address: '172.17.0.9', mask: '16' }],
+};
+/** vcnet's seed-era form: device names the pod link, name the guest NIC. */
+const seedExample = {
+  device: 'eth7',
+  name: 'net7',
+  IPAddresses: [{ family: 0, address: '10.77.0.2', mask: '24' }],
+  mtu: 1400,
+};
+/** kata 1.x `types.Interface` had no JSON tags: the Go field names, capitalised. */
+const capitalisedExample = {
+  Device: 'eth7',
+  Name: 'eth7',
+  IPAddresses: [{ Family: 0, Address: '10.77.0.2', Mask: '24' }],
+  Mtu: 1400,
+  RawFlags: 0,
+  HwAddr: '02:42:AC:11:00:07',
+  PciAddr: '',
+  LinkType: 'veth',
+};
+
+const pod = [
+  info({ link: link({ index: 2, name: 'eth0', address: '02:42:ac:11:00:02' }) }),
+  info({ link: link({ index: 7, name: 'eth7', address: '02:42:ac:11:00:07' }) }),
+  info({ link: link({ index: 8, name: 'mv0', kind: 'macvlan', address: '02:42:ac:11:00:08' }) }),
+  info({ link: link({ index: 9, name: 'tap0_kata', kind: 'tun', tun: { type: 'tap' } }) }),
+  info({ link: link({ index: 10, name: 'grouped', group: VCNET_LINK_GROUP, address: '02:42:ac:11:00:0a' }) }),
+];
+const existing = [{ name: 'eth0', hardwareAddress: '02:42:ac:11:00:02', properties: { link: { name: 'eth0' } } }];
+
+function fieldOf(action: () => unknown): string {
+  try {
+    action();
+  } catch (error) {
+    if (error instanceof InvalidInputError) return `${error.field}: ${error.message}`;
+    throw error;
+  }
+  throw new Error('expected an InvalidInputError');
+}
+
+const resolve = (json: unknown) => resolveAddInterfaceRequest(interfaceFromJson(json), pod, existing);
+
+describe('Go-style key matching', () => {
+  it('reads the 1.x capitalised form, including LinkType, RawFlags and PciAddr', () => {
+    const message = interfaceFromJson(capitalisedExample);
+    expect(message.device).toBe('eth7');
+    expect(message.name).toBe('eth7');
+    expect(message.mtu).toBe(1400n);
+    expect(message.hwAddr).toBe('02:42:AC:11:00:07');
+    expect(message.type).toBe('veth');
+    expect(message.IPAddresses[0]?.address).toBe('10.77.0.2');
+  });
+
+  it('matches keys in any case and reads protobuf-JSON rawFlags', () => {
+    const message = interfaceFromJson({ NAME: 'eth1', hwaddr: '02:00:00:00:00:01', MTU: 9000, rawFlags: 128 });
+    expect([message.name, message.hwAddr, message.mtu, message.rawFlags]).toEqual([
+      'eth1',
+      '02:00:00:00:00:01',
+      9000n,
+      128,
+    ]);
+  });
+
+  it('lets a later key win over an earlier one for the same field, as Go does', () => {
+    expect(interfaceFromJson({ mtu: 1400, Mtu: 1450 }).mtu).toBe(1450n);
+  });
+
+  it('ignores unknown keys at any depth and reports each path', () => {
+    const ignoredKeys: string[] = [];
+    const message = interfaceFromJson(
+      {
+        name: 'eth1',
+        vhostUserSocket: '/tmp/x',
+        IPAddresses: [{ address: '10.0.0.2', mask: '24', colour: 'blue' }],
+      },
+      'interface',
+      { ignoredKeys },
+    );
+    expect(message.name).toBe('eth1');
+    expect(ignoredKeys).toEqual(['interface.vhostUserSocket', 'interface.IPAddresses[0].colour']);
+  });
+
+  it('reads 1.x routes ({Dest, Gateway, Device, Source, Scope})', () => {
+    const [route] = routesFromJson([{ Dest: '10.0.0.0/8', Gateway: '10.77.0.1', Device: 'eth7', Scope: 0 }]);
+    expect([route?.dest, route?.gateway, route?.device]).toEqual(['10.0.0.0/8', '10.77.0.1', 'eth7']);
+  });
+
+  it('still refuses a known key with a bad value, naming it', () => {
+    expect(fieldOf(() => interfaceFromJson({ Mtu: 'big' }))).toMatch(/^interface\.mtu/);
+  });
+});
+
+describe('input bounds', () => {
+  it('refuses JSON nested deeper than the bound, without touching the stack', () => {
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    expect(fieldOf(() => parseKataJsonText(deep, 'interface'))).toMatch(/^interface: .*nested at most/);
+  });
+
+  it('does not count brackets inside strings', () => {
+    expect(parseKataJsonText(`{"name": "${'['.repeat(100)}"}`, 'interface')).toEqual({ name: '['.repeat(100) });
+  });
+
+  it('refuses input over the size bound and bad JSON, naming the field', () => {
+    expect(fieldOf(() => parseKataJsonText(' '.repeat(MAX_KATA_JSON_BYTES + 1), 'interface'))).toMatch(
+      /^interface: .*at most/,
+    );
+    expect(fieldOf(() => parseKataJsonText('{"name":', 'interface'))).toMatch(/^interface: .*valid JSON/);
+  });
+});
+
+describe('kernel name rules', () => {
+  it.each([
+    ['', 'empty'],
+    ['a-name-of-16byte', '16 bytes'],
+    ['tap%d', '%'],
+    ['eth/0', '/'],
+    ['eth:0', ':'],
+    ['eth 0', 'whitespace'],
+    ['\u0000eth0', 'control'],
+    ['eth\t0', 'whitespace'],
+    ['.', 'path'],
+    ['..', 'path'],
+    ['éééééééé', '16 bytes'],
+  ])('refuses %j (%s)', (name, reason) => {
+    expect(linkNameProblem(name)).toContain(reason);
+    expect(() => checkLinkName('interface.name', name)).toThrow(InvalidInputError);
+  });
+
+  it('accepts ordinary names up to 15 bytes', () => {
+    for (const name of ['eth0', 'a-name-of-15byt', 'net_7.v@x', 'ééééééé'])
+      expect(linkNameProblem(name), name).toBeUndefined();
+  });
+
+  it("knows vcnet's own devices", () => {
+    expect(isVcnetDevice({ name: 'tap0_kata' })).toBe(true);
+    expect(isVcnetDevice({ name: 'ifb12_kata' })).toBe(true);
+    expect(isVcnetDevice({ name: 'x', group: VCNET_LINK_GROUP })).toBe(true);
+    expect(isVcnetDevice({ name: 'tap0', group: 0 })).toBe(false);
+  });
+});
+
+describe('add-iface request', () => {
+  it("takes Kata's own example: name is the guest NIC, type tap makes tap<N>_kata (no pod link needed)", () => {
+    const request = resolve(kataExample);
+    expect(request.requestedType).toBe('tap');
+    expect(request.guestName).toBe('eth1');
+    expect(request.podDevice).toBe('');
+    expect(request.info.link.name).toBe('eth1');
+    expect(request.info.link.address).toBe('02:42:ac:11:00:09');
+    expect(request.info.addresses.map((entry) => `${entry.address}/${entry.prefixLength}`)).toEqual(['172.17.0.9/16']);
+  });
+
+  it('uses name as the pod link when device is absent (type inferred)', () => {
+    const request = resolve({ name: 'eth7' });
+    expect(request.podDevice).toBe('eth7');
+    expect(request.guestName).toBe('eth7');
+    expect(request.requestedType).toBeUndefined();
+  });
+
+  it('keeps the seed-era form: device is the pod link, name the guest NIC', () => {
+    const request = resolve(seedExample);
+    expect([request.podDevice, request.guestName, request.info.link.mtu]).toEqual(['eth7', 'net7', 1400]);
+  });
+
+  it('takes the 1.x capitalised form (MAC in upper case matches the link)', () => {
+    const request = resolve(capitalisedExample);
+    expect([request.podDevice, request.guestName, request.requestedType]).toEqual(['eth7', 'eth7', 'virtual']);
+  });
+
+  it('checks a requested type against the link kind, naming both', () => {
+    let error: unknown;
+    try {
+      resolve({ name: 'eth7', type: 'physical' });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(IncorrectLinkTypeError);
+    expect((error as Error).message).toMatch(
+      /^Incorrect link type virtual \(eth7 is a veth link\), expecting physical/,
+    );
+    expect(fieldOf(() => resolve({ name: 'eth7', type: 'macvtap' }))).toMatch(/^interface\.type: .*expecting macvtap/);
+    expect(fieldOf(() => resolve({ name: 'mv0', type: 'veth' }))).toMatch(/macvlan link/);
+    expect(resolve({ name: 'mv0', type: 'macvlan' }).requestedType).toBe('macvlan');
+  });
+
+  it.each<[string, unknown, RegExp]>([
+    ['no name or device', { mtu: 1500 }, /^interface\.name/],
+    ['tap%d as the name', { ...kataExample, name: 'tap%d' }, /^interface\.name: .*%/],
+    ['a NUL in the guest name', { device: 'eth7', name: '\u0000eth' }, /^interface\.name/],
+    ['a 16-byte name', { name: 'a-name-of-16byte' }, /^interface\.name/],
+    ['a / in the device', { device: 'eth/7' }, /^interface\.device/],
+    ["vcnet's own tap", { name: 'tap0_kata' }, /^interface\.name: .*not one of the devices vcnet made/],
+    ["a link in vcnet's group", { name: 'grouped' }, /^interface\.name: .*not one of the devices vcnet made/],
+    ['a taken guest name', { device: 'eth7', name: 'eth0' }, /^interface\.name: .*no other interface/],
+    ['a link the sandbox uses', { name: 'eth0', device: 'eth0' }, /^interface\.name: .*no other interface/],
+    ['a missing link', { name: 'nosuch0' }, /^interface\.name: .*"nosuch0".*eth0, eth7/],
+    ['an unknown type', { name: 'eth7', type: 'bridge' }, /^interface\.type: .*"bridge"/],
+    ['another MAC than the link has', { name: 'eth7', hwAddr: '02:00:00:00:00:99' }, /^interface\.hwAddr/],
+    ['a tap without a MAC', { name: 'eth5', type: 'tap' }, /^interface\.hwAddr/],
+  ])('refuses %s, naming the field', (_what, json, pattern) => {
+    expect(fieldOf(() => resolve(json))).toMatch(pattern);
+  });
+});

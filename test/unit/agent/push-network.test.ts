@@ -1,0 +1,63 @@
+/** The push's tolerance rules: an agent without AddARPNeighbors is warned about; other errors stop it. */
+import { describe, expect, it } from 'vitest';
+import type { AgentClient } from '../../../src/agent/client.js';
+import { AgentStatusError } from '../../../src/agent/errors.js';
+import { isLinkNotFound, pushGuestNetwork } from '../../../src/agent/push-network.js';
+import { StatusCode } from '../../../src/agent/ttrpc/status-code.js';
+
+function agentAnswering(neighbourError: Error | undefined, calls: string[]): AgentClient {
+  return {
+    updateInterface: async () => void calls.push('UpdateInterface'),
+    updateRoutes: async () => {
+      calls.push('UpdateRoutes');
+      return [];
+    },
+    addArpNeighbors: async () => {
+      calls.push('AddARPNeighbors');
+      if (neighbourError) throw neighbourError;
+    },
+  } as unknown as AgentClient;
+}
+
+const push = {
+  interfaces: [{ name: 'eth0', hwAddr: '02:00:00:00:00:01' }],
+  routes: [{ dest: '', gateway: '10.0.0.1', device: 'eth0' }],
+  neighbours: [{ device: 'eth0', lladdr: '02:00:00:00:00:fe', state: 0x80 }],
+};
+
+describe('pushGuestNetwork', () => {
+  it("sends interface, routes, neighbours in Kata's order", async () => {
+    const calls: string[] = [];
+    const result = await pushGuestNetwork(agentAnswering(undefined, calls), push);
+    expect(calls).toEqual(['UpdateInterface', 'UpdateRoutes', 'AddARPNeighbors']);
+    expect(result.neighboursSent).toBe(true);
+  });
+
+  it('warns and goes on when the agent does not implement AddARPNeighbors', async () => {
+    const calls: string[] = [];
+    const warnings: string[] = [];
+    const unimplemented = new AgentStatusError(
+      StatusCode.UNIMPLEMENTED,
+      'no such method',
+      'grpc.AgentService/AddARPNeighbors',
+    );
+    const result = await pushGuestNetwork(agentAnswering(unimplemented, calls), push, {
+      warn: (message) => warnings.push(message),
+    });
+    expect(result.neighboursSent).toBe(false);
+    expect(warnings).toEqual([expect.stringContaining('old agent')]);
+  });
+
+  it('fails on any other neighbour error', async () => {
+    const internal = new AgentStatusError(StatusCode.INTERNAL, 'boom', 'grpc.AgentService/AddARPNeighbors');
+    await expect(pushGuestNetwork(agentAnswering(internal, []), push)).rejects.toThrow(/boom/);
+  });
+
+  it("retries only on Kata's 'Link not found' or vcnet's NOT_FOUND for a link", () => {
+    expect(isLinkNotFound(new Error('Link not found (hwaddr 02:..)'))).toBe(true);
+    expect(isLinkNotFound(new AgentStatusError(StatusCode.NOT_FOUND, 'interface.hwAddr: no link with MAC', 'm'))).toBe(
+      true,
+    );
+    expect(isLinkNotFound(new AgentStatusError(StatusCode.INVALID_ARGUMENT, 'bad mask', 'm'))).toBe(false);
+  });
+});
