@@ -66,6 +66,7 @@ export {
   VcnetError,
   type VcnetErrorOptions,
 } from './errors.js';
+export { CloudHypervisorApiError, CloudHypervisorConnectionError } from './hypervisor/cloud-hypervisor-client.js';
 export { GuestImageError } from './hypervisor/guest-image.js';
 // Hypervisors: QEMU (arguments, QMP, hot-plug), Cloud Hypervisor and Firecracker request bodies.
 export * from './hypervisor/index.js';
@@ -148,6 +149,8 @@ export { type NamespaceScan, type ScannedInterface, scanNamespace } from './netw
 export { StateInvalidError } from './network/state/record-envelope.js';
 export { StateRecordError } from './network/state/records.js';
 export { SandboxLockedError } from './network/state/store.js';
+export { IncorrectLinkTypeError } from './sandbox/add-interface-request.js';
+export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
 export {
   type AddInterfaceResult,
   addInterface,

@@ -5,7 +5,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidInputError } from '../errors.js';
-import { checkLinkName } from '../network/link-name.js';
+import { checkLinkName } from '../netlink/link-name.js';
 import type { ARPNeighbor, Interface, IPAddress, Route } from './generated/types_pb.js';
 import type {
   AddressAssignment,

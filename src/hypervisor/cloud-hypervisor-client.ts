@@ -13,13 +13,13 @@
 import { connect, type Socket } from 'node:net';
 import { VcnetError } from '../errors.js';
 import { nativeDevices } from '../native/devices.js';
-import type { HotplugTarget, VmNetworkDevice } from '../network/endpoints/endpoint.js';
 import {
   type CloudHypervisorApiRequest,
   type CloudHypervisorNetOptions,
   cloudHypervisorAddNetRequest,
   cloudHypervisorRemoveDeviceRequest,
 } from './cloud-hypervisor.js';
+import type { HotplugTarget, NetworkDevice as VmNetworkDevice } from './device.js';
 
 /** Cloud Hypervisor answered with an error status: its own text is kept in the message. */
 export class CloudHypervisorApiError extends VcnetError {

@@ -172,3 +172,9 @@ function validateRate(field: string, bitsPerSecond: number | undefined): void {
     throw new InvalidInputError(field, bitsPerSecond, '0 (no limit) or an integer number of bits per second >= 8');
   }
 }
+
+/** A running VM that can take and give back NICs (QEMU's QMP client implements it). */
+export interface HotplugTarget {
+  hotplugNetworkDevice(device: NetworkDevice): Promise<{ pciPath?: string }>;
+  unplugNetworkDevice(id: string): Promise<void>;
+}

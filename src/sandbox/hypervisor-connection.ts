@@ -10,7 +10,7 @@ import { AgentClient } from '../agent/client.js';
 import { VcnetError } from '../errors.js';
 import { cloudHypervisorRateLimiterConfig } from '../hypervisor/cloud-hypervisor.js';
 import { CloudHypervisorClient, CloudHypervisorHotplugTarget } from '../hypervisor/cloud-hypervisor-client.js';
-import type { VirtualMachine } from './sandbox-interfaces.js';
+import type { HotplugTarget } from '../hypervisor/device.js';
 import type { SandboxState } from './service.js';
 
 export class FirecrackerNoHotplugError extends VcnetError {
@@ -48,4 +48,11 @@ export async function connectCloudHypervisor(state: SandboxState): Promise<Virtu
     agent,
     close: async () => agent.close(),
   };
+}
+
+/** The running VM of a sandbox, when its sockets are recorded and answer. */
+export interface VirtualMachine {
+  hotplug: HotplugTarget;
+  agent: AgentClient;
+  close(): Promise<void>;
 }

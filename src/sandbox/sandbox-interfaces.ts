@@ -30,7 +30,7 @@ import { interfacesOf } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints } from './guest-push.js';
-import { connectCloudHypervisor, refuseRunningFirecracker } from './hypervisor-connection.js';
+import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, type SandboxState } from './service.js';
 
 export class SandboxNotFoundError extends VcnetError {
@@ -42,12 +42,7 @@ export class SandboxNotFoundError extends VcnetError {
   }
 }
 
-/** The running VM of a sandbox, when its sockets are recorded and answer. */
-export interface VirtualMachine {
-  hotplug: HotplugTarget;
-  agent: AgentClient;
-  close(): Promise<void>;
-}
+export type { VirtualMachine } from './hypervisor-connection.js';
 
 export async function connectVirtualMachine(state: SandboxState): Promise<VirtualMachine | undefined> {
   // Firecracker and Cloud Hypervisor: see hypervisor-connection.ts.

@@ -3,7 +3,7 @@
  * the host plumbing an internetworking model built for it, and (once plugged) its PCI path.
  */
 import { VcnetError } from '../../errors.js';
-import type { NetworkDevice } from '../../hypervisor/device.js';
+import type { HotplugTarget, NetworkDevice } from '../../hypervisor/device.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { NetworkInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
@@ -18,11 +18,7 @@ import { type PlumbingStep, type UndoReport, undoPlumbing } from '../plumbing.js
 /** The hypervisor-neutral NIC description handed to src/hypervisor (its NetworkDevice). */
 export type VmNetworkDevice = NetworkDevice;
 
-/** A running VM that can take and give back NICs (QEMU's QMP client implements it). */
-export interface HotplugTarget {
-  hotplugNetworkDevice(device: VmNetworkDevice): Promise<{ pciPath?: string }>;
-  unplugNetworkDevice(id: string): Promise<void>;
-}
+export type { HotplugTarget } from '../../hypervisor/device.js';
 
 import { ENDPOINT_STATE_VERSION } from '../state/records.js';
 

@@ -384,7 +384,7 @@ describe('planAttach for every endpoint type', () => {
     }
   });
 
-  it('tap (add-iface type "tap"): a tap with the interface name, none model', () => {
+  it('tap (add-iface type "tap"): a tap named tap<N>_kata as Kata makes it, none model', () => {
     const endpoint = createEndpoint(info({ link: link({ name: 'mytap', kind: undefined, mtu: 1400 }) }), {
       index: 0,
       model: 'tcfilter',
@@ -392,9 +392,9 @@ describe('planAttach for every endpoint type', () => {
     });
     const plan = planAttach(snapshot(), { queues: 1 }, endpoint.attachRequest()!);
     expect(commandsOf(plan)).toEqual([
-      'ip tuntap add dev mytap mode tap vnet_hdr',
-      'ip link set dev mytap group 30307',
-      'ip link set dev mytap mtu 1400 up',
+      'ip tuntap add dev tap0_kata mode tap vnet_hdr',
+      'ip link set dev tap0_kata group 30307',
+      'ip link set dev tap0_kata mtu 1400 up',
     ]);
   });
 });
