@@ -9,7 +9,7 @@ import { nativeDevices } from '../../native/devices.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/constants.js';
 import type { Qdisc } from '../../netlink/codec/traffic-control.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
-import { applyPlan, closeFds, describeRecords, undoRecords } from '../plan/apply.js';
+import { applyPlan, closeFds, rollBackAttach } from '../plan/apply.js';
 import { type AttachRequest, CLSACT_INGRESS_PARENT, type PlanSnapshot, planAttach } from '../plan/plan-attach.js';
 import type { Plan } from '../plan/types.js';
 import type { PlumbingStep } from '../plumbing.js';
@@ -134,18 +134,7 @@ export async function attachByPlan(context: PlumbingContext, request: AttachRequ
   } catch (error) {
     closeFds(tapFds);
     closeFds(vhostFds);
-    const report = await undoRecords(context.handle, applied.records);
-    context.journal?.(report.left);
-    if (report.left.length > 0) {
-      throw new RollbackIncompleteError(
-        'attach',
-        error as Error,
-        report.failures.map((failure) => failure.message),
-        describeRecords(report.left),
-        report.left,
-      );
-    }
-    throw error;
+    return rollBackAttach(context.handle, applied.records, error as Error, context.journal);
   }
 }
 

@@ -165,19 +165,32 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     return { records: recordsOf(completed), createdIndexes, tapFds };
   } catch (error) {
     closeFds(tapFds);
-    const report = await undoRecords(handle, recordsOf(completed));
-    context.journal?.(report.left);
-    if (report.left.length > 0) {
-      throw new RollbackIncompleteError(
-        'attach',
-        error as Error,
-        report.failures.map((failure) => failure.message),
-        describeRecords(report.left),
-        report.left,
-      );
-    }
-    throw error;
+    return rollBackAttach(handle, recordsOf(completed), error as Error, context.journal);
   }
+}
+
+/**
+ * Undoes what an attach made, journals what is left, and throws: the attach's own error when the
+ * undo was complete, RollbackIncompleteError naming what is left when the kernel refused part of it.
+ */
+export async function rollBackAttach(
+  handle: NetlinkHandle,
+  records: PlumbingStep[],
+  error: Error,
+  journal: ((left: PlumbingStep[]) => void) | undefined,
+): Promise<never> {
+  const report = await undoRecords(handle, records);
+  journal?.(report.left);
+  if (report.left.length > 0) {
+    throw new RollbackIncompleteError(
+      'attach',
+      error,
+      report.failures.map((failure) => failure.message),
+      describeRecords(report.left),
+      report.left,
+    );
+  }
+  throw error;
 }
 
 function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-tap' }>) {
