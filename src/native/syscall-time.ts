@@ -2,7 +2,7 @@
  * The native shim's accounting of attach syscalls (tun ioctls, netlink send/recv, namespace
  * switches), read by the benchmark to report the kernel floor beside the attach time.
  */
-import { nativeShim, type SyscallKind } from './binding.js';
+import { nativeShim } from './binding.js';
 
 export type { SyscallKind } from './binding.js';
 

@@ -265,8 +265,12 @@ export class NetlinkHandle {
   ) {}
 
   /** Opens a handle on the namespace at `namespacePath` (/var/run/netns/X, /proc/PID/ns/net), or this one. */
-  static open(namespacePath?: string): NetlinkHandle {
-    return new NetlinkHandle(NetlinkSocket.open(namespacePath), namespacePath);
+  /**
+   * Opens a socket inside the namespace at `namespacePath`. `label` is the path errors and events name
+   * when `namespacePath` is only a way in (an fd checked by identity, /proc/self/fd/N).
+   */
+  static open(namespacePath?: string, label = namespacePath): NetlinkHandle {
+    return new NetlinkHandle(NetlinkSocket.open(namespacePath, 0, label), label);
   }
 
   changes(): ChangeBatch {

@@ -73,8 +73,8 @@ export class NetlinkSocket {
     this.protocol = new NetlinkProtocol({ namespacePath });
   }
 
-  static open(namespacePath?: string, groups = 0): NetlinkSocket {
-    return new NetlinkSocket(RouteSocket.open(namespacePath, groups), namespacePath);
+  static open(namespacePath?: string, groups = 0, label = namespacePath): NetlinkSocket {
+    return new NetlinkSocket(RouteSocket.open(namespacePath, groups), label);
   }
 
   get fd(): number {

@@ -3,7 +3,6 @@
  * taken as new endpoints.
  */
 import { InvalidInputError } from '../errors.js';
-import { checkLinkName } from '../netlink/link-name.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
 
 export { checkLinkName, linkNameProblem, MAX_LINK_NAME_BYTES } from '../netlink/link-name.js';

@@ -67,7 +67,7 @@ export class Network {
 
   static open(config: NetworkConfig, sandboxId = 'sandbox', entryPath = config.namespacePath): Network {
     validateNetworkConfig(config);
-    return new Network(config, Handle.open(entryPath), sandboxId, entryPath);
+    return new Network(config, Handle.open(entryPath, config.namespacePath), sandboxId, entryPath);
   }
 
   endpoints(): readonly Endpoint[] {
@@ -118,6 +118,7 @@ export class Network {
             async () => {
               if (options.hotplug) await endpoint.hotAttach(context, options.hotplug);
               else await endpoint.attach(context);
+              return endpoint.plumbing?.tapName;
             },
           );
         } catch (error) {
@@ -262,7 +263,7 @@ export class Network {
         state.version,
       );
     }
-    const network = new Network(state.config, Handle.open(entryPath), sandboxId, entryPath);
+    const network = new Network(state.config, Handle.open(entryPath, state.config.namespacePath), sandboxId, entryPath);
     for (const endpointState of state.endpoints) network.list.push(endpointFromState(endpointState));
     return network;
   }

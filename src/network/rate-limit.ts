@@ -2,7 +2,6 @@
  * Rate limits as Kata sets them (rx_rate_limiter_max_rate / tx_rate_limiter_max_rate, bits per second).
  * The htb and ifb steps that enforce them are planned in plan/plan-attach.ts.
  */
-import { createHash } from 'node:crypto';
 import { InvalidInputError } from '../errors.js';
 
 export { FILTER_PRIORITY, ifbName } from './plan/plan-attach.js';

@@ -4,9 +4,7 @@
  * removed, and address, route and MTU changes are pushed to the guest agent (route MTU included).
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
-import { interfaceFromJson, routesFromJson } from '../agent/kata-network-json.js';
 import { channels, publish } from '../diagnostics.js';
-import { generateGuestNetwork } from '../network/guest.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { SandboxStore } from '../network/state/store.js';

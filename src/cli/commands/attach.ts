@@ -91,7 +91,7 @@ export function registerAttach(program: Command): void {
         if (vhost && !vhost.available)
           logger()
             .child({ sandbox: options.sandbox, operation: 'attach' })
-            .warn({ reason: vhost.reason }, `vhost-net off for the QEMU NICs: ${vhost.reason}`);
+            .info({ reason: vhost.reason }, `vhost-net off for the QEMU NICs: ${vhost.reason}`);
         const devices = hypervisorDeviceConfig(hypervisor, result.endpoints, config.vmmRateLimiter, {
           vhostNet: vhost?.available ?? false,
         });
@@ -110,7 +110,11 @@ export function registerAttach(program: Command): void {
             sandbox: result.id,
             state: result.statePath,
             endpoints,
-            hypervisor: { kind: hypervisor, devices },
+            hypervisor: {
+              kind: hypervisor,
+              devices,
+              ...(vhost ? { vhostNet: vhost.available ? 'on' : `off: ${vhost.reason}` } : {}),
+            },
             ...result.guest,
           });
           return;
@@ -133,6 +137,8 @@ export function registerAttach(program: Command): void {
           ),
         );
         print(`\n${hypervisor} device configuration:`);
+        // The reason is part of the answer, not a warning: most nodes have vhost_net, this one may not.
+        if (vhost && !vhost.available) print(`  vhost-net off: ${vhost.reason}`);
         for (const device of devices)
           print(
             `  ${device.endpoint}: ${Array.isArray(device.config) ? device.config.join(' ') : JSON.stringify(device.config)}`,

@@ -4,7 +4,7 @@
  * then apply (plan/apply.ts), which journals, sends and rolls back.
  */
 import { existsSync } from 'node:fs';
-import { RollbackIncompleteError, SystemCallError, VcnetError } from '../../errors.js';
+import { SystemCallError, VcnetError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/constants.js';
 import type { Qdisc } from '../../netlink/codec/traffic-control.js';
