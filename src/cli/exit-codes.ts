@@ -16,7 +16,8 @@ export function exitCodeFor(error: unknown): number {
   if (
     error.code === 'VCNET_INVALID_INPUT' ||
     error.code === 'VCNET_CONFIG_CONFLICT' ||
-    error.code === 'VCNET_CONFIG_SYNTAX'
+    error.code === 'VCNET_CONFIG_SYNTAX' ||
+    error.code === 'VCNET_HOST_NAMESPACE'
   ) {
     return ExitCode.BAD_INPUT;
   }

@@ -10,7 +10,7 @@ import type { NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
 import { operationLogger } from '../observability/logger.js';
 import { withSpan } from '../observability/tracing.js';
-import { type NetworkConfig, validateNetworkConfig } from './config.js';
+import { type NetworkConfig, refuseHostNamespaceUnlessShared, validateNetworkConfig } from './config.js';
 import { BridgedMacvlanEndpoint } from './endpoints/bridged-macvlan-endpoint.js';
 import { createEndpoint } from './endpoints/create-endpoint.js';
 import { type Endpoint, type EndpointState, EndpointStateError, type HotplugTarget } from './endpoints/endpoint.js';
@@ -24,7 +24,7 @@ import { VhostUserEndpoint } from './endpoints/vhost-user-endpoint.js';
 import type { AttachHooks, PlumbingContext } from './models/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
-import { interfacesOf } from './scan.js';
+import { interfacesOf, selectEndpointInterfaces, skippedNotice } from './scan.js';
 
 export const NETWORK_STATE_VERSION = 1;
 
@@ -61,6 +61,7 @@ export class Network {
 
   static open(config: NetworkConfig, sandboxId = 'sandbox'): Network {
     validateNetworkConfig(config);
+    refuseHostNamespaceUnlessShared(config); // nodes (issue 12): never the host
     return new Network(config, Handle.open(config.namespacePath), sandboxId);
   }
 
@@ -94,10 +95,20 @@ export class Network {
       this.handle.snapshot(),
     );
     const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
-    const interfaces =
-      options.interfaces && options.interfaces.length > 0
-        ? options.interfaces
-        : interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
+    let interfaces: NetworkInfo[];
+    if (options.interfaces && options.interfaces.length > 0) {
+      interfaces = options.interfaces;
+    } else if (this.config.disableNewNetns) {
+      // nodes (issue 12): Kata's disable_new_netns scans nothing; only hot-added taps come later.
+      interfaces = [];
+    } else {
+      // nodes (issue 12): links without an address are skipped unless named (scan.ts).
+      const scanned = interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
+      const { selected, skipped } = selectEndpointInterfaces(scanned, new Set(this.config.namedInterfaces ?? []));
+      for (const entry of skipped)
+        log.warn({ endpoint: entry.info.link.name, reason: entry.reason }, skippedNotice(entry));
+      interfaces = selected;
+    }
     const context: PlumbingContext = {
       handle: this.handle,
       namespacePath: this.config.namespacePath,
@@ -229,6 +240,7 @@ export class Network {
         state.version,
       );
     }
+    refuseHostNamespaceUnlessShared(state.config); // nodes (issue 12): never the host
     const network = new Network(state.config, Handle.open(state.config.namespacePath), sandboxId);
     for (const endpointState of state.endpoints) network.list.push(endpointFromState(endpointState));
     return network;

@@ -9,6 +9,7 @@ import { generateGuestNetwork } from '../network/guest.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import type { SandboxState } from '../network/sandbox.js';
+import { linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state-store.js';
 import { operationLogger } from '../observability/logger.js';
 import { connectVirtualMachine, SandboxNotFoundError, withSandbox } from './sandbox-interfaces.js';
@@ -44,7 +45,12 @@ export async function applyNamespaceChange(
         if (report.failures.length > 0) throw report.failures[0];
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
       }
-      const fresh = change.addedInterfaces.filter((info) => !byLink(info.link.name));
+      // nodes (issue 12): address-less links wait until they get one (network/scan.ts linksToAttach).
+      const { selected: fresh } = linksToAttach(
+        change,
+        (name) => byLink(name) !== undefined,
+        new Set(state.network.config.namedInterfaces ?? []),
+      );
       if (fresh.length > 0) {
         const added = await network.addEndpoints({
           interfaces: fresh,
@@ -62,7 +68,7 @@ export async function applyNamespaceChange(
       }
       for (const info of change.changedInterfaces) {
         const endpoint = byLink(info.link.name);
-        if (!endpoint) continue;
+        if (!endpoint || summary.added.includes(endpoint.name)) continue;
         endpoint.updateProperties(mergeChange(endpoint.properties, info));
         if (vm) {
           const guest = generateGuestNetwork([endpoint]);

@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
+import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
 import type { AttachHooks } from '../../network/models/plumbing-context.js';
 import { attachSandbox } from '../../network/sandbox.js';
 import { stateDirectory } from '../../network/state-store.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
-import { type NetworkFlags, networkConfigFromFlags } from '../options.js';
+import { collect, type NetworkFlags, networkConfigFromFlags } from '../options.js';
 import { print, printJson, table } from '../output.js';
 
 /**
@@ -31,11 +32,16 @@ export function registerAttach(program: Command): void {
     .command('attach')
     .description('attach every interface of a pod namespace for a VM and record the sandbox')
     .requiredOption('--sandbox <id>', 'sandbox id')
-    .requiredOption('--netns <path>', 'pod namespace path')
+    .option('--netns <path>', 'pod namespace path (required unless --disable-new-netns)')
     .option('--model <model>', 'internetworking model: tcfilter, macvtap, none, default')
     .option('--config <file>', "Kata's configuration.toml (internetworking_model, rate limits, vhost-user store)")
     .option('--queues <n>', 'queues per NIC (multi-queue taps when > 1)')
     .option('--vhost-net <mode>', 'auto (use /dev/vhost-net when present) or off')
+    .option(
+      '--interface <name>',
+      'attach this pod link even though it has no address (links without one are skipped); repeatable',
+      collect,
+    )
     .option('--disable-new-netns', 'the hypervisor runs in the host namespace (model none only)')
     .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
     .option('--hypervisor <kind>', 'qemu, clh or firecracker: prints its device configuration', 'qemu')
@@ -54,6 +60,7 @@ export function registerAttach(program: Command): void {
         },
       ) => {
         const config = networkConfigFromFlags(options);
+        refuseHostNamespaceUnlessShared(config, 'attach'); // nodes (issue 12): never the host
         const hypervisor = parseHypervisor(options.hypervisor);
         if (hypervisor === 'firecracker' && config.queues > 1) {
           throw new InvalidInputError(
