@@ -95,6 +95,8 @@ const IPV6_ADDRESS_GENERATION = { eui64: 0, none: 1, 'stable-privacy': 2, random
 
 export interface LinkSpec extends LinkChanges {
   name: string;
+  /** The ifindex to create the link at (the kernel picks one when omitted); EEXIST when it is taken. */
+  index?: number;
   parentIndex?: number;
   data: LinkKindData;
 }
@@ -152,7 +154,7 @@ const INET6_ADDR_GEN_MODE = 8;
 /** RTM_NEWLINK body for a new link of a kind. */
 export function encodeNewLink(writer: MessageWriter, spec: LinkSpec): void {
   const { flags, change } = flagChanges(spec);
-  writeInfoMessage(writer, 0, flags, change);
+  writeInfoMessage(writer, spec.index ?? 0, flags, change);
   writeChangeAttributes(writer, spec);
   if (spec.parentIndex !== undefined) writer.u32(LinkAttribute.LINK, spec.parentIndex);
   writer.beginNested(LinkAttribute.LINKINFO);

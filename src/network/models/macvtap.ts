@@ -4,9 +4,6 @@
  * random private MAC, and its addresses are removed so two stacks do not answer ARP for them.
  * Unlike Kata, detach also puts back the routes that left with the addresses, and the up/down state.
  */
-import { existsSync } from 'node:fs';
-import { SystemCallError } from '../../errors.js';
-import { nativeShim } from '../../native/binding.js';
 import {
   AddressFamily,
   InterfaceFlag,
@@ -17,27 +14,14 @@ import {
 import type { Link } from '../../netlink/codec/link.js';
 import { VCNET_LINK_GROUP } from '../plumbing.js';
 import { addHtbLimit, addIfbLimit } from '../rate-limit.js';
+import { createMacvtapAtUniqueIndex, openVerifiedMacvtapQueues, verifiedMacvtapNode } from './macvtap-index.js';
 import { type AttachedPlumbing, buildInTransaction, type PlumbingContext } from './plumbing-context.js';
 
-export function macvtapDevicePath(index: number): string {
-  return `/dev/tap${index}`;
-}
+export { macvtapDevicePath } from './macvtap-index.js';
 
-/** Opens a macvtap's character device once per queue (its links must be up first). */
+/** Opens a macvtap's character device once per queue (its links must be up first), checked to be its own. */
 export function openMacvtapQueues(index: number, queues: number): number[] {
-  const path = macvtapDevicePath(index);
-  if (!existsSync(path)) {
-    throw new SystemCallError(
-      `open ${path}`,
-      Object.assign(new Error(`${path} does not exist`), { code: 'ENOENT' }),
-      'macvtap character devices appear in /dev when it is a devtmpfs',
-    );
-  }
-  try {
-    return nativeShim().openDevice(path, queues);
-  } catch (error) {
-    throw new SystemCallError(`open ${path}`, error as NodeJS.ErrnoException);
-  }
+  return openVerifiedMacvtapQueues(verifiedMacvtapNode(index), queues);
 }
 
 /** Ethernet's default transmit queue length, which a macvtap also uses as its receive ring size. */
@@ -82,19 +66,17 @@ export function attachMacvtap(
       transaction.record({ step: 'remove-neighbours', link: source.name, neighbours: permanentNeighbours });
     }
 
-    transaction.add(
-      (batch) =>
-        batch.addLink({
-          name: tapName,
-          parentIndex: source.index,
-          mtu: source.mtu,
-          address: originalAddress,
-          group: VCNET_LINK_GROUP,
-          txQueueLength: macvtapQueueLength(source),
-          data: { kind: 'macvtap', mode: 'bridge' },
-        }),
-      { step: 'create-link', name: tapName, kind: 'macvtap' },
-    );
+    // nodes (issue 13): at a random high index, so its host-global /dev/tap<index> is its own.
+    const created = await createMacvtapAtUniqueIndex(handle, {
+      name: tapName,
+      parentIndex: source.index,
+      mtu: source.mtu,
+      address: originalAddress,
+      group: VCNET_LINK_GROUP,
+      txQueueLength: macvtapQueueLength(source),
+      data: { kind: 'macvtap', mode: 'bridge' },
+    });
+    transaction.record({ step: 'create-link', name: tapName, kind: 'macvtap' });
     transaction.add(
       (batch) => batch.setLink(source.index, { address: spareHardwareAddress }, `move ${source.name} to a private MAC`),
       {
@@ -127,12 +109,14 @@ export function attachMacvtap(
       await addIfbLimit(transaction, macvtap, context.rateLimit.txBitsPerSecond);
       await transaction.commit();
     }
-    if (context.keepFds) holdFds(openMacvtapQueues(macvtap.index, context.queues));
+    // Checked again before the path is handed out: the node must still be this macvtap's.
+    const node = verifiedMacvtapNode(created.index);
+    if (context.keepFds) holdFds(openVerifiedMacvtapQueues(node, context.queues));
     return {
       model: 'macvtap',
       tapName,
       tapIndex: macvtap.index,
-      tapDevicePath: macvtapDevicePath(macvtap.index),
+      tapDevicePath: node.path,
       guestHardwareAddress: originalAddress,
     };
   });
