@@ -13,6 +13,7 @@ import type { Neighbour } from '../netlink/codec/neighbour.js';
 import type { Route } from '../netlink/codec/route.js';
 import type { NetlinkError } from '../netlink/errors.js';
 import type { ChangeBatch, NetlinkHandle } from '../netlink/handle.js';
+import { qdiscKey, qdiscsHoldingOthersFilters } from './foreign-filters.js';
 
 /** Links vcnet creates carry this IFLA_GROUP, so a sandbox's links can be deleted in one request. */
 export const VCNET_LINK_GROUP = 0x7663; // "vc"
@@ -64,6 +65,9 @@ export async function undoPlumbing(
     groupMembers.length === existingCreated.length &&
     groupMembers.every((name) => deletedLinks.has(name));
 
+  // nodes (issue 12): a qdisc of ours that holds someone else's filter stays (foreign-filters.ts).
+  const keptQdiscs = await qdiscsHoldingOthersFilters(handle, steps, byName, deletedLinks);
+
   const batch = handle.changes();
   const expectations: Array<'undo' | 'restore'> = [];
   const queue = (kind: 'undo' | 'restore', add: (b: ChangeBatch) => void): void => {
@@ -77,7 +81,7 @@ export async function undoPlumbing(
         break; // handled after the loop, together
       case 'add-qdisc': {
         const link = byName.get(step.link);
-        if (deletedLinks.has(step.link)) break;
+        if (deletedLinks.has(step.link) || keptQdiscs.has(qdiscKey(step.link, step.handle))) break;
         if (!link) {
           report.alreadyGone++;
           break;
@@ -91,7 +95,10 @@ export async function undoPlumbing(
         // A filter inside a qdisc we also delete goes with the qdisc.
         const qdiscGoes = steps.some(
           (other) =>
-            other.step === 'add-qdisc' && other.link === step.link && other.handle >>> 16 === step.parent >>> 16,
+            other.step === 'add-qdisc' &&
+            other.link === step.link &&
+            other.handle >>> 16 === step.parent >>> 16 &&
+            !keptQdiscs.has(qdiscKey(other.link, other.handle)),
         );
         if (qdiscGoes) break;
         if (!link) {
