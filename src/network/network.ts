@@ -217,6 +217,8 @@ export class Network {
     );
     if (report.failures.length === 0) {
       for (const endpoint of endpoints) {
+        // nodes (issue 12): a physical NIC goes back to its host driver (network/vfio.ts).
+        if (endpoint instanceof PhysicalEndpoint) endpoint.releaseHostDevice();
         endpoint.markDetached();
         const position = this.list.indexOf(endpoint);
         if (position >= 0) this.list.splice(position, 1);

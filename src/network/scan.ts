@@ -138,3 +138,20 @@ export function classifyScan(
     }
   });
 }
+
+/** The links an attach of this namespace would pass through as physical NICs (read only). */
+export async function physicalLinksToAttach(
+  handle: NetlinkHandle,
+  named: ReadonlySet<string> = new Set(),
+): Promise<string[]> {
+  const { selected } = selectEndpointInterfaces(interfacesOf(await handle.snapshot()), named);
+  return selected
+    .filter((info) => {
+      try {
+        return classifyInterface(info) === 'physical';
+      } catch {
+        return false;
+      }
+    })
+    .map((info) => info.link.name);
+}

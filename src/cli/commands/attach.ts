@@ -1,8 +1,11 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
+import { NetlinkHandle } from '../../netlink/handle.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
+import { refusePhysicalEndpoints } from '../../network/endpoints/physical-endpoint.js';
 import type { AttachHooks } from '../../network/models/plumbing-context.js';
 import { attachSandbox } from '../../network/sandbox.js';
+import { physicalLinksToAttach } from '../../network/scan.js';
 import { stateDirectory } from '../../network/state-store.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
 import { collect, type NetworkFlags, networkConfigFromFlags } from '../options.js';
@@ -60,8 +63,20 @@ export function registerAttach(program: Command): void {
         },
       ) => {
         const config = networkConfigFromFlags(options);
-        refuseHostNamespaceUnlessShared(config, 'attach'); // nodes (issue 12): never the host
         const hypervisor = parseHypervisor(options.hypervisor);
+        refuseHostNamespaceUnlessShared(config, 'attach'); // nodes (issue 12): never the host
+        // nodes (issue 12): a hypervisor that cannot take the pod's physical NICs is refused before anything is made.
+        if (hypervisor !== 'qemu' && !config.disableNewNetns) {
+          const scanHandle = NetlinkHandle.open(config.namespacePath);
+          try {
+            refusePhysicalEndpoints(
+              hypervisor,
+              await physicalLinksToAttach(scanHandle, new Set(config.namedInterfaces)),
+            );
+          } finally {
+            scanHandle.close();
+          }
+        }
         if (hypervisor === 'firecracker' && config.queues > 1) {
           throw new InvalidInputError(
             '--queues',

@@ -87,6 +87,8 @@ export interface LinkChanges {
   txQueueLength?: number;
   namespaceFd?: number;
   namespacePid?: number;
+  /** A VF's MAC, set through its PF (IFLA_VFINFO_LIST / IFLA_VF_INFO / IFLA_VF_MAC). */
+  virtualFunctionAddress?: { vf: number; address: string };
   /** IPv6 link-local address generation; 'none' keeps the kernel from giving the link any IPv6 address. */
   ipv6AddressGeneration?: 'eui64' | 'none' | 'stable-privacy' | 'random';
 }
@@ -139,6 +141,17 @@ function writeChangeAttributes(writer: MessageWriter, changes: LinkChanges): voi
   if (changes.txQueueLength !== undefined) writer.u32(LinkAttribute.TXQLEN, changes.txQueueLength);
   if (changes.namespaceFd !== undefined) writer.u32(LinkAttribute.NET_NS_FD, changes.namespaceFd);
   if (changes.namespacePid !== undefined) writer.u32(LinkAttribute.NET_NS_PID, changes.namespacePid);
+  if (changes.virtualFunctionAddress !== undefined) {
+    // struct ifla_vf_mac { __u32 vf; __u8 mac[32]; }
+    const body = Buffer.alloc(36);
+    body.writeUInt32LE(changes.virtualFunctionAddress.vf, 0);
+    Buffer.from(macToBytes(changes.virtualFunctionAddress.address)).copy(body, 4);
+    writer.beginNested(LinkAttribute.VFINFO_LIST);
+    writer.beginNested(IFLA_VF_INFO);
+    writer.bytes(IFLA_VF_MAC, body);
+    writer.endNested();
+    writer.endNested();
+  }
   if (changes.ipv6AddressGeneration !== undefined) {
     writer.beginNested(LinkAttribute.AF_SPEC);
     writer.beginNested(AddressFamily.INET6);
@@ -147,6 +160,10 @@ function writeChangeAttributes(writer: MessageWriter, changes: LinkChanges): voi
     writer.endNested();
   }
 }
+
+/** IFLA_VF_INFO inside IFLA_VFINFO_LIST, and IFLA_VF_MAC inside it. */
+const IFLA_VF_INFO = 1;
+const IFLA_VF_MAC = 1;
 
 /** IFLA_INET6_ADDR_GEN_MODE inside IFLA_AF_SPEC / AF_INET6. */
 const INET6_ADDR_GEN_MODE = 8;

@@ -85,7 +85,14 @@ export function attachMacvtap(
         before: { address: originalAddress },
       },
     );
-    for (const address of removable) {
+    // Undo runs backwards, so the deletion order is the reverse of the order to put them back in.
+    // IPv4 is listed oldest first: delete last first, so secondaries go before their primary (deleting a
+    // primary first takes its secondaries with it, or promotes one). IPv6 is listed newest first.
+    const deletionOrder = [
+      ...removable.filter((address) => address.family !== AddressFamily.INET6).reverse(),
+      ...removable.filter((address) => address.family === AddressFamily.INET6),
+    ];
+    for (const address of deletionOrder) {
       transaction.add(
         (batch) =>
           batch.deleteAddress({ index: source.index, address: address.address, prefixLength: address.prefixLength }),
