@@ -19,6 +19,8 @@ export interface HostRoots {
   sysfs: string;
   /** /dev */
   devices: string;
+  /** How sysfs files are written (tests give a fake that records each write and plays the kernel). */
+  write?: (path: string, value: string) => void;
 }
 
 export const HOST_ROOTS: HostRoots = { sysfs: '/sys', devices: '/dev' };
@@ -62,9 +64,9 @@ function linkName(path: string): string | undefined {
   }
 }
 
-function write(path: string, value: string, what: string): void {
+function write(roots: HostRoots, path: string, value: string, what: string): void {
   try {
-    writeFileSync(path, value);
+    (roots.write ?? writeFileSync)(path, value);
   } catch (error) {
     throw new VfioError(
       `${what}: writing ${JSON.stringify(value)} to ${path} failed: ${(error as Error).message}`,
@@ -103,15 +105,15 @@ export function bindToVfio(address: string, roots: HostRoots = HOST_ROOTS): Vfio
     groupDevice: join(roots.devices, 'vfio', iommuGroup),
   };
   if (hostDriver === VFIO_DRIVER) return binding;
-  write(join(directory, 'driver_override'), VFIO_DRIVER, `bind ${address} to ${VFIO_DRIVER}`);
+  write(roots, join(directory, 'driver_override'), VFIO_DRIVER, `bind ${address} to ${VFIO_DRIVER}`);
   if (hostDriver) {
     try {
-      writeFileSync(join(directory, 'driver', 'unbind'), address);
+      (roots.write ?? writeFileSync)(join(directory, 'driver', 'unbind'), address);
     } catch {
       // As Kata: an unbind that fails here shows up as the probe not binding vfio-pci, checked below.
     }
   }
-  write(join(roots.sysfs, 'bus', 'pci', 'drivers_probe'), address, `bind ${address} to ${VFIO_DRIVER}`);
+  write(roots, join(roots.sysfs, 'bus', 'pci', 'drivers_probe'), address, `bind ${address} to ${VFIO_DRIVER}`);
   const bound = linkName(join(directory, 'driver'));
   if (bound !== VFIO_DRIVER) {
     throw new VfioError(
@@ -137,14 +139,15 @@ export function rebindToHost(binding: VfioBinding, roots: HostRoots = HOST_ROOTS
   const directory = pciDirectory(binding.address, roots);
   if (!existsSync(directory)) return; // the device went away: nothing to give back
   if (binding.hostDriver === VFIO_DRIVER) return; // it was vfio-pci's before us
-  write(join(directory, 'driver_override'), binding.hostDriver ?? '\n', `rebind ${binding.address}`);
+  write(roots, join(directory, 'driver_override'), binding.hostDriver ?? '\n', `rebind ${binding.address}`);
   if (linkName(join(directory, 'driver'))) {
-    write(join(directory, 'driver', 'unbind'), binding.address, `unbind ${binding.address} from ${VFIO_DRIVER}`);
+    write(roots, join(directory, 'driver', 'unbind'), binding.address, `unbind ${binding.address} from ${VFIO_DRIVER}`);
   }
   if (binding.hostDriver)
-    write(join(roots.sysfs, 'bus', 'pci', 'drivers_probe'), binding.address, `rebind ${binding.address}`);
+    write(roots, join(roots.sysfs, 'bus', 'pci', 'drivers_probe'), binding.address, `rebind ${binding.address}`);
   // An empty write clears the override; the kernel keeps it otherwise and binds only that driver.
   write(
+    roots,
     join(directory, 'driver_override'),
     binding.previousOverride || '\n',
     `restore driver_override of ${binding.address}`,
