@@ -37,7 +37,10 @@ export function registerAttach(program: Command): void {
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--netns <path>', 'pod namespace path (required unless --disable-new-netns)')
     .option('--model <model>', 'internetworking model: tcfilter, macvtap, none, default')
-    .option('--config <file>', "Kata's configuration.toml (internetworking_model, rate limits, vhost-user store)")
+    .option(
+      '--config <file>',
+      "Kata's configuration.toml (internetworking_model, disable_new_netns, rate limits, vhost, vCPUs)",
+    )
     .option('--queues <n>', 'queues per NIC (multi-queue taps when > 1)')
     .option('--vhost-net <mode>', 'auto (use /dev/vhost-net when present) or off')
     .option(
