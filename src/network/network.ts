@@ -10,7 +10,12 @@ import type { NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
 import { operationLogger } from '../observability/logger.js';
 import { withSpan } from '../observability/tracing.js';
-import { type NetworkConfig, refuseHostNamespaceUnlessShared, validateNetworkConfig } from './config.js';
+import {
+  ConfigurationConflictError,
+  type NetworkConfig,
+  refuseHostNamespaceUnlessShared,
+  validateNetworkConfig,
+} from './config.js';
 import { BridgedMacvlanEndpoint } from './endpoints/bridged-macvlan-endpoint.js';
 import { createEndpoint } from './endpoints/create-endpoint.js';
 import { type Endpoint, type EndpointState, EndpointStateError, type HotplugTarget } from './endpoints/endpoint.js';
@@ -132,6 +137,14 @@ export class Network {
           ...(this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {}),
           ...(options.requestedType ? { requestedType: options.requestedType } : {}),
         });
+        // nodes (issue 12): with disable_new_netns the namespace is the host's: only new taps of vcnet's own.
+        if (this.config.disableNewNetns && endpoint.type !== 'tap') {
+          throw new ConfigurationConflictError(
+            `with disable_new_netns only hot-added taps can be attached, not ${info.link.name} (${endpoint.type})`,
+            info.link.name,
+            'add the interface with type "tap" (add-iface), or give the sandbox its own namespace',
+          );
+        }
         // Listed before it is attached, so a journal written during the attach includes it.
         this.list.push(endpoint);
         const started = performance.now();

@@ -11,7 +11,7 @@ import type { InterworkingModel } from '../../../src/network/interworking-model.
 import { isLocallyAdministeredUnicast } from '../../../src/network/mac-address.js';
 import { Network } from '../../../src/network/network.js';
 import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
-import { interfacesOf } from '../../../src/network/scan.js';
+import { interfacesOf, scanNamespace } from '../../../src/network/scan.js';
 import {
   cleanupNamespaces,
   kernelSupportsLinkKind,
@@ -249,6 +249,15 @@ describe('disable_new_netns', () => {
     const before = fingerprint(pod);
     const network = open(pod, 'none', { disableNewNetns: true });
     expect(await network.addEndpoints()).toEqual([]);
+    expect(fingerprint(pod)).toEqual(before);
+    // Only hot-added taps: an existing interface named explicitly is refused, nothing made.
+    const { interfaces } = await scanNamespace(network.handle);
+    await expect(
+      network.addEndpoints({ interfaces: interfaces.filter((info) => info.link.name === 'eth0') }),
+    ).rejects.toMatchObject({
+      code: 'VCNET_CONFIG_CONFLICT',
+      message: expect.stringContaining('only hot-added taps can be attached, not eth0 (virtual)'),
+    });
     expect(fingerprint(pod)).toEqual(before);
   });
 });
