@@ -2,8 +2,9 @@
 import { InvalidInputError } from '../errors.js';
 import { cloudHypervisorNetArgument } from '../hypervisor/cloud-hypervisor.js';
 import { firecrackerNetworkInterfaceRequest } from '../hypervisor/firecracker.js';
-import { qemuNetworkArguments } from '../hypervisor/qemu.js';
+import { qemuNetworkArguments, qemuVfioArguments } from '../hypervisor/qemu.js';
 import type { Endpoint } from '../network/endpoints/endpoint.js';
+import { PhysicalEndpoint, refusePhysicalEndpoints } from '../network/endpoints/physical-endpoint.js';
 
 export const HYPERVISORS = ['qemu', 'clh', 'firecracker'] as const;
 export type HypervisorKind = (typeof HYPERVISORS)[number];
@@ -20,6 +21,11 @@ export function hypervisorDeviceConfig(
   endpoints: readonly Endpoint[],
 ): Array<{ endpoint: string; config: unknown }> {
   return endpoints.map((endpoint) => {
+    // nodes (issue 12): a physical NIC is a VFIO PCI function, not a tap.
+    if (endpoint instanceof PhysicalEndpoint) {
+      refusePhysicalEndpoints(kind, [endpoint.properties.link.name]);
+      return { endpoint: endpoint.name, config: qemuVfioArguments(endpoint.vfioDevice()) };
+    }
     // The CLI exits before the VM starts, so the hypervisor opens taps by name, not by fd.
     const { fds: _fds, vhostFds: _vhost, ...device } = endpoint.networkDevice();
     const config =

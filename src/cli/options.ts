@@ -1,17 +1,25 @@
 /** Turns CLI flags into a validated NetworkConfig (flags win over configuration.toml). */
 import { availableParallelism } from 'node:os';
 import { InvalidInputError } from '../errors.js';
+import { OWN_NAMESPACE_PATH } from '../netns/host-namespace.js';
 import { openNamespace } from '../netns/namespace.js';
 import { type NetworkConfig, readKataConfiguration, validateNetworkConfig } from '../network/config.js';
 import { DEFAULT_INTERWORKING_MODEL, parseInterworkingModel } from '../network/interworking-model.js';
 
 export interface NetworkFlags {
-  netns: string;
+  netns?: string;
   model?: string;
   config?: string;
   queues?: string;
   vhostNet?: string;
   disableNewNetns?: boolean;
+  /** attach --interface (repeatable): links to attach even without an address. */
+  interface?: string[];
+}
+
+/** Commander collector for an option given several times. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
 }
 
 export function parseQueues(text: string | undefined, fallback: number): number {
@@ -31,15 +39,21 @@ export function networkConfigFromFlags(flags: NetworkFlags): NetworkConfig {
     throw new InvalidInputError('--vhost-net', flags.vhostNet, 'auto, off');
   }
   const vcpus = kata.vcpus && kata.vcpus > 0 ? kata.vcpus : 1;
+  const disableNewNetns = flags.disableNewNetns ?? kata.disableNewNetns ?? false;
+  // With disable_new_netns the VMM runs in vcnet's own (the host's) namespace, as in Kata.
+  const netns = flags.netns ?? (disableNewNetns ? OWN_NAMESPACE_PATH : undefined);
+  if (netns === undefined) {
+    throw new InvalidInputError('--netns', netns, 'the pod namespace path (only --disable-new-netns goes without it)');
+  }
   const config: NetworkConfig = {
-    namespacePath: openNamespace(flags.netns),
+    namespacePath: openNamespace(netns),
     model,
     namespaceCreatedByVcnet: false,
-    disableNewNetns: flags.disableNewNetns ?? kata.disableNewNetns ?? false,
+    disableNewNetns,
     queues: parseQueues(flags.queues, Math.min(vcpus, availableParallelism())),
     vhostNet: (flags.vhostNet as 'auto' | 'off' | undefined) ?? kata.vhostNet ?? 'auto',
     ...(kata.rateLimit ? { rateLimit: kata.rateLimit } : {}),
-    ...(kata.vhostUserStorePath ? { vhostUserStorePath: kata.vhostUserStorePath } : {}),
+    ...(flags.interface && flags.interface.length > 0 ? { namedInterfaces: flags.interface } : {}),
   };
   return validateNetworkConfig(config);
 }

@@ -29,6 +29,8 @@ export interface AttachResult {
   endpoints: Endpoint[];
   guest: GuestNetwork;
   statePath: string;
+  /** One notice per pod link the scan skipped (no address, not named), for the caller to print. */
+  skipped: string[];
 }
 
 export class SandboxExistsError extends VcnetError {
@@ -142,6 +144,7 @@ export async function attachSandbox(
         endpoints: [...network.endpoints()],
         guest: generateGuestNetwork(network.endpoints()),
         statePath: store.statePath,
+        skipped: network.skippedNotices(),
       };
     } finally {
       network.close();

@@ -1,8 +1,9 @@
 /**
  * A macvtap that already exists in the pod namespace: the VM uses it directly through /dev/tapN.
- * Nothing is created or changed; the guest NIC takes the macvtap's MAC.
+ * Nothing is created or changed; the guest NIC takes the macvtap's MAC. Its node is checked to be
+ * its own first (Kata does not: K§9.23): another namespace's macvtap at the same index owns it otherwise.
  */
-import { macvtapDevicePath, openMacvtapQueues } from '../models/macvtap.js';
+import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../models/macvtap-index.js';
 import {
   type AttachedPlumbing,
   existingDevicePlumbing,
@@ -16,11 +17,12 @@ export class MacvtapEndpoint extends Endpoint {
 
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
     const link = this.properties.link;
+    const node = verifiedMacvtapNode(link.index);
     return existingDevicePlumbing(context, {
       tapName: link.name,
       tapIndex: link.index,
-      tapDevicePath: macvtapDevicePath(link.index),
-      tapFds: context.keepFds ? openMacvtapQueues(link.index, context.queues) : [],
+      tapDevicePath: node.path,
+      tapFds: context.keepFds ? openVerifiedMacvtapQueues(node, context.queues) : [],
       vhostFds: openVhostFds(context),
       guestHardwareAddress: link.address ?? '',
     });
