@@ -36,6 +36,13 @@ import { NETWORK_STATE_VERSION } from './state/records.js';
 
 export { NETWORK_STATE_VERSION };
 
+/** A pod link the scan left out, and the line that says why. */
+export interface SkippedNotice {
+  endpoint: string;
+  reason: string;
+  message: string;
+}
+
 export interface NetworkState {
   version: typeof NETWORK_STATE_VERSION;
   config: NetworkConfig;
@@ -78,9 +85,13 @@ export class Network {
     return new Network(config, Handle.open(entryPath), sandboxId, entryPath);
   }
 
-  /** One notice per link the last scan skipped, e.g. for the CLI to print on stderr. */
-  skippedNotices(): string[] {
-    return this.skippedLinks.map(skippedNotice);
+  /** One notice per link the last scan skipped, e.g. for the CLI to log as a warning. */
+  skippedNotices(): SkippedNotice[] {
+    return this.skippedLinks.map((entry) => ({
+      endpoint: entry.info.link.name,
+      reason: entry.reason,
+      message: skippedNotice(entry),
+    }));
   }
 
   endpoints(): readonly Endpoint[] {

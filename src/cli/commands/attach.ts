@@ -7,6 +7,7 @@ import { physicalLinksToAttach } from '../../network/scan.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
+import { logger } from '../observability/logger.js';
 import {
   collect,
   LOCK_TIMEOUT_OPTION,
@@ -107,7 +108,8 @@ export function registerAttach(program: Command): void {
           ...(options.agent ? { agentSocket: options.agent } : {}),
           ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
         });
-        for (const notice of result.skipped) process.stderr.write(`vcnet: ${notice}\n`);
+        for (const { message, ...fields } of result.skipped)
+          logger().warn({ sandbox: result.id, operation: 'attach', ...fields }, message);
         const devices = hypervisorDeviceConfig(hypervisor, result.endpoints);
         const endpoints = result.endpoints.map((endpoint) => ({
           name: endpoint.name,
