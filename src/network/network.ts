@@ -150,6 +150,7 @@ export class Network {
             async () => {
               if (options.hotplug) await endpoint.hotAttach(context, options.hotplug);
               else await endpoint.attach(context);
+              return endpoint.plumbing?.tapName; // the channel's documented result
             },
           );
         } catch (error) {
