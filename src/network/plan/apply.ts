@@ -142,12 +142,10 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         createdIndexes.set(ref.name, (await handle.linkByName(ref.name)).index);
       }
       if (testHook) {
-        try {
-          await testHook(step, position);
-        } catch (error) {
-          await flush();
-          throw error;
-        }
+        // The steps before it are sent first, so a fault (or a kill) lands exactly between steps,
+        // whatever batch boundaries the executor would otherwise choose.
+        await flush();
+        await testHook(step, position);
       }
       if (change.op === 'create-tap') {
         context.journal?.(recordsOf([...completed, step]));
