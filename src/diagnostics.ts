@@ -18,6 +18,7 @@
  * Plain channels:
  *   vcnet:plan:step           one step of a plan applied or undone (PlanStepEvent)
  *   vcnet:watch               a namespace change applied to a watched sandbox (WatchEvent)
+ *   vcnet:notice              something went other than asked but the operation went on (NoticeEvent)
  */
 import { type Channel, channel, type TracingChannel, tracingChannel } from 'node:diagnostics_channel';
 
@@ -30,6 +31,7 @@ export const DiagnosticsChannel = {
   netlinkBatch: 'vcnet:netlink:batch',
   planStep: 'vcnet:plan:step',
   watch: 'vcnet:watch',
+  notice: 'vcnet:notice',
 } as const;
 
 export type DiagnosticsChannelName = (typeof DiagnosticsChannel)[keyof typeof DiagnosticsChannel];
@@ -81,6 +83,15 @@ export interface WatchEvent {
   updated: string[];
 }
 
+export interface NoticeEvent {
+  operation: string;
+  /** The pod interface's name. */
+  endpoint: string;
+  message: string;
+  error?: unknown;
+  details?: Record<string, unknown>;
+}
+
 /** The tracing channels, one per operation. */
 export const tracing = {
   scan: tracingChannel<unknown, ScanEvent>(DiagnosticsChannel.scan),
@@ -95,6 +106,7 @@ export const tracing = {
 export const channels = {
   planStep: channel(DiagnosticsChannel.planStep) as Channel<unknown, PlanStepEvent>,
   watch: channel(DiagnosticsChannel.watch) as Channel<unknown, WatchEvent>,
+  notice: channel(DiagnosticsChannel.notice) as Channel<unknown, NoticeEvent>,
 } as const;
 
 /** Whether anyone listens to any of a tracing channel's five events. */

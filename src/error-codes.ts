@@ -100,6 +100,11 @@ export const ErrorCodes = {
     cni: 'STATE_INVALID',
     agent: 'NOT_FOUND',
   },
+  VCNET_HOST_NAMESPACE: {
+    meaning: "the namespace given is vcnet's own (the host's), by nsfs device and inode",
+    role: 'specific',
+    ...badInput,
+  },
   VCNET_LINK_NOT_FOUND: {
     meaning: 'no link of that name or index',
     role: 'specific',
@@ -123,6 +128,25 @@ export const ErrorCodes = {
     role: 'specific',
     ...unsupportedInterface,
   },
+  VCNET_PHYSICAL_UNSUPPORTED: {
+    meaning: 'the chosen hypervisor cannot take a physical NIC (VFIO pass-through)',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'UNSUPPORTED_INTERFACE',
+    agent: 'UNIMPLEMENTED',
+  },
+  VCNET_VFIO: {
+    meaning: 'a physical NIC could not be handed to vfio-pci (or back to its driver)',
+    role: 'specific',
+    ...failed,
+  },
+  VCNET_MACVTAP_DEVICE: {
+    meaning: "a macvtap's /dev/tap<index> is not its own, or no unique index was found",
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'FAILED_PRECONDITION',
+  },
   VCNET_PCI_DEVICE_MISSING: {
     meaning: 'the PCI device of a physical endpoint is gone',
     role: 'specific',
@@ -137,6 +161,13 @@ export const ErrorCodes = {
     exit: 'FAILED',
     cni: 'ATTACH_FAILED',
     agent: 'INTERNAL',
+  },
+  VCNET_INGRESS_BUSY: {
+    meaning: 'the kernel kept answering EBUSY to an ingress qdisc (5 tries): another tc user holds the hook',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'TRY_AGAIN_LATER',
+    agent: 'UNAVAILABLE',
   },
   VCNET_ROLLBACK_INCOMPLETE: {
     meaning: 'an attach failed and undoing it was refused too: the record keeps what is left',

@@ -42,6 +42,7 @@ export {
   type DiagnosticsChannelName,
   type EndpointEvent,
   type NetlinkBatchEvent,
+  type NoticeEvent,
   type PlanStepEvent,
   type ScanEvent,
   type WatchEvent,
@@ -94,6 +95,7 @@ export {
   NetlinkHandle,
   type RouteFilter,
 } from './netlink/handle.js';
+export { HostNamespaceError } from './netns/host-namespace.js';
 // Namespaces and netlink: the handle and the types it takes and returns (the codec: 'vcnet/netlink').
 export {
   createNamespace,
@@ -129,6 +131,7 @@ export {
   type HotplugTarget,
   type VmNetworkDevice,
 } from './network/endpoints/endpoint.js';
+export { PhysicalDeviceUnsupportedError } from './network/endpoints/physical-endpoint.js';
 export { collectGarbage, type GarbageItem, type GarbageReport } from './network/garbage-collector.js';
 export {
   GuestFamily,
@@ -140,8 +143,10 @@ export {
   type GuestRoute,
   generateGuestNetwork,
 } from './network/guest.js';
+export { IngressQdiscBusyError } from './network/ingress-qdisc.js';
 export { type InterworkingModel, parseInterworkingModel } from './network/interworking-model.js';
 export { randomPrivateMacAddress } from './network/mac-address.js';
+export { MacvtapDeviceError } from './network/models/macvtap-index.js';
 export { AttachError } from './network/models/plumbing-context.js';
 export { type AddEndpointsOptions, Network, type NetworkState } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
@@ -149,6 +154,7 @@ export { type NamespaceScan, type ScannedInterface, scanNamespace } from './netw
 export { StateInvalidError } from './network/state/record-envelope.js';
 export { StateRecordError } from './network/state/records.js';
 export { SandboxLockedError } from './network/state/store.js';
+export { VfioError } from './network/vfio.js';
 export { IncorrectLinkTypeError } from './sandbox/add-interface-request.js';
 export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
 export {

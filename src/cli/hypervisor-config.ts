@@ -2,9 +2,10 @@
 import { InvalidInputError } from '../errors.js';
 import { cloudHypervisorNetArgument, cloudHypervisorRateLimiterConfig } from '../hypervisor/cloud-hypervisor.js';
 import { firecrackerNetworkInterfaceRequest } from '../hypervisor/firecracker.js';
-import { qemuNetworkArguments } from '../hypervisor/qemu.js';
+import { qemuNetworkArguments, qemuVfioArguments } from '../hypervisor/qemu.js';
 import type { VmmRateLimiter } from '../network/config.js';
 import type { Endpoint } from '../network/endpoints/endpoint.js';
+import { PhysicalEndpoint, refusePhysicalEndpoints } from '../network/endpoints/physical-endpoint.js';
 
 export const HYPERVISORS = ['qemu', 'clh', 'firecracker'] as const;
 export type HypervisorKind = (typeof HYPERVISORS)[number];
@@ -27,6 +28,11 @@ export function hypervisorDeviceConfig(
 ): Array<{ endpoint: string; config: unknown }> {
   const cloudHypervisorLimiter = vmmRateLimiter ? cloudHypervisorRateLimiterConfig(vmmRateLimiter) : undefined;
   return endpoints.map((endpoint) => {
+    // nodes (issue 12): a physical NIC is a VFIO PCI function, not a tap.
+    if (endpoint instanceof PhysicalEndpoint) {
+      refusePhysicalEndpoints(kind, [endpoint.properties.link.name]);
+      return { endpoint: endpoint.name, config: qemuVfioArguments(endpoint.vfioDevice()) };
+    }
     // The CLI exits before the VM starts, so the hypervisor opens taps by name, not by fd.
     const { fds: _fds, vhostFds: _vhost, ...device } = endpoint.networkDevice();
     if (kind === 'firecracker' && (vmmRateLimiter?.rxBitsPerSecond || vmmRateLimiter?.txBitsPerSecond)) {

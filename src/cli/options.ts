@@ -1,12 +1,13 @@
 /** Turns CLI flags into a validated NetworkConfig (flags win over configuration.toml). */
 import { availableParallelism } from 'node:os';
 import { InvalidInputError } from '../errors.js';
+import { OWN_NAMESPACE_PATH } from '../netns/host-namespace.js';
 import { openNamespace } from '../netns/namespace.js';
 import { type NetworkConfig, readKataConfiguration, validateNetworkConfig } from '../network/config.js';
 import { DEFAULT_INTERWORKING_MODEL, parseInterworkingModel } from '../network/interworking-model.js';
 
 export interface NetworkFlags {
-  netns: string;
+  netns?: string;
   /** qemu (default), clh or firecracker: decides queues, vhost-net and where rate limits apply. */
   hypervisor?: string;
   model?: string;
@@ -14,6 +15,13 @@ export interface NetworkFlags {
   queues?: string;
   vhostNet?: string;
   disableNewNetns?: boolean;
+  /** attach --interface (repeatable): links to attach even without an address. */
+  interface?: string[];
+}
+
+/** Commander collector for an option given several times. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
 }
 
 export function parseQueues(text: string | undefined, fallback: number): number {
@@ -54,15 +62,22 @@ export function networkConfigFromFlags(flags: NetworkFlags): NetworkConfig {
       : flags.hypervisor === 'firecracker'
         ? kata.rateLimit
         : undefined;
+  const disableNewNetns = flags.disableNewNetns ?? kata.disableNewNetns ?? false;
+  // With disable_new_netns the VMM runs in vcnet's own (the host's) namespace, as in Kata.
+  const netns = flags.netns ?? (disableNewNetns ? OWN_NAMESPACE_PATH : undefined);
+  if (netns === undefined) {
+    throw new InvalidInputError('--netns', netns, 'the pod namespace path (only --disable-new-netns goes without it)');
+  }
   const config: NetworkConfig = {
-    namespacePath: openNamespace(flags.netns),
+    namespacePath: openNamespace(netns),
     model,
     namespaceCreatedByVcnet: false,
-    disableNewNetns: flags.disableNewNetns ?? kata.disableNewNetns ?? false,
+    disableNewNetns,
     queues: parseQueues(flags.queues, builtInLimiter ? 1 : Math.min(vcpus, availableParallelism())),
     vhostNet: builtInLimiter ? 'off' : ((flags.vhostNet as 'auto' | 'off' | undefined) ?? kata.vhostNet ?? 'auto'),
     ...(kata.rateLimit && !builtInLimiter ? { rateLimit: kata.rateLimit } : {}),
     ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
+    ...(flags.interface && flags.interface.length > 0 ? { namedInterfaces: flags.interface } : {}),
   };
   return validateNetworkConfig(config);
 }

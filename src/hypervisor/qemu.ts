@@ -6,7 +6,14 @@
  * - rateLimit: QEMU has no NIC rate limiter; the network layer shapes the tap with tc (as Kata does).
  * - hostMac: QEMU does not own the tap's MAC; the network layer sets it on the link.
  */
-import { type NetworkDevice, normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
+import { InvalidInputError } from '../errors.js';
+import {
+  DEVICE_ID_PATTERN,
+  type NetworkDevice,
+  normalizeMac,
+  parsePciAddress,
+  validateNetworkDevice,
+} from './device.js';
 
 export interface QemuNicOptions {
   /** Bus the NIC sits on when it has a pciAddress. The i440fx ("pc") root bus is pci.0. */
@@ -107,4 +114,37 @@ export function qemuNetworkArguments(device: NetworkDevice, options: QemuNicOpti
   }
   args.push('-netdev', qemuNetdevOption(device, options), '-device', qemuNicDeviceOption(device, options));
   return args;
+}
+
+/** A PCI function passed through with VFIO (a physical NIC bound to vfio-pci). */
+export interface VfioPciDevice {
+  /** QEMU device id, as for NICs (e.g. "net2"). */
+  id: string;
+  /** The host PCI address, domain:bus:slot.function (e.g. 0000:3b:02.1). */
+  hostAddress: string;
+  /** Slot on the root bus, as pciAddress of a NIC. */
+  pciAddress?: string;
+}
+
+const HOST_PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
+
+export function validateVfioPciDevice(device: VfioPciDevice): void {
+  if (!DEVICE_ID_PATTERN.test(device.id)) {
+    throw new InvalidInputError('VfioPciDevice.id', device.id, 'a letter, then letters, digits, "-", "." or "_"');
+  }
+  if (!HOST_PCI_ADDRESS.test(device.hostAddress)) {
+    throw new InvalidInputError('VfioPciDevice.hostAddress', device.hostAddress, 'a PCI address such as 0000:3b:02.1');
+  }
+  if (device.pciAddress !== undefined) parsePciAddress(device.pciAddress);
+}
+
+/** `-device vfio-pci,host=BDF,id=...` for a physical NIC given to the VM at boot. */
+export function qemuVfioArguments(device: VfioPciDevice, options: QemuNicOptions = {}): string[] {
+  validateVfioPciDevice(device);
+  const parts = ['vfio-pci', `host=${device.hostAddress}`, `id=${device.id}`];
+  if (device.pciAddress !== undefined) {
+    const slot = parsePciAddress(device.pciAddress);
+    parts.push(`bus=${options.bus ?? 'pci.0'}`, `addr=${slot.slot.toString(16)}.${slot.function}`);
+  }
+  return ['-device', parts.join(',')];
 }

@@ -36,7 +36,7 @@ import {
   QmpTimeoutError,
   UnsupportedByHypervisorError,
 } from './errors.js';
-import { qemuNetdevId } from './qemu.js';
+import { qemuNetdevId, type VfioPciDevice, validateVfioPciDevice } from './qemu.js';
 import {
   BRIDGE_ID,
   deviceSlot,
@@ -203,6 +203,27 @@ async function rootBusPciPath(qmp: QmpClient, deviceId: string, timeoutMs?: numb
   return pciPathInTree(buses.find((bus) => bus.bus === 0)?.devices ?? [], deviceId);
 }
 
+/** The device_add arguments for a VFIO PCI function (QAPI: driver, id, host, bus). */
+export function vfioDeviceAddArguments(device: VfioPciDevice, options: HotplugOptions = {}): Record<string, unknown> {
+  validateVfioPciDevice(device);
+  return { driver: 'vfio-pci', id: device.id, host: device.hostAddress, bus: options.bus ?? 'pci.0' };
+}
+
+/** Plugs a physical NIC (bound to vfio-pci already) into a running VM; no netdev, no fds. */
+export async function hotplugVfioDevice(
+  qmp: QmpClient,
+  device: VfioPciDevice,
+  options: HotplugOptions = {},
+): Promise<{ deviceId: string; pciPath?: string }> {
+  try {
+    await qmp.execute('device_add', vfioDeviceAddArguments(device, options), { timeoutMs: options.commandTimeoutMs });
+  } catch (error) {
+    throw new NetworkHotplugError(device.id, 'device_add', true, error);
+  }
+  const pciPath = await rootBusPciPath(qmp, device.id, options.commandTimeoutMs);
+  return pciPath === undefined ? { deviceId: device.id } : { deviceId: device.id, pciPath };
+}
+
 /**
  * The hot-plug interface the network layer calls (HotplugTarget in src/network/endpoints/endpoint.ts),
  * bound to one QMP connection.
@@ -249,6 +270,10 @@ export class QemuNetworkHotplugTarget {
 
   unplugNetworkDevice(deviceId: string): Promise<void> {
     return unplugNetworkDevice(this.qmp, deviceId, this.options);
+  }
+
+  hotplugVfioDevice(device: VfioPciDevice): Promise<{ deviceId: string; pciPath?: string }> {
+    return hotplugVfioDevice(this.qmp, device, this.options);
   }
 }
 

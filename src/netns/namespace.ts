@@ -2,7 +2,6 @@
  * Named network namespaces, compatible with `ip netns`: a namespace is kept alive by a bind mount
  * at /var/run/netns/NAME, so `ip netns exec NAME ...` sees the ones vcnet makes and vice versa.
  */
-import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidInputError, SystemCallError } from '../errors.js';
 import { nativeNamespaces } from '../native/namespaces.js';
@@ -11,14 +10,6 @@ import { NETNS_RUN_DIRECTORY, openNetworkNamespace } from './namespace-identity.
 export { NETNS_RUN_DIRECTORY };
 
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,200}$/;
-
-/** The host's namespace identity, taken once at start-up: /proc/1/ns/net may not be readable. */
-const hostNamespaceIdentity = namespaceIdentity('/proc/self/ns/net');
-
-function namespaceIdentity(path: string): string {
-  const stat = statSync(path);
-  return `${stat.dev}:${stat.ino}`;
-}
 
 export function namespacePath(name: string): string {
   if (!NAME_PATTERN.test(name) || name === '.' || name === '..') {
@@ -56,11 +47,5 @@ export function openNamespace(path: string, field = 'netns'): string {
   return path;
 }
 
-/** True when `path` is the namespace vcnet itself started in (the host's, for a runtime). */
-export function isHostNamespace(path: string): boolean {
-  try {
-    return namespaceIdentity(path) === hostNamespaceIdentity;
-  } catch {
-    return false;
-  }
-}
+// One definition of "the host's namespace" for the CLI and the CNI plugin alike.
+export { isHostNamespace } from './host-namespace.js';

@@ -2,8 +2,10 @@
  * NetworkConfig, and reading Kata's configuration.toml for the network keys vcnet honours:
  *   [runtime]      internetworking_model, disable_new_netns
  *   [hypervisor.X] rx_rate_limiter_max_rate, tx_rate_limiter_max_rate (bits/s, 0 = off),
- *                  vhost_user_store_path, disable_vhost_net, default_vcpus
+ *                  disable_vhost_net, default_vcpus
  *   [hypervisor.clh] net_rate_limiter_{bw,ops}_{max_rate,one_time_burst} (Cloud Hypervisor's own limiter)
+ * vhost_user_store_path is only type-checked: in Kata it is for vhost-user block devices, and
+ * vhost-user-net sockets are always looked for as /tmp/vhostuser_<ip>/vhu.sock.
  *
  * Firecracker and Cloud Hypervisor limit NIC rates with their own token buckets, as Kata uses them:
  * for those hypervisors the limits go to the VMM (vmmRateLimiter) and no tc qdisc is built.
@@ -11,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { InvalidInputError, VcnetError } from '../errors.js';
+import { refuseHostNamespace } from '../netns/host-namespace.js';
 import { type InterworkingModel, parseInterworkingModel } from './interworking-model.js';
 import { type RateLimit, validateRate } from './rate-limit.js';
 
@@ -23,6 +26,7 @@ export interface NetworkConfig {
   disableNewNetns: boolean;
   /** Directly Attachable Network config (Kata's DAN), recorded for callers that use it. */
   danConfigPath?: string;
+  /** Where vhost-user-net sockets are looked for (tests and library callers); Kata's /tmp when unset. */
   vhostUserStorePath?: string;
   rateLimit?: RateLimit;
   /** Limits the VMM applies itself (Firecracker, Cloud Hypervisor) instead of tc. */
@@ -30,6 +34,8 @@ export interface NetworkConfig {
   /** Queues per NIC (vCPUs); 1 disables multi-queue. */
   queues: number;
   vhostNet: 'auto' | 'off';
+  /** Pod links to attach even though they have no address (attach --interface); others like them are skipped. */
+  namedInterfaces?: string[];
 }
 
 /** One of Cloud Hypervisor's limiter buckets as configured: a rate per second and an optional first burst. */
@@ -70,11 +76,19 @@ export function validateNetworkConfig(config: NetworkConfig): NetworkConfig {
   return config;
 }
 
+/**
+ * Never the host: a sandbox's namespace must not be the one vcnet runs in. The one exception is
+ * Kata's disable_new_netns, where the VMM shares the host's namespace by design and vcnet only
+ * makes hot-added taps of its own there (no scan, nothing of the host's is touched).
+ */
+export function refuseHostNamespaceUnlessShared(config: NetworkConfig, operation = 'plumb a sandbox'): void {
+  if (!config.disableNewNetns) refuseHostNamespace(config.namespacePath, operation);
+}
+
 export interface KataNetworkSettings {
   model?: InterworkingModel;
   disableNewNetns?: boolean;
   rateLimit?: RateLimit;
-  vhostUserStorePath?: string;
   vhostNet?: 'auto' | 'off';
   vcpus?: number;
   /** [hypervisor.clh] net_rate_limiter_* (Cloud Hypervisor's own limiter). */
@@ -137,8 +151,8 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     const tx = validateRate(`${prefix}.tx_rate_limiter_max_rate`, section.tx_rate_limiter_max_rate);
     if (rx || tx)
       settings.rateLimit = { ...(rx ? { rxBitsPerSecond: rx } : {}), ...(tx ? { txBitsPerSecond: tx } : {}) };
+    // Block storage only (Kata): it must not move the vhost-user-net socket search.
     expectType(`${prefix}.vhost_user_store_path`, section.vhost_user_store_path, 'string');
-    if (typeof section.vhost_user_store_path === 'string') settings.vhostUserStorePath = section.vhost_user_store_path;
     expectType(`${prefix}.disable_vhost_net`, section.disable_vhost_net, 'boolean');
     if (typeof section.disable_vhost_net === 'boolean') settings.vhostNet = section.disable_vhost_net ? 'off' : 'auto';
     expectType(`${prefix}.default_vcpus`, section.default_vcpus, 'number');

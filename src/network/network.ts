@@ -9,7 +9,12 @@
 import { traced, tracing } from '../diagnostics.js';
 import type { NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
-import { type NetworkConfig, validateNetworkConfig } from './config.js';
+import {
+  ConfigurationConflictError,
+  type NetworkConfig,
+  refuseHostNamespaceUnlessShared,
+  validateNetworkConfig,
+} from './config.js';
 import { BridgedMacvlanEndpoint } from './endpoints/bridged-macvlan-endpoint.js';
 import { createEndpoint } from './endpoints/create-endpoint.js';
 import { type Endpoint, type EndpointState, EndpointStateError, type HotplugTarget } from './endpoints/endpoint.js';
@@ -25,11 +30,18 @@ import type { EndpointType, NetworkInfo } from './network-info.js';
 import { RollbackIncompleteError } from './plan/apply.js';
 import type { Plan } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
-import { interfacesOf } from './scan.js';
+import { interfacesOf, type SkippedInterface, selectEndpointInterfaces, skippedNotice } from './scan.js';
 
 import { NETWORK_STATE_VERSION } from './state/records.js';
 
 export { NETWORK_STATE_VERSION };
+
+/** A pod link the scan left out, and the line that says why. */
+export interface SkippedNotice {
+  endpoint: string;
+  reason: string;
+  message: string;
+}
 
 export interface NetworkState {
   version: typeof NETWORK_STATE_VERSION;
@@ -56,6 +68,8 @@ export interface AddEndpointsOptions {
 
 export class Network {
   private readonly list: Endpoint[] = [];
+  /** Links the last scan left out (no address, not named); the library does not log, the caller prints. */
+  private skippedLinks: SkippedInterface[] = [];
 
   private constructor(
     readonly config: NetworkConfig,
@@ -67,7 +81,17 @@ export class Network {
 
   static open(config: NetworkConfig, sandboxId = 'sandbox', entryPath = config.namespacePath): Network {
     validateNetworkConfig(config);
+    refuseHostNamespaceUnlessShared(config); // never the host namespace (nodes, issue 12)
     return new Network(config, Handle.open(entryPath, config.namespacePath), sandboxId, entryPath);
+  }
+
+  /** One notice per link the last scan skipped, e.g. for the CLI to log as a warning. */
+  skippedNotices(): SkippedNotice[] {
+    return this.skippedLinks.map((entry) => ({
+      endpoint: entry.info.link.name,
+      reason: entry.reason,
+      message: skippedNotice(entry),
+    }));
   }
 
   endpoints(): readonly Endpoint[] {
@@ -104,6 +128,14 @@ export class Network {
       let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
       for (const info of interfaces) {
         const endpoint = this.newEndpoint(info, index++, options);
+        // With disable_new_netns the namespace is the host's: only new taps of vcnet's own.
+        if (this.config.disableNewNetns && endpoint.type !== 'tap') {
+          throw new ConfigurationConflictError(
+            `with disable_new_netns only hot-added taps can be attached, not ${info.link.name} (${endpoint.type})`,
+            info.link.name,
+            'add the interface with type "tap" (add-iface), or give the sandbox its own namespace',
+          );
+        }
         // Listed before it is attached, so a journal written during the attach includes it.
         this.list.push(endpoint);
         try {
@@ -118,7 +150,7 @@ export class Network {
             async () => {
               if (options.hotplug) await endpoint.hotAttach(context, options.hotplug);
               else await endpoint.attach(context);
-              return endpoint.plumbing?.tapName;
+              return endpoint.plumbing?.tapName; // the channel's documented result
             },
           );
         } catch (error) {
@@ -167,8 +199,14 @@ export class Network {
     options: Pick<AddEndpointsOptions, 'interfaces'>,
   ): NetworkInfo[] {
     if (options.interfaces && options.interfaces.length > 0) return options.interfaces;
+    // Kata's disable_new_netns scans nothing; only hot-added taps come later.
+    if (this.config.disableNewNetns) return [];
     const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
-    return interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
+    const scanned = interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
+    // Links without an address are skipped unless named (scan.ts); the caller reads `skipped`.
+    const { selected, skipped } = selectEndpointInterfaces(scanned, new Set(this.config.namedInterfaces ?? []));
+    this.skippedLinks = skipped;
+    return selected;
   }
 
   private plumbingContext(
@@ -242,6 +280,8 @@ export class Network {
     // What went is forgotten; what the kernel refused stays recorded on its endpoint.
     for (const endpoint of endpoints) {
       if (endpoint.keepLeft(report.left)) continue;
+      // A physical NIC goes back to its host driver once its plumbing is gone (network/vfio.ts).
+      if (endpoint instanceof PhysicalEndpoint) endpoint.releaseHostDevice();
       const position = this.list.indexOf(endpoint);
       if (position >= 0) this.list.splice(position, 1);
     }
@@ -263,6 +303,7 @@ export class Network {
         state.version,
       );
     }
+    refuseHostNamespaceUnlessShared(state.config); // never the host namespace (nodes, issue 12)
     const network = new Network(state.config, Handle.open(entryPath, state.config.namespacePath), sandboxId, entryPath);
     for (const endpointState of state.endpoints) network.list.push(endpointFromState(endpointState));
     return network;

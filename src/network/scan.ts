@@ -1,7 +1,10 @@
 /**
- * Reads a pod namespace into NetworkInfo per interface (loopback skipped), with one batched request.
+ * Reads a pod namespace into NetworkInfo per interface (loopback skipped), with one batched request,
+ * and decides which of them become endpoints: as Kata, a link without any address is left alone
+ * (the kernel's fallback tunnels tunl0/sit0/gre0 appear in every namespace and cannot be deleted;
+ * sidecars leave address-less bridges and ifbs), unless the caller names it.
  */
-import { HardwareType, InterfaceFlag, RouteTable } from '../netlink/codec/constants.js';
+import { AddressFamily, HardwareType, InterfaceFlag, RouteScope, RouteTable } from '../netlink/codec/constants.js';
 import type { NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
 import { type CreateEndpointOptions, classifyInterface } from './endpoints/create-endpoint.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
@@ -50,23 +53,105 @@ export async function scanNamespace(handle: NetlinkHandle): Promise<NamespaceSca
   return { interfaces: interfacesOf(snapshot), snapshot };
 }
 
+/**
+ * Whether a link has an address of its own. Unlike Kata (K§9.29), the IPv6 link-local address the
+ * kernel gives every link that is up does not count: it does not make a link configured.
+ */
+export function hasConfiguredAddress(info: NetworkInfo): boolean {
+  return info.addresses.some(
+    (address) => !(address.family === AddressFamily.INET6 && address.scope === RouteScope.LINK),
+  );
+}
+
+export interface SkippedInterface {
+  info: NetworkInfo;
+  reason: string;
+}
+
+export const NO_ADDRESS_REASON = 'no address';
+
+/**
+ * Splits scanned interfaces into those that become endpoints and those left alone (with why).
+ * `named` are links the caller asked for by name (add-iface, attach --interface): never skipped.
+ */
+export function selectEndpointInterfaces(
+  interfaces: readonly NetworkInfo[],
+  named: ReadonlySet<string> = new Set(),
+): { selected: NetworkInfo[]; skipped: SkippedInterface[] } {
+  const selected: NetworkInfo[] = [];
+  const skipped: SkippedInterface[] = [];
+  for (const info of interfaces) {
+    if (named.has(info.link.name) || hasConfiguredAddress(info)) selected.push(info);
+    else skipped.push({ info, reason: NO_ADDRESS_REASON });
+  }
+  return { selected, skipped };
+}
+
+/**
+ * `vcnet watch`: the links one change set should attach. New links, and links attach skipped that
+ * have an address now; links without one wait (a later change that gives them one attaches them).
+ */
+export function linksToAttach(
+  change: { addedInterfaces: readonly NetworkInfo[]; changedInterfaces: readonly NetworkInfo[] },
+  isAttached: (name: string) => boolean,
+  named: ReadonlySet<string> = new Set(),
+): { selected: NetworkInfo[]; skipped: SkippedInterface[] } {
+  const candidates = [...change.addedInterfaces, ...change.changedInterfaces].filter(
+    (info) => !isLoopback(info) && !isAttached(info.link.name),
+  );
+  return selectEndpointInterfaces(candidates, named);
+}
+
+/** The one line said about a skipped link: what it is, why, and how to attach it anyway. */
+export function skippedNotice(skipped: SkippedInterface): string {
+  const { link } = skipped.info;
+  return `skipped ${link.name} (kind ${link.kind ?? 'none'}): ${skipped.reason}; name it with --interface ${link.name} (or add-iface) to attach it anyway`;
+}
+
 export interface ScannedInterface {
   info: NetworkInfo;
   /** The endpoint type it would become, or why it cannot become one. */
   endpointType?: EndpointType;
   unsupported?: { code: string; message: string };
+  /** Why attach leaves it alone (it has no address and was not named). */
+  skipped?: string;
 }
 
 export function classifyScan(
   scan: NamespaceScan,
-  options: Pick<CreateEndpointOptions, 'vhostUserStorePath'> = {},
+  options: Pick<CreateEndpointOptions, 'vhostUserStorePath'> & { named?: ReadonlySet<string> } = {},
 ): ScannedInterface[] {
-  return scan.interfaces.map((info) => {
+  const { skipped } = selectEndpointInterfaces(scan.interfaces, options.named);
+  const skipReasons = new Map(skipped.map((entry) => [entry.info, entry.reason]));
+  return scan.interfaces.map((info): ScannedInterface => {
+    const reason = skipReasons.get(info);
+    const skippedField = reason ? { skipped: reason } : {};
     try {
-      return { info, endpointType: classifyInterface(info, options) };
+      return { info, endpointType: classifyInterface(info, options), ...skippedField };
     } catch (error) {
       const failure = error as { code?: string; message: string };
-      return { info, unsupported: { code: failure.code ?? 'VCNET_UNSUPPORTED_INTERFACE', message: failure.message } };
+      return {
+        info,
+        unsupported: { code: failure.code ?? 'VCNET_UNSUPPORTED_INTERFACE', message: failure.message },
+        ...skippedField,
+      };
     }
   });
+}
+
+/** The links an attach of this namespace would pass through as physical NICs (read only). */
+export async function physicalLinksToAttach(
+  handle: NetlinkHandle,
+  named: ReadonlySet<string> = new Set(),
+): Promise<string[]> {
+  const { selected } = selectEndpointInterfaces(interfacesOf(await handle.snapshot()), named);
+  return selected
+    .filter((info) => {
+      try {
+        return classifyInterface(info) === 'physical';
+      } catch {
+        return false;
+      }
+    })
+    .map((info) => info.link.name);
 }

@@ -7,6 +7,7 @@
 import { channels, publish } from '../diagnostics.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
+import { linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
 import { pushEndpoints } from './guest-push.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
@@ -47,7 +48,12 @@ export async function applyNamespaceChange(
         });
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
       }
-      const fresh = change.addedInterfaces.filter((info) => !byLink(info.link.name));
+      // nodes (issue 12): address-less links wait until they get one (network/scan.ts linksToAttach).
+      const { selected: fresh } = linksToAttach(
+        change,
+        (name) => byLink(name) !== undefined,
+        new Set(state.network.config.namedInterfaces ?? []),
+      );
       if (fresh.length > 0) {
         const added = await attachRecorded(
           network,
@@ -64,7 +70,7 @@ export async function applyNamespaceChange(
       }
       for (const info of change.changedInterfaces) {
         const endpoint = byLink(info.link.name);
-        if (!endpoint) continue;
+        if (!endpoint || summary.added.includes(endpoint.name)) continue;
         endpoint.updateProperties(mergeChange(endpoint.properties, info));
         if (vm)
           await pushEndpoints(vm.agent, [endpoint], network.endpoints(), state.guestRoutes, {

@@ -14,7 +14,7 @@ import { NamespaceGoneError, openNamespaceForRecord, openRecordedNamespace } fro
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint, HotplugTarget } from '../network/endpoints/endpoint.js';
 import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
-import { type AddEndpointsOptions, Network } from '../network/network.js';
+import { type AddEndpointsOptions, Network, type SkippedNotice } from '../network/network.js';
 import { describeRecords, type UndoReport } from '../network/plan/apply.js';
 import { commandsOf } from '../network/plan/commands.js';
 import type { Plan } from '../network/plan/types.js';
@@ -29,6 +29,8 @@ export interface AttachResult {
   endpoints: Endpoint[];
   guest: GuestNetwork;
   statePath: string;
+  /** One notice per pod link the scan skipped (no address, not named), for the caller to print. */
+  skipped: SkippedNotice[];
 }
 
 export class SandboxExistsError extends VcnetError {
@@ -142,6 +144,7 @@ export async function attachSandbox(
         endpoints: [...network.endpoints()],
         guest: generateGuestNetwork(network.endpoints()),
         statePath: store.statePath,
+        skipped: network.skippedNotices(),
       };
     } finally {
       network.close();

@@ -1,11 +1,21 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
+import { NetlinkHandle } from '../../netlink/handle.js';
+import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
+import { refusePhysicalEndpoints } from '../../network/endpoints/physical-endpoint.js';
+import { physicalLinksToAttach } from '../../network/scan.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
 import { logger } from '../observability/logger.js';
-import { LOCK_TIMEOUT_OPTION, type NetworkFlags, networkConfigFromFlags, parseLockTimeout } from '../options.js';
+import {
+  collect,
+  LOCK_TIMEOUT_OPTION,
+  type NetworkFlags,
+  networkConfigFromFlags,
+  parseLockTimeout,
+} from '../options.js';
 import { print, printJson, table } from '../output.js';
 
 export function registerAttach(program: Command): void {
@@ -13,11 +23,19 @@ export function registerAttach(program: Command): void {
     .command('attach')
     .description('attach every interface of a pod namespace for a VM and record the sandbox')
     .requiredOption('--sandbox <id>', 'sandbox id')
-    .requiredOption('--netns <path>', 'pod namespace path')
+    .option('--netns <path>', 'pod namespace path (required unless --disable-new-netns)')
     .option('--model <model>', 'internetworking model: tcfilter, macvtap, none, default')
-    .option('--config <file>', "Kata's configuration.toml (internetworking_model, rate limits, vhost-user store)")
+    .option(
+      '--config <file>',
+      "Kata's configuration.toml (internetworking_model, disable_new_netns, rate limits, vhost, vCPUs)",
+    )
     .option('--queues <n>', 'queues per NIC (multi-queue taps when > 1)')
     .option('--vhost-net <mode>', 'auto (use /dev/vhost-net when present) or off')
+    .option(
+      '--interface <name>',
+      'attach this pod link even though it has no address (links without one are skipped); repeatable',
+      collect,
+    )
     .option('--disable-new-netns', 'the hypervisor runs in the host namespace (model none only)')
     .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
     .option('--hypervisor <kind>', 'qemu, clh or firecracker: prints its device configuration', 'qemu')
@@ -50,6 +68,19 @@ export function registerAttach(program: Command): void {
         const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
         const hypervisor = parseHypervisor(options.hypervisor);
         const config = networkConfigFromFlags(options);
+        refuseHostNamespaceUnlessShared(config, 'attach'); // nodes (issue 12): never the host
+        // nodes (issue 12): a hypervisor that cannot take the pod's physical NICs is refused before anything is made.
+        if (hypervisor !== 'qemu' && !config.disableNewNetns) {
+          const scanHandle = NetlinkHandle.open(config.namespacePath);
+          try {
+            refusePhysicalEndpoints(
+              hypervisor,
+              await physicalLinksToAttach(scanHandle, new Set(config.namedInterfaces)),
+            );
+          } finally {
+            scanHandle.close();
+          }
+        }
         if (hypervisor === 'firecracker' && config.queues > 1) {
           throw new InvalidInputError(
             '--queues',
@@ -92,6 +123,8 @@ export function registerAttach(program: Command): void {
           logger()
             .child({ sandbox: options.sandbox, operation: 'attach' })
             .info({ reason: vhost.reason }, `vhost-net off for the QEMU NICs: ${vhost.reason}`);
+        for (const { message, ...fields } of result.skipped)
+          logger().warn({ sandbox: result.id, operation: 'attach', ...fields }, message);
         const devices = hypervisorDeviceConfig(hypervisor, result.endpoints, config.vmmRateLimiter, {
           vhostNet: vhost?.available ?? false,
         });

@@ -20,7 +20,7 @@ export function registerScan(program: Command): void {
         });
         if (options.json) {
           printJson(
-            scanned.map(({ info, endpointType, unsupported }) => ({
+            scanned.map(({ info, endpointType, unsupported, skipped }) => ({
               name: info.link.name,
               index: info.link.index,
               kind: info.link.kind ?? null,
@@ -40,6 +40,7 @@ export function registerScan(program: Command): void {
               })),
               endpointType: endpointType ?? null,
               unsupported: unsupported ?? null,
+              skipped: skipped ?? null,
             })),
           );
           return;
@@ -47,7 +48,7 @@ export function registerScan(program: Command): void {
         print(
           table(
             ['NAME', 'KIND', 'MTU', 'MAC', 'ADDRESSES', 'ROUTES', 'ENDPOINT'],
-            scanned.map(({ info, endpointType, unsupported }) => [
+            scanned.map(({ info, endpointType, unsupported, skipped }) => [
               info.link.name,
               info.link.kind ?? '-',
               String(info.link.mtu),
@@ -57,7 +58,7 @@ export function registerScan(program: Command): void {
                 .map((a) => `${a.address}/${a.prefixLength}`)
                 .join(',') || '-',
               String(info.routes.length),
-              endpointType ?? `unsupported: ${unsupported?.message ?? ''}`,
+              skipped ? `skipped: ${skipped}` : (endpointType ?? `unsupported: ${unsupported?.message ?? ''}`),
             ]),
           ),
         );

@@ -5,7 +5,7 @@
  * at silent, nothing.
  */
 import type { Logger } from 'pino';
-import { channels, type EndpointEvent, tracing, type WatchEvent } from '../../diagnostics.js';
+import { channels, type EndpointEvent, type NoticeEvent, tracing, type WatchEvent } from '../../diagnostics.js';
 import { subscribeTracing } from './subscribe.js';
 
 function milliseconds(since: number | undefined): number | undefined {
@@ -24,6 +24,14 @@ export function subscribeLogs(log: Logger): () => void {
     [tracing.attachEndpoint, false],
     [tracing.hotplug, true],
   ] as const;
+  if (log.isLevelEnabled('warn')) {
+    const onNotice = (message: unknown): void => {
+      const { message: text, error, details, ...fields } = message as NoticeEvent;
+      log.warn({ ...fields, ...details, ...(error ? { err: error } : {}) }, text);
+    };
+    channels.notice.subscribe(onNotice);
+    unsubscribers.push(() => channels.notice.unsubscribe(onNotice));
+  }
   for (const [operation, hotplug] of log.isLevelEnabled('warn') ? endpointOperations : []) {
     const fields = (event: EndpointEvent) => ({
       sandbox: event.sandbox,

@@ -97,6 +97,7 @@ export const LinkAttribute = {
   LINKINFO: 18,
   NET_NS_PID: 19,
   IFALIAS: 20,
+  VFINFO_LIST: 22,
   AF_SPEC: 26,
   GROUP: 27,
   NET_NS_FD: 28,

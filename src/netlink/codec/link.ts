@@ -88,6 +88,8 @@ export interface LinkChanges {
   txQueueLength?: number;
   namespaceFd?: number;
   namespacePid?: number;
+  /** A VF's MAC, set through its PF (IFLA_VFINFO_LIST / IFLA_VF_INFO / IFLA_VF_MAC). */
+  virtualFunctionAddress?: { vf: number; address: string };
   /** IPv6 link-local address generation; 'none' keeps the kernel from giving the link any IPv6 address. */
   ipv6AddressGeneration?: 'eui64' | 'none' | 'stable-privacy' | 'random';
 }
@@ -96,6 +98,8 @@ const IPV6_ADDRESS_GENERATION = { eui64: 0, none: 1, 'stable-privacy': 2, random
 
 export interface LinkSpec extends LinkChanges {
   name: string;
+  /** The ifindex to create the link at (the kernel picks one when omitted); EEXIST when it is taken. */
+  index?: number;
   parentIndex?: number;
   data: LinkKindData;
 }
@@ -138,6 +142,17 @@ function writeChangeAttributes(writer: MessageWriter, changes: LinkChanges): voi
   if (changes.txQueueLength !== undefined) writer.u32(LinkAttribute.TXQLEN, changes.txQueueLength);
   if (changes.namespaceFd !== undefined) writer.u32(LinkAttribute.NET_NS_FD, changes.namespaceFd);
   if (changes.namespacePid !== undefined) writer.u32(LinkAttribute.NET_NS_PID, changes.namespacePid);
+  if (changes.virtualFunctionAddress !== undefined) {
+    // struct ifla_vf_mac { __u32 vf; __u8 mac[32]; }
+    const body = Buffer.alloc(36);
+    body.writeUInt32LE(changes.virtualFunctionAddress.vf, 0);
+    Buffer.from(macToBytes(changes.virtualFunctionAddress.address)).copy(body, 4);
+    writer.beginNested(LinkAttribute.VFINFO_LIST);
+    writer.beginNested(IFLA_VF_INFO);
+    writer.bytes(IFLA_VF_MAC, body);
+    writer.endNested();
+    writer.endNested();
+  }
   if (changes.ipv6AddressGeneration !== undefined) {
     writer.beginNested(LinkAttribute.AF_SPEC);
     writer.beginNested(AddressFamily.INET6);
@@ -147,13 +162,17 @@ function writeChangeAttributes(writer: MessageWriter, changes: LinkChanges): voi
   }
 }
 
+/** IFLA_VF_INFO inside IFLA_VFINFO_LIST, and IFLA_VF_MAC inside it. */
+const IFLA_VF_INFO = 1;
+const IFLA_VF_MAC = 1;
+
 /** IFLA_INET6_ADDR_GEN_MODE inside IFLA_AF_SPEC / AF_INET6. */
 const INET6_ADDR_GEN_MODE = 8;
 
 /** RTM_NEWLINK body for a new link of a kind. */
 export function encodeNewLink(writer: MessageWriter, spec: LinkSpec): void {
   const { flags, change } = flagChanges(spec);
-  writeInfoMessage(writer, 0, flags, change);
+  writeInfoMessage(writer, spec.index ?? 0, flags, change);
   writeChangeAttributes(writer, spec);
   if (spec.parentIndex !== undefined) writer.u32(LinkAttribute.LINK, spec.parentIndex);
   writer.beginNested(LinkAttribute.LINKINFO);

@@ -1,11 +1,13 @@
 /**
  * Which endpoint an interface becomes, in Kata's order (createEndpoint): a physical NIC, then a
- * vhost-user socket for the interface, then by link kind. Unlike Kata, an unsupported interface is
- * named together with its kind, and a missing kind says so instead of printing an empty string.
+ * vhost-user socket for the interface, then by link kind. A link without a kind (a NIC shown as a
+ * plain device: virtio-net in a nested VM, mlx5 sub-functions, platform VFs) is connected as a veth,
+ * as Kata does. Unlike Kata, an unsupported interface is named together with its kind.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ErrorCode, InvalidInputError, VcnetError } from '../../errors.js';
+import { HardwareType } from '../../netlink/codec/constants.js';
 import { createInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
@@ -69,6 +71,17 @@ export function classifyInterface(
       return 'macvtap';
     case 'veth':
       return 'virtual';
+    // No IFLA_INFO_KIND: Kata's netlink library calls these "device" and makes a veth endpoint.
+    case undefined:
+      if (link.type === HardwareType.LOOPBACK) {
+        throw new UnsupportedInterfaceError(
+          'VCNET_UNSUPPORTED_INTERFACE',
+          `${link.name} is the loopback device: the guest has its own`,
+          link.name,
+          'name a pod interface other than lo',
+        );
+      }
+      return 'virtual';
     case 'ipvlan':
       return 'ipvlan';
     case 'tun': {
@@ -92,12 +105,12 @@ export function classifyInterface(
       return 'tuntap';
     }
     default: {
-      const kind = link.kind ?? 'none (a device without a link kind)';
+      const kind = link.kind;
       throw new UnsupportedInterfaceError(
         'VCNET_UNSUPPORTED_INTERFACE',
         `unsupported network interface ${link.name}: kind ${kind}`,
-        { name: link.name, kind: link.kind ?? null },
-        'vcnet connects veth, macvlan, macvtap, ipvlan, tap (tuntap), physical PCI and vhost-user interfaces',
+        { name: link.name, kind: link.kind },
+        'vcnet connects veth, macvlan, macvtap, ipvlan, tap (tuntap), kind-less devices, physical PCI and vhost-user interfaces',
       );
     }
   }

@@ -2,9 +2,10 @@
  * A macvtap that already exists in the pod namespace: the VM uses it directly through /dev/tapN.
  * Nothing else is created or changed, except the rate limits Kata puts on it (an htb for rx, an ifb
  * fed from its ingress for tx), planned and applied like any attach so detach removes exactly those;
- * the guest NIC takes the macvtap's MAC.
+ * the guest NIC takes the macvtap's MAC. Its node is checked to be its own first (Kata does not:
+ * K§9.23): another namespace's macvtap at the same index owns it otherwise.
  */
-import { macvtapDevicePath, openMacvtapQueues } from '../models/macvtap.js';
+import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../models/macvtap-index.js';
 import {
   type AttachedPlumbing,
   attachByPlan,
@@ -22,11 +23,12 @@ export class MacvtapEndpoint extends Endpoint {
     if (context.rateLimit?.rxBitsPerSecond || context.rateLimit?.txBitsPerSecond) {
       return attachByPlan(context, { model: 'existing', source: link, tapName: link.name });
     }
+    const node = verifiedMacvtapNode(link.index);
     return existingDevicePlumbing(context, {
       tapName: link.name,
       tapIndex: link.index,
-      tapDevicePath: macvtapDevicePath(link.index),
-      tapFds: context.keepFds ? openMacvtapQueues(link.index, context.queues) : [],
+      tapDevicePath: node.path,
+      tapFds: context.keepFds ? openVerifiedMacvtapQueues(node, context.queues) : [],
       vhostFds: openVhostFds(context),
       guestHardwareAddress: link.address ?? '',
     });

@@ -1,14 +1,26 @@
 /**
- * A physical NIC (its link sits on a PCI device): passed through to the VM with VFIO. vcnet records
- * the PCI address, vendor/device ids and host driver; binding the device to vfio-pci takes it away
- * from the host, so that happens only when asked for explicitly (bindToVfio), never as a side effect.
+ * A physical NIC (its link sits on a PCI device): passed through to the VM with VFIO, as Kata does.
+ * Attach sets a VF's MAC through its PF, then moves the function to vfio-pci (network/vfio.ts);
+ * detach gives it back to its host driver. The VM gets `vfio-pci,host=<BDF>` (cold or hot).
  */
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { channels, publish } from '../../diagnostics.js';
 import { VcnetError } from '../../errors.js';
+import type { VfioPciDevice } from '../../hypervisor/qemu.js';
+import { NetlinkHandle } from '../../netlink/handle.js';
 import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../models/plumbing-context.js';
 import type { NetworkInfo } from '../network-info.js';
-import { Endpoint, type EndpointState } from './endpoint.js';
+import {
+  bindToVfio,
+  HOST_ROOTS,
+  type HostRoots,
+  rebindToHost,
+  type VfioBinding,
+  type VirtualFunctionOwner,
+  virtualFunctionOwner,
+} from '../vfio.js';
+import { Endpoint, type EndpointState, type HotplugTarget } from './endpoint.js';
 import { refuseRateLimit } from './rate-limit-support.js';
 
 export const PCI_DEVICES_DIRECTORY = '/sys/bus/pci/devices';
@@ -29,7 +41,7 @@ function readTrimmed(path: string): string | undefined {
 }
 
 /** What sysfs says about a PCI device (the PCI tree in sysfs is not per network namespace). */
-export function readPciDevice(address: string, root = PCI_DEVICES_DIRECTORY): PciDeviceInfo {
+export function readPciDevice(address: string, root = join(vfioRoots().sysfs, 'bus', 'pci', 'devices')): PciDeviceInfo {
   const directory = join(root, address);
   const info: PciDeviceInfo = { address };
   const vendorId = readTrimmed(join(directory, 'vendor'));
@@ -44,37 +56,124 @@ export function readPciDevice(address: string, root = PCI_DEVICES_DIRECTORY): Pc
   return info;
 }
 
+/** sysfs and /dev roots for VFIO: the host's, or a fake tree (VCNET_SYSFS_ROOT, VCNET_DEV_ROOT) for tests. */
+export function vfioRoots(environment: NodeJS.ProcessEnv = process.env): HostRoots {
+  return {
+    sysfs: environment.VCNET_SYSFS_ROOT ?? HOST_ROOTS.sysfs,
+    devices: environment.VCNET_DEV_ROOT ?? HOST_ROOTS.devices,
+  };
+}
+
+/** Sets a VF's MAC through its PF's netdev (in the host namespace, where the PF lives). */
+export type VirtualFunctionMacSetter = (owner: VirtualFunctionOwner, mac: string) => Promise<void>;
+
+const setMacThroughHostPf: VirtualFunctionMacSetter = async (owner, mac) => {
+  const handle = NetlinkHandle.open();
+  try {
+    const pf = await handle.linkByName(owner.physicalFunctionNetdev);
+    await handle.setLink(pf.index, { virtualFunctionAddress: { vf: owner.vf, address: mac } });
+  } finally {
+    handle.close();
+  }
+};
+
 export class PhysicalEndpoint extends Endpoint {
   readonly type = 'physical' as const;
+  /** Set while the function is vfio-pci's because of this endpoint; detach gives it back. */
+  binding: VfioBinding | undefined;
 
   constructor(
     index: number,
     properties: NetworkInfo,
     readonly device: PciDeviceInfo,
+    private readonly roots: HostRoots = vfioRoots(),
+    private readonly setVirtualFunctionMac: VirtualFunctionMacSetter = setMacThroughHostPf,
   ) {
     super(index, properties, undefined);
   }
 
+  /**
+   * Kata's order: the VF's MAC through its PF first (best effort: the guest driver reads it at probe,
+   * and a PF that refuses leaves the VF's own), then the function moves to vfio-pci.
+   */
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
     refuseRateLimit(context, 'physical', this.properties.link.name);
-    return existingDevicePlumbing(context, { guestHardwareAddress: this.properties.link.address ?? '' });
+    const mac = this.properties.link.address ?? '';
+    const owner = virtualFunctionOwner(this.device.address, this.roots);
+    if (owner && mac) {
+      await this.setVirtualFunctionMac(owner, mac).catch((error: Error) =>
+        publish(channels.notice, () => ({
+          operation: 'attach',
+          endpoint: this.properties.link.name,
+          message: 'could not set the VF MAC through its PF; the VF keeps its own',
+          error,
+          details: { pf: owner.physicalFunctionNetdev, vf: owner.vf },
+        })),
+      );
+    }
+    this.binding = bindToVfio(this.device.address, this.roots);
+    return existingDevicePlumbing(context, { guestHardwareAddress: mac, tapDevicePath: this.binding.groupDevice });
   }
 
-  /** Rebinds the device to vfio-pci (driver_override, unbind, probe). Explicit opt-in only. */
-  bindToVfio(root = PCI_DEVICES_DIRECTORY): void {
-    const directory = join(root, this.device.address);
-    if (!existsSync(directory)) {
-      throw new VcnetError('VCNET_PCI_DEVICE_MISSING', `PCI device ${this.device.address} not found`, {
-        value: this.device.address,
-        hint: 'the NIC may have been removed or renamed',
-      });
+  /** The VFIO device the VM gets (QEMU: -device vfio-pci,host=BDF or device_add). */
+  vfioDevice(): VfioPciDevice {
+    return { id: this.deviceId, hostAddress: this.device.address };
+  }
+
+  override async hotAttach(context: PlumbingContext, target: HotplugTarget): Promise<void> {
+    const vfioTarget = target as HotplugTarget & Partial<VfioHotplugTarget>;
+    if (!vfioTarget.hotplugVfioDevice) {
+      throw new PhysicalDeviceUnsupportedError('this hypervisor', this.properties.link.name);
     }
-    writeFileSync(join(directory, 'driver_override'), 'vfio-pci');
-    if (this.device.driver) writeFileSync(join(directory, 'driver', 'unbind'), this.device.address);
-    writeFileSync(join(root, '..', 'drivers_probe'), this.device.address);
+    await this.attach(context);
+    try {
+      const plugged = await vfioTarget.hotplugVfioDevice(this.vfioDevice());
+      this.pciPath = plugged.pciPath;
+    } catch (error) {
+      this.releaseHostDevice();
+      await this.detach(context.handle);
+      throw error;
+    }
+  }
+
+  /** Gives the PCI function back to its host driver (detach); a no-op when it was not bound. */
+  releaseHostDevice(): void {
+    if (!this.binding) return;
+    rebindToHost(this.binding, this.roots);
+    this.binding = undefined;
   }
 
   override save(): EndpointState {
-    return { ...super.save(), details: { pci: this.device } };
+    return { ...super.save(), details: { pci: this.device, ...(this.binding ? { vfio: this.binding } : {}) } };
   }
+
+  override restore(state: EndpointState): void {
+    super.restore(state);
+    const binding = state.details?.vfio as VfioBinding | undefined;
+    if (binding) this.binding = binding;
+  }
+}
+
+/** A hot-plug target that can take VFIO devices (QemuNetworkHotplugTarget). */
+export interface VfioHotplugTarget {
+  hotplugVfioDevice(device: VfioPciDevice): Promise<{ pciPath?: string }>;
+}
+
+export class PhysicalDeviceUnsupportedError extends VcnetError {
+  constructor(hypervisor: string, link: string) {
+    super('VCNET_PHYSICAL_UNSUPPORTED', `${hypervisor} cannot take physical NIC ${link} (VFIO pass-through)`, {
+      value: link,
+      hint: 'use QEMU for pods with physical NICs, or leave the NIC out of the pod namespace',
+    });
+  }
+}
+
+/** Refuses, before anything is made, a hypervisor that cannot take the physical NICs about to be attached. */
+export function refusePhysicalEndpoints(
+  hypervisor: 'qemu' | 'clh' | 'firecracker',
+  physicalLinks: readonly string[],
+): void {
+  if (hypervisor === 'qemu' || physicalLinks.length === 0) return;
+  const name = hypervisor === 'clh' ? 'Cloud Hypervisor (through vcnet)' : 'Firecracker';
+  throw new PhysicalDeviceUnsupportedError(name, physicalLinks.join(', '));
 }

@@ -14,6 +14,7 @@ import { type AttachRequest, CLSACT_INGRESS_PARENT, type PlanSnapshot, planAttac
 import type { Plan } from '../plan/types.js';
 import type { PlumbingStep } from '../plumbing.js';
 import type { RateLimit } from '../rate-limit.js';
+import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from './macvtap-index.js';
 
 export { closeFds };
 
@@ -118,14 +119,16 @@ export async function attachByPlan(context: PlumbingContext, request: AttachRequ
     const macvtapLike = plan.model === 'macvtap' || plan.model === 'existing';
     const guestHardwareAddress =
       plan.guestHardwareAddress ?? (await context.handle.linkByIndex(deviceIndex)).address ?? '';
-    if (macvtapLike && context.keepFds) tapFds = openMacvtapQueues(deviceIndex, context.queues);
+    // The macvtap's /dev/tap<index> is checked by major:minor to be its own before its path is handed out.
+    const macvtapNode = macvtapLike ? verifiedMacvtapNode(deviceIndex) : undefined;
+    if (macvtapNode && context.keepFds) tapFds = openVerifiedMacvtapQueues(macvtapNode, context.queues);
     vhostFds = openVhostFds(context);
     return {
       model: plan.model,
       steps: applied.records,
       tapName: plan.device.name,
       tapIndex: deviceIndex,
-      ...(macvtapLike ? { tapDevicePath: macvtapDevicePath(deviceIndex) } : {}),
+      ...(macvtapNode ? { tapDevicePath: macvtapNode.path } : {}),
       tapFds,
       vhostFds,
       guestHardwareAddress,
@@ -135,27 +138,6 @@ export async function attachByPlan(context: PlumbingContext, request: AttachRequ
     closeFds(tapFds);
     closeFds(vhostFds);
     return rollBackAttach(context.handle, applied.records, error as Error, context.journal);
-  }
-}
-
-export function macvtapDevicePath(index: number): string {
-  return `/dev/tap${index}`;
-}
-
-/** Opens a macvtap's character device once per queue (its links must be up first). */
-export function openMacvtapQueues(index: number, queues: number): number[] {
-  const path = macvtapDevicePath(index);
-  if (!existsSync(path)) {
-    throw new SystemCallError(
-      `open ${path}`,
-      Object.assign(new Error(`${path} does not exist`), { code: 'ENOENT' }),
-      'macvtap character devices appear in /dev when it is a devtmpfs',
-    );
-  }
-  try {
-    return nativeDevices.openDevice(path, queues);
-  } catch (error) {
-    throw new SystemCallError(`open ${path}`, error as NodeJS.ErrnoException);
   }
 }
 

@@ -10,10 +10,13 @@
  */
 import { RollbackIncompleteError, SystemCallError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
-import type { Link } from '../../netlink/codec/link.js';
+import type { Link, LinkSpec } from '../../netlink/codec/link.js';
 import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/traffic-control.js';
 import type { NetlinkError } from '../../netlink/errors.js';
 import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
+import { qdiscsHoldingOthersFilters } from '../foreign-filters.js';
+import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
+import { createMacvtapAtUniqueIndex } from '../models/macvtap-index.js';
 import type { PlumbingStep } from '../plumbing.js';
 import { type DetachPlan, planDetach } from './plan-detach.js';
 import type { Change, LinkRef, Plan, PlanStep } from './types.js';
@@ -139,12 +142,10 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         createdIndexes.set(ref.name, (await handle.linkByName(ref.name)).index);
       }
       if (testHook) {
-        try {
-          await testHook(step, position);
-        } catch (error) {
-          await flush();
-          throw error;
-        }
+        // The steps before it are sent first, so a fault (or a kill) lands exactly between steps,
+        // whatever batch boundaries the executor would otherwise choose.
+        await flush();
+        await testHook(step, position);
       }
       if (change.op === 'create-tap') {
         context.journal?.(recordsOf([...completed, step]));
@@ -154,11 +155,29 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         completed.push(step);
         continue;
       }
-      queueChange(batch, change, (ref) => {
+      const resolved = (ref: LinkRef): number => {
         const index = indexOf(ref);
         if (index === undefined) throw new Error(`link ${ref.name} was not resolved`); // a bug in the loop above
         return index;
-      });
+      };
+      if (change.op === 'create-link' && change.kind === 'macvtap') {
+        // Made on its own at a random high index, so its host-global /dev/tap<index> is its own (issue 13).
+        await flush();
+        context.journal?.(recordsOf([...completed, step]));
+        const created = await createMacvtapAtUniqueIndex(handle, linkSpecOf(change, resolved));
+        createdIndexes.set(change.link.name, created.index);
+        completed.push(step);
+        continue;
+      }
+      if (change.op === 'add-qdisc' && change.kind === 'ingress') {
+        // Sent on its own: the kernel answers EBUSY while another tc user changes the link; retried as Kata.
+        await flush();
+        context.journal?.(recordsOf([...completed, step]));
+        await addIngressQdiscRetrying(handle, { index: resolved(change.link), name: change.link.name });
+        completed.push(step);
+        continue;
+      }
+      queueChange(batch, change, resolved);
       queued.push(step);
     }
     await flush();
@@ -219,21 +238,26 @@ export function closeFds(fds: number[]): void {
   }
 }
 
+/** The link a create-link change makes, with its parent's index resolved. */
+function linkSpecOf(change: Extract<Change, { op: 'create-link' }>, indexOf: (ref: LinkRef) => number): LinkSpec {
+  return {
+    name: change.link.name,
+    ...(change.parent ? { parentIndex: indexOf(change.parent) } : {}),
+    ...(change.mtu !== undefined ? { mtu: change.mtu } : {}),
+    ...(change.address ? { address: change.address } : {}),
+    ...(change.group !== undefined ? { group: change.group } : {}),
+    ...(change.txQueueLength !== undefined ? { txQueueLength: change.txQueueLength } : {}),
+    data: change.kind === 'macvtap' ? { kind: 'macvtap', mode: 'bridge' } : { kind: 'ifb' },
+  };
+}
+
 /** Puts one change in a batch, with link indexes resolved. */
 export function queueChange(batch: ChangeBatch, change: Change, indexOf: (ref: LinkRef) => number): void {
   switch (change.op) {
     case 'create-tap':
       throw new Error('a tap is made by ioctl, not netlink');
     case 'create-link':
-      batch.addLink({
-        name: change.link.name,
-        ...(change.parent ? { parentIndex: indexOf(change.parent) } : {}),
-        ...(change.mtu !== undefined ? { mtu: change.mtu } : {}),
-        ...(change.address ? { address: change.address } : {}),
-        ...(change.group !== undefined ? { group: change.group } : {}),
-        ...(change.txQueueLength !== undefined ? { txQueueLength: change.txQueueLength } : {}),
-        data: change.kind === 'macvtap' ? { kind: 'macvtap', mode: 'bridge' } : { kind: 'ifb' },
-      });
+      batch.addLink(linkSpecOf(change, indexOf));
       return;
     case 'delete-link':
       batch.deleteLink(indexOf(change.link), `delete ${change.kind} ${change.link.name}`);
@@ -374,7 +398,11 @@ export async function undoRecords(
 ): Promise<UndoReport> {
   if (records.length === 0) return { undone: 0, alreadyGone: 0, failures: [], left: [] };
   const links = knownLinks ?? (await handle.links());
-  const report = await undoPlan(handle, planDetach(records, { links }));
+  // An ingress qdisc of ours that now holds someone else's filter stays; only our filters go.
+  const createdNames = new Set(records.flatMap((record) => (record.step === 'create-link' ? [record.name] : [])));
+  const byName = new Map(links.map((link) => [link.name, link]));
+  const keptQdiscs = await qdiscsHoldingOthersFilters(handle, records, byName, createdNames);
+  const report = await undoPlan(handle, planDetach(records, { links, keptQdiscs }));
   // Keep the attach order in what is left, so the next detach undoes it in reverse again.
   const left = new Set(report.left);
   report.left = records.filter((record) => left.has(record));

@@ -213,10 +213,19 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
     }),
   );
   steps.push(stepOf({ op: 'set-link', link: pod, set: { address: spare } }, { address: originalAddress }));
-  for (const address of snapshot.addresses) {
-    if (address.index !== source.index) continue;
-    // The kernel's IPv6 link-local address stays (it is the link's, not the pod's).
-    if (address.family === AddressFamily.INET6 && address.scope === RouteScope.LINK) continue;
+  // The kernel's IPv6 link-local address stays (it is the link's, not the pod's).
+  const removable = snapshot.addresses.filter(
+    (address) =>
+      address.index === source.index && !(address.family === AddressFamily.INET6 && address.scope === RouteScope.LINK),
+  );
+  // Undo runs backwards, so the deletion order is the reverse of the order to put them back in.
+  // IPv4 is listed oldest first: delete the newest first, so secondaries go before their primary
+  // (deleting a primary first takes its secondaries with it, or promotes one). IPv6 as listed.
+  const deletionOrder = [
+    ...removable.filter((address) => address.family !== AddressFamily.INET6).reverse(),
+    ...removable.filter((address) => address.family === AddressFamily.INET6),
+  ];
+  for (const address of deletionOrder) {
     steps.push(
       stepOf({
         op: 'delete-address',

@@ -23,7 +23,14 @@ export interface DetachPlan {
   alreadyGone: PlumbingStep[];
 }
 
-export function planDetach(records: readonly PlumbingStep[], snapshot: { links: readonly Link[] }): DetachPlan {
+export function planDetach(
+  records: readonly PlumbingStep[],
+  snapshot: {
+    links: readonly Link[];
+    /** Qdiscs vcnet added that now hold someone else's filter (foreign-filters.ts): kept, only our filters go. */
+    keptQdiscs?: ReadonlySet<string>;
+  },
+): DetachPlan {
   const byName = new Map(snapshot.links.map((link) => [link.name, link]));
   const refOf = (name: string): LinkRef => {
     const link = byName.get(name);
@@ -54,6 +61,7 @@ export function planDetach(records: readonly PlumbingStep[], snapshot: { links: 
   const qdiscSteps = new Map<string, DetachStep>();
   for (const record of records) {
     if (record.step !== 'add-qdisc' || createdNames.has(record.link) || !byName.has(record.link)) continue;
+    if (snapshot.keptQdiscs?.has(qdiscKey(record.link, record.handle))) continue;
     qdiscSteps.set(qdiscKey(record.link, record.handle), {
       change: undoChangesOf(record, refOf)[0]!,
       settles: [record],
@@ -69,7 +77,10 @@ export function planDetach(records: readonly PlumbingStep[], snapshot: { links: 
     } else if (createdNames.has(record.link) || !byName.has(record.link)) {
       alreadyGone.push(record);
     } else if (record.step === 'add-qdisc') {
-      steps.push(qdiscSteps.get(qdiscKey(record.link, record.handle))!);
+      const qdiscStep = qdiscSteps.get(qdiscKey(record.link, record.handle));
+      // A kept qdisc is no longer ours to delete: its record is settled without a change.
+      if (qdiscStep) steps.push(qdiscStep);
+      else alreadyGone.push(record);
     } else if (record.step === 'add-filter' && qdiscSteps.has(qdiscKey(record.link, record.parent))) {
       qdiscSteps.get(qdiscKey(record.link, record.parent))!.settles.push(record);
     } else {

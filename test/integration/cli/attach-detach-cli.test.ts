@@ -31,6 +31,7 @@ describe('vcnet scan', () => {
       name: string;
       endpointType: string | null;
       unsupported: { message: string } | null;
+      skipped: string | null;
       addresses: string[];
     }>;
     expect(rows.find((row) => row.name === 'eth0')).toMatchObject({ endpointType: 'virtual' });
@@ -38,9 +39,13 @@ describe('vcnet scan', () => {
     expect(rows.find((row) => row.name === 'br9')?.unsupported?.message).toBe(
       'unsupported network interface br9: kind bridge',
     );
+    // Without an address attach leaves it alone, and scan says so.
+    expect(rows.find((row) => row.name === 'br9')?.skipped).toBe('no address');
+    expect(rows.find((row) => row.name === 'eth0')?.skipped).toBeNull();
     const human = vcnet(['scan', '--netns', pod.path]);
     expect(human.stdout).toMatch(/^NAME\s+KIND\s+MTU/m);
     expect(human.stdout).toMatch(/eth0\s+veth\s+1500/);
+    expect(human.stdout).toMatch(/br9\s+bridge.*skipped: no address/);
   });
 });
 

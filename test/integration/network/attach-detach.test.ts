@@ -12,7 +12,7 @@ import { isLocallyAdministeredUnicast } from '../../../src/network/mac-address.j
 import { Network } from '../../../src/network/network.js';
 import { setApplyTestHook } from '../../../src/network/plan/apply.js';
 import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
-import { interfacesOf } from '../../../src/network/scan.js';
+import { interfacesOf, scanNamespace } from '../../../src/network/scan.js';
 import {
   cleanupNamespaces,
   kernelSupportsLinkKind,
@@ -45,7 +45,7 @@ function open(namespace: TestNamespace, model: InterworkingModel, extra: Partial
     namespacePath: namespace.path,
     model,
     namespaceCreatedByVcnet: false,
-    disableNewNetns: model === 'none',
+    disableNewNetns: false,
     queues: 1,
     vhostNet: 'auto',
     ...extra,
@@ -242,10 +242,30 @@ describe('none', () => {
   });
 });
 
+describe('disable_new_netns', () => {
+  it('scans nothing, as Kata: attach makes no endpoint and touches nothing', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const network = open(pod, 'none', { disableNewNetns: true });
+    expect(await network.addEndpoints()).toEqual([]);
+    expect(fingerprint(pod)).toEqual(before);
+    // Only hot-added taps: an existing interface named explicitly is refused, nothing made.
+    const { interfaces } = await scanNamespace(network.handle);
+    await expect(
+      network.addEndpoints({ interfaces: interfaces.filter((info) => info.link.name === 'eth0') }),
+    ).rejects.toMatchObject({
+      code: 'VCNET_CONFIG_CONFLICT',
+      message: expect.stringContaining('only hot-added taps can be attached, not eth0 (virtual)'),
+    });
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
 describe('other endpoint types', () => {
   it('joins a macvlan (bridged macvlan endpoint) like a veth', async () => {
     const { pod } = makePod();
     pod.exec('ip', ['link', 'add', 'mv0', 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge']);
+    pod.exec('ip', ['addr', 'add', '10.200.0.7/24', 'dev', 'mv0']);
     const before = fingerprint(pod);
     const network = open(pod, 'tcfilter');
     const endpoints = await network.addEndpoints();
@@ -260,9 +280,15 @@ describe('other endpoint types', () => {
     const pod = makeNamespace('pod');
     pod.exec('ip', ['link', 'add', 'base0', 'type', 'veth', 'peer', 'name', 'base1']);
     pod.exec('ip', ['tuntap', 'add', 'dev', 'usertap', 'mode', 'tap']);
-    pod.exec('ip', ['link', 'add', 'mvt5', 'link', 'base0', 'type', 'macvtap']);
+    // At a high index of its own: /dev/tap<index> is host-global, and a node another namespace's
+    // macvtap owns is refused (macvtap-index.ts).
+    const index = String(20_000 + Math.floor(Math.random() * 40_000));
+    pod.exec('ip', ['link', 'add', 'mvt5', 'index', index, 'link', 'base0', 'type', 'macvtap']);
     pod.exec('ip', ['link', 'set', 'mvt5', 'up']);
     pod.exec('ip', ['link', 'set', 'base0', 'up']);
+    // Links without an address are skipped: these two get one, base0/base1 stay alone.
+    pod.exec('ip', ['addr', 'add', '10.77.0.1/24', 'dev', 'usertap']);
+    pod.exec('ip', ['addr', 'add', '10.78.0.1/24', 'dev', 'mvt5']);
     const before = fingerprint(pod);
     const network = open(pod, 'tcfilter');
     const endpoints = await network.addEndpoints({ interfaces: undefined, keepFds: true });
@@ -272,6 +298,8 @@ describe('other endpoint types', () => {
     expect(byName.get('mvt5')?.type).toBe('macvtap');
     expect(byName.get('mvt5')?.plumbing?.model).toBe('existing');
     expect(byName.get('mvt5')?.plumbing?.tapFds).toHaveLength(1);
+    expect(byName.get('mvt5')?.plumbing?.tapDevicePath).toBe(`/dev/tap${index}`);
+    expect(byName.has('base0')).toBe(false);
     await network.removeEndpoints();
     expect(fingerprint(pod)).toEqual(before);
   });

@@ -283,7 +283,13 @@ describe('vcnet watch', () => {
     });
     stops.push(() => watching.stop());
 
+    // A link without an address is skipped (as Kata), and attached once it gets one.
     pod.exec('ip', ['link', 'add', 'eth8', 'type', 'veth', 'peer', 'name', 'peer8']);
+    await until(() => applied.length > 0, 'the new link seen');
+    expect(applied.flatMap((summary) => summary.added)).not.toContain('eth8');
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
+
+    pod.exec('ip', ['addr', 'add', '10.88.0.2/24', 'dev', 'eth8']);
     await until(() => applied.some((summary) => summary.added.includes('eth8')), 'eth8 attached');
     expect(pod.exec('ip', ['link', 'show'])).toContain('tap1_kata');
     expect(
@@ -291,9 +297,6 @@ describe('vcnet watch', () => {
         (entry: { name: string }) => entry.name,
       ),
     ).toContain('eth8');
-
-    pod.exec('ip', ['addr', 'add', '10.88.0.2/24', 'dev', 'eth8']);
-    await until(() => applied.some((summary) => summary.updated.includes('eth8')), 'eth8 updated');
     const listed = JSON.parse(vcnet(['list-ifaces', 'w1', '--state-dir', stateDir, '--json']).stdout) as Array<{
       name: string;
       IPAddresses: Array<{ address: string }>;
@@ -311,6 +314,7 @@ describe('vcnet watch', () => {
     const run = vcnetAsync(['watch', '--sandbox', 'w1', '--state-dir', stateDir, '--debounce', '50']);
     await until(() => run.output().stderr.includes('watching sandbox w1'), 'the watch command');
     pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
+    pod.exec('ip', ['addr', 'add', '10.89.0.2/24', 'dev', 'eth9']);
     await until(() => run.output().stdout.includes('"eth9"'), 'eth9 in the watch output');
     run.child.kill('SIGTERM');
     expect((await run.done).status).toBe(0);

@@ -9,6 +9,7 @@ import {
 import { classifyInterface, createEndpoint } from '../../../src/network/endpoints/create-endpoint.js';
 import { generateGuestNetwork } from '../../../src/network/guest.js';
 import { endpointFromState } from '../../../src/network/network.js';
+import { type SkippedInterface, selectEndpointInterfaces, skippedNotice } from '../../../src/network/scan.js';
 import { address, info, link, permanent, route } from './fixtures.js';
 
 describe('endpoint choice (Kata createEndpoint)', () => {
@@ -41,17 +42,23 @@ describe('endpoint choice (Kata createEndpoint)', () => {
     );
   });
 
-  it('names the interface and its kind when unsupported, and says when there is no kind (Kata printed an empty string)', () => {
+  it('names the interface and its kind when unsupported (Kata printed an empty string)', () => {
     expect(() => classifyInterface(info({ link: link({ name: 'vx0', kind: 'vxlan' }) }))).toThrow(
       'unsupported network interface vx0: kind vxlan',
     );
-    try {
-      classifyInterface(info({ link: link({ name: 'enp0', kind: undefined }) }));
-      expect.unreachable();
-    } catch (error) {
-      expect(error).toMatchObject({ code: 'VCNET_UNSUPPORTED_INTERFACE', value: { name: 'enp0', kind: null } });
-      expect((error as Error).message).toContain('kind none');
-    }
+  });
+
+  it('connects a link without a kind as a veth (Kata: netlink "device" → veth endpoint), but never lo', () => {
+    const plainDevice = info({
+      link: link({ name: 'enp0', kind: undefined, parentBus: 'virtio', parentDevice: 'virtio3' }),
+    });
+    expect(classifyInterface(plainDevice)).toBe('virtual');
+    const endpoint = createEndpoint(plainDevice, { index: 2, model: 'tcfilter' });
+    expect(endpoint.type).toBe('virtual');
+    expect(endpoint.pair?.tap.name).toBe('tap2_kata');
+    expect(() => classifyInterface(info({ link: link({ name: 'lo', kind: undefined, type: 772 }) }))).toThrow(
+      /loopback/,
+    );
   });
 
   it('forces the tcfilter pair for ipvlan, whatever the model', () => {
@@ -212,5 +219,36 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
       guestName: 'net7',
     });
     expect(generateGuestNetwork([endpoint]).routes[0]?.device).toBe('net7');
+  });
+});
+
+describe('which links become endpoints (Kata scanEndpointsInNs, then better)', () => {
+  const tunl0 = info({ link: link({ index: 2, name: 'tunl0', kind: 'ipip' }) });
+  const bridge = info({
+    link: link({ index: 3, name: 'br0', kind: 'bridge' }),
+    addresses: [address('fe80::1', 64, { index: 3, scope: RouteScope.LINK })],
+  });
+  const eth0 = info({ link: link({ index: 4, name: 'eth0' }), addresses: [address('10.0.0.2', 24, { index: 4 })] });
+  const v6only = info({
+    link: link({ index: 5, name: 'eth1' }),
+    addresses: [address('fd00::2', 64, { index: 5 })],
+  });
+
+  it('skips links whose only address is none or the kernel link-local one, each with its reason', () => {
+    const { selected, skipped } = selectEndpointInterfaces([tunl0, bridge, eth0, v6only]);
+    expect(selected.map((entry) => entry.link.name)).toEqual(['eth0', 'eth1']);
+    expect(skipped.map((entry) => [entry.info.link.name, entry.reason])).toEqual([
+      ['tunl0', 'no address'],
+      ['br0', 'no address'],
+    ]);
+    expect(skippedNotice(skipped[0] as SkippedInterface)).toBe(
+      'skipped tunl0 (kind ipip): no address; name it with --interface tunl0 (or add-iface) to attach it anyway',
+    );
+  });
+
+  it('attaches a link without an address when it is named', () => {
+    const { selected, skipped } = selectEndpointInterfaces([tunl0, bridge, eth0], new Set(['br0']));
+    expect(selected.map((entry) => entry.link.name)).toEqual(['br0', 'eth0']);
+    expect(skipped.map((entry) => entry.info.link.name)).toEqual(['tunl0']);
   });
 });

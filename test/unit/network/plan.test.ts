@@ -254,6 +254,29 @@ describe('planAttach: macvtap', () => {
     ]);
   });
 
+  it('deletes IPv4 addresses newest first (secondaries before their primary), IPv6 as listed', () => {
+    const several = planAttach(
+      snapshot({
+        addresses: [
+          address('10.88.0.2', 16),
+          address('10.88.0.3', 16),
+          address('10.88.0.4', 16),
+          address('fd00::3', 64),
+          address('fd00::2', 64),
+        ],
+      }),
+      { queues: 1 },
+      { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    );
+    expect(commandsOf(several).filter((command) => command.startsWith('ip address del'))).toEqual([
+      'ip address del 10.88.0.4/16 dev eth0',
+      'ip address del 10.88.0.3/16 dev eth0',
+      'ip address del 10.88.0.2/16 dev eth0',
+      'ip address del fd00::3/64 dev eth0',
+      'ip address del fd00::2/64 dev eth0',
+    ]);
+  });
+
   it('records how to put back what it removed or changed', () => {
     expect(plan.steps.map((step) => step.record?.step)).toEqual([
       'remove-neighbours',
@@ -415,6 +438,17 @@ describe('planDetach', () => {
     expect(plan.steps[0]?.settles.map((record) => record.step)).toEqual(['add-qdisc', 'add-filter']);
     expect(plan.steps[1]?.settles.map((record) => record.step)).toEqual(['create-link', 'add-filter', 'add-qdisc']);
     expect(plan.alreadyGone).toEqual([]);
+  });
+
+  it("keeps a pod qdisc of ours that holds someone else's filter, and deletes only our filter", () => {
+    const plan = planDetach(records(), { links: [eth0(), tap], keptQdiscs: new Set(['eth0/65535']) });
+    const commands = plan.steps.map((step) => commandOf(step.change));
+    expect(commands).not.toContain('tc qdisc del dev eth0 ingress');
+    expect(commands.filter((command) => command.includes('dev eth0'))).toEqual([
+      expect.stringMatching(/^tc filter del dev eth0 /),
+    ]);
+    expect(commands).toContain('ip link del dev tap0_kata');
+    expect(plan.alreadyGone.map((record) => record.step)).toEqual(['add-qdisc']);
   });
 
   it('deletes two taps by group when the group holds exactly them', () => {
