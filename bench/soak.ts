@@ -510,7 +510,12 @@ export async function runConcurrentSoak(options: ConcurrentSoakOptions): Promise
       for (const link of leakedLinks(pod)) leaks.push(`${sandboxId(i)}: leaked link ${link}`);
       leaks.push(...fingerprintDifferences(before[i]!, fingerprint(pod), sandboxId(i)));
     });
-    const leftoverState = readdirSync(stateDirectory);
+    // The lock directory stays (locks live beside the sandboxes, never inside them); its files must not.
+    const locks = join(stateDirectory, '.locks');
+    const leftoverState = [
+      ...readdirSync(stateDirectory).filter((entry) => entry !== '.locks'),
+      ...(existsSync(locks) ? readdirSync(locks).map((entry) => join('.locks', entry)) : []),
+    ];
     for (const entry of leftoverState) leaks.push(`state left in ${join(stateDirectory, entry)}`);
     return {
       sandboxes: options.sandboxes,

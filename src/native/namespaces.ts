@@ -2,6 +2,10 @@
 import { nativeShim } from './binding.js';
 
 export const nativeNamespaces = {
+  /** Loads the addon now, so that a missing one is reported as such (VCNET_NATIVE_MISSING). */
+  load: (): void => {
+    nativeShim();
+  },
   createNetns: (directory: string, name: string): string => nativeShim().createNetns(directory, name),
   deleteNetns: (path: string): void => nativeShim().deleteNetns(path),
   /** The namespace's SO_NETNS_COOKIE, as a decimal string: never reused by another namespace. */

@@ -153,6 +153,8 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
 }
 
 function namespaceCookie(entryPath: string, field: string, path: string): string | undefined {
+  // Outside the try: a missing native shim is its own error (VCNET_NATIVE_MISSING), not a failed system call.
+  nativeNamespaces.load();
   try {
     return nativeNamespaces.namespaceCookie(entryPath);
   } catch (error) {

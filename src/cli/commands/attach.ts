@@ -169,9 +169,10 @@ export function registerAttach(program: Command): void {
             ]),
           ),
         );
-        print(`\n${hypervisor} device configuration:`);
         // The reason is part of the answer, not a warning: most nodes have vhost_net, this one may not.
-        if (vhost && !vhost.available) print(`  vhost-net off: ${vhost.reason}`);
+        print(
+          `\n${hypervisor} device configuration${vhost && !vhost.available ? ` (vhost-net off: ${vhost.reason})` : ''}:`,
+        );
         for (const device of devices)
           print(
             `  ${device.endpoint}: ${Array.isArray(device.config) ? device.config.join(' ') : JSON.stringify(device.config)}`,

@@ -23,10 +23,18 @@ import {
 } from '../../helpers/container-runtimes.js';
 import { cleanupNamespaces, makeNamespace } from '../../helpers/namespace.js';
 
+/** runc needs a cgroup filesystem; a chroot that bound /sys without its submounts has none. */
+function missingCgroupMount(): string | undefined {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
+  return / - cgroup2? /.test(mounts)
+    ? undefined
+    : 'no cgroup filesystem is mounted here (e.g. a chroot whose /sys was bound without /sys/fs/cgroup): runc cannot create containers';
+}
+
 const baseSkip =
   process.getuid?.() !== 0
     ? 'real CNI client tests need root (namespaces, containers)'
-    : (missingCniPlugins() ?? missingBusybox());
+    : (missingCniPlugins() ?? missingBusybox() ?? missingCgroupMount());
 const containerdSkip =
   baseSkip ?? missingCommands(['containerd', 'ctr', 'containerd-shim-runc-v2', 'runc', 'nsenter', 'unshare']);
 const podmanSkip = baseSkip ?? missingCommands(['podman', 'conmon', 'runc', 'nsenter']);

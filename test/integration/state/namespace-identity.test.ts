@@ -135,7 +135,20 @@ describe('a recorded namespace', () => {
     node.exec('ip', ['link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(holder.pid)]);
     const path = `/proc/${holder.pid}/ns/net`;
     const stateDir = join(work, 'state');
-    const attached = vcnet(['attach', '--sandbox', 'sb', '--netns', path, '--state-dir', stateDir, '--model', 'none']);
+    // eth0 has no address here: named, so it is attached anyway (address-less links are skipped otherwise).
+    const attached = vcnet([
+      'attach',
+      '--sandbox',
+      'sb',
+      '--netns',
+      path,
+      '--state-dir',
+      stateDir,
+      '--model',
+      'none',
+      '--interface',
+      'eth0',
+    ]);
     expect(attached.stderr).toBe('');
     const statePath = join(stateDir, 'sb', 'state.json');
     const record = JSON.parse(readFileSync(statePath, 'utf8'));
