@@ -151,9 +151,14 @@ export class ClientFixture {
     return existsSync(directory) ? readdirSync(directory).filter((name) => isIP(name) !== 0) : [];
   }
 
-  /** Containers vcnet-cni has records for. */
+  /** Containers vcnet-cni has records for (and lock files left behind, which must be none). */
   recordedContainers(): string[] {
-    return existsSync(this.stateDirectory) ? readdirSync(this.stateDirectory) : [];
+    if (!existsSync(this.stateDirectory)) return [];
+    const locks = join(this.stateDirectory, '.locks');
+    return [
+      ...readdirSync(this.stateDirectory).filter((name) => name !== '.locks'),
+      ...(existsSync(locks) ? readdirSync(locks).map((name) => `.locks/${name}`) : []),
+    ];
   }
 
   /** Whether vcnet-cni finished ADD for `containerId` (the record names the VM's device). */
