@@ -5,7 +5,7 @@
  *   node --expose-gc --import tsx bench/soak.ts ...                  (same, with the flag for gc)
  *
  * (a) N attach/detach cycles of one sandbox with 4 endpoints in one process, rotating the models
- *     (tcfilter, macvtap, none with disableNewNetns, tcfilter with rx/tx rate limits), with the tap
+ *     (tcfilter, macvtap, none, tcfilter with rx/tx rate limits; disable_new_netns scans nothing, as in Kata), with the tap
  *     and vhost fds kept open as a runtime keeps them. Afterwards: no link of vcnet's group and no
  *     tun/ifb/macvtap link, the pod namespace identical to before (links, addresses, routes,
  *     neighbours, qdiscs, filters), this process's open fds back to the start value, and RSS growth
@@ -189,7 +189,7 @@ export interface SoakVariant {
 export const SOAK_VARIANTS: readonly SoakVariant[] = [
   { label: 'tcfilter', config: { model: 'tcfilter', disableNewNetns: false } },
   { label: 'macvtap', config: { model: 'macvtap', disableNewNetns: false } },
-  { label: 'none', config: { model: 'none', disableNewNetns: true } },
+  { label: 'none', config: { model: 'none', disableNewNetns: false } },
   {
     label: 'tcfilter+ratelimit',
     config: {
@@ -438,7 +438,7 @@ function runProcess(cli: string, args: string[]): Promise<ProcessResult> {
 const CONCURRENT_MODELS = [
   { model: 'tcfilter', flags: ['--model', 'tcfilter'] },
   { model: 'macvtap', flags: ['--model', 'macvtap'] },
-  { model: 'none', flags: ['--model', 'none', '--disable-new-netns'] },
+  { model: 'none', flags: ['--model', 'none'] },
 ] as const;
 
 export async function runConcurrentSoak(options: ConcurrentSoakOptions): Promise<ConcurrentSoakResult> {
