@@ -10,5 +10,6 @@ export default defineConfig({
     hookTimeout: 120_000,
     reporters: ['default', './test/helpers/summary-reporter.ts'],
     globalSetup: ['./test/global-setup.ts'],
+    setupFiles: ['./test/helpers/yield-between-tests.ts'],
   },
 });
