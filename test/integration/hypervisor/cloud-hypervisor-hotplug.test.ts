@@ -23,9 +23,12 @@ beforeEach(async () => {
   pod = makeNamespace('clh');
 });
 afterEach(async () => {
-  for (const fd of opened.splice(0)) nativeShim().closeFd(fd);
-  await api.stop();
-  cleanupNamespaces();
+  try {
+    for (const fd of opened.splice(0)) nativeShim().closeFd(fd);
+    await api.stop();
+  } finally {
+    cleanupNamespaces();
+  }
 });
 
 function tap(name: string, queues: number): number[] {
