@@ -152,7 +152,6 @@ export { type AddEndpointsOptions, Network, type NetworkState } from './network/
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
 export { type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
-export { StateRecordError } from './network/state/records.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { VfioError } from './network/vfio.js';
 export { IncorrectLinkTypeError } from './sandbox/add-interface-request.js';

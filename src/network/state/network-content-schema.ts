@@ -7,22 +7,56 @@
 import { z } from 'zod';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
 import { ENDPOINT_TYPES } from '../network-info.js';
+import { ENDPOINT_STATE_VERSION, NETWORK_STATE_VERSION } from './records.js';
 
 const name = z.string({ error: 'a name' }).min(1, { error: 'a name' });
 const whole = z.int({ error: 'a whole number' }).nonnegative({ error: 'a whole number' });
-const kernelObjects = z.array(z.looseObject({}), { error: 'a list of kernel objects' });
+const integer = z.int({ error: 'a whole number' });
+const tcHandle = whole.max(0xffffffff, { error: 'a 32-bit tc handle' });
+const sixteenBits = whole.max(0xffff, { error: 'a 16-bit number' });
+
+// Kernel objects are checked for the fields vcnet reads back, and keep the rest as the kernel gave it.
+const linkSchema = z.looseObject({ index: whole, name, type: integer, flags: integer, mtu: integer, group: integer });
+const addressSchema = z.looseObject({
+  address: name,
+  prefixLength: whole.max(128, { error: 'a prefix length from 0 to 128' }),
+  scope: integer.optional(),
+  flags: integer.optional(),
+  peer: z.string().optional(),
+  broadcast: z.string().optional(),
+  label: z.string().optional(),
+});
+const routeSchema = z.looseObject({
+  family: integer.optional(),
+  destination: z.string().optional(),
+  destinationLength: integer.optional(),
+  gateway: z.string().optional(),
+  table: integer.optional(),
+  protocol: integer.optional(),
+  scope: integer.optional(),
+  type: integer.optional(),
+  flags: integer.optional(),
+  priority: integer.optional(),
+});
+const neighbourSchema = z.looseObject({
+  destination: name,
+  linkLayerAddress: z.string().optional(),
+  state: integer.optional(),
+  flags: integer.optional(),
+});
+const listOf = <T extends z.ZodType>(schema: T, what: string) => z.array(schema, { error: `a list of ${what}` });
 
 export const plumbingStepSchema = z.discriminatedUnion(
   'step',
   [
     z.looseObject({ step: z.literal('create-link'), name, kind: name }),
-    z.looseObject({ step: z.literal('add-qdisc'), link: name, handle: whole, parent: whole, kind: name }),
+    z.looseObject({ step: z.literal('add-qdisc'), link: name, handle: tcHandle, parent: tcHandle, kind: name }),
     z.looseObject({
       step: z.literal('add-filter'),
       link: name,
-      parent: whole,
-      priority: whole,
-      protocol: whole,
+      parent: tcHandle,
+      priority: sixteenBits,
+      protocol: sixteenBits,
       kind: name,
     }),
     z.looseObject({
@@ -35,9 +69,13 @@ export const plumbingStepSchema = z.discriminatedUnion(
         name: z.string().optional(),
       }),
     }),
-    z.looseObject({ step: z.literal('remove-addresses'), link: name, addresses: kernelObjects }),
-    z.looseObject({ step: z.literal('remove-routes'), link: name, routes: kernelObjects }),
-    z.looseObject({ step: z.literal('remove-neighbours'), link: name, neighbours: kernelObjects }),
+    z.looseObject({ step: z.literal('remove-addresses'), link: name, addresses: listOf(addressSchema, 'addresses') }),
+    z.looseObject({ step: z.literal('remove-routes'), link: name, routes: listOf(routeSchema, 'routes') }),
+    z.looseObject({
+      step: z.literal('remove-neighbours'),
+      link: name,
+      neighbours: listOf(neighbourSchema, 'neighbours'),
+    }),
   ],
   {
     error:
@@ -46,15 +84,15 @@ export const plumbingStepSchema = z.discriminatedUnion(
 );
 
 export const endpointStateSchema = z.looseObject({
-  version: z.literal(1, { error: '1' }),
+  version: z.literal(ENDPOINT_STATE_VERSION, { error: String(ENDPOINT_STATE_VERSION) }),
   type: z.enum(ENDPOINT_TYPES, { error: ENDPOINT_TYPES.join(', ') }),
   index: whole,
   name,
   properties: z.looseObject({
-    link: z.looseObject({ name, index: whole }),
-    addresses: kernelObjects,
-    routes: kernelObjects,
-    neighbours: kernelObjects,
+    link: linkSchema,
+    addresses: listOf(addressSchema, 'addresses'),
+    routes: listOf(routeSchema, 'routes'),
+    neighbours: listOf(neighbourSchema, 'neighbours'),
   }),
   plumbing: z
     .looseObject({
@@ -82,7 +120,7 @@ export const networkConfigSchema = z.looseObject({
 });
 
 export const networkStateSchema = z.looseObject({
-  version: z.literal(1, { error: '1' }),
+  version: z.literal(NETWORK_STATE_VERSION, { error: String(NETWORK_STATE_VERSION) }),
   config: networkConfigSchema,
   endpoints: z.array(endpointStateSchema, { error: 'the list of attached endpoints' }),
 });

@@ -149,7 +149,7 @@ export class SandboxStore {
    * The validated record, or undefined when there is none. A record that is damaged, of another
    * version or of another sandbox throws StateInvalidError naming the file and the field.
    */
-  read<T = RecordEnvelope>(_kind?: unknown): T | undefined {
+  read<T = RecordEnvelope>(): T | undefined {
     const text = this.readText();
     if (text === undefined) return undefined;
     return parseRecord(text, this.statePath, {

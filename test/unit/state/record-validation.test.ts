@@ -35,7 +35,12 @@ function sandboxRecord(id = 'a'): Record<string, unknown> {
           type: 'virtual',
           index: 0,
           name: 'eth0',
-          properties: { link: { name: 'eth0', index: 2 }, addresses: [], routes: [], neighbours: [] },
+          properties: {
+            link: { name: 'eth0', index: 2, type: 1, flags: 69699, mtu: 1500, group: 0 },
+            addresses: [{ address: '10.200.0.2', prefixLength: 24 }],
+            routes: [],
+            neighbours: [],
+          },
           plumbing: {
             model: 'tcfilter',
             steps: [
@@ -81,6 +86,8 @@ describe('parseRecord', () => {
     ['truncated JSON', JSON.stringify(sandboxRecord()).slice(0, 80), 'not valid JSON'],
     ['version 99', JSON.stringify({ ...sandboxRecord(), version: 99 }), 'field version'],
     ['version 1 (no namespace identity)', JSON.stringify({ ...sandboxRecord(), version: 1 }), 'field version'],
+    ['an empty file', '', 'not valid JSON'],
+    ['a foreign JSON object', '{"apiVersion":"v1","kind":"Pod"}', 'field version'],
   ])('refuses %s, naming the file and the field', (_label, text, field) => {
     const error = refusal(text);
     expect(error.code).toBe('VCNET_STATE_INVALID');
@@ -120,6 +127,31 @@ describe('parseRecord', () => {
     const elsewhere = sandboxRecord();
     (elsewhere.namespace as Record<string, unknown>).path = '/var/run/netns/other';
     expect(refusal(JSON.stringify(elsewhere)).field).toBe('network.config.namespacePath');
+  });
+
+  it('refuses a step, an endpoint or a kernel object with a field of the wrong type or version', () => {
+    type Endpoint = {
+      version: number;
+      plumbing: { steps: Array<Record<string, unknown>> };
+      properties: { addresses: Array<Record<string, unknown>> };
+    };
+    const endpointOf = (record: Record<string, unknown>) => (record.network as { endpoints: Endpoint[] }).endpoints[0]!;
+    const wrongPriority = sandboxRecord();
+    endpointOf(wrongPriority).plumbing.steps.push({
+      step: 'add-filter',
+      link: 'eth0',
+      parent: 0xffff0000,
+      priority: 'high',
+      protocol: 3,
+      kind: 'u32',
+    });
+    expect(refusal(JSON.stringify(wrongPriority)).field).toBe('network.endpoints.0.plumbing.steps.2.priority');
+    const futureEndpoint = sandboxRecord();
+    endpointOf(futureEndpoint).version = 2;
+    expect(refusal(JSON.stringify(futureEndpoint)).field).toBe('network.endpoints.0.version');
+    const badPrefix = sandboxRecord();
+    endpointOf(badPrefix).properties.addresses[0]!.prefixLength = 200;
+    expect(refusal(JSON.stringify(badPrefix)).field).toBe('network.endpoints.0.properties.addresses.0.prefixLength');
   });
 
   it('refuses an unknown plumbing step', () => {
