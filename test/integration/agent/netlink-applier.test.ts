@@ -3,18 +3,12 @@
  * made inside it stands for the virtio NIC), the AgentService server runs with the netlink applier bound
  * to that namespace behind a unix socket, AgentClient drives it, and `ip -j -n NS` checks the result.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AgentClient } from '../../../src/agent/client.js';
+import type { AgentClient } from '../../../src/agent/client.js';
 import { IPFamily } from '../../../src/agent/generated/types_pb.js';
-import { NetlinkApplier } from '../../../src/agent/guest/netlink-applier.js';
-import { createAgentServer } from '../../../src/agent/server.js';
 import { StatusCode } from '../../../src/agent/ttrpc.js';
-import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
+import { type NamespaceAgent, startNamespaceAgent } from '../../helpers/namespace-agent.js';
 
 interface IpAddressInfo {
   family: string;
@@ -43,10 +37,8 @@ const GUEST_MAC = '02:00:ca:fe:00:01';
 const PEER_MAC = '02:00:ca:fe:00:02';
 
 let namespace: TestNamespace;
-let handle: NetlinkHandle;
-let server: Server;
+let agent: NamespaceAgent | undefined;
 let client: AgentClient;
-let socketDirectory: string;
 
 beforeEach(async () => {
   namespace = makeNamespace('test');
@@ -67,21 +59,13 @@ beforeEach(async () => {
     PEER_MAC,
   ]);
   namespace.exec('ip', ['link', 'set', 'veth-peer', 'up']);
-  handle = NetlinkHandle.open(namespace.path);
-  const agent = createAgentServer(new NetlinkApplier(handle, { linkAppearTimeoutMs: 200 }));
-  socketDirectory = mkdtempSync(join(tmpdir(), 'vcnet-agent-'));
-  const path = join(socketDirectory, 'agent.sock');
-  server = createServer((socket) => agent.serve(socket));
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  client = await AgentClient.connect(path, { deadlineMs: 2000, callTimeoutMs: 10_000 });
+  agent = await startNamespaceAgent(namespace.path, { linkAppearTimeoutMs: 200 });
+  client = agent.client;
 });
 
 afterEach(async () => {
   try {
-    client?.close();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    handle?.close();
-    rmSync(socketDirectory, { recursive: true, force: true });
+    await agent?.stop();
   } finally {
     cleanupNamespaces();
   }

@@ -4,18 +4,12 @@
  * UpdateRoutes is a full-set replace, as in Kata's agent: routes missing from the set go, on every
  * link but lo, and the kernel's own routes stay.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AgentClient } from '../../../src/agent/client.js';
+import type { AgentClient } from '../../../src/agent/client.js';
 import { IPFamily } from '../../../src/agent/generated/types_pb.js';
-import { NetlinkApplier } from '../../../src/agent/guest/netlink-applier.js';
 import { pushGuestNetwork } from '../../../src/agent/push-network.js';
-import { createAgentServer } from '../../../src/agent/server.js';
-import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
+import { type NamespaceAgent, startNamespaceAgent } from '../../helpers/namespace-agent.js';
 
 interface IpRoute {
   dst: string;
@@ -28,10 +22,8 @@ const MAC0 = '02:00:ca:fe:01:00';
 const MAC1 = '02:00:ca:fe:01:01';
 
 let namespace: TestNamespace;
-let handle: NetlinkHandle;
-let server: Server;
+let agent: NamespaceAgent | undefined;
 let client: AgentClient;
-let socketDirectory: string;
 
 function addNic(name: string, mac: string): void {
   namespace.exec('ip', ['link', 'add', name, 'address', mac, 'type', 'veth', 'peer', 'name', `${name}-peer`]);
@@ -42,21 +34,13 @@ beforeEach(async () => {
   namespace = makeNamespace('push');
   addNic('nic0', MAC0);
   namespace.exec('ip', ['link', 'set', 'lo', 'up']);
-  handle = NetlinkHandle.open(namespace.path);
-  const agent = createAgentServer(new NetlinkApplier(handle, { linkAppearTimeoutMs: 0 }));
-  socketDirectory = mkdtempSync(join(tmpdir(), 'vcnet-push-'));
-  const path = join(socketDirectory, 'agent.sock');
-  server = createServer((socket) => agent.serve(socket));
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  client = await AgentClient.connect(path, { deadlineMs: 2000, callTimeoutMs: 10_000 });
+  agent = await startNamespaceAgent(namespace.path, { linkAppearTimeoutMs: 0 });
+  client = agent.client;
 });
 
 afterEach(async () => {
   try {
-    client?.close();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    handle?.close();
-    rmSync(socketDirectory, { recursive: true, force: true });
+    await agent?.stop();
   } finally {
     cleanupNamespaces();
   }

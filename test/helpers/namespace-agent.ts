@@ -1,0 +1,44 @@
+/**
+ * vcnet's guest agent (the AgentService server with the netlink applier) serving a namespace that
+ * plays the guest, and a client connected to it over a unix socket.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AgentClient } from '../../src/agent/client.js';
+import { NetlinkApplier } from '../../src/agent/guest/netlink-applier.js';
+import { createAgentServer } from '../../src/agent/server.js';
+import { NetlinkHandle } from '../../src/netlink/handle.js';
+
+export interface NamespaceAgent {
+  client: AgentClient;
+  /** Closes the client, the server, the netlink handle and the socket directory. */
+  stop(): Promise<void>;
+}
+
+export async function startNamespaceAgent(
+  namespacePath: string,
+  options: { linkAppearTimeoutMs: number },
+): Promise<NamespaceAgent> {
+  const handle = NetlinkHandle.open(namespacePath);
+  const agent = createAgentServer(new NetlinkApplier(handle, { linkAppearTimeoutMs: options.linkAppearTimeoutMs }));
+  const socketDirectory = mkdtempSync(join(tmpdir(), 'vcnet-agent-'));
+  const path = join(socketDirectory, 'agent.sock');
+  const server = createServer((socket) => agent.serve(socket));
+  let client: AgentClient | undefined;
+  const stop = async (): Promise<void> => {
+    client?.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    handle.close();
+    rmSync(socketDirectory, { recursive: true, force: true });
+  };
+  try {
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    client = await AgentClient.connect(path, { deadlineMs: 2000, callTimeoutMs: 10_000 });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { client, stop };
+}
