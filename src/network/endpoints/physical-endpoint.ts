@@ -23,8 +23,6 @@ import {
 import { Endpoint, type EndpointState, type HotplugTarget } from './endpoint.js';
 import { refuseRateLimit } from './rate-limit-support.js';
 
-export const PCI_DEVICES_DIRECTORY = '/sys/bus/pci/devices';
-
 export interface PciDeviceInfo {
   address: string;
   vendorId?: string;

@@ -6,20 +6,9 @@
  * The steps are planned in plan/plan-attach.ts.
  */
 import type { Link } from '../../netlink/codec/link.js';
-import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from './macvtap-index.js';
 import { type AttachedPlumbing, attachByPlan, type PlumbingContext } from './plumbing-context.js';
 
-export {
-  DEFAULT_MACVTAP_QUEUE_LENGTH,
-  macvtapQueueLength,
-} from '../plan/plan-attach.js';
-// Device nodes checked by major:minor to be the macvtap's own (issue 13): never another pod's /dev/tapN.
-export { macvtapDevicePath } from './macvtap-index.js';
-
-/** Opens a macvtap's character device once per queue (its links must be up first), checked to be its own. */
-export function openMacvtapQueues(index: number, queues: number): number[] {
-  return openVerifiedMacvtapQueues(verifiedMacvtapNode(index), queues);
-}
+export { macvtapQueueLength } from '../plan/plan-attach.js';
 
 export function attachMacvtap(
   context: PlumbingContext,
