@@ -5,6 +5,7 @@
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
 import { channels, publish } from '../diagnostics.js';
+import type { Endpoint } from '../network/endpoints/endpoint.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { linksToAttach } from '../network/scan.js';
@@ -40,6 +41,7 @@ export async function applyNamespaceChange(
     try {
       const byLink = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
       const keeper = sandboxRecordKeeper(store, state, network);
+      const toPush: Endpoint[] = [];
       const gone = change.removedInterfaces.map(byLink).filter((endpoint) => endpoint !== undefined);
       if (gone.length > 0) {
         await detachRecorded(network, `removing ${gone.map((endpoint) => endpoint.name).join(', ')}`, keeper, {
@@ -61,24 +63,22 @@ export async function applyNamespaceChange(
           keeper,
         );
         for (const endpoint of added) endpoint.closeFds();
-        if (vm)
-          await pushEndpoints(vm.agent, added, network.endpoints(), state.guestRoutes, {
-            timeoutMs: 60_000,
-            sandbox: id,
-          });
+        toPush.push(...added);
         summary.added.push(...added.map((endpoint) => endpoint.name));
       }
       for (const info of change.changedInterfaces) {
         const endpoint = byLink(info.link.name);
         if (!endpoint || summary.added.includes(endpoint.name)) continue;
         endpoint.updateProperties(mergeChange(endpoint.properties, info));
-        if (vm)
-          await pushEndpoints(vm.agent, [endpoint], network.endpoints(), state.guestRoutes, {
-            timeoutMs: 30_000,
-            sandbox: id,
-          });
+        toPush.push(endpoint);
         summary.updated.push(endpoint.name);
       }
+      // One push for the whole change set: the interfaces, then the sandbox's full route set once.
+      if (vm && toPush.length > 0)
+        await pushEndpoints(vm.agent, toPush, network.endpoints(), state.guestRoutes, {
+          timeoutMs: 60_000,
+          sandbox: id,
+        });
       keeper.persist();
       publish(channels.watch, () => ({ sandbox: id, ...summary }));
       return summary;
