@@ -1,6 +1,11 @@
 /** Runs the built `vcnet` binary (dist/cli/main.js) and captures what it printed. */
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach } from 'vitest';
+import { cleanupNamespaces } from './namespace.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -54,4 +59,20 @@ export function pauseAtStep(position: number, milliseconds = 30_000): Record<str
     NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${FAULT_PRELOAD}`.trim(),
     VCNET_TEST_PAUSE_AT_STEP: `${position}:${milliseconds}`,
   };
+}
+
+/**
+ * A fresh state directory for each test of the file, removed afterwards together with the test's
+ * namespaces (even when the test fails). Returns the current test's directory.
+ */
+export function stateDirectoryPerTest(): () => string {
+  let directory = '';
+  beforeEach(() => {
+    directory = mkdtempSync(join(tmpdir(), 'vcnet-state-'));
+  });
+  afterEach(() => {
+    cleanupNamespaces();
+    rmSync(directory, { recursive: true, force: true });
+  });
+  return () => directory;
 }

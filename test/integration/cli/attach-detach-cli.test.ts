@@ -2,24 +2,13 @@
  * The `vcnet` binary end to end in fresh namespaces: scan, attach, detach, bench; bad input changes
  * nothing; two processes at once; kill -9 half way, then detach leaves nothing behind.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pauseAfterTap, vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { describe, expect, it } from 'vitest';
+import { pauseAfterTap, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
-let stateDir: string;
-
-beforeEach(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-state-'));
-});
-
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+const stateDirectory = stateDirectoryPerTest();
 
 describe('vcnet scan', () => {
   it('lists each interface with the endpoint it would become, or why not', () => {
@@ -53,7 +42,16 @@ describe('vcnet attach / detach', () => {
   it('attaches, prints Kata-shaped guest structures, and detach restores the namespace', () => {
     const { pod } = makePod();
     const before = fingerprint(pod);
-    const attached = vcnet(['attach', '--sandbox', 'sb1', '--netns', pod.path, '--state-dir', stateDir, '--json']);
+    const attached = vcnet([
+      'attach',
+      '--sandbox',
+      'sb1',
+      '--netns',
+      pod.path,
+      '--state-dir',
+      stateDirectory(),
+      '--json',
+    ]);
     // Nothing on stderr: why the printed QEMU NIC has no vhost-net is part of the answer (hypervisor.vhostNet).
     expect(attached.stderr).toBe('');
     expect(attached.status).toBe(0);
@@ -71,20 +69,20 @@ describe('vcnet attach / detach', () => {
     expect(output.routes).toEqual(
       expect.arrayContaining([expect.objectContaining({ dest: '10.100.0.0/16', mtu: 1400 })]),
     );
-    expect(existsSync(join(stateDir, 'sb1', 'state.json'))).toBe(true);
+    expect(existsSync(join(stateDirectory(), 'sb1', 'state.json'))).toBe(true);
     expect(pod.exec('ip', ['link', 'show', 'tap0_kata'])).toContain('tap0_kata');
 
-    const again = vcnet(['attach', '--sandbox', 'sb1', '--netns', pod.path, '--state-dir', stateDir]);
+    const again = vcnet(['attach', '--sandbox', 'sb1', '--netns', pod.path, '--state-dir', stateDirectory()]);
     expect(again.status).toBe(1);
     expect(again.stderr).toContain('sandbox sb1 is already attached');
 
-    const detached = vcnet(['detach', '--sandbox', 'sb1', '--state-dir', stateDir]);
+    const detached = vcnet(['detach', '--sandbox', 'sb1', '--state-dir', stateDirectory()]);
     expect(detached.status).toBe(0);
     expect(detached.stdout).toMatch(/detached sandbox sb1/);
     expect(fingerprint(pod)).toEqual(before);
-    expect(existsSync(join(stateDir, 'sb1'))).toBe(false);
+    expect(existsSync(join(stateDirectory(), 'sb1'))).toBe(false);
 
-    const twice = vcnet(['detach', '--sandbox', 'sb1', '--state-dir', stateDir]);
+    const twice = vcnet(['detach', '--sandbox', 'sb1', '--state-dir', stateDirectory()]);
     expect(twice.status).toBe(0);
     expect(twice.stdout).toContain('sandbox sb1 is not attached: nothing to do');
   });
@@ -97,7 +95,16 @@ describe('vcnet attach / detach', () => {
       [['--queues', '0'], '--queues'],
       [['--vhost-net', 'maybe'], '--vhost-net'],
     ] as const) {
-      const result = vcnet(['attach', '--sandbox', 'bad', '--netns', pod.path, '--state-dir', stateDir, ...flags]);
+      const result = vcnet([
+        'attach',
+        '--sandbox',
+        'bad',
+        '--netns',
+        pod.path,
+        '--state-dir',
+        stateDirectory(),
+        ...flags,
+      ]);
       expect(result.status).toBe(2);
       expect(result.stderr).toContain(field);
       expect(result.stderr).toMatch(/hint:/);
@@ -109,40 +116,40 @@ describe('vcnet attach / detach', () => {
       '--netns',
       '/var/run/netns/vcnet-no-such',
       '--state-dir',
-      stateDir,
+      stateDirectory(),
     ]);
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('/var/run/netns/vcnet-no-such');
-    const badId = vcnet(['attach', '--sandbox', '../escape', '--netns', pod.path, '--state-dir', stateDir]);
+    const badId = vcnet(['attach', '--sandbox', '../escape', '--netns', pod.path, '--state-dir', stateDirectory()]);
     expect(badId.status).toBe(2);
     expect(fingerprint(pod)).toEqual(before);
-    expect(readdirSync(stateDir)).toEqual([]);
+    expect(readdirSync(stateDirectory())).toEqual([]);
   });
 
   it('lets two processes attach two sandboxes at once, and one sandbox only once', async () => {
     const first = makePod();
     const second = makePod();
     const [a, b] = await Promise.all([
-      vcnetAsync(['attach', '--sandbox', 'c1', '--netns', first.pod.path, '--state-dir', stateDir]).done,
-      vcnetAsync(['attach', '--sandbox', 'c2', '--netns', second.pod.path, '--state-dir', stateDir]).done,
+      vcnetAsync(['attach', '--sandbox', 'c1', '--netns', first.pod.path, '--state-dir', stateDirectory()]).done,
+      vcnetAsync(['attach', '--sandbox', 'c2', '--netns', second.pod.path, '--state-dir', stateDirectory()]).done,
     ]);
     expect([a.status, b.status]).toEqual([0, 0]);
     const third = makePod();
     const [c, d] = await Promise.all([
-      vcnetAsync(['attach', '--sandbox', 'c3', '--netns', third.pod.path, '--state-dir', stateDir]).done,
-      vcnetAsync(['attach', '--sandbox', 'c3', '--netns', third.pod.path, '--state-dir', stateDir]).done,
+      vcnetAsync(['attach', '--sandbox', 'c3', '--netns', third.pod.path, '--state-dir', stateDirectory()]).done,
+      vcnetAsync(['attach', '--sandbox', 'c3', '--netns', third.pod.path, '--state-dir', stateDirectory()]).done,
     ]);
     expect([c.status, d.status].sort()).toEqual([0, 1]);
     expect(c.stderr + d.stderr).toContain('sandbox c3 is already attached');
     for (const id of ['c1', 'c2', 'c3'])
-      expect(vcnet(['detach', '--sandbox', id, '--state-dir', stateDir]).status).toBe(0);
+      expect(vcnet(['detach', '--sandbox', id, '--state-dir', stateDirectory()]).status).toBe(0);
     expect(third.pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
   });
 
   it('after kill -9 in the middle of attach, detach removes everything that was made', async () => {
     const { pod } = makePod({ interfaces: 2 });
     const before = fingerprint(pod);
-    const run = vcnetAsync(['attach', '--sandbox', 'crash', '--netns', pod.path, '--state-dir', stateDir], {
+    const run = vcnetAsync(['attach', '--sandbox', 'crash', '--netns', pod.path, '--state-dir', stateDirectory()], {
       ...pauseAfterTap('tap1_kata'),
     });
     // Wait until the second tap exists: the first endpoint is complete, the second half way.
@@ -154,7 +161,7 @@ describe('vcnet attach / detach', () => {
     run.child.kill('SIGKILL');
     await run.done;
     expect(pod.exec('ip', ['link', 'show'])).toContain('tap1_kata');
-    const detached = vcnet(['detach', '--sandbox', 'crash', '--state-dir', stateDir]);
+    const detached = vcnet(['detach', '--sandbox', 'crash', '--state-dir', stateDirectory()]);
     expect(detached.status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   });
@@ -174,7 +181,7 @@ describe('logs', () => {
       '--netns',
       pod.path,
       '--state-dir',
-      stateDir,
+      stateDirectory(),
       '--json',
     ]);
     expect(attached.status).toBe(0);
@@ -203,7 +210,7 @@ describe('logs', () => {
       '--sandbox',
       'lg',
       '--state-dir',
-      stateDir,
+      stateDirectory(),
     ]);
     expect(detached.stderr).toContain('"operation":"detach"');
   });
@@ -213,13 +220,17 @@ describe('vcnet gc', () => {
   it('removes the taps and filters of a sandbox whose state is gone, and nothing of a live one', () => {
     const lost = makePod();
     const live = makePod();
-    expect(vcnet(['attach', '--sandbox', 'lost', '--netns', lost.pod.path, '--state-dir', stateDir]).status).toBe(0);
-    expect(vcnet(['attach', '--sandbox', 'live', '--netns', live.pod.path, '--state-dir', stateDir]).status).toBe(0);
-    rmSync(join(stateDir, 'lost'), { recursive: true });
+    expect(
+      vcnet(['attach', '--sandbox', 'lost', '--netns', lost.pod.path, '--state-dir', stateDirectory()]).status,
+    ).toBe(0);
+    expect(
+      vcnet(['attach', '--sandbox', 'live', '--netns', live.pod.path, '--state-dir', stateDirectory()]).status,
+    ).toBe(0);
+    rmSync(join(stateDirectory(), 'lost'), { recursive: true });
     const liveBefore = fingerprint(live.pod);
     const namespaces = ['--netns', lost.pod.path, live.pod.path];
 
-    const dry = vcnet(['gc', '--dry-run', '--state-dir', stateDir, ...namespaces, '--json']);
+    const dry = vcnet(['gc', '--dry-run', '--state-dir', stateDirectory(), ...namespaces, '--json']);
     expect(dry.status).toBe(0);
     const planned = JSON.parse(dry.stdout) as {
       removed: Array<{ kind: string; name: string; namespacePath: string }>;
@@ -233,7 +244,7 @@ describe('vcnet gc', () => {
     expect(planned.kept).toBe(1);
     expect(lost.pod.exec('ip', ['link', 'show'])).toContain('tap0_kata');
 
-    const collected = vcnet(['gc', '--state-dir', stateDir, ...namespaces]);
+    const collected = vcnet(['gc', '--state-dir', stateDirectory(), ...namespaces]);
     expect(collected.status).toBe(0);
     expect(collected.stdout).toContain('removed 2 item(s)');
     expect(lost.pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
@@ -242,9 +253,9 @@ describe('vcnet gc', () => {
 
     // A record whose namespace was deleted is dropped (--netns names the path the record names).
     live.pod.delete();
-    const records = vcnet(['gc', '--state-dir', stateDir, '--netns', live.pod.path, '--json']);
+    const records = vcnet(['gc', '--state-dir', stateDirectory(), '--netns', live.pod.path, '--json']);
     expect(JSON.parse(records.stdout).removed).toEqual([expect.objectContaining({ kind: 'state', name: 'live' })]);
-    expect(existsSync(join(stateDir, 'live'))).toBe(false);
+    expect(existsSync(join(stateDirectory(), 'live'))).toBe(false);
   });
 });
 

@@ -2,23 +2,14 @@
  * Rate limits are never dropped silently: an existing macvtap endpoint gets Kata's htb (rx) and an
  * ifb-fed htb (tx), detach removes exactly those; ifb names stay unique whatever the endpoint's name.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ifbName } from '../../../src/network/rate-limit.js';
-import { vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
-let stateDir: string;
-beforeEach(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-state-'));
-});
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+const stateDirectory = stateDirectoryPerTest();
 
 describe('rate limits on non-pair endpoints', () => {
   it('puts htb on an existing macvtap (rx) and on an ifb fed from it (tx), and detach removes them', () => {
@@ -27,7 +18,7 @@ describe('rate limits on non-pair endpoints', () => {
     pod.exec('ip', ['link', 'set', 'vm-nic0', 'up']);
     pod.exec('ip', ['addr', 'add', '10.66.0.2/24', 'dev', 'vm-nic0']);
     const before = fingerprint(pod);
-    const config = join(stateDir, 'configuration.toml');
+    const config = join(stateDirectory(), 'configuration.toml');
     writeFileSync(
       config,
       '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\n',
@@ -41,7 +32,7 @@ describe('rate limits on non-pair endpoints', () => {
       '--config',
       config,
       '--state-dir',
-      stateDir,
+      stateDirectory(),
     ]);
     expect(attached.status, attached.stderr).toBe(0);
     const ifb = ifbName('vm-nic0');
@@ -50,7 +41,7 @@ describe('rate limits on non-pair endpoints', () => {
       pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', dev).some((qdisc) => qdisc.kind === 'htb');
     expect(htbOn('vm-nic0')).toBe(true);
     expect(htbOn(ifb)).toBe(true);
-    expect(vcnet(['detach', '--sandbox', 'rl1', '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'rl1', '--state-dir', stateDirectory()]).status).toBe(0);
     expect(pod.exec('ip', ['link', 'show'])).not.toContain(ifb);
     expect(fingerprint(pod)).toEqual(before);
   });

@@ -2,25 +2,16 @@
  * The kata-network commands through the binary, on a sandbox without a VM: add-iface, list-ifaces,
  * update-routes, list-routes, del-iface, and every input error (exit 2, naming the field, nothing changed).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
-let stateDir: string;
-beforeEach(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-state-'));
-});
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+const stateDirectory = stateDirectoryPerTest();
 
 const withInput = (args: string[], json: unknown) => {
-  const file = join(stateDir, `input-${Math.random().toString(36).slice(2)}.json`);
+  const file = join(stateDirectory(), `input-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(file, JSON.stringify(json));
   return vcnet([...args.slice(0, 2), file, ...args.slice(2)]);
 };
@@ -29,12 +20,14 @@ describe('kata-network commands without a VM', () => {
   it('adds, lists, routes and removes an interface, and detach leaves the namespace as it was', () => {
     const { pod } = makePod();
     const before = fingerprint(pod);
-    expect(vcnet(['attach', '--sandbox', 'k1', '--netns', pod.path, '--state-dir', stateDir, '--json']).status).toBe(0);
+    expect(
+      vcnet(['attach', '--sandbox', 'k1', '--netns', pod.path, '--state-dir', stateDirectory(), '--json']).status,
+    ).toBe(0);
     // A second interface appears after the sandbox was attached (CNI ran again).
     pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
     const mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth7')[0]!.address;
 
-    const added = withInput(['add-iface', 'k1', '--state-dir', stateDir], {
+    const added = withInput(['add-iface', 'k1', '--state-dir', stateDirectory()], {
       device: 'eth7',
       name: 'net7',
       IPAddresses: [{ family: 0, address: '10.77.0.2', mask: '24' }],
@@ -54,9 +47,9 @@ describe('kata-network commands without a VM', () => {
     });
     expect(pod.exec('ip', ['link', 'show'])).toContain('tap1_kata');
 
-    const listed = vcnet(['list-ifaces', 'k1', '--state-dir', stateDir, '--json']);
+    const listed = vcnet(['list-ifaces', 'k1', '--state-dir', stateDirectory(), '--json']);
     expect(JSON.parse(listed.stdout).map((entry: { name: string }) => entry.name)).toEqual(['eth0', 'net7']);
-    expect(vcnet(['list-ifaces', 'k1', '--state-dir', stateDir]).stdout).toMatch(/^NAME\s+DEVICE/m);
+    expect(vcnet(['list-ifaces', 'k1', '--state-dir', stateDirectory()]).stdout).toMatch(/^NAME\s+DEVICE/m);
 
     const routes = [
       {
@@ -70,26 +63,26 @@ describe('kata-network commands without a VM', () => {
         mtu: 1300,
       },
     ];
-    const updated = withInput(['update-routes', 'k1', '--state-dir', stateDir], routes);
+    const updated = withInput(['update-routes', 'k1', '--state-dir', stateDirectory()], routes);
     expect(updated.status).toBe(0);
-    expect(JSON.parse(vcnet(['list-routes', 'k1', '--state-dir', stateDir, '--json']).stdout)).toEqual([
+    expect(JSON.parse(vcnet(['list-routes', 'k1', '--state-dir', stateDirectory(), '--json']).stdout)).toEqual([
       expect.objectContaining({ dest: '10.99.0.0/16', gateway: '10.77.0.1', device: 'net7', mtu: 1300 }),
     ]);
 
-    const removed = withInput(['del-iface', 'k1', '--state-dir', stateDir], { name: 'net7' });
+    const removed = withInput(['del-iface', 'k1', '--state-dir', stateDirectory()], { name: 'net7' });
     expect(removed.status).toBe(0);
     expect(JSON.parse(removed.stdout)).toMatchObject({ name: 'net7' });
     expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
 
     pod.exec('ip', ['link', 'del', 'eth7']);
-    expect(vcnet(['detach', '--sandbox', 'k1', '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'k1', '--state-dir', stateDirectory()]).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   });
 
   it("takes Kata's own example (type tap: host tap tap<N>_kata) and the 1.x capitalised form", () => {
     const { pod } = makePod();
-    expect(vcnet(['attach', '--sandbox', 'k2', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
-    const added = withInput(['add-iface', 'k2', '--state-dir', stateDir], {
+    expect(vcnet(['attach', '--sandbox', 'k2', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
+    const added = withInput(['add-iface', 'k2', '--state-dir', stateDirectory()], {
       name: 'eth5',
       hwAddr: '02:00:00:00:05:05',
       mtu: 1500,
@@ -108,7 +101,7 @@ describe('kata-network commands without a VM', () => {
 
     pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
     const mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth7')[0]!.address;
-    const capitalised = withInput(['add-iface', 'k2', '--state-dir', stateDir], {
+    const capitalised = withInput(['add-iface', 'k2', '--state-dir', stateDirectory()], {
       Device: 'eth7',
       Name: 'eth7',
       IPAddresses: [{ Family: 0, Address: '10.77.0.2', Mask: '24' }],
@@ -119,17 +112,17 @@ describe('kata-network commands without a VM', () => {
     expect(capitalised.status, capitalised.stderr).toBe(0);
     expect(JSON.parse(capitalised.stdout)).toMatchObject({ name: 'eth7', type: 'virtual', mtu: 1400, hwAddr: mac });
 
-    expect(withInput(['del-iface', 'k2', '--state-dir', stateDir], { name: 'eth5' }).status).toBe(0);
-    expect(withInput(['del-iface', 'k2', '--state-dir', stateDir], { Name: 'eth7' }).status).toBe(0);
+    expect(withInput(['del-iface', 'k2', '--state-dir', stateDirectory()], { name: 'eth5' }).status).toBe(0);
+    expect(withInput(['del-iface', 'k2', '--state-dir', stateDirectory()], { Name: 'eth7' }).status).toBe(0);
     expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
     expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap2_kata');
   });
 
   it('refuses bad interface JSON with exit 2 naming the field, and changes nothing', () => {
     const { pod } = makePod();
-    expect(vcnet(['attach', '--sandbox', 'k3', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['attach', '--sandbox', 'k3', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
     pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
-    const state = readFileSync(join(stateDir, 'k3', 'state.json'), 'utf8');
+    const state = readFileSync(join(stateDirectory(), 'k3', 'state.json'), 'utf8');
     const before = fingerprint(pod);
     const cases: Array<[unknown, RegExp]> = [
       [{ name: 'x' }, /interface\.name.*"x"/],
@@ -151,25 +144,28 @@ describe('kata-network commands without a VM', () => {
       [{ device: 'eth7', type: 'bridge' }, /interface\.type.*"bridge".*virtual/],
     ];
     for (const [json, pattern] of cases) {
-      const result = withInput(['add-iface', 'k3', '--state-dir', stateDir], json);
+      const result = withInput(['add-iface', 'k3', '--state-dir', stateDirectory()], json);
       expect(result.status, JSON.stringify(json)).toBe(2);
       expect(result.stderr, JSON.stringify(json)).toMatch(pattern);
     }
     expect(
-      withInput(['update-routes', 'k3', '--state-dir', stateDir], [{ dest: '10.0.0.0/8', device: 'nope' }]).stderr,
+      withInput(['update-routes', 'k3', '--state-dir', stateDirectory()], [{ dest: '10.0.0.0/8', device: 'nope' }])
+        .stderr,
     ).toMatch(/routes\[0\]\.device/);
-    expect(vcnet(['add-iface', 'k3', join(stateDir, 'missing.json'), '--state-dir', stateDir]).status).toBe(2);
-    const deep = join(stateDir, 'deep.json');
+    expect(
+      vcnet(['add-iface', 'k3', join(stateDirectory(), 'missing.json'), '--state-dir', stateDirectory()]).status,
+    ).toBe(2);
+    const deep = join(stateDirectory(), 'deep.json');
     writeFileSync(deep, `${'['.repeat(100_000)}${']'.repeat(100_000)}`);
-    const nested = vcnet(['add-iface', 'k3', deep, '--state-dir', stateDir]);
+    const nested = vcnet(['add-iface', 'k3', deep, '--state-dir', stateDirectory()]);
     expect([nested.status, nested.stderr]).toEqual([2, expect.stringMatching(/interface.*nested at most/)]);
     // An endless input is refused once it passes the size cap (it used to read without bound).
-    const endless = vcnet(['add-iface', 'k3', '/dev/zero', '--state-dir', stateDir]);
+    const endless = vcnet(['add-iface', 'k3', '/dev/zero', '--state-dir', stateDirectory()]);
     expect([endless.status, endless.stderr]).toEqual([2, expect.stringMatching(/FILE.*at most/)]);
-    expect(vcnet(['list-ifaces', 'unknown-sandbox', '--state-dir', stateDir]).stderr).toContain(
+    expect(vcnet(['list-ifaces', 'unknown-sandbox', '--state-dir', stateDirectory()]).stderr).toContain(
       'sandbox unknown-sandbox is not attached',
     );
     expect(fingerprint(pod)).toEqual(before);
-    expect(readFileSync(join(stateDir, 'k3', 'state.json'), 'utf8')).toBe(state);
+    expect(readFileSync(join(stateDirectory(), 'k3', 'state.json'), 'utf8')).toBe(state);
   });
 });

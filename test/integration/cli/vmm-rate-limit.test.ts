@@ -2,26 +2,17 @@
  * Firecracker and Cloud Hypervisor as Kata drives them: one queue pair, no vhost-net, rate limits in
  * the VMM's own token buckets (and no tc htb in the pod), and no NIC changes to a running Firecracker.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 import { errorsOf, firecrackerSchemas, validatorFor } from '../../unit/hypervisor/api-schemas.js';
 
-let stateDir: string;
-beforeEach(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-state-'));
-});
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+const stateDirectory = stateDirectoryPerTest();
 
 function configFile(text: string): string {
-  const path = join(stateDir, 'configuration.toml');
+  const path = join(stateDirectory(), 'configuration.toml');
   writeFileSync(path, text);
   return path;
 }
@@ -46,7 +37,7 @@ describe("the VMM's own rate limiters", () => {
       '--hypervisor',
       'firecracker',
       '--state-dir',
-      stateDir,
+      stateDirectory(),
       '--json',
     ]);
     expect(attached.status, attached.stderr).toBe(0);
@@ -58,7 +49,7 @@ describe("the VMM's own rate limiters", () => {
     expect(request.body.rx_rate_limiter).toEqual({ bandwidth: { size: 1_304_576, refill_time: 1000 } });
     expect(request.body.tx_rate_limiter).toEqual({ bandwidth: { size: 2_609_152, refill_time: 1000 } });
     expect(qdiscKinds(pod).filter((entry) => entry.endsWith(':htb'))).toEqual([]);
-    expect(vcnet(['detach', '--sandbox', 'fc1', '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'fc1', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 
   it('Cloud Hypervisor: net_rate_limiter_* become the --net limiter, one queue pair, and no htb qdisc is made', () => {
@@ -78,7 +69,7 @@ describe("the VMM's own rate limiters", () => {
       '--hypervisor',
       'clh',
       '--state-dir',
-      stateDir,
+      stateDirectory(),
       '--json',
     ]);
     expect(attached.status, attached.stderr).toBe(0);
@@ -89,7 +80,7 @@ describe("the VMM's own rate limiters", () => {
     expect(argument).toContain('bw_size=1304576,bw_refill_time=1000,bw_one_time_burst=1048576');
     expect(argument).toContain('ops_size=500,ops_refill_time=1000');
     expect(qdiscKinds(pod).filter((entry) => entry.endsWith(':htb'))).toEqual([]);
-    expect(vcnet(['detach', '--sandbox', 'clh1', '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'clh1', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 });
 
@@ -105,32 +96,32 @@ describe('a running Firecracker sandbox', () => {
       '--hypervisor',
       'firecracker',
       '--api-socket',
-      join(stateDir, 'firecracker.sock'),
+      join(stateDirectory(), 'firecracker.sock'),
       '--state-dir',
-      stateDir,
+      stateDirectory(),
     ]);
     expect(attached.status, attached.stderr).toBe(0);
     pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
     const before = fingerprint(pod);
-    const state = readFileSync(join(stateDir, 'fc2', 'state.json'), 'utf8');
-    const newInterface = join(stateDir, 'eth7.json');
+    const state = readFileSync(join(stateDirectory(), 'fc2', 'state.json'), 'utf8');
+    const newInterface = join(stateDirectory(), 'eth7.json');
     writeFileSync(newInterface, JSON.stringify({ name: 'eth7' }));
-    const attachedInterface = join(stateDir, 'eth0.json');
+    const attachedInterface = join(stateDirectory(), 'eth0.json');
     writeFileSync(attachedInterface, JSON.stringify({ name: 'eth0' }));
     for (const args of [
       ['add-iface', 'fc2', newInterface],
       ['del-iface', 'fc2', attachedInterface],
     ]) {
-      const result = vcnet([...args, '--state-dir', stateDir]);
+      const result = vcnet([...args, '--state-dir', stateDirectory()]);
       expect(result.status, args[0]).not.toBe(0);
       expect(result.stderr).toContain('Firecracker, which configures network devices only before boot');
     }
-    const watch = vcnet(['watch', '--sandbox', 'fc2', '--state-dir', stateDir]);
+    const watch = vcnet(['watch', '--sandbox', 'fc2', '--state-dir', stateDirectory()]);
     expect(watch.status).not.toBe(0);
     expect(watch.stderr).toContain('configures network devices only before boot');
     expect(fingerprint(pod)).toEqual(before);
-    expect(readFileSync(join(stateDir, 'fc2', 'state.json'), 'utf8')).toBe(state);
+    expect(readFileSync(join(stateDirectory(), 'fc2', 'state.json'), 'utf8')).toBe(state);
     pod.exec('ip', ['link', 'del', 'eth7']);
-    expect(vcnet(['detach', '--sandbox', 'fc2', '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'fc2', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 });
