@@ -65,10 +65,10 @@ export function pauseAtStep(position: number, milliseconds = 30_000): Record<str
  * A fresh state directory for each test of the file, removed afterwards together with the test's
  * namespaces (even when the test fails). Returns the current test's directory.
  */
-export function stateDirectoryPerTest(): () => string {
+export function stateDirectoryPerTest(prefix = 'vcnet-state-'): () => string {
   let directory = '';
   beforeEach(() => {
-    directory = mkdtempSync(join(tmpdir(), 'vcnet-state-'));
+    directory = mkdtempSync(join(tmpdir(), prefix));
   });
   afterEach(() => {
     cleanupNamespaces();

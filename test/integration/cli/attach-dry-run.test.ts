@@ -5,24 +5,13 @@
  * changes nothing.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
+import { readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
-let stateDir: string;
-
-beforeEach(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-dry-'));
-});
-
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+const stateDirectory = stateDirectoryPerTest('vcnet-dry-');
 
 /** A fingerprint with what differs between two otherwise identical namespaces masked. */
 function comparable(namespace: TestNamespace): unknown {
@@ -68,7 +57,7 @@ describe('vcnet attach --dry-run', () => {
       expect(dry.status, dry.stderr).toBe(0);
       // A dry run changes nothing and records nothing.
       expect(fingerprint(pasted)).toEqual(untouched);
-      expect(readdirSync(stateDir)).toEqual([]);
+      expect(readdirSync(stateDirectory())).toEqual([]);
       expect(dry.stdout).toContain(
         model === 'macvtap' ? 'type macvtap mode bridge' : 'ip tuntap add dev tap0_kata mode tap vnet_hdr',
       );
@@ -84,12 +73,12 @@ describe('vcnet attach --dry-run', () => {
         '--model',
         model,
         '--state-dir',
-        stateDir,
+        stateDirectory(),
         ...extra,
       ]);
       expect(real.status, real.stderr).toBe(0);
       expect(comparable(pasted)).toEqual(comparable(attached));
-      expect(vcnet(['detach', '--sandbox', 'real', '--state-dir', stateDir]).status).toBe(0);
+      expect(vcnet(['detach', '--sandbox', 'real', '--state-dir', stateDirectory()]).status).toBe(0);
     });
   }
 

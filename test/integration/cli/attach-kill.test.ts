@@ -4,24 +4,13 @@
  * `vcnet detach`: the namespace is exactly as before every time, and the sandbox id can be attached
  * again. The pause comes from the executor's test seam, set by a preload (test/helpers/fault-preload.mjs).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pauseAtStep, vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { describe, expect, it } from 'vitest';
+import { pauseAtStep, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
-let stateDir: string;
-
-beforeEach(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-kill-'));
-});
-
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+const stateDirectory = stateDirectoryPerTest('vcnet-kill-');
 
 async function killAt(args: string[], position: number): Promise<boolean> {
   const run = vcnetAsync(args, pauseAtStep(position));
@@ -42,7 +31,7 @@ describe('kill -9 during attach, at every step', () => {
     it(`${model}: detach afterwards leaves the namespace exactly as before`, async () => {
       const { pod } = makePod({ interfaces: 2 });
       const before = fingerprint(pod);
-      const config = join(stateDir, 'configuration.toml');
+      const config = join(stateDirectory(), 'configuration.toml');
       writeFileSync(
         config,
         `[runtime]\ninternetworking_model = "${model}"\n[hypervisor.qemu]\ntx_rate_limiter_max_rate = 20000000\n`,
@@ -56,12 +45,12 @@ describe('kill -9 during attach, at every step', () => {
         '--config',
         config,
         '--state-dir',
-        join(stateDir, 'state'),
+        join(stateDirectory(), 'state'),
       ];
       let killed = 0;
       for (let position = 0; ; position++) {
         const paused = await killAt(args, position);
-        const detached = vcnet(['detach', '--sandbox', 'k', '--state-dir', join(stateDir, 'state')]);
+        const detached = vcnet(['detach', '--sandbox', 'k', '--state-dir', join(stateDirectory(), 'state')]);
         expect(detached.status, `detach after kill at step ${position}: ${detached.stderr}`).toBe(0);
         expect(fingerprint(pod), `namespace after kill at step ${position}`).toEqual(before);
         if (!paused) break;

@@ -3,23 +3,14 @@
  * with the macvtap model, through the public CLI, each record naming a /dev/tap<index> whose
  * major:minor is its own macvtap's (as /sys/dev/char lists it), all different; detach removes them.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deviceNumbers, MACVTAP_INDEX_BASE } from '../../../src/network/models/macvtap-index.js';
-import { vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
-let stateDir: string;
-beforeEach(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-nodes-'));
-});
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+const stateDirectory = stateDirectoryPerTest('vcnet-nodes-');
 
 function macvtapMajor(): number {
   const line = readFileSync('/proc/devices', 'utf8')
@@ -50,7 +41,7 @@ describe('macvtap device nodes (issue 13)', () => {
         '--model',
         'macvtap',
         '--state-dir',
-        stateDir,
+        stateDirectory(),
         '--json',
       ]),
     );
@@ -76,7 +67,7 @@ describe('macvtap device nodes (issue 13)', () => {
 
     const paths = results.map((result) => JSON.parse(result.stdout).endpoints[0].tapDevice as string);
     for (const position of pods.keys()) {
-      const detached = vcnet(['detach', '--sandbox', `mvt${position}`, '--state-dir', stateDir]);
+      const detached = vcnet(['detach', '--sandbox', `mvt${position}`, '--state-dir', stateDirectory()]);
       expect(detached.status).toBe(0);
     }
     for (const path of paths) expect(existsSync(path)).toBe(false);

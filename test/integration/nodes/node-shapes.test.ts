@@ -4,12 +4,10 @@
  * would, detaches, and diffs a fine snapshot of the pod namespace before and after.
  * Cases the current engine cannot pass by design are marked and listed in NEEDS_ENGINE.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
+import { readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import {
   attachThenDetach,
   hostSnapshot,
@@ -20,14 +18,7 @@ import {
 } from '../../helpers/node-snapshot.js';
 import { makePod } from '../../helpers/pod.js';
 
-let stateDir: string;
-beforeEach(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-nodes-'));
-});
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+const stateDirectory = stateDirectoryPerTest('vcnet-nodes-');
 
 /** The kernel marks carrier loss (and its routes linkdown) asynchronously: wait for it before a snapshot. */
 function waitForNoCarrier(pod: TestNamespace, name: string): void {
@@ -64,7 +55,7 @@ function expectExactRoundTrip(
   options: Parameters<typeof attachThenDetach>[3] = {},
 ): ReturnType<typeof attachThenDetach> {
   const before = nodeSnapshot(pod);
-  const run = attachThenDetach(pod, model, stateDir, options);
+  const run = attachThenDetach(pod, model, stateDirectory(), options);
   expect(run.attached.stderr.split('\n').filter((line) => line.includes('"level":50'))).toEqual([]);
   expect(run.attached.status, run.attached.stderr).toBe(0);
   expect(run.detached.status, run.detached.stderr).toBe(0);
@@ -136,7 +127,7 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
     expectExactRoundTrip(pod, model);
     pod.exec('ip', ['addr', 'add', '10.42.0.1/24', 'dev', 'vx0']);
     const before = nodeSnapshot(pod);
-    const run = attachThenDetach(pod, model, stateDir, { sandbox: 'vx' });
+    const run = attachThenDetach(pod, model, stateDirectory(), { sandbox: 'vx' });
     expect(run.attached.status).toBe(1);
     expect(run.attached.stderr).toContain('unsupported network interface vx0: kind vxlan');
     expect(nodeSnapshot(pod)).toEqual(before);
@@ -266,7 +257,7 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
       return { links, qdiscs, filters };
     };
     const before = view();
-    const run = attachThenDetach(pod, model, stateDir, {
+    const run = attachThenDetach(pod, model, stateDirectory(), {
       between: () => {
         pod.exec('ip', ['link', 'set', 'eth0', 'down']);
         pod.exec('ip', ['link', 'set', 'eth0', 'name', 'eth0r']);
@@ -283,7 +274,7 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
   nodeCase('an interface deleted and recreated between attach and detach', () => {
     const { pod, node } = makePod();
     let recreated: Record<string, unknown> = {};
-    const run = attachThenDetach(pod, model, stateDir, {
+    const run = attachThenDetach(pod, model, stateDirectory(), {
       between: () => {
         pod.exec('ip', ['link', 'del', 'eth0']);
         node.exec('ip', ['link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.name]);
@@ -300,7 +291,7 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
 
   nodeCase('a MAC changed by the user after attach', () => {
     const { pod } = makePod();
-    const run = attachThenDetach(pod, model, stateDir, {
+    const run = attachThenDetach(pod, model, stateDirectory(), {
       between: () => pod.exec('ip', ['link', 'set', 'eth0', 'address', '02:11:22:33:44:55']),
     });
     expect(run.detached.status).toBe(0);
@@ -311,7 +302,7 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
     const { pod } = makePod();
     const before = nodeSnapshot(pod);
     let filtersAfterAttach = 0;
-    const run = attachThenDetach(pod, model, stateDir, {
+    const run = attachThenDetach(pod, model, stateDirectory(), {
       between: () => {
         // tcfilter has put an ingress qdisc on eth0 already; the others have not.
         if (pod.tcJson<unknown[]>('qdisc', 'show', 'dev', 'eth0', 'ingress').length === 0) {
@@ -363,14 +354,14 @@ describe.each(MODELS)('never the host, model %s', (model) => {
       '--model',
       model,
       '--state-dir',
-      stateDir,
+      stateDirectory(),
     ]);
     expect(result.status).toBe(2);
     expect(result.stderr).toContain(
       'refusing to attach in /proc/self/ns/net: it is the network namespace vcnet itself runs in',
     );
     expect(hostSnapshot()).toEqual(before);
-    expect(readdirSync(stateDir)).toEqual([]);
+    expect(readdirSync(stateDirectory())).toEqual([]);
   });
 
   it('refuses the host namespace reached through another path (a bind mount of it)', () => {
@@ -384,7 +375,7 @@ describe.each(MODELS)('never the host, model %s', (model) => {
       '--model',
       model,
       '--state-dir',
-      stateDir,
+      stateDirectory(),
     ]);
     expect(result.status).toBe(2);
     expect(result.stderr).toContain(`refusing to attach in /proc/${process.pid}/ns/net`);

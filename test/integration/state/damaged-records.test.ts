@@ -5,21 +5,11 @@
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
-let stateDir: string;
-
-beforeEach(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-damaged-'));
-});
-
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+const stateDirectory = stateDirectoryPerTest('vcnet-damaged-');
 
 function withoutSteps(text: string): string {
   const record = JSON.parse(text);
@@ -31,9 +21,9 @@ describe('detach of a damaged record', () => {
   it('refuses each damage naming the file and the field, and changes nothing', () => {
     const a = makePod();
     const b = makePod();
-    expect(vcnet(['attach', '--sandbox', 'a', '--netns', a.pod.path, '--state-dir', stateDir]).status).toBe(0);
-    expect(vcnet(['attach', '--sandbox', 'b', '--netns', b.pod.path, '--state-dir', stateDir]).status).toBe(0);
-    const statePath = join(stateDir, 'a', 'state.json');
+    expect(vcnet(['attach', '--sandbox', 'a', '--netns', a.pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
+    expect(vcnet(['attach', '--sandbox', 'b', '--netns', b.pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
+    const statePath = join(stateDirectory(), 'a', 'state.json');
     const original = readFileSync(statePath, 'utf8');
     const attachedA = fingerprint(a.pod);
     const attachedB = fingerprint(b.pod);
@@ -48,7 +38,7 @@ describe('detach of a damaged record', () => {
     ];
     for (const [label, text, message] of damages) {
       writeFileSync(statePath, text);
-      const detached = vcnet(['detach', '--sandbox', 'a', '--state-dir', stateDir, '--json']);
+      const detached = vcnet(['detach', '--sandbox', 'a', '--state-dir', stateDirectory(), '--json']);
       expect(detached.status, label).toBe(1);
       const error = JSON.parse(detached.stdout).error;
       expect(error.code, label).toBe('VCNET_STATE_INVALID');
@@ -59,8 +49,8 @@ describe('detach of a damaged record', () => {
     }
 
     // The record of b copied into a's place: detach a must not undo b's plumbing.
-    copyFileSync(join(stateDir, 'b', 'state.json'), statePath);
-    const foreign = vcnet(['detach', '--sandbox', 'a', '--state-dir', stateDir]);
+    copyFileSync(join(stateDirectory(), 'b', 'state.json'), statePath);
+    const foreign = vcnet(['detach', '--sandbox', 'a', '--state-dir', stateDirectory()]);
     expect(foreign.status).toBe(1);
     expect(foreign.stderr).toContain(`state file ${statePath}: field id is "b", but this is the record of "a"`);
     expect(fingerprint(b.pod)).toEqual(attachedB);
@@ -68,14 +58,14 @@ describe('detach of a damaged record', () => {
 
     // A damaged record is not overwritten by a new attach either.
     writeFileSync(statePath, 'null');
-    const again = vcnet(['attach', '--sandbox', 'a', '--netns', a.pod.path, '--state-dir', stateDir]);
+    const again = vcnet(['attach', '--sandbox', 'a', '--netns', a.pod.path, '--state-dir', stateDirectory()]);
     expect(again.status).toBe(1);
     expect(again.stderr).toContain(`state file ${statePath}`);
     expect(readFileSync(statePath, 'utf8')).toBe('null');
 
     writeFileSync(statePath, original);
-    expect(vcnet(['detach', '--sandbox', 'a', '--state-dir', stateDir]).status).toBe(0);
-    expect(vcnet(['detach', '--sandbox', 'b', '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'a', '--state-dir', stateDirectory()]).status).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'b', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 });
 

@@ -3,26 +3,15 @@
  * round ends with either a complete record (and its plumbing) or nothing at all, never with raw
  * errno text, and nothing is leaked in the namespace.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
-import { vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const ROUNDS = 100;
-let stateDir: string;
-
-beforeEach(() => {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-race-'));
-});
-
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDir, { recursive: true, force: true });
-});
+const stateDirectory = stateDirectoryPerTest('vcnet-race-');
 
 /** errno names (ENOENT, ENOTEMPTY, EBUSY...) in what a person reads: an error vcnet did not explain. */
 const RAW_ERRNO = /\bE(NOENT|NOTEMPTY|BUSY|EXIST|AGAIN|WOULDBLOCK|BADF|INVAL|ACCES|PERM|NODEV|NOTDIR|ISDIR)\b/;
@@ -31,11 +20,11 @@ describe('racing attach and detach on one sandbox', () => {
   it(`ends each of ${ROUNDS} rounds with a complete record or nothing`, async () => {
     const { pod } = makePod();
     const clean = fingerprint(pod);
-    const statePath = join(stateDir, 'race', 'state.json');
+    const statePath = join(stateDirectory(), 'race', 'state.json');
     const outcomes = { attachedFirst: 0, detachedAfter: 0 };
     for (let round = 0; round < ROUNDS; round++) {
-      const attach = vcnetAsync(['attach', '--sandbox', 'race', '--netns', pod.path, '--state-dir', stateDir]);
-      const detach = vcnetAsync(['detach', '--sandbox', 'race', '--state-dir', stateDir]);
+      const attach = vcnetAsync(['attach', '--sandbox', 'race', '--netns', pod.path, '--state-dir', stateDirectory()]);
+      const detach = vcnetAsync(['detach', '--sandbox', 'race', '--state-dir', stateDirectory()]);
       const [attached, detached] = await Promise.all([attach.done, detach.done]);
       const context = `round ${round}: attach ${attached.status} ${attached.stderr} / detach ${detached.status} ${detached.stderr}`;
       expect(attached.status, context).toBe(0);
@@ -51,14 +40,14 @@ describe('racing attach and detach on one sandbox', () => {
           'tcfilter',
         ]);
         expect(pod.exec('ip', ['link', 'show', 'tap0_kata']), context).toContain('tap0_kata');
-        const reset = vcnet(['detach', '--sandbox', 'race', '--state-dir', stateDir]);
+        const reset = vcnet(['detach', '--sandbox', 'race', '--state-dir', stateDirectory()]);
         expect(reset.status, `${context}; reset: ${reset.stderr}`).toBe(0);
       } else {
         // Attach ran first and detach undid it all.
         outcomes.detachedAfter++;
         expect(detached.stdout, context).toMatch(/detached sandbox race/);
       }
-      expect(existsSync(join(stateDir, 'race')), context).toBe(false);
+      expect(existsSync(join(stateDirectory(), 'race')), context).toBe(false);
       expect(fingerprint(pod), context).toEqual(clean);
     }
     console.log(
@@ -70,24 +59,24 @@ describe('racing attach and detach on one sandbox', () => {
 
 describe('a held sandbox lock', () => {
   it('makes the CLI wait --lock-timeout, then exit 4 with a hint naming options that exist', () => {
-    const held = tryLockFile(join(stateDir, '.locks', 'busy'));
+    const held = tryLockFile(join(stateDirectory(), '.locks', 'busy'));
     if (!(held instanceof FileLock)) throw new Error('the lock is already held');
     try {
-      const detached = vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDir, '--lock-timeout', '0.2']);
+      const detached = vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDirectory(), '--lock-timeout', '0.2']);
       expect(detached.status).toBe(4);
       expect(detached.stderr).toContain(`sandbox busy is being changed by process ${process.pid} (waited 200 ms)`);
       expect(detached.stderr).toMatch(/hint: .*--lock-timeout <seconds> \(attach, detach\) or VCNET_LOCK_TIMEOUT/);
-      const environment = vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDir], {
+      const environment = vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDirectory()], {
         VCNET_LOCK_TIMEOUT: '0.1',
       });
       expect(environment.status).toBe(4);
       expect(environment.stderr).toContain('(waited 100 ms)');
-      const bad = vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDir, '--lock-timeout', 'soon']);
+      const bad = vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDirectory(), '--lock-timeout', 'soon']);
       expect(bad.status).toBe(2);
       expect(bad.stderr).toContain('invalid --lock-timeout: "soon"');
     } finally {
       held.release();
     }
-    expect(vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDir]).status).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 });
