@@ -126,6 +126,9 @@ export class CniRuntime {
       CNI_NETNS: this.attachment.namespacePath,
       CNI_IFNAME: this.attachment.interfaceName,
       CNI_PATH,
+      // The test run's own state directory registry (test/global-setup.ts), so a plugin run never
+      // registers a test's state directory in the host's /run/vcnet registry.
+      ...(process.env.VCNET_STATE_REGISTRY ? { VCNET_STATE_REGISTRY: process.env.VCNET_STATE_REGISTRY } : {}),
       ...this.extraEnvironment,
       ...extra,
     };
