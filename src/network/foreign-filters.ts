@@ -15,13 +15,14 @@ export function qdiscKey(link: string, handle: number): string {
 export async function qdiscsHoldingOthersFilters(
   handle: Pick<NetlinkHandle, 'filters'>,
   steps: readonly PlumbingStep[],
-  byName: ReadonlyMap<string, Link>,
+  /** The link a record means now (plan-detach.ts linkResolver). */
+  resolve: (name: string, index?: number) => Link | undefined,
   deletedLinks: ReadonlySet<string>,
 ): Promise<Set<string>> {
   const kept = new Set<string>();
   for (const step of steps) {
     if (step.step !== 'add-qdisc' || deletedLinks.has(step.link)) continue;
-    const link = byName.get(step.link);
+    const link = resolve(step.link, step.index);
     if (!link) continue;
     const ours = new Set(
       steps

@@ -8,6 +8,7 @@
  * Detach runs through here as well (undoPlan): "already gone" is every way the kernel says so for
  * the object kind, so undo converges however often it is repeated.
  */
+import { channels, publish } from '../../diagnostics.js';
 import { RollbackIncompleteError, SystemCallError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
 import type { Link, LinkSpec } from '../../netlink/codec/link.js';
@@ -18,7 +19,7 @@ import { qdiscsHoldingOthersFilters } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
 import { createMacvtapAtUniqueIndex } from '../models/macvtap-index.js';
 import type { PlumbingStep } from '../plumbing.js';
-import { type DetachPlan, planDetach } from './plan-detach.js';
+import { type DetachPlan, linkResolver, planDetach } from './plan-detach.js';
 import type { Change, LinkRef, Plan, PlanStep } from './types.js';
 
 /**
@@ -400,9 +401,12 @@ export async function undoRecords(
   const links = knownLinks ?? (await handle.links());
   // An ingress qdisc of ours that now holds someone else's filter stays; only our filters go.
   const createdNames = new Set(records.flatMap((record) => (record.step === 'create-link' ? [record.name] : [])));
-  const byName = new Map(links.map((link) => [link.name, link]));
-  const keptQdiscs = await qdiscsHoldingOthersFilters(handle, records, byName, createdNames);
-  const report = await undoPlan(handle, planDetach(records, { links, keptQdiscs }));
+  const keptQdiscs = await qdiscsHoldingOthersFilters(handle, records, linkResolver(links), createdNames);
+  const plan = planDetach(records, { links, keptQdiscs });
+  for (const notice of plan.notices) {
+    publish(channels.notice, () => ({ operation: 'detach', endpoint: notice.link, message: notice.message }));
+  }
+  const report = await undoPlan(handle, plan);
   // Keep the attach order in what is left, so the next detach undoes it in reverse again.
   const left = new Set(report.left);
   report.left = records.filter((record) => left.has(record));

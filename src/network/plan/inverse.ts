@@ -51,43 +51,77 @@ export function undoOf(change: Change, before?: LinkAttributes): Change | undefi
   }
 }
 
-/** The persisted record of an undo (the format detach, gc and CNI CHECK read). */
-export function recordOf(undo: Change): PlumbingStep {
+/** The identity a record keeps of a pod link (its ifindex), besides its name. */
+function identityOf(link: LinkRef): { index?: number } {
+  return link.role === 'pod' && link.index !== undefined ? { index: link.index } : {};
+}
+
+/**
+ * The persisted record of an undo (the format detach, gc and CNI CHECK read). `change` is the change
+ * the undo reverts: a change-link record keeps what vcnet set, so detach can tell a value the user
+ * changed since (and leave it) from one vcnet set.
+ */
+export function recordOf(undo: Change, change?: Change): PlumbingStep {
   switch (undo.op) {
     case 'delete-link':
       return { step: 'create-link', name: undo.link.name, kind: undo.kind };
     case 'delete-qdisc':
-      return { step: 'add-qdisc', link: undo.link.name, handle: undo.handle, parent: undo.parent, kind: undo.kind };
+      return {
+        step: 'add-qdisc',
+        link: undo.link.name,
+        ...identityOf(undo.link),
+        handle: undo.handle,
+        parent: undo.parent,
+        kind: undo.kind,
+      };
     case 'delete-filter':
       return {
         step: 'add-filter',
         link: undo.link.name,
+        ...identityOf(undo.link),
         parent: undo.parent,
         priority: undo.priority,
         protocol: undo.protocol,
         kind: undo.kind,
       };
-    case 'set-link':
-      return { step: 'change-link', link: undo.link.name, before: undo.set };
+    case 'set-link': {
+      const set = change?.op === 'set-link' ? attributesNamed(change.set, Object.keys(undo.set)) : undefined;
+      return {
+        step: 'change-link',
+        link: undo.link.name,
+        ...identityOf(undo.link),
+        before: undo.set,
+        ...(set ? { set } : {}),
+      };
+    }
     case 'add-address':
-      return { step: 'remove-addresses', link: undo.link.name, addresses: [undo.address] };
+      return { step: 'remove-addresses', link: undo.link.name, ...identityOf(undo.link), addresses: [undo.address] };
     case 'add-route':
-      return { step: 'remove-routes', link: undo.link.name, routes: [undo.route] };
+      return { step: 'remove-routes', link: undo.link.name, ...identityOf(undo.link), routes: [undo.route] };
     case 'add-neighbour':
-      return { step: 'remove-neighbours', link: undo.link.name, neighbours: [undo.neighbour] };
+      return {
+        step: 'remove-neighbours',
+        link: undo.link.name,
+        ...identityOf(undo.link),
+        neighbours: [undo.neighbour],
+      };
     default:
       throw new Error(`${undo.op} is not an undo`);
   }
 }
 
+function attributesNamed(attributes: LinkAttributes, keys: readonly string[]): LinkAttributes {
+  return Object.fromEntries(Object.entries(attributes).filter(([key]) => keys.includes(key))) as LinkAttributes;
+}
+
 /** A plan step: the change, its undo and its record, all from the change. */
 export function stepOf(change: Change, before?: LinkAttributes): PlanStep {
   const undo = undoOf(change, before);
-  return undo ? { change, undo, record: recordOf(undo) } : { change };
+  return undo ? { change, undo, record: recordOf(undo, change) } : { change };
 }
 
 /** The undo changes a persisted record stands for (records may list several objects). */
-export function undoChangesOf(record: PlumbingStep, link: (name: string) => LinkRef): Change[] {
+export function undoChangesOf(record: PlumbingStep, link: (name: string, index?: number) => LinkRef): Change[] {
   switch (record.step) {
     case 'create-link':
       return [{ op: 'delete-link', link: link(record.name), kind: record.kind }];
@@ -95,7 +129,7 @@ export function undoChangesOf(record: PlumbingStep, link: (name: string) => Link
       return [
         {
           op: 'delete-qdisc',
-          link: link(record.link),
+          link: link(record.link, record.index),
           kind: record.kind,
           handle: record.handle,
           parent: record.parent,
@@ -105,7 +139,7 @@ export function undoChangesOf(record: PlumbingStep, link: (name: string) => Link
       return [
         {
           op: 'delete-filter',
-          link: link(record.link),
+          link: link(record.link, record.index),
           parent: record.parent,
           priority: record.priority,
           protocol: record.protocol,
@@ -113,13 +147,13 @@ export function undoChangesOf(record: PlumbingStep, link: (name: string) => Link
         },
       ];
     case 'change-link': {
-      const { name: _rename, ...before } = record.before;
-      return [{ op: 'set-link', link: link(record.link), set: before }];
+      const { name: _rename, qdisc: _qdisc, ...before } = record.before;
+      return [{ op: 'set-link', link: link(record.link, record.index), set: before }];
     }
     case 'remove-addresses':
       return record.addresses.map((address) => ({
         op: 'add-address' as const,
-        link: link(record.link),
+        link: link(record.link, record.index),
         address: {
           address: address.address,
           prefixLength: address.prefixLength,
@@ -133,13 +167,13 @@ export function undoChangesOf(record: PlumbingStep, link: (name: string) => Link
     case 'remove-routes':
       return record.routes.map((route) => ({
         op: 'add-route' as const,
-        link: link(record.link),
+        link: link(record.link, record.index),
         route: routeRequestOf(route),
       }));
     case 'remove-neighbours':
       return record.neighbours.map((neighbour) => ({
         op: 'add-neighbour' as const,
-        link: link(record.link),
+        link: link(record.link, record.index),
         neighbour,
       }));
   }

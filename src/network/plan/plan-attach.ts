@@ -243,7 +243,11 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
     );
   }
   if ((source.flags & InterfaceFlag.UP) === 0) {
-    steps.push(stepOf({ op: 'set-link', link: pod, set: { up: true } }, { up: false }));
+    const bringUp = stepOf({ op: 'set-link', link: pod, set: { up: true } }, { up: false });
+    // A link that was never up has no root qdisc ("noop"); up gives it the kernel's default one,
+    // which stays after down. Recorded so detach can take it away again (plan-detach.ts).
+    if (source.qdisc === 'noop' && bringUp.record?.step === 'change-link') bringUp.record.before.qdisc = 'noop';
+    steps.push(bringUp);
   }
   steps.push(stepOf({ op: 'set-link', link: macvtap, set: { up: true } }));
   steps.push(...rateLimitOnTapSide(snapshot, config, macvtap));

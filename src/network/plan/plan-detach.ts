@@ -5,11 +5,12 @@
  * exactly them (one RCU grace period instead of one per link). Every change lists the records it
  * settles, so whatever the kernel refuses can be kept in the record, and nothing else.
  */
+import { InterfaceFlag, TC_H_ROOT } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
-import type { PlumbingStep } from '../plumbing.js';
+import type { PlumbingStep, RecordedLinkAttributes } from '../plumbing.js';
 import { undoChangesOf } from './inverse.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
-import type { Change, LinkRef } from './types.js';
+import type { Change, LinkAttributes, LinkRef } from './types.js';
 
 export interface DetachStep {
   change: Change;
@@ -21,6 +22,104 @@ export interface DetachPlan {
   steps: DetachStep[];
   /** Records whose link is already gone: nothing to do for them. */
   alreadyGone: PlumbingStep[];
+  /** What detach leaves as it is, and why (a link replaced or renamed, a value the user changed). */
+  notices: DetachNotice[];
+}
+
+export interface DetachNotice {
+  /** The link as the record names it. */
+  link: string;
+  message: string;
+}
+
+/**
+ * The link a pod record means, now: by ifindex when the record has one (a rename keeps it; a link
+ * deleted and made again under the same name is another link, and gets nothing of the old one's),
+ * by name for records written before vcnet kept the index. Created links (taps, macvtaps, ifbs) are
+ * found by name: they carry vcnet's link group.
+ */
+export function linkResolver(links: readonly Link[]): (name: string, index?: number) => Link | undefined {
+  const byName = new Map(links.map((link) => [link.name, link]));
+  const byIndex = new Map(links.map((link) => [link.index, link]));
+  return (name, index) => (index === undefined ? byName.get(name) : byIndex.get(index));
+}
+
+const ATTRIBUTE_LABELS: Record<keyof LinkAttributes, string> = {
+  address: 'MAC',
+  mtu: 'MTU',
+  up: 'up/down state',
+  group: 'group',
+};
+
+function currentValue(link: Link, key: keyof RecordedLinkAttributes): unknown {
+  switch (key) {
+    case 'address':
+      return link.address?.toLowerCase();
+    case 'mtu':
+      return link.mtu;
+    case 'up':
+      return (link.flags & InterfaceFlag.UP) !== 0;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The attributes of a change-link record to put back: those the link still has as vcnet set them.
+ * One the user (or another program) changed since is theirs now; it is left, with a notice.
+ */
+function attributesToRestore(
+  record: Extract<PlumbingStep, { step: 'change-link' }>,
+  link: Link,
+  notices: DetachNotice[],
+): LinkAttributes {
+  const { name: _rename, qdisc: _qdisc, ...before } = record.before;
+  const restore: LinkAttributes = {};
+  for (const [key, value] of Object.entries(before) as Array<[keyof LinkAttributes, never]>) {
+    const set = record.set?.[key as keyof RecordedLinkAttributes];
+    const now = currentValue(link, key as keyof RecordedLinkAttributes);
+    const changed =
+      set !== undefined && now !== undefined && now !== (typeof set === 'string' ? set.toLowerCase() : set);
+    if (changed) {
+      notices.push({
+        link: record.link,
+        message: `left the ${ATTRIBUTE_LABELS[key]} of ${link.name} as it is (${String(now)}): it changed after attach set it to ${String(set)}, so it is no longer vcnet's to put back to ${String(value)}`,
+      });
+    } else {
+      restore[key] = value;
+    }
+  }
+  return restore;
+}
+
+/** A handle no one else uses for the moment a root qdisc exists only to be deleted. */
+const TRANSIENT_ROOT_HANDLE = 0x76630000;
+
+/**
+ * A link vcnet brought up for the first time got the kernel's default root qdisc (noqueue or
+ * pfifo_fast), which stays after it goes down again. Once it is down, replacing that qdisc and
+ * deleting the replacement leaves the link with none, as before attach. Only the kernel's default is
+ * taken away: a qdisc someone configured since (with a handle) is theirs.
+ */
+function rootQdiscReset(
+  record: Extract<PlumbingStep, { step: 'change-link' }>,
+  link: Link,
+  restoring: LinkAttributes,
+): DetachStep[] {
+  if (record.before.qdisc !== 'noop' || restoring.up !== false) return [];
+  if (link.qdisc !== 'noqueue' && link.qdisc !== 'pfifo_fast') return [];
+  const ref: LinkRef = { role: 'pod', name: link.name, index: link.index };
+  // Settles nothing: the record is the up/down state; this is the kernel's side effect of it.
+  return [
+    {
+      change: { op: 'add-qdisc', link: ref, kind: 'htb', handle: TRANSIENT_ROOT_HANDLE, parent: TC_H_ROOT },
+      settles: [],
+    },
+    {
+      change: { op: 'delete-qdisc', link: ref, kind: 'htb', handle: TRANSIENT_ROOT_HANDLE, parent: TC_H_ROOT },
+      settles: [],
+    },
+  ];
 }
 
 export function planDetach(
@@ -31,13 +130,29 @@ export function planDetach(
     keptQdiscs?: ReadonlySet<string>;
   },
 ): DetachPlan {
+  const resolve = linkResolver(snapshot.links);
   const byName = new Map(snapshot.links.map((link) => [link.name, link]));
-  const refOf = (name: string): LinkRef => {
-    const link = byName.get(name);
-    return link ? { role: 'pod', name, index: link.index } : { role: 'pod', name };
+  const refOf = (name: string, index?: number): LinkRef => {
+    const link = resolve(name, index);
+    return link ? { role: 'pod', name: link.name, index: link.index } : { role: 'pod', name };
   };
   const createdNames = new Set(records.flatMap((record) => (record.step === 'create-link' ? [record.name] : [])));
   const alreadyGone: PlumbingStep[] = [];
+  const notices: DetachNotice[] = [];
+  /** Whether a pod record's link is still there; says so once per link when it was replaced. */
+  const replacedSaid = new Set<string>();
+  const podLinkPresent = (record: Exclude<PlumbingStep, { step: 'create-link' }>): boolean => {
+    if (resolve(record.link, record.index)) return true;
+    const namesake = byName.get(record.link);
+    if (namesake && record.index !== undefined && !replacedSaid.has(record.link)) {
+      replacedSaid.add(record.link);
+      notices.push({
+        link: record.link,
+        message: `${record.link} is another link than the one attach changed (ifindex ${namesake.index} now, ${record.index} then): nothing of the old link is put on it`,
+      });
+    }
+    return false;
+  };
 
   // One deletion per created link that still exists (or one for the whole group).
   const linkSteps = new Map<string, DetachStep>();
@@ -60,7 +175,7 @@ export function planDetach(
   const qdiscKey = (link: string, parent: number) => `${link}/${parent >>> 16}`;
   const qdiscSteps = new Map<string, DetachStep>();
   for (const record of records) {
-    if (record.step !== 'add-qdisc' || createdNames.has(record.link) || !byName.has(record.link)) continue;
+    if (record.step !== 'add-qdisc' || createdNames.has(record.link) || !resolve(record.link, record.index)) continue;
     if (snapshot.keptQdiscs?.has(qdiscKey(record.link, record.handle))) continue;
     qdiscSteps.set(qdiscKey(record.link, record.handle), {
       change: undoChangesOf(record, refOf)[0]!,
@@ -74,7 +189,7 @@ export function planDetach(
     const owner = linkSteps.get(record.link);
     if (owner) {
       owner.settles.push(record); // goes with its link
-    } else if (createdNames.has(record.link) || !byName.has(record.link)) {
+    } else if (createdNames.has(record.link) || !podLinkPresent(record)) {
       alreadyGone.push(record);
     } else if (record.step === 'add-qdisc') {
       const qdiscStep = qdiscSteps.get(qdiscKey(record.link, record.handle));
@@ -83,19 +198,29 @@ export function planDetach(
       else alreadyGone.push(record);
     } else if (record.step === 'add-filter' && qdiscSteps.has(qdiscKey(record.link, record.parent))) {
       qdiscSteps.get(qdiscKey(record.link, record.parent))!.settles.push(record);
+    } else if (record.step === 'change-link') {
+      const link = resolve(record.link, record.index)!;
+      const set = attributesToRestore(record, link, notices);
+      // Nothing left to put back: the record is settled without a change.
+      if (Object.keys(set).length === 0) alreadyGone.push(record);
+      else steps.push({ change: { op: 'set-link', link: refOf(record.link, record.index), set }, settles: [record] });
+      steps.push(...rootQdiscReset(record, link, set));
     } else {
       for (const change of undoChangesOf(record, refOf)) steps.push({ change, settles: [record] });
     }
   }
 
+  // vcnet's own links go first: a pod link's MAC can only come back once the macvtap holding it is
+  // gone (a macvlan beside eth0 shares eth0's port, where two equal MACs are refused: EADDRINUSE),
+  // and nothing vcnet puts back on a pod link depends on a link vcnet made.
   if (byGroup) {
-    const links = [...linkSteps.keys()].map(refOf);
-    steps.push({
+    const links = [...linkSteps.keys()].map((name) => refOf(name));
+    steps.unshift({
       change: { op: 'delete-link-group', group: VCNET_LINK_GROUP, links },
       settles: [...linkSteps.values()].flatMap((step) => step.settles),
     });
   } else {
-    steps.push(...linkSteps.values());
+    steps.unshift(...linkSteps.values());
   }
-  return { steps, alreadyGone };
+  return { steps, alreadyGone, notices };
 }

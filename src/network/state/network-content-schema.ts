@@ -46,14 +46,32 @@ const neighbourSchema = z.looseObject({
 });
 const listOf = <T extends z.ZodType>(schema: T, what: string) => z.array(schema, { error: `a list of ${what}` });
 
+/** A pod link's ifindex, its identity in the namespace (records before it kept only the name). */
+const podLinkIndex = whole.optional();
+const linkAttributesSchema = z.looseObject({
+  address: z.string().optional(),
+  mtu: whole.optional(),
+  up: z.boolean().optional(),
+  name: z.string().optional(),
+  qdisc: z.literal('noop', { error: '"noop"' }).optional(),
+});
+
 export const plumbingStepSchema = z.discriminatedUnion(
   'step',
   [
     z.looseObject({ step: z.literal('create-link'), name, kind: name }),
-    z.looseObject({ step: z.literal('add-qdisc'), link: name, handle: tcHandle, parent: tcHandle, kind: name }),
+    z.looseObject({
+      step: z.literal('add-qdisc'),
+      link: name,
+      index: podLinkIndex,
+      handle: tcHandle,
+      parent: tcHandle,
+      kind: name,
+    }),
     z.looseObject({
       step: z.literal('add-filter'),
       link: name,
+      index: podLinkIndex,
       parent: tcHandle,
       priority: sixteenBits,
       protocol: sixteenBits,
@@ -62,18 +80,26 @@ export const plumbingStepSchema = z.discriminatedUnion(
     z.looseObject({
       step: z.literal('change-link'),
       link: name,
-      before: z.looseObject({
-        address: z.string().optional(),
-        mtu: whole.optional(),
-        up: z.boolean().optional(),
-        name: z.string().optional(),
-      }),
+      index: podLinkIndex,
+      before: linkAttributesSchema,
+      set: linkAttributesSchema.optional(),
     }),
-    z.looseObject({ step: z.literal('remove-addresses'), link: name, addresses: listOf(addressSchema, 'addresses') }),
-    z.looseObject({ step: z.literal('remove-routes'), link: name, routes: listOf(routeSchema, 'routes') }),
+    z.looseObject({
+      step: z.literal('remove-addresses'),
+      link: name,
+      index: podLinkIndex,
+      addresses: listOf(addressSchema, 'addresses'),
+    }),
+    z.looseObject({
+      step: z.literal('remove-routes'),
+      link: name,
+      index: podLinkIndex,
+      routes: listOf(routeSchema, 'routes'),
+    }),
     z.looseObject({
       step: z.literal('remove-neighbours'),
       link: name,
+      index: podLinkIndex,
       neighbours: listOf(neighbourSchema, 'neighbours'),
     }),
   ],

@@ -2,7 +2,7 @@
  * Pods shaped like real nodes' (issue 12), through the public CLI (vcnet attach / detach), for the
  * tcfilter, macvtap and none models: each case attaches, maybe changes the pod meanwhile as a user
  * would, detaches, and diffs a fine snapshot of the pod namespace before and after.
- * Cases the current engine cannot pass by design are marked and listed in NEEDS_ENGINE.
+ * Cases still open for a model are listed in KNOWN_GAPS and run as it.fails.
  */
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -64,24 +64,14 @@ function expectExactRoundTrip(
 }
 
 /**
- * Cases that fail today, by model, with why. "needs the plan/apply engine (issue 10)": the old engine
- * tracks links by name and does not undo the kernel's side effects; the others are local gaps still open.
- * They run as it.fails, so a fix shows up as a failure to remove the entry.
+ * Cases that fail today, by model, with why (local gaps still open). They run as it.fails, so a fix
+ * shows up as a failure to remove the entry.
  */
-const NEEDS_ENGINE = 'needs the plan/apply engine (issue 10)';
 const KNOWN_GAPS: Partial<Record<Model, Record<string, string>>> = {
   macvtap: {
-    'attaches an address-less link when it is named with --interface': `${NEEDS_ENGINE}: setting a down link up gives it a noqueue qdisc the kernel keeps after it goes down again`,
     'routes with metrics, a realm and several next hops':
       'open: the macvtap model saves routes without metrics, realm and multipath next hops (route codec lacks RTA_METRICS/RTA_FLOW/RTA_MULTIPATH)',
     'proxy neighbours': 'open: the macvtap model does not save proxy neighbours, which go with the addresses',
-    'a macvlan beside the veth': `${NEEDS_ENGINE}: restoring the veth's MAC before the macvlan's order fails with EADDRINUSE`,
-    'an interface renamed between attach and detach': `${NEEDS_ENGINE}: links are tracked by name`,
-    'an interface deleted and recreated between attach and detach': `${NEEDS_ENGINE}: links are tracked by name`,
-    'a MAC changed by the user after attach': `${NEEDS_ENGINE}: detach writes the saved MAC over the user's`,
-  },
-  tcfilter: {
-    'an interface renamed between attach and detach': `${NEEDS_ENGINE}: links are tracked by name`,
   },
 };
 
@@ -285,8 +275,13 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
       },
     });
     expect(run.detached.status).toBe(0);
-    // The new eth0 is someone else's: nothing of the old one is written onto it.
+    // The new eth0 is someone else's: nothing of the old one is written onto it, and detach says so.
     expect(linkView(pod, 'eth0')).toEqual(recreated);
+    if (model !== 'none') {
+      expect(logRecords(run.detached.stderr).map((record) => record.msg)).toContainEqual(
+        expect.stringMatching(/^eth0 is another link than the one attach changed/),
+      );
+    }
   });
 
   nodeCase('a MAC changed by the user after attach', () => {
@@ -296,6 +291,12 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
     });
     expect(run.detached.status).toBe(0);
     expect(pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]?.address).toBe('02:11:22:33:44:55');
+    if (model === 'macvtap') {
+      // Only the macvtap model changes the pod link's MAC: there detach says why it left the user's.
+      expect(logRecords(run.detached.stderr).map((record) => record.msg)).toContainEqual(
+        expect.stringMatching(/^left the MAC of eth0 as it is \(02:11:22:33:44:55\)/),
+      );
+    }
   });
 
   it("leaves someone else's ingress filter on eth0 added after attach", () => {

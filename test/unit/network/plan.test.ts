@@ -115,10 +115,12 @@ describe('planAttach: tcfilter', () => {
       undefined,
       undefined,
       { step: 'add-qdisc', link: 'tap0_kata', handle: INGRESS_HANDLE, parent: TC_H_INGRESS, kind: 'ingress' },
-      { step: 'add-qdisc', link: 'eth0', handle: INGRESS_HANDLE, parent: TC_H_INGRESS, kind: 'ingress' },
+      // Pod links are recorded by ifindex too (their identity); the name is a label.
+      { step: 'add-qdisc', link: 'eth0', index: 2, handle: INGRESS_HANDLE, parent: TC_H_INGRESS, kind: 'ingress' },
       {
         step: 'add-filter',
         link: 'eth0',
+        index: 2,
         parent: INGRESS_HANDLE,
         priority: FILTER_PRIORITY,
         protocol: ETH_P_ALL,
@@ -214,7 +216,7 @@ describe('planAttach: tcfilter', () => {
       limited.steps.find(
         (step) => step.change.op === 'add-qdisc' && step.change.kind === 'htb' && step.change.link.name === 'eth0',
       )?.record,
-    ).toEqual({ step: 'add-qdisc', link: 'eth0', handle: 0x10000, parent: TC_H_ROOT, kind: 'htb' });
+    ).toEqual({ step: 'add-qdisc', link: 'eth0', index: 2, handle: 0x10000, parent: TC_H_ROOT, kind: 'htb' });
   });
 
   it('refuses to replace a root qdisc somebody configured, naming it', () => {
@@ -287,10 +289,13 @@ describe('planAttach: macvtap', () => {
       'remove-addresses',
       undefined,
     ]);
+    // What vcnet set is recorded beside what was there, so detach can leave a value the user changed.
     expect(plan.steps[3]?.record).toEqual({
       step: 'change-link',
       link: 'eth0',
+      index: 2,
       before: { address: '02:42:ac:11:00:02' },
+      set: { address: SPARE },
     });
   });
 
@@ -303,7 +308,30 @@ describe('planAttach: macvtap', () => {
     );
     expect(
       planned.steps.find((step) => step.record?.step === 'change-link' && 'up' in step.record.before)?.record,
-    ).toEqual({ step: 'change-link', link: 'eth0', before: { up: false } });
+    ).toEqual({ step: 'change-link', link: 'eth0', index: 2, before: { up: false }, set: { up: true } });
+  });
+
+  it('takes away the default root qdisc a never-up link got from being brought up, and only that one', () => {
+    const neverUp = link({ flags: InterfaceFlag.BROADCAST, qdisc: 'noop' });
+    const records = planAttach(
+      snapshot(),
+      { queues: 1 },
+      { model: 'macvtap', source: neverUp, tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    ).steps.flatMap((step) => (step.record ? [step.record] : []));
+    expect(records.find((record) => record.step === 'change-link' && 'up' in record.before)).toMatchObject({
+      before: { up: false, qdisc: 'noop' },
+    });
+    const detachCommands = (qdisc: string) =>
+      planDetach(records, { links: [link({ address: SPARE, qdisc })] }).steps.map((step) => commandOf(step.change));
+    const withDefault = detachCommands('noqueue');
+    const down = withDefault.indexOf('ip link set dev eth0 down');
+    expect(down).toBeGreaterThanOrEqual(0);
+    // Down first (deleting an up link's root qdisc gives it the default again), then replace and delete.
+    expect(withDefault.slice(down + 1, down + 3)).toEqual([
+      expect.stringMatching(/^tc qdisc add dev eth0 root handle 7663: htb/),
+      expect.stringMatching(/^tc qdisc del dev eth0 root handle 7663:/),
+    ]);
+    expect(detachCommands('tbf').filter((command) => command.includes('root'))).toEqual([]);
   });
 
   it('shapes tx through an ifb redirected from the macvtap, recorded under the parent it is added to', () => {
@@ -429,15 +457,52 @@ describe('planDetach', () => {
     );
   const tap = link({ index: 7, name: 'tap0_kata', kind: 'tun', group: VCNET_LINK_GROUP });
 
-  it('deletes the pod qdisc (its filter goes with it), then the tap (its qdisc and filter go with it)', () => {
+  it('deletes the tap (its qdisc and filter go with it), then the pod qdisc (its filter goes with it)', () => {
     const plan = planDetach(records(), { links: [eth0(), tap] });
     expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
-      'tc qdisc del dev eth0 ingress',
       'ip link del dev tap0_kata',
+      'tc qdisc del dev eth0 ingress',
     ]);
-    expect(plan.steps[0]?.settles.map((record) => record.step)).toEqual(['add-qdisc', 'add-filter']);
-    expect(plan.steps[1]?.settles.map((record) => record.step)).toEqual(['create-link', 'add-filter', 'add-qdisc']);
+    expect(plan.steps[0]?.settles.map((record) => record.step)).toEqual(['create-link', 'add-filter', 'add-qdisc']);
+    expect(plan.steps[1]?.settles.map((record) => record.step)).toEqual(['add-qdisc', 'add-filter']);
     expect(plan.alreadyGone).toEqual([]);
+    expect(plan.notices).toEqual([]);
+  });
+
+  it('finds a renamed pod link by its ifindex and undoes on it under its new name', () => {
+    const renamed = link({ name: 'eth0r' });
+    const plan = planDetach(records(), { links: [renamed, tap] });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
+      'ip link del dev tap0_kata',
+      'tc qdisc del dev eth0r ingress',
+    ]);
+    expect(plan.steps[1]?.change).toMatchObject({ link: { name: 'eth0r', index: 2 } });
+  });
+
+  it('leaves a link made again under the old name alone, and says so', () => {
+    const recreated = link({ index: 12 });
+    const plan = planDetach(records(), { links: [recreated, tap] });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual(['ip link del dev tap0_kata']);
+    expect(plan.alreadyGone.map((record) => record.step)).toEqual(['add-filter', 'add-qdisc']);
+    expect(plan.notices).toEqual([
+      {
+        link: 'eth0',
+        message: expect.stringMatching(/^eth0 is another link than the one attach changed \(ifindex 12 now, 2 then\)/),
+      },
+    ]);
+  });
+
+  it('resolves records written before vcnet kept the ifindex by name', () => {
+    const old = records().map((record) => {
+      if (record.step === 'create-link') return record;
+      const { index: _index, ...rest } = record;
+      return rest;
+    });
+    const plan = planDetach(old, { links: [link({ index: 12 }), tap] });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
+      'ip link del dev tap0_kata',
+      'tc qdisc del dev eth0 ingress',
+    ]);
   });
 
   it("keeps a pod qdisc of ours that holds someone else's filter, and deletes only our filter", () => {
@@ -457,8 +522,8 @@ describe('planDetach', () => {
       links: [eth0(), tap, link({ index: 8, name: 'tap1_kata', group: VCNET_LINK_GROUP })],
     });
     expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
-      'tc qdisc del dev eth0 ingress',
       'ip link del group 30307',
+      'tc qdisc del dev eth0 ingress',
     ]);
   });
 
@@ -477,22 +542,39 @@ describe('planDetach', () => {
     expect(plan.alreadyGone.map((record) => record.step)).toEqual(['create-link', 'add-filter', 'add-qdisc']);
   });
 
-  it('puts back what macvtap changed, in reverse', () => {
-    const macvtapRecords = planAttach(
+  const macvtapRecords = () =>
+    planAttach(
       snapshot(),
       { queues: 1 },
       { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
     ).steps.flatMap((step) => (step.record ? [step.record] : []));
-    const plan = planDetach(macvtapRecords, {
-      links: [eth0(), link({ index: 7, name: 'tap0_kata', kind: 'macvtap', group: VCNET_LINK_GROUP })],
-    });
+  const macvtap = link({ index: 7, name: 'tap0_kata', kind: 'macvtap', group: VCNET_LINK_GROUP });
+
+  it('puts back what macvtap changed, in reverse, once the macvtap holding the MAC is gone', () => {
+    // eth0 as attach left it: the spare MAC.
+    const plan = planDetach(macvtapRecords(), { links: [link({ address: SPARE }), macvtap] });
     expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
+      'ip link del dev tap0_kata',
       'ip address add fd00::2/64 scope 0 dev eth0',
       'ip address add 10.88.0.2/16 scope 0 dev eth0',
       'ip link set dev eth0 address 02:42:ac:11:00:02',
       `ip route add default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
       'ip neigh replace 10.88.0.1 lladdr aa:bb:cc:dd:ee:ff nud permanent dev eth0',
-      'ip link del dev tap0_kata',
+    ]);
+    expect(plan.notices).toEqual([]);
+  });
+
+  it('leaves a MAC the user set after attach, and says so', () => {
+    const plan = planDetach(macvtapRecords(), { links: [link({ address: '02:11:22:33:44:55' }), macvtap] });
+    const commands = plan.steps.map((step) => commandOf(step.change));
+    expect(commands).not.toContain('ip link set dev eth0 address 02:42:ac:11:00:02');
+    expect(commands).toContain('ip address add 10.88.0.2/16 scope 0 dev eth0');
+    expect(plan.alreadyGone.map((record) => record.step)).toEqual(['change-link']);
+    expect(plan.notices).toEqual([
+      {
+        link: 'eth0',
+        message: expect.stringMatching(/^left the MAC of eth0 as it is \(02:11:22:33:44:55\): it changed after attach/),
+      },
     ]);
   });
 });
