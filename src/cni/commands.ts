@@ -20,6 +20,7 @@ import {
 import type { NetworkConfig } from '../network/config.js';
 import { tapName } from '../network/interface-pair.js';
 import { Network } from '../network/network.js';
+import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plumbing.js';
 import { ifbName } from '../network/rate-limit.js';
 import { interfacesOf } from '../network/scan.js';
@@ -283,7 +284,9 @@ export async function check(request: CniRequest): Promise<void> {
 
 /** Differences between the namespace and the steps ADD recorded (links, qdiscs and filters it created). */
 export async function plumbingProblems(handle: NetlinkHandle, state: CniAttachmentState): Promise<string[]> {
-  const links = new Map((await handle.links()).map((link) => [link.name, link]));
+  const all = await handle.links();
+  const links = new Map(all.map((link) => [link.name, link]));
+  const resolve = linkResolver(all);
   const problems: string[] = [];
   if (!links.has(state.interfaceName)) problems.push(`${state.interfaceName} is missing`);
   const steps: PlumbingStep[] = [];
@@ -304,9 +307,14 @@ export async function plumbingProblems(handle: NetlinkHandle, state: CniAttachme
   }
   for (const step of steps) {
     if (step.step !== 'add-qdisc' && step.step !== 'add-filter') continue;
-    const link = links.get(step.link);
+    // Pod links by ifindex (a link made again under the same name is not the one ADD plumbed).
+    const link = resolve(step.link, step.index);
     if (!link) {
-      if (!missingLinks.has(step.link) && step.link !== state.interfaceName) problems.push(`${step.link} is missing`);
+      const namesake = links.get(step.link);
+      if (namesake)
+        problems.push(`${step.link} was replaced since ADD (ifindex ${step.index} then, ${namesake.index} now)`);
+      else if (!missingLinks.has(step.link) && step.link !== state.interfaceName)
+        problems.push(`${step.link} is missing`);
       continue;
     }
     if (step.step === 'add-qdisc') {

@@ -19,6 +19,7 @@ import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
 import { vcnet } from '../../helpers/cli.js';
 import {
@@ -223,6 +224,39 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     expect(String(run.output?.msg)).toContain(`prevResult does not list tap0_kata in ${pod.path}`);
 
     delChain(runtime, list, result, pod, afterBridge);
+  });
+
+  it('CHECK says when eth0 was replaced since ADD; the whole DEL succeeds and vcnet-cni leaves the new eth0 alone', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    const { result } = addChain(runtime, list, pod);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+    const oldIndex = pod.ipJson<Array<{ ifindex: number }>>('link', 'show', 'eth0')[0]!.ifindex;
+
+    // Someone deletes eth0 and makes another link of that name (here a veth inside the pod).
+    pod.exec('ip', ['link', 'del', 'eth0']);
+    pod.exec('ip', ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0peer']);
+    pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+    const newIndex = pod.ipJson<Array<{ ifindex: number }>>('link', 'show', 'eth0')[0]!.ifindex;
+    const run = runtime.invoke('CHECK', vcnetConfig);
+    expect(run.output).toMatchObject({ code: 105 });
+    expect(String(run.output?.msg)).toContain(
+      `eth0 was replaced since ADD (ifindex ${oldIndex} then, ${newIndex} now)`,
+    );
+
+    // DEL of the chain succeeds; vcnet-cni's leaves the new eth0 its own ingress qdisc (bridge's DEL
+    // then deletes eth0 by name, as that plugin does).
+    let qdiscsAfterVcnet: string[] = [];
+    runtime.del(list, result, (position) => {
+      if (position === 0)
+        qdiscsAfterVcnet = pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', 'eth0').map((q) => q.kind);
+    });
+    expect(qdiscsAfterVcnet).toContain('ingress');
+    const vcnetLinks = pod
+      .ipJson<Array<{ ifname: string; group: string }>>('-d', 'link', 'show')
+      .filter((link) => link.group === String(VCNET_LINK_GROUP) || link.group === '0x7663');
+    expect(vcnetLinks).toEqual([]);
   });
 
   it('bad config: code 7 naming the field, code 2 for an unknown field, code 1 for a version; nothing changed', () => {
