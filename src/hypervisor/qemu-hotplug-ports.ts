@@ -5,9 +5,35 @@
  * which also gives the PCI path the agent waits for ("<port slot>/<device slot>").
  */
 import { InvalidInputError } from '../errors.js';
+import { QmpCommandError } from './errors.js';
 import type { QmpClient } from './qmp.js';
 
 export type QemuMachineType = 'q35' | 'pc';
+
+/**
+ * The machine family of a QOM machine type name: "pc-q35-7.2-machine" is q35, "pc-i440fx-7.2-machine"
+ * (and the old unversioned "pc-1.0-machine" style) is pc; anything else (microvm, isapc) is neither.
+ */
+export function machineTypeOfQomType(qomType: string): QemuMachineType | undefined {
+  if (/^pc-q35-/.test(qomType)) return 'q35';
+  if (/^pc-/.test(qomType)) return 'pc';
+  return undefined;
+}
+
+/**
+ * The machine family of a running QEMU, asked with `qom-get /machine type` (query-machines lists
+ * what the binary supports, not what runs). Undefined when QEMU refuses the question or answers with
+ * a type that is neither; a dead or silent QMP connection still fails (QmpTimeoutError...).
+ */
+export async function queryMachineType(qmp: QmpClient, timeoutMs?: number): Promise<QemuMachineType | undefined> {
+  const qomType = await qmp
+    .execute<unknown>('qom-get', { path: '/machine', property: 'type' }, { timeoutMs })
+    .catch((error: unknown) => {
+      if (error instanceof QmpCommandError) return undefined;
+      throw error;
+    });
+  return typeof qomType === 'string' ? machineTypeOfQomType(qomType) : undefined;
+}
 
 export const ROOT_PORT_ID_PREFIX = 'vcnet-rp';
 export const BRIDGE_ID = 'vcnet-bridge0';

@@ -12,10 +12,11 @@
  * DeviceUnplugTimeoutError and the netdev is left alone (deleting it would cut the NIC off while the
  * guest still has it).
  *
- * Placement: NICs go on the root bus `pci.0` (the i440fx machine's only bus; its slots are
- * hot-pluggable, q35's pcie.0 is not). QEMU picks the first free slot unless the device has a
- * pciAddress. With -nodefaults slots 0 (host bridge) and 1 (PIIX3) are taken and the first NIC
- * lands in slot 2; with the default VGA it lands in slot 3.
+ * Placement: the functions here put NICs on the root bus `pci.0` unless told a bus (the i440fx
+ * machine's only bus; its slots are hot-pluggable, q35's pcie.0 is not; QemuNetworkHotplugTarget
+ * finds a root port on q35). QEMU picks the first free slot unless the device has a pciAddress. With
+ * -nodefaults slots 0 (host bridge) and 1 (PIIX3) are taken and the first NIC lands in slot 2; with
+ * the default VGA it lands in slot 3.
  *
  * fds: hot-plugging an fd-backed tap needs the fd inside QEMU first, which means `getfd` with the
  * fd attached as SCM_RIGHTS ancillary data. Node's net.Socket cannot send ancillary data and the
@@ -45,6 +46,8 @@ import {
   pciPathInTree,
   type QemuMachineType,
   type QueryPciBus,
+  qemuHotplugPortArguments,
+  queryMachineType,
   queryPci,
 } from './qemu-hotplug-ports.js';
 import type { QmpClient } from './qmp.js';
@@ -203,10 +206,16 @@ async function rootBusPciPath(qmp: QmpClient, deviceId: string, timeoutMs?: numb
   return pciPathInTree(buses.find((bus) => bus.bus === 0)?.devices ?? [], deviceId);
 }
 
-/** The device_add arguments for a VFIO PCI function (QAPI: driver, id, host, bus). */
+/** The device_add arguments for a VFIO PCI function (QAPI: driver, id, host, bus, addr). */
 export function vfioDeviceAddArguments(device: VfioPciDevice, options: HotplugOptions = {}): Record<string, unknown> {
   validateVfioPciDevice(device);
-  return { driver: 'vfio-pci', id: device.id, host: device.hostAddress, bus: options.bus ?? 'pci.0' };
+  return {
+    driver: 'vfio-pci',
+    id: device.id,
+    host: device.hostAddress,
+    bus: options.bus ?? 'pci.0',
+    ...(options.addr !== undefined ? { addr: options.addr } : {}),
+  };
 }
 
 /** Plugs a physical NIC (bound to vfio-pci already) into a running VM; no netdev, no fds. */
@@ -227,8 +236,17 @@ export async function hotplugVfioDevice(
 /**
  * The hot-plug interface the network layer calls (HotplugTarget in src/network/endpoints/endpoint.ts),
  * bound to one QMP connection.
+ *
+ * Where a device goes, first match wins: `bus` when given; vcnet's ports of `machine` when given
+ * (qemuHotplugPortArguments); otherwise QEMU is asked its machine type once (`qom-get /machine type`):
+ * on q35 the device goes into a free vcnet root port, on anything else onto the root bus pci.0 (i440fx
+ * takes hot-plug there). Asking instead of recording: `vcnet attach --qmp` records only the socket of a
+ * VM someone else starts, often before it boots, and the running VM knows its machine type and which
+ * ports are free better than any record could.
  */
 export class QemuNetworkHotplugTarget {
+  private detectedMachine: Promise<QemuMachineType | undefined> | undefined;
+
   constructor(
     private readonly qmp: QmpClient,
     private readonly options: HotplugOptions &
@@ -238,21 +256,53 @@ export class QemuNetworkHotplugTarget {
       } = {},
   ) {}
 
+  /** The machine whose vcnet ports take the device, or undefined for options.bus / pci.0. */
+  private async portMachine(): Promise<QemuMachineType | undefined> {
+    if (this.options.bus) return undefined;
+    if (this.options.machine) return this.options.machine;
+    // Only q35 needs ports; on pc the root bus takes the device as before.
+    this.detectedMachine ??= queryMachineType(this.qmp, this.options.commandTimeoutMs).then((machine) =>
+      machine === 'q35' ? machine : undefined,
+    );
+    return this.detectedMachine;
+  }
+
   async hotplugNetworkDevice(device: NetworkDevice): Promise<HotpluggedNetworkDevice> {
-    const machine = this.options.machine;
-    if (!machine || this.options.bus) return hotplugNetworkDevice(this.qmp, device, this.options);
+    const machine = await this.portMachine();
+    if (!machine) return hotplugNetworkDevice(this.qmp, device, this.options);
+    return this.plugIntoPort(machine, device.id, (placement) =>
+      hotplugNetworkDevice(this.qmp, device, { ...this.options, ...placement }),
+    );
+  }
+
+  unplugNetworkDevice(deviceId: string): Promise<void> {
+    return unplugNetworkDevice(this.qmp, deviceId, this.options);
+  }
+
+  async hotplugVfioDevice(device: VfioPciDevice): Promise<{ deviceId: string; pciPath?: string }> {
+    const machine = await this.portMachine();
+    if (!machine) return hotplugVfioDevice(this.qmp, device, this.options);
+    return this.plugIntoPort(machine, device.id, (placement) =>
+      hotplugVfioDevice(this.qmp, device, { ...this.options, ...placement }),
+    );
+  }
+
+  private async plugIntoPort<T extends { pciPath?: string }>(
+    machine: QemuMachineType,
+    deviceId: string,
+    plug: (placement: { bus: string; addr?: string }) => Promise<T>,
+  ): Promise<T> {
     const ports = hotplugPorts(machine, await queryPci(this.qmp, this.options.commandTimeoutMs));
     // Bus numbers behind a port exist only once firmware enumerated them, so query-pci cannot say
     // which port is taken: try them in order, a taken one refuses device_add and is skipped.
     for (const port of ports) {
       try {
-        const plugged = await hotplugNetworkDevice(this.qmp, device, {
-          ...this.options,
+        const plugged = await plug({
           bus: port.id,
           // A root port has one slot: pinning it makes a taken port refuse instead of QEMU picking another.
           ...(machine === 'q35' ? { addr: '0x0' } : {}),
         });
-        const slot = machine === 'q35' ? 0 : await deviceSlot(this.qmp, device.id, this.options.commandTimeoutMs);
+        const slot = machine === 'q35' ? 0 : await deviceSlot(this.qmp, deviceId, this.options.commandTimeoutMs);
         return slot === undefined ? plugged : { ...plugged, pciPath: `${hexSlot(port.slot)}/${hexSlot(slot)}` };
       } catch (error) {
         if (!(error instanceof NetworkHotplugError && error.stage === 'device_add' && error.rolledBack)) throw error;
@@ -264,16 +314,10 @@ export class QemuNetworkHotplugTarget {
       'hotplug port',
       machine,
       machine === 'q35' ? 'a free vcnet pcie-root-port (vcnet-rp<N>)' : `a pci-bridge ${BRIDGE_ID} with a free slot`,
-      'start QEMU with the ports from qemuHotplugPortArguments (one root port per NIC to hot-plug on q35)',
+      machine === 'q35'
+        ? `start QEMU with one root port per device to hot-plug: ${qemuHotplugPortArguments('q35', 1).join(' ')} (then vcnet-rp1 with chassis=33,slot=2, and so on)`
+        : 'start QEMU with the ports from qemuHotplugPortArguments',
     );
-  }
-
-  unplugNetworkDevice(deviceId: string): Promise<void> {
-    return unplugNetworkDevice(this.qmp, deviceId, this.options);
-  }
-
-  hotplugVfioDevice(device: VfioPciDevice): Promise<{ deviceId: string; pciPath?: string }> {
-    return hotplugVfioDevice(this.qmp, device, this.options);
   }
 }
 

@@ -53,6 +53,7 @@ export async function connectVirtualMachine(state: SandboxState): Promise<Virtua
   try {
     const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
     return {
+      // No machine type in the record: the target asks QEMU (q35: a free vcnet root port; pc: pci.0).
       hotplug: new QemuNetworkHotplugTarget(qmp, { timeoutMs: 20_000 }),
       agent,
       close: async () => {

@@ -9,15 +9,11 @@ import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentClient } from '../../src/agent/client.js';
-import { interfaceFromJson, neighboursFromJson, routesFromJson } from '../../src/agent/kata-network-json.js';
-import { pushGuestNetwork } from '../../src/agent/push-network.js';
 import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
 import { QmpClient } from '../../src/hypervisor/qmp.js';
-import type { GuestInterface, GuestNeighbour, GuestRoute } from '../../src/network/guest.js';
 import { type WatchSummary, watchSandbox } from '../../src/sandbox/sandbox-watch.js';
 import { vcnet } from '../helpers/cli.js';
-import { bootGuest, guestUnavailableReason } from '../helpers/guest.js';
+import { type AttachedGuestNetwork, bootGuest, guestUnavailableReason, pushBootNetwork } from '../helpers/guest.js';
 import { cleanupNamespaces } from '../helpers/namespace.js';
 import { fingerprint, makePod } from '../helpers/pod.js';
 
@@ -90,25 +86,7 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
     try {
       // The runtime configures the boot NICs at sandbox start (Kata's setupNetworks); the full route
       // set pushed later by add-iface includes eth0's routes, so eth0 must have its address first.
-      const boot = output as unknown as {
-        interfaces: GuestInterface[];
-        routes: GuestRoute[];
-        neighbours: GuestNeighbour[];
-      };
-      const startAgent = await AgentClient.connect(guest.agentSocketPath, { deadlineMs: 90_000 });
-      try {
-        await pushGuestNetwork(
-          startAgent,
-          {
-            interfaces: boot.interfaces.map((entry) => interfaceFromJson(entry)),
-            routes: routesFromJson(boot.routes),
-            neighbours: neighboursFromJson(boot.neighbours),
-          },
-          { timeoutMs: 90_000 },
-        );
-      } finally {
-        startAgent.close();
-      }
+      await pushBootNetwork(guest.agentSocketPath, output as unknown as AttachedGuestNetwork);
       // A second interface appears in the pod (CNI ran again): its peer is in the node namespace.
       node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
       node.exec('ip', ['addr', 'add', '10.209.0.1/24', 'dev', 'veth9']);

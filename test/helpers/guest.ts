@@ -9,7 +9,11 @@ import { accessSync, constants, existsSync, mkdtempSync, readdirSync, rmSync } f
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { AgentClient } from '../../src/agent/client.js';
+import { interfaceFromJson, neighboursFromJson, routesFromJson } from '../../src/agent/kata-network-json.js';
+import { pushGuestNetwork } from '../../src/agent/push-network.js';
 import { ensureGuestImage, type GuestImage, guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
+import type { GuestInterface, GuestNeighbour, GuestRoute } from '../../src/network/guest.js';
 
 export const QEMU_BINARY = process.env.VCNET_QEMU ?? 'qemu-system-x86_64';
 export const AGENT_PORT_NAME = 'agent.channel.0';
@@ -22,6 +26,8 @@ export interface BootGuestOptions {
   /** The whole kernel command line; default guestKernelCommandLine() (serial console, quiet, panic=-1). */
   append?: string;
   memoryMb?: number;
+  /** QEMU machine type; default pc (i440fx). q35 hot-plugs only into root ports given in extraArgs. */
+  machine?: 'pc' | 'q35';
   /** An image from ensureGuestImage(); built (or found up to date) when absent. */
   image?: GuestImage;
 }
@@ -129,7 +135,7 @@ export async function bootGuest(options: BootGuestOptions = {}): Promise<GuestHa
   const agentSocketPath = join(socketDirectory, 'agent.sock');
 
   const qemuArgs = [
-    ...['-accel', 'tcg', '-machine', 'pc', '-m', String(memoryMb), '-smp', '1'],
+    ...['-accel', 'tcg', '-machine', options.machine ?? 'pc', '-m', String(memoryMb), '-smp', '1'],
     ...['-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot'],
     ...['-kernel', image.kernel, '-initrd', image.initrd, '-append', options.append ?? guestKernelCommandLine()],
     ...['-qmp', `unix:${qmpPath},server=on,wait=off`],
@@ -301,4 +307,32 @@ export async function bootGuest(options: BootGuestOptions = {}): Promise<GuestHa
     }
   }
   return handle;
+}
+
+/** The guest network `vcnet attach --json` prints (its interfaces, routes and neighbours). */
+export interface AttachedGuestNetwork {
+  interfaces: GuestInterface[];
+  routes: GuestRoute[];
+  neighbours: GuestNeighbour[];
+}
+
+/**
+ * Configures the boot NICs through the guest agent, as the runtime does at sandbox start (Kata's
+ * setupNetworks): a later add-iface pushes the full route set, whose boot routes need their NICs up.
+ */
+export async function pushBootNetwork(agentSocketPath: string, attached: AttachedGuestNetwork): Promise<void> {
+  const agent = await AgentClient.connect(agentSocketPath, { deadlineMs: 90_000 });
+  try {
+    await pushGuestNetwork(
+      agent,
+      {
+        interfaces: attached.interfaces.map((entry) => interfaceFromJson(entry)),
+        routes: routesFromJson(attached.routes),
+        neighbours: neighboursFromJson(attached.neighbours),
+      },
+      { timeoutMs: 90_000 },
+    );
+  } finally {
+    agent.close();
+  }
 }

@@ -5,7 +5,11 @@
  */
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type QemuMachineType, qemuHotplugPortArguments } from '../../../src/hypervisor/qemu-hotplug-ports.js';
+import {
+  type QemuMachineType,
+  qemuHotplugPortArguments,
+  queryMachineType,
+} from '../../../src/hypervisor/qemu-hotplug-ports.js';
 import { spawnQemu } from '../../../src/hypervisor/qemu-process.js';
 import { hotplugNetworkDevice, QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
 import { type PausedQemu, prepareNamespace, qemuIntegrationSkipReason, stopPausedQemu } from './paused-qemu.js';
@@ -55,6 +59,23 @@ describe.skipIf(skipReason !== undefined)('hot-plug through vcnet ports', () => 
     await expect(target.hotplugNetworkDevice(nic(3))).rejects.toThrow(/free vcnet pcie-root-port/);
     // The root ports sit at slots 1 and 2 of pcie.0; each NIC at slot 0 behind its port.
     expect([first.pciPath, second.pciPath]).toEqual(['01/00', '02/00']);
+  });
+
+  it('told nothing, the target asks QEMU its machine type: q35 into a root port, pc onto pci.0', async () => {
+    const q35 = await start('q35', 1);
+    expect(await queryMachineType(q35)).toBe('q35');
+    await expect(new QemuNetworkHotplugTarget(q35).hotplugNetworkDevice(nic(1))).resolves.toMatchObject({
+      pciPath: '01/00',
+    });
+    await stopPausedQemu(fixture);
+    fixture = prepareNamespace();
+    fixture.namespace.exec('ip', ['tuntap', 'add', 'dev', 'tap1', 'mode', 'tap', 'vnet_hdr']);
+    const pc = await start('pc', 1);
+    expect(await queryMachineType(pc)).toBe('pc');
+    // -nodefaults: host bridge and PIIX3 in slots 0 and 1, vcnet's bridge in 2; the NIC in 3 of pci.0.
+    await expect(new QemuNetworkHotplugTarget(pc).hotplugNetworkDevice(nic(1))).resolves.toMatchObject({
+      pciPath: '03',
+    });
   });
 
   it('pc: NICs go onto the vcnet pci-bridge', async () => {

@@ -6,6 +6,7 @@ import {
   QmpCommandError,
   UnsupportedByHypervisorError,
 } from '../../../src/hypervisor/errors.js';
+import { machineTypeOfQomType } from '../../../src/hypervisor/qemu-hotplug-ports.js';
 import {
   hotplugNetworkDevice,
   networkHotplugCommands,
@@ -180,5 +181,103 @@ describe('QemuNetworkHotplugTarget', () => {
     );
     const target: HotplugTarget = new QemuNetworkHotplugTarget(client);
     await expect(target.hotplugNetworkDevice(device)).resolves.toMatchObject({ pciPath: '03' });
+  });
+  // query-pci of a q35 VM started with qemuHotplugPortArguments('q35', 2): the root ports at slots 1, 2.
+  const q35Pci = [
+    {
+      bus: 0,
+      devices: [
+        { slot: 0, function: 0, qdev_id: '' },
+        { slot: 1, function: 0, qdev_id: 'vcnet-rp0', pci_bridge: { devices: [] } },
+        { slot: 2, function: 0, qdev_id: 'vcnet-rp1', pci_bridge: { devices: [] } },
+        { slot: 31, function: 0, qdev_id: '' },
+      ],
+    },
+  ];
+  // A fake QEMU of that machine type (undefined: one that refuses qom-get) whose buses take one device each.
+  const machine = (qomType: string | undefined, pci: unknown) => (server: FakeQmpServer) => {
+    const taken = new Map<unknown, unknown>();
+    server.setHandler((command, connection) => {
+      const args = command.arguments ?? {};
+      if (command.execute === 'qom-get' && args.path === '/machine') {
+        if (qomType === undefined)
+          connection.fail(command, 'CommandNotFound', 'The command qom-get has not been found');
+        else connection.reply(command, qomType);
+      } else if (command.execute === 'device_add' && args.bus !== 'pci.0' && taken.has(args.bus)) {
+        const holder = `virtio-net-pci,id=${String(taken.get(args.bus))}`;
+        connection.fail(
+          command,
+          'GenericError',
+          `PCI: slot 0 function 0 not available for virtio-net-pci, in use by ${holder}`,
+        );
+      } else {
+        if (command.execute === 'device_add') taken.set(args.bus, args.id);
+        connection.reply(command, command.execute === 'query-pci' ? pci : {});
+      }
+    });
+  };
+
+  it('asks QEMU its machine type once; on q35 each NIC goes into a free vcnet root port', async () => {
+    const { server, client } = await connected();
+    machine('pc-q35-7.2-machine', q35Pci)(server);
+    const target = new QemuNetworkHotplugTarget(client);
+    await expect(target.hotplugNetworkDevice(device)).resolves.toMatchObject({ pciPath: '01/00' });
+    await expect(target.hotplugNetworkDevice({ ...device, id: 'net2', tapName: 'tap2_kata' })).resolves.toMatchObject({
+      pciPath: '02/00',
+    });
+    const commands = sent(server);
+    expect(commands.filter(([name]) => name === 'qom-get')).toEqual([
+      ['qom-get', { path: '/machine', property: 'type' }],
+    ]);
+    // The taken port refuses net2 (its netdev is removed again) and the next port takes it.
+    expect(commands.filter(([name]) => name === 'device_add').map(([, args]) => args)).toEqual([
+      expect.objectContaining({ id: 'net1', bus: 'vcnet-rp0', addr: '0x0' }),
+      expect.objectContaining({ id: 'net2', bus: 'vcnet-rp0', addr: '0x0' }),
+      expect.objectContaining({ id: 'net2', bus: 'vcnet-rp1', addr: '0x0' }),
+    ]);
+    expect(commands.filter(([name]) => name === 'netdev_del')).toEqual([['netdev_del', { id: 'netdev-net2' }]]);
+  });
+
+  it('on q35 without vcnet root ports: refused, with the -device line that gives the VM one', async () => {
+    const { server, client } = await connected();
+    machine('pc-q35-7.2-machine', [{ bus: 0, devices: [{ slot: 0, function: 0, qdev_id: '' }] }])(server);
+    const error = await new QemuNetworkHotplugTarget(client)
+      .hotplugNetworkDevice(device)
+      .catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'VCNET_INVALID_INPUT' });
+    expect(String((error as { hint?: string }).hint)).toContain(
+      '-device pcie-root-port,id=vcnet-rp0,bus=pcie.0,chassis=32,slot=1',
+    );
+    expect(sent(server).map(([name]) => name)).not.toContain('netdev_add');
+  });
+
+  it('on i440fx, or when QEMU does not say, the NIC goes onto pci.0 as before', async () => {
+    for (const qomType of ['pc-i440fx-7.2-machine', undefined]) {
+      const { server, client } = await connected();
+      machine(qomType, queryPci)(server);
+      await expect(new QemuNetworkHotplugTarget(client).hotplugNetworkDevice(device)).resolves.toMatchObject({
+        pciPath: '03',
+      });
+      expect(sent(server).find(([name]) => name === 'device_add')?.[1]).toMatchObject({ bus: 'pci.0' });
+    }
+  });
+
+  it('a bus given by the caller is used without asking', async () => {
+    const { server, client } = await connected();
+    machine('pc-q35-7.2-machine', q35Pci)(server);
+    await new QemuNetworkHotplugTarget(client, { bus: 'vcnet-rp1' }).hotplugNetworkDevice(device);
+    expect(sent(server).map(([name]) => name)).toEqual(['netdev_add', 'device_add', 'query-pci']);
+    expect(sent(server)[1]?.[1]).toMatchObject({ bus: 'vcnet-rp1' });
+  });
+});
+
+describe('machineTypeOfQomType', () => {
+  it('reads the family from the QOM type name of /machine', () => {
+    expect(machineTypeOfQomType('pc-q35-7.2-machine')).toBe('q35');
+    expect(machineTypeOfQomType('pc-q35-2.4-machine')).toBe('q35');
+    expect(machineTypeOfQomType('pc-i440fx-7.2-machine')).toBe('pc');
+    expect(machineTypeOfQomType('pc-1.0-machine')).toBe('pc');
+    expect(machineTypeOfQomType('microvm-machine')).toBeUndefined();
+    expect(machineTypeOfQomType('isapc-machine')).toBeUndefined();
   });
 });

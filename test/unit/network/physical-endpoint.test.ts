@@ -192,10 +192,31 @@ describe('physical endpoint (VFIO)', () => {
     const endpoint = makeEndpoint();
     await endpoint.hotAttach(context, new QemuNetworkHotplugTarget(client, { commandTimeoutMs: 1_000 }));
     const commands = server.commands.slice(1).map((command) => [command.execute, command.arguments]);
-    expect(commands[0]).toEqual(['device_add', { driver: 'vfio-pci', id: 'net1', host: VF, bus: 'pci.0' }]);
+    expect(commands.find(([name]) => name === 'device_add')).toEqual([
+      'device_add',
+      { driver: 'vfio-pci', id: 'net1', host: VF, bus: 'pci.0' },
+    ]);
     expect(commands.map(([name]) => name)).not.toContain('netdev_add');
     expect(endpoint.pciPath).toBe('04');
     expect(basename(readlinkSync(join(pciDevice(VF), 'driver')))).toBe('vfio-pci');
+  });
+
+  it('on a q35 VM the function goes into a vcnet root port (pcie.0 takes no hot-plug)', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) => {
+      if (command.execute === 'qom-get') connection.reply(command, 'pc-q35-7.2-machine');
+      else if (command.execute === 'query-pci')
+        connection.reply(command, [{ bus: 0, devices: [{ slot: 1, function: 0, qdev_id: 'vcnet-rp0' }] }]);
+      else connection.reply(command, {});
+    });
+    const endpoint = makeEndpoint();
+    await endpoint.hotAttach(context, new QemuNetworkHotplugTarget(client, { commandTimeoutMs: 1_000 }));
+    const commands = server.commands.slice(1).map((command) => [command.execute, command.arguments]);
+    expect(commands.find(([name]) => name === 'device_add')).toEqual([
+      'device_add',
+      { driver: 'vfio-pci', id: 'net1', host: VF, bus: 'vcnet-rp0', addr: '0x0' },
+    ]);
+    expect(endpoint.pciPath).toBe('01/00');
   });
 
   it('a failed hot plug gives the device back to its host driver', async () => {

@@ -1,0 +1,79 @@
+/**
+ * add-iface through the binary on a q35 VM booted without vcnet root ports (a real QEMU, paused): the
+ * CLI learns the machine type from QEMU, refuses with the -device line the VM lacks (exit 2), and
+ * leaves the namespace, the record and QEMU as they were. The successful path needs a guest:
+ * test/e2e/q35-hotplug-vm.test.ts.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type QemuProcess, spawnQemu } from '../../../src/hypervisor/qemu-process.js';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+import { qemuIntegrationSkipReason } from '../hypervisor/paused-qemu.js';
+
+const skipReason = qemuIntegrationSkipReason();
+if (skipReason) console.log(`skipping q35 add-iface CLI test: ${skipReason}`);
+
+const stateDirectory = stateDirectoryPerTest('vcnet-q35-cli-');
+let qemu: QemuProcess | undefined;
+let agent: Server | undefined;
+
+afterEach(async () => {
+  await qemu?.stop(1_000);
+  qemu = undefined;
+  await new Promise<void>((resolve) => (agent ? agent.close(() => resolve()) : resolve()));
+  agent = undefined;
+});
+
+describe.skipIf(skipReason !== undefined)('add-iface on a q35 VM without vcnet root ports', () => {
+  it('exits 2 with the -device line to add, and changes nothing', async () => {
+    const { pod, node } = makePod();
+    const qmpPath = join(stateDirectory(), 'qmp.sock');
+    const agentPath = join(stateDirectory(), 'agent.sock');
+    const attached = vcnet([
+      ...['attach', '--sandbox', 'q1', '--netns', pod.path, '--state-dir', stateDirectory()],
+      ...['--qmp', qmpPath, '--agent', agentPath, '--json'],
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    qemu = await spawnQemu({
+      machine: 'q35',
+      networkNamespacePath: pod.path,
+      qmpSocketPath: qmpPath,
+      startPaused: true,
+      memoryMiB: 64,
+    });
+    await (await qemu.connectQmp({ timeoutMs: 20_000 })).close();
+    // The refusal comes before anything reaches the guest: an agent socket that only accepts will do.
+    agent = createServer(() => {});
+    await new Promise<void>((resolve) => agent!.listen(agentPath, resolve));
+
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const before = fingerprint(pod);
+    const record = readFileSync(join(stateDirectory(), 'q1', 'state.json'), 'utf8');
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+
+    const refused = vcnet(['add-iface', 'q1', request, '--state-dir', stateDirectory()]);
+    expect(refused.status, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain('a free vcnet pcie-root-port');
+    expect(refused.stderr).toContain('-device pcie-root-port,id=vcnet-rp0,bus=pcie.0,chassis=32,slot=1');
+    expect(refused.stdout).toBe('');
+    expect(fingerprint(pod)).toEqual(before);
+    expect(JSON.parse(readFileSync(join(stateDirectory(), 'q1', 'state.json'), 'utf8'))).toEqual(JSON.parse(record));
+    const qmp = await qemu.connectQmp({ timeoutMs: 5_000 });
+    try {
+      expect(await qmp.execute<string>('human-monitor-command', { 'command-line': 'info network' })).not.toContain(
+        'netdev-net1',
+      );
+    } finally {
+      await qmp.close();
+    }
+
+    await qemu.stop(1_000);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(vcnet(['detach', '--sandbox', 'q1', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+});
