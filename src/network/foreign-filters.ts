@@ -5,7 +5,7 @@
  */
 import type { Link } from '../netlink/codec/link.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
-import type { PlumbingStep } from './plumbing.js';
+import type { PlumbingStep } from './plan/types.js';
 
 export function qdiscKey(link: string, handle: number): string {
   return `${link}/${handle >>> 16}`;

@@ -32,7 +32,7 @@ import type { Plan } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
 import { interfacesOf, type SkippedInterface, selectEndpointInterfaces, skippedNotice } from './scan.js';
 
-import { NETWORK_STATE_VERSION } from './state/records.js';
+import { NETWORK_STATE_VERSION } from './state/content-versions.js';
 
 export { NETWORK_STATE_VERSION };
 

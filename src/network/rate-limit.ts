@@ -6,10 +6,7 @@ import { InvalidInputError } from '../errors.js';
 
 export { FILTER_PRIORITY, ifbName } from './plan/plan-attach.js';
 
-export interface RateLimit {
-  rxBitsPerSecond?: number;
-  txBitsPerSecond?: number;
-}
+export type { RateLimit } from './plan/types.js';
 
 export function validateRate(field: string, value: unknown): number | undefined {
   if (value === undefined || value === 0) return undefined;

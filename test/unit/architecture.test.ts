@@ -81,19 +81,8 @@ const NATIVE_LOADER = 'native/binding.ts';
 const PROGRAM_ONLY_PACKAGES = /^(pino|pino-pretty|@opentelemetry\/.*)$/;
 const PROGRAM_FILES = ['cli/observability/', 'agent/guest/main.ts'];
 
-/**
- * Import cycles that exist today, inside src/network/ (the engine rewrite lays network/ out anew and
- * removes them). Each entry is one cycle's files, sorted. Keep this list short; never add to it.
- */
+/** Import cycles allowed: none. Each entry would be one cycle's files, sorted; never add to it. */
 const KNOWN_CYCLES: string[][] = [];
-
-/**
- * Folders whose files still import each other in a cycle. src/network/: the plan/apply engine landed
- * with its record types (state/records.ts) and the endpoint, plan and plumbing modules importing each
- * other (mostly type-only). Splitting the types out is open work (issue "One attach engine"); until
- * then a cycle wholly inside network/ is tolerated, and any cycle that reaches outside it fails.
- */
-const FOLDERS_WITH_KNOWN_CYCLES = ['network/'];
 
 function sourceFiles(directory: string): string[] {
   return readdirSync(directory).flatMap((entry) => {
@@ -208,10 +197,7 @@ describe('architecture', () => {
           onStack.delete(member);
           component.push(member);
         } while (member !== node);
-        const tolerated = FOLDERS_WITH_KNOWN_CYCLES.some((folder) =>
-          component.every((file) => file.startsWith(folder)),
-        );
-        if (component.length > 1 && !tolerated) cycles.push(component.sort());
+        if (component.length > 1) cycles.push(component.sort());
       }
     };
     for (const node of graph.keys()) if (!index.has(node)) visit(node);

@@ -20,7 +20,7 @@ export type VmNetworkDevice = NetworkDevice;
 
 export type { HotplugTarget } from '../../hypervisor/device.js';
 
-import { ENDPOINT_STATE_VERSION } from '../state/records.js';
+import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 
 export { ENDPOINT_STATE_VERSION };
 

@@ -18,9 +18,8 @@ import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
 import { qdiscsHoldingOthersFilters } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
 import { createMacvtapAtUniqueIndex } from '../models/macvtap-index.js';
-import type { PlumbingStep } from '../plumbing.js';
 import { type DetachPlan, linkResolver, planDetach } from './plan-detach.js';
-import type { Change, LinkRef, Plan, PlanStep } from './types.js';
+import type { Change, LinkRef, Plan, PlanStep, PlumbingStep } from './types.js';
 
 /**
  * Test seam (never set in production): called before each step is sent, with its position. A hook

@@ -3,8 +3,7 @@
  * an undo can never drift from its request (same link, parent, priority, protocol, handle).
  */
 import { RouteFlag } from '../../netlink/codec/constants.js';
-import type { PlumbingStep } from '../plumbing.js';
-import type { Change, LinkAttributes, LinkRef, PlanStep, RouteRecord } from './types.js';
+import type { Change, LinkAttributes, LinkRef, PlanStep, PlumbingStep, RouteRecord } from './types.js';
 
 /** Address flags a request may carry (nodad, optimistic, homeaddress, managetempaddr, noprefixroute). */
 export const REQUEST_ADDRESS_FLAGS = 0x2 | 0x4 | 0x10 | 0x100 | 0x200;

@@ -30,9 +30,8 @@ import type { Link } from '../../netlink/codec/link.js';
 import type { Filter } from '../../netlink/codec/traffic-control.js';
 import { parseHandle } from '../../netlink/codec/traffic-control.js';
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
-import type { RateLimit } from '../rate-limit.js';
 import { REQUEST_ADDRESS_FLAGS, routeRequestOf, stepOf } from './inverse.js';
-import type { Change, LinkRef, Plan, PlanStep } from './types.js';
+import type { Change, LinkRef, Plan, PlanStep, RateLimit } from './types.js';
 
 /** Links vcnet creates carry this IFLA_GROUP, so gc finds them and detach can delete them at once. */
 export const VCNET_LINK_GROUP = 0x7663; // "vc"

@@ -7,10 +7,9 @@
  */
 import { InterfaceFlag, TC_H_ROOT } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
-import type { PlumbingStep, RecordedLinkAttributes } from '../plumbing.js';
 import { undoChangesOf } from './inverse.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
-import type { Change, LinkAttributes, LinkRef } from './types.js';
+import type { Change, LinkAttributes, LinkRef, PlumbingStep, RecordedLinkAttributes } from './types.js';
 
 export interface DetachStep {
   change: Change;

@@ -9,7 +9,6 @@
 import type { AddressSpec } from '../../netlink/codec/address.js';
 import type { NeighbourSpec } from '../../netlink/codec/neighbour.js';
 import type { RouteSpec } from '../../netlink/codec/route.js';
-import type { PlumbingStep } from '../plumbing.js';
 
 /** What a link is to the plan: the pod's own link, or one the plan creates. */
 export type LinkRole = 'pod' | 'tap' | 'macvtap' | 'ifb';
@@ -86,4 +85,48 @@ export interface Plan {
   device: LinkRef;
   /** The MAC the guest NIC gets; undefined when it is the new tap's own (known after apply). */
   guestHardwareAddress?: string;
+}
+
+/**
+ * The persisted undo records (what detach, gc and CNI CHECK read), derived from plan steps by
+ * inverse.ts. Re-exported by plumbing.ts.
+ */
+/**
+ * A pod link as a record names it: `link` is its name when attach ran (a label for people), `index`
+ * its ifindex in the namespace (its identity: a renamed link keeps it, a recreated one gets a new one).
+ * Records written before vcnet kept the index name the link only.
+ */
+interface PodLinkRecord {
+  link: string;
+  index?: number;
+}
+
+/** Link attributes a change-link record holds (what was there before, and what vcnet set). */
+export interface RecordedLinkAttributes {
+  address?: string;
+  mtu?: number;
+  up?: boolean;
+  name?: string;
+  /** The root qdisc before attach, when it was none at all ("noop": the link had never been up). */
+  qdisc?: 'noop';
+}
+
+export type PlumbingStep =
+  | { step: 'create-link'; name: string; kind: string }
+  | ({ step: 'add-qdisc'; handle: number; parent: number; kind: string } & PodLinkRecord)
+  | ({ step: 'add-filter'; parent: number; priority: number; protocol: number; kind: string } & PodLinkRecord)
+  | ({
+      step: 'change-link';
+      before: RecordedLinkAttributes;
+      /** What vcnet set: detach puts `before` back only where the link still has these values. */
+      set?: RecordedLinkAttributes;
+    } & PodLinkRecord)
+  | ({ step: 'remove-addresses'; addresses: AddressRecord[] } & PodLinkRecord)
+  | ({ step: 'remove-routes'; routes: RouteRecord[] } & PodLinkRecord)
+  | ({ step: 'remove-neighbours'; neighbours: NeighbourRecord[] } & PodLinkRecord);
+
+/** Rate limits as Kata sets them (rx_/tx_rate_limiter_max_rate), bits per second. */
+export interface RateLimit {
+  rxBitsPerSecond?: number;
+  txBitsPerSecond?: number;
 }
