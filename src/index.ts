@@ -124,14 +124,14 @@ export {
   classifyInterface,
   createEndpoint,
   UnsupportedInterfaceError,
-} from './network/endpoints/create-endpoint.js';
+} from './network/endpoint/create-endpoint.js';
 export {
   Endpoint,
   EndpointStateError,
   type HotplugTarget,
   type VmNetworkDevice,
-} from './network/endpoints/endpoint.js';
-export { PhysicalDeviceUnsupportedError } from './network/endpoints/physical-endpoint.js';
+} from './network/endpoint/endpoint.js';
+export { PhysicalDeviceUnsupportedError } from './network/endpoint/physical-endpoint.js';
 export { collectGarbage, type GarbageItem, type GarbageReport } from './network/garbage-collector.js';
 export {
   GuestFamily,
@@ -146,8 +146,8 @@ export {
 export { IngressQdiscBusyError } from './network/ingress-qdisc.js';
 export { type InterworkingModel, parseInterworkingModel } from './network/interworking-model.js';
 export { randomPrivateMacAddress } from './network/mac-address.js';
-export { MacvtapDeviceError } from './network/models/macvtap-index.js';
-export { AttachError } from './network/models/plumbing-context.js';
+export { MacvtapDeviceError } from './network/model/macvtap-index.js';
+export { AttachError } from './network/model/plumbing-context.js';
 export { type AddEndpointsOptions, Network, type NetworkState } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
 export { type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';

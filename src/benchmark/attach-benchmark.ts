@@ -17,10 +17,10 @@ import { nativeSyscallTime, type SyscallKind } from '../native/syscall-time.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../netns/namespace.js';
 import { randomPrivateMacAddress } from '../network/mac-address.js';
-import { attachMacvtap } from '../network/models/macvtap.js';
-import { attachTapOnly } from '../network/models/none.js';
-import type { PlumbingContext } from '../network/models/plumbing-context.js';
-import { attachTcFilter } from '../network/models/tcfilter.js';
+import { attachMacvtap } from '../network/model/macvtap.js';
+import { attachTapOnly } from '../network/model/none.js';
+import type { PlumbingContext } from '../network/model/plumbing-context.js';
+import { attachTcFilter } from '../network/model/tcfilter.js';
 import { type PlumbingStep, undoPlumbing } from '../network/plumbing.js';
 
 export interface AttachBenchmarkOptions {

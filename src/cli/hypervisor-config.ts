@@ -4,8 +4,8 @@ import { cloudHypervisorNetArgument, cloudHypervisorRateLimiterConfig } from '..
 import { firecrackerNetworkInterfaceRequest } from '../hypervisor/firecracker.js';
 import { qemuNetworkArguments, qemuVfioArguments } from '../hypervisor/qemu.js';
 import type { VmmRateLimiter } from '../network/config.js';
-import type { Endpoint } from '../network/endpoints/endpoint.js';
-import { PhysicalEndpoint, refusePhysicalEndpoints } from '../network/endpoints/physical-endpoint.js';
+import type { Endpoint } from '../network/endpoint/endpoint.js';
+import { PhysicalEndpoint, refusePhysicalEndpoints } from '../network/endpoint/physical-endpoint.js';
 
 export const HYPERVISORS = ['qemu', 'clh', 'firecracker'] as const;
 export type HypervisorKind = (typeof HYPERVISORS)[number];

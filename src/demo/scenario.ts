@@ -24,7 +24,7 @@ import type { QmpClient } from '../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../hypervisor/qmp-network-hotplug.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../netns/namespace.js';
-import type { Endpoint } from '../network/endpoints/endpoint.js';
+import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import type { InterworkingModel } from '../network/interworking-model.js';
 import { Network } from '../network/network.js';

@@ -234,7 +234,7 @@ export async function hotplugVfioDevice(
 }
 
 /**
- * The hot-plug interface the network layer calls (HotplugTarget in src/network/endpoints/endpoint.ts),
+ * The hot-plug interface the network layer calls (HotplugTarget in src/network/endpoint/endpoint.ts),
  * bound to one QMP connection.
  *
  * Where a device goes, first match wins: `bus` when given; vcnet's ports of `machine` when given

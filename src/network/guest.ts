@@ -8,7 +8,7 @@ import { isIPv4 } from 'node:net';
 import { AddressFamily, InterfaceFlag, NeighbourState, RouteProtocol } from '../netlink/codec/constants.js';
 import type { Neighbour } from '../netlink/codec/neighbour.js';
 import type { Route } from '../netlink/codec/route.js';
-import type { Endpoint } from './endpoints/endpoint.js';
+import type { Endpoint } from './endpoint/endpoint.js';
 
 /** Kata's IPFamily enum: v4 = 0, v6 = 1. */
 export const GuestFamily = { v4: 0, v6: 1 } as const;

@@ -15,17 +15,17 @@ import {
   refuseHostNamespaceUnlessShared,
   validateNetworkConfig,
 } from './config.js';
-import { BridgedMacvlanEndpoint } from './endpoints/bridged-macvlan-endpoint.js';
-import { createEndpoint } from './endpoints/create-endpoint.js';
-import { type Endpoint, type EndpointState, EndpointStateError, type HotplugTarget } from './endpoints/endpoint.js';
-import { IpvlanEndpoint } from './endpoints/ipvlan-endpoint.js';
-import { MacvtapEndpoint } from './endpoints/macvtap-endpoint.js';
-import { type PciDeviceInfo, PhysicalEndpoint } from './endpoints/physical-endpoint.js';
-import { TapEndpoint } from './endpoints/tap-endpoint.js';
-import { TuntapEndpoint } from './endpoints/tuntap-endpoint.js';
-import { VethEndpoint } from './endpoints/veth-endpoint.js';
-import { VhostUserEndpoint } from './endpoints/vhost-user-endpoint.js';
-import type { PlumbingContext } from './models/plumbing-context.js';
+import { BridgedMacvlanEndpoint } from './endpoint/bridged-macvlan-endpoint.js';
+import { createEndpoint } from './endpoint/create-endpoint.js';
+import { type Endpoint, type EndpointState, EndpointStateError, type HotplugTarget } from './endpoint/endpoint.js';
+import { IpvlanEndpoint } from './endpoint/ipvlan-endpoint.js';
+import { MacvtapEndpoint } from './endpoint/macvtap-endpoint.js';
+import { type PciDeviceInfo, PhysicalEndpoint } from './endpoint/physical-endpoint.js';
+import { TapEndpoint } from './endpoint/tap-endpoint.js';
+import { TuntapEndpoint } from './endpoint/tuntap-endpoint.js';
+import { VethEndpoint } from './endpoint/veth-endpoint.js';
+import { VhostUserEndpoint } from './endpoint/vhost-user-endpoint.js';
+import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { RollbackIncompleteError } from './plan/apply.js';
 import type { Plan } from './plan/types.js';

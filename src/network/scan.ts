@@ -6,7 +6,7 @@
  */
 import { AddressFamily, HardwareType, InterfaceFlag, RouteScope, RouteTable } from '../netlink/codec/constants.js';
 import type { NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
-import { type CreateEndpointOptions, classifyInterface } from './endpoints/create-endpoint.js';
+import { type CreateEndpointOptions, classifyInterface } from './endpoint/create-endpoint.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 
 export interface NamespaceScan {

@@ -7,7 +7,7 @@
 import type { AgentClient } from '../agent/client.js';
 import { interfaceFromJson, neighboursFromJson, routesFromJson } from '../agent/kata-network-json.js';
 import { type PushResult, pushGuestNetwork } from '../agent/push-network.js';
-import type { Endpoint } from '../network/endpoints/endpoint.js';
+import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 
 /** Every route the guest should have: recorded update-routes routes win for the devices they name. */

@@ -21,7 +21,7 @@ import { InvalidInputError, VcnetError } from '../errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../hypervisor/qmp-network-hotplug.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
-import type { Endpoint } from '../network/endpoints/endpoint.js';
+import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 import { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';

@@ -5,7 +5,7 @@
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
 import { channels, publish } from '../diagnostics.js';
-import type { Endpoint } from '../network/endpoints/endpoint.js';
+import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { linksToAttach } from '../network/scan.js';

@@ -12,7 +12,7 @@
 import { DetachIncompleteError, VcnetError } from '../errors.js';
 import { NamespaceGoneError, openNamespaceForRecord, openRecordedNamespace } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
-import type { Endpoint, HotplugTarget } from '../network/endpoints/endpoint.js';
+import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
 import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import { type AddEndpointsOptions, Network, type SkippedNotice } from '../network/network.js';
 import { describeRecords, type UndoReport } from '../network/plan/apply.js';

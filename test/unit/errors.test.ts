@@ -21,8 +21,8 @@ import {
   VcnetError,
 } from '../../src/errors.js';
 import { NetlinkError } from '../../src/netlink/errors.js';
-import { UnsupportedInterfaceError } from '../../src/network/endpoints/create-endpoint.js';
-import { AttachError } from '../../src/network/models/plumbing-context.js';
+import { UnsupportedInterfaceError } from '../../src/network/endpoint/create-endpoint.js';
+import { AttachError } from '../../src/network/model/plumbing-context.js';
 import { SandboxLockedError } from '../../src/network/state/store.js';
 
 const root = new URL('../../', import.meta.url).pathname;

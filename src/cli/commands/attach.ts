@@ -3,7 +3,7 @@ import { InvalidInputError } from '../../errors.js';
 import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import { NetlinkHandle } from '../../netlink/handle.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
-import { refusePhysicalEndpoints } from '../../network/endpoints/physical-endpoint.js';
+import { refusePhysicalEndpoints } from '../../network/endpoint/physical-endpoint.js';
 import { physicalLinksToAttach } from '../../network/scan.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';

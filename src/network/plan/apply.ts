@@ -17,7 +17,7 @@ import type { NetlinkError } from '../../netlink/errors.js';
 import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
 import { qdiscsHoldingOthersFilters } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
-import { createMacvtapAtUniqueIndex } from '../models/macvtap-index.js';
+import { createMacvtapAtUniqueIndex } from '../model/macvtap-index.js';
 import { type DetachPlan, linkResolver, planDetach } from './plan-detach.js';
 import type { Change, LinkRef, Plan, PlanStep, PlumbingStep } from './types.js';
 

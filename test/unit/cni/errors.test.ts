@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { CniConfigError, CniErrorCode, cniCodeFor, cniErrorReply } from '../../../src/cni/errors.js';
 import { VcnetError } from '../../../src/errors.js';
-import { UnsupportedInterfaceError } from '../../../src/network/endpoints/create-endpoint.js';
-import { AttachError } from '../../../src/network/models/plumbing-context.js';
+import { UnsupportedInterfaceError } from '../../../src/network/endpoint/create-endpoint.js';
+import { AttachError } from '../../../src/network/model/plumbing-context.js';
 import { SandboxLockedError } from '../../../src/network/state/store.js';
 
 describe('CNI error replies', () => {

@@ -13,7 +13,7 @@ import {
   QemuNetworkHotplugTarget,
   unplugNetworkDevice,
 } from '../../../src/hypervisor/qmp-network-hotplug.js';
-import type { HotplugTarget } from '../../../src/network/endpoints/endpoint.js';
+import type { HotplugTarget } from '../../../src/network/endpoint/endpoint.js';
 import { type FakeQmpServer, useFakeQmp } from './fake-qmp-server.js';
 
 const device: NetworkDevice = { id: 'net1', tapName: 'tap1_kata', queues: 1, guestMac: '02:42:AC:11:00:03' };

@@ -6,7 +6,7 @@ import {
   RouteProtocol,
   RouteScope,
 } from '../../../src/netlink/codec/constants.js';
-import { classifyInterface, createEndpoint } from '../../../src/network/endpoints/create-endpoint.js';
+import { classifyInterface, createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
 import { generateGuestNetwork } from '../../../src/network/guest.js';
 import { endpointFromState } from '../../../src/network/network.js';
 import { type SkippedInterface, selectEndpointInterfaces, skippedNotice } from '../../../src/network/scan.js';

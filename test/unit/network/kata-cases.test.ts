@@ -5,8 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { AddressFamily, NeighbourState, RouteScope } from '../../../src/netlink/codec/constants.js';
 import type { Neighbour } from '../../../src/netlink/codec/neighbour.js';
-import { createEndpoint, findVhostUserSocket } from '../../../src/network/endpoints/create-endpoint.js';
-import { PhysicalEndpoint } from '../../../src/network/endpoints/physical-endpoint.js';
+import { createEndpoint, findVhostUserSocket } from '../../../src/network/endpoint/create-endpoint.js';
+import { PhysicalEndpoint } from '../../../src/network/endpoint/physical-endpoint.js';
 import { gatewaySetFromRoutes, generateGuestNetwork, isValidGuestNeighbour } from '../../../src/network/guest.js';
 import { isValidInterworkingModel, parseInterworkingModel } from '../../../src/network/interworking-model.js';
 import { randomPrivateMacAddress } from '../../../src/network/mac-address.js';

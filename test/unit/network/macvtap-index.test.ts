@@ -14,7 +14,7 @@ import {
   macvtapMajor,
   macvtapNodeProblem,
   randomMacvtapIndex,
-} from '../../../src/network/models/macvtap-index.js';
+} from '../../../src/network/model/macvtap-index.js';
 
 let root: string;
 let roots: DeviceRoots;

@@ -4,7 +4,7 @@ import { parseKataConfiguration, validateNetworkConfig } from '../../../src/netw
 import { createInterfacePair, tapName } from '../../../src/network/interface-pair.js';
 import { isValidInterworkingModel, parseInterworkingModel } from '../../../src/network/interworking-model.js';
 import { isLocallyAdministeredUnicast, randomPrivateMacAddress } from '../../../src/network/mac-address.js';
-import { macvtapQueueLength } from '../../../src/network/models/macvtap.js';
+import { macvtapQueueLength } from '../../../src/network/model/macvtap.js';
 
 describe('internetworking model', () => {
   it('parses every name, resolves default to tcfilter, and refuses others listing the accepted names', () => {

@@ -25,8 +25,8 @@ import {
   readPciDevice,
   refusePhysicalEndpoints,
   type VirtualFunctionMacSetter,
-} from '../../../src/network/endpoints/physical-endpoint.js';
-import type { PlumbingContext } from '../../../src/network/models/plumbing-context.js';
+} from '../../../src/network/endpoint/physical-endpoint.js';
+import type { PlumbingContext } from '../../../src/network/model/plumbing-context.js';
 import { endpointFromState } from '../../../src/network/network.js';
 import { physicalLinksToAttach } from '../../../src/network/scan.js';
 import { bindToVfio, type HostRoots } from '../../../src/network/vfio.js';

@@ -16,7 +16,7 @@ import {
 } from '../../../src/netlink/codec/constants.js';
 import type { Link } from '../../../src/netlink/codec/link.js';
 import type { Filter, Qdisc } from '../../../src/netlink/codec/traffic-control.js';
-import { createEndpoint } from '../../../src/network/endpoints/create-endpoint.js';
+import { createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
 import { alreadyDone } from '../../../src/network/plan/apply.js';
 import { commandOf, commandsOf } from '../../../src/network/plan/commands.js';
 import { undoOf } from '../../../src/network/plan/inverse.js';

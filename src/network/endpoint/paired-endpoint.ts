@@ -2,7 +2,7 @@
  * Endpoints whose pod interface is joined to a VM tap by an internetworking model (veth, macvlan,
  * ipvlan, tuntap): the model decides the plan.
  */
-import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
+import type { AttachedPlumbing, PlumbingContext } from '../model/plumbing-context.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { Endpoint } from './endpoint.js';
 

@@ -5,14 +5,14 @@
  * the guest NIC takes the macvtap's MAC. Its node is checked to be its own first (Kata does not:
  * K§9.23): another namespace's macvtap at the same index owns it otherwise.
  */
-import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../models/macvtap-index.js';
+import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../model/macvtap-index.js';
 import {
   type AttachedPlumbing,
   attachByPlan,
   existingDevicePlumbing,
   openVhostFds,
   type PlumbingContext,
-} from '../models/plumbing-context.js';
+} from '../model/plumbing-context.js';
 import { Endpoint } from './endpoint.js';
 
 export class MacvtapEndpoint extends Endpoint {

@@ -4,7 +4,7 @@
  * interface's name is the guest NIC's, and the guest gets the requested addresses on it.
  */
 import { tapName } from '../interface-pair.js';
-import type { AttachedPlumbing, PlumbingContext } from '../models/plumbing-context.js';
+import type { AttachedPlumbing, PlumbingContext } from '../model/plumbing-context.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { Endpoint } from './endpoint.js';
 

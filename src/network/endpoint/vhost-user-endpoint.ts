@@ -2,7 +2,7 @@
  * A vhost-user NIC: a userspace switch (OVS-DPDK, VPP) offers a socket for the interface, and the
  * hypervisor connects the guest NIC to that socket. No tap, no host plumbing.
  */
-import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../models/plumbing-context.js';
+import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../model/plumbing-context.js';
 import type { NetworkInfo } from '../network-info.js';
 import { Endpoint, type EndpointState, type VmNetworkDevice } from './endpoint.js';
 import { refuseRateLimit } from './rate-limit-support.js';

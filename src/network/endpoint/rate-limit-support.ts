@@ -4,7 +4,7 @@
  * "rx rate limiter is unsupported for physical endpoint").
  */
 import { InvalidInputError } from '../../errors.js';
-import type { PlumbingContext } from '../models/plumbing-context.js';
+import type { PlumbingContext } from '../model/plumbing-context.js';
 
 export function refuseRateLimit(context: PlumbingContext, endpointType: string, name: string): void {
   const rx = context.rateLimit?.rxBitsPerSecond;

@@ -9,7 +9,7 @@ import { channels, publish } from '../../diagnostics.js';
 import { VcnetError } from '../../errors.js';
 import type { VfioPciDevice } from '../../hypervisor/qemu.js';
 import { NetlinkHandle } from '../../netlink/handle.js';
-import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../models/plumbing-context.js';
+import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../model/plumbing-context.js';
 import type { NetworkInfo } from '../network-info.js';
 import {
   bindToVfio,
