@@ -76,3 +76,16 @@ export function stateDirectoryPerTest(prefix = 'vcnet-state-'): () => string {
   });
   return () => directory;
 }
+
+export const KILL_PRELOAD = fileURLToPath(new URL('./kill-preload.mjs', import.meta.url));
+
+/** Environment for a vcnet run that kills itself (SIGKILL) `microseconds` after `operation` starts. */
+export function killAfter(operation: 'attach' | 'detach', microseconds?: number): Record<string, string> {
+  return {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${KILL_PRELOAD}`.trim(),
+    VCNET_TEST_KILL_OPERATION: operation,
+    ...(microseconds === undefined
+      ? { VCNET_TEST_REPORT_WINDOW: '1' }
+      : { VCNET_TEST_KILL_AFTER_US: String(microseconds) }),
+  };
+}

@@ -1,0 +1,120 @@
+/**
+ * The kill -9 loop of issue 11: for each model, at least 50 kills of `vcnet attach` and 50 of
+ * `vcnet detach` at random points (a worker thread in the process sends SIGKILL a random time after
+ * the operation starts: test/helpers/kill-preload.mjs), each followed by `vcnet detach`. Every time:
+ * nothing vcnet made is unrecorded while the record lives, detach finishes the job, the namespace is
+ * exactly as before, and the sandbox id can be attached again (no id stuck).
+ *
+ * The random points are drawn over the whole window from the operation's start to the process's exit,
+ * measured in the same run, plus a fifth more so that some runs finish (the loop counts real kills).
+ * The seed is printed, and a failure names the round, the operation and the delay.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { type CliResult, killAfter, stateDirectoryPerTest, vcnetAsync } from '../../helpers/cli.js';
+import type { TestNamespace } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+const KILLS_PER_OPERATION = 50;
+const VCNET_GROUP = 0x7663;
+const stateDirectory = stateDirectoryPerTest('vcnet-kill-loop-');
+
+/** A small deterministic generator (mulberry32), so a failing sequence can be replayed from its seed. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Runs the CLI without blocking the test worker; `killed` when SIGKILL ended it. */
+async function run(args: string[], env: Record<string, string> = {}): Promise<CliResult & { killed: boolean }> {
+  const started = vcnetAsync(args, env);
+  const result = await started.done;
+  return { ...result, killed: started.child.signalCode === 'SIGKILL' };
+}
+
+/** Every create-link step anywhere in a record. */
+function recordedLinks(value: unknown, into = new Set<string>()): Set<string> {
+  if (Array.isArray(value)) for (const item of value) recordedLinks(item, into);
+  else if (value && typeof value === 'object') {
+    const object = value as Record<string, unknown>;
+    if (object.step === 'create-link' && typeof object.name === 'string') into.add(object.name);
+    for (const item of Object.values(object)) recordedLinks(item, into);
+  }
+  return into;
+}
+
+/** vcnet's links in the pod (its link group) that no record names: what a journal gap would leak. */
+function unrecordedLinks(pod: TestNamespace, recordFile: string): string[] {
+  const record = existsSync(recordFile) ? JSON.parse(readFileSync(recordFile, 'utf8')) : undefined;
+  const named = recordedLinks(record);
+  return pod
+    .ipJson<Array<{ ifname: string; group: string }>>('-d', 'link', 'show')
+    .filter((link) => link.group === String(VCNET_GROUP) || link.group === '0x7663')
+    .map((link) => link.ifname)
+    .filter((name) => !named.has(name));
+}
+
+describe('kill -9 at random points of attach and detach', () => {
+  for (const model of ['tcfilter', 'macvtap'] as const) {
+    it(`${model}: ${KILLS_PER_OPERATION} kills of each, every namespace exact, nothing unrecorded, no id stuck`, async () => {
+      const { pod } = makePod({ interfaces: 2 });
+      const before = fingerprint(pod);
+      const config = join(stateDirectory(), 'configuration.toml');
+      writeFileSync(
+        config,
+        `[runtime]\ninternetworking_model = "${model}"\n[hypervisor.qemu]\ntx_rate_limiter_max_rate = 20000000\n`,
+      );
+      const state = join(stateDirectory(), 'state');
+      const recordFile = join(state, 'k', 'state.json');
+      const attachArgs = ['attach', '--sandbox', 'k', '--netns', pod.path, '--config', config, '--state-dir', state];
+      const detachArgs = ['detach', '--sandbox', 'k', '--state-dir', state];
+
+      // The windows, measured here: from the operation's start to the process's exit.
+      const windowOf = (result: CliResult) => Number(/vcnet: kill window (\d+)/.exec(result.stderr)?.[1] ?? Number.NaN);
+      const attached = await run(attachArgs, killAfter('attach'));
+      expect(attached.status, attached.stderr).toBe(0);
+      const detached = await run(detachArgs, killAfter('detach'));
+      expect(detached.status, detached.stderr).toBe(0);
+      const windows = { attach: windowOf(attached), detach: windowOf(detached) };
+      expect(windows.attach).toBeGreaterThan(0);
+      expect(windows.detach).toBeGreaterThan(0);
+
+      const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
+      const next = random(seed);
+      console.log(`kill loop ${model}: seed ${seed}, windows attach ${windows.attach} us, detach ${windows.detach} us`);
+      const kills = { attach: 0, detach: 0 };
+      for (let round = 0; kills.attach < KILLS_PER_OPERATION || kills.detach < KILLS_PER_OPERATION; round++) {
+        expect(round, 'too few runs were killed: the windows are wrong').toBeLessThan(KILLS_PER_OPERATION * 4);
+        for (const operation of ['attach', 'detach'] as const) {
+          const delay = Math.floor(next() * windows[operation] * 1.2);
+          const where = `round ${round}, ${operation} killed ${delay} us after it started (seed ${seed})`;
+          if (operation === 'detach') {
+            const setUp = await run(attachArgs);
+            expect(setUp.status, `${where}: attach before the detach: ${setUp.stderr}`).toBe(0);
+          }
+          const killedRun = await run(operation === 'attach' ? attachArgs : detachArgs, killAfter(operation, delay));
+          if (killedRun.killed) kills[operation]++;
+          else expect(killedRun.status, `${where}: ran to the end: ${killedRun.stderr}`).toBe(0);
+          // Whatever vcnet made is in the record (the journal has no gap).
+          expect(unrecordedLinks(pod, recordFile), where).toEqual([]);
+          const finish = await run(detachArgs);
+          expect(finish.status, `${where}: detach afterwards: ${finish.stderr}`).toBe(0);
+          expect(fingerprint(pod), where).toEqual(before);
+          expect(existsSync(recordFile), `${where}: the record is gone after detach`).toBe(false);
+        }
+      }
+      console.log(`kill loop ${model}: ${kills.attach} attach and ${kills.detach} detach kills`);
+      // The id is not stuck: a last attach and detach run through.
+      expect((await run(attachArgs)).status).toBe(0);
+      expect((await run(detachArgs)).status).toBe(0);
+      expect(fingerprint(pod)).toEqual(before);
+    }, 1_200_000);
+  }
+});
