@@ -4,6 +4,7 @@
  * the CNI plugins inside a "node" network namespace, so bridges and gateway addresses never land in
  * the host's namespace. vcnet-cni is the launcher `vcnet install-cni` writes, found through the
  * plugin directory the client is given; containers run a busybox-static rootfs (no image registry).
+ * Where /sys/fs/cgroup has no cgroup filesystem, the daemons and clients run in a CgroupMountNamespace.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
@@ -18,6 +19,7 @@ import {
 } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { type CgroupMountNamespace, inNamespaces } from './cgroups.js';
 import { vcnet } from './cli.js';
 import { SYSTEM_CNI_DIRECTORY } from './cni.js';
 import type { TestNamespace } from './namespace.js';
@@ -188,6 +190,7 @@ export class Containerd {
   constructor(
     readonly directory: string,
     readonly fixture: ClientFixture,
+    readonly cgroups?: CgroupMountNamespace,
   ) {
     this.socket = join(directory, 'containerd.sock');
   }
@@ -210,13 +213,11 @@ export class Containerd {
         '',
       ].join('\n'),
     );
-    this.daemon = spawn('containerd', ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.daemon = spawn(...inNamespaces(this.cgroups, 'containerd', ['--config', config]), {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     this.exited = collect(this.daemon);
-    await waitFor(
-      'containerd to answer',
-      () => spawnSync('ctr', ['--address', this.socket, 'version']).status === 0,
-      30_000,
-    );
+    await waitFor('containerd to answer', () => this.ctr(['version']).status === 0, 30_000);
   }
 
   async stop(): Promise<void> {
@@ -231,7 +232,9 @@ export class Containerd {
   }
 
   ctr(args: string[]): ProcessOutcome {
-    const result = spawnSync('ctr', ['--address', this.socket, ...args], { encoding: 'utf8' });
+    const result = spawnSync(...inNamespaces(this.cgroups, 'ctr', ['--address', this.socket, ...args]), {
+      encoding: 'utf8',
+    });
     return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
   }
 
@@ -246,30 +249,35 @@ export class Containerd {
       symlinkSync(this.fixture.pluginDirectory, join(optDirectory, 'cni', 'bin'));
     mkdirSync('/etc/cni/net.d', { recursive: true });
     const script = 'mount --bind "$1" /etc/cni/net.d && mount --bind "$2" /opt && shift 2 && exec "$@"';
-    const child = spawn('nsenter', [
-      `--net=${this.fixture.node.path}`,
-      'unshare',
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      script,
-      'sh',
-      this.fixture.confDirectory,
-      optDirectory,
-      'ctr',
-      '--address',
-      this.socket,
-      'run',
-      '--rm',
-      '--cni',
-      '--rootfs',
-      this.fixture.rootfs,
-      id,
-      '/bin/sleep',
-      '600',
-    ]);
+    const child = spawn(
+      ...inNamespaces(
+        this.cgroups,
+        'unshare',
+        [
+          '--mount',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          script,
+          'sh',
+          this.fixture.confDirectory,
+          optDirectory,
+          'ctr',
+          '--address',
+          this.socket,
+          'run',
+          '--rm',
+          '--cni',
+          '--rootfs',
+          this.fixture.rootfs,
+          id,
+          '/bin/sleep',
+          '600',
+        ],
+        [`--net=${this.fixture.node.path}`],
+      ),
+    );
     return { child, done: collect(child) };
   }
 
@@ -290,6 +298,7 @@ export class Podman {
   constructor(
     readonly directory: string,
     readonly fixture: ClientFixture,
+    readonly cgroups?: CgroupMountNamespace,
   ) {
     this.containersConf = join(directory, 'containers.conf');
     writeFileSync(
@@ -317,20 +326,23 @@ export class Podman {
     );
   }
 
-  private argv(args: string[]): string[] {
-    return [
-      `--net=${this.fixture.node.path}`,
+  private command(args: string[]): [string, string[]] {
+    return inNamespaces(
+      this.cgroups,
       'podman',
-      '--root',
-      join(this.directory, 'storage'),
-      '--runroot',
-      join(this.directory, 'run'),
-      '--storage-driver',
-      'vfs',
-      '--network-backend',
-      'cni',
-      ...args,
-    ];
+      [
+        '--root',
+        join(this.directory, 'storage'),
+        '--runroot',
+        join(this.directory, 'run'),
+        '--storage-driver',
+        'vfs',
+        '--network-backend',
+        'cni',
+        ...args,
+      ],
+      [`--net=${this.fixture.node.path}`],
+    );
   }
 
   private get environment(): NodeJS.ProcessEnv {
@@ -339,12 +351,12 @@ export class Podman {
 
   /** podman in the node namespace (its CNI plugins run where podman runs). */
   podman(args: string[]): ProcessOutcome {
-    const result = spawnSync('nsenter', this.argv(args), { encoding: 'utf8', env: this.environment });
+    const result = spawnSync(...this.command(args), { encoding: 'utf8', env: this.environment });
     return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
   }
 
   podmanAsync(args: string[]): Promise<ProcessOutcome> {
-    return collect(spawn('nsenter', this.argv(args), { env: this.environment }));
+    return collect(spawn(...this.command(args), { env: this.environment }));
   }
 
   runArgs(name: string, network: string): string[] {
