@@ -26,10 +26,26 @@ import type { TestNamespace } from './namespace.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((path) => existsSync(path));
 
+const COMMAND_DIRECTORIES = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/**
+ * The environment of the runtimes and their clients: PATH gets the usual command directories, where
+ * missingCommands looked, since a test run's PATH may be as short as /usr/bin:/bin while containerd's
+ * shim looks runc (/usr/sbin on Debian) up in PATH.
+ */
+const RUNTIME_ENVIRONMENT: NodeJS.ProcessEnv = {
+  ...process.env,
+  PATH: [...new Set([...(process.env.PATH ?? '').split(':').filter(Boolean), ...COMMAND_DIRECTORIES])].join(':'),
+};
+
+/** `command` in the usual directories (tc is in /usr/sbin alone on Debian), else as named. */
+function commandPath(command: string): string {
+  return COMMAND_DIRECTORIES.map((directory) => join(directory, command)).find((path) => existsSync(path)) ?? command;
+}
+
 /** The first of `commands` missing from the usual directories, as a skip reason. */
 export function missingCommands(commands: string[]): string | undefined {
-  const directories = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-  const missing = commands.filter((command) => !directories.some((directory) => existsSync(join(directory, command))));
+  const missing = commands.filter((command) => commandPath(command) === command);
   return missing.length === 0 ? undefined : `${missing.join(', ')} not installed`;
 }
 
@@ -67,7 +83,9 @@ export function collect(child: ChildProcess): Promise<ProcessOutcome> {
 
 /** `ip -j` / `tc -j` in a namespace given by path (a container's, which has no name). */
 export function namespaceJson<T>(namespacePath: string, command: 'ip' | 'tc', ...args: string[]): T {
-  const output = execFileSync('nsenter', [`--net=${namespacePath}`, command, '-j', ...args], { encoding: 'utf8' });
+  const output = execFileSync('nsenter', [`--net=${namespacePath}`, commandPath(command), '-j', ...args], {
+    encoding: 'utf8',
+  });
   return JSON.parse(output || '[]') as T;
 }
 
@@ -215,6 +233,7 @@ export class Containerd {
     );
     this.daemon = spawn(...inNamespaces(this.cgroups, 'containerd', ['--config', config]), {
       stdio: ['ignore', 'ignore', 'pipe'],
+      env: RUNTIME_ENVIRONMENT,
     });
     this.exited = collect(this.daemon);
     await waitFor('containerd to answer', () => this.ctr(['version']).status === 0, 30_000);
@@ -234,6 +253,7 @@ export class Containerd {
   ctr(args: string[]): ProcessOutcome {
     const result = spawnSync(...inNamespaces(this.cgroups, 'ctr', ['--address', this.socket, ...args]), {
       encoding: 'utf8',
+      env: RUNTIME_ENVIRONMENT,
     });
     return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
   }
@@ -277,6 +297,7 @@ export class Containerd {
         ],
         [`--net=${this.fixture.node.path}`],
       ),
+      { env: RUNTIME_ENVIRONMENT },
     );
     return { child, done: collect(child) };
   }
@@ -320,7 +341,7 @@ export class Podman {
         'runtime = "runc"',
         `tmp_dir = "${join(directory, 'tmp')}"`,
         // The cleanup podman that conmon runs when a container exits must read this file too.
-        `conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF=${this.containersConf}"]`,
+        `conmon_env_vars = ["PATH=${COMMAND_DIRECTORIES.join(':')}", "CONTAINERS_CONF=${this.containersConf}"]`,
         '',
       ].join('\n'),
     );
@@ -346,7 +367,7 @@ export class Podman {
   }
 
   private get environment(): NodeJS.ProcessEnv {
-    return { ...process.env, CONTAINERS_CONF: this.containersConf };
+    return { ...RUNTIME_ENVIRONMENT, CONTAINERS_CONF: this.containersConf };
   }
 
   /** podman in the node namespace (its CNI plugins run where podman runs). */
