@@ -81,6 +81,43 @@ export function collect(child: ChildProcess): Promise<ProcessOutcome> {
   return new Promise((resolve) => child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr })));
 }
 
+/** Processes naming `directory` on their command line, as `pid command line`. */
+function processesNaming(directory: string): string[] {
+  const found: string[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const commandLine = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      if (commandLine.includes(directory)) found.push(`${entry} ${commandLine}`);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+/**
+ * Waits up to `graceMs` for the processes a fixture started (daemons, shims, conmon, clients: all
+ * name its directory) to exit, e.g. podman's cleanup after `rm`; kills the rest so the directory can
+ * go, and returns them: a test must leave none.
+ */
+export async function reapProcesses(directory: string, graceMs = 30_000): Promise<string[]> {
+  const deadline = Date.now() + graceMs;
+  let left = processesNaming(directory);
+  while (left.length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    left = processesNaming(directory);
+  }
+  for (const line of left) {
+    try {
+      process.kill(Number(line.split(' ')[0]), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  return left;
+}
+
 /** `ip -j` / `tc -j` in a namespace given by path (a container's, which has no name). */
 export function namespaceJson<T>(namespacePath: string, command: 'ip' | 'tc', ...args: string[]): T {
   const output = execFileSync('nsenter', [`--net=${namespacePath}`, commandPath(command), '-j', ...args], {
@@ -204,6 +241,8 @@ export class Containerd {
   readonly socket: string;
   private daemon?: ChildProcess;
   private exited?: Promise<ProcessOutcome>;
+  /** `ctr run` clients still running. */
+  private readonly clients = new Set<ChildProcess>();
 
   constructor(
     readonly directory: string,
@@ -241,7 +280,16 @@ export class Containerd {
 
   async stop(): Promise<void> {
     if (!this.daemon) return;
-    for (const container of this.ctr(['containers', 'list', '--quiet']).stdout.split('\n').filter(Boolean)) {
+    const containers = () => this.ctr(['containers', 'list', '--quiet']).stdout.split('\n').filter(Boolean);
+    // Tasks a test left running end the way tests end them: `ctr run --rm` then deletes its container
+    // and runs CNI DEL (into the fixture's directories), so it must finish before the fixture goes.
+    // Deleting their tasks under them instead raced with the clients and could leave a shim running.
+    for (const container of containers()) this.ctr(['tasks', 'kill', '--signal', 'SIGKILL', container]);
+    await waitFor('the ctr run clients to exit', () => this.clients.size === 0, 30_000).catch(() => {
+      for (const client of this.clients) client.kill('SIGKILL');
+    });
+    // What no client removes: containers whose `ctr run` failed.
+    for (const container of containers()) {
       this.ctr(['tasks', 'delete', '--force', container]);
       this.ctr(['containers', 'delete', container]);
     }
@@ -299,6 +347,8 @@ export class Containerd {
       ),
       { env: RUNTIME_ENVIRONMENT },
     );
+    this.clients.add(child);
+    child.on('close', () => this.clients.delete(child));
     return { child, done: collect(child) };
   }
 

@@ -20,6 +20,7 @@ import {
   missingCommands,
   namespaceJson,
   Podman,
+  reapProcesses,
   redirectOf,
   waitFor,
 } from '../../helpers/container-runtimes.js';
@@ -82,9 +83,11 @@ describe.skipIf(containerdSkip)('containerd 1.6: ctr run --cni', () => {
 
   afterAll(async () => {
     await containerd?.stop();
+    const reaped = directory ? await reapProcesses(directory) : [];
     const left = (await cgroups?.stop()) ?? [];
     cleanupNamespaces();
     if (directory) rmSync(directory, { recursive: true, force: true });
+    expect(reaped, "the runtime's processes left running").toEqual([]);
     expect(left, 'processes left in the cgroup mount namespace').toEqual([]);
   });
 
@@ -200,9 +203,11 @@ describe.skipIf(podmanSkip)('podman 4: CNI backend', () => {
 
   afterAll(async () => {
     podman?.removeAll();
+    const reaped = directory ? await reapProcesses(directory) : [];
     const left = (await cgroups?.stop()) ?? [];
     cleanupNamespaces();
     if (directory) rmSync(directory, { recursive: true, force: true });
+    expect(reaped, "the runtime's processes left running").toEqual([]);
     expect(left, 'processes left in the cgroup mount namespace').toEqual([]);
   });
 
