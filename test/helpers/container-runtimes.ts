@@ -4,6 +4,7 @@
  * the CNI plugins inside a "node" network namespace, so bridges and gateway addresses never land in
  * the host's namespace. vcnet-cni is the launcher `vcnet install-cni` writes, found through the
  * plugin directory the client is given; containers run a busybox-static rootfs (no image registry).
+ * Where /sys/fs/cgroup has no cgroup filesystem, the daemons and clients run in a CgroupMountNamespace.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
@@ -18,16 +19,33 @@ import {
 } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { type CgroupMountNamespace, inNamespaces } from './cgroups.js';
 import { vcnet } from './cli.js';
 import { SYSTEM_CNI_DIRECTORY } from './cni.js';
 import type { TestNamespace } from './namespace.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((path) => existsSync(path));
 
+const COMMAND_DIRECTORIES = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/**
+ * The environment of the runtimes and their clients: PATH gets the usual command directories, where
+ * missingCommands looked, since a test run's PATH may be as short as /usr/bin:/bin while containerd's
+ * shim looks runc (/usr/sbin on Debian) up in PATH.
+ */
+const RUNTIME_ENVIRONMENT: NodeJS.ProcessEnv = {
+  ...process.env,
+  PATH: [...new Set([...(process.env.PATH ?? '').split(':').filter(Boolean), ...COMMAND_DIRECTORIES])].join(':'),
+};
+
+/** `command` in the usual directories (tc is in /usr/sbin alone on Debian), else as named. */
+function commandPath(command: string): string {
+  return COMMAND_DIRECTORIES.map((directory) => join(directory, command)).find((path) => existsSync(path)) ?? command;
+}
+
 /** The first of `commands` missing from the usual directories, as a skip reason. */
 export function missingCommands(commands: string[]): string | undefined {
-  const directories = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-  const missing = commands.filter((command) => !directories.some((directory) => existsSync(join(directory, command))));
+  const missing = commands.filter((command) => commandPath(command) === command);
   return missing.length === 0 ? undefined : `${missing.join(', ')} not installed`;
 }
 
@@ -63,9 +81,48 @@ export function collect(child: ChildProcess): Promise<ProcessOutcome> {
   return new Promise((resolve) => child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr })));
 }
 
+/** Processes naming `directory` on their command line, as `pid command line`. */
+function processesNaming(directory: string): string[] {
+  const found: string[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const commandLine = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      if (commandLine.includes(directory)) found.push(`${entry} ${commandLine}`);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+/**
+ * Waits up to `graceMs` for the processes a fixture started (daemons, shims, conmon, clients: all
+ * name its directory) to exit, e.g. podman's cleanup after `rm`; kills the rest so the directory can
+ * go, and returns them: a test must leave none.
+ */
+export async function reapProcesses(directory: string, graceMs = 30_000): Promise<string[]> {
+  const deadline = Date.now() + graceMs;
+  let left = processesNaming(directory);
+  while (left.length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    left = processesNaming(directory);
+  }
+  for (const line of left) {
+    try {
+      process.kill(Number(line.split(' ')[0]), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  return left;
+}
+
 /** `ip -j` / `tc -j` in a namespace given by path (a container's, which has no name). */
 export function namespaceJson<T>(namespacePath: string, command: 'ip' | 'tc', ...args: string[]): T {
-  const output = execFileSync('nsenter', [`--net=${namespacePath}`, command, '-j', ...args], { encoding: 'utf8' });
+  const output = execFileSync('nsenter', [`--net=${namespacePath}`, commandPath(command), '-j', ...args], {
+    encoding: 'utf8',
+  });
   return JSON.parse(output || '[]') as T;
 }
 
@@ -184,10 +241,13 @@ export class Containerd {
   readonly socket: string;
   private daemon?: ChildProcess;
   private exited?: Promise<ProcessOutcome>;
+  /** `ctr run` clients still running. */
+  private readonly clients = new Set<ChildProcess>();
 
   constructor(
     readonly directory: string,
     readonly fixture: ClientFixture,
+    readonly cgroups?: CgroupMountNamespace,
   ) {
     this.socket = join(directory, 'containerd.sock');
   }
@@ -210,18 +270,26 @@ export class Containerd {
         '',
       ].join('\n'),
     );
-    this.daemon = spawn('containerd', ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.daemon = spawn(...inNamespaces(this.cgroups, 'containerd', ['--config', config]), {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: RUNTIME_ENVIRONMENT,
+    });
     this.exited = collect(this.daemon);
-    await waitFor(
-      'containerd to answer',
-      () => spawnSync('ctr', ['--address', this.socket, 'version']).status === 0,
-      30_000,
-    );
+    await waitFor('containerd to answer', () => this.ctr(['version']).status === 0, 30_000);
   }
 
   async stop(): Promise<void> {
     if (!this.daemon) return;
-    for (const container of this.ctr(['containers', 'list', '--quiet']).stdout.split('\n').filter(Boolean)) {
+    const containers = () => this.ctr(['containers', 'list', '--quiet']).stdout.split('\n').filter(Boolean);
+    // Tasks a test left running end the way tests end them: `ctr run --rm` then deletes its container
+    // and runs CNI DEL (into the fixture's directories), so it must finish before the fixture goes.
+    // Deleting their tasks under them instead raced with the clients and could leave a shim running.
+    for (const container of containers()) this.ctr(['tasks', 'kill', '--signal', 'SIGKILL', container]);
+    await waitFor('the ctr run clients to exit', () => this.clients.size === 0, 30_000).catch(() => {
+      for (const client of this.clients) client.kill('SIGKILL');
+    });
+    // What no client removes: containers whose `ctr run` failed.
+    for (const container of containers()) {
       this.ctr(['tasks', 'delete', '--force', container]);
       this.ctr(['containers', 'delete', container]);
     }
@@ -231,7 +299,10 @@ export class Containerd {
   }
 
   ctr(args: string[]): ProcessOutcome {
-    const result = spawnSync('ctr', ['--address', this.socket, ...args], { encoding: 'utf8' });
+    const result = spawnSync(...inNamespaces(this.cgroups, 'ctr', ['--address', this.socket, ...args]), {
+      encoding: 'utf8',
+      env: RUNTIME_ENVIRONMENT,
+    });
     return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
   }
 
@@ -246,30 +317,38 @@ export class Containerd {
       symlinkSync(this.fixture.pluginDirectory, join(optDirectory, 'cni', 'bin'));
     mkdirSync('/etc/cni/net.d', { recursive: true });
     const script = 'mount --bind "$1" /etc/cni/net.d && mount --bind "$2" /opt && shift 2 && exec "$@"';
-    const child = spawn('nsenter', [
-      `--net=${this.fixture.node.path}`,
-      'unshare',
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      script,
-      'sh',
-      this.fixture.confDirectory,
-      optDirectory,
-      'ctr',
-      '--address',
-      this.socket,
-      'run',
-      '--rm',
-      '--cni',
-      '--rootfs',
-      this.fixture.rootfs,
-      id,
-      '/bin/sleep',
-      '600',
-    ]);
+    const child = spawn(
+      ...inNamespaces(
+        this.cgroups,
+        'unshare',
+        [
+          '--mount',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          script,
+          'sh',
+          this.fixture.confDirectory,
+          optDirectory,
+          'ctr',
+          '--address',
+          this.socket,
+          'run',
+          '--rm',
+          '--cni',
+          '--rootfs',
+          this.fixture.rootfs,
+          id,
+          '/bin/sleep',
+          '600',
+        ],
+        [`--net=${this.fixture.node.path}`],
+      ),
+      { env: RUNTIME_ENVIRONMENT },
+    );
+    this.clients.add(child);
+    child.on('close', () => this.clients.delete(child));
     return { child, done: collect(child) };
   }
 
@@ -290,6 +369,7 @@ export class Podman {
   constructor(
     readonly directory: string,
     readonly fixture: ClientFixture,
+    readonly cgroups?: CgroupMountNamespace,
   ) {
     this.containersConf = join(directory, 'containers.conf');
     writeFileSync(
@@ -311,40 +391,43 @@ export class Podman {
         'runtime = "runc"',
         `tmp_dir = "${join(directory, 'tmp')}"`,
         // The cleanup podman that conmon runs when a container exits must read this file too.
-        `conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF=${this.containersConf}"]`,
+        `conmon_env_vars = ["PATH=${COMMAND_DIRECTORIES.join(':')}", "CONTAINERS_CONF=${this.containersConf}"]`,
         '',
       ].join('\n'),
     );
   }
 
-  private argv(args: string[]): string[] {
-    return [
-      `--net=${this.fixture.node.path}`,
+  private command(args: string[]): [string, string[]] {
+    return inNamespaces(
+      this.cgroups,
       'podman',
-      '--root',
-      join(this.directory, 'storage'),
-      '--runroot',
-      join(this.directory, 'run'),
-      '--storage-driver',
-      'vfs',
-      '--network-backend',
-      'cni',
-      ...args,
-    ];
+      [
+        '--root',
+        join(this.directory, 'storage'),
+        '--runroot',
+        join(this.directory, 'run'),
+        '--storage-driver',
+        'vfs',
+        '--network-backend',
+        'cni',
+        ...args,
+      ],
+      [`--net=${this.fixture.node.path}`],
+    );
   }
 
   private get environment(): NodeJS.ProcessEnv {
-    return { ...process.env, CONTAINERS_CONF: this.containersConf };
+    return { ...RUNTIME_ENVIRONMENT, CONTAINERS_CONF: this.containersConf };
   }
 
   /** podman in the node namespace (its CNI plugins run where podman runs). */
   podman(args: string[]): ProcessOutcome {
-    const result = spawnSync('nsenter', this.argv(args), { encoding: 'utf8', env: this.environment });
+    const result = spawnSync(...this.command(args), { encoding: 'utf8', env: this.environment });
     return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
   }
 
   podmanAsync(args: string[]): Promise<ProcessOutcome> {
-    return collect(spawn('nsenter', this.argv(args), { env: this.environment }));
+    return collect(spawn(...this.command(args), { env: this.environment }));
   }
 
   runArgs(name: string, network: string): string[] {

@@ -3,13 +3,15 @@
  * podman 4 with its CNI backend, each on bridge + host-local + the installed vcnet-cni launcher. Per
  * client: a container gets the tap and both redirects in its namespace; stopping it leaves no
  * host-local reservation, no vcnet state and no bridge port; 20 containers at once; a bad vcnet
- * option fails the start but leaks nothing; a 0.3.1 conflist works.
+ * option fails the start but leaks nothing; a 0.3.1 conflist works. Without cgroup filesystems at
+ * /sys/fs/cgroup (CI's chroot), the runtimes run in a private mount namespace that has them.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CgroupMountNamespace, planCgroups } from '../../helpers/cgroups.js';
 import { missingCniPlugins } from '../../helpers/cni.js';
 import {
   ClientFixture,
@@ -18,28 +20,31 @@ import {
   missingCommands,
   namespaceJson,
   Podman,
+  reapProcesses,
   redirectOf,
   waitFor,
 } from '../../helpers/container-runtimes.js';
 import { cleanupNamespaces, makeNamespace } from '../../helpers/namespace.js';
 
-/** runc needs a cgroup filesystem; a chroot that bound /sys without its submounts has none. */
-function missingCgroupMount(): string | undefined {
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
-  return / - cgroup2? /.test(mounts)
-    ? undefined
-    : 'no cgroup filesystem is mounted here (e.g. a chroot whose /sys was bound without /sys/fs/cgroup): runc cannot create containers';
-}
-
-const baseSkip =
-  process.getuid?.() !== 0
-    ? 'real CNI client tests need root (namespaces, containers)'
-    : (missingCniPlugins() ?? missingBusybox() ?? missingCgroupMount());
+const root = process.getuid?.() === 0;
+/** runc needs cgroup filesystems: when /sys/fs/cgroup has none, how the runtimes get them. */
+const cgroupPlan = root ? planCgroups() : {};
+const baseSkip = !root
+  ? 'real CNI client tests need root (namespaces, containers)'
+  : (missingCniPlugins() ?? missingBusybox() ?? cgroupPlan.skip);
 const containerdSkip =
   baseSkip ?? missingCommands(['containerd', 'ctr', 'containerd-shim-runc-v2', 'runc', 'nsenter', 'unshare']);
 const podmanSkip = baseSkip ?? missingCommands(['podman', 'conmon', 'runc', 'nsenter']);
 if (containerdSkip) console.log(`skipping the containerd (ctr --cni) tests: ${containerdSkip}`);
 if (podmanSkip) console.log(`skipping the podman CNI backend tests: ${podmanSkip}`);
+if (cgroupPlan.script && !(containerdSkip && podmanSkip)) {
+  console.log('no cgroup filesystem at /sys/fs/cgroup: the runtimes run in a private mount namespace that has them');
+}
+
+/** The helper namespace when the runtimes need one; stopping it must find none of their processes left. */
+async function startCgroups(): Promise<CgroupMountNamespace | undefined> {
+  return cgroupPlan.script ? CgroupMountNamespace.start(cgroupPlan.script) : undefined;
+}
 
 const MANY = 20;
 
@@ -65,19 +70,25 @@ function cachedResult(network: string, containerId: string): Record<string, unkn
 describe.skipIf(containerdSkip)('containerd 1.6: ctr run --cni', () => {
   let directory: string;
   let fixture: ClientFixture;
+  let cgroups: CgroupMountNamespace | undefined;
   let containerd: Containerd;
 
   beforeAll(async () => {
+    cgroups = await startCgroups();
     directory = mkdtempSync(join(tmpdir(), 'vcnet-containerd-'));
     fixture = new ClientFixture(directory, makeNamespace('ctrnode'), 'vcctr0', '10.231.20.0/24');
-    containerd = new Containerd(directory, fixture);
+    containerd = new Containerd(directory, fixture, cgroups);
     await containerd.start();
   });
 
   afterAll(async () => {
     await containerd?.stop();
+    const reaped = directory ? await reapProcesses(directory) : [];
+    const left = (await cgroups?.stop()) ?? [];
     cleanupNamespaces();
     if (directory) rmSync(directory, { recursive: true, force: true });
+    expect(reaped, "the runtime's processes left running").toEqual([]);
+    expect(left, 'processes left in the cgroup mount namespace').toEqual([]);
   });
 
   /** Starts containers, waits for each ADD; returns each one's namespace path and how to stop it. */
@@ -180,24 +191,34 @@ describe.skipIf(containerdSkip)('containerd 1.6: ctr run --cni', () => {
 describe.skipIf(podmanSkip)('podman 4: CNI backend', () => {
   let directory: string;
   let fixture: ClientFixture;
+  let cgroups: CgroupMountNamespace | undefined;
   let podman: Podman;
 
-  beforeAll(() => {
+  beforeAll(async () => {
+    cgroups = await startCgroups();
     directory = mkdtempSync(join(tmpdir(), 'vcnet-podman-'));
     fixture = new ClientFixture(directory, makeNamespace('podnode'), 'vcpod0', '10.231.21.0/24');
-    podman = new Podman(directory, fixture);
+    podman = new Podman(directory, fixture, cgroups);
   });
 
-  afterAll(() => {
+  afterAll(async () => {
     podman?.removeAll();
+    const reaped = directory ? await reapProcesses(directory) : [];
+    const left = (await cgroups?.stop()) ?? [];
     cleanupNamespaces();
     if (directory) rmSync(directory, { recursive: true, force: true });
+    expect(reaped, "the runtime's processes left running").toEqual([]);
+    expect(left, 'processes left in the cgroup mount namespace').toEqual([]);
   });
 
+  /**
+   * The container's namespace through its process: podman's own mount of it (SandboxKey) may be in
+   * the cgroup mount namespace, out of this process's sight.
+   */
   function namespaceOf(name: string): string {
-    const inspected = podman.podman(['inspect', '--format', '{{.NetworkSettings.SandboxKey}}', name]);
+    const inspected = podman.podman(['inspect', '--format', '{{.State.Pid}}', name]);
     expect(inspected.status, inspected.stderr).toBe(0);
-    return inspected.stdout.trim();
+    return `/proc/${inspected.stdout.trim()}/ns/net`;
   }
 
   async function expectFreed(network: string): Promise<void> {
