@@ -16,7 +16,7 @@ import { type CliResult, killAfter, stateDirectoryPerTest, vcnetAsync } from '..
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
-const KILLS_PER_OPERATION = 50;
+const KILLS_PER_OPERATION = Number(process.env.VCNET_KILLS ?? 50);
 const VCNET_GROUP = 0x7663;
 const stateDirectory = stateDirectoryPerTest('vcnet-kill-loop-');
 
