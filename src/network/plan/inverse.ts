@@ -2,9 +2,9 @@
  * What undoes a change, and the record detach keeps of it: both derived from the change itself, so
  * an undo can never drift from its request (same link, parent, priority, protocol, handle).
  */
-import { RouteFlag } from '../../netlink/codec/constants.js';
+import { RouteFlag, RouteMetric } from '../../netlink/codec/constants.js';
 import type { PlumbingStep } from '../plumbing.js';
-import type { Change, LinkAttributes, LinkRef, PlanStep, RouteRecord } from './types.js';
+import type { Change, LinkAttributes, LinkRef, NextHopRecord, PlanStep, RouteRecord } from './types.js';
 
 /** Address flags a request may carry (nodad, optimistic, homeaddress, managetempaddr, noprefixroute). */
 export const REQUEST_ADDRESS_FLAGS = 0x2 | 0x4 | 0x10 | 0x100 | 0x200;
@@ -131,11 +131,13 @@ export function undoChangesOf(record: PlumbingStep, link: (name: string) => Link
         },
       }));
     case 'remove-routes':
-      return record.routes.map((route) => ({
-        op: 'add-route' as const,
-        link: link(record.link),
-        route: routeRequestOf(route),
-      }));
+      // A route with a next hop on another link that is gone (or is another link now) cannot come
+      // back as it was: like a route whose own link is gone, there is nothing to put back.
+      return record.routes
+        .filter((route) =>
+          (route.nextHops ?? []).every((hop) => !hop.link || link(hop.link.name).index === hop.link.index),
+        )
+        .map((route) => ({ op: 'add-route' as const, link: link(record.link), route: routeRequestOf(route) }));
     case 'remove-neighbours':
       return record.neighbours.map((neighbour) => ({
         op: 'add-neighbour' as const,
@@ -147,6 +149,9 @@ export function undoChangesOf(record: PlumbingStep, link: (name: string) => Link
 
 /** A route (as the kernel reports it, or as recorded) as a request that recreates it. */
 export function routeRequestOf(route: RouteRecord): RouteRecord {
+  // The MTU stays in `mtu`, where records before the other metrics keep it too.
+  const { [RouteMetric.MTU]: metricMtu, ...metrics } = route.metrics ?? {};
+  const mtu = route.mtu ?? (typeof metricMtu === 'number' ? metricMtu : undefined);
   return {
     ...(route.family !== undefined ? { family: route.family } : {}),
     ...(route.destination ? { destination: route.destination, destinationLength: route.destinationLength ?? 0 } : {}),
@@ -159,6 +164,20 @@ export function routeRequestOf(route: RouteRecord): RouteRecord {
     // Only ONLINK is a request flag; LINKDOWN and friends are state the kernel reports.
     flags: (route.flags ?? 0) & RouteFlag.ONLINK,
     ...(route.priority !== undefined ? { priority: route.priority } : {}),
-    ...(route.mtu !== undefined ? { mtu: route.mtu } : {}),
+    ...(mtu !== undefined ? { mtu } : {}),
+    ...(Object.keys(metrics).length > 0 ? { metrics } : {}),
+    ...(route.realm !== undefined ? { realm: route.realm } : {}),
+    ...(route.nextHops && route.nextHops.length > 0 ? { nextHops: route.nextHops.map(nextHopRequestOf) } : {}),
+  };
+}
+
+function nextHopRequestOf(hop: NextHopRecord): NextHopRecord {
+  return {
+    ...(hop.gateway ? { gateway: hop.gateway } : {}),
+    weight: hop.weight ?? 1,
+    // As for routes: ONLINK is a request, DEAD and LINKDOWN (which the kernel refuses) are state.
+    flags: (hop.flags ?? 0) & RouteFlag.ONLINK,
+    ...(hop.realm !== undefined ? { realm: hop.realm } : {}),
+    ...(hop.link ? { link: { name: hop.link.name, index: hop.link.index } } : {}),
   };
 }

@@ -84,7 +84,9 @@ export function planDetach(
     } else if (record.step === 'add-filter' && qdiscSteps.has(qdiscKey(record.link, record.parent))) {
       qdiscSteps.get(qdiscKey(record.link, record.parent))!.settles.push(record);
     } else {
-      for (const change of undoChangesOf(record, refOf)) steps.push({ change, settles: [record] });
+      const changes = undoChangesOf(record, refOf);
+      if (changes.length === 0) alreadyGone.push(record); // e.g. a route whose other next-hop link is gone
+      for (const change of changes) steps.push({ change, settles: [record] });
     }
   }
 

@@ -72,9 +72,6 @@ const NEEDS_ENGINE = 'needs the plan/apply engine (issue 10)';
 const KNOWN_GAPS: Partial<Record<Model, Record<string, string>>> = {
   macvtap: {
     'attaches an address-less link when it is named with --interface': `${NEEDS_ENGINE}: setting a down link up gives it a noqueue qdisc the kernel keeps after it goes down again`,
-    'routes with metrics, a realm and several next hops':
-      'open: the macvtap model saves routes without metrics, realm and multipath next hops (route codec lacks RTA_METRICS/RTA_FLOW/RTA_MULTIPATH)',
-    'proxy neighbours': 'open: the macvtap model does not save proxy neighbours, which go with the addresses',
     'a macvlan beside the veth': `${NEEDS_ENGINE}: restoring the veth's MAC before the macvlan's order fails with EADDRINUSE`,
     'an interface renamed between attach and detach': `${NEEDS_ENGINE}: links are tracked by name`,
     'an interface deleted and recreated between attach and detach': `${NEEDS_ENGINE}: links are tracked by name`,
