@@ -11,7 +11,7 @@
  */
 import { VcnetError } from '../errors.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
-import { AddressFamily, MessageFlag, MessageType, RouteTable } from './codec/constants.js';
+import { AddressFamily, MessageFlag, MessageType, NeighbourFlag, RouteTable } from './codec/constants.js';
 import {
   decodeLink,
   encodeDeleteLink,
@@ -220,7 +220,12 @@ export interface RouteFilter {
   family?: number;
   /** Table to list; default main. 'all' lists every table. */
   table?: number | 'all';
+  /** Routes leaving by this link: as their output link, or as one of their next hops. */
   outputIndex?: number;
+}
+
+function leavesBy(route: Route, index: number): boolean {
+  return route.outputIndex === index || route.nextHops?.some((hop) => hop.outputIndex === index) === true;
 }
 
 export interface NamespaceSnapshot {
@@ -228,12 +233,21 @@ export interface NamespaceSnapshot {
   addresses: Address[];
   routes: Route[];
   neighbours: Neighbour[];
+  /** Proxy ARP/NDP entries (`ip neigh add proxy`), which the kernel lists in a dump of their own. */
+  proxyNeighbours: Neighbour[];
   qdiscs: Qdisc[];
 }
 
 export type SnapshotPart = keyof NamespaceSnapshot;
 
-export const SNAPSHOT_PARTS: readonly SnapshotPart[] = ['links', 'addresses', 'routes', 'neighbours', 'qdiscs'];
+export const SNAPSHOT_PARTS: readonly SnapshotPart[] = [
+  'links',
+  'addresses',
+  'routes',
+  'neighbours',
+  'proxyNeighbours',
+  'qdiscs',
+];
 
 /** The dump behind each part of a snapshot: every family, every table. */
 const snapshotDumps: {
@@ -253,6 +267,11 @@ const snapshotDumps: {
   neighbours: {
     type: MessageType.GETNEIGH,
     encode: (w) => encodeGetNeighbour(w, AddressFamily.UNSPEC),
+    decode: decodeNeighbour,
+  },
+  proxyNeighbours: {
+    type: MessageType.GETNEIGH,
+    encode: (w) => encodeGetNeighbour(w, AddressFamily.UNSPEC, NeighbourFlag.PROXY),
     decode: decodeNeighbour,
   },
   qdiscs: { type: MessageType.GETQDISC, encode: (w) => encodeGetTc(w, 0, 0), decode: decodeQdisc },
@@ -301,10 +320,11 @@ export class NetlinkHandle {
   }
 
   /**
-   * Links, addresses, routes (all tables), neighbours and qdiscs of the namespace: what scanning it
-   * needs; `parts` narrows it to what the caller uses (the others come back empty). The dumps go
-   * out as one batch: the protocol sends each as soon as the one before it is done (the kernel runs
-   * one dump per socket at a time), without a round trip through the event loop in between.
+   * Links, addresses, routes (all tables), neighbours (proxy entries apart) and qdiscs of the
+   * namespace: what scanning it needs; `parts` narrows it to what the caller uses (the others come
+   * back empty). The dumps go out as one batch: the protocol sends each as soon as the one before
+   * it is done (the kernel runs one dump per socket at a time), without a round trip through the
+   * event loop in between.
    */
   async snapshot(parts: readonly SnapshotPart[] = SNAPSHOT_PARTS): Promise<NamespaceSnapshot> {
     const batch = this.socket.batch();
@@ -314,7 +334,14 @@ export class NetlinkHandle {
       batch.add(dump.type, MessageFlag.DUMP, `list ${part}`, dump.encode);
     }
     const outcomes = await batch.send();
-    const snapshot: NamespaceSnapshot = { links: [], addresses: [], routes: [], neighbours: [], qdiscs: [] };
+    const snapshot: NamespaceSnapshot = {
+      links: [],
+      addresses: [],
+      routes: [],
+      neighbours: [],
+      proxyNeighbours: [],
+      qdiscs: [],
+    };
     wanted.forEach((part, position) => {
       const outcome = outcomes[position]!;
       if (!outcome.ok) throw outcome.error;
@@ -408,7 +435,7 @@ export class NetlinkHandle {
     return all.filter(
       (route) =>
         (table === 'all' || route.table === table) &&
-        (filter.outputIndex === undefined || route.outputIndex === filter.outputIndex),
+        (filter.outputIndex === undefined || leavesBy(route, filter.outputIndex)),
     );
   }
 
@@ -431,6 +458,17 @@ export class NetlinkHandle {
       MessageType.GETNEIGH,
       'list neighbours',
       (w) => encodeGetNeighbour(w, filter.family ?? AddressFamily.UNSPEC),
+      decodeNeighbour,
+    );
+    return filter.index === undefined ? all : all.filter((neighbour) => neighbour.index === filter.index);
+  }
+
+  /** Proxy ARP/NDP entries (flags include NTF_PROXY). */
+  async proxyNeighbours(filter: { index?: number; family?: number } = {}): Promise<Neighbour[]> {
+    const all = await this.dump(
+      MessageType.GETNEIGH,
+      'list proxy neighbours',
+      (w) => encodeGetNeighbour(w, filter.family ?? AddressFamily.UNSPEC, NeighbourFlag.PROXY),
       decodeNeighbour,
     );
     return filter.index === undefined ? all : all.filter((neighbour) => neighbour.index === filter.index);

@@ -8,7 +8,10 @@ import { nativeShim } from '../../src/native/binding.js';
 import {
   AddressFamily,
   InterfaceFlag,
+  NeighbourFlag,
   NeighbourState,
+  RouteFlag,
+  RouteMetric,
   TC_H_INGRESS,
   TC_H_ROOT,
 } from '../../src/netlink/codec/constants.js';
@@ -39,6 +42,9 @@ afterEach(() => {
   handle.close();
   cleanupNamespaces();
 });
+
+/** `ip ARGS` inside the namespace, as text (what a user reads). */
+const ipText = (...args: string[]): string => namespace.exec('ip', args);
 
 async function makeVeth(name = 'veth0', peer = 'veth0p') {
   await handle.addLink({ name, data: { kind: 'veth', peer: { name: peer } } });
@@ -232,6 +238,71 @@ describe('addresses, routes and neighbours', () => {
     expect(
       (await handle.routes({ family: AddressFamily.INET })).some((route) => route.destination === '10.98.0.0'),
     ).toBe(false);
+  });
+
+  it('adds routes with metrics, a realm and next hops (v4 and v6) as iproute2 shows them, and deletes them', async () => {
+    const veth = await makeVeth();
+    const peer = await handle.linkByName('veth0p');
+    for (const link of [veth, peer]) await handle.setLink(link.index, { up: true });
+    await handle.addAddress({ index: veth.index, address: '10.99.0.2', prefixLength: 24 });
+    await handle.addAddress({ index: peer.index, address: '10.98.0.2', prefixLength: 24 });
+    await handle.addAddress({ index: veth.index, address: 'fd00:99::2', prefixLength: 64, flags: 0x2 });
+    const metrics = { [RouteMetric.ADVMSS]: 1300, [RouteMetric.INITCWND]: 20, [RouteMetric.CC_ALGO]: 'cubic' };
+    await handle.addRoute({ destination: '10.50.0.0', destinationLength: 16, gateway: '10.99.0.1', metrics, realm: 7 });
+    const multipath = {
+      destination: '10.52.0.0',
+      destinationLength: 16,
+      nextHops: [
+        { gateway: '10.99.0.1', outputIndex: veth.index, weight: 1 },
+        { gateway: '10.98.0.9', outputIndex: peer.index, weight: 3, flags: RouteFlag.ONLINK, realm: 4 },
+      ],
+    };
+    await handle.addRoute(multipath);
+    await handle.addRoute({
+      destination: 'fd00:52::',
+      destinationLength: 48,
+      nextHops: [
+        { gateway: 'fd00:99::1', outputIndex: veth.index, weight: 1 },
+        { gateway: 'fd00:99::5', outputIndex: veth.index, weight: 2 },
+      ],
+    });
+    expect(ipText('route', 'show', '10.50.0.0/16').trim()).toBe(
+      '10.50.0.0/16 via 10.99.0.1 dev veth0 realm 7 advmss 1300 initcwnd 20 congctl cubic',
+    );
+    expect(ipText('route', 'show', '10.52.0.0/16').replace(/\s+/g, ' ').trim()).toBe(
+      '10.52.0.0/16 nexthop via 10.99.0.1 dev veth0 weight 1 nexthop via 10.98.0.9 realm 4 dev veth0p weight 3 onlink',
+    );
+    // A route leaves by a link through any of its next hops too.
+    const byPeer = await handle.routes({ table: 'all', outputIndex: peer.index });
+    expect(byPeer.find((route) => route.destination === '10.52.0.0')?.nextHops).toHaveLength(2);
+    const v6 = (await handle.routes({ family: AddressFamily.INET6 })).find(
+      (route) => route.destination === 'fd00:52::',
+    );
+    expect(v6?.nextHops?.map((hop) => [hop.gateway, hop.weight])).toEqual([
+      ['fd00:99::1', 1],
+      ['fd00:99::5', 2],
+    ]);
+    await handle.delRoute(multipath);
+    await handle.delRoute({ destination: 'fd00:52::', destinationLength: 48, nextHops: v6?.nextHops ?? [] });
+    expect(ipText('route', 'show', '10.52.0.0/16').trim()).toBe('');
+    expect(ipText('-6', 'route', 'show', 'fd00:52::/48').trim()).toBe('');
+  });
+
+  it('adds, lists and deletes proxy neighbours of both families apart from the others', async () => {
+    const veth = await makeVeth();
+    await handle.setLink(veth.index, { up: true });
+    for (const destination of ['10.99.0.77', 'fd00:99::77']) {
+      await handle.addNeighbour({ index: veth.index, destination, flags: NeighbourFlag.PROXY });
+    }
+    const proxies = await handle.proxyNeighbours({ index: veth.index });
+    expect(proxies.map((proxy) => proxy.destination).sort()).toEqual(['10.99.0.77', 'fd00:99::77']);
+    expect((await handle.snapshot()).proxyNeighbours).toEqual(proxies);
+    expect((await handle.neighbours({ index: veth.index })).map((entry) => entry.destination)).not.toContain(
+      '10.99.0.77',
+    );
+    expect(ipText('neigh', 'show', 'proxy').trim()).toContain('10.99.0.77 dev veth0 proxy');
+    await handle.delNeighbour({ index: veth.index, destination: '10.99.0.77', flags: NeighbourFlag.PROXY });
+    expect((await handle.proxyNeighbours()).map((proxy) => proxy.destination)).toEqual(['fd00:99::77']);
   });
 
   it('adds permanent neighbours with and without a link-layer address', async () => {

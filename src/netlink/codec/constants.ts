@@ -190,7 +190,30 @@ export const RouteAttribute = {
   EXPIRES: 23,
 } as const;
 
-export const RouteMetric = { LOCK: 1, MTU: 2, WINDOW: 3, RTT: 4, ADVMSS: 8, HOPLIMIT: 10, INITCWND: 11 } as const;
+/** RTAX_*: the attributes inside RTA_METRICS. All are u32 but CC_ALGO, a congestion control name. */
+export const RouteMetric = {
+  LOCK: 1,
+  MTU: 2,
+  WINDOW: 3,
+  RTT: 4,
+  RTTVAR: 5,
+  SSTHRESH: 6,
+  CWND: 7,
+  ADVMSS: 8,
+  REORDERING: 9,
+  HOPLIMIT: 10,
+  INITCWND: 11,
+  FEATURES: 12,
+  RTO_MIN: 13,
+  INITRWND: 14,
+  QUICKACK: 15,
+  CC_ALGO: 16,
+  FASTOPEN_NO_COOKIE: 17,
+} as const;
+/** RTAX_FEATURES bits (iproute2's `features ecn`). */
+export const RouteFeature = { ECN: 0x1 } as const;
+/** struct rtnexthop: u16 length, u8 flags, u8 hops (weight - 1), s32 ifindex; its attributes follow. */
+export const RTNEXTHOP_LENGTH = 8;
 
 export const RouteTable = { UNSPEC: 0, DEFAULT: 253, MAIN: 254, LOCAL: 255 } as const;
 export const RouteProtocol = { UNSPEC: 0, REDIRECT: 1, KERNEL: 2, BOOT: 3, STATIC: 4, RA: 9, DHCP: 16 } as const;

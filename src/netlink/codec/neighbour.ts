@@ -34,9 +34,11 @@ export function encodeNeighbour(writer: MessageWriter, spec: NeighbourSpec): voi
   if (spec.linkLayerAddress) writer.bytes(NeighbourAttribute.LLADDR, macToBytes(spec.linkLayerAddress));
 }
 
-export function encodeGetNeighbour(writer: MessageWriter, family: number = AddressFamily.UNSPEC): void {
+/** A neighbour dump; with NTF_PROXY in `flags` the kernel dumps the proxy entries instead. */
+export function encodeGetNeighbour(writer: MessageWriter, family: number = AddressFamily.UNSPEC, flags = 0): void {
   const header = writer.header(NDMSG_LENGTH);
   header.writeUInt8(family, 0);
+  header.writeUInt8(flags, 10);
 }
 
 export function decodeNeighbour(message: RawMessage): Neighbour {

@@ -1,4 +1,4 @@
-/** Routes: rtmsg + RTA_* attributes, IPv4 and IPv6, with RTA_METRICS (route MTU). */
+/** Routes: rtmsg + RTA_* attributes, IPv4 and IPv6, with their metrics, realms and multipath next hops. */
 import { bytesToIp, familyOf, ipToBytes } from './addresses.js';
 import {
   AddressFamily,
@@ -10,7 +10,18 @@ import {
   RouteType,
 } from './constants.js';
 import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
+import {
+  decodeMetrics,
+  decodeMultipath,
+  encodeMetrics,
+  encodeMultipath,
+  type NextHop,
+  type NextHopSpec,
+  type RouteMetrics,
+} from './route-attributes.js';
 import type { MessageWriter } from './writer.js';
+
+export type { NextHop, NextHopSpec, RouteMetrics } from './route-attributes.js';
 
 export const RTMSG_LENGTH = 12;
 
@@ -31,7 +42,14 @@ export interface Route {
   type: number;
   flags: number;
   priority?: number;
+  /** The MTU metric, also in `metrics`. */
   mtu?: number;
+  /** Every RTA_METRICS value, by RTAX_* number. */
+  metrics?: RouteMetrics;
+  /** RTA_FLOW (IPv4 realms, from << 16 | to). */
+  realm?: number;
+  /** RTA_MULTIPATH: a route with several next hops has these instead of a gateway and output link. */
+  nextHops?: NextHop[];
   tos: number;
 }
 
@@ -49,13 +67,19 @@ export interface RouteSpec {
   type?: number;
   flags?: number;
   priority?: number;
+  /** The MTU metric; wins over an MTU in `metrics`. */
   mtu?: number;
+  metrics?: RouteMetrics;
+  realm?: number;
+  nextHops?: NextHopSpec[];
 }
 
 function routeFamily(spec: RouteSpec): number {
   if (spec.family) return spec.family;
   if (spec.destination) return familyOf(spec.destination);
   if (spec.gateway) return familyOf(spec.gateway);
+  const hopGateway = spec.nextHops?.find((hop) => hop.gateway)?.gateway;
+  if (hopGateway) return familyOf(hopGateway);
   if (spec.preferredSource) return familyOf(spec.preferredSource);
   return AddressFamily.INET;
 }
@@ -72,7 +96,8 @@ export function encodeRoute(writer: MessageWriter, spec: RouteSpec, forDelete = 
   header.writeUInt8(table < 256 ? table : RouteTable.UNSPEC, 4);
   // For deletes, unspecified protocol/scope/type act as wildcards in the kernel's match.
   header.writeUInt8(spec.protocol ?? (forDelete ? RouteProtocol.UNSPEC : RouteProtocol.BOOT), 5);
-  const defaultScope = spec.gateway ? RouteScope.UNIVERSE : RouteScope.LINK;
+  const viaGateway = spec.gateway !== undefined || spec.nextHops?.some((hop) => hop.gateway) === true;
+  const defaultScope = viaGateway ? RouteScope.UNIVERSE : RouteScope.LINK;
   header.writeUInt8(spec.scope ?? (forDelete ? RouteScope.NOWHERE : defaultScope), 6);
   header.writeUInt8(spec.type ?? (forDelete ? RouteType.UNSPEC : RouteType.UNICAST), 7);
   header.writeUInt32LE(spec.flags ?? 0, 8);
@@ -82,10 +107,13 @@ export function encodeRoute(writer: MessageWriter, spec: RouteSpec, forDelete = 
   if (spec.preferredSource) writer.bytes(RouteAttribute.PREFSRC, ipToBytes(spec.preferredSource));
   if (spec.outputIndex !== undefined) writer.u32(RouteAttribute.OIF, spec.outputIndex);
   if (spec.priority !== undefined) writer.u32(RouteAttribute.PRIORITY, spec.priority);
-  if (spec.mtu !== undefined && !forDelete) {
-    writer.beginNestedPlain(RouteAttribute.METRICS);
-    writer.u32(RouteMetric.MTU, spec.mtu);
-    writer.endNested();
+  if (spec.realm !== undefined) writer.u32(RouteAttribute.FLOW, spec.realm);
+  // A delete names the hops too: the kernel then removes that multipath route and no other.
+  if (spec.nextHops && spec.nextHops.length > 0) encodeMultipath(writer, spec.nextHops);
+  if (!forDelete) {
+    const metrics: RouteMetrics = { ...spec.metrics };
+    if (spec.mtu !== undefined) metrics[RouteMetric.MTU] = spec.mtu;
+    encodeMetrics(writer, metrics);
   }
 }
 
@@ -121,8 +149,16 @@ export function decodeRoute(message: RawMessage): Route {
   if (outputIndex !== undefined) route.outputIndex = outputIndex;
   const priority = attributes.u32(RouteAttribute.PRIORITY);
   if (priority !== undefined) route.priority = priority;
-  const metrics = attributes.nested(RouteAttribute.METRICS);
-  const mtu = metrics?.u32(RouteMetric.MTU);
-  if (mtu !== undefined) route.mtu = mtu;
+  const metricAttributes = attributes.nested(RouteAttribute.METRICS);
+  if (metricAttributes) {
+    const metrics = decodeMetrics(metricAttributes);
+    const mtu = metrics[RouteMetric.MTU];
+    if (typeof mtu === 'number') route.mtu = mtu;
+    if (Object.keys(metrics).length > 0) route.metrics = metrics;
+  }
+  const realm = attributes.u32(RouteAttribute.FLOW);
+  if (realm !== undefined) route.realm = realm;
+  const multipath = attributes.raw(RouteAttribute.MULTIPATH);
+  if (multipath) route.nextHops = decodeMultipath(multipath);
   return route;
 }

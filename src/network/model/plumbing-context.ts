@@ -76,12 +76,15 @@ async function planSnapshotOf(context: PlumbingContext, request: AttachRequest):
   let snapshot = context.snapshot;
   if (!snapshot) {
     const index = request.source?.index;
+    const macvtap = request.model === 'macvtap';
     snapshot = {
-      links: [],
+      // The links name the other links of a multipath route the macvtap model saves.
+      links: macvtap ? await handle.links() : [],
       qdiscs: context.qdiscs,
-      addresses: request.model === 'macvtap' ? await handle.addresses({ index }) : [],
-      routes: request.model === 'macvtap' ? await handle.routes({ table: 'all', outputIndex: index }) : [],
-      neighbours: request.model === 'macvtap' ? await handle.neighbours({ index }) : [],
+      addresses: macvtap ? await handle.addresses({ index }) : [],
+      routes: macvtap ? await handle.routes({ table: 'all', outputIndex: index }) : [],
+      neighbours: macvtap ? await handle.neighbours({ index }) : [],
+      proxyNeighbours: macvtap ? await handle.proxyNeighbours({ index }) : [],
     };
   }
   // tcfilter beside an ingress qdisc the pod link already has: the plan needs its filters' priorities.

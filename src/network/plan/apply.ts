@@ -11,7 +11,9 @@
 import { channels, publish } from '../../diagnostics.js';
 import { RollbackIncompleteError, SystemCallError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
+import { NeighbourFlag } from '../../netlink/codec/constants.js';
 import type { Link, LinkSpec } from '../../netlink/codec/link.js';
+import type { RouteSpec } from '../../netlink/codec/route.js';
 import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/traffic-control.js';
 import type { NetlinkError } from '../../netlink/errors.js';
 import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
@@ -19,7 +21,7 @@ import { qdiscsHoldingOthersFilters } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
 import { createMacvtapAtUniqueIndex } from '../model/macvtap-index.js';
 import { type DetachPlan, linkResolver, planDetach } from './plan-detach.js';
-import type { Change, LinkRef, Plan, PlanStep, PlumbingStep } from './types.js';
+import type { Change, LinkRef, Plan, PlanStep, PlumbingStep, RouteRecord } from './types.js';
 
 /**
  * Test seam (never set in production): called before each step is sent, with its position. A hook
@@ -324,18 +326,36 @@ export function queueChange(batch: ChangeBatch, change: Change, indexOf: (ref: L
       });
       return;
     case 'add-route':
-      batch.addRoute({ ...change.route, outputIndex: indexOf(change.link) });
+      batch.addRoute(routeSpecOf(change.route, indexOf(change.link)));
       return;
     case 'delete-route':
-      batch.deleteRoute({ ...change.route, outputIndex: indexOf(change.link) });
+      batch.deleteRoute(routeSpecOf(change.route, indexOf(change.link)));
       return;
     case 'add-neighbour':
       batch.addNeighbour({ index: indexOf(change.link), ...change.neighbour }, true);
       return;
     case 'delete-neighbour':
-      batch.deleteNeighbour({ index: indexOf(change.link), destination: change.neighbour.destination });
+      batch.deleteNeighbour({
+        index: indexOf(change.link),
+        destination: change.neighbour.destination,
+        // NTF_PROXY makes it the proxy entry that goes, not an ordinary neighbour of that address.
+        flags: (change.neighbour.flags ?? 0) & NeighbourFlag.PROXY,
+      });
       return;
   }
+}
+
+/**
+ * A route with its link resolved. A multipath route names its links in its hops alone: with RTA_OIF
+ * as well, the kernel would match a delete against the first hop only.
+ */
+function routeSpecOf(route: RouteRecord, linkIndex: number): RouteSpec {
+  const { nextHops, ...rest } = route;
+  if (!nextHops || nextHops.length === 0) return { ...rest, outputIndex: linkIndex };
+  return {
+    ...rest,
+    nextHops: nextHops.map(({ link, ...hop }) => ({ ...hop, outputIndex: link ? link.index : linkIndex })),
+  };
 }
 
 /** Errors by which the kernel says an object is already gone, per kind of undo. */

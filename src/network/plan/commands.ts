@@ -7,9 +7,16 @@
  *
  * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed.
  */
-import { AddressFamily, INGRESS_HANDLE, NeighbourState, TC_H_ROOT } from '../../netlink/codec/constants.js';
+import {
+  AddressFamily,
+  INGRESS_HANDLE,
+  NeighbourFlag,
+  NeighbourState,
+  TC_H_ROOT,
+} from '../../netlink/codec/constants.js';
 import { CLSACT_INGRESS_PARENT } from './plan-attach.js';
-import type { Change, LinkRef, Plan, RouteRecord } from './types.js';
+import { routeArguments } from './route-command.js';
+import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
 
 const DEFAULT_BURST_MTU = 1600;
 
@@ -32,20 +39,6 @@ function dev(link: LinkRef): string {
 
 function familyFlag(address: string | undefined, family?: number): string {
   return family === AddressFamily.INET6 || address?.includes(':') ? '-6 ' : '';
-}
-
-function routeText(route: RouteRecord, link: LinkRef): string {
-  const parts = [route.destination ? `${route.destination}/${route.destinationLength ?? 0}` : 'default'];
-  if (route.gateway) parts.push(`via ${route.gateway}`);
-  parts.push(dev(link));
-  if (route.preferredSource) parts.push(`src ${route.preferredSource}`);
-  if (route.table !== undefined) parts.push(`table ${route.table}`);
-  if (route.protocol !== undefined) parts.push(`proto ${route.protocol}`);
-  if (route.scope !== undefined) parts.push(`scope ${route.scope}`);
-  if (route.priority !== undefined) parts.push(`metric ${route.priority}`);
-  if (route.mtu !== undefined) parts.push(`mtu ${route.mtu}`);
-  if (route.flags && route.flags & 0x4) parts.push('onlink');
-  return parts.join(' ');
 }
 
 /** The `ip`/`tc` command that makes one change. */
@@ -106,12 +99,18 @@ export function commandOf(change: Change): string {
     }
     case 'add-route':
     case 'delete-route':
-      return `ip ${familyFlag(change.route.destination ?? change.route.gateway, change.route.family)}route ${change.op === 'add-route' ? 'add' : 'del'} ${routeText(change.route, change.link)}`;
+      return `ip ${familyFlag(change.route.destination ?? change.route.gateway ?? change.route.nextHops?.[0]?.gateway, change.route.family)}route ${change.op === 'add-route' ? 'add' : 'del'} ${routeArguments(change.route, change.link)}`;
     case 'add-neighbour':
+      if (isProxy(change.neighbour))
+        return `ip neigh replace proxy ${change.neighbour.destination} ${dev(change.link)}`;
       return `ip neigh replace ${change.neighbour.destination}${change.neighbour.linkLayerAddress ? ` lladdr ${change.neighbour.linkLayerAddress}` : ''} nud ${change.neighbour.state === NeighbourState.PERMANENT ? 'permanent' : 'reachable'} ${dev(change.link)}`;
     case 'delete-neighbour':
-      return `ip neigh del ${change.neighbour.destination} ${dev(change.link)}`;
+      return `ip neigh del ${isProxy(change.neighbour) ? 'proxy ' : ''}${change.neighbour.destination} ${dev(change.link)}`;
   }
+}
+
+function isProxy(neighbour: NeighbourRecord): boolean {
+  return ((neighbour.flags ?? 0) & NeighbourFlag.PROXY) !== 0;
 }
 
 function protocolText(protocol: number): string {

@@ -2,8 +2,8 @@
  * What undoes a change, and the record detach keeps of it: both derived from the change itself, so
  * an undo can never drift from its request (same link, parent, priority, protocol, handle).
  */
-import { RouteFlag } from '../../netlink/codec/constants.js';
-import type { Change, LinkAttributes, LinkRef, PlanStep, PlumbingStep, RouteRecord } from './types.js';
+import { RouteFlag, RouteMetric } from '../../netlink/codec/constants.js';
+import type { Change, LinkAttributes, LinkRef, NextHopRecord, PlanStep, PlumbingStep, RouteRecord } from './types.js';
 
 /** Address flags a request may carry (nodad, optimistic, homeaddress, managetempaddr, noprefixroute). */
 export const REQUEST_ADDRESS_FLAGS = 0x2 | 0x4 | 0x10 | 0x100 | 0x200;
@@ -164,11 +164,17 @@ export function undoChangesOf(record: PlumbingStep, link: (name: string, index?:
         },
       }));
     case 'remove-routes':
-      return record.routes.map((route) => ({
-        op: 'add-route' as const,
-        link: link(record.link, record.index),
-        route: routeRequestOf(route),
-      }));
+      // A route with a next hop on another link that is gone (or is another link now: found by its
+      // ifindex) cannot come back as it was: like a route whose own link is gone, nothing to put back.
+      return record.routes
+        .filter((route) =>
+          (route.nextHops ?? []).every((hop) => !hop.link || link(hop.link.name, hop.link.index).index !== undefined),
+        )
+        .map((route) => ({
+          op: 'add-route' as const,
+          link: link(record.link, record.index),
+          route: routeRequestOf(route),
+        }));
     case 'remove-neighbours':
       return record.neighbours.map((neighbour) => ({
         op: 'add-neighbour' as const,
@@ -180,6 +186,9 @@ export function undoChangesOf(record: PlumbingStep, link: (name: string, index?:
 
 /** A route (as the kernel reports it, or as recorded) as a request that recreates it. */
 export function routeRequestOf(route: RouteRecord): RouteRecord {
+  // The MTU stays in `mtu`, where records before the other metrics keep it too.
+  const { [RouteMetric.MTU]: metricMtu, ...metrics } = route.metrics ?? {};
+  const mtu = route.mtu ?? (typeof metricMtu === 'number' ? metricMtu : undefined);
   return {
     ...(route.family !== undefined ? { family: route.family } : {}),
     ...(route.destination ? { destination: route.destination, destinationLength: route.destinationLength ?? 0 } : {}),
@@ -192,6 +201,20 @@ export function routeRequestOf(route: RouteRecord): RouteRecord {
     // Only ONLINK is a request flag; LINKDOWN and friends are state the kernel reports.
     flags: (route.flags ?? 0) & RouteFlag.ONLINK,
     ...(route.priority !== undefined ? { priority: route.priority } : {}),
-    ...(route.mtu !== undefined ? { mtu: route.mtu } : {}),
+    ...(mtu !== undefined ? { mtu } : {}),
+    ...(Object.keys(metrics).length > 0 ? { metrics } : {}),
+    ...(route.realm !== undefined ? { realm: route.realm } : {}),
+    ...(route.nextHops && route.nextHops.length > 0 ? { nextHops: route.nextHops.map(nextHopRequestOf) } : {}),
+  };
+}
+
+function nextHopRequestOf(hop: NextHopRecord): NextHopRecord {
+  return {
+    ...(hop.gateway ? { gateway: hop.gateway } : {}),
+    weight: hop.weight ?? 1,
+    // As for routes: ONLINK is a request, DEAD and LINKDOWN (which the kernel refuses) are state.
+    flags: (hop.flags ?? 0) & RouteFlag.ONLINK,
+    ...(hop.realm !== undefined ? { realm: hop.realm } : {}),
+    ...(hop.link ? { link: { name: hop.link.name, index: hop.link.index } } : {}),
   };
 }

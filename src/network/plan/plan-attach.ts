@@ -6,7 +6,7 @@
  *   tcfilter  a tap beside the pod link, an ingress qdisc on both, a u32 match-all filter on each
  *             redirecting every frame to the other (Kata's default).
  *   macvtap   a macvtap on the pod link with the pod link's MAC; the pod link moves to a spare MAC and
- *             gives up its addresses (and the routes and permanent neighbours that go with them).
+ *             gives up its addresses (and the routes, permanent and proxy neighbours that go with them).
  *   none      a tap only.
  *
  * Rate limits as Kata sets them (bits per second): an htb root qdisc 1: with default class 2, class 1:1
@@ -21,7 +21,6 @@ import {
   INGRESS_HANDLE,
   InterfaceFlag,
   NeighbourState,
-  RouteProtocol,
   RouteScope,
   TC_H_INGRESS,
   TC_H_ROOT,
@@ -30,7 +29,8 @@ import type { Link } from '../../netlink/codec/link.js';
 import type { Filter } from '../../netlink/codec/traffic-control.js';
 import { parseHandle } from '../../netlink/codec/traffic-control.js';
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
-import { REQUEST_ADDRESS_FLAGS, routeRequestOf, stepOf } from './inverse.js';
+import { REQUEST_ADDRESS_FLAGS, stepOf } from './inverse.js';
+import { podLinkRoutes } from './pod-link-routes.js';
 import type { Change, LinkRef, Plan, PlanStep, RateLimit } from './types.js';
 
 /** Links vcnet creates carry this IFLA_GROUP, so gc finds them and detach can delete them at once. */
@@ -50,6 +50,8 @@ const DEFAULT_ROOT_QDISCS = new Set(['noqueue', 'pfifo_fast', 'fq_codel', 'mq', 
 
 /** What a plan reads from the namespace (a NamespaceSnapshot, plus the filters it needs). */
 export type PlanSnapshot = Pick<NamespaceSnapshot, 'links' | 'addresses' | 'routes' | 'neighbours' | 'qdiscs'> & {
+  /** Proxy ARP/NDP entries (the macvtap model moves the pod link's). */
+  proxyNeighbours?: NamespaceSnapshot['proxyNeighbours'];
   /** Ingress filters of pod links that already have an ingress or clsact qdisc (to pick a free priority). */
   filters?: Filter[];
 };
@@ -192,12 +194,15 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
       }),
     );
   }
-  // The routes that would vanish with the addresses (not the kernel's own, which come back with them).
-  for (const route of snapshot.routes) {
-    if (route.outputIndex !== source.index) continue;
-    if (route.protocol === RouteProtocol.KERNEL || route.table === 255) continue;
-    if (route.family === AddressFamily.INET6 && route.destination?.startsWith('fe80')) continue;
-    steps.push(stepOf({ op: 'delete-route', link: pod, route: routeRequestOf(route) }));
+  // Proxy entries go with the addresses too (IPv4 drops them with the last address): both families
+  // are removed, and put back by detach.
+  for (const neighbour of snapshot.proxyNeighbours ?? []) {
+    if (neighbour.index !== source.index) continue;
+    const { destination, state, flags } = neighbour;
+    steps.push(stepOf({ op: 'delete-neighbour', link: pod, neighbour: { destination, state, flags } }));
+  }
+  for (const route of podLinkRoutes(snapshot.routes, snapshot.links, source)) {
+    steps.push(stepOf({ op: 'delete-route', link: pod, route }));
   }
   steps.push(
     stepOf({

@@ -205,7 +205,9 @@ export function planDetach(
       else steps.push({ change: { op: 'set-link', link: refOf(record.link, record.index), set }, settles: [record] });
       steps.push(...rootQdiscReset(record, link, set));
     } else {
-      for (const change of undoChangesOf(record, refOf)) steps.push({ change, settles: [record] });
+      const changes = undoChangesOf(record, refOf);
+      if (changes.length === 0) alreadyGone.push(record); // e.g. a route whose other next-hop link is gone
+      for (const change of changes) steps.push({ change, settles: [record] });
     }
   }
 

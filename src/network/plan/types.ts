@@ -8,7 +8,7 @@
  */
 import type { AddressSpec } from '../../netlink/codec/address.js';
 import type { NeighbourSpec } from '../../netlink/codec/neighbour.js';
-import type { RouteSpec } from '../../netlink/codec/route.js';
+import type { NextHopSpec, RouteSpec } from '../../netlink/codec/route.js';
 
 /** What a link is to the plan: the pod's own link, or one the plan creates. */
 export type LinkRole = 'pod' | 'tap' | 'macvtap' | 'ifb';
@@ -30,7 +30,12 @@ export interface LinkAttributes {
 
 /** An address, route or neighbour as a request, without the link (the change names it). */
 export type AddressRecord = Omit<AddressSpec, 'index'>;
-export type RouteRecord = Omit<RouteSpec, 'outputIndex'>;
+/**
+ * A next hop of a multipath route: on the route's own link (the change's or record's) when `link` is
+ * absent, else on that other link, kept by name and index (pod-link-routes.ts says when that happens).
+ */
+export type NextHopRecord = Omit<NextHopSpec, 'outputIndex'> & { link?: { name: string; index: number } };
+export type RouteRecord = Omit<RouteSpec, 'outputIndex' | 'nextHops'> & { nextHops?: NextHopRecord[] };
 export type NeighbourRecord = Omit<NeighbourSpec, 'index'>;
 
 export type Change =

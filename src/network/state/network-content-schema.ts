@@ -14,6 +14,7 @@ const whole = z.int({ error: 'a whole number' }).nonnegative({ error: 'a whole n
 const integer = z.int({ error: 'a whole number' });
 const tcHandle = whole.max(0xffffffff, { error: 'a 32-bit tc handle' });
 const sixteenBits = whole.max(0xffff, { error: 'a 16-bit number' });
+const listOf = <T extends z.ZodType>(schema: T, what: string) => z.array(schema, { error: `a list of ${what}` });
 
 // Kernel objects are checked for the fields vcnet reads back, and keep the rest as the kernel gave it.
 const linkSchema = z.looseObject({ index: whole, name, type: integer, flags: integer, mtu: integer, group: integer });
@@ -26,6 +27,21 @@ const addressSchema = z.looseObject({
   broadcast: z.string().optional(),
   label: z.string().optional(),
 });
+const u32 = whole.max(0xffffffff, { error: 'a 32-bit number' });
+// Route metrics by RTAX_* number: u32 values, and a congestion control name for RTAX_CC_ALGO.
+const routeMetricsSchema = z.record(
+  z.string().regex(/^[1-9]\d{0,2}$/, { error: 'an RTAX_* metric number' }),
+  z.union([u32, z.string()], { error: 'a 32-bit number or a name' }),
+  { error: 'metrics by RTAX_* number' },
+);
+// A multipath next hop: on the record's link, or on another link kept by name and index.
+const nextHopSchema = z.looseObject({
+  gateway: z.string().optional(),
+  weight: whole.min(1).max(256, { error: 'a weight from 1 to 256' }).optional(),
+  flags: integer.optional(),
+  realm: u32.optional(),
+  link: z.looseObject({ name, index: whole }).optional(),
+});
 const routeSchema = z.looseObject({
   family: integer.optional(),
   destination: z.string().optional(),
@@ -37,6 +53,10 @@ const routeSchema = z.looseObject({
   type: integer.optional(),
   flags: integer.optional(),
   priority: integer.optional(),
+  mtu: u32.optional(),
+  metrics: routeMetricsSchema.optional(),
+  realm: u32.optional(),
+  nextHops: listOf(nextHopSchema, 'next hops').optional(),
 });
 const neighbourSchema = z.looseObject({
   destination: name,
@@ -44,7 +64,6 @@ const neighbourSchema = z.looseObject({
   state: integer.optional(),
   flags: integer.optional(),
 });
-const listOf = <T extends z.ZodType>(schema: T, what: string) => z.array(schema, { error: `a list of ${what}` });
 
 /** A pod link's ifindex, its identity in the namespace (records before it kept only the name). */
 const podLinkIndex = whole.optional();

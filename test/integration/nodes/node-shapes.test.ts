@@ -64,16 +64,10 @@ function expectExactRoundTrip(
 }
 
 /**
- * Cases that fail today, by model, with why (local gaps still open). They run as it.fails, so a fix
- * shows up as a failure to remove the entry.
+ * Cases that fail today, by model, with why: none now. A gap found later goes here, runs as it.fails
+ * (so its fix shows up as a failure to remove the entry) and prints its reason.
  */
-const KNOWN_GAPS: Partial<Record<Model, Record<string, string>>> = {
-  macvtap: {
-    'routes with metrics, a realm and several next hops':
-      'open: the macvtap model saves routes without metrics, realm and multipath next hops (route codec lacks RTA_METRICS/RTA_FLOW/RTA_MULTIPATH)',
-    'proxy neighbours': 'open: the macvtap model does not save proxy neighbours, which go with the addresses',
-  },
-};
+const KNOWN_GAPS: Partial<Record<Model, Record<string, string>>> = {};
 
 describe.each(MODELS)('node shapes, model %s', (model) => {
   /** it(), or it.fails() with the reason printed when the case is a known gap for this model. */

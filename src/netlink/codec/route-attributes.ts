@@ -1,0 +1,113 @@
+/**
+ * The two route attributes with structure inside: RTA_METRICS (RTAX_* attributes) and RTA_MULTIPATH
+ * (struct rtnexthop entries, each followed by its own RTA_GATEWAY and RTA_FLOW).
+ */
+import { bytesToIp, ipToBytes } from './addresses.js';
+import { NLA_HEADER_LENGTH, RouteAttribute, RouteMetric, RTNEXTHOP_LENGTH } from './constants.js';
+import { Attributes, MalformedMessageError } from './reader.js';
+import type { MessageWriter } from './writer.js';
+
+/**
+ * Route metrics by RTAX_* number, as the kernel reports them: every one a u32 (times in the kernel's
+ * units, RTAX_LOCK a bit per locked metric), except RTAX_CC_ALGO, a congestion control name.
+ */
+export type RouteMetrics = Record<number, number | string>;
+
+/** One next hop of a multipath route. */
+export interface NextHop {
+  gateway?: string;
+  /** rtnh_ifindex: the link the hop leaves by. */
+  outputIndex: number;
+  /** iproute2's weight, 1 to 256 (the kernel's rtnh_hops is weight - 1). */
+  weight: number;
+  /** RTNH_F_*: ONLINK is a request; DEAD, LINKDOWN and the others are state the kernel reports. */
+  flags: number;
+  /** RTA_FLOW of the hop (IPv4 realms, from << 16 | to). */
+  realm?: number;
+}
+
+export type NextHopSpec = Omit<NextHop, 'weight' | 'flags'> & { weight?: number; flags?: number };
+
+const align4 = (n: number): number => (n + 3) & ~3;
+
+export function encodeMetrics(writer: MessageWriter, metrics: RouteMetrics): void {
+  const entries = Object.entries(metrics)
+    .map(([type, value]) => [Number(type), value] as const)
+    .sort(([a], [b]) => a - b);
+  if (entries.length === 0) return;
+  // Without NLA_F_NESTED, as iproute2 sends it.
+  writer.beginNestedPlain(RouteAttribute.METRICS);
+  for (const [type, value] of entries) {
+    if (typeof value === 'string') writer.string(type, value);
+    else writer.u32(type, value);
+  }
+  writer.endNested();
+}
+
+export function decodeMetrics(attributes: Attributes): RouteMetrics {
+  const metrics: RouteMetrics = {};
+  for (const [type, value] of attributes.all()) {
+    if (type === RouteMetric.CC_ALGO) {
+      const nul = value.indexOf(0);
+      metrics[type] = value.toString('utf8', 0, nul >= 0 ? nul : value.length);
+    } else if (value.length >= 4) {
+      metrics[type] = value.readUInt32LE(0);
+    }
+  }
+  return metrics;
+}
+
+/** One attribute as bytes (header, value, padding), for the hop attributes inside RTA_MULTIPATH. */
+function attributeBytes(type: number, value: Uint8Array): Buffer {
+  const bytes = Buffer.alloc(align4(NLA_HEADER_LENGTH + value.length));
+  bytes.writeUInt16LE(NLA_HEADER_LENGTH + value.length, 0);
+  bytes.writeUInt16LE(type, 2);
+  bytes.set(value, NLA_HEADER_LENGTH);
+  return bytes;
+}
+
+function nextHopBytes(hop: NextHopSpec): Buffer {
+  const attributes: Buffer[] = [];
+  if (hop.gateway) attributes.push(attributeBytes(RouteAttribute.GATEWAY, ipToBytes(hop.gateway)));
+  if (hop.realm !== undefined) {
+    const realm = Buffer.alloc(4);
+    realm.writeUInt32LE(hop.realm >>> 0);
+    attributes.push(attributeBytes(RouteAttribute.FLOW, realm));
+  }
+  const header = Buffer.alloc(RTNEXTHOP_LENGTH);
+  const length = RTNEXTHOP_LENGTH + attributes.reduce((sum, attribute) => sum + attribute.length, 0);
+  header.writeUInt16LE(length, 0);
+  header.writeUInt8(hop.flags ?? 0, 2);
+  header.writeUInt8((hop.weight ?? 1) - 1, 3);
+  header.writeInt32LE(hop.outputIndex, 4);
+  return Buffer.concat([header, ...attributes]);
+}
+
+export function encodeMultipath(writer: MessageWriter, hops: readonly NextHopSpec[]): void {
+  // Without NLA_F_NESTED: the kernel reads an array of rtnexthop, not attributes.
+  writer.bytes(RouteAttribute.MULTIPATH, Buffer.concat(hops.map(nextHopBytes)));
+}
+
+export function decodeMultipath(data: Buffer): NextHop[] {
+  const hops: NextHop[] = [];
+  let offset = 0;
+  while (offset + RTNEXTHOP_LENGTH <= data.length) {
+    const length = data.readUInt16LE(offset);
+    if (length < RTNEXTHOP_LENGTH || offset + length > data.length) {
+      throw new MalformedMessageError(`next hop length ${length} with ${data.length - offset} left`, offset);
+    }
+    const hop: NextHop = {
+      flags: data.readUInt8(offset + 2),
+      weight: data.readUInt8(offset + 3) + 1,
+      outputIndex: data.readInt32LE(offset + 4),
+    };
+    const attributes = new Attributes(data.subarray(offset + RTNEXTHOP_LENGTH, offset + length));
+    const gateway = attributes.raw(RouteAttribute.GATEWAY);
+    if (gateway) hop.gateway = bytesToIp(gateway);
+    const realm = attributes.u32(RouteAttribute.FLOW);
+    if (realm !== undefined) hop.realm = realm;
+    hops.push(hop);
+    offset += align4(length);
+  }
+  return hops;
+}

@@ -1,0 +1,55 @@
+/**
+ * The routes the macvtap model takes off a pod link with its addresses, as the records that put
+ * them back: metrics, realm and multipath next hops included.
+ *
+ * Multipath routes name their links only in their next hops. A route whose hops are all on the pod
+ * link is the pod link's: IPv4 would delete it with the link's last address. A route with hops on
+ * other links too is saved by one link only, the one with the lowest index among its hops, because
+ * the plans of all the links an attach takes share one scan and would otherwise each delete it (the
+ * second deletion fails). That link is attached first (links are taken in index order) and so undone
+ * last, when the other links have their addresses back and the hops' gateways are reachable again.
+ * Its record keeps the other links' hops by name and index; detach puts the route back only when
+ * those links are still there with the same index (inverse.ts). When the owning link is not the
+ * one attached, the route stays: IPv4 marks the pod link's hops dead and revives them when detach
+ * puts the addresses back.
+ */
+import { AddressFamily, RouteProtocol, RouteTable } from '../../netlink/codec/constants.js';
+import type { Link } from '../../netlink/codec/link.js';
+import type { Route } from '../../netlink/codec/route.js';
+import { routeRequestOf } from './inverse.js';
+import type { RouteRecord } from './types.js';
+
+function ownedBy(route: Route, index: number): boolean {
+  if (route.nextHops && route.nextHops.length > 0) {
+    return Math.min(...route.nextHops.map((hop) => hop.outputIndex)) === index;
+  }
+  return route.outputIndex === index;
+}
+
+/** Routes that go with the pod link's addresses (not the kernel's own, which come back with them). */
+export function podLinkRoutes(routes: readonly Route[], links: readonly Link[], source: Link): RouteRecord[] {
+  // A link missing from the scan gets a name no link has: detach then leaves its route out.
+  const nameOf = new Map(links.map((link) => [link.index, link.name]));
+  return routes
+    .filter(
+      (route) =>
+        ownedBy(route, source.index) &&
+        route.protocol !== RouteProtocol.KERNEL &&
+        route.table !== RouteTable.LOCAL &&
+        !(route.family === AddressFamily.INET6 && route.destination?.startsWith('fe80')),
+    )
+    .map((route) =>
+      routeRequestOf({
+        ...route,
+        ...(route.nextHops
+          ? {
+              nextHops: route.nextHops.map(({ outputIndex, ...hop }) =>
+                outputIndex === source.index
+                  ? hop
+                  : { ...hop, link: { name: nameOf.get(outputIndex) ?? `#${outputIndex}`, index: outputIndex } },
+              ),
+            }
+          : {}),
+      }),
+    );
+}

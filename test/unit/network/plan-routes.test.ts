@@ -1,0 +1,253 @@
+/**
+ * The macvtap model's routes and proxy neighbours, without root: which routes a pod link's plan
+ * takes (metrics, realm and multipath next hops included), how their records name the links, what
+ * `--dry-run` prints for them, what detach sends back to the kernel, and that the records validate.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  AddressFamily,
+  InterfaceFlag,
+  NeighbourFlag,
+  RouteFlag,
+  RouteMetric,
+  RouteProtocol,
+} from '../../../src/netlink/codec/constants.js';
+import type { Neighbour } from '../../../src/netlink/codec/neighbour.js';
+import type { RouteSpec } from '../../../src/netlink/codec/route.js';
+import type { ChangeBatch } from '../../../src/netlink/handle.js';
+import { queueChange } from '../../../src/network/plan/apply.js';
+import { commandsOf } from '../../../src/network/plan/commands.js';
+import { type PlanSnapshot, planAttach } from '../../../src/network/plan/plan-attach.js';
+import { planDetach } from '../../../src/network/plan/plan-detach.js';
+import type { PlumbingStep } from '../../../src/network/plumbing.js';
+import { plumbingStepSchema } from '../../../src/network/state/network-content-schema.js';
+import { address, link, route } from './fixtures.js';
+
+const SPARE = '0a:00:00:00:00:01';
+const LINKDOWN = 0x10;
+const DEAD = 0x1;
+
+const eth0 = link();
+const eth1 = link({ index: 3, name: 'eth1', address: '02:42:ac:11:00:03' });
+
+function proxy(destination: string, index = 2): Neighbour {
+  return {
+    index,
+    family: destination.includes(':') ? AddressFamily.INET6 : AddressFamily.INET,
+    destination,
+    state: 0,
+    flags: NeighbourFlag.PROXY,
+    type: 1,
+  };
+}
+
+const snapshot: PlanSnapshot = {
+  links: [
+    link({ index: 1, name: 'lo', kind: undefined, flags: InterfaceFlag.LOOPBACK | InterfaceFlag.UP }),
+    eth0,
+    eth1,
+  ],
+  addresses: [address('10.88.0.2', 16), address('10.89.0.2', 16, { index: 3 })],
+  routes: [
+    route({
+      destination: '10.50.0.0',
+      destinationLength: 16,
+      gateway: '10.88.0.1',
+      mtu: 1400,
+      metrics: {
+        [RouteMetric.LOCK]: (1 << RouteMetric.MTU) | (1 << RouteMetric.RTO_MIN),
+        [RouteMetric.MTU]: 1400,
+        [RouteMetric.RTT]: 300,
+        [RouteMetric.ADVMSS]: 1300,
+        [RouteMetric.FEATURES]: 1,
+        [RouteMetric.RTO_MIN]: 50,
+        [RouteMetric.CC_ALGO]: 'cubic',
+      },
+      realm: (3 << 16) | 7,
+    }),
+    // All hops on eth0: it is eth0's.
+    route({
+      destination: '10.52.0.0',
+      destinationLength: 16,
+      outputIndex: undefined,
+      nextHops: [
+        { gateway: '10.88.0.1', outputIndex: 2, weight: 1, flags: LINKDOWN, realm: 4 },
+        { gateway: '10.88.0.5', outputIndex: 2, weight: 2, flags: RouteFlag.ONLINK },
+      ],
+    }),
+    // Hops on eth0 and eth1: the lower index (eth0) saves it, with eth1's hop by name and index.
+    route({
+      destination: '10.53.0.0',
+      destinationLength: 16,
+      outputIndex: undefined,
+      nextHops: [
+        { gateway: '10.89.0.1', outputIndex: 3, weight: 3, flags: DEAD | LINKDOWN },
+        { gateway: '10.88.0.1', outputIndex: 2, weight: 1, flags: 0 },
+      ],
+    }),
+    route({
+      family: AddressFamily.INET6,
+      outputIndex: undefined,
+      priority: 1024,
+      nextHops: [
+        { gateway: 'fd00::1', outputIndex: 2, weight: 1, flags: 0 },
+        { gateway: 'fd00::6', outputIndex: 2, weight: 1, flags: 0 },
+      ],
+    }),
+    // The kernel's own, and another link's: not eth0's to take.
+    route({
+      destination: '10.88.0.0',
+      destinationLength: 16,
+      protocol: RouteProtocol.KERNEL,
+    }),
+    route({ destination: '10.54.0.0', destinationLength: 16, gateway: '10.89.0.1', outputIndex: 3 }),
+  ],
+  neighbours: [],
+  proxyNeighbours: [proxy('10.88.0.77'), proxy('fd00::77'), proxy('10.89.0.77', 3)],
+  qdiscs: [],
+};
+
+const plan = planAttach(
+  snapshot,
+  { queues: 1 },
+  { model: 'macvtap', source: eth0, tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+);
+const records = plan.steps.flatMap((step) => (step.record ? [step.record] : []));
+const routeRecords = records.filter((record) => record.step === 'remove-routes');
+
+describe('planAttach: macvtap routes and proxy neighbours', () => {
+  it('removes the pod link proxy neighbours and its routes, metrics, realms and next hops included', () => {
+    expect(
+      commandsOf(plan).filter((command) => !command.startsWith('ip link') && !command.startsWith('ip address')),
+    ).toEqual([
+      'ip neigh del proxy 10.88.0.77 dev eth0',
+      'ip neigh del proxy fd00::77 dev eth0',
+      'ip route del 10.50.0.0/16 via 10.88.0.1 dev eth0 table 254 proto 3 scope 0 mtu lock 1400 rtt 300 advmss 1300 features ecn rto_min 50 congctl cubic realms 3/7',
+      'ip route del 10.52.0.0/16 table 254 proto 3 scope 0 nexthop via 10.88.0.1 dev eth0 weight 1 realms 4 nexthop via 10.88.0.5 dev eth0 weight 2 onlink',
+      'ip route del 10.53.0.0/16 table 254 proto 3 scope 0 nexthop via 10.89.0.1 dev eth1 weight 3 nexthop via 10.88.0.1 dev eth0 weight 1',
+      'ip -6 route del default table 254 proto 3 scope 0 metric 1024 nexthop via fd00::1 dev eth0 weight 1 nexthop via fd00::6 dev eth0 weight 1',
+    ]);
+  });
+
+  it('records hops on the pod link without a link, hops on other links by name and index, and only request flags', () => {
+    expect(
+      routeRecords.map((record) => (record.step === 'remove-routes' ? record.routes[0]?.nextHops : record.step)),
+    ).toEqual([
+      undefined,
+      [
+        { gateway: '10.88.0.1', weight: 1, flags: 0, realm: 4 },
+        { gateway: '10.88.0.5', weight: 2, flags: RouteFlag.ONLINK },
+      ],
+      [
+        { gateway: '10.89.0.1', weight: 3, flags: 0, link: { name: 'eth1', index: 3 } },
+        { gateway: '10.88.0.1', weight: 1, flags: 0 },
+      ],
+      [
+        { gateway: 'fd00::1', weight: 1, flags: 0 },
+        { gateway: 'fd00::6', weight: 1, flags: 0 },
+      ],
+    ]);
+    expect(routeRecords[0]).toEqual({
+      step: 'remove-routes',
+      link: 'eth0',
+      routes: [
+        {
+          family: AddressFamily.INET,
+          destination: '10.50.0.0',
+          destinationLength: 16,
+          gateway: '10.88.0.1',
+          table: 254,
+          protocol: RouteProtocol.BOOT,
+          scope: 0,
+          type: 1,
+          flags: 0,
+          // The MTU stays where records always kept it; the others go by RTAX_* number.
+          mtu: 1400,
+          metrics: {
+            [RouteMetric.LOCK]: (1 << RouteMetric.MTU) | (1 << RouteMetric.RTO_MIN),
+            [RouteMetric.RTT]: 300,
+            [RouteMetric.ADVMSS]: 1300,
+            [RouteMetric.FEATURES]: 1,
+            [RouteMetric.RTO_MIN]: 50,
+            [RouteMetric.CC_ALGO]: 'cubic',
+          },
+          realm: (3 << 16) | 7,
+        },
+      ],
+    });
+  });
+
+  it("leaves a multipath route to the link with its lowest hop index: eth1's plan does not take eth0's", () => {
+    const eth1Plan = planAttach(
+      snapshot,
+      { queues: 1 },
+      { model: 'macvtap', source: eth1, tapName: 'tap1_kata', spareHardwareAddress: SPARE },
+    );
+    expect(commandsOf(eth1Plan).filter((command) => command.includes('route') || command.includes('neigh'))).toEqual([
+      'ip neigh del proxy 10.89.0.77 dev eth1',
+      'ip route del 10.54.0.0/16 via 10.89.0.1 dev eth1 table 254 proto 3 scope 0',
+    ]);
+  });
+
+  it('validates as state, through JSON', () => {
+    for (const record of JSON.parse(JSON.stringify(records)) as unknown[]) {
+      expect(plumbingStepSchema.safeParse(record).success).toBe(true);
+    }
+    const bad = { step: 'remove-routes', link: 'eth0', routes: [{ metrics: { lock: 1 } }] };
+    expect(plumbingStepSchema.safeParse(bad).success).toBe(false);
+    const badHop = { step: 'remove-routes', link: 'eth0', routes: [{ nextHops: [{ weight: 0 }] }] };
+    expect(plumbingStepSchema.safeParse(badHop).success).toBe(false);
+    // Records from before: an MTU only, and no next hops.
+    const old = { step: 'remove-routes', link: 'eth0', routes: [{ gateway: '10.88.0.1', mtu: 1400 }] };
+    expect(plumbingStepSchema.safeParse(old).success).toBe(true);
+  });
+});
+
+describe('planDetach: routes and proxy neighbours back', () => {
+  const persisted = JSON.parse(JSON.stringify(records)) as PlumbingStep[];
+  const sent = (links = [eth0, eth1]) => {
+    const routes: RouteSpec[] = [];
+    const batch = { addRoute: (spec: RouteSpec) => routes.push(spec) } as unknown as ChangeBatch;
+    const detach = planDetach(
+      persisted.filter((record) => record.step === 'remove-routes'),
+      { links },
+    );
+    for (const step of detach.steps) queueChange(batch, step.change, (ref) => ref.index!);
+    return { routes, alreadyGone: detach.alreadyGone };
+  };
+
+  it('sends each route as it was: metrics with the MTU, realm, hops on their links and no route-level link', () => {
+    const { routes } = sent();
+    expect(routes.map((spec) => spec.destination)).toEqual([undefined, '10.53.0.0', '10.52.0.0', '10.50.0.0']);
+    expect(routes[3]).toMatchObject({
+      outputIndex: 2,
+      mtu: 1400,
+      realm: (3 << 16) | 7,
+      metrics: { [RouteMetric.CC_ALGO]: 'cubic', [RouteMetric.ADVMSS]: 1300 },
+    });
+    expect(routes[1]?.outputIndex).toBeUndefined();
+    expect(routes[1]?.nextHops).toEqual([
+      { gateway: '10.89.0.1', weight: 3, flags: 0, outputIndex: 3 },
+      { gateway: '10.88.0.1', weight: 1, flags: 0, outputIndex: 2 },
+    ]);
+    expect(routes[0]?.family).toBe(AddressFamily.INET6);
+  });
+
+  it('prints them as iproute2 takes them', () => {
+    const detach = planDetach(persisted, { links: [eth0, eth1] });
+    const commands = commandsOf(detach);
+    expect(commands).toContain(
+      'ip route add 10.53.0.0/16 table 254 proto 3 scope 0 nexthop via 10.89.0.1 dev eth1 weight 3 nexthop via 10.88.0.1 dev eth0 weight 1',
+    );
+    expect(commands).toContain('ip neigh replace proxy fd00::77 dev eth0');
+    expect(commands).toContain('ip neigh replace proxy 10.88.0.77 dev eth0');
+  });
+
+  it('puts back no route whose other next-hop link is gone or is another link now', () => {
+    for (const links of [[eth0], [eth0, { ...eth1, index: 9 }]]) {
+      const { routes, alreadyGone } = sent(links);
+      expect(routes.map((spec) => spec.destination)).toEqual([undefined, '10.52.0.0', '10.50.0.0']);
+      expect(alreadyGone).toHaveLength(1);
+    }
+  });
+});
