@@ -150,6 +150,7 @@ describe('planAttach: macvtap routes and proxy neighbours', () => {
     expect(routeRecords[0]).toEqual({
       step: 'remove-routes',
       link: 'eth0',
+      index: 2,
       routes: [
         {
           family: AddressFamily.INET,
