@@ -89,28 +89,36 @@ describe('kill -9 at random points of attach and detach', () => {
       const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
       const next = random(seed);
       console.log(`kill loop ${model}: seed ${seed}, windows attach ${windows.attach} us, detach ${windows.detach} us`);
-      const kills = { attach: 0, detach: 0 };
+      const kills = { attach: 0, detach: 0, detachOfCompleteAttach: 0 };
       for (let round = 0; kills.attach < KILLS_PER_OPERATION || kills.detach < KILLS_PER_OPERATION; round++) {
         expect(round, 'too few runs were killed: the windows are wrong').toBeLessThan(KILLS_PER_OPERATION * 4);
-        for (const operation of ['attach', 'detach'] as const) {
-          const delay = Math.floor(next() * windows[operation] * 1.2);
-          const where = `round ${round}, ${operation} killed ${delay} us after it started (seed ${seed})`;
-          if (operation === 'detach') {
-            const setUp = await run(attachArgs);
-            expect(setUp.status, `${where}: attach before the detach: ${setUp.stderr}`).toBe(0);
-          }
-          const killedRun = await run(operation === 'attach' ? attachArgs : detachArgs, killAfter(operation, delay));
-          if (killedRun.killed) kills[operation]++;
-          else expect(killedRun.status, `${where}: ran to the end: ${killedRun.stderr}`).toBe(0);
-          // Whatever vcnet made is in the record (the journal has no gap).
-          expect(unrecordedLinks(pod, recordFile), where).toEqual([]);
-          const finish = await run(detachArgs);
-          expect(finish.status, `${where}: detach afterwards: ${finish.stderr}`).toBe(0);
-          expect(fingerprint(pod), where).toEqual(before);
-          expect(existsSync(recordFile), `${where}: the record is gone after detach`).toBe(false);
+        // An attach killed at a random point (a third of them run to the end), then a detach killed
+        // at a random point of whatever that left, then a detach that must finish the job.
+        const attachDelay = Math.floor(next() * windows.attach * 1.5);
+        const detachDelay = Math.floor(next() * windows.detach * 1.2);
+        const where = `round ${round}: attach killed at ${attachDelay} us, detach at ${detachDelay} us (seed ${seed})`;
+        const attach = await run(attachArgs, killAfter('attach', attachDelay));
+        if (attach.killed) kills.attach++;
+        else expect(attach.status, `${where}: attach ran to the end: ${attach.stderr}`).toBe(0);
+        // Whatever vcnet made is in the record (the journal has no gap).
+        expect(unrecordedLinks(pod, recordFile), `${where}: after the attach`).toEqual([]);
+        const detach = await run(detachArgs, killAfter('detach', detachDelay));
+        if (detach.killed) {
+          kills.detach++;
+          if (!attach.killed) kills.detachOfCompleteAttach++;
+        } else {
+          expect(detach.status, `${where}: detach ran to the end: ${detach.stderr}`).toBe(0);
         }
+        expect(unrecordedLinks(pod, recordFile), `${where}: after the detach`).toEqual([]);
+        const finish = await run(detachArgs);
+        expect(finish.status, `${where}: detach afterwards: ${finish.stderr}`).toBe(0);
+        expect(fingerprint(pod), where).toEqual(before);
+        expect(existsSync(recordFile), `${where}: the record is gone after detach`).toBe(false);
       }
-      console.log(`kill loop ${model}: ${kills.attach} attach and ${kills.detach} detach kills`);
+      console.log(
+        `kill loop ${model}: ${kills.attach} attach kills, ${kills.detach} detach kills (${kills.detachOfCompleteAttach} of a complete attach)`,
+      );
+      expect(kills.detachOfCompleteAttach).toBeGreaterThan(0);
       // The id is not stuck: a last attach and detach run through.
       expect((await run(attachArgs)).status).toBe(0);
       expect((await run(detachArgs)).status).toBe(0);
