@@ -20,7 +20,7 @@ import { createEndpoint } from './endpoint/create-endpoint.js';
 import { type Endpoint, type EndpointState, EndpointStateError, type HotplugTarget } from './endpoint/endpoint.js';
 import { IpvlanEndpoint } from './endpoint/ipvlan-endpoint.js';
 import { MacvtapEndpoint } from './endpoint/macvtap-endpoint.js';
-import { type PciDeviceInfo, PhysicalEndpoint } from './endpoint/physical-endpoint.js';
+import { type PciDeviceInfo, PhysicalEndpoint, refusePhysicalEndpoints } from './endpoint/physical-endpoint.js';
 import { TapEndpoint } from './endpoint/tap-endpoint.js';
 import { TuntapEndpoint } from './endpoint/tuntap-endpoint.js';
 import { VethEndpoint } from './endpoint/veth-endpoint.js';
@@ -30,7 +30,13 @@ import type { EndpointType, NetworkInfo } from './network-info.js';
 import { RollbackIncompleteError } from './plan/apply.js';
 import type { Plan } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
-import { interfacesOf, type SkippedInterface, selectEndpointInterfaces, skippedNotice } from './scan.js';
+import {
+  interfacesOf,
+  physicalLinksOf,
+  type SkippedInterface,
+  selectEndpointInterfaces,
+  skippedNotice,
+} from './scan.js';
 
 import { NETWORK_STATE_VERSION } from './state/content-versions.js';
 
@@ -64,6 +70,11 @@ export interface AddEndpointsOptions {
   firstIndex?: number;
   /** Called whenever the network's state changed or is about to (persist it to survive a crash). */
   journal?: (network: Network) => void;
+  /**
+   * The VMM the endpoints are for: one that cannot take physical NICs (Cloud Hypervisor through
+   * vcnet, Firecracker) is refused, from this attach's own scan, before anything is made.
+   */
+  hypervisor?: 'qemu' | 'clh' | 'firecracker';
 }
 
 export class Network {
@@ -122,6 +133,7 @@ export class Network {
   private async addEndpointsTraced(options: AddEndpointsOptions): Promise<Endpoint[]> {
     const snapshot = options.snapshot ?? (await this.scan());
     const interfaces = this.interfacesToAdd(snapshot, options);
+    if (options.hypervisor) refusePhysicalEndpoints(options.hypervisor, physicalLinksOf(interfaces));
     const context = this.plumbingContext(snapshot, options);
     const added: Endpoint[] = [];
     try {
@@ -181,13 +193,18 @@ export class Network {
 
   /** The plans addEndpoints would apply, endpoint by endpoint; nothing is changed. */
   async planEndpoints(
-    options: Pick<AddEndpointsOptions, 'interfaces' | 'snapshot' | 'firstIndex' | 'guestNames' | 'requestedType'> = {},
+    options: Pick<
+      AddEndpointsOptions,
+      'interfaces' | 'snapshot' | 'firstIndex' | 'guestNames' | 'requestedType' | 'hypervisor'
+    > = {},
   ): Promise<Array<{ endpoint: Endpoint; plan: Plan | undefined }>> {
     const snapshot = options.snapshot ?? (await this.scan());
     const context = this.plumbingContext(snapshot, {});
     let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
     const planned = [];
-    for (const info of this.interfacesToAdd(snapshot, options)) {
+    const interfaces = this.interfacesToAdd(snapshot, options);
+    if (options.hypervisor) refusePhysicalEndpoints(options.hypervisor, physicalLinksOf(interfaces));
+    for (const info of interfaces) {
       const endpoint = this.newEndpoint(info, index++, options);
       planned.push({ endpoint, plan: await endpoint.plan(context) });
     }

@@ -139,13 +139,9 @@ export function classifyScan(
   });
 }
 
-/** The links an attach of this namespace would pass through as physical NICs (read only). */
-export async function physicalLinksToAttach(
-  handle: NetlinkHandle,
-  named: ReadonlySet<string> = new Set(),
-): Promise<string[]> {
-  const { selected } = selectEndpointInterfaces(interfacesOf(await handle.snapshot()), named);
-  return selected
+/** The names of the interfaces that would become physical endpoints (those that classify at all). */
+export function physicalLinksOf(interfaces: readonly NetworkInfo[]): string[] {
+  return interfaces
     .filter((info) => {
       try {
         return classifyInterface(info) === 'physical';

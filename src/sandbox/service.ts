@@ -130,15 +130,11 @@ export async function attachSandbox(
         ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
         ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
       });
-      await attachRecorded(
-        network,
-        {},
-        {
-          persist: () => store.write(record()),
-          discard: () => store.remove(),
-          path: store.statePath,
-        },
-      );
+      await attachRecorded(network, options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}, {
+        persist: () => store.write(record()),
+        discard: () => store.remove(),
+        path: store.statePath,
+      });
       return {
         id,
         endpoints: [...network.endpoints()],
@@ -164,11 +160,15 @@ export interface PlannedEndpoint {
 }
 
 /** What attach would do, endpoint by endpoint, without changing anything (`vcnet attach --dry-run`). */
-export async function planSandboxAttach(config: NetworkConfig, id = 'sandbox'): Promise<PlannedEndpoint[]> {
+export async function planSandboxAttach(
+  config: NetworkConfig,
+  id = 'sandbox',
+  hypervisor?: HypervisorRecord['kind'],
+): Promise<PlannedEndpoint[]> {
   validateNetworkConfig(config);
   const network = Network.open(config, id);
   try {
-    const planned = await network.planEndpoints();
+    const planned = await network.planEndpoints(hypervisor ? { hypervisor } : {});
     return planned.map(({ endpoint, plan }) => ({
       source: endpoint.properties.link.name,
       type: endpoint.type,

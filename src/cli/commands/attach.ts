@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
-import { NetlinkHandle } from '../../netlink/handle.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
-import { refusePhysicalEndpoints } from '../../network/endpoint/physical-endpoint.js';
-import { physicalLinksToAttach } from '../../network/scan.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
 import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
@@ -69,18 +66,8 @@ export function registerAttach(program: Command): void {
         const hypervisor = parseHypervisor(options.hypervisor);
         const config = networkConfigFromFlags(options);
         refuseHostNamespaceUnlessShared(config, 'attach'); // nodes (issue 12): never the host
-        // nodes (issue 12): a hypervisor that cannot take the pod's physical NICs is refused before anything is made.
-        if (hypervisor !== 'qemu' && !config.disableNewNetns) {
-          const scanHandle = NetlinkHandle.open(config.namespacePath);
-          try {
-            refusePhysicalEndpoints(
-              hypervisor,
-              await physicalLinksToAttach(scanHandle, new Set(config.namedInterfaces)),
-            );
-          } finally {
-            scanHandle.close();
-          }
-        }
+        // nodes (issue 12): a hypervisor that cannot take the pod's physical NICs is refused by the
+        // sandbox service from the attach's own scan, before anything is made.
         if (hypervisor === 'firecracker' && config.queues > 1) {
           throw new InvalidInputError(
             '--queues',
@@ -91,7 +78,7 @@ export function registerAttach(program: Command): void {
         if (options.qmp && hypervisor !== 'qemu')
           throw new InvalidInputError('--qmp', options.qmp, 'only with --hypervisor qemu');
         if (options.dryRun) {
-          const planned = await planSandboxAttach(config, options.sandbox);
+          const planned = await planSandboxAttach(config, options.sandbox, hypervisor);
           if (options.json) {
             printJson({ sandbox: options.sandbox, netns: config.namespacePath, dryRun: true, endpoints: planned });
             return;

@@ -19,7 +19,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hypervisorDeviceConfig } from '../../../src/cli/hypervisor-config.js';
 import { QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
-import type { NetlinkHandle } from '../../../src/netlink/handle.js';
+import type { NamespaceSnapshot } from '../../../src/netlink/handle.js';
 import {
   PhysicalEndpoint,
   readPciDevice,
@@ -28,7 +28,7 @@ import {
 } from '../../../src/network/endpoint/physical-endpoint.js';
 import type { PlumbingContext } from '../../../src/network/model/plumbing-context.js';
 import { endpointFromState } from '../../../src/network/network.js';
-import { physicalLinksToAttach } from '../../../src/network/scan.js';
+import { interfacesOf, physicalLinksOf, selectEndpointInterfaces } from '../../../src/network/scan.js';
 import { bindToVfio, type HostRoots } from '../../../src/network/vfio.js';
 import { type FakeQmpHandler, useFakeQmp } from '../hypervisor/fake-qmp-server.js';
 import { address, info, link } from './fixtures.js';
@@ -236,21 +236,20 @@ describe('physical endpoint (VFIO)', () => {
 
 describe('a hypervisor that cannot take physical NICs is refused before anything is made', () => {
   it('finds the physical links an attach would pass through (read only), and refuses Firecracker and CLH', async () => {
-    const snapshotHandle = {
-      snapshot: async () => ({
-        links: [
-          vfLink.link,
-          link({ index: 3, name: 'eth0' }),
-          link({ index: 4, name: 'bare', kind: undefined, parentBus: 'pci', parentDevice: PF }),
-        ],
-        addresses: [address('10.0.0.2', 24, { index: 2 }), address('10.0.0.3', 24, { index: 3 })],
-        routes: [],
-        neighbours: [],
-        qdiscs: [],
-      }),
-    } as unknown as NetlinkHandle;
-    // "bare" has no address: skipped, so not passed through.
-    const physical = await physicalLinksToAttach(snapshotHandle);
+    const snapshot = {
+      links: [
+        vfLink.link,
+        link({ index: 3, name: 'eth0' }),
+        link({ index: 4, name: 'bare', kind: undefined, parentBus: 'pci', parentDevice: PF }),
+      ],
+      addresses: [address('10.0.0.2', 24, { index: 2 }), address('10.0.0.3', 24, { index: 3 })],
+      routes: [],
+      neighbours: [],
+      proxyNeighbours: [],
+      qdiscs: [],
+    } as unknown as NamespaceSnapshot;
+    // "bare" has no address: skipped, so not passed through (Network.addEndpoints selects the same way).
+    const physical = physicalLinksOf(selectEndpointInterfaces(interfacesOf(snapshot), new Set()).selected);
     expect(physical).toEqual(['enp59s2f1']);
     expect(() => refusePhysicalEndpoints('firecracker', physical)).toThrow(
       expect.objectContaining({
