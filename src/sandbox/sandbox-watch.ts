@@ -5,6 +5,7 @@
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
 import { channels, publish } from '../diagnostics.js';
+import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
@@ -105,16 +106,33 @@ export async function watchSandbox(
   const state = store.read<SandboxState>();
   if (!state) throw new SandboxNotFoundError(id, store.statePath);
   refuseRunningFirecracker(state);
-  const watcher = await NamespaceWatcher.start(state.network.config.namespacePath, {
-    ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
-    onChange: async (change) => {
+  // The recorded namespace by identity, as every other command: a path that now names another
+  // namespace (a reused PID) is refused, and the watcher works through this fd, not the path.
+  const namespace = openRecordedNamespace(state.namespace, store.statePath);
+  let watcher: NamespaceWatcher;
+  try {
+    watcher = await NamespaceWatcher.start(namespace.entryPath, {
+      ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
+      onChange: async (change) => {
+        try {
+          options.onApplied?.(await applyNamespaceChange(id, change, options.stateDirectory));
+        } catch (error) {
+          options.onError?.(error as Error);
+        }
+      },
+      ...(options.onError ? { onError: options.onError } : {}),
+    });
+  } catch (error) {
+    namespace.close();
+    throw error;
+  }
+  return {
+    stop: async () => {
       try {
-        options.onApplied?.(await applyNamespaceChange(id, change, options.stateDirectory));
-      } catch (error) {
-        options.onError?.(error as Error);
+        await watcher.stop();
+      } finally {
+        namespace.close();
       }
     },
-    ...(options.onError ? { onError: options.onError } : {}),
-  });
-  return { stop: async () => watcher.stop() };
+  };
 }

@@ -125,6 +125,15 @@ describe('a recorded namespace', () => {
     expect(fingerprint(replacement)).toEqual(before);
     expect(readFileSync(statePath, 'utf8')).toBe(record);
 
+    // watch too checks the identity before it watches anything (it would otherwise plumb the new one).
+    const watch = spawnSync(process.execPath, [CLI, 'watch', '--sandbox', 'sb', '--state-dir', stateDir], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(watch.status, watch.stderr).toBe(1);
+    expect(watch.stderr).toContain(`${pod.path} is no longer the namespace recorded in ${statePath}`);
+    expect(fingerprint(replacement)).toEqual(before);
+
     const parsed = JSON.parse(record);
     expect(() => openRecordedNamespace(parsed.namespace, statePath)).toThrow(NamespaceChangedError);
   });
