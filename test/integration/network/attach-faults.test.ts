@@ -122,6 +122,7 @@ describe('a refused undo', () => {
       {
         step: 'remove-addresses',
         link: 'eth0',
+        index: expect.any(Number), // the pod link's ifindex: its identity on detach
         addresses: [expect.objectContaining({ address: 'fd00:200::2', prefixLength: 64 })],
       },
     ]);
