@@ -1,8 +1,9 @@
 /**
  * The kata-network commands against a running VM: `vcnet attach` prints the QEMU arguments the VM is
- * booted with; add-iface hot-plugs a second NIC through QMP and configures it through the agent;
- * traffic flows; list-ifaces / list-routes ask the agent; update-routes changes the guest;
- * del-iface unplugs; detach leaves the pod namespace as it was.
+ * booted with; add-iface hot-plugs three more NICs through QMP, one for each JSON form it reads (Kata's
+ * own example, vcnet's seed-era form, the 1.x capitalised form), and configures them through the agent
+ * with their addresses, routes and neighbours; traffic flows; list-ifaces / list-routes ask the agent;
+ * update-routes changes the guest; del-iface unplugs; detach leaves the pod namespace as it was.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -13,14 +14,120 @@ import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
 import { QmpClient } from '../../src/hypervisor/qmp.js';
 import { type WatchSummary, watchSandbox } from '../../src/sandbox/sandbox-watch.js';
 import { vcnet } from '../helpers/cli.js';
-import { type AttachedGuestNetwork, bootGuest, guestUnavailableReason, pushBootNetwork } from '../helpers/guest.js';
-import { cleanupNamespaces } from '../helpers/namespace.js';
+import {
+  type AttachedGuestNetwork,
+  bootGuest,
+  guestUnavailableReason,
+  pushBootNetwork,
+  runOnConsole,
+} from '../helpers/guest.js';
+import { cleanupNamespaces, type TestNamespace } from '../helpers/namespace.js';
 import { fingerprint, makePod } from '../helpers/pod.js';
 
 const unavailable = guestUnavailableReason();
 if (unavailable) console.log(`skip kata-network VM test: ${unavailable}`);
 
 let work: string | undefined;
+
+/** One interface hot-added with add-iface, and the pod side it is made from. */
+interface HotAddedForm {
+  label: string;
+  /** The link in the pod namespace; its veth peer in the node namespace is the gateway. */
+  podLink: string;
+  nodeLink: string;
+  /** The NIC's name in the guest. */
+  guestName: string;
+  /** MAC of the pod link, which the guest NIC takes. */
+  mac: string;
+  gatewayMac: string;
+  address: string;
+  gateway: string;
+  /** A prefix the pod routes via the gateway. */
+  routed: string;
+  /** The guest NIC's MTU. */
+  mtu: number;
+  json: unknown;
+}
+
+/** vcnet's seed-era form: `device` names the pod link, `name` the guest NIC. */
+const SEED: HotAddedForm = {
+  label: 'seed-era form',
+  podLink: 'eth9',
+  nodeLink: 'veth9',
+  guestName: 'net9',
+  mac: '02:00:ca:fe:09:02',
+  gatewayMac: '02:00:ca:fe:09:01',
+  address: '10.209.0.2',
+  gateway: '10.209.0.1',
+  routed: '10.229.0.0/16',
+  mtu: 1500,
+  json: { device: 'eth9', name: 'net9', IPAddresses: [{ family: 0, address: '10.209.0.2', mask: '24' }] },
+};
+
+/**
+ * Kata's own example (research §6: pbTypes JSON keys, `name` naming the pod link and the guest NIC),
+ * with type "veth" for a pod link CNI made; Kata's example says "tap", which has vcnet make the link.
+ */
+const KATA: HotAddedForm = {
+  label: "Kata's example form",
+  podLink: 'eth11',
+  nodeLink: 'veth11',
+  guestName: 'eth11',
+  mac: '02:00:ca:fe:11:02',
+  gatewayMac: '02:00:ca:fe:11:01',
+  address: '10.211.0.2',
+  gateway: '10.211.0.1',
+  routed: '10.221.0.0/16',
+  mtu: 1500,
+  json: {
+    name: 'eth11',
+    hwAddr: '02:00:ca:fe:11:02',
+    mtu: 1500,
+    type: 'veth',
+    IPAddresses: [{ family: 0, address: '10.211.0.2', mask: '24' }],
+  },
+};
+
+/** kata 1.x `types.Interface` had no JSON tags: the Go field names, capitalised, `LinkType` for the kind. */
+const CAPITALISED: HotAddedForm = {
+  label: '1.x capitalised form',
+  podLink: 'eth12',
+  nodeLink: 'veth12',
+  guestName: 'eth12',
+  mac: '02:00:ca:fe:12:02',
+  gatewayMac: '02:00:ca:fe:12:01',
+  address: '10.212.0.2',
+  gateway: '10.212.0.1',
+  routed: '10.222.0.0/16',
+  mtu: 1400,
+  json: {
+    Device: 'eth12',
+    Name: 'eth12',
+    IPAddresses: [{ Family: 0, Address: '10.212.0.2', Mask: '24' }],
+    Mtu: 1400,
+    RawFlags: 0,
+    HwAddr: '02:00:CA:FE:12:02',
+    PciAddr: '',
+    LinkType: 'veth',
+  },
+};
+
+/** The seed-era form first: the refused hot-plug below uses it. */
+const FORMS = [SEED, KATA, CAPITALISED];
+
+/** The pod link and its gateway peer, as CNI leaves them: address, a route via the gateway, its neighbour. */
+function addPodInterface(pod: TestNamespace, node: TestNamespace, form: HotAddedForm): void {
+  node.exec('ip', [
+    ...['link', 'add', form.nodeLink, 'address', form.gatewayMac, 'type', 'veth'],
+    ...['peer', 'name', form.podLink, 'address', form.mac, 'netns', pod.name],
+  ]);
+  node.exec('ip', ['addr', 'add', `${form.gateway}/24`, 'dev', form.nodeLink]);
+  node.exec('ip', ['link', 'set', form.nodeLink, 'up']);
+  pod.exec('ip', ['link', 'set', form.podLink, 'up']);
+  pod.exec('ip', ['addr', 'add', `${form.address}/24`, 'dev', form.podLink]);
+  pod.exec('ip', ['route', 'add', form.routed, 'via', form.gateway, 'dev', form.podLink]);
+  pod.exec('ip', ['neigh', 'add', form.gateway, 'lladdr', form.gatewayMac, 'dev', form.podLink, 'nud', 'permanent']);
+}
 
 async function until(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -87,21 +194,16 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
       // The runtime configures the boot NICs at sandbox start (Kata's setupNetworks); the full route
       // set pushed later by add-iface includes eth0's routes, so eth0 must have its address first.
       await pushBootNetwork(guest.agentSocketPath, output as unknown as AttachedGuestNetwork);
-      // A second interface appears in the pod (CNI ran again): its peer is in the node namespace.
-      node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-      node.exec('ip', ['addr', 'add', '10.209.0.1/24', 'dev', 'veth9']);
-      node.exec('ip', ['link', 'set', 'veth9', 'up']);
-      pod.exec('ip', ['link', 'set', 'eth9', 'up']);
-      const request = join(work, 'add.json');
-      writeFileSync(
-        request,
-        JSON.stringify({
-          device: 'eth9',
-          name: 'net9',
-          IPAddresses: [{ family: 0, address: '10.209.0.2', mask: '24' }],
-        }),
-      );
-
+      // Three more interfaces appear in the pod (CNI ran again), one for each JSON form add-iface takes.
+      // Each has its peer in the node namespace (the gateway), an address, a route via that gateway
+      // and a permanent neighbour for it: add-iface pushes all three to the guest.
+      for (const form of FORMS) addPodInterface(pod, node, form);
+      const requestOf = (form: HotAddedForm) => {
+        const file = join(stateDir, '..', `add-${form.podLink}.json`);
+        writeFileSync(file, JSON.stringify(form.json));
+        return file;
+      };
+      const request = requestOf(SEED);
       // A hot-plug that QEMU refuses half way (a device already holds the id vcnet picks) is rolled
       // back whole: netdev removed, plumbing undone, the record unchanged.
       // QEMU's QMP socket serves one client at a time: connect, act, close, as vcnet itself does.
@@ -130,35 +232,70 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
       await qmp.execute('device_del', { id: 'net1' });
       await released;
       await qmp.close();
-      const added = vcnet(['add-iface', 'vm1', request, '--state-dir', stateDir]);
-      expect(added.status, added.stderr).toBe(0);
-      expect(JSON.parse(added.stdout)).toMatchObject({
-        name: 'net9',
-        IPAddresses: [{ address: '10.209.0.2', mask: '24' }],
-      });
-
-      // The guest answers on the hot-plugged NIC.
-      let pinged = '';
-      for (let attempt = 0; attempt < 5 && !pinged.includes(' 0% packet loss'); attempt++) {
-        try {
-          pinged = execFileSync(
-            'ip',
-            ['netns', 'exec', node.name, 'ping', '-c', '3', '-i', '0.3', '-W', '3', '10.209.0.2'],
-            { encoding: 'utf8' },
-          );
-        } catch (error) {
-          pinged = String((error as { stdout?: string }).stdout ?? '');
-        }
+      for (const form of FORMS) {
+        const added = vcnet(['add-iface', 'vm1', form === SEED ? request : requestOf(form), '--state-dir', stateDir]);
+        expect(added.status, `${form.label}: ${added.stderr}`).toBe(0);
+        expect(JSON.parse(added.stdout), form.label).toMatchObject({
+          name: form.guestName,
+          hwAddr: form.mac,
+          mtu: form.mtu,
+          IPAddresses: [{ family: 0, address: form.address, mask: '24' }],
+        });
       }
-      expect(pinged).toContain(' 0% packet loss');
 
+      // The guest has each NIC, by its name, with the MAC, MTU and address (the agent lists its links).
       const listed = JSON.parse(vcnet(['list-ifaces', 'vm1', '--state-dir', stateDir, '--json']).stdout) as Array<{
         name: string;
-        IPAddresses: Array<{ address: string }>;
+        hwAddr: string;
+        mtu: number;
+        IPAddresses: Array<{ family: number; address: string; mask: string }>;
       }>;
-      expect(listed.find((entry) => entry.name === 'net9')?.IPAddresses.map((address) => address.address)).toContain(
-        '10.209.0.2',
+      for (const form of FORMS) {
+        const nic = listed.find((entry) => entry.name === form.guestName);
+        expect(nic, `${form.label}: guest NIC ${form.guestName} in ${JSON.stringify(listed)}`).toBeDefined();
+        expect([nic?.hwAddr, nic?.mtu], form.label).toEqual([form.mac, form.mtu]);
+        // The IPv4 address asked for (the guest kernel adds its own IPv6 link-local one).
+        expect(
+          nic?.IPAddresses.filter((address) => address.family === 0),
+          form.label,
+        ).toEqual([{ family: 0, address: form.address, mask: '24' }]);
+      }
+
+      // Its routing table has each pod route, via the gateway on that NIC (the agent dumps the guest's
+      // main table over netlink), next to eth0's.
+      const guestRoutesAfterAdd = JSON.parse(
+        vcnet(['list-routes', 'vm1', '--state-dir', stateDir, '--json']).stdout,
+      ) as Array<{ dest: string; gateway: string; device: string }>;
+      for (const form of FORMS) {
+        expect(guestRoutesAfterAdd, form.label).toEqual(
+          expect.arrayContaining([
+            expect.objectContaining({ dest: form.routed, gateway: form.gateway, device: form.guestName }),
+          ]),
+        );
+      }
+      expect(guestRoutesAfterAdd).toEqual(
+        expect.arrayContaining([expect.objectContaining({ dest: '10.100.0.0/16', gateway: '10.200.0.1' })]),
       );
+
+      // And each gateway as a permanent neighbour with the gateway's MAC: the agent has no call that
+      // lists neighbours, so the guest's own /proc/net/arp is read on its console, before any traffic
+      // to the new NICs. Flags 0x6 = ATF_COM | ATF_PERM; an entry learned by ARP would be 0x2.
+      const arp = await runOnConsole(guest, 'cat /proc/net/arp');
+      const neighbours = arp
+        .map((line) => line.trim().split(/\s+/))
+        .filter((fields) => fields.length === 6)
+        .map(([address, , flags, mac, , device]) => ({ address, flags, mac, device }));
+      for (const form of FORMS) {
+        expect(neighbours, `${form.label}: guest /proc/net/arp:\n${arp.join('\n')}`).toContainEqual({
+          address: form.gateway,
+          flags: '0x6',
+          mac: form.gatewayMac,
+          device: form.guestName,
+        });
+      }
+
+      // The guest answers on each hot-plugged NIC.
+      for (const form of FORMS) expect(ping(node.name, form.address), form.label).toContain(' 0% packet loss');
 
       const routes = join(work, 'routes.json');
       writeFileSync(
@@ -174,15 +311,17 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
         expect.arrayContaining([expect.objectContaining({ dest: '10.219.0.0/16', mtu: 1300 })]),
       );
 
-      const removal = join(work, 'del.json');
-      writeFileSync(removal, JSON.stringify({ name: 'net9' }));
-      const removed = vcnet(['del-iface', 'vm1', removal, '--state-dir', stateDir]);
-      expect(removed.status, removed.stderr).toBe(0);
+      for (const form of FORMS) {
+        const removal = join(work, `del-${form.podLink}.json`);
+        writeFileSync(removal, JSON.stringify({ name: form.guestName }));
+        const removed = vcnet(['del-iface', 'vm1', removal, '--state-dir', stateDir]);
+        expect(removed.status, `${form.label}: ${removed.stderr}`).toBe(0);
+      }
       const after = JSON.parse(vcnet(['list-ifaces', 'vm1', '--state-dir', stateDir, '--json']).stdout) as Array<{
         name: string;
       }>;
-      expect(after.map((entry) => entry.name)).not.toContain('net9');
-      expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
+      expect(after.map((entry) => entry.name)).toEqual(expect.not.arrayContaining(FORMS.map((form) => form.guestName)));
+      expect(pod.exec('ip', ['link', 'show'])).not.toMatch(/tap[1-9]_kata/);
 
       // vcnet watch keeps the VM in step: a new pod interface is hot-plugged and configured, and
       // unplugged again when it goes.
@@ -235,7 +374,7 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
     } finally {
       await guest.kill();
     }
-    pod.exec('ip', ['link', 'del', 'eth9']);
+    for (const form of FORMS) pod.exec('ip', ['link', 'del', form.podLink]);
     expect(vcnet(['detach', '--sandbox', 'vm1', '--state-dir', stateDir]).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   });

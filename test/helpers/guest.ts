@@ -336,3 +336,19 @@ export async function pushBootNetwork(agentSocketPath: string, attached: Attache
     agent.close();
   }
 }
+
+let consoleCommands = 0;
+
+/**
+ * Runs a shell command on the guest's serial console (the shell scripts/guest/init leaves there) and
+ * answers the lines it printed. The markers around the output are computed by the guest's shell, so the
+ * terminal's echo of the typed command never matches them (a prompt may precede them on their line).
+ */
+export async function runOnConsole(guest: GuestHandle, command: string, timeoutMs = 30_000): Promise<string[]> {
+  const id = ++consoleCommands;
+  const from = guest.lines.length;
+  guest.writeConsole(`echo VCNET-CONSOLE-START-$((${id}+0)); ${command}; echo VCNET-CONSOLE-END-$((${id}+0))\n`);
+  const start = await guest.waitForLine(new RegExp(`VCNET-CONSOLE-START-${id}$`), timeoutMs, from);
+  const end = await guest.waitForLine(new RegExp(`VCNET-CONSOLE-END-${id}$`), timeoutMs, start.index + 1);
+  return guest.lines.slice(start.index + 1, end.index);
+}
