@@ -5,7 +5,6 @@
  * with their addresses, routes and neighbours; traffic flows; list-ifaces / list-routes ask the agent;
  * update-routes changes the guest; del-iface unplugs; detach leaves the pod namespace as it was.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import {
   type AttachedGuestNetwork,
   bootGuest,
   guestUnavailableReason,
+  pingFrom,
   pushBootNetwork,
   runOnConsole,
 } from '../helpers/guest.js';
@@ -137,19 +137,6 @@ async function until(condition: () => boolean, what: string, timeoutMs: number):
   }
 }
 
-function ping(namespace: string, address: string): string {
-  let output = '';
-  for (let attempt = 0; attempt < 5 && !output.includes(' 0% packet loss'); attempt++) {
-    try {
-      output = execFileSync('ip', ['netns', 'exec', namespace, 'ping', '-c', '3', '-i', '0.3', '-W', '3', address], {
-        encoding: 'utf8',
-      });
-    } catch (error) {
-      output = String((error as { stdout?: string }).stdout ?? '');
-    }
-  }
-  return output;
-}
 afterEach(() => {
   cleanupNamespaces();
   if (work) rmSync(work, { recursive: true, force: true });
@@ -295,7 +282,7 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
       }
 
       // The guest answers on each hot-plugged NIC.
-      for (const form of FORMS) expect(ping(node.name, form.address), form.label).toContain(' 0% packet loss');
+      for (const form of FORMS) expect(pingFrom(node.name, form.address), form.label).toContain(' 0% packet loss');
 
       const routes = join(work, 'routes.json');
       writeFileSync(
@@ -357,7 +344,7 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
           'the guest to have eth10 with 10.210.0.2',
           60_000,
         );
-        expect(ping(node.name, '10.210.0.2')).toContain(' 0% packet loss');
+        expect(pingFrom(node.name, '10.210.0.2')).toContain(' 0% packet loss');
         pod.exec('ip', ['link', 'del', 'eth10']);
         await until(
           () => applied.some((summary) => summary.removed.includes('eth10')),

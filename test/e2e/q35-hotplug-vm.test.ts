@@ -5,7 +5,6 @@
  * namespace through it, and loses it again on del-iface (device_del, DEVICE_DELETED), with the host
  * plumbing gone. The i440fx variant is kata-network-vm.test.ts.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +14,13 @@ import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
 import { type QueryPciBus, qemuHotplugPortArguments } from '../../src/hypervisor/qemu-hotplug-ports.js';
 import { QmpClient } from '../../src/hypervisor/qmp.js';
 import { vcnet } from '../helpers/cli.js';
-import { type AttachedGuestNetwork, bootGuest, guestUnavailableReason, pushBootNetwork } from '../helpers/guest.js';
+import {
+  type AttachedGuestNetwork,
+  bootGuest,
+  guestUnavailableReason,
+  pingFrom,
+  pushBootNetwork,
+} from '../helpers/guest.js';
 import { cleanupNamespaces } from '../helpers/namespace.js';
 import { fingerprint, makePod } from '../helpers/pod.js';
 
@@ -29,20 +34,6 @@ afterEach(() => {
   if (work) rmSync(work, { recursive: true, force: true });
   work = undefined;
 });
-
-function ping(namespace: string, address: string): string {
-  let output = '';
-  for (let attempt = 0; attempt < 5 && !output.includes(' 0% packet loss'); attempt++) {
-    try {
-      output = execFileSync('ip', ['netns', 'exec', namespace, 'ping', '-c', '3', '-i', '0.3', '-W', '3', address], {
-        encoding: 'utf8',
-      });
-    } catch (error) {
-      output = String((error as { stdout?: string }).stdout ?? '');
-    }
-  }
-  return output;
-}
 
 /** The root port's slot on pcie.0 and what sits behind it, from QEMU (one QMP client at a time: connect, ask, close). */
 async function rootPort(qmpPath: string, portId: string): Promise<{ slot: number; devices: string[] }> {
@@ -153,7 +144,7 @@ describe.skipIf(unavailable !== undefined)('kata-network hot-plug on a q35 VM', 
           .find((entry) => entry.name === 'net9')
           ?.IPAddresses.map((address) => address.address),
       ).toContain('10.209.0.2');
-      expect(ping(node.name, '10.209.0.2')).toContain(' 0% packet loss');
+      expect(pingFrom(node.name, '10.209.0.2')).toContain(' 0% packet loss');
 
       const removal = join(work, 'del.json');
       writeFileSync(removal, JSON.stringify({ name: 'net9' }));

@@ -4,7 +4,7 @@
  * unix sockets in a private temporary directory. Every guest is killed by `kill()`, by the end of the test
  * that booted it, and by a process exit hook as a last resort, so a failing test never leaks a QEMU.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -351,4 +351,22 @@ export async function runOnConsole(guest: GuestHandle, command: string, timeoutM
   const start = await guest.waitForLine(new RegExp(`VCNET-CONSOLE-START-${id}$`), timeoutMs, from);
   const end = await guest.waitForLine(new RegExp(`VCNET-CONSOLE-END-${id}$`), timeoutMs, start.index + 1);
   return guest.lines.slice(start.index + 1, end.index);
+}
+
+/**
+ * Pings `address` from a test namespace, up to five rounds of three until one loses nothing (a guest
+ * under TCG may still be bringing the NIC up); returns ping's last output.
+ */
+export function pingFrom(namespace: string, address: string): string {
+  let output = '';
+  for (let attempt = 0; attempt < 5 && !output.includes(' 0% packet loss'); attempt++) {
+    try {
+      output = execFileSync('ip', ['netns', 'exec', namespace, 'ping', '-c', '3', '-i', '0.3', '-W', '3', address], {
+        encoding: 'utf8',
+      });
+    } catch (error) {
+      output = String((error as { stdout?: string }).stdout ?? '');
+    }
+  }
+  return output;
 }
