@@ -152,11 +152,13 @@ export class CgroupMountNamespace {
   }
 
   /**
-   * nsenter options entering the helper's mount namespace and its root directory: setns alone
-   * would put the command at the namespace's real root, outside a chroot the tests run in.
+   * nsenter options entering the helper's mount namespace, its root directory and its working
+   * directory: setns alone would put the command at the namespace's real root, outside a chroot the
+   * tests run in, and so would its working directory without --wd (nsenter opens "." after setns),
+   * where conmon's getcwd() fails ("Failed to get working directory").
    */
   get nsenterOptions(): string[] {
-    return ['--target', String(this.helper.pid), '--mount', '--root'];
+    return ['--target', String(this.helper.pid), '--mount', '--root', '--wd'];
   }
 
   /** Processes still in the namespace (other than the helper). */
