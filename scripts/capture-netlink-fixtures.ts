@@ -10,22 +10,12 @@ import { encodeGetAddress } from '../src/netlink/codec/address.js';
 import { MessageFlag, MessageType, TC_H_INGRESS, TC_H_ROOT } from '../src/netlink/codec/constants.js';
 import { encodeGetLink } from '../src/netlink/codec/link.js';
 import { encodeGetNeighbour } from '../src/netlink/codec/neighbour.js';
-import type { RawMessage } from '../src/netlink/codec/reader.js';
 import { encodeGetRoute } from '../src/netlink/codec/route.js';
 import { encodeGetTc, ingressQdisc, MATCH_ALL_U32_KEYS, parseHandle } from '../src/netlink/codec/traffic-control.js';
 import type { MessageWriter } from '../src/netlink/codec/writer.js';
 import { NetlinkHandle } from '../src/netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../src/netns/namespace.js';
-
-function serialise(message: RawMessage): string {
-  const header = Buffer.alloc(16);
-  header.writeUInt32LE(16 + message.payload.length, 0);
-  header.writeUInt16LE(message.type, 4);
-  header.writeUInt16LE(message.flags, 6);
-  header.writeUInt32LE(message.sequence, 8);
-  header.writeUInt32LE(message.portId, 12);
-  return Buffer.concat([header, message.payload]).toString('hex');
-}
+import { serialise } from './serialise-netlink-message.js';
 
 const path = createNamespace(`vcnet-capture-${process.pid}`);
 const handle = NetlinkHandle.open(path);
