@@ -391,7 +391,14 @@ export class Podman {
         'runtime = "runc"',
         `tmp_dir = "${join(directory, 'tmp')}"`,
         // The cleanup podman that conmon runs when a container exits must read this file too.
-        `conmon_env_vars = ["PATH=${COMMAND_DIRECTORIES.join(':')}", "CONTAINERS_CONF=${this.containersConf}"]`,
+        // And the test run's state registry, so vcnet-cni's DEL from there stays out of the host's.
+        `conmon_env_vars = [${[
+          `PATH=${COMMAND_DIRECTORIES.join(':')}`,
+          `CONTAINERS_CONF=${this.containersConf}`,
+          ...(process.env.VCNET_STATE_REGISTRY ? [`VCNET_STATE_REGISTRY=${process.env.VCNET_STATE_REGISTRY}`] : []),
+        ]
+          .map((entry) => JSON.stringify(entry))
+          .join(', ')}]`,
         '',
       ].join('\n'),
     );
