@@ -225,6 +225,17 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
     expect(run.output?.endpoints).toHaveLength(1);
   });
 
+  nodeCase('IPv6 off in the pod, with and without carrier', () => {
+    const { pod, node } = makePod();
+    // As a cluster without IPv6 leaves it: off for every link, eth0 included (its IPv6 addresses go).
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
+    expectExactRoundTrip(pod, model);
+    node.exec('ip', ['link', 'set', 'veth0', 'down']);
+    waitForNoCarrier(pod, 'eth0');
+    expectExactRoundTrip(pod, model);
+  });
+
   nodeCase('MTU 9000', () => {
     const { pod, node } = makePod();
     node.exec('ip', ['link', 'set', 'veth0', 'mtu', '9000']);
