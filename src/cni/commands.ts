@@ -284,11 +284,10 @@ export async function check(request: CniRequest): Promise<void> {
 
 /** Differences between the namespace and the steps ADD recorded (links, qdiscs and filters it created). */
 export async function plumbingProblems(handle: NetlinkHandle, state: CniAttachmentState): Promise<string[]> {
-  const all = await handle.links();
-  const links = new Map(all.map((link) => [link.name, link]));
-  const resolve = linkResolver(all);
+  // Links by name, and pod links by ifindex (a link made again under the same name is not the one ADD plumbed).
+  const resolve = linkResolver(await handle.links());
   const problems: string[] = [];
-  if (!links.has(state.interfaceName)) problems.push(`${state.interfaceName} is missing`);
+  if (!resolve(state.interfaceName)) problems.push(`${state.interfaceName} is missing`);
   const steps: PlumbingStep[] = [];
   for (const endpoint of state.network.endpoints) {
     if (endpoint.plumbing?.model === 'pending') problems.push(`the attach of ${endpoint.name} never completed`);
@@ -297,7 +296,7 @@ export async function plumbingProblems(handle: NetlinkHandle, state: CniAttachme
   const missingLinks = new Set<string>();
   for (const step of steps) {
     if (step.step !== 'create-link') continue;
-    const link = links.get(step.name);
+    const link = resolve(step.name);
     if (!link) {
       missingLinks.add(step.name);
       problems.push(`${step.kind} ${step.name} is missing`);
@@ -307,10 +306,9 @@ export async function plumbingProblems(handle: NetlinkHandle, state: CniAttachme
   }
   for (const step of steps) {
     if (step.step !== 'add-qdisc' && step.step !== 'add-filter') continue;
-    // Pod links by ifindex (a link made again under the same name is not the one ADD plumbed).
     const link = resolve(step.link, step.index);
     if (!link) {
-      const namesake = links.get(step.link);
+      const namesake = resolve(step.link);
       if (namesake)
         problems.push(`${step.link} was replaced since ADD (ifindex ${step.index} then, ${namesake.index} now)`);
       else if (!missingLinks.has(step.link) && step.link !== state.interfaceName)

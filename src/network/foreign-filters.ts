@@ -5,11 +5,8 @@
  */
 import type { Link } from '../netlink/codec/link.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
+import { createdLinkNames, qdiscKey } from './plan/plan-detach.js';
 import type { PlumbingStep } from './plan/types.js';
-
-export function qdiscKey(link: string, handle: number): string {
-  return `${link}/${handle >>> 16}`;
-}
 
 /** Keys (link/major) of the qdiscs vcnet added that now hold filters vcnet did not add. */
 export async function qdiscsHoldingOthersFilters(
@@ -17,8 +14,9 @@ export async function qdiscsHoldingOthersFilters(
   steps: readonly PlumbingStep[],
   /** The link a record means now (plan-detach.ts linkResolver). */
   resolve: (name: string, index?: number) => Link | undefined,
-  deletedLinks: ReadonlySet<string>,
 ): Promise<Set<string>> {
+  // A qdisc on a link vcnet created goes with that link, whoever's filters are in it.
+  const deletedLinks = createdLinkNames(steps);
   const kept = new Set<string>();
   for (const step of steps) {
     if (step.step !== 'add-qdisc' || deletedLinks.has(step.link)) continue;

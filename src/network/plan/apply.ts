@@ -419,8 +419,7 @@ export async function undoRecords(
   if (records.length === 0) return { undone: 0, alreadyGone: 0, failures: [], left: [] };
   const links = knownLinks ?? (await handle.links());
   // An ingress qdisc of ours that now holds someone else's filter stays; only our filters go.
-  const createdNames = new Set(records.flatMap((record) => (record.step === 'create-link' ? [record.name] : [])));
-  const keptQdiscs = await qdiscsHoldingOthersFilters(handle, records, linkResolver(links), createdNames);
+  const keptQdiscs = await qdiscsHoldingOthersFilters(handle, records, linkResolver(links));
   const plan = planDetach(records, { links, keptQdiscs });
   for (const notice of plan.notices) {
     publish(channels.notice, () => ({ operation: 'detach', endpoint: notice.link, message: notice.message }));

@@ -43,6 +43,16 @@ export function linkResolver(links: readonly Link[]): (name: string, index?: num
   return (name, index) => (index === undefined ? byName.get(name) : byIndex.get(index));
 }
 
+/** The key of a qdisc in `keptQdiscs`: the link as the record names it, and the handle's major. */
+export function qdiscKey(link: string, handle: number): string {
+  return `${link}/${handle >>> 16}`;
+}
+
+/** The names of the links the records say attach created (taps, macvtaps, ifbs). */
+export function createdLinkNames(records: readonly PlumbingStep[]): Set<string> {
+  return new Set(records.flatMap((record) => (record.step === 'create-link' ? [record.name] : [])));
+}
+
 const ATTRIBUTE_LABELS: Record<keyof LinkAttributes, string> = {
   address: 'MAC',
   mtu: 'MTU',
@@ -130,19 +140,18 @@ export function planDetach(
   },
 ): DetachPlan {
   const resolve = linkResolver(snapshot.links);
-  const byName = new Map(snapshot.links.map((link) => [link.name, link]));
   const refOf = (name: string, index?: number): LinkRef => {
     const link = resolve(name, index);
     return link ? { role: 'pod', name: link.name, index: link.index } : { role: 'pod', name };
   };
-  const createdNames = new Set(records.flatMap((record) => (record.step === 'create-link' ? [record.name] : [])));
+  const createdNames = createdLinkNames(records);
   const alreadyGone: PlumbingStep[] = [];
   const notices: DetachNotice[] = [];
   /** Whether a pod record's link is still there; says so once per link when it was replaced. */
   const replacedSaid = new Set<string>();
   const podLinkPresent = (record: Exclude<PlumbingStep, { step: 'create-link' }>): boolean => {
     if (resolve(record.link, record.index)) return true;
-    const namesake = byName.get(record.link);
+    const namesake = resolve(record.link);
     if (namesake && record.index !== undefined && !replacedSaid.has(record.link)) {
       replacedSaid.add(record.link);
       notices.push({
@@ -157,7 +166,7 @@ export function planDetach(
   const linkSteps = new Map<string, DetachStep>();
   for (const record of records) {
     if (record.step !== 'create-link') continue;
-    const link = byName.get(record.name);
+    const link = resolve(record.name);
     if (!link) {
       alreadyGone.push(record);
       continue;
@@ -171,7 +180,6 @@ export function planDetach(
     linkSteps.size > 1 && groupMembers.length === linkSteps.size && groupMembers.every((name) => linkSteps.has(name));
 
   // Qdiscs to delete, so the filters inside them can go with them.
-  const qdiscKey = (link: string, parent: number) => `${link}/${parent >>> 16}`;
   const qdiscSteps = new Map<string, DetachStep>();
   for (const record of records) {
     if (record.step !== 'add-qdisc' || createdNames.has(record.link) || !resolve(record.link, record.index)) continue;
