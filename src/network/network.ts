@@ -133,7 +133,6 @@ export class Network {
   private async addEndpointsTraced(options: AddEndpointsOptions): Promise<Endpoint[]> {
     const snapshot = options.snapshot ?? (await this.scan());
     const interfaces = this.interfacesToAdd(snapshot, options);
-    if (options.hypervisor) refusePhysicalEndpoints(options.hypervisor, physicalLinksOf(interfaces));
     const context = this.plumbingContext(snapshot, options);
     const added: Endpoint[] = [];
     try {
@@ -202,16 +201,24 @@ export class Network {
     const context = this.plumbingContext(snapshot, {});
     let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
     const planned = [];
-    const interfaces = this.interfacesToAdd(snapshot, options);
-    if (options.hypervisor) refusePhysicalEndpoints(options.hypervisor, physicalLinksOf(interfaces));
-    for (const info of interfaces) {
+    for (const info of this.interfacesToAdd(snapshot, options)) {
       const endpoint = this.newEndpoint(info, index++, options);
       planned.push({ endpoint, plan: await endpoint.plan(context) });
     }
     return planned;
   }
 
+  /** The interfaces an attach or its plan takes; a VMM that cannot take one of them is refused here. */
   private interfacesToAdd(
+    snapshot: NamespaceSnapshot,
+    options: Pick<AddEndpointsOptions, 'interfaces' | 'hypervisor'>,
+  ): NetworkInfo[] {
+    const interfaces = this.selectInterfaces(snapshot, options);
+    if (options.hypervisor) refusePhysicalEndpoints(options.hypervisor, physicalLinksOf(interfaces));
+    return interfaces;
+  }
+
+  private selectInterfaces(
     snapshot: NamespaceSnapshot,
     options: Pick<AddEndpointsOptions, 'interfaces'>,
   ): NetworkInfo[] {
