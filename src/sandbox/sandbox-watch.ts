@@ -21,6 +21,8 @@ export interface WatchSummary {
   added: string[];
   removed: string[];
   updated: string[];
+  /** New interfaces that could not be attached (each on its own: the others went ahead); retried with the next change. */
+  failed: Array<{ name: string; message: string }>;
 }
 
 export interface SandboxWatchOptions {
@@ -37,7 +39,7 @@ export async function applyNamespaceChange(
   stateDirectory?: string,
 ): Promise<WatchSummary> {
   return withSandbox(id, stateDirectory, async ({ store, state, network }) => {
-    const summary: WatchSummary = { added: [], removed: [], updated: [] };
+    const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
     const vm = await connectVirtualMachine(state);
     try {
       const byLink = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
@@ -57,15 +59,27 @@ export async function applyNamespaceChange(
         (name) => byLink(name) !== undefined,
         new Set(state.network.config.namedInterfaces ?? []),
       );
-      if (fresh.length > 0) {
-        const added = await attachRecorded(
-          network,
-          { interfaces: fresh, keepFds: vm !== undefined, ...(vm ? { hotplug: vm.hotplug } : {}) },
-          keeper,
-        );
-        for (const endpoint of added) endpoint.closeFds();
-        toPush.push(...added);
-        summary.added.push(...added.map((endpoint) => endpoint.name));
+      // Each interface on its own: one that cannot be attached (rolled back whole) is reported and
+      // never keeps the others of the change from being attached.
+      for (const info of fresh) {
+        try {
+          const added = await attachRecorded(
+            network,
+            { interfaces: [info], keepFds: vm !== undefined, ...(vm ? { hotplug: vm.hotplug } : {}) },
+            keeper,
+          );
+          for (const endpoint of added) endpoint.closeFds();
+          toPush.push(...added);
+          summary.added.push(...added.map((endpoint) => endpoint.name));
+        } catch (error) {
+          summary.failed.push({ name: info.link.name, message: (error as Error).message });
+          publish(channels.notice, () => ({
+            operation: 'watch',
+            endpoint: info.link.name,
+            message: `could not attach ${info.link.name}; retried with the next change`,
+            error,
+          }));
+        }
       }
       for (const info of change.changedInterfaces) {
         const endpoint = byLink(info.link.name);
@@ -97,6 +111,20 @@ function mergeChange(previous: NetworkInfo, next: NetworkInfo): NetworkInfo {
   return { ...next, link: { ...next.link, ...(previous.link.address ? { address: previous.link.address } : {}) } };
 }
 
+/**
+ * A change with the interfaces an earlier change could not attach added back, unless this change
+ * removes them or brings them again itself (then its view is the newer one).
+ */
+function withPendingRetries(change: NamespaceChange, pending: ReadonlyMap<string, NetworkInfo>): NamespaceChange {
+  const mentioned = new Set([
+    ...change.removedInterfaces,
+    ...change.addedInterfaces.map((info) => info.link.name),
+    ...change.changedInterfaces.map((info) => info.link.name),
+  ]);
+  const retries = [...pending.values()].filter((info) => !mentioned.has(info.link.name));
+  return retries.length === 0 ? change : { ...change, addedInterfaces: [...change.addedInterfaces, ...retries] };
+}
+
 /** Watches the sandbox's namespace until `stop()`; change sets are applied one after another. */
 export async function watchSandbox(
   id: string,
@@ -109,13 +137,22 @@ export async function watchSandbox(
   // The recorded namespace by identity, as every other command: a path that now names another
   // namespace (a reused PID) is refused, and the watcher works through this fd, not the path.
   const namespace = openRecordedNamespace(state.namespace, store.statePath);
+  /** Interfaces the last change could not attach, by name: tried again with the next change. */
+  const pending = new Map<string, NetworkInfo>();
   let watcher: NamespaceWatcher;
   try {
     watcher = await NamespaceWatcher.start(namespace.entryPath, {
       ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
       onChange: async (change) => {
         try {
-          options.onApplied?.(await applyNamespaceChange(id, change, options.stateDirectory));
+          const withRetries = withPendingRetries(change, pending);
+          const summary = await applyNamespaceChange(id, withRetries, options.stateDirectory);
+          pending.clear();
+          for (const failure of summary.failed) {
+            const info = withRetries.addedInterfaces.find((entry) => entry.link.name === failure.name);
+            if (info) pending.set(failure.name, info);
+          }
+          options.onApplied?.(summary);
         } catch (error) {
           options.onError?.(error as Error);
         }

@@ -323,4 +323,65 @@ describe('vcnet watch', () => {
     expect(vcnet(['detach', '--sandbox', 'w1', '--state-dir', stateDir]).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   });
+
+  it('attaches each interface of a change on its own: one it cannot attach is reported and retried, never blocking the others', async () => {
+    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-'));
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    expect(vcnet(['attach', '--sandbox', 'w2', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    const applied: WatchSummary[] = [];
+    const watching = await watchSandbox('w2', {
+      stateDirectory: stateDir,
+      debounceMs: 300,
+      onApplied: (summary) => applied.push(summary),
+    });
+    stops.push(() => watching.stop());
+    const failedNames = () => applied.flatMap((summary) => summary.failed.map((failure) => failure.name));
+
+    // In one change: a vxlan with an address (no endpoint type for it) and two veths.
+    try {
+      pod.exec('ip', ['link', 'add', 'vx5', 'type', 'vxlan', 'id', '55', 'dstport', '4789', 'dev', 'eth0']);
+    } catch (error) {
+      console.log(
+        `skip: this kernel cannot create vxlan links: ${String((error as { stderr?: string }).stderr ?? error).trim()}`,
+      );
+      return;
+    }
+    const batch = [
+      'addr add 10.55.0.1/24 dev vx5',
+      'link add eth5 type veth peer name peer5',
+      'addr add 10.85.0.2/24 dev eth5',
+      'link add eth6 type veth peer name peer6',
+      'addr add 10.86.0.2/24 dev eth6',
+    ];
+    pod.exec('sh', ['-c', `printf '%s\\n' ${batch.map((line) => `'${line}'`).join(' ')} | ip -batch -`]);
+    await until(
+      () => ['eth5', 'eth6'].every((name) => applied.some((summary) => summary.added.includes(name))),
+      'eth5 and eth6 attached',
+    );
+    expect(failedNames()).toContain('vx5');
+    expect(applied.find((summary) => summary.failed.length > 0)?.failed[0]?.message).toContain(
+      'unsupported network interface vx5: kind vxlan',
+    );
+
+    // The next change tries vx5 again (and reports it again); once vx5 is gone it is not tried any more.
+    const seen = applied.length;
+    pod.exec('ip', ['addr', 'add', '10.85.0.3/24', 'dev', 'eth5']);
+    await until(() => applied.length > seen, 'the next change applied');
+    expect(applied.slice(seen).flatMap((summary) => summary.failed.map((failure) => failure.name))).toContain('vx5');
+    pod.exec('ip', ['link', 'del', 'vx5']);
+    const afterDelete = applied.length;
+    pod.exec('ip', ['addr', 'add', '10.86.0.3/24', 'dev', 'eth6']);
+    await until(
+      () => applied.slice(afterDelete).some((summary) => summary.updated.includes('eth6')),
+      'the change after vx5 went',
+    );
+    expect(applied.slice(afterDelete).flatMap((summary) => summary.failed)).toEqual([]);
+    await watching.stop();
+
+    pod.exec('ip', ['link', 'del', 'eth5']);
+    pod.exec('ip', ['link', 'del', 'eth6']);
+    expect(vcnet(['detach', '--sandbox', 'w2', '--state-dir', stateDir]).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
 });
