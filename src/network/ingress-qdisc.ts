@@ -2,7 +2,8 @@
  * Adding an ingress qdisc, retried while the kernel answers EBUSY: another tc user changing the same
  * link's qdiscs at that moment makes the kernel refuse for a short while. As Kata (addQdiscIngress):
  * 5 tries, (i+1)×10 ms apart, EBUSY only. Then the error names what holds the link's ingress hook.
- * A self-contained step: the attach engine calls it where it adds an ingress qdisc.
+ * The attach engine sends ingress qdiscs in its one batch and calls this only for one the kernel
+ * refused there with EBUSY.
  */
 
 import { VcnetError } from '../errors.js';

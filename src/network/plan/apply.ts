@@ -89,6 +89,10 @@ function describeRecord(record: PlumbingStep): string {
   }
 }
 
+function isIngressQdisc(change: Change): change is Extract<Change, { op: 'add-qdisc' }> {
+  return change.op === 'add-qdisc' && change.kind === 'ingress';
+}
+
 function recordsOf(steps: readonly PlanStep[]): PlumbingStep[] {
   return steps.flatMap((step) => (step.record ? [step.record] : []));
 }
@@ -113,24 +117,51 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
   const createdIndexes = new Map<string, number>();
   const completed: PlanStep[] = [];
   const tapFds: number[] = [];
-  let batch: ChangeBatch = handle.changes();
+  // Made when the first change is queued: an attach whose batch is sent by the tap ioctl's side needs one.
+  let batch: ChangeBatch | undefined;
   let queued: PlanStep[] = [];
 
   const indexOf = (ref: LinkRef): number | undefined => ref.index ?? createdIndexes.get(ref.name);
+  const resolved = (ref: LinkRef): number => {
+    const index = indexOf(ref);
+    if (index === undefined) throw new Error(`link ${ref.name} was not resolved`); // a bug in the loop below
+    return index;
+  };
+  const queue = (step: PlanStep): void => {
+    batch ??= handle.changes();
+    queueChange(batch, step.change, resolved);
+    queued.push(step);
+  };
   const flush = async (): Promise<void> => {
-    if (queued.length === 0) return;
+    if (queued.length === 0 || !batch) return;
     const sending = queued;
     const sent = batch;
     queued = [];
-    batch = handle.changes();
+    batch = undefined;
     context.journal?.(recordsOf([...completed, ...sending]));
     const outcomes = await sent.send();
-    let failure: Error | undefined;
+    const refused: Array<{ step: PlanStep; error: NetlinkError }> = [];
     outcomes.forEach((outcome, position) => {
       if (outcome.ok) completed.push(sending[position]!);
-      else failure ??= outcome.error;
+      else refused.push({ step: sending[position]!, error: outcome.error });
     });
-    if (failure) throw failure;
+    const first = refused[0];
+    if (!first) return;
+    // An ingress qdisc refused with EBUSY: another tc user is changing that link's qdiscs for a
+    // moment. It is tried again as Kata does, and what the batch refused after it (its filters fail
+    // while it is missing) goes again once it is there; any other refusal fails the attach.
+    if (!isIngressQdisc(first.step.change) || first.error.errno !== 'EBUSY') throw first.error;
+    for (const { step } of refused) {
+      if (!isIngressQdisc(step.change)) {
+        queue(step);
+        continue;
+      }
+      await flush();
+      context.journal?.(recordsOf([...completed, step]));
+      await addIngressQdiscRetrying(handle, { index: resolved(step.change.link), name: step.change.link.name });
+      completed.push(step);
+    }
+    await flush();
   };
 
   try {
@@ -157,11 +188,6 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         completed.push(step);
         continue;
       }
-      const resolved = (ref: LinkRef): number => {
-        const index = indexOf(ref);
-        if (index === undefined) throw new Error(`link ${ref.name} was not resolved`); // a bug in the loop above
-        return index;
-      };
       if (change.op === 'create-link' && change.kind === 'macvtap') {
         // Made on its own at a random high index, so its host-global /dev/tap<index> is its own (issue 13).
         await flush();
@@ -171,16 +197,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         completed.push(step);
         continue;
       }
-      if (change.op === 'add-qdisc' && change.kind === 'ingress') {
-        // Sent on its own: the kernel answers EBUSY while another tc user changes the link; retried as Kata.
-        await flush();
-        context.journal?.(recordsOf([...completed, step]));
-        await addIngressQdiscRetrying(handle, { index: resolved(change.link), name: change.link.name });
-        completed.push(step);
-        continue;
-      }
-      queueChange(batch, change, resolved);
-      queued.push(step);
+      queue(step);
     }
     await flush();
     return { records: recordsOf(completed), createdIndexes, tapFds };
@@ -215,8 +232,13 @@ export async function rollBackAttach(
 }
 
 function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-tap' }>) {
+  const { handle } = context;
   try {
+    // The handle's own namespace, and its socket for the tap's index: no path lookup, no socket of its own.
+    const namespaceFd = context.namespacePath ? handle.namespaceFd() : undefined;
     return nativeDevices.createTun(context.namespacePath, change.link.name, {
+      ...(namespaceFd !== undefined ? { namespaceFd } : {}),
+      indexSocket: handle.socket.fd,
       tap: true,
       vnetHdr: true,
       multiQueue: change.multiQueue,

@@ -1,0 +1,139 @@
+/**
+ * The executor sends a plan's netlink steps in one batch, ingress qdiscs included, and falls back to
+ * Kata's EBUSY retry only when the kernel refuses an ingress qdisc that way: the qdisc is tried again
+ * on its own and what the batch refused after it (its filters) goes once it is there. Any other
+ * refusal undoes what the batch made. A scripted handle stands in for the kernel's answers; the
+ * real kernel runs the same plans in test/integration/network.
+ */
+import { describe, expect, it } from 'vitest';
+import { ETH_P_ALL, INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/constants.js';
+import type { NetlinkHandle } from '../../../src/netlink/handle.js';
+import { applyPlan } from '../../../src/network/plan/apply.js';
+import { stepOf } from '../../../src/network/plan/inverse.js';
+import type { LinkRef, Plan } from '../../../src/network/plan/types.js';
+
+const eth0: LinkRef = { role: 'pod', name: 'eth0', index: 3 };
+const eth1: LinkRef = { role: 'pod', name: 'eth1', index: 4 };
+
+/** A redirect between two existing links: the tcfilter shape without the tap (made by ioctl). */
+function redirectPlan(): Plan {
+  const ingress = (link: LinkRef) =>
+    stepOf({ op: 'add-qdisc', link, kind: 'ingress', handle: INGRESS_HANDLE, parent: TC_H_INGRESS });
+  const redirect = (link: LinkRef, to: LinkRef) =>
+    stepOf({ op: 'add-filter', link, parent: INGRESS_HANDLE, priority: 49152, protocol: ETH_P_ALL, redirectTo: to });
+  return {
+    model: 'existing',
+    device: eth1,
+    steps: [
+      stepOf({ op: 'set-link', link: eth1, set: { mtu: 1400 } }, { mtu: 1500 }),
+      ingress(eth1),
+      ingress(eth0),
+      redirect(eth0, eth1),
+      redirect(eth1, eth0),
+    ],
+  };
+}
+
+const refusal = (errno: string) => Object.assign(new Error(`refused: ${errno}`), { errno });
+
+/**
+ * Answers each request with the next scripted errno for its description ("qdisc 3", "filter 3",
+ * "set 4", "delete-filter 4"…), or success. Every batch sent and every lone qdisc add is logged.
+ */
+function scriptedHandle(script: Record<string, string[]>) {
+  const log: string[][] = [];
+  const answer = (request: string) => {
+    const errno = script[request]?.shift();
+    return errno ? { ok: false as const, error: refusal(errno) } : { ok: true as const, messages: [] };
+  };
+  const batch = () => {
+    const requests: string[] = [];
+    const add = (request: string) => {
+      requests.push(request);
+      return fake;
+    };
+    const fake = {
+      setLink: (index: number) => add(`set ${index}`),
+      addQdisc: (spec: { index: number }) => add(`qdisc ${spec.index}`),
+      deleteQdisc: (index: number) => add(`delete-qdisc ${index}`),
+      addFilter: (spec: { index: number }) => add(`filter ${spec.index}`),
+      deleteFilter: (spec: { index: number }) => add(`delete-filter ${spec.index}`),
+      send: async () => {
+        log.push([...requests]);
+        return requests.map(answer);
+      },
+    };
+    return fake;
+  };
+  const handle = {
+    changes: batch,
+    addQdisc: async (spec: { index: number }) => {
+      log.push([`lone qdisc ${spec.index}`]);
+      const outcome = answer(`qdisc ${spec.index}`);
+      if (!outcome.ok) throw outcome.error;
+    },
+    qdiscs: async () => [],
+    filters: async () => [],
+    links: async () => [
+      { index: 3, name: 'eth0', flags: 0, mtu: 1500 },
+      { index: 4, name: 'eth1', flags: 0, mtu: 1400 },
+    ],
+  };
+  return { handle: handle as unknown as NetlinkHandle, log };
+}
+
+describe('applyPlan batches', () => {
+  it('sends every netlink step of a plan in one batch', async () => {
+    const { handle, log } = scriptedHandle({});
+    const applied = await applyPlan(redirectPlan(), { handle, namespacePath: '/x', keepFds: false });
+    expect(log).toEqual([['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4']]);
+    expect(applied.records.map((record) => record.step)).toEqual([
+      'change-link',
+      'add-qdisc',
+      'add-qdisc',
+      'add-filter',
+      'add-filter',
+    ]);
+  });
+
+  it('retries an ingress qdisc refused with EBUSY on its own, then sends what failed after it', async () => {
+    // eth0's ingress is busy twice (the batch, then the first lone try); its filter fails meanwhile.
+    const { handle, log } = scriptedHandle({ 'qdisc 3': ['EBUSY', 'EBUSY'], 'filter 3': ['EINVAL'] });
+    const journal: string[][] = [];
+    const applied = await applyPlan(redirectPlan(), {
+      handle,
+      namespacePath: '/x',
+      keepFds: false,
+      journal: (records) =>
+        journal.push(records.map((record) => `${record.step} ${'link' in record ? record.link : ''}`)),
+    });
+    expect(log).toEqual([
+      ['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4'],
+      ['lone qdisc 3'],
+      ['lone qdisc 3'],
+      ['filter 3'],
+    ]);
+    // Everything was made; the records list each object once, in an order that undoes cleanly.
+    expect(applied.records.map((record) => `${record.step} ${'link' in record ? record.link : ''}`)).toEqual([
+      'change-link eth1',
+      'add-qdisc eth1',
+      'add-filter eth1',
+      'add-qdisc eth0',
+      'add-filter eth0',
+    ]);
+    // The journal named every object before it was asked for.
+    expect(journal.at(-1)).toHaveLength(5);
+  });
+
+  it('fails on any other refusal and undoes what the batch made', async () => {
+    const { handle, log } = scriptedHandle({ 'filter 3': ['EPERM'] });
+    await expect(applyPlan(redirectPlan(), { handle, namespacePath: '/x', keepFds: false })).rejects.toMatchObject({
+      errno: 'EPERM',
+    });
+    expect(log[0]).toEqual(['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4']);
+    // The undo batch deletes both qdiscs vcnet made (eth1's filter goes with its qdisc) and puts
+    // eth1's MTU back; nothing is asked of the filter that was never made.
+    expect([...(log[1] ?? [])].sort()).toEqual(['delete-qdisc 3', 'delete-qdisc 4', 'set 4']);
+    expect(log).toHaveLength(2);
+  });
+});
