@@ -20,6 +20,7 @@
 #define IFF_TUN_EXCL 0x8000
 #endif
 #include <linux/netlink.h>
+#include <linux/sockios.h>
 #include <node_api.h>
 #include <sched.h>
 #include <stdio.h>
@@ -218,42 +219,71 @@ static napi_value syscall_time(napi_env env, napi_callback_info info) {
 
 // ---- namespace switching ----------------------------------------------------------------------
 
-// Enters the namespace at ns_path on this thread. *saved receives an fd of the namespace to go back to.
-// Returns 0 or an errno; on error nothing changed.
-static int enter_netns_untimed(const char *ns_path, int *saved, const char **failed);
+// The namespace this thread goes back to, kept open for the thread's life: opening
+// /proc/thread-self/ns/net costs a procfs lookup (tens of µs when its dentry is cold) on every switch.
+// The thread is in it whenever no switch is in progress (every enter is paired with a leave).
+// Checked by inode before each use, so an fd number someone else closed and reused is never taken
+// for it.
+static __thread int home_netns_fd = -1;
+static __thread dev_t home_netns_dev;
+static __thread ino_t home_netns_ino;
 
-static int enter_netns(const char *ns_path, int *saved, const char **failed) {
-  uint64_t started = accounting_start();
-  int err = enter_netns_untimed(ns_path, saved, failed);
-  if (ns_path && ns_path[0]) accounting_stop(SC_NETNS_SWITCH, started);
-  return err;
+static int home_netns(const char **failed) {
+  struct stat st;
+  if (home_netns_fd >= 0 && fstat(home_netns_fd, &st) == 0 && st.st_dev == home_netns_dev &&
+      st.st_ino == home_netns_ino)
+    return home_netns_fd;
+  int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    int err = errno;
+    if (fd >= 0) close(fd);
+    *failed = "open(/proc/thread-self/ns/net)";
+    errno = err;
+    return -1;
+  }
+  // The old number is not closed: if it was reused, it belongs to someone else now.
+  home_netns_fd = fd;
+  home_netns_dev = st.st_dev;
+  home_netns_ino = st.st_ino;
+  return fd;
 }
 
-static int enter_netns_untimed(const char *ns_path, int *saved, const char **failed) {
+// Enters the namespace of target_fd (or, when it is < 0, the one at ns_path) on this thread.
+// *saved receives the fd to go back to, or -1 when nothing was entered. Returns 0 or an errno; on
+// error nothing changed.
+static int enter_netns_untimed(const char *ns_path, int target_fd, int *saved, const char **failed) {
   *saved = -1;
-  if (!ns_path || !ns_path[0]) return 0;
-  int original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (original < 0) {
-    *failed = "open(/proc/thread-self/ns/net)";
-    return errno;
-  }
-  int target = open(ns_path, O_RDONLY | O_CLOEXEC);
+  if (target_fd < 0 && (!ns_path || !ns_path[0])) return 0;
+  int home = home_netns(failed);
+  if (home < 0) return errno;
+  int target = target_fd;
   if (target < 0) {
-    int err = errno;
-    close(original);
-    *failed = "open";
-    return err;
+    target = open(ns_path, O_RDONLY | O_CLOEXEC);
+    if (target < 0) {
+      *failed = "open";
+      return errno;
+    }
   }
-  if (setns(target, CLONE_NEWNET) < 0) {
-    int err = errno;
-    close(target);
-    close(original);
+  int entered = setns(target, CLONE_NEWNET);
+  int err = errno;
+  if (target != target_fd) close(target);
+  if (entered < 0) {
     *failed = "setns";
     return err;
   }
-  close(target);
-  *saved = original;
+  *saved = home;
   return 0;
+}
+
+static int enter_netns_at(const char *ns_path, int target_fd, int *saved, const char **failed) {
+  uint64_t started = accounting_start();
+  int err = enter_netns_untimed(ns_path, target_fd, saved, failed);
+  if (target_fd >= 0 || (ns_path && ns_path[0])) accounting_stop(SC_NETNS_SWITCH, started);
+  return err;
+}
+
+static int enter_netns(const char *ns_path, int *saved, const char **failed) {
+  return enter_netns_at(ns_path, -1, saved, failed);
 }
 
 // Goes back to the saved namespace. A thread stuck in the wrong namespace would make every later
@@ -265,7 +295,6 @@ static void leave_netns(int saved) {
     fprintf(stderr, "vcnet: cannot return to the original network namespace: %s\n", strerror(errno));
     abort();
   }
-  close(saved);
   accounting_stop(SC_NETNS_SWITCH, started);
 }
 
@@ -543,6 +572,12 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
   int32_t queues = get_int_prop(env, argv[2], "queues", 1);
   int32_t owner = get_int_prop(env, argv[2], "owner", -1);
   int32_t group = get_int_prop(env, argv[2], "group", -1);
+  // An fd of the namespace (the one a netlink handle was opened in) instead of its path: no lookup,
+  // and the tap is made in exactly that namespace even if the path has been re-bound since.
+  int32_t namespace_fd = get_int_prop(env, argv[2], "namespaceFd", -1);
+  // A socket bound in that namespace (e.g. the handle's netlink socket): SIOCGIFINDEX on it finds
+  // the tap's index without making a socket of our own.
+  int32_t index_socket = get_int_prop(env, argv[2], "indexSocket", -1);
   if (queues < 1 || queues > MAX_QUEUES || (!multi_queue && queues != 1)) {
     throw_type(env, "queues must be 1, or 1..256 with multiQueue");
     return NULL;
@@ -553,9 +588,9 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
   const char *failed = NULL;
   struct ifreq ifr;
   int saved;
-  err = enter_netns(ns_path, &saved, &failed);
+  err = enter_netns_at(ns_path, namespace_fd, &saved, &failed);
   if (err) {
-    throw_errno(env, err, failed, ns_path);
+    throw_errno(env, err, failed, ns_path[0] ? ns_path : "the namespace fd");
     return NULL;
   }
   for (int i = 0; i < queues; i++) {
@@ -588,7 +623,14 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
     strncpy(name, ifr.ifr_name, IFNAMSIZ);
   }
   // The index, looked up while still inside the namespace, saves the caller a netlink round trip.
-  unsigned int index = err ? 0 : if_nametoindex(name);
+  unsigned int index = 0;
+  if (!err && index_socket >= 0) {
+    struct ifreq lookup;
+    memset(&lookup, 0, sizeof lookup);
+    memcpy(lookup.ifr_name, name, strnlen(name, IFNAMSIZ - 1));
+    if (ioctl(index_socket, SIOCGIFINDEX, &lookup) == 0) index = (unsigned int)lookup.ifr_ifindex;
+  }
+  if (!err && index == 0) index = if_nametoindex(name);
   leave_netns(saved);
   if (!err && owner >= 0 && ioctl(fds[0], TUNSETOWNER, owner) < 0) {
     err = errno;
@@ -688,6 +730,26 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return NULL;
+}
+
+#ifndef SIOCGSKNS
+#define SIOCGSKNS 0x894C  // linux/sockios.h since 4.9
+#endif
+
+// socketNamespace(fd) -> fd: the network namespace a socket was made in (SIOCGSKNS), as a new
+// O_CLOEXEC fd. A tap made through it lands exactly where that socket talks, with no path to look up.
+static napi_value socket_namespace(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
+  int ns = ioctl(fd, SIOCGSKNS);
+  if (ns < 0) {
+    throw_errno(env, errno, "ioctl(SIOCGSKNS)", NULL);
+    return NULL;
+  }
+  return make_int(env, ns);
 }
 
 // setInheritable(fd, on): clears FD_CLOEXEC so a spawned hypervisor keeps the fd.
@@ -808,6 +870,7 @@ static napi_value create_netns(napi_env env, napi_callback_info info) {
     close(original);
   } else {
     leave_netns(original);
+    close(original);
   }
   if (failed) {
     unlink(path);
@@ -927,6 +990,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("setTunPersist", set_tun_persist);
   EXPORT("openDevice", open_device);
   EXPORT("closeFd", close_fd);
+  EXPORT("socketNamespace", socket_namespace);
   EXPORT("setInheritable", set_inheritable);
   EXPORT("sendWithFds", send_with_fds);
   EXPORT("createNetns", create_netns);

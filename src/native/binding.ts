@@ -21,6 +21,10 @@ export interface TunOptions {
   keepFds?: boolean;
   owner?: number;
   group?: number;
+  /** An fd of the namespace to make the tap in (instead of the path argument). */
+  namespaceFd?: number;
+  /** A socket bound in that namespace: the tap's index is looked up on it (SIOCGIFINDEX). */
+  indexSocket?: number;
 }
 
 export interface WatchHandle {
@@ -47,6 +51,8 @@ export interface NativeShim {
   setTunPersist(fd: number, on: boolean): void;
   openDevice(path: string, count: number): number[];
   closeFd(fd: number): void;
+  /** The network namespace of a socket (SIOCGSKNS): a new fd, closed by the caller. */
+  socketNamespace(fd: number): number;
   setInheritable(fd: number, on: boolean): void;
   /** Sends data and fds (SCM_RIGHTS) in one message on a unix socket. */
   sendWithFds(socketFd: number, data: Uint8Array, fds: number[]): number;

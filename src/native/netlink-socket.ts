@@ -21,4 +21,6 @@ export const nativeNetlink = {
     nativeShim().watchReadable(fd, callback),
   unwatch: (handle: WatchHandle): void => nativeShim().unwatch(handle),
   closeFd: (fd: number): void => nativeShim().closeFd(fd),
+  /** An fd of the network namespace the socket `fd` talks to (SIOCGSKNS); the caller closes it. */
+  socketNamespace: (fd: number): number => nativeShim().socketNamespace(fd),
 } as const;

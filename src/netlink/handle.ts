@@ -283,13 +283,23 @@ export class NetlinkHandle {
     readonly namespacePath: string | undefined,
   ) {}
 
-  /** Opens a handle on the namespace at `namespacePath` (/var/run/netns/X, /proc/PID/ns/net), or this one. */
   /**
-   * Opens a socket inside the namespace at `namespacePath`. `label` is the path errors and events name
-   * when `namespacePath` is only a way in (an fd checked by identity, /proc/self/fd/N).
+   * Opens a socket inside the namespace at `namespacePath` (/var/run/netns/X, /proc/PID/ns/net), or
+   * this one. `label` is the path errors and events name when `namespacePath` is only a way in (an fd
+   * checked by identity, /proc/self/fd/N).
    */
   static open(namespacePath?: string, label = namespacePath): NetlinkHandle {
     return new NetlinkHandle(NetlinkSocket.open(namespacePath, 0, label), label);
+  }
+
+  /**
+   * An fd of the namespace the socket talks to, for what only an ioctl inside it can make (a tap):
+   * taken from the socket itself (SIOCGSKNS) the first time it is needed, so the tap lands exactly
+   * where the handle's requests go, even if the path has been re-bound since, and with no path
+   * lookup. Undefined for the caller's own namespace. Closed with the handle.
+   */
+  namespaceFd(): number | undefined {
+    return this.namespacePath === undefined ? undefined : this.socket.namespace();
   }
 
   changes(): ChangeBatch {

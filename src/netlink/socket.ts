@@ -14,6 +14,7 @@ export class RouteSocket {
   private readonly receiveBuffer = Buffer.allocUnsafe(RECEIVE_BUFFER_SIZE);
   private watcher: WatchHandle | undefined;
   private closed = false;
+  private namespaceFd: number | undefined;
 
   private constructor(
     readonly fd: number,
@@ -32,6 +33,22 @@ export class RouteSocket {
         error as NodeJS.ErrnoException,
       );
     }
+  }
+
+  /**
+   * An fd of the namespace this socket talks to (SIOCGSKNS), taken the first time it is asked for
+   * and closed with the socket: for what only an ioctl inside that namespace can make (a tap).
+   */
+  namespace(): number {
+    if (this.closed) throw new Error('netlink socket is closed');
+    if (this.namespaceFd === undefined) {
+      try {
+        this.namespaceFd = nativeNetlink.socketNamespace(this.fd);
+      } catch (error) {
+        throw new SystemCallError('find the namespace of a netlink socket', error as NodeJS.ErrnoException);
+      }
+    }
+    return this.namespaceFd;
   }
 
   get isClosed(): boolean {
@@ -88,5 +105,6 @@ export class RouteSocket {
     this.closed = true;
     this.stopWatching();
     nativeNetlink.closeFd(this.fd);
+    if (this.namespaceFd !== undefined) nativeNetlink.closeFd(this.namespaceFd);
   }
 }

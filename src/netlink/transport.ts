@@ -81,6 +81,11 @@ export class NetlinkSocket {
     return this.socket.fd;
   }
 
+  /** An fd of the namespace the socket talks to, owned by the socket (see RouteSocket.namespace). */
+  namespace(): number {
+    return this.socket.namespace();
+  }
+
   nextSequence(): number {
     return this.protocol.nextSequence();
   }

@@ -3,11 +3,12 @@
  * nothing is changed there; FIFOs, files and directories are refused without blocking; a pinned
  * path is recorded in place of /proc/PID/ns/net.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../../../src/netns/namespace.js';
 import {
   NamespaceChangedError,
@@ -16,6 +17,7 @@ import {
   openNetworkNamespace,
   openRecordedNamespace,
 } from '../../../src/netns/namespace-identity.js';
+import { attachTapOnly } from '../../../src/network/model/none.js';
 import { CLI, vcnet } from '../../helpers/cli.js';
 import { cleanupNamespaces, makeNamespace, namespaceView } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -94,6 +96,34 @@ describe('opening a namespace path', () => {
     const alone = openNamespaceForRecord(`/proc/${unpinned.pid}/ns/net`);
     expect(alone.identity.path).toBe(`/proc/${unpinned.pid}/ns/net`);
     alone.close();
+  });
+});
+
+describe('the namespace a tap is made in', () => {
+  it("is the handle's, even when its path names another namespace since the handle was opened", async () => {
+    const first = makeNamespace('tapns');
+    const second = makeNamespace('tapns2');
+    const handle = NetlinkHandle.open(first.path);
+    try {
+      // The path is re-bound to the second namespace; the handle's socket still talks to the first.
+      execFileSync('umount', [first.path]);
+      execFileSync('mount', ['--bind', second.path, first.path]);
+      const made = await attachTapOnly(
+        { handle, namespacePath: first.path, queues: 1, keepFds: false, vhostNet: 'off', qdiscs: [] },
+        'tapns0',
+        { mtu: 1500 },
+      );
+      // Made where the handle's requests go (its MTU and state were set there by netlink too)...
+      const tap = await handle.linkByName('tapns0');
+      expect(tap.index).toBe(made.tapIndex);
+      expect(tap.mtu).toBe(1500);
+      // ...and not in the namespace the path names now.
+      expect(second.ipJson<Array<{ ifname: string }>>('link', 'show').map((link) => link.ifname)).not.toContain(
+        'tapns0',
+      );
+    } finally {
+      handle.close(); // the first namespace goes with its last reference
+    }
   });
 });
 
