@@ -12,8 +12,10 @@ export class MessageWriter {
   private messageStart = -1;
   private readonly nestStack: number[] = [];
 
-  constructor(initialSize = 4096) {
-    this.buffer = Buffer.alloc(initialSize);
+  // Not zero-filled: every byte up to `length` is written (padding included), and only those are sent.
+  // Below 4 KiB the buffer is a slice of Node's shared pool, so a batch costs no allocation of its own.
+  constructor(initialSize = 1024) {
+    this.buffer = Buffer.allocUnsafe(initialSize);
   }
 
   get length(): number {
@@ -24,7 +26,7 @@ export class MessageWriter {
     if (this.offset + bytes <= this.buffer.length) return;
     let size = this.buffer.length * 2;
     while (size < this.offset + bytes) size *= 2;
-    const grown = Buffer.alloc(size);
+    const grown = Buffer.allocUnsafe(size);
     this.buffer.copy(grown, 0, 0, this.offset);
     this.buffer = grown;
   }
@@ -85,35 +87,50 @@ export class MessageWriter {
     return view;
   }
 
+  // The fixed-size attributes are written in place, without a view per attribute.
+  private fixed(type: number, size: number): number {
+    const length = NLA_HEADER_LENGTH + size;
+    const padded = align4(length);
+    this.reserve(padded);
+    const at = this.offset;
+    this.buffer.writeUInt16LE(length, at);
+    this.buffer.writeUInt16LE(type, at + 2);
+    if (padded > length) this.buffer.fill(0, at + length, at + padded);
+    this.offset += padded;
+    return at + NLA_HEADER_LENGTH;
+  }
+
   u8(type: number, value: number): this {
-    this.struct(type, 1).writeUInt8(value);
+    this.buffer.writeUInt8(value, this.fixed(type, 1));
     return this;
   }
 
   u16(type: number, value: number): this {
-    this.struct(type, 2).writeUInt16LE(value);
+    this.buffer.writeUInt16LE(value, this.fixed(type, 2));
     return this;
   }
 
   u32(type: number, value: number): this {
-    this.struct(type, 4).writeUInt32LE(value >>> 0);
+    this.buffer.writeUInt32LE(value >>> 0, this.fixed(type, 4));
     return this;
   }
 
   s32(type: number, value: number): this {
-    this.struct(type, 4).writeInt32LE(value);
+    this.buffer.writeInt32LE(value, this.fixed(type, 4));
     return this;
   }
 
   u64(type: number, value: bigint): this {
-    this.struct(type, 8).writeBigUInt64LE(value);
+    this.buffer.writeBigUInt64LE(value, this.fixed(type, 8));
     return this;
   }
 
   /** A NUL-terminated string, as the kernel expects for names and kinds. */
   string(type: number, value: string): this {
-    const encoded = Buffer.from(`${value}\0`, 'utf8');
-    return this.bytes(type, encoded);
+    const at = this.fixed(type, Buffer.byteLength(value, 'utf8') + 1);
+    const written = this.buffer.write(value, at, 'utf8');
+    this.buffer[at + written] = 0;
+    return this;
   }
 
   beginNested(type: number): this {
