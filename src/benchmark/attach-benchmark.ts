@@ -45,6 +45,12 @@ export interface AttachBenchmarkResult {
   attach_cpu_us: number;
   floor_cpu_us: number;
   floor_cpu_ratio: number;
+  /**
+   * attach_us − floor_us split in two (wall, medians): the accounted syscalls outside the floor
+   * (opening and closing /dev/net/tun, the namespace switch) and everything else (JavaScript,
+   * N-API crossings, kernel work charged to the thread).
+   */
+  outside_floor_us: { syscalls: number; other: number };
   /** Median per endpoint of every accounted syscall kind during the attach: wall µs, CPU µs. */
   syscalls_us: Record<SyscallKind, { wall: number; cpu: number }>;
   iproute2_attach_us?: number;
@@ -63,6 +69,9 @@ const now = () => Number(process.hrtime.bigint()) / 1000;
 
 /** The syscalls that make up the floor: what the kernel itself spends creating the objects. */
 const FLOOR_KINDS: readonly SyscallKind[] = ['tunIoctl', 'netlinkSend', 'netlinkRecv'];
+
+const kindsOutsideFloor = (times: Record<SyscallKind, number>) =>
+  (Object.keys(times) as SyscallKind[]).filter((kind) => !FLOOR_KINDS.includes(kind));
 
 function iproute2(namespace: string, tool: 'ip' | 'tc', args: string[]): void {
   execFileSync(tool, ['-n', namespace, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -167,6 +176,9 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
     const floorOf = (samples: Array<Record<SyscallKind, number>>) =>
       median(samples.map((times) => FLOOR_KINDS.reduce((sum, kind) => sum + times[kind], 0)));
     const floor = floorOf(syscallWall);
+    const outsideFloorSyscalls = median(
+      syscallWall.map((times) => kindsOutsideFloor(times).reduce((sum, kind) => sum + times[kind], 0)),
+    );
     const floorCpu = floorOf(syscallCpu);
     const attachUs = median(attachTimes);
     const attachCpuUs = median(attachCpuTimes);
@@ -178,6 +190,10 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
       detach_us: Math.round(median(detachTimes)),
       floor_us: Math.round(floor),
       floor_ratio: Number((attachUs / Math.max(1, floor)).toFixed(2)),
+      outside_floor_us: {
+        syscalls: Math.round(outsideFloorSyscalls),
+        other: Math.max(0, Math.round(attachUs - floor - outsideFloorSyscalls)),
+      },
       attach_cpu_us: Math.round(attachCpuUs),
       floor_cpu_us: Math.round(floorCpu),
       floor_cpu_ratio: Number((attachCpuUs / Math.max(1, floorCpu)).toFixed(2)),

@@ -48,5 +48,9 @@ export function registerBench(program: Command): void {
         `kernel floor (tap ioctls + netlink sendto/recv): ${result.floor_us} µs, attach = ${result.floor_ratio}x floor; ` +
           `in CPU time: attach ${result.attach_cpu_us} µs, floor ${result.floor_cpu_us} µs (${result.floor_cpu_ratio}x)`,
       );
+      print(
+        `outside the floor: ${result.outside_floor_us.syscalls} µs in the tap's open/close and the namespace switch, ` +
+          `${result.outside_floor_us.other} µs in JavaScript and the rest`,
+      );
     });
 }

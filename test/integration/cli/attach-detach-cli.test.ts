@@ -279,6 +279,10 @@ describe('vcnet bench attach', () => {
     expect(last.floor_us).toBeLessThanOrEqual(last.attach_us);
     expect(last.floor_ratio).toBeCloseTo(last.attach_us / last.floor_us, 0);
     expect(last.syscalls_us.tunIoctl.wall).toBeGreaterThan(0);
+    // What is not floor is split into the other accounted syscalls and the rest, adding up to the attach.
+    const { syscalls, other } = last.outside_floor_us;
+    expect(syscalls).toBeGreaterThan(0);
+    expect(Math.abs(last.floor_us + syscalls + other - last.attach_us)).toBeLessThanOrEqual(other === 0 ? Infinity : 2);
     expect(last).toMatchObject({ endpoints: 2, iterations: 2 });
   });
 });
