@@ -27,7 +27,8 @@ import { VethEndpoint } from './endpoint/veth-endpoint.js';
 import { VhostUserEndpoint } from './endpoint/vhost-user-endpoint.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
-import { RollbackIncompleteError } from './plan/apply.js';
+import { planUndo, RollbackIncompleteError } from './plan/apply.js';
+import type { DetachPlan } from './plan/plan-detach.js';
 import type { Plan } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
 import {
@@ -269,6 +270,14 @@ export class Network {
   private isOurs(info: NetworkInfo): boolean {
     return this.list.some((endpoint) =>
       endpoint.records.some((step) => step.step === 'create-link' && step.name === info.link.name),
+    );
+  }
+
+  /** What removeEndpoints would send for these endpoints (all by default), against the namespace now; nothing is changed. */
+  planRemoveEndpoints(endpoints: readonly Endpoint[] = [...this.list]): Promise<DetachPlan> {
+    return planUndo(
+      this.handle,
+      endpoints.flatMap((endpoint) => endpoint.records),
     );
   }
 

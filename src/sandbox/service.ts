@@ -16,8 +16,8 @@ import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
 import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import { type AddEndpointsOptions, Network, type SkippedNotice } from '../network/network.js';
 import { describeRecords, type UndoReport } from '../network/plan/apply.js';
-import { commandsOf } from '../network/plan/commands.js';
-import type { Plan } from '../network/plan/types.js';
+import { commandOf, commandsOf } from '../network/plan/commands.js';
+import type { Change, Plan } from '../network/plan/types.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
 
@@ -240,6 +240,60 @@ export async function detachSandbox(
       namespace.close();
     }
   }, options.lockTimeoutMs);
+}
+
+export interface PlannedDetach {
+  id: string;
+  found: boolean;
+  /** The recorded namespace no longer exists: detach would only drop the record. */
+  namespaceGone?: string;
+  namespacePath?: string;
+  /** The changes detach would send, in order, as data and as `ip`/`tc` commands. */
+  steps: Array<{ change: Change; command: string }>;
+  /** What detach would find already gone, and what it would leave as it is (and why). */
+  alreadyGone: string[];
+  notices: Array<{ link: string; message: string }>;
+  /** The VM's control socket when one is recorded: detach would unplug its NICs first. */
+  hotplugSocket?: string;
+}
+
+/**
+ * What `detachSandbox` would do, read from the record and the namespace as they are now; nothing is
+ * changed and no lock is taken (records are replaced atomically, so a concurrent command is seen
+ * before or after, never half-written). The namespace is opened by identity, as detach does.
+ */
+export async function planSandboxDetach(id: string, options: { stateDirectory?: string } = {}): Promise<PlannedDetach> {
+  const store = new SandboxStore(id, options.stateDirectory);
+  const state = store.read<SandboxState>();
+  const none = { steps: [], alreadyGone: [], notices: [] };
+  if (!state) return { id, found: false, ...none };
+  let namespace: ReturnType<typeof openRecordedNamespace>;
+  try {
+    namespace = openRecordedNamespace(state.namespace, store.statePath);
+  } catch (error) {
+    if (!(error instanceof NamespaceGoneError)) throw error;
+    return { id, found: true, namespaceGone: state.namespace.path, ...none };
+  }
+  try {
+    const network = Network.load(state.network, id, namespace.entryPath);
+    try {
+      const plan = await network.planRemoveEndpoints();
+      const hotplugSocket = state.hypervisor?.controlSocket;
+      return {
+        id,
+        found: true,
+        namespacePath: state.namespace.path,
+        steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
+        alreadyGone: describeRecords(plan.alreadyGone),
+        notices: plan.notices,
+        ...(hotplugSocket ? { hotplugSocket } : {}),
+      };
+    } finally {
+      network.close();
+    }
+  } finally {
+    namespace.close();
+  }
 }
 
 export function readSandbox(id: string, stateDirectory?: string): SandboxState | undefined {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { QmpClient } from '../../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
 import { stateDirectory } from '../../network/state/store.js';
-import { detachSandbox } from '../../sandbox/service.js';
+import { detachSandbox, type PlannedDetach, planSandboxDetach } from '../../sandbox/service.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
 import { print, printJson } from '../output.js';
 
@@ -14,42 +14,84 @@ export function registerDetach(program: Command): void {
     .option('--state-dir <dir>', 'where sandbox state lives')
     .option(...LOCK_TIMEOUT_OPTION)
     .option('--json', 'machine-readable output')
-    .action(async (options: { sandbox: string; stateDir?: string; json?: boolean; lockTimeout?: string }) => {
-      const connections: QmpClient[] = [];
-      const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
-      const result = await detachSandbox(options.sandbox, {
-        stateDirectory: stateDirectory(options.stateDir),
-        ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
-        // When the sandbox's VM runs, its NICs are unplugged before the plumbing goes.
-        connectHotplug: async (state) => {
-          const socket = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
-          if (!socket) return undefined;
-          const qmp = await QmpClient.connect(socket, { timeoutMs: 3_000 });
-          connections.push(qmp);
-          return new QemuNetworkHotplugTarget(qmp, { timeoutMs: 10_000 });
-        },
-      }).finally(() => Promise.all(connections.map((qmp) => qmp.close().catch(() => undefined))));
-      if (options.json) {
-        printJson({
-          sandbox: result.id,
-          found: result.found,
-          ...(result.namespaceGone ? { namespaceGone: result.namespaceGone } : {}),
-          undone: result.report?.undone ?? 0,
-          alreadyGone: result.report?.alreadyGone ?? 0,
-        });
-        return;
-      }
-      if (!result.found) {
-        print(`sandbox ${result.id} is not attached: nothing to do`);
-        return;
-      }
-      if (result.namespaceGone) {
-        print(
-          `sandbox ${result.id}: its namespace ${result.namespaceGone} is gone, and what attach made went with it; record dropped`,
-        );
-        return;
-      }
-      const gone = result.report?.alreadyGone ? ` (${result.report.alreadyGone} already gone)` : '';
-      print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}`);
-    });
+    .option(
+      '--dry-run',
+      'print what detach would undo as ip/tc commands to run inside the namespace, and change nothing',
+    )
+    .action(
+      async (options: {
+        sandbox: string;
+        stateDir?: string;
+        json?: boolean;
+        lockTimeout?: string;
+        dryRun?: boolean;
+      }) => {
+        if (options.dryRun) {
+          printPlannedDetach(
+            await planSandboxDetach(options.sandbox, { stateDirectory: stateDirectory(options.stateDir) }),
+            options.json === true,
+          );
+          return;
+        }
+        const connections: QmpClient[] = [];
+        const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
+        const result = await detachSandbox(options.sandbox, {
+          stateDirectory: stateDirectory(options.stateDir),
+          ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
+          // When the sandbox's VM runs, its NICs are unplugged before the plumbing goes.
+          connectHotplug: async (state) => {
+            const socket = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
+            if (!socket) return undefined;
+            const qmp = await QmpClient.connect(socket, { timeoutMs: 3_000 });
+            connections.push(qmp);
+            return new QemuNetworkHotplugTarget(qmp, { timeoutMs: 10_000 });
+          },
+        }).finally(() => Promise.all(connections.map((qmp) => qmp.close().catch(() => undefined))));
+        if (options.json) {
+          printJson({
+            sandbox: result.id,
+            found: result.found,
+            ...(result.namespaceGone ? { namespaceGone: result.namespaceGone } : {}),
+            undone: result.report?.undone ?? 0,
+            alreadyGone: result.report?.alreadyGone ?? 0,
+          });
+          return;
+        }
+        if (!result.found) {
+          print(`sandbox ${result.id} is not attached: nothing to do`);
+          return;
+        }
+        if (result.namespaceGone) {
+          print(
+            `sandbox ${result.id}: its namespace ${result.namespaceGone} is gone, and what attach made went with it; record dropped`,
+          );
+          return;
+        }
+        const gone = result.report?.alreadyGone ? ` (${result.report.alreadyGone} already gone)` : '';
+        print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}`);
+      },
+    );
+}
+
+function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
+  if (json) {
+    const { id, ...plan } = planned;
+    printJson({ sandbox: id, dryRun: true, ...plan });
+    return;
+  }
+  if (!planned.found) {
+    print(`# sandbox ${planned.id} is not attached: detach would do nothing`);
+    return;
+  }
+  if (planned.namespaceGone) {
+    print(`# sandbox ${planned.id}: its namespace ${planned.namespaceGone} is gone; detach would only drop the record`);
+    return;
+  }
+  print(`# vcnet detach --dry-run: sandbox ${planned.id}, namespace ${planned.namespacePath}`);
+  print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
+  if (planned.hotplugSocket) print(`# first, the VM's NICs would be unplugged through ${planned.hotplugSocket}`);
+  for (const notice of planned.notices) print(`# left as it is: ${notice.message}`);
+  for (const gone of planned.alreadyGone) print(`# already gone: ${gone}`);
+  print(`# ${planned.steps.length} change(s)`);
+  for (const step of planned.steps) print(step.command);
 }

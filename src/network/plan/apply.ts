@@ -432,6 +432,22 @@ export async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise
   return report;
 }
 
+/**
+ * The plan that undoes records, against the namespace as it is now (its links, and the filters on
+ * ingress qdiscs vcnet made): what detach sends, and what `vcnet detach --dry-run` prints. Reads only.
+ */
+export async function planUndo(
+  handle: NetlinkHandle,
+  records: readonly PlumbingStep[],
+  knownLinks?: readonly Link[],
+): Promise<DetachPlan> {
+  if (records.length === 0) return { steps: [], alreadyGone: [], notices: [] };
+  const links = knownLinks ?? (await handle.links());
+  // An ingress qdisc of ours that now holds someone else's filter stays; only our filters go.
+  const keptQdiscs = await qdiscsHoldingOthersFilters(handle, records, linkResolver(links));
+  return planDetach(records, { links, keptQdiscs });
+}
+
 /** Undoes records (detach, rollback): plans against the links there now, then sends. */
 export async function undoRecords(
   handle: NetlinkHandle,
@@ -439,10 +455,7 @@ export async function undoRecords(
   knownLinks?: readonly Link[],
 ): Promise<UndoReport> {
   if (records.length === 0) return { undone: 0, alreadyGone: 0, failures: [], left: [] };
-  const links = knownLinks ?? (await handle.links());
-  // An ingress qdisc of ours that now holds someone else's filter stays; only our filters go.
-  const keptQdiscs = await qdiscsHoldingOthersFilters(handle, records, linkResolver(links));
-  const plan = planDetach(records, { links, keptQdiscs });
+  const plan = await planUndo(handle, records, knownLinks);
   for (const notice of plan.notices) {
     publish(channels.notice, () => ({ operation: 'detach', endpoint: notice.link, message: notice.message }));
   }

@@ -9,7 +9,7 @@ import { InterfaceFlag, TC_H_ROOT } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { undoChangesOf } from './inverse.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
-import type { Change, LinkAttributes, LinkRef, PlumbingStep, RecordedLinkAttributes } from './types.js';
+import type { Change, LinkAttributes, LinkRef, LinkRole, PlumbingStep, RecordedLinkAttributes } from './types.js';
 
 export interface DetachStep {
   change: Change;
@@ -131,6 +131,10 @@ function rootQdiscReset(
   ];
 }
 
+function roleOfKind(kind: string): LinkRole {
+  return kind === 'macvtap' ? 'macvtap' : kind === 'ifb' ? 'ifb' : 'tap';
+}
+
 export function planDetach(
   records: readonly PlumbingStep[],
   snapshot: {
@@ -140,9 +144,16 @@ export function planDetach(
   },
 ): DetachPlan {
   const resolve = linkResolver(snapshot.links);
+  // A link vcnet made is named by its role (tap, macvtap, ifb) in the plan; any other is a pod link.
+  const createdRoles = new Map(
+    records.flatMap((record) =>
+      record.step === 'create-link' ? [[record.name, roleOfKind(record.kind)] as const] : [],
+    ),
+  );
   const refOf = (name: string, index?: number): LinkRef => {
     const link = resolve(name, index);
-    return link ? { role: 'pod', name: link.name, index: link.index } : { role: 'pod', name };
+    const role = createdRoles.get(name) ?? 'pod';
+    return link ? { role, name: link.name, index: link.index } : { role, name };
   };
   const createdNames = createdLinkNames(records);
   const alreadyGone: PlumbingStep[] = [];

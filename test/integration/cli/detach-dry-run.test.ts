@@ -1,0 +1,87 @@
+/**
+ * `vcnet detach --dry-run` prints what detach would undo, as ip/tc commands, from the record and the
+ * namespace as they are now. It changes nothing (namespace and record); pasted into a shell inside
+ * the pod, the commands put the namespace back as it was before attach, exactly as detach would, and
+ * the detach that follows finds everything already gone.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+const stateDirectory = stateDirectoryPerTest('vcnet-detach-dry-');
+
+const cases: Array<{ model: string; extra: string[] }> = [
+  { model: 'tcfilter', extra: [] },
+  { model: 'tcfilter', extra: ['--queues', '2'] },
+  { model: 'macvtap', extra: [] },
+  { model: 'none', extra: [] },
+];
+
+describe('vcnet detach --dry-run', () => {
+  for (const { model, extra } of cases) {
+    it(`${model} ${extra.join(' ')}: changes nothing, and its commands undo what attach made`, () => {
+      const { pod } = makePod({ interfaces: 2 });
+      const before = fingerprint(pod);
+      const attach = vcnet([
+        'attach',
+        '--sandbox',
+        'dry',
+        '--netns',
+        pod.path,
+        '--model',
+        model,
+        '--state-dir',
+        stateDirectory(),
+        ...extra,
+      ]);
+      expect(attach.status, attach.stderr).toBe(0);
+      const attached = fingerprint(pod);
+      const statePath = join(stateDirectory(), 'dry', 'state.json');
+      const record = readFileSync(statePath, 'utf8');
+
+      const dry = vcnet(['detach', '--dry-run', '--sandbox', 'dry', '--state-dir', stateDirectory()]);
+      expect(dry.status, dry.stderr).toBe(0);
+      expect(fingerprint(pod)).toEqual(attached);
+      expect(readFileSync(statePath, 'utf8')).toBe(record);
+      expect(dry.stdout).toMatch(/^ip link del /m);
+
+      execFileSync('ip', ['netns', 'exec', pod.name, 'sh', '-e'], { input: dry.stdout, encoding: 'utf8' });
+      expect(fingerprint(pod)).toEqual(before);
+
+      // Nothing is left for detach to do (a link attribute set again to the value it has is accepted,
+      // so it may count as undone); the namespace stays as it was, and the record goes.
+      const detach = vcnet(['detach', '--sandbox', 'dry', '--state-dir', stateDirectory(), '--json']);
+      expect(detach.status, detach.stderr).toBe(0);
+      const report = JSON.parse(detach.stdout) as { found: boolean; undone: number; alreadyGone: number };
+      expect(report.found).toBe(true);
+      expect(report.alreadyGone).toBeGreaterThan(0);
+      expect(fingerprint(pod)).toEqual(before);
+      const after = vcnet(['detach', '--dry-run', '--sandbox', 'dry', '--state-dir', stateDirectory()]);
+      expect(after.stdout).toContain('sandbox dry is not attached: detach would do nothing');
+    });
+  }
+
+  it('--json gives the changes as data, with their commands', () => {
+    const { pod } = makePod();
+    expect(vcnet(['attach', '--sandbox', 'js', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
+    const dry = vcnet(['detach', '--dry-run', '--json', '--sandbox', 'js', '--state-dir', stateDirectory()]);
+    expect(dry.status, dry.stderr).toBe(0);
+    const output = JSON.parse(dry.stdout) as {
+      sandbox: string;
+      dryRun: boolean;
+      found: boolean;
+      namespacePath: string;
+      steps: Array<{ change: { op: string; link: { name: string; role: string } }; command: string }>;
+    };
+    expect(output).toMatchObject({ sandbox: 'js', dryRun: true, found: true, namespacePath: pod.path });
+    // The tap goes (with the filters on it); the ingress qdisc goes from eth0, taking its filter.
+    expect(output.steps.map((step) => `${step.change.op} ${step.change.link.name} ${step.change.link.role}`)).toEqual(
+      expect.arrayContaining(['delete-link tap0_kata tap', 'delete-qdisc eth0 pod']),
+    );
+    expect(output.steps.every((step) => step.command.length > 0)).toBe(true);
+    expect(vcnet(['detach', '--sandbox', 'js', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+});
