@@ -980,6 +980,11 @@ static napi_value tun_interface_name(napi_env env, napi_callback_info info) {
   } while (0)
 
 static napi_value init(napi_env env, napi_value exports) {
+  // The loading thread's home namespace fd is opened now, with the module, rather than at the first
+  // switch: it is there for the life of the thread, and a count of open fds taken before and after
+  // some work must not see it appear in between. A failure here is retried at the first switch.
+  const char *not_yet = NULL;
+  (void)home_netns(&not_yet);
   EXPORT("openNetlink", open_netlink);
   EXPORT("addMembership", add_membership);
   EXPORT("netlinkSend", netlink_send);
