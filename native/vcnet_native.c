@@ -248,6 +248,14 @@ static int home_netns(const char **failed) {
   return fd;
 }
 
+// Closes the thread's home fd when its Node environment goes (a worker thread that loaded the shim
+// ends): runs on that thread.
+static void close_home_netns(void *unused) {
+  (void)unused;
+  if (home_netns_fd >= 0) close(home_netns_fd);
+  home_netns_fd = -1;
+}
+
 // Enters the namespace of target_fd (or, when it is < 0, the one at ns_path) on this thread.
 // *saved receives the fd to go back to, or -1 when nothing was entered. Returns 0 or an errno; on
 // error nothing changed.
@@ -985,6 +993,7 @@ static napi_value init(napi_env env, napi_value exports) {
   // some work must not see it appear in between. A failure here is retried at the first switch.
   const char *not_yet = NULL;
   (void)home_netns(&not_yet);
+  napi_add_env_cleanup_hook(env, close_home_netns, NULL);
   EXPORT("openNetlink", open_netlink);
   EXPORT("addMembership", add_membership);
   EXPORT("netlinkSend", netlink_send);
