@@ -98,8 +98,9 @@ export function deviceNumbers(rdev: number): { major: number; minor: number } {
 export function macvtapNodeProblem(
   index: number,
   roots: DeviceRoots = HOST_DEVICE_ROOTS,
+  /** macvtap's character major when the caller has read it already (reading /proc/devices costs ~200 µs). */
+  major = macvtapMajor(roots),
 ): { problem: string; node?: undefined } | { problem?: undefined; node: MacvtapDeviceNode } {
-  const major = macvtapMajor(roots);
   const devices = macvtapDevicesAtIndex(index, major, roots);
   const path = macvtapDevicePath(index, roots);
   if (devices.length === 0) return { problem: `no macvtap character device is named tap${index}` };
@@ -177,9 +178,11 @@ export async function createMacvtapAtUniqueIndex(
   const roots = options.roots ?? HOST_DEVICE_ROOTS;
   const attempts = options.attempts ?? MACVTAP_INDEX_ATTEMPTS;
   let lastProblem = 'no index tried';
+  // Read once: it stays the same while the macvtap module is loaded.
+  const major = macvtapMajor(roots);
   for (let attempt = 0; attempt < attempts; attempt++) {
     const index = randomMacvtapIndex(options.random);
-    if (macvtapDevicesAtIndex(index, macvtapMajor(roots), roots).length > 0) {
+    if (macvtapDevicesAtIndex(index, major, roots).length > 0) {
       lastProblem = `tap${index} is taken by another macvtap`;
       continue;
     }
@@ -193,7 +196,7 @@ export async function createMacvtapAtUniqueIndex(
       lastProblem = `index ${index}: ${errno}`;
       continue;
     }
-    const checked = macvtapNodeProblem(index, roots);
+    const checked = macvtapNodeProblem(index, roots, major);
     if (checked.node) return { index, node: checked.node };
     lastProblem = checked.problem;
     await handle.delLink(index);

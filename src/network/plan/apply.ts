@@ -117,7 +117,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
   const createdIndexes = new Map<string, number>();
   const completed: PlanStep[] = [];
   const tapFds: number[] = [];
-  // Made when the first change is queued: an attach whose batch is sent by the tap ioctl's side needs one.
+  // Made when the first change is queued: a plan that is only a tap ioctl sends no batch.
   let batch: ChangeBatch | undefined;
   let queued: PlanStep[] = [];
 
