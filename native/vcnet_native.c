@@ -859,26 +859,23 @@ static napi_value create_netns(napi_env env, napi_callback_info info) {
     return NULL;
   }
   close(fd);
-  int original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (original < 0) {
+  const char *failed = NULL;
+  int home = home_netns(&failed);
+  if (home < 0) {
     err = errno;
     unlink(path);
     throw_errno(env, err, "open", "/proc/thread-self/ns/net");
     return NULL;
   }
-  const char *failed = NULL;
   if (unshare(CLONE_NEWNET) < 0) {
     err = errno;
     failed = "unshare(CLONE_NEWNET)";
-  } else if (mount("/proc/thread-self/ns/net", path, "none", MS_BIND, NULL) < 0) {
-    err = errno;
-    failed = "mount(bind)";
-  }
-  if (failed && strcmp(failed, "unshare(CLONE_NEWNET)") == 0) {
-    close(original);
   } else {
-    leave_netns(original);
-    close(original);
+    if (mount("/proc/thread-self/ns/net", path, "none", MS_BIND, NULL) < 0) {
+      err = errno;
+      failed = "mount(bind)";
+    }
+    leave_netns(home);
   }
   if (failed) {
     unlink(path);
