@@ -144,7 +144,7 @@ export function planDetach(
   },
 ): DetachPlan {
   const resolve = linkResolver(snapshot.links);
-  // A link vcnet made is named by its role (tap, macvtap, ifb) in the plan; any other is a pod link.
+  // The links vcnet made, by name, with their role (tap, macvtap, ifb) in the plan; any other is a pod link.
   const createdRoles = new Map(
     records.flatMap((record) =>
       record.step === 'create-link' ? [[record.name, roleOfKind(record.kind)] as const] : [],
@@ -155,7 +155,6 @@ export function planDetach(
     const role = createdRoles.get(name) ?? 'pod';
     return link ? { role, name: link.name, index: link.index } : { role, name };
   };
-  const createdNames = createdLinkNames(records);
   const alreadyGone: PlumbingStep[] = [];
   const notices: DetachNotice[] = [];
   /** Whether a pod record's link is still there; says so once per link when it was replaced. */
@@ -193,7 +192,7 @@ export function planDetach(
   // Qdiscs to delete, so the filters inside them can go with them.
   const qdiscSteps = new Map<string, DetachStep>();
   for (const record of records) {
-    if (record.step !== 'add-qdisc' || createdNames.has(record.link) || !resolve(record.link, record.index)) continue;
+    if (record.step !== 'add-qdisc' || createdRoles.has(record.link) || !resolve(record.link, record.index)) continue;
     if (snapshot.keptQdiscs?.has(qdiscKey(record.link, record.handle))) continue;
     qdiscSteps.set(qdiscKey(record.link, record.handle), {
       change: undoChangesOf(record, refOf)[0]!,
@@ -207,7 +206,7 @@ export function planDetach(
     const owner = linkSteps.get(record.link);
     if (owner) {
       owner.settles.push(record); // goes with its link
-    } else if (createdNames.has(record.link) || !podLinkPresent(record)) {
+    } else if (createdRoles.has(record.link) || !podLinkPresent(record)) {
       alreadyGone.push(record);
     } else if (record.step === 'add-qdisc') {
       const qdiscStep = qdiscSteps.get(qdiscKey(record.link, record.handle));
