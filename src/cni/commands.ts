@@ -14,7 +14,6 @@ import {
   NamespacePathError,
   type OpenedNamespace,
   openNamespaceForRecord,
-  openRecordedNamespace,
   sameNamespace,
 } from '../netns/namespace-identity.js';
 import type { NetworkConfig } from '../network/config.js';
@@ -24,7 +23,13 @@ import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plumbing.js';
 import { ifbName } from '../network/rate-limit.js';
 import { interfacesOf } from '../network/scan.js';
-import { attachRecorded, detachRecorded, type RecordKeeper } from '../sandbox/service.js';
+import {
+  attachRecorded,
+  detachRecorded,
+  openRecordedNetwork,
+  type RecordedNetwork,
+  type RecordKeeper,
+} from '../sandbox/service.js';
 import {
   type CniConfig,
   type CniEnvironment,
@@ -218,21 +223,15 @@ export async function del(request: CniDeleteRequest): Promise<void> {
     if (!state) return;
     // Everything ADD made lives in the pod namespace and went with it (a new namespace at the same
     // path is somebody else's and is not touched).
-    let namespace: OpenedNamespace;
+    let recorded: RecordedNetwork;
     try {
-      namespace = openRecordedNamespace(state.namespace, store.statePath);
+      recorded = openRecordedNetwork(state, sandboxKey(environment), store.statePath);
     } catch (error) {
       if (!(error instanceof NamespaceGoneError || error instanceof NamespaceChangedError)) throw error;
       store.remove();
       return;
     }
-    let network: Network;
-    try {
-      network = Network.load(state.network, sandboxKey(environment), namespace.entryPath);
-    } catch (error) {
-      namespace.close();
-      throw error;
-    }
+    const { network } = recorded;
     try {
       await detachRecorded(network, `DEL of ${environment.interfaceName}`, {
         persist: () => store.write({ ...state, network: network.save() }),
@@ -240,8 +239,7 @@ export async function del(request: CniDeleteRequest): Promise<void> {
         path: store.statePath,
       });
     } finally {
-      network.close();
-      namespace.close();
+      recorded.close();
     }
   }, config.lockTimeoutMs);
 }

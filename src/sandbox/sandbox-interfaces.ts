@@ -20,17 +20,22 @@ import { routeUpdatesOf } from '../agent/network-request.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../hypervisor/qmp-network-hotplug.js';
-import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
-import { Network } from '../network/network.js';
+import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
 import { interfacesOf } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints } from './guest-push.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
-import { attachRecorded, detachRecorded, type RecordKeeper, type SandboxState } from './service.js';
+import {
+  attachRecorded,
+  detachRecorded,
+  openRecordedNetwork,
+  type RecordKeeper,
+  type SandboxState,
+} from './service.js';
 
 export class SandboxNotFoundError extends VcnetError {
   constructor(id: string, path: string) {
@@ -83,16 +88,11 @@ export async function withSandbox<T>(
     const state = store.read<SandboxState>();
     if (!state) throw new SandboxNotFoundError(id, store.statePath);
     // Only the namespace the record names, through one fd (refused when the path now names another).
-    const namespace = openRecordedNamespace(state.namespace, store.statePath);
+    const recorded = openRecordedNetwork(state, id, store.statePath);
     try {
-      const network = Network.load(state.network, id, namespace.entryPath);
-      try {
-        return await work({ store, state, network });
-      } finally {
-        network.close();
-      }
+      return await work({ store, state, network: recorded.network });
     } finally {
-      namespace.close();
+      recorded.close();
     }
   });
 }

@@ -10,11 +10,16 @@
  *   `vcnet detach` (again) or `vcnet gc` finish.
  */
 import { DetachIncompleteError, VcnetError } from '../errors.js';
-import { NamespaceGoneError, openNamespaceForRecord, openRecordedNamespace } from '../netns/namespace-identity.js';
+import {
+  NamespaceGoneError,
+  type NamespaceIdentity,
+  openNamespaceForRecord,
+  openRecordedNamespace,
+} from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
 import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
-import { type AddEndpointsOptions, Network, type SkippedNotice } from '../network/network.js';
+import { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from '../network/network.js';
 import { describeRecords, type UndoReport } from '../network/plan/apply.js';
 import { commandOf, commandsOf } from '../network/plan/commands.js';
 import type { Change, Plan } from '../network/plan/types.js';
@@ -205,22 +210,16 @@ export async function detachSandbox(
   return store.withLock(async () => {
     const state = store.read<SandboxState>();
     if (!state) return { id, found: false };
-    let namespace: ReturnType<typeof openRecordedNamespace>;
+    let recorded: RecordedNetwork;
     try {
-      namespace = openRecordedNamespace(state.namespace, store.statePath);
+      recorded = openRecordedNetwork(state, id, store.statePath);
     } catch (error) {
       if (!(error instanceof NamespaceGoneError)) throw error;
       // Everything attach made lived in that namespace and went with it.
       store.remove();
       return { id, found: true, namespaceGone: state.namespace.path };
     }
-    let network: Network;
-    try {
-      network = Network.load(state.network, id, namespace.entryPath);
-    } catch (error) {
-      namespace.close();
-      throw error;
-    }
+    const { network } = recorded;
     try {
       // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
       const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
@@ -236,10 +235,41 @@ export async function detachSandbox(
       );
       return { id, found: true, report };
     } finally {
-      network.close();
-      namespace.close();
+      recorded.close();
     }
   }, options.lockTimeoutMs);
+}
+
+/** A record's network, loaded in its namespace opened by identity; close() closes both. */
+export interface RecordedNetwork {
+  network: Network;
+  close(): void;
+}
+
+/**
+ * Opens the namespace a record names, by identity (NamespaceGoneError when it no longer exists,
+ * NamespaceChangedError when its path now names another), and loads the record's network in it.
+ */
+export function openRecordedNetwork(
+  record: { namespace: NamespaceIdentity; network: NetworkState },
+  sandboxId: string,
+  statePath: string,
+): RecordedNetwork {
+  const namespace = openRecordedNamespace(record.namespace, statePath);
+  let network: Network;
+  try {
+    network = Network.load(record.network, sandboxId, namespace.entryPath);
+  } catch (error) {
+    namespace.close();
+    throw error;
+  }
+  return {
+    network,
+    close: () => {
+      network.close();
+      namespace.close();
+    },
+  };
 }
 
 export interface PlannedDetach {
@@ -267,32 +297,27 @@ export async function planSandboxDetach(id: string, options: { stateDirectory?: 
   const state = store.read<SandboxState>();
   const none = { steps: [], alreadyGone: [], notices: [] };
   if (!state) return { id, found: false, ...none };
-  let namespace: ReturnType<typeof openRecordedNamespace>;
+  let recorded: RecordedNetwork;
   try {
-    namespace = openRecordedNamespace(state.namespace, store.statePath);
+    recorded = openRecordedNetwork(state, id, store.statePath);
   } catch (error) {
     if (!(error instanceof NamespaceGoneError)) throw error;
     return { id, found: true, namespaceGone: state.namespace.path, ...none };
   }
   try {
-    const network = Network.load(state.network, id, namespace.entryPath);
-    try {
-      const plan = await network.planRemoveEndpoints();
-      const hotplugSocket = state.hypervisor?.controlSocket;
-      return {
-        id,
-        found: true,
-        namespacePath: state.namespace.path,
-        steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
-        alreadyGone: describeRecords(plan.alreadyGone),
-        notices: plan.notices,
-        ...(hotplugSocket ? { hotplugSocket } : {}),
-      };
-    } finally {
-      network.close();
-    }
+    const plan = await recorded.network.planRemoveEndpoints();
+    const hotplugSocket = state.hypervisor?.controlSocket;
+    return {
+      id,
+      found: true,
+      namespacePath: state.namespace.path,
+      steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
+      alreadyGone: describeRecords(plan.alreadyGone),
+      notices: plan.notices,
+      ...(hotplugSocket ? { hotplugSocket } : {}),
+    };
   } finally {
-    namespace.close();
+    recorded.close();
   }
 }
 
