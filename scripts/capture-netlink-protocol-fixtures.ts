@@ -13,7 +13,7 @@ import { encodeAddress } from '../src/netlink/codec/address.js';
 import { MessageFlag, MessageType } from '../src/netlink/codec/constants.js';
 import { encodeGetLink, encodeSetLink } from '../src/netlink/codec/link.js';
 import { splitMessages } from '../src/netlink/codec/reader.js';
-import { encodeQdisc, ingressQdisc } from '../src/netlink/codec/traffic-control.js';
+import { encodeQdisc, ingressQdisc } from '../src/netlink/codec/tc/qdisc.js';
 import { MessageWriter } from '../src/netlink/codec/writer.js';
 import { RouteSocket } from '../src/netlink/socket.js';
 import { createNamespace, deleteNamespace } from '../src/netns/namespace.js';

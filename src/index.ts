@@ -77,15 +77,10 @@ export type { Link, LinkChanges, LinkKindData, LinkSpec, TunInfo } from './netli
 export type { Neighbour, NeighbourSpec } from './netlink/codec/neighbour.js';
 export { MalformedMessageError } from './netlink/codec/reader.js';
 export type { Route, RouteSpec } from './netlink/codec/route.js';
-export type {
-  Filter,
-  FilterSpec,
-  HtbClassSpec,
-  Qdisc,
-  QdiscSpec,
-  TcAction,
-  TrafficClass,
-} from './netlink/codec/traffic-control.js';
+export type { TcAction } from './netlink/codec/tc/action.js';
+export type { Filter, FilterSpec } from './netlink/codec/tc/filter.js';
+export type { HtbClassSpec, TrafficClass } from './netlink/codec/tc/qdisc/htb.js';
+export type { Qdisc, QdiscSpec } from './netlink/codec/tc/qdisc.js';
 export { DumpInterruptedError, NetlinkError } from './netlink/errors.js';
 export {
   type ChangeBatch,

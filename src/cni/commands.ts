@@ -5,7 +5,7 @@
  */
 
 import { InterfaceFlag } from '../netlink/codec/constants.js';
-import { formatHandle } from '../netlink/codec/traffic-control.js';
+import { formatHandle } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { isHostNamespace } from '../netns/namespace.js';
 import {

@@ -31,24 +31,10 @@ import {
 } from './codec/neighbour.js';
 import type { RawMessage } from './codec/reader.js';
 import { decodeRoute, encodeGetRoute, encodeRoute, type Route, type RouteSpec } from './codec/route.js';
-import {
-  decodeClass,
-  decodeFilter,
-  decodeQdisc,
-  encodeDeleteFilter,
-  encodeDeleteQdisc,
-  encodeFilter,
-  encodeGetTc,
-  encodeHtbClass,
-  encodeQdisc,
-  type Filter,
-  type FilterSpec,
-  formatHandle,
-  type HtbClassSpec,
-  type Qdisc,
-  type QdiscSpec,
-  type TrafficClass,
-} from './codec/traffic-control.js';
+import { decodeFilter, encodeDeleteFilter, encodeFilter, type Filter, type FilterSpec } from './codec/tc/filter.js';
+import { encodeGetTc, formatHandle } from './codec/tc/message.js';
+import { decodeClass, encodeHtbClass, type HtbClassSpec, type TrafficClass } from './codec/tc/qdisc/htb.js';
+import { decodeQdisc, encodeDeleteQdisc, encodeQdisc, type Qdisc, type QdiscSpec } from './codec/tc/qdisc.js';
 import type { MessageWriter } from './codec/writer.js';
 import type { NetlinkError } from './errors.js';
 import { NetlinkSocket, type RequestBatch, type RequestOutcome } from './transport.js';

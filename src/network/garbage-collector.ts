@@ -17,8 +17,8 @@
  */
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { TC_H_INGRESS } from '../netlink/codec/constants.js';
 import type { Link } from '../netlink/codec/link.js';
+import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
   NETNS_RUN_DIRECTORY,

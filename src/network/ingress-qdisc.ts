@@ -7,8 +7,8 @@
  */
 
 import { VcnetError } from '../errors.js';
-import { TC_H_INGRESS } from '../netlink/codec/constants.js';
-import { formatHandle, ingressQdisc, type Qdisc } from '../netlink/codec/traffic-control.js';
+import { formatHandle, TC_H_INGRESS } from '../netlink/codec/tc/message.js';
+import { ingressQdisc, type Qdisc } from '../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
 
 export const INGRESS_QDISC_ATTEMPTS = 5;

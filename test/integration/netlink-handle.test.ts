@@ -12,10 +12,10 @@ import {
   NeighbourState,
   RouteFlag,
   RouteMetric,
-  TC_H_INGRESS,
-  TC_H_ROOT,
 } from '../../src/netlink/codec/constants.js';
-import { ingressQdisc, MATCH_ALL_U32_KEYS, parseHandle } from '../../src/netlink/codec/traffic-control.js';
+import { MATCH_ALL_U32_KEYS } from '../../src/netlink/codec/tc/filter/u32.js';
+import { parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../src/netlink/codec/tc/message.js';
+import { ingressQdisc } from '../../src/netlink/codec/tc/qdisc.js';
 import { NetlinkError } from '../../src/netlink/errors.js';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
 import { cleanupNamespaces, kernelSupportsLinkKind, makeNamespace, type TestNamespace } from '../helpers/namespace.js';

@@ -6,8 +6,8 @@
 import { existsSync } from 'node:fs';
 import { SystemCallError, VcnetError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
-import { INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/constants.js';
-import type { Qdisc } from '../../netlink/codec/traffic-control.js';
+import { INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/tc/message.js';
+import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import { applyPlan, closeFds, rollBackAttach } from '../plan/apply.js';
 import { type AttachRequest, CLSACT_INGRESS_PARENT, type PlanSnapshot, planAttach } from '../plan/plan-attach.js';

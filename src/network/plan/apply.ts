@@ -14,7 +14,7 @@ import { nativeDevices } from '../../native/devices.js';
 import { NeighbourFlag } from '../../netlink/codec/constants.js';
 import type { Link, LinkSpec } from '../../netlink/codec/link.js';
 import type { RouteSpec } from '../../netlink/codec/route.js';
-import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/traffic-control.js';
+import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/tc/filter/u32.js';
 import type { NetlinkError } from '../../netlink/errors.js';
 import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
 import { qdiscsHoldingOthersFilters } from '../foreign-filters.js';

@@ -7,13 +7,8 @@
  *
  * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed.
  */
-import {
-  AddressFamily,
-  INGRESS_HANDLE,
-  NeighbourFlag,
-  NeighbourState,
-  TC_H_ROOT,
-} from '../../netlink/codec/constants.js';
+import { AddressFamily, NeighbourFlag, NeighbourState } from '../../netlink/codec/constants.js';
+import { INGRESS_HANDLE, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { CLSACT_INGRESS_PARENT } from './plan-attach.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';

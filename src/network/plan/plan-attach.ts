@@ -15,19 +15,11 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidInputError } from '../../errors.js';
-import {
-  AddressFamily,
-  ETH_P_ALL,
-  INGRESS_HANDLE,
-  InterfaceFlag,
-  NeighbourState,
-  RouteScope,
-  TC_H_INGRESS,
-  TC_H_ROOT,
-} from '../../netlink/codec/constants.js';
+import { AddressFamily, InterfaceFlag, NeighbourState, RouteScope } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
-import type { Filter } from '../../netlink/codec/traffic-control.js';
-import { parseHandle } from '../../netlink/codec/traffic-control.js';
+import type { Filter } from '../../netlink/codec/tc/filter.js';
+import { ETH_P_ALL } from '../../netlink/codec/tc/filter.js';
+import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
 import { REQUEST_ADDRESS_FLAGS, stepOf } from './inverse.js';
 import { podLinkRoutes } from './pod-link-routes.js';

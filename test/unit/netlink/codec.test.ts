@@ -6,22 +6,16 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeAddress, encodeAddress } from '../../../src/netlink/codec/address.js';
 import { bytesToIp, bytesToMac, ipToBytes, macToBytes, parseCidr } from '../../../src/netlink/codec/addresses.js';
-import { AddressFamily, MessageType, NeighbourState, TC_H_INGRESS } from '../../../src/netlink/codec/constants.js';
+import { AddressFamily, MessageType, NeighbourState } from '../../../src/netlink/codec/constants.js';
 import { decodeLink, encodeNewLink } from '../../../src/netlink/codec/link.js';
 import { decodeNeighbour } from '../../../src/netlink/codec/neighbour.js';
 import { Attributes, decodeError, MalformedMessageError, splitMessages } from '../../../src/netlink/codec/reader.js';
 import { decodeRoute, encodeRoute } from '../../../src/netlink/codec/route.js';
-import {
-  decodeClass,
-  decodeFilter,
-  decodeQdisc,
-  encodeFilter,
-  encodeHtbClass,
-  encodeQdisc,
-  formatHandle,
-  MATCH_ALL_U32_KEYS,
-  parseHandle,
-} from '../../../src/netlink/codec/traffic-control.js';
+import { MATCH_ALL_U32_KEYS } from '../../../src/netlink/codec/tc/filter/u32.js';
+import { decodeFilter, encodeFilter } from '../../../src/netlink/codec/tc/filter.js';
+import { formatHandle, parseHandle, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
+import { decodeClass, encodeHtbClass } from '../../../src/netlink/codec/tc/qdisc/htb.js';
+import { decodeQdisc, encodeQdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import { MessageWriter } from '../../../src/netlink/codec/writer.js';
 import fixture from '../../fixtures/netlink/kernel-dumps.json' with { type: 'json' };
 

@@ -6,7 +6,8 @@
  * real kernel runs the same plans in test/integration/network.
  */
 import { describe, expect, it } from 'vitest';
-import { ETH_P_ALL, INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/constants.js';
+import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
+import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { applyPlan } from '../../../src/network/plan/apply.js';
 import { stepOf } from '../../../src/network/plan/inverse.js';

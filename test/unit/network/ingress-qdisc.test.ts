@@ -1,7 +1,7 @@
 /** The ingress qdisc add retried on EBUSY as Kata does (5 tries, (i+1)×10 ms), then a clear error. */
 import { describe, expect, it } from 'vitest';
-import { TC_H_INGRESS } from '../../../src/netlink/codec/constants.js';
-import type { Qdisc, QdiscSpec } from '../../../src/netlink/codec/traffic-control.js';
+import { TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
+import type { Qdisc, QdiscSpec } from '../../../src/netlink/codec/tc/qdisc.js';
 import { addIngressQdiscRetrying } from '../../../src/network/ingress-qdisc.js';
 
 function fakeHandle(failures: string[], present: Qdisc[] = []) {

@@ -4,18 +4,12 @@
  * each undo is derived from its own change (same link, parent, priority, protocol, handle).
  */
 import { describe, expect, it } from 'vitest';
-import {
-  ETH_P_ALL,
-  INGRESS_HANDLE,
-  InterfaceFlag,
-  RouteProtocol,
-  RouteScope,
-  RouteTable,
-  TC_H_INGRESS,
-  TC_H_ROOT,
-} from '../../../src/netlink/codec/constants.js';
+import { InterfaceFlag, RouteProtocol, RouteScope, RouteTable } from '../../../src/netlink/codec/constants.js';
 import type { Link } from '../../../src/netlink/codec/link.js';
-import type { Filter, Qdisc } from '../../../src/netlink/codec/traffic-control.js';
+import type { Filter } from '../../../src/netlink/codec/tc/filter.js';
+import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
+import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../../src/netlink/codec/tc/message.js';
+import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import { createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
 import { alreadyDone } from '../../../src/network/plan/apply.js';
 import { commandOf, commandsOf } from '../../../src/network/plan/commands.js';

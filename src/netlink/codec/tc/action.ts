@@ -1,0 +1,43 @@
+/**
+ * A filter's action list (TCA_*_ACT): one nested attribute per action, numbered from 1, each with
+ * its kind and its options. The kinds vcnet writes and reads are in action/.
+ */
+import { Attributes } from '../reader.js';
+import type { MessageWriter } from '../writer.js';
+import { decodeGactOptions, encodeGactOptions, type TcGactAction } from './action/gact.js';
+import { decodeMirredOptions, encodeMirredOptions, type TcMirredAction } from './action/mirred.js';
+
+/** TCA_ACT_*: the attributes of one action. */
+export const ActionAttribute = { KIND: 1, OPTIONS: 2, INDEX: 3, STATS: 4, COOKIE: 6, FLAGS: 7 } as const;
+
+export type TcAction = TcMirredAction | TcGactAction | { kind: string; unparsed?: true };
+
+export function encodeActions(writer: MessageWriter, attribute: number, actions: readonly TcAction[]): void {
+  writer.beginNested(attribute);
+  actions.forEach((action, position) => {
+    writer.beginNested(position + 1);
+    writer.string(ActionAttribute.KIND, action.kind);
+    writer.beginNested(ActionAttribute.OPTIONS);
+    if (action.kind === 'mirred' && 'targetIndex' in action) encodeMirredOptions(writer, action);
+    else if (action.kind === 'gact' && 'result' in action && action.result !== undefined)
+      encodeGactOptions(writer, action);
+    else throw new Error(`cannot encode tc action of kind "${action.kind}"`);
+    writer.endNested();
+    writer.endNested();
+  });
+  writer.endNested();
+}
+
+export function decodeActions(list: Attributes | undefined): TcAction[] {
+  if (!list) return [];
+  const actions: TcAction[] = [];
+  for (const [, value] of list.all()) {
+    const action = new Attributes(value);
+    const kind = action.string(ActionAttribute.KIND) ?? '';
+    const options = action.nested(ActionAttribute.OPTIONS);
+    const decoded =
+      kind === 'mirred' ? decodeMirredOptions(options) : kind === 'gact' ? decodeGactOptions(options) : undefined;
+    actions.push(decoded ?? { kind, unparsed: true });
+  }
+  return actions;
+}

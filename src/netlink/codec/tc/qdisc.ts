@@ -1,0 +1,63 @@
+/**
+ * Qdiscs: RTM_NEWQDISC / DELQDISC bodies and dumped qdiscs. ingress and clsact carry no options;
+ * htb and prio have theirs in qdisc/.
+ */
+import type { RawMessage } from '../reader.js';
+import type { MessageWriter } from '../writer.js';
+import { decodeTcHeader, INGRESS_HANDLE, TC_H_INGRESS, TcAttribute, writeTcMessage } from './message.js';
+import { decodeHtbQdiscOptions, encodeHtbQdiscOptions, type HtbQdiscOptions } from './qdisc/htb.js';
+import { decodePrioQdiscOptions, encodePrioQdiscOptions, type PrioQdiscOptions } from './qdisc/prio.js';
+
+export type QdiscOptions =
+  | { kind: 'ingress' }
+  | { kind: 'clsact' }
+  | HtbQdiscOptions
+  | PrioQdiscOptions
+  | { kind: string; unparsed?: true };
+
+export interface Qdisc {
+  index: number;
+  handle: number;
+  parent: number;
+  kind: string;
+  options: QdiscOptions;
+}
+
+export interface QdiscSpec {
+  index: number;
+  handle: number;
+  parent: number;
+  options: QdiscOptions;
+}
+
+export function encodeQdisc(writer: MessageWriter, spec: QdiscSpec): void {
+  writeTcMessage(writer, spec.index, spec.handle, spec.parent, 0);
+  writer.string(TcAttribute.KIND, spec.options.kind);
+  const options = spec.options;
+  if (options.kind === 'htb' && 'defaultClass' in options) encodeHtbQdiscOptions(writer, options);
+  else if (options.kind === 'prio' && 'bands' in options) encodePrioQdiscOptions(writer, options);
+}
+
+/** Deleting a qdisc needs only where it is; the kind is checked when given. */
+export function encodeDeleteQdisc(writer: MessageWriter, index: number, handle: number, parent: number): void {
+  writeTcMessage(writer, index, handle, parent, 0);
+}
+
+export function ingressQdisc(index: number): QdiscSpec {
+  return { index, handle: INGRESS_HANDLE, parent: TC_H_INGRESS, options: { kind: 'ingress' } };
+}
+
+export function decodeQdisc(message: RawMessage): Qdisc {
+  const header = decodeTcHeader(message);
+  let options: QdiscOptions | undefined;
+  if (header.kind === 'ingress' || header.kind === 'clsact') options = { kind: header.kind };
+  else if (header.kind === 'htb') options = decodeHtbQdiscOptions(header.attributes);
+  else if (header.kind === 'prio') options = decodePrioQdiscOptions(header.attributes);
+  return {
+    index: header.index,
+    handle: header.handle,
+    parent: header.parent,
+    kind: header.kind,
+    options: options ?? { kind: header.kind, unparsed: true },
+  };
+}
