@@ -4,7 +4,7 @@
  * Only CNI_IFNAME is attached, never the rest of the namespace (other chains own other interfaces).
  */
 
-import { InterfaceFlag } from '../netlink/codec/constants.js';
+import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import { formatHandle } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { isHostNamespace } from '../netns/namespace.js';

@@ -5,7 +5,8 @@
  * (proto kernel) skipped, permanent neighbours and reachable default gateways, NOARP carried from the link flags, route MTU kept.
  */
 import { isIPv4 } from 'node:net';
-import { AddressFamily, InterfaceFlag, NeighbourState, RouteProtocol } from '../netlink/codec/constants.js';
+import { AddressFamily, NeighbourState, RouteProtocol } from '../netlink/codec/constants.js';
+import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import type { Neighbour } from '../netlink/codec/neighbour.js';
 import type { Route } from '../netlink/codec/route.js';
 import type { Endpoint } from './endpoint/endpoint.js';

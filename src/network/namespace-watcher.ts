@@ -13,7 +13,8 @@
  *   await watcher.stop();
  */
 import { InvalidInputError, SystemCallError } from '../errors.js';
-import { InterfaceFlag, MessageType, NeighbourState } from '../netlink/codec/constants.js';
+import { MessageType, NeighbourState } from '../netlink/codec/constants.js';
+import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import { decodeNeighbour } from '../netlink/codec/neighbour.js';
 import type { RawMessage } from '../netlink/codec/reader.js';
 import { NetlinkHandle } from '../netlink/handle.js';

@@ -10,7 +10,7 @@
 import type { Interface } from '../agent/generated/types_pb.js';
 import { interfaceUpdateOf } from '../agent/network-request.js';
 import { InvalidInputError } from '../errors.js';
-import { HardwareType } from '../netlink/codec/constants.js';
+import { HardwareType } from '../netlink/codec/link/message.js';
 import { classifyInterface } from '../network/endpoint/create-endpoint.js';
 import { checkLinkName, checkNotVcnetDevice } from '../network/link-name.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';

@@ -14,13 +14,13 @@ import type { Address, AddressSpec } from '../../netlink/codec/address.js';
 import { bytesToIp, ipToBytes } from '../../netlink/codec/addresses.js';
 import {
   AddressFamily,
-  InterfaceFlag,
   NeighbourState,
   RouteFlag,
   RouteProtocol,
   RouteTable,
   RouteType,
 } from '../../netlink/codec/constants.js';
+import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Neighbour, NeighbourSpec } from '../../netlink/codec/neighbour.js';
 import type { Route as KernelRoute, RouteSpec } from '../../netlink/codec/route.js';

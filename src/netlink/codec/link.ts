@@ -1,44 +1,31 @@
-/** Links: ifinfomsg + IFLA_* attributes, with the kinds vcnet deals in. */
+/**
+ * Links: RTM_NEWLINK / SETLINK / DELLINK / GETLINK bodies and dumped links. The header and the
+ * IFLA_* attributes are in link/message.ts; each kind vcnet reads or writes has its file in link/.
+ */
 import { bytesToMac, macToBytes } from './addresses.js';
+import { AddressFamily } from './constants.js';
+import { decodeIpvlanMode, encodeIpvlanData, type IpvlanLinkData, type IpvlanModeName } from './link/ipvlan.js';
+import { decodeMacvlanMode, encodeMacvlanData, type MacvlanLinkData, type MacvlanModeName } from './link/macvlan.js';
 import {
-  AddressFamily,
+  IFINFOMSG_LENGTH,
   InterfaceFlag,
-  IpvlanAttribute,
-  IpvlanMode,
   LinkAttribute,
   LinkInfoAttribute,
-  MacvlanAttribute,
-  MacvlanMode,
   OperationalState,
   RTEXT_FILTER_SKIP_STATS,
-  TunAttribute,
-  VethAttribute,
-} from './constants.js';
+  writeInfoMessage,
+} from './link/message.js';
+import { decodeTunInfo, type TunInfo, type TunLinkData } from './link/tun.js';
+import { encodeVethData, type VethLinkData } from './link/veth.js';
 import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
 import type { MessageWriter } from './writer.js';
 
-export const IFINFOMSG_LENGTH = 16;
-
-export type MacvlanModeName = keyof typeof MacvlanMode;
-export type IpvlanModeName = keyof typeof IpvlanMode;
-
-export interface TunInfo {
-  type: 'tun' | 'tap';
-  owner?: number;
-  group?: number;
-  persist?: boolean;
-  multiQueue?: boolean;
-  vnetHeader?: boolean;
-  packetInfo?: boolean;
-  queues?: number;
-}
-
 /** Kind-specific data (IFLA_INFO_DATA) vcnet reads and writes. */
 export type LinkKindData =
-  | { kind: 'veth'; peer?: { name: string; address?: string; mtu?: number; namespaceFd?: number } }
-  | { kind: 'macvlan' | 'macvtap'; mode?: MacvlanModeName }
-  | { kind: 'ipvlan'; mode?: IpvlanModeName }
-  | { kind: 'tun'; tun?: TunInfo }
+  | VethLinkData
+  | MacvlanLinkData
+  | IpvlanLinkData
+  | TunLinkData
   | { kind: 'bridge' | 'dummy' | 'ifb' };
 
 export interface Link {
@@ -104,21 +91,6 @@ export interface LinkSpec extends LinkChanges {
   data: LinkKindData;
 }
 
-const macvlanModeByValue = new Map<number, MacvlanModeName>(
-  Object.entries(MacvlanMode).map(([name, value]) => [value, name as MacvlanModeName]),
-);
-const ipvlanModeByValue = new Map<number, IpvlanModeName>(
-  Object.entries(IpvlanMode).map(([name, value]) => [value, name as IpvlanModeName]),
-);
-
-function writeInfoMessage(writer: MessageWriter, index: number, flags: number, change: number): void {
-  const header = writer.header(IFINFOMSG_LENGTH);
-  header.writeUInt8(AddressFamily.UNSPEC, 0);
-  header.writeInt32LE(index, 4);
-  header.writeUInt32LE(flags >>> 0, 8);
-  header.writeUInt32LE(change >>> 0, 12);
-}
-
 function flagChanges(changes: LinkChanges): { flags: number; change: number } {
   let flags = 0;
   let change = 0;
@@ -178,26 +150,9 @@ export function encodeNewLink(writer: MessageWriter, spec: LinkSpec): void {
   writer.beginNested(LinkAttribute.LINKINFO);
   writer.string(LinkInfoAttribute.KIND, spec.data.kind);
   const data = spec.data;
-  if (data.kind === 'veth' && data.peer) {
-    writer.beginNested(LinkInfoAttribute.DATA);
-    // The peer is a whole ifinfomsg + attributes inside VETH_INFO_PEER.
-    writer.beginNested(VethAttribute.PEER);
-    writeInfoMessage(writer, 0, 0, 0);
-    writer.string(LinkAttribute.IFNAME, data.peer.name);
-    if (data.peer.address) writer.bytes(LinkAttribute.ADDRESS, macToBytes(data.peer.address));
-    if (data.peer.mtu) writer.u32(LinkAttribute.MTU, data.peer.mtu);
-    if (data.peer.namespaceFd !== undefined) writer.u32(LinkAttribute.NET_NS_FD, data.peer.namespaceFd);
-    writer.endNested();
-    writer.endNested();
-  } else if ((data.kind === 'macvlan' || data.kind === 'macvtap') && data.mode) {
-    writer.beginNested(LinkInfoAttribute.DATA);
-    writer.u32(MacvlanAttribute.MODE, MacvlanMode[data.mode]);
-    writer.endNested();
-  } else if (data.kind === 'ipvlan' && data.mode) {
-    writer.beginNested(LinkInfoAttribute.DATA);
-    writer.u16(IpvlanAttribute.MODE, IpvlanMode[data.mode]);
-    writer.endNested();
-  }
+  if (data.kind === 'veth') encodeVethData(writer, data);
+  else if (data.kind === 'macvlan' || data.kind === 'macvtap') encodeMacvlanData(writer, data);
+  else if (data.kind === 'ipvlan') encodeIpvlanData(writer, data);
   writer.endNested();
 }
 
@@ -223,25 +178,6 @@ export function encodeGetLink(writer: MessageWriter, target?: { index?: number; 
   writeInfoMessage(writer, target?.index ?? 0, 0, 0);
   if (target?.name !== undefined) writer.string(LinkAttribute.IFNAME, target.name);
   writer.u32(LinkAttribute.EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-}
-
-function decodeTunInfo(data: Attributes): TunInfo {
-  const info: TunInfo = { type: data.u8(TunAttribute.TYPE) === 1 ? 'tun' : 'tap' };
-  const owner = data.u32(TunAttribute.OWNER);
-  if (owner !== undefined) info.owner = owner;
-  const group = data.u32(TunAttribute.GROUP);
-  if (group !== undefined) info.group = group;
-  const persist = data.u8(TunAttribute.PERSIST);
-  if (persist !== undefined) info.persist = persist === 1;
-  const multiQueue = data.u8(TunAttribute.MULTI_QUEUE);
-  if (multiQueue !== undefined) info.multiQueue = multiQueue === 1;
-  const vnetHeader = data.u8(TunAttribute.VNET_HDR);
-  if (vnetHeader !== undefined) info.vnetHeader = vnetHeader === 1;
-  const packetInfo = data.u8(TunAttribute.PI);
-  if (packetInfo !== undefined) info.packetInfo = packetInfo === 1;
-  const queues = data.u32(TunAttribute.NUM_QUEUES);
-  if (queues !== undefined) info.queues = queues;
-  return info;
 }
 
 export function decodeLink(message: RawMessage): Link {
@@ -293,17 +229,11 @@ export function decodeLink(message: RawMessage): Link {
     if (slaveKind) link.slaveKind = slaveKind;
     const data = info.nested(LinkInfoAttribute.DATA);
     if (data && (kind === 'macvlan' || kind === 'macvtap')) {
-      const mode = data.u32(MacvlanAttribute.MODE);
-      if (mode !== undefined) {
-        const name = macvlanModeByValue.get(mode);
-        if (name) link.macvlanMode = name;
-      }
+      const mode = decodeMacvlanMode(data);
+      if (mode) link.macvlanMode = mode;
     } else if (data && kind === 'ipvlan') {
-      const mode = data.u16(IpvlanAttribute.MODE);
-      if (mode !== undefined) {
-        const name = ipvlanModeByValue.get(mode);
-        if (name) link.ipvlanMode = name;
-      }
+      const mode = decodeIpvlanMode(data);
+      if (mode) link.ipvlanMode = mode;
     } else if (data && kind === 'tun') {
       link.tun = decodeTunInfo(data);
     }

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ErrorCode, InvalidInputError, VcnetError } from '../../errors.js';
-import { HardwareType } from '../../netlink/codec/constants.js';
+import { HardwareType } from '../../netlink/codec/link/message.js';
 import { createInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';

@@ -15,7 +15,8 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidInputError } from '../../errors.js';
-import { AddressFamily, InterfaceFlag, NeighbourState, RouteScope } from '../../netlink/codec/constants.js';
+import { AddressFamily, NeighbourState, RouteScope } from '../../netlink/codec/constants.js';
+import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../netlink/codec/tc/filter.js';

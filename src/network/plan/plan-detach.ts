@@ -5,7 +5,7 @@
  * exactly them (one RCU grace period instead of one per link). Every change lists the records it
  * settles, so whatever the kernel refuses can be kept in the record, and nothing else.
  */
-import { InterfaceFlag } from '../../netlink/codec/constants.js';
+import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { undoChangesOf } from './inverse.js';

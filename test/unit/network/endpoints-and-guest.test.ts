@@ -1,11 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  AddressFamily,
-  InterfaceFlag,
-  NeighbourState,
-  RouteProtocol,
-  RouteScope,
-} from '../../../src/netlink/codec/constants.js';
+import { AddressFamily, NeighbourState, RouteProtocol, RouteScope } from '../../../src/netlink/codec/constants.js';
+import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import { classifyInterface, createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
 import { generateGuestNetwork } from '../../../src/network/guest.js';
 import { endpointFromState } from '../../../src/network/network.js';

@@ -3,13 +3,12 @@
 import type { Address } from '../../../src/netlink/codec/address.js';
 import {
   AddressFamily,
-  HardwareType,
-  InterfaceFlag,
   NeighbourState,
   RouteProtocol,
   RouteScope,
   RouteTable,
 } from '../../../src/netlink/codec/constants.js';
+import { HardwareType, InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Link } from '../../../src/netlink/codec/link.js';
 import type { Route } from '../../../src/netlink/codec/route.js';
 import type { NetworkInfo } from '../../../src/network/network-info.js';

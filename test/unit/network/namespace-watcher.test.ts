@@ -4,7 +4,8 @@
  * The kernel side is in test/integration/network/namespace-watcher.test.ts.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { InterfaceFlag, NeighbourState, RouteProtocol } from '../../../src/netlink/codec/constants.js';
+import { NeighbourState, RouteProtocol } from '../../../src/netlink/codec/constants.js';
+import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import {
   diffInterfaces,
   guestSignature,

@@ -6,12 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   AddressFamily,
-  InterfaceFlag,
   NeighbourFlag,
   RouteFlag,
   RouteMetric,
   RouteProtocol,
 } from '../../../src/netlink/codec/constants.js';
+import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Neighbour } from '../../../src/netlink/codec/neighbour.js';
 import type { RouteSpec } from '../../../src/netlink/codec/route.js';
 import type { ChangeBatch } from '../../../src/netlink/handle.js';

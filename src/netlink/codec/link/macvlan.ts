@@ -1,0 +1,31 @@
+/** macvlan and macvtap: a link on a parent, with a mode (IFLA_MACVLAN_MODE). */
+import type { Attributes } from '../reader.js';
+import type { MessageWriter } from '../writer.js';
+import { LinkInfoAttribute } from './message.js';
+
+export const MacvlanAttribute = { MODE: 1, FLAGS: 2 } as const;
+export const MacvlanMode = { private: 1, vepa: 2, bridge: 4, passthru: 8, source: 16 } as const;
+
+export type MacvlanModeName = keyof typeof MacvlanMode;
+
+export interface MacvlanLinkData {
+  kind: 'macvlan' | 'macvtap';
+  mode?: MacvlanModeName;
+}
+
+const macvlanModeByValue = new Map<number, MacvlanModeName>(
+  Object.entries(MacvlanMode).map(([name, value]) => [value, name as MacvlanModeName]),
+);
+
+/** IFLA_INFO_DATA of a new macvlan or macvtap (nothing without a mode: the kernel's default, vepa). */
+export function encodeMacvlanData(writer: MessageWriter, data: MacvlanLinkData): void {
+  if (!data.mode) return;
+  writer.beginNested(LinkInfoAttribute.DATA);
+  writer.u32(MacvlanAttribute.MODE, MacvlanMode[data.mode]);
+  writer.endNested();
+}
+
+export function decodeMacvlanMode(data: Attributes): MacvlanModeName | undefined {
+  const mode = data.u32(MacvlanAttribute.MODE);
+  return mode === undefined ? undefined : macvlanModeByValue.get(mode);
+}

@@ -1,0 +1,52 @@
+/**
+ * tun/tap as a dump describes it (IFLA_TUN_*). rtnetlink cannot create one: the native shim does,
+ * with ioctls on /dev/net/tun.
+ */
+import type { Attributes } from '../reader.js';
+
+export const TunAttribute = {
+  OWNER: 1,
+  GROUP: 2,
+  TYPE: 3,
+  PI: 4,
+  VNET_HDR: 5,
+  PERSIST: 6,
+  MULTI_QUEUE: 7,
+  NUM_QUEUES: 8,
+  NUM_DISABLED_QUEUES: 9,
+} as const;
+
+export interface TunInfo {
+  type: 'tun' | 'tap';
+  owner?: number;
+  group?: number;
+  persist?: boolean;
+  multiQueue?: boolean;
+  vnetHeader?: boolean;
+  packetInfo?: boolean;
+  queues?: number;
+}
+
+export interface TunLinkData {
+  kind: 'tun';
+  tun?: TunInfo;
+}
+
+export function decodeTunInfo(data: Attributes): TunInfo {
+  const info: TunInfo = { type: data.u8(TunAttribute.TYPE) === 1 ? 'tun' : 'tap' };
+  const owner = data.u32(TunAttribute.OWNER);
+  if (owner !== undefined) info.owner = owner;
+  const group = data.u32(TunAttribute.GROUP);
+  if (group !== undefined) info.group = group;
+  const persist = data.u8(TunAttribute.PERSIST);
+  if (persist !== undefined) info.persist = persist === 1;
+  const multiQueue = data.u8(TunAttribute.MULTI_QUEUE);
+  if (multiQueue !== undefined) info.multiQueue = multiQueue === 1;
+  const vnetHeader = data.u8(TunAttribute.VNET_HDR);
+  if (vnetHeader !== undefined) info.vnetHeader = vnetHeader === 1;
+  const packetInfo = data.u8(TunAttribute.PI);
+  if (packetInfo !== undefined) info.packetInfo = packetInfo === 1;
+  const queues = data.u32(TunAttribute.NUM_QUEUES);
+  if (queues !== undefined) info.queues = queues;
+  return info;
+}
