@@ -6,8 +6,8 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { release } from 'node:os';
-import { MessageFlag, MessageType, NeighbourFlag } from '../src/netlink/codec/constants.js';
-import { encodeGetNeighbour } from '../src/netlink/codec/neighbour.js';
+import { MessageFlag, MessageType } from '../src/netlink/codec/constants.js';
+import { encodeGetNeighbour, NeighbourFlag } from '../src/netlink/codec/neighbour.js';
 import { encodeGetRoute } from '../src/netlink/codec/route.js';
 import type { MessageWriter } from '../src/netlink/codec/writer.js';
 import { NetlinkHandle } from '../src/netlink/handle.js';

@@ -72,7 +72,7 @@ export { GuestImageError } from './hypervisor/guest-image.js';
 // Hypervisors: QEMU (arguments, QMP, hot-plug), Cloud Hypervisor and Firecracker request bodies.
 export * from './hypervisor/index.js';
 export type { Address, AddressSpec } from './netlink/codec/address.js';
-export { AddressFormatError } from './netlink/codec/addresses.js';
+export { AddressFormatError } from './netlink/codec/address-format.js';
 export type { TunInfo } from './netlink/codec/link/tun.js';
 export type { Link, LinkChanges, LinkKindData, LinkSpec } from './netlink/codec/link.js';
 export type { Neighbour, NeighbourSpec } from './netlink/codec/neighbour.js';

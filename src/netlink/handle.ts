@@ -11,7 +11,7 @@
  */
 import { VcnetError } from '../errors.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
-import { AddressFamily, MessageFlag, MessageType, NeighbourFlag, RouteTable } from './codec/constants.js';
+import { AddressFamily, MessageFlag, MessageType } from './codec/constants.js';
 import {
   decodeLink,
   encodeDeleteLink,
@@ -27,10 +27,11 @@ import {
   encodeGetNeighbour,
   encodeNeighbour,
   type Neighbour,
+  NeighbourFlag,
   type NeighbourSpec,
 } from './codec/neighbour.js';
 import type { RawMessage } from './codec/reader.js';
-import { decodeRoute, encodeGetRoute, encodeRoute, type Route, type RouteSpec } from './codec/route.js';
+import { decodeRoute, encodeGetRoute, encodeRoute, type Route, type RouteSpec, RouteTable } from './codec/route.js';
 import { decodeFilter, encodeDeleteFilter, encodeFilter, type Filter, type FilterSpec } from './codec/tc/filter.js';
 import { encodeGetTc, formatHandle } from './codec/tc/message.js';
 import { decodeClass, encodeHtbClass, type HtbClassSpec, type TrafficClass } from './codec/tc/qdisc/htb.js';

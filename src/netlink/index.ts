@@ -6,7 +6,7 @@
  * builds or reads netlink messages itself.
  */
 export * from './codec/address.js';
-export * from './codec/addresses.js';
+export * from './codec/address-format.js';
 export * from './codec/constants.js';
 export * from './codec/link/ipvlan.js';
 export * from './codec/link/macvlan.js';
@@ -17,6 +17,7 @@ export * from './codec/link.js';
 export * from './codec/neighbour.js';
 export * from './codec/reader.js';
 export * from './codec/route.js';
+export * from './codec/route-attributes.js';
 export * from './codec/tc/action/gact.js';
 export * from './codec/tc/action/mirred.js';
 export * from './codec/tc/action/result.js';

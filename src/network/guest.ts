@@ -5,10 +5,12 @@
  * (proto kernel) skipped, permanent neighbours and reachable default gateways, NOARP carried from the link flags, route MTU kept.
  */
 import { isIPv4 } from 'node:net';
-import { AddressFamily, NeighbourState, RouteProtocol } from '../netlink/codec/constants.js';
+import { AddressFamily } from '../netlink/codec/constants.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import type { Neighbour } from '../netlink/codec/neighbour.js';
+import { NeighbourState } from '../netlink/codec/neighbour.js';
 import type { Route } from '../netlink/codec/route.js';
+import { RouteProtocol } from '../netlink/codec/route.js';
 import type { Endpoint } from './endpoint/endpoint.js';
 
 /** Kata's IPFamily enum: v4 = 0, v6 = 1. */

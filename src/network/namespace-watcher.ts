@@ -13,9 +13,9 @@
  *   await watcher.stop();
  */
 import { InvalidInputError, SystemCallError } from '../errors.js';
-import { MessageType, NeighbourState } from '../netlink/codec/constants.js';
+import { MessageType } from '../netlink/codec/constants.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
-import { decodeNeighbour } from '../netlink/codec/neighbour.js';
+import { decodeNeighbour, NeighbourState } from '../netlink/codec/neighbour.js';
 import type { RawMessage } from '../netlink/codec/reader.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkSocket } from '../netlink/transport.js';

@@ -4,8 +4,9 @@
  * (the kernel's fallback tunnels tunl0/sit0/gre0 appear in every namespace and cannot be deleted;
  * sidecars leave address-less bridges and ifbs), unless the caller names it.
  */
-import { AddressFamily, RouteScope, RouteTable } from '../netlink/codec/constants.js';
+import { AddressFamily } from '../netlink/codec/constants.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
+import { RouteScope, RouteTable } from '../netlink/codec/route.js';
 import type { NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
 import { type CreateEndpointOptions, classifyInterface } from './endpoint/create-endpoint.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';

@@ -5,14 +5,11 @@
 import { readlinkSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nativeShim } from '../../src/native/binding.js';
-import {
-  AddressFamily,
-  NeighbourFlag,
-  NeighbourState,
-  RouteFlag,
-  RouteMetric,
-} from '../../src/netlink/codec/constants.js';
+import { AddressFamily } from '../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../src/netlink/codec/link/message.js';
+import { NeighbourFlag, NeighbourState } from '../../src/netlink/codec/neighbour.js';
+import { RouteFlag } from '../../src/netlink/codec/route.js';
+import { RouteMetric } from '../../src/netlink/codec/route-attributes.js';
 import { MATCH_ALL_U32_KEYS } from '../../src/netlink/codec/tc/filter/u32.js';
 import { parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../src/netlink/codec/tc/message.js';
 import { ingressQdisc } from '../../src/netlink/codec/tc/qdisc.js';

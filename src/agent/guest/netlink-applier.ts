@@ -11,19 +11,14 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { create } from '@bufbuild/protobuf';
 import type { Address, AddressSpec } from '../../netlink/codec/address.js';
-import { bytesToIp, ipToBytes } from '../../netlink/codec/addresses.js';
-import {
-  AddressFamily,
-  NeighbourState,
-  RouteFlag,
-  RouteProtocol,
-  RouteTable,
-  RouteType,
-} from '../../netlink/codec/constants.js';
+import { bytesToIp, ipToBytes } from '../../netlink/codec/address-format.js';
+import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Neighbour, NeighbourSpec } from '../../netlink/codec/neighbour.js';
+import { NeighbourState } from '../../netlink/codec/neighbour.js';
 import type { Route as KernelRoute, RouteSpec } from '../../netlink/codec/route.js';
+import { RouteFlag, RouteProtocol, RouteTable, RouteType } from '../../netlink/codec/route.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import { GuestLinkNotFoundError } from '../errors.js';
 import { type Interface, InterfaceSchema, IPFamily, type Route, RouteSchema } from '../generated/types_pb.js';

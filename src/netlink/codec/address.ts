@@ -1,8 +1,34 @@
 /** Interface addresses: ifaddrmsg + IFA_* attributes, IPv4 and IPv6. */
-import { bytesToIp, familyOf, ipToBytes } from './addresses.js';
-import { AddressAttribute, AddressFamily, RouteScope } from './constants.js';
+import { bytesToIp, familyOf, ipToBytes } from './address-format.js';
+import { AddressFamily } from './constants.js';
 import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
+import { RouteScope } from './route.js';
 import type { MessageWriter } from './writer.js';
+
+export const AddressAttribute = {
+  ADDRESS: 1,
+  LOCAL: 2,
+  LABEL: 3,
+  BROADCAST: 4,
+  ANYCAST: 5,
+  CACHEINFO: 6,
+  MULTICAST: 7,
+  FLAGS: 8,
+  RT_PRIORITY: 9,
+} as const;
+
+export const AddressFlag = {
+  SECONDARY: 0x1,
+  NODAD: 0x2,
+  OPTIMISTIC: 0x4,
+  DADFAILED: 0x8,
+  HOMEADDRESS: 0x10,
+  DEPRECATED: 0x20,
+  TENTATIVE: 0x40,
+  PERMANENT: 0x80,
+  MANAGETEMPADDR: 0x100,
+  NOPREFIXROUTE: 0x200,
+} as const;
 
 export const IFADDRMSG_LENGTH = 8;
 

@@ -1,7 +1,9 @@
 /**
- * rtnetlink constants, as the kernel's uapi headers define them (linux/netlink.h, linux/rtnetlink.h,
- * linux/if_link.h, linux/if_addr.h, linux/neighbour.h, linux/pkt_sched.h, linux/pkt_cls.h,
- * linux/tc_act/*.h). Numbers only; names kept close to the kernel's so they can be looked up.
+ * The netlink core's constants (linux/netlink.h, linux/rtnetlink.h): message types and flags,
+ * attribute headers, extended acks, and the address families every family header carries. The
+ * constants of one message family or kind live beside the code that uses them: link/, tc/,
+ * address.ts, route.ts, route-attributes.ts, neighbour.ts. Names stay close to the kernel's so they
+ * can be looked up.
  */
 
 export const NETLINK_ROUTE = 0;
@@ -64,102 +66,3 @@ export const MessageFlag = {
 export const ExtendedAck = { MSG: 1, OFFS: 2, COOKIE: 3 } as const;
 
 export const AddressFamily = { UNSPEC: 0, INET: 2, BRIDGE: 7, INET6: 10 } as const;
-
-export const AddressAttribute = {
-  ADDRESS: 1,
-  LOCAL: 2,
-  LABEL: 3,
-  BROADCAST: 4,
-  ANYCAST: 5,
-  CACHEINFO: 6,
-  MULTICAST: 7,
-  FLAGS: 8,
-  RT_PRIORITY: 9,
-} as const;
-
-export const AddressFlag = {
-  SECONDARY: 0x1,
-  NODAD: 0x2,
-  OPTIMISTIC: 0x4,
-  DADFAILED: 0x8,
-  HOMEADDRESS: 0x10,
-  DEPRECATED: 0x20,
-  TENTATIVE: 0x40,
-  PERMANENT: 0x80,
-  MANAGETEMPADDR: 0x100,
-  NOPREFIXROUTE: 0x200,
-} as const;
-
-export const RouteAttribute = {
-  DST: 1,
-  SRC: 2,
-  IIF: 3,
-  OIF: 4,
-  GATEWAY: 5,
-  PRIORITY: 6,
-  PREFSRC: 7,
-  METRICS: 8,
-  MULTIPATH: 9,
-  FLOW: 11,
-  CACHEINFO: 12,
-  TABLE: 15,
-  MARK: 16,
-  VIA: 18,
-  PREF: 20,
-  EXPIRES: 23,
-} as const;
-
-/** RTAX_*: the attributes inside RTA_METRICS. All are u32 but CC_ALGO, a congestion control name. */
-export const RouteMetric = {
-  LOCK: 1,
-  MTU: 2,
-  WINDOW: 3,
-  RTT: 4,
-  RTTVAR: 5,
-  SSTHRESH: 6,
-  CWND: 7,
-  ADVMSS: 8,
-  REORDERING: 9,
-  HOPLIMIT: 10,
-  INITCWND: 11,
-  FEATURES: 12,
-  RTO_MIN: 13,
-  INITRWND: 14,
-  QUICKACK: 15,
-  CC_ALGO: 16,
-  FASTOPEN_NO_COOKIE: 17,
-} as const;
-/** RTAX_FEATURES bits (iproute2's `features ecn`). */
-export const RouteFeature = { ECN: 0x1 } as const;
-/** struct rtnexthop: u16 length, u8 flags, u8 hops (weight - 1), s32 ifindex; its attributes follow. */
-export const RTNEXTHOP_LENGTH = 8;
-
-export const RouteTable = { UNSPEC: 0, DEFAULT: 253, MAIN: 254, LOCAL: 255 } as const;
-export const RouteProtocol = { UNSPEC: 0, REDIRECT: 1, KERNEL: 2, BOOT: 3, STATIC: 4, RA: 9, DHCP: 16 } as const;
-export const RouteScope = { UNIVERSE: 0, SITE: 200, LINK: 253, HOST: 254, NOWHERE: 255 } as const;
-export const RouteType = {
-  UNSPEC: 0,
-  UNICAST: 1,
-  LOCAL: 2,
-  BROADCAST: 3,
-  ANYCAST: 4,
-  MULTICAST: 5,
-  BLACKHOLE: 6,
-  UNREACHABLE: 7,
-  PROHIBIT: 8,
-} as const;
-/** rtm_flags / rtnh_flags: a gateway reachable on the link without a covering route. */
-export const RouteFlag = { ONLINK: 0x4, CLONED: 0x200 } as const;
-
-export const NeighbourAttribute = { DST: 1, LLADDR: 2, CACHEINFO: 3, PROBES: 4 } as const;
-export const NeighbourState = {
-  INCOMPLETE: 0x1,
-  REACHABLE: 0x2,
-  STALE: 0x4,
-  DELAY: 0x8,
-  PROBE: 0x10,
-  FAILED: 0x20,
-  NOARP: 0x40,
-  PERMANENT: 0x80,
-} as const;
-export const NeighbourFlag = { USE: 0x1, SELF: 0x2, MASTER: 0x4, PROXY: 0x8, EXT_LEARNED: 0x10, ROUTER: 0x80 } as const;

@@ -2,7 +2,7 @@
  * Links: RTM_NEWLINK / SETLINK / DELLINK / GETLINK bodies and dumped links. The header and the
  * IFLA_* attributes are in link/message.ts; each kind vcnet reads or writes has its file in link/.
  */
-import { bytesToMac, macToBytes } from './addresses.js';
+import { bytesToMac, macToBytes } from './address-format.js';
 import { AddressFamily } from './constants.js';
 import { decodeIpvlanMode, encodeIpvlanData, type IpvlanLinkData, type IpvlanModeName } from './link/ipvlan.js';
 import { decodeMacvlanMode, encodeMacvlanData, type MacvlanLinkData, type MacvlanModeName } from './link/macvlan.js';

@@ -1,8 +1,21 @@
 /** Neighbours (ARP / NDP entries): ndmsg + NDA_* attributes. */
-import { bytesToIp, bytesToMac, familyOf, ipToBytes, macToBytes } from './addresses.js';
-import { AddressFamily, NeighbourAttribute, NeighbourState } from './constants.js';
+import { bytesToIp, bytesToMac, familyOf, ipToBytes, macToBytes } from './address-format.js';
+import { AddressFamily } from './constants.js';
 import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
 import type { MessageWriter } from './writer.js';
+
+export const NeighbourAttribute = { DST: 1, LLADDR: 2, CACHEINFO: 3, PROBES: 4 } as const;
+export const NeighbourState = {
+  INCOMPLETE: 0x1,
+  REACHABLE: 0x2,
+  STALE: 0x4,
+  DELAY: 0x8,
+  PROBE: 0x10,
+  FAILED: 0x20,
+  NOARP: 0x40,
+  PERMANENT: 0x80,
+} as const;
+export const NeighbourFlag = { USE: 0x1, SELF: 0x2, MASTER: 0x4, PROXY: 0x8, EXT_LEARNED: 0x10, ROUTER: 0x80 } as const;
 
 export const NDMSG_LENGTH = 12;
 

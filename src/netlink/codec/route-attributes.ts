@@ -2,10 +2,54 @@
  * The two route attributes with structure inside: RTA_METRICS (RTAX_* attributes) and RTA_MULTIPATH
  * (struct rtnexthop entries, each followed by its own RTA_GATEWAY and RTA_FLOW).
  */
-import { bytesToIp, ipToBytes } from './addresses.js';
-import { NLA_HEADER_LENGTH, RouteAttribute, RouteMetric, RTNEXTHOP_LENGTH } from './constants.js';
+import { bytesToIp, ipToBytes } from './address-format.js';
+import { NLA_HEADER_LENGTH } from './constants.js';
 import { Attributes, MalformedMessageError } from './reader.js';
 import type { MessageWriter } from './writer.js';
+
+export const RouteAttribute = {
+  DST: 1,
+  SRC: 2,
+  IIF: 3,
+  OIF: 4,
+  GATEWAY: 5,
+  PRIORITY: 6,
+  PREFSRC: 7,
+  METRICS: 8,
+  MULTIPATH: 9,
+  FLOW: 11,
+  CACHEINFO: 12,
+  TABLE: 15,
+  MARK: 16,
+  VIA: 18,
+  PREF: 20,
+  EXPIRES: 23,
+} as const;
+
+/** RTAX_*: the attributes inside RTA_METRICS. All are u32 but CC_ALGO, a congestion control name. */
+export const RouteMetric = {
+  LOCK: 1,
+  MTU: 2,
+  WINDOW: 3,
+  RTT: 4,
+  RTTVAR: 5,
+  SSTHRESH: 6,
+  CWND: 7,
+  ADVMSS: 8,
+  REORDERING: 9,
+  HOPLIMIT: 10,
+  INITCWND: 11,
+  FEATURES: 12,
+  RTO_MIN: 13,
+  INITRWND: 14,
+  QUICKACK: 15,
+  CC_ALGO: 16,
+  FASTOPEN_NO_COOKIE: 17,
+} as const;
+/** RTAX_FEATURES bits (iproute2's `features ecn`). */
+export const RouteFeature = { ECN: 0x1 } as const;
+/** struct rtnexthop: u16 length, u8 flags, u8 hops (weight - 1), s32 ifindex; its attributes follow. */
+export const RTNEXTHOP_LENGTH = 8;
 
 /**
  * Route metrics by RTAX_* number, as the kernel reports them: every one a u32 (times in the kernel's

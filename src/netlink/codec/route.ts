@@ -1,14 +1,6 @@
 /** Routes: rtmsg + RTA_* attributes, IPv4 and IPv6, with their metrics, realms and multipath next hops. */
-import { bytesToIp, familyOf, ipToBytes } from './addresses.js';
-import {
-  AddressFamily,
-  RouteAttribute,
-  RouteMetric,
-  RouteProtocol,
-  RouteScope,
-  RouteTable,
-  RouteType,
-} from './constants.js';
+import { bytesToIp, familyOf, ipToBytes } from './address-format.js';
+import { AddressFamily } from './constants.js';
 import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
 import {
   decodeMetrics,
@@ -17,9 +9,28 @@ import {
   encodeMultipath,
   type NextHop,
   type NextHopSpec,
+  RouteAttribute,
+  RouteMetric,
   type RouteMetrics,
 } from './route-attributes.js';
 import type { MessageWriter } from './writer.js';
+
+export const RouteTable = { UNSPEC: 0, DEFAULT: 253, MAIN: 254, LOCAL: 255 } as const;
+export const RouteProtocol = { UNSPEC: 0, REDIRECT: 1, KERNEL: 2, BOOT: 3, STATIC: 4, RA: 9, DHCP: 16 } as const;
+export const RouteScope = { UNIVERSE: 0, SITE: 200, LINK: 253, HOST: 254, NOWHERE: 255 } as const;
+export const RouteType = {
+  UNSPEC: 0,
+  UNICAST: 1,
+  LOCAL: 2,
+  BROADCAST: 3,
+  ANYCAST: 4,
+  MULTICAST: 5,
+  BLACKHOLE: 6,
+  UNREACHABLE: 7,
+  PROHIBIT: 8,
+} as const;
+/** rtm_flags / rtnh_flags: a gateway reachable on the link without a covering route. */
+export const RouteFlag = { ONLINK: 0x4, CLONED: 0x200 } as const;
 
 export type { NextHop, NextHopSpec, RouteMetrics } from './route-attributes.js';
 

@@ -11,8 +11,8 @@
 import { channels, publish } from '../../diagnostics.js';
 import { RollbackIncompleteError, SystemCallError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
-import { NeighbourFlag } from '../../netlink/codec/constants.js';
 import type { Link, LinkSpec } from '../../netlink/codec/link.js';
+import { NeighbourFlag } from '../../netlink/codec/neighbour.js';
 import type { RouteSpec } from '../../netlink/codec/route.js';
 import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/tc/filter/u32.js';
 import type { NetlinkError } from '../../netlink/errors.js';

@@ -7,7 +7,8 @@
  *
  * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed.
  */
-import { AddressFamily, NeighbourFlag, NeighbourState } from '../../netlink/codec/constants.js';
+import { AddressFamily } from '../../netlink/codec/constants.js';
+import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { INGRESS_HANDLE, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { CLSACT_INGRESS_PARENT } from './plan-attach.js';
 import { routeArguments } from './route-command.js';

@@ -2,7 +2,8 @@
  * What undoes a change, and the record detach keeps of it: both derived from the change itself, so
  * an undo can never drift from its request (same link, parent, priority, protocol, handle).
  */
-import { RouteFlag, RouteMetric } from '../../netlink/codec/constants.js';
+import { RouteFlag } from '../../netlink/codec/route.js';
+import { RouteMetric } from '../../netlink/codec/route-attributes.js';
 import type { Change, LinkAttributes, LinkRef, NextHopRecord, PlanStep, PlumbingStep, RouteRecord } from './types.js';
 
 /** Address flags a request may carry (nodad, optimistic, homeaddress, managetempaddr, noprefixroute). */

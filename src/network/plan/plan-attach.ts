@@ -15,9 +15,11 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidInputError } from '../../errors.js';
-import { AddressFamily, NeighbourState, RouteScope } from '../../netlink/codec/constants.js';
+import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
+import { NeighbourState } from '../../netlink/codec/neighbour.js';
+import { RouteScope } from '../../netlink/codec/route.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';

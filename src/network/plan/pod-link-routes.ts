@@ -13,9 +13,10 @@
  * one attached, the route stays: IPv4 marks the pod link's hops dead and revives them when detach
  * puts the addresses back.
  */
-import { AddressFamily, RouteProtocol, RouteTable } from '../../netlink/codec/constants.js';
+import { AddressFamily } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
+import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import { routeRequestOf } from './inverse.js';
 import type { RouteRecord } from './types.js';
 

@@ -2,7 +2,9 @@
  * A route as the arguments of `ip route add|del` (commands.ts): metrics with their locks, realms
  * and multipath next hops in iproute2's syntax, so that the command makes the route the plan would.
  */
-import { RouteFeature, RouteFlag, RouteMetric } from '../../netlink/codec/constants.js';
+
+import { RouteFlag } from '../../netlink/codec/route.js';
+import { RouteFeature, RouteMetric } from '../../netlink/codec/route-attributes.js';
 import type { LinkRef, NextHopRecord, RouteRecord } from './types.js';
 
 /** iproute2's keyword for each metric, and whether it takes `lock`. */

@@ -5,10 +5,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeAddress, encodeAddress } from '../../../src/netlink/codec/address.js';
-import { bytesToIp, bytesToMac, ipToBytes, macToBytes, parseCidr } from '../../../src/netlink/codec/addresses.js';
-import { AddressFamily, MessageType, NeighbourState } from '../../../src/netlink/codec/constants.js';
+import { bytesToIp, bytesToMac, ipToBytes, macToBytes, parseCidr } from '../../../src/netlink/codec/address-format.js';
+import { AddressFamily, MessageType } from '../../../src/netlink/codec/constants.js';
 import { decodeLink, encodeNewLink } from '../../../src/netlink/codec/link.js';
-import { decodeNeighbour } from '../../../src/netlink/codec/neighbour.js';
+import { decodeNeighbour, NeighbourState } from '../../../src/netlink/codec/neighbour.js';
 import { Attributes, decodeError, MalformedMessageError, splitMessages } from '../../../src/netlink/codec/reader.js';
 import { decodeRoute, encodeRoute } from '../../../src/netlink/codec/route.js';
 import { MATCH_ALL_U32_KEYS } from '../../../src/netlink/codec/tc/filter/u32.js';

@@ -5,17 +5,11 @@
  * round-tripped.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  AddressFamily,
-  MessageType,
-  NeighbourFlag,
-  RouteAttribute,
-  RouteFlag,
-  RouteMetric,
-} from '../../../src/netlink/codec/constants.js';
-import { decodeNeighbour, encodeGetNeighbour } from '../../../src/netlink/codec/neighbour.js';
+import { AddressFamily, MessageType } from '../../../src/netlink/codec/constants.js';
+import { decodeNeighbour, encodeGetNeighbour, NeighbourFlag } from '../../../src/netlink/codec/neighbour.js';
 import { Attributes, MalformedMessageError, splitMessages } from '../../../src/netlink/codec/reader.js';
-import { decodeRoute, encodeRoute, type Route, type RouteSpec } from '../../../src/netlink/codec/route.js';
+import { decodeRoute, encodeRoute, type Route, RouteFlag, type RouteSpec } from '../../../src/netlink/codec/route.js';
+import { RouteAttribute, RouteMetric } from '../../../src/netlink/codec/route-attributes.js';
 import { MessageWriter } from '../../../src/netlink/codec/writer.js';
 import fixture from '../../fixtures/netlink/route-attributes.json' with { type: 'json' };
 

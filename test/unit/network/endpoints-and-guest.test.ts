@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { AddressFamily, NeighbourState, RouteProtocol, RouteScope } from '../../../src/netlink/codec/constants.js';
+import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
+import { NeighbourState } from '../../../src/netlink/codec/neighbour.js';
+import { RouteProtocol, RouteScope } from '../../../src/netlink/codec/route.js';
 import { classifyInterface, createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
 import { generateGuestNetwork } from '../../../src/network/guest.js';
 import { endpointFromState } from '../../../src/network/network.js';

@@ -1,16 +1,12 @@
 /** NetworkInfo fixtures for unit tests (the shapes the scan produces). */
 
 import type { Address } from '../../../src/netlink/codec/address.js';
-import {
-  AddressFamily,
-  NeighbourState,
-  RouteProtocol,
-  RouteScope,
-  RouteTable,
-} from '../../../src/netlink/codec/constants.js';
+import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import { HardwareType, InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Link } from '../../../src/netlink/codec/link.js';
+import { NeighbourState } from '../../../src/netlink/codec/neighbour.js';
 import type { Route } from '../../../src/netlink/codec/route.js';
+import { RouteProtocol, RouteScope, RouteTable } from '../../../src/netlink/codec/route.js';
 import type { NetworkInfo } from '../../../src/network/network-info.js';
 
 export function link(overrides: Partial<Link> = {}): Link {

@@ -3,8 +3,10 @@
  * *_endpoint_test.go at kata-containers 7c6ba40c), rewritten for vcnet: same inputs, same expectations.
  */
 import { describe, expect, it } from 'vitest';
-import { AddressFamily, NeighbourState, RouteScope } from '../../../src/netlink/codec/constants.js';
+import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import type { Neighbour } from '../../../src/netlink/codec/neighbour.js';
+import { NeighbourState } from '../../../src/netlink/codec/neighbour.js';
+import { RouteScope } from '../../../src/netlink/codec/route.js';
 import { createEndpoint, findVhostUserSocket } from '../../../src/network/endpoint/create-endpoint.js';
 import { PhysicalEndpoint } from '../../../src/network/endpoint/physical-endpoint.js';
 import { gatewaySetFromRoutes, generateGuestNetwork, isValidGuestNeighbour } from '../../../src/network/guest.js';

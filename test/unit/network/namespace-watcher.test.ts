@@ -4,8 +4,9 @@
  * The kernel side is in test/integration/network/namespace-watcher.test.ts.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { NeighbourState, RouteProtocol } from '../../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
+import { NeighbourState } from '../../../src/netlink/codec/neighbour.js';
+import { RouteProtocol } from '../../../src/netlink/codec/route.js';
 import {
   diffInterfaces,
   guestSignature,

@@ -4,16 +4,13 @@
  * `--dry-run` prints for them, what detach sends back to the kernel, and that the records validate.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  AddressFamily,
-  NeighbourFlag,
-  RouteFlag,
-  RouteMetric,
-  RouteProtocol,
-} from '../../../src/netlink/codec/constants.js';
+import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Neighbour } from '../../../src/netlink/codec/neighbour.js';
+import { NeighbourFlag } from '../../../src/netlink/codec/neighbour.js';
 import type { RouteSpec } from '../../../src/netlink/codec/route.js';
+import { RouteFlag, RouteProtocol } from '../../../src/netlink/codec/route.js';
+import { RouteMetric } from '../../../src/netlink/codec/route-attributes.js';
 import type { ChangeBatch } from '../../../src/netlink/handle.js';
 import { queueChange } from '../../../src/network/plan/apply.js';
 import { commandsOf } from '../../../src/network/plan/commands.js';

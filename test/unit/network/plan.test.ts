@@ -4,9 +4,9 @@
  * each undo is derived from its own change (same link, parent, priority, protocol, handle).
  */
 import { describe, expect, it } from 'vitest';
-import { RouteProtocol, RouteScope, RouteTable } from '../../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Link } from '../../../src/netlink/codec/link.js';
+import { RouteProtocol, RouteScope, RouteTable } from '../../../src/netlink/codec/route.js';
 import type { Filter } from '../../../src/netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../../src/netlink/codec/tc/message.js';

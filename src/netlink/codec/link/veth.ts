@@ -1,5 +1,5 @@
 /** veth: a pair; the peer is a whole ifinfomsg with its attributes inside VETH_INFO_PEER. */
-import { macToBytes } from '../addresses.js';
+import { macToBytes } from '../address-format.js';
 import type { MessageWriter } from '../writer.js';
 import { LinkAttribute, LinkInfoAttribute, writeInfoMessage } from './message.js';
 
