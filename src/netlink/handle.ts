@@ -352,16 +352,19 @@ export class NetlinkHandle {
 
   // ---- links ----
 
+  /** Every link of the namespace. Equivalent to `ip -d link show`. */
   links(): Promise<Link[]> {
     return this.dump(MessageType.GETLINK, 'list links', (w) => encodeGetLink(w), decodeLink);
   }
 
+  /** One link; LinkNotFoundError when there is none. Equivalent to `ip -d link show dev NAME`. */
   async linkByName(name: string): Promise<Link> {
     const link = await this.findLink({ name });
     if (!link) throw new LinkNotFoundError(name, this.namespacePath);
     return link;
   }
 
+  /** One link by ifindex; LinkNotFoundError when there is none. */
   async linkByIndex(index: number): Promise<Link> {
     const link = await this.findLink({ index });
     if (!link) throw new LinkNotFoundError(index, this.namespacePath);
@@ -383,24 +386,29 @@ export class NetlinkHandle {
     return message ? decodeLink(message) : undefined;
   }
 
+  /** Equivalent to `ip link add NAME type KIND …` (EEXIST when the name is taken). */
   addLink(spec: LinkSpec): Promise<void> {
     return this.one((b) => b.addLink(spec));
   }
 
+  /** Equivalent to `ip link set dev NAME mtu … address … up|down group … netns …`. */
   setLink(index: number, changes: LinkChanges): Promise<void> {
     return this.one((b) => b.setLink(index, changes));
   }
 
+  /** Equivalent to `ip link del dev NAME` (ENODEV when it is gone). */
   delLink(index: number): Promise<void> {
     return this.one((b) => b.deleteLink(index));
   }
 
+  /** Equivalent to `ip link del group N`: every link of the group, after one RCU grace period. */
   delLinkGroup(group: number): Promise<void> {
     return this.one((b) => b.deleteLinkGroup(group));
   }
 
   // ---- addresses ----
 
+  /** Equivalent to `ip addr show [dev NAME]` (`-4`/`-6` with `family`). */
   async addresses(filter: { index?: number; family?: number } = {}): Promise<Address[]> {
     const all = await this.dump(
       MessageType.GETADDR,
@@ -411,16 +419,19 @@ export class NetlinkHandle {
     return filter.index === undefined ? all : all.filter((address) => address.index === filter.index);
   }
 
+  /** Equivalent to `ip addr add ADDRESS/LEN dev NAME …`. */
   addAddress(spec: AddressSpec): Promise<void> {
     return this.one((b) => b.addAddress(spec));
   }
 
+  /** Equivalent to `ip addr del ADDRESS/LEN dev NAME`. */
   delAddress(spec: AddressSpec): Promise<void> {
     return this.one((b) => b.deleteAddress(spec));
   }
 
   // ---- routes ----
 
+  /** Equivalent to `ip route show [table main|all] [dev NAME]` (`-4`/`-6` with `family`). */
   async routes(filter: RouteFilter = {}): Promise<Route[]> {
     const all = await this.dump(
       MessageType.GETROUTE,
@@ -436,20 +447,24 @@ export class NetlinkHandle {
     );
   }
 
+  /** Equivalent to `ip route add …` (EEXIST when that route is there). */
   addRoute(spec: RouteSpec): Promise<void> {
     return this.one((b) => b.addRoute(spec));
   }
 
+  /** Equivalent to `ip route replace …`. */
   replaceRoute(spec: RouteSpec): Promise<void> {
     return this.one((b) => b.addRoute(spec, true));
   }
 
+  /** Equivalent to `ip route del …`. */
   delRoute(spec: RouteSpec): Promise<void> {
     return this.one((b) => b.deleteRoute(spec));
   }
 
   // ---- neighbours ----
 
+  /** Equivalent to `ip neigh show [dev NAME]` (proxy entries apart: proxyNeighbours()). */
   async neighbours(filter: { index?: number; family?: number } = {}): Promise<Neighbour[]> {
     const all = await this.dump(
       MessageType.GETNEIGH,
@@ -471,29 +486,35 @@ export class NetlinkHandle {
     return filter.index === undefined ? all : all.filter((neighbour) => neighbour.index === filter.index);
   }
 
+  /** Equivalent to `ip neigh add ADDRESS lladdr MAC dev NAME nud STATE`. */
   addNeighbour(spec: NeighbourSpec): Promise<void> {
     return this.one((b) => b.addNeighbour(spec));
   }
 
+  /** Equivalent to `ip neigh del ADDRESS dev NAME`. */
   delNeighbour(spec: NeighbourSpec): Promise<void> {
     return this.one((b) => b.deleteNeighbour(spec));
   }
 
   // ---- traffic control ----
 
+  /** Equivalent to `tc qdisc show [dev NAME]`. */
   async qdiscs(index?: number): Promise<Qdisc[]> {
     const all = await this.dump(MessageType.GETQDISC, 'list qdiscs', (w) => encodeGetTc(w, 0, 0), decodeQdisc);
     return index === undefined ? all : all.filter((qdisc) => qdisc.index === index);
   }
 
+  /** Equivalent to `tc qdisc add dev NAME (ingress | clsact | root handle 1: htb default N …)`. */
   addQdisc(spec: QdiscSpec): Promise<void> {
     return this.one((b) => b.addQdisc(spec));
   }
 
+  /** Equivalent to `tc qdisc del dev NAME (ingress | root …)`. */
   delQdisc(index: number, handle: number, parent: number): Promise<void> {
     return this.one((b) => b.deleteQdisc(index, handle, parent));
   }
 
+  /** Equivalent to `tc class show dev NAME [parent P]`. */
   classes(index: number, parent = 0): Promise<TrafficClass[]> {
     return this.dump(
       MessageType.GETTCLASS,
@@ -503,11 +524,12 @@ export class NetlinkHandle {
     );
   }
 
+  /** Equivalent to `tc class add dev NAME parent P classid C htb rate R ceil C`. */
   addHtbClass(spec: HtbClassSpec): Promise<void> {
     return this.one((b) => b.addHtbClass(spec));
   }
 
-  /** Filters of one link under one parent (e.g. the ingress qdisc, 0xfffffff1). */
+  /** Filters of one link under one parent (e.g. ingress, 0xffff0000). Equivalent to `tc filter show dev NAME parent P`. */
   async filters(index: number, parent: number): Promise<Filter[]> {
     const filters = await this.dump(
       MessageType.GETTFILTER,
@@ -518,10 +540,12 @@ export class NetlinkHandle {
     return filters;
   }
 
+  /** Equivalent to `tc filter add dev NAME parent P prio N protocol … u32|matchall … action …`. */
   addFilter(spec: FilterSpec): Promise<void> {
     return this.one((b) => b.addFilter(spec));
   }
 
+  /** Equivalent to `tc filter del dev NAME parent P prio N protocol …`. */
   delFilter(target: DeleteFilterTarget): Promise<void> {
     return this.one((b) => b.deleteFilter(target));
   }
