@@ -5,8 +5,10 @@
  * changes nothing.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -29,16 +31,56 @@ function comparable(namespace: TestNamespace): unknown {
   return masked;
 }
 
+/**
+ * The rate limits of each link as tc prints them: the qdiscs with their options, the htb classes with
+ * rate, ceil and bursts, and the filters of every parent (the fingerprint has only kinds and handles).
+ */
+function shaping(namespace: TestNamespace): unknown {
+  const links = namespace.ipJson<Array<{ ifname: string }>>('link', 'show').map((link) => link.ifname);
+  return links
+    .sort()
+    .map((name) => ({
+      name,
+      // direct_packets_stat counts frames sent while an htb had no class yet: traffic, not plumbing.
+      qdiscs: JSON.parse(
+        JSON.stringify(namespace.tcJson<unknown[]>('qdisc', 'show', 'dev', name)).replace(
+          /"direct_packets_stat":\d+/g,
+          '"direct_packets_stat":0',
+        ),
+      ) as unknown[],
+      // This iproute2 prints classes as text only (no JSON for `tc -j class show`).
+      classes: namespace
+        .exec('tc', ['class', 'show', 'dev', name])
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .sort(),
+      rootFilters: namespace.tcJson<unknown[]>('filter', 'show', 'dev', name, 'root'),
+    }))
+    .filter((link) => link.classes.length > 0 || link.rootFilters.length > 0 || link.qdiscs.length > 0);
+}
+
+/** Kata's configuration.toml with an rx and a tx limit, as a user would write it. */
+const RATE_LIMITED_CONFIG = join(tmpdir(), `vcnet-dry-rate-${process.pid}.toml`);
+writeFileSync(
+  RATE_LIMITED_CONFIG,
+  '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 100000000\ntx_rate_limiter_max_rate = 50000000\n',
+);
+
+afterAll(() => rmSync(RATE_LIMITED_CONFIG, { force: true }));
+
 const cases: Array<{ model: string; extra: string[] }> = [
   { model: 'tcfilter', extra: [] },
   { model: 'tcfilter', extra: ['--queues', '2'] },
   { model: 'macvtap', extra: [] },
   { model: 'none', extra: [] },
+  { model: 'tcfilter', extra: ['--config', RATE_LIMITED_CONFIG] },
+  { model: 'macvtap', extra: ['--config', RATE_LIMITED_CONFIG] },
 ];
 
 describe('vcnet attach --dry-run', () => {
   for (const { model, extra } of cases) {
-    it(`${model} ${extra.join(' ')}: the printed commands, run in a fresh namespace, build what attach builds`, () => {
+    const label = extra.includes('--config') ? '--config (rx and tx limits)' : extra.join(' ');
+    it(`${model} ${label}: the printed commands, run in a fresh namespace, build what attach builds`, () => {
       const { pod: pasted } = makePod({ interfaces: 2 });
       const { pod: attached } = makePod({ interfaces: 2 });
       const untouched = fingerprint(pasted);
@@ -78,6 +120,9 @@ describe('vcnet attach --dry-run', () => {
       ]);
       expect(real.status, real.stderr).toBe(0);
       expect(comparable(pasted)).toEqual(comparable(attached));
+      expect(JSON.stringify(shaping(pasted)).replace(/ifb_[0-9a-f]+/g, 'IFB')).toEqual(
+        JSON.stringify(shaping(attached)).replace(/ifb_[0-9a-f]+/g, 'IFB'),
+      );
       expect(vcnet(['detach', '--sandbox', 'real', '--state-dir', stateDirectory()]).status).toBe(0);
     });
   }

@@ -5,24 +5,37 @@
  * the detach that follows finds everything already gone.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-detach-dry-');
+
+/** Kata's configuration.toml with an rx and a tx limit: detach also removes htb qdiscs and an ifb. */
+const RATE_LIMITED_CONFIG = join(tmpdir(), `vcnet-detach-dry-rate-${process.pid}.toml`);
+writeFileSync(
+  RATE_LIMITED_CONFIG,
+  '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 100000000\ntx_rate_limiter_max_rate = 50000000\n',
+);
+
+afterAll(() => rmSync(RATE_LIMITED_CONFIG, { force: true }));
 
 const cases: Array<{ model: string; extra: string[] }> = [
   { model: 'tcfilter', extra: [] },
   { model: 'tcfilter', extra: ['--queues', '2'] },
   { model: 'macvtap', extra: [] },
   { model: 'none', extra: [] },
+  { model: 'tcfilter', extra: ['--config', RATE_LIMITED_CONFIG] },
+  { model: 'macvtap', extra: ['--config', RATE_LIMITED_CONFIG] },
 ];
 
 describe('vcnet detach --dry-run', () => {
   for (const { model, extra } of cases) {
-    it(`${model} ${extra.join(' ')}: changes nothing, and its commands undo what attach made`, () => {
+    const label = extra.includes('--config') ? '--config (rx and tx limits)' : extra.join(' ');
+    it(`${model} ${label}: changes nothing, and its commands undo what attach made`, () => {
       const { pod } = makePod({ interfaces: 2 });
       const before = fingerprint(pod);
       const attach = vcnet([
