@@ -170,7 +170,7 @@ export async function add(request: CniRequest): Promise<CniResult> {
             { value: environment.interfaceName, hint: 'give such an interface to the VM with `vcnet attach` instead' },
           );
         }
-        const deviceLink = await network.handle.linkByIndex(plumbing.tapIndex);
+        const deviceLink = await network.link(plumbing.tapIndex);
         device = {
           name: plumbing.tapName,
           mac: deviceLink.address ?? '',
@@ -178,7 +178,7 @@ export async function add(request: CniRequest): Promise<CniResult> {
         };
         keeper.persist();
         // The macvtap model moves the pod interface to another MAC: the result says so.
-        const podLink = await network.handle.linkByIndex(info.link.index);
+        const podLink = await network.link(info.link.index);
         return resultWith(
           previous,
           config.cniVersion,

@@ -7,6 +7,7 @@
  *   await network.removeEndpoints();         // exact detach
  */
 import { traced, tracing } from '../diagnostics.js';
+import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
 import {
@@ -85,7 +86,7 @@ export class Network {
 
   private constructor(
     readonly config: NetworkConfig,
-    readonly handle: NetlinkHandle,
+    private readonly handle: NetlinkHandle,
     readonly sandboxId: string,
     /** The path the kernel is asked to enter: config.namespacePath, or an fd of it checked by identity (/proc/self/fd/N). */
     private readonly entryPath: string,
@@ -180,6 +181,11 @@ export class Network {
       throw error;
     }
     return added;
+  }
+
+  /** One link of the namespace as it is now (e.g. a tap or the pod link after attach); LinkNotFoundError when gone. */
+  link(index: number): Promise<Link> {
+    return this.handle.linkByIndex(index);
   }
 
   /** The namespace as it is now (one dump of each kind); pass it to addEndpoints to scan only once. */

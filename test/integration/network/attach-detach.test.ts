@@ -12,7 +12,7 @@ import { isLocallyAdministeredUnicast } from '../../../src/network/mac-address.j
 import { Network } from '../../../src/network/network.js';
 import { setApplyTestHook } from '../../../src/network/plan/apply.js';
 import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
-import { interfacesOf, scanNamespace } from '../../../src/network/scan.js';
+import { interfacesOf } from '../../../src/network/scan.js';
 import {
   cleanupNamespaces,
   kernelSupportsLinkKind,
@@ -264,7 +264,7 @@ describe('disable_new_netns', () => {
     expect(await network.addEndpoints()).toEqual([]);
     expect(fingerprint(pod)).toEqual(before);
     // Only hot-added taps: an existing interface named explicitly is refused, nothing made.
-    const { interfaces } = await scanNamespace(network.handle);
+    const interfaces = interfacesOf(await network.scan());
     await expect(
       network.addEndpoints({ interfaces: interfaces.filter((info) => info.link.name === 'eth0') }),
     ).rejects.toMatchObject({
@@ -364,7 +364,7 @@ describe('scan', () => {
     // ip -batch reads the commands from stdin.
     pod.exec('sh', ['-c', `printf '%s\\n' ${commands.map((command) => `'${command}'`).join(' ')} | ip -batch -`]);
     const network = open(pod, 'tcfilter');
-    const snapshot = await network.handle.snapshot();
+    const snapshot = await network.scan();
     const interfaces = interfacesOf(snapshot);
     expect(interfaces).toHaveLength(256);
     expect(interfaces.every((info) => info.link.kind === 'veth')).toBe(true);
