@@ -287,7 +287,7 @@ export async function runCycleSoak(options: CycleSoakOptions): Promise<CycleSoak
         const attached = await network.addEndpoints({ keepFds: true });
         fdWhileAttachedMax = Math.max(fdWhileAttachedMax, countOpenFds());
         // The attach must have built something, or the checks below prove nothing.
-        const ours = (await network.scan()).links.filter((link) => link.group === VCNET_LINK_GROUP);
+        const ours = (await network.scan(['links'])).links.filter((link) => link.group === VCNET_LINK_GROUP);
         if (attached.length !== endpoints || ours.length < endpoints) {
           leaks.push(
             `cycle ${cycle} (${variant.label}): attached ${attached.length} endpoint(s) and ${ours.length} vcnet link(s), expected ${endpoints}`,
@@ -299,7 +299,7 @@ export async function runCycleSoak(options: CycleSoakOptions): Promise<CycleSoak
             `cycle ${cycle} (${variant.label}): detach failed: ${report.failures.map((f) => f.message).join('; ')}`,
           );
         }
-        const left = (await network.scan()).links.filter((link) => link.group === VCNET_LINK_GROUP);
+        const left = (await network.scan(['links'])).links.filter((link) => link.group === VCNET_LINK_GROUP);
         if (left.length > 0) {
           leaks.push(`cycle ${cycle} (${variant.label}): left ${left.map((link) => link.name).join(', ')}`);
         }

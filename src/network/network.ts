@@ -8,7 +8,7 @@
  */
 import { traced, tracing } from '../diagnostics.js';
 import type { Link } from '../netlink/codec/link.js';
-import type { NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
+import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
 import {
   ConfigurationConflictError,
@@ -188,12 +188,15 @@ export class Network {
     return this.handle.linkByIndex(index);
   }
 
-  /** The namespace as it is now (one dump of each kind); pass it to addEndpoints to scan only once. */
-  scan(): Promise<NamespaceSnapshot> {
+  /**
+   * The namespace as it is now (one dump of each kind); pass it to addEndpoints to scan only once.
+   * `parts` narrows it to the dumps the caller reads (the others come back empty).
+   */
+  scan(parts?: readonly SnapshotPart[]): Promise<NamespaceSnapshot> {
     return traced(
       tracing.scan,
       () => ({ namespacePath: this.config.namespacePath }),
-      () => this.handle.snapshot(),
+      () => this.handle.snapshot(parts),
     );
   }
 
