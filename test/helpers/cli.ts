@@ -1,10 +1,10 @@
 /** Runs the built `vcnet` binary (dist/cli/main.js) and captures what it printed. */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach } from 'vitest';
+import { afterAll, afterEach, beforeEach } from 'vitest';
 import { cleanupNamespaces } from './namespace.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -75,6 +75,22 @@ export function stateDirectoryPerTest(prefix = 'vcnet-state-'): () => string {
     rmSync(directory, { recursive: true, force: true });
   });
   return () => directory;
+}
+
+/** Kata's configuration.toml with an rx and a tx limit on the QEMU NICs, as a user would write it. */
+export const RATE_LIMITED_KATA_CONFIG =
+  '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 100000000\ntx_rate_limiter_max_rate = 50000000\n';
+
+/**
+ * A file holding `text` for the whole test file (for cases listed before any test runs, where a
+ * per-test directory does not exist yet), removed after its last test.
+ */
+export function filePerTestFile(name: string, text: string): string {
+  const directory = mkdtempSync(join(tmpdir(), 'vcnet-file-'));
+  const path = join(directory, name);
+  writeFileSync(path, text);
+  afterAll(() => rmSync(directory, { recursive: true, force: true }));
+  return path;
 }
 
 export const KILL_PRELOAD = fileURLToPath(new URL('./kill-preload.mjs', import.meta.url));

@@ -5,11 +5,9 @@
  * changes nothing.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { filePerTestFile, RATE_LIMITED_KATA_CONFIG, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -59,14 +57,7 @@ function shaping(namespace: TestNamespace): unknown {
     .filter((link) => link.classes.length > 0 || link.rootFilters.length > 0 || link.qdiscs.length > 0);
 }
 
-/** Kata's configuration.toml with an rx and a tx limit, as a user would write it. */
-const RATE_LIMITED_CONFIG = join(tmpdir(), `vcnet-dry-rate-${process.pid}.toml`);
-writeFileSync(
-  RATE_LIMITED_CONFIG,
-  '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 100000000\ntx_rate_limiter_max_rate = 50000000\n',
-);
-
-afterAll(() => rmSync(RATE_LIMITED_CONFIG, { force: true }));
+const RATE_LIMITED_CONFIG = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
 
 const cases: Array<{ model: string; extra: string[] }> = [
   { model: 'tcfilter', extra: [] },

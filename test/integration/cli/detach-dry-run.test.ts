@@ -5,23 +5,15 @@
  * the detach that follows finds everything already gone.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { filePerTestFile, RATE_LIMITED_KATA_CONFIG, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-detach-dry-');
 
-/** Kata's configuration.toml with an rx and a tx limit: detach also removes htb qdiscs and an ifb. */
-const RATE_LIMITED_CONFIG = join(tmpdir(), `vcnet-detach-dry-rate-${process.pid}.toml`);
-writeFileSync(
-  RATE_LIMITED_CONFIG,
-  '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 100000000\ntx_rate_limiter_max_rate = 50000000\n',
-);
-
-afterAll(() => rmSync(RATE_LIMITED_CONFIG, { force: true }));
+const RATE_LIMITED_CONFIG = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
 
 const cases: Array<{ model: string; extra: string[] }> = [
   { model: 'tcfilter', extra: [] },
