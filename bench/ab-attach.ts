@@ -28,7 +28,6 @@ const MODULES = {
 } as const;
 
 interface AttachSide {
-  label: string;
   createNamespace(name: string): string;
   deleteNamespace(path: string): void;
   open(path: string): Handle;
@@ -75,7 +74,6 @@ async function load(directory: string, label: string): Promise<AttachSide> {
     plumbing: { undoPlumbing: AttachSide['undo'] };
   };
   return {
-    label,
     createNamespace: namespace.createNamespace,
     deleteNamespace: namespace.deleteNamespace,
     open: (path) => handle.NetlinkHandle.open(path),
@@ -127,15 +125,15 @@ try {
     sides[1].deleteNamespace(path);
   }
   // The first rounds compile and warm up both sides: left out.
-  const [before, after] = times.map((values) => values.slice(Math.min(20, Math.floor(iterations / 10))));
+  const [revisionTimes, treeTimes] = times.map((values) => values.slice(Math.min(20, Math.floor(iterations / 10))));
   const result = {
     revision,
     iterations,
-    revision_attach_us: Math.round(median(before!)),
-    revision_attach_p25_us: Math.round(quantile(before!, 0.25)),
-    attach_us: Math.round(median(after!)),
-    attach_p25_us: Math.round(quantile(after!, 0.25)),
-    ratio: Number((median(after!) / median(before!)).toFixed(3)),
+    revision_attach_us: Math.round(median(revisionTimes!)),
+    revision_attach_p25_us: Math.round(quantile(revisionTimes!, 0.25)),
+    attach_us: Math.round(median(treeTimes!)),
+    attach_p25_us: Math.round(quantile(treeTimes!, 0.25)),
+    ratio: Number((median(treeTimes!) / median(revisionTimes!)).toFixed(3)),
   };
   if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else
