@@ -13,7 +13,7 @@
  * Converts to and from the protobuf messages the AgentClient sends.
  */
 import { create } from '@bufbuild/protobuf';
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidInputError } from '../errors.js';
 import {
   type ARPNeighbor,

@@ -4,7 +4,7 @@
  * (runtimes inject runtimeConfig, args, capabilities); inside vcnet's own objects they are refused.
  */
 import { isAbsolute } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
 import type { RateLimit } from '../network/rate-limit.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/registry.js';

@@ -6,7 +6,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { VcnetError } from '../errors.js';
 import { del } from './commands.js';
 import type { CniConfig } from './config.js';

@@ -4,7 +4,7 @@
  * `vcnet attach` record and of a vcnet-cni record. Kept apart from the envelope because the content
  * follows the attach engine while the envelope follows the store.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
 import { ENDPOINT_TYPES } from '../network-info.js';
 import { ENDPOINT_STATE_VERSION, NETWORK_STATE_VERSION } from './records.js';

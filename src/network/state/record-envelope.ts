@@ -5,7 +5,7 @@
  * for today's sandbox and CNI records), so a damaged, foreign or future record is refused, naming
  * the file and the field, before anything acts on it.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { VcnetError } from '../../errors.js';
 import type { NamespaceIdentity } from '../../netns/namespace-identity.js';
 
