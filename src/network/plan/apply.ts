@@ -27,12 +27,17 @@ import type { Change, LinkRef, Plan, PlanStep, PlumbingStep, RouteRecord } from 
  * Test seam (never set in production): called before each step is sent, with its position. A hook
  * that throws makes that step fail (the steps before it are sent first); one that waits holds the
  * attach there (crash tests kill the process then). Set it with setApplyTestHook.
+ *
+ * It is kept on globalThis under a registered symbol, not in this module: the `vcnet` and `vcnet-cni`
+ * programs are bundles with their own copy of this module, and a test preloads dist/ to set the hook.
  */
 export type ApplyTestHook = (step: PlanStep, position: number) => void | Promise<void>;
-let testHook: ApplyTestHook | undefined;
+const TEST_HOOK = Symbol.for('vcnet.applyTestHook');
+const hookHolder = globalThis as { [TEST_HOOK]?: ApplyTestHook };
 
 export function setApplyTestHook(hook: ApplyTestHook | undefined): void {
-  testHook = hook;
+  if (hook) hookHolder[TEST_HOOK] = hook;
+  else delete hookHolder[TEST_HOOK];
 }
 
 export interface ApplyContext {
@@ -174,6 +179,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         await flush();
         createdIndexes.set(ref.name, (await handle.linkByName(ref.name)).index);
       }
+      const testHook = hookHolder[TEST_HOOK];
       if (testHook) {
         // The steps before it are sent first, so a fault (or a kill) lands exactly between steps,
         // whatever batch boundaries the executor would otherwise choose.
