@@ -8,12 +8,17 @@
  *   4. 100 sandboxes (namespaces) attached and detached concurrently
  *   5. with a real VM (QEMU, TCG): hot-plug latency split into host and guest parts, and guest
  *      throughput through tcfilter vs macvtap (iperf3; TCG keeps absolute numbers low, compare ratios)
- * `npm run bench -- --quick` does fewer iterations; `--no-vm` skips section 5; `--json` prints one
- * JSON object at the end.
+ *   6. process start: `vcnet --version`, `vcnet-cni` VERSION and a `vcnet attach` + `detach` as
+ *      processes, against `node -e 0` and against importing the library's modules one file each
+ * `npm run bench -- --quick` does fewer iterations; `--no-vm` skips section 5; `--only <section>`
+ * runs one (attach, scan, concurrent, vm, startup); `--json` prints one JSON object at the end.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { iproute2TcFilterAttach, median, runAttachBenchmark } from '../src/benchmark/attach-benchmark.js';
 import { demoUnavailableReason, mbps, runDemo } from '../src/demo/scenario.js';
 import { NetlinkHandle } from '../src/netlink/handle.js';
@@ -187,8 +192,86 @@ async function virtualMachineSection(): Promise<void> {
   );
 }
 
-await attachSection();
-await scanSection();
-await concurrentSection();
-if (!process.argv.includes('--no-vm')) await virtualMachineSection();
+/** Wall time of one process run, ms. */
+function processMs(command: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): number {
+  const started = now();
+  execFileSync(command, args, { stdio: ['pipe', 'ignore', 'pipe'], ...options });
+  return (now() - started) / 1000;
+}
+
+async function startupSection(): Promise<void> {
+  log('\n== process start, median ms (the programs are one bundled file each; node -e 0 is Node alone) ==');
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const cli = join(root, 'dist', 'cli', 'main.js');
+  const cni = join(root, 'dist', 'cni', 'main.js');
+  if (!existsSync(cli) || !existsSync(cni)) {
+    log('startup section skipped: dist/ is not built (npm run build)');
+    return;
+  }
+  const library = join(root, 'dist', 'index.js');
+  const name = `vcnet-bench-start-${randomBytes(3).toString('hex')}`;
+  const path = createNamespace(name);
+  const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-bench-state-'));
+  try {
+    execFileSync('ip', ['-n', name, '-batch', '-'], {
+      input: 'link add eth0 type veth peer name peer0\nlink set eth0 up\naddr add 10.9.0.2/24 dev eth0\n',
+    });
+    const samples: Record<string, number[]> = {
+      node: [],
+      library_import: [],
+      cli_version: [],
+      cni_version: [],
+      cli_attach_detach: [],
+    };
+    const cniEnvironment = { ...process.env, CNI_COMMAND: 'VERSION' };
+    for (let i = 0; i < (quick ? 3 : 10); i++) {
+      samples.node!.push(processMs(process.execPath, ['-e', '0']));
+      samples.library_import!.push(
+        processMs(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(library)})`]),
+      );
+      samples.cli_version!.push(processMs(process.execPath, [cli, '--version']));
+      samples.cni_version!.push(processMs(process.execPath, [cni], { input: '{}', env: cniEnvironment }));
+      const started = now();
+      execFileSync(
+        process.execPath,
+        [cli, 'attach', '--sandbox', 'bench', '--netns', path, '--state-dir', stateDirectory],
+        {
+          stdio: 'ignore',
+        },
+      );
+      execFileSync(process.execPath, [cli, 'detach', '--sandbox', 'bench', '--state-dir', stateDirectory], {
+        stdio: 'ignore',
+      });
+      samples.cli_attach_detach!.push((now() - started) / 1000);
+    }
+    const result = Object.fromEntries(
+      Object.entries(samples).map(([key, values]) => [`${key}_ms`, Math.round(median(values))]),
+    ) as Record<string, number>;
+    results.startup = result;
+    log(
+      `node -e 0 ${result.node_ms} ms; vcnet --version ${result.cli_version_ms} ms; vcnet-cni VERSION ${result.cni_version_ms} ms; ` +
+        `import of the library (one module per file) ${result.library_import_ms} ms; ` +
+        `vcnet attach + detach (1 endpoint, two processes) ${result.cli_attach_detach_ms} ms`,
+    );
+  } finally {
+    rmSync(stateDirectory, { recursive: true, force: true });
+    deleteNamespace(path);
+  }
+}
+
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+const sections: Array<[string, () => Promise<void>]> = [
+  ['attach', attachSection],
+  ['scan', scanSection],
+  ['concurrent', concurrentSection],
+  ['vm', virtualMachineSection],
+  ['startup', startupSection],
+];
+if (only !== undefined && !sections.some(([name]) => name === only)) {
+  throw new Error(`--only ${only}: not a section (${sections.map(([name]) => name).join(', ')})`);
+}
+for (const [name, run] of sections) {
+  if (only !== undefined ? name !== only : name === 'vm' && process.argv.includes('--no-vm')) continue;
+  await run();
+}
 if (json) log(JSON.stringify(results));

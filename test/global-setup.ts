@@ -1,5 +1,6 @@
 /**
- * Builds dist/ once per test run, so CLI tests exercise the real `vcnet` binary, and points vcnet's
+ * Builds dist/ once per test run (`npm run build`: tsc, then the bundled programs), so CLI and CNI tests
+ * exercise the real `vcnet` and `vcnet-cni` files users run, and points vcnet's
  * registry of state directories at a file of this run (inherited by the test workers and every CLI
  * they start): the tests' temporary state directories never land in the host's /run/vcnet registry.
  */
@@ -9,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export default function setup(): () => void {
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  execFileSync('npm', ['run', 'build', '--silent'], { stdio: 'inherit' });
   const registryDirectory = mkdtempSync(join(tmpdir(), 'vcnet-test-registry-'));
   process.env.VCNET_STATE_REGISTRY ??= join(registryDirectory, 'state-directories');
   return () => rmSync(registryDirectory, { recursive: true, force: true });

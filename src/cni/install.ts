@@ -23,9 +23,12 @@ export const DEFAULT_CNI_BIN_DIRECTORY = '/opt/cni/bin';
 export const DEFAULT_CNI_CONF_DIRECTORY = '/etc/cni/net.d';
 export const PLUGIN_NAME = 'vcnet-cni';
 
-/** dist/cni/main.js of this vcnet (this module is dist/cni/install.js once built). */
+/**
+ * dist/cni/main.js of this vcnet. This module is dist/cni/install.js once built, and is also bundled
+ * into dist/cli/main.js (scripts/bundle-entry-points.ts): the path is the same from both.
+ */
 export function builtPluginEntry(): string {
-  return fileURLToPath(new URL('./main.js', import.meta.url));
+  return fileURLToPath(new URL('../cni/main.js', import.meta.url));
 }
 
 /** A POSIX shell single-quoted word. */

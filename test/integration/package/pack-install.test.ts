@@ -26,6 +26,7 @@ const SOURCES = [
   'tsconfig.build.json',
   'native',
   'proto',
+  'scripts/bundle-entry-points.ts',
   'src',
 ];
 const PREBUILD_DIRECTORY = `prebuilds/${platform()}-${arch()}/`;

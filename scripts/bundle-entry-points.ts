@@ -1,0 +1,51 @@
+/**
+ * Replaces the two programs tsc built, dist/cli/main.js (`vcnet`) and dist/cni/main.js (`vcnet-cni`),
+ * with one file each that holds all of vcnet's modules and its pure-JavaScript dependencies.
+ *
+ * Why: Node's ESM loader resolves, reads and compiles every module file on its own. A `vcnet attach`
+ * loaded about 300 of them (vcnet's, zod's, commander's, protobuf's), which cost more than half of the
+ * command's 0.4 s on a node; the attach itself is a millisecond. A runtime starts `vcnet-cni` for every
+ * pod ADD, CHECK and DEL. `npm run bench -- startup` measures both against `node -e 0`.
+ *
+ * Code the programs load only on demand (`await import(...)`: the CNI plugin's logger and trace
+ * exporter, loaded only when its environment asks for them) goes to chunks in dist/chunks/, shared by
+ * both programs, so it still costs nothing when unused. dist/chunks/ sits as deep as dist/cli/ and
+ * dist/cni/, so paths that bundled modules compute from their own location (`../cni/main.js`, the
+ * package root above) are the same from every output file.
+ *
+ * The library (dist/index.js, dist/netlink/index.js and the rest) stays one module per file: programs
+ * that import vcnet bundle it themselves if they want to.
+ *
+ * Left outside the bundles, loaded from node_modules as before:
+ * - pino and pino-pretty: pino starts its transports (pino-pretty) in a worker thread from files of its
+ *   own package;
+ * - @opentelemetry/*: the SDK is imported by name only when tracing is configured, and it must share
+ *   the API package's global registration with the code that made the spans;
+ * - node-gyp-build: it finds and requires the native shim (build/Release or prebuilds/) at run time.
+ */
+import { rmSync } from 'node:fs';
+import { build } from 'esbuild';
+
+export const EXTERNAL_PACKAGES = ['pino', 'pino-pretty', '@opentelemetry/*', 'node-gyp-build'] as const;
+
+rmSync('dist/chunks', { recursive: true, force: true });
+await build({
+  // dist/cli/main.js and dist/cni/main.js, over tsc's.
+  entryPoints: ['src/cli/main.ts', 'src/cni/main.ts'],
+  outbase: 'src',
+  outdir: 'dist',
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  sourcemap: true,
+  external: [...EXTERNAL_PACKAGES],
+  // Bundled CommonJS dependencies (commander) require Node's built-in modules: an ES module has no
+  // `require` of its own, so each output file makes one.
+  banner: {
+    js: "import { createRequire as __vcnetCreateRequire } from 'node:module';\nconst require = __vcnetCreateRequire(import.meta.url);",
+  },
+  logLevel: 'warning',
+});

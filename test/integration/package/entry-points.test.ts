@@ -1,0 +1,101 @@
+/**
+ * The two programs, dist/cli/main.js (`vcnet`) and dist/cni/main.js (`vcnet-cni`), are bundles
+ * (scripts/bundle-entry-points.ts): they and their chunks (dist/chunks/) import only Node's built-in
+ * modules, the packages left outside on purpose, and each other, never a module of vcnet's own or a
+ * bundled dependency, which Node would load one file at a time again. vcnet-cni still loads pino and
+ * OpenTelemetry only when its environment asks for them. And each program runs.
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+const DIST = join(ROOT, 'dist');
+const PROGRAMS = ['cli/main.js', 'cni/main.js'];
+const CHUNKS = readdirSync(join(DIST, 'chunks'))
+  .filter((name) => name.endsWith('.js'))
+  .map((name) => `chunks/${name}`);
+/** scripts/bundle-entry-points.ts's EXTERNAL_PACKAGES, as package names. */
+const LEFT_OUTSIDE = ['pino', 'pino-pretty', '@opentelemetry/api', 'node-gyp-build'];
+
+/** The module specifiers a file imports: statically, and with a literal import(). */
+function importsOf(file: string): { static: string[]; dynamic: string[] } {
+  const source = readFileSync(join(DIST, file), 'utf8');
+  const found = { static: new Set<string>(), dynamic: new Set<string>() };
+  for (const match of source.matchAll(/^\s*(?:import|export)\s[^;]*?\sfrom\s*["']([^"']+)["']/gm))
+    found.static.add(match[1]!);
+  for (const match of source.matchAll(/^\s*import\s*["']([^"']+)["']/gm)) found.static.add(match[1]!);
+  for (const match of source.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)) found.dynamic.add(match[1]!);
+  return { static: [...found.static], dynamic: [...found.dynamic] };
+}
+
+const isBuiltin = (specifier: string) =>
+  specifier.startsWith('node:') || builtinModules.includes(specifier.split('/')[0]!);
+const isRelative = (specifier: string) => specifier.startsWith('.');
+/** A relative specifier of `file` as a path under dist/. */
+const target = (file: string, specifier: string) => relative(DIST, resolve(dirname(join(DIST, file)), specifier));
+
+/** Every package a program loads at start: its static imports, and theirs, through the chunks. */
+function packagesLoadedAtStart(program: string): Set<string> {
+  const packages = new Set<string>();
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const specifier of importsOf(file).static) {
+      if (isRelative(specifier)) visit(target(file, specifier));
+      else if (!isBuiltin(specifier)) packages.add(specifier);
+    }
+  };
+  visit(program);
+  return packages;
+}
+
+describe('the bundled programs', () => {
+  it('dist/chunks holds the code the two programs share', () => {
+    expect(CHUNKS.length).toBeGreaterThan(0);
+  });
+
+  for (const file of [...PROGRAMS, ...CHUNKS]) {
+    it(`dist/${file} imports only Node's modules, ${LEFT_OUTSIDE.join(', ')} and chunks`, () => {
+      const { static: statics, dynamic } = importsOf(file);
+      const specifiers = [...statics, ...dynamic];
+      const unexpected = specifiers.filter(
+        (specifier) =>
+          !isBuiltin(specifier) &&
+          !LEFT_OUTSIDE.includes(specifier) &&
+          !(isRelative(specifier) && CHUNKS.includes(target(file, specifier))),
+      );
+      expect(unexpected).toEqual([]);
+    });
+  }
+
+  it('vcnet loads pino at start (its logger is set before every command): the patterns see imports', () => {
+    expect(packagesLoadedAtStart('cli/main.js')).toContain('pino');
+  });
+
+  it('vcnet-cni loads neither pino nor OpenTelemetry at start (only when its environment asks)', () => {
+    const loaded = packagesLoadedAtStart('cni/main.js');
+    expect(loaded).not.toContain('pino');
+    expect(loaded).not.toContain('@opentelemetry/api');
+  });
+
+  it('vcnet runs', () => {
+    expect(execFileSync(process.execPath, [join(DIST, 'cli/main.js'), '--version'], { encoding: 'utf8' }).trim()).toBe(
+      '0.1.0',
+    );
+  });
+
+  for (const level of [undefined, 'debug']) {
+    it(`vcnet-cni answers VERSION${level ? ` with VCNET_LOG_LEVEL=${level} (its logger chunk loads)` : ''}`, () => {
+      const output = execFileSync(process.execPath, [join(DIST, 'cni/main.js')], {
+        input: '{}',
+        env: { ...process.env, CNI_COMMAND: 'VERSION', ...(level ? { VCNET_LOG_LEVEL: level } : {}) },
+        encoding: 'utf8',
+      });
+      expect(JSON.parse(output).supportedVersions).toContain('1.1.0');
+    });
+  }
+});
