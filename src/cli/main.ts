@@ -12,7 +12,7 @@ import { registerKataNetwork } from './commands/kata-network.js';
 import { registerScan } from './commands/scan.js';
 import { registerWatch } from './commands/watch.js';
 import { exitCodeFor } from './exit-codes.js';
-import { startTraceExport } from './observability/exporter.js';
+import { tracingRequested } from './observability/environment.js';
 import { subscribeLogs } from './observability/log-subscriber.js';
 import { configureLogger, type LogFormat } from './observability/logger.js';
 
@@ -70,7 +70,10 @@ async function main(): Promise<void> {
     throw error;
   });
   const program = buildProgram();
-  const stopTraceExport = await startTraceExport();
+  // OpenTelemetry is loaded only when an OTEL_* variable asks for export (as in vcnet-cni).
+  const stopTraceExport = tracingRequested()
+    ? await (await import('./observability/exporter.js')).startTraceExport()
+    : async () => undefined;
   try {
     await program.parseAsync(process.argv);
   } catch (error) {

@@ -2,23 +2,84 @@
  * The CLI's and the CNI plugin's logger: lines go to stderr (stdout stays clean for --json and for
  * the CNI result), as JSON lines or pretty on a TTY. The library never logs; log-subscriber.ts turns
  * its diagnostics channel events into these lines.
+ *
+ * pino is loaded when the first line at an enabled level is written, not before: most commands
+ * print no log line at the default level (warn), and loading pino is about a fifth of `vcnet`'s
+ * start. Until then the logger answers `level` and `isLevelEnabled()` from pino's level numbers, and
+ * calls below the level do nothing.
  */
-import { type Logger, pino } from 'pino';
+import { createRequire } from 'node:module';
+import type { Logger, pino as pinoFunction } from 'pino';
+import { InvalidInputError } from '../../errors.js';
 
 export type LogFormat = 'json' | 'pretty';
 
+/** pino's default levels and their numbers. */
+const LEVEL_VALUES: Record<string, number> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+  silent: Number.POSITIVE_INFINITY,
+};
+const LEVEL_NAMES = Object.keys(LEVEL_VALUES);
+
 let root: Logger | undefined;
+
+function loadPino(): typeof pinoFunction {
+  // pino is CommonJS: required synchronously at the first line (an import() would make logging async).
+  return (createRequire(import.meta.url)('pino') as { pino: typeof pinoFunction }).pino;
+}
+
+function createPino(level: string, format: LogFormat): Logger {
+  const pino = loadPino();
+  return format === 'pretty'
+    ? pino(
+        { level, base: null },
+        pino.transport({ target: 'pino-pretty', options: { destination: 2, colorize: true } }),
+      )
+    : pino({ level, base: null }, pino.destination(2));
+}
+
+/**
+ * A pino Logger that makes the real one on first use: `level` and `isLevelEnabled` are answered
+ * without it, and a call below the level is a no-op. Anything else (a line that will be written,
+ * `child`, `flush`) makes it.
+ */
+function deferredLogger(level: string, format: LogFormat): Logger {
+  const threshold = LEVEL_VALUES[level]!;
+  let real: Logger | undefined;
+  const made = () => {
+    real ??= createPino(level, format);
+    return real;
+  };
+  const noop = () => undefined;
+  return new Proxy({} as Logger, {
+    get(_target, property) {
+      // Not a thenable: returning the logger from an async function must not make pino.
+      if (property === 'then') return undefined;
+      if (real === undefined) {
+        if (property === 'level') return level;
+        if (property === 'isLevelEnabled') return (name: string) => (LEVEL_VALUES[name] ?? 0) >= threshold;
+        if (property === 'silent') return noop;
+        if (typeof property === 'string' && (LEVEL_VALUES[property] ?? 0) > 0 && LEVEL_VALUES[property]! < threshold)
+          return noop;
+      }
+      const logger = made();
+      const value = Reflect.get(logger, property, logger) as unknown;
+      return typeof value === 'function' ? value.bind(logger) : value;
+    },
+  });
+}
 
 export function configureLogger(options: { level?: string; format?: LogFormat } = {}): Logger {
   const format = options.format ?? (process.stderr.isTTY ? 'pretty' : 'json');
   const level = options.level ?? process.env.VCNET_LOG_LEVEL ?? 'warn';
-  root =
-    format === 'pretty'
-      ? pino(
-          { level, base: null },
-          pino.transport({ target: 'pino-pretty', options: { destination: 2, colorize: true } }),
-        )
-      : pino({ level, base: null }, pino.destination(2));
+  if (!LEVEL_NAMES.includes(level))
+    throw new InvalidInputError('log level (--log-level, VCNET_LOG_LEVEL)', level, LEVEL_NAMES.join(', '));
+  root = deferredLogger(level, format);
   return root;
 }
 

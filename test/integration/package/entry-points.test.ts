@@ -2,14 +2,15 @@
  * The two programs, dist/cli/main.js (`vcnet`) and dist/cni/main.js (`vcnet-cni`), are bundles
  * (scripts/bundle-entry-points.ts): they and their chunks (dist/chunks/) import only Node's built-in
  * modules, the packages left outside on purpose, and each other, never a module of vcnet's own or a
- * bundled dependency, which Node would load one file at a time again. vcnet-cni still loads pino and
- * OpenTelemetry only when its environment asks for them. And each program runs.
+ * bundled dependency, which Node would load one file at a time again. Neither loads pino before its
+ * first log line, nor OpenTelemetry unless asked to export. And each program runs, also logging.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cleanupNamespaces, makeNamespace } from '../../helpers/namespace.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const DIST = join(ROOT, 'dist');
@@ -72,14 +73,42 @@ describe('the bundled programs', () => {
     });
   }
 
-  it('vcnet loads pino at start (its logger is set before every command): the patterns see imports', () => {
-    expect(packagesLoadedAtStart('cli/main.js')).toContain('pino');
+  it('vcnet loads node-gyp-build at start, pino only for a first log line, OpenTelemetry only when asked', () => {
+    const loaded = packagesLoadedAtStart('cli/main.js');
+    // A static import of a chunk's: the walk through the chunks sees what they import.
+    expect(loaded).toContain('node-gyp-build');
+    expect(loaded).not.toContain('pino');
+    expect(loaded).not.toContain('@opentelemetry/api');
   });
 
   it('vcnet-cni loads neither pino nor OpenTelemetry at start (only when its environment asks)', () => {
     const loaded = packagesLoadedAtStart('cni/main.js');
     expect(loaded).not.toContain('pino');
     expect(loaded).not.toContain('@opentelemetry/api');
+  });
+
+  afterEach(cleanupNamespaces);
+
+  it('vcnet writes log lines at the level asked (pino is loaded for the first one)', () => {
+    const namespace = makeNamespace('entry');
+    const run = (level: string) =>
+      spawnSync(
+        process.execPath,
+        [join(DIST, 'cli/main.js'), '--log-level', level, 'scan', '--netns', namespace.path],
+        {
+          encoding: 'utf8',
+        },
+      );
+    const debug = run('debug');
+    expect(debug.status, debug.stderr).toBe(0);
+    const lines = debug.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { level: number; msg: string });
+    expect(lines.some((line) => line.level === 20 && line.msg === 'netlink batch')).toBe(true);
+    const quiet = run('warn');
+    expect(quiet.status, quiet.stderr).toBe(0);
+    expect(quiet.stderr).toBe('');
   });
 
   it('vcnet runs', () => {
