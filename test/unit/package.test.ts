@@ -49,8 +49,10 @@ describe('the vcnet package', () => {
          const heavy = () => Object.keys(cache).filter((path) => /node_modules\\/(pino|pino-pretty|@opentelemetry)\\//.test(path)).length;
          await import('vcnet');
          const library = heavy();
-         await import('./dist/cli/observability/logger.js');
+         const { configureLogger } = await import('./dist/cli/observability/logger.js');
          await import('./dist/cli/observability/tracing.js');
+         // The CLI's logger loads pino when it is first used (child() makes it without writing a line).
+         configureLogger({ level: 'warn', format: 'json' }).child({});
          console.log(library, heavy() > 0);`,
       ],
       { cwd: root, encoding: 'utf8' },

@@ -64,8 +64,14 @@ function deferredLogger(level: string, format: LogFormat): Logger {
         if (property === 'level') return level;
         if (property === 'isLevelEnabled') return (name: string) => (LEVEL_VALUES[name] ?? 0) >= threshold;
         if (property === 'silent') return noop;
-        if (typeof property === 'string' && (LEVEL_VALUES[property] ?? 0) > 0 && LEVEL_VALUES[property]! < threshold)
-          return noop;
+        if (typeof property === 'string' && (LEVEL_VALUES[property] ?? 0) > 0) {
+          if (LEVEL_VALUES[property]! < threshold) return noop;
+          // Made when called, after the caller's arguments (a duration, say) have been computed.
+          return (...args: unknown[]) => {
+            const logger = made();
+            return Reflect.apply(logger[property as 'info'], logger, args);
+          };
+        }
       }
       const logger = made();
       const value = Reflect.get(logger, property, logger) as unknown;

@@ -111,6 +111,29 @@ describe('the bundled programs', () => {
     expect(quiet.stderr).toBe('');
   });
 
+  it('the logger loads pino for the first line at its level, not for calls below it', () => {
+    const script = `
+      const { createRequire } = await import('node:module');
+      const { configureLogger } = await import(${JSON.stringify(join(DIST, 'cli/observability/logger.js'))});
+      const cache = createRequire(import.meta.url).cache;
+      const pinoLoaded = () => Object.keys(cache).some((path) => path.includes('/node_modules/pino/'));
+      const log = configureLogger({ level: 'warn', format: 'json' });
+      log.info('below'); log.debug('below');
+      const before = [pinoLoaded(), log.isLevelEnabled('info'), log.isLevelEnabled('warn'), log.level];
+      log.warn({ field: 1 }, 'at warn');
+      console.log(JSON.stringify([...before, pinoLoaded()]));
+    `;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual([false, false, true, 'warn', true]);
+    const lines = run.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 40, field: 1, msg: 'at warn' });
+  });
+
   it('vcnet runs', () => {
     expect(execFileSync(process.execPath, [join(DIST, 'cli/main.js'), '--version'], { encoding: 'utf8' }).trim()).toBe(
       '0.1.0',
