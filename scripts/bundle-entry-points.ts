@@ -22,14 +22,20 @@
  * - @opentelemetry/*: the SDK is imported by name only when tracing is configured, and it must share
  *   the API package's global registration with the code that made the spans;
  * - node-gyp-build: it finds and requires the native shim (build/Release or prebuilds/) at run time.
+ *
+ * A runtime may run vcnet-cni while vcnet is rebuilt on a node. So the new chunks are written first
+ * (their names carry a hash of their content, so they never overwrite a chunk in use), then each
+ * program is replaced by a rename, and only then are the chunks no program names any more removed.
+ * At every moment both programs and everything they import exist.
  */
-import { rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative } from 'node:path';
 import { build } from 'esbuild';
 
 export const EXTERNAL_PACKAGES = ['pino', 'pino-pretty', '@opentelemetry/*', 'node-gyp-build'] as const;
 
-rmSync('dist/chunks', { recursive: true, force: true });
-await build({
+const CHUNKS = 'dist/chunks';
+const built = await build({
   // dist/cli/main.js and dist/cni/main.js, over tsc's.
   entryPoints: ['src/cli/main.ts', 'src/cni/main.ts'],
   outbase: 'src',
@@ -48,4 +54,25 @@ await build({
     js: "import { createRequire as __vcnetCreateRequire } from 'node:module';\nconst require = __vcnetCreateRequire(import.meta.url);",
   },
   logLevel: 'warning',
+  write: false,
 });
+
+const outputs = built.outputFiles.map((file) => ({
+  path: relative(process.cwd(), file.path),
+  contents: file.contents,
+}));
+const isChunk = (path: string) => dirname(path) === CHUNKS;
+mkdirSync(CHUNKS, { recursive: true });
+// Chunks (and every source map) first, then the programs, each by rename so no reader sees half a file.
+for (const output of [
+  ...outputs.filter(({ path }) => isChunk(path)),
+  ...outputs.filter(({ path }) => !isChunk(path)),
+]) {
+  const temporary = join(dirname(output.path), `.${basename(output.path)}.${process.pid}.tmp`);
+  writeFileSync(temporary, output.contents);
+  renameSync(temporary, output.path);
+}
+const current = new Set(outputs.filter(({ path }) => isChunk(path)).map(({ path }) => basename(path)));
+for (const name of readdirSync(CHUNKS)) {
+  if (!current.has(name)) rmSync(join(CHUNKS, name), { force: true });
+}

@@ -55,8 +55,14 @@ function packagesLoadedAtStart(program: string): Set<string> {
 }
 
 describe('the bundled programs', () => {
-  it('dist/chunks holds the code the two programs share', () => {
+  it('dist/chunks holds the code the two programs share, and no chunk of an earlier build', () => {
     expect(CHUNKS.length).toBeGreaterThan(0);
+    const imported = new Set<string>();
+    for (const file of [...PROGRAMS, ...CHUNKS]) {
+      const { static: statics, dynamic } = importsOf(file);
+      for (const specifier of [...statics, ...dynamic].filter(isRelative)) imported.add(target(file, specifier));
+    }
+    expect(CHUNKS.filter((chunk) => !imported.has(chunk))).toEqual([]);
   });
 
   for (const file of [...PROGRAMS, ...CHUNKS]) {
