@@ -8,8 +8,9 @@
  *   4. 100 sandboxes (namespaces) attached and detached concurrently
  *   5. with a real VM (QEMU, TCG): hot-plug latency split into host and guest parts, and guest
  *      throughput through tcfilter vs macvtap (iperf3; TCG keeps absolute numbers low, compare ratios)
- *   6. process start: `vcnet --version`, `vcnet-cni` VERSION and a `vcnet attach` + `detach` as
- *      processes, against `node -e 0` and against importing the library's modules one file each
+ *   6. process start: `vcnet --version`, `vcnet-cni` VERSION, a `vcnet attach` + `detach` and a
+ *      `vcnet-cni` ADD + DEL (given the previous plugin's result) as processes, against `node -e 0`
+ *      and against importing the library's modules one file each
  * `npm run bench -- --quick` does fewer iterations; `--no-vm` skips section 5; `--only <section>`
  * runs one (attach, scan, concurrent, vm, startup); `--json` prints one JSON object at the end.
  */
@@ -222,8 +223,34 @@ async function startupSection(): Promise<void> {
       cli_version: [],
       cni_version: [],
       cli_attach_detach: [],
+      cni_add_del: [],
     };
     const cniEnvironment = { ...process.env, CNI_COMMAND: 'VERSION' };
+    // vcnet-cni chained after a plugin that gave the pod eth0 and its address (what bridge would pass on).
+    const cniConfig = JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'bench',
+      type: 'vcnet-cni',
+      stateDir: join(stateDirectory, 'cni'),
+      prevResult: {
+        cniVersion: '1.0.0',
+        interfaces: [{ name: 'eth0', sandbox: path }],
+        ips: [{ address: '10.9.0.2/24', interface: 0 }],
+      },
+    });
+    const cniRun = (command: 'ADD' | 'DEL') =>
+      execFileSync(process.execPath, [cni], {
+        input: cniConfig,
+        env: {
+          ...process.env,
+          CNI_COMMAND: command,
+          CNI_CONTAINERID: 'bench',
+          CNI_NETNS: path,
+          CNI_IFNAME: 'eth0',
+          CNI_PATH: '/usr/lib/cni',
+        },
+        stdio: ['pipe', 'ignore', 'pipe'],
+      });
     for (let i = 0; i < (quick ? 3 : 10); i++) {
       samples.node!.push(processMs(process.execPath, ['-e', '0']));
       samples.library_import!.push(
@@ -243,6 +270,10 @@ async function startupSection(): Promise<void> {
         stdio: 'ignore',
       });
       samples.cli_attach_detach!.push((now() - started) / 1000);
+      const added = now();
+      cniRun('ADD');
+      cniRun('DEL');
+      samples.cni_add_del!.push((now() - added) / 1000);
     }
     const result = Object.fromEntries(
       Object.entries(samples).map(([key, values]) => [`${key}_ms`, Math.round(median(values))]),
@@ -251,7 +282,8 @@ async function startupSection(): Promise<void> {
     log(
       `node -e 0 ${result.node_ms} ms; vcnet --version ${result.cli_version_ms} ms; vcnet-cni VERSION ${result.cni_version_ms} ms; ` +
         `import of the library (one module per file) ${result.library_import_ms} ms; ` +
-        `vcnet attach + detach (1 endpoint, two processes) ${result.cli_attach_detach_ms} ms`,
+        `vcnet attach + detach (1 endpoint, two processes) ${result.cli_attach_detach_ms} ms; ` +
+        `vcnet-cni ADD + DEL (two processes) ${result.cni_add_del_ms} ms`,
     );
   } finally {
     rmSync(stateDirectory, { recursive: true, force: true });
