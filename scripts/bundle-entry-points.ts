@@ -30,7 +30,12 @@
  */
 import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+
+// Paths below are relative to the package root, wherever this is run from.
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+process.chdir(ROOT);
 
 export const EXTERNAL_PACKAGES = ['pino', 'pino-pretty', '@opentelemetry/*', 'node-gyp-build'] as const;
 
@@ -54,6 +59,7 @@ const built = await build({
     js: "import { createRequire as __vcnetCreateRequire } from 'node:module';\nconst require = __vcnetCreateRequire(import.meta.url);",
   },
   logLevel: 'warning',
+  absWorkingDir: ROOT,
   write: false,
 });
 
@@ -63,7 +69,8 @@ const outputs = built.outputFiles.map((file) => ({
 }));
 const isChunk = (path: string) => dirname(path) === CHUNKS;
 mkdirSync(CHUNKS, { recursive: true });
-// Chunks (and every source map) first, then the programs, each by rename so no reader sees half a file.
+// The chunks (with their source maps) first, then the programs, each file by rename so that no
+// reader sees half of one.
 for (const output of [
   ...outputs.filter(({ path }) => isChunk(path)),
   ...outputs.filter(({ path }) => !isChunk(path)),
