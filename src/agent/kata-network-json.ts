@@ -26,6 +26,7 @@ import {
   type Route,
   RouteSchema,
 } from './generated/types_pb.js';
+import { MAX_KATA_JSON_BYTES, MAX_KATA_JSON_DEPTH } from './kata-json-limits.js';
 
 /** Kata's IPFamily as the JSON carries it. */
 export type KataFamilyJson = 0 | 1;
@@ -242,10 +243,7 @@ export interface KataJsonReadOptions {
   ignoredKeys?: string[];
 }
 
-/** Largest kata-network input accepted, in bytes: a few hundred interfaces or routes. */
-export const MAX_KATA_JSON_BYTES = 1 << 20;
-/** Deepest nesting accepted: the messages nest three levels; the margin is for wrappers. */
-export const MAX_KATA_JSON_DEPTH = 16;
+export { MAX_KATA_JSON_BYTES, MAX_KATA_JSON_DEPTH };
 
 /**
  * JSON.parse of kata-network input, bounded first: a text over MAX_KATA_JSON_BYTES or nested deeper

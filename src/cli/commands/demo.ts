@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { mbps, runDemo } from '../../demo/scenario.js';
 import { InvalidInputError } from '../../errors.js';
 import { print, printJson, table } from '../output.js';
 
@@ -19,6 +18,8 @@ export function registerDemo(program: Command): void {
       const seconds = Number(options.iperfSeconds);
       if (!Number.isInteger(seconds) || seconds < 0 || seconds > 60)
         throw new InvalidInputError('--iperf-seconds', options.iperfSeconds, 'an integer from 0 to 60');
+      // Loaded here, not at start: the demo brings QEMU, the agent and its protobuf code.
+      const { mbps, runDemo } = await import('../../demo/scenario.js');
       const started = performance.now();
       const result = await runDemo({
         model: options.model,

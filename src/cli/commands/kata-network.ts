@@ -5,17 +5,16 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { Command } from 'commander';
-import { MAX_KATA_JSON_BYTES } from '../../agent/kata-network-json.js';
+import { MAX_KATA_JSON_BYTES } from '../../agent/kata-json-limits.js';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
-import {
-  addInterface,
-  listInterfaces,
-  listRoutes,
-  removeInterface,
-  updateRoutes,
-} from '../../sandbox/sandbox-interfaces.js';
 import { print, printJson, table } from '../output.js';
+
+/**
+ * The sandbox's kata-network operations, loaded when one of these commands runs: they bring the
+ * agent's protobuf code, which every other command would otherwise load at start for nothing.
+ */
+const sandboxInterfaces = () => import('../../sandbox/sandbox-interfaces.js');
 
 /**
  * A file path, or - for standard input, read up to MAX_KATA_JSON_BYTES: an endless source
@@ -86,6 +85,7 @@ export function registerKataNetwork(program: Command): void {
     .argument('<file>', 'Interface JSON (name, IPAddresses, mtu, hwAddr, type...; keys in any case), or - for stdin')
     .option(...stateOption)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
+      const { addInterface } = await sandboxInterfaces();
       const result = await addInterface(sandbox, readInput(file), {
         stateDirectory: stateDirectory(options.stateDir),
         onIgnoredKeys: warnIgnoredKeys,
@@ -104,6 +104,7 @@ export function registerKataNetwork(program: Command): void {
     .argument('<file>', 'Interface JSON naming it by name, device or hwAddr, or - for stdin')
     .option(...stateOption)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
+      const { removeInterface } = await sandboxInterfaces();
       printJsonLine(
         await removeInterface(sandbox, readInput(file), {
           stateDirectory: stateDirectory(options.stateDir),
@@ -119,6 +120,7 @@ export function registerKataNetwork(program: Command): void {
     .option(...stateOption)
     .option('--json', 'Kata JSON instead of a table')
     .action(async (sandbox: string, options: { stateDir?: string; json?: boolean }) => {
+      const { listInterfaces } = await sandboxInterfaces();
       const interfaces = await listInterfaces(sandbox, { stateDirectory: stateDirectory(options.stateDir) });
       if (options.json) return printJson(interfaces);
       print(
@@ -144,6 +146,7 @@ export function registerKataNetwork(program: Command): void {
     .argument('<file>', 'Route JSON array (dest, gateway, device, source, scope, family, flags, mtu), or - for stdin')
     .option(...stateOption)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
+      const { updateRoutes } = await sandboxInterfaces();
       printJsonLine(
         await updateRoutes(sandbox, readInput(file), {
           stateDirectory: stateDirectory(options.stateDir),
@@ -159,6 +162,7 @@ export function registerKataNetwork(program: Command): void {
     .option(...stateOption)
     .option('--json', 'Kata JSON instead of a table')
     .action(async (sandbox: string, options: { stateDir?: string; json?: boolean }) => {
+      const { listRoutes } = await sandboxInterfaces();
       const routes = await listRoutes(sandbox, { stateDirectory: stateDirectory(options.stateDir) });
       if (options.json) return printJson(routes);
       print(

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
-import { watchSandbox } from '../../sandbox/sandbox-watch.js';
 import { logger } from '../observability/logger.js';
 
 export function registerWatch(program: Command): void {
@@ -19,6 +18,8 @@ export function registerWatch(program: Command): void {
         throw new InvalidInputError('--debounce', options.debounce, 'milliseconds from 0 to 60000');
       }
       const log = logger().child({ sandbox: options.sandbox, operation: 'watch' });
+      // Loaded here, not at start: it brings the agent's protobuf code, which most commands never use.
+      const { watchSandbox } = await import('../../sandbox/sandbox-watch.js');
       const watching = await watchSandbox(options.sandbox, {
         stateDirectory: stateDirectory(options.stateDir),
         debounceMs,

@@ -38,6 +38,18 @@ const isRelative = (specifier: string) => specifier.startsWith('.');
 /** A relative specifier of `file` as a path under dist/. */
 const target = (file: string, specifier: string) => relative(DIST, resolve(dirname(join(DIST, file)), specifier));
 
+/** The files under dist/ a program loads at start: itself and its static imports, through the chunks. */
+function filesLoadedAtStart(program: string): Set<string> {
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const specifier of importsOf(file).static) if (isRelative(specifier)) visit(target(file, specifier));
+  };
+  visit(program);
+  return seen;
+}
+
 /** Every package a program loads at start: its static imports, and theirs, through the chunks. */
 function packagesLoadedAtStart(program: string): Set<string> {
   const packages = new Set<string>();
@@ -85,6 +97,14 @@ describe('the bundled programs', () => {
     expect(loaded).toContain('node-gyp-build');
     expect(loaded).not.toContain('pino');
     expect(loaded).not.toContain('@opentelemetry/api');
+  });
+
+  it("vcnet loads the agent's protobuf descriptors only for the commands that use them", () => {
+    const protobuf = (file: string) => readFileSync(join(DIST, file), 'utf8').includes('fileDesc(');
+    // They are in the bundles (the pattern finds them), but in a chunk loaded on demand.
+    expect([...PROGRAMS, ...CHUNKS].some(protobuf)).toBe(true);
+    expect([...filesLoadedAtStart('cli/main.js')].filter(protobuf)).toEqual([]);
+    expect([...filesLoadedAtStart('cni/main.js')].filter(protobuf)).toEqual([]);
   });
 
   it('vcnet-cni loads neither pino nor OpenTelemetry at start (only when its environment asks)', () => {
