@@ -94,18 +94,20 @@ export async function startFakeQmpServer(options: { greeting?: string } = {}): P
  * Call at the top of a test file.
  */
 export function useFakeQmp(): { connected: () => Promise<{ server: FakeQmpServer; client: QmpClient }> } {
-  let server: FakeQmpServer | undefined;
-  let client: QmpClient | undefined;
+  // Every server and client a test made, closed whatever the test did to them (a client whose close
+  // fails, or a test that connected twice, must not leave a socket directory in /tmp).
+  const servers: FakeQmpServer[] = [];
+  const clients: QmpClient[] = [];
   afterEach(async () => {
-    await client?.close();
-    await server?.close();
-    client = undefined;
-    server = undefined;
+    for (const client of clients.splice(0)) await client.close().catch(() => {});
+    for (const server of servers.splice(0)) await server.close();
   });
   return {
     connected: async () => {
-      server = await startFakeQmpServer();
-      client = await QmpClient.connect(server.socketPath, { timeoutMs: 2_000 });
+      const server = await startFakeQmpServer();
+      servers.push(server);
+      const client = await QmpClient.connect(server.socketPath, { timeoutMs: 2_000 });
+      clients.push(client);
       return { server, client };
     },
   };
