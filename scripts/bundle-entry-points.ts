@@ -37,7 +37,7 @@ import { build } from 'esbuild';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 process.chdir(ROOT);
 
-export const EXTERNAL_PACKAGES = ['pino', 'pino-pretty', '@opentelemetry/*', 'node-gyp-build'] as const;
+const EXTERNAL_PACKAGES = ['pino', 'pino-pretty', '@opentelemetry/*', 'node-gyp-build'] as const;
 
 const CHUNKS = 'dist/chunks';
 const built = await build({

@@ -50,19 +50,14 @@ function filesLoadedAtStart(program: string): Set<string> {
   return seen;
 }
 
-/** Every package a program loads at start: its static imports, and theirs, through the chunks. */
+/** Every package a program loads at start: what the files it loads at start import statically. */
 function packagesLoadedAtStart(program: string): Set<string> {
   const packages = new Set<string>();
-  const seen = new Set<string>();
-  const visit = (file: string) => {
-    if (seen.has(file)) return;
-    seen.add(file);
+  for (const file of filesLoadedAtStart(program)) {
     for (const specifier of importsOf(file).static) {
-      if (isRelative(specifier)) visit(target(file, specifier));
-      else if (!isBuiltin(specifier)) packages.add(specifier);
+      if (!isRelative(specifier) && !isBuiltin(specifier)) packages.add(specifier);
     }
-  };
-  visit(program);
+  }
   return packages;
 }
 
