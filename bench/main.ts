@@ -2,7 +2,8 @@
  * `npm run bench`: vcnet against an iproute2 baseline measured in the same run, on this machine.
  * Prints medians and ratios; asserts nothing (speed is not a test).
  *   1. tcfilter attach/detach of 1 and 8 endpoints (vcnet vs ip/tc processes), and the attach's kernel
- *      floor (time inside the tap ioctls and the netlink sendto/recv, from the native shim)
+ *      floor (time inside the tap ioctls and the netlink sendto/recv, from the native shim), with the
+ *      same attach written in C (bench/c/tcfilter-attach.c) as the lower reference
  *   2. attach+detach of 1 and 8 endpoints per model
  *   3. scan of 1/16/256 interfaces (vcnet vs ip -j addr/route/neigh)
  *   4. 100 sandboxes (namespaces) attached and detached concurrently
@@ -26,6 +27,7 @@ import { NetlinkHandle } from '../src/netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../src/netns/namespace.js';
 import { Network } from '../src/network/network.js';
 import { scanNamespace } from '../src/network/scan.js';
+import { cAttachUnavailableReason, runCAttachReference } from './c-attach-reference.js';
 
 const quick = process.argv.includes('--quick');
 const json = process.argv.includes('--json');
@@ -50,6 +52,19 @@ async function attachSection(): Promise<void> {
       `${endpoints} endpoint(s): attach ${result.attach_us} µs vs ${result.iproute2_attach_us} µs (${result.attach_ratio}x faster), ` +
         `detach ${result.detach_us} µs vs ${result.iproute2_detach_us} µs (${result.detach_ratio}x faster); ` +
         `kernel floor ${result.floor_us} µs (attach ${result.floor_ratio}x; CPU ${result.attach_cpu_us}/${result.floor_cpu_us} µs, ${result.floor_cpu_ratio}x)`,
+    );
+  }
+  const reason = cAttachUnavailableReason();
+  if (reason) log(`C reference skipped: ${reason}`);
+  else {
+    // The same attach with no language runtime around the syscalls: what the floor ratio can come down to.
+    const reference = await runCAttachReference(quick ? 5 : 20);
+    results.tcfilter_1_c_reference = reference;
+    const vcnet = results.tcfilter_1 as { floor_ratio: number };
+    log(
+      `the same attach in C (bench/c/tcfilter-attach.c): ${reference.attach_us} µs, kernel floor ${reference.floor_us} µs ` +
+        `(attach ${reference.floor_ratio}x; outside the floor ${reference.outside_floor_us.syscalls} µs in syscalls, ` +
+        `${reference.outside_floor_us.other} µs else); vcnet ${vcnet.floor_ratio}x in this run`,
     );
   }
   log('\n== attach+detach per model, median µs per endpoint ==');
