@@ -112,6 +112,13 @@ export const ErrorCodes = {
     cni: 'VCNET_FAILED',
     agent: 'NOT_FOUND',
   },
+  VCNET_LINK_NAME_TAKEN: {
+    meaning: 'a link vcnet must create (tap, macvtap, ifb) is named like one already in the namespace',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'ATTACH_FAILED',
+    agent: 'ALREADY_EXISTS',
+  },
   VCNET_UNSUPPORTED_INTERFACE: {
     meaning: 'an interface of a kind vcnet cannot connect to a VM',
     role: 'specific',

@@ -20,6 +20,7 @@ import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
 import { qdiscsHoldingOthersFilters } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
 import { createMacvtapAtUniqueIndex } from '../model/macvtap-index.js';
+import { LinkNameTakenError } from './plan-attach.js';
 import { type DetachPlan, linkResolver, planDetach } from './plan-detach.js';
 import type { Change, LinkRef, Plan, PlanStep, PlumbingStep, RouteRecord } from './types.js';
 
@@ -254,6 +255,10 @@ function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-
       keepFds: context.keepFds,
     });
   } catch (error) {
+    // The first queue is opened with IFF_TUN_EXCL: EBUSY is the kernel saying the name is taken.
+    if ((error as NodeJS.ErrnoException).code === 'EBUSY') {
+      throw new LinkNameTakenError(change.link.name, undefined, error);
+    }
     throw new SystemCallError(`create tap ${change.link.name}`, error as NodeJS.ErrnoException);
   }
 }

@@ -14,7 +14,7 @@
  * on the pod link's egress (tcfilter) or on an ifb that the tap side's ingress is redirected to.
  */
 import { createHash } from 'node:crypto';
-import { InvalidInputError } from '../../errors.js';
+import { InvalidInputError, VcnetError } from '../../errors.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
@@ -100,7 +100,42 @@ function requireSource(request: AttachRequest): Link {
   return request.source;
 }
 
+/**
+ * A link the plan must create (a tap, macvtap or ifb) is named like a link already in the namespace:
+ * someone else's (Kata's, an operator's), or one a crashed sandbox left. vcnet neither takes it over
+ * nor deletes it, and says so before changing anything (the kernel would answer only EBUSY or EEXIST).
+ */
+export class LinkNameTakenError extends VcnetError {
+  constructor(name: string, holder: Pick<Link, 'index' | 'kind' | 'group'> | undefined, cause?: unknown) {
+    const held = holder
+      ? ` (index ${holder.index}${holder.kind ? `, ${holder.kind}` : ''}${holder.group === VCNET_LINK_GROUP ? ", in vcnet's link group" : ''})`
+      : '';
+    super(
+      'VCNET_LINK_NAME_TAKEN',
+      `a link named ${name} is already in the namespace${held}: vcnet creates ${name} itself, and does not take over or delete a link it did not make now`,
+      {
+        value: name,
+        cause,
+        hint:
+          holder?.group === VCNET_LINK_GROUP
+            ? `a vcnet sandbox made it: \`vcnet detach\` that sandbox, or \`vcnet gc\` if its record is gone`
+            : `find who made it (\`ip -d link show ${name}\`); once nothing uses it, \`ip link del ${name}\``,
+      },
+    );
+  }
+}
+
 export function planAttach(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest): Plan {
+  const plan = planForModel(snapshot, config, request);
+  for (const { change } of plan.steps) {
+    if (change.op !== 'create-tap' && change.op !== 'create-link') continue;
+    const holder = snapshot.links.find((link) => link.name === change.link.name);
+    if (holder) throw new LinkNameTakenError(change.link.name, holder);
+  }
+  return plan;
+}
+
+function planForModel(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest): Plan {
   switch (request.model) {
     case 'tcfilter':
       return planTcFilter(snapshot, config, request, requireSource(request));

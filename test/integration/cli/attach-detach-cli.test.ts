@@ -126,6 +126,28 @@ describe('vcnet attach / detach', () => {
     expect(readdirSync(stateDirectory())).toEqual([]);
   });
 
+  it('refuses a pod whose tap name another link has, naming that link, and changes nothing', () => {
+    // A persistent tap left under the name the second endpoint's tap would get (by Kata, an operator,
+    // a crash): the first endpoint is planned and attached, the second is not, and all of it goes.
+    const { pod } = makePod({ interfaces: 2 });
+    pod.exec('ip', ['tuntap', 'add', 'dev', 'tap1_kata', 'mode', 'tap']);
+    const before = fingerprint(pod);
+    for (const model of ['tcfilter', 'macvtap', 'none']) {
+      const args = ['attach', '--sandbox', 'taken', '--netns', pod.path, '--model', model];
+      const dry = vcnet([...args, '--dry-run']);
+      expect(dry.status, dry.stderr).toBe(1);
+      expect(dry.stderr).toContain('a link named tap1_kata is already in the namespace (index');
+      const attached = vcnet([...args, '--state-dir', stateDirectory()]);
+      expect(attached.status, attached.stderr).toBe(1);
+      expect(attached.stderr).toMatch(
+        /attaching eth1 failed: a link named tap1_kata is already in the namespace \(index \d+, tun\)/,
+      );
+      expect(attached.stderr).toContain('hint: find who made it (`ip -d link show tap1_kata`)');
+      expect(fingerprint(pod), model).toEqual(before);
+      expect(existsSync(join(stateDirectory(), 'taken', 'state.json')), model).toBe(false);
+    }
+  });
+
   it('lets two processes attach two sandboxes at once, and one sandbox only once', async () => {
     const first = makePod();
     const second = makePod();

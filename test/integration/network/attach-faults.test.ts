@@ -9,10 +9,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import type { InterworkingModel } from '../../../src/network/interworking-model.js';
+import { attachTcFilter } from '../../../src/network/model/tcfilter.js';
 import { setApplyTestHook } from '../../../src/network/plan/apply.js';
+import { LinkNameTakenError } from '../../../src/network/plan/plan-attach.js';
 import type { PlanStep } from '../../../src/network/plan/types.js';
 import { attachSandbox, detachSandbox, readSandbox } from '../../../src/sandbox/service.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
@@ -186,4 +189,36 @@ describe('a refused undo', () => {
       expect(fingerprint(pod)).toEqual(before);
     });
   }
+});
+
+describe('a tap name the kernel says is taken', () => {
+  it('is reported as such by the executor when the plan could not see it, and nothing is left', async () => {
+    // A library caller that plans from the qdiscs alone (as `vcnet bench` does) does not know the
+    // links: the kernel's EBUSY for IFF_TUN_EXCL is then the only sign, and it is named for what it is.
+    const { pod } = makePod();
+    pod.exec('ip', ['tuntap', 'add', 'dev', 'tap0_kata', 'mode', 'tap']);
+    const before = fingerprint(pod);
+    const handle = NetlinkHandle.open(pod.path);
+    try {
+      const source = await handle.linkByName('eth0');
+      const context = {
+        handle,
+        namespacePath: pod.path,
+        queues: 1,
+        keepFds: false,
+        vhostNet: 'off' as const,
+        qdiscs: (await handle.snapshot(['qdiscs'])).qdiscs,
+      };
+      const attempt = attachTcFilter(context, source, 'tap0_kata');
+      await expect(attempt).rejects.toBeInstanceOf(LinkNameTakenError);
+      await expect(attachTcFilter(context, source, 'tap0_kata')).rejects.toMatchObject({
+        code: 'VCNET_LINK_NAME_TAKEN',
+        value: 'tap0_kata',
+        cause: expect.objectContaining({ code: 'EBUSY' }),
+      });
+    } finally {
+      handle.close();
+    }
+    expect(fingerprint(pod)).toEqual(before);
+  });
 });

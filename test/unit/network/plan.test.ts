@@ -18,6 +18,7 @@ import { undoOf } from '../../../src/network/plan/inverse.js';
 import {
   CLSACT_INGRESS_PARENT,
   FILTER_PRIORITY,
+  LinkNameTakenError,
   type PlanSnapshot,
   planAttach,
   VCNET_LINK_GROUP,
@@ -390,6 +391,61 @@ describe('planAttach: none', () => {
       'add-class',
       'add-class',
     ]);
+  });
+});
+
+describe('planAttach: a link to create whose name is taken', () => {
+  const taken = (name: string, overrides: Partial<Link> = {}) =>
+    snapshot({ links: [...snapshot().links, link({ index: 7, name, kind: 'tun', ...overrides })] });
+
+  it('refuses a tap named like a link already there, naming it, before anything is changed', () => {
+    const attempt = () =>
+      planAttach(taken('tap0_kata'), { queues: 1 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' });
+    expect(attempt).toThrow(LinkNameTakenError);
+    expect(attempt).toThrow(/a link named tap0_kata is already in the namespace \(index 7, tun\)/);
+    try {
+      attempt();
+    } catch (error) {
+      expect((error as LinkNameTakenError).code).toBe('VCNET_LINK_NAME_TAKEN');
+      expect((error as LinkNameTakenError).value).toBe('tap0_kata');
+      expect((error as LinkNameTakenError).hint).toContain('ip link del tap0_kata');
+    }
+  });
+
+  it("points to detach and gc when the link is in vcnet's link group", () => {
+    const attempt = () =>
+      planAttach(
+        taken('tap0_kata', { group: VCNET_LINK_GROUP }),
+        { queues: 1 },
+        { model: 'none', source: eth0(), tapName: 'tap0_kata' },
+      );
+    expect(attempt).toThrow(/in vcnet's link group/);
+    try {
+      attempt();
+    } catch (error) {
+      expect((error as LinkNameTakenError).hint).toMatch(/vcnet detach.*vcnet gc/);
+    }
+  });
+
+  it('checks the macvtap and the ifb of a rate limit too', () => {
+    expect(() =>
+      planAttach(
+        taken('tap0_kata', { kind: 'dummy' }),
+        { queues: 1 },
+        { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+      ),
+    ).toThrow(/tap0_kata is already in the namespace \(index 7, dummy\)/);
+    expect(() =>
+      planAttach(
+        taken('ifb0_kata', { kind: 'ifb' }),
+        { queues: 1, rateLimit: { txBitsPerSecond: 8000 } },
+        { model: 'none', source: eth0(), tapName: 'tap0_kata' },
+      ),
+    ).toThrow(/a link named ifb0_kata/);
+    // A name nobody has is planned as before.
+    expect(() =>
+      planAttach(taken('tap1_kata'), { queues: 1 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' }),
+    ).not.toThrow();
   });
 });
 
