@@ -26,9 +26,11 @@ import { TapEndpoint } from './endpoint/tap-endpoint.js';
 import { TuntapEndpoint } from './endpoint/tuntap-endpoint.js';
 import { VethEndpoint } from './endpoint/veth-endpoint.js';
 import { VhostUserEndpoint } from './endpoint/vhost-user-endpoint.js';
+import { tapName } from './interface-pair.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { planUndo, RollbackIncompleteError } from './plan/apply.js';
+import { ifbName } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { Plan } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
@@ -116,6 +118,19 @@ export class Network {
   }
 
   /**
+   * With disable_new_netns the taps are made in the host's namespace, which every such sandbox
+   * shares: an index whose tap<N>_kata or ifb<N>_kata another sandbox (or anyone) has is skipped. In
+   * a pod's own namespace such a link is not expected, and the plan refuses it by name instead.
+   */
+  private freeIndex(candidate: number, snapshot: NamespaceSnapshot): number {
+    if (!this.config.disableNewNetns) return candidate;
+    const taken = new Set(snapshot.links.map((link) => link.name));
+    let index = candidate;
+    while (taken.has(tapName(index)) || taken.has(ifbName(tapName(index)))) index++;
+    return index;
+  }
+
+  /**
    * Creates and attaches endpoints. All or nothing: if one fails, the ones this call attached are
    * detached again before the error is thrown.
    */
@@ -140,6 +155,7 @@ export class Network {
     try {
       let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
       for (const info of interfaces) {
+        index = this.freeIndex(index, snapshot);
         const endpoint = this.newEndpoint(info, index++, options);
         // With disable_new_netns the namespace is the host's: only new taps of vcnet's own.
         if (this.config.disableNewNetns && endpoint.type !== 'tap') {
@@ -212,6 +228,7 @@ export class Network {
     let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
     const planned = [];
     for (const info of this.interfacesToAdd(snapshot, options)) {
+      index = this.freeIndex(index, snapshot);
       const endpoint = this.newEndpoint(info, index++, options);
       planned.push({ endpoint, plan: await endpoint.plan(context) });
     }

@@ -112,7 +112,7 @@ export class LinkNameTakenError extends VcnetError {
       : '';
     super(
       'VCNET_LINK_NAME_TAKEN',
-      `a link named ${name} is already in the namespace${held}: vcnet creates ${name} itself, and does not take over or delete a link it did not make now`,
+      `a link named ${name} is already in the namespace${held}; vcnet makes ${name} itself, and neither joins nor deletes a link it did not make`,
       {
         value: name,
         cause,

@@ -2,10 +2,12 @@
  * The kata-network commands through the binary, on a sandbox without a VM: add-iface, list-ifaces,
  * update-routes, list-routes, del-iface, and every input error (exit 2, naming the field, nothing changed).
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { makeNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest();
@@ -167,5 +169,59 @@ describe('kata-network commands without a VM', () => {
     );
     expect(fingerprint(pod)).toEqual(before);
     expect(readFileSync(join(stateDirectory(), 'k3', 'state.json'), 'utf8')).toBe(state);
+  });
+});
+
+describe('disable_new_netns: sandboxes share the host namespace', () => {
+  it("gives each sandbox's hot-added tap a name no other sandbox has, and detach removes only its own", () => {
+    // vcnet runs inside a test namespace (ip netns exec), which is then the "host" namespace the
+    // taps go to: no test link ever reaches the real host.
+    const host = makeNamespace('host');
+    const before = fingerprint(host);
+    const inHost = (args: string[]) => {
+      const result = spawnSync('ip', ['netns', 'exec', host.name, process.execPath, CLI, ...args], {
+        encoding: 'utf8',
+      });
+      return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+    };
+    const tap = (mac: string) => ({
+      name: 'net0',
+      type: 'tap',
+      hwAddr: mac,
+      mtu: 1500,
+      IPAddresses: [{ family: 0, address: '10.5.0.2', mask: '24' }],
+    });
+    const names = () => host.ipJson<Array<{ ifname: string; group: string }>>('-d', 'link', 'show');
+    for (const [sandbox, mac] of [
+      ['a', '02:00:00:00:00:0a'],
+      ['b', '02:00:00:00:00:0b'],
+    ] as const) {
+      const attached = inHost([
+        'attach',
+        '--sandbox',
+        sandbox,
+        '--disable-new-netns',
+        '--model',
+        'none',
+        '--state-dir',
+        stateDirectory(),
+      ]);
+      expect(attached.status, attached.stderr).toBe(0);
+      const file = join(stateDirectory(), `${sandbox}.json`);
+      writeFileSync(file, JSON.stringify(tap(mac)));
+      const added = inHost(['add-iface', sandbox, file, '--state-dir', stateDirectory()]);
+      expect(added.status, added.stderr).toBe(0);
+      expect(JSON.parse(added.stdout)).toMatchObject({ name: 'net0', hwAddr: mac, type: 'tap' });
+    }
+    // Each sandbox's first tap: tap0_kata for a, tap1_kata for b (tap0_kata is a's), both vcnet's.
+    expect(names().filter((link) => link.ifname.endsWith('_kata'))).toEqual([
+      expect.objectContaining({ ifname: 'tap0_kata', group: '30307' }),
+      expect.objectContaining({ ifname: 'tap1_kata', group: '30307' }),
+    ]);
+    expect(inHost(['detach', '--sandbox', 'b', '--state-dir', stateDirectory()]).status).toBe(0);
+    expect(names().map((link) => link.ifname)).toContain('tap0_kata');
+    expect(names().map((link) => link.ifname)).not.toContain('tap1_kata');
+    expect(inHost(['detach', '--sandbox', 'a', '--state-dir', stateDirectory()]).status).toBe(0);
+    expect(fingerprint(host)).toEqual(before);
   });
 });
