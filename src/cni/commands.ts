@@ -17,11 +17,10 @@ import {
   sameNamespace,
 } from '../netns/namespace-identity.js';
 import type { NetworkConfig } from '../network/config.js';
-import { tapName } from '../network/interface-pair.js';
+import { freeDeviceIndex } from '../network/interface-pair.js';
 import { Network } from '../network/network.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plumbing.js';
-import { ifbName } from '../network/rate-limit.js';
 import { interfacesOf } from '../network/scan.js';
 import {
   attachRecorded,
@@ -85,19 +84,6 @@ function usableNamespace(path: string | undefined): { path: string; opened: Open
   return { path, opened };
 }
 
-/**
- * The lowest device index whose names (tap<N>_kata, ifb<N>_kata) are free in the namespace and not
- * recorded by another chain of the same container.
- */
-export function freeDeviceIndex(linkNames: ReadonlySet<string>, taken: ReadonlySet<number>): number {
-  for (let index = 0; ; index++) {
-    if (taken.has(index)) continue;
-    const tap = tapName(index);
-    if (linkNames.has(tap) || linkNames.has(ifbName(tap))) continue;
-    return index;
-  }
-}
-
 export async function add(request: CniRequest): Promise<CniResult> {
   const { environment, config } = request;
   const previous = requirePreviousResult(config, 'ADD');
@@ -140,7 +126,7 @@ export async function add(request: CniRequest): Promise<CniResult> {
           );
         }
         const taken = new Set(store.siblings().flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
-        const firstIndex = freeDeviceIndex(new Set(snapshot.links.map((link) => link.name)), taken);
+        const firstIndex = freeDeviceIndex(new Set(snapshot.links.map((link) => link.name)), { taken });
         const createdAt = new Date().toISOString();
         let device: AttachedDevice | undefined;
         const record = (): CniAttachmentState => ({

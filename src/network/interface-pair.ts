@@ -5,6 +5,7 @@
  */
 import type { InterworkingModel } from './interworking-model.js';
 import { randomPrivateMacAddress } from './mac-address.js';
+import { ifbName } from './plan/plan-attach.js';
 
 export interface TapInterface {
   name: string;
@@ -30,6 +31,23 @@ export interface NetworkInterfacePair {
 
 export function tapName(index: number): string {
   return `tap${index}_kata`;
+}
+
+/**
+ * The lowest device index from `from` on whose names (tap<N>_kata, ifb<N>_kata) no link in the
+ * namespace has and that `taken` does not hold: where a namespace is shared (the host's under
+ * disable_new_netns, a pod's that several CNI chains attach), each user's devices get names of their own.
+ */
+export function freeDeviceIndex(
+  linkNames: ReadonlySet<string>,
+  options: { from?: number; taken?: ReadonlySet<number> } = {},
+): number {
+  for (let index = options.from ?? 0; ; index++) {
+    if (options.taken?.has(index)) continue;
+    const tap = tapName(index);
+    if (linkNames.has(tap) || linkNames.has(ifbName(tap))) continue;
+    return index;
+  }
 }
 
 export function createInterfacePair(

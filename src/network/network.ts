@@ -26,11 +26,10 @@ import { TapEndpoint } from './endpoint/tap-endpoint.js';
 import { TuntapEndpoint } from './endpoint/tuntap-endpoint.js';
 import { VethEndpoint } from './endpoint/veth-endpoint.js';
 import { VhostUserEndpoint } from './endpoint/vhost-user-endpoint.js';
-import { tapName } from './interface-pair.js';
+import { freeDeviceIndex } from './interface-pair.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { planUndo, RollbackIncompleteError } from './plan/apply.js';
-import { ifbName } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { Plan } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
@@ -124,10 +123,7 @@ export class Network {
    */
   private freeIndex(candidate: number, snapshot: NamespaceSnapshot): number {
     if (!this.config.disableNewNetns) return candidate;
-    const taken = new Set(snapshot.links.map((link) => link.name));
-    let index = candidate;
-    while (taken.has(tapName(index)) || taken.has(ifbName(tapName(index)))) index++;
-    return index;
+    return freeDeviceIndex(new Set(snapshot.links.map((link) => link.name)), { from: candidate });
   }
 
   /**

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { freeDeviceIndex, resultWith } from '../../../src/cni/commands.js';
+import { resultWith } from '../../../src/cni/commands.js';
 import { runPlugin, versionReply } from '../../../src/cni/plugin.js';
+import { freeDeviceIndex } from '../../../src/network/interface-pair.js';
 
 describe('runPlugin', () => {
   it('answers VERSION in the version asked for, or 1.0.0', async () => {
@@ -39,10 +40,13 @@ describe('runPlugin', () => {
 
 describe('freeDeviceIndex', () => {
   it('takes the lowest index whose tap and ifb names are free and no other chain recorded', () => {
-    expect(freeDeviceIndex(new Set(['lo', 'eth0']), new Set())).toBe(0);
-    expect(freeDeviceIndex(new Set(['tap0_kata']), new Set())).toBe(1);
-    expect(freeDeviceIndex(new Set(['ifb0_kata']), new Set())).toBe(1);
-    expect(freeDeviceIndex(new Set(['tap1_kata']), new Set([0]))).toBe(2);
+    expect(freeDeviceIndex(new Set(['lo', 'eth0']))).toBe(0);
+    expect(freeDeviceIndex(new Set(['tap0_kata']))).toBe(1);
+    expect(freeDeviceIndex(new Set(['ifb0_kata']))).toBe(1);
+    expect(freeDeviceIndex(new Set(['tap1_kata']), { taken: new Set([0]) })).toBe(2);
+    // From a given index on (the next of a sandbox under disable_new_netns).
+    expect(freeDeviceIndex(new Set(['tap0_kata', 'tap2_kata']), { from: 1 })).toBe(1);
+    expect(freeDeviceIndex(new Set(['tap2_kata', 'ifb3_kata']), { from: 2 })).toBe(4);
   });
 });
 
