@@ -1,6 +1,6 @@
 /**
- * Records the kernel's replies for routes with metrics, realms and multipath next hops, and for
- * proxy neighbours, made by iproute2 (not by vcnet's encoder) in a throwaway namespace, for the
+ * Records the kernel's replies for routes with metrics, realms, multipath next hops, a gateway of the
+ * other family, an IPv6 preference and lifetime and a nexthop object, and for proxy neighbours, made by iproute2 (not by vcnet's encoder) in a throwaway namespace, for the
  * codec's unit tests. Run as root: `npx tsx scripts/capture-route-attribute-fixtures.ts`.
  */
 import { execFileSync } from 'node:child_process';
@@ -36,6 +36,12 @@ try {
     'route add 10.52.0.0/16 nexthop via 10.99.0.1 dev veth0 weight 1 realms 4 nexthop via 10.98.0.9 dev veth1 weight 3 onlink',
   );
   ip('-6 route add fd00:52::/48 hoplimit 5 nexthop via fd00:99::1 weight 1 nexthop via fd00:99::5 weight 2');
+  // A gateway of the other family (RTA_VIA), an IPv6 preference and lifetime, a nexthop object.
+  ip('route add 10.53.0.0/16 via inet6 fd00:99::1 dev veth0');
+  ip('-6 route add fd00:53::/48 via fd00:99::1 pref high');
+  ip('-6 route add fd00:54::/48 via fd00:99::1 expires 600');
+  ip('nexthop add id 7 via 10.99.0.1 dev veth0');
+  ip('route add 10.55.0.0/16 nhid 7');
   ip('neigh add proxy 10.99.0.77 dev veth0');
   ip('-6 neigh add proxy fd00:99::77 dev veth0');
 

@@ -119,6 +119,12 @@ export const ErrorCodes = {
     cni: 'ATTACH_FAILED',
     agent: 'ALREADY_EXISTS',
   },
+  VCNET_ROUTE_NOT_RESTORABLE: {
+    meaning:
+      'the macvtap model would remove a route of the pod link that it could not put back (an lwtunnel encapsulation)',
+    role: 'specific',
+    ...unsupportedInterface,
+  },
   VCNET_UNSUPPORTED_INTERFACE: {
     meaning: 'an interface of a kind vcnet cannot connect to a VM',
     role: 'specific',

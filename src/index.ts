@@ -147,6 +147,7 @@ export { AttachError } from './network/model/plumbing-context.js';
 export { type AddEndpointsOptions, Network, type NetworkState } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
 export { LinkNameTakenError } from './network/plan/plan-attach.js';
+export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
 export { type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
 export { SandboxLockedError } from './network/state/store.js';

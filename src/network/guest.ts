@@ -69,9 +69,16 @@ function isLoopbackAddress(address: string): boolean {
   return address === '::1' || address.startsWith('127.');
 }
 
-/** Kata's validGuestRoute: the kernel recreates its own routes when the address is set. */
+/**
+ * Kata's validGuestRoute: the kernel recreates its own routes when the address is set. Also left out:
+ * a route whose gateway is of the other family (`via inet6` for an IPv4 route), which the agent's
+ * Route cannot carry. Kata reads no gateway for it and sends an on-link route to the destination
+ * instead, which sends its traffic nowhere.
+ */
 export function isValidGuestRoute(route: Route): boolean {
-  return route.protocol !== RouteProtocol.KERNEL;
+  if (route.protocol === RouteProtocol.KERNEL) return false;
+  const expected = route.family === AddressFamily.INET6 ? GuestFamily.v6 : GuestFamily.v4;
+  return !route.gateway || familyOfText(route.gateway) === expected;
 }
 
 /** Gateways of an interface's default routes (Kata's gatewaySetFromRoutes). */

@@ -1,8 +1,9 @@
 /**
- * The two route attributes with structure inside: RTA_METRICS (RTAX_* attributes) and RTA_MULTIPATH
- * (struct rtnexthop entries, each followed by its own RTA_GATEWAY and RTA_FLOW).
+ * The route attributes with structure inside: RTA_METRICS (RTAX_* attributes), RTA_MULTIPATH (struct
+ * rtnexthop entries, each followed by its own RTA_GATEWAY or RTA_VIA and RTA_FLOW), RTA_VIA and
+ * RTA_CACHEINFO (of which only the time a route has left is read).
  */
-import { bytesToIp, ipToBytes } from './address-format.js';
+import { bytesToIp, familyOf, ipToBytes } from './address-format.js';
 import { NLA_HEADER_LENGTH } from './constants.js';
 import { Attributes, MalformedMessageError } from './reader.js';
 import type { MessageWriter } from './writer.js';
@@ -23,8 +24,16 @@ export const RouteAttribute = {
   MARK: 16,
   VIA: 18,
   PREF: 20,
+  ENCAP_TYPE: 21,
+  ENCAP: 22,
   EXPIRES: 23,
+  NH_ID: 30,
 } as const;
+
+/** struct rta_cacheinfo: rta_expires (s32, in USER_HZ ticks) is its third field. */
+const CACHEINFO_EXPIRES_OFFSET = 8;
+/** USER_HZ: the unit of the kernel's clock_t values in netlink (sysconf(_SC_CLK_TCK) on Linux). */
+const USER_HZ = 100;
 
 /** RTAX_*: the attributes inside RTA_METRICS. All are u32 but CC_ALGO, a congestion control name. */
 export const RouteMetric = {
@@ -101,6 +110,37 @@ export function decodeMetrics(attributes: Attributes): RouteMetrics {
   return metrics;
 }
 
+/**
+ * A gateway as its attribute: RTA_GATEWAY when it is of the route's family, RTA_VIA (struct rtvia: a
+ * u16 family, then the address) when it is not (`ip route add 10.0.0.0/8 via inet6 fe80::1`).
+ */
+export function gatewayAttribute(routeFamily: number, gateway: string): { type: number; value: Buffer } {
+  const address = ipToBytes(gateway);
+  const family = familyOf(gateway);
+  if (family === routeFamily) return { type: RouteAttribute.GATEWAY, value: Buffer.from(address) };
+  const via = Buffer.alloc(2 + address.length);
+  via.writeUInt16LE(family, 0);
+  via.set(address, 2);
+  return { type: RouteAttribute.VIA, value: via };
+}
+
+/** The gateway of a route or of a next hop: RTA_GATEWAY, or RTA_VIA for one of the other family. */
+export function decodeGateway(attributes: Attributes): string | undefined {
+  const gateway = attributes.raw(RouteAttribute.GATEWAY);
+  if (gateway) return bytesToIp(gateway);
+  const via = attributes.raw(RouteAttribute.VIA);
+  return via && via.length > 2 ? bytesToIp(via.subarray(2)) : undefined;
+}
+
+/** The seconds a route has left (RTA_CACHEINFO's rta_expires), or undefined when it does not expire. */
+export function decodeExpires(attributes: Attributes): number | undefined {
+  const cacheinfo = attributes.raw(RouteAttribute.CACHEINFO);
+  if (!cacheinfo || cacheinfo.length < CACHEINFO_EXPIRES_OFFSET + 4) return undefined;
+  const ticks = cacheinfo.readInt32LE(CACHEINFO_EXPIRES_OFFSET);
+  // Whole seconds as iproute2 prints them, and at least one while any time is left.
+  return ticks > 0 ? Math.max(1, Math.floor(ticks / USER_HZ)) : undefined;
+}
+
 /** One attribute as bytes (header, value, padding), for the hop attributes inside RTA_MULTIPATH. */
 function attributeBytes(type: number, value: Uint8Array): Buffer {
   const bytes = Buffer.alloc(align4(NLA_HEADER_LENGTH + value.length));
@@ -110,9 +150,12 @@ function attributeBytes(type: number, value: Uint8Array): Buffer {
   return bytes;
 }
 
-function nextHopBytes(hop: NextHopSpec): Buffer {
+function nextHopBytes(hop: NextHopSpec, routeFamily: number): Buffer {
   const attributes: Buffer[] = [];
-  if (hop.gateway) attributes.push(attributeBytes(RouteAttribute.GATEWAY, ipToBytes(hop.gateway)));
+  if (hop.gateway) {
+    const { type, value } = gatewayAttribute(routeFamily, hop.gateway);
+    attributes.push(attributeBytes(type, value));
+  }
   if (hop.realm !== undefined) {
     const realm = Buffer.alloc(4);
     realm.writeUInt32LE(hop.realm >>> 0);
@@ -127,9 +170,9 @@ function nextHopBytes(hop: NextHopSpec): Buffer {
   return Buffer.concat([header, ...attributes]);
 }
 
-export function encodeMultipath(writer: MessageWriter, hops: readonly NextHopSpec[]): void {
+export function encodeMultipath(writer: MessageWriter, hops: readonly NextHopSpec[], routeFamily: number): void {
   // Without NLA_F_NESTED: the kernel reads an array of rtnexthop, not attributes.
-  writer.bytes(RouteAttribute.MULTIPATH, Buffer.concat(hops.map(nextHopBytes)));
+  writer.bytes(RouteAttribute.MULTIPATH, Buffer.concat(hops.map((hop) => nextHopBytes(hop, routeFamily))));
 }
 
 export function decodeMultipath(data: Buffer): NextHop[] {
@@ -146,8 +189,8 @@ export function decodeMultipath(data: Buffer): NextHop[] {
       outputIndex: data.readInt32LE(offset + 4),
     };
     const attributes = new Attributes(data.subarray(offset + RTNEXTHOP_LENGTH, offset + length));
-    const gateway = attributes.raw(RouteAttribute.GATEWAY);
-    if (gateway) hop.gateway = bytesToIp(gateway);
+    const gateway = decodeGateway(attributes);
+    if (gateway) hop.gateway = gateway;
     const realm = attributes.u32(RouteAttribute.FLOW);
     if (realm !== undefined) hop.realm = realm;
     hops.push(hop);

@@ -1,12 +1,18 @@
-/** Routes: rtmsg + RTA_* attributes, IPv4 and IPv6, with their metrics, realms and multipath next hops. */
+/**
+ * Routes: rtmsg + RTA_* attributes, IPv4 and IPv6, with their metrics, realms, multipath next hops,
+ * gateways of the other family (RTA_VIA), IPv6 preference and lifetime.
+ */
 import { bytesToIp, familyOf, ipToBytes } from './address-format.js';
 import { AddressFamily } from './constants.js';
 import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
 import {
+  decodeExpires,
+  decodeGateway,
   decodeMetrics,
   decodeMultipath,
   encodeMetrics,
   encodeMultipath,
+  gatewayAttribute,
   type NextHop,
   type NextHopSpec,
   RouteAttribute,
@@ -29,6 +35,8 @@ export const RouteType = {
   UNREACHABLE: 7,
   PROHIBIT: 8,
 } as const;
+/** RTA_PREF: ICMPV6_ROUTER_PREF_* (iproute2's `pref low|medium|high`). */
+export const RoutePreference = { MEDIUM: 0, HIGH: 1, LOW: 3 } as const;
 /** rtm_flags / rtnh_flags: a gateway reachable on the link without a covering route. */
 export const RouteFlag = { ONLINK: 0x4, CLONED: 0x200 } as const;
 
@@ -43,11 +51,20 @@ export interface Route {
   destinationLength: number;
   source?: string;
   sourceLength: number;
+  /** The next hop: RTA_GATEWAY, or RTA_VIA when it is of the other family (`via inet6 fe80::1`). */
   gateway?: string;
   /** Preferred source address (RTA_PREFSRC, `ip route ... src X`). */
   preferredSource?: string;
   outputIndex?: number;
   table: number;
+  /** IPv6 router preference (RTA_PREF: RoutePreference). */
+  preference?: number;
+  /** Seconds left before the kernel removes the route (RA-learned routes, `expires N`). */
+  expires?: number;
+  /** The nexthop object the route uses (RTA_NH_ID, `nhid N`). */
+  nextHopId?: number;
+  /** An lwtunnel encapsulation (RTA_ENCAP_TYPE: mpls, seg6, bpf...), which vcnet does not read. */
+  encapType?: number;
   protocol: number;
   scope: number;
   type: number;
@@ -69,10 +86,15 @@ export interface RouteSpec {
   family?: number;
   destination?: string;
   destinationLength?: number;
+  /** Of the route's family (RTA_GATEWAY) or of the other (RTA_VIA). */
   gateway?: string;
   preferredSource?: string;
   outputIndex?: number;
   table?: number;
+  /** IPv6 only: RoutePreference. */
+  preference?: number;
+  /** IPv6 only: seconds until the kernel removes the route (not sent in a delete). */
+  expires?: number;
   protocol?: number;
   scope?: number;
   type?: number;
@@ -114,13 +136,20 @@ export function encodeRoute(writer: MessageWriter, spec: RouteSpec, forDelete = 
   header.writeUInt32LE(spec.flags ?? 0, 8);
   if (table >= 256) writer.u32(RouteAttribute.TABLE, table);
   if (spec.destination) writer.bytes(RouteAttribute.DST, ipToBytes(spec.destination));
-  if (spec.gateway) writer.bytes(RouteAttribute.GATEWAY, ipToBytes(spec.gateway));
+  if (spec.gateway) {
+    const { type, value } = gatewayAttribute(family, spec.gateway);
+    writer.bytes(type, value);
+  }
   if (spec.preferredSource) writer.bytes(RouteAttribute.PREFSRC, ipToBytes(spec.preferredSource));
   if (spec.outputIndex !== undefined) writer.u32(RouteAttribute.OIF, spec.outputIndex);
   if (spec.priority !== undefined) writer.u32(RouteAttribute.PRIORITY, spec.priority);
   if (spec.realm !== undefined) writer.u32(RouteAttribute.FLOW, spec.realm);
   // A delete names the hops too: the kernel then removes that multipath route and no other.
-  if (spec.nextHops && spec.nextHops.length > 0) encodeMultipath(writer, spec.nextHops);
+  if (spec.nextHops && spec.nextHops.length > 0) encodeMultipath(writer, spec.nextHops, family);
+  if (family === AddressFamily.INET6 && spec.preference !== undefined) writer.u8(RouteAttribute.PREF, spec.preference);
+  if (family === AddressFamily.INET6 && spec.expires !== undefined && !forDelete) {
+    writer.u32(RouteAttribute.EXPIRES, spec.expires);
+  }
   if (!forDelete) {
     const metrics: RouteMetrics = { ...spec.metrics };
     if (spec.mtu !== undefined) metrics[RouteMetric.MTU] = spec.mtu;
@@ -152,8 +181,8 @@ export function decodeRoute(message: RawMessage): Route {
   if (destination) route.destination = bytesToIp(destination);
   const source = attributes.raw(RouteAttribute.SRC);
   if (source) route.source = bytesToIp(source);
-  const gateway = attributes.raw(RouteAttribute.GATEWAY);
-  if (gateway) route.gateway = bytesToIp(gateway);
+  const gateway = decodeGateway(attributes);
+  if (gateway) route.gateway = gateway;
   const preferredSource = attributes.raw(RouteAttribute.PREFSRC);
   if (preferredSource) route.preferredSource = bytesToIp(preferredSource);
   const outputIndex = attributes.u32(RouteAttribute.OIF);
@@ -171,5 +200,13 @@ export function decodeRoute(message: RawMessage): Route {
   if (realm !== undefined) route.realm = realm;
   const multipath = attributes.raw(RouteAttribute.MULTIPATH);
   if (multipath) route.nextHops = decodeMultipath(multipath);
+  const preference = attributes.u8(RouteAttribute.PREF);
+  if (preference !== undefined) route.preference = preference;
+  const expires = decodeExpires(attributes);
+  if (expires !== undefined) route.expires = expires;
+  const nextHopId = attributes.u32(RouteAttribute.NH_ID);
+  if (nextHopId !== undefined) route.nextHopId = nextHopId;
+  const encapType = attributes.u16(RouteAttribute.ENCAP_TYPE);
+  if (encapType !== undefined) route.encapType = encapType;
   return route;
 }

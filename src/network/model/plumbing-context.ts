@@ -102,7 +102,8 @@ async function planSnapshotOf(context: PlumbingContext, request: AttachRequest):
 
 /** Plans an endpoint's plumbing (without touching anything). */
 export async function planEndpoint(context: PlumbingContext, request: AttachRequest): Promise<Plan> {
-  return planAttach(await planSnapshotOf(context, request), context, request);
+  const snapshot = await planSnapshotOf(context, request);
+  return planAttach(snapshot, context, { now: Date.now(), ...request });
 }
 
 /** Plans and applies an endpoint's plumbing; on any failure nothing is left (or a record says what is). */

@@ -456,7 +456,7 @@ export async function planUndo(
   const links = knownLinks ?? (await handle.links());
   // An ingress qdisc of ours that now holds someone else's filter stays; only our filters go.
   const keptQdiscs = await qdiscsHoldingOthersFilters(handle, records, linkResolver(links));
-  return planDetach(records, { links, keptQdiscs });
+  return planDetach(records, { links, keptQdiscs, now: Date.now() });
 }
 
 /** Undoes records (detach, rollback): plans against the links there now, then sends. */

@@ -121,7 +121,11 @@ export function stepOf(change: Change, before?: LinkAttributes): PlanStep {
 }
 
 /** The undo changes a persisted record stands for (records may list several objects). */
-export function undoChangesOf(record: PlumbingStep, link: (name: string, index?: number) => LinkRef): Change[] {
+export function undoChangesOf(
+  record: PlumbingStep,
+  link: (name: string, index?: number) => LinkRef,
+  now?: number,
+): Change[] {
   switch (record.step) {
     case 'create-link':
       return [{ op: 'delete-link', link: link(record.name), kind: record.kind }];
@@ -167,15 +171,15 @@ export function undoChangesOf(record: PlumbingStep, link: (name: string, index?:
     case 'remove-routes':
       // A route with a next hop on another link that is gone (or is another link now: found by its
       // ifindex) cannot come back as it was: like a route whose own link is gone, nothing to put back.
+      // A route whose lifetime has passed since would be gone by now: it is not put back.
       return record.routes
         .filter((route) =>
           (route.nextHops ?? []).every((hop) => !hop.link || link(hop.link.name, hop.link.index).index !== undefined),
         )
-        .map((route) => ({
-          op: 'add-route' as const,
-          link: link(record.link, record.index),
-          route: routeRequestOf(route),
-        }));
+        .flatMap((route) => {
+          const restored = routeRestoredAt(route, now);
+          return restored ? [{ op: 'add-route' as const, link: link(record.link, record.index), route: restored }] : [];
+        });
     case 'remove-neighbours':
       return record.neighbours.map((neighbour) => ({
         op: 'add-neighbour' as const,
@@ -205,8 +209,21 @@ export function routeRequestOf(route: RouteRecord): RouteRecord {
     ...(mtu !== undefined ? { mtu } : {}),
     ...(Object.keys(metrics).length > 0 ? { metrics } : {}),
     ...(route.realm !== undefined ? { realm: route.realm } : {}),
+    ...(route.preference !== undefined ? { preference: route.preference } : {}),
+    ...(route.expiresAt !== undefined ? { expiresAt: route.expiresAt } : {}),
     ...(route.nextHops && route.nextHops.length > 0 ? { nextHops: route.nextHops.map(nextHopRequestOf) } : {}),
   };
+}
+
+/**
+ * A recorded route as the request that puts it back at `now`: with the lifetime it has left, or
+ * undefined when that has passed (the kernel would have removed it by now).
+ */
+function routeRestoredAt(route: RouteRecord, now: number | undefined): RouteRecord | undefined {
+  const { expiresAt, ...request } = routeRequestOf(route);
+  if (expiresAt === undefined || now === undefined) return request;
+  const left = Math.ceil((expiresAt - now) / 1000);
+  return left > 0 ? { ...request, expires: left } : undefined;
 }
 
 function nextHopRequestOf(hop: NextHopRecord): NextHopRecord {

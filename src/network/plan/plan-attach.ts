@@ -69,6 +69,11 @@ export interface AttachRequest {
   mtu?: number;
   /** none: the MAC the guest NIC gets (the pod link's by default, else the tap's own). */
   guestHardwareAddress?: string;
+  /**
+   * The time of the scan (ms since the epoch, from the caller like the spare MAC): macvtap records
+   * when each removed route with a lifetime would have ended.
+   */
+  now?: number;
 }
 
 /**
@@ -231,7 +236,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
     const { destination, state, flags } = neighbour;
     steps.push(stepOf({ op: 'delete-neighbour', link: pod, neighbour: { destination, state, flags } }));
   }
-  for (const route of podLinkRoutes(snapshot.routes, snapshot.links, source)) {
+  for (const route of podLinkRoutes(snapshot.routes, snapshot.links, source, request.now)) {
     steps.push(stepOf({ op: 'delete-route', link: pod, route }));
   }
   steps.push(

@@ -142,6 +142,8 @@ export function planDetach(
     links: readonly Link[];
     /** Qdiscs vcnet added that now hold someone else's filter (foreign-filters.ts): kept, only our filters go. */
     keptQdiscs?: ReadonlySet<string>;
+    /** The time of the scan (ms since the epoch): a removed route with a lifetime gets what is left of it. */
+    now?: number;
   },
 ): DetachPlan {
   const resolve = linkResolver(snapshot.links);
@@ -224,8 +226,9 @@ export function planDetach(
       else steps.push({ change: { op: 'set-link', link: refOf(record.link, record.index), set }, settles: [record] });
       steps.push(...rootQdiscReset(record, link, set));
     } else {
-      const changes = undoChangesOf(record, refOf);
-      if (changes.length === 0) alreadyGone.push(record); // e.g. a route whose other next-hop link is gone
+      const changes = undoChangesOf(record, refOf, snapshot.now);
+      // e.g. a route whose other next-hop link is gone, or whose lifetime has passed
+      if (changes.length === 0) alreadyGone.push(record);
       for (const change of changes) steps.push({ change, settles: [record] });
     }
   }

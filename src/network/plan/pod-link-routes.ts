@@ -13,6 +13,7 @@
  * one attached, the route stays: IPv4 marks the pod link's hops dead and revives them when detach
  * puts the addresses back.
  */
+import { VcnetError } from '../../errors.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
@@ -27,30 +28,61 @@ function ownedBy(route: Route, index: number): boolean {
   return route.outputIndex === index;
 }
 
-/** Routes that go with the pod link's addresses (not the kernel's own, which come back with them). */
-export function podLinkRoutes(routes: readonly Route[], links: readonly Link[], source: Link): RouteRecord[] {
+/**
+ * A route the macvtap model would take off the pod link but could not put back as it was: vcnet does
+ * not read lwtunnel encapsulations (RTA_ENCAP). Refused before anything is changed.
+ */
+export class RouteNotRestorableError extends VcnetError {
+  constructor(link: string, route: Route) {
+    const destination = route.destination ? `${route.destination}/${route.destinationLength}` : 'default';
+    super(
+      'VCNET_ROUTE_NOT_RESTORABLE',
+      `the route ${destination} on ${link} has an encapsulation (lwtunnel type ${route.encapType}), which the macvtap model would remove with ${link}'s addresses and could not put back`,
+      {
+        value: destination,
+        hint: 'use the tcfilter model, which leaves the pod link and its routes as they are',
+      },
+    );
+  }
+}
+
+/**
+ * Routes that go with the pod link's addresses (not the kernel's own, which come back with them).
+ * A route through a nexthop object (`nhid`) stays: it depends on the object, not on the addresses,
+ * and the kernel keeps it when they go. `now` (ms since the epoch, the time of the scan) turns a
+ * route's lifetime into the time it ends.
+ */
+export function podLinkRoutes(
+  routes: readonly Route[],
+  links: readonly Link[],
+  source: Link,
+  now?: number,
+): RouteRecord[] {
   // A link missing from the scan gets a name no link has: detach then leaves its route out.
   const nameOf = new Map(links.map((link) => [link.index, link.name]));
-  return routes
-    .filter(
-      (route) =>
-        ownedBy(route, source.index) &&
-        route.protocol !== RouteProtocol.KERNEL &&
-        route.table !== RouteTable.LOCAL &&
-        !(route.family === AddressFamily.INET6 && route.destination?.startsWith('fe80')),
-    )
-    .map((route) =>
-      routeRequestOf({
-        ...route,
-        ...(route.nextHops
-          ? {
-              nextHops: route.nextHops.map(({ outputIndex, ...hop }) =>
-                outputIndex === source.index
-                  ? hop
-                  : { ...hop, link: { name: nameOf.get(outputIndex) ?? `#${outputIndex}`, index: outputIndex } },
-              ),
-            }
-          : {}),
-      }),
-    );
+  const owned = routes.filter(
+    (route) =>
+      ownedBy(route, source.index) &&
+      route.nextHopId === undefined &&
+      route.protocol !== RouteProtocol.KERNEL &&
+      route.table !== RouteTable.LOCAL &&
+      !(route.family === AddressFamily.INET6 && route.destination?.startsWith('fe80')),
+  );
+  const encapsulated = owned.find((route) => route.encapType !== undefined);
+  if (encapsulated) throw new RouteNotRestorableError(source.name, encapsulated);
+  return owned.map(({ expires, ...route }) =>
+    routeRequestOf({
+      ...route,
+      ...(expires !== undefined && now !== undefined ? { expiresAt: now + expires * 1000 } : {}),
+      ...(route.nextHops
+        ? {
+            nextHops: route.nextHops.map(({ outputIndex, ...hop }) =>
+              outputIndex === source.index
+                ? hop
+                : { ...hop, link: { name: nameOf.get(outputIndex) ?? `#${outputIndex}`, index: outputIndex } },
+            ),
+          }
+        : {}),
+    }),
+  );
 }

@@ -1,9 +1,12 @@
 /**
- * A route as the arguments of `ip route add|del` (commands.ts): metrics with their locks, realms
- * and multipath next hops in iproute2's syntax, so that the command makes the route the plan would.
+ * A route as the arguments of `ip route add|del` (commands.ts): metrics with their locks, realms,
+ * gateways of the other family, IPv6 preference and lifetime, and multipath next hops in iproute2's
+ * syntax, so that the command makes the route the plan would.
  */
 
-import { RouteFlag } from '../../netlink/codec/route.js';
+import { familyOf } from '../../netlink/codec/address-format.js';
+import { AddressFamily } from '../../netlink/codec/constants.js';
+import { RouteFlag, RoutePreference } from '../../netlink/codec/route.js';
 import { RouteFeature, RouteMetric } from '../../netlink/codec/route-attributes.js';
 import type { LinkRef, NextHopRecord, RouteRecord } from './types.js';
 
@@ -61,9 +64,22 @@ function realmArgument(keyword: 'realm' | 'realms', realm: number): string {
   return from === 0 ? `${keyword} ${to}` : `realms ${from}/${to}`;
 }
 
-function nextHopArguments(hop: NextHopRecord, link: LinkRef): string {
+/** `via GATEWAY`, or `via inet6 GATEWAY` / `via inet GATEWAY` for one of the other family (RTA_VIA). */
+function viaArgument(gateway: string, routeFamily: number | undefined): string {
+  const family = familyOf(gateway);
+  if (routeFamily === undefined || family === routeFamily) return `via ${gateway}`;
+  return `via ${family === AddressFamily.INET6 ? 'inet6' : 'inet'} ${gateway}`;
+}
+
+const PREFERENCE_KEYWORDS: Record<number, string> = {
+  [RoutePreference.LOW]: 'low',
+  [RoutePreference.MEDIUM]: 'medium',
+  [RoutePreference.HIGH]: 'high',
+};
+
+function nextHopArguments(hop: NextHopRecord, link: LinkRef, routeFamily: number | undefined): string {
   const parts = ['nexthop'];
-  if (hop.gateway) parts.push(`via ${hop.gateway}`);
+  if (hop.gateway) parts.push(viaArgument(hop.gateway, routeFamily));
   parts.push(`dev ${hop.link ? hop.link.name : link.name}`);
   parts.push(`weight ${hop.weight ?? 1}`);
   if ((hop.flags ?? 0) & RouteFlag.ONLINK) parts.push('onlink');
@@ -77,7 +93,7 @@ export function routeArguments(route: RouteRecord, link: LinkRef): string {
   const parts = [route.destination ? `${route.destination}/${route.destinationLength ?? 0}` : 'default'];
   const nextHops = route.nextHops ?? [];
   if (nextHops.length === 0) {
-    if (route.gateway) parts.push(`via ${route.gateway}`);
+    if (route.gateway) parts.push(viaArgument(route.gateway, route.family));
     parts.push(`dev ${link.name}`);
   }
   if (route.preferredSource) parts.push(`src ${route.preferredSource}`);
@@ -88,6 +104,10 @@ export function routeArguments(route: RouteRecord, link: LinkRef): string {
   parts.push(...metricArguments(route));
   if (route.realm !== undefined) parts.push(realmArgument('realm', route.realm));
   if (route.flags && route.flags & RouteFlag.ONLINK) parts.push('onlink');
-  parts.push(...nextHops.map((hop) => nextHopArguments(hop, link)));
+  if (route.preference !== undefined) {
+    parts.push(`pref ${PREFERENCE_KEYWORDS[route.preference] ?? route.preference}`);
+  }
+  if (route.expires !== undefined) parts.push(`expires ${route.expires}`);
+  parts.push(...nextHops.map((hop) => nextHopArguments(hop, link, route.family)));
   return parts.join(' ');
 }

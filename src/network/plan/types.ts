@@ -35,7 +35,15 @@ export type AddressRecord = Omit<AddressSpec, 'index'>;
  * absent, else on that other link, kept by name and index (pod-link-routes.ts says when that happens).
  */
 export type NextHopRecord = Omit<NextHopSpec, 'outputIndex'> & { link?: { name: string; index: number } };
-export type RouteRecord = Omit<RouteSpec, 'outputIndex' | 'nextHops'> & { nextHops?: NextHopRecord[] };
+/**
+ * A route as a request. `expiresAt` (ms since the epoch) is when the kernel would have removed a route
+ * with a lifetime (RA-learned): detach puts it back with what is left of it, or not at all once it
+ * has passed. A request made from the record carries `expires` (seconds) instead.
+ */
+export type RouteRecord = Omit<RouteSpec, 'outputIndex' | 'nextHops'> & {
+  nextHops?: NextHopRecord[];
+  expiresAt?: number;
+};
 export type NeighbourRecord = Omit<NeighbourSpec, 'index'>;
 
 export type Change =

@@ -56,6 +56,8 @@ const routeSchema = z.looseObject({
   mtu: u32.optional(),
   metrics: routeMetricsSchema.optional(),
   realm: u32.optional(),
+  preference: whole.max(255, { error: 'an RTA_PREF value' }).optional(),
+  expiresAt: whole.optional(),
   nextHops: listOf(nextHopSchema, 'next hops').optional(),
 });
 const neighbourSchema = z.looseObject({

@@ -196,6 +196,45 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
     expectExactRoundTrip(pod, model);
   });
 
+  nodeCase('routes with a gateway of the other family, an IPv6 preference, and one through a nexthop object', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['route', 'add', '10.56.0.0/16', 'via', 'inet6', 'fd00:200::1', 'dev', 'eth0']);
+    pod.exec('ip', ['-6', 'route', 'add', 'fd56::/48', 'via', 'fd00:200::1', 'pref', 'high']);
+    pod.exec('ip', ['nexthop', 'add', 'id', '7', 'via', '10.200.0.1', 'dev', 'eth0']);
+    pod.exec('ip', ['route', 'add', '10.57.0.0/16', 'nhid', '7']);
+    expectExactRoundTrip(pod, model);
+  });
+
+  nodeCase('IPv6 routes with a lifetime: kept with what is left of it, gone once it has passed', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['-6', 'route', 'add', 'fd57::/48', 'via', 'fd00:200::1', 'expires', '600']);
+    pod.exec('ip', ['-6', 'route', 'add', 'fd58::/48', 'via', 'fd00:200::1', 'expires', '2']);
+    const lifetimes = () =>
+      Object.fromEntries(
+        pod
+          .ipJson<Array<{ dst: string; expires?: number }>>('-6', 'route', 'show')
+          .filter((entry) => entry.expires !== undefined)
+          .map((entry) => [entry.dst, entry.expires]),
+      );
+    const without = (snapshot: Record<string, unknown>) => ({
+      ...snapshot,
+      routes: (snapshot.routes as string[]).filter((line) => !line.includes('"expires"')),
+      routeDetails: (snapshot.routeDetails as string[]).filter((line) => !line.includes('"expires"')),
+    });
+    const before = nodeSnapshot(pod);
+    // The VM runs longer than the short lifetime: whatever the model did, that route is gone after.
+    const run = attachThenDetach(pod, model, stateDirectory(), {
+      between: () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000),
+    });
+    expect(run.attached.status, run.attached.stderr).toBe(0);
+    expect(run.detached.status, run.detached.stderr).toBe(0);
+    const left = lifetimes();
+    expect(Object.keys(left)).toEqual(['fd57::/48']);
+    expect(left['fd57::/48']).toBeGreaterThan(580);
+    expect(left['fd57::/48']).toBeLessThan(598);
+    expect(without(nodeSnapshot(pod))).toEqual(without(before));
+  });
+
   nodeCase('proxy neighbours', () => {
     const { pod } = makePod();
     pod.exec('ip', ['neigh', 'add', 'proxy', '10.200.0.77', 'dev', 'eth0']);

@@ -8,7 +8,14 @@ import { describe, expect, it } from 'vitest';
 import { AddressFamily, MessageType } from '../../../src/netlink/codec/constants.js';
 import { decodeNeighbour, encodeGetNeighbour, NeighbourFlag } from '../../../src/netlink/codec/neighbour.js';
 import { Attributes, MalformedMessageError, splitMessages } from '../../../src/netlink/codec/reader.js';
-import { decodeRoute, encodeRoute, type Route, RouteFlag, type RouteSpec } from '../../../src/netlink/codec/route.js';
+import {
+  decodeRoute,
+  encodeRoute,
+  type Route,
+  RouteFlag,
+  RoutePreference,
+  type RouteSpec,
+} from '../../../src/netlink/codec/route.js';
 import { RouteAttribute, RouteMetric } from '../../../src/netlink/codec/route-attributes.js';
 import { MessageWriter } from '../../../src/netlink/codec/writer.js';
 import fixture from '../../fixtures/netlink/route-attributes.json' with { type: 'json' };
@@ -89,8 +96,35 @@ describe('recorded kernel dumps', () => {
     ]);
   });
 
+  it('decodes a gateway of the other family (RTA_VIA) as the gateway', () => {
+    const route = routeTo('10.53.0.0');
+    expect([route.family, route.gateway, route.outputIndex]).toEqual([
+      AddressFamily.INET,
+      'fd00:99::1',
+      fixture.indexes.veth0,
+    ]);
+  });
+
+  it('decodes the IPv6 router preference (RTA_PREF) and the seconds a route has left (RTA_CACHEINFO)', () => {
+    expect(routeTo('fd00:53::').preference).toBe(RoutePreference.HIGH);
+    expect(routeTo('fd00:53::').expires).toBeUndefined();
+    const expiring = routeTo('fd00:54::');
+    expect(expiring.preference).toBe(RoutePreference.MEDIUM);
+    // Asked for 600 s; the dump came a moment later.
+    expect(expiring.expires).toBeGreaterThan(590);
+    expect(expiring.expires).toBeLessThanOrEqual(600);
+    // IPv4 routes carry no preference.
+    expect(routeTo('10.50.0.0').preference).toBeUndefined();
+  });
+
+  it('decodes the nexthop object a route uses (RTA_NH_ID)', () => {
+    const route = routeTo('10.55.0.0');
+    expect(route.nextHopId).toBe(7);
+    expect(route.encapType).toBeUndefined();
+  });
+
   it('encodes each recorded route so that it decodes to the same route', () => {
-    for (const destination of ['10.50.0.0', '10.51.0.0', '10.52.0.0', 'fd00:52::']) {
+    for (const destination of ['10.50.0.0', '10.51.0.0', '10.52.0.0', 'fd00:52::', '10.53.0.0', 'fd00:53::']) {
       const route = routeTo(destination);
       const again = decodeRoute(encoded(specOf(route)));
       expect(again).toEqual(route);
@@ -162,6 +196,46 @@ describe('encoding', () => {
     encodeGetNeighbour(writer, AddressFamily.UNSPEC, NeighbourFlag.PROXY);
     writer.endMessage();
     expect(splitMessages(writer.finish())[0]!.payload.readUInt8(10)).toBe(NeighbourFlag.PROXY);
+  });
+});
+
+describe('gateways of the other family, preference and lifetime', () => {
+  it('writes an IPv6 gateway of an IPv4 route as RTA_VIA (family, then address), a same-family one as RTA_GATEWAY', () => {
+    const via = new Attributes(
+      encoded({ family: AddressFamily.INET, destination: '10.53.0.0', destinationLength: 16, gateway: 'fd00:99::1' })
+        .payload,
+      12,
+    );
+    expect(via.raw(RouteAttribute.GATEWAY)).toBeUndefined();
+    expect(via.raw(RouteAttribute.VIA)?.toString('hex')).toBe(`0a00${'fd000099000000000000000000000001'}`);
+    const same = new Attributes(
+      encoded({ destination: '10.53.0.0', destinationLength: 16, gateway: '10.99.0.1' }).payload,
+      12,
+    );
+    expect(same.raw(RouteAttribute.VIA)).toBeUndefined();
+    expect(same.raw(RouteAttribute.GATEWAY)?.toString('hex')).toBe('0a630001');
+  });
+
+  it('writes RTA_PREF and RTA_EXPIRES for IPv6 routes, no lifetime in a delete, neither for IPv4', () => {
+    const spec: RouteSpec = {
+      destination: 'fd00:54::',
+      destinationLength: 48,
+      gateway: 'fd00:99::1',
+      preference: RoutePreference.LOW,
+      expires: 120,
+    };
+    const added = new Attributes(encoded(spec).payload, 12);
+    expect([added.u8(RouteAttribute.PREF), added.u32(RouteAttribute.EXPIRES)]).toEqual([RoutePreference.LOW, 120]);
+    const deleted = new Attributes(encoded(spec, true).payload, 12);
+    expect([deleted.u8(RouteAttribute.PREF), deleted.u32(RouteAttribute.EXPIRES)]).toEqual([
+      RoutePreference.LOW,
+      undefined,
+    ]);
+    const ipv4 = new Attributes(
+      encoded({ destination: '10.54.0.0', destinationLength: 16, preference: 1, expires: 5 }).payload,
+      12,
+    );
+    expect([ipv4.u8(RouteAttribute.PREF), ipv4.u32(RouteAttribute.EXPIRES)]).toEqual([undefined, undefined]);
   });
 });
 

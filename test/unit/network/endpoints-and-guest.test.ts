@@ -109,6 +109,22 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
     });
   });
 
+  it('leaves out a route whose gateway is of the other family, which the agent cannot carry', () => {
+    const network = generateGuestNetwork([
+      endpointOf({
+        routes: [
+          route({ destination: '10.60.0.0', destinationLength: 16, gateway: 'fd00::1' }),
+          route({ destination: '10.61.0.0', destinationLength: 16, gateway: '10.0.0.1' }),
+          route({ family: AddressFamily.INET6, destination: 'fd61::', destinationLength: 48, gateway: 'fd00::1' }),
+        ],
+      }),
+    ]);
+    expect(network.routes.map((entry) => `${entry.dest} via ${entry.gateway}`)).toEqual([
+      '10.61.0.0/16 via 10.0.0.1',
+      'fd61::/48 via fd00::1',
+    ]);
+  });
+
   it('carries NOARP from the link flags and the PCI path once plugged', () => {
     const endpoint = endpointOf({ link: link({ flags: InterfaceFlag.UP | InterfaceFlag.NOARP }) });
     endpoint.pciPath = '02/00';

@@ -9,13 +9,14 @@ import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Neighbour } from '../../../src/netlink/codec/neighbour.js';
 import { NeighbourFlag } from '../../../src/netlink/codec/neighbour.js';
 import type { RouteSpec } from '../../../src/netlink/codec/route.js';
-import { RouteFlag, RouteProtocol } from '../../../src/netlink/codec/route.js';
+import { RouteFlag, RoutePreference, RouteProtocol } from '../../../src/netlink/codec/route.js';
 import { RouteMetric } from '../../../src/netlink/codec/route-attributes.js';
 import type { ChangeBatch } from '../../../src/netlink/handle.js';
 import { queueChange } from '../../../src/network/plan/apply.js';
 import { commandsOf } from '../../../src/network/plan/commands.js';
 import { type PlanSnapshot, planAttach } from '../../../src/network/plan/plan-attach.js';
 import { planDetach } from '../../../src/network/plan/plan-detach.js';
+import { RouteNotRestorableError } from '../../../src/network/plan/pod-link-routes.js';
 import type { PlumbingStep } from '../../../src/network/plumbing.js';
 import { plumbingStepSchema } from '../../../src/network/state/network-content-schema.js';
 import { address, link, route } from './fixtures.js';
@@ -247,5 +248,85 @@ describe('planDetach: routes and proxy neighbours back', () => {
       expect(routes.map((spec) => spec.destination)).toEqual([undefined, '10.52.0.0', '10.50.0.0']);
       expect(alreadyGone).toHaveLength(1);
     }
+  });
+});
+
+describe('macvtap routes with a gateway of the other family, a preference, a lifetime or a nexthop object', () => {
+  const SCANNED_AT = 1_800_000_000_000;
+  const routes = [
+    route({ destination: '10.60.0.0', destinationLength: 16, gateway: 'fd00::1' }),
+    route({
+      family: AddressFamily.INET6,
+      destination: 'fd60::',
+      destinationLength: 48,
+      gateway: 'fd00::1',
+      preference: RoutePreference.HIGH,
+    }),
+    route({
+      family: AddressFamily.INET6,
+      destination: 'fd61::',
+      destinationLength: 48,
+      gateway: 'fd00::1',
+      expires: 300,
+    }),
+    route({
+      family: AddressFamily.INET6,
+      destination: 'fd62::',
+      destinationLength: 48,
+      gateway: 'fd00::1',
+      expires: 5,
+    }),
+    // Through a nexthop object: the kernel keeps it without the addresses, so it stays as it is.
+    route({ destination: '10.61.0.0', destinationLength: 16, gateway: '10.88.0.1', nextHopId: 7 }),
+  ];
+  const lifetimePlan = planAttach(
+    { ...snapshot, routes, proxyNeighbours: [] },
+    { queues: 1 },
+    { model: 'macvtap', source: eth0, tapName: 'tap0_kata', spareHardwareAddress: SPARE, now: SCANNED_AT },
+  );
+  const lifetimeRecords = lifetimePlan.steps.flatMap((step) => (step.record ? [step.record] : []));
+
+  it('removes them as iproute2 would name them, and leaves the route through a nexthop object', () => {
+    expect(commandsOf(lifetimePlan).filter((command) => command.includes(' route '))).toEqual([
+      'ip route del 10.60.0.0/16 via inet6 fd00::1 dev eth0 table 254 proto 3 scope 0',
+      'ip -6 route del fd60::/48 via fd00::1 dev eth0 table 254 proto 3 scope 0 pref high',
+      'ip -6 route del fd61::/48 via fd00::1 dev eth0 table 254 proto 3 scope 0',
+      'ip -6 route del fd62::/48 via fd00::1 dev eth0 table 254 proto 3 scope 0',
+    ]);
+  });
+
+  it('records when each lifetime ends, and the records validate', () => {
+    const recorded = lifetimeRecords.flatMap((record) => (record.step === 'remove-routes' ? record.routes : []));
+    expect(recorded.map((entry) => [entry.destination, entry.preference, entry.expiresAt])).toEqual([
+      ['10.60.0.0', undefined, undefined],
+      ['fd60::', RoutePreference.HIGH, undefined],
+      ['fd61::', undefined, SCANNED_AT + 300_000],
+      ['fd62::', undefined, SCANNED_AT + 5_000],
+    ]);
+    for (const record of lifetimeRecords) expect(plumbingStepSchema.safeParse(record).success).toBe(true);
+  });
+
+  it('puts them back with what is left of each lifetime, and not a route whose lifetime has passed', () => {
+    const detach = planDetach(lifetimeRecords, { links: snapshot.links, now: SCANNED_AT + 60_000 });
+    const added = detach.steps.flatMap(({ change }) => (change.op === 'add-route' ? [change.route] : []));
+    expect(added.map((entry) => [entry.destination, entry.gateway, entry.preference, entry.expires])).toEqual([
+      ['fd61::', 'fd00::1', undefined, 240],
+      ['fd60::', 'fd00::1', RoutePreference.HIGH, undefined],
+      ['10.60.0.0', 'fd00::1', undefined, undefined],
+    ]);
+    expect(added.every((entry) => entry.expiresAt === undefined)).toBe(true);
+    // fd62:: would be gone by now: its record is settled without a change.
+    expect(detach.alreadyGone.filter((record) => record.step === 'remove-routes')).toHaveLength(1);
+  });
+
+  it('refuses a pod link with an encapsulated route, which it could not put back, before anything is changed', () => {
+    const attempt = () =>
+      planAttach(
+        { ...snapshot, routes: [route({ destination: '10.62.0.0', destinationLength: 16, encapType: 1 })] },
+        { queues: 1 },
+        { model: 'macvtap', source: eth0, tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+      );
+    expect(attempt).toThrow(RouteNotRestorableError);
+    expect(attempt).toThrow(/route 10\.62\.0\.0\/16 on eth0 has an encapsulation/);
   });
 });
