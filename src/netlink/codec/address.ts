@@ -1,4 +1,4 @@
-/** Interface addresses: ifaddrmsg + IFA_* attributes, IPv4 and IPv6. */
+/** Interface addresses: ifaddrmsg + IFA_* attributes, IPv4 and IPv6, with their lifetimes (IFA_CACHEINFO). */
 import { bytesToIp, familyOf, ipToBytes } from './address-format.js';
 import { AddressFamily } from './constants.js';
 import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
@@ -31,6 +31,10 @@ export const AddressFlag = {
 } as const;
 
 export const IFADDRMSG_LENGTH = 8;
+/** struct ifa_cacheinfo: ifa_prefered, ifa_valid (seconds left), cstamp, tstamp. */
+const IFA_CACHEINFO_LENGTH = 16;
+/** A lifetime that does not end (INFINITY_LIFE_TIME, iproute2's `forever`). */
+export const FOREVER = 0xffffffff;
 
 export interface Address {
   index: number;
@@ -44,6 +48,10 @@ export interface Address {
   peer?: string;
   broadcast?: string;
   label?: string;
+  /** Seconds until the kernel removes the address (IFA_CACHEINFO); undefined when it does not expire. */
+  validLifetime?: number;
+  /** Seconds until it is deprecated; undefined when that does not happen. */
+  preferredLifetime?: number;
 }
 
 export interface AddressSpec {
@@ -55,6 +63,10 @@ export interface AddressSpec {
   peer?: string;
   broadcast?: string;
   label?: string;
+  /** Seconds (`valid_lft`); the address never expires when this and preferredLifetime are undefined. */
+  validLifetime?: number;
+  /** Seconds (`preferred_lft`), at most validLifetime. */
+  preferredLifetime?: number;
 }
 
 export function encodeAddress(writer: MessageWriter, spec: AddressSpec): void {
@@ -72,6 +84,11 @@ export function encodeAddress(writer: MessageWriter, spec: AddressSpec): void {
   if (spec.label) writer.string(AddressAttribute.LABEL, spec.label);
   // Flags above 8 bits only fit in IFA_FLAGS.
   if (spec.flags !== undefined && spec.flags > 0xff) writer.u32(AddressAttribute.FLAGS, spec.flags);
+  if (spec.validLifetime !== undefined || spec.preferredLifetime !== undefined) {
+    const cacheinfo = writer.struct(AddressAttribute.CACHEINFO, IFA_CACHEINFO_LENGTH);
+    cacheinfo.writeUInt32LE(spec.preferredLifetime ?? FOREVER, 0);
+    cacheinfo.writeUInt32LE(spec.validLifetime ?? FOREVER, 4);
+  }
 }
 
 export function encodeGetAddress(writer: MessageWriter, family: number = AddressFamily.UNSPEC): void {
@@ -100,5 +117,12 @@ export function decodeAddress(message: RawMessage): Address {
   if (broadcast) address.broadcast = bytesToIp(broadcast);
   const label = attributes.string(AddressAttribute.LABEL);
   if (label) address.label = label;
+  const cacheinfo = attributes.raw(AddressAttribute.CACHEINFO);
+  if (cacheinfo && cacheinfo.length >= 8) {
+    const preferred = cacheinfo.readUInt32LE(0);
+    const valid = cacheinfo.readUInt32LE(4);
+    if (valid !== FOREVER) address.validLifetime = valid;
+    if (preferred !== FOREVER) address.preferredLifetime = preferred;
+  }
   return address;
 }

@@ -4,7 +4,16 @@
  */
 import { RouteFlag } from '../../netlink/codec/route.js';
 import { RouteMetric } from '../../netlink/codec/route-attributes.js';
-import type { Change, LinkAttributes, LinkRef, NextHopRecord, PlanStep, PlumbingStep, RouteRecord } from './types.js';
+import type {
+  AddressRecord,
+  Change,
+  LinkAttributes,
+  LinkRef,
+  NextHopRecord,
+  PlanStep,
+  PlumbingStep,
+  RouteRecord,
+} from './types.js';
 
 /** Address flags a request may carry (nodad, optimistic, homeaddress, managetempaddr, noprefixroute). */
 export const REQUEST_ADDRESS_FLAGS = 0x2 | 0x4 | 0x10 | 0x100 | 0x200;
@@ -155,19 +164,27 @@ export function undoChangesOf(
       return [{ op: 'set-link', link: link(record.link, record.index), set: before }];
     }
     case 'remove-addresses':
-      return record.addresses.map((address) => ({
-        op: 'add-address' as const,
-        link: link(record.link, record.index),
-        address: {
-          address: address.address,
-          prefixLength: address.prefixLength,
-          ...(address.scope !== undefined ? { scope: address.scope } : {}),
-          flags: (address.flags ?? 0) & REQUEST_ADDRESS_FLAGS,
-          ...(address.peer ? { peer: address.peer } : {}),
-          ...(address.broadcast ? { broadcast: address.broadcast } : {}),
-          ...(address.label ? { label: address.label } : {}),
-        },
-      }));
+      // An address whose valid lifetime has passed since would be gone by now: it is not put back.
+      return record.addresses.flatMap((address) => {
+        const lifetimes = lifetimesLeft(address, now);
+        if (!lifetimes) return [];
+        return [
+          {
+            op: 'add-address' as const,
+            link: link(record.link, record.index),
+            address: {
+              address: address.address,
+              prefixLength: address.prefixLength,
+              ...(address.scope !== undefined ? { scope: address.scope } : {}),
+              flags: (address.flags ?? 0) & REQUEST_ADDRESS_FLAGS,
+              ...(address.peer ? { peer: address.peer } : {}),
+              ...(address.broadcast ? { broadcast: address.broadcast } : {}),
+              ...(address.label ? { label: address.label } : {}),
+              ...lifetimes,
+            },
+          },
+        ];
+      });
     case 'remove-routes':
       // A route with a next hop on another link that is gone (or is another link now: found by its
       // ifindex) cannot come back as it was: like a route whose own link is gone, nothing to put back.
@@ -213,6 +230,23 @@ export function routeRequestOf(route: RouteRecord): RouteRecord {
     ...(route.expiresAt !== undefined ? { expiresAt: route.expiresAt } : {}),
     ...(route.nextHops && route.nextHops.length > 0 ? { nextHops: route.nextHops.map(nextHopRequestOf) } : {}),
   };
+}
+
+/**
+ * What is left at `now` of a recorded address's lifetimes, in seconds (none for one that does not
+ * expire), or undefined when its valid lifetime has passed. A passed preferred lifetime is 0: the
+ * address comes back deprecated, as it would be by now.
+ */
+function lifetimesLeft(
+  address: AddressRecord,
+  now: number | undefined,
+): { validLifetime?: number; preferredLifetime?: number } | undefined {
+  if (address.validUntil === undefined || now === undefined) return {};
+  const valid = Math.ceil((address.validUntil - now) / 1000);
+  if (valid <= 0) return undefined;
+  const preferred =
+    address.preferredUntil === undefined ? valid : Math.max(0, Math.ceil((address.preferredUntil - now) / 1000));
+  return { validLifetime: valid, preferredLifetime: Math.min(preferred, valid) };
 }
 
 /**

@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidInputError, VcnetError } from '../../errors.js';
+import type { Address } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
@@ -206,6 +207,15 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   return { model: 'tcfilter', steps, device: tap, ...(source.address ? { guestHardwareAddress: source.address } : {}) };
 }
 
+/** When an address's lifetimes end, from the time of the scan (nothing for one that does not expire). */
+function lifetimeEnds(address: Address, now: number | undefined): { validUntil?: number; preferredUntil?: number } {
+  if (now === undefined) return {};
+  return {
+    ...(address.validLifetime !== undefined ? { validUntil: now + address.validLifetime * 1000 } : {}),
+    ...(address.preferredLifetime !== undefined ? { preferredUntil: now + address.preferredLifetime * 1000 } : {}),
+  };
+}
+
 function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest, source: Link): Plan {
   const spare = request.spareHardwareAddress;
   if (!spare) throw new InvalidInputError('spareHardwareAddress', spare, 'a private MAC for the pod link (macvtap)');
@@ -277,6 +287,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
           ...(address.peer ? { peer: address.peer } : {}),
           ...(address.broadcast ? { broadcast: address.broadcast } : {}),
           ...(address.label ? { label: address.label } : {}),
+          ...lifetimeEnds(address, request.now),
         },
       }),
     );

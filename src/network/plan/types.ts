@@ -29,7 +29,13 @@ export interface LinkAttributes {
 }
 
 /** An address, route or neighbour as a request, without the link (the change names it). */
-export type AddressRecord = Omit<AddressSpec, 'index'>;
+/**
+ * An address as a request. `validUntil` and `preferredUntil` (ms since the epoch) are when the kernel
+ * would have removed or deprecated an address with a lifetime (DHCP, SLAAC): detach puts it back
+ * with what is left, or not at all once it has passed. A request made from the record carries the
+ * lifetimes in seconds instead.
+ */
+export type AddressRecord = Omit<AddressSpec, 'index'> & { validUntil?: number; preferredUntil?: number };
 /**
  * A next hop of a multipath route: on the route's own link (the change's or record's) when `link` is
  * absent, else on that other link, kept by name and index (pod-link-routes.ts says when that happens).

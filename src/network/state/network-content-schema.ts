@@ -26,6 +26,8 @@ const addressSchema = z.looseObject({
   peer: z.string().optional(),
   broadcast: z.string().optional(),
   label: z.string().optional(),
+  validUntil: whole.optional(),
+  preferredUntil: whole.optional(),
 });
 const u32 = whole.max(0xffffffff, { error: 'a 32-bit number' });
 // Route metrics by RTAX_* number: u32 values, and a congestion control name for RTAX_CC_ALGO.

@@ -235,6 +235,57 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
     expect(without(nodeSnapshot(pod))).toEqual(without(before));
   });
 
+  nodeCase(
+    'addresses with lifetimes (DHCP, SLAAC): kept with what is left, deprecated or gone as they would be',
+    () => {
+      const { pod } = makePod();
+      pod.exec('ip', ['addr', 'add', '10.200.0.7/24', 'dev', 'eth0', 'valid_lft', '600', 'preferred_lft', '2']);
+      pod.exec('ip', ['addr', 'add', '10.200.0.8/24', 'dev', 'eth0', 'valid_lft', '2', 'preferred_lft', '2']);
+      pod.exec('ip', [
+        '-6',
+        'addr',
+        'add',
+        'fd00:201::2/64',
+        'dev',
+        'eth0',
+        'nodad',
+        'valid_lft',
+        '600',
+        'preferred_lft',
+        '500',
+      ]);
+      const lifetimes = () =>
+        Object.fromEntries(
+          pod
+            .ipJson<
+              Array<{ addr_info: Array<{ local: string; valid_life_time: number; preferred_life_time: number }> }>
+            >('addr', 'show', 'dev', 'eth0')[0]!
+            .addr_info.map((info) => [info.local, [info.valid_life_time, info.preferred_life_time]]),
+        );
+      const before = lifetimes();
+      // The VM runs longer than the short lifetimes: whatever the model did, the kernel's answer after.
+      const run = attachThenDetach(pod, model, stateDirectory(), {
+        between: () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000),
+      });
+      expect(run.attached.status, run.attached.stderr).toBe(0);
+      expect(run.detached.status, run.detached.stderr).toBe(0);
+      const after = lifetimes();
+      const FOREVER = 4294967295;
+      expect(Object.keys(after).sort()).toEqual(
+        Object.keys(before)
+          .filter((local) => local !== '10.200.0.8')
+          .sort(),
+      );
+      for (const local of ['10.200.0.2', 'fd00:200::2']) expect(after[local], local).toEqual([FOREVER, FOREVER]);
+      expect(after['10.200.0.7']![0]).toBeGreaterThan(580);
+      expect(after['10.200.0.7']![0]).toBeLessThan(598);
+      expect(after['10.200.0.7']![1]).toBe(0);
+      expect(after['fd00:201::2']![0]).toBeLessThan(598);
+      expect(after['fd00:201::2']![1]).toBeGreaterThan(480);
+      expect(after['fd00:201::2']![1]).toBeLessThan(498);
+    },
+  );
+
   nodeCase('proxy neighbours', () => {
     const { pod } = makePod();
     pod.exec('ip', ['neigh', 'add', 'proxy', '10.200.0.77', 'dev', 'eth0']);

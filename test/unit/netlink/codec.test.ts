@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeAddress, encodeAddress } from '../../../src/netlink/codec/address.js';
+import { AddressAttribute, decodeAddress, encodeAddress } from '../../../src/netlink/codec/address.js';
 import { bytesToIp, bytesToMac, ipToBytes, macToBytes, parseCidr } from '../../../src/netlink/codec/address-format.js';
 import { AddressFamily, MessageType } from '../../../src/netlink/codec/constants.js';
 import { decodeLink, encodeNewLink } from '../../../src/netlink/codec/link.js';
@@ -65,6 +65,10 @@ describe('recorded kernel dumps', () => {
       prefixLength: 64,
       family: AddressFamily.INET6,
     });
+    // The kernel sends IFA_CACHEINFO with every address; a permanent one's lifetimes are "forever".
+    for (const address of addresses) {
+      expect([address.validLifetime, address.preferredLifetime], address.address).toEqual([undefined, undefined]);
+    }
   });
 
   it('decodes routes with gateway and MTU metric', () => {
@@ -138,6 +142,21 @@ describe('encode then decode', () => {
       encodeAddress(w, { index: 3, address: '10.0.0.1', prefixLength: 32, peer: '10.0.0.2' }),
     );
     expect(decodeAddress(message)).toMatchObject({ index: 3, address: '10.0.0.1', peer: '10.0.0.2', prefixLength: 32 });
+  });
+
+  it('addresses with lifetimes: IFA_CACHEINFO with the preferred lifetime first, "forever" when one is left out', () => {
+    const message = roundTrip((w) =>
+      encodeAddress(w, { index: 3, address: 'fd00::2', prefixLength: 64, validLifetime: 600, preferredLifetime: 0 }),
+    );
+    expect(decodeAddress(message)).toMatchObject({ validLifetime: 600, preferredLifetime: 0 });
+    const cacheinfo = new Attributes(message.payload, 8).raw(AddressAttribute.CACHEINFO);
+    expect(cacheinfo?.toString('hex')).toBe('0000000058020000' + '0000000000000000');
+    const validOnly = decodeAddress(
+      roundTrip((w) => encodeAddress(w, { index: 3, address: '10.0.0.1', prefixLength: 24, validLifetime: 30 })),
+    );
+    expect([validOnly.validLifetime, validOnly.preferredLifetime]).toEqual([30, undefined]);
+    const permanent = roundTrip((w) => encodeAddress(w, { index: 3, address: '10.0.0.1', prefixLength: 24 }));
+    expect(new Attributes(permanent.payload, 8).raw(AddressAttribute.CACHEINFO)).toBeUndefined();
   });
 
   it('routes with MTU, default and v6', () => {

@@ -330,3 +330,48 @@ describe('macvtap routes with a gateway of the other family, a preference, a lif
     expect(attempt).toThrow(/route 10\.62\.0\.0\/16 on eth0 has an encapsulation/);
   });
 });
+
+describe('macvtap: pod link addresses with lifetimes (DHCP, SLAAC)', () => {
+  const SCANNED_AT = 1_800_000_000_000;
+  const lifetimePlan = planAttach(
+    {
+      ...snapshot,
+      addresses: [
+        address('10.88.0.2', 16),
+        address('10.88.0.3', 16, { validLifetime: 500, preferredLifetime: 400 }),
+        address('fd00::2', 64, { validLifetime: 600, preferredLifetime: 30 }),
+        address('fd00::3', 64, { validLifetime: 10, preferredLifetime: 10 }),
+      ],
+      routes: [],
+      proxyNeighbours: [],
+    },
+    { queues: 1 },
+    { model: 'macvtap', source: eth0, tapName: 'tap0_kata', spareHardwareAddress: SPARE, now: SCANNED_AT },
+  );
+  const lifetimeRecords = lifetimePlan.steps.flatMap((step) => (step.record ? [step.record] : []));
+
+  it('records when each lifetime ends, and the records validate', () => {
+    const recorded = lifetimeRecords.flatMap((record) => (record.step === 'remove-addresses' ? record.addresses : []));
+    expect(recorded.map((entry) => [entry.address, entry.validUntil, entry.preferredUntil])).toEqual([
+      ['10.88.0.3', SCANNED_AT + 500_000, SCANNED_AT + 400_000],
+      ['10.88.0.2', undefined, undefined],
+      ['fd00::2', SCANNED_AT + 600_000, SCANNED_AT + 30_000],
+      ['fd00::3', SCANNED_AT + 10_000, SCANNED_AT + 10_000],
+    ]);
+    for (const record of lifetimeRecords) expect(plumbingStepSchema.safeParse(record).success).toBe(true);
+  });
+
+  it('puts them back with what is left, deprecated once the preferred lifetime passed, not once the valid one did', () => {
+    const detach = planDetach(lifetimeRecords, { links: snapshot.links, now: SCANNED_AT + 60_000 });
+    const added = detach.steps.flatMap(({ change }) => (change.op === 'add-address' ? [change.address] : []));
+    expect(added.map((entry) => [entry.address, entry.validLifetime, entry.preferredLifetime])).toEqual([
+      ['fd00::2', 540, 0],
+      ['10.88.0.2', undefined, undefined],
+      ['10.88.0.3', 440, 340],
+    ]);
+    expect(added.every((entry) => entry.validUntil === undefined && entry.preferredUntil === undefined)).toBe(true);
+    expect(commandsOf({ ...lifetimePlan, steps: detach.steps }).filter((line) => line.includes('10.88.0.3'))).toEqual([
+      'ip address add 10.88.0.3/16 scope 0 valid_lft 440 preferred_lft 340 dev eth0',
+    ]);
+  });
+});
