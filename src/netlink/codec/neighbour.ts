@@ -4,7 +4,7 @@ import { AddressFamily } from './constants.js';
 import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
 import type { MessageWriter } from './writer.js';
 
-export const NeighbourAttribute = { DST: 1, LLADDR: 2, CACHEINFO: 3, PROBES: 4 } as const;
+export const NeighbourAttribute = { DST: 1, LLADDR: 2, CACHEINFO: 3, PROBES: 4, PROTOCOL: 12 } as const;
 export const NeighbourState = {
   INCOMPLETE: 0x1,
   REACHABLE: 0x2,
@@ -27,6 +27,8 @@ export interface Neighbour {
   state: number;
   flags: number;
   type: number;
+  /** Who made the entry (NDA_PROTOCOL, `ip neigh ... protocol static`), when it says. */
+  protocol?: number;
 }
 
 export interface NeighbourSpec {
@@ -35,6 +37,7 @@ export interface NeighbourSpec {
   linkLayerAddress?: string;
   state?: number;
   flags?: number;
+  protocol?: number;
 }
 
 export function encodeNeighbour(writer: MessageWriter, spec: NeighbourSpec): void {
@@ -45,6 +48,7 @@ export function encodeNeighbour(writer: MessageWriter, spec: NeighbourSpec): voi
   header.writeUInt8(spec.flags ?? 0, 10);
   writer.bytes(NeighbourAttribute.DST, ipToBytes(spec.destination));
   if (spec.linkLayerAddress) writer.bytes(NeighbourAttribute.LLADDR, macToBytes(spec.linkLayerAddress));
+  if (spec.protocol !== undefined) writer.u8(NeighbourAttribute.PROTOCOL, spec.protocol);
 }
 
 /** A neighbour dump; with NTF_PROXY in `flags` the kernel dumps the proxy entries instead. */
@@ -69,5 +73,7 @@ export function decodeNeighbour(message: RawMessage): Neighbour {
   };
   const linkLayer = attributes.raw(NeighbourAttribute.LLADDR);
   if (linkLayer && linkLayer.length === 6) neighbour.linkLayerAddress = bytesToMac(linkLayer);
+  const protocol = attributes.u8(NeighbourAttribute.PROTOCOL);
+  if (protocol !== undefined) neighbour.protocol = protocol;
   return neighbour;
 }

@@ -100,10 +100,18 @@ export function commandOf(change: Change): string {
     case 'add-route':
     case 'delete-route':
       return `ip ${familyFlag(change.route.destination ?? change.route.gateway ?? change.route.nextHops?.[0]?.gateway, change.route.family)}route ${change.op === 'add-route' ? 'add' : 'del'} ${routeArguments(change.route, change.link)}`;
-    case 'add-neighbour':
-      if (isProxy(change.neighbour))
-        return `ip neigh replace proxy ${change.neighbour.destination} ${dev(change.link)}`;
-      return `ip neigh replace ${change.neighbour.destination}${change.neighbour.linkLayerAddress ? ` lladdr ${change.neighbour.linkLayerAddress}` : ''} nud ${change.neighbour.state === NeighbourState.PERMANENT ? 'permanent' : 'reachable'} ${dev(change.link)}`;
+    case 'add-neighbour': {
+      const { neighbour } = change;
+      const extra = [
+        (neighbour.flags ?? 0) & NeighbourFlag.ROUTER ? 'router' : '',
+        neighbour.protocol !== undefined ? `protocol ${neighbour.protocol}` : '',
+      ]
+        .filter(Boolean)
+        .map((part) => ` ${part}`)
+        .join('');
+      if (isProxy(neighbour)) return `ip neigh replace proxy ${neighbour.destination} ${dev(change.link)}${extra}`;
+      return `ip neigh replace ${neighbour.destination}${neighbour.linkLayerAddress ? ` lladdr ${neighbour.linkLayerAddress}` : ''} nud ${neighbour.state === NeighbourState.PERMANENT ? 'permanent' : 'reachable'} ${dev(change.link)}${extra}`;
+    }
     case 'delete-neighbour':
       return `ip neigh del ${isProxy(change.neighbour) ? 'proxy ' : ''}${change.neighbour.destination} ${dev(change.link)}`;
   }

@@ -235,6 +235,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
           state: neighbour.state,
           flags: neighbour.flags,
           ...(neighbour.linkLayerAddress ? { linkLayerAddress: neighbour.linkLayerAddress } : {}),
+          ...(neighbour.protocol !== undefined ? { protocol: neighbour.protocol } : {}),
         },
       }),
     );
@@ -243,8 +244,9 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   // are removed, and put back by detach.
   for (const neighbour of snapshot.proxyNeighbours ?? []) {
     if (neighbour.index !== source.index) continue;
-    const { destination, state, flags } = neighbour;
-    steps.push(stepOf({ op: 'delete-neighbour', link: pod, neighbour: { destination, state, flags } }));
+    const { destination, state, flags, protocol } = neighbour;
+    const record = { destination, state, flags, ...(protocol !== undefined ? { protocol } : {}) };
+    steps.push(stepOf({ op: 'delete-neighbour', link: pod, neighbour: record }));
   }
   for (const route of podLinkRoutes(snapshot.routes, snapshot.links, source, request.now)) {
     steps.push(stepOf({ op: 'delete-route', link: pod, route }));

@@ -67,6 +67,7 @@ const neighbourSchema = z.looseObject({
   linkLayerAddress: z.string().optional(),
   state: integer.optional(),
   flags: integer.optional(),
+  protocol: whole.max(255, { error: 'an NDA_PROTOCOL value' }).optional(),
 });
 
 /** A pod link's ifindex, its identity in the namespace (records before it kept only the name). */

@@ -8,7 +8,12 @@ import { AddressAttribute, decodeAddress, encodeAddress } from '../../../src/net
 import { bytesToIp, bytesToMac, ipToBytes, macToBytes, parseCidr } from '../../../src/netlink/codec/address-format.js';
 import { AddressFamily, MessageType } from '../../../src/netlink/codec/constants.js';
 import { decodeLink, encodeNewLink } from '../../../src/netlink/codec/link.js';
-import { decodeNeighbour, NeighbourState } from '../../../src/netlink/codec/neighbour.js';
+import {
+  decodeNeighbour,
+  encodeNeighbour,
+  NeighbourFlag,
+  NeighbourState,
+} from '../../../src/netlink/codec/neighbour.js';
 import { Attributes, decodeError, MalformedMessageError, splitMessages } from '../../../src/netlink/codec/reader.js';
 import { decodeRoute, encodeRoute } from '../../../src/netlink/codec/route.js';
 import { MATCH_ALL_U32_KEYS } from '../../../src/netlink/codec/tc/filter/u32.js';
@@ -157,6 +162,25 @@ describe('encode then decode', () => {
     expect([validOnly.validLifetime, validOnly.preferredLifetime]).toEqual([30, undefined]);
     const permanent = roundTrip((w) => encodeAddress(w, { index: 3, address: '10.0.0.1', prefixLength: 24 }));
     expect(new Attributes(permanent.payload, 8).raw(AddressAttribute.CACHEINFO)).toBeUndefined();
+  });
+
+  it('neighbours with a protocol (NDA_PROTOCOL) and the router flag', () => {
+    const message = roundTrip((w) =>
+      encodeNeighbour(w, {
+        index: 3,
+        destination: 'fd00::9',
+        linkLayerAddress: '02:00:00:00:00:19',
+        flags: NeighbourFlag.ROUTER,
+        protocol: 4,
+      }),
+    );
+    expect(decodeNeighbour(message)).toMatchObject({
+      destination: 'fd00::9',
+      flags: NeighbourFlag.ROUTER,
+      protocol: 4,
+    });
+    const plain = decodeNeighbour(roundTrip((w) => encodeNeighbour(w, { index: 3, destination: '10.0.0.9' })));
+    expect(plain.protocol).toBeUndefined();
   });
 
   it('routes with MTU, default and v6', () => {
