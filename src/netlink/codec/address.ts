@@ -52,6 +52,8 @@ export interface Address {
   validLifetime?: number;
   /** Seconds until it is deprecated; undefined when that does not happen. */
   preferredLifetime?: number;
+  /** The metric of the address's prefix route (IFA_RT_PRIORITY, `ip addr add ... metric N`). */
+  routePriority?: number;
 }
 
 export interface AddressSpec {
@@ -67,6 +69,8 @@ export interface AddressSpec {
   validLifetime?: number;
   /** Seconds (`preferred_lft`), at most validLifetime. */
   preferredLifetime?: number;
+  /** The metric of the prefix route the kernel adds for the address. */
+  routePriority?: number;
 }
 
 export function encodeAddress(writer: MessageWriter, spec: AddressSpec): void {
@@ -84,6 +88,7 @@ export function encodeAddress(writer: MessageWriter, spec: AddressSpec): void {
   if (spec.label) writer.string(AddressAttribute.LABEL, spec.label);
   // Flags above 8 bits only fit in IFA_FLAGS.
   if (spec.flags !== undefined && spec.flags > 0xff) writer.u32(AddressAttribute.FLAGS, spec.flags);
+  if (spec.routePriority !== undefined) writer.u32(AddressAttribute.RT_PRIORITY, spec.routePriority);
   if (spec.validLifetime !== undefined || spec.preferredLifetime !== undefined) {
     const cacheinfo = writer.struct(AddressAttribute.CACHEINFO, IFA_CACHEINFO_LENGTH);
     cacheinfo.writeUInt32LE(spec.preferredLifetime ?? FOREVER, 0);
@@ -117,6 +122,8 @@ export function decodeAddress(message: RawMessage): Address {
   if (broadcast) address.broadcast = bytesToIp(broadcast);
   const label = attributes.string(AddressAttribute.LABEL);
   if (label) address.label = label;
+  const routePriority = attributes.u32(AddressAttribute.RT_PRIORITY);
+  if (routePriority !== undefined) address.routePriority = routePriority;
   const cacheinfo = attributes.raw(AddressAttribute.CACHEINFO);
   if (cacheinfo && cacheinfo.length >= 8) {
     const preferred = cacheinfo.readUInt32LE(0);

@@ -90,6 +90,7 @@ export function commandOf(change: Change): string {
         address.broadcast ? `broadcast ${address.broadcast}` : '',
         change.op === 'add-address' && address.scope !== undefined ? `scope ${address.scope}` : '',
         address.label ? `label ${address.label}` : '',
+        change.op === 'add-address' && address.routePriority !== undefined ? `metric ${address.routePriority}` : '',
         change.op === 'add-address' && address.validLifetime !== undefined ? `valid_lft ${address.validLifetime}` : '',
         change.op === 'add-address' && address.preferredLifetime !== undefined
           ? `preferred_lft ${address.preferredLifetime}`

@@ -180,6 +180,7 @@ export function undoChangesOf(
               ...(address.peer ? { peer: address.peer } : {}),
               ...(address.broadcast ? { broadcast: address.broadcast } : {}),
               ...(address.label ? { label: address.label } : {}),
+              ...(address.routePriority !== undefined ? { routePriority: address.routePriority } : {}),
               ...lifetimes,
             },
           },

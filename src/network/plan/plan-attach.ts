@@ -289,6 +289,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
           ...(address.peer ? { peer: address.peer } : {}),
           ...(address.broadcast ? { broadcast: address.broadcast } : {}),
           ...(address.label ? { label: address.label } : {}),
+          ...(address.routePriority !== undefined ? { routePriority: address.routePriority } : {}),
           ...lifetimeEnds(address, request.now),
         },
       }),

@@ -18,6 +18,7 @@ const listOf = <T extends z.ZodType>(schema: T, what: string) => z.array(schema,
 
 // Kernel objects are checked for the fields vcnet reads back, and keep the rest as the kernel gave it.
 const linkSchema = z.looseObject({ index: whole, name, type: integer, flags: integer, mtu: integer, group: integer });
+const u32 = whole.max(0xffffffff, { error: 'a 32-bit number' });
 const addressSchema = z.looseObject({
   address: name,
   prefixLength: whole.max(128, { error: 'a prefix length from 0 to 128' }),
@@ -28,8 +29,8 @@ const addressSchema = z.looseObject({
   label: z.string().optional(),
   validUntil: whole.optional(),
   preferredUntil: whole.optional(),
+  routePriority: u32.optional(),
 });
-const u32 = whole.max(0xffffffff, { error: 'a 32-bit number' });
 // Route metrics by RTAX_* number: u32 values, and a congestion control name for RTAX_CC_ALGO.
 const routeMetricsSchema = z.record(
   z.string().regex(/^[1-9]\d{0,2}$/, { error: 'an RTAX_* metric number' }),

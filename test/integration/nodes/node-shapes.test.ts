@@ -286,6 +286,15 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
     },
   );
 
+  nodeCase('addresses with a metric for their prefix route (IFA_RT_PRIORITY)', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['addr', 'add', '10.210.0.2/24', 'dev', 'eth0', 'metric', '77']);
+    pod.exec('ip', ['-6', 'addr', 'add', 'fd00:210::2/64', 'dev', 'eth0', 'nodad', 'metric', '55']);
+    expectExactRoundTrip(pod, model);
+    expect(pod.exec('ip', ['-d', 'addr', 'show', 'dev', 'eth0'])).toMatch(/10\.210\.0\.2\/24 metric 77/);
+    expect(pod.exec('ip', ['-6', 'route', 'show', 'fd00:210::/64'])).toMatch(/metric 55/);
+  });
+
   nodeCase('permanent and proxy neighbours with a protocol, and an IPv6 router entry', () => {
     const { pod } = makePod();
     pod.exec('ip', [

@@ -160,6 +160,10 @@ describe('encode then decode', () => {
       roundTrip((w) => encodeAddress(w, { index: 3, address: '10.0.0.1', prefixLength: 24, validLifetime: 30 })),
     );
     expect([validOnly.validLifetime, validOnly.preferredLifetime]).toEqual([30, undefined]);
+    const metric = decodeAddress(
+      roundTrip((w) => encodeAddress(w, { index: 3, address: '10.0.0.1', prefixLength: 24, routePriority: 77 })),
+    );
+    expect(metric.routePriority).toBe(77);
     const permanent = roundTrip((w) => encodeAddress(w, { index: 3, address: '10.0.0.1', prefixLength: 24 }));
     expect(new Attributes(permanent.payload, 8).raw(AddressAttribute.CACHEINFO)).toBeUndefined();
   });
