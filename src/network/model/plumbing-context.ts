@@ -103,7 +103,7 @@ async function planSnapshotOf(context: PlumbingContext, request: AttachRequest):
 /** Plans an endpoint's plumbing (without touching anything). */
 export async function planEndpoint(context: PlumbingContext, request: AttachRequest): Promise<Plan> {
   const snapshot = await planSnapshotOf(context, request);
-  return planAttach(snapshot, context, { now: Date.now(), ...request });
+  return planAttach(snapshot, context, { ...request, now: request.now ?? Date.now() });
 }
 
 /** Plans and applies an endpoint's plumbing; on any failure nothing is left (or a record says what is). */
