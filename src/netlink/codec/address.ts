@@ -18,7 +18,9 @@ export const AddressAttribute = {
 } as const;
 
 export const AddressFlag = {
+  /** IPv4: a secondary address. IPv6: the same bit is IFA_F_TEMPORARY, a privacy address the kernel made. */
   SECONDARY: 0x1,
+  TEMPORARY: 0x1,
   NODAD: 0x2,
   OPTIMISTIC: 0x4,
   DADFAILED: 0x8,

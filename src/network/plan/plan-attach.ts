@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { InvalidInputError, VcnetError } from '../../errors.js';
-import type { Address } from '../../netlink/codec/address.js';
+import { type Address, AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
@@ -271,12 +271,33 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   );
   // Undo runs backwards, so the deletion order is the reverse of the order to put them back in.
   // IPv4 is listed oldest first: delete the newest first, so secondaries go before their primary
-  // (deleting a primary first takes its secondaries with it, or promotes one). IPv6 as listed.
+  // (deleting a primary first takes its secondaries with it, or promotes one). IPv6 as listed, its
+  // privacy addresses first: the kernel takes them with their public address (mngtmpaddr), and
+  // makes new ones when that comes back. Put back, an old one would be an ordinary address too many.
+  const v6 = removable.filter((address) => address.family === AddressFamily.INET6);
+  const temporary = (address: Address) => (address.flags & AddressFlag.TEMPORARY) !== 0;
   const deletionOrder = [
     ...removable.filter((address) => address.family !== AddressFamily.INET6).reverse(),
-    ...removable.filter((address) => address.family === AddressFamily.INET6),
+    ...v6.filter(temporary),
+    ...v6.filter((address) => !temporary(address)),
   ];
   for (const address of deletionOrder) {
+    const kernelMade = address.family === AddressFamily.INET6 && temporary(address);
+    const step = stepOf({
+      op: 'delete-address',
+      link: pod,
+      address: {
+        address: address.address,
+        prefixLength: address.prefixLength,
+        scope: address.scope,
+        flags: address.flags & REQUEST_ADDRESS_FLAGS,
+      },
+    });
+    if (kernelMade) {
+      // The kernel's own, like the routes it adds: removed without a record to put it back.
+      steps.push({ change: step.change });
+      continue;
+    }
     steps.push(
       stepOf({
         op: 'delete-address',

@@ -295,6 +295,49 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
     expect(pod.exec('ip', ['-6', 'route', 'show', 'fd00:210::/64'])).toMatch(/metric 55/);
   });
 
+  nodeCase(
+    'IPv6 privacy addresses (use_tempaddr, mngtmpaddr): the kernel makes a new one, no old one comes back',
+    () => {
+      const { pod } = makePod();
+      pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.use_tempaddr=2']);
+      pod.exec('ip', [
+        '-6',
+        'addr',
+        'add',
+        'fd00:220::2/64',
+        'dev',
+        'eth0',
+        'mngtmpaddr',
+        'nodad',
+        'valid_lft',
+        '3600',
+        'preferred_lft',
+        '1800',
+      ]);
+      const inPrefix = () =>
+        pod
+          .ipJson<Array<{ addr_info: Array<{ local: string; temporary?: boolean }> }>>(
+            '-6',
+            'addr',
+            'show',
+            'dev',
+            'eth0',
+          )[0]!
+          .addr_info.filter((info) => info.local.startsWith('fd00:220:'))
+          .map((info) => ({ local: info.local, temporary: info.temporary === true }));
+      const before = inPrefix();
+      expect(before.filter((entry) => entry.temporary)).toHaveLength(1);
+      const run = attachThenDetach(pod, model, stateDirectory());
+      expect(run.attached.status, run.attached.stderr).toBe(0);
+      expect(run.detached.status, run.detached.stderr).toBe(0);
+      const after = inPrefix();
+      // The public address as it was, and one privacy address: the old one (models that leave the
+      // addresses alone) or a new one the kernel made, never an old one put back as an ordinary address.
+      expect(after.filter((entry) => !entry.temporary)).toEqual(before.filter((entry) => !entry.temporary));
+      expect(after.filter((entry) => entry.temporary)).toHaveLength(1);
+    },
+  );
+
   nodeCase('permanent and proxy neighbours with a protocol, and an IPv6 router entry', () => {
     const { pod } = makePod();
     pod.exec('ip', [

@@ -4,6 +4,7 @@
  * `--dry-run` prints for them, what detach sends back to the kernel, and that the records validate.
  */
 import { describe, expect, it } from 'vitest';
+import { AddressFlag } from '../../../src/netlink/codec/address.js';
 import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Neighbour } from '../../../src/netlink/codec/neighbour.js';
@@ -373,5 +374,32 @@ describe('macvtap: pod link addresses with lifetimes (DHCP, SLAAC)', () => {
     expect(commandsOf({ ...lifetimePlan, steps: detach.steps }).filter((line) => line.includes('10.88.0.3'))).toEqual([
       'ip address add 10.88.0.3/16 scope 0 valid_lft 440 preferred_lft 340 dev eth0',
     ]);
+  });
+});
+
+describe('macvtap: IPv6 privacy addresses', () => {
+  const privacyPlan = planAttach(
+    {
+      ...snapshot,
+      addresses: [
+        address('fd00::2', 64, { flags: 0x100 /* mngtmpaddr */ }),
+        address('fd00::1234:5678', 64, { flags: AddressFlag.TEMPORARY }),
+      ],
+      routes: [],
+      proxyNeighbours: [],
+    },
+    { queues: 1 },
+    { model: 'macvtap', source: eth0, tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+  );
+
+  it('removes them before their public address, with no record to put them back (the kernel makes new ones)', () => {
+    expect(commandsOf(privacyPlan).filter((command) => command.startsWith('ip address'))).toEqual([
+      'ip address del fd00::1234:5678/64 dev eth0',
+      'ip address del fd00::2/64 dev eth0',
+    ]);
+    const recorded = privacyPlan.steps.flatMap((step) =>
+      step.record?.step === 'remove-addresses' ? step.record.addresses.map((entry) => entry.address) : [],
+    );
+    expect(recorded).toEqual(['fd00::2']);
   });
 });
