@@ -282,39 +282,23 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
     ...v6.filter((address) => !temporary(address)),
   ];
   for (const address of deletionOrder) {
-    const kernelMade = address.family === AddressFamily.INET6 && temporary(address);
-    const step = stepOf({
-      op: 'delete-address',
+    const change = {
+      op: 'delete-address' as const,
       link: pod,
       address: {
         address: address.address,
         prefixLength: address.prefixLength,
         scope: address.scope,
         flags: address.flags & REQUEST_ADDRESS_FLAGS,
+        ...(address.peer ? { peer: address.peer } : {}),
+        ...(address.broadcast ? { broadcast: address.broadcast } : {}),
+        ...(address.label ? { label: address.label } : {}),
+        ...(address.routePriority !== undefined ? { routePriority: address.routePriority } : {}),
+        ...lifetimeEnds(address, request.now),
       },
-    });
-    if (kernelMade) {
-      // The kernel's own, like the routes it adds: removed without a record to put it back.
-      steps.push({ change: step.change });
-      continue;
-    }
-    steps.push(
-      stepOf({
-        op: 'delete-address',
-        link: pod,
-        address: {
-          address: address.address,
-          prefixLength: address.prefixLength,
-          scope: address.scope,
-          flags: address.flags & REQUEST_ADDRESS_FLAGS,
-          ...(address.peer ? { peer: address.peer } : {}),
-          ...(address.broadcast ? { broadcast: address.broadcast } : {}),
-          ...(address.label ? { label: address.label } : {}),
-          ...(address.routePriority !== undefined ? { routePriority: address.routePriority } : {}),
-          ...lifetimeEnds(address, request.now),
-        },
-      }),
-    );
+    };
+    // A privacy address is the kernel's own, like the routes it adds: removed without a record.
+    steps.push(address.family === AddressFamily.INET6 && temporary(address) ? { change } : stepOf(change));
   }
   if ((source.flags & InterfaceFlag.UP) === 0) {
     const bringUp = stepOf({ op: 'set-link', link: pod, set: { up: true } }, { up: false });

@@ -7,7 +7,8 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { filePerTestFile, RATE_LIMITED_KATA_CONFIG, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { dryRunCases } from '../../helpers/dry-run-cases.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -57,33 +58,10 @@ function shaping(namespace: TestNamespace): unknown {
     .filter((link) => link.classes.length > 0 || link.rootFilters.length > 0 || link.qdiscs.length > 0);
 }
 
-const RATE_LIMITED_CONFIG = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
-
-/** A gateway of the other family, an IPv6 preference, an address metric: how the macvtap model's deletes name them. */
-function podLinkAttributes(pod: TestNamespace): void {
-  const ip = (...args: string[]) => pod.exec('ip', args);
-  ip('route', 'add', '10.56.0.0/16', 'via', 'inet6', 'fd00:200::1', 'dev', 'eth0');
-  ip('-6', 'route', 'add', 'fd56::/48', 'via', 'fd00:200::1', 'dev', 'eth0', 'pref', 'high');
-  ip('addr', 'add', '10.210.0.2/24', 'dev', 'eth0', 'metric', '77');
-}
-
-const cases: Array<{ model: string; extra: string[]; shape?: (pod: TestNamespace) => void }> = [
-  { model: 'tcfilter', extra: [] },
-  { model: 'tcfilter', extra: ['--queues', '2'] },
-  { model: 'macvtap', extra: [] },
-  { model: 'none', extra: [] },
-  { model: 'tcfilter', extra: ['--config', RATE_LIMITED_CONFIG] },
-  { model: 'macvtap', extra: ['--config', RATE_LIMITED_CONFIG] },
-  { model: 'macvtap', extra: [], shape: podLinkAttributes },
-];
+const cases = dryRunCases();
 
 describe('vcnet attach --dry-run', () => {
-  for (const { model, extra, shape } of cases) {
-    const label = shape
-      ? '(via inet6, pref, address metric)'
-      : extra.includes('--config')
-        ? '--config (rx and tx limits)'
-        : extra.join(' ');
+  for (const { model, extra, shape, label } of cases) {
     it(`${model} ${label}: the printed commands, run in a fresh namespace, build what attach builds`, () => {
       const { pod: pasted } = makePod({ interfaces: 2 });
       const { pod: attached } = makePod({ interfaces: 2 });

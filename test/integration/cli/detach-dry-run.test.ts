@@ -8,57 +8,16 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { filePerTestFile, RATE_LIMITED_KATA_CONFIG, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
-import type { TestNamespace } from '../../helpers/namespace.js';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { dryRunCases } from '../../helpers/dry-run-cases.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-detach-dry-');
 
-const RATE_LIMITED_CONFIG = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
-
-/**
- * What the macvtap model takes off a pod link and puts back, beyond makePod's: a gateway of the other
- * family, an IPv6 preference, an address metric and lifetime, a neighbour's protocol and router flag.
- * The printed commands must say each of them the way iproute2 takes it.
- */
-function podLinkAttributes(pod: TestNamespace): void {
-  const ip = (...args: string[]) => pod.exec('ip', args);
-  ip('route', 'add', '10.56.0.0/16', 'via', 'inet6', 'fd00:200::1', 'dev', 'eth0');
-  ip('-6', 'route', 'add', 'fd56::/48', 'via', 'fd00:200::1', 'dev', 'eth0', 'pref', 'high');
-  ip('addr', 'add', '10.210.0.2/24', 'dev', 'eth0', 'metric', '77', 'valid_lft', '3600', 'preferred_lft', '1800');
-  ip(
-    'neigh',
-    'add',
-    '10.200.0.20',
-    'lladdr',
-    '02:00:00:00:00:20',
-    'dev',
-    'eth0',
-    'nud',
-    'permanent',
-    'protocol',
-    'static',
-  );
-  ip('-6', 'neigh', 'add', 'fd00:200::20', 'lladdr', '02:00:00:00:00:21', 'dev', 'eth0', 'nud', 'permanent', 'router');
-}
-
-const cases: Array<{ model: string; extra: string[]; shape?: (pod: TestNamespace) => void }> = [
-  { model: 'tcfilter', extra: [] },
-  { model: 'tcfilter', extra: ['--queues', '2'] },
-  { model: 'macvtap', extra: [] },
-  { model: 'none', extra: [] },
-  { model: 'tcfilter', extra: ['--config', RATE_LIMITED_CONFIG] },
-  { model: 'macvtap', extra: ['--config', RATE_LIMITED_CONFIG] },
-  { model: 'macvtap', extra: [], shape: podLinkAttributes },
-];
+const cases = dryRunCases();
 
 describe('vcnet detach --dry-run', () => {
-  for (const { model, extra, shape } of cases) {
-    const label = shape
-      ? '(via inet6, pref, address metric and lifetime, neighbour protocol and router)'
-      : extra.includes('--config')
-        ? '--config (rx and tx limits)'
-        : extra.join(' ');
+  for (const { model, extra, shape, label } of cases) {
     it(`${model} ${label}: changes nothing, and its commands undo what attach made`, () => {
       const { pod } = makePod({ interfaces: 2 });
       shape?.(pod);

@@ -340,33 +340,13 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
 
   nodeCase('permanent and proxy neighbours with a protocol, and an IPv6 router entry', () => {
     const { pod } = makePod();
-    pod.exec('ip', [
-      'neigh',
-      'add',
-      '10.200.0.20',
-      'lladdr',
-      '02:00:00:00:00:20',
-      'dev',
-      'eth0',
-      'nud',
-      'permanent',
-      'protocol',
-      'static',
-    ]);
-    pod.exec('ip', [
-      '-6',
-      'neigh',
-      'add',
-      'fd00:200::20',
-      'lladdr',
-      '02:00:00:00:00:21',
-      'dev',
-      'eth0',
-      'nud',
-      'permanent',
-      'router',
-    ]);
-    pod.exec('ip', ['neigh', 'add', 'proxy', '10.200.0.21', 'dev', 'eth0', 'protocol', '42']);
+    for (const line of [
+      'neigh add 10.200.0.20 lladdr 02:00:00:00:00:20 dev eth0 nud permanent protocol static',
+      '-6 neigh add fd00:200::20 lladdr 02:00:00:00:00:21 dev eth0 nud permanent router',
+      'neigh add proxy 10.200.0.21 dev eth0 protocol 42',
+    ]) {
+      pod.exec('ip', line.split(' '));
+    }
     const details = () =>
       [
         ...pod.exec('ip', ['-d', 'neigh', 'show', 'nud', 'permanent']).split('\n'),

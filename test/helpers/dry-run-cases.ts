@@ -1,0 +1,51 @@
+/**
+ * The attach and detach dry-run paste tests run the same cases: each model, multi-queue, Kata's rate
+ * limits from a configuration.toml, and a macvtap pod link with the attributes its save and restore
+ * must name the way iproute2 takes them.
+ */
+import { filePerTestFile, RATE_LIMITED_KATA_CONFIG } from './cli.js';
+import type { TestNamespace } from './namespace.js';
+
+export interface DryRunCase {
+  model: string;
+  extra: string[];
+  /** Shapes the pod further after makePod (the same in every namespace a case makes). */
+  shape?: (pod: TestNamespace) => void;
+  label: string;
+}
+
+/**
+ * Beyond makePod's: a gateway of the other family, an IPv6 preference, an address metric and
+ * lifetime, a neighbour's protocol and an IPv6 router entry.
+ */
+export function addPodLinkAttributes(pod: TestNamespace): void {
+  for (const line of [
+    'route add 10.56.0.0/16 via inet6 fd00:200::1 dev eth0',
+    '-6 route add fd56::/48 via fd00:200::1 dev eth0 pref high',
+    'addr add 10.210.0.2/24 dev eth0 metric 77 valid_lft 3600 preferred_lft 1800',
+    'neigh add 10.200.0.20 lladdr 02:00:00:00:00:20 dev eth0 nud permanent protocol static',
+    '-6 neigh add fd00:200::20 lladdr 02:00:00:00:00:21 dev eth0 nud permanent router',
+  ]) {
+    pod.exec('ip', line.split(' '));
+  }
+}
+
+/** The cases, with a configuration.toml of rate limits made for the calling test file. */
+export function dryRunCases(): DryRunCase[] {
+  const rateLimited = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
+  const limits = '--config (rx and tx limits)';
+  return [
+    { model: 'tcfilter', extra: [], label: '' },
+    { model: 'tcfilter', extra: ['--queues', '2'], label: '--queues 2' },
+    { model: 'macvtap', extra: [], label: '' },
+    { model: 'none', extra: [], label: '' },
+    { model: 'tcfilter', extra: ['--config', rateLimited], label: limits },
+    { model: 'macvtap', extra: ['--config', rateLimited], label: limits },
+    {
+      model: 'macvtap',
+      extra: [],
+      shape: addPodLinkAttributes,
+      label: '(via inet6, pref, address metric and lifetime, neighbour protocol and router)',
+    },
+  ];
+}
