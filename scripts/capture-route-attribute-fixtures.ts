@@ -1,7 +1,8 @@
 /**
  * Records the kernel's replies for routes with metrics, realms, multipath next hops, a gateway of the
- * other family, an IPv6 preference and lifetime and a nexthop object, and for proxy neighbours, made by iproute2 (not by vcnet's encoder) in a throwaway namespace, for the
- * codec's unit tests. Run as root: `npx tsx scripts/capture-route-attribute-fixtures.ts`.
+ * other family, an IPv6 preference and lifetime and a nexthop object, and for proxy neighbours, made
+ * by iproute2 (not by vcnet's encoder) in a throwaway namespace, for the codec's unit tests. Run as
+ * root: `npx tsx scripts/capture-route-attribute-fixtures.ts`.
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';

@@ -172,17 +172,7 @@ export function undoChangesOf(
           {
             op: 'add-address' as const,
             link: link(record.link, record.index),
-            address: {
-              address: address.address,
-              prefixLength: address.prefixLength,
-              ...(address.scope !== undefined ? { scope: address.scope } : {}),
-              flags: (address.flags ?? 0) & REQUEST_ADDRESS_FLAGS,
-              ...(address.peer ? { peer: address.peer } : {}),
-              ...(address.broadcast ? { broadcast: address.broadcast } : {}),
-              ...(address.label ? { label: address.label } : {}),
-              ...(address.routePriority !== undefined ? { routePriority: address.routePriority } : {}),
-              ...lifetimes,
-            },
+            address: { ...addressRequestOf(address), ...lifetimes },
           },
         ];
       });
@@ -234,6 +224,26 @@ export function routeRequestOf(route: RouteRecord): RouteRecord {
 }
 
 /**
+ * An address (as the kernel reports it, or as recorded) as a request that recreates it: only request
+ * flags, and without its lifetimes, which each caller states in its own terms.
+ */
+export function addressRequestOf(address: AddressRecord): AddressRecord {
+  return {
+    address: address.address,
+    prefixLength: address.prefixLength,
+    ...(address.scope !== undefined ? { scope: address.scope } : {}),
+    flags: (address.flags ?? 0) & REQUEST_ADDRESS_FLAGS,
+    ...(address.peer ? { peer: address.peer } : {}),
+    ...(address.broadcast ? { broadcast: address.broadcast } : {}),
+    ...(address.label ? { label: address.label } : {}),
+    ...(address.routePriority !== undefined ? { routePriority: address.routePriority } : {}),
+  };
+}
+
+/** Whole seconds from `now` until `until` (both ms since the epoch), rounded up. */
+const secondsLeft = (until: number, now: number): number => Math.ceil((until - now) / 1000);
+
+/**
  * What is left at `now` of a recorded address's lifetimes, in seconds (none for one that does not
  * expire), or undefined when its valid lifetime has passed. A passed preferred lifetime is 0: the
  * address comes back deprecated, as it would be by now.
@@ -243,10 +253,10 @@ function lifetimesLeft(
   now: number | undefined,
 ): { validLifetime?: number; preferredLifetime?: number } | undefined {
   if (address.validUntil === undefined || now === undefined) return {};
-  const valid = Math.ceil((address.validUntil - now) / 1000);
+  const valid = secondsLeft(address.validUntil, now);
   if (valid <= 0) return undefined;
   const preferred =
-    address.preferredUntil === undefined ? valid : Math.max(0, Math.ceil((address.preferredUntil - now) / 1000));
+    address.preferredUntil === undefined ? valid : Math.max(0, secondsLeft(address.preferredUntil, now));
   return { validLifetime: valid, preferredLifetime: Math.min(preferred, valid) };
 }
 
@@ -257,7 +267,7 @@ function lifetimesLeft(
 function routeRestoredAt(route: RouteRecord, now: number | undefined): RouteRecord | undefined {
   const { expiresAt, ...request } = routeRequestOf(route);
   if (expiresAt === undefined || now === undefined) return request;
-  const left = Math.ceil((expiresAt - now) / 1000);
+  const left = secondsLeft(expiresAt, now);
   return left > 0 ? { ...request, expires: left } : undefined;
 }
 

@@ -25,7 +25,7 @@ import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
-import { REQUEST_ADDRESS_FLAGS, stepOf } from './inverse.js';
+import { addressRequestOf, stepOf } from './inverse.js';
 import { podLinkRoutes } from './pod-link-routes.js';
 import type { Change, LinkRef, Plan, PlanStep, RateLimit } from './types.js';
 
@@ -285,17 +285,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
     const change = {
       op: 'delete-address' as const,
       link: pod,
-      address: {
-        address: address.address,
-        prefixLength: address.prefixLength,
-        scope: address.scope,
-        flags: address.flags & REQUEST_ADDRESS_FLAGS,
-        ...(address.peer ? { peer: address.peer } : {}),
-        ...(address.broadcast ? { broadcast: address.broadcast } : {}),
-        ...(address.label ? { label: address.label } : {}),
-        ...(address.routePriority !== undefined ? { routePriority: address.routePriority } : {}),
-        ...lifetimeEnds(address, request.now),
-      },
+      address: { ...addressRequestOf(address), ...lifetimeEnds(address, request.now) },
     };
     // A privacy address is the kernel's own, like the routes it adds: removed without a record.
     steps.push(address.family === AddressFamily.INET6 && temporary(address) ? { change } : stepOf(change));
