@@ -5,6 +5,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidInputError } from '../errors.js';
+import { bytesToIp, ipToBytes } from '../netlink/codec/address-format.js';
 import { checkLinkName } from '../netlink/link-name.js';
 import type { ARPNeighbor, Interface, IPAddress, Route } from './generated/types_pb.js';
 import type {
@@ -31,6 +32,19 @@ function versionOfFamily(field: string, family: number): IpVersion {
   if (family === 0) return 4;
   if (family === 1) return 6;
   throw new InvalidInputError(field, family, '0 (v4) or 1 (v6)');
+}
+
+/**
+ * The version a message's family and addresses give. `v4` is protobuf's zero value, so an omitted
+ * family (Kata 1.x JSON, protobuf-JSON that drops defaults) reads as v4: then the first address given
+ * (destination, gateway, source) decides.
+ * An explicit v6 stays a claim the addresses must keep.
+ */
+function versionOf(field: string, family: number, addresses: readonly string[]): IpVersion {
+  const version = versionOfFamily(field, family);
+  const first = addresses.find((address) => address !== '' && address !== 'default');
+  if (version === 4 && first !== undefined && isIPv6(first.split('/')[0] ?? '')) return 6;
+  return version;
 }
 
 function checkAddress(field: string, address: string, version: IpVersion): string {
@@ -73,11 +87,30 @@ function checkMac(field: string, mac: string): string {
   return mac.toLowerCase();
 }
 
+/** A NIC's own MAC: virtio-net replaces an all-zero or multicast one with a random MAC, which the agent then cannot find. */
+function checkNicMac(field: string, mac: string): string {
+  const checked = checkMac(field, mac);
+  if (checked === '00:00:00:00:00:00' || (Number.parseInt(checked.slice(0, 2), 16) & 0x01) !== 0) {
+    throw new InvalidInputError(
+      field,
+      mac,
+      'a unicast MAC address (not all zeros, first byte even), such as "02:00:ca:fe:00:01"',
+    );
+  }
+  return checked;
+}
+
 function addressAssignment(field: string, address: IPAddress): AddressAssignment {
-  const version = versionOfFamily(`${field}.family`, address.family);
+  // Kata's agent parses the address and never compares it with the family; vcnet does the same (the
+  // family must still be v4 or v6).
+  versionOfFamily(`${field}.family`, address.family);
+  const version = isIPv6(address.address) ? 6 : 4;
+  if (version === 4 && !isIPv4(address.address)) {
+    throw new InvalidInputError(`${field}.address`, address.address, 'an IPv4 or IPv6 address');
+  }
   return {
     version,
-    address: checkAddress(`${field}.address`, address.address, version),
+    address: address.address,
     prefixLength: checkPrefixLength(`${field}.mask`, address.mask, version),
   };
 }
@@ -112,7 +145,7 @@ export function interfaceUpdateOf(message: Interface | undefined, field = 'inter
     seen.set(key, index);
   });
   return {
-    hardwareAddress: message.hwAddr ? checkMac(`${field}.hwAddr`, message.hwAddr) : '',
+    hardwareAddress: message.hwAddr ? checkNicMac(`${field}.hwAddr`, message.hwAddr) : '',
     pciPath: PCI_PATH_PATTERN.test(pciPath) ? pciPath.toLowerCase() : '',
     name: message.name ? checkLinkName(`${field}.name`, message.name) : undefined,
     mtu: checkMtu(`${field}.mtu`, message.mtu),
@@ -124,6 +157,15 @@ export function interfaceUpdateOf(message: Interface | undefined, field = 'inter
   };
 }
 
+/** The address with every bit after the prefix cleared, as hex. */
+function networkAddress(address: string, prefixLength: number): string {
+  const bytes = ipToBytes(address);
+  for (let bit = prefixLength; bit < bytes.length * 8; bit++) {
+    bytes[bit >> 3] = (bytes[bit >> 3] ?? 0) & ~(0x80 >> (bit & 7));
+  }
+  return bytes.toString('hex');
+}
+
 function splitDestination(field: string, text: string, version: IpVersion): { destination?: string; length: number } {
   if (text === '' || text === 'default') return { length: 0 };
   const [address = '', length, extra] = text.split('/');
@@ -132,6 +174,12 @@ function splitDestination(field: string, text: string, version: IpVersion): { de
   checkAddress(field, address, version);
   const prefixLength = length === undefined ? maximum : checkPrefixLength(field, length, version);
   if (prefixLength === 0) return { length: 0 };
+  // The kernel refuses a destination with host bits set (EINVAL): say which network was meant.
+  const network = networkAddress(address, prefixLength);
+  if (network !== ipToBytes(address).toString('hex')) {
+    const meant = `${bytesToIp(Buffer.from(network, 'hex'))}/${prefixLength}`;
+    throw new InvalidInputError(field, text, `a network address with no host bits set, such as "${meant}"`);
+  }
   return { destination: address, length: prefixLength };
 }
 
@@ -151,7 +199,7 @@ function preferredSource(field: string, text: string, version: IpVersion): strin
 }
 
 export function routeUpdateOf(message: Route, field: string): RouteUpdate {
-  const version = versionOfFamily(`${field}.family`, message.family);
+  const version = versionOf(`${field}.family`, message.family, [message.dest, message.gateway, message.source]);
   const { destination, length } = splitDestination(`${field}.dest`, message.dest, version);
   if (message.scope > 255)
     throw new InvalidInputError(
@@ -193,7 +241,7 @@ export function routeUpdatesOf(routes: readonly Route[], field = 'routes.Routes'
 export function neighbourAdditionOf(message: ARPNeighbor, field: string): NeighbourAddition {
   const target = message.toIPAddress;
   if (!target) throw new InvalidInputError(`${field}.toIPAddress`, undefined, 'an IPAddress');
-  const version = versionOfFamily(`${field}.toIPAddress.family`, target.family);
+  const version = versionOf(`${field}.toIPAddress.family`, target.family, [target.address]);
   if (message.state !== 0 && message.state !== NUD_PERMANENT) {
     throw new InvalidInputError(
       `${field}.state`,

@@ -5,10 +5,11 @@ import { OWN_NAMESPACE_PATH } from '../netns/host-namespace.js';
 import { openNamespace } from '../netns/namespace.js';
 import { type NetworkConfig, readKataConfiguration, validateNetworkConfig } from '../network/config.js';
 import { DEFAULT_INTERWORKING_MODEL, parseInterworkingModel } from '../network/interworking-model.js';
+import { HYPERVISORS, type HypervisorKind, parseHypervisor } from './hypervisor-config.js';
 
 export interface NetworkFlags {
   netns?: string;
-  /** qemu (default), clh or firecracker: decides queues, vhost-net and where rate limits apply. */
+  /** qemu, clh or firecracker (default: the configuration's [hypervisor.*], else qemu): decides queues, vhost-net and where rate limits apply. */
   hypervisor?: string;
   model?: string;
   config?: string;
@@ -32,36 +33,61 @@ export function parseQueues(text: string | undefined, fallback: number): number 
   return value;
 }
 
-export function networkConfigFromFlags(flags: NetworkFlags): NetworkConfig {
+/**
+ * The hypervisor: --hypervisor, else the configuration's [hypervisor.*] section (Kata runs the one its
+ * configuration names), else QEMU.
+ */
+function hypervisorOf(flag: string | undefined, section: string | undefined, configPath?: string): HypervisorKind {
+  const named =
+    section && (HYPERVISORS as readonly string[]).includes(section) ? (section as HypervisorKind) : undefined;
+  if (flag !== undefined) {
+    const kind = parseHypervisor(flag);
+    if (named && named !== kind) {
+      warn(
+        `--hypervisor ${kind} is used, not [hypervisor.${section}] of ${configPath}: its keys are read as ${kind}'s`,
+      );
+    }
+    return kind;
+  }
+  if (section && !named) {
+    warn(
+      `[hypervisor.${section}] of ${configPath}: vcnet knows qemu, clh and firecracker; going on as qemu (--hypervisor chooses)`,
+    );
+  }
+  return named ?? 'qemu';
+}
+
+function warn(message: string): void {
+  process.stderr.write(`vcnet: warning: ${message}\n`);
+}
+
+export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkConfig; hypervisor: HypervisorKind } {
   const kata = flags.config ? readKataConfiguration(flags.config) : {};
+  const hypervisor = hypervisorOf(flags.hypervisor, kata.hypervisor, flags.config);
   const model = flags.model
     ? parseInterworkingModel(flags.model, '--model')
     : (kata.model ?? DEFAULT_INTERWORKING_MODEL);
   if (flags.vhostNet !== undefined && flags.vhostNet !== 'auto' && flags.vhostNet !== 'off') {
     throw new InvalidInputError('--vhost-net', flags.vhostNet, 'auto, off');
   }
-  for (const warning of kata.warnings ?? []) process.stderr.write(`vcnet: warning: ${warning}\n`);
+  for (const warning of kata.warnings ?? []) warn(warning);
   // Kata's vhost_user_store_path is for vhost-user block devices; vhost-user-net sockets are always
   // looked for in /tmp/vhostuser_<ip>/vhu.sock, so the key must not move that search.
   const vcpus = kata.vcpus && kata.vcpus > 0 ? kata.vcpus : 1;
   // As Kata: only QEMU gets queues = vCPUs and vhost-net; Firecracker and Cloud Hypervisor get one
   // queue pair, no vhost-net, and rate limits applied by their own token buckets instead of tc.
-  const builtInLimiter = flags.hypervisor === 'clh' || flags.hypervisor === 'firecracker';
+  const builtInLimiter = hypervisor === 'clh' || hypervisor === 'firecracker';
   if (builtInLimiter && flags.vhostNet === 'auto') {
-    throw new InvalidInputError('--vhost-net', flags.vhostNet, `off with --hypervisor ${flags.hypervisor}`);
+    throw new InvalidInputError('--vhost-net', flags.vhostNet, `off with --hypervisor ${hypervisor}`);
   }
-  if (flags.hypervisor === 'clh' && kata.rateLimit) {
-    process.stderr.write(
-      'vcnet: warning: rx/tx_rate_limiter_max_rate are not Cloud Hypervisor keys (Kata ignores them there): ' +
-        'use net_rate_limiter_bw_max_rate in [hypervisor.clh]\n',
+  if (hypervisor === 'clh' && kata.rateLimit) {
+    warn(
+      'rx/tx_rate_limiter_max_rate are not Cloud Hypervisor keys (Kata ignores them there): ' +
+        'use net_rate_limiter_bw_max_rate in [hypervisor.clh]',
     );
   }
   const vmmRateLimiter =
-    flags.hypervisor === 'clh'
-      ? kata.cloudHypervisorRateLimiter
-      : flags.hypervisor === 'firecracker'
-        ? kata.rateLimit
-        : undefined;
+    hypervisor === 'clh' ? kata.cloudHypervisorRateLimiter : hypervisor === 'firecracker' ? kata.rateLimit : undefined;
   const disableNewNetns = flags.disableNewNetns ?? kata.disableNewNetns ?? false;
   // With disable_new_netns the VMM runs in vcnet's own (the host's) namespace, as in Kata.
   const netns = flags.netns ?? (disableNewNetns ? OWN_NAMESPACE_PATH : undefined);
@@ -79,7 +105,7 @@ export function networkConfigFromFlags(flags: NetworkFlags): NetworkConfig {
     ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
     ...(flags.interface && flags.interface.length > 0 ? { namedInterfaces: flags.interface } : {}),
   };
-  return validateNetworkConfig(config);
+  return { config: validateNetworkConfig(config), hypervisor };
 }
 
 /** --lock-timeout <seconds>: how long to wait for another vcnet command on the same sandbox. */

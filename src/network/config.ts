@@ -11,6 +11,7 @@
  * for those hypervisors the limits go to the VMM (vmmRateLimiter) and no tc qdisc is built.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parse as parseToml } from 'smol-toml';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { refuseHostNamespace } from '../netns/host-namespace.js';
@@ -157,10 +158,12 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     if (typeof section.disable_vhost_net === 'boolean') settings.vhostNet = section.disable_vhost_net ? 'off' : 'auto';
     expectType(`${prefix}.default_vcpus`, section.default_vcpus, 'number');
     if (typeof section.default_vcpus === 'number') {
-      if (!Number.isInteger(section.default_vcpus) || section.default_vcpus < 0) {
-        throw new InvalidInputError(`${prefix}.default_vcpus`, section.default_vcpus, 'a whole number of vCPUs');
+      if (!Number.isFinite(section.default_vcpus)) {
+        throw new InvalidInputError(`${prefix}.default_vcpus`, section.default_vcpus, 'a number of vCPUs');
       }
-      settings.vcpus = section.default_vcpus;
+      // As Kata: below 0 means every core of the host; a fraction (Kata keeps vCPUs as a float) counts as
+      // the next whole vCPU for queues.
+      settings.vcpus = section.default_vcpus < 0 ? availableParallelism() : Math.ceil(section.default_vcpus);
     }
     if (name === 'clh') {
       const warnings: string[] = [];

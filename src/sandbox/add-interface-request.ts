@@ -10,9 +10,9 @@
 import type { Interface } from '../agent/generated/types_pb.js';
 import { interfaceUpdateOf } from '../agent/network-request.js';
 import { InvalidInputError } from '../errors.js';
-import { HardwareType } from '../netlink/codec/link/message.js';
+import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { classifyInterface } from '../network/endpoint/create-endpoint.js';
-import { checkLinkName, checkNotVcnetDevice } from '../network/link-name.js';
+import { checkLinkName, checkNotVcnetDevice, isVcnetDevice } from '../network/link-name.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
 
 /** What an existing endpoint of the sandbox looks like to the checks here. */
@@ -91,7 +91,8 @@ export function resolveAddInterfaceRequest(
         // The tap endpoint's link name is its guest name; the host tap is tap<N>_kata.
         name: guestName,
         type: HardwareType.ETHER,
-        flags: 0,
+        // Only IFF_NOARP travels in raw_flags (Kata's agent sets it on the guest NIC).
+        flags: message.rawFlags & InterfaceFlag.NOARP,
         mtu: Number(message.mtu) || 1500,
         operationalState: 'down',
         group: 0,
@@ -110,7 +111,15 @@ export function resolveAddInterfaceRequest(
       throw new InvalidInputError(
         deviceField,
         device,
-        `a link in the pod namespace (${podInterfaces.map((entry) => entry.link.name).join(', ') || 'none'})`,
+        `a link in the pod namespace (${
+          podInterfaces
+            .filter(
+              (entry) =>
+                !isVcnetDevice(entry.link) && !existing.some((e) => e.properties.link.name === entry.link.name),
+            )
+            .map((entry) => entry.link.name)
+            .join(', ') || 'none free'
+        })`,
         'create the link first (CNI), or use type "tap" to have vcnet create a tap',
       );
     }

@@ -1,8 +1,8 @@
 /**
  * What add-iface, hot-plug and `vcnet watch` tell the guest agent about endpoints, in Kata's order
  * (pushGuestNetwork): their interfaces, then the sandbox's full route set, then their neighbours.
- * The full set is what the sandbox's endpoints give (generateGuestNetwork), with the routes set by
- * update-routes in place of the derived ones of the devices those name.
+ * The full set is what the sandbox's endpoints give (generateGuestNetwork), or once update-routes
+ * has given one, that set as the NICs changed it since.
  */
 import type { AgentClient } from '../agent/client.js';
 import { interfaceFromJson, neighboursFromJson, routesFromJson } from '../agent/kata-network-json.js';
@@ -10,14 +10,32 @@ import { type PushResult, pushGuestNetwork } from '../agent/push-network.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 
-/** Every route the guest should have: recorded update-routes routes win for the devices they name. */
+/**
+ * Every route the guest should have. Until update-routes sets the full set, what the endpoints give;
+ * after it, the set it gave, kept in step with the NICs by recordedRoutesAfter.
+ */
 export function sandboxRouteSet(all: readonly Endpoint[], recorded: readonly GuestRoute[] | undefined): GuestRoute[] {
-  const derived = generateGuestNetwork(all).routes;
-  // Recorded routes of an interface removed since then would name a device the guest no longer has.
+  if (recorded === undefined) return generateGuestNetwork(all).routes;
+  // A route of an interface removed since would name a device the guest no longer has.
   const present = new Set(all.map((endpoint) => endpoint.name));
-  const kept = (recorded ?? []).filter((route) => present.has(route.device));
-  const overridden = new Set(kept.map((route) => route.device));
-  return [...kept, ...derived.filter((route) => !overridden.has(route.device))];
+  return recorded.filter((route) => present.has(route.device));
+}
+
+/**
+ * The recorded full set (update-routes) after a change of NICs, as the guest's kernel keeps it: a
+ * removed NIC takes its routes; an added NIC brings the routes its pod link has, and a pod link
+ * whose routes changed (vcnet watch) gets its new ones. Undefined while update-routes was never used.
+ */
+export function recordedRoutesAfter(
+  recorded: readonly GuestRoute[] | undefined,
+  change: { removed?: readonly Endpoint[]; added?: readonly Endpoint[] },
+): GuestRoute[] | undefined {
+  if (recorded === undefined) return undefined;
+  const replaced = new Set([...(change.removed ?? []), ...(change.added ?? [])].map((endpoint) => endpoint.name));
+  return [
+    ...recorded.filter((route) => !replaced.has(route.device)),
+    ...generateGuestNetwork(change.added ?? []).routes,
+  ];
 }
 
 export function pushEndpoints(

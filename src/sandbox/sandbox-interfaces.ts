@@ -27,7 +27,7 @@ import type { EndpointType } from '../network/network-info.js';
 import { interfacesOf } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
-import { pushEndpoints } from './guest-push.js';
+import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
 import {
   attachRecorded,
@@ -168,6 +168,11 @@ export async function addInterface(
       endpoint.closeFds();
       inferredType = requested ? undefined : endpoint.type;
       const guest = guestInterfaceOf(endpoint);
+      const recordedRoutes = state.guestRoutes;
+      if (recordedRoutes !== undefined) {
+        state.guestRoutes = recordedRoutesAfter(recordedRoutes, { added: [endpoint] });
+        keeper.persist();
+      }
       if (vm) {
         try {
           // Kata's push: interface (retried until the NIC shows), the full route set, neighbours.
@@ -176,6 +181,7 @@ export async function addInterface(
             sandbox: id,
           });
         } catch (error) {
+          if (recordedRoutes !== undefined) state.guestRoutes = recordedRoutes;
           await detachRecorded(network, `add-iface ${guestName} (undoing it)`, keeper, {
             endpoints: [endpoint],
             hotplug: vm.hotplug,
@@ -238,6 +244,23 @@ export async function removeInterface(
         }`,
       );
     }
+    // Kata finds the interface by hwAddr alone: a name naming another NIC than the MAC is a mistake, not a choice.
+    if (message.hwAddr && endpoint.hardwareAddress && message.hwAddr.toLowerCase() !== endpoint.hardwareAddress) {
+      throw new InvalidInputError(
+        'interface.hwAddr',
+        message.hwAddr,
+        `the MAC of ${endpoint.name} (${endpoint.hardwareAddress}), or leave hwAddr out`,
+        `${message.name ? 'name' : 'device'} and hwAddr name different interfaces; nothing was removed`,
+      );
+    }
+    if (message.device && message.name && endpoint.properties.link.name !== message.device) {
+      throw new InvalidInputError(
+        'interface.device',
+        message.device,
+        `the pod link of ${endpoint.name} (${endpoint.properties.link.name}), or leave device out`,
+        'name and device name different interfaces; nothing was removed',
+      );
+    }
     const removed = interfaceToJson(interfaceFromJson(guestInterfaceOf(endpoint)));
     const vm = await connectVirtualMachine(state);
     try {
@@ -245,6 +268,11 @@ export async function removeInterface(
         endpoints: [endpoint],
         ...(vm ? { hotplug: vm.hotplug } : {}),
       });
+      // The guest kernel drops the NIC's routes with it: so does the recorded route set.
+      if (state.guestRoutes?.some((route) => route.device === endpoint.name)) {
+        state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: [endpoint] });
+        store.write({ ...state, network: network.save() });
+      }
       return removed;
     } finally {
       await vm?.close();
@@ -314,7 +342,8 @@ export async function listRoutes(id: string, options: { stateDirectory?: string 
     const vm = await connectVirtualMachine(state);
     try {
       if (vm) return (await vm.agent.listRoutes({ timeoutMs: 30_000 })).map(routeToJson);
-      return (state.guestRoutes ?? generateGuestNetwork(network.endpoints()).routes).map((route) =>
+      // What the next push would send: the set update-routes gave (as the NICs changed it since), else the derived one.
+      return sandboxRouteSet(network.endpoints(), state.guestRoutes).map((route) =>
         routeToJson(routesFromJson([route])[0]!),
       );
     } finally {

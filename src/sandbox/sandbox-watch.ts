@@ -7,11 +7,12 @@
 import { channels, publish } from '../diagnostics.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
+import { generateGuestNetwork } from '../network/guest.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
-import { pushEndpoints } from './guest-push.js';
+import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
 import { connectVirtualMachine, SandboxNotFoundError, sandboxRecordKeeper, withSandbox } from './sandbox-interfaces.js';
 import type { SandboxState } from './service.js';
@@ -45,6 +46,9 @@ export async function applyNamespaceChange(
       const byLink = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
       const keeper = sandboxRecordKeeper(store, state, network);
       const toPush: Endpoint[] = [];
+      const addedEndpoints: Endpoint[] = [];
+      // Changed endpoints whose routes changed: only those replace their routes in a recorded set.
+      const rerouted: Endpoint[] = [];
       const gone = change.removedInterfaces.map(byLink).filter((endpoint) => endpoint !== undefined);
       if (gone.length > 0) {
         await detachRecorded(network, `removing ${gone.map((endpoint) => endpoint.name).join(', ')}`, keeper, {
@@ -52,6 +56,7 @@ export async function applyNamespaceChange(
           ...(vm ? { hotplug: vm.hotplug } : {}),
         });
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
+        state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: gone });
       }
       // nodes (issue 12): address-less links wait until they get one (network/scan.ts linksToAttach).
       const { selected: fresh } = linksToAttach(
@@ -70,6 +75,7 @@ export async function applyNamespaceChange(
           );
           for (const endpoint of added) endpoint.closeFds();
           toPush.push(...added);
+          addedEndpoints.push(...added);
           summary.added.push(...added.map((endpoint) => endpoint.name));
         } catch (error) {
           summary.failed.push({ name: info.link.name, message: (error as Error).message });
@@ -84,10 +90,14 @@ export async function applyNamespaceChange(
       for (const info of change.changedInterfaces) {
         const endpoint = byLink(info.link.name);
         if (!endpoint || summary.added.includes(endpoint.name)) continue;
+        const routesBefore = JSON.stringify(generateGuestNetwork([endpoint]).routes);
         endpoint.updateProperties(mergeChange(endpoint.properties, info));
+        if (JSON.stringify(generateGuestNetwork([endpoint]).routes) !== routesBefore) rerouted.push(endpoint);
         toPush.push(endpoint);
         summary.updated.push(endpoint.name);
       }
+      // The recorded route set (update-routes) follows: new NICs bring their routes, changed ones their new ones.
+      state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { added: [...addedEndpoints, ...rerouted] });
       // One push for the whole change set: the interfaces, then the sandbox's full route set once.
       if (vm && toPush.length > 0)
         await pushEndpoints(vm.agent, toPush, network.endpoints(), state.guestRoutes, {

@@ -4,7 +4,7 @@ import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
-import { hypervisorDeviceConfig, parseHypervisor } from '../hypervisor-config.js';
+import { hypervisorDeviceConfig } from '../hypervisor-config.js';
 import { logger } from '../observability/logger.js';
 import {
   collect,
@@ -35,7 +35,10 @@ export function registerAttach(program: Command): void {
     )
     .option('--disable-new-netns', 'the hypervisor runs in the host namespace (model none only)')
     .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
-    .option('--hypervisor <kind>', 'qemu, clh or firecracker: prints its device configuration', 'qemu')
+    .option(
+      '--hypervisor <kind>',
+      'qemu, clh or firecracker: prints its device configuration (default: the --config [hypervisor.*] section, else qemu)',
+    )
     .option('--qmp <socket>', "the running VM's QMP socket (QEMU): later add-iface/del-iface hot-plug through it")
     .option(
       '--api-socket <socket>',
@@ -55,7 +58,7 @@ export function registerAttach(program: Command): void {
           stateDir?: string;
           json?: boolean;
           dryRun?: boolean;
-          hypervisor: string;
+          hypervisor?: string;
           qmp?: string;
           apiSocket?: string;
           agent?: string;
@@ -63,8 +66,7 @@ export function registerAttach(program: Command): void {
         },
       ) => {
         const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
-        const hypervisor = parseHypervisor(options.hypervisor);
-        const config = networkConfigFromFlags(options);
+        const { config, hypervisor } = networkConfigFromFlags(options);
         refuseHostNamespaceUnlessShared(config, 'attach'); // nodes (issue 12): never the host
         // nodes (issue 12): a hypervisor that cannot take the pod's physical NICs is refused by the
         // sandbox service from the attach's own scan, before anything is made.

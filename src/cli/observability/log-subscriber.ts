@@ -1,8 +1,8 @@
 /**
  * Turns the library's diagnostics channel events (src/diagnostics.ts) into log lines. It subscribes
- * only to what the logger's level will print: at the default level (warn) that is the endpoint
- * attaches, to report a failed one (one small event per endpoint, none per scan or netlink batch);
- * at silent, nothing.
+ * only to what the logger's level will print: at the default level (warn) that is the notices (a
+ * watch that could not apply a change); the endpoint attaches from info, scans and netlink batches
+ * from debug; at silent, nothing.
  */
 import type { Logger } from 'pino';
 import { channels, type EndpointEvent, type NoticeEvent, tracing, type WatchEvent } from '../../diagnostics.js';
@@ -32,7 +32,7 @@ export function subscribeLogs(log: Logger): () => void {
     channels.notice.subscribe(onNotice);
     unsubscribers.push(() => channels.notice.unsubscribe(onNotice));
   }
-  for (const [operation, hotplug] of log.isLevelEnabled('warn') ? endpointOperations : []) {
+  for (const [operation, hotplug] of log.isLevelEnabled('info') ? endpointOperations : []) {
     const fields = (event: EndpointEvent) => ({
       sandbox: event.sandbox,
       netns: event.namespacePath,
@@ -42,7 +42,13 @@ export function subscribeLogs(log: Logger): () => void {
     });
     unsubscribers.push(
       subscribeTracing(operation, {
-        error: (event) => log.warn({ ...fields(event), err: event.error }, 'attach failed; what it made was removed'),
+        // The command reports the failure itself (and watch through a notice): here only for debugging.
+        ...(log.isLevelEnabled('debug')
+          ? {
+              error: (event: EndpointEvent & { error?: unknown }) =>
+                log.debug({ ...fields(event), err: event.error }, 'endpoint attach failed'),
+            }
+          : {}),
         ...(log.isLevelEnabled('info')
           ? {
               start: markStart,

@@ -172,6 +172,101 @@ describe('kata-network commands without a VM', () => {
   });
 });
 
+describe('kata-network commands: what Kata users feed them', () => {
+  it('takes an IPv6 address without a family and raw_flags NOARP, and keeps the route set true to the NICs', () => {
+    const { pod } = makePod();
+    const run = (args: string[], json?: unknown) =>
+      json === undefined
+        ? vcnet([...args, '--state-dir', stateDirectory()])
+        : withInput([...args, '--state-dir', stateDirectory()], json);
+    expect(run(['attach', '--sandbox', 'k5', '--netns', pod.path]).status).toBe(0);
+
+    // Kata 1.x and protobuf-JSON leave the family out (v4 is its zero value): the address decides.
+    const added = run(['add-iface', 'k5'], {
+      name: 'eth1',
+      hwAddr: '02:42:ac:11:00:09',
+      type: 'tap',
+      raw_flags: 128,
+      IPAddresses: [
+        { address: 'fd00:300::51', mask: '64' },
+        { Family: 0, Address: '172.17.0.9', Mask: '16' },
+      ],
+    });
+    expect(added.status, added.stderr).toBe(0);
+    expect(JSON.parse(added.stdout)).toMatchObject({
+      name: 'eth1',
+      raw_flags: 128,
+      IPAddresses: [
+        { family: 1, address: 'fd00:300::51', mask: '64' },
+        { family: 0, address: '172.17.0.9', mask: '16' },
+      ],
+    });
+    expect(JSON.parse(run(['list-ifaces', 'k5', '--json']).stdout)[1]).toMatchObject({ name: 'eth1', raw_flags: 128 });
+
+    // update-routes gives the full set, as Kata's agent takes it: list-routes shows exactly that.
+    const given = [{ dest: '192.168.50.0/24', gateway: '172.17.0.1', device: 'eth1' }];
+    expect(run(['update-routes', 'k5'], given).status).toBe(0);
+    const routesOf = () =>
+      JSON.parse(run(['list-routes', 'k5', '--json']).stdout) as Array<{ dest: string; device: string }>;
+    expect(routesOf()).toEqual([expect.objectContaining(given[0])]);
+
+    // A NIC added later brings the routes its pod link has (vcnet's add-iface sends them, Kata's does not).
+    pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
+    pod.exec('ip', ['link', 'set', 'peer7', 'up']);
+    pod.exec('ip', ['link', 'set', 'eth7', 'up']);
+    pod.exec('ip', ['addr', 'add', '10.77.0.2/24', 'dev', 'eth7']);
+    pod.exec('ip', ['route', 'add', '10.99.0.0/16', 'via', '10.77.0.1', 'dev', 'eth7']);
+    expect(run(['add-iface', 'k5'], { name: 'eth7' }).status).toBe(0);
+    expect(routesOf()).toEqual([
+      expect.objectContaining(given[0]),
+      expect.objectContaining({ dest: '10.99.0.0/16', gateway: '10.77.0.1', device: 'eth7' }),
+    ]);
+
+    // A name and a MAC naming two NICs is refused: Kata would remove the MAC's, vcnet the name's.
+    const eth0Mac = (JSON.parse(run(['list-ifaces', 'k5', '--json']).stdout)[0] as { hwAddr: string }).hwAddr;
+    const mismatch = run(['del-iface', 'k5'], { name: 'eth1', hwAddr: eth0Mac });
+    expect(mismatch.status).toBe(2);
+    expect(mismatch.stderr).toMatch(/interface\.hwAddr.*the MAC of eth1 \(02:42:ac:11:00:09\)/);
+    expect(pod.exec('ip', ['link', 'show'])).toContain('tap1_kata');
+
+    // The removed NIC's routes go with it, and list-routes' output is again valid update-routes input.
+    expect(run(['del-iface', 'k5'], { hwAddr: '02:42:AC:11:00:09' }).status).toBe(0);
+    expect(routesOf()).toEqual([expect.objectContaining({ dest: '10.99.0.0/16', device: 'eth7' })]);
+    const state = JSON.parse(readFileSync(join(stateDirectory(), 'k5', 'state.json'), 'utf8'));
+    expect(state.guestRoutes).toEqual([expect.objectContaining({ dest: '10.99.0.0/16', device: 'eth7' })]);
+    const after = run(['list-routes', 'k5', '--json']);
+    const fed = spawnSync(process.execPath, [CLI, 'update-routes', 'k5', '-', '--state-dir', stateDirectory()], {
+      input: after.stdout,
+      encoding: 'utf8',
+    });
+    expect(fed.status, fed.stderr).toBe(0);
+    expect(run(['detach', '--sandbox', 'k5']).status).toBe(0);
+  });
+
+  it('refuses MACs no NIC can have and route destinations with host bits, naming the network meant', () => {
+    const { pod } = makePod();
+    expect(vcnet(['attach', '--sandbox', 'k6', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
+    const before = fingerprint(pod);
+    for (const hwAddr of ['00:00:00:00:00:00', '01:00:5e:00:00:01']) {
+      const refused = withInput(['add-iface', 'k6', '--state-dir', stateDirectory()], {
+        name: 'eth1',
+        type: 'tap',
+        hwAddr,
+      });
+      expect(refused.status).toBe(2);
+      expect(refused.stderr).toMatch(/interface\.hwAddr.*unicast/);
+    }
+    const hostBits = withInput(
+      ['update-routes', 'k6', '--state-dir', stateDirectory()],
+      [{ dest: '10.98.0.1/16', device: 'eth0' }],
+    );
+    expect(hostBits.status).toBe(2);
+    expect(hostBits.stderr).toContain('"10.98.0.0/16"');
+    expect(fingerprint(pod)).toEqual(before);
+    expect(vcnet(['detach', '--sandbox', 'k6', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+});
+
 describe('disable_new_netns: sandboxes share the host namespace', () => {
   it("gives each sandbox's hot-added tap a name no other sandbox has, and detach removes only its own", () => {
     // vcnet runs inside a test namespace (ip netns exec), which is then the "host" namespace the

@@ -21,35 +21,62 @@ const qdiscKinds = (pod: ReturnType<typeof makePod>['pod']) =>
   pod.tcJson<Array<{ kind: string; dev: string }>>('qdisc', 'show').map((qdisc) => `${qdisc.dev}:${qdisc.kind}`);
 
 describe("the VMM's own rate limiters", () => {
-  it('Firecracker: the limits go into the network-interfaces body, one queue, and no htb qdisc is made', () => {
+  it.each([
+    ['--hypervisor firecracker', ['--hypervisor', 'firecracker']],
+    ['the [hypervisor.firecracker] section alone, as Kata picks its hypervisor', []],
+  ])(
+    'Firecracker (%s): the limits go into the network-interfaces body, one queue, and no htb qdisc is made',
+    (_how, flag) => {
+      const { pod } = makePod();
+      const config = configFile(
+        '[hypervisor.firecracker]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\ndefault_vcpus = 4\n',
+      );
+      const attached = vcnet([
+        'attach',
+        '--sandbox',
+        'fc1',
+        '--netns',
+        pod.path,
+        '--config',
+        config,
+        ...flag,
+        '--state-dir',
+        stateDirectory(),
+        '--json',
+      ]);
+      expect(attached.status, attached.stderr).toBe(0);
+      expect(attached.stderr).toBe('');
+      const output = JSON.parse(attached.stdout);
+      expect(output.endpoints[0].queues).toBe(1);
+      const request = output.hypervisor.devices[0].config;
+      const validate = validatorFor(firecrackerSchemas, 'NetworkInterface').closed;
+      expect(validate(request.body), errorsOf(validate)).toBe(true);
+      expect(request.body.rx_rate_limiter).toEqual({ bandwidth: { size: 1_304_576, refill_time: 1000 } });
+      expect(request.body.tx_rate_limiter).toEqual({ bandwidth: { size: 2_609_152, refill_time: 1000 } });
+      expect(qdiscKinds(pod).filter((entry) => entry.endsWith(':htb'))).toEqual([]);
+      expect(vcnet(['detach', '--sandbox', 'fc1', '--state-dir', stateDirectory()]).status).toBe(0);
+    },
+  );
+
+  it('--hypervisor over another section of the configuration: used, with a warning naming both', () => {
     const { pod } = makePod();
-    const config = configFile(
-      '[hypervisor.firecracker]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\ndefault_vcpus = 4\n',
-    );
-    const attached = vcnet([
+    const config = configFile('[hypervisor.firecracker]\nrx_rate_limiter_max_rate = 10000000\n');
+    const planned = vcnet([
       'attach',
       '--sandbox',
-      'fc1',
+      'q1',
       '--netns',
       pod.path,
       '--config',
       config,
       '--hypervisor',
-      'firecracker',
-      '--state-dir',
-      stateDirectory(),
-      '--json',
+      'qemu',
+      '--dry-run',
     ]);
-    expect(attached.status, attached.stderr).toBe(0);
-    const output = JSON.parse(attached.stdout);
-    expect(output.endpoints[0].queues).toBe(1);
-    const request = output.hypervisor.devices[0].config;
-    const validate = validatorFor(firecrackerSchemas, 'NetworkInterface').closed;
-    expect(validate(request.body), errorsOf(validate)).toBe(true);
-    expect(request.body.rx_rate_limiter).toEqual({ bandwidth: { size: 1_304_576, refill_time: 1000 } });
-    expect(request.body.tx_rate_limiter).toEqual({ bandwidth: { size: 2_609_152, refill_time: 1000 } });
-    expect(qdiscKinds(pod).filter((entry) => entry.endsWith(':htb'))).toEqual([]);
-    expect(vcnet(['detach', '--sandbox', 'fc1', '--state-dir', stateDirectory()]).status).toBe(0);
+    expect(planned.status, planned.stderr).toBe(0);
+    expect(planned.stderr).toContain('--hypervisor qemu is used, not [hypervisor.firecracker]');
+    // QEMU limits with tc, as Kata does.
+    expect(planned.stdout).toContain('htb');
   });
 
   it('Cloud Hypervisor: net_rate_limiter_* become the --net limiter, one queue pair, and no htb qdisc is made', () => {

@@ -147,7 +147,7 @@ describe('AgentService server', () => {
     [{ ...eth0, mtu: 20n }, 'interface.mtu'],
     [{ ...eth0, name: 'a-name-longer-than-15' }, 'interface.name'],
     [
-      { ...eth0, IPAddresses: [{ family: IPFamily.v4, address: 'fd00::2', mask: '64' }] },
+      { ...eth0, IPAddresses: [{ family: IPFamily.v4, address: '10.0.0.256', mask: '24' }] },
       'interface.IPAddresses[0].address',
     ],
     [

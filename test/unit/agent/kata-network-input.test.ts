@@ -217,10 +217,18 @@ describe('add-iface request', () => {
     ["a link in vcnet's group", { name: 'grouped' }, /^interface\.name: .*not one of the devices vcnet made/],
     ['a taken guest name', { device: 'eth7', name: 'eth0' }, /^interface\.name: .*no other interface/],
     ['a link the sandbox uses', { name: 'eth0', device: 'eth0' }, /^interface\.name: .*no other interface/],
-    ['a missing link', { name: 'nosuch0' }, /^interface\.name: .*"nosuch0".*eth0, eth7/],
+    // Free links only: eth0 is the sandbox's already, tap0_kata and grouped are vcnet's own.
+    ['a missing link', { name: 'nosuch0' }, /^interface\.name: .*"nosuch0".*namespace \(eth7, mv0\)/],
     ['an unknown type', { name: 'eth7', type: 'bridge' }, /^interface\.type: .*"bridge"/],
     ['another MAC than the link has', { name: 'eth7', hwAddr: '02:00:00:00:00:99' }, /^interface\.hwAddr/],
     ['a tap without a MAC', { name: 'eth5', type: 'tap' }, /^interface\.hwAddr/],
+    ['a tap with the all-zero MAC', { ...kataExample, hwAddr: '00:00:00:00:00:00' }, /^interface\.hwAddr: .*unicast/],
+    ['a tap with a multicast MAC', { ...kataExample, hwAddr: '01:00:5e:00:00:01' }, /^interface\.hwAddr: .*unicast/],
+    [
+      'an address that is neither v4 nor v6',
+      { ...kataExample, IPAddresses: [{ address: '10.0.0.300', mask: '24' }] },
+      /^interface\.IPAddresses\[0\]\.address: .*IPv4 or IPv6/,
+    ],
   ])('refuses %s, naming the field', (_what, json, pattern) => {
     expect(fieldOf(() => resolve(json))).toMatch(pattern);
   });

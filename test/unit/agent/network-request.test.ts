@@ -15,6 +15,15 @@ function fieldOf(action: () => unknown): string {
   return '(accepted)';
 }
 
+function messageOf(action: () => unknown): string {
+  try {
+    action();
+  } catch (error) {
+    return (error as Error).message;
+  }
+  return '(accepted)';
+}
+
 describe('interface requests', () => {
   it('keeps the name and MTU when they are empty/0, and reads NOARP only from raw_flags', () => {
     const update = interfaceUpdateOf(create(InterfaceSchema, { hwAddr: '02:00:00:00:00:01', rawFlags: 0x1043 }));
@@ -37,6 +46,28 @@ describe('interface requests', () => {
     });
     expect(fieldOf(() => interfaceUpdateOf(twice))).toBe('interface.IPAddresses[1].address');
   });
+
+  it("takes each address's version from the address, whatever the family says (Kata's agent parses it)", () => {
+    const update = interfaceUpdateOf(
+      create(InterfaceSchema, {
+        hwAddr: '02:00:00:00:00:01',
+        IPAddresses: [
+          { address: 'fd00::2', mask: '64' },
+          { family: IPFamily.v6, address: '10.0.0.2', mask: '24' },
+        ],
+      }),
+    );
+    expect(update.addresses).toEqual([
+      { version: 6, address: 'fd00::2', prefixLength: 64 },
+      { version: 4, address: '10.0.0.2', prefixLength: 24 },
+    ]);
+  });
+
+  it('refuses a MAC no NIC can have (virtio-net would replace it, and the agent could not find the NIC)', () => {
+    for (const hwAddr of ['00:00:00:00:00:00', '01:00:5e:00:00:01', '33:33:00:00:00:01']) {
+      expect(fieldOf(() => interfaceUpdateOf(create(InterfaceSchema, { hwAddr })))).toBe('interface.hwAddr');
+    }
+  });
 });
 
 describe('route requests', () => {
@@ -56,7 +87,10 @@ describe('route requests', () => {
   it.each([
     [{ dest: '10.0.0.0/33' }, 'routes.Routes[0].dest'],
     [{ dest: '10.0.0.0/8/1' }, 'routes.Routes[0].dest'],
-    [{ gateway: 'fd00::1' }, 'routes.Routes[0].gateway'],
+    [{ dest: '10.1.0.0/16', gateway: 'fd00::1' }, 'routes.Routes[0].gateway'],
+    [{ dest: 'fd01::/64', family: IPFamily.v6, gateway: '10.0.0.1' }, 'routes.Routes[0].gateway'],
+    [{ dest: '10.98.0.1/16' }, 'routes.Routes[0].dest'],
+    [{ dest: 'fd01::1/64' }, 'routes.Routes[0].dest'],
     [{ device: '' }, 'routes.Routes[0].device'],
     [{ source: '10.0.0.2/24' }, 'routes.Routes[0].source'],
     [{ scope: 256 }, 'routes.Routes[0].scope'],
@@ -64,6 +98,22 @@ describe('route requests', () => {
     [{ family: 2 as IPFamily }, 'routes.Routes[0].family'],
   ])('refuses %o naming %s', (fields, field) => {
     expect(fieldOf(() => routeUpdatesOf([route(fields)]))).toBe(field);
+  });
+
+  it("reads an omitted family (protobuf v4, its zero value) from the first address given, as Kata's agent parses them", () => {
+    const [byDestination, byGateway, byFamily] = routeUpdatesOf([
+      route({ dest: 'fd01::/64' }),
+      route({ dest: '', gateway: 'fe80::1' }),
+      route({ dest: '' }),
+    ]);
+    expect(byDestination).toMatchObject({ version: 6, destination: 'fd01::', destinationLength: 64 });
+    expect(byGateway).toMatchObject({ version: 6, destination: undefined, gateway: 'fe80::1' });
+    expect(byFamily).toMatchObject({ version: 4, destination: undefined });
+  });
+
+  it('names the network a destination with host bits set meant', () => {
+    expect(messageOf(() => routeUpdatesOf([route({ dest: '10.98.0.1/16' })]))).toContain('"10.98.0.0/16"');
+    expect(messageOf(() => routeUpdatesOf([route({ dest: 'fd01::1/64' })]))).toContain('"fd01::/64"');
   });
 
   it('refuses a route given twice', () => {

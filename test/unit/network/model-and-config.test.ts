@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
 import { parseKataConfiguration, validateNetworkConfig } from '../../../src/network/config.js';
@@ -112,6 +113,15 @@ disable_new_netns = false
       vhostNet: 'off',
       vcpus: 2,
     });
+  });
+
+  it('reads default_vcpus as Kata does: below 0 is every core, a fraction the next whole vCPU', () => {
+    expect(parseKataConfiguration('[hypervisor.qemu]\ndefault_vcpus = -1\n').vcpus).toBe(availableParallelism());
+    expect(parseKataConfiguration('[hypervisor.qemu]\ndefault_vcpus = 1.5\n').vcpus).toBe(2);
+    expect(parseKataConfiguration('[hypervisor.qemu]\ndefault_vcpus = 0\n').vcpus).toBe(0);
+    expect(() => parseKataConfiguration('[hypervisor.qemu]\ndefault_vcpus = nan\n')).toThrow(
+      /hypervisor\.qemu\.default_vcpus.*a number of vCPUs/,
+    );
   });
 
   it('names the key, the value and what is accepted for bad values', () => {
