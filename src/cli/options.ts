@@ -77,6 +77,13 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
   // As Kata: only QEMU gets queues = vCPUs and vhost-net; Firecracker and Cloud Hypervisor get one
   // queue pair, no vhost-net, and rate limits applied by their own token buckets instead of tc.
   const builtInLimiter = hypervisor === 'clh' || hypervisor === 'firecracker';
+  if (hypervisor === 'firecracker' && model === 'macvtap') {
+    throw new InvalidInputError(
+      flags.model ? '--model' : 'runtime.internetworking_model',
+      'macvtap',
+      'tcfilter or none with --hypervisor firecracker (it opens its tap by name, which a macvtap cannot be)',
+    );
+  }
   if (builtInLimiter && flags.vhostNet === 'auto') {
     throw new InvalidInputError('--vhost-net', flags.vhostNet, `off with --hypervisor ${hypervisor}`);
   }

@@ -62,8 +62,24 @@ export class ConfigurationConflictError extends VcnetError {
   }
 }
 
-/** Kata's rule: a hypervisor outside the pod namespace cannot reach a tcfilter or macvtap pair. */
-export function validateNetworkConfig(config: NetworkConfig): NetworkConfig {
+/**
+ * Checks a NetworkConfig a library caller built (the CLI builds one from flags): each field's type and
+ * range, the model by name (`default` and any case read as the CLI reads them), and Kata's rule that a
+ * hypervisor outside the pod namespace cannot reach a tcfilter or macvtap pair. Returns the config
+ * with its model resolved; callers use the returned one.
+ */
+export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
+  if (typeof given.namespacePath !== 'string' || given.namespacePath === '') {
+    throw new InvalidInputError('namespacePath', given.namespacePath, 'the path of the pod network namespace');
+  }
+  if (typeof given.model !== 'string') {
+    throw new InvalidInputError('model', given.model, 'tcfilter, macvtap, none or default');
+  }
+  const model = parseInterworkingModel(given.model, 'model');
+  const config = model === given.model ? given : { ...given, model };
+  if (config.vhostNet !== 'auto' && config.vhostNet !== 'off') {
+    throw new InvalidInputError('vhostNet', config.vhostNet, 'auto or off');
+  }
   if (config.disableNewNetns && config.model !== 'none') {
     throw new ConfigurationConflictError(
       `disable_new_netns works only with internetworking_model "none" (got "${config.model}")`,

@@ -93,8 +93,8 @@ export class Network {
     private readonly entryPath: string,
   ) {}
 
-  static open(config: NetworkConfig, sandboxId = 'sandbox', entryPath = config.namespacePath): Network {
-    validateNetworkConfig(config);
+  static open(given: NetworkConfig, sandboxId = 'sandbox', entryPath = given.namespacePath): Network {
+    const config = validateNetworkConfig(given);
     refuseHostNamespaceUnlessShared(config); // never the host namespace (nodes, issue 12)
     return new Network(config, Handle.open(entryPath, config.namespacePath), sandboxId, entryPath);
   }

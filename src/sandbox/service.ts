@@ -110,7 +110,7 @@ export async function attachSandbox(
     lockTimeoutMs?: number;
   } = {},
 ): Promise<AttachResult> {
-  validateNetworkConfig(config);
+  config = validateNetworkConfig(config);
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLock(async () => {
     // A damaged record is refused here too (StateInvalidError), never overwritten.
@@ -170,7 +170,7 @@ export async function planSandboxAttach(
   id = 'sandbox',
   hypervisor?: HypervisorRecord['kind'],
 ): Promise<PlannedEndpoint[]> {
-  validateNetworkConfig(config);
+  config = validateNetworkConfig(config);
   const network = Network.open(config, id);
   try {
     const planned = await network.planEndpoints(hypervisor ? { hypervisor } : {});

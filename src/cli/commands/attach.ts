@@ -4,7 +4,7 @@ import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
-import { hypervisorDeviceConfig } from '../hypervisor-config.js';
+import { hypervisorDeviceConfig, shellRedirections } from '../hypervisor-config.js';
 import { logger } from '../observability/logger.js';
 import {
   collect,
@@ -164,7 +164,9 @@ export function registerAttach(program: Command): void {
         );
         for (const device of devices)
           print(
-            `  ${device.endpoint}: ${Array.isArray(device.config) ? device.config.join(' ') : JSON.stringify(device.config)}`,
+            `  ${device.endpoint}: ${Array.isArray(device.config) ? device.config.join(' ') : JSON.stringify(device.config)}${
+              device.fds ? ` ${shellRedirections(device.fds)}` : ''
+            }`,
           );
         print('\nguest interfaces:');
         print(

@@ -1,9 +1,13 @@
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
-import { parseKataConfiguration, validateNetworkConfig } from '../../../src/network/config.js';
+import { type NetworkConfig, parseKataConfiguration, validateNetworkConfig } from '../../../src/network/config.js';
 import { createInterfacePair, tapName } from '../../../src/network/interface-pair.js';
-import { isValidInterworkingModel, parseInterworkingModel } from '../../../src/network/interworking-model.js';
+import {
+  type InterworkingModel,
+  isValidInterworkingModel,
+  parseInterworkingModel,
+} from '../../../src/network/interworking-model.js';
 import { isLocallyAdministeredUnicast, randomPrivateMacAddress } from '../../../src/network/mac-address.js';
 import { macvtapQueueLength } from '../../../src/network/model/macvtap.js';
 
@@ -122,6 +126,25 @@ disable_new_netns = false
     expect(() => parseKataConfiguration('[hypervisor.qemu]\ndefault_vcpus = nan\n')).toThrow(
       /hypervisor\.qemu\.default_vcpus.*a number of vCPUs/,
     );
+  });
+
+  it("checks a library caller's NetworkConfig: the model by name (default and any case), each field named", () => {
+    const config: NetworkConfig = {
+      namespacePath: '/var/run/netns/pod',
+      model: 'tcfilter',
+      namespaceCreatedByVcnet: false,
+      disableNewNetns: false,
+      queues: 1,
+      vhostNet: 'auto',
+    };
+    expect(validateNetworkConfig(config)).toBe(config);
+    expect(validateNetworkConfig({ ...config, model: 'default' as InterworkingModel }).model).toBe('tcfilter');
+    expect(validateNetworkConfig({ ...config, model: 'MACVTAP' as InterworkingModel }).model).toBe('macvtap');
+    expect(() => validateNetworkConfig({ ...config, model: 'bogus' as InterworkingModel })).toThrow(
+      /invalid model: "bogus" \(accepted: default, macvtap, tcfilter, none\)/,
+    );
+    expect(() => validateNetworkConfig({ ...config, vhostNet: 'on' as 'auto' })).toThrow(/invalid vhostNet: "on"/);
+    expect(() => validateNetworkConfig({ ...config, namespacePath: '' })).toThrow(/invalid namespacePath/);
   });
 
   it('names the key, the value and what is accepted for bad values', () => {
