@@ -14,6 +14,7 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmdirSync,
@@ -177,6 +178,22 @@ export class SandboxStore {
     }
   }
 
+  /**
+   * A write's temporary file left by a process killed before its rename. Every writer holds the
+   * sandbox lock, so under the lock any temporary file is such a leftover.
+   */
+  private removeStaleTemporaries(): void {
+    let names: string[];
+    try {
+      names = readdirSync(this.directory);
+    } catch {
+      return; // no directory yet
+    }
+    for (const name of names) {
+      if (/^\.state\.\d+\.tmp$/.test(name)) rmSync(join(this.directory, name), { force: true });
+    }
+  }
+
   /** Removes the sandbox's state directory (after a complete detach). The lock is elsewhere and stays held. */
   remove(): void {
     rmSync(this.directory, { recursive: true, force: true });
@@ -198,6 +215,7 @@ export class SandboxStore {
         mkdirSync(this.root, { recursive: true, mode: 0o700 });
         await registerStateDirectory(this.root);
       }
+      this.removeStaleTemporaries();
       return await work();
     } finally {
       // A lock taken for a sandbox that has no state (detach of an unknown id) leaves nothing behind.

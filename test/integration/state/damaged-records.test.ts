@@ -2,7 +2,16 @@
  * Damaged, foreign and future records: detach refuses with an error naming the file and the field,
  * touches no namespace and keeps the file. Empty state directories are refused.
  */
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -70,6 +79,17 @@ describe('detach of a damaged record', () => {
 });
 
 describe('state directory', () => {
+  it('removes the temporary file of a write killed before its rename, with the sandbox directory', () => {
+    // What attach leaves when it is killed between writing its first record and renaming it.
+    const sandbox = join(stateDirectory(), 'crash');
+    mkdirSync(sandbox, { recursive: true });
+    writeFileSync(join(sandbox, '.state.4242.tmp'), '{"version":');
+    const detached = vcnet(['detach', '--sandbox', 'crash', '--state-dir', stateDirectory()]);
+    expect(detached.status, detached.stderr).toBe(0);
+    expect(detached.stdout).toContain('not attached');
+    expect(existsSync(sandbox)).toBe(false);
+  });
+
   it("refuses --state-dir '' and an empty VCNET_STATE_DIR, and writes nothing in the current directory", () => {
     const { pod } = makePod();
     const before = fingerprint(pod);
