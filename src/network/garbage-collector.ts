@@ -103,6 +103,21 @@ export function knownStateDirectories(extra: readonly string[] = []): string[] {
   return [...new Set(directories)];
 }
 
+/**
+ * The records (sandboxes, CNI interfaces) in every known state directory that made `linkName` in the
+ * namespace of this identity: who to name when a new attach finds that link there.
+ */
+export function recordsHoldingLink(
+  identity: { dev: number; ino: number },
+  linkName: string,
+  extraDirectories: readonly string[] = [],
+): Array<{ id: string; file: string }> {
+  const key = keyOf(identity);
+  return readOwners(knownStateDirectories(extraDirectories))
+    .owners.filter((owner) => owner.key === key && owner.links.includes(linkName))
+    .map(({ id, file }) => ({ id, file }));
+}
+
 /** Live network namespaces by identity: /var/run/netns entries first (their paths outlive processes), then /proc/PID/ns/net. */
 export function liveNamespaces(): Map<NamespaceKey, string> {
   const found = new Map<NamespaceKey, string>();

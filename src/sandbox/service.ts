@@ -18,10 +18,13 @@ import {
 } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
+import { recordsHoldingLink } from '../network/garbage-collector.js';
 import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
+import { AttachError } from '../network/model/plumbing-context.js';
 import { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from '../network/network.js';
 import { describeRecords, type UndoReport } from '../network/plan/apply.js';
 import { commandOf, commandsOf } from '../network/plan/commands.js';
+import { LinkNameTakenError, VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import type { Change, Plan } from '../network/plan/types.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
@@ -139,6 +142,8 @@ export async function attachSandbox(
         persist: () => store.write(record()),
         discard: () => store.remove(),
         path: store.statePath,
+      }).catch((error: unknown) => {
+        throw namingTheOwner(error, namespace.identity, options.stateDirectory);
       });
       return {
         id,
@@ -152,6 +157,20 @@ export async function attachSandbox(
       namespace.close();
     }
   }, options.lockTimeoutMs);
+}
+
+/**
+ * A link vcnet needs, made by another sandbox in the same namespace (an attach retried under a new
+ * sandbox id, say): the error names that sandbox and its record, found only on this failure path.
+ */
+function namingTheOwner(error: unknown, identity: { dev: number; ino: number }, stateDirectory?: string): unknown {
+  let taken: unknown = error;
+  while (taken instanceof Error && !(taken instanceof LinkNameTakenError)) taken = taken.cause;
+  if (!(taken instanceof LinkNameTakenError) || taken.holder?.group !== VCNET_LINK_GROUP) return error;
+  const [owner] = recordsHoldingLink(identity, String(taken.value), stateDirectory ? [stateDirectory] : []);
+  if (!owner) return error;
+  const named = new LinkNameTakenError(String(taken.value), taken.holder, taken, owner);
+  return error instanceof AttachError ? new AttachError(String(error.value), named, error.rolledBack) : named;
 }
 
 export interface PlannedEndpoint {

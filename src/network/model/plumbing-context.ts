@@ -57,7 +57,12 @@ export interface AttachedPlumbing {
 }
 
 export class AttachError extends VcnetError {
-  constructor(endpoint: string, cause: Error, rolledBack: boolean) {
+  constructor(
+    endpoint: string,
+    cause: Error,
+    /** Verified: everything the attach had made was removed. */
+    readonly rolledBack: boolean,
+  ) {
     super(
       'VCNET_ATTACH_FAILED',
       `attaching ${endpoint} failed: ${cause.message}${rolledBack ? ' (everything it had made was removed)' : ''}`,

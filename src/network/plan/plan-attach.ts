@@ -111,23 +111,40 @@ function requireSource(request: AttachRequest): Link {
  * someone else's (Kata's, an operator's), or one a crashed sandbox left. vcnet neither takes it over
  * nor deletes it, and says so before changing anything (the kernel would answer only EBUSY or EEXIST).
  */
+/** The record of the sandbox (or CNI interface) that made a link, when one is found. */
+export interface LinkOwnerRecord {
+  id: string;
+  file: string;
+}
+
 export class LinkNameTakenError extends VcnetError {
-  constructor(name: string, holder: Pick<Link, 'index' | 'kind' | 'group'> | undefined, cause?: unknown) {
-    const held = holder
-      ? ` (index ${holder.index}${holder.kind ? `, ${holder.kind}` : ''}${holder.group === VCNET_LINK_GROUP ? ", in vcnet's link group" : ''})`
-      : '';
+  readonly holder: Pick<Link, 'index' | 'kind' | 'group'> | undefined;
+  constructor(
+    name: string,
+    holder: Pick<Link, 'index' | 'kind' | 'group'> | undefined,
+    cause?: unknown,
+    owner?: LinkOwnerRecord,
+  ) {
+    const made = owner
+      ? `, made by sandbox ${owner.id}`
+      : holder?.group === VCNET_LINK_GROUP
+        ? ", in vcnet's link group"
+        : '';
+    const held = holder ? ` (index ${holder.index}${holder.kind ? `, ${holder.kind}` : ''}${made})` : '';
     super(
       'VCNET_LINK_NAME_TAKEN',
       `a link named ${name} is already in the namespace${held}; vcnet makes ${name} itself, and neither joins nor deletes a link it did not make`,
       {
         value: name,
         cause,
-        hint:
-          holder?.group === VCNET_LINK_GROUP
+        hint: owner
+          ? `one namespace holds one sandbox's NICs: detach sandbox ${owner.id} first (its record: ${owner.file})`
+          : holder?.group === VCNET_LINK_GROUP
             ? `a vcnet sandbox made it: \`vcnet detach\` that sandbox, or \`vcnet gc\` if its record is gone`
             : `find who made it (\`ip -d link show ${name}\`); once nothing uses it, \`ip link del ${name}\``,
       },
     );
+    this.holder = holder;
   }
 }
 
