@@ -150,21 +150,19 @@ describe('vcnet attach / detach', () => {
 
   it('names the sandbox whose tap is in the way when a second sandbox attaches the same namespace', () => {
     const { pod } = makePod();
-    expect(vcnet(['attach', '--sandbox', 'first', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(
-      0,
-    );
+    expect(vcnet(['attach', '--sandbox', 'sb-a', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
     const attached = fingerprint(pod);
-    const second = vcnet(['attach', '--sandbox', 'second', '--netns', pod.path, '--state-dir', stateDirectory()]);
+    const second = vcnet(['attach', '--sandbox', 'sb-b', '--netns', pod.path, '--state-dir', stateDirectory()]);
     expect(second.status).toBe(1);
     expect(second.stderr).toMatch(
-      /a link named tap0_kata is already in the namespace \(index \d+, tun, made by sandbox first\)/,
+      /a link named tap0_kata is already in the namespace \(index \d+, tun, made by sandbox sb-a\)/,
     );
     expect(second.stderr).toContain(
-      `hint: one namespace holds one sandbox's NICs: detach sandbox first first (its record: ${join(stateDirectory(), 'first', 'state.json')})`,
+      `hint: one namespace holds one sandbox's NICs: detach sandbox sb-a first (its record: ${join(stateDirectory(), 'sb-a', 'state.json')})`,
     );
     expect(fingerprint(pod)).toEqual(attached);
-    expect(existsSync(join(stateDirectory(), 'second'))).toBe(false);
-    expect(vcnet(['detach', '--sandbox', 'first', '--state-dir', stateDirectory()]).status).toBe(0);
+    expect(existsSync(join(stateDirectory(), 'sb-b'))).toBe(false);
+    expect(vcnet(['detach', '--sandbox', 'sb-a', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 
   it('lets two processes attach two sandboxes at once, and one sandbox only once', async () => {
