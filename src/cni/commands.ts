@@ -37,7 +37,13 @@ import {
   requirePreviousResult,
 } from './config.js';
 import { CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
-import { type AttachedDevice, AttachmentStore, CNI_STATE_VERSION, type CniAttachmentState } from './state.js';
+import {
+  type AttachedDevice,
+  AttachmentStore,
+  CNI_STATE_VERSION,
+  type CniAttachmentState,
+  prepareStateDirectory,
+} from './state.js';
 
 export interface CniRequest {
   environment: CniEnvironment;
@@ -87,6 +93,7 @@ function usableNamespace(path: string | undefined): { path: string; opened: Open
 export async function add(request: CniRequest): Promise<CniResult> {
   const { environment, config } = request;
   const previous = requirePreviousResult(config, 'ADD');
+  prepareStateDirectory(config.stateDirectory);
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
   return store
@@ -204,6 +211,10 @@ export function resultWith(
 export async function del(request: CniDeleteRequest): Promise<void> {
   const { environment, config } = request;
   const store = storeOf(request);
+  // Looked up before the lock, since taking it makes <stateDir>/.locks: a DEL with nothing to undo
+  // must succeed without making anything (the stateDir may be unusable, or the default one of
+  // undecodable input). A lock file there may be an ADD under way: wait for it, then look again.
+  if (!store.hasRecord() && !store.hasLockFile()) return;
   await store.withLock(async () => {
     const state = store.read();
     if (!state) return;

@@ -11,6 +11,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  rmdirSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -522,6 +523,117 @@ describe.skipIf(skipReason)('vcnet-cni DEL always frees', () => {
       expect(node.ipJson<Array<{ ifname: string }>>('link', 'show', 'master', 'vcbr0')).toEqual([]);
     },
   );
+});
+
+/** The lines of the test run's state directory registry (test/global-setup.ts points vcnet at it). */
+function registeredDirectories(): string[] {
+  const registry = process.env.VCNET_STATE_REGISTRY;
+  if (!registry || !existsSync(registry)) return [];
+  return readFileSync(registry, 'utf8').split('\n').filter(Boolean);
+}
+
+describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
+  /** A plugin that loops is killed after this long: the test then fails instead of hanging. */
+  const BOUND_MS = 20_000;
+
+  it('under /proc (where recursive mkdir loops): DEL succeeds, STATUS and ADD fail naming the path, all at once', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    const stateDir = `/proc/vcnet-no-such-${randomBytes(4).toString('hex')}`;
+    const config = { type: 'vcnet-cni', name: 'vcnet-test', stateDir };
+
+    const del = runtime.invoke('DEL', { ...config, cniVersion: '1.0.0' }, {}, { timeoutMs: BOUND_MS });
+    expect(del.status, del.stderr).toBe(0);
+
+    const status = runtime.invoke('STATUS', { ...config, cniVersion: '1.1.0' }, {}, { timeoutMs: BOUND_MS });
+    expect(status.status, status.stderr).toBe(1);
+    expect(status.output).toMatchObject({ code: 50 });
+    expect(String(status.output?.msg)).toContain(`state directory ${stateDir} is not writable`);
+
+    const bridgeOnly: Conflist = { ...conflist({}), plugins: [conflist({}).plugins[0]!] };
+    const previous = runtime.add(bridgeOnly);
+    const add = runtime.invoke(
+      'ADD',
+      { ...config, cniVersion: '1.0.0', prevResult: previous },
+      {},
+      { timeoutMs: BOUND_MS },
+    );
+    expect(add.status, add.stderr).toBe(1);
+    expect(add.output).toMatchObject({ code: 7 });
+    expect(String(add.output?.msg)).toContain(`stateDir: cannot be used as a state directory`);
+    expect(String(add.output?.msg)).toContain(stateDir);
+    expect(String(add.output?.msg)).toContain('ENOENT');
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    runtime.del(bridgeOnly, previous);
+  });
+
+  it('under a file: DEL succeeds, ADD fails with code 7 naming stateDir, the value and ENOTDIR (not 999)', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    const file = join(workDirectory, 'a-file');
+    writeFileSync(file, 'not a directory\n');
+    const stateDir = join(file, 'state');
+    const list = conflist({ vcnet: { stateDir } });
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const previous = runtime.add(bridgeOnly);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: '1.0.0', name: list.name };
+
+    const add = runtime.invoke('ADD', { ...vcnetConfig, prevResult: previous });
+    expect(add.status, add.stderr).toBe(1);
+    expect(add.output).toMatchObject({ code: 7 });
+    expect(String(add.output?.msg)).toBe(
+      `invalid network config: stateDir: cannot be used as a state directory: ${file} is not a directory (ENOTDIR) (got ${JSON.stringify(stateDir)})`,
+    );
+    expect(String(add.output?.details)).toContain('VCNET_CNI_CONFIG');
+
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(del.stdout).toBe('');
+    runtime.del(bridgeOnly, previous);
+    expect(reservations()).toEqual([]);
+  });
+
+  it('DEL with nothing recorded creates no directory, lock or registry line', () => {
+    const { node, pod } = makeNodeAndPod();
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const list = conflist({});
+    const vcnetConfig = { ...list.plugins[1], cniVersion: '1.0.0', name: list.name };
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(existsSync(stateDirectory)).toBe(false);
+    expect(registeredDirectories()).not.toContain(stateDirectory);
+
+    // Undecodable stdin: DEL looks in the default /run/vcnet/cni, and must not make it to find nothing.
+    const defaultDirectory = '/run/vcnet/cni';
+    const existedBefore = existsSync(defaultDirectory);
+    const registeredBefore = registeredDirectories().includes(defaultDirectory);
+    const lockPath = join(defaultDirectory, '.locks', attachment.containerId);
+    try {
+      const undecodable = runtime.invoke(
+        'DEL',
+        { type: 'vcnet-cni' },
+        {},
+        { input: '{"cniVersion": "1.0.0", trailing garbage' },
+      );
+      expect(undecodable.status, undecodable.stdout).toBe(0);
+      expect(existsSync(lockPath)).toBe(false);
+      expect(existsSync(defaultDirectory)).toBe(existedBefore);
+      expect(registeredDirectories().includes(defaultDirectory)).toBe(registeredBefore);
+    } finally {
+      // Only what this test may have made (a vcnet without the fix makes them).
+      rmSync(lockPath, { force: true });
+      if (!existedBefore) {
+        for (const directory of [join(defaultDirectory, '.locks'), defaultDirectory]) {
+          try {
+            rmdirSync(directory);
+          } catch {
+            // not empty or absent: not ours to remove
+          }
+        }
+      }
+    }
+  });
 });
 
 describe.skipIf(skipReason)('vcnet-cni with older and newer CNI versions', () => {
