@@ -8,7 +8,7 @@
  * One lock per container (not per interface) because the chains of one pod pick tap names in the
  * same namespace: two ADDs at once must not both pick tap0_kata.
  */
-import { accessSync, constants, existsSync, readdirSync, rmdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, renameSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NamespaceIdentity } from '../netns/namespace-identity.js';
 import type { NetworkState } from '../network/network.js';
@@ -118,6 +118,25 @@ export class AttachmentStore {
 
   read(): CniAttachmentState | undefined {
     return this.attachment.read<CniAttachmentState>();
+  }
+
+  /** The record's text whatever it holds, or undefined when it cannot be read at all. */
+  readTextIfAny(): string | undefined {
+    try {
+      return this.attachment.readText();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Renames the record beside itself (`state.json.unreadable-<time>`), so that nothing is destroyed
+   * and an operator can look at it; returns the new path.
+   */
+  setAside(now = new Date()): string {
+    const aside = `${this.statePath}.unreadable-${now.toISOString().replace(/[:.]/g, '-')}`;
+    renameSync(this.statePath, aside);
+    return aside;
   }
 
   write(state: CniAttachmentState): void {

@@ -18,7 +18,7 @@ import {
 } from 'node:fs';
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
@@ -633,6 +633,112 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
         }
       }
     }
+  });
+});
+
+describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
+  const recordOf = (containerId: string, interfaceName = 'eth0') =>
+    join(stateDirectory, containerId, 'interfaces', interfaceName, 'state.json');
+  const setAside = (containerId: string, interfaceName = 'eth0') =>
+    readdirSync(join(stateDirectory, containerId, 'interfaces', interfaceName)).filter((name) =>
+      /^state\.json\.unreadable-/.test(name),
+    );
+
+  it.each([
+    ['garbage', () => 'not json {'],
+    ['an empty file', () => ''],
+    ['{}', () => '{}'],
+    ['a record of an older vcnet (version 1)', (text: string) => JSON.stringify({ ...JSON.parse(text), version: 1 })],
+  ])(
+    '%s: DEL sets it aside with one warning, removes the tap and its filters, and the chain frees the address',
+    (_case, replace) => {
+      const { node, pod } = makeNodeAndPod();
+      const list = conflist({});
+      const attachment = attachmentIn(pod);
+      const runtime = new CniRuntime(node, attachment);
+      const { result } = addChain(runtime, list, pod);
+      const record = recordOf(attachment.containerId);
+      const content = replace(readFileSync(record, 'utf8'));
+      writeFileSync(record, content);
+      const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+
+      const del = runtime.invoke('DEL', vcnetConfig);
+      expect(del.status, del.stdout).toBe(0);
+      expect(del.stdout).toBe('');
+      const warnings = del.stderr.split('\n').filter(Boolean);
+      expect(warnings).toHaveLength(1);
+      const [aside] = setAside(attachment.containerId);
+      expect(aside).toBeDefined();
+      expect(warnings[0]).toContain(
+        `set aside the unreadable record ${record} as ${record}${aside!.slice('state.json'.length)}`,
+      );
+      expect(warnings[0]).toContain('tap0_kata');
+      // Nothing destroyed: the operator finds the record as it was.
+      expect(existsSync(record)).toBe(false);
+      expect(readFileSync(join(dirname(record), aside!), 'utf8')).toBe(content);
+      // What vcnet made for eth0 is gone: the tap, and eth0's redirect to it.
+      expect(linkNames(pod)).not.toContain('tap0_kata');
+      expect(redirectTarget(ingressFilters(pod, 'eth0'))).toBeUndefined();
+
+      // DEL again succeeds quietly, and the rest of the chain frees the pod's address.
+      const again = runtime.invoke('DEL', vcnetConfig);
+      expect(again.status, again.stdout).toBe(0);
+      expect(again.stderr).toBe('');
+      runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+      expect(reservations()).toEqual([]);
+      expect(linkNames(pod)).toEqual(['lo']);
+    },
+  );
+
+  it('the pod namespace gone, or no CNI_NETNS: DEL sets the record aside and succeeds', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const { result } = addChain(runtime, list, pod);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+    writeFileSync(recordOf(attachment.containerId), 'garbage');
+    pod.delete();
+    let del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(del.stderr).toContain(`set aside the unreadable record ${recordOf(attachment.containerId)}`);
+    expect(setAside(attachment.containerId)).toHaveLength(1);
+
+    writeFileSync(recordOf(attachment.containerId), '{}');
+    del = runtime.invoke('DEL', vcnetConfig, { CNI_NETNS: '' });
+    expect(del.status, del.stdout).toBe(0);
+    expect(setAside(attachment.containerId)).toHaveLength(2);
+    runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+    expect(reservations()).toEqual([]);
+  });
+
+  it("another chain's interface in the same pod keeps its tap, filters and record", () => {
+    const { node, pod } = makeNodeAndPod();
+    const first = conflist({ bridge: 'vcbr0', subnet: '10.231.1.0/24' });
+    const second = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-second' };
+    const attachment = attachmentIn(pod);
+    const runtimeA = new CniRuntime(node, attachment);
+    const runtimeB = new CniRuntime(node, { ...attachment, interfaceName: 'net1' });
+    const { result: resultA } = addChain(runtimeA, first, pod);
+    const { result: resultB } = addChain(runtimeB, second, pod);
+    const secondChain = () => ({
+      tap: pod.ipJson('-d', 'link', 'show', 'tap1_kata'),
+      net1: ingressFilters(pod, 'net1'),
+      tap1: ingressFilters(pod, 'tap1_kata'),
+      record: readFileSync(recordOf(attachment.containerId, 'net1'), 'utf8'),
+    });
+    const secondBefore = secondChain();
+
+    writeFileSync(recordOf(attachment.containerId), 'not json {');
+    runtimeA.del(first, resultA);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    expect(linkNames(pod)).not.toContain('eth0');
+    expect(secondChain()).toEqual(secondBefore);
+    runtimeB.check(second, resultB);
+    runtimeB.del(second, resultB);
+    expect(linkNames(pod)).toEqual(['lo']);
+    expect(reservations('vcnet-test')).toEqual([]);
+    expect(reservations('vcnet-second')).toEqual([]);
   });
 });
 
