@@ -212,6 +212,9 @@ function fieldName(path: readonly PropertyKey[]): string {
     .join('');
 }
 
+const PREVIOUS_RESULT_HINT =
+  "the runtime passes the previous plugin's result as prevResult: check the plugins before vcnet-cni in the conflist (their versions and output)";
+
 /** Validates a decoded network config: code 1 for a version vcnet-cni does not speak, 2 or 7 naming the field. */
 export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
   if (raw.cniVersion !== undefined && !isSupportedCniVersion(raw.cniVersion)) {
@@ -241,6 +244,8 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
       fieldName(issue.path),
       value,
       value === undefined ? `missing, expected ${issue.message}` : `expected ${issue.message}`,
+      // Nobody writes prevResult in a conflist: the runtime passes the result of the plugin before.
+      issue.path[0] === 'prevResult' ? PREVIOUS_RESULT_HINT : undefined,
     );
   }
   const config = parsed.data;

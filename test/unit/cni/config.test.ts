@@ -87,6 +87,14 @@ describe('parseCniConfig', () => {
     });
   });
 
+  it('a malformed prevResult: the hint says the runtime passes it, and to check the plugins before vcnet-cni', () => {
+    const error = thrown(() => parseCniConfig({ ...base, prevResult: { interfaces: 'eth0' } }));
+    expect((error as CniConfigError).field).toBe('prevResult.interfaces');
+    expect(error.hint).toBe(
+      "the runtime passes the previous plugin's result as prevResult: check the plugins before vcnet-cni in the conflist (their versions and output)",
+    );
+  });
+
   it('names a missing required field', () => {
     const { name: _name, ...withoutName } = base;
     expect(thrown(() => parseCniConfig(withoutName)).message).toBe(
