@@ -4,6 +4,7 @@
  * Only CNI_IFNAME is attached, never the rest of the namespace (other chains own other interfaces).
  */
 
+import { VcnetError } from '../errors.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import { formatHandle } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
@@ -14,14 +15,17 @@ import {
   NamespacePathError,
   type OpenedNamespace,
   openNamespaceForRecord,
+  openNetworkNamespace,
   sameNamespace,
 } from '../netns/namespace-identity.js';
 import type { NetworkConfig } from '../network/config.js';
+import { collectGarbage } from '../network/garbage-collector.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
 import { Network } from '../network/network.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plumbing.js';
 import { interfacesOf } from '../network/scan.js';
+import { salvageNamespace } from '../network/state/record-envelope.js';
 import {
   attachRecorded,
   detachRecorded,
@@ -37,7 +41,13 @@ import {
   requirePreviousResult,
 } from './config.js';
 import { CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
-import { type AttachedDevice, AttachmentStore, CNI_STATE_VERSION, type CniAttachmentState } from './state.js';
+import {
+  type AttachedDevice,
+  AttachmentStore,
+  CNI_STATE_VERSION,
+  type CniAttachmentState,
+  prepareStateDirectory,
+} from './state.js';
 
 export interface CniRequest {
   environment: CniEnvironment;
@@ -87,6 +97,7 @@ function usableNamespace(path: string | undefined): { path: string; opened: Open
 export async function add(request: CniRequest): Promise<CniResult> {
   const { environment, config } = request;
   const previous = requirePreviousResult(config, 'ADD');
+  prepareStateDirectory(config.stateDirectory);
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
   return store
@@ -200,12 +211,32 @@ export function resultWith(
   return { ...previous, cniVersion, interfaces };
 }
 
-/** Undoes what ADD recorded. Nothing recorded, or the namespace gone: nothing to do, and no error. */
-export async function del(request: CniDeleteRequest): Promise<void> {
+/** Where DEL reports what it did about an unreadable record: stderr, which the runtime logs. */
+export type Warn = (line: string) => void;
+const warnOnStandardError: Warn = (line) => {
+  process.stderr.write(`${line}\n`);
+};
+
+/**
+ * Undoes what ADD recorded. Nothing recorded, or the namespace gone: nothing to do, and no error.
+ * An unreadable record is set aside (see setAsideUnreadable), never a reason to fail.
+ */
+export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandardError): Promise<void> {
   const { environment, config } = request;
   const store = storeOf(request);
+  // Looked up before the lock, since taking it makes <stateDir>/.locks: a DEL with nothing to undo
+  // must succeed without making anything (the stateDir may be unusable, or the default one of
+  // undecodable input). A lock file there may be an ADD under way: wait for it, then look again.
+  if (!store.hasRecord() && !store.hasLockFile()) return;
   await store.withLock(async () => {
-    const state = store.read();
+    let state: CniAttachmentState | undefined;
+    try {
+      state = store.read();
+    } catch (error) {
+      if (!(error instanceof VcnetError)) throw error;
+      warn(await setAsideUnreadable(store, request, error));
+      return;
+    }
     if (!state) return;
     // Everything ADD made lives in the pod namespace and went with it (a new namespace at the same
     // path is somebody else's and is not touched).
@@ -228,6 +259,62 @@ export async function del(request: CniDeleteRequest): Promise<void> {
       recorded.close();
     }
   }, config.lockTimeoutMs);
+}
+
+/**
+ * A record DEL cannot read (damaged, empty, from an older vcnet) must not fail DEL: the runtime
+ * would retry forever and never reach the IPAM plugin's DEL, leaking the pod's address. It is
+ * renamed beside itself for an operator to look at; what vcnet made for this interface in
+ * CNI_NETNS then has no owner, and is removed as `vcnet gc` would (other interfaces' records still
+ * own theirs). Returns the one warning line that says what was done.
+ */
+async function setAsideUnreadable(store: AttachmentStore, request: CniDeleteRequest, problem: Error): Promise<string> {
+  const { environment, config } = request;
+  const what = `vcnet-cni DEL of ${sandboxKey(environment)}`;
+  const text = store.readTextIfAny();
+  let aside: string;
+  try {
+    aside = store.setAside();
+  } catch (error) {
+    return `${what}: the record is unreadable (${problem.message}) and could not be set aside (${(error as Error).message}); nothing was removed`;
+  }
+  const cleaned = await collectUnowned(environment.namespacePath, text, config.stateDirectory);
+  return `${what}: set aside the unreadable record ${store.statePath} as ${aside} (${problem.message}); ${cleaned}`;
+}
+
+/** `vcnet gc` limited to CNI_NETNS, when that is still a pod namespace (never the plugin's own); says what it did. */
+async function collectUnowned(path: string | undefined, recordText: string | undefined, stateDirectory: string) {
+  if (!path) return 'no CNI_NETNS, nothing else to remove';
+  let opened: OpenedNamespace;
+  try {
+    opened = openNetworkNamespace(path, 'CNI_NETNS');
+  } catch (error) {
+    return `CNI_NETNS is not a namespace now (${(error as Error).message}), nothing else to remove`;
+  }
+  try {
+    if (isHostNamespace(opened.entryPath))
+      return `CNI_NETNS ${path} is the plugin's own namespace: nothing removed there`;
+    // A record that still tells its namespace, and names another one: its plumbing is not in this one.
+    const recorded = recordText === undefined ? undefined : salvageNamespace(recordText);
+    if (recorded && (recorded.dev !== opened.identity.dev || recorded.ino !== opened.identity.ino))
+      return `the record named another namespace than CNI_NETNS ${path}: nothing removed there`;
+    try {
+      // Through the fd opened here: gc looks at exactly the namespace checked above.
+      const report = await collectGarbage({ namespaces: [opened.entryPath], stateDirectories: [stateDirectory] });
+      const removed = report.removed.filter((item) => item.kind === 'link').map((item) => item.name);
+      const failures = report.failures.map((failure) => failure.reason);
+      return [
+        removed.length > 0
+          ? `removed ${removed.join(', ')} (no record owns them) in ${path}`
+          : `nothing unowned in ${path}`,
+        ...(failures.length > 0 ? [`not removed: ${failures.join('; ')} (run vcnet gc)`] : []),
+      ].join('; ');
+    } catch (error) {
+      return `removing what no record owns in ${path} failed (${(error as Error).message}); run vcnet gc`;
+    }
+  } finally {
+    opened.close();
+  }
 }
 
 /** Verifies that what ADD made is still there, as recorded; throws CHECK_FAILED listing every difference. */

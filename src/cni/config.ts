@@ -6,7 +6,7 @@
 import { isAbsolute } from 'node:path';
 import * as z from 'zod';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
-import type { RateLimit } from '../network/rate-limit.js';
+import { MIN_BITS_PER_SECOND, type RateLimit } from '../network/rate-limit.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/registry.js';
 import { CniConfigError, CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
 import {
@@ -124,7 +124,11 @@ const previousResultSchema = z.looseObject(
 
 const bitsPerSecond = z
   .int({ error: 'a whole number of bits per second' })
-  .min(0, { error: 'a whole number of bits per second (0 = no limit)' });
+  .min(0, { error: 'a whole number of bits per second (0 = no limit)' })
+  // Below 8 bits htb's rate is 0 bytes per second, which the kernel refuses only at attach.
+  .refine((value) => value === 0 || value >= MIN_BITS_PER_SECOND, {
+    error: `0 (off) or at least ${MIN_BITS_PER_SECOND} bits per second`,
+  });
 
 /** The spec's network name rule. */
 const NETWORK_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -208,6 +212,9 @@ function fieldName(path: readonly PropertyKey[]): string {
     .join('');
 }
 
+const PREVIOUS_RESULT_HINT =
+  "the runtime passes the previous plugin's result as prevResult: check the plugins before vcnet-cni in the conflist (their versions and output)";
+
 /** Validates a decoded network config: code 1 for a version vcnet-cni does not speak, 2 or 7 naming the field. */
 export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
   if (raw.cniVersion !== undefined && !isSupportedCniVersion(raw.cniVersion)) {
@@ -237,6 +244,8 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
       fieldName(issue.path),
       value,
       value === undefined ? `missing, expected ${issue.message}` : `expected ${issue.message}`,
+      // Nobody writes prevResult in a conflist: the runtime passes the result of the plugin before.
+      issue.path[0] === 'prevResult' ? PREVIOUS_RESULT_HINT : undefined,
     );
   }
   const config = parsed.data;

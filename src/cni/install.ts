@@ -10,11 +10,12 @@
  * SEA blob cannot load from inside itself, and every install would copy the ~100 MB node binary and
  * need postject, a dependency made for nothing else.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel } from '../network/interworking-model.js';
+import { makeDirectory } from '../network/state/directory.js';
 import { bridgeNetwork } from './bridge-network.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, PREFERRED_CNI_VERSION } from './config.js';
 import { isSupportedCniVersion, SUPPORTED_CNI_VERSIONS, type SupportedCniVersion } from './version.js';
@@ -157,7 +158,7 @@ function placeFile(path: string, content: string, mode: number): InstalledFile {
     chmodSync(path, mode);
     return { path, changed: false };
   }
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirectory(dirname(path), 0o755);
   const temporary = join(dirname(path), `.${PLUGIN_NAME}-install-${process.pid}`);
   try {
     writeFileSync(temporary, content, { mode });

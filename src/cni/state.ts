@@ -8,13 +8,15 @@
  * One lock per container (not per interface) because the chains of one pod pick tap names in the
  * same namespace: two ADDs at once must not both pick tap0_kata.
  */
-import { readdirSync, rmdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, renameSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NamespaceIdentity } from '../netns/namespace-identity.js';
 import type { NetworkState } from '../network/network.js';
+import { DirectoryNotMadeError, makeDirectory } from '../network/state/directory.js';
 import { cniContentSchema } from '../network/state/network-content-schema.js';
 import { RECORD_VERSION } from '../network/state/record-envelope.js';
-import { SandboxStore } from '../network/state/store.js';
+import { LOCK_DIRECTORY_NAME, SandboxStore } from '../network/state/store.js';
+import { CniConfigError } from './errors.js';
 
 export const CNI_STATE_VERSION = RECORD_VERSION;
 
@@ -40,6 +42,37 @@ export interface CniAttachmentState {
   /** Missing while ADD is under way. */
   device?: AttachedDevice;
   network: NetworkState;
+}
+
+/**
+ * Makes the state directory and its lock directory, or says why `stateDir` cannot be used: a
+ * config error naming the field, the value and the OS's reason (ENOTDIR, EROFS, ENOENT under
+ * /proc...), instead of an internal error from deep inside the lock.
+ */
+export function prepareStateDirectory(stateDirectory: string): void {
+  const locks = join(stateDirectory, LOCK_DIRECTORY_NAME);
+  let reason: string | undefined;
+  try {
+    makeDirectory(locks, 0o700);
+    for (const directory of [stateDirectory, locks]) {
+      try {
+        accessSync(directory, constants.W_OK);
+      } catch (error) {
+        reason = `${directory} is not writable (${(error as NodeJS.ErrnoException).code})`;
+        break;
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof DirectoryNotMadeError)) throw error;
+    reason = error.reason;
+  }
+  if (reason !== undefined)
+    throw new CniConfigError(
+      'stateDir',
+      stateDirectory,
+      `cannot be used as a state directory: ${reason}`,
+      'point "stateDir" of this plugin in the conflist at a writable directory (default /run/vcnet/cni)',
+    );
 }
 
 export class AttachmentStore {
@@ -73,8 +106,37 @@ export class AttachmentStore {
     return this.attachment.statePath;
   }
 
+  /** Whether a record file is there (readable or not), looked up without making anything. */
+  hasRecord(): boolean {
+    return existsSync(this.statePath);
+  }
+
+  /** Whether the container's lock file is there: another command on the container holds it, or held it. */
+  hasLockFile(): boolean {
+    return existsSync(this.container.lockPath);
+  }
+
   read(): CniAttachmentState | undefined {
     return this.attachment.read<CniAttachmentState>();
+  }
+
+  /** The record's text whatever it holds, or undefined when it cannot be read at all. */
+  readTextIfAny(): string | undefined {
+    try {
+      return this.attachment.readText();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Renames the record beside itself (`state.json.unreadable-<time>`), so that nothing is destroyed
+   * and an operator can look at it; returns the new path.
+   */
+  setAside(now = new Date()): string {
+    const aside = `${this.statePath}.unreadable-${now.toISOString().replace(/[:.]/g, '-')}`;
+    renameSync(this.statePath, aside);
+    return aside;
   }
 
   write(state: CniAttachmentState): void {

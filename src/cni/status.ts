@@ -2,7 +2,8 @@
  * STATUS (CNI 1.1.0): whether vcnet-cni can serve an ADD now. It needs a state directory it can
  * write and the tun device for taps; the rest (netlink, the pod namespace) is per ADD.
  */
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
+import { DirectoryNotMadeError, makeDirectory } from '../network/state/directory.js';
 import type { CniConfig } from './config.js';
 import { CniError, CniErrorCode } from './errors.js';
 
@@ -11,12 +12,11 @@ export const TUN_DEVICE = '/dev/net/tun';
 export function status(config: CniConfig, tunDevice: string = TUN_DEVICE): void {
   const problems: string[] = [];
   try {
-    mkdirSync(config.stateDirectory, { recursive: true, mode: 0o700 });
+    makeDirectory(config.stateDirectory, 0o700);
     accessSync(config.stateDirectory, constants.W_OK);
   } catch (error) {
-    problems.push(
-      `state directory ${config.stateDirectory} is not writable (${(error as NodeJS.ErrnoException).code})`,
-    );
+    const reason = error instanceof DirectoryNotMadeError ? error.reason : (error as NodeJS.ErrnoException).code;
+    problems.push(`state directory ${config.stateDirectory} is not writable (${reason})`);
   }
   try {
     accessSync(tunDevice, constants.R_OK | constants.W_OK);

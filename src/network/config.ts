@@ -16,7 +16,7 @@ import { parse as parseToml } from 'smol-toml';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { refuseHostNamespace } from '../netns/host-namespace.js';
 import { type InterworkingModel, parseInterworkingModel } from './interworking-model.js';
-import { type RateLimit, validateRate } from './rate-limit.js';
+import { type RateLimit, validateBitRate, validateRate } from './rate-limit.js';
 
 export interface NetworkConfig {
   namespacePath: string;
@@ -164,8 +164,8 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
   if (name && section) {
     settings.hypervisor = name;
     const prefix = `hypervisor.${name}`;
-    const rx = validateRate(`${prefix}.rx_rate_limiter_max_rate`, section.rx_rate_limiter_max_rate);
-    const tx = validateRate(`${prefix}.tx_rate_limiter_max_rate`, section.tx_rate_limiter_max_rate);
+    const rx = validateBitRate(`${prefix}.rx_rate_limiter_max_rate`, section.rx_rate_limiter_max_rate);
+    const tx = validateBitRate(`${prefix}.tx_rate_limiter_max_rate`, section.tx_rate_limiter_max_rate);
     if (rx || tx)
       settings.rateLimit = { ...(rx ? { rxBitsPerSecond: rx } : {}), ...(tx ? { txBitsPerSecond: tx } : {}) };
     // Block storage only (Kata): it must not move the vhost-user-net socket search.

@@ -203,6 +203,8 @@ function readOwners(directories: readonly string[]): {
       const interfaces = join(directory, 'interfaces');
       for (const interfaceName of safeReaddir(interfaces)) {
         const file = join(interfaces, interfaceName, 'state.json');
+        // Only a record vcnet-cni's DEL set aside (state.json.unreadable-*): nothing owned, nothing to report.
+        if (!existsSync(file)) continue;
         consider(
           `${id}/${interfaceName}`,
           file,

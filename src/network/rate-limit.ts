@@ -8,6 +8,20 @@ export { FILTER_PRIORITY, ifbName } from './plan/plan-attach.js';
 
 export type { RateLimit } from './plan/types.js';
 
+/**
+ * The smallest rate tc can enforce: htb takes bytes per second, and below 8 bits that is 0, which
+ * the kernel refuses (EINVAL when the class is added, deep inside an attach).
+ */
+export const MIN_BITS_PER_SECOND = 8;
+
+/** A tc rate limit in bits per second: 0 or absent (off), or at least MIN_BITS_PER_SECOND. */
+export function validateBitRate(field: string, value: unknown): number | undefined {
+  const rate = validateRate(field, value);
+  if (rate !== undefined && rate < MIN_BITS_PER_SECOND)
+    throw new InvalidInputError(field, value, `0 (off) or at least ${MIN_BITS_PER_SECOND} bits per second`);
+  return rate;
+}
+
 export function validateRate(field: string, value: unknown): number | undefined {
   if (value === undefined || value === 0) return undefined;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {

@@ -139,16 +139,26 @@ export class CniRuntime {
     return findPlugin(plugin, this.extraEnvironment.CNI_PATH ?? CNI_PATH);
   }
 
-  /** One plugin, one command, the way libcni execs it; never throws. */
-  invoke(command: string, config: Record<string, unknown>, environment: Record<string, string> = {}): PluginRun {
+  /**
+   * One plugin, one command, the way libcni execs it; never throws. `input` replaces the config as
+   * stdin (for undecodable input); `timeoutMs` kills a plugin that hangs (status -1, stderr says so).
+   */
+  invoke(
+    command: string,
+    config: Record<string, unknown>,
+    environment: Record<string, string> = {},
+    options: { input?: string; timeoutMs?: number } = {},
+  ): PluginRun {
     const plugin = String(config.type);
     // `ip` by absolute path: a test may give the plugins a PATH without it (or without node).
     const result = spawnSync(IP_COMMAND, ['netns', 'exec', this.node.name, this.pluginFile(plugin)], {
-      input: JSON.stringify(config),
+      input: options.input ?? JSON.stringify(config),
       encoding: 'utf8',
       env: this.environment(command, environment),
+      ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs, killSignal: 'SIGKILL' as const }),
     });
-    return pluginRun(plugin, command, result.status ?? -1, result.stdout, result.stderr);
+    const killed = result.signal ? `killed by ${result.signal} (timeout ${options.timeoutMs} ms)\n` : '';
+    return pluginRun(plugin, command, result.status ?? -1, result.stdout, killed + result.stderr);
   }
 
   /** `invoke` without waiting, to run several plugins at once. */

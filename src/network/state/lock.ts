@@ -15,7 +15,6 @@ import {
   constants,
   fstatSync,
   ftruncateSync,
-  mkdirSync,
   openSync,
   readFileSync,
   statSync,
@@ -25,6 +24,7 @@ import {
 import { dirname } from 'node:path';
 import { SystemCallError } from '../../errors.js';
 import { nativeFileLock } from '../../native/file-lock.js';
+import { makeDirectory } from './directory.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -55,7 +55,7 @@ export class FileLock {
 /** Takes the lock now or returns the pid its holder wrote (0 when unknown). Never waits. */
 export function tryLockFile(path: string): FileLock | { heldBy: number } {
   for (;;) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    makeDirectory(dirname(path), 0o700);
     let fd: number;
     try {
       fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);

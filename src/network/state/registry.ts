@@ -5,9 +5,10 @@
  *
  * Changed under its own flock and replaced atomically; read without a lock (a rename is atomic).
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SystemCallError } from '../../errors.js';
+import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 
 export const DEFAULT_REGISTRY_PATH = '/run/vcnet/state-directories';
@@ -34,7 +35,7 @@ export function registeredStateDirectories(path = registryPath()): string[] {
 }
 
 function writeRegistry(path: string, directories: string[]): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  makeDirectory(dirname(path), 0o755);
   const temporary = join(dirname(path), `.state-directories.${process.pid}.tmp`);
   const fd = openSync(temporary, 'w', 0o644);
   try {

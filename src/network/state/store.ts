@@ -12,7 +12,6 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
-  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -24,6 +23,7 @@ import {
 import { join, resolve } from 'node:path';
 import type * as z from 'zod';
 import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 import { sandboxContentSchema } from './network-content-schema.js';
 import { parseRecord, type RecordEnvelope } from './record-envelope.js';
@@ -160,7 +160,7 @@ export class SandboxStore {
   }
 
   write(state: unknown): void {
-    mkdirSync(this.directory, { recursive: true, mode: 0o700 });
+    makeDirectory(this.directory, 0o700);
     const temporary = join(this.directory, `.state.${process.pid}.tmp`);
     const fd = openSync(temporary, 'w', 0o600);
     try {
@@ -212,7 +212,7 @@ export class SandboxStore {
     );
     try {
       if (this.options.register !== false) {
-        mkdirSync(this.root, { recursive: true, mode: 0o700 });
+        makeDirectory(this.root, 0o700);
         await registerStateDirectory(this.root);
       }
       this.removeStaleTemporaries();

@@ -11,13 +11,14 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  rmdirSync,
   rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
@@ -522,6 +523,223 @@ describe.skipIf(skipReason)('vcnet-cni DEL always frees', () => {
       expect(node.ipJson<Array<{ ifname: string }>>('link', 'show', 'master', 'vcbr0')).toEqual([]);
     },
   );
+});
+
+/** The lines of the test run's state directory registry (test/global-setup.ts points vcnet at it). */
+function registeredDirectories(): string[] {
+  const registry = process.env.VCNET_STATE_REGISTRY;
+  if (!registry || !existsSync(registry)) return [];
+  return readFileSync(registry, 'utf8').split('\n').filter(Boolean);
+}
+
+describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
+  /** A plugin that loops is killed after this long: the test then fails instead of hanging. */
+  const BOUND_MS = 20_000;
+
+  it('under /proc (where recursive mkdir loops): DEL succeeds, STATUS and ADD fail naming the path, all at once', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    const stateDir = `/proc/vcnet-no-such-${randomBytes(4).toString('hex')}`;
+    const config = { type: 'vcnet-cni', name: 'vcnet-test', stateDir };
+
+    const del = runtime.invoke('DEL', { ...config, cniVersion: '1.0.0' }, {}, { timeoutMs: BOUND_MS });
+    expect(del.status, del.stderr).toBe(0);
+
+    const status = runtime.invoke('STATUS', { ...config, cniVersion: '1.1.0' }, {}, { timeoutMs: BOUND_MS });
+    expect(status.status, status.stderr).toBe(1);
+    expect(status.output).toMatchObject({ code: 50 });
+    expect(String(status.output?.msg)).toContain(`state directory ${stateDir} is not writable`);
+
+    const bridgeOnly: Conflist = { ...conflist({}), plugins: [conflist({}).plugins[0]!] };
+    const previous = runtime.add(bridgeOnly);
+    const add = runtime.invoke(
+      'ADD',
+      { ...config, cniVersion: '1.0.0', prevResult: previous },
+      {},
+      { timeoutMs: BOUND_MS },
+    );
+    expect(add.status, add.stderr).toBe(1);
+    expect(add.output).toMatchObject({ code: 7 });
+    expect(String(add.output?.msg)).toContain(`stateDir: cannot be used as a state directory`);
+    expect(String(add.output?.msg)).toContain(stateDir);
+    expect(String(add.output?.msg)).toContain('ENOENT');
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    runtime.del(bridgeOnly, previous);
+  });
+
+  it('under a file: DEL succeeds, ADD fails with code 7 naming stateDir, the value and ENOTDIR (not 999)', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    const file = join(workDirectory, 'a-file');
+    writeFileSync(file, 'not a directory\n');
+    const stateDir = join(file, 'state');
+    const list = conflist({ vcnet: { stateDir } });
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const previous = runtime.add(bridgeOnly);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: '1.0.0', name: list.name };
+
+    const add = runtime.invoke('ADD', { ...vcnetConfig, prevResult: previous });
+    expect(add.status, add.stderr).toBe(1);
+    expect(add.output).toMatchObject({ code: 7 });
+    expect(String(add.output?.msg)).toBe(
+      `invalid network config: stateDir: cannot be used as a state directory: ${file} is not a directory (ENOTDIR) (got ${JSON.stringify(stateDir)})`,
+    );
+    expect(String(add.output?.details)).toContain('VCNET_CNI_CONFIG');
+
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(del.stdout).toBe('');
+    runtime.del(bridgeOnly, previous);
+    expect(reservations()).toEqual([]);
+  });
+
+  it('DEL with nothing recorded creates no directory, lock or registry line', () => {
+    const { node, pod } = makeNodeAndPod();
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const list = conflist({});
+    const vcnetConfig = { ...list.plugins[1], cniVersion: '1.0.0', name: list.name };
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(existsSync(stateDirectory)).toBe(false);
+    expect(registeredDirectories()).not.toContain(stateDirectory);
+
+    // Undecodable stdin: DEL looks in the default /run/vcnet/cni, and must not make it to find nothing.
+    const defaultDirectory = '/run/vcnet/cni';
+    const existedBefore = existsSync(defaultDirectory);
+    const registeredBefore = registeredDirectories().includes(defaultDirectory);
+    const lockPath = join(defaultDirectory, '.locks', attachment.containerId);
+    try {
+      const undecodable = runtime.invoke(
+        'DEL',
+        { type: 'vcnet-cni' },
+        {},
+        { input: '{"cniVersion": "1.0.0", trailing garbage' },
+      );
+      expect(undecodable.status, undecodable.stdout).toBe(0);
+      expect(existsSync(lockPath)).toBe(false);
+      expect(existsSync(defaultDirectory)).toBe(existedBefore);
+      expect(registeredDirectories().includes(defaultDirectory)).toBe(registeredBefore);
+    } finally {
+      // Only what this test may have made (a vcnet without the fix makes them).
+      rmSync(lockPath, { force: true });
+      if (!existedBefore) {
+        for (const directory of [join(defaultDirectory, '.locks'), defaultDirectory]) {
+          try {
+            rmdirSync(directory);
+          } catch {
+            // not empty or absent: not ours to remove
+          }
+        }
+      }
+    }
+  });
+});
+
+describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
+  const recordOf = (containerId: string, interfaceName = 'eth0') =>
+    join(stateDirectory, containerId, 'interfaces', interfaceName, 'state.json');
+  const setAside = (containerId: string, interfaceName = 'eth0') =>
+    readdirSync(join(stateDirectory, containerId, 'interfaces', interfaceName)).filter((name) =>
+      /^state\.json\.unreadable-/.test(name),
+    );
+
+  it.each([
+    ['garbage', () => 'not json {'],
+    ['an empty file', () => ''],
+    ['{}', () => '{}'],
+    ['a record of an older vcnet (version 1)', (text: string) => JSON.stringify({ ...JSON.parse(text), version: 1 })],
+  ])(
+    '%s: DEL sets it aside with one warning, removes the tap and its filters, and the chain frees the address',
+    (_case, replace) => {
+      const { node, pod } = makeNodeAndPod();
+      const list = conflist({});
+      const attachment = attachmentIn(pod);
+      const runtime = new CniRuntime(node, attachment);
+      const { result } = addChain(runtime, list, pod);
+      const record = recordOf(attachment.containerId);
+      const content = replace(readFileSync(record, 'utf8'));
+      writeFileSync(record, content);
+      const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+
+      const del = runtime.invoke('DEL', vcnetConfig);
+      expect(del.status, del.stdout).toBe(0);
+      expect(del.stdout).toBe('');
+      const warnings = del.stderr.split('\n').filter(Boolean);
+      expect(warnings).toHaveLength(1);
+      const [aside] = setAside(attachment.containerId);
+      expect(aside).toBeDefined();
+      expect(warnings[0]).toContain(
+        `set aside the unreadable record ${record} as ${record}${aside!.slice('state.json'.length)}`,
+      );
+      expect(warnings[0]).toContain('tap0_kata');
+      // Nothing destroyed: the operator finds the record as it was.
+      expect(existsSync(record)).toBe(false);
+      expect(readFileSync(join(dirname(record), aside!), 'utf8')).toBe(content);
+      // What vcnet made for eth0 is gone: the tap, and eth0's redirect to it.
+      expect(linkNames(pod)).not.toContain('tap0_kata');
+      expect(redirectTarget(ingressFilters(pod, 'eth0'))).toBeUndefined();
+
+      // DEL again succeeds quietly, and the rest of the chain frees the pod's address.
+      const again = runtime.invoke('DEL', vcnetConfig);
+      expect(again.status, again.stdout).toBe(0);
+      expect(again.stderr).toBe('');
+      runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+      expect(reservations()).toEqual([]);
+      expect(linkNames(pod)).toEqual(['lo']);
+    },
+  );
+
+  it('the pod namespace gone, or no CNI_NETNS: DEL sets the record aside and succeeds', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const { result } = addChain(runtime, list, pod);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+    writeFileSync(recordOf(attachment.containerId), 'garbage');
+    pod.delete();
+    let del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(del.stderr).toContain(`set aside the unreadable record ${recordOf(attachment.containerId)}`);
+    expect(setAside(attachment.containerId)).toHaveLength(1);
+
+    writeFileSync(recordOf(attachment.containerId), '{}');
+    del = runtime.invoke('DEL', vcnetConfig, { CNI_NETNS: '' });
+    expect(del.status, del.stdout).toBe(0);
+    expect(setAside(attachment.containerId)).toHaveLength(2);
+    runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+    expect(reservations()).toEqual([]);
+  });
+
+  it("another chain's interface in the same pod keeps its tap, filters and record", () => {
+    const { node, pod } = makeNodeAndPod();
+    const first = conflist({ bridge: 'vcbr0', subnet: '10.231.1.0/24' });
+    const second = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-second' };
+    const attachment = attachmentIn(pod);
+    const runtimeA = new CniRuntime(node, attachment);
+    const runtimeB = new CniRuntime(node, { ...attachment, interfaceName: 'net1' });
+    const { result: resultA } = addChain(runtimeA, first, pod);
+    const { result: resultB } = addChain(runtimeB, second, pod);
+    const secondChain = () => ({
+      tap: pod.ipJson('-d', 'link', 'show', 'tap1_kata'),
+      net1: ingressFilters(pod, 'net1'),
+      tap1: ingressFilters(pod, 'tap1_kata'),
+      record: readFileSync(recordOf(attachment.containerId, 'net1'), 'utf8'),
+    });
+    const secondBefore = secondChain();
+
+    writeFileSync(recordOf(attachment.containerId), 'not json {');
+    runtimeA.del(first, resultA);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    expect(linkNames(pod)).not.toContain('eth0');
+    expect(secondChain()).toEqual(secondBefore);
+    runtimeB.check(second, resultB);
+    runtimeB.del(second, resultB);
+    expect(linkNames(pod)).toEqual(['lo']);
+    expect(reservations('vcnet-test')).toEqual([]);
+    expect(reservations('vcnet-second')).toEqual([]);
+  });
 });
 
 describe.skipIf(skipReason)('vcnet-cni with older and newer CNI versions', () => {

@@ -67,6 +67,9 @@ describe('parseCniConfig', () => {
     [{ stateDir: 'relative/dir' }, 'stateDir', 'expected an absolute directory path (got "relative/dir")'],
     [{ rateLimit: { rx: -1 } }, 'rateLimit.rx', 'expected a whole number of bits per second (0 = no limit) (got -1)'],
     [{ rateLimit: 5 }, 'rateLimit', 'expected an object {rx, tx} (got 5)'],
+    // The kernel refuses an htb class below 1 byte per second (EINVAL at attach, code 103, before).
+    [{ rateLimit: { rx: 1 } }, 'rateLimit.rx', 'expected 0 (off) or at least 8 bits per second (got 1)'],
+    [{ rateLimit: { tx: 7 } }, 'rateLimit.tx', 'expected 0 (off) or at least 8 bits per second (got 7)'],
     [{ name: 'bad name' }, 'name', 'expected letters, digits'],
     [{ prevResult: { interfaces: [{ mac: 'x' }] } }, 'prevResult.interfaces[0].name', 'missing, expected a string'],
   ])('refuses %j with code 7 naming %s', (extra, field, problem) => {
@@ -75,6 +78,21 @@ describe('parseCniConfig', () => {
     expect(error.cniCode).toBe(7);
     expect((error as CniConfigError).field).toBe(field);
     expect(error.message).toContain(`invalid network config: ${field}: ${problem}`);
+  });
+
+  it('accepts 8 bits per second, the smallest rate the kernel takes', () => {
+    expect(parseCniConfig({ ...base, rateLimit: { rx: 8, tx: 8 } }).rateLimit).toEqual({
+      rxBitsPerSecond: 8,
+      txBitsPerSecond: 8,
+    });
+  });
+
+  it('a malformed prevResult: the hint says the runtime passes it, and to check the plugins before vcnet-cni', () => {
+    const error = thrown(() => parseCniConfig({ ...base, prevResult: { interfaces: 'eth0' } }));
+    expect((error as CniConfigError).field).toBe('prevResult.interfaces');
+    expect(error.hint).toBe(
+      "the runtime passes the previous plugin's result as prevResult: check the plugins before vcnet-cni in the conflist (their versions and output)",
+    );
   });
 
   it('names a missing required field', () => {
@@ -87,7 +105,7 @@ describe('parseCniConfig', () => {
   });
 
   it('refuses an unknown key inside rateLimit with code 2, naming key and value', () => {
-    const error = thrown(() => parseCniConfig({ ...base, rateLimit: { rx: 1, burst: 64 } }));
+    const error = thrown(() => parseCniConfig({ ...base, rateLimit: { rx: 1_000_000, burst: 64 } }));
     expect(error.cniCode).toBe(2);
     expect(error.message).toBe('unsupported field in network config: rateLimit.burst = 64');
   });

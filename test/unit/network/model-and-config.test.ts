@@ -154,6 +154,15 @@ disable_new_netns = false
     expect(() => parseKataConfiguration('[hypervisor.qemu]\nrx_rate_limiter_max_rate = -5\n')).toThrow(
       /hypervisor\.qemu\.rx_rate_limiter_max_rate.*-5.*bits per second/,
     );
+    // Below 8 bits per second the kernel refuses the htb class (a rate of 0 bytes per second).
+    for (const key of ['rx_rate_limiter_max_rate', 'tx_rate_limiter_max_rate']) {
+      expect(() => parseKataConfiguration(`[hypervisor.qemu]\n${key} = 7\n`)).toThrow(
+        `invalid hypervisor.qemu.${key}: 7 (accepted: 0 (off) or at least 8 bits per second)`,
+      );
+      expect(parseKataConfiguration(`[hypervisor.qemu]\n${key} = 8\n`).rateLimit).toEqual({
+        [key.startsWith('rx') ? 'rxBitsPerSecond' : 'txBitsPerSecond']: 8,
+      });
+    }
     expect(() => parseKataConfiguration('[runtime]\ndisable_new_netns = "yes"\n')).toThrow(
       /runtime\.disable_new_netns.*a boolean/,
     );

@@ -1,0 +1,91 @@
+/**
+ * Making the directories vcnet keeps state, locks and the registry in, on paths users give.
+ *
+ * Not `mkdirSync(path, { recursive: true })`: Node's recursive mkdir retries a parent that exists
+ * after a child fails with ENOENT, and procfs answers exactly that forever (mkdir /proc/x: ENOENT,
+ * mkdir /proc: EEXIST), so a stateDir under /proc hung vcnet-cni at 100% CPU. Here each missing
+ * component is made once, from the deepest existing one down, and the first that cannot be made
+ * stops with an error naming it and why.
+ */
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { SystemCallError } from '../../errors.js';
+
+/** A directory that could not be made: `component` is the part of `directory` that failed, `reason` says why. */
+export class DirectoryNotMadeError extends SystemCallError {
+  readonly directory: string;
+  readonly component: string;
+  readonly reason: string;
+  constructor(directory: string, component: string, reason: string, cause: NodeJS.ErrnoException) {
+    super(`create directory ${directory}`, cause);
+    this.message = `create directory ${directory} failed: ${reason}`;
+    this.directory = directory;
+    this.component = component;
+    this.reason = reason;
+  }
+}
+
+/** "ENOENT: no such file or directory, mkdir '/proc/x'" → "ENOENT: no such file or directory". */
+function describeErrno(error: NodeJS.ErrnoException): string {
+  const code = error.code ?? 'EUNKNOWN';
+  const text = error.message.split(',')[0] ?? '';
+  return text.startsWith(`${code}: `) ? text : `${code}: ${text}`;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes `path` and its missing parents (each with `mode`); a directory already there is fine.
+ * Throws DirectoryNotMadeError when a component is not a directory or cannot be made.
+ */
+export function makeDirectory(path: string, mode: number): void {
+  const target = resolve(path);
+  const missing: string[] = [];
+  // Upwards to the deepest component that exists: at most one stat per component, ending at "/".
+  for (let current = target; ; current = dirname(current)) {
+    try {
+      if (statSync(current).isDirectory()) break;
+      const notDirectory = Object.assign(new Error(`ENOTDIR: not a directory, '${current}'`), {
+        code: 'ENOTDIR',
+        syscall: 'mkdir',
+        path: current,
+      });
+      throw new DirectoryNotMadeError(target, current, `${current} is not a directory (ENOTDIR)`, notDirectory);
+    } catch (error) {
+      if (error instanceof DirectoryNotMadeError) throw error;
+      const failure = error as NodeJS.ErrnoException;
+      // ENOTDIR: a component above is a file, which the next step up names.
+      if ((failure.code !== 'ENOENT' && failure.code !== 'ENOTDIR') || current === dirname(current)) {
+        throw new DirectoryNotMadeError(
+          target,
+          current,
+          `cannot look up ${current} (${describeErrno(failure)})`,
+          failure,
+        );
+      }
+      missing.push(current);
+    }
+  }
+  // Downwards, each component once: no retry can loop.
+  for (const directory of missing.reverse()) {
+    try {
+      mkdirSync(directory, { mode });
+    } catch (error) {
+      const failure = error as NodeJS.ErrnoException;
+      // Another process made it meanwhile (two plugins starting at once): that is as good.
+      if (failure.code === 'EEXIST' && isDirectory(directory)) continue;
+      throw new DirectoryNotMadeError(
+        target,
+        directory,
+        `cannot create ${directory} (${describeErrno(failure)})`,
+        failure,
+      );
+    }
+  }
+}
