@@ -110,7 +110,9 @@ export {
 // The network of one sandbox: configuration, scan, endpoints, models, guest structures.
 export {
   ConfigurationConflictError,
+  defineNetworkConfig,
   type NetworkConfig,
+  type NetworkConfigOptions,
   parseKataConfiguration,
   readKataConfiguration,
   validateNetworkConfig,

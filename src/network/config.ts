@@ -62,6 +62,25 @@ export class ConfigurationConflictError extends VcnetError {
   }
 }
 
+/** What a library caller must give: the namespace; the rest has the CLI's defaults. */
+export type NetworkConfigOptions = Pick<NetworkConfig, 'namespacePath'> &
+  Partial<Omit<NetworkConfig, 'model'>> & { model?: NetworkConfig['model'] | 'default' };
+
+/**
+ * A NetworkConfig with the CLI's defaults (model tcfilter, one queue, vhost-net where present, the
+ * namespace not made by vcnet), checked as attach checks it.
+ */
+export function defineNetworkConfig(options: NetworkConfigOptions): NetworkConfig {
+  return validateNetworkConfig({
+    namespaceCreatedByVcnet: false,
+    disableNewNetns: false,
+    queues: 1,
+    vhostNet: 'auto',
+    ...options,
+    model: parseInterworkingModel(options.model ?? 'default', 'model'),
+  });
+}
+
 /**
  * Checks a NetworkConfig a library caller built (the CLI builds one from flags): each field's type and
  * range, the model by name (`default` and any case read as the CLI reads them), and Kata's rule that a

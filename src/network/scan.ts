@@ -7,7 +7,7 @@
 import { AddressFamily } from '../netlink/codec/constants.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { RouteScope, RouteTable } from '../netlink/codec/route.js';
-import type { NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
+import { type NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
 import { type CreateEndpointOptions, classifyInterface } from './endpoint/create-endpoint.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 
@@ -50,8 +50,17 @@ export function interfacesOf(snapshot: NamespaceSnapshot): NetworkInfo[] {
     .sort((a, b) => a.link.index - b.link.index);
 }
 
-export async function scanNamespace(handle: NetlinkHandle): Promise<NamespaceScan> {
-  const snapshot = await handle.snapshot();
+/** Scans a namespace: through an open handle, or by its path (opened and closed here). */
+export async function scanNamespace(namespace: NetlinkHandle | string): Promise<NamespaceScan> {
+  if (typeof namespace === 'string') {
+    const handle = NetlinkHandle.open(namespace);
+    try {
+      return await scanNamespace(handle);
+    } finally {
+      handle.close();
+    }
+  }
+  const snapshot = await namespace.snapshot();
   return { interfaces: interfacesOf(snapshot), snapshot };
 }
 
