@@ -69,6 +69,11 @@ async function main(): Promise<void> {
     if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw error;
   });
+  // A runtime whose log reader died: the messages are lost, the command still finishes (an attach
+  // half done is worse than a lost log line) and keeps its own exit code.
+  process.stderr.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
   const program = buildProgram();
   // OpenTelemetry is loaded only when an OTEL_* variable asks for export (as in vcnet-cni).
   const stopTraceExport = tracingRequested()
