@@ -108,6 +108,22 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
   return { config: validateNetworkConfig(config), hypervisor };
 }
 
+/** The NetworkConfig fields the library names in its errors, and the flags a CLI user typed for them. */
+const FLAG_OF_FIELD: Record<string, string> = { namedInterfaces: '--interface' };
+
+/** Runs `work`; an InvalidInputError naming a NetworkConfig field is reported under the flag instead. */
+export async function inFlagTerms<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    const flag = error instanceof InvalidInputError ? FLAG_OF_FIELD[error.field] : undefined;
+    if (flag === undefined) throw error;
+    const failure = error as InvalidInputError;
+    const customHint = failure.hint !== `set ${failure.field} to ${failure.accepted}`;
+    throw new InvalidInputError(flag, failure.value, failure.accepted, customHint ? failure.hint : undefined);
+  }
+}
+
 /** --lock-timeout <seconds>: how long to wait for another vcnet command on the same sandbox. */
 export function parseLockTimeout(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
