@@ -95,7 +95,7 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
     throw new InvalidInputError('--netns', netns, 'the pod namespace path (only --disable-new-netns goes without it)');
   }
   const config: NetworkConfig = {
-    namespacePath: openNamespace(netns),
+    namespacePath: openNamespace(netns, '--netns'),
     model,
     namespaceCreatedByVcnet: false,
     disableNewNetns,
