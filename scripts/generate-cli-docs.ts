@@ -18,7 +18,7 @@ export function renderCliReference(): string {
       '.',
     '',
     'Exit codes: 0 success (also detach of a sandbox that is not attached), 1 the operation failed,',
-    '2 bad input (nothing was changed), 3 not permitted (run as root), 4 the sandbox is locked by',
+    '2 bad input, a command line included (nothing was changed), 3 not permitted (run as root), 4 the sandbox is locked by',
     'another vcnet process, 5 something vcnet needs is missing.',
     '',
   ];

@@ -240,6 +240,13 @@ export const ErrorCodes = {
     cni: 'VCNET_FAILED',
     agent: 'FAILED_PRECONDITION',
   },
+  VCNET_PROGRAM_MISSING: {
+    meaning: 'a program vcnet runs (ip or tc, from iproute2) is not installed or not where it looks',
+    role: 'specific',
+    exit: 'MISSING',
+    cni: 'VCNET_FAILED',
+    agent: 'FAILED_PRECONDITION',
+  },
   // Hypervisor
   VCNET_QMP_CONNECTION: {
     meaning: 'the QMP socket cannot be reached or closed',

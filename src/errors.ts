@@ -90,12 +90,14 @@ export class VcnetError extends Error {
 /** Bad input from a user or a caller: names the field, the value and what is accepted. */
 export class InvalidInputError extends VcnetError {
   readonly field: string;
+  readonly accepted: string;
   constructor(field: string, value: unknown, accepted: string, hint?: string) {
     super('VCNET_INVALID_INPUT', `invalid ${field}: ${JSON.stringify(value)} (accepted: ${accepted})`, {
       value,
       hint: hint ?? `set ${field} to ${accepted}`,
     });
     this.field = field;
+    this.accepted = accepted;
   }
 }
 

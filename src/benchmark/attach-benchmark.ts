@@ -22,6 +22,7 @@ import { attachTapOnly } from '../network/model/none.js';
 import type { PlumbingContext } from '../network/model/plumbing-context.js';
 import { attachTcFilter } from '../network/model/tcfilter.js';
 import { type PlumbingStep, undoPlumbing } from '../network/plumbing.js';
+import { iproute2Program } from './iproute2-program.js';
 
 export interface AttachBenchmarkOptions {
   endpoints: number;
@@ -73,8 +74,16 @@ const FLOOR_KINDS: readonly SyscallKind[] = ['tunIoctl', 'netlinkSend', 'netlink
 const kindsOutsideFloor = (times: Record<SyscallKind, number>) =>
   (Object.keys(times) as SyscallKind[]).filter((kind) => !FLOOR_KINDS.includes(kind));
 
+/** ip and tc resolved once: the baseline times the programs, not the search for them. */
+const iproute2Programs = new Map<'ip' | 'tc', string>();
+
 function iproute2(namespace: string, tool: 'ip' | 'tc', args: string[]): void {
-  execFileSync(tool, ['-n', namespace, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let program = iproute2Programs.get(tool);
+  if (program === undefined) {
+    program = iproute2Program(tool);
+    iproute2Programs.set(tool, program);
+  }
+  execFileSync(program, ['-n', namespace, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 /** The tcfilter attach of one endpoint done the way a shell script would: one ip/tc process per step. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `vcnet` command. Every subcommand lives in commands/; errors become one line and an exit code. */
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { VcnetError } from '../errors.js';
 import { registerAttach } from './commands/attach.js';
 import { registerBench } from './commands/bench.js';
@@ -15,6 +15,7 @@ import { exitCodeFor } from './exit-codes.js';
 import { tracingRequested } from './observability/environment.js';
 import { subscribeLogs } from './observability/log-subscriber.js';
 import { configureLogger, type LogFormat } from './observability/logger.js';
+import { helpExitCode, throwUsageErrors } from './usage.js';
 
 let unsubscribeLogs: (() => void) | undefined;
 
@@ -26,7 +27,6 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .option('--log-level <level>', 'trace, debug, info, warn, error', process.env.VCNET_LOG_LEVEL ?? 'warn')
     .option('--log-format <format>', 'json or pretty (pretty on a TTY)')
-    .showHelpAfterError()
     .hook('preAction', (command) => {
       const options = command.opts<{ logLevel?: string; logFormat?: LogFormat }>();
       const log = configureLogger({
@@ -45,6 +45,7 @@ export function buildProgram(): Command {
   registerInstallCni(program);
   registerDemo(program);
   registerBench(program);
+  throwUsageErrors(program);
   return program;
 }
 
@@ -69,6 +70,11 @@ async function main(): Promise<void> {
     if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw error;
   });
+  // A runtime whose log reader died: the messages are lost, the command still finishes (an attach
+  // half done is worse than a lost log line) and keeps its own exit code.
+  process.stderr.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
   const program = buildProgram();
   // OpenTelemetry is loaded only when an OTEL_* variable asks for export (as in vcnet-cni).
   const stopTraceExport = tracingRequested()
@@ -77,7 +83,8 @@ async function main(): Promise<void> {
   try {
     await program.parseAsync(process.argv);
   } catch (error) {
-    process.exitCode = reportError(error, process.argv.includes('--json'));
+    process.exitCode =
+      error instanceof CommanderError ? helpExitCode(error) : reportError(error, process.argv.includes('--json'));
   } finally {
     await stopTraceExport();
   }

@@ -102,7 +102,7 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
     throw new InvalidInputError('--netns', netns, 'the pod namespace path (only --disable-new-netns goes without it)');
   }
   const config: NetworkConfig = {
-    namespacePath: openNamespace(netns),
+    namespacePath: openNamespace(netns, '--netns'),
     model,
     namespaceCreatedByVcnet: false,
     disableNewNetns,
@@ -113,6 +113,22 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
     ...(flags.interface && flags.interface.length > 0 ? { namedInterfaces: flags.interface } : {}),
   };
   return { config: validateNetworkConfig(config), hypervisor };
+}
+
+/** The NetworkConfig fields the library names in its errors, and the flags a CLI user typed for them. */
+const FLAG_OF_FIELD: Record<string, string> = { namedInterfaces: '--interface' };
+
+/** Runs `work`; an InvalidInputError naming a NetworkConfig field is reported under the flag instead. */
+export async function inFlagTerms<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    const flag = error instanceof InvalidInputError ? FLAG_OF_FIELD[error.field] : undefined;
+    if (flag === undefined) throw error;
+    const failure = error as InvalidInputError;
+    const customHint = failure.hint !== `set ${failure.field} to ${failure.accepted}`;
+    throw new InvalidInputError(flag, failure.value, failure.accepted, customHint ? failure.hint : undefined);
+  }
 }
 
 /** --lock-timeout <seconds>: how long to wait for another vcnet command on the same sandbox. */

@@ -36,6 +36,7 @@ import { type UndoReport, undoPlumbing } from './plumbing.js';
 import {
   interfacesOf,
   physicalLinksOf,
+  refuseUnknownNamedInterfaces,
   type SkippedInterface,
   selectEndpointInterfaces,
   skippedNotice,
@@ -248,6 +249,7 @@ export class Network {
     if (options.interfaces && options.interfaces.length > 0) return options.interfaces;
     // Kata's disable_new_netns scans nothing; only hot-added taps come later.
     if (this.config.disableNewNetns) return [];
+    refuseUnknownNamedInterfaces(snapshot, this.config.namedInterfaces ?? []);
     const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
     const scanned = interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
     // Links without an address are skipped unless named (scan.ts); the caller reads `skipped`.

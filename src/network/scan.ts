@@ -4,6 +4,7 @@
  * (the kernel's fallback tunnels tunl0/sit0/gre0 appear in every namespace and cannot be deleted;
  * sidecars leave address-less bridges and ifbs), unless the caller names it.
  */
+import { InvalidInputError } from '../errors.js';
 import { AddressFamily } from '../netlink/codec/constants.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { RouteScope, RouteTable } from '../netlink/codec/route.js';
@@ -96,6 +97,21 @@ export function selectEndpointInterfaces(
     else skipped.push({ info, reason: NO_ADDRESS_REASON });
   }
   return { selected, skipped };
+}
+
+/**
+ * Refuses a named link (attach --interface, NetworkConfig.namedInterfaces) the namespace does not
+ * have, before anything is made: otherwise the VM silently comes up one NIC short.
+ */
+export function refuseUnknownNamedInterfaces(snapshot: NamespaceSnapshot, named: readonly string[]): void {
+  const links = interfacesOf(snapshot).map((info) => info.link.name);
+  const missing = named.find((name) => !links.includes(name));
+  if (missing === undefined) return;
+  throw new InvalidInputError(
+    'namedInterfaces',
+    missing,
+    links.length > 0 ? `a link of the namespace: ${links.join(', ')}` : 'a link of the namespace (it has none but lo)',
+  );
 }
 
 /**

@@ -119,7 +119,7 @@ export async function attachSandbox(
     // A damaged record is refused here too (StateInvalidError), never overwritten.
     if (store.read()) throw new SandboxExistsError(id, store.statePath);
     // Opened once and used through its fd; the pinned path is the one recorded when there is one.
-    const namespace = openNamespaceForRecord(config.namespacePath, 'netns');
+    const namespace = openNamespaceForRecord(config.namespacePath, 'namespacePath');
     let network: Network;
     try {
       network = Network.open({ ...config, namespacePath: namespace.identity.path }, id, namespace.entryPath);

@@ -8,6 +8,7 @@ import { hypervisorDeviceConfig, shellRedirections } from '../hypervisor-config.
 import { logger } from '../observability/logger.js';
 import {
   collect,
+  inFlagTerms,
   LOCK_TIMEOUT_OPTION,
   type NetworkFlags,
   networkConfigFromFlags,
@@ -80,7 +81,7 @@ export function registerAttach(program: Command): void {
         if (options.qmp && hypervisor !== 'qemu')
           throw new InvalidInputError('--qmp', options.qmp, 'only with --hypervisor qemu');
         if (options.dryRun) {
-          const planned = await planSandboxAttach(config, options.sandbox, hypervisor);
+          const planned = await inFlagTerms(() => planSandboxAttach(config, options.sandbox, hypervisor));
           if (options.json) {
             printJson({ sandbox: options.sandbox, netns: config.namespacePath, dryRun: true, endpoints: planned });
             return;
@@ -100,12 +101,14 @@ export function registerAttach(program: Command): void {
         if (options.apiSocket && hypervisor === 'qemu')
           throw new InvalidInputError('--api-socket', options.apiSocket, 'only with --hypervisor clh or firecracker');
         const controlSocket = options.qmp ?? options.apiSocket;
-        const result = await attachSandbox(options.sandbox, config, {
-          stateDirectory: stateDirectory(options.stateDir),
-          hypervisor: { kind: hypervisor, ...(controlSocket ? { controlSocket } : {}) },
-          ...(options.agent ? { agentSocket: options.agent } : {}),
-          ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
-        });
+        const result = await inFlagTerms(() =>
+          attachSandbox(options.sandbox, config, {
+            stateDirectory: stateDirectory(options.stateDir),
+            hypervisor: { kind: hypervisor, ...(controlSocket ? { controlSocket } : {}) },
+            ...(options.agent ? { agentSocket: options.agent } : {}),
+            ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
+          }),
+        );
         // QEMU opens the taps by name here, so vhost=on asks it to open /dev/vhost-net itself.
         const vhost = hypervisor === 'qemu' ? probeVhostNet(config.vhostNet) : undefined;
         if (vhost && !vhost.available)

@@ -13,7 +13,7 @@ export function registerScan(program: Command): void {
     .option('--vhost-user-store <dir>', 'where vhost-user sockets live (<dir>/vhostuser_<ip>/vhu.sock)')
     .option('--json', 'machine-readable output')
     .action(async (options: { netns: string; json?: boolean; vhostUserStore?: string }) => {
-      const handle = NetlinkHandle.open(openNamespace(options.netns));
+      const handle = NetlinkHandle.open(openNamespace(options.netns, '--netns'));
       try {
         const scanned = classifyScan(await scanNamespace(handle), {
           ...(options.vhostUserStore ? { vhostUserStorePath: options.vhostUserStore } : {}),

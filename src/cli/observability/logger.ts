@@ -40,7 +40,11 @@ function createPino(level: string, format: LogFormat): Logger {
         { level, base: null },
         pino.transport({ target: 'pino-pretty', options: { destination: 2, colorize: true } }),
       )
-    : pino({ level, base: null }, pino.destination(2));
+    : // Synchronous, as Node writes stderr to a pipe: an asynchronous destination keeps lines in a
+      // buffer that pino flushes at exit with sonic-boom's flushSync, which retries a write to a
+      // pipe whose reader has gone (EPIPE) forever. A synchronous write fails at once, and pino
+      // then drops every later line.
+      pino({ level, base: null }, pino.destination({ dest: 2, sync: true }));
 }
 
 /**

@@ -2,10 +2,11 @@
  * The `vcnet` binary end to end in fresh namespaces: scan, attach, detach, bench; bad input changes
  * nothing; two processes at once; kill -9 half way, then detach leaves nothing behind.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { pauseAfterTap, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { CLI, pauseAfterTap, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest();
@@ -299,6 +300,16 @@ describe('vcnet gc', () => {
 });
 
 describe('vcnet bench attach', () => {
+  it('finds ip and tc without PATH (env -i), in /usr/sbin or /sbin', () => {
+    const result = spawnSync(process.execPath, [CLI, 'bench', 'attach', '--iterations', '1', '--json'], {
+      encoding: 'utf8',
+      env: {},
+    });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(JSON.parse(result.stdout.trim().split('\n').pop()!).iproute2_attach_us).toBeGreaterThan(0);
+  });
+
   it('prints one JSON object with the figures as its last line', () => {
     const result = vcnet(['bench', 'attach', '--endpoints', '2', '--iterations', '2', '--json']);
     expect(result.status).toBe(0);

@@ -57,11 +57,14 @@ describe('opening a namespace path', () => {
     const directory = join(work, 'dir');
     mkdirSync(directory);
     const cases: Array<[string, RegExp]> = [
-      [fifo, /is a FIFO, not a network namespace/],
-      [file, /is a regular file, not a network namespace/],
-      [directory, /is a directory, not a network namespace/],
-      [join(work, 'missing'), /is missing, not a network namespace/],
-      ['/proc/self/ns/mnt', /is a namespace of another type, not a network namespace/],
+      [fifo, /: a FIFO, not a network namespace \(accepted: the path of a network namespace/],
+      [file, /: a regular file, not a network namespace/],
+      [directory, /: a directory, not a network namespace/],
+      [
+        join(work, 'missing'),
+        /: no such file \(accepted: the path of a network namespace, such as \/var\/run\/netns\/NAME or \/proc\/PID\/ns\/net\)/,
+      ],
+      ['/proc/self/ns/mnt', /: a namespace of another type, not a network namespace/],
     ];
     for (const [path, message] of cases) {
       // Through the CLI with a deadline: a blocking open of the FIFO would be killed, not refused.
@@ -72,7 +75,7 @@ describe('opening a namespace path', () => {
       );
       expect(result.signal).toBeNull();
       expect(result.status).toBe(2);
-      expect(result.stderr).toContain(JSON.stringify(path));
+      expect(result.stderr).toContain(`vcnet: --netns ${JSON.stringify(path)}: `);
       expect(result.stderr).toMatch(message);
       expect(() => openNetworkNamespace(path).close()).toThrow(message);
     }
@@ -203,7 +206,7 @@ describe('a recorded namespace', () => {
 
   it('is never the caller namespace: an empty recorded path is refused', () => {
     expect(() => openRecordedNamespace({ path: '', dev: 1, ino: 1 }, '/x/state.json')).toThrow(
-      /namespace path recorded in \/x\/state.json "" is empty/,
+      /namespace path recorded in \/x\/state.json "": empty \(accepted: /,
     );
   });
 });

@@ -1,0 +1,42 @@
+/**
+ * commander's usage errors (an unknown option or command, a missing option or argument) as vcnet
+ * errors: exit 2 like every other bad input, one short message with a pointer to the command's
+ * `--help` instead of the whole help text, and the `{"error": {...}}` object under `--json`.
+ */
+import type { Command, CommanderError } from 'commander';
+import { VcnetError } from '../errors.js';
+
+/** A command line commander refused; nothing was run. */
+export class UsageError extends VcnetError {
+  constructor(message: string, commandPath: string, lists: string) {
+    super('VCNET_INVALID_INPUT', message, { hint: `\`${commandPath} --help\` lists ${lists}` });
+  }
+}
+
+function commandPathOf(command: Command): string {
+  const names: string[] = [];
+  for (let current: Command | null = command; current; current = current.parent) names.unshift(current.name());
+  return names.join(' ');
+}
+
+/**
+ * The exit status after commander printed help or the version instead of running a command: 0, but 2
+ * for `vcnet` or `vcnet bench` without a subcommand (the help went to stderr as the answer).
+ */
+export function helpExitCode(error: CommanderError): number {
+  return error.code === 'commander.help' && error.exitCode !== 0 ? 2 : 0;
+}
+
+/**
+ * Makes `command` and all its subcommands throw instead of exiting, with a UsageError that names the
+ * command whose line was refused; commander's own error printing is turned off (the CLI reports it).
+ */
+export function throwUsageErrors(command: Command): void {
+  command.configureOutput({ outputError: () => undefined });
+  command.exitOverride((error: CommanderError) => {
+    if (error.code.startsWith('commander.help') || error.code === 'commander.version') throw error;
+    const lists = command.commands.length > 0 ? 'its commands' : 'its options';
+    throw new UsageError(error.message.replace(/^error: /, ''), commandPathOf(command), lists);
+  });
+  for (const subcommand of command.commands) throwUsageErrors(subcommand);
+}

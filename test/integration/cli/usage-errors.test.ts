@@ -1,0 +1,55 @@
+/**
+ * Command lines commander refuses (a missing required option, an unknown option or command, an
+ * option without its argument) are bad input like any other: exit 2, one message and a pointer to
+ * `--help` instead of the whole help, and the `{"error": {...}}` object with `--json`.
+ */
+import { describe, expect, it } from 'vitest';
+import { vcnet } from '../../helpers/cli.js';
+
+describe('usage errors', () => {
+  const cases: Array<[string, string[], RegExp, string]> = [
+    ['a missing required option', ['attach', '--netns', '/x'], /required option '--sandbox <id>'/, 'vcnet attach'],
+    ['an unknown option', ['attach', '--sandbox', 'a', '--bogus'], /unknown option '--bogus'/, 'vcnet attach'],
+    ['an unknown command', ['frobnicate'], /unknown command 'frobnicate'/, 'vcnet'],
+    ['an unknown subcommand', ['bench', 'frobnicate'], /unknown command 'frobnicate'/, 'vcnet bench'],
+    [
+      'an option without its argument',
+      ['detach', '--sandbox'],
+      /option '--sandbox <id>' argument missing/,
+      'vcnet detach',
+    ],
+  ];
+
+  it.each(cases)('%s: exit 2, a short message and where the help is', (_case, args, message, command) => {
+    const result = vcnet(args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr).toContain(`hint: \`${command} --help\` lists`);
+    // Not the whole help text.
+    expect(result.stderr).not.toContain('Options:');
+    expect(result.stderr.trim().split('\n')).toHaveLength(2);
+    expect(result.stdout).toBe('');
+  });
+
+  it.each(cases)('%s with --json: the error object on stdout', (_case, args, message) => {
+    // --json anywhere; before a last option that lacks its argument, which would take it as its value.
+    const result = vcnet(
+      args.at(-1) === '--sandbox' ? [...args.slice(0, -1), '--json', '--sandbox'] : [...args, '--json'],
+    );
+    expect(result.status).toBe(2);
+    const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } };
+    expect(error.code).toBe('VCNET_INVALID_INPUT');
+    expect(error.message).toMatch(message);
+    expect(error.hint).toMatch(/--help/);
+  });
+
+  it('--help and --version still exit 0', () => {
+    const help = vcnet(['attach', '--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('Usage: vcnet attach');
+    const version = vcnet(['--version']);
+    expect(version.status).toBe(0);
+    expect(version.stdout.trim()).toBe('0.1.0');
+    expect(vcnet(['help', 'detach']).status).toBe(0);
+  });
+});
