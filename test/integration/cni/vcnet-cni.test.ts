@@ -108,6 +108,19 @@ function addChain(runtime: CniRuntime, list: Conflist, pod: TestNamespace) {
   return { result, afterBridge: afterBridge! };
 }
 
+/** Two chains on one pod, eth0 (bridge vcbr0) and net1 (bridge vcbr1), each ending in vcnet-cni: both ADDed. */
+function twoChainsOnOnePod() {
+  const { node, pod } = makeNodeAndPod();
+  const first = conflist({ bridge: 'vcbr0', subnet: '10.231.1.0/24' });
+  const second = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-second' };
+  const attachment = attachmentIn(pod);
+  const runtimeA = new CniRuntime(node, attachment);
+  const runtimeB = new CniRuntime(node, { ...attachment, interfaceName: 'net1' });
+  const { result: resultA } = addChain(runtimeA, first, pod);
+  const { result: resultB } = addChain(runtimeB, second, pod);
+  return { node, pod, first, second, attachment, runtimeA, runtimeB, resultA, resultB };
+}
+
 /** DEL of the whole list, asserting that vcnet-cni's DEL leaves the pod exactly as the bridge left it. */
 function delChain(runtime: CniRuntime, list: Conflist, result: ChainResult, pod: TestNamespace, afterBridge: unknown) {
   runtime.del(list, result, (position) => {
@@ -361,14 +374,7 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
   });
 
   it('two chains on one pod get their own taps and records; DEL of one leaves the other intact', () => {
-    const { node, pod } = makeNodeAndPod();
-    const first = conflist({ bridge: 'vcbr0', subnet: '10.231.1.0/24' });
-    const second = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-second' };
-    const attachment = attachmentIn(pod);
-    const runtimeA = new CniRuntime(node, attachment);
-    const runtimeB = new CniRuntime(node, { ...attachment, interfaceName: 'net1' });
-    const { result: resultA } = addChain(runtimeA, first, pod);
-    const { result: resultB } = addChain(runtimeB, second, pod);
+    const { pod, first, second, attachment, runtimeA, runtimeB, resultA, resultB } = twoChainsOnOnePod();
     expect(resultA.interfaces.at(-1)?.name).toBe('tap0_kata');
     expect(resultB.interfaces.at(-1)?.name).toBe('tap1_kata');
     expect(redirectTarget(ingressFilters(pod, 'net1'))).toBe('tap1_kata');
@@ -713,14 +719,7 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
   });
 
   it("another chain's interface in the same pod keeps its tap, filters and record", () => {
-    const { node, pod } = makeNodeAndPod();
-    const first = conflist({ bridge: 'vcbr0', subnet: '10.231.1.0/24' });
-    const second = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-second' };
-    const attachment = attachmentIn(pod);
-    const runtimeA = new CniRuntime(node, attachment);
-    const runtimeB = new CniRuntime(node, { ...attachment, interfaceName: 'net1' });
-    const { result: resultA } = addChain(runtimeA, first, pod);
-    const { result: resultB } = addChain(runtimeB, second, pod);
+    const { pod, first, second, attachment, runtimeA, runtimeB, resultA, resultB } = twoChainsOnOnePod();
     const secondChain = () => ({
       tap: pod.ipJson('-d', 'link', 'show', 'tap1_kata'),
       net1: ingressFilters(pod, 'net1'),
