@@ -323,17 +323,23 @@ export async function check(request: CniRequest): Promise<void> {
   const previous = requirePreviousResult(config, 'CHECK');
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
+  const fail = (problems: string[]) =>
+    new CniError(
+      CniErrorCode.CHECK_FAILED,
+      'VCNET_CNI_CHECK_FAILED',
+      `${environment.interfaceName} of container ${environment.containerId} is not as ADD left it: ${problems.join('; ')}`,
+      { value: problems, hint: 'the runtime recreates the pod network (DEL, then ADD) to repair it' },
+    );
+  const nothingRecorded = () => fail([`no completed ADD is recorded in ${store.statePath}`]);
+  // As DEL: with nothing recorded, CHECK answers without making the state or lock directories.
+  if (!store.hasRecord() && !store.hasLockFile()) {
+    namespace.opened.close();
+    throw nothingRecorded();
+  }
   await store
     .withLock(async () => {
       const state = store.read();
-      const fail = (problems: string[]) =>
-        new CniError(
-          CniErrorCode.CHECK_FAILED,
-          'VCNET_CNI_CHECK_FAILED',
-          `${environment.interfaceName} of container ${environment.containerId} is not as ADD left it: ${problems.join('; ')}`,
-          { value: problems, hint: 'the runtime recreates the pod network (DEL, then ADD) to repair it' },
-        );
-      if (!state?.device) throw fail([`no completed ADD is recorded in ${store.statePath}`]);
+      if (!state?.device) throw nothingRecorded();
       if (!sameNamespace(state.namespace, namespace.opened.identity)) {
         throw fail([`ADD attached ${state.namespace.path}, not this namespace`]);
       }

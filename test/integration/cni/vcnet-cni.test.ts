@@ -599,7 +599,7 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     expect(reservations()).toEqual([]);
   });
 
-  it('DEL with nothing recorded creates no directory, lock or registry line', () => {
+  it('DEL and CHECK with nothing recorded create no directory, lock or registry line', () => {
     const { node, pod } = makeNodeAndPod();
     const attachment = attachmentIn(pod);
     const runtime = new CniRuntime(node, attachment);
@@ -607,6 +607,9 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     const vcnetConfig = { ...list.plugins[1], cniVersion: '1.0.0', name: list.name };
     const del = runtime.invoke('DEL', vcnetConfig);
     expect(del.status, del.stdout).toBe(0);
+    expect(existsSync(stateDirectory)).toBe(false);
+    const check = runtime.invoke('CHECK', { ...vcnetConfig, prevResult: { cniVersion: '1.0.0', interfaces: [] } });
+    expect(check.output).toMatchObject({ code: 105, msg: expect.stringContaining('no completed ADD is recorded') });
     expect(existsSync(stateDirectory)).toBe(false);
     expect(registeredDirectories()).not.toContain(stateDirectory);
 
