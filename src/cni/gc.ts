@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as z from 'zod';
 import { VcnetError } from '../errors.js';
-import { del } from './commands.js';
+import { del, type Warn } from './commands.js';
 import type { CniConfig } from './config.js';
 import { CniConfigError } from './errors.js';
 import { AttachmentStore } from './state.js';
@@ -52,7 +52,11 @@ export interface GarbageCollection {
 }
 
 /** Removes the network's recorded attachments not in `valid`; throws after trying all when some failed. */
-export async function garbageCollect(config: CniConfig, valid: ValidAttachment[]): Promise<GarbageCollection> {
+export async function garbageCollect(
+  config: CniConfig,
+  valid: ValidAttachment[],
+  warn: Warn = (line) => process.stderr.write(`${line}\n`),
+): Promise<GarbageCollection> {
   const keep = new Set(valid.map((attachment) => `${attachment.containerID}/${attachment.ifname}`));
   const outcome: GarbageCollection = { removed: [], busy: [] };
   const failures: string[] = [];
@@ -63,7 +67,11 @@ export async function garbageCollect(config: CniConfig, valid: ValidAttachment[]
       try {
         recordedNetwork = new AttachmentStore(config.stateDirectory, containerId, interfaceName).read()?.networkName;
       } catch (error) {
-        failures.push(`${containerId}/${interfaceName}: ${(error as Error).message}`);
+        // Whose network it was cannot be read either: not this GC's to remove, nor a reason to fail
+        // it (the runtime would retry forever). DEL of that container sets the record aside.
+        warn(
+          `vcnet-cni GC of network ${config.name}: skipped ${containerId}/${interfaceName}: ${(error as Error).message}`,
+        );
         continue;
       }
       if (recordedNetwork !== config.name) continue;

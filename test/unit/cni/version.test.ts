@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -224,6 +224,31 @@ describe('GC (1.1.0)', () => {
     );
     expect(outcome.removed.map((entry) => entry.ifname).sort()).toEqual(['eth0', 'net1']);
     expect(outcome.busy).toEqual([]);
+  });
+
+  it("skips a record it cannot read (whose network is unknown) with a warning, and removes the network's others", async () => {
+    recordAttachment('a', 'eth0', 'pods');
+    recordAttachment('b', 'eth0', 'pods');
+    writeFileSync(join(stateDirectory, 'b', 'interfaces', 'eth0', 'state.json'), 'garbage');
+    const warnings: string[] = [];
+    const outcome = await garbageCollect(
+      {
+        cniVersion: '1.1.0',
+        name: 'pods',
+        type: 'vcnet-cni',
+        model: 'tcfilter',
+        queues: 1,
+        stateDirectory,
+        lockTimeoutMs: 0,
+      },
+      [],
+      (line) => warnings.push(line),
+    );
+    expect(outcome.removed).toEqual([{ containerID: 'a', ifname: 'eth0' }]);
+    expect(warnings).toEqual([
+      expect.stringMatching(/^vcnet-cni GC of network pods: skipped b\/eth0: .*not valid JSON/),
+    ]);
+    expect(readFileSync(join(stateDirectory, 'b', 'interfaces', 'eth0', 'state.json'), 'utf8')).toBe('garbage');
   });
 
   it('refuses a malformed valid-attachments list with code 7 naming the key', async () => {
