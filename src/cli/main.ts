@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `vcnet` command. Every subcommand lives in commands/; errors become one line and an exit code. */
 import { Command, CommanderError } from 'commander';
-import { VcnetError } from '../errors.js';
+import { classifyError, VcnetError } from '../errors.js';
 import { registerAttach } from './commands/attach.js';
 import { registerBench } from './commands/bench.js';
 import { registerDemo } from './commands/demo.js';
@@ -52,9 +52,12 @@ export function buildProgram(): Command {
 export function reportError(error: unknown, json: boolean): number {
   const code = exitCodeFor(error);
   if (json) {
+    // The code a program matches on is the deciding one (classifyError follows `cause`: a name taken
+    // inside an attach is VCNET_LINK_NAME_TAKEN); the operation that failed stays as outerCode.
+    const decided = classifyError(error).code;
     const body =
       error instanceof VcnetError
-        ? error.toJSON()
+        ? { ...error.toJSON(), code: decided, ...(decided !== error.code ? { outerCode: error.code } : {}) }
         : { code: 'VCNET_ERROR', message: String((error as Error)?.message ?? error) };
     process.stdout.write(`${JSON.stringify({ error: body })}\n`);
   }

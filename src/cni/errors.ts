@@ -104,11 +104,13 @@ export interface CniErrorReply {
 export function cniErrorReply(error: unknown, cniVersion: string): CniErrorReply {
   const code = cniCodeFor(error);
   if (error instanceof VcnetError) {
+    // The deciding VCNET_* code (followed through `cause`), as the CNI code is decided.
+    const decided = classifyError(error).code;
     return {
       cniVersion,
       code,
       msg: error.message,
-      details: error.hint ? `${error.code}: ${error.hint}` : error.code,
+      details: error.hint ? `${decided}: ${error.hint}` : decided,
     };
   }
   const failure = error instanceof Error ? error : new Error(String(error));

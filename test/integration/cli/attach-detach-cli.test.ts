@@ -161,6 +161,14 @@ describe('vcnet attach / detach', () => {
     expect(second.stderr).toContain(
       `hint: one namespace holds one sandbox's NICs: detach sandbox sb-a first (its record: ${join(stateDirectory(), 'sb-a', 'state.json')})`,
     );
+    // --json: the deciding code, which a program matches on; the wrapper stays as outerCode.
+    const json = vcnet(['attach', '--sandbox', 'sb-b', '--netns', pod.path, '--state-dir', stateDirectory(), '--json']);
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.stdout).error).toMatchObject({
+      code: 'VCNET_LINK_NAME_TAKEN',
+      outerCode: 'VCNET_ATTACH_FAILED',
+      hint: expect.stringContaining('detach sandbox sb-a first'),
+    });
     expect(fingerprint(pod)).toEqual(attached);
     expect(existsSync(join(stateDirectory(), 'sb-b'))).toBe(false);
     expect(vcnet(['detach', '--sandbox', 'sb-a', '--state-dir', stateDirectory()]).status).toBe(0);
