@@ -40,12 +40,18 @@ export function registerAttach(program: Command): void {
       '--hypervisor <kind>',
       'qemu, clh or firecracker: prints its device configuration (default: the --config [hypervisor.*] section, else qemu)',
     )
-    .option('--qmp <socket>', "the running VM's QMP socket (QEMU): later add-iface/del-iface hot-plug through it")
+    .option(
+      '--qmp <socket>',
+      "the running VM's QMP socket (QEMU, with --agent): later add-iface/del-iface/watch hot-plug through it",
+    )
     .option(
       '--api-socket <socket>',
-      "the running VM's API socket (Cloud Hypervisor: later add-iface/del-iface hot-plug through it; Firecracker: marks the VM as booted)",
+      "the running VM's API socket (Cloud Hypervisor, with --agent: later add-iface/del-iface/watch hot-plug through it; Firecracker: marks the VM as booted)",
     )
-    .option('--agent <socket>', "the guest agent's socket: later changes configure the guest through it")
+    .option(
+      '--agent <socket>',
+      "the guest agent's socket (with --qmp or --api-socket): later changes configure the guest through it",
+    )
     .option(...LOCK_TIMEOUT_OPTION)
     .option('--json', 'machine-readable output')
     .option(
@@ -97,6 +103,19 @@ export function registerAttach(program: Command): void {
             for (const command of endpoint.commands) print(command);
           }
           return;
+        }
+        // add-iface, del-iface and watch reach a running VM through both sockets: with one alone they
+        // would change the host and the record only, silently.
+        const controlFlag = hypervisor === 'qemu' ? '--qmp' : '--api-socket';
+        const control = hypervisor === 'qemu' ? options.qmp : options.apiSocket;
+        if (hypervisor !== 'firecracker' && (control === undefined) !== (options.agent === undefined)) {
+          const [given, missing] = control === undefined ? ['--agent', controlFlag] : [controlFlag, '--agent'];
+          throw new InvalidInputError(
+            missing,
+            undefined,
+            `the running VM's ${missing === '--agent' ? 'agent socket' : 'control socket'} too: ${given} alone would let add-iface, del-iface and watch change the host but not the VM`,
+            `give both ${controlFlag} and --agent, or neither when no VM runs yet`,
+          );
         }
         if (options.apiSocket && hypervisor === 'qemu')
           throw new InvalidInputError('--api-socket', options.apiSocket, 'only with --hypervisor clh or firecracker');

@@ -174,6 +174,33 @@ describe('vcnet attach / detach', () => {
     expect(vcnet(['detach', '--sandbox', 'sb-a', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 
+  it("refuses one of a running VM's two sockets without the other, before anything is made", () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const sockets = join(stateDirectory(), 'vm.sock');
+    const cases: Array<[string[], string]> = [
+      [['--qmp', sockets], '--agent'],
+      [['--agent', sockets], '--qmp'],
+      [['--hypervisor', 'clh', '--api-socket', sockets], '--agent'],
+    ];
+    for (const [flags, missing] of cases) {
+      const attached = vcnet([
+        'attach',
+        '--sandbox',
+        'half',
+        '--netns',
+        pod.path,
+        ...flags,
+        '--state-dir',
+        stateDirectory(),
+      ]);
+      expect(attached.status, flags.join(' ')).toBe(2);
+      expect(attached.stderr, flags.join(' ')).toContain(`invalid ${missing}:`);
+    }
+    expect(fingerprint(pod)).toEqual(before);
+    expect(existsSync(join(stateDirectory(), 'half'))).toBe(false);
+  });
+
   it('lets two processes attach two sandboxes at once, and one sandbox only once', async () => {
     const first = makePod();
     const second = makePod();
