@@ -68,11 +68,13 @@ export interface NetlinkBatchEvent {
 }
 
 export interface PlanStepEvent {
-  sandbox: string;
-  namespacePath: string;
-  /** What the step does, e.g. "create tap tap0_kata". */
+  /** The namespace the step changed (the path the handle was opened with). */
+  namespacePath: string | undefined;
+  /** What the step does, as the ip/tc command --dry-run prints for it. */
   step: string;
+  /** `apply`: a step of an attach; `undo`: a step of a rollback or a detach. */
   phase: 'apply' | 'undo';
+  /** The kernel's refusal; absent when the step was made. */
   error?: unknown;
 }
 

@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DiagnosticsChannel, tracing } from '../../src/diagnostics.js';
-import { attachSandbox, detachSandbox } from '../../src/sandbox/service.js';
+import { channels, DiagnosticsChannel, type PlanStepEvent, tracing } from '../../src/diagnostics.js';
+import { attachSandbox, detachSandbox, planSandboxAttach } from '../../src/sandbox/service.js';
 import { cleanupNamespaces } from '../helpers/namespace.js';
 import { makePod } from '../helpers/pod.js';
 
@@ -46,8 +46,6 @@ describe('diagnostics channels on a real attach', () => {
     const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-diagnostics-'));
     cleanups.push(() => rmSync(stateDirectory, { recursive: true, force: true }));
     const { pod } = makePod();
-    const seen: Seen[] = [];
-    cleanups.push(record(seen));
     const config = {
       namespacePath: pod.path,
       model: 'tcfilter' as const,
@@ -56,8 +54,23 @@ describe('diagnostics channels on a real attach', () => {
       queues: 1,
       vhostNet: 'off' as const,
     };
+    // What --dry-run prints, before anyone listens (the plan scans too).
+    const planned = await planSandboxAttach(config, 'diag');
+    const seen: Seen[] = [];
+    cleanups.push(record(seen));
+    const steps: PlanStepEvent[] = [];
+    const onStep = (message: unknown) => steps.push(message as PlanStepEvent);
+    channels.planStep.subscribe(onStep);
+    cleanups.push(() => channels.planStep.unsubscribe(onStep));
     await attachSandbox('diag', config, { stateDirectory });
     await detachSandbox('diag', { stateDirectory });
+
+    // One plan-step event per step: the attach's as --dry-run prints them, then the detach's.
+    const applied = steps.filter((step) => step.phase === 'apply');
+    expect(applied.map((step) => step.step)).toEqual(planned.flatMap((endpoint) => endpoint.commands));
+    expect(applied.every((step) => step.namespacePath === pod.path && step.error === undefined)).toBe(true);
+    expect(steps.filter((step) => step.phase === 'undo').length).toBeGreaterThan(0);
+    expect(steps.slice(applied.length).every((step) => step.phase === 'undo')).toBe(true);
 
     const of = (channel: string, event: string) =>
       seen.filter((entry) => entry.channel === channel && entry.event === event).map((entry) => entry.fields);

@@ -71,9 +71,8 @@ describe('diagnostics channels', () => {
     const byName = channelNamed(DiagnosticsChannel.planStep);
     byName.subscribe(onMessage);
     const step = {
-      sandbox: 'sb1',
       namespacePath: '/run/netns/pod',
-      step: 'create tap tap0_kata',
+      step: 'ip tuntap add dev tap0_kata mode tap',
       phase: 'apply',
     } as const;
     publish(channels.planStep, () => step);

@@ -8,7 +8,6 @@
  */
 import { trace } from '@opentelemetry/api';
 import { tracingRequested } from './environment.js';
-import { logger } from './logger.js';
 import { subscribeSpans } from './tracing.js';
 
 export { tracingRequested } from './environment.js';
@@ -32,8 +31,10 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
       await sdk.shutdown();
     };
   } catch {
-    logger().warn(
-      'OTEL_* variables ask for trace export, but @opentelemetry/sdk-node is not installed: install it next to vcnet to export spans',
+    // Straight to stderr: the logger is not configured yet when export starts, and a request for
+    // spans that silently gives none is worse than one line.
+    process.stderr.write(
+      'vcnet: warning: OTEL_* variables ask for trace export, but @opentelemetry/sdk-node is not installed: install it next to vcnet to export spans\n',
     );
     return async () => undefined;
   }

@@ -20,6 +20,7 @@ import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
 import { qdiscsHoldingOthersFilters } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
 import { createMacvtapAtUniqueIndex } from '../model/macvtap-index.js';
+import { commandOf } from './commands.js';
 import { LinkNameTakenError } from './plan-attach.js';
 import { type DetachPlan, linkResolver, planDetach } from './plan-detach.js';
 import type { Change, LinkRef, Plan, PlanStep, PlumbingStep, RouteRecord } from './types.js';
@@ -118,6 +119,16 @@ function linksOf(change: Change): LinkRef[] {
 }
 
 /** Applies a plan; on failure undoes what it made and throws (RollbackIncompleteError when undo fails too). */
+/** One event per step on vcnet:plan:step, built only when someone listens. */
+function publishStep(handle: NetlinkHandle, change: Change, phase: 'apply' | 'undo', error?: unknown): void {
+  publish(channels.planStep, () => ({
+    namespacePath: handle.namespacePath,
+    step: commandOf(change),
+    phase,
+    ...(error !== undefined ? { error } : {}),
+  }));
+}
+
 export async function applyPlan(plan: Plan, context: ApplyContext): Promise<AppliedPlan> {
   const { handle } = context;
   const createdIndexes = new Map<string, number>();
@@ -148,8 +159,10 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     const outcomes = await sent.send();
     const refused: Array<{ step: PlanStep; error: NetlinkError }> = [];
     outcomes.forEach((outcome, position) => {
-      if (outcome.ok) completed.push(sending[position]!);
-      else refused.push({ step: sending[position]!, error: outcome.error });
+      const step = sending[position]!;
+      publishStep(handle, step.change, 'apply', outcome.ok ? undefined : outcome.error);
+      if (outcome.ok) completed.push(step);
+      else refused.push({ step, error: outcome.error });
     });
     const first = refused[0];
     if (!first) return;
@@ -165,6 +178,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
       await flush();
       context.journal?.(recordsOf([...completed, step]));
       await addIngressQdiscRetrying(handle, { index: resolved(step.change.link), name: step.change.link.name });
+      publishStep(handle, step.change, 'apply');
       completed.push(step);
     }
     await flush();
@@ -190,6 +204,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
       if (change.op === 'create-tap') {
         context.journal?.(recordsOf([...completed, step]));
         const created = createTap(context, change);
+        publishStep(handle, change, 'apply');
         tapFds.push(...created.fds);
         createdIndexes.set(change.link.name, created.index);
         completed.push(step);
@@ -200,6 +215,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         await flush();
         context.journal?.(recordsOf([...completed, step]));
         const created = await createMacvtapAtUniqueIndex(handle, linkSpecOf(change, resolved));
+        publishStep(handle, change, 'apply');
         createdIndexes.set(change.link.name, created.index);
         completed.push(step);
         continue;
@@ -432,6 +448,7 @@ export async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise
   const left = new Set<PlumbingStep>();
   outcomes.forEach((outcome, position) => {
     const step = plan.steps[position]!;
+    publishStep(handle, step.change, 'undo', outcome.ok ? undefined : outcome.error);
     if (outcome.ok) report.undone += step.change.op === 'delete-link-group' ? step.change.links.length : 1;
     else if (alreadyDone(step.change, outcome.error.errno)) report.alreadyGone++;
     else {

@@ -132,6 +132,16 @@ describe('the bundled programs', () => {
     expect(quiet.stderr).toBe('');
   });
 
+  it('vcnet says on stderr that OTEL_* asks for spans it cannot export without @opentelemetry/sdk-node', () => {
+    const namespace = makeNamespace('entry');
+    const run = spawnSync(process.execPath, [join(DIST, 'cli/main.js'), 'scan', '--netns', namespace.path], {
+      encoding: 'utf8',
+      env: { ...process.env, OTEL_TRACES_EXPORTER: 'console' },
+    });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stderr).toContain('@opentelemetry/sdk-node is not installed');
+  });
+
   it('the logger loads pino for the first line at its level, not for calls below it', () => {
     const script = `
       const { createRequire } = await import('node:module');
