@@ -86,6 +86,7 @@ function deferredLogger(level: string, format: LogFormat): Logger {
 
 export function configureLogger(options: { level?: string; format?: LogFormat } = {}): Logger {
   const format = options.format ?? (process.stderr.isTTY ? 'pretty' : 'json');
+  if (format !== 'json' && format !== 'pretty') throw new InvalidInputError('--log-format', format, 'json, pretty');
   const level = options.level ?? process.env.VCNET_LOG_LEVEL ?? 'warn';
   if (!LEVEL_NAMES.includes(level))
     throw new InvalidInputError('log level (--log-level, VCNET_LOG_LEVEL)', level, LEVEL_NAMES.join(', '));

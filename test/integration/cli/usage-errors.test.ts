@@ -53,3 +53,17 @@ describe('usage errors', () => {
     expect(vcnet(['help', 'detach']).status).toBe(0);
   });
 });
+
+describe('the global options', () => {
+  it.each([
+    [['--log-level', 'loud', 'scan', '--netns', '/proc/self/ns/net'], /log level.*"loud"/],
+    [
+      ['--log-format', 'xml', 'scan', '--netns', '/proc/self/ns/net'],
+      /invalid --log-format: "xml" \(accepted: json, pretty\)/,
+    ],
+  ])('refuses %o with exit 2 naming the value and what is accepted', (args, message) => {
+    const result = vcnet(args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(message);
+  });
+});
