@@ -176,5 +176,6 @@ function validateRate(field: string, bitsPerSecond: number | undefined): void {
 /** A running VM that can take and give back NICs (QEMU's QMP client implements it). */
 export interface HotplugTarget {
   hotplugNetworkDevice(device: NetworkDevice): Promise<{ pciPath?: string }>;
+  /** Resolves once the NIC is not in the VM (also when it was not there); rejects when the VM keeps it. */
   unplugNetworkDevice(id: string): Promise<void>;
 }

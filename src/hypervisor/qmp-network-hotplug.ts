@@ -34,6 +34,7 @@ import { normalizeMac, parsePciAddress, validateNetworkDevice } from './device.j
 import {
   DeviceUnplugTimeoutError,
   NetworkHotplugError,
+  QmpCommandError,
   QmpTimeoutError,
   UnsupportedByHypervisorError,
 } from './errors.js';
@@ -275,8 +276,17 @@ export class QemuNetworkHotplugTarget {
     );
   }
 
-  unplugNetworkDevice(deviceId: string): Promise<void> {
-    return unplugNetworkDevice(this.qmp, deviceId, this.options);
+  /**
+   * As HotplugTarget asks: resolves once the NIC is not in the VM, also when it was not there (a
+   * NIC the guest released after an unplug timed out); its netdev, orphaned then, goes too.
+   */
+  async unplugNetworkDevice(deviceId: string): Promise<void> {
+    try {
+      await unplugNetworkDevice(this.qmp, deviceId, this.options);
+    } catch (error) {
+      if (!(error instanceof QmpCommandError && error.errorClass === 'DeviceNotFound')) throw error;
+      await this.qmp.execute('netdev_del', { id: qemuNetdevId(deviceId) }).catch(() => undefined);
+    }
   }
 
   async hotplugVfioDevice(device: VfioPciDevice): Promise<{ deviceId: string; pciPath?: string }> {

@@ -309,7 +309,11 @@ export class Network {
    * Detaches endpoints (all by default) and removes them from the network. The undo of every
    * endpoint goes in one batch, so deleting N taps waits for one RCU grace period, not N.
    */
-  async removeEndpoints(endpoints: readonly Endpoint[] = [...this.list], hotplug?: HotplugTarget): Promise<UndoReport> {
+  async removeEndpoints(
+    endpoints: readonly Endpoint[] = [...this.list],
+    hotplug?: HotplugTarget,
+    options: { requireUnplug?: boolean } = {},
+  ): Promise<UndoReport> {
     return traced(
       tracing.detach,
       () => ({
@@ -317,25 +321,43 @@ export class Network {
         namespacePath: this.config.namespacePath,
         endpoints: endpoints.map((endpoint) => endpoint.name),
       }),
-      () => this.removeEndpointsTraced(endpoints, hotplug),
+      () => this.removeEndpointsTraced(endpoints, hotplug, options.requireUnplug ?? false),
     );
   }
 
+  /**
+   * Unplugs first, so the VM never sees its backend vanish. With `requireUnplug` (one NIC leaves a
+   * VM that goes on: del-iface, watch, an add-iface undone) an endpoint the VM did not release keeps
+   * its plumbing and its record, and the report says so; a whole sandbox's detach (the VM is going
+   * away) undoes everything anyway.
+   */
   private async removeEndpointsTraced(
     endpoints: readonly Endpoint[],
     hotplug: HotplugTarget | undefined,
+    requireUnplug: boolean,
   ): Promise<UndoReport> {
+    const stillPlugged: NonNullable<UndoReport['stillPlugged']> = [];
     if (hotplug) {
       for (const endpoint of endpoints) {
-        if (endpoint.pciPath || endpoint.plumbing)
-          await hotplug.unplugNetworkDevice(endpoint.deviceId).catch(() => undefined);
+        if (!endpoint.pciPath && !endpoint.plumbing) continue;
+        try {
+          await hotplug.unplugNetworkDevice(endpoint.deviceId);
+        } catch (error) {
+          if (requireUnplug)
+            stillPlugged.push({ endpoint: endpoint.name, deviceId: endpoint.deviceId, error: error as Error });
+        }
       }
     }
-    const steps = endpoints.flatMap((endpoint) => endpoint.records);
-    for (const endpoint of endpoints) endpoint.closeFds();
-    const report = await undoPlumbing(this.handle, steps);
+    const kept = new Set(stillPlugged.map((entry) => entry.endpoint));
+    const removable = endpoints.filter((endpoint) => !kept.has(endpoint.name));
+    const steps = removable.flatMap((endpoint) => endpoint.records);
+    for (const endpoint of removable) endpoint.closeFds();
+    const report: UndoReport = {
+      ...(await undoPlumbing(this.handle, steps)),
+      ...(stillPlugged.length > 0 ? { stillPlugged } : {}),
+    };
     // What went is forgotten; what the kernel refused stays recorded on its endpoint.
-    for (const endpoint of endpoints) {
+    for (const endpoint of removable) {
       if (endpoint.keepLeft(report.left)) continue;
       // A physical NIC goes back to its host driver once its plumbing is gone (network/vfio.ts).
       if (endpoint instanceof PhysicalEndpoint) endpoint.releaseHostDevice();

@@ -185,6 +185,7 @@ export async function addInterface(
           await detachRecorded(network, `add-iface ${guestName} (undoing it)`, keeper, {
             endpoints: [endpoint],
             hotplug: vm.hotplug,
+            requireUnplug: true,
           });
           throw error;
         }
@@ -266,7 +267,7 @@ export async function removeInterface(
     try {
       await detachRecorded(network, `del-iface ${endpoint.name}`, sandboxRecordKeeper(store, state, network), {
         endpoints: [endpoint],
-        ...(vm ? { hotplug: vm.hotplug } : {}),
+        ...(vm ? { hotplug: vm.hotplug, requireUnplug: true } : {}),
       });
       // The guest kernel drops the NIC's routes with it: so does the recorded route set.
       if (state.guestRoutes?.some((route) => route.device === endpoint.name)) {
@@ -326,10 +327,11 @@ export async function updateRoutes(
     });
     const vm = await connectVirtualMachine(state);
     try {
+      // The agent answers with the guest's whole table (its kernel routes too), as Kata prints it;
+      // the record keeps the set given, which later pushes send again.
       const applied: Route[] = vm ? await vm.agent.updateRoutes(routes, { timeoutMs: 30_000 }) : routes;
-      const recorded = applied.map(routeToJson) as GuestRoute[];
-      store.write({ ...state, guestRoutes: recorded });
-      return recorded;
+      store.write({ ...state, guestRoutes: routes.map(routeToJson) as GuestRoute[] });
+      return applied.map(routeToJson);
     } finally {
       await vm?.close();
     }

@@ -53,7 +53,7 @@ export async function applyNamespaceChange(
       if (gone.length > 0) {
         await detachRecorded(network, `removing ${gone.map((endpoint) => endpoint.name).join(', ')}`, keeper, {
           endpoints: gone,
-          ...(vm ? { hotplug: vm.hotplug } : {}),
+          ...(vm ? { hotplug: vm.hotplug, requireUnplug: true } : {}),
         });
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: gone });

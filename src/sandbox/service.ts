@@ -85,15 +85,29 @@ export async function detachRecorded(
   network: Network,
   what: string,
   record: RecordKeeper,
-  options: { endpoints?: readonly Endpoint[]; hotplug?: HotplugTarget } = {},
+  options: { endpoints?: readonly Endpoint[]; hotplug?: HotplugTarget; requireUnplug?: boolean } = {},
 ): Promise<UndoReport> {
-  const report = await network.removeEndpoints(options.endpoints ?? [...network.endpoints()], options.hotplug);
-  if (report.failures.length > 0) {
+  const endpoints = options.endpoints ?? [...network.endpoints()];
+  const report = await network.removeEndpoints(endpoints, options.hotplug, {
+    ...(options.requireUnplug ? { requireUnplug: true } : {}),
+  });
+  const stillPlugged = report.stillPlugged ?? [];
+  if (report.failures.length > 0 || stillPlugged.length > 0) {
     record.persist();
+    const plugged = new Set(stillPlugged.map((entry) => entry.endpoint));
     throw new DetachIncompleteError(
       what,
-      report.failures.map((failure) => failure.message),
-      describeRecords(report.left),
+      [
+        ...stillPlugged.map((entry) => `${entry.deviceId} is still in the VM: ${entry.error.message}`),
+        ...report.failures.map((failure) => failure.message),
+      ],
+      [
+        ...stillPlugged.map((entry) => `the VM's NIC ${entry.deviceId} (${entry.endpoint})`),
+        ...describeRecords([
+          ...endpoints.filter((endpoint) => plugged.has(endpoint.name)).flatMap((endpoint) => endpoint.records),
+          ...report.left,
+        ]),
+      ],
       record.path,
     );
   }

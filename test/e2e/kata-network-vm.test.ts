@@ -297,6 +297,10 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
       expect(guestRoutes).toEqual(
         expect.arrayContaining([expect.objectContaining({ dest: '10.219.0.0/16', mtu: 1300 })]),
       );
+      // The record keeps the set given, not the agent's whole table (its kernel routes would be pushed
+      // again as static ones by the next add-iface).
+      const recordedRoutes = JSON.parse(readFileSync(join(stateDir, 'vm1', 'state.json'), 'utf8')).guestRoutes;
+      expect(recordedRoutes).toEqual([expect.objectContaining({ dest: '10.219.0.0/16', device: 'net9', mtu: 1300 })]);
 
       for (const form of FORMS) {
         const removal = join(work, `del-${form.podLink}.json`);

@@ -68,6 +68,8 @@ export interface UndoReport {
   failures: NetlinkError[];
   /** The records of what is still there after the undo (empty when everything went). */
   left: PlumbingStep[];
+  /** NICs the running VM did not release: their plumbing and records were kept (Network.removeEndpoints). */
+  stillPlugged?: Array<{ endpoint: string; deviceId: string; error: Error }>;
 }
 
 /** Records as the objects they name: "tun tap0_kata", "ingress qdisc on eth0"... */

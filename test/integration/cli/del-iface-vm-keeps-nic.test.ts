@@ -1,0 +1,74 @@
+/**
+ * del-iface on a running VM that does not release the NIC (a real QEMU, paused, so its guest never
+ * ejects anything): the command fails naming the NIC still in the VM, and keeps its tap, filters and
+ * record, so the VM never loses its backend and a later del-iface or detach can finish. It used to
+ * report success and remove the plumbing under the NIC.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type QemuProcess, spawnQemu } from '../../../src/hypervisor/qemu-process.js';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+import { qemuIntegrationSkipReason } from '../hypervisor/paused-qemu.js';
+
+const skipReason = qemuIntegrationSkipReason();
+if (skipReason) console.log(`skipping the del-iface test on a VM that keeps its NIC: ${skipReason}`);
+
+const stateDirectory = stateDirectoryPerTest('vcnet-keeps-nic-');
+let qemu: QemuProcess | undefined;
+let agent: Server | undefined;
+
+afterEach(async () => {
+  await qemu?.stop(1_000);
+  qemu = undefined;
+  await new Promise<void>((resolve) => (agent ? agent.close(() => resolve()) : resolve()));
+  agent = undefined;
+});
+
+describe.skipIf(skipReason !== undefined)('del-iface when the VM keeps the NIC', () => {
+  it('fails naming the NIC still in the VM, and keeps its tap, filters and record', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const qmpPath = join(stateDirectory(), 'qmp.sock');
+    const agentPath = join(stateDirectory(), 'agent.sock');
+    const attached = vcnet([
+      ...['attach', '--sandbox', 'k1', '--netns', pod.path, '--state-dir', stateDirectory()],
+      ...['--qmp', qmpPath, '--agent', agentPath, '--vhost-net', 'off', '--json'],
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    const endpoint = JSON.parse(attached.stdout).endpoints[0] as { hwAddr: string; tap: string };
+    // The VM has eth0's NIC (net0, on its command line) and never runs: device_del is never completed.
+    qemu = await spawnQemu({
+      networkNamespacePath: pod.path,
+      qmpSocketPath: qmpPath,
+      startPaused: true,
+      memoryMiB: 64,
+      networkDevices: [{ id: 'net0', tapName: endpoint.tap, queues: 1, guestMac: endpoint.hwAddr }],
+    });
+    await (await qemu.connectQmp({ timeoutMs: 20_000 })).close();
+    agent = createServer(() => {});
+    await new Promise<void>((resolve) => agent!.listen(agentPath, resolve));
+    const attachedPod = fingerprint(pod);
+    const record = readFileSync(join(stateDirectory(), 'k1', 'state.json'), 'utf8');
+
+    const request = join(stateDirectory(), 'del.json');
+    writeFileSync(request, JSON.stringify({ name: 'eth0' }));
+    const removed = vcnet(['del-iface', 'k1', request, '--state-dir', stateDirectory()]);
+    expect(removed.status, removed.stderr).toBe(1);
+    expect(removed.stderr).toMatch(/net0 is still in the VM/);
+    expect(removed.stderr).toContain("the VM's NIC net0 (eth0)");
+    expect(removed.stdout).toBe('');
+    expect(fingerprint(pod)).toEqual(attachedPod);
+    expect(JSON.parse(readFileSync(join(stateDirectory(), 'k1', 'state.json'), 'utf8')).network).toEqual(
+      JSON.parse(record).network,
+    );
+
+    // With the VM gone, detach finishes the job.
+    await qemu.stop(1_000);
+    qemu = undefined;
+    expect(vcnet(['detach', '--sandbox', 'k1', '--state-dir', stateDirectory()]).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 60_000);
+});
