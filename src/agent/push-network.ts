@@ -12,6 +12,12 @@ import { StatusCode } from './ttrpc/status-code.js';
 /** Kata retries UpdateInterface 20 times, 20 ms apart, when the NIC has not appeared in the guest. */
 export const UPDATE_INTERFACE_ATTEMPTS = 20;
 export const UPDATE_INTERFACE_RETRY_DELAY_MS = 20;
+/**
+ * Retries stop once this long has passed since the first attempt: Kata's agent answers "Link not
+ * found" at once (20 × 20 ms is then about 0.4 s), but an agent that first waits for the NIC itself
+ * (vcnet's waits 5 s for one with a PCI path) would otherwise make 20 attempts last 100 s.
+ */
+export const UPDATE_INTERFACE_RETRY_BUDGET_MS = 10_000;
 
 export interface GuestNetworkPush {
   interfaces: InterfaceInit[];
@@ -27,6 +33,8 @@ export interface PushOptions {
   warn?: (message: string) => void;
   /** Waits between UpdateInterface attempts (tests shorten it). */
   sleep?: (milliseconds: number) => Promise<void>;
+  /** The clock the retry budget is measured with (tests give their own). */
+  now?: () => number;
 }
 
 export interface PushResult {
@@ -53,15 +61,18 @@ export async function pushGuestNetwork(
 ): Promise<PushResult> {
   const call = options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {};
   const sleep = options.sleep ?? delay;
+  const now = options.now ?? Date.now;
   const attempts: number[] = [];
   for (const iface of push.interfaces) {
+    const started = now();
     for (let attempt = 1; ; attempt++) {
       try {
         await agent.updateInterface(iface, call);
         attempts.push(attempt);
         break;
       } catch (error) {
-        if (!isLinkNotFound(error) || attempt >= UPDATE_INTERFACE_ATTEMPTS) throw error;
+        if (!isLinkNotFound(error)) throw error;
+        if (attempt >= UPDATE_INTERFACE_ATTEMPTS || now() - started >= UPDATE_INTERFACE_RETRY_BUDGET_MS) throw error;
         await sleep(UPDATE_INTERFACE_RETRY_DELAY_MS);
       }
     }

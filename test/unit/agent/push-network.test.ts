@@ -53,6 +53,34 @@ describe('pushGuestNetwork', () => {
     await expect(pushGuestNetwork(agentAnswering(internal, []), push)).rejects.toThrow(/boom/);
   });
 
+  it('retries a NIC the guest does not show 20 times when the agent answers at once, and for 10 s at most', async () => {
+    const notFound = () => new AgentStatusError(StatusCode.NOT_FOUND, 'interface.hwAddr: no link with MAC', 'm');
+    let clock = 0;
+    let calls = 0;
+    const answering = (takesMs: number) =>
+      ({
+        updateInterface: async () => {
+          calls++;
+          clock += takesMs;
+          throw notFound();
+        },
+      }) as unknown as AgentClient;
+    const options = {
+      sleep: async (ms: number) => {
+        clock += ms;
+      },
+      now: () => clock,
+    };
+    // Kata's agent says "Link not found" at once: Kata's 20 attempts, 20 ms apart.
+    await expect(pushGuestNetwork(answering(1), push, options)).rejects.toThrow('no link');
+    expect(calls).toBe(20);
+    // An agent that waits 5 s for the NIC before answering: two attempts, not 20 (100 s).
+    calls = 0;
+    clock = 0;
+    await expect(pushGuestNetwork(answering(5_000), push, options)).rejects.toThrow('no link');
+    expect(calls).toBe(2);
+  });
+
   it("retries only on Kata's 'Link not found' or vcnet's NOT_FOUND for a link", () => {
     expect(isLinkNotFound(new Error('Link not found (hwaddr 02:..)'))).toBe(true);
     expect(isLinkNotFound(new AgentStatusError(StatusCode.NOT_FOUND, 'interface.hwAddr: no link with MAC', 'm'))).toBe(
