@@ -170,6 +170,8 @@ export function resolveAddInterfaceRequest(
     };
   }
   if (update.mtu) info = { ...info, link: { ...info.link, mtu: update.mtu } };
+  // Kata sends the caller's Interface to the agent, so its IFF_NOARP reaches the guest NIC.
+  if (update.noArp) info = { ...info, link: { ...info.link, flags: info.link.flags | InterfaceFlag.NOARP } };
   return {
     info,
     guestName,

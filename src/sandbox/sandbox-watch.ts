@@ -114,11 +114,19 @@ export async function applyNamespaceChange(
 }
 
 /**
- * The pod interface's new view, but its MAC as attach saw it: the macvtap model moves the pod
- * interface to a private MAC, and the guest keeps the original.
+ * The pod interface's new view, but its MAC as attach saw it (the macvtap model moves the pod
+ * interface to a private MAC, and the guest keeps the original), and never a larger MTU: the guest
+ * NIC's maximum was fixed when it was plugged (host_mtu), and add-iface may have asked for less.
  */
 function mergeChange(previous: NetworkInfo, next: NetworkInfo): NetworkInfo {
-  return { ...next, link: { ...next.link, ...(previous.link.address ? { address: previous.link.address } : {}) } };
+  return {
+    ...next,
+    link: {
+      ...next.link,
+      ...(previous.link.address ? { address: previous.link.address } : {}),
+      mtu: previous.link.mtu ? Math.min(previous.link.mtu, next.link.mtu) : next.link.mtu,
+    },
+  };
 }
 
 /**

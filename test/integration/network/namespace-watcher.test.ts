@@ -270,6 +270,40 @@ describe('NamespaceWatcher', () => {
 });
 
 describe('vcnet watch', () => {
+  it('keeps the smaller MTU add-iface asked for when the pod link changes (the NIC cannot go above it)', async () => {
+    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-'));
+    const { pod } = makePod();
+    expect(vcnet(['attach', '--sandbox', 'm1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
+    pod.exec('ip', ['link', 'set', 'peer7', 'up']);
+    pod.exec('ip', ['link', 'set', 'eth7', 'up']);
+    const request = join(stateDir, 'add.json');
+    writeFileSync(
+      request,
+      JSON.stringify({ name: 'eth7', mtu: 1400, IPAddresses: [{ address: '10.77.0.2', mask: '24' }] }),
+    );
+    expect(vcnet(['add-iface', 'm1', request, '--state-dir', stateDir]).status).toBe(0);
+    const applied: WatchSummary[] = [];
+    const watching = await watchSandbox('m1', {
+      stateDirectory: stateDir,
+      debounceMs: 100,
+      onApplied: (summary) => applied.push(summary),
+    });
+    stops.push(() => watching.stop());
+    pod.exec('ip', ['addr', 'add', '10.77.0.9/24', 'dev', 'eth7']);
+    await until(() => applied.some((summary) => summary.updated.includes('eth7')), 'the change of eth7 applied');
+    const listed = JSON.parse(vcnet(['list-ifaces', 'm1', '--state-dir', stateDir, '--json']).stdout) as Array<{
+      name: string;
+      mtu: number;
+      IPAddresses: Array<{ address: string }>;
+    }>;
+    const eth7 = listed.find((entry) => entry.name === 'eth7');
+    expect(eth7?.IPAddresses.map((address) => address.address)).toContain('10.77.0.9');
+    expect(eth7?.mtu).toBe(1400);
+    await watching.stop();
+    expect(vcnet(['detach', '--sandbox', 'm1', '--state-dir', stateDir]).status).toBe(0);
+  });
+
   it('attaches a new pod interface, forgets a deleted one, and detach leaves the namespace as it was', async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-'));
     const { pod } = makePod();
