@@ -26,6 +26,7 @@ export function renderCliReference(): string {
     for (const sub of command.commands) {
       const name = `${prefix} ${sub.name()}`.trim();
       if (sub.commands.length > 0 && sub.options.length === 0) {
+        lines.push(`## \`vcnet ${name}\``, '', sub.description(), '');
         visit(sub, name);
         continue;
       }
@@ -33,6 +34,12 @@ export function renderCliReference(): string {
         .map((argument) => (argument.required ? `<${argument.name()}>` : `[${argument.name()}]`))
         .join(' ');
       lines.push(`## \`vcnet ${name}${args ? ` ${args}` : ''}\``, '', sub.description(), '');
+      const described = sub.registeredArguments.filter((argument) => argument.description);
+      if (described.length > 0) {
+        lines.push('| argument | description |', '| --- | --- |');
+        for (const argument of described) lines.push(`| \`${argument.name()}\` | ${argument.description} |`);
+        lines.push('');
+      }
       if (sub.options.length > 0) {
         lines.push('| option | description | default |', '| --- | --- | --- |');
         for (const option of sub.options) {
