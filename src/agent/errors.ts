@@ -69,7 +69,7 @@ export class AgentConnectError extends VcnetError {
       `could not connect to the agent socket ${socketPath} after ${attempts} attempts in ${elapsedMs} ms: ${reason}`,
       {
         value: socketPath,
-        hint: 'check that QEMU runs with -chardev socket,id=agent,path=SOCK,server=on,wait=off and a virtserialport named agent.channel.0',
+        hint: 'check that the VM runs and serves the agent on that socket (QEMU: -chardev socket,id=agent,path=SOCK,server=on,wait=off and a virtserialport named agent.channel.0; Cloud Hypervisor: its vsock socket), and that the guest has booted',
         cause,
       },
     );
