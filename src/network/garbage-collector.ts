@@ -98,7 +98,8 @@ interface RecordOwner {
 /** Every state directory gc reads: defaults, $VCNET_STATE_DIR, the registry, and the given ones. */
 export function knownStateDirectories(extra: readonly string[] = []): string[] {
   const directories = [DEFAULT_STATE_DIRECTORY, DEFAULT_CNI_STATE_DIRECTORY];
-  if (process.env.VCNET_STATE_DIR) directories.push(stateDirectory());
+  // Set but empty is refused here too (stateDirectory says so), as every other command refuses it.
+  if (process.env.VCNET_STATE_DIR !== undefined) directories.push(stateDirectory());
   directories.push(...registeredStateDirectories(), ...extra.map((directory) => resolve(directory)));
   return [...new Set(directories)];
 }

@@ -103,6 +103,10 @@ describe('state directory', () => {
       expect(environment.stderr).toContain('invalid VCNET_STATE_DIR: ""');
       const detach = vcnet(['detach', '--sandbox', 's'], { VCNET_STATE_DIR: '' }, { cwd });
       expect(detach.status).toBe(2);
+      // gc too: it would otherwise look for records elsewhere than the user meant, and say nothing.
+      const gc = vcnet(['gc', '--dry-run', '--netns', pod.path], { VCNET_STATE_DIR: '' }, { cwd });
+      expect(gc.status).toBe(2);
+      expect(gc.stderr).toContain('invalid VCNET_STATE_DIR: ""');
       expect(readdirSync(cwd)).toEqual([]);
       expect(fingerprint(pod)).toEqual(before);
     } finally {
