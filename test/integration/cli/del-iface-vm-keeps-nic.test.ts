@@ -5,27 +5,17 @@
  * report success and remove the plumbing under the NIC.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type QemuProcess, spawnQemu } from '../../../src/hypervisor/qemu-process.js';
+import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
-import { qemuIntegrationSkipReason } from '../hypervisor/paused-qemu.js';
+import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
 
 const skipReason = qemuIntegrationSkipReason();
 if (skipReason) console.log(`skipping the del-iface test on a VM that keeps its NIC: ${skipReason}`);
 
 const stateDirectory = stateDirectoryPerTest('vcnet-keeps-nic-');
-let qemu: QemuProcess | undefined;
-let agent: Server | undefined;
-
-afterEach(async () => {
-  await qemu?.stop(1_000);
-  qemu = undefined;
-  await new Promise<void>((resolve) => (agent ? agent.close(() => resolve()) : resolve()));
-  agent = undefined;
-});
+const vm = sandboxVmFixture();
 
 describe.skipIf(skipReason !== undefined)('del-iface when the VM keeps the NIC', () => {
   it('fails naming the NIC still in the VM, and keeps its tap, filters and record', async () => {
@@ -40,16 +30,14 @@ describe.skipIf(skipReason !== undefined)('del-iface when the VM keeps the NIC',
     expect(attached.status, attached.stderr).toBe(0);
     const endpoint = JSON.parse(attached.stdout).endpoints[0] as { hwAddr: string; tap: string };
     // The VM has eth0's NIC (net0, on its command line) and never runs: device_del is never completed.
-    qemu = await spawnQemu({
+    await vm.start({
       networkNamespacePath: pod.path,
       qmpSocketPath: qmpPath,
       startPaused: true,
       memoryMiB: 64,
       networkDevices: [{ id: 'net0', tapName: endpoint.tap, queues: 1, guestMac: endpoint.hwAddr }],
     });
-    await (await qemu.connectQmp({ timeoutMs: 20_000 })).close();
-    agent = createServer(() => {});
-    await new Promise<void>((resolve) => agent!.listen(agentPath, resolve));
+    await vm.listenAgent(agentPath);
     const attachedPod = fingerprint(pod);
     const record = readFileSync(join(stateDirectory(), 'k1', 'state.json'), 'utf8');
 
@@ -66,8 +54,7 @@ describe.skipIf(skipReason !== undefined)('del-iface when the VM keeps the NIC',
     );
 
     // With the VM gone, detach finishes the job.
-    await qemu.stop(1_000);
-    qemu = undefined;
+    await vm.stopQemu();
     expect(vcnet(['detach', '--sandbox', 'k1', '--state-dir', stateDirectory()]).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   }, 60_000);

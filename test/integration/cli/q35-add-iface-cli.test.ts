@@ -5,27 +5,17 @@
  * test/e2e/q35-hotplug-vm.test.ts.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type QemuProcess, spawnQemu } from '../../../src/hypervisor/qemu-process.js';
+import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
-import { qemuIntegrationSkipReason } from '../hypervisor/paused-qemu.js';
+import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
 
 const skipReason = qemuIntegrationSkipReason();
 if (skipReason) console.log(`skipping q35 add-iface CLI test: ${skipReason}`);
 
 const stateDirectory = stateDirectoryPerTest('vcnet-q35-cli-');
-let qemu: QemuProcess | undefined;
-let agent: Server | undefined;
-
-afterEach(async () => {
-  await qemu?.stop(1_000);
-  qemu = undefined;
-  await new Promise<void>((resolve) => (agent ? agent.close(() => resolve()) : resolve()));
-  agent = undefined;
-});
+const vm = sandboxVmFixture();
 
 describe.skipIf(skipReason !== undefined)('add-iface on a q35 VM without vcnet root ports', () => {
   it('exits 2 with the -device line to add, and changes nothing', async () => {
@@ -37,17 +27,15 @@ describe.skipIf(skipReason !== undefined)('add-iface on a q35 VM without vcnet r
       ...['--qmp', qmpPath, '--agent', agentPath, '--json'],
     ]);
     expect(attached.status, attached.stderr).toBe(0);
-    qemu = await spawnQemu({
+    const qemu = await vm.start({
       machine: 'q35',
       networkNamespacePath: pod.path,
       qmpSocketPath: qmpPath,
       startPaused: true,
       memoryMiB: 64,
     });
-    await (await qemu.connectQmp({ timeoutMs: 20_000 })).close();
     // The refusal comes before anything reaches the guest: an agent socket that only accepts will do.
-    agent = createServer(() => {});
-    await new Promise<void>((resolve) => agent!.listen(agentPath, resolve));
+    await vm.listenAgent(agentPath);
 
     node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
     pod.exec('ip', ['link', 'set', 'eth9', 'up']);
@@ -72,7 +60,7 @@ describe.skipIf(skipReason !== undefined)('add-iface on a q35 VM without vcnet r
       await qmp.close();
     }
 
-    await qemu.stop(1_000);
+    await vm.stopQemu();
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(vcnet(['detach', '--sandbox', 'q1', '--state-dir', stateDirectory()]).status).toBe(0);
   });

@@ -5,8 +5,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 import type { NetworkDevice } from '../../../src/hypervisor/device.js';
 import { type QemuProcess, spawnQemu } from '../../../src/hypervisor/qemu-process.js';
 import type { QmpClient } from '../../../src/hypervisor/qmp.js';
@@ -78,4 +80,39 @@ export interface PciDeviceInfo {
 export async function rootBusDevices(qmp: QmpClient): Promise<PciDeviceInfo[]> {
   const buses = await qmp.execute<Array<{ bus: number; devices: PciDeviceInfo[] }>>('query-pci');
   return buses.find((bus) => bus.bus === 0)?.devices ?? [];
+}
+
+/**
+ * A sandbox's "running VM" for the CLI: a paused QEMU started in the pod namespace on the QMP socket
+ * the sandbox recorded, and an agent socket that only accepts (enough for commands that fail or
+ * refuse before a request reaches the guest). Registers its own cleanup after each test.
+ */
+export function sandboxVmFixture(): {
+  start(options: Parameters<typeof spawnQemu>[0]): Promise<QemuProcess>;
+  listenAgent(path: string): Promise<void>;
+  stopQemu(): Promise<void>;
+} {
+  let qemu: QemuProcess | undefined;
+  let agent: Server | undefined;
+  const stopQemu = async () => {
+    await qemu?.stop(1_000);
+    qemu = undefined;
+  };
+  afterEach(async () => {
+    await stopQemu();
+    await new Promise<void>((resolve) => (agent ? agent.close(() => resolve()) : resolve()));
+    agent = undefined;
+  });
+  return {
+    async start(options) {
+      qemu = await spawnQemu(options);
+      await (await qemu.connectQmp({ timeoutMs: 20_000 })).close();
+      return qemu;
+    },
+    async listenAgent(path) {
+      agent = createServer(() => {});
+      await new Promise<void>((resolve) => agent!.listen(path, resolve));
+    },
+    stopQemu,
+  };
 }

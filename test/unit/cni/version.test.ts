@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseDeleteTarget } from '../../../src/cni/config.js';
+import { type CniConfig, parseDeleteTarget } from '../../../src/cni/config.js';
 import { garbageCollect, parseValidAttachments } from '../../../src/cni/gc.js';
 import { runPlugin } from '../../../src/cni/plugin.js';
 import { AttachmentStore, type CniAttachmentState } from '../../../src/cni/state.js';
@@ -207,21 +207,21 @@ describe('GC (1.1.0)', () => {
     expect(otherNetwork.read()?.networkName).toBe('elsewhere');
   });
 
+  /** The network "pods" in this test's state directory, as GC reads it. */
+  const podsNetwork = (): CniConfig => ({
+    cniVersion: '1.1.0',
+    name: 'pods',
+    type: 'vcnet-cni',
+    model: 'tcfilter',
+    queues: 1,
+    stateDirectory,
+    lockTimeoutMs: 0,
+  });
+
   it('reports what it removed; without a valid list every record of the network is stale', async () => {
     recordAttachment('a', 'eth0', 'pods');
     recordAttachment('a', 'net1', 'pods');
-    const outcome = await garbageCollect(
-      {
-        cniVersion: '1.1.0',
-        name: 'pods',
-        type: 'vcnet-cni',
-        model: 'tcfilter',
-        queues: 1,
-        stateDirectory,
-        lockTimeoutMs: 0,
-      },
-      parseValidAttachments({}),
-    );
+    const outcome = await garbageCollect(podsNetwork(), parseValidAttachments({}));
     expect(outcome.removed.map((entry) => entry.ifname).sort()).toEqual(['eth0', 'net1']);
     expect(outcome.busy).toEqual([]);
   });
@@ -231,19 +231,7 @@ describe('GC (1.1.0)', () => {
     recordAttachment('b', 'eth0', 'pods');
     writeFileSync(join(stateDirectory, 'b', 'interfaces', 'eth0', 'state.json'), 'garbage');
     const warnings: string[] = [];
-    const outcome = await garbageCollect(
-      {
-        cniVersion: '1.1.0',
-        name: 'pods',
-        type: 'vcnet-cni',
-        model: 'tcfilter',
-        queues: 1,
-        stateDirectory,
-        lockTimeoutMs: 0,
-      },
-      [],
-      (line) => warnings.push(line),
-    );
+    const outcome = await garbageCollect(podsNetwork(), [], (line) => warnings.push(line));
     expect(outcome.removed).toEqual([{ containerID: 'a', ifname: 'eth0' }]);
     expect(warnings).toEqual([
       expect.stringMatching(/^vcnet-cni GC of network pods: skipped b\/eth0: .*not valid JSON/),
