@@ -64,6 +64,18 @@ describe('results per CNI version', () => {
 });
 
 let stateDirectory: string;
+
+/** The network "pods" in the test's state directory, as STATUS and GC read it. */
+const podsNetwork = (): CniConfig => ({
+  cniVersion: '1.1.0',
+  name: 'pods',
+  type: 'vcnet-cni',
+  model: 'tcfilter',
+  queues: 1,
+  stateDirectory,
+  lockTimeoutMs: 0,
+});
+
 beforeEach(() => {
   stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-cni-unit-'));
 });
@@ -168,19 +180,7 @@ describe('commands by version', () => {
   it('STATUS (1.1.0) succeeds with a writable state directory and names what is missing otherwise', async () => {
     const config = { cniVersion: '1.1.0', name: 'pods', type: 'vcnet-cni', stateDir: join(stateDirectory, 'sub') };
     expect(await runPlugin(JSON.stringify(config), { CNI_COMMAND: 'STATUS' })).toEqual({ stdout: '', exitCode: 0 });
-    const withoutTun = () =>
-      status(
-        {
-          cniVersion: '1.1.0',
-          name: 'pods',
-          type: 'vcnet-cni',
-          model: 'tcfilter',
-          queues: 1,
-          stateDirectory,
-          lockTimeoutMs: 0,
-        },
-        join(stateDirectory, 'no-tun'),
-      );
+    const withoutTun = () => status(podsNetwork(), join(stateDirectory, 'no-tun'));
     expect(withoutTun).toThrow(expect.objectContaining({ cniCode: 50, code: 'VCNET_CNI_NOT_AVAILABLE' }));
     expect(withoutTun).toThrow(/no-tun is not usable \(ENOENT\): no tap can be made/);
   });
@@ -205,17 +205,6 @@ describe('GC (1.1.0)', () => {
     expect(stale.read()).toBeUndefined();
     expect(valid.read()?.id).toBe('alive');
     expect(otherNetwork.read()?.networkName).toBe('elsewhere');
-  });
-
-  /** The network "pods" in this test's state directory, as GC reads it. */
-  const podsNetwork = (): CniConfig => ({
-    cniVersion: '1.1.0',
-    name: 'pods',
-    type: 'vcnet-cni',
-    model: 'tcfilter',
-    queues: 1,
-    stateDirectory,
-    lockTimeoutMs: 0,
   });
 
   it('reports what it removed; without a valid list every record of the network is stale', async () => {
