@@ -91,6 +91,8 @@ export class VcnetError extends Error {
 export class InvalidInputError extends VcnetError {
   readonly field: string;
   readonly accepted: string;
+  /** The hint given, when it is not the default one ("set FIELD to ACCEPTED"). */
+  private readonly givenHint: string | undefined;
   constructor(field: string, value: unknown, accepted: string, hint?: string) {
     super('VCNET_INVALID_INPUT', `invalid ${field}: ${JSON.stringify(value)} (accepted: ${accepted})`, {
       value,
@@ -98,6 +100,12 @@ export class InvalidInputError extends VcnetError {
     });
     this.field = field;
     this.accepted = accepted;
+    this.givenHint = hint;
+  }
+
+  /** The same refusal under another name for the field (a library field as the CLI flag that sets it). */
+  underField(field: string): InvalidInputError {
+    return new InvalidInputError(field, this.value, this.accepted, this.givenHint);
   }
 }
 

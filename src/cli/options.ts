@@ -125,9 +125,7 @@ export async function inFlagTerms<T>(work: () => Promise<T>): Promise<T> {
   } catch (error) {
     const flag = error instanceof InvalidInputError ? FLAG_OF_FIELD[error.field] : undefined;
     if (flag === undefined) throw error;
-    const failure = error as InvalidInputError;
-    const customHint = failure.hint !== `set ${failure.field} to ${failure.accepted}`;
-    throw new InvalidInputError(flag, failure.value, failure.accepted, customHint ? failure.hint : undefined);
+    throw (error as InvalidInputError).underField(flag);
   }
 }
 

@@ -264,15 +264,16 @@ export async function removeInterface(
     }
     const removed = interfaceToJson(interfaceFromJson(guestInterfaceOf(endpoint)));
     const vm = await connectVirtualMachine(state);
+    const keeper = sandboxRecordKeeper(store, state, network);
     try {
-      await detachRecorded(network, `del-iface ${endpoint.name}`, sandboxRecordKeeper(store, state, network), {
+      await detachRecorded(network, `del-iface ${endpoint.name}`, keeper, {
         endpoints: [endpoint],
         ...(vm ? { hotplug: vm.hotplug, requireUnplug: true } : {}),
       });
       // The guest kernel drops the NIC's routes with it: so does the recorded route set.
       if (state.guestRoutes?.some((route) => route.device === endpoint.name)) {
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: [endpoint] });
-        store.write({ ...state, network: network.save() });
+        keeper.persist();
       }
       return removed;
     } finally {

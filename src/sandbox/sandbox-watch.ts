@@ -90,9 +90,11 @@ export async function applyNamespaceChange(
       for (const info of change.changedInterfaces) {
         const endpoint = byLink(info.link.name);
         if (!endpoint || summary.added.includes(endpoint.name)) continue;
-        const routesBefore = JSON.stringify(generateGuestNetwork([endpoint]).routes);
+        // Only a recorded set (update-routes) needs to know whether the endpoint's routes changed.
+        const routesOf = () => JSON.stringify(generateGuestNetwork([endpoint]).routes);
+        const routesBefore = state.guestRoutes !== undefined ? routesOf() : undefined;
         endpoint.updateProperties(mergeChange(endpoint.properties, info));
-        if (JSON.stringify(generateGuestNetwork([endpoint]).routes) !== routesBefore) rerouted.push(endpoint);
+        if (routesBefore !== undefined && routesOf() !== routesBefore) rerouted.push(endpoint);
         toPush.push(endpoint);
         summary.updated.push(endpoint.name);
       }

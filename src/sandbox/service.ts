@@ -9,7 +9,7 @@
  *   a failed attach or detach whose undo was refused keeps a record of exactly what is left, which
  *   `vcnet detach` (again) or `vcnet gc` finish.
  */
-import { DetachIncompleteError, VcnetError } from '../errors.js';
+import { causeChain, DetachIncompleteError, VcnetError } from '../errors.js';
 import {
   NamespaceGoneError,
   type NamespaceIdentity,
@@ -178,8 +178,7 @@ export async function attachSandbox(
  * sandbox id, say): the error names that sandbox and its record, found only on this failure path.
  */
 function namingTheOwner(error: unknown, identity: { dev: number; ino: number }, stateDirectory?: string): unknown {
-  let taken: unknown = error;
-  while (taken instanceof Error && !(taken instanceof LinkNameTakenError)) taken = taken.cause;
+  const taken = causeChain(error).find((link) => link instanceof LinkNameTakenError);
   if (!(taken instanceof LinkNameTakenError) || taken.holder?.group !== VCNET_LINK_GROUP) return error;
   const [owner] = recordsHoldingLink(identity, String(taken.value), stateDirectory ? [stateDirectory] : []);
   if (!owner) return error;
