@@ -40,7 +40,7 @@ const GROUP_MASK = Object.values(WatchedGroup).reduce((mask, group) => mask | (1
 export const VCNET_LINK_NAME = /^(tap|ifb)\d+_kata$/;
 
 const DEFAULT_DEBOUNCE_MS = 200;
-/** A snapshot that failed is read again after a growing wait, up to this. */
+/** A snapshot or onChange that failed is tried again after a growing wait, up to this. */
 const MAX_RETRY_DELAY_MS = 30_000;
 
 /**
@@ -73,7 +73,10 @@ export interface NamespaceWatcherOptions {
   ignore?: (linkName: string) => boolean;
   /**
    * Called with each non-empty change, never twice at once: events during a call lead to another
-   * read once it returns. A throw goes to onError; the change counts as delivered either way.
+   * read once it returns. A throw goes to onError, and the change is not taken as delivered: the
+   * namespace is read again after a growing wait (as a failed read is), and the change comes again,
+   * with whatever changed since, against the same baseline. So onChange must be idempotent: an
+   * interface it already handled before throwing comes again.
    * To stop from in here, call stop() without awaiting it (it waits for this call to end).
    */
   onChange: (change: NamespaceChange) => void | Promise<void>;
@@ -185,8 +188,8 @@ export class NamespaceWatcher {
   private pendingSince: number | undefined;
   /** The read and onChange under way, if any. */
   private inFlight: Promise<void> | undefined;
-  private failedReads = 0;
-  /** After a failed read, the next one waits until then. */
+  private failedAttempts = 0;
+  /** After a failed read or onChange, the next read waits until then. */
   private notBefore = 0;
   private stopped = false;
 
@@ -326,16 +329,16 @@ export class NamespaceWatcher {
   private run(): void {
     this.timer = undefined;
     this.pendingSince = undefined;
-    this.inFlight = this.readAndReport().then((readOk) => {
+    this.inFlight = this.readAndReport().then((delivered) => {
       this.inFlight = undefined;
       if (this.stopped) return;
-      if (readOk) {
-        this.failedReads = 0;
+      if (delivered) {
+        this.failedAttempts = 0;
         this.notBefore = 0;
       } else {
-        // Read again even without new events: the change that triggered this one is still unreported.
-        this.failedReads++;
-        const retryDelay = Math.max(100, this.options.debounceMs) * 2 ** Math.min(this.failedReads, 16);
+        // Read again even without new events: the change that triggered this one is still undelivered.
+        this.failedAttempts++;
+        const retryDelay = Math.max(100, this.options.debounceMs) * 2 ** Math.min(this.failedAttempts, 16);
         this.notBefore = Date.now() + Math.min(MAX_RETRY_DELAY_MS, retryDelay);
         this.pendingSince ??= Date.now();
       }
@@ -343,7 +346,7 @@ export class NamespaceWatcher {
     });
   }
 
-  /** One read, diff and onChange call; false when the read failed. Never rejects. */
+  /** One read, diff and onChange call; false when the read or onChange failed. Never rejects. */
   private async readAndReport(): Promise<boolean> {
     let current: Map<string, NetworkInfo>;
     let snapshotAt: Date;
@@ -357,13 +360,19 @@ export class NamespaceWatcher {
     }
     if (this.stopped) return true;
     const change = diffInterfaces(this.baseline, current);
-    this.setBaseline(current);
-    if (isEmpty(change)) return true;
+    if (isEmpty(change)) {
+      this.setBaseline(current);
+      return true;
+    }
     try {
       await this.options.onChange({ ...change, snapshotAt });
     } catch (error) {
+      // The baseline stays: the next read reports this change again (a VM that did not answer, a
+      // lock held too long), rather than losing it until something else changes.
       this.report(error);
+      return false;
     }
+    this.setBaseline(current);
     return true;
   }
 }

@@ -87,7 +87,10 @@ export async function applyNamespaceChange(
           }));
         }
       }
-      for (const info of change.changedInterfaces) {
+      // An interface reported as added that is attached already comes again from a change that
+      // failed part-way (the watcher reports it until it is applied): it may not have been pushed.
+      const attachedBefore = change.addedInterfaces.filter((info) => byLink(info.link.name) !== undefined);
+      for (const info of [...change.changedInterfaces, ...attachedBefore]) {
         const endpoint = byLink(info.link.name);
         if (!endpoint || summary.added.includes(endpoint.name)) continue;
         // Only a recorded set (update-routes) needs to know whether the endpoint's routes changed.
@@ -100,13 +103,15 @@ export async function applyNamespaceChange(
       }
       // The recorded route set (update-routes) follows: new NICs bring their routes, changed ones their new ones.
       state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { added: [...addedEndpoints, ...rerouted] });
+      // Recorded before the push: a push that fails is retried with the change (the watcher reports
+      // it again), and the host side of it is done and must not be forgotten meanwhile.
+      keeper.persist();
       // One push for the whole change set: the interfaces, then the sandbox's full route set once.
       if (vm && toPush.length > 0)
         await pushEndpoints(vm.agent, toPush, network.endpoints(), state.guestRoutes, {
           timeoutMs: 60_000,
           sandbox: id,
         });
-      keeper.persist();
       publish(channels.watch, () => ({ sandbox: id, ...summary }));
       return summary;
     } finally {
@@ -145,11 +150,23 @@ function withPendingRetries(change: NamespaceChange, pending: ReadonlyMap<string
   return retries.length === 0 ? change : { ...change, addedInterfaces: [...change.addedInterfaces, ...retries] };
 }
 
-/** Watches the sandbox's namespace until `stop()`; change sets are applied one after another. */
-export async function watchSandbox(
-  id: string,
-  options: SandboxWatchOptions = {},
-): Promise<{ stop: () => Promise<void> }> {
+/** A running watch. */
+export interface SandboxWatch {
+  /** Stops watching; resolves once a change being applied is done. */
+  stop(): Promise<void>;
+  /**
+   * Settles when watching ends: after stop(), or by itself when the sandbox's record is gone (it
+   * was detached), then with that SandboxNotFoundError.
+   */
+  readonly ended: Promise<SandboxNotFoundError | undefined>;
+}
+
+/**
+ * Watches the sandbox's namespace until `stop()` or until the sandbox is detached. Change sets are
+ * applied one after another; one that fails (a VM that does not answer, say) is reported to onError
+ * and tried again, with whatever changed since, after a growing wait.
+ */
+export async function watchSandbox(id: string, options: SandboxWatchOptions = {}): Promise<SandboxWatch> {
   const store = new SandboxStore(id, options.stateDirectory);
   const state = store.read<SandboxState>();
   if (!state) throw new SandboxNotFoundError(id, store.statePath);
@@ -159,23 +176,46 @@ export async function watchSandbox(
   const namespace = openRecordedNamespace(state.namespace, store.statePath);
   /** Interfaces the last change could not attach, by name: tried again with the next change. */
   const pending = new Map<string, NetworkInfo>();
+  let endWith: (reason: SandboxNotFoundError | undefined) => void = () => {};
+  const ended = new Promise<SandboxNotFoundError | undefined>((resolve) => {
+    endWith = resolve;
+  });
   let watcher: NamespaceWatcher;
+  let stopping: Promise<void> | undefined;
+  const stop = (reason?: SandboxNotFoundError): Promise<void> => {
+    stopping ??= (async () => {
+      try {
+        await watcher.stop();
+      } finally {
+        namespace.close();
+        endWith(reason);
+      }
+    })();
+    return stopping;
+  };
   try {
     watcher = await NamespaceWatcher.start(namespace.entryPath, {
       ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
       onChange: async (change) => {
+        const withRetries = withPendingRetries(change, pending);
+        let summary: WatchSummary;
         try {
-          const withRetries = withPendingRetries(change, pending);
-          const summary = await applyNamespaceChange(id, withRetries, options.stateDirectory);
-          pending.clear();
-          for (const failure of summary.failed) {
-            const info = withRetries.addedInterfaces.find((entry) => entry.link.name === failure.name);
-            if (info) pending.set(failure.name, info);
-          }
-          options.onApplied?.(summary);
+          summary = await applyNamespaceChange(id, withRetries, options.stateDirectory);
         } catch (error) {
-          options.onError?.(error as Error);
+          if (error instanceof SandboxNotFoundError) {
+            // Detached meanwhile: nothing is left to keep in step. Not awaited: stop() waits for this call.
+            void stop(error);
+            return;
+          }
+          // The watcher reports it and brings the change again.
+          throw error;
         }
+        pending.clear();
+        for (const failure of summary.failed) {
+          const info = withRetries.addedInterfaces.find((entry) => entry.link.name === failure.name);
+          if (info) pending.set(failure.name, info);
+        }
+        options.onApplied?.(summary);
       },
       ...(options.onError ? { onError: options.onError } : {}),
     });
@@ -183,13 +223,5 @@ export async function watchSandbox(
     namespace.close();
     throw error;
   }
-  return {
-    stop: async () => {
-      try {
-        await watcher.stop();
-      } finally {
-        namespace.close();
-      }
-    },
-  };
+  return { stop: () => stop(), ended };
 }

@@ -17,6 +17,31 @@ export interface NamespaceAgent {
   stop(): Promise<void>;
 }
 
+/** The agent serving `namespacePath` on a unix socket at `socketPath` (the client is the caller's). */
+export async function serveNamespaceAgent(
+  namespacePath: string,
+  socketPath: string,
+  options: { linkAppearTimeoutMs: number },
+): Promise<{ stop(): Promise<void> }> {
+  const handle = NetlinkHandle.open(namespacePath);
+  const agent = createAgentServer(new NetlinkApplier(handle, { linkAppearTimeoutMs: options.linkAppearTimeoutMs }));
+  const server = createServer((socket) => agent.serve(socket));
+  const stop = async (): Promise<void> => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    handle.close();
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, resolve);
+    });
+  } catch (error) {
+    handle.close();
+    throw error;
+  }
+  return { stop };
+}
+
 export async function startNamespaceAgent(
   namespacePath: string,
   options: { linkAppearTimeoutMs: number },

@@ -7,7 +7,7 @@ export function registerWatch(program: Command): void {
   program
     .command('watch')
     .description(
-      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes (until Ctrl-C)",
+      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached)",
     )
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--debounce <ms>', 'wait this long after the last change before applying', '200')
@@ -25,14 +25,24 @@ export function registerWatch(program: Command): void {
         debounceMs,
         onApplied: (summary) =>
           process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...summary })}\n`),
-        onError: (error) => log.error({ err: error }, 'could not apply a namespace change; watching on'),
+        onError: (error) =>
+          log.error(
+            { err: error },
+            'could not apply a namespace change; it is tried again shortly, and watching goes on',
+          ),
       });
       process.stderr.write(`vcnet: watching sandbox ${options.sandbox} (Ctrl-C to stop)\n`);
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+      let signalled: () => void = () => {};
+      const signal = new Promise<void>((resolve) => {
+        signalled = resolve;
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
       });
+      const gone = await Promise.race([signal.then(() => undefined), watching.ended]);
+      process.off('SIGINT', signalled);
+      process.off('SIGTERM', signalled);
       await watching.stop();
+      // Detached while watched: the watch has nothing left to do, which is not a failure.
+      if (gone) process.stderr.write(`vcnet: sandbox ${options.sandbox} was detached; watch ends\n`);
     });
 }

@@ -238,26 +238,36 @@ describe('NamespaceWatcher scheduling', () => {
     await watcher.stop();
   });
 
-  it('gives a throw of onChange to onError and keeps watching', async () => {
+  it('gives a throw of onChange to onError and brings the change again, without a new event, until it is taken', async () => {
     const source = new FakeSource();
     const errors: Error[] = [];
-    let calls = 0;
+    const seen: NamespaceChange[] = [];
+    let failures = 2;
     const watcher = await NamespaceWatcher.over(source, {
       debounceMs: 10,
-      onChange: () => {
-        calls++;
-        throw new Error('apply failed');
+      onChange: (change) => {
+        seen.push(change);
+        if (failures-- > 0) throw new Error('apply failed');
       },
       onError: (error) => void errors.push(error),
     });
     source.interfaces = [eth(2)];
     watcher.resync();
     await vi.advanceTimersByTimeAsync(50);
-    source.interfaces = [];
+    expect(seen).toHaveLength(1);
+    // Meanwhile eth3 appears: the retry carries both, against the baseline that was never applied.
+    source.interfaces = [eth(2), eth(3)];
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(errors.map((error) => error.message)).toEqual(['apply failed', 'apply failed']);
+    expect(seen.map((change) => names(change.addedInterfaces))).toEqual([['eth2'], ['eth2', 'eth3'], ['eth2', 'eth3']]);
+    // Taken: nothing comes again, and the next change is against the new baseline.
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(seen).toHaveLength(3);
+    source.interfaces = [eth(3)];
     watcher.resync();
     await vi.advanceTimersByTimeAsync(50);
-    expect(calls).toBe(2);
-    expect(errors.map((error) => error.message)).toEqual(['apply failed', 'apply failed']);
+    expect(seen[3]?.removedInterfaces).toEqual(['eth2']);
+    expect(seen[3]?.addedInterfaces).toEqual([]);
     await watcher.stop();
   });
 
