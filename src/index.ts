@@ -156,6 +156,11 @@ export { StateInvalidError } from './network/state/record-envelope.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { VfioError } from './network/vfio.js';
 export { IncorrectLinkTypeError } from './sandbox/add-interface-request.js';
+export {
+  type ConfigureGuestOptions,
+  type ConfigureGuestResult,
+  configureGuest,
+} from './sandbox/configure-guest.js';
 export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
 export {
   type AddInterfaceResult,

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { classifyError, VcnetError } from '../errors.js';
 import { registerAttach } from './commands/attach.js';
 import { registerBench } from './commands/bench.js';
+import { registerConfigureGuest } from './commands/configure-guest.js';
 import { registerDemo } from './commands/demo.js';
 import { registerDetach } from './commands/detach.js';
 import { registerGc } from './commands/gc.js';
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
     });
   registerScan(program);
   registerAttach(program);
+  registerConfigureGuest(program);
   registerDetach(program);
   registerKataNetwork(program);
   registerWatch(program);

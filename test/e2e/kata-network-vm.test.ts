@@ -11,16 +11,10 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
 import { QmpClient } from '../../src/hypervisor/qmp.js';
+import type { ConfigureGuestResult } from '../../src/sandbox/configure-guest.js';
 import { type WatchSummary, watchSandbox } from '../../src/sandbox/sandbox-watch.js';
-import { vcnet } from '../helpers/cli.js';
-import {
-  type AttachedGuestNetwork,
-  bootGuest,
-  guestUnavailableReason,
-  pingFrom,
-  pushBootNetwork,
-  runOnConsole,
-} from '../helpers/guest.js';
+import { vcnet, vcnetAsync } from '../helpers/cli.js';
+import { bootGuest, guestUnavailableReason, pingFrom, runOnConsole } from '../helpers/guest.js';
 import { cleanupNamespaces, type TestNamespace } from '../helpers/namespace.js';
 import { fingerprint, makePod } from '../helpers/pod.js';
 
@@ -178,9 +172,19 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
     symlinkSync(guest.qmpPath, qmpLink);
     symlinkSync(guest.agentSocketPath, agentLink);
     try {
-      // The runtime configures the boot NICs at sandbox start (Kata's setupNetworks); the full route
+      // configure-guest does what Kata's runtime does at sandbox start (setupNetworks); the full route
       // set pushed later by add-iface includes eth0's routes, so eth0 must have its address first.
-      await pushBootNetwork(guest.agentSocketPath, output as unknown as AttachedGuestNetwork);
+      // Run without blocking this process: it reads the guest's console meanwhile.
+      const configured = await vcnetAsync([
+        ...['configure-guest', '--sandbox', 'vm1', '--state-dir', stateDir, '--timeout', '90000', '--json'],
+      ]).done;
+      expect(configured.status, configured.stderr).toBe(0);
+      const pushed = JSON.parse(configured.stdout) as ConfigureGuestResult;
+      expect(pushed.interfaces).toEqual(['eth0']);
+      expect(pushed.routes).toContainEqual(
+        expect.objectContaining({ dest: '', gateway: '10.200.0.1', device: 'eth0' }),
+      );
+      expect(pushed.neighbours).toBeGreaterThan(0);
       // Three more interfaces appear in the pod (CNI ran again), one for each JSON form add-iface takes.
       // Each has its peer in the node namespace (the gateway), an address, a route via that gateway
       // and a permanent neighbour for it: add-iface pushes all three to the guest.

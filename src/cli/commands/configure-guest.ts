@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { InvalidInputError } from '../../errors.js';
+import { stateDirectory } from '../../network/state/store.js';
+import { print, printJson } from '../output.js';
+
+export function registerConfigureGuest(program: Command): void {
+  program
+    .command('configure-guest')
+    .description(
+      "once the VM has booted, tell its agent the sandbox's interfaces, full route set and neighbours (what Kata's runtime does at sandbox start)",
+    )
+    .requiredOption('--sandbox <id>', 'sandbox id')
+    .option('--agent <socket>', "the guest agent's socket (default: the one given to attach)")
+    .option('--timeout <ms>', 'how long to wait for the agent and for each NIC to appear in the guest', '60000')
+    .option('--state-dir <dir>', 'where sandbox state lives')
+    .option('--json', 'machine-readable output')
+    .action(
+      async (options: { sandbox: string; agent?: string; timeout: string; stateDir?: string; json?: boolean }) => {
+        const timeoutMs = Number(options.timeout);
+        if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 3_600_000) {
+          throw new InvalidInputError('--timeout', options.timeout, 'milliseconds from 1 to 3600000');
+        }
+        // Loaded here: it brings the agent's protobuf code, which most commands never use.
+        const { configureGuest } = await import('../../sandbox/configure-guest.js');
+        const result = await configureGuest(options.sandbox, {
+          stateDirectory: stateDirectory(options.stateDir),
+          ...(options.agent ? { agentSocket: options.agent } : {}),
+          timeoutMs,
+          warn: (message) => process.stderr.write(`vcnet: warning: ${message}\n`),
+        });
+        if (options.json) return printJson(result);
+        print(
+          `configured the guest of sandbox ${options.sandbox}: ${result.interfaces.join(', ') || 'no interfaces'}; ` +
+            `${result.routes.length} route(s) in its table, ${result.neighbours} neighbour(s)`,
+        );
+      },
+    );
+}

@@ -1,0 +1,70 @@
+/**
+ * configure-guest: once the VM has booted, tells its agent the sandbox's whole network, as Kata's
+ * runtime does at sandbox start (setupNetworks): every interface (UpdateInterface, retried while the
+ * NIC is not there yet), then the full route set (UpdateRoutes), then the permanent neighbours.
+ * attach has to run before the VM starts (the hypervisor opens the taps), so this is its second half.
+ */
+import { AgentClient } from '../agent/client.js';
+import { type KataRouteJson, routeToJson } from '../agent/kata-network-json.js';
+import { InvalidInputError } from '../errors.js';
+import { generateGuestNetwork } from '../network/guest.js';
+import { pushEndpoints } from './guest-push.js';
+import { withSandbox } from './sandbox-interfaces.js';
+
+export interface ConfigureGuestOptions {
+  stateDirectory?: string;
+  /** The agent's socket; default the one attach recorded (--agent). */
+  agentSocket?: string;
+  /** How long to wait for the agent to answer and each NIC to appear in the guest. Default 60000. */
+  timeoutMs?: number;
+  /** Where the push's warnings go (a neighbour the agent refused); default Node's warning channel. */
+  warn?: (message: string) => void;
+}
+
+export interface ConfigureGuestResult {
+  /** The guest interfaces configured, by name, in the order they were sent. */
+  interfaces: string[];
+  /** The guest's route table as the agent answered it (its kernel routes included), as Kata prints it. */
+  routes: KataRouteJson[];
+  /** Neighbours the agent set (permanent ones and reachable gateways). */
+  neighbours: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+export async function configureGuest(id: string, options: ConfigureGuestOptions = {}): Promise<ConfigureGuestResult> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 3_600_000) {
+    throw new InvalidInputError('timeoutMs', timeoutMs, 'milliseconds from 1 to 3600000');
+  }
+  return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
+    const socket = options.agentSocket ?? state.agentSocket;
+    if (!socket) {
+      throw new InvalidInputError(
+        '--agent',
+        undefined,
+        "the guest agent's socket",
+        `sandbox ${id} has none recorded: pass --agent, or give it to vcnet attach`,
+      );
+    }
+    const endpoints = network.endpoints();
+    // A VM just started: its agent opens the port a few seconds in (longer under TCG).
+    const agent = await AgentClient.connect(socket, { deadlineMs: timeoutMs });
+    try {
+      const pushed = await pushEndpoints(agent, endpoints, endpoints, state.guestRoutes, {
+        timeoutMs,
+        sandbox: id,
+        ...(options.warn ? { warn: options.warn } : {}),
+      });
+      const guest = generateGuestNetwork(endpoints);
+      return {
+        interfaces: guest.interfaces.map((entry) => entry.name),
+        routes: (pushed.routes ?? []).map(routeToJson),
+        // A refused neighbour list is a warning, not a failure (as in Kata): then none were set.
+        neighbours: pushed.neighboursSent ? guest.neighbours.length : 0,
+      };
+    } finally {
+      agent.close();
+    }
+  });
+}
