@@ -74,6 +74,13 @@ export const ErrorCodes = {
     cni: 'STATE_INVALID',
     agent: 'FAILED_PRECONDITION',
   },
+  VCNET_STATE_WRITE: {
+    meaning: 'a state record could not be written (disk full, read-only, I/O error); the old one stays',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'TRY_AGAIN_LATER',
+    agent: 'UNAVAILABLE',
+  },
   VCNET_STATE_DIR: {
     meaning: 'an empty state directory (--state-dir or VCNET_STATE_DIR)',
     role: 'specific',

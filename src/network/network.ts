@@ -29,9 +29,9 @@ import { VhostUserEndpoint } from './endpoint/vhost-user-endpoint.js';
 import { freeDeviceIndex } from './interface-pair.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
-import { planUndo, RollbackIncompleteError } from './plan/apply.js';
+import { describeRecords, planUndo, RollbackIncompleteError } from './plan/apply.js';
 import type { DetachPlan } from './plan/plan-detach.js';
-import type { Plan } from './plan/types.js';
+import type { Plan, PlumbingStep } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
 import {
   interfacesOf,
@@ -189,8 +189,32 @@ export class Network {
         options.journal?.(this);
       }
     } catch (error) {
-      await this.removeEndpoints(added, options.hotplug);
-      options.journal?.(this);
+      // The endpoints this call attached before the failing one go too; if the kernel refuses any of
+      // that, the error says what is left (and the record keeps it), never "everything was removed".
+      let failures: string[];
+      let left: PlumbingStep[];
+      try {
+        const report = await this.removeEndpoints(added, options.hotplug);
+        failures = report.failures.map((failure) => failure.message);
+        left = report.left;
+      } catch (undoError) {
+        failures = [(undoError as Error).message];
+        left = added.filter((endpoint) => this.list.includes(endpoint)).flatMap((endpoint) => endpoint.records);
+      }
+      try {
+        options.journal?.(this);
+      } catch (journalError) {
+        if (left.length > 0)
+          failures.push(`the record of what is left was not updated: ${(journalError as Error).message}`);
+      }
+      if (left.length > 0) {
+        const cause = error instanceof RollbackIncompleteError ? (error.cause as Error) : (error as Error);
+        const leftBefore = error instanceof RollbackIncompleteError ? (error.left as PlumbingStep[]) : [];
+        throw new RollbackIncompleteError('attach', cause, failures, describeRecords([...leftBefore, ...left]), [
+          ...leftBefore,
+          ...left,
+        ]);
+      }
       throw error;
     }
     return added;

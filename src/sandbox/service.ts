@@ -9,7 +9,7 @@
  *   a failed attach or detach whose undo was refused keeps a record of exactly what is left, which
  *   `vcnet detach` (again) or `vcnet gc` finish.
  */
-import { causeChain, DetachIncompleteError, VcnetError } from '../errors.js';
+import { causeChain, DetachIncompleteError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import {
   NamespaceGoneError,
   type NamespaceIdentity,
@@ -68,15 +68,47 @@ export async function attachRecorded(
 ): Promise<Endpoint[]> {
   const before = new Set(network.endpoints());
   record.persist();
+  let added: Endpoint[];
   try {
-    const added = await network.addEndpoints({ ...options, journal: () => record.persist() });
-    record.persist();
-    return added;
+    added = await network.addEndpoints({ ...options, journal: () => record.persist() });
   } catch (error) {
     // A refused undo leaves endpoints holding what is left: their record stays for detach and gc.
-    if (network.endpoints().some((endpoint) => !before.has(endpoint))) record.persist();
+    // Written when it can be: the last record written already lists every step that was sent.
+    if (network.endpoints().some((endpoint) => !before.has(endpoint))) persistIfPossible(record);
     else record.discard();
     throw error;
+  }
+  try {
+    record.persist();
+  } catch (error) {
+    // The attach is done but its final record could not be written (disk full, I/O error): an
+    // attach nobody can see is undone, as any other failed one.
+    const report = await network.removeEndpoints(added, options.hotplug).catch((undoError: unknown) => ({
+      failures: [{ message: (undoError as Error).message }],
+      left: added.flatMap((endpoint) => endpoint.records),
+    }));
+    if (report.left.length > 0) {
+      throw new RollbackIncompleteError(
+        'attach',
+        error as Error,
+        report.failures.map((failure) => failure.message),
+        describeRecords(report.left),
+        report.left,
+      );
+    }
+    if (network.endpoints().length === 0) record.discard();
+    else persistIfPossible(record);
+    throw error;
+  }
+  return added;
+}
+
+/** The record written if the state directory takes it; a write that fails leaves the last one. */
+function persistIfPossible(record: RecordKeeper): void {
+  try {
+    record.persist();
+  } catch {
+    // The previous record (journaled before each step was sent) stays, and names everything sent.
   }
 }
 

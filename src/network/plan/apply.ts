@@ -242,13 +242,30 @@ export async function rollBackAttach(
   error: Error,
   journal: ((left: PlumbingStep[]) => void) | undefined,
 ): Promise<never> {
-  const report = await undoRecords(handle, records);
-  journal?.(report.left);
+  let report: { failures: Array<{ message: string }>; left: PlumbingStep[] };
+  try {
+    report = await undoRecords(handle, records);
+  } catch (undoError) {
+    // The undo could not even start (its dump of the links was refused, say): nothing it was meant
+    // to remove is known to be gone, so all of it is left, and said so.
+    report = { failures: [{ message: (undoError as Error).message }], left: [...records] };
+  }
+  let journalFailure: Error | undefined;
+  try {
+    journal?.(report.left);
+  } catch (writeError) {
+    // A full or read-only state directory: the last record written still lists every step sent
+    // (each is journaled before it is sent), so detach and gc can finish from it.
+    journalFailure = writeError as Error;
+  }
   if (report.left.length > 0) {
     throw new RollbackIncompleteError(
       'attach',
       error,
-      report.failures.map((failure) => failure.message),
+      [
+        ...report.failures.map((failure) => failure.message),
+        ...(journalFailure ? [`the record of what is left was not updated: ${journalFailure.message}`] : []),
+      ],
       describeRecords(report.left),
       report.left,
     );

@@ -5,9 +5,10 @@
  *
  * Changed under its own flock and replaced atomically; read without a lock (a rename is atomic).
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SystemCallError } from '../../errors.js';
+import { replaceFileAtomically } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 
@@ -36,15 +37,10 @@ export function registeredStateDirectories(path = registryPath()): string[] {
 
 function writeRegistry(path: string, directories: string[]): void {
   makeDirectory(dirname(path), 0o755);
-  const temporary = join(dirname(path), `.state-directories.${process.pid}.tmp`);
-  const fd = openSync(temporary, 'w', 0o644);
-  try {
-    writeSync(fd, directories.map((directory) => `${directory}\n`).join(''));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
+  replaceFileAtomically(path, directories.map((directory) => `${directory}\n`).join(''), {
+    temporary: join(dirname(path), `.state-directories.${process.pid}.tmp`),
+    mode: 0o644,
+  });
 }
 
 async function changeRegistry(path: string, change: (directories: string[]) => string[]): Promise<void> {

@@ -8,21 +8,11 @@
  * by the kernel when its holder dies. Records are checked against state/record-envelope.ts (version,
  * id, namespace identity) and a content schema before anyone acts on them.
  */
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmdirSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as z from 'zod';
 import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { replaceFileAtomically } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 import { sandboxContentSchema } from './network-content-schema.js';
@@ -159,23 +149,13 @@ export class SandboxStore {
     }) as T;
   }
 
+  /** Replaces the record atomically (StateWriteError when it cannot: the old record stays). */
   write(state: unknown): void {
     makeDirectory(this.directory, 0o700);
-    const temporary = join(this.directory, `.state.${process.pid}.tmp`);
-    const fd = openSync(temporary, 'w', 0o600);
-    try {
-      writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temporary, this.statePath);
-    const directoryFd = openSync(this.directory, 'r');
-    try {
-      fsyncSync(directoryFd);
-    } finally {
-      closeSync(directoryFd);
-    }
+    replaceFileAtomically(this.statePath, `${JSON.stringify(state, null, 2)}\n`, {
+      temporary: join(this.directory, `.state.${process.pid}.tmp`),
+      mode: 0o600,
+    });
   }
 
   /**

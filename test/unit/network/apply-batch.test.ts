@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
-import { applyPlan } from '../../../src/network/plan/apply.js';
+import { applyPlan, RollbackIncompleteError } from '../../../src/network/plan/apply.js';
 import { stepOf } from '../../../src/network/plan/inverse.js';
 import type { LinkRef, Plan } from '../../../src/network/plan/types.js';
 
@@ -136,5 +136,49 @@ describe('applyPlan batches', () => {
     // eth1's MTU back; nothing is asked of the filter that was never made.
     expect([...(log[1] ?? [])].sort()).toEqual(['delete-qdisc 3', 'delete-qdisc 4', 'set 4']);
     expect(log).toHaveLength(2);
+  });
+});
+
+describe('a rollback that cannot finish', () => {
+  it('reports everything made as left when the undo cannot even start (its link dump refused)', async () => {
+    const { handle, log } = scriptedHandle({ 'filter 3': ['EPERM'] });
+    (handle as unknown as { links: () => Promise<never> }).links = async () => {
+      throw refusal('EIO');
+    };
+    const journal: string[][] = [];
+    const error = await applyPlan(redirectPlan(), {
+      handle,
+      namespacePath: '/x',
+      keepFds: false,
+      journal: (records) => journal.push(records.map((record) => record.step)),
+    }).then(
+      () => undefined,
+      (caught: unknown) => caught as RollbackIncompleteError,
+    );
+    expect(error).toBeInstanceOf(RollbackIncompleteError);
+    expect(error?.message).toContain('refused: EPERM');
+    expect(error?.message).toContain('refused: EIO');
+    expect(error?.message).not.toContain('everything it had made was removed');
+    // Nothing was undone (no second batch): all four objects made are left, and journaled as such.
+    expect(log).toHaveLength(1);
+    expect(error?.left).toHaveLength(4);
+    expect(journal.at(-1)).toEqual(['change-link', 'add-qdisc', 'add-qdisc', 'add-filter']);
+  });
+
+  it('keeps its own error when the journal cannot be written, and sends nothing after', async () => {
+    const { handle, log } = scriptedHandle({});
+    const full = Object.assign(new Error('no space left on device, write'), { code: 'ENOSPC' });
+    await expect(
+      applyPlan(redirectPlan(), {
+        handle,
+        namespacePath: '/x',
+        keepFds: false,
+        journal: () => {
+          throw full;
+        },
+      }),
+    ).rejects.toBe(full);
+    // The journal is written before a step is sent: a journal that fails stops the attach first.
+    expect(log).toEqual([]);
   });
 });
