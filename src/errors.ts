@@ -134,6 +134,11 @@ export function hintForErrno(errno: string): string | undefined {
       return 'the namespace, device or file does not exist: check the path (ip netns list shows named namespaces)';
     case 'EEXIST':
       return 'an object of that name already exists: pick another name or remove the old one first';
+    case 'EROFS':
+      return 'the file system is read-only: pick a writable directory (--state-dir, or VCNET_STATE_DIR)';
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return 'the file system is full: free space there (df), then run the command again';
     case 'EBUSY':
       return 'the object is in use (a running VM holds the tap?): stop its user first';
     case 'EOPNOTSUPP':

@@ -7,6 +7,7 @@
  *
  * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed.
  */
+import { AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { INGRESS_HANDLE, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
@@ -95,6 +96,7 @@ export function commandOf(change: Change): string {
         change.op === 'add-address' && address.preferredLifetime !== undefined
           ? `preferred_lft ${address.preferredLifetime}`
           : '',
+        ...(change.op === 'add-address' ? addressFlagWords(address.flags ?? 0) : []),
       ].filter(Boolean);
       return [`ip address ${verb} ${address.address}/${address.prefixLength}`, ...extra, dev(change.link)].join(' ');
     }
@@ -129,4 +131,16 @@ function protocolText(protocol: number): string {
 /** Every change of the plan as a command, in order. */
 export function commandsOf(plan: Pick<Plan, 'steps'>): string[] {
   return plan.steps.map((step) => commandOf(step.change));
+}
+
+/** The address flags a request sets, as `ip address add` spells them (the kernel keeps only these). */
+function addressFlagWords(flags: number): string[] {
+  const words: Array<[number, string]> = [
+    [AddressFlag.HOMEADDRESS, 'home'],
+    [AddressFlag.MANAGETEMPADDR, 'mngtmpaddr'],
+    [AddressFlag.NODAD, 'nodad'],
+    [AddressFlag.OPTIMISTIC, 'optimistic'],
+    [AddressFlag.NOPREFIXROUTE, 'noprefixroute'],
+  ];
+  return words.filter(([flag]) => (flags & flag) !== 0).map(([, word]) => word);
 }

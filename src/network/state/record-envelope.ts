@@ -35,10 +35,11 @@ export class StateInvalidError extends VcnetError {
     readonly field: string,
     problem: string,
     value?: unknown,
+    hint = 'nothing was changed; the file was damaged, edited or copied from another sandbox: restore or remove it (`vcnet gc --dry-run` lists unreadable records)',
   ) {
     super('VCNET_STATE_INVALID', `state file ${file}: ${field === '' ? '' : `field ${field} `}${problem}`, {
       value,
-      hint: 'nothing was changed; the file was damaged, edited or copied from another sandbox: restore or remove it (`vcnet gc --dry-run` lists unreadable records)',
+      hint,
     });
   }
 }
@@ -98,7 +99,17 @@ export function parseRecord<T>(
   const version = (data as { version?: unknown }).version;
   if (version !== RECORD_VERSION) {
     const why = version === 1 ? ' (version 1 records, from before namespace identities, are not trusted)' : '';
-    throw new StateInvalidError(file, 'version', `is ${describe(version)} (expected ${RECORD_VERSION}${why})`, version);
+    // A newer vcnet's record is not damaged: that vcnet can still detach it, so it must not be removed.
+    const newer = typeof version === 'number' && version > RECORD_VERSION;
+    throw new StateInvalidError(
+      file,
+      'version',
+      `is ${describe(version)} (expected ${RECORD_VERSION}${why})`,
+      version,
+      newer
+        ? 'nothing was changed; a newer vcnet wrote this record: run that version to detach it, and keep the file until then'
+        : undefined,
+    );
   }
   const envelope = check(recordEnvelopeSchema, data, file);
   if (options.expectedId !== undefined && envelope.id !== options.expectedId) {
@@ -118,11 +129,21 @@ export function parseRecord<T>(
  * part is readable. gc keeps its hands off such a namespace instead of guessing.
  */
 export function salvageNamespace(text: string): Pick<NamespaceIdentity, 'dev' | 'ino'> | undefined {
-  try {
-    const data = JSON.parse(text) as { namespace?: unknown };
-    const parsed = namespaceIdentitySchema.safeParse(data?.namespace);
+  const identity = (value: unknown) => {
+    const parsed = namespaceIdentitySchema.safeParse(value);
     return parsed.success ? { dev: parsed.data.dev, ino: parsed.data.ino } : undefined;
+  };
+  try {
+    return identity((JSON.parse(text) as { namespace?: unknown })?.namespace);
   } catch {
-    return undefined;
+    // Not JSON as a whole: a record cut short (a full disk, a crash of an older vcnet) still has its
+    // namespace near the start, a flat object, which protects that namespace's plumbing from gc.
+    const flat = /"namespace"\s*:\s*(\{[^{}]*\})/.exec(text)?.[1];
+    if (flat === undefined) return undefined;
+    try {
+      return identity(JSON.parse(flat));
+    } catch {
+      return undefined;
+    }
   }
 }

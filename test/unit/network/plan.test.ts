@@ -4,6 +4,7 @@
  * each undo is derived from its own change (same link, parent, priority, protocol, handle).
  */
 import { describe, expect, it } from 'vitest';
+import { AddressFlag } from '../../../src/netlink/codec/address.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Link } from '../../../src/netlink/codec/link.js';
 import { RouteProtocol, RouteScope, RouteTable } from '../../../src/netlink/codec/route.js';
@@ -662,5 +663,30 @@ describe('undo converges: every way the kernel says "already gone"', () => {
     const address = { op: 'add-address' as const, link: pod, address: { address: '10.0.0.2', prefixLength: 24 } };
     expect(alreadyDone(address, 'EEXIST')).toBe(true);
     expect(alreadyDone(address, 'EACCES')).toBe(false);
+  });
+});
+
+describe('address commands', () => {
+  it('spell the flags a request sets (nodad, noprefixroute...) as ip address add does', () => {
+    const eth0Ref = { role: 'pod' as const, name: 'eth0', index: 3 };
+    const command = commandOf({
+      op: 'add-address',
+      link: eth0Ref,
+      address: {
+        address: 'fd00::2',
+        prefixLength: 64,
+        scope: 0,
+        flags: AddressFlag.NODAD | AddressFlag.NOPREFIXROUTE | AddressFlag.PERMANENT,
+      },
+    });
+    expect(command).toBe('ip address add fd00::2/64 scope 0 nodad noprefixroute dev eth0');
+    // A delete names the address only.
+    expect(
+      commandOf({
+        op: 'delete-address',
+        link: eth0Ref,
+        address: { address: 'fd00::2', prefixLength: 64, flags: AddressFlag.NODAD },
+      }),
+    ).toBe('ip address del fd00::2/64 dev eth0');
   });
 });

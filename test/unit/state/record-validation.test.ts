@@ -181,6 +181,16 @@ describe('parseRecord', () => {
     expect(salvageNamespace(JSON.stringify(record))).toEqual({ dev: 4, ino: 4026532300 });
     expect(salvageNamespace('{"namespace": {"path": "/x"')).toBeUndefined();
   });
+
+  it('salvages the namespace of a record cut short, as a full disk leaves it', () => {
+    const text = JSON.stringify(sandboxRecord(), null, 2);
+    // Cut inside the network part, well after the namespace.
+    const cut = text.slice(0, text.indexOf('"network"') + 40);
+    expect(() => JSON.parse(cut)).toThrow();
+    expect(salvageNamespace(cut)).toEqual({ dev: 4, ino: 4026532300 });
+    // Cut inside the namespace object itself: nothing to salvage.
+    expect(salvageNamespace(text.slice(0, text.indexOf('"ino"')))).toBeUndefined();
+  });
 });
 
 describe('SandboxStore', () => {
