@@ -90,7 +90,10 @@ function attributesToRestore(
     const now = currentValue(link, key as keyof RecordedLinkAttributes);
     const changed =
       set !== undefined && now !== undefined && now !== (typeof set === 'string' ? set.toLowerCase() : set);
-    if (changed) {
+    const normalised = (typeof value === 'string' ? (value as string).toLowerCase() : value) as unknown;
+    if (changed && now === normalised) {
+      // Someone already put it back as it was before attach: nothing to do, nothing to say.
+    } else if (changed) {
       notices.push({
         link: record.link,
         message: `left the ${ATTRIBUTE_LABELS[key]} of ${link.name} as it is (${String(now)}): it changed after attach set it to ${String(set)}, so it is no longer vcnet's to put back to ${String(value)}`,

@@ -629,6 +629,14 @@ describe('planDetach', () => {
       },
     ]);
   });
+
+  it('says nothing of a MAC someone already put back as it was before attach', () => {
+    const plan = planDetach(macvtapRecords(), { links: [link({ address: '02:42:AC:11:00:02' }), macvtap] });
+    expect(plan.steps.map((step) => commandOf(step.change))).not.toContain(
+      'ip link set dev eth0 address 02:42:ac:11:00:02',
+    );
+    expect(plan.notices).toEqual([]);
+  });
 });
 
 describe('undo converges: every way the kernel says "already gone"', () => {
