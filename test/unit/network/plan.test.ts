@@ -18,6 +18,7 @@ import { undoOf } from '../../../src/network/plan/inverse.js';
 import {
   CLSACT_INGRESS_PARENT,
   FILTER_PRIORITY,
+  ifbName,
   LinkNameTakenError,
   type PlanSnapshot,
   planAttach,
@@ -330,10 +331,10 @@ describe('planAttach: macvtap', () => {
     expect(detachCommands('tbf').filter((command) => command.includes('root'))).toEqual([]);
   });
 
-  it('shapes tx through an ifb redirected from the macvtap, recorded under the parent it is added to', () => {
+  it('shapes rx (towards the VM) through an ifb fed from the macvtap ingress, recorded under the parent it is added to', () => {
     const limited = planAttach(
       snapshot(),
-      { queues: 1, rateLimit: { txBitsPerSecond: 1_000_000 } },
+      { queues: 1, rateLimit: { rxBitsPerSecond: 1_000_000 } },
       { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
     );
     const commands = commandsOf(limited);
@@ -341,6 +342,8 @@ describe('planAttach: macvtap', () => {
     expect(commands).toContain(
       'tc filter add dev tap0_kata parent ffff: protocol all prio 49151 u32 match u32 0 0 action mirred egress redirect dev ifb0_kata',
     );
+    expect(commands).toContain('tc qdisc add dev ifb0_kata root handle 1: htb default 2');
+    expect(commands).not.toContain('tc qdisc add dev tap0_kata root handle 1: htb default 2');
     const redirect = limited.steps.find((step) => step.change.op === 'add-filter');
     expect(redirect?.record).toEqual({
       step: 'add-filter',
@@ -350,6 +353,37 @@ describe('planAttach: macvtap', () => {
       protocol: ETH_P_ALL,
       kind: 'u32',
     });
+  });
+
+  it('shapes tx (from the VM) with an htb on the macvtap egress, the reverse of a tap', () => {
+    const rates = { rxBitsPerSecond: 50_000_000, txBitsPerSecond: 20_000_000 };
+    const classRates = (plan: Plan) =>
+      plan.steps.flatMap(({ change }) =>
+        change.op === 'add-class' && change.handle === 0x10002 ? [[change.link.name, change.rateBitsPerSecond]] : [],
+      );
+    const macvtap = planAttach(
+      snapshot(),
+      { queues: 1, rateLimit: rates },
+      { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    );
+    expect(classRates(macvtap)).toEqual([
+      ['tap0_kata', 20_000_000],
+      ['ifb0_kata', 50_000_000],
+    ]);
+    const existing = planAttach(
+      snapshot({ links: [...snapshot().links, link({ index: 9, name: 'vm-nic0', kind: 'macvtap' })] }),
+      { queues: 1, rateLimit: rates },
+      { model: 'existing', source: link({ index: 9, name: 'vm-nic0', kind: 'macvtap' }), tapName: 'vm-nic0' },
+    );
+    expect(classRates(existing)).toEqual([
+      ['vm-nic0', 20_000_000],
+      [ifbName('vm-nic0'), 50_000_000],
+    ]);
+    const tap = planAttach(snapshot(), { queues: 1, rateLimit: rates }, { model: 'none', tapName: 'tap0_kata' });
+    expect(classRates(tap)).toEqual([
+      ['tap0_kata', 50_000_000],
+      ['ifb0_kata', 20_000_000],
+    ]);
   });
 
   it('needs the spare MAC from the caller (the plan has no randomness)', () => {
