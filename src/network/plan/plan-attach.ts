@@ -6,7 +6,8 @@
  *   tcfilter  a tap beside the pod link, an ingress qdisc on both, a u32 match-all filter on each
  *             redirecting every frame to the other (Kata's default).
  *   macvtap   a macvtap on the pod link with the pod link's MAC; the pod link moves to a spare MAC and
- *             gives up its addresses (and the routes, permanent and proxy neighbours that go with them).
+ *             gives up its addresses, IPv6 link-local ones included (and the routes, permanent and
+ *             proxy neighbours that go with them).
  *   none      a tap only.
  *
  * Rate limits as Kata sets them (bits per second): an htb root qdisc 1: with default class 2, class 1:1
@@ -21,7 +22,6 @@ import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { NeighbourState } from '../../netlink/codec/neighbour.js';
-import { RouteScope } from '../../netlink/codec/route.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
@@ -281,12 +281,23 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
       txQueueLength: macvtapQueueLength(source),
     }),
   );
+  // The guest takes the MAC, and with it the IPv6 link-local address the kernel made from it (EUI-64):
+  // neither the macvtap nor the pod link may keep one, or the pod answers neighbour solicitations for
+  // the guest's address. The kernel makes a link-local address when a link comes up, from the MAC it
+  // has then; with generation off it makes none while attached (the pod link is brought up below if
+  // it was down; someone may bounce it). The macvtap is vcnet's: set before it is up, gone with it.
+  steps.push(stepOf({ op: 'set-link', link: macvtap, set: { ipv6AddressGeneration: 'none' } }));
   steps.push(stepOf({ op: 'set-link', link: pod, set: { address: spare } }, { address: originalAddress }));
-  // The kernel's IPv6 link-local address stays (it is the link's, not the pod's).
-  const removable = snapshot.addresses.filter(
-    (address) =>
-      address.index === source.index && !(address.family === AddressFamily.INET6 && address.scope === RouteScope.LINK),
-  );
+  const generation = source.ipv6AddressGeneration;
+  if (generation !== undefined && generation !== 'none') {
+    steps.push(
+      stepOf(
+        { op: 'set-link', link: pod, set: { ipv6AddressGeneration: 'none' } },
+        { ipv6AddressGeneration: generation },
+      ),
+    );
+  }
+  const removable = snapshot.addresses.filter((address) => address.index === source.index);
   // Undo runs backwards, so the deletion order is the reverse of the order to put them back in.
   // IPv4 is listed oldest first: delete the newest first, so secondaries go before their primary
   // (deleting a primary first takes its secondaries with it, or promotes one). IPv6 as listed, its

@@ -257,6 +257,42 @@ function htbLeaves(namespace: TestNamespace): Array<{ dev: string; rate: string;
   return leaves;
 }
 
+describe('macvtap and IPv6 link-local addresses', () => {
+  it("takes the pod link's link-local address with its MAC, lets the kernel make none while attached, and puts it back exactly", async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const network = open(pod, 'macvtap');
+    const podLinkLocal = async () => {
+      const snapshot = await network.scan();
+      const eth0 = snapshot.links.find((candidate) => candidate.name === 'eth0')!;
+      return {
+        generation: eth0.ipv6AddressGeneration,
+        addresses: snapshot.addresses.filter(
+          (address) => address.index === eth0.index && address.address.startsWith('fe80:'),
+        ),
+      };
+    };
+    const original = await podLinkLocal();
+    expect(original.generation).toBe('eui64');
+    expect(original.addresses).toHaveLength(1);
+    // The guest takes the pod link's MAC, so its EUI-64 link-local address is this one.
+    const guestLinkLocal = original.addresses[0]!.address;
+
+    const [endpoint] = await network.addEndpoints();
+    expect(endpoint?.hardwareAddress).toBe(link(pod, 'tap0_kata').address);
+    expect(pod.exec('ip', ['-6', 'addr', 'show'])).not.toContain(guestLinkLocal);
+    expect(pod.exec('ip', ['-6', 'addr', 'show', 'dev', 'eth0'])).toBe('');
+    expect(pod.exec('ip', ['-6', 'addr', 'show', 'dev', 'tap0_kata'])).toBe('');
+    // Brought up again (by anyone), the pod link would get one from its new MAC: generation is off.
+    expect(pod.exec('ip', ['-d', 'link', 'show', 'eth0'])).toContain('addrgenmode none');
+
+    expect((await network.removeEndpoints()).failures).toEqual([]);
+    // Flags, scope, lifetimes and the kernel's protocol (kernel_ll) included.
+    expect(await podLinkLocal()).toEqual(original);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
 describe('macvtap rate limits', () => {
   it('shapes the frames the VM receives with the rx limit and those it sends with the tx limit', async () => {
     const { pod, node } = makePod();

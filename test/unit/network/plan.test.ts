@@ -234,11 +234,14 @@ describe('planAttach: tcfilter', () => {
   });
 });
 
+/** eth0 as the kernel reports a link with IPv6: its link-local address made from the MAC (EUI-64). */
+const eth0WithIpv6 = (): Link => link({ ipv6AddressGeneration: 'eui64' });
+
 describe('planAttach: macvtap', () => {
   const plan = planAttach(
     snapshot(),
     { queues: 1 },
-    { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    { model: 'macvtap', source: eth0WithIpv6(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
   );
 
   it('removes permanent neighbours and non-kernel routes, makes the macvtap, moves the MAC, removes addresses', () => {
@@ -246,11 +249,32 @@ describe('planAttach: macvtap', () => {
       'ip neigh del 10.88.0.1 dev eth0',
       `ip route del default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
       'ip link add link eth0 name tap0_kata address 02:42:ac:11:00:02 mtu 1500 txqueuelen 1000 group 30307 type macvtap mode bridge',
+      'ip link set dev tap0_kata addrgenmode none',
       `ip link set dev eth0 address ${SPARE}`,
+      'ip link set dev eth0 addrgenmode none',
       'ip address del 10.88.0.2/16 dev eth0',
       'ip address del fd00::2/64 dev eth0',
+      'ip address del fe80::1/64 dev eth0',
       'ip link set dev tap0_kata up',
     ]);
+  });
+
+  it("takes the link-local address too (the guest's, from the MAC), and leaves generation alone where it is off", () => {
+    const off = planAttach(
+      snapshot(),
+      { queues: 1 },
+      {
+        model: 'macvtap',
+        source: link({ ipv6AddressGeneration: 'none' }),
+        tapName: 'tap0_kata',
+        spareHardwareAddress: SPARE,
+      },
+    );
+    const commands = commandsOf(off);
+    expect(commands).toContain('ip address del fe80::1/64 dev eth0');
+    expect(commands).not.toContain('ip link set dev eth0 addrgenmode none');
+    // The macvtap's own, from the guest's MAC, is never made.
+    expect(commands).toContain('ip link set dev tap0_kata addrgenmode none');
   });
 
   it('deletes IPv4 addresses newest first (secondaries before their primary), IPv6 as listed', () => {
@@ -281,18 +305,28 @@ describe('planAttach: macvtap', () => {
       'remove-neighbours',
       'remove-routes',
       'create-link',
+      undefined,
       'change-link',
+      'change-link',
+      'remove-addresses',
       'remove-addresses',
       'remove-addresses',
       undefined,
     ]);
     // What vcnet set is recorded beside what was there, so detach can leave a value the user changed.
-    expect(plan.steps[3]?.record).toEqual({
+    expect(plan.steps[4]?.record).toEqual({
       step: 'change-link',
       link: 'eth0',
       index: 2,
       before: { address: '02:42:ac:11:00:02' },
       set: { address: SPARE },
+    });
+    expect(plan.steps[5]?.record).toEqual({
+      step: 'change-link',
+      link: 'eth0',
+      index: 2,
+      before: { ipv6AddressGeneration: 'eui64' },
+      set: { ipv6AddressGeneration: 'none' },
     });
   });
 
@@ -631,17 +665,21 @@ describe('planDetach', () => {
     planAttach(
       snapshot(),
       { queues: 1 },
-      { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+      { model: 'macvtap', source: eth0WithIpv6(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
     ).steps.flatMap((step) => (step.record ? [step.record] : []));
   const macvtap = link({ index: 7, name: 'tap0_kata', kind: 'macvtap', group: VCNET_LINK_GROUP });
 
   it('puts back what macvtap changed, in reverse, once the macvtap holding the MAC is gone', () => {
     // eth0 as attach left it: the spare MAC.
-    const plan = planDetach(macvtapRecords(), { links: [link({ address: SPARE }), macvtap] });
+    const plan = planDetach(macvtapRecords(), {
+      links: [link({ address: SPARE, ipv6AddressGeneration: 'none' }), macvtap],
+    });
     expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
       'ip link del dev tap0_kata',
+      'ip address add fe80::1/64 scope 253 dev eth0',
       'ip address add fd00::2/64 scope 0 dev eth0',
       'ip address add 10.88.0.2/16 scope 0 dev eth0',
+      'ip link set dev eth0 addrgenmode eui64',
       'ip link set dev eth0 address 02:42:ac:11:00:02',
       `ip route add default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
       'ip neigh replace 10.88.0.1 lladdr aa:bb:cc:dd:ee:ff nud permanent dev eth0',
