@@ -15,6 +15,15 @@ export const AddressAttribute = {
   MULTICAST: 7,
   FLAGS: 8,
   RT_PRIORITY: 9,
+  PROTO: 11,
+} as const;
+
+/** IFA_PROTO values: who made an address (the kernel sets them, kernel 6.3+). */
+export const AddressProtocol = {
+  UNSPEC: 0,
+  KERNEL_LO: 1,
+  KERNEL_RA: 2,
+  KERNEL_LL: 3,
 } as const;
 
 export const AddressFlag = {
@@ -56,6 +65,8 @@ export interface Address {
   preferredLifetime?: number;
   /** The metric of the address's prefix route (IFA_RT_PRIORITY, `ip addr add ... metric N`). */
   routePriority?: number;
+  /** Who made the address (IFA_PROTO: AddressProtocol), when the kernel says. */
+  protocol?: number;
 }
 
 export interface AddressSpec {
@@ -73,6 +84,8 @@ export interface AddressSpec {
   preferredLifetime?: number;
   /** The metric of the prefix route the kernel adds for the address. */
   routePriority?: number;
+  /** IFA_PROTO (AddressProtocol); kernels before 6.3 ignore it. */
+  protocol?: number;
 }
 
 export function encodeAddress(writer: MessageWriter, spec: AddressSpec): void {
@@ -91,6 +104,7 @@ export function encodeAddress(writer: MessageWriter, spec: AddressSpec): void {
   // Flags above 8 bits only fit in IFA_FLAGS.
   if (spec.flags !== undefined && spec.flags > 0xff) writer.u32(AddressAttribute.FLAGS, spec.flags);
   if (spec.routePriority !== undefined) writer.u32(AddressAttribute.RT_PRIORITY, spec.routePriority);
+  if (spec.protocol !== undefined) writer.u8(AddressAttribute.PROTO, spec.protocol);
   if (spec.validLifetime !== undefined || spec.preferredLifetime !== undefined) {
     const cacheinfo = writer.struct(AddressAttribute.CACHEINFO, IFA_CACHEINFO_LENGTH);
     cacheinfo.writeUInt32LE(spec.preferredLifetime ?? FOREVER, 0);
@@ -126,6 +140,8 @@ export function decodeAddress(message: RawMessage): Address {
   if (label) address.label = label;
   const routePriority = attributes.u32(AddressAttribute.RT_PRIORITY);
   if (routePriority !== undefined) address.routePriority = routePriority;
+  const protocol = attributes.u8(AddressAttribute.PROTO);
+  if (protocol) address.protocol = protocol;
   const cacheinfo = attributes.raw(AddressAttribute.CACHEINFO);
   if (cacheinfo && cacheinfo.length >= 8) {
     const preferred = cacheinfo.readUInt32LE(0);

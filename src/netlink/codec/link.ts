@@ -61,7 +61,11 @@ export interface Link {
   macvlanMode?: MacvlanModeName;
   ipvlanMode?: IpvlanModeName;
   tun?: TunInfo;
+  /** How the kernel makes the link's IPv6 link-local address (IFLA_INET6_ADDR_GEN_MODE); undefined without IPv6. */
+  ipv6AddressGeneration?: Ipv6AddressGeneration;
 }
+
+export type Ipv6AddressGeneration = 'eui64' | 'none' | 'stable-privacy' | 'random';
 
 /** What addLink()/setLink() may set. Undefined fields are left alone. */
 export interface LinkChanges {
@@ -78,7 +82,7 @@ export interface LinkChanges {
   /** A VF's MAC, set through its PF (IFLA_VFINFO_LIST / IFLA_VF_INFO / IFLA_VF_MAC). */
   virtualFunctionAddress?: { vf: number; address: string };
   /** IPv6 link-local address generation; 'none' keeps the kernel from giving the link any IPv6 address. */
-  ipv6AddressGeneration?: 'eui64' | 'none' | 'stable-privacy' | 'random';
+  ipv6AddressGeneration?: Ipv6AddressGeneration;
 }
 
 const IPV6_ADDRESS_GENERATION = { eui64: 0, none: 1, 'stable-privacy': 2, random: 3 } as const;
@@ -220,6 +224,12 @@ export function decodeLink(message: RawMessage): Link {
   if (parentBus) link.parentBus = parentBus;
   const parentDevice = attributes.string(LinkAttribute.PARENT_DEV_NAME);
   if (parentDevice) link.parentDevice = parentDevice;
+
+  const mode = attributes.nested(LinkAttribute.AF_SPEC)?.nested(AddressFamily.INET6)?.u8(INET6_ADDR_GEN_MODE);
+  const generation = (Object.keys(IPV6_ADDRESS_GENERATION) as Ipv6AddressGeneration[]).find(
+    (name) => IPV6_ADDRESS_GENERATION[name] === mode,
+  );
+  if (generation) link.ipv6AddressGeneration = generation;
 
   const info = attributes.nested(LinkAttribute.LINKINFO);
   if (info) {

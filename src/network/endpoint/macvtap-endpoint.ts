@@ -1,7 +1,8 @@
 /**
  * A macvtap that already exists in the pod namespace: the VM uses it directly through /dev/tapN.
- * Nothing else is created or changed, except the rate limits Kata puts on it (an htb for rx, an ifb
- * fed from its ingress for tx), planned and applied like any attach so detach removes exactly those;
+ * Nothing else is created or changed, except the rate limits (an htb on its egress for tx, an ifb fed
+ * from its ingress for rx: a macvtap's directions are a tap's reversed, see plan-attach.ts), planned
+ * and applied like any attach so detach removes exactly those;
  * the guest NIC takes the macvtap's MAC. Its node is checked to be its own first (Kata does not:
  * K§9.23): another namespace's macvtap at the same index owns it otherwise.
  */

@@ -63,6 +63,9 @@ export function commandOf(change: Change): string {
       if (change.set.address !== undefined) parts.push(`address ${change.set.address}`);
       if (change.set.mtu !== undefined) parts.push(`mtu ${change.set.mtu}`);
       if (change.set.group !== undefined) parts.push(`group ${change.set.group}`);
+      // iproute2 spells the stable-privacy mode by its sysctl (stable_secret).
+      if (change.set.ipv6AddressGeneration !== undefined)
+        parts.push(`addrgenmode ${change.set.ipv6AddressGeneration.replace('stable-privacy', 'stable_secret')}`);
       if (change.set.up !== undefined) parts.push(change.set.up ? 'up' : 'down');
       return parts.join(' ');
     }
@@ -84,6 +87,7 @@ export function commandOf(change: Change): string {
       return `tc filter del ${dev(change.link)} parent ${parentText(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority}`;
     case 'add-address':
     case 'delete-address': {
+      // The protocol (IFA_PROTO, kernel_ll) is left out: iproute2 takes `proto` only since 6.3.
       const { address } = change;
       const verb = change.op === 'add-address' ? 'add' : 'del';
       const extra = [

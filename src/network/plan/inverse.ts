@@ -237,6 +237,7 @@ export function addressRequestOf(address: AddressRecord): AddressRecord {
     ...(address.broadcast ? { broadcast: address.broadcast } : {}),
     ...(address.label ? { label: address.label } : {}),
     ...(address.routePriority !== undefined ? { routePriority: address.routePriority } : {}),
+    ...(address.protocol !== undefined ? { protocol: address.protocol } : {}),
   };
 }
 

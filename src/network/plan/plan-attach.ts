@@ -6,12 +6,14 @@
  *   tcfilter  a tap beside the pod link, an ingress qdisc on both, a u32 match-all filter on each
  *             redirecting every frame to the other (Kata's default).
  *   macvtap   a macvtap on the pod link with the pod link's MAC; the pod link moves to a spare MAC and
- *             gives up its addresses (and the routes, permanent and proxy neighbours that go with them).
+ *             gives up its addresses, IPv6 link-local ones included (and the routes, permanent and
+ *             proxy neighbours that go with them).
  *   none      a tap only.
  *
  * Rate limits as Kata sets them (bits per second): an htb root qdisc 1: with default class 2, class 1:1
- * and 1:2 under it (rate = ceil = max). rx (towards the VM) on the tap side's egress; tx (from the VM)
- * on the pod link's egress (tcfilter) or on an ifb that the tap side's ingress is redirected to.
+ * and 1:2 under it (rate = ceil = max). rx is traffic towards the VM, tx traffic from it. tcfilter: rx
+ * on the tap's egress, tx on the pod link's egress. A tap alone: rx on its egress, tx on an ifb its
+ * ingress is redirected to. A macvtap: the other way round (see rateLimitOnDevice).
  */
 import { createHash } from 'node:crypto';
 import { InvalidInputError, VcnetError } from '../../errors.js';
@@ -20,7 +22,6 @@ import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { NeighbourState } from '../../netlink/codec/neighbour.js';
-import { RouteScope } from '../../netlink/codec/route.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
@@ -176,7 +177,7 @@ function planExistingDevice(snapshot: PlanSnapshot, config: PlanConfig, source: 
   const device = podRef(source);
   return {
     model: 'existing',
-    steps: rateLimitOnTapSide(snapshot, config, device),
+    steps: rateLimitOnDevice(snapshot, config, device, 'macvtap'),
     device,
     ...(source.address ? { guestHardwareAddress: source.address } : {}),
   };
@@ -280,12 +281,23 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
       txQueueLength: macvtapQueueLength(source),
     }),
   );
+  // The guest takes the MAC, and with it the IPv6 link-local address the kernel made from it (EUI-64):
+  // neither the macvtap nor the pod link may keep one, or the pod answers neighbour solicitations for
+  // the guest's address. The kernel makes a link-local address when a link comes up, from the MAC it
+  // has then; with generation off it makes none while attached (the pod link is brought up below if
+  // it was down; someone may bounce it). The macvtap is vcnet's: set before it is up, gone with it.
+  steps.push(stepOf({ op: 'set-link', link: macvtap, set: { ipv6AddressGeneration: 'none' } }));
   steps.push(stepOf({ op: 'set-link', link: pod, set: { address: spare } }, { address: originalAddress }));
-  // The kernel's IPv6 link-local address stays (it is the link's, not the pod's).
-  const removable = snapshot.addresses.filter(
-    (address) =>
-      address.index === source.index && !(address.family === AddressFamily.INET6 && address.scope === RouteScope.LINK),
-  );
+  const generation = source.ipv6AddressGeneration;
+  if (generation !== undefined && generation !== 'none') {
+    steps.push(
+      stepOf(
+        { op: 'set-link', link: pod, set: { ipv6AddressGeneration: 'none' } },
+        { ipv6AddressGeneration: generation },
+      ),
+    );
+  }
+  const removable = snapshot.addresses.filter((address) => address.index === source.index);
   // Undo runs backwards, so the deletion order is the reverse of the order to put them back in.
   // IPv4 is listed oldest first: delete the newest first, so secondaries go before their primary
   // (deleting a primary first takes its secondaries with it, or promotes one). IPv6 as listed, its
@@ -315,7 +327,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
     steps.push(bringUp);
   }
   steps.push(stepOf({ op: 'set-link', link: macvtap, set: { up: true } }));
-  steps.push(...rateLimitOnTapSide(snapshot, config, macvtap));
+  steps.push(...rateLimitOnDevice(snapshot, config, macvtap, 'macvtap'));
   return {
     model: 'macvtap',
     steps,
@@ -330,25 +342,41 @@ function planTapOnly(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   const guestHardwareAddress = request.guestHardwareAddress ?? request.source?.address;
   return {
     model: 'none',
-    steps: [...tapSteps(tap, config, mtu), ...rateLimitOnTapSide(snapshot, config, tap)],
+    steps: [...tapSteps(tap, config, mtu), ...rateLimitOnDevice(snapshot, config, tap, 'tap')],
     device: tap,
     ...(guestHardwareAddress ? { guestHardwareAddress } : {}),
   };
 }
 
-/** rx on the tap side's egress; tx through an ifb the tap side's ingress is redirected to. */
-function rateLimitOnTapSide(snapshot: PlanSnapshot, config: PlanConfig, tapSide: LinkRef): PlanStep[] {
-  const steps: PlanStep[] = [];
-  if (config.rateLimit?.rxBitsPerSecond) steps.push(...htbSteps(snapshot, tapSide, config.rateLimit.rxBitsPerSecond));
+/**
+ * The rate limits of the device the VM reads and writes: an htb on its egress for one direction, an
+ * ifb fed from its ingress for the other. Which direction is which depends on the device:
+ *   tap      frames for the VM are transmitted on the tap (egress) and read from its fd; frames the
+ *            VM writes are received on it (ingress). rx on the egress, tx through the ifb.
+ *   macvtap  frames the VM writes to /dev/tapN go out through the macvtap's transmit path (egress) to
+ *            the lower link; frames for the VM arrive on its receive path (ingress), where the ifb's
+ *            redirect sees them before they are queued to the fd. tx on the egress, rx through the ifb.
+ * Kata uses the tap's placement for a macvtap too, which limits each direction by the other's rate.
+ */
+function rateLimitOnDevice(
+  snapshot: PlanSnapshot,
+  config: PlanConfig,
+  device: LinkRef,
+  kind: 'tap' | 'macvtap',
+): PlanStep[] {
+  const rx = config.rateLimit?.rxBitsPerSecond;
   const tx = config.rateLimit?.txBitsPerSecond;
-  if (tx) {
-    const ifb: LinkRef = { role: 'ifb', name: ifbName(tapSide.name) };
+  const [egress, ingress] = kind === 'tap' ? [rx, tx] : [tx, rx];
+  const steps: PlanStep[] = [];
+  if (egress) steps.push(...htbSteps(snapshot, device, egress));
+  if (ingress) {
+    const ifb: LinkRef = { role: 'ifb', name: ifbName(device.name) };
     steps.push(
       stepOf({ op: 'create-link', link: ifb, kind: 'ifb', group: VCNET_LINK_GROUP }),
       stepOf({ op: 'set-link', link: ifb, set: { up: true } }),
-      ingressStep(tapSide),
-      redirectStep(tapSide, ifb, INGRESS_HANDLE, FILTER_PRIORITY - 1),
-      ...htbSteps(snapshot, ifb, tx),
+      ingressStep(device),
+      redirectStep(device, ifb, INGRESS_HANDLE, FILTER_PRIORITY - 1),
+      ...htbSteps(snapshot, ifb, ingress),
     );
   }
   return steps;

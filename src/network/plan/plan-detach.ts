@@ -59,6 +59,7 @@ const ATTRIBUTE_LABELS: Record<keyof LinkAttributes, string> = {
   mtu: 'MTU',
   up: 'up/down state',
   group: 'group',
+  ipv6AddressGeneration: 'IPv6 address generation mode',
 };
 
 function currentValue(link: Link, key: keyof RecordedLinkAttributes): unknown {
@@ -69,6 +70,8 @@ function currentValue(link: Link, key: keyof RecordedLinkAttributes): unknown {
       return link.mtu;
     case 'up':
       return (link.flags & InterfaceFlag.UP) !== 0;
+    case 'ipv6AddressGeneration':
+      return link.ipv6AddressGeneration;
     default:
       return undefined;
   }

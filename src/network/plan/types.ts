@@ -7,6 +7,7 @@
  * itself creates by its name only; the executor resolves names to indexes when it sends the change.
  */
 import type { AddressSpec } from '../../netlink/codec/address.js';
+import type { Ipv6AddressGeneration } from '../../netlink/codec/link.js';
 import type { NeighbourSpec } from '../../netlink/codec/neighbour.js';
 import type { NextHopSpec, RouteSpec } from '../../netlink/codec/route.js';
 
@@ -26,6 +27,7 @@ export interface LinkAttributes {
   mtu?: number;
   up?: boolean;
   group?: number;
+  ipv6AddressGeneration?: Ipv6AddressGeneration;
 }
 
 /** An address, route or neighbour as a request, without the link (the change names it). */
@@ -128,6 +130,7 @@ export interface RecordedLinkAttributes {
   name?: string;
   /** The root qdisc before attach, when it was none at all ("noop": the link had never been up). */
   qdisc?: 'noop';
+  ipv6AddressGeneration?: Ipv6AddressGeneration;
 }
 
 export type PlumbingStep =

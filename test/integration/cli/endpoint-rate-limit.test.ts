@@ -1,6 +1,7 @@
 /**
- * Rate limits are never dropped silently: an existing macvtap endpoint gets Kata's htb (rx) and an
- * ifb-fed htb (tx), detach removes exactly those; ifb names stay unique whatever the endpoint's name.
+ * Rate limits are never dropped silently: an existing macvtap endpoint gets an htb on its egress (tx:
+ * what the VM sends) and an ifb-fed htb from its ingress (rx), detach removes exactly those; ifb names
+ * stay unique whatever the endpoint's name.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { fingerprint, makePod } from '../../helpers/pod.js';
 const stateDirectory = stateDirectoryPerTest();
 
 describe('rate limits on non-pair endpoints', () => {
-  it('puts htb on an existing macvtap (rx) and on an ifb fed from it (tx), and detach removes them', () => {
+  it('puts htb on an existing macvtap (tx) and on an ifb fed from it (rx), and detach removes them', () => {
     const { pod } = makePod();
     pod.exec('ip', ['link', 'add', 'link', 'eth0', 'name', 'vm-nic0', 'type', 'macvtap', 'mode', 'bridge']);
     pod.exec('ip', ['link', 'set', 'vm-nic0', 'up']);
@@ -41,6 +42,8 @@ describe('rate limits on non-pair endpoints', () => {
       pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', dev).some((qdisc) => qdisc.kind === 'htb');
     expect(htbOn('vm-nic0')).toBe(true);
     expect(htbOn(ifb)).toBe(true);
+    expect(pod.exec('tc', ['class', 'show', 'dev', 'vm-nic0'])).toMatch(/class htb 1:2 .*rate 20Mbit/);
+    expect(pod.exec('tc', ['class', 'show', 'dev', ifb])).toMatch(/class htb 1:2 .*rate 10Mbit/);
     expect(vcnet(['detach', '--sandbox', 'rl1', '--state-dir', stateDirectory()]).status).toBe(0);
     expect(pod.exec('ip', ['link', 'show'])).not.toContain(ifb);
     expect(fingerprint(pod)).toEqual(before);

@@ -3,7 +3,8 @@
  * plumbing must be exactly as specified (checked with ip -j / tc -j), and after detach the namespace
  * must be identical to before (links, addresses, routes, neighbours, qdiscs, filters).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, writeSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { NetworkConfig } from '../../../src/network/config.js';
 import { generateGuestNetwork } from '../../../src/network/guest.js';
@@ -238,6 +239,106 @@ describe('macvtap', () => {
     expect(endpoint?.plumbing?.tapFds).toHaveLength(1);
     expect(existsSync(`/dev/tap${macvtap.ifindex}`)).toBe(true);
     await network.removeEndpoints();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+/** The htb leaf classes (1:2) of the namespace's links, with their rate and the bytes they sent. */
+function htbLeaves(namespace: TestNamespace): Array<{ dev: string; rate: string; bytes: number }> {
+  const leaves: Array<{ dev: string; rate: string; bytes: number }> = [];
+  for (const { ifname } of namespace.ipJson<Array<{ ifname: string }>>('link', 'show')) {
+    // This iproute2 prints classes as text only (no JSON for `tc -s class show`).
+    const text = namespace.exec('tc', ['-s', 'class', 'show', 'dev', ifname]);
+    for (const block of text.split(/^(?=class )/m)) {
+      const leaf = /^class htb 1:2 .*?\brate (\S+).*?\n\s*Sent (\d+) bytes/s.exec(block);
+      if (leaf) leaves.push({ dev: ifname, rate: leaf[1]!, bytes: Number(leaf[2]) });
+    }
+  }
+  return leaves;
+}
+
+describe('macvtap and IPv6 link-local addresses', () => {
+  it("takes the pod link's link-local address with its MAC, lets the kernel make none while attached, and puts it back exactly", async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const network = open(pod, 'macvtap');
+    const podLinkLocal = async () => {
+      const snapshot = await network.scan();
+      const eth0 = snapshot.links.find((candidate) => candidate.name === 'eth0')!;
+      return {
+        generation: eth0.ipv6AddressGeneration,
+        addresses: snapshot.addresses.filter(
+          (address) => address.index === eth0.index && address.address.startsWith('fe80:'),
+        ),
+      };
+    };
+    const original = await podLinkLocal();
+    expect(original.generation).toBe('eui64');
+    expect(original.addresses).toHaveLength(1);
+    // The guest takes the pod link's MAC, so its EUI-64 link-local address is this one.
+    const guestLinkLocal = original.addresses[0]!.address;
+
+    const [endpoint] = await network.addEndpoints();
+    expect(endpoint?.hardwareAddress).toBe(link(pod, 'tap0_kata').address);
+    expect(pod.exec('ip', ['-6', 'addr', 'show'])).not.toContain(guestLinkLocal);
+    expect(pod.exec('ip', ['-6', 'addr', 'show', 'dev', 'eth0'])).toBe('');
+    expect(pod.exec('ip', ['-6', 'addr', 'show', 'dev', 'tap0_kata'])).toBe('');
+    // Brought up again (by anyone), the pod link would get one from its new MAC: generation is off.
+    expect(pod.exec('ip', ['-d', 'link', 'show', 'eth0'])).toContain('addrgenmode none');
+
+    expect((await network.removeEndpoints()).failures).toEqual([]);
+    // Flags, scope, lifetimes and the kernel's protocol (kernel_ll) included.
+    expect(await podLinkLocal()).toEqual(original);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+describe('macvtap rate limits', () => {
+  it('shapes the frames the VM receives with the rx limit and those it sends with the tx limit', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const network = open(pod, 'macvtap', { rateLimit: { rxBitsPerSecond: 50_000_000, txBitsPerSecond: 20_000_000 } });
+    const [endpoint] = await network.addEndpoints({ keepFds: true });
+    const guestMac = endpoint!.hardwareAddress;
+    const [fd] = endpoint!.plumbing!.tapFds;
+    expect(fd).toBeDefined();
+
+    // Towards the VM: the node sends UDP to the guest's address at the guest's MAC (no VM answers
+    // ARP). One socket per datagram: frames queued to the unread fd stay charged to their socket.
+    const towardsVm = { frames: 40, payload: 1400 };
+    node.exec('ip', ['neigh', 'replace', '10.200.0.2', 'lladdr', guestMac, 'dev', 'veth0', 'nud', 'permanent']);
+    node.exec('bash', [
+      '-c',
+      `for i in $(seq ${towardsVm.frames}); do head -c ${towardsVm.payload} /dev/zero > /dev/udp/10.200.0.2/9; done`,
+    ]);
+    // From the VM: frames written to /dev/tapN as QEMU writes them (a zeroed virtio-net header first,
+    // 10 bytes, the macvtap default), to the node's MAC with an experimental ethertype.
+    const fromVm = { frames: 20, payload: 1000 };
+    const nodeMac = node.ipJson<IpLink[]>('link', 'show', 'veth0')[0]!.address;
+    const mac = (text: string) => Buffer.from(text.split(':').map((byte) => Number.parseInt(byte, 16)));
+    const frame = Buffer.concat([
+      Buffer.alloc(10),
+      mac(nodeMac),
+      mac(guestMac),
+      Buffer.from([0x88, 0xb5]),
+      Buffer.alloc(fromVm.payload, 0x5a),
+    ]);
+    for (let i = 0; i < fromVm.frames; i++) expect(writeSync(fd!, frame)).toBe(frame.length);
+    await sleep(300);
+
+    const leaves = htbLeaves(pod);
+    const rx = leaves.find((leaf) => leaf.rate === '50Mbit');
+    const tx = leaves.find((leaf) => leaf.rate === '20Mbit');
+    const bytesTowardsVm = towardsVm.frames * towardsVm.payload;
+    const bytesFromVm = fromVm.frames * fromVm.payload;
+    // Each class counts its own direction (plus a little IPv6 chatter), never the other's.
+    expect(rx!.bytes).toBeGreaterThanOrEqual(bytesTowardsVm);
+    expect(rx!.bytes).toBeLessThan(bytesTowardsVm + bytesFromVm);
+    expect(tx!.bytes).toBeGreaterThanOrEqual(bytesFromVm);
+    expect(tx!.bytes).toBeLessThan(bytesTowardsVm);
+    expect([rx?.dev, tx?.dev]).toEqual(['ifb0_kata', 'tap0_kata']);
+
+    expect((await network.removeEndpoints()).failures).toEqual([]);
     expect(fingerprint(pod)).toEqual(before);
   });
 });

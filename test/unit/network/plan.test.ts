@@ -19,6 +19,7 @@ import { undoOf } from '../../../src/network/plan/inverse.js';
 import {
   CLSACT_INGRESS_PARENT,
   FILTER_PRIORITY,
+  ifbName,
   LinkNameTakenError,
   type PlanSnapshot,
   planAttach,
@@ -234,11 +235,14 @@ describe('planAttach: tcfilter', () => {
   });
 });
 
+/** eth0 as the kernel reports a link with IPv6: its link-local address made from the MAC (EUI-64). */
+const eth0WithIpv6 = (): Link => link({ ipv6AddressGeneration: 'eui64' });
+
 describe('planAttach: macvtap', () => {
   const plan = planAttach(
     snapshot(),
     { queues: 1 },
-    { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    { model: 'macvtap', source: eth0WithIpv6(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
   );
 
   it('removes permanent neighbours and non-kernel routes, makes the macvtap, moves the MAC, removes addresses', () => {
@@ -246,11 +250,32 @@ describe('planAttach: macvtap', () => {
       'ip neigh del 10.88.0.1 dev eth0',
       `ip route del default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
       'ip link add link eth0 name tap0_kata address 02:42:ac:11:00:02 mtu 1500 txqueuelen 1000 group 30307 type macvtap mode bridge',
+      'ip link set dev tap0_kata addrgenmode none',
       `ip link set dev eth0 address ${SPARE}`,
+      'ip link set dev eth0 addrgenmode none',
       'ip address del 10.88.0.2/16 dev eth0',
       'ip address del fd00::2/64 dev eth0',
+      'ip address del fe80::1/64 dev eth0',
       'ip link set dev tap0_kata up',
     ]);
+  });
+
+  it("takes the link-local address too (the guest's, from the MAC), and leaves generation alone where it is off", () => {
+    const off = planAttach(
+      snapshot(),
+      { queues: 1 },
+      {
+        model: 'macvtap',
+        source: link({ ipv6AddressGeneration: 'none' }),
+        tapName: 'tap0_kata',
+        spareHardwareAddress: SPARE,
+      },
+    );
+    const commands = commandsOf(off);
+    expect(commands).toContain('ip address del fe80::1/64 dev eth0');
+    expect(commands).not.toContain('ip link set dev eth0 addrgenmode none');
+    // The macvtap's own, from the guest's MAC, is never made.
+    expect(commands).toContain('ip link set dev tap0_kata addrgenmode none');
   });
 
   it('deletes IPv4 addresses newest first (secondaries before their primary), IPv6 as listed', () => {
@@ -281,18 +306,28 @@ describe('planAttach: macvtap', () => {
       'remove-neighbours',
       'remove-routes',
       'create-link',
+      undefined,
       'change-link',
+      'change-link',
+      'remove-addresses',
       'remove-addresses',
       'remove-addresses',
       undefined,
     ]);
     // What vcnet set is recorded beside what was there, so detach can leave a value the user changed.
-    expect(plan.steps[3]?.record).toEqual({
+    expect(plan.steps[4]?.record).toEqual({
       step: 'change-link',
       link: 'eth0',
       index: 2,
       before: { address: '02:42:ac:11:00:02' },
       set: { address: SPARE },
+    });
+    expect(plan.steps[5]?.record).toEqual({
+      step: 'change-link',
+      link: 'eth0',
+      index: 2,
+      before: { ipv6AddressGeneration: 'eui64' },
+      set: { ipv6AddressGeneration: 'none' },
     });
   });
 
@@ -331,10 +366,10 @@ describe('planAttach: macvtap', () => {
     expect(detachCommands('tbf').filter((command) => command.includes('root'))).toEqual([]);
   });
 
-  it('shapes tx through an ifb redirected from the macvtap, recorded under the parent it is added to', () => {
+  it('shapes rx (towards the VM) through an ifb fed from the macvtap ingress, recorded under the parent it is added to', () => {
     const limited = planAttach(
       snapshot(),
-      { queues: 1, rateLimit: { txBitsPerSecond: 1_000_000 } },
+      { queues: 1, rateLimit: { rxBitsPerSecond: 1_000_000 } },
       { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
     );
     const commands = commandsOf(limited);
@@ -342,6 +377,8 @@ describe('planAttach: macvtap', () => {
     expect(commands).toContain(
       'tc filter add dev tap0_kata parent ffff: protocol all prio 49151 u32 match u32 0 0 action mirred egress redirect dev ifb0_kata',
     );
+    expect(commands).toContain('tc qdisc add dev ifb0_kata root handle 1: htb default 2');
+    expect(commands).not.toContain('tc qdisc add dev tap0_kata root handle 1: htb default 2');
     const redirect = limited.steps.find((step) => step.change.op === 'add-filter');
     expect(redirect?.record).toEqual({
       step: 'add-filter',
@@ -351,6 +388,37 @@ describe('planAttach: macvtap', () => {
       protocol: ETH_P_ALL,
       kind: 'u32',
     });
+  });
+
+  it('shapes tx (from the VM) with an htb on the macvtap egress, the reverse of a tap', () => {
+    const rates = { rxBitsPerSecond: 50_000_000, txBitsPerSecond: 20_000_000 };
+    const classRates = (plan: Plan) =>
+      plan.steps.flatMap(({ change }) =>
+        change.op === 'add-class' && change.handle === 0x10002 ? [[change.link.name, change.rateBitsPerSecond]] : [],
+      );
+    const macvtap = planAttach(
+      snapshot(),
+      { queues: 1, rateLimit: rates },
+      { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    );
+    expect(classRates(macvtap)).toEqual([
+      ['tap0_kata', 20_000_000],
+      ['ifb0_kata', 50_000_000],
+    ]);
+    const existing = planAttach(
+      snapshot({ links: [...snapshot().links, link({ index: 9, name: 'vm-nic0', kind: 'macvtap' })] }),
+      { queues: 1, rateLimit: rates },
+      { model: 'existing', source: link({ index: 9, name: 'vm-nic0', kind: 'macvtap' }), tapName: 'vm-nic0' },
+    );
+    expect(classRates(existing)).toEqual([
+      ['vm-nic0', 20_000_000],
+      [ifbName('vm-nic0'), 50_000_000],
+    ]);
+    const tap = planAttach(snapshot(), { queues: 1, rateLimit: rates }, { model: 'none', tapName: 'tap0_kata' });
+    expect(classRates(tap)).toEqual([
+      ['tap0_kata', 50_000_000],
+      ['ifb0_kata', 20_000_000],
+    ]);
   });
 
   it('needs the spare MAC from the caller (the plan has no randomness)', () => {
@@ -598,17 +666,21 @@ describe('planDetach', () => {
     planAttach(
       snapshot(),
       { queues: 1 },
-      { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+      { model: 'macvtap', source: eth0WithIpv6(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
     ).steps.flatMap((step) => (step.record ? [step.record] : []));
   const macvtap = link({ index: 7, name: 'tap0_kata', kind: 'macvtap', group: VCNET_LINK_GROUP });
 
   it('puts back what macvtap changed, in reverse, once the macvtap holding the MAC is gone', () => {
     // eth0 as attach left it: the spare MAC.
-    const plan = planDetach(macvtapRecords(), { links: [link({ address: SPARE }), macvtap] });
+    const plan = planDetach(macvtapRecords(), {
+      links: [link({ address: SPARE, ipv6AddressGeneration: 'none' }), macvtap],
+    });
     expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
       'ip link del dev tap0_kata',
+      'ip address add fe80::1/64 scope 253 dev eth0',
       'ip address add fd00::2/64 scope 0 dev eth0',
       'ip address add 10.88.0.2/16 scope 0 dev eth0',
+      'ip link set dev eth0 addrgenmode eui64',
       'ip link set dev eth0 address 02:42:ac:11:00:02',
       `ip route add default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
       'ip neigh replace 10.88.0.1 lladdr aa:bb:cc:dd:ee:ff nud permanent dev eth0',
