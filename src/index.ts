@@ -151,6 +151,7 @@ export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.
 export { LinkNameTakenError } from './network/plan/plan-attach.js';
 export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
 export { type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';
+export { StateWriteError } from './network/state/atomic-file.js';
 export { DirectoryNotMadeError } from './network/state/directory.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
 export { SandboxLockedError } from './network/state/store.js';
