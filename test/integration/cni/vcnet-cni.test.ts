@@ -796,6 +796,16 @@ describe.skipIf(skipReason)('vcnet-cni with older and newer CNI versions', () =>
     gc = runtime.invoke('GC', { ...vcnetConfig, name: 'another-network', 'cni.dev/valid-attachments': [] });
     expect(linkNames(pod)).toContain('tap0_kata');
 
+    // Without the list (neither key), GC must not take "nothing is valid" for an answer.
+    gc = runtime.invoke('GC', vcnetConfig);
+    expect(gc.status).toBe(1);
+    expect(gc.output).toMatchObject({ code: 7, msg: expect.stringContaining('cni.dev/valid-attachments: missing') });
+    expect(linkNames(pod)).toContain('tap0_kata');
+    // The key as the 1.1.0 SPEC first named it.
+    gc = runtime.invoke('GC', { ...vcnetConfig, 'cni.dev/attachments': valid });
+    expect(gc.status, gc.stdout).toBe(0);
+    expect(linkNames(pod)).toContain('tap0_kata');
+
     gc = runtime.invoke('GC', { ...vcnetConfig, 'cni.dev/valid-attachments': [] });
     expect(gc.status, gc.stdout).toBe(0);
     expect(linkNames(pod)).not.toContain('tap0_kata');
