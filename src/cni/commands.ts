@@ -227,7 +227,8 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
   // Looked up before the lock, since taking it makes <stateDir>/.locks: a DEL with nothing to undo
   // must succeed without making anything (the stateDir may be unusable, or the default one of
   // undecodable input). A lock file there may be an ADD under way: wait for it, then look again.
-  if (!store.hasRecord() && !store.hasLockFile()) return;
+  // A container directory without a record is what a killed ADD or DEL left: tidied under the lock.
+  if (!store.hasRecord() && !store.hasLockFile() && !store.hasContainerDirectory()) return;
   await store.withLock(async () => {
     let state: CniAttachmentState | undefined;
     try {
@@ -237,7 +238,11 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
       warn(await setAsideUnreadable(store, request, error));
       return;
     }
-    if (!state) return;
+    if (!state) {
+      // The container's directory and its lock file go after this, once nothing else is in it.
+      store.removeLeftovers();
+      return;
+    }
     // Everything ADD made lives in the pod namespace and went with it (a new namespace at the same
     // path is somebody else's and is not touched).
     let recorded: RecordedNetwork;

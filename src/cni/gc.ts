@@ -64,6 +64,18 @@ function entries(directory: string): string[] {
   }
 }
 
+/** DEL of an interface without a record, which only removes leftovers; left for the next GC when locked. */
+async function tidy(stateDirectory: string, containerId: string, interfaceName: string): Promise<void> {
+  try {
+    await del({
+      environment: { command: 'DEL', containerId, interfaceName, pluginPath: [] },
+      config: { stateDirectory, lockTimeoutMs: 0 },
+    });
+  } catch (error) {
+    if (!(error instanceof VcnetError && error.code === 'VCNET_SANDBOX_LOCKED')) throw error;
+  }
+}
+
 export interface GarbageCollection {
   removed: ValidAttachment[];
   /** Locked by a command under way: left for the next GC. */
@@ -84,7 +96,13 @@ export async function garbageCollect(
       if (keep.has(`${containerId}/${interfaceName}`)) continue;
       let recordedNetwork: string | undefined;
       try {
-        recordedNetwork = new AttachmentStore(config.stateDirectory, containerId, interfaceName).read()?.networkName;
+        const store = new AttachmentStore(config.stateDirectory, containerId, interfaceName);
+        if (!store.hasRecord()) {
+          // What a killed DEL left (an empty directory, the lock file): any network's GC tidies it.
+          await tidy(config.stateDirectory, containerId, interfaceName);
+          continue;
+        }
+        recordedNetwork = store.read()?.networkName;
       } catch (error) {
         // Whose network it was cannot be read either: not this GC's to remove, nor a reason to fail
         // it (the runtime would retry forever). DEL of that container sets the record aside.

@@ -111,6 +111,11 @@ export class AttachmentStore {
     return existsSync(this.statePath);
   }
 
+  /** Whether the container's directory is there (a record, or what a killed ADD or DEL left of one). */
+  hasContainerDirectory(): boolean {
+    return existsSync(this.container.directory);
+  }
+
   /** Whether the container's lock file is there: another command on the container holds it, or held it. */
   hasLockFile(): boolean {
     return existsSync(this.container.lockPath);
@@ -170,6 +175,22 @@ export class AttachmentStore {
       rmdirSync(this.interfacesDirectory);
     } catch {
       // another interface of the container is still recorded
+    }
+  }
+
+  /**
+   * With no record: removes what a command killed half-way left of this interface (its emptied
+   * directory, a write's temporary file), so the container's directory and lock file can go too.
+   * A record set aside stays, and its directory with it. Call holding the lock.
+   */
+  removeLeftovers(): void {
+    this.attachment.removeStaleTemporaries();
+    for (const directory of [this.attachment.directory, this.interfacesDirectory]) {
+      try {
+        rmdirSync(directory);
+      } catch {
+        return; // not empty (a record set aside, another interface) or not there
+      }
     }
   }
 

@@ -182,7 +182,7 @@ export class SandboxStore {
    * A write's temporary file left by a process killed before its rename. Every writer holds the
    * sandbox lock, so under the lock any temporary file is such a leftover.
    */
-  private removeStaleTemporaries(): void {
+  removeStaleTemporaries(): void {
     let names: string[];
     try {
       names = readdirSync(this.directory);

@@ -531,6 +531,92 @@ describe.skipIf(skipReason)('vcnet-cni DEL always frees', () => {
   );
 });
 
+describe.skipIf(skipReason)('vcnet-cni after a DEL killed half-way', () => {
+  /**
+   * What a DEL killed after removing the record but before its directories leaves (its plumbing
+   * undone): the emptied interface directory and the container's lock file, not held.
+   */
+  function leaveWhatAKilledDelLeaves(containerId: string): { containerDirectory: string; lockPath: string } {
+    const containerDirectory = join(stateDirectory, containerId);
+    mkdirSync(join(containerDirectory, 'interfaces', 'eth0'), { recursive: true });
+    const lockPath = join(stateDirectory, '.locks', containerId);
+    mkdirSync(dirname(lockPath), { recursive: true });
+    writeFileSync(lockPath, '4242');
+    return { containerDirectory, lockPath };
+  }
+
+  it('a later DEL, the plugin GC and vcnet gc each remove the empty directories and the lock file', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const { result, afterBridge } = addChain(runtime, list, pod);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(fingerprint(pod)).toEqual(afterBridge);
+
+    let left = leaveWhatAKilledDelLeaves(attachment.containerId);
+    const again = runtime.invoke('DEL', vcnetConfig);
+    expect(again.status, again.stdout).toBe(0);
+    expect(again.stdout).toBe('');
+    expect(existsSync(left.containerDirectory)).toBe(false);
+    expect(existsSync(left.lockPath)).toBe(false);
+
+    // The plugin's GC (of any network: the directory names none) tidies it too.
+    left = leaveWhatAKilledDelLeaves(attachment.containerId);
+    const gc = runtime.invoke('GC', {
+      ...list.plugins[1],
+      cniVersion: '1.1.0',
+      name: 'another-network',
+      'cni.dev/valid-attachments': [],
+    });
+    expect(gc.status, gc.stdout).toBe(0);
+    expect(existsSync(left.containerDirectory)).toBe(false);
+    expect(existsSync(left.lockPath)).toBe(false);
+
+    // And `vcnet gc`, which says so; a directory with a record set aside in it is not touched.
+    left = leaveWhatAKilledDelLeaves(attachment.containerId);
+    const asideDirectory = join(stateDirectory, 'ctr-aside', 'interfaces', 'eth0');
+    mkdirSync(asideDirectory, { recursive: true });
+    writeFileSync(join(asideDirectory, 'state.json.unreadable-2024-01-01T00-00-00-000Z'), 'garbage');
+    const collected = vcnet(['gc', '--state-dir', stateDirectory, '--json']);
+    expect(collected.status, collected.stderr).toBe(0);
+    const report = JSON.parse(collected.stdout) as { removed: Array<{ kind: string; name: string; file?: string }> };
+    expect(report.removed).toContainEqual(
+      expect.objectContaining({ kind: 'state', name: attachment.containerId, file: left.containerDirectory }),
+    );
+    expect(report.removed.map((item) => item.name)).not.toContain('ctr-aside');
+    expect(existsSync(left.containerDirectory)).toBe(false);
+    expect(existsSync(left.lockPath)).toBe(false);
+    expect(readdirSync(asideDirectory)).toHaveLength(1);
+
+    runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+    expect(reservations()).toEqual([]);
+  });
+
+  it('a DEL that finds the lock held waits, and leaves the directories to the holder', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({ vcnet: { lockTimeoutMs: 200 } });
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const left = leaveWhatAKilledDelLeaves(attachment.containerId);
+    const held = tryLockFile(left.lockPath);
+    if (!(held instanceof FileLock)) throw new Error(`${left.lockPath} is already held`);
+    try {
+      const del = runtime.invoke('DEL', { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name });
+      expect(del.output).toMatchObject({ code: 11 });
+      expect(existsSync(join(left.containerDirectory, 'interfaces', 'eth0'))).toBe(true);
+    } finally {
+      held.release();
+    }
+    const del = runtime.invoke('DEL', { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name });
+    expect(del.status, del.stdout).toBe(0);
+    expect(existsSync(left.containerDirectory)).toBe(false);
+    expect(existsSync(left.lockPath)).toBe(false);
+  });
+});
+
 /** The lines of the test run's state directory registry (test/global-setup.ts points vcnet at it). */
 function registeredDirectories(): string[] {
   const registry = process.env.VCNET_STATE_REGISTRY;
