@@ -240,6 +240,50 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     delChain(runtime, list, result, pod, afterBridge);
   });
 
+  it('CHECK fails when eth0 MAC or MTU changed after ADD (tuning after vcnet-cni, or a person), passes with tuning before', (context) => {
+    const missing = missingCniPlugins(['tuning']);
+    if (missing) {
+      console.log(`skipping the tuning case: ${missing}`);
+      context.skip();
+    }
+    const { node, pod } = makeNodeAndPod();
+    const tuning = { type: 'tuning', mac: 'c2:00:5e:00:53:01', mtu: 1400, dataDir: join(workDirectory, 'tuning') };
+    const base = conflist({});
+    // Wrong: tuning changes eth0 after vcnet-cni recorded it (and the VM's NIC took its MAC and MTU).
+    const wrong: Conflist = { ...base, plugins: [base.plugins[0]!, base.plugins[1]!, tuning] };
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    let recordedMac = '';
+    const result = runtime.add(wrong, (position) => {
+      if (position === 1) recordedMac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]!.address;
+    });
+    const vcnetCheck = (by: CniRuntime, prevResult: unknown) =>
+      by.invoke('CHECK', { ...base.plugins[1], cniVersion: base.cniVersion, name: base.name, prevResult });
+    let run = vcnetCheck(runtime, result);
+    expect(run.status).toBe(1);
+    expect(run.output).toMatchObject({ code: 105 });
+    expect(String(run.output?.msg)).toContain(
+      `eth0 MAC changed since ADD: recorded ${recordedMac}, now c2:00:5e:00:53:01`,
+    );
+    expect(String(run.output?.msg)).toContain('eth0 MTU changed since ADD: recorded 1500, now 1400');
+    expect(String(run.output?.details)).toContain('put vcnet-cni last in the chain');
+    runtime.del(wrong, result);
+
+    // Right: tuning first, then vcnet-cni records the tuned eth0; CHECK passes until a person changes it.
+    const right: Conflist = { ...base, plugins: [base.plugins[0]!, tuning, base.plugins[1]!] };
+    const second = new CniRuntime(node, attachmentIn(pod));
+    const tuned = second.add(right);
+    run = vcnetCheck(second, tuned);
+    expect(run.status, run.stdout).toBe(0);
+    pod.exec('ip', ['link', 'set', 'eth0', 'mtu', '1300']);
+    run = vcnetCheck(second, tuned);
+    expect(run.output).toMatchObject({ code: 105 });
+    expect(String(run.output?.msg)).toContain('eth0 MTU changed since ADD: recorded 1400, now 1300');
+    expect(String(run.output?.msg)).not.toContain('MAC');
+    second.del(right, tuned);
+    expect(linkNames(pod)).toEqual(['lo']);
+    expect(reservations()).toEqual([]);
+  });
+
   it('CHECK says when eth0 was replaced since ADD; the whole DEL succeeds and vcnet-cni leaves the new eth0 alone', () => {
     const { node, pod } = makeNodeAndPod();
     const list = conflist({});
