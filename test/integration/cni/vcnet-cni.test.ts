@@ -528,6 +528,20 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     delChain(runtime, list, result, pod, afterBridge);
   });
 
+  it('the development wrapper runs the chain with a PATH that has no tools (only VCNET_NODE)', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    // As `env -i PATH=/nonexistent VCNET_NODE=...`: the plugins get nothing else but the CNI variables.
+    const runtime = new CniRuntime(node, attachment, { PATH: '/nonexistent' });
+    const { result, afterBridge } = addChain(runtime, list, pod);
+    expect(result.interfaces.at(-1)).toMatchObject({ name: 'tap0_kata', sandbox: pod.path });
+    runtime.check(list, result);
+    delChain(runtime, list, result, pod, afterBridge);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+    expect(reservations()).toEqual([]);
+  });
+
   it('VERSION through the wrapper found in CNI_PATH', () => {
     const { node, pod } = makeNodeAndPod();
     const runtime = new CniRuntime(node, attachmentIn(pod));
@@ -1027,15 +1041,22 @@ describe.skipIf(skipReason)('vcnet install-cni', () => {
     const plugin = join(binDirectory, 'vcnet-cni');
     // The same launcher pointing at a removed checkout.
     writeFileSync(plugin, readFileSync(plugin, 'utf8').replace(/^entry=.*$/m, "entry='/nonexistent/dist/cni/main.js'"));
-    const run = (command: string) =>
+    const run = (command: string, cniVersion = '1.0.0') =>
       spawnSync(plugin, [], {
-        input: '{"cniVersion":"1.0.0"}',
+        input: JSON.stringify({ cniVersion, name: 'vcnet-test', type: 'vcnet-cni' }),
         encoding: 'utf8',
-        env: { CNI_COMMAND: command, PATH: '/usr/bin:/bin' },
+        env: { CNI_COMMAND: command, PATH: '/nonexistent' },
       });
     expect(run('DEL').status).toBe(0);
     const add = run('ADD');
     expect(add.status).toBe(1);
-    expect(JSON.parse(add.stdout)).toMatchObject({ code: 5, msg: 'vcnet-cni is not installed completely' });
+    expect(JSON.parse(add.stdout)).toMatchObject({
+      cniVersion: '1.0.0',
+      code: 5,
+      msg: 'vcnet-cni is not installed completely',
+    });
+    // In the config's version; STATUS with the spec's "plugin not available".
+    expect(JSON.parse(run('ADD', '0.3.1').stdout)).toMatchObject({ cniVersion: '0.3.1', code: 5 });
+    expect(JSON.parse(run('STATUS', '1.1.0').stdout)).toMatchObject({ cniVersion: '1.1.0', code: 50 });
   });
 });
