@@ -104,6 +104,18 @@ export async function add(request: CniRequest): Promise<CniResult> {
   return store
     .withLock(async () => {
       const existing = store.read();
+      if (existing && !existing.device) {
+        // The record an ADD keeps while it works: that ADD was killed (or its undo refused) half-way.
+        throw new CniError(
+          CniErrorCode.ALREADY_ADDED,
+          'VCNET_CNI_ALREADY_ADDED',
+          `an earlier ADD of ${environment.interfaceName} of container ${environment.containerId} did not complete (its record ${store.statePath} has no device): what it made is still there`,
+          {
+            value: environment.interfaceName,
+            hint: 'DEL this container and interface (it removes what the earlier ADD made), then ADD again',
+          },
+        );
+      }
       if (existing) {
         throw new CniError(
           CniErrorCode.ALREADY_ADDED,

@@ -3,7 +3,7 @@
  * conflist: plugins found in CNI_PATH, executed inside a "node" namespace, prevResult threaded
  * through ADD, the cached result given to CHECK and DEL, DEL in reverse order.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -22,14 +22,17 @@ import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
-import { vcnet } from '../../helpers/cli.js';
+import { pauseAfterTap, vcnet } from '../../helpers/cli.js';
 import {
   type Attachment,
   bridgeThenVcnet,
+  CNI_PATH,
   CniChainError,
   type CniErrorOutput,
   CniRuntime,
   type Conflist,
+  findPlugin,
+  IP_COMMAND,
   missingCniPlugins,
   SYSTEM_CNI_DIRECTORY,
 } from '../../helpers/cni.js';
@@ -389,6 +392,67 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     expect(run.output).toMatchObject({ code: 102 });
 
     delChain(runtime, list, result, pod, afterBridge);
+  });
+
+  it('ADD after a killed ADD says the earlier ADD did not complete and DEL cleans it; then ADD works', async () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const previous = runtime.add(bridgeOnly);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: previous };
+
+    // An ADD killed (-9) right after it made the tap: its record has no device.
+    const child = spawn(IP_COMMAND, ['netns', 'exec', node.name, findPlugin('vcnet-cni')], {
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        VCNET_NODE: process.execPath,
+        CNI_COMMAND: 'ADD',
+        CNI_CONTAINERID: attachment.containerId,
+        CNI_NETNS: attachment.namespacePath,
+        CNI_IFNAME: attachment.interfaceName,
+        CNI_PATH,
+        ...(process.env.VCNET_STATE_REGISTRY ? { VCNET_STATE_REGISTRY: process.env.VCNET_STATE_REGISTRY } : {}),
+        ...pauseAfterTap('tap0_kata'),
+      },
+    });
+    child.stdin.end(JSON.stringify(vcnetConfig));
+    await new Promise<void>((resolve, reject) => {
+      let stderr = '';
+      child.stderr.on('data', (chunk) => {
+        stderr += chunk;
+        if (stderr.includes('paused after creating tap0_kata')) resolve();
+      });
+      child.on('close', () => reject(new Error(`ADD ended before the pause: ${stderr}`)));
+    });
+    const ended = new Promise((resolve) => child.on('close', resolve));
+    child.kill('SIGKILL');
+    await ended;
+    const record = JSON.parse(
+      readFileSync(join(stateDirectory, attachment.containerId, 'interfaces', 'eth0', 'state.json'), 'utf8'),
+    );
+    expect(record.device).toBeUndefined();
+    expect(linkNames(pod)).toContain('tap0_kata');
+
+    const again = runtime.invoke('ADD', vcnetConfig);
+    expect(again.status).toBe(1);
+    expect(again.output).toMatchObject({ code: 102 });
+    expect(String(again.output?.msg)).toContain(
+      `an earlier ADD of eth0 of container ${attachment.containerId} did not complete`,
+    );
+    expect(String(again.output?.msg)).not.toContain('already attached');
+    expect(String(again.output?.details)).toContain('DEL this container and interface');
+
+    // As the message says: DEL removes what the killed ADD made, and ADD then succeeds.
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    const added = runtime.invoke('ADD', vcnetConfig);
+    expect(added.status, added.stdout).toBe(0);
+    runtime.del(list, added.output);
+    expect(reservations()).toEqual([]);
+    expect(linkNames(pod)).toEqual(['lo']);
   });
 
   it('a container locked by another vcnet-cni gives code 11 (try again later)', () => {
