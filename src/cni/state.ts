@@ -16,7 +16,8 @@ import { DirectoryNotMadeError, makeDirectory } from '../network/state/directory
 import { cniContentSchema } from '../network/state/network-content-schema.js';
 import { RECORD_VERSION } from '../network/state/record-envelope.js';
 import { LOCK_DIRECTORY_NAME, SandboxStore } from '../network/state/store.js';
-import { CniConfigError } from './errors.js';
+import { INTERFACE_NAME_ACCEPTED, interfaceNameProblem } from './config.js';
+import { CniConfigError, CniEnvironmentError } from './errors.js';
 
 export const CNI_STATE_VERSION = RECORD_VERSION;
 
@@ -93,6 +94,10 @@ export class AttachmentStore {
   /** The record of one interface: its envelope carries the container id, its content the interface name. */
   private recordStore(interfaceName: string): SandboxStore {
     return new SandboxStore(interfaceName, this.interfacesDirectory, {
+      validateId: (name) => {
+        const problem = interfaceNameProblem(name);
+        if (problem !== undefined) throw new CniEnvironmentError('CNI_IFNAME', name, INTERFACE_NAME_ACCEPTED, problem);
+      },
       content: cniContentSchema.refine((record) => record.interfaceName === interfaceName, {
         error: `${JSON.stringify(interfaceName)} (the interface directory it is in)`,
         path: ['interfaceName'],

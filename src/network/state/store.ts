@@ -104,6 +104,8 @@ export interface SandboxStoreOptions {
   lockTimeoutHint?: string;
   /** Register the state directory for gc when locking (false for records nested in another's directory). */
   register?: boolean;
+  /** Checks the id, which names the record's directory (validateSandboxId by default). */
+  validateId?: (id: string) => void;
 }
 
 export class SandboxStore {
@@ -115,7 +117,7 @@ export class SandboxStore {
     root = stateDirectory(),
     private readonly options: SandboxStoreOptions = {},
   ) {
-    validateSandboxId(id);
+    (options.validateId ?? validateSandboxId)(id);
     if (root === '') throw new InvalidInputError('state directory', root, 'a directory path');
     this.root = resolve(root);
     this.directory = join(this.root, id);

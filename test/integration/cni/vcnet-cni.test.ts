@@ -455,6 +455,29 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     expect(linkNames(pod)).toEqual(['lo']);
   });
 
+  it('takes the interface names libcni and bridge take (net+1); refuses ".." (code 4) saying why', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod, 'net+1');
+    const runtime = new CniRuntime(node, attachment);
+    const { result, afterBridge } = addChain(runtime, list, pod);
+    expect(result.interfaces.at(-1)).toMatchObject({ name: 'tap0_kata', sandbox: pod.path });
+    expect(redirectTarget(ingressFilters(pod, 'net+1'))).toBe('tap0_kata');
+    expect(existsSync(join(stateDirectory, attachment.containerId, 'interfaces', 'net+1', 'state.json'))).toBe(true);
+    runtime.check(list, result);
+    delChain(runtime, list, result, pod, afterBridge);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+    const run = runtime.invoke('ADD', vcnetConfig, { CNI_IFNAME: '..' });
+    expect(run.output).toMatchObject({ code: 4 });
+    expect(String(run.output?.msg)).toContain('CNI_IFNAME is invalid: ".." (".." names a directory');
+    // DEL of a name nothing can be recorded under succeeds, and makes nothing.
+    expect(runtime.invoke('DEL', vcnetConfig, { CNI_IFNAME: '..' }).status).toBe(0);
+    expect(readdirSync(stateDirectory)).toEqual(['.locks']);
+    expect(reservations()).toEqual([]);
+  });
+
   it('a container locked by another vcnet-cni gives code 11 (try again later)', () => {
     const { node, pod } = makeNodeAndPod();
     const list = conflist({ vcnet: { lockTimeoutMs: 200 } });
