@@ -367,7 +367,7 @@ export const ErrorCodes = {
     agent: 'NOT_FOUND',
   },
   VCNET_CNI_ALREADY_ADDED: {
-    meaning: 'ADD for a container and interface already attached',
+    meaning: 'ADD for a container and interface already attached, or whose earlier ADD did not complete',
     role: 'specific',
     exit: 'FAILED',
     cni: 'ALREADY_ADDED',

@@ -6,6 +6,7 @@
 
 import { VcnetError } from '../errors.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
+import type { Link } from '../netlink/codec/link.js';
 import { formatHandle } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { isHostNamespace } from '../netns/namespace.js';
@@ -103,6 +104,18 @@ export async function add(request: CniRequest): Promise<CniResult> {
   return store
     .withLock(async () => {
       const existing = store.read();
+      if (existing && !existing.device) {
+        // The record an ADD keeps while it works: that ADD was killed (or its undo refused) half-way.
+        throw new CniError(
+          CniErrorCode.ALREADY_ADDED,
+          'VCNET_CNI_ALREADY_ADDED',
+          `an earlier ADD of ${environment.interfaceName} of container ${environment.containerId} did not complete (its record ${store.statePath} has no device): what it made is still there`,
+          {
+            value: environment.interfaceName,
+            hint: 'DEL this container and interface (it removes what the earlier ADD made), then ADD again',
+          },
+        );
+      }
       if (existing) {
         throw new CniError(
           CniErrorCode.ALREADY_ADDED,
@@ -227,7 +240,8 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
   // Looked up before the lock, since taking it makes <stateDir>/.locks: a DEL with nothing to undo
   // must succeed without making anything (the stateDir may be unusable, or the default one of
   // undecodable input). A lock file there may be an ADD under way: wait for it, then look again.
-  if (!store.hasRecord() && !store.hasLockFile()) return;
+  // A container directory without a record is what a killed ADD or DEL left: tidied under the lock.
+  if (!store.hasRecord() && !store.hasLockFile() && !store.hasContainerDirectory()) return;
   await store.withLock(async () => {
     let state: CniAttachmentState | undefined;
     try {
@@ -237,7 +251,11 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
       warn(await setAsideUnreadable(store, request, error));
       return;
     }
-    if (!state) return;
+    if (!state) {
+      // The container's directory and its lock file go after this, once nothing else is in it.
+      store.removeLeftovers();
+      return;
+    }
     // Everything ADD made lives in the pod namespace and went with it (a new namespace at the same
     // path is somebody else's and is not touched).
     let recorded: RecordedNetwork;
@@ -323,12 +341,17 @@ export async function check(request: CniRequest): Promise<void> {
   const previous = requirePreviousResult(config, 'CHECK');
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
-  const fail = (problems: string[]) =>
+  const fail = (problems: string[], drifted = false) =>
     new CniError(
       CniErrorCode.CHECK_FAILED,
       'VCNET_CNI_CHECK_FAILED',
       `${environment.interfaceName} of container ${environment.containerId} is not as ADD left it: ${problems.join('; ')}`,
-      { value: problems, hint: 'the runtime recreates the pod network (DEL, then ADD) to repair it' },
+      {
+        value: problems,
+        hint: drifted
+          ? `the VM's NIC was built from ${environment.interfaceName} as ADD recorded it: put vcnet-cni last in the chain, after every plugin that changes the interface (tuning...), and change the pod's MAC or MTU only through them; the runtime recreates the pod network (DEL, then ADD) to repair it`
+          : 'the runtime recreates the pod network (DEL, then ADD) to repair it',
+      },
     );
   const nothingRecorded = () => fail([`no completed ADD is recorded in ${store.statePath}`]);
   // As DEL: with nothing recorded, CHECK answers without making the state or lock directories.
@@ -349,14 +372,60 @@ export async function check(request: CniRequest): Promise<void> {
         problems.push(`prevResult does not list ${device.name} in ${namespace.path}`);
       }
       const handle = NetlinkHandle.open(namespace.opened.entryPath);
+      let drift: string[];
       try {
         problems.push(...(await plumbingProblems(handle, state)));
+        drift = podLinkDrift(await handle.links(), state);
       } finally {
         handle.close();
       }
-      if (problems.length > 0) throw fail(problems);
+      if (problems.length + drift.length > 0) throw fail([...problems, ...drift], drift.length > 0);
     }, config.lockTimeoutMs)
     .finally(() => namespace.opened.close());
+}
+
+/**
+ * The pod link's MAC and MTU as ADD left them: as it found them, then what its own steps set (the
+ * macvtap model gives the pod link a private MAC, its own MAC going to the VM).
+ */
+function podLinkAsLeft(endpoint: CniAttachmentState['network']['endpoints'][number]) {
+  const expected: { address?: string; mtu?: number } = {
+    ...(endpoint.properties.link.address ? { address: endpoint.properties.link.address } : {}),
+    mtu: endpoint.properties.link.mtu,
+  };
+  for (const step of endpoint.plumbing?.steps ?? []) {
+    if (step.step !== 'change-link' || step.link !== endpoint.name) continue;
+    // A record without `set` (older vcnet) does not say what the MAC became: not compared.
+    if ('address' in step.before) {
+      if (step.set?.address) expected.address = step.set.address;
+      else delete expected.address;
+    }
+    if ('mtu' in step.before) {
+      if (step.set?.mtu !== undefined) expected.mtu = step.set.mtu;
+      else delete expected.mtu;
+    }
+  }
+  return expected;
+}
+
+/**
+ * A pod link whose MAC or MTU changed since ADD (a plugin after vcnet-cni in the chain, a person):
+ * the VM's NIC still has what was recorded, so its traffic no longer matches the pod's.
+ */
+export function podLinkDrift(links: readonly Link[], state: CniAttachmentState): string[] {
+  const resolve = linkResolver(links);
+  const problems: string[] = [];
+  for (const endpoint of state.network.endpoints) {
+    // The same link (by ifindex): a replaced or missing one is reported by plumbingProblems.
+    const link = resolve(endpoint.name, endpoint.properties.link.index);
+    if (!link || link.name !== endpoint.name) continue;
+    const expected = podLinkAsLeft(endpoint);
+    if (expected.address && link.address && expected.address.toLowerCase() !== link.address.toLowerCase())
+      problems.push(`${endpoint.name} MAC changed since ADD: recorded ${expected.address}, now ${link.address}`);
+    if (expected.mtu !== undefined && link.mtu !== expected.mtu)
+      problems.push(`${endpoint.name} MTU changed since ADD: recorded ${expected.mtu}, now ${link.mtu}`);
+  }
+  return problems;
 }
 
 /** Differences between the namespace and the steps ADD recorded (links, qdiscs and filters it created). */

@@ -47,8 +47,25 @@ export interface CniEnvironment {
 
 /** The spec's container id rule, capped at the length vcnet's state store accepts. */
 const CONTAINER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-/** A Linux interface name (at most 15 bytes) of the characters vcnet can use in a state path. */
-const INTERFACE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+/** IFNAMSIZ less its NUL: the longest name the kernel takes, in bytes. */
+const MAX_INTERFACE_NAME_BYTES = 15;
+export const INTERFACE_NAME_ACCEPTED = `an interface name of 1 to ${MAX_INTERFACE_NAME_BYTES} bytes without "/", ":" or whitespace, other than "." and ".."`;
+
+/**
+ * What is wrong with CNI_IFNAME, or undefined: libcni's ValidateInterfaceName rules (the kernel's
+ * own), no stricter, so any name a runtime sends to bridge reaches vcnet-cni too. They also keep the
+ * name usable as one directory of the state path (no "/", never "." or "..").
+ */
+export function interfaceNameProblem(name: string | undefined): string | undefined {
+  if (!name) return 'missing';
+  if (name === '.' || name === '..')
+    return `"${name}" names a directory (the state path would leave <container>/interfaces/), and the kernel refuses it as an interface name`;
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes > MAX_INTERFACE_NAME_BYTES) return `${bytes} bytes, more than ${MAX_INTERFACE_NAME_BYTES}`;
+  const bad = /[/:\s]/u.exec(name)?.[0];
+  if (bad !== undefined) return `it contains ${JSON.stringify(bad)}`;
+  return undefined;
+}
 
 export function parseEnvironment(env: Record<string, string | undefined>): CniEnvironment {
   const command = env.CNI_COMMAND;
@@ -72,12 +89,9 @@ export function parseEnvironment(env: Record<string, string | undefined>): CniEn
     );
   }
   const interfaceName = env.CNI_IFNAME;
-  if (!interfaceName || !INTERFACE_NAME_PATTERN.test(interfaceName)) {
-    throw new CniEnvironmentError(
-      'CNI_IFNAME',
-      interfaceName,
-      'an interface name of letters, digits, "_", "." and "-", at most 15 characters',
-    );
+  const interfaceProblem = interfaceNameProblem(interfaceName);
+  if (interfaceProblem !== undefined || !interfaceName) {
+    throw new CniEnvironmentError('CNI_IFNAME', interfaceName, INTERFACE_NAME_ACCEPTED, interfaceProblem);
   }
   const namespacePath = env.CNI_NETNS;
   if (namespacePath || cniCommand !== 'DEL') {
@@ -309,7 +323,7 @@ export function parseDeleteTarget(input: string, env: Record<string, string | un
   const containerId = env.CNI_CONTAINERID;
   const interfaceName = env.CNI_IFNAME;
   if (!containerId || !CONTAINER_ID_PATTERN.test(containerId)) return undefined;
-  if (!interfaceName || !INTERFACE_NAME_PATTERN.test(interfaceName)) return undefined;
+  if (!interfaceName || interfaceNameProblem(interfaceName) !== undefined) return undefined;
   let raw: Record<string, unknown> = {};
   try {
     raw = decodeConfig(input);

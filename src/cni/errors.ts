@@ -61,13 +61,14 @@ export class CniError extends VcnetError {
 /** A required CNI_* variable is missing or malformed (code 4; the message names the variable). */
 export class CniEnvironmentError extends CniError {
   readonly variable: string;
-  constructor(variable: string, value: string | undefined, accepted: string) {
+  /** `problem`, when given, says what is wrong with `value` before what is accepted. */
+  constructor(variable: string, value: string | undefined, accepted: string, problem?: string) {
     super(
       CniErrorCode.INVALID_ENVIRONMENT,
       'VCNET_CNI_ENVIRONMENT',
       value === undefined || value === ''
         ? `environment variable ${variable} is missing (required: ${accepted})`
-        : `environment variable ${variable} is invalid: ${JSON.stringify(value)} (accepted: ${accepted})`,
+        : `environment variable ${variable} is invalid: ${JSON.stringify(value)} (${problem ? `${problem}; ` : ''}accepted: ${accepted})`,
       { value, hint: `the container runtime sets ${variable}; when running by hand, export it` },
     );
     this.variable = variable;

@@ -14,6 +14,11 @@ import { CniConfigError } from './errors.js';
 import { AttachmentStore } from './state.js';
 
 export const VALID_ATTACHMENTS_KEY = 'cni.dev/valid-attachments';
+/**
+ * The key as the CNI 1.1.0 SPEC first named it (containernetworking/cni#1101); libcni sends both
+ * since #1103, and a runtime written from the first text sends only this one.
+ */
+export const ATTACHMENTS_ALIAS_KEY = 'cni.dev/attachments';
 
 export interface ValidAttachment {
   containerID: string;
@@ -22,19 +27,33 @@ export interface ValidAttachment {
 
 const validAttachmentsSchema = z.array(z.looseObject({ containerID: z.string(), ifname: z.string() }));
 
-/** The runtime's list of attachments still in use (absent = none: every record of the network is stale). */
-export function parseValidAttachments(raw: Record<string, unknown>): ValidAttachment[] {
-  const value = raw[VALID_ATTACHMENTS_KEY];
-  if (value === undefined) return [];
+function attachmentsUnder(raw: Record<string, unknown>, key: string): ValidAttachment[] | undefined {
+  const value = raw[key];
+  if (value === undefined) return undefined;
   const parsed = validAttachmentsSchema.safeParse(value);
   if (!parsed.success) {
-    throw new CniConfigError(
-      VALID_ATTACHMENTS_KEY,
-      value,
-      'expected a list of {"containerID": string, "ifname": string}',
-    );
+    throw new CniConfigError(key, value, 'expected a list of {"containerID": string, "ifname": string}');
   }
   return parsed.data.map(({ containerID, ifname }) => ({ containerID, ifname }));
+}
+
+/**
+ * The runtime's list of attachments still in use, under either key (both given: every attachment
+ * either lists is kept). Neither key is a config error, never "nothing is valid": GC would undo
+ * every live attachment of the network.
+ */
+export function parseValidAttachments(raw: Record<string, unknown>): ValidAttachment[] {
+  const listed = attachmentsUnder(raw, VALID_ATTACHMENTS_KEY);
+  const alias = attachmentsUnder(raw, ATTACHMENTS_ALIAS_KEY);
+  if (listed === undefined && alias === undefined) {
+    throw new CniConfigError(
+      VALID_ATTACHMENTS_KEY,
+      undefined,
+      `missing: GC needs the list of attachments still in use (or "${ATTACHMENTS_ALIAS_KEY}", its first name); nothing was removed`,
+      `the runtime adds "${VALID_ATTACHMENTS_KEY}" to the config of GC (libcni does); [] when no attachment is valid`,
+    );
+  }
+  return [...(listed ?? []), ...(alias ?? [])];
 }
 
 function entries(directory: string): string[] {
@@ -42,6 +61,18 @@ function entries(directory: string): string[] {
     return readdirSync(directory);
   } catch {
     return [];
+  }
+}
+
+/** DEL of an interface without a record, which only removes leftovers; left for the next GC when locked. */
+async function tidy(stateDirectory: string, containerId: string, interfaceName: string): Promise<void> {
+  try {
+    await del({
+      environment: { command: 'DEL', containerId, interfaceName, pluginPath: [] },
+      config: { stateDirectory, lockTimeoutMs: 0 },
+    });
+  } catch (error) {
+    if (!(error instanceof VcnetError && error.code === 'VCNET_SANDBOX_LOCKED')) throw error;
   }
 }
 
@@ -65,7 +96,13 @@ export async function garbageCollect(
       if (keep.has(`${containerId}/${interfaceName}`)) continue;
       let recordedNetwork: string | undefined;
       try {
-        recordedNetwork = new AttachmentStore(config.stateDirectory, containerId, interfaceName).read()?.networkName;
+        const store = new AttachmentStore(config.stateDirectory, containerId, interfaceName);
+        if (!store.hasRecord()) {
+          // What a killed DEL left (an empty directory, the lock file): any network's GC tidies it.
+          await tidy(config.stateDirectory, containerId, interfaceName);
+          continue;
+        }
+        recordedNetwork = store.read()?.networkName;
       } catch (error) {
         // Whose network it was cannot be read either: not this GC's to remove, nor a reason to fail
         // it (the runtime would retry forever). DEL of that container sets the record aside.

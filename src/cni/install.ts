@@ -38,9 +38,43 @@ function shellQuote(text: string): string {
 }
 
 /**
- * The launcher: execs node on the plugin. If this vcnet was removed, DEL still succeeds (a DEL that
- * fails stops the chain before IPAM frees the pod's address); other commands print a CNI error.
+ * How the launcher and the development wrapper (src/cni/vcnet-cni, which holds these lines too)
+ * answer when they cannot run the plugin, with shell builtins only (a runtime may give no PATH):
+ * DEL succeeds, since a failing DEL stops the chain before IPAM frees the pod's address; STATUS gets
+ * the spec's code 50 (plugin not available), other commands 5 (I/O failure), in the cniVersion of
+ * the config when it names one vcnet-cni speaks. Expects $summary and $problem (no '"' or '\\').
  */
+export const CANNOT_RUN_ANSWER = [
+  'echo "vcnet-cni: $problem" >&2',
+  'if [ "$CNI_COMMAND" = DEL ]; then',
+  '  exit 0',
+  'fi',
+  'input=',
+  // Not from a terminal: a person trying the plugin by hand gets the answer instead of a wait.
+  'if [ ! -t 0 ]; then',
+  '  while IFS= read -r line || [ -n "$line" ]; do input="$input$line"; done',
+  'fi',
+  'version=',
+  `q='"'`,
+  `rest=\${input#*\${q}cniVersion\${q}}`,
+  'if [ "$rest" != "$input" ]; then',
+  `  rest=\${rest#*\${q}}`,
+  `  version=\${rest%%\${q}*}`,
+  'fi',
+  'case $version in',
+  `  ${SUPPORTED_CNI_VERSIONS.join(' | ')}) ;;`,
+  `  *) version=${PREFERRED_CNI_VERSION} ;;`,
+  'esac',
+  'code=5',
+  'if [ "$CNI_COMMAND" = STATUS ]; then',
+  '  code=50',
+  'fi',
+  `printf '{"cniVersion":"%s","code":%s,"msg":"%s","details":"%s"}\\n' "$version" "$code" "$summary" "$problem"`,
+  'exit 1',
+  '',
+].join('\n');
+
+/** The launcher: execs node on the plugin, or answers as CANNOT_RUN_ANSWER says when vcnet was moved or removed. */
 export function launcherScript(nodePath: string, entryPath: string): string {
   const node = shellQuote(nodePath);
   const entry = shellQuote(entryPath);
@@ -52,13 +86,9 @@ entry=${entry}
 if [ -x "$node" ] && [ -f "$entry" ]; then
   exec "$node" "$entry" "$@"
 fi
-echo "vcnet-cni: $node or $entry is missing; reinstall with vcnet install-cni" >&2
-if [ "$CNI_COMMAND" = DEL ]; then
-  exit 0
-fi
-printf '{"cniVersion":"${PREFERRED_CNI_VERSION}","code":5,"msg":"vcnet-cni is not installed completely","details":"%s or %s is missing; run vcnet install-cni"}\\n' "$node" "$entry"
-exit 1
-`;
+summary='vcnet-cni is not installed completely'
+problem="$node or $entry is missing; run vcnet install-cni"
+${CANNOT_RUN_ANSWER}`;
 }
 
 export interface ConflistOptions {

@@ -16,7 +16,8 @@ import { DirectoryNotMadeError, makeDirectory } from '../network/state/directory
 import { cniContentSchema } from '../network/state/network-content-schema.js';
 import { RECORD_VERSION } from '../network/state/record-envelope.js';
 import { LOCK_DIRECTORY_NAME, SandboxStore } from '../network/state/store.js';
-import { CniConfigError } from './errors.js';
+import { INTERFACE_NAME_ACCEPTED, interfaceNameProblem } from './config.js';
+import { CniConfigError, CniEnvironmentError } from './errors.js';
 
 export const CNI_STATE_VERSION = RECORD_VERSION;
 
@@ -93,6 +94,10 @@ export class AttachmentStore {
   /** The record of one interface: its envelope carries the container id, its content the interface name. */
   private recordStore(interfaceName: string): SandboxStore {
     return new SandboxStore(interfaceName, this.interfacesDirectory, {
+      validateId: (name) => {
+        const problem = interfaceNameProblem(name);
+        if (problem !== undefined) throw new CniEnvironmentError('CNI_IFNAME', name, INTERFACE_NAME_ACCEPTED, problem);
+      },
       content: cniContentSchema.refine((record) => record.interfaceName === interfaceName, {
         error: `${JSON.stringify(interfaceName)} (the interface directory it is in)`,
         path: ['interfaceName'],
@@ -109,6 +114,11 @@ export class AttachmentStore {
   /** Whether a record file is there (readable or not), looked up without making anything. */
   hasRecord(): boolean {
     return existsSync(this.statePath);
+  }
+
+  /** Whether the container's directory is there (a record, or what a killed ADD or DEL left of one). */
+  hasContainerDirectory(): boolean {
+    return existsSync(this.container.directory);
   }
 
   /** Whether the container's lock file is there: another command on the container holds it, or held it. */
@@ -170,6 +180,22 @@ export class AttachmentStore {
       rmdirSync(this.interfacesDirectory);
     } catch {
       // another interface of the container is still recorded
+    }
+  }
+
+  /**
+   * With no record: removes what a command killed half-way left of this interface (its emptied
+   * directory, a write's temporary file), so the container's directory and lock file can go too.
+   * A record set aside stays, and its directory with it. Call holding the lock.
+   */
+  removeLeftovers(): void {
+    this.attachment.removeStaleTemporaries();
+    for (const directory of [this.attachment.directory, this.interfacesDirectory]) {
+      try {
+        rmdirSync(directory);
+      } catch {
+        return; // not empty (a record set aside, another interface) or not there
+      }
     }
   }
 

@@ -15,7 +15,7 @@
  * Links are listed before records are read: an attach journals each link before making it, so a
  * link gc sees is already in a record gc reads afterwards.
  */
-import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { type Dirent, existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Link } from '../netlink/codec/link.js';
 import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
@@ -42,10 +42,11 @@ import { DEFAULT_STATE_DIRECTORY, LOCK_DIRECTORY_NAME, SandboxStore, stateDirect
 
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'state';
+  /** '' for a record directory without a record: it names no namespace. */
   namespacePath: string;
   /** The link's name, or the record's id (CNI: container/interface). */
   name: string;
-  /** The record's file (kind state). */
+  /** The record's file (kind state), or the directory removed when it held no record. */
   file?: string;
   /** Why it is garbage. */
   detail?: string;
@@ -306,6 +307,10 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       }
     }
 
+    // 3a. Directories a command killed half-way left without any record in them (gc of some
+    // namespaces only is about those namespaces: these belong to none).
+    if (!scoped) collectEmptyRecordDirectories(directories, dryRun, report);
+
     // 3b. Sandbox records with endpoints whose attach never completed (a crash, or an undo the
     // kernel refused), whose lock is free: gc finishes undoing what those endpoints recorded.
     for (const owner of owners) {
@@ -368,6 +373,49 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   }
   if (!dryRun) await forgetMissingStateDirectories(registeredStateDirectories());
   return report;
+}
+
+/** Whether the tree holds nothing but directories and a write's temporary files: no record, nothing set aside. */
+function holdsNoRecord(directory: string): boolean {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(directory, { withFileTypes: true });
+  } catch {
+    return false;
+  }
+  return entries.every((entry) =>
+    entry.isDirectory() ? holdsNoRecord(join(directory, entry.name)) : /^\.state\.\d+\.tmp$/.test(entry.name),
+  );
+}
+
+/**
+ * A record directory with no record in it (a DEL or detach killed between removing the record and
+ * its directories), and its lock file: removed under that lock, when nobody holds it.
+ */
+function collectEmptyRecordDirectories(directories: readonly string[], dryRun: boolean, report: GarbageReport): void {
+  for (const root of directories) {
+    for (const id of safeReaddir(root)) {
+      if (id.startsWith('.')) continue;
+      const directory = join(root, id);
+      if (!holdsNoRecord(directory)) continue;
+      const lock = dryRun ? undefined : tryLockFile(join(root, LOCK_DIRECTORY_NAME, id));
+      if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
+      try {
+        // Looked at again under the lock: a command may have written a record meanwhile.
+        if (!holdsNoRecord(directory)) continue;
+        report.removed.push({
+          kind: 'state',
+          namespacePath: '',
+          name: id,
+          file: directory,
+          detail: 'a record directory without a record (a DEL or detach was interrupted)',
+        });
+        if (!dryRun) removeTree(directory);
+      } finally {
+        lock?.release({ removeFile: !existsSync(directory) });
+      }
+    }
+  }
 }
 
 /** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */

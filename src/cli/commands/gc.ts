@@ -7,7 +7,7 @@ export function registerGc(program: Command): void {
   program
     .command('gc')
     .description(
-      'remove taps, macvtaps, ifbs and filters vcnet made whose sandbox is gone, and records of namespaces that exist nowhere',
+      'remove taps, macvtaps, ifbs and filters vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories an interrupted command left empty',
     )
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
@@ -43,7 +43,7 @@ export function registerGc(program: Command): void {
       print(
         table(
           ['KIND', 'NAMESPACE', 'NAME', 'WHY'],
-          report.removed.map((item) => [item.kind, item.namespacePath, item.name, item.detail ?? '']),
+          report.removed.map((item) => [item.kind, item.namespacePath || '-', item.name, item.detail ?? '']),
         ),
       );
     });

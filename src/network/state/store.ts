@@ -94,6 +94,8 @@ export interface SandboxStoreOptions {
   lockTimeoutHint?: string;
   /** Register the state directory for gc when locking (false for records nested in another's directory). */
   register?: boolean;
+  /** Checks the id, which names the record's directory (validateSandboxId by default). */
+  validateId?: (id: string) => void;
 }
 
 export class SandboxStore {
@@ -105,7 +107,7 @@ export class SandboxStore {
     root = stateDirectory(),
     private readonly options: SandboxStoreOptions = {},
   ) {
-    validateSandboxId(id);
+    (options.validateId ?? validateSandboxId)(id);
     if (root === '') throw new InvalidInputError('state directory', root, 'a directory path');
     this.root = resolve(root);
     this.directory = join(this.root, id);
@@ -162,7 +164,7 @@ export class SandboxStore {
    * A write's temporary file left by a process killed before its rename. Every writer holds the
    * sandbox lock, so under the lock any temporary file is such a leftover.
    */
-  private removeStaleTemporaries(): void {
+  removeStaleTemporaries(): void {
     let names: string[];
     try {
       names = readdirSync(this.directory);

@@ -3,7 +3,7 @@
  * conflist: plugins found in CNI_PATH, executed inside a "node" namespace, prevResult threaded
  * through ADD, the cached result given to CHECK and DEL, DEL in reverse order.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -22,14 +22,17 @@ import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
-import { vcnet } from '../../helpers/cli.js';
+import { pauseAfterTap, vcnet } from '../../helpers/cli.js';
 import {
   type Attachment,
   bridgeThenVcnet,
+  CNI_PATH,
   CniChainError,
   type CniErrorOutput,
   CniRuntime,
   type Conflist,
+  findPlugin,
+  IP_COMMAND,
   missingCniPlugins,
   SYSTEM_CNI_DIRECTORY,
 } from '../../helpers/cni.js';
@@ -240,6 +243,50 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     delChain(runtime, list, result, pod, afterBridge);
   });
 
+  it('CHECK fails when eth0 MAC or MTU changed after ADD (tuning after vcnet-cni, or a person), passes with tuning before', (context) => {
+    const missing = missingCniPlugins(['tuning']);
+    if (missing) {
+      console.log(`skipping the tuning case: ${missing}`);
+      context.skip();
+    }
+    const { node, pod } = makeNodeAndPod();
+    const tuning = { type: 'tuning', mac: 'c2:00:5e:00:53:01', mtu: 1400, dataDir: join(workDirectory, 'tuning') };
+    const base = conflist({});
+    // Wrong: tuning changes eth0 after vcnet-cni recorded it (and the VM's NIC took its MAC and MTU).
+    const wrong: Conflist = { ...base, plugins: [base.plugins[0]!, base.plugins[1]!, tuning] };
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    let recordedMac = '';
+    const result = runtime.add(wrong, (position) => {
+      if (position === 1) recordedMac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]!.address;
+    });
+    const vcnetCheck = (by: CniRuntime, prevResult: unknown) =>
+      by.invoke('CHECK', { ...base.plugins[1], cniVersion: base.cniVersion, name: base.name, prevResult });
+    let run = vcnetCheck(runtime, result);
+    expect(run.status).toBe(1);
+    expect(run.output).toMatchObject({ code: 105 });
+    expect(String(run.output?.msg)).toContain(
+      `eth0 MAC changed since ADD: recorded ${recordedMac}, now c2:00:5e:00:53:01`,
+    );
+    expect(String(run.output?.msg)).toContain('eth0 MTU changed since ADD: recorded 1500, now 1400');
+    expect(String(run.output?.details)).toContain('put vcnet-cni last in the chain');
+    runtime.del(wrong, result);
+
+    // Right: tuning first, then vcnet-cni records the tuned eth0; CHECK passes until a person changes it.
+    const right: Conflist = { ...base, plugins: [base.plugins[0]!, tuning, base.plugins[1]!] };
+    const second = new CniRuntime(node, attachmentIn(pod));
+    const tuned = second.add(right);
+    run = vcnetCheck(second, tuned);
+    expect(run.status, run.stdout).toBe(0);
+    pod.exec('ip', ['link', 'set', 'eth0', 'mtu', '1300']);
+    run = vcnetCheck(second, tuned);
+    expect(run.output).toMatchObject({ code: 105 });
+    expect(String(run.output?.msg)).toContain('eth0 MTU changed since ADD: recorded 1400, now 1300');
+    expect(String(run.output?.msg)).not.toContain('MAC');
+    second.del(right, tuned);
+    expect(linkNames(pod)).toEqual(['lo']);
+    expect(reservations()).toEqual([]);
+  });
+
   it('CHECK says when eth0 was replaced since ADD; the whole DEL succeeds and vcnet-cni leaves the new eth0 alone', () => {
     const { node, pod } = makeNodeAndPod();
     const list = conflist({});
@@ -345,6 +392,90 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     expect(run.output).toMatchObject({ code: 102 });
 
     delChain(runtime, list, result, pod, afterBridge);
+  });
+
+  it('ADD after a killed ADD says the earlier ADD did not complete and DEL cleans it; then ADD works', async () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const previous = runtime.add(bridgeOnly);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: previous };
+
+    // An ADD killed (-9) right after it made the tap: its record has no device.
+    const child = spawn(IP_COMMAND, ['netns', 'exec', node.name, findPlugin('vcnet-cni')], {
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        VCNET_NODE: process.execPath,
+        CNI_COMMAND: 'ADD',
+        CNI_CONTAINERID: attachment.containerId,
+        CNI_NETNS: attachment.namespacePath,
+        CNI_IFNAME: attachment.interfaceName,
+        CNI_PATH,
+        ...(process.env.VCNET_STATE_REGISTRY ? { VCNET_STATE_REGISTRY: process.env.VCNET_STATE_REGISTRY } : {}),
+        ...pauseAfterTap('tap0_kata'),
+      },
+    });
+    child.stdin.end(JSON.stringify(vcnetConfig));
+    await new Promise<void>((resolve, reject) => {
+      let stderr = '';
+      child.stderr.on('data', (chunk) => {
+        stderr += chunk;
+        if (stderr.includes('paused after creating tap0_kata')) resolve();
+      });
+      child.on('close', () => reject(new Error(`ADD ended before the pause: ${stderr}`)));
+    });
+    const ended = new Promise((resolve) => child.on('close', resolve));
+    child.kill('SIGKILL');
+    await ended;
+    const record = JSON.parse(
+      readFileSync(join(stateDirectory, attachment.containerId, 'interfaces', 'eth0', 'state.json'), 'utf8'),
+    );
+    expect(record.device).toBeUndefined();
+    expect(linkNames(pod)).toContain('tap0_kata');
+
+    const again = runtime.invoke('ADD', vcnetConfig);
+    expect(again.status).toBe(1);
+    expect(again.output).toMatchObject({ code: 102 });
+    expect(String(again.output?.msg)).toContain(
+      `an earlier ADD of eth0 of container ${attachment.containerId} did not complete`,
+    );
+    expect(String(again.output?.msg)).not.toContain('already attached');
+    expect(String(again.output?.details)).toContain('DEL this container and interface');
+
+    // As the message says: DEL removes what the killed ADD made, and ADD then succeeds.
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    const added = runtime.invoke('ADD', vcnetConfig);
+    expect(added.status, added.stdout).toBe(0);
+    runtime.del(list, added.output);
+    expect(reservations()).toEqual([]);
+    expect(linkNames(pod)).toEqual(['lo']);
+  });
+
+  it('takes the interface names libcni and bridge take (net+1); refuses ".." (code 4) saying why', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod, 'net+1');
+    const runtime = new CniRuntime(node, attachment);
+    const { result, afterBridge } = addChain(runtime, list, pod);
+    expect(result.interfaces.at(-1)).toMatchObject({ name: 'tap0_kata', sandbox: pod.path });
+    expect(redirectTarget(ingressFilters(pod, 'net+1'))).toBe('tap0_kata');
+    expect(existsSync(join(stateDirectory, attachment.containerId, 'interfaces', 'net+1', 'state.json'))).toBe(true);
+    runtime.check(list, result);
+    delChain(runtime, list, result, pod, afterBridge);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+    const run = runtime.invoke('ADD', vcnetConfig, { CNI_IFNAME: '..' });
+    expect(run.output).toMatchObject({ code: 4 });
+    expect(String(run.output?.msg)).toContain('CNI_IFNAME is invalid: ".." (".." names a directory');
+    // DEL of a name nothing can be recorded under succeeds, and makes nothing.
+    expect(runtime.invoke('DEL', vcnetConfig, { CNI_IFNAME: '..' }).status).toBe(0);
+    expect(readdirSync(stateDirectory)).toEqual(['.locks']);
+    expect(reservations()).toEqual([]);
   });
 
   it('a container locked by another vcnet-cni gives code 11 (try again later)', () => {
@@ -484,6 +615,20 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     delChain(runtime, list, result, pod, afterBridge);
   });
 
+  it('the development wrapper runs the chain with a PATH that has no tools (only VCNET_NODE)', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    // As `env -i PATH=/nonexistent VCNET_NODE=...`: the plugins get nothing else but the CNI variables.
+    const runtime = new CniRuntime(node, attachment, { PATH: '/nonexistent' });
+    const { result, afterBridge } = addChain(runtime, list, pod);
+    expect(result.interfaces.at(-1)).toMatchObject({ name: 'tap0_kata', sandbox: pod.path });
+    runtime.check(list, result);
+    delChain(runtime, list, result, pod, afterBridge);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+    expect(reservations()).toEqual([]);
+  });
+
   it('VERSION through the wrapper found in CNI_PATH', () => {
     const { node, pod } = makeNodeAndPod();
     const runtime = new CniRuntime(node, attachmentIn(pod));
@@ -529,6 +674,92 @@ describe.skipIf(skipReason)('vcnet-cni DEL always frees', () => {
       expect(node.ipJson<Array<{ ifname: string }>>('link', 'show', 'master', 'vcbr0')).toEqual([]);
     },
   );
+});
+
+describe.skipIf(skipReason)('vcnet-cni after a DEL killed half-way', () => {
+  /**
+   * What a DEL killed after removing the record but before its directories leaves (its plumbing
+   * undone): the emptied interface directory and the container's lock file, not held.
+   */
+  function leaveWhatAKilledDelLeaves(containerId: string): { containerDirectory: string; lockPath: string } {
+    const containerDirectory = join(stateDirectory, containerId);
+    mkdirSync(join(containerDirectory, 'interfaces', 'eth0'), { recursive: true });
+    const lockPath = join(stateDirectory, '.locks', containerId);
+    mkdirSync(dirname(lockPath), { recursive: true });
+    writeFileSync(lockPath, '4242');
+    return { containerDirectory, lockPath };
+  }
+
+  it('a later DEL, the plugin GC and vcnet gc each remove the empty directories and the lock file', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const { result, afterBridge } = addChain(runtime, list, pod);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(fingerprint(pod)).toEqual(afterBridge);
+
+    let left = leaveWhatAKilledDelLeaves(attachment.containerId);
+    const again = runtime.invoke('DEL', vcnetConfig);
+    expect(again.status, again.stdout).toBe(0);
+    expect(again.stdout).toBe('');
+    expect(existsSync(left.containerDirectory)).toBe(false);
+    expect(existsSync(left.lockPath)).toBe(false);
+
+    // The plugin's GC (of any network: the directory names none) tidies it too.
+    left = leaveWhatAKilledDelLeaves(attachment.containerId);
+    const gc = runtime.invoke('GC', {
+      ...list.plugins[1],
+      cniVersion: '1.1.0',
+      name: 'another-network',
+      'cni.dev/valid-attachments': [],
+    });
+    expect(gc.status, gc.stdout).toBe(0);
+    expect(existsSync(left.containerDirectory)).toBe(false);
+    expect(existsSync(left.lockPath)).toBe(false);
+
+    // And `vcnet gc`, which says so; a directory with a record set aside in it is not touched.
+    left = leaveWhatAKilledDelLeaves(attachment.containerId);
+    const asideDirectory = join(stateDirectory, 'ctr-aside', 'interfaces', 'eth0');
+    mkdirSync(asideDirectory, { recursive: true });
+    writeFileSync(join(asideDirectory, 'state.json.unreadable-2024-01-01T00-00-00-000Z'), 'garbage');
+    const collected = vcnet(['gc', '--state-dir', stateDirectory, '--json']);
+    expect(collected.status, collected.stderr).toBe(0);
+    const report = JSON.parse(collected.stdout) as { removed: Array<{ kind: string; name: string; file?: string }> };
+    expect(report.removed).toContainEqual(
+      expect.objectContaining({ kind: 'state', name: attachment.containerId, file: left.containerDirectory }),
+    );
+    expect(report.removed.map((item) => item.name)).not.toContain('ctr-aside');
+    expect(existsSync(left.containerDirectory)).toBe(false);
+    expect(existsSync(left.lockPath)).toBe(false);
+    expect(readdirSync(asideDirectory)).toHaveLength(1);
+
+    runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+    expect(reservations()).toEqual([]);
+  });
+
+  it('a DEL that finds the lock held waits, and leaves the directories to the holder', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({ vcnet: { lockTimeoutMs: 200 } });
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const left = leaveWhatAKilledDelLeaves(attachment.containerId);
+    const held = tryLockFile(left.lockPath);
+    if (!(held instanceof FileLock)) throw new Error(`${left.lockPath} is already held`);
+    try {
+      const del = runtime.invoke('DEL', { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name });
+      expect(del.output).toMatchObject({ code: 11 });
+      expect(existsSync(join(left.containerDirectory, 'interfaces', 'eth0'))).toBe(true);
+    } finally {
+      held.release();
+    }
+    const del = runtime.invoke('DEL', { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name });
+    expect(del.status, del.stdout).toBe(0);
+    expect(existsSync(left.containerDirectory)).toBe(false);
+    expect(existsSync(left.lockPath)).toBe(false);
+  });
 });
 
 /** The lines of the test run's state directory registry (test/global-setup.ts points vcnet at it). */
@@ -796,6 +1027,16 @@ describe.skipIf(skipReason)('vcnet-cni with older and newer CNI versions', () =>
     gc = runtime.invoke('GC', { ...vcnetConfig, name: 'another-network', 'cni.dev/valid-attachments': [] });
     expect(linkNames(pod)).toContain('tap0_kata');
 
+    // Without the list (neither key), GC must not take "nothing is valid" for an answer.
+    gc = runtime.invoke('GC', vcnetConfig);
+    expect(gc.status).toBe(1);
+    expect(gc.output).toMatchObject({ code: 7, msg: expect.stringContaining('cni.dev/valid-attachments: missing') });
+    expect(linkNames(pod)).toContain('tap0_kata');
+    // The key as the 1.1.0 SPEC first named it.
+    gc = runtime.invoke('GC', { ...vcnetConfig, 'cni.dev/attachments': valid });
+    expect(gc.status, gc.stdout).toBe(0);
+    expect(linkNames(pod)).toContain('tap0_kata');
+
     gc = runtime.invoke('GC', { ...vcnetConfig, 'cni.dev/valid-attachments': [] });
     expect(gc.status, gc.stdout).toBe(0);
     expect(linkNames(pod)).not.toContain('tap0_kata');
@@ -887,15 +1128,22 @@ describe.skipIf(skipReason)('vcnet install-cni', () => {
     const plugin = join(binDirectory, 'vcnet-cni');
     // The same launcher pointing at a removed checkout.
     writeFileSync(plugin, readFileSync(plugin, 'utf8').replace(/^entry=.*$/m, "entry='/nonexistent/dist/cni/main.js'"));
-    const run = (command: string) =>
+    const run = (command: string, cniVersion = '1.0.0') =>
       spawnSync(plugin, [], {
-        input: '{"cniVersion":"1.0.0"}',
+        input: JSON.stringify({ cniVersion, name: 'vcnet-test', type: 'vcnet-cni' }),
         encoding: 'utf8',
-        env: { CNI_COMMAND: command, PATH: '/usr/bin:/bin' },
+        env: { CNI_COMMAND: command, PATH: '/nonexistent' },
       });
     expect(run('DEL').status).toBe(0);
     const add = run('ADD');
     expect(add.status).toBe(1);
-    expect(JSON.parse(add.stdout)).toMatchObject({ code: 5, msg: 'vcnet-cni is not installed completely' });
+    expect(JSON.parse(add.stdout)).toMatchObject({
+      cniVersion: '1.0.0',
+      code: 5,
+      msg: 'vcnet-cni is not installed completely',
+    });
+    // In the config's version; STATUS with the spec's "plugin not available".
+    expect(JSON.parse(run('ADD', '0.3.1').stdout)).toMatchObject({ cniVersion: '0.3.1', code: 5 });
+    expect(JSON.parse(run('STATUS', '1.1.0').stdout)).toMatchObject({ cniVersion: '1.1.0', code: 50 });
   });
 });

@@ -187,4 +187,30 @@ describe('parseEnvironment', () => {
     expect((error as CniEnvironmentError).variable).toBe(variable);
     expect(error.message).toContain(`environment variable ${variable} ${problem}`);
   });
+  it('takes every interface name libcni takes (its ValidateInterfaceName), as bridge does', () => {
+    for (const name of ['net+1', 'eth0@x', 'pod#1', 'ä-vm', '..x', '.hidden', '_', '123456789012345', 'ÿ'.repeat(7)]) {
+      expect(parseEnvironment({ ...env, CNI_IFNAME: name }).interfaceName).toBe(name);
+    }
+  });
+
+  it.each([
+    ['a 16-byte name', '1234567890123456', '16 bytes, more than 15'],
+    ['8 two-byte letters (16 bytes)', 'ÿ'.repeat(8), '16 bytes, more than 15'],
+    ['"/"', 'eth/0', 'it contains "/"'],
+    ['":"', 'eth0:1', 'it contains ":"'],
+    ['a space', 'eth 0', 'it contains " "'],
+    ['a tab', 'eth\t0', 'it contains "\\t"'],
+    ['"."', '.', '"." names a directory'],
+    [
+      '".."',
+      '..',
+      '".." names a directory (the state path would leave <container>/interfaces/), and the kernel refuses it',
+    ],
+  ])('refuses CNI_IFNAME with %s, saying why', (_case, name, why) => {
+    const error = thrown(() => parseEnvironment({ ...env, CNI_IFNAME: name }));
+    expect(error).toBeInstanceOf(CniEnvironmentError);
+    expect(error.cniCode).toBe(4);
+    expect(error.message).toContain(`environment variable CNI_IFNAME is invalid: ${JSON.stringify(name)} (${why}`);
+    expect(error.message).toContain('accepted: an interface name of 1 to 15 bytes without "/", ":" or whitespace');
+  });
 });

@@ -1,9 +1,25 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CONFLIST_OPTIONS, installCni, launcherScript, vcnetConflist } from '../../../src/cni/install.js';
+import {
+  CANNOT_RUN_ANSWER,
+  DEFAULT_CONFLIST_OPTIONS,
+  installCni,
+  launcherScript,
+  vcnetConflist,
+} from '../../../src/cni/install.js';
 import type { VcnetError } from '../../../src/errors.js';
 
 let directory: string;
@@ -68,5 +84,69 @@ describe('installCni', () => {
     const notBuilt = refusal(() => installCni({ ...base, entryPath: join(directory, 'missing.js') }));
     expect(notBuilt.code).toBe('VCNET_CNI_NOT_BUILT');
     expect(() => statSync(join(directory, 'bin'))).toThrow();
+  });
+});
+
+/** Runs a plugin script as a runtime with no usable PATH would, `input` on stdin. */
+function runScript(path: string, command: string, input: string, environment: Record<string, string> = {}) {
+  return spawnSync(path, [], {
+    input,
+    encoding: 'utf8',
+    env: { CNI_COMMAND: command, PATH: '/nonexistent', ...environment },
+  });
+}
+
+/** What a launcher or wrapper answers when it cannot run the plugin, for each command. */
+function expectCannotRunAnswers(path: string, msg: string) {
+  const del = runScript(path, 'DEL', '{"cniVersion":"0.3.1"}');
+  expect(del.status).toBe(0);
+  expect(del.stdout).toBe('');
+  expect(del.stderr).toMatch(/^vcnet-cni: .* is missing/);
+  // libcni marshals the config with sorted keys: objects before "cniVersion" do not hide it.
+  const add = runScript(path, 'ADD', '{"args": {"k": "v"},\n "cniVersion" : "0.3.1", "name": "pods"}');
+  expect(add.status).toBe(1);
+  expect(JSON.parse(add.stdout)).toMatchObject({ cniVersion: '0.3.1', code: 5, msg });
+  const status = runScript(path, 'STATUS', '{"cniVersion":"1.1.0","name":"pods"}');
+  expect(JSON.parse(status.stdout)).toMatchObject({ cniVersion: '1.1.0', code: 50, msg });
+  // A version vcnet-cni does not speak, or none: its preferred one.
+  for (const input of ['{"cniVersion":"9.9.9"}', 'not json', '']) {
+    expect(JSON.parse(runScript(path, 'CHECK', input).stdout)).toMatchObject({ cniVersion: '1.0.0', code: 5 });
+  }
+}
+
+describe('when the plugin cannot run', () => {
+  it("the launcher answers with shell builtins only: DEL succeeds, STATUS 50, others 5, in the config's version", () => {
+    const plugin = join(directory, 'vcnet-cni');
+    writeFileSync(plugin, launcherScript(process.execPath, join(directory, 'gone', 'main.js')), { mode: 0o755 });
+    expectCannotRunAnswers(plugin, 'vcnet-cni is not installed completely');
+  });
+
+  it('the development wrapper runs with no PATH tools (VCNET_NODE), through a symlink, and answers as the launcher', () => {
+    const wrapperSource = fileURLToPath(new URL('../../../src/cni/vcnet-cni', import.meta.url));
+    expect(readFileSync(wrapperSource, 'utf8').endsWith(CANNOT_RUN_ANSWER)).toBe(true);
+    // A source tree of its own: src/cni/vcnet-cni and dist/cni/main.js (the fake entry).
+    const tree = join(directory, 'tree');
+    mkdirSync(join(tree, 'src', 'cni'), { recursive: true });
+    mkdirSync(join(tree, 'dist', 'cni'), { recursive: true });
+    const wrapper = join(tree, 'src', 'cni', 'vcnet-cni');
+    copyFileSync(wrapperSource, wrapper);
+    copyFileSync(entry, join(tree, 'dist', 'cni', 'main.js'));
+    const node = { VCNET_NODE: process.execPath };
+    let run = runScript(wrapper, 'VERSION', '', node);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toEqual({ argv: [], command: 'VERSION' });
+    // Found through a symlink in a plugin directory: readlink (when PATH has it) finds the tree.
+    const binDirectory = join(directory, 'cni-bin');
+    mkdirSync(binDirectory);
+    symlinkSync(wrapper, join(binDirectory, 'vcnet-cni'));
+    run = runScript(join(binDirectory, 'vcnet-cni'), 'VERSION', '', { ...node, PATH: '/usr/bin:/bin' });
+    expect(run.status, run.stderr).toBe(0);
+
+    rmSync(join(tree, 'dist'), { recursive: true });
+    expectCannotRunAnswers(wrapper, 'vcnet-cni cannot run');
+    // No VCNET_NODE and no node on PATH: the same answers, naming what to set.
+    const noNode = runScript(wrapper, 'ADD', '{"cniVersion":"1.0.0"}');
+    expect(JSON.parse(noNode.stdout).details).toContain('none on PATH; set VCNET_NODE');
   });
 });

@@ -207,10 +207,10 @@ describe('GC (1.1.0)', () => {
     expect(otherNetwork.read()?.networkName).toBe('elsewhere');
   });
 
-  it('reports what it removed; without a valid list every record of the network is stale', async () => {
+  it('reports what it removed; with an empty valid list every record of the network is stale', async () => {
     recordAttachment('a', 'eth0', 'pods');
     recordAttachment('a', 'net1', 'pods');
-    const outcome = await garbageCollect(podsNetwork(), parseValidAttachments({}));
+    const outcome = await garbageCollect(podsNetwork(), parseValidAttachments({ 'cni.dev/valid-attachments': [] }));
     expect(outcome.removed.map((entry) => entry.ifname).sort()).toEqual(['eth0', 'net1']);
     expect(outcome.busy).toEqual([]);
   });
@@ -226,6 +226,46 @@ describe('GC (1.1.0)', () => {
       expect.stringMatching(/^vcnet-cni GC of network pods: skipped b\/eth0: .*not valid JSON/),
     ]);
     expect(readFileSync(join(stateDirectory, 'b', 'interfaces', 'eth0', 'state.json'), 'utf8')).toBe('garbage');
+  });
+
+  it('without a valid-attachments list removes nothing and fails with code 7 naming the key', async () => {
+    const live = recordAttachment('alive', 'eth0', 'pods');
+    const config = { cniVersion: '1.1.0', name: 'pods', type: 'vcnet-cni', stateDir: stateDirectory };
+    const outcome = await runPlugin(JSON.stringify(config), { CNI_COMMAND: 'GC', CNI_PATH: '/opt/cni/bin' });
+    expect(outcome.exitCode).toBe(1);
+    const reply = JSON.parse(outcome.stdout);
+    expect(reply).toMatchObject({ cniVersion: '1.1.0', code: 7 });
+    expect(reply.msg).toBe(
+      'invalid network config: cni.dev/valid-attachments: missing: GC needs the list of attachments still in use (or "cni.dev/attachments", its first name); nothing was removed',
+    );
+    expect(reply.details).toContain('VCNET_CNI_CONFIG');
+    expect(live.read()?.id).toBe('alive');
+  });
+
+  it('takes the first SPEC name cni.dev/attachments as an alias (with both keys, keeps what either lists)', async () => {
+    const stale = recordAttachment('stale', 'eth0', 'pods');
+    const alive = recordAttachment('alive', 'eth0', 'pods');
+    const config = {
+      cniVersion: '1.1.0',
+      name: 'pods',
+      type: 'vcnet-cni',
+      stateDir: stateDirectory,
+      'cni.dev/attachments': [{ containerID: 'alive', ifname: 'eth0' }],
+    };
+    const env = { CNI_COMMAND: 'GC', CNI_PATH: '/opt/cni/bin' };
+    expect(await runPlugin(JSON.stringify(config), env)).toEqual({ stdout: '', exitCode: 0 });
+    expect(stale.read()).toBeUndefined();
+    expect(alive.read()?.id).toBe('alive');
+
+    const second = recordAttachment('second', 'eth0', 'pods');
+    const both = { ...config, 'cni.dev/valid-attachments': [{ containerID: 'second', ifname: 'eth0' }] };
+    expect(await runPlugin(JSON.stringify(both), env)).toEqual({ stdout: '', exitCode: 0 });
+    expect(alive.read()?.id).toBe('alive');
+    expect(second.read()?.id).toBe('second');
+
+    const malformed = await runPlugin(JSON.stringify({ ...config, 'cni.dev/attachments': 'all' }), env);
+    expect(JSON.parse(malformed.stdout)).toMatchObject({ code: 7 });
+    expect(JSON.parse(malformed.stdout).msg).toContain('cni.dev/attachments');
   });
 
   it('refuses a malformed valid-attachments list with code 7 naming the key', async () => {
