@@ -116,7 +116,7 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
 }
 
 /** The NetworkConfig fields the library names in its errors, and the flags a CLI user typed for them. */
-const FLAG_OF_FIELD: Record<string, string> = { namedInterfaces: '--interface' };
+const FLAG_OF_FIELD: Record<string, string> = { namedInterfaces: '--interface', agentSocket: '--agent' };
 
 /** Runs `work`; an InvalidInputError naming a NetworkConfig field is reported under the flag instead. */
 export async function inFlagTerms<T>(work: () => Promise<T>): Promise<T> {

@@ -9,6 +9,7 @@
  *   a failed attach or detach whose undo was refused keeps a record of exactly what is left, which
  *   `vcnet detach` (again) or `vcnet gc` finish.
  */
+import { parseAgentAddress } from '../agent/hybrid-vsock.js';
 import { causeChain, DetachIncompleteError, VcnetError } from '../errors.js';
 import {
   NamespaceGoneError,
@@ -128,6 +129,8 @@ export async function attachSandbox(
   } = {},
 ): Promise<AttachResult> {
   config = validateNetworkConfig(config);
+  // A malformed hvsock:// address would only show at the first add-iface: refuse it before anything is made.
+  if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLock(async () => {
     // A damaged record is refused here too (StateInvalidError), never overwritten.

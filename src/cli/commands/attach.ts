@@ -49,8 +49,8 @@ export function registerAttach(program: Command): void {
       "the running VM's API socket (Cloud Hypervisor, with --agent: later add-iface/del-iface/watch hot-plug through it; Firecracker: marks the VM as booted)",
     )
     .option(
-      '--agent <socket>',
-      "the guest agent's socket (with --qmp or --api-socket): later changes configure the guest through it",
+      '--agent <address>',
+      "the guest agent (with --qmp or --api-socket): QEMU's agent chardev socket path, or hvsock://VSOCK_SOCKET:PORT for Cloud Hypervisor and Firecracker (Kata's agent port: 1024); later changes configure the guest through it",
     )
     .option(...LOCK_TIMEOUT_OPTION)
     .option('--json', 'machine-readable output')

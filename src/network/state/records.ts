@@ -28,6 +28,7 @@ export interface SandboxState {
   createdAt: string;
   network: NetworkState;
   hypervisor?: HypervisorRecord;
+  /** The agent's address: a unix socket path (QEMU's virtio-serial), or hvsock://PATH:PORT (hybrid vsock). */
   agentSocket?: string;
   /** Routes given with update-routes, which replace the ones derived from the namespace. */
   guestRoutes?: GuestRoute[];
