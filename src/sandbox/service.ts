@@ -126,6 +126,11 @@ export async function attachSandbox(
     hypervisor?: HypervisorRecord;
     agentSocket?: string;
     lockTimeoutMs?: number;
+    /**
+     * Runs on the attached endpoints before the attach counts as done (the CLI derives the VMM's
+     * device configuration here): when it throws, the attach is undone whole and its error thrown.
+     */
+    checkEndpoints?: (endpoints: readonly Endpoint[]) => void;
   } = {},
 ): Promise<AttachResult> {
   config = validateNetworkConfig(config);
@@ -155,13 +160,23 @@ export async function attachSandbox(
         ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
         ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
       });
-      await attachRecorded(network, options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}, {
+      const keeper: RecordKeeper = {
         persist: () => store.write(record()),
         discard: () => store.remove(),
         path: store.statePath,
-      }).catch((error: unknown) => {
-        throw namingTheOwner(error, namespace.identity, options.stateDirectory);
-      });
+      };
+      await attachRecorded(network, options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}, keeper).catch(
+        (error: unknown) => {
+          throw namingTheOwner(error, namespace.identity, options.stateDirectory);
+        },
+      );
+      try {
+        options.checkEndpoints?.(network.endpoints());
+      } catch (error) {
+        // Nothing half-built: a refused device configuration undoes the plumbing and the record.
+        await detachRecorded(network, `attach of ${id} (undoing it)`, keeper);
+        throw error;
+      }
       return {
         id,
         endpoints: [...network.endpoints()],
