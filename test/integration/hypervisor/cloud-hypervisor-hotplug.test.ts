@@ -108,6 +108,17 @@ describe('Cloud Hypervisor hot-plug through its API socket', () => {
     await expect(client.removeDevice('net9')).rejects.toThrow(/vm\.remove-device: 404 Not Found: No such device: net9/);
   });
 
+  it('unplug resolves when Cloud Hypervisor has no such device (404), and rejects on other refusals', async () => {
+    const target = new CloudHypervisorHotplugTarget(new CloudHypervisorClient(api.socketPath, { timeoutMs: 5_000 }));
+    api.replies.push({ status: 404, reason: 'Not Found', body: '["Error from API","No such device"]' });
+    await target.unplugNetworkDevice('net7');
+    api.replies.push({ status: 500, reason: 'Internal Server Error', body: '"Error removing device"' });
+    await expect(target.unplugNetworkDevice('net7')).rejects.toThrow(
+      /500 Internal Server Error: "Error removing device"/,
+    );
+    expect(api.requests.map((request) => request.body)).toEqual([{ id: 'net7' }, { id: 'net7' }]);
+  });
+
   it('names the socket when nothing listens there', async () => {
     const client = new CloudHypervisorClient(`${api.socketPath}.missing`, { timeoutMs: 2_000 });
     await expect(client.removeDevice('net1')).rejects.toThrow(
