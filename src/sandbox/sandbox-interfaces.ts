@@ -161,6 +161,7 @@ export async function addInterface(
           ...(requested ? { requestedType: requested as EndpointType } : {}),
           keepFds: vm !== undefined,
           ...(vm ? { hotplug: vm.hotplug } : {}),
+          ...newIndexOptions(state),
         },
         keeper,
       );
@@ -204,8 +205,26 @@ export async function addInterface(
 
 /** The sandbox record as the network holds it now; a sandbox keeps its record with no endpoints too. */
 export function sandboxRecordKeeper(store: SandboxStore, state: SandboxState, network: Network): RecordKeeper {
-  const persist = () => store.write({ ...state, network: network.save() });
+  // Every endpoint is in the list (and journaled) before its NIC reaches the VM: counted here, no
+  // index the VM may still hold is given again.
+  const countIndices = () => {
+    if (state.hypervisor?.kind !== 'clh') return;
+    const above = network.endpoints().map((endpoint) => endpoint.index + 1);
+    state.nextDeviceIndex = Math.max(state.nextDeviceIndex ?? 0, ...above);
+  };
+  countIndices();
+  const persist = () => {
+    countIndices();
+    store.write({ ...state, network: network.save() });
+  };
   return { persist, discard: persist, path: store.statePath };
+}
+
+/** Where new endpoints' indices start: above every NIC a Cloud Hypervisor VM may still hold (see nextDeviceIndex). */
+export function newIndexOptions(state: SandboxState): { firstIndex?: number } {
+  return state.hypervisor?.kind === 'clh' && state.nextDeviceIndex !== undefined
+    ? { firstIndex: state.nextDeviceIndex }
+    : {};
 }
 
 /** del-iface: finds the interface by name (or device, or hwAddr), unplugs it and removes its plumbing. */

@@ -95,6 +95,33 @@ describe('kata-network commands on a Cloud Hypervisor VM through hybrid vsock', 
     expect(fingerprint(pod)).toEqual(before);
   }, 120_000);
 
+  it('never gives a new NIC the id of a removed one (Cloud Hypervisor holds it until the guest acks)', async () => {
+    const { pod } = makePod();
+    const guest = guestNamespace();
+    const { api, agentAddress } = await cloudHypervisorVm(guest);
+    const attached = vcnet([
+      ...['attach', '--sandbox', 'hv', '--netns', pod.path, '--state-dir', stateDirectory()],
+      ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', agentAddress],
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    for (const [link, mac] of [
+      ['eth8', '02:00:00:00:08:08'],
+      ['eth9', '02:00:00:00:09:09'],
+    ] as const) {
+      pod.exec('ip', ['link', 'add', link, 'address', mac, 'type', 'veth', 'peer', 'name', `peer${link}`]);
+      guest.exec('ip', ['link', 'add', `nic${link}`, 'address', mac, 'type', 'veth', 'peer', 'name', `p${link}`]);
+      const added = await run(['add-iface', 'hv'], { device: link, name: link });
+      expect(added.status, added.stderr).toBe(0);
+      const removed = await run(['del-iface', 'hv'], { name: link });
+      expect(removed.status, removed.stderr).toBe(0);
+    }
+    const ids = api.requests.map(
+      (request) => `${request.path.slice('/api/v1/'.length)} ${(request.body as { id: string }).id}`,
+    );
+    expect(ids).toEqual(['vm.add-net net1', 'vm.remove-device net1', 'vm.add-net net2', 'vm.remove-device net2']);
+    expect(vcnet(['detach', '--sandbox', 'hv', '--state-dir', stateDirectory()]).status).toBe(0);
+  }, 120_000);
+
   it('refuses a malformed hvsock address at attach, naming --agent, and makes nothing', () => {
     const { pod } = makePod();
     const before = fingerprint(pod);
