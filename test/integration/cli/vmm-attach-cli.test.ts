@@ -2,6 +2,7 @@
  * `vcnet attach` for Cloud Hypervisor and Firecracker through the binary: a pod link MTU below Cloud
  * Hypervisor's minimum is left to the guest agent instead of refused (Kata sends no MTU to it).
  */
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { makePod } from '../../helpers/pod.js';
@@ -23,6 +24,46 @@ describe('attach for Cloud Hypervisor and Firecracker', () => {
     expect(net).toBe('--net');
     expect(output.hypervisor.devices[0].config[1]).not.toContain('mtu=');
     expect(output.interfaces[0]).toMatchObject({ name: 'eth0', mtu: 1200 });
+    expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+});
+
+describe('list-ifaces and list-routes when the VM does not answer', () => {
+  it('print the recorded view of a Firecracker sandbox with a recorded --api-socket (nothing to change there)', () => {
+    const { pod } = makePod();
+    const apiSocket = join(stateDirectory(), 'fc.sock');
+    expect(attach(pod.path, '--hypervisor', 'firecracker', '--api-socket', apiSocket).status).toBe(0);
+    const listed = vcnet(['list-ifaces', 'v1', '--state-dir', stateDirectory(), '--json']);
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(JSON.parse(listed.stdout).map((entry: { name: string }) => entry.name)).toEqual(['eth0']);
+    const routes = vcnet(['list-routes', 'v1', '--state-dir', stateDirectory(), '--json']);
+    expect(routes.status, routes.stderr).toBe(0);
+    expect(JSON.parse(routes.stdout).map((route: { dest: string }) => route.dest)).toContain('10.100.0.0/16');
+    expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+
+  it.each([
+    ['qemu', ['--qmp', 'qmp.sock', '--agent', 'agent.sock']],
+    ['clh', ['--api-socket', 'api.sock', '--agent', 'hvsock://DIR/clh.sock:1024']],
+  ])('print the recorded view of a %s sandbox whose sockets are not there yet, saying so on stderr', (kind, flags) => {
+    const { pod } = makePod();
+    const paths = flags.map((flag) =>
+      flag.startsWith('--')
+        ? flag
+        : flag.startsWith('hvsock://')
+          ? flag.replace('DIR', stateDirectory())
+          : join(stateDirectory(), flag),
+    );
+    const attached = attach(pod.path, '--hypervisor', kind, '--vhost-net', 'off', ...paths);
+    expect(attached.status, attached.stderr).toBe(0);
+    for (const command of ['list-ifaces', 'list-routes']) {
+      const listed = vcnet([command, 'v1', '--state-dir', stateDirectory(), '--json']);
+      expect(listed.status, listed.stderr).toBe(0);
+      expect(listed.stderr).toMatch(
+        /the VM did not answer \(could not connect to the agent .*ENOENT.*\): showing the recorded view/,
+      );
+      expect(JSON.parse(listed.stdout).length).toBeGreaterThan(0);
+    }
     expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 });
