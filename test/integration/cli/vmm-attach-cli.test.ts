@@ -2,6 +2,7 @@
  * `vcnet attach` for Cloud Hypervisor and Firecracker through the binary: a pod link MTU below Cloud
  * Hypervisor's minimum is left to the guest agent instead of refused (Kata sends no MTU to it).
  */
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
@@ -24,6 +25,23 @@ describe('attach for Cloud Hypervisor and Firecracker', () => {
     expect(net).toBe('--net');
     expect(output.hypervisor.devices[0].config[1]).not.toContain('mtu=');
     expect(output.interfaces[0]).toMatchObject({ name: 'eth0', mtu: 1200 });
+    expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+});
+
+describe('queues per NIC against the VM vCPUs', () => {
+  it('refuses --queues above default_vcpus with --hypervisor clh, before anything is made', () => {
+    const { pod } = makePod();
+    const config = join(stateDirectory(), 'configuration.toml');
+    writeFileSync(config, '[hypervisor.clh]\ndefault_vcpus = 2\n');
+    const refused = attach(pod.path, '--hypervisor', 'clh', '--config', config, '--queues', '4');
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toContain('invalid --queues: "4"');
+    expect(refused.stderr).toContain(`at most 2 with --hypervisor clh and default_vcpus = 2 in ${config}`);
+    expect(existsSync(join(stateDirectory(), 'v1'))).toBe(false);
+    const taken = attach(pod.path, '--hypervisor', 'clh', '--config', config, '--queues', '2', '--json');
+    expect(taken.status, taken.stderr).toBe(0);
+    expect(JSON.parse(taken.stdout).hypervisor.devices[0].config[1]).toContain('num_queues=4');
     expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 });
