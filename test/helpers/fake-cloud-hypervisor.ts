@@ -30,6 +30,11 @@ export interface FakeReply {
   status: number;
   reason: string;
   body?: string;
+  /**
+   * Carry the request out as Cloud Hypervisor would, then never answer (`hang`) or close the
+   * connection without a reply (`close`): status and reason are then not used.
+   */
+  answer?: 'hang' | 'close';
 }
 
 const SCHEMA_BY_PATH: Record<string, string> = {
@@ -107,6 +112,12 @@ export class FakeCloudHypervisor {
       stop();
       const reply = this.handle(request, fds);
       for (const received of fds) shim.closeFd(received);
+      if (reply.answer === 'hang') return;
+      if (reply.answer === 'close') {
+        socket.end();
+        socket.resume();
+        return;
+      }
       const body = reply.body ?? '';
       socket.end(
         `HTTP/1.1 ${reply.status} ${reply.reason}\r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\n` +
@@ -147,10 +158,15 @@ export class FakeCloudHypervisor {
       fdTaps,
     });
     const queued = this.replies.shift();
-    if (queued) return queued;
-    if (request.method !== 'PUT' || !validate) return { status: 404, reason: 'Not Found' };
+    if (queued && queued.answer === undefined) return queued;
+    const carriedOut = this.carryOut(request.method, request.path, body, validate !== undefined, valid);
+    return queued ? { ...carriedOut, answer: queued.answer } : carriedOut;
+  }
+
+  private carryOut(method: string, path: string, body: unknown, known: boolean, valid: boolean): FakeReply {
+    if (method !== 'PUT' || !known) return { status: 404, reason: 'Not Found' };
     if (!valid) return { status: 400, reason: 'Bad Request', body: 'Error parsing request body' };
-    if (request.path === '/api/v1/vm.add-net') {
+    if (path === '/api/v1/vm.add-net') {
       const id = (body as { id?: string }).id ?? `_net${this.slot}`;
       if (this.heldIds.has(id))
         return {
