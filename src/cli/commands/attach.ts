@@ -38,7 +38,7 @@ export function registerAttach(program: Command): void {
     .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
     .option(
       '--hypervisor <kind>',
-      'qemu, clh or firecracker: prints its device configuration (default: the --config [hypervisor.*] section, else qemu)',
+      'qemu, clh (or cloud-hypervisor) or firecracker: prints its device configuration (default: the --config [hypervisor.*] section, else qemu)',
     )
     .option(
       '--qmp <socket>',
@@ -46,7 +46,7 @@ export function registerAttach(program: Command): void {
     )
     .option(
       '--api-socket <socket>',
-      "the running VM's API socket (Cloud Hypervisor, with --agent: later add-iface/del-iface/watch hot-plug through it; Firecracker: marks the VM as booted)",
+      "the running VM's API socket (Cloud Hypervisor, with --agent: later add-iface/del-iface/watch hot-plug through it; Firecracker: only a marker that the VM has booted, never connected to: later add-iface/del-iface/watch are refused, list-ifaces/list-routes read the agent or the record)",
     )
     .option(
       '--agent <address>',

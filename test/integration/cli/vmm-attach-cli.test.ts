@@ -2,7 +2,7 @@
  * `vcnet attach` for Cloud Hypervisor and Firecracker through the binary: a pod link MTU below Cloud
  * Hypervisor's minimum is left to the guest agent instead of refused (Kata sends no MTU to it).
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
@@ -26,6 +26,22 @@ describe('attach for Cloud Hypervisor and Firecracker', () => {
     expect(output.hypervisor.devices[0].config[1]).not.toContain('mtu=');
     expect(output.interfaces[0]).toMatchObject({ name: 'eth0', mtu: 1200 });
     expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+});
+
+describe('--hypervisor names', () => {
+  it('takes cloud-hypervisor, the binary name, as clh', () => {
+    const { pod } = makePod();
+    const attached = attach(pod.path, '--hypervisor', 'cloud-hypervisor', '--json');
+    expect(attached.status, attached.stderr).toBe(0);
+    expect(JSON.parse(attached.stdout).hypervisor).toMatchObject({ kind: 'clh' });
+    expect(readFileSync(join(stateDirectory(), 'v1', 'state.json'), 'utf8')).toContain('"kind": "clh"');
+    expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
+    const unknown = attach(pod.path, '--hypervisor', 'kvm');
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain(
+      'invalid --hypervisor: "kvm" (accepted: qemu, clh, firecracker (cloud-hypervisor is clh))',
+    );
   });
 });
 
