@@ -1,6 +1,7 @@
 /**
  * AgentClient: the host side of the Kata agent's network calls. Talks ttrpc to "grpc.AgentService" over
- * the agent's virtio-serial port, which QEMU exposes on the host as a unix socket:
+ * the agent's vsock port through the VMM's hybrid vsock socket (Cloud Hypervisor, Firecracker), or
+ * over its virtio-serial port, which QEMU exposes on the host as a unix socket:
  *   -chardev socket,id=agent,path=SOCK,server=on,wait=off
  *   -device virtio-serial-pci -device virtserialport,chardev=agent,name=agent.channel.0
  * QEMU holds what the host writes until the guest opens the port, so a call made while the guest boots
@@ -17,8 +18,9 @@ import type {
   Route,
   RouteSchema,
 } from './generated/types_pb.js';
+import { connectHybridVsock, type HybridVsockOptions, parseAgentAddress } from './hybrid-vsock.js';
 import { type CallOptions, TtrpcClient } from './ttrpc/client.js';
-import { connectUnixSocket, type UnixConnectOptions } from './unix-socket-connect.js';
+import { connectUnixSocket } from './unix-socket-connect.js';
 
 export interface AgentClientOptions {
   /** Deadline of each call unless the call says otherwise; default 30 s. 0 = none. */
@@ -39,12 +41,19 @@ export class AgentClient {
     this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
   }
 
-  /** Connects to the agent's unix socket, retrying until `deadlineMs` while it is missing or refusing. */
-  static async connect(
-    socketPath: string,
-    options: AgentClientOptions & UnixConnectOptions = {},
-  ): Promise<AgentClient> {
-    return new AgentClient(await connectUnixSocket(socketPath, options), options);
+  /**
+   * Connects to the agent at `address`, retrying until `deadlineMs` while it is missing or refusing:
+   * a unix socket that carries the agent's stream (QEMU's virtio-serial chardev), or
+   * `hvsock://PATH:PORT`, the hybrid vsock socket of Cloud Hypervisor or Firecracker and the agent's
+   * vsock port (see hybrid-vsock.ts).
+   */
+  static async connect(address: string, options: AgentClientOptions & HybridVsockOptions = {}): Promise<AgentClient> {
+    const parsed = parseAgentAddress(address, 'agent address');
+    if (parsed.kind === 'unix') return new AgentClient(await connectUnixSocket(parsed.path, options), options);
+    const socket = await connectHybridVsock(parsed.path, parsed.port, options);
+    const client = new AgentClient(socket, options);
+    socket.resume();
+    return client;
   }
 
   private options(options: CallOptions): CallOptions {

@@ -62,14 +62,16 @@ function hintForStatus(status: number, local: boolean): string | undefined {
 export class AgentConnectError extends VcnetError {
   readonly socketPath: string;
   readonly attempts: number;
-  constructor(socketPath: string, attempts: number, elapsedMs: number, cause: unknown) {
+  constructor(socketPath: string, attempts: number, elapsedMs: number, cause: unknown, hint?: string) {
     const reason = cause instanceof Error ? cause.message : String(cause);
     super(
       'VCNET_AGENT_CONNECT',
       `could not connect to the agent socket ${socketPath} after ${attempts} attempts in ${elapsedMs} ms: ${reason}`,
       {
         value: socketPath,
-        hint: 'check that the VM runs and serves the agent on that socket (QEMU: -chardev socket,id=agent,path=SOCK,server=on,wait=off and a virtserialport named agent.channel.0; Cloud Hypervisor: its vsock socket), and that the guest has booted',
+        hint:
+          hint ??
+          'check that the VM runs and serves the agent on that socket (QEMU: -chardev socket,id=agent,path=SOCK,server=on,wait=off and a virtserialport named agent.channel.0; Cloud Hypervisor and Firecracker: give hvsock://VSOCK_SOCKET:1024), and that the guest has booted',
         cause,
       },
     );

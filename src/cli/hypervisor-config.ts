@@ -11,10 +11,14 @@ import { PhysicalEndpoint, refusePhysicalEndpoints } from '../network/endpoint/p
 export const HYPERVISORS = ['qemu', 'clh', 'firecracker'] as const;
 export type HypervisorKind = (typeof HYPERVISORS)[number];
 
+/** Names users type for a kind: the binary's own name. */
+const HYPERVISOR_ALIASES: Record<string, HypervisorKind> = { 'cloud-hypervisor': 'clh' };
+
 export function parseHypervisor(text: string): HypervisorKind {
-  if (!(HYPERVISORS as readonly string[]).includes(text))
-    throw new InvalidInputError('--hypervisor', text, HYPERVISORS.join(', '));
-  return text as HypervisorKind;
+  const kind = HYPERVISOR_ALIASES[text] ?? text;
+  if (!(HYPERVISORS as readonly string[]).includes(kind))
+    throw new InvalidInputError('--hypervisor', text, `${HYPERVISORS.join(', ')} (cloud-hypervisor is clh)`);
+  return kind as HypervisorKind;
 }
 
 /** A file the VM's launcher opens and passes to the hypervisor as this descriptor number. */

@@ -101,12 +101,22 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
   if (netns === undefined) {
     throw new InvalidInputError('--netns', netns, 'the pod namespace path (only --disable-new-netns goes without it)');
   }
+  const queues = parseQueues(flags.queues, builtInLimiter ? 1 : Math.min(vcpus, availableParallelism()));
+  // Cloud Hypervisor refuses a NIC with more queue pairs than the VM has boot vCPUs (num_queues / 2 >
+  // boot_vcpus): known here only from the configuration's default_vcpus.
+  if (hypervisor === 'clh' && kata.vcpus !== undefined && queues > vcpus) {
+    throw new InvalidInputError(
+      '--queues',
+      flags.queues,
+      `at most ${vcpus} with --hypervisor clh and default_vcpus = ${vcpus} in ${flags.config}: Cloud Hypervisor refuses more queue pairs per NIC than the VM's boot vCPUs`,
+    );
+  }
   const config: NetworkConfig = {
     namespacePath: openNamespace(netns, '--netns'),
     model,
     namespaceCreatedByVcnet: false,
     disableNewNetns,
-    queues: parseQueues(flags.queues, builtInLimiter ? 1 : Math.min(vcpus, availableParallelism())),
+    queues,
     vhostNet: builtInLimiter ? 'off' : ((flags.vhostNet as 'auto' | 'off' | undefined) ?? kata.vhostNet ?? 'auto'),
     ...(kata.rateLimit && !builtInLimiter ? { rateLimit: kata.rateLimit } : {}),
     ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
@@ -116,7 +126,7 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
 }
 
 /** The NetworkConfig fields the library names in its errors, and the flags a CLI user typed for them. */
-const FLAG_OF_FIELD: Record<string, string> = { namedInterfaces: '--interface' };
+const FLAG_OF_FIELD: Record<string, string> = { namedInterfaces: '--interface', agentSocket: '--agent' };
 
 /** Runs `work`; an InvalidInputError naming a NetworkConfig field is reported under the flag instead. */
 export async function inFlagTerms<T>(work: () => Promise<T>): Promise<T> {

@@ -37,15 +37,45 @@ export class CloudHypervisorApiError extends VcnetError {
   }
 }
 
-/** The API socket could not be reached or answered something that is not HTTP. */
+/**
+ * How an exchange with the API socket failed: nothing listens there (`unreachable`), the socket
+ * refused us otherwise (`refused`, e.g. EACCES), something answered but not as Cloud Hypervisor's
+ * API (`answered`: the reply ended early, was not HTTP or too long), no answer in time (`timeout`).
+ */
+export type CloudHypervisorFailure = 'unreachable' | 'refused' | 'answered' | 'timeout';
+
+const CONNECTION_HINTS: Record<CloudHypervisorFailure, string> = {
+  unreachable: 'start cloud-hypervisor with --api-socket PATH and pass that path (vcnet attach --api-socket)',
+  refused: 'vcnet could not use the socket: check its permissions (run as root) and that the path is a socket',
+  answered:
+    "something listens there but did not answer as Cloud Hypervisor's API: check that the path is the VM's --api-socket (not its vsock, serial or console socket) and that cloud-hypervisor did not crash mid-reply",
+  timeout:
+    'Cloud Hypervisor took the request but did not answer in time: it may be hung or busy (a guest slow to take the device); check the VM, then try again',
+};
+
+/** The API socket could not be reached, did not answer in time, or answered something that is not HTTP. */
 export class CloudHypervisorConnectionError extends VcnetError {
-  constructor(socketPath: string, detail: string, cause?: unknown) {
+  readonly failure: CloudHypervisorFailure;
+  constructor(socketPath: string, detail: string, failure: CloudHypervisorFailure, cause?: unknown) {
     super('VCNET_HYPERVISOR_UNREACHABLE', `Cloud Hypervisor API ${socketPath}: ${detail}`, {
       value: socketPath,
-      hint: 'start cloud-hypervisor with --api-socket PATH and pass that path (vcnet attach --api-socket)',
+      hint: CONNECTION_HINTS[failure],
       cause,
     });
+    this.failure = failure;
   }
+
+  /** Whether Cloud Hypervisor may have received (and carried out) the request. */
+  get requestMayHaveArrived(): boolean {
+    return this.failure === 'answered' || this.failure === 'timeout';
+  }
+}
+
+function failureOfErrno(error: NodeJS.ErrnoException): CloudHypervisorFailure {
+  if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') return 'unreachable';
+  // The peer went away mid-exchange: it took the connection, so it may have read the request.
+  if (error.code === 'ECONNRESET' || error.code === 'EPIPE') return 'answered';
+  return 'refused';
 }
 
 export interface CloudHypervisorReply {
@@ -160,7 +190,10 @@ export class CloudHypervisorClient {
         else resolve(reply as CloudHypervisorReply);
       };
       const timer = setTimeout(
-        () => finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: no reply within ${timeoutMs} ms`)),
+        () =>
+          finish(
+            new CloudHypervisorConnectionError(this.socketPath, `${label}: no reply within ${timeoutMs} ms`, 'timeout'),
+          ),
         timeoutMs,
       );
       const tryParse = (ended: boolean) => {
@@ -168,18 +201,38 @@ export class CloudHypervisorClient {
           const reply = parseHttpReply(Buffer.concat(chunks), ended);
           if (reply) finish(undefined, reply);
           else if (ended)
-            finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: the reply ended early`));
+            finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: the reply ended early`, 'answered'));
         } catch (error) {
-          finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: ${(error as Error).message}`, error));
+          finish(
+            new CloudHypervisorConnectionError(
+              this.socketPath,
+              `${label}: ${(error as Error).message}`,
+              'answered',
+              error,
+            ),
+          );
         }
       };
-      socket.on('error', (error) =>
-        finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: ${error.message}`, error)),
+      socket.on('error', (error: NodeJS.ErrnoException) =>
+        finish(
+          new CloudHypervisorConnectionError(
+            this.socketPath,
+            `${label}: ${error.message}`,
+            failureOfErrno(error),
+            error,
+          ),
+        ),
       );
       socket.on('data', (chunk: Buffer) => {
         received += chunk.length;
         if (received > MAX_REPLY_BYTES) {
-          finish(new CloudHypervisorConnectionError(this.socketPath, `${label}: reply over ${MAX_REPLY_BYTES} bytes`));
+          finish(
+            new CloudHypervisorConnectionError(
+              this.socketPath,
+              `${label}: reply over ${MAX_REPLY_BYTES} bytes`,
+              'answered',
+            ),
+          );
           return;
         }
         chunks.push(chunk);
@@ -202,6 +255,7 @@ export class CloudHypervisorClient {
             new CloudHypervisorConnectionError(
               this.socketPath,
               `${label}: could not send the fds: ${(error as Error).message}`,
+              'refused',
               error,
             ),
           );
@@ -221,11 +275,26 @@ export class CloudHypervisorHotplugTarget implements HotplugTarget {
   async hotplugNetworkDevice(device: VmNetworkDevice): Promise<{ pciPath?: string }> {
     // Cloud Hypervisor runs virtio-net itself: vhost-net fds mean nothing to it (Kata forces them off).
     const { vhostFds: _unused, ...forCloudHypervisor } = device;
-    const { pciPath } = await this.client.addNet(forCloudHypervisor, this.netOptions);
-    return pciPath ? { pciPath } : {};
+    try {
+      const { pciPath } = await this.client.addNet(forCloudHypervisor, this.netOptions);
+      return pciPath ? { pciPath } : {};
+    } catch (error) {
+      // No answer, or a broken one: Cloud Hypervisor may have added the NIC all the same, and the
+      // caller is about to remove its tap. Take the NIC out too (best effort: 404 when it was not added).
+      if (error instanceof CloudHypervisorConnectionError && error.requestMayHaveArrived)
+        await this.client.removeDevice(device.id).catch(() => undefined);
+      throw error;
+    }
   }
 
   async unplugNetworkDevice(id: string): Promise<void> {
-    await this.client.removeDevice(id);
+    try {
+      await this.client.removeDevice(id);
+    } catch (error) {
+      // 404: Cloud Hypervisor has no device by that id, so the NIC is not in the VM: the contract's
+      // "also when it was not there" (a del-iface retried after the VM let go, a VM rebooted without it).
+      if (error instanceof CloudHypervisorApiError && error.status === 404) return;
+      throw error;
+    }
   }
 }

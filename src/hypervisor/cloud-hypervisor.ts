@@ -9,7 +9,9 @@
  * - fds in the JSON body are ignored (deserialized as -1): they must travel as SCM_RIGHTS ancillary
  *   data with the HTTP request, as Kata's vmAddNetPutRequest does. The request objects here carry
  *   them next to the body, for the sender to attach.
- * - The MTU must be at least 1280 (virtio-devices MIN_MTU); vhost-user NICs take no rate limiter.
+ * - The MTU must be at least 1280 (virtio-devices MIN_MTU): a smaller one (a pod link's MTU) is left
+ *   out, as Kata never sends an MTU to Cloud Hypervisor; the guest agent sets the link's MTU.
+ * - vhost-user NICs take no rate limiter.
  * - There is one rate limiter per NIC, applied to each direction on its own.
  * - `ip`/`mask` are never sent: Cloud Hypervisor would put that address on the tap, and the host
  *   side of a vcnet tap carries no address.
@@ -119,7 +121,7 @@ export function cloudHypervisorNetConfig(
   };
   if (device.fds === undefined && device.tapName !== undefined) config.tap = device.tapName;
   if (device.hostMac !== undefined) config.host_mac = normalizeMac(device.hostMac);
-  if (device.mtu !== undefined) config.mtu = device.mtu;
+  if (device.mtu !== undefined && device.mtu >= MIN_MTU) config.mtu = device.mtu;
   if (options.queueSize !== undefined) config.queue_size = options.queueSize;
   if (device.vhostUserSocket !== undefined) {
     config.vhost_user = true;
@@ -208,15 +210,6 @@ function checkDevice(device: NetworkDevice, options: CloudHypervisorNetOptions):
       device.vhostFds,
       'it runs virtio-net in its own process and takes no vhost-net fds',
       'do not open /dev/vhost-net for Cloud Hypervisor NICs (close those fds)',
-    );
-  }
-  if (device.mtu !== undefined && device.mtu < MIN_MTU) {
-    throw new UnsupportedByHypervisorError(
-      HYPERVISOR,
-      'mtu',
-      device.mtu,
-      `its virtio-net refuses an MTU below ${MIN_MTU}`,
-      `use an MTU of at least ${MIN_MTU}, or leave it unset and let the guest agent set the MTU`,
     );
   }
   if (device.pciAddress !== undefined && parsePciAddress(device.pciAddress).function !== 0) {

@@ -2,10 +2,12 @@
  * The `kata-runtime kata-network` operations on a recorded sandbox: add-iface, del-iface,
  * list-ifaces, update-routes, list-routes. On a sandbox with a running VM (QMP and agent sockets
  * recorded) they hot-plug through QMP and configure the guest through the agent; without one they
- * change the host plumbing and the record only. Every change runs under the sandbox lock, is validated
+ * change the host plumbing and the record only. The list commands read the agent alone, and answer
+ * the recorded view when it does not answer. Every change runs under the sandbox lock, is validated
  * before anything changes, and is rolled back whole when a later step fails.
  */
 import { AgentClient } from '../agent/client.js';
+import { AgentConnectError } from '../agent/errors.js';
 import type { Route } from '../agent/generated/types_pb.js';
 import {
   interfaceFromJson,
@@ -161,6 +163,7 @@ export async function addInterface(
           ...(requested ? { requestedType: requested as EndpointType } : {}),
           keepFds: vm !== undefined,
           ...(vm ? { hotplug: vm.hotplug } : {}),
+          ...newIndexOptions(state),
         },
         keeper,
       );
@@ -204,8 +207,26 @@ export async function addInterface(
 
 /** The sandbox record as the network holds it now; a sandbox keeps its record with no endpoints too. */
 export function sandboxRecordKeeper(store: SandboxStore, state: SandboxState, network: Network): RecordKeeper {
-  const persist = () => store.write({ ...state, network: network.save() });
+  // Every endpoint is in the list (and journaled) before its NIC reaches the VM: counted here, no
+  // index the VM may still hold is given again.
+  const countIndices = () => {
+    if (state.hypervisor?.kind !== 'clh') return;
+    const above = network.endpoints().map((endpoint) => endpoint.index + 1);
+    state.nextDeviceIndex = Math.max(state.nextDeviceIndex ?? 0, ...above);
+  };
+  countIndices();
+  const persist = () => {
+    countIndices();
+    store.write({ ...state, network: network.save() });
+  };
   return { persist, discard: persist, path: store.statePath };
+}
+
+/** Where new endpoints' indices start: above every NIC a Cloud Hypervisor VM may still hold (see nextDeviceIndex). */
+export function newIndexOptions(state: SandboxState): { firstIndex?: number } {
+  return state.hypervisor?.kind === 'clh' && state.nextDeviceIndex !== undefined
+    ? { firstIndex: state.nextDeviceIndex }
+    : {};
 }
 
 /** del-iface: finds the interface by name (or device, or hwAddr), unplugs it and removes its plumbing. */
@@ -282,20 +303,39 @@ export async function removeInterface(
   });
 }
 
+/** Options of the read-only commands, list-ifaces and list-routes. */
+export interface ListOptions {
+  stateDirectory?: string;
+  /** Told when an agent is recorded but did not answer (the VM is not up yet): the recorded view is answered instead. */
+  onAgentUnreachable?: (error: AgentConnectError) => void;
+}
+
+/**
+ * The agent for a read-only command, which needs nothing else of the VM (any hypervisor, Firecracker
+ * too): none when none is recorded, or when it does not answer in a few seconds.
+ */
+async function agentForReading(state: SandboxState, options: ListOptions): Promise<AgentClient | undefined> {
+  if (!state.agentSocket) return undefined;
+  try {
+    return await AgentClient.connect(state.agentSocket, { deadlineMs: 3_000 });
+  } catch (error) {
+    if (!(error instanceof AgentConnectError)) throw error;
+    options.onAgentUnreachable?.(error);
+    return undefined;
+  }
+}
+
 /** list-ifaces: what the guest has (from the agent) or will have (from the record). */
-export async function listInterfaces(
-  id: string,
-  options: { stateDirectory?: string } = {},
-): Promise<KataInterfaceJson[]> {
+export async function listInterfaces(id: string, options: ListOptions = {}): Promise<KataInterfaceJson[]> {
   return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
-    const vm = await connectVirtualMachine(state);
+    const agent = await agentForReading(state, options);
     try {
-      if (vm) return (await vm.agent.listInterfaces({ timeoutMs: 30_000 })).map(interfaceToJson);
+      if (agent) return (await agent.listInterfaces({ timeoutMs: 30_000 })).map(interfaceToJson);
       return generateGuestNetwork(network.endpoints()).interfaces.map((guest) =>
         interfaceToJson(interfaceFromJson(guest)),
       );
     } finally {
-      await vm?.close();
+      agent?.close();
     }
   });
 }
@@ -340,17 +380,17 @@ export async function updateRoutes(
 }
 
 /** list-routes: the guest's routes (agent), the recorded override, or what attach derived. */
-export async function listRoutes(id: string, options: { stateDirectory?: string } = {}): Promise<KataRouteJson[]> {
+export async function listRoutes(id: string, options: ListOptions = {}): Promise<KataRouteJson[]> {
   return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
-    const vm = await connectVirtualMachine(state);
+    const agent = await agentForReading(state, options);
     try {
-      if (vm) return (await vm.agent.listRoutes({ timeoutMs: 30_000 })).map(routeToJson);
+      if (agent) return (await agent.listRoutes({ timeoutMs: 30_000 })).map(routeToJson);
       // What the next push would send: the set update-routes gave (as the NICs changed it since), else the derived one.
       return sandboxRouteSet(network.endpoints(), state.guestRoutes).map((route) =>
         routeToJson(routesFromJson([route])[0]!),
       );
     } finally {
-      await vm?.close();
+      agent?.close();
     }
   });
 }

@@ -14,7 +14,13 @@ import { linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
-import { connectVirtualMachine, SandboxNotFoundError, sandboxRecordKeeper, withSandbox } from './sandbox-interfaces.js';
+import {
+  connectVirtualMachine,
+  newIndexOptions,
+  SandboxNotFoundError,
+  sandboxRecordKeeper,
+  withSandbox,
+} from './sandbox-interfaces.js';
 import type { SandboxState } from './service.js';
 import { attachRecorded, detachRecorded } from './service.js';
 
@@ -70,7 +76,12 @@ export async function applyNamespaceChange(
         try {
           const added = await attachRecorded(
             network,
-            { interfaces: [info], keepFds: vm !== undefined, ...(vm ? { hotplug: vm.hotplug } : {}) },
+            {
+              interfaces: [info],
+              keepFds: vm !== undefined,
+              ...(vm ? { hotplug: vm.hotplug } : {}),
+              ...newIndexOptions(state),
+            },
             keeper,
           );
           for (const endpoint of added) endpoint.closeFds();

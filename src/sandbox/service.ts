@@ -9,6 +9,7 @@
  *   a failed attach or detach whose undo was refused keeps a record of exactly what is left, which
  *   `vcnet detach` (again) or `vcnet gc` finish.
  */
+import { parseAgentAddress } from '../agent/hybrid-vsock.js';
 import { causeChain, DetachIncompleteError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import {
   NamespaceGoneError,
@@ -157,9 +158,16 @@ export async function attachSandbox(
     hypervisor?: HypervisorRecord;
     agentSocket?: string;
     lockTimeoutMs?: number;
+    /**
+     * Runs on the attached endpoints before the attach counts as done (the CLI derives the VMM's
+     * device configuration here): when it throws, the attach is undone whole and its error thrown.
+     */
+    checkEndpoints?: (endpoints: readonly Endpoint[]) => void;
   } = {},
 ): Promise<AttachResult> {
   config = validateNetworkConfig(config);
+  // A malformed hvsock:// address would only show at the first add-iface: refuse it before anything is made.
+  if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLock(async () => {
     // A damaged record is refused here too (StateInvalidError), never overwritten.
@@ -184,13 +192,23 @@ export async function attachSandbox(
         ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
         ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
       });
-      await attachRecorded(network, options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}, {
+      const keeper: RecordKeeper = {
         persist: () => store.write(record()),
         discard: () => store.remove(),
         path: store.statePath,
-      }).catch((error: unknown) => {
-        throw namingTheOwner(error, namespace.identity, options.stateDirectory);
-      });
+      };
+      await attachRecorded(network, options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}, keeper).catch(
+        (error: unknown) => {
+          throw namingTheOwner(error, namespace.identity, options.stateDirectory);
+        },
+      );
+      try {
+        options.checkEndpoints?.(network.endpoints());
+      } catch (error) {
+        // Nothing half-built: a refused device configuration undoes the plumbing and the record.
+        await detachRecorded(network, `attach of ${id} (undoing it)`, keeper);
+        throw error;
+      }
       return {
         id,
         endpoints: [...network.endpoints()],

@@ -4,7 +4,9 @@
  * shim, since Node cannot receive them), validates the body against Cloud Hypervisor's published
  * OpenAPI schema (test/fixtures/hypervisor), and reads back through each fd the name of the tap it is
  * a queue of (TUNGETIFF). The replies are the API's: 200 with a PciDeviceInfo after add-net, 204
- * after remove-device, or an error status with a text body when a test asks for one.
+ * after remove-device, or an error status with a text body when a test asks for one. Like Cloud
+ * Hypervisor, it keeps a removed NIC's id until the guest acks the eject, which no guest here does:
+ * an add-net with an id it ever had is refused (IdentifierNotUnique).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -28,6 +30,11 @@ export interface FakeReply {
   status: number;
   reason: string;
   body?: string;
+  /**
+   * Carry the request out as Cloud Hypervisor would, then never answer (`hang`) or close the
+   * connection without a reply (`close`): status and reason are then not used.
+   */
+  answer?: 'hang' | 'close';
 }
 
 const SCHEMA_BY_PATH: Record<string, string> = {
@@ -43,6 +50,8 @@ export class FakeCloudHypervisor {
   /** The next replies to give, in order; when empty, the API's success reply. */
   readonly replies: FakeReply[] = [];
   private slot = 4;
+  /** Every device id added: the ids Cloud Hypervisor would refuse for a new NIC until the guest let go. */
+  readonly heldIds = new Set<string>();
   private readonly sockets = new Set<Socket>();
 
   private constructor(
@@ -103,6 +112,12 @@ export class FakeCloudHypervisor {
       stop();
       const reply = this.handle(request, fds);
       for (const received of fds) shim.closeFd(received);
+      if (reply.answer === 'hang') return;
+      if (reply.answer === 'close') {
+        socket.end();
+        socket.resume();
+        return;
+      }
       const body = reply.body ?? '';
       socket.end(
         `HTTP/1.1 ${reply.status} ${reply.reason}\r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\n` +
@@ -143,11 +158,23 @@ export class FakeCloudHypervisor {
       fdTaps,
     });
     const queued = this.replies.shift();
-    if (queued) return queued;
-    if (request.method !== 'PUT' || !validate) return { status: 404, reason: 'Not Found' };
+    if (queued && queued.answer === undefined) return queued;
+    const carriedOut = this.carryOut(request.method, request.path, body, validate !== undefined, valid);
+    return queued ? { ...carriedOut, answer: queued.answer } : carriedOut;
+  }
+
+  private carryOut(method: string, path: string, body: unknown, known: boolean, valid: boolean): FakeReply {
+    if (method !== 'PUT' || !known) return { status: 404, reason: 'Not Found' };
     if (!valid) return { status: 400, reason: 'Bad Request', body: 'Error parsing request body' };
-    if (request.path === '/api/v1/vm.add-net') {
+    if (path === '/api/v1/vm.add-net') {
       const id = (body as { id?: string }).id ?? `_net${this.slot}`;
+      if (this.heldIds.has(id))
+        return {
+          status: 500,
+          reason: 'Internal Server Error',
+          body: JSON.stringify(['Error from API', 'The VM could not add the device', `Identifier ${id} is not unique`]),
+        };
+      this.heldIds.add(id);
       const bdf = `0000:00:${(this.slot++).toString(16).padStart(2, '0')}.0`;
       return { status: 200, reason: 'OK', body: JSON.stringify({ id, bdf }) };
     }

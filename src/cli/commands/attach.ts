@@ -4,7 +4,7 @@ import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
-import { hypervisorDeviceConfig, shellRedirections } from '../hypervisor-config.js';
+import { type DeviceConfig, hypervisorDeviceConfig, shellRedirections } from '../hypervisor-config.js';
 import { logger } from '../observability/logger.js';
 import {
   collect,
@@ -38,7 +38,7 @@ export function registerAttach(program: Command): void {
     .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
     .option(
       '--hypervisor <kind>',
-      'qemu, clh or firecracker: prints its device configuration (default: the --config [hypervisor.*] section, else qemu)',
+      'qemu, clh (or cloud-hypervisor) or firecracker: prints its device configuration (default: the --config [hypervisor.*] section, else qemu)',
     )
     .option(
       '--qmp <socket>',
@@ -46,11 +46,11 @@ export function registerAttach(program: Command): void {
     )
     .option(
       '--api-socket <socket>',
-      "the running VM's API socket (Cloud Hypervisor, with --agent: later add-iface/del-iface/watch hot-plug through it; Firecracker: marks the VM as booted)",
+      "the running VM's API socket (Cloud Hypervisor, with --agent: later add-iface/del-iface/watch hot-plug through it; Firecracker: only a marker that the VM has booted, never connected to: later add-iface/del-iface/watch are refused, list-ifaces/list-routes read the agent or the record)",
     )
     .option(
-      '--agent <socket>',
-      "the guest agent's socket (with --qmp or --api-socket): later changes configure the guest through it",
+      '--agent <address>',
+      "the guest agent (with --qmp or --api-socket): QEMU's agent chardev socket path, or hvsock://VSOCK_SOCKET:PORT for Cloud Hypervisor and Firecracker (Kata's agent port: 1024); later changes configure the guest through it",
     )
     .option(...LOCK_TIMEOUT_OPTION)
     .option('--json', 'machine-readable output')
@@ -120,25 +120,29 @@ export function registerAttach(program: Command): void {
         if (options.apiSocket && hypervisor === 'qemu')
           throw new InvalidInputError('--api-socket', options.apiSocket, 'only with --hypervisor clh or firecracker');
         const controlSocket = options.qmp ?? options.apiSocket;
+        // QEMU opens the taps by name here, so vhost=on asks it to open /dev/vhost-net itself.
+        const vhost = hypervisor === 'qemu' ? probeVhostNet(config.vhostNet) : undefined;
+        let devices: DeviceConfig[] = [];
         const result = await inFlagTerms(() =>
           attachSandbox(options.sandbox, config, {
             stateDirectory: stateDirectory(options.stateDir),
             hypervisor: { kind: hypervisor, ...(controlSocket ? { controlSocket } : {}) },
             ...(options.agent ? { agentSocket: options.agent } : {}),
             ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
+            // A configuration the hypervisor cannot take undoes the attach: the VM could not use it.
+            checkEndpoints: (endpoints) => {
+              devices = hypervisorDeviceConfig(hypervisor, endpoints, config.vmmRateLimiter, {
+                vhostNet: vhost?.available ?? false,
+              });
+            },
           }),
         );
-        // QEMU opens the taps by name here, so vhost=on asks it to open /dev/vhost-net itself.
-        const vhost = hypervisor === 'qemu' ? probeVhostNet(config.vhostNet) : undefined;
         if (vhost && !vhost.available)
           logger()
             .child({ sandbox: options.sandbox, operation: 'attach' })
             .info({ reason: vhost.reason }, `vhost-net off for the QEMU NICs: ${vhost.reason}`);
         for (const { message, ...fields } of result.skipped)
           logger().warn({ sandbox: result.id, operation: 'attach', ...fields }, message);
-        const devices = hypervisorDeviceConfig(hypervisor, result.endpoints, config.vmmRateLimiter, {
-          vhostNet: vhost?.available ?? false,
-        });
         const endpoints = result.endpoints.map((endpoint) => ({
           name: endpoint.name,
           type: endpoint.type,

@@ -70,6 +70,11 @@ function warnIgnoredKeys(paths: string[]): void {
   process.stderr.write(`vcnet: warning: ignored unknown keys: ${paths.join(', ')}\n`);
 }
 
+/** The list commands answer what the record says when the VM's agent does not answer: one stderr line says so. */
+function noteRecordedView(error: Error): void {
+  process.stderr.write(`vcnet: the VM did not answer (${error.message}): showing the recorded view\n`);
+}
+
 /** Kata's output: the result as one JSON line. */
 function printJsonLine(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
@@ -121,7 +126,10 @@ export function registerKataNetwork(program: Command): void {
     .option('--json', 'Kata JSON instead of a table')
     .action(async (sandbox: string, options: { stateDir?: string; json?: boolean }) => {
       const { listInterfaces } = await sandboxInterfaces();
-      const interfaces = await listInterfaces(sandbox, { stateDirectory: stateDirectory(options.stateDir) });
+      const interfaces = await listInterfaces(sandbox, {
+        stateDirectory: stateDirectory(options.stateDir),
+        onAgentUnreachable: noteRecordedView,
+      });
       if (options.json) return printJson(interfaces);
       print(
         table(
@@ -163,7 +171,10 @@ export function registerKataNetwork(program: Command): void {
     .option('--json', 'Kata JSON instead of a table')
     .action(async (sandbox: string, options: { stateDir?: string; json?: boolean }) => {
       const { listRoutes } = await sandboxInterfaces();
-      const routes = await listRoutes(sandbox, { stateDirectory: stateDirectory(options.stateDir) });
+      const routes = await listRoutes(sandbox, {
+        stateDirectory: stateDirectory(options.stateDir),
+        onAgentUnreachable: noteRecordedView,
+      });
       if (options.json) return printJson(routes);
       print(
         table(

@@ -198,6 +198,7 @@ export const sandboxContentSchema = z
       })
       .optional(),
     agentSocket: z.string({ error: 'a socket path' }).optional(),
+    nextDeviceIndex: whole.optional(),
     guestRoutes: z.array(z.looseObject({}), { error: 'a list of routes' }).optional(),
   })
   .refine(samePath, samePathIssue);

@@ -28,7 +28,14 @@ export interface SandboxState {
   createdAt: string;
   network: NetworkState;
   hypervisor?: HypervisorRecord;
+  /** The agent's address: a unix socket path (QEMU's virtio-serial), or hvsock://PATH:PORT (hybrid vsock). */
   agentSocket?: string;
+  /**
+   * Cloud Hypervisor sandboxes: the lowest index (NIC id net<index>, tap<index>_kata) a new endpoint
+   * may take, above every endpoint the sandbox ever had. Cloud Hypervisor keeps a removed NIC's id
+   * until the guest acks the eject, and refuses a new NIC with that id meanwhile.
+   */
+  nextDeviceIndex?: number;
   /** Routes given with update-routes, which replace the ones derived from the namespace. */
   guestRoutes?: GuestRoute[];
 }

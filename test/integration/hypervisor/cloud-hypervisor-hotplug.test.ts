@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   CloudHypervisorApiError,
   CloudHypervisorClient,
+  type CloudHypervisorConnectionError,
   CloudHypervisorHotplugTarget,
   pciPathOfBdf,
 } from '../../../src/hypervisor/cloud-hypervisor-client.js';
@@ -108,11 +109,64 @@ describe('Cloud Hypervisor hot-plug through its API socket', () => {
     await expect(client.removeDevice('net9')).rejects.toThrow(/vm\.remove-device: 404 Not Found: No such device: net9/);
   });
 
+  it('unplug resolves when Cloud Hypervisor has no such device (404), and rejects on other refusals', async () => {
+    const target = new CloudHypervisorHotplugTarget(new CloudHypervisorClient(api.socketPath, { timeoutMs: 5_000 }));
+    api.replies.push({ status: 404, reason: 'Not Found', body: '["Error from API","No such device"]' });
+    await target.unplugNetworkDevice('net7');
+    api.replies.push({ status: 500, reason: 'Internal Server Error', body: '"Error removing device"' });
+    await expect(target.unplugNetworkDevice('net7')).rejects.toThrow(
+      /500 Internal Server Error: "Error removing device"/,
+    );
+    expect(api.requests.map((request) => request.body)).toEqual([{ id: 'net7' }, { id: 'net7' }]);
+  });
+
   it('names the socket when nothing listens there', async () => {
     const client = new CloudHypervisorClient(`${api.socketPath}.missing`, { timeoutMs: 2_000 });
     await expect(client.removeDevice('net1')).rejects.toThrow(
       /Cloud Hypervisor API .*missing: PUT \/api\/v1\/vm.remove-device: .*ENOENT/,
     );
+  });
+
+  it('hints at starting Cloud Hypervisor only when nothing listens, and fittingly otherwise', async () => {
+    const missing = await new CloudHypervisorClient(`${api.socketPath}.missing`, { timeoutMs: 2_000 })
+      .removeDevice('net1')
+      .catch((caught: unknown) => caught);
+    expect(missing).toMatchObject({ failure: 'unreachable' });
+    expect((missing as CloudHypervisorConnectionError).hint).toContain('start cloud-hypervisor with --api-socket');
+
+    api.replies.push({ status: 0, reason: '', answer: 'close' });
+    const ended = await new CloudHypervisorClient(api.socketPath, { timeoutMs: 2_000 })
+      .removeDevice('net1')
+      .catch((caught: unknown) => caught);
+    expect((ended as Error).message).toContain('the reply ended early');
+    expect((ended as CloudHypervisorConnectionError).hint).not.toContain('start cloud-hypervisor');
+    expect((ended as CloudHypervisorConnectionError).hint).toContain("did not answer as Cloud Hypervisor's API");
+
+    api.replies.push({ status: 0, reason: '', answer: 'hang' });
+    const silent = await new CloudHypervisorClient(api.socketPath, { timeoutMs: 200 })
+      .removeDevice('net1')
+      .catch((caught: unknown) => caught);
+    expect((silent as Error).message).toContain('no reply within 200 ms');
+    expect((silent as CloudHypervisorConnectionError).hint).toContain('did not answer in time');
+  });
+
+  it('takes out a NIC Cloud Hypervisor may have added when vm.add-net got no answer', async () => {
+    const fds = tap('tap6_kata', 1);
+    const target = new CloudHypervisorHotplugTarget(new CloudHypervisorClient(api.socketPath, { timeoutMs: 300 }));
+    api.replies.push({ status: 0, reason: '', answer: 'hang' });
+    await expect(
+      target.hotplugNetworkDevice({ id: 'net6', fds, queues: 1, guestMac: '02:42:ac:11:00:06' }),
+    ).rejects.toThrow(/vm\.add-net: no reply within 300 ms/);
+    expect(api.requests.map((request) => `${request.path} ${(request.body as { id: string }).id}`)).toEqual([
+      '/api/v1/vm.add-net net6',
+      '/api/v1/vm.remove-device net6',
+    ]);
+    // Nothing listening is not a request that may have arrived: no removal is sent.
+    const gone = new CloudHypervisorHotplugTarget(new CloudHypervisorClient(`${api.socketPath}.missing`));
+    await expect(
+      gone.hotplugNetworkDevice({ id: 'net7', fds, queues: 1, guestMac: '02:42:ac:11:00:07' }),
+    ).rejects.toThrow(/ENOENT/);
+    expect(api.requests).toHaveLength(2);
   });
 
   it('reads the PCI path from the BDF on bus 0 only', () => {

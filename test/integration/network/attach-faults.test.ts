@@ -222,3 +222,24 @@ describe('a tap name the kernel says is taken', () => {
     expect(fingerprint(pod)).toEqual(before);
   });
 });
+
+describe('a device configuration refused after the plumbing was made', () => {
+  it('undoes the whole attach: the namespace as it was, no record, the refusal thrown', async () => {
+    const { pod } = makePod({ interfaces: 2 });
+    const before = fingerprint(pod);
+    const refusal = new Error('the VMM cannot take this NIC');
+    let seen: string[] = [];
+    const error = await attachSandbox('refused', config(pod, 'tcfilter'), {
+      stateDirectory: stateDir,
+      checkEndpoints: (endpoints) => {
+        seen = endpoints.map((endpoint) => endpoint.plumbing?.tapName ?? '-');
+        throw refusal;
+      },
+    }).catch((caught: unknown) => caught);
+    expect(error).toBe(refusal);
+    // It ran on the endpoints as made, taps and all.
+    expect(seen).toEqual(['tap0_kata', 'tap1_kata']);
+    expect(fingerprint(pod)).toEqual(before);
+    expect(readSandbox('refused', stateDir)).toBeUndefined();
+  });
+});
