@@ -23,6 +23,7 @@ import type { HotplugTarget, NetworkDevice as VmNetworkDevice } from './device.j
 
 /** Cloud Hypervisor answered with an error status: its own text is kept in the message. */
 export class CloudHypervisorApiError extends VcnetError {
+  static override readonly errorName: string = 'CloudHypervisorApiError';
   readonly status: number;
   constructor(request: string, status: number, reason: string, text: string) {
     super(
@@ -39,6 +40,7 @@ export class CloudHypervisorApiError extends VcnetError {
 
 /** The API socket could not be reached or answered something that is not HTTP. */
 export class CloudHypervisorConnectionError extends VcnetError {
+  static override readonly errorName: string = 'CloudHypervisorConnectionError';
   constructor(socketPath: string, detail: string, cause?: unknown) {
     super('VCNET_HYPERVISOR_UNREACHABLE', `Cloud Hypervisor API ${socketPath}: ${detail}`, {
       value: socketPath,

@@ -34,6 +34,7 @@ interface RequestLike {
  * what was asked.
  */
 export class NetlinkError extends VcnetError {
+  static override readonly errorName: string = 'NetlinkError';
   readonly errno: string;
   readonly errnoNumber: number;
   readonly kernelMessage: string | undefined;
@@ -71,6 +72,7 @@ export class NetlinkError extends VcnetError {
  * on every attempt: its contents could be half old, half new, so it is not used.
  */
 export class DumpInterruptedError extends NetlinkError {
+  static override readonly errorName: string = 'DumpInterruptedError';
   readonly attempts: number;
 
   constructor(request: RequestLike, attempts: number, namespacePath: string | undefined) {

@@ -57,6 +57,7 @@ export interface VmmRateLimiter {
 }
 
 export class ConfigurationConflictError extends VcnetError {
+  static override readonly errorName: string = 'ConfigurationConflictError';
   constructor(message: string, value: unknown, hint: string) {
     super('VCNET_CONFIG_CONFLICT', message, { value, hint });
   }

@@ -38,6 +38,7 @@ import {
 } from './service.js';
 
 export class SandboxNotFoundError extends VcnetError {
+  static override readonly errorName: string = 'SandboxNotFoundError';
   constructor(id: string, path: string) {
     super('VCNET_SANDBOX_NOT_FOUND', `sandbox ${id} is not attached (no state in ${path})`, {
       value: id,

@@ -42,6 +42,7 @@ export interface AttachResult {
 }
 
 export class SandboxExistsError extends VcnetError {
+  static override readonly errorName: string = 'SandboxExistsError';
   constructor(id: string, path: string) {
     super('VCNET_SANDBOX_EXISTS', `sandbox ${id} is already attached (state in ${path})`, {
       value: id,

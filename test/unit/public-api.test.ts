@@ -43,7 +43,7 @@ describe("the 'vcnet' entry", () => {
       })),
     );
     expect(classes.length).toBeGreaterThan(25);
-    // The brands are keyed by class name (Symbol.for('vcnet.error.<Name>')): names must be unique.
+    // The brands are keyed by errorName (Symbol.for('vcnet.error.<errorName>')): names must be unique.
     const names = classes.map(({ name }) => name);
     expect(names.filter((name, position) => names.indexOf(name) !== position)).toEqual([]);
     const missing = classes
@@ -53,6 +53,15 @@ describe("the 'vcnet' entry", () => {
     for (const { name } of classes.filter(({ name }) => exported.has(name))) {
       const type = (entry as Record<string, unknown>)[name] as { prototype: unknown };
       expect(type.prototype instanceof entry.VcnetError, `${name} is a VcnetError`).toBe(true);
+    }
+    // Each class states its own errorName (a bundler renames classes; an inherited one would brand a
+    // subclass as its parent), equal to the class's name in the source.
+    for (const { name, file } of classes) {
+      const text = readFileSync(join(source, file), 'utf8');
+      expect(text, `${name} states errorName`).toContain(`export class ${name} extends`);
+      expect(text.split(`export class ${name} extends`)[1]?.split('\n')[1]?.trim(), `${name} (${file})`).toBe(
+        `static override readonly errorName: string = '${name}';`,
+      );
     }
   });
 

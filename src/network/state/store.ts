@@ -85,6 +85,7 @@ export function defaultLockTimeoutMs(): number {
 }
 
 export class SandboxLockedError extends VcnetError {
+  static override readonly errorName: string = 'SandboxLockedError';
   constructor(id: string, owner: number, options: { waitedMs?: number; howToWaitLonger?: string } = {}) {
     const who = owner > 0 ? `process ${owner}` : 'another process';
     const waited = options.waitedMs === undefined ? '' : ` (waited ${options.waitedMs} ms)`;
