@@ -223,6 +223,13 @@ export const ErrorCodes = {
     role: 'general',
     ...failed,
   },
+  VCNET_HANDLE_CLOSED: {
+    meaning: 'a NetlinkHandle used after its close()',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'FAILED_PRECONDITION',
+  },
   VCNET_NETLINK_MALFORMED: {
     meaning: "the kernel's reply could not be parsed",
     role: 'specific',

@@ -82,7 +82,7 @@ export type { TcAction } from './netlink/codec/tc/action.js';
 export type { Filter, FilterSpec } from './netlink/codec/tc/filter.js';
 export type { HtbClassSpec, TrafficClass } from './netlink/codec/tc/qdisc/htb.js';
 export type { Qdisc, QdiscSpec } from './netlink/codec/tc/qdisc.js';
-export { DumpInterruptedError, NetlinkError } from './netlink/errors.js';
+export { DumpInterruptedError, NetlinkClosedError, NetlinkError } from './netlink/errors.js';
 export {
   type ChangeBatch,
   type DeleteFilterTarget,
@@ -153,6 +153,7 @@ export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
 export { type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';
 export { DirectoryNotMadeError } from './network/state/directory.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
+export { StateRegistryLockedError } from './network/state/registry.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { VfioError } from './network/vfio.js';
 export { IncorrectLinkTypeError } from './sandbox/add-interface-request.js';

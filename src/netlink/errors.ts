@@ -90,3 +90,14 @@ export class DumpInterruptedError extends NetlinkError {
     this.attempts = attempts;
   }
 }
+
+/** A NetlinkHandle (or its socket) used after close(): a caller's mistake, nothing was sent. */
+export class NetlinkClosedError extends VcnetError {
+  static override readonly errorName: string = 'NetlinkClosedError';
+  constructor(namespacePath: string | undefined) {
+    super('VCNET_HANDLE_CLOSED', `the netlink socket of ${namespacePath ?? 'the current namespace'} is closed`, {
+      value: namespacePath,
+      hint: 'open a new NetlinkHandle: one that was closed cannot be used again',
+    });
+  }
+}

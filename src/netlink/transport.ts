@@ -13,6 +13,7 @@ import { traced, tracing } from '../diagnostics.js';
 import { MessageFlag } from './codec/constants.js';
 import type { RawMessage } from './codec/reader.js';
 import { MessageWriter } from './codec/writer.js';
+import { NetlinkClosedError } from './errors.js';
 import { isGetRequest, NetlinkProtocol, type ProtocolRequest, type RequestOutcome } from './protocol.js';
 import { RouteSocket } from './socket.js';
 
@@ -107,7 +108,7 @@ export class NetlinkSocket {
   }
 
   private exchangeUntraced(batch: RequestBatch): Promise<RequestOutcome[]> {
-    if (this.closed) return Promise.reject(new Error('netlink socket is closed'));
+    if (this.closed) return Promise.reject(new NetlinkClosedError(this.namespacePath));
     const id = this.protocol.submit(batch.writer.finish(), batch.requests, batch.ends);
     const outcomes = new Promise<RequestOutcome[]>((resolve) => this.waiting.set(id, resolve));
     this.pump();
@@ -192,7 +193,7 @@ export class NetlinkSocket {
     if (this.closed) return;
     this.closed = true;
     this.socket.stopWatching();
-    this.protocol.failAll(new Error('netlink socket closed'));
+    this.protocol.failAll(new NetlinkClosedError(this.namespacePath));
     this.deliver();
     this.socket.close();
   }

@@ -72,6 +72,7 @@ export type NetworkConfigOptions = Pick<NetworkConfig, 'namespacePath'> &
  * namespace not made by vcnet), checked as attach checks it.
  */
 export function defineNetworkConfig(options: NetworkConfigOptions): NetworkConfig {
+  requireConfigObject(options, 'options');
   return validateNetworkConfig({
     namespaceCreatedByVcnet: false,
     disableNewNetns: false,
@@ -82,6 +83,13 @@ export function defineNetworkConfig(options: NetworkConfigOptions): NetworkConfi
   });
 }
 
+/** A JavaScript caller may pass anything: refuse a non-object before reading its fields. */
+function requireConfigObject(given: unknown, field: string): void {
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) {
+    throw new InvalidInputError(field, given, 'an object with at least namespacePath (see NetworkConfig)');
+  }
+}
+
 /**
  * Checks a NetworkConfig a library caller built (the CLI builds one from flags): each field's type and
  * range, the model by name (`default` and any case read as the CLI reads them), and Kata's rule that a
@@ -89,6 +97,7 @@ export function defineNetworkConfig(options: NetworkConfigOptions): NetworkConfi
  * with its model resolved; callers use the returned one.
  */
 export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
+  requireConfigObject(given, 'config');
   if (typeof given.namespacePath !== 'string' || given.namespacePath === '') {
     throw new InvalidInputError('namespacePath', given.namespacePath, 'the path of the pod network namespace');
   }
