@@ -32,6 +32,19 @@ const PROGRAM_ONLY_ERRORS = [
   'ProgramMissingError',
 ];
 
+/**
+ * Identifiers docs/library.md names that are fields or options, or types (exported, but not seen at
+ * run time; test/unit/public-types.test.ts checks the types).
+ */
+const LIBRARY_GUIDE_NON_EXPORTS = [
+  'namedInterfaces',
+  'disableNewNetns',
+  'lockTimeoutMs',
+  'stateDirectory',
+  'errorName',
+  'NetworkConfig',
+];
+
 describe("the 'vcnet' entry", () => {
   const exported = new Set(Object.keys(entry));
 
@@ -77,6 +90,18 @@ describe("the 'vcnet' entry", () => {
     expect(Object.keys(netlinkEntry)).toEqual(
       expect.arrayContaining(['LinkAttribute', 'encodeNewLink', 'TC_H_INGRESS']),
     );
+  });
+
+  it('exports every function and class docs/library.md names', () => {
+    const guide = readFileSync(new URL('../../docs/library.md', import.meta.url), 'utf8');
+    // `name(...)`, `name` and `Name` in backticks that are identifiers (not fields such as `code`).
+    const named = new Set(
+      [...guide.matchAll(/`([A-Za-z][A-Za-z0-9]*)(?:\([^`]*\))?`/g)]
+        .map((match) => match[1]!)
+        .filter((name) => /^(?:[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*)$/.test(name)),
+    );
+    expect(named.has('watchSandbox')).toBe(true);
+    expect([...named].filter((name) => !exported.has(name) && !LIBRARY_GUIDE_NON_EXPORTS.includes(name))).toEqual([]);
   });
 
   it('names the diagnostics channels', () => {
