@@ -135,9 +135,13 @@ export {
 export {
   ConfigurationConflictError,
   defineNetworkConfig,
+  type KataConfigOverrides,
+  type KataHypervisor,
+  type KataNetworkConfigOptions,
   type KataNetworkSettings,
   type NetworkConfig,
   type NetworkConfigOptions,
+  networkConfigFromKata,
   parseKataConfiguration,
   readKataConfiguration,
   type VmmBucketSetting,

@@ -14,8 +14,8 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parse as parseToml } from 'smol-toml';
 import { InvalidInputError, VcnetError } from '../errors.js';
-import { refuseHostNamespace } from '../netns/host-namespace.js';
-import { type InterworkingModel, parseInterworkingModel } from './interworking-model.js';
+import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
+import { DEFAULT_INTERWORKING_MODEL, type InterworkingModel, parseInterworkingModel } from './interworking-model.js';
 import { type RateLimit, validateBitRate, validateRate } from './rate-limit.js';
 
 export interface NetworkConfig {
@@ -223,6 +223,109 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     }
   }
   return settings;
+}
+
+/** The hypervisors whose network rules networkConfigFromKata knows (Kata's names). */
+export type KataHypervisor = 'qemu' | 'clh' | 'firecracker';
+
+const KATA_HYPERVISORS: readonly KataHypervisor[] = ['qemu', 'clh', 'firecracker'];
+
+/** Fields a caller sets over configuration.toml (a CLI's flags win over the file, as in vcnet attach). */
+export type KataConfigOverrides = Partial<
+  Pick<NetworkConfig, 'model' | 'queues' | 'vhostNet' | 'disableNewNetns' | 'namedInterfaces'>
+>;
+
+export interface KataNetworkConfigOptions {
+  /**
+   * The pod namespace. Left out only with disable_new_netns, where the VMM runs in this process's own
+   * namespace (as in Kata).
+   */
+  namespacePath?: string;
+  /** Whose rules apply; default: the settings' [hypervisor.*] section when it is one of these, else qemu. */
+  hypervisor?: KataHypervisor;
+  overrides?: KataConfigOverrides;
+  /** Told each setting that is read but has no effect (the library writes nothing itself). */
+  warn?: (message: string) => void;
+}
+
+/**
+ * The NetworkConfig Kata would use for these configuration.toml settings, as `vcnet attach --config`
+ * builds it:
+ * - QEMU: one queue pair per vCPU (default_vcpus, at most the host's cores), vhost-net unless
+ *   disable_vhost_net, rx/tx_rate_limiter_max_rate as tc shaping on the host;
+ * - Cloud Hypervisor and Firecracker: one queue pair, no vhost-net, and the limits go to the VMM's own
+ *   token buckets (vmmRateLimiter: clh's net_rate_limiter_*, Firecracker's rx/tx_rate_limiter_max_rate),
+ *   never to tc; Firecracker refuses the macvtap model (it opens its tap by name).
+ * Settings that are not NetworkConfig fields (vcpus, hypervisor, warnings) are not carried over.
+ */
+export function networkConfigFromKata(
+  settings: KataNetworkSettings,
+  options: KataNetworkConfigOptions = {},
+): NetworkConfig {
+  requireConfigObject(settings, 'settings');
+  const overrides = options.overrides ?? {};
+  const warn = options.warn ?? (() => {});
+  const section = settings.hypervisor;
+  const hypervisor =
+    options.hypervisor ??
+    (section !== undefined && (KATA_HYPERVISORS as readonly string[]).includes(section)
+      ? (section as KataHypervisor)
+      : 'qemu');
+  if (!KATA_HYPERVISORS.includes(hypervisor)) {
+    throw new InvalidInputError('hypervisor', hypervisor, KATA_HYPERVISORS.join(', '));
+  }
+  for (const warning of settings.warnings ?? []) warn(warning);
+  const model =
+    overrides.model === undefined
+      ? (settings.model ?? DEFAULT_INTERWORKING_MODEL)
+      : parseInterworkingModel(overrides.model as string, 'model');
+  const builtInLimiter = hypervisor === 'clh' || hypervisor === 'firecracker';
+  if (hypervisor === 'firecracker' && model === 'macvtap') {
+    throw new InvalidInputError(
+      overrides.model === undefined ? 'runtime.internetworking_model' : 'model',
+      'macvtap',
+      'tcfilter or none with the firecracker hypervisor (it opens its tap by name, which a macvtap cannot be)',
+    );
+  }
+  if (builtInLimiter && overrides.vhostNet === 'auto') {
+    throw new InvalidInputError('vhostNet', overrides.vhostNet, `off with the ${hypervisor} hypervisor`);
+  }
+  if (hypervisor === 'clh' && settings.rateLimit) {
+    warn(
+      'rx/tx_rate_limiter_max_rate are not Cloud Hypervisor keys (Kata ignores them there): ' +
+        'use net_rate_limiter_bw_max_rate in [hypervisor.clh]',
+    );
+  }
+  const vmmRateLimiter =
+    hypervisor === 'clh'
+      ? settings.cloudHypervisorRateLimiter
+      : hypervisor === 'firecracker'
+        ? settings.rateLimit
+        : undefined;
+  const disableNewNetns = overrides.disableNewNetns ?? settings.disableNewNetns ?? false;
+  // With disable_new_netns the VMM runs in this process's own (the host's) namespace, as in Kata.
+  const namespacePath = options.namespacePath ?? (disableNewNetns ? OWN_NAMESPACE_PATH : undefined);
+  if (namespacePath === undefined) {
+    throw new InvalidInputError(
+      'namespacePath',
+      namespacePath,
+      'the pod namespace path (only disable_new_netns goes without it)',
+    );
+  }
+  const vcpus = settings.vcpus && settings.vcpus > 0 ? settings.vcpus : 1;
+  return validateNetworkConfig({
+    namespacePath,
+    model,
+    namespaceCreatedByVcnet: false,
+    disableNewNetns,
+    queues: overrides.queues ?? (builtInLimiter ? 1 : Math.min(vcpus, availableParallelism())),
+    vhostNet: builtInLimiter ? 'off' : (overrides.vhostNet ?? settings.vhostNet ?? 'auto'),
+    ...(settings.rateLimit && !builtInLimiter ? { rateLimit: settings.rateLimit } : {}),
+    ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
+    ...(overrides.namedInterfaces && overrides.namedInterfaces.length > 0
+      ? { namedInterfaces: overrides.namedInterfaces }
+      : {}),
+  });
 }
 
 export function readKataConfiguration(path: string): KataNetworkSettings {

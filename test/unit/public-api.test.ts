@@ -39,6 +39,8 @@ const LIBRARY_GUIDE_NON_EXPORTS = [
   'lockTimeoutMs',
   'stateDirectory',
   'errorName',
+  'vmmRateLimiter',
+  'vhostNet',
 ];
 
 describe("the 'vcnet' entry", () => {
