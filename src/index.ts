@@ -65,6 +65,7 @@ export {
   type DiagnosticsChannelName,
   type EndpointEvent,
   type NetlinkBatchEvent,
+  type NetlinkDumpRetriedEvent,
   type NoticeEvent,
   type PlanStepEvent,
   type ScanEvent,
