@@ -3,13 +3,18 @@
  * field), never as a plain Error or a TypeError from inside Node: a closed NetlinkHandle, a sandbox
  * id or a state directory that is not a string, a config that is not an object.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidInputError, VcnetError } from '../../src/errors.js';
 import { NetlinkClosedError } from '../../src/netlink/errors.js';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
 import { defineNetworkConfig, validateNetworkConfig } from '../../src/network/config.js';
-import { attachSandbox, detachSandbox } from '../../src/sandbox/service.js';
+import { attachSandbox, detachSandbox, readSandbox, SandboxExistsError } from '../../src/sandbox/service.js';
+import { vcnet } from '../helpers/cli.js';
 import { cleanupNamespaces, makeNamespace } from '../helpers/namespace.js';
+import { makePod } from '../helpers/pod.js';
 
 afterEach(() => cleanupNamespaces());
 
@@ -51,5 +56,28 @@ describe('library misuse', () => {
       }
     })();
     expect(refused).toMatchObject({ code: 'VCNET_INVALID_INPUT', field: 'options', value: null });
+  });
+
+  it("an attached sandbox's hint names its state directory, and the command it gives detaches it", async () => {
+    const { pod } = makePod();
+    const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-hint-'));
+    try {
+      const config = defineNetworkConfig({ namespacePath: pod.path });
+      await attachSandbox('sb1', config, { stateDirectory });
+      const refused = await attachSandbox('sb1', config, { stateDirectory }).catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(SandboxExistsError);
+      const hint = (refused as SandboxExistsError).hint ?? '';
+      expect(hint).toContain(`--state-dir ${stateDirectory}`);
+      expect(hint).toContain('stateDirectory');
+      const command = /vcnet (detach --sandbox sb1 --state-dir \S+)/.exec(hint)?.[1]?.split(' ') ?? [];
+      const detached = vcnet(command);
+      expect(detached.stderr).toBe('');
+      expect(detached.status).toBe(0);
+      expect(readSandbox('sb1', stateDirectory)).toBeUndefined();
+    } finally {
+      rmSync(stateDirectory, { recursive: true, force: true });
+    }
+    // The default state directory needs no flag.
+    expect(new SandboxExistsError('sb1', '/run/vcnet/sandboxes/sb1/state.json').hint).not.toContain('--state-dir');
   });
 });

@@ -60,6 +60,16 @@ export function stateDirectory(explicit?: string): string {
   return DEFAULT_STATE_DIRECTORY;
 }
 
+/**
+ * What a printed `vcnet` command needs to reach sandboxes in `root`: nothing for the default state
+ * directory, else ` --state-dir <root>` (without it the command looks in the default one).
+ */
+export function stateDirectoryFlag(root: string): string {
+  if (resolve(root) === DEFAULT_STATE_DIRECTORY) return '';
+  const word = /^[\w@%+=:,./-]+$/.test(root) ? root : `'${root.replaceAll("'", `'\\''`)}'`;
+  return ` --state-dir ${word}`;
+}
+
 export function validateSandboxId(id: string): string {
   // typeof first: a number (42) would pass the pattern as "42" and fail later inside node:path.
   if (typeof id !== 'string' || !SANDBOX_ID_PATTERN.test(id)) {
