@@ -16,23 +16,26 @@
  *   vcnet:detach              one detach of endpoints (DetachEvent; result: the undo report)
  *   vcnet:netlink:batch       one netlink batch sent and answered (NetlinkBatchEvent)
  * Plain channels:
+ *   vcnet:netlink:dump-retried a dump the kernel marked interrupted was sent again (NetlinkDumpRetriedEvent)
  *   vcnet:plan:step           one step of a plan applied or undone (PlanStepEvent)
  *   vcnet:watch               a namespace change applied to a watched sandbox (WatchEvent)
  *   vcnet:notice              something went other than asked but the operation went on (NoticeEvent)
  */
 import { type Channel, channel, type TracingChannel, tracingChannel } from 'node:diagnostics_channel';
 
-export const DiagnosticsChannel = {
+// Frozen: every copy of vcnet in a process shares these names, so no caller may change them.
+export const DiagnosticsChannel = Object.freeze({
   scan: 'vcnet:scan',
   attach: 'vcnet:attach',
   attachEndpoint: 'vcnet:attach:endpoint',
   hotplug: 'vcnet:hotplug',
   detach: 'vcnet:detach',
   netlinkBatch: 'vcnet:netlink:batch',
+  netlinkDumpRetried: 'vcnet:netlink:dump-retried',
   planStep: 'vcnet:plan:step',
   watch: 'vcnet:watch',
   notice: 'vcnet:notice',
-} as const;
+} as const);
 
 export type DiagnosticsChannelName = (typeof DiagnosticsChannel)[keyof typeof DiagnosticsChannel];
 
@@ -67,6 +70,15 @@ export interface NetlinkBatchEvent {
   requests: number;
 }
 
+export interface NetlinkDumpRetriedEvent {
+  /** Undefined for the namespace of the process. */
+  namespacePath: string | undefined;
+  /** The dump sent again: its description ("list links"), message type (RTM_GET*) and sequence number. */
+  request: { description: string; type: number; sequence: number };
+  /** 2 for the first resend. */
+  attempt: number;
+}
+
 export interface PlanStepEvent {
   /** The namespace the step changed (the path the handle was opened with). */
   namespacePath: string | undefined;
@@ -83,6 +95,8 @@ export interface WatchEvent {
   added: string[];
   removed: string[];
   updated: string[];
+  /** Links that could not be attached (tried again with the next change). */
+  failed: Array<{ name: string; message: string }>;
 }
 
 export interface NoticeEvent {
@@ -106,6 +120,7 @@ export const tracing = {
 
 /** The plain channels, one message per event. */
 export const channels = {
+  netlinkDumpRetried: channel(DiagnosticsChannel.netlinkDumpRetried) as Channel<unknown, NetlinkDumpRetriedEvent>,
   planStep: channel(DiagnosticsChannel.planStep) as Channel<unknown, PlanStepEvent>,
   watch: channel(DiagnosticsChannel.watch) as Channel<unknown, WatchEvent>,
   notice: channel(DiagnosticsChannel.notice) as Channel<unknown, NoticeEvent>,

@@ -58,7 +58,17 @@ const badInput = { exit: 'BAD_INPUT', cni: 'INVALID_NETWORK_CONFIG', agent: 'INV
 const unsupportedInterface = { exit: 'FAILED', cni: 'UNSUPPORTED_INTERFACE', agent: 'FAILED_PRECONDITION' } as const;
 const failed = { exit: 'FAILED', cni: 'VCNET_FAILED', agent: 'INTERNAL' } as const;
 
-export const ErrorCodes = {
+/** Freezes `value` and every object in it. */
+function deepFreeze<T extends object>(value: T): T {
+  for (const member of Object.values(value)) {
+    if (typeof member === 'object' && member !== null) deepFreeze(member);
+  }
+  return Object.freeze(value);
+}
+
+// Frozen, deeply: the registry decides exit codes, CNI codes and agent statuses for every user of
+// this copy of vcnet, so one caller must not be able to change them for the others.
+export const ErrorCodes = deepFreeze({
   // Input and configuration
   VCNET_INVALID_INPUT: {
     meaning: 'a flag, file or field has a value vcnet does not accept',
@@ -229,6 +239,13 @@ export const ErrorCodes = {
     meaning: 'the kernel refused a netlink request; `errno` names why',
     role: 'general',
     ...failed,
+  },
+  VCNET_HANDLE_CLOSED: {
+    meaning: 'a NetlinkHandle used after its close()',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'FAILED_PRECONDITION',
   },
   VCNET_NETLINK_MALFORMED: {
     meaning: "the kernel's reply could not be parsed",
@@ -409,7 +426,7 @@ export const ErrorCodes = {
     cni: 'INTERNAL',
     agent: 'INTERNAL',
   },
-} as const satisfies Record<string, ErrorCodeInfo>;
+} as const satisfies Record<string, ErrorCodeInfo>);
 
 export type ErrorCode = keyof typeof ErrorCodes;
 
@@ -417,10 +434,10 @@ export type ErrorCode = keyof typeof ErrorCodes;
  * Failures whose errno says more than the error around them: "run as root" is the answer wherever
  * an EPERM surfaces (a netlink request, a system call, a file), however deeply it is wrapped.
  */
-export const ErrnoOutcomes = {
+export const ErrnoOutcomes = deepFreeze({
   EPERM: { exit: 'NOT_PERMITTED', cni: 'NOT_PERMITTED', agent: 'PERMISSION_DENIED' },
   EACCES: { exit: 'NOT_PERMITTED', cni: 'NOT_PERMITTED', agent: 'PERMISSION_DENIED' },
-} as const satisfies Record<string, Omit<ErrorCodeInfo, 'meaning' | 'role'>>;
+} as const satisfies Record<string, Omit<ErrorCodeInfo, 'meaning' | 'role'>>);
 
 export function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && Object.hasOwn(ErrorCodes, code);

@@ -4,8 +4,13 @@
  *
  * `instanceof` works across two copies of vcnet in one process (a library and a plugin each bundling
  * their own): every instance carries the brand `Symbol.for('vcnet.error')` and one
- * `Symbol.for('vcnet.error.<ClassName>')` per class it derives from, and `static [Symbol.hasInstance]`
- * checks those instead of the prototype chain. Across versions, match on `error.code`.
+ * `Symbol.for('vcnet.error.<errorName>')` per vcnet class it derives from, and `static [Symbol.hasInstance]`
+ * checks those besides the prototype chain. Across versions, match on `error.code`.
+ *
+ * Each class states its `errorName` rather than using the class's runtime name: bundlers rename
+ * classes (esbuild emits `class _InvalidInputError`), which would change `error.name` and the brands.
+ * A caller's own subclass that states no `errorName` gets no brand of its own, so a class of theirs
+ * that happens to be called AttachError is not mistaken for vcnet's.
  *
  * classifyError is the one place that decides what a failure becomes outside vcnet: the CLI's exit
  * status, the CNI error code and the agent's status all come from it, so an EPERM wrapped in an attach
@@ -31,10 +36,21 @@ function hasBrand(instance: unknown, brand: symbol): boolean {
   return typeof instance === 'object' && instance !== null && (instance as Record<symbol, unknown>)[brand] === true;
 }
 
+/** The `errorName` a class states itself; undefined for a subclass that only inherits one. */
+function ownErrorName(type: unknown): string | undefined {
+  if (typeof type !== 'function' || !Object.hasOwn(type, 'errorName')) return undefined;
+  const name = (type as { errorName?: unknown }).errorName;
+  return typeof name === 'string' ? name : undefined;
+}
+
 /** An instance of `type` (VcnetError or a subclass), from this copy of vcnet or another one. */
 function isBrandedInstance(type: abstract new (...args: never[]) => unknown, instance: unknown): boolean {
-  const brand = (type as unknown) === VcnetError ? VCNET_ERROR_BRAND : classBrand(type.name);
-  return hasBrand(instance, brand) || Function.prototype[Symbol.hasInstance].call(type, instance);
+  const name = ownErrorName(type);
+  const brand =
+    (type as unknown) === VcnetError ? VCNET_ERROR_BRAND : name === undefined ? undefined : classBrand(name);
+  return (
+    (brand !== undefined && hasBrand(instance, brand)) || Function.prototype[Symbol.hasInstance].call(type, instance)
+  );
 }
 
 export interface VcnetErrorOptions {
@@ -44,6 +60,12 @@ export interface VcnetErrorOptions {
 }
 
 export class VcnetError extends Error {
+  /**
+   * The class's stable name: `error.name` and the key of its brand. Each vcnet class states its own;
+   * a subclass outside vcnet may state one too (it is then recognised across copies by that name).
+   */
+  static readonly errorName: string = 'VcnetError';
+
   readonly code: ErrorCode;
   readonly value: unknown;
   readonly hint: string | undefined;
@@ -61,14 +83,18 @@ export class VcnetError extends Error {
 
   constructor(code: ErrorCode, message: string, options: VcnetErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = new.target.name;
+    // A caller's subclass without an errorName of its own keeps its own class name.
+    this.name = ownErrorName(new.target) ?? new.target.name;
     this.code = code;
     this.value = options.value;
     this.hint = options.hint;
     // Brands are non-enumerable so they stay out of JSON, logs and deep-equality checks.
     Object.defineProperty(this, VCNET_ERROR_BRAND, { value: true });
     for (let type: unknown = new.target; type !== Error && typeof type === 'function'; ) {
-      Object.defineProperty(this, classBrand((type as { name: string }).name), { value: true });
+      const name = ownErrorName(type);
+      if (name !== undefined && name !== 'VcnetError') {
+        Object.defineProperty(this, classBrand(name), { value: true });
+      }
       type = Object.getPrototypeOf(type);
     }
   }
@@ -89,6 +115,7 @@ export class VcnetError extends Error {
 
 /** Bad input from a user or a caller: names the field, the value and what is accepted. */
 export class InvalidInputError extends VcnetError {
+  static override readonly errorName: string = 'InvalidInputError';
   readonly field: string;
   readonly accepted: string;
   /** The hint given, when it is not the default one ("set FIELD to ACCEPTED"). */
@@ -111,6 +138,7 @@ export class InvalidInputError extends VcnetError {
 
 /** A system call made by the native shim failed. */
 export class SystemCallError extends VcnetError {
+  static override readonly errorName: string = 'SystemCallError';
   readonly errno: string;
   readonly syscall: string;
   constructor(operation: string, cause: NodeJS.ErrnoException & { detail?: string }, hint?: string) {
@@ -237,6 +265,7 @@ function outcomeOf(code: ErrorCode, decidedBy: unknown): ErrorClassification {
  * record keeps exactly that for `vcnet detach` or `vcnet gc`.
  */
 export class RollbackIncompleteError extends VcnetError {
+  static override readonly errorName: string = 'RollbackIncompleteError';
   readonly left: unknown[];
   constructor(what: string, cause: Error, failures: string[], leftObjects: string[], left: unknown[]) {
     super(
@@ -254,6 +283,7 @@ export class RollbackIncompleteError extends VcnetError {
 
 /** A detach (or DEL, del-iface) whose undo the kernel refused in part: the record keeps what is left. */
 export class DetachIncompleteError extends VcnetError {
+  static override readonly errorName: string = 'DetachIncompleteError';
   constructor(what: string, failures: string[], leftObjects: string[], recordPath: string) {
     super(
       'VCNET_DETACH_INCOMPLETE',

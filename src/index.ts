@@ -8,7 +8,16 @@
  */
 
 // The guest agent (Kata agent protocol over ttrpc): the client, the server side and their errors.
-export { AgentClient, type AgentClientOptions } from './agent/client.js';
+export {
+  AgentClient,
+  type AgentClientOptions,
+  type ARPNeighbor as AgentNeighbour,
+  type Interface as AgentInterface,
+  type InterfaceInit,
+  type NeighbourInit,
+  type Route as AgentRoute,
+  type RouteInit,
+} from './agent/client.js';
 export {
   AgentConnectError,
   AgentPortNotFoundError,
@@ -16,13 +25,18 @@ export {
   GuestLinkNotFoundError,
   NetworkApplyError,
 } from './agent/errors.js';
+export type { IPAddress as AgentIpAddress } from './agent/generated/types_pb.js';
+export { IPFamily as AgentIpFamily } from './agent/generated/types_pb.js';
 // Kata's JSON for interfaces, routes and neighbours (kata-runtime's `kata-network` commands).
 export {
   interfaceFromJson,
   interfaceToJson,
+  type JsonIssue,
+  type KataFamilyJson,
   type KataInterfaceJson,
   type KataIpAddressJson,
   KataJsonError,
+  type KataJsonReadOptions,
   type KataNeighbourJson,
   type KataRouteJson,
   neighbourFromJson,
@@ -32,8 +46,17 @@ export {
   routesFromJson,
   routeToJson,
 } from './agent/kata-network-json.js';
-export type { NetworkApplier } from './agent/network-applier.js';
+export type {
+  AddressAssignment,
+  InterfaceUpdate,
+  IpVersion,
+  NeighbourAddition,
+  NetworkApplier,
+  RouteUpdate,
+} from './agent/network-applier.js';
 export { createAgentServer } from './agent/server.js';
+export type { CallOptions } from './agent/ttrpc/client.js';
+export type { UnixConnectOptions } from './agent/unix-socket-connect.js';
 // Observability: the diagnostics channels to subscribe to, and their events.
 export {
   type AttachEvent,
@@ -42,6 +65,7 @@ export {
   type DiagnosticsChannelName,
   type EndpointEvent,
   type NetlinkBatchEvent,
+  type NetlinkDumpRetriedEvent,
   type NoticeEvent,
   type PlanStepEvent,
   type ScanEvent,
@@ -82,7 +106,7 @@ export type { TcAction } from './netlink/codec/tc/action.js';
 export type { Filter, FilterSpec } from './netlink/codec/tc/filter.js';
 export type { HtbClassSpec, TrafficClass } from './netlink/codec/tc/qdisc/htb.js';
 export type { Qdisc, QdiscSpec } from './netlink/codec/tc/qdisc.js';
-export { DumpInterruptedError, NetlinkError } from './netlink/errors.js';
+export { DumpInterruptedError, NetlinkClosedError, NetlinkError } from './netlink/errors.js';
 export {
   type ChangeBatch,
   type DeleteFilterTarget,
@@ -90,6 +114,7 @@ export {
   type NamespaceSnapshot,
   NetlinkHandle,
   type RouteFilter,
+  type SnapshotPart,
 } from './netlink/handle.js';
 export { HostNamespaceError } from './netns/host-namespace.js';
 // Namespaces and netlink: the handle and the types it takes and returns (the codec: 'vcnet/netlink').
@@ -111,10 +136,17 @@ export {
 export {
   ConfigurationConflictError,
   defineNetworkConfig,
+  type KataConfigOverrides,
+  type KataHypervisor,
+  type KataNetworkConfigOptions,
+  type KataNetworkSettings,
   type NetworkConfig,
   type NetworkConfigOptions,
+  networkConfigFromKata,
   parseKataConfiguration,
   readKataConfiguration,
+  type VmmBucketSetting,
+  type VmmRateLimiter,
   validateNetworkConfig,
 } from './network/config.js';
 export {
@@ -130,7 +162,13 @@ export {
   type VmNetworkDevice,
 } from './network/endpoint/endpoint.js';
 export { PhysicalDeviceUnsupportedError } from './network/endpoint/physical-endpoint.js';
-export { collectGarbage, type GarbageItem, type GarbageReport } from './network/garbage-collector.js';
+export {
+  collectGarbage,
+  type GarbageItem,
+  type GarbageOptions,
+  type GarbageReport,
+  type SkippedRecord,
+} from './network/garbage-collector.js';
 export {
   GuestFamily,
   type GuestFamilyValue,
@@ -142,18 +180,26 @@ export {
   generateGuestNetwork,
 } from './network/guest.js';
 export { IngressQdiscBusyError } from './network/ingress-qdisc.js';
-export { type InterworkingModel, parseInterworkingModel } from './network/interworking-model.js';
+export type { NetworkInterfacePair, TapInterface, VirtualInterface } from './network/interface-pair.js';
+export {
+  type InterworkingModel,
+  type InterworkingModelName,
+  parseInterworkingModel,
+} from './network/interworking-model.js';
 export { randomPrivateMacAddress } from './network/mac-address.js';
 export { MacvtapDeviceError } from './network/model/macvtap-index.js';
 export { AttachError } from './network/model/plumbing-context.js';
-export { type AddEndpointsOptions, Network, type NetworkState } from './network/network.js';
+export { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
-export { LinkNameTakenError } from './network/plan/plan-attach.js';
+export type { UndoReport } from './network/plan/apply.js';
+export { LinkNameTakenError, type LinkOwnerRecord } from './network/plan/plan-attach.js';
 export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
+export type { RateLimit } from './network/plan/types.js';
 export { type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';
 export { StateWriteError } from './network/state/atomic-file.js';
 export { DirectoryNotMadeError } from './network/state/directory.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
+export { StateRegistryLockedError } from './network/state/registry.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { VfioError } from './network/vfio.js';
 export { IncorrectLinkTypeError } from './sandbox/add-interface-request.js';
@@ -166,12 +212,20 @@ export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
 export {
   type AddInterfaceResult,
   addInterface,
+  type KataNetworkOptions,
   listInterfaces,
   listRoutes,
   removeInterface,
   SandboxNotFoundError,
   updateRoutes,
 } from './sandbox/sandbox-interfaces.js';
+// Watching a sandbox's namespace and passing its changes on to the VM (`vcnet watch`).
+export {
+  type SandboxWatch,
+  type SandboxWatchOptions,
+  type WatchSummary,
+  watchSandbox,
+} from './sandbox/sandbox-watch.js';
 // Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
 export {
   type AttachResult,
@@ -179,7 +233,10 @@ export {
   type DetachResult,
   detachSandbox,
   type HypervisorRecord,
+  type PlannedDetach,
+  type PlannedEndpoint,
   planSandboxAttach,
+  planSandboxDetach,
   readSandbox,
   SandboxExistsError,
   type SandboxState,

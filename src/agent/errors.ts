@@ -9,6 +9,7 @@ import { StatusCode, statusCodeName } from './ttrpc/status-code.js';
  * One code, VCNET_AGENT_STATUS, for all of them: `statusName` and the message name the status.
  */
 export class AgentStatusError extends VcnetError {
+  static override readonly errorName: string = 'AgentStatusError';
   readonly status: number;
   readonly statusName: string;
   /** The agent's own message (or the local reason), without vcnet's decoration. */
@@ -60,6 +61,7 @@ function hintForStatus(status: number, local: boolean): string | undefined {
 
 /** The agent's unix socket could not be connected before the deadline. */
 export class AgentConnectError extends VcnetError {
+  static override readonly errorName: string = 'AgentConnectError';
   readonly socketPath: string;
   readonly attempts: number;
   constructor(socketPath: string, attempts: number, elapsedMs: number, cause: unknown, hint?: string) {
@@ -82,6 +84,7 @@ export class AgentConnectError extends VcnetError {
 
 /** No guest link matches an interface request (by MAC address or PCI path), or a route/neighbour device. */
 export class GuestLinkNotFoundError extends VcnetError {
+  static override readonly errorName: string = 'GuestLinkNotFoundError';
   readonly field: string;
   constructor(field: string, value: string, what: string) {
     // Same code as netlink's LinkNotFoundError: the agent server maps both to NOT_FOUND.
@@ -95,6 +98,7 @@ export class GuestLinkNotFoundError extends VcnetError {
 
 /** Applying a request failed part-way; what was done has been undone (or `undoFailures` says what was not). */
 export class NetworkApplyError extends VcnetError {
+  static override readonly errorName: string = 'NetworkApplyError';
   readonly step: string;
   readonly undoFailures: string[];
   constructor(operation: string, step: string, cause: unknown, undoFailures: string[]) {
@@ -115,6 +119,7 @@ export class NetworkApplyError extends VcnetError {
 
 /** The guest has no virtio-serial port with the agent's name. */
 export class AgentPortNotFoundError extends VcnetError {
+  static override readonly errorName: string = 'AgentPortNotFoundError';
   constructor(portName: string, searched: string) {
     super('VCNET_AGENT_PORT_NOT_FOUND', `no virtio-serial port named ${portName} under ${searched}`, {
       value: portName,

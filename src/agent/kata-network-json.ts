@@ -78,6 +78,7 @@ export interface JsonIssue {
 
 /** The JSON did not fit the shape: names the first bad field; `issues` lists all of them. */
 export class KataJsonError extends InvalidInputError {
+  static override readonly errorName: string = 'KataJsonError';
   readonly issues: JsonIssue[];
   constructor(issues: JsonIssue[]) {
     const first = issues[0] ?? { field: '(json)', value: undefined, accepted: 'valid JSON' };

@@ -11,6 +11,7 @@ const FALLBACK_DIRECTORIES = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
 /** A program vcnet runs is not installed (or not where it looks). */
 export class ProgramMissingError extends VcnetError {
+  static override readonly errorName: string = 'ProgramMissingError';
   constructor(program: string, searched: readonly string[]) {
     super('VCNET_PROGRAM_MISSING', `${program} (iproute2) was not found in ${searched.join(':')}`, {
       value: program,

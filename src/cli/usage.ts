@@ -8,6 +8,7 @@ import { VcnetError } from '../errors.js';
 
 /** A command line commander refused; nothing was run. */
 export class UsageError extends VcnetError {
+  static override readonly errorName: string = 'UsageError';
   constructor(message: string, commandPath: string, lists: string) {
     super('VCNET_INVALID_INPUT', message, { hint: `\`${commandPath} --help\` lists ${lists}` });
   }

@@ -46,6 +46,7 @@ export type CniErrorCodeNumber = (typeof CniErrorCode)[keyof typeof CniErrorCode
  * be the one the registry gives `code` (test/unit/cni/errors.test.ts checks every call site).
  */
 export class CniError extends VcnetError {
+  static override readonly errorName: string = 'CniError';
   readonly cniCode: CniErrorCodeNumber;
   constructor(
     cniCode: CniErrorCodeNumber,
@@ -60,6 +61,7 @@ export class CniError extends VcnetError {
 
 /** A required CNI_* variable is missing or malformed (code 4; the message names the variable). */
 export class CniEnvironmentError extends CniError {
+  static override readonly errorName: string = 'CniEnvironmentError';
   readonly variable: string;
   /** `problem`, when given, says what is wrong with `value` before what is accepted. */
   constructor(variable: string, value: string | undefined, accepted: string, problem?: string) {
@@ -77,6 +79,7 @@ export class CniEnvironmentError extends CniError {
 
 /** The network configuration on stdin fails validation (code 7; the message names the field). */
 export class CniConfigError extends CniError {
+  static override readonly errorName: string = 'CniConfigError';
   readonly field: string;
   constructor(field: string, value: unknown, problem: string, hint?: string) {
     super(

@@ -78,6 +78,7 @@ export interface DemoResult {
 }
 
 export class DemoError extends VcnetError {
+  static override readonly errorName: string = 'DemoError';
   constructor(step: string, cause: unknown, console?: string) {
     const message = cause instanceof Error ? cause.message : String(cause);
     super('VCNET_DEMO_FAILED', `demo failed while ${step}: ${message}`, {

@@ -23,6 +23,7 @@ import type { HotplugTarget, NetworkDevice as VmNetworkDevice } from './device.j
 
 /** Cloud Hypervisor answered with an error status: its own text is kept in the message. */
 export class CloudHypervisorApiError extends VcnetError {
+  static override readonly errorName: string = 'CloudHypervisorApiError';
   readonly status: number;
   constructor(request: string, status: number, reason: string, text: string) {
     super(
@@ -55,6 +56,7 @@ const CONNECTION_HINTS: Record<CloudHypervisorFailure, string> = {
 
 /** The API socket could not be reached, did not answer in time, or answered something that is not HTTP. */
 export class CloudHypervisorConnectionError extends VcnetError {
+  static override readonly errorName: string = 'CloudHypervisorConnectionError';
   readonly failure: CloudHypervisorFailure;
   constructor(socketPath: string, detail: string, failure: CloudHypervisorFailure, cause?: unknown) {
     super('VCNET_HYPERVISOR_UNREACHABLE', `Cloud Hypervisor API ${socketPath}: ${detail}`, {

@@ -7,6 +7,7 @@ import { VcnetError } from '../errors.js';
 
 /** The device is valid, but this hypervisor has no way to express part of it. */
 export class UnsupportedByHypervisorError extends VcnetError {
+  static override readonly errorName: string = 'UnsupportedByHypervisorError';
   readonly hypervisor: string;
   readonly field: string;
   constructor(hypervisor: string, field: string, value: unknown, reason: string, hint: string) {
@@ -21,6 +22,7 @@ export class UnsupportedByHypervisorError extends VcnetError {
 
 /** QMP answered a command with `{"error": {"class", "desc"}}`. */
 export class QmpCommandError extends VcnetError {
+  static override readonly errorName: string = 'QmpCommandError';
   readonly command: string;
   /** QEMU's error class: GenericError, DeviceNotFound, CommandNotFound, ... */
   readonly errorClass: string;
@@ -49,6 +51,7 @@ function hintForQmpError(errorClass: string): string {
 
 /** No reply (or event) arrived in time. The connection stays usable; a late reply is dropped. */
 export class QmpTimeoutError extends VcnetError {
+  static override readonly errorName: string = 'QmpTimeoutError';
   readonly command: string;
   readonly timeoutMs: number;
   constructor(command: string, timeoutMs: number, hint?: string) {
@@ -63,6 +66,7 @@ export class QmpTimeoutError extends VcnetError {
 
 /** The QMP socket could not be reached, broke, or spoke something that is not QMP. */
 export class QmpConnectionError extends VcnetError {
+  static override readonly errorName: string = 'QmpConnectionError';
   constructor(message: string, socketPath: string, cause?: unknown) {
     super('VCNET_QMP_CONNECTION', message, {
       value: socketPath,
@@ -74,6 +78,7 @@ export class QmpConnectionError extends VcnetError {
 
 /** A hot-plug failed; `rolledBack` says whether what vcnet had already added was removed again. */
 export class NetworkHotplugError extends VcnetError {
+  static override readonly errorName: string = 'NetworkHotplugError';
   readonly deviceId: string;
   readonly stage: 'netdev_add' | 'device_add';
   readonly rolledBack: boolean;
@@ -103,6 +108,7 @@ export class NetworkHotplugError extends VcnetError {
  * ACPI PCI hot-plug never does. The device and its netdev are left in place.
  */
 export class DeviceUnplugTimeoutError extends VcnetError {
+  static override readonly errorName: string = 'DeviceUnplugTimeoutError';
   readonly deviceId: string;
   readonly timeoutMs: number;
   constructor(deviceId: string, timeoutMs: number) {
@@ -119,6 +125,7 @@ export class DeviceUnplugTimeoutError extends VcnetError {
 
 /** QEMU did not start, or exited before it could be used. */
 export class QemuProcessError extends VcnetError {
+  static override readonly errorName: string = 'QemuProcessError';
   readonly stderr: string;
   constructor(message: string, commandLine: string[], stderr: string) {
     super('VCNET_QEMU_PROCESS', stderr.trim() ? `${message}: ${lastLine(stderr)}` : message, {

@@ -31,6 +31,7 @@ export interface EnsureGuestImageOptions {
 
 /** scripts/guest-image failed or is missing; `hint` carries its last error line (often a package to install). */
 export class GuestImageError extends VcnetError {
+  static override readonly errorName: string = 'GuestImageError';
   constructor(message: string, options: { value?: unknown; hint?: string; cause?: unknown } = {}) {
     super('VCNET_GUEST_IMAGE', message, options);
   }

@@ -56,7 +56,7 @@ interface PendingCommand {
   timer: NodeJS.Timeout;
 }
 
-type QmpClientEvents = {
+export type QmpClientEvents = {
   event: [QmpEvent];
   close: [Error | undefined];
 };

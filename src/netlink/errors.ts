@@ -34,6 +34,7 @@ interface RequestLike {
  * what was asked.
  */
 export class NetlinkError extends VcnetError {
+  static override readonly errorName: string = 'NetlinkError';
   readonly errno: string;
   readonly errnoNumber: number;
   readonly kernelMessage: string | undefined;
@@ -71,6 +72,7 @@ export class NetlinkError extends VcnetError {
  * on every attempt: its contents could be half old, half new, so it is not used.
  */
 export class DumpInterruptedError extends NetlinkError {
+  static override readonly errorName: string = 'DumpInterruptedError';
   readonly attempts: number;
 
   constructor(request: RequestLike, attempts: number, namespacePath: string | undefined) {
@@ -86,5 +88,16 @@ export class DumpInterruptedError extends NetlinkError {
       'something keeps changing the namespace; try again when it is quieter',
     );
     this.attempts = attempts;
+  }
+}
+
+/** A NetlinkHandle (or its socket) used after close(): a caller's mistake, nothing was sent. */
+export class NetlinkClosedError extends VcnetError {
+  static override readonly errorName: string = 'NetlinkClosedError';
+  constructor(namespacePath: string | undefined) {
+    super('VCNET_HANDLE_CLOSED', `the netlink socket of ${namespacePath ?? 'the current namespace'} is closed`, {
+      value: namespacePath,
+      hint: 'open a new NetlinkHandle: one that was closed cannot be used again',
+    });
   }
 }

@@ -41,6 +41,7 @@ import type { NetlinkError } from './errors.js';
 import { NetlinkSocket, type RequestBatch, type RequestOutcome } from './transport.js';
 
 export class LinkNotFoundError extends VcnetError {
+  static override readonly errorName: string = 'LinkNotFoundError';
   constructor(name: string | number, namespacePath: string | undefined) {
     super('VCNET_LINK_NOT_FOUND', `no link ${JSON.stringify(name)} in ${namespacePath ?? 'the current namespace'}`, {
       value: name,

@@ -6,6 +6,7 @@
 import { SystemCallError } from '../errors.js';
 import { nativeNetlink, type WatchHandle } from '../native/netlink-socket.js';
 import { NETLINK_ROUTE } from './codec/constants.js';
+import { NetlinkClosedError } from './errors.js';
 
 /** Large enough for the biggest datagram the kernel sends a dump in (it sizes them to our buffer). */
 const RECEIVE_BUFFER_SIZE = 1 << 20;
@@ -40,7 +41,7 @@ export class RouteSocket {
    * and closed with the socket: for what only an ioctl inside that namespace can make (a tap).
    */
   namespace(): number {
-    if (this.closed) throw new Error('netlink socket is closed');
+    if (this.closed) throw new NetlinkClosedError(this.namespacePath);
     if (this.namespaceFd === undefined) {
       try {
         this.namespaceFd = nativeNetlink.socketNamespace(this.fd);

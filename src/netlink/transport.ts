@@ -8,19 +8,16 @@
  * reply is genuinely not there yet (long dumps). That keeps a ten-request attach at one send and a
  * few receives, with no event-loop round trip.
  */
-import { channel } from 'node:diagnostics_channel';
-import { traced, tracing } from '../diagnostics.js';
+import { channels, publish, traced, tracing } from '../diagnostics.js';
 import { MessageFlag } from './codec/constants.js';
 import type { RawMessage } from './codec/reader.js';
 import { MessageWriter } from './codec/writer.js';
+import { NetlinkClosedError } from './errors.js';
 import { isGetRequest, NetlinkProtocol, type ProtocolRequest, type RequestOutcome } from './protocol.js';
 import { RouteSocket } from './socket.js';
 
 export type { RequestOutcome } from './protocol.js';
 export type PendingRequest = ProtocolRequest;
-
-/** Published when a dump marked NLM_F_DUMP_INTR is sent again: { request, attempt, namespacePath }. */
-export const dumpRetriedChannel = channel('vcnet:netlink:dump-retried');
 
 /** A batch of requests being built; send() returns one outcome per request, in order. */
 export class RequestBatch {
@@ -107,7 +104,7 @@ export class NetlinkSocket {
   }
 
   private exchangeUntraced(batch: RequestBatch): Promise<RequestOutcome[]> {
-    if (this.closed) return Promise.reject(new Error('netlink socket is closed'));
+    if (this.closed) return Promise.reject(new NetlinkClosedError(this.namespacePath));
     const id = this.protocol.submit(batch.writer.finish(), batch.requests, batch.ends);
     const outcomes = new Promise<RequestOutcome[]>((resolve) => this.waiting.set(id, resolve));
     this.pump();
@@ -182,8 +179,13 @@ export class NetlinkSocket {
         resolve?.(event.outcomes);
       } else if (event.kind === 'notification') {
         this.onNotification?.(event.message);
-      } else if (dumpRetriedChannel.hasSubscribers) {
-        dumpRetriedChannel.publish({ ...event, namespacePath: this.namespacePath });
+      } else {
+        const { description, type, sequence } = event.request;
+        publish(channels.netlinkDumpRetried, () => ({
+          namespacePath: this.namespacePath,
+          request: { description, type, sequence },
+          attempt: event.attempt,
+        }));
       }
     }
   }
@@ -192,7 +194,7 @@ export class NetlinkSocket {
     if (this.closed) return;
     this.closed = true;
     this.socket.stopWatching();
-    this.protocol.failAll(new Error('netlink socket closed'));
+    this.protocol.failAll(new NetlinkClosedError(this.namespacePath));
     this.deliver();
     this.socket.close();
   }

@@ -33,6 +33,7 @@ export function isHostNamespace(path: string, own: string | undefined = ownNames
 }
 
 export class HostNamespaceError extends VcnetError {
+  static override readonly errorName: string = 'HostNamespaceError';
   constructor(path: string, operation: string) {
     super(
       'VCNET_HOST_NAMESPACE',

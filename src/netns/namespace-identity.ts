@@ -40,6 +40,7 @@ function problemOf(what: string): string {
 
 /** The path does not name a network namespace (a FIFO, a file, a directory, another namespace type...). */
 export class NamespacePathError extends VcnetError {
+  static override readonly errorName: string = 'NamespacePathError';
   constructor(
     field: string,
     path: string,
@@ -59,6 +60,7 @@ export class NamespacePathError extends VcnetError {
 
 /** The recorded namespace no longer exists at its path (and nowhere vcnet may act on it). */
 export class NamespaceGoneError extends VcnetError {
+  static override readonly errorName: string = 'NamespaceGoneError';
   constructor(
     readonly recorded: NamespaceIdentity,
     file: string,
@@ -76,6 +78,7 @@ export class NamespaceGoneError extends VcnetError {
 
 /** The recorded path now names another namespace: nothing is done there. */
 export class NamespaceChangedError extends VcnetError {
+  static override readonly errorName: string = 'NamespaceChangedError';
   constructor(recorded: NamespaceIdentity, found: { dev: number; ino: number; cookie?: string }, file: string) {
     const was = `inode ${recorded.ino}${recorded.cookie ? `, cookie ${recorded.cookie}` : ''}`;
     const now = `inode ${found.ino}${found.cookie ? `, cookie ${found.cookie}` : ''}`;

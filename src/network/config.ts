@@ -14,8 +14,8 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parse as parseToml } from 'smol-toml';
 import { InvalidInputError, VcnetError } from '../errors.js';
-import { refuseHostNamespace } from '../netns/host-namespace.js';
-import { type InterworkingModel, parseInterworkingModel } from './interworking-model.js';
+import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
+import { DEFAULT_INTERWORKING_MODEL, type InterworkingModel, parseInterworkingModel } from './interworking-model.js';
 import { type RateLimit, validateBitRate, validateRate } from './rate-limit.js';
 
 export interface NetworkConfig {
@@ -57,6 +57,7 @@ export interface VmmRateLimiter {
 }
 
 export class ConfigurationConflictError extends VcnetError {
+  static override readonly errorName: string = 'ConfigurationConflictError';
   constructor(message: string, value: unknown, hint: string) {
     super('VCNET_CONFIG_CONFLICT', message, { value, hint });
   }
@@ -71,6 +72,7 @@ export type NetworkConfigOptions = Pick<NetworkConfig, 'namespacePath'> &
  * namespace not made by vcnet), checked as attach checks it.
  */
 export function defineNetworkConfig(options: NetworkConfigOptions): NetworkConfig {
+  requireConfigObject(options, 'options');
   return validateNetworkConfig({
     namespaceCreatedByVcnet: false,
     disableNewNetns: false,
@@ -81,6 +83,13 @@ export function defineNetworkConfig(options: NetworkConfigOptions): NetworkConfi
   });
 }
 
+/** A JavaScript caller may pass anything: refuse a non-object before reading its fields. */
+function requireConfigObject(given: unknown, field: string): void {
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) {
+    throw new InvalidInputError(field, given, 'an object with at least namespacePath (see NetworkConfig)');
+  }
+}
+
 /**
  * Checks a NetworkConfig a library caller built (the CLI builds one from flags): each field's type and
  * range, the model by name (`default` and any case read as the CLI reads them), and Kata's rule that a
@@ -88,6 +97,7 @@ export function defineNetworkConfig(options: NetworkConfigOptions): NetworkConfi
  * with its model resolved; callers use the returned one.
  */
 export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
+  requireConfigObject(given, 'config');
   if (typeof given.namespacePath !== 'string' || given.namespacePath === '') {
     throw new InvalidInputError('namespacePath', given.namespacePath, 'the path of the pod network namespace');
   }
@@ -213,6 +223,118 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     }
   }
   return settings;
+}
+
+/** The hypervisors whose network rules networkConfigFromKata knows (Kata's names). */
+export type KataHypervisor = 'qemu' | 'clh' | 'firecracker';
+
+const KATA_HYPERVISORS: readonly KataHypervisor[] = ['qemu', 'clh', 'firecracker'];
+
+/** Fields a caller sets over configuration.toml (a CLI's flags win over the file, as in vcnet attach). */
+export type KataConfigOverrides = Partial<
+  Pick<NetworkConfig, 'model' | 'queues' | 'vhostNet' | 'disableNewNetns' | 'namedInterfaces'>
+>;
+
+export interface KataNetworkConfigOptions {
+  /**
+   * The pod namespace. Left out only with disable_new_netns, where the VMM runs in this process's own
+   * namespace (as in Kata).
+   */
+  namespacePath?: string;
+  /** Whose rules apply; default: the settings' [hypervisor.*] section when it is one of these, else qemu. */
+  hypervisor?: KataHypervisor;
+  overrides?: KataConfigOverrides;
+  /** Told each setting that is read but has no effect (the library writes nothing itself). */
+  warn?: (message: string) => void;
+}
+
+/**
+ * The NetworkConfig Kata would use for these configuration.toml settings, as `vcnet attach --config`
+ * builds it:
+ * - QEMU: one queue pair per vCPU (default_vcpus, at most the host's cores), vhost-net unless
+ *   disable_vhost_net, rx/tx_rate_limiter_max_rate as tc shaping on the host;
+ * - Cloud Hypervisor and Firecracker: one queue pair, no vhost-net, and the limits go to the VMM's own
+ *   token buckets (vmmRateLimiter: clh's net_rate_limiter_*, Firecracker's rx/tx_rate_limiter_max_rate),
+ *   never to tc; Firecracker refuses the macvtap model (it opens its tap by name).
+ * Settings that are not NetworkConfig fields (vcpus, hypervisor, warnings) are not carried over.
+ */
+export function networkConfigFromKata(
+  settings: KataNetworkSettings,
+  options: KataNetworkConfigOptions = {},
+): NetworkConfig {
+  requireConfigObject(settings, 'settings');
+  const overrides = options.overrides ?? {};
+  const warn = options.warn ?? (() => {});
+  const section = settings.hypervisor;
+  const hypervisor =
+    options.hypervisor ??
+    (section !== undefined && (KATA_HYPERVISORS as readonly string[]).includes(section)
+      ? (section as KataHypervisor)
+      : 'qemu');
+  if (!KATA_HYPERVISORS.includes(hypervisor)) {
+    throw new InvalidInputError('hypervisor', hypervisor, KATA_HYPERVISORS.join(', '));
+  }
+  for (const warning of settings.warnings ?? []) warn(warning);
+  const model =
+    overrides.model === undefined
+      ? (settings.model ?? DEFAULT_INTERWORKING_MODEL)
+      : parseInterworkingModel(overrides.model as string, 'model');
+  const builtInLimiter = hypervisor === 'clh' || hypervisor === 'firecracker';
+  if (hypervisor === 'firecracker' && model === 'macvtap') {
+    throw new InvalidInputError(
+      overrides.model === undefined ? 'runtime.internetworking_model' : 'model',
+      'macvtap',
+      'tcfilter or none with the firecracker hypervisor (it opens its tap by name, which a macvtap cannot be)',
+    );
+  }
+  if (builtInLimiter && overrides.vhostNet === 'auto') {
+    throw new InvalidInputError('vhostNet', overrides.vhostNet, `off with the ${hypervisor} hypervisor`);
+  }
+  if (hypervisor === 'clh' && settings.rateLimit) {
+    warn(
+      'rx/tx_rate_limiter_max_rate are not Cloud Hypervisor keys (Kata ignores them there): ' +
+        'use net_rate_limiter_bw_max_rate in [hypervisor.clh]',
+    );
+  }
+  const vmmRateLimiter =
+    hypervisor === 'clh'
+      ? settings.cloudHypervisorRateLimiter
+      : hypervisor === 'firecracker'
+        ? settings.rateLimit
+        : undefined;
+  const disableNewNetns = overrides.disableNewNetns ?? settings.disableNewNetns ?? false;
+  // With disable_new_netns the VMM runs in this process's own (the host's) namespace, as in Kata.
+  const namespacePath = options.namespacePath ?? (disableNewNetns ? OWN_NAMESPACE_PATH : undefined);
+  if (namespacePath === undefined) {
+    throw new InvalidInputError(
+      'namespacePath',
+      namespacePath,
+      'the pod namespace path (only disable_new_netns goes without it)',
+    );
+  }
+  const vcpus = settings.vcpus && settings.vcpus > 0 ? settings.vcpus : 1;
+  // Cloud Hypervisor refuses a NIC with more queue pairs than the VM has boot vCPUs (num_queues / 2 >
+  // boot_vcpus): known here only from the configuration's default_vcpus.
+  if (hypervisor === 'clh' && settings.vcpus !== undefined && (overrides.queues ?? 1) > vcpus) {
+    throw new InvalidInputError(
+      'queues',
+      overrides.queues,
+      `at most ${vcpus} with the clh hypervisor and default_vcpus = ${vcpus}: Cloud Hypervisor refuses more queue pairs per NIC than the VM's boot vCPUs`,
+    );
+  }
+  return validateNetworkConfig({
+    namespacePath,
+    model,
+    namespaceCreatedByVcnet: false,
+    disableNewNetns,
+    queues: overrides.queues ?? (builtInLimiter ? 1 : Math.min(vcpus, availableParallelism())),
+    vhostNet: builtInLimiter ? 'off' : (overrides.vhostNet ?? settings.vhostNet ?? 'auto'),
+    ...(settings.rateLimit && !builtInLimiter ? { rateLimit: settings.rateLimit } : {}),
+    ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
+    ...(overrides.namedInterfaces && overrides.namedInterfaces.length > 0
+      ? { namedInterfaces: overrides.namedInterfaces }
+      : {}),
+  });
 }
 
 export function readKataConfiguration(path: string): KataNetworkSettings {

@@ -21,6 +21,7 @@ export interface IngressRetryOptions {
 }
 
 export class IngressQdiscBusyError extends VcnetError {
+  static override readonly errorName: string = 'IngressQdiscBusyError';
   constructor(link: string, attempts: number, holders: Qdisc[], cause: unknown) {
     const holding =
       holders.length > 0

@@ -38,6 +38,7 @@ export interface VfioBinding {
 }
 
 export class VfioError extends VcnetError {
+  static override readonly errorName: string = 'VfioError';
   constructor(message: string, value: unknown, hint: string, cause?: unknown) {
     super('VCNET_VFIO', message, { value, hint, ...(cause ? { cause } : {}) });
   }

@@ -35,6 +35,7 @@ export interface AddInterfaceRequest {
 
 /** A requested endpoint type that the link's kind does not allow (Kata: "Incorrect link type %s, expecting %s"). */
 export class IncorrectLinkTypeError extends InvalidInputError {
+  static override readonly errorName: string = 'IncorrectLinkTypeError';
   constructor(device: string, actual: string, kind: string, requested: string) {
     super(
       'interface.type',

@@ -14,6 +14,7 @@ import type { HotplugTarget } from '../hypervisor/device.js';
 import type { SandboxState } from './service.js';
 
 export class FirecrackerNoHotplugError extends VcnetError {
+  static override readonly errorName: string = 'FirecrackerNoHotplugError';
   constructor(sandbox: string) {
     super(
       'VCNET_HYPERVISOR_UNSUPPORTED',

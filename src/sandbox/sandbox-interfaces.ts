@@ -27,7 +27,7 @@ import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../n
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
 import { interfacesOf } from '../network/scan.js';
-import { SandboxStore } from '../network/state/store.js';
+import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../network/state/store.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
@@ -40,10 +40,11 @@ import {
 } from './service.js';
 
 export class SandboxNotFoundError extends VcnetError {
-  constructor(id: string, path: string) {
+  static override readonly errorName: string = 'SandboxNotFoundError';
+  constructor(id: string, path: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {
     super('VCNET_SANDBOX_NOT_FOUND', `sandbox ${id} is not attached (no state in ${path})`, {
       value: id,
-      hint: `attach it first: vcnet attach --sandbox ${id} --netns PATH`,
+      hint: `attach it first (vcnet attach --sandbox ${id} --netns PATH${stateDirectoryFlag(stateDirectory)}), or name the state directory it was attached with`,
     });
   }
 }
@@ -88,7 +89,7 @@ export async function withSandbox<T>(
   const store = new SandboxStore(id, stateDirectory);
   return store.withLock(async () => {
     const state = store.read<SandboxState>();
-    if (!state) throw new SandboxNotFoundError(id, store.statePath);
+    if (!state) throw new SandboxNotFoundError(id, store.statePath, store.root);
     // Only the namespace the record names, through one fd (refused when the path now names another).
     const recorded = openRecordedNetwork(state, id, store.statePath);
     try {

@@ -180,7 +180,7 @@ export interface SandboxWatch {
 export async function watchSandbox(id: string, options: SandboxWatchOptions = {}): Promise<SandboxWatch> {
   const store = new SandboxStore(id, options.stateDirectory);
   const state = store.read<SandboxState>();
-  if (!state) throw new SandboxNotFoundError(id, store.statePath);
+  if (!state) throw new SandboxNotFoundError(id, store.statePath, store.root);
   refuseRunningFirecracker(state);
   // The recorded namespace by identity, as every other command: a path that now names another
   // namespace (a reused PID) is refused, and the watcher works through this fd, not the path.

@@ -28,7 +28,7 @@ import { commandOf, commandsOf } from '../network/plan/commands.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import type { Change, Plan } from '../network/plan/types.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
-import { SandboxStore } from '../network/state/store.js';
+import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../network/state/store.js';
 
 export type { HypervisorRecord, SandboxState } from '../network/state/records.js';
 export { SANDBOX_STATE_VERSION };
@@ -43,10 +43,13 @@ export interface AttachResult {
 }
 
 export class SandboxExistsError extends VcnetError {
-  constructor(id: string, path: string) {
+  static override readonly errorName: string = 'SandboxExistsError';
+  constructor(id: string, path: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {
     super('VCNET_SANDBOX_EXISTS', `sandbox ${id} is already attached (state in ${path})`, {
       value: id,
-      hint: `detach it first: vcnet detach --sandbox ${id}`,
+      hint:
+        `detach it first: vcnet detach --sandbox ${id}${stateDirectoryFlag(stateDirectory)} ` +
+        '(from the library: detachSandbox with the same stateDirectory), or use another id',
     });
   }
 }
@@ -171,7 +174,7 @@ export async function attachSandbox(
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLock(async () => {
     // A damaged record is refused here too (StateInvalidError), never overwritten.
-    if (store.read()) throw new SandboxExistsError(id, store.statePath);
+    if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
     // Opened once and used through its fd; the pinned path is the one recorded when there is one.
     const namespace = openNamespaceForRecord(config.namespacePath, 'namespacePath');
     let network: Network;

@@ -3,6 +3,8 @@
  * is built (the factory passed to traced/publish is never called) and the work runs as is.
  */
 import { channel as channelNamed, tracingChannel } from 'node:diagnostics_channel';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   type AttachEvent,
@@ -13,6 +15,7 @@ import {
   traced,
   tracing,
 } from '../../src/diagnostics.js';
+import { ErrnoOutcomes, ErrorCodes } from '../../src/error-codes.js';
 
 const attachEvent = (): AttachEvent => ({
   sandbox: 'sb1',
@@ -34,7 +37,7 @@ describe('diagnostics channels', () => {
     await expect(traced(tracing.attach, makeEvent, async () => Promise.reject(new Error('boom')))).rejects.toThrow(
       'boom',
     );
-    const makeWatch = vi.fn(() => ({ sandbox: 'sb1', added: [], removed: [], updated: [] }));
+    const makeWatch = vi.fn(() => ({ sandbox: 'sb1', added: [], removed: [], updated: [], failed: [] }));
     publish(channels.watch, makeWatch);
     expect(makeEvent).not.toHaveBeenCalled();
     expect(makeWatch).not.toHaveBeenCalled();
@@ -84,6 +87,42 @@ describe('diagnostics channels', () => {
   });
 
   it('are named vcnet:<layer>:<what>', () => {
-    for (const name of Object.values(DiagnosticsChannel)) expect(name).toMatch(/^vcnet:[a-z]+(:[a-z]+)?$/);
+    for (const name of Object.values(DiagnosticsChannel)) expect(name).toMatch(/^vcnet:[a-z]+(:[a-z]+(-[a-z]+)*)?$/);
+  });
+
+  it('name every channel src/ publishes on, in the table, the types and docs/diagnostics.md', () => {
+    const root = new URL('../../', import.meta.url).pathname;
+    const files = (directory: string): string[] =>
+      readdirSync(directory).flatMap((name) => {
+        const path = join(directory, name);
+        return statSync(path).isDirectory() ? files(path) : path.endsWith('.ts') ? [path] : [];
+      });
+    const named = new Set<string>();
+    for (const file of files(join(root, 'src'))) {
+      const text = readFileSync(file, 'utf8');
+      // A channel made from a literal name anywhere but the table is one the table does not know.
+      const literal = [...text.matchAll(/(?:channel|tracingChannel)\(\s*'([^']+)'/g)].map((match) => match[1]!);
+      expect(literal, file).toEqual([]);
+      for (const match of text.matchAll(/'(vcnet:[a-z:-]+)'/g)) named.add(match[1]!);
+    }
+    const table = Object.values(DiagnosticsChannel) as string[];
+    expect([...named].filter((name) => !table.includes(name))).toEqual([]);
+    const documented = readFileSync(join(root, 'docs', 'diagnostics.md'), 'utf8');
+    const documentedNames = [...documented.matchAll(/^\| `(vcnet:[a-z:-]+)` \|/gm)].map((match) => match[1]!);
+    expect(documentedNames.sort()).toEqual([...table].sort());
+    // Every table entry has its channel object.
+    const made = [...Object.values(tracing), ...Object.values(channels)].length;
+    expect(made).toBe(table.length);
+  });
+
+  it('cannot be renamed by a caller: the table, the error registry and its rows are frozen', () => {
+    expect(Object.isFrozen(DiagnosticsChannel)).toBe(true);
+    expect(Object.isFrozen(ErrorCodes)).toBe(true);
+    expect(Object.values(ErrorCodes).every((row) => Object.isFrozen(row))).toBe(true);
+    expect(Object.isFrozen(ErrnoOutcomes) && Object.isFrozen(ErrnoOutcomes.EPERM)).toBe(true);
+    expect(() => {
+      (ErrorCodes.VCNET_INVALID_INPUT as { exit: string }).exit = 'FAILED';
+    }).toThrow(TypeError);
+    expect(ErrorCodes.VCNET_INVALID_INPUT.exit).toBe('BAD_INPUT');
   });
 });

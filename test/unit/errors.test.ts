@@ -86,6 +86,33 @@ describe('VcnetError', () => {
     expect(new InvalidInputError('a', 1, 'b') instanceof copy.VcnetError).toBe(true);
     expect(exitCodeFor(foreign)).toBe(ExitCode.BAD_INPUT);
   });
+
+  it('names and brands by errorName, not by the runtime class name', () => {
+    // What a bundler does: the class is renamed, the errorName it states stays.
+    const Renamed = {
+      _StableError: class extends InvalidInputError {
+        static override readonly errorName: string = 'StableError';
+      },
+    }._StableError;
+    expect(Renamed.name).toBe('_StableError');
+    const renamed = new Renamed('mtu', 1, 'a number');
+    expect(renamed.name).toBe('StableError');
+    expect(renamed instanceof InvalidInputError).toBe(true);
+    expect(
+      Object.assign(Object.create(null), { [Symbol.for('vcnet.error.StableError')]: true }) instanceof Renamed,
+    ).toBe(true);
+    expect(new InvalidInputError('mtu', 1, 'a number').name).toBe('InvalidInputError');
+    // A caller's class called AttachError is not vcnet's AttachError, nor branded as one.
+    class AttachErrorOfTheirOwn extends VcnetError {
+      static override readonly errorName: string = 'MyAttachError';
+    }
+    const theirs = new AttachErrorOfTheirOwn('VCNET_ERROR', 'theirs');
+    expect(theirs.name).toBe('MyAttachError');
+    expect(theirs instanceof AttachError).toBe(false);
+    const sameName = { AttachError: class extends VcnetError {} }.AttachError;
+    expect(new sameName('VCNET_ERROR', 'x') instanceof AttachError).toBe(false);
+    expect(Object.getOwnPropertySymbols(new sameName('VCNET_ERROR', 'x'))).toEqual([Symbol.for('vcnet.error')]);
+  });
 });
 
 describe('classifyError', () => {

@@ -32,6 +32,17 @@ const PROGRAM_ONLY_ERRORS = [
   'ProgramMissingError',
 ];
 
+/** Identifiers docs/library.md names that are fields or options, not exports. */
+const LIBRARY_GUIDE_NON_EXPORTS = [
+  'namedInterfaces',
+  'disableNewNetns',
+  'lockTimeoutMs',
+  'stateDirectory',
+  'errorName',
+  'vmmRateLimiter',
+  'vhostNet',
+];
+
 describe("the 'vcnet' entry", () => {
   const exported = new Set(Object.keys(entry));
 
@@ -43,7 +54,7 @@ describe("the 'vcnet' entry", () => {
       })),
     );
     expect(classes.length).toBeGreaterThan(25);
-    // The brands are keyed by class name (Symbol.for('vcnet.error.<Name>')): names must be unique.
+    // The brands are keyed by errorName (Symbol.for('vcnet.error.<errorName>')): names must be unique.
     const names = classes.map(({ name }) => name);
     expect(names.filter((name, position) => names.indexOf(name) !== position)).toEqual([]);
     const missing = classes
@@ -53,6 +64,15 @@ describe("the 'vcnet' entry", () => {
     for (const { name } of classes.filter(({ name }) => exported.has(name))) {
       const type = (entry as Record<string, unknown>)[name] as { prototype: unknown };
       expect(type.prototype instanceof entry.VcnetError, `${name} is a VcnetError`).toBe(true);
+    }
+    // Each class states its own errorName (a bundler renames classes; an inherited one would brand a
+    // subclass as its parent), equal to the class's name in the source.
+    for (const { name, file } of classes) {
+      const text = readFileSync(join(source, file), 'utf8');
+      expect(text, `${name} states errorName`).toContain(`export class ${name} extends`);
+      expect(text.split(`export class ${name} extends`)[1]?.split('\n')[1]?.trim(), `${name} (${file})`).toBe(
+        `static override readonly errorName: string = '${name}';`,
+      );
     }
   });
 
@@ -68,6 +88,28 @@ describe("the 'vcnet' entry", () => {
     expect(Object.keys(netlinkEntry)).toEqual(
       expect.arrayContaining(['LinkAttribute', 'encodeNewLink', 'TC_H_INGRESS']),
     );
+  });
+
+  it('exports every function and class docs/library.md names', () => {
+    const guide = readFileSync(new URL('../../docs/library.md', import.meta.url), 'utf8');
+    // `name(...)`, `name` and `Name` in backticks that are identifiers (not fields such as `code`).
+    const named = new Set(
+      [...guide.matchAll(/`([A-Za-z][A-Za-z0-9]*)(?:\([^`]*\))?`/g)]
+        .map((match) => match[1]!)
+        .filter((name) => /^(?:[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*)$/.test(name)),
+    );
+    expect(named.has('watchSandbox')).toBe(true);
+    // Types leave no trace at run time: they are looked for among the entry's exported names.
+    const typeExports = readFileSync(new URL('../../src/index.ts', import.meta.url), 'utf8')
+      .split('\n')
+      .filter((line) => !/^\s*(\/\/|\/?\*)/.test(line))
+      .join('\n');
+    const isTypeExport = (name: string) => new RegExp(`\\b${name}\\b`).test(typeExports);
+    expect(
+      [...named].filter(
+        (name) => !exported.has(name) && !isTypeExport(name) && !LIBRARY_GUIDE_NON_EXPORTS.includes(name),
+      ),
+    ).toEqual([]);
   });
 
   it('names the diagnostics channels', () => {

@@ -11,6 +11,7 @@ import { AddressFamily } from './constants.js';
 
 /** Text that is not a MAC or IP address (bad input: code VCNET_INVALID_INPUT). */
 export class AddressFormatError extends VcnetError {
+  static override readonly errorName: string = 'AddressFormatError';
   readonly kind: 'mac' | 'ip';
   readonly text: string;
   constructor(kind: 'mac' | 'ip', text: string) {

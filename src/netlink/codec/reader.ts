@@ -13,6 +13,7 @@ import {
 } from './constants.js';
 
 export class MalformedMessageError extends VcnetError {
+  static override readonly errorName: string = 'MalformedMessageError';
   readonly offset: number;
   constructor(message: string, offset: number) {
     super('VCNET_NETLINK_MALFORMED', `malformed netlink data at byte ${offset}: ${message}`, {

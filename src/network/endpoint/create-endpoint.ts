@@ -22,6 +22,7 @@ import { VethEndpoint } from './veth-endpoint.js';
 import { VhostUserEndpoint } from './vhost-user-endpoint.js';
 
 export class UnsupportedInterfaceError extends VcnetError {
+  static override readonly errorName: string = 'UnsupportedInterfaceError';
   constructor(code: ErrorCode, message: string, value: unknown, hint: string) {
     super(code, message, { value, hint });
   }

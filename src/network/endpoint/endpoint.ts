@@ -47,6 +47,7 @@ export interface EndpointState {
 }
 
 export class EndpointStateError extends VcnetError {
+  static override readonly errorName: string = 'EndpointStateError';
   constructor(message: string, value: unknown) {
     super('VCNET_STATE_INVALID', message, {
       value,

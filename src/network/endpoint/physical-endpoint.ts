@@ -158,6 +158,7 @@ export interface VfioHotplugTarget {
 }
 
 export class PhysicalDeviceUnsupportedError extends VcnetError {
+  static override readonly errorName: string = 'PhysicalDeviceUnsupportedError';
   constructor(hypervisor: string, link: string) {
     super('VCNET_PHYSICAL_UNSUPPORTED', `${hypervisor} cannot take physical NIC ${link} (VFIO pass-through)`, {
       value: link,

@@ -41,6 +41,7 @@ export interface MacvtapDeviceNode {
 }
 
 export class MacvtapDeviceError extends VcnetError {
+  static override readonly errorName: string = 'MacvtapDeviceError';
   constructor(message: string, value: unknown, hint: string) {
     super('VCNET_MACVTAP_DEVICE', message, { value, hint });
   }

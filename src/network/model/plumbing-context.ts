@@ -57,6 +57,7 @@ export interface AttachedPlumbing {
 }
 
 export class AttachError extends VcnetError {
+  static override readonly errorName: string = 'AttachError';
   constructor(
     endpoint: string,
     cause: Error,

@@ -119,6 +119,7 @@ export interface LinkOwnerRecord {
 }
 
 export class LinkNameTakenError extends VcnetError {
+  static override readonly errorName: string = 'LinkNameTakenError';
   readonly holder: Pick<Link, 'index' | 'kind' | 'group'> | undefined;
   constructor(
     name: string,

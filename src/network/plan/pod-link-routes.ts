@@ -33,6 +33,7 @@ function ownedBy(route: Route, index: number): boolean {
  * not read lwtunnel encapsulations (RTA_ENCAP). Refused before anything is changed.
  */
 export class RouteNotRestorableError extends VcnetError {
+  static override readonly errorName: string = 'RouteNotRestorableError';
   constructor(link: string, route: Route) {
     const destination = route.destination ? `${route.destination}/${route.destinationLength}` : 'default';
     super(

@@ -10,6 +10,7 @@ import { dirname } from 'node:path';
 import { VcnetError } from '../../errors.js';
 
 export class StateWriteError extends VcnetError {
+  static override readonly errorName: string = 'StateWriteError';
   readonly errno: string;
   constructor(path: string, cause: NodeJS.ErrnoException) {
     const errno = String(cause.code ?? 'EUNKNOWN');

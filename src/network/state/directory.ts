@@ -13,6 +13,7 @@ import { SystemCallError } from '../../errors.js';
 
 /** A directory that could not be made: `component` is the part of `directory` that failed, `reason` says why. */
 export class DirectoryNotMadeError extends SystemCallError {
+  static override readonly errorName: string = 'DirectoryNotMadeError';
   readonly directory: string;
   readonly component: string;
   readonly reason: string;

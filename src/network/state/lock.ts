@@ -52,7 +52,7 @@ export class FileLock {
   }
 }
 
-/** Takes the lock now or returns the pid its holder wrote (0 when unknown). Never waits. */
+/** Takes the lock now or returns the pid of its holder (0 when that cannot be known). Never waits. */
 export function tryLockFile(path: string): FileLock | { heldBy: number } {
   for (;;) {
     makeDirectory(dirname(path), 0o700);
@@ -81,7 +81,8 @@ export function tryLockFile(path: string): FileLock | { heldBy: number } {
       closeSync(fd);
       continue;
     }
-    // Only for messages: who holds it. The lock itself is the flock, not this number.
+    // For people reading the file only: messages name the holder from /proc/locks (holderOf), since
+    // a waiter can read this between another process's flock and its write of its own pid.
     ftruncateSync(fd, 0);
     writeSync(fd, String(process.pid), 0);
     return new FileLock(path, fd);
@@ -118,11 +119,32 @@ function stillAtPath(path: string, fd: number): boolean {
   }
 }
 
-function holderOf(fd: number): number {
+/**
+ * The pid holding the flock on `fd`'s file, from /proc/locks (the kernel's view: the pid that took the
+ * lock), or 0 when the kernel lists none (it was just released) or /proc/locks cannot be read. The pid
+ * written in the file is not used: it is the last writer's, which is not the holder while a new holder
+ * is between its flock and its write.
+ */
+export function holderOf(fd: number): number {
+  let locks: string;
+  let file: { dev: bigint; ino: bigint };
   try {
-    const pid = Number(readFileSync(fd, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : 0;
+    locks = readFileSync('/proc/locks', 'utf8');
+    file = fstatSync(fd, { bigint: true });
   } catch {
     return 0;
   }
+  // dev_t as glibc's major()/minor() split it; /proc/locks prints them in hex.
+  const major = ((file.dev >> 8n) & 0xfffn) | ((file.dev >> 32n) & ~0xfffn);
+  const minor = (file.dev & 0xffn) | ((file.dev >> 12n) & ~0xffn);
+  const device = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}`;
+  const flocks = locks
+    .split('\n')
+    .map((line) => /^\d+:\s+FLOCK\s+\S+\s+\S+\s+(\d+)\s+([0-9a-f]+:[0-9a-f]+):(\d+)\s/.exec(line))
+    .filter((match) => match !== null && BigInt(match[3]!) === file.ino)
+    .map((match) => ({ pid: Number(match![1]), device: match![2]! }));
+  // Some file systems (overlayfs, btrfs) show stat a device number other than the one the kernel
+  // lists: then the inode alone decides, if it is unambiguous.
+  const holder = flocks.find((entry) => entry.device === device) ?? (flocks.length === 1 ? flocks[0] : undefined);
+  return holder !== undefined && holder.pid > 0 ? holder.pid : 0;
 }

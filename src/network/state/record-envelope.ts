@@ -30,6 +30,7 @@ export type RecordEnvelope = z.infer<typeof recordEnvelopeSchema>;
 
 /** A record that cannot be trusted: names the file, the field and what was expected. Nothing was changed. */
 export class StateInvalidError extends VcnetError {
+  static override readonly errorName: string = 'StateInvalidError';
   constructor(
     readonly file: string,
     readonly field: string,

@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { SystemCallError } from '../../errors.js';
+import { SystemCallError, VcnetError } from '../../errors.js';
 import { replaceFileAtomically } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
@@ -16,6 +16,24 @@ export const DEFAULT_REGISTRY_PATH = '/run/vcnet/state-directories';
 
 /** vcnet-cni's default state directory (its netconf `stateDir`); here so gc knows it without importing the plugin. */
 export const DEFAULT_CNI_STATE_DIRECTORY = '/run/vcnet/cni';
+
+/** How long a registry change waits for the registry's lock when its caller names no time. */
+const DEFAULT_REGISTRY_LOCK_TIMEOUT_MS = 10_000;
+
+/**
+ * The registry's lock stayed held past the caller's wait. The same code as a held sandbox lock: the
+ * same outcome (exit 4, CNI "try again later"), and the same remedy, waiting longer.
+ */
+export class StateRegistryLockedError extends VcnetError {
+  static override readonly errorName: string = 'StateRegistryLockedError';
+  constructor(path: string, holder: number, waitedMs: number, howToWaitLonger: string) {
+    const who = holder > 0 ? `process ${holder}` : 'another process (which one cannot be known)';
+    super('VCNET_SANDBOX_LOCKED', `the state directory registry ${path} is held by ${who} (waited ${waitedMs} ms)`, {
+      value: holder,
+      hint: `wait for the other vcnet command to finish, or ${howToWaitLonger}`,
+    });
+  }
+}
 
 /** The registry file ($VCNET_STATE_REGISTRY when set, for tests and unusual layouts). */
 export function registryPath(): string {
@@ -43,11 +61,22 @@ function writeRegistry(path: string, directories: string[]): void {
   });
 }
 
-async function changeRegistry(path: string, change: (directories: string[]) => string[]): Promise<void> {
+/** How long to wait for the registry's lock, and how a caller waits longer (for the error's hint). */
+export interface RegistryLockOptions {
+  timeoutMs?: number;
+  howToWaitLonger?: string;
+}
+
+async function changeRegistry(
+  path: string,
+  change: (directories: string[]) => string[],
+  options: RegistryLockOptions,
+): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_REGISTRY_LOCK_TIMEOUT_MS;
   const lock = await lockFile(
     `${path}.lock`,
-    10_000,
-    (holder) => new Error(`the state directory registry ${path} is held by process ${holder}`),
+    timeoutMs,
+    (holder) => new StateRegistryLockedError(path, holder, timeoutMs, options.howToWaitLonger ?? 'try again'),
   );
   try {
     const before = registeredStateDirectories(path);
@@ -64,9 +93,15 @@ async function changeRegistry(path: string, change: (directories: string[]) => s
  * after the directory is made and before a record is written in it: a gc that forgets missing
  * directories under the same lock can then never forget one that is about to hold a record.
  */
-export async function registerStateDirectory(directory: string, path = registryPath()): Promise<void> {
-  await changeRegistry(path, (directories) =>
-    directories.includes(directory) ? directories : [...directories, directory],
+export async function registerStateDirectory(
+  directory: string,
+  path = registryPath(),
+  lock: RegistryLockOptions = {},
+): Promise<void> {
+  await changeRegistry(
+    path,
+    (directories) => (directories.includes(directory) ? directories : [...directories, directory]),
+    lock,
   );
 }
 
@@ -77,7 +112,9 @@ export async function forgetMissingStateDirectories(
 ): Promise<void> {
   const gone = new Set([...candidates].filter((directory) => !existsSync(directory)));
   if (gone.size === 0) return;
-  await changeRegistry(path, (directories) =>
-    directories.filter((directory) => !gone.has(directory) || existsSync(directory)),
+  await changeRegistry(
+    path,
+    (directories) => directories.filter((directory) => !gone.has(directory) || existsSync(directory)),
+    {},
   );
 }

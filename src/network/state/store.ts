@@ -21,6 +21,7 @@ import { registerStateDirectory } from './registry.js';
 
 export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
+const MIN_REGISTRY_WAIT_MS = 1_000;
 const SANDBOX_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /** Lock files live here, under each state directory; no sandbox id starts with a dot. */
 export const LOCK_DIRECTORY_NAME = '.locks';
@@ -49,8 +50,19 @@ export function stateDirectory(explicit?: string): string {
   return DEFAULT_STATE_DIRECTORY;
 }
 
+/**
+ * What a printed `vcnet` command needs to reach sandboxes in `root`: nothing for the default state
+ * directory, else ` --state-dir <root>` (without it the command looks in the default one).
+ */
+export function stateDirectoryFlag(root: string): string {
+  if (resolve(root) === DEFAULT_STATE_DIRECTORY) return '';
+  const word = /^[\w@%+=:,./-]+$/.test(root) ? root : `'${root.replaceAll("'", `'\\''`)}'`;
+  return ` --state-dir ${word}`;
+}
+
 export function validateSandboxId(id: string): string {
-  if (!SANDBOX_ID_PATTERN.test(id)) {
+  // typeof first: a number (42) would pass the pattern as "42" and fail later inside node:path.
+  if (typeof id !== 'string' || !SANDBOX_ID_PATTERN.test(id)) {
     throw new InvalidInputError(
       'sandbox',
       id,
@@ -62,7 +74,8 @@ export function validateSandboxId(id: string): string {
 
 /** How a caller can wait longer for a held lock: the option or setting that exists where it runs. */
 export const CLI_LOCK_TIMEOUT_HINT =
-  'give a longer --lock-timeout <seconds> (attach, detach) or VCNET_LOCK_TIMEOUT=<seconds> (any command; default 30)';
+  'give a longer --lock-timeout <seconds> (attach, detach) or VCNET_LOCK_TIMEOUT=<seconds> (any command; default 30); ' +
+  'from the library, a longer lockTimeoutMs option';
 
 /** The lock wait when the caller gives none: $VCNET_LOCK_TIMEOUT seconds, else 30 s. */
 export function defaultLockTimeoutMs(): number {
@@ -75,8 +88,9 @@ export function defaultLockTimeoutMs(): number {
 }
 
 export class SandboxLockedError extends VcnetError {
+  static override readonly errorName: string = 'SandboxLockedError';
   constructor(id: string, owner: number, options: { waitedMs?: number; howToWaitLonger?: string } = {}) {
-    const who = owner > 0 ? `process ${owner}` : 'another process';
+    const who = owner > 0 ? `process ${owner}` : 'another process (which one cannot be known)';
     const waited = options.waitedMs === undefined ? '' : ` (waited ${options.waitedMs} ms)`;
     super('VCNET_SANDBOX_LOCKED', `sandbox ${id} is being changed by ${who}${waited}`, {
       value: owner,
@@ -108,7 +122,8 @@ export class SandboxStore {
     private readonly options: SandboxStoreOptions = {},
   ) {
     (options.validateId ?? validateSandboxId)(id);
-    if (root === '') throw new InvalidInputError('state directory', root, 'a directory path');
+    if (typeof root !== 'string' || root === '')
+      throw new InvalidInputError('stateDirectory', root, 'a directory path, such as /run/vcnet/sandboxes');
     this.root = resolve(root);
     this.directory = join(this.root, id);
   }
@@ -183,19 +198,23 @@ export class SandboxStore {
 
   /** Runs `work` holding the sandbox lock; waits up to `timeoutMs` for another process to finish. */
   async withLock<T>(work: () => Promise<T>, timeoutMs = defaultLockTimeoutMs()): Promise<T> {
+    const howToWaitLonger = this.options.lockTimeoutHint ?? CLI_LOCK_TIMEOUT_HINT;
+    const started = Date.now();
     const lock = await lockFile(
       this.lockPath,
       timeoutMs,
-      (holder) =>
-        new SandboxLockedError(this.id, holder, {
-          waitedMs: timeoutMs,
-          ...(this.options.lockTimeoutHint ? { howToWaitLonger: this.options.lockTimeoutHint } : {}),
-        }),
+      (holder) => new SandboxLockedError(this.id, holder, { waitedMs: timeoutMs, howToWaitLonger }),
     );
     try {
       if (this.options.register !== false) {
         makeDirectory(this.root, 0o700);
-        await registerStateDirectory(this.root);
+        // The registry's lock shares the caller's wait: what the sandbox lock left of it, but at least
+        // a second, since other processes hold it only to rewrite one small file (a caller that will
+        // not wait for a sandbox, lockTimeoutMs 0, would otherwise fail on any registration beside it).
+        await registerStateDirectory(this.root, undefined, {
+          timeoutMs: Math.max(MIN_REGISTRY_WAIT_MS, timeoutMs - (Date.now() - started)),
+          howToWaitLonger,
+        });
       }
       this.removeStaleTemporaries();
       return await work();

@@ -131,7 +131,7 @@ describe.skipIf(skipReason !== undefined)('attach --model macvtap: the printed Q
       stateDirectory(),
     ]);
     expect(refused.status).toBe(2);
-    expect(refused.stderr).toMatch(/--model.*"macvtap".*tcfilter or none with --hypervisor firecracker/);
+    expect(refused.stderr).toMatch(/--model.*"macvtap".*tcfilter or none with the firecracker hypervisor/);
     expect(fingerprint(pod)).toEqual(before);
   });
 });

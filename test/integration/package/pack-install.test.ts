@@ -21,6 +21,7 @@ const SOURCES = [
   'package-lock.json',
   'README.md',
   'CHANGELOG.md',
+  'LICENSE',
   'binding.gyp',
   'tsconfig.json',
   'tsconfig.build.json',
@@ -91,7 +92,41 @@ describe('the packed vcnet package', () => {
     expect(packedFiles).toContain('binding.gyp');
     expect(packedFiles).toContain('dist/cli/main.js');
     expect(packedFiles.filter((path) => path.startsWith('build/'))).toEqual([]);
+    // package.json says Apache-2.0: the license text goes with it.
+    expect(packedFiles).toContain('LICENSE');
   });
+
+  it("resolves its types under TypeScript's old node10 resolution too (main, types, typesVersions)", async () => {
+    writeFileSync(
+      join(installed, 'check.ts'),
+      "import { attachSandbox, type NetworkConfig } from 'vcnet';\n" +
+        "import { encodeNewLink } from 'vcnet/netlink';\n" +
+        'export const used: [typeof attachSandbox, typeof encodeNewLink, NetworkConfig | undefined] = [attachSandbox, encodeNewLink, undefined];\n',
+    );
+    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+    for (const resolution of ['node10', 'nodenext']) {
+      const module = resolution === 'node10' ? 'commonjs' : 'nodenext';
+      await run(
+        process.execPath,
+        [
+          tsc,
+          '--noEmit',
+          '--strict',
+          '--skipLibCheck',
+          '--types',
+          'node',
+          '--typeRoots',
+          join(ROOT, 'node_modules', '@types'),
+          '--module',
+          module,
+          '--moduleResolution',
+          resolution,
+          'check.ts',
+        ],
+        installed,
+      );
+    }
+  }, 120_000);
 
   it('installed without scripts, loads the prebuild and scans a namespace with the installed vcnet', () => {
     const packageDirectory = join(installed, 'node_modules', 'vcnet');

@@ -7,7 +7,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { VcnetError } from '../../../src/errors.js';
 import { FileLock, lockFile, tryLockFile } from '../../../src/network/state/lock.js';
+import { StateRegistryLockedError } from '../../../src/network/state/registry.js';
 import { SandboxLockedError, SandboxStore } from '../../../src/network/state/store.js';
 
 let directory: string;
@@ -66,6 +68,15 @@ describe('tryLockFile', () => {
     (lock as FileLock).release();
   });
 
+  it("names the process holding the lock, not the pid the file's last writer left", async () => {
+    const path = join(directory, 'lock');
+    (tryLockFile(path) as FileLock).release();
+    expect(readFileSync(path, 'utf8')).toBe(String(process.pid));
+    // flock(1) takes the lock without writing its pid: the file still names this process.
+    const holder = await holdInChild(path);
+    expect(tryLockFile(path)).toEqual({ heldBy: holder.pid });
+  });
+
   it('lets nobody in through a file its holder unlinked', () => {
     const path = join(directory, 'lock');
     const holder = tryLockFile(path) as FileLock;
@@ -108,6 +119,7 @@ describe('SandboxStore.withLock', () => {
     const refused = await store.withLock(async () => 'never', 30).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(SandboxLockedError);
     expect((refused as SandboxLockedError).hint).toContain('--lock-timeout');
+    expect((refused as SandboxLockedError).hint).toContain('lockTimeoutMs');
     const second = store.withLock(async () => {
       order.push('second in');
     });
@@ -115,5 +127,33 @@ describe('SandboxStore.withLock', () => {
     await Promise.all([first, second]);
     expect(order).toEqual(['first in', 'first out', 'second in']);
     expect(existsSync(store.lockPath)).toBe(false);
+  });
+});
+
+describe('the state directory registry lock', () => {
+  it("is waited for as long as the caller's lock timeout, and a held one is a VcnetError naming its holder", async () => {
+    const saved = process.env.VCNET_STATE_REGISTRY;
+    const registry = join(directory, 'state-directories');
+    process.env.VCNET_STATE_REGISTRY = registry;
+    try {
+      const holder = await holdInChild(`${registry}.lock`);
+      const store = new SandboxStore('sb', join(directory, 'state'));
+      const started = Date.now();
+      const refused = await store.withLock(async () => 'never', 1_500).catch((error: unknown) => error);
+      const waited = Date.now() - started;
+      expect(refused).toBeInstanceOf(StateRegistryLockedError);
+      expect(refused).toBeInstanceOf(VcnetError);
+      expect(refused).toMatchObject({ code: 'VCNET_SANDBOX_LOCKED', value: holder.pid });
+      expect((refused as Error).message).toContain(`process ${holder.pid}`);
+      expect((refused as VcnetError).hint).toContain('lockTimeoutMs');
+      // The caller's 1.5 s, not a fixed 10 s.
+      expect(waited).toBeGreaterThanOrEqual(1_400);
+      expect(waited).toBeLessThan(5_000);
+      // The sandbox lock was let go: nothing is left held.
+      expect(tryLockFile(store.lockPath)).toBeInstanceOf(FileLock);
+    } finally {
+      if (saved === undefined) delete process.env.VCNET_STATE_REGISTRY;
+      else process.env.VCNET_STATE_REGISTRY = saved;
+    }
   });
 });

@@ -1,0 +1,94 @@
+/**
+ * networkConfigFromKata: configuration.toml settings become the NetworkConfig Kata would use, for each
+ * hypervisor, with nothing dropped (vCPUs as queues, Cloud Hypervisor's limiter) and nothing stray.
+ */
+import { availableParallelism } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { InvalidInputError } from '../../../src/errors.js';
+import { defineNetworkConfig, networkConfigFromKata, parseKataConfiguration } from '../../../src/network/config.js';
+
+const namespacePath = '/var/run/netns/pod';
+
+const QEMU = `
+[hypervisor.qemu]
+default_vcpus = 2
+rx_rate_limiter_max_rate = 1000000
+tx_rate_limiter_max_rate = 2000000
+[runtime]
+internetworking_model = "macvtap"
+`;
+
+const CLH = `
+[hypervisor.clh]
+default_vcpus = 4
+net_rate_limiter_bw_max_rate = 8000000
+net_rate_limiter_ops_max_rate = 100
+net_rate_limiter_ops_one_time_burst = 500
+`;
+
+const FIRECRACKER = `
+[hypervisor.firecracker]
+default_vcpus = 4
+rx_rate_limiter_max_rate = 1000000
+`;
+
+describe('networkConfigFromKata', () => {
+  it('QEMU: one queue pair per vCPU, vhost-net, rates as tc shaping; no stray keys', () => {
+    const config = networkConfigFromKata(parseKataConfiguration(QEMU), { namespacePath });
+    expect(config).toEqual({
+      namespacePath,
+      model: 'macvtap',
+      namespaceCreatedByVcnet: false,
+      disableNewNetns: false,
+      queues: Math.min(2, availableParallelism()),
+      vhostNet: 'auto',
+      rateLimit: { rxBitsPerSecond: 1_000_000, txBitsPerSecond: 2_000_000 },
+    });
+    // What spreading the settings gave: vcpus dropped (queues 1) and the settings' own keys kept.
+    const spread = defineNetworkConfig({ ...parseKataConfiguration(QEMU), namespacePath } as never);
+    expect(spread.queues).toBe(1);
+    expect(spread).toHaveProperty('vcpus');
+  });
+
+  it("Cloud Hypervisor: the VMM's limiter from net_rate_limiter_*, one queue pair, no vhost-net, no tc", () => {
+    const config = networkConfigFromKata(parseKataConfiguration(CLH), { namespacePath });
+    expect(config).toMatchObject({ queues: 1, vhostNet: 'off', model: 'tcfilter' });
+    expect(config.rateLimit).toBeUndefined();
+    expect(config.vmmRateLimiter).toEqual({
+      bandwidth: { maxRate: 8_000_000 },
+      operations: { maxRate: 100, oneTimeBurst: 500 },
+    });
+  });
+
+  it("Firecracker: rx/tx_rate_limiter_max_rate go to the VMM's token buckets, not tc; macvtap is refused", () => {
+    const config = networkConfigFromKata(parseKataConfiguration(FIRECRACKER), { namespacePath });
+    expect(config).toMatchObject({ queues: 1, vhostNet: 'off', vmmRateLimiter: { rxBitsPerSecond: 1_000_000 } });
+    expect(config.rateLimit).toBeUndefined();
+    expect(() =>
+      networkConfigFromKata(parseKataConfiguration(FIRECRACKER), { namespacePath, overrides: { model: 'macvtap' } }),
+    ).toThrow(InvalidInputError);
+  });
+
+  it('takes the hypervisor from the options over the section, and overrides over the file', () => {
+    const warnings: string[] = [];
+    const config = networkConfigFromKata(parseKataConfiguration(QEMU), {
+      namespacePath,
+      hypervisor: 'clh',
+      overrides: { model: 'tcfilter', queues: 3 },
+      warn: (message) => warnings.push(message),
+    });
+    expect(config).toMatchObject({ model: 'tcfilter', queues: 3, vhostNet: 'off' });
+    // rx/tx_rate_limiter_* are not Cloud Hypervisor keys: not applied, and the caller is told.
+    expect(config.rateLimit).toBeUndefined();
+    expect(config.vmmRateLimiter).toBeUndefined();
+    expect(warnings.join('\n')).toMatch(/not Cloud Hypervisor keys/);
+  });
+
+  it('needs the namespace unless disable_new_netns, and names what is wrong', () => {
+    expect(() => networkConfigFromKata({})).toThrow(/namespacePath/);
+    const shared = networkConfigFromKata({ disableNewNetns: true, model: 'none' });
+    expect(shared).toMatchObject({ namespacePath: '/proc/self/ns/net', disableNewNetns: true });
+    expect(() => networkConfigFromKata({}, { namespacePath, hypervisor: 'xen' as never })).toThrow(/hypervisor/);
+    expect(() => networkConfigFromKata(null as never, { namespacePath })).toThrow(InvalidInputError);
+  });
+});
