@@ -27,6 +27,7 @@ export {
 } from './agent/errors.js';
 export type { IPAddress as AgentIpAddress } from './agent/generated/types_pb.js';
 export { IPFamily as AgentIpFamily } from './agent/generated/types_pb.js';
+export type { HybridVsockOptions } from './agent/hybrid-vsock.js';
 // Kata's JSON for interfaces, routes and neighbours (kata-runtime's `kata-network` commands).
 export {
   interfaceFromJson,
@@ -91,7 +92,11 @@ export {
   VcnetError,
   type VcnetErrorOptions,
 } from './errors.js';
-export { CloudHypervisorApiError, CloudHypervisorConnectionError } from './hypervisor/cloud-hypervisor-client.js';
+export {
+  CloudHypervisorApiError,
+  CloudHypervisorConnectionError,
+  type CloudHypervisorFailure,
+} from './hypervisor/cloud-hypervisor-client.js';
 export { GuestImageError } from './hypervisor/guest-image.js';
 // Hypervisors: QEMU (arguments, QMP, hot-plug), Cloud Hypervisor and Firecracker request bodies.
 export * from './hypervisor/index.js';
@@ -213,6 +218,7 @@ export {
   type AddInterfaceResult,
   addInterface,
   type KataNetworkOptions,
+  type ListOptions,
   listInterfaces,
   listRoutes,
   removeInterface,

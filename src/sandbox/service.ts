@@ -9,6 +9,7 @@
  *   a failed attach or detach whose undo was refused keeps a record of exactly what is left, which
  *   `vcnet detach` (again) or `vcnet gc` finish.
  */
+import { statSync } from 'node:fs';
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
 import { causeChain, DetachIncompleteError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import {
@@ -254,11 +255,21 @@ export async function planSandboxAttach(
   config: NetworkConfig,
   id = 'sandbox',
   hypervisor?: HypervisorRecord['kind'],
+  options: { stateDirectory?: string } = {},
 ): Promise<PlannedEndpoint[]> {
   config = validateNetworkConfig(config);
   const network = Network.open(config, id);
   try {
-    const planned = await network.planEndpoints(hypervisor ? { hypervisor } : {});
+    const planned = await network.planEndpoints(hypervisor ? { hypervisor } : {}).catch((error: unknown) => {
+      // As attach says it: a taken name made by another sandbox names that sandbox and its record.
+      let identity: { dev: number; ino: number } | undefined;
+      try {
+        identity = statSync(config.namespacePath);
+      } catch {
+        throw error;
+      }
+      throw namingTheOwner(error, identity, options.stateDirectory);
+    });
     return planned.map(({ endpoint, plan }) => ({
       source: endpoint.properties.link.name,
       type: endpoint.type,

@@ -87,7 +87,11 @@ export function registerAttach(program: Command): void {
         if (options.qmp && hypervisor !== 'qemu')
           throw new InvalidInputError('--qmp', options.qmp, 'only with --hypervisor qemu');
         if (options.dryRun) {
-          const planned = await inFlagTerms(() => planSandboxAttach(config, options.sandbox, hypervisor));
+          const planned = await inFlagTerms(() =>
+            planSandboxAttach(config, options.sandbox, hypervisor, {
+              stateDirectory: stateDirectory(options.stateDir),
+            }),
+          );
           if (options.json) {
             printJson({ sandbox: options.sandbox, netns: config.namespacePath, dryRun: true, endpoints: planned });
             return;

@@ -169,6 +169,20 @@ describe('vcnet attach / detach', () => {
       outerCode: 'VCNET_ATTACH_FAILED',
       hint: expect.stringContaining('detach sandbox sb-a first'),
     });
+    // --dry-run finds it before anything would change, and names the owner the same way.
+    const dry = vcnet([
+      'attach',
+      '--sandbox',
+      'sb-b',
+      '--netns',
+      pod.path,
+      '--state-dir',
+      stateDirectory(),
+      '--dry-run',
+    ]);
+    expect(dry.status).toBe(1);
+    expect(dry.stderr).toMatch(/\(index \d+, tun, made by sandbox sb-a\)/);
+    expect(dry.stderr).toContain('detach sandbox sb-a first');
     expect(fingerprint(pod)).toEqual(attached);
     expect(existsSync(join(stateDirectory(), 'sb-b'))).toBe(false);
     expect(vcnet(['detach', '--sandbox', 'sb-a', '--state-dir', stateDirectory()]).status).toBe(0);

@@ -52,7 +52,7 @@ describe('queues per NIC against the VM vCPUs', () => {
     writeFileSync(config, '[hypervisor.clh]\ndefault_vcpus = 2\n');
     const refused = attach(pod.path, '--hypervisor', 'clh', '--config', config, '--queues', '4');
     expect(refused.status).toBe(2);
-    expect(refused.stderr).toContain('invalid --queues: "4"');
+    expect(refused.stderr).toContain('invalid --queues: 4');
     expect(refused.stderr).toContain('at most 2 with the clh hypervisor and default_vcpus = 2');
     expect(existsSync(join(stateDirectory(), 'v1'))).toBe(false);
     const taken = attach(pod.path, '--hypervisor', 'clh', '--config', config, '--queues', '2', '--json');

@@ -74,14 +74,24 @@ describe('networkConfigFromKata', () => {
     const config = networkConfigFromKata(parseKataConfiguration(QEMU), {
       namespacePath,
       hypervisor: 'clh',
-      overrides: { model: 'tcfilter', queues: 3 },
+      overrides: { model: 'tcfilter', queues: 2 },
       warn: (message) => warnings.push(message),
     });
-    expect(config).toMatchObject({ model: 'tcfilter', queues: 3, vhostNet: 'off' });
+    expect(config).toMatchObject({ model: 'tcfilter', queues: 2, vhostNet: 'off' });
     // rx/tx_rate_limiter_* are not Cloud Hypervisor keys: not applied, and the caller is told.
     expect(config.rateLimit).toBeUndefined();
     expect(config.vmmRateLimiter).toBeUndefined();
     expect(warnings.join('\n')).toMatch(/not Cloud Hypervisor keys/);
+  });
+
+  it('refuses more queue pairs than default_vcpus for Cloud Hypervisor (it refuses such a NIC)', () => {
+    expect(() =>
+      networkConfigFromKata(parseKataConfiguration(QEMU), {
+        namespacePath,
+        hypervisor: 'clh',
+        overrides: { queues: 3 },
+      }),
+    ).toThrow(/invalid queues: 3 \(accepted: at most 2 with the clh hypervisor and default_vcpus = 2/);
   });
 
   it('needs the namespace unless disable_new_netns, and names what is wrong', () => {
