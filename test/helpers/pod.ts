@@ -42,6 +42,20 @@ export function makePod(options: { interfaces?: number } = {}): PodFixture {
   return { pod, node };
 }
 
+/**
+ * A namespace playing the guest of a one-interface makePod() as attach and configure-guest leave
+ * it: eth0 up with the pod's addresses (a route set pushed later names eth0 and its gateway).
+ */
+export function makeConfiguredGuest(): TestNamespace {
+  const guest = makeNamespace('guest');
+  guest.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
+  guest.exec('ip', ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p']);
+  for (const link of ['eth0', 'eth0p']) guest.exec('ip', ['link', 'set', link, 'up']);
+  guest.exec('ip', ['addr', 'add', '10.200.0.2/24', 'dev', 'eth0']);
+  guest.exec('ip', ['addr', 'add', 'fd00:200::2/64', 'dev', 'eth0', 'nodad']);
+  return guest;
+}
+
 const VOLATILE_FLAGS = new Set(['NO-CARRIER', 'LOWER_UP', 'M-DOWN']);
 
 /** The namespace as iproute2 prints it, minus what changes by itself (counters, timers, dynamic neighbours). */

@@ -11,26 +11,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
 import { serveHybridVsock } from '../../helpers/hybrid-vsock-server.js';
-import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
+import type { TestNamespace } from '../../helpers/namespace.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
-import { fingerprint, makePod } from '../../helpers/pod.js';
+import { fingerprint, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-hvsock-');
 const stops: Array<() => unknown> = [];
 afterEach(async () => {
   for (const stop of stops.splice(0).reverse()) await stop();
 });
-
-/** The guest as attach left it: eth0 configured (the route set pushed with any change names it). */
-function guestNamespace(): TestNamespace {
-  const guest = makeNamespace('guest');
-  guest.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
-  guest.exec('ip', ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p']);
-  for (const link of ['eth0', 'eth0p']) guest.exec('ip', ['link', 'set', link, 'up']);
-  guest.exec('ip', ['addr', 'add', '10.200.0.2/24', 'dev', 'eth0']);
-  guest.exec('ip', ['addr', 'add', 'fd00:200::2/64', 'dev', 'eth0', 'nodad']);
-  return guest;
-}
 
 /** A Cloud Hypervisor VM: its API, and its vsock socket leading to an agent serving `guest`. */
 async function cloudHypervisorVm(guest: TestNamespace) {
@@ -57,7 +46,7 @@ async function run(args: string[], input?: unknown) {
 describe('kata-network commands on a Cloud Hypervisor VM through hybrid vsock', () => {
   it('hot-plugs, configures, lists and removes a NIC, talking to the agent through CONNECT 1024', async () => {
     const { pod } = makePod();
-    const guest = guestNamespace();
+    const guest = makeConfiguredGuest();
     const before = fingerprint(pod);
     const { api, vsock, agentAddress } = await cloudHypervisorVm(guest);
     const attached = vcnet([
@@ -97,7 +86,7 @@ describe('kata-network commands on a Cloud Hypervisor VM through hybrid vsock', 
 
   it('never gives a new NIC the id of a removed one (Cloud Hypervisor holds it until the guest acks)', async () => {
     const { pod } = makePod();
-    const guest = guestNamespace();
+    const guest = makeConfiguredGuest();
     const { api, agentAddress } = await cloudHypervisorVm(guest);
     const attached = vcnet([
       ...['attach', '--sandbox', 'hv', '--netns', pod.path, '--state-dir', stateDirectory()],

@@ -15,9 +15,8 @@ import { SandboxNotFoundError } from '../../../src/sandbox/sandbox-interfaces.js
 import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
-import { makeNamespace } from '../../helpers/namespace.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
-import { fingerprint, makePod } from '../../helpers/pod.js';
+import { fingerprint, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-watch-agent-');
 const stops: Array<() => unknown> = [];
@@ -43,13 +42,7 @@ async function droppingAgent(path: string): Promise<Server> {
 describe('vcnet watch with an agent that does not answer for a while', () => {
   it('reports the change as failed and pushes it once the agent is back, with nothing else changing', async () => {
     const { pod } = makePod();
-    const guest = makeNamespace('guest');
-    // The guest as attach left it: eth0 configured (the route set pushed with any change names it).
-    guest.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
-    guest.exec('ip', ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p']);
-    for (const link of ['eth0', 'eth0p']) guest.exec('ip', ['link', 'set', link, 'up']);
-    guest.exec('ip', ['addr', 'add', '10.200.0.2/24', 'dev', 'eth0']);
-    guest.exec('ip', ['addr', 'add', 'fd00:200::2/64', 'dev', 'eth0', 'nodad']);
+    const guest = makeConfiguredGuest();
     const before = fingerprint(pod);
     const api = await FakeCloudHypervisor.start();
     stops.push(() => api.stop());
