@@ -476,12 +476,19 @@ async function finishUnfinished(id: string, root: string, report: GarbageReport)
   try {
     await store.withLock(async () => {
       const current = store.read<SandboxState>();
-      if (!current?.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending')) return;
+      if (!current) return;
+      // An attach killed before its last write (its lock is free now): all of it goes, the
+      // endpoints it finished too, as nothing was ever handed to a VM.
+      const killedAttach = current.attaching === true;
+      if (!killedAttach && !current.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending'))
+        return;
       const namespace = openRecordedNamespace(current.namespace, store.statePath);
       let network: Network | undefined;
       try {
         network = Network.load(current.network, id, namespace.entryPath);
-        const unfinished = network.endpoints().filter((endpoint) => endpoint.plumbing?.model === 'pending');
+        const unfinished = network
+          .endpoints()
+          .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
         for (const endpoint of unfinished) {
           report.removed.push({
             kind: 'state',
@@ -489,6 +496,15 @@ async function finishUnfinished(id: string, root: string, report: GarbageReport)
             name: id,
             file: store.statePath,
             detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
+          });
+        }
+        if (killedAttach && unfinished.length === 0) {
+          report.removed.push({
+            kind: 'state',
+            namespacePath: current.namespace.path,
+            name: id,
+            file: store.statePath,
+            detail: 'the record of an attach killed before it made anything',
           });
         }
         if (report.dryRun) return;

@@ -58,6 +58,8 @@ export class SandboxExistsError extends VcnetError {
 /** How an operation keeps its record: `persist` writes what the network holds now, `discard` what it means to have none. */
 export interface RecordKeeper {
   persist(): void;
+  /** Called just before the write that records a finished attach (attachSandbox clears `attaching`). */
+  finishing?(): void;
   discard(): void;
   path: string;
 }
@@ -84,6 +86,7 @@ export async function attachRecorded(
     throw error;
   }
   try {
+    record.finishing?.();
     record.persist();
   } catch (error) {
     // The attach is done but its final record could not be written (disk full, I/O error): an
@@ -187,6 +190,8 @@ export async function attachSandbox(
     }
     try {
       const createdAt = new Date().toISOString();
+      // Until the attach's last write: a record left with it was left by a killed attach (gc undoes it).
+      let attaching = true;
       const record = (): SandboxState => ({
         version: SANDBOX_STATE_VERSION,
         id,
@@ -195,9 +200,13 @@ export async function attachSandbox(
         network: network.save(),
         ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
         ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
+        ...(attaching ? { attaching: true as const } : {}),
       });
       const keeper: RecordKeeper = {
         persist: () => store.write(record()),
+        finishing: () => {
+          attaching = false;
+        },
         discard: () => store.remove(),
         path: store.statePath,
       };

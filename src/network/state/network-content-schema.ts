@@ -200,6 +200,7 @@ export const sandboxContentSchema = z
     agentSocket: z.string({ error: 'a socket path' }).optional(),
     nextDeviceIndex: whole.optional(),
     guestRoutes: z.array(z.looseObject({}), { error: 'a list of routes' }).optional(),
+    attaching: z.literal(true, { error: 'true, or absent' }).optional(),
   })
   .refine(samePath, samePathIssue);
 

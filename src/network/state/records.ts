@@ -38,4 +38,10 @@ export interface SandboxState {
   nextDeviceIndex?: number;
   /** Routes given with update-routes, which replace the ones derived from the namespace. */
   guestRoutes?: GuestRoute[];
+  /**
+   * Set while `vcnet attach` runs, cleared by its last write. A record that still has it once its
+   * lock is free was left by an attach that was killed: gc undoes all of it (an attach killed
+   * between two endpoints otherwise looks like a finished attach of fewer endpoints).
+   */
+  attaching?: true;
 }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { pauseAtStep, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { crashTestSandbox } from '../../helpers/crash-sandbox.js';
@@ -33,6 +34,34 @@ describe('kill -9 during attach, at every step', () => {
         killed++;
       }
       expect(killed).toBeGreaterThan(10);
+    }, 600_000);
+  }
+});
+
+describe('kill -9 during attach, at every step, then only vcnet gc', () => {
+  for (const model of ['tcfilter', 'macvtap'] as const) {
+    it(`${model}: gc alone puts the namespace back and drops the record, wherever the attach was killed`, async () => {
+      const { pod, before, attachArgs: args, state, recordFile } = crashTestSandbox(stateDirectory(), model);
+      let killed = 0;
+      for (let position = 0; ; position++) {
+        const paused = await killAt(args, position);
+        if (!paused) break;
+        killed++;
+        // What a node's cleanup runs when it does not know which sandboxes died: gc, not detach.
+        const collected = vcnet(['gc', '--netns', pod.path, '--state-dir', state]);
+        expect(collected.status, `gc after kill at step ${position}: ${collected.stderr}`).toBe(0);
+        expect(fingerprint(pod), `namespace after kill at step ${position} and gc`).toEqual(before);
+        expect(existsSync(recordFile), `record after kill at step ${position} and gc`).toBe(false);
+      }
+      expect(killed).toBeGreaterThan(10);
+      // The last run was not paused: it finished, and a finished attach is not the killed kind.
+      expect(existsSync(recordFile)).toBe(true);
+      const attached = fingerprint(pod);
+      expect(vcnet(['gc', '--netns', pod.path, '--state-dir', state]).status).toBe(0);
+      expect(fingerprint(pod)).toEqual(attached);
+      expect(existsSync(recordFile)).toBe(true);
+      expect(vcnet(['detach', '--sandbox', 'k', '--state-dir', state]).status).toBe(0);
+      expect(fingerprint(pod)).toEqual(before);
     }, 600_000);
   }
 });
