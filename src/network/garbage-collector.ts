@@ -38,7 +38,13 @@ import {
   forgetMissingStateDirectories,
   registeredStateDirectories,
 } from './state/registry.js';
-import { DEFAULT_STATE_DIRECTORY, LOCK_DIRECTORY_NAME, SandboxStore, stateDirectory } from './state/store.js';
+import {
+  DEFAULT_STATE_DIRECTORY,
+  LOCK_DIRECTORY_NAME,
+  SandboxStore,
+  STATE_TEMPORARY_FILE,
+  stateDirectory,
+} from './state/store.js';
 
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'state';
@@ -384,7 +390,7 @@ function holdsNoRecord(directory: string): boolean {
     return false;
   }
   return entries.every((entry) =>
-    entry.isDirectory() ? holdsNoRecord(join(directory, entry.name)) : /^\.state\.\d+\.tmp$/.test(entry.name),
+    entry.isDirectory() ? holdsNoRecord(join(directory, entry.name)) : STATE_TEMPORARY_FILE.test(entry.name),
   );
 }
 

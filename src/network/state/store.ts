@@ -23,6 +23,8 @@ export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 const MIN_REGISTRY_WAIT_MS = 1_000;
 const SANDBOX_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** A record write's temporary file (`.state.<pid>.tmp`), renamed over state.json when complete. */
+export const STATE_TEMPORARY_FILE = /^\.state\.\d+\.tmp$/;
 /** Lock files live here, under each state directory; no sandbox id starts with a dot. */
 export const LOCK_DIRECTORY_NAME = '.locks';
 
@@ -187,7 +189,7 @@ export class SandboxStore {
       return; // no directory yet
     }
     for (const name of names) {
-      if (/^\.state\.\d+\.tmp$/.test(name)) rmSync(join(this.directory, name), { force: true });
+      if (STATE_TEMPORARY_FILE.test(name)) rmSync(join(this.directory, name), { force: true });
     }
   }
 
