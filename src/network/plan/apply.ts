@@ -120,7 +120,6 @@ function linksOf(change: Change): LinkRef[] {
   }
 }
 
-/** Applies a plan; on failure undoes what it made and throws (RollbackIncompleteError when undo fails too). */
 /** One event per step on vcnet:plan:step, built only when someone listens. */
 function publishStep(handle: NetlinkHandle, change: Change, phase: 'apply' | 'undo', error?: unknown): void {
   publish(channels.planStep, () => ({
@@ -131,6 +130,7 @@ function publishStep(handle: NetlinkHandle, change: Change, phase: 'apply' | 'un
   }));
 }
 
+/** Applies a plan; on failure undoes what it made and throws (RollbackIncompleteError when undo fails too). */
 export async function applyPlan(plan: Plan, context: ApplyContext): Promise<AppliedPlan> {
   const { handle } = context;
   const createdIndexes = new Map<string, number>();
