@@ -191,16 +191,7 @@ export class Network {
     } catch (error) {
       // The endpoints this call attached before the failing one go too; if the kernel refuses any of
       // that, the error says what is left (and the record keeps it), never "everything was removed".
-      let failures: string[];
-      let left: PlumbingStep[];
-      try {
-        const report = await this.removeEndpoints(added, options.hotplug);
-        failures = report.failures.map((failure) => failure.message);
-        left = report.left;
-      } catch (undoError) {
-        failures = [(undoError as Error).message];
-        left = added.filter((endpoint) => this.list.includes(endpoint)).flatMap((endpoint) => endpoint.records);
-      }
+      const { failures, left } = await this.undoAttached(added, options.hotplug);
       try {
         options.journal?.(this);
       } catch (journalError) {
@@ -347,6 +338,26 @@ export class Network {
       }),
       () => this.removeEndpointsTraced(endpoints, hotplug, options.requireUnplug ?? false),
     );
+  }
+
+  /**
+   * Undoes endpoints an attach made, for a failed attach: what the kernel refused is left (and stays
+   * recorded on its endpoint), and an undo that cannot even start (its dump of the links refused)
+   * leaves every record of the endpoints still listed, never "everything was removed".
+   */
+  async undoAttached(
+    endpoints: readonly Endpoint[],
+    hotplug?: HotplugTarget,
+  ): Promise<{ failures: string[]; left: PlumbingStep[] }> {
+    try {
+      const report = await this.removeEndpoints(endpoints, hotplug);
+      return { failures: report.failures.map((failure) => failure.message), left: report.left };
+    } catch (undoError) {
+      return {
+        failures: [(undoError as Error).message],
+        left: endpoints.filter((endpoint) => this.list.includes(endpoint)).flatMap((endpoint) => endpoint.records),
+      };
+    }
   }
 
   /**

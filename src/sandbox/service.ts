@@ -91,18 +91,9 @@ export async function attachRecorded(
   } catch (error) {
     // The attach is done but its final record could not be written (disk full, I/O error): an
     // attach nobody can see is undone, as any other failed one.
-    const report = await network.removeEndpoints(added, options.hotplug).catch((undoError: unknown) => ({
-      failures: [{ message: (undoError as Error).message }],
-      left: added.flatMap((endpoint) => endpoint.records),
-    }));
-    if (report.left.length > 0) {
-      throw new RollbackIncompleteError(
-        'attach',
-        error as Error,
-        report.failures.map((failure) => failure.message),
-        describeRecords(report.left),
-        report.left,
-      );
+    const { failures, left } = await network.undoAttached(added, options.hotplug);
+    if (left.length > 0) {
+      throw new RollbackIncompleteError('attach', error as Error, failures, describeRecords(left), left);
     }
     if (network.endpoints().length === 0) record.discard();
     else persistIfPossible(record);
