@@ -10,9 +10,7 @@
  * (QEMU's virtio-serial chardev); `hvsock://PATH:PORT` is a hybrid vsock socket and the guest port.
  */
 import type { Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidInputError } from '../errors.js';
-import { AgentConnectError } from './errors.js';
 import { connectUnixSocket, type UnixConnectOptions } from './unix-socket-connect.js';
 
 /** The vsock port Kata's agent listens on. */
@@ -64,7 +62,7 @@ class HandshakeFailure extends Error {
     message: string,
     readonly retryable: boolean,
   ) {
-    super(message);
+    super(`hybrid vsock handshake: ${message}`);
   }
 }
 
@@ -141,41 +139,11 @@ const HVSOCK_HINT =
  * is missing or refusing, or while the VMM closes the stream (no listener on the port yet), until
  * the deadline; an answer other than OK, or none in time, fails at once.
  */
-export async function connectHybridVsock(
-  path: string,
-  port: number,
-  options: HybridVsockOptions = {},
-): Promise<Socket> {
-  const deadlineMs = options.deadlineMs ?? 60_000;
-  const retryIntervalMs = options.retryIntervalMs ?? 100;
+export function connectHybridVsock(path: string, port: number, options: HybridVsockOptions = {}): Promise<Socket> {
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
-  const address = `${SCHEME}${path}:${port}`;
-  const started = Date.now();
-  let attempts = 0;
-  for (;;) {
-    const remaining = () => Math.max(1, deadlineMs - (Date.now() - started));
-    let socket: Socket;
-    try {
-      socket = await connectUnixSocket(path, { ...options, deadlineMs: remaining() });
-    } catch (error) {
-      if (!(error instanceof AgentConnectError)) throw error;
-      throw new AgentConnectError(address, attempts + error.attempts, Date.now() - started, error.cause, HVSOCK_HINT);
-    }
-    attempts += 1;
-    try {
-      await handshake(socket, port, Math.min(handshakeTimeoutMs, remaining()));
-      return socket;
-    } catch (error) {
-      const failure = error as HandshakeFailure;
-      const elapsed = Date.now() - started;
-      const cause = new Error(`hybrid vsock handshake: ${failure.message}`);
-      if (!failure.retryable || elapsed + retryIntervalMs >= deadlineMs || options.signal?.aborted)
-        throw new AgentConnectError(address, attempts, elapsed, cause, HVSOCK_HINT);
-      try {
-        await sleep(retryIntervalMs, undefined, { signal: options.signal });
-      } catch {
-        throw new AgentConnectError(address, attempts, Date.now() - started, new Error('cancelled'), HVSOCK_HINT);
-      }
-    }
-  }
+  return connectUnixSocket(path, options, {
+    run: (socket, remainingMs) => handshake(socket, port, Math.min(handshakeTimeoutMs, remainingMs)),
+    address: `${SCHEME}${path}:${port}`,
+    hint: HVSOCK_HINT,
+  });
 }

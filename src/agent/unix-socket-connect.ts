@@ -18,7 +18,29 @@ export interface UnixConnectOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * A protocol spoken on each connection before it is handed over (hybrid vsock's CONNECT), and how
+ * a failure names the target instead of the socket path.
+ */
+export interface ConnectHandshake {
+  /**
+   * Runs on the connected socket within `timeoutMs` (what is left of the deadline). A rejection with
+   * `retryable: true` is retried as a refused connect is; any other fails at once. It destroys the
+   * socket when it rejects.
+   */
+  run(socket: Socket, timeoutMs: number): Promise<void>;
+  /** What the error names (e.g. hvsock://PATH:PORT), and its hint. */
+  address: string;
+  hint: string;
+}
+
 const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN', 'ETIMEDOUT']);
+
+function retryable(error: unknown): boolean {
+  return (
+    RETRYABLE.has((error as NodeJS.ErrnoException).code ?? '') || (error as { retryable?: unknown }).retryable === true
+  );
+}
 
 function attempt(path: string, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -40,27 +62,34 @@ function attempt(path: string, timeoutMs: number): Promise<Socket> {
   });
 }
 
-export async function connectUnixSocket(path: string, options: UnixConnectOptions = {}): Promise<Socket> {
+export async function connectUnixSocket(
+  path: string,
+  options: UnixConnectOptions = {},
+  handshake?: ConnectHandshake,
+): Promise<Socket> {
   const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
   const deadlineMs = options.deadlineMs ?? 60_000;
   const retryIntervalMs = options.retryIntervalMs ?? 100;
   const started = Date.now();
+  const remaining = () => Math.max(1, deadlineMs - (Date.now() - started));
+  const failed = (attempts: number, cause: unknown) =>
+    new AgentConnectError(handshake?.address ?? path, attempts, Date.now() - started, cause, handshake?.hint);
   let attempts = 0;
   for (;;) {
     attempts += 1;
-    const remaining = deadlineMs - (Date.now() - started);
     try {
-      return await attempt(path, Math.max(1, Math.min(connectTimeoutMs, remaining)));
+      const socket = await attempt(path, Math.min(connectTimeoutMs, remaining()));
+      await handshake?.run(socket, remaining());
+      return socket;
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? '';
       const elapsed = Date.now() - started;
-      if (!RETRYABLE.has(code) || elapsed + retryIntervalMs >= deadlineMs || options.signal?.aborted) {
-        throw new AgentConnectError(path, attempts, elapsed, error);
+      if (!retryable(error) || elapsed + retryIntervalMs >= deadlineMs || options.signal?.aborted) {
+        throw failed(attempts, error);
       }
       try {
         await sleep(retryIntervalMs, undefined, { signal: options.signal });
       } catch {
-        throw new AgentConnectError(path, attempts, Date.now() - started, new Error('cancelled'));
+        throw failed(attempts, new Error('cancelled'));
       }
     }
   }
