@@ -28,8 +28,7 @@ export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
-export function parseQueues(text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
+export function parseQueues(text: string): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < 1 || value > 256)
     throw new InvalidInputError('--queues', text, 'an integer from 1 to 256');
@@ -73,7 +72,7 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
   }
   const overrides: KataConfigOverrides = {
     ...(model !== undefined ? { model } : {}),
-    ...(flags.queues !== undefined ? { queues: parseQueues(flags.queues, 1) } : {}),
+    ...(flags.queues !== undefined ? { queues: parseQueues(flags.queues) } : {}),
     ...(flags.vhostNet !== undefined ? { vhostNet: flags.vhostNet as 'auto' | 'off' } : {}),
     ...(flags.disableNewNetns !== undefined ? { disableNewNetns: flags.disableNewNetns } : {}),
     ...(flags.interface !== undefined ? { namedInterfaces: flags.interface } : {}),
