@@ -53,7 +53,10 @@ export class MessageWriter {
     this.messageStart = -1;
   }
 
-  /** Raw fixed-size family header (ifinfomsg, rtmsg...): returns a view to fill, zeroed. */
+  /**
+   * Raw fixed-size family header (ifinfomsg, rtmsg...): returns a view to fill, zeroed. Fill it before
+   * the next write: a write that grows the buffer leaves the view on the old one.
+   */
   header(size: number): Buffer {
     this.reserve(align4(size));
     const view = this.buffer.subarray(this.offset, this.offset + size);
@@ -74,7 +77,7 @@ export class MessageWriter {
     return this;
   }
 
-  /** A view into a new attribute's payload, zeroed, for structs written in place. */
+  /** A view into a new attribute's payload, zeroed, for structs written in place (fill it before the next write). */
   struct(type: number, size: number): Buffer {
     const length = NLA_HEADER_LENGTH + size;
     this.reserve(align4(length));
@@ -87,7 +90,10 @@ export class MessageWriter {
     return view;
   }
 
-  // The fixed-size attributes are written in place, without a view per attribute.
+  // The fixed-size attributes are written in place, without a view per attribute. The value is
+  // written after this returns: it may have grown (replaced) the buffer, so `this.buffer` must be read
+  // afresh, never captured before the call (`this.buffer.writeX(v, this.fixed(...))` wrote into the
+  // old buffer whenever an attribute crossed its end).
   private fixed(type: number, size: number): number {
     const length = NLA_HEADER_LENGTH + size;
     const padded = align4(length);
@@ -101,27 +107,32 @@ export class MessageWriter {
   }
 
   u8(type: number, value: number): this {
-    this.buffer.writeUInt8(value, this.fixed(type, 1));
+    const at = this.fixed(type, 1);
+    this.buffer.writeUInt8(value, at);
     return this;
   }
 
   u16(type: number, value: number): this {
-    this.buffer.writeUInt16LE(value, this.fixed(type, 2));
+    const at = this.fixed(type, 2);
+    this.buffer.writeUInt16LE(value, at);
     return this;
   }
 
   u32(type: number, value: number): this {
-    this.buffer.writeUInt32LE(value >>> 0, this.fixed(type, 4));
+    const at = this.fixed(type, 4);
+    this.buffer.writeUInt32LE(value >>> 0, at);
     return this;
   }
 
   s32(type: number, value: number): this {
-    this.buffer.writeInt32LE(value, this.fixed(type, 4));
+    const at = this.fixed(type, 4);
+    this.buffer.writeInt32LE(value, at);
     return this;
   }
 
   u64(type: number, value: bigint): this {
-    this.buffer.writeBigUInt64LE(value, this.fixed(type, 8));
+    const at = this.fixed(type, 8);
+    this.buffer.writeBigUInt64LE(value, at);
     return this;
   }
 

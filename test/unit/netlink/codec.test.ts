@@ -347,3 +347,37 @@ describe('properties', () => {
     });
   });
 });
+
+describe('MessageWriter growth', () => {
+  // Each kind of attribute, written at every offset around the end of a small buffer, must give the
+  // same bytes as a writer that never grows (a u32 that crossed the end once went to the old buffer:
+  // a RangeError in the middle of a detach's restore batch).
+  const writes: Array<[string, (writer: MessageWriter) => void]> = [
+    ['u8', (w) => w.u8(1, 0xab)],
+    ['u16', (w) => w.u16(2, 0xabcd)],
+    ['u32', (w) => w.u32(3, 0xdeadbeef)],
+    ['s32', (w) => w.s32(4, -2)],
+    ['u64', (w) => w.u64(5, 0x0102030405060708n)],
+    ['string', (w) => w.string(6, 'tap0_kata')],
+    ['bytes', (w) => w.bytes(7, Uint8Array.of(1, 2, 3, 4, 5))],
+    ['struct', (w) => w.struct(8, 12).writeUInt32LE(0x11223344, 8)],
+    ['nested', (w) => w.beginNested(9).u32(10, 7).endNested()],
+    [
+      'route',
+      (w) => encodeRoute(w, { destination: '10.61.1.0', destinationLength: 24, gateway: '10.60.0.1', outputIndex: 2 }),
+    ],
+  ];
+  const batch = (initialSize: number, filler: number, write: (writer: MessageWriter) => void) => {
+    const writer = new MessageWriter(initialSize);
+    writer.beginMessage(0, 0, 1);
+    writer.bytes(1, new Uint8Array(filler).fill(0x5a));
+    write(writer);
+    writer.endMessage();
+    return Buffer.from(writer.finish());
+  };
+  it.each(writes)('%s across the end of the buffer', (_name, write) => {
+    for (let filler = 0; filler <= 40; filler++) {
+      expect(batch(32, filler, write), `filler of ${filler} bytes`).toEqual(batch(4096, filler, write));
+    }
+  });
+});
