@@ -11,6 +11,11 @@
  *   payload is an errno too (with extended-ack text when the dump failed);
  * - a socket runs one dump at a time (a second gets EBUSY): a dump ends a segment, and nothing more
  *   is sent until it is done, across batches too;
+ * - the kernel handles every message of a sendto() before it returns and queues each answer on our
+ *   socket; answers beyond the receive buffer are dropped (the next receive fails with ENOBUFS), so
+ *   a batch goes out in segments of at most MAX_UNANSWERED requests, each only once every earlier
+ *   request has its answer (a macvtap detach restoring 20,000 routes lost its acks, and with them
+ *   the knowledge of which deletes had been done);
  * - a dump during which the namespace changed is marked NLM_F_DUMP_INTR (the kernel compares a
  *   generation counter between the chunks of a dump): its messages may be half old, half new. It is
  *   sent again under a fresh sequence number, up to `maxDumpAttempts` times, then fails with a
@@ -26,6 +31,13 @@ import { DumpInterruptedError, NetlinkError } from './errors.js';
 
 /** Where a request's sequence number sits in its netlink header. */
 const SEQUENCE_OFFSET = 8;
+
+/**
+ * At most this many requests are sent and not yet answered. An ack takes about 1 KiB of the receive
+ * buffer (the skb around it), which the shim asks to be 4 MiB but an unprivileged socket gets at
+ * rmem_max (208 KiB by default): 256 fit in both. An attach's batch is far below it.
+ */
+export const MAX_UNANSWERED = 256;
 
 /** How often a dump marked interrupted is sent in all before giving up. */
 export const DEFAULT_MAX_DUMP_ATTEMPTS = 5;
@@ -134,8 +146,9 @@ export class NetlinkProtocol {
       const entry: InFlight = { request, batch, position, messages: [], interrupted: false, attempt: 1 };
       if (request.dump) entry.bytes = Buffer.from(bytes.subarray(start, end));
       entries.push(entry);
-      // A dump ends a segment: what follows it waits for its NLMSG_DONE.
-      if (request.dump || position === requests.length - 1) {
+      // A dump ends a segment: what follows it waits for its NLMSG_DONE. So does the request that
+      // makes a segment MAX_UNANSWERED long: the next waits until the answers are in.
+      if (request.dump || entries.length === MAX_UNANSWERED || position === requests.length - 1) {
         this.queue.push({ bytes: bytes.subarray(segmentStart, end), entries });
         segmentStart = end;
         entries = [];
@@ -146,7 +159,9 @@ export class NetlinkProtocol {
 
   /** Whether pollTransmit() would hand out bytes now. */
   get canTransmit(): boolean {
-    return !this.dumping && this.queue.length > 0;
+    const next = this.queue[0];
+    if (this.dumping || next === undefined) return false;
+    return this.inFlight.size === 0 || this.inFlight.size + next.entries.length <= MAX_UNANSWERED;
   }
 
   /** Requests sent and not answered yet, plus those queued. */

@@ -18,6 +18,8 @@ export interface CliResult {
 export function vcnet(args: string[], env: Record<string, string> = {}, options: { cwd?: string } = {}): CliResult {
   const result = spawnSync(process.execPath, [CLI, ...args], {
     encoding: 'utf8',
+    // A pod with thousands of routes prints them all (--json): more than spawnSync's 1 MiB default.
+    maxBuffer: 256 * 1024 * 1024,
     env: { ...process.env, ...env },
     ...options,
   });

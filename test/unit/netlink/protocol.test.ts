@@ -8,9 +8,11 @@ import { describe, expect, it } from 'vitest';
 import { MessageFlag, MessageType } from '../../../src/netlink/codec/constants.js';
 import { decodeLink } from '../../../src/netlink/codec/link.js';
 import { MalformedMessageError, type RawMessage, splitMessages } from '../../../src/netlink/codec/reader.js';
+import { MessageWriter } from '../../../src/netlink/codec/writer.js';
 import { DumpInterruptedError, NetlinkError } from '../../../src/netlink/errors.js';
 import {
   DEFAULT_MAX_DUMP_ATTEMPTS,
+  MAX_UNANSWERED,
   NetlinkProtocol,
   type ProtocolEvent,
   type ProtocolRequest,
@@ -303,5 +305,62 @@ describe('NetlinkProtocol on recorded exchanges', () => {
     expect(protocol.nextSequence()).toBe(1);
     const batch = protocol.submit(Buffer.alloc(0), [], []);
     expect(protocol.takeEvents()).toEqual([{ kind: 'completed', batch, outcomes: [] }]);
+  });
+});
+
+describe('NetlinkProtocol: how many requests go out unanswered', () => {
+  /** `count` changes (RTM_NEWROUTE with no body: only their headers matter here) in one batch. */
+  function changes(protocol: NetlinkProtocol, count: number) {
+    const writer = new MessageWriter();
+    const requests: ProtocolRequest[] = [];
+    const ends: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const sequence = protocol.nextSequence();
+      writer.beginMessage(MessageType.NEWROUTE, MessageFlag.REQUEST | MessageFlag.ACK, sequence);
+      writer.header(12);
+      writer.endMessage();
+      requests.push({ sequence, type: MessageType.NEWROUTE, dump: false, description: `route ${i}` });
+      ends.push(writer.length);
+    }
+    return { bytes: writer.finish(), requests, ends };
+  }
+  /** The kernel's acks (NLMSG_ERROR, errno 0) for every message in `sent`, as one datagram. */
+  function acks(sent: Buffer): Buffer {
+    const writer = new MessageWriter();
+    for (const message of splitMessages(sent)) {
+      writer.beginMessage(MessageType.ERROR, 0, message.sequence);
+      writer.header(4 + 16).writeUInt32LE(16, 4);
+      writer.endMessage();
+    }
+    return Buffer.from(writer.finish());
+  }
+
+  it(`sends a batch of 600 changes ${MAX_UNANSWERED} at a time, each part once the one before is answered`, () => {
+    const protocol = new NetlinkProtocol({ initialSequence: 100 });
+    const { bytes, requests, ends } = changes(protocol, 600);
+    protocol.submit(bytes, requests, ends);
+    const sizes: number[] = [];
+    for (let sent = protocol.pollTransmit(); sent; sent = protocol.pollTransmit()) {
+      const messages = splitMessages(sent);
+      sizes.push(messages.length);
+      // Nothing more goes out until these are answered: their answers must fit the receive buffer.
+      expect(protocol.canTransmit).toBe(false);
+      expect(protocol.pollTransmit()).toBeUndefined();
+      protocol.receive(acks(sent));
+    }
+    expect(sizes).toEqual([MAX_UNANSWERED, MAX_UNANSWERED, 600 - 2 * MAX_UNANSWERED]);
+    const [outcomes] = completed(protocol.takeEvents());
+    expect(outcomes).toHaveLength(600);
+    expect(outcomes?.every((outcome) => outcome.ok)).toBe(true);
+  });
+
+  it('lets small batches follow one another unanswered while the total stays within the bound', () => {
+    const protocol = new NetlinkProtocol({ initialSequence: 100 });
+    for (let i = 0; i < 3; i++) {
+      const { bytes, requests, ends } = changes(protocol, 10);
+      protocol.submit(bytes, requests, ends);
+    }
+    expect([protocol.pollTransmit(), protocol.pollTransmit(), protocol.pollTransmit()].every(Boolean)).toBe(true);
+    expect(protocol.pending).toBe(30);
   });
 });
