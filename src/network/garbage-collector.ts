@@ -7,8 +7,12 @@
  * its namespace's identity (device and inode), never by the path string. Namespaces: every
  * /var/run/netns entry and every live process's /proc/PID/ns/net, deduplicated by identity.
  *
- * A link of vcnet's group (0x7663) that no record claims in its namespace is an orphan: gc deletes
- * the filters that redirect to it, then the link. A record whose namespace exists nowhere is an
+ * A link of vcnet's group (0x7663) that no record claims in a namespace some record names is an
+ * orphan: gc deletes the filters that redirect to it, then the link. In a namespace no record of the
+ * directories read names, vcnet's links are only reported (`unclaimed`), unless that namespace was
+ * given (`namespaces`, --netns): every attach journals a link before making it, so such links come
+ * from state gc does not read (another registry or state directory, a wiped /run), and may be a
+ * running VM's. A record whose namespace exists nowhere is an
  * orphan record: gc deletes it (under that sandbox's lock). A record gc cannot read is named in the
  * report and skipped; when it still tells which namespace it is about, that namespace is left alone.
  *
@@ -74,6 +78,11 @@ export interface GarbageReport {
   stateDirectories: string[];
   /** Removals the kernel refused (the namespace changed while gc ran); run gc again. */
   failures: Array<{ namespacePath: string; reason: string }>;
+  /**
+   * vcnet's links in namespaces no record read names, left alone: their records may be in a state
+   * directory this gc does not know. Naming the namespace (`namespaces`, --netns) removes them.
+   */
+  unclaimed: Array<{ namespacePath: string; links: string[] }>;
 }
 
 export interface GarbageOptions {
@@ -251,6 +260,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     skipped: [],
     stateDirectories: directories,
     failures: [],
+    unclaimed: [],
   };
   const live = liveNamespaces();
   const scoped = options.namespaces?.map((path) => resolve(path));
@@ -335,10 +345,14 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         report.kept += ours.length;
         continue;
       }
-      const names = claimed.get(key) ?? new Set<string>();
-      const orphans = ours.filter((link) => !names.has(link.name));
+      const names = claimed.get(key);
+      const orphans = ours.filter((link) => !names?.has(link.name));
       report.kept += ours.length - orphans.length;
       if (orphans.length === 0) continue;
+      if (names === undefined && !scoped) {
+        report.unclaimed.push({ namespacePath, links: orphans.map((link) => link.name) });
+        continue;
+      }
       const orphanIndexes = new Set(orphans.map((link) => link.index));
       const batch = handle.changes();
       for (const link of links) {

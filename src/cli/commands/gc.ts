@@ -12,7 +12,7 @@ export function registerGc(program: Command): void {
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',
-      'only these namespaces (default: every /var/run/netns entry and every process namespace)',
+      'only these namespaces, and remove vcnet links there that no record claims (default: every /var/run/netns entry and every process namespace; there, vcnet links are removed only in namespaces a record names)',
     )
     .option(
       '--state-dir <dir...>',
@@ -35,6 +35,10 @@ export function registerGc(program: Command): void {
         process.stderr.write(`vcnet: gc skipped a record it cannot read: ${record.reason}\n`);
       for (const failure of report.failures)
         process.stderr.write(`vcnet: gc could not finish in ${failure.namespacePath}: ${failure.reason}\n`);
+      for (const { namespacePath, links } of report.unclaimed)
+        process.stderr.write(
+          `vcnet: gc left ${links.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
+        );
       if (report.removed.length === 0) {
         print(`nothing to collect (${report.kept} vcnet link(s) belong to live sandboxes)`);
         return;

@@ -196,4 +196,37 @@ describe('vcnet gc', () => {
     },
     180_000,
   );
+
+  it('leaves a live sandbox of another registry alone when no --netns is given; naming its namespace collects it', () => {
+    // Two vcnet installs with their own registries (or a wiped /run): records gc cannot see. Such
+    // links may be a running VM's, so only a gc that names the namespace removes them.
+    const { pod } = makePod();
+    const otherRegistry = join(work, 'other-registry');
+    const otherState = join(work, 'other-state');
+    const attached = vcnet(['attach', '--sandbox', 'elsewhere', '--netns', pod.path, '--state-dir', otherState], {
+      VCNET_STATE_REGISTRY: otherRegistry,
+    });
+    expect(attached.status, attached.stderr).toBe(0);
+    const before = fingerprint(pod);
+    // This gc reads neither otherState nor otherRegistry. --dry-run: other tests' namespaces are on
+    // this node too, and a whole-node gc must not change them.
+    const whole = vcnet(['gc', '--dry-run', '--json'], { VCNET_STATE_REGISTRY: join(work, 'empty-registry') });
+    expect(whole.status, whole.stderr).toBe(0);
+    const report = JSON.parse(whole.stdout) as GcReport & {
+      unclaimed: Array<{ namespacePath: string; links: string[] }>;
+    };
+    expect(report.removed.filter((item) => item.namespacePath === pod.path)).toEqual([]);
+    expect(report.unclaimed).toContainEqual({ namespacePath: pod.path, links: ['tap0_kata'] });
+    const human = vcnet(['gc', '--dry-run'], { VCNET_STATE_REGISTRY: join(work, 'empty-registry') });
+    expect(human.stderr).toContain(`gc left tap0_kata in ${pod.path}: no record it read names that namespace`);
+    expect(fingerprint(pod)).toEqual(before);
+    // Named, the namespace is this gc's business: its unclaimed tap and filters go.
+    const scoped = vcnet(['gc', '--json', '--netns', pod.path], { VCNET_STATE_REGISTRY: join(work, 'empty-registry') });
+    expect(scoped.status, scoped.stderr).toBe(0);
+    expect((JSON.parse(scoped.stdout) as GcReport).removed.map((item) => `${item.kind} ${item.name}`).sort()).toEqual([
+      'filter eth0',
+      'link tap0_kata',
+    ]);
+    expect(vcnetLinks(pod)).toEqual([]);
+  });
 });
