@@ -107,7 +107,7 @@ export async function applyNamespaceChange(
         // Only a recorded set (update-routes) needs to know whether the endpoint's routes changed.
         const routesOf = () => JSON.stringify(generateGuestNetwork([endpoint]).routes);
         const routesBefore = state.guestRoutes !== undefined ? routesOf() : undefined;
-        endpoint.updateProperties(mergeChange(endpoint.properties, info));
+        endpoint.updateProperties(mergeChange(endpoint.properties, info, endpoint.deviceMtu));
         if (routesBefore !== undefined && routesOf() !== routesBefore) rerouted.push(endpoint);
         toPush.push(endpoint);
         summary.updated.push(endpoint.name);
@@ -133,16 +133,17 @@ export async function applyNamespaceChange(
 
 /**
  * The pod interface's new view, but its MAC as attach saw it (the macvtap model moves the pod
- * interface to a private MAC, and the guest keeps the original), and never a larger MTU: the guest
- * NIC's maximum was fixed when it was plugged (host_mtu), and add-iface may have asked for less.
+ * interface to a private MAC, and the guest keeps the original), and its MTU no larger than the
+ * guest NIC's maximum, fixed when it was plugged (host_mtu). Below that the MTU follows the pod
+ * link both ways: capping by the last recorded MTU kept a lowered MTU lowered for good.
  */
-function mergeChange(previous: NetworkInfo, next: NetworkInfo): NetworkInfo {
+function mergeChange(previous: NetworkInfo, next: NetworkInfo, deviceMtu: number): NetworkInfo {
   return {
     ...next,
     link: {
       ...next.link,
       ...(previous.link.address ? { address: previous.link.address } : {}),
-      mtu: previous.link.mtu ? Math.min(previous.link.mtu, next.link.mtu) : next.link.mtu,
+      mtu: deviceMtu > 0 ? Math.min(deviceMtu, next.link.mtu) : next.link.mtu,
     },
   };
 }

@@ -43,6 +43,8 @@ export interface EndpointState {
     queues: number;
   };
   pciPath?: string;
+  /** The MTU the guest NIC was given (host_mtu): the most the guest can take later. */
+  deviceMtu?: number;
   details?: Record<string, unknown>;
 }
 
@@ -62,13 +64,20 @@ export abstract class Endpoint {
   pciPath: string | undefined;
   /** Steps of an attach still under way (journaled before they are sent). */
   private pendingSteps: PlumbingStep[] | undefined;
+  /**
+   * The MTU the guest NIC is given (QEMU's host_mtu, the VMM's mtu): the pod link's when the endpoint
+   * was made. The guest driver takes no larger MTU later, so a pod MTU raised above it is capped.
+   */
+  deviceMtu: number;
 
   constructor(
     /** Position of the endpoint in the sandbox: names tap<index>_kata and eth<index>. */
     readonly index: number,
     private currentProperties: NetworkInfo,
     readonly pair: NetworkInterfacePair | undefined,
-  ) {}
+  ) {
+    this.deviceMtu = currentProperties.link.mtu;
+  }
 
   /** The pod interface as last seen: link, addresses, routes, neighbours. */
   get properties(): NetworkInfo {
@@ -223,7 +232,7 @@ export abstract class Endpoint {
       id: this.deviceId,
       queues: plumbing?.queues ?? 1,
       guestMac: this.hardwareAddress,
-      mtu: this.properties.link.mtu,
+      mtu: this.deviceMtu,
     };
     if (plumbing) {
       device.tapName = plumbing.tapName;
@@ -240,6 +249,7 @@ export abstract class Endpoint {
       index: this.index,
       name: this.name,
       properties: this.properties,
+      deviceMtu: this.deviceMtu,
     };
     if (this.pair) state.pair = this.pair;
     if (this.pciPath) state.pciPath = this.pciPath;
@@ -268,6 +278,8 @@ export abstract class Endpoint {
       );
     }
     this.pciPath = state.pciPath;
+    // Records before deviceMtu: the recorded MTU is the best known bound (watch only ever lowered it).
+    this.deviceMtu = state.deviceMtu ?? state.properties.link.mtu;
     if (!this.pair && state.name) this.guestName = state.name;
     this.plumbing = state.plumbing
       ? { ...state.plumbing, model: state.plumbing.model as AttachedPlumbing['model'], tapFds: [], vhostFds: [] }

@@ -148,6 +148,7 @@ export const endpointStateSchema = z.looseObject({
     routes: listOf(routeSchema, 'routes'),
     neighbours: listOf(neighbourSchema, 'neighbours'),
   }),
+  deviceMtu: whole.optional(),
   plumbing: z
     .looseObject({
       model: z.enum(['tcfilter', 'macvtap', 'none', 'existing', 'pending'], {

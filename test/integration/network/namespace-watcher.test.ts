@@ -304,6 +304,42 @@ describe('vcnet watch', () => {
     expect(vcnet(['detach', '--sandbox', 'm1', '--state-dir', stateDir]).status).toBe(0);
   });
 
+  it('follows the pod MTU down and back up, never above the MTU the NIC was plugged with', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-watch-'));
+    stateDir = directory;
+    const { pod } = makePod();
+    expect(vcnet(['attach', '--sandbox', 'mtu1', '--netns', pod.path, '--state-dir', directory]).status).toBe(0);
+    const recordedMtu = () =>
+      (
+        JSON.parse(vcnet(['list-ifaces', 'mtu1', '--state-dir', directory, '--json']).stdout) as Array<{
+          name: string;
+          mtu: number;
+        }>
+      ).find((entry) => entry.name === 'eth0')?.mtu;
+    expect(recordedMtu()).toBe(1500);
+    const applied: WatchSummary[] = [];
+    const watching = await watchSandbox('mtu1', {
+      stateDirectory: directory,
+      debounceMs: 100,
+      onApplied: (summary) => applied.push(summary),
+    });
+    stops.push(() => watching.stop());
+    // Down, further down, back up (once stuck at the lowest), then above the NIC's 1500.
+    for (const [set, expected] of [
+      [1400, 1400],
+      [1300, 1300],
+      [1450, 1450],
+      [9000, 1500],
+    ] as const) {
+      const seen = applied.length;
+      pod.exec('ip', ['link', 'set', 'eth0', 'mtu', String(set)]);
+      await until(() => applied.slice(seen).some((summary) => summary.updated.includes('eth0')), `MTU ${set} applied`);
+      expect(recordedMtu(), `pod MTU ${set}`).toBe(expected);
+    }
+    await watching.stop();
+    expect(vcnet(['detach', '--sandbox', 'mtu1', '--state-dir', directory]).status).toBe(0);
+  });
+
   it('attaches a new pod interface, forgets a deleted one, and detach leaves the namespace as it was', async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-'));
     const { pod } = makePod();
