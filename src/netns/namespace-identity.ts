@@ -79,7 +79,13 @@ export class NamespaceGoneError extends VcnetError {
 /** The recorded path now names another namespace: nothing is done there. */
 export class NamespaceChangedError extends VcnetError {
   static override readonly errorName: string = 'NamespaceChangedError';
-  constructor(recorded: NamespaceIdentity, found: { dev: number; ino: number; cookie?: string }, file: string) {
+  constructor(
+    recorded: NamespaceIdentity,
+    found: { dev: number; ino: number; cookie?: string },
+    file: string,
+    /** Where the recorded namespace still lives, when the caller looked (a /proc/PID/ns/net, a bind mount). */
+    livesAt?: string,
+  ) {
     const was = `inode ${recorded.ino}${recorded.cookie ? `, cookie ${recorded.cookie}` : ''}`;
     const now = `inode ${found.ino}${found.cookie ? `, cookie ${found.cookie}` : ''}`;
     super(
@@ -87,10 +93,15 @@ export class NamespaceChangedError extends VcnetError {
       `${recorded.path} is no longer the namespace recorded in ${file} (recorded ${was}; found ${now}): refusing to touch it`,
       {
         value: recorded.path,
-        hint: 'the path was reused (a new process, a new bind mount); the recorded namespace is gone, `vcnet gc` drops the record',
+        hint: livesAt
+          ? `the path was reused, and the recorded namespace still lives at ${livesAt}: run the command again once what holds it has ended (then the record is dropped), or mount it back at ${recorded.path}`
+          : 'the path was reused (a new process, a new bind mount); the recorded namespace is gone, `vcnet gc` drops the record',
       },
     );
+    this.found = found;
   }
+
+  readonly found: { dev: number; ino: number; cookie?: string };
 }
 
 /** A network namespace held open by fd: work through `entryPath` and the namespace cannot be swapped underneath. */

@@ -152,6 +152,11 @@ export function liveNamespaces(): Map<NamespaceKey, string> {
   return found;
 }
 
+/** Where a namespace of this identity lives now (a /var/run/netns entry or a /proc/PID/ns/net), if anywhere. */
+export function whereNamespaceLives(identity: { dev: number; ino: number }): string | undefined {
+  return liveNamespaces().get(keyOf(identity));
+}
+
 function safeReaddir(directory: string): string[] {
   try {
     return readdirSync(directory);

@@ -13,14 +13,16 @@ import { statSync } from 'node:fs';
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
 import { causeChain, DetachIncompleteError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import {
+  NamespaceChangedError,
   NamespaceGoneError,
   type NamespaceIdentity,
+  type OpenedNamespace,
   openNamespaceForRecord,
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
-import { recordsHoldingLink } from '../network/garbage-collector.js';
+import { recordsHoldingLink, whereNamespaceLives } from '../network/garbage-collector.js';
 import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import { AttachError } from '../network/model/plumbing-context.js';
 import { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from '../network/network.js';
@@ -344,14 +346,25 @@ export interface RecordedNetwork {
 
 /**
  * Opens the namespace a record names, by identity (NamespaceGoneError when it no longer exists,
- * NamespaceChangedError when its path now names another), and loads the record's network in it.
+ * NamespaceChangedError when its path now names another while the recorded one lives elsewhere),
+ * and loads the record's network in it.
  */
 export function openRecordedNetwork(
   record: { namespace: NamespaceIdentity; network: NetworkState },
   sandboxId: string,
   statePath: string,
 ): RecordedNetwork {
-  const namespace = openRecordedNamespace(record.namespace, statePath);
+  let namespace: OpenedNamespace;
+  try {
+    namespace = openRecordedNamespace(record.namespace, statePath);
+  } catch (error) {
+    if (!(error instanceof NamespaceChangedError)) throw error;
+    // A reused path (a namespace re-created under the same name): when the recorded namespace lives
+    // nowhere, it is gone, with everything attach made in it, as when the path itself is gone.
+    const livesAt = whereNamespaceLives(record.namespace);
+    if (livesAt === undefined) throw new NamespaceGoneError(record.namespace, statePath);
+    throw new NamespaceChangedError(record.namespace, error.found, statePath, livesAt);
+  }
   let network: Network;
   try {
     network = Network.load(record.network, sandboxId, namespace.entryPath);

@@ -131,7 +131,7 @@ describe('the namespace a tap is made in', () => {
 });
 
 describe('a recorded namespace', () => {
-  it('is refused when its path now names another namespace, and nothing is changed there', () => {
+  it('is refused when its path now names another namespace while the recorded one lives on; gone once it ends', async () => {
     const { pod } = makePod();
     const stateDir = join(work, 'state');
     const attached = vcnet(['attach', '--sandbox', 'sb', '--netns', pod.path, '--state-dir', stateDir]);
@@ -139,7 +139,13 @@ describe('a recorded namespace', () => {
     const statePath = join(stateDir, 'sb', 'state.json');
     const record = readFileSync(statePath, 'utf8');
 
-    // The pod goes; a new namespace is mounted at the same path, with the names the record lists.
+    // A process keeps the pod's namespace alive; its name goes, and a new namespace is mounted at
+    // the same path, with the names the record lists.
+    const holder = spawn('ip', ['netns', 'exec', pod.name, 'sh', '-c', 'echo ready; exec sleep 120'], {
+      stdio: 'pipe',
+    });
+    processes.push(holder);
+    await new Promise<void>((resolve) => holder.stdout?.once('data', () => resolve()));
     pod.delete();
     const replacement = namespaceView(pod.name, createNamespace(pod.name));
     extraNamespaces.push(replacement.path);
@@ -154,6 +160,7 @@ describe('a recorded namespace', () => {
     const detached = vcnet(['detach', '--sandbox', 'sb', '--state-dir', stateDir]);
     expect(detached.status).toBe(1);
     expect(detached.stderr).toContain(`${pod.path} is no longer the namespace recorded in ${statePath}`);
+    expect(detached.stderr).toContain(`the recorded namespace still lives at /proc/${holder.pid}/ns/net`);
     expect(detached.stderr).not.toMatch(/\bE[A-Z]{3,}\b/);
     expect(fingerprint(replacement)).toEqual(before);
     expect(readFileSync(statePath, 'utf8')).toBe(record);
@@ -169,6 +176,16 @@ describe('a recorded namespace', () => {
 
     const parsed = JSON.parse(record);
     expect(() => openRecordedNamespace(parsed.namespace, statePath)).toThrow(NamespaceChangedError);
+
+    // Once nothing holds it, the recorded namespace is gone, with all attach made in it: detach
+    // drops the record (as when the path itself is gone) and still changes nothing at the path.
+    holder.kill('SIGKILL');
+    await new Promise((resolve) => holder.once('exit', resolve));
+    const gone = vcnet(['detach', '--sandbox', 'sb', '--state-dir', stateDir]);
+    expect(gone.status, gone.stderr).toBe(0);
+    expect(gone.stdout).toContain('is gone');
+    expect(existsSync(statePath)).toBe(false);
+    expect(fingerprint(replacement)).toEqual(before);
   });
 
   it('is reported gone when the process whose namespace it was has exited', async () => {
