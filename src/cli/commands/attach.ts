@@ -14,7 +14,7 @@ import {
   networkConfigFromFlags,
   parseLockTimeout,
 } from '../options.js';
-import { print, printJson, table } from '../output.js';
+import { print, printComment, printJson, table } from '../output.js';
 
 export function registerAttach(program: Command): void {
   program
@@ -96,13 +96,13 @@ export function registerAttach(program: Command): void {
             printJson({ sandbox: options.sandbox, netns: config.namespacePath, dryRun: true, endpoints: planned });
             return;
           }
-          print(
-            `# vcnet attach --dry-run: sandbox ${options.sandbox}, namespace ${config.namespacePath}, model ${config.model}`,
+          printComment(
+            `vcnet attach --dry-run: sandbox ${options.sandbox}, namespace ${config.namespacePath}, model ${config.model}`,
           );
           print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
           for (const endpoint of planned) {
-            print(
-              `# ${endpoint.source} (${endpoint.type}): ${endpoint.plan ? `${endpoint.plan.model}, ${endpoint.commands.length} change(s)` : 'used by the VM as it is, nothing to change'}`,
+            printComment(
+              `${endpoint.source} (${endpoint.type}): ${endpoint.plan ? `${endpoint.plan.model}, ${endpoint.commands.length} change(s)` : 'used by the VM as it is, nothing to change'}`,
             );
             for (const command of endpoint.commands) print(command);
           }
