@@ -86,10 +86,27 @@ export function registerAttach(program: Command): void {
         }
         if (options.qmp && hypervisor !== 'qemu')
           throw new InvalidInputError('--qmp', options.qmp, 'only with --hypervisor qemu');
+        // Before the dry run too: a plan printed for flags attach would refuse would mislead.
+        // add-iface, del-iface and watch reach a running VM through both sockets: with one alone they
+        // would change the host and the record only, silently.
+        const controlFlag = hypervisor === 'qemu' ? '--qmp' : '--api-socket';
+        const control = hypervisor === 'qemu' ? options.qmp : options.apiSocket;
+        if (hypervisor !== 'firecracker' && (control === undefined) !== (options.agent === undefined)) {
+          const [given, missing] = control === undefined ? ['--agent', controlFlag] : [controlFlag, '--agent'];
+          throw new InvalidInputError(
+            missing,
+            undefined,
+            `the running VM's ${missing === '--agent' ? 'agent socket' : 'control socket'} too: ${given} alone would let add-iface, del-iface and watch change the host but not the VM`,
+            `give both ${controlFlag} and --agent, or neither when no VM runs yet`,
+          );
+        }
+        if (options.apiSocket && hypervisor === 'qemu')
+          throw new InvalidInputError('--api-socket', options.apiSocket, 'only with --hypervisor clh or firecracker');
         if (options.dryRun) {
           const planned = await inFlagTerms(() =>
             planSandboxAttach(config, options.sandbox, hypervisor, {
               stateDirectory: stateDirectory(options.stateDir),
+              ...(options.agent !== undefined ? { agentSocket: options.agent } : {}),
             }),
           );
           if (options.json) {
@@ -108,21 +125,6 @@ export function registerAttach(program: Command): void {
           }
           return;
         }
-        // add-iface, del-iface and watch reach a running VM through both sockets: with one alone they
-        // would change the host and the record only, silently.
-        const controlFlag = hypervisor === 'qemu' ? '--qmp' : '--api-socket';
-        const control = hypervisor === 'qemu' ? options.qmp : options.apiSocket;
-        if (hypervisor !== 'firecracker' && (control === undefined) !== (options.agent === undefined)) {
-          const [given, missing] = control === undefined ? ['--agent', controlFlag] : [controlFlag, '--agent'];
-          throw new InvalidInputError(
-            missing,
-            undefined,
-            `the running VM's ${missing === '--agent' ? 'agent socket' : 'control socket'} too: ${given} alone would let add-iface, del-iface and watch change the host but not the VM`,
-            `give both ${controlFlag} and --agent, or neither when no VM runs yet`,
-          );
-        }
-        if (options.apiSocket && hypervisor === 'qemu')
-          throw new InvalidInputError('--api-socket', options.apiSocket, 'only with --hypervisor clh or firecracker');
         const controlSocket = options.qmp ?? options.apiSocket;
         // QEMU opens the taps by name here, so vhost=on asks it to open /dev/vhost-net itself.
         const vhost = hypervisor === 'qemu' ? probeVhostNet(config.vhostNet) : undefined;

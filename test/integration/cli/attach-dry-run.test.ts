@@ -124,6 +124,35 @@ describe('vcnet attach --dry-run', () => {
     });
   }
 
+  it('refuses what attach refuses, with the same error (sandbox ids, socket flags, agent address)', () => {
+    const { pod } = makePod();
+    const cases: string[][] = [
+      ['--sandbox', ''],
+      ['--sandbox', '../evil'],
+      ['--sandbox', 'a/b'],
+      ['--sandbox', 'x'.repeat(300)],
+      ['--sandbox', 'sandbox-é'],
+      ['--sandbox', '.locks'],
+      ['--sandbox', 'a\ntouch Q'],
+      ['--sandbox', 'ok', '--qmp', '/tmp/qmp.sock'],
+      ['--sandbox', 'ok', '--qmp', '/tmp/qmp.sock', '--agent', '/tmp/agent.sock', '--api-socket', '/tmp/api.sock'],
+      ['--sandbox', 'ok', '--hypervisor', 'clh', '--api-socket', '/tmp/api.sock', '--agent', 'hvsock://'],
+    ];
+    for (const flags of cases) {
+      const common = ['attach', '--netns', pod.path, '--state-dir', stateDirectory(), ...flags];
+      const real = vcnet(common);
+      const dry = vcnet([...common, '--dry-run']);
+      expect(real.status, `${JSON.stringify(flags)}: ${real.stderr}`).toBe(2);
+      expect({ flags, status: dry.status, stderr: dry.stderr, stdout: dry.stdout }).toEqual({
+        flags,
+        status: 2,
+        stderr: real.stderr,
+        stdout: '',
+      });
+    }
+    expect(readdirSync(stateDirectory()).filter((name) => name !== '.locks')).toEqual([]);
+  });
+
   it('keeps the header one comment when the namespace path holds a newline', () => {
     const { pod } = makePod();
     const directory = mkdtempSync(join(tmpdir(), 'vcnet-dry-path-'));
