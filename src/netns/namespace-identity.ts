@@ -34,6 +34,7 @@ const ACCEPTED_NAMESPACE = 'the path of a network namespace, such as /var/run/ne
 /** What is wrong with the path, said plainly: "no such file", "a FIFO, not a network namespace". */
 function problemOf(what: string): string {
   if (what === 'missing') return 'no such file';
+  if (what === 'missing, and no record names it') return 'no such file, and no vcnet record names it';
   if (what === 'empty') return 'empty';
   return `${what}, not a network namespace`;
 }

@@ -12,7 +12,7 @@ export function registerGc(program: Command): void {
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',
-      'only these namespaces (default: every /var/run/netns entry and every process namespace)',
+      'only these namespaces (default: every /var/run/netns entry and every process namespace); a path that no longer exists is taken only when a record names it (gc drops that record)',
     )
     .option(
       '--state-dir <dir...>',

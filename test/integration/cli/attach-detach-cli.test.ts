@@ -348,6 +348,34 @@ describe('vcnet gc', () => {
   });
 });
 
+describe('vcnet gc --netns', () => {
+  it('refuses a path that is not a network namespace, and a missing one no record names, as every command does', () => {
+    const { pod } = makePod();
+    for (const path of [
+      '/etc/hostname',
+      '/var/run/netns',
+      `/var/run/netns/vcnet-missing-${process.pid}`,
+      '/nonexist',
+      '',
+    ]) {
+      for (const dry of [[], ['--dry-run']]) {
+        const gc = vcnet(['gc', ...dry, '--netns', path, pod.path, '--state-dir', stateDirectory(), '--json']);
+        expect(gc.status, `${path}: ${gc.stdout}`).toBe(2);
+        const { error } = JSON.parse(gc.stdout) as { error: { code: string; message: string } };
+        expect(error.code, path).toBe('VCNET_NETNS_INVALID');
+        if (path !== '') expect(error.message, path).toContain(JSON.stringify(path));
+      }
+    }
+    const human = vcnet(['gc', '--netns', '/nonexist', '--state-dir', stateDirectory()]);
+    expect(human.stderr).toContain('"/nonexist": no such file, and no vcnet record names it');
+    expect(human.stdout).toBe('');
+    // A real namespace with nothing to collect is fine.
+    const fine = vcnet(['gc', '--netns', pod.path, '--state-dir', stateDirectory()]);
+    expect(fine.status, fine.stderr).toBe(0);
+    expect(fine.stdout).toContain('nothing to collect');
+  });
+});
+
 describe('vcnet bench attach', () => {
   it('finds ip and tc without PATH (env -i), in /usr/sbin or /sbin', () => {
     const result = spawnSync(process.execPath, [CLI, 'bench', 'attach', '--iterations', '1', '--json'], {
