@@ -157,6 +157,10 @@ export function hintForErrno(errno: string): string | undefined {
   switch (errno) {
     case 'EPERM':
     case 'EACCES':
+      // Root refused is a confined root (a container without the capabilities, a namespace of
+      // another user namespace, AppArmor or SELinux): "run it as root" would send the user in circles.
+      if (process.geteuid?.() === 0)
+        return 'vcnet runs as root and was still refused: the capabilities (CAP_NET_ADMIN, CAP_SYS_ADMIN) are missing here (a container?), the namespace belongs to another user namespace, or a security module (AppArmor, SELinux) denies it; run vcnet where root may enter that namespace';
       return 'vcnet changes network namespaces and devices: run it as root (CAP_NET_ADMIN and CAP_SYS_ADMIN)';
     case 'ENOENT':
       return 'the namespace, device or file does not exist: check the path (ip netns list shows named namespaces)';
