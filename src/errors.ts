@@ -121,7 +121,9 @@ export class InvalidInputError extends VcnetError {
   /** The hint given, when it is not the default one ("set FIELD to ACCEPTED"). */
   private readonly givenHint: string | undefined;
   constructor(field: string, value: unknown, accepted: string, hint?: string) {
-    super('VCNET_INVALID_INPUT', `invalid ${field}: ${JSON.stringify(value)} (accepted: ${accepted})`, {
+    // An undefined value is a field nobody gave (JSON.stringify would print it as "undefined").
+    const given = value === undefined ? 'not given' : JSON.stringify(value);
+    super('VCNET_INVALID_INPUT', `invalid ${field}: ${given} (accepted: ${accepted})`, {
       value,
       hint: hint ?? `set ${field} to ${accepted}`,
     });

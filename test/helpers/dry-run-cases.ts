@@ -35,6 +35,7 @@ export function addPodLinkAttributes(pod: TestNamespace): void {
  * `;`, `|`, `$`, quotes and braces in a name, and the pod's owner picks it). Run as a command, the
  * first makes a file Q in the shell's directory.
  */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: the shell's ${IFS}, meant literally
 export const HOSTILE_LINK_NAMES = ['e;touch${IFS}Q', "q'x|y`z`"] as const;
 
 /** A veth pair with the hostile names, both ends in the pod with an address, and a route through one. */

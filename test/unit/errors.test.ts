@@ -52,6 +52,11 @@ describe('VcnetError', () => {
     expect(error.toJSON()).toMatchObject({ code: 'VCNET_INVALID_INPUT', value: 20 });
   });
 
+  it('InvalidInputError says a field nobody gave is not given (not "undefined")', () => {
+    const error = new InvalidInputError('--agent', undefined, "the guest agent's socket");
+    expect(error.message).toBe(`invalid --agent: not given (accepted: the guest agent's socket)`);
+  });
+
   it('a refused system call hints "run it as root" only to a process that is not root', () => {
     // Optional in Node's types (absent on Windows), present here.
     const geteuid = vi.spyOn(process as { geteuid: () => number }, 'geteuid');

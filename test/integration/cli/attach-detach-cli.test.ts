@@ -95,6 +95,8 @@ describe('vcnet attach / detach', () => {
       [['--model', 'bridged'], '--model'],
       [['--queues', '0'], '--queues'],
       [['--vhost-net', 'maybe'], '--vhost-net'],
+      [['--model', ''], 'invalid --model: "" (accepted: '],
+      [['--disable-new-netns', '--model', 'none'], 'no --netns with --disable-new-netns'],
     ] as const) {
       const result = vcnet([
         'attach',
@@ -209,7 +211,7 @@ describe('vcnet attach / detach', () => {
         stateDirectory(),
       ]);
       expect(attached.status, flags.join(' ')).toBe(2);
-      expect(attached.stderr, flags.join(' ')).toContain(`invalid ${missing}:`);
+      expect(attached.stderr, flags.join(' ')).toContain(`invalid ${missing}: not given (accepted: the running VM's`);
     }
     expect(fingerprint(pod)).toEqual(before);
     expect(existsSync(join(stateDirectory(), 'half'))).toBe(false);

@@ -16,6 +16,7 @@ function shellArguments(text: string): string[] {
 const WORDS = [
   'eth0',
   'tap0_kata',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the shell's ${IFS}, meant literally
   'e;touch${IFS}Q',
   "q'x|y`z`",
   "''",
