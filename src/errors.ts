@@ -121,7 +121,9 @@ export class InvalidInputError extends VcnetError {
   /** The hint given, when it is not the default one ("set FIELD to ACCEPTED"). */
   private readonly givenHint: string | undefined;
   constructor(field: string, value: unknown, accepted: string, hint?: string) {
-    super('VCNET_INVALID_INPUT', `invalid ${field}: ${JSON.stringify(value)} (accepted: ${accepted})`, {
+    // An undefined value is a field nobody gave (JSON.stringify would print it as "undefined").
+    const given = value === undefined ? 'not given' : JSON.stringify(value);
+    super('VCNET_INVALID_INPUT', `invalid ${field}: ${given} (accepted: ${accepted})`, {
       value,
       hint: hint ?? `set ${field} to ${accepted}`,
     });
@@ -157,6 +159,10 @@ export function hintForErrno(errno: string): string | undefined {
   switch (errno) {
     case 'EPERM':
     case 'EACCES':
+      // Root refused is a confined root (a container without the capabilities, a namespace of
+      // another user namespace, AppArmor or SELinux): "run it as root" would send the user in circles.
+      if (process.geteuid?.() === 0)
+        return 'vcnet runs as root and was still refused: the capabilities (CAP_NET_ADMIN, CAP_SYS_ADMIN) are missing here (a container?), the namespace belongs to another user namespace, or a security module (AppArmor, SELinux) denies it; run vcnet where root may enter that namespace';
       return 'vcnet changes network namespaces and devices: run it as root (CAP_NET_ADMIN and CAP_SYS_ADMIN)';
     case 'ENOENT':
       return 'the namespace, device or file does not exist: check the path (ip netns list shows named namespaces)';

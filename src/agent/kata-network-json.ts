@@ -27,6 +27,7 @@ import {
   RouteSchema,
 } from './generated/types_pb.js';
 import { MAX_KATA_JSON_BYTES, MAX_KATA_JSON_DEPTH } from './kata-json-limits.js';
+import { INTERFACE_MTU_ACCEPTED } from './network-request.js';
 
 /** Kata's IPFamily as the JSON carries it. */
 export type KataFamilyJson = 0 | 1;
@@ -144,10 +145,10 @@ const interfaceSchema = strictObject({
   name: text('a link name'),
   IPAddresses: list(ipAddressSchema),
   mtu: z
-    .number({ error: 'an integer MTU (0 = unchanged)' })
-    .int({ error: 'an integer MTU (0 = unchanged)' })
-    .min(0, { error: 'an integer MTU (0 = unchanged)' })
-    .max(Number.MAX_SAFE_INTEGER, { error: 'an integer MTU (0 = unchanged)' })
+    .number({ error: INTERFACE_MTU_ACCEPTED })
+    .int({ error: INTERFACE_MTU_ACCEPTED })
+    .min(0, { error: INTERFACE_MTU_ACCEPTED })
+    .max(Number.MAX_SAFE_INTEGER, { error: INTERFACE_MTU_ACCEPTED })
     .default(0),
   hwAddr: text('a MAC address such as "02:00:ca:fe:00:01"'),
   devicePath: text('a PCI path such as "02/00"'),

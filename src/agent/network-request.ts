@@ -25,6 +25,8 @@ const IFF_NOARP = 0x80;
 const NUD_PERMANENT = 0x80;
 const MINIMUM_MTU = 68;
 const MAXIMUM_MTU = 65535;
+/** What an interface MTU may be: said the same by the JSON schema (1.5) and by the range check (70000). */
+export const INTERFACE_MTU_ACCEPTED = `an integer: 0 (unchanged) or ${MINIMUM_MTU}-${MAXIMUM_MTU}`;
 
 const FAMILY_NAMES: Record<number, string> = { 0: 'v4', 1: 'v6' };
 
@@ -73,11 +75,7 @@ function checkPrefixLength(field: string, text: string, version: IpVersion): num
 function checkMtu(field: string, mtu: number | bigint): number | undefined {
   if (mtu === 0 || mtu === 0n) return undefined;
   if (mtu < MINIMUM_MTU || mtu > MAXIMUM_MTU) {
-    throw new InvalidInputError(
-      field,
-      typeof mtu === 'bigint' ? Number(mtu) : mtu,
-      `0 (unchanged) or ${MINIMUM_MTU}-${MAXIMUM_MTU}`,
-    );
+    throw new InvalidInputError(field, typeof mtu === 'bigint' ? Number(mtu) : mtu, INTERFACE_MTU_ACCEPTED);
   }
   return Number(mtu);
 }
@@ -170,9 +168,16 @@ function splitDestination(field: string, text: string, version: IpVersion): { de
   if (text === '' || text === 'default') return { length: 0 };
   const [address = '', length, extra] = text.split('/');
   const maximum = version === 4 ? 32 : 128;
-  if (extra !== undefined) throw new InvalidInputError(field, text, '"" (default route) or ADDRESS/PREFIX');
-  checkAddress(field, address, version);
-  const prefixLength = length === undefined ? maximum : checkPrefixLength(field, length, version);
+  // Refused as a whole: "33" alone, or "an IPv4 address" for a CIDR, would not say what was wrong.
+  const accepted = `"" (default route) or an IPv${version} ADDRESS/PREFIX with a prefix length 0-${maximum}`;
+  if (extra !== undefined) throw new InvalidInputError(field, text, accepted);
+  let prefixLength: number;
+  try {
+    checkAddress(field, address, version);
+    prefixLength = length === undefined ? maximum : checkPrefixLength(field, length, version);
+  } catch {
+    throw new InvalidInputError(field, text, accepted);
+  }
   if (prefixLength === 0) return { length: 0 };
   // The kernel refuses a destination with host bits set (EINVAL): say which network was meant.
   const network = networkAddress(address, prefixLength);

@@ -66,7 +66,8 @@ function warn(message: string): void {
 export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkConfig; hypervisor: HypervisorKind } {
   const kata = flags.config ? readKataConfiguration(flags.config) : {};
   const hypervisor = hypervisorOf(flags.hypervisor, kata.hypervisor, flags.config);
-  const model = flags.model ? parseInterworkingModel(flags.model, '--model') : undefined;
+  // Given but empty is refused like any other empty value, not taken as "use the default".
+  const model = flags.model !== undefined ? parseInterworkingModel(flags.model, '--model') : undefined;
   if (flags.vhostNet !== undefined && flags.vhostNet !== 'auto' && flags.vhostNet !== 'off') {
     throw new InvalidInputError('--vhost-net', flags.vhostNet, 'auto, off');
   }
@@ -85,6 +86,15 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
       warn,
       ...(namespacePath !== undefined ? { namespacePath } : {}),
     });
+    // As in Kata, disable_new_netns scans no pod namespace: a --netns would be silently ignored.
+    if (config.disableNewNetns && flags.netns !== undefined) {
+      throw new InvalidInputError(
+        '--netns',
+        flags.netns,
+        `no --netns with ${flags.disableNewNetns ? '--disable-new-netns' : `disable_new_netns = true (${flags.config})`}: the hypervisor then runs in vcnet's own namespace and no pod namespace is scanned, as in Kata`,
+        'drop --netns to attach with disable_new_netns, or drop disable_new_netns to attach the pod namespace',
+      );
+    }
     return { config, hypervisor };
   } catch (error) {
     // The library names its fields; a CLI user typed flags.

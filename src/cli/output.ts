@@ -1,4 +1,5 @@
 /** Human output (aligned tables) and machine output (JSON on stdout, nothing else there). */
+import { commentText } from '../network/plan/shell-word.js';
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((header, column) =>
@@ -18,4 +19,9 @@ export function printJson(value: unknown): void {
 
 export function print(text: string): void {
   process.stdout.write(`${text}\n`);
+}
+
+/** A `# ...` line of output meant for a shell (dry-run plans): control characters cannot end the comment. */
+export function printComment(text: string): void {
+  print(`# ${commentText(text)}`);
 }

@@ -11,6 +11,7 @@
  * need postject, a dependency made for nothing else.
  */
 import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidInputError, VcnetError } from '../errors.js';
@@ -153,6 +154,30 @@ export interface InstalledFile {
   changed: boolean;
 }
 
+/** ADDRESS/PREFIX with the prefix length in range for the address's family. */
+function isCidr(text: string): boolean {
+  const match = /^([^/]+)\/(\d{1,3})$/.exec(text);
+  if (!match) return false;
+  const family = isIP(match[1]!);
+  const length = Number(match[2]);
+  return family !== 0 && length <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * The conflist's file name: a name in --conf-dir (no directory part, which could write outside it),
+ * ending in .conflist: libcni loads only .conf, .conflist and .json files, and reads a list only from
+ * a .conflist.
+ */
+function validateConflistFile(name: string): void {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*\.conflist$/.test(name)) {
+    throw new InvalidInputError(
+      'conf-file',
+      name,
+      'a file name ending in .conflist, without a directory (letters, digits, "_", "." and "-"), such as 99-vcnet.conflist',
+    );
+  }
+}
+
 function validatedConflistOptions(options: Partial<ConflistOptions>): ConflistOptions {
   const merged = { ...DEFAULT_CONFLIST_OPTIONS, ...options };
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(merged.networkName)) {
@@ -161,8 +186,12 @@ function validatedConflistOptions(options: Partial<ConflistOptions>): ConflistOp
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(merged.bridge)) {
     throw new InvalidInputError('bridge', merged.bridge, 'an interface name of at most 15 characters');
   }
-  if (!/^[0-9.]+\/\d{1,2}$|^[0-9a-fA-F:]+\/\d{1,3}$/.test(merged.subnet)) {
-    throw new InvalidInputError('subnet', merged.subnet, 'an IPv4 or IPv6 CIDR such as 10.89.0.0/16');
+  if (!isCidr(merged.subnet)) {
+    throw new InvalidInputError(
+      'subnet',
+      merged.subnet,
+      'an IPv4 CIDR (prefix length 0 to 32) such as 10.89.0.0/16, or an IPv6 CIDR (prefix length 0 to 128)',
+    );
   }
   if (!(INTERWORKING_MODELS as readonly string[]).includes(merged.model)) {
     throw new InvalidInputError('model', merged.model, INTERWORKING_MODELS.join(', '));
@@ -215,6 +244,7 @@ export function installCni(options: InstallOptions): InstalledFile[] {
       hint: 'run `npm run build` in the vcnet checkout, then install-cni from dist (node dist/cli/main.js)',
     });
   }
+  if (options.conflistFile !== undefined) validateConflistFile(options.conflistFile);
   const conflist = options.conflistFile ? vcnetConflist(validatedConflistOptions(options.conflist ?? {})) : undefined;
   const installed = [placeFile(join(options.binDirectory, PLUGIN_NAME), launcherScript(nodePath, entryPath), 0o755)];
   if (conflist && options.conflistFile) {

@@ -34,6 +34,7 @@ const ACCEPTED_NAMESPACE = 'the path of a network namespace, such as /var/run/ne
 /** What is wrong with the path, said plainly: "no such file", "a FIFO, not a network namespace". */
 function problemOf(what: string): string {
   if (what === 'missing') return 'no such file';
+  if (what === 'missing, and no record names it') return 'no such file, and no vcnet record names it';
   if (what === 'empty') return 'empty';
   return `${what}, not a network namespace`;
 }
@@ -185,12 +186,19 @@ function namespaceCookie(entryPath: string, field: string, path: string): string
   try {
     return nativeNamespaces.namespaceCookie(entryPath);
   } catch (error) {
-    const failure = error as NodeJS.ErrnoException;
+    const failure = error as NodeJS.ErrnoException & { detail?: unknown };
     if (failure.syscall === 'setns' && failure.code === 'EINVAL')
       throw new NamespacePathError(field, path, 'a namespace of another type');
     // ENOPROTOOPT: a kernel before 5.14 has no cookies; dev and inode are all there is.
     if ((error as NodeJS.ErrnoException).errno === ENOPROTOOPT) return undefined;
-    throw new SystemCallError(`read the cookie of network namespace ${entryPath}`, error as NodeJS.ErrnoException);
+    // Named by the path the caller gave: the fd's /proc/self/fd/N means nothing to whoever reads it.
+    const named = Object.assign(new Error(failure.message.replaceAll(entryPath, path)), {
+      code: failure.code,
+      errno: failure.errno,
+      syscall: failure.syscall,
+      ...(typeof failure.detail === 'string' ? { detail: failure.detail.replaceAll(entryPath, path) } : {}),
+    });
+    throw new SystemCallError(`read the cookie of network namespace ${path}`, named);
   }
 }
 

@@ -25,6 +25,7 @@ import type { Link } from '../netlink/codec/link.js';
 import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
+  NamespacePathError,
   NETNS_RUN_DIRECTORY,
   type OpenedNamespace,
   openNetworkNamespace,
@@ -267,8 +268,12 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     failures: [],
     unclaimed: [],
   };
+  for (const path of options.namespaces ?? [])
+    if (typeof path !== 'string' || path === '') throw new NamespacePathError('netns', String(path ?? ''), 'empty');
   const live = liveNamespaces();
   const scoped = options.namespaces?.map((path) => resolve(path));
+  /** Named paths that do not exist: only records naming them can be collected (else the path is refused). */
+  const missing: string[] = [];
 
   // 1. Open the namespaces to look in and list their links (before any record is read: see above).
   const scans: Array<{ namespace: OpenedNamespace; handle: NetlinkHandle; links: Link[] }> = [];
@@ -278,8 +283,15 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       let namespace: OpenedNamespace;
       try {
         namespace = openNetworkNamespace(path);
-      } catch {
-        continue; // gone meanwhile, or not a network namespace
+      } catch (error) {
+        // A named path is refused when it is not a network namespace, or cannot be opened; one that
+        // does not exist may be the path of a deleted namespace whose records are to go (checked below).
+        if (scoped === undefined) continue; // gone meanwhile, or not a network namespace
+        if (error instanceof NamespacePathError && error.what === 'missing') {
+          missing.push(path);
+          continue;
+        }
+        throw error;
       }
       const key = keyOf(namespace.identity);
       if (seen.has(key)) {
@@ -300,6 +312,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     // 2. Every record anywhere, by the namespace it names.
     const { owners, skipped, untouchable } = readOwners(directories);
     report.skipped.push(...skipped);
+    const unrecorded = missing.find((path) => !owners.some((owner) => owner.namespacePath === path));
+    if (unrecorded !== undefined) throw new NamespacePathError('netns', unrecorded, 'missing, and no record names it');
     const claimed = new Map<NamespaceKey, Set<string>>();
     for (const owner of owners) {
       const names = claimed.get(owner.key) ?? new Set<string>();

@@ -31,7 +31,12 @@ import { commandOf, commandsOf } from '../network/plan/commands.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import type { Change, Plan } from '../network/plan/types.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
-import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../network/state/store.js';
+import {
+  DEFAULT_STATE_DIRECTORY,
+  SandboxStore,
+  stateDirectoryFlag,
+  validateSandboxId,
+} from '../network/state/store.js';
 
 export type { HypervisorRecord, SandboxState } from '../network/state/records.js';
 export { SANDBOX_STATE_VERSION };
@@ -252,14 +257,19 @@ export interface PlannedEndpoint {
   commands: string[];
 }
 
-/** What attach would do, endpoint by endpoint, without changing anything (`vcnet attach --dry-run`). */
+/**
+ * What attach would do, endpoint by endpoint, without changing anything (`vcnet attach --dry-run`).
+ * The input is checked as attachSandbox checks it: a plan is never printed for an attach that would be refused.
+ */
 export async function planSandboxAttach(
   config: NetworkConfig,
   id = 'sandbox',
   hypervisor?: HypervisorRecord['kind'],
-  options: { stateDirectory?: string } = {},
+  options: { stateDirectory?: string; agentSocket?: string } = {},
 ): Promise<PlannedEndpoint[]> {
   config = validateNetworkConfig(config);
+  validateSandboxId(id);
+  if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
   const network = Network.open(config, id);
   try {
     const planned = await network.planEndpoints(hypervisor ? { hypervisor } : {}).catch((error: unknown) => {

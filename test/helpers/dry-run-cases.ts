@@ -30,6 +30,25 @@ export function addPodLinkAttributes(pod: TestNamespace): void {
   }
 }
 
+/**
+ * Link names the shell would run as commands if the printed plan left them unquoted (the kernel takes
+ * `;`, `|`, `$`, quotes and braces in a name, and the pod's owner picks it). Run as a command, the
+ * first makes a file Q in the shell's directory.
+ */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: the shell's ${IFS}, meant literally
+export const HOSTILE_LINK_NAMES = ['e;touch${IFS}Q', "q'x|y`z`"] as const;
+
+/** A veth pair with the hostile names, both ends in the pod with an address, and a route through one. */
+export function addHostileLinks(pod: TestNamespace): void {
+  const [first, second] = HOSTILE_LINK_NAMES;
+  pod.exec('ip', ['link', 'add', first, 'type', 'veth', 'peer', 'name', second]);
+  pod.exec('ip', ['addr', 'add', '10.230.0.1/24', 'dev', first]);
+  pod.exec('ip', ['addr', 'add', '10.230.0.2/24', 'dev', second]);
+  pod.exec('ip', ['link', 'set', first, 'up']);
+  pod.exec('ip', ['link', 'set', second, 'up']);
+  pod.exec('ip', ['route', 'add', '10.231.0.0/16', 'via', '10.230.0.9', 'dev', first]);
+}
+
 /** The cases, with a configuration.toml of rate limits made for the calling test file. */
 export function dryRunCases(): DryRunCase[] {
   const rateLimited = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
@@ -47,5 +66,7 @@ export function dryRunCases(): DryRunCase[] {
       shape: addPodLinkAttributes,
       label: '(via inet6, pref, address metric and lifetime, neighbour protocol and router)',
     },
+    { model: 'tcfilter', extra: [], shape: addHostileLinks, label: '(link names with ; | $ quotes)' },
+    { model: 'macvtap', extra: [], shape: addHostileLinks, label: '(link names with ; | $ quotes)' },
   ];
 }

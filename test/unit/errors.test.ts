@@ -5,7 +5,7 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { GuestLinkNotFoundError, NetworkApplyError } from '../../src/agent/errors.js';
 import { agentStatusOf } from '../../src/agent/server.js';
 import { StatusCode } from '../../src/agent/ttrpc/status-code.js';
@@ -16,6 +16,7 @@ import {
   causeChain,
   classifyError,
   errnoOf,
+  hintForErrno,
   InvalidInputError,
   SystemCallError,
   VcnetError,
@@ -49,6 +50,27 @@ describe('VcnetError', () => {
     expect(error.message).toContain('20');
     expect(error.message).toContain('68 to 65535');
     expect(error.toJSON()).toMatchObject({ code: 'VCNET_INVALID_INPUT', value: 20 });
+  });
+
+  it('InvalidInputError says a field nobody gave is not given (not "undefined")', () => {
+    const error = new InvalidInputError('--agent', undefined, "the guest agent's socket");
+    expect(error.message).toBe(`invalid --agent: not given (accepted: the guest agent's socket)`);
+  });
+
+  it('a refused system call hints "run it as root" only to a process that is not root', () => {
+    // Optional in Node's types (absent on Windows), present here.
+    const geteuid = vi.spyOn(process as { geteuid: () => number }, 'geteuid');
+    try {
+      for (const errno of ['EACCES', 'EPERM']) {
+        geteuid.mockReturnValue(1000);
+        expect(hintForErrno(errno)).toContain('run it as root');
+        geteuid.mockReturnValue(0);
+        expect(hintForErrno(errno)).toContain('vcnet runs as root and was still refused');
+        expect(hintForErrno(errno)).not.toContain('run it as root');
+      }
+    } finally {
+      geteuid.mockRestore();
+    }
   });
 
   it('netlink refusals are one family, VCNET_NETLINK, with the errno as a field and in the message', () => {

@@ -14,7 +14,7 @@ import {
   networkConfigFromFlags,
   parseLockTimeout,
 } from '../options.js';
-import { print, printJson, table } from '../output.js';
+import { print, printComment, printJson, table } from '../output.js';
 
 export function registerAttach(program: Command): void {
   program
@@ -86,28 +86,7 @@ export function registerAttach(program: Command): void {
         }
         if (options.qmp && hypervisor !== 'qemu')
           throw new InvalidInputError('--qmp', options.qmp, 'only with --hypervisor qemu');
-        if (options.dryRun) {
-          const planned = await inFlagTerms(() =>
-            planSandboxAttach(config, options.sandbox, hypervisor, {
-              stateDirectory: stateDirectory(options.stateDir),
-            }),
-          );
-          if (options.json) {
-            printJson({ sandbox: options.sandbox, netns: config.namespacePath, dryRun: true, endpoints: planned });
-            return;
-          }
-          print(
-            `# vcnet attach --dry-run: sandbox ${options.sandbox}, namespace ${config.namespacePath}, model ${config.model}`,
-          );
-          print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
-          for (const endpoint of planned) {
-            print(
-              `# ${endpoint.source} (${endpoint.type}): ${endpoint.plan ? `${endpoint.plan.model}, ${endpoint.commands.length} change(s)` : 'used by the VM as it is, nothing to change'}`,
-            );
-            for (const command of endpoint.commands) print(command);
-          }
-          return;
-        }
+        // Before the dry run too: a plan printed for flags attach would refuse would mislead.
         // add-iface, del-iface and watch reach a running VM through both sockets: with one alone they
         // would change the host and the record only, silently.
         const controlFlag = hypervisor === 'qemu' ? '--qmp' : '--api-socket';
@@ -123,6 +102,29 @@ export function registerAttach(program: Command): void {
         }
         if (options.apiSocket && hypervisor === 'qemu')
           throw new InvalidInputError('--api-socket', options.apiSocket, 'only with --hypervisor clh or firecracker');
+        if (options.dryRun) {
+          const planned = await inFlagTerms(() =>
+            planSandboxAttach(config, options.sandbox, hypervisor, {
+              stateDirectory: stateDirectory(options.stateDir),
+              ...(options.agent !== undefined ? { agentSocket: options.agent } : {}),
+            }),
+          );
+          if (options.json) {
+            printJson({ sandbox: options.sandbox, netns: config.namespacePath, dryRun: true, endpoints: planned });
+            return;
+          }
+          printComment(
+            `vcnet attach --dry-run: sandbox ${options.sandbox}, namespace ${config.namespacePath}, model ${config.model}`,
+          );
+          print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
+          for (const endpoint of planned) {
+            printComment(
+              `${endpoint.source} (${endpoint.type}): ${endpoint.plan ? `${endpoint.plan.model}, ${endpoint.commands.length} change(s)` : 'used by the VM as it is, nothing to change'}`,
+            );
+            for (const command of endpoint.commands) print(command);
+          }
+          return;
+        }
         const controlSocket = options.qmp ?? options.apiSocket;
         // QEMU opens the taps by name here, so vhost=on asks it to open /dev/vhost-net itself.
         const vhost = hypervisor === 'qemu' ? probeVhostNet(config.vhostNet) : undefined;

@@ -4,7 +4,7 @@ import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.j
 import { stateDirectory } from '../../network/state/store.js';
 import { detachSandbox, type PlannedDetach, planSandboxDetach } from '../../sandbox/service.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
-import { print, printJson } from '../output.js';
+import { print, printComment, printJson } from '../output.js';
 
 export function registerDetach(program: Command): void {
   program
@@ -80,18 +80,20 @@ function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
     return;
   }
   if (!planned.found) {
-    print(`# sandbox ${planned.id} is not attached: detach would do nothing`);
+    printComment(`sandbox ${planned.id} is not attached: detach would do nothing`);
     return;
   }
   if (planned.namespaceGone) {
-    print(`# sandbox ${planned.id}: its namespace ${planned.namespaceGone} is gone; detach would only drop the record`);
+    printComment(
+      `sandbox ${planned.id}: its namespace ${planned.namespaceGone} is gone; detach would only drop the record`,
+    );
     return;
   }
-  print(`# vcnet detach --dry-run: sandbox ${planned.id}, namespace ${planned.namespacePath}`);
+  printComment(`vcnet detach --dry-run: sandbox ${planned.id}, namespace ${planned.namespacePath}`);
   print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
-  if (planned.hotplugSocket) print(`# first, the VM's NICs would be unplugged through ${planned.hotplugSocket}`);
-  for (const notice of planned.notices) print(`# left as it is: ${notice.message}`);
-  for (const gone of planned.alreadyGone) print(`# already gone: ${gone}`);
-  print(`# ${planned.steps.length} change(s)`);
+  if (planned.hotplugSocket) printComment(`first, the VM's NICs would be unplugged through ${planned.hotplugSocket}`);
+  for (const notice of planned.notices) printComment(`left as it is: ${notice.message}`);
+  for (const gone of planned.alreadyGone) printComment(`already gone: ${gone}`);
+  printComment(`${planned.steps.length} change(s)`);
   for (const step of planned.steps) print(step.command);
 }

@@ -12,7 +12,7 @@ export function registerGc(program: Command): void {
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',
-      'only these namespaces, and remove vcnet links there that no record claims (default: every /var/run/netns entry and every process namespace; there, vcnet links are removed only in namespaces a record names)',
+      'only these namespaces, and remove vcnet links there that no record claims (default: every /var/run/netns entry and every process namespace; there, vcnet links are removed only in namespaces a record names); a path that no longer exists is taken only when a record names it (gc drops that record)',
     )
     .option(
       '--state-dir <dir...>',

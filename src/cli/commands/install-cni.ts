@@ -36,7 +36,11 @@ export function registerInstallCni(program: Command): void {
       'CNI network config directory (use one only VM runtime classes read)',
       DEFAULT_CNI_CONF_DIRECTORY,
     )
-    .option('--conf-file <name>', 'file name of the conflist in --conf-dir', '99-vcnet.conflist')
+    .option(
+      '--conf-file <name>',
+      'file name of the conflist in --conf-dir (no directory part, ending in .conflist)',
+      '99-vcnet.conflist',
+    )
     .option('--no-conflist', 'install only the plugin')
     .option('--network-name <name>', "the conflist's network name", DEFAULT_CONFLIST_OPTIONS.networkName)
     .option('--bridge <name>', 'bridge the pods join', DEFAULT_CONFLIST_OPTIONS.bridge)

@@ -5,7 +5,8 @@
  *   vcnet attach --dry-run ... | ip netns exec POD sh -e        (a named namespace)
  *   vcnet attach --dry-run ... | nsenter --net=PATH sh -e       (any namespace path)
  *
- * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed.
+ * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed,
+ * and every name the pod's owner picked is quoted for the shell (shell-word.ts).
  */
 import { AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
@@ -13,6 +14,7 @@ import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js'
 import { INGRESS_HANDLE, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { CLSACT_INGRESS_PARENT } from './plan-attach.js';
 import { routeArguments } from './route-command.js';
+import { shellWord } from './shell-word.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
 
 const DEFAULT_BURST_MTU = 1600;
@@ -31,7 +33,7 @@ function parentText(parent: number): string {
 }
 
 function dev(link: LinkRef): string {
-  return `dev ${link.name}`;
+  return `dev ${shellWord(link.name)}`;
 }
 
 function familyFlag(address: string | undefined, family?: number): string {
@@ -45,8 +47,8 @@ export function commandOf(change: Change): string {
       return `ip tuntap add ${dev(change.link)} mode tap vnet_hdr${change.multiQueue ? ' multi_queue' : ''}`;
     case 'create-link': {
       const parts = ['ip link add'];
-      if (change.parent) parts.push(`link ${change.parent.name}`);
-      parts.push(`name ${change.link.name}`);
+      if (change.parent) parts.push(`link ${shellWord(change.parent.name)}`);
+      parts.push(`name ${shellWord(change.link.name)}`);
       if (change.address) parts.push(`address ${change.address}`);
       if (change.mtu !== undefined) parts.push(`mtu ${change.mtu}`);
       if (change.txQueueLength !== undefined) parts.push(`txqueuelen ${change.txQueueLength}`);
@@ -82,7 +84,7 @@ export function commandOf(change: Change): string {
       return `tc class add ${dev(change.link)} parent ${handleText(change.parent)} classid ${handleText(change.handle)} htb rate ${change.rateBitsPerSecond}bit ceil ${change.rateBitsPerSecond}bit burst ${burst} cburst ${burst}`;
     }
     case 'add-filter':
-      return `tc filter add ${dev(change.link)} parent ${parentText(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority} u32 match u32 0 0 action mirred egress redirect dev ${change.redirectTo.name}`;
+      return `tc filter add ${dev(change.link)} parent ${parentText(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority} u32 match u32 0 0 action mirred egress redirect ${dev(change.redirectTo)}`;
     case 'delete-filter':
       return `tc filter del ${dev(change.link)} parent ${parentText(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority}`;
     case 'add-address':
@@ -94,7 +96,7 @@ export function commandOf(change: Change): string {
         address.peer ? `peer ${address.peer}` : '',
         address.broadcast ? `broadcast ${address.broadcast}` : '',
         change.op === 'add-address' && address.scope !== undefined ? `scope ${address.scope}` : '',
-        address.label ? `label ${address.label}` : '',
+        address.label ? `label ${shellWord(address.label)}` : '',
         change.op === 'add-address' && address.routePriority !== undefined ? `metric ${address.routePriority}` : '',
         change.op === 'add-address' && address.validLifetime !== undefined ? `valid_lft ${address.validLifetime}` : '',
         change.op === 'add-address' && address.preferredLifetime !== undefined

@@ -8,6 +8,7 @@ import { familyOf } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { RouteFlag, RoutePreference } from '../../netlink/codec/route.js';
 import { RouteFeature, RouteMetric } from '../../netlink/codec/route-attributes.js';
+import { shellWord } from './shell-word.js';
 import type { LinkRef, NextHopRecord, RouteRecord } from './types.js';
 
 /** iproute2's keyword for each metric, and whether it takes `lock`. */
@@ -51,7 +52,7 @@ function metricArguments(route: RouteRecord): string[] {
     }
     const known = METRIC_KEYWORDS.get(type);
     if (!known) continue;
-    parts.push(`${known.keyword} ${known.lockable && locked(type) ? 'lock ' : ''}${value}`);
+    parts.push(`${known.keyword} ${known.lockable && locked(type) ? 'lock ' : ''}${shellWord(String(value))}`);
   }
   return parts;
 }
@@ -80,7 +81,7 @@ const PREFERENCE_KEYWORDS: Record<number, string> = {
 function nextHopArguments(hop: NextHopRecord, link: LinkRef, routeFamily: number | undefined): string {
   const parts = ['nexthop'];
   if (hop.gateway) parts.push(viaArgument(hop.gateway, routeFamily));
-  parts.push(`dev ${hop.link ? hop.link.name : link.name}`);
+  parts.push(`dev ${shellWord(hop.link ? hop.link.name : link.name)}`);
   parts.push(`weight ${hop.weight ?? 1}`);
   if ((hop.flags ?? 0) & RouteFlag.ONLINK) parts.push('onlink');
   // Per hop, iproute2 takes only `realms`.
@@ -94,7 +95,7 @@ export function routeArguments(route: RouteRecord, link: LinkRef): string {
   const nextHops = route.nextHops ?? [];
   if (nextHops.length === 0) {
     if (route.gateway) parts.push(viaArgument(route.gateway, route.family));
-    parts.push(`dev ${link.name}`);
+    parts.push(`dev ${shellWord(link.name)}`);
   }
   if (route.preferredSource) parts.push(`src ${route.preferredSource}`);
   if (route.table !== undefined) parts.push(`table ${route.table}`);

@@ -95,6 +95,8 @@ describe('vcnet attach / detach', () => {
       [['--model', 'bridged'], '--model'],
       [['--queues', '0'], '--queues'],
       [['--vhost-net', 'maybe'], '--vhost-net'],
+      [['--model', ''], 'invalid --model: "" (accepted: '],
+      [['--disable-new-netns', '--model', 'none'], 'no --netns with --disable-new-netns'],
     ] as const) {
       const result = vcnet([
         'attach',
@@ -209,7 +211,7 @@ describe('vcnet attach / detach', () => {
         stateDirectory(),
       ]);
       expect(attached.status, flags.join(' ')).toBe(2);
-      expect(attached.stderr, flags.join(' ')).toContain(`invalid ${missing}:`);
+      expect(attached.stderr, flags.join(' ')).toContain(`invalid ${missing}: not given (accepted: the running VM's`);
     }
     expect(fingerprint(pod)).toEqual(before);
     expect(existsSync(join(stateDirectory(), 'half'))).toBe(false);
@@ -345,6 +347,34 @@ describe('vcnet gc', () => {
     const records = vcnet(['gc', '--state-dir', stateDirectory(), '--netns', live.pod.path, '--json']);
     expect(JSON.parse(records.stdout).removed).toEqual([expect.objectContaining({ kind: 'state', name: 'live' })]);
     expect(existsSync(join(stateDirectory(), 'live'))).toBe(false);
+  });
+});
+
+describe('vcnet gc --netns', () => {
+  it('refuses a path that is not a network namespace, and a missing one no record names, as every command does', () => {
+    const { pod } = makePod();
+    for (const path of [
+      '/etc/hostname',
+      '/var/run/netns',
+      `/var/run/netns/vcnet-missing-${process.pid}`,
+      '/nonexist',
+      '',
+    ]) {
+      for (const dry of [[], ['--dry-run']]) {
+        const gc = vcnet(['gc', ...dry, '--netns', path, pod.path, '--state-dir', stateDirectory(), '--json']);
+        expect(gc.status, `${path}: ${gc.stdout}`).toBe(2);
+        const { error } = JSON.parse(gc.stdout) as { error: { code: string; message: string } };
+        expect(error.code, path).toBe('VCNET_NETNS_INVALID');
+        if (path !== '') expect(error.message, path).toContain(JSON.stringify(path));
+      }
+    }
+    const human = vcnet(['gc', '--netns', '/nonexist', '--state-dir', stateDirectory()]);
+    expect(human.stderr).toContain('"/nonexist": no such file, and no vcnet record names it');
+    expect(human.stdout).toBe('');
+    // A real namespace with nothing to collect is fine.
+    const fine = vcnet(['gc', '--netns', pod.path, '--state-dir', stateDirectory()]);
+    expect(fine.status, fine.stderr).toBe(0);
+    expect(fine.stdout).toContain('nothing to collect');
   });
 });
 

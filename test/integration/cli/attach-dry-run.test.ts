@@ -5,7 +5,9 @@
  * changes nothing.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { dryRunCases } from '../../helpers/dry-run-cases.js';
@@ -88,7 +90,18 @@ describe('vcnet attach --dry-run', () => {
         model === 'macvtap' ? 'type macvtap mode bridge' : 'ip tuntap add dev tap0_kata mode tap vnet_hdr',
       );
 
-      execFileSync('ip', ['netns', 'exec', pasted.name, 'sh', '-e'], { input: dry.stdout, encoding: 'utf8' });
+      // Run where a command smuggled in a link name would leave a file (see HOSTILE_LINK_NAMES).
+      const shellDirectory = mkdtempSync(join(tmpdir(), 'vcnet-dry-sh-'));
+      try {
+        execFileSync('ip', ['netns', 'exec', pasted.name, 'sh', '-e'], {
+          input: dry.stdout,
+          encoding: 'utf8',
+          cwd: shellDirectory,
+        });
+        expect(readdirSync(shellDirectory)).toEqual([]);
+      } finally {
+        rmSync(shellDirectory, { recursive: true, force: true });
+      }
 
       const real = vcnet([
         'attach',
@@ -110,6 +123,52 @@ describe('vcnet attach --dry-run', () => {
       expect(vcnet(['detach', '--sandbox', 'real', '--state-dir', stateDirectory()]).status).toBe(0);
     });
   }
+
+  it('refuses what attach refuses, with the same error (sandbox ids, socket flags, agent address)', () => {
+    const { pod } = makePod();
+    const cases: string[][] = [
+      ['--sandbox', ''],
+      ['--sandbox', '../evil'],
+      ['--sandbox', 'a/b'],
+      ['--sandbox', 'x'.repeat(300)],
+      ['--sandbox', 'sandbox-é'],
+      ['--sandbox', '.locks'],
+      ['--sandbox', 'a\ntouch Q'],
+      ['--sandbox', 'ok', '--qmp', '/tmp/qmp.sock'],
+      ['--sandbox', 'ok', '--qmp', '/tmp/qmp.sock', '--agent', '/tmp/agent.sock', '--api-socket', '/tmp/api.sock'],
+      ['--sandbox', 'ok', '--hypervisor', 'clh', '--api-socket', '/tmp/api.sock', '--agent', 'hvsock://'],
+    ];
+    for (const flags of cases) {
+      const common = ['attach', '--netns', pod.path, '--state-dir', stateDirectory(), ...flags];
+      const real = vcnet(common);
+      const dry = vcnet([...common, '--dry-run']);
+      expect(real.status, `${JSON.stringify(flags)}: ${real.stderr}`).toBe(2);
+      expect({ flags, status: dry.status, stderr: dry.stderr, stdout: dry.stdout }).toEqual({
+        flags,
+        status: 2,
+        stderr: real.stderr,
+        stdout: '',
+      });
+    }
+    expect(readdirSync(stateDirectory()).filter((name) => name !== '.locks')).toEqual([]);
+  });
+
+  it('keeps the header one comment when the namespace path holds a newline', () => {
+    const { pod } = makePod();
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-dry-path-'));
+    try {
+      const path = join(directory, 'pod\ntouch Q');
+      symlinkSync(pod.path, path);
+      const dry = vcnet(['attach', '--dry-run', '--sandbox', 'dry', '--netns', path]);
+      expect(dry.status, dry.stderr).toBe(0);
+      expect(dry.stdout.split('\n')[0]).toBe(
+        `# vcnet attach --dry-run: sandbox dry, namespace ${directory}/pod\\ntouch Q, model tcfilter`,
+      );
+      expect(dry.stdout).not.toMatch(/^touch/m);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
 
   it('--json gives the plan as data: steps with their change, undo and record', () => {
     const { pod } = makePod();

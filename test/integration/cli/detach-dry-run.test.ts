@@ -5,7 +5,8 @@
  * the detach that follows finds everything already gone.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
@@ -45,7 +46,18 @@ describe('vcnet detach --dry-run', () => {
       expect(readFileSync(statePath, 'utf8')).toBe(record);
       expect(dry.stdout).toMatch(/^ip link del /m);
 
-      execFileSync('ip', ['netns', 'exec', pod.name, 'sh', '-e'], { input: dry.stdout, encoding: 'utf8' });
+      // Run where a command smuggled in a link name would leave a file (see HOSTILE_LINK_NAMES).
+      const shellDirectory = mkdtempSync(join(tmpdir(), 'vcnet-dry-sh-'));
+      try {
+        execFileSync('ip', ['netns', 'exec', pod.name, 'sh', '-e'], {
+          input: dry.stdout,
+          encoding: 'utf8',
+          cwd: shellDirectory,
+        });
+        expect(readdirSync(shellDirectory)).toEqual([]);
+      } finally {
+        rmSync(shellDirectory, { recursive: true, force: true });
+      }
       expect(fingerprint(pod)).toEqual(before);
 
       // Nothing is left for detach to do (a link attribute set again to the value it has is accepted,

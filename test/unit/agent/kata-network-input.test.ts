@@ -114,6 +114,24 @@ describe('Go-style key matching', () => {
   });
 });
 
+describe('interface MTU', () => {
+  it('1.5 and 70000 are refused with the same accepted range', () => {
+    const accepted = (action: () => unknown) => {
+      try {
+        action();
+      } catch (error) {
+        if (error instanceof InvalidInputError) return `${error.field}: ${error.accepted}`;
+        throw error;
+      }
+      throw new Error('expected an InvalidInputError');
+    };
+    const fraction = accepted(() => resolve({ name: 'eth7', mtu: 1.5 }));
+    const tooLarge = accepted(() => resolve({ name: 'eth7', mtu: 70000 }));
+    expect(fraction).toBe('interface.mtu: an integer: 0 (unchanged) or 68-65535');
+    expect(tooLarge).toBe(fraction);
+  });
+});
+
 describe('input bounds', () => {
   it('refuses JSON nested deeper than the bound, without touching the stack', () => {
     const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;

@@ -116,6 +116,16 @@ describe('route requests', () => {
     expect(messageOf(() => routeUpdatesOf([route({ dest: 'fd01::1/64' })]))).toContain('"fd01::/64"');
   });
 
+  it('refuses a destination as a whole, saying a CIDR or "" (default) is wanted', () => {
+    for (const dest of ['10.0.0.0/33', 'bogus', '10.0.0.0/x', '10.0.0.0/8/1'])
+      expect(messageOf(() => routeUpdatesOf([route({ dest })]))).toBe(
+        `invalid routes.Routes[0].dest: ${JSON.stringify(dest)} (accepted: "" (default route) or an IPv4 ADDRESS/PREFIX with a prefix length 0-32)`,
+      );
+    expect(messageOf(() => routeUpdatesOf([route({ dest: 'fd00::/129', family: IPFamily.v6 })]))).toContain(
+      '"fd00::/129" (accepted: "" (default route) or an IPv6 ADDRESS/PREFIX with a prefix length 0-128)',
+    );
+  });
+
   it('refuses a route given twice', () => {
     expect(fieldOf(() => routeUpdatesOf([route({ dest: '10.1.0.0/16' }), route({ dest: '10.1.0.0/16' })]))).toBe(
       'routes.Routes[1]',

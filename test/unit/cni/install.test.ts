@@ -58,6 +58,19 @@ describe('installCni', () => {
     expect(JSON.parse(run.stdout)).toEqual({ argv: ['x y'], command: 'VERSION' });
   });
 
+  it('takes a CIDR of either family with its prefix length in range', () => {
+    for (const subnet of ['10.0.0.0/32', '10.89.0.0/16', 'fd00:89::/64', 'fd00::/128']) {
+      const options = {
+        binDirectory: join(directory, 'bin'),
+        confDirectory: join(directory, 'net.d'),
+        entryPath: entry,
+      };
+      installCni({ ...options, conflistFile: '99-vcnet.conflist', conflist: { subnet } });
+      const conflist = JSON.parse(readFileSync(join(directory, 'net.d', '99-vcnet.conflist'), 'utf8'));
+      expect(JSON.stringify(conflist)).toContain(JSON.stringify(subnet));
+    }
+  });
+
   it('replaces a launcher that points elsewhere (after vcnet moved)', () => {
     const options = { binDirectory: join(directory, 'bin'), confDirectory: join(directory, 'net.d'), entryPath: entry };
     installCni(options);
@@ -80,7 +93,28 @@ describe('installCni', () => {
     expect(refusal(() => installCni({ ...base, binDirectory: 'relative' })).message).toContain('invalid bin-dir');
     expect(
       refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist: { subnet: '10.0.0.0' } })).message,
-    ).toBe('invalid subnet: "10.0.0.0" (accepted: an IPv4 or IPv6 CIDR such as 10.89.0.0/16)');
+    ).toBe(
+      'invalid subnet: "10.0.0.0" (accepted: an IPv4 CIDR (prefix length 0 to 32) such as 10.89.0.0/16, or an IPv6 CIDR (prefix length 0 to 128))',
+    );
+    for (const subnet of ['10.0.0.0/99', '10.0.0.0/33', 'fd00::/129', '300.0.0.0/8', '10.0.0/8', '::g/64'])
+      expect(
+        refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist: { subnet } })).message,
+        subnet,
+      ).toContain(`invalid subnet: ${JSON.stringify(subnet)}`);
+    // Outside --conf-dir, or a file libcni would not read as a list.
+    for (const conflistFile of [
+      '../../evil.conflist',
+      '/etc/cni/net.d/x.conflist',
+      'a/b.conflist',
+      'foo.txt',
+      'x.conf',
+      'x.json',
+      '.conflist',
+      '',
+    ])
+      expect(refusal(() => installCni({ ...base, conflistFile })).message, conflistFile).toContain(
+        `invalid conf-file: ${JSON.stringify(conflistFile)} (accepted: a file name ending in .conflist, without a directory`,
+      );
     const notBuilt = refusal(() => installCni({ ...base, entryPath: join(directory, 'missing.js') }));
     expect(notBuilt.code).toBe('VCNET_CNI_NOT_BUILT');
     expect(() => statSync(join(directory, 'bin'))).toThrow();
