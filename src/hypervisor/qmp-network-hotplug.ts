@@ -51,7 +51,7 @@ import {
   queryMachineType,
   queryPci,
 } from './qemu-hotplug-ports.js';
-import type { QmpClient } from './qmp.js';
+import { QmpClient } from './qmp.js';
 
 export interface HotplugOptions {
   /** Bus to plug into. Default pci.0 (i440fx root bus). */
@@ -328,6 +328,44 @@ export class QemuNetworkHotplugTarget {
         ? `start QEMU with one root port per device to hot-plug: ${qemuHotplugPortArguments('q35', 1).join(' ')} (then vcnet-rp1 with chassis=33,slot=2, and so on)`
         : 'start QEMU with the ports from qemuHotplugPortArguments',
     );
+  }
+}
+
+/**
+ * A QemuNetworkHotplugTarget that holds QMP only while it plugs or unplugs a NIC: each operation
+ * connects, runs and closes. QEMU serves one QMP client at a time, and add-iface and watch wait up
+ * to a minute for the guest agent after a plug: a connection held through that wait made every
+ * other QMP user (Kata's runtime, a monitoring tool, a second vcnet command) time out. A rollback
+ * that must unplug again connects anew.
+ */
+export class QemuHotplugSessions {
+  constructor(
+    private readonly socketPath: string,
+    private readonly options: ConstructorParameters<typeof QemuNetworkHotplugTarget>[1] & {
+      /** Bound on each connect + greeting. Default 5 s. */
+      connectTimeoutMs?: number;
+    } = {},
+  ) {}
+
+  private async session<T>(work: (target: QemuNetworkHotplugTarget) => Promise<T>): Promise<T> {
+    const qmp = await QmpClient.connect(this.socketPath, { timeoutMs: this.options.connectTimeoutMs ?? 5_000 });
+    try {
+      return await work(new QemuNetworkHotplugTarget(qmp, this.options));
+    } finally {
+      await qmp.close();
+    }
+  }
+
+  hotplugNetworkDevice(device: NetworkDevice): Promise<HotpluggedNetworkDevice> {
+    return this.session((target) => target.hotplugNetworkDevice(device));
+  }
+
+  unplugNetworkDevice(deviceId: string): Promise<void> {
+    return this.session((target) => target.unplugNetworkDevice(deviceId));
+  }
+
+  hotplugVfioDevice(device: VfioPciDevice): Promise<{ deviceId: string; pciPath?: string }> {
+    return this.session((target) => target.hotplugVfioDevice(device));
   }
 }
 

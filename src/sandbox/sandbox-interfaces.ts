@@ -21,7 +21,7 @@ import {
 import { routeUpdatesOf } from '../agent/network-request.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
-import { QemuNetworkHotplugTarget } from '../hypervisor/qmp-network-hotplug.js';
+import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 import type { Network } from '../network/network.js';
@@ -57,22 +57,16 @@ export async function connectVirtualMachine(state: SandboxState): Promise<Virtua
   if (state.hypervisor?.kind === 'clh') return connectCloudHypervisor(state);
   const qmpPath = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
   if (!qmpPath || !state.agentSocket) return undefined;
-  const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
-  try {
-    const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
-    return {
-      // No machine type in the record: the target asks QEMU (q35: a free vcnet root port; pc: pci.0).
-      hotplug: new QemuNetworkHotplugTarget(qmp, { timeoutMs: 20_000 }),
-      agent,
-      close: async () => {
-        agent.close();
-        await qmp.close();
-      },
-    };
-  } catch (error) {
-    await qmp.close();
-    throw error;
-  }
+  // QEMU must answer before anything changes; the connection is not kept: each plug or unplug opens
+  // its own (QemuHotplugSessions), so the agent wait after a plug leaves QMP to other clients.
+  await (await QmpClient.connect(qmpPath, { timeoutMs: 5_000 })).close();
+  const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
+  return {
+    // No machine type in the record: the target asks QEMU (q35: a free vcnet root port; pc: pci.0).
+    hotplug: new QemuHotplugSessions(qmpPath, { timeoutMs: 20_000 }),
+    agent,
+    close: async () => agent.close(),
+  };
 }
 
 export interface OpenSandbox {
