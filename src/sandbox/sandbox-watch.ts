@@ -86,7 +86,7 @@ export async function applyNamespaceChange(
       for (const name of change.removedInterfaces) memory.leftAlone.delete(name);
       memory.attached = attachedNow;
     }
-    const vm = await connectVirtualMachine(state);
+    const vm = await connectVirtualMachine(state, store.root);
     try {
       const byLink = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
       const keeper = sandboxRecordKeeper(store, state, network);
@@ -99,6 +99,7 @@ export async function applyNamespaceChange(
         await detachRecorded(network, `removing ${gone.map((endpoint) => endpoint.name).join(', ')}`, keeper, {
           endpoints: gone,
           ...(vm ? { hotplug: vm.hotplug, requireUnplug: true } : {}),
+          sandbox: { id, stateDirectory: store.root },
         });
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: gone });

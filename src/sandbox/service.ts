@@ -12,6 +12,8 @@
 import { statSync } from 'node:fs';
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
 import { causeChain, DetachIncompleteError, RollbackIncompleteError, VcnetError } from '../errors.js';
+import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
+import { QmpConnectionError } from '../hypervisor/errors.js';
 import {
   NamespaceGoneError,
   type NamespaceIdentity,
@@ -111,12 +113,30 @@ function persistIfPossible(record: RecordKeeper): void {
   }
 }
 
+/**
+ * Whether an unplug failed because the VM did not answer at all (QMP or the API socket refused, or
+ * closed mid-command): then nobody knows whether the VM still holds the NIC, and it may be gone.
+ */
+function vmDidNotAnswer(error: Error): boolean {
+  return causeChain(error).some(
+    (link) =>
+      link instanceof QmpConnectionError ||
+      (link instanceof CloudHypervisorConnectionError && link.failure !== 'answered'),
+  );
+}
+
 /** Detaches endpoints (all by default); a refusal keeps exactly what is left recorded and throws. */
 export async function detachRecorded(
   network: Network,
   what: string,
   record: RecordKeeper,
-  options: { endpoints?: readonly Endpoint[]; hotplug?: HotplugTarget; requireUnplug?: boolean } = {},
+  options: {
+    endpoints?: readonly Endpoint[];
+    hotplug?: HotplugTarget;
+    requireUnplug?: boolean;
+    /** The sandbox, for the hint when its VM does not answer. */
+    sandbox?: { id: string; stateDirectory: string };
+  } = {},
 ): Promise<UndoReport> {
   const endpoints = options.endpoints ?? [...network.endpoints()];
   const report = await network.removeEndpoints(endpoints, options.hotplug, {
@@ -126,10 +146,16 @@ export async function detachRecorded(
   if (report.failures.length > 0 || stillPlugged.length > 0) {
     record.persist();
     const plugged = new Set(stillPlugged.map((entry) => entry.endpoint));
+    const unreachable = stillPlugged.some((entry) => vmDidNotAnswer(entry.error));
+    const sandbox = options.sandbox;
     throw new DetachIncompleteError(
       what,
       [
-        ...stillPlugged.map((entry) => `${entry.deviceId} is still in the VM: ${entry.error.message}`),
+        ...stillPlugged.map((entry) =>
+          vmDidNotAnswer(entry.error)
+            ? `the VM did not answer, so ${entry.deviceId} could not be unplugged: ${entry.error.message}`
+            : `${entry.deviceId} is still in the VM: ${entry.error.message}`,
+        ),
         ...report.failures.map((failure) => failure.message),
       ],
       [
@@ -140,6 +166,11 @@ export async function detachRecorded(
         ]),
       ],
       record.path,
+      unreachable
+        ? `${record.path} keeps them. If the VM has stopped, \`vcnet detach --sandbox ${sandbox?.id ?? 'ID'}${
+            sandbox ? stateDirectoryFlag(sandbox.stateDirectory) : ''
+          }\` removes what the sandbox has left; if it runs, \`vcnet del-iface\` removes the interface once its control socket answers`
+        : undefined,
     );
   }
   if (network.endpoints().length === 0) record.discard();
