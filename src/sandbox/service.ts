@@ -11,6 +11,7 @@
  */
 import { statSync } from 'node:fs';
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
+import { channels, publish } from '../diagnostics.js';
 import { causeChain, DetachIncompleteError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
@@ -350,6 +351,16 @@ export async function detachSandbox(
     try {
       // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
       const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
+      // Not a refusal (a VM left running by a crashed runtime must still be cleaned up), but said.
+      if (hotplug) {
+        const socket = state.hypervisor?.controlSocket;
+        publish(channels.notice, () => ({
+          operation: 'detach',
+          endpoint: '',
+          message: `sandbox ${id}'s VM is still running (its control socket ${socket ?? ''} answers): its NICs are unplugged first, and their taps removed even if the VM does not let them go; stop the VM before detaching`,
+          details: { sandbox: id, ...(socket ? { socket } : {}) },
+        }));
+      }
       const report = await detachRecorded(
         network,
         `detach of ${id}`,
