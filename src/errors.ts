@@ -290,13 +290,14 @@ export class RollbackIncompleteError extends VcnetError {
 /** A detach (or DEL, del-iface) whose undo the kernel refused in part: the record keeps what is left. */
 export class DetachIncompleteError extends VcnetError {
   static override readonly errorName: string = 'DetachIncompleteError';
-  constructor(what: string, failures: string[], leftObjects: string[], recordPath: string) {
+  constructor(what: string, failures: string[], leftObjects: string[], recordPath: string, hint?: string) {
     super(
       'VCNET_DETACH_INCOMPLETE',
       `${what} left ${leftObjects.length} object(s) in place: ${leftObjects.join(', ')} (${failures.join('; ')})`,
       {
         value: leftObjects,
-        hint: `${recordPath} keeps them: run the command again (what is already gone is skipped), or \`vcnet gc\``,
+        hint:
+          hint ?? `${recordPath} keeps them: run the command again (what is already gone is skipped), or \`vcnet gc\``,
       },
     );
   }

@@ -41,7 +41,7 @@ export class AgentStatusError extends VcnetError {
 function hintForStatus(status: number, local: boolean): string | undefined {
   switch (status) {
     case StatusCode.INVALID_ARGUMENT:
-      return 'the agent refused the request: the message names the field; fix what vcnet sends';
+      return 'the guest agent refused a value of the request (the message names the field and what it accepts): check that the agent is a Kata-compatible one; if it is, report the message as a vcnet bug';
     case StatusCode.NOT_FOUND:
       return 'the guest has no such link: check the MAC address / PCI path, or whether the NIC was plugged';
     case StatusCode.UNIMPLEMENTED:

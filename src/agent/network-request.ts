@@ -23,6 +23,8 @@ const PCI_PATH_PATTERN = /^[0-9a-f]{2}(\/[0-9a-f]{2})*$/i;
 const CCW_PATTERN = /^[0-9a-f]\.[0-9a-f]\.[0-9a-f]{4}$/i;
 const IFF_NOARP = 0x80;
 const NUD_PERMANENT = 0x80;
+/** Every NUD_* bit (INCOMPLETE 0x01 to PERMANENT 0x80); ndm_state carries no others. */
+const NUD_ALL = 0xff;
 const MINIMUM_MTU = 68;
 const MAXIMUM_MTU = 65535;
 /** What an interface MTU may be: said the same by the JSON schema (1.5) and by the range check (70000). */
@@ -247,11 +249,12 @@ export function neighbourAdditionOf(message: ARPNeighbor, field: string): Neighb
   const target = message.toIPAddress;
   if (!target) throw new InvalidInputError(`${field}.toIPAddress`, undefined, 'an IPAddress');
   const version = versionOf(`${field}.toIPAddress.family`, target.family, [target.address]);
-  if (message.state !== 0 && message.state !== NUD_PERMANENT) {
+  // Kata's agent sets the state given (a gateway neighbour comes REACHABLE, 0x02) and makes 0 permanent.
+  if (!Number.isInteger(message.state) || message.state < 0 || message.state > NUD_ALL) {
     throw new InvalidInputError(
       `${field}.state`,
       message.state,
-      `0 or ${NUD_PERMANENT} (NUD_PERMANENT): the agent adds permanent entries only`,
+      `0 (permanent) or NUD_* state bits 1-${NUD_ALL} (0x02 NUD_REACHABLE, 0x80 NUD_PERMANENT...)`,
     );
   }
   if (message.flags < 0 || message.flags > 0xff)
@@ -261,7 +264,7 @@ export function neighbourAdditionOf(message: ARPNeighbor, field: string): Neighb
     destination: checkAddress(`${field}.toIPAddress.address`, target.address, version),
     device: checkLinkName(`${field}.device`, message.device),
     linkLayerAddress: message.lladdr ? checkMac(`${field}.lladdr`, message.lladdr) : undefined,
-    state: NUD_PERMANENT,
+    state: message.state === 0 ? NUD_PERMANENT : message.state,
     flags: message.flags,
   };
 }

@@ -67,10 +67,11 @@ export class QmpTimeoutError extends VcnetError {
 /** The QMP socket could not be reached, broke, or spoke something that is not QMP. */
 export class QmpConnectionError extends VcnetError {
   static override readonly errorName: string = 'QmpConnectionError';
-  constructor(message: string, socketPath: string, cause?: unknown) {
+  constructor(message: string, socketPath: string, cause?: unknown, hint?: string) {
     super('VCNET_QMP_CONNECTION', message, {
       value: socketPath,
-      hint: 'check that QEMU runs with -qmp unix:PATH,server=on,wait=off and that no other client holds the socket',
+      hint:
+        hint ?? 'check that QEMU runs with -qmp unix:PATH,server=on,wait=off and that no other client holds the socket',
       cause,
     });
   }

@@ -60,6 +60,7 @@ export interface QueryPciDevice {
   slot: number;
   function: number;
   qdev_id: string;
+  class_info?: { desc?: string; class: number };
   pci_bridge?: { devices?: QueryPciDevice[] };
 }
 
@@ -76,6 +77,18 @@ export function hotplugPorts(machine: QemuMachineType, buses: QueryPciBus[]): Ar
       machine === 'pc' ? device.qdev_id === BRIDGE_ID : device.qdev_id.startsWith(ROOT_PORT_ID_PREFIX),
     )
     .map((device) => ({ id: device.qdev_id, slot: device.slot }));
+}
+
+/**
+ * The bridges and root ports on the root bus that are not vcnet's, for messages: "rp0 (slot 0x03)".
+ * Their slots belong to whoever put them there (Kata's runtime hot-plugs into its own rp<N>).
+ */
+export function foreignBridges(machine: QemuMachineType, buses: QueryPciBus[]): string[] {
+  const own = new Set(hotplugPorts(machine, buses).map((port) => port.id));
+  const root = buses.find((bus) => bus.bus === 0)?.devices ?? [];
+  return root
+    .filter((device) => device.pci_bridge !== undefined && !own.has(device.qdev_id))
+    .map((device) => `${device.qdev_id || '(no id)'} (slot 0x${hexSlot(device.slot)})`);
 }
 
 /** The slot QEMU gave a device on its bus (its `addr` property is devfn). */

@@ -42,6 +42,7 @@ import { qemuNetdevId, type VfioPciDevice, validateVfioPciDevice } from './qemu.
 import {
   BRIDGE_ID,
   deviceSlot,
+  foreignBridges,
   hexSlot,
   hotplugPorts,
   pciPathInTree,
@@ -51,7 +52,7 @@ import {
   queryMachineType,
   queryPci,
 } from './qemu-hotplug-ports.js';
-import type { QmpClient } from './qmp.js';
+import { QmpClient } from './qmp.js';
 
 export interface HotplugOptions {
   /** Bus to plug into. Default pci.0 (i440fx root bus). */
@@ -302,7 +303,8 @@ export class QemuNetworkHotplugTarget {
     deviceId: string,
     plug: (placement: { bus: string; addr?: string }) => Promise<T>,
   ): Promise<T> {
-    const ports = hotplugPorts(machine, await queryPci(this.qmp, this.options.commandTimeoutMs));
+    const buses = await queryPci(this.qmp, this.options.commandTimeoutMs);
+    const ports = hotplugPorts(machine, buses);
     // Bus numbers behind a port exist only once firmware enumerated them, so query-pci cannot say
     // which port is taken: try them in order, a taken one refuses device_add and is skipped.
     for (const port of ports) {
@@ -320,14 +322,72 @@ export class QemuNetworkHotplugTarget {
           throw error;
       }
     }
-    throw new InvalidInputError(
-      'hotplug port',
-      machine,
-      machine === 'q35' ? 'a free vcnet pcie-root-port (vcnet-rp<N>)' : `a pci-bridge ${BRIDGE_ID} with a free slot`,
-      machine === 'q35'
-        ? `start QEMU with one root port per device to hot-plug: ${qemuHotplugPortArguments('q35', 1).join(' ')} (then vcnet-rp1 with chassis=33,slot=2, and so on)`
-        : 'start QEMU with the ports from qemuHotplugPortArguments',
-    );
+    throw noFreePortError(machine, ports, foreignBridges(machine, buses));
+  }
+}
+
+/** What a VM without a free vcnet port has, and what to give it. */
+function noFreePortError(
+  machine: QemuMachineType,
+  ports: ReadonlyArray<{ id: string }>,
+  foreign: readonly string[],
+): InvalidInputError {
+  const own = ports.length > 0 ? `vcnet's ${ports.map((port) => port.id).join(', ')} all taken` : "none of vcnet's";
+  const others =
+    foreign.length > 0
+      ? `; not vcnet's, so left to whoever put them there (Kata's runtime plugs into its own): ${foreign.join(', ')}`
+      : '; no other bridge or root port on the root bus';
+  const found = `${machine} machine: hot-plug ports found: ${own}${others}`;
+  return machine === 'q35'
+    ? new InvalidInputError(
+        'hotplug port',
+        found,
+        'a free vcnet pcie-root-port (vcnet-rp<N>)',
+        `start QEMU with one vcnet root port per device to hot-plug: ${qemuHotplugPortArguments('q35', 1).join(' ')} (then vcnet-rp1 with chassis=33,slot=2, and so on); for a VM Kata starts, see "QEMU q35" in docs/compatibility.md`,
+      )
+    : new InvalidInputError(
+        'hotplug port',
+        found,
+        `a pci-bridge ${BRIDGE_ID} with a free slot`,
+        'start QEMU with the ports from qemuHotplugPortArguments',
+      );
+}
+
+/**
+ * A QemuNetworkHotplugTarget that holds QMP only while it plugs or unplugs a NIC: each operation
+ * connects, runs and closes. QEMU serves one QMP client at a time, and add-iface and watch wait up
+ * to a minute for the guest agent after a plug: a connection held through that wait made every
+ * other QMP user (Kata's runtime, a monitoring tool, a second vcnet command) time out. A rollback
+ * that must unplug again connects anew.
+ */
+export class QemuHotplugSessions {
+  constructor(
+    private readonly socketPath: string,
+    private readonly options: ConstructorParameters<typeof QemuNetworkHotplugTarget>[1] & {
+      /** Bound on each connect + greeting. Default 5 s. */
+      connectTimeoutMs?: number;
+    } = {},
+  ) {}
+
+  private async session<T>(work: (target: QemuNetworkHotplugTarget) => Promise<T>): Promise<T> {
+    const qmp = await QmpClient.connect(this.socketPath, { timeoutMs: this.options.connectTimeoutMs ?? 5_000 });
+    try {
+      return await work(new QemuNetworkHotplugTarget(qmp, this.options));
+    } finally {
+      await qmp.close();
+    }
+  }
+
+  hotplugNetworkDevice(device: NetworkDevice): Promise<HotpluggedNetworkDevice> {
+    return this.session((target) => target.hotplugNetworkDevice(device));
+  }
+
+  unplugNetworkDevice(deviceId: string): Promise<void> {
+    return this.session((target) => target.unplugNetworkDevice(deviceId));
+  }
+
+  hotplugVfioDevice(device: VfioPciDevice): Promise<{ deviceId: string; pciPath?: string }> {
+    return this.session((target) => target.hotplugVfioDevice(device));
   }
 }
 

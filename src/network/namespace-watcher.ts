@@ -255,6 +255,11 @@ export class NamespaceWatcher {
     }
   }
 
+  /** The interfaces as of the last change delivered: at first, those there at start. */
+  interfaces(): NetworkInfo[] {
+    return [...this.baseline.values()];
+  }
+
   /** Reads the namespace again after the debounce, as if an event had arrived. */
   resync(): void {
     if (this.stopped) return;

@@ -20,8 +20,9 @@ import {
 } from '../agent/kata-network-json.js';
 import { routeUpdatesOf } from '../agent/network-request.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
+import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
-import { QemuNetworkHotplugTarget } from '../hypervisor/qmp-network-hotplug.js';
+import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 import type { Network } from '../network/network.js';
@@ -51,28 +52,38 @@ export class SandboxNotFoundError extends VcnetError {
 
 export type { VirtualMachine } from './hypervisor-connection.js';
 
-export async function connectVirtualMachine(state: SandboxState): Promise<VirtualMachine | undefined> {
+/** The sandbox's running VM; `stateDirectory` (the store's root) only goes into hints. */
+export async function connectVirtualMachine(
+  state: SandboxState,
+  stateDirectory?: string,
+): Promise<VirtualMachine | undefined> {
   // Firecracker and Cloud Hypervisor: see hypervisor-connection.ts.
   refuseRunningFirecracker(state);
   if (state.hypervisor?.kind === 'clh') return connectCloudHypervisor(state);
   const qmpPath = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
   if (!qmpPath || !state.agentSocket) return undefined;
-  const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
+  // QEMU must answer before anything changes; the connection is not kept: each plug or unplug opens
+  // its own (QemuHotplugSessions), so the agent wait after a plug leaves QMP to other clients.
   try {
-    const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
-    return {
-      // No machine type in the record: the target asks QEMU (q35: a free vcnet root port; pc: pci.0).
-      hotplug: new QemuNetworkHotplugTarget(qmp, { timeoutMs: 20_000 }),
-      agent,
-      close: async () => {
-        agent.close();
-        await qmp.close();
-      },
-    };
+    await (await QmpClient.connect(qmpPath, { timeoutMs: 5_000 })).close();
   } catch (error) {
-    await qmp.close();
-    throw error;
+    if (!(error instanceof QmpConnectionError)) throw error;
+    throw new QmpConnectionError(
+      `${error.message} (sandbox ${state.id}'s VM)`,
+      qmpPath,
+      error,
+      `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${
+        stateDirectory ? stateDirectoryFlag(stateDirectory) : ''
+      }\` removes what the sandbox has left; if it runs, check that no other client holds its QMP socket and try again`,
+    );
   }
+  const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
+  return {
+    // No machine type in the record: the target asks QEMU (q35: a free vcnet root port; pc: pci.0).
+    hotplug: new QemuHotplugSessions(qmpPath, { timeoutMs: 20_000 }),
+    agent,
+    close: async () => agent.close(),
+  };
 }
 
 export interface OpenSandbox {
@@ -152,7 +163,7 @@ export async function addInterface(
     );
     let inferredType: EndpointType | undefined;
 
-    const vm = await connectVirtualMachine(state);
+    const vm = await connectVirtualMachine(state, store.root);
     const keeper = sandboxRecordKeeper(store, state, network);
     try {
       const [endpoint] = await attachRecorded(
@@ -190,6 +201,7 @@ export async function addInterface(
             endpoints: [endpoint],
             hotplug: vm.hotplug,
             requireUnplug: true,
+            sandbox: { id, stateDirectory: store.root },
           });
           throw error;
         }
@@ -285,12 +297,13 @@ export async function removeInterface(
       );
     }
     const removed = interfaceToJson(interfaceFromJson(guestInterfaceOf(endpoint)));
-    const vm = await connectVirtualMachine(state);
+    const vm = await connectVirtualMachine(state, store.root);
     const keeper = sandboxRecordKeeper(store, state, network);
     try {
       await detachRecorded(network, `del-iface ${endpoint.name}`, keeper, {
         endpoints: [endpoint],
         ...(vm ? { hotplug: vm.hotplug, requireUnplug: true } : {}),
+        sandbox: { id, stateDirectory: store.root },
       });
       // The guest kernel drops the NIC's routes with it: so does the recorded route set.
       if (state.guestRoutes?.some((route) => route.device === endpoint.name)) {
@@ -367,7 +380,7 @@ export async function updateRoutes(
         );
       }
     });
-    const vm = await connectVirtualMachine(state);
+    const vm = await connectVirtualMachine(state, store.root);
     try {
       // The agent answers with the guest's whole table (its kernel routes too), as Kata prints it;
       // the record keeps the set given, which later pushes send again.

@@ -4,6 +4,7 @@
  * removed, and address, route and MTU changes are pushed to the guest agent (route MTU included).
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
+import { existsSync } from 'node:fs';
 import { channels, publish } from '../diagnostics.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
@@ -39,15 +40,53 @@ export interface SandboxWatchOptions {
   onError?: (error: Error) => void;
 }
 
-/** Applies one change set to the sandbox (exported for tests and for one-shot use). */
+/**
+ * Which pod links a watch leaves alone, kept across its change sets. The rule: a watch attaches a link
+ * that appears after it started, and a link that had no address when it started (attach skipped it)
+ * once it gets one. It never attaches a link that had an address and was not attached when the watch
+ * started, nor one removed from the VM with del-iface since: add-iface does that on purpose. A link
+ * deleted from the namespace and made again is a new link.
+ */
+export interface WatchMemory {
+  /** Pod links present and not attached that the watch does not attach. */
+  leftAlone: Set<string>;
+  /** Pod links attached when the last change set was applied (one missing later went with del-iface). */
+  attached: Set<string>;
+}
+
+/** The memory of a watch starting over `interfaces` (the namespace) and `attached` (the record's pod links). */
+export function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable<string>): WatchMemory {
+  const attachedSet = new Set(attached);
+  const leftAlone = new Set(
+    interfaces
+      .filter((info) => !attachedSet.has(info.link.name) && info.addresses.length > 0)
+      .map((info) => info.link.name),
+  );
+  return { leftAlone, attached: attachedSet };
+}
+
+/**
+ * Applies one change set to the sandbox (exported for tests and for one-shot use). With `memory` (a
+ * watch), links it leaves alone are not attached (see WatchMemory), and the memory follows the change.
+ */
 export async function applyNamespaceChange(
   id: string,
   change: NamespaceChange,
   stateDirectory?: string,
+  memory?: WatchMemory,
 ): Promise<WatchSummary> {
   return withSandbox(id, stateDirectory, async ({ store, state, network }) => {
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
-    const vm = await connectVirtualMachine(state);
+    if (memory) {
+      const attachedNow = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
+      // Attached at the last change and not now, with the link still there: del-iface took it out.
+      for (const name of memory.attached) {
+        if (!attachedNow.has(name) && !change.removedInterfaces.includes(name)) memory.leftAlone.add(name);
+      }
+      for (const name of change.removedInterfaces) memory.leftAlone.delete(name);
+      memory.attached = attachedNow;
+    }
+    const vm = await connectVirtualMachine(state, store.root);
     try {
       const byLink = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
       const keeper = sandboxRecordKeeper(store, state, network);
@@ -60,13 +99,19 @@ export async function applyNamespaceChange(
         await detachRecorded(network, `removing ${gone.map((endpoint) => endpoint.name).join(', ')}`, keeper, {
           endpoints: gone,
           ...(vm ? { hotplug: vm.hotplug, requireUnplug: true } : {}),
+          sandbox: { id, stateDirectory: store.root },
         });
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: gone });
       }
       // nodes (issue 12): address-less links wait until they get one (network/scan.ts linksToAttach).
       const { selected: fresh } = linksToAttach(
-        change,
+        memory
+          ? {
+              ...change,
+              changedInterfaces: change.changedInterfaces.filter((info) => !memory.leftAlone.has(info.link.name)),
+            }
+          : change,
         (name) => byLink(name) !== undefined,
         new Set(state.network.config.namedInterfaces ?? []),
       );
@@ -123,6 +168,7 @@ export async function applyNamespaceChange(
           timeoutMs: 60_000,
           sandbox: id,
         });
+      if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
       publish(channels.watch, () => ({ sandbox: id, ...summary }));
       return summary;
     } finally {
@@ -162,6 +208,9 @@ function withPendingRetries(change: NamespaceChange, pending: ReadonlyMap<string
   return retries.length === 0 ? change : { ...change, addedInterfaces: [...change.addedInterfaces, ...retries] };
 }
 
+/** How often a watch looks whether its sandbox's record is still there. */
+const DETACH_POLL_MS = 1_000;
+
 /** A running watch. */
 export interface SandboxWatch {
   /** Stops watching; resolves once a change being applied is done. */
@@ -193,8 +242,11 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     endWith = resolve;
   });
   let watcher: NamespaceWatcher;
+  let memory: WatchMemory | undefined;
   let stopping: Promise<void> | undefined;
+  let detachPoll: NodeJS.Timeout | undefined;
   const stop = (reason?: SandboxNotFoundError): Promise<void> => {
+    clearInterval(detachPoll);
     stopping ??= (async () => {
       try {
         await watcher.stop();
@@ -212,7 +264,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         const withRetries = withPendingRetries(change, pending);
         let summary: WatchSummary;
         try {
-          summary = await applyNamespaceChange(id, withRetries, options.stateDirectory);
+          summary = await applyNamespaceChange(id, withRetries, options.stateDirectory, memory);
         } catch (error) {
           if (error instanceof SandboxNotFoundError) {
             // Detached meanwhile: nothing is left to keep in step. Not awaited: stop() waits for this call.
@@ -235,5 +287,15 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     namespace.close();
     throw error;
   }
+  // Before any change is read (that waits for a timer): the links there now are the watch's start.
+  memory = startWatchMemory(
+    watcher.interfaces(),
+    state.network.endpoints.map((endpoint) => endpoint.properties.link.name),
+  );
+  // A detach changes nothing the watcher sees (the pod links stay): the record going ends the watch.
+  detachPoll = setInterval(() => {
+    if (!existsSync(store.statePath)) void stop(new SandboxNotFoundError(id, store.statePath, store.root));
+  }, DETACH_POLL_MS);
+  detachPoll.unref();
   return { stop: () => stop(), ended };
 }

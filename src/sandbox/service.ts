@@ -11,7 +11,10 @@
  */
 import { statSync } from 'node:fs';
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
+import { channels, publish } from '../diagnostics.js';
 import { causeChain, DetachIncompleteError, RollbackIncompleteError, VcnetError } from '../errors.js';
+import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
+import { QmpConnectionError } from '../hypervisor/errors.js';
 import {
   NamespaceChangedError,
   NamespaceGoneError,
@@ -118,12 +121,30 @@ function persistIfPossible(record: RecordKeeper): void {
   }
 }
 
+/**
+ * Whether an unplug failed because the VM did not answer at all (QMP or the API socket refused, or
+ * closed mid-command): then nobody knows whether the VM still holds the NIC, and it may be gone.
+ */
+function vmDidNotAnswer(error: Error): boolean {
+  return causeChain(error).some(
+    (link) =>
+      link instanceof QmpConnectionError ||
+      (link instanceof CloudHypervisorConnectionError && link.failure !== 'answered'),
+  );
+}
+
 /** Detaches endpoints (all by default); a refusal keeps exactly what is left recorded and throws. */
 export async function detachRecorded(
   network: Network,
   what: string,
   record: RecordKeeper,
-  options: { endpoints?: readonly Endpoint[]; hotplug?: HotplugTarget; requireUnplug?: boolean } = {},
+  options: {
+    endpoints?: readonly Endpoint[];
+    hotplug?: HotplugTarget;
+    requireUnplug?: boolean;
+    /** The sandbox, for the hint when its VM does not answer. */
+    sandbox?: { id: string; stateDirectory: string };
+  } = {},
 ): Promise<UndoReport> {
   const endpoints = options.endpoints ?? [...network.endpoints()];
   const report = await network.removeEndpoints(endpoints, options.hotplug, {
@@ -133,10 +154,16 @@ export async function detachRecorded(
   if (report.failures.length > 0 || stillPlugged.length > 0) {
     record.persist();
     const plugged = new Set(stillPlugged.map((entry) => entry.endpoint));
+    const unreachable = stillPlugged.some((entry) => vmDidNotAnswer(entry.error));
+    const sandbox = options.sandbox;
     throw new DetachIncompleteError(
       what,
       [
-        ...stillPlugged.map((entry) => `${entry.deviceId} is still in the VM: ${entry.error.message}`),
+        ...stillPlugged.map((entry) =>
+          vmDidNotAnswer(entry.error)
+            ? `the VM did not answer, so ${entry.deviceId} could not be unplugged: ${entry.error.message}`
+            : `${entry.deviceId} is still in the VM: ${entry.error.message}`,
+        ),
         ...report.failures.map((failure) => failure.message),
       ],
       [
@@ -147,6 +174,11 @@ export async function detachRecorded(
         ]),
       ],
       record.path,
+      unreachable
+        ? `${record.path} keeps them. If the VM has stopped, \`vcnet detach --sandbox ${sandbox?.id ?? 'ID'}${
+            sandbox ? stateDirectoryFlag(sandbox.stateDirectory) : ''
+          }\` removes what the sandbox has left; if it runs, \`vcnet del-iface\` removes the interface once its control socket answers`
+        : undefined,
     );
   }
   if (network.endpoints().length === 0) record.discard();
@@ -331,6 +363,16 @@ export async function detachSandbox(
     try {
       // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
       const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
+      // Not a refusal (a VM left running by a crashed runtime must still be cleaned up), but said.
+      if (hotplug) {
+        const socket = state.hypervisor?.controlSocket;
+        publish(channels.notice, () => ({
+          operation: 'detach',
+          endpoint: '',
+          message: `sandbox ${id}'s VM is still running (its control socket ${socket ?? ''} answers): its NICs are unplugged first, and their taps removed even if the VM does not let them go; stop the VM before detaching`,
+          details: { sandbox: id, ...(socket ? { socket } : {}) },
+        }));
+      }
       const report = await detachRecorded(
         network,
         `detach of ${id}`,

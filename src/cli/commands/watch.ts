@@ -7,7 +7,7 @@ export function registerWatch(program: Command): void {
   program
     .command('watch')
     .description(
-      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached)",
+      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those; a link deleted and made again is new)",
     )
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--debounce <ms>', 'wait this long after the last change before applying', '200')

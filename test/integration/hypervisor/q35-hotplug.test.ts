@@ -61,6 +61,33 @@ describe.skipIf(skipReason !== undefined)('hot-plug through vcnet ports', () => 
     expect([first.pciPath, second.pciPath]).toEqual(['01/00', '02/00']);
   });
 
+  it('q35 built as Kata builds it (pci-bridge-0, rp0): refused naming the ports found and why they are not used', async () => {
+    const current = fixture!;
+    current.qemu = await spawnQemu({
+      networkNamespacePath: current.namespace.path,
+      qmpSocketPath: join(current.directory, 'qmp.sock'),
+      startPaused: true,
+      memoryMiB: 64,
+      machine: 'q35',
+      extraArguments: [
+        ...['-device', 'pci-bridge,bus=pcie.0,id=pci-bridge-0,chassis_nr=1,shpc=off,addr=2'],
+        ...['-device', 'pcie-root-port,id=rp0,bus=pcie.0,chassis=0,slot=0,multifunction=off,addr=3'],
+      ],
+    });
+    const qmp = await current.qemu.connectQmp({ timeoutMs: 20_000 });
+    current.qmp = qmp;
+    const refused = await new QemuNetworkHotplugTarget(qmp).hotplugNetworkDevice(nic(1)).then(
+      () => undefined,
+      (error: Error & { hint?: string }) => error,
+    );
+    expect(refused?.message).toContain(
+      "q35 machine: hot-plug ports found: none of vcnet's; not vcnet's, so left to whoever put them there (Kata's runtime plugs into its own): pci-bridge-0 (slot 0x02), rp0 (slot 0x03)",
+    );
+    expect(refused?.message).not.toContain('"q35"');
+    expect(refused?.hint).toContain('-device pcie-root-port,id=vcnet-rp0,bus=pcie.0,chassis=32,slot=1');
+    expect(refused?.hint).toContain('docs/compatibility.md');
+  });
+
   it('told nothing, the target asks QEMU its machine type: q35 into a root port, pc onto pci.0', async () => {
     const q35 = await start('q35', 1);
     expect(await queryMachineType(q35)).toBe('q35');

@@ -144,15 +144,22 @@ describe('neighbour requests', () => {
       ...fields,
     });
 
-  it('makes every entry permanent, state 0 included', () => {
+  it('makes state 0 permanent', () => {
     expect(neighbourAdditionsOf([neighbour({ state: 0 })])[0]!.state).toBe(0x80);
+  });
+
+  // Kata's runtime sends the default gateway in the state the pod had it, REACHABLE (2) included,
+  // and Kata's agent applies the state as given.
+  it.each([0x02, 0x04, 0x40, 0x80])('keeps state %i as given', (state) => {
+    expect(neighbourAdditionsOf([neighbour({ state })])[0]!.state).toBe(state);
   });
 
   it.each([
     [{ toIPAddress: undefined }, 'neighbors.ARPNeighbors[0].toIPAddress'],
     [{ toIPAddress: { address: 'nope' } }, 'neighbors.ARPNeighbors[0].toIPAddress.address'],
     [{ lladdr: '02:00' }, 'neighbors.ARPNeighbors[0].lladdr'],
-    [{ state: 2 }, 'neighbors.ARPNeighbors[0].state'],
+    [{ state: 0x100 }, 'neighbors.ARPNeighbors[0].state'],
+    [{ state: -1 }, 'neighbors.ARPNeighbors[0].state'],
     [{ flags: 512 }, 'neighbors.ARPNeighbors[0].flags'],
   ])('refuses %o naming %s', (fields, field) => {
     expect(fieldOf(() => neighbourAdditionsOf([neighbour(fields)]))).toBe(field);

@@ -1,0 +1,93 @@
+/**
+ * add-iface on a running VM (a real QEMU, paused) whose agent takes the connection and never answers:
+ * while add-iface waits for the agent, another QMP client can use the VM. QEMU serves one QMP client
+ * at a time, and add-iface (and watch) used to hold theirs through the whole agent wait (up to 60 s),
+ * so every other QMP user timed out.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { QmpClient } from '../../../src/hypervisor/qmp.js';
+import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
+
+const skipReason = qemuIntegrationSkipReason();
+if (skipReason) console.log(`skipping the QMP-during-agent-wait test: ${skipReason}`);
+
+const stateDirectory = stateDirectoryPerTest('vcnet-qmp-free-');
+const vm = sandboxVmFixture();
+
+async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe.skipIf(skipReason !== undefined)('QMP while add-iface waits for the agent', () => {
+  it('lets a second QMP client in once the NIC is plugged', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const qmpPath = join(stateDirectory(), 'qmp.sock');
+    const agentPath = join(stateDirectory(), 'agent.sock');
+    const attached = vcnet([
+      ...['attach', '--sandbox', 'qf', '--netns', pod.path, '--state-dir', stateDirectory()],
+      ...['--qmp', qmpPath, '--agent', agentPath, '--vhost-net', 'off', '--json'],
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    const endpoint = JSON.parse(attached.stdout).endpoints[0] as { hwAddr: string; tap: string };
+    await vm.start({
+      networkNamespacePath: pod.path,
+      qmpSocketPath: qmpPath,
+      startPaused: true,
+      memoryMiB: 64,
+      networkDevices: [{ id: 'net0', tapName: endpoint.tap, queues: 1, guestMac: endpoint.hwAddr }],
+    });
+    // An agent that takes the connection and never answers: add-iface waits for it.
+    const agent = createServer((socket) => socket.resume());
+    await new Promise<void>((resolve) => agent.listen(agentPath, resolve));
+    const agentClosed = () => new Promise<void>((resolve) => agent.close(() => resolve()));
+
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    const beforeAdd = fingerprint(pod);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const adding = vcnetAsync(['add-iface', 'qf', request, '--state-dir', stateDirectory()]);
+    try {
+      const record = () => readFileSync(join(stateDirectory(), 'qf', 'state.json'), 'utf8');
+      await until(
+        () => record().includes('"net9"') && pod.exec('ip', ['link', 'show']).includes('tap1_kata'),
+        'the tap',
+      );
+      const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
+      try {
+        // device_add may still be under way as the tap shows: wait for the NIC.
+        let network = '';
+        const deadline = Date.now() + 10_000;
+        while (!network.includes('netdev-net1') && Date.now() < deadline) {
+          network = await qmp.execute<string>('human-monitor-command', { 'command-line': 'info network' });
+          if (!network.includes('netdev-net1')) await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        expect(network).toContain('netdev-net1');
+      } finally {
+        await qmp.close();
+      }
+      // Still waiting for the agent: the QMP client above got in during that wait.
+      expect(adding.child.exitCode).toBeNull();
+    } finally {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+      await agentClosed();
+    }
+    expect(fingerprint(pod)).not.toEqual(beforeAdd);
+    await vm.stopQemu();
+    expect(vcnet(['detach', '--sandbox', 'qf', '--state-dir', stateDirectory()]).status).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 90_000);
+});

@@ -1,0 +1,110 @@
+/**
+ * Which pod links `vcnet watch` attaches, and when it ends by itself. The rule (docs/cli.md, watch):
+ * a link that appears after the watch started is attached, and so is one that had no address then
+ * and gets one; a link that had an address and was not attached when the watch started, or that
+ * del-iface took out of the VM since, is left alone, whatever later changes on it. Watch used to
+ * attach such a link again at its next unrelated change (an MTU). And a detach ends the watch with
+ * nothing else changing in the namespace; it used to wait for some netlink event first.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SandboxNotFoundError } from '../../../src/sandbox/sandbox-interfaces.js';
+import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
+import { vcnet } from '../../helpers/cli.js';
+import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+const stops: Array<() => unknown> = [];
+let stateDir = '';
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop();
+  cleanupNamespaces();
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  stateDir = '';
+});
+
+describe('vcnet watch: which links it attaches', () => {
+  it('leaves alone a link del-iface removed and one present unattached at start; attaches new ones and one that gets its first address', async () => {
+    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-rules-'));
+    const { pod } = makePod({ interfaces: 2 });
+    expect(vcnet(['attach', '--sandbox', 'r1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    const link = (name: string, address?: string) => {
+      pod.exec('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`]);
+      pod.exec('ip', ['link', 'set', name, 'up']);
+      if (address) pod.exec('ip', ['addr', 'add', address, 'dev', name]);
+    };
+    // Made after attach, before the watch: eth5 with an address (add-iface's to attach), eth6 without.
+    link('eth5', '10.55.0.2/24');
+    link('eth6');
+    const applied: WatchSummary[] = [];
+    const watching = await watchSandbox('r1', {
+      stateDirectory: stateDir,
+      debounceMs: 50,
+      onApplied: (summary) => applied.push(summary),
+    });
+    stops.push(() => watching.stop());
+    const attached = () =>
+      (
+        JSON.parse(readFileSync(join(stateDir, 'r1', 'state.json'), 'utf8')) as {
+          network: { endpoints: Array<{ properties: { link: { name: string } } }> };
+        }
+      ).network.endpoints
+        .map((endpoint) => endpoint.properties.link.name)
+        .sort();
+
+    const request = join(stateDir, 'del.json');
+    writeFileSync(request, JSON.stringify({ name: 'eth1' }));
+    expect(vcnet(['del-iface', 'r1', request, '--state-dir', stateDir]).status).toBe(0);
+    expect(attached()).toEqual(['eth0']);
+
+    // Unrelated changes on both: neither is attached.
+    pod.exec('ip', ['link', 'set', 'eth1', 'mtu', '1400']);
+    pod.exec('ip', ['link', 'set', 'eth5', 'mtu', '1400']);
+    await until(() => applied.length > 0, 'the MTU changes to be applied');
+    // Then a change the watch acts on, so everything before it has been seen.
+    link('eth7', '10.77.0.2/24');
+    await until(() => applied.some((summary) => summary.added.includes('eth7')), 'eth7 to be attached');
+    expect(applied.flatMap((summary) => summary.added)).toEqual(['eth7']);
+    expect(attached()).toEqual(['eth0', 'eth7']);
+
+    // eth6 had no address when the watch started: its first address attaches it.
+    pod.exec('ip', ['addr', 'add', '10.66.0.2/24', 'dev', 'eth6']);
+    await until(() => applied.some((summary) => summary.added.includes('eth6')), 'eth6 to be attached');
+    // eth1 deleted and made again is a new link.
+    pod.exec('ip', ['link', 'del', 'eth1']);
+    link('eth1', '10.11.0.2/24');
+    await until(() => applied.some((summary) => summary.added.includes('eth1')), 'the new eth1 to be attached');
+    pod.exec('ip', ['link', 'set', 'eth5', 'mtu', '1300']);
+    link('eth8', '10.88.0.2/24');
+    await until(() => applied.some((summary) => summary.added.includes('eth8')), 'eth8 to be attached');
+    expect(attached()).toEqual(['eth0', 'eth1', 'eth6', 'eth7', 'eth8']);
+
+    await watching.stop();
+    expect(vcnet(['detach', '--sandbox', 'r1', '--state-dir', stateDir]).status).toBe(0);
+  }, 60_000);
+});
+
+describe('vcnet watch: detach', () => {
+  it('ends the watch with nothing else changing in the namespace', async () => {
+    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-rules-'));
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    expect(vcnet(['attach', '--sandbox', 'r2', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    const watching = await watchSandbox('r2', { stateDirectory: stateDir, debounceMs: 50 });
+    stops.push(() => watching.stop());
+    expect(vcnet(['detach', '--sandbox', 'r2', '--state-dir', stateDir]).status).toBe(0);
+    const timeout = new Promise((resolve) => setTimeout(() => resolve('still watching after 10 s'), 10_000));
+    expect(await Promise.race([watching.ended, timeout])).toBeInstanceOf(SandboxNotFoundError);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 30_000);
+});
