@@ -168,6 +168,7 @@ export async function add(request: CniRequest): Promise<CniResult> {
           discard: () => store.remove(),
           path: store.statePath,
         };
+        await store.prepareToRecord();
         const [endpoint] = await attachRecorded(network, { interfaces: [info], firstIndex, snapshot }, keeper);
         const plumbing = endpoint?.plumbing;
         if (!plumbing?.tapName) {

@@ -480,7 +480,7 @@ async function collectRedirectFilters(
 async function finishUnfinished(id: string, root: string, report: GarbageReport): Promise<void> {
   const store = new SandboxStore(id, root);
   try {
-    await store.withLock(async () => {
+    await store.withLockIfRecorded(async () => {
       const current = store.read<SandboxState>();
       if (!current) return;
       // An attach killed before its last write (its lock is free now): all of it goes, the

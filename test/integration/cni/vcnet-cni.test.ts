@@ -6,6 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -828,6 +829,49 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     expect(del.stdout).toBe('');
     runtime.del(bridgeOnly, previous);
     expect(reservations()).toEqual([]);
+  });
+
+  it('ADD that fails before recording anything (code 101) registers no state directory', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod, 'eth7'));
+    const list = conflist({});
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const bridgeRuntime = new CniRuntime(node, attachmentIn(pod));
+    const previous = bridgeRuntime.add(bridgeOnly);
+    const add = runtime.invoke('ADD', {
+      ...list.plugins[1],
+      cniVersion: '1.0.0',
+      name: list.name,
+      prevResult: previous,
+    });
+    expect(add.output).toMatchObject({ code: 101, msg: `no interface eth7 in ${pod.path}` });
+    expect(registeredDirectories()).not.toContain(stateDirectory);
+    expect(readdirSync(stateDirectory).filter((name) => name !== '.locks')).toEqual([]);
+    bridgeRuntime.del(bridgeOnly, previous);
+  });
+
+  it('a stateDir another user could write in: ADD fails with code 7 naming it, its owner and mode', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    mkdirSync(stateDirectory, { mode: 0o700 });
+    chmodSync(stateDirectory, 0o777);
+    const list = conflist({});
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const previous = runtime.add(bridgeOnly);
+    const add = runtime.invoke('ADD', {
+      ...list.plugins[1],
+      cniVersion: '1.0.0',
+      name: list.name,
+      prevResult: previous,
+    });
+    expect(add.output).toMatchObject({ code: 7 });
+    expect(String(add.output?.msg)).toContain(
+      `stateDir: cannot be used as a state directory: it is writable by its group and others (owner uid 0, mode 0777)`,
+    );
+    expect(String(add.output?.details)).toContain(`chmod 700 ${stateDirectory}`);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    expect(existsSync(join(stateDirectory, '.locks'))).toBe(false);
+    runtime.del(bridgeOnly, previous);
   });
 
   it('DEL and CHECK with nothing recorded create no directory, lock or registry line', () => {
