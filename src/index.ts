@@ -172,6 +172,7 @@ export {
   type GarbageItem,
   type GarbageOptions,
   type GarbageReport,
+  type InUseLink,
   type SkippedRecord,
 } from './network/garbage-collector.js';
 export {

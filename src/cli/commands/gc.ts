@@ -35,8 +35,10 @@ export function registerGc(program: Command): void {
         process.stderr.write(`vcnet: gc skipped a record it cannot read: ${record.reason}\n`);
       for (const failure of report.failures)
         process.stderr.write(`vcnet: gc could not finish in ${failure.namespacePath}: ${failure.reason}\n`);
+      // No record claims these, but a VM may be using them: said on stdout, as part of what gc did.
+      for (const link of report.inUse) print(`kept ${link.name} in ${link.namespacePath}: ${link.detail}`);
       if (report.removed.length === 0) {
-        print(`nothing to collect (${report.kept} vcnet link(s) belong to live sandboxes)`);
+        print(`nothing to collect (${report.kept - report.inUse.length} vcnet link(s) belong to live sandboxes)`);
         return;
       }
       print(`${report.dryRun ? 'would remove' : 'removed'} ${report.removed.length} item(s):`);
