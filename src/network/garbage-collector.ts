@@ -153,6 +153,15 @@ export function liveNamespaces(): Map<NamespaceKey, string> {
   return found;
 }
 
+/**
+ * Whether the namespace a record names exists nowhere now: no /var/run/netns entry and no process
+ * has it, and its recorded path does not hold it. What vcnet made in it went with it.
+ */
+export function namespaceExistsNowhere(recorded: { path: string; dev: number; ino: number }): boolean {
+  const key = keyOf(recorded);
+  return !liveNamespaces().has(key) && !pathHolds(recorded.path, key);
+}
+
 function safeReaddir(directory: string): string[] {
   try {
     return readdirSync(directory);

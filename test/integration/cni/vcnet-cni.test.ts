@@ -395,6 +395,38 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     delChain(runtime, list, result, pod, afterBridge);
   });
 
+  it('ADD over a record whose namespace exists nowhere (a persistent stateDir after a reboot) drops it and attaches', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    addChain(new CniRuntime(node, attachment), list, pod);
+    const record = join(stateDirectory, attachment.containerId, 'interfaces', 'eth0', 'state.json');
+    const before = JSON.parse(readFileSync(record, 'utf8')) as { namespace: { ino: number } };
+    // The namespace goes with everything ADD made in it; the record stays, as /run would not after a reboot.
+    pod.delete();
+    const newPod = makeNamespace('pod');
+    const runtime = new CniRuntime(node, { ...attachment, namespacePath: newPod.path });
+    // Another network for the bridge (its IPAM still holds the old address for this container id).
+    const after = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-after-reboot' };
+    const bridge = runtime.invoke('ADD', { ...after.plugins[0], cniVersion: after.cniVersion, name: after.name });
+    expect(bridge.status, bridge.stdout).toBe(0);
+    const add = runtime.invoke('ADD', {
+      ...after.plugins[1],
+      cniVersion: after.cniVersion,
+      name: after.name,
+      prevResult: bridge.output,
+    });
+    expect(add.status, add.stdout).toBe(0);
+    expect(add.stderr).toContain(`removed the stale record ${record}`);
+    expect(add.stderr).toContain(`its namespace ${pod.path} (inode ${before.namespace.ino}) exists nowhere`);
+    const result = add.output as ChainResult;
+    expect(result.interfaces).toContainEqual(expect.objectContaining({ name: 'tap0_kata', sandbox: newPod.path }));
+    const recorded = JSON.parse(readFileSync(record, 'utf8')) as { namespace: { path: string } };
+    expect(recorded.namespace.path).toBe(newPod.path);
+    runtime.del(after, result);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+  });
+
   it('ADD after a killed ADD says the earlier ADD did not complete and DEL cleans it; then ADD works', async () => {
     const { node, pod } = makeNodeAndPod();
     const list = conflist({});
