@@ -92,7 +92,8 @@ export const ErrorCodes = deepFreeze({
     agent: 'UNAVAILABLE',
   },
   VCNET_STATE_DIR: {
-    meaning: 'an empty state directory (--state-dir or VCNET_STATE_DIR)',
+    meaning:
+      "a state directory (--state-dir, VCNET_STATE_DIR) that is empty, cannot be made, or that another user could change (not owned by vcnet's user, or group/other-writable)",
     role: 'specific',
     ...badInput,
   },

@@ -172,6 +172,7 @@ export {
   type GarbageItem,
   type GarbageOptions,
   type GarbageReport,
+  type InUseLink,
   type SkippedRecord,
 } from './network/garbage-collector.js';
 export {
@@ -203,9 +204,11 @@ export type { RateLimit } from './network/plan/types.js';
 export { type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';
 export { StateWriteError } from './network/state/atomic-file.js';
 export { DirectoryNotMadeError } from './network/state/directory.js';
+export { LockFileRefusedError } from './network/state/lock.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
 export { StateRegistryLockedError } from './network/state/registry.js';
 export { SandboxLockedError } from './network/state/store.js';
+export { StateDirectoryError } from './network/state/trust.js';
 export { VfioError } from './network/vfio.js';
 export { IncorrectLinkTypeError } from './sandbox/add-interface-request.js';
 export {

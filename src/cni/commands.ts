@@ -20,7 +20,7 @@ import {
   sameNamespace,
 } from '../netns/namespace-identity.js';
 import type { NetworkConfig } from '../network/config.js';
-import { collectGarbage } from '../network/garbage-collector.js';
+import { collectGarbage, namespaceExistsNowhere } from '../network/garbage-collector.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
 import { Network } from '../network/network.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
@@ -95,7 +95,7 @@ function usableNamespace(path: string | undefined): { path: string; opened: Open
   return { path, opened };
 }
 
-export async function add(request: CniRequest): Promise<CniResult> {
+export async function add(request: CniRequest, warn: Warn = warnOnStandardError): Promise<CniResult> {
   const { environment, config } = request;
   const previous = requirePreviousResult(config, 'ADD');
   prepareStateDirectory(config.stateDirectory);
@@ -103,7 +103,20 @@ export async function add(request: CniRequest): Promise<CniResult> {
   const store = storeOf(request);
   return store
     .withLock(async () => {
-      const existing = store.read();
+      let existing = store.read();
+      if (
+        existing &&
+        !sameNamespace(existing.namespace, namespace.opened.identity) &&
+        namespaceExistsNowhere(existing.namespace)
+      ) {
+        // A record from before a reboot (a stateDir that outlived /run): its namespace, and all ADD
+        // made in it, are gone. Dropped as gc would drop it, and this ADD goes on.
+        store.remove();
+        warn(
+          `vcnet-cni ADD of ${sandboxKey(environment)}: removed the stale record ${store.statePath}: its namespace ${existing.namespace.path} (inode ${existing.namespace.ino}) exists nowhere`,
+        );
+        existing = undefined;
+      }
       if (existing && !existing.device) {
         // The record an ADD keeps while it works: that ADD was killed (or its undo refused) half-way.
         throw new CniError(
@@ -168,6 +181,7 @@ export async function add(request: CniRequest): Promise<CniResult> {
           discard: () => store.remove(),
           path: store.statePath,
         };
+        await store.prepareToRecord();
         const [endpoint] = await attachRecorded(network, { interfaces: [info], firstIndex, snapshot }, keeper);
         const plumbing = endpoint?.plumbing;
         if (!plumbing?.tapName) {

@@ -16,6 +16,7 @@ import { DirectoryNotMadeError, makeDirectory } from '../network/state/directory
 import { cniContentSchema } from '../network/state/network-content-schema.js';
 import { RECORD_VERSION } from '../network/state/record-envelope.js';
 import { LOCK_DIRECTORY_NAME, SandboxStore } from '../network/state/store.js';
+import { refuseUntrustedDirectory, StateDirectoryError } from '../network/state/trust.js';
 import { INTERFACE_NAME_ACCEPTED, interfaceNameProblem } from './config.js';
 import { CniConfigError, CniEnvironmentError } from './errors.js';
 
@@ -53,7 +54,11 @@ export interface CniAttachmentState {
 export function prepareStateDirectory(stateDirectory: string): void {
   const locks = join(stateDirectory, LOCK_DIRECTORY_NAME);
   let reason: string | undefined;
+  let hint = 'point "stateDir" of this plugin in the conflist at a writable directory (default /run/vcnet/cni)';
   try {
+    // Before anything is made in it: a directory another user can write in is refused (trust.ts).
+    refuseUntrustedDirectory(stateDirectory, { follow: true });
+    refuseUntrustedDirectory(locks, { follow: false });
     makeDirectory(locks, 0o700);
     for (const directory of [stateDirectory, locks]) {
       try {
@@ -64,16 +69,14 @@ export function prepareStateDirectory(stateDirectory: string): void {
       }
     }
   } catch (error) {
-    if (!(error instanceof DirectoryNotMadeError)) throw error;
-    reason = error.reason;
+    if (error instanceof StateDirectoryError) {
+      reason = error.reason;
+      hint = error.hint ?? hint;
+    } else if (error instanceof DirectoryNotMadeError) reason = error.reason;
+    else throw error;
   }
   if (reason !== undefined)
-    throw new CniConfigError(
-      'stateDir',
-      stateDirectory,
-      `cannot be used as a state directory: ${reason}`,
-      'point "stateDir" of this plugin in the conflist at a writable directory (default /run/vcnet/cni)',
-    );
+    throw new CniConfigError('stateDir', stateDirectory, `cannot be used as a state directory: ${reason}`, hint);
 }
 
 export class AttachmentStore {
@@ -197,6 +200,11 @@ export class AttachmentStore {
         return; // not empty (a record set aside, another interface) or not there
       }
     }
+  }
+
+  /** Makes and registers the state directory for gc; call under the lock, before the first record is written. */
+  async prepareToRecord(): Promise<void> {
+    await this.container.prepareToRecord();
   }
 
   /** Runs `work` holding the container's lock (SandboxLockedError after `timeoutMs`); an emptied container directory goes after it. */

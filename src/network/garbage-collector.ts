@@ -19,7 +19,7 @@
  * Links are listed before records are read: an attach journals each link before making it, so a
  * link gc sees is already in a record gc reads afterwards.
  */
-import { type Dirent, existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { type Dirent, existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Link } from '../netlink/codec/link.js';
 import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
@@ -63,6 +63,14 @@ export interface GarbageItem {
   detail?: string;
 }
 
+/** A vcnet link no record claims that a process holds open (a VM's tap): gc keeps it. */
+export interface InUseLink {
+  namespacePath: string;
+  name: string;
+  /** "in use by a process (fd open), kept", and how that is known. */
+  detail: string;
+}
+
 export interface SkippedRecord {
   file: string;
   reason: string;
@@ -71,8 +79,10 @@ export interface SkippedRecord {
 export interface GarbageReport {
   dryRun: boolean;
   removed: GarbageItem[];
-  /** vcnet links that live records own. */
+  /** vcnet links that live records own, or that a process holds open (inUse). */
   kept: number;
+  /** Links no record claims that gc keeps because a process holds them open (a running VM's tap). */
+  inUse: InUseLink[];
   /** Records gc could not read (named, never acted on). */
   skipped: SkippedRecord[];
   /** The state directories read. */
@@ -156,6 +166,15 @@ export function liveNamespaces(): Map<NamespaceKey, string> {
 /** Where a namespace of this identity lives now (a /var/run/netns entry or a /proc/PID/ns/net), if anywhere. */
 export function whereNamespaceLives(identity: { dev: number; ino: number }): string | undefined {
   return liveNamespaces().get(keyOf(identity));
+}
+
+/**
+ * Whether the namespace a record names exists nowhere now: no /var/run/netns entry and no process
+ * has it, and its recorded path does not hold it. What vcnet made in it went with it.
+ */
+export function namespaceExistsNowhere(recorded: { path: string; dev: number; ino: number }): boolean {
+  const key = keyOf(recorded);
+  return !liveNamespaces().has(key) && !pathHolds(recorded.path, key);
 }
 
 function safeReaddir(directory: string): string[] {
@@ -263,6 +282,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     dryRun,
     removed: [],
     kept: 0,
+    inUse: [],
     skipped: [],
     stateDirectories: directories,
     failures: [],
@@ -356,6 +376,11 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     }
 
     // 4. Links of vcnet's group that no record claims in their namespace.
+    let tapDevices: Set<string> | undefined;
+    const openTapDevices = () => {
+      tapDevices ??= listOpenTapDevices();
+      return tapDevices;
+    };
     for (const { namespace, handle, links } of scans) {
       const key = keyOf(namespace.identity);
       const namespacePath = namespace.identity.path;
@@ -365,7 +390,15 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         continue;
       }
       const names = claimed.get(key);
-      const orphans = ours.filter((link) => !names?.has(link.name));
+      const unclaimed = ours.filter((link) => !names?.has(link.name));
+      // A tap a VM holds is never removed, whatever the records say: the records gc sees may not be
+      // all there are (another registry, a wiped /run, another mount).
+      const orphans: Link[] = [];
+      for (const link of unclaimed) {
+        const holder = heldOpenBy(link, openTapDevices);
+        if (holder === undefined) orphans.push(link);
+        else report.inUse.push({ namespacePath, name: link.name, detail: `in use by a process (${holder}), kept` });
+      }
       report.kept += ours.length - orphans.length;
       if (orphans.length === 0) continue;
       if (names === undefined && !scoped) {
@@ -412,6 +445,42 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   }
   if (!dryRun) await forgetMissingStateDirectories(registeredStateDirectories());
   return report;
+}
+
+/**
+ * How a process holds `link` open, or undefined when none does. A tap's carrier is on exactly while
+ * a queue (an fd) is attached (tun_attach turns it on, the last detach off); a multi-queue tap also
+ * counts its fds, attached and disabled (IFLA_TUN_NUM_QUEUES, NUM_DISABLED_QUEUES). A macvtap is
+ * held through its character device /dev/tap<ifindex>, found among the processes' fds.
+ */
+function heldOpenBy(link: Link, openTapDevices: () => ReadonlySet<string>): string | undefined {
+  if (link.kind === 'tun') {
+    const fds = (link.tun?.queues ?? 0) + (link.tun?.disabledQueues ?? 0);
+    if (fds > 0) return `fd open: ${fds} queue(s)`;
+    return link.tun?.carrier === true ? 'fd open: carrier on' : undefined;
+  }
+  if (link.kind === 'macvtap') {
+    const device = `/dev/tap${link.index}`;
+    return openTapDevices().has(device) ? `fd open on ${device}` : undefined;
+  }
+  return undefined;
+}
+
+/** Every /dev/tap<N> some process has open (read once per gc, when a macvtap needs it). */
+function listOpenTapDevices(): Set<string> {
+  const open = new Set<string>();
+  for (const pid of safeReaddir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    for (const fd of safeReaddir(`/proc/${pid}/fd`)) {
+      try {
+        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (/^\/dev\/tap\d+$/.test(target)) open.add(target);
+      } catch {
+        // the fd or the process went meanwhile
+      }
+    }
+  }
+  return open;
 }
 
 /** Whether the tree holds nothing but directories and a write's temporary files: no record, nothing set aside. */
@@ -513,7 +582,7 @@ async function collectRedirectFilters(
 async function finishUnfinished(id: string, root: string, report: GarbageReport): Promise<void> {
   const store = new SandboxStore(id, root);
   try {
-    await store.withLock(async () => {
+    await store.withLockIfRecorded(async () => {
       const current = store.read<SandboxState>();
       if (!current) return;
       // An attach killed before its last write (its lock is free now): all of it goes, the

@@ -98,7 +98,7 @@ export async function withSandbox<T>(
   work: (sandbox: OpenSandbox) => Promise<T>,
 ): Promise<T> {
   const store = new SandboxStore(id, stateDirectory);
-  return store.withLock(async () => {
+  return store.withLockIfRecorded(async () => {
     const state = store.read<SandboxState>();
     if (!state) throw new SandboxNotFoundError(id, store.statePath, store.root);
     // Only the namespace the record names, through one fd (refused when the path now names another).

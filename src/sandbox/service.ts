@@ -240,6 +240,7 @@ export async function attachSandbox(
         discard: () => store.remove(),
         path: store.statePath,
       };
+      await store.prepareToRecord();
       await attachRecorded(network, options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}, keeper).catch(
         (error: unknown) => {
           throw namingTheOwner(error, namespace.identity, options.stateDirectory);
@@ -347,7 +348,7 @@ export async function detachSandbox(
   } = {},
 ): Promise<DetachResult> {
   const store = new SandboxStore(id, options.stateDirectory);
-  return store.withLock(async () => {
+  return store.withLockIfRecorded(async () => {
     const state = store.read<SandboxState>();
     if (!state) return { id, found: false };
     let recorded: RecordedNetwork;

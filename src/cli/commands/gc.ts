@@ -39,8 +39,10 @@ export function registerGc(program: Command): void {
         process.stderr.write(
           `vcnet: gc left ${links.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
         );
+      // No record claims these, but a VM may be using them: said on stdout, as part of what gc did.
+      for (const link of report.inUse) print(`kept ${link.name} in ${link.namespacePath}: ${link.detail}`);
       if (report.removed.length === 0) {
-        print(`nothing to collect (${report.kept} vcnet link(s) belong to live sandboxes)`);
+        print(`nothing to collect (${report.kept - report.inUse.length} vcnet link(s) belong to live sandboxes)`);
         return;
       }
       print(`${report.dryRun ? 'would remove' : 'removed'} ${report.removed.length} item(s):`);

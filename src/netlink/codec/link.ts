@@ -246,6 +246,8 @@ export function decodeLink(message: RawMessage): Link {
       if (mode) link.ipvlanMode = mode;
     } else if (data && kind === 'tun') {
       link.tun = decodeTunInfo(data);
+      const carrier = attributes.u8(LinkAttribute.CARRIER);
+      if (carrier !== undefined) link.tun.carrier = carrier === 1;
     }
   }
   return link;

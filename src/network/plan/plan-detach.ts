@@ -138,6 +138,18 @@ function rootQdiscReset(
   ];
 }
 
+/**
+ * Whether `link` is one vcnet made as a record's create-link says: of the recorded kind, and in
+ * vcnet's link group (as gc identifies vcnet's links), or a tap still carrying vcnet's name in the
+ * default group (a tap exists for one step before attach moves it into the group). An edited record
+ * naming a pod's veth as its tap must not get that veth deleted.
+ */
+function madeByVcnet(link: Link, kind: string): boolean {
+  if (link.kind !== kind) return false;
+  if (link.group === VCNET_LINK_GROUP) return true;
+  return kind === 'tun' && link.group === 0 && /^tap\d+_kata$/.test(link.name);
+}
+
 function roleOfKind(kind: string): LinkRole {
   return kind === 'macvtap' ? 'macvtap' : kind === 'ifb' ? 'ifb' : 'tap';
 }
@@ -153,10 +165,25 @@ export function planDetach(
   },
 ): DetachPlan {
   const resolve = linkResolver(snapshot.links);
+  const notices: DetachNotice[] = [];
+  // Links a record says vcnet created that are not vcnet's (another kind, outside its group): left.
+  const notMade = new Set<string>();
+  for (const record of records) {
+    if (record.step !== 'create-link' || notMade.has(record.name)) continue;
+    const link = resolve(record.name);
+    if (!link || madeByVcnet(link, record.kind)) continue;
+    notMade.add(record.name);
+    notices.push({
+      link: record.name,
+      message: `left ${record.name} as it is: the record says vcnet created it (a ${record.kind} in vcnet's group 0x${VCNET_LINK_GROUP.toString(16)}), but it is a ${link.kind ?? 'link of no kind'} in group 0x${link.group.toString(16)}, which vcnet did not make (the record was edited, or the name was reused)`,
+    });
+  }
   // The links vcnet made, by name, with their role (tap, macvtap, ifb) in the plan; any other is a pod link.
   const createdRoles = new Map(
     records.flatMap((record) =>
-      record.step === 'create-link' ? [[record.name, roleOfKind(record.kind)] as const] : [],
+      record.step === 'create-link' && !notMade.has(record.name)
+        ? [[record.name, roleOfKind(record.kind)] as const]
+        : [],
     ),
   );
   const refOf = (name: string, index?: number): LinkRef => {
@@ -165,7 +192,6 @@ export function planDetach(
     return link ? { role, name: link.name, index: link.index } : { role, name };
   };
   const alreadyGone: PlumbingStep[] = [];
-  const notices: DetachNotice[] = [];
   /** Whether a pod record's link is still there; says so once per link when it was replaced. */
   const replacedSaid = new Set<string>();
   const podLinkPresent = (record: Exclude<PlumbingStep, { step: 'create-link' }>): boolean => {
@@ -186,7 +212,7 @@ export function planDetach(
   for (const record of records) {
     if (record.step !== 'create-link') continue;
     const link = resolve(record.name);
-    if (!link) {
+    if (!link || notMade.has(record.name)) {
       alreadyGone.push(record);
       continue;
     }
@@ -215,7 +241,12 @@ export function planDetach(
     const owner = linkSteps.get(record.link);
     if (owner) {
       owner.settles.push(record); // goes with its link
-    } else if (createdRoles.has(record.link) || !podLinkPresent(record)) {
+    } else if (
+      createdRoles.has(record.link) ||
+      // What a record put on a link it says vcnet made (no ifindex: not a pod link) stays with it.
+      (notMade.has(record.link) && record.index === undefined) ||
+      !podLinkPresent(record)
+    ) {
       alreadyGone.push(record);
     } else if (record.step === 'add-qdisc') {
       const qdiscStep = qdiscSteps.get(qdiscKey(record.link, record.handle));

@@ -5,7 +5,7 @@
  * again, and the next write says ENOSPC. A record cut there would be renamed over a good one and
  * leave a sandbox nobody can detach.
  */
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { VcnetError } from '../../errors.js';
 
@@ -43,7 +43,9 @@ export function replaceFileAtomically(path: string, text: string, options: { tem
   const bytes = Buffer.from(text, 'utf8');
   let fd: number | undefined;
   try {
-    fd = openSync(options.temporary, 'w', options.mode);
+    // Never through a symbolic link planted at the temporary's path.
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+    fd = openSync(options.temporary, flags, options.mode);
     for (let written = 0; written < bytes.length; ) {
       const count = writeSync(fd, bytes, written, bytes.length - written);
       // Zero bytes and no error: nothing would ever get further.

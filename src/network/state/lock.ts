@@ -15,6 +15,7 @@ import {
   constants,
   fstatSync,
   ftruncateSync,
+  lstatSync,
   openSync,
   readFileSync,
   statSync,
@@ -22,11 +23,33 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { SystemCallError } from '../../errors.js';
+import { SystemCallError, VcnetError } from '../../errors.js';
 import { nativeFileLock } from '../../native/file-lock.js';
 import { makeDirectory } from './directory.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A lock file that is a symbolic link or not a regular file: vcnet does not open it. */
+export class LockFileRefusedError extends VcnetError {
+  static override readonly errorName: string = 'LockFileRefusedError';
+  constructor(path: string, what: string) {
+    super('VCNET_STATE_INVALID', `the lock file ${path} is ${what}`, {
+      value: path,
+      hint: `nothing was changed; vcnet writes its pid into its lock files and never through a link or into anything but a plain file: remove it (rm ${path}) and run the command again`,
+    });
+  }
+}
+
+function refuseIrregularLockFile(path: string): void {
+  let stats: ReturnType<typeof lstatSync>;
+  try {
+    stats = lstatSync(path);
+  } catch {
+    return; // not there yet: the open makes it (and O_NOFOLLOW refuses a link made meanwhile)
+  }
+  if (stats.isSymbolicLink()) throw new LockFileRefusedError(path, 'a symbolic link');
+  if (!stats.isFile()) throw new LockFileRefusedError(path, 'not a regular file');
+}
 
 /** A lock this process holds; `release()` (or exit, or death) frees it. */
 export class FileLock {
@@ -56,13 +79,22 @@ export class FileLock {
 export function tryLockFile(path: string): FileLock | { heldBy: number } {
   for (;;) {
     makeDirectory(dirname(path), 0o700);
+    refuseIrregularLockFile(path);
     let fd: number;
     try {
-      fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+      // vcnet writes its pid into the file: never through a symbolic link planted at its path, and
+      // never blocking on a FIFO.
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
     } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
       // The directory was removed between mkdir and open (a test cleaning up, an admin): once more.
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      if (code === 'ENOENT') continue;
+      if (code === 'ELOOP') throw new LockFileRefusedError(path, 'a symbolic link');
       throw new SystemCallError(`open lock file ${path}`, error as NodeJS.ErrnoException);
+    }
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      throw new LockFileRefusedError(path, 'not a regular file');
     }
     let acquired: boolean;
     try {

@@ -8,16 +8,27 @@
  * by the kernel when its holder dies. Records are checked against state/record-envelope.ts (version,
  * id, namespace identity) and a content schema before anyone acts on them.
  */
-import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as z from 'zod';
 import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { replaceFileAtomically } from './atomic-file.js';
-import { makeDirectory } from './directory.js';
+import { DirectoryNotMadeError, makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 import { sandboxContentSchema } from './network-content-schema.js';
 import { parseRecord, type RecordEnvelope } from './record-envelope.js';
 import { registerStateDirectory } from './registry.js';
+import { refuseUntrustedDirectory, unusableStateDirectory } from './trust.js';
 
 export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
@@ -108,7 +119,10 @@ export interface SandboxStoreOptions {
   expectedId?: string;
   /** For SandboxLockedError: how to wait longer where this store is used. */
   lockTimeoutHint?: string;
-  /** Register the state directory for gc when locking (false for records nested in another's directory). */
+  /**
+   * Register the state directory for gc before the first record is written (false for records nested
+   * in another's directory, whose root is then checked as a directory inside the state).
+   */
   register?: boolean;
   /** Checks the id, which names the record's directory (validateSandboxId by default). */
   validateId?: (id: string) => void;
@@ -141,17 +155,62 @@ export class SandboxStore {
 
   /** The record's text, or undefined when there is none. */
   readText(): string | undefined {
+    this.refuseUntrusted();
+    let fd: number;
     try {
-      return readFileSync(this.statePath, 'utf8');
+      // Never through a symbolic link planted in place of the record.
+      fd = openSync(this.statePath, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return undefined;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      if (code === 'ELOOP')
+        throw new VcnetError('VCNET_STATE_INVALID', `state file ${this.statePath} is a symbolic link`, {
+          value: this.statePath,
+          hint: 'nothing was changed; vcnet never reads or writes its records through a link: remove it',
+        });
+      throw new SystemCallError(`open ${this.statePath}`, error as NodeJS.ErrnoException);
+    }
+    try {
+      return readFileSync(fd, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EISDIR')
         throw new VcnetError('VCNET_STATE_INVALID', `state file ${this.statePath} is a directory`, {
           value: this.statePath,
           hint: 'nothing was changed; remove it',
         });
       throw new SystemCallError(`read ${this.statePath}`, error as NodeJS.ErrnoException);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Refuses a state directory another user could change (trust.ts), and a record directory that is a
+   * symbolic link: vcnet would read and write the record wherever it points.
+   */
+  private refuseUntrusted(): void {
+    refuseUntrustedDirectory(this.root, { follow: this.options.register !== false });
+    let linked = false;
+    try {
+      linked = lstatSync(this.directory).isSymbolicLink();
+    } catch {
+      // not there (yet)
+    }
+    if (linked)
+      throw new VcnetError('VCNET_STATE_INVALID', `the record directory ${this.directory} is a symbolic link`, {
+        value: this.directory,
+        hint: 'nothing was changed; vcnet never reads or writes its records through a link: remove it',
+      });
+  }
+
+  /** Makes `directory` (the state directory or one in it), or says why the state directory cannot be used. */
+  private makeDirectoryIn(directory: string): void {
+    try {
+      makeDirectory(directory, 0o700);
+    } catch (error) {
+      if (error instanceof DirectoryNotMadeError) throw unusableStateDirectory(this.root, error);
+      throw error;
     }
   }
 
@@ -170,7 +229,8 @@ export class SandboxStore {
 
   /** Replaces the record atomically (StateWriteError when it cannot: the old record stays). */
   write(state: unknown): void {
-    makeDirectory(this.directory, 0o700);
+    this.refuseUntrusted();
+    this.makeDirectoryIn(this.directory);
     replaceFileAtomically(this.statePath, `${JSON.stringify(state, null, 2)}\n`, {
       temporary: join(this.directory, `.state.${process.pid}.tmp`),
       mode: 0o600,
@@ -182,6 +242,7 @@ export class SandboxStore {
    * sandbox lock, so under the lock any temporary file is such a leftover.
    */
   removeStaleTemporaries(): void {
+    this.refuseUntrusted();
     let names: string[];
     try {
       names = readdirSync(this.directory);
@@ -195,39 +256,81 @@ export class SandboxStore {
 
   /** Removes the sandbox's state directory (after a complete detach). The lock is elsewhere and stays held. */
   remove(): void {
+    this.refuseUntrusted();
     rmSync(this.directory, { recursive: true, force: true });
   }
 
-  /** Runs `work` holding the sandbox lock; waits up to `timeoutMs` for another process to finish. */
-  async withLock<T>(work: () => Promise<T>, timeoutMs = defaultLockTimeoutMs()): Promise<T> {
+  /**
+   * Makes the state directory and registers it for gc: call under the lock, before the first record
+   * is written. Only commands that write a record call it, so a read, a detach of an unknown sandbox
+   * or a command that fails first leaves neither a directory nor a registry entry behind.
+   */
+  async prepareToRecord(): Promise<void> {
+    if (this.options.register === false) return;
+    this.refuseUntrusted();
+    this.makeDirectoryIn(this.root);
+    // The registry's lock shares the caller's wait: what the sandbox lock left of it, but at least
+    // a second, since other processes hold it only to rewrite one small file (a caller that will
+    // not wait for a sandbox, lockTimeoutMs 0, would otherwise fail on any registration beside it).
+    const wait = this.lockWait ?? { started: Date.now(), timeoutMs: defaultLockTimeoutMs() };
+    await registerStateDirectory(this.root, undefined, {
+      timeoutMs: Math.max(MIN_REGISTRY_WAIT_MS, wait.timeoutMs - (Date.now() - wait.started)),
+      howToWaitLonger: this.options.lockTimeoutHint ?? CLI_LOCK_TIMEOUT_HINT,
+    });
+  }
+
+  /** When the held lock was asked for, and how long the caller would wait (for prepareToRecord). */
+  private lockWait: { started: number; timeoutMs: number } | undefined;
+
+  /**
+   * withLock for commands that act on a record and write none when there is none (detach, the
+   * kata-network commands, gc): when neither the record's directory nor its lock file exists, `work`
+   * runs without the lock and nothing is made, so a mistyped --state-dir leaves no directory behind.
+   */
+  async withLockIfRecorded<T>(work: () => Promise<T>, timeoutMs = defaultLockTimeoutMs()): Promise<T> {
+    return this.withLock(work, timeoutMs, { existingOnly: true });
+  }
+
+  /**
+   * Runs `work` holding the sandbox lock; waits up to `timeoutMs` for another process to finish.
+   * `existingOnly`: see withLockIfRecorded.
+   */
+  async withLock<T>(
+    work: () => Promise<T>,
+    timeoutMs = defaultLockTimeoutMs(),
+    options: { existingOnly?: boolean } = {},
+  ): Promise<T> {
+    this.refuseUntrusted();
+    // A lock file without a record directory is an attach under way (before its first write): wait for it.
+    if (options.existingOnly && !existsSync(this.directory) && !existsSync(this.lockPath)) return await work();
     const howToWaitLonger = this.options.lockTimeoutHint ?? CLI_LOCK_TIMEOUT_HINT;
     const started = Date.now();
+    const locks = join(this.root, LOCK_DIRECTORY_NAME);
+    this.makeDirectoryIn(locks);
+    refuseUntrustedDirectory(locks, { follow: false });
     const lock = await lockFile(
       this.lockPath,
       timeoutMs,
       (holder) => new SandboxLockedError(this.id, holder, { waitedMs: timeoutMs, howToWaitLonger }),
     );
+    this.lockWait = { started, timeoutMs };
     try {
-      if (this.options.register !== false) {
-        makeDirectory(this.root, 0o700);
-        // The registry's lock shares the caller's wait: what the sandbox lock left of it, but at least
-        // a second, since other processes hold it only to rewrite one small file (a caller that will
-        // not wait for a sandbox, lockTimeoutMs 0, would otherwise fail on any registration beside it).
-        await registerStateDirectory(this.root, undefined, {
-          timeoutMs: Math.max(MIN_REGISTRY_WAIT_MS, timeoutMs - (Date.now() - started)),
-          howToWaitLonger,
-        });
-      }
       this.removeStaleTemporaries();
       return await work();
     } finally {
+      this.lockWait = undefined;
       // A lock taken for a sandbox that has no state (detach of an unknown id) leaves nothing behind.
+      let directoryLeft = true;
       try {
-        rmdirSync(this.directory);
-      } catch {
+        if (!lstatSync(this.directory).isSymbolicLink()) {
+          rmdirSync(this.directory);
+          directoryLeft = false;
+        }
+      } catch (error) {
         // not empty (the sandbox's state is there) or already gone
+        directoryLeft = (error as NodeJS.ErrnoException).code !== 'ENOENT';
       }
-      lock.release({ removeFile: !existsSync(this.directory) });
+      lock.release({ removeFile: !directoryLeft });
     }
   }
 }

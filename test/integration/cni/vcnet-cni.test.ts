@@ -6,6 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -392,6 +393,38 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     expect(run.output).toMatchObject({ code: 102 });
 
     delChain(runtime, list, result, pod, afterBridge);
+  });
+
+  it('ADD over a record whose namespace exists nowhere (a persistent stateDir after a reboot) drops it and attaches', () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    addChain(new CniRuntime(node, attachment), list, pod);
+    const record = join(stateDirectory, attachment.containerId, 'interfaces', 'eth0', 'state.json');
+    const before = JSON.parse(readFileSync(record, 'utf8')) as { namespace: { ino: number } };
+    // The namespace goes with everything ADD made in it; the record stays, as /run would not after a reboot.
+    pod.delete();
+    const newPod = makeNamespace('pod');
+    const runtime = new CniRuntime(node, { ...attachment, namespacePath: newPod.path });
+    // Another network for the bridge (its IPAM still holds the old address for this container id).
+    const after = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-after-reboot' };
+    const bridge = runtime.invoke('ADD', { ...after.plugins[0], cniVersion: after.cniVersion, name: after.name });
+    expect(bridge.status, bridge.stdout).toBe(0);
+    const add = runtime.invoke('ADD', {
+      ...after.plugins[1],
+      cniVersion: after.cniVersion,
+      name: after.name,
+      prevResult: bridge.output,
+    });
+    expect(add.status, add.stdout).toBe(0);
+    expect(add.stderr).toContain(`removed the stale record ${record}`);
+    expect(add.stderr).toContain(`its namespace ${pod.path} (inode ${before.namespace.ino}) exists nowhere`);
+    const result = add.output as ChainResult;
+    expect(result.interfaces).toContainEqual(expect.objectContaining({ name: 'tap0_kata', sandbox: newPod.path }));
+    const recorded = JSON.parse(readFileSync(record, 'utf8')) as { namespace: { path: string } };
+    expect(recorded.namespace.path).toBe(newPod.path);
+    runtime.del(after, result);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
   });
 
   it('ADD after a killed ADD says the earlier ADD did not complete and DEL cleans it; then ADD works', async () => {
@@ -828,6 +861,49 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     expect(del.stdout).toBe('');
     runtime.del(bridgeOnly, previous);
     expect(reservations()).toEqual([]);
+  });
+
+  it('ADD that fails before recording anything (code 101) registers no state directory', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod, 'eth7'));
+    const list = conflist({});
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const bridgeRuntime = new CniRuntime(node, attachmentIn(pod));
+    const previous = bridgeRuntime.add(bridgeOnly);
+    const add = runtime.invoke('ADD', {
+      ...list.plugins[1],
+      cniVersion: '1.0.0',
+      name: list.name,
+      prevResult: previous,
+    });
+    expect(add.output).toMatchObject({ code: 101, msg: `no interface eth7 in ${pod.path}` });
+    expect(registeredDirectories()).not.toContain(stateDirectory);
+    expect(readdirSync(stateDirectory).filter((name) => name !== '.locks')).toEqual([]);
+    bridgeRuntime.del(bridgeOnly, previous);
+  });
+
+  it('a stateDir another user could write in: ADD fails with code 7 naming it, its owner and mode', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    mkdirSync(stateDirectory, { mode: 0o700 });
+    chmodSync(stateDirectory, 0o777);
+    const list = conflist({});
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const previous = runtime.add(bridgeOnly);
+    const add = runtime.invoke('ADD', {
+      ...list.plugins[1],
+      cniVersion: '1.0.0',
+      name: list.name,
+      prevResult: previous,
+    });
+    expect(add.output).toMatchObject({ code: 7 });
+    expect(String(add.output?.msg)).toContain(
+      `stateDir: cannot be used as a state directory: it is writable by its group and others (owner uid 0, mode 0777)`,
+    );
+    expect(String(add.output?.details)).toContain(`chmod 700 ${stateDirectory}`);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    expect(existsSync(join(stateDirectory, '.locks'))).toBe(false);
+    runtime.del(bridgeOnly, previous);
   });
 
   it('DEL and CHECK with nothing recorded create no directory, lock or registry line', () => {

@@ -13,14 +13,15 @@ import { fingerprint, makePod } from '../../helpers/pod.js';
 const stateDirectory = stateDirectoryPerTest('vcnet-full-');
 
 /**
- * Runs in a private mount namespace: a tmpfs of `kib` KiB on the state directory, an attach, a check
- * that any record left is whole JSON, and a detach. Prints one JSON line with what each did.
+ * Runs in a private mount namespace: a tmpfs of `kib` KiB on the state directory (mode 0700: vcnet
+ * refuses a state directory others can write in, and a tmpfs root is 1777 by default), an attach, a
+ * check that any record left is whole JSON, and a detach. Prints one JSON line with what each did.
  */
 function attachOnFullDisk(podPath: string, model: string, kib: number) {
   const full = join(stateDirectory(), 'full');
   const script = `
     set -u
-    mkdir -p "$FULL" && mount -t tmpfs -o size=${kib}k vcnet-test-full "$FULL" || exit 90
+    mkdir -p "$FULL" && mount -t tmpfs -o size=${kib}k,mode=0700 vcnet-test-full "$FULL" || exit 90
     node "$CLI" attach --sandbox sb --netns "$POD" --state-dir "$FULL" --model ${model} --json >"$OUT/attach.out" 2>/dev/null
     echo $? >"$OUT/attach.rc"
     if [ -f "$FULL/sb/state.json" ]; then

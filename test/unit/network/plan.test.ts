@@ -636,10 +636,46 @@ describe('planDetach', () => {
     expect(plan.alreadyGone.map((record) => record.step)).toEqual(['add-qdisc']);
   });
 
+  it("an edited record naming the pod's veth as its tap: the veth is kept and the pod is put back", () => {
+    // tapName and the create-link step changed from tap0_kata to eth0: the tap's records now name eth0.
+    const edited = records().map((record) => {
+      if (record.step === 'create-link') return { ...record, name: 'eth0' };
+      return record.link === 'tap0_kata' ? { ...record, link: 'eth0' } : record;
+    });
+    const plan = planDetach(edited, { links: [eth0(), tap] });
+    const commands = plan.steps.map((step) => commandOf(step.change));
+    expect(commands).not.toContain('ip link del dev eth0');
+    // The pod link's own records (they carry its ifindex) are still undone.
+    expect(commands).toEqual(['tc qdisc del dev eth0 ingress']);
+    expect(plan.notices).toEqual([
+      {
+        link: 'eth0',
+        message: expect.stringMatching(
+          /^left eth0 as it is: the record says vcnet created it \(a tun in vcnet's group 0x7663\), but it is a veth in group 0x0/,
+        ),
+      },
+    ]);
+  });
+
+  it("keeps a link of the recorded kind outside vcnet's group, and a tap named as vcnet names them before it joins the group", () => {
+    const foreignTap = link({ index: 7, name: 'tap0_kata', kind: 'tun', group: 5 });
+    expect(planDetach(records(), { links: [eth0(), foreignTap] }).steps.map((step) => commandOf(step.change))).toEqual([
+      'tc qdisc del dev eth0 ingress',
+    ]);
+    // An attach killed between making the tap and moving it into the group: still vcnet's.
+    const newTap = link({ index: 7, name: 'tap0_kata', kind: 'tun', group: 0 });
+    expect(planDetach(records(), { links: [eth0(), newTap] }).steps.map((step) => commandOf(step.change))).toEqual([
+      'ip link del dev tap0_kata',
+      'tc qdisc del dev eth0 ingress',
+    ]);
+    const macvtap = link({ index: 7, name: 'tap0_kata', kind: 'macvtap', group: VCNET_LINK_GROUP });
+    expect(planDetach(records(), { links: [eth0(), macvtap] }).notices[0]?.message).toContain('but it is a macvtap');
+  });
+
   it('deletes two taps by group when the group holds exactly them', () => {
     const both = [...records(), { step: 'create-link' as const, name: 'tap1_kata', kind: 'tun' }];
     const plan = planDetach(both, {
-      links: [eth0(), tap, link({ index: 8, name: 'tap1_kata', group: VCNET_LINK_GROUP })],
+      links: [eth0(), tap, link({ index: 8, name: 'tap1_kata', kind: 'tun', group: VCNET_LINK_GROUP })],
     });
     expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
       'ip link del group 30307',
@@ -649,9 +685,9 @@ describe('planDetach', () => {
 
   it('does not delete by group when another vcnet link is in the namespace', () => {
     const both = [...records(), { step: 'create-link' as const, name: 'tap1_kata', kind: 'tun' }];
-    const other = link({ index: 9, name: 'tap5_kata', group: VCNET_LINK_GROUP });
+    const other = link({ index: 9, name: 'tap5_kata', kind: 'tun', group: VCNET_LINK_GROUP });
     const plan = planDetach(both, {
-      links: [eth0(), tap, link({ index: 8, name: 'tap1_kata', group: VCNET_LINK_GROUP }), other],
+      links: [eth0(), tap, link({ index: 8, name: 'tap1_kata', kind: 'tun', group: VCNET_LINK_GROUP }), other],
     });
     expect(plan.steps.map((step) => commandOf(step.change))).toContain('ip link del dev tap1_kata');
   });

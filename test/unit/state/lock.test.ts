@@ -2,15 +2,27 @@
  * The sandbox lock is flock(2): exclusive between open files, freed by the kernel when its holder
  * dies (kill -9), and a holder that unlinks the file does not let two processes in at once.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VcnetError } from '../../../src/errors.js';
-import { FileLock, lockFile, tryLockFile } from '../../../src/network/state/lock.js';
+import { FileLock, LockFileRefusedError, lockFile, tryLockFile } from '../../../src/network/state/lock.js';
 import { StateRegistryLockedError } from '../../../src/network/state/registry.js';
 import { SandboxLockedError, SandboxStore } from '../../../src/network/state/store.js';
+import { StateDirectoryError } from '../../../src/network/state/trust.js';
 
 let directory: string;
 const children: ChildProcess[] = [];
@@ -89,6 +101,28 @@ describe('tryLockFile', () => {
   });
 });
 
+describe('tryLockFile on a path someone planted', () => {
+  it('refuses a symbolic link and writes nothing through it', () => {
+    const victim = join(directory, 'victim');
+    writeFileSync(victim, 'precious\n');
+    mkdirSync(join(directory, '.locks'));
+    const path = join(directory, '.locks', 's1');
+    symlinkSync(victim, path);
+    expect(() => tryLockFile(path)).toThrow(LockFileRefusedError);
+    expect(() => tryLockFile(path)).toThrow(`the lock file ${path} is a symbolic link`);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+  });
+
+  it('refuses a FIFO or a directory (not a regular file) with a VCNET_STATE_INVALID error', () => {
+    const fifo = join(directory, 'fifo');
+    spawnSync('mkfifo', [fifo]);
+    expect(() => tryLockFile(fifo)).toThrow(expect.objectContaining({ code: 'VCNET_STATE_INVALID' }));
+    const inner = join(directory, 'inner');
+    mkdirSync(inner);
+    expect(() => tryLockFile(inner)).toThrow(`the lock file ${inner} is not a regular file`);
+  });
+});
+
 describe('lockFile', () => {
   it('waits for the holder, and times out with the error the caller builds', async () => {
     const path = join(directory, 'lock');
@@ -139,7 +173,12 @@ describe('the state directory registry lock', () => {
       const holder = await holdInChild(`${registry}.lock`);
       const store = new SandboxStore('sb', join(directory, 'state'));
       const started = Date.now();
-      const refused = await store.withLock(async () => 'never', 1_500).catch((error: unknown) => error);
+      const refused = await store
+        .withLock(async () => {
+          await store.prepareToRecord();
+          return 'never';
+        }, 1_500)
+        .catch((error: unknown) => error);
       const waited = Date.now() - started;
       expect(refused).toBeInstanceOf(StateRegistryLockedError);
       expect(refused).toBeInstanceOf(VcnetError);
@@ -155,5 +194,65 @@ describe('the state directory registry lock', () => {
       if (saved === undefined) delete process.env.VCNET_STATE_REGISTRY;
       else process.env.VCNET_STATE_REGISTRY = saved;
     }
+  });
+});
+
+describe('SandboxStore trusts nothing it did not make', () => {
+  it('refuses a record directory that is a symbolic link: the record is neither read nor written through it', async () => {
+    const target = join(directory, 'elsewhere');
+    mkdirSync(target);
+    const root = join(directory, 'state');
+    mkdirSync(root, { mode: 0o700 });
+    symlinkSync(target, join(root, 's1'));
+    const store = new SandboxStore('s1', root);
+    expect(() => store.write({ placeholder: true })).toThrow(
+      `the record directory ${join(root, 's1')} is a symbolic link`,
+    );
+    expect(() => store.read()).toThrow(expect.objectContaining({ code: 'VCNET_STATE_INVALID' }));
+    await expect(store.withLock(async () => 'never')).rejects.toThrow('is a symbolic link');
+    expect(readdirSync(target)).toEqual([]);
+  });
+
+  it('refuses a state.json that is a symbolic link', () => {
+    const root = join(directory, 'state');
+    mkdirSync(join(root, 's1'), { recursive: true, mode: 0o700 });
+    const elsewhere = join(directory, 'other.json');
+    writeFileSync(elsewhere, '{}');
+    symlinkSync(elsewhere, join(root, 's1', 'state.json'));
+    expect(() => new SandboxStore('s1', root).read()).toThrow(
+      `state file ${join(root, 's1', 'state.json')} is a symbolic link`,
+    );
+  });
+
+  it('refuses a state directory (or its .locks) another user could change, naming owner, mode and the fix', async () => {
+    const root = join(directory, 'state');
+    mkdirSync(root, { mode: 0o700 });
+    const store = new SandboxStore('s1', root);
+    chmodSync(root, 0o770);
+    const groupWritable = await store.withLock(async () => 'never').catch((error: unknown) => error);
+    expect(groupWritable).toBeInstanceOf(StateDirectoryError);
+    expect(groupWritable).toMatchObject({ code: 'VCNET_STATE_DIR', value: root });
+    expect((groupWritable as Error).message).toBe(
+      `cannot use ${root} as a state directory: it is writable by its group (owner uid 0, mode 0770): another user could change its records`,
+    );
+    expect((groupWritable as VcnetError).hint).toContain(`chown root ${root}; chmod 700 ${root}`);
+    chmodSync(root, 0o700);
+    chownSync(root, 65534, 65534);
+    expect(() => store.read()).toThrow(`it is owned by uid 65534 (mode 0700), not by vcnet's effective uid 0`);
+    chownSync(root, 0, 0);
+    mkdirSync(join(root, '.locks'), { mode: 0o700 });
+    chmodSync(join(root, '.locks'), 0o703);
+    await expect(store.withLock(async () => 'never')).rejects.toThrow(
+      `cannot use ${join(root, '.locks')} as a state directory: it is writable by others`,
+    );
+    chmodSync(join(root, '.locks'), 0o700);
+    await expect(store.withLock(async () => 'fine')).resolves.toBe('fine');
+  });
+
+  it('withLockIfRecorded: with no record directory, the work runs and nothing is made', async () => {
+    const root = join(directory, 'typo1');
+    const store = new SandboxStore('s1', root);
+    await expect(store.withLockIfRecorded(async () => store.read())).resolves.toBeUndefined();
+    expect(existsSync(root)).toBe(false);
   });
 });

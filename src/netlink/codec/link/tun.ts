@@ -24,7 +24,16 @@ export interface TunInfo {
   multiQueue?: boolean;
   vnetHeader?: boolean;
   packetInfo?: boolean;
+  /** Open fds attached as queues (IFLA_TUN_NUM_QUEUES, multi-queue taps only). */
   queues?: number;
+  /** Open fds detached from their queue (IFLA_TUN_NUM_DISABLED_QUEUES, multi-queue taps only). */
+  disabledQueues?: number;
+  /**
+   * The link's carrier (IFLA_CARRIER), kept here because for a tun it tells whether a process holds
+   * it: the kernel turns it on when a queue (an open fd) attaches and off when the last one goes,
+   * whether the link is up or down.
+   */
+  carrier?: boolean;
 }
 
 export interface TunLinkData {
@@ -48,5 +57,7 @@ export function decodeTunInfo(data: Attributes): TunInfo {
   if (packetInfo !== undefined) info.packetInfo = packetInfo === 1;
   const queues = data.u32(TunAttribute.NUM_QUEUES);
   if (queues !== undefined) info.queues = queues;
+  const disabledQueues = data.u32(TunAttribute.NUM_DISABLED_QUEUES);
+  if (disabledQueues !== undefined) info.disabledQueues = disabledQueues;
   return info;
 }

@@ -1,0 +1,74 @@
+/**
+ * What vcnet checks before it trusts a state directory. Records there say which links vcnet may
+ * delete and lock files get vcnet's pid written into them: a directory another user can write in
+ * lets that user plant symbolic links (vcnet then writes through them) or rename a record away (a
+ * detach then says "not attached" and the tap leaks). Like systemd-tmpfiles and runc, vcnet refuses
+ * a state directory not owned by its effective user or writable by group or others, and never
+ * follows a symbolic link inside one.
+ */
+import { lstatSync, type Stats, statSync } from 'node:fs';
+import { SystemCallError, VcnetError } from '../../errors.js';
+import type { DirectoryNotMadeError } from './directory.js';
+
+/** A state directory vcnet cannot or will not use (VCNET_STATE_DIR, exit 2). */
+export class StateDirectoryError extends VcnetError {
+  static override readonly errorName: string = 'StateDirectoryError';
+  /** Why, without the directory's name in front. */
+  readonly reason: string;
+  constructor(directory: string, reason: string, hint: string) {
+    super('VCNET_STATE_DIR', `cannot use ${directory} as a state directory: ${reason}`, { value: directory, hint });
+    this.reason = reason;
+  }
+}
+
+const UNUSABLE_HINT =
+  'point --state-dir (or VCNET_STATE_DIR) at a directory vcnet can create and write (default /run/vcnet/sandboxes)';
+
+/** A state directory that could not be made (a component is a file, under /proc, read-only...), as StateDirectoryError. */
+export function unusableStateDirectory(directory: string, error: DirectoryNotMadeError): StateDirectoryError {
+  return new StateDirectoryError(directory, error.reason, UNUSABLE_HINT);
+}
+
+function lookUp(path: string, follow: boolean): Stats | undefined {
+  try {
+    return follow ? statSync(path) : lstatSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw new SystemCallError(`look up ${path}`, error as NodeJS.ErrnoException);
+  }
+}
+
+function writers(mode: number): string {
+  if ((mode & 0o022) === 0o022) return 'its group and others';
+  return (mode & 0o020) !== 0 ? 'its group' : 'others';
+}
+
+/**
+ * Refuses `directory` (when it exists) unless it is a directory owned by the effective user and not
+ * writable by group or others. `follow`: the state directory itself may be reached through a
+ * symbolic link an administrator made (its target is checked); a directory inside it may not.
+ */
+export function refuseUntrustedDirectory(directory: string, options: { follow: boolean }): void {
+  const stats = lookUp(directory, options.follow);
+  if (stats === undefined) return;
+  const owner = process.geteuid?.() ?? 0;
+  const mode = `0${(stats.mode & 0o7777).toString(8)}`;
+  const user = owner === 0 ? 'root' : String(owner);
+  const hint = `make it vcnet's alone (chown ${user} ${directory}; chmod 700 ${directory}), or use another state directory`;
+  if (stats.isSymbolicLink())
+    throw new StateDirectoryError(directory, 'it is a symbolic link (vcnet never follows one inside its state)', hint);
+  if (!stats.isDirectory()) throw new StateDirectoryError(directory, 'it is not a directory', UNUSABLE_HINT);
+  if (stats.uid !== owner)
+    throw new StateDirectoryError(
+      directory,
+      `it is owned by uid ${stats.uid} (mode ${mode}), not by vcnet's effective uid ${owner}: another user could change its records`,
+      hint,
+    );
+  if ((stats.mode & 0o022) !== 0)
+    throw new StateDirectoryError(
+      directory,
+      `it is writable by ${writers(stats.mode)} (owner uid ${stats.uid}, mode ${mode}): another user could change its records`,
+      hint,
+    );
+}
