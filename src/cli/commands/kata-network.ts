@@ -1,7 +1,8 @@
 /**
- * Kata 1.x's `kata-runtime kata-network` commands (removed in Kata 2.0): add-iface, del-iface, list-ifaces, update-routes,
- * list-routes. They read and print Kata's JSON (the agent's Interface and Route objects): the result
- * goes to stdout as one JSON line, as Kata's JSON encoder wrote it; anything for a person to stderr.
+ * Kata 1.x's `kata-runtime kata-network` commands (removed in Kata 2.0): add-iface, del-iface,
+ * list-ifaces, update-routes, list-routes. They read and print Kata's JSON (the agent's Interface and
+ * Route objects): the result goes to stdout as one JSON line, as Kata's JSON encoder wrote it;
+ * anything for a person to stderr.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { Command } from 'commander';
