@@ -11,6 +11,8 @@ import { parseInterworkingModel } from '../network/interworking-model.js';
 import { HYPERVISORS, type HypervisorKind, parseHypervisor } from './hypervisor-config.js';
 
 export interface NetworkFlags {
+  /** The sandbox id (attach --sandbox): a DAN file for it under dan_conf is refused. */
+  sandbox?: string;
   netns?: string;
   /** qemu, clh or firecracker (default: the configuration's [hypervisor.*], else qemu): decides queues, vhost-net and where rate limits apply. */
   hypervisor?: string;
@@ -83,6 +85,7 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
       hypervisor,
       overrides,
       warn,
+      ...(flags.sandbox !== undefined ? { sandbox: flags.sandbox } : {}),
       ...(namespacePath !== undefined ? { namespacePath } : {}),
     });
     return { config, hypervisor };
