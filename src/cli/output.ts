@@ -19,3 +19,8 @@ export function printJson(value: unknown): void {
 export function print(text: string): void {
   process.stdout.write(`${text}\n`);
 }
+
+/** A route's `dest` for a table, as `ip route` shows it: "default" for "", 0.0.0.0/0 and ::/0. */
+export function routeDestination(dest: string): string {
+  return dest === '' || dest === '0.0.0.0/0' || dest === '::/0' ? 'default' : dest;
+}

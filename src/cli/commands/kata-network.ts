@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { MAX_KATA_JSON_BYTES } from '../../agent/kata-json-limits.js';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
-import { print, printJson, table } from '../output.js';
+import { print, printJson, routeDestination, table } from '../output.js';
 
 /**
  * The sandbox's kata-network operations, loaded when one of these commands runs: they bring the
@@ -181,7 +181,7 @@ export function registerKataNetwork(program: Command): void {
         table(
           ['DEST', 'GATEWAY', 'DEVICE', 'SOURCE', 'SCOPE', 'MTU'],
           routes.map((route) => [
-            route.dest || 'default',
+            routeDestination(route.dest),
             route.gateway || '-',
             route.device,
             route.source || '-',
