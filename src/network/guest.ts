@@ -102,10 +102,10 @@ export function isValidGuestNeighbour(neighbour: Neighbour, gateways: ReadonlySe
 
 /**
  * A default route's `dest` as current Kata sends it: its netlink library (vishvananda/netlink 1.2.1+)
- * fills in 0.0.0.0/0 or ::/0 when the kernel sends no destination, and Kata prints that. Older Kata
- * (and its 1.x CLI) sent "", which vcnet still reads.
+ * fills in 0.0.0.0/0 or ::/0 when the kernel sends no destination, and generateVCNetworkStructures
+ * copies that (`route.Dst.String()`). Older Kata (and its 1.x CLI) sent "", which vcnet still reads.
  */
-export function defaultDestination(family: GuestFamilyValue): string {
+function defaultDestination(family: GuestFamilyValue): string {
   return family === GuestFamily.v6 ? '::/0' : '0.0.0.0/0';
 }
 
