@@ -11,6 +11,8 @@ import { parseInterworkingModel } from '../network/interworking-model.js';
 import { HYPERVISORS, type HypervisorKind, parseHypervisor } from './hypervisor-config.js';
 
 export interface NetworkFlags {
+  /** The sandbox id (attach --sandbox): a DAN file for it under dan_conf is refused. */
+  sandbox?: string;
   netns?: string;
   /** qemu, clh or firecracker (default: the configuration's [hypervisor.*], else qemu): decides queues, vhost-net and where rate limits apply. */
   hypervisor?: string;
@@ -84,6 +86,7 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
       hypervisor,
       overrides,
       warn,
+      ...(flags.sandbox !== undefined ? { sandbox: flags.sandbox } : {}),
       ...(namespacePath !== undefined ? { namespacePath } : {}),
     });
     // As in Kata, disable_new_netns scans no pod namespace: a --netns would be silently ignored.

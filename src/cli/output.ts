@@ -25,3 +25,8 @@ export function print(text: string): void {
 export function printComment(text: string): void {
   print(`# ${commentText(text)}`);
 }
+
+/** A route's `dest` for a table, as `ip route` shows it: "default" for "", 0.0.0.0/0 and ::/0. */
+export function routeDestination(dest: string): string {
+  return dest === '' || dest === '0.0.0.0/0' || dest === '::/0' ? 'default' : dest;
+}

@@ -1,8 +1,9 @@
 /**
  * NIC hot-plug and unplug on a running QEMU through QMP.
  *
- * Plug: `netdev_add` (type tap, by interface name), then `device_add` (virtio-net-pci). If
- * device_add fails, the netdev just added is deleted again, so a failed plug leaves nothing behind.
+ * Plug: `netdev_add` (type tap, by its queue fds or by interface name), then `device_add`
+ * (virtio-net-pci). If device_add fails, the netdev just added is deleted again, so a failed plug
+ * leaves nothing behind.
  *
  * Unplug: `device_del`, wait (bounded) for DEVICE_DELETED, then `netdev_del`. On the i440fx "pc"
  * machine a PCI unplug is an ACPI request: QEMU only removes the device once the guest OS ejects
@@ -18,15 +19,14 @@
  * -nodefaults slots 0 (host bridge) and 1 (PIIX3) are taken and the first NIC lands in slot 2; with
  * the default VGA it lands in slot 3.
  *
- * fds: hot-plugging an fd-backed tap needs the fd inside QEMU first, which means `getfd` with the
- * fd attached as SCM_RIGHTS ancillary data. Node's net.Socket cannot send ancillary data and the
- * native shim has no sendmsg helper, so hot-plug goes by interface name (`ifname=`), and a device
- * with fds but no tapName is refused. (A number given as fd= to netdev_add is read by QEMU as one
- * of its own fds, which is only meaningful for fds it inherited at start.) Opening by name has a
- * consequence for the caller: a single-queue tap whose queue fd is still open anywhere is busy
- * (netdev_add fails with EBUSY), and a multi-queue one would get extra queues that nobody reads. So
- * before a hot-plug the tap must be persistent and its fds closed; the fds of the device are
- * ignored here.
+ * fds: a device with queue fds (and vhost fds) hands each to QEMU first with `getfd`, the fd attached
+ * as SCM_RIGHTS ancillary data (QmpClient sends such a command through the native shim), and
+ * netdev_add then names them (`fd=`/`fds=`, `vhostfds=`); if netdev_add fails, the names passed are
+ * closed again (`closefd`). A bare number as fd= would not do: QEMU reads it as one of its own fds.
+ * A device without fds is opened by interface name (`ifname=`), which has a consequence for the
+ * caller: a single-queue tap whose queue fd is still open anywhere is busy (netdev_add fails with
+ * EBUSY), and a multi-queue one would get extra queues that nobody reads. So before such a hot-plug
+ * the tap must be persistent and its fds closed.
  */
 import { InvalidInputError } from '../errors.js';
 import type { NetworkDevice } from './device.js';

@@ -6,8 +6,9 @@
  * several commands may be in flight and replies are matched by id, never by order. Events have no
  * id and may arrive between any two replies.
  *
- * Node's net.Socket cannot send file descriptors (SCM_RIGHTS), so `getfd` / `add-fd` cannot be used
- * from here: see qmp-network-hotplug.ts for what that means for hot-plug.
+ * Commands that take file descriptors (`getfd`, `add-fd`) get them as SCM_RIGHTS ancillary data
+ * (`fds` in execute's options). Node's net.Socket cannot send that, so such a command goes out through
+ * the native shim on the same socket (sendWithFds); hot-plug uses it (qmp-network-hotplug.ts).
  */
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';

@@ -1,6 +1,7 @@
 /**
  * NetworkConfig, and reading Kata's configuration.toml for the network keys vcnet honours:
- *   [runtime]      internetworking_model, disable_new_netns
+ *   [runtime]      internetworking_model, disable_new_netns, dan_conf (only to refuse a sandbox
+ *                  Kata would configure from a DAN file)
  *   [hypervisor.X] rx_rate_limiter_max_rate, tx_rate_limiter_max_rate (bits/s, 0 = off),
  *                  disable_vhost_net, default_vcpus
  *   [hypervisor.clh] net_rate_limiter_{bw,ops}_{max_rate,one_time_burst} (Cloud Hypervisor's own limiter)
@@ -10,8 +11,9 @@
  * Firecracker and Cloud Hypervisor limit NIC rates with their own token buckets, as Kata uses them:
  * for those hypervisors the limits go to the VMM (vmmRateLimiter) and no tc qdisc is built.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
@@ -137,6 +139,8 @@ export interface KataNetworkSettings {
   rateLimit?: RateLimit;
   vhostNet?: 'auto' | 'off';
   vcpus?: number;
+  /** [runtime] dan_conf: where Kata looks for a sandbox's DAN file, `<dan_conf>/<sandbox id>.json`. */
+  danConfigDirectory?: string;
   /** [hypervisor.clh] net_rate_limiter_* (Cloud Hypervisor's own limiter). */
   cloudHypervisorRateLimiter?: Pick<VmmRateLimiter, 'bandwidth' | 'operations'>;
   /** The [hypervisor.*] section the values came from. */
@@ -187,6 +191,8 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
   }
   expectType('runtime.disable_new_netns', runtime.disable_new_netns, 'boolean');
   if (typeof runtime.disable_new_netns === 'boolean') settings.disableNewNetns = runtime.disable_new_netns;
+  expectType('runtime.dan_conf', runtime.dan_conf, 'string');
+  if (typeof runtime.dan_conf === 'string' && runtime.dan_conf !== '') settings.danConfigDirectory = runtime.dan_conf;
 
   const hypervisors = (document.hypervisor ?? {}) as Record<string, Record<string, unknown>>;
   const [name, section] = Object.entries(hypervisors)[0] ?? [];
@@ -244,6 +250,11 @@ export interface KataNetworkConfigOptions {
   /** Whose rules apply; default: the settings' [hypervisor.*] section when it is one of these, else qemu. */
   hypervisor?: KataHypervisor;
   overrides?: KataConfigOverrides;
+  /**
+   * The sandbox id. With dan_conf set, a sandbox that has a DAN file (`<dan_conf>/<id>.json`) is refused:
+   * Kata would take its network from that file and not scan the namespace. Without an id nothing is checked.
+   */
+  sandbox?: string;
   /** Told each setting that is read but has no effect (the library writes nothing itself). */
   warn?: (message: string) => void;
 }
@@ -275,6 +286,7 @@ export function networkConfigFromKata(
     throw new InvalidInputError('hypervisor', hypervisor, KATA_HYPERVISORS.join(', '));
   }
   for (const warning of settings.warnings ?? []) warn(warning);
+  refuseDanSandbox(settings.danConfigDirectory, options.sandbox);
   const model =
     overrides.model === undefined
       ? (settings.model ?? DEFAULT_INTERWORKING_MODEL)
@@ -335,6 +347,22 @@ export function networkConfigFromKata(
       ? { namedInterfaces: overrides.namedInterfaces }
       : {}),
   });
+}
+
+/**
+ * Kata's shipped configurations all set dan_conf, and Kata scans the namespace unless the sandbox's own
+ * DAN file exists (oci.networkConfig): only then would vcnet's scan do something else than Kata.
+ */
+function refuseDanSandbox(directory: string | undefined, sandbox: string | undefined): void {
+  if (directory === undefined || sandbox === undefined) return;
+  const file = join(directory, `${sandbox}.json`);
+  if (!existsSync(file)) return;
+  throw new InvalidInputError(
+    'runtime.dan_conf',
+    directory,
+    `a directory without ${sandbox}.json (${file} exists, and vcnet does not read Kata's DAN files)`,
+    `Kata would configure sandbox ${sandbox}'s network from ${file} (its VFIO devices) instead of scanning the namespace, which is what vcnet does; remove the file, or leave this sandbox to Kata`,
+  );
 }
 
 export function readKataConfiguration(path: string): KataNetworkSettings {

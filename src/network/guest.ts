@@ -100,6 +100,15 @@ export function isValidGuestNeighbour(neighbour: Neighbour, gateways: ReadonlySe
   return neighbour.state === NeighbourState.REACHABLE && gateways.has(neighbour.destination);
 }
 
+/**
+ * A default route's `dest` as current Kata sends it: its netlink library (vishvananda/netlink 1.2.1+)
+ * fills in 0.0.0.0/0 or ::/0 when the kernel sends no destination, and generateVCNetworkStructures
+ * copies that (`route.Dst.String()`). Older Kata (and its 1.x CLI) sent "", which vcnet still reads.
+ */
+function defaultDestination(family: GuestFamilyValue): string {
+  return family === GuestFamily.v6 ? '::/0' : '0.0.0.0/0';
+}
+
 export function guestRoute(route: Route, device: string): GuestRoute {
   const family =
     route.family === AddressFamily.INET6
@@ -108,7 +117,7 @@ export function guestRoute(route: Route, device: string): GuestRoute {
         ? GuestFamily.v4
         : familyOfText(route.gateway ?? '');
   return {
-    dest: route.destination ? `${route.destination}/${route.destinationLength}` : '',
+    dest: route.destination ? `${route.destination}/${route.destinationLength}` : defaultDestination(family),
     gateway: route.gateway ?? '',
     device,
     source: route.preferredSource ?? '',

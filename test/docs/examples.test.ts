@@ -258,6 +258,9 @@ describe('documentation examples', () => {
   function run(example: Example, pod: TestNamespace) {
     const result = spawnSync('bash', ['-euo', 'pipefail', '-c', substitute(example.script, pod)], {
       cwd: join(workDirectory, 'cwd'),
+      // stdin not a socket (Node's pipes are socketpairs): bash then takes itself for a remote shell
+      // and reads /etc/bash.bashrc whenever SHLVL is unset, whose $PS1 fails under -u.
+      stdio: ['ignore', 'pipe', 'pipe'],
       encoding: 'utf8',
       timeout: 50_000,
       env: {

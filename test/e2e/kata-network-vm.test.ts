@@ -182,7 +182,7 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
       const pushed = JSON.parse(configured.stdout) as ConfigureGuestResult;
       expect(pushed.interfaces).toEqual(['eth0']);
       expect(pushed.routes).toContainEqual(
-        expect.objectContaining({ dest: '', gateway: '10.200.0.1', device: 'eth0' }),
+        expect.objectContaining({ dest: '0.0.0.0/0', gateway: '10.200.0.1', device: 'eth0' }),
       );
       expect(pushed.neighbours).toBeGreaterThan(0);
       // Three more interfaces appear in the pod (CNI ran again), one for each JSON form add-iface takes.

@@ -34,7 +34,7 @@ describe.skipIf(unavailable !== undefined)('a real VM on the pod network', () =>
         expect.arrayContaining([expect.objectContaining({ address: result.guestAddress, mask: '24' })]),
       );
       expect(result.guest.routes).toEqual([
-        expect.objectContaining({ dest: '', gateway: '10.250.0.1', device: 'eth0' }),
+        expect.objectContaining({ dest: '0.0.0.0/0', gateway: '10.250.0.1', device: 'eth0' }),
       ]);
       // Traffic both ways through the plumbing.
       expect(result.traffic.pingLossPercent).toBe(0);

@@ -385,7 +385,13 @@ export class NetlinkApplier implements NetworkApplier {
     const names = new Map(links.map((link) => [link.index, link.name]));
     return routes.map((route) =>
       create(RouteSchema, {
-        dest: route.destination !== undefined ? `${route.destination}/${route.destinationLength}` : '',
+        // A default route as vcnet's runtime side sends it (and current Kata): 0.0.0.0/0 or ::/0.
+        dest:
+          route.destination !== undefined
+            ? `${route.destination}/${route.destinationLength}`
+            : route.family === AddressFamily.INET6
+              ? '::/0'
+              : '0.0.0.0/0',
         gateway: route.gateway ?? '',
         device: route.outputIndex !== undefined ? (names.get(route.outputIndex) ?? '') : '',
         source: route.preferredSource ?? '',

@@ -14,7 +14,7 @@ import {
   networkConfigFromFlags,
   parseLockTimeout,
 } from '../options.js';
-import { print, printComment, printJson, table } from '../output.js';
+import { print, printComment, printJson, routeDestination, table } from '../output.js';
 
 export function registerAttach(program: Command): void {
   program
@@ -217,7 +217,7 @@ export function registerAttach(program: Command): void {
           table(
             ['DEST', 'GATEWAY', 'DEVICE', 'MTU'],
             result.guest.routes.map((r) => [
-              r.dest || 'default',
+              routeDestination(r.dest),
               r.gateway || '-',
               r.device,
               r.mtu ? String(r.mtu) : '-',

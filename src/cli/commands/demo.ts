@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
-import { print, printJson, table } from '../output.js';
+import { print, printJson, routeDestination, table } from '../output.js';
 
 export function registerDemo(program: Command): void {
   program
@@ -52,7 +52,7 @@ export function registerDemo(program: Command): void {
             [
               'guest routes',
               result.guest.routes
-                .map((r) => `${r.dest || 'default'} via ${r.gateway || '-'} dev ${r.device}`)
+                .map((r) => `${routeDestination(r.dest)} via ${r.gateway || '-'} dev ${r.device}`)
                 .join('; '),
             ],
             ['ping node -> guest', `${result.traffic.pingLossPercent}% loss, avg ${result.traffic.pingAverageMs} ms`],

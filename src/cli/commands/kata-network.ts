@@ -1,14 +1,15 @@
 /**
- * The `kata-runtime kata-network` commands: add-iface, del-iface, list-ifaces, update-routes,
- * list-routes. They read and print Kata's JSON (the agent's Interface and Route objects): the result
- * goes to stdout as one JSON line, as Kata's JSON encoder wrote it; anything for a person to stderr.
+ * Kata 1.x's `kata-runtime kata-network` commands (removed in Kata 2.0): add-iface, del-iface,
+ * list-ifaces, update-routes, list-routes. They read and print Kata's JSON (the agent's Interface and
+ * Route objects): the result goes to stdout as one JSON line, as Kata's JSON encoder wrote it;
+ * anything for a person to stderr.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { Command } from 'commander';
 import { MAX_KATA_JSON_BYTES } from '../../agent/kata-json-limits.js';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
-import { print, printJson, table } from '../output.js';
+import { print, printJson, routeDestination, table } from '../output.js';
 
 /**
  * The sandbox's kata-network operations, loaded when one of these commands runs: they bring the
@@ -180,7 +181,7 @@ export function registerKataNetwork(program: Command): void {
         table(
           ['DEST', 'GATEWAY', 'DEVICE', 'SOURCE', 'SCOPE', 'MTU'],
           routes.map((route) => [
-            route.dest || 'default',
+            routeDestination(route.dest),
             route.gateway || '-',
             route.device,
             route.source || '-',

@@ -21,7 +21,7 @@ export abstract class PairedEndpoint extends Endpoint {
       case 'macvtap':
         return { model: 'macvtap', source, tapName: pair.tap.name, spareHardwareAddress: pair.spareHardwareAddress };
       case 'none':
-        return { model: 'none', source, tapName: pair.tap.name, mtu: source.mtu };
+        return { model: 'none', source, tapName: pair.tap.name };
     }
   }
 }

@@ -84,8 +84,13 @@ async function planSnapshotOf(context: PlumbingContext, request: AttachRequest):
     const index = request.source?.index;
     const macvtap = request.model === 'macvtap';
     snapshot = {
-      // The links name the other links of a multipath route the macvtap model saves.
-      links: macvtap ? await handle.links() : [],
+      // The links name the other links of a multipath route the macvtap model saves; the others need
+      // only the pod link, for its MTU as it is now.
+      links: macvtap
+        ? await handle.links()
+        : index !== undefined
+          ? (await handle.links()).filter((link) => link.index === index)
+          : [],
       qdiscs: context.qdiscs,
       addresses: macvtap ? await handle.addresses({ index }) : [],
       routes: macvtap ? await handle.routes({ table: 'all', outputIndex: index }) : [],

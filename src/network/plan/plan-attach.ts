@@ -67,7 +67,7 @@ export interface AttachRequest {
   tapName: string;
   /** macvtap: the private MAC the pod link moves to (random, chosen by the caller). */
   spareHardwareAddress?: string;
-  /** none: the tap's MTU (the pod link's by default, else 1500). */
+  /** none: the tap's MTU (the pod link's by default, as the namespace has it; else 1500). */
   mtu?: number;
   /** none: the MAC the guest NIC gets (the pod link's by default, else the tap's own). */
   guestHardwareAddress?: string;
@@ -100,6 +100,15 @@ export function macvtapQueueLength(source: Pick<Link, 'txQueueLength'>): number 
 
 function podRef(link: Link): LinkRef {
   return { role: 'pod', name: link.name, index: link.index };
+}
+
+/**
+ * The MTU the tap or macvtap gets: the pod link's own, as the namespace has it (Kata's setupTCFiltering
+ * and tapNetworkPair read the link and set its MTU). The endpoint's may differ: add-iface's JSON `mtu`
+ * is for the guest NIC only.
+ */
+function podLinkMtu(snapshot: PlanSnapshot, source: Link): number {
+  return snapshot.links.find((link) => link.index === source.index)?.mtu ?? source.mtu;
 }
 
 function requireSource(request: AttachRequest): Link {
@@ -204,7 +213,7 @@ function redirectStep(from: LinkRef, to: LinkRef, parent: number, priority: numb
 function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest, source: Link): Plan {
   const pod = podRef(source);
   const tap: LinkRef = { role: 'tap', name: request.tapName };
-  const steps = [...tapSteps(tap, config, source.mtu), ingressStep(tap)];
+  const steps = [...tapSteps(tap, config, podLinkMtu(snapshot, source)), ingressStep(tap)];
   // The pod link may already have an ingress (or clsact) qdisc of its own: keep it, add beside it.
   const existing = snapshot.qdiscs.find((qdisc) => qdisc.index === source.index && qdisc.parent === TC_H_INGRESS);
   const parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
@@ -276,7 +285,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
       link: macvtap,
       kind: 'macvtap',
       parent: pod,
-      mtu: source.mtu,
+      mtu: podLinkMtu(snapshot, source),
       ...(originalAddress ? { address: originalAddress } : {}),
       group: VCNET_LINK_GROUP,
       txQueueLength: macvtapQueueLength(source),
@@ -339,7 +348,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
 
 function planTapOnly(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest): Plan {
   const tap: LinkRef = { role: 'tap', name: request.tapName };
-  const mtu = request.mtu ?? request.source?.mtu ?? 1500;
+  const mtu = request.mtu ?? (request.source ? podLinkMtu(snapshot, request.source) : 1500);
   const guestHardwareAddress = request.guestHardwareAddress ?? request.source?.address;
   return {
     model: 'none',

@@ -192,7 +192,7 @@ describe('UpdateRoutes', () => {
       // Listed first, but its gateway is only reachable through the link route below.
       { dest: '', gateway: '10.1.0.1', device: 'eth0' },
       { dest: '10.1.0.0/16', device: 'eth0', scope: 253, source: '10.0.0.2', mtu: 1300 },
-      { dest: '', gateway: 'fd00::1', device: 'eth0', family: IPFamily.v6 },
+      { dest: '::/0', gateway: 'fd00::1', device: 'eth0', family: IPFamily.v6 },
     ]);
     const v4 = routes();
     expect(v4.find((r) => r.dst === 'default')).toMatchObject({ gateway: '10.1.0.1', dev: 'eth0', protocol: 'boot' });
@@ -211,7 +211,8 @@ describe('UpdateRoutes', () => {
       mtu: 1300,
       source: '10.0.0.2',
     });
-    expect(answer.find((r) => r.gateway === 'fd00::1')).toMatchObject({ dest: '', family: IPFamily.v6 });
+    expect(answer.find((r) => r.gateway === 'fd00::1')).toMatchObject({ dest: '::/0', family: IPFamily.v6 });
+    expect(answer.find((r) => r.gateway === '10.1.0.1')).toMatchObject({ dest: '0.0.0.0/0', family: IPFamily.v4 });
   });
 
   it('puts the old routes back when one cannot be added', async () => {

@@ -3,7 +3,7 @@
  * nothing; two processes at once; kill -9 half way, then detach leaves nothing behind.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, pauseAfterTap, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
@@ -254,6 +254,32 @@ describe('vcnet attach / detach', () => {
     expect(pod.exec('ip', ['link', 'show'])).toContain('tap1_kata');
     const detached = vcnet(['detach', '--sandbox', 'crash', '--state-dir', stateDirectory()]);
     expect(detached.status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+describe('dan_conf', () => {
+  it('refuses a sandbox Kata would configure from its DAN file, naming the key, and attaches one without a file', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const dans = join(stateDirectory(), 'dans');
+    mkdirSync(dans);
+    writeFileSync(join(dans, 'dan1.json'), '{"netns":"","devices":[]}');
+    const config = join(stateDirectory(), 'configuration.toml');
+    // Every configuration Kata ships sets dan_conf.
+    writeFileSync(config, `[hypervisor.qemu]\n[runtime]\ndan_conf = "${dans}"\n`);
+    const attach = (sandbox: string) =>
+      vcnet(['attach', '--sandbox', sandbox, '--netns', pod.path, '--config', config, '--state-dir', stateDirectory()]);
+    const refused = attach('dan1');
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toContain('runtime.dan_conf');
+    expect(refused.stderr).toContain(join(dans, 'dan1.json'));
+    expect(existsSync(join(stateDirectory(), 'dan1'))).toBe(false);
+    expect(fingerprint(pod)).toEqual(before);
+    // Kata scans the namespace of a sandbox without a DAN file, and so does vcnet.
+    const attached = attach('dan2');
+    expect(attached.status, attached.stderr).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'dan2', '--state-dir', stateDirectory()]).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   });
 });

@@ -81,6 +81,40 @@ describe('kata-network commands without a VM', () => {
     expect(fingerprint(pod)).toEqual(before);
   });
 
+  it.each(['tcfilter', 'macvtap', 'none'])(
+    "gives the host tap the pod link's MTU and the guest NIC the JSON's, as Kata (%s)",
+    (model) => {
+      const { pod } = makePod();
+      const attached = vcnet([
+        'attach',
+        '--sandbox',
+        'km',
+        '--netns',
+        pod.path,
+        '--model',
+        model,
+        '--state-dir',
+        stateDirectory(),
+      ]);
+      expect(attached.status, attached.stderr).toBe(0);
+      pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
+      pod.exec('ip', ['link', 'set', 'eth7', 'mtu', '1450']);
+      const added = withInput(['add-iface', 'km', '--state-dir', stateDirectory()], {
+        name: 'eth7',
+        IPAddresses: [{ family: 0, address: '10.77.0.2', mask: '24' }],
+        mtu: 1400,
+      });
+      expect(added.status, added.stderr).toBe(0);
+      // The guest gets the JSON's MTU (Kata sends the caller's Interface to the agent) ...
+      expect(JSON.parse(added.stdout)).toMatchObject({ name: 'eth7', mtu: 1400 });
+      // ... and the host tap the pod link's own (setupTCFiltering and tapNetworkPair: LinkSetMTU(tap, attrs.MTU)).
+      expect(pod.ipJson<Array<{ mtu: number }>>('link', 'show', 'tap1_kata')[0]?.mtu).toBe(1450);
+      expect(pod.ipJson<Array<{ mtu: number }>>('link', 'show', 'eth7')[0]?.mtu).toBe(1450);
+      expect(withInput(['del-iface', 'km', '--state-dir', stateDirectory()], { name: 'eth7' }).status).toBe(0);
+      expect(vcnet(['detach', '--sandbox', 'km', '--state-dir', stateDirectory()]).status).toBe(0);
+    },
+  );
+
   it("takes Kata's own example (type tap: host tap tap<N>_kata) and the 1.x capitalised form", () => {
     const { pod } = makePod();
     expect(vcnet(['attach', '--sandbox', 'k2', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);

@@ -492,7 +492,7 @@ describe('guest structures from a real namespace', () => {
     );
     expect(guest.routes).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ dest: '', gateway: '10.200.0.1', device: 'eth0' }),
+        expect.objectContaining({ dest: '0.0.0.0/0', gateway: '10.200.0.1', device: 'eth0' }),
         expect.objectContaining({ dest: '10.100.0.0/16', gateway: '10.200.0.1', mtu: 1400 }),
       ]),
     );

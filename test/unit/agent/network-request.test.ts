@@ -111,6 +111,28 @@ describe('route requests', () => {
     expect(byFamily).toMatchObject({ version: 4, destination: undefined });
   });
 
+  it('reads a default route given as "" (Kata 1.x), "0.0.0.0/0" or "::/0" (current Kata) as the same route', () => {
+    const [empty, v4, v6, v6ByFamily] = routeUpdatesOf([
+      route({ dest: '', gateway: '10.0.0.1' }),
+      route({ dest: '0.0.0.0/0', gateway: '10.0.0.2' }),
+      route({ dest: '::/0', gateway: 'fd00::1' }),
+      route({ dest: '::/0', family: IPFamily.v6 }),
+    ]);
+    expect(empty).toMatchObject({ version: 4, destination: undefined, destinationLength: 0 });
+    expect(v4).toMatchObject({ version: 4, destination: undefined, destinationLength: 0, gateway: '10.0.0.2' });
+    expect(v6).toMatchObject({ version: 6, destination: undefined, destinationLength: 0, gateway: 'fd00::1' });
+    expect(v6ByFamily).toMatchObject({ version: 6, destination: undefined, destinationLength: 0 });
+    // Both spellings name one route.
+    expect(
+      fieldOf(() =>
+        routeUpdatesOf([route({ dest: '', gateway: '10.0.0.1' }), route({ dest: '0.0.0.0/0', gateway: '10.0.0.1' })]),
+      ),
+    ).toBe('routes.Routes[1]');
+    expect(fieldOf(() => routeUpdatesOf([route({ dest: '0.0.0.0/0', family: IPFamily.v6 })]))).toBe(
+      'routes.Routes[0].dest',
+    );
+  });
+
   it('names the network a destination with host bits set meant', () => {
     expect(messageOf(() => routeUpdatesOf([route({ dest: '10.98.0.1/16' })]))).toContain('"10.98.0.0/16"');
     expect(messageOf(() => routeUpdatesOf([route({ dest: 'fd01::1/64' })]))).toContain('"fd01::/64"');

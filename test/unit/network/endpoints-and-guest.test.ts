@@ -156,7 +156,7 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
       }),
     ]);
     expect(network.routes).toEqual([
-      { dest: '', gateway: '10.0.0.1', device: 'eth0', source: '', scope: 0, family: 0, flags: 0, mtu: 0 },
+      { dest: '0.0.0.0/0', gateway: '10.0.0.1', device: 'eth0', source: '', scope: 0, family: 0, flags: 0, mtu: 0 },
       {
         dest: '10.1.0.0/16',
         gateway: '10.0.0.1',
@@ -168,7 +168,7 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
         mtu: 1400,
       },
       { dest: '10.2.0.0/16', gateway: '', device: 'eth0', source: '10.0.0.2', scope: 253, family: 0, flags: 0, mtu: 0 },
-      { dest: '', gateway: 'fd00::1', device: 'eth0', source: '', scope: 0, family: 1, flags: 0, mtu: 0 },
+      { dest: '::/0', gateway: 'fd00::1', device: 'eth0', source: '', scope: 0, family: 1, flags: 0, mtu: 0 },
     ]);
   });
 

@@ -2,7 +2,9 @@
  * networkConfigFromKata: configuration.toml settings become the NetworkConfig Kata would use, for each
  * hypervisor, with nothing dropped (vCPUs as queues, Cloud Hypervisor's limiter) and nothing stray.
  */
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
 import { defineNetworkConfig, networkConfigFromKata, parseKataConfiguration } from '../../../src/network/config.js';
@@ -100,5 +102,48 @@ describe('networkConfigFromKata', () => {
     expect(shared).toMatchObject({ namespacePath: '/proc/self/ns/net', disableNewNetns: true });
     expect(() => networkConfigFromKata({}, { namespacePath, hypervisor: 'xen' as never })).toThrow(/hypervisor/);
     expect(() => networkConfigFromKata(null as never, { namespacePath })).toThrow(InvalidInputError);
+  });
+});
+
+describe("dan_conf (Kata's directly attachable networks)", () => {
+  const withDan = (directory: string) => `[runtime]\ndan_conf = "${directory}"\n`;
+
+  it('goes on as Kata does when the sandbox has no DAN file: Kata scans the namespace then, as vcnet does', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-dan-'));
+    try {
+      const settings = parseKataConfiguration(withDan(directory));
+      expect(settings.danConfigDirectory).toBe(directory);
+      expect(networkConfigFromKata(settings, { namespacePath, sandbox: 'sb1' }).model).toBe('tcfilter');
+    } finally {
+      rmSync(directory, { recursive: true });
+    }
+  });
+
+  it('refuses, naming the key and the file, when <dan_conf>/<sandbox>.json exists (Kata reads it and does not scan)', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-dan-'));
+    try {
+      writeFileSync(join(directory, 'sb1.json'), '{"netns":"/var/run/netns/pod","devices":[]}');
+      const error = (() => {
+        try {
+          networkConfigFromKata(parseKataConfiguration(withDan(directory)), { namespacePath, sandbox: 'sb1' });
+        } catch (caught) {
+          return caught;
+        }
+        return undefined;
+      })();
+      expect(error).toBeInstanceOf(InvalidInputError);
+      expect((error as InvalidInputError).field).toBe('runtime.dan_conf');
+      expect((error as InvalidInputError).message).toContain(join(directory, 'sb1.json'));
+      // Another sandbox has no file: it is scanned.
+      expect(() =>
+        networkConfigFromKata(parseKataConfiguration(withDan(directory)), { namespacePath, sandbox: 'sb2' }),
+      ).not.toThrow();
+    } finally {
+      rmSync(directory, { recursive: true });
+    }
+  });
+
+  it('refuses a dan_conf that is not a string, naming it', () => {
+    expect(() => parseKataConfiguration('[runtime]\ndan_conf = 3\n')).toThrow(/runtime\.dan_conf/);
   });
 });
