@@ -21,6 +21,27 @@ import { makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-nodes-');
 
+/** Runs `ip` commands in the namespace as one `ip -batch` file: thousands of lines, one process. */
+function ipBatch(namespace: TestNamespace, commands: readonly string[]): void {
+  const file = join(stateDirectory(), `ip-${Date.now()}.batch`);
+  writeFileSync(file, `${commands.join('\n')}\n`);
+  namespace.exec('ip', ['-batch', file]);
+}
+
+/** A pod whose only addressed link is eth0 (its veth peer stays in the pod, address-less), without DAD. */
+function routedPod(name: string, address: string): TestNamespace {
+  const pod = makeNamespace(name);
+  // No DAD: link-local addresses and their routes appear at once, not between two snapshots.
+  pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
+  ipBatch(pod, [
+    'link add eth0 type veth peer name peer0',
+    `addr add ${address} dev eth0`,
+    'link set eth0 up',
+    'link set peer0 up',
+  ]);
+  return pod;
+}
+
 /** The kernel marks carrier loss (and its routes linkdown) asynchronously: wait for it before a snapshot. */
 function waitForNoCarrier(pod: TestNamespace, name: string): void {
   for (let attempt = 0; attempt < 50; attempt++) {
@@ -137,7 +158,7 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
         commands.push(`link set b${i} up`);
         if (i < 30) commands.push(`addr add 10.${60 + Math.floor(i / 250)}.${i % 250}.1/24 dev a${i}`);
       }
-      pod.exec('sh', ['-c', `printf '%s\\n' ${commands.map((c) => `'${c}'`).join(' ')} | ip -batch -`]);
+      ipBatch(pod, commands);
       const run = expectExactRoundTrip(pod, model);
       expect(run.output?.endpoints).toHaveLength(30);
     },
@@ -367,18 +388,12 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
   nodeCase(
     'one address and 8 to 60 routes through a gateway: each restore batch is exact',
     () => {
-      const pod = makeNamespace('routes');
-      // No DAD: link-local addresses and their routes appear at once, not between two snapshots.
-      pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
-      pod.exec('ip', ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
-      pod.exec('ip', ['addr', 'add', '10.60.0.2/24', 'dev', 'eth0']);
-      pod.exec('ip', ['link', 'set', 'eth0', 'up']);
-      pod.exec('ip', ['link', 'set', 'peer0', 'up']);
+      const pod = routedPod('routes', '10.60.0.2/24');
       let routes = 0;
       for (const count of [8, 16, 20, 40, 60]) {
         const commands: string[] = [];
         for (; routes < count; routes++) commands.push(`route add 10.61.${routes}.0/24 via 10.60.0.1`);
-        pod.exec('sh', ['-c', `printf '%s\\n' ${commands.map((c) => `'${c}'`).join(' ')} | ip -batch -`]);
+        ipBatch(pod, commands);
         expectExactRoundTrip(pod, model, { sandbox: `routes${count}` });
       }
     },
@@ -583,18 +598,11 @@ describe('a pod with 20,000 routes, model macvtap', () => {
   // deletes, then 20,000 adds, in one batch each. Sent in one go, their acks overflowed the socket's
   // receive buffer (ENOBUFS): the attach failed, reported everything removed, and the routes were gone.
   it('attaches and detaches, and every route is back', () => {
-    const pod = makeNamespace('routes20k');
-    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
-    pod.exec('ip', ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
-    pod.exec('ip', ['addr', 'add', '10.90.0.2/16', 'dev', 'eth0']);
-    pod.exec('ip', ['link', 'set', 'eth0', 'up']);
-    pod.exec('ip', ['link', 'set', 'peer0', 'up']);
-    const batchFile = join(stateDirectory(), 'routes.batch');
+    const pod = routedPod('routes20k', '10.90.0.2/16');
     const lines: string[] = [];
     for (let i = 0; i < 20_000; i++)
       lines.push(`route add 172.${16 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32 via 10.90.0.1`);
-    writeFileSync(batchFile, `${lines.join('\n')}\n`);
-    pod.exec('ip', ['-batch', batchFile]);
+    ipBatch(pod, lines);
     const routes = () => pod.exec('ip', ['route', 'show']).split('\n').filter(Boolean).sort();
     const before = routes();
     expect(before.length).toBeGreaterThan(20_000);
