@@ -24,21 +24,7 @@ describe.skipIf(skipReason !== undefined)('add-iface when QEMU is killed during 
   it('says the VM did not answer and hints vcnet detach, which removes everything', async () => {
     const { pod, node } = makePod();
     const before = fingerprint(pod);
-    const qmpPath = join(stateDirectory(), 'qmp.sock');
-    const agentPath = join(stateDirectory(), 'agent.sock');
-    const attached = vcnet([
-      ...['attach', '--sandbox', 'qk', '--netns', pod.path, '--state-dir', stateDirectory()],
-      ...['--qmp', qmpPath, '--agent', agentPath, '--vhost-net', 'off', '--json'],
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
-    const endpoint = JSON.parse(attached.stdout).endpoints[0] as { hwAddr: string; tap: string };
-    const qemu = await vm.start({
-      networkNamespacePath: pod.path,
-      qmpSocketPath: qmpPath,
-      startPaused: true,
-      memoryMiB: 64,
-      networkDevices: [{ id: 'net0', tapName: endpoint.tap, queues: 1, guestMac: endpoint.hwAddr }],
-    });
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('qk', pod.path, stateDirectory());
     // The agent's port lives in QEMU: it takes the connection, never answers, and goes with QEMU.
     const connections: Socket[] = [];
     const agent = createServer((socket) => {

@@ -21,22 +21,8 @@ describe.skipIf(skipReason !== undefined)('del-iface when the VM keeps the NIC',
   it('fails naming the NIC still in the VM, and keeps its tap, filters and record', async () => {
     const { pod } = makePod();
     const before = fingerprint(pod);
-    const qmpPath = join(stateDirectory(), 'qmp.sock');
-    const agentPath = join(stateDirectory(), 'agent.sock');
-    const attached = vcnet([
-      ...['attach', '--sandbox', 'k1', '--netns', pod.path, '--state-dir', stateDirectory()],
-      ...['--qmp', qmpPath, '--agent', agentPath, '--vhost-net', 'off', '--json'],
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
-    const endpoint = JSON.parse(attached.stdout).endpoints[0] as { hwAddr: string; tap: string };
     // The VM has eth0's NIC (net0, on its command line) and never runs: device_del is never completed.
-    await vm.start({
-      networkNamespacePath: pod.path,
-      qmpSocketPath: qmpPath,
-      startPaused: true,
-      memoryMiB: 64,
-      networkDevices: [{ id: 'net0', tapName: endpoint.tap, queues: 1, guestMac: endpoint.hwAddr }],
-    });
+    const { agentPath } = await vm.attachAndStart('k1', pod.path, stateDirectory());
     await vm.listenAgent(agentPath);
     const attachedPod = fingerprint(pod);
     const record = readFileSync(join(stateDirectory(), 'k1', 'state.json'), 'utf8');

@@ -31,21 +31,7 @@ describe.skipIf(skipReason !== undefined)('QMP while add-iface waits for the age
   it('lets a second QMP client in once the NIC is plugged', async () => {
     const { pod, node } = makePod();
     const before = fingerprint(pod);
-    const qmpPath = join(stateDirectory(), 'qmp.sock');
-    const agentPath = join(stateDirectory(), 'agent.sock');
-    const attached = vcnet([
-      ...['attach', '--sandbox', 'qf', '--netns', pod.path, '--state-dir', stateDirectory()],
-      ...['--qmp', qmpPath, '--agent', agentPath, '--vhost-net', 'off', '--json'],
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
-    const endpoint = JSON.parse(attached.stdout).endpoints[0] as { hwAddr: string; tap: string };
-    await vm.start({
-      networkNamespacePath: pod.path,
-      qmpSocketPath: qmpPath,
-      startPaused: true,
-      memoryMiB: 64,
-      networkDevices: [{ id: 'net0', tapName: endpoint.tap, queues: 1, guestMac: endpoint.hwAddr }],
-    });
+    const { qmpPath, agentPath } = await vm.attachAndStart('qf', pod.path, stateDirectory());
     // An agent that takes the connection and never answers: add-iface waits for it.
     const agent = createServer((socket) => socket.resume());
     await new Promise<void>((resolve) => agent.listen(agentPath, resolve));

@@ -12,6 +12,7 @@ import { afterEach } from 'vitest';
 import type { NetworkDevice } from '../../../src/hypervisor/device.js';
 import { type QemuProcess, spawnQemu } from '../../../src/hypervisor/qemu-process.js';
 import type { QmpClient } from '../../../src/hypervisor/qmp.js';
+import { vcnet } from '../../helpers/cli.js';
 import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 
 export interface PausedQemu {
@@ -89,6 +90,15 @@ export async function rootBusDevices(qmp: QmpClient): Promise<PciDeviceInfo[]> {
  */
 export function sandboxVmFixture(): {
   start(options: Parameters<typeof spawnQemu>[0]): Promise<QemuProcess>;
+  /**
+   * `vcnet attach` of the pod with --qmp and --agent sockets in `stateDirectory`, then the paused VM
+   * with the attached NIC (net0) on that QMP socket: the state a sandbox is in once its VM runs.
+   */
+  attachAndStart(
+    sandbox: string,
+    podPath: string,
+    stateDirectory: string,
+  ): Promise<{ qemu: QemuProcess; qmpPath: string; agentPath: string; endpoint: { hwAddr: string; tap: string } }>;
   listenAgent(path: string): Promise<void>;
   stopQemu(): Promise<void>;
 } {
@@ -108,6 +118,24 @@ export function sandboxVmFixture(): {
       qemu = await spawnQemu(options);
       await (await qemu.connectQmp({ timeoutMs: 20_000 })).close();
       return qemu;
+    },
+    async attachAndStart(sandbox, podPath, stateDirectory) {
+      const qmpPath = join(stateDirectory, 'qmp.sock');
+      const agentPath = join(stateDirectory, 'agent.sock');
+      const attached = vcnet([
+        ...['attach', '--sandbox', sandbox, '--netns', podPath, '--state-dir', stateDirectory],
+        ...['--qmp', qmpPath, '--agent', agentPath, '--vhost-net', 'off', '--json'],
+      ]);
+      if (attached.status !== 0) throw new Error(`vcnet attach failed: ${attached.stderr}`);
+      const endpoint = JSON.parse(attached.stdout).endpoints[0] as { hwAddr: string; tap: string };
+      const started = await this.start({
+        networkNamespacePath: podPath,
+        qmpSocketPath: qmpPath,
+        startPaused: true,
+        memoryMiB: 64,
+        networkDevices: [{ id: 'net0', tapName: endpoint.tap, queues: 1, guestMac: endpoint.hwAddr }],
+      });
+      return { qemu: started, qmpPath, agentPath, endpoint };
     },
     async listenAgent(path) {
       agent = createServer(() => {});
