@@ -173,8 +173,7 @@ export function whereNamespaceLives(identity: { dev: number; ino: number }): str
  * has it, and its recorded path does not hold it. What vcnet made in it went with it.
  */
 export function namespaceExistsNowhere(recorded: { path: string; dev: number; ino: number }): boolean {
-  const key = keyOf(recorded);
-  return !liveNamespaces().has(key) && !pathHolds(recorded.path, key);
+  return whereNamespaceLives(recorded) === undefined && !pathHolds(recorded.path, keyOf(recorded));
 }
 
 function safeReaddir(directory: string): string[] {
