@@ -31,6 +31,7 @@ import {
   openNetworkNamespace,
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
+import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
 import { describeRecords } from './plan/apply.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
@@ -375,10 +376,10 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     }
 
     // 4. Links of vcnet's group that no record claims in their namespace.
-    let tapDevices: Set<string> | undefined;
-    const openTapDevices = () => {
-      tapDevices ??= listOpenTapDevices();
-      return tapDevices;
+    let macvtapDevices: OpenMacvtapDevices | undefined | null = null;
+    const openMacvtaps = () => {
+      if (macvtapDevices === null) macvtapDevices = listOpenMacvtapDevices();
+      return macvtapDevices;
     };
     for (const { namespace, handle, links } of scans) {
       const key = keyOf(namespace.identity);
@@ -394,7 +395,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       // all there are (another registry, a wiped /run, another mount).
       const orphans: Link[] = [];
       for (const link of unclaimed) {
-        const holder = heldOpenBy(link, openTapDevices);
+        const holder = heldOpenBy(link, openMacvtaps);
         if (holder === undefined) orphans.push(link);
         else report.inUse.push({ namespacePath, name: link.name, detail: `in use by a process (${holder}), kept` });
       }
@@ -450,36 +451,67 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
  * How a process holds `link` open, or undefined when none does. A tap's carrier is on exactly while
  * a queue (an fd) is attached (tun_attach turns it on, the last detach off); a multi-queue tap also
  * counts its fds, attached and disabled (IFLA_TUN_NUM_QUEUES, NUM_DISABLED_QUEUES). A macvtap is
- * held through its character device /dev/tap<ifindex>, found among the processes' fds.
+ * held through its character device tap<ifindex>, found among the processes' fds by major:minor,
+ * not by path: a runtime may open it through a node of its own (a container's /dev, a mknod), or
+ * receive the fd from the process that opened it.
  */
-function heldOpenBy(link: Link, openTapDevices: () => ReadonlySet<string>): string | undefined {
+function heldOpenBy(link: Link, openMacvtaps: () => OpenMacvtapDevices | undefined): string | undefined {
   if (link.kind === 'tun') {
     const fds = (link.tun?.queues ?? 0) + (link.tun?.disabledQueues ?? 0);
     if (fds > 0) return `fd open: ${fds} queue(s)`;
     return link.tun?.carrier === true ? 'fd open: carrier on' : undefined;
   }
   if (link.kind === 'macvtap') {
-    const device = `/dev/tap${link.index}`;
-    return openTapDevices().has(device) ? `fd open on ${device}` : undefined;
+    const open = openMacvtaps();
+    if (open === undefined) return 'macvtap devices could not be listed, so it is taken as held';
+    // /sys/dev/char names every macvtap's device tap<ifindex> whatever its namespace: when another
+    // namespace has a macvtap at the same index, an fd open on either keeps this one (gc errs on keeping).
+    for (const device of macvtapDevicesAtIndex(link.index, open.major)) {
+      const held = open.byMinor.get(device.minor);
+      if (held !== undefined) return `fd open on ${device.major}:${device.minor} (${held})`;
+    }
+    return undefined;
   }
   return undefined;
 }
 
-/** Every /dev/tap<N> some process has open (read once per gc, when a macvtap needs it). */
-function listOpenTapDevices(): Set<string> {
-  const open = new Set<string>();
+interface OpenMacvtapDevices {
+  /** macvtap's character major (/proc/devices). */
+  major: number;
+  /** minor → a path some process opened it by. */
+  byMinor: Map<number, string>;
+}
+
+/**
+ * Every macvtap character device some process has open, by minor (read once per gc, when a macvtap
+ * needs it). undefined when macvtap's major cannot be read: gc then keeps every macvtap.
+ */
+function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
+  let major: number;
+  try {
+    major = macvtapMajor();
+  } catch {
+    return undefined;
+  }
+  const byMinor = new Map<number, string>();
   for (const pid of safeReaddir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     for (const fd of safeReaddir(`/proc/${pid}/fd`)) {
+      const path = `/proc/${pid}/fd/${fd}`;
       try {
-        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-        if (/^\/dev\/tap\d+$/.test(target)) open.add(target);
+        const target = readlinkSync(path);
+        // Sockets, pipes and anonymous inodes are not device nodes; everything else is looked at.
+        if (!target.startsWith('/')) continue;
+        const stat = statSync(path);
+        if (!stat.isCharacterDevice()) continue;
+        const numbers = deviceNumbers(stat.rdev);
+        if (numbers.major === major && !byMinor.has(numbers.minor)) byMinor.set(numbers.minor, target);
       } catch {
         // the fd or the process went meanwhile
       }
     }
   }
-  return open;
+  return { major, byMinor };
 }
 
 /** Whether the tree holds nothing but directories and a write's temporary files: no record, nothing set aside. */
