@@ -6,10 +6,12 @@
  */
 import { existsSync } from 'node:fs';
 import { channels, publish } from '../diagnostics.js';
+import { LinkNotFoundError } from '../netlink/handle.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { generateGuestNetwork } from '../network/guest.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
+import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
@@ -134,6 +136,9 @@ export async function applyNamespaceChange(
           addedEndpoints.push(...added);
           summary.added.push(...added.map((endpoint) => endpoint.name));
         } catch (error) {
+          // Deleted again before it could be attached (veths that come and go within a debounce):
+          // nothing to attach, report or retry; the attach undid what it had made.
+          if (!(await linkStillThere(network, info.link))) continue;
           summary.failed.push({ name: info.link.name, message: (error as Error).message });
           publish(channels.notice, () => ({
             operation: 'watch',
@@ -198,6 +203,15 @@ function mergeChange(previous: NetworkInfo, next: NetworkInfo, deviceMtu: number
  * A change with the interfaces an earlier change could not attach added back, unless this change
  * removes them or brings them again itself (then its view is the newer one).
  */
+/** Whether `link` (by index and name) is still in the namespace; true when that cannot be told. */
+async function linkStillThere(network: Network, link: { index: number; name: string }): Promise<boolean> {
+  try {
+    return (await network.link(link.index)).name === link.name;
+  } catch (error) {
+    return !(error instanceof LinkNotFoundError);
+  }
+}
+
 function withPendingRetries(change: NamespaceChange, pending: ReadonlyMap<string, NetworkInfo>): NamespaceChange {
   const mentioned = new Set([
     ...change.removedInterfaces,

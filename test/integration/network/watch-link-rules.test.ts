@@ -10,8 +10,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { NamespaceWatcher } from '../../../src/network/namespace-watcher.js';
 import { SandboxNotFoundError } from '../../../src/sandbox/sandbox-interfaces.js';
-import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
+import { applyNamespaceChange, type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { vcnet } from '../../helpers/cli.js';
 import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -107,4 +108,31 @@ describe('vcnet watch: detach', () => {
     expect(await Promise.race([watching.ended, timeout])).toBeInstanceOf(SandboxNotFoundError);
     expect(fingerprint(pod)).toEqual(before);
   }, 30_000);
+});
+
+describe('vcnet watch: a link deleted before it could be attached', () => {
+  it('is neither attached, nor reported as failed, nor retried, and nothing of its attach is left', async () => {
+    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-vanished-'));
+    const { pod } = makePod({ interfaces: 1 });
+    expect(vcnet(['attach', '--sandbox', 'v1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    pod.exec('ip', ['link', 'add', 'eth4', 'type', 'veth', 'peer', 'name', 'eth4p']);
+    pod.exec('ip', ['addr', 'add', '10.44.0.2/24', 'dev', 'eth4']);
+    pod.exec('ip', ['link', 'set', 'eth4', 'up']);
+    // The change as the watcher read it, then the link goes before the change is applied (veths
+    // that come and go within one debounce on a busy node).
+    const watcher = await NamespaceWatcher.start(pod.path, { onChange: () => {} });
+    const eth4 = watcher.interfaces().find((info) => info.link.name === 'eth4');
+    await watcher.stop();
+    expect(eth4).toBeDefined();
+    pod.exec('ip', ['link', 'del', 'eth4']);
+    const before = fingerprint(pod);
+
+    const summary = await applyNamespaceChange(
+      'v1',
+      { addedInterfaces: [eth4!], removedInterfaces: [], changedInterfaces: [], snapshotAt: new Date() },
+      stateDir,
+    );
+    expect(summary).toEqual({ added: [], removed: [], updated: [], failed: [] });
+    expect(fingerprint(pod)).toEqual(before);
+  });
 });
