@@ -24,7 +24,7 @@ const LEVEL_VALUES: Record<string, number> = {
   fatal: 60,
   silent: Number.POSITIVE_INFINITY,
 };
-const LEVEL_NAMES = Object.keys(LEVEL_VALUES);
+export const LEVEL_NAMES = Object.keys(LEVEL_VALUES);
 
 let root: Logger | undefined;
 
@@ -87,7 +87,8 @@ function deferredLogger(level: string, format: LogFormat): Logger {
 export function configureLogger(options: { level?: string; format?: LogFormat } = {}): Logger {
   const format = options.format ?? (process.stderr.isTTY ? 'pretty' : 'json');
   if (format !== 'json' && format !== 'pretty') throw new InvalidInputError('--log-format', format, 'json, pretty');
-  const level = options.level ?? process.env.VCNET_LOG_LEVEL ?? 'warn';
+  // Level names are taken in any case (`Info`, as some runtimes' configs spell them).
+  const level = (options.level ?? process.env.VCNET_LOG_LEVEL ?? 'warn').toLowerCase();
   if (!LEVEL_NAMES.includes(level))
     throw new InvalidInputError('log level (--log-level, VCNET_LOG_LEVEL)', level, LEVEL_NAMES.join(', '));
   root = deferredLogger(level, format);
@@ -96,5 +97,11 @@ export function configureLogger(options: { level?: string; format?: LogFormat } 
 
 /** The process's logger: what configureLogger made, else a silent one (VCNET_LOG_LEVEL can raise it). */
 export function logger(): Logger {
-  return root ?? configureLogger({ format: 'json', level: process.env.VCNET_LOG_LEVEL ?? 'silent' });
+  return root ?? configureLogger({ format: 'json', level: logLevelFrom(process.env) ?? 'silent' });
+}
+
+/** VCNET_LOG_LEVEL as a level name, or undefined when unset or not a level (what to say is the caller's). */
+export function logLevelFrom(env: NodeJS.ProcessEnv): string | undefined {
+  const level = env.VCNET_LOG_LEVEL?.toLowerCase();
+  return level !== undefined && LEVEL_NAMES.includes(level) ? level : undefined;
 }

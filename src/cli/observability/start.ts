@@ -8,13 +8,21 @@ import { tracingRequested } from './environment.js';
 /** Subscribes the asked-for observers; returns the function that flushes and stops them. */
 export async function startObservability(env: NodeJS.ProcessEnv): Promise<() => Promise<void>> {
   const stops: Array<() => void | Promise<void>> = [];
-  const level = env.VCNET_LOG_LEVEL;
-  if (level && level !== 'silent') {
-    const [{ configureLogger }, { subscribeLogs }] = await Promise.all([
+  if (env.VCNET_LOG_LEVEL && env.VCNET_LOG_LEVEL !== 'silent') {
+    const [{ configureLogger, logLevelFrom, LEVEL_NAMES }, { subscribeLogs }] = await Promise.all([
       import('./logger.js'),
       import('./log-subscriber.js'),
     ]);
-    stops.push(subscribeLogs(configureLogger({ level, format: 'json' })));
+    const level = logLevelFrom(env);
+    if (level === undefined) {
+      // A runtime cannot be asked to fix a plugin's logging before DEL may run: the command goes on,
+      // with the default (no log lines), and says why once on stderr (never stdout, the runtime's).
+      process.stderr.write(
+        `vcnet-cni: VCNET_LOG_LEVEL=${JSON.stringify(env.VCNET_LOG_LEVEL)} is not a log level (accepted: ${LEVEL_NAMES.join(', ')}); no log lines are written\n`,
+      );
+    } else if (level !== 'silent') {
+      stops.push(subscribeLogs(configureLogger({ level, format: 'json' })));
+    }
   }
   if (tracingRequested(env)) {
     const { startTraceExport } = await import('./exporter.js');

@@ -709,6 +709,28 @@ describe.skipIf(skipReason)('vcnet-cni DEL always frees', () => {
   );
 });
 
+describe.skipIf(skipReason)('vcnet-cni with a VCNET_LOG_LEVEL it does not know', () => {
+  it('ADD and DEL work, say once on stderr that the level is ignored, and stdout stays the result', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    const list = conflist({});
+    const bridge = runtime.invoke('ADD', { ...list.plugins[0], cniVersion: list.cniVersion, name: list.name });
+    expect(bridge.status, bridge.stderr).toBe(0);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name };
+    const add = runtime.invoke('ADD', { ...vcnetConfig, prevResult: bridge.output }, { VCNET_LOG_LEVEL: 'verbose' });
+    expect(add.status, add.stdout + add.stderr).toBe(0);
+    expect((add.output as ChainResult).interfaces.map((entry) => entry.name)).toContain('tap0_kata');
+    expect(add.stderr).toContain('VCNET_LOG_LEVEL="verbose" is not a log level');
+    // Any case of a level name is a level: Info logs at info (JSON lines on stderr).
+    const del = runtime.invoke('DEL', { ...vcnetConfig, prevResult: add.output }, { VCNET_LOG_LEVEL: 'Info' });
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+    expect(del.stdout).toBe('');
+    expect(del.stderr).not.toContain('is not a log level');
+    expect(linkNames(pod).sort()).toEqual(['eth0', 'lo']);
+    runtime.invoke('DEL', { ...list.plugins[0], cniVersion: list.cniVersion, name: list.name });
+  });
+});
+
 describe.skipIf(skipReason)('vcnet-cni after a DEL killed half-way', () => {
   /**
    * What a DEL killed after removing the record but before its directories leaves (its plumbing
