@@ -97,7 +97,6 @@ export const ErrorCodes = deepFreeze({
     role: 'specific',
     ...badInput,
   },
-  VCNET_LOCK_TIMEOUT: { meaning: 'a lock timeout that is not a number of seconds', role: 'specific', ...badInput },
   // The namespace and its interfaces
   VCNET_NETNS_INVALID: {
     meaning: 'a namespace path that is not a network namespace (missing, empty, FIFO, file, directory)',

@@ -23,6 +23,8 @@ export interface NetworkFlags {
   disableNewNetns?: boolean;
   /** attach --interface (repeatable): links to attach even without an address. */
   interface?: string[];
+  /** attach --vhost-user-store: where vhost-user-net sockets are looked for (as scan's). */
+  vhostUserStore?: string;
 }
 
 /** Commander collector for an option given several times. */
@@ -97,6 +99,11 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
         `no --netns with ${flags.disableNewNetns ? '--disable-new-netns' : `disable_new_netns = true (${flags.config})`}: the hypervisor then runs in vcnet's own namespace and no pod namespace is scanned, as in Kata`,
         'drop --netns to attach with disable_new_netns, or drop disable_new_netns to attach the pod namespace',
       );
+    }
+    if (flags.vhostUserStore !== undefined) {
+      if (flags.vhostUserStore === '')
+        throw new InvalidInputError('--vhost-user-store', flags.vhostUserStore, 'a directory path');
+      return { config: { ...config, vhostUserStorePath: flags.vhostUserStore }, hypervisor };
     }
     return { config, hypervisor };
   } catch (error) {

@@ -3,7 +3,13 @@
  * the reference bridge plugin with host-local IPAM.
  */
 
-/** A bridge network as a kubelet would configure it, with host-local IPAM keeping its leases in dataDir. */
+import { isIPv6 } from 'node:net';
+
+/**
+ * A bridge network as a kubelet would configure it, with host-local IPAM keeping its leases in dataDir.
+ * The default route is the subnet's family's: an IPv6 subnet with 0.0.0.0/0 gave pods an IPv4
+ * default route through a bridge without IPv4, and no IPv6 one.
+ */
 export function bridgeNetwork(options: {
   name: string;
   bridge: string;
@@ -22,7 +28,9 @@ export function bridgeNetwork(options: {
       type: 'host-local',
       ranges: [[{ subnet: options.subnet }]],
       dataDir: options.dataDir,
-      ...(options.defaultRoute ? { routes: [{ dst: '0.0.0.0/0' }] } : {}),
+      ...(options.defaultRoute
+        ? { routes: [{ dst: isIPv6(options.subnet.split('/')[0] ?? '') ? '::/0' : '0.0.0.0/0' }] }
+        : {}),
     },
   };
 }

@@ -35,6 +35,10 @@ export function registerAttach(program: Command): void {
       collect,
     )
     .option('--disable-new-netns', 'the hypervisor runs in the host namespace (model none only)')
+    .option(
+      '--vhost-user-store <dir>',
+      "where vhost-user-net sockets are looked for (<dir>/vhostuser_<ip>/vhu.sock; default Kata's /tmp), as scan's",
+    )
     .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
     .option(
       '--hypervisor <kind>',

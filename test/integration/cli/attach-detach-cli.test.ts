@@ -3,7 +3,9 @@
  * nothing; two processes at once; kill -9 half way, then detach leaves nothing behind.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, pauseAfterTap, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
@@ -439,5 +441,64 @@ describe('vcnet bench attach', () => {
     expect(syscalls).toBeGreaterThan(0);
     expect(Math.abs(last.floor_us + syscalls + other - last.attach_us)).toBeLessThanOrEqual(other === 0 ? Infinity : 2);
     expect(last).toMatchObject({ endpoints: 2, iterations: 2 });
+  });
+});
+
+describe('vcnet attach --vhost-user-store', () => {
+  it('builds the vhost-user endpoint scan --vhost-user-store predicts, and detach forgets it', async () => {
+    const { pod } = makePod();
+    const store = mkdtempSync(join(tmpdir(), 'vcnet-vhost-user-'));
+    mkdirSync(join(store, 'vhostuser_10.200.0.2'));
+    const socketPath = join(store, 'vhostuser_10.200.0.2', 'vhu.sock');
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    try {
+      const scan = JSON.parse(
+        vcnet(['scan', '--netns', pod.path, '--vhost-user-store', store, '--json']).stdout,
+      ) as Array<{
+        name: string;
+        endpointType: string | null;
+      }>;
+      expect(scan.find((row) => row.name === 'eth0')?.endpointType).toBe('vhost-user');
+      const before = fingerprint(pod);
+      const attached = vcnet([
+        'attach',
+        '--sandbox',
+        'vu',
+        '--netns',
+        pod.path,
+        '--vhost-user-store',
+        store,
+        '--state-dir',
+        stateDirectory(),
+        '--json',
+      ]);
+      expect(attached.status, attached.stderr).toBe(0);
+      const result = JSON.parse(attached.stdout) as {
+        endpoints: Array<{ name: string; type: string }>;
+        hypervisor: { devices: Array<{ config: string[] }> };
+      };
+      expect(result.endpoints).toEqual([expect.objectContaining({ name: 'eth0', type: 'vhost-user' })]);
+      expect(result.hypervisor.devices[0]?.config.join(' ')).toContain(`path=${socketPath}`);
+      // A vhost-user NIC is the socket's: nothing is made in the namespace.
+      expect(fingerprint(pod)).toEqual(before);
+      expect(vcnet(['detach', '--sandbox', 'vu', '--state-dir', stateDirectory()]).status).toBe(0);
+      const empty = vcnet([
+        'attach',
+        '--sandbox',
+        'vu',
+        '--netns',
+        pod.path,
+        '--vhost-user-store',
+        '',
+        '--state-dir',
+        stateDirectory(),
+      ]);
+      expect(empty.status).toBe(2);
+      expect(empty.stderr).toContain('invalid --vhost-user-store: "" (accepted: a directory path)');
+    } finally {
+      server.close();
+      rmSync(store, { recursive: true, force: true });
+    }
   });
 });

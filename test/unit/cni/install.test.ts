@@ -67,7 +67,9 @@ describe('installCni', () => {
       };
       installCni({ ...options, conflistFile: '99-vcnet.conflist', conflist: { subnet } });
       const conflist = JSON.parse(readFileSync(join(directory, 'net.d', '99-vcnet.conflist'), 'utf8'));
-      expect(JSON.stringify(conflist)).toContain(JSON.stringify(subnet));
+      expect(conflist.plugins[0].ipam.ranges).toEqual([[{ subnet }]]);
+      // The default route of the subnet's own family.
+      expect(conflist.plugins[0].ipam.routes).toEqual([{ dst: subnet.includes(':') ? '::/0' : '0.0.0.0/0' }]);
     }
   });
 
