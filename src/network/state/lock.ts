@@ -114,9 +114,15 @@ export function tryLockFile(path: string): FileLock | { heldBy: number } {
       continue;
     }
     // For people reading the file only: messages name the holder from /proc/locks (holderOf), since
-    // a waiter can read this between another process's flock and its write of its own pid.
-    ftruncateSync(fd, 0);
-    writeSync(fd, String(process.pid), 0);
+    // a waiter can read this between another process's flock and its write of its own pid. So a
+    // full or failing file system (ENOSPC, EDQUOT, EIO) does not fail the lock: the record's own
+    // write then says what is wrong (VCNET_STATE_WRITE), and a command that writes none goes on.
+    try {
+      ftruncateSync(fd, 0);
+      writeSync(fd, String(process.pid), 0);
+    } catch {
+      // the pid stays unwritten
+    }
     return new FileLock(path, fd);
   }
 }

@@ -17,11 +17,12 @@ const stateDirectory = stateDirectoryPerTest('vcnet-full-');
  * refuses a state directory others can write in, and a tmpfs root is 1777 by default), an attach, a
  * check that any record left is whole JSON, and a detach. Prints one JSON line with what each did.
  */
-function attachOnFullDisk(podPath: string, model: string, kib: number) {
+function attachOnFullDisk(podPath: string, model: string, kib: number, fillFirst = false) {
   const full = join(stateDirectory(), 'full');
   const script = `
     set -u
     mkdir -p "$FULL" && mount -t tmpfs -o size=${kib}k,mode=0700 vcnet-test-full "$FULL" || exit 90
+    ${fillFirst ? 'dd if=/dev/zero of="$FULL/filler" bs=1k 2>/dev/null' : ''}
     node "$CLI" attach --sandbox sb --netns "$POD" --state-dir "$FULL" --model ${model} --json >"$OUT/attach.out" 2>/dev/null
     echo $? >"$OUT/attach.rc"
     if [ -f "$FULL/sb/state.json" ]; then
@@ -84,4 +85,18 @@ describe('a state directory on a nearly full file system', () => {
       expect([...seen].sort()).toEqual(['attached', 'refused']);
     }, 120_000);
   }
+});
+
+describe('a state directory on a file system already full', () => {
+  it('attach fails with VCNET_STATE_WRITE (the lock file is made, its pid cannot be written), the pod as it was', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const outcome = attachOnFullDisk(pod.path, 'tcfilter', 16, true);
+    expect(outcome.attachStatus).toBe(1);
+    const error = JSON.parse(outcome.attachOutput).error as { code: string; hint: string };
+    expect(error.code).toBe('VCNET_STATE_WRITE');
+    expect(error.hint).toContain('full');
+    expect(outcome.record).toBe('none');
+    expect(fingerprint(pod)).toEqual(before);
+  });
 });
