@@ -70,6 +70,8 @@ export function fingerprint(namespace: TestNamespace): Record<string, unknown> {
     group: link.group,
     kind: (link.linkinfo as { info_kind?: string } | undefined)?.info_kind,
     qdisc: link.qdisc,
+    // A link with no transmit queue (CNI's veths) gets one with its first qdisc: detach must put it back.
+    txqlen: link.txqlen,
   }));
   const addresses = namespace
     .ipJson<Array<{ ifname: string; addr_info: Array<Record<string, unknown>> }>>('addr', 'show')

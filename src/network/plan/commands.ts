@@ -65,6 +65,7 @@ export function commandOf(change: Change): string {
       if (change.set.address !== undefined) parts.push(`address ${change.set.address}`);
       if (change.set.mtu !== undefined) parts.push(`mtu ${change.set.mtu}`);
       if (change.set.group !== undefined) parts.push(`group ${change.set.group}`);
+      if (change.set.txQueueLength !== undefined) parts.push(`txqueuelen ${change.set.txQueueLength}`);
       // iproute2 spells the stable-privacy mode by its sysctl (stable_secret).
       if (change.set.ipv6AddressGeneration !== undefined)
         parts.push(`addrgenmode ${change.set.ipv6AddressGeneration.replace('stable-privacy', 'stable_secret')}`);

@@ -232,6 +232,11 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   steps.push(redirectStep(tap, pod, INGRESS_HANDLE, FILTER_PRIORITY));
   if (config.rateLimit?.rxBitsPerSecond) steps.push(...htbSteps(snapshot, tap, config.rateLimit.rxBitsPerSecond));
   if (config.rateLimit?.txBitsPerSecond) steps.push(...htbSteps(snapshot, pod, config.rateLimit.txBitsPerSecond));
+  // The kernel gives a link with no transmit queue (CNI's veths: txqueuelen 0) a queue of 1000 when
+  // it gets its first qdisc, and deleting the qdisc leaves it so: set back at once, and on undo.
+  if (source.txQueueLength === 0 && (!existing || config.rateLimit?.txBitsPerSecond)) {
+    steps.push(stepOf({ op: 'set-link', link: pod, set: { txQueueLength: 0 } }, { txQueueLength: 0 }));
+  }
   return { model: 'tcfilter', steps, device: tap, ...(source.address ? { guestHardwareAddress: source.address } : {}) };
 }
 

@@ -60,6 +60,7 @@ const ATTRIBUTE_LABELS: Record<keyof LinkAttributes, string> = {
   up: 'up/down state',
   group: 'group',
   ipv6AddressGeneration: 'IPv6 address generation mode',
+  txQueueLength: 'transmit queue length',
 };
 
 function currentValue(link: Link, key: keyof RecordedLinkAttributes): unknown {
@@ -72,6 +73,8 @@ function currentValue(link: Link, key: keyof RecordedLinkAttributes): unknown {
       return (link.flags & InterfaceFlag.UP) !== 0;
     case 'ipv6AddressGeneration':
       return link.ipv6AddressGeneration;
+    case 'txQueueLength':
+      return link.txQueueLength;
     default:
       return undefined;
   }

@@ -28,6 +28,7 @@ export interface LinkAttributes {
   up?: boolean;
   group?: number;
   ipv6AddressGeneration?: Ipv6AddressGeneration;
+  txQueueLength?: number;
 }
 
 /** An address, route or neighbour as a request, without the link (the change names it). */
@@ -131,6 +132,7 @@ export interface RecordedLinkAttributes {
   /** The root qdisc before attach, when it was none at all ("noop": the link had never been up). */
   qdisc?: 'noop';
   ipv6AddressGeneration?: Ipv6AddressGeneration;
+  txQueueLength?: number;
 }
 
 export type PlumbingStep =

@@ -79,6 +79,7 @@ const linkAttributesSchema = z.looseObject({
   up: z.boolean().optional(),
   name: z.string().optional(),
   qdisc: z.literal('noop', { error: '"noop"' }).optional(),
+  txQueueLength: whole.optional(),
   ipv6AddressGeneration: z
     .enum(['eui64', 'none', 'stable-privacy', 'random'], { error: 'eui64, none, stable-privacy or random' })
     .optional(),

@@ -29,6 +29,7 @@ interface IpLink {
   address: string;
   flags: string[];
   group?: string;
+  txqlen?: number;
   link?: string;
   linkinfo?: { info_kind?: string; info_data?: { type?: string; multi_queue?: boolean; mode?: string } };
 }
@@ -116,6 +117,20 @@ describe('tcfilter', () => {
     expect(fingerprint(pod)).toEqual(before);
     // A second detach has nothing left to do and fails on nothing.
     expect((await network.removeEndpoints()).failures).toEqual([]);
+  });
+
+  it('keeps a pod link without a transmit queue (txqueuelen 0, as CNI bridge and ptp make veths) so, attached and after', async () => {
+    for (const rateLimit of [undefined, { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 }]) {
+      const { pod } = makePod();
+      pod.exec('ip', ['link', 'set', 'eth0', 'txqueuelen', '0']);
+      const before = fingerprint(pod);
+      // The kernel gives such a link a queue of 1000 with its first qdisc (tc qdisc add ... ingress).
+      const network = open(pod, 'tcfilter', rateLimit ? { rateLimit } : {});
+      await network.addEndpoints();
+      expect(link(pod, 'eth0').txqlen ?? 0, `attached, rate limits ${rateLimit !== undefined}`).toBe(0);
+      expect((await network.removeEndpoints()).failures).toEqual([]);
+      expect(fingerprint(pod)).toEqual(before);
+    }
   });
 
   it('keeps an ingress qdisc and filter that were there before, and removes only its own', async () => {
