@@ -16,7 +16,8 @@ const hints: Record<string, string> = {
   EEXIST: 'the object already exists: remove it first or use a different name/handle',
   ENODEV: 'no such link: check the interface name or index with `vcnet scan`',
   ENOENT: 'no such object (route, address, qdisc, filter): it may already be gone',
-  ESRCH: 'no such object: it may already be gone',
+  ESRCH:
+    'no object matches the request: it may already be gone, or one is there that differs in an attribute the request names (compare with `ip route show table all`)',
   EPERM: 'run as root (CAP_NET_ADMIN)',
   EOPNOTSUPP: 'this kernel does not support it (a missing module or link type)',
   EINVAL: 'the kernel rejected an argument: see the kernel message',

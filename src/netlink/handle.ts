@@ -107,23 +107,25 @@ export class ChangeBatch {
     return this;
   }
 
-  deleteAddress(spec: AddressSpec): this {
-    this.batch.add(MessageType.DELADDR, 0, `delete address ${spec.address}/${spec.prefixLength}`, (w) =>
-      encodeAddress(w, spec),
-    );
+  deleteAddress(spec: AddressSpec, description = `delete address ${spec.address}/${spec.prefixLength}`): this {
+    this.batch.add(MessageType.DELADDR, 0, description, (w) => encodeAddress(w, spec));
     return this;
   }
 
-  addRoute(spec: RouteSpec, replace = false): this {
+  /** `description` names the request in errors (the caller may know the link's name; else its index). */
+  addRoute(spec: RouteSpec, replace = false, description?: string): this {
     const flags = MessageFlag.CREATE | (replace ? MessageFlag.REPLACE : MessageFlag.EXCL);
-    this.batch.add(MessageType.NEWROUTE, flags, `${replace ? 'replace' : 'add'} route ${describeRoute(spec)}`, (w) =>
-      encodeRoute(w, spec),
+    this.batch.add(
+      MessageType.NEWROUTE,
+      flags,
+      description ?? `${replace ? 'replace' : 'add'} route ${describeRoute(spec)}`,
+      (w) => encodeRoute(w, spec),
     );
     return this;
   }
 
-  deleteRoute(spec: RouteSpec): this {
-    this.batch.add(MessageType.DELROUTE, 0, `delete route ${describeRoute(spec)}`, (w) => encodeRoute(w, spec, true));
+  deleteRoute(spec: RouteSpec, description = `delete route ${describeRoute(spec)}`): this {
+    this.batch.add(MessageType.DELROUTE, 0, description, (w) => encodeRoute(w, spec, true));
     return this;
   }
 
@@ -201,7 +203,8 @@ export class ChangeBatch {
 
 function describeRoute(spec: RouteSpec): string {
   const destination = spec.destination ? `${spec.destination}/${spec.destinationLength ?? ''}` : 'default';
-  return `${destination}${spec.gateway ? ` via ${spec.gateway}` : ''}${spec.outputIndex ? ` dev #${spec.outputIndex}` : ''}`;
+  const tos = spec.tos ? ` tos 0x${spec.tos.toString(16).padStart(2, '0')}` : '';
+  return `${destination}${tos}${spec.gateway ? ` via ${spec.gateway}` : ''}${spec.outputIndex ? ` dev #${spec.outputIndex}` : ''}`;
 }
 
 export interface RouteFilter {

@@ -3,6 +3,8 @@
  * Kata's protocol (types.proto) and with the JSON field names `kata-runtime kata-network` uses.
  * Rules as Kata's generateVCNetworkStructures: loopback addresses skipped, routes the kernel made
  * (proto kernel) skipped, permanent neighbours and reachable default gateways, NOARP carried from the link flags, route MTU kept.
+ * Unlike Kata, one route per destination (chooseGuestRoutes): the agent's Route has no metric, and
+ * the agent replaces a route to the same destination, so the guest would keep the last one sent.
  */
 import { isIPv4 } from 'node:net';
 import { AddressFamily } from '../netlink/codec/constants.js';
@@ -10,7 +12,7 @@ import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import type { Neighbour } from '../netlink/codec/neighbour.js';
 import { NeighbourState } from '../netlink/codec/neighbour.js';
 import type { Route } from '../netlink/codec/route.js';
-import { RouteProtocol } from '../netlink/codec/route.js';
+import { RouteProtocol, RouteTable, RouteType } from '../netlink/codec/route.js';
 import type { Endpoint } from './endpoint/endpoint.js';
 
 /** Kata's IPFamily enum: v4 = 0, v6 = 1. */
@@ -77,6 +79,8 @@ function isLoopbackAddress(address: string): boolean {
  */
 export function isValidGuestRoute(route: Route): boolean {
   if (route.protocol === RouteProtocol.KERNEL) return false;
+  // The agent's Route has no TOS: sent, it would take all the destination's traffic.
+  if (route.tos) return false;
   const expected = route.family === AddressFamily.INET6 ? GuestFamily.v6 : GuestFamily.v4;
   return !route.gateway || familyOfText(route.gateway) === expected;
 }
@@ -128,8 +132,69 @@ export function guestRoute(route: Route, device: string): GuestRoute {
   };
 }
 
+/** A route the guest does not get because another to the same destination is preferred. */
+export interface DroppedGuestRoute {
+  route: GuestRoute;
+  metric: number;
+  kept: GuestRoute;
+  keptMetric: number;
+}
+
+function routeKey(route: GuestRoute): string {
+  return `${route.family} ${route.dest}`;
+}
+
+/**
+ * The guest's routes: the pod's, one per destination, the one the pod's kernel prefers (the lowest
+ * metric; of equal metrics the first, in the order the kernel lists a link's routes and then in
+ * endpoint order). The others are returned as `dropped`, each with the route kept instead.
+ */
+export function chooseGuestRoutes(endpoints: readonly Endpoint[]): {
+  routes: GuestRoute[];
+  dropped: DroppedGuestRoute[];
+} {
+  const candidates: Array<{ route: GuestRoute; metric: number }> = [];
+  for (const endpoint of endpoints) {
+    for (const route of endpoint.properties.routes) {
+      if (isValidGuestRoute(route)) {
+        candidates.push({ route: guestRoute(route, endpoint.name), metric: route.priority ?? 0 });
+      }
+    }
+  }
+  const best = new Map<string, { route: GuestRoute; metric: number }>();
+  for (const candidate of candidates) {
+    const key = routeKey(candidate.route);
+    const current = best.get(key);
+    if (!current || candidate.metric < current.metric) best.set(key, candidate);
+  }
+  const routes: GuestRoute[] = [];
+  const dropped: DroppedGuestRoute[] = [];
+  for (const candidate of candidates) {
+    const kept = best.get(routeKey(candidate.route))!;
+    if (kept === candidate) routes.push(candidate.route);
+    else dropped.push({ ...candidate, kept: kept.route, keptMetric: kept.metric });
+  }
+  return { routes, dropped };
+}
+
+function describeGuestRoute(route: GuestRoute): string {
+  return `${route.dest}${route.gateway ? ` via ${route.gateway}` : ''} dev ${route.device}`;
+}
+
+/** The notice that names the routes the guest does not get for a preferred one, or undefined for none. */
+export function droppedRoutesNotice(dropped: readonly DroppedGuestRoute[]): string | undefined {
+  if (dropped.length === 0) return undefined;
+  const listed = dropped
+    .map(
+      (entry) =>
+        `${describeGuestRoute(entry.route)} metric ${entry.metric} (kept ${describeGuestRoute(entry.kept)} metric ${entry.keptMetric})`,
+    )
+    .join('; ');
+  return `the guest gets one route per destination, the one the pod prefers (lowest metric): the agent's routes have no metric and it keeps only the last one sent to a destination; not sent: ${listed}`;
+}
+
 export function generateGuestNetwork(endpoints: readonly Endpoint[]): GuestNetwork {
-  const network: GuestNetwork = { interfaces: [], routes: [], neighbours: [] };
+  const network: GuestNetwork = { interfaces: [], routes: chooseGuestRoutes(endpoints).routes, neighbours: [] };
   for (const endpoint of endpoints) {
     const { link, addresses, routes, neighbours } = endpoint.properties;
     const device = endpoint.name;
@@ -149,7 +214,6 @@ export function generateGuestNetwork(endpoints: readonly Endpoint[]): GuestNetwo
       type: endpoint.type,
       raw_flags: link.flags & InterfaceFlag.NOARP,
     });
-    for (const route of routes) if (isValidGuestRoute(route)) network.routes.push(guestRoute(route, device));
     const gateways = gatewaySetFromRoutes(routes);
     for (const neighbour of neighbours) {
       if (!isValidGuestNeighbour(neighbour, gateways)) continue;
@@ -167,4 +231,73 @@ export function generateGuestNetwork(endpoints: readonly Endpoint[]): GuestNetwo
     }
   }
   return network;
+}
+
+/** A route of the pod that the guest does not get, and why. */
+export interface RouteNotForGuest {
+  route: Route;
+  reason: string;
+}
+
+const UNROUTABLE_TYPES: ReadonlyMap<number, string> = new Map([
+  [RouteType.BLACKHOLE, 'blackhole'],
+  [RouteType.UNREACHABLE, 'unreachable'],
+  [RouteType.PROHIBIT, 'prohibit'],
+]);
+
+/**
+ * The pod's routes through the given links (or of no link: blackhole, unreachable, prohibit) that the
+ * guest does not get, as Kata does not either: it reads the main table's single-path routes of each
+ * link, and the agent's Route has no table, next hops, type or TOS. The kernel's own routes (local
+ * table, proto kernel) are left out: they come with the addresses.
+ */
+export function routesNotForGuest(routes: readonly Route[], linkIndexes: ReadonlySet<number>): RouteNotForGuest[] {
+  const found: RouteNotForGuest[] = [];
+  for (const route of routes) {
+    if (route.table === RouteTable.LOCAL || route.protocol === RouteProtocol.KERNEL) continue;
+    const unroutable = UNROUTABLE_TYPES.get(route.type);
+    if (unroutable) {
+      if (route.table === RouteTable.MAIN) found.push({ route, reason: `${unroutable} routes` });
+      continue;
+    }
+    const through =
+      (route.outputIndex !== undefined && linkIndexes.has(route.outputIndex)) ||
+      (route.nextHops ?? []).some((hop) => linkIndexes.has(hop.outputIndex));
+    if (!through) continue;
+    if (route.table !== RouteTable.MAIN)
+      found.push({ route, reason: `routes in table ${route.table} (policy routing)` });
+    else if (route.nextHops && route.nextHops.length > 0) {
+      found.push({
+        route,
+        reason: route.nextHopId !== undefined ? 'routes through a nexthop group' : 'multipath routes',
+      });
+    } else if (route.tos) found.push({ route, reason: 'routes with a TOS' });
+    else if (!isValidGuestRoute(route)) found.push({ route, reason: 'routes with a gateway of the other family' });
+  }
+  return found;
+}
+
+function describeRoute(route: Route): string {
+  const destination = route.destination ? `${route.destination}/${route.destinationLength}` : 'default';
+  const family = route.family === AddressFamily.INET6 && !route.destination ? ' (IPv6)' : '';
+  const hops = route.nextHops?.length ? ` (${route.nextHops.length} next hops)` : '';
+  const via = route.gateway ? ` via ${route.gateway}` : '';
+  const tos = route.tos ? ` tos 0x${route.tos.toString(16).padStart(2, '0')}` : '';
+  return `${destination}${family}${tos}${via}${hops}`;
+}
+
+/** At most this many routes are named per reason; the rest are counted. */
+const NAMED_PER_REASON = 5;
+
+/** One notice for all the routes the guest does not get, grouped by why; undefined for none. */
+export function routesNotForGuestNotice(skipped: readonly RouteNotForGuest[]): string | undefined {
+  if (skipped.length === 0) return undefined;
+  const byReason = new Map<string, Route[]>();
+  for (const { route, reason } of skipped) byReason.set(reason, [...(byReason.get(reason) ?? []), route]);
+  const parts = [...byReason].map(([reason, routes]) => {
+    const named = routes.slice(0, NAMED_PER_REASON).map(describeRoute).join(', ');
+    const more = routes.length > NAMED_PER_REASON ? ` and ${routes.length - NAMED_PER_REASON} more` : '';
+    return `${reason}: ${named}${more}`;
+  });
+  return `the guest does not get ${skipped.length} route${skipped.length === 1 ? '' : 's'} of the pod (as in Kata: the agent sets main-table routes with one next hop, no type, no TOS): ${parts.join('; ')}`;
 }

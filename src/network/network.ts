@@ -6,7 +6,7 @@
  *   generateGuestNetwork(network.endpoints()) // what the agent should set
  *   await network.removeEndpoints();         // exact detach
  */
-import { traced, tracing } from '../diagnostics.js';
+import { channels, publish, traced, tracing } from '../diagnostics.js';
 import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
@@ -26,6 +26,7 @@ import { TapEndpoint } from './endpoint/tap-endpoint.js';
 import { TuntapEndpoint } from './endpoint/tuntap-endpoint.js';
 import { VethEndpoint } from './endpoint/veth-endpoint.js';
 import { VhostUserEndpoint } from './endpoint/vhost-user-endpoint.js';
+import { routesNotForGuest, routesNotForGuestNotice } from './guest.js';
 import { freeDeviceIndex } from './interface-pair.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
@@ -208,7 +209,21 @@ export class Network {
       }
       throw error;
     }
+    this.noticeRoutesNotForGuest(snapshot, added, options.hotplug !== undefined);
     return added;
+  }
+
+  /** One notice per attach for the pod routes through the added links that the guest will not get. */
+  private noticeRoutesNotForGuest(snapshot: NamespaceSnapshot, added: readonly Endpoint[], hotplug: boolean): void {
+    if (added.length === 0) return;
+    const indexes = new Set(added.map((endpoint) => endpoint.properties.link.index));
+    const message = routesNotForGuestNotice(routesNotForGuest(snapshot.routes, indexes));
+    if (!message) return;
+    publish(channels.notice, () => ({
+      operation: hotplug ? 'hot-attach' : 'attach',
+      endpoint: added.map((endpoint) => endpoint.properties.link.name).join(','),
+      message,
+    }));
   }
 
   /** One link of the namespace as it is now (e.g. a tap or the pod link after attach); LinkNotFoundError when gone. */

@@ -7,8 +7,9 @@
 import type { AgentClient } from '../agent/client.js';
 import { interfaceFromJson, neighboursFromJson, routesFromJson } from '../agent/kata-network-json.js';
 import { type PushResult, pushGuestNetwork } from '../agent/push-network.js';
+import { channels, publish } from '../diagnostics.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
-import { type GuestRoute, generateGuestNetwork } from '../network/guest.js';
+import { chooseGuestRoutes, droppedRoutesNotice, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 
 /**
  * Every route the guest should have. Until update-routes sets the full set, what the endpoints give;
@@ -32,9 +33,13 @@ export function recordedRoutesAfter(
 ): GuestRoute[] | undefined {
   if (recorded === undefined) return undefined;
   const replaced = new Set([...(change.removed ?? []), ...(change.added ?? [])].map((endpoint) => endpoint.name));
+  const kept = recorded.filter((route) => !replaced.has(route.device));
+  // The agent keeps the last route sent to a destination: a NIC's route to one the given set already
+  // routes would take it over. The set given has no metrics to compare, and was asked for: it stays.
+  const taken = new Set(kept.map((route) => `${route.family} ${route.dest}`));
   return [
-    ...recorded.filter((route) => !replaced.has(route.device)),
-    ...generateGuestNetwork(change.added ?? []).routes,
+    ...kept,
+    ...generateGuestNetwork(change.added ?? []).routes.filter((route) => !taken.has(`${route.family} ${route.dest}`)),
   ];
 }
 
@@ -46,6 +51,17 @@ export function pushEndpoints(
   options: { timeoutMs?: number; sandbox?: string; warn?: (message: string) => void } = {},
 ): Promise<PushResult> {
   const guest = generateGuestNetwork(endpoints);
+  if (recordedRoutes === undefined) {
+    const dropped = droppedRoutesNotice(chooseGuestRoutes(all).dropped);
+    if (dropped) {
+      publish(channels.notice, () => ({
+        operation: 'push',
+        endpoint: endpoints.map((endpoint) => endpoint.name).join(','),
+        message: dropped,
+        ...(options.sandbox ? { details: { sandbox: options.sandbox } } : {}),
+      }));
+    }
+  }
   // The library logs nothing itself: a caller may take the warnings, else Node's warning channel does.
   const warn =
     options.warn ??

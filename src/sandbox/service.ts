@@ -26,7 +26,7 @@ import {
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
 import { recordsHoldingLink, whereNamespaceLives } from '../network/garbage-collector.js';
-import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
+import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import { AttachError } from '../network/model/plumbing-context.js';
 import { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from '../network/network.js';
 import { describeRecords, type UndoReport } from '../network/plan/apply.js';
@@ -253,6 +253,8 @@ export async function attachSandbox(
         await detachRecorded(network, `attach of ${id} (undoing it)`, keeper);
         throw error;
       }
+      const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
+      if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
       return {
         id,
         endpoints: [...network.endpoints()],

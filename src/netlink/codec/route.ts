@@ -105,6 +105,8 @@ export interface RouteSpec {
   metrics?: RouteMetrics;
   realm?: number;
   nextHops?: NextHopSpec[];
+  /** The TOS the route matches (`ip route add ... tos 0x10`): part of its identity, so a delete names it. */
+  tos?: number;
 }
 
 function routeFamily(spec: RouteSpec): number {
@@ -125,7 +127,7 @@ export function encodeRoute(writer: MessageWriter, spec: RouteSpec, forDelete = 
   header.writeUInt8(family, 0);
   header.writeUInt8(spec.destination ? (spec.destinationLength ?? maximum) : 0, 1);
   header.writeUInt8(0, 2);
-  header.writeUInt8(0, 3);
+  header.writeUInt8(spec.tos ?? 0, 3);
   header.writeUInt8(table < 256 ? table : RouteTable.UNSPEC, 4);
   // For deletes, unspecified protocol/scope/type act as wildcards in the kernel's match.
   header.writeUInt8(spec.protocol ?? (forDelete ? RouteProtocol.UNSPEC : RouteProtocol.BOOT), 5);

@@ -23,6 +23,7 @@ import { createMacvtapAtUniqueIndex } from '../model/macvtap-index.js';
 import { commandOf } from './commands.js';
 import { LinkNameTakenError } from './plan-attach.js';
 import { type DetachPlan, linkResolver, planDetach } from './plan-detach.js';
+import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, Plan, PlanStep, PlumbingStep, RouteRecord } from './types.js';
 
 /**
@@ -387,17 +388,30 @@ export function queueChange(batch: ChangeBatch, change: Change, indexOf: (ref: L
       batch.addAddress({ index: indexOf(change.link), ...change.address });
       return;
     case 'delete-address':
-      batch.deleteAddress({
-        index: indexOf(change.link),
-        address: change.address.address,
-        prefixLength: change.address.prefixLength,
-      });
+      // A point-to-point address is known by its local address and its peer (IFA_ADDRESS): without
+      // the peer the kernel finds no such address (EADDRNOTAVAIL).
+      batch.deleteAddress(
+        {
+          index: indexOf(change.link),
+          address: change.address.address,
+          prefixLength: change.address.prefixLength,
+          ...(change.address.peer ? { peer: change.address.peer } : {}),
+        },
+        `delete address ${change.address.address}/${change.address.prefixLength}${change.address.peer ? ` peer ${change.address.peer}` : ''} on ${change.link.name}`,
+      );
       return;
     case 'add-route':
-      batch.addRoute(routeSpecOf(change.route, indexOf(change.link)));
+      batch.addRoute(
+        routeSpecOf(change.route, indexOf(change.link)),
+        false,
+        `add route ${routeArguments(change.route, change.link)}`,
+      );
       return;
     case 'delete-route':
-      batch.deleteRoute(routeSpecOf(change.route, indexOf(change.link)));
+      batch.deleteRoute(
+        routeSpecOf(change.route, indexOf(change.link)),
+        `delete route ${routeArguments(change.route, change.link)}`,
+      );
       return;
     case 'add-neighbour':
       batch.addNeighbour({ index: indexOf(change.link), ...change.neighbour }, true);

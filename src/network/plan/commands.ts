@@ -120,11 +120,16 @@ export function commandOf(change: Change): string {
         .map((part) => ` ${part}`)
         .join('');
       if (isProxy(neighbour)) return `ip neigh replace proxy ${neighbour.destination} ${dev(change.link)}${extra}`;
-      return `ip neigh replace ${neighbour.destination}${neighbour.linkLayerAddress ? ` lladdr ${neighbour.linkLayerAddress}` : ''} nud ${neighbour.state === NeighbourState.PERMANENT ? 'permanent' : 'reachable'} ${dev(change.link)}${extra}`;
+      return `ip neigh replace ${neighbour.destination}${neighbour.linkLayerAddress ? ` lladdr ${neighbour.linkLayerAddress}` : ''} nud ${nudWord(neighbour.state)} ${dev(change.link)}${extra}`;
     }
     case 'delete-neighbour':
       return `ip neigh del ${isProxy(change.neighbour) ? 'proxy ' : ''}${change.neighbour.destination} ${dev(change.link)}`;
   }
+}
+
+function nudWord(state: number | undefined): string {
+  if (state === NeighbourState.NOARP) return 'noarp';
+  return state === NeighbourState.PERMANENT ? 'permanent' : 'reachable';
 }
 
 function isProxy(neighbour: NeighbourRecord): boolean {

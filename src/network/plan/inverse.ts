@@ -219,6 +219,7 @@ export function routeRequestOf(route: RouteRecord): RouteRecord {
     ...(route.realm !== undefined ? { realm: route.realm } : {}),
     ...(route.preference !== undefined ? { preference: route.preference } : {}),
     ...(route.expiresAt !== undefined ? { expiresAt: route.expiresAt } : {}),
+    ...(route.tos ? { tos: route.tos } : {}),
     ...(route.nextHops && route.nextHops.length > 0 ? { nextHops: route.nextHops.map(nextHopRequestOf) } : {}),
   };
 }
@@ -247,13 +248,18 @@ const secondsLeft = (until: number, now: number): number => Math.ceil((until - n
 /**
  * What is left at `now` of a recorded address's lifetimes, in seconds (none for one that does not
  * expire), or undefined when its valid lifetime has passed. A passed preferred lifetime is 0: the
- * address comes back deprecated, as it would be by now.
+ * address comes back deprecated, as it would be by now (also one that never expires: `preferred_lft 0`).
  */
 function lifetimesLeft(
   address: AddressRecord,
   now: number | undefined,
 ): { validLifetime?: number; preferredLifetime?: number } | undefined {
-  if (address.validUntil === undefined || now === undefined) return {};
+  if (now === undefined) return {};
+  if (address.validUntil === undefined) {
+    return address.preferredUntil === undefined
+      ? {}
+      : { preferredLifetime: Math.max(0, secondsLeft(address.preferredUntil, now)) };
+  }
   const valid = secondsLeft(address.validUntil, now);
   if (valid <= 0) return undefined;
   const preferred =

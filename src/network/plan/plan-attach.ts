@@ -240,12 +240,28 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   return { model: 'tcfilter', steps, device: tap, ...(source.address ? { guestHardwareAddress: source.address } : {}) };
 }
 
-/** When an address's lifetimes end, from the time of the scan (nothing for one that does not expire). */
+/**
+ * A neighbour someone set (`nud permanent`, `nud noarp` with a unicast link-layer address). The kernel
+ * makes NOARP entries of its own for multicast and broadcast destinations, with a group MAC: it makes
+ * them again when they are needed, so they are not kept.
+ */
+function isStaticNeighbour(neighbour: PlanSnapshot['neighbours'][number]): boolean {
+  if (neighbour.state === NeighbourState.PERMANENT) return true;
+  if (neighbour.state !== NeighbourState.NOARP || !neighbour.linkLayerAddress) return false;
+  return (Number.parseInt(neighbour.linkLayerAddress.slice(0, 2), 16) & 0x01) === 0;
+}
+
+/**
+ * When an address's lifetimes end, from the time of the scan (nothing for one that does not expire).
+ * A deprecated address that never expires (`preferred_lft 0`) ends its preferred lifetime at the scan:
+ * IPv6 reports a preferred lifetime of 0 for it, IPv4 only the deprecated flag (and "forever").
+ */
 function lifetimeEnds(address: Address, now: number | undefined): { validUntil?: number; preferredUntil?: number } {
   if (now === undefined) return {};
+  const preferred = (address.flags & AddressFlag.DEPRECATED) !== 0 ? 0 : address.preferredLifetime;
   return {
     ...(address.validLifetime !== undefined ? { validUntil: now + address.validLifetime * 1000 } : {}),
-    ...(address.preferredLifetime !== undefined ? { preferredUntil: now + address.preferredLifetime * 1000 } : {}),
+    ...(preferred !== undefined ? { preferredUntil: now + preferred * 1000 } : {}),
   };
 }
 
@@ -256,9 +272,9 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   const macvtap: LinkRef = { role: 'macvtap', name: request.tapName };
   const originalAddress = source.address ?? '';
   const steps: PlanStep[] = [];
-  // A MAC change flushes the link's neighbours, permanent ones included: remove them first, put back on undo.
+  // A MAC change flushes the link's neighbours, static ones included: remove them first, put back on undo.
   for (const neighbour of snapshot.neighbours) {
-    if (neighbour.index !== source.index || neighbour.state !== NeighbourState.PERMANENT) continue;
+    if (neighbour.index !== source.index || !isStaticNeighbour(neighbour)) continue;
     steps.push(
       stepOf({
         op: 'delete-neighbour',
@@ -281,7 +297,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
     const record = { destination, state, flags, ...(protocol !== undefined ? { protocol } : {}) };
     steps.push(stepOf({ op: 'delete-neighbour', link: pod, neighbour: record }));
   }
-  for (const route of podLinkRoutes(snapshot.routes, snapshot.links, source, request.now)) {
+  for (const route of podLinkRoutes(snapshot.routes, snapshot.links, source, request.now, snapshot.addresses)) {
     steps.push(stepOf({ op: 'delete-route', link: pod, route }));
   }
   steps.push(

@@ -14,6 +14,9 @@
  * puts the addresses back.
  */
 import { VcnetError } from '../../errors.js';
+import type { Address } from '../../netlink/codec/address.js';
+import { AddressFlag } from '../../netlink/codec/address.js';
+import { bytesToIp, ipToBytes } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
@@ -47,26 +50,54 @@ export class RouteNotRestorableError extends VcnetError {
   }
 }
 
+/** `address` with its host bits cleared: the destination of the prefix route of `address/length`. */
+function networkOf(address: string, length: number): string {
+  const bytes = ipToBytes(address);
+  for (let bit = length; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return bytesToIp(bytes);
+}
+
 /**
- * Routes that go with the pod link's addresses (not the kernel's own, which come back with them).
- * A route through a nexthop object (`nhid`) stays: it depends on the object, not on the addresses,
- * and the kernel keeps it when they go. `now` (ms since the epoch, the time of the scan) turns a
- * route's lifetime into the time it ends.
+ * A route the kernel makes by itself, and so makes again when the addresses come back: one in the
+ * local table (an address's local, broadcast and anycast routes, IPv6's multicast route), the
+ * prefix route of one of the link's addresses (of its peer, for a point-to-point one), and IPv6's
+ * fe80::/64. Only `proto kernel` routes are; a user's `proto kernel` route to another prefix is not.
+ */
+function isKernelMade(route: Route, addresses: readonly Address[]): boolean {
+  if (route.protocol !== RouteProtocol.KERNEL) return false;
+  if (route.table === RouteTable.LOCAL) return true;
+  if (!route.destination) return false;
+  return addresses.some(
+    (address) =>
+      address.family === route.family &&
+      (address.flags & AddressFlag.NOPREFIXROUTE) === 0 &&
+      address.prefixLength === route.destinationLength &&
+      networkOf(address.peer ?? address.address, address.prefixLength) === route.destination,
+  );
+}
+
+/**
+ * Routes that go with the pod link's addresses, in any table (a local-table AnyIP route, a user's
+ * `proto kernel` route), but for the kernel's own, which come back with them (isKernelMade). IPv6's
+ * fe80::/64 comes back with the link-local address. A route through a nexthop object (`nhid`) stays:
+ * it depends on the object, not on the addresses, and the kernel keeps it when they go. `now` (ms
+ * since the epoch, the time of the scan) turns a route's lifetime into the time it ends.
  */
 export function podLinkRoutes(
   routes: readonly Route[],
   links: readonly Link[],
   source: Link,
   now?: number,
+  addresses: readonly Address[] = [],
 ): RouteRecord[] {
   // A link missing from the scan gets a name no link has: detach then leaves its route out.
   const nameOf = new Map(links.map((link) => [link.index, link.name]));
+  const linkAddresses = addresses.filter((address) => address.index === source.index);
   const owned = routes.filter(
     (route) =>
       ownedBy(route, source.index) &&
       route.nextHopId === undefined &&
-      route.protocol !== RouteProtocol.KERNEL &&
-      route.table !== RouteTable.LOCAL &&
+      !isKernelMade(route, linkAddresses) &&
       !(route.family === AddressFamily.INET6 && route.destination?.startsWith('fe80')),
   );
   const encapsulated = owned.find((route) => route.encapType !== undefined);

@@ -92,6 +92,7 @@ function nextHopArguments(hop: NextHopRecord, link: LinkRef, routeFamily: number
 /** `DESTINATION [via GATEWAY dev LINK] [options...] [nexthop ...]`: next hops last, as iproute2 wants. */
 export function routeArguments(route: RouteRecord, link: LinkRef): string {
   const parts = [route.destination ? `${route.destination}/${route.destinationLength ?? 0}` : 'default'];
+  if (route.tos) parts.push(`tos 0x${route.tos.toString(16).padStart(2, '0')}`);
   const nextHops = route.nextHops ?? [];
   if (nextHops.length === 0) {
     if (route.gateway) parts.push(viaArgument(route.gateway, route.family));

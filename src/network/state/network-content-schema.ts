@@ -61,6 +61,7 @@ const routeSchema = z.looseObject({
   realm: u32.optional(),
   preference: whole.max(255, { error: 'an RTA_PREF value' }).optional(),
   expiresAt: whole.optional(),
+  tos: whole.max(255, { error: 'a TOS byte' }).optional(),
   nextHops: listOf(nextHopSchema, 'next hops').optional(),
 });
 const neighbourSchema = z.looseObject({

@@ -382,6 +382,105 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
     expect(details()).toEqual(before);
   });
 
+  nodeCase('an IPv4 address with a peer (point-to-point)', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['addr', 'add', '10.12.3.5', 'peer', '10.12.3.1', 'dev', 'eth0']);
+    const peers = () =>
+      pod
+        .ipJson<Array<{ addr_info: Array<{ local: string; address?: string; prefixlen: number }> }>>(
+          '-4',
+          'addr',
+          'show',
+          'dev',
+          'eth0',
+        )[0]!
+        .addr_info.map((info) => `${info.local} peer ${info.address ?? '-'}/${info.prefixlen}`);
+    const before = peers();
+    expect(before).toContain('10.12.3.5 peer 10.12.3.1/32');
+    expectExactRoundTrip(pod, model);
+    expect(peers()).toEqual(before);
+  });
+
+  nodeCase('a route with a TOS', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['route', 'add', '10.98.0.0/16', 'tos', '0x10', 'via', '10.200.0.1', 'dev', 'eth0']);
+    pod.exec('ip', ['route', 'add', '10.98.0.0/16', 'via', '10.200.0.1', 'dev', 'eth0', 'metric', '5']);
+    expectExactRoundTrip(pod, model);
+    expect(pod.exec('ip', ['route', 'show', '10.98.0.0/16'])).toMatch(/tos 0x10 via 10\.200\.0\.1/);
+  });
+
+  nodeCase('static neighbours with nud noarp (IPv4 and IPv6)', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['neigh', 'add', '10.200.0.30', 'lladdr', '02:00:00:00:00:30', 'dev', 'eth0', 'nud', 'noarp']);
+    pod.exec('ip', [
+      '-6',
+      'neigh',
+      'add',
+      'fd00:200::30',
+      'lladdr',
+      '02:00:00:00:00:31',
+      'dev',
+      'eth0',
+      'nud',
+      'noarp',
+    ]);
+    const noarp = () =>
+      ['-4', '-6']
+        .flatMap((family) => pod.exec('ip', [family, 'neigh', 'show', 'nud', 'noarp', 'dev', 'eth0']).split('\n'))
+        .filter((line) => line.includes('lladdr 02:'))
+        .sort();
+    const before = noarp();
+    expect(before).toHaveLength(2);
+    expectExactRoundTrip(pod, model);
+    expect(noarp()).toEqual(before);
+  });
+
+  nodeCase('deprecated addresses that never expire (preferred_lft 0), IPv4 and IPv6', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['addr', 'add', '10.12.2.5/24', 'dev', 'eth0', 'preferred_lft', '0']);
+    pod.exec('ip', ['-6', 'addr', 'add', 'fd00:12::5/64', 'dev', 'eth0', 'preferred_lft', '0', 'nodad']);
+    const deprecated = () =>
+      pod
+        .ipJson<Array<{ addr_info: Array<{ local: string; deprecated?: boolean; valid_life_time: number }> }>>(
+          'addr',
+          'show',
+          'dev',
+          'eth0',
+        )[0]!
+        .addr_info.filter((info) => info.deprecated)
+        .map((info) => `${info.local} valid ${info.valid_life_time}`)
+        .sort();
+    const before = deprecated();
+    expect(before).toEqual(['10.12.2.5 valid 4294967295', 'fd00:12::5 valid 4294967295']);
+    expectExactRoundTrip(pod, model);
+    expect(deprecated()).toEqual(before);
+  });
+
+  nodeCase('routes the address flush takes that the kernel does not make again (AnyIP local, proto kernel)', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['route', 'add', 'local', '10.99.0.0/16', 'dev', 'eth0', 'table', 'local']);
+    pod.exec('ip', [
+      'route',
+      'add',
+      '10.13.9.0/24',
+      'dev',
+      'eth0',
+      'proto',
+      'kernel',
+      'scope',
+      'link',
+      'src',
+      '10.200.0.2',
+    ]);
+    pod.exec('ip', ['route', 'add', '10.14.9.0/24', 'dev', 'eth0', 'table', '100']);
+    pod.exec('ip', ['-6', 'route', 'add', 'local', 'fd99::/64', 'dev', 'eth0', 'table', 'local']);
+    expectExactRoundTrip(pod, model);
+    expect(pod.exec('ip', ['route', 'show', 'table', 'local', '10.99.0.0/16'])).toMatch(
+      /local 10\.99\.0\.0\/16 dev eth0/,
+    );
+    expect(pod.exec('ip', ['route', 'show', '10.13.9.0/24'])).toMatch(/proto kernel/);
+  });
+
   // The restore batch grows past the writer's first buffers (1, 2, 4 KiB) at a different place for
   // each count: a fixed-size attribute across the end once crashed the detach (RangeError), leaving
   // the pod without its addresses and routes under the macvtap model.

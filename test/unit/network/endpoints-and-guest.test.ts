@@ -2,11 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import { NeighbourState } from '../../../src/netlink/codec/neighbour.js';
-import { RouteProtocol, RouteScope } from '../../../src/netlink/codec/route.js';
+import { RouteProtocol, RouteScope, RouteType } from '../../../src/netlink/codec/route.js';
 import { classifyInterface, createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
-import { generateGuestNetwork } from '../../../src/network/guest.js';
+import {
+  chooseGuestRoutes,
+  generateGuestNetwork,
+  routesNotForGuest,
+  routesNotForGuestNotice,
+} from '../../../src/network/guest.js';
 import { endpointFromState } from '../../../src/network/network.js';
 import { type SkippedInterface, selectEndpointInterfaces, skippedNotice } from '../../../src/network/scan.js';
+import { recordedRoutesAfter } from '../../../src/sandbox/guest-push.js';
 import { address, info, link, permanent, route } from './fixtures.js';
 
 describe('endpoint choice (Kata createEndpoint)', () => {
@@ -232,6 +238,97 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
       guestName: 'net7',
     });
     expect(generateGuestNetwork([endpoint]).routes[0]?.device).toBe('net7');
+  });
+});
+
+describe('guest routes: the one the pod prefers per destination (better than Kata)', () => {
+  const eth0 = (routes: Parameters<typeof route>[0][]) =>
+    createEndpoint(info({ routes: routes.map((entry) => route(entry)) }), { index: 0, model: 'tcfilter' });
+  const eth1 = (routes: Parameters<typeof route>[0][]) =>
+    createEndpoint(
+      info({
+        link: link({ index: 3, name: 'eth1' }),
+        routes: routes.map((entry) => route({ outputIndex: 3, ...entry })),
+      }),
+      { index: 1, model: 'tcfilter' },
+    );
+  const text = (routes: Array<{ dest: string; gateway: string; device: string }>) =>
+    routes.map((entry) => `${entry.dest} via ${entry.gateway} dev ${entry.device}`);
+
+  it('keeps the lowest metric per destination, across links, and says which were dropped for which', () => {
+    const endpoints = [
+      eth0([
+        { destination: '10.21.0.0', destinationLength: 16, gateway: '10.0.0.3', priority: 5 },
+        { destination: '10.21.0.0', destinationLength: 16, gateway: '10.0.0.1', priority: 6 },
+        { gateway: '10.0.0.1', priority: 200 },
+      ]),
+      eth1([{ gateway: '10.1.0.1', priority: 100 }]),
+    ];
+    const { routes, dropped } = chooseGuestRoutes(endpoints);
+    expect(text(routes)).toEqual(['10.21.0.0/16 via 10.0.0.3 dev eth0', '0.0.0.0/0 via 10.1.0.1 dev eth1']);
+    expect(dropped.map((entry) => [entry.route.gateway, entry.metric, entry.kept.gateway, entry.keptMetric])).toEqual([
+      ['10.0.0.1', 6, '10.0.0.3', 5],
+      ['10.0.0.1', 200, '10.1.0.1', 100],
+    ]);
+    expect(generateGuestNetwork(endpoints).routes).toEqual(routes);
+  });
+
+  it('keeps the first of equal metrics, and tells the families apart', () => {
+    const { routes } = chooseGuestRoutes([
+      eth0([
+        { gateway: '10.0.0.1' },
+        { gateway: '10.0.0.2' },
+        { family: AddressFamily.INET6, gateway: 'fd00::1', priority: 1024 },
+      ]),
+    ]);
+    expect(text(routes)).toEqual(['0.0.0.0/0 via 10.0.0.1 dev eth0', '::/0 via fd00::1 dev eth0']);
+  });
+
+  it('a route set update-routes gave keeps its route to a destination an added NIC also routes', () => {
+    const recorded = [
+      {
+        dest: '0.0.0.0/0',
+        gateway: '10.0.0.1',
+        device: 'eth0',
+        source: '',
+        scope: 0,
+        family: 0 as const,
+        flags: 0,
+        mtu: 0,
+      },
+    ];
+    const after = recordedRoutesAfter(recorded, {
+      added: [eth1([{ gateway: '10.1.0.1' }, { destination: '10.9.0.0', destinationLength: 16, gateway: '10.1.0.1' }])],
+    });
+    expect(text(after ?? [])).toEqual(['0.0.0.0/0 via 10.0.0.1 dev eth0', '10.9.0.0/16 via 10.1.0.1 dev eth1']);
+  });
+
+  it('names the pod routes the guest cannot get, grouped by why, in one notice', () => {
+    const skipped = routesNotForGuest(
+      [
+        route({ destination: '10.14.9.0', destinationLength: 24, table: 100 }),
+        route({
+          outputIndex: undefined,
+          nextHops: [
+            { gateway: '10.0.0.1', outputIndex: 2, weight: 1, flags: 0 },
+            { gateway: '10.1.0.1', outputIndex: 3, weight: 1, flags: 0 },
+          ],
+        }),
+        route({ destination: '10.16.0.0', destinationLength: 16, outputIndex: undefined, type: RouteType.BLACKHOLE }),
+        route({ destination: '10.98.0.0', destinationLength: 16, gateway: '10.0.0.1', tos: 0x10 }),
+        route({ destination: '10.17.0.0', destinationLength: 16, table: 100, outputIndex: 9 }),
+        route({ destination: '10.0.0.0', destinationLength: 24, protocol: RouteProtocol.KERNEL, table: 100 }),
+      ],
+      new Set([2]),
+    );
+    expect(routesNotForGuestNotice(skipped)).toBe(
+      'the guest does not get 4 routes of the pod (as in Kata: the agent sets main-table routes with one next hop, no type, no TOS): routes in table 100 (policy routing): 10.14.9.0/24; multipath routes: default (2 next hops); blackhole routes: 10.16.0.0/16; routes with a TOS: 10.98.0.0/16 tos 0x10 via 10.0.0.1',
+    );
+    expect(
+      generateGuestNetwork([
+        eth0([{ destination: '10.98.0.0', destinationLength: 16, gateway: '10.0.0.1', tos: 0x10 }]),
+      ]).routes,
+    ).toEqual([]);
   });
 });
 

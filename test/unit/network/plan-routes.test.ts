@@ -403,3 +403,98 @@ describe('macvtap: IPv6 privacy addresses', () => {
     expect(recorded).toEqual(['fd00::2']);
   });
 });
+
+describe('macvtap: what the address flush takes that the kernel does not make again', () => {
+  const SCANNED_AT = 1_800_000_000_000;
+  const flushPlan = planAttach(
+    {
+      ...snapshot,
+      addresses: [
+        address('10.88.0.2', 16),
+        address('10.12.3.5', 32, { peer: '10.12.3.1' }),
+        address('10.12.2.5', 24, { flags: AddressFlag.DEPRECATED }),
+        address('fd00:12::5', 64, { flags: AddressFlag.DEPRECATED | AddressFlag.NODAD, preferredLifetime: 0 }),
+      ],
+      routes: [
+        // The kernel's: prefix routes of the addresses (of the peer for the point-to-point one), local ones.
+        route({ destination: '10.88.0.0', destinationLength: 16, protocol: RouteProtocol.KERNEL, scope: 253 }),
+        route({ destination: '10.12.3.1', destinationLength: 32, protocol: RouteProtocol.KERNEL, scope: 253 }),
+        route({ destination: '10.88.0.2', destinationLength: 32, table: 255, type: 2, protocol: RouteProtocol.KERNEL }),
+        // Not the kernel's: an AnyIP local route, a proto kernel route to no address's prefix, a TOS route.
+        route({ destination: '10.99.0.0', destinationLength: 16, table: 255, type: 2, scope: 254 }),
+        route({
+          destination: '10.13.9.0',
+          destinationLength: 24,
+          protocol: RouteProtocol.KERNEL,
+          scope: 253,
+          preferredSource: '10.88.0.2',
+        }),
+        route({ destination: '10.98.0.0', destinationLength: 16, gateway: '10.88.0.1', tos: 0x10 }),
+      ],
+      neighbours: [
+        {
+          index: 2,
+          family: 2,
+          destination: '10.88.0.30',
+          linkLayerAddress: '02:00:00:00:00:30',
+          state: 0x40,
+          flags: 0,
+          type: 1,
+        },
+        // The kernel's own NOARP entries (a group MAC): made again when needed.
+        {
+          index: 2,
+          family: 10,
+          destination: 'ff02::1',
+          linkLayerAddress: '33:33:00:00:00:01',
+          state: 0x40,
+          flags: 0,
+          type: 1,
+        },
+      ],
+      proxyNeighbours: [],
+    },
+    { queues: 1 },
+    { model: 'macvtap', source: eth0, tapName: 'tap0_kata', spareHardwareAddress: SPARE, now: SCANNED_AT },
+  );
+  const commands = commandsOf(flushPlan);
+
+  it('removes (and records) the AnyIP route, a proto kernel route of no address, a TOS route; not the kernel own', () => {
+    expect(commands.filter((line) => line.startsWith('ip route del'))).toEqual([
+      'ip route del 10.99.0.0/16 dev eth0 table 255 proto 3 scope 254',
+      'ip route del 10.13.9.0/24 dev eth0 src 10.88.0.2 table 254 proto 2 scope 253',
+      'ip route del 10.98.0.0/16 tos 0x10 via 10.88.0.1 dev eth0 table 254 proto 3 scope 0',
+    ]);
+  });
+
+  it('removes a point-to-point address by its peer, and static noarp neighbours but not the kernel ones', () => {
+    expect(commands).toContain('ip address del 10.12.3.5/32 peer 10.12.3.1 dev eth0');
+    expect(commands.filter((line) => line.startsWith('ip neigh del'))).toEqual(['ip neigh del 10.88.0.30 dev eth0']);
+    const deletes: Array<{ peer?: string; tos?: number }> = [];
+    const batch = {
+      deleteAddress: (spec: { peer?: string }) => deletes.push(spec),
+      deleteRoute: (spec: { tos?: number }) => deletes.push(spec),
+      deleteNeighbour: () => undefined,
+    } as unknown as ChangeBatch;
+    for (const { change } of flushPlan.steps) {
+      if (change.op === 'delete-address' || change.op === 'delete-route') queueChange(batch, change, () => 2);
+    }
+    expect(deletes.find((spec) => spec.peer)?.peer).toBe('10.12.3.1');
+    expect(deletes.find((spec) => spec.tos)?.tos).toBe(0x10);
+  });
+
+  it('puts back the noarp neighbour as noarp, the TOS route with its TOS, deprecated addresses deprecated', () => {
+    const records = flushPlan.steps.flatMap((step) => (step.record ? [step.record] : []));
+    for (const record of records) expect(plumbingStepSchema.safeParse(record).success).toBe(true);
+    const detach = planDetach(JSON.parse(JSON.stringify(records)) as PlumbingStep[], {
+      links: snapshot.links,
+      now: SCANNED_AT + 60_000,
+    });
+    const back = commandsOf(detach);
+    expect(back).toContain('ip neigh replace 10.88.0.30 lladdr 02:00:00:00:00:30 nud noarp dev eth0');
+    expect(back).toContain('ip route add 10.98.0.0/16 tos 0x10 via 10.88.0.1 dev eth0 table 254 proto 3 scope 0');
+    expect(back).toContain('ip address add 10.12.2.5/24 scope 0 preferred_lft 0 dev eth0');
+    expect(back).toContain('ip address add fd00:12::5/64 scope 0 preferred_lft 0 nodad dev eth0');
+    expect(back).toContain('ip address add 10.12.3.5/32 peer 10.12.3.1 scope 0 dev eth0');
+  });
+});

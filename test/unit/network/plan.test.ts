@@ -43,7 +43,14 @@ function snapshot(overrides: Partial<PlanSnapshot> = {}): PlanSnapshot {
         scope: RouteScope.LINK,
       }),
       route({ gateway: '10.88.0.1' }),
-      route({ destination: '10.88.0.2', destinationLength: 32, table: 255, type: 2 }),
+      route({
+        destination: '10.88.0.2',
+        destinationLength: 32,
+        table: 255,
+        type: 2,
+        protocol: RouteProtocol.KERNEL,
+        scope: RouteScope.HOST,
+      }),
     ],
     neighbours: [
       {
