@@ -104,6 +104,27 @@ export class NetworkHotplugError extends VcnetError {
 }
 
 /**
+ * The running VM has nowhere left to hot-plug a NIC: every vcnet port (q35 root port, pc bridge slot)
+ * and the root bus where it takes devices are taken, or the VM was started without vcnet's ports. Not
+ * bad input: nobody named a port, and only the VM's command line can give it more room.
+ */
+export class HotplugCapacityError extends VcnetError {
+  static override readonly errorName: string = 'HotplugCapacityError';
+  readonly deviceId: string;
+  /** What was found, for the message: "q35 machine: hot-plug ports found: ...". */
+  readonly found: string;
+  constructor(deviceId: string, found: string, hint: string, cause?: unknown) {
+    super('VCNET_HOTPLUG_NO_SLOT', `no free hot-plug slot for ${deviceId} (nothing was added to the VM): ${found}`, {
+      value: found,
+      hint,
+      cause,
+    });
+    this.deviceId = deviceId;
+    this.found = found;
+  }
+}
+
+/**
  * device_del was accepted but the guest did not release the device in time. PCI unplug on i440fx
  * is an ACPI request the guest OS must acknowledge; a paused guest, firmware, or an OS without
  * ACPI PCI hot-plug never does. The device and its netdev are left in place.

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { classifyError } from '../../../src/errors.js';
 import type { NetworkDevice } from '../../../src/hypervisor/device.js';
 import {
   DeviceUnplugTimeoutError,
@@ -238,13 +239,14 @@ describe('QemuNetworkHotplugTarget', () => {
     expect(commands.filter(([name]) => name === 'netdev_del')).toEqual([['netdev_del', { id: 'netdev-net2' }]]);
   });
 
-  it('on q35 without vcnet root ports: refused, with the -device line that gives the VM one', async () => {
+  it('on q35 without vcnet root ports: refused as a capacity error (not bad input), with the -device line that gives the VM one', async () => {
     const { server, client } = await connected();
     machine('pc-q35-7.2-machine', [{ bus: 0, devices: [{ slot: 0, function: 0, qdev_id: '' }] }])(server);
     const error = await new QemuNetworkHotplugTarget(client)
       .hotplugNetworkDevice(device)
       .catch((caught: unknown) => caught);
-    expect(error).toMatchObject({ code: 'VCNET_INVALID_INPUT' });
+    expect(error).toMatchObject({ code: 'VCNET_HOTPLUG_NO_SLOT', deviceId: 'net1' });
+    expect(classifyError(error)).toMatchObject({ exit: 'FAILED', agent: 'RESOURCE_EXHAUSTED' });
     expect(String((error as { hint?: string }).hint)).toContain(
       '-device pcie-root-port,id=vcnet-rp0,bus=pcie.0,chassis=32,slot=1',
     );
