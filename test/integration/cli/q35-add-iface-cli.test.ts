@@ -47,7 +47,9 @@ describe.skipIf(skipReason !== undefined)('add-iface on a q35 VM without vcnet r
 
     const refused = vcnet(['add-iface', 'q1', request, '--state-dir', stateDirectory()]);
     expect(refused.status, refused.stderr).toBe(1);
-    expect(refused.stderr).toContain("(nothing was added to the VM): q35 machine: hot-plug ports found: none of vcnet's");
+    expect(refused.stderr).toContain(
+      "(nothing was added to the VM): q35 machine: hot-plug ports found: none of vcnet's",
+    );
     expect(refused.stderr).not.toContain('invalid hotplug port');
     expect(refused.stderr).toContain('-device pcie-root-port,id=vcnet-rp0,bus=pcie.0,chassis=32,slot=1');
     expect(refused.stdout).toBe('');
