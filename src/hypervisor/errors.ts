@@ -145,6 +145,30 @@ export class DeviceUnplugTimeoutError extends VcnetError {
   }
 }
 
+/**
+ * QEMU refused device_del because the device's bus takes no hot-plug: a NIC given on the command line
+ * of a q35 VM without bus= sits on the root complex pcie.0, and only leaves with the VM.
+ */
+export class DeviceNotHotpluggableError extends VcnetError {
+  static override readonly errorName: string = 'DeviceNotHotpluggableError';
+  readonly deviceId: string;
+  constructor(deviceId: string, cause: QmpCommandError) {
+    super(
+      'VCNET_HYPERVISOR_UNSUPPORTED',
+      `${deviceId} cannot be unplugged while the VM runs: QEMU says "${cause.description}" (a NIC given at boot on q35's root complex pcie.0, without bus=, stays until the VM stops)`,
+      {
+        value: deviceId,
+        hint:
+          'its host side goes with `vcnet detach` once the VM has stopped. To make a boot NIC removable, give it a ' +
+          'root port of its own at boot: -device pcie-root-port,id=boot-rp0,bus=pcie.0,chassis=64,slot=16 and ' +
+          'bus=boot-rp0,addr=0x0 on its -device virtio-net-pci line (see "QEMU q35" in docs/compatibility.md)',
+        cause,
+      },
+    );
+    this.deviceId = deviceId;
+  }
+}
+
 /** QEMU did not start, or exited before it could be used. */
 export class QemuProcessError extends VcnetError {
   static override readonly errorName: string = 'QemuProcessError';

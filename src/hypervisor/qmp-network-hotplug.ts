@@ -31,6 +31,7 @@
 import type { NetworkDevice } from './device.js';
 import { normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
 import {
+  DeviceNotHotpluggableError,
   DeviceUnplugTimeoutError,
   HotplugCapacityError,
   NetworkHotplugError,
@@ -413,7 +414,8 @@ export class QemuHotplugSessions {
 
 /**
  * Removes a NIC plugged by hotplugNetworkDevice (or given on the command line by qemuNetworkArguments).
- * Rejects with QmpCommandError (errorClass DeviceNotFound) for an unknown id, and with
+ * Rejects with QmpCommandError (errorClass DeviceNotFound) for an unknown id, with
+ * DeviceNotHotpluggableError for a NIC on a bus without hot-plug (q35's pcie.0), and with
  * DeviceUnplugTimeoutError when the guest does not release the device in time.
  */
 export async function unplugNetworkDevice(
@@ -435,6 +437,10 @@ export async function unplugNetworkDevice(
     await qmp.execute('device_del', { id: deviceId }, commandOptions);
   } catch (error) {
     stopWaiting.abort();
+    // Said apart: a retry cannot help, only the VM stopping (or a root port at its next boot).
+    if (error instanceof QmpCommandError && /does not support hotplugging/i.test(error.description)) {
+      throw new DeviceNotHotpluggableError(deviceId, error);
+    }
     throw error;
   }
   try {

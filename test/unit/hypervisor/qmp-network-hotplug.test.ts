@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { classifyError } from '../../../src/errors.js';
 import type { NetworkDevice } from '../../../src/hypervisor/device.js';
 import {
+  DeviceNotHotpluggableError,
   DeviceUnplugTimeoutError,
   NetworkHotplugError,
   QmpCommandError,
@@ -170,6 +171,21 @@ describe('unplugNetworkDevice', () => {
     const error = await unplugNetworkDevice(client, 'nope', { timeoutMs: 60_000 }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(QmpCommandError);
     expect(error).toMatchObject({ errorClass: 'DeviceNotFound' });
+    expect(client.listenerCount('event')).toBe(0);
+  });
+
+  it("says a NIC on q35's pcie.0 cannot be unplugged while the VM runs (QEMU 7.2's refusal), keeping the netdev", async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) =>
+      connection.fail(command, 'GenericError', "Bus 'pcie.0' does not support hotplugging"),
+    );
+    const error = await unplugNetworkDevice(client, 'net0', { timeoutMs: 60_000 }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(DeviceNotHotpluggableError);
+    expect(error).toMatchObject({ code: 'VCNET_HYPERVISOR_UNSUPPORTED', deviceId: 'net0' });
+    expect((error as Error).message).toContain('net0 cannot be unplugged while the VM runs');
+    expect((error as { hint?: string }).hint).toContain('bus=boot-rp0,addr=0x0');
+    expect((error as Error).cause).toBeInstanceOf(QmpCommandError);
+    expect(sent(server).map(([name]) => name)).toEqual(['device_del']);
     expect(client.listenerCount('event')).toBe(0);
   });
 });
