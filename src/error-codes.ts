@@ -40,6 +40,7 @@ export type AgentOutcome =
   | 'NOT_FOUND'
   | 'ALREADY_EXISTS'
   | 'PERMISSION_DENIED'
+  | 'RESOURCE_EXHAUSTED'
   | 'FAILED_PRECONDITION'
   | 'ABORTED'
   | 'UNIMPLEMENTED'
@@ -288,6 +289,13 @@ export const ErrorCodes = deepFreeze({
     agent: 'DEADLINE_EXCEEDED',
   },
   VCNET_HOTPLUG_FAILED: { meaning: 'plugging a NIC into the running VM failed', role: 'general', ...failed },
+  VCNET_HOTPLUG_NO_SLOT: {
+    meaning: 'the running VM has no free place to hot-plug a NIC into (vcnet ports all taken, or none given at boot)',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'RESOURCE_EXHAUSTED',
+  },
   VCNET_UNPLUG_TIMEOUT: {
     meaning: 'the guest did not release the NIC in time',
     role: 'specific',

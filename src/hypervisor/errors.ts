@@ -104,6 +104,27 @@ export class NetworkHotplugError extends VcnetError {
 }
 
 /**
+ * The running VM has nowhere left to hot-plug a NIC: every vcnet port (q35 root port, pc bridge slot)
+ * and the root bus where it takes devices are taken, or the VM was started without vcnet's ports. Not
+ * bad input: nobody named a port, and only the VM's command line can give it more room.
+ */
+export class HotplugCapacityError extends VcnetError {
+  static override readonly errorName: string = 'HotplugCapacityError';
+  readonly deviceId: string;
+  /** What was found, for the message: "q35 machine: hot-plug ports found: ...". */
+  readonly found: string;
+  constructor(deviceId: string, found: string, hint: string, cause?: unknown) {
+    super('VCNET_HOTPLUG_NO_SLOT', `no free hot-plug slot for ${deviceId} (nothing was added to the VM): ${found}`, {
+      value: found,
+      hint,
+      cause,
+    });
+    this.deviceId = deviceId;
+    this.found = found;
+  }
+}
+
+/**
  * device_del was accepted but the guest did not release the device in time. PCI unplug on i440fx
  * is an ACPI request the guest OS must acknowledge; a paused guest, firmware, or an OS without
  * ACPI PCI hot-plug never does. The device and its netdev are left in place.
@@ -121,6 +142,30 @@ export class DeviceUnplugTimeoutError extends VcnetError {
     });
     this.deviceId = deviceId;
     this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * QEMU refused device_del because the device's bus takes no hot-plug: a NIC given on the command line
+ * of a q35 VM without bus= sits on the root complex pcie.0, and only leaves with the VM.
+ */
+export class DeviceNotHotpluggableError extends VcnetError {
+  static override readonly errorName: string = 'DeviceNotHotpluggableError';
+  readonly deviceId: string;
+  constructor(deviceId: string, cause: QmpCommandError) {
+    super(
+      'VCNET_HYPERVISOR_UNSUPPORTED',
+      `${deviceId} cannot be unplugged while the VM runs: QEMU says "${cause.description}" (a NIC given at boot on q35's root complex pcie.0, without bus=, stays until the VM stops)`,
+      {
+        value: deviceId,
+        hint:
+          'its host side goes with `vcnet detach` once the VM has stopped. To make a boot NIC removable, give it a ' +
+          'root port of its own at boot: -device pcie-root-port,id=boot-rp0,bus=pcie.0,chassis=64,slot=16 and ' +
+          'bus=boot-rp0,addr=0x0 on its -device virtio-net-pci line (see "QEMU q35" in docs/compatibility.md)',
+        cause,
+      },
+    );
+    this.deviceId = deviceId;
   }
 }
 

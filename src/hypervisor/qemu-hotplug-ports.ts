@@ -36,7 +36,8 @@ export async function queryMachineType(qmp: QmpClient, timeoutMs?: number): Prom
 }
 
 export const ROOT_PORT_ID_PREFIX = 'vcnet-rp';
-export const BRIDGE_ID = 'vcnet-bridge0';
+export const BRIDGE_ID_PREFIX = 'vcnet-bridge';
+export const BRIDGE_ID = `${BRIDGE_ID_PREFIX}0`;
 /** Chassis numbers from here, clear of the ones firmware and other tools tend to use. */
 const FIRST_CHASSIS = 0x20;
 
@@ -45,7 +46,7 @@ export function qemuHotplugPortArguments(machine: QemuMachineType, count: number
   if (!Number.isInteger(count) || count < 1 || count > 32) {
     throw new InvalidInputError('hotplug ports', count, 'an integer from 1 to 32');
   }
-  if (machine === 'pc') return ['-device', `pci-bridge,id=${BRIDGE_ID},bus=pci.0,chassis_nr=${FIRST_CHASSIS}`];
+  if (machine === 'pc') return pciBridgeArguments(0);
   const args: string[] = [];
   for (let port = 0; port < count; port++) {
     args.push(
@@ -69,14 +70,19 @@ export interface QueryPciBus {
   devices: QueryPciDevice[];
 }
 
+/** NICs one vcnet pci-bridge takes: QEMU (7.2, pc) plugs into all 32 of its slots, 0 included. */
+export const PCI_BRIDGE_NICS = 32;
+
+/** A pc VM needing more than one bridge's NICs gets vcnet-bridge1, 2...: chassis numbers follow on. */
+export function pciBridgeArguments(index: number): string[] {
+  return ['-device', `pci-bridge,id=${BRIDGE_ID_PREFIX}${index},bus=pci.0,chassis_nr=${FIRST_CHASSIS + index}`];
+}
+
 /** vcnet's hot-plug ports on the root bus, in order, with their slots. */
 export function hotplugPorts(machine: QemuMachineType, buses: QueryPciBus[]): Array<{ id: string; slot: number }> {
   const root = buses.find((bus) => bus.bus === 0)?.devices ?? [];
-  return root
-    .filter((device) =>
-      machine === 'pc' ? device.qdev_id === BRIDGE_ID : device.qdev_id.startsWith(ROOT_PORT_ID_PREFIX),
-    )
-    .map((device) => ({ id: device.qdev_id, slot: device.slot }));
+  const own = machine === 'pc' ? new RegExp(`^${BRIDGE_ID_PREFIX}\\d+$`) : new RegExp(`^${ROOT_PORT_ID_PREFIX}\\d+$`);
+  return root.filter((device) => own.test(device.qdev_id)).map((device) => ({ id: device.qdev_id, slot: device.slot }));
 }
 
 /**

@@ -28,11 +28,12 @@
  * EBUSY), and a multi-queue one would get extra queues that nobody reads. So before such a hot-plug
  * the tap must be persistent and its fds closed.
  */
-import { InvalidInputError } from '../errors.js';
 import type { NetworkDevice } from './device.js';
 import { normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
 import {
+  DeviceNotHotpluggableError,
   DeviceUnplugTimeoutError,
+  HotplugCapacityError,
   NetworkHotplugError,
   QmpCommandError,
   QmpTimeoutError,
@@ -40,11 +41,12 @@ import {
 } from './errors.js';
 import { qemuNetdevId, type VfioPciDevice, validateVfioPciDevice } from './qemu.js';
 import {
-  BRIDGE_ID,
   deviceSlot,
   foreignBridges,
   hexSlot,
   hotplugPorts,
+  PCI_BRIDGE_NICS,
+  pciBridgeArguments,
   pciPathInTree,
   type QemuMachineType,
   type QueryPciBus,
@@ -241,8 +243,9 @@ export async function hotplugVfioDevice(
  *
  * Where a device goes, first match wins: `bus` when given; vcnet's ports of `machine` when given
  * (qemuHotplugPortArguments); otherwise QEMU is asked its machine type once (`qom-get /machine type`):
- * on q35 the device goes into a free vcnet root port, on anything else onto the root bus pci.0 (i440fx
- * takes hot-plug there). Asking instead of recording: `vcnet attach --qmp` records only the socket of a
+ * on q35 the device goes into a free vcnet root port; on pc onto the root bus pci.0 (i440fx takes
+ * hot-plug there) and, once its slots are all taken, into vcnet's pci-bridges; on a machine QEMU does
+ * not name, onto pci.0. Asking instead of recording: `vcnet attach --qmp` records only the socket of a
  * VM someone else starts, often before it boots, and the running VM knows its machine type and which
  * ports are free better than any record could.
  */
@@ -258,22 +261,26 @@ export class QemuNetworkHotplugTarget {
       } = {},
   ) {}
 
-  /** The machine whose vcnet ports take the device, or undefined for options.bus / pci.0. */
-  private async portMachine(): Promise<QemuMachineType | undefined> {
+  /**
+   * Where the device may go: `ports` of a machine (vcnet's), after pci.0 when `rootBusFirst`; or
+   * undefined for options.bus / pci.0 alone.
+   */
+  private async placement(): Promise<{ machine: QemuMachineType; rootBusFirst: boolean } | undefined> {
     if (this.options.bus) return undefined;
-    if (this.options.machine) return this.options.machine;
-    // Only q35 needs ports; on pc the root bus takes the device as before.
-    this.detectedMachine ??= queryMachineType(this.qmp, this.options.commandTimeoutMs).then((machine) =>
-      machine === 'q35' ? machine : undefined,
-    );
-    return this.detectedMachine;
+    if (this.options.machine) return { machine: this.options.machine, rootBusFirst: false };
+    this.detectedMachine ??= queryMachineType(this.qmp, this.options.commandTimeoutMs);
+    const machine = await this.detectedMachine;
+    if (machine === undefined) return undefined;
+    // pc: pci.0 as before (its PCI paths stay "05"), vcnet's bridges once it is full, as Kata's
+    // runtime plugs into its bridges.
+    return { machine, rootBusFirst: machine === 'pc' };
   }
 
   async hotplugNetworkDevice(device: NetworkDevice): Promise<HotpluggedNetworkDevice> {
-    const machine = await this.portMachine();
-    if (!machine) return hotplugNetworkDevice(this.qmp, device, this.options);
-    return this.plugIntoPort(machine, device.id, (placement) =>
-      hotplugNetworkDevice(this.qmp, device, { ...this.options, ...placement }),
+    const placement = await this.placement();
+    if (!placement) return hotplugNetworkDevice(this.qmp, device, this.options);
+    return this.plugIntoPort(placement, device.id, (where) =>
+      hotplugNetworkDevice(this.qmp, device, { ...this.options, ...where }),
     );
   }
 
@@ -291,18 +298,27 @@ export class QemuNetworkHotplugTarget {
   }
 
   async hotplugVfioDevice(device: VfioPciDevice): Promise<{ deviceId: string; pciPath?: string }> {
-    const machine = await this.portMachine();
-    if (!machine) return hotplugVfioDevice(this.qmp, device, this.options);
-    return this.plugIntoPort(machine, device.id, (placement) =>
-      hotplugVfioDevice(this.qmp, device, { ...this.options, ...placement }),
+    const placement = await this.placement();
+    if (!placement) return hotplugVfioDevice(this.qmp, device, this.options);
+    return this.plugIntoPort(placement, device.id, (where) =>
+      hotplugVfioDevice(this.qmp, device, { ...this.options, ...where }),
     );
   }
 
   private async plugIntoPort<T extends { pciPath?: string }>(
-    machine: QemuMachineType,
+    { machine, rootBusFirst }: { machine: QemuMachineType; rootBusFirst: boolean },
     deviceId: string,
     plug: (placement: { bus: string; addr?: string }) => Promise<T>,
   ): Promise<T> {
+    let rootBusFull: unknown;
+    if (rootBusFirst) {
+      try {
+        return await plug({ bus: 'pci.0' });
+      } catch (error) {
+        if (!refusedForNoSlot(error)) throw error;
+        rootBusFull = error;
+      }
+    }
     const buses = await queryPci(this.qmp, this.options.commandTimeoutMs);
     const ports = hotplugPorts(machine, buses);
     // Bus numbers behind a port exist only once firmware enumerated them, so query-pci cannot say
@@ -317,40 +333,45 @@ export class QemuNetworkHotplugTarget {
         const slot = machine === 'q35' ? 0 : await deviceSlot(this.qmp, deviceId, this.options.commandTimeoutMs);
         return slot === undefined ? plugged : { ...plugged, pciPath: `${hexSlot(port.slot)}/${hexSlot(slot)}` };
       } catch (error) {
-        if (!(error instanceof NetworkHotplugError && error.stage === 'device_add' && error.rolledBack)) throw error;
-        if (!/slot|not available|occupied|no more|full/i.test(String((error.cause as Error | undefined)?.message)))
-          throw error;
+        if (!refusedForNoSlot(error)) throw error;
       }
     }
-    throw noFreePortError(machine, ports, foreignBridges(machine, buses));
+    throw noFreePortError(machine, deviceId, ports, foreignBridges(machine, buses), rootBusFull);
   }
 }
 
-/** What a VM without a free vcnet port has, and what to give it. */
+/** A device_add refused for want of a free slot, with its netdev removed again: the next place may take it. */
+function refusedForNoSlot(error: unknown): boolean {
+  return (
+    error instanceof NetworkHotplugError &&
+    error.stage === 'device_add' &&
+    error.rolledBack &&
+    /slot|not available|occupied|no more|full/i.test(String((error.cause as Error | undefined)?.message))
+  );
+}
+
+/** What a VM without a free vcnet port has, and what to give it at boot. */
 function noFreePortError(
   machine: QemuMachineType,
+  deviceId: string,
   ports: ReadonlyArray<{ id: string }>,
   foreign: readonly string[],
-): InvalidInputError {
+  rootBusFull: unknown,
+): HotplugCapacityError {
   const own = ports.length > 0 ? `vcnet's ${ports.map((port) => port.id).join(', ')} all taken` : "none of vcnet's";
   const others =
     foreign.length > 0
       ? `; not vcnet's, so left to whoever put them there (Kata's runtime plugs into its own): ${foreign.join(', ')}`
       : '; no other bridge or root port on the root bus';
-  const found = `${machine} machine: hot-plug ports found: ${own}${others}`;
-  return machine === 'q35'
-    ? new InvalidInputError(
-        'hotplug port',
-        found,
-        'a free vcnet pcie-root-port (vcnet-rp<N>)',
-        `start QEMU with one vcnet root port per device to hot-plug: ${qemuHotplugPortArguments('q35', 1).join(' ')} (then vcnet-rp1 with chassis=33,slot=2, and so on); for a VM Kata starts, see "QEMU q35" in docs/compatibility.md`,
-      )
-    : new InvalidInputError(
-        'hotplug port',
-        found,
-        `a pci-bridge ${BRIDGE_ID} with a free slot`,
-        'start QEMU with the ports from qemuHotplugPortArguments',
-      );
+  const rootBus = rootBusFull === undefined ? '' : 'root bus pci.0 full; ';
+  const found = `${machine} machine: ${rootBus}hot-plug ports found: ${own}${others}`;
+  const hint =
+    machine === 'q35'
+      ? `start QEMU with one vcnet root port per device to hot-plug: ${qemuHotplugPortArguments('q35', 1).join(' ')} (then vcnet-rp1 with chassis=33,slot=2, and so on); for a VM Kata starts, see "QEMU q35" in docs/compatibility.md`
+      : `start QEMU with a vcnet pci-bridge, which takes ${PCI_BRIDGE_NICS} more NICs: ${pciBridgeArguments(ports.length).join(' ')}${
+          ports.length === 0 ? ' (vcnet-bridge1 with chassis_nr=33 for more, and so on)' : ''
+        }`;
+  return new HotplugCapacityError(deviceId, found, hint, rootBusFull);
 }
 
 /**
@@ -393,7 +414,8 @@ export class QemuHotplugSessions {
 
 /**
  * Removes a NIC plugged by hotplugNetworkDevice (or given on the command line by qemuNetworkArguments).
- * Rejects with QmpCommandError (errorClass DeviceNotFound) for an unknown id, and with
+ * Rejects with QmpCommandError (errorClass DeviceNotFound) for an unknown id, with
+ * DeviceNotHotpluggableError for a NIC on a bus without hot-plug (q35's pcie.0), and with
  * DeviceUnplugTimeoutError when the guest does not release the device in time.
  */
 export async function unplugNetworkDevice(
@@ -415,6 +437,10 @@ export async function unplugNetworkDevice(
     await qmp.execute('device_del', { id: deviceId }, commandOptions);
   } catch (error) {
     stopWaiting.abort();
+    // Said apart: a retry cannot help, only the VM stopping (or a root port at its next boot).
+    if (error instanceof QmpCommandError && /does not support hotplugging/i.test(error.description)) {
+      throw new DeviceNotHotpluggableError(deviceId, error);
+    }
     throw error;
   }
   try {

@@ -7,7 +7,7 @@
  * before anything changes, and is rolled back whole when a later step fails.
  */
 import { AgentClient } from '../agent/client.js';
-import { AgentConnectError } from '../agent/errors.js';
+import { AgentConnectError, AgentStatusError } from '../agent/errors.js';
 import type { Route } from '../agent/generated/types_pb.js';
 import {
   interfaceFromJson,
@@ -19,6 +19,7 @@ import {
   routeToJson,
 } from '../agent/kata-network-json.js';
 import { routeUpdatesOf } from '../agent/network-request.js';
+import { StatusCode } from '../agent/ttrpc/status-code.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
@@ -32,6 +33,7 @@ import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../ne
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
+import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import {
   attachRecorded,
   detachRecorded,
@@ -320,37 +322,60 @@ export async function removeInterface(
 /** Options of the read-only commands, list-ifaces and list-routes. */
 export interface ListOptions {
   stateDirectory?: string;
-  /** Told when an agent is recorded but did not answer (the VM is not up yet): the recorded view is answered instead. */
-  onAgentUnreachable?: (error: AgentConnectError) => void;
+  /**
+   * Bound on the whole exchange with the agent, connecting and answering: past it the recorded view
+   * is answered. Default 3 s (LIST_AGENT_TIMEOUT_MS).
+   */
+  timeoutMs?: number;
+  /**
+   * Told when an agent is recorded but did not answer in time (the VM is not up yet, or its socket
+   * accepts and nobody serves it): the recorded view is answered instead.
+   */
+  onAgentUnreachable?: (error: AgentConnectError | AgentStatusError) => void;
 }
 
 /**
- * The agent for a read-only command, which needs nothing else of the VM (any hypervisor, Firecracker
- * too): none when none is recorded, or when it does not answer in a few seconds.
+ * What the agent answers to a read-only command, which needs nothing else of the VM (any hypervisor,
+ * Firecracker too): undefined when no agent is recorded, or when it does not answer within the
+ * timeout. The bound covers the call too: QEMU's chardev (server=on) accepts a connection before the
+ * guest runs, and then nothing ever answers.
  */
-async function agentForReading(state: SandboxState, options: ListOptions): Promise<AgentClient | undefined> {
+async function askAgentForReading<T>(
+  state: SandboxState,
+  options: ListOptions,
+  ask: (agent: AgentClient, timeoutMs: number) => Promise<T>,
+): Promise<T | undefined> {
   if (!state.agentSocket) return undefined;
+  const timeoutMs = options.timeoutMs ?? LIST_AGENT_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
+  let agent: AgentClient | undefined;
   try {
-    return await AgentClient.connect(state.agentSocket, { deadlineMs: 3_000 });
+    agent = await AgentClient.connect(state.agentSocket, { deadlineMs: timeoutMs });
+    return await ask(agent, Math.max(1, deadline - Date.now()));
   } catch (error) {
-    if (!(error instanceof AgentConnectError)) throw error;
+    const silent =
+      error instanceof AgentConnectError ||
+      (error instanceof AgentStatusError &&
+        error.local &&
+        (error.status === StatusCode.DEADLINE_EXCEEDED || error.status === StatusCode.UNAVAILABLE));
+    if (!silent) throw error;
     options.onAgentUnreachable?.(error);
     return undefined;
+  } finally {
+    agent?.close();
   }
 }
 
 /** list-ifaces: what the guest has (from the agent) or will have (from the record). */
 export async function listInterfaces(id: string, options: ListOptions = {}): Promise<KataInterfaceJson[]> {
   return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
-    const agent = await agentForReading(state, options);
-    try {
-      if (agent) return (await agent.listInterfaces({ timeoutMs: 30_000 })).map(interfaceToJson);
-      return generateGuestNetwork(network.endpoints()).interfaces.map((guest) =>
-        interfaceToJson(interfaceFromJson(guest)),
-      );
-    } finally {
-      agent?.close();
-    }
+    const answered = await askAgentForReading(state, options, (agent, timeoutMs) =>
+      agent.listInterfaces({ timeoutMs }),
+    );
+    if (answered) return answered.map(interfaceToJson);
+    return generateGuestNetwork(network.endpoints()).interfaces.map((guest) =>
+      interfaceToJson(interfaceFromJson(guest)),
+    );
   });
 }
 
@@ -396,15 +421,11 @@ export async function updateRoutes(
 /** list-routes: the guest's routes (agent), the recorded override, or what attach derived. */
 export async function listRoutes(id: string, options: ListOptions = {}): Promise<KataRouteJson[]> {
   return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
-    const agent = await agentForReading(state, options);
-    try {
-      if (agent) return (await agent.listRoutes({ timeoutMs: 30_000 })).map(routeToJson);
-      // What the next push would send: the set update-routes gave (as the NICs changed it since), else the derived one.
-      return sandboxRouteSet(network.endpoints(), state.guestRoutes).map((route) =>
-        routeToJson(routesFromJson([route])[0]!),
-      );
-    } finally {
-      agent?.close();
-    }
+    const answered = await askAgentForReading(state, options, (agent, timeoutMs) => agent.listRoutes({ timeoutMs }));
+    if (answered) return answered.map(routeToJson);
+    // What the next push would send: the set update-routes gave (as the NICs changed it since), else the derived one.
+    return sandboxRouteSet(network.endpoints(), state.guestRoutes).map((route) =>
+      routeToJson(routesFromJson([route])[0]!),
+    );
   });
 }

@@ -14,7 +14,7 @@ import { parseAgentAddress } from '../agent/hybrid-vsock.js';
 import { channels, publish } from '../diagnostics.js';
 import { causeChain, DetachIncompleteError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
-import { QmpConnectionError } from '../hypervisor/errors.js';
+import { DeviceNotHotpluggableError, QmpConnectionError } from '../hypervisor/errors.js';
 import {
   NamespaceChangedError,
   NamespaceGoneError,
@@ -133,6 +133,41 @@ function vmDidNotAnswer(error: Error): boolean {
   );
 }
 
+/**
+ * What works when a NIC is left in the running VM (the default hint, "run the command again, or gc",
+ * fits host objects only: gc leaves a live sandbox alone, and an add-iface again finds the name taken).
+ */
+function stillPluggedHint(
+  recordPath: string,
+  stillPlugged: NonNullable<UndoReport['stillPlugged']>,
+  unreachable: boolean,
+  sandbox: { id: string; stateDirectory: string } | undefined,
+): string {
+  const id = sandbox?.id ?? 'ID';
+  const flag = sandbox ? stateDirectoryFlag(sandbox.stateDirectory) : '';
+  const detach = `\`vcnet detach --sandbox ${id}${flag}\``;
+  if (unreachable) {
+    return `${recordPath} keeps them. If the VM has stopped, ${detach} removes what the sandbox has left; if it runs, \`vcnet del-iface\` removes the interface once its control socket answers`;
+  }
+  const fixed = stillPlugged.filter((entry) =>
+    causeChain(entry.error).some((link) => link instanceof DeviceNotHotpluggableError),
+  );
+  const pending = stillPlugged.filter((entry) => !fixed.includes(entry));
+  const parts = [`${recordPath} keeps them (the tap stays: the VM still uses it)`];
+  if (fixed.length > 0) {
+    parts.push(
+      `${fixed.map((entry) => entry.deviceId).join(', ')} was given at boot on q35's pcie.0, which takes no unplug: it leaves only with the VM, and ${detach} then removes the rest (a boot NIC behind a root port of its own can be removed: see "QEMU q35" in docs/compatibility.md)`,
+    );
+  }
+  if (pending.length > 0) {
+    const names = pending.map((entry) => JSON.stringify({ name: entry.endpoint })).join(', ');
+    parts.push(
+      `Once the guest runs and releases ${pending.map((entry) => entry.deviceId).join(', ')} (QEMU keeps the unplug request; the guest OS must support PCI hot-plug), \`vcnet del-iface ${id} FILE${flag}\` with ${names} finishes; if the VM has stopped, ${detach} does. Until then the name stays taken and \`vcnet gc\` leaves the live sandbox alone`,
+    );
+  }
+  return `${parts.join('. ')}.`;
+}
+
 /** Detaches endpoints (all by default); a refusal keeps exactly what is left recorded and throws. */
 export async function detachRecorded(
   network: Network,
@@ -155,7 +190,6 @@ export async function detachRecorded(
     record.persist();
     const plugged = new Set(stillPlugged.map((entry) => entry.endpoint));
     const unreachable = stillPlugged.some((entry) => vmDidNotAnswer(entry.error));
-    const sandbox = options.sandbox;
     throw new DetachIncompleteError(
       what,
       [
@@ -174,11 +208,7 @@ export async function detachRecorded(
         ]),
       ],
       record.path,
-      unreachable
-        ? `${record.path} keeps them. If the VM has stopped, \`vcnet detach --sandbox ${sandbox?.id ?? 'ID'}${
-            sandbox ? stateDirectoryFlag(sandbox.stateDirectory) : ''
-          }\` removes what the sandbox has left; if it runs, \`vcnet del-iface\` removes the interface once its control socket answers`
-        : undefined,
+      stillPlugged.length > 0 ? stillPluggedHint(record.path, stillPlugged, unreachable, options.sandbox) : undefined,
     );
   }
   if (network.endpoints().length === 0) record.discard();

@@ -9,6 +9,8 @@ import type { Command } from 'commander';
 import { MAX_KATA_JSON_BYTES } from '../../agent/kata-json-limits.js';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
+// The value alone: a type-free module, so the agent's protobuf code still loads only when a command runs.
+import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
 import { print, printJson, routeDestination, table } from '../output.js';
 
 /**
@@ -73,7 +75,24 @@ function warnIgnoredKeys(paths: string[]): void {
 
 /** The list commands answer what the record says when the VM's agent does not answer: one stderr line says so. */
 function noteRecordedView(error: Error): void {
-  process.stderr.write(`vcnet: the VM did not answer (${error.message}): showing the recorded view\n`);
+  process.stderr.write(
+    `vcnet: the VM did not answer (${error.message}): showing the recorded view (--timeout waits longer for its agent)\n`,
+  );
+}
+
+const listTimeoutOption = [
+  '--timeout <ms>',
+  "how long to wait for the VM's agent (connecting and answering) before showing the recorded view",
+  String(LIST_AGENT_TIMEOUT_MS),
+] as const;
+
+/** --timeout of the list commands, in milliseconds. */
+function listTimeout(value: string): number {
+  const timeoutMs = Number(value);
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 3_600_000) {
+    throw new InvalidInputError('--timeout', value, 'milliseconds from 1 to 3600000');
+  }
+  return timeoutMs;
 }
 
 /** Kata's output: the result as one JSON line. */
@@ -124,11 +143,13 @@ export function registerKataNetwork(program: Command): void {
     .description('the interfaces the guest has (from its agent) or will have')
     .argument('<sandbox>', 'sandbox id')
     .option(...stateOption)
+    .option(...listTimeoutOption)
     .option('--json', 'Kata JSON instead of a table')
-    .action(async (sandbox: string, options: { stateDir?: string; json?: boolean }) => {
+    .action(async (sandbox: string, options: { stateDir?: string; timeout: string; json?: boolean }) => {
       const { listInterfaces } = await sandboxInterfaces();
       const interfaces = await listInterfaces(sandbox, {
         stateDirectory: stateDirectory(options.stateDir),
+        timeoutMs: listTimeout(options.timeout),
         onAgentUnreachable: noteRecordedView,
       });
       if (options.json) return printJson(interfaces);
@@ -169,11 +190,13 @@ export function registerKataNetwork(program: Command): void {
     .description('the routes the guest has (from its agent) or will have')
     .argument('<sandbox>', 'sandbox id')
     .option(...stateOption)
+    .option(...listTimeoutOption)
     .option('--json', 'Kata JSON instead of a table')
-    .action(async (sandbox: string, options: { stateDir?: string; json?: boolean }) => {
+    .action(async (sandbox: string, options: { stateDir?: string; timeout: string; json?: boolean }) => {
       const { listRoutes } = await sandboxInterfaces();
       const routes = await listRoutes(sandbox, {
         stateDirectory: stateDirectory(options.stateDir),
+        timeoutMs: listTimeout(options.timeout),
         onAgentUnreachable: noteRecordedView,
       });
       if (options.json) return printJson(routes);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import type { NetworkDevice } from '../../../src/hypervisor/device.js';
+import type { QemuMachineType } from '../../../src/hypervisor/qemu-hotplug-ports.js';
 import { type QemuProcess, spawnQemu } from '../../../src/hypervisor/qemu-process.js';
 import type { QmpClient } from '../../../src/hypervisor/qmp.js';
 import { vcnet } from '../../helpers/cli.js';
@@ -98,6 +99,7 @@ export function sandboxVmFixture(): {
     sandbox: string,
     podPath: string,
     stateDirectory: string,
+    options?: { machine?: QemuMachineType },
   ): Promise<{ qemu: QemuProcess; qmpPath: string; agentPath: string; endpoint: { hwAddr: string; tap: string } }>;
   listenAgent(path: string): Promise<void>;
   stopQemu(): Promise<void>;
@@ -119,7 +121,7 @@ export function sandboxVmFixture(): {
       await (await qemu.connectQmp({ timeoutMs: 20_000 })).close();
       return qemu;
     },
-    async attachAndStart(sandbox, podPath, stateDirectory) {
+    async attachAndStart(sandbox, podPath, stateDirectory, options = {}) {
       const qmpPath = join(stateDirectory, 'qmp.sock');
       const agentPath = join(stateDirectory, 'agent.sock');
       const attached = vcnet([
@@ -133,6 +135,7 @@ export function sandboxVmFixture(): {
         qmpSocketPath: qmpPath,
         startPaused: true,
         memoryMiB: 64,
+        ...(options.machine ? { machine: options.machine } : {}),
         networkDevices: [{ id: 'net0', tapName: endpoint.tap, queues: 1, guestMac: endpoint.hwAddr }],
       });
       return { qemu: started, qmpPath, agentPath, endpoint };

@@ -6,13 +6,20 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  PCI_BRIDGE_NICS,
   type QemuMachineType,
   qemuHotplugPortArguments,
   queryMachineType,
 } from '../../../src/hypervisor/qemu-hotplug-ports.js';
 import { spawnQemu } from '../../../src/hypervisor/qemu-process.js';
 import { hotplugNetworkDevice, QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
-import { type PausedQemu, prepareNamespace, qemuIntegrationSkipReason, stopPausedQemu } from './paused-qemu.js';
+import {
+  infoNetwork,
+  type PausedQemu,
+  prepareNamespace,
+  qemuIntegrationSkipReason,
+  stopPausedQemu,
+} from './paused-qemu.js';
 
 const skipReason = qemuIntegrationSkipReason();
 if (skipReason) console.log(`skipping q35 hot-plug tests: ${skipReason}`);
@@ -56,7 +63,13 @@ describe.skipIf(skipReason !== undefined)('hot-plug through vcnet ports', () => 
     expect(second.pciPath).toMatch(/^[0-9a-f]{2}\/00$/);
     expect(second.pciPath).not.toBe(first.pciPath);
     // Both ports are taken now: a third NIC is refused with what to do.
-    await expect(target.hotplugNetworkDevice(nic(3))).rejects.toThrow(/free vcnet pcie-root-port/);
+    // Running out of ports is no bad input (nobody named one): a capacity error with the same hint.
+    const full = await target.hotplugNetworkDevice(nic(3)).catch((error: Error & { hint?: string }) => error);
+    expect(full).toMatchObject({ code: 'VCNET_HOTPLUG_NO_SLOT', name: 'HotplugCapacityError' });
+    expect((full as Error).message).toContain(
+      "q35 machine: hot-plug ports found: vcnet's vcnet-rp0, vcnet-rp1 all taken",
+    );
+    expect((full as { hint?: string }).hint).toContain('vcnet-rp1 with chassis=33,slot=2');
     // The root ports sit at slots 1 and 2 of pcie.0; each NIC at slot 0 behind its port.
     expect([first.pciPath, second.pciPath]).toEqual(['01/00', '02/00']);
   });
@@ -110,5 +123,45 @@ describe.skipIf(skipReason !== undefined)('hot-plug through vcnet ports', () => 
     const target = new QemuNetworkHotplugTarget(qmp, { machine: 'pc' });
     const plugged = await target.hotplugNetworkDevice(nic(1));
     expect(plugged.pciPath).toMatch(/^[0-9a-f]{2}\/[0-9a-f]{2}$/);
+  });
+
+  it("pc, told nothing: NICs onto pci.0, into vcnet's bridge once pci.0 is full, then a capacity error naming the bridge to add", async () => {
+    const count = 29 + PCI_BRIDGE_NICS + 1;
+    fixture!.namespace.exec('sh', [
+      '-c',
+      `for n in $(seq 10 ${10 + count}); do ip tuntap add dev tap$n mode tap vnet_hdr; done`,
+    ]);
+    const qmp = await start('pc', 1);
+    const target = new QemuNetworkHotplugTarget(qmp);
+    const paths: string[] = [];
+    let refused: (Error & { code?: string; hint?: string }) | undefined;
+    for (let n = 10; n < 10 + count && !refused; n++) {
+      const device = {
+        id: `net${n}`,
+        tapName: `tap${n}`,
+        queues: 1,
+        guestMac: `02:42:ac:11:01:${n.toString(16).padStart(2, '0')}`,
+      };
+      await target.hotplugNetworkDevice(device).then(
+        (plugged) => paths.push(plugged.pciPath ?? '?'),
+        (error: Error) => {
+          refused = error;
+        },
+      );
+    }
+    // -nodefaults: host bridge, PIIX3 and vcnet-bridge0 in slots 0-2 of pci.0, NICs in 3-31; then the bridge.
+    const onRootBus = paths.filter((path) => !path.includes('/'));
+    const behindBridge = paths.filter((path) => path.startsWith('02/'));
+    expect(onRootBus, refused?.message).toHaveLength(29);
+    expect(onRootBus.at(-1)).toBe('1f');
+    expect(behindBridge).toHaveLength(PCI_BRIDGE_NICS);
+    expect(paths).toHaveLength(29 + PCI_BRIDGE_NICS);
+    expect(refused).toMatchObject({ code: 'VCNET_HOTPLUG_NO_SLOT' });
+    expect(refused?.message).toContain(
+      "pc machine: root bus pci.0 full; hot-plug ports found: vcnet's vcnet-bridge0 all taken",
+    );
+    expect(refused?.hint).toContain('-device pci-bridge,id=vcnet-bridge1,bus=pci.0,chassis_nr=33');
+    // The refused NIC left nothing in the VM: no netdev of it.
+    expect(await infoNetwork(qmp)).not.toContain(`netdev-net${9 + count}`);
   });
 });

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { classifyError } from '../../../src/errors.js';
 import type { NetworkDevice } from '../../../src/hypervisor/device.js';
 import {
+  DeviceNotHotpluggableError,
   DeviceUnplugTimeoutError,
   NetworkHotplugError,
   QmpCommandError,
@@ -171,6 +173,21 @@ describe('unplugNetworkDevice', () => {
     expect(error).toMatchObject({ errorClass: 'DeviceNotFound' });
     expect(client.listenerCount('event')).toBe(0);
   });
+
+  it("says a NIC on q35's pcie.0 cannot be unplugged while the VM runs (QEMU 7.2's refusal), keeping the netdev", async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) =>
+      connection.fail(command, 'GenericError', "Bus 'pcie.0' does not support hotplugging"),
+    );
+    const error = await unplugNetworkDevice(client, 'net0', { timeoutMs: 60_000 }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(DeviceNotHotpluggableError);
+    expect(error).toMatchObject({ code: 'VCNET_HYPERVISOR_UNSUPPORTED', deviceId: 'net0' });
+    expect((error as Error).message).toContain('net0 cannot be unplugged while the VM runs');
+    expect((error as { hint?: string }).hint).toContain('bus=boot-rp0,addr=0x0');
+    expect((error as Error).cause).toBeInstanceOf(QmpCommandError);
+    expect(sent(server).map(([name]) => name)).toEqual(['device_del']);
+    expect(client.listenerCount('event')).toBe(0);
+  });
 });
 
 describe('QemuNetworkHotplugTarget', () => {
@@ -238,13 +255,14 @@ describe('QemuNetworkHotplugTarget', () => {
     expect(commands.filter(([name]) => name === 'netdev_del')).toEqual([['netdev_del', { id: 'netdev-net2' }]]);
   });
 
-  it('on q35 without vcnet root ports: refused, with the -device line that gives the VM one', async () => {
+  it('on q35 without vcnet root ports: refused as a capacity error (not bad input), with the -device line that gives the VM one', async () => {
     const { server, client } = await connected();
     machine('pc-q35-7.2-machine', [{ bus: 0, devices: [{ slot: 0, function: 0, qdev_id: '' }] }])(server);
     const error = await new QemuNetworkHotplugTarget(client)
       .hotplugNetworkDevice(device)
       .catch((caught: unknown) => caught);
-    expect(error).toMatchObject({ code: 'VCNET_INVALID_INPUT' });
+    expect(error).toMatchObject({ code: 'VCNET_HOTPLUG_NO_SLOT', deviceId: 'net1' });
+    expect(classifyError(error)).toMatchObject({ exit: 'FAILED', agent: 'RESOURCE_EXHAUSTED' });
     expect(String((error as { hint?: string }).hint)).toContain(
       '-device pcie-root-port,id=vcnet-rp0,bus=pcie.0,chassis=32,slot=1',
     );
