@@ -19,6 +19,7 @@ import {
   routeToJson,
 } from '../agent/kata-network-json.js';
 import { routeUpdatesOf } from '../agent/network-request.js';
+import { functionOption, optionsArgument } from '../arguments.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
@@ -118,6 +119,16 @@ export interface KataNetworkOptions {
   onIgnoredKeys?: (paths: string[]) => void;
 }
 
+/** The options of add-iface, del-iface and update-routes, checked with their text before anything is read. */
+function kataNetworkOptions(given: KataNetworkOptions, text: unknown): KataNetworkOptions {
+  const options = optionsArgument(given, 'options', ['stateDirectory', 'onIgnoredKeys']);
+  functionOption(options.onIgnoredKeys, 'onIgnoredKeys');
+  if (typeof text !== 'string') {
+    throw new InvalidInputError('text', text, 'the request as JSON text (JSON.stringify an object first)');
+  }
+  return options;
+}
+
 function readJson(text: string, what: string): unknown {
   return parseKataJsonText(text, what);
 }
@@ -143,6 +154,7 @@ export async function addInterface(
   text: string,
   options: KataNetworkOptions = {},
 ): Promise<AddInterfaceResult> {
+  options = kataNetworkOptions(options, text);
   const ignoredKeys: string[] = [];
   const message = interfaceFromJson(parseKataJsonText(text, 'interface'), 'interface', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
@@ -248,6 +260,7 @@ export async function removeInterface(
   text: string,
   options: KataNetworkOptions = {},
 ): Promise<KataInterfaceJson> {
+  options = kataNetworkOptions(options, text);
   const ignoredKeys: string[] = [];
   const message = interfaceFromJson(readJson(text, 'interface'), 'interface', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
@@ -341,6 +354,8 @@ async function agentForReading(state: SandboxState, options: ListOptions): Promi
 
 /** list-ifaces: what the guest has (from the agent) or will have (from the record). */
 export async function listInterfaces(id: string, options: ListOptions = {}): Promise<KataInterfaceJson[]> {
+  options = optionsArgument(options, 'options', ['stateDirectory', 'onAgentUnreachable']);
+  functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
   return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
     const agent = await agentForReading(state, options);
     try {
@@ -360,6 +375,7 @@ export async function updateRoutes(
   text: string,
   options: KataNetworkOptions = {},
 ): Promise<KataRouteJson[]> {
+  options = kataNetworkOptions(options, text);
   const json = readJson(text, 'routes');
   const ignoredKeys: string[] = [];
   const routes = routesFromJson(
@@ -395,6 +411,8 @@ export async function updateRoutes(
 
 /** list-routes: the guest's routes (agent), the recorded override, or what attach derived. */
 export async function listRoutes(id: string, options: ListOptions = {}): Promise<KataRouteJson[]> {
+  options = optionsArgument(options, 'options', ['stateDirectory', 'onAgentUnreachable']);
+  functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
   return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
     const agent = await agentForReading(state, options);
     try {
