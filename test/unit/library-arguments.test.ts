@@ -15,6 +15,7 @@ import {
   collectGarbage,
   configureGuest,
   createAgentServer,
+  createEndpoint,
   defineNetworkConfig,
   detachSandbox,
   InvalidInputError,
@@ -195,6 +196,8 @@ describe('unknown keys', () => {
     await refused(() => networkHotplugCommands(device, js({ buss: 'pci.0' })), 'options key', /did you mean bus\?/);
     await refused(() => qemuNetworkArguments(device, js({ vhostnet: true })), 'options key', /vhostNet/);
     await refused(() => cloudHypervisorNetConfig(device, js({ queuesize: 256 })), 'options key', /queueSize/);
+    await refused(() => createEndpoint(js({}), js('tcfilter')), 'options');
+    await refused(() => createEndpoint(js({}), js({ index: 0, model: 'tcfilter', guest: 'eth0' })), 'options key');
   });
 
   it('names no key when none is close', () => {
