@@ -97,7 +97,9 @@ describe('library misuse', () => {
       const before = await links();
       const config = defineNetworkConfig({ namespacePath: pod.path });
       // A string where the options belong used to attach into the default state directory.
-      const byString = await attachSandbox('f11p-sb1', config, stateDirectory as never).catch((error: unknown) => error);
+      const byString = await attachSandbox('f11p-sb1', config, stateDirectory as never).catch(
+        (error: unknown) => error,
+      );
       expect(byString).toMatchObject({ code: 'VCNET_INVALID_INPUT', field: 'options', value: stateDirectory });
       const misspelt = await attachSandbox('f11p-sb1', config, { stateDir: stateDirectory } as never).catch(
         (error: unknown) => error,
