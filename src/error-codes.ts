@@ -35,6 +35,8 @@ export type CniOutcome =
 
 /** google.rpc status names the agent answers with (numbers in src/agent/ttrpc/status-code.ts). */
 export type AgentOutcome =
+  | 'CANCELLED'
+  | 'RESOURCE_EXHAUSTED'
   | 'INVALID_ARGUMENT'
   | 'DEADLINE_EXCEEDED'
   | 'NOT_FOUND'

@@ -263,7 +263,33 @@ export function classifyError(error: unknown): ErrorClassification {
 
 function outcomeOf(code: ErrorCode, decidedBy: unknown): ErrorClassification {
   const { exit, cni, agent } = ErrorCodes[code];
-  return { code, errno: errnoOf(decidedBy), decidedBy, exit, cni, agent };
+  return { code, errno: errnoOf(decidedBy), decidedBy, exit, cni, agent: relayedAgentStatus(code, decidedBy) ?? agent };
+}
+
+/** The google.rpc statuses an agent call failure keeps as its outcome (the others are INTERNAL). */
+const RELAYED_AGENT_STATUSES: ReadonlySet<string> = new Set<AgentOutcome>([
+  'CANCELLED',
+  'RESOURCE_EXHAUSTED',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'UNIMPLEMENTED',
+  'UNAVAILABLE',
+]);
+
+/**
+ * An agent call that failed with a status (a deadline, a cancel, the agent's NOT_FOUND) is that
+ * status, not a general INTERNAL: the one code VCNET_AGENT_STATUS covers them all, and the status
+ * is on the error (AgentStatusError.statusName).
+ */
+function relayedAgentStatus(code: ErrorCode, decidedBy: unknown): AgentOutcome | undefined {
+  if (code !== 'VCNET_AGENT_STATUS') return undefined;
+  const name = (decidedBy as { statusName?: unknown }).statusName;
+  return typeof name === 'string' && RELAYED_AGENT_STATUSES.has(name) ? (name as AgentOutcome) : undefined;
 }
 
 /**

@@ -9,6 +9,8 @@
  */
 import type { Duplex } from 'node:stream';
 import type { MessageInitShape } from '@bufbuild/protobuf';
+import { numberOption, optionsArgument, stringArgument } from '../arguments.js';
+import { InvalidInputError } from '../errors.js';
 import { AgentMethods } from './agent-service.js';
 import type {
   ARPNeighbor,
@@ -27,6 +29,17 @@ export interface AgentClientOptions {
   callTimeoutMs?: number;
 }
 
+const CLIENT_OPTION_KEYS = ['callTimeoutMs'] as const;
+const CONNECT_OPTION_KEYS = [
+  'handshakeTimeoutMs',
+  'connectTimeoutMs',
+  'deadlineMs',
+  'retryIntervalMs',
+  'signal',
+] as const satisfies readonly (keyof HybridVsockOptions)[];
+/** Milliseconds, 0 to an hour: NaN or "soon" would otherwise mean no deadline at all. */
+const TIMEOUT_RANGE = { min: 0, max: 3_600_000, integer: false, unit: 'milliseconds' } as const;
+
 export type InterfaceInit = MessageInitShape<typeof InterfaceSchema>;
 export type RouteInit = MessageInitShape<typeof RouteSchema>;
 export type NeighbourInit = MessageInitShape<typeof ARPNeighborSchema>;
@@ -37,6 +50,15 @@ export class AgentClient {
 
   /** A client over a byte stream that is already connected. */
   constructor(stream: Duplex, options: AgentClientOptions = {}) {
+    if (typeof (stream as Partial<Duplex> | null)?.write !== 'function' || typeof stream.on !== 'function') {
+      throw new InvalidInputError('stream', stream, 'a connected Duplex stream (a net.Socket)');
+    }
+    // connect() passes its own options on: their keys are the client's too.
+    optionsArgument(options as AgentClientOptions & HybridVsockOptions, 'options', [
+      ...CLIENT_OPTION_KEYS,
+      ...CONNECT_OPTION_KEYS,
+    ]);
+    numberOption(options.callTimeoutMs, 'callTimeoutMs', TIMEOUT_RANGE);
     this.ttrpc = new TtrpcClient(stream);
     this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
   }
@@ -48,6 +70,15 @@ export class AgentClient {
    * vsock port (see hybrid-vsock.ts).
    */
   static async connect(address: string, options: AgentClientOptions & HybridVsockOptions = {}): Promise<AgentClient> {
+    stringArgument(address, 'address', 'a socket path or hvsock://PATH:PORT');
+    options = optionsArgument(options, 'options', [...CLIENT_OPTION_KEYS, ...CONNECT_OPTION_KEYS]);
+    numberOption(options.callTimeoutMs, 'callTimeoutMs', TIMEOUT_RANGE);
+    for (const key of ['handshakeTimeoutMs', 'connectTimeoutMs', 'deadlineMs', 'retryIntervalMs'] as const) {
+      numberOption(options[key], key, TIMEOUT_RANGE);
+    }
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+      throw new InvalidInputError('signal', options.signal, 'an AbortSignal');
+    }
     const parsed = parseAgentAddress(address, 'agent address');
     if (parsed.kind === 'unix') return new AgentClient(await connectUnixSocket(parsed.path, options), options);
     const socket = await connectHybridVsock(parsed.path, parsed.port, options);

@@ -4,7 +4,8 @@
  * (INVALID_ARGUMENT naming the field, NOT_FOUND for a missing link, INTERNAL for the rest): the
  * shared classifier (classifyError, src/errors.ts) decides, as it does for CLI exit codes and CNI codes.
  */
-import { classifyError } from '../errors.js';
+import { functionOption, numberOption, optionsArgument } from '../arguments.js';
+import { classifyError, InvalidInputError } from '../errors.js';
 import { AgentMethods } from './agent-service.js';
 import { AgentStatusError } from './errors.js';
 import type { NetworkApplier } from './network-applier.js';
@@ -41,5 +42,12 @@ export function registerAgentService(server: TtrpcServer, applier: NetworkApplie
 
 /** A ttrpc server with the AgentService network methods; `serve(stream)` it on each connection. */
 export function createAgentServer(applier: NetworkApplier, options: TtrpcServerOptions = {}): TtrpcServer {
+  if (typeof applier !== 'object' || applier === null) {
+    throw new InvalidInputError('applier', applier, 'a NetworkApplier (an object with the AgentService methods)');
+  }
+  options = optionsArgument(options, 'options', ['statusOf', 'maxFrameLength', 'onCallFailed']);
+  functionOption(options.statusOf, 'statusOf');
+  functionOption(options.onCallFailed, 'onCallFailed');
+  numberOption(options.maxFrameLength, 'maxFrameLength', { min: 1, max: 0x7fff_ffff, unit: 'bytes' });
   return registerAgentService(new TtrpcServer({ statusOf: agentStatusOf, ...options }), applier);
 }

@@ -89,7 +89,14 @@ export async function connectUnixSocket(
       try {
         await sleep(retryIntervalMs, undefined, { signal: options.signal });
       } catch {
-        throw failed(attempts, new Error('cancelled'));
+        // The caller's reason, as a call cancelled by the same signal gives it.
+        const reason = options.signal?.reason;
+        throw failed(
+          attempts,
+          new Error(`cancelled: ${reason instanceof Error ? reason.message : String(reason ?? 'aborted')}`, {
+            cause: reason,
+          }),
+        );
       }
     }
   }

@@ -54,12 +54,21 @@ export function buildProgram(): Command {
 export function reportError(error: unknown, json: boolean): number {
   const code = exitCodeFor(error);
   if (json) {
-    // The code a program matches on is the deciding one (classifyError follows `cause`: a name taken
-    // inside an attach is VCNET_LINK_NAME_TAKEN); the operation that failed stays as outerCode.
-    const decided = classifyError(error).code;
+    // The code and name a program matches on are the deciding error's (classifyError follows `cause`:
+    // a name taken inside an attach is LinkNameTakenError, VCNET_LINK_NAME_TAKEN); the operation that
+    // failed stays as outerCode and outerName. Message and hint stay the outer error's: they say both.
+    const { code: decided, decidedBy } = classifyError(error);
+    const decidedName = decidedBy instanceof Error ? decidedBy.name : undefined;
     const body =
       error instanceof VcnetError
-        ? { ...error.toJSON(), code: decided, ...(decided !== error.code ? { outerCode: error.code } : {}) }
+        ? {
+            ...error.toJSON(),
+            name: decidedName ?? error.name,
+            code: decided,
+            ...(decided !== error.code || (decidedName ?? error.name) !== error.name
+              ? { outerName: error.name, outerCode: error.code }
+              : {}),
+          }
         : { code: 'VCNET_ERROR', message: String((error as Error)?.message ?? error) };
     process.stdout.write(`${JSON.stringify({ error: body })}\n`);
   }

@@ -17,6 +17,7 @@
  *   side of a vcnet tap carries no address.
  * - It implements virtio-net in its own process: vhost-net fds mean nothing to it.
  */
+import { optionsArgument } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { type NetworkDevice, normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
 import { UnsupportedByHypervisorError } from './errors.js';
@@ -202,6 +203,7 @@ export function cloudHypervisorNetArgument(device: NetworkDevice, options: Cloud
 }
 
 function checkDevice(device: NetworkDevice, options: CloudHypervisorNetOptions): void {
+  optionsArgument(options, 'options', ['queueSize', 'vhostMode', 'rateLimiter']);
   validateNetworkDevice(device);
   if (device.vhostFds !== undefined) {
     throw new UnsupportedByHypervisorError(

@@ -6,6 +6,7 @@
  * - rateLimit: QEMU has no NIC rate limiter; the network layer shapes the tap with tc (as Kata does).
  * - hostMac: QEMU does not own the tap's MAC; the network layer sets it on the link.
  */
+import { booleanOption, optionsArgument, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import {
   DEVICE_ID_PATTERN,
@@ -23,6 +24,13 @@ export interface QemuNicOptions {
    * runs QEMU unless disable_vhost_net. Decide it with probeVhostNet; with fds, vhostFds decide.
    */
   vhostNet?: boolean;
+}
+
+/** Options from a plain JavaScript caller: a misspelt key would quietly mean the default. */
+function qemuNicOptions(given: QemuNicOptions): void {
+  const options = optionsArgument(given, 'options', ['bus', 'vhostNet']);
+  stringOption(options.bus, 'bus', 'a QEMU bus id, such as pci.0');
+  booleanOption(options.vhostNet, 'vhostNet');
 }
 
 /** The netdev id that goes with a device id; derived, so an unplug can find it again from the device id. */
@@ -53,6 +61,7 @@ export function escapeQemuOptionValue(value: string): string {
  * vhost-net is there (options.vhostNet, from probeVhostNet): QEMU would fail to start without it.
  */
 export function qemuNetdevOption(device: NetworkDevice, options: QemuNicOptions = {}): string {
+  qemuNicOptions(options);
   validateNetworkDevice(device);
   const id = qemuNetdevId(device.id);
   if (device.vhostUserSocket !== undefined) {
@@ -83,6 +92,7 @@ export function qemuNetdevOption(device: NetworkDevice, options: QemuNicOptions 
  * the control queue and the config interrupt).
  */
 export function qemuNicDeviceOption(device: NetworkDevice, options: QemuNicOptions = {}): string {
+  qemuNicOptions(options);
   validateNetworkDevice(device);
   const parts = [
     'virtio-net-pci',
@@ -103,6 +113,7 @@ export function qemuNicDeviceOption(device: NetworkDevice, options: QemuNicOptio
 
 /** All arguments for one NIC, ready to append to a QEMU command line. */
 export function qemuNetworkArguments(device: NetworkDevice, options: QemuNicOptions = {}): string[] {
+  qemuNicOptions(options);
   const args: string[] = [];
   if (device.vhostUserSocket !== undefined) {
     // vhost-user also needs guest RAM shared with the backend (a memory-backend with share=on);
@@ -140,6 +151,7 @@ export function validateVfioPciDevice(device: VfioPciDevice): void {
 
 /** `-device vfio-pci,host=BDF,id=...` for a physical NIC given to the VM at boot. */
 export function qemuVfioArguments(device: VfioPciDevice, options: QemuNicOptions = {}): string[] {
+  qemuNicOptions(options);
   validateVfioPciDevice(device);
   const parts = ['vfio-pci', `host=${device.hostAddress}`, `id=${device.id}`];
   if (device.pciAddress !== undefined) {

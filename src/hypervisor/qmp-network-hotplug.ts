@@ -28,6 +28,8 @@
  * EBUSY), and a multi-queue one would get extra queues that nobody reads. So before such a hot-plug
  * the tap must be persistent and its fds closed.
  */
+import { numberOption, optionsArgument, stringArgument, stringOption } from '../arguments.js';
+import { InvalidInputError } from '../errors.js';
 import type { NetworkDevice } from './device.js';
 import { normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
 import {
@@ -63,6 +65,32 @@ export interface HotplugOptions {
   addr?: string;
   /** Per-command timeout. */
   commandTimeoutMs?: number;
+}
+
+/** A QMP wait a caller may give: NaN or "soon" would never time out. */
+const QMP_TIMEOUT_RANGE = { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' } as const;
+
+function hotplugOptions(given: HotplugOptions): HotplugOptions {
+  const options = optionsArgument(given, 'options', ['bus', 'addr', 'commandTimeoutMs']);
+  stringOption(options.bus, 'bus', 'a QEMU bus id, such as pci.0');
+  stringOption(options.addr, 'addr', 'a slot on that bus in QEMU syntax, such as 0x0');
+  numberOption(options.commandTimeoutMs, 'commandTimeoutMs', QMP_TIMEOUT_RANGE);
+  return options;
+}
+
+function checkTargetOptions(
+  given: HotplugOptions & UnplugOptions & { machine?: string; connectTimeoutMs?: number },
+  known: readonly string[],
+): void {
+  const options = optionsArgument(given, 'options', known as readonly (keyof typeof given & string)[]);
+  stringOption(options.bus, 'bus', 'a QEMU bus id, such as pci.0');
+  stringOption(options.addr, 'addr', 'a slot on that bus in QEMU syntax, such as 0x0');
+  for (const key of ['commandTimeoutMs', 'timeoutMs', 'connectTimeoutMs'] as const) {
+    numberOption(options[key], key, QMP_TIMEOUT_RANGE);
+  }
+  if (options.machine !== undefined && options.machine !== 'pc' && options.machine !== 'q35') {
+    throw new InvalidInputError('machine', options.machine, 'pc or q35');
+  }
 }
 
 export interface UnplugOptions {
@@ -101,6 +129,7 @@ export function passedFdNames(device: NetworkDevice): PassedFdNames {
 
 /** The QMP arguments for netdev_add and device_add (typed as QEMU 7.2's QAPI schema wants them). */
 export function networkHotplugCommands(device: NetworkDevice, options: HotplugOptions = {}): NetworkHotplugCommands {
+  options = hotplugOptions(options);
   validateNetworkDevice(device);
   if (device.vhostUserSocket !== undefined) {
     throw new UnsupportedByHypervisorError(
@@ -163,6 +192,7 @@ export async function hotplugNetworkDevice(
   device: NetworkDevice,
   options: HotplugOptions = {},
 ): Promise<HotpluggedNetworkDevice> {
+  options = hotplugOptions(options);
   const { netdevAdd, deviceAdd } = networkHotplugCommands(device, options);
   const commandOptions = { timeoutMs: options.commandTimeoutMs };
   const netdevId = String(netdevAdd.id);
@@ -212,6 +242,7 @@ async function rootBusPciPath(qmp: QmpClient, deviceId: string, timeoutMs?: numb
 
 /** The device_add arguments for a VFIO PCI function (QAPI: driver, id, host, bus, addr). */
 export function vfioDeviceAddArguments(device: VfioPciDevice, options: HotplugOptions = {}): Record<string, unknown> {
+  options = hotplugOptions(options);
   validateVfioPciDevice(device);
   return {
     driver: 'vfio-pci',
@@ -228,6 +259,7 @@ export async function hotplugVfioDevice(
   device: VfioPciDevice,
   options: HotplugOptions = {},
 ): Promise<{ deviceId: string; pciPath?: string }> {
+  options = hotplugOptions(options);
   try {
     await qmp.execute('device_add', vfioDeviceAddArguments(device, options), { timeoutMs: options.commandTimeoutMs });
   } catch (error) {
@@ -259,7 +291,19 @@ export class QemuNetworkHotplugTarget {
         /** Plug into vcnet's hot-plug ports (qemuHotplugPortArguments) of this machine type, not pci.0. */
         machine?: QemuMachineType;
       } = {},
-  ) {}
+  ) {
+    checkTargetOptions(options, ['bus', 'addr', 'commandTimeoutMs', 'timeoutMs', 'machine']);
+  }
+
+  /** The target's options a plug takes (the plug functions refuse keys they do not use). */
+  private plugOptions(): HotplugOptions {
+    const { bus, addr, commandTimeoutMs } = this.options;
+    return {
+      ...(bus !== undefined ? { bus } : {}),
+      ...(addr !== undefined ? { addr } : {}),
+      ...(commandTimeoutMs !== undefined ? { commandTimeoutMs } : {}),
+    };
+  }
 
   /**
    * Where the device may go: `ports` of a machine (vcnet's), after pci.0 when `rootBusFirst`; or
@@ -278,9 +322,9 @@ export class QemuNetworkHotplugTarget {
 
   async hotplugNetworkDevice(device: NetworkDevice): Promise<HotpluggedNetworkDevice> {
     const placement = await this.placement();
-    if (!placement) return hotplugNetworkDevice(this.qmp, device, this.options);
+    if (!placement) return hotplugNetworkDevice(this.qmp, device, this.plugOptions());
     return this.plugIntoPort(placement, device.id, (where) =>
-      hotplugNetworkDevice(this.qmp, device, { ...this.options, ...where }),
+      hotplugNetworkDevice(this.qmp, device, { ...this.plugOptions(), ...where }),
     );
   }
 
@@ -290,7 +334,11 @@ export class QemuNetworkHotplugTarget {
    */
   async unplugNetworkDevice(deviceId: string): Promise<void> {
     try {
-      await unplugNetworkDevice(this.qmp, deviceId, this.options);
+      const { timeoutMs, commandTimeoutMs } = this.options;
+      await unplugNetworkDevice(this.qmp, deviceId, {
+        ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+        ...(commandTimeoutMs !== undefined ? { commandTimeoutMs } : {}),
+      });
     } catch (error) {
       if (!(error instanceof QmpCommandError && error.errorClass === 'DeviceNotFound')) throw error;
       await this.qmp.execute('netdev_del', { id: qemuNetdevId(deviceId) }).catch(() => undefined);
@@ -299,9 +347,9 @@ export class QemuNetworkHotplugTarget {
 
   async hotplugVfioDevice(device: VfioPciDevice): Promise<{ deviceId: string; pciPath?: string }> {
     const placement = await this.placement();
-    if (!placement) return hotplugVfioDevice(this.qmp, device, this.options);
+    if (!placement) return hotplugVfioDevice(this.qmp, device, this.plugOptions());
     return this.plugIntoPort(placement, device.id, (where) =>
-      hotplugVfioDevice(this.qmp, device, { ...this.options, ...where }),
+      hotplugVfioDevice(this.qmp, device, { ...this.plugOptions(), ...where }),
     );
   }
 
@@ -388,7 +436,10 @@ export class QemuHotplugSessions {
       /** Bound on each connect + greeting. Default 5 s. */
       connectTimeoutMs?: number;
     } = {},
-  ) {}
+  ) {
+    stringArgument(socketPath, 'socketPath', "the path of QEMU's QMP socket");
+    checkTargetOptions(options, ['bus', 'addr', 'commandTimeoutMs', 'timeoutMs', 'machine', 'connectTimeoutMs']);
+  }
 
   private async session<T>(work: (target: QemuNetworkHotplugTarget) => Promise<T>): Promise<T> {
     const qmp = await QmpClient.connect(this.socketPath, { timeoutMs: this.options.connectTimeoutMs ?? 5_000 });
@@ -423,6 +474,10 @@ export async function unplugNetworkDevice(
   deviceId: string,
   options: UnplugOptions = {},
 ): Promise<void> {
+  stringArgument(deviceId, 'deviceId', 'the id the NIC was plugged with');
+  options = optionsArgument(options, 'options', ['timeoutMs', 'commandTimeoutMs']);
+  numberOption(options.timeoutMs, 'timeoutMs', QMP_TIMEOUT_RANGE);
+  numberOption(options.commandTimeoutMs, 'commandTimeoutMs', QMP_TIMEOUT_RANGE);
   const timeoutMs = options.timeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
   const commandOptions = { timeoutMs: options.commandTimeoutMs };
   const stopWaiting = new AbortController();

@@ -12,6 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
+import { numberOption, optionsArgument, stringArgument } from '../arguments.js';
 import { nativeDevices } from '../native/devices.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
 
@@ -62,6 +63,9 @@ export type QmpClientEvents = {
   close: [Error | undefined];
 };
 
+/** A wait a caller may give: NaN or a string would never time out; setTimeout fires at once past 2^31 - 1 ms. */
+const QMP_WAIT_RANGE = { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' } as const;
+
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 
@@ -77,6 +81,12 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
 
   /** Connects, reads the greeting and leaves capabilities-negotiation mode. */
   static async connect(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
+    stringArgument(socketPath, 'socketPath', "the path of QEMU's QMP socket");
+    options = optionsArgument(options, 'options', ['timeoutMs', 'commandTimeoutMs']);
+    // NaN or a string would never time out; setTimeout fires at once past 2^31 - 1 ms.
+    for (const key of ['timeoutMs', 'commandTimeoutMs'] as const) {
+      numberOption(options[key], key, QMP_WAIT_RANGE);
+    }
     const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const socket = createConnection({ path: socketPath });
     socket.setEncoding('utf8');
@@ -123,6 +133,11 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
    * error class and description), QmpTimeoutError, or QmpConnectionError.
    */
   execute<T = unknown>(command: string, args?: Record<string, unknown>, options: QmpExecuteOptions = {}): Promise<T> {
+    try {
+      numberOption(options.timeoutMs, 'timeoutMs', QMP_WAIT_RANGE);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (this.isClosed) {
       return Promise.reject(
         new QmpConnectionError(`QMP ${command}: connection is closed`, this.socketPath, this.closedWith),
@@ -176,6 +191,11 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
 
   /** Resolves with the first matching event that arrives after the call. Register before triggering it. */
   waitForEvent(name: string, options: QmpWaitForEventOptions): Promise<QmpEvent> {
+    try {
+      numberOption(options?.timeoutMs ?? Number.NaN, 'timeoutMs', QMP_WAIT_RANGE);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return new Promise<QmpEvent>((resolve, reject) => {
       const finish = (settle: () => void) => {
         clearTimeout(timer);

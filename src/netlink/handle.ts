@@ -9,6 +9,7 @@
  * Every method sends one request; `changes()` groups many into one batch (one syscall) and reports
  * each outcome, which is how the network layer makes an attach cost a single round trip.
  */
+import { stringOption } from '../arguments.js';
 import { VcnetError } from '../errors.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
 import { AddressFamily, MessageFlag, MessageType } from './codec/constants.js';
@@ -280,6 +281,9 @@ export class NetlinkHandle {
    * checked by identity, /proc/self/fd/N).
    */
   static open(namespacePath?: string, label = namespacePath): NetlinkHandle {
+    // A number would reach the native shim and come back as a SystemCallError about a string argument.
+    stringOption(namespacePath, 'namespacePath', 'a network namespace path, or nothing for this namespace');
+    stringOption(label, 'label', 'the path errors name');
     return new NetlinkHandle(NetlinkSocket.open(namespacePath, 0, label), label);
   }
 

@@ -15,6 +15,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import {
+  booleanOption,
+  functionOption,
+  optionsArgument,
+  refuseUnknownKeys,
+  stringListOption,
+  stringOption,
+} from '../arguments.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
 import { DEFAULT_INTERWORKING_MODEL, type InterworkingModel, parseInterworkingModel } from './interworking-model.js';
@@ -75,6 +83,7 @@ export type NetworkConfigOptions = Pick<NetworkConfig, 'namespacePath'> &
  */
 export function defineNetworkConfig(options: NetworkConfigOptions): NetworkConfig {
   requireConfigObject(options, 'options');
+  refuseUnknownKeys(options, 'options', NETWORK_CONFIG_KEYS);
   return validateNetworkConfig({
     namespaceCreatedByVcnet: false,
     disableNewNetns: false,
@@ -100,6 +109,7 @@ function requireConfigObject(given: unknown, field: string): void {
  */
 export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
   requireConfigObject(given, 'config');
+  refuseUnknownKeys(given, 'config', NETWORK_CONFIG_KEYS);
   if (typeof given.namespacePath !== 'string' || given.namespacePath === '') {
     throw new InvalidInputError('namespacePath', given.namespacePath, 'the path of the pod network namespace');
   }
@@ -121,7 +131,50 @@ export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
   if (!Number.isInteger(config.queues) || config.queues < 1 || config.queues > 256) {
     throw new InvalidInputError('queues', config.queues, 'an integer from 1 to 256');
   }
+  booleanOption(config.namespaceCreatedByVcnet, 'namespaceCreatedByVcnet');
+  booleanOption(config.disableNewNetns, 'disableNewNetns');
+  stringOption(config.danConfigPath, 'danConfigPath', 'the path of a DAN configuration file');
+  stringOption(config.vhostUserStorePath, 'vhostUserStorePath', 'a directory path');
+  stringListOption(config.namedInterfaces, 'namedInterfaces', 'pod link names');
+  if (config.rateLimit !== undefined) {
+    const rateLimit = optionsArgument(config.rateLimit, 'rateLimit', ['rxBitsPerSecond', 'txBitsPerSecond']);
+    validateBitRate('rateLimit.rxBitsPerSecond', rateLimit.rxBitsPerSecond);
+    validateBitRate('rateLimit.txBitsPerSecond', rateLimit.txBitsPerSecond);
+  }
+  if (config.vmmRateLimiter !== undefined) checkVmmRateLimiter(config.vmmRateLimiter);
   return config;
+}
+
+/** Every key a NetworkConfig may have: any other is a misspelling that would quietly mean the default. */
+const NETWORK_CONFIG_KEYS: readonly (keyof NetworkConfig)[] = [
+  'namespacePath',
+  'model',
+  'namespaceCreatedByVcnet',
+  'disableNewNetns',
+  'danConfigPath',
+  'vhostUserStorePath',
+  'rateLimit',
+  'vmmRateLimiter',
+  'queues',
+  'vhostNet',
+  'namedInterfaces',
+];
+
+function checkVmmRateLimiter(given: VmmRateLimiter): void {
+  const limiter = optionsArgument(given, 'vmmRateLimiter', [
+    'rxBitsPerSecond',
+    'txBitsPerSecond',
+    'bandwidth',
+    'operations',
+  ]);
+  validateRate('vmmRateLimiter.rxBitsPerSecond', limiter.rxBitsPerSecond);
+  validateRate('vmmRateLimiter.txBitsPerSecond', limiter.txBitsPerSecond);
+  for (const kind of ['bandwidth', 'operations'] as const) {
+    if (limiter[kind] === undefined) continue;
+    const bucket = optionsArgument(limiter[kind], `vmmRateLimiter.${kind}`, ['maxRate', 'oneTimeBurst']);
+    validateRate(`vmmRateLimiter.${kind}.maxRate`, bucket.maxRate);
+    validateRate(`vmmRateLimiter.${kind}.oneTimeBurst`, bucket.oneTimeBurst);
+  }
 }
 
 /**
@@ -231,6 +284,18 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
   return settings;
 }
 
+const KATA_SETTINGS_KEYS: readonly (keyof KataNetworkSettings)[] = [
+  'model',
+  'disableNewNetns',
+  'rateLimit',
+  'vhostNet',
+  'vcpus',
+  'danConfigDirectory',
+  'cloudHypervisorRateLimiter',
+  'hypervisor',
+  'warnings',
+];
+
 /** The hypervisors whose network rules networkConfigFromKata knows (Kata's names). */
 export type KataHypervisor = 'qemu' | 'clh' | 'firecracker';
 
@@ -274,7 +339,18 @@ export function networkConfigFromKata(
   options: KataNetworkConfigOptions = {},
 ): NetworkConfig {
   requireConfigObject(settings, 'settings');
-  const overrides = options.overrides ?? {};
+  refuseUnknownKeys(settings, 'settings', KATA_SETTINGS_KEYS);
+  options = optionsArgument(options, 'options', ['namespacePath', 'hypervisor', 'overrides', 'sandbox', 'warn']);
+  functionOption(options.warn, 'warn');
+  stringOption(options.namespacePath, 'namespacePath', 'the path of the pod network namespace');
+  stringOption(options.sandbox, 'sandbox', 'the sandbox id');
+  const overrides = optionsArgument(options.overrides, 'overrides', [
+    'model',
+    'queues',
+    'vhostNet',
+    'disableNewNetns',
+    'namedInterfaces',
+  ]);
   const warn = options.warn ?? (() => {});
   const section = settings.hypervisor;
   const hypervisor =

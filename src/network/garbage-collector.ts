@@ -21,6 +21,8 @@
  */
 import { type Dirent, existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { booleanOption, optionsArgument, stringListOption, stringOption } from '../arguments.js';
+import { InvalidInputError } from '../errors.js';
 import type { Link } from '../netlink/codec/link.js';
 import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
@@ -273,6 +275,15 @@ function readOwners(directories: readonly string[]): {
 }
 
 export async function collectGarbage(options: GarbageOptions = {}): Promise<GarbageReport> {
+  // A gc reads every registered state directory and may delete links: a wrong argument must not
+  // widen it to one over every namespace with the defaults.
+  options = optionsArgument(options, 'options', ['stateDirectories', 'stateDirectory', 'namespaces', 'dryRun']);
+  stringListOption(options.stateDirectories, 'stateDirectories', 'state directory paths');
+  stringOption(options.stateDirectory, 'stateDirectory', 'a state directory path');
+  booleanOption(options.dryRun, 'dryRun');
+  if (options.namespaces !== undefined && !Array.isArray(options.namespaces)) {
+    throw new InvalidInputError('namespaces', options.namespaces, 'an array of network namespace paths');
+  }
   const dryRun = options.dryRun ?? false;
   const directories = knownStateDirectories([
     ...(options.stateDirectories ?? []),

@@ -6,6 +6,7 @@
  *   generateGuestNetwork(network.endpoints()) // what the agent should set
  *   await network.removeEndpoints();         // exact detach
  */
+import { booleanOption, functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { channels, publish, traced, tracing } from '../diagnostics.js';
 import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
@@ -82,6 +83,18 @@ export interface AddEndpointsOptions {
   hypervisor?: 'qemu' | 'clh' | 'firecracker';
 }
 
+const ADD_ENDPOINTS_KEYS: readonly (keyof AddEndpointsOptions)[] = [
+  'interfaces',
+  'snapshot',
+  'hotplug',
+  'keepFds',
+  'guestNames',
+  'requestedType',
+  'firstIndex',
+  'journal',
+  'hypervisor',
+];
+
 export class Network {
   private readonly list: Endpoint[] = [];
   /** Links the last scan left out (no address, not named); the library does not log, the caller prints. */
@@ -133,6 +146,11 @@ export class Network {
    * detached again before the error is thrown.
    */
   async addEndpoints(options: AddEndpointsOptions = {}): Promise<Endpoint[]> {
+    options = optionsArgument(options, 'options', ADD_ENDPOINTS_KEYS);
+    functionOption(options.journal, 'journal');
+    booleanOption(options.keepFds, 'keepFds');
+    // An index past what a tap<index>_kata name can hold (IFNAMSIZ) is refused by the kernel mid-attach.
+    numberOption(options.firstIndex, 'firstIndex', { min: 0, max: 9_999_999 });
     return traced(
       tracing.attach,
       () => ({

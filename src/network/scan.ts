@@ -53,6 +53,11 @@ export function interfacesOf(snapshot: NamespaceSnapshot): NetworkInfo[] {
 
 /** Scans a namespace: through an open handle, or by its path (opened and closed here). */
 export async function scanNamespace(namespace: NetlinkHandle | string): Promise<NamespaceScan> {
+  // From plain JavaScript anything may come: a number would fail as "namespace.snapshot is not a function".
+  if (typeof namespace !== 'string' && typeof (namespace as Partial<NetlinkHandle> | null)?.snapshot !== 'function') {
+    throw new InvalidInputError('namespace', namespace, 'a network namespace path or an open NetlinkHandle');
+  }
+  if (namespace === '') throw new InvalidInputError('namespace', namespace, 'a network namespace path');
   if (typeof namespace === 'string') {
     const handle = NetlinkHandle.open(namespace);
     try {

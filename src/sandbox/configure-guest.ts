@@ -6,6 +6,7 @@
  */
 import { AgentClient } from '../agent/client.js';
 import { type KataRouteJson, routeToJson } from '../agent/kata-network-json.js';
+import { functionOption, optionsArgument, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { generateGuestNetwork } from '../network/guest.js';
 import { pushEndpoints } from './guest-push.js';
@@ -33,6 +34,9 @@ export interface ConfigureGuestResult {
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 export async function configureGuest(id: string, options: ConfigureGuestOptions = {}): Promise<ConfigureGuestResult> {
+  options = optionsArgument(options, 'options', ['stateDirectory', 'agentSocket', 'timeoutMs', 'warn']);
+  functionOption(options.warn, 'warn');
+  stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 3_600_000) {
     throw new InvalidInputError('timeoutMs', timeoutMs, 'milliseconds from 1 to 3600000');

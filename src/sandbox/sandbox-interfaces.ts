@@ -20,6 +20,7 @@ import {
 } from '../agent/kata-network-json.js';
 import { routeUpdatesOf } from '../agent/network-request.js';
 import { StatusCode } from '../agent/ttrpc/status-code.js';
+import { functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
@@ -120,6 +121,16 @@ export interface KataNetworkOptions {
   onIgnoredKeys?: (paths: string[]) => void;
 }
 
+/** The options of add-iface, del-iface and update-routes, checked with their text before anything is read. */
+function kataNetworkOptions(given: KataNetworkOptions, text: unknown): KataNetworkOptions {
+  const options = optionsArgument(given, 'options', ['stateDirectory', 'onIgnoredKeys']);
+  functionOption(options.onIgnoredKeys, 'onIgnoredKeys');
+  if (typeof text !== 'string') {
+    throw new InvalidInputError('text', text, 'the request as JSON text (JSON.stringify an object first)');
+  }
+  return options;
+}
+
 function readJson(text: string, what: string): unknown {
   return parseKataJsonText(text, what);
 }
@@ -145,6 +156,7 @@ export async function addInterface(
   text: string,
   options: KataNetworkOptions = {},
 ): Promise<AddInterfaceResult> {
+  options = kataNetworkOptions(options, text);
   const ignoredKeys: string[] = [];
   const message = interfaceFromJson(parseKataJsonText(text, 'interface'), 'interface', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
@@ -250,6 +262,7 @@ export async function removeInterface(
   text: string,
   options: KataNetworkOptions = {},
 ): Promise<KataInterfaceJson> {
+  options = kataNetworkOptions(options, text);
   const ignoredKeys: string[] = [];
   const message = interfaceFromJson(readJson(text, 'interface'), 'interface', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
@@ -368,6 +381,9 @@ async function askAgentForReading<T>(
 
 /** list-ifaces: what the guest has (from the agent) or will have (from the record). */
 export async function listInterfaces(id: string, options: ListOptions = {}): Promise<KataInterfaceJson[]> {
+  options = optionsArgument(options, 'options', ['stateDirectory', 'timeoutMs', 'onAgentUnreachable']);
+  numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
+  functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
   return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
     const answered = await askAgentForReading(state, options, (agent, timeoutMs) =>
       agent.listInterfaces({ timeoutMs }),
@@ -385,6 +401,7 @@ export async function updateRoutes(
   text: string,
   options: KataNetworkOptions = {},
 ): Promise<KataRouteJson[]> {
+  options = kataNetworkOptions(options, text);
   const json = readJson(text, 'routes');
   const ignoredKeys: string[] = [];
   const routes = routesFromJson(
@@ -420,6 +437,9 @@ export async function updateRoutes(
 
 /** list-routes: the guest's routes (agent), the recorded override, or what attach derived. */
 export async function listRoutes(id: string, options: ListOptions = {}): Promise<KataRouteJson[]> {
+  options = optionsArgument(options, 'options', ['stateDirectory', 'timeoutMs', 'onAgentUnreachable']);
+  numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
+  functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
   return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
     const answered = await askAgentForReading(state, options, (agent, timeoutMs) => agent.listRoutes({ timeoutMs }));
     if (answered) return answered.map(routeToJson);

@@ -5,6 +5,7 @@
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
 import { existsSync } from 'node:fs';
+import { functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { channels, publish } from '../diagnostics.js';
 import { LinkNotFoundError } from '../netlink/handle.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
@@ -242,6 +243,10 @@ export interface SandboxWatch {
  * and tried again, with whatever changed since, after a growing wait.
  */
 export async function watchSandbox(id: string, options: SandboxWatchOptions = {}): Promise<SandboxWatch> {
+  options = optionsArgument(options, 'options', ['stateDirectory', 'debounceMs', 'onApplied', 'onError']);
+  numberOption(options.debounceMs, 'debounceMs', { min: 0, max: 3_600_000, integer: false, unit: 'milliseconds' });
+  functionOption(options.onApplied, 'onApplied');
+  functionOption(options.onError, 'onError');
   const store = new SandboxStore(id, options.stateDirectory);
   const state = store.read<SandboxState>();
   if (!state) throw new SandboxNotFoundError(id, store.statePath, store.root);

@@ -11,8 +11,15 @@
  */
 import { statSync } from 'node:fs';
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
+import { functionOption, lockTimeoutOption, optionsArgument, stringOption } from '../arguments.js';
 import { channels, publish } from '../diagnostics.js';
-import { causeChain, DetachIncompleteError, RollbackIncompleteError, VcnetError } from '../errors.js';
+import {
+  causeChain,
+  DetachIncompleteError,
+  InvalidInputError,
+  RollbackIncompleteError,
+  VcnetError,
+} from '../errors.js';
 import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
 import { DeviceNotHotpluggableError, QmpConnectionError } from '../hypervisor/errors.js';
 import {
@@ -216,6 +223,21 @@ export async function detachRecorded(
   return report;
 }
 
+const HYPERVISOR_KINDS: readonly HypervisorRecord['kind'][] = ['qemu', 'clh', 'firecracker'];
+
+function checkHypervisorKind(kind: unknown, field: string): void {
+  if (!(HYPERVISOR_KINDS as readonly unknown[]).includes(kind)) {
+    throw new InvalidInputError(field, kind, HYPERVISOR_KINDS.join(', '));
+  }
+}
+
+/** The hypervisor a library caller records with the sandbox: checked before the record is written. */
+function checkHypervisorRecord(given: HypervisorRecord): void {
+  const record = optionsArgument(given, 'hypervisor', ['kind', 'controlSocket']);
+  checkHypervisorKind(record.kind, 'hypervisor.kind');
+  stringOption(record.controlSocket, 'hypervisor.controlSocket', "the path of the VMM's control socket");
+}
+
 /** Attaches every interface of the namespace and records the sandbox; nothing is left if it fails. */
 export async function attachSandbox(
   id: string,
@@ -232,6 +254,17 @@ export async function attachSandbox(
     checkEndpoints?: (endpoints: readonly Endpoint[]) => void;
   } = {},
 ): Promise<AttachResult> {
+  options = optionsArgument(options, 'options', [
+    'stateDirectory',
+    'hypervisor',
+    'agentSocket',
+    'lockTimeoutMs',
+    'checkEndpoints',
+  ]);
+  lockTimeoutOption(options.lockTimeoutMs);
+  functionOption(options.checkEndpoints, 'checkEndpoints');
+  if (options.hypervisor !== undefined) checkHypervisorRecord(options.hypervisor);
+  stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
   config = validateNetworkConfig(config);
   // A malformed hvsock:// address would only show at the first add-iface: refuse it before anything is made.
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
@@ -332,6 +365,9 @@ export async function planSandboxAttach(
   hypervisor?: HypervisorRecord['kind'],
   options: { stateDirectory?: string; agentSocket?: string } = {},
 ): Promise<PlannedEndpoint[]> {
+  options = optionsArgument(options, 'options', ['stateDirectory', 'agentSocket']);
+  stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
+  if (hypervisor !== undefined) checkHypervisorKind(hypervisor, 'hypervisor');
   config = validateNetworkConfig(config);
   validateSandboxId(id);
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
@@ -379,6 +415,9 @@ export async function detachSandbox(
     lockTimeoutMs?: number;
   } = {},
 ): Promise<DetachResult> {
+  options = optionsArgument(options, 'options', ['stateDirectory', 'connectHotplug', 'lockTimeoutMs']);
+  lockTimeoutOption(options.lockTimeoutMs);
+  functionOption(options.connectHotplug, 'connectHotplug');
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLockIfRecorded(async () => {
     const state = store.read<SandboxState>();
@@ -487,6 +526,7 @@ export interface PlannedDetach {
  * before or after, never half-written). The namespace is opened by identity, as detach does.
  */
 export async function planSandboxDetach(id: string, options: { stateDirectory?: string } = {}): Promise<PlannedDetach> {
+  options = optionsArgument(options, 'options', ['stateDirectory']);
   const store = new SandboxStore(id, options.stateDirectory);
   const state = store.read<SandboxState>();
   const none = { steps: [], alreadyGone: [], notices: [] };

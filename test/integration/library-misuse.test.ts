@@ -3,7 +3,7 @@
  * field), never as a plain Error or a TypeError from inside Node: a closed NetlinkHandle, a sandbox
  * id or a state directory that is not a string, a config that is not an object.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import { InvalidInputError, VcnetError } from '../../src/errors.js';
 import { NetlinkClosedError } from '../../src/netlink/errors.js';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
 import { defineNetworkConfig, validateNetworkConfig } from '../../src/network/config.js';
+import { collectGarbage } from '../../src/network/garbage-collector.js';
 import { attachSandbox, detachSandbox, readSandbox, SandboxExistsError } from '../../src/sandbox/service.js';
 import { vcnet } from '../helpers/cli.js';
 import { cleanupNamespaces, makeNamespace } from '../helpers/namespace.js';
@@ -79,5 +80,56 @@ describe('library misuse', () => {
     }
     // The default state directory needs no flag.
     expect(new SandboxExistsError('sb1', '/run/vcnet/sandboxes/sb1/state.json').hint).not.toContain('--state-dir');
+  });
+
+  it('options of the wrong type, a misspelt key or a lock wait of "soon" change nothing in the pod or the state', async () => {
+    const { pod } = makePod();
+    const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-f11p-'));
+    const links = async () => {
+      const handle = NetlinkHandle.open(pod.path);
+      try {
+        return (await handle.links()).map((link) => `${link.index}:${link.name}`).sort();
+      } finally {
+        handle.close();
+      }
+    };
+    try {
+      const before = await links();
+      const config = defineNetworkConfig({ namespacePath: pod.path });
+      // A string where the options belong used to attach into the default state directory.
+      const byString = await attachSandbox('f11p-sb1', config, stateDirectory as never).catch(
+        (error: unknown) => error,
+      );
+      expect(byString).toMatchObject({ code: 'VCNET_INVALID_INPUT', field: 'options', value: stateDirectory });
+      const misspelt = await attachSandbox('f11p-sb1', config, { stateDir: stateDirectory } as never).catch(
+        (error: unknown) => error,
+      );
+      expect(misspelt).toMatchObject({ field: 'options key', value: 'stateDir' });
+      expect((misspelt as Error).message).toContain('did you mean stateDirectory?');
+      expect(await links()).toEqual(before);
+      expect(readdirSync(stateDirectory)).toEqual([]);
+      expect(readSandbox('f11p-sb1')).toBeUndefined();
+
+      // Attached for real; a detach with a lock wait that is not milliseconds is refused and leaves it.
+      await attachSandbox('f11p-sb1', config, { stateDirectory });
+      const attached = await links();
+      expect(attached.length).toBeGreaterThan(before.length);
+      for (const lockTimeoutMs of ['soon', -5]) {
+        const refused = await detachSandbox('f11p-sb1', { stateDirectory, lockTimeoutMs } as never).catch(
+          (error: unknown) => error,
+        );
+        expect(refused).toMatchObject({ field: 'lockTimeoutMs', value: lockTimeoutMs });
+      }
+      expect(await links()).toEqual(attached);
+      expect(readSandbox('f11p-sb1', stateDirectory)).toBeDefined();
+      // A gc given a string instead of options runs nowhere: the sandbox's taps stay.
+      const gc = await collectGarbage(stateDirectory as never).catch((error: unknown) => error);
+      expect(gc).toMatchObject({ field: 'options', value: stateDirectory });
+      expect(await links()).toEqual(attached);
+      expect((await detachSandbox('f11p-sb1', { stateDirectory })).found).toBe(true);
+      expect(await links()).toEqual(before);
+    } finally {
+      rmSync(stateDirectory, { recursive: true, force: true });
+    }
   });
 });

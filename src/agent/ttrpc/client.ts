@@ -12,6 +12,8 @@ import {
   type MessageShape,
   toBinary,
 } from '@bufbuild/protobuf';
+import { numberOption, optionsArgument } from '../../arguments.js';
+import { InvalidInputError } from '../../errors.js';
 import { AgentStatusError } from '../errors.js';
 import { type Request, RequestSchema, ResponseSchema } from '../generated/ttrpc_pb.js';
 import { encodeFrame, endThenDestroy, FrameDecoder, FrameType, MAX_FRAME_LENGTH } from './frame.js';
@@ -23,6 +25,31 @@ export interface CallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   metadata?: Record<string, string>;
+}
+
+/** A call's options as a plain JavaScript caller may give them: NaN or "soon" as timeoutMs would mean no deadline. */
+function refusedCallOptions(options: CallOptions): InvalidInputError | undefined {
+  try {
+    optionsArgument(options, 'options', ['timeoutMs', 'signal', 'metadata']);
+    numberOption(options.timeoutMs, 'timeoutMs', {
+      min: 0,
+      max: 3_600_000,
+      integer: false,
+      unit: 'milliseconds, 0 = none',
+    });
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+      throw new InvalidInputError('signal', options.signal, 'an AbortSignal');
+    }
+    return undefined;
+  } catch (error) {
+    return error as InvalidInputError;
+  }
+}
+
+/** What an AbortSignal's reason says: an Error's message, else the value as text. */
+function abortReasonText(reason: unknown): string {
+  if (reason instanceof Error) return reason.message;
+  return reason === undefined ? 'aborted' : String(reason);
 }
 
 interface PendingCall {
@@ -84,8 +111,13 @@ export class TtrpcClient {
     const path = methodPath(method);
     const fail = (status: number, message: string, cause?: unknown) =>
       Promise.reject(new AgentStatusError(status, message, path, { local: true, cause }));
+    const refused = refusedCallOptions(options);
+    if (refused) return Promise.reject(refused);
     if (this.closedReason) return fail(StatusCode.UNAVAILABLE, this.closedReason.statusMessage);
-    if (options.signal?.aborted) return fail(StatusCode.CANCELLED, 'cancelled before it was sent');
+    if (options.signal?.aborted) {
+      const reason = options.signal.reason;
+      return fail(StatusCode.CANCELLED, `cancelled before it was sent: ${abortReasonText(reason)}`, reason);
+    }
     if (this.nextStreamId > 0xffffffff) return fail(StatusCode.RESOURCE_EXHAUSTED, 'stream ids exhausted: reconnect');
 
     const timeoutMs = options.timeoutMs;
@@ -109,8 +141,13 @@ export class TtrpcClient {
 
     return new Promise<Uint8Array>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => finish({ ok: false, error: local(StatusCode.CANCELLED, 'cancelled') });
-      const local = (status: number, message: string) => new AgentStatusError(status, message, path, { local: true });
+      // The caller's reason (signal.abort(reason)) is what they need to see: in the message and as the cause.
+      const onAbort = () => {
+        const reason = options.signal?.reason;
+        finish({ ok: false, error: local(StatusCode.CANCELLED, `cancelled: ${abortReasonText(reason)}`, reason) });
+      };
+      const local = (status: number, message: string, cause?: unknown) =>
+        new AgentStatusError(status, message, path, { local: true, cause });
       const finish: PendingCall['settle'] = (outcome) => {
         if (!this.pending.delete(streamId)) return;
         if (timer) clearTimeout(timer);

@@ -6,6 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { refuseUnknownKeys } from '../../arguments.js';
 import { type ErrorCode, InvalidInputError, VcnetError } from '../../errors.js';
 import { HardwareType } from '../../netlink/codec/link/message.js';
 import { createInterfacePair } from '../interface-pair.js';
@@ -118,6 +119,17 @@ export function classifyInterface(
 }
 
 export function createEndpoint(info: NetworkInfo, options: CreateEndpointOptions): Endpoint {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidInputError('options', options, 'an object with at least index and model');
+  }
+  refuseUnknownKeys(options, 'options', [
+    'index',
+    'model',
+    'guestName',
+    'vhostUserStorePath',
+    'requestedType',
+    'pairId',
+  ] satisfies (keyof CreateEndpointOptions)[]);
   if (!Number.isInteger(options.index) || options.index < 0) {
     throw new InvalidInputError(
       'endpoint index',

@@ -165,11 +165,13 @@ describe('vcnet attach / detach', () => {
     expect(second.stderr).toContain(
       `hint: one namespace holds one sandbox's NICs: detach sandbox sb-a first (its record: ${join(stateDirectory(), 'sb-a', 'state.json')})`,
     );
-    // --json: the deciding code, which a program matches on; the wrapper stays as outerCode.
+    // --json: the deciding name and code, which a program matches on; the wrapper stays as outerName/outerCode.
     const json = vcnet(['attach', '--sandbox', 'sb-b', '--netns', pod.path, '--state-dir', stateDirectory(), '--json']);
     expect(json.status).toBe(1);
     expect(JSON.parse(json.stdout).error).toMatchObject({
+      name: 'LinkNameTakenError',
       code: 'VCNET_LINK_NAME_TAKEN',
+      outerName: 'AttachError',
       outerCode: 'VCNET_ATTACH_FAILED',
       hint: expect.stringContaining('detach sandbox sb-a first'),
     });

@@ -1,0 +1,43 @@
+/**
+ * The CLI's --json error object: `code` and `name` are the deciding error's (the one a program matches
+ * on), and the wrapper that carried it is `outerCode` and `outerName`.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { reportError } from '../../../src/cli/main.js';
+import { InvalidInputError } from '../../../src/errors.js';
+import { AttachError } from '../../../src/network/model/plumbing-context.js';
+import { LinkNameTakenError } from '../../../src/network/plan/plan-attach.js';
+
+function jsonOf(error: unknown): Record<string, unknown> {
+  const out: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    out.push(String(chunk));
+    return true;
+  });
+  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  reportError(error, true);
+  vi.restoreAllMocks();
+  return JSON.parse(out.join('')).error;
+}
+
+describe('--json errors', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("names the deciding error, with the wrapper's name and code beside it", () => {
+    const taken = new LinkNameTakenError('tap0_kata', { index: 7, kind: 'tun', group: 0 });
+    const body = jsonOf(new AttachError('eth0', taken, true));
+    expect(body).toMatchObject({
+      name: 'LinkNameTakenError',
+      code: 'VCNET_LINK_NAME_TAKEN',
+      outerName: 'AttachError',
+      outerCode: 'VCNET_ATTACH_FAILED',
+    });
+  });
+
+  it('has no outer fields when the error decides itself', () => {
+    const body = jsonOf(new InvalidInputError('queues', 0, 'an integer from 1 to 256'));
+    expect(body).toMatchObject({ name: 'InvalidInputError', code: 'VCNET_INVALID_INPUT' });
+    expect(body).not.toHaveProperty('outerName');
+    expect(body).not.toHaveProperty('outerCode');
+  });
+});
