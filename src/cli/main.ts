@@ -84,14 +84,18 @@ async function main(): Promise<void> {
   // OpenTelemetry is loaded only when an OTEL_* variable asks for export (as in vcnet-cni).
   const stopTraceExport = tracingRequested()
     ? await (await import('./observability/exporter.js')).startTraceExport()
-    : async () => undefined;
+    : async () => 'flushed' as const;
   try {
     await program.parseAsync(process.argv);
   } catch (error) {
     process.exitCode =
       error instanceof CommanderError ? helpExitCode(error) : reportError(error, process.argv.includes('--json'));
   } finally {
-    await stopTraceExport();
+    // Never rejects: a collector down, slow or refusing spans is one warning line, not the outcome.
+    if ((await stopTraceExport()) === 'timed-out') {
+      // An export still in flight would hold the finished command open until its own timeout.
+      process.exit(process.exitCode ?? 0);
+    }
   }
 }
 

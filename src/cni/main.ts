@@ -18,6 +18,11 @@ async function readStandardInput(): Promise<string> {
 
 const stopObserving = await startObservability(process.env);
 const outcome = await runPlugin(await readStandardInput(), process.env);
+// The result goes out before the spans: exporting them (bounded, and never failing) must neither
+// delay nor change what the runtime reads.
+await new Promise<void>((resolve) =>
+  process.stdout.write(outcome.stdout ? `${outcome.stdout}\n` : '', () => resolve()),
+);
 await stopObserving();
-// Exit once stdout is flushed: the runtime reads the result from the pipe, and no handle may keep us alive.
-process.stdout.write(outcome.stdout ? `${outcome.stdout}\n` : '', () => process.exit(outcome.exitCode));
+// Exit now: the runtime waits for the exit, and no handle (an export still in flight) may keep us alive.
+process.exit(outcome.exitCode);

@@ -4,10 +4,15 @@
  * OpenTelemetry are loaded only then, so a plain ADD starts no faster or slower because they exist.
  */
 import { tracingRequested } from './environment.js';
+import type { FlushOutcome, StopTraceExport } from './exporter.js';
 
-/** Subscribes the asked-for observers; returns the function that flushes and stops them. */
-export async function startObservability(env: NodeJS.ProcessEnv): Promise<() => Promise<void>> {
-  const stops: Array<() => void | Promise<void>> = [];
+/**
+ * Subscribes the asked-for observers; returns the function that flushes and stops them, which never
+ * rejects and settles within the trace flush deadline (exporter.ts).
+ */
+export async function startObservability(env: NodeJS.ProcessEnv): Promise<() => Promise<FlushOutcome>> {
+  const stops: Array<() => void> = [];
+  let stopTraceExport: StopTraceExport = async () => 'flushed';
   const level = env.VCNET_LOG_LEVEL;
   if (level && level !== 'silent') {
     const [{ configureLogger }, { subscribeLogs }] = await Promise.all([
@@ -18,9 +23,11 @@ export async function startObservability(env: NodeJS.ProcessEnv): Promise<() => 
   }
   if (tracingRequested(env)) {
     const { startTraceExport } = await import('./exporter.js');
-    stops.push(await startTraceExport(env));
+    stopTraceExport = await startTraceExport(env);
   }
   return async () => {
-    for (const stop of stops.reverse()) await stop();
+    const outcome = await stopTraceExport();
+    for (const stop of stops) stop();
+    return outcome;
   };
 }
