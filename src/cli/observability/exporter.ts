@@ -119,9 +119,9 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
   if (!tracerProviderRegistered())
     warn(
       'OTEL_* variables ask for trace export, but the OpenTelemetry SDK registered its tracer provider with ' +
-        "another copy of @opentelemetry/api than vcnet's, so no span would reach it: install an " +
-        '@opentelemetry/sdk-node whose @opentelemetry/api peer range includes the version vcnet uses, so that ' +
-        'npm keeps one copy (`npm ls @opentelemetry/api` shows the copies)',
+        "another copy of @opentelemetry/api than vcnet's, so no span would reach it: make npm keep one copy " +
+        '(`npm ls @opentelemetry/api` lists them; `npm dedupe`, or an @opentelemetry/sdk-node whose ' +
+        "@opentelemetry/api peer range includes vcnet's copy)",
     );
   const unsubscribe = subscribeSpans(trace.getTracer('vcnet', '0.1.0'));
   return () => {

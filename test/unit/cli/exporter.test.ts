@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { trace } from '@opentelemetry/api';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -49,5 +50,47 @@ describe('trace export', () => {
     const provider = { getTracer: () => trace.getTracer('unused') };
     trace.setGlobalTracerProvider(provider);
     expect(tracerProviderRegistered()).toBe(true);
+  });
+
+  it('sees no provider that an SDK registered through an older copy of the API (which a newer one ignores)', () => {
+    // What @opentelemetry/api 1.9.1's registerGlobal leaves when an SDK nested with it starts.
+    const key = Symbol.for('opentelemetry.js.api.1');
+    const global = globalThis as Record<symbol, unknown>;
+    global[key] = { version: '1.9.1', trace: { getTracer: () => trace.getTracer('unused') } };
+    try {
+      expect(tracerProviderRegistered()).toBe(false);
+    } finally {
+      delete global[key];
+    }
+  });
+});
+
+/** [lowest, first excluded] of a `^x.y.z` or `>=a.b.c <d.e.f` range, versions as comparable numbers. */
+function bounds(range: string): [number, number] {
+  const number = (version: string) => version.split('.').reduce((total, part) => total * 1000 + Number(part), 0);
+  const caret = /^\^(\d+)\.(\d+\.\d+)$/.exec(range);
+  if (caret) return [number(`${caret[1]}.${caret[2]}`), number(`${Number(caret[1]) + 1}.0.0`)];
+  const between = /^>=(\S+) <(\S+)$/.exec(range);
+  if (between) return [number(between[1]!), number(between[2]!)];
+  throw new Error(`a range this test does not read: ${range}`);
+}
+
+describe('the @opentelemetry/api range', () => {
+  const root = new URL('../../../', import.meta.url).pathname;
+  const ours = (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { dependencies: Record<string, string> })
+    .dependencies['@opentelemetry/api']!;
+  const meets = (peer: string) => {
+    const [low, high] = bounds(ours);
+    const [peerLow, peerHigh] = bounds(peer);
+    return low < peerHigh && peerLow < high;
+  };
+
+  it("meets every @opentelemetry/sdk-node's peer range, so npm keeps one copy that both use", () => {
+    // sdk-node 0.200 to 0.223 (>=1.3.0 <1.10.0) and the one installed here (0.300 on: >=1.10.0 <1.11.0).
+    expect(meets('>=1.3.0 <1.10.0')).toBe(true);
+    const installed = JSON.parse(readFileSync(`${root}node_modules/@opentelemetry/sdk-node/package.json`, 'utf8')) as {
+      peerDependencies: Record<string, string>;
+    };
+    expect(meets(installed.peerDependencies['@opentelemetry/api']!)).toBe(true);
   });
 });
