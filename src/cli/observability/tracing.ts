@@ -6,7 +6,6 @@
  * Only the CLI and the CNI plugin load this, and only when OTEL_* asks for export (exporter.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { TracingChannel } from 'node:diagnostics_channel';
 import {
   type Attributes,
   type AttributeValue,
@@ -16,7 +15,7 @@ import {
   type Tracer,
   trace,
 } from '@opentelemetry/api';
-import { DiagnosticsChannel, tracing } from '../../diagnostics.js';
+import { DiagnosticsChannel, type DiagnosticsTracingChannel, tracing } from '../../diagnostics.js';
 import { subscribeTracing } from './subscribe.js';
 
 function attributesOf(event: object): Attributes {
@@ -41,16 +40,16 @@ export function subscribeSpans(tracer: Tracer): () => void {
   const unsubscribers: Array<() => void> = [];
   for (const key of Object.keys(tracing) as Array<keyof typeof tracing>) {
     // Every channel is handled alike: seen as carrying plain objects.
-    const operation = tracing[key] as TracingChannel<unknown, object>;
+    const operation = tracing[key] as DiagnosticsTracingChannel<object>;
     const spanName = DiagnosticsChannel[key].replaceAll(':', '.');
     operation.start.bindStore(currentSpan, (event) => {
       const parent = currentSpan.getStore();
       const span = tracer.startSpan(
         spanName,
-        { attributes: attributesOf(event as object) },
+        { attributes: attributesOf(event) },
         parent ? trace.setSpan(context.active(), parent) : context.active(),
       );
-      spans.set(event as object, span);
+      spans.set(event, span);
       return span;
     });
     unsubscribers.push(
