@@ -9,22 +9,19 @@
  * Telemetry never decides a command's outcome: a collector that is down, slow or refuses the spans
  * costs one warning line on stderr and at most VCNET_TRACE_FLUSH_TIMEOUT seconds at exit.
  */
-import { ProxyTracerProvider, trace } from '@opentelemetry/api';
+import { context, ProxyTracerProvider, type Span, SpanStatusCode, trace } from '@opentelemetry/api';
 import { tracingRequested } from './environment.js';
-import { subscribeSpans } from './tracing.js';
+import type { CommandSpan, FlushOutcome, TraceExport } from './trace-export.js';
+import { NO_TRACE_EXPORT } from './trace-export.js';
+import { recordFailure, subscribeSpans } from './tracing.js';
 
 export { tracingRequested } from './environment.js';
+export type { CommandSpan, FlushOutcome, StopTraceExport, TraceExport } from './trace-export.js';
 
 interface NodeSdk {
   start(): void;
   shutdown(): Promise<void>;
 }
-
-/** How the flush at exit ended: `timed-out` leaves an export in flight, which the caller cuts off by exiting. */
-export type FlushOutcome = 'flushed' | 'failed' | 'timed-out';
-
-/** Flushes the spans and stops the SDK; never rejects and settles within the flush deadline. */
-export type StopTraceExport = () => Promise<FlushOutcome>;
 
 export const DEFAULT_FLUSH_TIMEOUT_SECONDS = 2;
 const MAX_FLUSH_TIMEOUT_SECONDS = 60;
@@ -90,10 +87,21 @@ export function tracerProviderRegistered(): boolean {
   return !(provider instanceof ProxyTracerProvider && provider.getDelegate() === noop);
 }
 
-/** Starts the SDK when asked for; returns the function that flushes and stops it (see StopTraceExport). */
-export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Promise<StopTraceExport> {
-  const nothing: StopTraceExport = async () => 'flushed';
-  if (!tracingRequested(env)) return nothing;
+function commandSpanOf(span: Span): CommandSpan {
+  return {
+    rename: (name) => {
+      span.updateName(name);
+    },
+    failWith: (code, message) => {
+      span.setAttribute('vcnet.error.code', code);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `${code}: ${message}` });
+    },
+  };
+}
+
+/** Starts the SDK when asked for; returns the command's root span runner and the flush (see StopTraceExport). */
+export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Promise<TraceExport> {
+  if (!tracingRequested(env)) return NO_TRACE_EXPORT;
   const timeoutMs = flushTimeoutMs(env);
   const moduleName = '@opentelemetry/sdk-node';
   let NodeSDK: new (options: Record<string, unknown>) => NodeSdk;
@@ -106,7 +114,7 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
         ? 'OTEL_* variables ask for trace export, but @opentelemetry/sdk-node is not installed: install it next to vcnet to export spans'
         : `OTEL_* variables ask for trace export, but @opentelemetry/sdk-node did not load: ${(error as Error)?.message ?? String(error)}`,
     );
-    return nothing;
+    return NO_TRACE_EXPORT;
   }
   let sdk: NodeSdk;
   try {
@@ -114,7 +122,7 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
     sdk.start();
   } catch (error) {
     warn(`trace export did not start: ${(error as Error)?.message ?? String(error)}`);
-    return nothing;
+    return NO_TRACE_EXPORT;
   }
   if (!tracerProviderRegistered())
     warn(
@@ -123,9 +131,26 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
         '(`npm ls @opentelemetry/api` lists them; `npm dedupe`, or an @opentelemetry/sdk-node whose ' +
         "@opentelemetry/api peer range includes vcnet's copy)",
     );
-  const unsubscribe = subscribeSpans(trace.getTracer('vcnet', '0.1.0'));
-  return () => {
-    unsubscribe();
-    return boundedFlush(() => sdk.shutdown(), timeoutMs);
+  const tracer = trace.getTracer('vcnet', '0.1.0');
+  const unsubscribe = subscribeSpans(tracer);
+  return {
+    inCommandSpan: (name, attributes, work) => {
+      const span = tracer.startSpan(name, { attributes, root: true });
+      // Active for everything the command runs: the library's spans (tracing.ts) take it as parent.
+      return context.with(trace.setSpan(context.active(), span), async () => {
+        try {
+          return await work(commandSpanOf(span));
+        } catch (error) {
+          recordFailure(span, error);
+          throw error;
+        } finally {
+          span.end();
+        }
+      });
+    },
+    stop: () => {
+      unsubscribe();
+      return boundedFlush(() => sdk.shutdown(), timeoutMs);
+    },
   };
 }

@@ -4,15 +4,15 @@
  * OpenTelemetry are loaded only then, so a plain ADD starts no faster or slower because they exist.
  */
 import { tracingRequested } from './environment.js';
-import type { FlushOutcome, StopTraceExport } from './exporter.js';
+import { NO_TRACE_EXPORT, type TraceExport } from './trace-export.js';
 
 /**
- * Subscribes the asked-for observers; returns the function that flushes and stops them, which never
- * rejects and settles within the trace flush deadline (exporter.ts).
+ * Subscribes the asked-for observers; returns the command's root span runner and the function that
+ * flushes and stops them, which never rejects and settles within the trace flush deadline (exporter.ts).
  */
-export async function startObservability(env: NodeJS.ProcessEnv): Promise<() => Promise<FlushOutcome>> {
+export async function startObservability(env: NodeJS.ProcessEnv): Promise<TraceExport> {
   const stops: Array<() => void> = [];
-  let stopTraceExport: StopTraceExport = async () => 'flushed';
+  let traceExport = NO_TRACE_EXPORT;
   const level = env.VCNET_LOG_LEVEL;
   if (level && level !== 'silent') {
     const [{ configureLogger }, { subscribeLogs }] = await Promise.all([
@@ -23,11 +23,14 @@ export async function startObservability(env: NodeJS.ProcessEnv): Promise<() => 
   }
   if (tracingRequested(env)) {
     const { startTraceExport } = await import('./exporter.js');
-    stopTraceExport = await startTraceExport(env);
+    traceExport = await startTraceExport(env);
   }
-  return async () => {
-    const outcome = await stopTraceExport();
-    for (const stop of stops) stop();
-    return outcome;
+  return {
+    inCommandSpan: traceExport.inCommandSpan,
+    stop: async () => {
+      const outcome = await traceExport.stop();
+      for (const stop of stops) stop();
+      return outcome;
+    },
   };
 }

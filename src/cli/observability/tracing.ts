@@ -2,7 +2,9 @@
  * OpenTelemetry spans from the library's tracing channels (src/diagnostics.ts): a span per scan,
  * attach, endpoint attach, hot-plug, detach and netlink batch, named after the channel
  * (`vcnet:netlink:batch` → `vcnet.netlink.batch`), its event's fields as `vcnet.*` attributes, nested
- * as the calls are (an AsyncLocalStorage bound to each channel's start carries the parent span).
+ * as the calls are (an AsyncLocalStorage bound to each channel's start carries the parent span), under
+ * the command's root span when there is one (exporter.ts: the active OpenTelemetry context). A failed
+ * span carries the deciding VCNET_* code (errorAttributes).
  * Only the CLI and the CNI plugin load this, and only when OTEL_* asks for export (exporter.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
@@ -16,7 +18,31 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { DiagnosticsChannel, type DiagnosticsTracingChannel, tracing } from '../../diagnostics.js';
+import { classifyError, VcnetError } from '../../errors.js';
 import { subscribeTracing } from './subscribe.js';
+
+/**
+ * A failure's codes as span attributes: `vcnet.error.code` is the deciding one (classifyError follows
+ * `cause`: a name taken inside an attach is VCNET_LINK_NAME_TAKEN), `vcnet.error.outerCode` the
+ * failed operation's when it differs (VCNET_ATTACH_FAILED).
+ */
+export function errorAttributes(error: unknown): Attributes {
+  const code = classifyError(error).code;
+  const outer = error instanceof VcnetError ? error.code : undefined;
+  return {
+    'vcnet.error.code': code,
+    ...(outer !== undefined && outer !== code ? { 'vcnet.error.outerCode': outer } : {}),
+  };
+}
+
+/** Marks `span` failed with `error`: the exception, the codes, and an ERROR status naming the deciding code. */
+export function recordFailure(span: Span, error: unknown): void {
+  const failure = error instanceof Error ? error : new Error(String(error));
+  const attributes = errorAttributes(error);
+  span.recordException(failure);
+  span.setAttributes(attributes);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: `${attributes['vcnet.error.code']}: ${failure.message}` });
+}
 
 function attributesOf(event: object): Attributes {
   const attributes: Attributes = {};
@@ -57,9 +83,7 @@ export function subscribeSpans(tracer: Tracer): () => void {
       subscribeTracing(operation, {
         error: (event) => {
           const span = spans.get(event);
-          const error = event.error instanceof Error ? event.error : new Error(String(event.error));
-          span?.recordException(error);
-          span?.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+          if (span) recordFailure(span, event.error);
         },
         asyncEnd: (event) => {
           spans.get(event)?.end();
