@@ -21,7 +21,8 @@
  *   vcnet:watch               a namespace change applied to a watched sandbox (WatchEvent)
  *   vcnet:notice              something went other than asked but the operation went on (NoticeEvent)
  */
-import { type Channel, channel, type TracingChannel, tracingChannel } from 'node:diagnostics_channel';
+import type { AsyncLocalStorage } from 'node:async_hooks';
+import { channel, tracingChannel } from 'node:diagnostics_channel';
 
 // Frozen: every copy of vcnet in a process shares these names, so no caller may change them.
 export const DiagnosticsChannel = Object.freeze({
@@ -108,26 +109,86 @@ export interface NoticeEvent {
   details?: Record<string, unknown>;
 }
 
-/** The tracing channels, one per operation. */
+/**
+ * What a tracing channel's `end`, `asyncStart` and `asyncEnd` events carry: the operation's event, and
+ * `result` or `error` once it has settled.
+ */
+export type SettledEvent<Event extends object> = Event & { result?: unknown; error?: unknown };
+
+/** A failed operation's event, as its tracing channel's `error` event carries it. */
+export type FailedEvent<Event extends object> = Event & { error: unknown };
+
+/** A listener of one channel: the message, and the channel's name. */
+export type ChannelListener<Message> = (message: Message, name: string | symbol) => void;
+
+/** Handlers for a tracing channel's events; any may be left out. */
+export interface TracingHandlers<Event extends object> {
+  start?: (event: Event) => void;
+  end?: (event: SettledEvent<Event>) => void;
+  asyncStart?: (event: SettledEvent<Event>) => void;
+  asyncEnd?: (event: SettledEvent<Event>) => void;
+  error?: (event: FailedEvent<Event>) => void;
+}
+
+/**
+ * A plain `node:diagnostics_channel` channel carrying `Message`: the part of Node's `Channel` vcnet and
+ * its subscribers use. vcnet declares it rather than naming Node's class, whose type parameters
+ * changed order between @types/node versions (a project's own @types/node would refuse vcnet's types).
+ */
+export interface DiagnosticsPlainChannel<Message> {
+  readonly name: string | symbol;
+  readonly hasSubscribers: boolean;
+  subscribe(listener: ChannelListener<Message>): void;
+  unsubscribe(listener: ChannelListener<Message>): boolean;
+  publish(message: Message): void;
+  bindStore<Store>(store: AsyncLocalStorage<Store>, transform?: (message: Message) => Store): void;
+  unbindStore<Store>(store: AsyncLocalStorage<Store>): boolean;
+}
+
+/** A `node:diagnostics_channel` tracing channel whose events carry `Event` (see DiagnosticsPlainChannel for why vcnet's own type). */
+export interface DiagnosticsTracingChannel<Event extends object> {
+  readonly start: DiagnosticsPlainChannel<Event>;
+  readonly end: DiagnosticsPlainChannel<SettledEvent<Event>>;
+  readonly asyncStart: DiagnosticsPlainChannel<SettledEvent<Event>>;
+  readonly asyncEnd: DiagnosticsPlainChannel<SettledEvent<Event>>;
+  readonly error: DiagnosticsPlainChannel<FailedEvent<Event>>;
+  subscribe(handlers: TracingHandlers<Event>): void;
+  unsubscribe(handlers: TracingHandlers<Event>): void;
+  /** Runs `work` with `event` published on the five channels (vcnet's own calls use `traced`). */
+  tracePromise<Result>(work: () => Promise<Result>, event: Event): Promise<Result>;
+}
+
+function tracingChannelFor<Event extends object>(name: DiagnosticsChannelName): DiagnosticsTracingChannel<Event> {
+  // Node's untyped channel seen through vcnet's declared shape (same object, narrower messages).
+  return tracingChannel(name) as unknown as DiagnosticsTracingChannel<Event>;
+}
+
+function channelFor<Message>(name: DiagnosticsChannelName): DiagnosticsPlainChannel<Message> {
+  return channel(name) as unknown as DiagnosticsPlainChannel<Message>;
+}
+
+/** The tracing channels, one per operation, typed: `tracing.attachEndpoint.subscribe({ asyncEnd(event) {...} })`. */
 export const tracing = {
-  scan: tracingChannel<unknown, ScanEvent>(DiagnosticsChannel.scan),
-  attach: tracingChannel<unknown, AttachEvent>(DiagnosticsChannel.attach),
-  attachEndpoint: tracingChannel<unknown, EndpointEvent>(DiagnosticsChannel.attachEndpoint),
-  hotplug: tracingChannel<unknown, EndpointEvent>(DiagnosticsChannel.hotplug),
-  detach: tracingChannel<unknown, DetachEvent>(DiagnosticsChannel.detach),
-  netlinkBatch: tracingChannel<unknown, NetlinkBatchEvent>(DiagnosticsChannel.netlinkBatch),
+  scan: tracingChannelFor<ScanEvent>(DiagnosticsChannel.scan),
+  attach: tracingChannelFor<AttachEvent>(DiagnosticsChannel.attach),
+  attachEndpoint: tracingChannelFor<EndpointEvent>(DiagnosticsChannel.attachEndpoint),
+  hotplug: tracingChannelFor<EndpointEvent>(DiagnosticsChannel.hotplug),
+  detach: tracingChannelFor<DetachEvent>(DiagnosticsChannel.detach),
+  netlinkBatch: tracingChannelFor<NetlinkBatchEvent>(DiagnosticsChannel.netlinkBatch),
 } as const;
 
-/** The plain channels, one message per event. */
+/** The plain channels, one message per event, typed: `channels.notice.subscribe((notice) => {...})`. */
 export const channels = {
-  netlinkDumpRetried: channel(DiagnosticsChannel.netlinkDumpRetried) as Channel<unknown, NetlinkDumpRetriedEvent>,
-  planStep: channel(DiagnosticsChannel.planStep) as Channel<unknown, PlanStepEvent>,
-  watch: channel(DiagnosticsChannel.watch) as Channel<unknown, WatchEvent>,
-  notice: channel(DiagnosticsChannel.notice) as Channel<unknown, NoticeEvent>,
+  netlinkDumpRetried: channelFor<NetlinkDumpRetriedEvent>(DiagnosticsChannel.netlinkDumpRetried),
+  planStep: channelFor<PlanStepEvent>(DiagnosticsChannel.planStep),
+  watch: channelFor<WatchEvent>(DiagnosticsChannel.watch),
+  notice: channelFor<NoticeEvent>(DiagnosticsChannel.notice),
 } as const;
 
-/** Whether anyone listens to any of a tracing channel's five events. */
-export function isObserved(operation: TracingChannel<unknown, object>): boolean {
+/** Whether anyone listens to any of a tracing channel's five events (of whatever event type). */
+export function isObserved(
+  operation: Record<'start' | 'end' | 'asyncStart' | 'asyncEnd' | 'error', { readonly hasSubscribers: boolean }>,
+): boolean {
   return (
     operation.start.hasSubscribers ||
     operation.end.hasSubscribers ||
@@ -139,7 +200,7 @@ export function isObserved(operation: TracingChannel<unknown, object>): boolean 
 
 /** Runs `work` as one traced operation; `makeEvent` is called only when someone subscribes. */
 export function traced<Event extends object, Result>(
-  operation: TracingChannel<unknown, Event>,
+  operation: DiagnosticsTracingChannel<Event>,
   makeEvent: () => Event,
   work: () => Promise<Result>,
 ): Promise<Result> {
@@ -148,6 +209,6 @@ export function traced<Event extends object, Result>(
 }
 
 /** Publishes one event; `makeEvent` is called only when someone subscribes. */
-export function publish<Event>(target: Channel<unknown, Event>, makeEvent: () => Event): void {
+export function publish<Event>(target: DiagnosticsPlainChannel<Event>, makeEvent: () => Event): void {
   if (target.hasSubscribers) target.publish(makeEvent());
 }

@@ -61,15 +61,23 @@ export type { UnixConnectOptions } from './agent/unix-socket-connect.js';
 // Observability: the diagnostics channels to subscribe to, and their events.
 export {
   type AttachEvent,
+  type ChannelListener,
+  channels,
   type DetachEvent,
   DiagnosticsChannel,
   type DiagnosticsChannelName,
+  type DiagnosticsPlainChannel,
+  type DiagnosticsTracingChannel,
   type EndpointEvent,
+  type FailedEvent,
   type NetlinkBatchEvent,
   type NetlinkDumpRetriedEvent,
   type NoticeEvent,
   type PlanStepEvent,
   type ScanEvent,
+  type SettledEvent,
+  type TracingHandlers,
+  tracing,
   type WatchEvent,
 } from './diagnostics.js';
 // Errors: the base class, the registry of codes and the one classifier.

@@ -16,6 +16,7 @@ import { exitCodeFor } from './exit-codes.js';
 import { tracingRequested } from './observability/environment.js';
 import { subscribeLogs } from './observability/log-subscriber.js';
 import { configureLogger, type LogFormat } from './observability/logger.js';
+import { NO_TRACE_EXPORT } from './observability/trace-export.js';
 import { helpExitCode, throwUsageErrors } from './usage.js';
 
 let unsubscribeLogs: (() => void) | undefined;
@@ -78,6 +79,13 @@ export function reportError(error: unknown, json: boolean): number {
   return code;
 }
 
+/** A subcommand's names from below the program down, dot-joined (`kata-network.add-iface`). */
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let current: Command | null = command; current?.parent; current = current.parent) names.unshift(current.name());
+  return names.join('.');
+}
+
 async function main(): Promise<void> {
   // `vcnet scan | head` closes the pipe early: that is the reader's choice, not an error.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
@@ -91,16 +99,25 @@ async function main(): Promise<void> {
   });
   const program = buildProgram();
   // OpenTelemetry is loaded only when an OTEL_* variable asks for export (as in vcnet-cni).
-  const stopTraceExport = tracingRequested()
+  const traceExport = tracingRequested()
     ? await (await import('./observability/exporter.js')).startTraceExport()
-    : async () => undefined;
+    : NO_TRACE_EXPORT;
   try {
-    await program.parseAsync(process.argv);
+    // One root span per command, parenting every span it makes (scans, attaches, netlink batches).
+    await traceExport.inCommandSpan('vcnet.cli', {}, (span) => {
+      // Named once commander has chosen the command: vcnet.cli.attach, vcnet.cli.kata-network.add-iface.
+      program.hook('preAction', (_program, action) => span.rename(`vcnet.cli.${commandPath(action)}`));
+      return program.parseAsync(process.argv);
+    });
   } catch (error) {
     process.exitCode =
       error instanceof CommanderError ? helpExitCode(error) : reportError(error, process.argv.includes('--json'));
   } finally {
-    await stopTraceExport();
+    // Never rejects: a collector down, slow or refusing spans is one warning line, not the outcome.
+    if ((await traceExport.stop()) === 'timed-out') {
+      // An export still in flight would hold the finished command open until its own timeout.
+      process.exit(process.exitCode ?? 0);
+    }
   }
 }
 

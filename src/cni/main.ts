@@ -16,8 +16,47 @@ async function readStandardInput(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-const stopObserving = await startObservability(process.env);
-const outcome = await runPlugin(await readStandardInput(), process.env);
-await stopObserving();
-// Exit once stdout is flushed: the runtime reads the result from the pipe, and no handle may keep us alive.
-process.stdout.write(outcome.stdout ? `${outcome.stdout}\n` : '', () => process.exit(outcome.exitCode));
+/** The root span's attributes: who asked for what (the CNI_* variables a runtime sets). */
+function commandAttributes(env: NodeJS.ProcessEnv): Record<string, string> {
+  const attributes: Record<string, string | undefined> = {
+    'vcnet.cni.command': env.CNI_COMMAND,
+    'vcnet.cni.containerId': env.CNI_CONTAINERID,
+    'vcnet.cni.ifname': env.CNI_IFNAME,
+    'vcnet.cni.netns': env.CNI_NETNS,
+  };
+  return Object.fromEntries(Object.entries(attributes).filter(([, value]) => value)) as Record<string, string>;
+}
+
+/** The deciding VCNET_* code of an error reply: its details start with it (cniErrorReply). */
+function decidedCodeOf(reply: { details?: unknown }): string {
+  return (typeof reply.details === 'string' && /^VCNET_[A-Z0-9_]+/.exec(reply.details)?.[0]) || 'VCNET_ERROR';
+}
+
+const observing = await startObservability(process.env);
+const input = await readStandardInput();
+const command = process.env.CNI_COMMAND ?? '';
+// One root span per invocation (vcnet.cni.add...), parenting every span the command makes.
+const outcome = await observing.inCommandSpan(
+  /^[A-Z]{1,16}$/.test(command) ? `vcnet.cni.${command.toLowerCase()}` : 'vcnet.cni',
+  commandAttributes(process.env),
+  async (span) => {
+    const result = await runPlugin(input, process.env);
+    if (result.exitCode !== 0) {
+      try {
+        const reply = JSON.parse(result.stdout) as { msg?: unknown; details?: unknown };
+        span.failWith(decidedCodeOf(reply), String(reply.msg));
+      } catch {
+        span.failWith('VCNET_ERROR', result.stdout);
+      }
+    }
+    return result;
+  },
+);
+// The result goes out before the spans: exporting them (bounded, and never failing) must neither
+// delay nor change what the runtime reads.
+await new Promise<void>((resolve) =>
+  process.stdout.write(outcome.stdout ? `${outcome.stdout}\n` : '', () => resolve()),
+);
+await observing.stop();
+// Exit now: the runtime waits for the exit, and no handle (an export still in flight) may keep us alive.
+process.exit(outcome.exitCode);

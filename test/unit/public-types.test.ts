@@ -4,11 +4,14 @@
  * the test run builds first) with the TypeScript compiler, one level deep: a type that is exported is
  * checked through its own declaration. The internals below are left out on purpose.
  */
-import { resolve } from 'node:path';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
-const DIST = resolve(new URL('../../dist', import.meta.url).pathname);
+const ROOT = resolve(new URL('../..', import.meta.url).pathname);
+const DIST = resolve(ROOT, 'dist');
 const ENTRIES = ['index.d.ts', 'netlink/index.d.ts'].map((entry) => resolve(DIST, entry));
 
 /** Named types public signatures mention but the entries do not export, and why. */
@@ -97,5 +100,64 @@ describe('the public types', () => {
 
   it('lists no internal that no public signature mentions any more', () => {
     expect(Object.keys(DELIBERATE_INTERNALS).filter((name) => !missing.has(name))).toEqual([]);
+  });
+});
+
+/** The .d.ts files under dist/, relative to it. */
+function declarationFiles(directory = DIST): string[] {
+  return readdirSync(directory, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(directory, entry.name);
+    if (entry.isDirectory()) return declarationFiles(path);
+    return entry.name.endsWith('.d.ts') ? [path.slice(DIST.length + 1)] : [];
+  });
+}
+
+describe('the diagnostics types', () => {
+  it("name none of node:diagnostics_channel's classes, whose type parameters @types/node reordered", () => {
+    // @types/node 26 declares TracingChannel<ContextType extends object, StoreType>: a d.ts written
+    // TracingChannel<unknown, X> fails a user's strict tsc (TS2344) unless skipLibCheck.
+    const naming = declarationFiles().filter((file) =>
+      /["']node:diagnostics_channel["']|\b(?:Tracing)?Channel</.test(readFileSync(join(DIST, file), 'utf8')),
+    );
+    expect(naming).toEqual([]);
+  });
+
+  it("docs/diagnostics.md's example type-checks in a strict project against the built declarations", () => {
+    const page = readFileSync(join(ROOT, 'docs/diagnostics.md'), 'utf8');
+    const code = /<!-- diagnostics-example[^\n]*\n```ts\n([\s\S]*?)```/.exec(page)?.[1];
+    expect(code, 'docs/diagnostics.md: no ```ts block after <!-- diagnostics-example').toBeDefined();
+    const project = mkdtempSync(join(tmpdir(), 'vcnet-types-'));
+    try {
+      mkdirSync(join(project, 'node_modules'));
+      symlinkSync(ROOT, join(project, 'node_modules', 'vcnet'));
+      const file = join(project, 'example.ts');
+      writeFileSync(file, code!);
+      const program = ts.createProgram([file], {
+        module: ts.ModuleKind.NodeNext,
+        moduleResolution: ts.ModuleResolutionKind.NodeNext,
+        target: ts.ScriptTarget.ES2022,
+        strict: true,
+        noEmit: true,
+        // vcnet's own declarations are checked too; the dependencies' are theirs to answer for.
+        skipLibCheck: false,
+        types: ['node'],
+        typeRoots: [join(ROOT, 'node_modules/@types')],
+      });
+      const problems = ts
+        .getPreEmitDiagnostics(program)
+        .filter((diagnostic) => {
+          const name = diagnostic.file?.fileName;
+          return name === undefined || name === file || name.startsWith(`${DIST}/`) || name.includes('/vcnet/dist/');
+        })
+        .map((diagnostic) => {
+          const where = diagnostic.file
+            ? `${diagnostic.file.fileName}:${diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start ?? 0).line + 1}`
+            : '';
+          return `${where} ${ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')}`;
+        });
+      expect(problems).toEqual([]);
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 });

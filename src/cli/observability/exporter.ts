@@ -5,37 +5,152 @@
  * set, they start the OpenTelemetry Node SDK if it is installed next to vcnet
  * (`npm install @opentelemetry/sdk-node`), say so if it is not, and subscribe spans to the library's
  * diagnostics channels (tracing.ts). Without those variables nothing subscribes and nothing is built.
+ *
+ * Telemetry never decides a command's outcome: a collector that is down, slow or refuses the spans
+ * costs one warning line on stderr and at most VCNET_TRACE_FLUSH_TIMEOUT seconds at exit.
  */
-import { trace } from '@opentelemetry/api';
+import { context, ProxyTracerProvider, type Span, SpanStatusCode, trace } from '@opentelemetry/api';
 import { tracingRequested } from './environment.js';
-import { subscribeSpans } from './tracing.js';
+import type { CommandSpan, FlushOutcome, TraceExport } from './trace-export.js';
+import { NO_TRACE_EXPORT } from './trace-export.js';
+import { recordFailure, subscribeSpans } from './tracing.js';
 
 export { tracingRequested } from './environment.js';
+export type { CommandSpan, FlushOutcome, StopTraceExport, TraceExport } from './trace-export.js';
 
 interface NodeSdk {
   start(): void;
   shutdown(): Promise<void>;
 }
 
-/** Starts the SDK when asked for; returns a function that flushes and stops it. */
-export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Promise<() => Promise<void>> {
-  if (!tracingRequested(env)) return async () => undefined;
-  const moduleName = '@opentelemetry/sdk-node';
-  try {
-    const { NodeSDK } = (await import(moduleName)) as { NodeSDK: new (options: Record<string, unknown>) => NodeSdk };
-    const sdk = new NodeSDK({ serviceName: env.OTEL_SERVICE_NAME ?? 'vcnet' });
-    sdk.start();
-    const unsubscribe = subscribeSpans(trace.getTracer('vcnet', '0.1.0'));
-    return async () => {
-      unsubscribe();
-      await sdk.shutdown();
-    };
-  } catch {
-    // Straight to stderr: the logger is not configured yet when export starts, and a request for
-    // spans that silently gives none is worse than one line.
-    process.stderr.write(
-      'vcnet: warning: OTEL_* variables ask for trace export, but @opentelemetry/sdk-node is not installed: install it next to vcnet to export spans\n',
+export const DEFAULT_FLUSH_TIMEOUT_SECONDS = 2;
+const MAX_FLUSH_TIMEOUT_SECONDS = 60;
+
+function warn(message: string): void {
+  // Straight to stderr: the logger may not be configured (export starts before it), and stdout is
+  // the command's (or the CNI result's).
+  process.stderr.write(`vcnet: warning: ${message}\n`);
+}
+
+/**
+ * The time the exit may spend flushing spans: $VCNET_TRACE_FLUSH_TIMEOUT seconds, else 2. A value out
+ * of range is a telemetry setting gone wrong, not a reason to refuse the command: warned, and 2 used.
+ */
+export function flushTimeoutMs(env: NodeJS.ProcessEnv): number {
+  const text = env.VCNET_TRACE_FLUSH_TIMEOUT;
+  if (text === undefined || text === '') return DEFAULT_FLUSH_TIMEOUT_SECONDS * 1000;
+  const seconds = Number(text);
+  if (!Number.isFinite(seconds) || seconds < 0 || seconds > MAX_FLUSH_TIMEOUT_SECONDS) {
+    warn(
+      `VCNET_TRACE_FLUSH_TIMEOUT is ${JSON.stringify(text)}, not seconds from 0 to ${MAX_FLUSH_TIMEOUT_SECONDS}: ` +
+        `using ${DEFAULT_FLUSH_TIMEOUT_SECONDS}`,
     );
-    return async () => undefined;
+    return DEFAULT_FLUSH_TIMEOUT_SECONDS * 1000;
   }
+  return seconds * 1000;
+}
+
+/** Runs `flush` for at most `timeoutMs`; a failure or the deadline is one warning line, never a rejection. */
+export async function boundedFlush(flush: () => Promise<void>, timeoutMs: number): Promise<FlushOutcome> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<FlushOutcome>((resolve) => {
+    timer = setTimeout(() => resolve('timed-out'), timeoutMs);
+    // The deadline alone must not keep a finished command alive.
+    timer.unref();
+  });
+  const flushed = (async () => {
+    await flush();
+    return 'flushed' as const;
+  })().catch((error: unknown) => {
+    warn(`spans not exported: ${(error as Error)?.message ?? String(error)}`);
+    return 'failed' as const;
+  });
+  const outcome = await Promise.race([flushed, deadline]);
+  clearTimeout(timer);
+  if (outcome === 'timed-out')
+    warn(
+      `spans not exported: the collector did not take them within ${timeoutMs / 1000} s ` +
+        '(VCNET_TRACE_FLUSH_TIMEOUT sets how long to wait)',
+    );
+  return outcome;
+}
+
+/**
+ * Whether vcnet's copy of @opentelemetry/api sees a registered tracer provider. It does not when the
+ * SDK registered its provider with another copy of the API that vcnet's will not read (npm nests two
+ * copies when their version ranges do not meet; a newer API ignores a provider an older one registered).
+ */
+export function tracerProviderRegistered(): boolean {
+  const provider = trace.getTracerProvider();
+  // The API's own proxy delegates to a no-op provider until an SDK registers one through this copy.
+  const noop = new ProxyTracerProvider().getDelegate();
+  return !(provider instanceof ProxyTracerProvider && provider.getDelegate() === noop);
+}
+
+function commandSpanOf(span: Span): CommandSpan {
+  return {
+    rename: (name) => {
+      span.updateName(name);
+    },
+    failWith: (code, message) => {
+      span.setAttribute('vcnet.error.code', code);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `${code}: ${message}` });
+    },
+  };
+}
+
+/** Starts the SDK when asked for; returns the command's root span runner and the flush (see StopTraceExport). */
+export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Promise<TraceExport> {
+  if (!tracingRequested(env)) return NO_TRACE_EXPORT;
+  const timeoutMs = flushTimeoutMs(env);
+  const moduleName = '@opentelemetry/sdk-node';
+  let NodeSDK: new (options: Record<string, unknown>) => NodeSdk;
+  try {
+    ({ NodeSDK } = (await import(moduleName)) as { NodeSDK: typeof NodeSDK });
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException)?.code === 'ERR_MODULE_NOT_FOUND';
+    warn(
+      missing
+        ? 'OTEL_* variables ask for trace export, but @opentelemetry/sdk-node is not installed: install it next to vcnet to export spans'
+        : `OTEL_* variables ask for trace export, but @opentelemetry/sdk-node did not load: ${(error as Error)?.message ?? String(error)}`,
+    );
+    return NO_TRACE_EXPORT;
+  }
+  let sdk: NodeSdk;
+  try {
+    sdk = new NodeSDK({ serviceName: env.OTEL_SERVICE_NAME ?? 'vcnet' });
+    sdk.start();
+  } catch (error) {
+    warn(`trace export did not start: ${(error as Error)?.message ?? String(error)}`);
+    return NO_TRACE_EXPORT;
+  }
+  if (!tracerProviderRegistered())
+    warn(
+      'OTEL_* variables ask for trace export, but the OpenTelemetry SDK registered its tracer provider with ' +
+        "another copy of @opentelemetry/api than vcnet's, so no span would reach it: make npm keep one copy " +
+        '(`npm ls @opentelemetry/api` lists them; `npm dedupe`, or an @opentelemetry/sdk-node whose ' +
+        "@opentelemetry/api peer range includes vcnet's copy)",
+    );
+  const tracer = trace.getTracer('vcnet', '0.1.0');
+  const unsubscribe = subscribeSpans(tracer);
+  return {
+    inCommandSpan: (name, attributes, work) => {
+      const span = tracer.startSpan(name, { attributes, root: true });
+      // Active for everything the command runs: the library's spans (tracing.ts) take it as parent.
+      return context.with(trace.setSpan(context.active(), span), async () => {
+        try {
+          return await work(commandSpanOf(span));
+        } catch (error) {
+          recordFailure(span, error);
+          throw error;
+        } finally {
+          span.end();
+        }
+      });
+    },
+    stop: () => {
+      unsubscribe();
+      return boundedFlush(() => sdk.shutdown(), timeoutMs);
+    },
+  };
 }

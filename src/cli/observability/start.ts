@@ -4,10 +4,15 @@
  * OpenTelemetry are loaded only then, so a plain ADD starts no faster or slower because they exist.
  */
 import { tracingRequested } from './environment.js';
+import { NO_TRACE_EXPORT, type TraceExport } from './trace-export.js';
 
-/** Subscribes the asked-for observers; returns the function that flushes and stops them. */
-export async function startObservability(env: NodeJS.ProcessEnv): Promise<() => Promise<void>> {
-  const stops: Array<() => void | Promise<void>> = [];
+/**
+ * Subscribes the asked-for observers; returns the command's root span runner and the function that
+ * flushes and stops them, which never rejects and settles within the trace flush deadline (exporter.ts).
+ */
+export async function startObservability(env: NodeJS.ProcessEnv): Promise<TraceExport> {
+  const stops: Array<() => void> = [];
+  let traceExport = NO_TRACE_EXPORT;
   if (env.VCNET_LOG_LEVEL && env.VCNET_LOG_LEVEL !== 'silent') {
     const [{ configureLogger, logLevelFrom, LEVEL_NAMES }, { subscribeLogs }] = await Promise.all([
       import('./logger.js'),
@@ -26,9 +31,14 @@ export async function startObservability(env: NodeJS.ProcessEnv): Promise<() => 
   }
   if (tracingRequested(env)) {
     const { startTraceExport } = await import('./exporter.js');
-    stops.push(await startTraceExport(env));
+    traceExport = await startTraceExport(env);
   }
-  return async () => {
-    for (const stop of stops.reverse()) await stop();
+  return {
+    inCommandSpan: traceExport.inCommandSpan,
+    stop: async () => {
+      const outcome = await traceExport.stop();
+      for (const stop of stops) stop();
+      return outcome;
+    },
   };
 }

@@ -2,11 +2,12 @@
  * OpenTelemetry spans from the library's tracing channels (src/diagnostics.ts): a span per scan,
  * attach, endpoint attach, hot-plug, detach and netlink batch, named after the channel
  * (`vcnet:netlink:batch` → `vcnet.netlink.batch`), its event's fields as `vcnet.*` attributes, nested
- * as the calls are (an AsyncLocalStorage bound to each channel's start carries the parent span).
+ * as the calls are (an AsyncLocalStorage bound to each channel's start carries the parent span), under
+ * the command's root span when there is one (exporter.ts: the active OpenTelemetry context). A failed
+ * span carries the deciding VCNET_* code (errorAttributes).
  * Only the CLI and the CNI plugin load this, and only when OTEL_* asks for export (exporter.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { TracingChannel } from 'node:diagnostics_channel';
 import {
   type Attributes,
   type AttributeValue,
@@ -16,8 +17,32 @@ import {
   type Tracer,
   trace,
 } from '@opentelemetry/api';
-import { DiagnosticsChannel, tracing } from '../../diagnostics.js';
+import { DiagnosticsChannel, type DiagnosticsTracingChannel, tracing } from '../../diagnostics.js';
+import { classifyError, VcnetError } from '../../errors.js';
 import { subscribeTracing } from './subscribe.js';
+
+/**
+ * A failure's codes as span attributes: `vcnet.error.code` is the deciding one (classifyError follows
+ * `cause`: a name taken inside an attach is VCNET_LINK_NAME_TAKEN), `vcnet.error.outerCode` the
+ * failed operation's when it differs (VCNET_ATTACH_FAILED).
+ */
+export function errorAttributes(error: unknown): Attributes {
+  const code = classifyError(error).code;
+  const outer = error instanceof VcnetError ? error.code : undefined;
+  return {
+    'vcnet.error.code': code,
+    ...(outer !== undefined && outer !== code ? { 'vcnet.error.outerCode': outer } : {}),
+  };
+}
+
+/** Marks `span` failed with `error`: the exception, the codes, and an ERROR status naming the deciding code. */
+export function recordFailure(span: Span, error: unknown): void {
+  const failure = error instanceof Error ? error : new Error(String(error));
+  const attributes = errorAttributes(error);
+  span.recordException(failure);
+  span.setAttributes(attributes);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: `${attributes['vcnet.error.code']}: ${failure.message}` });
+}
 
 function attributesOf(event: object): Attributes {
   const attributes: Attributes = {};
@@ -41,16 +66,16 @@ export function subscribeSpans(tracer: Tracer): () => void {
   const unsubscribers: Array<() => void> = [];
   for (const key of Object.keys(tracing) as Array<keyof typeof tracing>) {
     // Every channel is handled alike: seen as carrying plain objects.
-    const operation = tracing[key] as TracingChannel<unknown, object>;
+    const operation = tracing[key] as DiagnosticsTracingChannel<object>;
     const spanName = DiagnosticsChannel[key].replaceAll(':', '.');
     operation.start.bindStore(currentSpan, (event) => {
       const parent = currentSpan.getStore();
       const span = tracer.startSpan(
         spanName,
-        { attributes: attributesOf(event as object) },
+        { attributes: attributesOf(event) },
         parent ? trace.setSpan(context.active(), parent) : context.active(),
       );
-      spans.set(event as object, span);
+      spans.set(event, span);
       return span;
     });
     unsubscribers.push(
@@ -58,9 +83,7 @@ export function subscribeSpans(tracer: Tracer): () => void {
       subscribeTracing(operation, {
         error: (event) => {
           const span = spans.get(event);
-          const error = event.error instanceof Error ? event.error : new Error(String(event.error));
-          span?.recordException(error);
-          span?.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+          if (span) recordFailure(span, event.error);
         },
         asyncEnd: (event) => {
           spans.get(event)?.end();

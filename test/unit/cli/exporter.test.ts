@@ -1,7 +1,19 @@
-import { describe, expect, it } from 'vitest';
-import { startTraceExport, tracingRequested } from '../../../src/cli/observability/exporter.js';
+import { readFileSync } from 'node:fs';
+import { trace } from '@opentelemetry/api';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  boundedFlush,
+  flushTimeoutMs,
+  tracerProviderRegistered,
+  tracingRequested,
+} from '../../../src/cli/observability/exporter.js';
 
 describe('trace export', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+    trace.disable();
+  });
+
   it('is off unless the standard OTEL_* variables ask for it', () => {
     expect(tracingRequested({})).toBe(false);
     expect(tracingRequested({ OTEL_TRACES_EXPORTER: 'none' })).toBe(false);
@@ -9,8 +21,76 @@ describe('trace export', () => {
     expect(tracingRequested({ OTEL_TRACES_EXPORTER: 'otlp' })).toBe(true);
   });
 
-  it('goes on without the SDK installed, and stops cleanly', async () => {
-    const stop = await startTraceExport({ OTEL_TRACES_EXPORTER: 'otlp' });
-    await expect(stop()).resolves.toBeUndefined();
+  it('flushes within the deadline: a failure or a hang is one warning line, never a rejection', async () => {
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    await expect(boundedFlush(async () => undefined, 1000)).resolves.toBe('flushed');
+    expect(stderr).not.toHaveBeenCalled();
+    await expect(boundedFlush(() => Promise.reject(new Error('Bad Request')), 1000)).resolves.toBe('failed');
+    expect(stderr).toHaveBeenLastCalledWith('vcnet: warning: spans not exported: Bad Request\n');
+    const started = performance.now();
+    await expect(boundedFlush(() => new Promise(() => undefined), 50)).resolves.toBe('timed-out');
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(String(stderr.mock.lastCall?.[0])).toContain('within 0.05 s (VCNET_TRACE_FLUSH_TIMEOUT');
+    expect(stderr).toHaveBeenCalledTimes(2);
+  });
+
+  it('reads the flush deadline from VCNET_TRACE_FLUSH_TIMEOUT; a bad value is warned about and 2 s used', () => {
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    expect(flushTimeoutMs({})).toBe(2000);
+    expect(flushTimeoutMs({ VCNET_TRACE_FLUSH_TIMEOUT: '0.5' })).toBe(500);
+    expect(stderr).not.toHaveBeenCalled();
+    expect(flushTimeoutMs({ VCNET_TRACE_FLUSH_TIMEOUT: 'soon' })).toBe(2000);
+    expect(stderr).toHaveBeenCalledWith(
+      'vcnet: warning: VCNET_TRACE_FLUSH_TIMEOUT is "soon", not seconds from 0 to 60: using 2\n',
+    );
+  });
+
+  it("knows whether an SDK registered a tracer provider with vcnet's copy of the API", () => {
+    expect(tracerProviderRegistered()).toBe(false);
+    const provider = { getTracer: () => trace.getTracer('unused') };
+    trace.setGlobalTracerProvider(provider);
+    expect(tracerProviderRegistered()).toBe(true);
+  });
+
+  it('sees no provider that an SDK registered through an older copy of the API (which a newer one ignores)', () => {
+    // What @opentelemetry/api 1.9.1's registerGlobal leaves when an SDK nested with it starts.
+    const key = Symbol.for('opentelemetry.js.api.1');
+    const global = globalThis as Record<symbol, unknown>;
+    global[key] = { version: '1.9.1', trace: { getTracer: () => trace.getTracer('unused') } };
+    try {
+      expect(tracerProviderRegistered()).toBe(false);
+    } finally {
+      delete global[key];
+    }
+  });
+});
+
+/** [lowest, first excluded] of a `^x.y.z` or `>=a.b.c <d.e.f` range, versions as comparable numbers. */
+function bounds(range: string): [number, number] {
+  const number = (version: string) => version.split('.').reduce((total, part) => total * 1000 + Number(part), 0);
+  const caret = /^\^(\d+)\.(\d+\.\d+)$/.exec(range);
+  if (caret) return [number(`${caret[1]}.${caret[2]}`), number(`${Number(caret[1]) + 1}.0.0`)];
+  const between = /^>=(\S+) <(\S+)$/.exec(range);
+  if (between) return [number(between[1]!), number(between[2]!)];
+  throw new Error(`a range this test does not read: ${range}`);
+}
+
+describe('the @opentelemetry/api range', () => {
+  const root = new URL('../../../', import.meta.url).pathname;
+  const ours = (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { dependencies: Record<string, string> })
+    .dependencies['@opentelemetry/api']!;
+  const meets = (peer: string) => {
+    const [low, high] = bounds(ours);
+    const [peerLow, peerHigh] = bounds(peer);
+    return low < peerHigh && peerLow < high;
+  };
+
+  it("meets every @opentelemetry/sdk-node's peer range, so npm keeps one copy that both use", () => {
+    // sdk-node 0.200 to 0.223 (>=1.3.0 <1.10.0) and the one installed here (0.300 on: >=1.10.0 <1.11.0).
+    expect(meets('>=1.3.0 <1.10.0')).toBe(true);
+    const installed = JSON.parse(readFileSync(`${root}node_modules/@opentelemetry/sdk-node/package.json`, 'utf8')) as {
+      peerDependencies: Record<string, string>;
+    };
+    expect(meets(installed.peerDependencies['@opentelemetry/api']!)).toBe(true);
   });
 });

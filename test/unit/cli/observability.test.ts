@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { subscribeLogs } from '../../../src/cli/observability/log-subscriber.js';
 import { subscribeSpans } from '../../../src/cli/observability/tracing.js';
 import { isObserved, traced, tracing } from '../../../src/diagnostics.js';
+import { VcnetError } from '../../../src/errors.js';
 
 interface Recorded {
   name: string;
@@ -16,6 +17,8 @@ interface Recorded {
   parent: string | undefined;
   ended: boolean;
   error?: string;
+  errorAttributes?: unknown;
+  status?: string;
 }
 
 /** A tracer keeping what it is given (built on the API alone, no SDK). */
@@ -40,7 +43,14 @@ function recordingTracer(): { tracer: Tracer; spans: Recorded[] } {
         recordException: (error: Error) => {
           record.error = error.message;
         },
-        setStatus: () => span,
+        setAttributes: (attributes: unknown) => {
+          record.errorAttributes = attributes;
+          return span;
+        },
+        setStatus: (status: { message?: string }) => {
+          record.status = status.message;
+          return span;
+        },
       }) as Span;
     },
     startActiveSpan: (() => {
@@ -134,6 +144,25 @@ describe('OpenTelemetry subscriber', () => {
     expect(spans.map((span) => span.parent)).toEqual([undefined, attachId, attachId]);
   });
 
+  it("marks a failed span with the deciding VCNET_* code, and the failed operation's as outerCode", async () => {
+    const { tracer, spans } = recordingTracer();
+    cleanups.push(subscribeSpans(tracer));
+    const taken = new VcnetError('VCNET_LINK_NAME_TAKEN', 'tap0_kata exists in the pod');
+    const failure = new VcnetError('VCNET_ATTACH_FAILED', 'attaching eth0 failed', { cause: taken });
+    await traced(tracing.attachEndpoint, endpointEvent, async () => Promise.reject(failure)).catch(() => undefined);
+    expect(spans).toMatchObject([
+      {
+        name: 'vcnet.attach.endpoint',
+        error: 'attaching eth0 failed',
+        errorAttributes: {
+          'vcnet.error.code': 'VCNET_LINK_NAME_TAKEN',
+          'vcnet.error.outerCode': 'VCNET_ATTACH_FAILED',
+        },
+        status: 'VCNET_LINK_NAME_TAKEN: attaching eth0 failed',
+      },
+    ]);
+  });
+
   it('unsubscribes completely', () => {
     const { tracer } = recordingTracer();
     const unsubscribe = subscribeSpans(tracer);
@@ -203,10 +232,10 @@ describe('vcnet-cni observability, from the environment alone', () => {
     const { startObservability } = await import('../../../src/cli/observability/start.js');
     const quiet = await startObservability({});
     expect(isObserved(tracing.attachEndpoint)).toBe(false);
-    await quiet();
+    await quiet.stop();
     const logging = await startObservability({ VCNET_LOG_LEVEL: 'info' });
     expect(isObserved(tracing.attachEndpoint)).toBe(true);
-    await logging();
+    await logging.stop();
     expect(isObserved(tracing.attachEndpoint)).toBe(false);
   });
 });
