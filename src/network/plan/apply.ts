@@ -401,10 +401,13 @@ export function queueChange(batch: ChangeBatch, change: Change, indexOf: (ref: L
       );
       return;
     case 'add-route':
+      // Replace, not add: the addresses put back before it bring the kernel's own prefix routes, and a
+      // route recorded in that place (CNI ptp's `10.x.0.0/24 via <gw>`, made by RouteReplace for this
+      // reason) would otherwise be refused as present and the kernel's left.
       batch.addRoute(
         routeSpecOf(change.route, indexOf(change.link)),
-        false,
-        `add route ${routeArguments(change.route, change.link)}`,
+        true,
+        `replace route ${routeArguments(change.route, change.link)}`,
       );
       return;
     case 'delete-route':

@@ -109,7 +109,7 @@ export function commandOf(change: Change): string {
     }
     case 'add-route':
     case 'delete-route':
-      return `ip ${familyFlag(change.route.destination ?? change.route.gateway ?? change.route.nextHops?.[0]?.gateway, change.route.family)}route ${change.op === 'add-route' ? 'add' : 'del'} ${routeArguments(change.route, change.link)}`;
+      return `ip ${familyFlag(change.route.destination ?? change.route.gateway ?? change.route.nextHops?.[0]?.gateway, change.route.family)}route ${change.op === 'add-route' ? 'replace' : 'del'} ${routeArguments(change.route, change.link)}`;
     case 'add-neighbour': {
       const { neighbour } = change;
       const extra = [

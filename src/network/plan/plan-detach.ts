@@ -44,6 +44,21 @@ export function linkResolver(links: readonly Link[]): (name: string, index?: num
   return (name, index) => (index === undefined ? byName.get(name) : byIndex.get(index));
 }
 
+/**
+ * An address put back on a link renamed since attach carries the link's name now, as the kernel
+ * renames the labels of a renamed link's addresses (`eth0` → `ren`, `eth0:1` → `ren:1`): a label of
+ * the old name would hide it from `ip addr show label ren*`.
+ */
+function relabelled(change: Change, recordedName: string): Change {
+  if (change.op !== 'add-address' || change.link.name === recordedName) return change;
+  const label = change.address.label;
+  if (label === undefined) return change;
+  if (label !== recordedName && !label.startsWith(`${recordedName}:`)) return change;
+  // IFNAMSIZ: a label is at most 15 bytes, as the kernel cuts a renamed one.
+  const renamed = `${change.link.name}${label.slice(recordedName.length)}`.slice(0, 15);
+  return { ...change, address: { ...change.address, label: renamed } };
+}
+
 /** The key of a qdisc in `keptQdiscs`: the link as the record names it, and the handle's major. */
 export function qdiscKey(link: string, handle: number): string {
   return `${link}/${handle >>> 16}`;
@@ -266,7 +281,7 @@ export function planDetach(
       else steps.push({ change: { op: 'set-link', link: refOf(record.link, record.index), set }, settles: [record] });
       steps.push(...rootQdiscReset(record, link, set));
     } else {
-      const changes = undoChangesOf(record, refOf, snapshot.now);
+      const changes = undoChangesOf(record, refOf, snapshot.now).map((change) => relabelled(change, record.link));
       // e.g. a route whose other next-hop link is gone, or whose lifetime has passed
       if (changes.length === 0) alreadyGone.push(record);
       for (const change of changes) steps.push({ change, settles: [record] });

@@ -499,6 +499,37 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
     60_000,
   );
 
+  // CNI ptp replaces the kernel's prefix route with one through its gateway (RouteReplace), after a
+  // /32 to the gateway. A restore that adds routes was refused as present (EEXIST) once the address
+  // brought the kernel's prefix route back, and detach left the on-link route, saying "already gone".
+  nodeCase('a subnet route through a gateway in place of the prefix route (CNI ptp)', () => {
+    const pod = routedPod('ptp', '10.214.0.2/24');
+    ipBatch(pod, [
+      'route add 10.214.0.1/32 dev eth0 scope link src 10.214.0.2',
+      'route replace 10.214.0.0/24 via 10.214.0.1 dev eth0 src 10.214.0.2',
+      'route add default via 10.214.0.1 dev eth0',
+    ]);
+    expectExactRoundTrip(pod, model);
+    expect(pod.exec('ip', ['route', 'show', '10.214.0.0/24'])).toMatch(/via 10\.214\.0\.1/);
+  });
+
+  // The kernel renames a renamed link's address labels (eth0 -> ren, eth0:1 -> ren:1); detach puts
+  // addresses back under the name the link has then, not the one it had at attach.
+  nodeCase('a pod link renamed while attached gets its addresses back labelled with its new name', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['addr', 'add', '10.200.0.9/24', 'dev', 'eth0', 'label', 'eth0:1']);
+    const run = attachThenDetach(pod, model, stateDirectory(), {
+      between: () => pod.exec('ip', ['link', 'set', 'eth0', 'name', 'ren0']),
+    });
+    expect(run.attached.status, run.attached.stderr).toBe(0);
+    expect(run.detached.status, run.detached.stderr).toBe(0);
+    const labels = pod
+      .ipJson<Array<{ addr_info: Array<{ local: string; label?: string }> }>>('-4', 'addr', 'show', 'dev', 'ren0')[0]!
+      .addr_info.map((info) => `${info.local} ${info.label}`)
+      .sort();
+    expect(labels).toEqual(['10.200.0.2 ren0', '10.200.0.9 ren0:1']);
+  });
+
   nodeCase('proxy neighbours', () => {
     const { pod } = makePod();
     pod.exec('ip', ['neigh', 'add', 'proxy', '10.200.0.77', 'dev', 'eth0']);

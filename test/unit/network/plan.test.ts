@@ -725,7 +725,7 @@ describe('planDetach', () => {
       'ip address add 10.88.0.2/16 scope 0 dev eth0',
       'ip link set dev eth0 addrgenmode eui64',
       'ip link set dev eth0 address 02:42:ac:11:00:02',
-      `ip route add default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
+      `ip route replace default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
       'ip neigh replace 10.88.0.1 lladdr aa:bb:cc:dd:ee:ff nud permanent dev eth0',
     ]);
     expect(plan.notices).toEqual([]);
