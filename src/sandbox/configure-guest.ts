@@ -6,7 +6,7 @@
  */
 import { AgentClient } from '../agent/client.js';
 import { type KataRouteJson, routeToJson } from '../agent/kata-network-json.js';
-import { functionOption, optionsArgument, stringOption } from '../arguments.js';
+import { functionOption, lockTimeoutOption, optionsArgument, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { generateGuestNetwork } from '../network/guest.js';
 import { pushEndpoints } from './guest-push.js';
@@ -14,6 +14,8 @@ import { withSandbox } from './sandbox-interfaces.js';
 
 export interface ConfigureGuestOptions {
   stateDirectory?: string;
+  /** How long to wait for another command on the sandbox (ms); default VCNET_LOCK_TIMEOUT or 30 s. */
+  lockTimeoutMs?: number;
   /** The agent's socket; default the one attach recorded (--agent). */
   agentSocket?: string;
   /** How long to wait for the agent to answer and each NIC to appear in the guest. Default 60000. */
@@ -34,14 +36,21 @@ export interface ConfigureGuestResult {
 const DEFAULT_TIMEOUT_MS = 60_000;
 
 export async function configureGuest(id: string, options: ConfigureGuestOptions = {}): Promise<ConfigureGuestResult> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'agentSocket', 'timeoutMs', 'warn']);
+  options = optionsArgument(options, 'options', [
+    'stateDirectory',
+    'lockTimeoutMs',
+    'agentSocket',
+    'timeoutMs',
+    'warn',
+  ]);
+  lockTimeoutOption(options.lockTimeoutMs);
   functionOption(options.warn, 'warn');
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 3_600_000) {
     throw new InvalidInputError('timeoutMs', timeoutMs, 'milliseconds from 1 to 3600000');
   }
-  return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
+  return withSandbox(id, options, async ({ state, network }) => {
     const socket = options.agentSocket ?? state.agentSocket;
     if (!socket) {
       throw new InvalidInputError(

@@ -20,7 +20,7 @@ import {
 } from '../agent/kata-network-json.js';
 import { routeUpdatesOf } from '../agent/network-request.js';
 import { StatusCode } from '../agent/ttrpc/status-code.js';
-import { functionOption, numberOption, optionsArgument } from '../arguments.js';
+import { functionOption, lockTimeoutOption, numberOption, optionsArgument } from '../arguments.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
@@ -97,11 +97,13 @@ export interface OpenSandbox {
 
 export async function withSandbox<T>(
   id: string,
-  stateDirectory: string | undefined,
+  /** The state directory, or it with how long to wait for another command (default VCNET_LOCK_TIMEOUT or 30 s). */
+  where: string | undefined | { stateDirectory?: string | undefined; lockTimeoutMs?: number | undefined },
   work: (sandbox: OpenSandbox) => Promise<T>,
 ): Promise<T> {
+  const { stateDirectory, lockTimeoutMs } = typeof where === 'object' ? where : { stateDirectory: where };
   const store = new SandboxStore(id, stateDirectory);
-  return store.withLockIfRecorded(async () => {
+  const locked = async () => {
     const state = store.read<SandboxState>();
     if (!state) throw new SandboxNotFoundError(id, store.statePath, store.root);
     // Only the namespace the record names, through one fd (refused when the path now names another).
@@ -111,20 +113,26 @@ export async function withSandbox<T>(
     } finally {
       recorded.close();
     }
-  });
+  };
+  return lockTimeoutMs === undefined
+    ? store.withLockIfRecorded(locked)
+    : store.withLockIfRecorded(locked, lockTimeoutMs);
 }
 
 /** Options of the commands that read kata-network JSON. */
 export interface KataNetworkOptions {
   stateDirectory?: string;
+  /** How long to wait for another command on the sandbox (ms); default VCNET_LOCK_TIMEOUT or 30 s. */
+  lockTimeoutMs?: number;
   /** Told the keys that matched no field and were ignored (as Go ignores them), once per input. */
   onIgnoredKeys?: (paths: string[]) => void;
 }
 
 /** The options of add-iface, del-iface and update-routes, checked with their text before anything is read. */
 function kataNetworkOptions(given: KataNetworkOptions, text: unknown): KataNetworkOptions {
-  const options = optionsArgument(given, 'options', ['stateDirectory', 'onIgnoredKeys']);
+  const options = optionsArgument(given, 'options', ['stateDirectory', 'lockTimeoutMs', 'onIgnoredKeys']);
   functionOption(options.onIgnoredKeys, 'onIgnoredKeys');
+  lockTimeoutOption(options.lockTimeoutMs);
   if (typeof text !== 'string') {
     throw new InvalidInputError('text', text, 'the request as JSON text (JSON.stringify an object first)');
   }
@@ -160,7 +168,7 @@ export async function addInterface(
   const ignoredKeys: string[] = [];
   const message = interfaceFromJson(parseKataJsonText(text, 'interface'), 'interface', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
-  return withSandbox(id, options.stateDirectory, async ({ store, state, network }) => {
+  return withSandbox(id, options, async ({ store, state, network }) => {
     const existing = network.endpoints();
     const snapshot = await network.scan();
     // kata-network input as Kata reads it: see add-interface-request.ts.
@@ -273,7 +281,7 @@ export async function removeInterface(
       'the guest name, device or hwAddr of an interface of the sandbox',
     );
   }
-  return withSandbox(id, options.stateDirectory, async ({ store, state, network }) => {
+  return withSandbox(id, options, async ({ store, state, network }) => {
     const endpoint = network
       .endpoints()
       .find(
@@ -335,6 +343,8 @@ export async function removeInterface(
 /** Options of the read-only commands, list-ifaces and list-routes. */
 export interface ListOptions {
   stateDirectory?: string;
+  /** How long to wait for another command on the sandbox (ms); default VCNET_LOCK_TIMEOUT or 30 s. */
+  lockTimeoutMs?: number;
   /**
    * Bound on the whole exchange with the agent, connecting and answering: past it the recorded view
    * is answered. Default 3 s (LIST_AGENT_TIMEOUT_MS).
@@ -381,10 +391,11 @@ async function askAgentForReading<T>(
 
 /** list-ifaces: what the guest has (from the agent) or will have (from the record). */
 export async function listInterfaces(id: string, options: ListOptions = {}): Promise<KataInterfaceJson[]> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'timeoutMs', 'onAgentUnreachable']);
+  options = optionsArgument(options, 'options', ['stateDirectory', 'timeoutMs', 'lockTimeoutMs', 'onAgentUnreachable']);
+  lockTimeoutOption(options.lockTimeoutMs);
   numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
   functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
-  return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
+  return withSandbox(id, options, async ({ state, network }) => {
     const answered = await askAgentForReading(state, options, (agent, timeoutMs) =>
       agent.listInterfaces({ timeoutMs }),
     );
@@ -411,7 +422,7 @@ export async function updateRoutes(
   );
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   routeUpdatesOf(routes, 'routes');
-  return withSandbox(id, options.stateDirectory, async ({ store, state, network }) => {
+  return withSandbox(id, options, async ({ store, state, network }) => {
     const devices = new Set(network.endpoints().map((endpoint) => endpoint.name));
     routes.forEach((route, index) => {
       if (!devices.has(route.device)) {
@@ -437,10 +448,11 @@ export async function updateRoutes(
 
 /** list-routes: the guest's routes (agent), the recorded override, or what attach derived. */
 export async function listRoutes(id: string, options: ListOptions = {}): Promise<KataRouteJson[]> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'timeoutMs', 'onAgentUnreachable']);
+  options = optionsArgument(options, 'options', ['stateDirectory', 'timeoutMs', 'lockTimeoutMs', 'onAgentUnreachable']);
+  lockTimeoutOption(options.lockTimeoutMs);
   numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
   functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
-  return withSandbox(id, options.stateDirectory, async ({ state, network }) => {
+  return withSandbox(id, options, async ({ state, network }) => {
     const answered = await askAgentForReading(state, options, (agent, timeoutMs) => agent.listRoutes({ timeoutMs }));
     if (answered) return answered.map(routeToJson);
     // What the next push would send: the set update-routes gave (as the NICs changed it since), else the derived one.

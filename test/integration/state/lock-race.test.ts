@@ -7,6 +7,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
+import { configureGuest } from '../../../src/sandbox/configure-guest.js';
+import {
+  addInterface,
+  listInterfaces,
+  removeInterface,
+  updateRoutes,
+} from '../../../src/sandbox/sandbox-interfaces.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -78,5 +85,38 @@ describe('a held sandbox lock', () => {
       held.release();
     }
     expect(vcnet(['detach', '--sandbox', 'busy', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+});
+
+describe('a held sandbox lock, from the library', () => {
+  it('makes add-iface, del-iface, update-routes, list-ifaces and configure-guest wait lockTimeoutMs, not 30 s', async () => {
+    const { pod } = makePod();
+    expect(vcnet(['attach', '--sandbox', 'held', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
+    const held = tryLockFile(join(stateDirectory(), '.locks', 'held'));
+    if (!(held instanceof FileLock)) throw new Error('the lock is already held');
+    const options = { stateDirectory: stateDirectory(), lockTimeoutMs: 150 };
+    try {
+      for (const [name, call] of [
+        ['addInterface', () => addInterface('held', JSON.stringify({ name: 'eth9' }), options)],
+        ['removeInterface', () => removeInterface('held', JSON.stringify({ name: 'eth0' }), options)],
+        ['updateRoutes', () => updateRoutes('held', '[]', options)],
+        ['listInterfaces', () => listInterfaces('held', options)],
+        ['configureGuest', () => configureGuest('held', options)],
+      ] as const) {
+        await expect(call(), name).rejects.toMatchObject({
+          code: 'VCNET_SANDBOX_LOCKED',
+          message: expect.stringContaining('(waited 150 ms)'),
+        });
+      }
+      await expect(
+        listInterfaces('held', { ...options, lockTimeoutMs: 'soon' as unknown as number }),
+      ).rejects.toMatchObject({
+        code: 'VCNET_INVALID_INPUT',
+        message: expect.stringContaining('lockTimeoutMs'),
+      });
+    } finally {
+      held.release();
+    }
+    expect(vcnet(['detach', '--sandbox', 'held', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 });
