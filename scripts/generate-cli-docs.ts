@@ -19,7 +19,9 @@ export function renderCliReference(): string {
     '',
     'Exit codes: 0 success (also detach of a sandbox that is not attached), 1 the operation failed,',
     '2 bad input, a command line included (nothing was changed), 3 not permitted (run as root), 4 the sandbox is locked by',
-    'another vcnet process, 5 something vcnet needs is missing.',
+    'another vcnet process, 5 something vcnet needs is missing, 6 the operation succeeded but its output on stdout was',
+    'lost (a full disk, a closed pipe: `vcnet scan | head` too; a note on stderr says so). A failure keeps its own code',
+    'when its output is lost too; lost log lines (stderr) change nothing.',
     '',
   ];
   const visit = (command: Command, prefix: string): void => {
