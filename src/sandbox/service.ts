@@ -179,6 +179,7 @@ export async function detachRecorded(
             sandbox ? stateDirectoryFlag(sandbox.stateDirectory) : ''
           }\` removes what the sandbox has left; if it runs, \`vcnet del-iface\` removes the interface once its control socket answers`
         : undefined,
+      [...report.failures, ...stillPlugged.map((entry) => entry.error)],
     );
   }
   if (network.endpoints().length === 0) record.discard();

@@ -66,3 +66,39 @@ describe('gc without CAP_NET_ADMIN', () => {
     expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
   }, 60_000);
 });
+
+describe('detach without CAP_NET_ADMIN', () => {
+  it('is "not permitted" (exit 3) and the hint names the missing capability, not "run the command again"', () => {
+    const { pod } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    expect(vcnet(['attach', '--sandbox', 'd', '--netns', pod.path, ...state]).status).toBe(0);
+    const refused = vcnetWithCapabilities(['sys_admin'], ['detach', '--sandbox', 'd', '--json', ...state]);
+    expect(refused.status, refused.stderr).toBe(3);
+    const { error } = JSON.parse(refused.stdout) as { error: { outerCode: string; hint: string } };
+    expect(error.outerCode).toBe('VCNET_DETACH_INCOMPLETE');
+    expect(error.hint).toContain('lacks CAP_NET_ADMIN');
+    expect(error.hint).not.toContain('run the command again');
+    expect(pod.exec('ip', ['link', 'show'])).toContain('tap0_kata');
+    expect(vcnet(['detach', '--sandbox', 'd', ...state]).status).toBe(0);
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+  }, 60_000);
+});
+
+describe('attach with one of the two capabilities', () => {
+  for (const [keep, missing] of [
+    ['sys_admin', 'CAP_NET_ADMIN'],
+    ['net_admin', 'CAP_SYS_ADMIN'],
+  ] as const) {
+    it(`with only ${keep}: exit 3, the hint names ${missing}`, () => {
+      const { pod } = makePod();
+      const result = vcnetWithCapabilities(
+        [keep],
+        ['attach', '--sandbox', 'c', '--netns', pod.path, '--state-dir', stateDirectory()],
+      );
+      expect(result.status, result.stderr).toBe(3);
+      expect(result.stderr).toMatch(new RegExp(`^hint: .*lacks ${missing} `, 'm'));
+      expect(result.stderr).not.toContain('see the cause');
+      expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+    }, 30_000);
+  }
+});
