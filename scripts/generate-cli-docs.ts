@@ -23,6 +23,9 @@ export function renderCliReference(): string {
     'lost (a full disk, a closed pipe: `vcnet scan | head` too; a note on stderr says so). A failure keeps its own code',
     'when its output is lost too; lost log lines (stderr) change nothing.',
     '',
+    'Privileges: CAP_NET_ADMIN and CAP_SYS_ADMIN in effect (root, or ambient capabilities). A user other than root also',
+    'needs its own `--state-dir` and `VCNET_STATE_REGISTRY` (see getting-started.md: "Running as a user other than root").',
+    '',
   ];
   const visit = (command: Command, prefix: string): void => {
     for (const sub of command.commands) {

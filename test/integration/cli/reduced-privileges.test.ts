@@ -3,7 +3,8 @@
  * "not permitted" (exit 3) naming what is missing, and nothing refused is reported done.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, pauseAfterTap, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
@@ -101,4 +102,35 @@ describe('attach with one of the two capabilities', () => {
       expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
     }, 30_000);
   }
+});
+
+describe('a user other than root with CAP_NET_ADMIN and CAP_SYS_ADMIN', () => {
+  it("whose registry is root's: the hint names the registry and VCNET_STATE_REGISTRY, not root", () => {
+    const { pod } = makePod();
+    // A registry in a directory only root may enter, as /run/vcnet is.
+    const rootOnly = mkdtempSync(join(tmpdir(), 'vcnet-root-registry-'));
+    const own = mkdtempSync(join(tmpdir(), 'vcnet-user-state-'));
+    chownSync(own, 65534, 65534);
+    try {
+      const caps = '+net_admin,+sys_admin';
+      const result = spawnSync(
+        'setpriv',
+        [
+          ...['--reuid', '65534', '--regid', '65534', '--clear-groups'],
+          ...[`--inh-caps=${caps}`, `--ambient-caps=${caps}`, '--'],
+          ...[process.execPath, CLI, 'attach', '--sandbox', 'u', '--netns', pod.path, '--state-dir', join(own, 's')],
+        ],
+        { encoding: 'utf8', env: { ...process.env, VCNET_STATE_REGISTRY: join(rootOnly, 'state-directories') } },
+      );
+      expect(result.status, result.stderr).toBe(3);
+      expect(result.stderr).toContain(
+        `hint: ${join(rootOnly, 'state-directories')} (the registry of state directories`,
+      );
+      expect(result.stderr).toContain('set VCNET_STATE_REGISTRY');
+      expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+    } finally {
+      rmSync(rootOnly, { recursive: true, force: true });
+      rmSync(own, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
