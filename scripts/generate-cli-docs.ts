@@ -26,6 +26,9 @@ export function renderCliReference(): string {
     'Privileges: CAP_NET_ADMIN and CAP_SYS_ADMIN in effect (root, or ambient capabilities). A user other than root also',
     'needs its own `--state-dir` and `VCNET_STATE_REGISTRY` (see getting-started.md: "Running as a user other than root").',
     '',
+    'Signals: TERM, INT and HUP end a command at once, as kill -9 does; what a half-built attach leaves is recorded, and',
+    '`vcnet detach` or `vcnet gc` put it back (troubleshooting.md). `vcnet watch` stops after applying what is pending.',
+    '',
   ];
   const visit = (command: Command, prefix: string): void => {
     for (const sub of command.commands) {
