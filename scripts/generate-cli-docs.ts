@@ -19,7 +19,15 @@ export function renderCliReference(): string {
     '',
     'Exit codes: 0 success (also detach of a sandbox that is not attached), 1 the operation failed,',
     '2 bad input, a command line included (nothing was changed), 3 not permitted (run as root), 4 the sandbox is locked by',
-    'another vcnet process, 5 something vcnet needs is missing.',
+    'another vcnet process, 5 something vcnet needs is missing, 6 the operation succeeded but its output on stdout was',
+    'lost (a full disk, a closed pipe: `vcnet scan | head` too; a note on stderr says so). A failure keeps its own code',
+    'when its output is lost too; lost log lines (stderr) change nothing.',
+    '',
+    'Privileges: CAP_NET_ADMIN and CAP_SYS_ADMIN in effect (root, or ambient capabilities). A user other than root also',
+    'needs its own `--state-dir` and `VCNET_STATE_REGISTRY` (see getting-started.md: "Running as a user other than root").',
+    '',
+    'Signals: TERM, INT and HUP end a command at once, as kill -9 does; what a half-built attach leaves is recorded, and',
+    '`vcnet detach` or `vcnet gc` put it back (troubleshooting.md). `vcnet watch` stops after applying what is pending.',
     '',
   ];
   const visit = (command: Command, prefix: string): void => {

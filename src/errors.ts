@@ -16,6 +16,7 @@
  * status, the CNI error code and the agent's status all come from it, so an EPERM wrapped in an attach
  * error is "not permitted" everywhere.
  */
+import { readFileSync } from 'node:fs';
 import {
   type AgentOutcome,
   type CniOutcome,
@@ -155,15 +156,69 @@ export class SystemCallError extends VcnetError {
   }
 }
 
+/** The capabilities vcnet needs, by their bit in /proc/PID/status's CapEff (linux/capability.h). */
+const NEEDED_CAPABILITIES = [
+  ['CAP_NET_ADMIN', 12n],
+  ['CAP_SYS_ADMIN', 21n],
+] as const;
+
+/**
+ * The capabilities vcnet needs that this process does not have in effect (CapEff of
+ * /proc/self/status); undefined when that cannot be read (not Linux, no /proc).
+ */
+export function missingCapabilities(status?: string): string[] | undefined {
+  let text = status;
+  try {
+    text ??= readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const effective = /^CapEff:\s*([0-9a-fA-F]+)$/m.exec(text)?.[1];
+  if (effective === undefined) return undefined;
+  const bits = BigInt(`0x${effective}`);
+  return NEEDED_CAPABILITIES.filter(([, bit]) => ((bits >> bit) & 1n) === 0n).map(([name]) => name);
+}
+
+function permissionHint(): string {
+  const missing = missingCapabilities();
+  const root = process.geteuid?.() === 0;
+  // Named, so a service manager's unit (AmbientCapabilities=, CapabilityBoundingSet=) or a
+  // container's cap_add can be fixed directly: "run it as root" is no help to a root without them.
+  const lacking =
+    missing !== undefined && missing.length > 0
+      ? `this process lacks ${missing.join(' and ')} (CapEff in /proc/self/status)`
+      : undefined;
+  if (!root)
+    return `vcnet changes network namespaces and devices: run it as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN in effect${lacking ? ` (${lacking})` : ''}`;
+  if (lacking)
+    return `vcnet runs as root but ${lacking}: give it CAP_NET_ADMIN and CAP_SYS_ADMIN (a service's CapabilityBoundingSet= and AmbientCapabilities=, a container's cap_add)`;
+  // Root with both capabilities refused anyway: confined some other way.
+  return 'vcnet runs as root and was still refused: the namespace belongs to another user namespace, or a security module (AppArmor, SELinux) denies it; run vcnet where root may enter that namespace';
+}
+
+/**
+ * The hint of the first error in `cause`'s chain that has one, else what its errno suggests: for a
+ * wrapper (an attach that failed) whose cause is a bare system error.
+ */
+export function hintFromCause(cause: unknown): string | undefined {
+  const chain = causeChain(cause);
+  for (const link of chain) {
+    const hint = (link as { hint?: unknown } | null)?.hint;
+    if (typeof hint === 'string' && hint !== '') return hint;
+  }
+  for (const link of chain) {
+    const errno = errnoOf(link);
+    const hint = errno === undefined ? undefined : hintForErrno(errno);
+    if (hint !== undefined) return hint;
+  }
+  return undefined;
+}
+
 export function hintForErrno(errno: string): string | undefined {
   switch (errno) {
     case 'EPERM':
     case 'EACCES':
-      // Root refused is a confined root (a container without the capabilities, a namespace of
-      // another user namespace, AppArmor or SELinux): "run it as root" would send the user in circles.
-      if (process.geteuid?.() === 0)
-        return 'vcnet runs as root and was still refused: the capabilities (CAP_NET_ADMIN, CAP_SYS_ADMIN) are missing here (a container?), the namespace belongs to another user namespace, or a security module (AppArmor, SELinux) denies it; run vcnet where root may enter that namespace';
-      return 'vcnet changes network namespaces and devices: run it as root (CAP_NET_ADMIN and CAP_SYS_ADMIN)';
+      return permissionHint();
     case 'ENOENT':
       return 'the namespace, device or file does not exist: check the path (ip netns list shows named namespaces)';
     case 'EEXIST':
@@ -313,17 +368,38 @@ export class RollbackIncompleteError extends VcnetError {
   }
 }
 
-/** A detach (or DEL, del-iface) whose undo the kernel refused in part: the record keeps what is left. */
+/**
+ * A detach (or DEL, del-iface) whose undo the kernel refused in part: the record keeps what is left.
+ * `refusals` are the errors behind `failures`: the one that decides how the failure is classified
+ * becomes the cause, so a detach refused with EPERM is "not permitted" like any other refusal.
+ */
 export class DetachIncompleteError extends VcnetError {
   static override readonly errorName: string = 'DetachIncompleteError';
-  constructor(what: string, failures: string[], leftObjects: string[], recordPath: string, hint?: string) {
+  constructor(
+    what: string,
+    failures: string[],
+    leftObjects: string[],
+    recordPath: string,
+    hint?: string,
+    refusals: readonly unknown[] = [],
+  ) {
+    const refusedForPrivilege = refusals.find((refusal) => {
+      const errno = errnoOf(refusal);
+      return errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno);
+    });
+    const cause = refusedForPrivilege ?? refusals[0];
     super(
       'VCNET_DETACH_INCOMPLETE',
       `${what} left ${leftObjects.length} object(s) in place: ${leftObjects.join(', ')} (${failures.join('; ')})`,
       {
         value: leftObjects,
+        // Running it again cannot help while the privilege is missing.
         hint:
-          hint ?? `${recordPath} keeps them: run the command again (what is already gone is skipped), or \`vcnet gc\``,
+          hint ??
+          (refusedForPrivilege === undefined
+            ? `${recordPath} keeps them: run the command again (what is already gone is skipped), or \`vcnet gc\``
+            : `${hintForErrno(errnoOf(refusedForPrivilege)!)}; ${recordPath} keeps what is left for the next detach or \`vcnet gc\``),
+        ...(cause === undefined ? {} : { cause }),
       },
     );
   }

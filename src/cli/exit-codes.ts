@@ -6,6 +6,7 @@
  *   3 not permitted (run as root)
  *   4 the sandbox is locked by another vcnet process
  *   5 something vcnet needs is missing (native shim, kernel feature, package)
+ *   6 the operation succeeded but its output on stdout was lost (a full disk, a closed pipe)
  * Which error gets which code is decided by the shared classifier (classifyError, src/errors.ts).
  */
 import { classifyError, type ExitOutcome } from '../errors.js';
@@ -18,6 +19,12 @@ export const ExitCode = {
   LOCKED: 4,
   MISSING: 5,
 } as const satisfies Record<ExitOutcome | 'OK', number>;
+
+/**
+ * Not a failure of the operation, so not one of the classifier's outcomes: what it changed is done,
+ * but the caller did not get the result (a runtime reading the JSON must not take exit 0 for it).
+ */
+export const OUTPUT_LOST_EXIT_CODE = 6;
 
 export function exitCodeFor(error: unknown): number {
   return ExitCode[classifyError(error).exit];

@@ -12,11 +12,12 @@ import { registerInstallCni } from './commands/install-cni.js';
 import { registerKataNetwork } from './commands/kata-network.js';
 import { registerScan } from './commands/scan.js';
 import { registerWatch } from './commands/watch.js';
-import { exitCodeFor } from './exit-codes.js';
+import { exitCodeFor, OUTPUT_LOST_EXIT_CODE } from './exit-codes.js';
 import { tracingRequested } from './observability/environment.js';
 import { subscribeLogs } from './observability/log-subscriber.js';
 import { configureLogger, type LogFormat } from './observability/logger.js';
 import { NO_TRACE_EXPORT } from './observability/trace-export.js';
+import { guardOutputStreams } from './output.js';
 import { helpExitCode, throwUsageErrors } from './usage.js';
 
 let unsubscribeLogs: (() => void) | undefined;
@@ -87,15 +88,14 @@ function commandPath(command: Command): string {
 }
 
 async function main(): Promise<void> {
-  // `vcnet scan | head` closes the pipe early: that is the reader's choice, not an error.
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw error;
-  });
-  // A runtime whose log reader died: the messages are lost, the command still finishes (an attach
-  // half done is worse than a lost log line) and keeps its own exit code.
-  process.stderr.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') throw error;
+  // The exit status tells the operation's outcome; a success whose stdout was lost (full disk,
+  // closed pipe, `vcnet scan | head` too) is 6, so a caller that reads the result cannot take the
+  // missing JSON for an answer. A lost stderr (logs) changes nothing. A failure keeps its own code.
+  guardOutputStreams((error) => {
+    if (!process.exitCode) process.exitCode = OUTPUT_LOST_EXIT_CODE;
+    process.stderr.write(
+      `vcnet: the output on stdout was lost (${error.code ?? error.message}); the command runs to its end and exits ${OUTPUT_LOST_EXIT_CODE} unless it fails\n`,
+    );
   });
   const program = buildProgram();
   // OpenTelemetry is loaded only when an OTEL_* variable asks for export (as in vcnet-cni).

@@ -22,7 +22,7 @@
 import { type Dirent, existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, stringListOption, stringOption } from '../arguments.js';
-import { InvalidInputError } from '../errors.js';
+import { errnoOf, InvalidInputError } from '../errors.js';
 import type { Link } from '../netlink/codec/link.js';
 import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
@@ -90,13 +90,23 @@ export interface GarbageReport {
   skipped: SkippedRecord[];
   /** The state directories read. */
   stateDirectories: string[];
-  /** Removals the kernel refused (the namespace changed while gc ran); run gc again. */
-  failures: Array<{ namespacePath: string; reason: string }>;
+  /**
+   * Removals the kernel refused (the namespace changed while gc ran: run gc again; or not permitted:
+   * `errno` EPERM/EACCES, run it with CAP_NET_ADMIN). What failed is not in `removed`.
+   */
+  failures: GarbageFailure[];
   /**
    * vcnet's links in namespaces no record read names, left alone: their records may be in a state
    * directory this gc does not know. Naming the namespace (`namespaces`, --netns) removes them.
    */
   unclaimed: Array<{ namespacePath: string; links: string[] }>;
+}
+
+export interface GarbageFailure {
+  namespacePath: string;
+  reason: string;
+  /** The errno the kernel answered (EPERM, EBUSY...), when one did. */
+  errno?: string;
 }
 
 export interface GarbageOptions {
@@ -418,11 +428,14 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       }
       const orphanIndexes = new Set(orphans.map((link) => link.index));
       const batch = handle.changes();
+      // One item per request of the batch, in order: an item is reported removed only when its
+      // request was answered ok.
+      const planned: GarbageItem[] = [];
       for (const link of links) {
         if (orphanIndexes.has(link.index)) continue;
         await collectRedirectFilters(handle, link, orphanIndexes, (priority, parent, protocol, target) => {
           const targetName = links.find((candidate) => candidate.index === target)?.name ?? `#${target}`;
-          report.removed.push({
+          planned.push({
             kind: 'filter',
             namespacePath,
             name: link.name,
@@ -432,7 +445,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         });
       }
       for (const link of orphans) {
-        report.removed.push({
+        planned.push({
           kind: 'link',
           namespacePath,
           name: link.name,
@@ -440,12 +453,20 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         });
         batch.deleteLink(link.index, `delete orphan ${link.name}`);
       }
-      if (dryRun) continue;
+      if (dryRun) {
+        report.removed.push(...planned);
+        continue;
+      }
       try {
-        await batch.send();
+        const outcomes = await batch.send();
+        planned.forEach((item, position) => {
+          const outcome = outcomes[position];
+          if (outcome === undefined || outcome.ok) report.removed.push(item);
+          else report.failures.push({ namespacePath, reason: outcome.error.message, errno: outcome.error.errno });
+        });
       } catch (error) {
-        // Something changed under gc (a link went meanwhile): reported, and the next run finishes it.
-        report.failures.push({ namespacePath, reason: (error as Error).message });
+        // The batch could not be sent at all: nothing of it is known removed; the next run finishes it.
+        report.failures.push({ namespacePath, ...failureOf(error) });
       }
     }
   } finally {
@@ -568,6 +589,11 @@ function collectEmptyRecordDirectories(directories: readonly string[], dryRun: b
   }
 }
 
+function failureOf(error: unknown): { reason: string; errno?: string } {
+  const errno = errnoOf(error);
+  return { reason: (error as Error)?.message ?? String(error), ...(errno === undefined ? {} : { errno }) };
+}
+
 /** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
 function pathHolds(path: string, key: NamespaceKey): boolean {
   try {
@@ -639,15 +665,15 @@ async function finishUnfinished(id: string, root: string, report: GarbageReport)
         const unfinished = network
           .endpoints()
           .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
-        for (const endpoint of unfinished) {
-          report.removed.push({
-            kind: 'state',
-            namespacePath: current.namespace.path,
-            name: id,
-            file: store.statePath,
-            detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
-          });
-        }
+        const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => ({
+          kind: 'state',
+          namespacePath: current.namespace.path,
+          name: id,
+          file: store.statePath,
+          detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
+        });
+        // Described before the undo (it forgets the records of what went).
+        const descriptions = new Map(unfinished.map((endpoint) => [endpoint, describe(endpoint)]));
         if (killedAttach && unfinished.length === 0) {
           report.removed.push({
             kind: 'state',
@@ -657,12 +683,19 @@ async function finishUnfinished(id: string, root: string, report: GarbageReport)
             detail: 'the record of an attach killed before it made anything',
           });
         }
-        if (report.dryRun) return;
+        if (report.dryRun) {
+          report.removed.push(...descriptions.values());
+          return;
+        }
         const undo = await network.removeEndpoints(unfinished);
-        if (undo.failures.length > 0) {
+        // An endpoint the kernel refused to undo in part stays in the network (and in the record).
+        const remaining = new Set(network.endpoints());
+        for (const [endpoint, item] of descriptions) if (!remaining.has(endpoint)) report.removed.push(item);
+        for (const failure of undo.failures) {
           report.failures.push({
             namespacePath: current.namespace.path,
-            reason: undo.failures.map((failure) => failure.message).join('; '),
+            reason: failure.message,
+            errno: failure.errno,
           });
         }
         if (network.endpoints().length === 0) store.remove();

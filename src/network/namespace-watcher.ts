@@ -192,6 +192,8 @@ export class NamespaceWatcher {
   /** After a failed read or onChange, the next read waits until then. */
   private notBefore = 0;
   private stopped = false;
+  /** The change the last read found and could not deliver (onChange failed), until one is delivered. */
+  private undelivered: Omit<NamespaceChange, 'snapshotAt'> | undefined;
 
   private constructor(
     private readonly source: InterfaceSource,
@@ -267,6 +269,25 @@ export class NamespaceWatcher {
     // A read under way arms the timer again when it ends, so onChange calls never overlap.
     if (this.inFlight) return;
     this.arm();
+  }
+
+  /**
+   * Reads the namespace and delivers what changed now, instead of after the debounce (or a retry):
+   * for a watch about to stop, so a change made just before is not lost. Resolves with the change that
+   * could not be delivered, if any (onError was told why); undefined when nothing is left.
+   */
+  async flush(): Promise<Omit<NamespaceChange, 'snapshotAt'> | undefined> {
+    await this.inFlight;
+    if (this.stopped) return this.undelivered;
+    // Read even with nothing pending: the event of a change made just now may not have been read yet.
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.pendingSince = undefined;
+    const read = this.readAndReport();
+    this.inFlight = read.then(() => undefined);
+    await read;
+    this.inFlight = undefined;
+    return this.undelivered;
   }
 
   /**
@@ -366,6 +387,7 @@ export class NamespaceWatcher {
     if (this.stopped) return true;
     const change = diffInterfaces(this.baseline, current);
     if (isEmpty(change)) {
+      this.undelivered = undefined;
       this.setBaseline(current);
       return true;
     }
@@ -374,9 +396,11 @@ export class NamespaceWatcher {
     } catch (error) {
       // The baseline stays: the next read reports this change again (a VM that did not answer, a
       // lock held too long), rather than losing it until something else changes.
+      this.undelivered = change;
       this.report(error);
       return false;
     }
+    this.undelivered = undefined;
     this.setBaseline(current);
     return true;
   }

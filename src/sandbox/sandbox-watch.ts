@@ -228,8 +228,18 @@ const DETACH_POLL_MS = 1_000;
 
 /** A running watch. */
 export interface SandboxWatch {
-  /** Stops watching; resolves once a change being applied is done. */
-  stop(): Promise<void>;
+  /**
+   * Stops watching; resolves once a change being applied is done. With `applyPending`, a change
+   * still waiting for the debounce (or a retry) is read and applied first; resolves with the names
+   * of the new interfaces that were not attached (a watch started later leaves an addressed link
+   * alone, so these need `vcnet add-iface`).
+   */
+  stop(options?: { applyPending?: boolean }): Promise<string[]>;
+  /**
+   * Links that had an address and were not attached when the watch started: by rule it never
+   * attaches them, whatever changes on them later (add-iface does).
+   */
+  readonly leftAlone: readonly string[];
   /**
    * Settles when watching ends: after stop(), or by itself when the sandbox's record is gone (it
    * was detached), then with that SandboxNotFoundError.
@@ -264,17 +274,29 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   let memory: WatchMemory | undefined;
   let stopping: Promise<void> | undefined;
   let detachPoll: NodeJS.Timeout | undefined;
-  const stop = (reason?: SandboxNotFoundError): Promise<void> => {
+  let notApplied: string[] = [];
+  const stop = (reason?: SandboxNotFoundError, applyPending = false): Promise<string[]> => {
     clearInterval(detachPoll);
     stopping ??= (async () => {
       try {
-        await watcher.stop();
+        if (applyPending && reason === undefined) {
+          const undelivered = await watcher.flush();
+          const names = new Set([
+            ...(undelivered?.addedInterfaces.map((info) => info.link.name) ?? []),
+            ...pending.keys(),
+          ]);
+          notApplied = [...names];
+        }
       } finally {
-        namespace.close();
-        endWith(reason);
+        try {
+          await watcher.stop();
+        } finally {
+          namespace.close();
+          endWith(reason);
+        }
       }
     })();
-    return stopping;
+    return stopping.then(() => notApplied);
   };
   try {
     watcher = await NamespaceWatcher.start(namespace.entryPath, {
@@ -316,5 +338,9 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     if (!existsSync(store.statePath)) void stop(new SandboxNotFoundError(id, store.statePath, store.root));
   }, DETACH_POLL_MS);
   detachPoll.unref();
-  return { stop: () => stop(), ended };
+  return {
+    stop: (stopOptions) => stop(undefined, stopOptions?.applyPending ?? false),
+    leftAlone: [...memory.leftAlone],
+    ended,
+  };
 }

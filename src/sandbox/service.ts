@@ -216,6 +216,7 @@ export async function detachRecorded(
       ],
       record.path,
       stillPlugged.length > 0 ? stillPluggedHint(record.path, stillPlugged, unreachable, options.sandbox) : undefined,
+      [...report.failures, ...stillPlugged.map((entry) => entry.error)],
     );
   }
   if (network.endpoints().length === 0) record.discard();

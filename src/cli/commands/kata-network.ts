@@ -65,7 +65,19 @@ export function readInput(source: string): string {
   } finally {
     if (fd !== undefined && fd !== 0) closeSync(fd);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  const text = Buffer.concat(chunks).toString('utf8');
+  // Said as such: JSON.parse's "Unexpected end of JSON input" does not tell that nothing came.
+  if (text.trim() === '') {
+    throw new InvalidInputError(
+      'FILE',
+      source,
+      'a JSON document, or - for standard input',
+      source === '-'
+        ? 'standard input was empty (closed, or its writer wrote nothing): pipe the JSON in, or give a file'
+        : `${source} is empty: write the JSON into it`,
+    );
+  }
+  return text;
 }
 
 /** One stderr line naming the keys Go's decoder would also have ignored, so a typo is still seen. */

@@ -3,11 +3,14 @@ import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { logger } from '../observability/logger.js';
 
+/** How long a stopping watch may spend applying the change it had pending. */
+const STOP_BOUND_MS = 10_000;
+
 export function registerWatch(program: Command): void {
   program
     .command('watch')
     .description(
-      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those; a link deleted and made again is new)",
+      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those, and watch names them on stderr when it starts; a link deleted and made again is new). INT, TERM and HUP stop it after it has applied what changed during the debounce (at most 10 s; it names what it did not attach)",
     )
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--debounce <ms>', 'wait this long after the last change before applying', '200')
@@ -32,16 +35,37 @@ export function registerWatch(program: Command): void {
           ),
       });
       process.stderr.write(`vcnet: watching sandbox ${options.sandbox} (Ctrl-C to stop)\n`);
+      if (watching.leftAlone.length > 0)
+        process.stderr.write(
+          `vcnet: watch leaves ${watching.leftAlone.join(', ')} alone: it had an address and was not attached when watch started (\`vcnet add-iface ${options.sandbox} FILE\` attaches one)\n`,
+        );
+      // A service manager stops with TERM, a closed terminal sends HUP: both stop the watch the same way.
+      const stopSignals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
       let signalled: () => void = () => {};
       const signal = new Promise<void>((resolve) => {
         signalled = resolve;
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
+        for (const name of stopSignals) process.once(name, resolve);
       });
       const gone = await Promise.race([signal.then(() => undefined), watching.ended]);
-      process.off('SIGINT', signalled);
-      process.off('SIGTERM', signalled);
-      await watching.stop();
+      for (const name of stopSignals) process.off(name, signalled);
+      // What changed just before the signal is applied first (a link added during the debounce would
+      // otherwise be lost: a watch started later leaves an addressed link alone), within a bound.
+      let bound: NodeJS.Timeout | undefined;
+      const notApplied = await Promise.race([
+        watching.stop({ applyPending: gone === undefined }),
+        new Promise<undefined>((resolve) => {
+          bound = setTimeout(() => resolve(undefined), STOP_BOUND_MS);
+        }),
+      ]);
+      clearTimeout(bound);
+      if (notApplied === undefined)
+        process.stderr.write(
+          `vcnet: watch ended before the last namespace change was applied (${STOP_BOUND_MS / 1000} s): \`vcnet add-iface\` attaches an interface it missed\n`,
+        );
+      else if (notApplied.length > 0)
+        process.stderr.write(
+          `vcnet: watch ended without attaching ${notApplied.join(', ')}: \`vcnet add-iface ${options.sandbox} FILE\` attaches it\n`,
+        );
       // Detached while watched: the watch has nothing left to do, which is not a failure.
       if (gone) process.stderr.write(`vcnet: sandbox ${options.sandbox} was detached; watch ends\n`);
     });

@@ -38,13 +38,36 @@ function createPino(level: string, format: LogFormat): Logger {
   return format === 'pretty'
     ? pino(
         { level, base: null },
-        pino.transport({ target: 'pino-pretty', options: { destination: 2, colorize: true } }),
+        pino.transport({
+          target: 'pino-pretty',
+          options: { destination: 2, colorize: colorWanted(process.env, process.stderr.isTTY === true) },
+        }),
       )
     : // Synchronous, as Node writes stderr to a pipe: an asynchronous destination keeps lines in a
       // buffer that pino flushes at exit with sonic-boom's flushSync, which retries a write to a
       // pipe whose reader has gone (EPIPE) forever. A synchronous write fails at once, and pino
       // then drops every later line.
-      pino({ level, base: null }, pino.destination({ dest: 2, sync: true }));
+      pino({ level, base: null }, quietOnFailure(pino.destination({ dest: 2, sync: true })));
+}
+
+/**
+ * Colours only on a terminal that can show them, and never when NO_COLOR is set to anything but ""
+ * (no-color.org) or TERM is dumb.
+ */
+export function colorWanted(env: NodeJS.ProcessEnv, isTTY: boolean): boolean {
+  return isTTY && !env.NO_COLOR && env.TERM !== 'dumb';
+}
+
+/**
+ * A log destination that drops its lines once a write failed (stderr on a full disk, a reader gone):
+ * the lines are lost, the command goes on with its own exit status. pino drops them itself only on
+ * EPIPE and rethrows anything else (ENOSPC) from the write, which would end an attach half-way.
+ */
+function quietOnFailure<T extends NodeJS.EventEmitter & { write: (data: string) => boolean }>(destination: T): T {
+  destination.on('error', () => {
+    destination.write = () => true;
+  });
+  return destination;
 }
 
 /**

@@ -4,7 +4,7 @@
  * then apply (plan/apply.ts), which journals, sends and rolls back.
  */
 import { existsSync } from 'node:fs';
-import { SystemCallError, VcnetError } from '../../errors.js';
+import { hintFromCause, SystemCallError, VcnetError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/tc/message.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
@@ -69,7 +69,7 @@ export class AttachError extends VcnetError {
       `attaching ${endpoint} failed: ${cause.message}${rolledBack ? ' (everything it had made was removed)' : ''}`,
       {
         value: endpoint,
-        hint: (cause as VcnetError).hint ?? 'see the cause; the namespace is as it was before the attach',
+        hint: hintFromCause(cause) ?? 'see the cause; the namespace is as it was before the attach',
         cause,
       },
     );

@@ -73,19 +73,36 @@ async function changeRegistry(
   options: RegistryLockOptions,
 ): Promise<void> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_REGISTRY_LOCK_TIMEOUT_MS;
-  const lock = await lockFile(
-    `${path}.lock`,
-    timeoutMs,
-    (holder) => new StateRegistryLockedError(path, holder, timeoutMs, options.howToWaitLonger ?? 'try again'),
-  );
   try {
-    const before = registeredStateDirectories(path);
-    const after = change(before);
-    if (after.length !== before.length || after.some((directory, i) => directory !== before[i]))
-      writeRegistry(path, after);
-  } finally {
-    lock.release();
+    const lock = await lockFile(
+      `${path}.lock`,
+      timeoutMs,
+      (holder) => new StateRegistryLockedError(path, holder, timeoutMs, options.howToWaitLonger ?? 'try again'),
+    );
+    try {
+      const before = registeredStateDirectories(path);
+      const after = change(before);
+      if (after.length !== before.length || after.some((directory, i) => directory !== before[i]))
+        writeRegistry(path, after);
+    } finally {
+      lock.release();
+    }
+  } catch (error) {
+    throw withRegistryHint(error, path);
   }
+}
+
+/**
+ * A registry this user may not write (a non-root user with the capabilities, whose own state
+ * directory is fine): the hint names the registry and the variable that moves it, not "run as root".
+ */
+function withRegistryHint(error: unknown, path: string): unknown {
+  if (!(error instanceof SystemCallError) || !['EACCES', 'EPERM', 'EROFS'].includes(error.errno)) return error;
+  return new SystemCallError(
+    error.message.replace(/ failed: .*$/s, ''),
+    error.cause as NodeJS.ErrnoException,
+    `${path} (the registry of state directories, which \`vcnet gc\` reads to find every record) cannot be written by this user: set VCNET_STATE_REGISTRY to a file this user may write (and run gc with the same), or run as root`,
+  );
 }
 
 /**

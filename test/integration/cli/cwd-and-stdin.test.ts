@@ -1,0 +1,52 @@
+/** Input a service manager can hand vcnet by accident: a deleted working directory, an empty stdin. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CLI, stateDirectoryPerTest } from '../../helpers/cli.js';
+
+const stateDirectory = stateDirectoryPerTest('vcnet-input-');
+
+describe('a deleted working directory', () => {
+  it('a relative --state-dir is bad input naming --state-dir (exit 2), not VCNET_ERROR', () => {
+    const gone = mkdtempSync(join(tmpdir(), 'vcnet-gone-'));
+    // The child starts in the directory, which is then removed before vcnet resolves anything.
+    const result = spawnSync(
+      'sh',
+      [
+        '-c',
+        `cd "$1" && rmdir "$1" && exec "$2" "$3" list-ifaces x --state-dir state --json`,
+        'sh',
+        gone,
+        process.execPath,
+        CLI,
+      ],
+      { encoding: 'utf8' },
+    );
+    try {
+      rmdirSync(gone);
+    } catch {
+      // removed by the child, as it should be
+    }
+    expect(result.status, result.stderr).toBe(2);
+    const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } };
+    expect(error.code).toBe('VCNET_INVALID_INPUT');
+    expect(error.message).toContain('invalid --state-dir: "state"');
+    expect(error.hint).toContain('working directory was deleted');
+  });
+});
+
+describe('an empty standard input', () => {
+  for (const command of ['add-iface', 'del-iface', 'update-routes']) {
+    it(`${command} ID - says stdin was empty`, () => {
+      const result = spawnSync(process.execPath, [CLI, command, 'x', '-', '--state-dir', stateDirectory()], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain('standard input was empty');
+      expect(result.stderr).not.toContain('Unexpected end of JSON input');
+    });
+  }
+});

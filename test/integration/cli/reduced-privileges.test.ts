@@ -1,0 +1,136 @@
+/**
+ * vcnet run as a service manager may run it: with some capabilities dropped. A refusal is reported as
+ * "not permitted" (exit 3) naming what is missing, and nothing refused is reported done.
+ */
+import { spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CLI, pauseAfterTap, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { makePod } from '../../helpers/pod.js';
+
+const stateDirectory = stateDirectoryPerTest('vcnet-caps-');
+
+/** `vcnet ARGS` as root with only the capabilities `keep` (e.g. ['sys_admin']), through setpriv. */
+function vcnetWithCapabilities(keep: string[], args: string[], env: Record<string, string> = {}) {
+  const caps = ['-all', ...keep.map((cap) => `+${cap}`)].join(',');
+  const result = spawnSync(
+    'setpriv',
+    [`--bounding-set=${caps}`, `--inh-caps=${caps}`, '--', process.execPath, CLI, ...args],
+    { encoding: 'utf8', env: { ...process.env, ...env } },
+  );
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr, error: result.error };
+}
+
+/** An attach of sandbox `id` killed (SIGKILL) right after it created tap0_kata: its record says so. */
+async function killedAttach(id: string, namespacePath: string): Promise<void> {
+  const run = vcnetAsync(
+    ['attach', '--sandbox', id, '--netns', namespacePath, '--state-dir', stateDirectory()],
+    pauseAfterTap('tap0_kata'),
+  );
+  const deadline = Date.now() + 20_000;
+  while (!run.output().stderr.includes('paused after creating tap0_kata')) {
+    if (run.child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`attach never paused: ${run.output().stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  run.child.kill('SIGKILL');
+  await run.done;
+}
+
+describe('gc without CAP_NET_ADMIN', () => {
+  it('reports nothing it could not remove as removed, and exits 3 (text and --json)', async () => {
+    const { pod } = makePod();
+    await killedAttach('g', pod.path);
+    const gcArgs = ['gc', '--netns', pod.path, '--state-dir', stateDirectory()];
+
+    const text = vcnetWithCapabilities(['sys_admin'], gcArgs);
+    expect(text.error).toBeUndefined();
+    expect(text.stdout).not.toContain('unfinished attach');
+    expect(text.stdout).toContain('removed nothing');
+    expect(text.stderr).toContain('delete tun tap0_kata failed: EPERM');
+    expect(text.status, text.stderr).toBe(3);
+
+    const json = vcnetWithCapabilities(['sys_admin'], [...gcArgs, '--json']);
+    expect(json.status, json.stderr).toBe(3);
+    const report = JSON.parse(json.stdout) as { removed: unknown[]; failures: Array<{ errno?: string }> };
+    expect(report.removed).toEqual([]);
+    expect(report.failures).toContainEqual(expect.objectContaining({ errno: 'EPERM' }));
+    expect(pod.exec('ip', ['link', 'show'])).toContain('tap0_kata');
+    expect(existsSync(join(stateDirectory(), 'g', 'state.json'))).toBe(true);
+
+    // With the capabilities, gc finishes it.
+    const root = vcnet(gcArgs);
+    expect(root.status, root.stderr).toBe(0);
+    expect(root.stdout).toContain('unfinished attach of eth0');
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+  }, 60_000);
+});
+
+describe('detach without CAP_NET_ADMIN', () => {
+  it('is "not permitted" (exit 3) and the hint names the missing capability, not "run the command again"', () => {
+    const { pod } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    expect(vcnet(['attach', '--sandbox', 'd', '--netns', pod.path, ...state]).status).toBe(0);
+    const refused = vcnetWithCapabilities(['sys_admin'], ['detach', '--sandbox', 'd', '--json', ...state]);
+    expect(refused.status, refused.stderr).toBe(3);
+    const { error } = JSON.parse(refused.stdout) as { error: { outerCode: string; hint: string } };
+    expect(error.outerCode).toBe('VCNET_DETACH_INCOMPLETE');
+    expect(error.hint).toContain('lacks CAP_NET_ADMIN');
+    expect(error.hint).not.toContain('run the command again');
+    expect(pod.exec('ip', ['link', 'show'])).toContain('tap0_kata');
+    expect(vcnet(['detach', '--sandbox', 'd', ...state]).status).toBe(0);
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+  }, 60_000);
+});
+
+describe('attach with one of the two capabilities', () => {
+  for (const [keep, missing] of [
+    ['sys_admin', 'CAP_NET_ADMIN'],
+    ['net_admin', 'CAP_SYS_ADMIN'],
+  ] as const) {
+    it(`with only ${keep}: exit 3, the hint names ${missing}`, () => {
+      const { pod } = makePod();
+      const result = vcnetWithCapabilities(
+        [keep],
+        ['attach', '--sandbox', 'c', '--netns', pod.path, '--state-dir', stateDirectory()],
+      );
+      expect(result.status, result.stderr).toBe(3);
+      expect(result.stderr).toMatch(new RegExp(`^hint: .*lacks ${missing} `, 'm'));
+      expect(result.stderr).not.toContain('see the cause');
+      expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+    }, 30_000);
+  }
+});
+
+describe('a user other than root with CAP_NET_ADMIN and CAP_SYS_ADMIN', () => {
+  it("whose registry is root's: the hint names the registry and VCNET_STATE_REGISTRY, not root", () => {
+    const { pod } = makePod();
+    // A registry in a directory only root may enter, as /run/vcnet is.
+    const rootOnly = mkdtempSync(join(tmpdir(), 'vcnet-root-registry-'));
+    const own = mkdtempSync(join(tmpdir(), 'vcnet-user-state-'));
+    chownSync(own, 65534, 65534);
+    try {
+      const caps = '+net_admin,+sys_admin';
+      const result = spawnSync(
+        'setpriv',
+        [
+          ...['--reuid', '65534', '--regid', '65534', '--clear-groups'],
+          ...[`--inh-caps=${caps}`, `--ambient-caps=${caps}`, '--'],
+          ...[process.execPath, CLI, 'attach', '--sandbox', 'u', '--netns', pod.path, '--state-dir', join(own, 's')],
+        ],
+        { encoding: 'utf8', env: { ...process.env, VCNET_STATE_REGISTRY: join(rootOnly, 'state-directories') } },
+      );
+      expect(result.status, result.stderr).toBe(3);
+      expect(result.stderr).toContain(
+        `hint: ${join(rootOnly, 'state-directories')} (the registry of state directories`,
+      );
+      expect(result.stderr).toContain('set VCNET_STATE_REGISTRY');
+      expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+    } finally {
+      rmSync(rootOnly, { recursive: true, force: true });
+      rmSync(own, { recursive: true, force: true });
+    }
+  }, 30_000);
+});

@@ -1,0 +1,50 @@
+/**
+ * `vcnet watch` stopped by a service manager (TERM) or a closed terminal (HUP): what changed during
+ * the debounce is applied before it ends, and a link it will never attach is named when it starts.
+ */
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import type { TestNamespace } from '../../helpers/namespace.js';
+import { makePod } from '../../helpers/pod.js';
+
+const stateDirectory = stateDirectoryPerTest('vcnet-watch-stop-');
+
+/** A veth `name` in the pod (its peer in the node namespace), up, with `address`. */
+function addAddressedLink(pod: TestNamespace, node: TestNamespace, name: string, address: string): void {
+  node.exec('ip', ['link', 'add', `p${name}`, 'type', 'veth', 'peer', 'name', name, 'netns', pod.name]);
+  pod.exec('ip', ['addr', 'add', address, 'dev', name]);
+  pod.exec('ip', ['link', 'set', name, 'up']);
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+describe('watch stopped during its debounce', () => {
+  for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
+    it(`${signal}: attaches the link added just before, exits 0, and named the link it leaves alone`, async () => {
+      const { pod, node } = makePod();
+      const state = ['--state-dir', stateDirectory()];
+      expect(vcnet(['attach', '--sandbox', 'ws', '--netns', pod.path, ...state]).status).toBe(0);
+      addAddressedLink(pod, node, 'eth7', '10.77.0.2/24');
+      // A debounce far longer than the test: only the stop can apply the change.
+      const watch = vcnetAsync(['watch', '--sandbox', 'ws', '--debounce', '60000', ...state]);
+      await until(() => watch.output().stderr.includes('watching sandbox ws'), 'watch to start');
+      expect(watch.output().stderr).toContain('watch leaves eth7 alone');
+      expect(watch.output().stderr).toContain('vcnet add-iface ws');
+      addAddressedLink(pod, node, 'eth8', '10.88.0.2/24');
+      watch.child.kill(signal);
+      const result = await watch.done;
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toContain('"added":["eth8"]');
+      const listed = vcnet(['list-ifaces', 'ws', '--json', ...state]);
+      expect(listed.stdout).toContain('"eth8"');
+      expect(listed.stdout).not.toContain('"eth7"');
+      expect(vcnet(['detach', '--sandbox', 'ws', ...state]).status).toBe(0);
+    }, 60_000);
+  }
+});

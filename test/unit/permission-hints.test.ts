@@ -1,0 +1,64 @@
+/** What a refusal for lack of privilege is classified as and what its hint names. */
+import { describe, expect, it, vi } from 'vitest';
+import {
+  classifyError,
+  DetachIncompleteError,
+  hintForErrno,
+  hintFromCause,
+  missingCapabilities,
+} from '../../src/errors.js';
+
+/** A /proc/PID/status with this CapEff (hex), as the kernel writes it. */
+const status = (capEff: string) => `Name:\tnode\nCapInh:\t0000000000000000\nCapPrm:\t${capEff}\nCapEff:\t${capEff}\n`;
+
+const systemError = (code: string, message: string) =>
+  Object.assign(new Error(message), { code, errno: -1, syscall: 'ioctl' });
+
+describe('missing capabilities', () => {
+  it('reads CAP_NET_ADMIN (bit 12) and CAP_SYS_ADMIN (bit 21) from CapEff', () => {
+    expect(missingCapabilities(status('000001ffffffffff'))).toEqual([]);
+    expect(missingCapabilities(status('0000000000200000'))).toEqual(['CAP_NET_ADMIN']);
+    expect(missingCapabilities(status('0000000000001000'))).toEqual(['CAP_SYS_ADMIN']);
+    expect(missingCapabilities(status('0000000000000000'))).toEqual(['CAP_NET_ADMIN', 'CAP_SYS_ADMIN']);
+    expect(missingCapabilities('Name:\tnode\n')).toBeUndefined();
+  });
+
+  it('a bare EPERM under a wrapper gets the permission hint, not "see the cause"', () => {
+    const geteuid = vi.spyOn(process as { geteuid: () => number }, 'geteuid').mockReturnValue(1000);
+    try {
+      const cause = new Error('create tap tap0_kata failed', {
+        cause: systemError('EPERM', 'ioctl(SIOCGSKNS) : Operation not permitted'),
+      });
+      expect(hintFromCause(cause)).toBe(hintForErrno('EPERM'));
+      expect(hintFromCause(cause)).toContain('CAP_NET_ADMIN and CAP_SYS_ADMIN');
+    } finally {
+      geteuid.mockRestore();
+    }
+  });
+});
+
+describe('an incomplete detach', () => {
+  it('refused with EPERM is "not permitted" (exit 3, CNI 108) and its hint is not "run the command again"', () => {
+    const refusal = systemError('EPERM', 'delete tun tap0_kata failed: EPERM');
+    const error = new DetachIncompleteError(
+      'detach of s',
+      ['delete tun tap0_kata failed: EPERM'],
+      ['tun tap0_kata'],
+      '/run/x/s/state.json',
+      undefined,
+      [systemError('EBUSY', 'delete qdisc failed: EBUSY'), refusal],
+    );
+    expect(classifyError(error)).toMatchObject({ exit: 'NOT_PERMITTED', cni: 'NOT_PERMITTED', errno: 'EPERM' });
+    expect(error.cause).toBe(refusal);
+    expect(error.hint).not.toContain('run the command again');
+    expect(error.hint).toContain('/run/x/s/state.json');
+  });
+
+  it('refused otherwise stays VCNET_DETACH_INCOMPLETE (exit 1) with "run the command again"', () => {
+    const error = new DetachIncompleteError('detach of s', ['busy'], ['tun tap0_kata'], '/r/state.json', undefined, [
+      systemError('EBUSY', 'delete tun tap0_kata failed: EBUSY'),
+    ]);
+    expect(classifyError(error)).toMatchObject({ code: 'VCNET_DETACH_INCOMPLETE', exit: 'FAILED' });
+    expect(error.hint).toContain('run the command again');
+  });
+});
