@@ -179,6 +179,7 @@ export {
   collectGarbage,
   type GarbageItem,
   type GarbageOptions,
+  type GarbageFailure,
   type GarbageReport,
   type InUseLink,
   type SkippedRecord,
