@@ -133,7 +133,8 @@ describe('AgentClient.connect through hybrid vsock', () => {
     const { vmm, vsockPath } = await guestBehindVsock();
     vmm.closeNext = 1_000_000;
     const error = await AgentClient.connect(`hvsock://${vsockPath}:1024`, {
-      deadlineMs: 300,
+      // Long enough for a few attempts on a loaded machine: 300 ms once ended before the first close.
+      deadlineMs: 1_500,
       retryIntervalMs: 20,
     }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(AgentConnectError);
