@@ -177,9 +177,9 @@ export {
 export { PhysicalDeviceUnsupportedError } from './network/endpoint/physical-endpoint.js';
 export {
   collectGarbage,
+  type GarbageFailure,
   type GarbageItem,
   type GarbageOptions,
-  type GarbageFailure,
   type GarbageReport,
   type InUseLink,
   type SkippedRecord,
