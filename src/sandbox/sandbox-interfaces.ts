@@ -30,7 +30,12 @@ import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../n
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
 import { interfacesOf } from '../network/scan.js';
-import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../network/state/store.js';
+import {
+  DEFAULT_STATE_DIRECTORY,
+  defaultLockTimeoutMs,
+  SandboxStore,
+  stateDirectoryFlag,
+} from '../network/state/store.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
@@ -98,10 +103,14 @@ export interface OpenSandbox {
 export async function withSandbox<T>(
   id: string,
   /** The state directory, or it with how long to wait for another command (default VCNET_LOCK_TIMEOUT or 30 s). */
-  where: string | undefined | { stateDirectory?: string | undefined; lockTimeoutMs?: number | undefined },
+  where:
+    | string
+    | undefined
+    | { stateDirectory?: string | undefined; lockTimeoutMs?: number | undefined; readOnly?: boolean },
   work: (sandbox: OpenSandbox) => Promise<T>,
 ): Promise<T> {
-  const { stateDirectory, lockTimeoutMs } = typeof where === 'object' ? where : { stateDirectory: where };
+  const { stateDirectory, lockTimeoutMs, readOnly } =
+    typeof where === 'object' ? where : { stateDirectory: where, readOnly: false };
   const store = new SandboxStore(id, stateDirectory);
   const locked = async () => {
     const state = store.read<SandboxState>();
@@ -114,9 +123,7 @@ export async function withSandbox<T>(
       recorded.close();
     }
   };
-  return lockTimeoutMs === undefined
-    ? store.withLockIfRecorded(locked)
-    : store.withLockIfRecorded(locked, lockTimeoutMs);
+  return store.withLockIfRecorded(locked, lockTimeoutMs ?? defaultLockTimeoutMs(), { readOnly: readOnly === true });
 }
 
 /** Options of the commands that read kata-network JSON. */
@@ -395,7 +402,8 @@ export async function listInterfaces(id: string, options: ListOptions = {}): Pro
   lockTimeoutOption(options.lockTimeoutMs);
   numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
   functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
-  return withSandbox(id, options, async ({ state, network }) => {
+  // Reads only: on a read-only state directory it runs without the lock it could not take.
+  return withSandbox(id, { ...options, readOnly: true }, async ({ state, network }) => {
     const answered = await askAgentForReading(state, options, (agent, timeoutMs) =>
       agent.listInterfaces({ timeoutMs }),
     );
@@ -452,7 +460,8 @@ export async function listRoutes(id: string, options: ListOptions = {}): Promise
   lockTimeoutOption(options.lockTimeoutMs);
   numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
   functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
-  return withSandbox(id, options, async ({ state, network }) => {
+  // Reads only: on a read-only state directory it runs without the lock it could not take.
+  return withSandbox(id, { ...options, readOnly: true }, async ({ state, network }) => {
     const answered = await askAgentForReading(state, options, (agent, timeoutMs) => agent.listRoutes({ timeoutMs }));
     if (answered) return answered.map(routeToJson);
     // What the next push would send: the set update-routes gave (as the NICs changed it since), else the derived one.

@@ -9,6 +9,7 @@
  * id, namespace identity) and a content schema before anyone acts on them.
  */
 import {
+  accessSync,
   closeSync,
   constants,
   existsSync,
@@ -302,8 +303,26 @@ export class SandboxStore {
    * kata-network commands, gc): when neither the record's directory nor its lock file exists, `work`
    * runs without the lock and nothing is made, so a mistyped --state-dir leaves no directory behind.
    */
-  async withLockIfRecorded<T>(work: () => Promise<T>, timeoutMs = defaultLockTimeoutMs()): Promise<T> {
-    return this.withLock(work, timeoutMs, { existingOnly: true });
+  async withLockIfRecorded<T>(
+    work: () => Promise<T>,
+    timeoutMs = defaultLockTimeoutMs(),
+    options: { readOnly?: boolean } = {},
+  ): Promise<T> {
+    return this.withLock(work, timeoutMs, { existingOnly: true, ...options });
+  }
+
+  /**
+   * Whether the state directory is on a file system mounted read-only (access(2) answers EROFS for
+   * W_OK there): no process can change a record on it, so a command that only reads needs no lock,
+   * which it could not take either (the lock file cannot be opened for writing, nor made).
+   */
+  private onReadOnlyFileSystem(): boolean {
+    try {
+      accessSync(this.root, constants.W_OK);
+      return false;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'EROFS';
+    }
   }
 
   /**
@@ -313,11 +332,13 @@ export class SandboxStore {
   async withLock<T>(
     work: () => Promise<T>,
     timeoutMs = defaultLockTimeoutMs(),
-    options: { existingOnly?: boolean } = {},
+    /** existingOnly: see withLockIfRecorded. readOnly: `work` writes nothing (list-ifaces, list-routes). */
+    options: { existingOnly?: boolean; readOnly?: boolean } = {},
   ): Promise<T> {
     this.refuseUntrusted();
     // A lock file without a record directory is an attach under way (before its first write): wait for it.
     if (options.existingOnly && !existsSync(this.directory) && !existsSync(this.lockPath)) return await work();
+    if (options.readOnly && this.onReadOnlyFileSystem()) return await work();
     const howToWaitLonger = this.options.lockTimeoutHint ?? CLI_LOCK_TIMEOUT_HINT;
     const started = Date.now();
     const locks = join(this.root, LOCK_DIRECTORY_NAME);
