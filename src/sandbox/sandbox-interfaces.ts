@@ -30,12 +30,7 @@ import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../n
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
 import { interfacesOf } from '../network/scan.js';
-import {
-  DEFAULT_STATE_DIRECTORY,
-  defaultLockTimeoutMs,
-  SandboxStore,
-  stateDirectoryFlag,
-} from '../network/state/store.js';
+import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../network/state/store.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
@@ -123,7 +118,8 @@ export async function withSandbox<T>(
       recorded.close();
     }
   };
-  return store.withLockIfRecorded(locked, lockTimeoutMs ?? defaultLockTimeoutMs(), { readOnly: readOnly === true });
+  // An undefined lockTimeoutMs takes withLockIfRecorded's default (VCNET_LOCK_TIMEOUT or 30 s).
+  return store.withLockIfRecorded(locked, lockTimeoutMs, { readOnly: readOnly === true });
 }
 
 /** Options of the commands that read kata-network JSON. */
@@ -364,6 +360,20 @@ export interface ListOptions {
   onAgentUnreachable?: (error: AgentConnectError | AgentStatusError) => void;
 }
 
+/** The options of list-ifaces and list-routes, checked before anything is read. */
+function listOptions(given: ListOptions): ListOptions {
+  const options = optionsArgument(given, 'options', [
+    'stateDirectory',
+    'timeoutMs',
+    'lockTimeoutMs',
+    'onAgentUnreachable',
+  ]);
+  lockTimeoutOption(options.lockTimeoutMs);
+  numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
+  functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
+  return options;
+}
+
 /**
  * What the agent answers to a read-only command, which needs nothing else of the VM (any hypervisor,
  * Firecracker too): undefined when no agent is recorded, or when it does not answer within the
@@ -398,10 +408,7 @@ async function askAgentForReading<T>(
 
 /** list-ifaces: what the guest has (from the agent) or will have (from the record). */
 export async function listInterfaces(id: string, options: ListOptions = {}): Promise<KataInterfaceJson[]> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'timeoutMs', 'lockTimeoutMs', 'onAgentUnreachable']);
-  lockTimeoutOption(options.lockTimeoutMs);
-  numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
-  functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
+  options = listOptions(options);
   // Reads only: on a read-only state directory it runs without the lock it could not take.
   return withSandbox(id, { ...options, readOnly: true }, async ({ state, network }) => {
     const answered = await askAgentForReading(state, options, (agent, timeoutMs) =>
@@ -456,10 +463,7 @@ export async function updateRoutes(
 
 /** list-routes: the guest's routes (agent), the recorded override, or what attach derived. */
 export async function listRoutes(id: string, options: ListOptions = {}): Promise<KataRouteJson[]> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'timeoutMs', 'lockTimeoutMs', 'onAgentUnreachable']);
-  lockTimeoutOption(options.lockTimeoutMs);
-  numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
-  functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
+  options = listOptions(options);
   // Reads only: on a read-only state directory it runs without the lock it could not take.
   return withSandbox(id, { ...options, readOnly: true }, async ({ state, network }) => {
     const answered = await askAgentForReading(state, options, (agent, timeoutMs) => agent.listRoutes({ timeoutMs }));
