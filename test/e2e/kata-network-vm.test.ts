@@ -5,18 +5,18 @@
  * with their addresses, routes and neighbours; traffic flows; list-ifaces / list-routes ask the agent;
  * update-routes changes the guest; del-iface unplugs; detach leaves the pod namespace as it was.
  */
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
 import { QmpClient } from '../../src/hypervisor/qmp.js';
 import type { ConfigureGuestResult } from '../../src/sandbox/configure-guest.js';
 import { type WatchSummary, watchSandbox } from '../../src/sandbox/sandbox-watch.js';
 import { vcnet, vcnetAsync } from '../helpers/cli.js';
-import { bootGuest, guestUnavailableReason, pingFrom, runOnConsole } from '../helpers/guest.js';
+import { guestUnavailableReason, pingFrom, runOnConsole } from '../helpers/guest.js';
+import { attachAndBootGuest } from '../helpers/hotplug-guest.js';
 import { cleanupNamespaces, type TestNamespace } from '../helpers/namespace.js';
-import { fingerprint, makePod } from '../helpers/pod.js';
+import { fingerprint } from '../helpers/pod.js';
 
 const unavailable = guestUnavailableReason();
 if (unavailable) console.log(`skip kata-network VM test: ${unavailable}`);
@@ -139,38 +139,11 @@ afterEach(() => {
 describe.skipIf(unavailable !== undefined)('kata-network commands with a running VM', () => {
   it('hot-plugs, configures, lists, routes and unplugs through QMP and the agent', { timeout: 240_000 }, async () => {
     work = mkdtempSync(join(tmpdir(), 'vcnet-kn-'));
-    const stateDir = join(work, 'state');
-    const qmpLink = join(work, 'qmp.sock');
-    const agentLink = join(work, 'agent.sock');
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-
-    const attached = vcnet([
-      'attach',
-      '--sandbox',
-      'vm1',
-      '--netns',
-      pod.path,
-      '--state-dir',
-      stateDir,
-      '--qmp',
-      qmpLink,
-      '--agent',
-      agentLink,
-      '--json',
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
-    const output = JSON.parse(attached.stdout) as { hypervisor: { devices: Array<{ config: string[] }> } };
-    const qemuArguments = output.hypervisor.devices.flatMap((device) => device.config);
+    // configure-guest below does what the runtime does at sandbox start, so the boot NIC is not pushed here.
+    const setup = await attachAndBootGuest(work, { sandbox: 'vm1', pushBootNetwork: false });
+    const { guest, pod, node, stateDir, before } = setup;
+    const qemuArguments = setup.attached.hypervisor.devices.flatMap((device) => device.config);
     expect(qemuArguments.join(' ')).toMatch(/-netdev tap,id=netdev-net0,ifname=tap0_kata/);
-
-    const guest = await bootGuest({
-      netnsPath: pod.path,
-      extraArgs: qemuArguments,
-      append: guestKernelCommandLine({ agent: true }),
-    });
-    symlinkSync(guest.qmpPath, qmpLink);
-    symlinkSync(guest.agentSocketPath, agentLink);
     try {
       // configure-guest does what Kata's runtime does at sandbox start (setupNetworks); the full route
       // set pushed later by add-iface includes eth0's routes, so eth0 must have its address first.
