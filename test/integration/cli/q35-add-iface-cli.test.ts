@@ -3,7 +3,7 @@
  * CLI learns the machine type from QEMU, refuses with the -device line the VM lacks (exit 1: a VM
  * without room, not bad input), and
  * leaves the namespace, the record and QEMU as they were. The successful path needs a guest:
- * test/e2e/q35-hotplug-vm.test.ts.
+ * test/e2e/hotplug-port-vm.test.ts.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
