@@ -32,6 +32,7 @@ import type { NetworkConfig } from '../src/network/config.js';
 import { Network } from '../src/network/network.js';
 import { VCNET_LINK_GROUP } from '../src/network/plumbing.js';
 // One definition of "the namespace is unchanged" for the tests and the soak.
+import { collectOutput } from '../test/helpers/child-output.js';
 import { namespaceView, type TestNamespace } from '../test/helpers/namespace.js';
 import { fingerprint } from '../test/helpers/pod.js';
 
@@ -417,22 +418,10 @@ interface ProcessResult {
   stderr: string;
 }
 
-function runProcess(cli: string, args: string[]): Promise<ProcessResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('error', (error) => resolve({ status: -1, stdout, stderr: `${stderr}${error.message}` }));
-    child.on('close', (status, signal) =>
-      resolve({ status: status ?? -1, stdout, stderr: `${stderr}${signal ?? ''}` }),
-    );
-  });
+async function runProcess(cli: string, args: string[]): Promise<ProcessResult> {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { status, stdout, stderr, signal } = await collectOutput(child).done;
+  return { status, stdout, stderr: `${stderr}${signal ?? ''}` };
 }
 
 const CONCURRENT_MODELS = [

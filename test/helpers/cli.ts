@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeEach } from 'vitest';
+import { collectOutput } from './child-output.js';
 import { cleanupNamespaces } from './namespace.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -28,18 +29,8 @@ export function vcnet(args: string[], env: Record<string, string> = {}, options:
 
 export function vcnetAsync(args: string[], env: Record<string, string> = {}) {
   const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const done = new Promise<CliResult>((resolve) =>
-    child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr })),
-  );
-  return { child, done, output: () => ({ stdout, stderr }) };
+  const { done, sofar } = collectOutput(child);
+  return { child, done: done as Promise<CliResult>, output: sofar };
 }
 
 export const FAULT_PRELOAD = fileURLToPath(new URL('./fault-preload.mjs', import.meta.url));

@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bridgeNetwork } from '../../src/cni/bridge-network.js';
+import { collectOutput } from './child-output.js';
 import type { TestNamespace } from './namespace.js';
 
 export const SYSTEM_CNI_DIRECTORY = '/usr/lib/cni';
@@ -167,17 +168,9 @@ export class CniRuntime {
     const child = spawn(IP_COMMAND, ['netns', 'exec', this.node.name, this.pluginFile(plugin)], {
       env: this.environment(command, {}),
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
     child.stdin.end(JSON.stringify(config));
-    return new Promise((resolve) =>
-      child.on('close', (status) => resolve(pluginRun(plugin, command, status ?? -1, stdout, stderr))),
+    return collectOutput(child).done.then(({ status, stdout, stderr }) =>
+      pluginRun(plugin, command, status, stdout, stderr),
     );
   }
 

@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { collectOutput } from '../../helpers/child-output.js';
 import { CLI, pauseAtStep, stateDirectoryPerTest } from '../../helpers/cli.js';
 import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { type ReceivedRequest, startOtlpReceiver } from '../../helpers/otlp-receiver.js';
@@ -35,21 +36,13 @@ function runIn(
   const child = spawn('ip', ['netns', 'exec', namespace.name, process.execPath, program, ...args], {
     env: { ...process.env, VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry'), ...env },
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-    onStderr(stderr);
-  });
   child.stdin.end(input);
-  return new Promise((resolve) =>
-    child.on('close', (status) =>
-      resolve({ status: status ?? -1, stdout, stderr, seconds: (performance.now() - started) / 1000 }),
-    ),
-  );
+  return collectOutput(child, onStderr).done.then(({ status, stdout, stderr }) => ({
+    status,
+    stdout,
+    stderr,
+    seconds: (performance.now() - started) / 1000,
+  }));
 }
 
 /** A namespace for the receiver and the programs that export to it: lo up, nothing else. */
