@@ -20,6 +20,7 @@ import {
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { type CgroupMountNamespace, inNamespaces } from './cgroups.js';
+import { collectOutput } from './child-output.js';
 import { vcnet } from './cli.js';
 import { SYSTEM_CNI_DIRECTORY } from './cni.js';
 import type { TestNamespace } from './namespace.js';
@@ -69,16 +70,9 @@ export interface ProcessOutcome {
   stderr: string;
 }
 
+/** What `child` printed and its status, once it has closed. */
 export function collect(child: ChildProcess): Promise<ProcessOutcome> {
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr?.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  return new Promise((resolve) => child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr })));
+  return collectOutput(child).done;
 }
 
 /** Processes naming `directory` on their command line, as `pid command line`. */
