@@ -8,6 +8,7 @@
 import { constants } from 'node:fs';
 import { access, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { numberOption, optionsArgument, stringOption } from '../arguments.js';
 import { spawnQemu } from './qemu-process.js';
 
 export interface KvmProbeOptions {
@@ -30,7 +31,11 @@ export async function probeKvm(timeoutMs = 5_000, options: KvmProbeOptions = {})
   return (await probeKvmWithReason(timeoutMs, options)).usable;
 }
 
-export async function probeKvmWithReason(timeoutMs = 5_000, options: KvmProbeOptions = {}): Promise<KvmProbeResult> {
+export async function probeKvmWithReason(timeoutMs = 5_000, given: KvmProbeOptions = {}): Promise<KvmProbeResult> {
+  numberOption(timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
+  const options = optionsArgument(given, 'options', ['kernelPath', 'binary', 'accelerator']);
+  for (const key of ['kernelPath', 'binary', 'accelerator'] as const)
+    stringOption(options[key], key, 'a non-empty string');
   const accelerator = options.accelerator ?? 'kvm';
   if (accelerator === 'kvm') {
     try {

@@ -13,6 +13,8 @@
  * a filesystem path, reachable from any network namespace.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { booleanOption, numberOption, optionsArgument, stringListOption, stringOption } from '../arguments.js';
+import { InvalidInputError } from '../errors.js';
 import type { NetworkDevice } from './device.js';
 import { QemuProcessError } from './errors.js';
 import { escapeQemuOptionValue, qemuNetworkArguments } from './qemu.js';
@@ -74,7 +76,47 @@ export function mapDeviceFdsToChildSlots(
   return { devices: mapped, inheritedFds };
 }
 
-export function buildQemuCommand(options: QemuLaunchOptions): QemuCommand {
+const LAUNCH_OPTION_KEYS = [
+  'binary',
+  'accelerator',
+  'machine',
+  'memoryMiB',
+  'networkNamespacePath',
+  'networkDevices',
+  'qmpSocketPath',
+  'serialLogPath',
+  'startPaused',
+  'extraArguments',
+] as const;
+
+/**
+ * The launch options, checked before anything is spawned: a plain JavaScript caller's misspelt key
+ * (`qmpSocket`) would otherwise start a VM nobody can reach, a string memory size pass into `-m`.
+ */
+function launchOptions(given: QemuLaunchOptions): QemuLaunchOptions {
+  const options = optionsArgument(given, 'options', LAUNCH_OPTION_KEYS);
+  for (const key of [
+    'binary',
+    'accelerator',
+    'machine',
+    'networkNamespacePath',
+    'qmpSocketPath',
+    'serialLogPath',
+  ] as const) {
+    stringOption(options[key], key, 'a non-empty string');
+  }
+  // QEMU takes -m in MiB; below 16 no kernel boots, above 16 TiB is a typo.
+  numberOption(options.memoryMiB, 'memoryMiB', { min: 16, max: 16 * 1024 * 1024, unit: 'MiB' });
+  booleanOption(options.startPaused, 'startPaused');
+  stringListOption(options.extraArguments, 'extraArguments', 'QEMU arguments');
+  if (options.networkDevices !== undefined && !Array.isArray(options.networkDevices)) {
+    throw new InvalidInputError('networkDevices', options.networkDevices, 'an array of NetworkDevice');
+  }
+  return options;
+}
+
+export function buildQemuCommand(given: QemuLaunchOptions): QemuCommand {
+  const options = launchOptions(given);
   const binary = options.binary ?? 'qemu-system-x86_64';
   const { devices, inheritedFds } = mapDeviceFdsToChildSlots(options.networkDevices ?? []);
   const args = [

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
 import type { NetworkDevice } from '../../../src/hypervisor/device.js';
+import { probeKvm } from '../../../src/hypervisor/kvm-probe.js';
 import {
   escapeQemuOptionValue,
   qemuNetdevOption,
@@ -114,5 +115,35 @@ describe('QEMU command line', () => {
     expect(command.args.join(' ')).toContain('-accel kvm');
     expect(command.args.join(' ')).toContain('-serial file:/tmp/serial,,1.log');
     expect(command.args).not.toContain('-qmp');
+  });
+
+  it('refuses launch options a plain JavaScript caller gets wrong, naming the key and what is accepted', () => {
+    const refused = (options: unknown) => {
+      try {
+        buildQemuCommand(options as Parameters<typeof buildQemuCommand>[0]);
+      } catch (error) {
+        expect(error).toBeInstanceOf(InvalidInputError);
+        return (error as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(refused({ qmpSocket: '/tmp/q.sock' })).toMatch(
+      /invalid options key: "qmpSocket".*did you mean qmpSocketPath/,
+    );
+    expect(refused({ memoryMiB: '512' })).toMatch(/invalid memoryMiB: "512" \(accepted: an integer from 16/);
+    expect(refused({ memoryMiB: 8 })).toMatch(/invalid memoryMiB: 8/);
+    expect(refused({ extraArguments: '-S' })).toMatch(/invalid extraArguments: "-S" \(accepted: an array of/);
+    expect(refused({ startPaused: 'yes' })).toMatch(/invalid startPaused: "yes" \(accepted: true or false\)/);
+    expect(refused({ networkDevices: {} })).toMatch(/invalid networkDevices/);
+    expect(refused('pc')).toMatch(/invalid options: "pc"/);
+    expect(refused({ binary: '' })).toMatch(/invalid binary: ""/);
+  });
+});
+
+describe('probeKvm arguments', () => {
+  it('refuses a timeout or option it cannot use before starting anything', async () => {
+    await expect(probeKvm('5s' as unknown as number)).rejects.toThrow(/invalid timeoutMs: "5s"/);
+    await expect(probeKvm(0)).rejects.toThrow(/invalid timeoutMs: 0/);
+    await expect(probeKvm(1000, { kernel: '/boot/x' } as never)).rejects.toThrow(/did you mean kernelPath/);
   });
 });
