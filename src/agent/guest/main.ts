@@ -21,7 +21,12 @@ import { NetlinkApplier } from './netlink-applier.js';
 import { openPortIo, servePortSessions } from './port-session.js';
 
 const log = pino(
-  { name: 'vcnet-agent', level: process.env.VCNET_LOG_LEVEL ?? 'info' },
+  // errWithCause: the default serializer appends the cause's message to one that already holds it.
+  {
+    name: 'vcnet-agent',
+    level: process.env.VCNET_LOG_LEVEL ?? 'info',
+    serializers: { err: pino.stdSerializers.errWithCause },
+  },
   pino.destination({ dest: 2, sync: true }),
 );
 

@@ -35,9 +35,13 @@ function loadPino(): typeof pinoFunction {
 
 function createPino(level: string, format: LogFormat): Logger {
   const pino = loadPino();
+  // errWithCause: pino's default `err` serializer appends each cause's message to the error's own,
+  // and vcnet's messages already carry their cause's ("open lock file X failed: EROFS: ..."), so
+  // every line said it twice. This one keeps the message and gives the cause as its own object.
+  const options = { level, base: null, serializers: { err: pino.stdSerializers.errWithCause } };
   return format === 'pretty'
     ? pino(
-        { level, base: null },
+        options,
         pino.transport({
           target: 'pino-pretty',
           options: { destination: 2, colorize: colorWanted(process.env, process.stderr.isTTY === true) },
@@ -47,7 +51,7 @@ function createPino(level: string, format: LogFormat): Logger {
       // buffer that pino flushes at exit with sonic-boom's flushSync, which retries a write to a
       // pipe whose reader has gone (EPIPE) forever. A synchronous write fails at once, and pino
       // then drops every later line.
-      pino({ level, base: null }, quietOnFailure(pino.destination({ dest: 2, sync: true })));
+      pino(options, quietOnFailure(pino.destination({ dest: 2, sync: true })));
 }
 
 /**
