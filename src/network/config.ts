@@ -249,6 +249,14 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
 
   const hypervisors = (document.hypervisor ?? {}) as Record<string, Record<string, unknown>>;
   const [name, section] = Object.entries(hypervisors)[0] ?? [];
+  const warnings: string[] = [];
+  const sectionNames = Object.keys(hypervisors);
+  if (name && sectionNames.length > 1) {
+    // Kata keeps the last section its map iteration yields, which Go randomises: no order is Kata's.
+    warnings.push(
+      `${source} has ${sectionNames.length} [hypervisor.*] sections (${sectionNames.join(', ')}): vcnet reads [hypervisor.${name}], the first; Kata takes whichever its map iteration yields last, which varies from run to run. Keep only the section of the hypervisor the runtime uses`,
+    );
+  }
   if (name && section) {
     settings.hypervisor = name;
     const prefix = `hypervisor.${name}`;
@@ -270,7 +278,6 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
       settings.vcpus = section.default_vcpus < 0 ? availableParallelism() : Math.ceil(section.default_vcpus);
     }
     if (name === 'clh') {
-      const warnings: string[] = [];
       const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);
       const operations = cloudHypervisorBucket(section, prefix, 'ops', warnings);
       if (bandwidth || operations)
@@ -278,9 +285,9 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
           ...(bandwidth ? { bandwidth } : {}),
           ...(operations ? { operations } : {}),
         };
-      if (warnings.length > 0) settings.warnings = warnings;
     }
   }
+  if (warnings.length > 0) settings.warnings = warnings;
   return settings;
 }
 

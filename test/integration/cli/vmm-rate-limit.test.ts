@@ -79,6 +79,19 @@ describe("the VMM's own rate limiters", () => {
     expect(planned.stdout).toContain('htb');
   });
 
+  it('two [hypervisor.*] sections: the first is read, with a warning naming both (Kata picks one at random)', () => {
+    const { pod } = makePod();
+    const config = configFile(
+      '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\n[hypervisor.firecracker]\ndefault_vcpus = 1\n',
+    );
+    const planned = vcnet(['attach', '--sandbox', 'q2', '--netns', pod.path, '--config', config, '--dry-run']);
+    expect(planned.status, planned.stderr).toBe(0);
+    expect(planned.stderr).toContain(
+      `vcnet: warning: ${config} has 2 [hypervisor.*] sections (qemu, firecracker): vcnet reads [hypervisor.qemu]`,
+    );
+    expect(planned.stdout).toContain('htb');
+  });
+
   it('Cloud Hypervisor: net_rate_limiter_* become the --net limiter, one queue pair, and no htb qdisc is made', () => {
     const { pod } = makePod();
     const config = configFile(

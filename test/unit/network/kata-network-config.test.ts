@@ -87,6 +87,20 @@ describe('networkConfigFromKata', () => {
     expect(warnings.join('\n')).toMatch(/not Cloud Hypervisor keys/);
   });
 
+  it('warns about two [hypervisor.*] sections, naming both and the one read (Kata picks one at random)', () => {
+    const settings = parseKataConfiguration(QEMU + FIRECRACKER, '/etc/kata/configuration.toml');
+    expect(settings.hypervisor).toBe('qemu');
+    expect(settings.warnings).toEqual([
+      expect.stringContaining(
+        '/etc/kata/configuration.toml has 2 [hypervisor.*] sections (qemu, firecracker): vcnet reads [hypervisor.qemu], the first',
+      ),
+    ]);
+    const warnings: string[] = [];
+    networkConfigFromKata(settings, { namespacePath, warn: (message) => warnings.push(message) });
+    expect(warnings).toEqual(settings.warnings);
+    expect(parseKataConfiguration(QEMU).warnings).toBeUndefined();
+  });
+
   it('refuses more queue pairs than default_vcpus for Cloud Hypervisor (it refuses such a NIC)', () => {
     expect(() =>
       networkConfigFromKata(parseKataConfiguration(QEMU), {
