@@ -91,6 +91,19 @@ describe('Cloud Hypervisor hot-plug through its API socket', () => {
     });
   });
 
+  it('puts the NIC behind the IOMMU when asked (enable_iommu), as the schema has it', async () => {
+    const target = new CloudHypervisorHotplugTarget(new CloudHypervisorClient(api.socketPath), { iommu: true });
+    await target.hotplugNetworkDevice({
+      id: 'net11',
+      fds: tap('tap11_kata', 1),
+      queues: 1,
+      guestMac: '02:42:ac:11:00:0b',
+    });
+    const [add] = api.requests;
+    expect(add?.schemaErrors).toBeUndefined();
+    expect(add?.body).toMatchObject({ id: 'net11', iommu: true });
+  });
+
   it("shows the VMM's own error text", async () => {
     const fds = tap('tap5_kata', 1);
     api.replies.push({
