@@ -1,8 +1,14 @@
 /**
  * vcnet's JSON shape of the agent's network messages, which is the one `kata-runtime kata-network`
  * reads and prints (Go's encoding/json over the generated structs): IPAddresses, hwAddr, raw_flags,
- * family as Kata's IPFamily number (0 = v4, 1 = v6; "v4"/"v6" also read). Go omits empty fields, so
- * every field is optional here and defaults to its zero value.
+ * family as Kata's IPFamily number (0 = v4, 1 = v6; "v4"/"v6" and Kata 1.x's netlink numbers 2
+ * (AF_INET) and 10 (AF_INET6) also read). Go omits empty fields, so every field is optional here and
+ * defaults to its zero value.
+ *
+ * The family is made true to the addresses as the JSON is read: a v4 (or omitted) family with an
+ * IPv6 address reads as v6, so every message sent from the JSON (and every record kept of it) carries
+ * the family Kata's agent picks its parser by. A route's dest "default" (iproute2's word) becomes the
+ * family's default, "0.0.0.0/0" or "::/0", as Kata's runtime sends it.
  *
  * Keys are matched as Go's encoding/json matches them: an exact match, else a case-insensitive one
  * (so the 1.x forms `Device`, `Mtu`, `HwAddr` and the DAN-style `Neighbors` work), plus the 1.x names
@@ -12,6 +18,7 @@
  *
  * Converts to and from the protobuf messages the AgentClient sends.
  */
+import { isIPv6 } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import * as z from 'zod';
 import { InvalidInputError } from '../errors.js';
@@ -97,7 +104,7 @@ export class KataJsonError extends InvalidInputError {
 // Each schema's error text is what the field accepts: the issue then says it directly.
 const UINT32 = 'an integer 0-4294967295';
 const INT32 = 'an integer -2147483648..2147483647';
-const FAMILY = '0 or "v4" (IPv4), 1 or "v6" (IPv6)';
+const FAMILY = '0, "v4" or 2 (AF_INET) for IPv4; 1, "v6" or 10 (AF_INET6) for IPv6';
 
 const text = (accepted = 'a string') => z.string({ error: accepted }).default('');
 const uint32 = (accepted = UINT32) =>
@@ -114,10 +121,26 @@ const int32 = () =>
     .min(-0x80000000, { error: INT32 })
     .max(0x7fffffff, { error: INT32 })
     .default(0);
+/** Kata 1.x printed netlink's family numbers (netlink.FAMILY_V4 = AF_INET = 2, AF_INET6 = 10). */
+const AF_INET = 2;
+const AF_INET6 = 10;
 const family = z
-  .union([z.literal(0), z.literal(1), z.literal('v4'), z.literal('v6')], { error: FAMILY })
+  .union([z.literal(0), z.literal(1), z.literal(AF_INET), z.literal(AF_INET6), z.literal('v4'), z.literal('v6')], {
+    error: FAMILY,
+  })
   .default(0)
-  .transform((value): KataFamilyJson => (value === 1 || value === 'v6' ? 1 : 0));
+  .transform((value): KataFamilyJson => (value === 1 || value === AF_INET6 || value === 'v6' ? 1 : 0));
+
+/**
+ * The family the addresses give: v4 is protobuf's zero value, so a v4 family may be an omitted one
+ * (Kata 1.x routes have none); the first address given then decides, as the agent's own check reads
+ * it (network-request.ts versionOf). A v6 family stays as given: the check refuses an IPv4 address with it.
+ */
+function familyOf(given: KataFamilyJson, addresses: readonly string[]): KataFamilyJson {
+  if (given === 1) return 1;
+  const first = addresses.find((address) => address !== '' && address !== 'default');
+  return first !== undefined && isIPv6(first.split('/')[0] ?? '') ? 1 : 0;
+}
 
 function strictObject<Shape extends z.ZodRawShape>(shape: Shape) {
   const keys = Object.keys(shape).join(', ');
@@ -310,7 +333,11 @@ const toFamily = (value: KataFamilyJson): IPFamily => value as IPFamily;
 const fromFamily = (value: IPFamily): KataFamilyJson => (value === 1 ? 1 : 0);
 
 function ipAddressMessage(json: z.output<typeof ipAddressSchema>): IPAddress {
-  return create(IPAddressSchema, { family: toFamily(json.family), address: json.address, mask: json.mask });
+  return create(IPAddressSchema, {
+    family: toFamily(familyOf(json.family, [json.address])),
+    address: json.address,
+    mask: json.mask,
+  });
 }
 
 function ipAddressJson(message: IPAddress | undefined): KataIpAddressJson {
@@ -355,15 +382,21 @@ export function interfaceToJson(message: Interface): KataInterfaceJson {
   };
 }
 
+function routeMessage(value: z.output<typeof routeSchema>): Route {
+  const family = familyOf(value.family, [value.dest, value.gateway, value.source]);
+  // Kata's agent parses dest as a network: "default" would fail there.
+  const dest = value.dest === 'default' ? (family === 1 ? '::/0' : '0.0.0.0/0') : value.dest;
+  return create(RouteSchema, { ...value, dest, family: toFamily(family) });
+}
+
 export function routeFromJson(json: unknown, field = 'route', options: KataJsonReadOptions = {}): Route {
-  const value = parse(routeSchema, foldKeys(json, ROUTE_KEYS, field, options.ignoredKeys ?? []), field);
-  return create(RouteSchema, { ...value, family: toFamily(value.family) });
+  return routeMessage(parse(routeSchema, foldKeys(json, ROUTE_KEYS, field, options.ignoredKeys ?? []), field));
 }
 
 /** A JSON array of routes, as `kata-network update-routes` takes. */
 export function routesFromJson(json: unknown, field = 'routes', options: KataJsonReadOptions = {}): Route[] {
-  return parse(list(routeSchema), foldList(json, ROUTE_KEYS, field, options.ignoredKeys ?? []), field).map((value) =>
-    create(RouteSchema, { ...value, family: toFamily(value.family) }),
+  return parse(list(routeSchema), foldList(json, ROUTE_KEYS, field, options.ignoredKeys ?? []), field).map(
+    routeMessage,
   );
 }
 

@@ -54,8 +54,13 @@ export function hypervisorDeviceConfig(
   endpoints: readonly Endpoint[],
   vmmRateLimiter?: VmmRateLimiter,
   qemu: { vhostNet?: boolean } = {},
+  cloudHypervisor: { iommu?: boolean } = {},
 ): DeviceConfig[] {
   const cloudHypervisorLimiter = vmmRateLimiter ? cloudHypervisorRateLimiterConfig(vmmRateLimiter) : undefined;
+  const cloudHypervisorOptions = {
+    ...(cloudHypervisorLimiter ? { rateLimiter: cloudHypervisorLimiter } : {}),
+    ...(cloudHypervisor.iommu ? { iommu: true } : {}),
+  };
   let nextFd = FIRST_PASSED_FD;
   const passed = (path: string, count: number): OpenedFile[] =>
     Array.from({ length: count }, () => ({ fd: nextFd++, path }));
@@ -95,10 +100,7 @@ export function hypervisorDeviceConfig(
       kind === 'qemu'
         ? qemuNetworkArguments(device, qemu.vhostNet ? { vhostNet: true } : {})
         : kind === 'clh'
-          ? [
-              '--net',
-              cloudHypervisorNetArgument(device, cloudHypervisorLimiter ? { rateLimiter: cloudHypervisorLimiter } : {}),
-            ]
+          ? ['--net', cloudHypervisorNetArgument(device, cloudHypervisorOptions)]
           : firecrackerNetworkInterfaceRequest(device);
     return { endpoint: endpoint.name, config, ...(fds ? { fds } : {}) };
   });

@@ -21,6 +21,15 @@ import {
 } from './cloud-hypervisor.js';
 import type { HotplugTarget, NetworkDevice as VmNetworkDevice } from './device.js';
 
+/** What a status of Cloud Hypervisor's API means (vmm/src/api/http/mod.rs api_error_status_code). */
+function apiErrorHint(status: number): string {
+  if (status === 409) {
+    // IdentifierNotUnique: the id is in the VM's config, which keeps a removed NIC until the guest ejects it.
+    return 'the VM already has a device with that id: one given at boot outside vcnet, or a removed NIC the guest has not released yet; check vm.info, or wait for the guest and try again';
+  }
+  return 'the text after the status is Cloud Hypervisor’s own: check the VM is booted and the device id is right';
+}
+
 /** Cloud Hypervisor answered with an error status: its own text is kept in the message. */
 export class CloudHypervisorApiError extends VcnetError {
   static override readonly errorName: string = 'CloudHypervisorApiError';
@@ -29,10 +38,7 @@ export class CloudHypervisorApiError extends VcnetError {
     super(
       'VCNET_HYPERVISOR_REFUSED',
       `Cloud Hypervisor refused ${request}: ${status} ${reason}${text ? `: ${text.trim()}` : ''}`,
-      {
-        value: { request, status, text },
-        hint: 'the text after the status is Cloud Hypervisor’s own: check the VM is booted and the device id is right',
-      },
+      { value: { request, status, text }, hint: apiErrorHint(status) },
     );
     this.status = status;
   }

@@ -17,7 +17,7 @@
  *   side of a vcnet tap carries no address.
  * - It implements virtio-net in its own process: vhost-net fds mean nothing to it.
  */
-import { optionsArgument } from '../arguments.js';
+import { booleanOption, optionsArgument } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { type NetworkDevice, normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
 import { UnsupportedByHypervisorError } from './errors.js';
@@ -35,6 +35,8 @@ export interface CloudHypervisorNetOptions {
   vhostMode?: 'Client' | 'Server';
   /** The NIC's limiter from configuration.toml (net_rate_limiter_*): wins over the device's rateLimit. */
   rateLimiter?: CloudHypervisorRateLimiterConfig;
+  /** The NIC behind the VM's IOMMU ([hypervisor.clh] enable_iommu); the VM's platform must have one on its segment. */
+  iommu?: boolean;
 }
 
 /** One configured bucket: a rate per second and an optional first burst (Kata's getNetRateLimiterConfig). */
@@ -84,6 +86,7 @@ export interface CloudHypervisorNetConfig {
   mtu?: number;
   num_queues: number;
   queue_size?: number;
+  iommu?: boolean;
   vhost_user?: boolean;
   vhost_socket?: string;
   vhost_mode?: 'Client' | 'Server';
@@ -124,6 +127,7 @@ export function cloudHypervisorNetConfig(
   if (device.hostMac !== undefined) config.host_mac = normalizeMac(device.hostMac);
   if (device.mtu !== undefined && device.mtu >= MIN_MTU) config.mtu = device.mtu;
   if (options.queueSize !== undefined) config.queue_size = options.queueSize;
+  if (options.iommu) config.iommu = true;
   if (device.vhostUserSocket !== undefined) {
     config.vhost_user = true;
     config.vhost_socket = device.vhostUserSocket;
@@ -174,6 +178,7 @@ export function cloudHypervisorNetArgument(device: NetworkDevice, options: Cloud
   if (config.mtu !== undefined) parts.push(`mtu=${config.mtu}`);
   parts.push(`num_queues=${config.num_queues}`);
   if (config.queue_size !== undefined) parts.push(`queue_size=${config.queue_size}`);
+  if (config.iommu) parts.push('iommu=on');
   if (config.vhost_user) {
     const socket = config.vhost_socket ?? '';
     if (OPTION_SYNTAX_CHARACTERS.test(socket)) {
@@ -203,7 +208,8 @@ export function cloudHypervisorNetArgument(device: NetworkDevice, options: Cloud
 }
 
 function checkDevice(device: NetworkDevice, options: CloudHypervisorNetOptions): void {
-  optionsArgument(options, 'options', ['queueSize', 'vhostMode', 'rateLimiter']);
+  optionsArgument(options, 'options', ['queueSize', 'vhostMode', 'rateLimiter', 'iommu']);
+  booleanOption(options.iommu, 'options.iommu');
   validateNetworkDevice(device);
   if (device.vhostFds !== undefined) {
     throw new UnsupportedByHypervisorError(

@@ -154,11 +154,13 @@ export function networkHotplugCommands(device: NetworkDevice, options: HotplugOp
   const netdevAdd: Record<string, unknown> = { type: 'tap', id: qemuNetdevId(device.id) };
   if (hasFds) {
     // The fds reach QEMU first with getfd (SCM_RIGHTS); netdev_add refers to them by name.
-    if (names.fds.length === 1) netdevAdd.fd = names.fds[0];
-    else netdevAdd.fds = names.fds.join(':');
-    if (names.vhostFds.length > 0) {
-      netdevAdd.vhost = true;
-      netdevAdd.vhostfds = names.vhostFds.join(':');
+    // QEMU pairs fd with vhostfd and fds with vhostfds: "vhostfds= ... are invalid with fd=".
+    if (names.fds.length === 1) {
+      netdevAdd.fd = names.fds[0];
+      if (names.vhostFds.length > 0) Object.assign(netdevAdd, { vhost: true, vhostfd: names.vhostFds[0] });
+    } else {
+      netdevAdd.fds = names.fds.join(':');
+      if (names.vhostFds.length > 0) Object.assign(netdevAdd, { vhost: true, vhostfds: names.vhostFds.join(':') });
     }
   } else {
     Object.assign(netdevAdd, { ifname: device.tapName, script: 'no', downscript: 'no' });

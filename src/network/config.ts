@@ -42,6 +42,8 @@ export interface NetworkConfig {
   rateLimit?: RateLimit;
   /** Limits the VMM applies itself (Firecracker, Cloud Hypervisor) instead of tc. */
   vmmRateLimiter?: VmmRateLimiter;
+  /** Cloud Hypervisor: each NIC behind the VM's IOMMU (`iommu` in its NetConfig; [hypervisor.clh] enable_iommu). */
+  nicIommu?: boolean;
   /** Queues per NIC (vCPUs); 1 disables multi-queue. */
   queues: number;
   vhostNet: 'auto' | 'off';
@@ -133,6 +135,7 @@ export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
   }
   booleanOption(config.namespaceCreatedByVcnet, 'namespaceCreatedByVcnet');
   booleanOption(config.disableNewNetns, 'disableNewNetns');
+  booleanOption(config.nicIommu, 'nicIommu');
   stringOption(config.danConfigPath, 'danConfigPath', 'the path of a DAN configuration file');
   stringOption(config.vhostUserStorePath, 'vhostUserStorePath', 'a directory path');
   stringListOption(config.namedInterfaces, 'namedInterfaces', 'pod link names');
@@ -155,6 +158,7 @@ const NETWORK_CONFIG_KEYS: readonly (keyof NetworkConfig)[] = [
   'vhostUserStorePath',
   'rateLimit',
   'vmmRateLimiter',
+  'nicIommu',
   'queues',
   'vhostNet',
   'namedInterfaces',
@@ -196,6 +200,8 @@ export interface KataNetworkSettings {
   danConfigDirectory?: string;
   /** [hypervisor.clh] net_rate_limiter_* (Cloud Hypervisor's own limiter). */
   cloudHypervisorRateLimiter?: Pick<VmmRateLimiter, 'bandwidth' | 'operations'>;
+  /** [hypervisor.clh] enable_iommu: Kata puts each NIC behind the VM's IOMMU (clh.go addNet, SetIommu). */
+  cloudHypervisorIommu?: boolean;
   /** The [hypervisor.*] section the values came from. */
   hypervisor?: string;
   /** Settings read but ignored, for the caller to show. */
@@ -249,6 +255,14 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
 
   const hypervisors = (document.hypervisor ?? {}) as Record<string, Record<string, unknown>>;
   const [name, section] = Object.entries(hypervisors)[0] ?? [];
+  const warnings: string[] = [];
+  const sectionNames = Object.keys(hypervisors);
+  if (name && sectionNames.length > 1) {
+    // Kata keeps the last section its map iteration yields, which Go randomises: no order is Kata's.
+    warnings.push(
+      `${source} has ${sectionNames.length} [hypervisor.*] sections (${sectionNames.join(', ')}): vcnet reads [hypervisor.${name}], the first; Kata takes whichever its map iteration yields last, which varies from run to run. Keep only the section of the hypervisor the runtime uses`,
+    );
+  }
   if (name && section) {
     settings.hypervisor = name;
     const prefix = `hypervisor.${name}`;
@@ -270,17 +284,18 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
       settings.vcpus = section.default_vcpus < 0 ? availableParallelism() : Math.ceil(section.default_vcpus);
     }
     if (name === 'clh') {
-      const warnings: string[] = [];
       const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);
       const operations = cloudHypervisorBucket(section, prefix, 'ops', warnings);
+      expectType(`${prefix}.enable_iommu`, section.enable_iommu, 'boolean');
+      if (section.enable_iommu === true) settings.cloudHypervisorIommu = true;
       if (bandwidth || operations)
         settings.cloudHypervisorRateLimiter = {
           ...(bandwidth ? { bandwidth } : {}),
           ...(operations ? { operations } : {}),
         };
-      if (warnings.length > 0) settings.warnings = warnings;
     }
   }
+  if (warnings.length > 0) settings.warnings = warnings;
   return settings;
 }
 
@@ -292,6 +307,7 @@ const KATA_SETTINGS_KEYS: readonly (keyof KataNetworkSettings)[] = [
   'vcpus',
   'danConfigDirectory',
   'cloudHypervisorRateLimiter',
+  'cloudHypervisorIommu',
   'hypervisor',
   'warnings',
 ];
@@ -419,6 +435,7 @@ export function networkConfigFromKata(
     vhostNet: builtInLimiter ? 'off' : (overrides.vhostNet ?? settings.vhostNet ?? 'auto'),
     ...(settings.rateLimit && !builtInLimiter ? { rateLimit: settings.rateLimit } : {}),
     ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
+    ...(hypervisor === 'clh' && settings.cloudHypervisorIommu ? { nicIommu: true } : {}),
     ...(overrides.namedInterfaces && overrides.namedInterfaces.length > 0
       ? { namedInterfaces: overrides.namedInterfaces }
       : {}),

@@ -42,10 +42,10 @@ export async function connectCloudHypervisor(state: SandboxState): Promise<Virtu
   const limiter = state.network.config.vmmRateLimiter;
   const rateLimiter = limiter ? cloudHypervisorRateLimiterConfig(limiter) : undefined;
   return {
-    hotplug: new CloudHypervisorHotplugTarget(
-      new CloudHypervisorClient(apiSocket, { timeoutMs: 30_000 }),
-      rateLimiter ? { rateLimiter } : {},
-    ),
+    hotplug: new CloudHypervisorHotplugTarget(new CloudHypervisorClient(apiSocket, { timeoutMs: 30_000 }), {
+      ...(rateLimiter ? { rateLimiter } : {}),
+      ...(state.network.config.nicIommu ? { iommu: true } : {}),
+    }),
     agent,
     close: async () => agent.close(),
   };

@@ -3,10 +3,12 @@
  * server that reads each HTTP request with the fds sent alongside it (SCM_RIGHTS, through the native
  * shim, since Node cannot receive them), validates the body against Cloud Hypervisor's published
  * OpenAPI schema (test/fixtures/hypervisor), and reads back through each fd the name of the tap it is
- * a queue of (TUNGETIFF). The replies are the API's: 200 with a PciDeviceInfo after add-net, 204
- * after remove-device, or an error status with a text body when a test asks for one. Like Cloud
- * Hypervisor, it keeps a removed NIC's id until the guest acks the eject, which no guest here does:
- * an add-net with an id it ever had is refused (IdentifierNotUnique).
+ * a queue of (TUNGETIFF). The replies are the API's (vmm/src/api/http/mod.rs): 200 with a
+ * PciDeviceInfo after add-net, 204 after remove-device, or an error status with a text body when a
+ * test asks for one. Like Cloud Hypervisor, it keeps a removed NIC's id until the guest acks the
+ * eject, which no guest here does: an add-net with an id it ever had is refused with 409 Conflict
+ * (IdentifierNotUnique), a remove-device of such an id is taken again (204), and one of an id it never
+ * had is 404 Not Found (UnknownDeviceId). NICs the VM booted with go into `heldIds` first.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -50,7 +52,10 @@ export class FakeCloudHypervisor {
   /** The next replies to give, in order; when empty, the API's success reply. */
   readonly replies: FakeReply[] = [];
   private slot = 4;
-  /** Every device id added: the ids Cloud Hypervisor would refuse for a new NIC until the guest let go. */
+  /**
+   * Every device id the VM has (added, or given at boot by the test), removed or not: the ids Cloud
+   * Hypervisor refuses for a new NIC until the guest lets go, and the ones remove-device finds.
+   */
   readonly heldIds = new Set<string>();
   private readonly sockets = new Set<Socket>();
 
@@ -170,14 +175,31 @@ export class FakeCloudHypervisor {
       const id = (body as { id?: string }).id ?? `_net${this.slot}`;
       if (this.heldIds.has(id))
         return {
-          status: 500,
-          reason: 'Internal Server Error',
-          body: JSON.stringify(['Error from API', 'The VM could not add the device', `Identifier ${id} is not unique`]),
+          status: 409,
+          reason: 'Conflict',
+          body: JSON.stringify([
+            'Error from API',
+            'The network device could not be added to the VM',
+            'Failed to validate config',
+            `Identifier ${id} is not unique`,
+          ]),
         };
       this.heldIds.add(id);
       const bdf = `0000:00:${(this.slot++).toString(16).padStart(2, '0')}.0`;
       return { status: 200, reason: 'OK', body: JSON.stringify({ id, bdf }) };
     }
+    const id = (body as { id: string }).id;
+    if (!this.heldIds.has(id))
+      return {
+        status: 404,
+        reason: 'Not Found',
+        body: JSON.stringify([
+          'Error from API',
+          'The device could not be removed from the VM',
+          'Error from device manager',
+          `Failed to find device corresponding to the given identifier: ${id}`,
+        ]),
+      };
     return { status: 204, reason: 'No Content' };
   }
 }

@@ -141,9 +141,13 @@ export function registerAttach(program: Command): void {
             ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
             // A configuration the hypervisor cannot take undoes the attach: the VM could not use it.
             checkEndpoints: (endpoints) => {
-              devices = hypervisorDeviceConfig(hypervisor, endpoints, config.vmmRateLimiter, {
-                vhostNet: vhost?.available ?? false,
-              });
+              devices = hypervisorDeviceConfig(
+                hypervisor,
+                endpoints,
+                config.vmmRateLimiter,
+                { vhostNet: vhost?.available ?? false },
+                config.nicIommu ? { iommu: true } : {},
+              );
             },
           }),
         );

@@ -117,7 +117,9 @@ const stateOption = ['--state-dir <dir>', 'where sandbox state lives'] as const;
 export function registerKataNetwork(program: Command): void {
   program
     .command('add-iface')
-    .description('add an interface to a sandbox (hot-plugs it and configures the guest when the VM runs)')
+    .description(
+      "add an interface to a sandbox (hot-plugs it and configures the guest when the VM runs). Without IPAddresses (left out or []) the guest NIC gets the pod link's addresses; IPAddresses given are the guest NIC's instead, the pod link keeps its own. hwAddr must be the pod link's MAC (or left out)",
+    )
     .argument('<sandbox>', 'sandbox id')
     .argument('<file>', 'Interface JSON (name, IPAddresses, mtu, hwAddr, type...; keys in any case), or - for stdin')
     .option(...stateOption)

@@ -79,11 +79,24 @@ describe("the VMM's own rate limiters", () => {
     expect(planned.stdout).toContain('htb');
   });
 
+  it('two [hypervisor.*] sections: the first is read, with a warning naming both (Kata picks one at random)', () => {
+    const { pod } = makePod();
+    const config = configFile(
+      '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\n[hypervisor.firecracker]\ndefault_vcpus = 1\n',
+    );
+    const planned = vcnet(['attach', '--sandbox', 'q2', '--netns', pod.path, '--config', config, '--dry-run']);
+    expect(planned.status, planned.stderr).toBe(0);
+    expect(planned.stderr).toContain(
+      `vcnet: warning: ${config} has 2 [hypervisor.*] sections (qemu, firecracker): vcnet reads [hypervisor.qemu]`,
+    );
+    expect(planned.stdout).toContain('htb');
+  });
+
   it('Cloud Hypervisor: net_rate_limiter_* become the --net limiter, one queue pair, and no htb qdisc is made', () => {
     const { pod } = makePod();
     const config = configFile(
       '[hypervisor.clh]\nnet_rate_limiter_bw_max_rate = 10000000\nnet_rate_limiter_bw_one_time_burst = 8000000\n' +
-        'net_rate_limiter_ops_max_rate = 500\ndefault_vcpus = 2\n',
+        'net_rate_limiter_ops_max_rate = 500\ndefault_vcpus = 2\nenable_iommu = true\n',
     );
     const attached = vcnet([
       'attach',
@@ -106,6 +119,8 @@ describe("the VMM's own rate limiters", () => {
     expect(argument).toContain('num_queues=2');
     expect(argument).toContain('bw_size=1304576,bw_refill_time=1000,bw_one_time_burst=1048576');
     expect(argument).toContain('ops_size=500,ops_refill_time=1000');
+    // enable_iommu: each NIC behind the VM's IOMMU, as Kata's addNet sets it.
+    expect(argument).toContain(',iommu=on,');
     expect(qdiscKinds(pod).filter((entry) => entry.endsWith(':htb'))).toEqual([]);
     expect(vcnet(['detach', '--sandbox', 'clh1', '--state-dir', stateDirectory()]).status).toBe(0);
   });

@@ -91,6 +91,19 @@ describe('Cloud Hypervisor hot-plug through its API socket', () => {
     });
   });
 
+  it('puts the NIC behind the IOMMU when asked (enable_iommu), as the schema has it', async () => {
+    const target = new CloudHypervisorHotplugTarget(new CloudHypervisorClient(api.socketPath), { iommu: true });
+    await target.hotplugNetworkDevice({
+      id: 'net11',
+      fds: tap('tap11_kata', 1),
+      queues: 1,
+      guestMac: '02:42:ac:11:00:0b',
+    });
+    const [add] = api.requests;
+    expect(add?.schemaErrors).toBeUndefined();
+    expect(add?.body).toMatchObject({ id: 'net11', iommu: true });
+  });
+
   it("shows the VMM's own error text", async () => {
     const fds = tap('tap5_kata', 1);
     api.replies.push({
@@ -118,6 +131,40 @@ describe('Cloud Hypervisor hot-plug through its API socket', () => {
       /500 Internal Server Error: "Error removing device"/,
     );
     expect(api.requests.map((request) => request.body)).toEqual([{ id: 'net7' }, { id: 'net7' }]);
+  });
+
+  it('a second NIC with a held id is refused 409 (IdentifierNotUnique) and the NIC holding it is left alone', async () => {
+    const target = new CloudHypervisorHotplugTarget(new CloudHypervisorClient(api.socketPath, { timeoutMs: 5_000 }));
+    const nic = { id: 'net8', fds: tap('tap8_kata', 1), queues: 1, guestMac: '02:42:ac:11:00:08' };
+    await target.hotplugNetworkDevice(nic);
+    const error = await target
+      .hotplugNetworkDevice({ ...nic, fds: tap('tap18_kata', 1) })
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(CloudHypervisorApiError);
+    expect(error).toMatchObject({ status: 409 });
+    expect((error as Error).message).toContain('409 Conflict');
+    expect((error as Error).message).toContain('Identifier net8 is not unique');
+    expect((error as CloudHypervisorApiError).hint).toContain('already has a device with that id');
+    // A refusal is an answer: the id is another NIC's, and no remove-device goes after it.
+    expect(api.requests.map((request) => request.path)).toEqual(['/api/v1/vm.add-net', '/api/v1/vm.add-net']);
+  });
+
+  it('unplug of an id Cloud Hypervisor does not have is its 404, taken as already removed', async () => {
+    const client = new CloudHypervisorClient(api.socketPath, { timeoutMs: 5_000 });
+    const missing = await client.removeDevice('net9').catch((caught: unknown) => caught);
+    expect(missing).toMatchObject({ status: 404 });
+    expect((missing as Error).message).toContain('Failed to find device corresponding to the given identifier: net9');
+    const target = new CloudHypervisorHotplugTarget(client);
+    await expect(target.unplugNetworkDevice('net9')).resolves.toBeUndefined();
+    // A NIC removed but not yet ejected by the guest is still found: removing it again is accepted.
+    await target.hotplugNetworkDevice({
+      id: 'net10',
+      fds: tap('tap10_kata', 1),
+      queues: 1,
+      guestMac: '02:42:ac:11:00:0a',
+    });
+    await target.unplugNetworkDevice('net10');
+    await expect(client.removeDevice('net10')).resolves.toBeUndefined();
   });
 
   it('names the socket when nothing listens there', async () => {

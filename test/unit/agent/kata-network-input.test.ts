@@ -192,6 +192,31 @@ describe('add-iface request', () => {
     expect(request.info.addresses.map((entry) => `${entry.address}/${entry.prefixLength}`)).toEqual(['172.17.0.9/16']);
   });
 
+  it("gives the guest NIC the pod link's addresses unless IPAddresses names others (docs/compatibility.md)", () => {
+    const podAddress = { index: 7, family: 2, address: '10.77.0.2', prefixLength: 24, scope: 0, flags: 0 };
+    const addressed = pod.map((entry) => (entry.link.name === 'eth7' ? { ...entry, addresses: [podAddress] } : entry));
+    const guestAddresses = (json: unknown) =>
+      resolveAddInterfaceRequest(interfaceFromJson(json), addressed, existing).info.addresses.map(
+        (entry) => `${entry.address}/${entry.prefixLength}`,
+      );
+    // Kata would send these as given, with no address; vcnet keeps what CNI gave the pod link.
+    expect(guestAddresses({ name: 'eth7' })).toEqual(['10.77.0.2/24']);
+    expect(guestAddresses({ name: 'eth7', IPAddresses: [] })).toEqual(['10.77.0.2/24']);
+    // Other addresses are taken for the guest NIC as given; another MAC is refused.
+    expect(guestAddresses({ name: 'eth7', IPAddresses: [{ address: '10.99.0.2', mask: '24' }] })).toEqual([
+      '10.99.0.2/24',
+    ]);
+    expect(
+      fieldOf(() =>
+        resolveAddInterfaceRequest(
+          interfaceFromJson({ name: 'eth7', hwAddr: '02:00:00:00:00:99' }),
+          addressed,
+          existing,
+        ),
+      ),
+    ).toMatch(/^interface\.hwAddr: /);
+  });
+
   it('uses name as the pod link when device is absent (type inferred)', () => {
     const request = resolve({ name: 'eth7' });
     expect(request.podDevice).toBe('eth7');

@@ -81,7 +81,34 @@ describe('interfaces', () => {
     );
     expect(error.field).toBe('interface.IPAddresses[0].family');
     expect(error.value).toBe(4);
-    expect(error.message).toContain('0 or "v4" (IPv4), 1 or "v6" (IPv6)');
+    expect(error.message).toContain('0, "v4" or 2 (AF_INET) for IPv4; 1, "v6" or 10 (AF_INET6) for IPv6');
+  });
+
+  it("reads Kata 1.x's netlink family numbers: 2 (AF_INET) and 10 (AF_INET6)", () => {
+    const message = interfaceFromJson({
+      hwAddr: '02:00:00:00:00:02',
+      IPAddresses: [
+        { Family: 2, Address: '10.1.0.2', Mask: '16' },
+        { Family: 10, Address: 'fd01::2', Mask: '64' },
+      ],
+    });
+    expect(message.IPAddresses.map((a) => a.family)).toEqual([IPFamily.v4, IPFamily.v6]);
+    const [route] = routesFromJson([{ Dest: '', Gateway: 'fd00::1', Device: 'eth0', Family: 10 }]);
+    expect(route?.family).toBe(IPFamily.v6);
+    const [neighbour] = neighboursFromJson([{ toIPAddress: { family: 2, address: '10.0.0.1' }, device: 'eth0' }]);
+    expect(neighbour?.toIPAddress?.family).toBe(IPFamily.v4);
+  });
+
+  it('gives an IPv6 address without a family (or with v4, the zero value) the v6 family', () => {
+    const message = interfaceFromJson({
+      hwAddr: '02:00:00:00:00:02',
+      IPAddresses: [
+        { address: 'fd01::2', mask: '64' },
+        { family: 0, address: 'fd01::3', mask: '64' },
+        { address: '10.1.0.2', mask: '16' },
+      ],
+    });
+    expect(message.IPAddresses.map((a) => a.family)).toEqual([IPFamily.v6, IPFamily.v6, IPFamily.v4]);
   });
 
   it('lists every problem, not only the first', () => {
@@ -112,6 +139,30 @@ describe('routes and neighbours', () => {
     expect(messages.map(routeToJson)).toEqual(routes);
   });
 
+  it("gives a route without a family the one its addresses have, as Kata's agent needs to parse them", () => {
+    const messages = routesFromJson([
+      { dest: '', gateway: 'fd00:77::1', device: 'eth0' },
+      { dest: 'fd00:78::/64', device: 'eth0' },
+      { dest: '10.2.0.0/16', gateway: '10.0.0.1', device: 'eth0' },
+      { source: 'fd00::2', device: 'eth0', scope: 253 },
+    ]);
+    expect(messages.map((route) => route.family)).toEqual([IPFamily.v6, IPFamily.v6, IPFamily.v4, IPFamily.v6]);
+    expect(routeToJson(messages[0]!)).toMatchObject({ family: 1, gateway: 'fd00:77::1' });
+  });
+
+  it('sends dest "default" (as iproute2 takes it) as the family\'s default, as Kata sends it', () => {
+    const messages = routesFromJson([
+      { dest: 'default', gateway: '10.0.0.1', device: 'eth0' },
+      { dest: 'default', gateway: 'fd00::1', device: 'eth0' },
+      { dest: 'default', device: 'eth0', family: 'v6' },
+    ]);
+    expect(messages.map((route) => [route.dest, route.family])).toEqual([
+      ['0.0.0.0/0', IPFamily.v4],
+      ['::/0', IPFamily.v6],
+      ['::/0', IPFamily.v6],
+    ]);
+  });
+
   it('names the route and field at fault', () => {
     const error = errorOf(() => routesFromJson([routes[0], { ...routes[1], scope: 1.5 }]));
     expect(error.field).toBe('routes[1].scope');
@@ -131,6 +182,9 @@ describe('routes and neighbours', () => {
       },
     ];
     expect(neighboursFromJson(neighbours).map(neighbourToJson)).toEqual(neighbours);
+    // Kata 1.x neighbours, like its routes, may leave the family out: the address gives it.
+    const [v6] = neighboursFromJson([{ toIPAddress: { address: 'fd00::1' }, device: 'eth0' }]);
+    expect(v6?.toIPAddress?.family).toBe(IPFamily.v6);
     expect(errorOf(() => neighboursFromJson([{ ...neighbours[0], state: 'permanent' }])).field).toBe(
       'neighbours[0].state',
     );

@@ -68,6 +68,17 @@ describe('Cloud Hypervisor vm.add-net', () => {
     expect(rateLimiterSchema.closed(request.body.rate_limiter_config)).toBe(true);
   });
 
+  it("iommu ([hypervisor.clh] enable_iommu): NetConfig's iommu, and iommu=on on --net", () => {
+    const request = cloudHypervisorAddNetRequest(byName, { iommu: true });
+    expect(request.body).toMatchObject({ id: 'net0', iommu: true });
+    expectValidBody(request.body);
+    expect(cloudHypervisorNetArgument(byName, { iommu: true })).toBe(
+      'tap=tap0_kata,mac=02:42:ac:11:00:02,num_queues=2,iommu=on,id=net0',
+    );
+    expect(cloudHypervisorAddNetRequest(byName, { iommu: false }).body).not.toHaveProperty('iommu');
+    expect(() => cloudHypervisorAddNetRequest(byName, { iommu: 'on' as never })).toThrow(/options\.iommu/);
+  });
+
   it('vhost-user: vhost_user, vhost_socket, vhost_mode', () => {
     const body = cloudHypervisorNetConfig(vhostUser, { vhostMode: 'Server' });
     expect(body).toMatchObject({

@@ -70,6 +70,11 @@ describe('NIC hot-plug commands', () => {
     expect(
       networkHotplugCommands({ id: 'net2', fds: [10], queues: 1, guestMac: '02:00:00:00:00:01' }).netdevAdd,
     ).toMatchObject({ fd: 'netdev-net2-fd0' });
+    // QEMU 7.2 refuses vhostfds with fd ("... and vhostfds= are invalid with fd="): one queue takes vhostfd.
+    expect(
+      networkHotplugCommands({ id: 'net1', guestMac: '02:00:00:00:00:01', queues: 1, fds: [3], vhostFds: [4] })
+        .netdevAdd,
+    ).toEqual({ type: 'tap', id: 'netdev-net1', fd: 'netdev-net1-fd0', vhost: true, vhostfd: 'netdev-net1-vhostfd0' });
     expect(() => networkHotplugCommands({ id: 'net3', queues: 1, guestMac: '02:00:00:00:00:01' })).toThrow(
       /tapName|fds/,
     );

@@ -87,6 +87,33 @@ describe('networkConfigFromKata', () => {
     expect(warnings.join('\n')).toMatch(/not Cloud Hypervisor keys/);
   });
 
+  it("[hypervisor.clh] enable_iommu puts each NIC behind the IOMMU, as Kata (clh.go addNet); QEMU's is the VM's", () => {
+    const settings = parseKataConfiguration(`${CLH}enable_iommu = true\n`);
+    expect(networkConfigFromKata(settings, { namespacePath }).nicIommu).toBe(true);
+    expect(networkConfigFromKata(parseKataConfiguration(CLH), { namespacePath }).nicIommu).toBeUndefined();
+    // Read as another hypervisor's, the key means nothing for NICs.
+    expect(networkConfigFromKata(settings, { namespacePath, hypervisor: 'qemu' }).nicIommu).toBeUndefined();
+    expect(
+      networkConfigFromKata(parseKataConfiguration('[hypervisor.qemu]\nenable_iommu = true\n'), { namespacePath })
+        .nicIommu,
+    ).toBeUndefined();
+    expect(() => parseKataConfiguration(`${CLH}enable_iommu = "yes"\n`)).toThrow(/hypervisor\.clh\.enable_iommu/);
+  });
+
+  it('warns about two [hypervisor.*] sections, naming both and the one read (Kata picks one at random)', () => {
+    const settings = parseKataConfiguration(QEMU + FIRECRACKER, '/etc/kata/configuration.toml');
+    expect(settings.hypervisor).toBe('qemu');
+    expect(settings.warnings).toEqual([
+      expect.stringContaining(
+        '/etc/kata/configuration.toml has 2 [hypervisor.*] sections (qemu, firecracker): vcnet reads [hypervisor.qemu], the first',
+      ),
+    ]);
+    const warnings: string[] = [];
+    networkConfigFromKata(settings, { namespacePath, warn: (message) => warnings.push(message) });
+    expect(warnings).toEqual(settings.warnings);
+    expect(parseKataConfiguration(QEMU).warnings).toBeUndefined();
+  });
+
   it('refuses more queue pairs than default_vcpus for Cloud Hypervisor (it refuses such a NIC)', () => {
     expect(() =>
       networkConfigFromKata(parseKataConfiguration(QEMU), {
