@@ -41,6 +41,7 @@ const LIBRARY_GUIDE_NON_EXPORTS = [
   'errorName',
   'vmmRateLimiter',
   'vhostNet',
+  'nicIommu',
 ];
 
 describe("the 'vcnet' entry", () => {
