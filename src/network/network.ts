@@ -119,7 +119,10 @@ export class Network {
     return this.skippedLinks.map((entry) => ({
       endpoint: entry.info.link.name,
       reason: entry.reason,
-      message: skippedNotice(entry),
+      message: skippedNotice(
+        entry,
+        this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {},
+      ),
     }));
   }
 
