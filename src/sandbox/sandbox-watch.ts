@@ -161,6 +161,16 @@ export async function applyNamespaceChange(
         const routesOf = () => JSON.stringify(generateGuestNetwork([endpoint]).routes);
         const routesBefore = state.guestRoutes !== undefined ? routesOf() : undefined;
         endpoint.updateProperties(mergeChange(endpoint.properties, info, endpoint.deviceMtu));
+        // The tap follows the pod link's MTU (the guest's comes with the push below); a tap that
+        // will not take it leaves the rest of the change to go ahead.
+        await network.followPodLinkMtu(endpoint).catch((error: unknown) =>
+          publish(channels.notice, () => ({
+            operation: 'watch',
+            endpoint: info.link.name,
+            message: `could not give ${endpoint.plumbing?.tapName} the MTU of ${info.link.name} (${endpoint.properties.link.mtu})`,
+            error,
+          })),
+        );
         if (routesBefore !== undefined && routesOf() !== routesBefore) rerouted.push(endpoint);
         toPush.push(endpoint);
         summary.updated.push(endpoint.name);
