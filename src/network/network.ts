@@ -32,6 +32,7 @@ import { freeDeviceIndex } from './interface-pair.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { describeRecords, planUndo, RollbackIncompleteError } from './plan/apply.js';
+import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
@@ -119,7 +120,10 @@ export class Network {
     return this.skippedLinks.map((entry) => ({
       endpoint: entry.info.link.name,
       reason: entry.reason,
-      message: skippedNotice(entry),
+      message: skippedNotice(
+        entry,
+        this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {},
+      ),
     }));
   }
 
@@ -242,6 +246,22 @@ export class Network {
       endpoint: added.map((endpoint) => endpoint.properties.link.name).join(','),
       message,
     }));
+  }
+
+  /**
+   * Gives a tcfilter endpoint's tap the MTU its pod link has now (vcnet watch), as attach gave it
+   * the pod link's MTU then. The tap is vcnet's own and goes on detach, so nothing is recorded.
+   * Resolves with the MTU set, or undefined when there was nothing to change.
+   */
+  async followPodLinkMtu(endpoint: Endpoint): Promise<number | undefined> {
+    const plumbing = endpoint.plumbing;
+    if (plumbing?.model !== 'tcfilter') return undefined;
+    const mtu = endpoint.properties.link.mtu;
+    const tap = await this.handle.findLink({ name: plumbing.tapName });
+    // Only vcnet's own tap (a tun in its group): a link of that name someone else made is theirs.
+    if (tap?.kind !== 'tun' || tap.group !== VCNET_LINK_GROUP || tap.mtu === mtu) return undefined;
+    await this.handle.setLink(tap.index, { mtu });
+    return mtu;
   }
 
   /** One link of the namespace as it is now (e.g. a tap or the pod link after attach); LinkNotFoundError when gone. */

@@ -134,10 +134,22 @@ export function linksToAttach(
   return selectEndpointInterfaces(candidates, named);
 }
 
-/** The one line said about a skipped link: what it is, why, and how to attach it anyway. */
-export function skippedNotice(skipped: SkippedInterface): string {
+/**
+ * The one line said about a skipped link: what it is, why, and how to attach it anyway; for a link
+ * vcnet cannot connect (a bridge, a vxlan), why naming it would not help instead.
+ */
+export function skippedNotice(
+  skipped: SkippedInterface,
+  options: Pick<CreateEndpointOptions, 'vhostUserStorePath'> = {},
+): string {
   const { link } = skipped.info;
-  return `skipped ${link.name} (kind ${link.kind ?? 'none'}): ${skipped.reason}; name it with --interface ${link.name} (or add-iface) to attach it anyway`;
+  const what = `skipped ${link.name} (kind ${link.kind ?? 'none'}): ${skipped.reason}`;
+  try {
+    classifyInterface(skipped.info, options);
+  } catch (error) {
+    return `${what}; naming it would not attach it either: ${(error as Error).message}`;
+  }
+  return `${what}; name it with --interface ${link.name} (or add-iface) to attach it anyway`;
 }
 
 export interface ScannedInterface {

@@ -14,7 +14,7 @@ import { generateGuestNetwork } from '../network/guest.js';
 import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
-import { linksToAttach } from '../network/scan.js';
+import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
@@ -62,7 +62,9 @@ export function startWatchMemory(interfaces: readonly NetworkInfo[], attached: I
   const attachedSet = new Set(attached);
   const leftAlone = new Set(
     interfaces
-      .filter((info) => !attachedSet.has(info.link.name) && info.addresses.length > 0)
+      // As attach counts addresses: the IPv6 link-local one every up link gets does not count, or
+      // a link attach skipped would never be attached once it gets a real one.
+      .filter((info) => !attachedSet.has(info.link.name) && hasConfiguredAddress(info))
       .map((info) => info.link.name),
   );
   return { leftAlone, attached: attachedSet };
@@ -159,6 +161,16 @@ export async function applyNamespaceChange(
         const routesOf = () => JSON.stringify(generateGuestNetwork([endpoint]).routes);
         const routesBefore = state.guestRoutes !== undefined ? routesOf() : undefined;
         endpoint.updateProperties(mergeChange(endpoint.properties, info, endpoint.deviceMtu));
+        // The tap follows the pod link's MTU (the guest's comes with the push below); a tap that
+        // will not take it leaves the rest of the change to go ahead.
+        await network.followPodLinkMtu(endpoint).catch((error: unknown) =>
+          publish(channels.notice, () => ({
+            operation: 'watch',
+            endpoint: info.link.name,
+            message: `could not give ${endpoint.plumbing?.tapName} the MTU of ${info.link.name} (${endpoint.properties.link.mtu})`,
+            error,
+          })),
+        );
         if (routesBefore !== undefined && routesOf() !== routesBefore) rerouted.push(endpoint);
         toPush.push(endpoint);
         summary.updated.push(endpoint.name);

@@ -36,7 +36,7 @@ import { recordsHoldingLink, whereNamespaceLives } from '../network/garbage-coll
 import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import { AttachError } from '../network/model/plumbing-context.js';
 import { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from '../network/network.js';
-import { describeRecords, type UndoReport } from '../network/plan/apply.js';
+import { describeKept, describeRecords, type UndoReport } from '../network/plan/apply.js';
 import { commandOf, commandsOf } from '../network/plan/commands.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import type { Change, Plan } from '../network/plan/types.js';
@@ -516,6 +516,8 @@ export interface PlannedDetach {
   steps: Array<{ change: Change; command: string }>;
   /** What detach would find already gone, and what it would leave as it is (and why). */
   alreadyGone: string[];
+  /** What detach would leave because someone else uses it too, and why ("ingress qdisc on eth0: it holds …"). */
+  kept: string[];
   notices: Array<{ link: string; message: string }>;
   /** The VM's control socket when one is recorded: detach would unplug its NICs first. */
   hotplugSocket?: string;
@@ -530,7 +532,7 @@ export async function planSandboxDetach(id: string, options: { stateDirectory?: 
   options = optionsArgument(options, 'options', ['stateDirectory']);
   const store = new SandboxStore(id, options.stateDirectory);
   const state = store.read<SandboxState>();
-  const none = { steps: [], alreadyGone: [], notices: [] };
+  const none = { steps: [], alreadyGone: [], kept: [], notices: [] };
   if (!state) return { id, found: false, ...none };
   let recorded: RecordedNetwork;
   try {
@@ -548,6 +550,7 @@ export async function planSandboxDetach(id: string, options: { stateDirectory?: 
       namespacePath: state.namespace.path,
       steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
       alreadyGone: describeRecords(plan.alreadyGone),
+      kept: plan.kept.map(describeKept),
       notices: plan.notices,
       ...(hotplugSocket ? { hotplugSocket } : {}),
     };

@@ -54,6 +54,7 @@ export function registerDetach(program: Command): void {
             ...(result.namespaceGone ? { namespaceGone: result.namespaceGone } : {}),
             undone: result.report?.undone ?? 0,
             alreadyGone: result.report?.alreadyGone ?? 0,
+            kept: result.report?.kept ?? 0,
           });
           return;
         }
@@ -67,7 +68,11 @@ export function registerDetach(program: Command): void {
           );
           return;
         }
-        const gone = result.report?.alreadyGone ? ` (${result.report.alreadyGone} already gone)` : '';
+        const counts = [
+          ...(result.report?.alreadyGone ? [`${result.report.alreadyGone} already gone`] : []),
+          ...(result.report?.kept ? [`${result.report.kept} kept`] : []),
+        ];
+        const gone = counts.length > 0 ? ` (${counts.join(', ')})` : '';
         print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}`);
       },
     );
@@ -92,8 +97,9 @@ function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
   printComment(`vcnet detach --dry-run: sandbox ${planned.id}, namespace ${planned.namespacePath}`);
   print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
   if (planned.hotplugSocket) printComment(`first, the VM's NICs would be unplugged through ${planned.hotplugSocket}`);
-  for (const notice of planned.notices) printComment(`left as it is: ${notice.message}`);
+  for (const notice of planned.notices) printComment(`notice: ${notice.message}`);
   for (const gone of planned.alreadyGone) printComment(`already gone: ${gone}`);
+  for (const kept of planned.kept) printComment(`kept: ${kept}`);
   printComment(`${planned.steps.length} change(s)`);
   for (const step of planned.steps) print(step.command);
 }

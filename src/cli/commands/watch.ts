@@ -10,7 +10,7 @@ export function registerWatch(program: Command): void {
   program
     .command('watch')
     .description(
-      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those, and watch names them on stderr when it starts; a link deleted and made again is new). INT, TERM and HUP stop it after it has applied what changed during the debounce (at most 10 s; it names what it did not attach)",
+      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then (the IPv6 link-local one every up link has does not count, as for attach) once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those, and watch names them on stderr when it starts; a link deleted and made again is new). INT, TERM and HUP stop it after it has applied what changed during the debounce (at most 10 s; it names what it did not attach)",
     )
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--debounce <ms>', 'wait this long after the last change before applying', '200')
@@ -34,11 +34,15 @@ export function registerWatch(program: Command): void {
             'could not apply a namespace change; it is tried again shortly, and watching goes on',
           ),
       });
-      process.stderr.write(`vcnet: watching sandbox ${options.sandbox} (Ctrl-C to stop)\n`);
-      if (watching.leftAlone.length > 0)
-        process.stderr.write(
-          `vcnet: watch leaves ${watching.leftAlone.join(', ')} alone: it had an address and was not attached when watch started (\`vcnet add-iface ${options.sandbox} FILE\` attaches one)\n`,
-        );
+      // One write: a reader that sees the first line sees the second.
+      const leftAlone = watching.leftAlone;
+      process.stderr.write(
+        `vcnet: watching sandbox ${options.sandbox} (Ctrl-C to stop)\n${
+          leftAlone.length > 0
+            ? `vcnet: watch leaves ${leftAlone.join(', ')} alone: ${leftAlone.length > 1 ? 'each' : 'it'} had an address and was not attached when watch started (\`vcnet add-iface ${options.sandbox} FILE\` attaches one)\n`
+            : ''
+        }`,
+      );
       // A service manager stops with TERM, a closed terminal sends HUP: both stop the watch the same way.
       const stopSignals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
       let signalled: () => void = () => {};

@@ -69,7 +69,9 @@ export function subscribeLogs(log: Logger): () => void {
     unsubscribers.push(
       subscribeTracing(tracing.detach, {
         asyncEnd: (event) => {
-          const report = event.result as { undone?: number; alreadyGone?: number; failures?: unknown[] } | undefined;
+          const report = event.result as
+            | { undone?: number; alreadyGone?: number; kept?: number; failures?: unknown[] }
+            | undefined;
           log.info(
             {
               sandbox: event.sandbox,
@@ -78,6 +80,7 @@ export function subscribeLogs(log: Logger): () => void {
               endpoints: event.endpoints,
               undone: report?.undone,
               alreadyGone: report?.alreadyGone,
+              kept: report?.kept,
               failures: report?.failures?.length,
               ...('error' in event ? { err: event.error } : {}),
             },

@@ -163,7 +163,7 @@ export abstract class Endpoint {
   /** Undoes exactly what attach made. Safe to call twice, and after a crash (from loaded state). */
   async detach(handle: NetlinkHandle): Promise<UndoReport> {
     const plumbing = this.plumbing;
-    if (!plumbing) return { undone: 0, alreadyGone: 0, failures: [], left: [] };
+    if (!plumbing) return { undone: 0, alreadyGone: 0, kept: 0, failures: [], left: [] };
     this.closeFds();
     const report = await undoPlumbing(handle, plumbing.steps);
     this.keepLeft(report.left);

@@ -4,6 +4,7 @@
  * then apply (plan/apply.ts), which journals, sends and rolls back.
  */
 import { existsSync } from 'node:fs';
+import { channels, publish } from '../../diagnostics.js';
 import { hintFromCause, SystemCallError, VcnetError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/tc/message.js';
@@ -111,7 +112,12 @@ async function planSnapshotOf(context: PlumbingContext, request: AttachRequest):
 /** Plans an endpoint's plumbing (without touching anything). */
 export async function planEndpoint(context: PlumbingContext, request: AttachRequest): Promise<Plan> {
   const snapshot = await planSnapshotOf(context, request);
-  return planAttach(snapshot, context, { ...request, now: request.now ?? Date.now() });
+  const plan = planAttach(snapshot, context, { ...request, now: request.now ?? Date.now() });
+  // Said for an attach and its dry run alike: both plan here.
+  for (const message of plan.warnings ?? []) {
+    publish(channels.notice, () => ({ operation: 'attach', endpoint: request.source?.name ?? '', message }));
+  }
+  return plan;
 }
 
 /** Plans and applies an endpoint's plumbing; on any failure nothing is left (or a record says what is). */

@@ -17,12 +17,12 @@ import type { RouteSpec } from '../../netlink/codec/route.js';
 import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/tc/filter/u32.js';
 import type { NetlinkError } from '../../netlink/errors.js';
 import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
-import { qdiscsHoldingOthersFilters } from '../foreign-filters.js';
+import { othersInQdiscs } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
 import { createMacvtapAtUniqueIndex } from '../model/macvtap-index.js';
 import { commandOf } from './commands.js';
 import { LinkNameTakenError } from './plan-attach.js';
-import { type DetachPlan, linkResolver, planDetach } from './plan-detach.js';
+import { type DetachNotice, type DetachPlan, type KeptRecord, linkResolver, planDetach } from './plan-detach.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, Plan, PlanStep, PlumbingStep, RouteRecord } from './types.js';
 
@@ -66,6 +66,8 @@ export interface AppliedPlan {
 export interface UndoReport {
   undone: number;
   alreadyGone: number;
+  /** Records of what detach left because someone else uses it too (an ingress qdisc holding another tool's filter). */
+  kept: number;
   failures: NetlinkError[];
   /** The records of what is still there after the undo (empty when everything went). */
   left: PlumbingStep[];
@@ -469,9 +471,25 @@ export function alreadyDone(change: Change, errno: string): boolean {
   }
 }
 
+/** What detach says of a record it keeps: "kept the ingress qdisc on eth0: it holds …". */
+export function describeKept(kept: KeptRecord): string {
+  return `${describeRecord(kept.record)}: ${kept.reason}`;
+}
+
+function keptNotice(kept: KeptRecord): DetachNotice {
+  const link = kept.record.step === 'create-link' ? kept.record.name : kept.record.link;
+  return { link, message: `kept the ${describeKept(kept)}; only vcnet's own filters in it were deleted` };
+}
+
 /** Sends a detach plan in one batch; what the kernel refuses stays in `left`. */
 export async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoReport> {
-  const report: UndoReport = { undone: 0, alreadyGone: plan.alreadyGone.length, failures: [], left: [] };
+  const report: UndoReport = {
+    undone: 0,
+    alreadyGone: plan.alreadyGone.length,
+    kept: plan.kept.length,
+    failures: [],
+    left: [],
+  };
   if (plan.steps.length === 0) return report;
   const batch = handle.changes();
   for (const step of plan.steps) {
@@ -505,11 +523,17 @@ export async function planUndo(
   records: readonly PlumbingStep[],
   knownLinks?: readonly Link[],
 ): Promise<DetachPlan> {
-  if (records.length === 0) return { steps: [], alreadyGone: [], notices: [] };
+  if (records.length === 0) return { steps: [], alreadyGone: [], kept: [], notices: [] };
   const links = knownLinks ?? (await handle.links());
-  // An ingress qdisc of ours that now holds someone else's filter stays; only our filters go.
-  const keptQdiscs = await qdiscsHoldingOthersFilters(handle, records, linkResolver(links));
-  return planDetach(records, { links, keptQdiscs, now: Date.now() });
+  // An ingress qdisc of ours that now holds someone else's filter stays; only our filters go. Our
+  // htb goes, with whatever was put in it.
+  const others = await othersInQdiscs(handle, records, linkResolver(links));
+  return planDetach(records, {
+    links,
+    keptQdiscs: others.kept,
+    qdiscsDeletedWith: others.deletedWith,
+    now: Date.now(),
+  });
 }
 
 /** Undoes records (detach, rollback): plans against the links there now, then sends. */
@@ -518,9 +542,9 @@ export async function undoRecords(
   records: readonly PlumbingStep[],
   knownLinks?: readonly Link[],
 ): Promise<UndoReport> {
-  if (records.length === 0) return { undone: 0, alreadyGone: 0, failures: [], left: [] };
+  if (records.length === 0) return { undone: 0, alreadyGone: 0, kept: 0, failures: [], left: [] };
   const plan = await planUndo(handle, records, knownLinks);
-  for (const notice of plan.notices) {
+  for (const notice of [...plan.notices, ...plan.kept.map(keptNotice)]) {
     publish(channels.notice, () => ({ operation: 'detach', endpoint: notice.link, message: notice.message }));
   }
   const report = await undoPlan(handle, plan);

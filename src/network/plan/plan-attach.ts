@@ -218,13 +218,17 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   const existing = snapshot.qdiscs.find((qdisc) => qdisc.index === source.index && qdisc.parent === TC_H_INGRESS);
   const parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
   let priority = FILTER_PRIORITY;
+  const warnings: string[] = [];
   if (existing) {
-    const used = new Set(
-      (snapshot.filters ?? [])
-        .filter((filter) => filter.index === source.index && filter.parent === parent)
-        .map((filter) => filter.priority),
+    // The kernel reports the filters of an ingress qdisc under ffff:fff2, as clsact's ingress hook.
+    const present = (snapshot.filters ?? []).filter(
+      (filter) =>
+        filter.index === source.index && (filter.parent === parent || filter.parent === CLSACT_INGRESS_PARENT),
     );
+    const used = new Set(present.map((filter) => filter.priority));
     while (used.has(priority)) priority++;
+    const earlier = earlierFiltersWarning(source.name, present, priority);
+    if (earlier) warnings.push(earlier);
   } else {
     steps.push(ingressStep(pod));
   }
@@ -237,7 +241,42 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   if (source.txQueueLength === 0 && (!existing || config.rateLimit?.txBitsPerSecond)) {
     steps.push(stepOf({ op: 'set-link', link: pod, set: { txQueueLength: 0 } }, { txQueueLength: 0 }));
   }
-  return { model: 'tcfilter', steps, device: tap, ...(source.address ? { guestHardwareAddress: source.address } : {}) };
+  return {
+    model: 'tcfilter',
+    steps,
+    device: tap,
+    ...(source.address ? { guestHardwareAddress: source.address } : {}),
+    ...(warnings.length > 0 ? { warnings } : {}),
+  };
+}
+
+const PROTOCOL_NAMES: Record<number, string> = {
+  [ETH_P_ALL]: 'all',
+  2048: 'ip',
+  2054: 'arp',
+  34525: 'ipv6',
+  33024: '802.1Q',
+  34984: '802.1ad',
+};
+
+/**
+ * Another tool's filters on the pod link's ingress that run before vcnet's redirect (a lower prio
+ * number runs first): a frame one of them matches (an ifb redirect, a classifier, a drop) ends
+ * there and never reaches the VM. vcnet keeps Kata's priority, so this is said, not changed.
+ */
+function earlierFiltersWarning(link: string, present: readonly Filter[], priority: number): string | undefined {
+  const earlier = new Map<string, string>();
+  for (const filter of present) {
+    if (filter.priority >= priority) continue;
+    const protocol = PROTOCOL_NAMES[filter.protocol] ?? `0x${filter.protocol.toString(16).padStart(4, '0')}`;
+    // A u32 filter dumps as several entries (its hash table, its nodes) under one priority.
+    earlier.set(
+      `${filter.priority}/${protocol}/${filter.kind}`,
+      `prio ${filter.priority} protocol ${protocol} (${filter.kind})`,
+    );
+  }
+  if (earlier.size === 0) return undefined;
+  return `${link}'s ingress has another tool's filter${earlier.size > 1 ? 's' : ''} ahead of vcnet's redirect to the VM (prio ${priority}): ${[...earlier.values()].join(', ')}; traffic ${earlier.size > 1 ? 'they match' : 'it matches'} does not reach the VM (Kata uses the same priority)`;
 }
 
 /**

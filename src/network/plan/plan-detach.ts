@@ -7,7 +7,7 @@
  */
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
-import { TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { formatHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { undoChangesOf } from './inverse.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
 import type { Change, LinkAttributes, LinkRef, LinkRole, PlumbingStep, RecordedLinkAttributes } from './types.js';
@@ -22,8 +22,16 @@ export interface DetachPlan {
   steps: DetachStep[];
   /** Records whose link is already gone: nothing to do for them. */
   alreadyGone: PlumbingStep[];
+  /** Records of objects detach leaves because they are someone else's now too, and why. */
+  kept: KeptRecord[];
   /** What detach leaves as it is, and why (a link replaced or renamed, a value the user changed). */
   notices: DetachNotice[];
+}
+
+export interface KeptRecord {
+  record: PlumbingStep;
+  /** Why it stays, e.g. "it holds another tool's filter (prio 100)". */
+  reason: string;
 }
 
 export interface DetachNotice {
@@ -176,8 +184,10 @@ export function planDetach(
   records: readonly PlumbingStep[],
   snapshot: {
     links: readonly Link[];
-    /** Qdiscs vcnet added that now hold someone else's filter (foreign-filters.ts): kept, only our filters go. */
-    keptQdiscs?: ReadonlySet<string>;
+    /** Ingress qdiscs vcnet added that now hold someone else's filter, and why (foreign-filters.ts): kept, only our filters go. */
+    keptQdiscs?: ReadonlyMap<string, string>;
+    /** Shaping qdiscs vcnet added that hold someone else's objects, and which (foreign-filters.ts): deleted, with a notice. */
+    qdiscsDeletedWith?: ReadonlyMap<string, string>;
     /** The time of the scan (ms since the epoch): a removed route with a lifetime gets what is left of it. */
     now?: number;
   },
@@ -210,6 +220,7 @@ export function planDetach(
     return link ? { role, name: link.name, index: link.index } : { role, name };
   };
   const alreadyGone: PlumbingStep[] = [];
+  const kept: KeptRecord[] = [];
   /** Whether a pod record's link is still there; says so once per link when it was replaced. */
   const replacedSaid = new Set<string>();
   const podLinkPresent = (record: Exclude<PlumbingStep, { step: 'create-link' }>): boolean => {
@@ -267,10 +278,19 @@ export function planDetach(
     ) {
       alreadyGone.push(record);
     } else if (record.step === 'add-qdisc') {
-      const qdiscStep = qdiscSteps.get(qdiscKey(record.link, record.handle));
-      // A kept qdisc is no longer ours to delete: its record is settled without a change.
+      const key = qdiscKey(record.link, record.handle);
+      const qdiscStep = qdiscSteps.get(key);
+      const theirs = snapshot.qdiscsDeletedWith?.get(key);
       if (qdiscStep) steps.push(qdiscStep);
-      else alreadyGone.push(record);
+      // A kept qdisc is no longer ours alone to delete: its record is settled without a change.
+      else kept.push({ record, reason: snapshot.keptQdiscs?.get(key) ?? "it holds another tool's filter" });
+      if (qdiscStep && theirs) {
+        const name = resolve(record.link, record.index)?.name ?? record.link;
+        notices.push({
+          link: record.link,
+          message: `the ${record.kind} qdisc ${formatHandle(record.handle)} attach added on ${name} is deleted with what another tool put in it since (${name} had no shaping before attach): ${theirs}`,
+        });
+      }
     } else if (record.step === 'add-filter' && qdiscSteps.has(qdiscKey(record.link, record.parent))) {
       qdiscSteps.get(qdiscKey(record.link, record.parent))!.settles.push(record);
     } else if (record.step === 'change-link') {
@@ -300,5 +320,5 @@ export function planDetach(
   } else {
     steps.unshift(...linkSteps.values());
   }
-  return { steps, alreadyGone, notices };
+  return { steps, alreadyGone, kept, notices };
 }

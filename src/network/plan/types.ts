@@ -107,6 +107,8 @@ export interface Plan {
   device: LinkRef;
   /** The MAC the guest NIC gets; undefined when it is the new tap's own (known after apply). */
   guestHardwareAddress?: string;
+  /** What the plan cannot help and the user should know (another tool's filter ahead of vcnet's redirect). */
+  warnings?: string[];
 }
 
 /**

@@ -48,3 +48,38 @@ describe('watch stopped during its debounce', () => {
     }, 60_000);
   }
 });
+
+describe('watch and links attach skipped', () => {
+  it('attaches a link whose only address was link-local once it gets one, and names no unaddressed link as left alone', async () => {
+    const { pod, node } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    // Up with a carrier: the kernel gives it an IPv6 link-local address, as it does every such link.
+    node.exec('ip', ['link', 'add', 'peth5', 'type', 'veth', 'peer', 'name', 'eth5', 'netns', pod.name]);
+    node.exec('ip', ['link', 'set', 'peth5', 'up']);
+    pod.exec('ip', ['link', 'set', 'eth5', 'up']);
+    // A bridge that is up (link-local too) and has no address of its own either.
+    pod.exec('ip', ['link', 'add', 'br5', 'type', 'bridge']);
+    pod.exec('ip', ['link', 'set', 'br5', 'up']);
+    await until(
+      () => pod.ipJson<unknown[]>('-6', 'addr', 'show', 'dev', 'eth5', 'scope', 'link').length > 0,
+      'the link-local address of eth5',
+    );
+    const attach = vcnet(['attach', '--sandbox', 'wl', '--netns', pod.path, ...state]);
+    expect(attach.status, attach.stderr).toBe(0);
+    expect(attach.stderr).toContain('skipped eth5 (kind veth): no address');
+    addAddressedLink(pod, node, 'eth6', '10.66.0.2/24');
+    const watch = vcnetAsync(['watch', '--sandbox', 'wl', '--debounce', '100', ...state]);
+    try {
+      await until(() => watch.output().stderr.includes('watching sandbox wl'), 'watch to start');
+      const started = watch.output().stderr;
+      expect(started).toContain('watch leaves eth6 alone');
+      expect(started).not.toMatch(/watch leaves .*(eth5|br5)/);
+      pod.exec('ip', ['addr', 'add', '10.221.0.2/24', 'dev', 'eth5']);
+      await until(() => watch.output().stdout.includes('"added":["eth5"]'), 'watch to attach eth5');
+    } finally {
+      watch.child.kill('SIGTERM');
+      await watch.done;
+    }
+    expect(vcnet(['detach', '--sandbox', 'wl', ...state]).status).toBe(0);
+  }, 60_000);
+});

@@ -95,6 +95,31 @@ describe('vcnet watch: which links it attaches', () => {
   }, 60_000);
 });
 
+describe('vcnet watch: MTU', () => {
+  it("gives the tap the pod link's new MTU, as attach gave it the MTU then", async () => {
+    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-mtu-'));
+    const { pod, node } = makePod();
+    expect(vcnet(['attach', '--sandbox', 'm1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    const mtuOf = (name: string) => pod.ipJson<Array<{ mtu: number }>>('link', 'show', name)[0]?.mtu;
+    expect(mtuOf('tap0_kata')).toBe(1500);
+    const applied: WatchSummary[] = [];
+    const watching = await watchSandbox('m1', {
+      stateDirectory: stateDir,
+      debounceMs: 50,
+      onApplied: (summary) => applied.push(summary),
+    });
+    stops.push(() => watching.stop());
+    node.exec('ip', ['link', 'set', 'veth0', 'mtu', '1400']);
+    pod.exec('ip', ['link', 'set', 'eth0', 'mtu', '1400']);
+    await until(() => mtuOf('tap0_kata') === 1400, 'the tap to take MTU 1400');
+    pod.exec('ip', ['link', 'set', 'eth0', 'mtu', '1300']);
+    await until(() => mtuOf('tap0_kata') === 1300, 'the tap to take MTU 1300');
+    expect(applied.flatMap((summary) => summary.updated)).toContain('eth0');
+    await watching.stop();
+    expect(vcnet(['detach', '--sandbox', 'm1', '--state-dir', stateDir]).status).toBe(0);
+  }, 60_000);
+});
+
 describe('vcnet watch: detach', () => {
   it('ends the watch with nothing else changing in the namespace', async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-rules-'));

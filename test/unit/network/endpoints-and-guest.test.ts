@@ -351,8 +351,20 @@ describe('which links become endpoints (Kata scanEndpointsInNs, then better)', (
       ['tunl0', 'no address'],
       ['br0', 'no address'],
     ]);
+    // Neither an ipip tunnel nor a bridge is a kind vcnet connects: no hint to name them.
     expect(skippedNotice(skipped[0] as SkippedInterface)).toBe(
-      'skipped tunl0 (kind ipip): no address; name it with --interface tunl0 (or add-iface) to attach it anyway',
+      'skipped tunl0 (kind ipip): no address; naming it would not attach it either: unsupported network interface tunl0: kind ipip',
+    );
+    expect(skippedNotice(skipped[1] as SkippedInterface)).toBe(
+      'skipped br0 (kind bridge): no address; naming it would not attach it either: unsupported network interface br0: kind bridge',
+    );
+  });
+
+  it('offers --interface for a skipped link of a kind vcnet connects', () => {
+    const veth = info({ link: link({ index: 6, name: 'eth5', kind: 'veth' }) });
+    const { skipped } = selectEndpointInterfaces([veth]);
+    expect(skippedNotice(skipped[0] as SkippedInterface)).toBe(
+      'skipped eth5 (kind veth): no address; name it with --interface eth5 (or add-iface) to attach it anyway',
     );
   });
 

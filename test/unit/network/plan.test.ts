@@ -633,14 +633,24 @@ describe('planDetach', () => {
   });
 
   it("keeps a pod qdisc of ours that holds someone else's filter, and deletes only our filter", () => {
-    const plan = planDetach(records(), { links: [eth0(), tap], keptQdiscs: new Set(['eth0/65535']) });
+    const plan = planDetach(records(), {
+      links: [eth0(), tap],
+      keptQdiscs: new Map([['eth0/65535', "it holds another tool's filter (prio 7)"]]),
+    });
     const commands = plan.steps.map((step) => commandOf(step.change));
     expect(commands).not.toContain('tc qdisc del dev eth0 ingress');
     expect(commands.filter((command) => command.includes('dev eth0'))).toEqual([
       expect.stringMatching(/^tc filter del dev eth0 /),
     ]);
     expect(commands).toContain('ip link del dev tap0_kata');
-    expect(plan.alreadyGone.map((record) => record.step)).toEqual(['add-qdisc']);
+    // Kept, not "already gone": it is still there.
+    expect(plan.alreadyGone).toEqual([]);
+    expect(plan.kept).toEqual([
+      {
+        record: expect.objectContaining({ step: 'add-qdisc', kind: 'ingress' }),
+        reason: "it holds another tool's filter (prio 7)",
+      },
+    ]);
   });
 
   it("an edited record naming the pod's veth as its tap: the veth is kept and the pod is put back", () => {

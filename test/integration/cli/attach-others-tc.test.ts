@@ -1,0 +1,69 @@
+/**
+ * attach next to another tool's ingress filters on the pod link: one that runs before vcnet's
+ * redirect (a lower prio number) takes what it matches away from the VM. vcnet keeps Kata's
+ * priority, and says so in a notice (attach and --dry-run), naming those filters.
+ */
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { logRecords } from '../../helpers/node-snapshot.js';
+import { makePod } from '../../helpers/pod.js';
+
+const stateDirectory = stateDirectoryPerTest('vcnet-attach-tc-');
+
+const tc = (line: string) => line.split(' ');
+
+function warnings(stderr: string): string[] {
+  return logRecords(stderr)
+    .filter((record) => record.level === 40)
+    .map((record) => String(record.msg));
+}
+
+describe("attach beside another tool's ingress filters", () => {
+  it('names the filters ahead of its redirect, in attach and in --dry-run', () => {
+    const { pod } = makePod();
+    pod.exec('tc', tc('qdisc add dev eth0 ingress'));
+    // A classifier with a flowid and no action, and an ARP filter: both below vcnet's 49152.
+    pod.exec('tc', tc('filter add dev eth0 ingress prio 1 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:1'));
+    pod.exec('tc', tc('filter add dev eth0 ingress prio 40000 protocol arp u32 match u32 0 0 flowid 1:2'));
+    // After vcnet's: never reached for what vcnet redirects, nothing to say about it.
+    pod.exec('tc', tc('filter add dev eth0 ingress prio 60000 protocol ip u32 match ip dst 10.8.8.8/32 flowid 1:3'));
+    const expected =
+      "eth0's ingress has another tool's filters ahead of vcnet's redirect to the VM (prio 49152): prio 1 protocol ip (u32), prio 40000 protocol arp (u32); traffic they match does not reach the VM (Kata uses the same priority)";
+    const state = ['--state-dir', stateDirectory()];
+    const dry = vcnet(['attach', '--dry-run', '--sandbox', 'at', '--netns', pod.path, ...state]);
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(warnings(dry.stderr)).toContain(expected);
+    const json = vcnet(['attach', '--dry-run', '--json', '--sandbox', 'at', '--netns', pod.path, ...state]);
+    expect(JSON.parse(json.stdout).endpoints[0].plan.warnings).toEqual([expected]);
+    const attach = vcnet(['attach', '--sandbox', 'at', '--netns', pod.path, ...state]);
+    expect(attach.status, attach.stderr).toBe(0);
+    expect(warnings(attach.stderr)).toContain(expected);
+    expect(vcnet(['detach', '--sandbox', 'at', ...state]).status).toBe(0);
+  });
+
+  it('says nothing when no filter runs before its redirect', () => {
+    const { pod } = makePod();
+    pod.exec('tc', tc('qdisc add dev eth0 ingress'));
+    pod.exec('tc', tc('filter add dev eth0 ingress prio 60000 protocol ip u32 match ip dst 10.8.8.8/32 flowid 1:3'));
+    const state = ['--state-dir', stateDirectory()];
+    const attach = vcnet(['attach', '--sandbox', 'an', '--netns', pod.path, ...state]);
+    expect(attach.status, attach.stderr).toBe(0);
+    expect(warnings(attach.stderr).filter((message) => message.includes('ahead of'))).toEqual([]);
+    expect(vcnet(['detach', '--sandbox', 'an', ...state]).status).toBe(0);
+  });
+
+  it("takes the next free priority when another tool's filter holds 49152", () => {
+    const { pod } = makePod();
+    pod.exec('tc', tc('qdisc add dev eth0 ingress'));
+    pod.exec('tc', tc('filter add dev eth0 ingress prio 49152 protocol ip u32 match ip dst 10.8.8.8/32 flowid 1:3'));
+    const state = ['--state-dir', stateDirectory()];
+    const attach = vcnet(['attach', '--sandbox', 'ap', '--netns', pod.path, ...state]);
+    expect(attach.status, attach.stderr).toBe(0);
+    const filters = pod.tcJson<Array<{ pref: number; protocol: string }>>('filter', 'show', 'dev', 'eth0', 'ingress');
+    expect(filters.some((filter) => filter.pref === 49153 && filter.protocol === 'all')).toBe(true);
+    expect(vcnet(['detach', '--sandbox', 'ap', ...state]).status).toBe(0);
+    expect(
+      new Set(pod.tcJson<Array<{ pref: number }>>('filter', 'show', 'dev', 'eth0', 'ingress').map((f) => f.pref)),
+    ).toEqual(new Set([49152]));
+  });
+});

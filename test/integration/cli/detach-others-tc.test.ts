@@ -1,0 +1,112 @@
+/**
+ * Detach next to other tc users. vcnet's htb (its tx rate limit on the pod link) goes even when
+ * another tool has put a filter or a class into it since: the link had no shaping before attach, and
+ * a notice names what of the other tool's went with it. The ingress qdisc, shared by every tc user,
+ * stays when another tool's filter is in it, and detach reports it as kept (not "already gone").
+ */
+import { describe, expect, it } from 'vitest';
+import { filePerTestFile, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { logRecords } from '../../helpers/node-snapshot.js';
+import { makePod } from '../../helpers/pod.js';
+
+const stateDirectory = stateDirectoryPerTest('vcnet-detach-tc-');
+const config = filePerTestFile(
+  'rl.toml',
+  '[hypervisor.qemu]\nrx_rate_limiter_max_rate=10000000\ntx_rate_limiter_max_rate=20000000\n',
+);
+
+function attach(podPath: string): void {
+  const result = vcnet([
+    'attach',
+    '--sandbox',
+    's',
+    '--netns',
+    podPath,
+    '--config',
+    config,
+    '--state-dir',
+    stateDirectory(),
+  ]);
+  expect(result.status, result.stderr).toBe(0);
+}
+
+const detach = (...extra: string[]) => vcnet(['detach', '--sandbox', 's', '--state-dir', stateDirectory(), ...extra]);
+
+describe("detach with another tool's tc objects in vcnet's qdiscs", () => {
+  it("deletes vcnet's htb with another tool's filter in it, and says so", () => {
+    const { pod } = makePod();
+    attach(pod.path);
+    pod.exec(
+      'tc',
+      'filter add dev eth0 parent 1: prio 3 protocol ip u32 match ip dst 10.1.1.1/32 flowid 1:1'.split(' '),
+    );
+    const dry = detach('--dry-run');
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('tc qdisc del dev eth0 root');
+    expect(dry.stdout).toMatch(
+      /^# notice: the htb qdisc 1: attach added on eth0 is deleted with .*: filter prio 3 \(u32\)$/m,
+    );
+    expect(dry.stdout).not.toContain('already gone');
+    const result = detach();
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).not.toContain('already gone');
+    expect(pod.tcJson<unknown[]>('class', 'show', 'dev', 'eth0')).toEqual([]);
+    expect(pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', 'eth0').map((q) => q.kind)).not.toContain('htb');
+    expect(logRecords(result.stderr).map((record) => record.msg)).toContainEqual(
+      expect.stringMatching(
+        /^the htb qdisc 1: attach added on eth0 is deleted with what another tool put in it since .*: filter prio 3 \(u32\)$/,
+      ),
+    );
+  });
+
+  it("deletes vcnet's htb with another tool's class in it, and names the class", () => {
+    const { pod } = makePod();
+    attach(pod.path);
+    pod.exec('tc', 'class add dev eth0 parent 1:1 classid 1:5 htb rate 1mbit'.split(' '));
+    const result = detach();
+    expect(result.status, result.stderr).toBe(0);
+    expect(pod.tcJson<unknown[]>('class', 'show', 'dev', 'eth0')).toEqual([]);
+    expect(logRecords(result.stderr).map((record) => record.msg)).toContainEqual(
+      expect.stringMatching(/what another tool put in it since .*: class 1:5$/),
+    );
+  });
+
+  it("keeps the ingress qdisc holding another tool's filter, and reports it as kept", () => {
+    const { pod } = makePod();
+    attach(pod.path);
+    pod.exec(
+      'tc',
+      'filter add dev eth0 ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+    );
+    const dry = detach('--dry-run');
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain("# kept: ingress qdisc on eth0: it holds another tool's filter (prio 100)");
+    expect(dry.stdout).not.toContain('already gone');
+    const json = detach('--dry-run', '--json');
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      alreadyGone: [],
+      kept: ["ingress qdisc on eth0: it holds another tool's filter (prio 100)"],
+    });
+
+    const result = detach();
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/change\(s\) undone \(1 kept\)$/m);
+    expect(logRecords(result.stderr).map((record) => record.msg)).toContainEqual(
+      "kept the ingress qdisc on eth0: it holds another tool's filter (prio 100); only vcnet's own filters in it were deleted",
+    );
+    const filters = pod.tcJson<Array<{ pref: number }>>('filter', 'show', 'dev', 'eth0', 'ingress');
+    expect(new Set(filters.map((filter) => filter.pref))).toEqual(new Set([100]));
+  });
+
+  it('counts the kept ingress qdisc in --json', () => {
+    const { pod } = makePod();
+    attach(pod.path);
+    pod.exec(
+      'tc',
+      'filter add dev eth0 ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+    );
+    const result = detach('--json');
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ alreadyGone: 0, kept: 1 });
+  });
+});
