@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { create } from '@bufbuild/protobuf';
-import type { Address, AddressSpec } from '../../netlink/codec/address.js';
+import { type Address, AddressFlag, type AddressSpec } from '../../netlink/codec/address.js';
 import { bytesToIp, ipToBytes } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
@@ -208,6 +208,9 @@ export class NetlinkApplier implements NetworkApplier {
         for (const [key, address] of wanted) {
           if (presentKeys.has(key)) continue;
           const spec: AddressSpec = { index, address: address.address, prefixLength: address.prefixLength };
+          // Without DAD, as Kata's agent adds them: a tentative address cannot be a route's src (EINVAL)
+          // and carries no traffic for a second or more; the pod already owns the address.
+          if (address.version === 6) spec.flags = AddressFlag.NODAD;
           const broadcast = address.version === 4 ? ipv4Broadcast(address.address, address.prefixLength) : undefined;
           if (broadcast) spec.broadcast = broadcast;
           await log.step(`add address ${key} to ${wantedName}`, () => this.handle.addAddress(spec));
@@ -263,6 +266,8 @@ export class NetlinkApplier implements NetworkApplier {
         address: address.address,
         prefixLength: address.prefixLength,
         scope: address.scope,
+        // The flags the address was made with; the others (tentative, dadfailed...) are its state.
+        flags: address.flags & (AddressFlag.NODAD | AddressFlag.NOPREFIXROUTE),
       };
       if (address.peer) spec.peer = address.peer;
       if (address.broadcast) spec.broadcast = address.broadcast;
