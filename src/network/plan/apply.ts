@@ -318,6 +318,7 @@ function linkSpecOf(change: Extract<Change, { op: 'create-link' }>, indexOf: (re
     ...(change.address ? { address: change.address } : {}),
     ...(change.group !== undefined ? { group: change.group } : {}),
     ...(change.txQueueLength !== undefined ? { txQueueLength: change.txQueueLength } : {}),
+    ...(change.allMulticast ? { allMulticast: true } : {}),
     data: change.kind === 'macvtap' ? { kind: 'macvtap', mode: 'bridge' } : { kind: 'ifb' },
   };
 }

@@ -53,6 +53,7 @@ export function commandOf(change: Change): string {
       if (change.mtu !== undefined) parts.push(`mtu ${change.mtu}`);
       if (change.txQueueLength !== undefined) parts.push(`txqueuelen ${change.txQueueLength}`);
       if (change.group !== undefined) parts.push(`group ${change.group}`);
+      if (change.allMulticast) parts.push('allmulticast on');
       parts.push(change.kind === 'macvtap' ? 'type macvtap mode bridge' : 'type ifb');
       return parts.join(' ');
     }

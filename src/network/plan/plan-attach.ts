@@ -102,6 +102,9 @@ function podRef(link: Link): LinkRef {
   return { role: 'pod', name: link.name, index: link.index };
 }
 
+/** IPv6's minimum link MTU (RFC 8200): below it the kernel gives a link no IPv6 at all. */
+const IPV6_MINIMUM_MTU = 1280;
+
 /**
  * The MTU the tap or macvtap gets: the pod link's own, as the namespace has it (Kata's setupTCFiltering
  * and tapNetworkPair read the link and set its MTU). The endpoint's may differ: add-iface's JSON `mtu`
@@ -270,6 +273,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   if (!spare) throw new InvalidInputError('spareHardwareAddress', spare, 'a private MAC for the pod link (macvtap)');
   const pod = podRef(source);
   const macvtap: LinkRef = { role: 'macvtap', name: request.tapName };
+  const macvtapMtu = podLinkMtu(snapshot, source);
   const originalAddress = source.address ?? '';
   const steps: PlanStep[] = [];
   // A MAC change flushes the link's neighbours, static ones included: remove them first, put back on undo.
@@ -306,10 +310,15 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
       link: macvtap,
       kind: 'macvtap',
       parent: pod,
-      mtu: podLinkMtu(snapshot, source),
+      mtu: macvtapMtu,
       ...(originalAddress ? { address: originalAddress } : {}),
       group: VCNET_LINK_GROUP,
       txQueueLength: macvtapQueueLength(source),
+      // A macvlan in bridge mode passes a multicast frame from its lower link only to the macvlans that
+      // joined its group. The macvtap has no IPv6 of its own (below), so it joins no solicited-node
+      // group: neighbour solicitations for the guest's IPv6 addresses never reach the guest, and
+      // nothing outside can start IPv6 traffic to it. All multicast in lets the guest filter.
+      allMulticast: true,
     }),
   );
   // The guest takes the MAC, and with it the IPv6 link-local address the kernel made from it (EUI-64):
@@ -317,7 +326,11 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   // the guest's address. The kernel makes a link-local address when a link comes up, from the MAC it
   // has then; with generation off it makes none while attached (the pod link is brought up below if
   // it was down; someone may bounce it). The macvtap is vcnet's: set before it is up, gone with it.
-  steps.push(stepOf({ op: 'set-link', link: macvtap, set: { ipv6AddressGeneration: 'none' } }));
+  // Below 1280 (the least IPv6 allows) the kernel gives a link no IPv6 at all, so nothing to turn off;
+  // it refuses the mode there (EAFNOSUPPORT). As Kata, which never sets it, does.
+  if (macvtapMtu >= IPV6_MINIMUM_MTU) {
+    steps.push(stepOf({ op: 'set-link', link: macvtap, set: { ipv6AddressGeneration: 'none' } }));
+  }
   steps.push(stepOf({ op: 'set-link', link: pod, set: { address: spare } }, { address: originalAddress }));
   const generation = source.ipv6AddressGeneration;
   if (generation !== undefined && generation !== 'none') {

@@ -67,6 +67,8 @@ export type Change =
       mtu?: number;
       txQueueLength?: number;
       group?: number;
+      /** Made with IFF_ALLMULTI (a macvtap: see plan-attach.ts). */
+      allMulticast?: boolean;
     }
   | { op: 'delete-link'; link: LinkRef; kind: string }
   /** Deletes every link of a group at once (one RCU grace period for all). */

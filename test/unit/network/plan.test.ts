@@ -256,7 +256,7 @@ describe('planAttach: macvtap', () => {
     expect(commandsOf(plan)).toEqual([
       'ip neigh del 10.88.0.1 dev eth0',
       `ip route del default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
-      'ip link add link eth0 name tap0_kata address 02:42:ac:11:00:02 mtu 1500 txqueuelen 1000 group 30307 type macvtap mode bridge',
+      'ip link add link eth0 name tap0_kata address 02:42:ac:11:00:02 mtu 1500 txqueuelen 1000 group 30307 allmulticast on type macvtap mode bridge',
       'ip link set dev tap0_kata addrgenmode none',
       `ip link set dev eth0 address ${SPARE}`,
       'ip link set dev eth0 addrgenmode none',
@@ -283,6 +283,20 @@ describe('planAttach: macvtap', () => {
     expect(commands).not.toContain('ip link set dev eth0 addrgenmode none');
     // The macvtap's own, from the guest's MAC, is never made.
     expect(commands).toContain('ip link set dev tap0_kata addrgenmode none');
+  });
+
+  it('sets no IPv6 address generation mode on a macvtap below 1280, where the kernel gives it no IPv6', () => {
+    for (const mtu of [576, 68, 1279]) {
+      const small = planAttach(
+        snapshot({ links: [link({ mtu })] }),
+        { queues: 1 },
+        { model: 'macvtap', source: link({ mtu }), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+      );
+      const commands = commandsOf(small);
+      expect(commands.find((c) => c.startsWith('ip link add'))).toContain(`mtu ${mtu} `);
+      expect(commands).not.toContain('ip link set dev tap0_kata addrgenmode none');
+    }
+    expect(commandsOf(plan)).toContain('ip link set dev tap0_kata addrgenmode none');
   });
 
   it('deletes IPv4 addresses newest first (secondaries before their primary), IPv6 as listed', () => {
