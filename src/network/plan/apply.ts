@@ -388,6 +388,9 @@ export function queueChange(batch: ChangeBatch, change: Change, indexOf: (ref: L
     case 'add-address':
       batch.addAddress({ index: indexOf(change.link), ...change.address });
       return;
+    case 'change-address':
+      batch.changeAddress({ index: indexOf(change.link), ...change.address });
+      return;
     case 'delete-address':
       // A point-to-point address is known by its local address and its peer (IFA_ADDRESS): without
       // the peer the kernel finds no such address (EADDRNOTAVAIL).

@@ -22,12 +22,13 @@ import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { NeighbourState } from '../../netlink/codec/neighbour.js';
+import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
 import { addressRequestOf, stepOf } from './inverse.js';
-import { podLinkRoutes } from './pod-link-routes.js';
+import { networkOf, podLinkRoutes } from './pod-link-routes.js';
 import type { Change, LinkRef, Plan, PlanStep, RateLimit } from './types.js';
 
 /** Links vcnet creates carry this IFLA_GROUP, so gc finds them and detach can delete them at once. */
@@ -354,11 +355,32 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
     ...v6.filter(temporary),
     ...v6.filter((address) => !temporary(address)),
   ];
+  // Putting an IPv6 address back makes its prefix route again; detach deletes it where the pod had
+  // none (the ptp plugin deletes it and routes the subnet via its gateway).
+  const hasPrefixRoute = (address: Address) =>
+    snapshot.routes.some(
+      (route) =>
+        route.protocol === RouteProtocol.KERNEL &&
+        route.table === RouteTable.MAIN &&
+        route.outputIndex === source.index &&
+        route.family === AddressFamily.INET6 &&
+        route.destinationLength === address.prefixLength &&
+        route.destination === networkOf(address.peer ?? address.address, address.prefixLength),
+    );
+  const withoutPrefixRoute = (address: Address) =>
+    address.family === AddressFamily.INET6 &&
+    (address.flags & AddressFlag.NOPREFIXROUTE) === 0 &&
+    !address.address.toLowerCase().startsWith('fe80:') &&
+    !hasPrefixRoute(address);
   for (const address of deletionOrder) {
     const change = {
       op: 'delete-address' as const,
       link: pod,
-      address: { ...addressRequestOf(address), ...lifetimeEnds(address, request.now) },
+      address: {
+        ...addressRequestOf(address),
+        ...lifetimeEnds(address, request.now),
+        ...(withoutPrefixRoute(address) ? { withoutPrefixRoute: true } : {}),
+      },
     };
     // A privacy address is the kernel's own, like the routes it adds: removed without a record.
     steps.push(address.family === AddressFamily.INET6 && temporary(address) ? { change } : stepOf(change));
