@@ -91,4 +91,17 @@ describe('IPv6 addresses with DAD on', () => {
     expect(v6Addresses('eth0')[0]?.tentative).toBeUndefined();
     await client.updateRoutes(ptpRoutes);
   });
+
+  it("routes the address's own prefix as the pod does: the pushed route via the gateway, without the kernel's prefix route", async () => {
+    await client.updateInterface(ptpInterface);
+    // The address brings a prefix route (metric 256) that would win over the pushed one (1024).
+    expect(v6Routes().find((r) => r.dst === 'fd00:12b::/64' && r.protocol === 'kernel')).toBeDefined();
+    await client.updateRoutes(ptpRoutes);
+    const subnet = v6Routes().filter((r) => r.dst === 'fd00:12b::/64');
+    expect(subnet).toEqual([expect.objectContaining({ gateway: 'fd00:12b::1', dev: 'eth0', protocol: 'boot' })]);
+    // A route list without such a route leaves the kernel's alone (a bridge pod's guest).
+    await client.updateInterface(ptpInterface);
+    await client.updateRoutes([{ dest: '::/0', gateway: 'fd00:12b::1', device: 'eth0', family: IPFamily.v6 }]);
+    expect(v6Routes().find((r) => r.dst === 'fd00:12b::/64')).toMatchObject({ protocol: 'kernel', dev: 'eth0' });
+  });
 });
