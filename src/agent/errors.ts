@@ -103,9 +103,14 @@ export class NetworkApplyError extends VcnetError {
   readonly undoFailures: string[];
   constructor(operation: string, step: string, cause: unknown, undoFailures: string[]) {
     const reason = cause instanceof Error ? cause.message : String(cause);
+    // Each call is undone on its own: after UpdateRoutes or AddARPNeighbors the interfaces keep what
+    // the UpdateInterface calls before them set.
+    const earlierCallsStay = /^(UpdateRoutes|AddARPNeighbors)\b/.test(operation)
+      ? `; only this call's ${operation.startsWith('UpdateRoutes') ? 'routes' : 'neighbours'}: the interfaces keep the addresses, MTU and names UpdateInterface gave them`
+      : '';
     const undo =
       undoFailures.length === 0
-        ? 'everything done before was undone'
+        ? `everything done before was undone${earlierCallsStay}`
         : `undoing failed too, the guest is half-changed: ${undoFailures.join('; ')}`;
     super('VCNET_AGENT_APPLY_FAILED', `${operation} failed at "${step}": ${reason} (${undo})`, {
       value: step,

@@ -23,6 +23,8 @@ const hints: Record<string, string> = {
   EINVAL: 'the kernel rejected an argument: see the kernel message',
   EBUSY: 'the device is busy (in use by a VM or bound to a master)',
   ERANGE: 'a value is out of range for this device (MTU?)',
+  EAFNOSUPPORT:
+    'the link has no IPv6: its MTU is below 1280 (the least IPv6 allows) or IPv6 is disabled in this kernel (ipv6.disable=1)',
 };
 
 interface RequestLike {

@@ -108,6 +108,17 @@ export class ChangeBatch {
     return this;
   }
 
+  /** `ip address change`: an existing address takes these flags and lifetimes (IPv6 starts no DAD for it). */
+  changeAddress(spec: AddressSpec): this {
+    this.batch.add(
+      MessageType.NEWADDR,
+      MessageFlag.REPLACE,
+      `change address ${spec.address}/${spec.prefixLength} on link #${spec.index}`,
+      (w) => encodeAddress(w, spec),
+    );
+    return this;
+  }
+
   deleteAddress(spec: AddressSpec, description = `delete address ${spec.address}/${spec.prefixLength}`): this {
     this.batch.add(MessageType.DELADDR, 0, description, (w) => encodeAddress(w, spec));
     return this;

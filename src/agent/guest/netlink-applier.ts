@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { create } from '@bufbuild/protobuf';
-import type { Address, AddressSpec } from '../../netlink/codec/address.js';
+import { type Address, AddressFlag, type AddressSpec } from '../../netlink/codec/address.js';
 import { bytesToIp, ipToBytes } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
@@ -24,7 +24,7 @@ import { GuestLinkNotFoundError } from '../errors.js';
 import { type Interface, InterfaceSchema, IPFamily, type Route, RouteSchema } from '../generated/types_pb.js';
 import type { InterfaceUpdate, NeighbourAddition, NetworkApplier, RouteUpdate } from '../network-applier.js';
 import { linkNameAtPciPath } from './pci-path.js';
-import { allOrNothing } from './undo-log.js';
+import { allOrNothing, type UndoLog } from './undo-log.js';
 
 export interface NetlinkApplierOptions {
   /** How long to wait for a hot-plugged NIC (a request with devicePath) to appear; default 5000 ms. */
@@ -35,6 +35,12 @@ export interface NetlinkApplierOptions {
 
 const canonicalIp = (address: string): string => bytesToIp(ipToBytes(address));
 const isIpv6LinkLocal = (address: string): boolean => /^fe[89ab][0-9a-f]:/i.test(canonicalIp(address));
+/** `address` with its host bits cleared: the destination of its prefix route. */
+function prefixOf(address: string, prefixLength: number): string {
+  const bytes = ipToBytes(address);
+  for (let bit = prefixLength; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return bytesToIp(bytes);
+}
 const addressKey = (address: string, prefixLength: number): string => `${canonicalIp(address)}/${prefixLength}`;
 const familyOfVersion = (version: 4 | 6): number => (version === 4 ? AddressFamily.INET : AddressFamily.INET6);
 
@@ -208,6 +214,9 @@ export class NetlinkApplier implements NetworkApplier {
         for (const [key, address] of wanted) {
           if (presentKeys.has(key)) continue;
           const spec: AddressSpec = { index, address: address.address, prefixLength: address.prefixLength };
+          // Without DAD, as Kata's agent adds them: a tentative address cannot be a route's src (EINVAL)
+          // and carries no traffic for a second or more; the pod already owns the address.
+          if (address.version === 6) spec.flags = AddressFlag.NODAD;
           const broadcast = address.version === 4 ? ipv4Broadcast(address.address, address.prefixLength) : undefined;
           if (broadcast) spec.broadcast = broadcast;
           await log.step(`add address ${key} to ${wantedName}`, () => this.handle.addAddress(spec));
@@ -263,6 +272,8 @@ export class NetlinkApplier implements NetworkApplier {
         address: address.address,
         prefixLength: address.prefixLength,
         scope: address.scope,
+        // The flags the address was made with; the others (tentative, dadfailed...) are its state.
+        flags: address.flags & (AddressFlag.NODAD | AddressFlag.NOPREFIXROUTE),
       };
       if (address.peer) spec.peer = address.peer;
       if (address.broadcast) spec.broadcast = address.broadcast;
@@ -336,9 +347,55 @@ export class NetlinkApplier implements NetworkApplier {
             this.handle.replaceRoute(this.specOfUpdate(route, index)),
           );
         }
+        await this.deleteReplacedPrefixRoutes(ordered, log);
       });
       return this.listRoutes();
     });
+  }
+
+  /**
+   * A pushed IPv6 route to exactly the prefix of one of the link's addresses, via a gateway, is how
+   * the pod routes its own subnet (the ptp plugin deletes the address's prefix route for it). The
+   * address's prefix route (proto kernel, metric 256) would win over it (pushed routes get 1024: the
+   * agent protocol carries no metric) and reach the subnet on the link instead: it goes. IPv4 needs
+   * nothing: a route to the same prefix replaces the kernel's there.
+   */
+  private async deleteReplacedPrefixRoutes(
+    pushed: Array<{ route: RouteUpdate; index: number }>,
+    log: UndoLog,
+  ): Promise<void> {
+    const viaGateway = pushed.filter(
+      ({ route }) => route.version === 6 && route.gateway !== undefined && route.destination !== undefined,
+    );
+    if (viaGateway.length === 0) return;
+    const [addresses, routes] = await Promise.all([this.handle.addresses(), this.handle.routes()]);
+    for (const { route, index } of viaGateway) {
+      const destination = canonicalIp(route.destination!);
+      const ofAddress = addresses.some(
+        (address) =>
+          address.index === index &&
+          address.family === AddressFamily.INET6 &&
+          address.prefixLength === route.destinationLength &&
+          prefixOf(address.address, address.prefixLength) === destination,
+      );
+      if (!ofAddress) continue;
+      for (const kernel of routes) {
+        if (
+          kernel.protocol !== RouteProtocol.KERNEL ||
+          kernel.table !== RouteTable.MAIN ||
+          kernel.outputIndex !== index ||
+          kernel.family !== AddressFamily.INET6 ||
+          kernel.gateway !== undefined ||
+          kernel.destination !== destination ||
+          kernel.destinationLength !== route.destinationLength
+        )
+          continue;
+        await log.step(
+          `delete the prefix route ${destination}/${route.destinationLength} dev ${route.device} (routed via ${route.gateway})`,
+          () => this.handle.delRoute(specOfKernelRoute(kernel)),
+        );
+      }
+    }
   }
 
   private specOfUpdate(route: RouteUpdate, outputIndex: number): RouteSpec {

@@ -74,6 +74,8 @@ export interface LinkChanges {
   address?: string;
   up?: boolean;
   noArp?: boolean;
+  /** IFF_ALLMULTI: receive every multicast frame, not only those of the groups the link joined. */
+  allMulticast?: boolean;
   master?: number | null;
   group?: number;
   txQueueLength?: number;
@@ -105,6 +107,10 @@ function flagChanges(changes: LinkChanges): { flags: number; change: number } {
   if (changes.noArp !== undefined) {
     change |= InterfaceFlag.NOARP;
     if (changes.noArp) flags |= InterfaceFlag.NOARP;
+  }
+  if (changes.allMulticast !== undefined) {
+    change |= InterfaceFlag.ALLMULTI;
+    if (changes.allMulticast) flags |= InterfaceFlag.ALLMULTI;
   }
   return { flags, change };
 }

@@ -320,6 +320,7 @@ function linkSpecOf(change: Extract<Change, { op: 'create-link' }>, indexOf: (re
     ...(change.address ? { address: change.address } : {}),
     ...(change.group !== undefined ? { group: change.group } : {}),
     ...(change.txQueueLength !== undefined ? { txQueueLength: change.txQueueLength } : {}),
+    ...(change.allMulticast ? { allMulticast: true } : {}),
     data: change.kind === 'macvtap' ? { kind: 'macvtap', mode: 'bridge' } : { kind: 'ifb' },
   };
 }
@@ -388,6 +389,9 @@ export function queueChange(batch: ChangeBatch, change: Change, indexOf: (ref: L
       return;
     case 'add-address':
       batch.addAddress({ index: indexOf(change.link), ...change.address });
+      return;
+    case 'change-address':
+      batch.changeAddress({ index: indexOf(change.link), ...change.address });
       return;
     case 'delete-address':
       // A point-to-point address is known by its local address and its peer (IFA_ADDRESS): without

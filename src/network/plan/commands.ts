@@ -53,6 +53,7 @@ export function commandOf(change: Change): string {
       if (change.mtu !== undefined) parts.push(`mtu ${change.mtu}`);
       if (change.txQueueLength !== undefined) parts.push(`txqueuelen ${change.txQueueLength}`);
       if (change.group !== undefined) parts.push(`group ${change.group}`);
+      if (change.allMulticast) parts.push('allmulticast on');
       parts.push(change.kind === 'macvtap' ? 'type macvtap mode bridge' : 'type ifb');
       return parts.join(' ');
     }
@@ -88,6 +89,8 @@ export function commandOf(change: Change): string {
       return `tc filter add ${dev(change.link)} parent ${parentText(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority} u32 match u32 0 0 action mirred egress redirect ${dev(change.redirectTo)}`;
     case 'delete-filter':
       return `tc filter del ${dev(change.link)} parent ${parentText(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority}`;
+    case 'change-address':
+      return commandOf({ ...change, op: 'add-address' }).replace(/^ip address add /, 'ip address change ');
     case 'add-address':
     case 'delete-address': {
       // The protocol (IFA_PROTO, kernel_ll) is left out: iproute2 takes `proto` only since 6.3.

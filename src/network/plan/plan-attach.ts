@@ -22,12 +22,13 @@ import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { NeighbourState } from '../../netlink/codec/neighbour.js';
+import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
 import { addressRequestOf, stepOf } from './inverse.js';
-import { podLinkRoutes } from './pod-link-routes.js';
+import { networkOf, podLinkRoutes } from './pod-link-routes.js';
 import type { Change, LinkRef, Plan, PlanStep, RateLimit } from './types.js';
 
 /** Links vcnet creates carry this IFLA_GROUP, so gc finds them and detach can delete them at once. */
@@ -101,6 +102,9 @@ export function macvtapQueueLength(source: Pick<Link, 'txQueueLength'>): number 
 function podRef(link: Link): LinkRef {
   return { role: 'pod', name: link.name, index: link.index };
 }
+
+/** IPv6's minimum link MTU (RFC 8200): below it the kernel gives a link no IPv6 at all. */
+const IPV6_MINIMUM_MTU = 1280;
 
 /**
  * The MTU the tap or macvtap gets: the pod link's own, as the namespace has it (Kata's setupTCFiltering
@@ -309,6 +313,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   if (!spare) throw new InvalidInputError('spareHardwareAddress', spare, 'a private MAC for the pod link (macvtap)');
   const pod = podRef(source);
   const macvtap: LinkRef = { role: 'macvtap', name: request.tapName };
+  const macvtapMtu = podLinkMtu(snapshot, source);
   const originalAddress = source.address ?? '';
   const steps: PlanStep[] = [];
   // A MAC change flushes the link's neighbours, static ones included: remove them first, put back on undo.
@@ -345,10 +350,15 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
       link: macvtap,
       kind: 'macvtap',
       parent: pod,
-      mtu: podLinkMtu(snapshot, source),
+      mtu: macvtapMtu,
       ...(originalAddress ? { address: originalAddress } : {}),
       group: VCNET_LINK_GROUP,
       txQueueLength: macvtapQueueLength(source),
+      // A macvlan in bridge mode passes a multicast frame from its lower link only to the macvlans that
+      // joined its group. The macvtap has no IPv6 of its own (below), so it joins no solicited-node
+      // group: neighbour solicitations for the guest's IPv6 addresses never reach the guest, and
+      // nothing outside can start IPv6 traffic to it. All multicast in lets the guest filter.
+      allMulticast: true,
     }),
   );
   // The guest takes the MAC, and with it the IPv6 link-local address the kernel made from it (EUI-64):
@@ -356,7 +366,11 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   // the guest's address. The kernel makes a link-local address when a link comes up, from the MAC it
   // has then; with generation off it makes none while attached (the pod link is brought up below if
   // it was down; someone may bounce it). The macvtap is vcnet's: set before it is up, gone with it.
-  steps.push(stepOf({ op: 'set-link', link: macvtap, set: { ipv6AddressGeneration: 'none' } }));
+  // Below 1280 (the least IPv6 allows) the kernel gives a link no IPv6 at all, so nothing to turn off;
+  // it refuses the mode there (EAFNOSUPPORT). As Kata, which never sets it, does.
+  if (macvtapMtu >= IPV6_MINIMUM_MTU) {
+    steps.push(stepOf({ op: 'set-link', link: macvtap, set: { ipv6AddressGeneration: 'none' } }));
+  }
   steps.push(stepOf({ op: 'set-link', link: pod, set: { address: spare } }, { address: originalAddress }));
   const generation = source.ipv6AddressGeneration;
   if (generation !== undefined && generation !== 'none') {
@@ -380,11 +394,32 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
     ...v6.filter(temporary),
     ...v6.filter((address) => !temporary(address)),
   ];
+  // Putting an IPv6 address back makes its prefix route again; detach deletes it where the pod had
+  // none (the ptp plugin deletes it and routes the subnet via its gateway).
+  const hasPrefixRoute = (address: Address) =>
+    snapshot.routes.some(
+      (route) =>
+        route.protocol === RouteProtocol.KERNEL &&
+        route.table === RouteTable.MAIN &&
+        route.outputIndex === source.index &&
+        route.family === AddressFamily.INET6 &&
+        route.destinationLength === address.prefixLength &&
+        route.destination === networkOf(address.peer ?? address.address, address.prefixLength),
+    );
+  const withoutPrefixRoute = (address: Address) =>
+    address.family === AddressFamily.INET6 &&
+    (address.flags & AddressFlag.NOPREFIXROUTE) === 0 &&
+    !address.address.toLowerCase().startsWith('fe80:') &&
+    !hasPrefixRoute(address);
   for (const address of deletionOrder) {
     const change = {
       op: 'delete-address' as const,
       link: pod,
-      address: { ...addressRequestOf(address), ...lifetimeEnds(address, request.now) },
+      address: {
+        ...addressRequestOf(address),
+        ...lifetimeEnds(address, request.now),
+        ...(withoutPrefixRoute(address) ? { withoutPrefixRoute: true } : {}),
+      },
     };
     // A privacy address is the kernel's own, like the routes it adds: removed without a record.
     steps.push(address.family === AddressFamily.INET6 && temporary(address) ? { change } : stepOf(change));

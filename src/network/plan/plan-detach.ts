@@ -5,11 +5,16 @@
  * exactly them (one RCU grace period instead of one per link). Every change lists the records it
  * settles, so whatever the kernel refuses can be kept in the record, and nothing else.
  */
+import { AddressFlag } from '../../netlink/codec/address.js';
+import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
+import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import { formatHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { commandOf } from './commands.js';
 import { undoChangesOf } from './inverse.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
+import { networkOf } from './pod-link-routes.js';
 import type { Change, LinkAttributes, LinkRef, LinkRole, PlumbingStep, RecordedLinkAttributes } from './types.js';
 
 export interface DetachStep {
@@ -132,6 +137,47 @@ function attributesToRestore(
     }
   }
   return restore;
+}
+
+/**
+ * An IPv6 address put back is tentative while the kernel runs duplicate address detection (a second
+ * or more): a route with it as `src` is refused meanwhile (EINVAL "Invalid source address"), and the
+ * routes come back right after the addresses. The pod had this address, and had passed DAD for it,
+ * before attach: it goes back with `nodad`, and once everything else is back it takes the flags it
+ * had (`ip address change`, which starts no DAD), so it is usable at once and ends as it was, in
+ * the kernel and pasted from a dry run into `sh -e` alike. Putting it back (and changing it) also
+ * makes its prefix route: one the pod did not have is deleted last.
+ */
+function usableAtOnce(change: Change, record: PlumbingStep): { change: Change; after: Change[] } {
+  if (change.op !== 'add-address' || record.step !== 'remove-addresses' || !change.address.address.includes(':')) {
+    return { change, after: [] };
+  }
+  const flags = change.address.flags ?? 0;
+  const after: Change[] = [];
+  let added = change;
+  if ((flags & AddressFlag.NODAD) === 0) {
+    added = { ...change, address: { ...change.address, flags: flags | AddressFlag.NODAD } };
+    after.push({ op: 'change-address', link: change.link, address: change.address });
+  }
+  const recorded = record.addresses.find(
+    (address) => address.address === change.address.address && address.prefixLength === change.address.prefixLength,
+  );
+  if (recorded?.withoutPrefixRoute) {
+    const { address, prefixLength } = change.address;
+    after.push({
+      op: 'delete-route',
+      link: change.link,
+      route: {
+        family: AddressFamily.INET6,
+        destination: networkOf(change.address.peer ?? address, prefixLength),
+        destinationLength: prefixLength,
+        table: RouteTable.MAIN,
+        protocol: RouteProtocol.KERNEL,
+        ...(change.address.routePriority !== undefined ? { priority: change.address.routePriority } : {}),
+      },
+    });
+  }
+  return { change: added, after };
 }
 
 /** A handle no one else uses for the moment a root qdisc exists only to be deleted. */
@@ -265,6 +311,8 @@ export function planDetach(
   }
 
   const steps: DetachStep[] = [];
+  /** Steps that must come after everything else is back (see usableAtOnce). */
+  const finalSteps: DetachStep[] = [];
   for (const record of [...records].reverse()) {
     if (record.step === 'create-link') continue;
     const owner = linkSteps.get(record.link);
@@ -304,9 +352,26 @@ export function planDetach(
       const changes = undoChangesOf(record, refOf, snapshot.now).map((change) => relabelled(change, record.link));
       // e.g. a route whose other next-hop link is gone, or whose lifetime has passed
       if (changes.length === 0) alreadyGone.push(record);
-      for (const change of changes) steps.push({ change, settles: [record] });
+      for (const change of changes) {
+        const settled = usableAtOnce(change, record);
+        steps.push({ change: settled.change, settles: [record] });
+        for (const after of settled.after) finalSteps.push({ change: after, settles: [record] });
+      }
     }
   }
+  // Every address takes its flags before any prefix route goes: changing an address makes its prefix
+  // route again, also one another address of the same prefix had just deleted.
+  steps.push(...finalSteps.filter((step) => step.change.op === 'change-address'));
+  // One deletion per prefix, however many of its addresses came back; each settles their records.
+  const prefixRouteSteps = new Map<string, DetachStep>();
+  for (const step of finalSteps) {
+    if (step.change.op === 'change-address') continue;
+    const key = commandOf(step.change);
+    const same = prefixRouteSteps.get(key);
+    if (same) same.settles.push(...step.settles.filter((record) => !same.settles.includes(record)));
+    else prefixRouteSteps.set(key, step);
+  }
+  steps.push(...prefixRouteSteps.values());
 
   // vcnet's own links go first: a pod link's MAC can only come back once the macvtap holding it is
   // gone (a macvlan beside eth0 shares eth0's port, where two equal MACs are refused: EADDRINUSE),

@@ -51,7 +51,7 @@ export class RouteNotRestorableError extends VcnetError {
 }
 
 /** `address` with its host bits cleared: the destination of the prefix route of `address/length`. */
-function networkOf(address: string, length: number): string {
+export function networkOf(address: string, length: number): string {
   const bytes = ipToBytes(address);
   for (let bit = length; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
   return bytesToIp(bytes);

@@ -38,7 +38,12 @@ export interface LinkAttributes {
  * with what is left, or not at all once it has passed. A request made from the record carries the
  * lifetimes in seconds instead.
  */
-export type AddressRecord = Omit<AddressSpec, 'index'> & { validUntil?: number; preferredUntil?: number };
+export type AddressRecord = Omit<AddressSpec, 'index'> & {
+  validUntil?: number;
+  preferredUntil?: number;
+  /** An IPv6 address whose prefix route (proto kernel) the pod did not have (the ptp plugin deletes it). */
+  withoutPrefixRoute?: boolean;
+};
 /**
  * A next hop of a multipath route: on the route's own link (the change's or record's) when `link` is
  * absent, else on that other link, kept by name and index (pod-link-routes.ts says when that happens).
@@ -67,6 +72,8 @@ export type Change =
       mtu?: number;
       txQueueLength?: number;
       group?: number;
+      /** Made with IFF_ALLMULTI (a macvtap: see plan-attach.ts). */
+      allMulticast?: boolean;
     }
   | { op: 'delete-link'; link: LinkRef; kind: string }
   /** Deletes every link of a group at once (one RCU grace period for all). */
@@ -79,6 +86,8 @@ export type Change =
   | { op: 'add-filter'; link: LinkRef; parent: number; priority: number; protocol: number; redirectTo: LinkRef }
   | { op: 'delete-filter'; link: LinkRef; parent: number; priority: number; protocol: number; kind: string }
   | { op: 'add-address'; link: LinkRef; address: AddressRecord }
+  /** An existing address takes the flags and lifetimes of `address` (`ip address change`). */
+  | { op: 'change-address'; link: LinkRef; address: AddressRecord }
   | { op: 'delete-address'; link: LinkRef; address: AddressRecord }
   | { op: 'add-route'; link: LinkRef; route: RouteRecord }
   | { op: 'delete-route'; link: LinkRef; route: RouteRecord }

@@ -30,6 +30,7 @@ const addressSchema = z.looseObject({
   validUntil: whole.optional(),
   preferredUntil: whole.optional(),
   routePriority: u32.optional(),
+  withoutPrefixRoute: z.boolean().optional(),
 });
 // Route metrics by RTAX_* number: u32 values, and a congestion control name for RTAX_CC_ALGO.
 const routeMetricsSchema = z.record(

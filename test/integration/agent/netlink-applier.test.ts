@@ -225,6 +225,11 @@ describe('UpdateRoutes', () => {
       .catch((e: unknown) => e);
     expect(error).toMatchObject({ status: StatusCode.INTERNAL });
     expect((error as Error).message).toContain('add route default via 192.168.77.1 dev eth0');
+    // Only the routes are put back: the addresses UpdateInterface gave stay.
+    expect((error as Error).message).toContain(
+      'the interfaces keep the addresses, MTU and names UpdateInterface gave them',
+    );
+    expect(addressesOf('eth0')).toEqual(['10.0.0.2/24', 'fd00::2/64']);
     expect(routes()).toEqual(before);
   });
 

@@ -43,6 +43,14 @@ function snapshot(overrides: Partial<PlanSnapshot> = {}): PlanSnapshot {
         scope: RouteScope.LINK,
       }),
       route({ gateway: '10.88.0.1' }),
+      // fd00::2/64's prefix route, as the kernel makes it.
+      route({
+        family: 10,
+        destination: 'fd00::',
+        destinationLength: 64,
+        protocol: RouteProtocol.KERNEL,
+        priority: 256,
+      }),
       route({
         destination: '10.88.0.2',
         destinationLength: 32,
@@ -256,7 +264,7 @@ describe('planAttach: macvtap', () => {
     expect(commandsOf(plan)).toEqual([
       'ip neigh del 10.88.0.1 dev eth0',
       `ip route del default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
-      'ip link add link eth0 name tap0_kata address 02:42:ac:11:00:02 mtu 1500 txqueuelen 1000 group 30307 type macvtap mode bridge',
+      'ip link add link eth0 name tap0_kata address 02:42:ac:11:00:02 mtu 1500 txqueuelen 1000 group 30307 allmulticast on type macvtap mode bridge',
       'ip link set dev tap0_kata addrgenmode none',
       `ip link set dev eth0 address ${SPARE}`,
       'ip link set dev eth0 addrgenmode none',
@@ -283,6 +291,20 @@ describe('planAttach: macvtap', () => {
     expect(commands).not.toContain('ip link set dev eth0 addrgenmode none');
     // The macvtap's own, from the guest's MAC, is never made.
     expect(commands).toContain('ip link set dev tap0_kata addrgenmode none');
+  });
+
+  it('sets no IPv6 address generation mode on a macvtap below 1280, where the kernel gives it no IPv6', () => {
+    for (const mtu of [576, 68, 1279]) {
+      const small = planAttach(
+        snapshot({ links: [link({ mtu })] }),
+        { queues: 1 },
+        { model: 'macvtap', source: link({ mtu }), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+      );
+      const commands = commandsOf(small);
+      expect(commands.find((c) => c.startsWith('ip link add'))).toContain(`mtu ${mtu} `);
+      expect(commands).not.toContain('ip link set dev tap0_kata addrgenmode none');
+    }
+    expect(commandsOf(plan)).toContain('ip link set dev tap0_kata addrgenmode none');
   });
 
   it('deletes IPv4 addresses newest first (secondaries before their primary), IPv6 as listed', () => {
@@ -730,15 +752,44 @@ describe('planDetach', () => {
     });
     expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
       'ip link del dev tap0_kata',
-      'ip address add fe80::1/64 scope 253 dev eth0',
-      'ip address add fd00::2/64 scope 0 dev eth0',
+      // IPv6 without DAD, so a route with one as src can come back at once (see usableAtOnce)...
+      'ip address add fe80::1/64 scope 253 nodad dev eth0',
+      'ip address add fd00::2/64 scope 0 nodad dev eth0',
       'ip address add 10.88.0.2/16 scope 0 dev eth0',
       'ip link set dev eth0 addrgenmode eui64',
       'ip link set dev eth0 address 02:42:ac:11:00:02',
       `ip route replace default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
       'ip neigh replace 10.88.0.1 lladdr aa:bb:cc:dd:ee:ff nud permanent dev eth0',
+      // ...then with the flags they had.
+      'ip address change fe80::1/64 scope 253 dev eth0',
+      'ip address change fd00::2/64 scope 0 dev eth0',
     ]);
     expect(plan.notices).toEqual([]);
+  });
+
+  it("deletes last the prefix route an IPv6 address brings back where the pod had none (ptp), and keeps a pod's nodad", () => {
+    const ptp = snapshot({
+      addresses: [
+        address('10.88.0.2', 16),
+        address('fd00::2', 64),
+        address('fd00::3', 64, { flags: AddressFlag.NODAD }),
+      ],
+      routes: [route({ gateway: '10.88.0.1' })],
+    });
+    const records = planAttach(
+      ptp,
+      { queues: 1 },
+      { model: 'macvtap', source: eth0WithIpv6(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    ).steps.flatMap((step) => (step.record ? [step.record] : []));
+    const commands = planDetach(records, {
+      links: [link({ address: SPARE, ipv6AddressGeneration: 'none' }), macvtap],
+    }).steps.map((step) => commandOf(step.change));
+    expect(commands.slice(-2)).toEqual([
+      'ip address change fd00::2/64 scope 0 dev eth0',
+      `ip -6 route del fd00::/64 dev eth0 table ${RouteTable.MAIN} proto 2`,
+    ]);
+    expect(commands).toContain('ip address add fd00::3/64 scope 0 nodad dev eth0');
+    expect(commands).not.toContain('ip address change fd00::3/64 scope 0 nodad dev eth0');
   });
 
   it('leaves a MAC the user set after attach, and says so', () => {
