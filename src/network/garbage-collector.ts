@@ -159,6 +159,17 @@ export function recordsHoldingLink(
     .map(({ id, file }) => ({ id, file }));
 }
 
+/** The records (sandboxes, CNI interfaces) in every known state directory that name this namespace. */
+export function recordsOfNamespace(
+  identity: { dev: number; ino: number },
+  extraDirectories: readonly string[] = [],
+): Array<{ id: string; file: string; links: string[] }> {
+  const key = keyOf(identity);
+  return readOwners(knownStateDirectories(extraDirectories))
+    .owners.filter((owner) => owner.key === key)
+    .map(({ id, file, links }) => ({ id, file, links }));
+}
+
 /** Live network namespaces by identity: /var/run/netns entries first (their paths outlive processes), then /proc/PID/ns/net. */
 export function liveNamespaces(): Map<NamespaceKey, string> {
   const found = new Map<NamespaceKey, string>();

@@ -165,14 +165,13 @@ describe('vcnet attach / detach', () => {
     expect(second.stderr).toContain(
       `hint: one namespace holds one sandbox's NICs: detach sandbox sb-a first (its record: ${join(stateDirectory(), 'sb-a', 'state.json')})`,
     );
-    // --json: the deciding name and code, which a program matches on; the wrapper stays as outerName/outerCode.
+    // --json: the name and code a program matches on. Refused before any endpoint is attached, so
+    // no AttachError wraps it.
     const json = vcnet(['attach', '--sandbox', 'sb-b', '--netns', pod.path, '--state-dir', stateDirectory(), '--json']);
     expect(json.status).toBe(1);
     expect(JSON.parse(json.stdout).error).toMatchObject({
       name: 'LinkNameTakenError',
       code: 'VCNET_LINK_NAME_TAKEN',
-      outerName: 'AttachError',
-      outerCode: 'VCNET_ATTACH_FAILED',
       hint: expect.stringContaining('detach sandbox sb-a first'),
     });
     // --dry-run finds it before anything would change, and names the owner the same way.
