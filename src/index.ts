@@ -226,6 +226,7 @@ export {
   configureGuest,
 } from './sandbox/configure-guest.js';
 export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
+export { NamespaceBusyError, NamespaceHeldError } from './sandbox/namespace-hold.js';
 export {
   type AddInterfaceResult,
   addInterface,

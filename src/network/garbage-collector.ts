@@ -19,7 +19,17 @@
  * Links are listed before records are read: an attach journals each link before making it, so a
  * link gc sees is already in a record gc reads afterwards.
  */
-import { type Dirent, existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import {
+  type Dirent,
+  existsSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, stringListOption, stringOption } from '../arguments.js';
 import { errnoOf, InvalidInputError } from '../errors.js';
@@ -159,6 +169,17 @@ export function recordsHoldingLink(
     .map(({ id, file }) => ({ id, file }));
 }
 
+/** The records (sandboxes, CNI interfaces) in every known state directory that name this namespace. */
+export function recordsOfNamespace(
+  identity: { dev: number; ino: number },
+  extraDirectories: readonly string[] = [],
+): Array<{ id: string; file: string; links: string[] }> {
+  const key = keyOf(identity);
+  return readOwners(knownStateDirectories(extraDirectories))
+    .owners.filter((owner) => owner.key === key)
+    .map(({ id, file, links }) => ({ id, file, links }));
+}
+
 /** Live network namespaces by identity: /var/run/netns entries first (their paths outlive processes), then /proc/PID/ns/net. */
 export function liveNamespaces(): Map<NamespaceKey, string> {
   const found = new Map<NamespaceKey, string>();
@@ -295,10 +316,11 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     throw new InvalidInputError('namespaces', options.namespaces, 'an array of network namespace paths');
   }
   const dryRun = options.dryRun ?? false;
-  const directories = knownStateDirectories([
+  const namedDirectories = [
     ...(options.stateDirectories ?? []),
     ...(options.stateDirectory ? [options.stateDirectory] : []),
-  ]);
+  ].map((directory) => resolve(directory));
+  const directories = knownStateDirectories(namedDirectories);
   const report: GarbageReport = {
     dryRun,
     removed: [],
@@ -383,9 +405,10 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       }
     }
 
-    // 3a. Directories a command killed half-way left without any record in them (gc of some
-    // namespaces only is about those namespaces: these belong to none).
-    if (!scoped) collectEmptyRecordDirectories(directories, dryRun, report);
+    // 3a. Directories and lock files a command killed half-way left without any record. They belong
+    // to no namespace: gc of some namespaces only takes those in the state directories it was given
+    // (--state-dir), never in every registered one.
+    collectEmptyRecordDirectories(scoped ? namedDirectories : directories, dryRun, report);
 
     // 3b. Sandbox records with endpoints whose attach never completed (a crash, or an undo the
     // kernel refused), whose lock is free: gc finishes undoing what those endpoints recorded.
@@ -555,8 +578,64 @@ function holdsNoRecord(directory: string): boolean {
     return false;
   }
   return entries.every((entry) =>
-    entry.isDirectory() ? holdsNoRecord(join(directory, entry.name)) : STATE_TEMPORARY_FILE.test(entry.name),
+    entry.isDirectory() ? holdsNoRecord(join(directory, entry.name)) : isDeadWritersTemporaryFile(entry.name),
   );
+}
+
+/** Whether a process of this pid runs (in gc's pid namespace; 0 and garbage count as none). */
+function processRuns(pid: number): boolean {
+  return pid > 0 && existsSync(`/proc/${pid}`);
+}
+
+/** A record write's temporary file whose writer (`.state.<pid>.tmp`) is gone. */
+function isDeadWritersTemporaryFile(name: string): boolean {
+  if (!STATE_TEMPORARY_FILE.test(name)) return false;
+  return !processRuns(Number(/\d+/.exec(name)?.[0]));
+}
+
+/** The pid a lock file's holder wrote into it (0 when unreadable or empty). */
+function pidWrittenIn(lockPath: string): number {
+  try {
+    const pid = Number.parseInt(readFileSync(lockPath, 'utf8').trim(), 10);
+    return Number.isInteger(pid) ? pid : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Lock files of sandboxes with no record directory: an attach killed after taking its lock and
+ * before its first write. Removed under that very lock (a live attach holds it: left alone), and
+ * only while no record directory exists. A dry run takes no lock: it lists those whose writer's pid
+ * is gone.
+ */
+function collectStaleLockFiles(root: string, dryRun: boolean, report: GarbageReport): void {
+  const locks = join(root, LOCK_DIRECTORY_NAME);
+  for (const id of safeReaddir(locks)) {
+    const lockPath = join(locks, id);
+    if (id.startsWith('.') || existsSync(join(root, id))) continue;
+    try {
+      if (!lstatSync(lockPath).isFile()) continue; // a link or anything else: not vcnet's to remove
+    } catch {
+      continue;
+    }
+    if (dryRun && processRuns(pidWrittenIn(lockPath))) continue;
+    const lock = dryRun ? undefined : tryLockFile(lockPath);
+    if (lock && !(lock instanceof FileLock)) continue; // an attach under way
+    try {
+      if (existsSync(join(root, id))) continue; // it wrote its record meanwhile
+      report.removed.push({
+        kind: 'state',
+        namespacePath: '',
+        name: id,
+        file: lockPath,
+        detail:
+          'a lock file without a record directory (an attach killed before its first write, or a record removed by hand)',
+      });
+    } finally {
+      lock?.release({ removeFile: !existsSync(join(root, id)) });
+    }
+  }
 }
 
 /**
@@ -586,6 +665,7 @@ function collectEmptyRecordDirectories(directories: readonly string[], dryRun: b
         lock?.release({ removeFile: !existsSync(directory) });
       }
     }
+    collectStaleLockFiles(root, dryRun, report);
   }
 }
 

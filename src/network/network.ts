@@ -29,6 +29,7 @@ import { VethEndpoint } from './endpoint/veth-endpoint.js';
 import { VhostUserEndpoint } from './endpoint/vhost-user-endpoint.js';
 import { routesNotForGuest, routesNotForGuestNotice } from './guest.js';
 import { freeDeviceIndex } from './interface-pair.js';
+import { checkNotVcnetDevice, isVcnetDevice } from './link-name.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { describeRecords, planUndo, RollbackIncompleteError } from './plan/apply.js';
@@ -96,6 +97,9 @@ const ADD_ENDPOINTS_KEYS: readonly (keyof AddEndpointsOptions)[] = [
   'hypervisor',
 ];
 
+/** Why the scan leaves a tap<N>_kata, ifb<N>_kata or link in vcnet's group alone. */
+const VM_DEVICE_REASON = "a VM's device (tap<N>_kata, ifb<N>_kata or in vcnet's link group), not a pod interface";
+
 export class Network {
   private readonly list: Endpoint[] = [];
   /** Links the last scan left out (no address, not named); the library does not log, the caller prints. */
@@ -120,10 +124,14 @@ export class Network {
     return this.skippedLinks.map((entry) => ({
       endpoint: entry.info.link.name,
       reason: entry.reason,
-      message: skippedNotice(
-        entry,
-        this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {},
-      ),
+      // Naming a VM's device with --interface is refused: the usual hint would send the user there.
+      message:
+        entry.reason === VM_DEVICE_REASON
+          ? `skipped ${entry.info.link.name} (kind ${entry.info.link.kind ?? 'none'}): ${entry.reason}`
+          : skippedNotice(
+              entry,
+              this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {},
+            ),
     }));
   }
 
@@ -317,12 +325,20 @@ export class Network {
     if (options.interfaces && options.interfaces.length > 0) return options.interfaces;
     // Kata's disable_new_netns scans nothing; only hot-added taps come later.
     if (this.config.disableNewNetns) return [];
-    refuseUnknownNamedInterfaces(snapshot, this.config.namedInterfaces ?? []);
+    const named = this.config.namedInterfaces ?? [];
+    refuseUnknownNamedInterfaces(snapshot, named);
+    // A VM's device (another sandbox's macvtap, say) joined as an endpoint would give two VMs one
+    // /dev/tapN: refused by name as add-iface refuses it, and never picked up by the scan.
+    for (const link of snapshot.links) if (named.includes(link.name)) checkNotVcnetDevice('namedInterfaces', link);
     const known = new Set(this.list.map((endpoint) => endpoint.properties.link.name));
     const scanned = interfacesOf(snapshot).filter((info) => !known.has(info.link.name) && !this.isOurs(info));
+    const vmDevices = scanned.filter((info) => isVcnetDevice(info.link));
     // Links without an address are skipped unless named (scan.ts); the caller reads `skipped`.
-    const { selected, skipped } = selectEndpointInterfaces(scanned, new Set(this.config.namedInterfaces ?? []));
-    this.skippedLinks = skipped;
+    const { selected, skipped } = selectEndpointInterfaces(
+      scanned.filter((info) => !vmDevices.includes(info)),
+      new Set(named),
+    );
+    this.skippedLinks = [...vmDevices.map((info) => ({ info, reason: VM_DEVICE_REASON })), ...skipped];
     return selected;
   }
 

@@ -43,10 +43,12 @@ import type { Change, Plan } from '../network/plan/types.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
 import {
   DEFAULT_STATE_DIRECTORY,
+  defaultLockTimeoutMs,
   SandboxStore,
   stateDirectoryFlag,
   validateSandboxId,
 } from '../network/state/store.js';
+import { lockNamespace, refuseHeldNamespace } from './namespace-hold.js';
 
 export type { HypervisorRecord, SandboxState } from '../network/state/records.js';
 export { SANDBOX_STATE_VERSION };
@@ -304,18 +306,37 @@ export async function attachSandbox(
         discard: () => store.remove(),
         path: store.statePath,
       };
+      // The attach's one scan, taken under the namespace's lock (with disable_new_netns the namespace
+      // is the host's, which every such sandbox shares: no lock, and the attach scans).
+      let snapshot: AddEndpointsOptions['snapshot'];
+      if (!config.disableNewNetns) {
+        await lockNamespace(namespace.fd, namespace.identity.path, options.lockTimeoutMs ?? defaultLockTimeoutMs());
+        snapshot = await network.scan();
+        refuseHeldNamespace(snapshot.links, namespace.identity, namespace.identity.path, stateDirectories(options));
+      }
       await store.prepareToRecord();
-      await attachRecorded(network, options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}, keeper).catch(
-        (error: unknown) => {
-          throw namingTheOwner(error, namespace.identity, options.stateDirectory);
-        },
-      );
+      const attachOptions = {
+        ...(options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}),
+        ...(snapshot ? { snapshot } : {}),
+      };
+      await attachRecorded(network, attachOptions, keeper).catch((error: unknown) => {
+        throw namingTheOwner(error, namespace.identity, options.stateDirectory);
+      });
       try {
         options.checkEndpoints?.(network.endpoints());
       } catch (error) {
         // Nothing half-built: a refused device configuration undoes the plumbing and the record.
         await detachRecorded(network, `attach of ${id} (undoing it)`, keeper);
         throw error;
+      }
+      if (network.endpoints().length === 0 && !config.disableNewNetns) {
+        // As Kata ("no network interfaces found"): not an error (the runtime may configure the pod
+        // later, and add-iface adds NICs), but never silent.
+        publish(channels.notice, () => ({
+          operation: 'attach',
+          endpoint: '',
+          message: `the VM gets no network: no link of ${config.namespacePath} was attached (none has an address or was named with --interface); add-iface or attach --interface adds one`,
+        }));
       }
       const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
       if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
@@ -331,6 +352,11 @@ export async function attachSandbox(
       namespace.close();
     }
   }, options.lockTimeoutMs);
+}
+
+/** The state directory a command names, besides every one gc knows. */
+function stateDirectories(options: { stateDirectory?: string }): string[] {
+  return options.stateDirectory ? [options.stateDirectory] : [];
 }
 
 /**
@@ -374,7 +400,17 @@ export async function planSandboxAttach(
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
   const network = Network.open(config, id);
   try {
-    const planned = await network.planEndpoints(hypervisor ? { hypervisor } : {}).catch((error: unknown) => {
+    // As attach refuses a held namespace (without its lock: a dry run changes nothing).
+    const snapshot = config.disableNewNetns ? undefined : await network.scan();
+    if (snapshot)
+      refuseHeldNamespace(
+        snapshot.links,
+        statSync(config.namespacePath),
+        config.namespacePath,
+        stateDirectories(options),
+      );
+    const planOptions = { ...(hypervisor ? { hypervisor } : {}), ...(snapshot ? { snapshot } : {}) };
+    const planned = await network.planEndpoints(planOptions).catch((error: unknown) => {
       // As attach says it: a taken name made by another sandbox names that sandbox and its record.
       let identity: { dev: number; ino: number } | undefined;
       try {

@@ -16,6 +16,7 @@ import { SystemCallError, VcnetError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
 import type { LinkSpec } from '../../netlink/codec/link.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
+import { LinkNameTakenError } from '../plan/plan-attach.js';
 
 /** Kata's hostLinkOffset, linkRange and linkRetries. */
 export const MACVTAP_INDEX_BASE = 8192;
@@ -193,7 +194,9 @@ export async function createMacvtapAtUniqueIndex(
       const errno = errnoOf(error);
       if (errno !== 'EEXIST' && errno !== 'EBUSY') throw error;
       // EEXIST is also the answer to a name in use: no index helps then.
-      if (await handle.findLink({ name: spec.name })) throw error;
+      const holder = await handle.findLink({ name: spec.name });
+      // Another attach made it meanwhile (the plan saw the name free): say whose, never "remove it".
+      if (holder) throw new LinkNameTakenError(spec.name, holder, error);
       lastProblem = `index ${index}: ${errno}`;
       continue;
     }

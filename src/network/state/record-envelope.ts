@@ -28,6 +28,14 @@ export const recordEnvelopeSchema = z.looseObject({
 
 export type RecordEnvelope = z.infer<typeof recordEnvelopeSchema>;
 
+/**
+ * A version 1 record names its namespace by path only: this vcnet cannot tell that the path still
+ * holds the namespace the record was made in, so it does not act on it (docs/troubleshooting.md,
+ * "Records from an older vcnet", says what a removal leaves).
+ */
+export const OLDER_RECORD_HINT =
+  'nothing was changed; the record was written by an older vcnet (record version 1, before namespace identities): detach it with the vcnet that attached it, or remove the record and run `vcnet gc --netns <its namespace>` (an ingress qdisc stays on each pod link, and a macvtap pod link keeps its spare MAC without its addresses: see "Records from an older vcnet" in docs/troubleshooting.md)';
+
 /** A record that cannot be trusted: names the file, the field and what was expected. Nothing was changed. */
 export class StateInvalidError extends VcnetError {
   static override readonly errorName: string = 'StateInvalidError';
@@ -100,7 +108,8 @@ export function parseRecord<T>(
   const version = (data as { version?: unknown }).version;
   if (version !== RECORD_VERSION) {
     const why = version === 1 ? ' (version 1 records, from before namespace identities, are not trusted)' : '';
-    // A newer vcnet's record is not damaged: that vcnet can still detach it, so it must not be removed.
+    // Neither a newer nor an older vcnet's record is damaged: the vcnet that wrote it can still detach
+    // it, so the hint says that first, not "restore or remove it".
     const newer = typeof version === 'number' && version > RECORD_VERSION;
     throw new StateInvalidError(
       file,
@@ -109,7 +118,9 @@ export function parseRecord<T>(
       version,
       newer
         ? 'nothing was changed; a newer vcnet wrote this record: run that version to detach it, and keep the file until then'
-        : undefined,
+        : version === 1
+          ? OLDER_RECORD_HINT
+          : undefined,
     );
   }
   const envelope = check(recordEnvelopeSchema, data, file);

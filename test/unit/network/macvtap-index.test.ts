@@ -15,6 +15,7 @@ import {
   macvtapNodeProblem,
   randomMacvtapIndex,
 } from '../../../src/network/model/macvtap-index.js';
+import { LinkNameTakenError, VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
 
 let root: string;
 let roots: DeviceRoots;
@@ -103,10 +104,15 @@ describe('macvtap index (Kata: 8192 + random & 0xFFFF)', () => {
       addLink: async () => {
         throw Object.assign(new Error('File exists'), { errno: 'EEXIST' });
       },
-      findLink: async () => ({ name: 'tap0_kata' }),
+      findLink: async () => ({ name: 'tap0_kata', index: 7, kind: 'macvtap', group: VCNET_LINK_GROUP }),
     } as unknown as NetlinkHandle;
-    await expect(
-      createMacvtapAtUniqueIndex(handle, { name: 'tap0_kata', data: { kind: 'macvtap' } }, { roots }),
-    ).rejects.toThrow('File exists');
+    // Another sandbox's live macvtap (made meanwhile): named as taken, never "remove it first".
+    const refusal = createMacvtapAtUniqueIndex(handle, { name: 'tap0_kata', data: { kind: 'macvtap' } }, { roots });
+    await expect(refusal).rejects.toBeInstanceOf(LinkNameTakenError);
+    await expect(refusal).rejects.toMatchObject({
+      code: 'VCNET_LINK_NAME_TAKEN',
+      message: expect.stringContaining("(index 7, macvtap, in vcnet's link group)"),
+      cause: expect.objectContaining({ message: 'File exists' }),
+    });
   });
 });

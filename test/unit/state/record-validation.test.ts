@@ -95,6 +95,13 @@ describe('parseRecord', () => {
     expect(error.message).toContain(field);
   });
 
+  it('says a version 1 record was written by an older vcnet, not that it was damaged', () => {
+    const error = refusal(JSON.stringify({ ...sandboxRecord(), version: 1 }));
+    expect(error.hint).toMatch(/written by an older vcnet \(record version 1, before namespace identities\)/);
+    expect(error.hint).toMatch(/detach it with the vcnet that attached it/);
+    expect(error.hint).not.toMatch(/damaged/);
+  });
+
   it('refuses the record of another sandbox copied into this one', () => {
     const error = refusal(JSON.stringify(sandboxRecord('b')), 'a');
     expect(error.field).toBe('id');

@@ -1,0 +1,88 @@
+/**
+ * One namespace holds one sandbox's NICs. A second attach into a namespace another sandbox holds
+ * would otherwise find nothing to attach (the macvtap model moved the pod links' addresses into the
+ * first VM, so they are skipped as "no address") and succeed with no network, or stack its plumbing
+ * on the first sandbox's. Attaches into one namespace take turns on an flock of the namespace's own
+ * nsfs inode (no file to leave behind, released by the kernel when the process dies), and each
+ * checks, under it, that no other sandbox holds the namespace.
+ */
+import { VcnetError } from '../errors.js';
+import { nativeFileLock } from '../native/file-lock.js';
+import type { Link } from '../netlink/codec/link.js';
+import { recordsHoldingLink, recordsOfNamespace } from '../network/garbage-collector.js';
+import { LinkNameTakenError, VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
+import { holderOf } from '../network/state/lock.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A record names the namespace but no link of vcnet's group is in it (the `existing` model hands a
+ * VM a macvtap as it is): the namespace is that sandbox's. A link of vcnet's group is refused as
+ * LinkNameTakenError, as a tcfilter attach always found tap0_kata taken.
+ */
+export class NamespaceHeldError extends VcnetError {
+  static override readonly errorName: string = 'NamespaceHeldError';
+  constructor(namespacePath: string, owner: { id: string; file: string }) {
+    super(
+      'VCNET_LINK_NAME_TAKEN',
+      `the namespace ${namespacePath} holds the NICs of sandbox ${owner.id}; nothing was changed`,
+      {
+        value: owner.id,
+        hint: `one namespace holds one sandbox's NICs: detach sandbox ${owner.id} first (its record: ${owner.file})`,
+      },
+    );
+  }
+}
+
+/** The namespace stayed locked by another attach past the wait. */
+export class NamespaceBusyError extends VcnetError {
+  static override readonly errorName: string = 'NamespaceBusyError';
+  constructor(namespacePath: string, holder: number, waitedMs: number) {
+    const who = holder > 0 ? `process ${holder}` : 'another process (which one cannot be known)';
+    super(
+      'VCNET_SANDBOX_LOCKED',
+      `the namespace ${namespacePath} is being attached by ${who} (waited ${waitedMs} ms)`,
+      {
+        value: holder,
+        hint: 'wait for the other attach to finish (one namespace holds one sandbox), or give a longer --lock-timeout',
+      },
+    );
+  }
+}
+
+/**
+ * Takes the namespace's attach lock on `fd` (an open fd of the namespace), polling until `timeoutMs`.
+ * Held until the fd is closed.
+ */
+export async function lockNamespace(fd: number, namespacePath: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let pause = 5;
+  for (;;) {
+    if (nativeFileLock.lockFile(fd, true)) return;
+    if (Date.now() >= deadline) throw new NamespaceBusyError(namespacePath, holderOf(fd), timeoutMs);
+    await sleep(Math.min(pause, Math.max(1, deadline - Date.now())));
+    pause = Math.min(pause * 2, 100);
+  }
+}
+
+/**
+ * Refuses a namespace another sandbox holds: a link in vcnet's link group is in it, or a record names
+ * it. Records are read only when a link says a VM may be there (vcnet's group, or a macvtap, which
+ * the `existing` model hands to a VM as it is), so an attach into a fresh pod reads none.
+ */
+export function refuseHeldNamespace(
+  links: readonly Link[],
+  identity: { dev: number; ino: number },
+  namespacePath: string,
+  stateDirectories: readonly string[],
+): void {
+  const grouped = links.find((link) => link.group === VCNET_LINK_GROUP);
+  if (!grouped && !links.some((link) => link.kind === 'macvtap')) return;
+  if (grouped) {
+    const [owner] = recordsHoldingLink(identity, grouped.name, stateDirectories);
+    const recorded = owner ?? recordsOfNamespace(identity, stateDirectories)[0];
+    throw new LinkNameTakenError(grouped.name, grouped, undefined, recorded);
+  }
+  const [recorded] = recordsOfNamespace(identity, stateDirectories);
+  if (recorded) throw new NamespaceHeldError(namespacePath, recorded);
+}
