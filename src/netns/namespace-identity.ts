@@ -270,3 +270,77 @@ export function openRecordedNamespace(recorded: NamespaceIdentity, file: string)
   opened.identity.path = recorded.path;
   return opened;
 }
+
+/**
+ * Where a namespace of this identity can still be opened when its recorded path is gone: a
+ * /var/run/netns entry, then a process (/proc/PID/ns/net), then a thread that entered it alone
+ * (/proc/PID/task/TID/ns/net, read only when no process has it). A VMM or a holder left in a
+ * namespace whose bind mount was deleted keeps it, and what attach made in it, alive.
+ */
+export function namespaceHolderPaths(identity: { dev: number; ino: number }): string[] {
+  const matches = (path: string): boolean => {
+    try {
+      const stats = statSync(path);
+      return stats.dev === identity.dev && stats.ino === identity.ino;
+    } catch {
+      return false; // gone meanwhile, or not readable
+    }
+  };
+  const found: string[] = [];
+  const pinned = pinnedPathOf(identity);
+  if (pinned) found.push(pinned);
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return found;
+  }
+  for (const pid of pids) if (matches(`/proc/${pid}/ns/net`)) found.push(`/proc/${pid}/ns/net`);
+  if (found.length > 0) return found;
+  for (const pid of pids) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      if (tid === pid) continue; // the main thread was looked at above
+      const path = `/proc/${pid}/task/${tid}/ns/net`;
+      if (matches(path)) found.push(path);
+    }
+  }
+  return found;
+}
+
+/** A recorded namespace opened somewhere other than its recorded path, which is gone. */
+export interface RelocatedNamespace {
+  opened: OpenedNamespace;
+  /** The path it was opened through (a /proc/PID/ns/net, a thread's, or another /var/run/netns entry). */
+  heldAt: string;
+  /** The process holding it, when found through /proc. */
+  pid?: number;
+}
+
+/**
+ * Opens a recorded namespace whose path is gone through whatever still holds it, checked by
+ * identity (cookie too: an inode number can be handed to a new namespace). undefined when nothing
+ * holds it: then it is really gone.
+ */
+export function openNamespaceHeldElsewhere(recorded: NamespaceIdentity, file: string): RelocatedNamespace | undefined {
+  for (const heldAt of namespaceHolderPaths(recorded)) {
+    let opened: OpenedNamespace;
+    try {
+      opened = openRecordedNamespace({ ...recorded, path: heldAt }, file);
+    } catch {
+      // The process ended meanwhile, the inode now names another namespace, or this holder cannot
+      // be opened by us: try the next one.
+      continue;
+    }
+    // Records and messages keep naming the recorded path; heldAt says where it was reached.
+    opened.identity.path = recorded.path;
+    const pid = /^\/proc\/(\d+)\//.exec(heldAt)?.[1];
+    return { opened, heldAt, ...(pid ? { pid: Number(pid) } : {}) };
+  }
+  return undefined;
+}

@@ -27,9 +27,12 @@ import type { Link } from '../netlink/codec/link.js';
 import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
+  NamespaceGoneError,
   NamespacePathError,
   NETNS_RUN_DIRECTORY,
+  namespaceHolderPaths,
   type OpenedNamespace,
+  openNamespaceHeldElsewhere,
   openNetworkNamespace,
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
@@ -121,6 +124,10 @@ export interface GarbageOptions {
 
 type NamespaceKey = string;
 const keyOf = (identity: { dev: number; ino: number }): NamespaceKey => `${identity.dev}:${identity.ino}`;
+const identityOfKey = (key: NamespaceKey): { dev: number; ino: number } => {
+  const [dev, ino] = key.split(':').map(Number);
+  return { dev: dev!, ino: ino! };
+};
 
 interface RecordOwner {
   id: string;
@@ -320,16 +327,23 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   const scans: Array<{ namespace: OpenedNamespace; handle: NetlinkHandle; links: Link[] }> = [];
   try {
     const seen = new Set<NamespaceKey>();
-    for (const path of scoped ?? [...live.values()]) {
+    const toScan = [...(scoped ?? live.values())];
+    for (let position = 0; position < toScan.length; position++) {
+      const path = toScan[position]!;
       let namespace: OpenedNamespace;
       try {
         namespace = openNetworkNamespace(path);
       } catch (error) {
         // A named path is refused when it is not a network namespace, or cannot be opened; one that
         // does not exist may be the path of a deleted namespace whose records are to go (checked below).
-        if (scoped === undefined) continue; // gone meanwhile, or not a network namespace
+        if (scoped === undefined || position >= scoped.length) continue; // gone meanwhile, or not a network namespace
         if (error instanceof NamespacePathError && error.what === 'missing') {
           missing.push(path);
+          // Only the path may be gone: a process still in the namespace keeps it, and what a record
+          // made there, alive; it is looked at through that process (the records read here only say
+          // which namespace; the owners are read again after the links are listed).
+          for (const owner of readOwners(directories).owners)
+            if (owner.namespacePath === path) toScan.push(...namespaceHolderPaths(identityOfKey(owner.key)));
           continue;
         }
         throw error;
@@ -367,6 +381,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     for (const owner of owners) {
       if (live.has(owner.key) || nowLive.has(owner.key) || pathHolds(owner.namespacePath, owner.key)) continue;
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
+      // A thread alone in the namespace keeps it too (looked for only before dropping a record).
+      if (namespaceHolderPaths(identityOfKey(owner.key)).length > 0) continue;
       const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
       if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
       try {
@@ -658,7 +674,16 @@ async function finishUnfinished(id: string, root: string, report: GarbageReport)
       const killedAttach = current.attaching === true;
       if (!killedAttach && !current.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending'))
         return;
-      const namespace = openRecordedNamespace(current.namespace, store.statePath);
+      let namespace: OpenedNamespace;
+      try {
+        namespace = openRecordedNamespace(current.namespace, store.statePath);
+      } catch (error) {
+        // Its path is gone but a process still runs in it: finished through that process.
+        const relocated =
+          error instanceof NamespaceGoneError && openNamespaceHeldElsewhere(current.namespace, store.statePath);
+        if (!relocated) throw error;
+        namespace = relocated.opened;
+      }
       let network: Network | undefined;
       try {
         network = Network.load(current.network, id, namespace.entryPath);

@@ -28,6 +28,7 @@ import {
   type NamespaceIdentity,
   type OpenedNamespace,
   openNamespaceForRecord,
+  openNamespaceHeldElsewhere,
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
@@ -401,6 +402,12 @@ export interface DetachResult {
   report?: UndoReport;
   /** The recorded namespace no longer exists: the record was dropped, nothing else was done. */
   namespaceGone?: string;
+  /**
+   * The recorded path was gone but the namespace was not (a process still ran in it): detach worked
+   * through this path instead (a /proc/PID/ns/net), and `heldBy` is that process.
+   */
+  namespaceHeldAt?: string;
+  heldBy?: number;
 }
 
 /**
@@ -432,7 +439,9 @@ export async function detachSandbox(
       store.remove();
       return { id, found: true, namespaceGone: state.namespace.path };
     }
-    const { network } = recorded;
+    const { network, heldElsewhere } = recorded;
+    if (heldElsewhere)
+      publish(channels.notice, () => heldElsewhereNotice('detach', id, state.namespace.path, heldElsewhere));
     try {
       // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
       const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
@@ -456,16 +465,49 @@ export async function detachSandbox(
         },
         hotplug ? { hotplug } : {},
       );
-      return { id, found: true, report };
+      return {
+        id,
+        found: true,
+        report,
+        ...(heldElsewhere
+          ? {
+              namespaceHeldAt: heldElsewhere.path,
+              ...(heldElsewhere.pid !== undefined ? { heldBy: heldElsewhere.pid } : {}),
+            }
+          : {}),
+      };
     } finally {
       recorded.close();
     }
   }, options.lockTimeoutMs);
 }
 
+/** Says that a record's namespace path is gone while a process keeps the namespace alive. */
+export function heldElsewhereNotice(
+  operation: string,
+  id: string,
+  recordedPath: string,
+  heldElsewhere: NonNullable<RecordedNetwork['heldElsewhere']>,
+): { operation: string; endpoint: string; message: string; details: Record<string, unknown> } {
+  const holder = heldElsewhere.pid !== undefined ? `process ${heldElsewhere.pid}` : heldElsewhere.path;
+  return {
+    operation,
+    endpoint: '',
+    message: `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder} still runs in that namespace (${heldElsewhere.path}): what attach made is still there and is undone through it`,
+    details: {
+      sandbox: id,
+      namespace: recordedPath,
+      heldAt: heldElsewhere.path,
+      ...(heldElsewhere.pid !== undefined ? { pid: heldElsewhere.pid } : {}),
+    },
+  };
+}
+
 /** A record's network, loaded in its namespace opened by identity; close() closes both. */
 export interface RecordedNetwork {
   network: Network;
+  /** The recorded path is gone but the namespace is not: where it was opened instead, and the holding process. */
+  heldElsewhere?: { path: string; pid?: number };
   close(): void;
 }
 
@@ -483,6 +525,14 @@ export function openRecordedNetwork(
   try {
     namespace = openRecordedNamespace(record.namespace, statePath);
   } catch (error) {
+    if (error instanceof NamespaceGoneError) {
+      // Only the path is gone (`ip netns del` while a VMM or another process still runs in it): what
+      // attach made lives on with the namespace, so it is undone through whatever holds it.
+      const relocated = openNamespaceHeldElsewhere(record.namespace, statePath);
+      if (!relocated) throw error;
+      const { opened, heldAt, pid } = relocated;
+      return loadRecordedNetwork(record, sandboxId, opened, { path: heldAt, ...(pid !== undefined ? { pid } : {}) });
+    }
     if (!(error instanceof NamespaceChangedError)) throw error;
     // A reused path (a namespace re-created under the same name): when the recorded namespace lives
     // nowhere, it is gone, with everything attach made in it, as when the path itself is gone.
@@ -490,6 +540,15 @@ export function openRecordedNetwork(
     if (livesAt === undefined) throw new NamespaceGoneError(record.namespace, statePath);
     throw new NamespaceChangedError(record.namespace, error.found, statePath, livesAt);
   }
+  return loadRecordedNetwork(record, sandboxId, namespace, undefined);
+}
+
+function loadRecordedNetwork(
+  record: { network: NetworkState },
+  sandboxId: string,
+  namespace: OpenedNamespace,
+  heldElsewhere: RecordedNetwork['heldElsewhere'],
+): RecordedNetwork {
   let network: Network;
   try {
     network = Network.load(record.network, sandboxId, namespace.entryPath);
@@ -499,6 +558,7 @@ export function openRecordedNetwork(
   }
   return {
     network,
+    ...(heldElsewhere ? { heldElsewhere } : {}),
     close: () => {
       network.close();
       namespace.close();
@@ -512,6 +572,8 @@ export interface PlannedDetach {
   /** The recorded namespace no longer exists: detach would only drop the record. */
   namespaceGone?: string;
   namespacePath?: string;
+  /** The recorded path is gone but a process keeps the namespace: detach would work through this path. */
+  namespaceHeldAt?: string;
   /** The changes detach would send, in order, as data and as `ip`/`tc` commands. */
   steps: Array<{ change: Change; command: string }>;
   /** What detach would find already gone, and what it would leave as it is (and why). */
@@ -546,6 +608,7 @@ export async function planSandboxDetach(id: string, options: { stateDirectory?: 
       id,
       found: true,
       namespacePath: state.namespace.path,
+      ...(recorded.heldElsewhere ? { namespaceHeldAt: recorded.heldElsewhere.path } : {}),
       steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
       alreadyGone: describeRecords(plan.alreadyGone),
       notices: plan.notices,
