@@ -9,8 +9,11 @@
  * Every method sends one request; `changes()` groups many into one batch (one syscall) and reports
  * each outcome, which is how the network layer makes an attach cost a single round trip.
  */
+
+import { type Stats, statSync } from 'node:fs';
 import { stringOption } from '../arguments.js';
 import { VcnetError } from '../errors.js';
+import { yieldToEventLoop } from '../event-loop.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
 import { AddressFamily, MessageFlag, MessageType } from './codec/constants.js';
 import {
@@ -269,6 +272,9 @@ const snapshotDumps: {
   qdiscs: { type: MessageType.GETQDISC, encode: (w) => encodeGetTc(w, 0, 0), decode: decodeQdisc },
 };
 
+/** A dump part this long is decoded in its own event-loop turn. */
+const LARGE_DUMP_MESSAGES = 256;
+
 export class NetlinkHandle {
   private constructor(
     readonly socket: NetlinkSocket,
@@ -347,14 +353,17 @@ export class NetlinkHandle {
       proxyNeighbours: [],
       qdiscs: [],
     };
-    wanted.forEach((part, position) => {
+    for (const [position, part] of wanted.entries()) {
       const outcome = outcomes[position]!;
       if (!outcome.ok) throw outcome.error;
       const reply = snapshotDumps[part].type - 2; // replies to GET are NEW messages
       const messages = outcome.messages.filter((message) => message.type === reply);
       const decode = snapshotDumps[part].decode as (message: RawMessage) => unknown;
       (snapshot[part] as unknown[]) = messages.map((message) => decode(message));
-    });
+      // Decoding a big namespace's dumps takes tens of ms: the event loop runs between them (a pod's
+      // few messages never wait here).
+      if (messages.length >= LARGE_DUMP_MESSAGES) await yieldToEventLoop();
+    }
     return snapshot;
   }
 

@@ -23,6 +23,7 @@ import { type Dirent, existsSync, readdirSync, readFileSync, readlinkSync, rmdir
 import { dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, stringListOption, stringOption } from '../arguments.js';
 import { errnoOf, InvalidInputError } from '../errors.js';
+import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
 import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
@@ -328,7 +329,12 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   try {
     const seen = new Set<NamespaceKey>();
     const toScan = [...(scoped ?? live.values())];
+    let ownersByPath: RecordOwner[] | undefined;
+    // The event loop runs between namespaces (a daemon's timers, a concurrent attach's lock wait);
+    // and at least once per gc, so `while (!stop) await collectGarbage()` never starves it.
+    await yieldToEventLoop();
     for (let position = 0; position < toScan.length; position++) {
+      if (position > 0) await yieldToEventLoop();
       const path = toScan[position]!;
       let namespace: OpenedNamespace;
       try {
@@ -342,7 +348,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
           // Only the path may be gone: a process still in the namespace keeps it, and what a record
           // made there, alive; it is looked at through that process (the records read here only say
           // which namespace; the owners are read again after the links are listed).
-          for (const owner of readOwners(directories).owners)
+          ownersByPath ??= readOwners(directories).owners;
+          for (const owner of ownersByPath)
             if (owner.namespacePath === path) toScan.push(...namespaceHolderPaths(identityOfKey(owner.key)));
           continue;
         }
@@ -409,6 +416,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       if (owner.id.includes('/')) continue; // CNI records: DEL and the plugin's GC finish those
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
       if (!(live.has(owner.key) || nowLive.has(owner.key))) continue;
+      await yieldToEventLoop();
       await finishUnfinished(owner.id, dirname(owner.directory), report);
     }
 
@@ -419,6 +427,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       return macvtapDevices;
     };
     for (const { namespace, handle, links } of scans) {
+      await yieldToEventLoop();
       const key = keyOf(namespace.identity);
       const namespacePath = namespace.identity.path;
       const ours = links.filter((link) => link.group === VCNET_LINK_GROUP);
