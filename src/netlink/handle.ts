@@ -12,8 +12,9 @@
 
 import { type Stats, statSync } from 'node:fs';
 import { stringOption } from '../arguments.js';
-import { VcnetError } from '../errors.js';
+import { SystemCallError, VcnetError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
+import { NamespacePathError, openNetworkNamespace } from '../netns/namespace-identity.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
 import { AddressFamily, MessageFlag, MessageType } from './codec/constants.js';
 import {
@@ -272,6 +273,22 @@ const snapshotDumps: {
   qdiscs: { type: MessageType.GETQDISC, encode: (w) => encodeGetTc(w, 0, 0), decode: decodeQdisc },
 };
 
+/**
+ * A path that cannot be a namespace file at all (missing, a FIFO, a directory, a device): refused
+ * before the native open, which would block on a FIFO. One stat; the open checks the rest.
+ */
+function refuseNonNamespaceFile(path: string): void {
+  let stats: Stats;
+  try {
+    stats = statSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new NamespacePathError('namespacePath', path, 'missing');
+    return; // the open says what is wrong
+  }
+  if (!stats.isFile()) openNetworkNamespace(path, 'namespacePath').close();
+}
+
 /** A dump part this long is decoded in its own event-loop turn. */
 const LARGE_DUMP_MESSAGES = 256;
 
@@ -290,7 +307,17 @@ export class NetlinkHandle {
     // A number would reach the native shim and come back as a SystemCallError about a string argument.
     stringOption(namespacePath, 'namespacePath', 'a network namespace path, or nothing for this namespace');
     stringOption(label, 'label', 'the path errors name');
-    return new NetlinkHandle(NetlinkSocket.open(namespacePath, 0, label), label);
+    if (namespacePath !== undefined) refuseNonNamespaceFile(namespacePath);
+    try {
+      return new NetlinkHandle(NetlinkSocket.open(namespacePath, 0, label), label);
+    } catch (error) {
+      // Said as attach says it: a missing path, a regular file or another namespace type is a
+      // NamespacePathError (VCNET_NETNS_INVALID, with a hint), not a bare failed system call.
+      if (namespacePath !== undefined && error instanceof SystemCallError) {
+        openNetworkNamespace(namespacePath, 'namespacePath').close();
+      }
+      throw error;
+    }
   }
 
   /**
