@@ -16,7 +16,9 @@
  * status, the CNI error code and the agent's status all come from it, so an EPERM wrapped in an attach
  * error is "not permitted" everywhere.
  */
+
 import { readFileSync } from 'node:fs';
+import { inspect } from 'node:util';
 import {
   type AgentOutcome,
   type CniOutcome,
@@ -114,6 +116,26 @@ export class VcnetError extends Error {
   }
 }
 
+/**
+ * A refused value as the caller wrote it. JSON.stringify alone shows NaN and Infinity as null, -0
+ * as 0, a function or a symbol as undefined, and throws on a bigint or a cycle.
+ */
+export function describeGivenValue(value: unknown): string {
+  // An undefined value is a field nobody gave.
+  if (value === undefined) return 'not given';
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'symbol') return value.toString();
+  if (typeof value === 'function') return value.name ? `a function (${value.name})` : 'a function';
+  try {
+    const json = JSON.stringify(value);
+    if (json !== undefined) return json;
+  } catch {
+    // a cycle or a bigint inside: said the way Node prints it
+  }
+  return inspect(value, { depth: 2, breakLength: Number.POSITIVE_INFINITY });
+}
+
 /** Bad input from a user or a caller: names the field, the value and what is accepted. */
 export class InvalidInputError extends VcnetError {
   static override readonly errorName: string = 'InvalidInputError';
@@ -122,8 +144,7 @@ export class InvalidInputError extends VcnetError {
   /** The hint given, when it is not the default one ("set FIELD to ACCEPTED"). */
   private readonly givenHint: string | undefined;
   constructor(field: string, value: unknown, accepted: string, hint?: string) {
-    // An undefined value is a field nobody gave (JSON.stringify would print it as "undefined").
-    const given = value === undefined ? 'not given' : JSON.stringify(value);
+    const given = describeGivenValue(value);
     super('VCNET_INVALID_INPUT', `invalid ${field}: ${given} (accepted: ${accepted})`, {
       value,
       hint: hint ?? `set ${field} to ${accepted}`,

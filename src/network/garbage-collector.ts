@@ -675,70 +675,74 @@ async function collectRedirectFilters(
 async function finishUnfinished(id: string, root: string, report: GarbageReport): Promise<void> {
   const store = new SandboxStore(id, root);
   try {
-    await store.withLockIfRecorded(async () => {
-      const current = store.read<SandboxState>();
-      if (!current) return;
-      // An attach killed before its last write (its lock is free now): all of it goes, the
-      // endpoints it finished too, as nothing was ever handed to a VM.
-      const killedAttach = current.attaching === true;
-      if (!killedAttach && !current.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending'))
-        return;
-      let namespace: OpenedNamespace;
-      try {
-        namespace = openRecordedNamespace(current.namespace, store.statePath);
-      } catch (error) {
-        // Its path is gone but a process still runs in it: finished through that process.
-        const relocated =
-          error instanceof NamespaceGoneError && openNamespaceHeldElsewhere(current.namespace, store.statePath);
-        if (!relocated) throw error;
-        namespace = relocated.opened;
-      }
-      let network: Network | undefined;
-      try {
-        network = Network.load(current.network, id, namespace.entryPath);
-        const unfinished = network
-          .endpoints()
-          .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
-        const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => ({
-          kind: 'state',
-          namespacePath: current.namespace.path,
-          name: id,
-          file: store.statePath,
-          detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
-        });
-        // Described before the undo (it forgets the records of what went).
-        const descriptions = new Map(unfinished.map((endpoint) => [endpoint, describe(endpoint)]));
-        if (killedAttach && unfinished.length === 0) {
-          report.removed.push({
+    await store.withLockIfRecorded(
+      async () => {
+        const current = store.read<SandboxState>();
+        if (!current) return;
+        // An attach killed before its last write (its lock is free now): all of it goes, the
+        // endpoints it finished too, as nothing was ever handed to a VM.
+        const killedAttach = current.attaching === true;
+        if (!killedAttach && !current.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending'))
+          return;
+        let namespace: OpenedNamespace;
+        try {
+          namespace = openRecordedNamespace(current.namespace, store.statePath);
+        } catch (error) {
+          // Its path is gone but a process still runs in it: finished through that process.
+          const relocated =
+            error instanceof NamespaceGoneError && openNamespaceHeldElsewhere(current.namespace, store.statePath);
+          if (!relocated) throw error;
+          namespace = relocated.opened;
+        }
+        let network: Network | undefined;
+        try {
+          network = Network.load(current.network, id, namespace.entryPath);
+          const unfinished = network
+            .endpoints()
+            .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
+          const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => ({
             kind: 'state',
             namespacePath: current.namespace.path,
             name: id,
             file: store.statePath,
-            detail: 'the record of an attach killed before it made anything',
+            detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
           });
+          // Described before the undo (it forgets the records of what went).
+          const descriptions = new Map(unfinished.map((endpoint) => [endpoint, describe(endpoint)]));
+          if (killedAttach && unfinished.length === 0) {
+            report.removed.push({
+              kind: 'state',
+              namespacePath: current.namespace.path,
+              name: id,
+              file: store.statePath,
+              detail: 'the record of an attach killed before it made anything',
+            });
+          }
+          if (report.dryRun) {
+            report.removed.push(...descriptions.values());
+            return;
+          }
+          const undo = await network.removeEndpoints(unfinished);
+          // An endpoint the kernel refused to undo in part stays in the network (and in the record).
+          const remaining = new Set(network.endpoints());
+          for (const [endpoint, item] of descriptions) if (!remaining.has(endpoint)) report.removed.push(item);
+          for (const failure of undo.failures) {
+            report.failures.push({
+              namespacePath: current.namespace.path,
+              reason: failure.message,
+              errno: failure.errno,
+            });
+          }
+          if (network.endpoints().length === 0) store.remove();
+          else store.write({ ...current, network: network.save() });
+        } finally {
+          network?.close();
+          namespace.close();
         }
-        if (report.dryRun) {
-          report.removed.push(...descriptions.values());
-          return;
-        }
-        const undo = await network.removeEndpoints(unfinished);
-        // An endpoint the kernel refused to undo in part stays in the network (and in the record).
-        const remaining = new Set(network.endpoints());
-        for (const [endpoint, item] of descriptions) if (!remaining.has(endpoint)) report.removed.push(item);
-        for (const failure of undo.failures) {
-          report.failures.push({
-            namespacePath: current.namespace.path,
-            reason: failure.message,
-            errno: failure.errno,
-          });
-        }
-        if (network.endpoints().length === 0) store.remove();
-        else store.write({ ...current, network: network.save() });
-      } finally {
-        network?.close();
-        namespace.close();
-      }
-    }, 0);
+      },
+      0,
+      { operation: 'collectGarbage' },
+    );
   } catch (error) {
     if ((error as { code?: string }).code === 'VCNET_SANDBOX_LOCKED') return; // being changed right now
     report.skipped.push({ file: store.statePath, reason: (error as Error).message });

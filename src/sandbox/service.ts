@@ -271,67 +271,71 @@ export async function attachSandbox(
   // A malformed hvsock:// address would only show at the first add-iface: refuse it before anything is made.
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
   const store = new SandboxStore(id, options.stateDirectory);
-  return store.withLock(async () => {
-    // A damaged record is refused here too (StateInvalidError), never overwritten.
-    if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
-    // Opened once and used through its fd; the pinned path is the one recorded when there is one.
-    const namespace = openNamespaceForRecord(config.namespacePath, 'namespacePath');
-    let network: Network;
-    try {
-      network = Network.open({ ...config, namespacePath: namespace.identity.path }, id, namespace.entryPath);
-    } catch (error) {
-      namespace.close();
-      throw error;
-    }
-    try {
-      const createdAt = new Date().toISOString();
-      // Until the attach's last write: a record left with it was left by a killed attach (gc undoes it).
-      let attaching = true;
-      const record = (): SandboxState => ({
-        version: SANDBOX_STATE_VERSION,
-        id,
-        namespace: namespace.identity,
-        createdAt,
-        network: network.save(),
-        ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
-        ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
-        ...(attaching ? { attaching: true as const } : {}),
-      });
-      const keeper: RecordKeeper = {
-        persist: () => store.write(record()),
-        finishing: () => {
-          attaching = false;
-        },
-        discard: () => store.remove(),
-        path: store.statePath,
-      };
-      await store.prepareToRecord();
-      await attachRecorded(network, options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}, keeper).catch(
-        (error: unknown) => {
-          throw namingTheOwner(error, namespace.identity, options.stateDirectory);
-        },
-      );
+  return store.withLock(
+    async () => {
+      // A damaged record is refused here too (StateInvalidError), never overwritten.
+      if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
+      // Opened once and used through its fd; the pinned path is the one recorded when there is one.
+      const namespace = openNamespaceForRecord(config.namespacePath, 'namespacePath');
+      let network: Network;
       try {
-        options.checkEndpoints?.(network.endpoints());
+        network = Network.open({ ...config, namespacePath: namespace.identity.path }, id, namespace.entryPath);
       } catch (error) {
-        // Nothing half-built: a refused device configuration undoes the plumbing and the record.
-        await detachRecorded(network, `attach of ${id} (undoing it)`, keeper);
+        namespace.close();
         throw error;
       }
-      const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
-      if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
-      return {
-        id,
-        endpoints: [...network.endpoints()],
-        guest: generateGuestNetwork(network.endpoints()),
-        statePath: store.statePath,
-        skipped: network.skippedNotices(),
-      };
-    } finally {
-      network.close();
-      namespace.close();
-    }
-  }, options.lockTimeoutMs);
+      try {
+        const createdAt = new Date().toISOString();
+        // Until the attach's last write: a record left with it was left by a killed attach (gc undoes it).
+        let attaching = true;
+        const record = (): SandboxState => ({
+          version: SANDBOX_STATE_VERSION,
+          id,
+          namespace: namespace.identity,
+          createdAt,
+          network: network.save(),
+          ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
+          ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
+          ...(attaching ? { attaching: true as const } : {}),
+        });
+        const keeper: RecordKeeper = {
+          persist: () => store.write(record()),
+          finishing: () => {
+            attaching = false;
+          },
+          discard: () => store.remove(),
+          path: store.statePath,
+        };
+        await store.prepareToRecord();
+        await attachRecorded(network, options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}, keeper).catch(
+          (error: unknown) => {
+            throw namingTheOwner(error, namespace.identity, options.stateDirectory);
+          },
+        );
+        try {
+          options.checkEndpoints?.(network.endpoints());
+        } catch (error) {
+          // Nothing half-built: a refused device configuration undoes the plumbing and the record.
+          await detachRecorded(network, `attach of ${id} (undoing it)`, keeper);
+          throw error;
+        }
+        const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
+        if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
+        return {
+          id,
+          endpoints: [...network.endpoints()],
+          guest: generateGuestNetwork(network.endpoints()),
+          statePath: store.statePath,
+          skipped: network.skippedNotices(),
+        };
+      } finally {
+        network.close();
+        namespace.close();
+      }
+    },
+    options.lockTimeoutMs,
+    { operation: 'attachSandbox' },
+  );
 }
 
 /**
@@ -343,7 +347,8 @@ function namingTheOwner(error: unknown, identity: { dev: number; ino: number }, 
   if (!(taken instanceof LinkNameTakenError) || taken.holder?.group !== VCNET_LINK_GROUP) return error;
   const [owner] = recordsHoldingLink(identity, String(taken.value), stateDirectory ? [stateDirectory] : []);
   if (!owner) return error;
-  const named = new LinkNameTakenError(String(taken.value), taken.holder, taken, owner);
+  // Replaces the unnamed error (its cause carried over), so the cause chain lists it once.
+  const named = new LinkNameTakenError(String(taken.value), taken.holder, taken.cause, owner);
   return error instanceof AttachError ? new AttachError(String(error.value), named, error.rolledBack) : named;
 }
 
@@ -427,59 +432,63 @@ export async function detachSandbox(
   lockTimeoutOption(options.lockTimeoutMs);
   functionOption(options.connectHotplug, 'connectHotplug');
   const store = new SandboxStore(id, options.stateDirectory);
-  return store.withLockIfRecorded(async () => {
-    const state = store.read<SandboxState>();
-    if (!state) return { id, found: false };
-    let recorded: RecordedNetwork;
-    try {
-      recorded = openRecordedNetwork(state, id, store.statePath);
-    } catch (error) {
-      if (!(error instanceof NamespaceGoneError)) throw error;
-      // Everything attach made lived in that namespace and went with it.
-      store.remove();
-      return { id, found: true, namespaceGone: state.namespace.path };
-    }
-    const { network, heldElsewhere } = recorded;
-    if (heldElsewhere)
-      publish(channels.notice, () => heldElsewhereNotice('detach', id, state.namespace.path, heldElsewhere));
-    try {
-      // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
-      const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
-      // Not a refusal (a VM left running by a crashed runtime must still be cleaned up), but said.
-      if (hotplug) {
-        const socket = state.hypervisor?.controlSocket;
-        publish(channels.notice, () => ({
-          operation: 'detach',
-          endpoint: '',
-          message: `sandbox ${id}'s VM is still running (its control socket ${socket ?? ''} answers): its NICs are unplugged first, and their taps removed even if the VM does not let them go; stop the VM before detaching`,
-          details: { sandbox: id, ...(socket ? { socket } : {}) },
-        }));
+  return store.withLockIfRecorded(
+    async () => {
+      const state = store.read<SandboxState>();
+      if (!state) return { id, found: false };
+      let recorded: RecordedNetwork;
+      try {
+        recorded = openRecordedNetwork(state, id, store.statePath);
+      } catch (error) {
+        if (!(error instanceof NamespaceGoneError)) throw error;
+        // Everything attach made lived in that namespace and went with it.
+        store.remove();
+        return { id, found: true, namespaceGone: state.namespace.path };
       }
-      const report = await detachRecorded(
-        network,
-        `detach of ${id}`,
-        {
-          persist: () => store.write({ ...state, network: network.save() }),
-          discard: () => store.remove(),
-          path: store.statePath,
-        },
-        hotplug ? { hotplug } : {},
-      );
-      return {
-        id,
-        found: true,
-        report,
-        ...(heldElsewhere
-          ? {
-              namespaceHeldAt: heldElsewhere.path,
-              ...(heldElsewhere.pid !== undefined ? { heldBy: heldElsewhere.pid } : {}),
-            }
-          : {}),
-      };
-    } finally {
-      recorded.close();
-    }
-  }, options.lockTimeoutMs);
+      const { network, heldElsewhere } = recorded;
+      if (heldElsewhere)
+        publish(channels.notice, () => heldElsewhereNotice('detach', id, state.namespace.path, heldElsewhere));
+      try {
+        // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
+        const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
+        // Not a refusal (a VM left running by a crashed runtime must still be cleaned up), but said.
+        if (hotplug) {
+          const socket = state.hypervisor?.controlSocket;
+          publish(channels.notice, () => ({
+            operation: 'detach',
+            endpoint: '',
+            message: `sandbox ${id}'s VM is still running (its control socket ${socket ?? ''} answers): its NICs are unplugged first, and their taps removed even if the VM does not let them go; stop the VM before detaching`,
+            details: { sandbox: id, ...(socket ? { socket } : {}) },
+          }));
+        }
+        const report = await detachRecorded(
+          network,
+          `detach of ${id}`,
+          {
+            persist: () => store.write({ ...state, network: network.save() }),
+            discard: () => store.remove(),
+            path: store.statePath,
+          },
+          hotplug ? { hotplug } : {},
+        );
+        return {
+          id,
+          found: true,
+          report,
+          ...(heldElsewhere
+            ? {
+                namespaceHeldAt: heldElsewhere.path,
+                ...(heldElsewhere.pid !== undefined ? { heldBy: heldElsewhere.pid } : {}),
+              }
+            : {}),
+        };
+      } finally {
+        recorded.close();
+      }
+    },
+    options.lockTimeoutMs,
+    { operation: 'detachSandbox' },
+  );
 }
 
 /** Says that a record's namespace path is gone while a process keeps the namespace alive. */

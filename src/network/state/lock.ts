@@ -135,12 +135,17 @@ export async function lockFile(
   path: string,
   timeoutMs: number,
   timedOut: (heldBy: number) => Error,
+  /** Called the moment the lock is taken (before any other call of this process can run). */
+  acquired?: () => void,
 ): Promise<FileLock> {
   const deadline = Date.now() + timeoutMs;
   let pause = 5;
   for (;;) {
     const attempt = tryLockFile(path);
-    if (attempt instanceof FileLock) return attempt;
+    if (attempt instanceof FileLock) {
+      acquired?.();
+      return attempt;
+    }
     if (Date.now() >= deadline) throw timedOut(attempt.heldBy);
     await sleep(Math.min(pause, Math.max(1, deadline - Date.now())));
     pause = Math.min(pause * 2, 100);
