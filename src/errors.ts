@@ -160,6 +160,36 @@ export class InvalidInputError extends VcnetError {
   }
 }
 
+const ACCEPTED_NAMESPACE = 'the path of a network namespace, such as /var/run/netns/NAME or /proc/PID/ns/net';
+
+/** What is wrong with the path, said plainly: "no such file", "a FIFO, not a network namespace". */
+function problemOf(what: string): string {
+  if (what === 'missing') return 'no such file';
+  if (what === 'missing, and no record names it') return 'no such file, and no vcnet record names it';
+  if (what === 'empty') return 'empty';
+  return `${what}, not a network namespace`;
+}
+
+/** The path does not name a network namespace (a FIFO, a file, a directory, another namespace type...). */
+export class NamespacePathError extends VcnetError {
+  static override readonly errorName: string = 'NamespacePathError';
+  constructor(
+    field: string,
+    path: string,
+    /** What the path is instead ("missing", "a FIFO", "a regular file", "a mnt namespace"...). */
+    readonly what: string,
+  ) {
+    super(
+      'VCNET_NETNS_INVALID',
+      `${field} ${JSON.stringify(path)}: ${problemOf(what)} (accepted: ${ACCEPTED_NAMESPACE})`,
+      {
+        value: path,
+        hint: 'give a network namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
+      },
+    );
+  }
+}
+
 /** A system call made by the native shim failed. */
 export class SystemCallError extends VcnetError {
   static override readonly errorName: string = 'SystemCallError';

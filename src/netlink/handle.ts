@@ -10,11 +10,10 @@
  * each outcome, which is how the network layer makes an attach cost a single round trip.
  */
 
-import { type Stats, statSync } from 'node:fs';
+import { type Stats, statfsSync, statSync } from 'node:fs';
 import { stringOption } from '../arguments.js';
-import { SystemCallError, VcnetError } from '../errors.js';
+import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
-import { NamespacePathError, openNetworkNamespace } from '../netns/namespace-identity.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
 import { AddressFamily, MessageFlag, MessageType } from './codec/constants.js';
 import {
@@ -275,7 +274,7 @@ const snapshotDumps: {
 
 /**
  * A path that cannot be a namespace file at all (missing, a FIFO, a directory, a device): refused
- * before the native open, which would block on a FIFO. One stat; the open checks the rest.
+ * before the native open, which would block on a FIFO. One stat; the open finds the rest.
  */
 function refuseNonNamespaceFile(path: string): void {
   let stats: Stats;
@@ -286,7 +285,30 @@ function refuseNonNamespaceFile(path: string): void {
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new NamespacePathError('namespacePath', path, 'missing');
     return; // the open says what is wrong
   }
-  if (!stats.isFile()) openNetworkNamespace(path, 'namespacePath').close();
+  if (stats.isFile()) return;
+  const kind = stats.isFIFO()
+    ? 'a FIFO'
+    : stats.isDirectory()
+      ? 'a directory'
+      : stats.isSocket()
+        ? 'a socket'
+        : stats.isCharacterDevice()
+          ? 'a character device'
+          : 'a block device';
+  throw new NamespacePathError('namespacePath', path, kind);
+}
+
+/** NSFS_MAGIC (include/uapi/linux/magic.h): the file system of namespace files. */
+const NSFS_MAGIC = 0x6e736673;
+
+/** Why an open that failed did: the file is no namespace, or a namespace of another type; else undefined. */
+function notANetworkNamespace(path: string, error: SystemCallError): string | undefined {
+  try {
+    if (statfsSync(path).type !== NSFS_MAGIC) return 'a regular file';
+  } catch {
+    return undefined;
+  }
+  return error.errno === 'EINVAL' ? 'a namespace of another type' : undefined;
 }
 
 /** A dump part this long is decoded in its own event-loop turn. */
@@ -311,10 +333,11 @@ export class NetlinkHandle {
     try {
       return new NetlinkHandle(NetlinkSocket.open(namespacePath, 0, label), label);
     } catch (error) {
-      // Said as attach says it: a missing path, a regular file or another namespace type is a
-      // NamespacePathError (VCNET_NETNS_INVALID, with a hint), not a bare failed system call.
+      // Said as attach says it: a regular file or another namespace type is a NamespacePathError
+      // (VCNET_NETNS_INVALID, with a hint), not a bare failed system call.
       if (namespacePath !== undefined && error instanceof SystemCallError) {
-        openNetworkNamespace(namespacePath, 'namespacePath').close();
+        const what = notANetworkNamespace(namespacePath, error);
+        if (what) throw new NamespacePathError('namespacePath', namespacePath, what);
       }
       throw error;
     }

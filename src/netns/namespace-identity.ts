@@ -10,7 +10,11 @@
  */
 import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats, statfsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { SystemCallError, VcnetError } from '../errors.js';
+import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
+
+// Defined with the base errors so that the netlink layer can say it too (NetlinkHandle.open).
+export { NamespacePathError };
+
 import { nativeNamespaces } from '../native/namespaces.js';
 
 /** Where `ip netns` pins named namespaces (bind mounts). */
@@ -27,36 +31,6 @@ export interface NamespaceIdentity {
   ino: number;
   /** SO_NETNS_COOKIE as a decimal string; absent only when the kernel cannot tell (before 5.14). */
   cookie?: string;
-}
-
-const ACCEPTED_NAMESPACE = 'the path of a network namespace, such as /var/run/netns/NAME or /proc/PID/ns/net';
-
-/** What is wrong with the path, said plainly: "no such file", "a FIFO, not a network namespace". */
-function problemOf(what: string): string {
-  if (what === 'missing') return 'no such file';
-  if (what === 'missing, and no record names it') return 'no such file, and no vcnet record names it';
-  if (what === 'empty') return 'empty';
-  return `${what}, not a network namespace`;
-}
-
-/** The path does not name a network namespace (a FIFO, a file, a directory, another namespace type...). */
-export class NamespacePathError extends VcnetError {
-  static override readonly errorName: string = 'NamespacePathError';
-  constructor(
-    field: string,
-    path: string,
-    /** What the path is instead ("missing", "a FIFO", "a regular file", "a mnt namespace"...). */
-    readonly what: string,
-  ) {
-    super(
-      'VCNET_NETNS_INVALID',
-      `${field} ${JSON.stringify(path)}: ${problemOf(what)} (accepted: ${ACCEPTED_NAMESPACE})`,
-      {
-        value: path,
-        hint: 'give a network namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
-      },
-    );
-  }
 }
 
 /** The recorded namespace no longer exists at its path (and nowhere vcnet may act on it). */

@@ -11,7 +11,7 @@
  */
 import { statSync } from 'node:fs';
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
-import { functionOption, lockTimeoutOption, optionsArgument, stringOption } from '../arguments.js';
+import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { channels, publish } from '../diagnostics.js';
 import {
   causeChain,
@@ -254,6 +254,11 @@ export async function attachSandbox(
      * device configuration here): when it throws, the attach is undone whole and its error thrown.
      */
     checkEndpoints?: (endpoints: readonly Endpoint[]) => void;
+    /**
+     * Aborting rejects with the signal's reason while the call waits for the sandbox lock, or
+     * before it changes anything; once changes have begun the attach runs to its end.
+     */
+    signal?: AbortSignal;
   } = {},
 ): Promise<AttachResult> {
   options = optionsArgument(options, 'options', [
@@ -262,8 +267,10 @@ export async function attachSandbox(
     'agentSocket',
     'lockTimeoutMs',
     'checkEndpoints',
+    'signal',
   ]);
   lockTimeoutOption(options.lockTimeoutMs);
+  signalOption(options.signal);
   functionOption(options.checkEndpoints, 'checkEndpoints');
   if (options.hypervisor !== undefined) checkHypervisorRecord(options.hypervisor);
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
@@ -334,7 +341,7 @@ export async function attachSandbox(
       }
     },
     options.lockTimeoutMs,
-    { operation: 'attachSandbox' },
+    { operation: 'attachSandbox', signal: options.signal },
   );
 }
 
@@ -426,10 +433,13 @@ export async function detachSandbox(
     stateDirectory?: string;
     connectHotplug?: (state: SandboxState) => Promise<HotplugTarget | undefined>;
     lockTimeoutMs?: number;
+    /** As attachSandbox's: honoured while waiting for the lock and before anything is undone. */
+    signal?: AbortSignal;
   } = {},
 ): Promise<DetachResult> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'connectHotplug', 'lockTimeoutMs']);
+  options = optionsArgument(options, 'options', ['stateDirectory', 'connectHotplug', 'lockTimeoutMs', 'signal']);
   lockTimeoutOption(options.lockTimeoutMs);
+  signalOption(options.signal);
   functionOption(options.connectHotplug, 'connectHotplug');
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLockIfRecorded(
@@ -487,7 +497,7 @@ export async function detachSandbox(
       }
     },
     options.lockTimeoutMs,
-    { operation: 'detachSandbox' },
+    { operation: 'detachSandbox', signal: options.signal },
   );
 }
 

@@ -321,7 +321,7 @@ export class SandboxStore {
   async withLockIfRecorded<T>(
     work: () => Promise<T>,
     timeoutMs = defaultLockTimeoutMs(),
-    options: { readOnly?: boolean; operation?: string } = {},
+    options: { readOnly?: boolean; operation?: string; signal?: AbortSignal | undefined } = {},
   ): Promise<T> {
     return this.withLock(work, timeoutMs, { existingOnly: true, ...options });
   }
@@ -348,8 +348,10 @@ export class SandboxStore {
     work: () => Promise<T>,
     timeoutMs = defaultLockTimeoutMs(),
     /** existingOnly: see withLockIfRecorded. readOnly: `work` writes nothing (list-ifaces, list-routes). */
-    options: { existingOnly?: boolean; readOnly?: boolean; operation?: string } = {},
+    options: { existingOnly?: boolean; readOnly?: boolean; operation?: string; signal?: AbortSignal | undefined } = {},
   ): Promise<T> {
+    // Aborted before anything: nothing is looked at or changed.
+    options.signal?.throwIfAborted();
     this.refuseUntrusted();
     // A lock file without a record directory is an attach under way (before its first write): wait for it.
     if (options.existingOnly && !existsSync(this.directory) && !existsSync(this.lockPath)) return await work();
@@ -373,9 +375,12 @@ export class SandboxStore {
       () => {
         if (options.operation) heldHere.set(this.lockPath, options.operation);
       },
+      options.signal,
     );
     this.lockWait = { started, timeoutMs };
     try {
+      // Aborted while the lock was being taken: given back before anything is changed.
+      options.signal?.throwIfAborted();
       this.removeStaleTemporaries();
       return await work();
     } finally {
