@@ -140,3 +140,10 @@ export function stringListOption(value: unknown, field: string, accepted: string
 export function lockTimeoutOption(value: unknown, field = 'lockTimeoutMs'): number | undefined {
   return numberOption(value, field, { min: 0, max: 3_600_000, unit: 'milliseconds' });
 }
+
+/** An optional AbortSignal (from an AbortController, AbortSignal.timeout()...). */
+export function signalOption(value: unknown, field = 'signal'): AbortSignal | undefined {
+  if (value !== undefined && !(value instanceof AbortSignal))
+    throw new InvalidInputError(field, value, 'an AbortSignal (AbortController.signal, AbortSignal.timeout(ms))');
+  return value;
+}

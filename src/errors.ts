@@ -16,7 +16,9 @@
  * status, the CNI error code and the agent's status all come from it, so an EPERM wrapped in an attach
  * error is "not permitted" everywhere.
  */
+
 import { readFileSync } from 'node:fs';
+import { inspect } from 'node:util';
 import {
   type AgentOutcome,
   type CniOutcome,
@@ -114,6 +116,26 @@ export class VcnetError extends Error {
   }
 }
 
+/**
+ * A refused value as the caller wrote it. JSON.stringify alone shows NaN and Infinity as null, -0
+ * as 0, a function or a symbol as undefined, and throws on a bigint or a cycle.
+ */
+export function describeGivenValue(value: unknown): string {
+  // An undefined value is a field nobody gave.
+  if (value === undefined) return 'not given';
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'symbol') return value.toString();
+  if (typeof value === 'function') return value.name ? `a function (${value.name})` : 'a function';
+  try {
+    const json = JSON.stringify(value);
+    if (json !== undefined) return json;
+  } catch {
+    // a cycle or a bigint inside: said the way Node prints it
+  }
+  return inspect(value, { depth: 2, breakLength: Number.POSITIVE_INFINITY });
+}
+
 /** Bad input from a user or a caller: names the field, the value and what is accepted. */
 export class InvalidInputError extends VcnetError {
   static override readonly errorName: string = 'InvalidInputError';
@@ -122,8 +144,7 @@ export class InvalidInputError extends VcnetError {
   /** The hint given, when it is not the default one ("set FIELD to ACCEPTED"). */
   private readonly givenHint: string | undefined;
   constructor(field: string, value: unknown, accepted: string, hint?: string) {
-    // An undefined value is a field nobody gave (JSON.stringify would print it as "undefined").
-    const given = value === undefined ? 'not given' : JSON.stringify(value);
+    const given = describeGivenValue(value);
     super('VCNET_INVALID_INPUT', `invalid ${field}: ${given} (accepted: ${accepted})`, {
       value,
       hint: hint ?? `set ${field} to ${accepted}`,
@@ -136,6 +157,36 @@ export class InvalidInputError extends VcnetError {
   /** The same refusal under another name for the field (a library field as the CLI flag that sets it). */
   underField(field: string): InvalidInputError {
     return new InvalidInputError(field, this.value, this.accepted, this.givenHint);
+  }
+}
+
+const ACCEPTED_NAMESPACE = 'the path of a network namespace, such as /var/run/netns/NAME or /proc/PID/ns/net';
+
+/** What is wrong with the path, said plainly: "no such file", "a FIFO, not a network namespace". */
+function problemOf(what: string): string {
+  if (what === 'missing') return 'no such file';
+  if (what === 'missing, and no record names it') return 'no such file, and no vcnet record names it';
+  if (what === 'empty') return 'empty';
+  return `${what}, not a network namespace`;
+}
+
+/** The path does not name a network namespace (a FIFO, a file, a directory, another namespace type...). */
+export class NamespacePathError extends VcnetError {
+  static override readonly errorName: string = 'NamespacePathError';
+  constructor(
+    field: string,
+    path: string,
+    /** What the path is instead ("missing", "a FIFO", "a regular file", "a mnt namespace"...). */
+    readonly what: string,
+  ) {
+    super(
+      'VCNET_NETNS_INVALID',
+      `${field} ${JSON.stringify(path)}: ${problemOf(what)} (accepted: ${ACCEPTED_NAMESPACE})`,
+      {
+        value: path,
+        hint: 'give a network namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
+      },
+    );
   }
 }
 

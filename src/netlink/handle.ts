@@ -9,8 +9,11 @@
  * Every method sends one request; `changes()` groups many into one batch (one syscall) and reports
  * each outcome, which is how the network layer makes an attach cost a single round trip.
  */
+
+import { type Stats, statfsSync, statSync } from 'node:fs';
 import { stringOption } from '../arguments.js';
-import { VcnetError } from '../errors.js';
+import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
+import { yieldToEventLoop } from '../event-loop.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
 import { AddressFamily, MessageFlag, MessageType } from './codec/constants.js';
 import {
@@ -280,6 +283,48 @@ const snapshotDumps: {
   qdiscs: { type: MessageType.GETQDISC, encode: (w) => encodeGetTc(w, 0, 0), decode: decodeQdisc },
 };
 
+/**
+ * A path that cannot be a namespace file at all (missing, a FIFO, a directory, a device): refused
+ * before the native open, which would block on a FIFO. One stat; the open finds the rest.
+ */
+function refuseNonNamespaceFile(path: string): void {
+  let stats: Stats;
+  try {
+    stats = statSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new NamespacePathError('namespacePath', path, 'missing');
+    return; // the open says what is wrong
+  }
+  if (stats.isFile()) return;
+  const kind = stats.isFIFO()
+    ? 'a FIFO'
+    : stats.isDirectory()
+      ? 'a directory'
+      : stats.isSocket()
+        ? 'a socket'
+        : stats.isCharacterDevice()
+          ? 'a character device'
+          : 'a block device';
+  throw new NamespacePathError('namespacePath', path, kind);
+}
+
+/** NSFS_MAGIC (include/uapi/linux/magic.h): the file system of namespace files. */
+const NSFS_MAGIC = 0x6e736673;
+
+/** Why an open that failed did: the file is no namespace, or a namespace of another type; else undefined. */
+function notANetworkNamespace(path: string, error: SystemCallError): string | undefined {
+  try {
+    if (statfsSync(path).type !== NSFS_MAGIC) return 'a regular file';
+  } catch {
+    return undefined;
+  }
+  return error.errno === 'EINVAL' ? 'a namespace of another type' : undefined;
+}
+
+/** A dump part this long is decoded in its own event-loop turn. */
+const LARGE_DUMP_MESSAGES = 256;
+
 export class NetlinkHandle {
   private constructor(
     readonly socket: NetlinkSocket,
@@ -295,7 +340,18 @@ export class NetlinkHandle {
     // A number would reach the native shim and come back as a SystemCallError about a string argument.
     stringOption(namespacePath, 'namespacePath', 'a network namespace path, or nothing for this namespace');
     stringOption(label, 'label', 'the path errors name');
-    return new NetlinkHandle(NetlinkSocket.open(namespacePath, 0, label), label);
+    if (namespacePath !== undefined) refuseNonNamespaceFile(namespacePath);
+    try {
+      return new NetlinkHandle(NetlinkSocket.open(namespacePath, 0, label), label);
+    } catch (error) {
+      // Said as attach says it: a regular file or another namespace type is a NamespacePathError
+      // (VCNET_NETNS_INVALID, with a hint), not a bare failed system call.
+      if (namespacePath !== undefined && error instanceof SystemCallError) {
+        const what = notANetworkNamespace(namespacePath, error);
+        if (what) throw new NamespacePathError('namespacePath', namespacePath, what);
+      }
+      throw error;
+    }
   }
 
   /**
@@ -358,14 +414,17 @@ export class NetlinkHandle {
       proxyNeighbours: [],
       qdiscs: [],
     };
-    wanted.forEach((part, position) => {
+    for (const [position, part] of wanted.entries()) {
       const outcome = outcomes[position]!;
       if (!outcome.ok) throw outcome.error;
       const reply = snapshotDumps[part].type - 2; // replies to GET are NEW messages
       const messages = outcome.messages.filter((message) => message.type === reply);
       const decode = snapshotDumps[part].decode as (message: RawMessage) => unknown;
       (snapshot[part] as unknown[]) = messages.map((message) => decode(message));
-    });
+      // Decoding a big namespace's dumps takes tens of ms: the event loop runs between them (a pod's
+      // few messages never wait here).
+      if (messages.length >= LARGE_DUMP_MESSAGES) await yieldToEventLoop();
+    }
     return snapshot;
   }
 

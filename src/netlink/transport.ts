@@ -9,6 +9,7 @@
  * few receives, with no event-loop round trip.
  */
 import { channels, publish, traced, tracing } from '../diagnostics.js';
+import { EVENT_LOOP_SLICE_MS } from '../event-loop.js';
 import { MessageFlag } from './codec/constants.js';
 import type { RawMessage } from './codec/reader.js';
 import { MessageWriter } from './codec/writer.js';
@@ -130,25 +131,45 @@ export class NetlinkSocket {
    */
   private pump(): void {
     if (this.closed) return;
+    // A big dump (a thousand links, their addresses and routes) is read in slices: once reading has
+    // taken this long, the rest waits for the socket watch below, so the event loop runs in between.
+    // Only reading counts: the kernel's time inside sendto (making taps) cannot be cut, and an
+    // attach's acks are read at once, without an event-loop trip.
+    let budget = EVENT_LOOP_SLICE_MS;
+    let sliced = false;
     do {
-      for (let bytes = this.protocol.pollTransmit(); bytes; bytes = this.protocol.pollTransmit()) {
-        try {
-          this.socket.send(bytes);
-        } catch (error) {
-          this.protocol.transmitFailed(error as Error);
-        }
-      }
-      this.drain();
+      this.transmit();
+      const reading = performance.now();
+      sliced = this.drain(reading + budget);
+      budget -= performance.now() - reading;
       this.deliver();
-    } while (this.protocol.canTransmit && !this.closed);
+    } while (!sliced && this.protocol.canTransmit && !this.closed);
     if (this.closed) return;
+    // Cut short just as a dump ended: what waited behind it goes out now, or no reply would ever
+    // wake the watch below.
+    if (sliced) this.transmit();
     if (this.protocol.pending > 0 || this.listening) this.socket.watch(() => this.pump());
     else this.socket.stopWatching();
   }
 
-  /** Reads every datagram waiting into the protocol. */
-  private drain(): void {
-    for (;;) {
+  /** Sends whatever the protocol lets out now. */
+  private transmit(): void {
+    for (let bytes = this.protocol.pollTransmit(); bytes; bytes = this.protocol.pollTransmit()) {
+      try {
+        this.socket.send(bytes);
+      } catch (error) {
+        this.protocol.transmitFailed(error as Error);
+      }
+    }
+  }
+
+  /**
+   * Reads the datagrams waiting into the protocol (at least one, when there is one); true when it
+   * stopped at `deadline` with more perhaps waiting.
+   */
+  private drain(deadline: number): boolean {
+    for (let read = 0; ; read++) {
+      if (read > 0 && performance.now() > deadline) return true;
       let datagram: Buffer | undefined;
       try {
         datagram = this.socket.receive();
@@ -158,9 +179,9 @@ export class NetlinkSocket {
         const waiting = this.protocol.pending > 0;
         if (waiting) this.protocol.failAll(error as Error);
         if (!waiting || this.listening) this.onReceiveError?.(error as Error);
-        return;
+        return false;
       }
-      if (!datagram) return;
+      if (!datagram) return false;
       const expected = this.protocol.pending > 0;
       try {
         this.protocol.receive(datagram);

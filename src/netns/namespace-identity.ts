@@ -10,7 +10,11 @@
  */
 import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats, statfsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { SystemCallError, VcnetError } from '../errors.js';
+import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
+
+// Defined with the base errors so that the netlink layer can say it too (NetlinkHandle.open).
+export { NamespacePathError };
+
 import { nativeNamespaces } from '../native/namespaces.js';
 
 /** Where `ip netns` pins named namespaces (bind mounts). */
@@ -27,36 +31,6 @@ export interface NamespaceIdentity {
   ino: number;
   /** SO_NETNS_COOKIE as a decimal string; absent only when the kernel cannot tell (before 5.14). */
   cookie?: string;
-}
-
-const ACCEPTED_NAMESPACE = 'the path of a network namespace, such as /var/run/netns/NAME or /proc/PID/ns/net';
-
-/** What is wrong with the path, said plainly: "no such file", "a FIFO, not a network namespace". */
-function problemOf(what: string): string {
-  if (what === 'missing') return 'no such file';
-  if (what === 'missing, and no record names it') return 'no such file, and no vcnet record names it';
-  if (what === 'empty') return 'empty';
-  return `${what}, not a network namespace`;
-}
-
-/** The path does not name a network namespace (a FIFO, a file, a directory, another namespace type...). */
-export class NamespacePathError extends VcnetError {
-  static override readonly errorName: string = 'NamespacePathError';
-  constructor(
-    field: string,
-    path: string,
-    /** What the path is instead ("missing", "a FIFO", "a regular file", "a mnt namespace"...). */
-    readonly what: string,
-  ) {
-    super(
-      'VCNET_NETNS_INVALID',
-      `${field} ${JSON.stringify(path)}: ${problemOf(what)} (accepted: ${ACCEPTED_NAMESPACE})`,
-      {
-        value: path,
-        hint: 'give a network namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
-      },
-    );
-  }
 }
 
 /** The recorded namespace no longer exists at its path (and nowhere vcnet may act on it). */
@@ -269,4 +243,78 @@ export function openRecordedNamespace(recorded: NamespaceIdentity, file: string)
   }
   opened.identity.path = recorded.path;
   return opened;
+}
+
+/**
+ * Where a namespace of this identity can still be opened when its recorded path is gone: a
+ * /var/run/netns entry, then a process (/proc/PID/ns/net), then a thread that entered it alone
+ * (/proc/PID/task/TID/ns/net, read only when no process has it). A VMM or a holder left in a
+ * namespace whose bind mount was deleted keeps it, and what attach made in it, alive.
+ */
+export function namespaceHolderPaths(identity: { dev: number; ino: number }): string[] {
+  const matches = (path: string): boolean => {
+    try {
+      const stats = statSync(path);
+      return stats.dev === identity.dev && stats.ino === identity.ino;
+    } catch {
+      return false; // gone meanwhile, or not readable
+    }
+  };
+  const found: string[] = [];
+  const pinned = pinnedPathOf(identity);
+  if (pinned) found.push(pinned);
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return found;
+  }
+  for (const pid of pids) if (matches(`/proc/${pid}/ns/net`)) found.push(`/proc/${pid}/ns/net`);
+  if (found.length > 0) return found;
+  for (const pid of pids) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      if (tid === pid) continue; // the main thread was looked at above
+      const path = `/proc/${pid}/task/${tid}/ns/net`;
+      if (matches(path)) found.push(path);
+    }
+  }
+  return found;
+}
+
+/** A recorded namespace opened somewhere other than its recorded path, which is gone. */
+export interface RelocatedNamespace {
+  opened: OpenedNamespace;
+  /** The path it was opened through (a /proc/PID/ns/net, a thread's, or another /var/run/netns entry). */
+  heldAt: string;
+  /** The process holding it, when found through /proc. */
+  pid?: number;
+}
+
+/**
+ * Opens a recorded namespace whose path is gone through whatever still holds it, checked by
+ * identity (cookie too: an inode number can be handed to a new namespace). undefined when nothing
+ * holds it: then it is really gone.
+ */
+export function openNamespaceHeldElsewhere(recorded: NamespaceIdentity, file: string): RelocatedNamespace | undefined {
+  for (const heldAt of namespaceHolderPaths(recorded)) {
+    let opened: OpenedNamespace;
+    try {
+      opened = openRecordedNamespace({ ...recorded, path: heldAt }, file);
+    } catch {
+      // The process ended meanwhile, the inode now names another namespace, or this holder cannot
+      // be opened by us: try the next one.
+      continue;
+    }
+    // Records and messages keep naming the recorded path; heldAt says where it was reached.
+    opened.identity.path = recorded.path;
+    const pid = /^\/proc\/(\d+)\//.exec(heldAt)?.[1];
+    return { opened, heldAt, ...(pid ? { pid: Number(pid) } : {}) };
+  }
+  return undefined;
 }

@@ -33,13 +33,17 @@ import {
 import { dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, stringListOption, stringOption } from '../arguments.js';
 import { errnoOf, InvalidInputError } from '../errors.js';
+import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
 import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
+  NamespaceGoneError,
   NamespacePathError,
   NETNS_RUN_DIRECTORY,
+  namespaceHolderPaths,
   type OpenedNamespace,
+  openNamespaceHeldElsewhere,
   openNetworkNamespace,
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
@@ -131,6 +135,10 @@ export interface GarbageOptions {
 
 type NamespaceKey = string;
 const keyOf = (identity: { dev: number; ino: number }): NamespaceKey => `${identity.dev}:${identity.ino}`;
+const identityOfKey = (key: NamespaceKey): { dev: number; ino: number } => {
+  const [dev, ino] = key.split(':').map(Number);
+  return { dev: dev!, ino: ino! };
+};
 
 interface RecordOwner {
   id: string;
@@ -342,16 +350,29 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   const scans: Array<{ namespace: OpenedNamespace; handle: NetlinkHandle; links: Link[] }> = [];
   try {
     const seen = new Set<NamespaceKey>();
-    for (const path of scoped ?? [...live.values()]) {
+    const toScan = [...(scoped ?? live.values())];
+    let ownersByPath: RecordOwner[] | undefined;
+    // The event loop runs between namespaces (a daemon's timers, a concurrent attach's lock wait);
+    // and at least once per gc, so `while (!stop) await collectGarbage()` never starves it.
+    await yieldToEventLoop();
+    for (let position = 0; position < toScan.length; position++) {
+      if (position > 0) await yieldToEventLoop();
+      const path = toScan[position]!;
       let namespace: OpenedNamespace;
       try {
         namespace = openNetworkNamespace(path);
       } catch (error) {
         // A named path is refused when it is not a network namespace, or cannot be opened; one that
         // does not exist may be the path of a deleted namespace whose records are to go (checked below).
-        if (scoped === undefined) continue; // gone meanwhile, or not a network namespace
+        if (scoped === undefined || position >= scoped.length) continue; // gone meanwhile, or not a network namespace
         if (error instanceof NamespacePathError && error.what === 'missing') {
           missing.push(path);
+          // Only the path may be gone: a process still in the namespace keeps it, and what a record
+          // made there, alive; it is looked at through that process (the records read here only say
+          // which namespace; the owners are read again after the links are listed).
+          ownersByPath ??= readOwners(directories).owners;
+          for (const owner of ownersByPath)
+            if (owner.namespacePath === path) toScan.push(...namespaceHolderPaths(identityOfKey(owner.key)));
           continue;
         }
         throw error;
@@ -389,6 +410,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     for (const owner of owners) {
       if (live.has(owner.key) || nowLive.has(owner.key) || pathHolds(owner.namespacePath, owner.key)) continue;
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
+      // A thread alone in the namespace keeps it too (looked for only before dropping a record).
+      if (namespaceHolderPaths(identityOfKey(owner.key)).length > 0) continue;
       const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
       if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
       try {
@@ -416,6 +439,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       if (owner.id.includes('/')) continue; // CNI records: DEL and the plugin's GC finish those
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
       if (!(live.has(owner.key) || nowLive.has(owner.key))) continue;
+      await yieldToEventLoop();
       await finishUnfinished(owner.id, dirname(owner.directory), report);
     }
 
@@ -426,6 +450,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       return macvtapDevices;
     };
     for (const { namespace, handle, links } of scans) {
+      await yieldToEventLoop();
       const key = keyOf(namespace.identity);
       const namespacePath = namespace.identity.path;
       const ours = links.filter((link) => link.group === VCNET_LINK_GROUP);
@@ -730,61 +755,74 @@ async function collectRedirectFilters(
 async function finishUnfinished(id: string, root: string, report: GarbageReport): Promise<void> {
   const store = new SandboxStore(id, root);
   try {
-    await store.withLockIfRecorded(async () => {
-      const current = store.read<SandboxState>();
-      if (!current) return;
-      // An attach killed before its last write (its lock is free now): all of it goes, the
-      // endpoints it finished too, as nothing was ever handed to a VM.
-      const killedAttach = current.attaching === true;
-      if (!killedAttach && !current.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending'))
-        return;
-      const namespace = openRecordedNamespace(current.namespace, store.statePath);
-      let network: Network | undefined;
-      try {
-        network = Network.load(current.network, id, namespace.entryPath);
-        const unfinished = network
-          .endpoints()
-          .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
-        const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => ({
-          kind: 'state',
-          namespacePath: current.namespace.path,
-          name: id,
-          file: store.statePath,
-          detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
-        });
-        // Described before the undo (it forgets the records of what went).
-        const descriptions = new Map(unfinished.map((endpoint) => [endpoint, describe(endpoint)]));
-        if (killedAttach && unfinished.length === 0) {
-          report.removed.push({
+    await store.withLockIfRecorded(
+      async () => {
+        const current = store.read<SandboxState>();
+        if (!current) return;
+        // An attach killed before its last write (its lock is free now): all of it goes, the
+        // endpoints it finished too, as nothing was ever handed to a VM.
+        const killedAttach = current.attaching === true;
+        if (!killedAttach && !current.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending'))
+          return;
+        let namespace: OpenedNamespace;
+        try {
+          namespace = openRecordedNamespace(current.namespace, store.statePath);
+        } catch (error) {
+          // Its path is gone but a process still runs in it: finished through that process.
+          const relocated =
+            error instanceof NamespaceGoneError && openNamespaceHeldElsewhere(current.namespace, store.statePath);
+          if (!relocated) throw error;
+          namespace = relocated.opened;
+        }
+        let network: Network | undefined;
+        try {
+          network = Network.load(current.network, id, namespace.entryPath);
+          const unfinished = network
+            .endpoints()
+            .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
+          const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => ({
             kind: 'state',
             namespacePath: current.namespace.path,
             name: id,
             file: store.statePath,
-            detail: 'the record of an attach killed before it made anything',
+            detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
           });
+          // Described before the undo (it forgets the records of what went).
+          const descriptions = new Map(unfinished.map((endpoint) => [endpoint, describe(endpoint)]));
+          if (killedAttach && unfinished.length === 0) {
+            report.removed.push({
+              kind: 'state',
+              namespacePath: current.namespace.path,
+              name: id,
+              file: store.statePath,
+              detail: 'the record of an attach killed before it made anything',
+            });
+          }
+          if (report.dryRun) {
+            report.removed.push(...descriptions.values());
+            return;
+          }
+          const undo = await network.removeEndpoints(unfinished);
+          // An endpoint the kernel refused to undo in part stays in the network (and in the record).
+          const remaining = new Set(network.endpoints());
+          for (const [endpoint, item] of descriptions) if (!remaining.has(endpoint)) report.removed.push(item);
+          for (const failure of undo.failures) {
+            report.failures.push({
+              namespacePath: current.namespace.path,
+              reason: failure.message,
+              errno: failure.errno,
+            });
+          }
+          if (network.endpoints().length === 0) store.remove();
+          else store.write({ ...current, network: network.save() });
+        } finally {
+          network?.close();
+          namespace.close();
         }
-        if (report.dryRun) {
-          report.removed.push(...descriptions.values());
-          return;
-        }
-        const undo = await network.removeEndpoints(unfinished);
-        // An endpoint the kernel refused to undo in part stays in the network (and in the record).
-        const remaining = new Set(network.endpoints());
-        for (const [endpoint, item] of descriptions) if (!remaining.has(endpoint)) report.removed.push(item);
-        for (const failure of undo.failures) {
-          report.failures.push({
-            namespacePath: current.namespace.path,
-            reason: failure.message,
-            errno: failure.errno,
-          });
-        }
-        if (network.endpoints().length === 0) store.remove();
-        else store.write({ ...current, network: network.save() });
-      } finally {
-        network?.close();
-        namespace.close();
-      }
-    }, 0);
+      },
+      0,
+      { operation: 'collectGarbage' },
+    );
   } catch (error) {
     if ((error as { code?: string }).code === 'VCNET_SANDBOX_LOCKED') return; // being changed right now
     report.skipped.push({ file: store.statePath, reason: (error as Error).message });

@@ -8,6 +8,7 @@
  */
 import { booleanOption, functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { channels, publish, traced, tracing } from '../diagnostics.js';
+import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
@@ -183,6 +184,9 @@ export class Network {
     try {
       let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
       for (const info of interfaces) {
+        // Between endpoints the embedder's event loop runs (one endpoint's kernel work is the stall
+        // bound); a single-endpoint attach never waits here.
+        if (added.length > 0) await yieldToEventLoop();
         index = this.freeIndex(index, snapshot);
         const endpoint = this.newEndpoint(info, index++, options);
         // With disable_new_netns the namespace is the host's: only new taps of vcnet's own.

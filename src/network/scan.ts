@@ -9,6 +9,7 @@ import { AddressFamily } from '../netlink/codec/constants.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { RouteScope, RouteTable } from '../netlink/codec/route.js';
 import { type NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
+import { openNetworkNamespace } from '../netns/namespace-identity.js';
 import { type CreateEndpointOptions, classifyInterface } from './endpoint/create-endpoint.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 
@@ -59,11 +60,18 @@ export async function scanNamespace(namespace: NetlinkHandle | string): Promise<
   }
   if (namespace === '') throw new InvalidInputError('namespace', namespace, 'a network namespace path');
   if (typeof namespace === 'string') {
-    const handle = NetlinkHandle.open(namespace);
+    // Opened as attach opens it: a path that is no network namespace is a NamespacePathError naming
+    // it (VCNET_NETNS_INVALID, with a hint), and a FIFO is refused instead of blocking the open.
+    const opened = openNetworkNamespace(namespace, 'namespace');
     try {
-      return await scanNamespace(handle);
+      const handle = NetlinkHandle.open(opened.entryPath, namespace);
+      try {
+        return await scanNamespace(handle);
+      } finally {
+        handle.close();
+      }
     } finally {
-      handle.close();
+      opened.close();
     }
   }
   const snapshot = await namespace.snapshot();

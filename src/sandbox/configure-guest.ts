@@ -50,7 +50,7 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 3_600_000) {
     throw new InvalidInputError('timeoutMs', timeoutMs, 'milliseconds from 1 to 3600000');
   }
-  return withSandbox(id, options, async ({ state, network }) => {
+  return withSandbox(id, 'configureGuest', options, async ({ state, network }) => {
     const socket = options.agentSocket ?? state.agentSocket;
     if (!socket) {
       throw new InvalidInputError(

@@ -97,6 +97,8 @@ export interface OpenSandbox {
 
 export async function withSandbox<T>(
   id: string,
+  /** The library call, named when another call of this process finds the sandbox locked. */
+  operation: string,
   /** The state directory, or it with how long to wait for another command (default VCNET_LOCK_TIMEOUT or 30 s). */
   where:
     | string
@@ -119,7 +121,7 @@ export async function withSandbox<T>(
     }
   };
   // An undefined lockTimeoutMs takes withLockIfRecorded's default (VCNET_LOCK_TIMEOUT or 30 s).
-  return store.withLockIfRecorded(locked, lockTimeoutMs, { readOnly: readOnly === true });
+  return store.withLockIfRecorded(locked, lockTimeoutMs, { readOnly: readOnly === true, operation });
 }
 
 /** Options of the commands that read kata-network JSON. */
@@ -171,7 +173,7 @@ export async function addInterface(
   const ignoredKeys: string[] = [];
   const message = interfaceFromJson(parseKataJsonText(text, 'interface'), 'interface', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
-  return withSandbox(id, options, async ({ store, state, network }) => {
+  return withSandbox(id, 'addInterface', options, async ({ store, state, network }) => {
     const existing = network.endpoints();
     const snapshot = await network.scan();
     // kata-network input as Kata reads it: see add-interface-request.ts.
@@ -284,7 +286,7 @@ export async function removeInterface(
       'the guest name, device or hwAddr of an interface of the sandbox',
     );
   }
-  return withSandbox(id, options, async ({ store, state, network }) => {
+  return withSandbox(id, 'removeInterface', options, async ({ store, state, network }) => {
     const endpoint = network
       .endpoints()
       .find(
@@ -410,7 +412,7 @@ async function askAgentForReading<T>(
 export async function listInterfaces(id: string, options: ListOptions = {}): Promise<KataInterfaceJson[]> {
   options = listOptions(options);
   // Reads only: on a read-only state directory it runs without the lock it could not take.
-  return withSandbox(id, { ...options, readOnly: true }, async ({ state, network }) => {
+  return withSandbox(id, 'listInterfaces', { ...options, readOnly: true }, async ({ state, network }) => {
     const answered = await askAgentForReading(state, options, (agent, timeoutMs) =>
       agent.listInterfaces({ timeoutMs }),
     );
@@ -437,7 +439,7 @@ export async function updateRoutes(
   );
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   routeUpdatesOf(routes, 'routes');
-  return withSandbox(id, options, async ({ store, state, network }) => {
+  return withSandbox(id, 'updateRoutes', options, async ({ store, state, network }) => {
     const devices = new Set(network.endpoints().map((endpoint) => endpoint.name));
     routes.forEach((route, index) => {
       if (!devices.has(route.device)) {
@@ -465,7 +467,7 @@ export async function updateRoutes(
 export async function listRoutes(id: string, options: ListOptions = {}): Promise<KataRouteJson[]> {
   options = listOptions(options);
   // Reads only: on a read-only state directory it runs without the lock it could not take.
-  return withSandbox(id, { ...options, readOnly: true }, async ({ state, network }) => {
+  return withSandbox(id, 'listRoutes', { ...options, readOnly: true }, async ({ state, network }) => {
     const answered = await askAgentForReading(state, options, (agent, timeoutMs) => agent.listRoutes({ timeoutMs }));
     if (answered) return answered.map(routeToJson);
     // What the next push would send: the set update-routes gave (as the NICs changed it since), else the derived one.

@@ -80,7 +80,7 @@ export async function applyNamespaceChange(
   stateDirectory?: string,
   memory?: WatchMemory,
 ): Promise<WatchSummary> {
-  return withSandbox(id, stateDirectory, async ({ store, state, network }) => {
+  return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
     if (memory) {
       const attachedNow = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));

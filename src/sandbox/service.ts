@@ -11,7 +11,7 @@
  */
 import { statSync } from 'node:fs';
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
-import { functionOption, lockTimeoutOption, optionsArgument, stringOption } from '../arguments.js';
+import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { channels, publish } from '../diagnostics.js';
 import {
   causeChain,
@@ -28,6 +28,7 @@ import {
   type NamespaceIdentity,
   type OpenedNamespace,
   openNamespaceForRecord,
+  openNamespaceHeldElsewhere,
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
@@ -255,6 +256,11 @@ export async function attachSandbox(
      * device configuration here): when it throws, the attach is undone whole and its error thrown.
      */
     checkEndpoints?: (endpoints: readonly Endpoint[]) => void;
+    /**
+     * Aborting rejects with the signal's reason while the call waits for the sandbox lock, or
+     * before it changes anything; once changes have begun the attach runs to its end.
+     */
+    signal?: AbortSignal;
   } = {},
 ): Promise<AttachResult> {
   options = optionsArgument(options, 'options', [
@@ -263,8 +269,10 @@ export async function attachSandbox(
     'agentSocket',
     'lockTimeoutMs',
     'checkEndpoints',
+    'signal',
   ]);
   lockTimeoutOption(options.lockTimeoutMs);
+  signalOption(options.signal);
   functionOption(options.checkEndpoints, 'checkEndpoints');
   if (options.hypervisor !== undefined) checkHypervisorRecord(options.hypervisor);
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
@@ -272,86 +280,90 @@ export async function attachSandbox(
   // A malformed hvsock:// address would only show at the first add-iface: refuse it before anything is made.
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
   const store = new SandboxStore(id, options.stateDirectory);
-  return store.withLock(async () => {
-    // A damaged record is refused here too (StateInvalidError), never overwritten.
-    if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
-    // Opened once and used through its fd; the pinned path is the one recorded when there is one.
-    const namespace = openNamespaceForRecord(config.namespacePath, 'namespacePath');
-    let network: Network;
-    try {
-      network = Network.open({ ...config, namespacePath: namespace.identity.path }, id, namespace.entryPath);
-    } catch (error) {
-      namespace.close();
-      throw error;
-    }
-    try {
-      const createdAt = new Date().toISOString();
-      // Until the attach's last write: a record left with it was left by a killed attach (gc undoes it).
-      let attaching = true;
-      const record = (): SandboxState => ({
-        version: SANDBOX_STATE_VERSION,
-        id,
-        namespace: namespace.identity,
-        createdAt,
-        network: network.save(),
-        ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
-        ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
-        ...(attaching ? { attaching: true as const } : {}),
-      });
-      const keeper: RecordKeeper = {
-        persist: () => store.write(record()),
-        finishing: () => {
-          attaching = false;
-        },
-        discard: () => store.remove(),
-        path: store.statePath,
-      };
-      // The attach's one scan, taken under the namespace's lock (with disable_new_netns the namespace
-      // is the host's, which every such sandbox shares: no lock, and the attach scans).
-      let snapshot: AddEndpointsOptions['snapshot'];
-      if (!config.disableNewNetns) {
-        await lockNamespace(namespace.fd, namespace.identity.path, options.lockTimeoutMs ?? defaultLockTimeoutMs());
-        snapshot = await network.scan();
-        refuseHeldNamespace(snapshot.links, namespace.identity, namespace.identity.path, stateDirectories(options));
-      }
-      await store.prepareToRecord();
-      const attachOptions = {
-        ...(options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}),
-        ...(snapshot ? { snapshot } : {}),
-      };
-      await attachRecorded(network, attachOptions, keeper).catch((error: unknown) => {
-        throw namingTheOwner(error, namespace.identity, options.stateDirectory);
-      });
+  return store.withLock(
+    async () => {
+      // A damaged record is refused here too (StateInvalidError), never overwritten.
+      if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
+      // Opened once and used through its fd; the pinned path is the one recorded when there is one.
+      const namespace = openNamespaceForRecord(config.namespacePath, 'namespacePath');
+      let network: Network;
       try {
-        options.checkEndpoints?.(network.endpoints());
+        network = Network.open({ ...config, namespacePath: namespace.identity.path }, id, namespace.entryPath);
       } catch (error) {
-        // Nothing half-built: a refused device configuration undoes the plumbing and the record.
-        await detachRecorded(network, `attach of ${id} (undoing it)`, keeper);
+        namespace.close();
         throw error;
       }
-      if (network.endpoints().length === 0 && !config.disableNewNetns) {
-        // As Kata ("no network interfaces found"): not an error (the runtime may configure the pod
-        // later, and add-iface adds NICs), but never silent.
-        publish(channels.notice, () => ({
-          operation: 'attach',
-          endpoint: '',
-          message: `the VM gets no network: no link of ${config.namespacePath} was attached (none has an address or was named with --interface); add-iface or attach --interface adds one`,
-        }));
+      try {
+        const createdAt = new Date().toISOString();
+        // Until the attach's last write: a record left with it was left by a killed attach (gc undoes it).
+        let attaching = true;
+        const record = (): SandboxState => ({
+          version: SANDBOX_STATE_VERSION,
+          id,
+          namespace: namespace.identity,
+          createdAt,
+          network: network.save(),
+          ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
+          ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
+          ...(attaching ? { attaching: true as const } : {}),
+        });
+        const keeper: RecordKeeper = {
+          persist: () => store.write(record()),
+          finishing: () => {
+            attaching = false;
+          },
+          discard: () => store.remove(),
+          path: store.statePath,
+        };
+        // The attach's one scan, taken under the namespace's lock (with disable_new_netns the namespace
+        // is the host's, which every such sandbox shares: no lock, and the attach scans).
+        let snapshot: AddEndpointsOptions['snapshot'];
+        if (!config.disableNewNetns) {
+          await lockNamespace(namespace.fd, namespace.identity.path, options.lockTimeoutMs ?? defaultLockTimeoutMs());
+          snapshot = await network.scan();
+          refuseHeldNamespace(snapshot.links, namespace.identity, namespace.identity.path, stateDirectories(options));
+        }
+        await store.prepareToRecord();
+        const attachOptions = {
+          ...(options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}),
+          ...(snapshot ? { snapshot } : {}),
+        };
+        await attachRecorded(network, attachOptions, keeper).catch((error: unknown) => {
+          throw namingTheOwner(error, namespace.identity, options.stateDirectory);
+        });
+        try {
+          options.checkEndpoints?.(network.endpoints());
+        } catch (error) {
+          // Nothing half-built: a refused device configuration undoes the plumbing and the record.
+          await detachRecorded(network, `attach of ${id} (undoing it)`, keeper);
+          throw error;
+        }
+        if (network.endpoints().length === 0 && !config.disableNewNetns) {
+          // As Kata ("no network interfaces found"): not an error (the runtime may configure the pod
+          // later, and add-iface adds NICs), but never silent.
+          publish(channels.notice, () => ({
+            operation: 'attach',
+            endpoint: '',
+            message: `the VM gets no network: no link of ${config.namespacePath} was attached (none has an address or was named with --interface); add-iface or attach --interface adds one`,
+          }));
+        }
+        const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
+        if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
+        return {
+          id,
+          endpoints: [...network.endpoints()],
+          guest: generateGuestNetwork(network.endpoints()),
+          statePath: store.statePath,
+          skipped: network.skippedNotices(),
+        };
+      } finally {
+        network.close();
+        namespace.close();
       }
-      const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
-      if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
-      return {
-        id,
-        endpoints: [...network.endpoints()],
-        guest: generateGuestNetwork(network.endpoints()),
-        statePath: store.statePath,
-        skipped: network.skippedNotices(),
-      };
-    } finally {
-      network.close();
-      namespace.close();
-    }
-  }, options.lockTimeoutMs);
+    },
+    options.lockTimeoutMs,
+    { operation: 'attachSandbox', signal: options.signal },
+  );
 }
 
 /** The state directory a command names, besides every one gc knows. */
@@ -368,7 +380,8 @@ function namingTheOwner(error: unknown, identity: { dev: number; ino: number }, 
   if (!(taken instanceof LinkNameTakenError) || taken.holder?.group !== VCNET_LINK_GROUP) return error;
   const [owner] = recordsHoldingLink(identity, String(taken.value), stateDirectory ? [stateDirectory] : []);
   if (!owner) return error;
-  const named = new LinkNameTakenError(String(taken.value), taken.holder, taken, owner);
+  // Replaces the unnamed error (its cause carried over), so the cause chain lists it once.
+  const named = new LinkNameTakenError(String(taken.value), taken.holder, taken.cause, owner);
   return error instanceof AttachError ? new AttachError(String(error.value), named, error.rolledBack) : named;
 }
 
@@ -437,6 +450,12 @@ export interface DetachResult {
   report?: UndoReport;
   /** The recorded namespace no longer exists: the record was dropped, nothing else was done. */
   namespaceGone?: string;
+  /**
+   * The recorded path was gone but the namespace was not (a process still ran in it): detach worked
+   * through this path instead (a /proc/PID/ns/net), and `heldBy` is that process.
+   */
+  namespaceHeldAt?: string;
+  heldBy?: number;
 }
 
 /**
@@ -450,58 +469,100 @@ export async function detachSandbox(
     stateDirectory?: string;
     connectHotplug?: (state: SandboxState) => Promise<HotplugTarget | undefined>;
     lockTimeoutMs?: number;
+    /** As attachSandbox's: honoured while waiting for the lock and before anything is undone. */
+    signal?: AbortSignal;
   } = {},
 ): Promise<DetachResult> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'connectHotplug', 'lockTimeoutMs']);
+  options = optionsArgument(options, 'options', ['stateDirectory', 'connectHotplug', 'lockTimeoutMs', 'signal']);
   lockTimeoutOption(options.lockTimeoutMs);
+  signalOption(options.signal);
   functionOption(options.connectHotplug, 'connectHotplug');
   const store = new SandboxStore(id, options.stateDirectory);
-  return store.withLockIfRecorded(async () => {
-    const state = store.read<SandboxState>();
-    if (!state) return { id, found: false };
-    let recorded: RecordedNetwork;
-    try {
-      recorded = openRecordedNetwork(state, id, store.statePath);
-    } catch (error) {
-      if (!(error instanceof NamespaceGoneError)) throw error;
-      // Everything attach made lived in that namespace and went with it.
-      store.remove();
-      return { id, found: true, namespaceGone: state.namespace.path };
-    }
-    const { network } = recorded;
-    try {
-      // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
-      const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
-      // Not a refusal (a VM left running by a crashed runtime must still be cleaned up), but said.
-      if (hotplug) {
-        const socket = state.hypervisor?.controlSocket;
-        publish(channels.notice, () => ({
-          operation: 'detach',
-          endpoint: '',
-          message: `sandbox ${id}'s VM is still running (its control socket ${socket ?? ''} answers): its NICs are unplugged first, and their taps removed even if the VM does not let them go; stop the VM before detaching`,
-          details: { sandbox: id, ...(socket ? { socket } : {}) },
-        }));
+  return store.withLockIfRecorded(
+    async () => {
+      const state = store.read<SandboxState>();
+      if (!state) return { id, found: false };
+      let recorded: RecordedNetwork;
+      try {
+        recorded = openRecordedNetwork(state, id, store.statePath);
+      } catch (error) {
+        if (!(error instanceof NamespaceGoneError)) throw error;
+        // Everything attach made lived in that namespace and went with it.
+        store.remove();
+        return { id, found: true, namespaceGone: state.namespace.path };
       }
-      const report = await detachRecorded(
-        network,
-        `detach of ${id}`,
-        {
-          persist: () => store.write({ ...state, network: network.save() }),
-          discard: () => store.remove(),
-          path: store.statePath,
-        },
-        hotplug ? { hotplug } : {},
-      );
-      return { id, found: true, report };
-    } finally {
-      recorded.close();
-    }
-  }, options.lockTimeoutMs);
+      const { network, heldElsewhere } = recorded;
+      if (heldElsewhere)
+        publish(channels.notice, () => heldElsewhereNotice('detach', id, state.namespace.path, heldElsewhere));
+      try {
+        // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
+        const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
+        // Not a refusal (a VM left running by a crashed runtime must still be cleaned up), but said.
+        if (hotplug) {
+          const socket = state.hypervisor?.controlSocket;
+          publish(channels.notice, () => ({
+            operation: 'detach',
+            endpoint: '',
+            message: `sandbox ${id}'s VM is still running (its control socket ${socket ?? ''} answers): its NICs are unplugged first, and their taps removed even if the VM does not let them go; stop the VM before detaching`,
+            details: { sandbox: id, ...(socket ? { socket } : {}) },
+          }));
+        }
+        const report = await detachRecorded(
+          network,
+          `detach of ${id}`,
+          {
+            persist: () => store.write({ ...state, network: network.save() }),
+            discard: () => store.remove(),
+            path: store.statePath,
+          },
+          hotplug ? { hotplug } : {},
+        );
+        return {
+          id,
+          found: true,
+          report,
+          ...(heldElsewhere
+            ? {
+                namespaceHeldAt: heldElsewhere.path,
+                ...(heldElsewhere.pid !== undefined ? { heldBy: heldElsewhere.pid } : {}),
+              }
+            : {}),
+        };
+      } finally {
+        recorded.close();
+      }
+    },
+    options.lockTimeoutMs,
+    { operation: 'detachSandbox', signal: options.signal },
+  );
+}
+
+/** Says that a record's namespace path is gone while a process keeps the namespace alive. */
+export function heldElsewhereNotice(
+  operation: string,
+  id: string,
+  recordedPath: string,
+  heldElsewhere: NonNullable<RecordedNetwork['heldElsewhere']>,
+): { operation: string; endpoint: string; message: string; details: Record<string, unknown> } {
+  const holder = heldElsewhere.pid !== undefined ? `process ${heldElsewhere.pid}` : heldElsewhere.path;
+  return {
+    operation,
+    endpoint: '',
+    message: `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder} still runs in that namespace (${heldElsewhere.path}): what attach made is still there and is undone through it`,
+    details: {
+      sandbox: id,
+      namespace: recordedPath,
+      heldAt: heldElsewhere.path,
+      ...(heldElsewhere.pid !== undefined ? { pid: heldElsewhere.pid } : {}),
+    },
+  };
 }
 
 /** A record's network, loaded in its namespace opened by identity; close() closes both. */
 export interface RecordedNetwork {
   network: Network;
+  /** The recorded path is gone but the namespace is not: where it was opened instead, and the holding process. */
+  heldElsewhere?: { path: string; pid?: number };
   close(): void;
 }
 
@@ -519,6 +580,14 @@ export function openRecordedNetwork(
   try {
     namespace = openRecordedNamespace(record.namespace, statePath);
   } catch (error) {
+    if (error instanceof NamespaceGoneError) {
+      // Only the path is gone (`ip netns del` while a VMM or another process still runs in it): what
+      // attach made lives on with the namespace, so it is undone through whatever holds it.
+      const relocated = openNamespaceHeldElsewhere(record.namespace, statePath);
+      if (!relocated) throw error;
+      const { opened, heldAt, pid } = relocated;
+      return loadRecordedNetwork(record, sandboxId, opened, { path: heldAt, ...(pid !== undefined ? { pid } : {}) });
+    }
     if (!(error instanceof NamespaceChangedError)) throw error;
     // A reused path (a namespace re-created under the same name): when the recorded namespace lives
     // nowhere, it is gone, with everything attach made in it, as when the path itself is gone.
@@ -526,6 +595,15 @@ export function openRecordedNetwork(
     if (livesAt === undefined) throw new NamespaceGoneError(record.namespace, statePath);
     throw new NamespaceChangedError(record.namespace, error.found, statePath, livesAt);
   }
+  return loadRecordedNetwork(record, sandboxId, namespace, undefined);
+}
+
+function loadRecordedNetwork(
+  record: { network: NetworkState },
+  sandboxId: string,
+  namespace: OpenedNamespace,
+  heldElsewhere: RecordedNetwork['heldElsewhere'],
+): RecordedNetwork {
   let network: Network;
   try {
     network = Network.load(record.network, sandboxId, namespace.entryPath);
@@ -535,6 +613,7 @@ export function openRecordedNetwork(
   }
   return {
     network,
+    ...(heldElsewhere ? { heldElsewhere } : {}),
     close: () => {
       network.close();
       namespace.close();
@@ -548,6 +627,8 @@ export interface PlannedDetach {
   /** The recorded namespace no longer exists: detach would only drop the record. */
   namespaceGone?: string;
   namespacePath?: string;
+  /** The recorded path is gone but a process keeps the namespace: detach would work through this path. */
+  namespaceHeldAt?: string;
   /** The changes detach would send, in order, as data and as `ip`/`tc` commands. */
   steps: Array<{ change: Change; command: string }>;
   /** What detach would find already gone, and what it would leave as it is (and why). */
@@ -584,6 +665,7 @@ export async function planSandboxDetach(id: string, options: { stateDirectory?: 
       id,
       found: true,
       namespacePath: state.namespace.path,
+      ...(recorded.heldElsewhere ? { namespaceHeldAt: recorded.heldElsewhere.path } : {}),
       steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
       alreadyGone: describeRecords(plan.alreadyGone),
       kept: plan.kept.map(describeKept),

@@ -2,7 +2,10 @@
  * NetlinkHandle against the real kernel, each test in a fresh namespace; what the handle reads is
  * compared with what iproute2 (`ip -j`, `tc -j`) prints for the same objects.
  */
-import { readlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nativeShim } from '../../src/native/binding.js';
 import { AddressFamily } from '../../src/netlink/codec/constants.js';
@@ -15,6 +18,8 @@ import { parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../src/netlink/codec/tc
 import { ingressQdisc } from '../../src/netlink/codec/tc/qdisc.js';
 import { NetlinkError } from '../../src/netlink/errors.js';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
+import { NamespacePathError } from '../../src/netns/namespace-identity.js';
+import { scanNamespace } from '../../src/network/scan.js';
 import { cleanupNamespaces, kernelSupportsLinkKind, makeNamespace, type TestNamespace } from '../helpers/namespace.js';
 
 interface IpLink {
@@ -484,6 +489,35 @@ describe('namespaces', () => {
 
   it('fails with a typed error naming a namespace that does not exist', () => {
     expect(() => NetlinkHandle.open('/var/run/netns/vcnet-does-not-exist')).toThrow(/vcnet-does-not-exist/);
+  });
+
+  it('a path that is no network namespace is refused as attach refuses it: NamespacePathError with a hint', async () => {
+    const fifo = join(mkdtempSync(join(tmpdir(), 'vcnet-fifo-')), 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const cases: Array<[string, RegExp]> = [
+      ['/var/run/netns/vcnet-does-not-exist', /no such file/],
+      ['/etc/passwd', /a regular file, not a network namespace/],
+      ['/tmp', /a directory, not a network namespace/],
+      [fifo, /a FIFO, not a network namespace/],
+      ['/proc/self/ns/mnt', /a namespace of another type, not a network namespace/],
+    ];
+    for (const [path, what] of cases) {
+      const opens: Array<() => unknown> = [() => NetlinkHandle.open(path), () => scanNamespace(path)];
+      for (const open of opens) {
+        const error = await Promise.resolve()
+          .then(open)
+          .then(
+            () => new Error(`${path} was opened`),
+            (caught: unknown) => caught,
+          );
+        expect(error, path).toBeInstanceOf(NamespacePathError);
+        expect((error as NamespacePathError).code).toBe('VCNET_NETNS_INVALID');
+        expect((error as NamespacePathError).message).toMatch(what);
+        expect((error as NamespacePathError).message).toContain(JSON.stringify(path));
+        expect((error as NamespacePathError).hint).toMatch(/network namespace path such as/);
+      }
+    }
+    rmSync(dirname(fifo), { recursive: true, force: true });
   });
 });
 

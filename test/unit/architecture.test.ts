@@ -14,7 +14,11 @@ const source = resolve(new URL('../../src', import.meta.url).pathname);
  * path under src/; it may import its own layer and the layers named in `mayImport`.
  */
 const LAYERS = [
-  { layer: 'base', paths: ['errors.ts', 'error-codes.ts', 'diagnostics.ts', 'arguments.ts'], mayImport: [] },
+  {
+    layer: 'base',
+    paths: ['errors.ts', 'error-codes.ts', 'diagnostics.ts', 'arguments.ts', 'event-loop.ts'],
+    mayImport: [],
+  },
   { layer: 'native', paths: ['native/'], mayImport: ['base'] },
   { layer: 'codec', paths: ['netlink/codec/'], mayImport: ['base'] },
   { layer: 'netlink', paths: ['netlink/'], mayImport: ['base', 'native', 'codec'] },

@@ -286,3 +286,30 @@ describe('the registry', () => {
     expect([...used].filter((code) => !Object.hasOwn(ErrorCodes, code))).toEqual([]);
   });
 });
+
+describe('InvalidInputError shows the refused value as the caller wrote it', () => {
+  const cycle: Record<string, unknown> = { a: 1 };
+  cycle.self = cycle;
+  const cases: Array<[unknown, string]> = [
+    [Number.NaN, 'NaN'],
+    [Number.POSITIVE_INFINITY, 'Infinity'],
+    [Number.NEGATIVE_INFINITY, '-Infinity'],
+    [-0, '-0'],
+    [undefined, 'not given'],
+    [null, 'null'],
+    [10n, '10n'],
+    [Symbol('s'), 'Symbol(s)'],
+    [function named() {}, 'a function (named)'],
+    ['5', '"5"'],
+    [{ a: [1, 2] }, '{"a":[1,2]}'],
+    [{ big: 1n }, '{ big: 1n }'],
+    [cycle, '<ref *1> { a: 1, self: [Circular *1] }'],
+  ];
+  for (const [value, shown] of cases) {
+    it(`${shown}`, () => {
+      const error = new InvalidInputError('field', value, 'something');
+      expect(error.message).toBe(`invalid field: ${shown} (accepted: something)`);
+      expect(Object.is(error.value, value)).toBe(true);
+    });
+  }
+});

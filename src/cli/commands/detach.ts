@@ -52,6 +52,8 @@ export function registerDetach(program: Command): void {
             sandbox: result.id,
             found: result.found,
             ...(result.namespaceGone ? { namespaceGone: result.namespaceGone } : {}),
+            ...(result.namespaceHeldAt ? { namespaceHeldAt: result.namespaceHeldAt } : {}),
+            ...(result.heldBy !== undefined ? { heldBy: result.heldBy } : {}),
             undone: result.report?.undone ?? 0,
             alreadyGone: result.report?.alreadyGone ?? 0,
             kept: result.report?.kept ?? 0,
@@ -73,7 +75,10 @@ export function registerDetach(program: Command): void {
           ...(result.report?.kept ? [`${result.report.kept} kept`] : []),
         ];
         const gone = counts.length > 0 ? ` (${counts.join(', ')})` : '';
-        print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}`);
+        const through = result.namespaceHeldAt
+          ? ` through ${result.namespaceHeldAt}${result.heldBy !== undefined ? ` (process ${result.heldBy} still runs in the namespace; its path is gone)` : ''}`
+          : '';
+        print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}${through}`);
       },
     );
 }
@@ -95,6 +100,10 @@ function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
     return;
   }
   printComment(`vcnet detach --dry-run: sandbox ${planned.id}, namespace ${planned.namespacePath}`);
+  if (planned.namespaceHeldAt)
+    printComment(
+      `that path is gone, but the namespace is still held: reach it with nsenter --net=${planned.namespaceHeldAt}`,
+    );
   print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
   if (planned.hotplugSocket) printComment(`first, the VM's NICs would be unplugged through ${planned.hotplugSocket}`);
   for (const notice of planned.notices) printComment(`notice: ${notice.message}`);

@@ -27,7 +27,20 @@ import { SystemCallError, VcnetError } from '../../errors.js';
 import { nativeFileLock } from '../../native/file-lock.js';
 import { makeDirectory } from './directory.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or rejects at once with the signal's reason when it aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 /** A lock file that is a symbolic link or not a regular file: vcnet does not open it. */
 export class LockFileRefusedError extends VcnetError {
@@ -135,14 +148,22 @@ export async function lockFile(
   path: string,
   timeoutMs: number,
   timedOut: (heldBy: number) => Error,
+  /** Called the moment the lock is taken (before any other call of this process can run). */
+  acquired?: () => void,
+  /** Aborting ends the wait at once, rejecting with the signal's reason. */
+  signal?: AbortSignal,
 ): Promise<FileLock> {
   const deadline = Date.now() + timeoutMs;
   let pause = 5;
   for (;;) {
+    signal?.throwIfAborted();
     const attempt = tryLockFile(path);
-    if (attempt instanceof FileLock) return attempt;
+    if (attempt instanceof FileLock) {
+      acquired?.();
+      return attempt;
+    }
     if (Date.now() >= deadline) throw timedOut(attempt.heldBy);
-    await sleep(Math.min(pause, Math.max(1, deadline - Date.now())));
+    await sleep(Math.min(pause, Math.max(1, deadline - Date.now())), signal);
     pause = Math.min(pause * 2, 100);
   }
 }

@@ -118,15 +118,30 @@ export function defaultLockTimeoutMs(): number {
 
 export class SandboxLockedError extends VcnetError {
   static override readonly errorName: string = 'SandboxLockedError';
-  constructor(id: string, owner: number, options: { waitedMs?: number; howToWaitLonger?: string } = {}) {
-    const who = owner > 0 ? `process ${owner}` : 'another process (which one cannot be known)';
+  constructor(
+    id: string,
+    owner: number,
+    options: { waitedMs?: number; howToWaitLonger?: string; heldHereBy?: string } = {},
+  ) {
+    // Our own pid is another call of this very process (a library embedder's), not another command.
+    const here = owner === process.pid;
+    const who = here
+      ? `another call in this process${options.heldHereBy ? ` (${options.heldHereBy})` : ''}`
+      : owner > 0
+        ? `process ${owner}`
+        : 'another process (which one cannot be known)';
     const waited = options.waitedMs === undefined ? '' : ` (waited ${options.waitedMs} ms)`;
     super('VCNET_SANDBOX_LOCKED', `sandbox ${id} is being changed by ${who}${waited}`, {
       value: owner,
-      hint: `wait for the other vcnet command to finish, or ${options.howToWaitLonger ?? CLI_LOCK_TIMEOUT_HINT}`,
+      hint: here
+        ? `wait for that call to settle before making this one, or ${options.howToWaitLonger ?? CLI_LOCK_TIMEOUT_HINT}`
+        : `wait for the other vcnet command to finish, or ${options.howToWaitLonger ?? CLI_LOCK_TIMEOUT_HINT}`,
     });
   }
 }
+
+/** The library call holding each sandbox lock this process holds, by lock path: named when another call waits. */
+const heldHere = new Map<string, string>();
 
 export interface SandboxStoreOptions {
   /** Schema of the record's content (beside the envelope); the sandbox record's by default. */
@@ -306,7 +321,7 @@ export class SandboxStore {
   async withLockIfRecorded<T>(
     work: () => Promise<T>,
     timeoutMs = defaultLockTimeoutMs(),
-    options: { readOnly?: boolean } = {},
+    options: { readOnly?: boolean; operation?: string; signal?: AbortSignal | undefined } = {},
   ): Promise<T> {
     return this.withLock(work, timeoutMs, { existingOnly: true, ...options });
   }
@@ -333,8 +348,10 @@ export class SandboxStore {
     work: () => Promise<T>,
     timeoutMs = defaultLockTimeoutMs(),
     /** existingOnly: see withLockIfRecorded. readOnly: `work` writes nothing (list-ifaces, list-routes). */
-    options: { existingOnly?: boolean; readOnly?: boolean } = {},
+    options: { existingOnly?: boolean; readOnly?: boolean; operation?: string; signal?: AbortSignal | undefined } = {},
   ): Promise<T> {
+    // Aborted before anything: nothing is looked at or changed.
+    options.signal?.throwIfAborted();
     this.refuseUntrusted();
     // A lock file without a record directory is an attach under way (before its first write): wait for it.
     if (options.existingOnly && !existsSync(this.directory) && !existsSync(this.lockPath)) return await work();
@@ -347,14 +364,28 @@ export class SandboxStore {
     const lock = await lockFile(
       this.lockPath,
       timeoutMs,
-      (holder) => new SandboxLockedError(this.id, holder, { waitedMs: timeoutMs, howToWaitLonger }),
+      (holder) => {
+        const heldHereBy = heldHere.get(this.lockPath);
+        return new SandboxLockedError(this.id, holder, {
+          waitedMs: timeoutMs,
+          howToWaitLonger,
+          ...(heldHereBy ? { heldHereBy } : {}),
+        });
+      },
+      () => {
+        if (options.operation) heldHere.set(this.lockPath, options.operation);
+      },
+      options.signal,
     );
     this.lockWait = { started, timeoutMs };
     try {
+      // Aborted while the lock was being taken: given back before anything is changed.
+      options.signal?.throwIfAborted();
       this.removeStaleTemporaries();
       return await work();
     } finally {
       this.lockWait = undefined;
+      heldHere.delete(this.lockPath);
       // A lock taken for a sandbox that has no state (detach of an unknown id) leaves nothing behind.
       let directoryLeft = true;
       try {
