@@ -3,6 +3,7 @@
  * namespace) with an IPv4 and an IPv6 address, a default route, an extra route with an MTU, and a
  * permanent neighbour. Plus a fingerprint of a namespace for before/after comparisons.
  */
+import type { NetworkConfig } from '../../src/network/config.js';
 import { makeNamespace, type TestNamespace } from './namespace.js';
 
 export interface PodFixture {
@@ -97,4 +98,28 @@ export function fingerprint(namespace: TestNamespace): Record<string, unknown> {
     ingress: namespace.tcJson<unknown[]>('filter', 'show', 'dev', String(link.ifname), 'ingress'),
   }));
   return { links, addresses, routes, neighbours, qdiscs, filters };
+}
+
+/**
+ * The NetworkConfig most library tests attach with: `namespace` as it is, tcfilter, one queue, no
+ * vhost-net (this machine has none); `more` adds or overrides fields.
+ */
+export function tcfilterConfig(namespace: TestNamespace, more: Partial<NetworkConfig> = {}): NetworkConfig {
+  return {
+    namespacePath: namespace.path,
+    model: 'tcfilter',
+    namespaceCreatedByVcnet: false,
+    disableNewNetns: false,
+    queues: 1,
+    vhostNet: 'off',
+    ...more,
+  };
+}
+
+/** What `promise` rejected with, or an Error saying it succeeded. */
+export function failureOf(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => new Error('it succeeded'),
+    (caught: unknown) => caught,
+  );
 }

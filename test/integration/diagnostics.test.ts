@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { channels, DiagnosticsChannel, type PlanStepEvent, tracing } from '../../src/diagnostics.js';
 import { attachSandbox, detachSandbox, planSandboxAttach } from '../../src/sandbox/service.js';
 import { cleanupNamespaces } from '../helpers/namespace.js';
-import { makePod } from '../helpers/pod.js';
+import { makePod, tcfilterConfig } from '../helpers/pod.js';
 
 type Seen = { channel: string; event: string; fields: Record<string, unknown> };
 
@@ -46,14 +46,7 @@ describe('diagnostics channels on a real attach', () => {
     const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-diagnostics-'));
     cleanups.push(() => rmSync(stateDirectory, { recursive: true, force: true }));
     const { pod } = makePod();
-    const config = {
-      namespacePath: pod.path,
-      model: 'tcfilter' as const,
-      namespaceCreatedByVcnet: false,
-      disableNewNetns: false,
-      queues: 1,
-      vhostNet: 'off' as const,
-    };
+    const config = tcfilterConfig(pod);
     // What --dry-run prints, before anyone listens (the plan scans too).
     const planned = await planSandboxAttach(config, 'diag');
     const seen: Seen[] = [];

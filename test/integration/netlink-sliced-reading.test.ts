@@ -11,7 +11,7 @@ import { afterEach, expect, it, vi } from 'vitest';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
 import { attachSandbox, detachSandbox } from '../../src/sandbox/service.js';
 import { cleanupNamespaces, makeNamespace } from '../helpers/namespace.js';
-import { fingerprint, makePod } from '../helpers/pod.js';
+import { fingerprint, makePod, tcfilterConfig } from '../helpers/pod.js';
 
 vi.mock('../../src/event-loop.js', async (original) => ({
   ...(await original<typeof import('../../src/event-loop.js')>()),
@@ -46,18 +46,7 @@ it('attach and detach of two endpoints complete with the smallest slices', async
   const before = fingerprint(pod);
   const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-sliced-state-'));
   try {
-    const result = await attachSandbox(
-      'sliced',
-      {
-        namespacePath: pod.path,
-        model: 'tcfilter',
-        namespaceCreatedByVcnet: false,
-        disableNewNetns: false,
-        queues: 1,
-        vhostNet: 'off',
-      },
-      { stateDirectory },
-    );
+    const result = await attachSandbox('sliced', tcfilterConfig(pod), { stateDirectory });
     expect(result.endpoints).toHaveLength(2);
     await detachSandbox('sliced', { stateDirectory });
     expect(fingerprint(pod)).toEqual(before);

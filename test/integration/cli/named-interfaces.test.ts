@@ -9,7 +9,7 @@ import { InvalidInputError } from '../../../src/errors.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
 import { attachSandbox, planSandboxAttach } from '../../../src/sandbox/service.js';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
-import { fingerprint, makePod } from '../../helpers/pod.js';
+import { fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest();
 
@@ -47,15 +47,7 @@ describe('a named interface the namespace lacks', () => {
   it('the library refuses namedInterfaces naming a missing link, in the plan and the attach', async () => {
     const { pod } = makePod();
     const before = fingerprint(pod);
-    const config: NetworkConfig = {
-      namespacePath: pod.path,
-      model: 'tcfilter',
-      namespaceCreatedByVcnet: false,
-      disableNewNetns: false,
-      queues: 1,
-      vhostNet: 'off',
-      namedInterfaces: ['nosuch'],
-    };
+    const config: NetworkConfig = tcfilterConfig(pod, { namedInterfaces: ['nosuch'] });
     const plan = await planSandboxAttach(config, 'short').then(
       () => undefined,
       (error: unknown) => error,

@@ -13,7 +13,7 @@ import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import { scanNamespace } from '../../../src/network/scan.js';
 import { attachSandbox, detachSandbox } from '../../../src/sandbox/service.js';
 import { cleanupNamespaces, makeNamespace } from '../../helpers/namespace.js';
-import { makePod } from '../../helpers/pod.js';
+import { makePod, tcfilterConfig } from '../../helpers/pod.js';
 
 let work: string;
 
@@ -77,18 +77,7 @@ it('a gc loop next to attaches waiting for their locks lets them finish (the gcr
   try {
     const attached = await Promise.all(
       pods.map((pod, i) =>
-        attachSandbox(
-          `race${i}`,
-          {
-            namespacePath: pod.path,
-            model: 'tcfilter',
-            namespaceCreatedByVcnet: false,
-            disableNewNetns: false,
-            queues: 1,
-            vhostNet: 'off',
-          },
-          { stateDirectory: work, lockTimeoutMs: 5000 },
-        ),
+        attachSandbox(`race${i}`, tcfilterConfig(pod), { stateDirectory: work, lockTimeoutMs: 5000 }),
       ),
     );
     expect(attached).toHaveLength(4);

@@ -2,44 +2,19 @@
  * attachSandbox and detachSandbox take an AbortSignal: an abort while they wait for the sandbox
  * lock rejects at once with the signal's reason, and an already-aborted signal changes nothing.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
-import type { NetworkConfig } from '../../../src/network/config.js';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
 import { attachSandbox, detachSandbox, readSandbox } from '../../../src/sandbox/service.js';
-import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
-import { fingerprint, makePod } from '../../helpers/pod.js';
+import { stateDirectoryPerTest } from '../../helpers/cli.js';
+import { failureOf, fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
 
-let stateDirectory: string;
-
-beforeEach(() => {
-  stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-abort-'));
-});
-
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDirectory, { recursive: true, force: true });
-});
-
-const config = (pod: TestNamespace): NetworkConfig => ({
-  namespacePath: pod.path,
-  model: 'tcfilter',
-  namespaceCreatedByVcnet: false,
-  disableNewNetns: false,
-  queues: 1,
-  vhostNet: 'off',
-});
-
-const failureOf = (promise: Promise<unknown>) =>
-  promise.then(
-    () => new Error('it succeeded'),
-    (caught: unknown) => caught,
-  );
+const stateDirectoryOfTest = stateDirectoryPerTest('vcnet-abort-');
 
 it('an abort while attach waits for the lock rejects at once with the reason, and nothing is made', async () => {
+  const stateDirectory = stateDirectoryOfTest();
   const { pod } = makePod();
   const before = fingerprint(pod);
   mkdirSync(join(stateDirectory, '.locks'), { recursive: true, mode: 0o700 });
@@ -50,7 +25,11 @@ it('an abort while attach waits for the lock rejects at once with the reason, an
     const reason = new Error('the daemon is shutting down');
     const started = Date.now();
     const attaching = failureOf(
-      attachSandbox('waiting', config(pod), { stateDirectory, lockTimeoutMs: 10_000, signal: controller.signal }),
+      attachSandbox('waiting', tcfilterConfig(pod), {
+        stateDirectory,
+        lockTimeoutMs: 10_000,
+        signal: controller.signal,
+      }),
     );
     setTimeout(() => controller.abort(reason), 100);
     expect(await attaching).toBe(reason);
@@ -63,15 +42,16 @@ it('an abort while attach waits for the lock rejects at once with the reason, an
 });
 
 it('an already-aborted signal changes nothing: attach makes nothing, detach undoes nothing', async () => {
+  const stateDirectory = stateDirectoryOfTest();
   const { pod } = makePod();
   const before = fingerprint(pod);
   const aborted = AbortSignal.abort();
-  const error = await failureOf(attachSandbox('early', config(pod), { stateDirectory, signal: aborted }));
+  const error = await failureOf(attachSandbox('early', tcfilterConfig(pod), { stateDirectory, signal: aborted }));
   expect((error as Error).name).toBe('AbortError');
   expect(readSandbox('early', stateDirectory)).toBeUndefined();
   expect(fingerprint(pod)).toEqual(before);
 
-  await attachSandbox('early', config(pod), { stateDirectory });
+  await attachSandbox('early', tcfilterConfig(pod), { stateDirectory });
   const attached = fingerprint(pod);
   const reason = new Error('stop');
   expect(await failureOf(detachSandbox('early', { stateDirectory, signal: AbortSignal.abort(reason) }))).toBe(reason);
@@ -82,6 +62,7 @@ it('an already-aborted signal changes nothing: attach makes nothing, detach undo
 });
 
 it('a signal that is not an AbortSignal is refused, naming the field', async () => {
+  const stateDirectory = stateDirectoryOfTest();
   const error = await failureOf(detachSandbox('x', { stateDirectory, signal: 'soon' as unknown as AbortSignal }));
   expect(error).toBeInstanceOf(InvalidInputError);
   expect((error as InvalidInputError).message).toMatch(/^invalid signal: "soon" \(accepted: an AbortSignal/);

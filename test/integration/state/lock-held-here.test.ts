@@ -3,47 +3,20 @@
  * call (not "process <own pid>" and "the other vcnet command"); a lock wait of NaN is shown as NaN;
  * a link taken by another sandbox appears once in the cause chain.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { causeChain, InvalidInputError } from '../../../src/errors.js';
-import type { NetworkConfig } from '../../../src/network/config.js';
 import { LinkNameTakenError } from '../../../src/network/plan/plan-attach.js';
 import { SandboxLockedError } from '../../../src/network/state/store.js';
 import { attachSandbox, detachSandbox } from '../../../src/sandbox/service.js';
-import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
-import { makePod } from '../../helpers/pod.js';
+import { stateDirectoryPerTest } from '../../helpers/cli.js';
+import { failureOf, makePod, tcfilterConfig } from '../../helpers/pod.js';
 
-let stateDirectory: string;
-
-beforeEach(() => {
-  stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-held-here-'));
-});
-
-afterEach(() => {
-  cleanupNamespaces();
-  rmSync(stateDirectory, { recursive: true, force: true });
-});
-
-const config = (pod: TestNamespace): NetworkConfig => ({
-  namespacePath: pod.path,
-  model: 'tcfilter',
-  namespaceCreatedByVcnet: false,
-  disableNewNetns: false,
-  queues: 1,
-  vhostNet: 'off',
-});
-
-const failureOf = (promise: Promise<unknown>) =>
-  promise.then(
-    () => new Error('it succeeded'),
-    (caught: unknown) => caught,
-  );
+const stateDirectoryOfTest = stateDirectoryPerTest('vcnet-held-here-');
 
 it('a sandbox locked by another call of this process names that call', async () => {
+  const stateDirectory = stateDirectoryOfTest();
   const { pod } = makePod();
-  const attaching = attachSandbox('here', config(pod), { stateDirectory });
+  const attaching = attachSandbox('here', tcfilterConfig(pod), { stateDirectory });
   const error = await failureOf(detachSandbox('here', { stateDirectory, lockTimeoutMs: 0 }));
   await attaching;
   expect(error).toBeInstanceOf(SandboxLockedError);
@@ -55,6 +28,7 @@ it('a sandbox locked by another call of this process names that call', async () 
 });
 
 it('lockTimeoutMs NaN is shown as NaN', async () => {
+  const stateDirectory = stateDirectoryOfTest();
   const error = await failureOf(detachSandbox('nan', { stateDirectory, lockTimeoutMs: Number.NaN }));
   expect(error).toBeInstanceOf(InvalidInputError);
   expect((error as InvalidInputError).message).toMatch(/^invalid lockTimeoutMs: NaN \(accepted: /);
@@ -62,9 +36,10 @@ it('lockTimeoutMs NaN is shown as NaN', async () => {
 });
 
 it("a link another sandbox made is named once in the attach error's cause chain", async () => {
+  const stateDirectory = stateDirectoryOfTest();
   const { pod } = makePod();
-  await attachSandbox('first', config(pod), { stateDirectory });
-  const error = await failureOf(attachSandbox('second', config(pod), { stateDirectory }));
+  await attachSandbox('first', tcfilterConfig(pod), { stateDirectory });
+  const error = await failureOf(attachSandbox('second', tcfilterConfig(pod), { stateDirectory }));
   const taken = causeChain(error).filter((link) => link instanceof LinkNameTakenError);
   expect(taken).toHaveLength(1);
   expect((taken[0] as LinkNameTakenError).message).toContain('made by sandbox first');

@@ -14,7 +14,7 @@ import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import { attachSandbox, detachSandbox, planSandboxDetach, readSandbox } from '../../../src/sandbox/service.js';
 import { vcnet } from '../../helpers/cli.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
-import { makePod } from '../../helpers/pod.js';
+import { makePod, tcfilterConfig } from '../../helpers/pod.js';
 
 let stateDir: string;
 const holders: ChildProcess[] = [];
@@ -54,18 +54,9 @@ function seenThrough(pid: number): { links: string[]; filters: unknown[] } {
   return { links: links.sort(), filters };
 }
 
-const config = (pod: TestNamespace) => ({
-  namespacePath: pod.path,
-  model: 'tcfilter' as const,
-  namespaceCreatedByVcnet: false,
-  disableNewNetns: false,
-  queues: 1,
-  vhostNet: 'off' as const,
-});
-
 it('detach undoes attach through the process holding a namespace whose path is gone, and says so', async () => {
   const { pod } = makePod();
-  await attachSandbox('held', config(pod), { stateDirectory: stateDir });
+  await attachSandbox('held', tcfilterConfig(pod), { stateDirectory: stateDir });
   const pid = await holdNamespace(pod);
   expect(seenThrough(pid).links).toContain('tap0_kata');
   pod.delete();
@@ -111,7 +102,7 @@ it('vcnet detach does the same, and drops the record as gone only once nothing h
 
 it('gc named a deleted path looks in the namespace through its holder: an orphan goes, the live record stays', async () => {
   const { pod } = makePod();
-  await attachSandbox('gc-held', config(pod), { stateDirectory: stateDir });
+  await attachSandbox('gc-held', tcfilterConfig(pod), { stateDirectory: stateDir });
   pod.exec('ip', ['tuntap', 'add', 'orphan0', 'mode', 'tap']);
   pod.exec('ip', ['link', 'set', 'orphan0', 'group', String(0x7663)]);
   const pid = await holdNamespace(pod);
@@ -128,7 +119,7 @@ it('gc named a deleted path looks in the namespace through its holder: an orphan
 
 it('with nothing holding it, the namespace is gone and the record is dropped', async () => {
   const { pod } = makePod();
-  await attachSandbox('really-gone', config(pod), { stateDirectory: stateDir });
+  await attachSandbox('really-gone', tcfilterConfig(pod), { stateDirectory: stateDir });
   pod.delete();
   const result = await detachSandbox('really-gone', { stateDirectory: stateDir });
   expect(result).toMatchObject({ found: true, namespaceGone: pod.path });
