@@ -10,6 +10,7 @@ import { AgentClient } from '../../src/agent/client.js';
 import { NetlinkApplier } from '../../src/agent/guest/netlink-applier.js';
 import { createAgentServer } from '../../src/agent/server.js';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
+import { makeNamespace, type TestNamespace } from './namespace.js';
 
 export interface NamespaceAgent {
   client: AgentClient;
@@ -66,4 +67,30 @@ export async function startNamespaceAgent(
     throw error;
   }
   return { client, stop };
+}
+
+/**
+ * A namespace playing a booted guest: its NIC `veth-guest` (with `guestMac`) and the peer `veth-peer`
+ * (up, with `peerMac` when given); `dad` sets IPv6 duplicate address detection as the guest kernel
+ * has it (on by default in a real guest; off makes IPv6 addresses usable at once).
+ */
+export function guestLikeNamespace(
+  prefix: string,
+  options: { guestMac: string; peerMac?: string; dad?: boolean },
+): TestNamespace {
+  const namespace = makeNamespace(prefix);
+  if (options.dad !== undefined) {
+    const value = options.dad ? '1' : '0';
+    namespace.exec('sysctl', [
+      '-qw',
+      `net.ipv6.conf.all.accept_dad=${value}`,
+      `net.ipv6.conf.default.accept_dad=${value}`,
+    ]);
+  }
+  namespace.exec('ip', [
+    ...['link', 'add', 'veth-guest', 'address', options.guestMac, 'type', 'veth'],
+    ...['peer', 'name', 'veth-peer', ...(options.peerMac ? ['address', options.peerMac] : [])],
+  ]);
+  namespace.exec('ip', ['link', 'set', 'veth-peer', 'up']);
+  return namespace;
 }

@@ -6,8 +6,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentClient } from '../../../src/agent/client.js';
 import { IPFamily } from '../../../src/agent/generated/types_pb.js';
-import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
-import { type NamespaceAgent, startNamespaceAgent } from '../../helpers/namespace-agent.js';
+import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
+import { guestLikeNamespace, type NamespaceAgent, startNamespaceAgent } from '../../helpers/namespace-agent.js';
 
 interface IpAddressInfo {
   family: string;
@@ -32,22 +32,8 @@ let agent: NamespaceAgent | undefined;
 let client: AgentClient;
 
 beforeEach(async () => {
-  namespace = makeNamespace('dad');
   // As a guest kernel boots: DAD on (1 probe, 1 s).
-  namespace.exec('sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=1', 'net.ipv6.conf.default.accept_dad=1']);
-  namespace.exec('ip', [
-    'link',
-    'add',
-    'veth-guest',
-    'address',
-    GUEST_MAC,
-    'type',
-    'veth',
-    'peer',
-    'name',
-    'veth-peer',
-  ]);
-  namespace.exec('ip', ['link', 'set', 'veth-peer', 'up']);
+  namespace = guestLikeNamespace('dad', { guestMac: GUEST_MAC, dad: true });
   agent = await startNamespaceAgent(namespace.path, { linkAppearTimeoutMs: 200 });
   client = agent.client;
 });

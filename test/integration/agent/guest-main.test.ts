@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../../src/agent/client.js';
 import { IPFamily } from '../../../src/agent/generated/types_pb.js';
-import { cleanupNamespaces, makeNamespace } from '../../helpers/namespace.js';
+import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { guestLikeNamespace } from '../../helpers/namespace-agent.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const GUEST_MAC = '02:00:ca:fe:00:11';
@@ -81,20 +82,7 @@ async function driveAgent(socket: string, namespaceName: string, output: () => s
 }
 
 function guestNamespace() {
-  const namespace = makeNamespace('test');
-  namespace.exec('ip', [
-    'link',
-    'add',
-    'veth-guest',
-    'address',
-    GUEST_MAC,
-    'type',
-    'veth',
-    'peer',
-    'name',
-    'veth-peer',
-  ]);
-  return namespace;
+  return guestLikeNamespace('test', { guestMac: GUEST_MAC });
 }
 
 describe('guest agent program', () => {

@@ -7,8 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentClient } from '../../../src/agent/client.js';
 import { IPFamily } from '../../../src/agent/generated/types_pb.js';
 import { StatusCode } from '../../../src/agent/ttrpc.js';
-import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
-import { type NamespaceAgent, startNamespaceAgent } from '../../helpers/namespace-agent.js';
+import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
+import { guestLikeNamespace, type NamespaceAgent, startNamespaceAgent } from '../../helpers/namespace-agent.js';
 
 interface IpAddressInfo {
   family: string;
@@ -41,24 +41,8 @@ let agent: NamespaceAgent | undefined;
 let client: AgentClient;
 
 beforeEach(async () => {
-  namespace = makeNamespace('test');
   // No duplicate address detection: IPv6 addresses and their routes are usable at once.
-  namespace.exec('sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
-  namespace.exec('ip', [
-    'link',
-    'add',
-    'veth-guest',
-    'address',
-    GUEST_MAC,
-    'type',
-    'veth',
-    'peer',
-    'name',
-    'veth-peer',
-    'address',
-    PEER_MAC,
-  ]);
-  namespace.exec('ip', ['link', 'set', 'veth-peer', 'up']);
+  namespace = guestLikeNamespace('test', { guestMac: GUEST_MAC, peerMac: PEER_MAC, dad: false });
   agent = await startNamespaceAgent(namespace.path, { linkAppearTimeoutMs: 200 });
   client = agent.client;
 });
