@@ -160,6 +160,7 @@ export function skippedNotice(
   return `${what}; name it with --interface ${link.name} (or add-iface) to attach it anyway`;
 }
 
+/** One link of a scan as `vcnet scan` shows it: what attach would make of it, and why not. */
 export interface ScannedInterface {
   info: NetworkInfo;
   /** The endpoint type it would become, or why it cannot become one. */
@@ -169,6 +170,10 @@ export interface ScannedInterface {
   skipped?: string;
 }
 
+/**
+ * Each link of `scan` (scanNamespace's interfaces) with the endpoint type attach would give it, why
+ * it cannot be one, or why attach skips it: what `vcnet scan` prints.
+ */
 export function classifyScan(
   scan: NamespaceScan,
   options: Pick<CreateEndpointOptions, 'vhostUserStorePath'> & { named?: ReadonlySet<string> } = {},

@@ -42,6 +42,13 @@ const LIBRARY_GUIDE_NON_EXPORTS = [
   'vmmRateLimiter',
   'vhostNet',
   'nicIommu',
+  'endpointType',
+  'namespaceGone',
+  'namespaceHeldAt',
+  'heldBy',
+  // Node's own: the signal option takes an AbortSignal and rejects with its reason (an AbortError).
+  'AbortSignal',
+  'AbortError',
 ];
 
 describe("the 'vcnet' entry", () => {
