@@ -31,7 +31,7 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { booleanOption, optionsArgument, stringListOption, stringOption } from '../arguments.js';
+import { booleanOption, optionsArgument, signalOption, stringListOption, stringOption } from '../arguments.js';
 import { errnoOf, InvalidInputError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
@@ -131,6 +131,11 @@ export interface GarbageOptions {
   /** Only these namespaces: look for orphan links there, drop only records naming these paths. */
   namespaces?: string[];
   dryRun?: boolean;
+  /**
+   * Stops the gc at its next namespace or record: it rejects with the signal's reason, and what it
+   * removed before stays removed (each removal is whole on its own; the next gc goes on from there).
+   */
+  signal?: AbortSignal;
 }
 
 type NamespaceKey = string;
@@ -316,7 +321,15 @@ function readOwners(directories: readonly string[]): {
 export async function collectGarbage(options: GarbageOptions = {}): Promise<GarbageReport> {
   // A gc reads every registered state directory and may delete links: a wrong argument must not
   // widen it to one over every namespace with the defaults.
-  options = optionsArgument(options, 'options', ['stateDirectories', 'stateDirectory', 'namespaces', 'dryRun']);
+  options = optionsArgument(options, 'options', [
+    'stateDirectories',
+    'stateDirectory',
+    'namespaces',
+    'dryRun',
+    'signal',
+  ]);
+  const signal = signalOption(options.signal);
+  signal?.throwIfAborted();
   stringListOption(options.stateDirectories, 'stateDirectories', 'state directory paths');
   stringOption(options.stateDirectory, 'stateDirectory', 'a state directory path');
   booleanOption(options.dryRun, 'dryRun');
@@ -355,8 +368,10 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     // The event loop runs between namespaces (a daemon's timers, a concurrent attach's lock wait);
     // and at least once per gc, so `while (!stop) await collectGarbage()` never starves it.
     await yieldToEventLoop();
+    signal?.throwIfAborted();
     for (let position = 0; position < toScan.length; position++) {
       if (position > 0) await yieldToEventLoop();
+      signal?.throwIfAborted();
       const path = toScan[position]!;
       let namespace: OpenedNamespace;
       try {
@@ -440,6 +455,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
       if (!(live.has(owner.key) || nowLive.has(owner.key))) continue;
       await yieldToEventLoop();
+      signal?.throwIfAborted();
       await finishUnfinished(owner.id, dirname(owner.directory), report);
     }
 
@@ -451,6 +467,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     };
     for (const { namespace, handle, links } of scans) {
       await yieldToEventLoop();
+      signal?.throwIfAborted();
       const key = keyOf(namespace.identity);
       const namespacePath = namespace.identity.path;
       const ours = links.filter((link) => link.group === VCNET_LINK_GROUP);

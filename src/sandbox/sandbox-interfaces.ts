@@ -20,7 +20,7 @@ import {
 } from '../agent/kata-network-json.js';
 import { routeUpdatesOf } from '../agent/network-request.js';
 import { StatusCode } from '../agent/ttrpc/status-code.js';
-import { functionOption, lockTimeoutOption, numberOption, optionsArgument } from '../arguments.js';
+import { functionOption, lockTimeoutOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
@@ -103,11 +103,16 @@ export async function withSandbox<T>(
   where:
     | string
     | undefined
-    | { stateDirectory?: string | undefined; lockTimeoutMs?: number | undefined; readOnly?: boolean },
+    | {
+        stateDirectory?: string | undefined;
+        lockTimeoutMs?: number | undefined;
+        readOnly?: boolean;
+        signal?: AbortSignal | undefined;
+      },
   work: (sandbox: OpenSandbox) => Promise<T>,
 ): Promise<T> {
-  const { stateDirectory, lockTimeoutMs, readOnly } =
-    typeof where === 'object' ? where : { stateDirectory: where, readOnly: false };
+  const { stateDirectory, lockTimeoutMs, readOnly, signal } =
+    typeof where === 'object' ? where : { stateDirectory: where, readOnly: false, signal: undefined };
   const store = new SandboxStore(id, stateDirectory);
   const locked = async () => {
     const state = store.read<SandboxState>();
@@ -121,7 +126,7 @@ export async function withSandbox<T>(
     }
   };
   // An undefined lockTimeoutMs takes withLockIfRecorded's default (VCNET_LOCK_TIMEOUT or 30 s).
-  return store.withLockIfRecorded(locked, lockTimeoutMs, { readOnly: readOnly === true, operation });
+  return store.withLockIfRecorded(locked, lockTimeoutMs, { readOnly: readOnly === true, operation, signal });
 }
 
 /** Options of the commands that read kata-network JSON. */
@@ -131,11 +136,14 @@ export interface KataNetworkOptions {
   lockTimeoutMs?: number;
   /** Told the keys that matched no field and were ignored (as Go ignores them), once per input. */
   onIgnoredKeys?: (paths: string[]) => void;
+  /** Honoured while waiting for the sandbox lock and before anything changes, as attachSandbox's. */
+  signal?: AbortSignal;
 }
 
 /** The options of add-iface, del-iface and update-routes, checked with their text before anything is read. */
 function kataNetworkOptions(given: KataNetworkOptions, text: unknown): KataNetworkOptions {
-  const options = optionsArgument(given, 'options', ['stateDirectory', 'lockTimeoutMs', 'onIgnoredKeys']);
+  const options = optionsArgument(given, 'options', ['stateDirectory', 'lockTimeoutMs', 'onIgnoredKeys', 'signal']);
+  signalOption(options.signal);
   functionOption(options.onIgnoredKeys, 'onIgnoredKeys');
   lockTimeoutOption(options.lockTimeoutMs);
   if (typeof text !== 'string') {

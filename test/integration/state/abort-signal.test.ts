@@ -2,11 +2,13 @@
  * attachSandbox and detachSandbox take an AbortSignal: an abort while they wait for the sandbox
  * lock rejects at once with the signal's reason, and an already-aborted signal changes nothing.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
+import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
+import { addInterface, removeInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { attachSandbox, detachSandbox, readSandbox } from '../../../src/sandbox/service.js';
 import { stateDirectoryPerTest } from '../../helpers/cli.js';
 import { failureOf, fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
@@ -66,4 +68,66 @@ it('a signal that is not an AbortSignal is refused, naming the field', async () 
   const error = await failureOf(detachSandbox('x', { stateDirectory, signal: 'soon' as unknown as AbortSignal }));
   expect(error).toBeInstanceOf(InvalidInputError);
   expect((error as InvalidInputError).message).toMatch(/^invalid signal: "soon" \(accepted: an AbortSignal/);
+});
+
+it('add-iface and del-iface honour the signal while waiting for the lock; an aborted gc removes nothing', async () => {
+  const stateDirectory = stateDirectoryOfTest();
+  const { pod } = makePod({ interfaces: 2 });
+  const before = fingerprint(pod);
+  await attachSandbox('kn', tcfilterConfig(pod, { namedInterfaces: ['eth0'] }), { stateDirectory });
+  const attached = fingerprint(pod);
+  const reason = new Error('shutting down');
+  // Held by "another command": the add waits, then the abort ends the wait at once.
+  const held = tryLockFile(join(stateDirectory, '.locks', 'kn'));
+  expect(held).toBeInstanceOf(FileLock);
+  try {
+    const controller = new AbortController();
+    const adding = failureOf(
+      addInterface('kn', JSON.stringify({ device: 'eth1', name: 'eth1' }), {
+        stateDirectory,
+        lockTimeoutMs: 10_000,
+        signal: controller.signal,
+      }),
+    );
+    setTimeout(() => controller.abort(reason), 100);
+    expect(await adding).toBe(reason);
+    expect(
+      await failureOf(
+        removeInterface('kn', JSON.stringify({ name: 'eth0' }), { stateDirectory, signal: AbortSignal.abort(reason) }),
+      ),
+    ).toBe(reason);
+  } finally {
+    (held as FileLock).release();
+  }
+  expect(fingerprint(pod)).toEqual(attached);
+  // A gc aborted before it starts looks at nothing: the namespace keeps the live sandbox as it is.
+  expect(
+    await failureOf(
+      collectGarbage({ stateDirectories: [stateDirectory], namespaces: [pod.path], signal: AbortSignal.abort(reason) }),
+    ),
+  ).toBe(reason);
+  expect(fingerprint(pod)).toEqual(attached);
+  await detachSandbox('kn', { stateDirectory });
+  expect(fingerprint(pod)).toEqual(before);
+});
+
+it('a gc aborted while it runs rejects with the reason and has removed nothing yet; the next gc goes on', async () => {
+  const stateDirectory = stateDirectoryOfTest();
+  const pods = [makePod().pod, makePod().pod, makePod().pod];
+  // Orphans: attached, then their records lost (a state directory gone with a crash).
+  for (const [index, pod] of pods.entries())
+    await attachSandbox(`orphan${index}`, tcfilterConfig(pod), { stateDirectory });
+  rmSync(stateDirectory, { recursive: true, force: true });
+  const taps = () => pods.map((pod) => pod.exec('ip', ['-br', 'link', 'show', 'type', 'tun']).includes('tap0_kata'));
+  expect(taps()).toEqual([true, true, true]);
+  const controller = new AbortController();
+  const reason = new Error('enough');
+  const collecting = failureOf(collectGarbage({ namespaces: pods.map((pod) => pod.path), signal: controller.signal }));
+  // Aborted before its first turn of the event loop ends: no namespace has been looked at.
+  controller.abort(reason);
+  expect(await collecting).toBe(reason);
+  expect(taps()).toEqual([true, true, true]);
+  const report = await collectGarbage({ namespaces: pods.map((pod) => pod.path) });
+  expect(report.failures).toEqual([]);
+  expect(taps()).toEqual([false, false, false]);
 });
