@@ -35,6 +35,10 @@ export interface HotplugGuestOptions {
   extraArgs?: string[];
   /** Configure the boot NICs through the agent (Kata's setupNetworks); default true. */
   pushBootNetwork?: boolean;
+  /** More `vcnet attach` arguments, e.g. `['--model', 'macvtap']`. */
+  attachArgs?: string[];
+  /** Changes the fresh pod (or its node) before attach: what CNI would have left besides makePod's. */
+  beforeAttach?: (pod: { pod: TestNamespace; node: TestNamespace }) => void;
 }
 
 /**
@@ -46,10 +50,12 @@ export async function attachAndBootGuest(work: string, options: HotplugGuestOpti
   const qmpLink = join(work, 'qmp.sock');
   const agentLink = join(work, 'agent.sock');
   const { pod, node } = makePod();
+  options.beforeAttach?.({ pod, node });
   const before = fingerprint(pod);
   const result = vcnet([
     ...['attach', '--sandbox', options.sandbox, '--netns', pod.path, '--state-dir', stateDir],
     ...['--qmp', qmpLink, '--agent', agentLink, '--json'],
+    ...(options.attachArgs ?? []),
   ]);
   if (result.status !== 0) throw new Error(`vcnet attach failed (${result.status}): ${result.stderr}`);
   const attached = JSON.parse(result.stdout) as AttachOutput;
