@@ -11,9 +11,7 @@ import { nativeFileLock } from '../native/file-lock.js';
 import type { Link } from '../netlink/codec/link.js';
 import { recordsHoldingLink, recordsOfNamespace } from '../network/garbage-collector.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
-import { holderOf } from '../network/state/lock.js';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { holderOf, pollForLock } from '../network/state/lock.js';
 
 /**
  * A record names the namespace but no link of vcnet's group is in it (the `existing` model hands a
@@ -55,14 +53,11 @@ export class NamespaceBusyError extends VcnetError {
  * Held until the fd is closed.
  */
 export async function lockNamespace(fd: number, namespacePath: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let pause = 5;
-  for (;;) {
-    if (nativeFileLock.lockFile(fd, true)) return;
-    if (Date.now() >= deadline) throw new NamespaceBusyError(namespacePath, holderOf(fd), timeoutMs);
-    await sleep(Math.min(pause, Math.max(1, deadline - Date.now())));
-    pause = Math.min(pause * 2, 100);
-  }
+  await pollForLock(
+    () => (nativeFileLock.lockFile(fd, true) ? true : undefined),
+    timeoutMs,
+    () => new NamespaceBusyError(namespacePath, holderOf(fd), timeoutMs),
+  );
 }
 
 /**

@@ -153,16 +153,40 @@ export async function lockFile(
   /** Aborting ends the wait at once, rejecting with the signal's reason. */
   signal?: AbortSignal,
 ): Promise<FileLock> {
+  let heldBy = 0;
+  return pollForLock(
+    () => {
+      const attempt = tryLockFile(path);
+      if (!(attempt instanceof FileLock)) {
+        heldBy = attempt.heldBy;
+        return undefined;
+      }
+      acquired?.();
+      return attempt;
+    },
+    timeoutMs,
+    () => timedOut(heldBy),
+    signal,
+  );
+}
+
+/**
+ * Tries `attempt` until it answers a lock, pausing 5 ms, then twice as long each time up to 100 ms;
+ * past `timeoutMs` throws `timedOut()`. The one wait of every vcnet lock (sandbox records, namespaces).
+ */
+export async function pollForLock<T>(
+  attempt: () => T | undefined,
+  timeoutMs: number,
+  timedOut: () => Error,
+  signal?: AbortSignal,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let pause = 5;
   for (;;) {
     signal?.throwIfAborted();
-    const attempt = tryLockFile(path);
-    if (attempt instanceof FileLock) {
-      acquired?.();
-      return attempt;
-    }
-    if (Date.now() >= deadline) throw timedOut(attempt.heldBy);
+    const taken = attempt();
+    if (taken !== undefined) return taken;
+    if (Date.now() >= deadline) throw timedOut();
     await sleep(Math.min(pause, Math.max(1, deadline - Date.now())), signal);
     pause = Math.min(pause * 2, 100);
   }
