@@ -251,7 +251,11 @@ export function openRecordedNamespace(recorded: NamespaceIdentity, file: string)
  * (/proc/PID/task/TID/ns/net, read only when no process has it). A VMM or a holder left in a
  * namespace whose bind mount was deleted keeps it, and what attach made in it, alive.
  */
-export function namespaceHolderPaths(identity: { dev: number; ino: number }): string[] {
+export function namespaceHolderPaths(
+  identity: { dev: number; ino: number },
+  /** Look at threads too when no process has it (default); false stops at processes. */
+  options: { threads?: boolean } = {},
+): string[] {
   const matches = (path: string): boolean => {
     try {
       const stats = statSync(path);
@@ -270,7 +274,7 @@ export function namespaceHolderPaths(identity: { dev: number; ino: number }): st
     return found;
   }
   for (const pid of pids) if (matches(`/proc/${pid}/ns/net`)) found.push(`/proc/${pid}/ns/net`);
-  if (found.length > 0) return found;
+  if (found.length > 0 || options.threads === false) return found;
   for (const pid of pids) {
     let tids: string[];
     try {

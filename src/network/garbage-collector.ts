@@ -212,7 +212,7 @@ export function liveNamespaces(): Map<NamespaceKey, string> {
 
 /** Where a namespace of this identity lives now (a /var/run/netns entry or a /proc/PID/ns/net), if anywhere. */
 export function whereNamespaceLives(identity: { dev: number; ino: number }): string | undefined {
-  return liveNamespaces().get(keyOf(identity));
+  return namespaceHolderPaths(identity, { threads: false })[0];
 }
 
 /**
