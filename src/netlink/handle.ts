@@ -14,6 +14,7 @@ import { type Stats, statfsSync, statSync } from 'node:fs';
 import { stringOption } from '../arguments.js';
 import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
+import { NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
 import { AddressFamily, MessageFlag, MessageType } from './codec/constants.js';
 import {
@@ -296,21 +297,10 @@ function refuseNonNamespaceFile(path: string): void {
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new NamespacePathError('namespacePath', path, 'missing');
     return; // the open says what is wrong
   }
-  if (stats.isFile()) return;
-  const kind = stats.isFIFO()
-    ? 'a FIFO'
-    : stats.isDirectory()
-      ? 'a directory'
-      : stats.isSocket()
-        ? 'a socket'
-        : stats.isCharacterDevice()
-          ? 'a character device'
-          : 'a block device';
+  const kind = nonNamespaceFileKind(stats);
+  if (kind === undefined) return;
   throw new NamespacePathError('namespacePath', path, kind);
 }
-
-/** NSFS_MAGIC (include/uapi/linux/magic.h): the file system of namespace files. */
-const NSFS_MAGIC = 0x6e736673;
 
 /** Why an open that failed did: the file is no namespace, or a namespace of another type; else undefined. */
 function notANetworkNamespace(path: string, error: SystemCallError): string | undefined {

@@ -11,6 +11,7 @@
 import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats, statfsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
+import { NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 
 // Defined with the base errors so that the netlink layer can say it too (NetlinkHandle.open).
 export { NamespacePathError };
@@ -20,8 +21,6 @@ import { nativeNamespaces } from '../native/namespaces.js';
 /** Where `ip netns` pins named namespaces (bind mounts). */
 export const NETNS_RUN_DIRECTORY = '/var/run/netns';
 
-/** statfs(2) f_type of the namespace filesystem (include/uapi/linux/magic.h). */
-export const NSFS_MAGIC = 0x6e736673;
 const ENOPROTOOPT = 92;
 
 /** What a record keeps about its namespace. */
@@ -104,15 +103,6 @@ export class OpenedNamespace {
   }
 }
 
-function fileKind(stats: Stats): string | undefined {
-  if (stats.isFIFO()) return 'a FIFO';
-  if (stats.isDirectory()) return 'a directory';
-  if (stats.isSocket()) return 'a socket';
-  if (stats.isCharacterDevice()) return 'a character device';
-  if (stats.isBlockDevice()) return 'a block device';
-  return undefined;
-}
-
 /**
  * Opens `path` as a network namespace without ever blocking: stat first (a FIFO, directory or
  * device is refused before open), a regular file must live on nsfs, and the open uses O_NONBLOCK
@@ -128,7 +118,7 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new NamespacePathError(field, path, 'missing');
     throw new SystemCallError(`stat ${path}`, error as NodeJS.ErrnoException);
   }
-  const kind = fileKind(stats);
+  const kind = nonNamespaceFileKind(stats);
   if (kind) throw new NamespacePathError(field, path, kind);
   if (statfsSync(path).type !== NSFS_MAGIC) throw new NamespacePathError(field, path, 'a regular file');
   let fd: number;
@@ -141,7 +131,7 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
   }
   try {
     const opened = fstatSync(fd);
-    const kindNow = fileKind(opened);
+    const kindNow = nonNamespaceFileKind(opened);
     if (kindNow) throw new NamespacePathError(field, path, kindNow);
     const identity: NamespaceIdentity = { path, dev: opened.dev, ino: opened.ino };
     // Entering it as a network namespace (to read its cookie) also refuses a mount or user namespace.

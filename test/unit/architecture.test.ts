@@ -16,7 +16,7 @@ const source = resolve(new URL('../../src', import.meta.url).pathname);
 const LAYERS = [
   {
     layer: 'base',
-    paths: ['errors.ts', 'error-codes.ts', 'diagnostics.ts', 'arguments.ts', 'event-loop.ts'],
+    paths: ['errors.ts', 'error-codes.ts', 'diagnostics.ts', 'arguments.ts', 'event-loop.ts', 'namespace-file.ts'],
     mayImport: [],
   },
   { layer: 'native', paths: ['native/'], mayImport: ['base'] },
