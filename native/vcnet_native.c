@@ -83,7 +83,7 @@ static const char *errno_name(int err) {
 }
 
 // Throws a JS Error shaped like Node's system errors, so callers can wrap it in a typed vcnet error.
-static void throw_errno(napi_env env, int err, const char *syscall, const char *detail) {
+static napi_value errno_error(napi_env env, int err, const char *syscall, const char *detail) {
   char message[512];
   snprintf(message, sizeof message, "%s %s: %s", syscall, detail ? detail : "", strerror(err));
   napi_value msg, error, value;
@@ -99,7 +99,11 @@ static void throw_errno(napi_env env, int err, const char *syscall, const char *
     napi_create_string_utf8(env, detail, NAPI_AUTO_LENGTH, &value);
     napi_set_named_property(env, error, "detail", value);
   }
-  napi_throw(env, error);
+  return error;
+}
+
+static void throw_errno(napi_env env, int err, const char *syscall, const char *detail) {
+  napi_throw(env, errno_error(env, err, syscall, detail));
 }
 
 static void throw_type(napi_env env, const char *message) { napi_throw_type_error(env, "EINVAL", message); }
@@ -416,6 +420,95 @@ static napi_value netlink_send(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return make_int(env, (int32_t)n);
+}
+
+// netlinkSendInBackground(fd, buffer, callback(error | null, bytes)): the same sendto() on a thread of
+// libuv's pool. Deleting a link makes rtnetlink wait for RCU grace periods inside sendto (~20 ms a
+// link, all of them for a group delete); on the main thread that would stop the caller's event loop
+// for as long. The buffer is referenced until the callback, and the caller sends nothing else on the
+// socket (nor closes it) until then. Not counted by the syscall accounting (it is not an attach's).
+typedef struct {
+  napi_async_work work;
+  napi_ref buffer;
+  napi_ref callback;
+  int fd;
+  void *data;
+  size_t len;
+  ssize_t sent;
+  int err;
+} background_send_t;
+
+static void background_send_execute(napi_env env, void *data) {
+  (void)env;
+  background_send_t *job = data;
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t n;
+  do {
+    n = sendto(job->fd, job->data, job->len, 0, (struct sockaddr *)&kernel, sizeof kernel);
+  } while (n < 0 && errno == EINTR);
+  job->sent = n;
+  job->err = n < 0 ? errno : 0;
+}
+
+static void background_send_complete(napi_env env, napi_status status, void *data) {
+  background_send_t *job = data;
+  napi_value callback, global, argv[2], result;
+  napi_get_reference_value(env, job->callback, &callback);
+  napi_get_global(env, &global);
+  if (status != napi_ok) {
+    argv[0] = errno_error(env, ECANCELED, "sendto", "netlink (background)");
+    napi_get_null(env, &argv[1]);
+  } else if (job->sent < 0) {
+    argv[0] = errno_error(env, job->err, "sendto", "netlink");
+    napi_get_null(env, &argv[1]);
+  } else {
+    napi_get_null(env, &argv[0]);
+    argv[1] = make_int(env, (int32_t)job->sent);
+  }
+  napi_delete_reference(env, job->buffer);
+  napi_delete_reference(env, job->callback);
+  napi_delete_async_work(env, job->work);
+  free(job);
+  napi_call_function(env, global, callback, 2, argv, &result);
+}
+
+static napi_value netlink_send_in_background(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  void *data;
+  size_t len;
+  if (argc < 3 || !get_int(env, argv[0], &fd) || !get_buffer(env, argv[1], &data, &len)) return NULL;
+  napi_valuetype type;
+  napi_typeof(env, argv[2], &type);
+  if (type != napi_function) {
+    throw_type(env, "expected a callback");
+    return NULL;
+  }
+  background_send_t *job = calloc(1, sizeof *job);
+  if (!job) {
+    throw_errno(env, ENOMEM, "calloc", "background send");
+    return NULL;
+  }
+  job->fd = fd;
+  job->data = data;
+  job->len = len;
+  napi_create_reference(env, argv[1], 1, &job->buffer);
+  napi_create_reference(env, argv[2], 1, &job->callback);
+  napi_value name;
+  napi_create_string_utf8(env, "vcnet.netlinkSend", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, background_send_execute, background_send_complete, job, &job->work) !=
+          napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    if (job->work) napi_delete_async_work(env, job->work);
+    napi_delete_reference(env, job->buffer);
+    napi_delete_reference(env, job->callback);
+    free(job);
+    throw_errno(env, EAGAIN, "queue", "background send");
+    return NULL;
+  }
+  return NULL;
 }
 
 // netlinkRecv(fd, buffer) -> bytes read, or -1 when nothing is waiting (EAGAIN).
@@ -995,6 +1088,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("addMembership", add_membership);
   EXPORT("netlinkSend", netlink_send);
   EXPORT("netlinkRecv", netlink_recv);
+  EXPORT("netlinkSendInBackground", netlink_send_in_background);
   EXPORT("watchReadable", watch_readable);
   EXPORT("unwatch", unwatch);
   EXPORT("createTun", create_tun);

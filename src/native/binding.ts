@@ -45,6 +45,15 @@ export interface NativeShim {
   addMembership(fd: number, group: number): void;
   netlinkSend(fd: number, data: Uint8Array): number;
   netlinkRecv(fd: number, into: Uint8Array): number;
+  /**
+   * The same sendto() on a thread of libuv's pool; `done` runs on the event loop. Optional: an addon
+   * built before it existed lacks it, and callers send on the main thread instead.
+   */
+  netlinkSendInBackground?(
+    fd: number,
+    data: Uint8Array,
+    done: (error: NodeJS.ErrnoException | null, sent: number | null) => void,
+  ): void;
   watchReadable(fd: number, callback: (status: number) => void): WatchHandle;
   unwatch(handle: WatchHandle): void;
   createTun(nsPath: string | null, name: string, options: TunOptions): { name: string; index: number; fds: number[] };

@@ -17,6 +17,13 @@ export const nativeNetlink = {
   addMembership: (fd: number, group: number): void => nativeShim().addMembership(fd, group),
   netlinkSend: (fd: number, data: Uint8Array): number => nativeShim().netlinkSend(fd, data),
   netlinkRecv: (fd: number, into: Uint8Array): number => nativeShim().netlinkRecv(fd, into),
+  /** Whether the addon can send on a pool thread (see netlinkSendInBackground). */
+  canSendInBackground: (): boolean => typeof nativeShim().netlinkSendInBackground === 'function',
+  netlinkSendInBackground: (
+    fd: number,
+    data: Uint8Array,
+    done: (error: NodeJS.ErrnoException | null, sent: number | null) => void,
+  ): void => nativeShim().netlinkSendInBackground!(fd, data, done),
   watchReadable: (fd: number, callback: (status: number) => void): WatchHandle =>
     nativeShim().watchReadable(fd, callback),
   unwatch: (handle: WatchHandle): void => nativeShim().unwatch(handle),

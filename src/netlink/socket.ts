@@ -16,6 +16,8 @@ export class RouteSocket {
   private watcher: WatchHandle | undefined;
   private closed = false;
   private namespaceFd: number | undefined;
+  /** Sends running on a pool thread: the fd stays open until the last one is back. */
+  private backgroundSends = 0;
 
   private constructor(
     readonly fd: number,
@@ -65,6 +67,31 @@ export class RouteSocket {
     }
   }
 
+  /** Whether sendInBackground() can run on a pool thread (an older addon cannot). */
+  get canSendInBackground(): boolean {
+    return nativeNetlink.canSendInBackground();
+  }
+
+  /**
+   * The same sendto() on a thread of libuv's pool, for requests the kernel takes long over (deleting
+   * links waits for RCU grace periods inside the call): the event loop runs meanwhile. `done` runs
+   * on the event loop. The fd is not closed while a send is out, even if close() is called: the
+   * thread would otherwise write to whatever file took the fd's number.
+   */
+  sendInBackground(bytes: Buffer, done: (error?: SystemCallError) => void): void {
+    this.backgroundSends++;
+    try {
+      nativeNetlink.netlinkSendInBackground(this.fd, bytes, (error) => {
+        this.backgroundSends--;
+        if (this.closed && this.backgroundSends === 0) this.closeFds();
+        done(error ? new SystemCallError('send a netlink request', error) : undefined);
+      });
+    } catch (error) {
+      this.backgroundSends--;
+      throw new SystemCallError('send a netlink request', error as NodeJS.ErrnoException);
+    }
+  }
+
   /** One datagram (a copy: the read buffer is reused), or undefined when nothing is waiting. */
   receive(): Buffer | undefined {
     let length: number;
@@ -105,6 +132,10 @@ export class RouteSocket {
     if (this.closed) return;
     this.closed = true;
     this.stopWatching();
+    if (this.backgroundSends === 0) this.closeFds();
+  }
+
+  private closeFds(): void {
     nativeNetlink.closeFd(this.fd);
     if (this.namespaceFd !== undefined) nativeNetlink.closeFd(this.namespaceFd);
   }

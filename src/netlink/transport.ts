@@ -10,7 +10,7 @@
  */
 import { channels, publish, traced, tracing } from '../diagnostics.js';
 import { EVENT_LOOP_SLICE_MS } from '../event-loop.js';
-import { MessageFlag } from './codec/constants.js';
+import { MessageFlag, MessageType } from './codec/constants.js';
 import type { RawMessage } from './codec/reader.js';
 import { MessageWriter } from './codec/writer.js';
 import { NetlinkClosedError } from './errors.js';
@@ -53,12 +53,25 @@ export class RequestBatch {
   }
 }
 
+/** Whether a batch's bytes hold an RTM_DELLINK (walking the message headers: length, then type). */
+export function deletesLinks(bytes: Buffer): boolean {
+  for (let offset = 0; offset + 16 <= bytes.length; ) {
+    const length = bytes.readUInt32LE(offset);
+    if (bytes.readUInt16LE(offset + 4) === MessageType.DELLINK) return true;
+    if (length < 16) return false;
+    offset += (length + 3) & ~3;
+  }
+  return false;
+}
+
 export class NetlinkSocket {
   private readonly protocol: NetlinkProtocol;
   private readonly waiting = new Map<number, (outcomes: RequestOutcome[]) => void>();
   private closed = false;
   /** Multicast was asked for: keep polling between requests. */
   private listening = false;
+  /** A send is running on a pool thread: nothing else goes out until it is back (order). */
+  private sendingInBackground = false;
   /** Receives every message that answers none of our requests (multicast notifications). */
   onNotification: ((message: RawMessage) => void) | undefined;
   /** Called when a receive fails outside a request (ENOBUFS: events were lost). */
@@ -143,21 +156,37 @@ export class NetlinkSocket {
       sliced = this.drain(reading + budget);
       budget -= performance.now() - reading;
       this.deliver();
-    } while (!sliced && this.protocol.canTransmit && !this.closed);
+    } while (!sliced && this.protocol.canTransmit && !this.sendingInBackground && !this.closed);
     if (this.closed) return;
     // Cut short just as a dump ended: what waited behind it goes out now, or no reply would ever
     // wake the watch below.
     if (sliced) this.transmit();
+    // A send on a pool thread pumps again when it is back; its replies may also wake the watch.
     if (this.protocol.pending > 0 || this.listening) this.socket.watch(() => this.pump());
     else this.socket.stopWatching();
   }
 
-  /** Sends whatever the protocol lets out now. */
+  /**
+   * Sends whatever the protocol lets out now. Bytes that delete links go to a pool thread: the
+   * kernel waits for RCU grace periods inside that sendto (~20 ms a link), which on this thread
+   * would stop the event loop of whoever embeds the library for as long (a detach, a gc).
+   */
   private transmit(): void {
+    if (this.sendingInBackground) return;
     for (let bytes = this.protocol.pollTransmit(); bytes; bytes = this.protocol.pollTransmit()) {
       try {
+        if (deletesLinks(bytes) && this.socket.canSendInBackground) {
+          this.sendingInBackground = true;
+          this.socket.sendInBackground(bytes, (error) => {
+            this.sendingInBackground = false;
+            if (error) this.protocol.transmitFailed(error);
+            this.pump();
+          });
+          return;
+        }
         this.socket.send(bytes);
       } catch (error) {
+        this.sendingInBackground = false;
         this.protocol.transmitFailed(error as Error);
       }
     }

@@ -3,12 +3,15 @@
  * a scan of a namespace with a thousand links yield between namespaces and dump parts (a timer set
  * before the call fires before the call settles), and a daemon's `while (!stop) await
  * collectGarbage()` loop no longer starves concurrent attaches waiting for their locks on timers.
+ * Deleting links (the kernel waits for RCU grace periods inside that sendto, ~20 ms a link) runs on
+ * a pool thread, so a detach's or gc's deletions do not stop the loop either.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import { scanNamespace } from '../../../src/network/scan.js';
 import { attachSandbox, detachSandbox } from '../../../src/sandbox/service.js';
@@ -88,3 +91,42 @@ it('a gc loop next to attaches waiting for their locks lets them finish (the gcr
   expect(runs).toBeGreaterThan(0);
   for (let i = 0; i < 4; i++) await detachSandbox(`race${i}`, { stateDirectory: work });
 }, 30_000);
+
+it('a timer fires while the kernel deletes links (one link, a group, a detach)', async () => {
+  const pod = makeNamespace('del');
+  execFileSync('ip', ['-n', pod.name, 'link', 'add', 'a0', 'type', 'veth', 'peer', 'name', 'b0']);
+  for (let i = 1; i <= 4; i++) {
+    execFileSync('ip', ['-n', pod.name, 'link', 'add', `a${i}`, 'group', '77', 'type', 'veth', 'peer', `b${i}`]);
+  }
+  const handle = NetlinkHandle.open(pod.path);
+  try {
+    const a0 = await handle.linkByName('a0');
+    expect(await timerFiresDuring(() => handle.delLink(a0.index))).toBe(true);
+    expect(await timerFiresDuring(() => handle.delLinkGroup(77))).toBe(true);
+    // Deleted, and the socket still answers in order after its sends on a pool thread.
+    expect((await handle.links()).map((link) => link.name).filter((name) => /^[ab]\d$/.test(name))).toEqual([]);
+    await expect(handle.delLink(a0.index)).rejects.toThrow(/ENODEV|No such device/);
+  } finally {
+    handle.close();
+  }
+  const { pod: podOfSandbox } = makePod();
+  await attachSandbox('deleting', tcfilterConfig(podOfSandbox), { stateDirectory: work });
+  expect(await timerFiresDuring(() => detachSandbox('deleting', { stateDirectory: work }))).toBe(true);
+});
+
+it('closing a handle while a deletion is out keeps the fd until it is back', async () => {
+  const pod = makeNamespace('close');
+  execFileSync('ip', ['-n', pod.name, 'link', 'add', 'c0', 'type', 'veth', 'peer', 'name', 'd0']);
+  const handle = NetlinkHandle.open(pod.path);
+  const c0 = await handle.linkByName('c0');
+  const deleting = handle.delLink(c0.index);
+  handle.close();
+  const error = await deleting.then(
+    () => undefined,
+    (failure: Error) => failure,
+  );
+  expect((error?.cause as { code?: string } | undefined)?.code).toBe('VCNET_HANDLE_CLOSED');
+  // The send itself still went out on the socket's own fd: the link is gone, nothing else was hit.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  expect(execFileSync('ip', ['-n', pod.name, '-o', 'link', 'show']).toString()).not.toMatch(/c0@|d0@/);
+});
