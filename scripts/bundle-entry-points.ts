@@ -16,9 +16,12 @@
  * The library (dist/index.js, dist/netlink/index.js and the rest) stays one module per file: programs
  * that import vcnet bundle it themselves if they want to.
  *
+ * pino and pino-pretty go into one CommonJS file of their own, dist/chunks/logging.cjs, which the
+ * logger requires at its first log line (most commands write none: nothing of them is read at start).
+ * pino-pretty runs as a stream on the main thread, not as a pino transport, which would start a
+ * worker from pino's own files. So the package needs neither at run time.
+ *
  * Left outside the bundles, loaded from node_modules as before:
- * - pino and pino-pretty: pino starts its transports (pino-pretty) in a worker thread from files of its
- *   own package;
  * - @opentelemetry/*: the SDK is imported by name only when tracing is configured, and it must share
  *   the API package's global registration with the code that made the spans;
  * - node-gyp-build: it finds and requires the native shim (build/Release or prebuilds/) at run time.
@@ -37,9 +40,10 @@ import { build } from 'esbuild';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 process.chdir(ROOT);
 
-const EXTERNAL_PACKAGES = ['pino', 'pino-pretty', '@opentelemetry/*', 'node-gyp-build'] as const;
+const EXTERNAL_PACKAGES = ['@opentelemetry/*', 'node-gyp-build'] as const;
 
 const CHUNKS = 'dist/chunks';
+const LOGGING_PACKAGES = 'logging.cjs';
 const built = await build({
   // dist/cli/main.js and dist/cni/main.js, over tsc's.
   entryPoints: ['src/cli/main.ts', 'src/cni/main.ts'],
@@ -63,7 +67,25 @@ const built = await build({
   write: false,
 });
 
-const outputs = built.outputFiles.map((file) => ({
+// The logger's packages: one file, required by path (src/cli/observability/logger.ts).
+const logging = await build({
+  stdin: {
+    contents: "module.exports = { pino: require('pino').pino, pretty: require('pino-pretty') };",
+    resolveDir: ROOT,
+    loader: 'js',
+    sourcefile: 'logging-packages.cjs',
+  },
+  outfile: join(CHUNKS, LOGGING_PACKAGES),
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  logLevel: 'warning',
+  absWorkingDir: ROOT,
+  write: false,
+});
+
+const outputs = [...built.outputFiles, ...logging.outputFiles].map((file) => ({
   path: relative(process.cwd(), file.path),
   contents: file.contents,
 }));

@@ -243,6 +243,13 @@ export const ErrorCodes = deepFreeze({
     role: 'general',
     ...failed,
   },
+  VCNET_NETLINK_DUMP_INTERRUPTED: {
+    meaning: 'the namespace changed during every attempt at a dump (NLM_F_DUMP_INTR): nothing half-read was used',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'TRY_AGAIN_LATER',
+    agent: 'UNAVAILABLE',
+  },
   VCNET_HANDLE_CLOSED: {
     meaning: 'a NetlinkHandle used after its close()',
     role: 'specific',

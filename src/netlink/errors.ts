@@ -44,10 +44,16 @@ export class NetlinkError extends VcnetError {
   readonly request: string;
   readonly namespacePath: string | undefined;
 
-  constructor(request: RequestLike, decoded: DecodedError, namespacePath: string | undefined, hint?: string) {
+  constructor(
+    request: RequestLike,
+    decoded: DecodedError,
+    namespacePath: string | undefined,
+    hint?: string,
+    code: 'VCNET_NETLINK' | 'VCNET_NETLINK_DUMP_INTERRUPTED' = 'VCNET_NETLINK',
+  ) {
     const errno = errnoName(decoded.errno);
     const kernel = decoded.kernelMessage ? ` (kernel: ${decoded.kernelMessage})` : '';
-    super('VCNET_NETLINK', `${request.description} failed: ${errno}${kernel}`, {
+    super(code, `${request.description} failed: ${errno}${kernel}`, {
       value: request.description,
       hint: hint ?? hints[errno],
     });
@@ -89,6 +95,8 @@ export class DumpInterruptedError extends NetlinkError {
       },
       namespacePath,
       'something keeps changing the namespace; try again when it is quieter',
+      // Its own code, so that the CNI runtime hears "try again later" (11) and the agent UNAVAILABLE.
+      'VCNET_NETLINK_DUMP_INTERRUPTED',
     );
     this.attempts = attempts;
   }

@@ -21,7 +21,7 @@ import {
   SystemCallError,
   VcnetError,
 } from '../../src/errors.js';
-import { NetlinkError } from '../../src/netlink/errors.js';
+import { DumpInterruptedError, NetlinkError } from '../../src/netlink/errors.js';
 import { UnsupportedInterfaceError } from '../../src/network/endpoint/create-endpoint.js';
 import { AttachError } from '../../src/network/model/plumbing-context.js';
 import { SandboxLockedError } from '../../src/network/state/store.js';
@@ -208,6 +208,14 @@ describe('classifyError', () => {
   });
 
   it('maps a lock, a plain bug, and a code from a newer vcnet', () => {
+    // A dump the namespace kept interrupting: the runtime should retry, however it is wrapped.
+    const interrupted = new DumpInterruptedError({ type: 18, description: 'list links' }, 5, '/run/netns/busy');
+    expect(interrupted).toMatchObject({ code: 'VCNET_NETLINK_DUMP_INTERRUPTED', errno: 'EINTR' });
+    expect(outward(new AttachError('eth0', interrupted, true))).toEqual({
+      exit: ExitCode.FAILED,
+      cni: CniErrorCode.TRY_AGAIN_LATER,
+      agent: StatusCode.UNAVAILABLE,
+    });
     expect(outward(new SandboxLockedError('sb', 42))).toEqual({
       exit: ExitCode.LOCKED,
       cni: CniErrorCode.TRY_AGAIN_LATER,

@@ -8,7 +8,9 @@
  * start. Until then the logger answers `level` and `isLevelEnabled()` from pino's level numbers, and
  * calls below the level do nothing.
  */
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import type { Logger, pino as pinoFunction } from 'pino';
 import { InvalidInputError } from '../../errors.js';
 
@@ -28,9 +30,38 @@ export const LEVEL_NAMES = Object.keys(LEVEL_VALUES);
 
 let root: Logger | undefined;
 
+/** What the logger needs of pino and pino-pretty. */
+interface LoggingPackages {
+  pino: typeof pinoFunction;
+  pretty: (options: object) => NodeJS.WritableStream;
+}
+
+/**
+ * pino and pino-pretty, required synchronously at the first line (an import() would make logging
+ * async). The programs carry them in one file of their own, dist/chunks/logging.cjs (made by
+ * scripts/bundle-entry-points.ts), read only then: the package has no logging dependency for library
+ * users to install, and a command that logs nothing never reads it. Unbundled (tests, tsc's dist/),
+ * they come from node_modules, where a checkout's dev dependencies are. The path is the same from
+ * every bundled file: dist/chunks/ sits as deep as dist/cli/ and dist/cni/.
+ */
+function loggingPackages(): LoggingPackages {
+  const load = createRequire(import.meta.url);
+  const bundled = new URL('../chunks/logging.cjs', import.meta.url);
+  if (existsSync(bundled)) return load(fileURLToPath(bundled)) as LoggingPackages;
+  const pretty = load('pino-pretty') as LoggingPackages['pretty'] | { default: LoggingPackages['pretty'] };
+  return {
+    pino: (load('pino') as { pino: typeof pinoFunction }).pino,
+    pretty: typeof pretty === 'function' ? pretty : pretty.default,
+  };
+}
+
 function loadPino(): typeof pinoFunction {
-  // pino is CommonJS: required synchronously at the first line (an import() would make logging async).
-  return (createRequire(import.meta.url)('pino') as { pino: typeof pinoFunction }).pino;
+  return loggingPackages().pino;
+}
+
+/** pino-pretty as a stream written on this thread (a pino transport would load it in a worker, from its own files). */
+function prettyStream(options: { destination: number; sync: boolean; colorize: boolean }): NodeJS.WritableStream {
+  return loggingPackages().pretty(options);
 }
 
 function createPino(level: string, format: LogFormat): Logger {
@@ -42,10 +73,13 @@ function createPino(level: string, format: LogFormat): Logger {
   return format === 'pretty'
     ? pino(
         options,
-        pino.transport({
-          target: 'pino-pretty',
-          options: { destination: 2, colorize: colorWanted(process.env, process.stderr.isTTY === true) },
-        }),
+        quietOnFailure(
+          prettyStream({
+            destination: 2,
+            sync: true,
+            colorize: colorWanted(process.env, process.stderr.isTTY === true),
+          }) as NodeJS.WritableStream & NodeJS.EventEmitter & { write: (data: string) => boolean },
+        ),
       )
     : // Synchronous, as Node writes stderr to a pipe: an asynchronous destination keeps lines in a
       // buffer that pino flushes at exit with sonic-boom's flushSync, which retries a write to a

@@ -2,12 +2,15 @@
  * The two programs, dist/cli/main.js (`vcnet`) and dist/cni/main.js (`vcnet-cni`), are bundles
  * (scripts/bundle-entry-points.ts): they and their chunks (dist/chunks/) import only Node's built-in
  * modules, the packages left outside on purpose, and each other, never a module of vcnet's own or a
- * bundled dependency, which Node would load one file at a time again. Neither loads pino before its
- * first log line, nor OpenTelemetry unless asked to export. And each program runs, also logging.
+ * bundled dependency, which Node would load one file at a time again. pino and pino-pretty are
+ * bundled into dist/chunks/logging.cjs, which the logger reads at its first log line (a run that logs
+ * nothing does not read it); OpenTelemetry is loaded only when asked to export. And each program
+ * runs, also logging.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -20,7 +23,7 @@ const CHUNKS = readdirSync(join(DIST, 'chunks'))
   .filter((name) => name.endsWith('.js'))
   .map((name) => `chunks/${name}`);
 /** scripts/bundle-entry-points.ts's EXTERNAL_PACKAGES, as package names. */
-const LEFT_OUTSIDE = ['pino', 'pino-pretty', '@opentelemetry/api', 'node-gyp-build'];
+const LEFT_OUTSIDE = ['@opentelemetry/api', 'node-gyp-build'];
 
 /** The module specifiers a file imports: statically, and with a literal import(). */
 function importsOf(file: string): { static: string[]; dynamic: string[] } {
@@ -63,6 +66,14 @@ function packagesLoadedAtStart(program: string): Set<string> {
 }
 
 describe('the bundled programs', () => {
+  it('pino and pino-pretty are in dist/chunks/logging.cjs alone, which no program imports (the logger requires it)', () => {
+    const logging = readFileSync(join(DIST, 'chunks/logging.cjs'), 'utf8');
+    expect(logging).toMatch(/^\/\/ node_modules\/pino\/pino\.js$/m);
+    expect(logging).toMatch(/^\/\/ node_modules\/pino-pretty\/index\.js$/m);
+    const holdsPino = (file: string) => /^\/\/ node_modules\/pino\//m.test(readFileSync(join(DIST, file), 'utf8'));
+    expect([...PROGRAMS, ...CHUNKS].filter(holdsPino)).toEqual([]);
+  });
+
   it('dist/chunks holds the code the two programs share, and no chunk of an earlier build', () => {
     expect(CHUNKS.length).toBeGreaterThan(0);
     const imported = new Set<string>();
@@ -87,11 +98,10 @@ describe('the bundled programs', () => {
     });
   }
 
-  it('vcnet loads node-gyp-build at start, pino only for a first log line, OpenTelemetry only when asked', () => {
+  it('vcnet loads node-gyp-build at start, OpenTelemetry only when asked', () => {
     const loaded = packagesLoadedAtStart('cli/main.js');
     // A static import of a chunk's: the walk through the chunks sees what they import.
     expect(loaded).toContain('node-gyp-build');
-    expect(loaded).not.toContain('pino');
     expect(loaded).not.toContain('@opentelemetry/api');
   });
 
@@ -103,9 +113,8 @@ describe('the bundled programs', () => {
     expect([...filesLoadedAtStart('cni/main.js')].filter(protobuf)).toEqual([]);
   });
 
-  it('vcnet-cni loads neither pino nor OpenTelemetry at start (only when its environment asks)', () => {
+  it('vcnet-cni does not load OpenTelemetry at start (only when its environment asks)', () => {
     const loaded = packagesLoadedAtStart('cni/main.js');
-    expect(loaded).not.toContain('pino');
     expect(loaded).not.toContain('@opentelemetry/api');
   });
 
@@ -131,6 +140,30 @@ describe('the bundled programs', () => {
     const quiet = run('warn');
     expect(quiet.status, quiet.stderr).toBe(0);
     expect(quiet.stderr).toBe('');
+  });
+
+  it('vcnet reads the logging packages only for a first log line', () => {
+    const namespace = makeNamespace('entry');
+    // A preload that tells on stdout-free stderr when anything requires the logging file.
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-entry-'));
+    const preload = join(directory, 'tell.cjs');
+    writeFileSync(
+      preload,
+      "const Module = require('node:module'); const load = Module._load;\n" +
+        "Module._load = function (request, ...rest) { if (String(request).endsWith('logging.cjs')) process.stderr.write('REQUIRED logging.cjs\\n'); return load.call(this, request, ...rest); };\n",
+    );
+    try {
+      const run = (level: string) =>
+        spawnSync(
+          process.execPath,
+          ['--require', preload, join(DIST, 'cli/main.js'), '--log-level', level, 'scan', '--netns', namespace.path],
+          { encoding: 'utf8' },
+        );
+      expect(run('warn').stderr).toBe('');
+      expect(run('debug').stderr).toContain('REQUIRED logging.cjs');
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it('vcnet says on stderr that OTEL_* asks for spans it cannot export without @opentelemetry/sdk-node', () => {

@@ -149,6 +149,28 @@ describe('the packed vcnet package', () => {
     expect(scan.stdout).toMatch(/eth0\s+veth\s+1500/);
   });
 
+  it('installs no logging or tracing package, and the installed programs still log (pino is bundled in them)', () => {
+    // The library's runtime dependencies are its own: pino and pino-pretty are inside the programs'
+    // bundles, @opentelemetry/api is an optional peer (the OpenTelemetry SDK a user adds brings it).
+    for (const name of ['pino', 'pino-pretty', '@opentelemetry/api']) {
+      expect(existsSync(join(installed, 'node_modules', name)), name).toBe(false);
+    }
+    const { pod } = makePod();
+    const scan = (format: string) =>
+      spawnSync(
+        join(installed, 'node_modules', '.bin', 'vcnet'),
+        ['--log-level', 'debug', '--log-format', format, 'scan', '--netns', pod.path],
+        { cwd: installed, encoding: 'utf8' },
+      );
+    const json = scan('json');
+    expect(json.status, json.stderr).toBe(0);
+    const first = JSON.parse(json.stderr.trim().split('\n')[0]!) as { level: number; msg: string };
+    expect(first).toMatchObject({ level: 20, msg: 'netlink batch' });
+    const pretty = scan('pretty');
+    expect(pretty.status, pretty.stderr).toBe(0);
+    expect(pretty.stderr).toMatch(/DEBUG.*: netlink batch/);
+  });
+
   it('installed with scripts, its install step finds the prebuild and compiles nothing', async () => {
     const withScripts = join(workspace, 'consumer-with-scripts');
     mkdirSync(withScripts);
