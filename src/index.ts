@@ -194,6 +194,14 @@ export {
   type GuestRoute,
   generateGuestNetwork,
 } from './network/guest.js';
+export {
+  type DeviceConfig,
+  HYPERVISORS,
+  type HypervisorDeviceOptions,
+  type HypervisorKind,
+  hypervisorDeviceConfig,
+  type OpenedFile,
+} from './network/hypervisor-devices.js';
 export { IngressQdiscBusyError } from './network/ingress-qdisc.js';
 export type { NetworkInterfacePair, TapInterface, VirtualInterface } from './network/interface-pair.js';
 export {

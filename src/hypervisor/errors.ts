@@ -41,7 +41,7 @@ export class QmpCommandError extends VcnetError {
 function hintForQmpError(errorClass: string): string {
   switch (errorClass) {
     case 'DeviceNotFound':
-      return 'no device or netdev has that id in this VM: list them with query-pci or `info network`';
+      return 'QEMU has nothing of that id for this command (devices: query-pci; netdevs: `info network`)';
     case 'CommandNotFound':
       return 'this QEMU does not know the command: check its version (query-version)';
     default:
@@ -91,9 +91,12 @@ export class NetworkHotplugError extends VcnetError {
         (stage === 'device_add' ? (rolledBack ? ' (netdev removed again)' : ' (netdev NOT removed)') : ''),
       {
         value: deviceId,
-        hint: rolledBack
-          ? 'nothing is left in the VM: fix the cause and hot-plug again'
-          : `the netdev is still in the VM: remove it with netdev_del before retrying`,
+        hint: !rolledBack
+          ? `the netdev is still in the VM: remove it with netdev_del before retrying`
+          : /Duplicate ID/i.test(detail)
+            ? // The id is taken: by a NIC still plugged, or the netdev an unplug that timed out left.
+              `this hot-plug added nothing, but the VM already has a device or netdev with this id: unplug ${deviceId} first (unplugNetworkDevice, del-iface) or use another id`
+            : 'this hot-plug added nothing to the VM: fix the cause and hot-plug again',
         cause,
       },
     );

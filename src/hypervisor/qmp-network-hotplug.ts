@@ -337,13 +337,13 @@ export class QemuNetworkHotplugTarget {
   async unplugNetworkDevice(deviceId: string): Promise<void> {
     try {
       const { timeoutMs, commandTimeoutMs } = this.options;
+      // The exported function removes an orphaned netdev itself: DeviceNotFound means neither is there.
       await unplugNetworkDevice(this.qmp, deviceId, {
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
         ...(commandTimeoutMs !== undefined ? { commandTimeoutMs } : {}),
       });
     } catch (error) {
       if (!(error instanceof QmpCommandError && error.errorClass === 'DeviceNotFound')) throw error;
-      await this.qmp.execute('netdev_del', { id: qemuNetdevId(deviceId) }).catch(() => undefined);
     }
   }
 
@@ -465,9 +465,14 @@ export class QemuHotplugSessions {
   }
 }
 
+/** QEMU's answer to device_del while an earlier one waits for the guest. */
+const UNPLUG_PENDING = /already in the process of unplug/i;
+
 /**
  * Removes a NIC plugged by hotplugNetworkDevice (or given on the command line by qemuNetworkArguments).
- * Rejects with QmpCommandError (errorClass DeviceNotFound) for an unknown id, with
+ * Safe to call again after DeviceUnplugTimeoutError: while the guest has not released the NIC it
+ * waits for DEVICE_DELETED again; once it has, it deletes the netdev the timed-out call left.
+ * Rejects with QmpCommandError (errorClass DeviceNotFound) for an id with neither device nor netdev, with
  * DeviceNotHotpluggableError for a NIC on a bus without hot-plug (q35's pcie.0), and with
  * DeviceUnplugTimeoutError when the guest does not release the device in time.
  */
@@ -493,12 +498,24 @@ export async function unplugNetworkDevice(
   try {
     await qmp.execute('device_del', { id: deviceId }, commandOptions);
   } catch (error) {
-    stopWaiting.abort();
-    // Said apart: a retry cannot help, only the VM stopping (or a root port at its next boot).
-    if (error instanceof QmpCommandError && /does not support hotplugging/i.test(error.description)) {
-      throw new DeviceNotHotpluggableError(deviceId, error);
+    // A retry after an unplug timed out: QEMU still waits for the guest, and so does this call.
+    if (!(error instanceof QmpCommandError && UNPLUG_PENDING.test(error.description))) {
+      stopWaiting.abort();
+      // Said apart: a retry cannot help, only the VM stopping (or a root port at its next boot).
+      if (error instanceof QmpCommandError && /does not support hotplugging/i.test(error.description)) {
+        throw new DeviceNotHotpluggableError(deviceId, error);
+      }
+      // The guest released the NIC after an earlier unplug timed out: the netdev that unplug left
+      // is all that remains of it. Only an id with neither is unknown.
+      if (error instanceof QmpCommandError && error.errorClass === 'DeviceNotFound') {
+        const orphan = await qmp.execute('netdev_del', { id: qemuNetdevId(deviceId) }, commandOptions).then(
+          () => true,
+          () => false,
+        );
+        if (orphan) return;
+      }
+      throw error;
     }
-    throw error;
   }
   try {
     await deleted;

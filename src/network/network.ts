@@ -261,19 +261,23 @@ export class Network {
   }
 
   /**
-   * Gives a tcfilter endpoint's tap the MTU its pod link has now (vcnet watch), as attach gave it
-   * the pod link's MTU then. The tap is vcnet's own and goes on detach, so nothing is recorded.
-   * Resolves with the MTU set, or undefined when there was nothing to change.
+   * Gives a tcfilter endpoint's tap, or a macvtap endpoint's macvtap, the MTU its pod link has now
+   * (`podLinkMtu`; vcnet watch), as attach gave it the pod link's MTU then: up as well as down (the
+   * kernel lowers a macvtap with its lower link but never raises it). Not capped by the guest NIC's
+   * host_mtu, which only bounds the guest. The device is vcnet's own and goes on detach, so nothing
+   * is recorded. Resolves with the MTU set, or undefined when there was nothing to change.
    */
-  async followPodLinkMtu(endpoint: Endpoint): Promise<number | undefined> {
+  async followPodLinkMtu(endpoint: Endpoint, podLinkMtu: number): Promise<number | undefined> {
     const plumbing = endpoint.plumbing;
-    if (plumbing?.model !== 'tcfilter') return undefined;
-    const mtu = endpoint.properties.link.mtu;
-    const tap = await this.handle.findLink({ name: plumbing.tapName });
-    // Only vcnet's own tap (a tun in its group): a link of that name someone else made is theirs.
-    if (tap?.kind !== 'tun' || tap.group !== VCNET_LINK_GROUP || tap.mtu === mtu) return undefined;
-    await this.handle.setLink(tap.index, { mtu });
-    return mtu;
+    const kind = plumbing?.model === 'tcfilter' ? 'tun' : plumbing?.model === 'macvtap' ? 'macvtap' : undefined;
+    if (!plumbing || !kind) return undefined;
+    const device = await this.handle.findLink({ name: plumbing.tapName });
+    // Only vcnet's own device (in its group): a link of that name someone else made is theirs.
+    if (device?.kind !== kind || device.group !== VCNET_LINK_GROUP || device.mtu === podLinkMtu) return undefined;
+    // A macvtap on another link is not this endpoint's.
+    if (kind === 'macvtap' && device.parentIndex !== endpoint.properties.link.index) return undefined;
+    await this.handle.setLink(device.index, { mtu: podLinkMtu });
+    return podLinkMtu;
   }
 
   /** One link of the namespace as it is now (e.g. a tap or the pod link after attach); LinkNotFoundError when gone. */

@@ -160,14 +160,16 @@ export async function applyNamespaceChange(
         // Only a recorded set (update-routes) needs to know whether the endpoint's routes changed.
         const routesOf = () => JSON.stringify(generateGuestNetwork([endpoint]).routes);
         const routesBefore = state.guestRoutes !== undefined ? routesOf() : undefined;
-        endpoint.updateProperties(mergeChange(endpoint.properties, info, endpoint.deviceMtu));
-        // The tap follows the pod link's MTU (the guest's comes with the push below); a tap that
-        // will not take it leaves the rest of the change to go ahead.
-        await network.followPodLinkMtu(endpoint).catch((error: unknown) =>
+        const movedIntoGuest = endpoint.plumbing?.model === 'macvtap';
+        endpoint.updateProperties(mergeChange(endpoint.properties, info, endpoint.deviceMtu, movedIntoGuest));
+        // The tap or macvtap follows the pod link's own MTU, as attach gave it (the guest's, capped by
+        // host_mtu, comes with the push below); one that will not take it leaves the rest of the
+        // change to go ahead.
+        await network.followPodLinkMtu(endpoint, info.link.mtu).catch((error: unknown) =>
           publish(channels.notice, () => ({
             operation: 'watch',
             endpoint: info.link.name,
-            message: `could not give ${endpoint.plumbing?.tapName} the MTU of ${info.link.name} (${endpoint.properties.link.mtu})`,
+            message: `could not give ${endpoint.plumbing?.tapName} the MTU of ${info.link.name} (${info.link.mtu})`,
             error,
           })),
         );
@@ -200,10 +202,21 @@ export async function applyNamespaceChange(
  * interface to a private MAC, and the guest keeps the original), and its MTU no larger than the
  * guest NIC's maximum, fixed when it was plugged (host_mtu). Below that the MTU follows the pod
  * link both ways: capping by the last recorded MTU kept a lowered MTU lowered for good.
+ * With `movedIntoGuest` (macvtap) the addresses, routes and static neighbours are the recorded
+ * ones: attach took them off the pod link and gave them to the guest, so the pod link's own lists
+ * (empty) say nothing about the guest's.
  */
-function mergeChange(previous: NetworkInfo, next: NetworkInfo, deviceMtu: number): NetworkInfo {
+function mergeChange(
+  previous: NetworkInfo,
+  next: NetworkInfo,
+  deviceMtu: number,
+  movedIntoGuest: boolean,
+): NetworkInfo {
   return {
     ...next,
+    ...(movedIntoGuest
+      ? { addresses: previous.addresses, routes: previous.routes, neighbours: previous.neighbours }
+      : {}),
     link: {
       ...next.link,
       ...(previous.link.address ? { address: previous.link.address } : {}),

@@ -141,13 +141,12 @@ export function registerAttach(program: Command): void {
             ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
             // A configuration the hypervisor cannot take undoes the attach: the VM could not use it.
             checkEndpoints: (endpoints) => {
-              devices = hypervisorDeviceConfig(
-                hypervisor,
-                endpoints,
-                config.vmmRateLimiter,
-                { vhostNet: vhost?.available ?? false },
-                config.nicIommu ? { iommu: true } : {},
-              );
+              devices = hypervisorDeviceConfig(hypervisor, endpoints, {
+                ...(config.vmmRateLimiter ? { vmmRateLimiter: config.vmmRateLimiter } : {}),
+                vhostNet: vhost?.available ?? false,
+                ...(config.nicIommu ? { iommu: true } : {}),
+                hypervisorField: '--hypervisor',
+              });
             },
           }),
         );

@@ -7,6 +7,7 @@ import type { HotplugTarget, NetworkDevice } from '../../hypervisor/device.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { NetworkInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
+import { MacvtapDeviceError, openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../model/macvtap-index.js';
 import type { AttachedPlumbing, PlumbingContext } from '../model/plumbing-context.js';
 import { AttachError, attachByPlan, closeFds, planEndpoint } from '../model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
@@ -226,7 +227,39 @@ export abstract class Endpoint {
     return `net${this.index}`;
   }
 
-  networkDevice(): VmNetworkDevice {
+  /**
+   * This NIC for a hypervisor this process starts or hot-plugs into (spawnQemu, QMP, Cloud
+   * Hypervisor's API): a tap by name, or the queue fds this process holds. A macvtap cannot be
+   * opened by name, so one without open queues is refused: openQueueFds() opens them here, and
+   * hypervisorDeviceConfig() serves a launcher that opens /dev/tapN itself. `openedByLauncher`
+   * leaves the fds out (that launcher numbers its own).
+   */
+  networkDevice(options: { openedByLauncher?: boolean } = {}): VmNetworkDevice {
+    const device = this.describeDevice();
+    if (options.openedByLauncher) {
+      delete device.fds;
+      delete device.vhostFds;
+    } else if (this.plumbing?.tapDevicePath !== undefined && device.fds === undefined) {
+      throw new MacvtapDeviceError(
+        `${this.plumbing.tapName} (${this.name}) is a macvtap: a hypervisor cannot open it by name, and this process holds none of its ${this.plumbing.tapDevicePath} queues`,
+        this.plumbing.tapName,
+        `call openQueueFds() first (spawnQemu and hot-plug then pass them; closeFds() once the VMM has them), or take hypervisorDeviceConfig() for a launcher that opens ${this.plumbing.tapDevicePath} itself`,
+      );
+    }
+    return device;
+  }
+
+  /**
+   * Opens a macvtap endpoint's /dev/tapN once per queue in this process (checked to be its own
+   * device), for networkDevice(); a no-op for other endpoints or when they are open already.
+   */
+  openQueueFds(): void {
+    const plumbing = this.plumbing;
+    if (plumbing?.tapDevicePath === undefined || plumbing.tapFds.length > 0) return;
+    plumbing.tapFds = openVerifiedMacvtapQueues(verifiedMacvtapNode(plumbing.tapIndex), plumbing.queues);
+  }
+
+  protected describeDevice(): VmNetworkDevice {
     const plumbing = this.plumbing;
     const device: VmNetworkDevice = {
       id: this.deviceId,

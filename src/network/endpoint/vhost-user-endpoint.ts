@@ -23,8 +23,8 @@ export class VhostUserEndpoint extends Endpoint {
     return existingDevicePlumbing(context, { guestHardwareAddress: this.properties.link.address ?? '' });
   }
 
-  override networkDevice(): VmNetworkDevice {
-    const { tapName: _unused, ...device } = super.networkDevice();
+  protected override describeDevice(): VmNetworkDevice {
+    const { tapName: _unused, ...device } = super.describeDevice();
     return { ...device, vhostUserSocket: this.socketPath };
   }
 

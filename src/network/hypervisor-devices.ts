@@ -1,0 +1,110 @@
+/**
+ * The device configuration each hypervisor needs for attached endpoints, for a launcher that opens
+ * the devices itself and starts the VMM (`vcnet attach` prints it; a library caller takes the same).
+ */
+import { InvalidInputError } from '../errors.js';
+import { cloudHypervisorNetArgument, cloudHypervisorRateLimiterConfig } from '../hypervisor/cloud-hypervisor.js';
+import type { NetworkDevice } from '../hypervisor/device.js';
+import { firecrackerNetworkInterfaceRequest } from '../hypervisor/firecracker.js';
+import { qemuNetworkArguments, qemuVfioArguments } from '../hypervisor/qemu.js';
+import type { VmmRateLimiter } from './config.js';
+import type { Endpoint } from './endpoint/endpoint.js';
+import { PhysicalEndpoint, refusePhysicalEndpoints } from './endpoint/physical-endpoint.js';
+
+export const HYPERVISORS = ['qemu', 'clh', 'firecracker'] as const;
+export type HypervisorKind = (typeof HYPERVISORS)[number];
+
+/** A file the VM's launcher opens read-write and passes to the hypervisor as this descriptor number. */
+export interface OpenedFile {
+  fd: number;
+  path: string;
+}
+
+/** What the hypervisor needs for one endpoint. */
+export interface DeviceConfig {
+  endpoint: string;
+  /** QEMU arguments, a Cloud Hypervisor `--net` argument pair, or a Firecracker network-interfaces body. */
+  config: unknown;
+  /** The files to open read-write as these descriptors (a macvtap's /dev/tapN queues, /dev/vhost-net). */
+  fds?: OpenedFile[];
+}
+
+export interface HypervisorDeviceOptions {
+  /** The VMM's own limiter (Firecracker, Cloud Hypervisor), put into each NIC as Kata does. */
+  vmmRateLimiter?: VmmRateLimiter;
+  /** QEMU: /dev/vhost-net per queue for a macvtap (passed as descriptors too). */
+  vhostNet?: boolean;
+  /** Cloud Hypervisor: each NIC behind the VM's IOMMU. */
+  iommu?: boolean;
+  /** Field name errors use for the hypervisor kind (the CLI's is --hypervisor). */
+  hypervisorField?: string;
+}
+
+/** The first descriptor a launcher can pass beyond stdin, stdout and stderr. */
+const FIRST_PASSED_FD = 3;
+
+/**
+ * Per endpoint: QEMU arguments, a Cloud Hypervisor --net value, or a Firecracker API request. A tap
+ * is opened by name; a macvtap cannot be (TUNSETIFF refuses it): its /dev/tapN queues are passed as
+ * descriptors, numbered from 3 across all endpoints, as Kata hands QEMU the fds it opened. The
+ * launcher opens each `fds` entry's path as that descriptor (a shell: `3<>/dev/tap70041`).
+ */
+export function hypervisorDeviceConfig(
+  kind: HypervisorKind,
+  endpoints: readonly Endpoint[],
+  options: HypervisorDeviceOptions = {},
+): DeviceConfig[] {
+  const field = options.hypervisorField ?? 'hypervisor';
+  if (!(HYPERVISORS as readonly string[]).includes(kind))
+    throw new InvalidInputError(field, kind, HYPERVISORS.join(', '));
+  const cloudHypervisorLimiter = options.vmmRateLimiter
+    ? cloudHypervisorRateLimiterConfig(options.vmmRateLimiter)
+    : undefined;
+  const cloudHypervisorOptions = {
+    ...(cloudHypervisorLimiter ? { rateLimiter: cloudHypervisorLimiter } : {}),
+    ...(options.iommu ? { iommu: true } : {}),
+  };
+  const vmmRateLimiter = options.vmmRateLimiter;
+  let nextFd = FIRST_PASSED_FD;
+  const passed = (path: string, count: number): OpenedFile[] =>
+    Array.from({ length: count }, () => ({ fd: nextFd++, path }));
+  return endpoints.map((endpoint): DeviceConfig => {
+    // nodes (issue 12): a physical NIC is a VFIO PCI function, not a tap.
+    if (endpoint instanceof PhysicalEndpoint) {
+      refusePhysicalEndpoints(kind, [endpoint.properties.link.name]);
+      return { endpoint: endpoint.name, config: qemuVfioArguments(endpoint.vfioDevice()) };
+    }
+    // The launcher opens what it passes: fds this process may hold are not the VMM's.
+    const device: NetworkDevice = endpoint.networkDevice({ openedByLauncher: true });
+    const macvtapNode = endpoint.plumbing?.tapDevicePath;
+    let fds: OpenedFile[] | undefined;
+    if (macvtapNode !== undefined) {
+      if (kind === 'firecracker') {
+        throw new InvalidInputError(
+          field,
+          kind,
+          'qemu or clh for a macvtap endpoint (Firecracker opens its tap by name, which a macvtap cannot be)',
+          field.startsWith('--') ? 'use --model tcfilter with Firecracker' : "use model 'tcfilter' with Firecracker",
+        );
+      }
+      const queues = passed(macvtapNode, device.queues);
+      const vhost = kind === 'qemu' && options.vhostNet ? passed('/dev/vhost-net', device.queues) : [];
+      device.fds = queues.map((file) => file.fd);
+      if (vhost.length > 0) device.vhostFds = vhost.map((file) => file.fd);
+      fds = [...queues, ...vhost];
+    }
+    if (kind === 'firecracker' && (vmmRateLimiter?.rxBitsPerSecond || vmmRateLimiter?.txBitsPerSecond)) {
+      device.rateLimit = {
+        ...(vmmRateLimiter.rxBitsPerSecond ? { rxBitsPerSecond: vmmRateLimiter.rxBitsPerSecond } : {}),
+        ...(vmmRateLimiter.txBitsPerSecond ? { txBitsPerSecond: vmmRateLimiter.txBitsPerSecond } : {}),
+      };
+    }
+    const config =
+      kind === 'qemu'
+        ? qemuNetworkArguments(device, options.vhostNet ? { vhostNet: true } : {})
+        : kind === 'clh'
+          ? ['--net', cloudHypervisorNetArgument(device, cloudHypervisorOptions)]
+          : firecrackerNetworkInterfaceRequest(device);
+    return { endpoint: endpoint.name, config, ...(fds ? { fds } : {}) };
+  });
+}
