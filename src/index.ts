@@ -182,6 +182,7 @@ export {
   type GarbageOptions,
   type GarbageReport,
   type InUseLink,
+  type LeftAloneItem,
   type SkippedRecord,
 } from './network/garbage-collector.js';
 export {
@@ -234,7 +235,7 @@ export {
   configureGuest,
 } from './sandbox/configure-guest.js';
 export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
-export { NamespaceBusyError, NamespaceHeldError } from './sandbox/namespace-hold.js';
+export { NamespaceBusyError, NamespaceHeldError, UnrecordedGroupLinkError } from './sandbox/namespace-hold.js';
 export {
   type AddInterfaceResult,
   addInterface,

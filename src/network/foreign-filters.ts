@@ -2,15 +2,20 @@
  * Others' tc objects in the qdiscs vcnet added on pod links, read before the undo batch is built, so
  * detach decides from what the kernel holds now, not from the record alone:
  *   ingress  one qdisc per link that every tc user shares: it stays when someone else has put a
- *            filter into it since (vcnet then deletes only its own filters, by priority).
+ *            filter into it since (vcnet then deletes only its own filters, by priority). A filter at
+ *            a priority vcnet recorded is vcnet's only while it is what vcnet put there: a u32
+ *            match-all whose one action is a mirred egress redirect to the recorded link (by
+ *            ifindex). Another filter there (its own replaced, or one beside it that deleting the
+ *            priority would take along) is kept, with its record, and so is the qdisc.
  *   htb      vcnet's rate limit, on a link that had no shaping before attach (plan-attach refuses to
  *            replace a configured root): it goes, with whatever was put into it, so the link is as it
  *            was before attach; a notice names what of another tool's went with it.
  */
 import type { Link } from '../netlink/codec/link.js';
+import type { Filter } from '../netlink/codec/tc/filter.js';
 import { formatHandle } from '../netlink/codec/tc/message.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
-import { createdLinkNames, qdiscKey } from './plan/plan-detach.js';
+import { createdLinkNames, filterKey, qdiscKey } from './plan/plan-detach.js';
 import type { PlumbingStep } from './plan/types.js';
 
 export interface OthersInQdiscs {
@@ -18,6 +23,38 @@ export interface OthersInQdiscs {
   kept: Map<string, string>;
   /** Shaping qdiscs vcnet added that hold another tool's filters, classes or qdiscs (key → what): deleted with them. */
   deletedWith: Map<string, string>;
+  /** vcnet's filter records whose priority holds another's filter now (filterKey → why): kept, not deleted. */
+  keptFilters: Map<string, string>;
+}
+
+/**
+ * Whether a dumped filter is (part of) the one vcnet adds: a u32 whose one action redirects every
+ * frame to `targets`' egress. A u32 priority also dumps its head (handle 0, no options) and its hash
+ * table (no selector, no action): those are vcnet's filter's as well.
+ */
+function isVcnetRedirect(filter: Filter, kind: string, targets: ReadonlySet<number>): boolean {
+  if (filter.kind !== kind || filter.options.kind !== 'u32') return false;
+  if (!('keys' in filter.options)) return filter.handle === 0;
+  const { keys, actions, classId } = filter.options;
+  if (actions.length === 0 && keys.length === 0 && classId === undefined) return true;
+  if (actions.length !== 1 || classId !== undefined || !keys.every((key) => key.mask === 0)) return false;
+  const action = actions[0]!;
+  return (
+    action.kind === 'mirred' &&
+    'targetIndex' in action &&
+    action.direction === 'egress' &&
+    action.mode === 'redirect' &&
+    targets.has(action.targetIndex)
+  );
+}
+
+/** "u32, redirect to eth9 (ifindex 7)", for a notice about a filter that is not vcnet's. */
+function describeFilter(filter: Filter, resolve: (name: string, index?: number) => Link | undefined): string {
+  const actions = 'actions' in filter.options ? filter.options.actions : [];
+  const redirect = actions.find((action) => action.kind === 'mirred' && 'targetIndex' in action);
+  if (!redirect || !('targetIndex' in redirect)) return filter.kind;
+  const target = resolve('', redirect.targetIndex);
+  return `${filter.kind}, ${redirect.mode} to ${target ? `${target.name} (ifindex ${redirect.targetIndex})` : `ifindex ${redirect.targetIndex}`}`;
 }
 
 /** "prio 3, 7": a u32 filter dumps as several entries (its hash table, its nodes) under one priority. */
@@ -67,7 +104,15 @@ export async function othersInQdiscs(
 ): Promise<OthersInQdiscs> {
   // A qdisc on a link vcnet created goes with that link, whoever's filters are in it.
   const deletedLinks = createdLinkNames(steps);
-  const result: OthersInQdiscs = { kept: new Map(), deletedWith: new Map() };
+  const result: OthersInQdiscs = { kept: new Map(), deletedWith: new Map(), keptFilters: new Map() };
+  // Records of older builds do not say where their filter redirects: to a link the records made.
+  const madeIndexes = new Set(
+    steps.flatMap((step) => {
+      if (step.step !== 'create-link') return [];
+      const link = resolve(step.name, step.index);
+      return link ? [link.index] : [];
+    }),
+  );
   for (const step of steps) {
     if (step.step !== 'add-qdisc' || deletedLinks.has(step.link)) continue;
     const link = resolve(step.link, step.index);
@@ -78,15 +123,29 @@ export async function othersInQdiscs(
       if (theirs.length > 0) result.deletedWith.set(key, theirs.join(', '));
       continue;
     }
-    const ours = new Set(
-      steps
-        .filter(
-          (other) =>
-            other.step === 'add-filter' && other.link === step.link && other.parent >>> 16 === step.handle >>> 16,
-        )
-        .map((other) => (other as { priority: number }).priority),
+    const records = steps.filter(
+      (other): other is Extract<PlumbingStep, { step: 'add-filter' }> =>
+        other.step === 'add-filter' && other.link === step.link && other.parent >>> 16 === step.handle >>> 16,
     );
     const present = await handle.filters(link.index, step.handle).catch(() => []);
+    const ours = new Set<number>();
+    for (const record of records) {
+      const atPriority = present.filter((filter) => filter.priority === record.priority);
+      const targetIndex = record.redirectTo?.index;
+      const targets = new Set(targetIndex !== undefined ? [targetIndex] : madeIndexes);
+      // A mirred whose link was deleted dumps ifindex 0: vcnet's still, once its recorded target is gone.
+      if (targetIndex === undefined || !resolve('', targetIndex)) targets.add(0);
+      const strangers = atPriority.filter((filter) => !isVcnetRedirect(filter, record.kind, targets));
+      if (strangers.length === 0) {
+        ours.add(record.priority);
+        continue;
+      }
+      const mixed = strangers.length < atPriority.length;
+      result.keptFilters.set(
+        filterKey(record.link, record.parent, record.priority),
+        `prio ${record.priority} holds a filter that is not vcnet's (${[...new Set(strangers.map((filter) => describeFilter(filter, resolve)))].join('; ')})${mixed ? ", beside vcnet's, which cannot be deleted without it" : ''}`,
+      );
+    }
     const theirs = present.filter((filter) => !ours.has(filter.priority));
     if (theirs.length > 0) {
       const several = new Set(theirs.map((filter) => filter.priority)).size > 1;

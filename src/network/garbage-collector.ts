@@ -8,7 +8,11 @@
  * /var/run/netns entry and every live process's /proc/PID/ns/net, deduplicated by identity.
  *
  * A link of vcnet's group (0x7663) that no record claims in a namespace some record names is an
- * orphan: gc deletes the filters that redirect to it, then the link. In a namespace no record of the
+ * orphan when it is of a kind vcnet makes (a tap, a macvtap, an ifb): gc deletes the filters that
+ * redirect to it, then the link. A record claims a link by its ifindex when it has one (a renamed tap
+ * is still claimed), else by name. Anything else in the group (a veth, a bridge: someone else moved
+ * it there) is reported in `leftAlone` and never touched, and so is a filter redirecting to an orphan
+ * that a record claims (its link and priority). In a namespace no record of the
  * directories read names, vcnet's links are only reported (`unclaimed`), unless that namespace was
  * given (`namespaces`, --netns): every attach journals a link before making it, so such links come
  * from state gc does not read (another registry or state directory, a wiped /run), and may be a
@@ -50,9 +54,10 @@ import {
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
 import { describeRecords } from './plan/apply.js';
+import { VCNET_LINK_KINDS } from './plan/plan-attach.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
-import { cniContentSchema, createdLinkNames, sandboxContentSchema } from './state/network-content-schema.js';
+import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './state/network-content-schema.js';
 import { parseRecord, salvageNamespace } from './state/record-envelope.js';
 import type { SandboxState } from './state/records.js';
 import {
@@ -88,6 +93,16 @@ export interface InUseLink {
   detail: string;
 }
 
+/** What gc found in vcnet's way but leaves, as not vcnet's to remove. */
+export interface LeftAloneItem {
+  kind: 'link' | 'filter';
+  namespacePath: string;
+  /** The link's name (a filter's: the link it is on). */
+  name: string;
+  /** Why gc leaves it, and what to do about it. */
+  detail: string;
+}
+
 export interface SkippedRecord {
   file: string;
   reason: string;
@@ -102,6 +117,11 @@ export interface GarbageReport {
   inUse: InUseLink[];
   /** Records gc could not read (named, never acted on). */
   skipped: SkippedRecord[];
+  /**
+   * Links in vcnet's group of a kind vcnet never makes (a veth, a bridge), and filters redirecting to
+   * an orphan that a live record claims: not vcnet's to remove, left with the reason.
+   */
+  leftAlone: LeftAloneItem[];
   /** The state directories read. */
   stateDirectories: string[];
   /**
@@ -155,7 +175,13 @@ interface RecordOwner {
   remove: () => void;
   namespacePath: string;
   key: NamespaceKey;
-  links: string[];
+  links: Array<{ name: string; index?: number }>;
+  filters: Array<{ link: string; index?: number; parent: number; priority: number }>;
+}
+
+/** Whether a record's created link is `link`: by ifindex when recorded, else by name. */
+function claims(recorded: { name: string; index?: number }, link: { name: string; index?: number }): boolean {
+  return recorded.index !== undefined ? recorded.index === link.index : recorded.name === link.name;
 }
 
 /** Every state directory gc reads: defaults, $VCNET_STATE_DIR, the registry, and the given ones. */
@@ -173,12 +199,12 @@ export function knownStateDirectories(extra: readonly string[] = []): string[] {
  */
 export function recordsHoldingLink(
   identity: { dev: number; ino: number },
-  linkName: string,
+  link: { name: string; index?: number },
   extraDirectories: readonly string[] = [],
 ): Array<{ id: string; file: string }> {
   const key = keyOf(identity);
   return readOwners(knownStateDirectories(extraDirectories))
-    .owners.filter((owner) => owner.key === key && owner.links.includes(linkName))
+    .owners.filter((owner) => owner.key === key && owner.links.some((recorded) => claims(recorded, link)))
     .map(({ id, file }) => ({ id, file }));
 }
 
@@ -190,7 +216,7 @@ export function recordsOfNamespace(
   const key = keyOf(identity);
   return readOwners(knownStateDirectories(extraDirectories))
     .owners.filter((owner) => owner.key === key)
-    .map(({ id, file, links }) => ({ id, file, links }));
+    .map(({ id, file, links }) => ({ id, file, links: links.map((link) => link.name) }));
 }
 
 /** Live network namespaces by identity: /var/run/netns entries first (their paths outlive processes), then /proc/PID/ns/net. */
@@ -264,7 +290,8 @@ function readOwners(directories: readonly string[]): {
         remove,
         namespacePath: record.namespace.path,
         key: keyOf(record.namespace),
-        links: createdLinkNames(record.network),
+        links: createdLinks(record.network),
+        filters: addedFilters(record.network),
       });
     } catch (error) {
       skipped.push({ file, reason: (error as Error).message });
@@ -348,6 +375,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     kept: 0,
     inUse: [],
     skipped: [],
+    leftAlone: [],
     stateDirectories: directories,
     failures: [],
     unclaimed: [],
@@ -413,11 +441,15 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     report.skipped.push(...skipped);
     const unrecorded = missing.find((path) => !owners.some((owner) => owner.namespacePath === path));
     if (unrecorded !== undefined) throw new NamespacePathError('netns', unrecorded, 'missing, and no record names it');
-    const claimed = new Map<NamespaceKey, Set<string>>();
+    const claimed = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
+    /** Filters records add, per namespace, as `link/parent major/priority` with the link by index and by name. */
+    const claimedFilters = new Map<NamespaceKey, Array<RecordOwner['filters'][number] & { id: string }>>();
     for (const owner of owners) {
-      const names = claimed.get(owner.key) ?? new Set<string>();
-      for (const name of owner.links) names.add(name);
-      claimed.set(owner.key, names);
+      claimed.set(owner.key, [...(claimed.get(owner.key) ?? []), ...owner.links]);
+      claimedFilters.set(owner.key, [
+        ...(claimedFilters.get(owner.key) ?? []),
+        ...owner.filters.map((filter) => ({ ...filter, id: owner.id })),
+      ]);
     }
 
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
@@ -470,13 +502,26 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       signal?.throwIfAborted();
       const key = keyOf(namespace.identity);
       const namespacePath = namespace.identity.path;
-      const ours = links.filter((link) => link.group === VCNET_LINK_GROUP);
+      const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
       if (untouchable.has(key)) {
-        report.kept += ours.length;
+        report.kept += grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? '')).length;
         continue;
       }
       const names = claimed.get(key);
-      const unclaimed = ours.filter((link) => !names?.has(link.name));
+      const isClaimed = (link: Link) => names?.some((recorded) => claims(recorded, link)) ?? false;
+      // vcnet never makes a veth or a bridge: one in its group was moved there by someone else (a
+      // tenant with CAP_NET_ADMIN in the pod), and deleting it would take the pod's own network.
+      for (const link of grouped) {
+        if (VCNET_LINK_KINDS.has(link.kind ?? '') || isClaimed(link)) continue;
+        report.leftAlone.push({
+          kind: 'link',
+          namespacePath,
+          name: link.name,
+          detail: `a ${link.kind ?? 'link of no kind'} (ifindex ${link.index}) in vcnet's group 0x${VCNET_LINK_GROUP.toString(16)} that no record knows: vcnet never makes a ${link.kind ?? 'link of no kind'}, so gc leaves it (move it out of the group with \`ip link set dev ${link.name} group default\`, or find who put it there)`,
+        });
+      }
+      const ours = grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
+      const unclaimed = ours.filter((link) => !isClaimed(link));
       // A tap a VM holds is never removed, whatever the records say: the records gc sees may not be
       // all there are (another registry, a wiped /run, another mount).
       const orphans: Link[] = [];
@@ -492,6 +537,14 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         continue;
       }
       const orphanIndexes = new Set(orphans.map((link) => link.index));
+      const recordedFilters = claimedFilters.get(key) ?? [];
+      const claimedBy = (link: Link, parent: number, priority: number) =>
+        recordedFilters.find(
+          (filter) =>
+            (filter.index !== undefined ? filter.index === link.index : filter.link === link.name) &&
+            filter.parent >>> 16 === parent >>> 16 &&
+            filter.priority === priority,
+        );
       const batch = handle.changes();
       // One item per request of the batch, in order: an item is reported removed only when its
       // request was answered ok.
@@ -500,6 +553,17 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         if (orphanIndexes.has(link.index)) continue;
         await collectRedirectFilters(handle, link, orphanIndexes, (priority, parent, protocol, target) => {
           const targetName = links.find((candidate) => candidate.index === target)?.name ?? `#${target}`;
+          const owner = claimedBy(link, parent, priority);
+          if (owner) {
+            // A live record's filter, pointed at the orphan since: the record's detach settles it.
+            report.leftAlone.push({
+              kind: 'filter',
+              namespacePath,
+              name: link.name,
+              detail: `prio ${priority} redirects to orphan ${targetName}, but record ${owner.id} claims that filter: left for its detach`,
+            });
+            return;
+          }
           planned.push({
             kind: 'filter',
             namespacePath,

@@ -10,13 +10,15 @@ import { VcnetError } from '../errors.js';
 import { nativeFileLock } from '../native/file-lock.js';
 import type { Link } from '../netlink/codec/link.js';
 import { recordsHoldingLink, recordsOfNamespace } from '../network/garbage-collector.js';
-import { LinkNameTakenError, VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
+import { LinkNameTakenError, VCNET_LINK_GROUP, VCNET_LINK_KINDS } from '../network/plan/plan-attach.js';
+import { shellWord } from '../network/plan/shell-word.js';
 import { holderOf, pollForLock } from '../network/state/lock.js';
 
 /**
  * A record names the namespace but no link of vcnet's group is in it (the `existing` model hands a
- * VM a macvtap as it is): the namespace is that sandbox's. A link of vcnet's group is refused as
- * LinkNameTakenError, as a tcfilter attach always found tap0_kata taken.
+ * VM a macvtap as it is): the namespace is that sandbox's. A link of vcnet's group a record made is
+ * refused as LinkNameTakenError, as a tcfilter attach always found tap0_kata taken; one no record
+ * knows as UnrecordedGroupLinkError.
  */
 export class NamespaceHeldError extends VcnetError {
   static override readonly errorName: string = 'NamespaceHeldError';
@@ -27,6 +29,28 @@ export class NamespaceHeldError extends VcnetError {
       {
         value: owner.id,
         hint: `one namespace holds one sandbox's NICs: detach sandbox ${owner.id} first (its record: ${owner.file})`,
+      },
+    );
+  }
+}
+
+/**
+ * A link in vcnet's group that no record in any state directory vcnet reads knows: either vcnet's,
+ * its record lost (gc takes it), or someone else's moved into the group (gc never touches it).
+ */
+export class UnrecordedGroupLinkError extends VcnetError {
+  static override readonly errorName: string = 'UnrecordedGroupLinkError';
+  constructor(namespacePath: string, link: Pick<Link, 'name' | 'index' | 'kind'>) {
+    const kind = link.kind ?? 'link of no kind';
+    const group = `0x${VCNET_LINK_GROUP.toString(16)}`;
+    super(
+      'VCNET_LINK_NAME_TAKEN',
+      `the namespace ${namespacePath} has ${link.name} (index ${link.index}, ${kind}) in vcnet's link group ${group}, but no vcnet record knows it; vcnet takes a namespace with such a link for another sandbox's, and attaches nothing into it`,
+      {
+        value: link.name,
+        hint: VCNET_LINK_KINDS.has(link.kind ?? '')
+          ? `if the sandbox that made it is gone with its record, \`vcnet gc --netns ${shellWord(namespacePath)}\` deletes it (not while a process holds it open); if its record is in another state directory, name it with --state-dir`
+          : `vcnet never makes a ${kind}, and gc leaves it: someone moved it into vcnet's group; once you know who, put it back with \`ip link set dev ${shellWord(link.name)} group default\` inside the namespace`,
       },
     );
   }
@@ -74,9 +98,11 @@ export function refuseHeldNamespace(
   const grouped = links.find((link) => link.group === VCNET_LINK_GROUP);
   if (!grouped && !links.some((link) => link.kind === 'macvtap')) return;
   if (grouped) {
-    const [owner] = recordsHoldingLink(identity, grouped.name, stateDirectories);
-    const recorded = owner ?? recordsOfNamespace(identity, stateDirectories)[0];
-    throw new LinkNameTakenError(grouped.name, grouped, undefined, recorded);
+    const [owner] = recordsHoldingLink(identity, grouped, stateDirectories);
+    if (owner) throw new LinkNameTakenError(grouped.name, grouped, undefined, owner);
+    const [recorded] = recordsOfNamespace(identity, stateDirectories);
+    if (recorded) throw new NamespaceHeldError(namespacePath, recorded);
+    throw new UnrecordedGroupLinkError(namespacePath, grouped);
   }
   const [recorded] = recordsOfNamespace(identity, stateDirectories);
   if (recorded) throw new NamespaceHeldError(namespacePath, recorded);

@@ -378,7 +378,11 @@ function stateDirectories(options: { stateDirectory?: string }): string[] {
 function namingTheOwner(error: unknown, identity: { dev: number; ino: number }, stateDirectory?: string): unknown {
   const taken = causeChain(error).find((link) => link instanceof LinkNameTakenError);
   if (!(taken instanceof LinkNameTakenError) || taken.holder?.group !== VCNET_LINK_GROUP) return error;
-  const [owner] = recordsHoldingLink(identity, String(taken.value), stateDirectory ? [stateDirectory] : []);
+  const [owner] = recordsHoldingLink(
+    identity,
+    { name: String(taken.value), index: taken.holder.index },
+    stateDirectory ? [stateDirectory] : [],
+  );
   if (!owner) return error;
   // Replaces the unnamed error (its cause carried over), so the cause chain lists it once.
   const named = new LinkNameTakenError(String(taken.value), taken.holder, taken.cause, owner);

@@ -56,6 +56,9 @@ export function registerGc(program: Command): void {
         process.stderr.write(
           `vcnet: gc left ${links.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
         );
+      // In vcnet's way but not vcnet's (a veth in its group, a live record's filter): left, and why.
+      for (const item of report.leftAlone)
+        process.stderr.write(`vcnet: gc left the ${item.kind} ${item.name} in ${item.namespacePath}: ${item.detail}\n`);
       // No record claims these, but a VM may be using them: said on stdout, as part of what gc did.
       for (const link of report.inUse) print(`kept ${link.name} in ${link.namespacePath}: ${link.detail}`);
       if (report.removed.length === 0 && report.failures.length > 0) {

@@ -105,8 +105,25 @@ function isIngressQdisc(change: Change): change is Extract<Change, { op: 'add-qd
   return change.op === 'add-qdisc' && change.kind === 'ingress';
 }
 
-function recordsOf(steps: readonly PlanStep[]): PlumbingStep[] {
-  return steps.flatMap((step) => (step.record ? [step.record] : []));
+/**
+ * The records of the steps, with the indexes of the links the plan made as far as they exist: a
+ * create-link record and a filter redirecting to a made link then name it by identity, not by a name
+ * anyone in the namespace can take over or change.
+ */
+function recordsOf(steps: readonly PlanStep[], createdIndexes: ReadonlyMap<string, number>): PlumbingStep[] {
+  return steps.flatMap((step) => (step.record ? [withCreatedIndex(step.record, createdIndexes)] : []));
+}
+
+function withCreatedIndex(record: PlumbingStep, createdIndexes: ReadonlyMap<string, number>): PlumbingStep {
+  if (record.step === 'create-link' && record.index === undefined) {
+    const index = createdIndexes.get(record.name);
+    return index === undefined ? record : { ...record, index };
+  }
+  if (record.step === 'add-filter' && record.redirectTo && record.redirectTo.index === undefined) {
+    const index = createdIndexes.get(record.redirectTo.link);
+    return index === undefined ? record : { ...record, redirectTo: { ...record.redirectTo, index } };
+  }
+  return record;
 }
 
 function linksOf(change: Change): LinkRef[] {
@@ -160,7 +177,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     const sent = batch;
     queued = [];
     batch = undefined;
-    context.journal?.(recordsOf([...completed, ...sending]));
+    context.journal?.(recordsOf([...completed, ...sending], createdIndexes));
     const outcomes = await sent.send();
     const refused: Array<{ step: PlanStep; error: NetlinkError }> = [];
     outcomes.forEach((outcome, position) => {
@@ -181,7 +198,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         continue;
       }
       await flush();
-      context.journal?.(recordsOf([...completed, step]));
+      context.journal?.(recordsOf([...completed, step], createdIndexes));
       await addIngressQdiscRetrying(handle, { index: resolved(step.change.link), name: step.change.link.name });
       publishStep(handle, step.change, 'apply');
       completed.push(step);
@@ -207,7 +224,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         await testHook(step, position);
       }
       if (change.op === 'create-tap') {
-        context.journal?.(recordsOf([...completed, step]));
+        context.journal?.(recordsOf([...completed, step], createdIndexes));
         const created = createTap(context, change);
         publishStep(handle, change, 'apply');
         tapFds.push(...created.fds);
@@ -218,7 +235,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
       if (change.op === 'create-link' && change.kind === 'macvtap') {
         // Made on its own at a random high index, so its host-global /dev/tap<index> is its own (issue 13).
         await flush();
-        context.journal?.(recordsOf([...completed, step]));
+        context.journal?.(recordsOf([...completed, step], createdIndexes));
         const created = await createMacvtapAtUniqueIndex(handle, linkSpecOf(change, resolved));
         publishStep(handle, change, 'apply');
         createdIndexes.set(change.link.name, created.index);
@@ -228,10 +245,10 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
       queue(step);
     }
     await flush();
-    return { records: recordsOf(completed), createdIndexes, tapFds };
+    return { records: recordsOf(completed, createdIndexes), createdIndexes, tapFds };
   } catch (error) {
     closeFds(tapFds);
-    return rollBackAttach(handle, recordsOf(completed), error as Error, context.journal);
+    return rollBackAttach(handle, recordsOf(completed, createdIndexes), error as Error, context.journal);
   }
 }
 
@@ -482,6 +499,7 @@ export function describeKept(kept: KeptRecord): string {
 
 function keptNotice(kept: KeptRecord): DetachNotice {
   const link = kept.record.step === 'create-link' ? kept.record.name : kept.record.link;
+  if (kept.record.step === 'add-filter') return { link, message: `kept the ${describeKept(kept)}` };
   return { link, message: `kept the ${describeKept(kept)}; only vcnet's own filters in it were deleted` };
 }
 
@@ -536,6 +554,7 @@ export async function planUndo(
     links,
     keptQdiscs: others.kept,
     qdiscsDeletedWith: others.deletedWith,
+    keptFilters: others.keptFilters,
     now: Date.now(),
   });
 }

@@ -92,6 +92,7 @@ export function recordOf(undo: Change, change?: Change): PlumbingStep {
         priority: undo.priority,
         protocol: undo.protocol,
         kind: undo.kind,
+        ...(change?.op === 'add-filter' ? { redirectTo: redirectTargetOf(change.redirectTo) } : {}),
       };
     case 'set-link': {
       const set = change?.op === 'set-link' ? attributesNamed(change.set, Object.keys(undo.set)) : undefined;
@@ -117,6 +118,11 @@ export function recordOf(undo: Change, change?: Change): PlumbingStep {
     default:
       throw new Error(`${undo.op} is not an undo`);
   }
+}
+
+/** The redirect target a filter record keeps: its name, and its index when it exists already (a pod link). */
+function redirectTargetOf(link: LinkRef): { link: string; index?: number } {
+  return link.index !== undefined ? { link: link.name, index: link.index } : { link: link.name };
 }
 
 function attributesNamed(attributes: LinkAttributes, keys: readonly string[]): LinkAttributes {

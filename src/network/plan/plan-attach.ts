@@ -33,6 +33,11 @@ import type { Change, LinkRef, Plan, PlanStep, RateLimit } from './types.js';
 
 /** Links vcnet creates carry this IFLA_GROUP, so gc finds them and detach can delete them at once. */
 export const VCNET_LINK_GROUP = 0x7663; // "vc"
+/**
+ * The kinds of link vcnet makes (taps are tun devices; macvtaps; ifbs for rate limits). Anything else
+ * in vcnet's group (a veth, a bridge) was put there by someone else: detach and gc never delete it.
+ */
+export const VCNET_LINK_KINDS: ReadonlySet<string> = new Set(['tun', 'macvtap', 'ifb']);
 
 /** The priority of vcnet's filters (Kata's), and of the ifb redirect one below it. */
 export const FILTER_PRIORITY = 49152;

@@ -49,7 +49,7 @@ export interface DetachNotice {
  * The link a pod record means, now: by ifindex when the record has one (a rename keeps it; a link
  * deleted and made again under the same name is another link, and gets nothing of the old one's),
  * by name for records written before vcnet kept the index. Created links (taps, macvtaps, ifbs) are
- * found by name: they carry vcnet's link group.
+ * found the same way, kind-checked (createdLinksNow).
  */
 export function linkResolver(links: readonly Link[]): (name: string, index?: number) => Link | undefined {
   const byName = new Map(links.map((link) => [link.name, link]));
@@ -75,6 +75,11 @@ function relabelled(change: Change, recordedName: string): Change {
 /** The key of a qdisc in `keptQdiscs`: the link as the record names it, and the handle's major. */
 export function qdiscKey(link: string, handle: number): string {
   return `${link}/${handle >>> 16}`;
+}
+
+/** The key of a filter record in `keptFilters`: the link as the record names it, the parent's major, the priority. */
+export function filterKey(link: string, parent: number, priority: number): string {
+  return `${link}/${parent >>> 16}/${priority}`;
 }
 
 /** The names of the links the records say attach created (taps, macvtaps, ifbs). */
@@ -222,6 +227,67 @@ function madeByVcnet(link: Link, kind: string): boolean {
   return kind === 'tun' && link.group === 0 && /^tap\d+_kata$/.test(link.name);
 }
 
+/**
+ * The links the create-link records mean, now, by recorded name. A record with the link's ifindex
+ * finds it by that index, of the recorded kind, whatever it is named or grouped now (a renamed tap is
+ * still vcnet's to delete); a link that only has the recorded name is someone else's look-alike, and
+ * is left. A record without the index (journaled before the link existed, or by an older build) finds
+ * it by name, of the recorded kind and in vcnet's group. `notMade`: recorded names whose link there
+ * now is another's, left with a notice.
+ */
+function createdLinksNow(
+  records: readonly PlumbingStep[],
+  links: readonly Link[],
+  notices: DetachNotice[],
+): { created: Map<string, Link>; notMade: Set<string> } {
+  const byName = new Map(links.map((link) => [link.name, link]));
+  const byIndex = new Map(links.map((link) => [link.index, link]));
+  const created = new Map<string, Link>();
+  const notMade = new Set<string>();
+  const group = `vcnet's group 0x${VCNET_LINK_GROUP.toString(16)}`;
+  for (const record of records) {
+    if (record.step !== 'create-link' || created.has(record.name) || notMade.has(record.name)) continue;
+    if (record.index === undefined) {
+      const link = byName.get(record.name);
+      if (!link) continue;
+      if (madeByVcnet(link, record.kind)) {
+        created.set(record.name, link);
+        continue;
+      }
+      notMade.add(record.name);
+      notices.push({
+        link: record.name,
+        message: `left ${record.name} as it is: the record says vcnet created it (a ${record.kind} in ${group}), but it is a ${link.kind ?? 'link of no kind'} in group 0x${link.group.toString(16)}, which vcnet did not make (the record was edited, or the name was reused)`,
+      });
+      continue;
+    }
+    const link = byIndex.get(record.index);
+    if (link && link.kind === record.kind) {
+      created.set(record.name, link);
+      if (link.name !== record.name) {
+        notices.push({
+          link: record.name,
+          message: `${record.name} (ifindex ${link.index}) was renamed ${link.name} after attach made it: deleted under its new name`,
+        });
+      }
+    } else if (link) {
+      notMade.add(record.name);
+      notices.push({
+        link: record.name,
+        message: `left ${link.name} (ifindex ${link.index}) as it is: attach made a ${record.kind} ${record.name} at that index, but this is a ${link.kind ?? 'link of no kind'}, which vcnet did not make`,
+      });
+    }
+    const namesake = byName.get(record.name);
+    if (namesake && namesake.index !== record.index) {
+      notices.push({
+        link: record.name,
+        message: `left ${record.name} (ifindex ${namesake.index}, ${namesake.kind ?? 'no kind'}) as it is: it is not the link attach made under that name (ifindex ${record.index})`,
+      });
+    }
+  }
+  return { created, notMade };
+}
+
 function roleOfKind(kind: string): LinkRole {
   return kind === 'macvtap' ? 'macvtap' : kind === 'ifb' ? 'ifb' : 'tap';
 }
@@ -234,24 +300,16 @@ export function planDetach(
     keptQdiscs?: ReadonlyMap<string, string>;
     /** Shaping qdiscs vcnet added that hold someone else's objects, and which (foreign-filters.ts): deleted, with a notice. */
     qdiscsDeletedWith?: ReadonlyMap<string, string>;
+    /** vcnet's filter records whose priority holds another's filter now, and why (foreign-filters.ts filterKey): kept. */
+    keptFilters?: ReadonlyMap<string, string>;
     /** The time of the scan (ms since the epoch): a removed route with a lifetime gets what is left of it. */
     now?: number;
   },
 ): DetachPlan {
   const resolve = linkResolver(snapshot.links);
   const notices: DetachNotice[] = [];
-  // Links a record says vcnet created that are not vcnet's (another kind, outside its group): left.
-  const notMade = new Set<string>();
-  for (const record of records) {
-    if (record.step !== 'create-link' || notMade.has(record.name)) continue;
-    const link = resolve(record.name);
-    if (!link || madeByVcnet(link, record.kind)) continue;
-    notMade.add(record.name);
-    notices.push({
-      link: record.name,
-      message: `left ${record.name} as it is: the record says vcnet created it (a ${record.kind} in vcnet's group 0x${VCNET_LINK_GROUP.toString(16)}), but it is a ${link.kind ?? 'link of no kind'} in group 0x${link.group.toString(16)}, which vcnet did not make (the record was edited, or the name was reused)`,
-    });
-  }
+  // The links vcnet made, as they are now; those a record names that are not vcnet's are left.
+  const { created, notMade } = createdLinksNow(records, snapshot.links, notices);
   // The links vcnet made, by name, with their role (tap, macvtap, ifb) in the plan; any other is a pod link.
   const createdRoles = new Map(
     records.flatMap((record) =>
@@ -261,8 +319,8 @@ export function planDetach(
     ),
   );
   const refOf = (name: string, index?: number): LinkRef => {
-    const link = resolve(name, index);
     const role = createdRoles.get(name) ?? 'pod';
+    const link = role === 'pod' ? resolve(name, index) : created.get(name);
     return link ? { role, name: link.name, index: link.index } : { role, name };
   };
   const alreadyGone: PlumbingStep[] = [];
@@ -286,7 +344,7 @@ export function planDetach(
   const linkSteps = new Map<string, DetachStep>();
   for (const record of records) {
     if (record.step !== 'create-link') continue;
-    const link = resolve(record.name);
+    const link = created.get(record.name);
     if (!link || notMade.has(record.name)) {
       alreadyGone.push(record);
       continue;
@@ -295,9 +353,13 @@ export function planDetach(
     if (existing) existing.settles.push(record);
     else linkSteps.set(record.name, { change: undoChangesOf(record, refOf)[0]!, settles: [record] });
   }
-  const groupMembers = snapshot.links.filter((link) => link.group === VCNET_LINK_GROUP).map((link) => link.name);
+  // By index: a renamed link is still the one to delete; one moved out of the group is deleted on its own.
+  const deleting = new Set([...linkSteps.keys()].map((name) => created.get(name)!.index));
+  const groupMembers = snapshot.links.filter((link) => link.group === VCNET_LINK_GROUP);
   const byGroup =
-    linkSteps.size > 1 && groupMembers.length === linkSteps.size && groupMembers.every((name) => linkSteps.has(name));
+    deleting.size > 1 &&
+    groupMembers.length === deleting.size &&
+    groupMembers.every((link) => deleting.has(link.index));
 
   // Qdiscs to delete, so the filters inside them can go with them.
   const qdiscSteps = new Map<string, DetachStep>();
@@ -339,6 +401,12 @@ export function planDetach(
           message: `the ${record.kind} qdisc ${formatHandle(record.handle)} attach added on ${name} is deleted with what another tool put in it since (${name} had no shaping before attach): ${theirs}`,
         });
       }
+    } else if (
+      record.step === 'add-filter' &&
+      snapshot.keptFilters?.has(filterKey(record.link, record.parent, record.priority))
+    ) {
+      // Deleting by priority would take another's filter: it stays, and the record is settled.
+      kept.push({ record, reason: snapshot.keptFilters.get(filterKey(record.link, record.parent, record.priority))! });
     } else if (record.step === 'add-filter' && qdiscSteps.has(qdiscKey(record.link, record.parent))) {
       qdiscSteps.get(qdiscKey(record.link, record.parent))!.settles.push(record);
     } else if (record.step === 'change-link') {

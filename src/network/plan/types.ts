@@ -147,9 +147,30 @@ export interface RecordedLinkAttributes {
 }
 
 export type PlumbingStep =
-  | { step: 'create-link'; name: string; kind: string }
+  | {
+      step: 'create-link';
+      name: string;
+      kind: string;
+      /**
+       * The link's ifindex once made: its identity, as for pod links (a renamed tap is still vcnet's, a
+       * look-alike made under its name is not). Absent in a record journaled before the link existed,
+       * and in records of older builds: those are found by name.
+       */
+      index?: number;
+    }
   | ({ step: 'add-qdisc'; handle: number; parent: number; kind: string } & PodLinkRecord)
-  | ({ step: 'add-filter'; parent: number; priority: number; protocol: number; kind: string } & PodLinkRecord)
+  | ({
+      step: 'add-filter';
+      parent: number;
+      priority: number;
+      protocol: number;
+      kind: string;
+      /**
+       * The link the filter's mirred action redirects to (by ifindex once known): what tells vcnet's
+       * filter from another put at the same priority since. Older records do not have it.
+       */
+      redirectTo?: { link: string; index?: number };
+    } & PodLinkRecord)
   | ({
       step: 'change-link';
       before: RecordedLinkAttributes;

@@ -90,7 +90,8 @@ const linkAttributesSchema = z.looseObject({
 export const plumbingStepSchema = z.discriminatedUnion(
   'step',
   [
-    z.looseObject({ step: z.literal('create-link'), name, kind: name }),
+    // index: the made link's ifindex (records journaled before it existed, and older ones, lack it).
+    z.looseObject({ step: z.literal('create-link'), name, kind: name, index: podLinkIndex }),
     z.looseObject({
       step: z.literal('add-qdisc'),
       link: name,
@@ -107,6 +108,7 @@ export const plumbingStepSchema = z.discriminatedUnion(
       priority: sixteenBits,
       protocol: sixteenBits,
       kind: name,
+      redirectTo: z.looseObject({ link: name, index: podLinkIndex }).optional(),
     }),
     z.looseObject({
       step: z.literal('change-link'),
@@ -224,14 +226,50 @@ export const cniContentSchema = z
   })
   .refine(samePath, samePathIssue);
 
-/** The links a record's steps create: gc never deletes one of these in the record's namespace. */
-export function createdLinkNames(network: {
+/**
+ * The links a record's steps create: gc never deletes one of these in the record's namespace. One
+ * with its ifindex recorded is claimed by that index (a rename keeps it); one without (journaled
+ * before it existed, or by an older build) by its name.
+ */
+export function createdLinks(network: {
   endpoints: ReadonlyArray<{ plumbing?: { steps: ReadonlyArray<unknown> } }>;
-}): string[] {
+}): Array<{ name: string; index?: number }> {
   return network.endpoints.flatMap((endpoint) =>
     (endpoint.plumbing?.steps ?? []).flatMap((step) => {
-      const candidate = step as { step?: unknown; name?: unknown };
-      return candidate.step === 'create-link' && typeof candidate.name === 'string' ? [candidate.name] : [];
+      const candidate = step as { step?: unknown; name?: unknown; index?: unknown };
+      if (candidate.step !== 'create-link' || typeof candidate.name !== 'string') return [];
+      return [
+        typeof candidate.index === 'number'
+          ? { name: candidate.name, index: candidate.index }
+          : { name: candidate.name },
+      ];
+    }),
+  );
+}
+
+/** The filters a record's steps add on pod links: gc never deletes one of these. */
+export function addedFilters(network: {
+  endpoints: ReadonlyArray<{ plumbing?: { steps: ReadonlyArray<unknown> } }>;
+}): Array<{ link: string; index?: number; parent: number; priority: number }> {
+  return network.endpoints.flatMap((endpoint) =>
+    (endpoint.plumbing?.steps ?? []).flatMap((step) => {
+      const candidate = step as {
+        step?: unknown;
+        link?: unknown;
+        index?: unknown;
+        parent?: unknown;
+        priority?: unknown;
+      };
+      if (candidate.step !== 'add-filter' || typeof candidate.link !== 'string') return [];
+      if (typeof candidate.parent !== 'number' || typeof candidate.priority !== 'number') return [];
+      return [
+        {
+          link: candidate.link,
+          ...(typeof candidate.index === 'number' ? { index: candidate.index } : {}),
+          parent: candidate.parent,
+          priority: candidate.priority,
+        },
+      ];
     }),
   );
 }

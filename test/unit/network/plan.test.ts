@@ -138,6 +138,8 @@ describe('planAttach: tcfilter', () => {
         priority: FILTER_PRIORITY,
         protocol: ETH_P_ALL,
         kind: 'u32',
+        // The tap's index is not known before it is made: apply fills it in (and the tap's own).
+        redirectTo: { link: 'tap0_kata' },
       },
       {
         step: 'add-filter',
@@ -146,6 +148,7 @@ describe('planAttach: tcfilter', () => {
         priority: FILTER_PRIORITY,
         protocol: ETH_P_ALL,
         kind: 'u32',
+        redirectTo: { link: 'eth0', index: 2 },
       },
     ]);
     for (const step of plan.steps) expect(step.undo).toEqual(undoOf(step.change));
@@ -416,6 +419,7 @@ describe('planAttach: macvtap', () => {
       priority: FILTER_PRIORITY - 1,
       protocol: ETH_P_ALL,
       kind: 'u32',
+      redirectTo: { link: 'ifb0_kata' },
     });
   });
 
@@ -729,6 +733,80 @@ describe('planDetach', () => {
       links: [eth0(), tap, link({ index: 8, name: 'tap1_kata', kind: 'tun', group: VCNET_LINK_GROUP }), other],
     });
     expect(plan.steps.map((step) => commandOf(step.change))).toContain('ip link del dev tap1_kata');
+  });
+
+  /** The records as apply writes them: the tap's ifindex (7) in its create-link and in the redirect to it. */
+  const indexed = () =>
+    records().map((record) =>
+      record.step === 'create-link'
+        ? { ...record, index: 7 }
+        : record.step === 'add-filter' && record.redirectTo?.link === 'tap0_kata'
+          ? { ...record, redirectTo: { link: 'tap0_kata', index: 7 } }
+          : record,
+    );
+
+  it('finds its tap by the recorded ifindex: renamed and out of the group, it is still deleted, under its new name', () => {
+    const stolen = link({ index: 7, name: 'stolen', kind: 'tun', group: 0 });
+    const plan = planDetach(indexed(), { links: [eth0(), stolen] });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
+      'ip link del dev stolen',
+      'tc qdisc del dev eth0 ingress',
+    ]);
+    expect(plan.alreadyGone).toEqual([]);
+    expect(plan.notices).toEqual([
+      {
+        link: 'tap0_kata',
+        message: 'tap0_kata (ifindex 7) was renamed stolen after attach made it: deleted under its new name',
+      },
+    ]);
+  });
+
+  it('leaves a look-alike with the recorded name but another ifindex, and says so', () => {
+    const lookAlike = link({ index: 9, name: 'tap0_kata', kind: 'tun', group: VCNET_LINK_GROUP });
+    const plan = planDetach(indexed(), { links: [eth0(), lookAlike] });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual(['tc qdisc del dev eth0 ingress']);
+    expect(plan.alreadyGone.map((record) => record.step)).toContain('create-link');
+    expect(plan.notices.map((notice) => notice.message)).toEqual([
+      'left tap0_kata (ifindex 9, tun) as it is: it is not the link attach made under that name (ifindex 7)',
+    ]);
+  });
+
+  it('leaves a link of another kind at the recorded ifindex', () => {
+    const veth = link({ index: 7, name: 'tap0_kata', kind: 'veth', group: VCNET_LINK_GROUP });
+    const plan = planDetach(indexed(), { links: [eth0(), veth] });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual(['tc qdisc del dev eth0 ingress']);
+    expect(plan.notices[0]?.message).toMatch(
+      /^left tap0_kata \(ifindex 7\) as it is: attach made a tun tap0_kata at that index, but this is a veth/,
+    );
+  });
+
+  it("keeps a filter at its recorded priority that is not vcnet's, and the qdisc holding it", () => {
+    const plan = planDetach(indexed(), {
+      links: [eth0(), tap],
+      keptQdiscs: new Map([['eth0/65535', "it holds another tool's filter (prio 49152)"]]),
+      keptFilters: new Map([
+        ['eth0/65535/49152', "prio 49152 holds a filter that is not vcnet's (u32, redirect to x)"],
+      ]),
+    });
+    expect(plan.steps.map((step) => commandOf(step.change))).toEqual(['ip link del dev tap0_kata']);
+    expect(plan.kept.map((kept) => kept.record.step)).toEqual(['add-filter', 'add-qdisc']);
+    expect(plan.kept[0]?.reason).toContain("not vcnet's");
+  });
+
+  it('deletes by group only when the group holds exactly its links, by ifindex', () => {
+    const both = [...indexed(), { step: 'create-link' as const, name: 'tap1_kata', kind: 'tun', index: 8 }];
+    const renamed = link({ index: 8, name: 'moved', kind: 'tun', group: VCNET_LINK_GROUP });
+    expect(planDetach(both, { links: [eth0(), tap, renamed] }).steps.map((step) => commandOf(step.change))).toEqual([
+      'ip link del group 30307',
+      'tc qdisc del dev eth0 ingress',
+    ]);
+    // One moved out of the group goes by its index; the group is not deleted then.
+    const outside = link({ index: 8, name: 'moved', kind: 'tun', group: 0 });
+    expect(planDetach(both, { links: [eth0(), tap, outside] }).steps.map((step) => commandOf(step.change))).toEqual([
+      'ip link del dev tap0_kata',
+      'ip link del dev moved',
+      'tc qdisc del dev eth0 ingress',
+    ]);
   });
 
   it('counts what is already gone and plans nothing for it', () => {
