@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { logger } from '../observability/logger.js';
+import { writeStderr } from '../output.js';
 
 /** How long a stopping watch may spend applying the change it had pending. */
 const STOP_BOUND_MS = 10_000;
@@ -36,7 +37,7 @@ export function registerWatch(program: Command): void {
       });
       // One write: a reader that sees the first line sees the second.
       const leftAlone = watching.leftAlone;
-      process.stderr.write(
+      writeStderr(
         `vcnet: watching sandbox ${options.sandbox} (Ctrl-C to stop)\n${
           leftAlone.length > 0
             ? `vcnet: watch leaves ${leftAlone.join(', ')} alone: ${leftAlone.length > 1 ? 'each' : 'it'} had an address and was not attached when watch started (\`vcnet add-iface ${options.sandbox} FILE\` attaches one)\n`
@@ -63,14 +64,14 @@ export function registerWatch(program: Command): void {
       ]);
       clearTimeout(bound);
       if (notApplied === undefined)
-        process.stderr.write(
+        writeStderr(
           `vcnet: watch ended before the last namespace change was applied (${STOP_BOUND_MS / 1000} s): \`vcnet add-iface\` attaches an interface it missed\n`,
         );
       else if (notApplied.length > 0)
-        process.stderr.write(
+        writeStderr(
           `vcnet: watch ended without attaching ${notApplied.join(', ')}: \`vcnet add-iface ${options.sandbox} FILE\` attaches it\n`,
         );
       // Detached while watched: the watch has nothing left to do, which is not a failure.
-      if (gone) process.stderr.write(`vcnet: sandbox ${options.sandbox} was detached; watch ends\n`);
+      if (gone) writeStderr(`vcnet: sandbox ${options.sandbox} was detached; watch ends\n`);
     });
 }
