@@ -34,6 +34,11 @@ export interface WatchSummary {
   updated: string[];
   /** New interfaces that could not be attached (each on its own: the others went ahead); retried with the next change. */
   failed: Array<{ name: string; message: string }>;
+  /**
+   * Endpoints whose tap or macvtap (vcnet's, recorded) went away from the namespace while they stay
+   * attached: their VM NIC has no backend. Only present when there are some.
+   */
+  lostDevices?: Array<{ endpoint: string; device: string; message: string }>;
 }
 
 export interface SandboxWatchOptions {
@@ -108,6 +113,18 @@ export async function applyNamespaceChange(
         });
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: gone });
+      }
+      // After the removals: a device that went with its pod link (a macvtap) is no endpoint's any more.
+      for (const device of change.removedVcnetLinks ?? []) {
+        const endpoint = network.endpoints().find((candidate) => candidate.plumbing?.tapName === device);
+        if (!endpoint) continue;
+        const lost = lostDevice(id, endpoint, device, vm !== undefined);
+        summary.lostDevices = [...(summary.lostDevices ?? []), lost];
+        publish(channels.notice, () => ({
+          operation: 'watch',
+          endpoint: endpoint.properties.link.name,
+          message: lost.message,
+        }));
       }
       // nodes (issue 12): address-less links wait until they get one (network/scan.ts linksToAttach).
       const { selected: fresh } = linksToAttach(
@@ -193,6 +210,28 @@ export async function applyNamespaceChange(
       await vm?.close();
     }
   });
+}
+
+/**
+ * What a watch says when vcnet's device of an attached endpoint has gone (deleted, moved out of the
+ * namespace, renamed): vcnet does not make it again on its own, as the VM's NIC was plugged with the
+ * old one's file descriptors and would need unplugging and plugging again.
+ */
+function lostDevice(
+  id: string,
+  endpoint: Endpoint,
+  device: string,
+  running: boolean,
+): { endpoint: string; device: string; message: string } {
+  const pod = endpoint.properties.link.name;
+  const left = running
+    ? `the VM keeps its NIC ${endpoint.name}, which has no backend now and passes no traffic`
+    : `the VM would get a NIC ${endpoint.name} with no backend`;
+  return {
+    endpoint: endpoint.name,
+    device,
+    message: `${device}, vcnet's device for ${pod} (endpoint ${endpoint.name}), is gone from the namespace (deleted, moved out or renamed by someone else): ${left}; \`vcnet del-iface ${id} FILE\` removes the endpoint (and the NIC), and \`vcnet add-iface ${id} FILE\` attaches ${pod} again`,
+  };
 }
 
 /**
