@@ -39,6 +39,8 @@ export interface WatchSummary {
    * attached: their VM NIC has no backend. Only present when there are some.
    */
   lostDevices?: Array<{ endpoint: string; device: string; message: string }>;
+  /** New links not attached because the sandbox had maxEndpoints endpoints; left alone from then on. Only present when there are some. */
+  overLimit?: string[];
 }
 
 export interface SandboxWatchOptions {
@@ -46,6 +48,11 @@ export interface SandboxWatchOptions {
   debounceMs?: number;
   onApplied?: (summary: WatchSummary) => void;
   onError?: (error: Error) => void;
+  /**
+   * The most endpoints the sandbox may have: a new link beyond it is not attached (a notice says so)
+   * and is left alone from then on, as add-iface can attach it. Default: no limit.
+   */
+  maxEndpoints?: number;
 }
 
 /**
@@ -84,6 +91,7 @@ export async function applyNamespaceChange(
   change: NamespaceChange,
   stateDirectory?: string,
   memory?: WatchMemory,
+  limits: { maxEndpoints?: number } = {},
 ): Promise<WatchSummary> {
   return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
@@ -140,6 +148,17 @@ export async function applyNamespaceChange(
       // Each interface on its own: one that cannot be attached (rolled back whole) is reported and
       // never keeps the others of the change from being attached.
       for (const info of fresh) {
+        if (limits.maxEndpoints !== undefined && network.endpoints().length >= limits.maxEndpoints) {
+          const name = info.link.name;
+          summary.overLimit = [...(summary.overLimit ?? []), name];
+          memory?.leftAlone.add(name);
+          publish(channels.notice, () => ({
+            operation: 'watch',
+            endpoint: name,
+            message: `did not attach ${name}: sandbox ${id} has ${network.endpoints().length} endpoints, the most watch's maxEndpoints (--max-endpoints) allows; \`vcnet add-iface ${id} FILE\` attaches it`,
+          }));
+          continue;
+        }
         try {
           const added = await attachRecorded(
             network,
@@ -304,8 +323,15 @@ export interface SandboxWatch {
  * and tried again, with whatever changed since, after a growing wait.
  */
 export async function watchSandbox(id: string, options: SandboxWatchOptions = {}): Promise<SandboxWatch> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'debounceMs', 'onApplied', 'onError']);
+  options = optionsArgument(options, 'options', [
+    'stateDirectory',
+    'debounceMs',
+    'onApplied',
+    'onError',
+    'maxEndpoints',
+  ]);
   numberOption(options.debounceMs, 'debounceMs', { min: 0, max: 3_600_000, integer: false, unit: 'milliseconds' });
+  numberOption(options.maxEndpoints, 'maxEndpoints', { min: 1, max: 65_536 });
   functionOption(options.onApplied, 'onApplied');
   functionOption(options.onError, 'onError');
   const store = new SandboxStore(id, options.stateDirectory);
@@ -356,7 +382,9 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         const withRetries = withPendingRetries(change, pending);
         let summary: WatchSummary;
         try {
-          summary = await applyNamespaceChange(id, withRetries, options.stateDirectory, memory);
+          summary = await applyNamespaceChange(id, withRetries, options.stateDirectory, memory, {
+            ...(options.maxEndpoints !== undefined ? { maxEndpoints: options.maxEndpoints } : {}),
+          });
         } catch (error) {
           if (error instanceof SandboxNotFoundError) {
             // Detached meanwhile: nothing is left to keep in step. Not awaited: stop() waits for this call.

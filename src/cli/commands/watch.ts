@@ -16,8 +16,19 @@ export function registerWatch(program: Command): void {
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--debounce <ms>', 'wait this long after the last change before applying', '200')
     .option('--state-dir <dir>', 'where sandbox state lives')
-    .action(async (options: { sandbox: string; debounce: string; stateDir?: string }) => {
+    .option(
+      '--max-endpoints <n>',
+      'attach no new link once the sandbox has this many endpoints (it is named on stderr and left alone; add-iface attaches it): a bound for pods whose code may make links',
+    )
+    .action(async (options: { sandbox: string; debounce: string; stateDir?: string; maxEndpoints?: string }) => {
       const debounceMs = Number(options.debounce);
+      const maxEndpoints = options.maxEndpoints === undefined ? undefined : Number(options.maxEndpoints);
+      if (
+        maxEndpoints !== undefined &&
+        (!Number.isInteger(maxEndpoints) || maxEndpoints < 1 || maxEndpoints > 65_536)
+      ) {
+        throw new InvalidInputError('--max-endpoints', options.maxEndpoints, 'a whole number from 1 to 65536');
+      }
       if (!Number.isInteger(debounceMs) || debounceMs < 0 || debounceMs > 60_000) {
         throw new InvalidInputError('--debounce', options.debounce, 'milliseconds from 0 to 60000');
       }
@@ -27,6 +38,7 @@ export function registerWatch(program: Command): void {
       const watching = await watchSandbox(options.sandbox, {
         stateDirectory: stateDirectory(options.stateDir),
         debounceMs,
+        ...(maxEndpoints !== undefined ? { maxEndpoints } : {}),
         onApplied: (summary) =>
           process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...summary })}\n`),
         onError: (error) =>

@@ -30,7 +30,7 @@ afterEach(async () => {
   stateDir = '';
 });
 
-async function watched(sandbox: string) {
+async function watched(sandbox: string, maxEndpoints?: number) {
   stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-tenant-'));
   const { pod } = makePod();
   const attach = vcnet(['attach', '--sandbox', sandbox, '--netns', pod.path, '--state-dir', stateDir]);
@@ -44,6 +44,7 @@ async function watched(sandbox: string) {
     stateDirectory: stateDir,
     debounceMs: 50,
     onApplied: (summary) => applied.push(summary),
+    ...(maxEndpoints !== undefined ? { maxEndpoints } : {}),
   });
   stops.push(() => watching.stop());
   return { pod, applied, notices };
@@ -61,6 +62,37 @@ describe('vcnet watch with a tenant in the pod', () => {
     expect(notice?.message).toMatch(
       /^tap0_kata, vcnet's device for eth0 \(endpoint eth0\), is gone from the namespace .*: the VM would get a NIC eth0 with no backend; `vcnet del-iface lost FILE` removes the endpoint .* `vcnet add-iface lost FILE` attaches eth0 again$/,
     );
+  });
+
+  it('attaches no new link beyond maxEndpoints, names it, and leaves it alone', async () => {
+    const { pod, applied, notices } = await watched('bound', 2);
+    for (const [name, subnet] of [
+      ['eth7', '10.78.0.2/24'],
+      ['eth8', '10.79.0.2/24'],
+    ] as const) {
+      pod.exec('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`]);
+      pod.exec('ip', ['link', 'set', name, 'up']);
+      pod.exec('ip', ['addr', 'add', subnet, 'dev', name]);
+    }
+    await until(
+      () => applied.flatMap((summary) => [...summary.added, ...(summary.overLimit ?? [])]).length === 2,
+      'eth7 and eth8 handled',
+    );
+    const added = applied.flatMap((summary) => summary.added);
+    const over = applied.flatMap((summary) => summary.overLimit ?? []);
+    expect(added).toHaveLength(1);
+    expect(over).toHaveLength(1);
+    expect([...added, ...over].sort()).toEqual(['eth7', 'eth8']);
+    expect(notices.find((notice) => notice.endpoint === over[0])?.message).toMatch(
+      /^did not attach eth[78]: sandbox bound has 2 endpoints, the most .*maxEndpoints/,
+    );
+    // Left alone: a later change on it does not attach it.
+    pod.exec('ip', ['addr', 'add', '10.80.0.2/24', 'dev', over[0]!]);
+    pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'eth9p']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    pod.exec('ip', ['addr', 'add', '10.81.0.2/24', 'dev', 'eth9']);
+    await until(() => applied.some((summary) => summary.overLimit?.includes('eth9')), 'eth9 over the limit');
+    expect(applied.flatMap((summary) => summary.added)).toEqual(added);
   });
 
   it("does not attach a tenant's link put in vcnet's link group, and attaches the pod's new link beside it", async () => {
