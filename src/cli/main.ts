@@ -17,7 +17,7 @@ import { tracingRequested } from './observability/environment.js';
 import { subscribeLogs } from './observability/log-subscriber.js';
 import { configureLogger, type LogFormat } from './observability/logger.js';
 import { NO_TRACE_EXPORT } from './observability/trace-export.js';
-import { guardOutputStreams } from './output.js';
+import { guardOutputStreams, writeStderr } from './output.js';
 import { helpExitCode, throwUsageErrors } from './usage.js';
 
 let unsubscribeLogs: (() => void) | undefined;
@@ -75,8 +75,8 @@ export function reportError(error: unknown, json: boolean): number {
     process.stdout.write(`${JSON.stringify({ error: body })}\n`);
   }
   const message = (error as Error)?.message ?? String(error);
-  process.stderr.write(`vcnet: ${message}\n`);
-  if (error instanceof VcnetError && error.hint) process.stderr.write(`hint: ${error.hint}\n`);
+  writeStderr(`vcnet: ${message}\n`);
+  if (error instanceof VcnetError && error.hint) writeStderr(`hint: ${error.hint}\n`);
   return code;
 }
 
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
   // missing JSON for an answer. A lost stderr (logs) changes nothing. A failure keeps its own code.
   guardOutputStreams((error) => {
     if (!process.exitCode) process.exitCode = OUTPUT_LOST_EXIT_CODE;
-    process.stderr.write(
+    writeStderr(
       `vcnet: the output on stdout was lost (${error.code ?? error.message}); the command runs to its end and exits ${OUTPUT_LOST_EXIT_CODE} unless it fails\n`,
     );
   });

@@ -9,6 +9,7 @@ import {
 } from '../network/config.js';
 import { parseInterworkingModel } from '../network/interworking-model.js';
 import { HYPERVISORS, type HypervisorKind, parseHypervisor } from './hypervisor-config.js';
+import { writeStderr } from './output.js';
 
 export interface NetworkFlags {
   /** The sandbox id (attach --sandbox): a DAN file for it under dan_conf is refused. */
@@ -64,7 +65,7 @@ function hypervisorOf(flag: string | undefined, section: string | undefined, con
 }
 
 function warn(message: string): void {
-  process.stderr.write(`vcnet: warning: ${message}\n`);
+  writeStderr(`vcnet: warning: ${message}\n`);
 }
 
 export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkConfig; hypervisor: HypervisorKind } {

@@ -1,7 +1,12 @@
 /** Human output (aligned tables) and machine output (JSON on stdout, nothing else there). */
 import { commentText } from '../network/plan/shell-word.js';
 
-export function table(headers: string[], rows: string[][]): string {
+/**
+ * An aligned table. Cells go through commentText: a link name (chosen by whoever owns the pod) can
+ * hold escape codes, which must not reach the operator's terminal; `--json` output keeps them as they are.
+ */
+export function table(headers: string[], cells: string[][]): string {
+  const rows = cells.map((row) => row.map(commentText));
   const widths = headers.map((header, column) =>
     Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)),
   );
@@ -59,6 +64,21 @@ export function printJson(value: unknown): void {
 
 export function print(text: string): void {
   process.stdout.write(`${text}\n`);
+}
+
+/** Each line of `text` with its control characters escaped (commentText); its own newlines stay. */
+export function terminalLines(text: string): string {
+  return text.split('\n').map(commentText).join('\n');
+}
+
+/** A line of human output on stdout that may name pod links: escape codes in a name are shown, not run. */
+export function printText(text: string): void {
+  print(terminalLines(text));
+}
+
+/** Human text on stderr (errors, warnings) that may name pod links, escaped as printText does. */
+export function writeStderr(text: string): void {
+  process.stderr.write(terminalLines(text));
 }
 
 /** A `# ...` line of output meant for a shell (dry-run plans): control characters cannot end the comment. */

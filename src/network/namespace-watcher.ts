@@ -21,6 +21,7 @@ import { NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkSocket } from '../netlink/transport.js';
 import { guestRoute, isValidGuestRoute } from './guest.js';
 import type { NetworkInfo } from './network-info.js';
+import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import { interfacesOf } from './scan.js';
 
 /** The rtnetlink multicast groups watched (RTNLGRP_*). */
@@ -39,6 +40,14 @@ const GROUP_MASK = Object.values(WatchedGroup).reduce((mask, group) => mask | (1
 /** vcnet's own taps and ifbs: plumbing it made, never something to hot-plug. */
 export const VCNET_LINK_NAME = /^(tap|ifb)\d+_kata$/;
 
+/**
+ * A link vcnet made, or that looks like one: named as its taps and ifbs, or in its link group. Never
+ * hot-plugged (a tenant's tun put in vcnet's group is not a new endpoint); watched only for going away.
+ */
+function isVcnetLink(info: NetworkInfo): boolean {
+  return VCNET_LINK_NAME.test(info.link.name) || info.link.group === VCNET_LINK_GROUP;
+}
+
 const DEFAULT_DEBOUNCE_MS = 200;
 /** A snapshot or onChange that failed is tried again after a growing wait, up to this. */
 const MAX_RETRY_DELAY_MS = 30_000;
@@ -55,6 +64,11 @@ export interface NamespaceChange {
   addedInterfaces: NetworkInfo[];
   /** Names of interfaces gone (deleted, renamed, moved away, or made again: then also in added). */
   removedInterfaces: string[];
+  /**
+   * vcnet's own links (isVcnetLink) that were there and are gone: deleted, moved out, renamed, or
+   * made again (another ifindex). A VM whose NIC used one is left without its backend.
+   */
+  removedVcnetLinks?: string[];
   /** Interfaces whose addresses, routes, MTU, administrative flags or permanent neighbours changed. */
   changedInterfaces: NetworkInfo[];
   /** When the snapshot the change comes from was read. */
@@ -170,7 +184,13 @@ export function diffInterfaces(
 }
 
 function isEmpty(change: Omit<NamespaceChange, 'snapshotAt'>): boolean {
-  return change.addedInterfaces.length + change.removedInterfaces.length + change.changedInterfaces.length === 0;
+  return (
+    change.addedInterfaces.length +
+      change.removedInterfaces.length +
+      change.changedInterfaces.length +
+      (change.removedVcnetLinks?.length ?? 0) ===
+    0
+  );
 }
 
 function asError(error: unknown): Error {
@@ -181,6 +201,8 @@ const neighbourKey = (index: number, destination: string): string => `${index} $
 
 export class NamespaceWatcher {
   private baseline = new Map<string, NetworkInfo>();
+  /** vcnet's own links of the baseline, name to ifindex. */
+  private vcnetLinks = new Map<string, number>();
   /** Permanent neighbours of the baseline: their updates (even to FAILED, on delete) matter. */
   private permanentNeighbours = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
@@ -249,7 +271,8 @@ export class NamespaceWatcher {
   static async over(source: InterfaceSource, options: NamespaceWatcherOptions): Promise<NamespaceWatcher> {
     try {
       const watcher = new NamespaceWatcher(source, resolveOptions(options));
-      watcher.setBaseline(watcher.keep(await source.read()));
+      const interfaces = await source.read();
+      watcher.setBaseline(watcher.keep(interfaces), vcnetLinksOf(interfaces));
       return watcher;
     } catch (error) {
       source.close();
@@ -332,8 +355,9 @@ export class NamespaceWatcher {
     );
   }
 
-  private setBaseline(baseline: Map<string, NetworkInfo>): void {
+  private setBaseline(baseline: Map<string, NetworkInfo>, vcnetLinks: Map<string, number>): void {
     this.baseline = baseline;
+    this.vcnetLinks = vcnetLinks;
     this.permanentNeighbours = new Set(
       [...baseline.values()].flatMap((info) =>
         info.neighbours
@@ -375,9 +399,12 @@ export class NamespaceWatcher {
   /** One read, diff and onChange call; false when the read or onChange failed. Never rejects. */
   private async readAndReport(): Promise<boolean> {
     let current: Map<string, NetworkInfo>;
+    let vcnetLinks: Map<string, number>;
     let snapshotAt: Date;
     try {
-      current = this.keep(await this.source.read());
+      const interfaces = await this.source.read();
+      current = this.keep(interfaces);
+      vcnetLinks = vcnetLinksOf(interfaces);
       snapshotAt = new Date();
     } catch (error) {
       // After stop() the read fails because its socket was closed: nothing to report.
@@ -385,10 +412,16 @@ export class NamespaceWatcher {
       return false;
     }
     if (this.stopped) return true;
-    const change = diffInterfaces(this.baseline, current);
+    const removedVcnetLinks = [...this.vcnetLinks]
+      .filter(([name, index]) => vcnetLinks.get(name) !== index)
+      .map(([name]) => name);
+    const change = {
+      ...diffInterfaces(this.baseline, current),
+      ...(removedVcnetLinks.length > 0 ? { removedVcnetLinks } : {}),
+    };
     if (isEmpty(change)) {
       this.undelivered = undefined;
-      this.setBaseline(current);
+      this.setBaseline(current, vcnetLinks);
       return true;
     }
     try {
@@ -401,7 +434,11 @@ export class NamespaceWatcher {
       return false;
     }
     this.undelivered = undefined;
-    this.setBaseline(current);
+    this.setBaseline(current, vcnetLinks);
     return true;
   }
+}
+
+function vcnetLinksOf(interfaces: readonly NetworkInfo[]): Map<string, number> {
+  return new Map(interfaces.filter(isVcnetLink).map((info) => [info.link.name, info.link.index]));
 }

@@ -12,6 +12,7 @@ import { type NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
 import { openNetworkNamespace } from '../netns/namespace-identity.js';
 import { type CreateEndpointOptions, classifyInterface } from './endpoint/create-endpoint.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
+import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 
 export interface NamespaceScan {
   interfaces: NetworkInfo[];
@@ -130,6 +131,8 @@ export function refuseUnknownNamedInterfaces(snapshot: NamespaceSnapshot, named:
 /**
  * `vcnet watch`: the links one change set should attach. New links, and links attach skipped that
  * have an address now; links without one wait (a later change that gives them one attaches them).
+ * A link in vcnet's link group is never one: vcnet makes its taps there, and anyone else's link put
+ * there (a tenant's tun) is not a pod interface.
  */
 export function linksToAttach(
   change: { addedInterfaces: readonly NetworkInfo[]; changedInterfaces: readonly NetworkInfo[] },
@@ -137,7 +140,7 @@ export function linksToAttach(
   named: ReadonlySet<string> = new Set(),
 ): { selected: NetworkInfo[]; skipped: SkippedInterface[] } {
   const candidates = [...change.addedInterfaces, ...change.changedInterfaces].filter(
-    (info) => !isLoopback(info) && !isAttached(info.link.name),
+    (info) => !isLoopback(info) && !isAttached(info.link.name) && info.link.group !== VCNET_LINK_GROUP,
   );
   return selectEndpointInterfaces(candidates, named);
 }

@@ -34,6 +34,13 @@ export interface WatchSummary {
   updated: string[];
   /** New interfaces that could not be attached (each on its own: the others went ahead); retried with the next change. */
   failed: Array<{ name: string; message: string }>;
+  /**
+   * Endpoints whose tap or macvtap (vcnet's, recorded) went away from the namespace while they stay
+   * attached: their VM NIC has no backend. Only present when there are some.
+   */
+  lostDevices?: Array<{ endpoint: string; device: string; message: string }>;
+  /** New links not attached because the sandbox had maxEndpoints endpoints; left alone from then on. Only present when there are some. */
+  overLimit?: string[];
 }
 
 export interface SandboxWatchOptions {
@@ -41,6 +48,11 @@ export interface SandboxWatchOptions {
   debounceMs?: number;
   onApplied?: (summary: WatchSummary) => void;
   onError?: (error: Error) => void;
+  /**
+   * The most endpoints the sandbox may have: a new link beyond it is not attached (a notice says so)
+   * and is left alone from then on, as add-iface can attach it. Default: no limit.
+   */
+  maxEndpoints?: number;
 }
 
 /**
@@ -79,6 +91,7 @@ export async function applyNamespaceChange(
   change: NamespaceChange,
   stateDirectory?: string,
   memory?: WatchMemory,
+  limits: { maxEndpoints?: number } = {},
 ): Promise<WatchSummary> {
   return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
@@ -109,6 +122,18 @@ export async function applyNamespaceChange(
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: gone });
       }
+      // After the removals: a device that went with its pod link (a macvtap) is no endpoint's any more.
+      for (const device of change.removedVcnetLinks ?? []) {
+        const endpoint = network.endpoints().find((candidate) => candidate.plumbing?.tapName === device);
+        if (!endpoint) continue;
+        const lost = lostDevice(id, endpoint, device, vm !== undefined);
+        summary.lostDevices = [...(summary.lostDevices ?? []), lost];
+        publish(channels.notice, () => ({
+          operation: 'watch',
+          endpoint: endpoint.properties.link.name,
+          message: lost.message,
+        }));
+      }
       // nodes (issue 12): address-less links wait until they get one (network/scan.ts linksToAttach).
       const { selected: fresh } = linksToAttach(
         memory
@@ -123,6 +148,17 @@ export async function applyNamespaceChange(
       // Each interface on its own: one that cannot be attached (rolled back whole) is reported and
       // never keeps the others of the change from being attached.
       for (const info of fresh) {
+        if (limits.maxEndpoints !== undefined && network.endpoints().length >= limits.maxEndpoints) {
+          const name = info.link.name;
+          summary.overLimit = [...(summary.overLimit ?? []), name];
+          memory?.leftAlone.add(name);
+          publish(channels.notice, () => ({
+            operation: 'watch',
+            endpoint: name,
+            message: `did not attach ${name}: sandbox ${id} has ${network.endpoints().length} endpoints, the most watch's maxEndpoints (--max-endpoints) allows; \`vcnet add-iface ${id} FILE\` attaches it`,
+          }));
+          continue;
+        }
         try {
           const added = await attachRecorded(
             network,
@@ -195,6 +231,28 @@ export async function applyNamespaceChange(
       await vm?.close();
     }
   });
+}
+
+/**
+ * What a watch says when vcnet's device of an attached endpoint has gone (deleted, moved out of the
+ * namespace, renamed): vcnet does not make it again on its own, as the VM's NIC was plugged with the
+ * old one's file descriptors and would need unplugging and plugging again.
+ */
+function lostDevice(
+  id: string,
+  endpoint: Endpoint,
+  device: string,
+  running: boolean,
+): { endpoint: string; device: string; message: string } {
+  const pod = endpoint.properties.link.name;
+  const left = running
+    ? `the VM keeps its NIC ${endpoint.name}, which has no backend now and passes no traffic`
+    : `the VM would get a NIC ${endpoint.name} with no backend`;
+  return {
+    endpoint: endpoint.name,
+    device,
+    message: `${device}, vcnet's device for ${pod} (endpoint ${endpoint.name}), is gone from the namespace (deleted, moved out or renamed by someone else): ${left}; \`vcnet del-iface ${id} FILE\` removes the endpoint (and the NIC), and \`vcnet add-iface ${id} FILE\` attaches ${pod} again`,
+  };
 }
 
 /**
@@ -278,8 +336,15 @@ export interface SandboxWatch {
  * and tried again, with whatever changed since, after a growing wait.
  */
 export async function watchSandbox(id: string, options: SandboxWatchOptions = {}): Promise<SandboxWatch> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'debounceMs', 'onApplied', 'onError']);
+  options = optionsArgument(options, 'options', [
+    'stateDirectory',
+    'debounceMs',
+    'onApplied',
+    'onError',
+    'maxEndpoints',
+  ]);
   numberOption(options.debounceMs, 'debounceMs', { min: 0, max: 3_600_000, integer: false, unit: 'milliseconds' });
+  numberOption(options.maxEndpoints, 'maxEndpoints', { min: 1, max: 65_536 });
   functionOption(options.onApplied, 'onApplied');
   functionOption(options.onError, 'onError');
   const store = new SandboxStore(id, options.stateDirectory);
@@ -330,7 +395,9 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         const withRetries = withPendingRetries(change, pending);
         let summary: WatchSummary;
         try {
-          summary = await applyNamespaceChange(id, withRetries, options.stateDirectory, memory);
+          summary = await applyNamespaceChange(id, withRetries, options.stateDirectory, memory, {
+            ...(options.maxEndpoints !== undefined ? { maxEndpoints: options.maxEndpoints } : {}),
+          });
         } catch (error) {
           if (error instanceof SandboxNotFoundError) {
             // Detached meanwhile: nothing is left to keep in step. Not awaited: stop() waits for this call.

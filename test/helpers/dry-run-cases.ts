@@ -49,6 +49,21 @@ export function addHostileLinks(pod: TestNamespace): void {
   pod.exec('ip', ['route', 'add', '10.231.0.0/16', 'via', '10.230.0.9', 'dev', first]);
 }
 
+/**
+ * eth0 as the CNI ptp plugin leaves it: no prefix route for its subnet, which goes via the gateway
+ * instead (reached by a host route). Detach puts that route back over the prefix route the kernel
+ * makes when the address comes back (`ip route replace`).
+ */
+export function routeSubnetViaGateway(pod: TestNamespace): void {
+  for (const line of [
+    'route del 10.200.0.0/24 dev eth0',
+    'route add 10.200.0.1/32 dev eth0 scope link src 10.200.0.2',
+    'route add 10.200.0.0/24 via 10.200.0.1 dev eth0 src 10.200.0.2',
+  ]) {
+    pod.exec('ip', line.split(' '));
+  }
+}
+
 /** The cases, with a configuration.toml of rate limits made for the calling test file. */
 export function dryRunCases(): DryRunCase[] {
   const rateLimited = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
@@ -66,6 +81,7 @@ export function dryRunCases(): DryRunCase[] {
       shape: addPodLinkAttributes,
       label: '(via inet6, pref, address metric and lifetime, neighbour protocol and router)',
     },
+    { model: 'macvtap', extra: [], shape: routeSubnetViaGateway, label: '(ptp: the subnet via the gateway)' },
     { model: 'tcfilter', extra: [], shape: addHostileLinks, label: '(link names with ; | $ quotes)' },
     { model: 'macvtap', extra: [], shape: addHostileLinks, label: '(link names with ; | $ quotes)' },
   ];

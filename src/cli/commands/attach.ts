@@ -14,7 +14,7 @@ import {
   networkConfigFromFlags,
   parseLockTimeout,
 } from '../options.js';
-import { print, printComment, printJson, routeDestination, table } from '../output.js';
+import { print, printComment, printJson, printText, routeDestination, table } from '../output.js';
 
 export function registerAttach(program: Command): void {
   program
@@ -180,7 +180,7 @@ export function registerAttach(program: Command): void {
           });
           return;
         }
-        print(
+        printText(
           `attached sandbox ${result.id} (${endpoints.length} endpoint${endpoints.length === 1 ? '' : 's'}, state ${result.statePath})`,
         );
         print(
@@ -202,7 +202,7 @@ export function registerAttach(program: Command): void {
           `\n${hypervisor} device configuration${vhost && !vhost.available ? ` (vhost-net off: ${vhost.reason})` : ''}:`,
         );
         for (const device of devices)
-          print(
+          printText(
             `  ${device.endpoint}: ${Array.isArray(device.config) ? device.config.join(' ') : JSON.stringify(device.config)}${
               device.fds ? ` ${shellRedirections(device.fds)}` : ''
             }`,

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
-import { print, printJson } from '../output.js';
+import { print, printJson, writeStderr } from '../output.js';
 
 export function registerConfigureGuest(program: Command): void {
   program
@@ -26,7 +26,7 @@ export function registerConfigureGuest(program: Command): void {
           stateDirectory: stateDirectory(options.stateDir),
           ...(options.agent ? { agentSocket: options.agent } : {}),
           timeoutMs,
-          warn: (message) => process.stderr.write(`vcnet: warning: ${message}\n`),
+          warn: (message) => writeStderr(`vcnet: warning: ${message}\n`),
         });
         if (options.json) return printJson(result);
         print(

@@ -3,7 +3,7 @@ import { ErrnoOutcomes } from '../../error-codes.js';
 import { hintForErrno, InvalidInputError } from '../../errors.js';
 import { collectGarbage, type GarbageFailure } from '../../network/garbage-collector.js';
 import { ExitCode } from '../exit-codes.js';
-import { print, printJson, table } from '../output.js';
+import { print, printJson, printText, table, writeStderr } from '../output.js';
 
 function isPermissionErrno(errno: string | undefined): boolean {
   return errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno);
@@ -44,23 +44,22 @@ export function registerGc(program: Command): void {
         printJson(report);
         return;
       }
-      for (const record of report.skipped)
-        process.stderr.write(`vcnet: gc skipped a record it cannot read: ${record.reason}\n`);
+      for (const record of report.skipped) writeStderr(`vcnet: gc skipped a record it cannot read: ${record.reason}\n`);
       for (const failure of report.failures)
-        process.stderr.write(`vcnet: gc could not finish in ${failure.namespacePath}: ${failure.reason}\n`);
+        writeStderr(`vcnet: gc could not finish in ${failure.namespacePath}: ${failure.reason}\n`);
       if (report.failures.some((failure) => isPermissionErrno(failure.errno)))
-        process.stderr.write(`hint: ${hintForErrno('EPERM')}\n`);
+        writeStderr(`hint: ${hintForErrno('EPERM')}\n`);
       else if (report.failures.length > 0)
-        process.stderr.write('hint: what failed is still recorded: run `vcnet gc` again once the cause is fixed\n');
+        writeStderr('hint: what failed is still recorded: run `vcnet gc` again once the cause is fixed\n');
       for (const { namespacePath, links } of report.unclaimed)
-        process.stderr.write(
+        writeStderr(
           `vcnet: gc left ${links.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
         );
       // In vcnet's way but not vcnet's (a veth in its group, a live record's filter): left, and why.
       for (const item of report.leftAlone)
         process.stderr.write(`vcnet: gc left the ${item.kind} ${item.name} in ${item.namespacePath}: ${item.detail}\n`);
       // No record claims these, but a VM may be using them: said on stdout, as part of what gc did.
-      for (const link of report.inUse) print(`kept ${link.name} in ${link.namespacePath}: ${link.detail}`);
+      for (const link of report.inUse) printText(`kept ${link.name} in ${link.namespacePath}: ${link.detail}`);
       if (report.removed.length === 0 && report.failures.length > 0) {
         print(`removed nothing (${report.failures.length} removal(s) failed, see stderr)`);
         return;

@@ -11,7 +11,7 @@ import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 // The value alone: a type-free module, so the agent's protobuf code still loads only when a command runs.
 import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
-import { print, printJson, routeDestination, table } from '../output.js';
+import { print, printJson, routeDestination, table, writeStderr } from '../output.js';
 
 /**
  * The sandbox's kata-network operations, loaded when one of these commands runs: they bring the
@@ -82,12 +82,12 @@ export function readInput(source: string): string {
 
 /** One stderr line naming the keys Go's decoder would also have ignored, so a typo is still seen. */
 function warnIgnoredKeys(paths: string[]): void {
-  process.stderr.write(`vcnet: warning: ignored unknown keys: ${paths.join(', ')}\n`);
+  writeStderr(`vcnet: warning: ignored unknown keys: ${paths.join(', ')}\n`);
 }
 
 /** The list commands answer what the record says when the VM's agent does not answer: one stderr line says so. */
 function noteRecordedView(error: Error): void {
-  process.stderr.write(
+  writeStderr(
     `vcnet: the VM did not answer (${error.message}): showing the recorded view (--timeout waits longer for its agent)\n`,
   );
 }
@@ -130,9 +130,7 @@ export function registerKataNetwork(program: Command): void {
         onIgnoredKeys: warnIgnoredKeys,
       });
       if (result.inferredType)
-        process.stderr.write(
-          `vcnet: no type given: using "${result.inferredType}", the kind of device ${result.podDevice}\n`,
-        );
+        writeStderr(`vcnet: no type given: using "${result.inferredType}", the kind of device ${result.podDevice}\n`);
       printJsonLine(result.interface);
     });
 

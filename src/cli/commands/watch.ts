@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { logger } from '../observability/logger.js';
+import { writeStderr } from '../output.js';
 
 /** How long a stopping watch may spend applying the change it had pending. */
 const STOP_BOUND_MS = 10_000;
@@ -10,13 +11,24 @@ export function registerWatch(program: Command): void {
   program
     .command('watch')
     .description(
-      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then (the IPv6 link-local one every up link has does not count, as for attach) once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those, and watch names them on stderr when it starts; a link deleted and made again is new). INT, TERM and HUP stop it after it has applied what changed during the debounce (at most 10 s; it names what it did not attach)",
+      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then (the IPv6 link-local one every up link has does not count, as for attach) once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those, and watch names them on stderr when it starts; a link deleted and made again is new), nor a link in vcnet's link group (30307) or named like vcnet's taps. When vcnet's own tap or macvtap of an attached endpoint goes away (deleted or moved out by someone else), watch warns, naming the endpoint, and its JSON line lists it in lostDevices: the VM's NIC has no backend until del-iface and add-iface. INT, TERM and HUP stop it after it has applied what changed during the debounce (at most 10 s; it names what it did not attach)",
     )
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--debounce <ms>', 'wait this long after the last change before applying', '200')
     .option('--state-dir <dir>', 'where sandbox state lives')
-    .action(async (options: { sandbox: string; debounce: string; stateDir?: string }) => {
+    .option(
+      '--max-endpoints <n>',
+      'attach no new link once the sandbox has this many endpoints (it is named on stderr and left alone; add-iface attaches it): a bound for pods whose code may make links',
+    )
+    .action(async (options: { sandbox: string; debounce: string; stateDir?: string; maxEndpoints?: string }) => {
       const debounceMs = Number(options.debounce);
+      const maxEndpoints = options.maxEndpoints === undefined ? undefined : Number(options.maxEndpoints);
+      if (
+        maxEndpoints !== undefined &&
+        (!Number.isInteger(maxEndpoints) || maxEndpoints < 1 || maxEndpoints > 65_536)
+      ) {
+        throw new InvalidInputError('--max-endpoints', options.maxEndpoints, 'a whole number from 1 to 65536');
+      }
       if (!Number.isInteger(debounceMs) || debounceMs < 0 || debounceMs > 60_000) {
         throw new InvalidInputError('--debounce', options.debounce, 'milliseconds from 0 to 60000');
       }
@@ -26,6 +38,7 @@ export function registerWatch(program: Command): void {
       const watching = await watchSandbox(options.sandbox, {
         stateDirectory: stateDirectory(options.stateDir),
         debounceMs,
+        ...(maxEndpoints !== undefined ? { maxEndpoints } : {}),
         onApplied: (summary) =>
           process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...summary })}\n`),
         onError: (error) =>
@@ -36,7 +49,7 @@ export function registerWatch(program: Command): void {
       });
       // One write: a reader that sees the first line sees the second.
       const leftAlone = watching.leftAlone;
-      process.stderr.write(
+      writeStderr(
         `vcnet: watching sandbox ${options.sandbox} (Ctrl-C to stop)\n${
           leftAlone.length > 0
             ? `vcnet: watch leaves ${leftAlone.join(', ')} alone: ${leftAlone.length > 1 ? 'each' : 'it'} had an address and was not attached when watch started (\`vcnet add-iface ${options.sandbox} FILE\` attaches one)\n`
@@ -63,14 +76,14 @@ export function registerWatch(program: Command): void {
       ]);
       clearTimeout(bound);
       if (notApplied === undefined)
-        process.stderr.write(
+        writeStderr(
           `vcnet: watch ended before the last namespace change was applied (${STOP_BOUND_MS / 1000} s): \`vcnet add-iface\` attaches an interface it missed\n`,
         );
       else if (notApplied.length > 0)
-        process.stderr.write(
+        writeStderr(
           `vcnet: watch ended without attaching ${notApplied.join(', ')}: \`vcnet add-iface ${options.sandbox} FILE\` attaches it\n`,
         );
       // Detached while watched: the watch has nothing left to do, which is not a failure.
-      if (gone) process.stderr.write(`vcnet: sandbox ${options.sandbox} was detached; watch ends\n`);
+      if (gone) writeStderr(`vcnet: sandbox ${options.sandbox} was detached; watch ends\n`);
     });
 }

@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Logger, pino as pinoFunction } from 'pino';
 import { InvalidInputError } from '../../errors.js';
+import { terminalLines } from '../output.js';
 
 export type LogFormat = 'json' | 'pretty';
 
@@ -72,7 +73,9 @@ function createPino(level: string, format: LogFormat): Logger {
   const options = { level, base: null, serializers: { err: pino.stdSerializers.errWithCause } };
   return format === 'pretty'
     ? pino(
-        options,
+        // Pretty lines go to a terminal: escape codes in a message or field (a pod link's name) are
+        // shown escaped, as in the CLI's tables. JSON lines escape them by being JSON.
+        { ...options, hooks: { logMethod: terminalSafeArguments } },
         quietOnFailure(
           prettyStream({
             destination: 2,
@@ -86,6 +89,18 @@ function createPino(level: string, format: LogFormat): Logger {
       // pipe whose reader has gone (EPIPE) forever. A synchronous write fails at once, and pino
       // then drops every later line.
       pino(options, quietOnFailure(pino.destination({ dest: 2, sync: true })));
+}
+
+/** A log call's arguments with their strings (and an object's string fields) through terminalLines. */
+function terminalSafeArguments(this: Logger, args: unknown[], method: (...args: unknown[]) => void): void {
+  const safe = args.map((argument) => {
+    if (typeof argument === 'string') return terminalLines(argument);
+    if (argument === null || typeof argument !== 'object' || argument instanceof Error) return argument;
+    return Object.fromEntries(
+      Object.entries(argument).map(([key, value]) => [key, typeof value === 'string' ? terminalLines(value) : value]),
+    );
+  });
+  method.apply(this, safe);
 }
 
 /**

@@ -424,13 +424,13 @@ export function queueChange(batch: ChangeBatch, change: Change, indexOf: (ref: L
       );
       return;
     case 'add-route':
-      // Replace, not add: the addresses put back before it bring the kernel's own prefix routes, and a
-      // route recorded in that place (CNI ptp's `10.x.0.0/24 via <gw>`, made by RouteReplace for this
-      // reason) would otherwise be refused as present and the kernel's left.
+      // Added, not replaced, so a route set in its place since attach stays; replaced only where an
+      // address put back just before made the kernel's own prefix route there (CNI ptp's
+      // `10.x.0.0/24 via <gw>`, which ptp itself sets by RouteReplace over it).
       batch.addRoute(
         routeSpecOf(change.route, indexOf(change.link)),
-        true,
-        `replace route ${routeArguments(change.route, change.link)}`,
+        change.replace === true,
+        `${change.replace ? 'replace' : 'add'} route ${routeArguments(change.route, change.link)}`,
       );
       return;
     case 'delete-route':
@@ -550,8 +550,13 @@ export async function planUndo(
   // An ingress qdisc of ours that now holds someone else's filter stays; only our filters go. Our
   // htb goes, with whatever was put in it.
   const others = await othersInQdiscs(handle, records, linkResolver(links));
+  // Every table: a recorded route goes back only where its place is still free.
+  const routes = records.some((record) => record.step === 'remove-routes')
+    ? await handle.routes({ table: 'all' })
+    : undefined;
   return planDetach(records, {
     links,
+    ...(routes ? { routes } : {}),
     keptQdiscs: others.kept,
     qdiscsDeletedWith: others.deletedWith,
     keptFilters: others.keptFilters,

@@ -111,8 +111,10 @@ export function commandOf(change: Change): string {
       return [`ip address ${verb} ${address.address}/${address.prefixLength}`, ...extra, dev(change.link)].join(' ');
     }
     case 'add-route':
-    case 'delete-route':
-      return `ip ${familyFlag(change.route.destination ?? change.route.gateway ?? change.route.nextHops?.[0]?.gateway, change.route.family)}route ${change.op === 'add-route' ? 'replace' : 'del'} ${routeArguments(change.route, change.link)}`;
+    case 'delete-route': {
+      const verb = change.op === 'delete-route' ? 'del' : change.replace ? 'replace' : 'add';
+      return `ip ${familyFlag(change.route.destination ?? change.route.gateway ?? change.route.nextHops?.[0]?.gateway, change.route.family)}route ${verb} ${routeArguments(change.route, change.link)}`;
+    }
     case 'add-neighbour': {
       const { neighbour } = change;
       const extra = [

@@ -9,12 +9,21 @@ import { AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
+import type { Route } from '../../netlink/codec/route.js';
 import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import { formatHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { commandOf } from './commands.js';
 import { undoChangesOf } from './inverse.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
 import { networkOf } from './pod-link-routes.js';
+import {
+  kernelPlacesOf,
+  listedRouteText,
+  placeOfRecord,
+  placeOfRoute,
+  recordedRouteText,
+  sameRoute,
+} from './route-place.js';
 import type { Change, LinkAttributes, LinkRef, LinkRole, PlumbingStep, RecordedLinkAttributes } from './types.js';
 
 export interface DetachStep {
@@ -292,6 +301,44 @@ function roleOfKind(kind: string): LinkRole {
   return kind === 'macvtap' ? 'macvtap' : kind === 'ifb' ? 'ifb' : 'tap';
 }
 
+/**
+ * The steps with each recorded route put back only where its place (route-place.ts) is free, as
+ * `ip route add` would: a route there now that is the recorded one settles its record silently; any
+ * other there is someone's since attach, and stays, with a notice naming both. A place the kernel
+ * fills itself as an address comes back (its prefix route) is taken over, as before attach.
+ */
+function placedRoutes(
+  steps: readonly DetachStep[],
+  links: readonly Link[],
+  routes: readonly Route[],
+  alreadyGone: PlumbingStep[],
+  notices: DetachNotice[],
+): DetachStep[] {
+  const kernelPlaces = new Set(
+    steps.flatMap(({ change }) => (change.op === 'add-address' ? kernelPlacesOf(change.address) : [])),
+  );
+  const taken = new Map<string, Route>();
+  for (const route of routes) {
+    const place = placeOfRoute(route);
+    if (place !== undefined && !taken.has(place)) taken.set(place, route);
+  }
+  return steps.flatMap((step) => {
+    const { change } = step;
+    if (change.op !== 'add-route') return [step];
+    const place = placeOfRecord(change.route);
+    const there = taken.get(place);
+    if (!there) return [{ ...step, change: { ...change, replace: kernelPlaces.has(place) } }];
+    for (const record of step.settles) if (!alreadyGone.includes(record)) alreadyGone.push(record);
+    if (!sameRoute(there, links, change.route, change.link)) {
+      notices.push({
+        link: step.settles[0] && 'link' in step.settles[0] ? step.settles[0].link : change.link.name,
+        message: `left the route ${listedRouteText(there, links)} as it is: it was set after attach in the place (table, destination, metric) of the route attach removed, ${recordedRouteText(change.route, change.link)}, which is not put back over it`,
+      });
+    }
+    return [];
+  });
+}
+
 export function planDetach(
   records: readonly PlumbingStep[],
   snapshot: {
@@ -304,6 +351,8 @@ export function planDetach(
     keptFilters?: ReadonlyMap<string, string>;
     /** The time of the scan (ms since the epoch): a removed route with a lifetime gets what is left of it. */
     now?: number;
+    /** The routes now, of every table: a recorded route goes back only where its place is free. */
+    routes?: readonly Route[];
   },
 ): DetachPlan {
   const resolve = linkResolver(snapshot.links);
@@ -427,6 +476,7 @@ export function planDetach(
       }
     }
   }
+  steps.splice(0, steps.length, ...placedRoutes(steps, snapshot.links, snapshot.routes ?? [], alreadyGone, notices));
   // Every address takes its flags before any prefix route goes: changing an address makes its prefix
   // route again, also one another address of the same prefix had just deleted.
   steps.push(...finalSteps.filter((step) => step.change.op === 'change-address'));

@@ -16,10 +16,12 @@ export function shellWord(word: string): string {
 
 /**
  * `text` fit for a `# ...` comment line: a newline would end the comment and make the rest a command,
- * so control characters are written as escapes (`\n`, `\x1b`) and a backslash as `\\`.
+ * so control characters are written as escapes (`\n`, `\x1b`) and a backslash as `\\`. The CLI's
+ * human output (cli/output.ts) uses it too: a pod link's name may hold a terminal's escape codes
+ * (ESC, or the C1 CSI \x9b), which would otherwise reach the operator's terminal.
  */
 export function commentText(text: string): string {
-  return text.replace(/[\\\x00-\x1f\x7f\u0085\u2028\u2029]/g, (character) => {
+  return text.replace(/[\\\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (character) => {
     switch (character) {
       case '\\':
         return '\\\\';

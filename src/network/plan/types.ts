@@ -89,7 +89,11 @@ export type Change =
   /** An existing address takes the flags and lifetimes of `address` (`ip address change`). */
   | { op: 'change-address'; link: LinkRef; address: AddressRecord }
   | { op: 'delete-address'; link: LinkRef; address: AddressRecord }
-  | { op: 'add-route'; link: LinkRef; route: RouteRecord }
+  /**
+   * Added where its place (route-place.ts) is free, as `ip route add`; `replace` where the place is
+   * one the kernel fills itself as the plan puts an address back (the prefix route).
+   */
+  | { op: 'add-route'; link: LinkRef; route: RouteRecord; replace?: boolean }
   | { op: 'delete-route'; link: LinkRef; route: RouteRecord }
   | { op: 'add-neighbour'; link: LinkRef; neighbour: NeighbourRecord }
   | { op: 'delete-neighbour'; link: LinkRef; neighbour: NeighbourRecord };

@@ -1,8 +1,9 @@
 /**
- * Table text for people: a default route reads "default" whichever way its `dest` is spelled.
+ * Table text for people: a default route reads "default" whichever way its `dest` is spelled, and a
+ * pod link's name cannot send escape codes to the operator's terminal.
  */
 import { describe, expect, it } from 'vitest';
-import { routeDestination } from '../../../src/cli/output.js';
+import { routeDestination, table, terminalLines } from '../../../src/cli/output.js';
 
 describe('routeDestination', () => {
   it('shows a default route as "default" in each spelling (Kata 1.x "", current Kata 0.0.0.0/0 and ::/0)', () => {
@@ -15,5 +16,31 @@ describe('routeDestination', () => {
       'fd00::/64',
       '0.0.0.0/1',
     ]);
+  });
+});
+
+describe('table', () => {
+  it("shows a link name's control characters as escapes, and aligns on what it shows", () => {
+    const shown = table(
+      ['NAME', 'KIND'],
+      [
+        ['e\x1b[31mRED\x07', 'veth'],
+        ['c\x9b2J', 'tun'],
+        ['eth0', 'veth'],
+      ],
+    );
+    expect(shown).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    expect(shown.split('\n')).toEqual([
+      'NAME              KIND',
+      'e\\x1b[31mRED\\x07  veth',
+      'c\\x9b2J           tun',
+      'eth0              veth',
+    ]);
+  });
+
+  it('keeps the newlines of a message, escaping the rest line by line', () => {
+    expect(terminalLines('vcnet: bad\x1b]0;title\x07 name\nhint: x\n')).toBe(
+      'vcnet: bad\\x1b]0;title\\x07 name\nhint: x\n',
+    );
   });
 });

@@ -237,7 +237,7 @@ describe('planDetach: routes and proxy neighbours back', () => {
     const detach = planDetach(persisted, { links: [eth0, eth1] });
     const commands = commandsOf(detach);
     expect(commands).toContain(
-      'ip route replace 10.53.0.0/16 table 254 proto 3 scope 0 nexthop via 10.89.0.1 dev eth1 weight 3 nexthop via 10.88.0.1 dev eth0 weight 1',
+      'ip route add 10.53.0.0/16 table 254 proto 3 scope 0 nexthop via 10.89.0.1 dev eth1 weight 3 nexthop via 10.88.0.1 dev eth0 weight 1',
     );
     expect(commands).toContain('ip neigh replace proxy fd00::77 dev eth0');
     expect(commands).toContain('ip neigh replace proxy 10.88.0.77 dev eth0');
@@ -492,7 +492,7 @@ describe('macvtap: what the address flush takes that the kernel does not make ag
     });
     const back = commandsOf(detach);
     expect(back).toContain('ip neigh replace 10.88.0.30 lladdr 02:00:00:00:00:30 nud noarp dev eth0');
-    expect(back).toContain('ip route replace 10.98.0.0/16 tos 0x10 via 10.88.0.1 dev eth0 table 254 proto 3 scope 0');
+    expect(back).toContain('ip route add 10.98.0.0/16 tos 0x10 via 10.88.0.1 dev eth0 table 254 proto 3 scope 0');
     expect(back).toContain('ip address add 10.12.2.5/24 scope 0 preferred_lft 0 dev eth0');
     expect(back).toContain('ip address add fd00:12::5/64 scope 0 preferred_lft 0 nodad dev eth0');
     expect(back).toContain('ip address add 10.12.3.5/32 peer 10.12.3.1 scope 0 dev eth0');

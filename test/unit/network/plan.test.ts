@@ -836,7 +836,7 @@ describe('planDetach', () => {
       'ip address add 10.88.0.2/16 scope 0 dev eth0',
       'ip link set dev eth0 addrgenmode eui64',
       'ip link set dev eth0 address 02:42:ac:11:00:02',
-      `ip route replace default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
+      `ip route add default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
       'ip neigh replace 10.88.0.1 lladdr aa:bb:cc:dd:ee:ff nud permanent dev eth0',
       // ...then with the flags they had.
       'ip address change fe80::1/64 scope 253 dev eth0',
@@ -890,6 +890,60 @@ describe('planDetach', () => {
       'ip link set dev eth0 address 02:42:ac:11:00:02',
     );
     expect(plan.notices).toEqual([]);
+  });
+
+  const detachedLinks = () => [link({ address: SPARE, ipv6AddressGeneration: 'none' }), macvtap];
+
+  it('leaves a route set since attach in the place of a recorded one, and names both', () => {
+    // The tenant's default route, as the kernel lists it, where attach took the pod's away.
+    const theirs = route({ gateway: '10.88.0.99' });
+    const plan = planDetach(macvtapRecords(), { links: detachedLinks(), routes: [theirs] });
+    const commands = plan.steps.map((step) => commandOf(step.change));
+    expect(commands.filter((command) => command.startsWith('ip route'))).toEqual([]);
+    expect(plan.notices).toEqual([
+      {
+        link: 'eth0',
+        message: expect.stringMatching(
+          /^left the route default via 10\.88\.0\.99 dev eth0 .* as it is: it was set after attach in the place .* of the route attach removed, default via 10\.88\.0\.1 dev eth0 /,
+        ),
+      },
+    ]);
+    expect(plan.alreadyGone.map((record) => record.step)).toContain('remove-routes');
+  });
+
+  it('puts a recorded route back beside one of another metric, and says nothing of one that is already back as it was', () => {
+    const otherMetric = route({ gateway: '10.88.0.99', priority: 100 });
+    const beside = planDetach(macvtapRecords(), { links: detachedLinks(), routes: [otherMetric] });
+    expect(beside.steps.map((step) => commandOf(step.change))).toContain(
+      `ip route add default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
+    );
+    expect(beside.notices).toEqual([]);
+    const same = planDetach(macvtapRecords(), {
+      links: detachedLinks(),
+      routes: [route({ gateway: '10.88.0.1' })],
+    });
+    expect(same.steps.map((step) => commandOf(step.change)).filter((command) => command.includes(' route '))).toEqual(
+      [],
+    );
+    expect(same.notices).toEqual([]);
+  });
+
+  it('replaces the prefix route an address put back makes, where the pod routed its subnet via the gateway (ptp)', () => {
+    const ptp = snapshot({
+      addresses: [address('10.88.0.2', 16)],
+      routes: [route({ destination: '10.88.0.0', destinationLength: 16, gateway: '10.88.0.1' })],
+    });
+    const records = planAttach(
+      ptp,
+      { queues: 1 },
+      { model: 'macvtap', source: eth0(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    ).steps.flatMap((step) => (step.record ? [step.record] : []));
+    const commands = planDetach(records, { links: detachedLinks(), routes: [] }).steps.map((step) =>
+      commandOf(step.change),
+    );
+    expect(commands).toContain(
+      `ip route replace 10.88.0.0/16 via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
+    );
   });
 });
 
