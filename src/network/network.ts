@@ -48,6 +48,7 @@ import {
 } from './scan.js';
 
 import { NETWORK_STATE_VERSION } from './state/content-versions.js';
+import { tapOwnershipFields } from './tap-owner.js';
 
 export { NETWORK_STATE_VERSION };
 
@@ -359,6 +360,7 @@ export class Network {
       qdiscs: snapshot.qdiscs,
       snapshot,
       ...(this.config.rateLimit ? { rateLimit: this.config.rateLimit } : {}),
+      ...tapOwnershipFields(this.config),
       ...(options.journal ? { journal: () => options.journal?.(this) } : {}),
     };
   }
