@@ -8,6 +8,7 @@ import {
   readKataConfiguration,
 } from '../network/config.js';
 import { parseInterworkingModel } from '../network/interworking-model.js';
+import { parseTapId } from '../network/tap-owner.js';
 import { HYPERVISORS, type HypervisorKind, parseHypervisor } from './hypervisor-config.js';
 import { writeStderr } from './output.js';
 
@@ -26,6 +27,9 @@ export interface NetworkFlags {
   interface?: string[];
   /** attach --vhost-user-store: where vhost-user-net sockets are looked for (as scan's). */
   vhostUserStore?: string;
+  /** attach --tap-owner/--tap-group: a uid/gid or name every tap is given. */
+  tapOwner?: string;
+  tapGroup?: string;
 }
 
 /** Commander collector for an option given several times. */
@@ -101,12 +105,17 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
         'drop --netns to attach with disable_new_netns, or drop disable_new_netns to attach the pod namespace',
       );
     }
-    if (flags.vhostUserStore !== undefined) {
-      if (flags.vhostUserStore === '')
-        throw new InvalidInputError('--vhost-user-store', flags.vhostUserStore, 'a directory path');
-      return { config: { ...config, vhostUserStorePath: flags.vhostUserStore }, hypervisor };
-    }
-    return { config, hypervisor };
+    if (flags.vhostUserStore === '')
+      throw new InvalidInputError('--vhost-user-store', flags.vhostUserStore, 'a directory path');
+    return {
+      config: {
+        ...config,
+        ...(flags.vhostUserStore !== undefined ? { vhostUserStorePath: flags.vhostUserStore } : {}),
+        ...(flags.tapOwner !== undefined ? { tapOwner: parseTapId(flags.tapOwner, '--tap-owner', 'user') } : {}),
+        ...(flags.tapGroup !== undefined ? { tapGroup: parseTapId(flags.tapGroup, '--tap-group', 'group') } : {}),
+      },
+      hypervisor,
+    };
   } catch (error) {
     // The library names its fields; a CLI user typed flags.
     const flag = error instanceof InvalidInputError ? FLAG_OF_KATA_FIELD[error.field] : undefined;

@@ -144,6 +144,8 @@ export async function add(request: CniRequest, warn: Warn = warnOnStandardError)
         disableNewNetns: false,
         queues: config.queues,
         vhostNet: 'auto',
+        ...(config.tapOwner !== undefined ? { tapOwner: config.tapOwner } : {}),
+        ...(config.tapGroup !== undefined ? { tapGroup: config.tapGroup } : {}),
         ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
       };
       // One socket and one scan for the whole ADD.

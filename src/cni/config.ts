@@ -5,9 +5,11 @@
  */
 import { isAbsolute } from 'node:path';
 import * as z from 'zod';
+import type { InvalidInputError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
 import { MIN_BITS_PER_SECOND, type RateLimit } from '../network/rate-limit.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/registry.js';
+import { MAX_TAP_ID, parseTapId } from '../network/tap-owner.js';
 import { CniConfigError, CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
 import {
   commandAllowed,
@@ -159,6 +161,12 @@ const configSchema = z.looseObject({
     .min(1, { error: 'a whole number of queues from 1 to 256' })
     .max(256, { error: 'a whole number of queues from 1 to 256' })
     .default(1),
+  tapOwner: z
+    .union([z.int().min(0).max(MAX_TAP_ID), z.string()], { error: `a uid (0 to ${MAX_TAP_ID}) or a user name` })
+    .optional(),
+  tapGroup: z
+    .union([z.int().min(0).max(MAX_TAP_ID), z.string()], { error: `a gid (0 to ${MAX_TAP_ID}) or a group name` })
+    .optional(),
   stateDir: z
     .string({ error: 'an absolute directory path' })
     .refine(isAbsolute, { error: 'an absolute directory path' })
@@ -183,6 +191,9 @@ export interface CniConfig {
   type: string;
   model: InterworkingModel;
   queues: number;
+  /** The uid/gid every tap gets (default: the plugin's euid/egid, 0 as the runtime runs it). */
+  tapOwner?: number;
+  tapGroup?: number;
   stateDirectory: string;
   rateLimit?: RateLimit;
   lockTimeoutMs: number;
@@ -228,6 +239,17 @@ function fieldName(path: readonly PropertyKey[]): string {
 
 const PREVIOUS_RESULT_HINT =
   "the runtime passes the previous plugin's result as prevResult: check the plugins before vcnet-cni in the conflist (their versions and output)";
+
+/** A conflist's tapOwner/tapGroup as a number: a name is looked up as `vcnet attach --tap-owner` looks it up. */
+function tapIdOf(value: number | string, field: string, kind: 'user' | 'group'): number {
+  if (typeof value === 'number') return value;
+  try {
+    return parseTapId(value, field, kind);
+  } catch (error) {
+    const invalid = error as InvalidInputError;
+    throw new CniConfigError(field, value, `expected ${invalid.accepted}`, invalid.hint);
+  }
+}
 
 /** Validates a decoded network config: code 1 for a version vcnet-cni does not speak, 2 or 7 naming the field. */
 export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
@@ -280,6 +302,8 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
     type: config.type,
     model: parseInterworkingModel(config.model, 'model'),
     queues: config.queues,
+    ...(config.tapOwner !== undefined ? { tapOwner: tapIdOf(config.tapOwner, 'tapOwner', 'user') } : {}),
+    ...(config.tapGroup !== undefined ? { tapGroup: tapIdOf(config.tapGroup, 'tapGroup', 'group') } : {}),
     stateDirectory: config.stateDir,
     lockTimeoutMs: config.lockTimeoutMs,
     ...(rx || tx

@@ -27,6 +27,7 @@ import { InvalidInputError, VcnetError } from '../errors.js';
 import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
 import { DEFAULT_INTERWORKING_MODEL, type InterworkingModel, parseInterworkingModel } from './interworking-model.js';
 import { type RateLimit, validateBitRate, validateRate } from './rate-limit.js';
+import { checkTapId } from './tap-owner.js';
 
 export interface NetworkConfig {
   namespacePath: string;
@@ -49,6 +50,13 @@ export interface NetworkConfig {
   vhostNet: 'auto' | 'off';
   /** Pod links to attach even though they have no address (attach --interface); others like them are skipped. */
   namedInterfaces?: string[];
+  /**
+   * The uid and gid every tap vcnet makes is given (TUNSETOWNER, TUNSETGROUP): a VMM without
+   * CAP_NET_ADMIN can open a tap by name only as its owner or in its group. Default: this process's
+   * euid and egid (0 for a root runtime, as Kata's owner and group 0). See tap-owner.ts.
+   */
+  tapOwner?: number;
+  tapGroup?: number;
 }
 
 /** One of Cloud Hypervisor's limiter buckets as configured: a rate per second and an optional first burst. */
@@ -139,6 +147,8 @@ export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
   stringOption(config.danConfigPath, 'danConfigPath', 'the path of a DAN configuration file');
   stringOption(config.vhostUserStorePath, 'vhostUserStorePath', 'a directory path');
   stringListOption(config.namedInterfaces, 'namedInterfaces', 'pod link names');
+  checkTapId(config.tapOwner, 'tapOwner');
+  checkTapId(config.tapGroup, 'tapGroup');
   if (config.rateLimit !== undefined) {
     const rateLimit = optionsArgument(config.rateLimit, 'rateLimit', ['rxBitsPerSecond', 'txBitsPerSecond']);
     validateBitRate('rateLimit.rxBitsPerSecond', rateLimit.rxBitsPerSecond);
@@ -162,6 +172,8 @@ const NETWORK_CONFIG_KEYS: readonly (keyof NetworkConfig)[] = [
   'queues',
   'vhostNet',
   'namedInterfaces',
+  'tapOwner',
+  'tapGroup',
 ];
 
 function checkVmmRateLimiter(given: VmmRateLimiter): void {

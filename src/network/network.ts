@@ -48,6 +48,7 @@ import {
 } from './scan.js';
 
 import { NETWORK_STATE_VERSION } from './state/content-versions.js';
+import { tapOwnershipFields } from './tap-owner.js';
 
 export { NETWORK_STATE_VERSION };
 
@@ -323,7 +324,35 @@ export class Network {
   ): NetworkInfo[] {
     const interfaces = this.selectInterfaces(snapshot, options);
     if (options.hypervisor) refusePhysicalEndpoints(options.hypervisor, physicalLinksOf(interfaces));
+    this.refuseSharedGuestMacs(interfaces);
     return interfaces;
+  }
+
+  /**
+   * Kata's agent finds each guest NIC by its MAC: two NICs with one MAC would have both interfaces'
+   * settings land on one NIC, and the failure only show much later (a route "network unreachable"
+   * in configure-guest). Refused before anything is made, against the sandbox's attached NICs too.
+   */
+  private refuseSharedGuestMacs(interfaces: readonly NetworkInfo[]): void {
+    const owners = new Map<string, { name: string; attached: boolean }>();
+    for (const endpoint of this.list) {
+      const mac = endpoint.plumbing?.guestHardwareAddress || endpoint.properties.link.address;
+      if (mac) owners.set(mac.toLowerCase(), { name: endpoint.properties.link.name, attached: true });
+    }
+    for (const info of interfaces) {
+      const mac = info.link.address?.toLowerCase();
+      if (!mac) continue;
+      const other = owners.get(mac);
+      // The same link again is not a second NIC (a repeated add-iface is answered elsewhere).
+      if (other !== undefined && other.name !== info.link.name) {
+        throw new ConfigurationConflictError(
+          `${info.link.name} and ${other.name}${other.attached ? ' (attached already)' : ''} have the same MAC ${mac}: each would be a guest NIC with that MAC, and Kata's agent finds a NIC by its MAC, so both interfaces' addresses and routes would go to one NIC`,
+          mac,
+          `give ${info.link.name} a MAC of its own (\`ip link set ${info.link.name} address <mac>\` in the pod namespace) before attaching, or leave one of the two out; nothing was changed`,
+        );
+      }
+      owners.set(mac, { name: info.link.name, attached: false });
+    }
   }
 
   private selectInterfaces(
@@ -363,6 +392,7 @@ export class Network {
       qdiscs: snapshot.qdiscs,
       snapshot,
       ...(this.config.rateLimit ? { rateLimit: this.config.rateLimit } : {}),
+      ...tapOwnershipFields(this.config),
       ...(options.journal ? { journal: () => options.journal?.(this) } : {}),
     };
   }

@@ -149,11 +149,16 @@ export function resolveAddInterfaceRequest(
       `the MAC of ${device} (${info.link.address}), which the guest NIC must use`,
     );
   }
-  if (existing.some((endpoint) => endpoint.hardwareAddress && endpoint.hardwareAddress === update.hardwareAddress)) {
+  const sameMac = existing.find(
+    (endpoint) => endpoint.hardwareAddress && endpoint.hardwareAddress === update.hardwareAddress,
+  );
+  if (sameMac) {
+    // Kata's agent finds a NIC by its MAC: two with one MAC would get each other's settings.
     throw new InvalidInputError(
       'interface.hwAddr',
       update.hardwareAddress,
-      'a MAC no other interface of the sandbox has',
+      `a MAC no other interface of the sandbox has (${device} and the attached ${sameMac.properties.link.name} have the same MAC ${update.hardwareAddress})`,
+      `give ${device} a MAC of its own (\`ip link set ${device} address <mac>\` in the pod namespace) and add it again; nothing was changed`,
     );
   }
   // Requested addresses replace what the device has, for the guest.

@@ -49,6 +49,7 @@ import {
   stateDirectoryFlag,
   validateSandboxId,
 } from '../network/state/store.js';
+import { heldDevices } from './held-devices.js';
 import { lockNamespace, refuseHeldNamespace } from './namespace-hold.js';
 
 export type { HypervisorRecord, SandboxState } from '../network/state/records.js';
@@ -510,6 +511,17 @@ export async function detachSandbox(
             message: `sandbox ${id}'s VM is still running (its control socket ${socket ?? ''} answers): its NICs are unplugged first, and their taps removed even if the VM does not let them go; stop the VM before detaching`,
             details: { sandbox: id, ...(socket ? { socket } : {}) },
           }));
+        } else {
+          // A VM vcnet has no socket of (a VMM launched with the fds or names attach printed).
+          for (const held of await heldDevices(network, state.namespace.path)) {
+            const by = held.pids.length > 0 ? ` by pid ${held.pids.join(', ')}` : '';
+            publish(channels.notice, () => ({
+              operation: 'detach',
+              endpoint: held.device,
+              message: `sandbox ${id}'s ${held.device} is still open${by}: the VM is still running; it is detached anyway and the VM loses that NIC. Stop the VM first`,
+              details: { sandbox: id, device: held.device, ...(held.pids.length > 0 ? { pids: held.pids } : {}) },
+            }));
+          }
         }
         const report = await detachRecorded(
           network,

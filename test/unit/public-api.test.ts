@@ -42,6 +42,8 @@ const LIBRARY_GUIDE_NON_EXPORTS = [
   'vmmRateLimiter',
   'vhostNet',
   'nicIommu',
+  'tapOwner',
+  'tapGroup',
   'endpointType',
   'namespaceGone',
   'namespaceHeldAt',

@@ -39,6 +39,11 @@ export function registerAttach(program: Command): void {
       '--vhost-user-store <dir>',
       "where vhost-user-net sockets are looked for (<dir>/vhostuser_<ip>/vhu.sock; default Kata's /tmp), as scan's",
     )
+    .option(
+      '--tap-owner <uid|name>',
+      "the owner of every tap made for the sandbox, now and by later add-iface/watch: a process without CAP_NET_ADMIN (a VMM run as another user) opens a tap by name only as its owner and in its group, of those set. Default, with neither flag: owner vcnet's euid and group its egid (0 and 0 as root, as Kata); with one flag only that one is set",
+    )
+    .option('--tap-group <gid|name>', 'the group of every tap made for the sandbox (see --tap-owner)')
     .option('--state-dir <dir>', 'where sandbox state lives (default $VCNET_STATE_DIR or /run/vcnet/sandboxes)')
     .option(
       '--hypervisor <kind>',

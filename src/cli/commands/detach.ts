@@ -9,7 +9,9 @@ import { print, printComment, printJson } from '../output.js';
 export function registerDetach(program: Command): void {
   program
     .command('detach')
-    .description('undo exactly what attach made, from the recorded state alone')
+    .description(
+      "undo exactly what attach made, from the recorded state alone. Stop the VM first, as Kata does: a VM still holding a device (a tap with a queue attached, a macvtap's /dev/tapN open; or its control socket answering) is warned about, naming the device and pid, and detached anyway",
+    )
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--state-dir <dir>', 'where sandbox state lives')
     .option(...LOCK_TIMEOUT_OPTION)

@@ -31,6 +31,9 @@ export interface PlumbingContext {
   /** 'auto' opens /dev/vhost-net when it exists; 'off' never does. */
   vhostNet: 'auto' | 'off';
   rateLimit?: RateLimit;
+  /** The uid and gid each tap gets; with neither, this process's euid and egid (tap-owner.ts). */
+  tapOwner?: number;
+  tapGroup?: number;
   /** The namespace's qdiscs when the attach started (one dump for all endpoints). */
   qdiscs: Qdisc[];
   /** The scan the attach started from; models that need more of it than qdiscs dump it when missing. */

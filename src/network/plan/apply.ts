@@ -20,6 +20,7 @@ import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
 import { othersInQdiscs } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
 import { createMacvtapAtUniqueIndex } from '../model/macvtap-index.js';
+import { tapOwnershipFields } from '../tap-owner.js';
 import { commandOf } from './commands.js';
 import { LinkNameTakenError } from './plan-attach.js';
 import { type DetachNotice, type DetachPlan, type KeptRecord, linkResolver, planDetach } from './plan-detach.js';
@@ -295,6 +296,10 @@ export async function rollBackAttach(
 
 function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-tap' }>) {
   const { handle } = context;
+  const ownership = tapOwnershipFields({
+    ...(change.owner !== undefined ? { tapOwner: change.owner } : {}),
+    ...(change.group !== undefined ? { tapGroup: change.group } : {}),
+  });
   try {
     // The handle's own namespace, and its socket for the tap's index: no path lookup, no socket of its own.
     const namespaceFd = context.namespacePath ? handle.namespaceFd() : undefined;
@@ -305,6 +310,9 @@ function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-
       vnetHdr: true,
       multiQueue: change.multiQueue,
       queues: change.queues,
+      // Never a tap without owner and group: any uid in the namespace could then open it (tap-owner.ts).
+      ...(ownership.tapOwner !== undefined ? { owner: ownership.tapOwner } : {}),
+      ...(ownership.tapGroup !== undefined ? { group: ownership.tapGroup } : {}),
       // Persist so the tap outlives this process (the CLI exits before the VM starts).
       persist: true,
       keepFds: context.keepFds,

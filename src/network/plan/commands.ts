@@ -44,7 +44,9 @@ function familyFlag(address: string | undefined, family?: number): string {
 export function commandOf(change: Change): string {
   switch (change.op) {
     case 'create-tap':
-      return `ip tuntap add ${dev(change.link)} mode tap vnet_hdr${change.multiQueue ? ' multi_queue' : ''}`;
+      return `ip tuntap add ${dev(change.link)} mode tap vnet_hdr${change.multiQueue ? ' multi_queue' : ''}${
+        change.owner !== undefined ? ` user ${change.owner}` : ''
+      }${change.group !== undefined ? ` group ${change.group}` : ''}`;
     case 'create-link': {
       const parts = ['ip link add'];
       if (change.parent) parts.push(`link ${shellWord(change.parent.name)}`);

@@ -63,6 +63,9 @@ export interface PlanConfig {
   /** Queues per NIC: > 1 makes a multi-queue tap. */
   queues: number;
   rateLimit?: RateLimit;
+  /** The uid and gid each tap gets; with neither, this process's euid and egid (tap-owner.ts). */
+  tapOwner?: number;
+  tapGroup?: number;
 }
 
 export interface AttachRequest {
@@ -205,7 +208,14 @@ function planExistingDevice(snapshot: PlanSnapshot, config: PlanConfig, source: 
 /** A tap made by ioctl, put in vcnet's link group before anything else can fail, then configured. */
 function tapSteps(tap: LinkRef, config: PlanConfig, mtu: number): PlanStep[] {
   return [
-    stepOf({ op: 'create-tap', link: tap, queues: config.queues, multiQueue: config.queues > 1 }),
+    stepOf({
+      op: 'create-tap',
+      link: tap,
+      queues: config.queues,
+      multiQueue: config.queues > 1,
+      ...(config.tapOwner !== undefined ? { owner: config.tapOwner } : {}),
+      ...(config.tapGroup !== undefined ? { group: config.tapGroup } : {}),
+    }),
     stepOf({ op: 'set-link', link: tap, set: { group: VCNET_LINK_GROUP } }),
     stepOf({ op: 'set-link', link: tap, set: { mtu, up: true } }),
   ];

@@ -62,7 +62,8 @@ export type NeighbourRecord = Omit<NeighbourSpec, 'index'>;
 
 export type Change =
   /** A tap made by the TUNSETIFF ioctl (rtnetlink cannot make tun devices), persistent. */
-  | { op: 'create-tap'; link: LinkRef; queues: number; multiQueue: boolean }
+  /** owner/group: who may open it by name without CAP_NET_ADMIN (TUNSETOWNER, TUNSETGROUP). */
+  | { op: 'create-tap'; link: LinkRef; queues: number; multiQueue: boolean; owner?: number; group?: number }
   | {
       op: 'create-link';
       link: LinkRef;

@@ -177,6 +177,8 @@ export const networkConfigSchema = z.looseObject({
   disableNewNetns: z.boolean({ error: 'true or false' }),
   queues: z.int({ error: 'queues from 1 to 256' }).min(1).max(256),
   vhostNet: z.enum(['auto', 'off'], { error: 'auto, off' }),
+  tapOwner: z.int({ error: 'a uid' }).min(0).max(0x7fffffff).optional(),
+  tapGroup: z.int({ error: 'a gid' }).min(0).max(0x7fffffff).optional(),
 });
 
 export const networkStateSchema = z.looseObject({

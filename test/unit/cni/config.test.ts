@@ -34,6 +34,15 @@ describe('parseCniConfig', () => {
     });
   });
 
+  it('takes tapOwner and tapGroup as numbers or names, and names the field of one it cannot resolve', () => {
+    expect(parseCniConfig({ ...base, tapOwner: 'root', tapGroup: 107 })).toMatchObject({ tapOwner: 0, tapGroup: 107 });
+    const unknown = thrown(() => parseCniConfig({ ...base, tapOwner: 'no-such-user-s13' }));
+    expect(unknown).toBeInstanceOf(CniConfigError);
+    expect(unknown.message).toContain('tapOwner');
+    expect(unknown.message).toContain('no-such-user-s13');
+    expect(thrown(() => parseCniConfig({ ...base, tapGroup: -1 })).message).toContain('tapGroup');
+  });
+
   it('resolves model "default", maps rateLimit to bits per second, 0 meaning no limit', () => {
     const config = parseCniConfig({ ...base, model: 'default', rateLimit: { rx: 1_000_000, tx: 0 }, queues: 4 });
     expect(config.model).toBe('tcfilter');

@@ -1,0 +1,101 @@
+/**
+ * Which of a sandbox's devices a process still has open, found cheaply before detach (Kata detaches
+ * only after the VM stopped; vcnet detach is not refused, since gc and CNI DEL must finish, but says
+ * so). A tap with a queue attached has carrier (the kernel turns it on at the first attach and off
+ * at the last detach), which one netlink read shows. The pid comes from one pass over /proc/PID/fd:
+ * a macvtap's /dev/tapN by path, a tap's /dev/net/tun fd by the name in its fdinfo (`iff:`), counted
+ * only for a process in the sandbox's namespace (tap names repeat from pod to pod).
+ */
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import type { Network } from '../network/network.js';
+
+/** IFF_LOWER_UP: the link has carrier. */
+const LOWER_UP = 0x10000;
+
+export interface HeldDevice {
+  device: string;
+  /** The pids that have it open, when found. */
+  pids: number[];
+}
+
+export async function heldDevices(network: Network, namespacePath: string): Promise<HeldDevice[]> {
+  const taps: string[] = [];
+  const macvtaps = new Map<string, string>();
+  for (const endpoint of network.endpoints()) {
+    const plumbing = endpoint.plumbing;
+    if (!plumbing?.tapName) continue;
+    if (plumbing.model === 'macvtap' || plumbing.tapDevicePath) {
+      macvtaps.set(plumbing.tapDevicePath ?? `/dev/tap${plumbing.tapIndex}`, plumbing.tapName);
+      continue;
+    }
+    if (plumbing.model !== 'tcfilter' && plumbing.model !== 'none') continue;
+    try {
+      const link = await network.link(plumbing.tapIndex);
+      if (link.name === plumbing.tapName && link.flags & LOWER_UP) taps.push(plumbing.tapName);
+    } catch {
+      // gone already: nothing holds it
+    }
+  }
+  if (taps.length === 0 && macvtaps.size === 0) return [];
+  const pids = new Map<string, number[]>();
+  let namespaceInode: number | undefined;
+  try {
+    namespaceInode = statSync(namespacePath).ino;
+  } catch {
+    namespaceInode = undefined;
+  }
+  let processes: string[] = [];
+  try {
+    processes = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    processes = [];
+  }
+  for (const pid of processes) {
+    if (Number(pid) === process.pid) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    let inNamespace: boolean | undefined;
+    for (const fd of fds) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      let device = macvtaps.get(target);
+      if (device === undefined && target === '/dev/net/tun' && taps.length > 0) {
+        inNamespace ??= namespaceInode !== undefined && inodeOf(`/proc/${pid}/ns/net`) === namespaceInode;
+        if (!inNamespace) continue;
+        const name = tunNameOf(`/proc/${pid}/fdinfo/${fd}`);
+        if (name !== undefined && taps.includes(name)) device = name;
+      }
+      if (device === undefined) continue;
+      const holders = pids.get(device) ?? [];
+      if (!holders.includes(Number(pid))) holders.push(Number(pid));
+      pids.set(device, holders);
+    }
+  }
+  const held = [...taps, ...[...macvtaps.values()].filter((name) => pids.has(name))];
+  return held.map((device) => ({ device, pids: pids.get(device) ?? [] }));
+}
+
+function inodeOf(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The tap a /dev/net/tun fd is attached to: the kernel's fdinfo says `iff:\t<name>`. */
+function tunNameOf(fdinfoPath: string): string | undefined {
+  try {
+    return /^iff:\s*(\S+)$/m.exec(readFileSync(fdinfoPath, 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
+}
