@@ -1,5 +1,5 @@
 /** Human output (aligned tables) and machine output (JSON on stdout, nothing else there). */
-import { commentText } from '../network/plan/shell-word.js';
+import { escapedControlCharacters as commentText, terminalLines } from '../terminal-text.js';
 
 /**
  * An aligned table. Cells go through commentText: a link name (chosen by whoever owns the pod) can
@@ -66,10 +66,7 @@ export function print(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-/** Each line of `text` with its control characters escaped (commentText); its own newlines stay. */
-export function terminalLines(text: string): string {
-  return text.split('\n').map(commentText).join('\n');
-}
+export { terminalLines };
 
 /** A line of human output on stdout that may name pod links: escape codes in a name are shown, not run. */
 export function printText(text: string): void {

@@ -16,7 +16,15 @@ const source = resolve(new URL('../../src', import.meta.url).pathname);
 const LAYERS = [
   {
     layer: 'base',
-    paths: ['errors.ts', 'error-codes.ts', 'diagnostics.ts', 'arguments.ts', 'event-loop.ts', 'namespace-file.ts'],
+    paths: [
+      'errors.ts',
+      'error-codes.ts',
+      'diagnostics.ts',
+      'arguments.ts',
+      'event-loop.ts',
+      'namespace-file.ts',
+      'terminal-text.ts',
+    ],
     mayImport: [],
   },
   { layer: 'native', paths: ['native/'], mayImport: ['base'] },

@@ -34,6 +34,10 @@ const PROGRAM_ONLY_ERRORS = [
 
 /** Identifiers docs/library.md names that are fields or options, not exports. */
 const LIBRARY_GUIDE_NON_EXPORTS = [
+  // GarbageReport's field, and NetlinkHandle methods (the vcnet/netlink entry).
+  'leftAlone',
+  'delLink',
+  'delLinkGroup',
   'namedInterfaces',
   'disableNewNetns',
   'lockTimeoutMs',

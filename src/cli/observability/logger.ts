@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Logger, pino as pinoFunction } from 'pino';
 import { InvalidInputError } from '../../errors.js';
-import { terminalLines } from '../output.js';
+import { terminalLines } from '../../terminal-text.js';
 
 export type LogFormat = 'json' | 'pretty';
 
