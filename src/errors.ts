@@ -160,6 +160,33 @@ export class InvalidInputError extends VcnetError {
   }
 }
 
+/** One refused field of a larger input: its path, the value given and what it accepts. */
+export interface FieldIssue {
+  field: string;
+  value: unknown;
+  accepted: string;
+}
+
+/**
+ * Several fields of one input refused at once, so a caller fixes them in one go: the message and
+ * `field` name the first, the message lists the others, and `issues` holds them all.
+ */
+export class InvalidFieldsError extends InvalidInputError {
+  static override readonly errorName: string = 'InvalidFieldsError';
+  readonly issues: FieldIssue[];
+  constructor(issues: FieldIssue[], hint?: string) {
+    const first = issues[0] ?? { field: '(input)', value: undefined, accepted: 'a valid input' };
+    super(first.field, first.value, first.accepted, hint);
+    this.issues = issues;
+    if (issues.length > 1) {
+      this.message += ` and ${issues.length - 1} more: ${issues
+        .slice(1)
+        .map((issue) => `${issue.field}=${describeGivenValue(issue.value)} (accepted: ${issue.accepted})`)
+        .join('; ')}`;
+    }
+  }
+}
+
 const ACCEPTED_NAMESPACE = 'the path of a network namespace, such as /var/run/netns/NAME or /proc/PID/ns/net';
 
 /** What is wrong with the path, said plainly: "no such file", "a FIFO, not a network namespace". */

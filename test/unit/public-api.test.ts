@@ -36,6 +36,7 @@ const PROGRAM_ONLY_ERRORS = [
 const LIBRARY_GUIDE_NON_EXPORTS = [
   'namedInterfaces',
   'disableNewNetns',
+  'namespaceCreatedByVcnet',
   'lockTimeoutMs',
   'stateDirectory',
   'errorName',
