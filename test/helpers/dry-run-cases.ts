@@ -3,6 +3,7 @@
  * limits from a configuration.toml, and a macvtap pod link with the attributes its save and restore
  * must name the way iproute2 takes them.
  */
+import { randomInt } from 'node:crypto';
 import { filePerTestFile, RATE_LIMITED_KATA_CONFIG } from './cli.js';
 import type { TestNamespace } from './namespace.js';
 
@@ -49,6 +50,20 @@ export function addHostileLinks(pod: TestNamespace): void {
   pod.exec('ip', ['route', 'add', '10.231.0.0/16', 'via', '10.230.0.9', 'dev', first]);
 }
 
+/**
+ * The pod's own macvtap (a CNI plugin's, an operator's) with an address: the VM uses it as it is, and
+ * rate limits put an htb and an ifb on it. At a random high index, so its /dev/tap<index> is its own
+ * beside the other namespaces' macvtaps.
+ */
+export function addPodMacvtap(pod: TestNamespace): void {
+  pod.exec('ip', ['link', 'add', 'mvp', 'type', 'veth', 'peer', 'name', 'mvq']);
+  pod.exec('ip', ['link', 'set', 'mvp', 'up']);
+  const index = String(30000 + randomInt(30000));
+  pod.exec('ip', ['link', 'add', 'link', 'mvp', 'name', 'mvt', 'index', index, 'type', 'macvtap', 'mode', 'bridge']);
+  pod.exec('ip', ['link', 'set', 'mvt', 'up']);
+  pod.exec('ip', ['addr', 'add', '10.231.0.2/24', 'dev', 'mvt']);
+}
+
 /** The cases, with a configuration.toml of rate limits made for the calling test file. */
 export function dryRunCases(): DryRunCase[] {
   const rateLimited = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
@@ -67,6 +82,8 @@ export function dryRunCases(): DryRunCase[] {
       label: '(via inet6, pref, address metric and lifetime, neighbour protocol and router)',
     },
     { model: 'tcfilter', extra: [], shape: addHostileLinks, label: '(link names with ; | $ quotes)' },
+    { model: 'tcfilter', extra: ['--config', rateLimited], shape: addPodMacvtap, label: `${limits}, a pod macvtap` },
+    { model: 'macvtap', extra: ['--config', rateLimited], shape: addPodMacvtap, label: `${limits}, a pod macvtap` },
     { model: 'macvtap', extra: [], shape: addHostileLinks, label: '(link names with ; | $ quotes)' },
   ];
 }
