@@ -365,8 +365,16 @@ function registryCodeOf(error: unknown): ErrorCode | undefined {
 }
 
 /**
+ * Codes that say objects were left behind: one decides over an errno in its cause, which is only why
+ * the operation failed (an attach refused with EPERM whose undo was refused too must still say that
+ * something is left, and which command finishes it).
+ */
+const LEFT_BEHIND_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['VCNET_ROLLBACK_INCOMPLETE']);
+
+/**
  * The one classifier. Walking the cause chain from the outside in:
- * 1. an errno listed in ErrnoOutcomes anywhere (EPERM, EACCES) decides;
+ * 1. an error saying objects were left behind (VCNET_ROLLBACK_INCOMPLETE) or an errno listed in
+ *    ErrnoOutcomes (EPERM, EACCES), whichever comes first, decides;
  * 2. else the outermost error whose code is `specific` (bad input, locked, unsupported interface...);
  * 3. else the outermost VcnetError (a wrapper such as VCNET_ATTACH_FAILED, or a family such as
  *    VCNET_NETLINK);
@@ -375,6 +383,8 @@ function registryCodeOf(error: unknown): ErrorCode | undefined {
 export function classifyError(error: unknown): ErrorClassification {
   const chain = causeChain(error);
   for (const link of chain) {
+    const code = registryCodeOf(link);
+    if (code !== undefined && LEFT_BEHIND_CODES.has(code)) return outcomeOf(code, link);
     const errno = errnoOf(link);
     if (errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno)) {
       const outcome = ErrnoOutcomes[errno as keyof typeof ErrnoOutcomes];

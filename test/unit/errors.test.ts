@@ -18,6 +18,7 @@ import {
   errnoOf,
   hintForErrno,
   InvalidInputError,
+  RollbackIncompleteError,
   SystemCallError,
   VcnetError,
 } from '../../src/errors.js';
@@ -179,6 +180,19 @@ describe('classifyError', () => {
       code: 'VCNET_NETLINK',
       errno: 'EPERM',
     });
+  });
+
+  it('keeps VCNET_ROLLBACK_INCOMPLETE deciding when the failure it wraps carries EPERM (objects were left)', () => {
+    const denied = new AttachError('eth0', netlinkError(1), true);
+    const rollback = new RollbackIncompleteError('attach', denied, ['EACCES'], ['addresses of eth0'], []);
+    expect(classifyError(rollback)).toMatchObject({ code: 'VCNET_ROLLBACK_INCOMPLETE', errno: undefined });
+    expect(outward(rollback)).toEqual({
+      exit: ExitCode.FAILED,
+      cni: CniErrorCode.ATTACH_FAILED,
+      agent: StatusCode.INTERNAL,
+    });
+    // Wrapped again (a CLI or a caller's error): still the rollback that decides.
+    expect(classifyError(new Error('attach failed', { cause: rollback })).code).toBe('VCNET_ROLLBACK_INCOMPLETE');
   });
 
   it('lets a wrapper decide when its cause is only a general failure', () => {
