@@ -150,6 +150,37 @@ describe('a refused undo', () => {
     expect(fingerprint(pod)).toEqual(before);
   });
 
+  it('says what is left when a link it made was renamed before its undo, checked by ifindex, and keeps it recorded', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    setApplyTestHook((step) => {
+      // After the tap is made and up: someone renames it, then the attach fails.
+      if (step.change.op === 'add-qdisc' && step.change.link.role === 'tap') {
+        pod.exec('ip', ['link', 'set', 'tap0_kata', 'down']);
+        pod.exec('ip', ['link', 'set', 'tap0_kata', 'name', 's13fe-ren']);
+        throw new Error('injected fault after a rename');
+      }
+    });
+    const error = (await attachSandbox(
+      'renamed',
+      { ...config(pod, 'tcfilter'), rateLimit: {} },
+      { stateDirectory: stateDir },
+    ).then(
+      () => new Error('attach succeeded'),
+      (caught: unknown) => caught,
+    )) as Error & { code?: string; left?: unknown[] };
+    setApplyTestHook(undefined);
+    expect(error.code).toBe('VCNET_ROLLBACK_INCOMPLETE');
+    expect(error.message).toMatch(/tap0_kata \(ifindex \d+\) was still there after its undo, renamed s13fe-ren/);
+    expect(error.message).not.toContain('everything it had made was removed');
+    expect(error.left).toEqual([{ step: 'create-link', name: 's13fe-ren', kind: 'tun' }]);
+    expect(readSandbox('renamed', stateDir)?.network.endpoints[0]?.plumbing?.steps).toEqual(error.left);
+    // The record names it as it is now: detach removes it, and the namespace is as it was.
+    expect((await detachSandbox('renamed', { stateDirectory: stateDir })).found).toBe(true);
+    expect(readSandbox('renamed', stateDir)).toBeUndefined();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
   it('detach after a partial detach finishes the job', async () => {
     const { pod } = makePod();
     const before = fingerprint(pod);
