@@ -442,17 +442,37 @@ function relayedAgentStatus(code: ErrorCode, decidedBy: unknown): AgentOutcome |
 export class RollbackIncompleteError extends VcnetError {
   static override readonly errorName: string = 'RollbackIncompleteError';
   readonly left: unknown[];
-  constructor(what: string, cause: Error, failures: string[], leftObjects: string[], left: unknown[]) {
+  readonly failures: string[];
+  constructor(
+    what: string,
+    cause: Error,
+    failures: string[],
+    leftObjects: string[],
+    left: unknown[],
+    hint = 'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed',
+  ) {
     super(
       'VCNET_ROLLBACK_INCOMPLETE',
       `${what} failed: ${cause.message}; undoing it failed too (${failures.join('; ')}): left ${leftObjects.join(', ')}`,
-      {
-        value: leftObjects,
-        hint: 'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed',
-        cause,
-      },
+      { value: leftObjects, hint, cause },
     );
     this.left = left;
+    this.failures = failures;
+  }
+
+  /**
+   * The same failure told for the command that ran (CNI ADD, add-iface): its name, and the command
+   * that finishes what is left there (`vcnet detach` would find no sandbox, or take a live one down).
+   */
+  retold(what: string, hint: string): RollbackIncompleteError {
+    return new RollbackIncompleteError(
+      what,
+      this.cause as Error,
+      this.failures,
+      this.value as string[],
+      this.left,
+      hint,
+    );
   }
 }
 

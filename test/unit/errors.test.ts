@@ -195,6 +195,24 @@ describe('classifyError', () => {
     expect(classifyError(new Error('attach failed', { cause: rollback })).code).toBe('VCNET_ROLLBACK_INCOMPLETE');
   });
 
+  it('retells a refused rollback for the command that ran, keeping what is left and the cause', () => {
+    const cause = new Error('injected');
+    const rollback = new RollbackIncompleteError('attach', cause, ['EACCES'], ['addresses of eth1'], [{ step: 'x' }]);
+    expect(rollback.hint).toContain('vcnet detach');
+    const told = rollback.retold('add-iface eth1', 'vcnet gc --netns /run/netns/p finishes this interface only');
+    expect(told).toBeInstanceOf(RollbackIncompleteError);
+    expect(told.message).toBe(
+      'add-iface eth1 failed: injected; undoing it failed too (EACCES): left addresses of eth1',
+    );
+    expect(told).toMatchObject({
+      code: 'VCNET_ROLLBACK_INCOMPLETE',
+      hint: 'vcnet gc --netns /run/netns/p finishes this interface only',
+      left: [{ step: 'x' }],
+      value: ['addresses of eth1'],
+      cause,
+    });
+  });
+
   it('lets a wrapper decide when its cause is only a general failure', () => {
     expect(outward(new AttachError('eth0', netlinkError(95), true))).toEqual({
       exit: ExitCode.FAILED,
