@@ -450,10 +450,12 @@ export class RollbackIncompleteError extends VcnetError {
     leftObjects: string[],
     left: unknown[],
     hint = 'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed',
+    /** What the undo was of, when not only the failed operation itself (endpoints attached before it). */
+    readonly undone = 'it',
   ) {
     super(
       'VCNET_ROLLBACK_INCOMPLETE',
-      `${what} failed: ${cause.message}; undoing it failed too (${failures.join('; ')}): left ${leftObjects.join(', ')}`,
+      `${what} failed: ${cause.message}; undoing ${undone} failed too (${failures.join('; ')}): left ${leftObjects.join(', ')}`,
       { value: leftObjects, hint, cause },
     );
     this.left = left;
@@ -472,6 +474,7 @@ export class RollbackIncompleteError extends VcnetError {
       this.value as string[],
       this.left,
       hint,
+      this.undone,
     );
   }
 }

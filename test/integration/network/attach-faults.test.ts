@@ -181,6 +181,33 @@ describe('a refused undo', () => {
     expect(fingerprint(pod)).toEqual(before);
   });
 
+  it('names the earlier endpoint whose undo was refused, apart from the one that failed', async () => {
+    const { pod } = makePod({ interfaces: 2 });
+    setApplyTestHook((step) => {
+      // eth1's macvtap coming up: eth0 is attached (its addresses moved), and IPv6 off refuses them back.
+      if (step.change.op === 'set-link' && step.change.link.name === 'tap1_kata' && step.change.set.up === true) {
+        pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
+        throw new Error('injected fault in the second endpoint');
+      }
+    });
+    const error = (await attachSandbox(
+      'spanning',
+      { ...config(pod, 'macvtap'), rateLimit: {} },
+      { stateDirectory: stateDir },
+    ).then(
+      () => new Error('attach succeeded'),
+      (caught: unknown) => caught,
+    )) as Error & { code?: string };
+    setApplyTestHook(undefined);
+    expect(error.code).toBe('VCNET_ROLLBACK_INCOMPLETE');
+    expect(error.message).toMatch(
+      /^attach failed: attaching eth1 failed: .*injected fault in the second endpoint.*; undoing the endpoint attached before it \(eth0\) failed too \(.*\): left addresses removed from eth0/,
+    );
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+    await collectGarbage({ stateDirectory: stateDir, namespaces: [pod.path] });
+    expect(readSandbox('spanning', stateDir)).toBeUndefined();
+  });
+
   it('detach after a partial detach finishes the job', async () => {
     const { pod } = makePod();
     const before = fingerprint(pod);
