@@ -372,6 +372,18 @@ function registryCodeOf(error: unknown): ErrorCode | undefined {
 const LEFT_BEHIND_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['VCNET_ROLLBACK_INCOMPLETE']);
 
 /**
+ * The kernel's own words when it answers EACCES for a state of the device, not a privilege: IPv6 is
+ * turned off on the link (addrconf refuses an address there with "IPv6 is disabled on this device").
+ */
+export const NOT_A_PERMISSION_KERNEL_MESSAGE = /IPv6 is disabled/i;
+
+/** An EPERM/EACCES whose kernel message says why, and it is not a missing privilege. */
+function refusedForDeviceState(link: unknown): boolean {
+  const kernelMessage = (link as { kernelMessage?: unknown } | null)?.kernelMessage;
+  return typeof kernelMessage === 'string' && NOT_A_PERMISSION_KERNEL_MESSAGE.test(kernelMessage);
+}
+
+/**
  * The one classifier. Walking the cause chain from the outside in:
  * 1. an error saying objects were left behind (VCNET_ROLLBACK_INCOMPLETE) or an errno listed in
  *    ErrnoOutcomes (EPERM, EACCES), whichever comes first, decides;
@@ -386,7 +398,7 @@ export function classifyError(error: unknown): ErrorClassification {
     const code = registryCodeOf(link);
     if (code !== undefined && LEFT_BEHIND_CODES.has(code)) return outcomeOf(code, link);
     const errno = errnoOf(link);
-    if (errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno)) {
+    if (errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno) && !refusedForDeviceState(link)) {
       const outcome = ErrnoOutcomes[errno as keyof typeof ErrnoOutcomes];
       return { code: registryCodeOf(link) ?? 'VCNET_ERROR', errno, decidedBy: link, ...outcome };
     }
@@ -496,7 +508,7 @@ export class DetachIncompleteError extends VcnetError {
   ) {
     const refusedForPrivilege = refusals.find((refusal) => {
       const errno = errnoOf(refusal);
-      return errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno);
+      return errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno) && !refusedForDeviceState(refusal);
     });
     const cause = refusedForPrivilege ?? refusals[0];
     super(

@@ -213,6 +213,19 @@ describe('classifyError', () => {
     });
   });
 
+  it("does not call the kernel's EACCES for IPv6 turned off on a link a permission problem", () => {
+    const ipv6Off = new NetlinkError(
+      { type: 20, description: 'add address fd00::2/64 to eth0' },
+      { errno: 13, requestType: 20, requestSequence: 7, kernelMessage: 'ipv6: IPv6 is disabled on this device' },
+      '/run/netns/pod',
+    );
+    expect(classifyError(ipv6Off)).toMatchObject({ code: 'VCNET_NETLINK', exit: 'FAILED' });
+    expect(ipv6Off.hint).toMatch(/IPv6 is turned off on this link/);
+    expect(ipv6Off.hint).not.toMatch(/root|security module/);
+    // A bare EACCES stays "not permitted".
+    expect(classifyError(netlinkError(13)).exit).toBe('NOT_PERMITTED');
+  });
+
   it('lets a wrapper decide when its cause is only a general failure', () => {
     expect(outward(new AttachError('eth0', netlinkError(95), true))).toEqual({
       exit: ExitCode.FAILED,
