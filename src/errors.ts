@@ -160,6 +160,33 @@ export class InvalidInputError extends VcnetError {
   }
 }
 
+/** One refused field of a larger input: its path, the value given and what it accepts. */
+export interface FieldIssue {
+  field: string;
+  value: unknown;
+  accepted: string;
+}
+
+/**
+ * Several fields of one input refused at once, so a caller fixes them in one go: the message and
+ * `field` name the first, the message lists the others, and `issues` holds them all.
+ */
+export class InvalidFieldsError extends InvalidInputError {
+  static override readonly errorName: string = 'InvalidFieldsError';
+  readonly issues: FieldIssue[];
+  constructor(issues: FieldIssue[], hint?: string) {
+    const first = issues[0] ?? { field: '(input)', value: undefined, accepted: 'a valid input' };
+    super(first.field, first.value, first.accepted, hint);
+    this.issues = issues;
+    if (issues.length > 1) {
+      this.message += ` and ${issues.length - 1} more: ${issues
+        .slice(1)
+        .map((issue) => `${issue.field}=${describeGivenValue(issue.value)} (accepted: ${issue.accepted})`)
+        .join('; ')}`;
+    }
+  }
+}
+
 const ACCEPTED_NAMESPACE = 'the path of a network namespace, such as /var/run/netns/NAME or /proc/PID/ns/net';
 
 /** What is wrong with the path, said plainly: "no such file", "a FIFO, not a network namespace". */
@@ -338,8 +365,28 @@ function registryCodeOf(error: unknown): ErrorCode | undefined {
 }
 
 /**
+ * Codes that say objects were left behind: one decides over an errno in its cause, which is only why
+ * the operation failed (an attach refused with EPERM whose undo was refused too must still say that
+ * something is left, and which command finishes it).
+ */
+const LEFT_BEHIND_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['VCNET_ROLLBACK_INCOMPLETE']);
+
+/**
+ * The kernel's own words when it answers EACCES for a state of the device, not a privilege: IPv6 is
+ * turned off on the link (addrconf refuses an address there with "IPv6 is disabled on this device").
+ */
+export const NOT_A_PERMISSION_KERNEL_MESSAGE = /IPv6 is disabled/i;
+
+/** An EPERM/EACCES whose kernel message says why, and it is not a missing privilege. */
+function refusedForDeviceState(link: unknown): boolean {
+  const kernelMessage = (link as { kernelMessage?: unknown } | null)?.kernelMessage;
+  return typeof kernelMessage === 'string' && NOT_A_PERMISSION_KERNEL_MESSAGE.test(kernelMessage);
+}
+
+/**
  * The one classifier. Walking the cause chain from the outside in:
- * 1. an errno listed in ErrnoOutcomes anywhere (EPERM, EACCES) decides;
+ * 1. an error saying objects were left behind (VCNET_ROLLBACK_INCOMPLETE) or an errno listed in
+ *    ErrnoOutcomes (EPERM, EACCES), whichever comes first, decides;
  * 2. else the outermost error whose code is `specific` (bad input, locked, unsupported interface...);
  * 3. else the outermost VcnetError (a wrapper such as VCNET_ATTACH_FAILED, or a family such as
  *    VCNET_NETLINK);
@@ -348,8 +395,10 @@ function registryCodeOf(error: unknown): ErrorCode | undefined {
 export function classifyError(error: unknown): ErrorClassification {
   const chain = causeChain(error);
   for (const link of chain) {
+    const code = registryCodeOf(link);
+    if (code !== undefined && LEFT_BEHIND_CODES.has(code)) return outcomeOf(code, link);
     const errno = errnoOf(link);
-    if (errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno)) {
+    if (errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno) && !refusedForDeviceState(link)) {
       const outcome = ErrnoOutcomes[errno as keyof typeof ErrnoOutcomes];
       return { code: registryCodeOf(link) ?? 'VCNET_ERROR', errno, decidedBy: link, ...outcome };
     }
@@ -405,17 +454,40 @@ function relayedAgentStatus(code: ErrorCode, decidedBy: unknown): AgentOutcome |
 export class RollbackIncompleteError extends VcnetError {
   static override readonly errorName: string = 'RollbackIncompleteError';
   readonly left: unknown[];
-  constructor(what: string, cause: Error, failures: string[], leftObjects: string[], left: unknown[]) {
+  readonly failures: string[];
+  constructor(
+    what: string,
+    cause: Error,
+    failures: string[],
+    leftObjects: string[],
+    left: unknown[],
+    hint = 'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed',
+    /** What the undo was of, when not only the failed operation itself (endpoints attached before it). */
+    readonly undone = 'it',
+  ) {
     super(
       'VCNET_ROLLBACK_INCOMPLETE',
-      `${what} failed: ${cause.message}; undoing it failed too (${failures.join('; ')}): left ${leftObjects.join(', ')}`,
-      {
-        value: leftObjects,
-        hint: 'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed',
-        cause,
-      },
+      `${what} failed: ${cause.message}; undoing ${undone} failed too (${failures.join('; ')}): left ${leftObjects.join(', ')}`,
+      { value: leftObjects, hint, cause },
     );
     this.left = left;
+    this.failures = failures;
+  }
+
+  /**
+   * The same failure told for the command that ran (CNI ADD, add-iface): its name, and the command
+   * that finishes what is left there (`vcnet detach` would find no sandbox, or take a live one down).
+   */
+  retold(what: string, hint: string): RollbackIncompleteError {
+    return new RollbackIncompleteError(
+      what,
+      this.cause as Error,
+      this.failures,
+      this.value as string[],
+      this.left,
+      hint,
+      this.undone,
+    );
   }
 }
 
@@ -436,7 +508,7 @@ export class DetachIncompleteError extends VcnetError {
   ) {
     const refusedForPrivilege = refusals.find((refusal) => {
       const errno = errnoOf(refusal);
-      return errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno);
+      return errno !== undefined && Object.hasOwn(ErrnoOutcomes, errno) && !refusedForDeviceState(refusal);
     });
     const cause = refusedForPrivilege ?? refusals[0];
     super(

@@ -93,6 +93,8 @@ export {
   ErrorCodes,
   type ExitOutcome,
   errnoOf,
+  type FieldIssue,
+  InvalidFieldsError,
   InvalidInputError,
   isErrorCode,
   RollbackIncompleteError,

@@ -21,7 +21,7 @@
 import { isIPv6 } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import * as z from 'zod';
-import { InvalidInputError } from '../errors.js';
+import { type FieldIssue, InvalidFieldsError, InvalidInputError } from '../errors.js';
 import {
   type ARPNeighbor,
   ARPNeighborSchema,
@@ -78,27 +78,11 @@ export interface KataNeighbourJson {
   flags: number;
 }
 
-export interface JsonIssue {
-  field: string;
-  value: unknown;
-  accepted: string;
-}
+export type JsonIssue = FieldIssue;
 
 /** The JSON did not fit the shape: names the first bad field; `issues` lists all of them. */
-export class KataJsonError extends InvalidInputError {
+export class KataJsonError extends InvalidFieldsError {
   static override readonly errorName: string = 'KataJsonError';
-  readonly issues: JsonIssue[];
-  constructor(issues: JsonIssue[]) {
-    const first = issues[0] ?? { field: '(json)', value: undefined, accepted: 'valid JSON' };
-    super(first.field, first.value, first.accepted);
-    this.issues = issues;
-    if (issues.length > 1) {
-      this.message += ` and ${issues.length - 1} more: ${issues
-        .slice(1)
-        .map((issue) => `${issue.field}=${JSON.stringify(issue.value)} (accepted: ${issue.accepted})`)
-        .join('; ')}`;
-    }
-  }
 }
 
 // Each schema's error text is what the field accepts: the issue then says it directly.

@@ -4,7 +4,7 @@
  * Only CNI_IFNAME is attached, never the rest of the namespace (other chains own other interfaces).
  */
 
-import { VcnetError } from '../errors.js';
+import { RollbackIncompleteError, VcnetError } from '../errors.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import type { Link } from '../netlink/codec/link.js';
 import { formatHandle } from '../netlink/codec/tc/message.js';
@@ -184,7 +184,16 @@ export async function add(request: CniRequest, warn: Warn = warnOnStandardError)
           path: store.statePath,
         };
         await store.prepareToRecord();
-        const [endpoint] = await attachRecorded(network, { interfaces: [info], firstIndex, snapshot }, keeper);
+        const [endpoint] = await attachRecorded(network, { interfaces: [info], firstIndex, snapshot }, keeper).catch(
+          (error: unknown) => {
+            // There is no sandbox for `vcnet detach` to find here: the CNI record is finished by DEL.
+            if (!(error instanceof RollbackIncompleteError)) throw error;
+            throw error.retold(
+              `ADD of ${environment.interfaceName}`,
+              `${store.statePath} keeps what is left: the runtime's DEL of this container and interface removes it once the cause is fixed (or \`vcnet gc --netns ${namespace.path}\`)`,
+            );
+          },
+        );
         const plumbing = endpoint?.plumbing;
         if (!plumbing?.tapName) {
           // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.

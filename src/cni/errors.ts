@@ -109,12 +109,19 @@ export function cniErrorReply(error: unknown, cniVersion: string): CniErrorReply
   const code = cniCodeFor(error);
   if (error instanceof VcnetError) {
     // The deciding VCNET_* code (followed through `cause`), as the CNI code is decided.
-    const decided = classifyError(error).code;
+    // What the CLI's --json error carries besides: the errno that decided, and the outer code when a
+    // wrapper carried the deciding error (the deciding code stays first, for programs to match on).
+    const { code: decided, errno } = classifyError(error);
+    const carried = [
+      ...(errno ? [`errno ${errno}`] : []),
+      ...(decided !== error.code ? [`outerCode ${error.code}`] : []),
+    ];
+    const head = carried.length > 0 ? `${decided} (${carried.join(', ')})` : decided;
     return {
       cniVersion,
       code,
       msg: error.message,
-      details: error.hint ? `${decided}: ${error.hint}` : decided,
+      details: error.hint ? `${head}: ${error.hint}` : head,
     };
   }
   const failure = error instanceof Error ? error : new Error(String(error));

@@ -3,7 +3,7 @@
  * field (and message) names the errno: programs switch on `error.errno`, people read the message.
  */
 import { constants as osConstants } from 'node:os';
-import { VcnetError } from '../errors.js';
+import { NOT_A_PERMISSION_KERNEL_MESSAGE, VcnetError } from '../errors.js';
 import type { DecodedError } from './codec/reader.js';
 
 const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name]));
@@ -53,9 +53,18 @@ export class NetlinkError extends VcnetError {
   ) {
     const errno = errnoName(decoded.errno);
     const kernel = decoded.kernelMessage ? ` (kernel: ${decoded.kernelMessage})` : '';
+    // EACCES with this kernel text is IPv6 turned off on the link, not a missing privilege.
+    const ipv6Off =
+      errno === 'EACCES' &&
+      decoded.kernelMessage !== undefined &&
+      NOT_A_PERMISSION_KERNEL_MESSAGE.test(decoded.kernelMessage);
     super(code, `${request.description} failed: ${errno}${kernel}`, {
       value: request.description,
-      hint: hint ?? hints[errno],
+      hint:
+        hint ??
+        (ipv6Off
+          ? 'IPv6 is turned off on this link (sysctl net.ipv6.conf.<link>.disable_ipv6=1): turn it back on, then run the command again'
+          : hints[errno]),
     });
     this.errno = errno;
     this.errnoNumber = decoded.errno;

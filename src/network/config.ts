@@ -23,10 +23,16 @@ import {
   stringListOption,
   stringOption,
 } from '../arguments.js';
-import { InvalidInputError, VcnetError } from '../errors.js';
+import { type FieldIssue, InvalidFieldsError, InvalidInputError, VcnetError } from '../errors.js';
 import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
-import { DEFAULT_INTERWORKING_MODEL, type InterworkingModel, parseInterworkingModel } from './interworking-model.js';
+import {
+  DEFAULT_INTERWORKING_MODEL,
+  INTERWORKING_MODELS,
+  type InterworkingModel,
+  parseInterworkingModel,
+} from './interworking-model.js';
 import { type RateLimit, validateBitRate, validateRate } from './rate-limit.js';
+import { networkConfigSchema } from './state/network-content-schema.js';
 import { checkTapId } from './tap-owner.js';
 
 export interface NetworkConfig {
@@ -114,23 +120,16 @@ function requireConfigObject(given: unknown, field: string): void {
 /**
  * Checks a NetworkConfig a library caller built (the CLI builds one from flags): each field's type and
  * range, the model by name (`default` and any case read as the CLI reads them), and Kata's rule that a
- * hypervisor outside the pod namespace cannot reach a tcfilter or macvtap pair. Returns the config
- * with its model resolved; callers use the returned one.
+ * hypervisor outside the pod namespace cannot reach a tcfilter or macvtap pair. Every field the record
+ * would refuse is named in one InvalidFieldsError. Returns the config with its model resolved and
+ * namespaceCreatedByVcnet and disableNewNetns false when left out (as the CLI fills them); callers use
+ * the returned one.
  */
 export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
   requireConfigObject(given, 'config');
   refuseUnknownKeys(given, 'config', NETWORK_CONFIG_KEYS);
-  if (typeof given.namespacePath !== 'string' || given.namespacePath === '') {
-    throw new InvalidInputError('namespacePath', given.namespacePath, 'the path of the pod network namespace');
-  }
-  if (typeof given.model !== 'string') {
-    throw new InvalidInputError('model', given.model, 'tcfilter, macvtap, none or default');
-  }
-  const model = parseInterworkingModel(given.model, 'model');
-  const config = model === given.model ? given : { ...given, model };
-  if (config.vhostNet !== 'auto' && config.vhostNet !== 'off') {
-    throw new InvalidInputError('vhostNet', config.vhostNet, 'auto or off');
-  }
+  const config = withRecordDefaults(given);
+  refuseWhatTheRecordRefuses(given, config);
   if (config.disableNewNetns && config.model !== 'none') {
     throw new ConfigurationConflictError(
       `disable_new_netns works only with internetworking_model "none" (got "${config.model}")`,
@@ -138,11 +137,6 @@ export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
       'set internetworking_model = "none", or disable_new_netns = false',
     );
   }
-  if (!Number.isInteger(config.queues) || config.queues < 1 || config.queues > 256) {
-    throw new InvalidInputError('queues', config.queues, 'an integer from 1 to 256');
-  }
-  booleanOption(config.namespaceCreatedByVcnet, 'namespaceCreatedByVcnet');
-  booleanOption(config.disableNewNetns, 'disableNewNetns');
   booleanOption(config.nicIommu, 'nicIommu');
   stringOption(config.danConfigPath, 'danConfigPath', 'the path of a DAN configuration file');
   stringOption(config.vhostUserStorePath, 'vhostUserStorePath', 'a directory path');
@@ -156,6 +150,49 @@ export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
   }
   if (config.vmmRateLimiter !== undefined) checkVmmRateLimiter(config.vmmRateLimiter);
   return config;
+}
+
+/**
+ * The model resolved by name, and the two flags a JavaScript caller may leave out given the CLI's
+ * defaults (the record needs them: detach and gc refuse a record without them). The caller's object
+ * itself when nothing changes.
+ */
+function withRecordDefaults(given: NetworkConfig): NetworkConfig {
+  let model: unknown = given.model;
+  if (typeof model === 'string') {
+    try {
+      model = parseInterworkingModel(model, 'model');
+    } catch {
+      // left as given: the schema check names it with the other refused fields
+    }
+  }
+  const defaults = {
+    ...(given.namespaceCreatedByVcnet === undefined ? { namespaceCreatedByVcnet: false } : {}),
+    ...(given.disableNewNetns === undefined ? { disableNewNetns: false } : {}),
+  };
+  if (model === given.model && Object.keys(defaults).length === 0) return given;
+  return { ...given, ...defaults, model: model as InterworkingModel };
+}
+
+/** What each record field accepts, as a caller of the library reads it (the schema says it for the file). */
+const ACCEPTED_CONFIG: Record<string, string> = {
+  namespacePath: 'the absolute path of the pod network namespace',
+  model: INTERWORKING_MODELS.join(', '),
+};
+
+/**
+ * Every field the record's schema would refuse, named at once, before anything is made: an attach
+ * must never write a record its own detach and gc cannot read (and so strand its plumbing).
+ */
+function refuseWhatTheRecordRefuses(given: NetworkConfig, config: NetworkConfig): void {
+  const result = networkConfigSchema.safeParse(config);
+  if (result.success) return;
+  const issues: FieldIssue[] = result.error.issues.map((issue) => {
+    const field = issue.path.map(String).join('.') || 'config';
+    const value = issue.path.length === 1 ? (given as unknown as Record<string, unknown>)[field] : undefined;
+    return { field, value, accepted: ACCEPTED_CONFIG[field] ?? issue.message };
+  });
+  throw new InvalidFieldsError(issues);
 }
 
 /** Every key a NetworkConfig may have: any other is a misspelling that would quietly mean the default. */

@@ -237,10 +237,18 @@ export class Network {
       if (left.length > 0) {
         const cause = error instanceof RollbackIncompleteError ? (error.cause as Error) : (error as Error);
         const leftBefore = error instanceof RollbackIncompleteError ? (error.left as PlumbingStep[]) : [];
-        throw new RollbackIncompleteError('attach', cause, failures, describeRecords([...leftBefore, ...left]), [
-          ...leftBefore,
-          ...left,
-        ]);
+        // The cause speaks of the failing endpoint only: say which earlier endpoints the undo was of.
+        const earlier = added.map((endpoint) => endpoint.properties.link.name).join(', ');
+        const undone = `${leftBefore.length > 0 ? 'it and ' : ''}the endpoint${added.length > 1 ? 's' : ''} attached before it (${earlier})`;
+        throw new RollbackIncompleteError(
+          'attach',
+          cause,
+          [...(error instanceof RollbackIncompleteError ? error.failures : []), ...failures],
+          describeRecords([...leftBefore, ...left]),
+          [...leftBefore, ...left],
+          undefined,
+          added.length > 0 ? undone : 'it',
+        );
       }
       throw error;
     }

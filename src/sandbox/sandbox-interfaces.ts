@@ -21,7 +21,7 @@ import {
 import { routeUpdatesOf } from '../agent/network-request.js';
 import { StatusCode } from '../agent/ttrpc/status-code.js';
 import { functionOption, lockTimeoutOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
-import { InvalidInputError, VcnetError } from '../errors.js';
+import { InvalidInputError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
 import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
@@ -213,7 +213,14 @@ export async function addInterface(
           ...newIndexOptions(state),
         },
         keeper,
-      );
+      ).catch((error: unknown) => {
+        // `vcnet detach` would take the whole live sandbox down; gc finishes only the unfinished interface.
+        if (!(error instanceof RollbackIncompleteError)) throw error;
+        throw error.retold(
+          `add-iface ${guestName}`,
+          `${store.statePath} keeps what is left of this interface: \`vcnet gc --netns ${network.config.namespacePath}${stateDirectoryFlag(store.root)}\` removes it once the cause is fixed and leaves the rest of sandbox ${id} alone (\`vcnet detach\` would detach the whole sandbox)`,
+        );
+      });
       if (!endpoint) throw new Error('no endpoint was created');
       endpoint.closeFds();
       inferredType = requested ? undefined : endpoint.type;

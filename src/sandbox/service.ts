@@ -35,6 +35,7 @@ import { type NetworkConfig, validateNetworkConfig } from '../network/config.js'
 import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
 import { recordsHoldingLink, whereNamespaceLives } from '../network/garbage-collector.js';
 import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
+import { randomMacvtapIndex } from '../network/model/macvtap-index.js';
 import { AttachError } from '../network/model/plumbing-context.js';
 import { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from '../network/network.js';
 import { describeKept, describeRecords, type UndoReport } from '../network/plan/apply.js';
@@ -416,6 +417,9 @@ export async function planSandboxAttach(
   config = validateNetworkConfig(config);
   validateSandboxId(id);
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
+  // As attach refuses it, first: a dry run for a taken id would print a plan attach never runs.
+  const store = new SandboxStore(id, options.stateDirectory);
+  if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
   const network = Network.open(config, id);
   try {
     // As attach refuses a held namespace (without its lock: a dry run changes nothing).
@@ -442,7 +446,8 @@ export async function planSandboxAttach(
       source: endpoint.properties.link.name,
       type: endpoint.type,
       ...(plan ? { plan } : {}),
-      commands: plan ? commandsOf(plan) : [],
+      // Chosen as attach chooses it (Kata's range): the printed index is a likely free one, not a reservation.
+      commands: plan ? commandsOf(plan, { macvtapIndex: () => randomMacvtapIndex() }) : [],
     }));
   } finally {
     network.close();

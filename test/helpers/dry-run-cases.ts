@@ -3,6 +3,7 @@
  * limits from a configuration.toml, and a macvtap pod link with the attributes its save and restore
  * must name the way iproute2 takes them.
  */
+import { randomInt } from 'node:crypto';
 import { filePerTestFile, RATE_LIMITED_KATA_CONFIG } from './cli.js';
 import type { TestNamespace } from './namespace.js';
 
@@ -64,6 +65,20 @@ export function routeSubnetViaGateway(pod: TestNamespace): void {
   }
 }
 
+/**
+ * The pod's own macvtap (a CNI plugin's, an operator's) with an address: the VM uses it as it is, and
+ * rate limits put an htb and an ifb on it. At a random high index, so its /dev/tap<index> is its own
+ * beside the other namespaces' macvtaps.
+ */
+export function addPodMacvtap(pod: TestNamespace): void {
+  pod.exec('ip', ['link', 'add', 'mvp', 'type', 'veth', 'peer', 'name', 'mvq']);
+  pod.exec('ip', ['link', 'set', 'mvp', 'up']);
+  const index = String(30000 + randomInt(30000));
+  pod.exec('ip', ['link', 'add', 'link', 'mvp', 'name', 'mvt', 'index', index, 'type', 'macvtap', 'mode', 'bridge']);
+  pod.exec('ip', ['link', 'set', 'mvt', 'up']);
+  pod.exec('ip', ['addr', 'add', '10.231.0.2/24', 'dev', 'mvt']);
+}
+
 /** The cases, with a configuration.toml of rate limits made for the calling test file. */
 export function dryRunCases(): DryRunCase[] {
   const rateLimited = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
@@ -83,6 +98,8 @@ export function dryRunCases(): DryRunCase[] {
     },
     { model: 'macvtap', extra: [], shape: routeSubnetViaGateway, label: '(ptp: the subnet via the gateway)' },
     { model: 'tcfilter', extra: [], shape: addHostileLinks, label: '(link names with ; | $ quotes)' },
+    { model: 'tcfilter', extra: ['--config', rateLimited], shape: addPodMacvtap, label: `${limits}, a pod macvtap` },
+    { model: 'macvtap', extra: ['--config', rateLimited], shape: addPodMacvtap, label: `${limits}, a pod macvtap` },
     { model: 'macvtap', extra: [], shape: addHostileLinks, label: '(link names with ; | $ quotes)' },
   ];
 }

@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { InvalidInputError, VcnetError } from '../../src/errors.js';
+import { InvalidFieldsError, InvalidInputError, VcnetError } from '../../src/errors.js';
 import { NetlinkClosedError } from '../../src/netlink/errors.js';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
 import { defineNetworkConfig, validateNetworkConfig } from '../../src/network/config.js';
@@ -128,6 +128,51 @@ describe('library misuse', () => {
       expect(await links()).toEqual(attached);
       expect((await detachSandbox('f11p-sb1', { stateDirectory })).found).toBe(true);
       expect(await links()).toEqual(before);
+    } finally {
+      rmSync(stateDirectory, { recursive: true, force: true });
+    }
+  });
+  it('a plain config without namespaceCreatedByVcnet and disableNewNetns attaches with them false, and its record detaches', async () => {
+    const { pod } = makePod();
+    const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-s13fe-'));
+    try {
+      const plain = { namespacePath: pod.path, model: 'tcfilter', queues: 1, vhostNet: 'off' } as never;
+      await attachSandbox('s13fe-plain', plain, { stateDirectory });
+      expect(readSandbox('s13fe-plain', stateDirectory)?.network.config).toMatchObject({
+        namespaceCreatedByVcnet: false,
+        disableNewNetns: false,
+      });
+      expect(await detachSandbox('s13fe-plain', { stateDirectory })).toMatchObject({
+        found: true,
+        report: { left: [] },
+      });
+      expect(pod.exec('ip', ['-o', 'link', 'show', 'group', String(0x7663)]).trim()).toBe('');
+    } finally {
+      rmSync(stateDirectory, { recursive: true, force: true });
+    }
+  });
+
+  it('a config the record would refuse is refused before anything is made, every bad field named at once', async () => {
+    const { pod } = makePod();
+    const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-s13fe-'));
+    try {
+      const bad = {
+        namespacePath: pod.path,
+        model: 'tcfilter',
+        queues: 0,
+        vhostNet: 'on',
+        namespaceCreatedByVcnet: 'no',
+      } as never;
+      const refused = await attachSandbox('s13fe-bad', bad, { stateDirectory }).catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(InvalidFieldsError);
+      expect((refused as InvalidFieldsError).issues.map((issue) => issue.field).sort()).toEqual([
+        'namespaceCreatedByVcnet',
+        'queues',
+        'vhostNet',
+      ]);
+      expect((refused as Error).message).toMatch(/invalid \w+: .* and 2 more: /);
+      expect(readdirSync(stateDirectory)).toEqual([]);
+      expect(pod.exec('ip', ['-o', 'link', 'show', 'group', String(0x7663)]).trim()).toBe('');
     } finally {
       rmSync(stateDirectory, { recursive: true, force: true });
     }

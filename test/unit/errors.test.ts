@@ -18,6 +18,7 @@ import {
   errnoOf,
   hintForErrno,
   InvalidInputError,
+  RollbackIncompleteError,
   SystemCallError,
   VcnetError,
 } from '../../src/errors.js';
@@ -179,6 +180,50 @@ describe('classifyError', () => {
       code: 'VCNET_NETLINK',
       errno: 'EPERM',
     });
+  });
+
+  it('keeps VCNET_ROLLBACK_INCOMPLETE deciding when the failure it wraps carries EPERM (objects were left)', () => {
+    const denied = new AttachError('eth0', netlinkError(1), true);
+    const rollback = new RollbackIncompleteError('attach', denied, ['EACCES'], ['addresses of eth0'], []);
+    expect(classifyError(rollback)).toMatchObject({ code: 'VCNET_ROLLBACK_INCOMPLETE', errno: undefined });
+    expect(outward(rollback)).toEqual({
+      exit: ExitCode.FAILED,
+      cni: CniErrorCode.ATTACH_FAILED,
+      agent: StatusCode.INTERNAL,
+    });
+    // Wrapped again (a CLI or a caller's error): still the rollback that decides.
+    expect(classifyError(new Error('attach failed', { cause: rollback })).code).toBe('VCNET_ROLLBACK_INCOMPLETE');
+  });
+
+  it('retells a refused rollback for the command that ran, keeping what is left and the cause', () => {
+    const cause = new Error('injected');
+    const rollback = new RollbackIncompleteError('attach', cause, ['EACCES'], ['addresses of eth1'], [{ step: 'x' }]);
+    expect(rollback.hint).toContain('vcnet detach');
+    const told = rollback.retold('add-iface eth1', 'vcnet gc --netns /run/netns/p finishes this interface only');
+    expect(told).toBeInstanceOf(RollbackIncompleteError);
+    expect(told.message).toBe(
+      'add-iface eth1 failed: injected; undoing it failed too (EACCES): left addresses of eth1',
+    );
+    expect(told).toMatchObject({
+      code: 'VCNET_ROLLBACK_INCOMPLETE',
+      hint: 'vcnet gc --netns /run/netns/p finishes this interface only',
+      left: [{ step: 'x' }],
+      value: ['addresses of eth1'],
+      cause,
+    });
+  });
+
+  it("does not call the kernel's EACCES for IPv6 turned off on a link a permission problem", () => {
+    const ipv6Off = new NetlinkError(
+      { type: 20, description: 'add address fd00::2/64 to eth0' },
+      { errno: 13, requestType: 20, requestSequence: 7, kernelMessage: 'ipv6: IPv6 is disabled on this device' },
+      '/run/netns/pod',
+    );
+    expect(classifyError(ipv6Off)).toMatchObject({ code: 'VCNET_NETLINK', exit: 'FAILED' });
+    expect(ipv6Off.hint).toMatch(/IPv6 is turned off on this link/);
+    expect(ipv6Off.hint).not.toMatch(/root|security module/);
+    // A bare EACCES stays "not permitted".
+    expect(classifyError(netlinkError(13)).exit).toBe('NOT_PERMITTED');
   });
 
   it('lets a wrapper decide when its cause is only a general failure', () => {

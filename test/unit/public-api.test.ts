@@ -40,6 +40,7 @@ const LIBRARY_GUIDE_NON_EXPORTS = [
   'delLinkGroup',
   'namedInterfaces',
   'disableNewNetns',
+  'namespaceCreatedByVcnet',
   'lockTimeoutMs',
   'stateDirectory',
   'errorName',

@@ -13,17 +13,32 @@ import {
   existingDevicePlumbing,
   openVhostFds,
   type PlumbingContext,
+  planEndpoint,
 } from '../model/plumbing-context.js';
+import type { AttachRequest } from '../plan/plan-attach.js';
+import type { Plan } from '../plan/types.js';
 import { Endpoint } from './endpoint.js';
 
 export class MacvtapEndpoint extends Endpoint {
   readonly type = 'macvtap' as const;
 
+  /** The rate limits put on the macvtap, or undefined when the VM uses it as it is. */
+  private rateLimitRequest(context: PlumbingContext): AttachRequest | undefined {
+    if (!context.rateLimit?.rxBitsPerSecond && !context.rateLimit?.txBitsPerSecond) return undefined;
+    const link = this.properties.link;
+    return { model: 'existing', source: link, tapName: link.name };
+  }
+
+  /** The dry run plans what build applies: the rate-limit plumbing when there is a limit. */
+  override async plan(context: PlumbingContext): Promise<Plan | undefined> {
+    const request = this.rateLimitRequest(context);
+    return request ? planEndpoint(context, request) : undefined;
+  }
+
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
     const link = this.properties.link;
-    if (context.rateLimit?.rxBitsPerSecond || context.rateLimit?.txBitsPerSecond) {
-      return attachByPlan(context, { model: 'existing', source: link, tapName: link.name });
-    }
+    const request = this.rateLimitRequest(context);
+    if (request) return attachByPlan(context, request);
     const node = verifiedMacvtapNode(link.index);
     return existingDevicePlumbing(context, {
       tapName: link.name,

@@ -158,7 +158,7 @@ export async function attachByPlan(context: PlumbingContext, request: AttachRequ
   } catch (error) {
     closeFds(tapFds);
     closeFds(vhostFds);
-    return rollBackAttach(context.handle, applied.records, error as Error, context.journal);
+    return rollBackAttach(context.handle, applied.records, error as Error, context.journal, applied.createdIndexes);
   }
 }
 

@@ -249,7 +249,13 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     return { records: recordsOf(completed, createdIndexes), createdIndexes, tapFds };
   } catch (error) {
     closeFds(tapFds);
-    return rollBackAttach(handle, recordsOf(completed, createdIndexes), error as Error, context.journal);
+    return rollBackAttach(
+      handle,
+      recordsOf(completed, createdIndexes),
+      error as Error,
+      context.journal,
+      createdIndexes,
+    );
   }
 }
 
@@ -262,6 +268,7 @@ export async function rollBackAttach(
   records: PlumbingStep[],
   error: Error,
   journal: ((left: PlumbingStep[]) => void) | undefined,
+  createdIndexes?: ReadonlyMap<string, number>,
 ): Promise<never> {
   let report: { failures: Array<{ message: string }>; left: PlumbingStep[] };
   try {
@@ -270,6 +277,11 @@ export async function rollBackAttach(
     // The undo could not even start (its dump of the links was refused, say): nothing it was meant
     // to remove is known to be gone, so all of it is left, and said so.
     report = { failures: [{ message: (undoError as Error).message }], left: [...records] };
+  }
+  if (createdIndexes) {
+    const survivors = await linksStillThere(handle, records, report.left, createdIndexes);
+    report.failures.push(...survivors.map((survivor) => ({ message: survivor.message })));
+    report.left.push(...survivors.map((survivor) => survivor.record));
   }
   let journalFailure: Error | undefined;
   try {
@@ -292,6 +304,43 @@ export async function rollBackAttach(
     );
   }
   throw error;
+}
+
+/**
+ * The links the attach made that are still there after its undo, looked up by the ifindex each got
+ * when it was made: the undo deletes by name and takes "no such device" as gone, which a link renamed
+ * meanwhile (by someone else, or a hook) also answers. Each survivor is recorded under the name it
+ * has now, so detach and gc find it; a link whose index holds another kind now is not ours.
+ */
+async function linksStillThere(
+  handle: NetlinkHandle,
+  records: readonly PlumbingStep[],
+  left: readonly PlumbingStep[],
+  createdIndexes: ReadonlyMap<string, number>,
+): Promise<Array<{ record: PlumbingStep; message: string }>> {
+  const survivors: Array<{ record: PlumbingStep; message: string }> = [];
+  for (const record of records) {
+    if (record.step !== 'create-link' || left.includes(record)) continue;
+    const index = createdIndexes.get(record.name);
+    if (index === undefined) continue;
+    let link: Link | undefined;
+    try {
+      link = await handle.findLink({ index });
+    } catch (lookupError) {
+      // Not known to be gone: kept, under the name it was made with.
+      survivors.push({
+        record,
+        message: `${record.name} (ifindex ${index}) could not be checked after its undo: ${(lookupError as Error).message}`,
+      });
+      continue;
+    }
+    if (!link || link.kind !== record.kind) continue;
+    survivors.push({
+      record: { ...record, name: link.name },
+      message: `${record.name} (ifindex ${index}) was still there after its undo${link.name === record.name ? '' : `, renamed ${link.name}`}`,
+    });
+  }
+  return survivors;
 }
 
 function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-tap' }>) {

@@ -5,8 +5,8 @@
  *   vcnet attach --dry-run ... | ip netns exec POD sh -e        (a named namespace)
  *   vcnet attach --dry-run ... | nsenter --net=PATH sh -e       (any namespace path)
  *
- * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed,
- * and every name the pod's owner picked is quoted for the shell (shell-word.ts).
+ * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed
+ * (a new macvtap is made at the index `macvtapIndex` gives, as attach picks one), and every name the pod's owner picked is quoted for the shell (shell-word.ts).
  */
 import { AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
@@ -40,8 +40,17 @@ function familyFlag(address: string | undefined, family?: number): string {
   return family === AddressFamily.INET6 || address?.includes(':') ? '-6 ' : '';
 }
 
+export interface CommandOptions {
+  /**
+   * The ifindex a macvtap is made at (`index N`). Attach makes each at a random high index so its
+   * host-wide /dev/tap<index> is its own; a pasted command without one would get the namespace's
+   * next small index, whose node another namespace's macvtap may already have.
+   */
+  macvtapIndex?: () => number;
+}
+
 /** The `ip`/`tc` command that makes one change. */
-export function commandOf(change: Change): string {
+export function commandOf(change: Change, options: CommandOptions = {}): string {
   switch (change.op) {
     case 'create-tap':
       return `ip tuntap add ${dev(change.link)} mode tap vnet_hdr${change.multiQueue ? ' multi_queue' : ''}${
@@ -56,6 +65,7 @@ export function commandOf(change: Change): string {
       if (change.txQueueLength !== undefined) parts.push(`txqueuelen ${change.txQueueLength}`);
       if (change.group !== undefined) parts.push(`group ${change.group}`);
       if (change.allMulticast) parts.push('allmulticast on');
+      if (change.kind === 'macvtap' && options.macvtapIndex) parts.push(`index ${options.macvtapIndex()}`);
       parts.push(change.kind === 'macvtap' ? 'type macvtap mode bridge' : 'type ifb');
       return parts.join(' ');
     }
@@ -148,8 +158,8 @@ function protocolText(protocol: number): string {
 }
 
 /** Every change of the plan as a command, in order. */
-export function commandsOf(plan: Pick<Plan, 'steps'>): string[] {
-  return plan.steps.map((step) => commandOf(step.change));
+export function commandsOf(plan: Pick<Plan, 'steps'>, options: CommandOptions = {}): string[] {
+  return plan.steps.map((step) => commandOf(step.change, options));
 }
 
 /** The address flags a request sets, as `ip address add` spells them (the kernel keeps only these). */

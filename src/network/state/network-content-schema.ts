@@ -169,13 +169,17 @@ export const endpointStateSchema = z.looseObject({
 });
 
 export const networkConfigSchema = z.looseObject({
-  namespacePath: z.string({ error: 'an absolute namespace path' }).startsWith('/', {
-    error: 'an absolute namespace path',
-  }),
+  namespacePath: z
+    .string({ error: 'an absolute namespace path' })
+    .min(1, { error: 'an absolute namespace path' })
+    .startsWith('/', { error: 'an absolute namespace path' }),
   model: z.enum(INTERWORKING_MODELS, { error: INTERWORKING_MODELS.join(', ') }),
   namespaceCreatedByVcnet: z.boolean({ error: 'true or false' }),
   disableNewNetns: z.boolean({ error: 'true or false' }),
-  queues: z.int({ error: 'queues from 1 to 256' }).min(1).max(256),
+  queues: z
+    .int({ error: 'an integer from 1 to 256' })
+    .min(1, { error: 'an integer from 1 to 256' })
+    .max(256, { error: 'an integer from 1 to 256' }),
   vhostNet: z.enum(['auto', 'off'], { error: 'auto, off' }),
   tapOwner: z.int({ error: 'a uid' }).min(0).max(0x7fffffff).optional(),
   tapGroup: z.int({ error: 'a gid' }).min(0).max(0x7fffffff).optional(),

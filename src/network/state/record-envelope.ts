@@ -72,6 +72,27 @@ function describe(value: unknown): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
+const NEWER_RECORD_HINT =
+  'nothing was changed; a newer vcnet wrote this record: run that version to detach it, and keep the file until then';
+
+/**
+ * What a field accepts, said plainly: a schema without its own text for a type mismatch gets zod's
+ * ("Invalid input: expected object, received null"), which repeats the value and reads oddly after "expected".
+ */
+function acceptedText(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type' && issue.message.startsWith('Invalid input')) {
+    const expected = String(issue.expected);
+    return `${/^[aeiou]/.test(expected) ? 'an' : 'a'} ${expected}`;
+  }
+  return issue.message;
+}
+
+/** A `version` field holding a number above every one this vcnet reads: a newer vcnet's record. */
+function isNewerVersion(issue: z.core.$ZodIssue, found: unknown): boolean {
+  if (issue.code !== 'invalid_value' || issue.path[issue.path.length - 1] !== 'version') return false;
+  return typeof found === 'number' && issue.values.every((known) => typeof known === 'number' && known < found);
+}
+
 /** Throws StateInvalidError for the first problem zod found. */
 function check<T>(schema: z.ZodType<T>, data: unknown, file: string, prefix: PropertyKey[] = []): T {
   const result = schema.safeParse(data);
@@ -82,8 +103,9 @@ function check<T>(schema: z.ZodType<T>, data: unknown, file: string, prefix: Pro
   throw new StateInvalidError(
     file,
     fieldPath(path) || '(top level)',
-    `is ${describe(found)} (expected ${issue.message})`,
+    `is ${describe(found)} (expected ${acceptedText(issue)})`,
     found,
+    isNewerVersion(issue, found) ? NEWER_RECORD_HINT : undefined,
   );
 }
 
@@ -116,11 +138,7 @@ export function parseRecord<T>(
       'version',
       `is ${describe(version)} (expected ${RECORD_VERSION}${why})`,
       version,
-      newer
-        ? 'nothing was changed; a newer vcnet wrote this record: run that version to detach it, and keep the file until then'
-        : version === 1
-          ? OLDER_RECORD_HINT
-          : undefined,
+      newer ? NEWER_RECORD_HINT : version === 1 ? OLDER_RECORD_HINT : undefined,
     );
   }
   const envelope = check(recordEnvelopeSchema, data, file);

@@ -89,6 +89,15 @@ describe('vcnet attach --dry-run', () => {
       expect(dry.stdout).toContain(
         model === 'macvtap' ? 'type macvtap mode bridge' : 'ip tuntap add dev tap0_kata mode tap vnet_hdr',
       );
+      // A new macvtap at a high index as attach makes it, so its /dev/tap<index> is not another's.
+      for (const [, index] of dry.stdout.matchAll(/ index (\d+) type macvtap/g))
+        expect(Number(index)).toBeGreaterThanOrEqual(8192);
+      if (model === 'macvtap') expect(dry.stdout).toMatch(/ index \d+ type macvtap mode bridge/);
+      // The pod's own macvtap gets its rate limits planned as attach applies them.
+      if (label.includes('pod macvtap')) {
+        expect(dry.stdout).toContain('tc qdisc add dev mvt root handle 1: htb default 2');
+        expect(dry.stdout).not.toContain('used by the VM as it is');
+      }
 
       // Run where a command smuggled in a link name would leave a file (see HOSTILE_LINK_NAMES).
       const shellDirectory = mkdtempSync(join(tmpdir(), 'vcnet-dry-sh-'));
@@ -151,6 +160,21 @@ describe('vcnet attach --dry-run', () => {
       });
     }
     expect(readdirSync(stateDirectory()).filter((name) => name !== '.locks')).toEqual([]);
+  });
+
+  it('refuses a taken sandbox id as attach does, before planning (VCNET_SANDBOX_EXISTS)', () => {
+    const { pod } = makePod();
+    const flags = ['--sandbox', 'taken', '--netns', pod.path, '--state-dir', stateDirectory()];
+    expect(vcnet(['attach', ...flags]).status).toBe(0);
+    const again = vcnet(['attach', ...flags, '--json']);
+    const dry = vcnet(['attach', '--dry-run', ...flags, '--json']);
+    expect(JSON.parse(again.stdout)).toMatchObject({ error: { code: 'VCNET_SANDBOX_EXISTS' } });
+    expect({ status: dry.status, stdout: dry.stdout, stderr: dry.stderr }).toEqual({
+      status: again.status,
+      stdout: again.stdout,
+      stderr: again.stderr,
+    });
+    expect(vcnet(['detach', '--sandbox', 'taken', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 
   it('keeps the header one comment when the namespace path holds a newline', () => {

@@ -150,6 +150,64 @@ describe('a refused undo', () => {
     expect(fingerprint(pod)).toEqual(before);
   });
 
+  it('says what is left when a link it made was renamed before its undo, checked by ifindex, and keeps it recorded', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    setApplyTestHook((step) => {
+      // After the tap is made and up: someone renames it, then the attach fails.
+      if (step.change.op === 'add-qdisc' && step.change.link.role === 'tap') {
+        pod.exec('ip', ['link', 'set', 'tap0_kata', 'down']);
+        pod.exec('ip', ['link', 'set', 'tap0_kata', 'name', 's13fe-ren']);
+        throw new Error('injected fault after a rename');
+      }
+    });
+    const error = (await attachSandbox(
+      'renamed',
+      { ...config(pod, 'tcfilter'), rateLimit: {} },
+      { stateDirectory: stateDir },
+    ).then(
+      () => new Error('attach succeeded'),
+      (caught: unknown) => caught,
+    )) as Error & { code?: string; left?: unknown[] };
+    setApplyTestHook(undefined);
+    expect(error.code).toBe('VCNET_ROLLBACK_INCOMPLETE');
+    expect(error.message).toMatch(/tap0_kata \(ifindex \d+\) was still there after its undo, renamed s13fe-ren/);
+    expect(error.message).not.toContain('everything it had made was removed');
+    expect(error.left).toEqual([{ step: 'create-link', name: 's13fe-ren', kind: 'tun' }]);
+    expect(readSandbox('renamed', stateDir)?.network.endpoints[0]?.plumbing?.steps).toEqual(error.left);
+    // The record names it as it is now: detach removes it, and the namespace is as it was.
+    expect((await detachSandbox('renamed', { stateDirectory: stateDir })).found).toBe(true);
+    expect(readSandbox('renamed', stateDir)).toBeUndefined();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('names the earlier endpoint whose undo was refused, apart from the one that failed', async () => {
+    const { pod } = makePod({ interfaces: 2 });
+    setApplyTestHook((step) => {
+      // eth1's macvtap coming up: eth0 is attached (its addresses moved), and IPv6 off refuses them back.
+      if (step.change.op === 'set-link' && step.change.link.name === 'tap1_kata' && step.change.set.up === true) {
+        pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
+        throw new Error('injected fault in the second endpoint');
+      }
+    });
+    const error = (await attachSandbox(
+      'spanning',
+      { ...config(pod, 'macvtap'), rateLimit: {} },
+      { stateDirectory: stateDir },
+    ).then(
+      () => new Error('attach succeeded'),
+      (caught: unknown) => caught,
+    )) as Error & { code?: string };
+    setApplyTestHook(undefined);
+    expect(error.code).toBe('VCNET_ROLLBACK_INCOMPLETE');
+    expect(error.message).toMatch(
+      /^attach failed: attaching eth1 failed: .*injected fault in the second endpoint.*; undoing the endpoint attached before it \(eth0\) failed too \(.*\): left addresses removed from eth0/,
+    );
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+    await collectGarbage({ stateDirectory: stateDir, namespaces: [pod.path] });
+    expect(readSandbox('spanning', stateDir)).toBeUndefined();
+  });
+
   it('detach after a partial detach finishes the job', async () => {
     const { pod } = makePod();
     const before = fingerprint(pod);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CniConfigError, CniErrorCode, cniCodeFor, cniErrorReply } from '../../../src/cni/errors.js';
-import { VcnetError } from '../../../src/errors.js';
+import { RollbackIncompleteError, VcnetError } from '../../../src/errors.js';
 import { UnsupportedInterfaceError } from '../../../src/network/endpoint/create-endpoint.js';
 import { AttachError } from '../../../src/network/model/plumbing-context.js';
 import { SandboxLockedError } from '../../../src/network/state/store.js';
@@ -29,6 +29,16 @@ describe('CNI error replies', () => {
     expect(cniCodeFor(new VcnetError('VCNET_INVALID_INPUT', 'queues'))).toBe(CniErrorCode.INVALID_NETWORK_CONFIG);
     // A code this version does not know (an error from a newer copy of vcnet): a general failure.
     expect(cniCodeFor(new VcnetError('VCNET_SOMETHING_ELSE' as never, 'x'))).toBe(CniErrorCode.VCNET_FAILED);
+  });
+
+  it("carry the errno that decided and the outer code in details, after the deciding code, as the CLI's --json does", () => {
+    const denied = Object.assign(new Error('operation not permitted'), { errno: 'EPERM' });
+    const attach = cniErrorReply(new AttachError('eth0', denied, true), '1.0.0');
+    expect(attach.details).toMatch(/^VCNET_ERROR \(errno EPERM, outerCode VCNET_ATTACH_FAILED\): /);
+    const rollback = new RollbackIncompleteError('attach', new AttachError('eth0', denied, true), ['x'], ['y'], []);
+    const reply = cniErrorReply(rollback, '1.0.0');
+    expect(reply.code).toBe(CniErrorCode.ATTACH_FAILED);
+    expect(reply.details).toMatch(/^VCNET_ROLLBACK_INCOMPLETE: /);
   });
 
   it('report an error that is not a VcnetError as internal (999), with the stack for a bug report', () => {

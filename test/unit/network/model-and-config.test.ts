@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { InvalidInputError } from '../../../src/errors.js';
+import { InvalidFieldsError, InvalidInputError } from '../../../src/errors.js';
 import { type NetworkConfig, parseKataConfiguration, validateNetworkConfig } from '../../../src/network/config.js';
 import { createInterfacePair, tapName } from '../../../src/network/interface-pair.js';
 import {
@@ -145,6 +145,40 @@ disable_new_netns = false
     );
     expect(() => validateNetworkConfig({ ...config, vhostNet: 'on' as 'auto' })).toThrow(/invalid vhostNet: "on"/);
     expect(() => validateNetworkConfig({ ...config, namespacePath: '' })).toThrow(/invalid namespacePath/);
+  });
+
+  it('fills the flags a JavaScript caller leaves out as the CLI does, and names every field the record would refuse', () => {
+    const plain = { namespacePath: '/var/run/netns/pod', model: 'tcfilter', queues: 1, vhostNet: 'off' };
+    expect(validateNetworkConfig(plain as NetworkConfig)).toEqual({
+      ...plain,
+      namespaceCreatedByVcnet: false,
+      disableNewNetns: false,
+    });
+    const refused = (() => {
+      try {
+        validateNetworkConfig({
+          namespacePath: 'var/run/netns/pod',
+          model: 'bridge',
+          queues: 0,
+          vhostNet: 'auto',
+          disableNewNetns: 1,
+        } as never);
+      } catch (error) {
+        return error as InvalidFieldsError;
+      }
+    })();
+    expect(refused).toBeInstanceOf(InvalidFieldsError);
+    expect(refused?.issues).toEqual([
+      {
+        field: 'namespacePath',
+        value: 'var/run/netns/pod',
+        accepted: 'the absolute path of the pod network namespace',
+      },
+      { field: 'model', value: 'bridge', accepted: 'default, macvtap, tcfilter, none' },
+      { field: 'disableNewNetns', value: 1, accepted: 'true or false' },
+      { field: 'queues', value: 0, accepted: 'an integer from 1 to 256' },
+    ]);
+    expect(refused?.message).toMatch(/^invalid namespacePath: "var\/run\/netns\/pod" .* and 3 more: model="bridge"/);
   });
 
   it('names the key, the value and what is accepted for bad values', () => {

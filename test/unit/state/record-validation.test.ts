@@ -102,6 +102,31 @@ describe('parseRecord', () => {
     expect(error.hint).not.toMatch(/damaged/);
   });
 
+  it('says a newer vcnet wrote a record whose nested version is above this one, not that it was damaged', () => {
+    for (const path of ['network', 'endpoint'] as const) {
+      const record = sandboxRecord();
+      const network = record.network as { version: number; endpoints: Array<{ version: number }> };
+      if (path === 'network') network.version = 7;
+      else network.endpoints[0]!.version = 9;
+      const error = refusal(JSON.stringify(record));
+      expect(error.field).toBe(path === 'network' ? 'network.version' : 'network.endpoints.0.version');
+      expect(error.hint).toMatch(/a newer vcnet wrote this record/);
+      expect(error.hint).not.toMatch(/damaged/);
+    }
+    // An older (lower) nested version than any known is damage, as before.
+    const older = sandboxRecord();
+    (older.network as { version: number }).version = 0;
+    expect(refusal(JSON.stringify(older)).hint).toMatch(/damaged/);
+  });
+
+  it("says what a field of the wrong type accepts in words, not zod's text", () => {
+    const record = sandboxRecord();
+    record.namespace = null;
+    const error = refusal(JSON.stringify(record));
+    expect(error.message).toMatch(/field namespace is null \(expected an object\)$/);
+    expect(error.message).not.toMatch(/Invalid input/);
+  });
+
   it('refuses the record of another sandbox copied into this one', () => {
     const error = refusal(JSON.stringify(sandboxRecord('b')), 'a');
     expect(error.field).toBe('id');
