@@ -405,13 +405,22 @@ function relayedAgentStatus(code: ErrorCode, decidedBy: unknown): AgentOutcome |
 export class RollbackIncompleteError extends VcnetError {
   static override readonly errorName: string = 'RollbackIncompleteError';
   readonly left: unknown[];
-  constructor(what: string, cause: Error, failures: string[], leftObjects: string[], left: unknown[]) {
+  constructor(
+    what: string,
+    cause: Error,
+    failures: readonly string[],
+    leftObjects: readonly string[],
+    left: unknown[],
+    /** What to do about what is left, when the undo knows better than "detach" (a NIC the VM keeps). */
+    hint?: string,
+  ) {
     super(
       'VCNET_ROLLBACK_INCOMPLETE',
       `${what} failed: ${cause.message}; undoing it failed too (${failures.join('; ')}): left ${leftObjects.join(', ')}`,
       {
         value: leftObjects,
-        hint: 'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed',
+        hint:
+          hint ?? 'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed',
         cause,
       },
     );
@@ -428,8 +437,10 @@ export class DetachIncompleteError extends VcnetError {
   static override readonly errorName: string = 'DetachIncompleteError';
   constructor(
     what: string,
-    failures: string[],
-    leftObjects: string[],
+    /** Why each part was refused, as the message says it. */
+    readonly failures: readonly string[],
+    /** What is left in place, as the message names it. */
+    readonly leftObjects: readonly string[],
     recordPath: string,
     hint?: string,
     refusals: readonly unknown[] = [],

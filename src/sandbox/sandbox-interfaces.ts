@@ -41,6 +41,7 @@ import {
   openRecordedNetwork,
   type RecordKeeper,
   type SandboxState,
+  undoAfterFailure,
 } from './service.js';
 
 export class SandboxNotFoundError extends VcnetError {
@@ -232,13 +233,12 @@ export async function addInterface(
           });
         } catch (error) {
           if (recordedRoutes !== undefined) state.guestRoutes = recordedRoutes;
-          await detachRecorded(network, `add-iface ${guestName} (undoing it)`, keeper, {
+          await undoAfterFailure(error, network, `add-iface ${guestName}`, keeper, {
             endpoints: [endpoint],
             hotplug: vm.hotplug,
             requireUnplug: true,
             sandbox: { id, stateDirectory: store.root },
           });
-          throw error;
         }
       }
       return {

@@ -70,7 +70,7 @@ export function subscribeLogs(log: Logger): () => void {
       subscribeTracing(tracing.detach, {
         asyncEnd: (event) => {
           const report = event.result as
-            | { undone?: number; alreadyGone?: number; kept?: number; failures?: unknown[] }
+            | { undone?: number; alreadyGone?: number; kept?: number; failures?: unknown[]; stillPlugged?: unknown[] }
             | undefined;
           log.info(
             {
@@ -82,6 +82,8 @@ export function subscribeLogs(log: Logger): () => void {
               alreadyGone: report?.alreadyGone,
               kept: report?.kept,
               failures: report?.failures?.length,
+              // NICs the VM kept: their plumbing stays, which is a failure of the detach too.
+              ...(report?.stillPlugged?.length ? { stillPlugged: report.stillPlugged.length } : {}),
               ...('error' in event ? { err: event.error } : {}),
             },
             'endpoints detached',
