@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { logger } from '../observability/logger.js';
+import { JSON_ERRORS_OPTION } from '../options.js';
 
 /** How long a stopping watch may spend applying the change it had pending. */
 const STOP_BOUND_MS = 10_000;
@@ -15,6 +16,7 @@ export function registerWatch(program: Command): void {
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--debounce <ms>', 'wait this long after the last change before applying', '200')
     .option('--state-dir <dir>', 'where sandbox state lives')
+    .option(...JSON_ERRORS_OPTION)
     .action(async (options: { sandbox: string; debounce: string; stateDir?: string }) => {
       const debounceMs = Number(options.debounce);
       if (!Number.isInteger(debounceMs) || debounceMs < 0 || debounceMs > 60_000) {

@@ -51,8 +51,12 @@ describe('add-iface when both the guest and the undo fail', () => {
     );
     const request = join(stateDirectory(), 'add.json');
     writeFileSync(request, JSON.stringify({ device: 'eth8', name: 'eth8' }));
-    const added = await vcnetAsync(['add-iface', 'u1', request, '--state-dir', stateDirectory()]).done;
+    const added = await vcnetAsync(['add-iface', 'u1', request, '--state-dir', stateDirectory(), '--json']).done;
     expect(added.status, added.stderr).toBe(1);
+    expect(JSON.parse(added.stdout).error).toMatchObject({
+      code: 'VCNET_ROLLBACK_INCOMPLETE',
+      value: expect.arrayContaining(["the VM's NIC net1 (eth8)"]),
+    });
     const [message = ''] = added.stderr.split('\n').filter((line) => line.startsWith('vcnet: add-iface'));
     // The first failure, the agent refusing the MTU, leads; then the refusal and what is left.
     expect(message).toMatch(/^vcnet: add-iface eth8 failed: .*9000.*; undoing it failed too \(.*net1.*\): left /);
