@@ -6,7 +6,17 @@
  */
 import type { Logger } from 'pino';
 import { channels, type EndpointEvent, type NoticeEvent, tracing, type WatchEvent } from '../../diagnostics.js';
+import { classifyError } from '../../errors.js';
 import { subscribeTracing } from './subscribe.js';
+
+/**
+ * An error as a log line carries it: its code and message (the message names each cause) below
+ * debug, the full error with stack and cause chain from debug (docs/diagnostics.md says so).
+ */
+export function errorLogFields(log: Logger, error: unknown): Record<string, unknown> {
+  if (log.isLevelEnabled('debug')) return { err: error };
+  return { error: { code: classifyError(error).code, message: (error as Error)?.message ?? String(error) } };
+}
 
 function milliseconds(since: number | undefined): number | undefined {
   return since === undefined ? undefined : Number((performance.now() - since).toFixed(3));
@@ -27,7 +37,7 @@ export function subscribeLogs(log: Logger): () => void {
   if (log.isLevelEnabled('warn')) {
     const onNotice = (message: unknown): void => {
       const { message: text, error, details, ...fields } = message as NoticeEvent;
-      log.warn({ ...fields, ...details, ...(error ? { err: error } : {}) }, text);
+      log.warn({ ...fields, ...details, ...(error ? errorLogFields(log, error) : {}) }, text);
     };
     channels.notice.subscribe(onNotice);
     unsubscribers.push(() => channels.notice.unsubscribe(onNotice));
