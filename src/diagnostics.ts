@@ -23,6 +23,7 @@
  */
 import type { AsyncLocalStorage } from 'node:async_hooks';
 import { channel, tracingChannel } from 'node:diagnostics_channel';
+import type { ErrorCode } from './error-codes.js';
 
 // Frozen: every copy of vcnet in a process shares these names, so no caller may change them.
 export const DiagnosticsChannel = Object.freeze({
@@ -97,7 +98,7 @@ export interface WatchEvent {
   removed: string[];
   updated: string[];
   /** Links that could not be attached (tried again with the next change). */
-  failed: Array<{ name: string; message: string }>;
+  failed: Array<{ name: string; code: ErrorCode; message: string }>;
 }
 
 export interface NoticeEvent {

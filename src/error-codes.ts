@@ -203,7 +203,7 @@ export const ErrorCodes = deepFreeze({
     agent: 'UNAVAILABLE',
   },
   VCNET_ROLLBACK_INCOMPLETE: {
-    meaning: 'an attach failed and undoing it was refused too: the record keeps what is left',
+    meaning: 'an attach or add-iface failed and undoing it was refused too: the record keeps what is left',
     role: 'specific',
     exit: 'FAILED',
     cni: 'ATTACH_FAILED',

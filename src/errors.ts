@@ -454,12 +454,12 @@ function relayedAgentStatus(code: ErrorCode, decidedBy: unknown): AgentOutcome |
 export class RollbackIncompleteError extends VcnetError {
   static override readonly errorName: string = 'RollbackIncompleteError';
   readonly left: unknown[];
-  readonly failures: string[];
+  readonly failures: readonly string[];
   constructor(
     what: string,
     cause: Error,
-    failures: string[],
-    leftObjects: string[],
+    failures: readonly string[],
+    leftObjects: readonly string[],
     left: unknown[],
     hint = 'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed',
     /** What the undo was of, when not only the failed operation itself (endpoints attached before it). */
@@ -500,8 +500,10 @@ export class DetachIncompleteError extends VcnetError {
   static override readonly errorName: string = 'DetachIncompleteError';
   constructor(
     what: string,
-    failures: string[],
-    leftObjects: string[],
+    /** Why each part was refused, as the message says it. */
+    readonly failures: readonly string[],
+    /** What is left in place, as the message names it. */
+    readonly leftObjects: readonly string[],
     recordPath: string,
     hint?: string,
     refusals: readonly unknown[] = [],

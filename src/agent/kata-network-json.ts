@@ -224,10 +224,12 @@ function foldKeys(value: unknown, rules: KeyRules, path: string, ignored: string
   if (!isPlainObject(value)) return value;
   const folded: Record<string, unknown> = {};
   for (const [key, child] of Object.entries(value)) {
+    // An own alias only: a key such as "constructor" or "__proto__" would otherwise find Object.prototype's.
+    const alias = rules.aliases && Object.hasOwn(rules.aliases, foldKey(key)) ? rules.aliases[foldKey(key)] : undefined;
     const target =
       rules.fields.find((field) => field === key) ??
       rules.fields.find((field) => foldKey(field) === foldKey(key)) ??
-      rules.aliases?.[foldKey(key)];
+      alias;
     if (target === undefined) {
       ignored.push(`${path}.${key}`);
       continue;

@@ -59,7 +59,8 @@ export function reportError(error: unknown, json: boolean): number {
     // The code and name a program matches on are the deciding error's (classifyError follows `cause`:
     // a name taken inside an attach is LinkNameTakenError, VCNET_LINK_NAME_TAKEN); the operation that
     // failed stays as outerCode and outerName. Message and hint stay the outer error's: they say both.
-    const { code: decided, decidedBy } = classifyError(error);
+    // The errno too is the deciding error's: an EPERM inside an attach decides, the wrapper has none.
+    const { code: decided, decidedBy, errno } = classifyError(error);
     const decidedName = decidedBy instanceof Error ? decidedBy.name : undefined;
     const body =
       error instanceof VcnetError
@@ -67,11 +68,16 @@ export function reportError(error: unknown, json: boolean): number {
             ...error.toJSON(),
             name: decidedName ?? error.name,
             code: decided,
+            ...(errno !== undefined ? { errno } : {}),
             ...(decided !== error.code || (decidedName ?? error.name) !== error.name
               ? { outerName: error.name, outerCode: error.code }
               : {}),
           }
-        : { code: 'VCNET_ERROR', message: String((error as Error)?.message ?? error) };
+        : {
+            code: 'VCNET_ERROR',
+            ...(errno !== undefined ? { errno } : {}),
+            message: String((error as Error)?.message ?? error),
+          };
     process.stdout.write(`${JSON.stringify({ error: body })}\n`);
   }
   const message = (error as Error)?.message ?? String(error);

@@ -160,3 +160,13 @@ export const LOCK_TIMEOUT_OPTION = [
   '--lock-timeout <seconds>',
   'wait this long for another vcnet command on the same sandbox (default $VCNET_LOCK_TIMEOUT or 30)',
 ] as const;
+
+/**
+ * --json of commands whose result is JSON already (add-iface, del-iface, update-routes, watch): a
+ * failure is then the one-line `{"error": ...}` object every command prints (main.ts reportError), so
+ * a program can tell SANDBOX_NOT_FOUND from a refused hot-plug without parsing stderr.
+ */
+export const JSON_ERRORS_OPTION = [
+  '--json',
+  'on failure, also print the error as one JSON object on stdout (`{"error":{"code":...}}`, as the other commands do); the result is JSON either way',
+] as const;

@@ -20,12 +20,13 @@ import {
   sameNamespace,
 } from '../netns/namespace-identity.js';
 import type { NetworkConfig } from '../network/config.js';
+import { loopbackRefused } from '../network/endpoint/create-endpoint.js';
 import { collectGarbage, namespaceExistsNowhere } from '../network/garbage-collector.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
 import { Network } from '../network/network.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plumbing.js';
-import { interfacesOf } from '../network/scan.js';
+import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { salvageNamespace } from '../network/state/record-envelope.js';
 import {
   attachRecorded,
@@ -154,6 +155,8 @@ export async function add(request: CniRequest, warn: Warn = warnOnStandardError)
         const snapshot = await network.scan();
         const info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
         if (!info) {
+          if (loopbackNames(snapshot).includes(environment.interfaceName))
+            throw loopbackRefused(environment.interfaceName);
           throw new CniError(
             CniErrorCode.INTERFACE_NOT_FOUND,
             'VCNET_CNI_INTERFACE_NOT_FOUND',

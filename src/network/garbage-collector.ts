@@ -72,6 +72,7 @@ import {
   STATE_TEMPORARY_FILE,
   stateDirectory,
 } from './state/store.js';
+import { refuseNonDirectory } from './state/trust.js';
 
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'state';
@@ -368,6 +369,9 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     ...(options.stateDirectories ?? []),
     ...(options.stateDirectory ? [options.stateDirectory] : []),
   ].map((directory) => resolve(directory));
+  // A named directory that cannot be one is refused as every other command refuses it: read as
+  // empty, a mistyped path would make a gc that collects nothing look like a clean one.
+  for (const directory of namedDirectories) refuseNonDirectory(directory);
   const directories = knownStateDirectories(namedDirectories);
   const report: GarbageReport = {
     dryRun,

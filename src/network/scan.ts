@@ -10,7 +10,7 @@ import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { RouteScope, RouteTable } from '../netlink/codec/route.js';
 import { type NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
 import { openNetworkNamespace } from '../netns/namespace-identity.js';
-import { type CreateEndpointOptions, classifyInterface } from './endpoint/create-endpoint.js';
+import { type CreateEndpointOptions, classifyInterface, loopbackRefused } from './endpoint/create-endpoint.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 
@@ -19,8 +19,13 @@ export interface NamespaceScan {
   snapshot: NamespaceSnapshot;
 }
 
-export function isLoopback(info: NetworkInfo): boolean {
+export function isLoopback(info: Pick<NetworkInfo, 'link'>): boolean {
   return info.link.type === HardwareType.LOOPBACK || (info.link.flags & InterfaceFlag.LOOPBACK) !== 0;
+}
+
+/** The names of the namespace's loopback links (interfacesOf leaves them out): lo, in practice. */
+export function loopbackNames(snapshot: NamespaceSnapshot): string[] {
+  return snapshot.links.filter((link) => isLoopback({ link })).map((link) => link.name);
 }
 
 function groupByIndex<T>(items: T[], indexOf: (item: T) => number | undefined): Map<number, T[]> {
@@ -121,6 +126,7 @@ export function refuseUnknownNamedInterfaces(snapshot: NamespaceSnapshot, named:
   const links = interfacesOf(snapshot).map((info) => info.link.name);
   const missing = named.find((name) => !links.includes(name));
   if (missing === undefined) return;
+  if (loopbackNames(snapshot).includes(missing)) throw loopbackRefused(missing);
   throw new InvalidInputError(
     'namedInterfaces',
     missing,

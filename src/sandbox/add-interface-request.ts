@@ -11,7 +11,7 @@ import type { Interface } from '../agent/generated/types_pb.js';
 import { interfaceUpdateOf } from '../agent/network-request.js';
 import { InvalidInputError } from '../errors.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
-import { classifyInterface } from '../network/endpoint/create-endpoint.js';
+import { classifyInterface, loopbackRefused } from '../network/endpoint/create-endpoint.js';
 import { checkLinkName, checkNotVcnetDevice, isVcnetDevice } from '../network/link-name.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
 
@@ -66,7 +66,7 @@ export function resolveAddInterfaceRequest(
   message: Interface,
   podInterfaces: readonly NetworkInfo[],
   existing: readonly ExistingEndpoint[],
-  options: { vhostUserStorePath?: string } = {},
+  options: { vhostUserStorePath?: string; loopbacks?: readonly string[] } = {},
 ): AddInterfaceRequest {
   const requestedType = requestedTypeOf(message.type);
   const deviceField = message.device ? 'interface.device' : 'interface.name';
@@ -108,6 +108,7 @@ export function resolveAddInterfaceRequest(
       throw new InvalidInputError(deviceField, device, 'a device the sandbox does not use yet');
     }
     const scanned = podInterfaces.find((entry) => entry.link.name === device);
+    if (!scanned && options.loopbacks?.includes(device)) throw loopbackRefused(device);
     if (!scanned) {
       throw new InvalidInputError(
         deviceField,

@@ -29,7 +29,7 @@ import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
-import { interfacesOf } from '../network/scan.js';
+import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../network/state/store.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
@@ -41,6 +41,7 @@ import {
   openRecordedNetwork,
   type RecordKeeper,
   type SandboxState,
+  undoAfterFailure,
 } from './service.js';
 
 export class SandboxNotFoundError extends VcnetError {
@@ -190,12 +191,10 @@ export async function addInterface(
       guestName,
       requestedType: requested,
       podDevice,
-    } = resolveAddInterfaceRequest(
-      message,
-      interfacesOf(snapshot),
-      existing,
-      network.config.vhostUserStorePath ? { vhostUserStorePath: network.config.vhostUserStorePath } : {},
-    );
+    } = resolveAddInterfaceRequest(message, interfacesOf(snapshot), existing, {
+      ...(network.config.vhostUserStorePath ? { vhostUserStorePath: network.config.vhostUserStorePath } : {}),
+      loopbacks: loopbackNames(snapshot),
+    });
     let inferredType: EndpointType | undefined;
 
     const vm = await connectVirtualMachine(state, store.root);
@@ -239,13 +238,12 @@ export async function addInterface(
           });
         } catch (error) {
           if (recordedRoutes !== undefined) state.guestRoutes = recordedRoutes;
-          await detachRecorded(network, `add-iface ${guestName} (undoing it)`, keeper, {
+          await undoAfterFailure(error, network, `add-iface ${guestName}`, keeper, {
             endpoints: [endpoint],
             hotplug: vm.hotplug,
             requireUnplug: true,
             sandbox: { id, stateDirectory: store.root },
           });
-          throw error;
         }
       }
       return {

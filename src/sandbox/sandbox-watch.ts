@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { channels, publish } from '../diagnostics.js';
+import { classifyError, type ErrorCode } from '../errors.js';
 import { LinkNotFoundError } from '../netlink/handle.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
@@ -33,7 +34,8 @@ export interface WatchSummary {
   removed: string[];
   updated: string[];
   /** New interfaces that could not be attached (each on its own: the others went ahead); retried with the next change. */
-  failed: Array<{ name: string; message: string }>;
+  /** Links it could not attach: the code of what decided (classifyError) and the message. */
+  failed: Array<{ name: string; code: ErrorCode; message: string }>;
   /**
    * Endpoints whose tap or macvtap (vcnet's, recorded) went away from the namespace while they stay
    * attached: their VM NIC has no backend. Only present when there are some.
@@ -178,7 +180,11 @@ export async function applyNamespaceChange(
           // Deleted again before it could be attached (veths that come and go within a debounce):
           // nothing to attach, report or retry; the attach undid what it had made.
           if (!(await linkStillThere(network, info.link))) continue;
-          summary.failed.push({ name: info.link.name, message: (error as Error).message });
+          summary.failed.push({
+            name: info.link.name,
+            code: classifyError(error).code,
+            message: (error as Error).message,
+          });
           publish(channels.notice, () => ({
             operation: 'watch',
             endpoint: info.link.name,

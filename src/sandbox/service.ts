@@ -229,6 +229,35 @@ export async function detachRecorded(
   return report;
 }
 
+/**
+ * Undoes `endpoints` after `failure` (a guest push that failed, a device configuration refused) and
+ * throws `failure`. When the undo is refused too, the error names both: `failure` is why the
+ * operation failed (the cause to fix), the refusal says what is left and what removes it.
+ */
+export async function undoAfterFailure(
+  failure: unknown,
+  network: Network,
+  what: string,
+  record: RecordKeeper,
+  options: Parameters<typeof detachRecorded>[3] = {},
+): Promise<never> {
+  try {
+    await detachRecorded(network, `${what} (undoing it)`, record, options);
+  } catch (refused) {
+    if (!(refused instanceof DetachIncompleteError)) throw refused;
+    const cause = failure instanceof Error ? failure : new Error(String(failure));
+    throw new RollbackIncompleteError(
+      what,
+      cause,
+      refused.failures,
+      refused.leftObjects,
+      [...refused.leftObjects],
+      refused.hint,
+    );
+  }
+  throw failure;
+}
+
 const HYPERVISOR_KINDS: readonly HypervisorRecord['kind'][] = ['qemu', 'clh', 'firecracker'];
 
 function checkHypervisorKind(kind: unknown, field: string): void {
@@ -337,8 +366,7 @@ export async function attachSandbox(
           options.checkEndpoints?.(network.endpoints());
         } catch (error) {
           // Nothing half-built: a refused device configuration undoes the plumbing and the record.
-          await detachRecorded(network, `attach of ${id} (undoing it)`, keeper);
-          throw error;
+          await undoAfterFailure(error, network, `attach of ${id}`, keeper);
         }
         if (network.endpoints().length === 0 && !config.disableNewNetns) {
           // As Kata ("no network interfaces found"): not an error (the runtime may configure the pod

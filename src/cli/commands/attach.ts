@@ -182,6 +182,8 @@ export function registerAttach(program: Command): void {
               ...(vhost ? { vhostNet: vhost.available ? 'on' : `off: ${vhost.reason}` } : {}),
             },
             ...result.guest,
+            // Links left out (no address and not named with --interface): part of the answer, as scan's.
+            skipped: result.skipped.map(({ endpoint, reason }) => ({ source: endpoint, reason })),
           });
           return;
         }

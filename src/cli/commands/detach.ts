@@ -87,8 +87,17 @@ export function registerDetach(program: Command): void {
 
 function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
   if (json) {
-    const { id, ...plan } = planned;
-    printJson({ sandbox: id, dryRun: true, ...plan });
+    // alreadyGone and kept are counts, as in detach --json; what they count is listed beside them.
+    const { id, alreadyGone, kept, ...plan } = planned;
+    printJson({
+      sandbox: id,
+      dryRun: true,
+      ...plan,
+      alreadyGone: alreadyGone.length,
+      kept: kept.length,
+      alreadyGoneObjects: alreadyGone,
+      keptObjects: kept,
+    });
     return;
   }
   if (!planned.found) {

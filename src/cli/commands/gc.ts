@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ErrnoOutcomes } from '../../error-codes.js';
 import { hintForErrno, InvalidInputError } from '../../errors.js';
-import { collectGarbage, type GarbageFailure } from '../../network/garbage-collector.js';
+import { collectGarbage, type GarbageFailure, type GarbageReport } from '../../network/garbage-collector.js';
 import { ExitCode } from '../exit-codes.js';
 import { print, printJson, printText, table, writeStderr } from '../output.js';
 
@@ -40,24 +40,13 @@ export function registerGc(program: Command): void {
       // A gc that could not remove everything did not succeed: 3 when the kernel refused it for lack of
       // privilege (as any other command), else 1. The report is printed either way.
       if (report.failures.length > 0) process.exitCode = exitCodeForFailures(report.failures);
+      // stderr says the same with --json, as every other command's failure does: the JSON is for the
+      // program, the lines and the hint for the person reading its log.
+      reportToStderr(report);
       if (options.json) {
         printJson(report);
         return;
       }
-      for (const record of report.skipped) writeStderr(`vcnet: gc skipped a record it cannot read: ${record.reason}\n`);
-      for (const failure of report.failures)
-        writeStderr(`vcnet: gc could not finish in ${failure.namespacePath}: ${failure.reason}\n`);
-      if (report.failures.some((failure) => isPermissionErrno(failure.errno)))
-        writeStderr(`hint: ${hintForErrno('EPERM')}\n`);
-      else if (report.failures.length > 0)
-        writeStderr('hint: what failed is still recorded: run `vcnet gc` again once the cause is fixed\n');
-      for (const { namespacePath, links } of report.unclaimed)
-        writeStderr(
-          `vcnet: gc left ${links.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
-        );
-      // In vcnet's way but not vcnet's (a veth in its group, a live record's filter): left, and why.
-      for (const item of report.leftAlone)
-        process.stderr.write(`vcnet: gc left the ${item.kind} ${item.name} in ${item.namespacePath}: ${item.detail}\n`);
       // No record claims these, but a VM may be using them: said on stdout, as part of what gc did.
       for (const link of report.inUse) printText(`kept ${link.name} in ${link.namespacePath}: ${link.detail}`);
       if (report.removed.length === 0 && report.failures.length > 0) {
@@ -76,4 +65,22 @@ export function registerGc(program: Command): void {
         ),
       );
     });
+}
+
+/** What a person should know about a gc: the records skipped, what failed and the hint, links left. */
+function reportToStderr(report: GarbageReport): void {
+  for (const record of report.skipped) writeStderr(`vcnet: gc skipped a record it cannot read: ${record.reason}\n`);
+  for (const failure of report.failures)
+    writeStderr(`vcnet: gc could not finish in ${failure.namespacePath}: ${failure.reason}\n`);
+  if (report.failures.some((failure) => isPermissionErrno(failure.errno)))
+    writeStderr(`hint: ${hintForErrno('EPERM')}\n`);
+  else if (report.failures.length > 0)
+    writeStderr('hint: what failed is still recorded: run `vcnet gc` again once the cause is fixed\n');
+  for (const { namespacePath, links } of report.unclaimed)
+    writeStderr(
+      `vcnet: gc left ${links.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
+    );
+  // In vcnet's way but not vcnet's (a veth in its group, a live record's filter): left, and why.
+  for (const item of report.leftAlone)
+    writeStderr(`vcnet: gc left the ${item.kind} ${item.name} in ${item.namespacePath}: ${item.detail}\n`);
 }

@@ -11,6 +11,7 @@ import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 // The value alone: a type-free module, so the agent's protobuf code still loads only when a command runs.
 import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
+import { JSON_ERRORS_OPTION } from '../options.js';
 import { print, printJson, routeDestination, table, writeStderr } from '../output.js';
 
 /**
@@ -123,6 +124,7 @@ export function registerKataNetwork(program: Command): void {
     .argument('<sandbox>', 'sandbox id')
     .argument('<file>', 'Interface JSON (name, IPAddresses, mtu, hwAddr, type...; keys in any case), or - for stdin')
     .option(...stateOption)
+    .option(...JSON_ERRORS_OPTION)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
       const { addInterface } = await sandboxInterfaces();
       const result = await addInterface(sandbox, readInput(file), {
@@ -140,6 +142,7 @@ export function registerKataNetwork(program: Command): void {
     .argument('<sandbox>', 'sandbox id')
     .argument('<file>', 'Interface JSON naming it by name, device or hwAddr, or - for stdin')
     .option(...stateOption)
+    .option(...JSON_ERRORS_OPTION)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
       const { removeInterface } = await sandboxInterfaces();
       printJsonLine(
@@ -187,6 +190,7 @@ export function registerKataNetwork(program: Command): void {
     .argument('<sandbox>', 'sandbox id')
     .argument('<file>', 'Route JSON array (dest, gateway, device, source, scope, family, flags, mtu), or - for stdin')
     .option(...stateOption)
+    .option(...JSON_ERRORS_OPTION)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
       const { updateRoutes } = await sandboxInterfaces();
       printJsonLine(

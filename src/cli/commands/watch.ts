@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
+import { errorLogFields } from '../observability/log-subscriber.js';
 import { logger } from '../observability/logger.js';
+import { JSON_ERRORS_OPTION } from '../options.js';
 import { writeStderr } from '../output.js';
 
 /** How long a stopping watch may spend applying the change it had pending. */
@@ -11,7 +13,7 @@ export function registerWatch(program: Command): void {
   program
     .command('watch')
     .description(
-      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then (the IPv6 link-local one every up link has does not count, as for attach) once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those, and watch names them on stderr when it starts; a link deleted and made again is new), nor a link in vcnet's link group (30307) or named like vcnet's taps. When vcnet's own tap or macvtap of an attached endpoint goes away (deleted or moved out by someone else), watch warns, naming the endpoint, and its JSON line lists it in lostDevices: the VM's NIC has no backend until del-iface and add-iface. INT, TERM and HUP stop it after it has applied what changed during the debounce (at most 10 s; it names what it did not attach)",
+      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then (the IPv6 link-local one every up link has does not count, as for attach) once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those, and watch names them on stderr when it starts; a link deleted and made again is new), nor a link in vcnet's link group (30307) or named like vcnet's taps. When vcnet's own tap or macvtap of an attached endpoint goes away (deleted or moved out by someone else), watch warns, naming the endpoint, and its JSON line lists it in lostDevices: the VM's NIC has no backend until del-iface and add-iface. INT, TERM and HUP stop it after it has applied what changed during the debounce (at most 10 s; it names what it did not attach). Each change applied is one JSON line on stdout: {time, added, removed, updated, failed: [{name, code, message}], lostDevices?, overLimit?} (names of guest interfaces; failed: links it could not attach, tried again with the next change)",
     )
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--debounce <ms>', 'wait this long after the last change before applying', '200')
@@ -20,6 +22,7 @@ export function registerWatch(program: Command): void {
       '--max-endpoints <n>',
       'attach no new link once the sandbox has this many endpoints (it is named on stderr and left alone; add-iface attaches it): a bound for pods whose code may make links',
     )
+    .option(...JSON_ERRORS_OPTION)
     .action(async (options: { sandbox: string; debounce: string; stateDir?: string; maxEndpoints?: string }) => {
       const debounceMs = Number(options.debounce);
       const maxEndpoints = options.maxEndpoints === undefined ? undefined : Number(options.maxEndpoints);
@@ -43,7 +46,7 @@ export function registerWatch(program: Command): void {
           process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...summary })}\n`),
         onError: (error) =>
           log.error(
-            { err: error },
+            errorLogFields(log, error),
             'could not apply a namespace change; it is tried again shortly, and watching goes on',
           ),
       });

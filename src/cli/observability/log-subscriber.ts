@@ -6,7 +6,17 @@
  */
 import type { Logger } from 'pino';
 import { channels, type EndpointEvent, type NoticeEvent, tracing, type WatchEvent } from '../../diagnostics.js';
+import { classifyError } from '../../errors.js';
 import { subscribeTracing } from './subscribe.js';
+
+/**
+ * An error as a log line carries it: its code and message (the message names each cause) below
+ * debug, the full error with stack and cause chain from debug (docs/diagnostics.md says so).
+ */
+export function errorLogFields(log: Logger, error: unknown): Record<string, unknown> {
+  if (log.isLevelEnabled('debug')) return { err: error };
+  return { error: { code: classifyError(error).code, message: (error as Error)?.message ?? String(error) } };
+}
 
 function milliseconds(since: number | undefined): number | undefined {
   return since === undefined ? undefined : Number((performance.now() - since).toFixed(3));
@@ -27,7 +37,7 @@ export function subscribeLogs(log: Logger): () => void {
   if (log.isLevelEnabled('warn')) {
     const onNotice = (message: unknown): void => {
       const { message: text, error, details, ...fields } = message as NoticeEvent;
-      log.warn({ ...fields, ...details, ...(error ? { err: error } : {}) }, text);
+      log.warn({ ...fields, ...details, ...(error ? errorLogFields(log, error) : {}) }, text);
     };
     channels.notice.subscribe(onNotice);
     unsubscribers.push(() => channels.notice.unsubscribe(onNotice));
@@ -70,7 +80,7 @@ export function subscribeLogs(log: Logger): () => void {
       subscribeTracing(tracing.detach, {
         asyncEnd: (event) => {
           const report = event.result as
-            | { undone?: number; alreadyGone?: number; kept?: number; failures?: unknown[] }
+            | { undone?: number; alreadyGone?: number; kept?: number; failures?: unknown[]; stillPlugged?: unknown[] }
             | undefined;
           log.info(
             {
@@ -82,6 +92,8 @@ export function subscribeLogs(log: Logger): () => void {
               alreadyGone: report?.alreadyGone,
               kept: report?.kept,
               failures: report?.failures?.length,
+              // NICs the VM kept: their plumbing stays, which is a failure of the detach too.
+              ...(report?.stillPlugged?.length ? { stillPlugged: report.stillPlugged.length } : {}),
               ...('error' in event ? { err: event.error } : {}),
             },
             'endpoints detached',

@@ -29,6 +29,19 @@ export class UnsupportedInterfaceError extends VcnetError {
   }
 }
 
+/**
+ * The refusal of the loopback device wherever a pod link is named (attach --interface, add-iface,
+ * vcnet-cni's CNI_IFNAME): it is a link of the namespace, but never one a VM gets.
+ */
+export function loopbackRefused(name: string): UnsupportedInterfaceError {
+  return new UnsupportedInterfaceError(
+    'VCNET_UNSUPPORTED_INTERFACE',
+    `${name} is the loopback device: the guest has its own`,
+    name,
+    'name a pod interface other than lo',
+  );
+}
+
 export interface CreateEndpointOptions {
   index: number;
   model: InterworkingModel;
@@ -75,14 +88,7 @@ export function classifyInterface(
       return 'virtual';
     // No IFLA_INFO_KIND: Kata's netlink library calls these "device" and makes a veth endpoint.
     case undefined:
-      if (link.type === HardwareType.LOOPBACK) {
-        throw new UnsupportedInterfaceError(
-          'VCNET_UNSUPPORTED_INTERFACE',
-          `${link.name} is the loopback device: the guest has its own`,
-          link.name,
-          'name a pod interface other than lo',
-        );
-      }
+      if (link.type === HardwareType.LOOPBACK) throw loopbackRefused(link.name);
       return 'virtual';
     case 'ipvlan':
       return 'ipvlan';

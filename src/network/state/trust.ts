@@ -7,6 +7,7 @@
  * follows a symbolic link inside one.
  */
 import { lstatSync, type Stats, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { SystemCallError, VcnetError } from '../../errors.js';
 import type { DirectoryNotMadeError } from './directory.js';
 
@@ -29,14 +30,49 @@ export function unusableStateDirectory(directory: string, error: DirectoryNotMad
   return new StateDirectoryError(directory, error.reason, UNUSABLE_HINT);
 }
 
+/** The nearest ancestor of `path` that exists and is not a directory: why looking `path` up said ENOTDIR. */
+function fileAbove(path: string): string | undefined {
+  for (let current = dirname(path); current !== dirname(current); current = dirname(current)) {
+    try {
+      if (!statSync(current).isDirectory()) return current;
+    } catch {
+      // missing, or itself under a file: the next step up tells
+    }
+  }
+  return undefined;
+}
+
 function lookUp(path: string, follow: boolean): Stats | undefined {
   try {
     return follow ? statSync(path) : lstatSync(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (code === 'ENOENT') return undefined;
+    // Under a regular file: not a directory that is missing (which attach would make) but one that
+    // can never be, refused by every command as attach refuses it, so a detach does not answer
+    // "not attached" from a mistyped path.
+    if (code === 'ENOTDIR') {
+      const file = fileAbove(path);
+      throw new StateDirectoryError(
+        path,
+        file === undefined
+          ? 'a component of the path is not a directory (ENOTDIR)'
+          : `${file} is not a directory (ENOTDIR)`,
+        UNUSABLE_HINT,
+      );
+    }
     throw new SystemCallError(`look up ${path}`, error as NodeJS.ErrnoException);
   }
+}
+
+/**
+ * Refuses a state directory that exists but is not a directory, or that is under a regular file (it
+ * can never be one); a missing one is fine. For directories read without the trust check (gc's).
+ */
+export function refuseNonDirectory(directory: string): void {
+  const stats = lookUp(directory, true);
+  if (stats !== undefined && !stats.isDirectory())
+    throw new StateDirectoryError(directory, 'it is not a directory', UNUSABLE_HINT);
 }
 
 function writers(mode: number): string {

@@ -91,6 +91,8 @@ describe('vcnet detach --dry-run', () => {
       expect.arrayContaining(['delete-link tap0_kata tap', 'delete-qdisc eth0 pod']),
     );
     expect(output.steps.every((step) => step.command.length > 0)).toBe(true);
+    // The same names as detach --json, with the same types: counts, the lists beside them.
+    expect(output).toMatchObject({ alreadyGone: 0, kept: 0, alreadyGoneObjects: [], keptObjects: [] });
     expect(vcnet(['detach', '--sandbox', 'js', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 });

@@ -57,6 +57,9 @@ describe('gc without CAP_NET_ADMIN', () => {
     const report = JSON.parse(json.stdout) as { removed: unknown[]; failures: Array<{ errno?: string }> };
     expect(report.removed).toEqual([]);
     expect(report.failures).toContainEqual(expect.objectContaining({ errno: 'EPERM' }));
+    // stderr says what failed and what to do with --json too, as every other command does.
+    expect(json.stderr).toContain('delete tun tap0_kata failed: EPERM');
+    expect(json.stderr).toMatch(/^hint: .*CAP_NET_ADMIN/m);
     expect(pod.exec('ip', ['link', 'show'])).toContain('tap0_kata');
     expect(existsSync(join(stateDirectory(), 'g', 'state.json'))).toBe(true);
 

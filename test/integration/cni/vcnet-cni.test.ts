@@ -904,6 +904,23 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     bridgeRuntime.del(bridgeOnly, previous);
   });
 
+  it('ADD of lo is an unsupported interface (107) naming the loopback device, not a missing one (101)', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod, 'lo'));
+    const list = conflist({});
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const bridgeRuntime = new CniRuntime(node, attachmentIn(pod));
+    const previous = bridgeRuntime.add(bridgeOnly);
+    const add = runtime.invoke('ADD', {
+      ...list.plugins[1],
+      cniVersion: '1.0.0',
+      name: list.name,
+      prevResult: previous,
+    });
+    expect(add.output).toMatchObject({ code: 107, msg: 'lo is the loopback device: the guest has its own' });
+    bridgeRuntime.del(bridgeOnly, previous);
+  });
+
   it('a stateDir another user could write in: ADD fails with code 7 naming it, its owner and mode', () => {
     const { node, pod } = makeNodeAndPod();
     const runtime = new CniRuntime(node, attachmentIn(pod));

@@ -433,6 +433,7 @@ describe('vcnet watch', () => {
     expect(applied.find((summary) => summary.failed.length > 0)?.failed[0]?.message).toContain(
       'unsupported network interface vx5: kind vxlan',
     );
+    expect(applied.find((summary) => summary.failed.length > 0)?.failed[0]?.code).toBe('VCNET_UNSUPPORTED_INTERFACE');
 
     // The next change tries vx5 again (and reports it again); once vx5 is gone it is not tried any more.
     const seen = applied.length;

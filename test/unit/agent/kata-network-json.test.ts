@@ -75,6 +75,19 @@ describe('interfaces', () => {
     expect(ignoredKeys).toEqual(['interfaces[0].colour']);
   });
 
+  it("ignores keys named like Object.prototype's members as any other unknown key", () => {
+    const ignoredKeys: string[] = [];
+    const text = `{"name":"eth9","constructor":1,"__proto__":null,"toString":2,"IPAddresses":[{"address":"10.0.0.2","mask":"24","hasOwnProperty":3}]}`;
+    const message = interfaceFromJson(JSON.parse(text), 'interface', { ignoredKeys });
+    expect(message.name).toBe('eth9');
+    expect(ignoredKeys).toEqual([
+      'interface.constructor',
+      'interface.__proto__',
+      'interface.toString',
+      'interface.IPAddresses[0].hasOwnProperty',
+    ]);
+  });
+
   it('names a bad nested field with its path, value and what is accepted', () => {
     const error = errorOf(() =>
       interfaceFromJson({ ...guestInterface, IPAddresses: [{ family: 4, address: '10.0.0.2', mask: '24' }] }),

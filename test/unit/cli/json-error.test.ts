@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { reportError } from '../../../src/cli/main.js';
-import { InvalidInputError } from '../../../src/errors.js';
+import { DetachIncompleteError, InvalidInputError, SystemCallError } from '../../../src/errors.js';
 import { AttachError } from '../../../src/network/model/plumbing-context.js';
 import { LinkNameTakenError } from '../../../src/network/plan/plan-attach.js';
 
@@ -32,6 +32,23 @@ describe('--json errors', () => {
       outerName: 'AttachError',
       outerCode: 'VCNET_ATTACH_FAILED',
     });
+  });
+
+  it("carries the deciding error's errno when a wrapper without one failed", () => {
+    const refused = Object.assign(new Error('Operation not permitted'), { code: 'EPERM', syscall: 'ioctl' });
+    const attach = jsonOf(new AttachError('eth0', new SystemCallError('create tap tap0_kata', refused), false));
+    expect(attach).toMatchObject({ code: 'VCNET_SYSCALL', errno: 'EPERM', outerCode: 'VCNET_ATTACH_FAILED' });
+    const netlinkRefusal = Object.assign(new Error('delete tun tap0_kata failed: EPERM'), { errno: 'EPERM' });
+    const detach = jsonOf(
+      new DetachIncompleteError('detach of s1', ['refused'], ['tun tap0_kata'], '/tmp/s1/state.json', undefined, [
+        netlinkRefusal,
+      ]),
+    );
+    expect(detach).toMatchObject({ errno: 'EPERM', outerCode: 'VCNET_DETACH_INCOMPLETE' });
+  });
+
+  it('has no errno when none decided', () => {
+    expect(jsonOf(new InvalidInputError('queues', 0, 'an integer from 1 to 256'))).not.toHaveProperty('errno');
   });
 
   it('has no outer fields when the error decides itself', () => {

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { subscribeLogs } from '../../../src/cli/observability/log-subscriber.js';
 import { subscribeSpans } from '../../../src/cli/observability/tracing.js';
-import { isObserved, traced, tracing } from '../../../src/diagnostics.js';
+import { channels, isObserved, traced, tracing } from '../../../src/diagnostics.js';
 import { VcnetError } from '../../../src/errors.js';
 
 interface Recorded {
@@ -206,6 +206,27 @@ describe('log subscriber', () => {
       operation: 'hot-attach',
       err: { message: 'EBUSY' },
     });
+  });
+
+  it("logs a notice's error as code and message at warn, with its stack only from debug", () => {
+    const failure = new VcnetError('VCNET_UNSUPPORTED_INTERFACE', 'unsupported network interface vx5: kind vxlan');
+    const notice = { operation: 'watch', endpoint: 'vx5', message: 'could not attach vx5', error: failure };
+    const warn = capturedLogger('warn');
+    cleanups.push(subscribeLogs(warn.log));
+    channels.notice.publish(notice);
+    const [line] = warn.lines();
+    expect(line).toMatchObject({
+      msg: 'could not attach vx5',
+      error: { code: 'VCNET_UNSUPPORTED_INTERFACE', message: 'unsupported network interface vx5: kind vxlan' },
+    });
+    expect(JSON.stringify(line)).not.toContain('stack');
+    cleanups.splice(0).forEach((cleanup) => {
+      cleanup();
+    });
+    const debug = capturedLogger('debug');
+    cleanups.push(subscribeLogs(debug.log));
+    channels.notice.publish(notice);
+    expect(debug.lines()[0]).toMatchObject({ err: { stack: expect.stringContaining('vx5') } });
   });
 
   it('at silent, listens to nothing', () => {
