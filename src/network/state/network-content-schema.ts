@@ -7,7 +7,7 @@
 import * as z from 'zod';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
 import { ENDPOINT_TYPES } from '../network-info.js';
-import { ENDPOINT_STATE_VERSION, NETWORK_STATE_VERSION } from './records.js';
+import { ENDPOINT_STATE_VERSION, NETWORK_STATE_VERSION } from './content-versions.js';
 
 const name = z.string({ error: 'a name' }).min(1, { error: 'a name' });
 const whole = z.int({ error: 'a whole number' }).nonnegative({ error: 'a whole number' });
