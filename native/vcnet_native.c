@@ -396,16 +396,23 @@ static int get_buffer(napi_env env, napi_value value, void **data, size_t *len) 
   return 0;
 }
 
+// The (fd, buffer, ...) arguments the netlink calls share: `want` arguments into argv, the first two
+// read as an fd and a byte buffer. Returns 0 when they are missing or wrong (a TypeError is thrown).
+static int fd_and_buffer_arguments(napi_env env, napi_callback_info info, size_t want, napi_value *argv, int32_t *fd,
+                                   void **data, size_t *len) {
+  size_t argc = want;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  return argc >= want && get_int(env, argv[0], fd) && get_buffer(env, argv[1], data, len);
+}
+
 // netlinkSend(fd, buffer) -> bytes sent. rtnetlink handles every message of the buffer inside this
 // call, so a whole batch of requests costs one syscall.
 static napi_value netlink_send(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd;
   void *data;
   size_t len;
-  if (argc < 2 || !get_int(env, argv[0], &fd) || !get_buffer(env, argv[1], &data, &len)) return NULL;
+  if (!fd_and_buffer_arguments(env, info, 2, argv, &fd, &data, &len)) return NULL;
   struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
   ssize_t n;
   uint64_t started = accounting_start();
@@ -473,13 +480,11 @@ static void background_send_complete(napi_env env, napi_status status, void *dat
 }
 
 static napi_value netlink_send_in_background(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd;
   void *data;
   size_t len;
-  if (argc < 3 || !get_int(env, argv[0], &fd) || !get_buffer(env, argv[1], &data, &len)) return NULL;
+  if (!fd_and_buffer_arguments(env, info, 3, argv, &fd, &data, &len)) return NULL;
   napi_valuetype type;
   napi_typeof(env, argv[2], &type);
   if (type != napi_function) {
@@ -513,13 +518,11 @@ static napi_value netlink_send_in_background(napi_env env, napi_callback_info in
 
 // netlinkRecv(fd, buffer) -> bytes read, or -1 when nothing is waiting (EAGAIN).
 static napi_value netlink_recv(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd;
   void *data;
   size_t len;
-  if (argc < 2 || !get_int(env, argv[0], &fd) || !get_buffer(env, argv[1], &data, &len)) return NULL;
+  if (!fd_and_buffer_arguments(env, info, 2, argv, &fd, &data, &len)) return NULL;
   ssize_t n;
   uint64_t started = accounting_start();
   do {

@@ -17,6 +17,7 @@ import { guestUnavailableReason, pingFrom, runOnConsole } from '../helpers/guest
 import { attachAndBootGuest } from '../helpers/hotplug-guest.js';
 import { cleanupNamespaces, type TestNamespace } from '../helpers/namespace.js';
 import { fingerprint } from '../helpers/pod.js';
+import { until } from '../helpers/until.js';
 
 const unavailable = guestUnavailableReason();
 if (unavailable) console.log(`skip kata-network VM test: ${unavailable}`);
@@ -121,14 +122,6 @@ function addPodInterface(pod: TestNamespace, node: TestNamespace, form: HotAdded
   pod.exec('ip', ['addr', 'add', `${form.address}/24`, 'dev', form.podLink]);
   pod.exec('ip', ['route', 'add', form.routed, 'via', form.gateway, 'dev', form.podLink]);
   pod.exec('ip', ['neigh', 'add', form.gateway, 'lladdr', form.gatewayMac, 'dev', form.podLink, 'nud', 'permanent']);
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 afterEach(() => {
@@ -310,6 +303,7 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
           () => applied.some((summary) => summary.added.includes('eth10') || summary.updated.includes('eth10')),
           'watch hot-plugged eth10',
           60_000,
+          200,
         );
         await until(
           () =>
@@ -324,6 +318,7 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
             ),
           'the guest to have eth10 with 10.210.0.2',
           60_000,
+          200,
         );
         expect(pingFrom(node.name, '10.210.0.2')).toContain(' 0% packet loss');
         pod.exec('ip', ['link', 'del', 'eth10']);
@@ -331,6 +326,7 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
           () => applied.some((summary) => summary.removed.includes('eth10')),
           'watch unplugged eth10',
           60_000,
+          200,
         );
         const left = JSON.parse(vcnet(['list-ifaces', 'vm1', '--state-dir', stateDir, '--json']).stdout) as Array<{
           name: string;

@@ -19,6 +19,7 @@ import { vcnet } from '../helpers/cli.js';
 import { guestUnavailableReason } from '../helpers/guest.js';
 import { attachAndBootGuest, withQmp } from '../helpers/hotplug-guest.js';
 import { cleanupNamespaces } from '../helpers/namespace.js';
+import { until } from '../helpers/until.js';
 
 const unavailable = guestUnavailableReason();
 if (unavailable) console.log(`skip QMP unplug retry VM test: ${unavailable}`);
@@ -36,14 +37,6 @@ const netdevs = (qmp: QmpClient) => qmp.execute<string>('human-monitor-command',
 async function hasDevice(qmp: QmpClient, id: string): Promise<boolean> {
   const buses = await qmp.execute<QueryPciBus[]>('query-pci');
   return buses.some((bus) => bus.devices.some((device) => device.qdev_id === id));
-}
-
-async function until(condition: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 describe.skipIf(unavailable !== undefined)('QMP unplugNetworkDevice after a timeout', () => {
@@ -64,7 +57,7 @@ describe.skipIf(unavailable !== undefined)('QMP unplugNetworkDevice after a time
       };
       const plug = async (qmp: QmpClient) => {
         await hotplugNetworkDevice(qmp, device);
-        await until(guestHas, 'the guest to see net7');
+        await until(guestHas, 'the guest to see net7', 60_000, 100);
       };
       await withQmp(guest.qmpPath, async (qmp) => {
         // (a) Retried at once: QEMU still waits for the guest's eject.
@@ -81,7 +74,7 @@ describe.skipIf(unavailable !== undefined)('QMP unplugNetworkDevice after a time
         await expect(unplugNetworkDevice(qmp, 'net7', { timeoutMs: 1 })).rejects.toBeInstanceOf(
           DeviceUnplugTimeoutError,
         );
-        await until(async () => !(await hasDevice(qmp, 'net7')), 'the guest to release net7');
+        await until(async () => !(await hasDevice(qmp, 'net7')), 'the guest to release net7', 60_000, 100);
         expect(await netdevs(qmp)).toContain('netdev-net7');
         // (c) Its id is taken meanwhile, and the error says so.
         const replug = await hotplugNetworkDevice(qmp, device).catch((error: unknown) => error);

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { QmpClient } from '../../../src/hypervisor/qmp.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
 
 const skipReason = qemuIntegrationSkipReason();
@@ -18,14 +19,6 @@ if (skipReason) console.log(`skipping the QMP-during-agent-wait test: ${skipReas
 
 const stateDirectory = stateDirectoryPerTest('vcnet-qmp-free-');
 const vm = sandboxVmFixture();
-
-async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe.skipIf(skipReason !== undefined)('QMP while add-iface waits for the agent', () => {
   it('lets a second QMP client in once the NIC is plugged', async () => {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-watch-stop-');
 
@@ -14,14 +15,6 @@ function addAddressedLink(pod: TestNamespace, node: TestNamespace, name: string,
   node.exec('ip', ['link', 'add', `p${name}`, 'type', 'veth', 'peer', 'name', name, 'netns', pod.name]);
   pod.exec('ip', ['addr', 'add', address, 'dev', name]);
   pod.exec('ip', ['link', 'set', name, 'up']);
-}
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 describe('watch stopped during its debounce', () => {
@@ -33,7 +26,7 @@ describe('watch stopped during its debounce', () => {
       addAddressedLink(pod, node, 'eth7', '10.77.0.2/24');
       // A debounce far longer than the test: only the stop can apply the change.
       const watch = vcnetAsync(['watch', '--sandbox', 'ws', '--debounce', '60000', ...state]);
-      await until(() => watch.output().stderr.includes('watching sandbox ws'), 'watch to start');
+      await until(() => watch.output().stderr.includes('watching sandbox ws'), 'watch to start', 15_000);
       expect(watch.output().stderr).toContain('watch leaves eth7 alone');
       expect(watch.output().stderr).toContain('vcnet add-iface ws');
       addAddressedLink(pod, node, 'eth8', '10.88.0.2/24');
@@ -63,6 +56,7 @@ describe('watch and links attach skipped', () => {
     await until(
       () => pod.ipJson<unknown[]>('-6', 'addr', 'show', 'dev', 'eth5', 'scope', 'link').length > 0,
       'the link-local address of eth5',
+      15_000,
     );
     const attach = vcnet(['attach', '--sandbox', 'wl', '--netns', pod.path, ...state]);
     expect(attach.status, attach.stderr).toBe(0);
@@ -70,12 +64,12 @@ describe('watch and links attach skipped', () => {
     addAddressedLink(pod, node, 'eth6', '10.66.0.2/24');
     const watch = vcnetAsync(['watch', '--sandbox', 'wl', '--debounce', '100', ...state]);
     try {
-      await until(() => watch.output().stderr.includes('watching sandbox wl'), 'watch to start');
+      await until(() => watch.output().stderr.includes('watching sandbox wl'), 'watch to start', 15_000);
       const started = watch.output().stderr;
       expect(started).toContain('watch leaves eth6 alone');
       expect(started).not.toMatch(/watch leaves .*(eth5|br5)/);
       pod.exec('ip', ['addr', 'add', '10.221.0.2/24', 'dev', 'eth5']);
-      await until(() => watch.output().stdout.includes('"added":["eth5"]'), 'watch to attach eth5');
+      await until(() => watch.output().stdout.includes('"added":["eth5"]'), 'watch to attach eth5', 15_000);
     } finally {
       watch.child.kill('SIGTERM');
       await watch.done;

@@ -23,16 +23,9 @@ import {
   type TestNamespace,
 } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 /** Waits for a condition, failing with `what` after a generous deadline (no timing is asserted). */
-async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const stops: Array<() => unknown> = [];

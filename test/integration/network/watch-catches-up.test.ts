@@ -17,20 +17,13 @@ import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
 import { fingerprint, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-watch-agent-');
 const stops: Array<() => unknown> = [];
 afterEach(async () => {
   for (const stop of stops.splice(0).reverse()) await stop();
 });
-
-async function until(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** An agent socket that takes connections and drops them at once: an agent going down. */
 async function droppingAgent(path: string): Promise<Server> {
@@ -69,7 +62,7 @@ describe('vcnet watch with an agent that does not answer for a while', () => {
     pod.exec('ip', ['link', 'add', 'eth8', 'address', mac, 'type', 'veth', 'peer', 'name', 'peer8']);
     guest.exec('ip', ['link', 'add', 'nic8', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic8p']);
     pod.exec('ip', ['addr', 'add', '10.88.0.2/24', 'dev', 'eth8']);
-    await until(() => errors.length > 0, 'the push to the dropping agent to fail');
+    await until(() => errors.length > 0, 'the push to the dropping agent to fail', 60_000);
     expect(applied).toEqual([]);
     // The host side is done and recorded meanwhile.
     expect(pod.exec('ip', ['link', 'show'])).toContain('tap1_kata');
@@ -82,6 +75,7 @@ describe('vcnet watch with an agent that does not answer for a while', () => {
     await until(
       () => applied.some((summary) => [...summary.added, ...summary.updated].includes('eth8')),
       'the change to be applied',
+      60_000,
     ).catch((error) => {
       throw new Error(`${error.message}; errors: ${errors.map((each) => each.message).join(' | ')}`);
     });

@@ -16,14 +16,7 @@ import { applyNamespaceChange, type WatchSummary, watchSandbox } from '../../../
 import { vcnet } from '../../helpers/cli.js';
 import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
-
-async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+import { until } from '../../helpers/until.js';
 
 const stops: Array<() => unknown> = [];
 let stateDir = '';

@@ -12,14 +12,7 @@ import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-wa
 import { vcnet } from '../../helpers/cli.js';
 import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { makePod } from '../../helpers/pod.js';
-
-async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+import { until } from '../../helpers/until.js';
 
 const stops: Array<() => unknown> = [];
 let stateDir = '';
