@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { QmpClient } from '../../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
+import { changeCount } from '../../network/plan/apply.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { detachSandbox, type PlannedDetach, planSandboxDetach } from '../../sandbox/service.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
@@ -120,6 +121,7 @@ function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
   for (const notice of planned.notices) printComment(`notice: ${notice.message}`);
   for (const gone of planned.alreadyGone) printComment(`already gone: ${gone}`);
   for (const kept of planned.kept) printComment(`kept: ${kept}`);
-  printComment(`${planned.steps.length} change(s)`);
+  // Counted as the real detach counts them (`N change(s) undone`): a group delete is each of its links.
+  printComment(`${planned.steps.reduce((count, step) => count + changeCount(step.change), 0)} change(s)`);
   for (const step of planned.steps) print(step.command);
 }

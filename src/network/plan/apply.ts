@@ -534,6 +534,11 @@ const TC_GONE_ERRNOS = new Set([...GONE_ERRNOS, 'EINVAL']);
 /** Errors by which the kernel says a restored object is already back. */
 const PRESENT_ERRNOS = new Set(['EEXIST']);
 
+/** How many changes a step counts for, in a detach's report and its dry run alike: a group delete is each of its links. */
+export function changeCount(change: Change): number {
+  return change.op === 'delete-link-group' ? change.links.length : 1;
+}
+
 export function alreadyDone(change: Change, errno: string): boolean {
   switch (change.op) {
     case 'delete-qdisc':
@@ -582,7 +587,7 @@ export async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise
   outcomes.forEach((outcome, position) => {
     const step = plan.steps[position]!;
     publishStep(handle, step.change, 'undo', outcome.ok ? undefined : outcome.error);
-    if (outcome.ok) report.undone += step.change.op === 'delete-link-group' ? step.change.links.length : 1;
+    if (outcome.ok) report.undone += changeCount(step.change);
     else if (alreadyDone(step.change, outcome.error.errno)) report.alreadyGone++;
     else {
       report.failures.push(outcome.error);

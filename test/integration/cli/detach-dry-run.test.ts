@@ -95,4 +95,19 @@ describe('vcnet detach --dry-run', () => {
     expect(output).toMatchObject({ alreadyGone: 0, kept: 0, alreadyGoneObjects: [], keptObjects: [] });
     expect(vcnet(['detach', '--sandbox', 'js', '--state-dir', stateDirectory()]).status).toBe(0);
   });
+  it('counts its changes as the detach after it does (a group delete is each of its links)', () => {
+    const { pod } = makePod({ interfaces: 3 });
+    const attach = vcnet(['attach', '--sandbox', 'count', '--netns', pod.path, '--state-dir', stateDirectory()]);
+    expect(attach.status, attach.stderr).toBe(0);
+    const dry = vcnet(['detach', '--dry-run', '--sandbox', 'count', '--state-dir', stateDirectory()]);
+    expect(dry.status, dry.stderr).toBe(0);
+    // Three taps go with one `ip link del group` request.
+    expect(dry.stdout).toMatch(/^ip link del group /m);
+    const planned = Number(/^# (\d+) change\(s\)$/m.exec(dry.stdout)?.[1]);
+    const detach = vcnet(['detach', '--sandbox', 'count', '--state-dir', stateDirectory()]);
+    expect(detach.status, detach.stderr).toBe(0);
+    const undone = Number(/(\d+) change\(s\) undone/.exec(detach.stdout)?.[1]);
+    expect(undone).toBeGreaterThan(3);
+    expect(planned).toBe(undone);
+  });
 });
