@@ -890,7 +890,10 @@ async function finishUnfinished(id: string, root: string, report: GarbageReport)
           const undo = await network.removeEndpoints(unfinished);
           // An endpoint the kernel refused to undo in part stays in the network (and in the record).
           const remaining = new Set(network.endpoints());
-          for (const [endpoint, item] of descriptions) if (!remaining.has(endpoint)) report.removed.push(item);
+          // A live sandbox's unfinished add-iface: only that endpoint went; the record stays, and says so.
+          const recordStays = remaining.size > 0 ? ` (the record of sandbox ${id} stays, without it)` : '';
+          for (const [endpoint, item] of descriptions)
+            if (!remaining.has(endpoint)) report.removed.push({ ...item, detail: `${item.detail}${recordStays}` });
           for (const failure of undo.failures) {
             report.failures.push({
               namespacePath: current.namespace.path,
