@@ -93,6 +93,20 @@ function noteRecordedView(error: Error): void {
   );
 }
 
+const liveOption = [
+  '--live',
+  "only what the VM's agent answers: fail (its error, --json as every command's) instead of showing the recorded view",
+] as const;
+
+/** With --live, an agent that does not answer fails the command; without, the recorded view is said on stderr. */
+function whenAgentUnreachable(live: boolean | undefined): (error: Error) => void {
+  return live
+    ? (error) => {
+        throw error;
+      }
+    : noteRecordedView;
+}
+
 const listTimeoutOption = [
   '--timeout <ms>',
   "how long to wait for the VM's agent (connecting and answering) before showing the recorded view",
@@ -159,30 +173,33 @@ export function registerKataNetwork(program: Command): void {
     .argument('<sandbox>', 'sandbox id')
     .option(...stateOption)
     .option(...listTimeoutOption)
+    .option(...liveOption)
     .option('--json', 'Kata JSON instead of a table')
-    .action(async (sandbox: string, options: { stateDir?: string; timeout: string; json?: boolean }) => {
-      const { listInterfaces } = await sandboxInterfaces();
-      const interfaces = await listInterfaces(sandbox, {
-        stateDirectory: stateDirectory(options.stateDir),
-        timeoutMs: listTimeout(options.timeout),
-        onAgentUnreachable: noteRecordedView,
-      });
-      if (options.json) return printJson(interfaces);
-      print(
-        table(
-          ['NAME', 'DEVICE', 'TYPE', 'MAC', 'MTU', 'ADDRESSES', 'PCI'],
-          interfaces.map((entry) => [
-            entry.name,
-            entry.device || '-',
-            entry.type || '-',
-            entry.hwAddr,
-            String(entry.mtu),
-            entry.IPAddresses.map((address) => `${address.address}/${address.mask}`).join(',') || '-',
-            entry.devicePath || '-',
-          ]),
-        ),
-      );
-    });
+    .action(
+      async (sandbox: string, options: { stateDir?: string; timeout: string; json?: boolean; live?: boolean }) => {
+        const { listInterfaces } = await sandboxInterfaces();
+        const interfaces = await listInterfaces(sandbox, {
+          stateDirectory: stateDirectory(options.stateDir),
+          timeoutMs: listTimeout(options.timeout),
+          onAgentUnreachable: whenAgentUnreachable(options.live),
+        });
+        if (options.json) return printJson(interfaces);
+        print(
+          table(
+            ['NAME', 'DEVICE', 'TYPE', 'MAC', 'MTU', 'ADDRESSES', 'PCI'],
+            interfaces.map((entry) => [
+              entry.name,
+              entry.device || '-',
+              entry.type || '-',
+              entry.hwAddr,
+              String(entry.mtu),
+              entry.IPAddresses.map((address) => `${address.address}/${address.mask}`).join(',') || '-',
+              entry.devicePath || '-',
+            ]),
+          ),
+        );
+      },
+    );
 
   program
     .command('update-routes')
@@ -207,27 +224,30 @@ export function registerKataNetwork(program: Command): void {
     .argument('<sandbox>', 'sandbox id')
     .option(...stateOption)
     .option(...listTimeoutOption)
+    .option(...liveOption)
     .option('--json', 'Kata JSON instead of a table')
-    .action(async (sandbox: string, options: { stateDir?: string; timeout: string; json?: boolean }) => {
-      const { listRoutes } = await sandboxInterfaces();
-      const routes = await listRoutes(sandbox, {
-        stateDirectory: stateDirectory(options.stateDir),
-        timeoutMs: listTimeout(options.timeout),
-        onAgentUnreachable: noteRecordedView,
-      });
-      if (options.json) return printJson(routes);
-      print(
-        table(
-          ['DEST', 'GATEWAY', 'DEVICE', 'SOURCE', 'SCOPE', 'MTU'],
-          routes.map((route) => [
-            routeDestination(route.dest),
-            route.gateway || '-',
-            route.device,
-            route.source || '-',
-            String(route.scope),
-            route.mtu ? String(route.mtu) : '-',
-          ]),
-        ),
-      );
-    });
+    .action(
+      async (sandbox: string, options: { stateDir?: string; timeout: string; json?: boolean; live?: boolean }) => {
+        const { listRoutes } = await sandboxInterfaces();
+        const routes = await listRoutes(sandbox, {
+          stateDirectory: stateDirectory(options.stateDir),
+          timeoutMs: listTimeout(options.timeout),
+          onAgentUnreachable: whenAgentUnreachable(options.live),
+        });
+        if (options.json) return printJson(routes);
+        print(
+          table(
+            ['DEST', 'GATEWAY', 'DEVICE', 'SOURCE', 'SCOPE', 'MTU'],
+            routes.map((route) => [
+              routeDestination(route.dest),
+              route.gateway || '-',
+              route.device,
+              route.source || '-',
+              String(route.scope),
+              route.mtu ? String(route.mtu) : '-',
+            ]),
+          ),
+        );
+      },
+    );
 }

@@ -98,6 +98,11 @@ describe('list-ifaces and list-routes when the VM does not answer', () => {
         /the VM did not answer \(could not connect to the agent .*ENOENT.*\): showing the recorded view/,
       );
       expect(JSON.parse(listed.stdout).length).toBeGreaterThan(0);
+      // --live: a script that needs the guest's own view gets the agent's failure, not the record.
+      const live = vcnet([command, 'v1', '--state-dir', stateDirectory(), '--json', '--live']);
+      expect(live.status).toBe(1);
+      expect(JSON.parse(live.stdout).error).toMatchObject({ code: expect.stringMatching(/^VCNET_AGENT/) });
+      expect(live.stderr).not.toContain('showing the recorded view');
     }
     expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
   });
