@@ -126,18 +126,51 @@ describe('an edited record', () => {
     );
     expect(attach.status, attach.stderr).toBe(0);
     const path = join(root, 's1', 'state.json');
-    // Every mention of the tap becomes eth0: its create-link step, its qdisc and filter, tapName.
+    // Every mention of the tap becomes eth0: its create-link step, its qdisc and filter, tapName. The
+    // create-link step also has the ifindex the tap got: detach finds the tap by it (and deletes it,
+    // under its real name), and leaves eth0, which is not the link attach made.
     writeFileSync(path, readFileSync(path, 'utf8').replaceAll('"tap0_kata"', '"eth0"'));
     const detach = vcnet(['detach', '--sandbox', 's1', '--state-dir', root], registryEnvironment());
+    expect(detach.status, detach.stderr).toBe(0);
+    expect(linkNames(pod)).toContain('eth0');
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    expect(detach.stderr).toMatch(
+      /left eth0 \(ifindex \d+, veth\) as it is: it is not the link attach made under that name/,
+    );
+  });
+});
+
+describe('an edited record without ifindexes (as an older build wrote it)', () => {
+  it("naming the pod's veth as the tap: detach finds it by name, sees a veth, and leaves it", () => {
+    const { pod } = makePod();
+    const root = stateDirectory();
+    const attach = vcnet(
+      ['attach', '--sandbox', 's2', '--netns', pod.path, '--state-dir', root],
+      registryEnvironment(),
+    );
+    expect(attach.status, attach.stderr).toBe(0);
+    const path = join(root, 's2', 'state.json');
+    const record = JSON.parse(readFileSync(path, 'utf8').replaceAll('"tap0_kata"', '"eth0"'));
+    // The create-link step as an older build recorded it: no ifindex.
+    const stepsOf = (value: unknown): void => {
+      if (Array.isArray(value)) for (const item of value) stepsOf(item);
+      else if (value && typeof value === 'object') {
+        const step = value as { step?: string; index?: unknown };
+        if (step.step === 'create-link') delete step.index;
+        for (const child of Object.values(value)) stepsOf(child);
+      }
+    };
+    stepsOf(record);
+    writeFileSync(path, JSON.stringify(record, null, 2));
+    const detach = vcnet(['detach', '--sandbox', 's2', '--state-dir', root], registryEnvironment());
     expect(detach.status, detach.stderr).toBe(0);
     expect(linkNames(pod)).toContain('eth0');
     expect(detach.stderr).toContain(
       "left eth0 as it is: the record says vcnet created it (a tun in vcnet's group 0x7663), but it is a veth in group 0x0",
     );
-    // The pod link's own records were still undone: no ingress qdisc of vcnet's is left on it.
-    expect(
-      pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', 'eth0').map((qdisc) => qdisc.kind),
-    ).not.toContain('ingress');
+    // vcnet's real tap is not named by the record any more: gc finds it as an unclaimed leftover.
+    expect(vcnet(['gc', '--netns', pod.path, '--state-dir', root], registryEnvironment()).status).toBe(0);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
   });
 });
 
