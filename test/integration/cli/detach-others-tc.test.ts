@@ -83,9 +83,12 @@ describe("detach with another tool's tc objects in vcnet's qdiscs", () => {
     expect(dry.stdout).toContain("# kept: ingress qdisc on eth0: it holds another tool's filter (prio 100)");
     expect(dry.stdout).not.toContain('already gone');
     const json = detach('--dry-run', '--json');
+    // Counts, as detach --json gives them, with the lists beside them.
     expect(JSON.parse(json.stdout)).toMatchObject({
-      alreadyGone: [],
-      kept: ["ingress qdisc on eth0: it holds another tool's filter (prio 100)"],
+      alreadyGone: 0,
+      alreadyGoneObjects: [],
+      kept: 1,
+      keptObjects: ["ingress qdisc on eth0: it holds another tool's filter (prio 100)"],
     });
 
     const result = detach();
