@@ -1,6 +1,6 @@
 // The tcfilter attach of one endpoint written directly in C, as the benchmark's lower reference:
 // the same syscalls vcnet's attach makes (enter the pod namespace, open /dev/net/tun, TUNSETIFF,
-// TUNSETPERSIST, SIOCGIFINDEX, close, leave; then one netlink batch of the same six requests and
+// SIOCGIFINDEX, leave, TUNSETOWNER/TUNSETGROUP, TUNSETPERSIST, close; then one netlink batch of the same six requests and
 // their acks), with nothing around them but the encoding. It measures what an attach costs when no
 // language runtime adds anything, and splits it like `vcnet bench attach` does: the floor (tun
 // ioctls + netlink sendto/recv) and the syscalls outside it (open, close, namespace switches).
@@ -237,6 +237,9 @@ int main(int argc, char **argv) {
     if (ioctl(route, SIOCGIFINDEX, &lookup) < 0) die("SIOCGIFINDEX");
     int tap_index = lookup.ifr_ifindex;
     if (TIMED(NETNS_SWITCH, setns(home, CLONE_NEWNET)) < 0) die("setns home");
+    // Owner and group as vcnet gives its taps (the creating process's euid/egid); untimed, as in vcnet.
+    if (ioctl(tun, TUNSETOWNER, geteuid()) < 0) die("TUNSETOWNER");
+    if (ioctl(tun, TUNSETGROUP, getegid()) < 0) die("TUNSETGROUP");
     if (TIMED(TUN_IOCTL, ioctl(tun, TUNSETPERSIST, 1)) < 0) die("TUNSETPERSIST");
     TIMED(TUN_CLOSE, close(tun));
     set_link(tap_index, VCNET_LINK_GROUP, 0);
