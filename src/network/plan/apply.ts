@@ -308,9 +308,10 @@ export async function rollBackAttach(
 
 /**
  * The links the attach made that are still there after its undo, looked up by the ifindex each got
- * when it was made: the undo deletes by name and takes "no such device" as gone, which a link renamed
- * meanwhile (by someone else, or a hook) also answers. Each survivor is recorded under the name it
- * has now, so detach and gc find it; a link whose index holds another kind now is not ours.
+ * when it was made: "everything it had made was removed" is said only once this finds none. The
+ * undo finds a record's link by its index too, but takes "no such device" as gone, and a record
+ * journaled before its link existed has no index. Each survivor is recorded under the name it has
+ * now, so detach and gc find it; a link whose index holds another kind now is not ours.
  */
 async function linksStillThere(
   handle: NetlinkHandle,
