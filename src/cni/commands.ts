@@ -19,7 +19,7 @@ import {
   openNetworkNamespace,
   sameNamespace,
 } from '../netns/namespace-identity.js';
-import type { NetworkConfig } from '../network/config.js';
+import { ConfigurationConflictError, type NetworkConfig } from '../network/config.js';
 import { loopbackRefused } from '../network/endpoint/create-endpoint.js';
 import { collectGarbage, namespaceExistsNowhere } from '../network/garbage-collector.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
@@ -167,7 +167,9 @@ export async function add(request: CniRequest, warn: Warn = warnOnStandardError)
             },
           );
         }
-        const taken = new Set(store.siblings().flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
+        const siblings = store.siblings();
+        refuseSiblingGuestMac(info.link, siblings);
+        const taken = new Set(siblings.flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
         const firstIndex = freeDeviceIndex(new Set(snapshot.links.map((link) => link.name)), { taken });
         const createdAt = new Date().toISOString();
         let device: AttachedDevice | undefined;
@@ -230,6 +232,28 @@ export async function add(request: CniRequest, warn: Warn = warnOnStandardError)
       }
     }, config.lockTimeoutMs)
     .finally(() => namespace.opened.close());
+}
+
+/**
+ * Another chain on the same pod (its own ADD, its own record) already gave the VM a NIC with this
+ * interface's MAC: Kata's agent finds a guest NIC by its MAC, so both interfaces' addresses and
+ * routes would land on one NIC. Refused before anything is made, as `vcnet attach` refuses two pod
+ * links with one MAC.
+ */
+function refuseSiblingGuestMac(link: Link, siblings: readonly CniAttachmentState[]): void {
+  const mac = link.address?.toLowerCase();
+  if (!mac) return;
+  for (const sibling of siblings) {
+    for (const endpoint of sibling.network.endpoints) {
+      const guestMac = (endpoint.plumbing?.guestHardwareAddress || endpoint.properties.link.address)?.toLowerCase();
+      if (guestMac !== mac) continue;
+      throw new ConfigurationConflictError(
+        `${link.name} has the MAC ${mac} of ${sibling.interfaceName}, which vcnet-cni already gave the VM (network ${sibling.networkName}): each would be a guest NIC with that MAC, and Kata's agent finds a NIC by its MAC, so both interfaces' addresses and routes would go to one NIC`,
+        mac,
+        `give ${link.name} a MAC of its own (the \`mac\` of its network's plugin or runtime config), or attach only one of the two; nothing was changed`,
+      );
+    }
+  }
 }
 
 /** The previous result with the VM's device listed (in the pod namespace) and the pod interface's MAC as it is now. */

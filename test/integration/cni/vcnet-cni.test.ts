@@ -561,6 +561,36 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     expect(pod.ipJson<Array<{ ifname: string }>>('link', 'show').map((link) => link.ifname)).toEqual(['lo']);
   });
 
+  it('a second chain whose interface has the MAC the first gave the VM is refused before anything is made', () => {
+    const { node, pod } = makeNodeAndPod();
+    const first = conflist({ bridge: 'vcbr0', subnet: '10.231.1.0/24' });
+    const second = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-second' };
+    const attachment = attachmentIn(pod);
+    const runtimeA = new CniRuntime(node, attachment);
+    const runtimeB = new CniRuntime(node, { ...attachment, interfaceName: 'net1' });
+    const { result: resultA } = addChain(runtimeA, first, pod);
+    const bridgeOnly: Conflist = { ...second, plugins: [second.plugins[0]!] };
+    const previous = runtimeB.add(bridgeOnly);
+    // A static MAC given to both networks: eth0's guest NIC already has it.
+    const eth0Mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]!.address;
+    pod.exec('ip', ['link', 'set', 'net1', 'address', eth0Mac]);
+    const before = fingerprint(pod);
+    const run = runtimeB.invoke('ADD', {
+      ...second.plugins[1],
+      cniVersion: '1.0.0',
+      name: second.name,
+      prevResult: previous,
+    });
+    expect(run.status).not.toBe(0);
+    expect(run.output).toMatchObject({ code: 7 });
+    expect(String(run.output?.msg)).toContain(`net1 has the MAC ${eth0Mac} of eth0`);
+    expect(fingerprint(pod)).toEqual(before);
+    expect(existsSync(join(stateDirectory, attachment.containerId, 'interfaces', 'net1', 'state.json'))).toBe(false);
+    runtimeB.del(bridgeOnly, previous);
+    runtimeA.del(first, resultA);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+  });
+
   it('two ADDs of one container at once take turns (container lock) and pick different taps', async () => {
     const { node, pod } = makeNodeAndPod();
     const first = conflist({ bridge: 'vcbr0', subnet: '10.231.1.0/24' });
