@@ -11,6 +11,7 @@ import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 // The value alone: a type-free module, so the agent's protobuf code still loads only when a command runs.
 import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
+import type { ListOptions } from '../../sandbox/sandbox-interfaces.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
 import { print, printJson, routeDestination, table, writeStderr } from '../output.js';
 
@@ -167,39 +168,23 @@ export function registerKataNetwork(program: Command): void {
       );
     });
 
-  program
-    .command('list-ifaces')
-    .description('the interfaces the guest has (from its agent) or will have')
-    .argument('<sandbox>', 'sandbox id')
-    .option(...stateOption)
-    .option(...listTimeoutOption)
-    .option(...liveOption)
-    .option('--json', 'Kata JSON instead of a table')
-    .action(
-      async (sandbox: string, options: { stateDir?: string; timeout: string; json?: boolean; live?: boolean }) => {
-        const { listInterfaces } = await sandboxInterfaces();
-        const interfaces = await listInterfaces(sandbox, {
-          stateDirectory: stateDirectory(options.stateDir),
-          timeoutMs: listTimeout(options.timeout),
-          onAgentUnreachable: whenAgentUnreachable(options.live),
-        });
-        if (options.json) return printJson(interfaces);
-        print(
-          table(
-            ['NAME', 'DEVICE', 'TYPE', 'MAC', 'MTU', 'ADDRESSES', 'PCI'],
-            interfaces.map((entry) => [
-              entry.name,
-              entry.device || '-',
-              entry.type || '-',
-              entry.hwAddr,
-              String(entry.mtu),
-              entry.IPAddresses.map((address) => `${address.address}/${address.mask}`).join(',') || '-',
-              entry.devicePath || '-',
-            ]),
-          ),
-        );
-      },
-    );
+  registerListCommand(program, {
+    name: 'list-ifaces',
+    description: 'the interfaces the guest has (from its agent) or will have',
+    fetch: async (sandbox, options) => (await sandboxInterfaces()).listInterfaces(sandbox, options),
+    columns: [
+      ['NAME', (entry) => entry.name],
+      ['DEVICE', (entry) => entry.device || '-'],
+      ['TYPE', (entry) => entry.type || '-'],
+      ['MAC', (entry) => entry.hwAddr],
+      ['MTU', (entry) => String(entry.mtu)],
+      [
+        'ADDRESSES',
+        (entry) => entry.IPAddresses.map((address) => `${address.address}/${address.mask}`).join(',') || '-',
+      ],
+      ['PCI', (entry) => entry.devicePath || '-'],
+    ],
+  });
 
   program
     .command('update-routes')
@@ -218,9 +203,34 @@ export function registerKataNetwork(program: Command): void {
       );
     });
 
+  registerListCommand(program, {
+    name: 'list-routes',
+    description: 'the routes the guest has (from its agent) or will have',
+    fetch: async (sandbox, options) => (await sandboxInterfaces()).listRoutes(sandbox, options),
+    columns: [
+      ['DEST', (route) => routeDestination(route.dest)],
+      ['GATEWAY', (route) => route.gateway || '-'],
+      ['DEVICE', (route) => route.device],
+      ['SOURCE', (route) => route.source || '-'],
+      ['SCOPE', (route) => String(route.scope)],
+      ['MTU', (route) => (route.mtu ? String(route.mtu) : '-')],
+    ],
+  });
+}
+
+/** A command that lists what the guest has: from its agent, or the recorded view when the agent does not answer. */
+interface ListCommand<Entry> {
+  name: string;
+  description: string;
+  fetch: (sandbox: string, options: ListOptions) => Promise<Entry[]>;
+  /** The table's columns (--json prints the entries as Kata's JSON instead): a header and its cell. */
+  columns: Array<[header: string, cell: (entry: Entry) => string]>;
+}
+
+function registerListCommand<Entry>(program: Command, list: ListCommand<Entry>): void {
   program
-    .command('list-routes')
-    .description('the routes the guest has (from its agent) or will have')
+    .command(list.name)
+    .description(list.description)
     .argument('<sandbox>', 'sandbox id')
     .option(...stateOption)
     .option(...listTimeoutOption)
@@ -228,24 +238,16 @@ export function registerKataNetwork(program: Command): void {
     .option('--json', 'Kata JSON instead of a table')
     .action(
       async (sandbox: string, options: { stateDir?: string; timeout: string; json?: boolean; live?: boolean }) => {
-        const { listRoutes } = await sandboxInterfaces();
-        const routes = await listRoutes(sandbox, {
+        const entries = await list.fetch(sandbox, {
           stateDirectory: stateDirectory(options.stateDir),
           timeoutMs: listTimeout(options.timeout),
           onAgentUnreachable: whenAgentUnreachable(options.live),
         });
-        if (options.json) return printJson(routes);
+        if (options.json) return printJson(entries);
         print(
           table(
-            ['DEST', 'GATEWAY', 'DEVICE', 'SOURCE', 'SCOPE', 'MTU'],
-            routes.map((route) => [
-              routeDestination(route.dest),
-              route.gateway || '-',
-              route.device,
-              route.source || '-',
-              String(route.scope),
-              route.mtu ? String(route.mtu) : '-',
-            ]),
+            list.columns.map(([header]) => header),
+            entries.map((entry) => list.columns.map(([, cell]) => cell(entry))),
           ),
         );
       },
