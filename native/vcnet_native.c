@@ -405,6 +405,17 @@ static int fd_and_buffer_arguments(napi_env env, napi_callback_info info, size_t
   return argc >= want && get_int(env, argv[0], fd) && get_buffer(env, argv[1], data, len);
 }
 
+// Sends a buffer of netlink messages to the kernel, again when a signal interrupts it. Returns the
+// bytes sent or -errno (errno itself is not kept: the main thread's accounting runs after it).
+static ssize_t send_to_kernel(int fd, const void *data, size_t len) {
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t n;
+  do {
+    n = sendto(fd, data, len, 0, (struct sockaddr *)&kernel, sizeof kernel);
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
 // netlinkSend(fd, buffer) -> bytes sent. rtnetlink handles every message of the buffer inside this
 // call, so a whole batch of requests costs one syscall.
 static napi_value netlink_send(napi_env env, napi_callback_info info) {
@@ -413,17 +424,11 @@ static napi_value netlink_send(napi_env env, napi_callback_info info) {
   void *data;
   size_t len;
   if (!fd_and_buffer_arguments(env, info, 2, argv, &fd, &data, &len)) return NULL;
-  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-  ssize_t n;
   uint64_t started = accounting_start();
-  do {
-    n = sendto(fd, data, len, 0, (struct sockaddr *)&kernel, sizeof kernel);
-  } while (n < 0 && errno == EINTR);
-  int err = errno;
+  ssize_t n = send_to_kernel(fd, data, len);
   accounting_stop(SC_NETLINK_SEND, started);
-  errno = err;
   if (n < 0) {
-    throw_errno(env, errno, "sendto", "netlink");
+    throw_errno(env, (int)-n, "sendto", "netlink");
     return NULL;
   }
   return make_int(env, (int32_t)n);
@@ -441,20 +446,14 @@ typedef struct {
   int fd;
   void *data;
   size_t len;
+  // Bytes sent, or -errno.
   ssize_t sent;
-  int err;
 } background_send_t;
 
 static void background_send_execute(napi_env env, void *data) {
   (void)env;
   background_send_t *job = data;
-  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-  ssize_t n;
-  do {
-    n = sendto(job->fd, job->data, job->len, 0, (struct sockaddr *)&kernel, sizeof kernel);
-  } while (n < 0 && errno == EINTR);
-  job->sent = n;
-  job->err = n < 0 ? errno : 0;
+  job->sent = send_to_kernel(job->fd, job->data, job->len);
 }
 
 static void background_send_complete(napi_env env, napi_status status, void *data) {
@@ -466,7 +465,7 @@ static void background_send_complete(napi_env env, napi_status status, void *dat
     argv[0] = errno_error(env, ECANCELED, "sendto", "netlink (background)");
     napi_get_null(env, &argv[1]);
   } else if (job->sent < 0) {
-    argv[0] = errno_error(env, job->err, "sendto", "netlink");
+    argv[0] = errno_error(env, (int)-job->sent, "sendto", "netlink");
     napi_get_null(env, &argv[1]);
   } else {
     napi_get_null(env, &argv[0]);

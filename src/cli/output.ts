@@ -1,12 +1,13 @@
 /** Human output (aligned tables) and machine output (JSON on stdout, nothing else there). */
-import { escapedControlCharacters as commentText, terminalLines } from '../terminal-text.js';
+import { escapedControlCharacters, terminalLines } from '../terminal-text.js';
 
 /**
- * An aligned table. Cells go through commentText: a link name (chosen by whoever owns the pod) can
- * hold escape codes, which must not reach the operator's terminal; `--json` output keeps them as they are.
+ * An aligned table. Cells go through escapedControlCharacters: a link name (chosen by whoever owns the
+ * pod) can hold escape codes, which must not reach the operator's terminal; `--json` output keeps them
+ * as they are.
  */
 export function table(headers: string[], cells: string[][]): string {
-  const rows = cells.map((row) => row.map(commentText));
+  const rows = cells.map((row) => row.map(escapedControlCharacters));
   const widths = headers.map((header, column) =>
     Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)),
   );
@@ -80,7 +81,7 @@ export function writeStderr(text: string): void {
 
 /** A `# ...` line of output meant for a shell (dry-run plans): control characters cannot end the comment. */
 export function printComment(text: string): void {
-  print(`# ${commentText(text)}`);
+  print(`# ${escapedControlCharacters(text)}`);
 }
 
 /** A route's `dest` for a table, as `ip route` shows it: "default" for "", 0.0.0.0/0 and ::/0. */

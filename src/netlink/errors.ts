@@ -4,9 +4,10 @@
  */
 import { constants as osConstants } from 'node:os';
 import { NOT_A_PERMISSION_KERNEL_MESSAGE, VcnetError } from '../errors.js';
+import { namesByValue } from './codec/constants.js';
 import type { DecodedError } from './codec/reader.js';
 
-const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, value]) => [value, name]));
+const errnoNames = namesByValue(osConstants.errno);
 
 export function errnoName(errno: number): string {
   return errnoNames.get(errno) ?? `E${errno}`;

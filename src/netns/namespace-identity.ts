@@ -17,6 +17,7 @@ import { NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 export { NamespacePathError };
 
 import { nativeNamespaces } from '../native/namespaces.js';
+import { isSameFile, processIds } from './processes.js';
 
 /** Where `ip netns` pins named namespaces (bind mounts). */
 export const NETNS_RUN_DIRECTORY = '/var/run/netns';
@@ -246,24 +247,11 @@ export function namespaceHolderPaths(
   /** Look at threads too when no process has it (default); false stops at processes. */
   options: { threads?: boolean } = {},
 ): string[] {
-  const matches = (path: string): boolean => {
-    try {
-      const stats = statSync(path);
-      return stats.dev === identity.dev && stats.ino === identity.ino;
-    } catch {
-      return false; // gone meanwhile, or not readable
-    }
-  };
   const found: string[] = [];
   const pinned = pinnedPathOf(identity);
   if (pinned) found.push(pinned);
-  let pids: string[];
-  try {
-    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
-  } catch {
-    return found;
-  }
-  for (const pid of pids) if (matches(`/proc/${pid}/ns/net`)) found.push(`/proc/${pid}/ns/net`);
+  const pids = processIds();
+  for (const pid of pids) if (isSameFile(`/proc/${pid}/ns/net`, identity)) found.push(`/proc/${pid}/ns/net`);
   if (found.length > 0 || options.threads === false) return found;
   for (const pid of pids) {
     let tids: string[];
@@ -273,9 +261,9 @@ export function namespaceHolderPaths(
       continue;
     }
     for (const tid of tids) {
-      if (tid === pid) continue; // the main thread was looked at above
+      if (Number(tid) === pid) continue; // the main thread was looked at above
       const path = `/proc/${pid}/task/${tid}/ns/net`;
-      if (matches(path)) found.push(path);
+      if (isSameFile(path, identity)) found.push(path);
     }
   }
   return found;

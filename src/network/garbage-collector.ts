@@ -51,6 +51,7 @@ import {
   openNetworkNamespace,
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
+import { fileIdentity, isSameFile, processIds } from '../netns/processes.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
 import { describeRecords } from './plan/apply.js';
@@ -224,16 +225,11 @@ export function recordsOfNamespace(
 export function liveNamespaces(): Map<NamespaceKey, string> {
   const found = new Map<NamespaceKey, string>();
   const consider = (path: string) => {
-    try {
-      const stats = statSync(path);
-      const key = keyOf(stats);
-      if (!found.has(key)) found.set(key, path);
-    } catch {
-      // gone meanwhile, or not readable
-    }
+    const identity = fileIdentity(path); // undefined: gone meanwhile, or not readable
+    if (identity && !found.has(keyOf(identity))) found.set(keyOf(identity), path);
   };
   for (const name of safeReaddir(NETNS_RUN_DIRECTORY)) consider(join(NETNS_RUN_DIRECTORY, name));
-  for (const pid of safeReaddir('/proc')) if (/^\d+$/.test(pid)) consider(`/proc/${pid}/ns/net`);
+  for (const pid of processIds()) consider(`/proc/${pid}/ns/net`);
   return found;
 }
 
@@ -247,7 +243,7 @@ export function whereNamespaceLives(identity: { dev: number; ino: number }): str
  * has it, and its recorded path does not hold it. What vcnet made in it went with it.
  */
 export function namespaceExistsNowhere(recorded: { path: string; dev: number; ino: number }): boolean {
-  return whereNamespaceLives(recorded) === undefined && !pathHolds(recorded.path, keyOf(recorded));
+  return whereNamespaceLives(recorded) === undefined && !isSameFile(recorded.path, recorded);
 }
 
 function safeReaddir(directory: string): string[] {
@@ -659,8 +655,7 @@ function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
     return undefined;
   }
   const byMinor = new Map<number, string>();
-  for (const pid of safeReaddir('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
+  for (const pid of processIds()) {
     for (const fd of safeReaddir(`/proc/${pid}/fd`)) {
       const path = `/proc/${pid}/fd/${fd}`;
       try {
@@ -785,12 +780,10 @@ function failureOf(error: unknown): { reason: string; errno?: string } {
 }
 
 /** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
+
 function pathHolds(path: string, key: NamespaceKey): boolean {
-  try {
-    return keyOf(statSync(path)) === key;
-  } catch {
-    return false;
-  }
+  const identity = fileIdentity(path);
+  return identity !== undefined && keyOf(identity) === key;
 }
 
 function removeTree(directory: string): void {

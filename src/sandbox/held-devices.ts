@@ -6,7 +6,8 @@
  * a macvtap's /dev/tapN by path, a tap's /dev/net/tun fd by the name in its fdinfo (`iff:`), counted
  * only for a process in the sandbox's namespace (tap names repeat from pod to pod).
  */
-import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { fileIdentity, isSameFile, processIds } from '../netns/processes.js';
 import type { Network } from '../network/network.js';
 
 /** IFF_LOWER_UP: the link has carrier. */
@@ -38,20 +39,9 @@ export async function heldDevices(network: Network, namespacePath: string): Prom
   }
   if (taps.length === 0 && macvtaps.size === 0) return [];
   const pids = new Map<string, number[]>();
-  let namespaceInode: number | undefined;
-  try {
-    namespaceInode = statSync(namespacePath).ino;
-  } catch {
-    namespaceInode = undefined;
-  }
-  let processes: string[] = [];
-  try {
-    processes = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
-  } catch {
-    processes = [];
-  }
-  for (const pid of processes) {
-    if (Number(pid) === process.pid) continue;
+  const namespace = fileIdentity(namespacePath);
+  for (const pid of processIds()) {
+    if (pid === process.pid) continue;
     let fds: string[];
     try {
       fds = readdirSync(`/proc/${pid}/fd`);
@@ -68,27 +58,19 @@ export async function heldDevices(network: Network, namespacePath: string): Prom
       }
       let device = macvtaps.get(target);
       if (device === undefined && target === '/dev/net/tun' && taps.length > 0) {
-        inNamespace ??= namespaceInode !== undefined && inodeOf(`/proc/${pid}/ns/net`) === namespaceInode;
+        inNamespace ??= namespace !== undefined && isSameFile(`/proc/${pid}/ns/net`, namespace);
         if (!inNamespace) continue;
         const name = tunNameOf(`/proc/${pid}/fdinfo/${fd}`);
         if (name !== undefined && taps.includes(name)) device = name;
       }
       if (device === undefined) continue;
       const holders = pids.get(device) ?? [];
-      if (!holders.includes(Number(pid))) holders.push(Number(pid));
+      if (!holders.includes(pid)) holders.push(pid);
       pids.set(device, holders);
     }
   }
   const held = [...taps, ...[...macvtaps.values()].filter((name) => pids.has(name))];
   return held.map((device) => ({ device, pids: pids.get(device) ?? [] }));
-}
-
-function inodeOf(path: string): number | undefined {
-  try {
-    return statSync(path).ino;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The tap a /dev/net/tun fd is attached to: the kernel's fdinfo says `iff:\t<name>`. */

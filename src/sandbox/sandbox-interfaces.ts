@@ -153,8 +153,12 @@ function kataNetworkOptions(given: KataNetworkOptions, text: unknown): KataNetwo
   return options;
 }
 
-function readJson(text: string, what: string): unknown {
-  return parseKataJsonText(text, what);
+/** The Interface of add-iface's or del-iface's JSON text; keys Go's decoder would also ignore go to onIgnoredKeys. */
+function interfaceRequest(text: string, options: KataNetworkOptions): ReturnType<typeof interfaceFromJson> {
+  const ignoredKeys: string[] = [];
+  const message = interfaceFromJson(parseKataJsonText(text, 'interface'), 'interface', { ignoredKeys });
+  if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
+  return message;
 }
 
 function guestInterfaceOf(endpoint: Endpoint): GuestInterface {
@@ -179,9 +183,7 @@ export async function addInterface(
   options: KataNetworkOptions = {},
 ): Promise<AddInterfaceResult> {
   options = kataNetworkOptions(options, text);
-  const ignoredKeys: string[] = [];
-  const message = interfaceFromJson(parseKataJsonText(text, 'interface'), 'interface', { ignoredKeys });
-  if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
+  const message = interfaceRequest(text, options);
   return withSandbox(id, 'addInterface', options, async ({ store, state, network }) => {
     const existing = network.endpoints();
     const snapshot = await network.scan();
@@ -289,9 +291,7 @@ export async function removeInterface(
   options: KataNetworkOptions = {},
 ): Promise<KataInterfaceJson> {
   options = kataNetworkOptions(options, text);
-  const ignoredKeys: string[] = [];
-  const message = interfaceFromJson(readJson(text, 'interface'), 'interface', { ignoredKeys });
-  if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
+  const message = interfaceRequest(text, options);
   if (!message.name && !message.device && !message.hwAddr) {
     throw new InvalidInputError(
       'interface.name',
@@ -443,7 +443,7 @@ export async function updateRoutes(
   options: KataNetworkOptions = {},
 ): Promise<KataRouteJson[]> {
   options = kataNetworkOptions(options, text);
-  const json = readJson(text, 'routes');
+  const json = parseKataJsonText(text, 'routes');
   const ignoredKeys: string[] = [];
   const routes = routesFromJson(
     Array.isArray(json) ? json : ((json as { Routes?: unknown })?.Routes ?? json),

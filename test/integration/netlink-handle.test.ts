@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nativeShim } from '../../src/native/binding.js';
+import { nativeNetlink } from '../../src/native/netlink-socket.js';
 import { AddressFamily } from '../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../src/netlink/codec/link/message.js';
 import { NeighbourFlag, NeighbourState } from '../../src/netlink/codec/neighbour.js';
@@ -554,5 +555,24 @@ describe('snapshots and concurrent requests', () => {
     expect(namespace.ipJson<Array<{ ifname: string; flags: string[] }>>('link', 'show', 'veth0')[0]?.flags).toContain(
       'UP',
     );
+  });
+});
+
+describe('the native send', () => {
+  it("reports the kernel's errno as sendto's, on the main thread and from the pool alike", async () => {
+    const notASocket = -1;
+    let thrown: NodeJS.ErrnoException | undefined;
+    try {
+      nativeNetlink.netlinkSend(notASocket, new Uint8Array(16));
+    } catch (error) {
+      thrown = error as NodeJS.ErrnoException;
+    }
+    expect(thrown).toMatchObject({ code: 'EBADF', syscall: 'sendto' });
+    expect(nativeNetlink.canSendInBackground()).toBe(true);
+    const fromPool = await new Promise<{ error: NodeJS.ErrnoException | null; sent: number | null }>((resolve) =>
+      nativeNetlink.netlinkSendInBackground(notASocket, new Uint8Array(16), (error, sent) => resolve({ error, sent })),
+    );
+    expect(fromPool.sent).toBeNull();
+    expect(fromPool.error).toMatchObject({ code: 'EBADF', syscall: 'sendto' });
   });
 });

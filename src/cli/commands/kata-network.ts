@@ -11,6 +11,7 @@ import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 // The value alone: a type-free module, so the agent's protobuf code still loads only when a command runs.
 import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
+import type { KataNetworkOptions, ListOptions } from '../../sandbox/sandbox-interfaces.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
 import { print, printJson, routeDestination, table, writeStderr } from '../output.js';
 
@@ -130,46 +131,107 @@ function printJsonLine(value: unknown): void {
 const stateOption = ['--state-dir <dir>', 'where sandbox state lives'] as const;
 
 export function registerKataNetwork(program: Command): void {
-  program
-    .command('add-iface')
-    .description(
+  registerRequestCommand(program, {
+    name: 'add-iface',
+    description:
       "add an interface to a sandbox (hot-plugs it and configures the guest when the VM runs). Without IPAddresses (left out or []) the guest NIC gets the pod link's addresses; IPAddresses given are the guest NIC's instead, the pod link keeps its own. hwAddr must be the pod link's MAC (or left out)",
-    )
-    .argument('<sandbox>', 'sandbox id')
-    .argument('<file>', 'Interface JSON (name, IPAddresses, mtu, hwAddr, type...; keys in any case), or - for stdin')
-    .option(...stateOption)
-    .option(...JSON_ERRORS_OPTION)
-    .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
-      const { addInterface } = await sandboxInterfaces();
-      const result = await addInterface(sandbox, readInput(file), {
-        stateDirectory: stateDirectory(options.stateDir),
-        onIgnoredKeys: warnIgnoredKeys,
-      });
+    file: 'Interface JSON (name, IPAddresses, mtu, hwAddr, type...; keys in any case), or - for stdin',
+    run: async (sandbox, text, options) => {
+      const result = await (await sandboxInterfaces()).addInterface(sandbox, text, options);
       if (result.inferredType)
         writeStderr(`vcnet: no type given: using "${result.inferredType}", the kind of device ${result.podDevice}\n`);
-      printJsonLine(result.interface);
-    });
+      return result.interface;
+    },
+  });
 
+  registerRequestCommand(program, {
+    name: 'del-iface',
+    description: 'remove an interface from a sandbox (unplugs it from the VM when it runs)',
+    file: 'Interface JSON naming it by name, device or hwAddr, or - for stdin',
+    run: async (sandbox, text, options) => (await sandboxInterfaces()).removeInterface(sandbox, text, options),
+  });
+
+  registerListCommand(program, {
+    name: 'list-ifaces',
+    description: 'the interfaces the guest has (from its agent) or will have',
+    fetch: async (sandbox, options) => (await sandboxInterfaces()).listInterfaces(sandbox, options),
+    columns: [
+      ['NAME', (entry) => entry.name],
+      ['DEVICE', (entry) => entry.device || '-'],
+      ['TYPE', (entry) => entry.type || '-'],
+      ['MAC', (entry) => entry.hwAddr],
+      ['MTU', (entry) => String(entry.mtu)],
+      [
+        'ADDRESSES',
+        (entry) => entry.IPAddresses.map((address) => `${address.address}/${address.mask}`).join(',') || '-',
+      ],
+      ['PCI', (entry) => entry.devicePath || '-'],
+    ],
+  });
+
+  registerRequestCommand(program, {
+    name: 'update-routes',
+    description: "replace the guest's routes with this full set, as Kata's agent does (kernel and lo routes stay)",
+    file: 'Route JSON array (dest, gateway, device, source, scope, family, flags, mtu), or - for stdin',
+    run: async (sandbox, text, options) => (await sandboxInterfaces()).updateRoutes(sandbox, text, options),
+  });
+
+  registerListCommand(program, {
+    name: 'list-routes',
+    description: 'the routes the guest has (from its agent) or will have',
+    fetch: async (sandbox, options) => (await sandboxInterfaces()).listRoutes(sandbox, options),
+    columns: [
+      ['DEST', (route) => routeDestination(route.dest)],
+      ['GATEWAY', (route) => route.gateway || '-'],
+      ['DEVICE', (route) => route.device],
+      ['SOURCE', (route) => route.source || '-'],
+      ['SCOPE', (route) => String(route.scope)],
+      ['MTU', (route) => (route.mtu ? String(route.mtu) : '-')],
+    ],
+  });
+}
+
+/** A command that changes the sandbox as a JSON request (a file or stdin) says and prints the result as Kata's one JSON line. */
+interface RequestCommand {
+  name: string;
+  description: string;
+  /** What the <file> argument holds. */
+  file: string;
+  /** Carries out the request; what it returns is printed. */
+  run: (sandbox: string, text: string, options: KataNetworkOptions) => Promise<unknown>;
+}
+
+function registerRequestCommand(program: Command, request: RequestCommand): void {
   program
-    .command('del-iface')
-    .description('remove an interface from a sandbox (unplugs it from the VM when it runs)')
+    .command(request.name)
+    .description(request.description)
     .argument('<sandbox>', 'sandbox id')
-    .argument('<file>', 'Interface JSON naming it by name, device or hwAddr, or - for stdin')
+    .argument('<file>', request.file)
     .option(...stateOption)
     .option(...JSON_ERRORS_OPTION)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
-      const { removeInterface } = await sandboxInterfaces();
       printJsonLine(
-        await removeInterface(sandbox, readInput(file), {
+        await request.run(sandbox, readInput(file), {
           stateDirectory: stateDirectory(options.stateDir),
           onIgnoredKeys: warnIgnoredKeys,
         }),
       );
     });
+}
 
+/** A command that lists what the guest has: from its agent, or the recorded view when the agent does not answer. */
+interface ListCommand<Entry> {
+  name: string;
+  description: string;
+  fetch: (sandbox: string, options: ListOptions) => Promise<Entry[]>;
+  /** The table's columns (--json prints the entries as Kata's JSON instead): a header and its cell. */
+  columns: Array<[header: string, cell: (entry: Entry) => string]>;
+}
+
+function registerListCommand<Entry>(program: Command, list: ListCommand<Entry>): void {
   program
-    .command('list-ifaces')
-    .description('the interfaces the guest has (from its agent) or will have')
+    .command(list.name)
+    .description(list.description)
     .argument('<sandbox>', 'sandbox id')
     .option(...stateOption)
     .option(...listTimeoutOption)
@@ -177,75 +239,16 @@ export function registerKataNetwork(program: Command): void {
     .option('--json', 'Kata JSON instead of a table')
     .action(
       async (sandbox: string, options: { stateDir?: string; timeout: string; json?: boolean; live?: boolean }) => {
-        const { listInterfaces } = await sandboxInterfaces();
-        const interfaces = await listInterfaces(sandbox, {
+        const entries = await list.fetch(sandbox, {
           stateDirectory: stateDirectory(options.stateDir),
           timeoutMs: listTimeout(options.timeout),
           onAgentUnreachable: whenAgentUnreachable(options.live),
         });
-        if (options.json) return printJson(interfaces);
+        if (options.json) return printJson(entries);
         print(
           table(
-            ['NAME', 'DEVICE', 'TYPE', 'MAC', 'MTU', 'ADDRESSES', 'PCI'],
-            interfaces.map((entry) => [
-              entry.name,
-              entry.device || '-',
-              entry.type || '-',
-              entry.hwAddr,
-              String(entry.mtu),
-              entry.IPAddresses.map((address) => `${address.address}/${address.mask}`).join(',') || '-',
-              entry.devicePath || '-',
-            ]),
-          ),
-        );
-      },
-    );
-
-  program
-    .command('update-routes')
-    .description("replace the guest's routes with this full set, as Kata's agent does (kernel and lo routes stay)")
-    .argument('<sandbox>', 'sandbox id')
-    .argument('<file>', 'Route JSON array (dest, gateway, device, source, scope, family, flags, mtu), or - for stdin')
-    .option(...stateOption)
-    .option(...JSON_ERRORS_OPTION)
-    .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
-      const { updateRoutes } = await sandboxInterfaces();
-      printJsonLine(
-        await updateRoutes(sandbox, readInput(file), {
-          stateDirectory: stateDirectory(options.stateDir),
-          onIgnoredKeys: warnIgnoredKeys,
-        }),
-      );
-    });
-
-  program
-    .command('list-routes')
-    .description('the routes the guest has (from its agent) or will have')
-    .argument('<sandbox>', 'sandbox id')
-    .option(...stateOption)
-    .option(...listTimeoutOption)
-    .option(...liveOption)
-    .option('--json', 'Kata JSON instead of a table')
-    .action(
-      async (sandbox: string, options: { stateDir?: string; timeout: string; json?: boolean; live?: boolean }) => {
-        const { listRoutes } = await sandboxInterfaces();
-        const routes = await listRoutes(sandbox, {
-          stateDirectory: stateDirectory(options.stateDir),
-          timeoutMs: listTimeout(options.timeout),
-          onAgentUnreachable: whenAgentUnreachable(options.live),
-        });
-        if (options.json) return printJson(routes);
-        print(
-          table(
-            ['DEST', 'GATEWAY', 'DEVICE', 'SOURCE', 'SCOPE', 'MTU'],
-            routes.map((route) => [
-              routeDestination(route.dest),
-              route.gateway || '-',
-              route.device,
-              route.source || '-',
-              String(route.scope),
-              route.mtu ? String(route.mtu) : '-',
-            ]),
+            list.columns.map(([header]) => header),
+            entries.map((entry) => list.columns.map(([, cell]) => cell(entry))),
           ),
         );
       },

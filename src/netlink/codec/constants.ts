@@ -66,3 +66,8 @@ export const MessageFlag = {
 export const ExtendedAck = { MSG: 1, OFFS: 2, COOKIE: 3 } as const;
 
 export const AddressFamily = { UNSPEC: 0, INET: 2, BRIDGE: 7, INET6: 10 } as const;
+
+/** The names of a table of constants by value, to name what the kernel sent (a later name wins for a shared value). */
+export function namesByValue<Name extends string>(table: Readonly<Record<Name, number>>): Map<number, Name> {
+  return new Map(Object.entries<number>(table).map(([name, value]) => [value, name as Name]));
+}

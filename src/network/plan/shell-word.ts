@@ -4,9 +4,6 @@
  * picks them, and the kernel allows `;`, `|`, `$`, quotes and backquotes in them: unquoted they would
  * run as commands.
  */
-// A comment line's text escapes control characters as the CLI's terminal output does: one rule.
-export { escapedControlCharacters as commentText } from '../../terminal-text.js';
-
 /** Characters no POSIX shell gives a meaning to in a word (a word made only of these needs no quotes). */
 const PLAIN_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
 

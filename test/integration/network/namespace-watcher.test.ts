@@ -3,11 +3,10 @@
  * the tests change is inside namespaces they made; afterEach stops the watchers and deletes them.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type NamespaceChange,
   NamespaceWatcher,
@@ -15,34 +14,22 @@ import {
 } from '../../../src/network/namespace-watcher.js';
 import type { NetworkInfo } from '../../../src/network/network-info.js';
 import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet, vcnetAsync } from '../../helpers/cli.js';
-import {
-  cleanupNamespaces,
-  kernelSupportsLinkKind,
-  makeNamespace,
-  type TestNamespace,
-} from '../../helpers/namespace.js';
+import { kernelSupportsLinkKind, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
 
 /** Waits for a condition, failing with `what` after a generous deadline (no timing is asserted). */
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const stops: Array<() => unknown> = [];
-const scratch: string[] = [];
-let stateDir: string | undefined;
-afterEach(async () => {
-  for (const stop of stops.splice(0)) await stop();
-  cleanupNamespaces();
-  for (const path of scratch.splice(0)) rmSync(path, { recursive: true, force: true });
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
-  stateDir = undefined;
-});
+const cleanup = cleanupAfterEach();
+/** The state directory of the running test. */
+let stateDir = '';
 
 /** Runs iproute2 commands in one `ip -batch` process inside the namespace: microseconds apart. */
 function batch(namespace: TestNamespace, commands: string[]): void {
-  const directory = mkdtempSync(join(tmpdir(), 'vcnet-watch-batch-'));
-  scratch.push(directory);
+  const directory = cleanup.directory('vcnet-watch-batch-');
   const file = join(directory, 'commands');
   writeFileSync(file, `${commands.join('\n')}\n`);
   namespace.exec('ip', ['-batch', file]);
@@ -56,7 +43,7 @@ async function watch(namespace: TestNamespace, options: Partial<NamespaceWatcher
     onError: (error) => void errors.push(error),
     ...options,
   });
-  stops.push(() => watcher.stop());
+  cleanup.defer(() => watcher.stop());
   return { watcher, changes, errors };
 }
 
@@ -253,7 +240,7 @@ describe('NamespaceWatcher', () => {
       output += chunk;
     });
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    stops.push(() => child.kill('SIGKILL'));
+    cleanup.defer(() => child.kill('SIGKILL'));
     await until(() => output.includes('ready'), `the child to start (output: ${output})`);
     namespace.exec('ip', ['link', 'add', 'eth3', 'type', 'veth', 'peer', 'name', 'peer3']);
     const code = await Promise.race([exited, pause(20_000).then(() => 'still running')]);
@@ -264,7 +251,7 @@ describe('NamespaceWatcher', () => {
 
 describe('vcnet watch', () => {
   it('keeps the smaller MTU add-iface asked for when the pod link changes (the NIC cannot go above it)', async () => {
-    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-'));
+    stateDir = cleanup.directory('vcnet-watch-');
     const { pod } = makePod();
     expect(vcnet(['attach', '--sandbox', 'm1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
     pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
@@ -282,7 +269,7 @@ describe('vcnet watch', () => {
       debounceMs: 100,
       onApplied: (summary) => applied.push(summary),
     });
-    stops.push(() => watching.stop());
+    cleanup.defer(() => watching.stop());
     pod.exec('ip', ['addr', 'add', '10.77.0.9/24', 'dev', 'eth7']);
     await until(() => applied.some((summary) => summary.updated.includes('eth7')), 'the change of eth7 applied');
     const listed = JSON.parse(vcnet(['list-ifaces', 'm1', '--state-dir', stateDir, '--json']).stdout) as Array<{
@@ -298,8 +285,7 @@ describe('vcnet watch', () => {
   });
 
   it('follows the pod MTU down and back up, never above the MTU the NIC was plugged with', async () => {
-    const directory = mkdtempSync(join(tmpdir(), 'vcnet-watch-'));
-    stateDir = directory;
+    const directory = cleanup.directory('vcnet-watch-');
     const { pod } = makePod();
     expect(vcnet(['attach', '--sandbox', 'mtu1', '--netns', pod.path, '--state-dir', directory]).status).toBe(0);
     const recordedMtu = () =>
@@ -316,7 +302,7 @@ describe('vcnet watch', () => {
       debounceMs: 100,
       onApplied: (summary) => applied.push(summary),
     });
-    stops.push(() => watching.stop());
+    cleanup.defer(() => watching.stop());
     // Down, further down, back up (once stuck at the lowest), then above the NIC's 1500.
     for (const [set, expected] of [
       [1400, 1400],
@@ -334,7 +320,7 @@ describe('vcnet watch', () => {
   });
 
   it('attaches a new pod interface, forgets a deleted one, and detach leaves the namespace as it was', async () => {
-    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-'));
+    stateDir = cleanup.directory('vcnet-watch-');
     const { pod } = makePod();
     const before = fingerprint(pod);
     expect(vcnet(['attach', '--sandbox', 'w1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
@@ -344,7 +330,7 @@ describe('vcnet watch', () => {
       debounceMs: 100,
       onApplied: (summary) => applied.push(summary),
     });
-    stops.push(() => watching.stop());
+    cleanup.defer(() => watching.stop());
 
     // A link without an address is skipped (as Kata), and attached once it gets one.
     pod.exec('ip', ['link', 'add', 'eth8', 'type', 'veth', 'peer', 'name', 'peer8']);
@@ -388,7 +374,7 @@ describe('vcnet watch', () => {
   });
 
   it('attaches each interface of a change on its own: one it cannot attach is reported and retried, never blocking the others', async () => {
-    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-'));
+    stateDir = cleanup.directory('vcnet-watch-');
     const { pod } = makePod();
     const before = fingerprint(pod);
     expect(vcnet(['attach', '--sandbox', 'w2', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
@@ -398,7 +384,7 @@ describe('vcnet watch', () => {
       debounceMs: 300,
       onApplied: (summary) => applied.push(summary),
     });
-    stops.push(() => watching.stop());
+    cleanup.defer(() => watching.stop());
     const failedNames = () => applied.flatMap((summary) => summary.failed.map((failure) => failure.name));
 
     // In one change: a vxlan with an address (no endpoint type for it) and two veths.

@@ -6,13 +6,12 @@
  * kernel lowers a macvlan with its lower link but never raises it), and a tcfilter tap was capped
  * at the guest NIC's host_mtu although attach gives it the pod link's MTU.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { makePod } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
 
@@ -25,14 +24,9 @@ interface RecordedEndpoint {
   };
 }
 
-const stops: Array<() => unknown> = [];
+const cleanup = cleanupAfterEach();
+/** The state directory of the running test. */
 let stateDir = '';
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-  cleanupNamespaces();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
-  stateDir = '';
-});
 
 function recorded(sandbox: string): RecordedEndpoint {
   const state = JSON.parse(readFileSync(join(stateDir, sandbox, 'state.json'), 'utf8')) as {
@@ -50,13 +44,13 @@ async function watching(sandbox: string): Promise<WatchSummary[]> {
     debounceMs: 50,
     onApplied: (summary) => applied.push(summary),
   });
-  stops.push(() => watch.stop());
+  cleanup.defer(() => watch.stop());
   return applied;
 }
 
 describe('vcnet watch: a macvtap endpoint', () => {
   it('keeps the addresses, routes and neighbours the model moved into the guest when the pod link changes, and follows its MTU both ways', async () => {
-    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-macvtap-'));
+    stateDir = cleanup.directory('vcnet-watch-macvtap-');
     const { pod } = makePod();
     const attach = vcnet([
       'attach',
@@ -108,7 +102,7 @@ describe('vcnet watch: a macvtap endpoint', () => {
 
 describe('vcnet watch: a tcfilter tap', () => {
   it("follows the pod link's MTU above the guest NIC's host_mtu, while the guest stays at it", async () => {
-    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-tapmtu-'));
+    stateDir = cleanup.directory('vcnet-watch-tapmtu-');
     const { pod } = makePod();
     expect(vcnet(['attach', '--sandbox', 'tm1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
     const mtuOf = (name: string) => pod.ipJson<Array<{ mtu: number }>>('link', 'show', name)[0]?.mtu;

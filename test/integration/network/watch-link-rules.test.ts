@@ -6,30 +6,24 @@
  * attach such a link again at its next unrelated change (an MTU). And a detach ends the watch with
  * nothing else changing in the namespace; it used to wait for some netlink event first.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NamespaceWatcher } from '../../../src/network/namespace-watcher.js';
 import { SandboxNotFoundError } from '../../../src/sandbox/sandbox-interfaces.js';
 import { applyNamespaceChange, type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
 
-const stops: Array<() => unknown> = [];
+const cleanup = cleanupAfterEach();
+/** The state directory of the running test. */
 let stateDir = '';
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-  cleanupNamespaces();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
-  stateDir = '';
-});
 
 describe('vcnet watch: which links it attaches', () => {
   it('leaves alone a link del-iface removed and one present unattached at start; attaches new ones and one that gets its first address', async () => {
-    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-rules-'));
+    stateDir = cleanup.directory('vcnet-watch-rules-');
     const { pod } = makePod({ interfaces: 2 });
     expect(vcnet(['attach', '--sandbox', 'r1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
     const link = (name: string, address?: string) => {
@@ -46,7 +40,7 @@ describe('vcnet watch: which links it attaches', () => {
       debounceMs: 50,
       onApplied: (summary) => applied.push(summary),
     });
-    stops.push(() => watching.stop());
+    cleanup.defer(() => watching.stop());
     const attached = () =>
       (
         JSON.parse(readFileSync(join(stateDir, 'r1', 'state.json'), 'utf8')) as {
@@ -90,7 +84,7 @@ describe('vcnet watch: which links it attaches', () => {
 
 describe('vcnet watch: MTU', () => {
   it("gives the tap the pod link's new MTU, as attach gave it the MTU then", async () => {
-    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-mtu-'));
+    stateDir = cleanup.directory('vcnet-watch-mtu-');
     const { pod, node } = makePod();
     expect(vcnet(['attach', '--sandbox', 'm1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
     const mtuOf = (name: string) => pod.ipJson<Array<{ mtu: number }>>('link', 'show', name)[0]?.mtu;
@@ -101,7 +95,7 @@ describe('vcnet watch: MTU', () => {
       debounceMs: 50,
       onApplied: (summary) => applied.push(summary),
     });
-    stops.push(() => watching.stop());
+    cleanup.defer(() => watching.stop());
     node.exec('ip', ['link', 'set', 'veth0', 'mtu', '1400']);
     pod.exec('ip', ['link', 'set', 'eth0', 'mtu', '1400']);
     await until(() => mtuOf('tap0_kata') === 1400, 'the tap to take MTU 1400');
@@ -115,12 +109,12 @@ describe('vcnet watch: MTU', () => {
 
 describe('vcnet watch: detach', () => {
   it('ends the watch with nothing else changing in the namespace', async () => {
-    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-rules-'));
+    stateDir = cleanup.directory('vcnet-watch-rules-');
     const { pod } = makePod();
     const before = fingerprint(pod);
     expect(vcnet(['attach', '--sandbox', 'r2', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
     const watching = await watchSandbox('r2', { stateDirectory: stateDir, debounceMs: 50 });
-    stops.push(() => watching.stop());
+    cleanup.defer(() => watching.stop());
     expect(vcnet(['detach', '--sandbox', 'r2', '--state-dir', stateDir]).status).toBe(0);
     const timeout = new Promise((resolve) => setTimeout(() => resolve('still watching after 10 s'), 10_000));
     expect(await Promise.race([watching.ended, timeout])).toBeInstanceOf(SandboxNotFoundError);
@@ -130,7 +124,7 @@ describe('vcnet watch: detach', () => {
 
 describe('vcnet watch: a link deleted before it could be attached', () => {
   it('is neither attached, nor reported as failed, nor retried, and nothing of its attach is left', async () => {
-    stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-vanished-'));
+    stateDir = cleanup.directory('vcnet-watch-vanished-');
     const { pod } = makePod({ interfaces: 1 });
     expect(vcnet(['attach', '--sandbox', 'v1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
     pod.exec('ip', ['link', 'add', 'eth4', 'type', 'veth', 'peer', 'name', 'eth4p']);

@@ -3,28 +3,18 @@
  * endpoint goes away (deleted by someone else), the watch says so, naming the endpoint and what the
  * VM is left with; a link the tenant puts in vcnet's link group is not taken for a new endpoint.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
 import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { makePod } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
 
-const stops: Array<() => unknown> = [];
-let stateDir = '';
-afterEach(async () => {
-  for (const stop of stops.splice(0).reverse()) await stop();
-  cleanupNamespaces();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
-  stateDir = '';
-});
+const cleanup = cleanupAfterEach();
 
 async function watched(sandbox: string, maxEndpoints?: number) {
-  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-watch-tenant-'));
+  const stateDir = cleanup.directory('vcnet-watch-tenant-');
   const { pod } = makePod();
   const attach = vcnet(['attach', '--sandbox', sandbox, '--netns', pod.path, '--state-dir', stateDir]);
   expect(attach.status, attach.stderr).toBe(0);
@@ -32,14 +22,14 @@ async function watched(sandbox: string, maxEndpoints?: number) {
   const notices: NoticeEvent[] = [];
   const onNotice = (message: unknown) => notices.push(message as NoticeEvent);
   channels.notice.subscribe(onNotice);
-  stops.push(() => channels.notice.unsubscribe(onNotice));
+  cleanup.defer(() => channels.notice.unsubscribe(onNotice));
   const watching = await watchSandbox(sandbox, {
     stateDirectory: stateDir,
     debounceMs: 50,
     onApplied: (summary) => applied.push(summary),
     ...(maxEndpoints !== undefined ? { maxEndpoints } : {}),
   });
-  stops.push(() => watching.stop());
+  cleanup.defer(() => watching.stop());
   return { pod, applied, notices };
 }
 

@@ -17,6 +17,7 @@ import {
   openNetworkNamespace,
   openRecordedNamespace,
 } from '../../../src/netns/namespace-identity.js';
+import { fileIdentity, isSameFile, processIds } from '../../../src/netns/processes.js';
 import { attachTapOnly } from '../../../src/network/model/none.js';
 import { CLI, vcnet } from '../../helpers/cli.js';
 import { cleanupNamespaces, makeNamespace, namespaceView } from '../../helpers/namespace.js';
@@ -47,6 +48,22 @@ async function unpinnedNamespaceProcess(): Promise<ChildProcess> {
   });
   return child;
 }
+
+describe('the processes /proc lists', () => {
+  it('include a new process in a namespace of its own, whose ns/net is that namespace and not ours', async () => {
+    const child = await unpinnedNamespaceProcess();
+    const ids = processIds();
+    expect(ids).toContain(process.pid);
+    expect(ids).toContain(child.pid);
+    expect(ids.every((id) => Number.isInteger(id) && id > 0)).toBe(true);
+    const theirs = fileIdentity(`/proc/${child.pid}/ns/net`);
+    expect(theirs).toBeDefined();
+    expect(isSameFile(`/proc/${child.pid}/ns/net`, theirs!)).toBe(true);
+    expect(isSameFile('/proc/self/ns/net', theirs!)).toBe(false);
+    expect(fileIdentity(join(work, 'missing'))).toBeUndefined();
+    expect(isSameFile(join(work, 'missing'), theirs!)).toBe(false);
+  });
+});
 
 describe('opening a namespace path', () => {
   it('refuses a FIFO, a regular file, a directory and a missing path, naming it, without blocking', () => {

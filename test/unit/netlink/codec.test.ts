@@ -6,7 +6,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AddressAttribute, decodeAddress, encodeAddress } from '../../../src/netlink/codec/address.js';
 import { bytesToIp, bytesToMac, ipToBytes, macToBytes, parseCidr } from '../../../src/netlink/codec/address-format.js';
-import { AddressFamily, MessageType } from '../../../src/netlink/codec/constants.js';
+import { AddressFamily, MessageType, namesByValue } from '../../../src/netlink/codec/constants.js';
+import { IpvlanMode } from '../../../src/netlink/codec/link/ipvlan.js';
+import { MacvlanMode } from '../../../src/netlink/codec/link/macvlan.js';
 import { decodeLink, encodeNewLink } from '../../../src/netlink/codec/link.js';
 import {
   decodeNeighbour,
@@ -22,6 +24,7 @@ import { formatHandle, parseHandle, TC_H_INGRESS } from '../../../src/netlink/co
 import { decodeClass, encodeHtbClass } from '../../../src/netlink/codec/tc/qdisc/htb.js';
 import { decodeQdisc, encodeQdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import { MessageWriter } from '../../../src/netlink/codec/writer.js';
+import { errnoName } from '../../../src/netlink/errors.js';
 import fixture from '../../fixtures/netlink/kernel-dumps.json' with { type: 'json' };
 
 const recorded = (name: keyof typeof fixture) =>
@@ -379,5 +382,19 @@ describe('MessageWriter growth', () => {
     for (let filler = 0; filler <= 40; filler++) {
       expect(batch(32, filler, write), `filler of ${filler} bytes`).toEqual(batch(4096, filler, write));
     }
+  });
+});
+
+describe('constant names by value', () => {
+  it('names every ipvlan and macvlan mode and an errno; a number no table has gets no name', () => {
+    expect([...namesByValue(IpvlanMode)]).toEqual([
+      [0, 'l2'],
+      [1, 'l3'],
+      [2, 'l3s'],
+    ]);
+    expect(namesByValue(MacvlanMode).get(MacvlanMode.passthru)).toBe('passthru');
+    expect(namesByValue(MacvlanMode).get(0x1234)).toBeUndefined();
+    expect(errnoName(2)).toBe('ENOENT');
+    expect(errnoName(100_000)).toBe('E100000');
   });
 });

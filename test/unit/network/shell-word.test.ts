@@ -5,7 +5,8 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { commandOf } from '../../../src/network/plan/commands.js';
-import { commentText, shellWord } from '../../../src/network/plan/shell-word.js';
+import { shellWord } from '../../../src/network/plan/shell-word.js';
+import { escapedControlCharacters } from '../../../src/terminal-text.js';
 
 /** What `sh` passes to a command for `text` (one argument per line, NUL-free). */
 function shellArguments(text: string): string[] {
@@ -62,9 +63,9 @@ describe('shellWord', () => {
   });
 });
 
-describe('commentText', () => {
+describe('a comment line (escapedControlCharacters)', () => {
   it('keeps a comment on one line whatever the text holds', () => {
-    const text = commentText('sandbox a\ntouch Q\r\x1b[31m\u2028b\\n');
+    const text = escapedControlCharacters('sandbox a\ntouch Q\r\x1b[31m\u2028b\\n');
     expect(text).toBe('sandbox a\\ntouch Q\\r\\x1b[31m\\u2028b\\\\n');
     expect(text).not.toMatch(/[\x00-\x1f\x7f]/);
     // As a shell reads it: nothing runs.

@@ -1,4 +1,5 @@
 /** ipvlan: a link on a parent sharing its MAC, with a mode (IFLA_IPVLAN_MODE, a u16). */
+import { namesByValue } from '../constants.js';
 import type { Attributes } from '../reader.js';
 import type { MessageWriter } from '../writer.js';
 import { LinkInfoAttribute } from './message.js';
@@ -13,9 +14,7 @@ export interface IpvlanLinkData {
   mode?: IpvlanModeName;
 }
 
-const ipvlanModeByValue = new Map<number, IpvlanModeName>(
-  Object.entries(IpvlanMode).map(([name, value]) => [value, name as IpvlanModeName]),
-);
+const ipvlanModeByValue = namesByValue(IpvlanMode);
 
 /** IFLA_INFO_DATA of a new ipvlan (nothing without a mode: the kernel's default, l3). */
 export function encodeIpvlanData(writer: MessageWriter, data: IpvlanLinkData): void {

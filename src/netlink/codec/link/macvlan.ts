@@ -1,4 +1,5 @@
 /** macvlan and macvtap: a link on a parent, with a mode (IFLA_MACVLAN_MODE). */
+import { namesByValue } from '../constants.js';
 import type { Attributes } from '../reader.js';
 import type { MessageWriter } from '../writer.js';
 import { LinkInfoAttribute } from './message.js';
@@ -13,9 +14,7 @@ export interface MacvlanLinkData {
   mode?: MacvlanModeName;
 }
 
-const macvlanModeByValue = new Map<number, MacvlanModeName>(
-  Object.entries(MacvlanMode).map(([name, value]) => [value, name as MacvlanModeName]),
-);
+const macvlanModeByValue = namesByValue(MacvlanMode);
 
 /** IFLA_INFO_DATA of a new macvlan or macvtap (nothing without a mode: the kernel's default, vepa). */
 export function encodeMacvlanData(writer: MessageWriter, data: MacvlanLinkData): void {
