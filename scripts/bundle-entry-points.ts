@@ -98,7 +98,10 @@ for (const output of [
   ...outputs.filter(({ path }) => !isChunk(path)),
 ]) {
   const temporary = join(dirname(output.path), `.${basename(output.path)}.${process.pid}.tmp`);
-  writeFileSync(temporary, output.contents);
+  // The programs executable: `npm link` points `vcnet` at dist/cli/main.js itself and sets the bit
+  // only when it links, so a build after the link would leave a command that cannot run.
+  const program = !isChunk(output.path) && output.path.endsWith('.js');
+  writeFileSync(temporary, output.contents, { mode: program ? 0o755 : 0o644 });
   renameSync(temporary, output.path);
 }
 const current = new Set(outputs.filter(({ path }) => isChunk(path)).map(({ path }) => basename(path)));

@@ -18,7 +18,7 @@ export interface ConfigureGuestOptions {
   lockTimeoutMs?: number;
   /** The agent's socket; default the one attach recorded (--agent). */
   agentSocket?: string;
-  /** How long to wait for the agent to answer and each NIC to appear in the guest. Default 60000. */
+  /** Deadline (ms) for connecting to the agent and for each call; a missing NIC gets Kata's fixed retries. Default 60000. */
   timeoutMs?: number;
   /** Where the push's warnings go (a neighbour the agent refused); default Node's warning channel. */
   warn?: (message: string) => void;

@@ -94,7 +94,21 @@ export function registerAttach(program: Command): void {
           );
         }
         if (options.qmp && hypervisor !== 'qemu')
-          throw new InvalidInputError('--qmp', options.qmp, 'only with --hypervisor qemu');
+          throw new InvalidInputError(
+            '--qmp',
+            options.qmp,
+            'only with --hypervisor qemu',
+            "Cloud Hypervisor's and Firecracker's control socket is their API socket: give it as --api-socket",
+          );
+        // Before the socket pairing below, which would otherwise blame a missing --qmp on a user who
+        // gave QEMU the other hypervisors' control socket.
+        if (options.apiSocket && hypervisor === 'qemu')
+          throw new InvalidInputError(
+            '--api-socket',
+            options.apiSocket,
+            'only with --hypervisor clh or firecracker',
+            "QEMU's control socket is its QMP socket: give it as --qmp (with --agent), or pass --hypervisor clh or firecracker",
+          );
         // Before the dry run too: a plan printed for flags attach would refuse would mislead.
         // add-iface, del-iface and watch reach a running VM through both sockets: with one alone they
         // would change the host and the record only, silently.
@@ -109,8 +123,6 @@ export function registerAttach(program: Command): void {
             `give both ${controlFlag} and --agent, or neither when no VM runs yet`,
           );
         }
-        if (options.apiSocket && hypervisor === 'qemu')
-          throw new InvalidInputError('--api-socket', options.apiSocket, 'only with --hypervisor clh or firecracker');
         if (options.dryRun) {
           const planned = await inFlagTerms(() =>
             planSandboxAttach(config, options.sandbox, hypervisor, {

@@ -11,7 +11,11 @@ export function registerConfigureGuest(program: Command): void {
     )
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--agent <socket>', "the guest agent's socket (default: the one given to attach)")
-    .option('--timeout <ms>', 'how long to wait for the agent and for each NIC to appear in the guest', '60000')
+    .option(
+      '--timeout <ms>',
+      'deadline for connecting to the agent and for each call to it; a NIC the guest does not show yet is asked for again 20 times, 20 ms apart (as Kata), whatever this says',
+      '60000',
+    )
     .option('--state-dir <dir>', 'where sandbox state lives')
     .option('--json', 'machine-readable output')
     .action(

@@ -118,7 +118,7 @@ export function classifyInterface(
         'VCNET_UNSUPPORTED_INTERFACE',
         `unsupported network interface ${link.name}: kind ${kind}`,
         { name: link.name, kind: link.kind },
-        'vcnet connects veth, macvlan, macvtap, ipvlan, tap (tuntap), kind-less devices, physical PCI and vhost-user interfaces',
+        `vcnet connects veth, macvlan, macvtap, ipvlan, tap (tuntap), kind-less devices, physical PCI and vhost-user interfaces; a link without an address is skipped, so remove ${link.name}'s addresses or move it out of the pod namespace (add-iface: name only links of those kinds)`,
       );
     }
   }

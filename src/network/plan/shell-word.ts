@@ -7,8 +7,30 @@
 /** Characters no POSIX shell gives a meaning to in a word (a word made only of these needs no quotes). */
 const PLAIN_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
 
-/** `word` as the shell reads it back unchanged: as it is when plain, else single-quoted (`'` as `'\''`). */
+/**
+ * Characters a terminal acts on (ESC, BEL, C1 CSI...), as escapedControlCharacters sees them, less the
+ * newline: a kernel link name never holds one, and `$(...)` would drop it at the end of a word.
+ */
+const TERMINAL_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]+/g;
+
+/** `text`'s UTF-8 bytes as printf's octal escapes (`\033`), which dash's and bash's printf both read. */
+function printfOctal(text: string): string {
+  return [...Buffer.from(text, 'utf8')].map((byte) => `\\${byte.toString(8).padStart(3, '0')}`).join('');
+}
+
+/**
+ * `word` as the shell reads it back unchanged: as it is when plain, else single-quoted (`'` as `'\''`).
+ * Control characters leave the quotes as `"$(printf '\033')"`, so that a dry run shown on a terminal
+ * rather than piped to `sh` does not hand the terminal a tenant's escape codes.
+ */
 export function shellWord(word: string): string {
   if (PLAIN_WORD.test(word)) return word;
-  return `'${word.replaceAll("'", `'\\''`)}'`;
+  const quoted = `'${word.replaceAll("'", `'\\''`)}'`;
+  return (
+    quoted
+      .replace(TERMINAL_CONTROL, (run) => `'"$(printf '${printfOctal(run)}')"'`)
+      // The empty quotes left where a control character began or ended the word.
+      .replace(/^''(?=")/, '')
+      .replace(/(?<=")''$/, '')
+  );
 }

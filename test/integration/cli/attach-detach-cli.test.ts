@@ -220,6 +220,35 @@ describe('vcnet attach / detach', () => {
     expect(existsSync(join(stateDirectory(), 'half'))).toBe(false);
   });
 
+  it("names each hypervisor's control socket flag when QEMU is given --api-socket or clh --qmp", () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const sockets = join(stateDirectory(), 'vm.sock');
+    const cases: Array<[string[], string, string]> = [
+      [['--api-socket', sockets, '--agent', sockets], '--api-socket', 'give it as --qmp'],
+      [['--hypervisor', 'clh', '--qmp', sockets, '--agent', sockets], '--qmp', 'give it as --api-socket'],
+    ];
+    for (const [flags, refused, remedy] of cases) {
+      const attached = vcnet([
+        'attach',
+        '--sandbox',
+        'wrong',
+        '--netns',
+        pod.path,
+        ...flags,
+        '--state-dir',
+        stateDirectory(),
+      ]);
+      expect(attached.status, flags.join(' ')).toBe(2);
+      expect(attached.stderr, flags.join(' ')).toContain(
+        `invalid ${refused}: ${JSON.stringify(sockets)} (accepted: only with --hypervisor`,
+      );
+      expect(attached.stderr, flags.join(' ')).toContain(remedy);
+    }
+    expect(fingerprint(pod)).toEqual(before);
+    expect(existsSync(join(stateDirectory(), 'wrong'))).toBe(false);
+  });
+
   it('lets two processes attach two sandboxes at once, and one sandbox only once', async () => {
     const first = makePod();
     const second = makePod();

@@ -3,6 +3,7 @@
  * CLI's human output (scan's table, attach's endpoint and guest-interface tables) shows such a name
  * with its control characters escaped, as the dry-run `#` lines do; `--json` keeps the name as it is.
  */
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { makePod } from '../../helpers/pod.js';
@@ -36,5 +37,32 @@ describe('link names with terminal escape codes', () => {
     // POD IF in the endpoint table, DEVICE in the guest-interface table (the guest keeps the name).
     expect(attach.stdout.split('\n').filter((line) => line.includes(SHOWN)).length).toBeGreaterThanOrEqual(2);
     expect(vcnet(['detach', '--sandbox', 'esc', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+
+  it('leave attach --dry-run as printf escapes that sh (dash) turns back into the name', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['link', 'add', RED, 'type', 'veth', 'peer', 'name', 'tenant1']);
+    pod.exec('ip', ['addr', 'add', '10.240.0.1/24', 'dev', RED]);
+    pod.exec('ip', ['link', 'set', RED, 'up']);
+
+    const dry = vcnet([
+      'attach',
+      '--dry-run',
+      '--sandbox',
+      'esc',
+      '--netns',
+      pod.path,
+      '--state-dir',
+      stateDirectory(),
+    ]);
+    expect(dry.status, dry.stderr).toBe(0);
+    // Shown on a terminal instead of piped to sh, the plan cannot drive it.
+    expect(dry.stdout).not.toMatch(CONTROL);
+    expect(dry.stdout).toContain(`'e'"$(printf '\\033')"'[31mRED'"$(printf '\\007')"`);
+    execFileSync('ip', ['netns', 'exec', pod.name, 'sh', '-e'], { input: dry.stdout, encoding: 'utf8' });
+    // The redirect the plan adds sits on the very link with the escape codes in its name.
+    expect(pod.exec('tc', ['filter', 'show', 'dev', RED, 'ingress'])).toMatch(
+      /mirred \(Egress Redirect to device [^)]*\)/,
+    );
   });
 });

@@ -8,7 +8,7 @@
  * runs, also logging.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -72,6 +72,15 @@ describe('the bundled programs', () => {
     expect(logging).toMatch(/^\/\/ node_modules\/pino-pretty\/index\.js$/m);
     const holdsPino = (file: string) => /^\/\/ node_modules\/pino\//m.test(readFileSync(join(DIST, file), 'utf8'));
     expect([...PROGRAMS, ...CHUNKS].filter(holdsPino)).toEqual([]);
+  });
+
+  it('the programs are executable after a build (a `vcnet` that npm link points at dist/ keeps running)', () => {
+    for (const program of PROGRAMS) {
+      expect({ program, executable: (statSync(join(DIST, program)).mode & 0o111) === 0o111 }).toEqual({
+        program,
+        executable: true,
+      });
+    }
   });
 
   it('dist/chunks holds the code the two programs share, and no chunk of an earlier build', () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { VcnetError } from '../../../src/errors.js';
 import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import { NeighbourState } from '../../../src/netlink/codec/neighbour.js';
@@ -48,6 +49,20 @@ describe('endpoint choice (Kata createEndpoint)', () => {
   it('names the interface and its kind when unsupported (Kata printed an empty string)', () => {
     expect(() => classifyInterface(info({ link: link({ name: 'vx0', kind: 'vxlan' }) }))).toThrow(
       'unsupported network interface vx0: kind vxlan',
+    );
+  });
+
+  it('tells how to get past an unsupported interface: without an address it is skipped', () => {
+    let refusal: unknown;
+    try {
+      classifyInterface(info({ link: link({ name: 'vx0', kind: 'vxlan' }) }));
+    } catch (error) {
+      refusal = error;
+    }
+    expect(refusal).toMatchObject({ code: 'VCNET_UNSUPPORTED_INTERFACE' });
+    expect((refusal as VcnetError).hint).toContain('veth, macvlan, macvtap, ipvlan');
+    expect((refusal as VcnetError).hint).toContain(
+      "a link without an address is skipped, so remove vx0's addresses or move it out of the pod namespace",
     );
   });
 

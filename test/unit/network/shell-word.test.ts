@@ -8,11 +8,17 @@ import { commandOf } from '../../../src/network/plan/commands.js';
 import { shellWord } from '../../../src/network/plan/shell-word.js';
 import { escapedControlCharacters } from '../../../src/terminal-text.js';
 
-/** What `sh` passes to a command for `text` (one argument per line, NUL-free). */
-function shellArguments(text: string): string[] {
-  const output = execFileSync('sh', ['-c', `printf '%s\\0' ${text}`], { encoding: 'utf8' });
+/** What `shell` (dash as `sh` on Debian, or bash) passes to a command for `text` (NUL-free). */
+function shellArguments(text: string, shell = 'sh'): string[] {
+  const output = execFileSync(shell, ['-c', `printf '%s\\0' ${text}`], { encoding: 'utf8' });
   return output.split('\0').slice(0, -1);
 }
+
+/** What a terminal acts on: escapedControlCharacters' set, the newline aside (no link name holds one). */
+const TERMINAL_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]/;
+
+/** Link names with a terminal's escape codes in them: ESC, BEL, CR, the C1 CSI, a line separator. */
+const TERMINAL_WORDS = ['r\x1b[31m\x07', '\x1b]0;x\x07', "q'\x1b[1m'", 'x\ry', '\x9b2J', 'a\u2028b', 'é\x1b', '\x1b'];
 
 const WORDS = [
   'eth0',
@@ -37,6 +43,22 @@ const WORDS = [
 describe('shellWord', () => {
   it.each(WORDS)('%j reaches the command as it is, as one argument', (word) => {
     expect(shellArguments(shellWord(word))).toEqual([word]);
+  });
+
+  it.each(TERMINAL_WORDS)(
+    '%j reaches the command as it is under dash and bash, and prints no control character',
+    (word) => {
+      const quoted = shellWord(word);
+      expect(quoted).not.toMatch(TERMINAL_CONTROL);
+      expect(shellArguments(quoted)).toEqual([word]);
+      expect(shellArguments(quoted, 'bash')).toEqual([word]);
+    },
+  );
+
+  it('writes a control character as a printf escape between the quoted parts', () => {
+    expect(shellWord('r\x1b[31m')).toBe(`'r'"$(printf '\\033')"'[31m'`);
+    expect(shellWord('\x1b')).toBe(`"$(printf '\\033')"`);
+    expect(shellWord('\x9b')).toBe(`"$(printf '\\302\\233')"`);
   });
 
   it('leaves plain words (link names iproute2 prints, addresses, numbers) unquoted', () => {
