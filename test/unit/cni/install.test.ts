@@ -134,8 +134,7 @@ describe('the conflist of the macvtap model', () => {
       expect(disables('macvtap', version), version).toBe(true);
     // 0.3.x has no CHECK, and no disableCheck; the other models' CHECK passes.
     for (const version of ['0.3.0', '0.3.1'] as const) expect(disables('macvtap', version), version).toBeUndefined();
-    for (const model of ['tcfilter', 'none'] as const)
-      expect(disables(model, '1.0.0'), model).toBeUndefined();
+    for (const model of ['tcfilter', 'none'] as const) expect(disables(model, '1.0.0'), model).toBeUndefined();
 
     const install = (version: string) => {
       const confDirectory = join(directory, `net.d-${version}`);
