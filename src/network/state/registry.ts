@@ -43,23 +43,18 @@ export class StateRegistryLockedError extends VcnetError {
 export function registryPath(): string {
   const configured = process.env.VCNET_STATE_REGISTRY;
   if (configured === undefined) return DEFAULT_REGISTRY_PATH;
-  if (configured === '')
-    throw new InvalidInputError(
-      'VCNET_STATE_REGISTRY',
-      configured,
-      `a file path, such as ${DEFAULT_REGISTRY_PATH}`,
-      `set VCNET_STATE_REGISTRY to a file, or unset it for the default ${DEFAULT_REGISTRY_PATH}`,
-    );
+  if (configured === '') {
+    const accepted = `a file path, such as ${DEFAULT_REGISTRY_PATH}`;
+    const hint = `set VCNET_STATE_REGISTRY to a file, or unset it for the default ${DEFAULT_REGISTRY_PATH}`;
+    throw new InvalidInputError('VCNET_STATE_REGISTRY', configured, accepted, hint);
+  }
   try {
     return resolve(configured);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    throw new InvalidInputError(
-      'VCNET_STATE_REGISTRY',
-      configured,
-      'an absolute file path, or a relative one from a working directory that exists',
-      `the current working directory was deleted, so the relative path ${JSON.stringify(configured)} means nothing: give an absolute path, or run vcnet from a directory that exists`,
-    );
+    const accepted = 'an absolute file path, or a relative one from a working directory that exists';
+    const hint = `the current working directory was deleted, so the relative path ${JSON.stringify(configured)} means nothing: give an absolute path, or run vcnet from a directory that exists`;
+    throw new InvalidInputError('VCNET_STATE_REGISTRY', configured, accepted, hint);
   }
 }
 
