@@ -19,7 +19,7 @@ import { INTERWORKING_MODELS, type InterworkingModel } from '../network/interwor
 import { makeDirectory } from '../network/state/directory.js';
 import { bridgeNetwork } from './bridge-network.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, PREFERRED_CNI_VERSION } from './config.js';
-import { isSupportedCniVersion, SUPPORTED_CNI_VERSIONS, type SupportedCniVersion } from './version.js';
+import { atLeast, isSupportedCniVersion, SUPPORTED_CNI_VERSIONS, type SupportedCniVersion } from './version.js';
 
 export const DEFAULT_CNI_BIN_DIRECTORY = '/opt/cni/bin';
 export const DEFAULT_CNI_CONF_DIRECTORY = '/etc/cni/net.d';
@@ -110,6 +110,27 @@ export const DEFAULT_CONFLIST_OPTIONS: ConflistOptions = {
   cniVersion: PREFERRED_CNI_VERSION,
 };
 
+/**
+ * Whether the conflist says `"disableCheck": true`: with the macvtap model the chain's CHECK always
+ * fails (the interface plugin before vcnet-cni looks on the pod interface for the addresses macvtap
+ * moved into the guest). The key came with CHECK, in spec 0.4.0; a 0.3.x list has neither.
+ */
+export function conflistDisablesCheck(options: Pick<ConflistOptions, 'model' | 'cniVersion'>): boolean {
+  return options.model === 'macvtap' && atLeast(options.cniVersion, '0.4.0');
+}
+
+/** What install-cni says on stderr about the conflist it wrote, beside the file list. */
+export function conflistNotes(options: Pick<ConflistOptions, 'model' | 'cniVersion'>): string[] {
+  if (options.model !== 'macvtap') return [];
+  if (conflistDisablesCheck(options))
+    return [
+      'the conflist has "disableCheck": true: with model macvtap the CHECK of the chain always fails (the bridge plugin looks on the pod interface for the addresses macvtap moved into the guest), so the runtime must not run it',
+    ];
+  return [
+    `cniVersion ${options.cniVersion} has no CHECK (nor disableCheck); with model macvtap the CHECK of the chain always fails, so a conflist moved to 0.4.0 or later needs "disableCheck": true`,
+  ];
+}
+
 /** bridge + host-local, then vcnet-cni: the network of a VM runtime class (see docs/cni.md). */
 export function vcnetConflist(options: ConflistOptions): Record<string, unknown> {
   const {
@@ -129,6 +150,7 @@ export function vcnetConflist(options: ConflistOptions): Record<string, unknown>
   return {
     cniVersion: options.cniVersion,
     name: options.networkName,
+    ...(conflistDisablesCheck(options) ? { disableCheck: true } : {}),
     plugins: [
       { ...bridge, ipam },
       { type: PLUGIN_NAME, model: options.model, stateDir: options.stateDirectory },

@@ -1,37 +1,40 @@
 /**
- * STATUS (CNI 1.1.0): whether vcnet-cni can serve an ADD now. It needs a state directory it can
- * write and the tun device for taps; the rest (netlink, the pod namespace) is per ADD.
+ * STATUS (CNI 1.1.0): whether vcnet-cni can serve an ADD now. It needs a state directory ADD would
+ * accept and the tun device for taps; the rest (netlink, the pod namespace) is per ADD.
  */
 import { accessSync, constants } from 'node:fs';
-import { DirectoryNotMadeError, makeDirectory } from '../network/state/directory.js';
+import { VcnetError } from '../errors.js';
 import type { CniConfig } from './config.js';
 import { CniError, CniErrorCode } from './errors.js';
+import { prepareStateDirectory } from './state.js';
 
 export const TUN_DEVICE = '/dev/net/tun';
 
+/**
+ * The spec gives STATUS its own codes: 50 says the plugin cannot serve ADD now, which is what a
+ * runtime acts on (kubelet's NetworkReady). The reason is ADD's own check and text, so STATUS never
+ * says ready for a stateDir ADD refuses.
+ */
 export function status(config: CniConfig, tunDevice: string = TUN_DEVICE): void {
   const problems: string[] = [];
+  const hints: string[] = [];
   try {
-    makeDirectory(config.stateDirectory, 0o700);
-    accessSync(config.stateDirectory, constants.W_OK);
+    prepareStateDirectory(config.stateDirectory);
   } catch (error) {
-    const reason = error instanceof DirectoryNotMadeError ? error.reason : (error as NodeJS.ErrnoException).code;
-    problems.push(`state directory ${config.stateDirectory} is not writable (${reason})`);
+    problems.push((error as Error).message);
+    if (error instanceof VcnetError && error.hint) hints.push(error.hint);
   }
   try {
     accessSync(tunDevice, constants.R_OK | constants.W_OK);
   } catch (error) {
     problems.push(`${tunDevice} is not usable (${(error as NodeJS.ErrnoException).code}): no tap can be made`);
+    hints.push('run vcnet-cni as root on a host with the tun module');
   }
-  if (problems.length > 0) {
-    throw new CniError(
-      CniErrorCode.PLUGIN_NOT_AVAILABLE,
-      'VCNET_CNI_NOT_AVAILABLE',
-      `vcnet-cni cannot serve ADD: ${problems.join('; ')}`,
-      {
-        value: problems,
-        hint: 'run vcnet-cni as root on a host with the tun module; point stateDir at a writable directory',
-      },
-    );
-  }
+  if (problems.length === 0) return;
+  throw new CniError(
+    CniErrorCode.PLUGIN_NOT_AVAILABLE,
+    'VCNET_CNI_NOT_AVAILABLE',
+    `vcnet-cni cannot serve ADD: ${problems.join('; ')}`,
+    { value: problems, hint: hints.join('; ') },
+  );
 }

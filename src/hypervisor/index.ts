@@ -5,7 +5,7 @@ export * from './errors.js';
 export * from './firecracker.js';
 export * from './kvm-probe.js';
 export * from './qemu.js';
-export type { QemuMachineType } from './qemu-hotplug-ports.js';
+export { type QemuMachineType, qemuHotplugPortArguments } from './qemu-hotplug-ports.js';
 export * from './qemu-process.js';
 export * from './qmp.js';
 export * from './qmp-network-hotplug.js';

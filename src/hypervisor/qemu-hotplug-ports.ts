@@ -48,13 +48,30 @@ export function qemuHotplugPortArguments(machine: QemuMachineType, count: number
   }
   if (machine === 'pc') return pciBridgeArguments(0);
   const args: string[] = [];
-  for (let port = 0; port < count; port++) {
-    args.push(
-      '-device',
-      `pcie-root-port,id=${ROOT_PORT_ID_PREFIX}${port},bus=pcie.0,chassis=${FIRST_CHASSIS + port},slot=${port + 1}`,
-    );
-  }
+  for (let port = 0; port < count; port++) args.push(...rootPortArguments(port));
   return args;
+}
+
+/** vcnet-rp<index>: chassis numbers and slots follow on from the first, so each pair is unique. */
+export function rootPortArguments(index: number): string[] {
+  return [
+    '-device',
+    `pcie-root-port,id=${ROOT_PORT_ID_PREFIX}${index},bus=pcie.0,chassis=${FIRST_CHASSIS + index},slot=${index + 1}`,
+  ];
+}
+
+/** The chassis and slot of vcnet-rp<index>, for a message that names the ports after it. */
+export function rootPortPlace(index: number): string {
+  return `chassis=${FIRST_CHASSIS + index},slot=${index + 1}`;
+}
+
+/**
+ * The index of the first vcnet port (vcnet-rp<N>, vcnet-bridge<N>) a VM does not have yet, above
+ * every one it has: a port to add at boot must not repeat an id (or chassis) already there.
+ */
+export function nextPortIndex(ports: ReadonlyArray<{ id: string }>): number {
+  const indices = ports.map((port) => Number(/(\d+)$/.exec(port.id)?.[1] ?? -1));
+  return indices.length === 0 ? 0 : Math.max(...indices) + 1;
 }
 
 export interface QueryPciDevice {

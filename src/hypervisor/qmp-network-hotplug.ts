@@ -47,14 +47,17 @@ import {
   foreignBridges,
   hexSlot,
   hotplugPorts,
+  nextPortIndex,
   PCI_BRIDGE_NICS,
   pciBridgeArguments,
   pciPathInTree,
   type QemuMachineType,
   type QueryPciBus,
-  qemuHotplugPortArguments,
   queryMachineType,
   queryPci,
+  ROOT_PORT_ID_PREFIX,
+  rootPortArguments,
+  rootPortPlace,
 } from './qemu-hotplug-ports.js';
 import { QmpClient } from './qmp.js';
 
@@ -415,10 +418,12 @@ function noFreePortError(
       : '; no other bridge or root port on the root bus';
   const rootBus = rootBusFull === undefined ? '' : 'root bus pci.0 full; ';
   const found = `${machine} machine: ${rootBus}hot-plug ports found: ${own}${others}`;
+  // The ports to add are the ones after those the VM has: repeating an id it has makes QEMU refuse to start.
+  const next = nextPortIndex(ports);
   const hint =
     machine === 'q35'
-      ? `start QEMU with one vcnet root port per device to hot-plug: ${qemuHotplugPortArguments('q35', 1).join(' ')} (then vcnet-rp1 with chassis=33,slot=2, and so on); for a VM Kata starts, see "QEMU q35" in docs/compatibility.md`
-      : `start QEMU with a vcnet pci-bridge, which takes ${PCI_BRIDGE_NICS} more NICs: ${pciBridgeArguments(ports.length).join(' ')}${
+      ? `start QEMU with one vcnet root port per device to hot-plug${ports.length > 0 ? ', beside the ones it has' : ''}: ${rootPortArguments(next).join(' ')} (then ${ROOT_PORT_ID_PREFIX}${next + 1} with ${rootPortPlace(next + 1)}, and so on); for a VM Kata starts, see "QEMU q35" in docs/compatibility.md`
+      : `start QEMU with a vcnet pci-bridge, which takes ${PCI_BRIDGE_NICS} more NICs: ${pciBridgeArguments(next).join(' ')}${
           ports.length === 0 ? ' (vcnet-bridge1 with chassis_nr=33 for more, and so on)' : ''
         }`;
   return new HotplugCapacityError(deviceId, found, hint, rootBusFull);

@@ -48,6 +48,7 @@ export interface WatchSummary {
 export interface SandboxWatchOptions {
   stateDirectory?: string;
   debounceMs?: number;
+  /** Each change set that did something (a pass that changed nothing in the sandbox is not given). */
   onApplied?: (summary: WatchSummary) => void;
   onError?: (error: Error) => void;
   /**
@@ -231,12 +232,29 @@ export async function applyNamespaceChange(
           sandbox: id,
         });
       if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
-      publish(channels.watch, () => ({ sandbox: id, ...summary }));
+      if (!isEmptySummary(summary)) publish(channels.watch, () => ({ sandbox: id, ...summary }));
       return summary;
     } finally {
       await vm?.close();
     }
   });
+}
+
+/**
+ * Whether a change set did nothing to the sandbox. Such passes happen: the deletion of a pod link's
+ * tap (by the pass that removed the link) is read as a change of its own, and so is any change on a
+ * link the watch leaves alone. They are neither published nor given to onApplied.
+ */
+function isEmptySummary(summary: WatchSummary): boolean {
+  return (
+    summary.added.length +
+      summary.removed.length +
+      summary.updated.length +
+      summary.failed.length +
+      (summary.lostDevices?.length ?? 0) +
+      (summary.overLimit?.length ?? 0) ===
+    0
+  );
 }
 
 /**
@@ -418,7 +436,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
           const info = withRetries.addedInterfaces.find((entry) => entry.link.name === failure.name);
           if (info) pending.set(failure.name, info);
         }
-        options.onApplied?.(summary);
+        if (!isEmptySummary(summary)) options.onApplied?.(summary);
       },
       ...(options.onError ? { onError: options.onError } : {}),
     });

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import {
+  conflistNotes,
   DEFAULT_CNI_BIN_DIRECTORY,
   DEFAULT_CNI_CONF_DIRECTORY,
   DEFAULT_CONFLIST_OPTIONS,
@@ -8,7 +9,7 @@ import {
 } from '../../cni/install.js';
 import type { SupportedCniVersion } from '../../cni/version.js';
 import type { InterworkingModel } from '../../network/interworking-model.js';
-import { print, printJson } from '../output.js';
+import { print, printJson, writeStderr } from '../output.js';
 
 interface InstallCniOptions {
   binDir: string;
@@ -47,7 +48,7 @@ export function registerInstallCni(program: Command): void {
     .option('--subnet <cidr>', 'host-local range for the pods', DEFAULT_CONFLIST_OPTIONS.subnet)
     .option(
       '--model <model>',
-      'internetworking model: tcfilter, macvtap, none, default',
+      'internetworking model: tcfilter, macvtap, none, default (macvtap: the conflist gets "disableCheck": true, as the CHECK of its chain always fails)',
       DEFAULT_CONFLIST_OPTIONS.model,
     )
     .option('--state-dir <dir>', 'vcnet-cni stateDir', DEFAULT_CONFLIST_OPTIONS.stateDirectory)
@@ -67,6 +68,13 @@ export function registerInstallCni(program: Command): void {
           cniVersion: options.cniVersion as SupportedCniVersion,
         },
       });
+      if (options.conflist) {
+        const notes = conflistNotes({
+          model: options.model as InterworkingModel,
+          cniVersion: options.cniVersion as SupportedCniVersion,
+        });
+        for (const note of notes) writeStderr(`vcnet: ${note}\n`);
+      }
       if (options.json) {
         printJson({ installed });
         return;

@@ -6,8 +6,8 @@
  * Changed under its own flock and replaced atomically; read without a lock (a rename is atomic).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { SystemCallError, VcnetError } from '../../errors.js';
+import { dirname, join, resolve } from 'node:path';
+import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { replaceFileAtomically } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
@@ -35,10 +35,27 @@ export class StateRegistryLockedError extends VcnetError {
   }
 }
 
-/** The registry file ($VCNET_STATE_REGISTRY when set, for tests and unusual layouts). */
+/**
+ * The registry file ($VCNET_STATE_REGISTRY when set, for tests and unusual layouts), as the state
+ * directory is taken from VCNET_STATE_DIR: an empty value is refused (it fell back to the shared
+ * default without a word), a relative one made absolute from the working directory.
+ */
 export function registryPath(): string {
   const configured = process.env.VCNET_STATE_REGISTRY;
-  return configured ? configured : DEFAULT_REGISTRY_PATH;
+  if (configured === undefined) return DEFAULT_REGISTRY_PATH;
+  if (configured === '') {
+    const accepted = `a file path, such as ${DEFAULT_REGISTRY_PATH}`;
+    const hint = `set VCNET_STATE_REGISTRY to a file, or unset it for the default ${DEFAULT_REGISTRY_PATH}`;
+    throw new InvalidInputError('VCNET_STATE_REGISTRY', configured, accepted, hint);
+  }
+  try {
+    return resolve(configured);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    const accepted = 'an absolute file path, or a relative one from a working directory that exists';
+    const hint = `the current working directory was deleted, so the relative path ${JSON.stringify(configured)} means nothing: give an absolute path, or run vcnet from a directory that exists`;
+    throw new InvalidInputError('VCNET_STATE_REGISTRY', configured, accepted, hint);
+  }
 }
 
 /** The registered directories, in the order they were added. */

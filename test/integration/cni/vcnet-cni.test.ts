@@ -869,8 +869,6 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
 
     const status = runtime.invoke('STATUS', { ...config, cniVersion: '1.1.0' }, {}, { timeoutMs: BOUND_MS });
     expect(status.status, status.stderr).toBe(1);
-    expect(status.output).toMatchObject({ code: 50 });
-    expect(String(status.output?.msg)).toContain(`state directory ${stateDir} is not writable`);
 
     const bridgeOnly: Conflist = { ...conflist({}), plugins: [conflist({}).plugins[0]!] };
     const previous = runtime.add(bridgeOnly);
@@ -885,6 +883,9 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     expect(String(add.output?.msg)).toContain(`stateDir: cannot be used as a state directory`);
     expect(String(add.output?.msg)).toContain(stateDir);
     expect(String(add.output?.msg)).toContain('ENOENT');
+    // STATUS's own code (50: cannot serve ADD), for ADD's reason.
+    expect(status.output).toMatchObject({ code: 50 });
+    expect(String(status.output?.msg)).toContain(String(add.output?.msg));
     expect(linkNames(pod)).not.toContain('tap0_kata');
     runtime.del(bridgeOnly, previous);
   });
@@ -951,7 +952,7 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     bridgeRuntime.del(bridgeOnly, previous);
   });
 
-  it('a stateDir another user could write in: ADD fails with code 7 naming it, its owner and mode', () => {
+  it('a stateDir another user could write in: ADD fails with code 7 naming it, its owner and mode, and STATUS with 50 for that reason', () => {
     const { node, pod } = makeNodeAndPod();
     const runtime = new CniRuntime(node, attachmentIn(pod));
     mkdirSync(stateDirectory, { mode: 0o700 });
@@ -971,6 +972,13 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     );
     expect(String(add.output?.details)).toContain(`chmod 700 ${stateDirectory}`);
     expect(linkNames(pod)).not.toContain('tap0_kata');
+    expect(existsSync(join(stateDirectory, '.locks'))).toBe(false);
+    // STATUS answers whether ADD can be served: not with this stateDir, for ADD's reason.
+    const status = runtime.invoke('STATUS', { ...list.plugins[1], cniVersion: '1.1.0', name: list.name });
+    expect(status.status, status.stderr).toBe(1);
+    expect(status.output).toMatchObject({ code: 50 });
+    expect(String(status.output?.msg)).toBe(`vcnet-cni cannot serve ADD: ${add.output?.msg}`);
+    expect(String(status.output?.details)).toContain(`chmod 700 ${stateDirectory}`);
     expect(existsSync(join(stateDirectory, '.locks'))).toBe(false);
     runtime.del(bridgeOnly, previous);
   });

@@ -124,4 +124,32 @@ describe('state directory', () => {
       rmSync(cwd, { recursive: true, force: true });
     }
   });
+
+  it('refuses an empty VCNET_STATE_REGISTRY (it fell back to /run/vcnet), and takes a relative one from the cwd', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const cwd = mkdtempSync(join(tmpdir(), 'vcnet-cwd-'));
+    try {
+      const empty = { VCNET_STATE_REGISTRY: '' };
+      const attach = vcnet(['attach', '--sandbox', 's', '--netns', pod.path, '--state-dir', stateDirectory()], empty);
+      expect(attach.status, attach.stderr).toBe(2);
+      expect(attach.stderr).toContain('invalid VCNET_STATE_REGISTRY: ""');
+      expect(fingerprint(pod)).toEqual(before);
+      // No record and no sandbox directory (the lock directory is made under the lock, as for any attach).
+      expect(readdirSync(stateDirectory()).filter((name) => name !== '.locks')).toEqual([]);
+      const gc = vcnet(['gc', '--dry-run', '--netns', pod.path, '--state-dir', stateDirectory()], empty);
+      expect(gc.status, gc.stderr).toBe(2);
+      expect(gc.stderr).toContain('invalid VCNET_STATE_REGISTRY: ""');
+
+      const relative = { VCNET_STATE_REGISTRY: 'registry' };
+      const args = ['--sandbox', 's', '--state-dir', stateDirectory()];
+      const attached = vcnet(['attach', ...args, '--netns', pod.path], relative, { cwd });
+      expect(attached.status, attached.stderr).toBe(0);
+      expect(readFileSync(join(cwd, 'registry'), 'utf8')).toBe(`${stateDirectory()}\n`);
+      expect(vcnet(['detach', ...args], relative, { cwd }).status).toBe(0);
+      expect(fingerprint(pod)).toEqual(before);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
 });

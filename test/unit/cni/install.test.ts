@@ -20,7 +20,10 @@ import {
   launcherScript,
   vcnetConflist,
 } from '../../../src/cni/install.js';
+import type { SupportedCniVersion } from '../../../src/cni/version.js';
 import type { VcnetError } from '../../../src/errors.js';
+import type { InterworkingModel } from '../../../src/network/interworking-model.js';
+import { vcnet } from '../../helpers/cli.js';
 
 let directory: string;
 let entry: string;
@@ -120,6 +123,41 @@ describe('installCni', () => {
     const notBuilt = refusal(() => installCni({ ...base, entryPath: join(directory, 'missing.js') }));
     expect(notBuilt.code).toBe('VCNET_CNI_NOT_BUILT');
     expect(() => statSync(join(directory, 'bin'))).toThrow();
+  });
+});
+
+describe('the conflist of the macvtap model', () => {
+  it('says "disableCheck": true from cniVersion 0.4.0 (the chain\'s CHECK always fails), and install-cni says why', () => {
+    const disables = (model: InterworkingModel, cniVersion: SupportedCniVersion) =>
+      vcnetConflist({ ...DEFAULT_CONFLIST_OPTIONS, model, cniVersion }).disableCheck;
+    for (const version of ['0.4.0', '1.0.0', '1.1.0'] as const)
+      expect(disables('macvtap', version), version).toBe(true);
+    // 0.3.x has no CHECK, and no disableCheck; the other models' CHECK passes.
+    for (const version of ['0.3.0', '0.3.1'] as const) expect(disables('macvtap', version), version).toBeUndefined();
+    for (const model of ['tcfilter', 'none'] as const) expect(disables(model, '1.0.0'), model).toBeUndefined();
+
+    const install = (version: string) => {
+      const confDirectory = join(directory, `net.d-${version}`);
+      const run = vcnet([
+        'install-cni',
+        '--bin-dir',
+        join(directory, 'bin'),
+        '--conf-dir',
+        confDirectory,
+        '--model',
+        'macvtap',
+        '--cni-version',
+        version,
+      ]);
+      expect(run.status, run.stderr).toBe(0);
+      return { run, conflist: JSON.parse(readFileSync(join(confDirectory, '99-vcnet.conflist'), 'utf8')) };
+    };
+    const current = install('1.0.0');
+    expect(current.conflist).toMatchObject({ cniVersion: '1.0.0', disableCheck: true });
+    expect(current.run.stderr).toContain('the conflist has "disableCheck": true: with model macvtap the CHECK');
+    const old = install('0.3.1');
+    expect(old.conflist.disableCheck).toBeUndefined();
+    expect(old.run.stderr).toContain('cniVersion 0.3.1 has no CHECK (nor disableCheck)');
   });
 });
 

@@ -274,6 +274,46 @@ describe('QemuNetworkHotplugTarget', () => {
     expect(sent(server).map(([name]) => name)).not.toContain('netdev_add');
   });
 
+  it('on q35 with every vcnet root port taken: the hint names the next ports, not ones the VM has', async () => {
+    const { server, client } = await connected();
+    machine('pc-q35-7.2-machine', q35Pci)(server);
+    const target = new QemuNetworkHotplugTarget(client);
+    await target.hotplugNetworkDevice(device);
+    await target.hotplugNetworkDevice({ ...device, id: 'net2', tapName: 'tap2_kata' });
+    const error = await target
+      .hotplugNetworkDevice({ ...device, id: 'net3', tapName: 'tap3_kata' })
+      .catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'VCNET_HOTPLUG_NO_SLOT', deviceId: 'net3' });
+    const hint = String((error as { hint?: string }).hint);
+    expect(hint).toContain('-device pcie-root-port,id=vcnet-rp2,bus=pcie.0,chassis=34,slot=3');
+    expect(hint).toContain('then vcnet-rp3 with chassis=35,slot=4');
+    expect(hint).not.toMatch(/id=vcnet-rp[01],/);
+  });
+
+  it('on i440fx with vcnet-bridge0 full: the hint names vcnet-bridge1', async () => {
+    const { server, client } = await connected();
+    const pcPci = [
+      {
+        bus: 0,
+        devices: [
+          { slot: 0, function: 0, qdev_id: '' },
+          { slot: 5, function: 0, qdev_id: 'vcnet-bridge0', pci_bridge: { devices: [] } },
+        ],
+      },
+    ];
+    server.setHandler((command, connection) => {
+      if (command.execute === 'qom-get') connection.reply(command, 'pc-i440fx-7.2-machine');
+      else if (command.execute === 'device_add')
+        connection.fail(command, 'GenericError', 'PCI: no slot/function available for virtio-net-pci, all in use');
+      else connection.reply(command, command.execute === 'query-pci' ? pcPci : {});
+    });
+    const error = await new QemuNetworkHotplugTarget(client).hotplugNetworkDevice(device).catch((caught) => caught);
+    expect(error).toMatchObject({ code: 'VCNET_HOTPLUG_NO_SLOT' });
+    expect(String((error as { hint?: string }).hint)).toContain(
+      '-device pci-bridge,id=vcnet-bridge1,bus=pci.0,chassis_nr=33',
+    );
+  });
+
   it('on i440fx, or when QEMU does not say, the NIC goes onto pci.0 as before', async () => {
     for (const qomType of ['pc-i440fx-7.2-machine', undefined]) {
       const { server, client } = await connected();

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cniContentSchema, sandboxContentSchema } from '../../../src/network/state/network-content-schema.js';
 import { parseRecord, StateInvalidError, salvageNamespace } from '../../../src/network/state/record-envelope.js';
+import { registryPath } from '../../../src/network/state/registry.js';
 import { SandboxStore, stateDirectory } from '../../../src/network/state/store.js';
 
 const FILE = '/run/vcnet/sandboxes/a/state.json';
@@ -268,5 +269,27 @@ describe('stateDirectory', () => {
     expect(stateDirectory()).toBe(join(process.cwd(), 'relative/dir'));
     delete process.env.VCNET_STATE_DIR;
     expect(stateDirectory()).toBe('/run/vcnet/sandboxes');
+  });
+});
+
+describe('registryPath', () => {
+  const saved = process.env.VCNET_STATE_REGISTRY;
+  afterEach(() => {
+    if (saved === undefined) delete process.env.VCNET_STATE_REGISTRY;
+    else process.env.VCNET_STATE_REGISTRY = saved;
+  });
+
+  it('refuses an empty VCNET_STATE_REGISTRY naming it, and makes a relative one absolute, as VCNET_STATE_DIR', () => {
+    process.env.VCNET_STATE_REGISTRY = '';
+    expect(() => registryPath()).toThrow(
+      'invalid VCNET_STATE_REGISTRY: "" (accepted: a file path, such as /run/vcnet/state-directories)',
+    );
+    expect(() => registryPath()).toThrow(expect.objectContaining({ code: 'VCNET_INVALID_INPUT' }));
+    process.env.VCNET_STATE_REGISTRY = 'relative/registry';
+    expect(registryPath()).toBe(join(process.cwd(), 'relative/registry'));
+    process.env.VCNET_STATE_REGISTRY = '/tmp/elsewhere/registry';
+    expect(registryPath()).toBe('/tmp/elsewhere/registry');
+    delete process.env.VCNET_STATE_REGISTRY;
+    expect(registryPath()).toBe('/run/vcnet/state-directories');
   });
 });
