@@ -333,8 +333,9 @@ describe('vcnet watch', () => {
     cleanup.defer(() => watching.stop());
 
     // A link without an address is skipped (as Kata), and attached once it gets one.
+    // Skipping it changes nothing, so no summary says so: a few debounce periods pass without one.
     pod.exec('ip', ['link', 'add', 'eth8', 'type', 'veth', 'peer', 'name', 'peer8']);
-    await until(() => applied.length > 0, 'the new link seen');
+    await new Promise((resolve) => setTimeout(resolve, 600));
     expect(applied.flatMap((summary) => summary.added)).not.toContain('eth8');
     expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
 
