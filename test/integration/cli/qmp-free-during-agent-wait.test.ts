@@ -43,19 +43,24 @@ describe.skipIf(skipReason !== undefined)('QMP while add-iface waits for the age
         () => record().includes('"net9"') && pod.exec('ip', ['link', 'show']).includes('tap1_kata'),
         'the tap',
       );
-      const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
-      try {
-        // device_add may still be under way as the tap shows: wait for the NIC.
-        let network = '';
-        const deadline = Date.now() + 10_000;
-        while (!network.includes('netdev-net1') && Date.now() < deadline) {
-          network = await qmp.execute<string>('human-monitor-command', { 'command-line': 'info network' });
-          if (!network.includes('netdev-net1')) await new Promise((resolve) => setTimeout(resolve, 100));
+      // The tap shows before add-iface has plugged the NIC (on a busy machine, before it has even
+      // connected to QMP). QEMU serves one QMP client at a time, so each look is a connection of its
+      // own, closed again: one held through the wait would keep add-iface's device_add out.
+      const infoNetwork = async (): Promise<string> => {
+        const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
+        try {
+          return await qmp.execute<string>('human-monitor-command', { 'command-line': 'info network' });
+        } finally {
+          await qmp.close();
         }
-        expect(network).toContain('netdev-net1');
-      } finally {
-        await qmp.close();
+      };
+      let network = '';
+      const deadline = Date.now() + 20_000;
+      while (!network.includes('netdev-net1') && Date.now() < deadline) {
+        network = await infoNetwork();
+        if (!network.includes('netdev-net1')) await new Promise((resolve) => setTimeout(resolve, 200));
       }
+      expect(network).toContain('netdev-net1');
       // Still waiting for the agent: the QMP client above got in during that wait.
       expect(adding.child.exitCode).toBeNull();
     } finally {
