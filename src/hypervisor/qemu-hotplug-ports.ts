@@ -54,10 +54,7 @@ export function qemuHotplugPortArguments(machine: QemuMachineType, count: number
 
 /** vcnet-rp<index>: chassis numbers and slots follow on from the first, so each pair is unique. */
 export function rootPortArguments(index: number): string[] {
-  return [
-    '-device',
-    `pcie-root-port,id=${ROOT_PORT_ID_PREFIX}${index},bus=pcie.0,chassis=${FIRST_CHASSIS + index},slot=${index + 1}`,
-  ];
+  return ['-device', `pcie-root-port,id=${ROOT_PORT_ID_PREFIX}${index},bus=pcie.0,${rootPortPlace(index)}`];
 }
 
 /** The chassis and slot of vcnet-rp<index>, for a message that names the ports after it. */
