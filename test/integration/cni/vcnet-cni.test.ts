@@ -112,8 +112,8 @@ function addChain(runtime: CniRuntime, list: Conflist, pod: TestNamespace) {
   return { result, afterBridge: afterBridge! };
 }
 
-/** Two chains on one pod, eth0 (bridge vcbr0) and net1 (bridge vcbr1), each ending in vcnet-cni: both ADDed. */
-function twoChainsOnOnePod() {
+/** Two chains on one pod, eth0 (bridge vcbr0) and net1 (bridge vcbr1), each ending in vcnet-cni: the first ADDed. */
+function twoChainsFirstAdded() {
   const { node, pod } = makeNodeAndPod();
   const first = conflist({ bridge: 'vcbr0', subnet: '10.231.1.0/24' });
   const second = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-second' };
@@ -121,8 +121,14 @@ function twoChainsOnOnePod() {
   const runtimeA = new CniRuntime(node, attachment);
   const runtimeB = new CniRuntime(node, { ...attachment, interfaceName: 'net1' });
   const { result: resultA } = addChain(runtimeA, first, pod);
-  const { result: resultB } = addChain(runtimeB, second, pod);
-  return { node, pod, first, second, attachment, runtimeA, runtimeB, resultA, resultB };
+  return { node, pod, first, second, attachment, runtimeA, runtimeB, resultA };
+}
+
+/** The same two chains, both ADDed. */
+function twoChainsOnOnePod() {
+  const chains = twoChainsFirstAdded();
+  const { result: resultB } = addChain(chains.runtimeB, chains.second, chains.pod);
+  return { ...chains, resultB };
 }
 
 /** DEL of the whole list, asserting that vcnet-cni's DEL leaves the pod exactly as the bridge left it. */
@@ -562,13 +568,7 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
   });
 
   it('a second chain whose interface has the MAC the first gave the VM is refused before anything is made', () => {
-    const { node, pod } = makeNodeAndPod();
-    const first = conflist({ bridge: 'vcbr0', subnet: '10.231.1.0/24' });
-    const second = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-second' };
-    const attachment = attachmentIn(pod);
-    const runtimeA = new CniRuntime(node, attachment);
-    const runtimeB = new CniRuntime(node, { ...attachment, interfaceName: 'net1' });
-    const { result: resultA } = addChain(runtimeA, first, pod);
+    const { pod, first, second, attachment, runtimeA, runtimeB, resultA } = twoChainsFirstAdded();
     const bridgeOnly: Conflist = { ...second, plugins: [second.plugins[0]!] };
     const previous = runtimeB.add(bridgeOnly);
     // A static MAC given to both networks: eth0's guest NIC already has it.
