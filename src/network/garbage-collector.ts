@@ -780,7 +780,6 @@ function failureOf(error: unknown): { reason: string; errno?: string } {
 }
 
 /** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
-
 function pathHolds(path: string, key: NamespaceKey): boolean {
   const identity = fileIdentity(path);
   return identity !== undefined && keyOf(identity) === key;

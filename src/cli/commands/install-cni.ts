@@ -55,6 +55,9 @@ export function registerInstallCni(program: Command): void {
     .option('--cni-version <version>', 'cniVersion of the conflist', DEFAULT_CONFLIST_OPTIONS.cniVersion)
     .option('--json', 'machine-readable output')
     .action((options: InstallCniOptions) => {
+      // Checked by installCni (an unknown model or version is refused there, before anything is written).
+      const model = options.model as InterworkingModel;
+      const cniVersion = options.cniVersion as SupportedCniVersion;
       const installed = installCni({
         binDirectory: resolve(options.binDir),
         confDirectory: resolve(options.confDir),
@@ -63,17 +66,13 @@ export function registerInstallCni(program: Command): void {
           networkName: options.networkName,
           bridge: options.bridge,
           subnet: options.subnet,
-          model: options.model as InterworkingModel,
+          model,
           stateDirectory: options.stateDir,
-          cniVersion: options.cniVersion as SupportedCniVersion,
+          cniVersion,
         },
       });
       if (options.conflist) {
-        const notes = conflistNotes({
-          model: options.model as InterworkingModel,
-          cniVersion: options.cniVersion as SupportedCniVersion,
-        });
-        for (const note of notes) writeStderr(`vcnet: ${note}\n`);
+        for (const note of conflistNotes({ model, cniVersion })) writeStderr(`vcnet: ${note}\n`);
       }
       if (options.json) {
         printJson({ installed });

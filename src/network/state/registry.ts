@@ -6,8 +6,9 @@
  * Changed under its own flock and replaced atomically; read without a lock (a rename is atomic).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { absolutePath } from './absolute-path.js';
 import { replaceFileAtomically } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
@@ -48,14 +49,7 @@ export function registryPath(): string {
     const hint = `set VCNET_STATE_REGISTRY to a file, or unset it for the default ${DEFAULT_REGISTRY_PATH}`;
     throw new InvalidInputError('VCNET_STATE_REGISTRY', configured, accepted, hint);
   }
-  try {
-    return resolve(configured);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    const accepted = 'an absolute file path, or a relative one from a working directory that exists';
-    const hint = `the current working directory was deleted, so the relative path ${JSON.stringify(configured)} means nothing: give an absolute path, or run vcnet from a directory that exists`;
-    throw new InvalidInputError('VCNET_STATE_REGISTRY', configured, accepted, hint);
-  }
+  return absolutePath('VCNET_STATE_REGISTRY', configured, 'file');
 }
 
 /** The registered directories, in the order they were added. */

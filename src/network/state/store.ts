@@ -23,6 +23,7 @@ import {
 import { join, resolve } from 'node:path';
 import type * as z from 'zod';
 import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { absolutePath } from './absolute-path.js';
 import { replaceFileAtomically } from './atomic-file.js';
 import { DirectoryNotMadeError, makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
@@ -48,7 +49,7 @@ export function stateDirectory(explicit?: string): string {
   if (explicit !== undefined) {
     if (explicit === '')
       throw new InvalidInputError('--state-dir', explicit, 'a directory path, such as /run/vcnet/sandboxes');
-    return absoluteStateDirectory('--state-dir', explicit);
+    return absolutePath('--state-dir', explicit, 'directory');
   }
   const fromEnvironment = process.env.VCNET_STATE_DIR;
   if (fromEnvironment !== undefined) {
@@ -59,24 +60,9 @@ export function stateDirectory(explicit?: string): string {
         'a directory path, such as /run/vcnet/sandboxes',
         'set VCNET_STATE_DIR to a directory, or unset it for the default /run/vcnet/sandboxes',
       );
-    return absoluteStateDirectory('VCNET_STATE_DIR', fromEnvironment);
+    return absolutePath('VCNET_STATE_DIR', fromEnvironment, 'directory');
   }
   return DEFAULT_STATE_DIRECTORY;
-}
-
-/** `path` made absolute; a relative one needs the working directory, which may have been deleted. */
-function absoluteStateDirectory(field: string, path: string): string {
-  try {
-    return resolve(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    throw new InvalidInputError(
-      field,
-      path,
-      'an absolute directory path, or a relative one from a working directory that exists',
-      `the current working directory was deleted, so the relative path ${JSON.stringify(path)} means nothing: give an absolute path, or run vcnet from a directory that exists`,
-    );
-  }
 }
 
 /**

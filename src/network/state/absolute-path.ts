@@ -1,0 +1,25 @@
+/**
+ * Paths users give for state (--state-dir, VCNET_STATE_DIR, VCNET_STATE_REGISTRY) made absolute
+ * once, so a record, the registry and gc all name the same place whatever directory a later vcnet
+ * runs from.
+ */
+import { resolve } from 'node:path';
+import { InvalidInputError } from '../../errors.js';
+
+/**
+ * `path` made absolute. A relative one needs the working directory, which may have been deleted:
+ * `resolve()` then throws ENOENT from `process.cwd()`, refused here naming `field`.
+ */
+export function absolutePath(field: string, path: string, kind: 'file' | 'directory'): string {
+  try {
+    return resolve(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    throw new InvalidInputError(
+      field,
+      path,
+      `an absolute ${kind} path, or a relative one from a working directory that exists`,
+      `the current working directory was deleted, so the relative path ${JSON.stringify(path)} means nothing: give an absolute path, or run vcnet from a directory that exists`,
+    );
+  }
+}
