@@ -147,3 +147,30 @@ export function signalOption(value: unknown, field = 'signal'): AbortSignal | un
     throw new InvalidInputError(field, value, 'an AbortSignal (AbortController.signal, AbortSignal.timeout(ms))');
   return value;
 }
+
+/**
+ * A whole number from `min` to `max` written as decimal digits, as a flag or variable a person types
+ * it. `Number()` alone would take "0x10", "1e3", " 3" and "" (as 0), none of which a user means as
+ * the number they read.
+ */
+export function decimalInteger(
+  field: string,
+  text: string | undefined,
+  min: number,
+  max: number,
+  accepted: string,
+): number {
+  if (text === undefined || !/^[0-9]+$/.test(text)) throw new InvalidInputError(field, text, accepted);
+  const value = Number(text);
+  if (value < min || value > max) throw new InvalidInputError(field, text, accepted);
+  return value;
+}
+
+/** Seconds from 0 to `max` written as decimal digits with an optional fraction ("30", "0.5", ".5"), in milliseconds. */
+export function decimalSecondsAsMs(field: string, text: string | undefined, max: number, accepted: string): number {
+  if (text === undefined || !/^([0-9]+(\.[0-9]*)?|\.[0-9]+)$/.test(text))
+    throw new InvalidInputError(field, text, accepted);
+  const seconds = Number(text);
+  if (seconds > max) throw new InvalidInputError(field, text, accepted);
+  return Math.round(seconds * 1000);
+}

@@ -1,4 +1,5 @@
 /** Turns CLI flags into a validated NetworkConfig (flags win over configuration.toml). */
+import { decimalInteger, decimalSecondsAsMs } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { openNamespace } from '../netns/namespace.js';
 import {
@@ -38,10 +39,7 @@ export function collect(value: string, previous: string[] = []): string[] {
 }
 
 export function parseQueues(text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1 || value > 256)
-    throw new InvalidInputError('--queues', text, 'an integer from 1 to 256');
-  return value;
+  return decimalInteger('--queues', text, 1, 256, 'an integer from 1 to 256');
 }
 
 /**
@@ -150,10 +148,7 @@ export async function inFlagTerms<T>(work: () => Promise<T>): Promise<T> {
 /** --lock-timeout <seconds>: how long to wait for another vcnet command on the same sandbox. */
 export function parseLockTimeout(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  const seconds = Number(text);
-  if (text.trim() === '' || !Number.isFinite(seconds) || seconds < 0 || seconds > 3600)
-    throw new InvalidInputError('--lock-timeout', text, 'seconds from 0 to 3600 (fractions allowed)');
-  return Math.round(seconds * 1000);
+  return decimalSecondsAsMs('--lock-timeout', text, 3600, 'seconds from 0 to 3600 (fractions allowed)');
 }
 
 export const LOCK_TIMEOUT_OPTION = [

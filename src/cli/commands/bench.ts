@@ -1,13 +1,11 @@
 import type { Command } from 'commander';
+import { decimalInteger } from '../../arguments.js';
 import { runAttachBenchmark } from '../../benchmark/attach-benchmark.js';
 import { InvalidInputError } from '../../errors.js';
 import { print, table } from '../output.js';
 
 function positive(field: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1 || value > 1000)
-    throw new InvalidInputError(field, text, 'an integer from 1 to 1000');
-  return value;
+  return decimalInteger(field, text, 1, 1000, 'an integer from 1 to 1000');
 }
 
 export function registerBench(program: Command): void {

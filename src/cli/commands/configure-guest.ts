@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { InvalidInputError } from '../../errors.js';
+import { decimalInteger } from '../../arguments.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { print, printJson, writeStderr } from '../output.js';
 
@@ -20,10 +20,7 @@ export function registerConfigureGuest(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(
       async (options: { sandbox: string; agent?: string; timeout: string; stateDir?: string; json?: boolean }) => {
-        const timeoutMs = Number(options.timeout);
-        if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 3_600_000) {
-          throw new InvalidInputError('--timeout', options.timeout, 'milliseconds from 1 to 3600000');
-        }
+        const timeoutMs = decimalInteger('--timeout', options.timeout, 1, 3_600_000, 'milliseconds from 1 to 3600000');
         // Loaded here: it brings the agent's protobuf code, which most commands never use.
         const { configureGuest } = await import('../../sandbox/configure-guest.js');
         const result = await configureGuest(options.sandbox, {

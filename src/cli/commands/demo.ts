@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { decimalInteger } from '../../arguments.js';
 import { InvalidInputError } from '../../errors.js';
 import { print, printJson, routeDestination, table } from '../output.js';
 
@@ -15,9 +16,7 @@ export function registerDemo(program: Command): void {
     .action(async (options: { model: string; iperfSeconds: string; json?: boolean; progress?: boolean }) => {
       if (options.model !== 'tcfilter' && options.model !== 'macvtap')
         throw new InvalidInputError('--model', options.model, 'tcfilter, macvtap');
-      const seconds = Number(options.iperfSeconds);
-      if (!Number.isInteger(seconds) || seconds < 0 || seconds > 60)
-        throw new InvalidInputError('--iperf-seconds', options.iperfSeconds, 'an integer from 0 to 60');
+      const seconds = decimalInteger('--iperf-seconds', options.iperfSeconds, 0, 60, 'an integer from 0 to 60');
       // Loaded here, not at start: the demo brings QEMU, the agent and its protobuf code.
       const { mbps, runDemo } = await import('../../demo/scenario.js');
       const started = performance.now();

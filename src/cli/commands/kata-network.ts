@@ -4,9 +4,11 @@
  * Route objects): the result goes to stdout as one JSON line, as Kata's JSON encoder wrote it;
  * anything for a person to stderr.
  */
+
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { Command } from 'commander';
 import { MAX_KATA_JSON_BYTES } from '../../agent/kata-json-limits.js';
+import { decimalInteger } from '../../arguments.js';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 // The value alone: a type-free module, so the agent's protobuf code still loads only when a command runs.
@@ -116,11 +118,7 @@ const listTimeoutOption = [
 
 /** --timeout of the list commands, in milliseconds. */
 function listTimeout(value: string): number {
-  const timeoutMs = Number(value);
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 3_600_000) {
-    throw new InvalidInputError('--timeout', value, 'milliseconds from 1 to 3600000');
-  }
-  return timeoutMs;
+  return decimalInteger('--timeout', value, 1, 3_600_000, 'milliseconds from 1 to 3600000');
 }
 
 /** Kata's output: the result as one JSON line. */

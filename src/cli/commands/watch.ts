@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { InvalidInputError } from '../../errors.js';
+import { decimalInteger } from '../../arguments.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { errorLogFields } from '../observability/log-subscriber.js';
 import { logger } from '../observability/logger.js';
@@ -24,17 +24,11 @@ export function registerWatch(program: Command): void {
     )
     .option(...JSON_ERRORS_OPTION)
     .action(async (options: { sandbox: string; debounce: string; stateDir?: string; maxEndpoints?: string }) => {
-      const debounceMs = Number(options.debounce);
-      const maxEndpoints = options.maxEndpoints === undefined ? undefined : Number(options.maxEndpoints);
-      if (
-        maxEndpoints !== undefined &&
-        (!Number.isInteger(maxEndpoints) || maxEndpoints < 1 || maxEndpoints > 65_536)
-      ) {
-        throw new InvalidInputError('--max-endpoints', options.maxEndpoints, 'a whole number from 1 to 65536');
-      }
-      if (!Number.isInteger(debounceMs) || debounceMs < 0 || debounceMs > 60_000) {
-        throw new InvalidInputError('--debounce', options.debounce, 'milliseconds from 0 to 60000');
-      }
+      const maxEndpoints =
+        options.maxEndpoints === undefined
+          ? undefined
+          : decimalInteger('--max-endpoints', options.maxEndpoints, 1, 65_536, 'a whole number from 1 to 65536');
+      const debounceMs = decimalInteger('--debounce', options.debounce, 0, 60_000, 'milliseconds from 0 to 60000');
       const log = logger().child({ sandbox: options.sandbox, operation: 'watch' });
       // Loaded here, not at start: it brings the agent's protobuf code, which most commands never use.
       const { watchSandbox } = await import('../../sandbox/sandbox-watch.js');

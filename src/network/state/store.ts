@@ -8,6 +8,7 @@
  * by the kernel when its holder dies. Records are checked against state/record-envelope.ts (version,
  * id, namespace identity) and a content schema before anyone acts on them.
  */
+
 import {
   accessSync,
   closeSync,
@@ -22,6 +23,7 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as z from 'zod';
+import { decimalSecondsAsMs } from '../../arguments.js';
 import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { absolutePath } from './absolute-path.js';
 import { replaceFileAtomically } from './atomic-file.js';
@@ -96,10 +98,7 @@ export const CLI_LOCK_TIMEOUT_HINT =
 export function defaultLockTimeoutMs(): number {
   const text = process.env.VCNET_LOCK_TIMEOUT;
   if (text === undefined || text === '') return DEFAULT_LOCK_TIMEOUT_MS;
-  const seconds = Number(text);
-  if (!Number.isFinite(seconds) || seconds < 0 || seconds > 3600)
-    throw new InvalidInputError('VCNET_LOCK_TIMEOUT', text, 'seconds from 0 to 3600');
-  return Math.round(seconds * 1000);
+  return decimalSecondsAsMs('VCNET_LOCK_TIMEOUT', text, 3600, 'seconds from 0 to 3600 (fractions allowed)');
 }
 
 export class SandboxLockedError extends VcnetError {
