@@ -32,6 +32,7 @@ import { lockNamespace, refuseHeldNamespace } from '../sandbox/namespace-hold.js
 import {
   attachRecorded,
   detachRecorded,
+  lockRecordedNamespace,
   openRecordedNetwork,
   type RecordedNetwork,
   type RecordKeeper,
@@ -332,6 +333,8 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
     }
     const { network } = recorded;
     try {
+      // As `vcnet detach`: no ADD or attach adds a link to vcnet's group while this DEL undoes.
+      await lockRecordedNamespace(recorded, state, config.lockTimeoutMs, { howToWaitLonger: CNI_LOCK_TIMEOUT_HINT });
       await detachRecorded(network, `DEL of ${environment.interfaceName}`, {
         persist: () => store.write({ ...state, network: network.save() }),
         discard: () => store.remove(),
