@@ -153,7 +153,7 @@ export function parseLockTimeout(text: string | undefined): number | undefined {
 
 export const LOCK_TIMEOUT_OPTION = [
   '--lock-timeout <seconds>',
-  'wait this long for another vcnet command on the same sandbox (default $VCNET_LOCK_TIMEOUT or 30)',
+  'wait this long for another vcnet command on the same sandbox, and as long again for one in the same pod namespace (an attach, detach or vcnet-cni ADD or DEL) (default $VCNET_LOCK_TIMEOUT or 30)',
 ] as const;
 
 /**

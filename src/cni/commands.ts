@@ -28,9 +28,11 @@ import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plumbing.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { salvageNamespace } from '../network/state/record-envelope.js';
+import { lockNamespace, refuseHeldNamespace } from '../sandbox/namespace-hold.js';
 import {
   attachRecorded,
   detachRecorded,
+  lockRecordedNamespace,
   openRecordedNetwork,
   type RecordedNetwork,
   type RecordKeeper,
@@ -46,6 +48,7 @@ import { CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
 import {
   type AttachedDevice,
   AttachmentStore,
+  CNI_LOCK_TIMEOUT_HINT,
   CNI_STATE_VERSION,
   type CniAttachmentState,
   prepareStateDirectory,
@@ -152,7 +155,17 @@ export async function add(request: CniRequest, warn: Warn = warnOnStandardError)
       // One socket and one scan for the whole ADD.
       const network = Network.open(networkConfig, sandboxKey(environment), namespace.opened.entryPath);
       try {
+        // Under the namespace's lock, after the container's (as attach): no attach, detach or other
+        // container's DEL changes vcnet's links here between this scan and this ADD's last change.
+        await lockNamespace(namespace.opened.fd, namespace.path, config.lockTimeoutMs, {
+          howToWaitLonger: CNI_LOCK_TIMEOUT_HINT,
+        });
         const snapshot = await network.scan();
+        // A namespace a `vcnet attach` sandbox (or another container) holds is refused before anything
+        // is made; this container's other chains (their records) may have vcnet's links here.
+        refuseHeldNamespace(snapshot.links, namespace.opened.identity, namespace.path, [config.stateDirectory], {
+          ownRecords: store.containerRecordFiles(),
+        });
         const info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
         if (!info) {
           if (loopbackNames(snapshot).includes(environment.interfaceName))
@@ -320,6 +333,8 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
     }
     const { network } = recorded;
     try {
+      // As `vcnet detach`: no ADD or attach adds a link to vcnet's group while this DEL undoes.
+      await lockRecordedNamespace(recorded, state, config.lockTimeoutMs, { howToWaitLonger: CNI_LOCK_TIMEOUT_HINT });
       await detachRecorded(network, `DEL of ${environment.interfaceName}`, {
         persist: () => store.write({ ...state, network: network.save() }),
         discard: () => store.remove(),

@@ -22,8 +22,8 @@ import { CniConfigError, CniEnvironmentError } from './errors.js';
 
 export const CNI_STATE_VERSION = RECORD_VERSION;
 
-/** SandboxLockedError's hint for vcnet-cni: the setting that exists there. */
-const CNI_LOCK_TIMEOUT_HINT = 'raise "lockTimeoutMs" in the plugin\'s network configuration';
+/** SandboxLockedError's (and NamespaceBusyError's) hint for vcnet-cni: the setting that exists there. */
+export const CNI_LOCK_TIMEOUT_HINT = 'raise "lockTimeoutMs" in the plugin\'s network configuration';
 
 export interface AttachedDevice {
   /** The tap (tcfilter, none) or macvtap the VM uses. */
@@ -154,6 +154,20 @@ export class AttachmentStore {
 
   write(state: CniAttachmentState): void {
     this.attachment.write(state);
+  }
+
+  /**
+   * The record files of every interface of the container (this one's included), readable or not: what
+   * this container's chains made in the pod namespace is no other owner's (refuseHeldNamespace).
+   */
+  containerRecordFiles(): string[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.interfacesDirectory);
+    } catch {
+      return [this.statePath];
+    }
+    return [...new Set([this.statePath, ...names.map((name) => join(this.interfacesDirectory, name, 'state.json'))])];
   }
 
   /** The records of the container's other interfaces (other chains on the same pod). */

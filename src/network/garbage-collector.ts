@@ -210,15 +210,22 @@ export function recordsHoldingLink(
     .map(({ id, file }) => ({ id, file }));
 }
 
-/** The records (sandboxes, CNI interfaces) in every known state directory that name this namespace. */
+/**
+ * The records (sandboxes, CNI interfaces) in every known state directory that name this namespace,
+ * each with `holds(link)`: whether it made that link (by ifindex when recorded, else by name).
+ */
 export function recordsOfNamespace(
   identity: { dev: number; ino: number },
   extraDirectories: readonly string[] = [],
-): Array<{ id: string; file: string; links: string[] }> {
+): Array<{ id: string; file: string; holds: (link: { name: string; index?: number }) => boolean }> {
   const key = keyOf(identity);
   return readOwners(knownStateDirectories(extraDirectories))
     .owners.filter((owner) => owner.key === key)
-    .map(({ id, file, links }) => ({ id, file, links: links.map((link) => link.name) }));
+    .map(({ id, file, links }) => ({
+      id,
+      file,
+      holds: (link: { name: string; index?: number }) => links.some((recorded) => claims(recorded, link)),
+    }));
 }
 
 /** Live network namespaces by identity: /var/run/netns entries first (their paths outlive processes), then /proc/PID/ns/net. */

@@ -2,33 +2,48 @@
  * One namespace holds one sandbox's NICs. A second attach into a namespace another sandbox holds
  * would otherwise find nothing to attach (the macvtap model moved the pod links' addresses into the
  * first VM, so they are skipped as "no address") and succeed with no network, or stack its plumbing
- * on the first sandbox's. Attaches into one namespace take turns on an flock of the namespace's own
- * nsfs inode (no file to leave behind, released by the kernel when the process dies), and each
- * checks, under it, that no other sandbox holds the namespace.
+ * on the first sandbox's. Every writer of vcnet's link group in a pod namespace (attach, detach,
+ * vcnet-cni ADD and DEL) takes turns on an flock of the namespace's own nsfs inode (no file to leave
+ * behind, released by the kernel when the process dies), always after its sandbox's (or container's)
+ * lock, never before. Attach and ADD check, under it, that no other owner holds the namespace;
+ * detach and DEL hold it from their look at the namespace to their last change, so that no link
+ * joins vcnet's group in between (detach deletes the group whole when it holds only its own links).
  */
+import { realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { VcnetError } from '../errors.js';
 import { nativeFileLock } from '../native/file-lock.js';
 import type { Link } from '../netlink/codec/link.js';
-import { recordsHoldingLink, recordsOfNamespace } from '../network/garbage-collector.js';
-import { LinkNameTakenError, VCNET_LINK_GROUP, VCNET_LINK_KINDS } from '../network/plan/plan-attach.js';
+import { recordsOfNamespace } from '../network/garbage-collector.js';
+import {
+  describeOwner,
+  LinkNameTakenError,
+  type LinkOwnerRecord,
+  VCNET_LINK_GROUP,
+  VCNET_LINK_KINDS,
+} from '../network/plan/plan-attach.js';
 import { shellWord } from '../network/plan/shell-word.js';
 import { holderOf, pollForLock } from '../network/state/lock.js';
+import { CLI_LOCK_TIMEOUT_HINT } from '../network/state/store.js';
 
 /**
  * A record names the namespace but no link of vcnet's group is in it (the `existing` model hands a
  * VM a macvtap as it is): the namespace is that sandbox's. A link of vcnet's group a record made is
- * refused as LinkNameTakenError, as a tcfilter attach always found tap0_kata taken; one no record
- * knows as UnrecordedGroupLinkError.
+ * refused as LinkNameTakenError, as a tcfilter attach always found tap0_kata taken (vcnet-cni, which
+ * steps over taken names, says NamespaceHeldError naming the link); one no record knows as
+ * UnrecordedGroupLinkError.
  */
 export class NamespaceHeldError extends VcnetError {
   static override readonly errorName: string = 'NamespaceHeldError';
-  constructor(namespacePath: string, owner: { id: string; file: string }) {
+  constructor(namespacePath: string, owner: LinkOwnerRecord, link?: Pick<Link, 'name' | 'index' | 'kind'>) {
+    const { who, release } = describeOwner(owner);
+    const its = link ? ` (its ${link.name}, index ${link.index}${link.kind ? `, ${link.kind}` : ''})` : '';
     super(
       'VCNET_LINK_NAME_TAKEN',
-      `the namespace ${namespacePath} holds the NICs of sandbox ${owner.id}; nothing was changed`,
+      `the namespace ${namespacePath} holds the NICs of ${who}${its}; nothing was changed`,
       {
         value: owner.id,
-        hint: `one namespace holds one sandbox's NICs: detach sandbox ${owner.id} first (its record: ${owner.file})`,
+        hint: `one namespace holds one sandbox's NICs: ${release}`,
       },
     );
   }
@@ -56,54 +71,84 @@ export class UnrecordedGroupLinkError extends VcnetError {
   }
 }
 
-/** The namespace stayed locked by another attach past the wait. */
+/** The namespace stayed locked by another attach, detach or vcnet-cni ADD/DEL past the wait. */
 export class NamespaceBusyError extends VcnetError {
   static override readonly errorName: string = 'NamespaceBusyError';
-  constructor(namespacePath: string, holder: number, waitedMs: number) {
+  constructor(namespacePath: string, holder: number, waitedMs: number, howToWaitLonger = CLI_LOCK_TIMEOUT_HINT) {
     const who = holder > 0 ? `process ${holder}` : 'another process (which one cannot be known)';
     super(
       'VCNET_SANDBOX_LOCKED',
-      `the namespace ${namespacePath} is being attached by ${who} (waited ${waitedMs} ms)`,
+      `the namespace ${namespacePath} is being changed by ${who}, an attach, detach or vcnet-cni ADD or DEL in it (waited ${waitedMs} ms)`,
       {
         value: holder,
-        hint: 'wait for the other attach to finish (one namespace holds one sandbox), or give a longer --lock-timeout',
+        hint: `wait for it to finish (vcnet changes one namespace one command at a time), or ${howToWaitLonger}`,
       },
     );
   }
 }
 
 /**
- * Takes the namespace's attach lock on `fd` (an open fd of the namespace), polling until `timeoutMs`.
- * Held until the fd is closed.
+ * Takes the namespace's lock on `fd` (an open fd of the namespace), polling until `timeoutMs`;
+ * `howToWaitLonger` ends the busy error's hint (the flag or setting where the caller runs), and
+ * `signal` stops the wait. Held until the fd is closed. Taken after the sandbox's (container's) lock,
+ * never before, by every caller: two commands on one sandbox meet at its lock first.
  */
-export async function lockNamespace(fd: number, namespacePath: string, timeoutMs: number): Promise<void> {
+export async function lockNamespace(
+  fd: number,
+  namespacePath: string,
+  timeoutMs: number,
+  options: { howToWaitLonger?: string; signal?: AbortSignal | undefined } = {},
+): Promise<void> {
   await pollForLock(
     () => (nativeFileLock.lockFile(fd, true) ? true : undefined),
     timeoutMs,
-    () => new NamespaceBusyError(namespacePath, holderOf(fd), timeoutMs),
+    () => new NamespaceBusyError(namespacePath, holderOf(fd), timeoutMs, options.howToWaitLonger),
+    options.signal,
   );
 }
 
+/** A record file as the kernel resolves it, so a state directory named through a symlink is one file. */
+function realFile(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
 /**
- * Refuses a namespace another sandbox holds: a link in vcnet's link group is in it, or a record names
+ * Refuses a namespace another owner holds: a link in vcnet's link group is in it, or a record names
  * it. Records are read only when a link says a VM may be there (vcnet's group, or a macvtap, which
  * the `existing` model hands to a VM as it is), so an attach into a fresh pod reads none.
+ * `ownRecords` (vcnet-cni: the files of its container's records) are the caller's own: what they
+ * made is no other owner's, and a foreign holder is named with NamespaceHeldError and its link.
  */
 export function refuseHeldNamespace(
   links: readonly Link[],
   identity: { dev: number; ino: number },
   namespacePath: string,
   stateDirectories: readonly string[],
+  options: { ownRecords?: readonly string[] } = {},
 ): void {
-  const grouped = links.find((link) => link.group === VCNET_LINK_GROUP);
-  if (!grouped && !links.some((link) => link.kind === 'macvtap')) return;
-  if (grouped) {
-    const [owner] = recordsHoldingLink(identity, grouped, stateDirectories);
-    if (owner) throw new LinkNameTakenError(grouped.name, grouped, undefined, owner);
-    const [recorded] = recordsOfNamespace(identity, stateDirectories);
+  const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
+  if (grouped.length === 0 && !links.some((link) => link.kind === 'macvtap')) return;
+  const records = recordsOfNamespace(identity, stateDirectories);
+  const own = new Set((options.ownRecords ?? []).map(realFile));
+  const others = records.filter((record) => !own.has(realFile(record.file)));
+  const ours = records.filter((record) => own.has(realFile(record.file)));
+  for (const link of grouped) {
+    const owner = others.find((record) => record.holds(link));
+    if (owner) {
+      if (options.ownRecords) throw new NamespaceHeldError(namespacePath, owner, link);
+      throw new LinkNameTakenError(link.name, link, undefined, owner);
+    }
+    if (ours.some((record) => record.holds(link))) continue;
+    const [recorded] = others;
     if (recorded) throw new NamespaceHeldError(namespacePath, recorded);
-    throw new UnrecordedGroupLinkError(namespacePath, grouped);
+    throw new UnrecordedGroupLinkError(namespacePath, link);
   }
-  const [recorded] = recordsOfNamespace(identity, stateDirectories);
+  // The `existing` model's macvtap is the pod's own (in no group): a record naming the namespace holds it.
+  if (!links.some((link) => link.kind === 'macvtap' && !ours.some((record) => record.holds(link)))) return;
+  const [recorded] = others;
   if (recorded) throw new NamespaceHeldError(namespacePath, recorded);
 }

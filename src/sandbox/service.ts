@@ -350,7 +350,9 @@ export async function attachSandbox(
         // is the host's, which every such sandbox shares: no lock, and the attach scans).
         let snapshot: AddEndpointsOptions['snapshot'];
         if (!config.disableNewNetns) {
-          await lockNamespace(namespace.fd, namespace.identity.path, options.lockTimeoutMs ?? defaultLockTimeoutMs());
+          await lockNamespace(namespace.fd, namespace.identity.path, options.lockTimeoutMs ?? defaultLockTimeoutMs(), {
+            signal: options.signal,
+          });
           snapshot = await network.scan();
           refuseHeldNamespace(snapshot.links, namespace.identity, namespace.identity.path, stateDirectories(options));
         }
@@ -530,9 +532,12 @@ export async function detachSandbox(
         return { id, found: true, namespaceGone: state.namespace.path };
       }
       const { network, heldElsewhere } = recorded;
-      if (heldElsewhere)
-        publish(channels.notice, () => heldElsewhereNotice('detach', id, state.namespace.path, heldElsewhere));
       try {
+        // From before its look at the namespace to its last change: no attach or vcnet-cni ADD adds a
+        // link to vcnet's group in between, which the undo's one group delete would take along.
+        await lockRecordedNamespace(recorded, state, options.lockTimeoutMs, { signal: options.signal });
+        if (heldElsewhere)
+          publish(channels.notice, () => heldElsewhereNotice('detach', id, state.namespace.path, heldElsewhere));
         // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
         const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
         // Not a refusal (a VM left running by a crashed runtime must still be cleaned up), but said.
@@ -607,9 +612,25 @@ export function heldElsewhereNotice(
   };
 }
 
+/**
+ * Takes the lock of a record's namespace (lockNamespace) for an undo, except for a sandbox in the
+ * host namespace (disable_new_netns), which every such sandbox shares and attach does not lock.
+ */
+export async function lockRecordedNamespace(
+  recorded: RecordedNetwork,
+  state: { namespace: NamespaceIdentity; network: NetworkState },
+  timeoutMs: number | undefined,
+  options: Parameters<typeof lockNamespace>[3] = {},
+): Promise<void> {
+  if (state.network.config.disableNewNetns) return;
+  await lockNamespace(recorded.namespace.fd, state.namespace.path, timeoutMs ?? defaultLockTimeoutMs(), options);
+}
+
 /** A record's network, loaded in its namespace opened by identity; close() closes both. */
 export interface RecordedNetwork {
   network: Network;
+  /** The namespace, open (its fd holds the namespace lock once taken, until close()). */
+  namespace: OpenedNamespace;
   /** The recorded path is gone but the namespace is not: where it was opened instead, and the holding process. */
   heldElsewhere?: { path: string; pid?: number };
   close(): void;
@@ -662,6 +683,7 @@ function loadRecordedNetwork(
   }
   return {
     network,
+    namespace,
     ...(heldElsewhere ? { heldElsewhere } : {}),
     close: () => {
       network.close();

@@ -135,8 +135,25 @@ function requireSource(request: AttachRequest): Link {
  */
 /** The record of the sandbox (or CNI interface) that made a link, when one is found. */
 export interface LinkOwnerRecord {
+  /** A sandbox id, or `<container id>/<interface>` for a vcnet-cni record (sandbox ids have no "/"). */
   id: string;
   file: string;
+}
+
+/**
+ * Who a record is, for a message (`sandbox ID`, or vcnet-cni's `IFNAME of container ID`), and what
+ * frees what it holds: `vcnet detach` of a sandbox, the runtime's CNI DEL of a vcnet-cni interface.
+ */
+export function describeOwner(owner: LinkOwnerRecord): { who: string; release: string } {
+  const slash = owner.id.indexOf('/');
+  if (slash < 0)
+    return { who: `sandbox ${owner.id}`, release: `detach sandbox ${owner.id} first (its record: ${owner.file})` };
+  const container = owner.id.slice(0, slash);
+  const interfaceName = owner.id.slice(slash + 1);
+  return {
+    who: `vcnet-cni's ${interfaceName} of container ${container}`,
+    release: `the runtime's CNI DEL of container ${container} (CNI_IFNAME ${interfaceName}) frees it first (its record: ${owner.file})`,
+  };
 }
 
 export class LinkNameTakenError extends VcnetError {
@@ -149,7 +166,7 @@ export class LinkNameTakenError extends VcnetError {
     owner?: LinkOwnerRecord,
   ) {
     const made = owner
-      ? `, made by sandbox ${owner.id}`
+      ? `, made by ${describeOwner(owner).who}`
       : holder?.group === VCNET_LINK_GROUP
         ? ", in vcnet's link group"
         : '';
@@ -161,7 +178,7 @@ export class LinkNameTakenError extends VcnetError {
         value: name,
         cause,
         hint: owner
-          ? `one namespace holds one sandbox's NICs: detach sandbox ${owner.id} first (its record: ${owner.file})`
+          ? `one namespace holds one sandbox's NICs: ${describeOwner(owner).release}`
           : holder?.group === VCNET_LINK_GROUP
             ? `a vcnet sandbox made it: \`vcnet detach\` that sandbox, or \`vcnet gc\` if its record is gone`
             : `find who made it (\`ip -d link show ${name}\`); once nothing uses it, \`ip link del ${name}\``,
