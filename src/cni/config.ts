@@ -5,7 +5,7 @@
  */
 import { isAbsolute } from 'node:path';
 import * as z from 'zod';
-import type { InvalidInputError } from '../errors.js';
+import { describeGivenValue, type InvalidInputError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
 import { MIN_BITS_PER_SECOND, type RateLimit } from '../network/rate-limit.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/registry.js';
@@ -289,7 +289,7 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
     throw new CniError(
       CniErrorCode.INCOMPATIBLE_VERSION,
       'VCNET_CNI_VERSION',
-      `incompatible CNI version ${JSON.stringify(raw.cniVersion)}: vcnet-cni supports ${SUPPORTED_CNI_VERSIONS.join(', ')}`,
+      `incompatible CNI version ${describeGivenValue(raw.cniVersion)}: vcnet-cni supports ${SUPPORTED_CNI_VERSIONS.join(', ')}`,
       { value: raw.cniVersion, hint: `set "cniVersion" of the conflist to ${PREFERRED_CNI_VERSION}` },
     );
   }
@@ -302,7 +302,7 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
       const error = new CniError(
         CniErrorCode.UNSUPPORTED_FIELD,
         'VCNET_CNI_UNSUPPORTED_FIELD',
-        `unsupported field in network config: ${field} = ${JSON.stringify(valueAt(raw, [...issue.path, key]))}`,
+        `unsupported field in network config: ${field} = ${describeGivenValue(valueAt(raw, [...issue.path, key]))}`,
         { value: field, hint: `remove "${field}"; ${fieldName(issue.path)} accepts rx and tx (bits per second)` },
       );
       throw error;
