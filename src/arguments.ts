@@ -144,12 +144,17 @@ export function functionOption(value: unknown, field: string): void {
   if (value !== undefined && typeof value !== 'function') throw new InvalidInputError(field, value, 'a function');
 }
 
-/** An optional list of non-empty strings. */
-export function stringListOption(value: unknown, field: string, accepted: string): string[] | undefined {
+/** An optional list of non-empty strings: `accepted` says what the list holds, `item` what one entry is. */
+export function stringListOption(
+  value: unknown,
+  field: string,
+  accepted: string,
+  item = accepted,
+): string[] | undefined {
   if (value === undefined) return undefined;
   if (!Array.isArray(value)) throw new InvalidInputError(field, value, `an array of ${accepted}`);
-  value.forEach((item, index) => {
-    stringArgument(item, `${field}[${index}]`, accepted);
+  value.forEach((entry, index) => {
+    stringArgument(entry, `${field}[${index}]`, item);
   });
   return value as string[];
 }

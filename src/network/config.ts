@@ -142,7 +142,7 @@ export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
   booleanOption(config.nicIommu, 'nicIommu');
   stringOption(config.danConfigPath, 'danConfigPath', 'the path of a DAN configuration file');
   stringOption(config.vhostUserStorePath, 'vhostUserStorePath', 'a directory path');
-  stringListOption(config.namedInterfaces, 'namedInterfaces', 'pod link names');
+  stringListOption(config.namedInterfaces, 'namedInterfaces', 'pod link names', 'the name of a pod link');
   checkTapId(config.tapOwner, 'tapOwner');
   checkTapId(config.tapGroup, 'tapGroup');
   if (config.rateLimit !== undefined) {
