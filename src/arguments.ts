@@ -110,6 +110,24 @@ export function stringArgument(value: unknown, parameter: string, accepted: stri
   return value;
 }
 
+/**
+ * A label a function names its input by in errors (a field, a file): a non-empty string. A JavaScript
+ * caller who puts an options object there (interfaceFromJson(json, { ignoredKeys })) would otherwise
+ * see it printed as "[object Object]" in every message, or a TypeError for a null-prototype object.
+ */
+export function labelArgument(value: unknown, parameter: string, example: string): string {
+  if (typeof value === 'string' && value !== '') return value;
+  const options = typeof value === 'object' && value !== null && !Array.isArray(value);
+  throw new InvalidInputError(
+    parameter,
+    value,
+    `a non-empty string naming the input in error messages, such as ${JSON.stringify(example)}`,
+    options
+      ? `${parameter} is a string (undefined for the default); an options object goes in the argument after it`
+      : undefined,
+  );
+}
+
 /** An optional string option: undefined passes, else a non-empty string. */
 export function stringOption(value: unknown, field: string, accepted: string): string | undefined {
   return value === undefined ? undefined : stringArgument(value, field, accepted);
@@ -126,12 +144,17 @@ export function functionOption(value: unknown, field: string): void {
   if (value !== undefined && typeof value !== 'function') throw new InvalidInputError(field, value, 'a function');
 }
 
-/** An optional list of non-empty strings. */
-export function stringListOption(value: unknown, field: string, accepted: string): string[] | undefined {
+/** An optional list of non-empty strings: `accepted` says what the list holds, `item` what one entry is. */
+export function stringListOption(
+  value: unknown,
+  field: string,
+  accepted: string,
+  item = accepted,
+): string[] | undefined {
   if (value === undefined) return undefined;
   if (!Array.isArray(value)) throw new InvalidInputError(field, value, `an array of ${accepted}`);
-  value.forEach((item, index) => {
-    stringArgument(item, `${field}[${index}]`, accepted);
+  value.forEach((entry, index) => {
+    stringArgument(entry, `${field}[${index}]`, item);
   });
   return value as string[];
 }

@@ -189,8 +189,13 @@ export class InvalidFieldsError extends InvalidInputError {
 
 const ACCEPTED_NAMESPACE = 'the path of a network namespace, such as /var/run/netns/NAME or /proc/PID/ns/net';
 
+/** NamespacePathError's `what` for a file's path with a "/" after it (/var/run/netns/pod/). */
+export const NAMED_WITH_TRAILING_SLASH = 'named with a trailing "/"';
+
 /** What is wrong with the path, said plainly: "no such file", "a FIFO, not a network namespace". */
-function problemOf(what: string): string {
+function problemOf(what: string, path: string): string {
+  if (what === NAMED_WITH_TRAILING_SLASH)
+    return `${path.replace(/\/+$/, '')} is a file, not a directory, so the path with a "/" after it names nothing: leave out the trailing "/"`;
   if (what === 'missing') return 'no such file';
   if (what === 'missing, and no record names it') return 'no such file, and no vcnet record names it';
   if (what === 'empty') return 'empty';
@@ -206,15 +211,16 @@ export class NamespacePathError extends VcnetError {
     /** What the path is instead ("missing", "a FIFO", "a regular file", "a mnt namespace"...). */
     readonly what: string,
   ) {
-    super(
-      'VCNET_NETNS_INVALID',
-      `${field} ${JSON.stringify(path)}: ${problemOf(what)} (accepted: ${ACCEPTED_NAMESPACE})`,
-      {
-        value: path,
-        hint: 'give a network namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
-      },
-    );
+    const problem = problemOf(what, path);
+    super('VCNET_NETNS_INVALID', `${field} ${JSON.stringify(path)}: ${problem} (accepted: ${ACCEPTED_NAMESPACE})`, {
+      value: path,
+      hint: 'give a network namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
+    });
+    this.problem = problem;
   }
+
+  /** What is wrong with the path, as the message says it ("no such file", "a FIFO, not a network namespace"). */
+  readonly problem: string;
 }
 
 /** A system call made by the native shim failed. */

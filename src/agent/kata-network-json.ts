@@ -21,6 +21,7 @@
 import { isIPv6 } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import * as z from 'zod';
+import { labelArgument, optionsArgument } from '../arguments.js';
 import { type FieldIssue, InvalidFieldsError, InvalidInputError } from '../errors.js';
 import {
   type ARPNeighbor,
@@ -257,6 +258,19 @@ export interface KataJsonReadOptions {
 export { MAX_KATA_JSON_BYTES, MAX_KATA_JSON_DEPTH };
 
 /**
+ * The label and options of a *FromJson call, checked: a JavaScript caller who passes the options as
+ * the second argument (the label) would otherwise read "invalid [object Object].mtu".
+ */
+function readArguments(field: unknown, options: unknown, example: string): { label: string; ignored: string[] } {
+  const label = labelArgument(field, 'field', example);
+  const { ignoredKeys } = optionsArgument(options as KataJsonReadOptions | undefined, 'options', ['ignoredKeys']);
+  if (ignoredKeys !== undefined && !Array.isArray(ignoredKeys)) {
+    throw new InvalidInputError('options.ignoredKeys', ignoredKeys, 'an array (the ignored keys are pushed onto it)');
+  }
+  return { label, ignored: ignoredKeys ?? [] };
+}
+
+/**
  * JSON.parse of kata-network input, bounded first: a text over MAX_KATA_JSON_BYTES or nested deeper
  * than MAX_KATA_JSON_DEPTH is refused by name instead of exhausting memory or the stack.
  */
@@ -332,11 +346,12 @@ function ipAddressJson(message: IPAddress | undefined): KataIpAddressJson {
 
 /** One Interface from its JSON. `field` names it in errors ("interfaces[2]"). */
 export function interfaceFromJson(json: unknown, field = 'interface', options: KataJsonReadOptions = {}): Interface {
-  const value = parse(interfaceSchema, foldKeys(json, INTERFACE_KEYS, field, options.ignoredKeys ?? []), field);
+  const { label, ignored } = readArguments(field, options, 'interface');
+  const value = parse(interfaceSchema, foldKeys(json, INTERFACE_KEYS, label, ignored), label);
   if (value.devicePath && value.pciPath && value.devicePath !== value.pciPath) {
     throw new KataJsonError([
       {
-        field: `${field}.pciPath`,
+        field: `${label}.pciPath`,
         value: value.pciPath,
         accepted: `the same value as devicePath (${JSON.stringify(value.devicePath)}), or leave it out`,
       },
@@ -376,14 +391,14 @@ function routeMessage(value: z.output<typeof routeSchema>): Route {
 }
 
 export function routeFromJson(json: unknown, field = 'route', options: KataJsonReadOptions = {}): Route {
-  return routeMessage(parse(routeSchema, foldKeys(json, ROUTE_KEYS, field, options.ignoredKeys ?? []), field));
+  const { label, ignored } = readArguments(field, options, 'route');
+  return routeMessage(parse(routeSchema, foldKeys(json, ROUTE_KEYS, label, ignored), label));
 }
 
 /** A JSON array of routes, as `kata-network update-routes` takes. */
 export function routesFromJson(json: unknown, field = 'routes', options: KataJsonReadOptions = {}): Route[] {
-  return parse(list(routeSchema), foldList(json, ROUTE_KEYS, field, options.ignoredKeys ?? []), field).map(
-    routeMessage,
-  );
+  const { label, ignored } = readArguments(field, options, 'routes');
+  return parse(list(routeSchema), foldList(json, ROUTE_KEYS, label, ignored), label).map(routeMessage);
 }
 
 export function routeToJson(message: Route): KataRouteJson {
@@ -410,9 +425,8 @@ function neighbourMessage(value: z.output<typeof neighbourSchema>): ARPNeighbor 
 }
 
 export function neighbourFromJson(json: unknown, field = 'neighbour', options: KataJsonReadOptions = {}): ARPNeighbor {
-  return neighbourMessage(
-    parse(neighbourSchema, foldKeys(json, NEIGHBOUR_KEYS, field, options.ignoredKeys ?? []), field),
-  );
+  const { label, ignored } = readArguments(field, options, 'neighbour');
+  return neighbourMessage(parse(neighbourSchema, foldKeys(json, NEIGHBOUR_KEYS, label, ignored), label));
 }
 
 export function neighboursFromJson(
@@ -420,9 +434,8 @@ export function neighboursFromJson(
   field = 'neighbours',
   options: KataJsonReadOptions = {},
 ): ARPNeighbor[] {
-  return parse(list(neighbourSchema), foldList(json, NEIGHBOUR_KEYS, field, options.ignoredKeys ?? []), field).map(
-    neighbourMessage,
-  );
+  const { label, ignored } = readArguments(field, options, 'neighbours');
+  return parse(list(neighbourSchema), foldList(json, NEIGHBOUR_KEYS, label, ignored), label).map(neighbourMessage);
 }
 
 export function neighbourToJson(message: ARPNeighbor): KataNeighbourJson {

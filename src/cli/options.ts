@@ -116,10 +116,19 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
     };
   } catch (error) {
     // The library names its fields; a CLI user typed flags.
-    const flag = error instanceof InvalidInputError ? FLAG_OF_KATA_FIELD[error.field] : undefined;
+    const flag = error instanceof InvalidInputError ? flagOf(FLAG_OF_KATA_FIELD, error.field) : undefined;
     if (flag === undefined) throw error;
     throw (error as InvalidInputError).underField(flag);
   }
+}
+
+/**
+ * The flag that sets a library field; an item of a list field (namedInterfaces[0]) is the repeatable
+ * flag that gave it (--interface).
+ */
+function flagOf(flags: Record<string, string>, field: string): string | undefined {
+  const name = field.replace(/\[\d+\]$/, '');
+  return Object.hasOwn(flags, name) ? flags[name] : undefined;
 }
 
 /** networkConfigFromKata's field names, as the flags that set them. */
@@ -129,6 +138,7 @@ const FLAG_OF_KATA_FIELD: Record<string, string> = {
   hypervisor: '--hypervisor',
   namespacePath: '--netns',
   queues: '--queues',
+  namedInterfaces: '--interface',
 };
 
 /** The NetworkConfig fields the library names in its errors, and the flags a CLI user typed for them. */
@@ -139,7 +149,7 @@ export async function inFlagTerms<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
-    const flag = error instanceof InvalidInputError ? FLAG_OF_FIELD[error.field] : undefined;
+    const flag = error instanceof InvalidInputError ? flagOf(FLAG_OF_FIELD, error.field) : undefined;
     if (flag === undefined) throw error;
     throw (error as InvalidInputError).underField(flag);
   }

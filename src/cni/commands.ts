@@ -89,7 +89,7 @@ function usableNamespace(path: string | undefined): { path: string; opened: Open
     opened = openNamespaceForRecord(path, 'CNI_NETNS');
   } catch (error) {
     if (error instanceof NamespacePathError)
-      throw new CniEnvironmentError('CNI_NETNS', path, `an existing network namespace (it is ${error.what})`);
+      throw new CniEnvironmentError('CNI_NETNS', path, 'an existing network namespace', error.problem);
     throw error;
   }
   if (isHostNamespace(opened.entryPath)) {

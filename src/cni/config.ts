@@ -5,7 +5,7 @@
  */
 import { isAbsolute } from 'node:path';
 import * as z from 'zod';
-import type { InvalidInputError } from '../errors.js';
+import { describeGivenValue, type InvalidInputError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
 import { MIN_BITS_PER_SECOND, type RateLimit } from '../network/rate-limit.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/registry.js';
@@ -120,19 +120,40 @@ export function parseEnvironment(env: Record<string, string | undefined>): CniEn
 
 // ---- network configuration ----
 
-const previousInterfaceSchema = z.looseObject({
-  name: z.string({ error: 'a string' }).min(1, { error: 'a non-empty interface name' }),
-  mac: z.string({ error: 'a string' }).optional(),
-  sandbox: z.string({ error: 'a string' }).optional(),
-});
+// Every check carries our own text (what the field accepts): zod's own wording ("Invalid input:
+// expected object, received null", "Too big: expected number to be <=2147483647") is never shown.
+const previousInterfaceSchema = z.looseObject(
+  {
+    name: z.string({ error: 'a string' }).min(1, { error: 'a non-empty interface name' }),
+    mac: z.string({ error: 'a string' }).optional(),
+    sandbox: z.string({ error: 'a string' }).optional(),
+  },
+  { error: 'an interface object such as {"name": "eth0", "mac": "...", "sandbox": "/var/run/netns/..."}' },
+);
 
 /** The result of the plugins before vcnet-cni; kept as given (fields of any spec version pass through). */
 const previousResultSchema = z.looseObject(
   {
     cniVersion: z.string({ error: 'a string' }).optional(),
     interfaces: z.array(previousInterfaceSchema, { error: 'a list of interfaces' }).optional(),
-    ips: z.array(z.looseObject({ address: z.string({ error: 'a CIDR string' }) }), { error: 'a list' }).optional(),
-    routes: z.array(z.looseObject({ dst: z.string({ error: 'a CIDR string' }) }), { error: 'a list' }).optional(),
+    ips: z
+      .array(
+        z.looseObject(
+          { address: z.string({ error: 'a CIDR string' }) },
+          { error: 'an IP object such as {"address": "10.0.0.2/24"}' },
+        ),
+        { error: 'a list of IP objects' },
+      )
+      .optional(),
+    routes: z
+      .array(
+        z.looseObject(
+          { dst: z.string({ error: 'a CIDR string' }) },
+          { error: 'a route object such as {"dst": "0.0.0.0/0"}' },
+        ),
+        { error: 'a list of route objects' },
+      )
+      .optional(),
     dns: z.looseObject({}, { error: 'an object' }).optional(),
   },
   { error: 'an object (the result of the previous plugin)' },
@@ -146,41 +167,52 @@ const bitsPerSecond = z
     error: `0 (off) or at least ${MIN_BITS_PER_SECOND} bits per second`,
   });
 
+/** tapOwner/tapGroup: a number in range or a name, one text for every way a value misses. */
+const tapId = (accepted: string) =>
+  z
+    .union(
+      [
+        z.int({ error: accepted }).min(0, { error: accepted }).max(MAX_TAP_ID, { error: accepted }),
+        z.string({ error: accepted }),
+      ],
+      { error: accepted },
+    )
+    .optional();
+
 /** The spec's network name rule. */
 const NETWORK_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
-const configSchema = z.looseObject({
-  cniVersion: z.string({ error: 'a CNI version string' }),
-  name: z
-    .string({ error: 'a string' })
-    .regex(NETWORK_NAME_PATTERN, { error: 'letters, digits, "_", "." and "-", starting with a letter or digit' }),
-  type: z.string({ error: 'a string' }).min(1, { error: 'the plugin name (vcnet-cni)' }),
-  model: z.enum(INTERWORKING_MODELS, { error: `one of ${INTERWORKING_MODELS.join(', ')}` }).default('default'),
-  queues: z
-    .int({ error: 'a whole number of queues from 1 to 256' })
-    .min(1, { error: 'a whole number of queues from 1 to 256' })
-    .max(256, { error: 'a whole number of queues from 1 to 256' })
-    .default(1),
-  tapOwner: z
-    .union([z.int().min(0).max(MAX_TAP_ID), z.string()], { error: `a uid (0 to ${MAX_TAP_ID}) or a user name` })
-    .optional(),
-  tapGroup: z
-    .union([z.int().min(0).max(MAX_TAP_ID), z.string()], { error: `a gid (0 to ${MAX_TAP_ID}) or a group name` })
-    .optional(),
-  stateDir: z
-    .string({ error: 'an absolute directory path' })
-    .refine(isAbsolute, { error: 'an absolute directory path' })
-    .default(DEFAULT_CNI_STATE_DIRECTORY),
-  rateLimit: z
-    .strictObject({ rx: bitsPerSecond.optional(), tx: bitsPerSecond.optional() }, { error: 'an object {rx, tx}' })
-    .optional(),
-  lockTimeoutMs: z
-    .int({ error: 'a whole number of milliseconds' })
-    .min(0, { error: 'a whole number of milliseconds' })
-    .max(600_000, { error: 'at most 600000 milliseconds' })
-    .default(DEFAULT_LOCK_TIMEOUT_MS),
-  prevResult: previousResultSchema.optional(),
-});
+const configSchema = z.looseObject(
+  {
+    cniVersion: z.string({ error: 'a CNI version string' }),
+    name: z
+      .string({ error: 'a string' })
+      .regex(NETWORK_NAME_PATTERN, { error: 'letters, digits, "_", "." and "-", starting with a letter or digit' }),
+    type: z.string({ error: 'a string' }).min(1, { error: 'the plugin name (vcnet-cni)' }),
+    model: z.enum(INTERWORKING_MODELS, { error: `one of ${INTERWORKING_MODELS.join(', ')}` }).default('default'),
+    queues: z
+      .int({ error: 'a whole number of queues from 1 to 256' })
+      .min(1, { error: 'a whole number of queues from 1 to 256' })
+      .max(256, { error: 'a whole number of queues from 1 to 256' })
+      .default(1),
+    tapOwner: tapId(`a uid (0 to ${MAX_TAP_ID}) or a user name`),
+    tapGroup: tapId(`a gid (0 to ${MAX_TAP_ID}) or a group name`),
+    stateDir: z
+      .string({ error: 'an absolute directory path' })
+      .refine(isAbsolute, { error: 'an absolute directory path' })
+      .default(DEFAULT_CNI_STATE_DIRECTORY),
+    rateLimit: z
+      .strictObject({ rx: bitsPerSecond.optional(), tx: bitsPerSecond.optional() }, { error: 'an object {rx, tx}' })
+      .optional(),
+    lockTimeoutMs: z
+      .int({ error: 'a whole number of milliseconds' })
+      .min(0, { error: 'a whole number of milliseconds' })
+      .max(600_000, { error: 'at most 600000 milliseconds' })
+      .default(DEFAULT_LOCK_TIMEOUT_MS),
+    prevResult: previousResultSchema.optional(),
+  },
+  { error: 'a JSON object (the network configuration)' },
+);
 
 export type PreviousResult = z.infer<typeof previousResultSchema>;
 export type CniInterface = z.infer<typeof previousInterfaceSchema>;
@@ -257,7 +289,7 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
     throw new CniError(
       CniErrorCode.INCOMPATIBLE_VERSION,
       'VCNET_CNI_VERSION',
-      `incompatible CNI version ${JSON.stringify(raw.cniVersion)}: vcnet-cni supports ${SUPPORTED_CNI_VERSIONS.join(', ')}`,
+      `incompatible CNI version ${describeGivenValue(raw.cniVersion)}: vcnet-cni supports ${SUPPORTED_CNI_VERSIONS.join(', ')}`,
       { value: raw.cniVersion, hint: `set "cniVersion" of the conflist to ${PREFERRED_CNI_VERSION}` },
     );
   }
@@ -270,7 +302,7 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
       const error = new CniError(
         CniErrorCode.UNSUPPORTED_FIELD,
         'VCNET_CNI_UNSUPPORTED_FIELD',
-        `unsupported field in network config: ${field} = ${JSON.stringify(valueAt(raw, [...issue.path, key]))}`,
+        `unsupported field in network config: ${field} = ${describeGivenValue(valueAt(raw, [...issue.path, key]))}`,
         { value: field, hint: `remove "${field}"; ${fieldName(issue.path)} accepts rx and tx (bits per second)` },
       );
       throw error;

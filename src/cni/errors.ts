@@ -4,7 +4,7 @@
  * to plugins). Every vcnet error keeps its stable VCNET_* code and hint in `details`. Which error gets
  * which code is decided by the shared classifier (classifyError, src/errors.ts).
  */
-import { type CniOutcome, classifyError, type ErrorCode, VcnetError } from '../errors.js';
+import { type CniOutcome, classifyError, describeGivenValue, type ErrorCode, VcnetError } from '../errors.js';
 
 /** CNI spec 1.0.0, "Error": codes 1-99 are reserved for these meanings. */
 export const CniErrorCode = {
@@ -85,7 +85,7 @@ export class CniConfigError extends CniError {
     super(
       CniErrorCode.INVALID_NETWORK_CONFIG,
       'VCNET_CNI_CONFIG',
-      `invalid network config: ${field}: ${problem}${value === undefined ? '' : ` (got ${JSON.stringify(value)})`}`,
+      `invalid network config: ${field}: ${problem}${value === undefined ? '' : ` (got ${describeGivenValue(value)})`}`,
       { value, hint: hint ?? `fix "${field}" in the network configuration (conflist) of this plugin` },
     );
     this.field = field;

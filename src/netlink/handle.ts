@@ -14,7 +14,7 @@ import { type Stats, statfsSync, statSync } from 'node:fs';
 import { stringOption } from '../arguments.js';
 import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
-import { NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
+import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
 import { AddressFamily, MessageFlag, MessageType } from './codec/constants.js';
 import {
@@ -294,7 +294,8 @@ function refuseNonNamespaceFile(path: string): void {
     stats = statSync(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new NamespacePathError('namespacePath', path, 'missing');
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw new NamespacePathError('namespacePath', path, missingFileKind(path, code));
     return; // the open says what is wrong
   }
   const kind = nonNamespaceFileKind(stats);

@@ -11,7 +11,7 @@
 import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats, statfsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
-import { NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
+import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 
 // Defined with the base errors so that the netlink layer can say it too (NetlinkHandle.open).
 export { NamespacePathError };
@@ -116,7 +116,7 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
     stats = statSync(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new NamespacePathError(field, path, 'missing');
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new NamespacePathError(field, path, missingFileKind(path, code));
     throw new SystemCallError(`stat ${path}`, error as NodeJS.ErrnoException);
   }
   const kind = nonNamespaceFileKind(stats);

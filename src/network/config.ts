@@ -18,6 +18,7 @@ import { parse as parseToml } from 'smol-toml';
 import {
   booleanOption,
   functionOption,
+  labelArgument,
   optionsArgument,
   refuseUnknownKeys,
   stringListOption,
@@ -106,7 +107,8 @@ export function defineNetworkConfig(options: NetworkConfigOptions): NetworkConfi
     queues: 1,
     vhostNet: 'auto',
     ...options,
-    model: parseInterworkingModel(options.model ?? 'default', 'model'),
+    // Resolved, or refused with every other bad field, by validateNetworkConfig: one check of the model.
+    model: (options.model === undefined ? 'default' : options.model) as InterworkingModel,
   });
 }
 
@@ -140,7 +142,7 @@ export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
   booleanOption(config.nicIommu, 'nicIommu');
   stringOption(config.danConfigPath, 'danConfigPath', 'the path of a DAN configuration file');
   stringOption(config.vhostUserStorePath, 'vhostUserStorePath', 'a directory path');
-  stringListOption(config.namedInterfaces, 'namedInterfaces', 'pod link names');
+  stringListOption(config.namedInterfaces, 'namedInterfaces', 'pod link names', 'the name of a pod link');
   checkTapId(config.tapOwner, 'tapOwner');
   checkTapId(config.tapGroup, 'tapGroup');
   if (config.rateLimit !== undefined) {
@@ -282,6 +284,14 @@ function expectType(key: string, value: unknown, type: 'string' | 'boolean' | 'n
 }
 
 export function parseKataConfiguration(text: string, source = 'configuration.toml'): KataNetworkSettings {
+  labelArgument(source, 'source', 'configuration.toml');
+  if (typeof text !== 'string') {
+    throw new InvalidInputError(
+      'text',
+      text,
+      'the text of a Kata configuration.toml, as a string (readKataConfiguration reads one from a file)',
+    );
+  }
   let document: Record<string, unknown>;
   try {
     document = parseToml(text) as Record<string, unknown>;

@@ -2,6 +2,7 @@
  * The device configuration each hypervisor needs for attached endpoints, for a launcher that opens
  * the devices itself and starts the VMM (`vcnet attach` prints it; a library caller takes the same).
  */
+import { booleanOption, optionsArgument, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { cloudHypervisorNetArgument, cloudHypervisorRateLimiterConfig } from '../hypervisor/cloud-hypervisor.js';
 import type { NetworkDevice } from '../hypervisor/device.js';
@@ -54,9 +55,24 @@ export function hypervisorDeviceConfig(
   endpoints: readonly Endpoint[],
   options: HypervisorDeviceOptions = {},
 ): DeviceConfig[] {
-  const field = options.hypervisorField ?? 'hypervisor';
+  options = optionsArgument(options, 'options', ['vmmRateLimiter', 'vhostNet', 'iommu', 'hypervisorField']);
+  booleanOption(options.vhostNet, 'options.vhostNet');
+  booleanOption(options.iommu, 'options.iommu');
+  const field =
+    stringOption(options.hypervisorField, 'options.hypervisorField', 'the name errors give the hypervisor kind') ??
+    'hypervisor';
   if (!(HYPERVISORS as readonly string[]).includes(kind))
     throw new InvalidInputError(field, kind, HYPERVISORS.join(', '));
+  if (
+    !Array.isArray(endpoints) ||
+    !endpoints.every((endpoint) => typeof (endpoint as Partial<Endpoint> | null)?.networkDevice === 'function')
+  ) {
+    throw new InvalidInputError(
+      'endpoints',
+      endpoints,
+      'an array of the endpoints attach made (attachSandbox(...).endpoints, network.endpoints())',
+    );
+  }
   const cloudHypervisorLimiter = options.vmmRateLimiter
     ? cloudHypervisorRateLimiterConfig(options.vmmRateLimiter)
     : undefined;

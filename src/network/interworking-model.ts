@@ -4,6 +4,7 @@
  *   macvtap:  a macvtap link on top of the interface, the VM reads/writes /dev/tapN;
  *   none:     only a tap; the hypervisor lives in the host namespace (disable_new_netns).
  */
+import { labelArgument } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 
 export const INTERWORKING_MODELS = ['default', 'macvtap', 'tcfilter', 'none'] as const;
@@ -13,9 +14,11 @@ export type InterworkingModel = Exclude<InterworkingModelName, 'default'>;
 
 export const DEFAULT_INTERWORKING_MODEL: InterworkingModel = 'tcfilter';
 
+/** A model by name, in any case and with blanks around it; anything else (a non-string too) is refused naming `field`. */
 export function parseInterworkingModel(text: string, field = 'internetworking_model'): InterworkingModel {
-  const value = text.trim().toLowerCase();
-  if (!(INTERWORKING_MODELS as readonly string[]).includes(value)) {
+  labelArgument(field, 'field', 'internetworking_model');
+  const value = typeof text === 'string' ? text.trim().toLowerCase() : undefined;
+  if (value === undefined || !(INTERWORKING_MODELS as readonly string[]).includes(value)) {
     throw new InvalidInputError(field, text, INTERWORKING_MODELS.join(', '));
   }
   return value === 'default' ? DEFAULT_INTERWORKING_MODEL : (value as InterworkingModel);

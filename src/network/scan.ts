@@ -4,6 +4,7 @@
  * (the kernel's fallback tunnels tunl0/sit0/gre0 appear in every namespace and cannot be deleted;
  * sidecars leave address-less bridges and ifbs), unless the caller names it.
  */
+import { optionsArgument, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { AddressFamily } from '../netlink/codec/constants.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
@@ -179,6 +180,32 @@ export interface ScannedInterface {
   skipped?: string;
 }
 
+const SCAN_ACCEPTED =
+  'what scanNamespace returns: an object whose interfaces are {link, addresses, routes, neighbours}';
+
+/** A JavaScript caller may pass anything: refuse what is no scan before reading its links. */
+function checkScanArgument(scan: unknown): asserts scan is NamespaceScan {
+  const interfaces = (scan as { interfaces?: unknown } | null | undefined)?.interfaces;
+  if (typeof scan !== 'object' || scan === null || !Array.isArray(interfaces)) {
+    throw new InvalidInputError('scan', scan, SCAN_ACCEPTED);
+  }
+  interfaces.forEach((info: unknown, index) => {
+    const entry = info as Partial<Record<keyof NetworkInfo, unknown>> | null;
+    const link = entry?.link as { name?: unknown } | null | undefined;
+    const listsGiven = (['addresses', 'routes', 'neighbours'] as const).every((key) => Array.isArray(entry?.[key]));
+    if (
+      typeof entry !== 'object' ||
+      entry === null ||
+      typeof link !== 'object' ||
+      link === null ||
+      typeof link.name !== 'string' ||
+      !listsGiven
+    ) {
+      throw new InvalidInputError(`scan.interfaces[${index}]`, info, SCAN_ACCEPTED);
+    }
+  });
+}
+
 /**
  * Each link of `scan` (scanNamespace's interfaces) with the endpoint type attach would give it, why
  * it cannot be one, or why attach skips it: what `vcnet scan` prints.
@@ -187,6 +214,12 @@ export function classifyScan(
   scan: NamespaceScan,
   options: Pick<CreateEndpointOptions, 'vhostUserStorePath'> & { named?: ReadonlySet<string> } = {},
 ): ScannedInterface[] {
+  checkScanArgument(scan);
+  options = optionsArgument(options, 'options', ['vhostUserStorePath', 'named']);
+  stringOption(options.vhostUserStorePath, 'options.vhostUserStorePath', 'a directory path');
+  if (options.named !== undefined && !(options.named instanceof Set)) {
+    throw new InvalidInputError('options.named', options.named, 'a Set of link names');
+  }
   const { skipped } = selectEndpointInterfaces(scan.interfaces, options.named);
   const skipReasons = new Map(skipped.map((entry) => [entry.info, entry.reason]));
   return scan.interfaces.map((info): ScannedInterface => {

@@ -501,6 +501,7 @@ describe('namespaces', () => {
       ['/tmp', /a directory, not a network namespace/],
       [fifo, /a FIFO, not a network namespace/],
       ['/proc/self/ns/mnt', /a namespace of another type, not a network namespace/],
+      [`${namespace.path}/`, /is a file, not a directory, so the path with a "\/" after it names nothing/],
     ];
     for (const [path, what] of cases) {
       const opens: Array<() => unknown> = [() => NetlinkHandle.open(path), () => scanNamespace(path)];

@@ -11,6 +11,7 @@ import {
   AgentClient,
   addInterface,
   attachSandbox,
+  classifyScan,
   cloudHypervisorNetConfig,
   collectGarbage,
   configureGuest,
@@ -18,14 +19,20 @@ import {
   createEndpoint,
   defineNetworkConfig,
   detachSandbox,
+  hypervisorDeviceConfig,
   InvalidInputError,
+  interfaceFromJson,
   listInterfaces,
   listRoutes,
   NetlinkHandle,
   type NetworkConfig,
   type NetworkDevice,
+  neighbourFromJson,
+  neighboursFromJson,
   networkConfigFromKata,
   networkHotplugCommands,
+  parseInterworkingModel,
+  parseKataConfiguration,
   planSandboxAttach,
   planSandboxDetach,
   QemuHotplugSessions,
@@ -33,6 +40,8 @@ import {
   QmpClient,
   qemuNetworkArguments,
   removeInterface,
+  routeFromJson,
+  routesFromJson,
   scanNamespace,
   unplugNetworkDevice,
   updateRoutes,
@@ -219,5 +228,78 @@ describe('arguments that are not what a function takes', () => {
     await refused(() => NetlinkHandle.open(js(5)), 'namespacePath', /invalid namespacePath: 5/);
     await refused(() => QmpClient.connect(js(5)), 'socketPath');
     await refused(() => new AgentClient(js('/tmp/f11p/agent')), 'stream');
+  });
+});
+
+describe('values of the wrong type where a string or a scan belongs', () => {
+  const namespacePath = '/run/netns/s15lb-not-there';
+
+  it('defineNetworkConfig checks the model as validateNetworkConfig does: 5 was a TypeError, null meant the default', async () => {
+    const five = await refused(() => defineNetworkConfig({ namespacePath, model: js(5) }), 'model');
+    expect(five.message).toBe('invalid model: 5 (accepted: default, macvtap, tcfilter, none)');
+    await refused(() => defineNetworkConfig({ namespacePath, model: js(null) }), 'model', /invalid model: null/);
+    await refused(() => defineNetworkConfig({ namespacePath, model: js(['tcfilter']) }), 'model');
+    await refused(
+      () => validateNetworkConfig(js({ namespacePath, model: null, queues: 1, vhostNet: 'auto' })),
+      'model',
+    );
+    expect(defineNetworkConfig({ namespacePath }).model).toBe('tcfilter');
+    expect(defineNetworkConfig({ namespacePath, model: undefined }).model).toBe('tcfilter');
+    expect(defineNetworkConfig({ namespacePath, model: js(' MacVTap ') }).model).toBe('macvtap');
+    expect(defineNetworkConfig({ namespacePath, model: 'default' }).model).toBe('tcfilter');
+  });
+
+  it('parseInterworkingModel refuses a non-string model and a non-string field name', async () => {
+    await refused(() => parseInterworkingModel(js(5)), 'internetworking_model', /invalid internetworking_model: 5/);
+    await refused(() => parseInterworkingModel(js(undefined), 'model'), 'model', /not given/);
+    await refused(() => parseInterworkingModel('tcfilter', js({})), 'field');
+  });
+
+  it('the *FromJson readers refuse options given as the field name, instead of "invalid [object Object].mtu"', async () => {
+    const error = await refused(() => interfaceFromJson({ mtu: 'x' }, js({})), 'field', /such as "interface"/);
+    expect(error.hint).toMatch(/an options object goes in the argument after it/);
+    // A null-prototype object threw "Cannot convert object to primitive value".
+    await refused(() => interfaceFromJson({ mtu: 'x' }, js(Object.create(null))), 'field');
+    await refused(() => interfaceFromJson({}, js({ ignoredKeys: [] })), 'field');
+    await refused(() => interfaceFromJson({}, 'iface', js({ ignoredKeys: 'x' })), 'options.ignoredKeys');
+    await refused(() => interfaceFromJson({}, 'iface', js(null)), 'options');
+    await refused(() => routeFromJson({}, js(5)), 'field');
+    await refused(() => routesFromJson([], js([])), 'field');
+    await refused(() => neighbourFromJson({}, js(true)), 'field');
+    await refused(() => neighboursFromJson([], ''), 'field');
+    const ignoredKeys: string[] = [];
+    expect(interfaceFromJson({ name: 'eth0', colour: 1 }, 'iface', { ignoredKeys }).name).toBe('eth0');
+    expect(ignoredKeys).toEqual(['iface.colour']);
+  });
+
+  it('parseKataConfiguration refuses text that is not a string ("toml.charCodeAt is not a function") and a non-string source', async () => {
+    for (const text of [5, {}, Object.create(null), undefined, null]) {
+      const error = await refused(() => parseKataConfiguration(js(text)), 'text', /configuration\.toml, as a string/);
+      expect(error.code).toBe('VCNET_INVALID_INPUT');
+    }
+    await refused(() => parseKataConfiguration('a = ', js({})), 'source');
+    expect(parseKataConfiguration('[runtime]\ninternetworking_model = "macvtap"\n', 'kata.toml').model).toBe('macvtap');
+  });
+
+  it('classifyScan refuses what is no scan (TypeErrors before), and options of the wrong type', async () => {
+    await refused(() => classifyScan(js(undefined)), 'scan', /what scanNamespace returns/);
+    await refused(() => classifyScan(js({})), 'scan');
+    await refused(() => classifyScan(js({ interfaces: 'eth0' })), 'scan');
+    await refused(() => classifyScan(js({ interfaces: [null] })), 'scan.interfaces[0]');
+    await refused(
+      () => classifyScan(js({ interfaces: [{ link: {}, addresses: [], routes: [], neighbours: [] }] })),
+      'scan.interfaces[0]',
+    );
+    await refused(() => classifyScan(js({ interfaces: [] }), js({ named: ['eth0'] })), 'options.named');
+    await refused(() => classifyScan(js({ interfaces: [] }), js('eth0')), 'options');
+    expect(classifyScan(js({ interfaces: [] }))).toEqual([]);
+  });
+
+  it('hypervisorDeviceConfig refuses options that are no object and endpoints that are no list of endpoints', async () => {
+    await refused(() => hypervisorDeviceConfig('qemu', [], js(null)), 'options');
+    await refused(() => hypervisorDeviceConfig('qemu', [], js({ vhostNet: 'yes' })), 'options.vhostNet');
+    await refused(() => hypervisorDeviceConfig('qemu', js('tap0')), 'endpoints');
+    await refused(() => hypervisorDeviceConfig('qemu', js([{}])), 'endpoints');
+    expect(hypervisorDeviceConfig('qemu', [])).toEqual([]);
   });
 });

@@ -44,6 +44,21 @@ describe('a named interface the namespace lacks', () => {
     expect(existsSync(join(stateDirectory(), 'short'))).toBe(false);
   });
 
+  it('attach --interface "" is refused naming the flag, not the library\'s namedInterfaces[0]', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const args = ['attach', '--sandbox', 'short', '--netns', pod.path, '--state-dir', stateDirectory()];
+    for (const extra of [[], ['--dry-run']]) {
+      const result = vcnet([...args, '--interface', 'eth0', '--interface', '', ...extra]);
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain('vcnet: invalid --interface: "" (accepted: the name of a pod link)');
+      expect(result.stderr).toContain('hint: set --interface to the name of a pod link');
+      expect(result.stderr).not.toContain('namedInterfaces');
+    }
+    expect(fingerprint(pod)).toEqual(before);
+    expect(existsSync(join(stateDirectory(), 'short'))).toBe(false);
+  });
+
   it('the library refuses namedInterfaces naming a missing link, in the plan and the attach', async () => {
     const { pod } = makePod();
     const before = fingerprint(pod);

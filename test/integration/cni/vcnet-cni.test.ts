@@ -393,6 +393,13 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     );
     run = runtime.invoke('ADD', vcnetConfig, { CNI_NETNS: '/var/run/netns/vcnet-no-such-namespace' });
     expect(run.output).toMatchObject({ code: 4 });
+    expect(String(run.output?.msg)).toContain('(no such file; accepted: an existing network namespace)');
+    // The pod's own path with a "/" after it: not "missing", as it used to say; what is wrong with it.
+    run = runtime.invoke('ADD', vcnetConfig, { CNI_NETNS: `${pod.path}/` });
+    expect(run.output).toMatchObject({ code: 4 });
+    expect(String(run.output?.msg)).toBe(
+      `environment variable CNI_NETNS is invalid: "${pod.path}/" (${pod.path} is a file, not a directory, so the path with a "/" after it names nothing: leave out the trailing "/"; accepted: an existing network namespace)`,
+    );
     run = runtime.invoke('ADD', vcnetConfig, { CNI_IFNAME: 'eth7' });
     expect(run.output).toMatchObject({ code: 101, msg: `no interface eth7 in ${pod.path}` });
     run = runtime.invoke('ADD', vcnetConfig);

@@ -83,6 +83,18 @@ describe('opening a namespace path', () => {
       ],
       ['/proc/self/ns/mnt', /: a namespace of another type, not a network namespace/],
     ];
+    // A namespace's path with a "/" after it: the kernel answers ENOTDIR, which is no "no such file".
+    const pod = makeNamespace('slash');
+    const trailing = (path: string) =>
+      new RegExp(
+        `: ${path.replaceAll('/', '\\/')} is a file, not a directory, so the path with a "/" after it names nothing: leave out the trailing "/" \\(accepted:`,
+      );
+    cases.push(
+      [`${pod.path}/`, trailing(pod.path)],
+      [`${pod.path}//`, trailing(pod.path)],
+      [`${file}/`, trailing(file)],
+    );
+    cases.push([`${pod.path}/x`, /: no such file/], [`${directory}/`, /: a directory, not a network namespace/]);
     for (const [path, message] of cases) {
       // Through the CLI with a deadline: a blocking open of the FIFO would be killed, not refused.
       const result = spawnSync(

@@ -81,12 +81,64 @@ describe('parseCniConfig', () => {
     [{ rateLimit: { tx: 7 } }, 'rateLimit.tx', 'expected 0 (off) or at least 8 bits per second (got 7)'],
     [{ name: 'bad name' }, 'name', 'expected letters, digits'],
     [{ prevResult: { interfaces: [{ mac: 'x' }] } }, 'prevResult.interfaces[0].name', 'missing, expected a string'],
+    // Out of range said as in range: zod's "Too big: expected number to be <=2147483647" never shows.
+    [{ tapOwner: 2 ** 31 }, 'tapOwner', 'expected a uid (0 to 2147483647) or a user name (got 2147483648)'],
+    [{ tapOwner: -1 }, 'tapOwner', 'expected a uid (0 to 2147483647) or a user name (got -1)'],
+    [{ tapOwner: 2 ** 53 }, 'tapOwner', 'expected a uid (0 to 2147483647) or a user name (got 9007199254740992)'],
+    [{ tapGroup: 2 ** 32 }, 'tapGroup', 'expected a gid (0 to 2147483647) or a group name (got 4294967296)'],
+    [{ tapGroup: -1e21 }, 'tapGroup', 'expected a gid (0 to 2147483647) or a group name (got -1e+21)'],
+    [
+      { prevResult: { interfaces: [{ name: 'eth0' }, null] } },
+      'prevResult.interfaces[1]',
+      'expected an interface object',
+    ],
+    [{ prevResult: { ips: [7] } }, 'prevResult.ips[0]', 'expected an IP object such as {"address": "10.0.0.2/24"}'],
+    [{ prevResult: { routes: ['x'] } }, 'prevResult.routes[0]', 'expected a route object such as {"dst": "0.0.0.0/0"}'],
   ])('refuses %j with code 7 naming %s', (extra, field, problem) => {
     const error = thrown(() => parseCniConfig({ ...base, ...extra }));
     expect(error).toBeInstanceOf(CniConfigError);
     expect(error.cniCode).toBe(7);
     expect((error as CniConfigError).field).toBe(field);
     expect(error.message).toContain(`invalid network config: ${field}: ${problem}`);
+  });
+
+  it("says every refusal of a field in vcnet's words, never zod's", () => {
+    const odd = [null, -1, -0.5, 1.5, 2 ** 31, 2 ** 53, 1e308, -1e308, '', 'x', true, [], {}, [null], { a: 1 }];
+    const fields: Array<(value: unknown) => Record<string, unknown>> = [
+      (value) => ({ model: value }),
+      (value) => ({ queues: value }),
+      (value) => ({ tapOwner: value }),
+      (value) => ({ tapGroup: value }),
+      (value) => ({ stateDir: value }),
+      (value) => ({ lockTimeoutMs: value }),
+      (value) => ({ rateLimit: value }),
+      (value) => ({ rateLimit: { rx: value } }),
+      (value) => ({ prevResult: value }),
+      (value) => ({ prevResult: { interfaces: value } }),
+      (value) => ({ prevResult: { interfaces: [value] } }),
+      (value) => ({ prevResult: { interfaces: [{ name: value }] } }),
+      (value) => ({ prevResult: { ips: [value] } }),
+      (value) => ({ prevResult: { routes: [value] } }),
+      (value) => ({ prevResult: { dns: value } }),
+    ];
+    let refused = 0;
+    for (const field of fields) {
+      for (const value of odd) {
+        let message: string | undefined;
+        try {
+          parseCniConfig({ ...base, ...field(value) });
+        } catch (error) {
+          expect(error).toBeInstanceOf(CniError);
+          message = (error as Error).message;
+        }
+        if (message === undefined) continue;
+        refused++;
+        expect(message, JSON.stringify(field(value))).not.toMatch(
+          /Invalid input|Too (big|small)|expected (int|number|object|string|array) to|received |\[object Object\]|undefined|NaN/,
+        );
+      }
+    }
+    expect(refused).toBeGreaterThan(150);
   });
 
   it('accepts 8 bits per second, the smallest rate the kernel takes', () => {
