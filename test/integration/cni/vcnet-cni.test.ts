@@ -1085,7 +1085,13 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
 
   // Records that passed validation before: CHECK said the plumbing was fine and DEL deleted the record
   // as if there were nothing to undo, leaving tap0_kata, both redirect filters and both ingress qdiscs.
-  it.each<[string, (record: { network: { endpoints: Array<Record<string, unknown>> } }) => void, string]>([
+  it.each<
+    [
+      string,
+      (record: { namespace: { ino: number }; network: { endpoints: Array<Record<string, unknown>> } }) => void,
+      string,
+    ]
+  >([
     ['no plumbing', (record) => delete record.network.endpoints[0]!.plumbing, 'network.endpoints.0.plumbing'],
     [
       'plumbing renamed by a bit flip',
@@ -1097,6 +1103,9 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
       'network.endpoints.0.plumbing',
     ],
     ['no endpoint', (record) => (record.network.endpoints = []), 'network.endpoints'],
+    // The pod namespace has the recorded cookie: the record is damaged, the namespace is not gone (DEL
+    // deleted the record as if it were, and left everything).
+    ['namespace inode wrong, cookie right', (record) => (record.namespace.ino += 1), 'namespace.ino'],
   ])('%s: CHECK refuses the record (106) naming the file and the field, DEL sets it aside', (_case, damage, field) => {
     const { node, pod } = makeNodeAndPod();
     const list = conflist({});

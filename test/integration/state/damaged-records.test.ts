@@ -78,6 +78,16 @@ describe('detach of a damaged record', () => {
         }),
         'field network.endpoints.0.properties.link.address is []',
       ],
+      // The namespace's cookie is the recorded one, so it is the recorded namespace: detach said
+      // `namespaceGone` and dropped the record, leaving everything.
+      [
+        'inode wrong, cookie right',
+        JSON.stringify({
+          ...JSON.parse(original),
+          namespace: { ...JSON.parse(original).namespace, ino: JSON.parse(original).namespace.ino + 1 },
+        }),
+        'field namespace.ino is',
+      ],
       [
         'an ingress qdisc handle other than ffff:0',
         endpointChanged(original, (endpoint) => {

@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { damagedIdentityField } from '../../../src/netns/namespace-identity.js';
 import { cniContentSchema, sandboxContentSchema } from '../../../src/network/state/network-content-schema.js';
 import { parseRecord, StateInvalidError, salvageNamespace } from '../../../src/network/state/record-envelope.js';
 import { registryPath } from '../../../src/network/state/registry.js';
@@ -459,6 +460,26 @@ describe('parseRecord', () => {
     expect(salvageNamespace(cut)).toEqual({ dev: 4, ino: 4026532300 });
     // Cut inside the namespace object itself: nothing to salvage.
     expect(salvageNamespace(text.slice(0, text.indexOf('"ino"')))).toBeUndefined();
+  });
+});
+
+describe('damagedIdentityField', () => {
+  const recorded = { path: '/var/run/netns/pod-a', dev: 4, ino: 4026532300, cookie: '4711' };
+  const now = new Date().toISOString();
+
+  it('names the inode (or device) of a record whose cookie is the namespace found at its path', () => {
+    expect(damagedIdentityField({ ...recorded, ino: 4026532301 }, recorded, now)).toBe('namespace.ino');
+    expect(damagedIdentityField({ ...recorded, dev: 5 }, recorded, now)).toBe('namespace.dev');
+  });
+
+  it('says nothing when the cookies differ or are unknown, or the record is from before this boot', () => {
+    const other = { ...recorded, ino: 4026532301 };
+    expect(damagedIdentityField(recorded, { ...other, cookie: '4712' }, now)).toBeUndefined();
+    expect(damagedIdentityField({ ...recorded, cookie: undefined }, other, now)).toBeUndefined();
+    expect(damagedIdentityField(recorded, { ...other, cookie: undefined }, now)).toBeUndefined();
+    // The kernel counts cookies from 1 again after a boot: an older record's cookie proves nothing.
+    expect(damagedIdentityField(recorded, other, '2001-01-01T00:00:00.000Z')).toBeUndefined();
+    expect(damagedIdentityField(recorded, other, undefined)).toBeUndefined();
   });
 });
 
