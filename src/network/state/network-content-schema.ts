@@ -38,8 +38,9 @@ const macAddress = z
   .regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, { error: 'a MAC address such as 02:42:ac:11:00:02' });
 
 // Kernel objects are checked for the fields vcnet reads back, and keep the rest as the kernel gave it.
+// index: checked by the endpoint (a hot-added tap's guest link has none: 0).
 const linkSchema = z.looseObject({
-  index: ifindex,
+  index: whole,
   name,
   type: integer,
   flags: integer,
@@ -264,29 +265,40 @@ export const plumbingSchema = z.discriminatedUnion(
  * `existing` for the devices the VM uses as they are (physical, vhost-user). An endpoint without it
  * would be dropped by detach and DEL as if there were nothing to undo.
  */
-export const endpointStateSchema = z.strictObject({
-  version: z.literal(ENDPOINT_STATE_VERSION, { error: String(ENDPOINT_STATE_VERSION) }),
-  type: z.enum(ENDPOINT_TYPES, { error: ENDPOINT_TYPES.join(', ') }),
-  index: whole,
-  name,
-  properties: z.strictObject({
-    link: linkSchema,
-    addresses: listOf(addressSchema, 'addresses'),
-    routes: listOf(routeSchema, 'routes'),
-    neighbours: listOf(neighbourSchema, 'neighbours'),
-  }),
-  pair: z
-    .looseObject({
-      name,
-      tap: z.looseObject({ name, guestHardwareAddress: z.string({ error: 'a MAC address' }) }),
-      model: z.enum(['tcfilter', 'macvtap', 'none'], { error: 'tcfilter, macvtap, none' }),
-    })
-    .optional(),
-  plumbing: plumbingSchema,
-  pciPath: z.string({ error: 'a PCI path' }).optional(),
-  deviceMtu: whole.optional(),
-  details: z.record(z.string(), z.unknown(), { error: 'an object' }).optional(),
-});
+export const endpointStateSchema = z
+  .strictObject({
+    version: z.literal(ENDPOINT_STATE_VERSION, { error: String(ENDPOINT_STATE_VERSION) }),
+    type: z.enum(ENDPOINT_TYPES, { error: ENDPOINT_TYPES.join(', ') }),
+    index: whole,
+    name,
+    properties: z.strictObject({
+      link: linkSchema,
+      addresses: listOf(addressSchema, 'addresses'),
+      routes: listOf(routeSchema, 'routes'),
+      neighbours: listOf(neighbourSchema, 'neighbours'),
+    }),
+    pair: z
+      .looseObject({
+        name,
+        tap: z.looseObject({ name, guestHardwareAddress: z.string({ error: 'a MAC address' }) }),
+        model: z.enum(['tcfilter', 'macvtap', 'none'], { error: 'tcfilter, macvtap, none' }),
+      })
+      .optional(),
+    plumbing: plumbingSchema,
+    pciPath: z.string({ error: 'a PCI path' }).optional(),
+    deviceMtu: whole.optional(),
+    details: z.record(z.string(), z.unknown(), { error: 'an object' }).optional(),
+  })
+  .superRefine((endpoint, context) => {
+    // Every endpoint stands for a pod link, by its ifindex, but a tap add-iface makes (type "tap"): its
+    // link is the guest NIC's description, index 0 (add-interface-request.ts).
+    if (endpoint.type !== 'tap' && endpoint.properties.link.index < 1)
+      context.addIssue({
+        code: 'custom',
+        path: ['properties', 'link', 'index'],
+        message: 'an ifindex (a whole number from 1)',
+      });
+  });
 
 export const networkConfigSchema = z.looseObject({
   namespacePath: z

@@ -414,6 +414,14 @@ describe('parseRecord', () => {
           r.attaching = true;
         }),
       ).not.toThrow();
+      // A tap add-iface made (type "tap"): no pod link, so its link's index is 0.
+      expect(() =>
+        accepted((r) => {
+          const endpoint = endpointOf(r);
+          endpoint.type = 'tap';
+          endpoint.properties.link.index = 0;
+        }),
+      ).not.toThrow();
       // A sandbox with no endpoint yet (the first write of an attach).
       expect(() => accepted((r) => ((r.network as { endpoints: unknown[] }).endpoints = []))).not.toThrow();
     });
