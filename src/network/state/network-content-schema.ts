@@ -217,7 +217,11 @@ export const plumbingStepSchema = z.discriminatedUnion(
 const PLUMBING_MODELS = ['tcfilter', 'macvtap', 'none', 'existing', 'pending'] as const;
 const plumbingFields = {
   steps: z.array(plumbingStepSchema, { error: 'the list of plumbing steps undo replays' }),
-  tapDevicePath: z.string({ error: 'a device path' }).startsWith('/dev/', { error: 'a device path' }).optional(),
+  // /dev/tapN, or a VFIO group's device (under VCNET_DEV_ROOT in tests).
+  tapDevicePath: z
+    .string({ error: 'an absolute device path' })
+    .startsWith('/', { error: 'an absolute device path' })
+    .optional(),
   queues: z.int({ error: 'queues from 1 to 256' }).min(1, { error: 'queues from 1 to 256' }).max(256, {
     error: 'queues from 1 to 256',
   }),
