@@ -146,6 +146,7 @@ export {
   NamespaceGoneError,
   type NamespaceIdentity,
   NamespacePathError,
+  RecordedIdentityDamagedError,
 } from './netns/namespace-identity.js';
 // The network of one sandbox: configuration, scan, endpoints, models, guest structures.
 export {

@@ -11,12 +11,14 @@ import { formatHandle } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { isHostNamespace } from '../netns/namespace.js';
 import {
+  damagedIdentityField,
   NamespaceChangedError,
   NamespaceGoneError,
   NamespacePathError,
   type OpenedNamespace,
   openNamespaceForRecord,
   openNetworkNamespace,
+  RecordedIdentityDamagedError,
   sameNamespace,
 } from '../netns/namespace-identity.js';
 import { ConfigurationConflictError, type NetworkConfig } from '../network/config.js';
@@ -327,6 +329,11 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
     try {
       recorded = openRecordedNetwork(state, sandboxKey(environment), store.statePath);
     } catch (error) {
+      // The namespace is the recorded one by its cookie, but the record's inode is wrong: damaged.
+      if (error instanceof RecordedIdentityDamagedError) {
+        warn(await setAsideUnreadable(store, request, error));
+        return;
+      }
       if (!(error instanceof NamespaceGoneError || error instanceof NamespaceChangedError)) throw error;
       store.remove();
       return;
@@ -356,7 +363,8 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
 async function setAsideUnreadable(store: AttachmentStore, request: CniDeleteRequest, problem: Error): Promise<string> {
   const { environment, config } = request;
   const what = `vcnet-cni DEL of ${sandboxKey(environment)}`;
-  const text = store.readTextIfAny();
+  // A record whose inode is damaged names no other namespace: its cookie proved it is CNI_NETNS's.
+  const text = problem instanceof RecordedIdentityDamagedError ? undefined : store.readTextIfAny();
   let aside: string;
   try {
     aside = store.setAside();
@@ -431,6 +439,9 @@ export async function check(request: CniRequest): Promise<void> {
       const state = store.read();
       if (!state?.device) throw nothingRecorded();
       if (!sameNamespace(state.namespace, namespace.opened.identity)) {
+        const found = namespace.opened.identity;
+        const damaged = damagedIdentityField(state.namespace, found, state.createdAt);
+        if (damaged) throw new RecordedIdentityDamagedError(store.statePath, damaged, state.namespace, found);
         throw fail([`ADD attached ${state.namespace.path}, not this namespace`]);
       }
       const device = state.device;

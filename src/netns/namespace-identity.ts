@@ -9,6 +9,7 @@
  * open fd (/proc/self/fd/N), so the namespace cannot change between the check and the work.
  */
 import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats, statfsSync, statSync } from 'node:fs';
+import { uptime } from 'node:os';
 import { join, resolve } from 'node:path';
 import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
@@ -77,6 +78,50 @@ export class NamespaceChangedError extends VcnetError {
   }
 
   readonly found: { dev: number; ino: number; cookie?: string };
+}
+
+/**
+ * The namespace at the recorded path has the recorded cookie but another device or inode: a cookie
+ * is never reused while the machine runs, so it is the recorded namespace and the record's number is
+ * wrong (damaged or edited). Acting on it as "namespace gone" would drop the record and leave
+ * everything attach made there; nothing is done.
+ */
+export class RecordedIdentityDamagedError extends VcnetError {
+  static override readonly errorName: string = 'RecordedIdentityDamagedError';
+  constructor(
+    readonly file: string,
+    readonly field: 'namespace.dev' | 'namespace.ino',
+    recorded: NamespaceIdentity,
+    found: { dev: number; ino: number; cookie?: string },
+  ) {
+    const key = field === 'namespace.dev' ? 'dev' : 'ino';
+    super(
+      'VCNET_STATE_INVALID',
+      `state file ${file}: field ${field} is ${recorded[key]} (expected ${found[key]}: ${recorded.path} holds the namespace with the recorded cookie ${recorded.cookie}, and a cookie is never reused while the machine runs, so the record is damaged, not the namespace gone)`,
+      {
+        value: recorded[key],
+        hint: `nothing was changed; the file was damaged or edited: restore or remove it (then \`vcnet gc --netns ${recorded.path}\` removes vcnet's links there that no record owns)`,
+      },
+    );
+  }
+}
+
+/**
+ * Which number of a record's identity is wrong, when the namespace found at its path has its cookie
+ * (so is the recorded one) but another device or inode; undefined when the two are different
+ * namespaces, or nothing can tell (no cookies, or a record from before the last boot, whose cookies
+ * the kernel has handed out again).
+ */
+export function damagedIdentityField(
+  recorded: NamespaceIdentity,
+  found: { dev: number; ino: number; cookie?: string },
+  recordedAt: string | undefined,
+): 'namespace.dev' | 'namespace.ino' | undefined {
+  if (recorded.cookie === undefined || found.cookie === undefined || recorded.cookie !== found.cookie) return undefined;
+  if (recordedAt === undefined || !(Date.parse(recordedAt) >= Date.now() - uptime() * 1000)) return undefined;
+  if (recorded.ino !== found.ino) return 'namespace.ino';
+  if (recorded.dev !== found.dev) return 'namespace.dev';
+  return undefined;
 }
 
 /** A network namespace held open by fd: work through `entryPath` and the namespace cannot be swapped underneath. */
@@ -216,10 +261,12 @@ export function sameNamespace(
 
 /**
  * Opens the namespace a record names and proves it is the same one: NamespaceGoneError when the
- * path is gone, NamespaceChangedError when it now names another namespace. `file` is the record's
- * path, named in every error.
+ * path is gone, NamespaceChangedError when it now names another namespace, RecordedIdentityDamagedError
+ * when it is the recorded namespace by its cookie but the record's device or inode is wrong (given
+ * `recordedAt`, the record's createdAt: only a record of this boot can be judged by its cookie).
+ * `file` is the record's path, named in every error.
  */
-export function openRecordedNamespace(recorded: NamespaceIdentity, file: string): OpenedNamespace {
+export function openRecordedNamespace(recorded: NamespaceIdentity, file: string, recordedAt?: string): OpenedNamespace {
   let opened: OpenedNamespace;
   try {
     opened = openNetworkNamespace(recorded.path, `namespace path recorded in ${file}`);
@@ -230,6 +277,8 @@ export function openRecordedNamespace(recorded: NamespaceIdentity, file: string)
   if (!sameNamespace(recorded, opened.identity)) {
     const found = opened.identity;
     opened.close();
+    const damaged = damagedIdentityField(recorded, found, recordedAt);
+    if (damaged) throw new RecordedIdentityDamagedError(file, damaged, recorded, found);
     throw new NamespaceChangedError(recorded, found, file);
   }
   opened.identity.path = recorded.path;

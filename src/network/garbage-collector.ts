@@ -42,7 +42,9 @@ import type { Link } from '../netlink/codec/link.js';
 import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
+  damagedIdentityField,
   NamespaceGoneError,
+  type NamespaceIdentity,
   NamespacePathError,
   NETNS_RUN_DIRECTORY,
   namespaceHolderPaths,
@@ -50,6 +52,7 @@ import {
   openNamespaceHeldElsewhere,
   openNetworkNamespace,
   openRecordedNamespace,
+  RecordedIdentityDamagedError,
 } from '../netns/namespace-identity.js';
 import { fileIdentity, isSameFile, processIds } from '../netns/processes.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
@@ -275,7 +278,7 @@ function readOwners(directories: readonly string[]): {
     directory: string,
     lockPath: string,
     remove: () => void,
-    check: (text: string) => { namespace: { path: string; dev: number; ino: number }; network: { endpoints: [] } },
+    check: (text: string) => { namespace: NamespaceIdentity; createdAt: string; network: { endpoints: [] } },
   ) => {
     let text: string;
     try {
@@ -286,6 +289,14 @@ function readOwners(directories: readonly string[]): {
     }
     try {
       const record = check(text);
+      const damaged = damagedIdentity(record, file);
+      if (damaged) {
+        // Its namespace is alive at its path under another inode: dropping the record as "exists
+        // nowhere" would orphan what attach made there. Read as unreadable, that namespace left alone.
+        skipped.push({ file, reason: damaged.error.message });
+        untouchable.add(damaged.key);
+        return;
+      }
       owners.push({
         id,
         file,
@@ -787,6 +798,36 @@ function failureOf(error: unknown): { reason: string; errno?: string } {
 }
 
 /** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
+/**
+ * A record whose path holds, under another device or inode, the namespace with its cookie: the
+ * record's number is damaged (RecordedIdentityDamagedError), with the key of the namespace found.
+ * Looked into only when the path holds another inode than recorded (a reused or damaged one).
+ */
+function damagedIdentity(
+  record: { namespace: NamespaceIdentity; createdAt: string },
+  file: string,
+): { error: RecordedIdentityDamagedError; key: NamespaceKey } | undefined {
+  const recorded = record.namespace;
+  if (recorded.cookie === undefined || pathHolds(recorded.path, keyOf(recorded))) return undefined;
+  if (fileIdentity(recorded.path) === undefined) return undefined;
+  let opened: OpenedNamespace;
+  try {
+    opened = openNetworkNamespace(recorded.path);
+  } catch {
+    return undefined; // not a network namespace now: as before, the record's namespace is looked for by inode
+  }
+  try {
+    const field = damagedIdentityField(recorded, opened.identity, record.createdAt);
+    if (!field) return undefined;
+    return {
+      error: new RecordedIdentityDamagedError(file, field, recorded, opened.identity),
+      key: keyOf(opened.identity),
+    };
+  } finally {
+    opened.close();
+  }
+}
+
 function pathHolds(path: string, key: NamespaceKey): boolean {
   const identity = fileIdentity(path);
   return identity !== undefined && keyOf(identity) === key;
@@ -850,7 +891,7 @@ async function finishUnfinished(id: string, root: string, report: GarbageReport)
           return;
         let namespace: OpenedNamespace;
         try {
-          namespace = openRecordedNamespace(current.namespace, store.statePath);
+          namespace = openRecordedNamespace(current.namespace, store.statePath, current.createdAt);
         } catch (error) {
           // Its path is gone but a process still runs in it: finished through that process.
           const relocated =

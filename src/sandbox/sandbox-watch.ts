@@ -377,7 +377,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   refuseRunningFirecracker(state);
   // The recorded namespace by identity, as every other command: a path that now names another
   // namespace (a reused PID) is refused, and the watcher works through this fd, not the path.
-  const namespace = openRecordedNamespace(state.namespace, store.statePath);
+  const namespace = openRecordedNamespace(state.namespace, store.statePath, state.createdAt);
   /** Interfaces the last change could not attach, by name: tried again with the next change. */
   const pending = new Map<string, NetworkInfo>();
   let endWith: (reason: SandboxNotFoundError | undefined) => void = () => {};

@@ -642,13 +642,13 @@ export interface RecordedNetwork {
  * and loads the record's network in it.
  */
 export function openRecordedNetwork(
-  record: { namespace: NamespaceIdentity; network: NetworkState },
+  record: { namespace: NamespaceIdentity; network: NetworkState; createdAt?: string },
   sandboxId: string,
   statePath: string,
 ): RecordedNetwork {
   let namespace: OpenedNamespace;
   try {
-    namespace = openRecordedNamespace(record.namespace, statePath);
+    namespace = openRecordedNamespace(record.namespace, statePath, record.createdAt);
   } catch (error) {
     if (error instanceof NamespaceGoneError) {
       // Only the path is gone (`ip netns del` while a VMM or another process still runs in it): what

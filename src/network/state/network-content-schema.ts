@@ -3,8 +3,17 @@
  * sandbox (config, endpoints and the plumbing steps undo replays) and the extra fields of a
  * `vcnet attach` record and of a vcnet-cni record. Kept apart from the envelope because the content
  * follows the attach engine while the envelope follows the store.
+ *
+ * What vcnet builds itself (the record's top level, the network, each endpoint, its plumbing and
+ * each step) is a strict object: a key this version never wrote (a bit flip, `pluíbing`, an edit)
+ * is refused, naming it, rather than read as a missing optional field. Every key a version 2 record
+ * has held since namespace identities (0.1.0 builds) is listed, so those records still read. Kernel
+ * objects, link attribute sets, a pair, `details`, the caller's config and hypervisor keep any other
+ * key: they hold what the kernel or a library caller gave (config keys were not checked before
+ * validateNetworkConfig refused unknown ones).
  */
 import * as z from 'zod';
+import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
 import { ENDPOINT_TYPES } from '../network-info.js';
 import { ENDPOINT_STATE_VERSION, NETWORK_STATE_VERSION } from './content-versions.js';
@@ -15,9 +24,30 @@ const integer = z.int({ error: 'a whole number' });
 const tcHandle = whole.max(0xffffffff, { error: 'a 32-bit tc handle' });
 const sixteenBits = whole.max(0xffff, { error: 'a 16-bit number' });
 const listOf = <T extends z.ZodType>(schema: T, what: string) => z.array(schema, { error: `a list of ${what}` });
+/** An ifindex: the kernel numbers links from 1. */
+const ifindex = z
+  .int({ error: 'an ifindex (a whole number from 1)' })
+  .min(1, { error: 'an ifindex (a whole number from 1)' });
+/** A link-layer address as the codec writes it (hex bytes joined by ":"; six for Ethernet, more for others). */
+const hardwareAddress = z
+  .string({ error: 'a link-layer address such as 02:42:ac:11:00:02' })
+  .regex(/^[0-9a-f]{2}(:[0-9a-f]{2})*$/i, { error: 'a link-layer address such as 02:42:ac:11:00:02' });
+/** An Ethernet MAC: what a guest NIC, a tap and a macvtap have, and what vcnet sets on a link. */
+const macAddress = z
+  .string({ error: 'a MAC address such as 02:42:ac:11:00:02' })
+  .regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, { error: 'a MAC address such as 02:42:ac:11:00:02' });
 
 // Kernel objects are checked for the fields vcnet reads back, and keep the rest as the kernel gave it.
-const linkSchema = z.looseObject({ index: whole, name, type: integer, flags: integer, mtu: integer, group: integer });
+// index: checked by the endpoint (a hot-added tap's guest link has none: 0).
+const linkSchema = z.looseObject({
+  index: whole,
+  name,
+  type: integer,
+  flags: integer,
+  mtu: integer,
+  group: integer,
+  address: hardwareAddress.optional(),
+});
 const u32 = whole.max(0xffffffff, { error: 'a 32-bit number' });
 const addressSchema = z.looseObject({
   address: name,
@@ -44,7 +74,7 @@ const nextHopSchema = z.looseObject({
   weight: whole.min(1).max(256, { error: 'a weight from 1 to 256' }).optional(),
   flags: integer.optional(),
   realm: u32.optional(),
-  link: z.looseObject({ name, index: whole }).optional(),
+  link: z.looseObject({ name, index: ifindex }).optional(),
 });
 const routeSchema = z.looseObject({
   family: integer.optional(),
@@ -67,16 +97,16 @@ const routeSchema = z.looseObject({
 });
 const neighbourSchema = z.looseObject({
   destination: name,
-  linkLayerAddress: z.string().optional(),
+  linkLayerAddress: hardwareAddress.optional(),
   state: integer.optional(),
   flags: integer.optional(),
   protocol: whole.max(255, { error: 'an NDA_PROTOCOL value' }).optional(),
 });
 
 /** A pod link's ifindex, its identity in the namespace (records before it kept only the name). */
-const podLinkIndex = whole.optional();
+const podLinkIndex = ifindex.optional();
 const linkAttributesSchema = z.looseObject({
-  address: z.string().optional(),
+  address: macAddress.optional(),
   mtu: whole.optional(),
   up: z.boolean().optional(),
   name: z.string().optional(),
@@ -87,49 +117,91 @@ const linkAttributesSchema = z.looseObject({
     .optional(),
 });
 
+/** The kinds of link vcnet makes: a tap (tun), a macvtap, an ifb (rate limits). */
+const CREATED_LINK_KINDS = ['tun', 'macvtap', 'ifb'] as const;
+/** The redirect filters' parent: an ingress qdisc, or the ingress hook of a clsact qdisc the pod link had. */
+const CLSACT_INGRESS_PARENT = 0xfffffff2;
+const FILTER_PARENTS: readonly number[] = [INGRESS_HANDLE, CLSACT_INGRESS_PARENT];
+const QDISC_KINDS = ['ingress', 'htb'] as const;
+
+/**
+ * The qdiscs vcnet adds: an ingress qdisc is always ffff: under the ingress parent; an htb (rate
+ * limits) is a root qdisc with a major handle (N:0). Anything else is not vcnet's and must not be
+ * deleted as if it were.
+ */
+const addQdiscStep = z
+  .strictObject({
+    step: z.literal('add-qdisc'),
+    link: name,
+    index: podLinkIndex,
+    handle: tcHandle,
+    parent: tcHandle,
+    kind: z.enum(QDISC_KINDS, { error: QDISC_KINDS.join(', ') }),
+  })
+  .superRefine((step, context) => {
+    const ingress = step.kind === 'ingress';
+    const handleFits = ingress
+      ? step.handle === INGRESS_HANDLE
+      : (step.handle & 0xffff) === 0 && step.handle !== 0 && step.handle !== INGRESS_HANDLE;
+    if (!handleFits)
+      context.addIssue({
+        code: 'custom',
+        path: ['handle'],
+        message: ingress ? `${INGRESS_HANDLE} (ffff:0, the handle of every ingress qdisc)` : 'a root handle N:0',
+      });
+    const parent = ingress ? TC_H_INGRESS : TC_H_ROOT;
+    if (step.parent !== parent)
+      context.addIssue({
+        code: 'custom',
+        path: ['parent'],
+        message: `${parent} (${ingress ? 'the ingress parent' : 'root'}, the parent of every ${step.kind} qdisc vcnet adds)`,
+      });
+  });
+
+// Each step is strict: a key this version never wrote is refused (see the top of this file).
 export const plumbingStepSchema = z.discriminatedUnion(
   'step',
   [
     // index: the made link's ifindex (records journaled before it existed, and older ones, lack it).
-    z.looseObject({ step: z.literal('create-link'), name, kind: name, index: podLinkIndex }),
-    z.looseObject({
-      step: z.literal('add-qdisc'),
-      link: name,
+    z.strictObject({
+      step: z.literal('create-link'),
+      name,
+      kind: z.enum(CREATED_LINK_KINDS, { error: CREATED_LINK_KINDS.join(', ') }),
       index: podLinkIndex,
-      handle: tcHandle,
-      parent: tcHandle,
-      kind: name,
     }),
-    z.looseObject({
+    addQdiscStep,
+    z.strictObject({
       step: z.literal('add-filter'),
       link: name,
       index: podLinkIndex,
-      parent: tcHandle,
-      priority: sixteenBits,
+      parent: tcHandle.refine((parent) => FILTER_PARENTS.includes(parent), {
+        error: `${INGRESS_HANDLE} (ffff:0, an ingress qdisc) or ${CLSACT_INGRESS_PARENT} (clsact's ingress hook)`,
+      }),
+      priority: sixteenBits.min(1, { error: 'a filter priority from 1 to 65535' }),
       protocol: sixteenBits,
-      kind: name,
-      redirectTo: z.looseObject({ link: name, index: podLinkIndex }).optional(),
+      kind: z.literal('u32', { error: 'u32' }),
+      redirectTo: z.strictObject({ link: name, index: podLinkIndex }).optional(),
     }),
-    z.looseObject({
+    z.strictObject({
       step: z.literal('change-link'),
       link: name,
       index: podLinkIndex,
       before: linkAttributesSchema,
       set: linkAttributesSchema.optional(),
     }),
-    z.looseObject({
+    z.strictObject({
       step: z.literal('remove-addresses'),
       link: name,
       index: podLinkIndex,
       addresses: listOf(addressSchema, 'addresses'),
     }),
-    z.looseObject({
+    z.strictObject({
       step: z.literal('remove-routes'),
       link: name,
       index: podLinkIndex,
       routes: listOf(routeSchema, 'routes'),
     }),
-    z.looseObject({
+    z.strictObject({
       step: z.literal('remove-neighbours'),
       link: name,
       index: podLinkIndex,
@@ -142,31 +214,95 @@ export const plumbingStepSchema = z.discriminatedUnion(
   },
 );
 
-export const endpointStateSchema = z.looseObject({
-  version: z.literal(ENDPOINT_STATE_VERSION, { error: String(ENDPOINT_STATE_VERSION) }),
-  type: z.enum(ENDPOINT_TYPES, { error: ENDPOINT_TYPES.join(', ') }),
-  index: whole,
-  name,
-  properties: z.looseObject({
-    link: linkSchema,
-    addresses: listOf(addressSchema, 'addresses'),
-    routes: listOf(routeSchema, 'routes'),
-    neighbours: listOf(neighbourSchema, 'neighbours'),
-  }),
-  deviceMtu: whole.optional(),
-  plumbing: z
-    .looseObject({
-      model: z.enum(['tcfilter', 'macvtap', 'none', 'existing', 'pending'], {
-        error: 'tcfilter, macvtap, none, existing, pending',
-      }),
-      steps: z.array(plumbingStepSchema, { error: 'the list of plumbing steps undo replays' }),
-      tapName: z.string({ error: 'the tap name' }),
-      tapIndex: whole,
-      guestHardwareAddress: z.string({ error: 'a MAC address' }),
-      queues: z.int({ error: 'queues from 1 to 256' }).min(1).max(256),
-    })
+const PLUMBING_MODELS = ['tcfilter', 'macvtap', 'none', 'existing', 'pending'] as const;
+const plumbingFields = {
+  steps: z.array(plumbingStepSchema, { error: 'the list of plumbing steps undo replays' }),
+  // /dev/tapN, or a VFIO group's device (under VCNET_DEV_ROOT in tests).
+  tapDevicePath: z
+    .string({ error: 'an absolute device path' })
+    .startsWith('/', { error: 'an absolute device path' })
     .optional(),
-});
+  queues: z.int({ error: 'queues from 1 to 256' }).min(1, { error: 'queues from 1 to 256' }).max(256, {
+    error: 'queues from 1 to 256',
+  }),
+};
+/** tcfilter, macvtap and none make the device the VM uses: it has a name, an ifindex and a MAC. */
+const madeDevicePlumbing = (model: 'tcfilter' | 'macvtap' | 'none') =>
+  z.strictObject({
+    model: z.literal(model),
+    ...plumbingFields,
+    tapName: name,
+    tapIndex: ifindex,
+    guestHardwareAddress: macAddress,
+  });
+/**
+ * `existing`: a device the VM uses as it is (a physical NIC, vhost-user, an existing macvtap): no tap
+ * name or index for some, and the pod link's MAC when it has one. `pending`: an attach cut short,
+ * whose device is not known yet (attach writes "", 0 and "").
+ */
+const unmadeDevicePlumbing = (model: 'existing' | 'pending') =>
+  z.strictObject({
+    model: z.literal(model),
+    ...plumbingFields,
+    tapName: z.string({ error: 'the tap name' }),
+    tapIndex: whole,
+    guestHardwareAddress: z.union([z.literal(''), hardwareAddress], {
+      error: 'a MAC address such as 02:42:ac:11:00:02, or ""',
+    }),
+  });
+
+export const plumbingSchema = z.discriminatedUnion(
+  'model',
+  [
+    madeDevicePlumbing('tcfilter'),
+    madeDevicePlumbing('macvtap'),
+    madeDevicePlumbing('none'),
+    unmadeDevicePlumbing('existing'),
+    unmadeDevicePlumbing('pending'),
+  ],
+  { error: `the endpoint's plumbing (model ${PLUMBING_MODELS.join(', ')}, and its steps)` },
+);
+
+/**
+ * Every endpoint a record lists has `plumbing`: an attach lists an endpoint only while it builds it
+ * (journaled as `pending` before the first change is sent), and a built one has a model's plumbing,
+ * `existing` for the devices the VM uses as they are (physical, vhost-user). An endpoint without it
+ * would be dropped by detach and DEL as if there were nothing to undo.
+ */
+export const endpointStateSchema = z
+  .strictObject({
+    version: z.literal(ENDPOINT_STATE_VERSION, { error: String(ENDPOINT_STATE_VERSION) }),
+    type: z.enum(ENDPOINT_TYPES, { error: ENDPOINT_TYPES.join(', ') }),
+    index: whole,
+    name,
+    properties: z.strictObject({
+      link: linkSchema,
+      addresses: listOf(addressSchema, 'addresses'),
+      routes: listOf(routeSchema, 'routes'),
+      neighbours: listOf(neighbourSchema, 'neighbours'),
+    }),
+    pair: z
+      .looseObject({
+        name,
+        tap: z.looseObject({ name, guestHardwareAddress: z.string({ error: 'a MAC address' }) }),
+        model: z.enum(['tcfilter', 'macvtap', 'none'], { error: 'tcfilter, macvtap, none' }),
+      })
+      .optional(),
+    plumbing: plumbingSchema,
+    pciPath: z.string({ error: 'a PCI path' }).optional(),
+    deviceMtu: whole.optional(),
+    details: z.record(z.string(), z.unknown(), { error: 'an object' }).optional(),
+  })
+  .superRefine((endpoint, context) => {
+    // Every endpoint stands for a pod link, by its ifindex, but a tap add-iface makes (type "tap"): its
+    // link is the guest NIC's description, index 0 (add-interface-request.ts).
+    if (endpoint.type !== 'tap' && endpoint.properties.link.index < 1)
+      context.addIssue({
+        code: 'custom',
+        path: ['properties', 'link', 'index'],
+        message: 'an ifindex (a whole number from 1)',
+      });
+  });
 
 export const networkConfigSchema = z.looseObject({
   namespacePath: z
@@ -185,23 +321,32 @@ export const networkConfigSchema = z.looseObject({
   tapGroup: z.int({ error: 'a gid' }).min(0).max(0x7fffffff).optional(),
 });
 
-export const networkStateSchema = z.looseObject({
+export const networkStateSchema = z.strictObject({
   version: z.literal(NETWORK_STATE_VERSION, { error: String(NETWORK_STATE_VERSION) }),
   config: networkConfigSchema,
   endpoints: z.array(endpointStateSchema, { error: 'the list of attached endpoints' }),
 });
 
 /** A record's network must act on the namespace its envelope names, or the identity check means nothing. */
-const samePath = (record: { namespace?: { path?: unknown }; network: { config: { namespacePath: string } } }) =>
-  record.namespace?.path === record.network.config.namespacePath;
+const samePath = (record: { namespace?: unknown; network: { config: { namespacePath: string } } }) =>
+  (record.namespace as { path?: unknown } | undefined)?.path === record.network.config.namespacePath;
 const samePathIssue = {
   error: 'the same path as namespace.path',
   path: ['network', 'config', 'namespacePath'],
 };
 
+/** The envelope's keys (record-envelope.ts checks them): known to the strict content schemas below. */
+const envelopeKeys = {
+  version: z.unknown(),
+  id: z.unknown(),
+  namespace: z.unknown(),
+  createdAt: z.unknown(),
+};
+
 /** What `vcnet attach` records besides the envelope. */
 export const sandboxContentSchema = z
-  .looseObject({
+  .strictObject({
+    ...envelopeKeys,
     network: networkStateSchema,
     hypervisor: z
       .looseObject({
@@ -216,21 +361,38 @@ export const sandboxContentSchema = z
   })
   .refine(samePath, samePathIssue);
 
-/** What vcnet-cni records besides the envelope (whose id is the container id). */
+/**
+ * What vcnet-cni records besides the envelope (whose id is the container id). One record is one
+ * interface: ADD lists its one endpoint before it builds it, so a finished record (with `device`)
+ * has exactly one, and an ADD under way (no `device` yet) none or one.
+ */
 export const cniContentSchema = z
-  .looseObject({
+  .strictObject({
+    ...envelopeKeys,
     interfaceName: name,
     networkName: z.string({ error: 'the CNI network name' }),
     device: z
-      .looseObject({
+      .strictObject({
         name,
-        mac: z.string({ error: 'a MAC address' }),
+        mac: macAddress,
         kind: z.enum(['tap', 'macvtap'], { error: 'tap, macvtap' }),
       })
       .optional(),
     network: networkStateSchema,
   })
-  .refine(samePath, samePathIssue);
+  .refine(samePath, samePathIssue)
+  .refine(
+    (record) => record.network.endpoints.length === (record.device ? 1 : Math.min(1, record.network.endpoints.length)),
+    {
+      error: (issue) => {
+        const record = issue.input as { device?: unknown };
+        return record.device
+          ? 'exactly one endpoint (the interface ADD attached)'
+          : 'at most one endpoint (an ADD under way lists the interface it attaches)';
+      },
+      path: ['network', 'endpoints'],
+    },
+  );
 
 /**
  * The links a record's steps create: gc never deletes one of these in the record's namespace. One

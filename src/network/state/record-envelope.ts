@@ -93,17 +93,42 @@ function isNewerVersion(issue: z.core.$ZodIssue, found: unknown): boolean {
   return typeof found === 'number' && issue.values.every((known) => typeof known === 'number' && known < found);
 }
 
+/** Keys a strict part of the record does not know, found in the object at `path` (a bit flip, an edit). */
+function unknownKeysAt(issues: readonly z.core.$ZodIssue[], path: ReadonlyArray<PropertyKey>): string[] {
+  const at = fieldPath(path);
+  return issues.flatMap((issue) =>
+    issue.code === 'unrecognized_keys' && fieldPath(issue.path) === at ? issue.keys : [],
+  );
+}
+
 /** Throws StateInvalidError for the first problem zod found. */
 function check<T>(schema: z.ZodType<T>, data: unknown, file: string, prefix: PropertyKey[] = []): T {
   const result = schema.safeParse(data);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
+  if (issue.code === 'unrecognized_keys') {
+    // Named by the key itself: this version never writes it, so it was damaged or edited.
+    const key = issue.keys[0]!;
+    const found = valueAt(data, [...issue.path, key]);
+    throw new StateInvalidError(
+      file,
+      fieldPath([...prefix, ...issue.path, key]),
+      `is not a field of this record (holding ${describe(found)}): no vcnet writes it here, so the key was damaged or edited`,
+      found,
+    );
+  }
   const path = [...prefix, ...issue.path];
   const found = valueAt(data, issue.path);
+  // A missing field beside a key the record does not know is most likely that field, renamed.
+  const strangers = found === undefined ? unknownKeysAt(result.error.issues, issue.path.slice(0, -1)) : [];
+  const beside =
+    strangers.length > 0
+      ? `; the same object has ${strangers.map((key) => JSON.stringify(key)).join(', ')}, which no vcnet writes: a damaged key?`
+      : '';
   throw new StateInvalidError(
     file,
     fieldPath(path) || '(top level)',
-    `is ${describe(found)} (expected ${acceptedText(issue)})`,
+    `is ${describe(found)} (expected ${acceptedText(issue)})${beside}`,
     found,
     isNewerVersion(issue, found) ? NEWER_RECORD_HINT : undefined,
   );

@@ -1090,6 +1090,74 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
     },
   );
 
+  // Records that passed validation before: CHECK said the plumbing was fine and DEL deleted the record
+  // as if there were nothing to undo, leaving tap0_kata, both redirect filters and both ingress qdiscs.
+  it.each<
+    [
+      string,
+      (record: { namespace: { ino: number }; network: { endpoints: Array<Record<string, unknown>> } }) => void,
+      string,
+    ]
+  >([
+    ['no plumbing', (record) => delete record.network.endpoints[0]!.plumbing, 'network.endpoints.0.plumbing'],
+    [
+      'plumbing renamed by a bit flip',
+      (record) => {
+        const endpoint = record.network.endpoints[0]!;
+        endpoint.pluíbing = endpoint.plumbing;
+        delete endpoint.plumbing;
+      },
+      'network.endpoints.0.plumbing',
+    ],
+    ['no endpoint', (record) => (record.network.endpoints = []), 'network.endpoints'],
+    // The pod namespace has the recorded cookie: the record is damaged, the namespace is not gone (DEL
+    // deleted the record as if it were, and left everything).
+    ['namespace inode wrong, cookie right', (record) => (record.namespace.ino += 1), 'namespace.ino'],
+  ])('%s: CHECK refuses the record (106) naming the file and the field, DEL sets it aside', (_case, damage, field) => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const { result } = addChain(runtime, list, pod);
+    const record = recordOf(attachment.containerId);
+    const damaged = JSON.parse(readFileSync(record, 'utf8'));
+    damage(damaged);
+    const content = JSON.stringify(damaged, null, 2);
+    writeFileSync(record, content);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+    const plumbing = () => ({
+      links: linkNames(pod),
+      eth0: ingressFilters(pod, 'eth0'),
+      tap: ingressFilters(pod, 'tap0_kata'),
+      qdiscs: pod.exec('tc', ['qdisc', 'show']),
+    });
+    const before = plumbing();
+    expect(redirectTarget(before.eth0)).toBe('tap0_kata');
+
+    const check = runtime.invoke('CHECK', vcnetConfig);
+    expect(check.status, check.stdout).toBe(1);
+    expect(check.output).toMatchObject({ code: 106 });
+    expect(String(check.output?.msg)).toContain(`state file ${record}: field ${field} `);
+    expect(readFileSync(record, 'utf8')).toBe(content);
+    expect(plumbing()).toEqual(before);
+
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    const warnings = del.stderr.split('\n').filter(Boolean);
+    expect(warnings).toHaveLength(1);
+    const [aside] = setAside(attachment.containerId);
+    expect(warnings[0]).toContain(
+      `set aside the unreadable record ${record} as ${record}${aside!.slice('state.json'.length)}`,
+    );
+    expect(warnings[0]).toContain(`field ${field} `);
+    // What no record owns any more is removed as for any unreadable record, and said.
+    expect(warnings[0]).toContain(`removed tap0_kata (no record owns them) in ${pod.path}`);
+    expect(readFileSync(join(dirname(record), aside!), 'utf8')).toBe(content);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+    expect(reservations()).toEqual([]);
+  });
+
   it('the pod namespace gone, or no CNI_NETNS: DEL sets the record aside and succeeds', () => {
     const { node, pod } = makeNodeAndPod();
     const list = conflist({});

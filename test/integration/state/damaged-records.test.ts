@@ -26,6 +26,18 @@ function withoutSteps(text: string): string {
   return JSON.stringify(record);
 }
 
+/** The record with a change to its first endpoint (as the fuzzer made them). */
+type RecordedEndpoint = {
+  plumbing?: { steps: Array<{ step: string; handle?: number }> };
+  pluíbing?: unknown;
+  properties: { link: { address?: unknown } };
+};
+function endpointChanged(text: string, change: (endpoint: RecordedEndpoint) => void): string {
+  const record = JSON.parse(text);
+  change(record.network.endpoints[0]);
+  return JSON.stringify(record);
+}
+
 describe('detach of a damaged record', () => {
   it('refuses each damage naming the file and the field, and changes nothing', () => {
     const a = makePod();
@@ -44,6 +56,46 @@ describe('detach of a damaged record', () => {
       ['truncated', original.slice(0, original.length / 2), 'is not valid JSON'],
       ['version 99', JSON.stringify({ ...JSON.parse(original), version: 99 }), 'field version is 99'],
       ['no namespace', JSON.stringify({ ...JSON.parse(original), namespace: undefined }), 'field namespace is missing'],
+      // Each of these was read as "nothing to undo" (exit 0, record deleted, tap and filters left) or
+      // crashed a comparison: the record is refused and everything stays in place.
+      [
+        'no plumbing',
+        endpointChanged(original, (endpoint) => delete endpoint.plumbing),
+        'field network.endpoints.0.plumbing is missing',
+      ],
+      [
+        'plumbing renamed by a bit flip',
+        endpointChanged(original, (endpoint) => {
+          endpoint.pluíbing = endpoint.plumbing;
+          delete endpoint.plumbing;
+        }),
+        'field network.endpoints.0.plumbing is missing',
+      ],
+      [
+        'a pod link address that is a list',
+        endpointChanged(original, (endpoint) => {
+          endpoint.properties.link.address = [];
+        }),
+        'field network.endpoints.0.properties.link.address is []',
+      ],
+      // The namespace's cookie is the recorded one, so it is the recorded namespace: detach said
+      // `namespaceGone` and dropped the record, leaving everything.
+      [
+        'inode wrong, cookie right',
+        JSON.stringify({
+          ...JSON.parse(original),
+          namespace: { ...JSON.parse(original).namespace, ino: JSON.parse(original).namespace.ino + 1 },
+        }),
+        'field namespace.ino is',
+      ],
+      [
+        'an ingress qdisc handle other than ffff:0',
+        endpointChanged(original, (endpoint) => {
+          const qdisc = endpoint.plumbing?.steps.find((step) => step.step === 'add-qdisc');
+          qdisc!.handle = 4294900760;
+        }),
+        'handle is 4294900760',
+      ],
     ];
     for (const [label, text, message] of damages) {
       writeFileSync(statePath, text);
@@ -53,6 +105,8 @@ describe('detach of a damaged record', () => {
       expect(error.code, label).toBe('VCNET_STATE_INVALID');
       expect(error.message, label).toContain(`state file ${statePath}: `);
       expect(error.message, label).toContain(message);
+      if (label === 'plumbing renamed by a bit flip')
+        expect(error.message).toContain('"pluíbing", which no vcnet writes');
       // A newer vcnet's record is kept for that vcnet, never "damaged: remove it".
       if (label === 'version 99') expect(error.hint).toContain('a newer vcnet wrote this record');
       else expect(error.hint, label).toContain('restore or remove it');

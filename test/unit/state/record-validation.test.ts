@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { damagedIdentityField } from '../../../src/netns/namespace-identity.js';
 import { cniContentSchema, sandboxContentSchema } from '../../../src/network/state/network-content-schema.js';
 import { parseRecord, StateInvalidError, salvageNamespace } from '../../../src/network/state/record-envelope.js';
 import { registryPath } from '../../../src/network/state/registry.js';
@@ -45,7 +46,7 @@ function sandboxRecord(id = 'a'): Record<string, unknown> {
           plumbing: {
             model: 'tcfilter',
             steps: [
-              { step: 'create-link', name: 'tap0_kata', kind: 'tap' },
+              { step: 'create-link', name: 'tap0_kata', kind: 'tun' },
               { step: 'add-qdisc', link: 'eth0', handle: 0xffff0000, parent: 0xfffffff1, kind: 'ingress' },
             ],
             tapName: 'tap0_kata',
@@ -208,6 +209,250 @@ describe('parseRecord', () => {
     ).toThrow(/field interfaceName/);
   });
 
+  describe('damage that used to pass (fuzzed records)', () => {
+    type Endpoint = Record<string, unknown> & {
+      plumbing?: Record<string, unknown> & { steps: Array<Record<string, unknown>> };
+      properties: { link: Record<string, unknown> };
+    };
+    const endpointOf = (record: Record<string, unknown>) => (record.network as { endpoints: Endpoint[] }).endpoints[0]!;
+    const mutated = (change: (record: Record<string, unknown>) => void, id = 'a') => {
+      const record = sandboxRecord(id);
+      change(record);
+      return record;
+    };
+    const cniRecord = (change: (record: Record<string, unknown>) => void = () => {}) => {
+      const { hypervisor: _, ...rest } = sandboxRecord('ctr-1');
+      const record: Record<string, unknown> = {
+        ...rest,
+        interfaceName: 'eth0',
+        networkName: 'pods',
+        device: { name: 'tap0_kata', mac: '02:00:00:00:00:01', kind: 'tap' },
+      };
+      change(record);
+      return record;
+    };
+    const cniRefusal = (record: Record<string, unknown>) => {
+      try {
+        parseRecord(JSON.stringify(record), FILE, { expectedId: 'ctr-1', content: cniContentSchema });
+      } catch (error) {
+        expect(error).toBeInstanceOf(StateInvalidError);
+        return error as StateInvalidError;
+      }
+      throw new Error('the record was accepted');
+    };
+
+    it.each<[string, (record: Record<string, unknown>) => void, string, RegExp?]>([
+      ['an endpoint without plumbing', (r) => delete endpointOf(r).plumbing, 'network.endpoints.0.plumbing'],
+      [
+        'plumbing renamed by a bit flip',
+        (r) => {
+          const endpoint = endpointOf(r);
+          endpoint.pluíbing = endpoint.plumbing;
+          delete endpoint.plumbing;
+        },
+        'network.endpoints.0.plumbing',
+        /"pluíbing", which no vcnet writes/,
+      ],
+      [
+        'an unknown key beside plumbing',
+        (r) => {
+          endpointOf(r).plumbingx = 1;
+        },
+        'network.endpoints.0.plumbingx',
+        /no vcnet writes it here/,
+      ],
+      ['an unknown key at the top level', (r) => (r.attachingg = true), 'attachingg'],
+      [
+        'an unknown key in a step',
+        (r) => (endpointOf(r).plumbing!.steps[1]!.hadnle = 1),
+        'network.endpoints.0.plumbing.steps.1.hadnle',
+      ],
+      [
+        'an unknown key in the network',
+        (r) => ((r.network as Record<string, unknown>).endpoint = []),
+        'network.endpoint',
+      ],
+      [
+        'a link address that is a list',
+        (r) => (endpointOf(r).properties.link.address = []),
+        'network.endpoints.0.properties.link.address',
+      ],
+      [
+        'a link address that is no MAC',
+        (r) => (endpointOf(r).properties.link.address = 'x'),
+        'network.endpoints.0.properties.link.address',
+      ],
+      [
+        'a link name that is a number',
+        (r) => (endpointOf(r).properties.link.name = 7),
+        'network.endpoints.0.properties.link.name',
+      ],
+      [
+        'a link ifindex 0',
+        (r) => (endpointOf(r).properties.link.index = 0),
+        'network.endpoints.0.properties.link.index',
+      ],
+      ['a tap ifindex 0', (r) => (endpointOf(r).plumbing!.tapIndex = 0), 'network.endpoints.0.plumbing.tapIndex'],
+      ['an empty tap name', (r) => (endpointOf(r).plumbing!.tapName = ''), 'network.endpoints.0.plumbing.tapName'],
+      [
+        'an empty guest MAC',
+        (r) => (endpointOf(r).plumbing!.guestHardwareAddress = ''),
+        'network.endpoints.0.plumbing.guestHardwareAddress',
+      ],
+      [
+        'a step ifindex 0',
+        (r) => (endpointOf(r).plumbing!.steps[1]!.index = 0),
+        'network.endpoints.0.plumbing.steps.1.index',
+      ],
+      [
+        'an ingress qdisc handle other than ffff:0',
+        (r) => (endpointOf(r).plumbing!.steps[1]!.handle = 4294900760),
+        'network.endpoints.0.plumbing.steps.1.handle',
+        /ffff:0/,
+      ],
+      [
+        'an ingress qdisc under another parent',
+        (r) => (endpointOf(r).plumbing!.steps[1]!.parent = 0xffffffff),
+        'network.endpoints.0.plumbing.steps.1.parent',
+      ],
+      [
+        'a qdisc kind vcnet never adds',
+        (r) => (endpointOf(r).plumbing!.steps[1]!.kind = 'x'),
+        'network.endpoints.0.plumbing.steps.1.kind',
+      ],
+      [
+        'a link kind vcnet never makes',
+        (r) => (endpointOf(r).plumbing!.steps[0]!.kind = 'x'),
+        'network.endpoints.0.plumbing.steps.0.kind',
+      ],
+      [
+        'a filter kind vcnet never adds',
+        (r) =>
+          endpointOf(r).plumbing!.steps.push({
+            step: 'add-filter',
+            link: 'eth0',
+            parent: 0xffff0000,
+            priority: 1,
+            protocol: 3,
+            kind: 'x',
+          }),
+        'network.endpoints.0.plumbing.steps.2.kind',
+      ],
+      [
+        'a filter under a parent vcnet never uses',
+        (r) =>
+          endpointOf(r).plumbing!.steps.push({
+            step: 'add-filter',
+            link: 'eth0',
+            parent: 0x10000,
+            priority: 1,
+            protocol: 3,
+            kind: 'u32',
+          }),
+        'network.endpoints.0.plumbing.steps.2.parent',
+      ],
+      [
+        'a change-link MAC that is no MAC',
+        (r) => endpointOf(r).plumbing!.steps.push({ step: 'change-link', link: 'eth0', before: { address: [] } }),
+        'network.endpoints.0.plumbing.steps.2.before.address',
+      ],
+    ])('refuses %s, naming the file and the field', (_label, change, field, message) => {
+      const error = refusal(JSON.stringify(mutated(change)));
+      expect(error.code).toBe('VCNET_STATE_INVALID');
+      expect(error.field).toBe(field);
+      expect(error.message).toContain(`state file ${FILE}: field ${field} `);
+      if (message) expect(error.message).toMatch(message);
+    });
+
+    it('accepts the plumbing of devices the VM uses as they are, and of an attach cut short', () => {
+      const accepted = (change: (record: Record<string, unknown>) => void) =>
+        parseRecord(JSON.stringify(mutated(change)), FILE, { expectedId: 'a', content: sandboxContentSchema });
+      // vhost-user: no tap, and a pod link without a MAC (existingDevicePlumbing writes "" and 0).
+      expect(() =>
+        accepted((r) => {
+          const endpoint = endpointOf(r);
+          endpoint.type = 'vhost-user';
+          endpoint.details = { socketPath: '/tmp/vhostuser_10.0.0.2/vhu.sock' };
+          endpoint.plumbing = {
+            model: 'existing',
+            steps: [],
+            tapName: '',
+            tapIndex: 0,
+            guestHardwareAddress: '',
+            queues: 1,
+          };
+        }),
+      ).not.toThrow();
+      // physical: the VFIO group device, the NIC's own MAC.
+      expect(() =>
+        accepted((r) => {
+          const endpoint = endpointOf(r);
+          endpoint.type = 'physical';
+          endpoint.details = { pci: { address: '0000:00:03.0' } };
+          endpoint.plumbing = {
+            model: 'existing',
+            steps: [],
+            tapName: '',
+            tapIndex: 0,
+            tapDevicePath: '/dev/vfio/12',
+            guestHardwareAddress: '52:54:00:12:34:56',
+            queues: 1,
+          };
+        }),
+      ).not.toThrow();
+      // pending: journaled before the device exists (Endpoint.save writes "", 0 and "").
+      expect(() =>
+        accepted((r) => {
+          const endpoint = endpointOf(r);
+          endpoint.plumbing = {
+            ...endpoint.plumbing!,
+            model: 'pending',
+            tapName: '',
+            tapIndex: 0,
+            guestHardwareAddress: '',
+          };
+          r.attaching = true;
+        }),
+      ).not.toThrow();
+      // A tap add-iface made (type "tap"): no pod link, so its link's index is 0.
+      expect(() =>
+        accepted((r) => {
+          const endpoint = endpointOf(r);
+          endpoint.type = 'tap';
+          endpoint.properties.link.index = 0;
+        }),
+      ).not.toThrow();
+      // A sandbox with no endpoint yet (the first write of an attach).
+      expect(() => accepted((r) => ((r.network as { endpoints: unknown[] }).endpoints = []))).not.toThrow();
+    });
+
+    it('refuses a CNI record that does not hold exactly its one endpoint', () => {
+      expect(() =>
+        parseRecord(JSON.stringify(cniRecord()), FILE, { expectedId: 'ctr-1', content: cniContentSchema }),
+      ).not.toThrow();
+      const none = cniRefusal(cniRecord((r) => ((r.network as { endpoints: unknown[] }).endpoints = [])));
+      expect(none.field).toBe('network.endpoints');
+      expect(none.message).toMatch(/expected exactly one endpoint/);
+      const two = cniRecord((r) => {
+        const endpoints = (r.network as { endpoints: unknown[] }).endpoints;
+        endpoints.push(structuredClone(endpoints[0]));
+      });
+      expect(cniRefusal(two).field).toBe('network.endpoints');
+      // An ADD under way (no device yet) has none or one.
+      const underWay = cniRecord((r) => {
+        delete r.device;
+        (r.network as { endpoints: unknown[] }).endpoints = [];
+      });
+      expect(() =>
+        parseRecord(JSON.stringify(underWay), FILE, { expectedId: 'ctr-1', content: cniContentSchema }),
+      ).not.toThrow();
+      delete two.device;
+      expect(cniRefusal(two).field).toBe('network.endpoints');
+      expect(cniRefusal(cniRecord((r) => ((r.device as Record<string, unknown>).mac = ''))).field).toBe('device.mac');
+      expect(cniRefusal(cniRecord((r) => ((r.device as Record<string, unknown>).fd = 3))).field).toBe('device.fd');
+    });
+  });
+
   it('salvages the namespace of a damaged record when that part is readable', () => {
     const record = sandboxRecord();
     delete record.network;
@@ -223,6 +468,26 @@ describe('parseRecord', () => {
     expect(salvageNamespace(cut)).toEqual({ dev: 4, ino: 4026532300 });
     // Cut inside the namespace object itself: nothing to salvage.
     expect(salvageNamespace(text.slice(0, text.indexOf('"ino"')))).toBeUndefined();
+  });
+});
+
+describe('damagedIdentityField', () => {
+  const recorded = { path: '/var/run/netns/pod-a', dev: 4, ino: 4026532300, cookie: '4711' };
+  const now = new Date().toISOString();
+
+  it('names the inode (or device) of a record whose cookie is the namespace found at its path', () => {
+    expect(damagedIdentityField({ ...recorded, ino: 4026532301 }, recorded, now)).toBe('namespace.ino');
+    expect(damagedIdentityField({ ...recorded, dev: 5 }, recorded, now)).toBe('namespace.dev');
+  });
+
+  it('says nothing when the cookies differ or are unknown, or the record is from before this boot', () => {
+    const other = { ...recorded, ino: 4026532301 };
+    expect(damagedIdentityField(recorded, { ...other, cookie: '4712' }, now)).toBeUndefined();
+    expect(damagedIdentityField({ ...recorded, cookie: undefined }, other, now)).toBeUndefined();
+    expect(damagedIdentityField(recorded, { ...other, cookie: undefined }, now)).toBeUndefined();
+    // The kernel counts cookies from 1 again after a boot: an older record's cookie proves nothing.
+    expect(damagedIdentityField(recorded, other, '2001-01-01T00:00:00.000Z')).toBeUndefined();
+    expect(damagedIdentityField(recorded, other, undefined)).toBeUndefined();
   });
 });
 
