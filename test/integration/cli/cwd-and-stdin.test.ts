@@ -71,3 +71,15 @@ describe('VCNET_STATE_REGISTRY that cannot be a file', () => {
     }
   });
 });
+
+describe('add-iface with a family its address does not have', () => {
+  it('family v6 with an IPv4 address: exit 2 naming the family field, before any sandbox is looked up (as update-routes)', () => {
+    const input = JSON.stringify({ name: 'x', IPAddresses: [{ family: 1, address: '10.232.90.9', mask: '24' }] });
+    const result = spawnSync(process.execPath, [CLI, 'add-iface', 'x', '-', '--state-dir', stateDirectory()], {
+      encoding: 'utf8',
+      input,
+    });
+    expect(result.status, result.stderr).toBe(2);
+    expect(result.stderr).toContain('invalid interface.IPAddresses[0].family: 1');
+  });
+});
