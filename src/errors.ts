@@ -117,12 +117,24 @@ export class VcnetError extends Error {
 }
 
 /**
+ * A value shown as its source wrote it where JavaScript would not: a TOML `nan`, `inf`, or an integer
+ * beyond 2^53 (a bigint, which JSON output cannot hold). JSON gives the text.
+ */
+export class WrittenAs {
+  constructor(readonly text: string) {}
+  toJSON(): string {
+    return this.text;
+  }
+}
+
+/**
  * A refused value as the caller wrote it. JSON.stringify alone shows NaN and Infinity as null, -0
  * as 0, a function or a symbol as undefined, and throws on a bigint or a cycle.
  */
 export function describeGivenValue(value: unknown): string {
   // An undefined value is a field nobody gave.
   if (value === undefined) return 'not given';
+  if (value instanceof WrittenAs) return value.text;
   if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'symbol') return value.toString();

@@ -18,7 +18,7 @@
  *
  * Converts to and from the protobuf messages the AgentClient sends.
  */
-import { isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import * as z from 'zod';
 import { labelArgument, optionsArgument } from '../arguments.js';
@@ -307,17 +307,20 @@ export function parseKataJsonText(text: string, field: string): unknown {
   }
 }
 
+/** Each refused field once: a value such as 1e21 fails both .int() and .max(), with the same words. */
 function issuesOf(error: z.ZodError, prefix: string): JsonIssue[] {
   const issues: JsonIssue[] = [];
+  const push = (issue: JsonIssue) => {
+    if (!issues.some((known) => known.field === issue.field)) issues.push(issue);
+  };
   for (const issue of error.issues) {
     const path =
       prefix + issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('');
     if (issue.code === 'unrecognized_keys') {
       const input = (issue.input ?? {}) as Record<string, unknown>;
-      for (const key of issue.keys)
-        issues.push({ field: `${path}.${key}`, value: input[key], accepted: issue.message });
+      for (const key of issue.keys) push({ field: `${path}.${key}`, value: input[key], accepted: issue.message });
     } else {
-      issues.push({ field: path, value: issue.input, accepted: issue.message });
+      push({ field: path, value: issue.input, accepted: issue.message });
     }
   }
   return issues;
@@ -348,6 +351,19 @@ function ipAddressJson(message: IPAddress | undefined): KataIpAddressJson {
 export function interfaceFromJson(json: unknown, field = 'interface', options: KataJsonReadOptions = {}): Interface {
   const { label, ignored } = readArguments(field, options, 'interface');
   const value = parse(interfaceSchema, foldKeys(json, INTERFACE_KEYS, label, ignored), label);
+  // A v6 family with an IPv4 address is refused, as for routes (familyOf keeps the v6 claim, and the
+  // message would otherwise go out with the family the address gives, the caller's v6 silently lost).
+  const mismatched = value.IPAddresses.findIndex((address) => address.family === 1 && isIPv4(address.address));
+  if (mismatched >= 0) {
+    const address = value.IPAddresses[mismatched];
+    throw new KataJsonError([
+      {
+        field: `${label}.IPAddresses[${mismatched}].family`,
+        value: 1,
+        accepted: `0 or "v4" for the IPv4 address ${JSON.stringify(address?.address)} (1 or "v6" only with an IPv6 address)`,
+      },
+    ]);
+  }
   if (value.devicePath && value.pciPath && value.devicePath !== value.pciPath) {
     throw new KataJsonError([
       {

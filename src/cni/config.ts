@@ -3,7 +3,7 @@
  * on stdin, validated here before anything touches the kernel. Unknown top-level keys are allowed
  * (runtimes inject runtimeConfig, args, capabilities); inside vcnet's own objects they are refused.
  */
-import { isAbsolute } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import * as z from 'zod';
 import { describeGivenValue, type InvalidInputError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
@@ -182,6 +182,14 @@ const tapId = (accepted: string) =>
 /** The spec's network name rule. */
 const NETWORK_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
+/**
+ * Not "/" (ADD would record into /<container> and STATUS make /.locks), and no NUL byte (which Node
+ * refuses in its own words when the directory is made).
+ */
+function usableStateDirectory(path: string): boolean {
+  return !path.includes('\0') && resolve(path) !== '/';
+}
+
 const configSchema = z.looseObject(
   {
     cniVersion: z.string({ error: 'a CNI version string' }),
@@ -200,6 +208,9 @@ const configSchema = z.looseObject(
     stateDir: z
       .string({ error: 'an absolute directory path' })
       .refine(isAbsolute, { error: 'an absolute directory path' })
+      .refine((path) => !isAbsolute(path) || usableStateDirectory(path), {
+        error: 'an absolute directory path other than "/", without NUL bytes',
+      })
       .default(DEFAULT_CNI_STATE_DIRECTORY),
     rateLimit: z
       .strictObject({ rx: bitsPerSecond.optional(), tx: bitsPerSecond.optional() }, { error: 'an object {rx, tx}' })
@@ -387,7 +398,7 @@ export function parseDeleteTarget(input: string, env: Record<string, string | un
     // Undecodable input: the default state directory is the only place a record can be.
   }
   const stateDir = raw.stateDir ?? DEFAULT_CNI_STATE_DIRECTORY;
-  if (typeof stateDir !== 'string' || !isAbsolute(stateDir)) return undefined;
+  if (typeof stateDir !== 'string' || !isAbsolute(stateDir) || !usableStateDirectory(stateDir)) return undefined;
   const lockTimeout = configSchema.shape.lockTimeoutMs.safeParse(raw.lockTimeoutMs);
   const namespacePath = env.CNI_NETNS;
   return {

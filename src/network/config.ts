@@ -24,7 +24,7 @@ import {
   stringListOption,
   stringOption,
 } from '../arguments.js';
-import { type FieldIssue, InvalidFieldsError, InvalidInputError, VcnetError } from '../errors.js';
+import { type FieldIssue, InvalidFieldsError, InvalidInputError, VcnetError, WrittenAs } from '../errors.js';
 import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
 import {
   DEFAULT_INTERWORKING_MODEL,
@@ -283,6 +283,30 @@ function expectType(key: string, value: unknown, type: 'string' | 'boolean' | 'n
   }
 }
 
+/** A TOML value vcnet reads as a table ([runtime], [hypervisor], [hypervisor.qemu]); undefined when absent. */
+function tomlTable(value: unknown, field: string): Record<string, unknown> | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
+    // As Kata's decoder: an array of tables ([[runtime]]), a scalar or a string is not the table it reads.
+    throw new InvalidInputError(field, tomlShown(value), `a table ([${field}])`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** A TOML value as the file wrote it where JavaScript would show it otherwise: nan, inf, a big integer. */
+function tomlShown(value: unknown): unknown {
+  if (typeof value === 'bigint') return new WrittenAs(String(value));
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    return new WrittenAs(Number.isNaN(value) ? 'nan' : value > 0 ? 'inf' : '-inf');
+  }
+  return value;
+}
+
+/** A section's values, each as tomlShown gives it (a key vcnet reads then refuses them naming the key). */
+function tomlShownValues(section: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(section).map(([key, value]) => [key, tomlShown(value)]));
+}
+
 export function parseKataConfiguration(text: string, source = 'configuration.toml'): KataNetworkSettings {
   labelArgument(source, 'source', 'configuration.toml');
   if (typeof text !== 'string') {
@@ -294,7 +318,8 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
   }
   let document: Record<string, unknown>;
   try {
-    document = parseToml(text) as Record<string, unknown>;
+    // Integers beyond 2^53 kept (as bigints): Kata's uint64 keys may hold them, and valid TOML is not refused.
+    document = parseToml(text, { integersAsBigInt: 'asNeeded' }) as Record<string, unknown>;
   } catch (error) {
     throw new VcnetError('VCNET_CONFIG_SYNTAX', `${source} is not valid TOML: ${(error as Error).message}`, {
       value: source,
@@ -302,18 +327,28 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     });
   }
   const settings: KataNetworkSettings = {};
-  const runtime = (document.runtime ?? {}) as Record<string, unknown>;
-  expectType('runtime.internetworking_model', runtime.internetworking_model, 'string');
+  const runtime = tomlTable(document.runtime, 'runtime') ?? {};
+  expectType('runtime.internetworking_model', tomlShown(runtime.internetworking_model), 'string');
   if (typeof runtime.internetworking_model === 'string') {
     settings.model = parseInterworkingModel(runtime.internetworking_model, 'runtime.internetworking_model');
   }
-  expectType('runtime.disable_new_netns', runtime.disable_new_netns, 'boolean');
+  expectType('runtime.disable_new_netns', tomlShown(runtime.disable_new_netns), 'boolean');
   if (typeof runtime.disable_new_netns === 'boolean') settings.disableNewNetns = runtime.disable_new_netns;
-  expectType('runtime.dan_conf', runtime.dan_conf, 'string');
+  expectType('runtime.dan_conf', tomlShown(runtime.dan_conf), 'string');
   if (typeof runtime.dan_conf === 'string' && runtime.dan_conf !== '') settings.danConfigDirectory = runtime.dan_conf;
 
-  const hypervisors = (document.hypervisor ?? {}) as Record<string, Record<string, unknown>>;
-  const [name, section] = Object.entries(hypervisors)[0] ?? [];
+  const hypervisors = tomlTable(document.hypervisor, 'hypervisor') ?? {};
+  for (const [key, value] of Object.entries(hypervisors)) {
+    if (key === '') {
+      throw new InvalidInputError(
+        'hypervisor.""',
+        tomlShown(value),
+        'a table named after its hypervisor, such as [hypervisor.qemu]',
+      );
+    }
+    tomlTable(value, `hypervisor.${key}`);
+  }
+  let [name, section] = (Object.entries(hypervisors)[0] ?? []) as [string?, Record<string, unknown>?];
   const warnings: string[] = [];
   const sectionNames = Object.keys(hypervisors);
   if (name && sectionNames.length > 1) {
@@ -323,6 +358,7 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     );
   }
   if (name && section) {
+    section = tomlShownValues(section);
     settings.hypervisor = name;
     const prefix = `hypervisor.${name}`;
     const rx = validateBitRate(`${prefix}.rx_rate_limiter_max_rate`, section.rx_rate_limiter_max_rate);
@@ -333,6 +369,9 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     expectType(`${prefix}.vhost_user_store_path`, section.vhost_user_store_path, 'string');
     expectType(`${prefix}.disable_vhost_net`, section.disable_vhost_net, 'boolean');
     if (typeof section.disable_vhost_net === 'boolean') settings.vhostNet = section.disable_vhost_net ? 'off' : 'auto';
+    if (section.default_vcpus instanceof WrittenAs) {
+      throw new InvalidInputError(`${prefix}.default_vcpus`, section.default_vcpus, 'a number of vCPUs');
+    }
     expectType(`${prefix}.default_vcpus`, section.default_vcpus, 'number');
     if (typeof section.default_vcpus === 'number') {
       if (!Number.isFinite(section.default_vcpus)) {

@@ -11,8 +11,9 @@ import { InvalidInputError } from '../../errors.js';
  * `resolve()` then throws ENOENT from `process.cwd()`, refused here naming `field`.
  */
 export function absolutePath(field: string, path: string, kind: 'file' | 'directory'): string {
+  let absolute: string;
   try {
-    return resolve(path);
+    absolute = resolve(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     throw new InvalidInputError(
@@ -22,4 +23,9 @@ export function absolutePath(field: string, path: string, kind: 'file' | 'direct
       `the current working directory was deleted, so the relative path ${JSON.stringify(path)} means nothing: give an absolute path, or run vcnet from a directory that exists`,
     );
   }
+  // "/" as a state directory would put .locks and every sandbox's directory at the filesystem's root.
+  if (kind === 'directory' && absolute === '/') {
+    throw new InvalidInputError(field, path, 'a directory path other than "/", such as /run/vcnet/sandboxes');
+  }
+  return absolute;
 }

@@ -44,12 +44,27 @@ export class StateRegistryLockedError extends VcnetError {
 export function registryPath(): string {
   const configured = process.env.VCNET_STATE_REGISTRY;
   if (configured === undefined) return DEFAULT_REGISTRY_PATH;
-  if (configured === '') {
+  if (configured.trim() === '') {
     const accepted = `a file path, such as ${DEFAULT_REGISTRY_PATH}`;
     const hint = `set VCNET_STATE_REGISTRY to a file, or unset it for the default ${DEFAULT_REGISTRY_PATH}`;
     throw new InvalidInputError('VCNET_STATE_REGISTRY', configured, accepted, hint);
   }
   return absolutePath('VCNET_STATE_REGISTRY', configured, 'file');
+}
+
+/** EISDIR (the registry is a directory) or ENOTDIR (a file on its path): the path is wrong, not the system. */
+function isNotAFile(error: unknown): boolean {
+  const errno = error instanceof SystemCallError ? error.errno : (error as NodeJS.ErrnoException | undefined)?.code;
+  return errno === 'EISDIR' || errno === 'ENOTDIR';
+}
+
+function notAFile(path: string): InvalidInputError {
+  return new InvalidInputError(
+    'VCNET_STATE_REGISTRY',
+    path,
+    `the path of a file (made if missing), such as ${DEFAULT_REGISTRY_PATH}`,
+    `${path} is a directory or lies under a file: set VCNET_STATE_REGISTRY to a file path, or unset it for the default ${DEFAULT_REGISTRY_PATH}`,
+  );
 }
 
 /** The registered directories, in the order they were added. */
@@ -59,6 +74,7 @@ export function registeredStateDirectories(path = registryPath()): string[] {
     text = readFileSync(path, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if (isNotAFile(error)) throw notAFile(path);
     throw new SystemCallError(`read the state directory registry ${path}`, error as NodeJS.ErrnoException);
   }
   return [...new Set(text.split('\n').filter((line) => line.startsWith('/')))];
@@ -108,6 +124,7 @@ async function changeRegistry(
  * directory is fine): the hint names the registry and the variable that moves it, not "run as root".
  */
 function withRegistryHint(error: unknown, path: string): unknown {
+  if (isNotAFile(error)) return notAFile(path);
   if (!(error instanceof SystemCallError) || !['EACCES', 'EPERM', 'EROFS'].includes(error.errno)) return error;
   return new SystemCallError(
     error.message.replace(/ failed: .*$/s, ''),

@@ -49,13 +49,13 @@ export const LOCK_DIRECTORY_NAME = '.locks';
  */
 export function stateDirectory(explicit?: string): string {
   if (explicit !== undefined) {
-    if (explicit === '')
+    if (explicit.trim() === '')
       throw new InvalidInputError('--state-dir', explicit, 'a directory path, such as /run/vcnet/sandboxes');
     return absolutePath('--state-dir', explicit, 'directory');
   }
   const fromEnvironment = process.env.VCNET_STATE_DIR;
   if (fromEnvironment !== undefined) {
-    if (fromEnvironment === '')
+    if (fromEnvironment.trim() === '')
       throw new InvalidInputError(
         'VCNET_STATE_DIR',
         fromEnvironment,

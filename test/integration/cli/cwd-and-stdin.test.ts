@@ -1,6 +1,6 @@
 /** Input a service manager can hand vcnet by accident: a deleted working directory, an empty stdin. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmdirSync } from 'node:fs';
+import { mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -49,4 +49,37 @@ describe('an empty standard input', () => {
       expect(result.stderr).not.toContain('Unexpected end of JSON input');
     });
   }
+});
+
+describe('VCNET_STATE_REGISTRY that cannot be a file', () => {
+  it('a directory, or a path under a file: exit 2 naming VCNET_STATE_REGISTRY, not VCNET_SYSCALL EISDIR', () => {
+    const base = mkdtempSync(join(tmpdir(), 'vcnet-registry-'));
+    try {
+      writeFileSync(join(base, 'file'), '');
+      for (const registry of [base, join(base, 'file', 'registry')]) {
+        const result = spawnSync(process.execPath, [CLI, 'gc', '--state-dir', stateDirectory(), '--json'], {
+          encoding: 'utf8',
+          env: { ...process.env, VCNET_STATE_REGISTRY: registry },
+        });
+        expect(result.status, result.stderr).toBe(2);
+        const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string } };
+        expect(error.code).toBe('VCNET_INVALID_INPUT');
+        expect(error.message).toContain(`invalid VCNET_STATE_REGISTRY: "${registry}"`);
+      }
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('add-iface with a family its address does not have', () => {
+  it('family v6 with an IPv4 address: exit 2 naming the family field, before any sandbox is looked up (as update-routes)', () => {
+    const input = JSON.stringify({ name: 'x', IPAddresses: [{ family: 1, address: '10.232.90.9', mask: '24' }] });
+    const result = spawnSync(process.execPath, [CLI, 'add-iface', 'x', '-', '--state-dir', stateDirectory()], {
+      encoding: 'utf8',
+      input,
+    });
+    expect(result.status, result.stderr).toBe(2);
+    expect(result.stderr).toContain('invalid interface.IPAddresses[0].family: 1');
+  });
 });

@@ -897,6 +897,26 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     runtime.del(bridgeOnly, previous);
   });
 
+  it('"/" or a path with a NUL byte: STATUS and ADD refuse it naming stateDir (STATUS made /.locks), DEL succeeds', () => {
+    const { node, pod } = makeNodeAndPod();
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    const locksBefore = existsSync('/.locks');
+    for (const stateDir of ['/', `${workDirectory}/a\u0000b`]) {
+      const config = { type: 'vcnet-cni', name: 'vcnet-test', stateDir };
+      const status = runtime.invoke('STATUS', { ...config, cniVersion: '1.1.0' }, {}, { timeoutMs: BOUND_MS });
+      expect(status.status, status.stderr).toBe(1);
+      expect(String(status.output?.msg)).toContain('stateDir');
+      expect(String(status.output?.msg)).not.toContain('null bytes');
+      const add = runtime.invoke('ADD', { ...config, cniVersion: '1.0.0' }, {}, { timeoutMs: BOUND_MS });
+      expect(add.output).toMatchObject({ code: 7 });
+      expect(String(add.output?.msg)).toContain('stateDir');
+      const del = runtime.invoke('DEL', { ...config, cniVersion: '1.0.0' }, {}, { timeoutMs: BOUND_MS });
+      expect(del.status, del.stderr).toBe(0);
+    }
+    expect(existsSync('/.locks')).toBe(locksBefore);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+  });
+
   it('under a file: DEL succeeds, ADD fails with code 7 naming stateDir, the value and ENOTDIR (not 999)', () => {
     const { node, pod } = makeNodeAndPod();
     const runtime = new CniRuntime(node, attachmentIn(pod));

@@ -37,6 +37,23 @@ function errorOf(action: () => unknown): KataJsonError {
 }
 
 describe('interfaces', () => {
+  it('refuses a v6 family with an IPv4 address, as routes refuse it (it was sent as v4 without a word)', () => {
+    const error = errorOf(() =>
+      interfaceFromJson({ name: 'x', IPAddresses: [{ family: 1, address: '10.232.90.9', mask: '24' }] }),
+    );
+    expect(error.issues.map((issue) => issue.field)).toEqual(['interface.IPAddresses[0].family']);
+    expect(
+      interfaceFromJson({ name: 'x', IPAddresses: [{ family: 1, address: 'fd00::2', mask: '64' }] }).IPAddresses[0]
+        ?.family,
+    ).toBe(1);
+  });
+
+  it('names each refused field once, though zod finds two faults in it (1e21 is no integer and too big)', () => {
+    const error = errorOf(() => routesFromJson([{ dest: '10.0.0.0/8', device: 'eth0', scope: 1e21, flags: 1.5 }]));
+    expect(error.issues.map((issue) => issue.field)).toEqual(['routes[0].scope', 'routes[0].flags']);
+    expect(error.message.match(/routes\[0\]\.scope/g)).toHaveLength(1);
+  });
+
   it("reads the network layer's guest interface into the protobuf message", () => {
     const message = interfaceFromJson(guestInterface);
     expect(message.mtu).toBe(1450n);

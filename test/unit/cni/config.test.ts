@@ -74,6 +74,8 @@ describe('parseCniConfig', () => {
     [{ queues: 0 }, 'queues', 'expected a whole number of queues from 1 to 256 (got 0)'],
     [{ queues: 1.5 }, 'queues', 'expected a whole number of queues from 1 to 256 (got 1.5)'],
     [{ stateDir: 'relative/dir' }, 'stateDir', 'expected an absolute directory path (got "relative/dir")'],
+    [{ stateDir: '/' }, 'stateDir', 'expected an absolute directory path other than "/", without NUL bytes (got "/")'],
+    [{ stateDir: '/tmp/a\0b' }, 'stateDir', 'expected an absolute directory path other than "/", without NUL bytes'],
     [{ rateLimit: { rx: -1 } }, 'rateLimit.rx', 'expected a whole number of bits per second (0 = no limit) (got -1)'],
     [{ rateLimit: 5 }, 'rateLimit', 'expected an object {rx, tx} (got 5)'],
     // The kernel refuses an htb class below 1 byte per second (EINVAL at attach, code 103, before).

@@ -175,3 +175,46 @@ describe("dan_conf (Kata's directly attachable networks)", () => {
     expect(() => parseKataConfiguration('[runtime]\ndan_conf = 3\n')).toThrow(/runtime\.dan_conf/);
   });
 });
+
+describe('configuration.toml shapes Kata refuses, and numbers JavaScript cannot hold', () => {
+  function refusal(text: string): InvalidInputError {
+    try {
+      parseKataConfiguration(text);
+    } catch (error) {
+      if (error instanceof InvalidInputError) return error;
+      throw error;
+    }
+    throw new Error(`accepted: ${text}`);
+  }
+
+  it.each([
+    ['[[runtime]]\ninternetworking_model = "bogus"\n', 'runtime'],
+    ['runtime = 5\n', 'runtime'],
+    ['runtime = ["macvtap"]\n', 'runtime'],
+    ['hypervisor = "qemu"\n', 'hypervisor'],
+    ['hypervisor = [1, 2]\n', 'hypervisor'],
+    ['[[hypervisor.qemu]]\nrx_rate_limiter_max_rate = 5\n', 'hypervisor.qemu'],
+    ['[hypervisor]\nqemu = 5\n', 'hypervisor.qemu'],
+    ['[hypervisor.""]\ndefault_vcpus = 2\n', 'hypervisor.""'],
+  ])('refuses %j naming %s as not a table', (text, field) => {
+    const error = refusal(text);
+    expect(error.field).toBe(field);
+    expect(error.message).toMatch(/table/);
+  });
+
+  it('keeps an integer beyond 2^53 in a key vcnet does not read, and refuses one in a key it reads, naming it', () => {
+    const text = '[hypervisor.qemu]\ndefault_memory = 18446744073709551615\ndefault_vcpus = 2\n';
+    expect(parseKataConfiguration(text)).toMatchObject({ hypervisor: 'qemu', vcpus: 2 });
+    const error = refusal('[hypervisor.qemu]\nrx_rate_limiter_max_rate = 18446744073709551615\n');
+    expect(error.field).toBe('hypervisor.qemu.rx_rate_limiter_max_rate');
+    expect(error.message).toContain(': 18446744073709551615 (');
+    expect(JSON.parse(JSON.stringify(error)).value).toBe('18446744073709551615');
+    expect(refusal('[runtime]\ndisable_new_netns = 99999999999999999999\n').field).toBe('runtime.disable_new_netns');
+  });
+
+  it('shows nan and inf as the TOML wrote them', () => {
+    expect(refusal('[hypervisor.qemu]\ndefault_vcpus = nan\n').message).toContain('default_vcpus: nan (');
+    expect(refusal('[hypervisor.qemu]\ndefault_vcpus = -inf\n').message).toContain('default_vcpus: -inf (');
+    expect(refusal('[hypervisor.clh]\nnet_rate_limiter_bw_max_rate = inf\n').message).toContain('_max_rate: inf (');
+  });
+});

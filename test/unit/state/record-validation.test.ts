@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { damagedIdentityField } from '../../../src/netns/namespace-identity.js';
 import { cniContentSchema, sandboxContentSchema } from '../../../src/network/state/network-content-schema.js';
 import { parseRecord, StateInvalidError, salvageNamespace } from '../../../src/network/state/record-envelope.js';
-import { registryPath } from '../../../src/network/state/registry.js';
+import { registeredStateDirectories, registryPath } from '../../../src/network/state/registry.js';
 import { SandboxStore, stateDirectory } from '../../../src/network/state/store.js';
 
 const FILE = '/run/vcnet/sandboxes/a/state.json';
@@ -534,6 +534,45 @@ describe('stateDirectory', () => {
     expect(stateDirectory()).toBe(join(process.cwd(), 'relative/dir'));
     delete process.env.VCNET_STATE_DIR;
     expect(stateDirectory()).toBe('/run/vcnet/sandboxes');
+  });
+});
+
+describe('state paths of blanks, or the root', () => {
+  const savedDirectory = process.env.VCNET_STATE_DIR;
+  const savedRegistry = process.env.VCNET_STATE_REGISTRY;
+  afterEach(() => {
+    if (savedDirectory === undefined) delete process.env.VCNET_STATE_DIR;
+    else process.env.VCNET_STATE_DIR = savedDirectory;
+    if (savedRegistry === undefined) delete process.env.VCNET_STATE_REGISTRY;
+    else process.env.VCNET_STATE_REGISTRY = savedRegistry;
+  });
+
+  it('refuses a whitespace-only --state-dir, VCNET_STATE_DIR or VCNET_STATE_REGISTRY as the empty value (no directory " " made here)', () => {
+    expect(() => stateDirectory(' ')).toThrow(/invalid --state-dir: " "/);
+    process.env.VCNET_STATE_DIR = ' \t';
+    expect(() => stateDirectory()).toThrow(/invalid VCNET_STATE_DIR: " \\t"/);
+    process.env.VCNET_STATE_REGISTRY = '  ';
+    expect(() => registryPath()).toThrow(/invalid VCNET_STATE_REGISTRY: " {2}"/);
+  });
+
+  it('refuses "/" as a state directory', () => {
+    expect(() => stateDirectory('/')).toThrow(/invalid --state-dir: "\/" \(accepted: a directory path other than "\/"/);
+    process.env.VCNET_STATE_DIR = '//';
+    expect(() => stateDirectory()).toThrow(/invalid VCNET_STATE_DIR/);
+  });
+
+  it('refuses a registry that is a directory or lies under a file, naming VCNET_STATE_REGISTRY', () => {
+    const base = mkdtempSync(join(tmpdir(), 's15cf-registry-'));
+    try {
+      writeFileSync(join(base, 'file'), '');
+      for (const path of [base, join(base, 'file', 'registry')]) {
+        expect(() => registeredStateDirectories(path)).toThrow(
+          expect.objectContaining({ code: 'VCNET_INVALID_INPUT', field: 'VCNET_STATE_REGISTRY' }),
+        );
+      }
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });
 
