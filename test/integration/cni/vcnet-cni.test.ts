@@ -1059,6 +1059,17 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
 describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
   const recordOf = (containerId: string, interfaceName = 'eth0') =>
     join(stateDirectory, containerId, 'interfaces', interfaceName, 'state.json');
+  /** One chain (bridge, then vcnet-cni) ADDed on a new pod, with vcnet-cni's record and its config for DEL/CHECK. */
+  const oneChainAddedWithItsRecord = () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const { result } = addChain(runtime, list, pod);
+    const record = recordOf(attachment.containerId);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+    return { pod, list, attachment, runtime, result, record, vcnetConfig };
+  };
   const setAside = (containerId: string, interfaceName = 'eth0') =>
     readdirSync(join(stateDirectory, containerId, 'interfaces', interfaceName)).filter((name) =>
       /^state\.json\.unreadable-/.test(name),
@@ -1072,15 +1083,9 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
   ])(
     '%s: DEL sets it aside with one warning, removes the tap and its filters, and the chain frees the address',
     (_case, replace) => {
-      const { node, pod } = makeNodeAndPod();
-      const list = conflist({});
-      const attachment = attachmentIn(pod);
-      const runtime = new CniRuntime(node, attachment);
-      const { result } = addChain(runtime, list, pod);
-      const record = recordOf(attachment.containerId);
+      const { pod, list, attachment, runtime, result, record, vcnetConfig } = oneChainAddedWithItsRecord();
       const content = replace(readFileSync(record, 'utf8'));
       writeFileSync(record, content);
-      const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
 
       const del = runtime.invoke('DEL', vcnetConfig);
       expect(del.status, del.stdout).toBe(0);
@@ -1134,17 +1139,11 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
     // deleted the record as if it were, and left everything).
     ['namespace inode wrong, cookie right', (record) => (record.namespace.ino += 1), 'namespace.ino'],
   ])('%s: CHECK refuses the record (106) naming the file and the field, DEL sets it aside', (_case, damage, field) => {
-    const { node, pod } = makeNodeAndPod();
-    const list = conflist({});
-    const attachment = attachmentIn(pod);
-    const runtime = new CniRuntime(node, attachment);
-    const { result } = addChain(runtime, list, pod);
-    const record = recordOf(attachment.containerId);
+    const { pod, list, attachment, runtime, result, record, vcnetConfig } = oneChainAddedWithItsRecord();
     const damaged = JSON.parse(readFileSync(record, 'utf8'));
     damage(damaged);
     const content = JSON.stringify(damaged, null, 2);
     writeFileSync(record, content);
-    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
     const plumbing = () => ({
       links: linkNames(pod),
       eth0: ingressFilters(pod, 'eth0'),
