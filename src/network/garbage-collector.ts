@@ -797,7 +797,6 @@ function failureOf(error: unknown): { reason: string; errno?: string } {
   return { reason: (error as Error)?.message ?? String(error), ...(errno === undefined ? {} : { errno }) };
 }
 
-/** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
 /**
  * A record whose path holds, under another device or inode, the namespace with its cookie: the
  * record's number is damaged (RecordedIdentityDamagedError), with the key of the namespace found.
@@ -828,6 +827,7 @@ function damagedIdentity(
   }
 }
 
+/** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
 function pathHolds(path: string, key: NamespaceKey): boolean {
   const identity = fileIdentity(path);
   return identity !== undefined && keyOf(identity) === key;

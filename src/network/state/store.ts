@@ -8,7 +8,6 @@
  * by the kernel when its holder dies. Records are checked against state/record-envelope.ts (version,
  * id, namespace identity) and a content schema before anyone acts on them.
  */
-
 import {
   accessSync,
   closeSync,
