@@ -127,7 +127,7 @@ describe('list-ifaces and list-routes when the VM does not answer', () => {
         expect(listed.status, listed.stderr).toBe(0);
         expect(listed.stderr).toMatch(/DEADLINE_EXCEEDED.*: showing the recorded view \(--timeout waits longer/);
         expect(JSON.parse(listed.stdout).length).toBeGreaterThan(0);
-        // 3 s by default (the CHANGELOG's promise), 0.5 s when asked; the process start on top.
+        // 3 s by default (docs/cli.md: `--timeout` 3000), 0.5 s when asked; the process start on top.
         expect(took).toBeLessThan(timeout.length > 0 ? 2_500 : 5_000);
         if (timeout.length === 0) expect(took).toBeGreaterThanOrEqual(3_000);
       }
