@@ -11,7 +11,7 @@ import type { Interface } from '../agent/generated/types_pb.js';
 import { interfaceUpdateOf } from '../agent/network-request.js';
 import { InvalidInputError } from '../errors.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
-import { classifyInterface, loopbackRefused } from '../network/endpoint/create-endpoint.js';
+import { classifyInterface, loopbackRefused, vhostUserSocketCandidates } from '../network/endpoint/create-endpoint.js';
 import { checkLinkName, checkNotVcnetDevice, isVcnetDevice } from '../network/link-name.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
 
@@ -36,12 +36,13 @@ export interface AddInterfaceRequest {
 /** A requested endpoint type that the link's kind does not allow (Kata: "Incorrect link type %s, expecting %s"). */
 export class IncorrectLinkTypeError extends InvalidInputError {
   static override readonly errorName: string = 'IncorrectLinkTypeError';
-  constructor(device: string, actual: string, kind: string, requested: string) {
+  /** `lookedFor`: what would have made the link the type requested (the vhost-user sockets looked for). */
+  constructor(device: string, actual: string, kind: string, requested: string, lookedFor?: string) {
     super(
       'interface.type',
       requested,
       `"${actual}", the endpoint type of ${device} (a ${kind} link), or leave type out`,
-      `${device} is a ${kind} link, which becomes a "${actual}" endpoint`,
+      `${device} is a ${kind} link, which becomes a "${actual}" endpoint${lookedFor ? `; ${lookedFor}` : ''}`,
     );
     this.message = `Incorrect link type ${actual} (${device} is a ${kind} link), expecting ${requested}: ${this.message}`;
   }
@@ -131,7 +132,13 @@ export function resolveAddInterfaceRequest(
         ...(options.vhostUserStorePath ? { vhostUserStorePath: options.vhostUserStorePath } : {}),
       });
       if (actual !== requestedType) {
-        throw new IncorrectLinkTypeError(device, actual, scanned.link.kind ?? 'device', message.type);
+        throw new IncorrectLinkTypeError(
+          device,
+          actual,
+          scanned.link.kind ?? 'device',
+          message.type,
+          requestedType === 'vhost-user' ? vhostUserSocketsLookedFor(scanned, options.vhostUserStorePath) : undefined,
+        );
       }
     }
     info = scanned;
@@ -185,4 +192,12 @@ export function resolveAddInterfaceRequest(
     ...(requestedType ? { requestedType } : {}),
     podDevice: requestedType === 'tap' ? '' : device,
   };
+}
+
+/** What add-iface looked for when "vhost-user" was asked of a link without a socket (Kata's store layout). */
+function vhostUserSocketsLookedFor(info: NetworkInfo, storePath: string | undefined): string {
+  const candidates = vhostUserSocketCandidates(info, storePath);
+  if (candidates.length === 0)
+    return `a vhost-user socket is looked for by the link's addresses, and ${info.link.name} has none`;
+  return `it is vhost-user only when one of these sockets exists: ${candidates.join(', ')} (the directory is the sandbox's: attach's --vhost-user-store, /tmp by default)`;
 }

@@ -58,16 +58,17 @@ export interface CreateEndpointOptions {
 /** Where Kata looks for vhost-user sockets of network interfaces: /tmp/vhostuser_<ip>/vhu.sock. */
 export const DEFAULT_VHOST_USER_STORE = '/tmp';
 
+/** Where an interface's vhost-user socket may be: one path per address, in the order they are tried. */
+export function vhostUserSocketCandidates(info: NetworkInfo, storePath: string = DEFAULT_VHOST_USER_STORE): string[] {
+  return info.addresses.map((address) => join(storePath, `vhostuser_${address.address}`, 'vhu.sock'));
+}
+
 /** The vhost-user socket for an interface, looked for by each of its addresses. */
 export function findVhostUserSocket(
   info: NetworkInfo,
   storePath: string = DEFAULT_VHOST_USER_STORE,
 ): string | undefined {
-  for (const address of info.addresses) {
-    const candidate = join(storePath, `vhostuser_${address.address}`, 'vhu.sock');
-    if (existsSync(candidate)) return candidate;
-  }
-  return undefined;
+  return vhostUserSocketCandidates(info, storePath).find((candidate) => existsSync(candidate));
 }
 
 /** The endpoint type a link would become, without creating anything. */

@@ -250,6 +250,32 @@ describe('add-iface request', () => {
     expect(resolve({ name: 'mv0', type: 'macvlan' }).requestedType).toBe('macvlan');
   });
 
+  it('says which vhost-user sockets it looked for when "vhost-user" is asked of a link without one', () => {
+    const podAddress = { index: 7, family: 2, address: '10.77.0.2', prefixLength: 24, scope: 0, flags: 0 };
+    const addressed = pod.map((entry) => (entry.link.name === 'eth7' ? { ...entry, addresses: [podAddress] } : entry));
+    const hintOf = (interfaces: typeof pod, options: { vhostUserStorePath?: string }) => {
+      try {
+        resolveAddInterfaceRequest(
+          interfaceFromJson({ name: 'eth7', type: 'vhost-user' }),
+          interfaces,
+          existing,
+          options,
+        );
+      } catch (error) {
+        expect(error).toBeInstanceOf(IncorrectLinkTypeError);
+        return (error as IncorrectLinkTypeError).hint;
+      }
+      throw new Error('eth7 was taken as vhost-user');
+    };
+    expect(hintOf(addressed, { vhostUserStorePath: '/run/s16-no-store' })).toContain(
+      '/run/s16-no-store/vhostuser_10.77.0.2/vhu.sock',
+    );
+    expect(hintOf(addressed, {})).toContain('/tmp/vhostuser_10.77.0.2/vhu.sock');
+    expect(hintOf(pod, {})).toMatch(/looked for by the link's addresses, and eth7 has none/);
+    // Another type asked of the same link says nothing about sockets.
+    expect(() => resolve({ name: 'eth7', type: 'physical' })).toThrow(/^(?![\s\S]*vhu\.sock)/);
+  });
+
   it.each<[string, unknown, RegExp]>([
     ['no name or device', { mtu: 1500 }, /^interface\.name/],
     ['tap%d as the name', { ...kataExample, name: 'tap%d' }, /^interface\.name: .*%/],
