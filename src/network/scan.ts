@@ -12,6 +12,7 @@ import { RouteScope, RouteTable } from '../netlink/codec/route.js';
 import { type NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
 import { openNetworkNamespace } from '../netns/namespace-identity.js';
 import { type CreateEndpointOptions, classifyInterface, loopbackRefused } from './endpoint/create-endpoint.js';
+import { isVcnetDevice } from './link-name.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 
@@ -101,6 +102,8 @@ export interface SkippedInterface {
 }
 
 export const NO_ADDRESS_REASON = 'no address';
+/** Why scan shows one of vcnet's own devices (a sandbox's tap, ifb or macvtap) as no pod interface. */
+export const VCNET_DEVICE_REASON = `a VM's device, not a pod interface (named tap<N>_kata or ifb<N>_kata as vcnet and Kata name theirs, or in vcnet's link group ${VCNET_LINK_GROUP})`;
 
 /**
  * Splits scanned interfaces into those that become endpoints and those left alone (with why).
@@ -223,6 +226,8 @@ export function classifyScan(
   const { skipped } = selectEndpointInterfaces(scan.interfaces, options.named);
   const skipReasons = new Map(skipped.map((entry) => [entry.info, entry.reason]));
   return scan.interfaces.map((info): ScannedInterface => {
+    // Not "no address": it is a VM's side of some attach, and attach would refuse it even if named.
+    if (isVcnetDevice(info.link)) return { info, skipped: VCNET_DEVICE_REASON };
     const reason = skipReasons.get(info);
     const skippedField = reason ? { skipped: reason } : {};
     try {

@@ -47,4 +47,28 @@ describe('classifyScan', () => {
       ['eth1', 'virtual', undefined, true],
     ]);
   });
+
+  it("shows vcnet's own devices as a VM's, not as pod links without an address", () => {
+    const device = (index: number, name: string, group = 0) => ({
+      link: { index, name, kind: 'tun', mtu: 1500, flags: 0x1043, group, mac: `02:00:00:00:01:0${index}` },
+      addresses: [],
+      routes: [],
+      neighbours: [],
+    });
+    const scan = {
+      interfaces: [
+        device(5, 'tap0_kata', 0x7663),
+        device(6, 'ifb1_kata'),
+        device(7, 'vm-nic', 0x7663),
+        device(8, 'tap9'),
+      ],
+    } as unknown as NamespaceScan;
+    const vmDevice = expect.stringMatching(/^a VM's device, not a pod interface/);
+    expect(entry.classifyScan(scan).map((item) => [item.info.link.name, item.skipped, item.endpointType])).toEqual([
+      ['tap0_kata', vmDevice, undefined],
+      ['ifb1_kata', vmDevice, undefined],
+      ['vm-nic', vmDevice, undefined],
+      ['tap9', 'no address', undefined],
+    ]);
+  });
 });
