@@ -3,11 +3,12 @@
  * on stdin, validated here before anything touches the kernel. Unknown top-level keys are allowed
  * (runtimes inject runtimeConfig, args, capabilities); inside vcnet's own objects they are refused.
  */
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute } from 'node:path';
 import * as z from 'zod';
 import { describeGivenValue, type InvalidInputError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
 import { MIN_BITS_PER_SECOND, type RateLimit } from '../network/rate-limit.js';
+import { namesFilesystemRoot } from '../network/state/absolute-path.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/registry.js';
 import { MAX_TAP_ID, parseTapId } from '../network/tap-owner.js';
 import { CniConfigError, CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
@@ -187,7 +188,7 @@ const NETWORK_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
  * refuses in its own words when the directory is made).
  */
 function usableStateDirectory(path: string): boolean {
-  return !path.includes('\0') && resolve(path) !== '/';
+  return !path.includes('\0') && !namesFilesystemRoot(path);
 }
 
 const configSchema = z.looseObject(

@@ -64,13 +64,22 @@ function entries(directory: string): string[] {
   }
 }
 
-/** DEL of an interface without a record, which only removes leftovers; left for the next GC when locked. */
+/**
+ * What DEL does for an interface without a record: removes what a killed ADD or DEL left (an empty
+ * directory, a temporary file); left for the next GC when locked. A lock file this GC made for an
+ * entry it cannot tidy (not vcnet's, a record set aside) goes with the lock, not one more per run.
+ */
 async function tidy(stateDirectory: string, containerId: string, interfaceName: string): Promise<void> {
+  const store = new AttachmentStore(stateDirectory, containerId, interfaceName);
+  const lockFileMade = !store.hasLockFile();
   try {
-    await del({
-      environment: { command: 'DEL', containerId, interfaceName, pluginPath: [] },
-      config: { stateDirectory, lockTimeoutMs: 0 },
-    });
+    await store.withLock(async () => {
+      // Recorded meanwhile (an ADD): not leftovers, and the lock file is the record's.
+      if (store.hasRecord()) return;
+      store.removeLeftovers();
+      // An emptied container directory takes its lock file with it (SandboxStore.withLock).
+      if (lockFileMade && store.hasContainerDirectory()) store.removeLockFile();
+    }, 0);
   } catch (error) {
     if (!(error instanceof VcnetError && error.code === 'VCNET_SANDBOX_LOCKED')) throw error;
   }

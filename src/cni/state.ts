@@ -8,7 +8,7 @@
  * One lock per container (not per interface) because the chains of one pod pick tap names in the
  * same namespace: two ADDs at once must not both pick tap0_kata.
  */
-import { accessSync, constants, existsSync, readdirSync, renameSync, rmdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NamespaceIdentity } from '../netns/namespace-identity.js';
 import type { NetworkState } from '../network/network.js';
@@ -214,6 +214,14 @@ export class AttachmentStore {
         return; // not empty (a record set aside, another interface) or not there
       }
     }
+  }
+
+  /**
+   * Unlinks the container's lock file, as a holder may (lock.ts: a waiter then takes the path's new
+   * file). Call holding the lock; for a command that made the file for an entry it leaves as it was.
+   */
+  removeLockFile(): void {
+    rmSync(this.container.lockPath, { force: true });
   }
 
   /** Makes and registers the state directory for gc; call under the lock, before the first record is written. */

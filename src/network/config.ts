@@ -277,9 +277,11 @@ function cloudHypervisorBucket(
   return { maxRate, ...(burst ? { oneTimeBurst: burst } : {}) };
 }
 
+/** Refuses a TOML value of another type, shown as the file wrote it (tomlShown); nan and inf are not "a number". */
 function expectType(key: string, value: unknown, type: 'string' | 'boolean' | 'number'): void {
-  if (value !== undefined && typeof value !== type) {
-    throw new InvalidInputError(key, value, `a ${type}`);
+  if (value === undefined) return;
+  if (typeof value !== type || (type === 'number' && !Number.isFinite(value))) {
+    throw new InvalidInputError(key, tomlShown(value), `a ${type}`);
   }
 }
 
@@ -328,13 +330,13 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
   }
   const settings: KataNetworkSettings = {};
   const runtime = tomlTable(document.runtime, 'runtime') ?? {};
-  expectType('runtime.internetworking_model', tomlShown(runtime.internetworking_model), 'string');
+  expectType('runtime.internetworking_model', runtime.internetworking_model, 'string');
   if (typeof runtime.internetworking_model === 'string') {
     settings.model = parseInterworkingModel(runtime.internetworking_model, 'runtime.internetworking_model');
   }
-  expectType('runtime.disable_new_netns', tomlShown(runtime.disable_new_netns), 'boolean');
+  expectType('runtime.disable_new_netns', runtime.disable_new_netns, 'boolean');
   if (typeof runtime.disable_new_netns === 'boolean') settings.disableNewNetns = runtime.disable_new_netns;
-  expectType('runtime.dan_conf', tomlShown(runtime.dan_conf), 'string');
+  expectType('runtime.dan_conf', runtime.dan_conf, 'string');
   if (typeof runtime.dan_conf === 'string' && runtime.dan_conf !== '') settings.danConfigDirectory = runtime.dan_conf;
 
   const hypervisors = tomlTable(document.hypervisor, 'hypervisor') ?? {};

@@ -183,6 +183,16 @@ export function resolveAddInterfaceRequest(
       })),
     };
   }
+  // The host tap (or macvtap) and the pod link carry the pod link's MTU (plan-attach.ts podLinkMtu):
+  // a larger guest MTU sends frames they drop. With type "tap" the tap vcnet makes takes `mtu` itself.
+  if (update.mtu && requestedType !== 'tap' && update.mtu > info.link.mtu) {
+    throw new InvalidInputError(
+      'interface.mtu',
+      update.mtu,
+      `at most ${info.link.mtu}, the MTU of the pod link ${device}, or 0 to take it`,
+      `give the guest NIC an mtu of at most ${info.link.mtu}, or raise ${device}'s MTU first (\`ip link set ${device} mtu ${update.mtu}\` in the pod namespace) and add it again; nothing was changed`,
+    );
+  }
   if (update.mtu) info = { ...info, link: { ...info.link, mtu: update.mtu } };
   // Kata sends the caller's Interface to the agent, so its IFF_NOARP reaches the guest NIC.
   if (update.noArp) info = { ...info, link: { ...info.link, flags: info.link.flags | InterfaceFlag.NOARP } };

@@ -132,7 +132,7 @@ export function registerKataNetwork(program: Command): void {
   registerRequestCommand(program, {
     name: 'add-iface',
     description:
-      "add an interface to a sandbox (hot-plugs it and configures the guest when the VM runs). Without IPAddresses (left out or []) the guest NIC gets the pod link's addresses; IPAddresses given are the guest NIC's instead, the pod link keeps its own. hwAddr must be the pod link's MAC (or left out)",
+      "add an interface to a sandbox (hot-plugs it and configures the guest when the VM runs). Without IPAddresses (left out or []) the guest NIC gets the pod link's addresses; IPAddresses given are the guest NIC's instead, the pod link keeps its own. hwAddr must be the pod link's MAC (or left out), and mtu at most the pod link's MTU (the host tap carries that; with type \"tap\" the tap vcnet makes takes mtu)",
     file: 'Interface JSON (name, IPAddresses, mtu, hwAddr, type...; keys in any case), or - for stdin',
     run: async (sandbox, text, options) => {
       const result = await (await sandboxInterfaces()).addInterface(sandbox, text, options);

@@ -6,6 +6,11 @@
 import { resolve } from 'node:path';
 import { InvalidInputError } from '../../errors.js';
 
+/** Whether `path` names the filesystem's root ("/", "//", "/a/.."): never a state directory. */
+export function namesFilesystemRoot(path: string): boolean {
+  return resolve(path) === '/';
+}
+
 /**
  * `path` made absolute. A relative one needs the working directory, which may have been deleted:
  * `resolve()` then throws ENOENT from `process.cwd()`, refused here naming `field`.
@@ -24,7 +29,7 @@ export function absolutePath(field: string, path: string, kind: 'file' | 'direct
     );
   }
   // "/" as a state directory would put .locks and every sandbox's directory at the filesystem's root.
-  if (kind === 'directory' && absolute === '/') {
+  if (kind === 'directory' && namesFilesystemRoot(absolute)) {
     throw new InvalidInputError(field, path, 'a directory path other than "/", such as /run/vcnet/sandboxes');
   }
   return absolute;

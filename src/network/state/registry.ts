@@ -5,7 +5,7 @@
  *
  * Changed under its own flock and replaced atomically; read without a lock (a rename is atomic).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, type Stats, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { absolutePath } from './absolute-path.js';
@@ -67,8 +67,65 @@ function notAFile(path: string): InvalidInputError {
   );
 }
 
-/** The registered directories, in the order they were added. */
+function lookUpForTrust(target: string, path: string, follow: boolean): Stats | undefined {
+  try {
+    return follow ? statSync(target) : lstatSync(target);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined; // vcnet makes it (the directory 0700)
+    if (code === 'ENOTDIR') throw notAFile(path);
+    throw new SystemCallError(`look up ${target}`, error as NodeJS.ErrnoException);
+  }
+}
+
+/**
+ * Refuses a registry another user could change (dropping a line makes gc remove that directory's
+ * sandboxes' plumbing), by the rule for state directories (trust.ts): its directory, reached through
+ * symbolic links as a state directory may be, and the file, never a symbolic link, each owned by
+ * root or vcnet's effective user and writable by neither group nor others (a sticky bit does not
+ * help, as it does not for a state directory). Missing ones are fine: vcnet makes them.
+ */
+function refuseUntrustedRegistry(path: string): void {
+  const user = process.geteuid?.() ?? 0;
+  const directory = dirname(path);
+  const refuse = (problem: string, fix: string) =>
+    new InvalidInputError(
+      'VCNET_STATE_REGISTRY',
+      path,
+      `a file no other user can change (${problem})`,
+      `${fix}, or set VCNET_STATE_REGISTRY to a file in a directory only ${user === 0 ? 'root' : `root or uid ${user}`} can write`,
+    );
+  const check = (target: string, what: string, stats: Stats) => {
+    const mode = `0${(stats.mode & 0o7777).toString(8)}`;
+    if (stats.uid !== 0 && stats.uid !== user)
+      throw refuse(
+        `${what} ${target} is owned by uid ${stats.uid} (mode ${mode}), not by root or vcnet's effective uid ${user}`,
+        `chown ${user === 0 ? 'root' : user} ${target}`,
+      );
+    if ((stats.mode & 0o022) !== 0)
+      throw refuse(
+        `${what} ${target} is writable by ${(stats.mode & 0o022) === 0o022 ? 'its group and others' : (stats.mode & 0o020) !== 0 ? 'its group' : 'others'} (owner uid ${stats.uid}, mode ${mode})`,
+        `chmod go-w ${target}`,
+      );
+  };
+  const directoryStats = lookUpForTrust(directory, path, true);
+  if (directoryStats === undefined) return;
+  if (!directoryStats.isDirectory()) throw notAFile(path);
+  check(directory, 'its directory', directoryStats);
+  const fileStats = lookUpForTrust(path, path, false);
+  if (fileStats === undefined) return;
+  if (fileStats.isSymbolicLink())
+    throw refuse(
+      `it is a symbolic link (vcnet never follows one in its state)`,
+      `replace ${path} by the file it names`,
+    );
+  if (fileStats.isDirectory()) throw notAFile(path);
+  check(path, 'the file', fileStats);
+}
+
+/** The registered directories, in the order they were added; refused when another user could change them. */
 export function registeredStateDirectories(path = registryPath()): string[] {
+  refuseUntrustedRegistry(path);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -101,6 +158,8 @@ async function changeRegistry(
 ): Promise<void> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_REGISTRY_LOCK_TIMEOUT_MS;
   try {
+    // Before the lock file is made beside it; checked again under the lock (the directory is there then).
+    refuseUntrustedRegistry(path);
     const lock = await lockFile(
       `${path}.lock`,
       timeoutMs,

@@ -132,6 +132,35 @@ describe('kata-network commands without a VM', () => {
     },
   );
 
+  it("refuses an mtu above the pod link's, which its tap cannot carry, and lets a tap vcnet makes take any", () => {
+    const { pod } = makePod();
+    expect(vcnet(['attach', '--sandbox', 'kx', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
+    pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
+    pod.exec('ip', ['link', 'set', 'eth7', 'mtu', '1450']);
+    const state = readFileSync(join(stateDirectory(), 'kx', 'state.json'), 'utf8');
+    const before = fingerprint(pod);
+    const refused = withInput(['add-iface', 'kx', '--state-dir', stateDirectory()], { name: 'eth7', mtu: 1451 });
+    expect(refused.status, refused.stderr).toBe(2);
+    expect(refused.stderr).toMatch(
+      /invalid interface\.mtu: 1451 \(accepted: at most 1450, the MTU of the pod link eth7/,
+    );
+    expect(refused.stderr).toContain('ip link set eth7 mtu 1451');
+    expect(fingerprint(pod)).toEqual(before);
+    expect(readFileSync(join(stateDirectory(), 'kx', 'state.json'), 'utf8')).toBe(state);
+    // The pod link's own MTU is fine, and so is any mtu for a tap vcnet makes (it takes the mtu).
+    const same = withInput(['add-iface', 'kx', '--state-dir', stateDirectory()], { name: 'eth7', mtu: 1450 });
+    expect(same.status, same.stderr).toBe(0);
+    const tap = withInput(['add-iface', 'kx', '--state-dir', stateDirectory()], {
+      name: 'eth5',
+      type: 'tap',
+      hwAddr: '02:00:00:00:05:05',
+      mtu: 9000,
+    });
+    expect(tap.status, tap.stderr).toBe(0);
+    expect(pod.ipJson<Array<{ mtu: number }>>('link', 'show', 'tap2_kata')[0]?.mtu).toBe(9000);
+    expect(vcnet(['detach', '--sandbox', 'kx', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+
   it("takes Kata's own example (type tap: host tap tap<N>_kata) and the 1.x capitalised form", () => {
     const { pod } = makePod();
     expect(vcnet(['attach', '--sandbox', 'k2', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);

@@ -832,6 +832,30 @@ describe.skipIf(skipReason)('vcnet-cni after a DEL killed half-way', () => {
     expect(reservations()).toEqual([]);
   });
 
+  it("GC leaves no lock file behind for an entry it cannot tidy (not vcnet's, a record set aside)", () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    const foreign = join(stateDirectory, 'not-vcnets', 'interfaces', 'eth0');
+    mkdirSync(foreign, { recursive: true });
+    writeFileSync(join(foreign, 'notes.txt'), "someone else's");
+    const aside = join(stateDirectory, 'ctr-aside', 'interfaces', 'eth0');
+    mkdirSync(aside, { recursive: true });
+    writeFileSync(join(aside, 'state.json.unreadable-2024-01-01T00-00-00-000Z'), 'garbage');
+    for (let run = 0; run < 2; run++) {
+      const gc = runtime.invoke('GC', {
+        ...list.plugins[1],
+        cniVersion: '1.1.0',
+        name: list.name,
+        'cni.dev/valid-attachments': [],
+      });
+      expect(gc.status, gc.stdout).toBe(0);
+      expect(readdirSync(join(stateDirectory, '.locks'))).toEqual([]);
+      expect(readdirSync(foreign)).toEqual(['notes.txt']);
+      expect(readdirSync(aside)).toHaveLength(1);
+    }
+  });
+
   it('a DEL that finds the lock held waits, and leaves the directories to the holder', () => {
     const { node, pod } = makeNodeAndPod();
     const list = conflist({ vcnet: { lockTimeoutMs: 200 } });

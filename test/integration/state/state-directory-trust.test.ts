@@ -12,6 +12,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -113,6 +114,55 @@ describe('a state directory another user could change', () => {
     expect(attach.status, attach.stderr).toBe(2);
     expect(attach.stderr).toContain(`cannot use ${join(root, '.locks')} as a state directory`);
     expect(linkNames(pod)).not.toContain('tap0_kata');
+  });
+});
+
+describe('a registry (VCNET_STATE_REGISTRY) another user could change', () => {
+  it("in a directory others can write, or itself writable, another uid's or a link: attach and gc exit 2 naming it", () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = join(stateDirectory(), 'state');
+    const shared = join(stateDirectory(), 'shared');
+    mkdirSync(shared, { mode: 0o700 });
+    const registry = join(shared, 'registry');
+    const run = (args: string[]) => vcnet(args, { VCNET_STATE_REGISTRY: registry });
+    const attach = () => run(['attach', '--sandbox', 's1', '--netns', pod.path, '--state-dir', state]);
+    const refused = (result: ReturnType<typeof vcnet>, problem: string) => {
+      expect(result.status, result.stderr).toBe(2);
+      expect(result.stderr).toContain(
+        `invalid VCNET_STATE_REGISTRY: "${registry}" (accepted: a file no other user can change (${problem}`,
+      );
+      expect(fingerprint(pod)).toEqual(before);
+      expect(existsSync(join(state, 's1'))).toBe(false);
+    };
+    // A sticky bit does not make it acceptable, as it does not for a state directory.
+    for (const mode of [0o777, 0o1777, 0o770]) {
+      chmodSync(shared, mode);
+      const writers = mode === 0o770 ? 'its group' : 'its group and others';
+      refused(attach(), `its directory ${shared} is writable by ${writers} (owner uid 0, mode 0${mode.toString(8)})`);
+    }
+    chmodSync(shared, 0o700);
+    writeFileSync(registry, '', { mode: 0o666 });
+    chmodSync(registry, 0o666);
+    refused(attach(), `the file ${registry} is writable by its group and others (owner uid 0, mode 0666)`);
+    // gc reads the registry to find every record: it refuses it too, before it looks at anything.
+    refused(run(['gc', '--dry-run', '--netns', pod.path]), `the file ${registry} is writable`);
+    chmodSync(registry, 0o644);
+    chownSync(registry, 65534, 65534);
+    refused(attach(), `the file ${registry} is owned by uid 65534 (mode 0644), not by root or vcnet's effective uid 0`);
+    writeFileSync(join(shared, 'elsewhere'), '');
+    rmSync(registry);
+    symlinkSync(join(shared, 'elsewhere'), registry);
+    refused(attach(), 'it is a symbolic link');
+
+    // One vcnet made (its directory 0700, the file 0644) works, and so does the same one again.
+    rmSync(shared, { recursive: true });
+    expect(attach().status).toBe(0);
+    expect(readFileSync(registry, 'utf8')).toBe(`${state}\n`);
+    expect(run(['detach', '--sandbox', 's1', '--state-dir', state]).status).toBe(0);
+    expect(attach().status).toBe(0);
+    expect(run(['detach', '--sandbox', 's1', '--state-dir', state]).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
   });
 });
 

@@ -216,5 +216,13 @@ describe('configuration.toml shapes Kata refuses, and numbers JavaScript cannot 
     expect(refusal('[hypervisor.qemu]\ndefault_vcpus = nan\n').message).toContain('default_vcpus: nan (');
     expect(refusal('[hypervisor.qemu]\ndefault_vcpus = -inf\n').message).toContain('default_vcpus: -inf (');
     expect(refusal('[hypervisor.clh]\nnet_rate_limiter_bw_max_rate = inf\n').message).toContain('_max_rate: inf (');
+    // The runtime keys too: expectType shows the raw value as written.
+    expect(refusal('[runtime]\ndisable_new_netns = nan\n').message).toContain(
+      'disable_new_netns: nan (accepted: a boolean)',
+    );
+    expect(refusal('[runtime]\ninternetworking_model = -inf\n').message).toContain(
+      'internetworking_model: -inf (accepted: a string)',
+    );
+    expect(refusal('[runtime]\ndan_conf = inf\n').message).toContain('dan_conf: inf (accepted: a string)');
   });
 });
