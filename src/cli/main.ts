@@ -15,7 +15,7 @@ import { registerWatch } from './commands/watch.js';
 import { exitCodeFor, OUTPUT_LOST_EXIT_CODE } from './exit-codes.js';
 import { tracingRequested } from './observability/environment.js';
 import { subscribeLogs } from './observability/log-subscriber.js';
-import { configureLogger, type LogFormat } from './observability/logger.js';
+import { bindLogContext, commandLogContext, configureLogger, type LogFormat } from './observability/logger.js';
 import { NO_TRACE_EXPORT } from './observability/trace-export.js';
 import { guardOutputStreams, writeStderr } from './output.js';
 import { helpExitCode, throwUsageErrors } from './usage.js';
@@ -30,8 +30,10 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .option('--log-level <level>', 'trace, debug, info, warn, error', process.env.VCNET_LOG_LEVEL ?? 'warn')
     .option('--log-format <format>', 'json or pretty (pretty on a TTY)')
-    .hook('preAction', (command) => {
+    .hook('preAction', (command, action) => {
       const options = command.opts<{ logLevel?: string; logFormat?: LogFormat }>();
+      // Every log line names the command, its sandbox and namespace (docs/diagnostics.md).
+      bindLogContext(commandLogContext(commandPath(action), action));
       const log = configureLogger({
         ...(options.logLevel ? { level: options.logLevel } : {}),
         ...(options.logFormat ? { format: options.logFormat } : {}),

@@ -330,11 +330,12 @@ describe('the registry', () => {
 
   it('knows every code a source file uses', () => {
     const used = new Set<string>();
-    // An environment variable the source reads is a field name where it is quoted, as in
-    // `InvalidInputError('VCNET_LOCK_TIMEOUT', …)`, not an error code.
+    // An environment variable the source reads (process.env.X, or env.X of an environment passed in)
+    // is a field name where it is quoted, as in `InvalidInputError('VCNET_LOCK_TIMEOUT', …)`, not an
+    // error code.
     const environmentVariables = new Set(
       sources(join(root, 'src')).flatMap((file) =>
-        [...readFileSync(file, 'utf8').matchAll(/process\.env\.(VCNET_[A-Z0-9_]+)/g)].map((match) => match[1]!),
+        [...readFileSync(file, 'utf8').matchAll(/\benv\.(VCNET_[A-Z0-9_]+)/g)].map((match) => match[1]!),
       ),
     );
     expect(environmentVariables).toContain('VCNET_LOCK_TIMEOUT');

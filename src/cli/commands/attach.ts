@@ -168,11 +168,9 @@ export function registerAttach(program: Command): void {
           }),
         );
         if (vhost && !vhost.available)
-          logger()
-            .child({ sandbox: options.sandbox, operation: 'attach' })
-            .info({ reason: vhost.reason }, `vhost-net off for the QEMU NICs: ${vhost.reason}`);
-        for (const { message, ...fields } of result.skipped)
-          logger().warn({ sandbox: result.id, operation: 'attach', ...fields }, message);
+          // About every NIC: endpoint null (the command's context gives sandbox, netns, operation).
+          logger().info({ endpoint: null, reason: vhost.reason }, `vhost-net off for the QEMU NICs: ${vhost.reason}`);
+        for (const { message, ...fields } of result.skipped) logger().warn(fields, message);
         const endpoints = result.endpoints.map((endpoint) => ({
           name: endpoint.name,
           type: endpoint.type,

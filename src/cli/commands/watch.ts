@@ -29,7 +29,8 @@ export function registerWatch(program: Command): void {
           ? undefined
           : decimalInteger('--max-endpoints', options.maxEndpoints, 1, 65_536, 'a whole number from 1 to 65536');
       const debounceMs = decimalInteger('--debounce', options.debounce, 0, 60_000, 'milliseconds from 0 to 60000');
-      const log = logger().child({ sandbox: options.sandbox, operation: 'watch' });
+      // The command's context (main.ts) gives the lines their sandbox and operation.
+      const log = logger();
       // Loaded here, not at start: it brings the agent's protobuf code, which most commands never use.
       const { watchSandbox } = await import('../../sandbox/sandbox-watch.js');
       const watching = await watchSandbox(options.sandbox, {

@@ -9,7 +9,9 @@
  * Telemetry never decides a command's outcome: a collector that is down, slow or refuses the spans
  * costs one warning line on stderr and at most VCNET_TRACE_FLUSH_TIMEOUT seconds at exit.
  */
+import { Console } from 'node:console';
 import { context, ProxyTracerProvider, type Span, SpanStatusCode, trace } from '@opentelemetry/api';
+import { decimalSecondsAsMs } from '../../arguments.js';
 import { tracingRequested } from './environment.js';
 import type { CommandSpan, FlushOutcome, TraceExport } from './trace-export.js';
 import { NO_TRACE_EXPORT } from './trace-export.js';
@@ -39,15 +41,36 @@ function warn(message: string): void {
 export function flushTimeoutMs(env: NodeJS.ProcessEnv): number {
   const text = env.VCNET_TRACE_FLUSH_TIMEOUT;
   if (text === undefined || text === '') return DEFAULT_FLUSH_TIMEOUT_SECONDS * 1000;
-  const seconds = Number(text);
-  if (!Number.isFinite(seconds) || seconds < 0 || seconds > MAX_FLUSH_TIMEOUT_SECONDS) {
+  const accepted = `seconds from 0 to ${MAX_FLUSH_TIMEOUT_SECONDS}`;
+  try {
+    // Decimal, as the CLI reads seconds: Number() would take "0x10", "1e1" or " 3".
+    return decimalSecondsAsMs('VCNET_TRACE_FLUSH_TIMEOUT', text, MAX_FLUSH_TIMEOUT_SECONDS, accepted);
+  } catch {
     warn(
-      `VCNET_TRACE_FLUSH_TIMEOUT is ${JSON.stringify(text)}, not seconds from 0 to ${MAX_FLUSH_TIMEOUT_SECONDS}: ` +
+      `VCNET_TRACE_FLUSH_TIMEOUT is ${JSON.stringify(text)}, not ${accepted} written as decimal digits: ` +
         `using ${DEFAULT_FLUSH_TIMEOUT_SECONDS}`,
     );
     return DEFAULT_FLUSH_TIMEOUT_SECONDS * 1000;
   }
-  return seconds * 1000;
+}
+
+/**
+ * Sends what the process writes through `console` to stderr; returns the function that puts the
+ * console back. The SDK's console exporters (OTEL_TRACES_EXPORTER=console, and for metrics and logs)
+ * and its diagnostic logger (OTEL_LOG_LEVEL) print with console.dir/log/info/debug, which go to
+ * stdout, and stdout is the command's --json output or vcnet-cni's CNI result. vcnet's programs never
+ * write their output through `console` (they write process.stdout), so while the SDK runs every
+ * console line is the SDK's. This leaves the exporters the SDK makes from OTEL_TRACES_EXPORTER as it
+ * makes them (otlp, zipkin, console, a list): the SDK does not export the function that reads that
+ * list, and giving it span processors instead would mean reading the list again here and loading
+ * the OTLP and Zipkin exporters, packages of the SDK's that vcnet cannot count on resolving.
+ */
+export function consoleToStderr(): () => void {
+  const original = globalThis.console;
+  globalThis.console = new Console({ stdout: process.stderr, stderr: process.stderr });
+  return () => {
+    globalThis.console = original;
+  };
 }
 
 /** Runs `flush` for at most `timeoutMs`; a failure or the deadline is one warning line, never a rejection. */
@@ -117,10 +140,13 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
     return NO_TRACE_EXPORT;
   }
   let sdk: NodeSdk;
+  // From before the SDK is made: its diagnostic logger may print while it starts.
+  const restoreConsole = consoleToStderr();
   try {
     sdk = new NodeSDK({ serviceName: env.OTEL_SERVICE_NAME ?? 'vcnet' });
     sdk.start();
   } catch (error) {
+    restoreConsole();
     warn(`trace export did not start: ${(error as Error)?.message ?? String(error)}`);
     return NO_TRACE_EXPORT;
   }
@@ -148,9 +174,12 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
         }
       });
     },
-    stop: () => {
+    stop: async () => {
       unsubscribe();
-      return boundedFlush(() => sdk.shutdown(), timeoutMs);
+      const outcome = await boundedFlush(() => sdk.shutdown(), timeoutMs);
+      // A flush cut off by the deadline may still print: the console stays on stderr until exit.
+      if (outcome !== 'timed-out') restoreConsole();
+      return outcome;
     },
   };
 }

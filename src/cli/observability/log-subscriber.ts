@@ -3,6 +3,11 @@
  * only to what the logger's level will print: at the default level (warn) that is the notices (a
  * watch that could not apply a change); the endpoint attaches from info, scans and netlink batches
  * from debug; at silent, nothing.
+ *
+ * A line from an event gives what the event knows of the four keys every line carries (logger.ts
+ * bindLogContext): its endpoint and namespace, and its sandbox and operation for a program that
+ * bound none; the rest comes from the program's bound context (the command, the CNI call). A line
+ * about several endpoints (a detach of more than one, a watch change) says `endpoint: null`.
  */
 import type { Logger } from 'pino';
 import { channels, type EndpointEvent, type NoticeEvent, tracing, type WatchEvent } from '../../diagnostics.js';
@@ -37,7 +42,17 @@ export function subscribeLogs(log: Logger): () => void {
   if (log.isLevelEnabled('warn')) {
     const onNotice = (message: unknown): void => {
       const { message: text, error, details, ...fields } = message as NoticeEvent;
-      log.warn({ ...fields, ...details, ...(error ? errorLogFields(log, error) : {}) }, text);
+      log.warn(
+        {
+          ...fields,
+          // '' (a notice about the attach as a whole) and a list of names are about no one endpoint.
+          endpoint: fields.endpoint && !fields.endpoint.includes(',') ? fields.endpoint : null,
+          ...(fields.endpoint?.includes(',') ? { endpoints: fields.endpoint.split(',') } : {}),
+          ...details,
+          ...(error ? errorLogFields(log, error) : {}),
+        },
+        text,
+      );
     };
     channels.notice.subscribe(onNotice);
     unsubscribers.push(() => channels.notice.unsubscribe(onNotice));
@@ -87,6 +102,7 @@ export function subscribeLogs(log: Logger): () => void {
               sandbox: event.sandbox,
               netns: event.namespacePath,
               operation: 'detach',
+              endpoint: event.endpoints.length === 1 ? event.endpoints[0] : null,
               endpoints: event.endpoints,
               undone: report?.undone,
               alreadyGone: report?.alreadyGone,
@@ -103,7 +119,7 @@ export function subscribeLogs(log: Logger): () => void {
     );
     const onWatch = (message: unknown): void => {
       const { sandbox, ...summary } = message as WatchEvent;
-      log.info({ sandbox, operation: 'watch', ...summary }, 'namespace change applied');
+      log.info({ sandbox, operation: 'watch', endpoint: null, ...summary }, 'namespace change applied');
     };
     channels.watch.subscribe(onWatch);
     unsubscribers.push(() => channels.watch.unsubscribe(onWatch));
@@ -124,7 +140,8 @@ export function subscribeLogs(log: Logger): () => void {
         asyncEnd: (event) =>
           log.debug(
             {
-              netns: event.namespacePath,
+              // Undefined: the batch went to the namespace vcnet runs in, not the command's.
+              netns: event.namespacePath ?? null,
               requests: event.requests,
               durationMs: milliseconds(startedAt.get(event)),
               ...('error' in event ? { err: event.error } : {}),

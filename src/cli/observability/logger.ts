@@ -7,6 +7,13 @@
  * print no log line at the default level (warn), and loading pino is about a fifth of `vcnet`'s
  * start. Until then the logger answers `level` and `isLevelEnabled()` from pino's level numbers, and
  * calls below the level do nothing.
+ *
+ * Every line carries the same four keys, null where they do not apply (docs/diagnostics.md):
+ * `operation`, `sandbox`, `netns` and `endpoint`. The program binds them once (bindLogContext: the
+ * CLI from the command and its --sandbox/--netns, vcnet-cni from CNI_*); a line's own endpoint and
+ * netns override them (log-subscriber.ts gives a library event's), see mergeLogContext. They come from
+ * pino's `mixin`, not from a child logger: pino writes a key bound on a child and given again in a
+ * call twice in the same JSON object.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -30,6 +37,77 @@ const LEVEL_VALUES: Record<string, number> = {
 export const LEVEL_NAMES = Object.keys(LEVEL_VALUES);
 
 let root: Logger | undefined;
+
+/** The four keys of every line; null where the line is about no such thing. */
+export interface LogContext {
+  /** The command (`attach`, `add-iface`, a CNI `ADD`) or the library operation the line is about. */
+  operation: string | null;
+  /** The sandbox id (a CNI container id); null for a command without one (scan, gc). */
+  sandbox: string | null;
+  /** The network namespace path; null when the line is about none (or about vcnet's own). */
+  netns: string | null;
+  /** The pod interface (endpoint) the line is about; null when it is about none, or several. */
+  endpoint: string | null;
+}
+
+const NO_CONTEXT: LogContext = { operation: null, sandbox: null, netns: null, endpoint: null };
+let boundContext: LogContext = NO_CONTEXT;
+
+/** Sets the fields every later line carries unless it gives its own; what is left out is null. */
+export function bindLogContext(context: Partial<LogContext>): void {
+  boundContext = { ...NO_CONTEXT };
+  for (const key of Object.keys(NO_CONTEXT) as Array<keyof LogContext>) {
+    const value = context[key];
+    // An empty CNI_* variable is as good as none.
+    if (value !== undefined && value !== null && value !== '') boundContext[key] = value;
+  }
+}
+
+/** What commander tells of the command that runs (a structural Command, so this file needs no commander). */
+export interface RunningCommand {
+  opts(): Record<string, unknown>;
+  readonly registeredArguments: ReadonlyArray<{ name(): string }>;
+  readonly processedArgs: unknown[];
+}
+
+/**
+ * A CLI command's context: `operation` its name, `sandbox` its --sandbox or <sandbox> argument,
+ * `netns` its --netns (gc's is a list: then each line's own, from the event). Endpoint null: a line
+ * about one says which.
+ */
+export function commandLogContext(operation: string, command: RunningCommand): Partial<LogContext> {
+  const options = command.opts();
+  const named = (name: string): unknown => {
+    if (options[name] !== undefined) return options[name];
+    const position = command.registeredArguments.findIndex((argument) => argument.name() === name);
+    return position < 0 ? undefined : command.processedArgs[position];
+  };
+  const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
+  return { operation, sandbox: text(named('sandbox')), netns: text(named('netns')) };
+}
+
+/** The bound context; a copy, for pino to merge a line's fields into. */
+export function logContext(): LogContext {
+  return { ...boundContext };
+}
+
+/** The keys a program binds for good: a library event's own (vcnet-cni's sandbox `ctr/eth0`) never replace them. */
+const PROGRAM_KEYS = new Set<string>(['operation', 'sandbox']);
+
+/**
+ * A line's fields over the bound context: `netns` and `endpoint` are the line's when it gives them
+ * (the namespace and interface a library event is about), `operation` and `sandbox` the program's
+ * when it bound them (the command, the CNI call). A field left undefined keeps the context's value
+ * (with pino's default strategy an `endpoint: undefined` would drop the key from the line).
+ */
+export function mergeLogContext(fields: object, context: object): object {
+  const merged = context as Record<string, unknown>;
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === undefined || (PROGRAM_KEYS.has(key) && merged[key] !== null && merged[key] !== undefined)) continue;
+    merged[key] = value;
+  }
+  return merged;
+}
 
 /** What the logger needs of pino and pino-pretty. */
 interface LoggingPackages {
@@ -70,7 +148,13 @@ function createPino(level: string, format: LogFormat): Logger {
   // errWithCause: pino's default `err` serializer appends each cause's message to the error's own,
   // and vcnet's messages already carry their cause's ("open lock file X failed: EROFS: ..."), so
   // every line said it twice. This one keeps the message and gives the cause as its own object.
-  const options = { level, base: null, serializers: { err: pino.stdSerializers.errWithCause } };
+  const options = {
+    level,
+    base: null,
+    serializers: { err: pino.stdSerializers.errWithCause },
+    mixin: logContext,
+    mixinMergeStrategy: mergeLogContext,
+  };
   return format === 'pretty'
     ? pino(
         // Pretty lines go to a terminal: escape codes in a message or field (a pod link's name) are

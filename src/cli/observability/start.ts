@@ -14,7 +14,7 @@ export async function startObservability(env: NodeJS.ProcessEnv): Promise<TraceE
   const stops: Array<() => void> = [];
   let traceExport = NO_TRACE_EXPORT;
   if (env.VCNET_LOG_LEVEL && env.VCNET_LOG_LEVEL !== 'silent') {
-    const [{ configureLogger, logLevelFrom, LEVEL_NAMES }, { subscribeLogs }] = await Promise.all([
+    const [{ bindLogContext, configureLogger, logLevelFrom, LEVEL_NAMES }, { subscribeLogs }] = await Promise.all([
       import('./logger.js'),
       import('./log-subscriber.js'),
     ]);
@@ -26,6 +26,14 @@ export async function startObservability(env: NodeJS.ProcessEnv): Promise<TraceE
         `vcnet-cni: VCNET_LOG_LEVEL=${JSON.stringify(env.VCNET_LOG_LEVEL)} is not a log level (accepted: ${LEVEL_NAMES.join(', ')}); no log lines are written\n`,
       );
     } else if (level !== 'silent') {
+      // Every line says which CNI call it is about (docs/diagnostics.md); an event's endpoint (the
+      // pod interface) and namespace override these.
+      bindLogContext({
+        operation: env.CNI_COMMAND,
+        sandbox: env.CNI_CONTAINERID,
+        netns: env.CNI_NETNS,
+        endpoint: env.CNI_IFNAME,
+      });
       stops.push(subscribeLogs(configureLogger({ level, format: 'json' })));
     }
   }

@@ -3,6 +3,7 @@ import { trace } from '@opentelemetry/api';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   boundedFlush,
+  consoleToStderr,
   flushTimeoutMs,
   tracerProviderRegistered,
   tracingRequested,
@@ -41,8 +42,41 @@ describe('trace export', () => {
     expect(stderr).not.toHaveBeenCalled();
     expect(flushTimeoutMs({ VCNET_TRACE_FLUSH_TIMEOUT: 'soon' })).toBe(2000);
     expect(stderr).toHaveBeenCalledWith(
-      'vcnet: warning: VCNET_TRACE_FLUSH_TIMEOUT is "soon", not seconds from 0 to 60: using 2\n',
+      'vcnet: warning: VCNET_TRACE_FLUSH_TIMEOUT is "soon", not seconds from 0 to 60 written as decimal digits: using 2\n',
     );
+  });
+
+  it('reads VCNET_TRACE_FLUSH_TIMEOUT as decimal seconds, as the CLI reads them: 0x10, 1e1 are warned about', () => {
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    expect(flushTimeoutMs({ VCNET_TRACE_FLUSH_TIMEOUT: '0' })).toBe(0);
+    expect(flushTimeoutMs({ VCNET_TRACE_FLUSH_TIMEOUT: '.25' })).toBe(250);
+    expect(flushTimeoutMs({ VCNET_TRACE_FLUSH_TIMEOUT: '60' })).toBe(60_000);
+    expect(stderr).not.toHaveBeenCalled();
+    for (const text of ['0x10', '1e1', ' 3', '-1', '61', 'Infinity', '0b1']) {
+      stderr.mockClear();
+      expect(flushTimeoutMs({ VCNET_TRACE_FLUSH_TIMEOUT: text }), text).toBe(2000);
+      expect(stderr).toHaveBeenCalledWith(
+        `vcnet: warning: VCNET_TRACE_FLUSH_TIMEOUT is ${JSON.stringify(text)}, not seconds from 0 to 60 written as decimal digits: using 2\n`,
+      );
+    }
+  });
+
+  it('sends console output to stderr while the SDK runs, and puts the console back', () => {
+    const original = globalThis.console;
+    const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const restore = consoleToStderr();
+    try {
+      // What the SDK's ConsoleSpanExporter and its diagnostic logger call.
+      console.dir({ traceId: 'abc' }, { depth: 3 });
+      console.log('span');
+      console.info('diag');
+    } finally {
+      restore();
+    }
+    expect(globalThis.console).toBe(original);
+    expect(stdout).not.toHaveBeenCalled();
+    expect(stderr.mock.calls.map(([text]) => String(text)).join('')).toContain("traceId: 'abc'");
   });
 
   it("knows whether an SDK registered a tracer provider with vcnet's copy of the API", () => {

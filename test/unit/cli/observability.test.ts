@@ -7,6 +7,12 @@ import { context, type Span, type SpanOptions, type Tracer, trace } from '@opent
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { subscribeLogs } from '../../../src/cli/observability/log-subscriber.js';
+import {
+  bindLogContext,
+  commandLogContext,
+  logContext,
+  mergeLogContext,
+} from '../../../src/cli/observability/logger.js';
 import { subscribeSpans } from '../../../src/cli/observability/tracing.js';
 import { channels, isObserved, traced, tracing } from '../../../src/diagnostics.js';
 import { VcnetError } from '../../../src/errors.js';
@@ -245,6 +251,61 @@ describe('log subscriber', () => {
       () => undefined,
     );
     expect(lines()).toEqual([]);
+  });
+});
+
+describe('the four keys of every log line', () => {
+  afterEach(() => bindLogContext({}));
+
+  it("come from the bound context; a line's endpoint and netns win, the program's operation and sandbox stay", () => {
+    const chunks: string[] = [];
+    const log = pino(
+      { base: null, mixin: logContext, mixinMergeStrategy: mergeLogContext },
+      new Writable({
+        write(chunk, _encoding, done) {
+          chunks.push(String(chunk));
+          done();
+        },
+      }),
+    );
+    bindLogContext({ operation: 'ADD', sandbox: 'ctr', netns: '/run/netns/pod', endpoint: '' });
+    log.info('bound');
+    log.info({ sandbox: 'ctr/eth0', operation: 'attach', endpoint: 'eth0', netns: undefined }, 'event');
+    log.info({ endpoint: null, netns: null }, 'about none');
+    const lines = chunks.map((chunk) => JSON.parse(chunk) as Record<string, unknown>);
+    const keys = (line: Record<string, unknown> | undefined) => [
+      line?.operation,
+      line?.sandbox,
+      line?.netns,
+      line?.endpoint,
+    ];
+    // An empty value (CNI_IFNAME="") is none.
+    expect(keys(lines[0])).toEqual(['ADD', 'ctr', '/run/netns/pod', null]);
+    expect(keys(lines[1])).toEqual(['ADD', 'ctr', '/run/netns/pod', 'eth0']);
+    expect(keys(lines[2])).toEqual(['ADD', 'ctr', null, null]);
+    // Once each: pino would write a key bound on a child and given again twice.
+    for (const chunk of chunks) expect(chunk.match(/"endpoint"/g)).toHaveLength(1);
+  });
+
+  it("of a CLI command: its name, its --sandbox or <sandbox>, its --netns (one path, not gc's list)", () => {
+    const command = (options: Record<string, unknown>, names: string[] = [], values: unknown[] = []) => ({
+      opts: () => options,
+      registeredArguments: names.map((name) => ({ name: () => name })),
+      processedArgs: values,
+    });
+    expect(commandLogContext('attach', command({ sandbox: 's1', netns: '/run/netns/p' }))).toEqual({
+      operation: 'attach',
+      sandbox: 's1',
+      netns: '/run/netns/p',
+    });
+    expect(commandLogContext('add-iface', command({}, ['sandbox', 'file'], ['s2', '-']))).toMatchObject({
+      sandbox: 's2',
+      netns: undefined,
+    });
+    expect(commandLogContext('gc', command({ netns: ['/a', '/b'] }))).toMatchObject({
+      sandbox: undefined,
+      netns: undefined,
+    });
   });
 });
 

@@ -1,0 +1,150 @@
+/**
+ * Every log line of the built `vcnet` and `vcnet-cni` carries operation, sandbox, netns and endpoint
+ * (null where the line is about none; docs/diagnostics.md), and spans of OpenTelemetry's console
+ * exporter go to stderr: stdout stays the command's --json output and the CNI result.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import type { TestNamespace } from '../../helpers/namespace.js';
+import { makePod } from '../../helpers/pod.js';
+
+const CNI = join(CLI, '../../cni/main.js');
+const stateDirectory = stateDirectoryPerTest('vcnet-log-fields-');
+const KEYS = ['operation', 'sandbox', 'netns', 'endpoint'];
+const DEBUG_JSON = ['--log-level', 'debug', '--log-format', 'json'];
+
+type Line = Record<string, unknown>;
+
+/** stderr's JSON log lines; any other line fails the test (a warning printed as text, say). */
+function logLines(stderr: string): Line[] {
+  const lines = stderr
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as Line);
+  expect(lines.length).toBeGreaterThan(0);
+  for (const line of lines) expect(Object.keys(line), String(line.msg)).toEqual(expect.arrayContaining(KEYS));
+  return lines;
+}
+
+function cni(pod: TestNamespace, command: 'ADD' | 'DEL', env: Record<string, string>) {
+  const config = {
+    cniVersion: '1.0.0',
+    name: 'log-fields',
+    type: 'vcnet-cni',
+    stateDir: stateDirectory(),
+    prevResult: {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'eth0', sandbox: pod.path }],
+      ips: [{ address: '10.200.0.2/24', interface: 0 }],
+    },
+  };
+  const result = spawnSync(process.execPath, [CNI], {
+    input: JSON.stringify(config),
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: 'logfields-ctr',
+      CNI_NETNS: pod.path,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: '/usr/lib/cni',
+      ...env,
+    },
+  });
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('log lines', () => {
+  it('of attach, detach and scan each carry operation, sandbox, netns and endpoint', () => {
+    const { pod } = makePod();
+    // A second route to a destination: attach warns that the guest gets only one.
+    pod.exec('ip', ['route', 'add', '10.100.0.0/16', 'via', '10.200.0.1', 'metric', '50']);
+    const attached = vcnet([
+      ...DEBUG_JSON,
+      'attach',
+      '--sandbox',
+      'lf',
+      '--netns',
+      pod.path,
+      '--state-dir',
+      stateDirectory(),
+      '--json',
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    expect(() => JSON.parse(attached.stdout)).not.toThrow();
+    const attachLines = logLines(attached.stderr);
+    for (const line of attachLines) {
+      expect(line.sandbox, String(line.msg)).toBe('lf');
+      expect(line.netns, String(line.msg)).toBe(pod.path);
+      expect(line.operation, String(line.msg)).toBe('attach');
+    }
+    const messages = attachLines.map((line) => String(line.msg));
+    expect(messages).toEqual(
+      expect.arrayContaining([
+        'netlink batch',
+        'namespace scanned',
+        'endpoint attached',
+        expect.stringMatching(/^vhost-net off for the QEMU NICs/),
+        expect.stringMatching(/^the guest gets one route per destination/),
+      ]),
+    );
+    for (const line of attachLines)
+      expect(line.endpoint, String(line.msg)).toBe(line.msg === 'endpoint attached' ? 'eth0' : null);
+
+    const detached = vcnet([...DEBUG_JSON, 'detach', '--sandbox', 'lf', '--state-dir', stateDirectory(), '--json']);
+    expect(detached.status, detached.stderr).toBe(0);
+    expect(() => JSON.parse(detached.stdout)).not.toThrow();
+    const detachLines = logLines(detached.stderr);
+    for (const line of detachLines) {
+      expect(line).toMatchObject({ operation: 'detach', sandbox: 'lf', netns: pod.path });
+      expect(line.endpoint, String(line.msg)).toBe(line.msg === 'endpoints detached' ? 'eth0' : null);
+    }
+    expect(detachLines.map((line) => line.msg)).toContain('endpoints detached');
+
+    const scanned = vcnet([...DEBUG_JSON, 'scan', '--netns', pod.path, '--json']);
+    expect(scanned.status, scanned.stderr).toBe(0);
+    for (const line of logLines(scanned.stderr))
+      expect(line).toMatchObject({ operation: 'scan', sandbox: null, netns: pod.path, endpoint: null });
+  });
+
+  it('of vcnet-cni ADD and DEL carry the CNI command, container id, CNI_NETNS and the interface', () => {
+    const { pod } = makePod();
+    for (const command of ['ADD', 'DEL'] as const) {
+      const run = cni(pod, command, { VCNET_LOG_LEVEL: 'debug' });
+      expect(run.status, run.stderr).toBe(0);
+      for (const line of logLines(run.stderr))
+        expect(line, String(line.msg)).toMatchObject({
+          operation: command,
+          sandbox: 'logfields-ctr',
+          netns: pod.path,
+          endpoint: 'eth0',
+        });
+    }
+  });
+});
+
+describe('spans of the console exporter', () => {
+  it('go to stderr: attach --json prints only its JSON on stdout, vcnet-cni only its CNI result', () => {
+    const { pod } = makePod();
+    const consoleSpans = { OTEL_TRACES_EXPORTER: 'console' };
+    const attached = vcnet(
+      ['attach', '--sandbox', 'lfo', '--netns', pod.path, '--state-dir', stateDirectory(), '--json'],
+      consoleSpans,
+    );
+    expect(attached.status, attached.stderr).toBe(0);
+    expect(JSON.parse(attached.stdout)).toMatchObject({ sandbox: 'lfo' });
+    expect(attached.stderr).toContain("name: 'vcnet.cli.attach'");
+    expect(vcnet(['detach', '--sandbox', 'lfo', '--state-dir', stateDirectory()]).status).toBe(0);
+
+    const added = cni(pod, 'ADD', consoleSpans);
+    expect(added.status, added.stderr).toBe(0);
+    const result = JSON.parse(added.stdout) as { interfaces: Array<{ name: string }> };
+    expect(result.interfaces.map((link) => link.name)).toContain('tap0_kata');
+    expect(added.stderr).toContain('traceId');
+    const deleted = cni(pod, 'DEL', consoleSpans);
+    expect(deleted.status, deleted.stderr).toBe(0);
+    expect(deleted.stdout).toBe('');
+  });
+});
