@@ -240,8 +240,8 @@ function madeByVcnet(link: Link, kind: string): boolean {
  * The links the create-link records mean, now, by recorded name. A record with the link's ifindex
  * finds it by that index, of the recorded kind, whatever it is named or grouped now (a renamed tap is
  * still vcnet's to delete); a link that only has the recorded name is someone else's look-alike, and
- * is left. A record without the index (journaled before the link existed, or by an older build) finds
- * it by name, of the recorded kind and in vcnet's group. `notMade`: recorded names whose link there
+ * is left. A record without the index (an older build's: vcnet now records the index it makes a
+ * link at before making it) finds it by name, of the recorded kind and in vcnet's group. `notMade`: recorded names whose link there
  * now is another's, left with a notice.
  */
 function createdLinksNow(
