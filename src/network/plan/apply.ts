@@ -24,8 +24,17 @@ import { createMacvtapAtUniqueIndex } from '../model/macvtap-index.js';
 import { tapOwnershipFields } from '../tap-owner.js';
 import { commandOf } from './commands.js';
 import { LinkNameTakenError } from './plan-attach.js';
-import { type DetachNotice, type DetachPlan, type KeptRecord, linkResolver, planDetach } from './plan-detach.js';
+import {
+  type DetachNotice,
+  type DetachPlan,
+  type DetachStep,
+  type KeptRecord,
+  linkResolver,
+  planDetach,
+  routeTakenNotice,
+} from './plan-detach.js';
 import { routeArguments } from './route-command.js';
+import { placeOfRecord, placeOfRoute } from './route-place.js';
 import type { Change, LinkRef, Plan, PlanStep, PlumbingStep, RouteRecord } from './types.js';
 
 /**
@@ -655,18 +664,52 @@ export async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise
   }
   const outcomes = await batch.send();
   const left = new Set<PlumbingStep>();
+  const placesTaken: DetachStep[] = [];
   outcomes.forEach((outcome, position) => {
     const step = plan.steps[position]!;
     publishStep(handle, step.change, 'undo', outcome.ok ? undefined : outcome.error);
     if (outcome.ok) report.undone += changeCount(step.change);
-    else if (alreadyDone(step.change, outcome.error.errno)) report.alreadyGone++;
-    else {
+    else if (alreadyDone(step.change, outcome.error.errno)) {
+      report.alreadyGone++;
+      if (step.change.op === 'add-route' && outcome.error.errno === 'EEXIST') placesTaken.push(step);
+    } else {
       report.failures.push(outcome.error);
       for (const record of step.settles) left.add(record);
     }
   });
   report.left = [...left];
+  if (placesTaken.length > 0) await noticeRoutesTakenMeanwhile(handle, placesTaken);
   return report;
+}
+
+/**
+ * Routes the plan put back in a free place that the kernel found taken (EEXIST) when the batch came:
+ * someone set a route there between the plan and its send. Theirs stays, as when the plan finds it,
+ * and the same notice says so; a route that is the recorded one is left silently.
+ */
+async function noticeRoutesTakenMeanwhile(handle: NetlinkHandle, steps: readonly DetachStep[]): Promise<void> {
+  const notices: DetachNotice[] = [];
+  try {
+    const [routes, links] = await Promise.all([handle.routes({ table: 'all' }), handle.links()]);
+    for (const step of steps) {
+      if (step.change.op !== 'add-route') continue;
+      const place = placeOfRecord(step.change.route);
+      const there = routes.find((route) => placeOfRoute(route) === place);
+      const notice = there && routeTakenNotice(step, there, links);
+      if (notice) notices.push(notice);
+    }
+  } catch (error) {
+    for (const step of steps) {
+      if (step.change.op !== 'add-route') continue;
+      notices.push({
+        link: step.change.link.name,
+        message: `did not put back the route ${routeArguments(step.change.route, step.change.link)}: a route was set in its place as detach sent it, and the routes could not be listed to say which (${(error as Error).message})`,
+      });
+    }
+  }
+  for (const notice of notices) {
+    publish(channels.notice, () => ({ operation: 'detach', endpoint: notice.link, message: notice.message }));
+  }
 }
 
 /**

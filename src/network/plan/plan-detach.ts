@@ -329,14 +329,24 @@ function placedRoutes(
     const there = taken.get(place);
     if (!there) return [{ ...step, change: { ...change, replace: kernelPlaces.has(place) } }];
     for (const record of step.settles) if (!alreadyGone.includes(record)) alreadyGone.push(record);
-    if (!sameRoute(there, links, change.route, change.link)) {
-      notices.push({
-        link: step.settles[0] && 'link' in step.settles[0] ? step.settles[0].link : change.link.name,
-        message: `left the route ${listedRouteText(there, links)} as it is: it was set after attach in the place (table, destination, metric) of the route attach removed, ${recordedRouteText(change.route, change.link)}, which is not put back over it`,
-      });
-    }
+    const notice = routeTakenNotice(step, there, links);
+    if (notice) notices.push(notice);
     return [];
   });
+}
+
+/**
+ * The notice for a recorded route whose place holds `there`, another route (undefined when `there`
+ * is the recorded one): said when the plan finds it, and when it appears between the plan and its
+ * send (the kernel's EEXIST to the add, apply.ts).
+ */
+export function routeTakenNotice(step: DetachStep, there: Route, links: readonly Link[]): DetachNotice | undefined {
+  const { change } = step;
+  if (change.op !== 'add-route' || sameRoute(there, links, change.route, change.link)) return undefined;
+  return {
+    link: step.settles[0] && 'link' in step.settles[0] ? step.settles[0].link : change.link.name,
+    message: `left the route ${listedRouteText(there, links)} as it is: it was set after attach in the place (table, destination, metric) of the route attach removed, ${recordedRouteText(change.route, change.link)}, which is not put back over it`,
+  };
 }
 
 export function planDetach(
