@@ -681,6 +681,13 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
   // A socket bound in that namespace (e.g. the handle's netlink socket): SIOCGIFINDEX on it finds
   // the tap's index without making a socket of our own.
   int32_t index_socket = get_int_prop(env, argv[2], "indexSocket", -1);
+  // The ifindex to make the tap at (TUNSETIFINDEX before TUNSETIFF): the caller records it before the
+  // tap exists, so the record names the tap by identity from the first moment. 0: the kernel picks.
+  int32_t ifindex = get_int_prop(env, argv[2], "ifindex", 0);
+  if (ifindex < 0) {
+    throw_type(env, "ifindex must be a positive integer, or 0 for the kernel's choice");
+    return NULL;
+  }
   if (queues < 1 || queues > MAX_QUEUES || (!multi_queue && queues != 1)) {
     throw_type(env, "queues must be 1, or 1..256 with multiQueue");
     return NULL;
@@ -713,6 +720,14 @@ static napi_value create_tun(napi_env env, napi_callback_info info) {
     // existing persistent tap of that name (someone else's, or a leak), and our detach would delete it.
     if (i == 0) ifr.ifr_flags |= IFF_TUN_EXCL;
     memcpy(ifr.ifr_name, name, strnlen(name, IFNAMSIZ - 1));
+    if (i == 0 && ifindex > 0) {
+      unsigned int at = (unsigned int)ifindex;
+      if (ioctl(fd, TUNSETIFINDEX, &at) < 0) {
+        err = errno;
+        failed = "ioctl(TUNSETIFINDEX)";
+        break;
+      }
+    }
     started = accounting_start();
     int set = ioctl(fd, TUNSETIFF, &ifr);
     err = errno;

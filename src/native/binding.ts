@@ -25,6 +25,11 @@ export interface TunOptions {
   namespaceFd?: number;
   /** A socket bound in that namespace: the tap's index is looked up on it (SIOCGIFINDEX). */
   indexSocket?: number;
+  /**
+   * The ifindex to make the tap at (TUNSETIFINDEX), so that it can be recorded before the tap exists;
+   * the kernel picks one when absent. Taken: EBUSY, as for a taken name.
+   */
+  ifindex?: number;
 }
 
 export interface WatchHandle {

@@ -175,7 +175,13 @@ function errnoOf(error: unknown): string | undefined {
 export async function createMacvtapAtUniqueIndex(
   handle: NetlinkHandle,
   spec: LinkSpec,
-  options: { roots?: DeviceRoots; random?: (max: number) => number; attempts?: number } = {},
+  options: {
+    roots?: DeviceRoots;
+    random?: (max: number) => number;
+    attempts?: number;
+    /** Told each index before the macvtap is asked for there (the executor journals it: the record names the link by identity). */
+    beforeCreate?: (index: number) => void;
+  } = {},
 ): Promise<{ index: number; node: MacvtapDeviceNode }> {
   const roots = options.roots ?? HOST_DEVICE_ROOTS;
   const attempts = options.attempts ?? MACVTAP_INDEX_ATTEMPTS;
@@ -188,6 +194,7 @@ export async function createMacvtapAtUniqueIndex(
       lastProblem = `tap${index} is taken by another macvtap`;
       continue;
     }
+    options.beforeCreate?.(index);
     try {
       await handle.addLink({ ...spec, index });
     } catch (error) {

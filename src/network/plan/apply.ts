@@ -8,6 +8,7 @@
  * Detach runs through here as well (undoPlan): "already gone" is every way the kernel says so for
  * the object kind, so undo converges however often it is repeated.
  */
+import { randomInt } from 'node:crypto';
 import { channels, publish } from '../../diagnostics.js';
 import { RollbackIncompleteError, SystemCallError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
@@ -23,8 +24,17 @@ import { createMacvtapAtUniqueIndex } from '../model/macvtap-index.js';
 import { tapOwnershipFields } from '../tap-owner.js';
 import { commandOf } from './commands.js';
 import { LinkNameTakenError } from './plan-attach.js';
-import { type DetachNotice, type DetachPlan, type KeptRecord, linkResolver, planDetach } from './plan-detach.js';
+import {
+  type DetachNotice,
+  type DetachPlan,
+  type DetachStep,
+  type KeptRecord,
+  linkResolver,
+  planDetach,
+  routeTakenNotice,
+} from './plan-detach.js';
 import { routeArguments } from './route-command.js';
+import { placeOfRecord, placeOfRoute } from './route-place.js';
 import type { Change, LinkRef, Plan, PlanStep, PlumbingStep, RouteRecord } from './types.js';
 
 /**
@@ -151,10 +161,29 @@ function publishStep(handle: NetlinkHandle, change: Change, phase: 'apply' | 'un
   }));
 }
 
+/**
+ * Where vcnet makes its taps and ifbs: far above the indexes the kernel hands out by itself (it
+ * counts up from 1 in each namespace), and apart from the macvtaps' 8192-73727 (macvtap-index.ts).
+ */
+export const LINK_INDEX_BASE = 1 << 20;
+export const LINK_INDEX_RANGE = 1 << 20;
+/** How many indexes a tap is tried at before the attach gives up (each taken one is someone's link). */
+const TAP_INDEX_ATTEMPTS = 16;
+
+export function randomLinkIndex(random: (max: number) => number = randomInt): number {
+  return LINK_INDEX_BASE + random(LINK_INDEX_RANGE);
+}
+
 /** Applies a plan; on failure undoes what it made and throws (RollbackIncompleteError when undo fails too). */
 export async function applyPlan(plan: Plan, context: ApplyContext): Promise<AppliedPlan> {
   const { handle } = context;
   const createdIndexes = new Map<string, number>();
+  // The index each link vcnet makes is made at, chosen before it exists: every record journaled of it
+  // names it by that identity, never by a name someone else may hold by the time detach or gc reads
+  // the record (a record whose next write failed, say). A link not made is in no record of `completed`.
+  const chosenIndexes = new Map<string, number>();
+  const recorded = (steps: readonly PlanStep[]): PlumbingStep[] =>
+    recordsOf(steps, new Map([...chosenIndexes, ...createdIndexes]));
   const completed: PlanStep[] = [];
   const tapFds: number[] = [];
   // Made when the first change is queued: a plan that is only a tap ioctl sends no batch.
@@ -169,7 +198,11 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
   };
   const queue = (step: PlanStep): void => {
     batch ??= handle.changes();
-    queueChange(batch, step.change, resolved);
+    const { change } = step;
+    if (change.op === 'create-link' && change.kind === 'ifb' && !chosenIndexes.has(change.link.name)) {
+      chosenIndexes.set(change.link.name, randomLinkIndex());
+    }
+    queueChange(batch, change, resolved, chosenIndexes);
     queued.push(step);
   };
   const flush = async (): Promise<void> => {
@@ -178,14 +211,17 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     const sent = batch;
     queued = [];
     batch = undefined;
-    context.journal?.(recordsOf([...completed, ...sending], createdIndexes));
+    context.journal?.(recorded([...completed, ...sending]));
     const outcomes = await sent.send();
     const refused: Array<{ step: PlanStep; error: NetlinkError }> = [];
     outcomes.forEach((outcome, position) => {
       const step = sending[position]!;
       publishStep(handle, step.change, 'apply', outcome.ok ? undefined : outcome.error);
-      if (outcome.ok) completed.push(step);
-      else refused.push({ step, error: outcome.error });
+      if (outcome.ok) {
+        completed.push(step);
+        const made = step.change.op === 'create-link' ? chosenIndexes.get(step.change.link.name) : undefined;
+        if (made !== undefined && step.change.op === 'create-link') createdIndexes.set(step.change.link.name, made);
+      } else refused.push({ step, error: outcome.error });
     });
     const first = refused[0];
     if (!first) return;
@@ -199,7 +235,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         continue;
       }
       await flush();
-      context.journal?.(recordsOf([...completed, step], createdIndexes));
+      context.journal?.(recorded([...completed, step]));
       await addIngressQdiscRetrying(handle, { index: resolved(step.change.link), name: step.change.link.name });
       publishStep(handle, step.change, 'apply');
       completed.push(step);
@@ -225,19 +261,28 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         await testHook(step, position);
       }
       if (change.op === 'create-tap') {
-        context.journal?.(recordsOf([...completed, step], createdIndexes));
-        const created = createTap(context, change);
+        const created = await createTapAtChosenIndex(context, change, (index) => {
+          chosenIndexes.set(change.link.name, index);
+          context.journal?.(recorded([...completed, step]));
+        });
         publishStep(handle, change, 'apply');
         tapFds.push(...created.fds);
         createdIndexes.set(change.link.name, created.index);
         completed.push(step);
+        // A native shim built before it took `ifindex` makes the tap wherever the kernel likes: the
+        // record is put right at once (rebuild it: npm run build:native).
+        if (created.index !== chosenIndexes.get(change.link.name)) context.journal?.(recorded(completed));
         continue;
       }
       if (change.op === 'create-link' && change.kind === 'macvtap') {
         // Made on its own at a random high index, so its host-global /dev/tap<index> is its own (issue 13).
         await flush();
-        context.journal?.(recordsOf([...completed, step], createdIndexes));
-        const created = await createMacvtapAtUniqueIndex(handle, linkSpecOf(change, resolved));
+        const created = await createMacvtapAtUniqueIndex(handle, linkSpecOf(change, resolved), {
+          beforeCreate: (index) => {
+            chosenIndexes.set(change.link.name, index);
+            context.journal?.(recorded([...completed, step]));
+          },
+        });
         publishStep(handle, change, 'apply');
         createdIndexes.set(change.link.name, created.index);
         completed.push(step);
@@ -249,13 +294,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     return { records: recordsOf(completed, createdIndexes), createdIndexes, tapFds };
   } catch (error) {
     closeFds(tapFds);
-    return rollBackAttach(
-      handle,
-      recordsOf(completed, createdIndexes),
-      error as Error,
-      context.journal,
-      createdIndexes,
-    );
+    return rollBackAttach(handle, recorded(completed), error as Error, context.journal, createdIndexes);
   }
 }
 
@@ -344,7 +383,36 @@ async function linksStillThere(
   return survivors;
 }
 
-function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-tap' }>) {
+/**
+ * Makes the tap at an index chosen (and journaled, by `beforeCreate`) before it exists. EBUSY is
+ * the kernel saying the name or the index is taken: a taken name fails the attach, a taken index is
+ * someone's link, and another index is tried.
+ */
+async function createTapAtChosenIndex(
+  context: ApplyContext,
+  change: Extract<Change, { op: 'create-tap' }>,
+  beforeCreate: (index: number) => void,
+): Promise<{ index: number; fds: number[] }> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < TAP_INDEX_ATTEMPTS; attempt++) {
+    const index = randomLinkIndex();
+    beforeCreate(index);
+    try {
+      return createTap(context, change, index);
+    } catch (error) {
+      if (!(error instanceof LinkNameTakenError)) throw error;
+      const holder = await context.handle.findLink({ name: change.link.name });
+      if (holder) throw new LinkNameTakenError(change.link.name, holder, error.cause);
+      lastError = error;
+    }
+  }
+  throw new SystemCallError(
+    `create tap ${change.link.name} (${TAP_INDEX_ATTEMPTS} indexes from ${LINK_INDEX_BASE} tried, each taken)`,
+    ((lastError as Error).cause ?? lastError) as NodeJS.ErrnoException,
+  );
+}
+
+function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-tap' }>, index?: number) {
   const { handle } = context;
   const ownership = tapOwnershipFields({
     ...(change.owner !== undefined ? { tapOwner: change.owner } : {}),
@@ -366,6 +434,7 @@ function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-
       // Persist so the tap outlives this process (the CLI exits before the VM starts).
       persist: true,
       keepFds: context.keepFds,
+      ...(index !== undefined ? { ifindex: index } : {}),
     });
   } catch (error) {
     // The first queue is opened with IFF_TUN_EXCL: EBUSY is the kernel saying the name is taken.
@@ -386,10 +455,15 @@ export function closeFds(fds: number[]): void {
   }
 }
 
-/** The link a create-link change makes, with its parent's index resolved. */
-function linkSpecOf(change: Extract<Change, { op: 'create-link' }>, indexOf: (ref: LinkRef) => number): LinkSpec {
+/** The link a create-link change makes, with its parent's index resolved (and its own, when chosen). */
+function linkSpecOf(
+  change: Extract<Change, { op: 'create-link' }>,
+  indexOf: (ref: LinkRef) => number,
+  chosenIndex?: number,
+): LinkSpec {
   return {
     name: change.link.name,
+    ...(chosenIndex !== undefined ? { index: chosenIndex } : {}),
     ...(change.parent ? { parentIndex: indexOf(change.parent) } : {}),
     ...(change.mtu !== undefined ? { mtu: change.mtu } : {}),
     ...(change.address ? { address: change.address } : {}),
@@ -401,12 +475,17 @@ function linkSpecOf(change: Extract<Change, { op: 'create-link' }>, indexOf: (re
 }
 
 /** Puts one change in a batch, with link indexes resolved. */
-export function queueChange(batch: ChangeBatch, change: Change, indexOf: (ref: LinkRef) => number): void {
+export function queueChange(
+  batch: ChangeBatch,
+  change: Change,
+  indexOf: (ref: LinkRef) => number,
+  chosenIndexes?: ReadonlyMap<string, number>,
+): void {
   switch (change.op) {
     case 'create-tap':
       throw new Error('a tap is made by ioctl, not netlink');
     case 'create-link':
-      batch.addLink(linkSpecOf(change, indexOf));
+      batch.addLink(linkSpecOf(change, indexOf, chosenIndexes?.get(change.link.name)));
       return;
     case 'delete-link':
       batch.deleteLink(indexOf(change.link), `delete ${change.kind} ${change.link.name}`);
@@ -585,18 +664,52 @@ export async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise
   }
   const outcomes = await batch.send();
   const left = new Set<PlumbingStep>();
+  const placesTaken: DetachStep[] = [];
   outcomes.forEach((outcome, position) => {
     const step = plan.steps[position]!;
     publishStep(handle, step.change, 'undo', outcome.ok ? undefined : outcome.error);
     if (outcome.ok) report.undone += changeCount(step.change);
-    else if (alreadyDone(step.change, outcome.error.errno)) report.alreadyGone++;
-    else {
+    else if (alreadyDone(step.change, outcome.error.errno)) {
+      report.alreadyGone++;
+      if (step.change.op === 'add-route' && outcome.error.errno === 'EEXIST') placesTaken.push(step);
+    } else {
       report.failures.push(outcome.error);
       for (const record of step.settles) left.add(record);
     }
   });
   report.left = [...left];
+  if (placesTaken.length > 0) await noticeRoutesTakenMeanwhile(handle, placesTaken);
   return report;
+}
+
+/**
+ * Routes the plan put back in a free place that the kernel found taken (EEXIST) when the batch came:
+ * someone set a route there between the plan and its send. Theirs stays, as when the plan finds it,
+ * and the same notice says so; a route that is the recorded one is left silently.
+ */
+async function noticeRoutesTakenMeanwhile(handle: NetlinkHandle, steps: readonly DetachStep[]): Promise<void> {
+  const notices: DetachNotice[] = [];
+  try {
+    const [routes, links] = await Promise.all([handle.routes({ table: 'all' }), handle.links()]);
+    for (const step of steps) {
+      if (step.change.op !== 'add-route') continue;
+      const place = placeOfRecord(step.change.route);
+      const there = routes.find((route) => placeOfRoute(route) === place);
+      const notice = there && routeTakenNotice(step, there, links);
+      if (notice) notices.push(notice);
+    }
+  } catch (error) {
+    for (const step of steps) {
+      if (step.change.op !== 'add-route') continue;
+      notices.push({
+        link: step.change.link.name,
+        message: `did not put back the route ${routeArguments(step.change.route, step.change.link)}: a route was set in its place as detach sent it, and the routes could not be listed to say which (${(error as Error).message})`,
+      });
+    }
+  }
+  for (const notice of notices) {
+    publish(channels.notice, () => ({ operation: 'detach', endpoint: notice.link, message: notice.message }));
+  }
 }
 
 /**

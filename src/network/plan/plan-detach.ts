@@ -240,8 +240,8 @@ function madeByVcnet(link: Link, kind: string): boolean {
  * The links the create-link records mean, now, by recorded name. A record with the link's ifindex
  * finds it by that index, of the recorded kind, whatever it is named or grouped now (a renamed tap is
  * still vcnet's to delete); a link that only has the recorded name is someone else's look-alike, and
- * is left. A record without the index (journaled before the link existed, or by an older build) finds
- * it by name, of the recorded kind and in vcnet's group. `notMade`: recorded names whose link there
+ * is left. A record without the index (an older build's: vcnet now records the index it makes a
+ * link at before making it) finds it by name, of the recorded kind and in vcnet's group. `notMade`: recorded names whose link there
  * now is another's, left with a notice.
  */
 function createdLinksNow(
@@ -329,14 +329,24 @@ function placedRoutes(
     const there = taken.get(place);
     if (!there) return [{ ...step, change: { ...change, replace: kernelPlaces.has(place) } }];
     for (const record of step.settles) if (!alreadyGone.includes(record)) alreadyGone.push(record);
-    if (!sameRoute(there, links, change.route, change.link)) {
-      notices.push({
-        link: step.settles[0] && 'link' in step.settles[0] ? step.settles[0].link : change.link.name,
-        message: `left the route ${listedRouteText(there, links)} as it is: it was set after attach in the place (table, destination, metric) of the route attach removed, ${recordedRouteText(change.route, change.link)}, which is not put back over it`,
-      });
-    }
+    const notice = routeTakenNotice(step, there, links);
+    if (notice) notices.push(notice);
     return [];
   });
+}
+
+/**
+ * The notice for a recorded route whose place holds `there`, another route (undefined when `there`
+ * is the recorded one): said when the plan finds it, and when it appears between the plan and its
+ * send (the kernel's EEXIST to the add, apply.ts).
+ */
+export function routeTakenNotice(step: DetachStep, there: Route, links: readonly Link[]): DetachNotice | undefined {
+  const { change } = step;
+  if (change.op !== 'add-route' || sameRoute(there, links, change.route, change.link)) return undefined;
+  return {
+    link: step.settles[0] && 'link' in step.settles[0] ? step.settles[0].link : change.link.name,
+    message: `left the route ${listedRouteText(there, links)} as it is: it was set after attach in the place (table, destination, metric) of the route attach removed, ${recordedRouteText(change.route, change.link)}, which is not put back over it`,
+  };
 }
 
 export function planDetach(

@@ -157,9 +157,10 @@ export type PlumbingStep =
       name: string;
       kind: string;
       /**
-       * The link's ifindex once made: its identity, as for pod links (a renamed tap is still vcnet's, a
-       * look-alike made under its name is not). Absent in a record journaled before the link existed,
-       * and in records of older builds: those are found by name.
+       * The link's ifindex: its identity, as for pod links (a renamed tap is still vcnet's, a
+       * look-alike made under its name is not). Chosen before the link is made (apply.ts), so a record
+       * journaled just before it existed has it too. Absent in records of older builds: those are
+       * found by name.
        */
       index?: number;
     }
