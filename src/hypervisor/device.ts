@@ -4,6 +4,7 @@
  * body and refuses, with a typed error, the parts it cannot express.
  */
 import { InvalidInputError } from '../errors.js';
+import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../mac-address.js';
 
 /** Limits in bits per second (0 or absent = no limit). rx = towards the guest, tx = from the guest. */
 export interface NetworkRateLimit {
@@ -40,7 +41,6 @@ export interface PciSlot {
 
 /** QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. Capped to keep names sane. */
 export const DEVICE_ID_PATTERN = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;
-export const MAC_PATTERN = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 /** Linux allows up to 15 bytes; '/', ':' and whitespace are refused by the kernel, ',' and '=' by our option syntaxes. */
 const TAP_NAME_PATTERN = /^[^/:,=\s]{1,15}$/;
 const PCI_ADDRESS_PATTERN = /^(?:0x)?([0-9a-fA-F]{1,2})(?:\.([0-7]))?$/;
@@ -142,8 +142,8 @@ export function normalizeMac(mac: string): string {
 }
 
 function validateMac(field: string, mac: string): void {
-  if (typeof mac !== 'string' || !MAC_PATTERN.test(mac)) {
-    throw new InvalidInputError(field, mac, 'six hex octets separated by colons, e.g. 02:42:ac:11:00:02');
+  if (!isMacAddress(mac)) {
+    throw new InvalidInputError(field, mac, MAC_ADDRESS_ACCEPTED);
   }
   const firstOctet = Number.parseInt(mac.slice(0, 2), 16);
   // A NIC address must be unicast: a multicast source MAC is dropped by bridges and switches.

@@ -24,6 +24,7 @@ const LAYERS = [
       'event-loop.ts',
       'namespace-file.ts',
       'terminal-text.ts',
+      'mac-address.ts',
     ],
     mayImport: [],
   },

@@ -13,6 +13,7 @@
  * validateNetworkConfig refused unknown ones).
  */
 import * as z from 'zod';
+import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../../mac-address.js';
 import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
 import { ENDPOINT_TYPES } from '../network-info.js';
@@ -33,9 +34,7 @@ const hardwareAddress = z
   .string({ error: 'a link-layer address such as 02:42:ac:11:00:02' })
   .regex(/^[0-9a-f]{2}(:[0-9a-f]{2})*$/i, { error: 'a link-layer address such as 02:42:ac:11:00:02' });
 /** An Ethernet MAC: what a guest NIC, a tap and a macvtap have, and what vcnet sets on a link. */
-const macAddress = z
-  .string({ error: 'a MAC address such as 02:42:ac:11:00:02' })
-  .regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, { error: 'a MAC address such as 02:42:ac:11:00:02' });
+const macAddress = z.string({ error: MAC_ADDRESS_ACCEPTED }).refine(isMacAddress, { error: MAC_ADDRESS_ACCEPTED });
 
 // Kernel objects are checked for the fields vcnet reads back, and keep the rest as the kernel gave it.
 // index: checked by the endpoint (a hot-added tap's guest link has none: 0).
@@ -247,7 +246,7 @@ const unmadeDevicePlumbing = (model: 'existing' | 'pending') =>
     tapName: z.string({ error: 'the tap name' }),
     tapIndex: whole,
     guestHardwareAddress: z.union([z.literal(''), hardwareAddress], {
-      error: 'a MAC address such as 02:42:ac:11:00:02, or ""',
+      error: `${MAC_ADDRESS_ACCEPTED}, or ""`,
     }),
   });
 
