@@ -1,6 +1,7 @@
 /** Turns CLI flags into a validated NetworkConfig (flags win over configuration.toml). */
 import { decimalInteger, decimalSecondsAsMs } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
+import { MAX_QUEUES, QUEUES_ACCEPTED } from '../hypervisor/device.js';
 import { openNamespace } from '../netns/namespace.js';
 import {
   type KataConfigOverrides,
@@ -39,7 +40,7 @@ export function collect(value: string, previous: string[] = []): string[] {
 }
 
 export function parseQueues(text: string): number {
-  return decimalInteger('--queues', text, 1, 256, 'an integer from 1 to 256');
+  return decimalInteger('--queues', text, 1, MAX_QUEUES, QUEUES_ACCEPTED);
 }
 
 /**

@@ -46,6 +46,8 @@ const TAP_NAME_PATTERN = /^[^/:,=\s]{1,15}$/;
 const PCI_ADDRESS_PATTERN = /^(?:0x)?([0-9a-fA-F]{1,2})(?:\.([0-7]))?$/;
 /** The kernel's tun driver allows at most 256 queues per device. */
 export const MAX_QUEUES = 256;
+/** What every queues field and flag accepts (NetworkDevice.queues, --queues, the CNI config, the state files). */
+export const QUEUES_ACCEPTED = `an integer from 1 to ${MAX_QUEUES}`;
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_UNIX_SOCKET_PATH_BYTES = 107;
 
@@ -58,7 +60,7 @@ export function validateNetworkDevice(device: NetworkDevice): void {
     );
   }
   if (!Number.isInteger(device.queues) || device.queues < 1 || device.queues > MAX_QUEUES) {
-    throw new InvalidInputError('NetworkDevice.queues', device.queues, `an integer from 1 to ${MAX_QUEUES}`);
+    throw new InvalidInputError('NetworkDevice.queues', device.queues, QUEUES_ACCEPTED);
   }
   validateMac('NetworkDevice.guestMac', device.guestMac);
   if (device.hostMac !== undefined) validateMac('NetworkDevice.hostMac', device.hostMac);

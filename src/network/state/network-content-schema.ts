@@ -13,6 +13,7 @@
  * validateNetworkConfig refused unknown ones).
  */
 import * as z from 'zod';
+import { MAX_QUEUES, QUEUES_ACCEPTED } from '../../hypervisor/device.js';
 import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../../mac-address.js';
 import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
@@ -221,9 +222,10 @@ const plumbingFields = {
     .string({ error: 'an absolute device path' })
     .startsWith('/', { error: 'an absolute device path' })
     .optional(),
-  queues: z.int({ error: 'queues from 1 to 256' }).min(1, { error: 'queues from 1 to 256' }).max(256, {
-    error: 'queues from 1 to 256',
-  }),
+  queues: z
+    .int({ error: QUEUES_ACCEPTED })
+    .min(1, { error: QUEUES_ACCEPTED })
+    .max(MAX_QUEUES, { error: QUEUES_ACCEPTED }),
 };
 /** tcfilter, macvtap and none make the device the VM uses: it has a name, an ifindex and a MAC. */
 const madeDevicePlumbing = (model: 'tcfilter' | 'macvtap' | 'none') =>
@@ -312,9 +314,9 @@ export const networkConfigSchema = z.looseObject({
   namespaceCreatedByVcnet: z.boolean({ error: 'true or false' }),
   disableNewNetns: z.boolean({ error: 'true or false' }),
   queues: z
-    .int({ error: 'an integer from 1 to 256' })
-    .min(1, { error: 'an integer from 1 to 256' })
-    .max(256, { error: 'an integer from 1 to 256' }),
+    .int({ error: QUEUES_ACCEPTED })
+    .min(1, { error: QUEUES_ACCEPTED })
+    .max(MAX_QUEUES, { error: QUEUES_ACCEPTED }),
   vhostNet: z.enum(['auto', 'off'], { error: 'auto, off' }),
   tapOwner: z.int({ error: 'a uid' }).min(0).max(0x7fffffff).optional(),
   tapGroup: z.int({ error: 'a gid' }).min(0).max(0x7fffffff).optional(),
