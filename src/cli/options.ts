@@ -1,7 +1,6 @@
 /** Turns CLI flags into a validated NetworkConfig (flags win over configuration.toml). */
 import { decimalInteger, decimalSecondsAsMs } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
-import { MAX_QUEUES, QUEUES_ACCEPTED } from '../hypervisor/device.js';
 import { openNamespace } from '../netns/namespace.js';
 import {
   type KataConfigOverrides,
@@ -11,6 +10,7 @@ import {
 } from '../network/config.js';
 import { parseInterworkingModel } from '../network/interworking-model.js';
 import { parseTapId } from '../network/tap-owner.js';
+import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
 import { HYPERVISORS, type HypervisorKind, parseHypervisor } from './hypervisor-config.js';
 import { writeStderr } from './output.js';
 

@@ -6,11 +6,11 @@
 import { isAbsolute, resolve } from 'node:path';
 import * as z from 'zod';
 import { describeGivenValue, type InvalidInputError } from '../errors.js';
-import { MAX_QUEUES, QUEUES_ACCEPTED } from '../hypervisor/device.js';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
 import { MIN_BITS_PER_SECOND, type RateLimit } from '../network/rate-limit.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/registry.js';
 import { MAX_TAP_ID, parseTapId } from '../network/tap-owner.js';
+import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
 import { CniConfigError, CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
 import {
   commandAllowed,

@@ -5,6 +5,7 @@
  */
 import { InvalidInputError } from '../errors.js';
 import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../mac-address.js';
+import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
 
 /** Limits in bits per second (0 or absent = no limit). rx = towards the guest, tx = from the guest. */
 export interface NetworkRateLimit {
@@ -44,10 +45,6 @@ export const DEVICE_ID_PATTERN = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;
 /** Linux allows up to 15 bytes; '/', ':' and whitespace are refused by the kernel, ',' and '=' by our option syntaxes. */
 const TAP_NAME_PATTERN = /^[^/:,=\s]{1,15}$/;
 const PCI_ADDRESS_PATTERN = /^(?:0x)?([0-9a-fA-F]{1,2})(?:\.([0-7]))?$/;
-/** The kernel's tun driver allows at most 256 queues per device. */
-export const MAX_QUEUES = 256;
-/** What every queues field and flag accepts (NetworkDevice.queues, --queues, the CNI config, the state files). */
-export const QUEUES_ACCEPTED = `an integer from 1 to ${MAX_QUEUES}`;
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_UNIX_SOCKET_PATH_BYTES = 107;
 

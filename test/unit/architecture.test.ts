@@ -25,6 +25,7 @@ const LAYERS = [
       'namespace-file.ts',
       'terminal-text.ts',
       'mac-address.ts',
+      'queue-limits.ts',
     ],
     mayImport: [],
   },

@@ -13,9 +13,9 @@
  * validateNetworkConfig refused unknown ones).
  */
 import * as z from 'zod';
-import { MAX_QUEUES, QUEUES_ACCEPTED } from '../../hypervisor/device.js';
 import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../../mac-address.js';
 import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { MAX_QUEUES, QUEUES_ACCEPTED } from '../../queue-limits.js';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
 import { ENDPOINT_TYPES } from '../network-info.js';
 import { ENDPOINT_STATE_VERSION, NETWORK_STATE_VERSION } from './content-versions.js';
