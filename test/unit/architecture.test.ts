@@ -26,6 +26,7 @@ const LAYERS = [
       'terminal-text.ts',
       'mac-address.ts',
       'queue-limits.ts',
+      'shell-word.ts',
     ],
     mayImport: [],
   },
