@@ -102,14 +102,94 @@ export {
   VcnetError,
   type VcnetErrorOptions,
 } from './errors.js';
+// Hypervisors: QEMU (arguments, process, QMP, hot-plug), Cloud Hypervisor and Firecracker request
+// bodies, listed one by one so that the layer's helpers (patterns, fd slot maps, ids) stay internal.
+export {
+  type CloudHypervisorApiRequest,
+  type CloudHypervisorBucketSetting,
+  type CloudHypervisorNetConfig,
+  type CloudHypervisorNetOptions,
+  type CloudHypervisorRateLimiterConfig,
+  type CloudHypervisorRemoveDevice,
+  cloudHypervisorAddNetRequest,
+  cloudHypervisorNetArgument,
+  cloudHypervisorNetConfig,
+  cloudHypervisorRateLimiterConfig,
+  cloudHypervisorRemoveDeviceRequest,
+} from './hypervisor/cloud-hypervisor.js';
 export {
   CloudHypervisorApiError,
   CloudHypervisorConnectionError,
   type CloudHypervisorFailure,
 } from './hypervisor/cloud-hypervisor-client.js';
+export {
+  type NetworkDevice,
+  type NetworkRateLimit,
+  type PciSlot,
+  parsePciAddress,
+  validateNetworkDevice,
+} from './hypervisor/device.js';
+export {
+  DeviceNotHotpluggableError,
+  DeviceUnplugTimeoutError,
+  HotplugCapacityError,
+  NetworkHotplugError,
+  QemuProcessError,
+  QmpCommandError,
+  QmpConnectionError,
+  QmpTimeoutError,
+  UnsupportedByHypervisorError,
+} from './hypervisor/errors.js';
+export {
+  type FirecrackerApiRequest,
+  type FirecrackerNetworkInterface,
+  type FirecrackerRateLimiter,
+  firecrackerNetworkInterface,
+  firecrackerNetworkInterfaceRequest,
+} from './hypervisor/firecracker.js';
 export { GuestImageError } from './hypervisor/guest-image.js';
-// Hypervisors: QEMU (arguments, QMP, hot-plug), Cloud Hypervisor and Firecracker request bodies.
-export * from './hypervisor/index.js';
+export { type KvmProbeOptions, type KvmProbeResult, probeKvm, probeKvmWithReason } from './hypervisor/kvm-probe.js';
+export {
+  type QemuNicOptions,
+  qemuNetdevId,
+  qemuNetdevOption,
+  qemuNetworkArguments,
+  qemuNicDeviceOption,
+  qemuVfioArguments,
+  type VfioPciDevice,
+  validateVfioPciDevice,
+} from './hypervisor/qemu.js';
+export { type QemuMachineType, qemuHotplugPortArguments } from './hypervisor/qemu-hotplug-ports.js';
+export {
+  buildQemuCommand,
+  type QemuCommand,
+  type QemuExit,
+  type QemuLaunchOptions,
+  QemuProcess,
+  spawnQemu,
+} from './hypervisor/qemu-process.js';
+export {
+  QmpClient,
+  type QmpClientEvents,
+  type QmpConnectOptions,
+  type QmpEvent,
+  type QmpExecuteOptions,
+  type QmpGreeting,
+  type QmpWaitForEventOptions,
+} from './hypervisor/qmp.js';
+export {
+  type HotpluggedNetworkDevice,
+  type HotplugOptions,
+  hotplugNetworkDevice,
+  hotplugVfioDevice,
+  type NetworkHotplugCommands,
+  networkHotplugCommands,
+  QemuHotplugSessions,
+  QemuNetworkHotplugTarget,
+  type UnplugOptions,
+  unplugNetworkDevice,
+} from './hypervisor/qmp-network-hotplug.js';
+export type { TokenBucket } from './hypervisor/rate-limiter.js';
 export type { Address, AddressSpec } from './netlink/codec/address.js';
 export { AddressFormatError } from './netlink/codec/address-format.js';
 export type { TunInfo } from './netlink/codec/link/tun.js';

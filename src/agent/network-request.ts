@@ -5,6 +5,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidInputError } from '../errors.js';
+import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../mac-address.js';
 import { bytesToIp, ipToBytes } from '../netlink/codec/address-format.js';
 import { checkLinkName } from '../netlink/link-name.js';
 import type { ARPNeighbor, Interface, IPAddress, Route } from './generated/types_pb.js';
@@ -16,7 +17,6 @@ import type {
   RouteUpdate,
 } from './network-applier.js';
 
-const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 /** A PCI path: slot/function-less device numbers from the root bus down, "02/00". */
 const PCI_PATH_PATTERN = /^[0-9a-f]{2}(\/[0-9a-f]{2})*$/i;
 /** An s390x CCW device ("0.0.0001"): valid for Kata, unused by vcnet's guest. */
@@ -83,7 +83,7 @@ function checkMtu(field: string, mtu: number | bigint): number | undefined {
 }
 
 function checkMac(field: string, mac: string): string {
-  if (!MAC_PATTERN.test(mac)) throw new InvalidInputError(field, mac, 'a MAC address such as "02:00:ca:fe:00:01"');
+  if (!isMacAddress(mac)) throw new InvalidInputError(field, mac, MAC_ADDRESS_ACCEPTED);
   return mac.toLowerCase();
 }
 

@@ -10,6 +10,7 @@ import {
 } from '../network/config.js';
 import { parseInterworkingModel } from '../network/interworking-model.js';
 import { parseTapId } from '../network/tap-owner.js';
+import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
 import { HYPERVISORS, type HypervisorKind, parseHypervisor } from './hypervisor-config.js';
 import { writeStderr } from './output.js';
 
@@ -39,7 +40,7 @@ export function collect(value: string, previous: string[] = []): string[] {
 }
 
 export function parseQueues(text: string): number {
-  return decimalInteger('--queues', text, 1, 256, 'an integer from 1 to 256');
+  return decimalInteger('--queues', text, 1, MAX_QUEUES, QUEUES_ACCEPTED);
 }
 
 /**

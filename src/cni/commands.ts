@@ -39,6 +39,7 @@ import {
   type RecordedNetwork,
   type RecordKeeper,
 } from '../sandbox/service.js';
+import { shellWord } from '../shell-word.js';
 import {
   type CniConfig,
   type CniEnvironment,
@@ -210,7 +211,7 @@ export async function add(request: CniRequest, warn: Warn = warnOnStandardError)
             if (!(error instanceof RollbackIncompleteError)) throw error;
             throw error.retold(
               `ADD of ${environment.interfaceName}`,
-              `${store.statePath} keeps what is left: the runtime's DEL of this container and interface removes it once the cause is fixed (or \`vcnet gc --netns ${namespace.path}\`)`,
+              `${store.statePath} keeps what is left: the runtime's DEL of this container and interface removes it once the cause is fixed (or \`vcnet gc --netns ${shellWord(namespace.path)}\`)`,
             );
           },
         );

@@ -11,6 +11,7 @@ import { MIN_BITS_PER_SECOND, type RateLimit } from '../network/rate-limit.js';
 import { namesFilesystemRoot } from '../network/state/absolute-path.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/registry.js';
 import { MAX_TAP_ID, parseTapId } from '../network/tap-owner.js';
+import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
 import { CniConfigError, CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
 import {
   commandAllowed,
@@ -200,9 +201,9 @@ const configSchema = z.looseObject(
     type: z.string({ error: 'a string' }).min(1, { error: 'the plugin name (vcnet-cni)' }),
     model: z.enum(INTERWORKING_MODELS, { error: `one of ${INTERWORKING_MODELS.join(', ')}` }).default('default'),
     queues: z
-      .int({ error: 'a whole number of queues from 1 to 256' })
-      .min(1, { error: 'a whole number of queues from 1 to 256' })
-      .max(256, { error: 'a whole number of queues from 1 to 256' })
+      .int({ error: QUEUES_ACCEPTED })
+      .min(1, { error: QUEUES_ACCEPTED })
+      .max(MAX_QUEUES, { error: QUEUES_ACCEPTED })
       .default(1),
     tapOwner: tapId(`a uid (0 to ${MAX_TAP_ID}) or a user name`),
     tapGroup: tapId(`a gid (0 to ${MAX_TAP_ID}) or a group name`),

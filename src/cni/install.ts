@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel } from '../network/interworking-model.js';
 import { makeDirectory } from '../network/state/directory.js';
+import { shellWord } from '../shell-word.js';
 import { bridgeNetwork } from './bridge-network.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, PREFERRED_CNI_VERSION } from './config.js';
 import { atLeast, isSupportedCniVersion, SUPPORTED_CNI_VERSIONS, type SupportedCniVersion } from './version.js';
@@ -31,11 +32,6 @@ export const PLUGIN_NAME = 'vcnet-cni';
  */
 export function builtPluginEntry(): string {
   return fileURLToPath(new URL('../cni/main.js', import.meta.url));
-}
-
-/** A POSIX shell single-quoted word. */
-function shellQuote(text: string): string {
-  return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
 /**
@@ -77,8 +73,8 @@ export const CANNOT_RUN_ANSWER = [
 
 /** The launcher: execs node on the plugin, or answers as CANNOT_RUN_ANSWER says when vcnet was moved or removed. */
 export function launcherScript(nodePath: string, entryPath: string): string {
-  const node = shellQuote(nodePath);
-  const entry = shellQuote(entryPath);
+  const node = shellWord(nodePath);
+  const entry = shellWord(entryPath);
   return `#!/bin/sh
 # vcnet-cni, written by \`vcnet install-cni\`: runs vcnet's CNI plugin with the node binary recorded at
 # install, whatever PATH the container runtime gives. Run \`vcnet install-cni\` again after moving vcnet.

@@ -4,6 +4,8 @@
  * body and refuses, with a typed error, the parts it cannot express.
  */
 import { InvalidInputError } from '../errors.js';
+import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../mac-address.js';
+import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
 
 /** Limits in bits per second (0 or absent = no limit). rx = towards the guest, tx = from the guest. */
 export interface NetworkRateLimit {
@@ -40,12 +42,9 @@ export interface PciSlot {
 
 /** QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. Capped to keep names sane. */
 export const DEVICE_ID_PATTERN = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;
-export const MAC_PATTERN = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 /** Linux allows up to 15 bytes; '/', ':' and whitespace are refused by the kernel, ',' and '=' by our option syntaxes. */
 const TAP_NAME_PATTERN = /^[^/:,=\s]{1,15}$/;
 const PCI_ADDRESS_PATTERN = /^(?:0x)?([0-9a-fA-F]{1,2})(?:\.([0-7]))?$/;
-/** The kernel's tun driver allows at most 256 queues per device. */
-export const MAX_QUEUES = 256;
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_UNIX_SOCKET_PATH_BYTES = 107;
 
@@ -58,7 +57,7 @@ export function validateNetworkDevice(device: NetworkDevice): void {
     );
   }
   if (!Number.isInteger(device.queues) || device.queues < 1 || device.queues > MAX_QUEUES) {
-    throw new InvalidInputError('NetworkDevice.queues', device.queues, `an integer from 1 to ${MAX_QUEUES}`);
+    throw new InvalidInputError('NetworkDevice.queues', device.queues, QUEUES_ACCEPTED);
   }
   validateMac('NetworkDevice.guestMac', device.guestMac);
   if (device.hostMac !== undefined) validateMac('NetworkDevice.hostMac', device.hostMac);
@@ -142,8 +141,8 @@ export function normalizeMac(mac: string): string {
 }
 
 function validateMac(field: string, mac: string): void {
-  if (typeof mac !== 'string' || !MAC_PATTERN.test(mac)) {
-    throw new InvalidInputError(field, mac, 'six hex octets separated by colons, e.g. 02:42:ac:11:00:02');
+  if (!isMacAddress(mac)) {
+    throw new InvalidInputError(field, mac, MAC_ADDRESS_ACCEPTED);
   }
   const firstOctet = Number.parseInt(mac.slice(0, 2), 16);
   // A NIC address must be unicast: a multicast source MAC is dropped by bridges and switches.

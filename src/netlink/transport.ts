@@ -37,8 +37,14 @@ export class RequestBatch {
     const sequence = this.socket.nextSequence();
     const dump = (flags & MessageFlag.DUMP) === MessageFlag.DUMP && isGetRequest(type);
     this.writer.beginMessage(type, flags | MessageFlag.REQUEST | (dump ? 0 : MessageFlag.ACK), sequence);
-    encode(this.writer);
-    this.writer.endMessage();
+    try {
+      encode(this.writer);
+      this.writer.endMessage();
+    } catch (error) {
+      // The batch stays usable: the half-written message goes (its sequence number stays used).
+      this.writer.abortMessage();
+      throw error;
+    }
     this.requests.push({ sequence, type, dump, description });
     this.ends.push(this.writer.length);
     return this;

@@ -18,6 +18,7 @@ import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-
 export { NamespacePathError };
 
 import { nativeNamespaces } from '../native/namespaces.js';
+import { shellWord } from '../shell-word.js';
 import { isSameFile, processIds } from './processes.js';
 
 /** Where `ip netns` pins named namespaces (bind mounts). */
@@ -100,7 +101,7 @@ export class RecordedIdentityDamagedError extends VcnetError {
       `state file ${file}: field ${field} is ${recorded[key]} (expected ${found[key]}: ${recorded.path} holds the namespace with the recorded cookie ${recorded.cookie}, and a cookie is never reused while the machine runs, so the record is damaged, not the namespace gone)`,
       {
         value: recorded[key],
-        hint: `nothing was changed; the file was damaged or edited: restore or remove it (then \`vcnet gc --netns ${recorded.path}\` removes vcnet's links there that no record owns)`,
+        hint: `nothing was changed; the file was damaged or edited: restore or remove it (then \`vcnet gc --netns ${shellWord(recorded.path)}\` removes vcnet's links there that no record owns)`,
       },
     );
   }

@@ -22,9 +22,9 @@ import {
   VCNET_LINK_GROUP,
   VCNET_LINK_KINDS,
 } from '../network/plan/plan-attach.js';
-import { shellWord } from '../network/plan/shell-word.js';
 import { holderOf, pollForLock } from '../network/state/lock.js';
 import { CLI_LOCK_TIMEOUT_HINT } from '../network/state/store.js';
+import { shellWord } from '../shell-word.js';
 
 /**
  * A record names the namespace but no link of vcnet's group is in it (the `existing` model hands a

@@ -31,6 +31,7 @@ import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../network/state/store.js';
+import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
@@ -219,7 +220,7 @@ export async function addInterface(
         if (!(error instanceof RollbackIncompleteError)) throw error;
         throw error.retold(
           `add-iface ${guestName}`,
-          `${store.statePath} keeps what is left of this interface: \`vcnet gc --netns ${network.config.namespacePath}${stateDirectoryFlag(store.root)}\` removes it once the cause is fixed and leaves the rest of sandbox ${id} alone (\`vcnet detach\` would detach the whole sandbox)`,
+          `${store.statePath} keeps what is left of this interface: \`vcnet gc --netns ${shellWord(network.config.namespacePath)}${stateDirectoryFlag(store.root)}\` removes it once the cause is fixed and leaves the rest of sandbox ${id} alone (\`vcnet detach\` would detach the whole sandbox)`,
         );
       });
       if (!endpoint) throw new Error('no endpoint was created');

@@ -183,6 +183,31 @@ describe("the 'vcnet' entry", () => {
     expect(missing).toEqual([]);
   });
 
+  it("keeps the hypervisor layer's helpers internal, its clients and builders public", () => {
+    const internals = [
+      'MAC_PATTERN',
+      'MAX_QUEUES',
+      'DEVICE_ID_PATTERN',
+      'FIRST_INHERITED_FD_SLOT',
+      'mapDeviceFdsToChildSlots',
+      'passedFdNames',
+      'vfioDeviceAddArguments',
+      'qemuVhostUserChardevId',
+      'normalizeMac',
+      'escapeQemuOptionValue',
+      'kataRevertBytes',
+      'bandwidthTokenBucket',
+      'RATE_LIMITER_REFILL_TIME_MS',
+    ];
+    expect(internals.filter((name) => exported.has(name))).toEqual([]);
+    for (const name of ['QmpClient', 'spawnQemu', 'buildQemuCommand', 'hotplugNetworkDevice', 'qemuNetworkArguments']) {
+      expect(exported.has(name), name).toBe(true);
+    }
+    for (const name of ['cloudHypervisorAddNetRequest', 'firecrackerNetworkInterfaceRequest', 'QmpCommandError']) {
+      expect(exported.has(name), name).toBe(true);
+    }
+  });
+
   it('names the diagnostics channels', () => {
     expect(entry.DiagnosticsChannel.attach).toBe('vcnet:attach');
     expect(entry.DiagnosticsChannel.netlinkBatch).toBe('vcnet:netlink:batch');

@@ -7,6 +7,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { VcnetError } from '../../errors.js';
+import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../../mac-address.js';
 import { AddressFamily } from './constants.js';
 
 /** Text that is not a MAC or IP address (bad input: code VCNET_INVALID_INPUT). */
@@ -22,10 +23,7 @@ export class AddressFormatError extends VcnetError {
         : `not an IP address: "${text}"`,
       {
         value: text,
-        hint:
-          kind === 'mac'
-            ? 'write a MAC address as six hex bytes like 02:42:ac:11:00:02'
-            : 'write an IPv4 or IPv6 address',
+        hint: kind === 'mac' ? `write ${MAC_ADDRESS_ACCEPTED}` : 'write an IPv4 or IPv6 address',
       },
     );
     this.kind = kind;
@@ -33,14 +31,10 @@ export class AddressFormatError extends VcnetError {
   }
 }
 
-const MAC_PATTERN = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
-
-export function isMacAddress(text: string): boolean {
-  return MAC_PATTERN.test(text);
-}
+export { isMacAddress } from '../../mac-address.js';
 
 export function macToBytes(text: string): Buffer {
-  if (!MAC_PATTERN.test(text)) throw new AddressFormatError('mac', text);
+  if (!isMacAddress(text)) throw new AddressFormatError('mac', text);
   return Buffer.from(text.replaceAll(':', ''), 'hex');
 }
 

@@ -54,6 +54,17 @@ export class MessageWriter {
   }
 
   /**
+   * Drops the message begun by beginMessage() and everything written into it since (open nested
+   * attributes included), so that an encoder that threw leaves the batch as it was before.
+   */
+  abortMessage(): void {
+    if (this.messageStart < 0) return;
+    this.offset = this.messageStart;
+    this.messageStart = -1;
+    this.nestStack.length = 0;
+  }
+
+  /**
    * Raw fixed-size family header (ifinfomsg, rtmsg...): returns a view to fill, zeroed. Fill it before
    * the next write: a write that grows the buffer leaves the view on the old one.
    */

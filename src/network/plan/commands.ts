@@ -6,15 +6,15 @@
  *   vcnet attach --dry-run ... | nsenter --net=PATH sh -e       (any namespace path)
  *
  * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed
- * (a new macvtap is made at the index `macvtapIndex` gives, as attach picks one), and every name the pod's owner picked is quoted for the shell (shell-word.ts).
+ * (a new macvtap is made at the index `macvtapIndex` gives, as attach picks one), and every name the pod's owner picked is quoted for the shell (src/shell-word.ts).
  */
 import { AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { INGRESS_HANDLE, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { shellWord } from '../../shell-word.js';
 import { CLSACT_INGRESS_PARENT } from './plan-attach.js';
 import { routeArguments } from './route-command.js';
-import { shellWord } from './shell-word.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
 
 const DEFAULT_BURST_MTU = 1600;

@@ -8,7 +8,7 @@ import { familyOf } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { RouteFlag, RoutePreference } from '../../netlink/codec/route.js';
 import { RouteFeature, RouteMetric } from '../../netlink/codec/route-attributes.js';
-import { shellWord } from './shell-word.js';
+import { shellWord } from '../../shell-word.js';
 import type { LinkRef, NextHopRecord, RouteRecord } from './types.js';
 
 /** iproute2's keyword for each metric, and whether it takes `lock`. */

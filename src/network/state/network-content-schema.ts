@@ -13,7 +13,9 @@
  * validateNetworkConfig refused unknown ones).
  */
 import * as z from 'zod';
+import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../../mac-address.js';
 import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { MAX_QUEUES, QUEUES_ACCEPTED } from '../../queue-limits.js';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
 import { ENDPOINT_TYPES } from '../network-info.js';
 import { ENDPOINT_STATE_VERSION, NETWORK_STATE_VERSION } from './content-versions.js';
@@ -33,9 +35,7 @@ const hardwareAddress = z
   .string({ error: 'a link-layer address such as 02:42:ac:11:00:02' })
   .regex(/^[0-9a-f]{2}(:[0-9a-f]{2})*$/i, { error: 'a link-layer address such as 02:42:ac:11:00:02' });
 /** An Ethernet MAC: what a guest NIC, a tap and a macvtap have, and what vcnet sets on a link. */
-const macAddress = z
-  .string({ error: 'a MAC address such as 02:42:ac:11:00:02' })
-  .regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, { error: 'a MAC address such as 02:42:ac:11:00:02' });
+const macAddress = z.string({ error: MAC_ADDRESS_ACCEPTED }).refine(isMacAddress, { error: MAC_ADDRESS_ACCEPTED });
 
 // Kernel objects are checked for the fields vcnet reads back, and keep the rest as the kernel gave it.
 // index: checked by the endpoint (a hot-added tap's guest link has none: 0).
@@ -222,9 +222,10 @@ const plumbingFields = {
     .string({ error: 'an absolute device path' })
     .startsWith('/', { error: 'an absolute device path' })
     .optional(),
-  queues: z.int({ error: 'queues from 1 to 256' }).min(1, { error: 'queues from 1 to 256' }).max(256, {
-    error: 'queues from 1 to 256',
-  }),
+  queues: z
+    .int({ error: QUEUES_ACCEPTED })
+    .min(1, { error: QUEUES_ACCEPTED })
+    .max(MAX_QUEUES, { error: QUEUES_ACCEPTED }),
 };
 /** tcfilter, macvtap and none make the device the VM uses: it has a name, an ifindex and a MAC. */
 const madeDevicePlumbing = (model: 'tcfilter' | 'macvtap' | 'none') =>
@@ -247,7 +248,7 @@ const unmadeDevicePlumbing = (model: 'existing' | 'pending') =>
     tapName: z.string({ error: 'the tap name' }),
     tapIndex: whole,
     guestHardwareAddress: z.union([z.literal(''), hardwareAddress], {
-      error: 'a MAC address such as 02:42:ac:11:00:02, or ""',
+      error: `${MAC_ADDRESS_ACCEPTED}, or ""`,
     }),
   });
 
@@ -313,9 +314,9 @@ export const networkConfigSchema = z.looseObject({
   namespaceCreatedByVcnet: z.boolean({ error: 'true or false' }),
   disableNewNetns: z.boolean({ error: 'true or false' }),
   queues: z
-    .int({ error: 'an integer from 1 to 256' })
-    .min(1, { error: 'an integer from 1 to 256' })
-    .max(256, { error: 'an integer from 1 to 256' }),
+    .int({ error: QUEUES_ACCEPTED })
+    .min(1, { error: QUEUES_ACCEPTED })
+    .max(MAX_QUEUES, { error: QUEUES_ACCEPTED }),
   vhostNet: z.enum(['auto', 'off'], { error: 'auto, off' }),
   tapOwner: z.int({ error: 'a uid' }).min(0).max(0x7fffffff).optional(),
   tapGroup: z.int({ error: 'a gid' }).min(0).max(0x7fffffff).optional(),

@@ -24,6 +24,7 @@ import { join, resolve } from 'node:path';
 import type * as z from 'zod';
 import { decimalSecondsAsMs } from '../../arguments.js';
 import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { shellWord } from '../../shell-word.js';
 import { absolutePath } from './absolute-path.js';
 import { replaceFileAtomically } from './atomic-file.js';
 import { DirectoryNotMadeError, makeDirectory } from './directory.js';
@@ -72,8 +73,7 @@ export function stateDirectory(explicit?: string): string {
  */
 export function stateDirectoryFlag(root: string): string {
   if (resolve(root) === DEFAULT_STATE_DIRECTORY) return '';
-  const word = /^[\w@%+=:,./-]+$/.test(root) ? root : `'${root.replaceAll("'", `'\\''`)}'`;
-  return ` --state-dir ${word}`;
+  return ` --state-dir ${shellWord(root)}`;
 }
 
 export function validateSandboxId(id: string): string {

@@ -71,8 +71,8 @@ describe('parseCniConfig', () => {
 
   it.each([
     [{ model: 'fast' }, 'model', 'expected one of default, macvtap, tcfilter, none (got "fast")'],
-    [{ queues: 0 }, 'queues', 'expected a whole number of queues from 1 to 256 (got 0)'],
-    [{ queues: 1.5 }, 'queues', 'expected a whole number of queues from 1 to 256 (got 1.5)'],
+    [{ queues: 0 }, 'queues', 'expected an integer from 1 to 256 (got 0)'],
+    [{ queues: 1.5 }, 'queues', 'expected an integer from 1 to 256 (got 1.5)'],
     [{ stateDir: 'relative/dir' }, 'stateDir', 'expected an absolute directory path (got "relative/dir")'],
     [{ stateDir: '/' }, 'stateDir', 'expected an absolute directory path other than "/", without NUL bytes (got "/")'],
     [{ stateDir: '/tmp/a\0b' }, 'stateDir', 'expected an absolute directory path other than "/", without NUL bytes'],

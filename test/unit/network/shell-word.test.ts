@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { commandOf } from '../../../src/network/plan/commands.js';
-import { shellWord } from '../../../src/network/plan/shell-word.js';
+import { shellWord } from '../../../src/shell-word.js';
 import { escapedControlCharacters } from '../../../src/terminal-text.js';
 
 /** What `shell` (dash as `sh` on Debian, or bash) passes to a command for `text` (NUL-free). */

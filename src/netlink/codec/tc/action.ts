@@ -2,6 +2,7 @@
  * A filter's action list (TCA_*_ACT): one nested attribute per action, numbered from 1, each with
  * its kind and its options. The kinds vcnet writes and reads are in action/.
  */
+import { InvalidInputError } from '../../../errors.js';
 import { Attributes } from '../reader.js';
 import type { MessageWriter } from '../writer.js';
 import { decodeGactOptions, encodeGactOptions, type TcGactAction } from './action/gact.js';
@@ -21,7 +22,12 @@ export function encodeActions(writer: MessageWriter, attribute: number, actions:
     if (action.kind === 'mirred' && 'targetIndex' in action) encodeMirredOptions(writer, action);
     else if (action.kind === 'gact' && 'result' in action && action.result !== undefined)
       encodeGactOptions(writer, action);
-    else throw new Error(`cannot encode tc action of kind "${action.kind}"`);
+    else
+      throw new InvalidInputError(
+        `tc action ${position + 1} kind`,
+        action.kind,
+        'mirred (with targetIndex) or gact (with result)',
+      );
     writer.endNested();
     writer.endNested();
   });

@@ -2,6 +2,7 @@
  * Filters: RTM_NEWTFILTER / DELTFILTER bodies and dumped filters. tcm_info holds the priority and
  * the protocol; the kind's own options (u32, matchall) are in filter/.
  */
+import { InvalidInputError } from '../../../errors.js';
 import type { RawMessage } from '../reader.js';
 import type { MessageWriter } from '../writer.js';
 import { decodeMatchallOptions, encodeMatchallOptions, type MatchallFilterOptions } from './filter/matchall.js';
@@ -48,7 +49,7 @@ export function encodeFilter(writer: MessageWriter, spec: FilterSpec): void {
   writer.beginNested(TcAttribute.OPTIONS);
   if (options.kind === 'u32' && 'keys' in options) encodeU32Options(writer, options);
   else if (options.kind === 'matchall' && 'actions' in options) encodeMatchallOptions(writer, options);
-  else throw new Error(`cannot encode tc filter of kind "${options.kind}"`);
+  else throw new InvalidInputError('tc filter kind', options.kind, 'u32 (with keys) or matchall (with actions)');
   writer.endNested();
 }
 

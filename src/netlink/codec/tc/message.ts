@@ -2,6 +2,7 @@
  * What every traffic-control message shares: the tcmsg header, the TCA_* attributes around the kind's
  * own options, and the 32-bit handles tc writes as "major:minor".
  */
+import { InvalidInputError } from '../../../errors.js';
 import { Attributes, MalformedMessageError, type RawMessage } from '../reader.js';
 import type { MessageWriter } from '../writer.js';
 
@@ -19,7 +20,7 @@ export function parseHandle(text: string): number {
   if (text === 'root') return TC_H_ROOT;
   if (text === 'ingress') return TC_H_INGRESS;
   const match = /^([0-9a-fA-F]{1,4}):([0-9a-fA-F]{0,4})$/.exec(text);
-  if (!match) throw new Error(`not a tc handle: "${text}" (expected major:minor in hex, e.g. 1:2 or ffff:)`);
+  if (!match) throw new InvalidInputError('tc handle', text, 'major:minor in hex (1:2, ffff:), root or ingress');
   return ((Number.parseInt(match[1]!, 16) << 16) | (match[2] ? Number.parseInt(match[2], 16) : 0)) >>> 0;
 }
 

@@ -2,6 +2,7 @@
  * Qdiscs: RTM_NEWQDISC / DELQDISC bodies and dumped qdiscs. ingress and clsact carry no options;
  * htb and prio have theirs in qdisc/.
  */
+import { InvalidInputError } from '../../../errors.js';
 import type { RawMessage } from '../reader.js';
 import type { MessageWriter } from '../writer.js';
 import { decodeTcHeader, INGRESS_HANDLE, TC_H_INGRESS, TcAttribute, writeTcMessage } from './message.js';
@@ -36,6 +37,12 @@ export function encodeQdisc(writer: MessageWriter, spec: QdiscSpec): void {
   const options = spec.options;
   if (options.kind === 'htb' && 'defaultClass' in options) encodeHtbQdiscOptions(writer, options);
   else if (options.kind === 'prio' && 'bands' in options) encodePrioQdiscOptions(writer, options);
+  else if (options.kind !== 'ingress' && options.kind !== 'clsact')
+    throw new InvalidInputError(
+      'qdisc kind',
+      options.kind,
+      'ingress, clsact, htb (with defaultClass) or prio (with bands)',
+    );
 }
 
 /** Deleting a qdisc needs only where it is; the kind is checked when given. */

@@ -2,6 +2,7 @@
  * htb: the root qdisc Kata puts rate limits under (TCA_HTB_INIT, with a default class) and its
  * classes (TCA_HTB_PARMS: rate and ceil, with the bursts tc computes), from linux/pkt_sched.h.
  */
+import { InvalidInputError } from '../../../../errors.js';
 import type { Attributes, RawMessage } from '../../reader.js';
 import type { MessageWriter } from '../../writer.js';
 import { decodeTcHeader, TcAttribute, writeTcMessage } from '../message.js';
@@ -74,7 +75,12 @@ function writeRateSpec(view: Buffer, offset: number, bytesPerSecond: number): vo
 }
 
 export function encodeHtbClass(writer: MessageWriter, spec: HtbClassSpec): void {
-  if (!(spec.rateBitsPerSecond > 0)) throw new Error(`htb rate must be positive, got ${spec.rateBitsPerSecond}`);
+  if (!(spec.rateBitsPerSecond > 0))
+    throw new InvalidInputError(
+      'htb class rateBitsPerSecond',
+      spec.rateBitsPerSecond,
+      'a number of bits per second above 0',
+    );
   writeTcMessage(writer, spec.index, spec.handle, spec.parent, 0);
   writer.string(TcAttribute.KIND, 'htb');
   const rate = Math.floor(spec.rateBitsPerSecond / 8);
