@@ -2,6 +2,7 @@
 /** The `vcnet` command. Every subcommand lives in commands/; errors become one line and an exit code. */
 import { Command, CommanderError } from 'commander';
 import { classifyError, VcnetError } from '../errors.js';
+import { VCNET_VERSION } from '../version.js';
 import { registerAttach } from './commands/attach.js';
 import { registerBench } from './commands/bench.js';
 import { registerConfigureGuest } from './commands/configure-guest.js';
@@ -27,7 +28,7 @@ export function buildProgram(): Command {
   program
     .name('vcnet')
     .description('Sandbox networking for VM-based containers: connect a VM to a CNI-filled network namespace')
-    .version('0.1.0')
+    .version(VCNET_VERSION)
     .option('--log-level <level>', 'trace, debug, info, warn, error', process.env.VCNET_LOG_LEVEL ?? 'warn')
     .option('--log-format <format>', 'json or pretty (pretty on a TTY)')
     .hook('preAction', (command, action) => {

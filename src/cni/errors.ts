@@ -24,7 +24,11 @@ export const CniErrorCode = {
   INTERFACE_NOT_FOUND: 101,
   /** ADD for a container and interface vcnet-cni already attached (DEL first). */
   ALREADY_ADDED: 102,
-  /** The kernel refused part of the attach; what was made is removed again. */
+  /**
+   * The attach could not be made: the kernel refused part of it (what was made is removed again), or
+   * a link vcnet must create is named like one already there (VCNET_LINK_NAME_TAKEN, before anything
+   * is made).
+   */
   ATTACH_FAILED: 103,
   /** DEL could not undo everything; the state is kept so DEL can be retried. */
   DETACH_INCOMPLETE: 104,

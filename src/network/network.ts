@@ -8,6 +8,7 @@
  */
 import { booleanOption, functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { channels, publish, traced, tracing } from '../diagnostics.js';
+import { RollbackIncompleteError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
@@ -33,7 +34,7 @@ import { freeDeviceIndex } from './interface-pair.js';
 import { checkNotVcnetDevice, isVcnetDevice } from './link-name.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
-import { describeRecords, planUndo, RollbackIncompleteError } from './plan/apply.js';
+import { describeRecords, planUndo } from './plan/apply.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { Plan, PlumbingStep } from './plan/types.js';

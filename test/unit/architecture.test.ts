@@ -27,6 +27,7 @@ const LAYERS = [
       'mac-address.ts',
       'queue-limits.ts',
       'shell-word.ts',
+      'version.ts',
     ],
     mayImport: [],
   },

@@ -10,7 +10,10 @@ export function registerScan(program: Command): void {
     .command('scan')
     .description('list the interfaces of a namespace and the endpoint type each would become (or why not)')
     .requiredOption('--netns <path>', 'namespace path, e.g. /var/run/netns/pod or /proc/PID/ns/net')
-    .option('--vhost-user-store <dir>', 'where vhost-user sockets live (<dir>/vhostuser_<ip>/vhu.sock)')
+    .option(
+      '--vhost-user-store <dir>',
+      "where vhost-user-net sockets are looked for (<dir>/vhostuser_<ip>/vhu.sock; default Kata's /tmp), as attach's",
+    )
     .option('--json', 'machine-readable output')
     .action(async (options: { netns: string; json?: boolean; vhostUserStore?: string }) => {
       const handle = NetlinkHandle.open(openNamespace(options.netns, '--netns'));

@@ -12,6 +12,7 @@
 import { Console } from 'node:console';
 import { context, ProxyTracerProvider, type Span, SpanStatusCode, trace } from '@opentelemetry/api';
 import { decimalSecondsAsMs } from '../../arguments.js';
+import { VCNET_VERSION } from '../../version.js';
 import { tracingRequested } from './environment.js';
 import type { CommandSpan, FlushOutcome, TraceExport } from './trace-export.js';
 import { NO_TRACE_EXPORT } from './trace-export.js';
@@ -157,7 +158,7 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
         '(`npm ls @opentelemetry/api` lists them; `npm dedupe`, or an @opentelemetry/sdk-node whose ' +
         "@opentelemetry/api peer range includes vcnet's copy)",
     );
-  const tracer = trace.getTracer('vcnet', '0.1.0');
+  const tracer = trace.getTracer('vcnet', VCNET_VERSION);
   const unsubscribe = subscribeSpans(tracer);
   return {
     inCommandSpan: (name, attributes, work) => {

@@ -2,7 +2,7 @@
  * An endpoint is one pod interface as the VM will see it: its properties, its guest name and MAC,
  * the host plumbing an internetworking model built for it, and (once plugged) its PCI path.
  */
-import { VcnetError } from '../../errors.js';
+import { RollbackIncompleteError, VcnetError } from '../../errors.js';
 import type { HotplugTarget, NetworkDevice } from '../../hypervisor/device.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { NetworkInterfacePair } from '../interface-pair.js';
@@ -11,7 +11,6 @@ import { MacvtapDeviceError, openVerifiedMacvtapQueues, verifiedMacvtapNode } fr
 import type { AttachedPlumbing, PlumbingContext } from '../model/plumbing-context.js';
 import { AttachError, attachByPlan, closeFds, planEndpoint } from '../model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
-import { RollbackIncompleteError } from '../plan/apply.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import type { Plan } from '../plan/types.js';
 import { type PlumbingStep, type UndoReport, undoPlumbing } from '../plumbing.js';

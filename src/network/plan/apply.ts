@@ -87,8 +87,6 @@ export interface UndoReport {
 }
 
 /** Records as the objects they name: "tun tap0_kata", "ingress qdisc on eth0"... */
-export { RollbackIncompleteError } from '../../errors.js';
-
 export function describeRecords(records: readonly PlumbingStep[]): string[] {
   return records.map(describeRecord);
 }

@@ -6,10 +6,11 @@
  * real kernel runs the same plans in test/integration/network.
  */
 import { describe, expect, it } from 'vitest';
+import { RollbackIncompleteError } from '../../../src/errors.js';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
-import { applyPlan, RollbackIncompleteError } from '../../../src/network/plan/apply.js';
+import { applyPlan } from '../../../src/network/plan/apply.js';
 import { stepOf } from '../../../src/network/plan/inverse.js';
 import type { LinkRef, Plan } from '../../../src/network/plan/types.js';
 

@@ -45,7 +45,7 @@ export function encodeQdisc(writer: MessageWriter, spec: QdiscSpec): void {
     );
 }
 
-/** Deleting a qdisc needs only where it is; the kind is checked when given. */
+/** Deleting a qdisc needs only where it is: its link, handle and parent. */
 export function encodeDeleteQdisc(writer: MessageWriter, index: number, handle: number, parent: number): void {
   writeTcMessage(writer, index, handle, parent, 0);
 }
