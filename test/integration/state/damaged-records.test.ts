@@ -88,6 +88,15 @@ describe('detach of a damaged record', () => {
         }),
         'field namespace.ino is',
       ],
+      // `"steps": []` on a finished tcfilter endpoint: detach said "0 change(s) undone", dropped the
+      // record and left tap0_kata, both ingress qdiscs and both filters (gc left them too).
+      [
+        'steps []',
+        endpointChanged(original, (endpoint) => {
+          endpoint.plumbing!.steps = [];
+        }),
+        "field network.endpoints.0.plumbing.steps is [] (expected the steps every tcfilter endpoint's attach records",
+      ],
       [
         'an ingress qdisc handle other than ffff:0',
         endpointChanged(original, (endpoint) => {
