@@ -598,11 +598,16 @@ export function heldElsewhereNotice(
   recordedPath: string,
   heldElsewhere: NonNullable<RecordedNetwork['heldElsewhere']>,
 ): { operation: string; endpoint: string; message: string; details: Record<string, unknown> } {
-  const holder = heldElsewhere.pid !== undefined ? `process ${heldElsewhere.pid}` : heldElsewhere.path;
+  const holder =
+    heldElsewhere.pid === undefined
+      ? `a mount still holds that namespace (${heldElsewhere.path})`
+      : heldElsewhere.path.includes('/fd/')
+        ? `process ${heldElsewhere.pid} still holds that namespace open (${heldElsewhere.path})`
+        : `process ${heldElsewhere.pid} still runs in that namespace (${heldElsewhere.path})`;
   return {
     operation,
     endpoint: '',
-    message: `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder} still runs in that namespace (${heldElsewhere.path}): what attach made is still there and is undone through it`,
+    message: `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder}: what attach made is still there and is undone through it`,
     details: {
       sandbox: id,
       namespace: recordedPath,
