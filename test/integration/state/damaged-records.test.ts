@@ -152,6 +152,37 @@ describe('detach of a damaged record', () => {
   });
 });
 
+describe('detach of a record with no endpoint', () => {
+  it('refuses one beside an unclaimed vcnet link, naming endpoints and the links; detaches one without', () => {
+    const { pod } = makePod();
+    const state = stateDirectory();
+    expect(vcnet(['attach', '--sandbox', 'empty', '--netns', pod.path, '--state-dir', state]).status).toBe(0);
+    const statePath = join(state, 'empty', 'state.json');
+    const record = JSON.parse(readFileSync(statePath, 'utf8'));
+    record.network.endpoints = [];
+    const damaged = JSON.stringify(record);
+    writeFileSync(statePath, damaged);
+    const attached = fingerprint(pod);
+    const detached = vcnet(['detach', '--sandbox', 'empty', '--state-dir', state, '--json']);
+    expect(detached.status, detached.stderr).toBe(1);
+    const error = JSON.parse(detached.stdout).error;
+    expect(error.code).toBe('VCNET_STATE_INVALID');
+    expect(error.message).toContain(`state file ${statePath}: field network.endpoints is [] (no endpoint)`);
+    expect(error.message).toContain("holds tap0_kata in vcnet's link group");
+    expect(error.hint).toContain(`vcnet gc --netns ${pod.path}`);
+    expect(readFileSync(statePath, 'utf8')).toBe(damaged);
+    expect(fingerprint(pod)).toEqual(attached);
+    // Once gc took what the record lost, a record with no endpoint is a sandbox with nothing attached.
+    rmSync(join(state, 'empty'), { recursive: true });
+    expect(vcnet(['gc', '--netns', pod.path, '--state-dir', state]).status).toBe(0);
+    mkdirSync(join(state, 'empty'));
+    writeFileSync(statePath, damaged);
+    const clean = vcnet(['detach', '--sandbox', 'empty', '--state-dir', state]);
+    expect(clean.status, clean.stderr).toBe(0);
+    expect(existsSync(statePath)).toBe(false);
+  });
+});
+
 describe('state directory', () => {
   it('removes the temporary file of a write killed before its rename, with the sandbox directory', () => {
     // What attach leaves when it is killed between writing its first record and renaming it.
