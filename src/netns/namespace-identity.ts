@@ -8,7 +8,18 @@
  * reused. Later commands open the recorded path once, check all three, and then work through that
  * open fd (/proc/self/fd/N), so the namespace cannot change between the check and the work.
  */
-import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats, statfsSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  type Stats,
+  statfsSync,
+  statSync,
+} from 'node:fs';
 import { uptime } from 'node:os';
 import { join, resolve } from 'node:path';
 import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
@@ -289,8 +300,10 @@ export function openRecordedNamespace(recorded: NamespaceIdentity, file: string,
 /**
  * Where a namespace of this identity can still be opened when its recorded path is gone: a
  * /var/run/netns entry, then a process (/proc/PID/ns/net), then a thread that entered it alone
- * (/proc/PID/task/TID/ns/net, read only when no process has it). A VMM or a holder left in a
- * namespace whose bind mount was deleted keeps it, and what attach made in it, alive.
+ * (/proc/PID/task/TID/ns/net), then an nsfs bind mount of it anywhere (this mount namespace's, then
+ * another's through /proc/PID/root), then an fd a process holds on it (/proc/PID/fd/N); each only
+ * when the ones before found nothing. A VMM or a holder left in a namespace whose bind mount was
+ * deleted, or a runtime's own mount of it, keeps it, and what attach made in it, alive.
  */
 export function namespaceHolderPaths(
   identity: { dev: number; ino: number },
@@ -316,7 +329,77 @@ export function namespaceHolderPaths(
       if (isSameFile(path, identity)) found.push(path);
     }
   }
+  if (found.length > 0) return found;
+  // Then a bind mount of it outside /var/run/netns (Docker's /var/run/docker/netns/*, rootless
+  // podman's /run/user/UID/netns/*), in this mount namespace or another one.
+  found.push(...nsfsMountsOf(identity, pids));
+  if (found.length > 0) return found;
+  // Last, an fd a process keeps open on it (`exec 3</proc/PID/ns/net`, a runtime holding it).
+  const link = `net:[${identity.ino}]`;
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      const path = `/proc/${pid}/fd/${fd}`;
+      try {
+        if (readlinkSync(path) === link && isSameFile(path, identity)) found.push(path);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
   return found;
+}
+
+/** A mount point as /proc/PID/mountinfo writes it: space, tab, newline and backslash as octal escapes. */
+function unescapeMountField(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
+}
+
+/**
+ * nsfs mounts of this namespace (their root is `net:[INO]`): those of vcnet's own mount namespace by
+ * their mount point, then those of every other mount namespace through /proc/PID/root.
+ */
+function nsfsMountsOf(identity: { dev: number; ino: number }, pids: readonly number[]): string[] {
+  const root = `net:[${identity.ino}]`;
+  const found: string[] = [];
+  const seenMountNamespaces = new Set<string>();
+  const look = (pid: number | 'self') => {
+    const mountNamespace = fileIdentityKey(`/proc/${pid}/ns/mnt`);
+    if (mountNamespace === undefined || seenMountNamespaces.has(mountNamespace)) return;
+    seenMountNamespaces.add(mountNamespace);
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
+    } catch {
+      return;
+    }
+    for (const line of text.split('\n')) {
+      const fields = line.split(' ');
+      const separator = fields.indexOf('-');
+      if (separator < 0 || fields[separator + 1] !== 'nsfs' || fields[3] !== root) continue;
+      const mountPoint = unescapeMountField(fields[4] ?? '');
+      const path = pid === 'self' ? mountPoint : `/proc/${pid}/root${mountPoint}`;
+      if (isSameFile(path, identity)) found.push(path);
+    }
+  };
+  look('self');
+  if (found.length > 0) return found;
+  for (const pid of pids) look(pid);
+  return found;
+}
+
+function fileIdentityKey(path: string): string | undefined {
+  try {
+    const stats = statSync(path);
+    return `${stats.dev}:${stats.ino}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A recorded namespace opened somewhere other than its recorded path, which is gone. */
@@ -345,7 +428,8 @@ export function openNamespaceHeldElsewhere(recorded: NamespaceIdentity, file: st
     }
     // Records and messages keep naming the recorded path; heldAt says where it was reached.
     opened.identity.path = recorded.path;
-    const pid = /^\/proc\/(\d+)\//.exec(heldAt)?.[1];
+    // A process in it (or one of its threads), or one holding an fd on it; a mount has no process.
+    const pid = /^\/proc\/(\d+)\/(?:ns|task|fd)\//.exec(heldAt)?.[1];
     return { opened, heldAt, ...(pid ? { pid: Number(pid) } : {}) };
   }
   return undefined;

@@ -79,7 +79,7 @@ import {
 import { refuseNonDirectory } from './state/trust.js';
 
 export interface GarbageItem {
-  kind: 'link' | 'filter' | 'state';
+  kind: 'link' | 'filter' | 'qdisc' | 'state';
   /** '' for a record directory without a record: it names no namespace. */
   namespacePath: string;
   /** The link's name, or the record's id (CNI: container/interface). */
@@ -100,7 +100,7 @@ export interface InUseLink {
 
 /** What gc found in vcnet's way but leaves, as not vcnet's to remove. */
 export interface LeftAloneItem {
-  kind: 'link' | 'filter';
+  kind: 'link' | 'filter' | 'qdisc';
   namespacePath: string;
   /** The link's name (a filter's: the link it is on). */
   name: string;
@@ -569,27 +569,57 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       const planned: GarbageItem[] = [];
       for (const link of links) {
         if (orphanIndexes.has(link.index)) continue;
-        await collectRedirectFilters(handle, link, orphanIndexes, (priority, parent, protocol, target) => {
-          const targetName = links.find((candidate) => candidate.index === target)?.name ?? `#${target}`;
-          const owner = claimedBy(link, parent, priority);
-          if (owner) {
-            // A live record's filter, pointed at the orphan since: the record's detach settles it.
-            report.leftAlone.push({
+        let removedFilters = 0;
+        const filtersLeft = await collectRedirectFilters(
+          handle,
+          link,
+          orphanIndexes,
+          (priority, parent, protocol, target) => {
+            const targetName = links.find((candidate) => candidate.index === target)?.name ?? `#${target}`;
+            const owner = claimedBy(link, parent, priority);
+            if (owner) {
+              // A live record's filter, pointed at the orphan since: the record's detach settles it.
+              report.leftAlone.push({
+                kind: 'filter',
+                namespacePath,
+                name: link.name,
+                detail: `prio ${priority} redirects to orphan ${targetName}, but record ${owner.id} claims that filter: left for its detach`,
+              });
+              return false;
+            }
+            planned.push({
               kind: 'filter',
               namespacePath,
               name: link.name,
-              detail: `prio ${priority} redirects to orphan ${targetName}, but record ${owner.id} claims that filter: left for its detach`,
+              detail: `prio ${priority} redirects to orphan ${targetName}`,
             });
-            return;
+            batch.deleteFilter({ index: link.index, parent, priority, protocol });
+            removedFilters++;
+            return true;
+          },
+        );
+        // The ingress qdisc tcfilter's attach added for those redirects goes with the last of them.
+        // One that keeps another filter is someone's; one gc took nothing from is left as it is.
+        if (removedFilters > 0 && filtersLeft === 0) {
+          const ingress = await ingressQdiscOf(handle, link);
+          if (ingress?.kind === 'ingress') {
+            planned.push({
+              kind: 'qdisc',
+              namespacePath,
+              name: link.name,
+              detail: `ingress qdisc (ffff:) with no filter left once its redirects to an orphan go (tcfilter's attach adds it for them)`,
+            });
+            batch.deleteQdisc(link.index, ingress.handle, TC_H_INGRESS);
+          } else if (ingress) {
+            // vcnet adds an ingress qdisc, never a clsact: this one was the pod's before the attach.
+            report.leftAlone.push({
+              kind: 'qdisc',
+              namespacePath,
+              name: link.name,
+              detail: `${ingress.kind} qdisc left empty by the redirects removed above: vcnet never adds a ${ingress.kind}, so it stays`,
+            });
           }
-          planned.push({
-            kind: 'filter',
-            namespacePath,
-            name: link.name,
-            detail: `prio ${priority} redirects to orphan ${targetName}`,
-          });
-          batch.deleteFilter({ index: link.index, parent, priority, protocol });
-        });
+        }
       }
       for (const link of orphans) {
         planned.push({
@@ -845,31 +875,53 @@ function removeEmpty(directory: string): void {
   }
 }
 
-/** Ingress filter priorities on `link` whose every filter redirects to one of `targets`. */
+/**
+ * Ingress filter priorities on `link` whose every filter redirects to one of `targets`; `found`
+ * says whether it removes that one. Returns how many priorities stay on the link's ingress.
+ */
 async function collectRedirectFilters(
   handle: NetlinkHandle,
   link: Link,
   targets: Set<number>,
-  found: (priority: number, parent: number, protocol: number, target: number) => void,
-): Promise<void> {
+  found: (priority: number, parent: number, protocol: number, target: number) => boolean,
+): Promise<number> {
   let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
   try {
     filters = await handle.filters(link.index, TC_H_INGRESS);
   } catch {
-    return; // no ingress qdisc
+    return 0; // no ingress qdisc
   }
   const byPriority = new Map<number, typeof filters>();
   for (const filter of filters) byPriority.set(filter.priority, [...(byPriority.get(filter.priority) ?? []), filter]);
+  let left = 0;
   for (const [priority, group] of byPriority) {
     const rules = group.filter((filter) => 'actions' in filter.options && filter.options.actions.length > 0);
-    if (rules.length === 0) continue;
     const redirectTargets = rules.map((filter) => {
       const actions = 'actions' in filter.options ? filter.options.actions : [];
       const mirred = actions.find((action) => action.kind === 'mirred' && 'targetIndex' in action);
       return mirred && 'targetIndex' in mirred ? mirred.targetIndex : -1;
     });
-    if (redirectTargets.every((target) => targets.has(target)))
+    const removed =
+      rules.length > 0 &&
+      redirectTargets.every((target) => targets.has(target)) &&
       found(priority, group[0]!.parent, group[0]!.protocol, redirectTargets[0]!);
+    if (!removed) left++;
+  }
+  return left;
+}
+
+/** The qdisc at `link`'s ingress parent (an ingress or a clsact), if it has one. */
+async function ingressQdiscOf(
+  handle: NetlinkHandle,
+  link: Link,
+): Promise<{ kind: string; handle: number } | undefined> {
+  try {
+    const qdisc = (await handle.qdiscs(link.index)).find(
+      (candidate) => candidate.index === link.index && candidate.parent === TC_H_INGRESS,
+    );
+    return qdisc ? { kind: qdisc.kind, handle: qdisc.handle } : undefined;
+  } catch {
+    return undefined; // the link went meanwhile
   }
 }
 

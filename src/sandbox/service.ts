@@ -22,6 +22,8 @@ import {
 } from '../errors.js';
 import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
 import { DeviceNotHotpluggableError, QmpConnectionError } from '../hypervisor/errors.js';
+import type { Link } from '../netlink/codec/link.js';
+import { NetlinkHandle } from '../netlink/handle.js';
 import {
   NamespaceChangedError,
   NamespaceGoneError,
@@ -33,7 +35,7 @@ import {
 } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
-import { recordsHoldingLink, whereNamespaceLives } from '../network/garbage-collector.js';
+import { recordsHoldingLink, recordsOfNamespace, whereNamespaceLives } from '../network/garbage-collector.js';
 import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import { randomMacvtapIndex } from '../network/model/macvtap-index.js';
 import { AttachError } from '../network/model/plumbing-context.js';
@@ -42,6 +44,7 @@ import { describeKept, describeRecords, type UndoReport } from '../network/plan/
 import { commandOf, commandsOf } from '../network/plan/commands.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import type { Change, Plan } from '../network/plan/types.js';
+import { StateInvalidError } from '../network/state/record-envelope.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
 import {
   DEFAULT_STATE_DIRECTORY,
@@ -536,6 +539,7 @@ export async function detachSandbox(
         // From before its look at the namespace to its last change: no attach or vcnet-cni ADD adds a
         // link to vcnet's group in between, which the undo's one group delete would take along.
         await lockRecordedNamespace(recorded, state, options.lockTimeoutMs, { signal: options.signal });
+        if (state.network.endpoints.length === 0) await refuseEmptyRecordBesideLinks(recorded, state, store);
         if (heldElsewhere)
           publish(channels.notice, () => heldElsewhereNotice('detach', id, state.namespace.path, heldElsewhere));
         // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
@@ -591,6 +595,41 @@ export async function detachSandbox(
   );
 }
 
+/**
+ * A record with no endpoint is legitimate (a pod with nothing to attach), but one beside links of
+ * vcnet's group that no other record claims is likely a damaged one (`"endpoints": []`): detaching
+ * it would drop the record and leave those links with nobody to remove them. Refused, nothing changed.
+ */
+async function refuseEmptyRecordBesideLinks(
+  recorded: RecordedNetwork,
+  state: SandboxState,
+  store: SandboxStore,
+): Promise<void> {
+  if (state.network.config.disableNewNetns) return; // the host's namespace: other sandboxes' taps live there
+  const handle = NetlinkHandle.open(recorded.namespace.entryPath);
+  let links: Link[];
+  try {
+    links = await handle.links();
+  } finally {
+    handle.close();
+  }
+  const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
+  if (grouped.length === 0) return;
+  const others = recordsOfNamespace(recorded.namespace.identity, [store.root]).filter(
+    (other) => other.file !== store.statePath,
+  );
+  const unclaimed = grouped.filter((link) => !others.some((other) => other.holds(link)));
+  if (unclaimed.length === 0) return;
+  const names = unclaimed.map((link) => link.name).join(', ');
+  throw new StateInvalidError(
+    store.statePath,
+    'network.endpoints',
+    `is [] (no endpoint), but the namespace ${state.namespace.path} holds ${names} in vcnet's link group, which no other record claims: this record may have lost them`,
+    [],
+    `nothing was changed; restore the record, or remove it (${store.root}/${state.id}) and run \`vcnet gc --netns ${state.namespace.path}\` to remove ${names}`,
+  );
+}
+
 /** Says that a record's namespace path is gone while a process keeps the namespace alive. */
 export function heldElsewhereNotice(
   operation: string,
@@ -598,11 +637,16 @@ export function heldElsewhereNotice(
   recordedPath: string,
   heldElsewhere: NonNullable<RecordedNetwork['heldElsewhere']>,
 ): { operation: string; endpoint: string; message: string; details: Record<string, unknown> } {
-  const holder = heldElsewhere.pid !== undefined ? `process ${heldElsewhere.pid}` : heldElsewhere.path;
+  const holder =
+    heldElsewhere.pid === undefined
+      ? `a mount still holds that namespace (${heldElsewhere.path})`
+      : heldElsewhere.path.includes('/fd/')
+        ? `process ${heldElsewhere.pid} still holds that namespace open (${heldElsewhere.path})`
+        : `process ${heldElsewhere.pid} still runs in that namespace (${heldElsewhere.path})`;
   return {
     operation,
     endpoint: '',
-    message: `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder} still runs in that namespace (${heldElsewhere.path}): what attach made is still there and is undone through it`,
+    message: `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder}: what attach made is still there and is undone through it`,
     details: {
       sandbox: id,
       namespace: recordedPath,

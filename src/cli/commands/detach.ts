@@ -79,7 +79,7 @@ export function registerDetach(program: Command): void {
         ];
         const gone = counts.length > 0 ? ` (${counts.join(', ')})` : '';
         const through = result.namespaceHeldAt
-          ? ` through ${result.namespaceHeldAt}${result.heldBy !== undefined ? ` (process ${result.heldBy} still runs in the namespace; its path is gone)` : ''}`
+          ? ` through ${result.namespaceHeldAt}${result.heldBy !== undefined ? ` (process ${result.heldBy} still ${result.namespaceHeldAt.includes('/fd/') ? 'holds it open' : 'runs in the namespace'}; its path is gone)` : ' (its path is gone; a mount still holds it)'}`
           : '';
         print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}${through}`);
       },

@@ -41,6 +41,8 @@ export interface EndpointState {
     tapDevicePath?: string;
     guestHardwareAddress: string;
     queues: number;
+    /** What an undo the kernel refused in part left: fewer steps than the model's attach records. */
+    partial?: true;
   };
   pciPath?: string;
   /** The MTU the guest NIC was given (host_mtu): the most the guest can take later. */
@@ -194,8 +196,10 @@ export abstract class Endpoint {
       this.markDetached();
       return false;
     }
-    if (this.plumbing) this.plumbing.steps = kept;
-    else this.pendingSteps = kept;
+    if (this.plumbing) {
+      if (kept.length < this.plumbing.steps.length) this.plumbing.partial = true;
+      this.plumbing.steps = kept;
+    } else this.pendingSteps = kept;
     return true;
   }
 

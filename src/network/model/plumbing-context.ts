@@ -58,6 +58,8 @@ export interface AttachedPlumbing {
   vhostFds: number[];
   guestHardwareAddress: string;
   queues: number;
+  /** The steps are what an undo the kernel refused in part left (the record schema asks no others). */
+  partial?: true;
 }
 
 export class AttachError extends VcnetError {

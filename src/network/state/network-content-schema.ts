@@ -227,15 +227,72 @@ const plumbingFields = {
     .min(1, { error: QUEUES_ACCEPTED })
     .max(MAX_QUEUES, { error: QUEUES_ACCEPTED }),
 };
+type MadeModel = 'tcfilter' | 'macvtap' | 'none';
+type StepRecord = z.infer<typeof plumbingStepSchema>;
+/**
+ * The steps a finished endpoint of each model always has (plan/plan-attach.ts): the device it makes
+ * (put in vcnet's group first), and for tcfilter the tap's ingress qdisc and the two redirects, for
+ * macvtap the pod link's MAC. Without them detach would undo nothing and drop the record, leaking
+ * all of it. An attach under way journals `pending`, not the model, so it is never held to this.
+ */
+const REQUIRED_STEPS: Record<
+  MadeModel,
+  ReadonlyArray<{ what: string; count: number; is: (step: StepRecord) => boolean }>
+> = {
+  tcfilter: [
+    {
+      what: 'a create-link of kind tun (the tap)',
+      count: 1,
+      is: (step) => step.step === 'create-link' && step.kind === 'tun',
+    },
+    {
+      what: "an add-qdisc of kind ingress (the tap's)",
+      count: 1,
+      is: (step) => step.step === 'add-qdisc' && step.kind === 'ingress',
+    },
+    { what: 'two add-filter steps (the redirects both ways)', count: 2, is: (step) => step.step === 'add-filter' },
+  ],
+  macvtap: [
+    {
+      what: 'a create-link of kind macvtap',
+      count: 1,
+      is: (step) => step.step === 'create-link' && step.kind === 'macvtap',
+    },
+    { what: "a change-link (the pod link's MAC)", count: 1, is: (step) => step.step === 'change-link' },
+  ],
+  none: [
+    {
+      what: 'a create-link of kind tun (the tap)',
+      count: 1,
+      is: (step) => step.step === 'create-link' && step.kind === 'tun',
+    },
+  ],
+};
+
 /** tcfilter, macvtap and none make the device the VM uses: it has a name, an ifindex and a MAC. */
-const madeDevicePlumbing = (model: 'tcfilter' | 'macvtap' | 'none') =>
-  z.strictObject({
-    model: z.literal(model),
-    ...plumbingFields,
-    tapName: name,
-    tapIndex: ifindex,
-    guestHardwareAddress: macAddress,
-  });
+const madeDevicePlumbing = (model: MadeModel) =>
+  z
+    .strictObject({
+      model: z.literal(model),
+      ...plumbingFields,
+      tapName: name,
+      tapIndex: ifindex,
+      guestHardwareAddress: macAddress,
+      // An undo the kernel refused in part (Endpoint.keepLeft): the steps are what is left, any of them.
+      partial: z.literal(true, { error: 'true, or absent' }).optional(),
+    })
+    .superRefine((plumbing, context) => {
+      if (plumbing.partial) return;
+      const missing = REQUIRED_STEPS[model].filter(
+        (required) => plumbing.steps.filter(required.is).length < required.count,
+      );
+      if (missing.length === 0) return;
+      context.addIssue({
+        code: 'custom',
+        path: ['steps'],
+        message: `the steps every ${model} endpoint's attach records; ${missing.map((required) => required.what).join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing`,
+      });
+    });
 /**
  * `existing`: a device the VM uses as it is (a physical NIC, vhost-user, an existing macvtap): no tap
  * name or index for some, and the pod link's MAC when it has one. `pending`: an attach cut short,

@@ -88,6 +88,15 @@ describe('detach of a damaged record', () => {
         }),
         'field namespace.ino is',
       ],
+      // `"steps": []` on a finished tcfilter endpoint: detach said "0 change(s) undone", dropped the
+      // record and left tap0_kata, both ingress qdiscs and both filters (gc left them too).
+      [
+        'steps []',
+        endpointChanged(original, (endpoint) => {
+          endpoint.plumbing!.steps = [];
+        }),
+        "field network.endpoints.0.plumbing.steps is [] (expected the steps every tcfilter endpoint's attach records",
+      ],
       [
         'an ingress qdisc handle other than ffff:0',
         endpointChanged(original, (endpoint) => {
@@ -140,6 +149,37 @@ describe('detach of a damaged record', () => {
     writeFileSync(statePath, original);
     expect(vcnet(['detach', '--sandbox', 'a', '--state-dir', stateDirectory()]).status).toBe(0);
     expect(vcnet(['detach', '--sandbox', 'b', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+});
+
+describe('detach of a record with no endpoint', () => {
+  it('refuses one beside an unclaimed vcnet link, naming endpoints and the links; detaches one without', () => {
+    const { pod } = makePod();
+    const state = stateDirectory();
+    expect(vcnet(['attach', '--sandbox', 'empty', '--netns', pod.path, '--state-dir', state]).status).toBe(0);
+    const statePath = join(state, 'empty', 'state.json');
+    const record = JSON.parse(readFileSync(statePath, 'utf8'));
+    record.network.endpoints = [];
+    const damaged = JSON.stringify(record);
+    writeFileSync(statePath, damaged);
+    const attached = fingerprint(pod);
+    const detached = vcnet(['detach', '--sandbox', 'empty', '--state-dir', state, '--json']);
+    expect(detached.status, detached.stderr).toBe(1);
+    const error = JSON.parse(detached.stdout).error;
+    expect(error.code).toBe('VCNET_STATE_INVALID');
+    expect(error.message).toContain(`state file ${statePath}: field network.endpoints is [] (no endpoint)`);
+    expect(error.message).toContain("holds tap0_kata in vcnet's link group");
+    expect(error.hint).toContain(`vcnet gc --netns ${pod.path}`);
+    expect(readFileSync(statePath, 'utf8')).toBe(damaged);
+    expect(fingerprint(pod)).toEqual(attached);
+    // Once gc took what the record lost, a record with no endpoint is a sandbox with nothing attached.
+    rmSync(join(state, 'empty'), { recursive: true });
+    expect(vcnet(['gc', '--netns', pod.path, '--state-dir', state]).status).toBe(0);
+    mkdirSync(join(state, 'empty'));
+    writeFileSync(statePath, damaged);
+    const clean = vcnet(['detach', '--sandbox', 'empty', '--state-dir', state]);
+    expect(clean.status, clean.stderr).toBe(0);
+    expect(existsSync(statePath)).toBe(false);
   });
 });
 

@@ -226,7 +226,58 @@ describe('vcnet gc', () => {
     expect((JSON.parse(scoped.stdout) as GcReport).removed.map((item) => `${item.kind} ${item.name}`).sort()).toEqual([
       'filter eth0',
       'link tap0_kata',
+      'qdisc eth0',
     ]);
     expect(vcnetLinks(pod)).toEqual([]);
+  });
+
+  it("removes tcfilter's ingress qdisc with the last redirect it removes, and leaves one that keeps another's filter", () => {
+    const state = join(work, 'state');
+    // plain: eth0 had no qdisc at its ingress; shared: it had an ingress qdisc with someone's filter.
+    const plain = makePod().pod;
+    const shared = makePod().pod;
+    shared.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+    shared.exec('tc', 'filter add dev eth0 ingress prio 7 protocol ip u32 match u32 0 0 classid 1:1'.split(' '));
+    const before = { plain: fingerprint(plain), shared: fingerprint(shared) };
+    for (const [id, pod] of [
+      ['plain', plain],
+      ['shared', shared],
+    ] as const) {
+      const attached = vcnet(['attach', '--sandbox', id, '--netns', pod.path, '--state-dir', state]);
+      expect(attached.status, attached.stderr).toBe(0);
+      rmSync(join(state, id), { recursive: true });
+    }
+    const namespaces = [plain.path, shared.path];
+    const planned = gc(namespaces, '--dry-run');
+    const items = (report: GcReport) =>
+      report.removed
+        .filter((item) => item.kind !== 'state')
+        .map((item) => `${item.namespacePath} ${item.kind} ${item.name}`);
+    expect(items(planned).sort()).toEqual(
+      [
+        `${plain.path} filter eth0`,
+        `${plain.path} qdisc eth0`,
+        `${plain.path} link tap0_kata`,
+        `${shared.path} filter eth0`,
+        `${shared.path} link tap0_kata`,
+      ].sort(),
+    );
+    expect(planned.removed.find((item) => item.kind === 'qdisc')?.detail).toContain(
+      'ingress qdisc (ffff:) with no filter left once its redirects to an orphan go',
+    );
+    const collected = gc(namespaces);
+    expect(items(collected).sort()).toEqual(items(planned).sort());
+    // Exactly as before the attach: the plain pod without a qdisc, the shared one with its own filter.
+    expect(fingerprint(plain)).toEqual(before.plain);
+    // tc prints `parent ffff:` on the remaining filters once a filter was added there through netlink
+    // with that parent (a plain detach shows the same): the filters themselves are unchanged.
+    const withoutParent = (print: Record<string, unknown>) =>
+      JSON.parse(JSON.stringify(print, (key, value) => (key === 'parent' ? undefined : value)));
+    expect(withoutParent(fingerprint(shared))).toEqual(withoutParent(before.shared));
+    // A gc that removes no filter there leaves an ingress qdisc alone.
+    plain.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+    const idle = fingerprint(plain);
+    expect(gc([plain.path]).removed).toEqual([]);
+    expect(fingerprint(plain)).toEqual(idle);
   });
 });

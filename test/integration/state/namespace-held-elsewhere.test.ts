@@ -6,15 +6,15 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import { attachSandbox, detachSandbox, planSandboxDetach, readSandbox } from '../../../src/sandbox/service.js';
 import { vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
-import { makePod, tcfilterConfig } from '../../helpers/pod.js';
+import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
+import { fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
 
 let stateDir: string;
 const holders: ChildProcess[] = [];
@@ -125,3 +125,78 @@ it('with nothing holding it, the namespace is gone and the record is dropped', a
   expect(result).toMatchObject({ found: true, namespaceGone: pod.path });
   expect(result.namespaceHeldAt).toBeUndefined();
 });
+
+/**
+ * A namespace seen through `path` (nsenter), shaped for fingerprint(): only ipJson and tcJson are
+ * read. `exec` runs any command in it.
+ */
+function throughPath(path: string): TestNamespace {
+  const exec = (command: string, args: string[]) =>
+    execFileSync('nsenter', [`--net=${path}`, command, ...args], { encoding: 'utf8' });
+  return {
+    exec,
+    ipJson: <T>(...args: string[]) => JSON.parse(exec('ip', ['-j', ...args]) || '[]') as T,
+    tcJson: <T>(...args: string[]) => JSON.parse(exec('tc', ['-j', ...args]) || '[]') as T,
+  } as unknown as TestNamespace;
+}
+
+/** A namespace only process P holds (unshare), with eth0 from a node namespace, attached (macvtap) through /proc/P/ns/net. */
+async function attachedThroughPid(id: string) {
+  const node = makeNamespace('node');
+  const unshared = spawn('unshare', ['--net', 'sh', '-c', 'echo ready; exec sleep 300'], { stdio: 'pipe' });
+  holders.push(unshared);
+  await new Promise<void>((resolve) => unshared.stdout?.once('data', () => resolve()));
+  const path = `/proc/${unshared.pid}/ns/net`;
+  node.exec('ip', ['link', 'add', `h${id}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(unshared.pid)]);
+  const pod = throughPath(path);
+  pod.exec('ip', ['link', 'set', 'lo', 'up']);
+  pod.exec('ip', ['link', 'set', 'eth0', 'up']);
+  pod.exec('ip', ['addr', 'add', '10.208.0.2/24', 'dev', 'eth0', 'nodad']);
+  pod.exec('ip', ['route', 'add', 'default', 'via', '10.208.0.1']);
+  const before = fingerprint(pod);
+  await attachSandbox(
+    id,
+    { ...tcfilterConfig(pod), namespacePath: path, model: 'macvtap' },
+    { stateDirectory: stateDir },
+  );
+  expect(fingerprint(pod)).not.toEqual(before);
+  return { unshared, path, before };
+}
+
+it.each(['a bind mount outside /var/run/netns', 'an fd a process holds open'])(
+  'a /proc/PID/ns/net record whose PID exited while %s keeps the namespace: gc keeps the record, detach undoes exactly',
+  async (holder) => {
+    const byMount = holder.startsWith('a bind mount');
+    const id = byMount ? 'bm' : 'fd';
+    const { unshared, path, before } = await attachedThroughPid(id);
+    let heldAt: string;
+    let mountPoint: string | undefined;
+    if (byMount) {
+      // As Docker's /var/run/docker/netns/* or rootless podman's /run/user/UID/netns/*.
+      mountPoint = join(stateDir, 'netns-bm');
+      writeFileSync(mountPoint, '');
+      execFileSync('mount', ['--bind', path, mountPoint]);
+      heldAt = mountPoint;
+    } else {
+      const keeper = spawn('sh', ['-c', `exec 3<${path}; echo ready; exec sleep 300`], { stdio: 'pipe' });
+      holders.push(keeper);
+      await new Promise<void>((resolve) => keeper.stdout?.once('data', () => resolve()));
+      heldAt = `/proc/${keeper.pid}/fd/3`;
+    }
+    try {
+      unshared.kill('SIGKILL');
+      await new Promise<void>((resolve) => unshared.once('exit', () => resolve()));
+      const report = await collectGarbage({ stateDirectories: [stateDir], namespaces: [path] });
+      expect(report.removed).toEqual([]);
+      expect(readSandbox(id, stateDir)).toBeDefined();
+      const result = await detachSandbox(id, { stateDirectory: stateDir });
+      expect(result.namespaceGone).toBeUndefined();
+      expect(result.namespaceHeldAt).toBe(heldAt);
+      expect(readSandbox(id, stateDir)).toBeUndefined();
+      // eth0 has its MAC, addresses and route back, and no macvtap is left.
+      expect(fingerprint(throughPath(heldAt))).toEqual(before);
+    } finally {
+      if (mountPoint) execFileSync('umount', [mountPoint]);
+    }
+  },
+);

@@ -47,7 +47,10 @@ function sandboxRecord(id = 'a'): Record<string, unknown> {
             model: 'tcfilter',
             steps: [
               { step: 'create-link', name: 'tap0_kata', kind: 'tun' },
+              { step: 'add-qdisc', link: 'tap0_kata', handle: 0xffff0000, parent: 0xfffffff1, kind: 'ingress' },
               { step: 'add-qdisc', link: 'eth0', handle: 0xffff0000, parent: 0xfffffff1, kind: 'ingress' },
+              { step: 'add-filter', link: 'eth0', parent: 0xffff0000, priority: 49152, protocol: 3, kind: 'u32' },
+              { step: 'add-filter', link: 'tap0_kata', parent: 0xffff0000, priority: 49152, protocol: 3, kind: 'u32' },
             ],
             tapName: 'tap0_kata',
             tapIndex: 3,
@@ -78,7 +81,7 @@ describe('parseRecord', () => {
       content: sandboxContentSchema,
     });
     expect(record.namespace).toEqual({ path: '/var/run/netns/pod-a', dev: 4, ino: 4026532300, cookie: '4711' });
-    expect(record.network.endpoints[0]?.plumbing?.steps).toHaveLength(2);
+    expect(record.network.endpoints[0]?.plumbing?.steps).toHaveLength(5);
   });
 
   it.each([
@@ -148,6 +151,61 @@ describe('parseRecord', () => {
     expect(refusal(JSON.stringify(noNetwork)).field).toBe('network');
   });
 
+  it("refuses a finished endpoint without the steps its model's attach always records, naming the field", () => {
+    type Plumbing = { model: string; steps: Array<Record<string, unknown>>; partial?: true };
+    const withPlumbing = (change: (plumbing: Plumbing) => void) => {
+      const record = sandboxRecord();
+      change((record.network as { endpoints: Array<{ plumbing: Plumbing }> }).endpoints[0]!.plumbing);
+      return JSON.stringify(record);
+    };
+    const accepted = (text: string) => parseRecord(text, FILE, { expectedId: 'a', content: sandboxContentSchema });
+    for (const model of ['tcfilter', 'macvtap', 'none']) {
+      const error = refusal(
+        withPlumbing((plumbing) => {
+          plumbing.model = model;
+          plumbing.steps = [];
+        }),
+      );
+      expect(error.field, model).toBe('network.endpoints.0.plumbing.steps');
+      expect(error.message, model).toContain(`state file ${FILE}: field network.endpoints.0.plumbing.steps is []`);
+      expect(error.message, model).toContain(`every ${model} endpoint's attach records`);
+    }
+    // One redirect of two, a macvtap without the pod link's MAC change: refused, saying what is missing.
+    expect(refusal(withPlumbing((plumbing) => plumbing.steps.pop())).message).toContain(
+      'two add-filter steps (the redirects both ways) is missing',
+    );
+    expect(
+      refusal(
+        withPlumbing((plumbing) => {
+          plumbing.model = 'macvtap';
+          plumbing.steps = [{ step: 'create-link', name: 'tap0_kata', kind: 'macvtap' }];
+        }),
+      ).message,
+    ).toContain("a change-link (the pod link's MAC) is missing");
+    // What a partly refused undo left, an attach under way and a device used as it is: any steps.
+    expect(() =>
+      accepted(
+        withPlumbing((plumbing) => {
+          plumbing.steps = plumbing.steps.slice(2, 3);
+          plumbing.partial = true;
+        }),
+      ),
+    ).not.toThrow();
+    expect(() =>
+      accepted(withPlumbing((plumbing) => Object.assign(plumbing, { model: 'pending', steps: [], tapIndex: 0 }))),
+    ).not.toThrow();
+    expect(() =>
+      accepted(withPlumbing((plumbing) => Object.assign(plumbing, { model: 'existing', steps: [] }))),
+    ).not.toThrow();
+    // The whole tcfilter fixture, and the one step of none.
+    expect(() => accepted(withPlumbing(() => {}))).not.toThrow();
+    expect(() =>
+      accepted(
+        withPlumbing((plumbing) => Object.assign(plumbing, { model: 'none', steps: plumbing.steps.slice(0, 1) })),
+      ),
+    ).not.toThrow();
+  });
+
   it('refuses a record whose namespace is missing, empty or unlike the network it describes', () => {
     const missing = sandboxRecord();
     delete missing.namespace;
@@ -179,7 +237,7 @@ describe('parseRecord', () => {
       protocol: 3,
       kind: 'u32',
     });
-    expect(refusal(JSON.stringify(wrongPriority)).field).toBe('network.endpoints.0.plumbing.steps.2.priority');
+    expect(refusal(JSON.stringify(wrongPriority)).field).toBe('network.endpoints.0.plumbing.steps.5.priority');
     const futureEndpoint = sandboxRecord();
     endpointOf(futureEndpoint).version = 2;
     expect(refusal(JSON.stringify(futureEndpoint)).field).toBe('network.endpoints.0.version');
@@ -192,7 +250,7 @@ describe('parseRecord', () => {
     const record = sandboxRecord();
     const endpoint = (record.network as { endpoints: Array<{ plumbing: { steps: unknown[] } }> }).endpoints[0]!;
     endpoint.plumbing.steps.push({ step: 'format-disk' });
-    expect(refusal(JSON.stringify(record)).field).toBe('network.endpoints.0.plumbing.steps.2.step');
+    expect(refusal(JSON.stringify(record)).field).toBe('network.endpoints.0.plumbing.steps.5.step');
   });
 
   it('validates CNI records with their own content schema', () => {
@@ -336,7 +394,7 @@ describe('parseRecord', () => {
             protocol: 3,
             kind: 'x',
           }),
-        'network.endpoints.0.plumbing.steps.2.kind',
+        'network.endpoints.0.plumbing.steps.5.kind',
       ],
       [
         'a filter under a parent vcnet never uses',
@@ -349,12 +407,12 @@ describe('parseRecord', () => {
             protocol: 3,
             kind: 'u32',
           }),
-        'network.endpoints.0.plumbing.steps.2.parent',
+        'network.endpoints.0.plumbing.steps.5.parent',
       ],
       [
         'a change-link MAC that is no MAC',
         (r) => endpointOf(r).plumbing!.steps.push({ step: 'change-link', link: 'eth0', before: { address: [] } }),
-        'network.endpoints.0.plumbing.steps.2.before.address',
+        'network.endpoints.0.plumbing.steps.5.before.address',
       ],
     ])('refuses %s, naming the file and the field', (_label, change, field, message) => {
       const error = refusal(JSON.stringify(mutated(change)));
