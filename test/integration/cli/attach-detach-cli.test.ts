@@ -385,10 +385,12 @@ describe('vcnet gc', () => {
       removed: Array<{ kind: string; name: string; namespacePath: string }>;
       kept: number;
     };
-    // The record removed by hand left its lock file: it goes too (it belongs to no namespace).
+    // The record removed by hand left its lock file: it goes too (it belongs to no namespace). The
+    // ingress qdisc goes with the last redirect gc removes from eth0.
     expect(planned.removed.map((item) => `${item.kind}:${item.name}`).sort()).toEqual([
       'filter:eth0',
       'link:tap0_kata',
+      'qdisc:eth0',
       'state:lost',
     ]);
     expect(
@@ -399,10 +401,15 @@ describe('vcnet gc', () => {
 
     const collected = vcnet(['gc', '--state-dir', stateDirectory(), ...namespaces]);
     expect(collected.status).toBe(0);
-    expect(collected.stdout).toContain('removed 3 item(s)');
+    expect(collected.stdout).toContain('removed 4 item(s)');
     expect(existsSync(join(stateDirectory(), '.locks', 'lost'))).toBe(false);
     expect(lost.pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
     expect(lost.pod.tcJson('filter', 'show', 'dev', 'eth0', 'ingress')).toEqual([]);
+    expect(
+      lost.pod
+        .tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', 'eth0')
+        .filter((qdisc) => qdisc.kind === 'ingress'),
+    ).toEqual([]);
     expect(fingerprint(live.pod)).toEqual(liveBefore);
 
     // A record whose namespace was deleted is dropped (--netns names the path the record names).

@@ -391,8 +391,14 @@ describe('disable_new_netns: sandboxes share the host namespace', () => {
       expect(added.status, added.stderr).toBe(0);
       expect(JSON.parse(added.stdout)).toMatchObject({ name: 'net0', hwAddr: mac, type: 'tap' });
     }
-    // Each sandbox's first tap: tap0_kata for a, tap1_kata for b (tap0_kata is a's), both vcnet's.
-    expect(names().filter((link) => link.ifname.endsWith('_kata'))).toEqual([
+    // Each sandbox's first tap: tap0_kata for a, tap1_kata for b (tap0_kata is a's), both vcnet's. By
+    // name: their ifindexes are chosen at random, so `ip link` lists them in no fixed order.
+    const byName = (a: { ifname: string }, b: { ifname: string }) => a.ifname.localeCompare(b.ifname);
+    expect(
+      names()
+        .filter((link) => link.ifname.endsWith('_kata'))
+        .sort(byName),
+    ).toEqual([
       expect.objectContaining({ ifname: 'tap0_kata', group: '30307' }),
       expect.objectContaining({ ifname: 'tap1_kata', group: '30307' }),
     ]);
