@@ -62,7 +62,7 @@ import { VCNET_LINK_KINDS } from './plan/plan-attach.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
 import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './state/network-content-schema.js';
-import { parseRecord, salvageNamespace } from './state/record-envelope.js';
+import { parseRecord, StateInvalidError, salvageNamespace } from './state/record-envelope.js';
 import type { SandboxState } from './state/records.js';
 import {
   DEFAULT_CNI_STATE_DIRECTORY,
@@ -348,8 +348,11 @@ function readOwners(directories: readonly string[]): {
           (text) => {
             const record = parseRecord(text, file, { expectedId: id, content: cniContentSchema });
             if (record.interfaceName !== interfaceName)
-              throw new Error(
-                `state file ${file}: field interfaceName is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
+              throw new StateInvalidError(
+                file,
+                'interfaceName',
+                `is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
+                record.interfaceName,
               );
             return record as never;
           },
