@@ -190,7 +190,7 @@ function claims(recorded: { name: string; index?: number }, link: { name: string
 }
 
 /** Every state directory gc reads: defaults, $VCNET_STATE_DIR, the registry, and the given ones. */
-export function knownStateDirectories(extra: readonly string[] = []): string[] {
+function knownStateDirectories(extra: readonly string[] = []): string[] {
   const directories = [DEFAULT_STATE_DIRECTORY, DEFAULT_CNI_STATE_DIRECTORY];
   // Set but empty is refused here too (stateDirectory says so), as every other command refuses it.
   if (process.env.VCNET_STATE_DIR !== undefined) directories.push(stateDirectory());
@@ -232,7 +232,7 @@ export function recordsOfNamespace(
 }
 
 /** Live network namespaces by identity: /var/run/netns entries first (their paths outlive processes), then /proc/PID/ns/net. */
-export function liveNamespaces(): Map<NamespaceKey, string> {
+function liveNamespaces(): Map<NamespaceKey, string> {
   const found = new Map<NamespaceKey, string>();
   const consider = (path: string) => {
     const identity = fileIdentity(path); // undefined: gone meanwhile, or not readable

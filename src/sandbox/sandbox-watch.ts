@@ -73,7 +73,7 @@ export interface WatchMemory {
 }
 
 /** The memory of a watch starting over `interfaces` (the namespace) and `attached` (the record's pod links). */
-export function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable<string>): WatchMemory {
+function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable<string>): WatchMemory {
   const attachedSet = new Set(attached);
   const leftAlone = new Set(
     interfaces

@@ -592,7 +592,7 @@ export async function detachSandbox(
 }
 
 /** Says that a record's namespace path is gone while a process keeps the namespace alive. */
-export function heldElsewhereNotice(
+function heldElsewhereNotice(
   operation: string,
   id: string,
   recordedPath: string,
