@@ -35,7 +35,7 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { booleanOption, optionsArgument, signalOption, stringListOption, stringOption } from '../arguments.js';
+import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
 import { errnoOf, InvalidInputError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
@@ -151,8 +151,6 @@ export interface GarbageFailure {
 export interface GarbageOptions {
   /** State directories besides the defaults and the registry (--state-dir). */
   stateDirectories?: string[];
-  /** @deprecated one extra state directory; use stateDirectories. */
-  stateDirectory?: string;
   /** Only these namespaces: look for orphan links there, drop only records naming these paths. */
   namespaces?: string[];
   dryRun?: boolean;
@@ -366,26 +364,16 @@ function readOwners(directories: readonly string[]): {
 export async function collectGarbage(options: GarbageOptions = {}): Promise<GarbageReport> {
   // A gc reads every registered state directory and may delete links: a wrong argument must not
   // widen it to one over every namespace with the defaults.
-  options = optionsArgument(options, 'options', [
-    'stateDirectories',
-    'stateDirectory',
-    'namespaces',
-    'dryRun',
-    'signal',
-  ]);
+  options = optionsArgument(options, 'options', ['stateDirectories', 'namespaces', 'dryRun', 'signal']);
   const signal = signalOption(options.signal);
   signal?.throwIfAborted();
   stringListOption(options.stateDirectories, 'stateDirectories', 'state directory paths');
-  stringOption(options.stateDirectory, 'stateDirectory', 'a state directory path');
   booleanOption(options.dryRun, 'dryRun');
   if (options.namespaces !== undefined && !Array.isArray(options.namespaces)) {
     throw new InvalidInputError('namespaces', options.namespaces, 'an array of network namespace paths');
   }
   const dryRun = options.dryRun ?? false;
-  const namedDirectories = [
-    ...(options.stateDirectories ?? []),
-    ...(options.stateDirectory ? [options.stateDirectory] : []),
-  ].map((directory) => resolve(directory));
+  const namedDirectories = (options.stateDirectories ?? []).map((directory) => resolve(directory));
   // A named directory that cannot be one is refused as every other command refuses it: read as
   // empty, a mistyped path would make a gc that collects nothing look like a clean one.
   for (const directory of namedDirectories) refuseNonDirectory(directory);
