@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { channels, publish } from '../diagnostics.js';
 import { classifyError, type ErrorCode } from '../errors.js';
-import { LinkNotFoundError } from '../netlink/handle.js';
+import { LinkNotFoundError } from '../netlink/errors.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { generateGuestNetwork } from '../network/guest.js';
