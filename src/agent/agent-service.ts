@@ -9,6 +9,3 @@ export const AgentMethods = {
   listRoutes: unaryMethod(AgentService.method.listRoutes),
   addArpNeighbors: unaryMethod(AgentService.method.addARPNeighbors),
 } as const;
-
-/** "grpc.AgentService" */
-export const AGENT_SERVICE_NAME = AgentService.typeName;

@@ -205,7 +205,7 @@ function preferredSource(field: string, text: string, version: IpVersion): strin
   return checkAddress(field, address, version);
 }
 
-export function routeUpdateOf(message: Route, field: string): RouteUpdate {
+function routeUpdateOf(message: Route, field: string): RouteUpdate {
   const version = versionOf(`${field}.family`, message.family, [message.dest, message.gateway, message.source]);
   const { destination, length } = splitDestination(`${field}.dest`, message.dest, version);
   if (message.scope > 255)
@@ -245,7 +245,7 @@ export function routeUpdatesOf(routes: readonly Route[], field = 'routes.Routes'
   return updates;
 }
 
-export function neighbourAdditionOf(message: ARPNeighbor, field: string): NeighbourAddition {
+function neighbourAdditionOf(message: ARPNeighbor, field: string): NeighbourAddition {
   const target = message.toIPAddress;
   if (!target) throw new InvalidInputError(`${field}.toIPAddress`, undefined, 'an IPAddress');
   const version = versionOf(`${field}.toIPAddress.family`, target.family, [target.address]);

@@ -24,7 +24,7 @@ export function agentStatusOf(error: unknown): Status {
 }
 
 /** Adds the AgentService network methods, served by `applier`, to a ttrpc server. */
-export function registerAgentService(server: TtrpcServer, applier: NetworkApplier): TtrpcServer {
+function registerAgentService(server: TtrpcServer, applier: NetworkApplier): TtrpcServer {
   return server
     .register(AgentMethods.updateInterface, async (request) =>
       applier.updateInterface(interfaceUpdateOf(request.interface)),

@@ -22,11 +22,6 @@ export function table(headers: string[], cells: string[][]): string {
 /** The error of the first write to stdout that failed: from then on the command's output is lost. */
 let stdoutFailure: NodeJS.ErrnoException | undefined;
 
-/** How stdout was lost (its errno, or the message), once a write to it failed; else undefined. */
-export function stdoutLost(): string | undefined {
-  return stdoutFailure === undefined ? undefined : (stdoutFailure.code ?? stdoutFailure.message);
-}
-
 /**
  * Makes a failed write to stdout or stderr (a full disk, a reader that has gone) a recorded fact
  * instead of an exception: the command still finishes what it changes (an attach half done is worse

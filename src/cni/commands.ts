@@ -491,7 +491,7 @@ function podLinkAsLeft(endpoint: CniAttachmentState['network']['endpoints'][numb
  * A pod link whose MAC or MTU changed since ADD (a plugin after vcnet-cni in the chain, a person):
  * the VM's NIC still has what was recorded, so its traffic no longer matches the pod's.
  */
-export function podLinkDrift(links: readonly Link[], state: CniAttachmentState): string[] {
+function podLinkDrift(links: readonly Link[], state: CniAttachmentState): string[] {
   const resolve = linkResolver(links);
   const problems: string[] = [];
   for (const endpoint of state.network.endpoints) {
@@ -508,7 +508,7 @@ export function podLinkDrift(links: readonly Link[], state: CniAttachmentState):
 }
 
 /** Differences between the namespace and the steps ADD recorded (links, qdiscs and filters it created). */
-export async function plumbingProblems(handle: NetlinkHandle, state: CniAttachmentState): Promise<string[]> {
+async function plumbingProblems(handle: NetlinkHandle, state: CniAttachmentState): Promise<string[]> {
   // Links by name, and pod links by ifindex (a link made again under the same name is not the one ADD plumbed).
   const resolve = linkResolver(await handle.links());
   const problems: string[] = [];

@@ -30,7 +30,7 @@ export {
   type SupportedCniVersion,
 };
 /** How long ADD/DEL/CHECK wait for another vcnet-cni working on the same container (then code 11). */
-export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+export const DEFAULT_CNI_LOCK_TIMEOUT_MS = 10_000;
 
 export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'] as const;
 export type CniCommand = (typeof CNI_COMMANDS)[number];
@@ -221,7 +221,7 @@ const configSchema = z.looseObject(
       .int({ error: 'a whole number of milliseconds' })
       .min(0, { error: 'a whole number of milliseconds' })
       .max(600_000, { error: 'at most 600000 milliseconds' })
-      .default(DEFAULT_LOCK_TIMEOUT_MS),
+      .default(DEFAULT_CNI_LOCK_TIMEOUT_MS),
     prevResult: previousResultSchema.optional(),
   },
   { error: 'a JSON object (the network configuration)' },
@@ -412,7 +412,7 @@ export function parseDeleteTarget(input: string, env: Record<string, string | un
       ...(namespacePath ? { namespacePath } : {}),
     },
     stateDirectory: stateDir,
-    lockTimeoutMs: lockTimeout.success ? lockTimeout.data : DEFAULT_LOCK_TIMEOUT_MS,
+    lockTimeoutMs: lockTimeout.success ? lockTimeout.data : DEFAULT_CNI_LOCK_TIMEOUT_MS,
   };
 }
 

@@ -122,3 +122,14 @@ export class NetlinkClosedError extends VcnetError {
     });
   }
 }
+
+/** No link of that name or ifindex in the namespace (code VCNET_LINK_NOT_FOUND). */
+export class LinkNotFoundError extends VcnetError {
+  static override readonly errorName: string = 'LinkNotFoundError';
+  constructor(name: string | number, namespacePath: string | undefined) {
+    super('VCNET_LINK_NOT_FOUND', `no link ${JSON.stringify(name)} in ${namespacePath ?? 'the current namespace'}`, {
+      value: name,
+      hint: 'list the links with `vcnet scan --netns PATH` or `ip -n NS link`',
+    });
+  }
+}

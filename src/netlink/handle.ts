@@ -12,7 +12,7 @@
 
 import { type Stats, statfsSync, statSync } from 'node:fs';
 import { stringOption } from '../arguments.js';
-import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
+import { NamespacePathError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
@@ -42,18 +42,8 @@ import { encodeGetTc, formatHandle } from './codec/tc/message.js';
 import { decodeClass, encodeHtbClass, type HtbClassSpec, type TrafficClass } from './codec/tc/qdisc/htb.js';
 import { decodeQdisc, encodeDeleteQdisc, encodeQdisc, type Qdisc, type QdiscSpec } from './codec/tc/qdisc.js';
 import type { MessageWriter } from './codec/writer.js';
-import type { NetlinkError } from './errors.js';
+import { LinkNotFoundError, type NetlinkError } from './errors.js';
 import { NetlinkSocket, type RequestBatch, type RequestOutcome } from './transport.js';
-
-export class LinkNotFoundError extends VcnetError {
-  static override readonly errorName: string = 'LinkNotFoundError';
-  constructor(name: string | number, namespacePath: string | undefined) {
-    super('VCNET_LINK_NOT_FOUND', `no link ${JSON.stringify(name)} in ${namespacePath ?? 'the current namespace'}`, {
-      value: name,
-      hint: 'list the links with `vcnet scan --netns PATH` or `ip -n NS link`',
-    });
-  }
-}
 
 export interface DeleteFilterTarget {
   index: number;

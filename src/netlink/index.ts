@@ -30,11 +30,10 @@ export * from './codec/tc/qdisc/htb.js';
 export * from './codec/tc/qdisc/prio.js';
 export * from './codec/tc/qdisc.js';
 export { MessageWriter } from './codec/writer.js';
-export { errnoName, NetlinkError } from './errors.js';
+export { errnoName, LinkNotFoundError, NetlinkError } from './errors.js';
 export {
   ChangeBatch,
   type DeleteFilterTarget,
-  LinkNotFoundError,
   type NamespaceSnapshot,
   NetlinkHandle,
   type RouteFilter,

@@ -35,7 +35,7 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { booleanOption, optionsArgument, signalOption, stringListOption, stringOption } from '../arguments.js';
+import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
 import { errnoOf, InvalidInputError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
@@ -62,7 +62,7 @@ import { VCNET_LINK_KINDS } from './plan/plan-attach.js';
 import { VCNET_LINK_GROUP } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
 import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './state/network-content-schema.js';
-import { parseRecord, salvageNamespace } from './state/record-envelope.js';
+import { parseRecord, StateInvalidError, salvageNamespace } from './state/record-envelope.js';
 import type { SandboxState } from './state/records.js';
 import {
   DEFAULT_CNI_STATE_DIRECTORY,
@@ -151,8 +151,6 @@ export interface GarbageFailure {
 export interface GarbageOptions {
   /** State directories besides the defaults and the registry (--state-dir). */
   stateDirectories?: string[];
-  /** @deprecated one extra state directory; use stateDirectories. */
-  stateDirectory?: string;
   /** Only these namespaces: look for orphan links there, drop only records naming these paths. */
   namespaces?: string[];
   dryRun?: boolean;
@@ -190,7 +188,7 @@ function claims(recorded: { name: string; index?: number }, link: { name: string
 }
 
 /** Every state directory gc reads: defaults, $VCNET_STATE_DIR, the registry, and the given ones. */
-export function knownStateDirectories(extra: readonly string[] = []): string[] {
+function knownStateDirectories(extra: readonly string[] = []): string[] {
   const directories = [DEFAULT_STATE_DIRECTORY, DEFAULT_CNI_STATE_DIRECTORY];
   // Set but empty is refused here too (stateDirectory says so), as every other command refuses it.
   if (process.env.VCNET_STATE_DIR !== undefined) directories.push(stateDirectory());
@@ -232,7 +230,7 @@ export function recordsOfNamespace(
 }
 
 /** Live network namespaces by identity: /var/run/netns entries first (their paths outlive processes), then /proc/PID/ns/net. */
-export function liveNamespaces(): Map<NamespaceKey, string> {
+function liveNamespaces(): Map<NamespaceKey, string> {
   const found = new Map<NamespaceKey, string>();
   const consider = (path: string) => {
     const identity = fileIdentity(path); // undefined: gone meanwhile, or not readable
@@ -348,8 +346,11 @@ function readOwners(directories: readonly string[]): {
           (text) => {
             const record = parseRecord(text, file, { expectedId: id, content: cniContentSchema });
             if (record.interfaceName !== interfaceName)
-              throw new Error(
-                `state file ${file}: field interfaceName is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
+              throw new StateInvalidError(
+                file,
+                'interfaceName',
+                `is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
+                record.interfaceName,
               );
             return record as never;
           },
@@ -363,26 +364,16 @@ function readOwners(directories: readonly string[]): {
 export async function collectGarbage(options: GarbageOptions = {}): Promise<GarbageReport> {
   // A gc reads every registered state directory and may delete links: a wrong argument must not
   // widen it to one over every namespace with the defaults.
-  options = optionsArgument(options, 'options', [
-    'stateDirectories',
-    'stateDirectory',
-    'namespaces',
-    'dryRun',
-    'signal',
-  ]);
+  options = optionsArgument(options, 'options', ['stateDirectories', 'namespaces', 'dryRun', 'signal']);
   const signal = signalOption(options.signal);
   signal?.throwIfAborted();
   stringListOption(options.stateDirectories, 'stateDirectories', 'state directory paths');
-  stringOption(options.stateDirectory, 'stateDirectory', 'a state directory path');
   booleanOption(options.dryRun, 'dryRun');
   if (options.namespaces !== undefined && !Array.isArray(options.namespaces)) {
     throw new InvalidInputError('namespaces', options.namespaces, 'an array of network namespace paths');
   }
   const dryRun = options.dryRun ?? false;
-  const namedDirectories = [
-    ...(options.stateDirectories ?? []),
-    ...(options.stateDirectory ? [options.stateDirectory] : []),
-  ].map((directory) => resolve(directory));
+  const namedDirectories = (options.stateDirectories ?? []).map((directory) => resolve(directory));
   // A named directory that cannot be one is refused as every other command refuses it: read as
   // empty, a mistyped path would make a gc that collects nothing look like a clean one.
   for (const directory of namedDirectories) refuseNonDirectory(directory);

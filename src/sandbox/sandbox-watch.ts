@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { channels, publish } from '../diagnostics.js';
 import { classifyError, type ErrorCode } from '../errors.js';
-import { LinkNotFoundError } from '../netlink/handle.js';
+import { LinkNotFoundError } from '../netlink/errors.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { generateGuestNetwork } from '../network/guest.js';
@@ -73,7 +73,7 @@ export interface WatchMemory {
 }
 
 /** The memory of a watch starting over `interfaces` (the namespace) and `attached` (the record's pod links). */
-export function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable<string>): WatchMemory {
+function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable<string>): WatchMemory {
   const attachedSet = new Set(attached);
   const leftAlone = new Set(
     interfaces

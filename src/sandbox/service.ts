@@ -631,7 +631,7 @@ async function refuseEmptyRecordBesideLinks(
 }
 
 /** Says that a record's namespace path is gone while a process keeps the namespace alive. */
-export function heldElsewhereNotice(
+function heldElsewhereNotice(
   operation: string,
   id: string,
   recordedPath: string,

@@ -199,6 +199,13 @@ describe('unknown keys', () => {
       /did you mean stateDirectory\?/,
     );
     await refused(() => collectGarbage(js({ dryrun: true })), 'options key', /did you mean dryRun\?/);
+    // The one-directory stateDirectory (deprecated before any release) is gone: it is refused, not read
+    // (the aborted signal stops a gc that took it before it reads anything).
+    await refused(
+      () => collectGarbage(js({ stateDirectory: '/tmp/f11p', signal: AbortSignal.abort() })),
+      'options key',
+      /stateDirectories/,
+    );
     await refused(() => listRoutes('f11p-a', js({ onAgentDown: () => {} })), 'options key');
     await refused(() => configureGuest('f11p-a', js({ timeout: 5 })), 'options key', /did you mean timeoutMs\?/);
     await refused(() => AgentClient.connect('/tmp/f11p/agent', js({ deadline: 5 })), 'options key');

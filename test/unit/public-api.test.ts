@@ -7,6 +7,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as entry from '../../src/index.js';
+import { DumpInterruptedError, LinkNotFoundError, NetlinkClosedError, NetlinkError } from '../../src/netlink/errors.js';
 import * as netlinkEntry from '../../src/netlink/index.js';
 
 const source = new URL('../../src', import.meta.url).pathname;
@@ -119,6 +120,19 @@ describe("the 'vcnet' entry", () => {
         `static override readonly errorName: string = '${name}';`,
       );
     }
+  });
+
+  it("keeps the netlink layer's errors in netlink/errors.ts: both entries export the same classes", () => {
+    const classes = { DumpInterruptedError, LinkNotFoundError, NetlinkClosedError, NetlinkError };
+    for (const [name, type] of Object.entries(classes)) {
+      expect(type, name).toBeDefined();
+      expect((entry as Record<string, unknown>)[name], `vcnet's ${name}`).toBe(type);
+    }
+    expect(netlinkEntry.LinkNotFoundError).toBe(LinkNotFoundError);
+    expect(netlinkEntry.NetlinkError).toBe(NetlinkError);
+    expect(readFileSync(join(source, 'netlink/handle.ts'), 'utf8')).not.toMatch(
+      /^export class \w+ extends \w+Error\b/m,
+    );
   });
 
   it('leaves kernel constants and codec encoders to vcnet/netlink', () => {

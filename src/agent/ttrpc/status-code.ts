@@ -23,7 +23,6 @@ export const StatusCode = {
 } as const;
 
 export type StatusCodeName = keyof typeof StatusCode;
-export type StatusCodeValue = (typeof StatusCode)[StatusCodeName];
 
 const namesByValue = new Map<number, StatusCodeName>(
   Object.entries(StatusCode).map(([name, value]) => [value, name as StatusCodeName]),

@@ -27,7 +27,7 @@ const sandboxInterfaces = () => import('../../sandbox/sandbox-interfaces.js');
  * A file path, or - for standard input, read up to MAX_KATA_JSON_BYTES: an endless source
  * (/dev/zero, a stuck pipe writer that never stops) is refused once it passes the cap.
  */
-export function readInput(source: string): string {
+function readInput(source: string): string {
   const chunks: Buffer[] = [];
   let total = 0;
   let fd: number | undefined;

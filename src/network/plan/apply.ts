@@ -644,7 +644,7 @@ function keptNotice(kept: KeptRecord): DetachNotice {
 }
 
 /** Sends a detach plan in one batch; what the kernel refuses stays in `left`. */
-export async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoReport> {
+async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoReport> {
   const report: UndoReport = {
     undone: 0,
     alreadyGone: plan.alreadyGone.length,

@@ -99,8 +99,6 @@ export type Change =
   | { op: 'add-neighbour'; link: LinkRef; neighbour: NeighbourRecord }
   | { op: 'delete-neighbour'; link: LinkRef; neighbour: NeighbourRecord };
 
-export type ChangeOp = Change['op'];
-
 /**
  * One step of a plan: the change, and what undoes it. `undo` is derived from the change itself
  * (plan/inverse.ts), never written by hand. `undo` is undefined for changes to an object the plan

@@ -12,6 +12,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmdirSync,
   rmSync,
   statSync,
@@ -1196,6 +1197,34 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
     // What no record owns any more is removed as for any unreadable record, and said.
     expect(warnings[0]).toContain(`removed tap0_kata (no record owns them) in ${pod.path}`);
     expect(readFileSync(join(dirname(record), aside!), 'utf8')).toBe(content);
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+    expect(reservations()).toEqual([]);
+  });
+
+  // A record filed under another interface's directory is not that interface's: gc names the field
+  // (as every damaged record is named: state file X: field F …), skips it and leaves its namespace alone.
+  it('vcnet gc skips a record whose interfaceName is not its directory, naming the field, and keeps the pod', () => {
+    const { pod, list, attachment, runtime, result, record, vcnetConfig } = oneChainAddedWithItsRecord();
+    const misfiled = join(stateDirectory, attachment.containerId, 'interfaces', 'eth9', 'state.json');
+    mkdirSync(dirname(misfiled));
+    renameSync(record, misfiled);
+    const before = fingerprint(pod);
+
+    const collected = vcnet(['gc', '--state-dir', stateDirectory, '--netns', pod.path, '--json']);
+    expect(collected.status, collected.stderr).toBe(0);
+    const report = JSON.parse(collected.stdout) as { skipped: Array<{ file: string; reason: string }> };
+    expect(report.skipped).toContainEqual({
+      file: misfiled,
+      reason: `state file ${misfiled}: field interfaceName is "eth0", not eth9`,
+    });
+    expect(fingerprint(pod)).toEqual(before);
+    expect(readdirSync(dirname(misfiled))).toEqual(['state.json']);
+
+    renameSync(misfiled, record);
+    rmdirSync(dirname(misfiled));
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
     expect(linkNames(pod)).not.toContain('tap0_kata');
     runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
     expect(reservations()).toEqual([]);

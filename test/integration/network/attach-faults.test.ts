@@ -140,7 +140,7 @@ describe('a refused undo', () => {
 
     // The cause goes away; gc finishes what the failed attach left, and drops the record.
     pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
-    const collected = await collectGarbage({ stateDirectory: stateDir, namespaces: [pod.path] });
+    const collected = await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
     expect(collected.removed.map((item) => item.detail)).toEqual([
       expect.stringMatching(
         /^unfinished attach of eth0: addresses removed from eth0 \(fd00:200::2\/64\), addresses removed from eth0 \(fe80::[0-9a-f:]+\/64\)$/,
@@ -202,7 +202,7 @@ describe('a refused undo', () => {
       /^attach failed: attaching eth1 failed: .*injected fault in the second endpoint.*; undoing the endpoint attached before it \(eth0\) failed too \(.*\): left addresses removed from eth0/,
     );
     pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
-    await collectGarbage({ stateDirectory: stateDir, namespaces: [pod.path] });
+    await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
     expect(readSandbox('spanning', stateDir)).toBeUndefined();
   });
 

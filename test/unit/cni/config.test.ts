@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
+  DEFAULT_CNI_LOCK_TIMEOUT_MS,
   DEFAULT_CNI_STATE_DIRECTORY,
-  DEFAULT_LOCK_TIMEOUT_MS,
   decodeConfig,
   parseCniConfig,
   parseEnvironment,
@@ -30,7 +30,7 @@ describe('parseCniConfig', () => {
       model: 'tcfilter',
       queues: 1,
       stateDirectory: DEFAULT_CNI_STATE_DIRECTORY,
-      lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
+      lockTimeoutMs: DEFAULT_CNI_LOCK_TIMEOUT_MS,
     });
   });
 
