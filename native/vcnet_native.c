@@ -358,6 +358,25 @@ static napi_value open_netlink(napi_env env, napi_callback_info info) {
   return make_int(env, fd);
 }
 
+// netlinkPortId(fd) -> number: the port id the kernel gave the socket at bind() (getsockname's
+// nl_pid). Replies to our requests carry it; multicast notifications carry their sender's.
+static napi_value netlink_port_id(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
+  struct sockaddr_nl addr;
+  socklen_t length = sizeof addr;
+  if (getsockname(fd, (struct sockaddr *)&addr, &length) < 0) {
+    throw_errno(env, errno, "getsockname", "AF_NETLINK");
+    return NULL;
+  }
+  napi_value result;
+  napi_create_uint32(env, addr.nl_pid, &result);
+  return result;
+}
+
 // addMembership(fd, group): joins a multicast group beyond the first 32 (NETLINK_ADD_MEMBERSHIP).
 static napi_value add_membership(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -1102,6 +1121,7 @@ static napi_value init(napi_env env, napi_value exports) {
   (void)home_netns(&not_yet);
   napi_add_env_cleanup_hook(env, close_home_netns, NULL);
   EXPORT("openNetlink", open_netlink);
+  EXPORT("netlinkPortId", netlink_port_id);
   EXPORT("addMembership", add_membership);
   EXPORT("netlinkSend", netlink_send);
   EXPORT("netlinkRecv", netlink_recv);

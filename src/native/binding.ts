@@ -47,6 +47,8 @@ export type SyscallKind = 'tunOpen' | 'tunIoctl' | 'tunClose' | 'netnsSwitch' | 
 
 export interface NativeShim {
   openNetlink(nsPath: string | null, protocol: number, groups: number): number;
+  /** The port id the kernel gave the netlink socket at bind() (getsockname's nl_pid). */
+  netlinkPortId(fd: number): number;
   addMembership(fd: number, group: number): void;
   netlinkSend(fd: number, data: Uint8Array): number;
   netlinkRecv(fd: number, into: Uint8Array): number;

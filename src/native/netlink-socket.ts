@@ -14,6 +14,8 @@ export const nativeNetlink = {
   },
   openNetlink: (namespacePath: string | null, protocol: number, groups: number): number =>
     nativeShim().openNetlink(namespacePath, protocol, groups),
+  /** The socket's port id (getsockname): what the kernel's replies to it carry in nlmsg_pid. */
+  netlinkPortId: (fd: number): number => nativeShim().netlinkPortId(fd),
   addMembership: (fd: number, group: number): void => nativeShim().addMembership(fd, group),
   netlinkSend: (fd: number, data: Uint8Array): number => nativeShim().netlinkSend(fd, data),
   netlinkRecv: (fd: number, into: Uint8Array): number => nativeShim().netlinkRecv(fd, into),

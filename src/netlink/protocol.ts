@@ -20,10 +20,12 @@
  *   generation counter between the chunks of a dump): its messages may be half old, half new. It is
  *   sent again under a fresh sequence number, up to `maxDumpAttempts` times, then fails with a
  *   DumpInterruptedError instead of being used;
- * - multicast notifications carry the sequence number and port of whoever caused them (`ip addr
- *   add` sets its own), so any message that answers none of our requests is a notification; so is
- *   a data message carrying the sequence of one of our changes (the multicast copy of our own
- *   change, which reaches our socket when it listens).
+ * - answers to our requests carry our socket's port id (the kernel gives it at bind(), getsockname
+ *   tells it) and our sequence number; multicast notifications carry the sequence number and port of
+ *   whoever caused them (`ip addr add` sets its own, the kernel's own changes 0), so a message from
+ *   another port is a notification whatever its sequence number, and so is any message that answers
+ *   none of our requests, and a data message carrying the sequence of one of our changes (the
+ *   multicast copy of our own change, which reaches our socket when it listens).
  */
 import { MessageFlag, MessageType } from './codec/constants.js';
 import { type DecodedError, decodeDone, decodeError, type RawMessage, splitMessages } from './codec/reader.js';
@@ -63,6 +65,11 @@ export type ProtocolEvent =
   | { kind: 'dump-retried'; request: ProtocolRequest; attempt: number };
 
 export interface ProtocolOptions {
+  /**
+   * The socket's port id (getsockname's nl_pid): a message is an answer only if it carries it and
+   * the sequence number of a request in flight.
+   */
+  portId: number;
   /** Named in error messages. */
   namespacePath?: string;
   maxDumpAttempts?: number;
@@ -109,13 +116,14 @@ export class NetlinkProtocol {
   private lastSent: Segment | undefined;
   /** A dump is in flight: nothing more goes out until it ends. */
   private dumping = false;
-  /** Our port id, learned from the first answer; answers carry it, others' notifications do not. */
-  private portId: number | undefined;
+  /** Our socket's port id: answers carry it, others' notifications do not. */
+  private readonly portId: number;
   private events: ProtocolEvent[] = [];
   private readonly namespacePath: string | undefined;
   private readonly maxDumpAttempts: number;
 
-  constructor(options: ProtocolOptions = {}) {
+  constructor(options: ProtocolOptions) {
+    this.portId = options.portId;
     this.namespacePath = options.namespacePath;
     this.maxDumpAttempts = Math.max(1, options.maxDumpAttempts ?? DEFAULT_MAX_DUMP_ATTEMPTS);
     this.sequence = options.initialSequence ?? Math.floor(Math.random() * 0x7fffffff);
@@ -230,17 +238,15 @@ export class NetlinkProtocol {
     if (message.type === MessageType.NOOP) return;
     const entry = this.inFlight.get(message.sequence);
     // Answers to us carry our port id; another process's change may reuse our sequence number.
-    if (!entry || (this.portId !== undefined && message.portId !== this.portId)) {
+    if (!entry || message.portId !== this.portId) {
       this.events.push({ kind: 'notification', message });
       return;
     }
     if (message.type === MessageType.ERROR) {
-      this.portId ??= message.portId;
       this.settle(entry, decodeError(message));
       return;
     }
     if (message.type === MessageType.DONE) {
-      this.portId ??= message.portId;
       if (message.flags & MessageFlag.DUMP_INTR) entry.interrupted = true;
       this.settle(entry, decodeDone(message));
       return;

@@ -22,20 +22,36 @@ export class RouteSocket {
   private constructor(
     readonly fd: number,
     readonly namespacePath: string | undefined,
+    /** The port id the kernel bound the socket to: replies to our requests carry it in nlmsg_pid. */
+    readonly portId: number,
   ) {}
 
   /** Opens a socket bound inside the namespace at `namespacePath` (or this one), joined to `groups`. */
   static open(namespacePath?: string, groups = 0): RouteSocket {
     // Outside the try: a missing native shim is its own error (VCNET_NATIVE_MISSING), not a failed system call.
     nativeNetlink.load();
+    let fd: number;
     try {
-      return new RouteSocket(nativeNetlink.openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups), namespacePath);
+      fd = nativeNetlink.openNetlink(namespacePath ?? null, NETLINK_ROUTE, groups);
     } catch (error) {
       throw new SystemCallError(
         `open a netlink socket in ${namespacePath ?? 'the current namespace'}`,
         error as NodeJS.ErrnoException,
       );
     }
+    // Known from the start, so that no notification that happens to carry the sequence number of
+    // our first request (another process's change) is taken for its answer.
+    let portId: number;
+    try {
+      portId = nativeNetlink.netlinkPortId(fd);
+    } catch (error) {
+      nativeNetlink.closeFd(fd);
+      throw new SystemCallError(
+        `find the port id of a netlink socket in ${namespacePath ?? 'the current namespace'}`,
+        error as NodeJS.ErrnoException,
+      );
+    }
+    return new RouteSocket(fd, namespacePath, portId);
   }
 
   /**

@@ -87,7 +87,7 @@ export class NetlinkSocket {
     private readonly socket: RouteSocket,
     readonly namespacePath: string | undefined,
   ) {
-    this.protocol = new NetlinkProtocol({ namespacePath });
+    this.protocol = new NetlinkProtocol({ portId: socket.portId, namespacePath });
   }
 
   static open(namespacePath?: string, groups = 0, label = namespacePath): NetlinkSocket {

@@ -73,11 +73,36 @@ function notifications(events: ProtocolEvent[]): RawMessage[] {
 }
 
 const sequenceOf = (bytes: Buffer) => bytes.readUInt32LE(8);
+
+/** The port id of the socket that had `exchange`: what its answers (acks, errors, NLMSG_DONE) carry. */
+function portOf(exchange: Exchange): number {
+  const answers = datagrams(exchange)
+    .flatMap((datagram) => splitMessages(datagram))
+    .filter((message) => message.type === MessageType.ERROR || message.type === MessageType.DONE);
+  const ports = new Set(answers.map((message) => message.portId));
+  if (ports.size !== 1) throw new Error(`expected the answers of one socket, got ports ${[...ports].join(', ')}`);
+  return answers[0]!.portId;
+}
+
+/** The recording's socket (every exchange but `notifications` was had on one socket). */
+const OUR_PORT = portOf(fixture.changes);
+
+/** A copy of a recorded message with its sequence number and port id changed. */
+function rewritten(message: RawMessage, sequence: number, portId: number): Buffer {
+  const copy = Buffer.alloc(16 + message.payload.length);
+  copy.writeUInt32LE(copy.length, 0);
+  copy.writeUInt16LE(message.type, 4);
+  copy.writeUInt16LE(message.flags, 6);
+  copy.writeUInt32LE(sequence, 8);
+  copy.writeUInt32LE(portId, 12);
+  message.payload.copy(copy, 16);
+  return copy;
+}
 const dumpOf = (exchange: Exchange) => sequenceOf(bytesOf(exchange.sent));
 
 describe('NetlinkProtocol on recorded exchanges', () => {
   it('sends a change batch as one buffer and settles each change from its ack or its error, with the kernel text', () => {
-    const protocol = new NetlinkProtocol({ namespacePath: '/run/netns/recorded' });
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT, namespacePath: '/run/netns/recorded' });
     const { bytes, requests, ends } = requestsOf(fixture.changes, 'add ingress qdisc');
     protocol.submit(bytes, requests, ends);
     expect(protocol.pollTransmit()?.equals(bytes)).toBe(true);
@@ -101,7 +126,7 @@ describe('NetlinkProtocol on recorded exchanges', () => {
   });
 
   it('collects a dump over several datagrams and completes it at NLMSG_DONE', () => {
-    const protocol = new NetlinkProtocol();
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
     const { bytes, requests, ends } = requestsOf(fixture.linkDump, 'list links');
     protocol.submit(bytes, requests, ends);
     protocol.pollTransmit();
@@ -120,7 +145,7 @@ describe('NetlinkProtocol on recorded exchanges', () => {
   });
 
   it('holds back whatever follows a dump, in the same batch or another, until the dump is done', () => {
-    const protocol = new NetlinkProtocol();
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
     const dump = requestsOf(fixture.linkDump, 'list links');
     const change = requestsOf(fixture.changes);
     // One batch: the dump, then the first recorded change (link up).
@@ -145,7 +170,7 @@ describe('NetlinkProtocol on recorded exchanges', () => {
   });
 
   it('sends a dump the kernel marked NLM_F_DUMP_INTR again under a new sequence, and uses only the clean one', () => {
-    const protocol = new NetlinkProtocol();
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
     const interrupted = datagrams(fixture.interruptedLinkDump);
     const marked = interrupted.flatMap((datagram) => splitMessages(datagram));
     expect(marked.some((message) => message.flags & MessageFlag.DUMP_INTR)).toBe(true);
@@ -179,7 +204,7 @@ describe('NetlinkProtocol on recorded exchanges', () => {
   });
 
   it(`gives up after ${DEFAULT_MAX_DUMP_ATTEMPTS} interrupted attempts with a DumpInterruptedError`, () => {
-    const protocol = new NetlinkProtocol({ namespacePath: '/run/netns/busy' });
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT, namespacePath: '/run/netns/busy' });
     const { bytes, requests, ends } = requestsOf(fixture.interruptedLinkDump, 'list links');
     protocol.submit(bytes, requests, ends);
     let sent = protocol.pollTransmit();
@@ -204,7 +229,7 @@ describe('NetlinkProtocol on recorded exchanges', () => {
   });
 
   it('honours a smaller bound on attempts', () => {
-    const protocol = new NetlinkProtocol({ maxDumpAttempts: 1 });
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT, maxDumpAttempts: 1 });
     const { bytes, requests, ends } = requestsOf(fixture.interruptedLinkDump, 'list links');
     protocol.submit(bytes, requests, ends);
     protocol.pollTransmit();
@@ -215,7 +240,7 @@ describe('NetlinkProtocol on recorded exchanges', () => {
   });
 
   it('delivers every message that answers none of our requests, and the multicast copy of our own change, as notifications', () => {
-    const protocol = new NetlinkProtocol();
+    const protocol = new NetlinkProtocol({ portId: portOf(fixture.notifications) });
     const { bytes, requests, ends } = requestsOf(fixture.notifications, 'add address');
     protocol.submit(bytes, requests, ends);
     protocol.pollTransmit();
@@ -233,23 +258,60 @@ describe('NetlinkProtocol on recorded exchanges', () => {
     expect(outcome).toEqual({ ok: true, messages: [] });
   });
 
-  it('takes a message with our sequence but another port for a notification', () => {
-    const protocol = new NetlinkProtocol();
+  it('takes a message with our sequence but another port for a notification, from the first message on', () => {
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
     const { bytes, requests, ends } = requestsOf(fixture.changes);
     protocol.submit(bytes, requests, ends);
     protocol.pollTransmit();
+    // Before any answer of ours: an ack-shaped message from another port is not our ack.
     const [first, second] = datagrams(fixture.changes);
-    protocol.receive(first!); // learns our port from this ack
-    const foreign = Buffer.from(second!);
-    foreign.writeUInt32LE(foreign.readUInt32LE(12) + 1, 12);
+    const foreign = Buffer.from(first!);
+    foreign.writeUInt32LE(OUR_PORT + 1, 12);
     protocol.receive(foreign);
+    expect(notifications(protocol.takeEvents())).toHaveLength(1);
+    expect(protocol.pending).toBe(3);
+    protocol.receive(first!);
+    protocol.receive(second!);
+    expect(notifications(protocol.takeEvents())).toEqual([]);
+    expect(protocol.pending).toBe(1);
+  });
+
+  it("does not count another process's notification that carries our dump's sequence into the dump", () => {
+    // A socket subscribed to multicast whose first request is a dump: `ip addr add` (port 3576 in the
+    // recording) or any other process whose sequence happens to equal the dump's causes a
+    // notification that is queued before the dump's answers.
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
+    const { bytes, requests, ends } = requestsOf(fixture.linkDump, 'list links');
+    protocol.submit(bytes, requests, ends);
+    protocol.pollTransmit();
+    const ours = requests[0]!.sequence;
+    const recorded = datagrams(fixture.notifications).flatMap((datagram) => splitMessages(datagram));
+    const others = recorded.filter(
+      (message) => message.type === MessageType.NEWADDR && message.portId !== portOf(fixture.notifications),
+    );
+    expect(others.length).toBeGreaterThan(0);
+    const foreign = rewritten(others[0]!, ours, others[0]!.portId);
+    // A link notification too (the kernel's own, rewritten to another process's port and our sequence):
+    // the same type as the dump's messages.
+    const kernelLink = recorded.find((message) => message.type === MessageType.NEWLINK)!;
+    const foreignLink = rewritten(kernelLink, ours, OUR_PORT + 1);
+    protocol.receive(foreign);
+    protocol.receive(foreignLink);
+    for (const datagram of datagrams(fixture.linkDump)) protocol.receive(datagram);
     const events = protocol.takeEvents();
-    expect(notifications(events)).toHaveLength(1);
-    expect(protocol.pending).toBe(2);
+    const delivered = notifications(events);
+    expect(delivered.map((message) => [message.type, message.sequence])).toEqual([
+      [MessageType.NEWADDR, ours],
+      [MessageType.NEWLINK, ours],
+    ]);
+    const [[outcome]] = completed(events) as [[RequestOutcome]];
+    if (!outcome.ok) throw outcome.error;
+    expect(outcome.messages).toHaveLength(1 + 2 * fixture.vethPairs);
+    expect(outcome.messages.every((message) => message.portId === OUR_PORT)).toBe(true);
   });
 
   it('turns an error carried by NLMSG_DONE into a refused dump', () => {
-    const protocol = new NetlinkProtocol();
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
     const { bytes, requests, ends } = requestsOf(fixture.linkDump, 'list links');
     protocol.submit(bytes, requests, ends);
     protocol.pollTransmit();
@@ -266,7 +328,7 @@ describe('NetlinkProtocol on recorded exchanges', () => {
   });
 
   it('fails the requests of a send that did not go out, and everything on failAll', () => {
-    const protocol = new NetlinkProtocol();
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
     const change = requestsOf(fixture.changes, 'add ingress qdisc');
     protocol.submit(change.bytes, change.requests, change.ends);
     protocol.pollTransmit();
@@ -289,7 +351,7 @@ describe('NetlinkProtocol on recorded exchanges', () => {
   });
 
   it('fails what waits on a malformed datagram and says where it broke', () => {
-    const protocol = new NetlinkProtocol();
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
     const { bytes, requests, ends } = requestsOf(fixture.linkDump, 'list links');
     protocol.submit(bytes, requests, ends);
     protocol.pollTransmit();
@@ -300,7 +362,7 @@ describe('NetlinkProtocol on recorded exchanges', () => {
   });
 
   it('answers an empty batch at once and never hands out sequence 0', () => {
-    const protocol = new NetlinkProtocol({ initialSequence: 0x7ffffffe });
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT, initialSequence: 0x7ffffffe });
     expect(protocol.nextSequence()).toBe(0x7fffffff);
     expect(protocol.nextSequence()).toBe(1);
     const batch = protocol.submit(Buffer.alloc(0), [], []);
@@ -332,11 +394,16 @@ describe('NetlinkProtocol: how many requests go out unanswered', () => {
       writer.header(4 + 16).writeUInt32LE(16, 4);
       writer.endMessage();
     }
-    return Buffer.from(writer.finish());
+    const datagram = Buffer.from(writer.finish());
+    // Addressed to our socket, as the kernel's are.
+    for (let offset = 0; offset < datagram.length; offset += datagram.readUInt32LE(offset)) {
+      datagram.writeUInt32LE(OUR_PORT, offset + 12);
+    }
+    return datagram;
   }
 
   it(`sends a batch of 600 changes ${MAX_UNANSWERED} at a time, each part once the one before is answered`, () => {
-    const protocol = new NetlinkProtocol({ initialSequence: 100 });
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT, initialSequence: 100 });
     const { bytes, requests, ends } = changes(protocol, 600);
     protocol.submit(bytes, requests, ends);
     const sizes: number[] = [];
@@ -355,7 +422,7 @@ describe('NetlinkProtocol: how many requests go out unanswered', () => {
   });
 
   it('lets small batches follow one another unanswered while the total stays within the bound', () => {
-    const protocol = new NetlinkProtocol({ initialSequence: 100 });
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT, initialSequence: 100 });
     for (let i = 0; i < 3; i++) {
       const { bytes, requests, ends } = changes(protocol, 10);
       protocol.submit(bytes, requests, ends);
