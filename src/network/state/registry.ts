@@ -82,8 +82,11 @@ function lookUpForTrust(target: string, path: string, follow: boolean): Stats | 
  * Refuses a registry another user could change (dropping a line makes gc remove that directory's
  * sandboxes' plumbing), by the rule for state directories (trust.ts): its directory, reached through
  * symbolic links as a state directory may be, and the file, never a symbolic link, each owned by
- * root or vcnet's effective user and writable by neither group nor others (a sticky bit does not
- * help, as it does not for a state directory). Missing ones are fine: vcnet makes them.
+ * root or vcnet's effective user and writable by neither group nor others. A sticky directory (/tmp)
+ * is the exception for the directory: there no other user can rename, delete or replace a file they
+ * do not own, so the file's own checks (owner, mode, not a link), made on every read, decide; the
+ * lock and the temporary file beside it are opened with O_NOFOLLOW. (A state directory gets no such
+ * exception: every record in it would need the same checks.) Missing ones are fine: vcnet makes them.
  */
 function refuseUntrustedRegistry(path: string): void {
   const user = process.geteuid?.() ?? 0;
@@ -95,14 +98,14 @@ function refuseUntrustedRegistry(path: string): void {
       `a file no other user can change (${problem})`,
       `${fix}, or set VCNET_STATE_REGISTRY to a file in a directory only ${user === 0 ? 'root' : `root or uid ${user}`} can write`,
     );
-  const check = (target: string, what: string, stats: Stats) => {
+  const check = (target: string, what: string, stats: Stats, stickyAllowed = false) => {
     const mode = `0${(stats.mode & 0o7777).toString(8)}`;
     if (stats.uid !== 0 && stats.uid !== user)
       throw refuse(
         `${what} ${target} is owned by uid ${stats.uid} (mode ${mode}), not by root or vcnet's effective uid ${user}`,
         `chown ${user === 0 ? 'root' : user} ${target}`,
       );
-    if ((stats.mode & 0o022) !== 0)
+    if ((stats.mode & 0o022) !== 0 && !(stickyAllowed && (stats.mode & 0o1000) !== 0))
       throw refuse(
         `${what} ${target} is writable by ${(stats.mode & 0o022) === 0o022 ? 'its group and others' : (stats.mode & 0o020) !== 0 ? 'its group' : 'others'} (owner uid ${stats.uid}, mode ${mode})`,
         `chmod go-w ${target}`,
@@ -111,7 +114,7 @@ function refuseUntrustedRegistry(path: string): void {
   const directoryStats = lookUpForTrust(directory, path, true);
   if (directoryStats === undefined) return;
   if (!directoryStats.isDirectory()) throw notAFile(path);
-  check(directory, 'its directory', directoryStats);
+  check(directory, 'its directory', directoryStats, true);
   const fileStats = lookUpForTrust(path, path, false);
   if (fileStats === undefined) return;
   if (fileStats.isSymbolicLink())

@@ -135,8 +135,8 @@ describe('a registry (VCNET_STATE_REGISTRY) another user could change', () => {
       expect(fingerprint(pod)).toEqual(before);
       expect(existsSync(join(state, 's1'))).toBe(false);
     };
-    // A sticky bit does not make it acceptable, as it does not for a state directory.
-    for (const mode of [0o777, 0o1777, 0o770]) {
+    // A directory others can write is refused unless it is sticky (below).
+    for (const mode of [0o777, 0o770]) {
       chmodSync(shared, mode);
       const writers = mode === 0o770 ? 'its group' : 'its group and others';
       refused(attach(), `its directory ${shared} is writable by ${writers} (owner uid 0, mode 0${mode.toString(8)})`);
@@ -154,6 +154,17 @@ describe('a registry (VCNET_STATE_REGISTRY) another user could change', () => {
     rmSync(registry);
     symlinkSync(join(shared, 'elsewhere'), registry);
     refused(attach(), 'it is a symbolic link');
+
+    // In a sticky directory (as /tmp) others cannot replace the file: one vcnet makes there works, and
+    // the file's own checks still hold.
+    rmSync(registry);
+    chmodSync(shared, 0o1777);
+    expect(attach().status).toBe(0);
+    expect(readFileSync(registry, 'utf8')).toBe(`${state}\n`);
+    expect(run(['detach', '--sandbox', 's1', '--state-dir', state]).status).toBe(0);
+    chmodSync(registry, 0o666);
+    refused(attach(), `the file ${registry} is writable by its group and others (owner uid 0, mode 0666)`);
+    rmSync(registry);
 
     // One vcnet made (its directory 0700, the file 0644) works, and so does the same one again.
     rmSync(shared, { recursive: true });
