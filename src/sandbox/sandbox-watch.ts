@@ -347,6 +347,8 @@ export interface SandboxWatch {
    * attaches them, whatever changes on them later (add-iface does).
    */
   readonly leftAlone: readonly string[];
+  /** The namespace watched, as the sandbox's record names it. */
+  readonly namespacePath: string;
   /**
    * Settles when watching ends: after stop(), or by itself when the sandbox's record is gone (it
    * was detached), then with that SandboxNotFoundError.
@@ -457,6 +459,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   return {
     stop: (stopOptions) => stop(undefined, stopOptions?.applyPending ?? false),
     leftAlone: [...memory.leftAlone],
+    namespacePath: state.namespace.path,
     ended,
   };
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { errorLogFields } from '../observability/log-subscriber.js';
-import { logger } from '../observability/logger.js';
+import { bindLogContext, logContext, logger } from '../observability/logger.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
 import { writeStderr } from '../output.js';
 
@@ -45,6 +45,8 @@ export function registerWatch(program: Command): void {
             'could not apply a namespace change; it is tried again shortly, and watching goes on',
           ),
       });
+      // watch takes no --netns: its log lines name the namespace the record names.
+      bindLogContext({ ...logContext(), netns: watching.namespacePath });
       // One write: a reader that sees the first line sees the second.
       const leftAlone = watching.leftAlone;
       writeStderr(

@@ -6,9 +6,10 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { CLI, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 const CNI = join(CLI, '../../cni/main.js');
 const stateDirectory = stateDirectoryPerTest('vcnet-log-fields-');
@@ -147,4 +148,36 @@ describe('spans of the console exporter', () => {
     expect(deleted.status, deleted.stderr).toBe(0);
     expect(deleted.stdout).toBe('');
   });
+});
+
+describe('vcnet watch log lines', () => {
+  it("name the namespace the sandbox's record names (watch takes no --netns)", async () => {
+    const { pod, node } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    expect(vcnet(['attach', '--sandbox', 'lw', '--netns', pod.path, ...state]).status).toBe(0);
+    const watch = vcnetAsync([...DEBUG_JSON, 'watch', '--sandbox', 'lw', '--debounce', '100', ...state]);
+    try {
+      await until(() => watch.output().stderr.includes('watching sandbox lw'), 'watch to start', 15_000);
+      node.exec('ip', ['link', 'add', 'peth6', 'type', 'veth', 'peer', 'name', 'eth6', 'netns', pod.name]);
+      pod.exec('ip', ['addr', 'add', '10.66.0.2/24', 'dev', 'eth6']);
+      pod.exec('ip', ['link', 'set', 'eth6', 'up']);
+      await until(() => watch.output().stdout.includes('"added":["eth6"]'), 'watch to attach eth6', 15_000);
+    } finally {
+      watch.child.kill('SIGTERM');
+      await watch.done;
+    }
+    // Its plain lines ("vcnet: watching ...") are not log lines.
+    const lines = watch
+      .output()
+      .stderr.split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Line);
+    const applied = lines.find((line) => line.msg === 'namespace change applied');
+    expect(applied).toMatchObject({ operation: 'watch', sandbox: 'lw', netns: pod.path, endpoint: null });
+    for (const line of lines) {
+      expect(Object.keys(line), String(line.msg)).toEqual(expect.arrayContaining(KEYS));
+      expect(line.netns, String(line.msg)).not.toBeNull();
+    }
+    expect(vcnet(['detach', '--sandbox', 'lw', ...state]).status).toBe(0);
+  }, 60_000);
 });
