@@ -53,6 +53,7 @@ import {
   stateDirectoryFlag,
   validateSandboxId,
 } from '../network/state/store.js';
+import { shellWord } from '../shell-word.js';
 import { heldDevices } from './held-devices.js';
 import { lockNamespace, refuseHeldNamespace } from './namespace-hold.js';
 
@@ -626,7 +627,7 @@ async function refuseEmptyRecordBesideLinks(
     'network.endpoints',
     `is [] (no endpoint), but the namespace ${state.namespace.path} holds ${names} in vcnet's link group, which no other record claims: this record may have lost them`,
     [],
-    `nothing was changed; restore the record, or remove it (${store.root}/${state.id}) and run \`vcnet gc --netns ${state.namespace.path}\` to remove ${names}`,
+    `nothing was changed; restore the record, or remove it (${shellWord(`${store.root}/${state.id}`)}) and run \`vcnet gc --netns ${shellWord(state.namespace.path)}\` to remove ${names}`,
   );
 }
 
