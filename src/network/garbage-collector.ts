@@ -9,7 +9,9 @@
  *
  * A link of vcnet's group (0x7663) that no record claims in a namespace some record names is an
  * orphan when it is of a kind vcnet makes (a tap, a macvtap, an ifb): gc deletes the filters that
- * redirect to it, then the link. A record claims a link by its ifindex when it has one (a renamed tap
+ * redirect to it, then the link. On a link it takes such redirects from (the pod link, a device the VM
+ * used as it is), it also takes the ingress qdisc they leave empty and a rate limit's htb root qdisc
+ * of exactly the shape an attach makes (another htb is reported in `leftAlone`). A record claims a link by its ifindex when it has one (a renamed tap
  * is still claimed), else by name. Anything else in the group (a veth, a bridge: someone else moved
  * it there) is reported in `leftAlone` and never touched, and so is a filter redirecting to an orphan
  * that a record claims (its link and priority). In a namespace no record of the
@@ -39,7 +41,7 @@ import { booleanOption, optionsArgument, signalOption, stringListOption } from '
 import { errnoOf, InvalidInputError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
-import { TC_H_INGRESS } from '../netlink/codec/tc/message.js';
+import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
   damagedIdentityField,
@@ -124,7 +126,8 @@ export interface GarbageReport {
   skipped: SkippedRecord[];
   /**
    * Links in vcnet's group of a kind vcnet never makes (a veth, a bridge), and filters redirecting to
-   * an orphan that a live record claims: not vcnet's to remove, left with the reason.
+   * an orphan that a live record claims, and qdiscs the removed redirects leave that vcnet never adds
+   * (a clsact; an htb root qdisc not of a rate limit's shape): not vcnet's to remove, left with the reason.
    */
   leftAlone: LeftAloneItem[];
   /** The state directories read. */
@@ -611,6 +614,29 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
             });
           }
         }
+        // A rate limit's htb on a link that is not vcnet's (tcfilter's tx on the pod link, the egress
+        // limit of a device the VM uses as it is) does not go with the orphan: it is taken only from a
+        // link whose redirects to an orphan gc removes (the attach that made them), and only when it
+        // has exactly the shape a rate limit makes.
+        if (removedFilters > 0) {
+          const shaping = await rateLimitHtbOf(handle, link);
+          if (shaping?.ours) {
+            planned.push({
+              kind: 'qdisc',
+              namespacePath,
+              name: link.name,
+              detail: `htb root qdisc of a rate limit (${shaping.description}) on a link whose redirects to an orphan go (a rate-limited attach adds it)`,
+            });
+            batch.deleteQdisc(link.index, shaping.handle, TC_H_ROOT);
+          } else if (shaping) {
+            report.leftAlone.push({
+              kind: 'qdisc',
+              namespacePath,
+              name: link.name,
+              detail: `htb root qdisc not of the shape a vcnet rate limit makes (${shaping.description}): another tool's, so it stays`,
+            });
+          }
+        }
       }
       for (const link of orphans) {
         planned.push({
@@ -911,6 +937,58 @@ async function ingressQdiscOf(
       (candidate) => candidate.index === link.index && candidate.parent === TC_H_INGRESS,
     );
     return qdisc ? { kind: qdisc.kind, handle: qdisc.handle } : undefined;
+  } catch {
+    return undefined; // the link went meanwhile
+  }
+}
+
+const HTB_ROOT_HANDLE = 0x10000; // 1:
+const HTB_PARENT_CLASS = 0x10001; // 1:1
+const HTB_DEFAULT_CLASS = 0x10002; // 1:2
+
+/**
+ * The htb root qdisc on `link`, and whether it has exactly the shape a vcnet rate limit makes
+ * (plan-attach.ts htbSteps): handle 1:, default class 2, class 1:1 under the root and 1:2 under it,
+ * both with rate = ceil at the same rate, no other class, no filter on it and no qdisc under it.
+ * undefined when the root qdisc is not an htb (or the link went meanwhile).
+ */
+async function rateLimitHtbOf(
+  handle: NetlinkHandle,
+  link: Link,
+): Promise<{ ours: boolean; handle: number; description: string } | undefined> {
+  try {
+    const qdiscs = await handle.qdiscs(link.index);
+    const root = qdiscs.find((qdisc) => qdisc.parent === TC_H_ROOT);
+    if (root?.kind !== 'htb') return undefined;
+    const defaultClass = 'defaultClass' in root.options ? root.options.defaultClass : undefined;
+    const classes = await handle.classes(link.index);
+    const filters = await handle.filters(link.index, root.handle);
+    const description = [
+      `handle ${formatHandle(root.handle)}`,
+      `default ${defaultClass === undefined ? 'unknown' : defaultClass.toString(16)}`,
+      ...classes.map(
+        (entry) =>
+          `class ${formatHandle(entry.handle)} parent ${entry.parent === TC_H_ROOT ? 'root' : formatHandle(entry.parent)} rate ${entry.rateBitsPerSecond ?? '?'} ceil ${entry.ceilBitsPerSecond ?? '?'}`,
+      ),
+      ...(filters.length > 0 ? [`${filters.length} filter(s)`] : []),
+    ].join(', ');
+    const underneath = qdiscs.filter((qdisc) => qdisc !== root && qdisc.parent >>> 16 === root.handle >>> 16);
+    const outer = classes.find((entry) => entry.handle === HTB_PARENT_CLASS);
+    const inner = classes.find((entry) => entry.handle === HTB_DEFAULT_CLASS);
+    const ours =
+      root.handle === HTB_ROOT_HANDLE &&
+      defaultClass === 2 &&
+      classes.length === 2 &&
+      // The kernel dumps a class under the root qdisc with parent "root" (ffff:ffff), not 1:.
+      (outer?.parent === TC_H_ROOT || outer?.parent === HTB_ROOT_HANDLE) &&
+      inner?.parent === HTB_PARENT_CLASS &&
+      outer.rateBitsPerSecond !== undefined &&
+      outer.rateBitsPerSecond === outer.ceilBitsPerSecond &&
+      inner.rateBitsPerSecond === outer.rateBitsPerSecond &&
+      inner.ceilBitsPerSecond === outer.rateBitsPerSecond &&
+      filters.length === 0 &&
+      underneath.length === 0;
+    return { ours, handle: root.handle, description };
   } catch {
     return undefined; // the link went meanwhile
   }

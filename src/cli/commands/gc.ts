@@ -17,7 +17,7 @@ export function registerGc(program: Command): void {
   program
     .command('gc')
     .description(
-      'remove taps, macvtaps, ifbs and filters vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given)',
+      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given)",
     )
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
