@@ -200,3 +200,50 @@ it.each(['a bind mount outside /var/run/netns', 'an fd a process holds open'])(
     }
   },
 );
+
+it('a namespace only an nsfs bind mount in another mount namespace keeps is found through /proc/PID/root: gc and detach work there', async () => {
+  const { unshared, path, before } = await attachedThroughPid('mn');
+  const pod = throughPath(path);
+  pod.exec('ip', ['tuntap', 'add', 'orphan0', 'mode', 'tap']);
+  pod.exec('ip', ['link', 'set', 'orphan0', 'group', String(0x7663)]);
+  // The mount exists only in the keeper's private mount namespace (as a runtime's own mount of it),
+  // at a mount point with a space (mountinfo writes it as \040).
+  const mountPoint = join(stateDir, 'other mount ns');
+  writeFileSync(mountPoint, '');
+  const keeper = spawn(
+    'unshare',
+    [
+      '-m',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      `mount --bind "$1" "$2" && echo ready && exec sleep 300`,
+      'sh',
+      path,
+      mountPoint,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  holders.push(keeper); // killed in afterEach, failed or not: its mount namespace and the mount go with it
+  await new Promise<void>((resolve, reject) => {
+    keeper.stdout?.once('data', () => resolve());
+    keeper.once('exit', (code) => reject(new Error(`the keeper exited (${code}) before mounting`)));
+  });
+  const heldAt = `/proc/${keeper.pid}/root${mountPoint}`;
+  const namespaceInode = statSync(path).ino;
+  expect(statSync(heldAt).ino).toBe(namespaceInode);
+  expect(statSync(mountPoint).ino).not.toBe(namespaceInode); // not mounted in this mount namespace
+  unshared.kill('SIGKILL');
+  await new Promise<void>((resolve) => unshared.once('exit', () => resolve()));
+
+  const report = await collectGarbage({ stateDirectories: [stateDir], namespaces: [path] });
+  expect(report.failures).toEqual([]);
+  expect(report.removed).toEqual([expect.objectContaining({ kind: 'link', name: 'orphan0' })]);
+  expect(readSandbox('mn', stateDir)).toBeDefined();
+  const result = await detachSandbox('mn', { stateDirectory: stateDir });
+  expect(result.namespaceGone).toBeUndefined();
+  expect(result.namespaceHeldAt).toBe(heldAt);
+  expect(readSandbox('mn', stateDir)).toBeUndefined();
+  expect(fingerprint(throughPath(heldAt))).toEqual(before);
+});
