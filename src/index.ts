@@ -301,7 +301,13 @@ export type { UndoReport } from './network/plan/apply.js';
 export { LinkNameTakenError, type LinkOwnerRecord } from './network/plan/plan-attach.js';
 export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
 export type { RateLimit } from './network/plan/types.js';
-export { classifyScan, type NamespaceScan, type ScannedInterface, scanNamespace } from './network/scan.js';
+export {
+  classifyScan,
+  type NamespaceScan,
+  type ScannedInterface,
+  type ScanOptions,
+  scanNamespace,
+} from './network/scan.js';
 export { StateWriteError } from './network/state/atomic-file.js';
 export { DirectoryNotMadeError } from './network/state/directory.js';
 export { LockFileRefusedError } from './network/state/lock.js';

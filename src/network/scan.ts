@@ -4,12 +4,12 @@
  * (the kernel's fallback tunnels tunl0/sit0/gre0 appear in every namespace and cannot be deleted;
  * sidecars leave address-less bridges and ifbs), unless the caller names it.
  */
-import { optionsArgument, stringOption } from '../arguments.js';
+import { optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { AddressFamily } from '../netlink/codec/constants.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { RouteScope, RouteTable } from '../netlink/codec/route.js';
-import { type NamespaceSnapshot, NetlinkHandle } from '../netlink/handle.js';
+import { type NamespaceSnapshot, NetlinkHandle, SNAPSHOT_PARTS } from '../netlink/handle.js';
 import { openNetworkNamespace } from '../netns/namespace-identity.js';
 import { type CreateEndpointOptions, classifyInterface, loopbackRefused } from './endpoint/create-endpoint.js';
 import { isVcnetDevice } from './link-name.js';
@@ -60,29 +60,70 @@ export function interfacesOf(snapshot: NamespaceSnapshot): NetworkInfo[] {
     .sort((a, b) => a.link.index - b.link.index);
 }
 
+export interface ScanOptions {
+  /**
+   * Stops the scan: it rejects with the signal's reason (a plain `abort()`: an AbortError). Checked
+   * before anything is opened and between the dumps; a scan by path also closes its socket at once,
+   * cutting the dump under way. A handle the caller gave stays open and usable (the dump under way
+   * is read to its end first).
+   */
+  signal?: AbortSignal;
+}
+
 /** Scans a namespace: through an open handle, or by its path (opened and closed here). */
-export async function scanNamespace(namespace: NetlinkHandle | string): Promise<NamespaceScan> {
+export async function scanNamespace(
+  namespace: NetlinkHandle | string,
+  options: ScanOptions = {},
+): Promise<NamespaceScan> {
   // From plain JavaScript anything may come: a number would fail as "namespace.snapshot is not a function".
   if (typeof namespace !== 'string' && typeof (namespace as Partial<NetlinkHandle> | null)?.snapshot !== 'function') {
     throw new InvalidInputError('namespace', namespace, 'a network namespace path or an open NetlinkHandle');
   }
   if (namespace === '') throw new InvalidInputError('namespace', namespace, 'a network namespace path');
+  options = optionsArgument(options, 'options', ['signal']);
+  const signal = signalOption(options.signal);
+  signal?.throwIfAborted();
   if (typeof namespace === 'string') {
     // Opened as attach opens it: a path that is no network namespace is a NamespacePathError naming
     // it (VCNET_NETNS_INVALID, with a hint), and a FIFO is refused instead of blocking the open.
     const opened = openNetworkNamespace(namespace, 'namespace');
     try {
       const handle = NetlinkHandle.open(opened.entryPath, namespace);
+      // The socket is scan's own: an abort closes it at once, which fails the dump under way.
+      const onAbort = () => handle.close();
+      signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        return await scanNamespace(handle);
+        return await scanNamespace(handle, options);
+      } catch (error) {
+        // The closed socket's NetlinkClosedError is the abort's doing: the reason is what is thrown.
+        signal?.throwIfAborted();
+        throw error;
       } finally {
+        signal?.removeEventListener('abort', onAbort);
         handle.close();
       }
     } finally {
       opened.close();
     }
   }
-  const snapshot = await namespace.snapshot();
+  if (!signal) {
+    const snapshot = await namespace.snapshot();
+    return { interfaces: interfacesOf(snapshot), snapshot };
+  }
+  // With a signal, one dump at a time, the signal looked at between them.
+  const snapshot: NamespaceSnapshot = {
+    links: [],
+    addresses: [],
+    routes: [],
+    neighbours: [],
+    proxyNeighbours: [],
+    qdiscs: [],
+  };
+  for (const part of SNAPSHOT_PARTS) {
+    const dumped = await namespace.snapshot([part]);
+    signal.throwIfAborted();
+    (snapshot[part] as unknown[]) = dumped[part];
+  }
   return { interfaces: interfacesOf(snapshot), snapshot };
 }
 

@@ -228,6 +228,11 @@ describe('arguments that are not what a function takes', () => {
     await refused(() => scanNamespace(js(7)), 'namespace', /a network namespace path or an open NetlinkHandle/);
     await refused(() => scanNamespace(js(undefined)), 'namespace');
     await refused(() => scanNamespace(''), 'namespace');
+    await refused(() => scanNamespace('/proc/self/ns/net', js({ signal: 'soon' })), 'signal', /an AbortSignal/);
+    await refused(() => scanNamespace('/proc/self/ns/net', js({ sigal: AbortSignal.abort() })), 'options key');
+    // An aborted signal stops it before it opens anything: a path that would be refused is not looked at.
+    const reason = new Error('enough');
+    await expect(scanNamespace('/no/such/namespace', { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
   });
 
   it('AgentClient.connect refuses a missing address, NetlinkHandle.open and QmpClient.connect a number', async () => {

@@ -2,15 +2,19 @@
  * attachSandbox and detachSandbox take an AbortSignal: an abort while they wait for the sandbox
  * lock rejects at once with the signal's reason, and an already-aborted signal changes nothing.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
+import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
+import { scanNamespace } from '../../../src/network/scan.js';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
 import { addInterface, removeInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { attachSandbox, detachSandbox, readSandbox } from '../../../src/sandbox/service.js';
 import { stateDirectoryPerTest } from '../../helpers/cli.js';
+import { makeNamespace } from '../../helpers/namespace.js';
 import { failureOf, fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
 
 const stateDirectoryOfTest = stateDirectoryPerTest('vcnet-abort-');
@@ -130,4 +134,33 @@ it('a gc aborted while it runs rejects with the reason and has removed nothing y
   const report = await collectGarbage({ namespaces: pods.map((pod) => pod.path) });
   expect(report.failures).toEqual([]);
   expect(taps()).toEqual([false, false, false]);
+});
+
+it('a scan aborted while it runs rejects with the reason: by path its socket closes at once, a given handle stays usable', async () => {
+  // A thousand links: the scan reads and decodes them over several turns of the event loop.
+  const big = makeNamespace('scan-abort');
+  const batch = join(stateDirectoryOfTest(), 'links.batch');
+  writeFileSync(batch, Array.from({ length: 500 }, (_, i) => `link add t${i} type veth peer name p${i}\n`).join(''));
+  execFileSync('ip', ['-n', big.name, '-batch', batch]);
+  const abortSoon = (reason: unknown) => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(reason), 0);
+    return controller.signal;
+  };
+  // Without an abort it goes through (with or without a signal).
+  expect((await scanNamespace(big.path, { signal: new AbortController().signal })).interfaces).toHaveLength(1000);
+
+  const reason = new Error('enough');
+  expect(await failureOf(scanNamespace(big.path, { signal: abortSoon(reason) }))).toBe(reason);
+  // A plain abort() gives Node's AbortError, as the other calls do.
+  const plain = await failureOf(scanNamespace(big.path, { signal: abortSoon(undefined) }));
+  expect(plain).toMatchObject({ name: 'AbortError' });
+
+  const handle = NetlinkHandle.open(big.path);
+  try {
+    expect(await failureOf(scanNamespace(handle, { signal: abortSoon(reason) }))).toBe(reason);
+    expect(await handle.links()).toHaveLength(1001);
+  } finally {
+    handle.close();
+  }
 });
