@@ -108,6 +108,11 @@ export interface NoticeEvent {
   message: string;
   error?: unknown;
   details?: Record<string, unknown>;
+  /**
+   * True when the caller's own handler (watchSandbox's `onError`, configureGuest's `warn`) was given
+   * the same failure: a subscriber that logs everything may skip it, the caller reports it already.
+   */
+  handled?: boolean;
 }
 
 /**
@@ -212,4 +217,21 @@ export function traced<Event extends object, Result>(
 /** Publishes one event; `makeEvent` is called only when someone subscribes. */
 export function publish<Event>(target: DiagnosticsPlainChannel<Event>, makeEvent: () => Event): void {
   if (target.hasSubscribers) target.publish(makeEvent());
+}
+
+/**
+ * Reports a failure the operation goes on after, so that it is never lost and never written by the
+ * library itself: published on vcnet:notice whenever someone subscribes (with `handled` when `handler`
+ * is given), passed to `handler` when the caller gave one, and given to `fallback` (process.emitWarning)
+ * only when there is neither a handler nor a subscriber.
+ */
+export function reportNotice(
+  makeEvent: () => NoticeEvent,
+  handler: (() => void) | undefined,
+  fallback: () => void,
+): void {
+  const heard = channels.notice.hasSubscribers;
+  if (heard) channels.notice.publish({ ...makeEvent(), ...(handler ? { handled: true } : {}) });
+  if (handler) handler();
+  else if (!heard) fallback();
 }

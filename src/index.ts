@@ -57,6 +57,16 @@ export type {
 } from './agent/network-applier.js';
 export { createAgentServer } from './agent/server.js';
 export type { CallOptions } from './agent/ttrpc/client.js';
+// The ttrpc server createAgentServer returns, and what its methods name (types only: createAgentServer makes it).
+export type { UnaryMethod as TtrpcUnaryMethod } from './agent/ttrpc/method.js';
+export type {
+  CallContext as TtrpcCallContext,
+  Status as TtrpcStatus,
+  TtrpcConnection,
+  TtrpcServer,
+  TtrpcServerOptions,
+  UnaryHandler as TtrpcUnaryHandler,
+} from './agent/ttrpc/server.js';
 export type { UnixConnectOptions } from './agent/unix-socket-connect.js';
 // Observability: the diagnostics channels to subscribe to, and their events.
 export {
@@ -345,12 +355,16 @@ export {
 // Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
 export {
   type AttachResult,
+  type AttachSandboxOptions,
   attachSandbox,
   type DetachResult,
+  type DetachSandboxOptions,
   detachSandbox,
   type HypervisorRecord,
   type PlannedDetach,
   type PlannedEndpoint,
+  type PlanSandboxAttachOptions,
+  type PlanSandboxDetachOptions,
   planSandboxAttach,
   planSandboxDetach,
   readSandbox,

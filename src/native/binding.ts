@@ -2,10 +2,11 @@
  * Loads the N-API shim (native/vcnet_native.c) and gives it types. node-gyp-build picks it: a local
  * build (build/Release, made by `npm ci` in a checkout) first, then the prebuild the package ships
  * (prebuilds/<platform>-<arch>/, made by prebuildify at `npm pack`); `VCNET_PREBUILD=<dir>` makes it
- * look in <dir> instead. It is imported statically so that esbuild bundles it into the guest agent.
+ * look in <dir> instead (the installed package directory, for an application that bundled vcnet). It is imported statically so that esbuild bundles it into the guest agent.
  * Raw errors from the shim carry `code` (errno name), `errno`, `syscall` and `detail`; callers wrap them.
  */
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { arch, platform } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,15 +94,28 @@ export interface NativeShim {
 
 let cached: NativeShim | undefined;
 
-function packageRoot(): string {
-  // src/native/binding.ts and dist/native/binding.js both sit two levels below the package root; the test
-  // guest (scripts/guest-image) marks its root with an empty binding.gyp.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    if (existsSync(join(dir, 'binding.gyp'))) return dir;
-    dir = dirname(dir);
+// The shim is required by the path node-gyp-build resolves, through a require of this module's own:
+// an application's bundler may leave node-gyp-build without a working `require`.
+const requireNative = createRequire(import.meta.url);
+
+/** How many directories above this module the package root (with binding.gyp) may be. */
+const ROOT_SEARCH_DEPTH = 4;
+
+/**
+ * The vcnet package root: the first directory from `moduleDirectory` up with a binding.gyp.
+ * src/native/binding.ts and dist/native/binding.js sit two levels below it; the test guest
+ * (scripts/guest-image) marks its root with an empty binding.gyp. Undefined when there is none near
+ * (vcnet bundled into an application: the module is then the application's file).
+ */
+export function packageRoot(moduleDirectory: string): string | undefined {
+  let directory = moduleDirectory;
+  for (let i = 0; i <= ROOT_SEARCH_DEPTH; i++) {
+    if (existsSync(join(directory, 'binding.gyp'))) return directory;
+    const parent = dirname(directory);
+    if (parent === directory) break;
+    directory = parent;
   }
-  return dir;
+  return undefined;
 }
 
 /** What a prebuild has to match here, named the way prebuildify tags its files. */
@@ -111,25 +125,69 @@ function nativeTarget(): string {
   return `platform ${platform()}, arch ${arch()}, libc ${libc}, node ${process.versions.node} (ABI ${process.versions.modules}, N-API ${process.versions.napi})`;
 }
 
-export function nativeShim(): NativeShim {
-  if (cached) return cached;
-  const root = packageRoot();
-  try {
-    cached = loadAddon(root) as NativeShim;
-  } catch (error) {
-    const lookedIn = process.env.VCNET_PREBUILD || root;
-    const notFound = error instanceof Error && error.message.startsWith('No native build was found');
-    const message = notFound
-      ? `no native shim fits this machine (${nativeTarget()}): neither ${join(lookedIn, 'build', 'Release')} ` +
-        `nor ${join(lookedIn, 'prebuilds', `${platform()}-${arch()}`)} holds one`
-      : `the native shim in ${lookedIn} does not load on this machine (${nativeTarget()}): ${String(error)}`;
-    throw new VcnetError('VCNET_NATIVE_MISSING', message, {
-      value: lookedIn,
-      hint:
-        'vcnet ships a prebuild for linux-x64 with glibc; elsewhere build it from source with ' +
-        '`npm rebuild vcnet` (in a checkout: `npm run build:native`), which needs python3, make and a C compiler',
-      cause: error,
-    });
+const BUNDLING_HINT =
+  'an application that bundles vcnet must leave it outside the bundle (esbuild `--external:vcnet`, ' +
+  "webpack `externals: { vcnet: 'module vcnet' }`, rollup `external: ['vcnet']`) and install the vcnet " +
+  'package next to it, or set VCNET_PREBUILD to the installed vcnet package directory (the one holding ' +
+  'prebuilds/ or build/Release/)';
+
+/**
+ * Loads the shim for a module in `moduleDirectory` (this one's, for nativeShim): from VCNET_PREBUILD
+ * when `env` sets it, else from the package root above. Each failure says where it looked and why.
+ */
+export function loadNativeShim(moduleDirectory: string, env: NodeJS.ProcessEnv = process.env): NativeShim {
+  const override = env.VCNET_PREBUILD || undefined;
+  const root = override ?? packageRoot(moduleDirectory);
+  if (root === undefined) {
+    throw new VcnetError(
+      'VCNET_NATIVE_MISSING',
+      `vcnet's native shim cannot be found: vcnet's code runs from ${moduleDirectory}, which is not inside ` +
+        `the vcnet package (no binding.gyp there or in the ${ROOT_SEARCH_DEPTH} directories above it), as ` +
+        'when vcnet is bundled into an application, and VCNET_PREBUILD is not set',
+      { value: moduleDirectory, hint: BUNDLING_HINT },
+    );
   }
+  const where = override === undefined ? root : `VCNET_PREBUILD=${override}`;
+  let file: string;
+  try {
+    // Given the directory itself, node-gyp-build needs no package.json there to honour the variable.
+    file = loadAddon.resolve(root);
+  } catch (error) {
+    throw new VcnetError(
+      'VCNET_NATIVE_MISSING',
+      `no native shim fits this machine (${nativeTarget()}) in ${where}: neither ${join(root, 'build', 'Release')} ` +
+        `nor ${join(root, 'prebuilds', `${platform()}-${arch()}`)} holds one built for it`,
+      {
+        value: root,
+        hint:
+          (override === undefined
+            ? ''
+            : `VCNET_PREBUILD must name a directory holding prebuilds/${platform()}-${arch()}/ or build/Release/ (the installed vcnet package directory); `) +
+          'vcnet ships a prebuild for linux-x64 with glibc 2.33 or later; elsewhere build it from source with ' +
+          '`npm rebuild vcnet` (in a checkout: `npm run build:native`), which needs python3, make and a C compiler',
+        cause: error,
+      },
+    );
+  }
+  try {
+    return requireNative(file) as NativeShim;
+  } catch (error) {
+    throw new VcnetError(
+      'VCNET_NATIVE_MISSING',
+      `the native shim ${file} (found in ${where}) does not load on this machine (${nativeTarget()}): ${String(error)}`,
+      {
+        value: file,
+        hint:
+          'the prebuild needs glibc 2.33 or later (a "GLIBC_2.33 not found" above says so); ' +
+          'build the shim from source with `npm rebuild vcnet` (in a checkout: `npm run build:native`), ' +
+          'which needs python3, make and a C compiler',
+        cause: error,
+      },
+    );
+  }
+}
+
+export function nativeShim(): NativeShim {
+  cached ??= loadNativeShim(dirname(fileURLToPath(import.meta.url)));
   return cached;
 }

@@ -12,6 +12,7 @@
  *   ...
  *   await watcher.stop();
  */
+import { reportNotice } from '../diagnostics.js';
 import { InvalidInputError, SystemCallError } from '../errors.js';
 import { MessageType } from '../netlink/codec/constants.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
@@ -94,7 +95,10 @@ export interface NamespaceWatcherOptions {
    * To stop from in here, call stop() without awaiting it (it waits for this call to end).
    */
   onChange: (change: NamespaceChange) => void | Promise<void>;
-  /** Failed snapshots (retried by themselves), receive errors, and throws of onChange. Default: a process warning. */
+  /**
+   * Failed snapshots (retried by themselves), receive errors, and throws of onChange. Each is also
+   * published on vcnet:notice; with no onError and no subscriber there, it is a process warning.
+   */
   onError?: (error: Error) => void;
 }
 
@@ -130,7 +134,19 @@ function resolveOptions(options: NamespaceWatcherOptions): ResolvedOptions {
     maxDelayMs: Math.max(maxDelayMs, debounceMs),
     ignore: options.ignore ?? ((name) => VCNET_LINK_NAME.test(name)),
     onChange: options.onChange,
-    onError: options.onError ?? ((error) => process.emitWarning(error)),
+    onError: (error) => {
+      const handler = options.onError;
+      reportNotice(
+        () => ({
+          operation: 'watch',
+          endpoint: '',
+          message: `could not read or apply a namespace change: ${error.message}`,
+          error,
+        }),
+        handler && (() => handler(error)),
+        () => process.emitWarning(error),
+      );
+    },
   };
 }
 

@@ -20,7 +20,10 @@ export interface ConfigureGuestOptions {
   agentSocket?: string;
   /** Deadline (ms) for connecting to the agent and for each call; a missing NIC gets Kata's fixed retries. Default 60000. */
   timeoutMs?: number;
-  /** Where the push's warnings go (a neighbour the agent refused); default Node's warning channel. */
+  /**
+   * Where the push's warnings go (a neighbour list the agent refused). Each is also published on
+   * vcnet:notice; with no warn and no subscriber there, it is a process warning (process.emitWarning).
+   */
   warn?: (message: string) => void;
 }
 

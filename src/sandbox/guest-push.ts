@@ -7,7 +7,7 @@
 import type { AgentClient } from '../agent/client.js';
 import { interfaceFromJson, neighboursFromJson, routesFromJson } from '../agent/kata-network-json.js';
 import { type PushResult, pushGuestNetwork } from '../agent/push-network.js';
-import { channels, publish } from '../diagnostics.js';
+import { channels, publish, reportNotice } from '../diagnostics.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { chooseGuestRoutes, droppedRoutesNotice, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 
@@ -62,11 +62,21 @@ export function pushEndpoints(
       }));
     }
   }
-  // The library logs nothing itself: a caller may take the warnings, else Node's warning channel does.
-  const warn =
-    options.warn ??
-    ((message: string) =>
-      process.emitWarning(`${options.sandbox ? `sandbox ${options.sandbox}: ` : ''}${message}`, 'VcnetWarning'));
+  // The library writes nothing itself: each warning is published on vcnet:notice, given to the
+  // caller's warn, and only when neither takes it, a process warning.
+  const warn = (message: string): void => {
+    const handler = options.warn;
+    reportNotice(
+      () => ({
+        operation: 'push',
+        endpoint: endpoints.map((endpoint) => endpoint.name).join(','),
+        message,
+        ...(options.sandbox ? { details: { sandbox: options.sandbox } } : {}),
+      }),
+      handler && (() => handler(message)),
+      () => process.emitWarning(`${options.sandbox ? `sandbox ${options.sandbox}: ` : ''}${message}`, 'VcnetWarning'),
+    );
+  };
   return pushGuestNetwork(
     agent,
     {

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { functionOption, numberOption, optionsArgument } from '../arguments.js';
-import { channels, publish } from '../diagnostics.js';
+import { channels, publish, reportNotice } from '../diagnostics.js';
 import { classifyError, type ErrorCode } from '../errors.js';
 import { LinkNotFoundError } from '../netlink/errors.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
@@ -50,6 +50,11 @@ export interface SandboxWatchOptions {
   debounceMs?: number;
   /** Each change set that did something (a pass that changed nothing in the sandbox is not given). */
   onApplied?: (summary: WatchSummary) => void;
+  /**
+   * A change that could not be applied (tried again by itself). Each is also published on
+   * vcnet:notice (with `handled: true` when onError is given); with no onError and no subscriber
+   * there, it is a process warning (process.emitWarning), never lost and never written by vcnet.
+   */
   onError?: (error: Error) => void;
   /**
    * The most endpoints the sandbox may have: a new link beyond it is not attached (a notice says so)
@@ -440,7 +445,21 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         }
         if (!isEmptySummary(summary)) options.onApplied?.(summary);
       },
-      ...(options.onError ? { onError: options.onError } : {}),
+      // Published on vcnet:notice always; with no onError and no subscriber, a process warning.
+      onError: (error) => {
+        const handler = options.onError;
+        reportNotice(
+          () => ({
+            operation: 'watch',
+            endpoint: '',
+            message: `could not apply a namespace change to sandbox ${id}; it is tried again shortly, and watching goes on: ${error.message}`,
+            error,
+            details: { sandbox: id, namespacePath: state.namespace.path },
+          }),
+          handler && (() => handler(error)),
+          () => process.emitWarning(error),
+        );
+      },
     });
   } catch (error) {
     namespace.close();

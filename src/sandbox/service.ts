@@ -277,26 +277,29 @@ function checkHypervisorRecord(given: HypervisorRecord): void {
   stringOption(record.controlSocket, 'hypervisor.controlSocket', "the path of the VMM's control socket");
 }
 
+/** attachSandbox's options. */
+export interface AttachSandboxOptions {
+  stateDirectory?: string;
+  hypervisor?: HypervisorRecord;
+  agentSocket?: string;
+  lockTimeoutMs?: number;
+  /**
+   * Runs on the attached endpoints before the attach counts as done (the CLI derives the VMM's
+   * device configuration here): when it throws, the attach is undone whole and its error thrown.
+   */
+  checkEndpoints?: (endpoints: readonly Endpoint[]) => void;
+  /**
+   * Aborting rejects with the signal's reason while the call waits for the sandbox lock, or
+   * before it changes anything; once changes have begun the attach runs to its end.
+   */
+  signal?: AbortSignal;
+}
+
 /** Attaches every interface of the namespace and records the sandbox; nothing is left if it fails. */
 export async function attachSandbox(
   id: string,
   config: NetworkConfig,
-  options: {
-    stateDirectory?: string;
-    hypervisor?: HypervisorRecord;
-    agentSocket?: string;
-    lockTimeoutMs?: number;
-    /**
-     * Runs on the attached endpoints before the attach counts as done (the CLI derives the VMM's
-     * device configuration here): when it throws, the attach is undone whole and its error thrown.
-     */
-    checkEndpoints?: (endpoints: readonly Endpoint[]) => void;
-    /**
-     * Aborting rejects with the signal's reason while the call waits for the sandbox lock, or
-     * before it changes anything; once changes have begun the attach runs to its end.
-     */
-    signal?: AbortSignal;
-  } = {},
+  options: AttachSandboxOptions = {},
 ): Promise<AttachResult> {
   options = optionsArgument(options, 'options', [
     'stateDirectory',
@@ -435,6 +438,12 @@ export interface PlannedEndpoint {
   commands: string[];
 }
 
+/** planSandboxAttach's options. */
+export interface PlanSandboxAttachOptions {
+  stateDirectory?: string;
+  agentSocket?: string;
+}
+
 /**
  * What attach would do, endpoint by endpoint, without changing anything (`vcnet attach --dry-run`).
  * The input is checked as attachSandbox checks it: a plan is never printed for an attach that would be refused.
@@ -443,7 +452,7 @@ export async function planSandboxAttach(
   config: NetworkConfig,
   id = 'sandbox',
   hypervisor?: HypervisorRecord['kind'],
-  options: { stateDirectory?: string; agentSocket?: string } = {},
+  options: PlanSandboxAttachOptions = {},
 ): Promise<PlannedEndpoint[]> {
   options = optionsArgument(options, 'options', ['stateDirectory', 'agentSocket']);
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
@@ -502,21 +511,21 @@ export interface DetachResult {
   heldBy?: number;
 }
 
+/** detachSandbox's options. */
+export interface DetachSandboxOptions {
+  stateDirectory?: string;
+  connectHotplug?: (state: SandboxState) => Promise<HotplugTarget | undefined>;
+  lockTimeoutMs?: number;
+  /** As attachSandbox's: honoured while waiting for the lock and before anything is undone. */
+  signal?: AbortSignal;
+}
+
 /**
  * Undoes what attach recorded, from the state file alone, in the namespace the record names (checked
  * by identity: a path that now names another namespace is refused). An unknown sandbox is not an
  * error; a record whose namespace is gone is dropped, and the result says so.
  */
-export async function detachSandbox(
-  id: string,
-  options: {
-    stateDirectory?: string;
-    connectHotplug?: (state: SandboxState) => Promise<HotplugTarget | undefined>;
-    lockTimeoutMs?: number;
-    /** As attachSandbox's: honoured while waiting for the lock and before anything is undone. */
-    signal?: AbortSignal;
-  } = {},
-): Promise<DetachResult> {
+export async function detachSandbox(id: string, options: DetachSandboxOptions = {}): Promise<DetachResult> {
   options = optionsArgument(options, 'options', ['stateDirectory', 'connectHotplug', 'lockTimeoutMs', 'signal']);
   lockTimeoutOption(options.lockTimeoutMs);
   signalOption(options.signal);
@@ -756,12 +765,17 @@ export interface PlannedDetach {
   hotplugSocket?: string;
 }
 
+/** planSandboxDetach's options. */
+export interface PlanSandboxDetachOptions {
+  stateDirectory?: string;
+}
+
 /**
  * What `detachSandbox` would do, read from the record and the namespace as they are now; nothing is
  * changed and no lock is taken (records are replaced atomically, so a concurrent command is seen
  * before or after, never half-written). The namespace is opened by identity, as detach does.
  */
-export async function planSandboxDetach(id: string, options: { stateDirectory?: string } = {}): Promise<PlannedDetach> {
+export async function planSandboxDetach(id: string, options: PlanSandboxDetachOptions = {}): Promise<PlannedDetach> {
   options = optionsArgument(options, 'options', ['stateDirectory']);
   const store = new SandboxStore(id, options.stateDirectory);
   const state = store.read<SandboxState>();

@@ -18,8 +18,6 @@ const ENTRIES = ['index.d.ts', 'netlink/index.d.ts'].map((entry) => resolve(DIST
 const DELIBERATE_INTERNALS: Record<string, string> = {
   // The agent protocol's transport: AgentClient and createAgentServer are the supported surface.
   TtrpcClient: "AgentClient's transport, a private detail the class declares as a member",
-  TtrpcServer: "what createAgentServer returns is used only through listen/close; ttrpc's server is internal",
-  TtrpcServerOptions: "createAgentServer's pass-through options to the ttrpc server, internal",
   // protobuf-es descriptors: the *Init types built on them are exported.
   InterfaceSchema: 'a protobuf-es descriptor behind InterfaceInit (exported)',
   RouteSchema: 'a protobuf-es descriptor behind RouteInit (exported)',

@@ -41,7 +41,9 @@ export function subscribeLogs(log: Logger): () => void {
   ] as const;
   if (log.isLevelEnabled('warn')) {
     const onNotice = (message: unknown): void => {
-      const { message: text, error, details, ...fields } = message as NoticeEvent;
+      const { message: text, error, details, handled, ...fields } = message as NoticeEvent;
+      // The command was given it too (watch's onError, configure-guest's warn) and reports it itself.
+      if (handled) return;
       log.warn(
         {
           ...fields,

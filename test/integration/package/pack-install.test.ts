@@ -5,7 +5,17 @@
  * the checkout's build/ and dist/ are never rebuilt under other tests.
  */
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { arch, platform, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -29,7 +39,10 @@ const SOURCES = [
   'proto',
   'scripts/bundle-entry-points.ts',
   'src',
+  'docs',
 ];
+// A file a build of some earlier source left in dist/: prepack starts from an empty dist/, so it must not ship.
+const STALE_FILE = 'dist/hypervisor/index.js';
 const PREBUILD_DIRECTORY = `prebuilds/${platform()}-${arch()}/`;
 
 let workspace: string;
@@ -57,6 +70,8 @@ beforeAll(async () => {
   for (const entry of SOURCES) cpSync(join(ROOT, entry), join(source, entry), { recursive: true });
   // The checkout's dev dependencies (tsc, prebuildify) do the building; nothing is downloaded for it.
   symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'));
+  mkdirSync(join(source, 'dist', 'hypervisor'), { recursive: true });
+  writeFileSync(join(source, STALE_FILE), 'export {};\n');
   await run('npm', ['pack', '--pack-destination', workspace], source);
   const tarballs = readdirSync(workspace).filter((name) => name.endsWith('.tgz'));
   expect(tarballs).toHaveLength(1);
@@ -94,6 +109,41 @@ describe('the packed vcnet package', () => {
     expect(packedFiles.filter((path) => path.startsWith('build/'))).toEqual([]);
     // package.json says Apache-2.0: the license text goes with it.
     expect(packedFiles).toContain('LICENSE');
+  });
+
+  it('ships what its README links to, nothing a stale build left, and of the programs only their bundles', () => {
+    // The installed README links to CHANGELOG.md and docs/*.md.
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const linked = [...readme.matchAll(/\]\(((?:docs\/[\w.-]+|CHANGELOG)\.md)/g)].map((match) => match[1]!);
+    expect(linked.length).toBeGreaterThan(5);
+    for (const path of [...linked, 'CHANGELOG.md', 'docs/history/0.1.0-development.md']) {
+      expect(packedFiles, path).toContain(path);
+    }
+    expect(packedFiles).not.toContain(STALE_FILE);
+    // The library does not import tsc's per-module copies of the programs: only the bundles ship.
+    expect(packedFiles.filter((path) => /^dist\/(cli|cni)\//.test(path)).sort()).toEqual([
+      'dist/cli/main.js',
+      'dist/cli/main.js.map',
+      'dist/cni/main.js',
+      'dist/cni/main.js.map',
+    ]);
+    // src/ does not ship: every source map carries its sources.
+    const maps = packedFiles.filter((path) => path.endsWith('.map'));
+    expect(maps.length).toBeGreaterThan(10);
+    for (const map of maps) {
+      const { sources, sourcesContent } = JSON.parse(
+        readFileSync(join(installed, 'node_modules', 'vcnet', map), 'utf8'),
+      ) as { sources: string[]; sourcesContent?: Array<string | null> };
+      expect(sourcesContent?.length, map).toBe(sources.length);
+      expect(
+        sourcesContent?.every((content) => typeof content === 'string'),
+        map,
+      ).toBe(true);
+    }
+    const manifest = JSON.parse(readFileSync(join(installed, 'node_modules', 'vcnet', 'package.json'), 'utf8')) as {
+      os?: string[];
+    };
+    expect(manifest.os).toEqual(['linux']);
   });
 
   it("resolves its types under TypeScript's old node10 resolution too (main, types, typesVersions)", async () => {

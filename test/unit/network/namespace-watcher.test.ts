@@ -308,3 +308,52 @@ describe('NamespaceWatcher scheduling', () => {
     );
   });
 });
+
+describe('NamespaceWatcher failures without onError', () => {
+  /** A watcher whose every onChange throws, and what reached vcnet:notice, process.emitWarning and stderr. */
+  async function failing(options: { subscribe: boolean; onError?: (error: Error) => void }) {
+    const { channels } = await import('../../../src/diagnostics.js');
+    const notices: unknown[] = [];
+    const listener = (notice: unknown) => void notices.push(notice);
+    if (options.subscribe) channels.notice.subscribe(listener);
+    const emitWarning = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    const stderr = vi.spyOn(process.stderr, 'write');
+    const source = new FakeSource();
+    const watcher = await NamespaceWatcher.over(source, {
+      debounceMs: 10,
+      onChange: () => {
+        throw new Error('apply failed');
+      },
+      ...(options.onError ? { onError: options.onError } : {}),
+    });
+    source.interfaces = [eth(2)];
+    watcher.resync();
+    await vi.advanceTimersByTimeAsync(50);
+    await watcher.stop();
+    const result = { notices, warnings: emitWarning.mock.calls.length, stderrWrites: stderr.mock.calls.length };
+    channels.notice.unsubscribe(listener);
+    emitWarning.mockRestore();
+    stderr.mockRestore();
+    return result;
+  }
+
+  it('publishes a failure on vcnet:notice and writes nothing when someone subscribes', async () => {
+    const { notices, warnings, stderrWrites } = await failing({ subscribe: true });
+    expect(notices).toEqual([
+      expect.objectContaining({ operation: 'watch', message: expect.stringContaining('apply failed') }),
+    ]);
+    expect(notices[0]).not.toHaveProperty('handled');
+    expect(warnings).toBe(0);
+    expect(stderrWrites).toBe(0);
+  });
+
+  it('gives the failure to onError and marks the notice handled; a process warning only when no one takes it', async () => {
+    const errors: Error[] = [];
+    const handled = await failing({ subscribe: true, onError: (error) => void errors.push(error) });
+    expect(errors.map((error) => error.message)).toEqual(['apply failed']);
+    expect(handled.notices).toEqual([expect.objectContaining({ handled: true })]);
+    expect(handled.warnings).toBe(0);
+    const unheard = await failing({ subscribe: false });
+    expect(unheard.warnings).toBe(1);
+  });
+});
