@@ -10,6 +10,7 @@ import { booleanOption, functionOption, numberOption, optionsArgument } from '..
 import { channels, publish, traced, tracing } from '../diagnostics.js';
 import { RollbackIncompleteError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
+import { HostNamespaceError, isHostNamespace } from '../netns/host-namespace.js';
 import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
@@ -119,7 +120,7 @@ export class Network {
   static open(given: NetworkConfig, sandboxId = 'sandbox', entryPath = given.namespacePath): Network {
     const config = validateNetworkConfig(given);
     refuseHostNamespaceUnlessShared(config); // never the host namespace (nodes, issue 12)
-    return new Network(config, Handle.open(entryPath, config.namespacePath), sandboxId, entryPath);
+    return new Network(config, openHandleRefusingHost(config, entryPath), sandboxId, entryPath);
   }
 
   /** One notice per link the last scan skipped, e.g. for the CLI to log as a warning. */
@@ -534,7 +535,7 @@ export class Network {
       );
     }
     refuseHostNamespaceUnlessShared(state.config); // never the host namespace (nodes, issue 12)
-    const network = new Network(state.config, Handle.open(entryPath, state.config.namespacePath), sandboxId, entryPath);
+    const network = new Network(state.config, openHandleRefusingHost(state.config, entryPath), sandboxId, entryPath);
     for (const endpointState of state.endpoints) network.list.push(endpointFromState(endpointState));
     return network;
   }
@@ -542,6 +543,28 @@ export class Network {
   close(): void {
     this.handle.close();
   }
+}
+
+/**
+ * The handle every change of the network goes through, refused when it talks to the namespace vcnet
+ * itself runs in (nodes, issue 12). The path check before it (refuseHostNamespaceUnlessShared) only
+ * answers early with the path's name: the path is looked up again by the open (or, with an fd's
+ * /proc/self/fd/N, was looked up once before), and a symbolic link a user controls can name the pod
+ * one moment and the host the next. So the decision is made on the namespace of the handle's own
+ * socket (SIOCGSKNS), the one every request then reaches, whatever any path names by now.
+ */
+function openHandleRefusingHost(config: NetworkConfig, entryPath: string): NetlinkHandle {
+  const handle = Handle.open(entryPath, config.namespacePath);
+  if (config.disableNewNetns) return handle;
+  try {
+    const fd = handle.namespaceFd();
+    if (fd === undefined || isHostNamespace(`/proc/self/fd/${fd}`))
+      throw new HostNamespaceError(config.namespacePath, 'plumb a sandbox');
+  } catch (error) {
+    handle.close();
+    throw error;
+  }
+  return handle;
 }
 
 export function endpointFromState(state: EndpointState): Endpoint {
