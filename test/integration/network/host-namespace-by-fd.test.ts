@@ -8,8 +8,8 @@
  */
 import { closeSync, constants, openSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Network, type NetworkState } from '../../../src/network/network.js';
 import { NETWORK_STATE_VERSION } from '../../../src/network/state/content-versions.js';
-import { Network } from '../../../src/network/network.js';
 import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { makePod, tcfilterConfig } from '../../helpers/pod.js';
 
@@ -48,7 +48,7 @@ describe('the host-namespace check looks at the namespace entered, not the path'
 
   it("Network.load (detach, add-iface, gc) with the host's fd behind a pod's path: refused", () => {
     const { pod } = makePod();
-    const state = { version: NETWORK_STATE_VERSION, config: tcfilterConfig(pod), endpoints: [] };
+    const state: NetworkState = { version: NETWORK_STATE_VERSION, config: tcfilterConfig(pod), endpoints: [] };
     const error = withFd('/proc/self/ns/net', (entryPath) => thrown(() => Network.load(state, 's1', entryPath)));
     expect(error?.code).toBe('VCNET_HOST_NAMESPACE');
   });
