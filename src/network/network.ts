@@ -10,10 +10,10 @@ import { booleanOption, functionOption, numberOption, optionsArgument } from '..
 import { channels, publish, traced, tracing } from '../diagnostics.js';
 import { RollbackIncompleteError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
-import { HostNamespaceError, isHostNamespace } from '../netns/host-namespace.js';
 import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
+import { HostNamespaceError, isHostNamespace } from '../netns/host-namespace.js';
 import {
   ConfigurationConflictError,
   type NetworkConfig,

@@ -38,8 +38,11 @@ export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 const MIN_REGISTRY_WAIT_MS = 1_000;
 const SANDBOX_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-/** A record write's temporary file (`.state.<pid>.tmp`), renamed over state.json when complete. */
-export const STATE_TEMPORARY_FILE = /^\.state\.\d+\.tmp$/;
+/**
+ * A record write's temporary file (`.state.<pid>.<random hex>.tmp`, atomic-file.ts; builds before
+ * session 17 wrote `.state.<pid>.tmp`), renamed over state.json when complete.
+ */
+export const STATE_TEMPORARY_FILE = /^\.state\.\d+(?:\.[0-9a-f]{16})?\.tmp$/;
 /** Lock files live here, under each state directory; no sandbox id starts with a dot. */
 export const LOCK_DIRECTORY_NAME = '.locks';
 
@@ -247,7 +250,7 @@ export class SandboxStore {
     this.refuseUntrusted();
     this.makeDirectoryIn(this.directory);
     replaceFileAtomically(this.statePath, `${JSON.stringify(state, null, 2)}\n`, {
-      temporary: join(this.directory, `.state.${process.pid}.tmp`),
+      temporaryPrefix: join(this.directory, '.state.'),
       mode: 0o600,
     });
   }
