@@ -74,11 +74,12 @@ import {
 import {
   DEFAULT_STATE_DIRECTORY,
   LOCK_DIRECTORY_NAME,
+  readRecordFile,
   SandboxStore,
   STATE_TEMPORARY_FILE,
   stateDirectory,
 } from './state/store.js';
-import { refuseNonDirectory } from './state/trust.js';
+import { refuseUntrustedDirectory } from './state/trust.js';
 
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'qdisc' | 'state';
@@ -257,6 +258,34 @@ export function namespaceExistsNowhere(recorded: { path: string; dev: number; in
   return whereNamespaceLives(recorded) === undefined && !isSameFile(recorded.path, recorded);
 }
 
+/**
+ * The directories among `directories` gc may read records from: the rule every other command holds a
+ * state directory to (trust.ts: owned by vcnet's user, or root, and writable by neither group nor
+ * others). Another user's records could claim links, name namespaces, or put a FIFO or a link to any
+ * file where a record should be; such a directory is skipped, with the reason, in `skipped`.
+ */
+function trustedDirectories(directories: readonly string[], skipped: SkippedRecord[]): string[] {
+  return directories.filter((directory) => {
+    try {
+      refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
+      return true;
+    } catch (error) {
+      skipped.push({ file: directory, reason: `not read: ${(error as Error).message}` });
+      return false;
+    }
+  });
+}
+
+/** Whether anything (a link too, even a dangling one) is at `path`. */
+function isThere(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function safeReaddir(directory: string): string[] {
   try {
     return readdirSync(directory);
@@ -281,13 +310,15 @@ function readOwners(directories: readonly string[]): {
     remove: () => void,
     check: (text: string) => { namespace: NamespaceIdentity; createdAt: string; network: { endpoints: [] } },
   ) => {
-    let text: string;
+    let text: string | undefined;
     try {
-      text = readFileSync(file, 'utf8');
+      // Never through a link, never blocking on a FIFO: the error names the file, not its content.
+      text = readRecordFile(file);
     } catch (error) {
       skipped.push({ file, reason: (error as Error).message });
       return;
     }
+    if (text === undefined) return; // removed meanwhile
     try {
       const record = check(text);
       const damaged = damagedIdentity(record, file);
@@ -315,13 +346,13 @@ function readOwners(directories: readonly string[]): {
       if (salvaged) untouchable.add(keyOf(salvaged));
     }
   };
-  for (const root of directories) {
+  for (const root of trustedDirectories(directories, skipped)) {
     for (const id of safeReaddir(root)) {
       if (id.startsWith('.')) continue; // .locks, temporary files
       const directory = join(root, id);
       const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
       const sandboxFile = join(directory, 'state.json');
-      if (existsSync(sandboxFile)) {
+      if (isThere(sandboxFile)) {
         consider(
           id,
           sandboxFile,
@@ -335,7 +366,7 @@ function readOwners(directories: readonly string[]): {
       for (const interfaceName of safeReaddir(interfaces)) {
         const file = join(interfaces, interfaceName, 'state.json');
         // Only a record vcnet-cni's DEL set aside (state.json.unreadable-*): nothing owned, nothing to report.
-        if (!existsSync(file)) continue;
+        if (!isThere(file)) continue;
         consider(
           `${id}/${interfaceName}`,
           file,
@@ -378,8 +409,9 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   const dryRun = options.dryRun ?? false;
   const namedDirectories = (options.stateDirectories ?? []).map((directory) => resolve(directory));
   // A named directory that cannot be one is refused as every other command refuses it: read as
-  // empty, a mistyped path would make a gc that collects nothing look like a clean one.
-  for (const directory of namedDirectories) refuseNonDirectory(directory);
+  // empty, a mistyped path would make a gc that collects nothing look like a clean one. So is one
+  // another user could change (exit 2, as detach refuses it): its records are not vcnet's to act on.
+  for (const directory of namedDirectories) refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
   const directories = knownStateDirectories(namedDirectories);
   const report: GarbageReport = {
     dryRun,
@@ -813,7 +845,8 @@ function collectStaleLockFiles(root: string, dryRun: boolean, report: GarbageRep
  * its directories), and its lock file: removed under that lock, when nobody holds it.
  */
 function collectEmptyRecordDirectories(directories: readonly string[], dryRun: boolean, report: GarbageReport): void {
-  for (const root of directories) {
+  // Not another user's directory (readOwners named it in `skipped`): what is in it is not vcnet's.
+  for (const root of trustedDirectories(directories, [])) {
     for (const id of safeReaddir(root)) {
       if (id.startsWith('.')) continue;
       const directory = join(root, id);

@@ -8,11 +8,12 @@
  */
 import { booleanOption, functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { channels, publish, traced, tracing } from '../diagnostics.js';
-import { RollbackIncompleteError } from '../errors.js';
+import { RollbackIncompleteError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
+import { HostNamespaceError, isHostNamespace, OWN_NAMESPACE_PATH } from '../netns/host-namespace.js';
 import {
   ConfigurationConflictError,
   type NetworkConfig,
@@ -119,7 +120,7 @@ export class Network {
   static open(given: NetworkConfig, sandboxId = 'sandbox', entryPath = given.namespacePath): Network {
     const config = validateNetworkConfig(given);
     refuseHostNamespaceUnlessShared(config); // never the host namespace (nodes, issue 12)
-    return new Network(config, Handle.open(entryPath, config.namespacePath), sandboxId, entryPath);
+    return new Network(config, openHandleRefusingHost(config, entryPath), sandboxId, entryPath);
   }
 
   /** One notice per link the last scan skipped, e.g. for the CLI to log as a warning. */
@@ -534,13 +535,50 @@ export class Network {
       );
     }
     refuseHostNamespaceUnlessShared(state.config); // never the host namespace (nodes, issue 12)
-    const network = new Network(state.config, Handle.open(entryPath, state.config.namespacePath), sandboxId, entryPath);
+    const network = new Network(state.config, openHandleRefusingHost(state.config, entryPath), sandboxId, entryPath);
     for (const endpointState of state.endpoints) network.list.push(endpointFromState(endpointState));
     return network;
   }
 
   close(): void {
     this.handle.close();
+  }
+}
+
+/**
+ * The handle every change of the network goes through, refused when it talks to the namespace vcnet
+ * itself runs in (nodes, issue 12). The path check before it (refuseHostNamespaceUnlessShared) only
+ * answers early with the path's name: the path is looked up again by the open (or, with an fd's
+ * /proc/self/fd/N, was looked up once before), and a symbolic link a user controls can name the pod
+ * one moment and the host the next. So the decision is made on the namespace of the handle's own
+ * socket (SIOCGSKNS), the one every request then reaches, whatever any path names by now (without
+ * CAP_NET_ADMIN, on the entry path: attach, detach, gc and vcnet-cni give the fd they opened).
+ */
+function openHandleRefusingHost(config: NetworkConfig, entryPath: string): NetlinkHandle {
+  const handle = Handle.open(entryPath, config.namespacePath);
+  if (config.disableNewNetns) return handle;
+  try {
+    if (isHostNamespace(socketNamespacePath(handle) ?? entryPath))
+      throw new HostNamespaceError(config.namespacePath, 'plumb a sandbox');
+  } catch (error) {
+    handle.close();
+    throw error;
+  }
+  return handle;
+}
+
+/**
+ * /proc/self/fd/N of the namespace the handle's socket is in, or undefined when the kernel does not
+ * say: SIOCGSKNS needs CAP_NET_ADMIN there, as every change through the socket does, so a vcnet that
+ * lacks it changes nothing there either (the entry path, an fd attach and detach opened, decides).
+ */
+function socketNamespacePath(handle: NetlinkHandle): string | undefined {
+  try {
+    const fd = handle.namespaceFd();
+    return fd === undefined ? OWN_NAMESPACE_PATH : `/proc/self/fd/${fd}`;
+  } catch (error) {
+    if (error instanceof SystemCallError && (error.errno === 'EPERM' || error.errno === 'EACCES')) return undefined;
+    throw error;
   }
 }
 

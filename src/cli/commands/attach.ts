@@ -83,7 +83,9 @@ export function registerAttach(program: Command): void {
       ) => {
         const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
         const { config, hypervisor } = networkConfigFromFlags(options);
-        refuseHostNamespaceUnlessShared(config, 'attach'); // nodes (issue 12): never the host
+        // nodes (issue 12): never the host. An early answer by the path only: the decision that counts is
+        // made on the namespace attach opened and works in (Network.open), which no path can swap.
+        refuseHostNamespaceUnlessShared(config, 'attach');
         // nodes (issue 12): a hypervisor that cannot take the pod's physical NICs is refused by the
         // sandbox service from the attach's own scan, before anything is made.
         if (hypervisor === 'firecracker' && config.queues > 1) {

@@ -5,7 +5,8 @@
  * again, and the next write says ENOSPC. A record cut there would be renamed over a good one and
  * leave a sandbox nobody can detach.
  */
-import { closeSync, constants, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fstatSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { VcnetError } from '../../errors.js';
 
@@ -38,14 +39,42 @@ function stateWriteHint(errno: string): string {
   }
 }
 
-/** Replaces `path` with `text`, atomically; StateWriteError when any part fails (the old file stays). */
-export function replaceFileAtomically(path: string, text: string, options: { temporary: string; mode: number }): void {
+/**
+ * The temporary file a write of `prefix`'s file uses: `<prefix><pid>.<16 hex digits>.tmp`. The pid
+ * tells gc whose it was (a dead writer's is a leftover); the random part is what no other user can
+ * guess, so nobody can plant a FIFO or a file of theirs at it beforehand (in a sticky directory, as
+ * /tmp, another user may create names there).
+ */
+export function temporaryFileName(prefix: string): string {
+  return `${prefix}${process.pid}.${randomBytes(8).toString('hex')}.tmp`;
+}
+
+/**
+ * Replaces `path` with `text`, atomically; StateWriteError when any part fails (the old file stays).
+ * The temporary file beside it (`temporaryPrefix`, see temporaryFileName) is made new, never opened
+ * when anything is at its name (O_EXCL: no planted file, FIFO or link is written into, renamed or
+ * removed), and checked to be a regular file of vcnet's user before a byte is written.
+ */
+export function replaceFileAtomically(
+  path: string,
+  text: string,
+  options: { temporaryPrefix: string; mode: number },
+): void {
   const bytes = Buffer.from(text, 'utf8');
+  const temporary = temporaryFileName(options.temporaryPrefix);
   let fd: number | undefined;
+  let made = false;
   try {
-    // Never through a symbolic link planted at the temporary's path.
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
-    fd = openSync(options.temporary, flags, options.mode);
+    const flags =
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+    fd = openSync(temporary, flags, options.mode);
+    made = true;
+    const stats = fstatSync(fd);
+    const user = process.geteuid?.() ?? 0;
+    if (!stats.isFile() || stats.uid !== user || stats.nlink !== 1)
+      throw Object.assign(new Error(`the temporary file ${temporary} is not a new file of uid ${user}`), {
+        code: 'EEXIST',
+      });
     for (let written = 0; written < bytes.length; ) {
       const count = writeSync(fd, bytes, written, bytes.length - written);
       // Zero bytes and no error: nothing would ever get further.
@@ -55,7 +84,7 @@ export function replaceFileAtomically(path: string, text: string, options: { tem
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
-    renameSync(options.temporary, path);
+    renameSync(temporary, path);
   } catch (error) {
     if (fd !== undefined) {
       try {
@@ -64,7 +93,8 @@ export function replaceFileAtomically(path: string, text: string, options: { tem
         // the write's error is the one to report
       }
     }
-    rmSync(options.temporary, { force: true });
+    // Only a file this call made: whatever another process had at the name stays as it was.
+    if (made) rmSync(temporary, { force: true });
     throw new StateWriteError(path, error as NodeJS.ErrnoException);
   }
   // The rename is durable once the directory is: a crash after this keeps the new file.

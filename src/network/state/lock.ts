@@ -18,6 +18,7 @@ import {
   lstatSync,
   openSync,
   readFileSync,
+  type Stats,
   statSync,
   unlinkSync,
   writeSync,
@@ -25,6 +26,7 @@ import {
 import { dirname } from 'node:path';
 import { SystemCallError, VcnetError } from '../../errors.js';
 import { nativeFileLock } from '../../native/file-lock.js';
+import { shellWord } from '../../shell-word.js';
 import { makeDirectory } from './directory.js';
 
 /** Resolves after `ms`, or rejects at once with the signal's reason when it aborts. */
@@ -48,7 +50,7 @@ export class LockFileRefusedError extends VcnetError {
   constructor(path: string, what: string) {
     super('VCNET_STATE_INVALID', `the lock file ${path} is ${what}`, {
       value: path,
-      hint: `nothing was changed; vcnet writes its pid into its lock files and never through a link or into anything but a plain file: remove it (rm ${path}) and run the command again`,
+      hint: `nothing was changed; vcnet writes its pid into its lock files and never through a link or into anything but a plain file of its own: remove it (rm ${shellWord(path)}) and run the command again`,
     });
   }
 }
@@ -62,6 +64,25 @@ function refuseIrregularLockFile(path: string): void {
   }
   if (stats.isSymbolicLink()) throw new LockFileRefusedError(path, 'a symbolic link');
   if (!stats.isFile()) throw new LockFileRefusedError(path, 'not a regular file');
+}
+
+/**
+ * Why an opened lock file is not one vcnet may use, or undefined. Besides a plain file: owned by root
+ * or vcnet's effective user and writable by neither group nor others, as vcnet makes them (0600). In
+ * a directory other users may create files in (a registry in /tmp), a lock file another user made
+ * first could be flocked by that user forever; and one with a second name (a hard link) is someone
+ * else's file, into which vcnet would write its pid.
+ */
+function untrustedLockFile(stats: Stats): string | undefined {
+  if (!stats.isFile()) return 'not a regular file';
+  const user = process.geteuid?.() ?? 0;
+  const mode = `0${(stats.mode & 0o7777).toString(8)}`;
+  if (stats.uid !== 0 && stats.uid !== user)
+    return `owned by uid ${stats.uid} (mode ${mode}), not by root or vcnet's effective uid ${user}: that user could hold the lock forever`;
+  if ((stats.mode & 0o022) !== 0)
+    return `writable by its group or others (owner uid ${stats.uid}, mode ${mode}), which vcnet never makes a lock file`;
+  if (stats.nlink > 1) return `a file with ${stats.nlink} names (hard links), which vcnet never makes a lock file`;
+  return undefined;
 }
 
 /** A lock this process holds; `release()` (or exit, or death) frees it. */
@@ -105,9 +126,10 @@ export function tryLockFile(path: string): FileLock | { heldBy: number } {
       if (code === 'ELOOP') throw new LockFileRefusedError(path, 'a symbolic link');
       throw new SystemCallError(`open lock file ${path}`, error as NodeJS.ErrnoException);
     }
-    if (!fstatSync(fd).isFile()) {
+    const problem = untrustedLockFile(fstatSync(fd));
+    if (problem) {
       closeSync(fd);
-      throw new LockFileRefusedError(path, 'not a regular file');
+      throw new LockFileRefusedError(path, problem);
     }
     let acquired: boolean;
     try {

@@ -135,6 +135,20 @@ function check<T>(schema: z.ZodType<T>, data: unknown, file: string, prefix: Pro
 }
 
 /**
+ * Where JSON.parse stopped, without the text around it: V8's message quotes the start of the input
+ * (`Unexpected token 'r', "root:$y$j9"... is not valid JSON`), and a file that is not vcnet's record
+ * (another user's, a link's target) must not have its content printed by a command run as root.
+ */
+function jsonSyntaxProblem(error: unknown): string {
+  const message = (error as Error)?.message ?? '';
+  if (/Unexpected end of JSON input/.test(message)) return 'it ends before the JSON does';
+  const position = /at position (\d+)(?: \(line (\d+) column (\d+)\))?/.exec(message);
+  if (position?.[2] !== undefined) return `a syntax error at line ${position[2]}, column ${position[3]}`;
+  if (position) return `a syntax error at byte ${position[1]}`;
+  return 'a syntax error';
+}
+
+/**
  * Parses and validates a record's text. `expectedId` is the id the caller asked for: a record of
  * another sandbox copied into this one's place is refused. `content` validates the rest.
  */
@@ -147,7 +161,7 @@ export function parseRecord<T>(
   try {
     data = JSON.parse(text);
   } catch (error) {
-    throw new StateInvalidError(file, '', `is not valid JSON (truncated?): ${(error as Error).message}`);
+    throw new StateInvalidError(file, '', `is not valid JSON (truncated?): ${jsonSyntaxProblem(error)}`);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     throw new StateInvalidError(file, '(top level)', `is ${describe(data)} (expected an object)`, data);

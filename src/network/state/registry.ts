@@ -5,9 +5,20 @@
  *
  * Changed under its own flock and replaced atomically; read without a lock (a rename is atomic).
  */
-import { existsSync, lstatSync, readFileSync, type Stats, statSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { shellWord } from '../../shell-word.js';
 import { absolutePath } from './absolute-path.js';
 import { replaceFileAtomically } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
@@ -78,72 +89,131 @@ function lookUpForTrust(target: string, path: string, follow: boolean): Stats | 
   }
 }
 
+function refuseRegistry(path: string, problem: string, fix: string): InvalidInputError {
+  const user = process.geteuid?.() ?? 0;
+  return new InvalidInputError(
+    'VCNET_STATE_REGISTRY',
+    path,
+    `a file no other user can change (${problem})`,
+    `${fix}, or set VCNET_STATE_REGISTRY to a file in a directory only ${user === 0 ? 'root' : `root or uid ${user}`} can write`,
+  );
+}
+
+/**
+ * Refuses the registry's directory or file (`what`) when another user owns it or can write it; a
+ * sticky directory may be writable by all (`stickyAllowed`). A file of another user is not vcnet's
+ * (vcnet writes it as its own user, mode 0644): its lines cannot be trusted, so the hint says to
+ * look at it and remove it, not to chown it, which would bless whatever that user put in it.
+ */
+function checkRegistryOwner(path: string, target: string, what: string, stats: Stats, stickyAllowed = false): void {
+  const user = process.geteuid?.() ?? 0;
+  const mode = `0${(stats.mode & 0o7777).toString(8)}`;
+  const file = target === path;
+  if (stats.uid !== 0 && stats.uid !== user)
+    throw refuseRegistry(
+      path,
+      `${what} ${target} is owned by uid ${stats.uid} (mode ${mode}), not by root or vcnet's effective uid ${user}`,
+      file
+        ? `another user made or replaced it, so what it lists is not vcnet's: look at it, then remove it (rm ${shellWord(target)}; the next attach writes it again, and gc reads the directories it listed only when given them with --state-dir)`
+        : `chown ${user === 0 ? 'root' : user} ${shellWord(target)}`,
+    );
+  if ((stats.mode & 0o022) !== 0 && !(stickyAllowed && (stats.mode & 0o1000) !== 0))
+    throw refuseRegistry(
+      path,
+      `${what} ${target} is writable by ${(stats.mode & 0o022) === 0o022 ? 'its group and others' : (stats.mode & 0o020) !== 0 ? 'its group' : 'others'} (owner uid ${stats.uid}, mode ${mode})`,
+      `chmod go-w ${shellWord(target)}`,
+    );
+  if (file && stats.nlink > 1)
+    throw refuseRegistry(
+      path,
+      `the file ${target} has ${stats.nlink} names (hard links), which vcnet never makes`,
+      `look at it, then remove it (rm ${shellWord(target)}; the next attach writes it again)`,
+    );
+}
+
 /**
  * Refuses a registry another user could change (dropping a line makes gc remove that directory's
  * sandboxes' plumbing), by the rule for state directories (trust.ts): its directory, reached through
  * symbolic links as a state directory may be, and the file, never a symbolic link, each owned by
  * root or vcnet's effective user and writable by neither group nor others. A sticky directory (/tmp)
  * is the exception for the directory: there no other user can rename, delete or replace a file they
- * do not own, so the file's own checks (owner, mode, not a link), made on every read, decide; the
- * lock and the temporary file beside it are opened with O_NOFOLLOW. (A state directory gets no such
- * exception: every record in it would need the same checks.) Missing ones are fine: vcnet makes them.
+ * do not own, so the file's own checks (owner, mode, not a link), made again on the opened file at
+ * every read, decide; the lock is opened with O_NOFOLLOW and O_NONBLOCK and checked the same way,
+ * and the temporary file beside it has a name nobody can guess and is made with O_EXCL. (A state
+ * directory gets no such exception: every record in it would need the same checks.) Missing ones are
+ * fine: vcnet makes them.
  */
 function refuseUntrustedRegistry(path: string): void {
-  const user = process.geteuid?.() ?? 0;
   const directory = dirname(path);
-  const refuse = (problem: string, fix: string) =>
-    new InvalidInputError(
-      'VCNET_STATE_REGISTRY',
-      path,
-      `a file no other user can change (${problem})`,
-      `${fix}, or set VCNET_STATE_REGISTRY to a file in a directory only ${user === 0 ? 'root' : `root or uid ${user}`} can write`,
-    );
-  const check = (target: string, what: string, stats: Stats, stickyAllowed = false) => {
-    const mode = `0${(stats.mode & 0o7777).toString(8)}`;
-    if (stats.uid !== 0 && stats.uid !== user)
-      throw refuse(
-        `${what} ${target} is owned by uid ${stats.uid} (mode ${mode}), not by root or vcnet's effective uid ${user}`,
-        `chown ${user === 0 ? 'root' : user} ${target}`,
-      );
-    if ((stats.mode & 0o022) !== 0 && !(stickyAllowed && (stats.mode & 0o1000) !== 0))
-      throw refuse(
-        `${what} ${target} is writable by ${(stats.mode & 0o022) === 0o022 ? 'its group and others' : (stats.mode & 0o020) !== 0 ? 'its group' : 'others'} (owner uid ${stats.uid}, mode ${mode})`,
-        `chmod go-w ${target}`,
-      );
-  };
   const directoryStats = lookUpForTrust(directory, path, true);
   if (directoryStats === undefined) return;
   if (!directoryStats.isDirectory()) throw notAFile(path);
-  check(directory, 'its directory', directoryStats, true);
+  checkRegistryOwner(path, directory, 'its directory', directoryStats, true);
   const fileStats = lookUpForTrust(path, path, false);
   if (fileStats === undefined) return;
   if (fileStats.isSymbolicLink())
-    throw refuse(
+    throw refuseRegistry(
+      path,
       `it is a symbolic link (vcnet never follows one in its state)`,
-      `replace ${path} by the file it names`,
+      `replace ${shellWord(path)} by the file it names`,
     );
   if (fileStats.isDirectory()) throw notAFile(path);
-  check(path, 'the file', fileStats);
+  checkRegistryOwner(path, path, 'the file', fileStats);
+}
+
+/**
+ * The registry's text, read through one fd that is checked as the path was: never through a link
+ * (O_NOFOLLOW), never blocking on a FIFO (O_NONBLOCK), and only from a regular file of root or
+ * vcnet's user that nobody else can write (a file put at a missing registry's path after the check).
+ */
+function readRegistryText(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP')
+      throw refuseRegistry(
+        path,
+        'it is a symbolic link (vcnet never follows one in its state)',
+        `replace ${shellWord(path)} by the file it names`,
+      );
+    if (isNotAFile(error)) throw notAFile(path);
+    throw new SystemCallError(`read the state directory registry ${path}`, error as NodeJS.ErrnoException);
+  }
+  try {
+    const stats = fstatSync(fd);
+    if (stats.isDirectory()) throw notAFile(path);
+    if (!stats.isFile())
+      throw refuseRegistry(
+        path,
+        `it is not a regular file (mode 0${stats.mode.toString(8)}, owner uid ${stats.uid})`,
+        `look at it, then remove it (rm ${shellWord(path)}; the next attach writes it again)`,
+      );
+    checkRegistryOwner(path, path, 'the file', stats);
+    return readFileSync(fd, 'utf8');
+  } catch (error) {
+    if (error instanceof VcnetError) throw error;
+    if (isNotAFile(error)) throw notAFile(path);
+    throw new SystemCallError(`read the state directory registry ${path}`, error as NodeJS.ErrnoException);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The registered directories, in the order they were added; refused when another user could change them. */
 export function registeredStateDirectories(path = registryPath()): string[] {
   refuseUntrustedRegistry(path);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    if (isNotAFile(error)) throw notAFile(path);
-    throw new SystemCallError(`read the state directory registry ${path}`, error as NodeJS.ErrnoException);
-  }
+  const text = readRegistryText(path);
+  if (text === undefined) return [];
   return [...new Set(text.split('\n').filter((line) => line.startsWith('/')))];
 }
 
 function writeRegistry(path: string, directories: string[]): void {
   makeDirectory(dirname(path), 0o755);
   replaceFileAtomically(path, directories.map((directory) => `${directory}\n`).join(''), {
-    temporary: join(dirname(path), `.state-directories.${process.pid}.tmp`),
+    temporaryPrefix: join(dirname(path), '.state-directories.'),
     mode: 0o644,
   });
 }

@@ -13,6 +13,7 @@ import {
   closeSync,
   constants,
   existsSync,
+  fstatSync,
   lstatSync,
   openSync,
   readdirSync,
@@ -38,8 +39,11 @@ export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 const MIN_REGISTRY_WAIT_MS = 1_000;
 const SANDBOX_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-/** A record write's temporary file (`.state.<pid>.tmp`), renamed over state.json when complete. */
-export const STATE_TEMPORARY_FILE = /^\.state\.\d+\.tmp$/;
+/**
+ * A record write's temporary file (`.state.<pid>.<random hex>.tmp`, atomic-file.ts; builds before
+ * session 17 wrote `.state.<pid>.tmp`), renamed over state.json when complete.
+ */
+export const STATE_TEMPORARY_FILE = /^\.state\.\d+(?:\.[0-9a-f]{16})?\.tmp$/;
 /** Lock files live here, under each state directory; no sandbox id starts with a dot. */
 export const LOCK_DIRECTORY_NAME = '.locks';
 
@@ -143,6 +147,47 @@ export interface SandboxStoreOptions {
   validateId?: (id: string) => void;
 }
 
+/**
+ * A record's text, or undefined when there is none: opened once, never through a symbolic link
+ * planted in its place (O_NOFOLLOW) and never blocking on a FIFO (O_NONBLOCK), and read only when
+ * that fd is a regular file. Errors name the file and what it is, never what it holds.
+ */
+export function readRecordFile(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (code === 'ELOOP')
+      throw new VcnetError('VCNET_STATE_INVALID', `state file ${path} is a symbolic link`, {
+        value: path,
+        hint: 'nothing was changed; vcnet never reads or writes its records through a link: remove it',
+      });
+    throw new SystemCallError(`open ${path}`, error as NodeJS.ErrnoException);
+  }
+  try {
+    const stats = fstatSync(fd);
+    if (stats.isDirectory())
+      throw new VcnetError('VCNET_STATE_INVALID', `state file ${path} is a directory`, {
+        value: path,
+        hint: 'nothing was changed; remove it',
+      });
+    if (!stats.isFile())
+      throw new VcnetError(
+        'VCNET_STATE_INVALID',
+        `state file ${path} is not a regular file (a FIFO, socket or device: mode 0${stats.mode.toString(8)})`,
+        { value: path, hint: 'nothing was changed; vcnet writes its records as plain files: remove it' },
+      );
+    return readFileSync(fd, 'utf8');
+  } catch (error) {
+    if (error instanceof VcnetError) throw error;
+    throw new SystemCallError(`read ${path}`, error as NodeJS.ErrnoException);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export class SandboxStore {
   readonly directory: string;
   readonly root: string;
@@ -171,33 +216,7 @@ export class SandboxStore {
   /** The record's text, or undefined when there is none. */
   readText(): string | undefined {
     this.refuseUntrusted();
-    let fd: number;
-    try {
-      // Never through a symbolic link planted in place of the record.
-      fd = openSync(this.statePath, constants.O_RDONLY | constants.O_NOFOLLOW);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-      if (code === 'ELOOP')
-        throw new VcnetError('VCNET_STATE_INVALID', `state file ${this.statePath} is a symbolic link`, {
-          value: this.statePath,
-          hint: 'nothing was changed; vcnet never reads or writes its records through a link: remove it',
-        });
-      throw new SystemCallError(`open ${this.statePath}`, error as NodeJS.ErrnoException);
-    }
-    try {
-      return readFileSync(fd, 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EISDIR')
-        throw new VcnetError('VCNET_STATE_INVALID', `state file ${this.statePath} is a directory`, {
-          value: this.statePath,
-          hint: 'nothing was changed; remove it',
-        });
-      throw new SystemCallError(`read ${this.statePath}`, error as NodeJS.ErrnoException);
-    } finally {
-      closeSync(fd);
-    }
+    return readRecordFile(this.statePath);
   }
 
   /**
@@ -247,7 +266,7 @@ export class SandboxStore {
     this.refuseUntrusted();
     this.makeDirectoryIn(this.directory);
     replaceFileAtomically(this.statePath, `${JSON.stringify(state, null, 2)}\n`, {
-      temporary: join(this.directory, `.state.${process.pid}.tmp`),
+      temporaryPrefix: join(this.directory, '.state.'),
       mode: 0o600,
     });
   }

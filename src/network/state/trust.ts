@@ -65,16 +65,6 @@ function lookUp(path: string, follow: boolean): Stats | undefined {
   }
 }
 
-/**
- * Refuses a state directory that exists but is not a directory, or that is under a regular file (it
- * can never be one); a missing one is fine. For directories read without the trust check (gc's).
- */
-export function refuseNonDirectory(directory: string): void {
-  const stats = lookUp(directory, true);
-  if (stats !== undefined && !stats.isDirectory())
-    throw new StateDirectoryError(directory, 'it is not a directory', UNUSABLE_HINT);
-}
-
 function writers(mode: number): string {
   if ((mode & 0o022) === 0o022) return 'its group and others';
   return (mode & 0o020) !== 0 ? 'its group' : 'others';
@@ -85,10 +75,17 @@ function writers(mode: number): string {
  * writable by group or others. `follow`: the state directory itself may be reached through a
  * symbolic link an administrator made (its target is checked); a directory inside it may not.
  */
-export function refuseUntrustedDirectory(directory: string, options: { follow: boolean }): void {
+export function refuseUntrustedDirectory(
+  directory: string,
+  options: {
+    follow: boolean;
+    /** Root's directory is trusted too: to be read only (gc), since root can change anything anyway. */
+    rootToo?: boolean;
+  },
+): void {
   const stats = lookUp(directory, options.follow);
   if (stats === undefined) return;
-  const owner = process.geteuid?.() ?? 0;
+  const owner = options.rootToo && stats.uid === 0 ? 0 : (process.geteuid?.() ?? 0);
   const mode = `0${(stats.mode & 0o7777).toString(8)}`;
   const user = owner === 0 ? 'root' : String(owner);
   const hint = `make it vcnet's alone (chown ${user} ${directory}; chmod 700 ${directory}), or use another state directory`;
