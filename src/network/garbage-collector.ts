@@ -264,16 +264,45 @@ export function namespaceExistsNowhere(recorded: { path: string; dev: number; in
  * others). Another user's records could claim links, name namespaces, or put a FIFO or a link to any
  * file where a record should be; such a directory is skipped, with the reason, in `skipped`.
  */
-function trustedDirectories(directories: readonly string[], skipped: SkippedRecord[]): string[] {
+function trustedDirectories(
+  directories: readonly string[],
+  skipped: SkippedRecord[],
+  untouchable?: Set<NamespaceKey>,
+): string[] {
   return directories.filter((directory) => {
     try {
       refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
       return true;
     } catch (error) {
       skipped.push({ file: directory, reason: `not read: ${(error as Error).message}` });
+      if (untouchable) protectNamespacesNamedIn(directory, untouchable);
       return false;
     }
   });
+}
+
+/**
+ * A directory vcnet no longer trusts may still hold the records of live sandboxes (its mode or owner
+ * changed by mistake): what they made must not be taken for orphans. Its records are read only for
+ * the namespace they name (never through a link, never blocking), and those namespaces are left
+ * alone. Another user can make gc leave a namespace alone this way, never make it remove anything.
+ */
+function protectNamespacesNamedIn(directory: string, untouchable: Set<NamespaceKey>): void {
+  const protect = (file: string) => {
+    try {
+      const text = readRecordFile(file);
+      const named = text === undefined ? undefined : salvageNamespace(text);
+      if (named) untouchable.add(keyOf(named));
+    } catch {
+      // Not a regular file, or unreadable: it names nothing gc can rely on.
+    }
+  };
+  for (const id of safeReaddir(directory)) {
+    if (id.startsWith('.')) continue;
+    protect(join(directory, id, 'state.json'));
+    for (const interfaceName of safeReaddir(join(directory, id, 'interfaces')))
+      protect(join(directory, id, 'interfaces', interfaceName, 'state.json'));
+  }
 }
 
 /** Whether anything (a link too, even a dangling one) is at `path`. */
@@ -346,7 +375,7 @@ function readOwners(directories: readonly string[]): {
       if (salvaged) untouchable.add(keyOf(salvaged));
     }
   };
-  for (const root of trustedDirectories(directories, skipped)) {
+  for (const root of trustedDirectories(directories, skipped, untouchable)) {
     for (const id of safeReaddir(root)) {
       if (id.startsWith('.')) continue; // .locks, temporary files
       const directory = join(root, id);

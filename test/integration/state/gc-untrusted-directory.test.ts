@@ -9,11 +9,12 @@
  * no error quotes what a file holds.
  */
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI, stateDirectoryPerTest } from '../../helpers/cli.js';
+import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { makeNamespace } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-gc-untrusted-');
 const SECRET = 'SECRET-only-root-may-read-this';
@@ -85,5 +86,33 @@ describe('gc and records it must not trust', () => {
     expect(reason('hang')).toContain('is not a regular file');
     expect(reason('garbage')).toContain('is not valid JSON');
     expect(result.stdout + result.stderr).not.toContain(SECRET);
+  });
+
+  it("a registered directory whose mode went wrong still protects its live sandboxes' plumbing", () => {
+    // Skipped as untrusted, its records are not acted on; but the sandboxes they name may be live
+    // VMs, and taking their taps for orphans would cut them off. gc names the namespace and still
+    // leaves it alone.
+    const { pod } = makePod();
+    const base = stateDirectory();
+    const live = join(base, 'live');
+    const registry = join(base, 'registry');
+    const attached = vcnet(['attach', '--sandbox', 'live', '--netns', pod.path, '--state-dir', live], {
+      VCNET_STATE_REGISTRY: registry,
+    });
+    expect(attached.status, attached.stderr).toBe(0);
+    const before = fingerprint(pod);
+    chmodSync(live, 0o777);
+    try {
+      const result = gc(['--netns', pod.path, '--json'], registry);
+      expect(result.status, result.stderr).toBe(0);
+      const report = JSON.parse(result.stdout) as { removed: unknown[]; skipped: Array<{ file: string }> };
+      expect(report.skipped.map((entry) => entry.file)).toContain(live);
+      expect(report.removed).toEqual([]);
+      expect(fingerprint(pod)).toEqual(before);
+    } finally {
+      chmodSync(live, 0o700);
+    }
+    const detached = vcnet(['detach', '--sandbox', 'live', '--state-dir', live], { VCNET_STATE_REGISTRY: registry });
+    expect(detached.status, detached.stderr).toBe(0);
   });
 });
