@@ -65,10 +65,12 @@ export interface NamespaceChange {
   /** Names of interfaces gone (deleted, renamed, moved away, or made again: then also in added). */
   removedInterfaces: string[];
   /**
-   * vcnet's own links (isVcnetLink) that were there and are gone: deleted, moved out, renamed, or
-   * made again (another ifindex). A VM whose NIC used one is left without its backend.
+   * vcnet's own links (isVcnetLink) that were there and are gone, each by the name and ifindex it
+   * had: deleted, moved out, renamed, or made again (another ifindex). A VM whose NIC used one is
+   * left without its backend. A name alone does not say whose it was: a new endpoint may reuse the
+   * name of a tap vcnet itself deleted in the same change.
    */
-  removedVcnetLinks?: string[];
+  removedVcnetLinks?: Array<{ name: string; index: number }>;
   /** Interfaces whose addresses, routes, MTU, administrative flags or permanent neighbours changed. */
   changedInterfaces: NetworkInfo[];
   /** When the snapshot the change comes from was read. */
@@ -414,7 +416,7 @@ export class NamespaceWatcher {
     if (this.stopped) return true;
     const removedVcnetLinks = [...this.vcnetLinks]
       .filter(([name, index]) => vcnetLinks.get(name) !== index)
-      .map(([name]) => name);
+      .map(([name, index]) => ({ name, index }));
     const change = {
       ...diffInterfaces(this.baseline, current),
       ...(removedVcnetLinks.length > 0 ? { removedVcnetLinks } : {}),

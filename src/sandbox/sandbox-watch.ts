@@ -126,10 +126,12 @@ export async function applyNamespaceChange(
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: gone });
       }
       // After the removals: a device that went with its pod link (a macvtap) is no endpoint's any more.
+      // Matched by ifindex as well as name: a tap vcnet deleted with one endpoint (the snapshot this
+      // change came from still had it) may have its name reused by a new endpoint's tap since.
       for (const device of change.removedVcnetLinks ?? []) {
-        const endpoint = network.endpoints().find((candidate) => candidate.plumbing?.tapName === device);
+        const endpoint = network.endpoints().find((candidate) => isDeviceOf(candidate, device));
         if (!endpoint) continue;
-        const lost = lostDevice(id, endpoint, device, vm !== undefined);
+        const lost = lostDevice(id, endpoint, device.name, vm !== undefined);
         summary.lostDevices = [...(summary.lostDevices ?? []), lost];
         publish(channels.notice, () => ({
           operation: 'watch',
@@ -255,6 +257,16 @@ function isEmptySummary(summary: WatchSummary): boolean {
       (summary.overLimit?.length ?? 0) ===
     0
   );
+}
+
+/**
+ * Whether `device` (a vcnet link gone from the namespace) was `endpoint`'s: same name and, when the
+ * record has one (every device vcnet made), same ifindex.
+ */
+function isDeviceOf(endpoint: Endpoint, device: { name: string; index: number }): boolean {
+  const plumbing = endpoint.plumbing;
+  if (!plumbing || plumbing.tapName !== device.name) return false;
+  return plumbing.tapIndex === 0 || plumbing.tapIndex === device.index;
 }
 
 /**
