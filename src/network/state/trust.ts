@@ -22,12 +22,20 @@ export class StateDirectoryError extends VcnetError {
   }
 }
 
-const UNUSABLE_HINT =
+/**
+ * How the user of the CLI (and of the library, whose SandboxStore the CLI uses) picks another state
+ * directory. vcnet-cni names its own setting (the network config's "stateDir"): callers pass theirs.
+ */
+export const CLI_UNUSABLE_STATE_DIRECTORY_HINT =
   'point --state-dir (or VCNET_STATE_DIR) at a directory vcnet can create and write (default /run/vcnet/sandboxes)';
 
 /** A state directory that could not be made (a component is a file, under /proc, read-only...), as StateDirectoryError. */
-export function unusableStateDirectory(directory: string, error: DirectoryNotMadeError): StateDirectoryError {
-  return new StateDirectoryError(directory, error.reason, UNUSABLE_HINT);
+export function unusableStateDirectory(
+  directory: string,
+  error: DirectoryNotMadeError,
+  hint = CLI_UNUSABLE_STATE_DIRECTORY_HINT,
+): StateDirectoryError {
+  return new StateDirectoryError(directory, error.reason, hint);
 }
 
 /** The nearest ancestor of `path` that exists and is not a directory: why looking `path` up said ENOTDIR. */
@@ -42,7 +50,7 @@ function fileAbove(path: string): string | undefined {
   return undefined;
 }
 
-function lookUp(path: string, follow: boolean): Stats | undefined {
+function lookUp(path: string, follow: boolean, unusableHint: string): Stats | undefined {
   try {
     return follow ? statSync(path) : lstatSync(path);
   } catch (error) {
@@ -58,7 +66,7 @@ function lookUp(path: string, follow: boolean): Stats | undefined {
         file === undefined
           ? 'a component of the path is not a directory (ENOTDIR)'
           : `${file} is not a directory (ENOTDIR)`,
-        UNUSABLE_HINT,
+        unusableHint,
       );
     }
     throw new SystemCallError(`look up ${path}`, error as NodeJS.ErrnoException);
@@ -69,10 +77,10 @@ function lookUp(path: string, follow: boolean): Stats | undefined {
  * Refuses a state directory that exists but is not a directory, or that is under a regular file (it
  * can never be one); a missing one is fine. For directories read without the trust check (gc's).
  */
-export function refuseNonDirectory(directory: string): void {
-  const stats = lookUp(directory, true);
+export function refuseNonDirectory(directory: string, unusableHint = CLI_UNUSABLE_STATE_DIRECTORY_HINT): void {
+  const stats = lookUp(directory, true, unusableHint);
   if (stats !== undefined && !stats.isDirectory())
-    throw new StateDirectoryError(directory, 'it is not a directory', UNUSABLE_HINT);
+    throw new StateDirectoryError(directory, 'it is not a directory', unusableHint);
 }
 
 function writers(mode: number): string {
@@ -84,9 +92,11 @@ function writers(mode: number): string {
  * Refuses `directory` (when it exists) unless it is a directory owned by the effective user and not
  * writable by group or others. `follow`: the state directory itself may be reached through a
  * symbolic link an administrator made (its target is checked); a directory inside it may not.
+ * `unusableHint`: how the caller's user picks another state directory (the CLI's by default).
  */
-export function refuseUntrustedDirectory(directory: string, options: { follow: boolean }): void {
-  const stats = lookUp(directory, options.follow);
+export function refuseUntrustedDirectory(directory: string, options: { follow: boolean; unusableHint?: string }): void {
+  const unusableHint = options.unusableHint ?? CLI_UNUSABLE_STATE_DIRECTORY_HINT;
+  const stats = lookUp(directory, options.follow, unusableHint);
   if (stats === undefined) return;
   const owner = process.geteuid?.() ?? 0;
   const mode = `0${(stats.mode & 0o7777).toString(8)}`;
@@ -94,7 +104,7 @@ export function refuseUntrustedDirectory(directory: string, options: { follow: b
   const hint = `make it vcnet's alone (chown ${user} ${directory}; chmod 700 ${directory}), or use another state directory`;
   if (stats.isSymbolicLink())
     throw new StateDirectoryError(directory, 'it is a symbolic link (vcnet never follows one inside its state)', hint);
-  if (!stats.isDirectory()) throw new StateDirectoryError(directory, 'it is not a directory', UNUSABLE_HINT);
+  if (!stats.isDirectory()) throw new StateDirectoryError(directory, 'it is not a directory', unusableHint);
   if (stats.uid !== owner)
     throw new StateDirectoryError(
       directory,
