@@ -88,6 +88,11 @@ export interface NamespaceWatcherOptions {
   /** Links to leave out by name; default: vcnet's own taps and ifbs (VCNET_LINK_NAME). */
   ignore?: (linkName: string) => boolean;
   /**
+   * Interfaces there at start that are left out of the baseline: the first read, made at once,
+   * reports them as added (a watch that undid an unfinished attach of one attaches it as new).
+   */
+  newAtStart?: readonly string[];
+  /**
    * Called with each non-empty change, never twice at once: events during a call lead to another
    * read once it returns. A throw goes to onError, and the change is not taken as delivered: the
    * namespace is read again after a growing wait (as a failed read is), and the change comes again,
@@ -248,7 +253,7 @@ export class NamespaceWatcher {
           handle.close();
         },
       },
-      resolved,
+      { ...resolved, ...(options.newAtStart ? { newAtStart: options.newAtStart } : {}) },
     );
     // Set before listening: the socket stops its poller when nobody takes notifications.
     events.onNotification = (message) => watcher.notificationArrived(message);
@@ -274,7 +279,10 @@ export class NamespaceWatcher {
     try {
       const watcher = new NamespaceWatcher(source, resolveOptions(options));
       const interfaces = await source.read();
-      watcher.setBaseline(watcher.keep(interfaces), vcnetLinksOf(interfaces));
+      const baseline = watcher.keep(interfaces);
+      const newAtStart = (options.newAtStart ?? []).filter((name) => baseline.delete(name));
+      watcher.setBaseline(baseline, vcnetLinksOf(interfaces));
+      if (newAtStart.length > 0) watcher.resync();
       return watcher;
     } catch (error) {
       source.close();
