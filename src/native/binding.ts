@@ -91,6 +91,9 @@ export interface NativeShim {
   tunInterfaceName(fd: number): string;
 }
 
+/** The shim's interface this JS expects: native/vcnet_native.c's VCNET_NATIVE_INTERFACE_VERSION (bump both). */
+export const NATIVE_INTERFACE_VERSION = 2;
+
 let cached: NativeShim | undefined;
 
 function packageRoot(): string {
@@ -115,8 +118,19 @@ export function nativeShim(): NativeShim {
   if (cached) return cached;
   const root = packageRoot();
   try {
-    cached = loadAddon(root) as NativeShim;
+    const loaded = loadAddon(root) as NativeShim & { interfaceVersion?: number };
+    if (loaded.interfaceVersion !== NATIVE_INTERFACE_VERSION) throw new NativeMismatch(loaded.interfaceVersion);
+    cached = loaded;
   } catch (error) {
+    if (error instanceof NativeMismatch)
+      throw new VcnetError(
+        'VCNET_NATIVE_MISSING',
+        `the native shim in ${process.env.VCNET_PREBUILD || root} is from another build than this JS: it has interface version ${error.found ?? 'none (older than versioned shims)'}, this JS needs ${NATIVE_INTERFACE_VERSION}`,
+        {
+          value: error.found ?? null,
+          hint: 'rebuild the shim (in a checkout: `npm run build:native`; as a dependency: `npm rebuild vcnet` or reinstall vcnet); on a node where pods come and go, build elsewhere and move build/ and dist/ into place together',
+        },
+      );
     const lookedIn = process.env.VCNET_PREBUILD || root;
     const notFound = error instanceof Error && error.message.startsWith('No native build was found');
     const message = notFound
@@ -132,4 +146,10 @@ export function nativeShim(): NativeShim {
     });
   }
   return cached;
+}
+
+class NativeMismatch extends Error {
+  constructor(readonly found: unknown) {
+    super('native shim interface mismatch');
+  }
 }
