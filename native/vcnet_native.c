@@ -1106,6 +1106,11 @@ static napi_value tun_interface_name(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// The interface this shim gives the JS (src/native/binding.ts NATIVE_INTERFACE_VERSION): bumped with
+// every change of its functions' set or signatures, so JS and a .node from different builds refuse
+// each other with one clear error instead of a missing function in the middle of an attach.
+#define VCNET_NATIVE_INTERFACE_VERSION 2
+
 #define EXPORT(name, fn)                                                                           \
   do {                                                                                             \
     napi_value f;                                                                                  \
@@ -1143,6 +1148,9 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("namespaceCookie", namespace_cookie);
   EXPORT("receiveWithFds", receive_with_fds);
   EXPORT("tunInterfaceName", tun_interface_name);
+  napi_value version;
+  napi_create_uint32(env, VCNET_NATIVE_INTERFACE_VERSION, &version);
+  napi_set_named_property(env, exports, "interfaceVersion", version);
   return exports;
 }
 

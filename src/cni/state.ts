@@ -22,6 +22,10 @@ import { CniConfigError, CniEnvironmentError } from './errors.js';
 
 export const CNI_STATE_VERSION = RECORD_VERSION;
 
+/** A stateDir that cannot be used: the setting vcnet-cni takes (not the CLI's --state-dir). */
+export const CNI_STATE_DIR_HINT =
+  'point "stateDir" in the plugin\'s network configuration at a directory vcnet can create and write (default /run/vcnet/cni)';
+
 /** SandboxLockedError's (and NamespaceBusyError's) hint for vcnet-cni: the setting that exists there. */
 export const CNI_LOCK_TIMEOUT_HINT = 'raise "lockTimeoutMs" in the plugin\'s network configuration';
 
@@ -54,11 +58,11 @@ export interface CniAttachmentState {
 export function prepareStateDirectory(stateDirectory: string): void {
   const locks = join(stateDirectory, LOCK_DIRECTORY_NAME);
   let reason: string | undefined;
-  let hint = 'point "stateDir" of this plugin in the conflist at a writable directory (default /run/vcnet/cni)';
+  let hint = CNI_STATE_DIR_HINT;
   try {
     // Before anything is made in it: a directory another user can write in is refused (trust.ts).
-    refuseUntrustedDirectory(stateDirectory, { follow: true });
-    refuseUntrustedDirectory(locks, { follow: false });
+    refuseUntrustedDirectory(stateDirectory, { follow: true, unusableHint: CNI_STATE_DIR_HINT });
+    refuseUntrustedDirectory(locks, { follow: false, unusableHint: CNI_STATE_DIR_HINT });
     makeDirectory(locks, 0o700);
     for (const directory of [stateDirectory, locks]) {
       try {
@@ -89,7 +93,10 @@ export class AttachmentStore {
     readonly containerId: string,
     readonly interfaceName: string,
   ) {
-    this.container = new SandboxStore(containerId, stateDirectory, { lockTimeoutHint: CNI_LOCK_TIMEOUT_HINT });
+    this.container = new SandboxStore(containerId, stateDirectory, {
+      lockTimeoutHint: CNI_LOCK_TIMEOUT_HINT,
+      unusableHint: CNI_STATE_DIR_HINT,
+    });
     this.interfacesDirectory = join(this.container.directory, 'interfaces');
     this.attachment = this.recordStore(interfaceName);
   }
@@ -107,6 +114,7 @@ export class AttachmentStore {
       }),
       expectedId: this.containerId,
       register: false,
+      unusableHint: CNI_STATE_DIR_HINT,
     });
   }
 

@@ -92,6 +92,9 @@ export interface NativeShim {
   tunInterfaceName(fd: number): string;
 }
 
+/** The shim's interface this JS expects: native/vcnet_native.c's VCNET_NATIVE_INTERFACE_VERSION (bump both). */
+export const NATIVE_INTERFACE_VERSION = 2;
+
 let cached: NativeShim | undefined;
 
 // The shim is required by the path node-gyp-build resolves, through a require of this module's own:
@@ -169,8 +172,9 @@ export function loadNativeShim(moduleDirectory: string, env: NodeJS.ProcessEnv =
       },
     );
   }
+  let loaded: NativeShim & { interfaceVersion?: number };
   try {
-    return requireNative(file) as NativeShim;
+    loaded = requireNative(file) as NativeShim & { interfaceVersion?: number };
   } catch (error) {
     throw new VcnetError(
       'VCNET_NATIVE_MISSING',
@@ -185,6 +189,18 @@ export function loadNativeShim(moduleDirectory: string, env: NodeJS.ProcessEnv =
       },
     );
   }
+  if (loaded.interfaceVersion !== NATIVE_INTERFACE_VERSION) {
+    const found = loaded.interfaceVersion;
+    throw new VcnetError(
+      'VCNET_NATIVE_MISSING',
+      `the native shim ${file} (found in ${where}) is from another build than this JS: it has interface version ${found ?? 'none (older than versioned shims)'}, this JS needs ${NATIVE_INTERFACE_VERSION}`,
+      {
+        value: found ?? null,
+        hint: 'rebuild the shim (in a checkout: `npm run build:native`; as a dependency: `npm rebuild vcnet` or reinstall vcnet); on a node where pods come and go, build elsewhere and move build/ and dist/ into place together',
+      },
+    );
+  }
+  return loaded;
 }
 
 export function nativeShim(): NativeShim {

@@ -143,6 +143,11 @@ export interface GarbageReport {
    * directory this gc does not know. Naming the namespace (`namespaces`, --netns) removes them.
    */
   unclaimed: Array<{ namespacePath: string; links: string[] }>;
+  /**
+   * Named namespace paths (`namespaces`, --netns) where no namespace is and that no record read
+   * names: nothing to collect there (a pod already gone, its records already dropped).
+   */
+  absent: Array<{ namespacePath: string; detail: string }>;
 }
 
 export interface GarbageFailure {
@@ -452,6 +457,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     stateDirectories: directories,
     failures: [],
     unclaimed: [],
+    absent: [],
   };
   for (const path of options.namespaces ?? [])
     if (typeof path !== 'string' || path === '') throw new NamespacePathError('netns', String(path ?? ''), 'empty');
@@ -512,8 +518,14 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     // 2. Every record anywhere, by the namespace it names.
     const { owners, skipped, untouchable } = readOwners(directories);
     report.skipped.push(...skipped);
-    const unrecorded = missing.find((path) => !owners.some((owner) => owner.namespacePath === path));
-    if (unrecorded !== undefined) throw new NamespacePathError('netns', unrecorded, 'missing, and no record names it');
+    // Gone, and nothing recorded there: nothing to collect (a path that is there and is not a
+    // network namespace was refused above).
+    for (const path of missing)
+      if (!owners.some((owner) => owner.namespacePath === path))
+        report.absent.push({
+          namespacePath: path,
+          detail: 'no namespace is at this path and no record names it: nothing to collect there',
+        });
     const claimed = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
     /** Filters records add, per namespace, as `link/parent major/priority` with the link by index and by name. */
     const claimedFilters = new Map<NamespaceKey, Array<RecordOwner['filters'][number] & { id: string }>>();

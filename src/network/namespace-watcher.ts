@@ -66,10 +66,12 @@ export interface NamespaceChange {
   /** Names of interfaces gone (deleted, renamed, moved away, or made again: then also in added). */
   removedInterfaces: string[];
   /**
-   * vcnet's own links (isVcnetLink) that were there and are gone: deleted, moved out, renamed, or
-   * made again (another ifindex). A VM whose NIC used one is left without its backend.
+   * vcnet's own links (isVcnetLink) that were there and are gone, each by the name and ifindex it
+   * had: deleted, moved out, renamed, or made again (another ifindex). A VM whose NIC used one is
+   * left without its backend. A name alone does not say whose it was: a new endpoint may reuse the
+   * name of a tap vcnet itself deleted in the same change.
    */
-  removedVcnetLinks?: string[];
+  removedVcnetLinks?: Array<{ name: string; index: number }>;
   /** Interfaces whose addresses, routes, MTU, administrative flags or permanent neighbours changed. */
   changedInterfaces: NetworkInfo[];
   /** When the snapshot the change comes from was read. */
@@ -86,6 +88,11 @@ export interface NamespaceWatcherOptions {
   maxDelayMs?: number;
   /** Links to leave out by name; default: vcnet's own taps and ifbs (VCNET_LINK_NAME). */
   ignore?: (linkName: string) => boolean;
+  /**
+   * Interfaces there at start that are left out of the baseline: the first read, made at once,
+   * reports them as added (a watch that undid an unfinished attach of one attaches it as new).
+   */
+  newAtStart?: readonly string[];
   /**
    * Called with each non-empty change, never twice at once: events during a call lead to another
    * read once it returns. A throw goes to onError, and the change is not taken as delivered: the
@@ -262,7 +269,7 @@ export class NamespaceWatcher {
           handle.close();
         },
       },
-      resolved,
+      { ...resolved, ...(options.newAtStart ? { newAtStart: options.newAtStart } : {}) },
     );
     // Set before listening: the socket stops its poller when nobody takes notifications.
     events.onNotification = (message) => watcher.notificationArrived(message);
@@ -288,7 +295,10 @@ export class NamespaceWatcher {
     try {
       const watcher = new NamespaceWatcher(source, resolveOptions(options));
       const interfaces = await source.read();
-      watcher.setBaseline(watcher.keep(interfaces), vcnetLinksOf(interfaces));
+      const baseline = watcher.keep(interfaces);
+      const newAtStart = (options.newAtStart ?? []).filter((name) => baseline.delete(name));
+      watcher.setBaseline(baseline, vcnetLinksOf(interfaces));
+      if (newAtStart.length > 0) watcher.resync();
       return watcher;
     } catch (error) {
       source.close();
@@ -430,7 +440,7 @@ export class NamespaceWatcher {
     if (this.stopped) return true;
     const removedVcnetLinks = [...this.vcnetLinks]
       .filter(([name, index]) => vcnetLinks.get(name) !== index)
-      .map(([name]) => name);
+      .map(([name, index]) => ({ name, index }));
     const change = {
       ...diffInterfaces(this.baseline, current),
       ...(removedVcnetLinks.length > 0 ? { removedVcnetLinks } : {}),

@@ -131,10 +131,12 @@ export async function applyNamespaceChange(
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: gone });
       }
       // After the removals: a device that went with its pod link (a macvtap) is no endpoint's any more.
+      // Matched by ifindex as well as name: a tap vcnet deleted with one endpoint (the snapshot this
+      // change came from still had it) may have its name reused by a new endpoint's tap since.
       for (const device of change.removedVcnetLinks ?? []) {
-        const endpoint = network.endpoints().find((candidate) => candidate.plumbing?.tapName === device);
+        const endpoint = network.endpoints().find((candidate) => isDeviceOf(candidate, device));
         if (!endpoint) continue;
-        const lost = lostDevice(id, endpoint, device, vm !== undefined);
+        const lost = lostDevice(id, endpoint, device.name, vm !== undefined);
         summary.lostDevices = [...(summary.lostDevices ?? []), lost];
         publish(channels.notice, () => ({
           operation: 'watch',
@@ -263,6 +265,16 @@ function isEmptySummary(summary: WatchSummary): boolean {
 }
 
 /**
+ * Whether `device` (a vcnet link gone from the namespace) was `endpoint`'s: same name and, when the
+ * record has one (every device vcnet made), same ifindex.
+ */
+function isDeviceOf(endpoint: Endpoint, device: { name: string; index: number }): boolean {
+  const plumbing = endpoint.plumbing;
+  if (!plumbing || plumbing.tapName !== device.name) return false;
+  return plumbing.tapIndex === 0 || plumbing.tapIndex === device.index;
+}
+
+/**
  * What a watch says when vcnet's device of an attached endpoint has gone (deleted, moved out of the
  * namespace, renamed): vcnet does not make it again on its own, as the VM's NIC was plugged with the
  * old one's file descriptors and would need unplugging and plugging again.
@@ -355,6 +367,13 @@ export interface SandboxWatch {
   /** The namespace watched, as the sandbox's record names it. */
   readonly namespacePath: string;
   /**
+   * Pod links whose attach a process stopped part-way (a watch or add-iface killed) left recorded as
+   * unfinished: the watch undid what was made for each when it started, and attaches it as a new link.
+   */
+  readonly undoneAttaches: readonly string[];
+  /** Unfinished attaches the watch could not undo (the kernel refused a step): `vcnet gc` tries again. */
+  readonly notUndone: ReadonlyArray<{ name: string; message: string }>;
+  /**
    * Settles when watching ends: after stop(), or by itself when the sandbox's record is gone (it
    * was detached), then with that SandboxNotFoundError.
    */
@@ -379,9 +398,11 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   functionOption(options.onApplied, 'onApplied');
   functionOption(options.onError, 'onError');
   const store = new SandboxStore(id, options.stateDirectory);
-  const state = store.read<SandboxState>();
+  let state = store.read<SandboxState>();
   if (!state) throw new SandboxNotFoundError(id, store.statePath, store.root);
   refuseRunningFirecracker(state);
+  const unfinished = await undoUnfinishedAttaches(id, options.stateDirectory);
+  state = store.read<SandboxState>() ?? state;
   // The recorded namespace by identity, as every other command: a path that now names another
   // namespace (a reused PID) is refused, and the watcher works through this fd, not the path.
   const namespace = openRecordedNamespace(state.namespace, store.statePath, state.createdAt);
@@ -422,6 +443,8 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   try {
     watcher = await NamespaceWatcher.start(namespace.entryPath, {
       ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
+      // Read as added, at once: attached as the new links they now are.
+      newAtStart: unfinished.undone,
       onChange: async (change) => {
         const withRetries = withPendingRetries(change, pending);
         let summary: WatchSummary;
@@ -479,6 +502,35 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     stop: (stopOptions) => stop(undefined, stopOptions?.applyPending ?? false),
     leftAlone: [...memory.leftAlone],
     namespacePath: state.namespace.path,
+    undoneAttaches: unfinished.undone,
+    notUndone: unfinished.notUndone,
     ended,
   };
+}
+
+/**
+ * Undoes the endpoints the record keeps as unfinished (model 'pending': a watch or add-iface killed
+ * while it attached them), as `vcnet gc` would, under the sandbox lock; an attach killed before its
+ * first write (`attaching`) is gc's. Says which pod links it undid and which it could not.
+ */
+async function undoUnfinishedAttaches(
+  id: string,
+  stateDirectory: string | undefined,
+): Promise<{ undone: string[]; notUndone: Array<{ name: string; message: string }> }> {
+  return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
+    const unfinished = network.endpoints().filter((endpoint) => endpoint.plumbing?.model === 'pending');
+    if (state.attaching === true || unfinished.length === 0) return { undone: [], notUndone: [] };
+    const undo = await network.removeEndpoints(unfinished);
+    sandboxRecordKeeper(store, state, network).persist();
+    const remaining = new Set(network.endpoints());
+    const reason = undo.failures.map((failure) => failure.message).join('; ');
+    return {
+      undone: unfinished
+        .filter((endpoint) => !remaining.has(endpoint))
+        .map((endpoint) => endpoint.properties.link.name),
+      notUndone: unfinished
+        .filter((endpoint) => remaining.has(endpoint))
+        .map((endpoint) => ({ name: endpoint.properties.link.name, message: reason })),
+    };
+  });
 }

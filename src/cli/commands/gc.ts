@@ -22,7 +22,7 @@ export function registerGc(program: Command): void {
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',
-      'only these namespaces, and remove vcnet links there that no record claims (default: every /var/run/netns entry and every process namespace; there, vcnet links are removed only in namespaces a record names); a path that no longer exists is taken only when a record names it (gc drops that record)',
+      'only these namespaces, and remove vcnet links there that no record claims (default: every /var/run/netns entry and every process namespace; there, vcnet links are removed only in namespaces a record names); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect',
     )
     .option(
       '--state-dir <dir...>',
@@ -80,6 +80,7 @@ function reportToStderr(report: GarbageReport): void {
     writeStderr(
       `vcnet: gc left ${links.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
     );
+  for (const item of report.absent) writeStderr(`vcnet: gc: ${item.namespacePath}: ${item.detail}\n`);
   // In vcnet's way but not vcnet's (a veth in its group, a live record's filter): left, and why.
   for (const item of report.leftAlone)
     writeStderr(`vcnet: gc left the ${item.kind} ${item.name} in ${item.namespacePath}: ${item.detail}\n`);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
 import { stateDirectory } from '../../network/state/store.js';
+import { shellWord } from '../../shell-word.js';
 import { errorLogFields } from '../observability/log-subscriber.js';
 import { bindLogContext, logContext, logger } from '../observability/logger.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
@@ -13,7 +14,7 @@ export function registerWatch(program: Command): void {
   program
     .command('watch')
     .description(
-      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then (the IPv6 link-local one every up link has does not count, as for attach) once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those, and watch names them on stderr when it starts; a link deleted and made again is new), nor a link in vcnet's link group (30307) or named like vcnet's taps. When vcnet's own tap or macvtap of an attached endpoint goes away (deleted or moved out by someone else), watch warns, naming the endpoint, and its JSON line lists it in lostDevices: the VM's NIC has no backend until del-iface and add-iface. INT, TERM and HUP stop it after it has applied what changed during the debounce (at most 10 s; it names what it did not attach). Each change applied is one JSON line on stdout (a change that did nothing to the sandbox, such as the deletion of the tap of a link it removed, prints none): {time, added, removed, updated, failed: [{name, code, message}], lostDevices?, overLimit?} (names of guest interfaces; failed: links it could not attach, tried again with the next change)",
+      "keep a sandbox's VM in step with its namespace: hot-plug new interfaces, unplug deleted ones, push address and route changes; a change the VM could not take is tried again by itself (until Ctrl-C, or until the sandbox is detached: watch notices within a second). Which links it attaches: one that appears after watch started, and one that had no address then (the IPv6 link-local one every up link has does not count, as for attach) once it gets one; never a link that had an address and was not attached when watch started, nor one del-iface removed since, whatever changes on it later (add-iface attaches those, and watch names them on stderr when it starts; a link deleted and made again is new), nor a link in vcnet's link group (30307) or named like vcnet's taps. An attach a watch or add-iface killed part-way left unfinished in the record is undone when watch starts (it names the link on stderr), and the link is attached as a new one. When vcnet's own tap or macvtap of an attached endpoint goes away (deleted or moved out by someone else), watch warns, naming the endpoint, and its JSON line lists it in lostDevices: the VM's NIC has no backend until del-iface and add-iface. INT, TERM and HUP stop it after it has applied what changed during the debounce (at most 10 s; it names what it did not attach). Each change applied is one JSON line on stdout (a change that did nothing to the sandbox, such as the deletion of the tap of a link it removed, prints none): {time, added, removed, updated, failed: [{name, code, message}], lostDevices?, overLimit?} (names of guest interfaces; failed: links it could not attach, tried again with the next change)",
     )
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--debounce <ms>', 'wait this long after the last change before applying', '200')
@@ -54,7 +55,17 @@ export function registerWatch(program: Command): void {
           leftAlone.length > 0
             ? `vcnet: watch leaves ${leftAlone.join(', ')} alone: ${leftAlone.length > 1 ? 'each' : 'it'} had an address and was not attached when watch started (\`vcnet add-iface ${options.sandbox} FILE\` attaches one)\n`
             : ''
-        }`,
+        }${watching.undoneAttaches
+          .map(
+            (name) =>
+              `vcnet: watch undid the unfinished attach of ${name} (a watch or add-iface stopped part-way) and attaches it as a new link\n`,
+          )
+          .join('')}${watching.notUndone
+          .map(
+            (failure) =>
+              `vcnet: watch could not undo the unfinished attach of ${failure.name} (${failure.message}); \`vcnet gc --netns ${shellWord(watching.namespacePath)} --state-dir ${shellWord(stateDirectory(options.stateDir))}\` tries again\n`,
+          )
+          .join('')}`,
       );
       // A service manager stops with TERM, a closed terminal sends HUP: both stop the watch the same way.
       const stopSignals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;

@@ -138,6 +138,8 @@ export interface SandboxStoreOptions {
   expectedId?: string;
   /** For SandboxLockedError: how to wait longer where this store is used. */
   lockTimeoutHint?: string;
+  /** For a state directory that cannot be one: how to pick another where this store is used (the CLI's by default). */
+  unusableHint?: string;
   /**
    * Register the state directory for gc before the first record is written (false for records nested
    * in another's directory, whose root is then checked as a directory inside the state).
@@ -224,7 +226,7 @@ export class SandboxStore {
    * symbolic link: vcnet would read and write the record wherever it points.
    */
   private refuseUntrusted(): void {
-    refuseUntrustedDirectory(this.root, { follow: this.options.register !== false });
+    refuseUntrustedDirectory(this.root, this.trustOptions(this.options.register !== false));
     let linked = false;
     try {
       linked = lstatSync(this.directory).isSymbolicLink();
@@ -238,12 +240,17 @@ export class SandboxStore {
       });
   }
 
+  private trustOptions(follow: boolean): { follow: boolean; unusableHint?: string } {
+    return { follow, ...(this.options.unusableHint !== undefined ? { unusableHint: this.options.unusableHint } : {}) };
+  }
+
   /** Makes `directory` (the state directory or one in it), or says why the state directory cannot be used. */
   private makeDirectoryIn(directory: string): void {
     try {
       makeDirectory(directory, 0o700);
     } catch (error) {
-      if (error instanceof DirectoryNotMadeError) throw unusableStateDirectory(this.root, error);
+      if (error instanceof DirectoryNotMadeError)
+        throw unusableStateDirectory(this.root, error, this.options.unusableHint);
       throw error;
     }
   }
@@ -363,7 +370,7 @@ export class SandboxStore {
     const started = Date.now();
     const locks = join(this.root, LOCK_DIRECTORY_NAME);
     this.makeDirectoryIn(locks);
-    refuseUntrustedDirectory(locks, { follow: false });
+    refuseUntrustedDirectory(locks, this.trustOptions(false));
     const lock = await lockFile(
       this.lockPath,
       timeoutMs,

@@ -22,12 +22,20 @@ export class StateDirectoryError extends VcnetError {
   }
 }
 
-const UNUSABLE_HINT =
+/**
+ * How the user of the CLI (and of the library, whose SandboxStore the CLI uses) picks another state
+ * directory. vcnet-cni names its own setting (the network config's "stateDir"): callers pass theirs.
+ */
+export const CLI_UNUSABLE_STATE_DIRECTORY_HINT =
   'point --state-dir (or VCNET_STATE_DIR) at a directory vcnet can create and write (default /run/vcnet/sandboxes)';
 
 /** A state directory that could not be made (a component is a file, under /proc, read-only...), as StateDirectoryError. */
-export function unusableStateDirectory(directory: string, error: DirectoryNotMadeError): StateDirectoryError {
-  return new StateDirectoryError(directory, error.reason, UNUSABLE_HINT);
+export function unusableStateDirectory(
+  directory: string,
+  error: DirectoryNotMadeError,
+  hint = CLI_UNUSABLE_STATE_DIRECTORY_HINT,
+): StateDirectoryError {
+  return new StateDirectoryError(directory, error.reason, hint);
 }
 
 /** The nearest ancestor of `path` that exists and is not a directory: why looking `path` up said ENOTDIR. */
@@ -42,7 +50,7 @@ function fileAbove(path: string): string | undefined {
   return undefined;
 }
 
-function lookUp(path: string, follow: boolean): Stats | undefined {
+function lookUp(path: string, follow: boolean, unusableHint: string): Stats | undefined {
   try {
     return follow ? statSync(path) : lstatSync(path);
   } catch (error) {
@@ -58,7 +66,7 @@ function lookUp(path: string, follow: boolean): Stats | undefined {
         file === undefined
           ? 'a component of the path is not a directory (ENOTDIR)'
           : `${file} is not a directory (ENOTDIR)`,
-        UNUSABLE_HINT,
+        unusableHint,
       );
     }
     throw new SystemCallError(`look up ${path}`, error as NodeJS.ErrnoException);
@@ -74,6 +82,7 @@ function writers(mode: number): string {
  * Refuses `directory` (when it exists) unless it is a directory owned by the effective user and not
  * writable by group or others. `follow`: the state directory itself may be reached through a
  * symbolic link an administrator made (its target is checked); a directory inside it may not.
+ * `unusableHint`: how the caller's user picks another state directory (the CLI's by default).
  */
 export function refuseUntrustedDirectory(
   directory: string,
@@ -81,9 +90,11 @@ export function refuseUntrustedDirectory(
     follow: boolean;
     /** Root's directory is trusted too: to be read only (gc), since root can change anything anyway. */
     rootToo?: boolean;
+    unusableHint?: string;
   },
 ): void {
-  const stats = lookUp(directory, options.follow);
+  const unusableHint = options.unusableHint ?? CLI_UNUSABLE_STATE_DIRECTORY_HINT;
+  const stats = lookUp(directory, options.follow, unusableHint);
   if (stats === undefined) return;
   const owner = options.rootToo && stats.uid === 0 ? 0 : (process.geteuid?.() ?? 0);
   const mode = `0${(stats.mode & 0o7777).toString(8)}`;
@@ -91,7 +102,7 @@ export function refuseUntrustedDirectory(
   const hint = `make it vcnet's alone (chown ${user} ${directory}; chmod 700 ${directory}), or use another state directory`;
   if (stats.isSymbolicLink())
     throw new StateDirectoryError(directory, 'it is a symbolic link (vcnet never follows one inside its state)', hint);
-  if (!stats.isDirectory()) throw new StateDirectoryError(directory, 'it is not a directory', UNUSABLE_HINT);
+  if (!stats.isDirectory()) throw new StateDirectoryError(directory, 'it is not a directory', unusableHint);
   if (stats.uid !== owner)
     throw new StateDirectoryError(
       directory,

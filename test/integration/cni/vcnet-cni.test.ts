@@ -960,6 +960,15 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
       `invalid network config: stateDir: cannot be used as a state directory: ${file} is not a directory (ENOTDIR) (got ${JSON.stringify(stateDir)})`,
     );
     expect(String(add.output?.details)).toContain('VCNET_CNI_CONFIG');
+    // The hint names the plugin's setting and default, not the CLI's --state-dir (or its default).
+    const status = runtime.invoke('STATUS', { ...vcnetConfig, cniVersion: '1.1.0' });
+    expect(status.output).toMatchObject({ code: 50 });
+    for (const reply of [add.output, status.output]) {
+      expect(String(reply?.details)).toContain(
+        `point "stateDir" in the plugin's network configuration at a directory vcnet can create and write (default /run/vcnet/cni)`,
+      );
+      expect(String(reply?.details)).not.toMatch(/--state-dir|VCNET_STATE_DIR|\/run\/vcnet\/sandboxes/);
+    }
 
     const del = runtime.invoke('DEL', vcnetConfig);
     expect(del.status, del.stdout).toBe(0);

@@ -13,7 +13,7 @@ import { until } from '../../helpers/until.js';
 
 const cleanup = cleanupAfterEach();
 
-async function watched(sandbox: string, maxEndpoints?: number) {
+async function watched(sandbox: string, maxEndpoints?: number, debounceMs = 50) {
   const stateDir = cleanup.directory('vcnet-watch-tenant-');
   const { pod } = makePod();
   const attach = vcnet(['attach', '--sandbox', sandbox, '--netns', pod.path, '--state-dir', stateDir]);
@@ -25,7 +25,7 @@ async function watched(sandbox: string, maxEndpoints?: number) {
   cleanup.defer(() => channels.notice.unsubscribe(onNotice));
   const watching = await watchSandbox(sandbox, {
     stateDirectory: stateDir,
-    debounceMs: 50,
+    debounceMs,
     onApplied: (summary) => applied.push(summary),
     ...(maxEndpoints !== undefined ? { maxEndpoints } : {}),
   });
@@ -45,6 +45,33 @@ describe('vcnet watch with a tenant in the pod', () => {
     expect(notice?.message).toMatch(
       /^tap0_kata, vcnet's device for eth0 \(endpoint eth0\), is gone from the namespace .*: the VM would get a NIC eth0 with no backend; `vcnet del-iface lost FILE` removes the endpoint .* `vcnet add-iface lost FILE` attaches eth0 again$/,
     );
+  });
+
+  it("does not take the deletion of a tap vcnet removed itself for the loss of a new endpoint's tap of the same name", async () => {
+    // Delete an attached link and add another within one debounce: the new endpoint gets the freed
+    // tap name (tap1_kata), and the next pass sees the old tap1_kata's deletion (another ifindex).
+    const { pod, applied, notices } = await watched('reuse', undefined, 400);
+    const addVeth = (name: string, subnet: string) => {
+      pod.exec('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`]);
+      pod.exec('ip', ['link', 'set', name, 'up']);
+      pod.exec('ip', ['addr', 'add', subnet, 'dev', name]);
+    };
+    addVeth('ethA', '10.231.1.2/24');
+    await until(() => applied.some((summary) => summary.added.includes('ethA')), 'ethA attached');
+    pod.exec('ip', ['link', 'del', 'ethA']);
+    addVeth('ethB', '10.231.2.2/24');
+    await until(() => applied.some((summary) => summary.added.includes('ethB')), 'ethB attached');
+    const both = applied.find((summary) => summary.added.includes('ethB'))!;
+    expect(both.removed).toEqual(['ethA']);
+    // The pass that reads the old tap's deletion comes a debounce later: give it time.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(applied.flatMap((summary) => summary.lostDevices ?? [])).toEqual([]);
+    expect(notices.filter((notice) => notice.operation === 'watch' && /is gone/.test(notice.message ?? ''))).toEqual(
+      [],
+    );
+    // And it is ethB's tap indeed, in place.
+    const filters = pod.exec('tc', ['filter', 'show', 'dev', 'ethB', 'ingress']);
+    expect(filters).toMatch(/to device tap1_kata/);
   });
 
   it('attaches no new link beyond maxEndpoints, names it, and leaves it alone', async () => {

@@ -280,6 +280,9 @@ describe('a state directory that cannot be made', () => {
       `cannot use ${join(file, 'sub')} as a state directory: ${file} is not a directory (ENOTDIR)`,
     );
     expect(underFile.stderr).toContain('VCNET_STATE_DIR');
+    // The CLI's own setting (vcnet-cni's hint names its "stateDir"):
+    expect(underFile.stderr).toContain('point --state-dir (or VCNET_STATE_DIR) at a directory');
+    expect(underFile.stderr).not.toContain('"stateDir"');
     const underProc = vcnet(
       ['attach', '--sandbox', 's1', '--netns', pod.path, '--state-dir', '/proc/vcnet-no-such'],
       registryEnvironment(),
