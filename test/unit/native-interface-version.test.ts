@@ -2,15 +2,32 @@
  * JS and the native shim from different builds (new JS, an old .node during a rebuild): the shim's
  * interface version is checked when it loads, and a mismatch is one clear error naming both.
  */
-import { readFileSync } from 'node:fs';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 
-const addon = vi.hoisted(() => ({ exports: {} as Record<string, unknown> }));
-vi.mock('node-gyp-build', () => ({ default: () => addon.exports }));
-
-afterEach(() => {
-  vi.resetModules();
+// node-gyp-build resolves the shim's file; here it resolves to a plain module standing in for a
+// .node file, so that each case can give the shim the interface version it wants.
+const resolved = vi.hoisted(() => ({ file: '' }));
+vi.mock('node-gyp-build', () => {
+  const load = () => {
+    throw new Error('not used: binding.ts requires the resolved file itself');
+  };
+  load.resolve = () => resolved.file;
+  return { default: load };
 });
+
+const scratch = mkdtempSync(join(tmpdir(), 'vcnet-shim-version-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+let made = 0;
+
+/** A stand-in shim exporting `exports` (a new file each time: require caches by path). */
+function fakeShim(exports: Record<string, unknown>): string {
+  resolved.file = join(scratch, `shim-${made++}.cjs`);
+  writeFileSync(resolved.file, `module.exports = ${JSON.stringify(exports)};\n`);
+  return resolved.file;
+}
 
 describe('the native shim interface version', () => {
   it('is the same number in the C source and the JS that loads it', async () => {
@@ -21,13 +38,12 @@ describe('the native shim interface version', () => {
   });
 
   it('refuses a shim of another version, or of none, naming both and how to rebuild', async () => {
+    const { loadNativeShim, NATIVE_INTERFACE_VERSION } = await import('../../src/native/binding.js');
     for (const found of [undefined, 1, 3]) {
-      vi.resetModules();
-      addon.exports = { interfaceVersion: found, netlinkPortId: () => 1 };
-      const { nativeShim, NATIVE_INTERFACE_VERSION } = await import('../../src/native/binding.js');
+      fakeShim(found === undefined ? {} : { interfaceVersion: found });
       let caught: (Error & { code?: string; hint?: string }) | undefined;
       try {
-        nativeShim();
+        loadNativeShim(scratch, { VCNET_PREBUILD: scratch });
       } catch (error) {
         caught = error as Error & { code?: string; hint?: string };
       }
@@ -41,10 +57,8 @@ describe('the native shim interface version', () => {
   });
 
   it('takes a shim of the right version', async () => {
-    const { NATIVE_INTERFACE_VERSION } = await import('../../src/native/binding.js');
-    vi.resetModules();
-    addon.exports = { interfaceVersion: NATIVE_INTERFACE_VERSION };
-    const { nativeShim } = await import('../../src/native/binding.js');
-    expect(nativeShim()).toBe(addon.exports);
+    const { loadNativeShim, NATIVE_INTERFACE_VERSION } = await import('../../src/native/binding.js');
+    fakeShim({ interfaceVersion: NATIVE_INTERFACE_VERSION, marker: 'this one' });
+    expect(loadNativeShim(scratch, { VCNET_PREBUILD: scratch })).toMatchObject({ marker: 'this one' });
   });
 });
