@@ -216,7 +216,7 @@ describe('parseRecord', () => {
       expectedId: 'pod-old',
       content: sandboxContentSchema,
     });
-    const plumbing = record.network.endpoints[0]!.plumbing!;
+    const plumbing = record.network.endpoints[0]!.plumbing as { steps: Array<{ step: string }>; partial?: true };
     expect(plumbing.steps.map((step) => step.step)).toEqual(['remove-addresses', 'remove-addresses']);
     expect(plumbing.partial).toBe(true);
     // Written back by this vcnet (Endpoint.save: the current version, partial kept): read again.
@@ -235,7 +235,7 @@ describe('parseRecord', () => {
     const complete = sandboxRecord();
     (complete.network as { endpoints: Array<{ version: number }> }).endpoints[0]!.version = 1;
     const parsed = parseRecord(JSON.stringify(complete), FILE, { expectedId: 'a', content: sandboxContentSchema });
-    expect(parsed.network.endpoints[0]!.plumbing!.partial).toBeUndefined();
+    expect((parsed.network.endpoints[0]!.plumbing as { partial?: true }).partial).toBeUndefined();
   });
 
   it('refuses a record whose namespace is missing, empty or unlike the network it describes', () => {
