@@ -168,6 +168,8 @@ export const plumbingStepSchema = z.discriminatedUnion(
       name,
       kind: z.enum(CREATED_LINK_KINDS, { error: CREATED_LINK_KINDS.join(', ') }),
       index: podLinkIndex,
+      // The index was journaled before the kernel confirmed the create (plan-detach's createdLinksNow).
+      unconfirmed: z.literal(true, { error: 'true, or absent' }).optional(),
     }),
     addQdiscStep,
     z.strictObject({
