@@ -334,7 +334,9 @@ export function namespaceHolderPaths(
   // podman's /run/user/UID/netns/*), in this mount namespace or another one.
   found.push(...nsfsMountsOf(identity, pids));
   if (found.length > 0) return found;
-  // Last, an fd a process keeps open on it (`exec 3</proc/PID/ns/net`, a runtime holding it).
+  // Last, an fd a process keeps open on it (`exec 3</proc/PID/ns/net`, a runtime holding it). One
+  // opened through its bind mount (`exec 3</var/run/netns/X`) reads `/` once that mount is gone (a
+  // detached mount's root): those are stat'ed too, not every fd (there can be 100,000 of them).
   const link = `net:[${identity.ino}]`;
   for (const pid of pids) {
     let fds: string[];
@@ -346,7 +348,8 @@ export function namespaceHolderPaths(
     for (const fd of fds) {
       const path = `/proc/${pid}/fd/${fd}`;
       try {
-        if (readlinkSync(path) === link && isSameFile(path, identity)) found.push(path);
+        const target = readlinkSync(path);
+        if ((target === link || target === '/') && isSameFile(path, identity)) found.push(path);
       } catch {
         // closed meanwhile
       }

@@ -634,6 +634,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       // One item per request of the batch, in order: an item is reported removed only when its
       // request was answered ok.
       const planned: GarbageItem[] = [];
+      const emptiedIngress: Array<{ item: GarbageItem; link: Link; handle: number }> = [];
       for (const link of links) {
         if (orphanIndexes.has(link.index)) continue;
         let removedFilters = 0;
@@ -670,13 +671,15 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         if (removedFilters > 0 && filtersLeft === 0) {
           const ingress = await ingressQdiscOf(handle, link);
           if (ingress?.kind === 'ingress') {
-            planned.push({
+            const item: GarbageItem = {
               kind: 'qdisc',
               namespacePath,
               name: link.name,
               detail: `ingress qdisc (ffff:) with no filter left once its redirects to an orphan go (tcfilter's attach adds it for them)`,
-            });
-            batch.deleteQdisc(link.index, ingress.handle, TC_H_INGRESS);
+            };
+            // Deleted after the redirects, in a second batch, only if no filter is there then.
+            if (dryRun) planned.push(item);
+            else emptiedIngress.push({ item, link, handle: ingress.handle });
           } else if (ingress) {
             // vcnet adds an ingress qdisc, never a clsact: this one was the pod's before the attach.
             report.leftAlone.push({
@@ -731,6 +734,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
           if (outcome === undefined || outcome.ok) report.removed.push(item);
           else report.failures.push({ namespacePath, reason: outcome.error.message, errno: outcome.error.errno });
         });
+        await removeIngressIfEmpty(handle, namespacePath, emptiedIngress, report);
       } catch (error) {
         // The batch could not be sent at all: nothing of it is known removed; the next run finishes it.
         report.failures.push({ namespacePath, ...failureOf(error) });
@@ -744,6 +748,63 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   }
   if (!dryRun) await forgetMissingStateDirectories(registeredStateDirectories());
   return report;
+}
+
+/**
+ * Test seam (never set in production), on globalThis as apply.ts's: awaited after the redirects'
+ * batch, before the ingress qdiscs are listed again, so a test can add a filter in between.
+ */
+const INGRESS_TEST_HOOK = Symbol.for('vcnet.gcIngressTestHook');
+
+export function setGcIngressTestHook(hook: (() => void | Promise<void>) | undefined): void {
+  const holder = globalThis as { [INGRESS_TEST_HOOK]?: () => void | Promise<void> };
+  if (hook) holder[INGRESS_TEST_HOOK] = hook;
+  else delete holder[INGRESS_TEST_HOOK];
+}
+
+/**
+ * The ingress qdiscs gc's redirect removal emptied: each is listed again and deleted (a second,
+ * small batch) only if it has no filter now, so a filter another tool added since the first listing
+ * is kept with it. The kernel has no "delete if empty": one added between this listing and the
+ * delete still goes.
+ */
+async function removeIngressIfEmpty(
+  handle: NetlinkHandle,
+  namespacePath: string,
+  emptied: ReadonlyArray<{ item: GarbageItem; link: Link; handle: number }>,
+  report: GarbageReport,
+): Promise<void> {
+  if (emptied.length === 0) return;
+  await (globalThis as { [INGRESS_TEST_HOOK]?: () => void | Promise<void> })[INGRESS_TEST_HOOK]?.();
+  const batch = handle.changes();
+  const planned: GarbageItem[] = [];
+  for (const { item, link, handle: qdisc } of emptied) {
+    let left: number;
+    try {
+      // By priority: a u32 filter dumps as several entries (its hash tables), tc shows one prio.
+      left = new Set((await handle.filters(link.index, TC_H_INGRESS)).map((filter) => filter.priority)).size;
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (left > 0) {
+      report.leftAlone.push({
+        kind: 'qdisc',
+        namespacePath,
+        name: link.name,
+        detail: `ingress qdisc (ffff:) kept: filters at ${left} priority(ies) on it once vcnet's redirects went (added since gc listed it)`,
+      });
+      continue;
+    }
+    planned.push(item);
+    batch.deleteQdisc(link.index, qdisc, TC_H_INGRESS);
+  }
+  if (planned.length === 0) return;
+  const outcomes = await batch.send();
+  planned.forEach((item, position) => {
+    const outcome = outcomes[position];
+    if (outcome === undefined || outcome.ok) report.removed.push(item);
+    else report.failures.push({ namespacePath, reason: outcome.error.message, errno: outcome.error.errno });
+  });
 }
 
 /**

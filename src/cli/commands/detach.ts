@@ -6,6 +6,7 @@ import { stateDirectory } from '../../network/state/store.js';
 import { detachSandbox, type PlannedDetach, planSandboxDetach } from '../../sandbox/service.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
 import { print, printComment, printJson } from '../output.js';
+import { bindRecordNamespace } from './record-namespace.js';
 
 export function registerDetach(program: Command): void {
   program
@@ -29,6 +30,7 @@ export function registerDetach(program: Command): void {
         lockTimeout?: string;
         dryRun?: boolean;
       }) => {
+        bindRecordNamespace(options.sandbox, stateDirectory(options.stateDir));
         if (options.dryRun) {
           printPlannedDetach(
             await planSandboxDetach(options.sandbox, { stateDirectory: stateDirectory(options.stateDir) }),

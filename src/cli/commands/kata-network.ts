@@ -16,6 +16,7 @@ import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
 import type { KataNetworkOptions, ListOptions } from '../../sandbox/sandbox-interfaces.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
 import { print, printJson, routeDestination, table, writeStderr } from '../output.js';
+import { bindRecordNamespace } from './record-namespace.js';
 
 /**
  * The sandbox's kata-network operations, loaded when one of these commands runs: they bring the
@@ -208,6 +209,7 @@ function registerRequestCommand(program: Command, request: RequestCommand): void
     .option(...stateOption)
     .option(...JSON_ERRORS_OPTION)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
+      bindRecordNamespace(sandbox, stateDirectory(options.stateDir));
       printJsonLine(
         await request.run(sandbox, readInput(file), {
           stateDirectory: stateDirectory(options.stateDir),

@@ -10,7 +10,17 @@
  * costs one warning line on stderr and at most VCNET_TRACE_FLUSH_TIMEOUT seconds at exit.
  */
 import { Console } from 'node:console';
-import { context, ProxyTracerProvider, type Span, SpanStatusCode, trace } from '@opentelemetry/api';
+import { format } from 'node:util';
+import {
+  context,
+  type DiagLogger,
+  DiagLogLevel,
+  diag,
+  ProxyTracerProvider,
+  type Span,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
 import { decimalSecondsAsMs } from '../../arguments.js';
 import { VCNET_VERSION } from '../../version.js';
 import { tracingRequested } from './environment.js';
@@ -58,8 +68,9 @@ export function flushTimeoutMs(env: NodeJS.ProcessEnv): number {
 /**
  * Sends what the process writes through `console` to stderr; returns the function that puts the
  * console back. The SDK's console exporters (OTEL_TRACES_EXPORTER=console, and for metrics and logs)
- * and its diagnostic logger (OTEL_LOG_LEVEL) print with console.dir/log/info/debug, which go to
- * stdout, and stdout is the command's --json output or vcnet-cni's CNI result. vcnet's programs never
+ * print with console.dir/log, which go to stdout, and stdout is the command's --json output or
+ * vcnet-cni's CNI result. (The SDK's diagnostic logger, OTEL_LOG_LEVEL, is not reached this way: the
+ * API's DiagConsoleLogger took the console's methods when it loaded; diagToStderr replaces it.) vcnet's programs never
  * write their output through `console` (they write process.stdout), so while the SDK runs every
  * console line is the SDK's. This leaves the exporters the SDK makes from OTEL_TRACES_EXPORTER as it
  * makes them (otlp, zipkin, console, a list): the SDK does not export the function that reads that
@@ -72,6 +83,29 @@ export function consoleToStderr(): () => void {
   return () => {
     globalThis.console = original;
   };
+}
+
+/** OpenTelemetry's diagnostic lines, one per call, on stderr. */
+const STDERR_DIAG_LOGGER: DiagLogger = Object.fromEntries(
+  (['error', 'warn', 'info', 'debug', 'verbose'] as const).map((level) => [
+    level,
+    (message: string, ...args: unknown[]) => {
+      process.stderr.write(`${format(message, ...args)}\n`);
+    },
+  ]),
+) as unknown as DiagLogger;
+
+/**
+ * Gives OpenTelemetry's `diag` a logger writing to stderr at the level OTEL_LOG_LEVEL names, as the
+ * SDK does with its DiagConsoleLogger (which writes with the console methods it took at load, so
+ * stdout, whatever consoleToStderr did after). Called before the SDK is made (which is kept from
+ * setting its own) and again after. Nothing when OTEL_LOG_LEVEL is not set (the SDK sets none then).
+ */
+export function diagToStderr(env: NodeJS.ProcessEnv): void {
+  const name = env.OTEL_LOG_LEVEL?.trim().toUpperCase();
+  if (!name) return;
+  const logLevel = (DiagLogLevel as unknown as Record<string, DiagLogLevel | undefined>)[name] ?? DiagLogLevel.INFO;
+  diag.setLogger(STDERR_DIAG_LOGGER, { logLevel, suppressOverrideMessage: true });
 }
 
 /** Runs `flush` for at most `timeoutMs`; a failure or the deadline is one warning line, never a rejection. */
@@ -143,13 +177,22 @@ export async function startTraceExport(env: NodeJS.ProcessEnv = process.env): Pr
   let sdk: NodeSdk;
   // From before the SDK is made: its diagnostic logger may print while it starts.
   const restoreConsole = consoleToStderr();
+  diagToStderr(env);
+  // The SDK's constructor sets its own DiagConsoleLogger when it sees OTEL_LOG_LEVEL, and that logger
+  // prints at once (its own registration, the exporters it picks) on stdout: it does not see the
+  // variable, vcnet's stderr logger has that level already, and is set again after, to be sure.
+  const logLevel = process.env.OTEL_LOG_LEVEL;
+  delete process.env.OTEL_LOG_LEVEL;
   try {
     sdk = new NodeSDK({ serviceName: env.OTEL_SERVICE_NAME ?? 'vcnet' });
+    diagToStderr(env);
     sdk.start();
   } catch (error) {
     restoreConsole();
     warn(`trace export did not start: ${(error as Error)?.message ?? String(error)}`);
     return NO_TRACE_EXPORT;
+  } finally {
+    if (logLevel !== undefined) process.env.OTEL_LOG_LEVEL = logLevel;
   }
   if (!tracerProviderRegistered())
     warn(

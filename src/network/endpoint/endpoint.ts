@@ -26,7 +26,8 @@ export { ENDPOINT_STATE_VERSION };
 
 /** What is persisted per endpoint: enough to detach exactly after the process is gone. */
 export interface EndpointState {
-  version: typeof ENDPOINT_STATE_VERSION;
+  /** ENDPOINT_STATE_VERSION; 1 in a record an older vcnet wrote (read as it was, saved as the current one). */
+  version: 1 | typeof ENDPOINT_STATE_VERSION;
   type: EndpointType;
   index: number;
   name: string;
@@ -307,7 +308,7 @@ export abstract class Endpoint {
 
   /** Restores what save() wrote; fds are not kept across processes. */
   restore(state: EndpointState): void {
-    if (state.version !== ENDPOINT_STATE_VERSION) {
+    if (state.version !== ENDPOINT_STATE_VERSION && state.version !== 1) {
       throw new EndpointStateError(
         `endpoint state version ${state.version} is not ${ENDPOINT_STATE_VERSION}`,
         state.version,

@@ -119,8 +119,21 @@ function isIngressQdisc(change: Change): change is Extract<Change, { op: 'add-qd
  * create-link record and a filter redirecting to a made link then name it by identity, not by a name
  * anyone in the namespace can take over or change.
  */
-function recordsOf(steps: readonly PlanStep[], createdIndexes: ReadonlyMap<string, number>): PlumbingStep[] {
-  return steps.flatMap((step) => (step.record ? [withCreatedIndex(step.record, createdIndexes)] : []));
+function recordsOf(
+  steps: readonly PlanStep[],
+  createdIndexes: ReadonlyMap<string, number>,
+  chosenIndexes?: ReadonlyMap<string, number>,
+): PlumbingStep[] {
+  return steps.flatMap((step) => {
+    if (!step.record) return [];
+    const record = withCreatedIndex(step.record, createdIndexes);
+    if (!chosenIndexes || record.step !== 'create-link' || record.index !== undefined) return [record];
+    // Chosen, not yet confirmed by the kernel: the index may be someone else's by the time the record
+    // is read (a crash before the create, another tool's link made there since), so detach and gc
+    // delete the link there only if it also has the recorded name, kind and vcnet's group.
+    const chosen = chosenIndexes.get(record.name);
+    return [chosen === undefined ? record : { ...record, index: chosen, unconfirmed: true as const }];
+  });
 }
 
 function withCreatedIndex(record: PlumbingStep, createdIndexes: ReadonlyMap<string, number>): PlumbingStep {
@@ -169,7 +182,20 @@ export const LINK_INDEX_RANGE = 1 << 20;
 const TAP_INDEX_ATTEMPTS = 16;
 
 export function randomLinkIndex(random: (max: number) => number = randomInt): number {
-  return LINK_INDEX_BASE + random(LINK_INDEX_RANGE);
+  const forced = (globalThis as { [INDEX_TEST_HOOK]?: () => number | undefined })[INDEX_TEST_HOOK]?.();
+  return forced ?? LINK_INDEX_BASE + random(LINK_INDEX_RANGE);
+}
+
+/**
+ * Test seam (never set in production), kept on globalThis as the apply hook is: returns the index the
+ * next tap or ifb is tried at (undefined: a random one), so a test can make it one that is taken.
+ */
+const INDEX_TEST_HOOK = Symbol.for('vcnet.linkIndexTestHook');
+
+export function setLinkIndexTestHook(hook: (() => number | undefined) | undefined): void {
+  const holder = globalThis as { [INDEX_TEST_HOOK]?: () => number | undefined };
+  if (hook) holder[INDEX_TEST_HOOK] = hook;
+  else delete holder[INDEX_TEST_HOOK];
 }
 
 /** Applies a plan; on failure undoes what it made and throws (RollbackIncompleteError when undo fails too). */
@@ -180,8 +206,9 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
   // names it by that identity, never by a name someone else may hold by the time detach or gc reads
   // the record (a record whose next write failed, say). A link not made is in no record of `completed`.
   const chosenIndexes = new Map<string, number>();
-  const recorded = (steps: readonly PlanStep[]): PlumbingStep[] =>
-    recordsOf(steps, new Map([...chosenIndexes, ...createdIndexes]));
+  const recorded = (steps: readonly PlanStep[]): PlumbingStep[] => recordsOf(steps, createdIndexes, chosenIndexes);
+  // How many indexes each ifb was tried at: a taken one (EEXIST for a free name) is someone's link.
+  const ifbAttempts = new Map<string, number>();
   const completed: PlanStep[] = [];
   const tapFds: number[] = [];
   // Made when the first change is queued: a plan that is only a tap ioctl sends no batch.
@@ -223,6 +250,14 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     });
     const first = refused[0];
     if (!first) return;
+    const taken = await ifbIndexTaken(handle, first, ifbAttempts);
+    if (taken) {
+      // Another index for the ifb, and what the batch refused after it goes again with it.
+      chosenIndexes.set(taken, randomLinkIndex());
+      for (const { step } of refused) queue(step);
+      await flush();
+      return;
+    }
     // An ingress qdisc refused with EBUSY: another tc user is changing that link's qdiscs for a
     // moment. It is tried again as Kata does, and what the batch refused after it (its filters fail
     // while it is missing) goes again once it is there; any other refusal fails the attach.
@@ -382,6 +417,32 @@ async function linksStillThere(
 }
 
 /**
+ * Whether the first refusal of a batch is an ifb's create refused with EEXIST for an index someone
+ * else's link holds (its name is free): the name of the ifb to make again at another index. Throws
+ * when the ifb has been tried at TAP_INDEX_ATTEMPTS indexes, each taken.
+ */
+async function ifbIndexTaken(
+  handle: NetlinkHandle,
+  first: { step: PlanStep; error: NetlinkError },
+  attempts: Map<string, number>,
+): Promise<string | undefined> {
+  const { change } = first.step;
+  if (change.op !== 'create-link' || change.kind !== 'ifb' || first.error.errno !== 'EEXIST') return undefined;
+  if (await handle.findLink({ name: change.link.name })) return undefined;
+  const tried = (attempts.get(change.link.name) ?? 0) + 1;
+  attempts.set(change.link.name, tried);
+  if (tried < TAP_INDEX_ATTEMPTS) return change.link.name;
+  throw new SystemCallError(
+    `add ifb link ${change.link.name} (${TAP_INDEX_ATTEMPTS} indexes from ${LINK_INDEX_BASE} tried, each taken)`,
+    Object.assign(new Error(first.error.message), { code: 'EEXIST' }) as NodeJS.ErrnoException,
+    TAKEN_INDEXES_HINT,
+  );
+}
+
+const TAKEN_INDEXES_HINT =
+  "every index tried was another link's: many links at vcnet's indexes in this namespace? Run the command again (other indexes are tried), or remove the links vcnet did not make";
+
+/**
  * Makes the tap at an index chosen (and journaled, by `beforeCreate`) before it exists. EBUSY is
  * the kernel saying the name or the index is taken: a taken name fails the attach, a taken index is
  * someone's link, and another index is tried.
@@ -407,6 +468,7 @@ async function createTapAtChosenIndex(
   throw new SystemCallError(
     `create tap ${change.link.name} (${TAP_INDEX_ATTEMPTS} indexes from ${LINK_INDEX_BASE} tried, each taken)`,
     ((lastError as Error).cause ?? lastError) as NodeJS.ErrnoException,
+    TAKEN_INDEXES_HINT,
   );
 }
 

@@ -241,7 +241,8 @@ function madeByVcnet(link: Link, kind: string): boolean {
  * finds it by that index, of the recorded kind, whatever it is named or grouped now (a renamed tap is
  * still vcnet's to delete); a link that only has the recorded name is someone else's look-alike, and
  * is left. A record without the index (an older build's: vcnet now records the index it makes a
- * link at before making it) finds it by name, of the recorded kind and in vcnet's group. `notMade`: recorded names whose link there
+ * link at before making it) finds it by name, of the recorded kind and in vcnet's group; so does
+ * an `unconfirmed` one (journaled before the kernel made the link), at its index only. `notMade`: recorded names whose link there
  * now is another's, left with a notice.
  */
 function createdLinksNow(
@@ -271,7 +272,18 @@ function createdLinksNow(
       continue;
     }
     const link = byIndex.get(record.index);
-    if (link && link.kind === record.kind) {
+    if (record.unconfirmed) {
+      // Journaled before the kernel said it made the link there: the link at that index counts only
+      // with the recorded name, kind and vcnet's group; another tool may have made it after a crash.
+      if (link && link.name === record.name && madeByVcnet(link, record.kind)) created.set(record.name, link);
+      else if (link) {
+        notMade.add(record.name);
+        notices.push({
+          link: record.name,
+          message: `left ${link.name} (ifindex ${link.index}, ${link.kind ?? 'no kind'}, group 0x${link.group.toString(16)}) as it is: attach chose that index for its ${record.kind} ${record.name} but stopped before the kernel confirmed making it, and this link is not that ${record.kind} named ${record.name} in ${group}`,
+        });
+      }
+    } else if (link && link.kind === record.kind) {
       created.set(record.name, link);
       if (link.name !== record.name) {
         notices.push({

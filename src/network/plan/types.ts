@@ -161,6 +161,12 @@ export type PlumbingStep =
        * found by name.
        */
       index?: number;
+      /**
+       * The index was chosen and journaled before the kernel confirmed the link was made there: after
+       * a crash it may be another tool's link, so it counts only with the recorded name, kind and
+       * vcnet's group. Absent once the create's success is journaled.
+       */
+      unconfirmed?: true;
     }
   | ({ step: 'add-qdisc'; handle: number; parent: number; kind: string } & PodLinkRecord)
   | ({

@@ -168,6 +168,8 @@ export const plumbingStepSchema = z.discriminatedUnion(
       name,
       kind: z.enum(CREATED_LINK_KINDS, { error: CREATED_LINK_KINDS.join(', ') }),
       index: podLinkIndex,
+      // The index was journaled before the kernel confirmed the create (plan-detach's createdLinksNow).
+      unconfirmed: z.literal(true, { error: 'true, or absent' }).optional(),
     }),
     addQdiscStep,
     z.strictObject({
@@ -271,28 +273,23 @@ const REQUIRED_STEPS: Record<
 
 /** tcfilter, macvtap and none make the device the VM uses: it has a name, an ifindex and a MAC. */
 const madeDevicePlumbing = (model: MadeModel) =>
-  z
-    .strictObject({
-      model: z.literal(model),
-      ...plumbingFields,
-      tapName: name,
-      tapIndex: ifindex,
-      guestHardwareAddress: macAddress,
-      // An undo the kernel refused in part (Endpoint.keepLeft): the steps are what is left, any of them.
-      partial: z.literal(true, { error: 'true, or absent' }).optional(),
-    })
-    .superRefine((plumbing, context) => {
-      if (plumbing.partial) return;
-      const missing = REQUIRED_STEPS[model].filter(
-        (required) => plumbing.steps.filter(required.is).length < required.count,
-      );
-      if (missing.length === 0) return;
-      context.addIssue({
-        code: 'custom',
-        path: ['steps'],
-        message: `the steps every ${model} endpoint's attach records; ${missing.map((required) => required.what).join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing`,
-      });
-    });
+  z.strictObject({
+    model: z.literal(model),
+    ...plumbingFields,
+    tapName: name,
+    tapIndex: ifindex,
+    guestHardwareAddress: macAddress,
+    // An undo the kernel refused in part (Endpoint.keepLeft): the steps are what is left, any of them.
+    partial: z.literal(true, { error: 'true, or absent' }).optional(),
+  });
+
+/** The REQUIRED_STEPS a finished endpoint's plumbing lacks (none for `existing`, `pending` or a partial undo). */
+function missingSteps(plumbing: { model: string; steps: readonly StepRecord[]; partial?: true }) {
+  if (plumbing.partial || !(plumbing.model in REQUIRED_STEPS)) return [];
+  return REQUIRED_STEPS[plumbing.model as MadeModel].filter(
+    (required) => plumbing.steps.filter(required.is).length < required.count,
+  );
+}
 /**
  * `existing`: a device the VM uses as it is (a physical NIC, vhost-user, an existing macvtap): no tap
  * name or index for some, and the pod link's MAC when it has one. `pending`: an attach cut short,
@@ -329,7 +326,9 @@ export const plumbingSchema = z.discriminatedUnion(
  */
 export const endpointStateSchema = z
   .strictObject({
-    version: z.literal(ENDPOINT_STATE_VERSION, { error: String(ENDPOINT_STATE_VERSION) }),
+    // Version 1 (before session 16's required-steps rule and `partial`): an undo the kernel refused in
+    // part kept only the steps left, without saying so; such an endpoint reads as partial (below).
+    version: z.literal([1, ENDPOINT_STATE_VERSION], { error: `1 or ${ENDPOINT_STATE_VERSION}` }),
     type: z.enum(ENDPOINT_TYPES, { error: ENDPOINT_TYPES.join(', ') }),
     index: whole,
     name,
@@ -352,6 +351,14 @@ export const endpointStateSchema = z
     details: z.record(z.string(), z.unknown(), { error: 'an object' }).optional(),
   })
   .superRefine((endpoint, context) => {
+    // Only records that know `partial` are held to the steps every finished endpoint has.
+    const missing = endpoint.version === ENDPOINT_STATE_VERSION ? missingSteps(endpoint.plumbing) : [];
+    if (missing.length > 0)
+      context.addIssue({
+        code: 'custom',
+        path: ['plumbing', 'steps'],
+        message: `the steps every ${endpoint.plumbing.model} endpoint's attach records; ${missing.map((required) => required.what).join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing`,
+      });
     // Every endpoint stands for a pod link, by its ifindex, but a tap add-iface makes (type "tap"): its
     // link is the guest NIC's description, index 0 (add-interface-request.ts).
     if (endpoint.type !== 'tap' && endpoint.properties.link.index < 1)
@@ -360,7 +367,14 @@ export const endpointStateSchema = z
         path: ['properties', 'link', 'index'],
         message: 'an ifindex (a whole number from 1)',
       });
-  });
+  })
+  // A version 1 endpoint's plumbing without all of its model's steps is what a partly refused undo of
+  // that version left: partial, so detach and gc finish it (and it is written back as version 2).
+  .transform((endpoint) =>
+    endpoint.version === 1 && missingSteps(endpoint.plumbing).length > 0
+      ? { ...endpoint, plumbing: { ...endpoint.plumbing, partial: true as const } }
+      : endpoint,
+  );
 
 export const networkConfigSchema = z.looseObject({
   namespacePath: z

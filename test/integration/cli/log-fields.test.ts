@@ -150,6 +150,22 @@ describe('spans of the console exporter', () => {
   });
 });
 
+describe('vcnet detach log lines', () => {
+  it("name the namespace the sandbox's record names, a notice's too (detach takes no --netns)", () => {
+    const { pod } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    expect(vcnet(['attach', '--sandbox', 'ln', '--netns', pod.path, ...state]).status).toBe(0);
+    // A tap renamed since attach: detach deletes it under its new name, and says so in a notice.
+    pod.exec('ip', ['link', 'set', 'tap0_kata', 'name', 'renamed0']);
+    const detached = vcnet([...DEBUG_JSON, 'detach', '--sandbox', 'ln', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    const lines = logLines(detached.stderr);
+    const notice = lines.find((line) => String(line.msg).includes('was renamed renamed0'));
+    expect(notice, detached.stderr).toMatchObject({ operation: 'detach', sandbox: 'ln', netns: pod.path });
+    for (const line of lines) expect(line.netns, String(line.msg)).toBe(pod.path);
+  });
+});
+
 describe('vcnet watch log lines', () => {
   it("name the namespace the sandbox's record names (watch takes no --netns)", async () => {
     const { pod, node } = makePod();

@@ -139,6 +139,40 @@ describe('trace export never decides a command', () => {
   }
 });
 
+describe("OpenTelemetry's diagnostics (OTEL_LOG_LEVEL) go to stderr", () => {
+  const debugToConsole = { OTEL_TRACES_EXPORTER: 'console', OTEL_LOG_LEVEL: 'debug', VCNET_TRACE_FLUSH_TIMEOUT: '1' };
+
+  it('vcnet attach --json and vcnet-cni ADD print only their JSON on stdout', async () => {
+    const { pod } = makePod();
+    const namespace = collectorNamespace();
+    const attach = await runIn(
+      namespace,
+      CLI,
+      ['attach', '--netns', pod.path, '--sandbox', 'otel-diag', '--state-dir', stateDirectory(), '--json'],
+      debugToConsole,
+    );
+    expect(attach.status, attach.stderr).toBe(0);
+    expect(JSON.parse(attach.stdout)).toMatchObject({ sandbox: 'otel-diag' });
+    // The SDK's debug lines were printed, on stderr.
+    expect(attach.stderr).toContain('Registered a global for diag');
+    const detach = await runIn(
+      namespace,
+      CLI,
+      ['detach', '--sandbox', 'otel-diag', '--state-dir', stateDirectory()],
+      {},
+    );
+    expect(detach.status, detach.stderr).toBe(0);
+
+    const add = cniAdd(pod, 'otel-diag-1', 'ADD');
+    const added = await runIn(namespace, CNI, [], { ...add.env, ...debugToConsole }, add.config);
+    expect(added.status, added.stderr).toBe(0);
+    expect(JSON.parse(added.stdout)).toHaveProperty('interfaces');
+    expect(added.stderr).toContain('Registered a global for diag');
+    const del = cniAdd(pod, 'otel-diag-1', 'DEL');
+    expect((await runIn(namespace, CNI, [], del.env, del.config)).status).toBe(0);
+  });
+});
+
 interface ExportedSpan {
   name: string;
   traceId: string;

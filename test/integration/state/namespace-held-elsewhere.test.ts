@@ -85,6 +85,23 @@ it('detach undoes attach through the process holding a namespace whose path is g
   expect(after.filters).toEqual([]);
 });
 
+it('detach finds a namespace held only by an fd opened through its netns path, after `ip netns del`', async () => {
+  const { pod } = makePod();
+  const before = fingerprint(pod);
+  await attachSandbox('fd-path', tcfilterConfig(pod), { stateDirectory: stateDir });
+  // Opened by its /var/run/netns path: once that mount is gone, /proc/PID/fd/3 reads "/", not net:[INO].
+  const keeper = spawn('sh', ['-c', `exec 3<${pod.path}; echo ready; exec sleep 300`], { stdio: 'pipe' });
+  holders.push(keeper);
+  await new Promise<void>((resolve) => keeper.stdout?.once('data', () => resolve()));
+  const heldAt = `/proc/${keeper.pid}/fd/3`;
+  pod.delete();
+  const result = await detachSandbox('fd-path', { stateDirectory: stateDir });
+  expect(result.namespaceGone).toBeUndefined();
+  expect(result.namespaceHeldAt).toBe(heldAt);
+  expect(readSandbox('fd-path', stateDir)).toBeUndefined();
+  expect(fingerprint(throughPath(heldAt))).toEqual(before);
+});
+
 it('vcnet detach does the same, and drops the record as gone only once nothing holds the namespace', () => {
   const { pod } = makePod();
   const env = { VCNET_STATE_REGISTRY: join(stateDir, 'registry') };

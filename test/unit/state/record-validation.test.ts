@@ -5,6 +5,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { damagedIdentityField } from '../../../src/netns/namespace-identity.js';
 import { cniContentSchema, sandboxContentSchema } from '../../../src/network/state/network-content-schema.js';
@@ -33,7 +34,7 @@ function sandboxRecord(id = 'a'): Record<string, unknown> {
       },
       endpoints: [
         {
-          version: 1,
+          version: 2,
           type: 'virtual',
           index: 0,
           name: 'eth0',
@@ -206,6 +207,37 @@ describe('parseRecord', () => {
     ).not.toThrow();
   });
 
+  it('reads a version 1 endpoint without its required steps (a partly refused undo of an older vcnet) as partial', () => {
+    // What 07734b0's detach left when the kernel refused to put eth0's IPv6 addresses back: only the
+    // refused steps, and no `partial` (that build had no such field).
+    const file = fileURLToPath(new URL('../../fixtures/state/endpoint-v1-partial-undo.json', import.meta.url));
+    const text = readFileSync(file, 'utf8');
+    const record = parseRecord(text, FILE.replace('/a/', '/pod-old/'), {
+      expectedId: 'pod-old',
+      content: sandboxContentSchema,
+    });
+    const plumbing = record.network.endpoints[0]!.plumbing as { steps: Array<{ step: string }>; partial?: true };
+    expect(plumbing.steps.map((step) => step.step)).toEqual(['remove-addresses', 'remove-addresses']);
+    expect(plumbing.partial).toBe(true);
+    // Written back by this vcnet (Endpoint.save: the current version, partial kept): read again.
+    const saved = JSON.parse(text) as { network: { endpoints: Array<Record<string, unknown>> } };
+    saved.network.endpoints[0] = { ...record.network.endpoints[0], version: 2 };
+    expect(() =>
+      parseRecord(JSON.stringify(saved), FILE, { expectedId: 'pod-old', content: sandboxContentSchema }),
+    ).not.toThrow();
+    // The same steps in a version 2 record without `partial`: the required-steps rule refuses it.
+    const current = JSON.parse(text) as { network: { endpoints: Array<{ version: number }> } };
+    current.network.endpoints[0]!.version = 2;
+    expect(() =>
+      parseRecord(JSON.stringify(current), FILE, { expectedId: 'pod-old', content: sandboxContentSchema }),
+    ).toThrow(/every macvtap endpoint's attach records/);
+    // A complete version 1 endpoint reads as it is, not partial.
+    const complete = sandboxRecord();
+    (complete.network as { endpoints: Array<{ version: number }> }).endpoints[0]!.version = 1;
+    const parsed = parseRecord(JSON.stringify(complete), FILE, { expectedId: 'a', content: sandboxContentSchema });
+    expect((parsed.network.endpoints[0]!.plumbing as { partial?: true }).partial).toBeUndefined();
+  });
+
   it('refuses a record whose namespace is missing, empty or unlike the network it describes', () => {
     const missing = sandboxRecord();
     delete missing.namespace;
@@ -239,7 +271,7 @@ describe('parseRecord', () => {
     });
     expect(refusal(JSON.stringify(wrongPriority)).field).toBe('network.endpoints.0.plumbing.steps.5.priority');
     const futureEndpoint = sandboxRecord();
-    endpointOf(futureEndpoint).version = 2;
+    endpointOf(futureEndpoint).version = 3;
     expect(refusal(JSON.stringify(futureEndpoint)).field).toBe('network.endpoints.0.version');
     const badPrefix = sandboxRecord();
     endpointOf(badPrefix).properties.addresses[0]!.prefixLength = 200;
