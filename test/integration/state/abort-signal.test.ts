@@ -3,6 +3,7 @@
  * lock rejects at once with the signal's reason, and an already-aborted signal changes nothing.
  */
 import { execFileSync } from 'node:child_process';
+import { channel } from 'node:diagnostics_channel';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
@@ -142,9 +143,17 @@ it('a scan aborted while it runs rejects with the reason: by path its socket clo
   const batch = join(stateDirectoryOfTest(), 'links.batch');
   writeFileSync(batch, Array.from({ length: 500 }, (_, i) => `link add t${i} type veth peer name p${i}\n`).join(''));
   execFileSync('ip', ['-n', big.name, '-batch', batch]);
+  // Aborted as the first dump (the links) is answered: a timer raced the whole scan on a busy machine
+  // (a scan that finished before the timer ran did not fail). The netlink batch channel's asyncEnd
+  // runs before the scan's own continuation, so the check between dumps sees the abort every time.
   const abortSoon = (reason: unknown) => {
     const controller = new AbortController();
-    setTimeout(() => controller.abort(reason), 0);
+    const answered = channel('tracing:vcnet:netlink:batch:asyncEnd');
+    const onAnswer = () => {
+      answered.unsubscribe(onAnswer);
+      controller.abort(reason);
+    };
+    answered.subscribe(onAnswer);
     return controller.signal;
   };
   // Without an abort it goes through (with or without a signal).
