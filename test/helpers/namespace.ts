@@ -52,8 +52,14 @@ export function namespaceView(
   };
 }
 
+/**
+ * What every test namespace's name starts with: VCNET_TEST_NAMESPACE_PREFIX, for a machine shared by
+ * several runs whose namespaces must be told apart by name; `vcnet` by default.
+ */
+const NAMESPACE_PREFIX = process.env.VCNET_TEST_NAMESPACE_PREFIX || 'vcnet';
+
 export function makeNamespace(label = 'test'): TestNamespace {
-  const name = `vcnet-${label}-${randomBytes(4).toString('hex')}`;
+  const name = `${NAMESPACE_PREFIX}-${label}-${randomBytes(4).toString('hex')}`;
   const path = createNamespace(name);
   made.add(path);
   return namespaceView(name, path, () => {
