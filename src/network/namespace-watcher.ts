@@ -103,8 +103,9 @@ export interface NamespaceWatcherOptions {
    */
   onChange: (change: NamespaceChange) => void | Promise<void>;
   /**
-   * Failed snapshots (retried by themselves), receive errors, and throws of onChange. Each is also
-   * published on vcnet:notice; with no onError and no subscriber there, it is a process warning.
+   * Failed snapshots (retried by themselves), receive errors, and throws of onChange. Given here, a
+   * failure is reported by this handler only; without it, each is published on vcnet:notice, and
+   * with no subscriber there it is a process warning.
    */
   onError?: (error: Error) => void;
 }
@@ -141,19 +142,21 @@ function resolveOptions(options: NamespaceWatcherOptions): ResolvedOptions {
     maxDelayMs: Math.max(maxDelayMs, debounceMs),
     ignore: options.ignore ?? ((name) => VCNET_LINK_NAME.test(name)),
     onChange: options.onChange,
-    onError: (error) => {
-      const handler = options.onError;
-      reportNotice(
-        () => ({
-          operation: 'watch',
-          endpoint: '',
-          message: `could not read or apply a namespace change: ${error.message}`,
-          error,
-        }),
-        handler && (() => handler(error)),
-        () => process.emitWarning(error),
-      );
-    },
+    // A caller's onError reports for itself (watchSandbox publishes its own notice, naming the
+    // sandbox): a notice here as well would be a second one for the same failure.
+    onError:
+      options.onError ??
+      ((error) =>
+        reportNotice(
+          () => ({
+            operation: 'watch',
+            endpoint: '',
+            message: `could not read or apply a namespace change: ${error.message}`,
+            error,
+          }),
+          undefined,
+          () => process.emitWarning(error),
+        )),
   };
 }
 
@@ -250,7 +253,8 @@ export class NamespaceWatcher {
    * now are the baseline and are not reported; resolves once they are read and events flow.
    */
   static async start(namespacePath: string, options: NamespaceWatcherOptions): Promise<NamespaceWatcher> {
-    const resolved = resolveOptions(options);
+    // Refused here, before any socket opens; over() resolves them for the watcher.
+    resolveOptions(options);
     // Bound to the groups before the baseline is read: whatever changes meanwhile is queued on the
     // socket and leads to a read as soon as it is drained.
     const events = NetlinkSocket.open(namespacePath, GROUP_MASK);
@@ -269,7 +273,7 @@ export class NamespaceWatcher {
           handle.close();
         },
       },
-      { ...resolved, ...(options.newAtStart ? { newAtStart: options.newAtStart } : {}) },
+      options,
     );
     // Set before listening: the socket stops its poller when nobody takes notifications.
     events.onNotification = (message) => watcher.notificationArrived(message);

@@ -51,7 +51,7 @@ export interface SandboxWatchOptions {
   /** Each change set that did something (a pass that changed nothing in the sandbox is not given). */
   onApplied?: (summary: WatchSummary) => void;
   /**
-   * A change that could not be applied (tried again by itself). Each is also published on
+   * A change that could not be applied (tried again by itself). Each is also published, once, on
    * vcnet:notice (with `handled: true` when onError is given); with no onError and no subscriber
    * there, it is a process warning (process.emitWarning), never lost and never written by vcnet.
    */

@@ -1,0 +1,76 @@
+/**
+ * One change `watchSandbox` could not apply is one notice on `vcnet:notice`: watchSandbox's own,
+ * naming the sandbox and its namespace. The NamespaceWatcher under it used to publish one as well
+ * (marked handled, as watchSandbox's onError was given to it), so a subscriber heard every failure twice.
+ * The failure here: the sandbox's record is damaged while a change comes, so it cannot be applied.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
+import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { vcnet } from '../../helpers/cli.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
+
+const cleanup = cleanupAfterEach();
+
+/** A watched sandbox whose next change fails (its record is damaged), and the watch notices heard. */
+async function failingWatch(sandbox: string, onError?: (error: Error) => void) {
+  const stateDir = cleanup.directory('vcnet-watch-notice-');
+  const { pod } = makePod();
+  const before = fingerprint(pod);
+  const attach = vcnet(['attach', '--sandbox', sandbox, '--netns', pod.path, '--state-dir', stateDir]);
+  expect(attach.status, attach.stderr).toBe(0);
+  const notices: NoticeEvent[] = [];
+  const onNotice = (message: unknown) => {
+    if ((message as NoticeEvent).operation === 'watch') notices.push(message as NoticeEvent);
+  };
+  channels.notice.subscribe(onNotice);
+  cleanup.defer(() => channels.notice.unsubscribe(onNotice));
+  const watching = await watchSandbox(sandbox, {
+    stateDirectory: stateDir,
+    debounceMs: 50,
+    ...(onError ? { onError } : {}),
+  });
+  cleanup.defer(() => watching.stop());
+  const record = join(stateDir, sandbox, 'state.json');
+  const intact = readFileSync(record, 'utf8');
+  writeFileSync(record, '{"damaged": ');
+  pod.exec('ip', ['link', 'add', 'eth5', 'type', 'veth', 'peer', 'name', 'peer5']);
+  pod.exec('ip', ['addr', 'add', '10.85.0.2/24', 'dev', 'eth5']);
+  await until(() => notices.length > 0, 'the change to fail');
+  /** Undoes the damage, the watch and the attach: the pod is left as it was. */
+  const restore = async () => {
+    writeFileSync(record, intact);
+    await watching.stop();
+    pod.exec('ip', ['link', 'del', 'eth5']);
+    expect(vcnet(['detach', '--sandbox', sandbox, '--state-dir', stateDir]).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  };
+  return { notices, restore };
+}
+
+describe('vcnet:notice of watchSandbox', () => {
+  it('carries each failure once, marked handled, when onError is given', async () => {
+    const errors: Error[] = [];
+    const { notices, restore } = await failingWatch('n1', (error) => errors.push(error));
+    // Read together: a retry may have failed again meanwhile, and each failure adds to both.
+    const counts = { notices: notices.length, errors: errors.length };
+    expect(counts.errors).toBeGreaterThan(0);
+    expect(counts.notices).toBe(counts.errors);
+    expect(notices[0]).toMatchObject({ handled: true, details: { sandbox: 'n1' } });
+    expect(notices[0]?.message).toMatch(/could not apply a namespace change to sandbox n1/);
+    await restore();
+  });
+
+  it('carries each failure once, naming the sandbox, without onError', async () => {
+    const { notices, restore } = await failingWatch('n2');
+    for (const notice of notices) {
+      expect(notice).toMatchObject({ details: { sandbox: 'n2' } });
+      expect(notice).not.toHaveProperty('handled');
+    }
+    await restore();
+  });
+});
