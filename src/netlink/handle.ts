@@ -11,7 +11,7 @@
  */
 
 import { type Stats, statfsSync, statSync } from 'node:fs';
-import { stringOption } from '../arguments.js';
+import { optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { NamespacePathError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
@@ -237,6 +237,11 @@ export interface NamespaceSnapshot {
 
 export type SnapshotPart = keyof NamespaceSnapshot;
 
+export interface SnapshotOptions {
+  /** Stops the snapshot between its dumps, rejecting with the signal's reason (see snapshot()). */
+  signal?: AbortSignal;
+}
+
 export const SNAPSHOT_PARTS: readonly SnapshotPart[] = [
   'links',
   'addresses',
@@ -377,16 +382,18 @@ export class NetlinkHandle {
    * namespace: what scanning it needs; `parts` narrows it to what the caller uses (the others come
    * back empty). The dumps go out as one batch: the protocol sends each as soon as the one before
    * it is done (the kernel runs one dump per socket at a time), without a round trip through the
-   * event loop in between.
+   * event loop in between. With `signal`, they go out one at a time instead, the signal looked at
+   * before the first and after each: an abort rejects with the signal's reason (a plain `abort()`:
+   * an AbortError), once the dump under way is read (the handle stays usable).
    */
-  async snapshot(parts: readonly SnapshotPart[] = SNAPSHOT_PARTS): Promise<NamespaceSnapshot> {
-    const batch = this.socket.batch();
+  async snapshot(
+    parts: readonly SnapshotPart[] = SNAPSHOT_PARTS,
+    options: SnapshotOptions = {},
+  ): Promise<NamespaceSnapshot> {
+    options = optionsArgument(options, 'options', ['signal']);
+    const signal = signalOption(options.signal);
+    signal?.throwIfAborted();
     const wanted = SNAPSHOT_PARTS.filter((part) => parts.includes(part));
-    for (const part of wanted) {
-      const dump = snapshotDumps[part];
-      batch.add(dump.type, MessageFlag.DUMP, `list ${part}`, dump.encode);
-    }
-    const outcomes = await batch.send();
     const snapshot: NamespaceSnapshot = {
       links: [],
       addresses: [],
@@ -395,16 +402,25 @@ export class NetlinkHandle {
       proxyNeighbours: [],
       qdiscs: [],
     };
-    for (const [position, part] of wanted.entries()) {
-      const outcome = outcomes[position]!;
-      if (!outcome.ok) throw outcome.error;
-      const reply = snapshotDumps[part].type - 2; // replies to GET are NEW messages
-      const messages = outcome.messages.filter((message) => message.type === reply);
-      const decode = snapshotDumps[part].decode as (message: RawMessage) => unknown;
-      (snapshot[part] as unknown[]) = messages.map((message) => decode(message));
-      // Decoding a big namespace's dumps takes tens of ms: the event loop runs between them (a pod's
-      // few messages never wait here).
-      if (messages.length >= LARGE_DUMP_MESSAGES) await yieldToEventLoop();
+    for (const group of signal ? wanted.map((part) => [part]) : [wanted]) {
+      const batch = this.socket.batch();
+      for (const part of group) {
+        const dump = snapshotDumps[part];
+        batch.add(dump.type, MessageFlag.DUMP, `list ${part}`, dump.encode);
+      }
+      const outcomes = await batch.send();
+      signal?.throwIfAborted();
+      for (const [position, part] of group.entries()) {
+        const outcome = outcomes[position]!;
+        if (!outcome.ok) throw outcome.error;
+        const reply = snapshotDumps[part].type - 2; // replies to GET are NEW messages
+        const messages = outcome.messages.filter((message) => message.type === reply);
+        const decode = snapshotDumps[part].decode as (message: RawMessage) => unknown;
+        (snapshot[part] as unknown[]) = messages.map((message) => decode(message));
+        // Decoding a big namespace's dumps takes tens of ms: the event loop runs between them (a pod's
+        // few messages never wait here).
+        if (messages.length >= LARGE_DUMP_MESSAGES) await yieldToEventLoop();
+      }
     }
     return snapshot;
   }

@@ -37,4 +37,6 @@ export {
   type NamespaceSnapshot,
   NetlinkHandle,
   type RouteFilter,
+  type SnapshotOptions,
+  type SnapshotPart,
 } from './handle.js';

@@ -106,24 +106,8 @@ export async function scanNamespace(
       opened.close();
     }
   }
-  if (!signal) {
-    const snapshot = await namespace.snapshot();
-    return { interfaces: interfacesOf(snapshot), snapshot };
-  }
-  // With a signal, one dump at a time, the signal looked at between them.
-  const snapshot: NamespaceSnapshot = {
-    links: [],
-    addresses: [],
-    routes: [],
-    neighbours: [],
-    proxyNeighbours: [],
-    qdiscs: [],
-  };
-  for (const part of SNAPSHOT_PARTS) {
-    const dumped = await namespace.snapshot([part]);
-    signal.throwIfAborted();
-    (snapshot[part] as unknown[]) = dumped[part];
-  }
+  // With a signal, the handle dumps one part at a time and looks at the signal between them.
+  const snapshot = await namespace.snapshot(SNAPSHOT_PARTS, { signal });
   return { interfaces: interfacesOf(snapshot), snapshot };
 }
 

@@ -169,6 +169,10 @@ it('a scan aborted while it runs rejects with the reason: by path its socket clo
   try {
     expect(await failureOf(scanNamespace(handle, { signal: abortSoon(reason) }))).toBe(reason);
     expect(await handle.links()).toHaveLength(1001);
+    // The handle's own snapshot, which the scan calls, stops the same way.
+    expect(await failureOf(handle.snapshot(undefined, { signal: abortSoon(reason) }))).toBe(reason);
+    expect(await failureOf(handle.snapshot(undefined, { signal: AbortSignal.abort(reason) }))).toBe(reason);
+    expect((await handle.snapshot(['links'], { signal: new AbortController().signal })).links).toHaveLength(1001);
   } finally {
     handle.close();
   }
