@@ -302,11 +302,36 @@ function protectNamespacesNamedIn(directory: string, untouchable: Set<NamespaceK
       // Not a regular file, or unreadable: it names nothing gc can rely on.
     }
   };
-  for (const id of safeReaddir(directory)) {
-    if (id.startsWith('.')) continue;
-    protect(join(directory, id, 'state.json'));
-    for (const interfaceName of safeReaddir(join(directory, id, 'interfaces')))
-      protect(join(directory, id, 'interfaces', interfaceName, 'state.json'));
+  for (const { file } of recordFiles(directory)) protect(file);
+}
+
+/** A record file of a state directory: a sandbox's, or (with `interfaceName`) a CNI interface's. */
+interface RecordFile {
+  /** The sandbox or CNI container id: the name of its directory under the state directory. */
+  id: string;
+  /** `<state directory>/<id>`. */
+  directory: string;
+  /** `<directory>/state.json`, or `<directory>/interfaces/<interfaceName>/state.json`. */
+  file: string;
+  interfaceName?: string;
+}
+
+/**
+ * The record files of a state directory, as gc reads them: `<id>/state.json` (a sandbox) and
+ * `<id>/interfaces/<name>/state.json` (a CNI interface), each only when something is at that path.
+ * Entries starting with a dot (.locks, temporary files) are none.
+ */
+function* recordFiles(root: string): Generator<RecordFile> {
+  for (const id of safeReaddir(root)) {
+    if (id.startsWith('.')) continue; // .locks, temporary files
+    const directory = join(root, id);
+    const sandboxFile = join(directory, 'state.json');
+    if (isThere(sandboxFile)) yield { id, directory, file: sandboxFile };
+    for (const interfaceName of safeReaddir(join(directory, 'interfaces'))) {
+      const file = join(directory, 'interfaces', interfaceName, 'state.json');
+      // Only a record vcnet-cni's DEL set aside (state.json.unreadable-*): nothing owned, nothing to report.
+      if (isThere(file)) yield { id, directory, file, interfaceName };
+    }
   }
 }
 
@@ -381,49 +406,42 @@ function readOwners(directories: readonly string[]): {
     }
   };
   for (const root of trustedDirectories(directories, skipped, untouchable)) {
-    for (const id of safeReaddir(root)) {
-      if (id.startsWith('.')) continue; // .locks, temporary files
-      const directory = join(root, id);
+    for (const { id, directory, file, interfaceName } of recordFiles(root)) {
       const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
-      const sandboxFile = join(directory, 'state.json');
-      if (isThere(sandboxFile)) {
+      if (interfaceName === undefined) {
         consider(
           id,
-          sandboxFile,
-          directory,
-          lockPath,
-          () => removeTree(directory),
-          (text) => parseRecord(text, sandboxFile, { expectedId: id, content: sandboxContentSchema }) as never,
-        );
-      }
-      const interfaces = join(directory, 'interfaces');
-      for (const interfaceName of safeReaddir(interfaces)) {
-        const file = join(interfaces, interfaceName, 'state.json');
-        // Only a record vcnet-cni's DEL set aside (state.json.unreadable-*): nothing owned, nothing to report.
-        if (!isThere(file)) continue;
-        consider(
-          `${id}/${interfaceName}`,
           file,
           directory,
           lockPath,
-          () => {
-            removeTree(join(interfaces, interfaceName));
-            removeEmpty(interfaces);
-            removeEmpty(directory);
-          },
-          (text) => {
-            const record = parseRecord(text, file, { expectedId: id, content: cniContentSchema });
-            if (record.interfaceName !== interfaceName)
-              throw new StateInvalidError(
-                file,
-                'interfaceName',
-                `is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
-                record.interfaceName,
-              );
-            return record as never;
-          },
+          () => removeTree(directory),
+          (text) => parseRecord(text, file, { expectedId: id, content: sandboxContentSchema }) as never,
         );
+        continue;
       }
+      const interfaces = join(directory, 'interfaces');
+      consider(
+        `${id}/${interfaceName}`,
+        file,
+        directory,
+        lockPath,
+        () => {
+          removeTree(join(interfaces, interfaceName));
+          removeEmpty(interfaces);
+          removeEmpty(directory);
+        },
+        (text) => {
+          const record = parseRecord(text, file, { expectedId: id, content: cniContentSchema });
+          if (record.interfaceName !== interfaceName)
+            throw new StateInvalidError(
+              file,
+              'interfaceName',
+              `is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
+              record.interfaceName,
+            );
+          return record as never;
+        },
+      );
     }
   }
   return { owners, skipped, untouchable };
