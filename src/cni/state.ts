@@ -22,9 +22,11 @@ import { CniConfigError, CniEnvironmentError } from './errors.js';
 
 export const CNI_STATE_VERSION = RECORD_VERSION;
 
-/** A stateDir that cannot be used: the setting vcnet-cni takes (not the CLI's --state-dir). */
-export const CNI_STATE_DIR_HINT =
-  'point "stateDir" in the plugin\'s network configuration at a directory vcnet can create and write (default /run/vcnet/cni)';
+/** The setting with which vcnet-cni is given another state directory (not the CLI's --state-dir). */
+export const CNI_STATE_DIR_SETTING = '"stateDir" in the plugin\'s network configuration';
+
+/** A stateDir that cannot be used: the setting vcnet-cni takes. */
+export const CNI_STATE_DIR_HINT = `point ${CNI_STATE_DIR_SETTING} at a directory vcnet can create and write (default /run/vcnet/cni)`;
 
 /** SandboxLockedError's (and NamespaceBusyError's) hint for vcnet-cni: the setting that exists there. */
 export const CNI_LOCK_TIMEOUT_HINT = 'raise "lockTimeoutMs" in the plugin\'s network configuration';
@@ -96,6 +98,7 @@ export class AttachmentStore {
     this.container = new SandboxStore(containerId, stateDirectory, {
       lockTimeoutHint: CNI_LOCK_TIMEOUT_HINT,
       unusableHint: CNI_STATE_DIR_HINT,
+      stateDirectorySetting: CNI_STATE_DIR_SETTING,
     });
     this.interfacesDirectory = join(this.container.directory, 'interfaces');
     this.attachment = this.recordStore(interfaceName);
@@ -115,6 +118,7 @@ export class AttachmentStore {
       expectedId: this.containerId,
       register: false,
       unusableHint: CNI_STATE_DIR_HINT,
+      stateDirectorySetting: CNI_STATE_DIR_SETTING,
     });
   }
 

@@ -9,31 +9,36 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { VcnetError } from '../../errors.js';
+import { CLI_STATE_DIRECTORY_SETTING } from './trust.js';
 
 export class StateWriteError extends VcnetError {
   static override readonly errorName: string = 'StateWriteError';
   readonly errno: string;
-  constructor(path: string, cause: NodeJS.ErrnoException) {
+  /**
+   * `stateDirectorySetting`: how the writer's user picks another state directory, named in the hint
+   * (the CLI's --state-dir by default; vcnet-cni's is the network config's "stateDir").
+   */
+  constructor(path: string, cause: NodeJS.ErrnoException, stateDirectorySetting = CLI_STATE_DIRECTORY_SETTING) {
     const errno = String(cause.code ?? 'EUNKNOWN');
     super('VCNET_STATE_WRITE', `could not write ${path}: ${cause.message}`, {
       value: path,
-      hint: stateWriteHint(errno),
+      hint: stateWriteHint(errno, stateDirectorySetting),
       cause,
     });
     this.errno = errno;
   }
 }
 
-function stateWriteHint(errno: string): string {
+function stateWriteHint(errno: string, setting: string): string {
   switch (errno) {
     case 'ENOSPC':
     case 'EDQUOT':
       return 'the file system of the state directory is full: free space there (df), then run the command again';
     case 'EROFS':
-      return 'the state directory is on a read-only file system: point --state-dir (or VCNET_STATE_DIR) at a writable one';
+      return `the state directory is on a read-only file system: point ${setting} at a writable one`;
     case 'EPERM':
     case 'EACCES':
-      return 'the state directory is not writable by vcnet (permissions, or chattr +i): fix it or pick another with --state-dir';
+      return `the state directory is not writable by vcnet (permissions, or chattr +i): fix it, or point ${setting} at another`;
     default:
       return 'the state directory could not be written: check its file system (dmesg), then run the command again';
   }
@@ -54,12 +59,15 @@ export function temporaryFileName(prefix: string): string {
  * The temporary file beside it (`temporaryPrefix`, see temporaryFileName) is made new, never opened
  * when anything is at its name (O_EXCL: no planted file, FIFO or link is written into, renamed or
  * removed), and checked to be a regular file of vcnet's user before a byte is written.
+ * `stateDirectorySetting` is what the error's hint tells to change (StateWriteError's).
  */
 export function replaceFileAtomically(
   path: string,
   text: string,
-  options: { temporaryPrefix: string; mode: number },
+  options: { temporaryPrefix: string; mode: number; stateDirectorySetting?: string },
 ): void {
+  const failed = (error: unknown) =>
+    new StateWriteError(path, error as NodeJS.ErrnoException, options.stateDirectorySetting);
   const bytes = Buffer.from(text, 'utf8');
   const temporary = temporaryFileName(options.temporaryPrefix);
   let fd: number | undefined;
@@ -95,7 +103,7 @@ export function replaceFileAtomically(
     }
     // Only a file this call made: whatever another process had at the name stays as it was.
     if (made) rmSync(temporary, { force: true });
-    throw new StateWriteError(path, error as NodeJS.ErrnoException);
+    throw failed(error);
   }
   // The rename is durable once the directory is: a crash after this keeps the new file.
   try {
@@ -106,6 +114,6 @@ export function replaceFileAtomically(
       closeSync(directoryFd);
     }
   } catch (error) {
-    throw new StateWriteError(path, error as NodeJS.ErrnoException);
+    throw failed(error);
   }
 }

@@ -140,6 +140,8 @@ export interface SandboxStoreOptions {
   lockTimeoutHint?: string;
   /** For a state directory that cannot be one: how to pick another where this store is used (the CLI's by default). */
   unusableHint?: string;
+  /** For a record that cannot be written: the setting that picks another state directory where this store is used (the CLI's by default). */
+  stateDirectorySetting?: string;
   /**
    * Register the state directory for gc before the first record is written (false for records nested
    * in another's directory, whose root is then checked as a directory inside the state).
@@ -275,6 +277,9 @@ export class SandboxStore {
     replaceFileAtomically(this.statePath, `${JSON.stringify(state, null, 2)}\n`, {
       temporaryPrefix: join(this.directory, '.state.'),
       mode: 0o600,
+      ...(this.options.stateDirectorySetting !== undefined
+        ? { stateDirectorySetting: this.options.stateDirectorySetting }
+        : {}),
     });
   }
 

@@ -23,11 +23,14 @@ export class StateDirectoryError extends VcnetError {
 }
 
 /**
- * How the user of the CLI (and of the library, whose SandboxStore the CLI uses) picks another state
- * directory. vcnet-cni names its own setting (the network config's "stateDir"): callers pass theirs.
+ * The setting with which the user of the CLI (and of the library, whose SandboxStore the CLI uses)
+ * picks another state directory. vcnet-cni names its own (the network config's "stateDir"): callers
+ * of the hints below pass theirs.
  */
-export const CLI_UNUSABLE_STATE_DIRECTORY_HINT =
-  'point --state-dir (or VCNET_STATE_DIR) at a directory vcnet can create and write (default /run/vcnet/sandboxes)';
+export const CLI_STATE_DIRECTORY_SETTING = '--state-dir (or VCNET_STATE_DIR)';
+
+/** How the user of the CLI picks another state directory that can be used. */
+export const CLI_UNUSABLE_STATE_DIRECTORY_HINT = `point ${CLI_STATE_DIRECTORY_SETTING} at a directory vcnet can create and write (default /run/vcnet/sandboxes)`;
 
 /** A state directory that could not be made (a component is a file, under /proc, read-only...), as StateDirectoryError. */
 export function unusableStateDirectory(

@@ -977,6 +977,68 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     expect(reservations()).toEqual([]);
   });
 
+  it('on a read-only file system where the record goes: ADD fails with code 11, the hint naming "stateDir", and is undone', () => {
+    const { node, pod } = makeNodeAndPod();
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const list = conflist({});
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const previous = runtime.add(bridgeOnly);
+    const afterBridge = fingerprint(pod);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: '1.0.0', name: list.name };
+    // The state directory and its lock stay writable (ADD gets as far as writing the record); the
+    // interface's record directory is a read-only bind mount, in a private mount namespace of the
+    // plugin's run only, so nothing outside sees it.
+    const readOnly = join(stateDirectory, attachment.containerId, 'interfaces', attachment.interfaceName);
+    mkdirSync(readOnly, { recursive: true, mode: 0o700 });
+    const script = 'mount --bind "$RO" "$RO" && mount -o remount,bind,ro "$RO" || exit 90; exec "$@"';
+    const run = spawnSync(
+      'unshare',
+      [
+        '-m',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        script,
+        'sh',
+        IP_COMMAND,
+        'netns',
+        'exec',
+        node.name,
+        findPlugin('vcnet-cni'),
+      ],
+      {
+        input: JSON.stringify({ ...vcnetConfig, prevResult: previous }),
+        encoding: 'utf8',
+        env: {
+          PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+          VCNET_NODE: process.execPath,
+          RO: readOnly,
+          CNI_COMMAND: 'ADD',
+          CNI_CONTAINERID: attachment.containerId,
+          CNI_NETNS: attachment.namespacePath,
+          CNI_IFNAME: attachment.interfaceName,
+          CNI_PATH,
+          ...(process.env.VCNET_STATE_REGISTRY ? { VCNET_STATE_REGISTRY: process.env.VCNET_STATE_REGISTRY } : {}),
+        },
+      },
+    );
+    expect(run.status, run.stderr).toBe(1);
+    const reply = JSON.parse(run.stdout) as CniErrorOutput;
+    expect(reply).toMatchObject({ code: 11 });
+    expect(reply.msg).toContain('EROFS');
+    // The plugin's setting, not the CLI's --state-dir (vcnet-cni takes no such flag).
+    expect(reply.details).toContain(`point "stateDir" in the plugin's network configuration at a writable one`);
+    expect(reply.details).not.toMatch(/--state-dir|VCNET_STATE_DIR/);
+    expect(fingerprint(pod)).toEqual(afterBridge);
+
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    runtime.del(bridgeOnly, previous);
+    expect(reservations()).toEqual([]);
+  });
+
   it('ADD that fails before recording anything (code 101) registers no state directory', () => {
     const { node, pod } = makeNodeAndPod();
     const runtime = new CniRuntime(node, attachmentIn(pod, 'eth7'));
