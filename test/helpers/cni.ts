@@ -117,7 +117,8 @@ export class CniRuntime {
     readonly extraEnvironment: Record<string, string> = {},
   ) {}
 
-  private environment(command: string, extra: Record<string, string>): NodeJS.ProcessEnv {
+  /** The environment a plugin runs `command` in, as libcni gives it, with `extra` on top (for tests that exec a plugin themselves). */
+  environment(command: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     return {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       // The wrapper runs the same node as the tests.

@@ -28,7 +28,6 @@ import { pauseAfterTap, vcnet } from '../../helpers/cli.js';
 import {
   type Attachment,
   bridgeThenVcnet,
-  CNI_PATH,
   CniChainError,
   type CniErrorOutput,
   CniRuntime,
@@ -452,17 +451,7 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
 
     // An ADD killed (-9) right after it made the tap: its record has no device.
     const child = spawn(IP_COMMAND, ['netns', 'exec', node.name, findPlugin('vcnet-cni')], {
-      env: {
-        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-        VCNET_NODE: process.execPath,
-        CNI_COMMAND: 'ADD',
-        CNI_CONTAINERID: attachment.containerId,
-        CNI_NETNS: attachment.namespacePath,
-        CNI_IFNAME: attachment.interfaceName,
-        CNI_PATH,
-        ...(process.env.VCNET_STATE_REGISTRY ? { VCNET_STATE_REGISTRY: process.env.VCNET_STATE_REGISTRY } : {}),
-        ...pauseAfterTap('tap0_kata'),
-      },
+      env: runtime.environment('ADD', pauseAfterTap('tap0_kata')),
     });
     child.stdin.end(JSON.stringify(vcnetConfig));
     await new Promise<void>((resolve, reject) => {
@@ -992,38 +981,12 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     const readOnly = join(stateDirectory, attachment.containerId, 'interfaces', attachment.interfaceName);
     mkdirSync(readOnly, { recursive: true, mode: 0o700 });
     const script = 'mount --bind "$RO" "$RO" && mount -o remount,bind,ro "$RO" || exit 90; exec "$@"';
-    const run = spawnSync(
-      'unshare',
-      [
-        '-m',
-        '--propagation',
-        'private',
-        'sh',
-        '-c',
-        script,
-        'sh',
-        IP_COMMAND,
-        'netns',
-        'exec',
-        node.name,
-        findPlugin('vcnet-cni'),
-      ],
-      {
-        input: JSON.stringify({ ...vcnetConfig, prevResult: previous }),
-        encoding: 'utf8',
-        env: {
-          PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-          VCNET_NODE: process.execPath,
-          RO: readOnly,
-          CNI_COMMAND: 'ADD',
-          CNI_CONTAINERID: attachment.containerId,
-          CNI_NETNS: attachment.namespacePath,
-          CNI_IFNAME: attachment.interfaceName,
-          CNI_PATH,
-          ...(process.env.VCNET_STATE_REGISTRY ? { VCNET_STATE_REGISTRY: process.env.VCNET_STATE_REGISTRY } : {}),
-        },
-      },
-    );
+    const plugin = [IP_COMMAND, 'netns', 'exec', node.name, findPlugin('vcnet-cni')];
+    const run = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, 'sh', ...plugin], {
+      input: JSON.stringify({ ...vcnetConfig, prevResult: previous }),
+      encoding: 'utf8',
+      env: runtime.environment('ADD', { RO: readOnly }),
+    });
     expect(run.status, run.stderr).toBe(1);
     const reply = JSON.parse(run.stdout) as CniErrorOutput;
     expect(reply).toMatchObject({ code: 11 });
