@@ -128,10 +128,22 @@ export class RouteSocket {
     }
   }
 
-  /** Calls `readable` from the event loop whenever data waits, until stopWatching(). */
+  /**
+   * Calls `readable` from the event loop whenever data waits, until stopWatching(). When the socket
+   * has an error pending (sk_err: ENOBUFS after the kernel dropped events for an overrun receive
+   * queue), epoll reports POLLERR, and libuv stops the poll handle for good before the callback
+   * (status UV_EBADF): the handle is let go here, so that the watch() the caller makes after reading
+   * (receive() then takes the error) starts a fresh one. Kept, the dead handle would make watch() a
+   * no-op: a listener that nothing wakes again, and a process whose event loop empties (`vcnet watch`
+   * exited 13, "unsettled top-level await", after a notification flood).
+   */
   watch(readable: () => void): void {
     if (this.watcher || this.closed) return;
-    this.watcher = nativeNetlink.watchReadable(this.fd, readable);
+    const watcher = nativeNetlink.watchReadable(this.fd, (status) => {
+      if (status < 0 && this.watcher === watcher) this.stopWatching();
+      readable();
+    });
+    this.watcher = watcher;
   }
 
   get watching(): boolean {
