@@ -15,6 +15,7 @@ import { VcnetError } from '../errors.js';
 import { nativeFileLock } from '../native/file-lock.js';
 import type { Link } from '../netlink/codec/link.js';
 import { recordsOfNamespace } from '../network/garbage-collector.js';
+import { isVcnetDevice } from '../network/link-name.js';
 import {
   describeOwner,
   LinkNameTakenError,
@@ -118,8 +119,9 @@ function realFile(path: string): string {
 
 /**
  * Refuses a namespace another owner holds: a link in vcnet's link group is in it, or a record names
- * it. Records are read only when a link says a VM may be there (vcnet's group, or a macvtap, which
- * the `existing` model hands to a VM as it is), so an attach into a fresh pod reads none.
+ * it. Records are read only when a link says a VM may be there (vcnet's group, a link named as
+ * vcnet's taps and ifbs, or a macvtap, which the `existing` model hands to a VM as it is), so an
+ * attach into a fresh pod reads none.
  * `ownRecords` (vcnet-cni: the files of its container's records) are the caller's own: what they
  * made is no other owner's, and a foreign holder is named with NamespaceHeldError and its link.
  */
@@ -131,11 +133,21 @@ export function refuseHeldNamespace(
   options: { ownRecords?: readonly string[] } = {},
 ): void {
   const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
-  if (grouped.length === 0 && !links.some((link) => link.kind === 'macvtap')) return;
+  // Named as vcnet's taps and ifbs, in no group: one an attach or ADD killed between making it and
+  // moving it into the group left (its record has the create-link, but no device yet). Held when a
+  // record says it made it; otherwise someone else's, or an orphan gc takes (vcnet-cni steps over its name).
+  const named = links.filter((link) => link.group !== VCNET_LINK_GROUP && isVcnetDevice(link));
+  if (grouped.length === 0 && named.length === 0 && !links.some((link) => link.kind === 'macvtap')) return;
   const records = recordsOfNamespace(identity, stateDirectories);
   const own = new Set((options.ownRecords ?? []).map(realFile));
   const others = records.filter((record) => !own.has(realFile(record.file)));
   const ours = records.filter((record) => own.has(realFile(record.file)));
+  for (const link of named) {
+    const owner = others.find((record) => record.holds(link));
+    if (!owner) continue;
+    if (options.ownRecords) throw new NamespaceHeldError(namespacePath, owner, link);
+    throw new LinkNameTakenError(link.name, link, undefined, owner);
+  }
   for (const link of grouped) {
     const owner = others.find((record) => record.holds(link));
     if (owner) {

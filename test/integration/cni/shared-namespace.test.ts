@@ -6,13 +6,13 @@
  * it from the test: each command waits for it, fails as busy changing nothing, and succeeds once it
  * is released (no timing-dependent race).
  */
-import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nativeFileLock } from '../../../src/native/file-lock.js';
-import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
-import { type CniErrorOutput, CniRuntime, IP_COMMAND, missingCniPlugins } from '../../helpers/cni.js';
+import { CLI, pauseAfterTap, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { type CniErrorOutput, CniRuntime, findPlugin, IP_COMMAND, missingCniPlugins } from '../../helpers/cni.js';
 import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -111,6 +111,53 @@ describe.skipIf(skipReason)('vcnet-cni ADD into a namespace a `vcnet attach` san
     expect(chained.status, chained.stdout + chained.stderr).toBe(0);
     expect(second.invoke('DEL', vcnetCni(pod, 'eth1')).status).toBe(0);
     expect(first.invoke('DEL', vcnetCni(pod, 'eth0')).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+describe.skipIf(skipReason)("vcnet-cni ADD beside another container's ADD killed half-way", () => {
+  it('is refused naming that container, whose DEL frees the namespace; then it is added', async () => {
+    const { pod, node } = makePod({ interfaces: 2 });
+    const before = fingerprint(pod);
+    const killed = cni(node, pod, 'ctr-killed', 'eth0');
+    // Killed (-9) right after it made its tap: the tap is in no group yet, and the record has no device.
+    const child = spawn(IP_COMMAND, ['netns', 'exec', node.name, findPlugin('vcnet-cni')], {
+      env: killed.environment('ADD', pauseAfterTap('tap0_kata')),
+    });
+    child.stdin.end(JSON.stringify(vcnetCni(pod, 'eth0')));
+    await new Promise<void>((resolve, reject) => {
+      let stderr = '';
+      child.stderr.on('data', (chunk) => {
+        stderr += chunk;
+        if (stderr.includes('paused after creating tap0_kata')) resolve();
+      });
+      child.on('close', () => reject(new Error(`ADD ended before the pause: ${stderr}`)));
+    });
+    const ended = new Promise((resolve) => child.on('close', resolve));
+    child.kill('SIGKILL');
+    await ended;
+    expect(JSON.parse(readFileSync(cniRecord('ctr-killed', 'eth0'), 'utf8')).device).toBeUndefined();
+    const half = fingerprint(pod);
+
+    // Another container's ADD into the namespace would make a second VM's NIC beside the first's.
+    const other = cni(node, pod, 'ctr-next', 'eth1');
+    const refused = other.invoke('ADD', vcnetCni(pod, 'eth1'));
+    expect(refused.status, refused.stdout + refused.stderr).not.toBe(0);
+    const reply = refused.output as unknown as CniErrorOutput;
+    expect(reply.code).toBe(103);
+    expect(reply.msg).toContain(`holds the NICs of vcnet-cni's eth0 of container ctr-killed (its tap0_kata, index`);
+    expect(reply.details).toContain(
+      `the runtime's CNI DEL of container ctr-killed (CNI_IFNAME eth0) frees it first (its record: ${cniRecord('ctr-killed', 'eth0')})`,
+    );
+    expect(fingerprint(pod)).toEqual(half);
+    expect(existsSync(join(cniStateDirectory(), 'ctr-next'))).toBe(false);
+
+    // As the hint says: the killed container's DEL, then the ADD goes through.
+    expect(killed.invoke('DEL', vcnetCni(pod, 'eth0')).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+    const added = other.invoke('ADD', vcnetCni(pod, 'eth1'));
+    expect(added.status, added.stdout + added.stderr).toBe(0);
+    expect(other.invoke('DEL', vcnetCni(pod, 'eth1')).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   });
 });
