@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
+import { VcnetError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { shellWord } from '../../shell-word.js';
 import { errorLogFields } from '../observability/log-subscriber.js';
@@ -74,8 +75,28 @@ export function registerWatch(program: Command): void {
         signalled = resolve;
         for (const name of stopSignals) process.once(name, resolve);
       });
-      const gone = await Promise.race([signal.then(() => undefined), watching.ended]);
+      // Node ends a process whose event loop has nothing left to wait for, however long the command
+      // awaits: a watch with no poll on its event socket (and no timer due) would exit 13, "unsettled
+      // top-level await", saying nothing. It fails instead, saying so, with a vcnet exit code.
+      let loopEmptied: () => void = () => {};
+      const emptied = new Promise<'emptied'>((resolve) => {
+        loopEmptied = () => resolve('emptied');
+        process.once('beforeExit', loopEmptied);
+      });
+      const gone = await Promise.race([signal.then(() => undefined), watching.ended, emptied]);
       for (const name of stopSignals) process.off(name, signalled);
+      process.off('beforeExit', loopEmptied);
+      if (gone === 'emptied') {
+        await watching.stop();
+        throw new VcnetError(
+          'VCNET_ERROR',
+          `watch of sandbox ${options.sandbox} stopped hearing of namespace changes: nothing was left to wake it (a bug in vcnet; please report it); the changes it applied are recorded`,
+          {
+            value: options.sandbox,
+            hint: `\`vcnet watch --sandbox ${shellWord(options.sandbox)}\` starts it again; it leaves alone a link added since that has an address: \`vcnet add-iface ${shellWord(options.sandbox)} FILE\` attaches one`,
+          },
+        );
+      }
       // What changed just before the signal is applied first (a link added during the debounce would
       // otherwise be lost: a watch started later leaves an addressed link alone), within a bound.
       let bound: NodeJS.Timeout | undefined;

@@ -9,6 +9,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { type NamespaceChange, NamespaceWatcher } from '../../../src/network/namespace-watcher.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
@@ -97,5 +98,39 @@ describe('a watch whose event socket overran (ENOBUFS)', () => {
     pod.exec('ip', ['link', 'del', 'eth5']);
     pod.exec('ip', ['link', 'del', 'fl0']);
     expect(vcnet(['detach', '--sandbox', 'ov1', '--state-dir', stateDir]).status).toBe(0);
+  });
+  it('vcnet watch that nothing wakes any more fails saying so, with exit 1 (never exit 13 in silence)', async () => {
+    // Whatever left the event loop empty (the dead poll above was one way): a preload makes the
+    // addon's poll of every socket opened with multicast groups (the event socket) a handle that
+    // never fires. The addon is one module object per process, shared with the bundled program.
+    const addon = fileURLToPath(new URL('../../../build/Release/vcnet_native.node', import.meta.url));
+    const preload = join(cleanup.directory('vcnet-watch-deaf-'), 'deaf.mjs');
+    writeFileSync(
+      preload,
+      `import { createRequire } from 'node:module';
+       const native = createRequire(import.meta.url)(${JSON.stringify(addon)});
+       const open = native.openNetlink, watch = native.watchReadable, events = new Set();
+       native.openNetlink = (path, protocol, groups) => { const fd = open(path, protocol, groups); if (groups) events.add(fd); return fd; };
+       native.watchReadable = (fd, callback) => (events.has(fd) ? {} : watch(fd, callback));\n`,
+    );
+    const stateDir = cleanup.directory('vcnet-watch-deaf-state-');
+    const { pod } = makePod();
+    expect(vcnet(['attach', '--sandbox', 'ov2', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    cleanup.defer(() => void vcnet(['detach', '--sandbox', 'ov2', '--state-dir', stateDir]));
+    const run = vcnetAsync(['watch', '--sandbox', 'ov2', '--state-dir', stateDir, '--debounce', '50'], {
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`.trim(),
+    });
+    cleanup.defer(() => void run.child.kill('SIGKILL'));
+    const result = await Promise.race([
+      run.done,
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 20_000)),
+    ]);
+    expect(result, 'the watch ran on with nothing to wake it').toBeDefined();
+    expect(result?.stderr).toContain(
+      'vcnet: watch of sandbox ov2 stopped hearing of namespace changes: nothing was left to wake it (a bug in vcnet; please report it)',
+    );
+    expect(result?.stderr).toContain('hint: `vcnet watch --sandbox ov2` starts it again');
+    expect(result?.status).toBe(1);
+    expect(vcnet(['detach', '--sandbox', 'ov2', '--state-dir', stateDir]).status).toBe(0);
   });
 });
