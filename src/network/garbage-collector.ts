@@ -20,7 +20,9 @@
  * from state gc does not read (another registry or state directory, a wiped /run), and may be a
  * running VM's. A record whose namespace exists nowhere is an
  * orphan record: gc deletes it (under that sandbox's lock). A record gc cannot read is named in the
- * report and skipped; when it still tells which namespace it is about, that namespace is left alone.
+ * report and skipped; when it still tells which namespace it is about, that namespace is left alone;
+ * when it cannot be read at all (EIO, EMFILE), or a directory of records cannot be listed, it may be
+ * about any namespace, so no link, filter or qdisc is removed anywhere that run.
  *
  * Links are listed before records are read: an attach journals each link before making it, so a
  * link gc sees is already in a record gc reads afterwards.
@@ -38,7 +40,7 @@ import {
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
-import { errnoOf, InvalidInputError } from '../errors.js';
+import { errnoOf, InvalidInputError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
 import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/tc/message.js';
@@ -272,7 +274,7 @@ export function namespaceExistsNowhere(recorded: { path: string; dev: number; in
 function trustedDirectories(
   directories: readonly string[],
   skipped: SkippedRecord[],
-  untouchable?: Set<NamespaceKey>,
+  untouchable?: Untouchable,
 ): string[] {
   return directories.filter((directory) => {
     try {
@@ -280,10 +282,34 @@ function trustedDirectories(
       return true;
     } catch (error) {
       skipped.push({ file: directory, reason: `not read: ${(error as Error).message}` });
-      if (untouchable) protectNamespacesNamedIn(directory, untouchable);
+      if (untouchable) protectNamespacesNamedIn(directory, untouchable, skipped);
       return false;
     }
   });
+}
+
+/**
+ * The namespaces gc must not remove links from: those named by records it could not use as owners,
+ * or all of them (`everything`) when a record or a state directory could not be read at all, so the
+ * namespace it is about cannot be known (in doubt, nothing is removed; records are still dropped).
+ */
+interface Untouchable {
+  keys: Set<NamespaceKey>;
+  everything: boolean;
+}
+
+const LEFT_ALONE_EVERYWHERE =
+  'so gc removes no link, filter or qdisc in any namespace this run (the records there may be of a live sandbox); fix the file system or its permissions and run gc again';
+
+/** A directory of records gc could not list (EIO, EMFILE, EACCES...): skipped, and nothing removed anywhere. */
+function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
+  return (directory: string, error: unknown) => {
+    skipped.push({
+      file: directory,
+      reason: `not listed: ${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}`,
+    });
+    untouchable.everything = true;
+  };
 }
 
 /**
@@ -292,17 +318,18 @@ function trustedDirectories(
  * the namespace they name (never through a link, never blocking), and those namespaces are left
  * alone. Another user can make gc leave a namespace alone this way, never make it remove anything.
  */
-function protectNamespacesNamedIn(directory: string, untouchable: Set<NamespaceKey>): void {
+function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, skipped: SkippedRecord[]): void {
   const protect = (file: string) => {
     try {
       const text = readRecordFile(file);
       const named = text === undefined ? undefined : salvageNamespace(text);
-      if (named) untouchable.add(keyOf(named));
-    } catch {
-      // Not a regular file, or unreadable: it names nothing gc can rely on.
+      if (named) untouchable.keys.add(keyOf(named));
+    } catch (error) {
+      // Not a regular file: it names nothing gc can rely on. Unreadable (EIO...): it may name any.
+      if (error instanceof SystemCallError) untouchable.everything = true;
     }
   };
-  for (const { file } of recordFiles(directory)) protect(file);
+  for (const { file } of recordFiles(directory, unlistable(skipped, untouchable))) protect(file);
 }
 
 /** A record file of a state directory: a sandbox's, or (with `interfaceName`) a CNI interface's. */
@@ -321,13 +348,17 @@ interface RecordFile {
  * `<id>/interfaces/<name>/state.json` (a CNI interface), each only when something is at that path.
  * Entries starting with a dot (.locks, temporary files) are none.
  */
-function* recordFiles(root: string): Generator<RecordFile> {
-  for (const id of safeReaddir(root)) {
+function* recordFiles(
+  root: string,
+  /** A directory that is there but cannot be listed (anything but ENOENT/ENOTDIR). */
+  onUnlistable: (directory: string, error: unknown) => void,
+): Generator<RecordFile> {
+  for (const id of readdirOrReport(root, onUnlistable)) {
     if (id.startsWith('.')) continue; // .locks, temporary files
     const directory = join(root, id);
     const sandboxFile = join(directory, 'state.json');
     if (isThere(sandboxFile)) yield { id, directory, file: sandboxFile };
-    for (const interfaceName of safeReaddir(join(directory, 'interfaces'))) {
+    for (const interfaceName of readdirOrReport(join(directory, 'interfaces'), onUnlistable)) {
       const file = join(directory, 'interfaces', interfaceName, 'state.json');
       // Only a record vcnet-cni's DEL set aside (state.json.unreadable-*): nothing owned, nothing to report.
       if (isThere(file)) yield { id, directory, file, interfaceName };
@@ -345,6 +376,20 @@ function isThere(path: string): boolean {
   }
 }
 
+/**
+ * The entries of a directory of records: none when it is not there (ENOENT, ENOTDIR: no records);
+ * any other error (EIO, EMFILE, ENOMEM, EACCES) is not "no records": reported, and read as none.
+ */
+function readdirOrReport(directory: string, onUnlistable: (directory: string, error: unknown) => void): string[] {
+  try {
+    return readdirSync(directory);
+  } catch (error) {
+    const code = errnoOf(error);
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') onUnlistable(directory, error);
+    return [];
+  }
+}
+
 function safeReaddir(directory: string): string[] {
   try {
     return readdirSync(directory);
@@ -356,11 +401,11 @@ function safeReaddir(directory: string): string[] {
 function readOwners(directories: readonly string[]): {
   owners: RecordOwner[];
   skipped: SkippedRecord[];
-  untouchable: Set<NamespaceKey>;
+  untouchable: Untouchable;
 } {
   const owners: RecordOwner[] = [];
   const skipped: SkippedRecord[] = [];
-  const untouchable = new Set<NamespaceKey>();
+  const untouchable: Untouchable = { keys: new Set(), everything: false };
   const consider = (
     id: string,
     file: string,
@@ -374,7 +419,14 @@ function readOwners(directories: readonly string[]): {
       // Never through a link, never blocking on a FIFO: the error names the file, not its content.
       text = readRecordFile(file);
     } catch (error) {
-      skipped.push({ file, reason: (error as Error).message });
+      if (!(error instanceof SystemCallError)) {
+        // A link, a FIFO, a directory where the record should be: not a record, it names nothing.
+        skipped.push({ file, reason: (error as Error).message });
+        return;
+      }
+      // Unreadable (EIO, EMFILE, EACCES...): a record is there, of a namespace gc cannot know.
+      skipped.push({ file, reason: `${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}` });
+      untouchable.everything = true;
       return;
     }
     if (text === undefined) return; // removed meanwhile
@@ -385,7 +437,7 @@ function readOwners(directories: readonly string[]): {
         // Its namespace is alive at its path under another inode: dropping the record as "exists
         // nowhere" would orphan what attach made there. Read as unreadable, that namespace left alone.
         skipped.push({ file, reason: damaged.error.message });
-        untouchable.add(damaged.key);
+        untouchable.keys.add(damaged.key);
         return;
       }
       owners.push({
@@ -402,11 +454,11 @@ function readOwners(directories: readonly string[]): {
     } catch (error) {
       skipped.push({ file, reason: (error as Error).message });
       const salvaged = salvageNamespace(text);
-      if (salvaged) untouchable.add(keyOf(salvaged));
+      if (salvaged) untouchable.keys.add(keyOf(salvaged));
     }
   };
   for (const root of trustedDirectories(directories, skipped, untouchable)) {
-    for (const { id, directory, file, interfaceName } of recordFiles(root)) {
+    for (const { id, directory, file, interfaceName } of recordFiles(root, unlistable(skipped, untouchable))) {
       const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
       if (interfaceName === undefined) {
         consider(
@@ -606,7 +658,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       const key = keyOf(namespace.identity);
       const namespacePath = namespace.identity.path;
       const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
-      if (untouchable.has(key)) {
+      if (untouchable.everything || untouchable.keys.has(key)) {
         report.kept += grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? '')).length;
         continue;
       }

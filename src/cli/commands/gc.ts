@@ -26,7 +26,7 @@ export function registerGc(program: Command): void {
     )
     .option(
       '--state-dir <dir...>',
-      'more state directories to read (always read: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in); one another user owns or can write is refused (exit 2), and skipped (listed in `skipped`) when only the registry or a default names it',
+      "more state directories to read (always read: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in); one another user owns or can write is refused (exit 2), and skipped (listed in `skipped`) when only the registry or a default names it; a directory of records gc cannot list or a record it cannot read (EIO, EMFILE, ENOMEM: not ENOENT) is listed in `skipped`, and gc then removes no link, filter or qdisc in any namespace (that record may be a live sandbox's; records of namespaces that exist nowhere still go)",
     )
     .option('--json', 'machine-readable output')
     .action(async (options: { dryRun?: boolean; netns?: string[]; stateDir?: string[]; json?: boolean }) => {
