@@ -48,6 +48,7 @@ import { NetlinkHandle } from '../netlink/handle.js';
 import {
   damagedIdentityField,
   NamespaceGoneError,
+  NamespaceHolders,
   type NamespaceIdentity,
   NamespacePathError,
   NETNS_RUN_DIRECTORY,
@@ -535,6 +536,10 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   const scoped = options.namespaces?.map((path) => resolve(path));
   /** Named paths that do not exist: only records naming them can be collected (else the path is refused). */
   const missing: string[] = [];
+  // Where gone records' namespaces may still be held, each place (every process's fds too) listed
+  // once per gc, not once per record: only ever looked at to keep a record or find its namespace.
+  let holderIndex: NamespaceHolders | undefined;
+  const holdersOf = (key: NamespaceKey) => (holderIndex ??= new NamespaceHolders()).of(identityOfKey(key));
 
   // 1. Open the namespaces to look in and list their links (before any record is read: see above).
   const scans: Array<{ namespace: OpenedNamespace; handle: NetlinkHandle; links: Link[] }> = [];
@@ -563,8 +568,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
           // made there, alive; it is looked at through that process (the records read here only say
           // which namespace; the owners are read again after the links are listed).
           ownersByPath ??= readOwners(directories).owners;
-          for (const owner of ownersByPath)
-            if (owner.namespacePath === path) toScan.push(...namespaceHolderPaths(identityOfKey(owner.key)));
+          for (const owner of ownersByPath) if (owner.namespacePath === path) toScan.push(...holdersOf(owner.key));
           continue;
         }
         throw error;
@@ -613,7 +617,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       if (live.has(owner.key) || nowLive.has(owner.key) || pathHolds(owner.namespacePath, owner.key)) continue;
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
       // A thread alone in the namespace keeps it too (looked for only before dropping a record).
-      if (namespaceHolderPaths(identityOfKey(owner.key)).length > 0) continue;
+      if (holdersOf(owner.key).length > 0) continue;
       const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
       if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
       try {
@@ -643,7 +647,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       if (!(live.has(owner.key) || nowLive.has(owner.key))) continue;
       await yieldToEventLoop();
       signal?.throwIfAborted();
-      await finishUnfinished(owner.id, dirname(owner.directory), report);
+      await finishUnfinished(owner.id, dirname(owner.directory), report, (holderIndex ??= new NamespaceHolders()));
     }
 
     // 4. Links of vcnet's group that no record claims in their namespace.
@@ -1203,7 +1207,12 @@ async function rateLimitHtbOf(
  * A record with endpoints whose attach never completed and whose lock is free: nobody is working on
  * it, so gc undoes what those endpoints recorded, in the namespace the record names (by identity).
  */
-async function finishUnfinished(id: string, root: string, report: GarbageReport): Promise<void> {
+async function finishUnfinished(
+  id: string,
+  root: string,
+  report: GarbageReport,
+  holders: NamespaceHolders,
+): Promise<void> {
   const store = new SandboxStore(id, root);
   try {
     await store.withLockIfRecorded(
@@ -1221,7 +1230,8 @@ async function finishUnfinished(id: string, root: string, report: GarbageReport)
         } catch (error) {
           // Its path is gone but a process still runs in it: finished through that process.
           const relocated =
-            error instanceof NamespaceGoneError && openNamespaceHeldElsewhere(current.namespace, store.statePath);
+            error instanceof NamespaceGoneError &&
+            openNamespaceHeldElsewhere(current.namespace, store.statePath, holders);
           if (!relocated) throw error;
           namespace = relocated.opened;
         }
