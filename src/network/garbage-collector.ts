@@ -536,10 +536,16 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   const scoped = options.namespaces?.map((path) => resolve(path));
   /** Named paths that do not exist: only records naming them can be collected (else the path is refused). */
   const missing: string[] = [];
+  /** Those paths as they were given (--netns), in the same order. */
+  const missingAsGiven: string[] = [];
   // Where gone records' namespaces may still be held, each place (every process's fds too) listed
   // once per gc, not once per record: only ever looked at to keep a record or find its namespace.
   let holderIndex: NamespaceHolders | undefined;
-  const holdersOf = (key: NamespaceKey) => (holderIndex ??= new NamespaceHolders()).of(identityOfKey(key));
+  const holders = () => {
+    holderIndex ??= new NamespaceHolders();
+    return holderIndex;
+  };
+  const holdersOf = (key: NamespaceKey) => holders().of(identityOfKey(key));
 
   // 1. Open the namespaces to look in and list their links (before any record is read: see above).
   const scans: Array<{ namespace: OpenedNamespace; handle: NetlinkHandle; links: Link[] }> = [];
@@ -564,6 +570,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         if (scoped === undefined || position >= scoped.length) continue; // gone meanwhile, or not a network namespace
         if (error instanceof NamespacePathError && error.what === 'missing') {
           missing.push(path);
+          missingAsGiven.push(options.namespaces![position]!);
           // Only the path may be gone: a process still in the namespace keeps it, and what a record
           // made there, alive; it is looked at through that process (the records read here only say
           // which namespace; the owners are read again after the links are listed).
@@ -594,12 +601,19 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     report.skipped.push(...skipped);
     // Gone, and nothing recorded there: nothing to collect (a path that is there and is not a
     // network namespace was refused above).
-    for (const path of missing)
-      if (!owners.some((owner) => owner.namespacePath === path))
-        report.absent.push({
-          namespacePath: path,
-          detail: 'no namespace is at this path and no record names it: nothing to collect there',
-        });
+    for (const [position, path] of missing.entries()) {
+      if (owners.some((owner) => owner.namespacePath === path)) continue;
+      // A bare name (`ip netns` NAME, read against the working directory) or a path whose directory
+      // does not exist is a mistake, not a pod gone: refused, as every other command refuses it
+      // (nothing was removed yet). Only a path in an existing directory is "nothing to collect".
+      const given = missingAsGiven[position]!;
+      if (!given.includes('/') || !existsSync(dirname(path)))
+        throw new NamespacePathError('netns', given, 'missing, and no record names it');
+      report.absent.push({
+        namespacePath: path,
+        detail: 'no namespace is at this path and no record names it: nothing to collect there',
+      });
+    }
     const claimed = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
     /** Filters records add, per namespace, as `link/parent major/priority` with the link by index and by name. */
     const claimedFilters = new Map<NamespaceKey, Array<RecordOwner['filters'][number] & { id: string }>>();
@@ -647,7 +661,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       if (!(live.has(owner.key) || nowLive.has(owner.key))) continue;
       await yieldToEventLoop();
       signal?.throwIfAborted();
-      await finishUnfinished(owner.id, dirname(owner.directory), report, (holderIndex ??= new NamespaceHolders()));
+      await finishUnfinished(owner.id, dirname(owner.directory), report, holders());
     }
 
     // 4. Links of vcnet's group that no record claims in their namespace.

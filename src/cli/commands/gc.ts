@@ -22,7 +22,7 @@ export function registerGc(program: Command): void {
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',
-      'only these namespaces, and remove vcnet links there that no record claims (default: every /var/run/netns entry and every process namespace; there, vcnet links are removed only in namespaces a record names); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect',
+      'only these namespaces, and remove vcnet links there that no record claims (default: every /var/run/netns entry and every process namespace; there, vcnet links are removed only in namespaces a record names); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect when its directory exists, and refused (exit 2) when it is a bare name (give /var/run/netns/NAME) or its directory does not exist',
     )
     .option(
       '--state-dir <dir...>',
