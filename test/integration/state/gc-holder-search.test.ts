@@ -89,13 +89,12 @@ describe('an fd on the root of a FUSE mount whose daemon never answers', () => {
 });
 
 it("gc walks every process's fds once, however many gone records it drops", async () => {
-  const namespaces: string[] = [];
-  for (const id of ['gone-1', 'gone-2', 'gone-3']) {
-    const { pod } = makePod();
-    await attachSandbox(id, tcfilterConfig(pod), { stateDirectory: stateDir });
-    namespaces.push(pod.path);
-    pod.delete();
-  }
+  // All made before any is deleted: a namespace made after one is deleted may get its inode, and gc
+  // (which tells namespaces by device and inode) would take that record for a live one.
+  const pods = ['gone-1', 'gone-2', 'gone-3'].map((id) => ({ id, pod: makePod().pod }));
+  for (const { id, pod } of pods) await attachSandbox(id, tcfilterConfig(pod), { stateDirectory: stateDir });
+  for (const { pod } of pods) pod.delete();
+  const namespaces = pods.map(({ pod }) => pod.path);
   let walks = 0;
   setFdWalkTestHook(() => {
     walks++;
