@@ -310,50 +310,96 @@ export function namespaceHolderPaths(
   /** Look at threads too when no process has it (default); false stops at processes. */
   options: { threads?: boolean } = {},
 ): string[] {
-  const found: string[] = [];
-  const pinned = pinnedPathOf(identity);
-  if (pinned) found.push(pinned);
-  const pids = processIds();
-  for (const pid of pids) if (isSameFile(`/proc/${pid}/ns/net`, identity)) found.push(`/proc/${pid}/ns/net`);
-  if (found.length > 0 || options.threads === false) return found;
-  for (const pid of pids) {
-    let tids: string[];
-    try {
-      tids = readdirSync(`/proc/${pid}/task`);
-    } catch {
-      continue;
-    }
-    for (const tid of tids) {
-      if (Number(tid) === pid) continue; // the main thread was looked at above
-      const path = `/proc/${pid}/task/${tid}/ns/net`;
-      if (isSameFile(path, identity)) found.push(path);
-    }
+  return new NamespaceHolders().of(identity, options);
+}
+
+/**
+ * Test seam (never set in production), on globalThis as gc's and apply.ts's: called once per walk of
+ * every process's fds (the costly part of looking for a namespace's holders, 50,000 fds and more on
+ * a busy node), so a test can count walks.
+ */
+const FD_WALK_TEST_HOOK = Symbol.for('vcnet.namespaceHoldersFdWalkTestHook');
+
+export function setFdWalkTestHook(hook: (() => void) | undefined): void {
+  const holder = globalThis as { [FD_WALK_TEST_HOOK]?: () => void };
+  if (hook) holder[FD_WALK_TEST_HOOK] = hook;
+  else delete holder[FD_WALK_TEST_HOOK];
+}
+
+const NET_NAMESPACE_LINK = /^net:\[(\d+)\]$/;
+
+/**
+ * namespaceHolderPaths for many namespaces at once (gc: one look per gone record): each place is
+ * listed at most once, the first time a namespace looked for needs it (processes, then threads,
+ * then nsfs mounts, then every process's fds), and indexed by inode; what a list found is checked
+ * (stat'ed) against the identity asked about only then. A snapshot: it does not see holders that
+ * appear after a place was listed.
+ */
+export class NamespaceHolders {
+  #pids: number[] | undefined;
+  #processes: Map<string, string[]> | undefined;
+  #threads: Map<string, string[]> | undefined;
+  #ownMounts: Map<number, string[]> | undefined;
+  #otherMounts: Map<number, string[]> | undefined;
+  #fds: Map<number, string[]> | undefined;
+
+  /** Where a namespace of this identity can still be opened, as namespaceHolderPaths says. */
+  of(identity: { dev: number; ino: number }, options: { threads?: boolean } = {}): string[] {
+    const found: string[] = [];
+    const pinned = pinnedPathOf(identity);
+    if (pinned) found.push(pinned);
+    found.push(...(this.#processesByKey().get(`${identity.dev}:${identity.ino}`) ?? []));
+    if (found.length > 0 || options.threads === false) return found;
+    found.push(...(this.#threadsByKey().get(`${identity.dev}:${identity.ino}`) ?? []));
+    if (found.length > 0) return found;
+    // Then a bind mount of it outside /var/run/netns (Docker's /var/run/docker/netns/*, rootless
+    // podman's /run/user/UID/netns/*), in this mount namespace, then in another one.
+    const same = (path: string) => isSameFile(path, identity);
+    this.#ownMounts ??= nsfsMountsByInode(['self']);
+    found.push(...(this.#ownMounts.get(identity.ino) ?? []).filter(same));
+    if (found.length > 0) return found;
+    this.#otherMounts ??= nsfsMountsByInode(this.#processIds());
+    found.push(...(this.#otherMounts.get(identity.ino) ?? []).filter(same));
+    if (found.length > 0) return found;
+    // Last, an fd a process keeps open on it (`exec 3</proc/PID/ns/net`, a runtime holding it).
+    this.#fds ??= namespaceFdsByInode(this.#processIds());
+    return [...(this.#fds.get(identity.ino) ?? []), ...(this.#fds.get(-1) ?? [])].filter(same);
   }
-  if (found.length > 0) return found;
-  // Then a bind mount of it outside /var/run/netns (Docker's /var/run/docker/netns/*, rootless
-  // podman's /run/user/UID/netns/*), in this mount namespace or another one.
-  found.push(...nsfsMountsOf(identity, pids));
-  if (found.length > 0) return found;
-  // Last, an fd a process keeps open on it (`exec 3</proc/PID/ns/net`, a runtime holding it). One
-  // opened through its bind mount (`exec 3</var/run/netns/X`) reads `/` once that mount is gone (a
-  // detached mount's root): those are stat'ed too, not every fd (there can be 100,000 of them).
-  const link = `net:[${identity.ino}]`;
-  for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      const path = `/proc/${pid}/fd/${fd}`;
+
+  #processIds(): number[] {
+    this.#pids ??= processIds();
+    return this.#pids;
+  }
+
+  #processesByKey(): Map<string, string[]> {
+    this.#processes ??= byIdentityKey(this.#processIds().map((pid) => `/proc/${pid}/ns/net`));
+    return this.#processes;
+  }
+
+  #threadsByKey(): Map<string, string[]> {
+    if (this.#threads) return this.#threads;
+    const paths: string[] = [];
+    for (const pid of this.#processIds()) {
+      let tids: string[];
       try {
-        const target = readlinkSync(path);
-        if ((target === link || target === '/') && isSameFile(path, identity)) found.push(path);
+        tids = readdirSync(`/proc/${pid}/task`);
       } catch {
-        // closed meanwhile
+        continue;
       }
+      // The main thread is the process, looked at above.
+      for (const tid of tids) if (Number(tid) !== pid) paths.push(`/proc/${pid}/task/${tid}/ns/net`);
     }
+    this.#threads = byIdentityKey(paths);
+    return this.#threads;
+  }
+}
+
+/** The paths that can be stat'ed, by their `dev:ino`. */
+function byIdentityKey(paths: readonly string[]): Map<string, string[]> {
+  const found = new Map<string, string[]>();
+  for (const path of paths) {
+    const key = fileIdentityKey(path);
+    if (key !== undefined) found.set(key, [...(found.get(key) ?? []), path]);
   }
   return found;
 }
@@ -364,36 +410,104 @@ function unescapeMountField(field: string): string {
 }
 
 /**
- * nsfs mounts of this namespace (their root is `net:[INO]`): those of vcnet's own mount namespace by
- * their mount point, then those of every other mount namespace through /proc/PID/root.
+ * nsfs mounts of network namespaces (their root is `net:[INO]`), by INO: those of vcnet's own mount
+ * namespace by their mount point, those of other mount namespaces through /proc/PID/root (each
+ * mount namespace read once). Not stat'ed here.
  */
-function nsfsMountsOf(identity: { dev: number; ino: number }, pids: readonly number[]): string[] {
-  const root = `net:[${identity.ino}]`;
-  const found: string[] = [];
+function nsfsMountsByInode(pids: ReadonlyArray<number | 'self'>): Map<number, string[]> {
+  const found = new Map<number, string[]>();
   const seenMountNamespaces = new Set<string>();
-  const look = (pid: number | 'self') => {
+  if (pids[0] !== 'self') {
+    const own = fileIdentityKey('/proc/self/ns/mnt');
+    if (own !== undefined) seenMountNamespaces.add(own);
+  }
+  for (const pid of pids) {
     const mountNamespace = fileIdentityKey(`/proc/${pid}/ns/mnt`);
-    if (mountNamespace === undefined || seenMountNamespaces.has(mountNamespace)) return;
+    if (mountNamespace === undefined || seenMountNamespaces.has(mountNamespace)) continue;
     seenMountNamespaces.add(mountNamespace);
     let text: string;
     try {
       text = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
     } catch {
-      return;
+      continue;
     }
     for (const line of text.split('\n')) {
       const fields = line.split(' ');
       const separator = fields.indexOf('-');
-      if (separator < 0 || fields[separator + 1] !== 'nsfs' || fields[3] !== root) continue;
+      if (separator < 0 || fields[separator + 1] !== 'nsfs') continue;
+      const inode = NET_NAMESPACE_LINK.exec(fields[3] ?? '')?.[1];
+      if (inode === undefined) continue;
       const mountPoint = unescapeMountField(fields[4] ?? '');
       const path = pid === 'self' ? mountPoint : `/proc/${pid}/root${mountPoint}`;
-      if (isSameFile(path, identity)) found.push(path);
+      found.set(Number(inode), [...(found.get(Number(inode)) ?? []), path]);
     }
-  };
-  look('self');
-  if (found.length > 0) return found;
-  for (const pid of pids) look(pid);
+  }
   return found;
+}
+
+/**
+ * Every fd some process holds on a network namespace, by the namespace's inode (one walk of every
+ * process's fds; nothing stat'ed). An fd opened on `/proc/PID/ns/net` reads `net:[INO]`; one opened
+ * through a bind mount (`exec 3</var/run/netns/X`) reads `/` once that mount is gone (a detached
+ * mount's root), as does an fd on the root of a dead FUSE or NFS mount, whose stat never returns:
+ * those are told apart by their fdinfo (read without touching the file), `ino:` (since Linux 5.14)
+ * and the fstype of the mount `mnt_id:` names when that mount is still listed in the process's
+ * mountinfo; one on a mount listed as anything but nsfs is no namespace. Without `ino:`, only one
+ * on a listed nsfs mount is kept (its inode then unknown: -1, looked at for every namespace).
+ */
+function namespaceFdsByInode(pids: readonly number[]): Map<number, string[]> {
+  (globalThis as { [FD_WALK_TEST_HOOK]?: () => void })[FD_WALK_TEST_HOOK]?.();
+  const found = new Map<number, string[]>();
+  const add = (inode: number, path: string) => found.set(inode, [...(found.get(inode) ?? []), path]);
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    let mountTypes: Map<string, string> | undefined;
+    for (const fd of fds) {
+      const path = `/proc/${pid}/fd/${fd}`;
+      try {
+        const target = readlinkSync(path);
+        const direct = NET_NAMESPACE_LINK.exec(target)?.[1];
+        if (direct !== undefined) {
+          add(Number(direct), path);
+          continue;
+        }
+        if (target !== '/') continue;
+        const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+        const inode = /^ino:\s*(\d+)\s*$/m.exec(info)?.[1];
+        const mountId = /^mnt_id:\s*(\d+)\s*$/m.exec(info)?.[1];
+        mountTypes ??= mountTypesOf(pid);
+        const fstype = mountId === undefined ? undefined : mountTypes.get(mountId);
+        if (fstype !== undefined && fstype !== 'nsfs') continue;
+        if (inode !== undefined) add(Number(inode), path);
+        else if (fstype === 'nsfs') add(-1, path);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return found;
+}
+
+/** mount id → fstype, from /proc/PID/mountinfo (empty when it cannot be read). */
+function mountTypesOf(pid: number): Map<string, string> {
+  const types = new Map<string, string>();
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
+  } catch {
+    return types;
+  }
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    const separator = fields.indexOf('-');
+    if (separator > 0 && fields[0]) types.set(fields[0], fields[separator + 1] ?? '');
+  }
+  return types;
 }
 
 function fileIdentityKey(path: string): string | undefined {
@@ -419,8 +533,13 @@ export interface RelocatedNamespace {
  * identity (cookie too: an inode number can be handed to a new namespace). undefined when nothing
  * holds it: then it is really gone.
  */
-export function openNamespaceHeldElsewhere(recorded: NamespaceIdentity, file: string): RelocatedNamespace | undefined {
-  for (const heldAt of namespaceHolderPaths(recorded)) {
+export function openNamespaceHeldElsewhere(
+  recorded: NamespaceIdentity,
+  file: string,
+  /** gc's index of holders, shared by all its records (default: looked for afresh). */
+  holders: NamespaceHolders = new NamespaceHolders(),
+): RelocatedNamespace | undefined {
+  for (const heldAt of holders.of(recorded)) {
     let opened: OpenedNamespace;
     try {
       opened = openRecordedNamespace({ ...recorded, path: heldAt }, file);

@@ -20,7 +20,9 @@
  * from state gc does not read (another registry or state directory, a wiped /run), and may be a
  * running VM's. A record whose namespace exists nowhere is an
  * orphan record: gc deletes it (under that sandbox's lock). A record gc cannot read is named in the
- * report and skipped; when it still tells which namespace it is about, that namespace is left alone.
+ * report and skipped; when it still tells which namespace it is about, that namespace is left alone;
+ * when it cannot be read at all (EIO, EMFILE), or a directory of records cannot be listed, it may be
+ * about any namespace, so no link, filter or qdisc is removed anywhere that run.
  *
  * Links are listed before records are read: an attach journals each link before making it, so a
  * link gc sees is already in a record gc reads afterwards.
@@ -38,7 +40,7 @@ import {
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
-import { errnoOf, InvalidInputError } from '../errors.js';
+import { errnoOf, InvalidInputError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import type { Link } from '../netlink/codec/link.js';
 import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/tc/message.js';
@@ -46,6 +48,7 @@ import { NetlinkHandle } from '../netlink/handle.js';
 import {
   damagedIdentityField,
   NamespaceGoneError,
+  NamespaceHolders,
   type NamespaceIdentity,
   NamespacePathError,
   NETNS_RUN_DIRECTORY,
@@ -272,7 +275,7 @@ export function namespaceExistsNowhere(recorded: { path: string; dev: number; in
 function trustedDirectories(
   directories: readonly string[],
   skipped: SkippedRecord[],
-  untouchable?: Set<NamespaceKey>,
+  untouchable?: Untouchable,
 ): string[] {
   return directories.filter((directory) => {
     try {
@@ -280,10 +283,34 @@ function trustedDirectories(
       return true;
     } catch (error) {
       skipped.push({ file: directory, reason: `not read: ${(error as Error).message}` });
-      if (untouchable) protectNamespacesNamedIn(directory, untouchable);
+      if (untouchable) protectNamespacesNamedIn(directory, untouchable, skipped);
       return false;
     }
   });
+}
+
+/**
+ * The namespaces gc must not remove links from: those named by records it could not use as owners,
+ * or all of them (`everything`) when a record or a state directory could not be read at all, so the
+ * namespace it is about cannot be known (in doubt, nothing is removed; records are still dropped).
+ */
+interface Untouchable {
+  keys: Set<NamespaceKey>;
+  everything: boolean;
+}
+
+const LEFT_ALONE_EVERYWHERE =
+  'so gc removes no link, filter or qdisc in any namespace this run (the records there may be of a live sandbox); fix the file system or its permissions and run gc again';
+
+/** A directory of records gc could not list (EIO, EMFILE, EACCES...): skipped, and nothing removed anywhere. */
+function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
+  return (directory: string, error: unknown) => {
+    skipped.push({
+      file: directory,
+      reason: `not listed: ${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}`,
+    });
+    untouchable.everything = true;
+  };
 }
 
 /**
@@ -292,17 +319,18 @@ function trustedDirectories(
  * the namespace they name (never through a link, never blocking), and those namespaces are left
  * alone. Another user can make gc leave a namespace alone this way, never make it remove anything.
  */
-function protectNamespacesNamedIn(directory: string, untouchable: Set<NamespaceKey>): void {
+function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, skipped: SkippedRecord[]): void {
   const protect = (file: string) => {
     try {
       const text = readRecordFile(file);
       const named = text === undefined ? undefined : salvageNamespace(text);
-      if (named) untouchable.add(keyOf(named));
-    } catch {
-      // Not a regular file, or unreadable: it names nothing gc can rely on.
+      if (named) untouchable.keys.add(keyOf(named));
+    } catch (error) {
+      // Not a regular file: it names nothing gc can rely on. Unreadable (EIO...): it may name any.
+      if (error instanceof SystemCallError) untouchable.everything = true;
     }
   };
-  for (const { file } of recordFiles(directory)) protect(file);
+  for (const { file } of recordFiles(directory, unlistable(skipped, untouchable))) protect(file);
 }
 
 /** A record file of a state directory: a sandbox's, or (with `interfaceName`) a CNI interface's. */
@@ -321,13 +349,17 @@ interface RecordFile {
  * `<id>/interfaces/<name>/state.json` (a CNI interface), each only when something is at that path.
  * Entries starting with a dot (.locks, temporary files) are none.
  */
-function* recordFiles(root: string): Generator<RecordFile> {
-  for (const id of safeReaddir(root)) {
+function* recordFiles(
+  root: string,
+  /** A directory that is there but cannot be listed (anything but ENOENT/ENOTDIR). */
+  onUnlistable: (directory: string, error: unknown) => void,
+): Generator<RecordFile> {
+  for (const id of readdirOrReport(root, onUnlistable)) {
     if (id.startsWith('.')) continue; // .locks, temporary files
     const directory = join(root, id);
     const sandboxFile = join(directory, 'state.json');
     if (isThere(sandboxFile)) yield { id, directory, file: sandboxFile };
-    for (const interfaceName of safeReaddir(join(directory, 'interfaces'))) {
+    for (const interfaceName of readdirOrReport(join(directory, 'interfaces'), onUnlistable)) {
       const file = join(directory, 'interfaces', interfaceName, 'state.json');
       // Only a record vcnet-cni's DEL set aside (state.json.unreadable-*): nothing owned, nothing to report.
       if (isThere(file)) yield { id, directory, file, interfaceName };
@@ -345,6 +377,20 @@ function isThere(path: string): boolean {
   }
 }
 
+/**
+ * The entries of a directory of records: none when it is not there (ENOENT, ENOTDIR: no records);
+ * any other error (EIO, EMFILE, ENOMEM, EACCES) is not "no records": reported, and read as none.
+ */
+function readdirOrReport(directory: string, onUnlistable: (directory: string, error: unknown) => void): string[] {
+  try {
+    return readdirSync(directory);
+  } catch (error) {
+    const code = errnoOf(error);
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') onUnlistable(directory, error);
+    return [];
+  }
+}
+
 function safeReaddir(directory: string): string[] {
   try {
     return readdirSync(directory);
@@ -356,11 +402,11 @@ function safeReaddir(directory: string): string[] {
 function readOwners(directories: readonly string[]): {
   owners: RecordOwner[];
   skipped: SkippedRecord[];
-  untouchable: Set<NamespaceKey>;
+  untouchable: Untouchable;
 } {
   const owners: RecordOwner[] = [];
   const skipped: SkippedRecord[] = [];
-  const untouchable = new Set<NamespaceKey>();
+  const untouchable: Untouchable = { keys: new Set(), everything: false };
   const consider = (
     id: string,
     file: string,
@@ -374,7 +420,14 @@ function readOwners(directories: readonly string[]): {
       // Never through a link, never blocking on a FIFO: the error names the file, not its content.
       text = readRecordFile(file);
     } catch (error) {
-      skipped.push({ file, reason: (error as Error).message });
+      if (!(error instanceof SystemCallError)) {
+        // A link, a FIFO, a directory where the record should be: not a record, it names nothing.
+        skipped.push({ file, reason: (error as Error).message });
+        return;
+      }
+      // Unreadable (EIO, EMFILE, EACCES...): a record is there, of a namespace gc cannot know.
+      skipped.push({ file, reason: `${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}` });
+      untouchable.everything = true;
       return;
     }
     if (text === undefined) return; // removed meanwhile
@@ -385,7 +438,7 @@ function readOwners(directories: readonly string[]): {
         // Its namespace is alive at its path under another inode: dropping the record as "exists
         // nowhere" would orphan what attach made there. Read as unreadable, that namespace left alone.
         skipped.push({ file, reason: damaged.error.message });
-        untouchable.add(damaged.key);
+        untouchable.keys.add(damaged.key);
         return;
       }
       owners.push({
@@ -402,11 +455,11 @@ function readOwners(directories: readonly string[]): {
     } catch (error) {
       skipped.push({ file, reason: (error as Error).message });
       const salvaged = salvageNamespace(text);
-      if (salvaged) untouchable.add(keyOf(salvaged));
+      if (salvaged) untouchable.keys.add(keyOf(salvaged));
     }
   };
   for (const root of trustedDirectories(directories, skipped, untouchable)) {
-    for (const { id, directory, file, interfaceName } of recordFiles(root)) {
+    for (const { id, directory, file, interfaceName } of recordFiles(root, unlistable(skipped, untouchable))) {
       const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
       if (interfaceName === undefined) {
         consider(
@@ -483,6 +536,16 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   const scoped = options.namespaces?.map((path) => resolve(path));
   /** Named paths that do not exist: only records naming them can be collected (else the path is refused). */
   const missing: string[] = [];
+  /** Those paths as they were given (--netns), in the same order. */
+  const missingAsGiven: string[] = [];
+  // Where gone records' namespaces may still be held, each place (every process's fds too) listed
+  // once per gc, not once per record: only ever looked at to keep a record or find its namespace.
+  let holderIndex: NamespaceHolders | undefined;
+  const holders = () => {
+    holderIndex ??= new NamespaceHolders();
+    return holderIndex;
+  };
+  const holdersOf = (key: NamespaceKey) => holders().of(identityOfKey(key));
 
   // 1. Open the namespaces to look in and list their links (before any record is read: see above).
   const scans: Array<{ namespace: OpenedNamespace; handle: NetlinkHandle; links: Link[] }> = [];
@@ -507,12 +570,12 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         if (scoped === undefined || position >= scoped.length) continue; // gone meanwhile, or not a network namespace
         if (error instanceof NamespacePathError && error.what === 'missing') {
           missing.push(path);
+          missingAsGiven.push(options.namespaces![position]!);
           // Only the path may be gone: a process still in the namespace keeps it, and what a record
           // made there, alive; it is looked at through that process (the records read here only say
           // which namespace; the owners are read again after the links are listed).
           ownersByPath ??= readOwners(directories).owners;
-          for (const owner of ownersByPath)
-            if (owner.namespacePath === path) toScan.push(...namespaceHolderPaths(identityOfKey(owner.key)));
+          for (const owner of ownersByPath) if (owner.namespacePath === path) toScan.push(...holdersOf(owner.key));
           continue;
         }
         throw error;
@@ -538,12 +601,19 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     report.skipped.push(...skipped);
     // Gone, and nothing recorded there: nothing to collect (a path that is there and is not a
     // network namespace was refused above).
-    for (const path of missing)
-      if (!owners.some((owner) => owner.namespacePath === path))
-        report.absent.push({
-          namespacePath: path,
-          detail: 'no namespace is at this path and no record names it: nothing to collect there',
-        });
+    for (const [position, path] of missing.entries()) {
+      if (owners.some((owner) => owner.namespacePath === path)) continue;
+      // A bare name (`ip netns` NAME, read against the working directory) or a path whose directory
+      // does not exist is a mistake, not a pod gone: refused, as every other command refuses it
+      // (nothing was removed yet). Only a path in an existing directory is "nothing to collect".
+      const given = missingAsGiven[position]!;
+      if (!given.includes('/') || !existsSync(dirname(path)))
+        throw new NamespacePathError('netns', given, 'missing, and no record names it');
+      report.absent.push({
+        namespacePath: path,
+        detail: 'no namespace is at this path and no record names it: nothing to collect there',
+      });
+    }
     const claimed = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
     /** Filters records add, per namespace, as `link/parent major/priority` with the link by index and by name. */
     const claimedFilters = new Map<NamespaceKey, Array<RecordOwner['filters'][number] & { id: string }>>();
@@ -561,7 +631,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       if (live.has(owner.key) || nowLive.has(owner.key) || pathHolds(owner.namespacePath, owner.key)) continue;
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
       // A thread alone in the namespace keeps it too (looked for only before dropping a record).
-      if (namespaceHolderPaths(identityOfKey(owner.key)).length > 0) continue;
+      if (holdersOf(owner.key).length > 0) continue;
       const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
       if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
       try {
@@ -591,7 +661,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       if (!(live.has(owner.key) || nowLive.has(owner.key))) continue;
       await yieldToEventLoop();
       signal?.throwIfAborted();
-      await finishUnfinished(owner.id, dirname(owner.directory), report);
+      await finishUnfinished(owner.id, dirname(owner.directory), report, holders());
     }
 
     // 4. Links of vcnet's group that no record claims in their namespace.
@@ -606,7 +676,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       const key = keyOf(namespace.identity);
       const namespacePath = namespace.identity.path;
       const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
-      if (untouchable.has(key)) {
+      if (untouchable.everything || untouchable.keys.has(key)) {
         report.kept += grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? '')).length;
         continue;
       }
@@ -1151,7 +1221,12 @@ async function rateLimitHtbOf(
  * A record with endpoints whose attach never completed and whose lock is free: nobody is working on
  * it, so gc undoes what those endpoints recorded, in the namespace the record names (by identity).
  */
-async function finishUnfinished(id: string, root: string, report: GarbageReport): Promise<void> {
+async function finishUnfinished(
+  id: string,
+  root: string,
+  report: GarbageReport,
+  holders: NamespaceHolders,
+): Promise<void> {
   const store = new SandboxStore(id, root);
   try {
     await store.withLockIfRecorded(
@@ -1169,7 +1244,8 @@ async function finishUnfinished(id: string, root: string, report: GarbageReport)
         } catch (error) {
           // Its path is gone but a process still runs in it: finished through that process.
           const relocated =
-            error instanceof NamespaceGoneError && openNamespaceHeldElsewhere(current.namespace, store.statePath);
+            error instanceof NamespaceGoneError &&
+            openNamespaceHeldElsewhere(current.namespace, store.statePath, holders);
           if (!relocated) throw error;
           namespace = relocated.opened;
         }

@@ -22,11 +22,11 @@ export function registerGc(program: Command): void {
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',
-      'only these namespaces, and remove vcnet links there that no record claims (default: every /var/run/netns entry and every process namespace; there, vcnet links are removed only in namespaces a record names); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect',
+      'only these namespaces, and remove vcnet links there that no record claims (default: every /var/run/netns entry and every process namespace; there, vcnet links are removed only in namespaces a record names); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect when its directory exists, and refused (exit 2) when it is a bare name (give /var/run/netns/NAME) or its directory does not exist',
     )
     .option(
       '--state-dir <dir...>',
-      'more state directories to read (always read: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in); one another user owns or can write is refused (exit 2), and skipped (listed in `skipped`) when only the registry or a default names it',
+      "more state directories to read (always read: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in); one another user owns or can write is refused (exit 2), and skipped (listed in `skipped`) when only the registry or a default names it; a directory of records gc cannot list or a record it cannot read (EIO, EMFILE, ENOMEM: not ENOENT) is listed in `skipped`, and gc then removes no link, filter or qdisc in any namespace (that record may be a live sandbox's; records of namespaces that exist nowhere still go)",
     )
     .option('--json', 'machine-readable output')
     .action(async (options: { dryRun?: boolean; netns?: string[]; stateDir?: string[]; json?: boolean }) => {

@@ -462,6 +462,18 @@ describe('vcnet gc --netns of a namespace gone with nothing recorded', () => {
     expect(human.stdout).toContain('nothing to collect');
     expect(human.stderr).toContain('vcnet: gc: /nonexist: no namespace is at this path and no record names it');
   });
+
+  it('refuses a bare `ip netns` name and a path whose directory does not exist (exit 2): a typo, not a pod gone', () => {
+    const { pod } = makePod();
+    for (const path of [`vcnet-missing-${process.pid}`, `/var/rnu/netns/vcnet-missing-${process.pid}`]) {
+      const gc = vcnet(['gc', '--netns', path, pod.path, '--state-dir', stateDirectory(), '--json']);
+      expect(gc.status, `${path}: ${gc.stdout}${gc.stderr}`).toBe(2);
+      const { error } = JSON.parse(gc.stdout) as { error: { code: string; message: string; hint: string } };
+      expect(error.code).toBe('VCNET_NETNS_INVALID');
+      expect(error.message).toContain(`${JSON.stringify(path)}: no such file, and no vcnet record names it`);
+      expect(error.hint).toContain('/var/run/netns/NAME');
+    }
+  });
 });
 
 describe('vcnet bench attach', () => {
