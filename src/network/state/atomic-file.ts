@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { VcnetError } from '../../errors.js';
+import { hintForErrno, VcnetError } from '../../errors.js';
 import { CLI_STATE_DIRECTORY_SETTING } from './trust.js';
 
 export class StateWriteError extends VcnetError {
@@ -39,6 +39,9 @@ function stateWriteHint(errno: string, setting: string): string {
     case 'EPERM':
     case 'EACCES':
       return `the state directory is not writable by vcnet (permissions, or chattr +i): fix it, or point ${setting} at another`;
+    case 'EMFILE':
+    case 'ENFILE':
+      return hintForErrno(errno) ?? '';
     default:
       return 'the state directory could not be written: check its file system (dmesg), then run the command again';
   }
