@@ -17,12 +17,18 @@ export class StateWriteError extends VcnetError {
   /**
    * `stateDirectorySetting`: how the writer's user picks another state directory, named in the hint
    * (the CLI's --state-dir by default; vcnet-cni's is the network config's "stateDir").
+   * `options.action` replaces "write" in the message (a record removed); `options.hint` the hint.
    */
-  constructor(path: string, cause: NodeJS.ErrnoException, stateDirectorySetting = CLI_STATE_DIRECTORY_SETTING) {
+  constructor(
+    path: string,
+    cause: NodeJS.ErrnoException,
+    stateDirectorySetting = CLI_STATE_DIRECTORY_SETTING,
+    options: { action?: string; hint?: string } = {},
+  ) {
     const errno = String(cause.code ?? 'EUNKNOWN');
-    super('VCNET_STATE_WRITE', `could not write ${path}: ${cause.message}`, {
+    super('VCNET_STATE_WRITE', `could not ${options.action ?? 'write'} ${path}: ${cause.message}`, {
       value: path,
-      hint: stateWriteHint(errno, stateDirectorySetting),
+      hint: options.hint ?? stateWriteHint(errno, stateDirectorySetting),
       cause,
     });
     this.errno = errno;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest } from '../../helpers/cli.js';
-import { makePod } from '../../helpers/pod.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const PLUGIN = fileURLToPath(new URL('../../../dist/cni/main.js', import.meta.url));
 const stateDirectory = stateDirectoryPerTest('vcnet-cni-faults-');
@@ -126,5 +126,28 @@ describe.skipIf(skipReason)('vcnet-cni whose reply cannot be written', () => {
     expect(status).toBe(6);
     expect(runPlugin('DEL', pod).status).toBe(0);
     expect(stateFiles().filter((name) => !name.startsWith('.locks'))).toEqual([]);
+  });
+});
+
+describe.skipIf(skipReason)('vcnet-cni whose state directory fails a system call', () => {
+  it('DEL that undid everything but cannot remove the record: code 11 (try again) with a hint, no stack; the next DEL drops it', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    expect(runPlugin('ADD', pod).status).toBe(0);
+    const statePath = join(stateDirectory(), 'cni', CONTAINER, 'interfaces', 'eth0', 'state.json');
+    const del = runPlugin('DEL', pod, {
+      strace: ['-P', statePath, '-e', 'trace=unlink,unlinkat', '-e', 'inject=unlink,unlinkat:error=EIO'],
+    });
+    expect(del.status).toBe(1);
+    const reply = JSON.parse(del.stdout) as { code: number; msg: string; details: string };
+    expect(reply.code).toBe(11);
+    expect(reply.msg).toContain('could not remove the record directory');
+    expect(reply.details).toMatch(/^VCNET_STATE_WRITE \(errno EIO\): nothing is left to undo/);
+    expect(reply.details).toContain("the runtime's next DEL of the container drops it");
+    expect(reply.details).not.toContain('    at ');
+    expect(fingerprint(pod)).toEqual(before);
+    expect(runPlugin('DEL', pod)).toMatchObject({ status: 0, stdout: '' });
+    expect(stateFiles()).toEqual(['.locks']);
+    expect(fingerprint(pod)).toEqual(before);
   });
 });
