@@ -194,6 +194,9 @@ export function readRecordFile(path: string): string | undefined {
   }
 }
 
+/** Why a directory of the state could not be made that says nothing against the path itself. */
+const DIRECTORY_WRITE_FAILURES = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE']);
+
 /** What to look at when a record directory could not be removed with `errno`. */
 function recordRemovalAdvice(errno: string | undefined): string {
   if (errno === 'EMFILE' || errno === 'ENFILE') return `; ${hintForErrno(errno)}`;
@@ -254,14 +257,23 @@ export class SandboxStore {
     return { follow, ...(this.options.unusableHint !== undefined ? { unusableHint: this.options.unusableHint } : {}) };
   }
 
-  /** Makes `directory` (the state directory or one in it), or says why the state directory cannot be used. */
+  /**
+   * Makes `directory` (the state directory or one in it), or says why the state directory cannot be
+   * used. A file system that is full, out of inodes, read-only or failing, or a process out of file
+   * descriptors (DIRECTORY_WRITE_FAILURES), is a write that failed (StateWriteError, as for the
+   * record file; vcnet-cni: code 11, try again), not a directory that can never be used.
+   */
   private makeDirectoryIn(directory: string): void {
     try {
       makeDirectory(directory, 0o700);
     } catch (error) {
-      if (error instanceof DirectoryNotMadeError)
-        throw unusableStateDirectory(this.root, error, this.options.unusableHint);
-      throw error;
+      if (!(error instanceof DirectoryNotMadeError)) throw error;
+      const cause = error.cause as NodeJS.ErrnoException | undefined;
+      if (cause?.code !== undefined && DIRECTORY_WRITE_FAILURES.has(cause.code))
+        throw new StateWriteError(error.component, cause, this.options.stateDirectorySetting, {
+          action: 'create the directory',
+        });
+      throw unusableStateDirectory(this.root, error, this.options.unusableHint);
     }
   }
 

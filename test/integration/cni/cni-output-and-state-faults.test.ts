@@ -150,4 +150,29 @@ describe.skipIf(skipReason)('vcnet-cni whose state directory fails a system call
     expect(stateFiles()).toEqual(['.locks']);
     expect(fingerprint(pod)).toEqual(before);
   });
+
+  it('ADD whose container directory cannot be made (ENOSPC) fails with code 11 (try again), not 7 (a bad stateDir)', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const add = runPlugin('ADD', pod, {
+      strace: [
+        '-P',
+        join(stateDirectory(), 'cni', CONTAINER),
+        '-e',
+        'trace=mkdir,mkdirat',
+        '-e',
+        'inject=mkdir,mkdirat:error=ENOSPC',
+      ],
+    });
+    expect(add.status).toBe(1);
+    const reply = JSON.parse(add.stdout) as { code: number; msg: string; details: string };
+    expect(reply.code).toBe(11);
+    expect(reply.msg).toContain(`could not create the directory ${join(stateDirectory(), 'cni', CONTAINER)}`);
+    expect(reply.details).toMatch(
+      /^VCNET_STATE_WRITE \(errno ENOSPC\): the file system of the state directory is full/,
+    );
+    expect(fingerprint(pod)).toEqual(before);
+    expect(runPlugin('DEL', pod)).toMatchObject({ status: 0, stdout: '' });
+    expect(stateFiles()).toEqual(['.locks']);
+  });
 });

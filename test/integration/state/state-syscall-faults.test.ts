@@ -81,4 +81,23 @@ describe.skipIf(skipReason)('state directory system calls that fail', () => {
     expect(existsSync(join(stateDirectory(), 'rm'))).toBe(false);
     expect(fingerprint(pod)).toEqual(before);
   });
+
+  for (const errno of ['ENOSPC', 'EROFS', 'EIO']) {
+    it(`an attach whose sandbox directory cannot be made (${errno}) is a write that failed (exit 1, VCNET_STATE_WRITE), not an unusable --state-dir`, () => {
+      const { pod } = makePod();
+      const before = fingerprint(pod);
+      const attach = vcnetUnderStrace(
+        ['-P', join(stateDirectory(), 'mk'), '-e', 'trace=mkdir,mkdirat', '-e', `inject=mkdir,mkdirat:error=${errno}`],
+        ['attach', '--sandbox', 'mk', '--netns', pod.path],
+      );
+      expect(attach.status, attach.stderr).toBe(1);
+      expect(attach.error).toMatchObject({ code: 'VCNET_STATE_WRITE', errno });
+      expect(attach.error?.message).toContain(`could not create the directory ${join(stateDirectory(), 'mk')}`);
+      expect(attach.error?.hint).toContain(
+        errno === 'ENOSPC' ? 'is full' : errno === 'EROFS' ? 'read-only file system' : 'check its file system',
+      );
+      expect(fingerprint(pod)).toEqual(before);
+      expect(existsSync(join(stateDirectory(), 'mk'))).toBe(false);
+    });
+  }
 });
