@@ -64,7 +64,9 @@ export function temporaryFileName(prefix: string): string {
 }
 
 /**
- * Replaces `path` with `text`, atomically; StateWriteError when any part fails (the old file stays).
+ * Replaces `path` with `text`, atomically; StateWriteError when any part fails: the old file stays,
+ * except when only the fsync of the directory after the rename failed, where the new file is in
+ * place but may not survive a crash (attachRecorded discards a first record that failed so).
  * The temporary file beside it (`temporaryPrefix`, see temporaryFileName) is made new, never opened
  * when anything is at its name (O_EXCL: no planted file, FIFO or link is written into, renamed or
  * removed), and checked to be a regular file of vcnet's user before a byte is written.

@@ -175,4 +175,21 @@ describe.skipIf(skipReason)('vcnet-cni whose state directory fails a system call
     expect(runPlugin('DEL', pod)).toMatchObject({ status: 0, stdout: '' });
     expect(stateFiles()).toEqual(['.locks']);
   });
+
+  it('ADD whose record is renamed in place but whose directory fsync fails leaves no record: code 11, and the retry ADD works', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const recordDirectory = join(stateDirectory(), 'cni', CONTAINER, 'interfaces', 'eth0');
+    const add = runPlugin('ADD', pod, {
+      strace: ['-P', recordDirectory, '-e', 'trace=fsync', '-e', 'inject=fsync:error=EIO:when=1'],
+    });
+    expect(add.status).toBe(1);
+    expect(JSON.parse(add.stdout)).toMatchObject({ code: 11 });
+    expect(fingerprint(pod)).toEqual(before);
+    expect(existsSync(join(recordDirectory, 'state.json'))).toBe(false);
+    expect(runPlugin('ADD', pod).status).toBe(0);
+    expect(runPlugin('DEL', pod).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+    expect(stateFiles()).toEqual(['.locks']);
+  });
 });

@@ -100,4 +100,21 @@ describe.skipIf(skipReason)('state directory system calls that fail', () => {
       expect(existsSync(join(stateDirectory(), 'mk'))).toBe(false);
     });
   }
+
+  it('an attach whose first record is renamed in place but whose directory fsync fails leaves no record: the retry attaches', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const attach = vcnetUnderStrace(
+      ['-P', join(stateDirectory(), 'fs'), '-e', 'trace=fsync', '-e', 'inject=fsync:error=EIO:when=1'],
+      ['attach', '--sandbox', 'fs', '--netns', pod.path],
+    );
+    expect(attach.status, attach.stderr).toBe(1);
+    expect(attach.error).toMatchObject({ code: 'VCNET_STATE_WRITE', errno: 'EIO' });
+    expect(fingerprint(pod)).toEqual(before);
+    expect(existsSync(join(stateDirectory(), 'fs'))).toBe(false);
+    const retry = plain(['attach', '--sandbox', 'fs', '--netns', pod.path]);
+    expect(retry.status, retry.stderr).toBe(0);
+    expect(plain(['detach', '--sandbox', 'fs']).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
 });
