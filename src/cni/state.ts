@@ -227,8 +227,10 @@ export class AttachmentStore {
     for (const directory of [this.attachment.directory, this.interfacesDirectory]) {
       try {
         rmdirSync(directory);
-      } catch {
-        return; // not empty (a record set aside, another interface) or not there
+      } catch (error) {
+        // Already gone (a DEL killed after removing the interface's directory): the next one may not be.
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        return; // not empty (a record set aside, another interface)
       }
     }
   }

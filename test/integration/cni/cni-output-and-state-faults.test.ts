@@ -5,7 +5,7 @@
  * leaves nothing a later DEL cannot remove.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -190,6 +190,28 @@ describe.skipIf(skipReason)('vcnet-cni whose state directory fails a system call
     expect(runPlugin('ADD', pod).status).toBe(0);
     expect(runPlugin('DEL', pod).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
+    expect(stateFiles()).toEqual(['.locks']);
+  });
+
+  it("an ADD that fails making the interface's directory leaves neither the container's directories nor its lock file", () => {
+    const { pod } = makePod();
+    const interfaces = join(stateDirectory(), 'cni', CONTAINER, 'interfaces');
+    const add = runPlugin('ADD', pod, {
+      strace: ['-P', join(interfaces, 'eth0'), '-e', 'trace=mkdir,mkdirat', '-e', 'inject=mkdir,mkdirat:error=ENOSPC'],
+    });
+    expect(add.status).toBe(1);
+    expect(JSON.parse(add.stdout)).toMatchObject({ code: 11 });
+    expect(stateFiles()).toEqual(['.locks']);
+  });
+
+  it("DEL removes an emptied interfaces/ (its interface's directory already gone) and the container's lock file", () => {
+    const { pod } = makePod();
+    // What a DEL killed after removing the interface's directory leaves.
+    const root = join(stateDirectory(), 'cni');
+    mkdirSync(join(root, CONTAINER, 'interfaces'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(root, '.locks'), { mode: 0o700 });
+    writeFileSync(join(root, '.locks', CONTAINER), '', { mode: 0o600 });
+    expect(runPlugin('DEL', pod)).toMatchObject({ status: 0, stdout: '' });
     expect(stateFiles()).toEqual(['.locks']);
   });
 });
