@@ -328,6 +328,10 @@ export function hintForErrno(errno: string): string | undefined {
       return 'the object is in use (a running VM holds the tap?): stop its user first';
     case 'EOPNOTSUPP':
       return 'this kernel does not support the operation (a missing module or device type)';
+    case 'EMFILE':
+      return "this process has as many files open as its limit allows: raise it (ulimit -n in the shell that runs vcnet, LimitNOFILE= in a systemd unit, or the runtime's rlimit), then run the command again";
+    case 'ENFILE':
+      return 'the system has as many files open as it allows (fs.file-max): close some, or raise the limit (sysctl fs.file-max), then run the command again';
     default:
       return undefined;
   }

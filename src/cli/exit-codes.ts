@@ -23,8 +23,9 @@ export const ExitCode = {
 /**
  * Not a failure of the operation, so not one of the classifier's outcomes: what it changed is done,
  * but the caller did not get the result (a runtime reading the JSON must not take exit 0 for it).
+ * vcnet-cni exits with it too.
  */
-export const OUTPUT_LOST_EXIT_CODE = 6;
+export { OUTPUT_LOST_EXIT_CODE } from './observability/output-streams.js';
 
 export function exitCodeFor(error: unknown): number {
   return ExitCode[classifyError(error).exit];

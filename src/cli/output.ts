@@ -19,40 +19,8 @@ export function table(headers: string[], cells: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
-/** The error of the first write to stdout that failed: from then on the command's output is lost. */
-let stdoutFailure: NodeJS.ErrnoException | undefined;
-
-/**
- * Makes a failed write to stdout or stderr (a full disk, a reader that has gone) a recorded fact
- * instead of an exception: the command still finishes what it changes (an attach half done is worse
- * than a lost line) and keeps its own exit status. `onStdoutLost` runs once, at the first failed
- * write to stdout; later writes there are dropped. A file (/dev/full) fails inside write(); a pipe
- * fails later, through 'error'.
- */
-export function guardOutputStreams(onStdoutLost: (error: NodeJS.ErrnoException) => void): void {
-  const stdoutFailed = (error: NodeJS.ErrnoException) => {
-    if (stdoutFailure !== undefined) return;
-    stdoutFailure = error;
-    onStdoutLost(error);
-  };
-  const stderrFailed = () => undefined;
-  for (const [stream, failed, isLost] of [
-    [process.stdout, stdoutFailed, () => stdoutFailure !== undefined],
-    [process.stderr, stderrFailed, () => false],
-  ] as const) {
-    const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
-    stream.write = ((...args: unknown[]) => {
-      if (isLost()) return true;
-      try {
-        return write(...args);
-      } catch (error) {
-        failed(error as NodeJS.ErrnoException);
-        return true;
-      }
-    }) as typeof stream.write;
-    stream.on('error', failed);
-  }
-}
+/** Failed writes to stdout and stderr, shared with vcnet-cni (exit 6 when stdout is lost). */
+export { guardOutputStreams } from './observability/output-streams.js';
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

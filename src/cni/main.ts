@@ -5,6 +5,7 @@
  * `node dist/cni/main.js`, the launcher `vcnet install-cni` writes to /opt/cni/bin, or (in development)
  * the src/cni/vcnet-cni wrapper placed in CNI_PATH.
  */
+import { guardOutputStreams, OUTPUT_LOST_EXIT_CODE, stdoutLost } from '../cli/observability/output-streams.js';
 import { startObservability } from '../cli/observability/start.js';
 import { runPlugin } from './plugin.js';
 
@@ -32,6 +33,27 @@ function decidedCodeOf(reply: { details?: unknown }): string {
   return (typeof reply.details === 'string' && /^VCNET_[A-Z0-9_]+/.exec(reply.details)?.[0]) || 'VCNET_ERROR';
 }
 
+/**
+ * Writes the reply; settles whether stdout takes it or not (a file such as /dev/full fails inside
+ * write(), a pipe whose reader has gone later, through the callback and 'error'): guardOutputStreams
+ * records the failure instead of a stack and an exit 1.
+ */
+function writeReply(text: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.stdout.write(text, (error) => {
+      if (error) process.stdout.emit('error', error);
+      resolve();
+    });
+    if (stdoutLost() !== undefined) resolve();
+  });
+}
+
+// What the command changed stays done when its reply cannot be written; one line on stderr says so.
+guardOutputStreams((error) => {
+  process.stderr.write(
+    `vcnet-cni: the reply on stdout was lost (${error.code ?? error.message}); what the command did stays done; it exits ${OUTPUT_LOST_EXIT_CODE} unless it failed\n`,
+  );
+});
 const observing = await startObservability(process.env);
 const input = await readStandardInput();
 const command = process.env.CNI_COMMAND ?? '';
@@ -53,10 +75,9 @@ const outcome = await observing.inCommandSpan(
   },
 );
 // The result goes out before the spans: exporting them (bounded, and never failing) must neither
-// delay nor change what the runtime reads.
-await new Promise<void>((resolve) =>
-  process.stdout.write(outcome.stdout ? `${outcome.stdout}\n` : '', () => resolve()),
-);
+// delay nor change what the runtime reads. A success with nothing to say (DEL) writes nothing.
+if (outcome.stdout) await writeReply(`${outcome.stdout}\n`);
 await observing.stop();
 // Exit now: the runtime waits for the exit, and no handle (an export still in flight) may keep us alive.
-process.exit(outcome.exitCode);
+// A success whose reply was lost exits 6 (as the CLI does): the runtime must not take it for a result.
+process.exit(outcome.exitCode === 0 && stdoutLost() !== undefined ? OUTPUT_LOST_EXIT_CODE : outcome.exitCode);

@@ -28,6 +28,9 @@ export const CNI_STATE_DIR_SETTING = '"stateDir" in the plugin\'s network config
 /** A stateDir that cannot be used: the setting vcnet-cni takes. */
 export const CNI_STATE_DIR_HINT = `point ${CNI_STATE_DIR_SETTING} at a directory vcnet can create and write (default /run/vcnet/cni)`;
 
+/** A record left after a complete undo (its directory could not be removed): what drops it. */
+const CNI_REMOVE_AGAIN = "the runtime's next DEL of the container drops it";
+
 /** SandboxLockedError's (and NamespaceBusyError's) hint for vcnet-cni: the setting that exists there. */
 export const CNI_LOCK_TIMEOUT_HINT = 'raise "lockTimeoutMs" in the plugin\'s network configuration';
 
@@ -99,6 +102,7 @@ export class AttachmentStore {
       lockTimeoutHint: CNI_LOCK_TIMEOUT_HINT,
       unusableHint: CNI_STATE_DIR_HINT,
       stateDirectorySetting: CNI_STATE_DIR_SETTING,
+      removeAgain: CNI_REMOVE_AGAIN,
     });
     this.interfacesDirectory = join(this.container.directory, 'interfaces');
     this.attachment = this.recordStore(interfaceName);
@@ -119,6 +123,7 @@ export class AttachmentStore {
       register: false,
       unusableHint: CNI_STATE_DIR_HINT,
       stateDirectorySetting: CNI_STATE_DIR_SETTING,
+      removeAgain: CNI_REMOVE_AGAIN,
     });
   }
 
@@ -222,8 +227,10 @@ export class AttachmentStore {
     for (const directory of [this.attachment.directory, this.interfacesDirectory]) {
       try {
         rmdirSync(directory);
-      } catch {
-        return; // not empty (a record set aside, another interface) or not there
+      } catch (error) {
+        // Already gone (a DEL killed after removing the interface's directory): the next one may not be.
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        return; // not empty (a record set aside, another interface)
       }
     }
   }

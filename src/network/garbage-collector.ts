@@ -73,6 +73,7 @@ import {
   DEFAULT_CNI_STATE_DIRECTORY,
   forgetMissingStateDirectories,
   registeredStateDirectories,
+  removeStaleRegistryTemporaries,
 } from './state/registry.js';
 import {
   DEFAULT_STATE_DIRECTORY,
@@ -834,7 +835,11 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       namespace.close();
     }
   }
-  if (!dryRun) await forgetMissingStateDirectories(registeredStateDirectories());
+  if (!dryRun) {
+    await forgetMissingStateDirectories(registeredStateDirectories());
+    // A registry write killed before its rename left its temporary file beside the registry.
+    removeStaleRegistryTemporaries();
+  }
   return report;
 }
 

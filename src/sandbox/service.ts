@@ -100,7 +100,14 @@ export async function attachRecorded(
   record: RecordKeeper,
 ): Promise<Endpoint[]> {
   const before = new Set(network.endpoints());
-  record.persist();
+  try {
+    record.persist();
+  } catch (error) {
+    // Nothing is changed yet. A write that failed after its rename (the directory's fsync) left the
+    // record in place all the same: discarded, so a retry does not find a sandbox that is not there.
+    discardIfPossible(record);
+    throw error;
+  }
   let added: Endpoint[];
   try {
     added = await network.addEndpoints({ ...options, journal: () => record.persist() });
@@ -126,6 +133,15 @@ export async function attachRecorded(
     throw error;
   }
   return added;
+}
+
+/** What it means to have no record, if the state directory allows it; the caller's error is the one to report. */
+function discardIfPossible(record: RecordKeeper): void {
+  try {
+    record.discard();
+  } catch {
+    // the state directory refuses this too: what the first error says
+  }
 }
 
 /** The record written if the state directory takes it; a write that fails leaves the last one. */

@@ -25,6 +25,7 @@ import {
 import { DumpInterruptedError, NetlinkError } from '../../src/netlink/errors.js';
 import { UnsupportedInterfaceError } from '../../src/network/endpoint/create-endpoint.js';
 import { AttachError } from '../../src/network/model/plumbing-context.js';
+import { StateWriteError } from '../../src/network/state/atomic-file.js';
 import { SandboxLockedError } from '../../src/network/state/store.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -72,6 +73,21 @@ describe('VcnetError', () => {
     } finally {
       geteuid.mockRestore();
     }
+  });
+
+  it('a system call refused for want of file descriptors (EMFILE, ENFILE) hints at the limit to raise', () => {
+    const perProcess = new SystemCallError(
+      'open /var/run/netns/pod',
+      Object.assign(new Error('too many open files'), { code: 'EMFILE' }),
+    );
+    expect(perProcess.hint).toContain('ulimit -n');
+    expect(perProcess.hint).toContain('LimitNOFILE=');
+    expect(hintForErrno('ENFILE')).toContain('fs.file-max');
+    const write = new StateWriteError(
+      '/run/vcnet/sandboxes/sb/state.json',
+      Object.assign(new Error('too many open files'), { code: 'EMFILE' }),
+    );
+    expect(write.hint).toContain('ulimit -n');
   });
 
   it('netlink refusals are one family, VCNET_NETLINK, with the errno as a field and in the message', () => {

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { VcnetError } from '../../errors.js';
+import { hintForErrno, VcnetError } from '../../errors.js';
 import { CLI_STATE_DIRECTORY_SETTING } from './trust.js';
 
 export class StateWriteError extends VcnetError {
@@ -17,12 +17,18 @@ export class StateWriteError extends VcnetError {
   /**
    * `stateDirectorySetting`: how the writer's user picks another state directory, named in the hint
    * (the CLI's --state-dir by default; vcnet-cni's is the network config's "stateDir").
+   * `options.action` replaces "write" in the message (a record removed); `options.hint` the hint.
    */
-  constructor(path: string, cause: NodeJS.ErrnoException, stateDirectorySetting = CLI_STATE_DIRECTORY_SETTING) {
+  constructor(
+    path: string,
+    cause: NodeJS.ErrnoException,
+    stateDirectorySetting = CLI_STATE_DIRECTORY_SETTING,
+    options: { action?: string; hint?: string } = {},
+  ) {
     const errno = String(cause.code ?? 'EUNKNOWN');
-    super('VCNET_STATE_WRITE', `could not write ${path}: ${cause.message}`, {
+    super('VCNET_STATE_WRITE', `could not ${options.action ?? 'write'} ${path}: ${cause.message}`, {
       value: path,
-      hint: stateWriteHint(errno, stateDirectorySetting),
+      hint: options.hint ?? stateWriteHint(errno, stateDirectorySetting),
       cause,
     });
     this.errno = errno;
@@ -39,6 +45,9 @@ function stateWriteHint(errno: string, setting: string): string {
     case 'EPERM':
     case 'EACCES':
       return `the state directory is not writable by vcnet (permissions, or chattr +i): fix it, or point ${setting} at another`;
+    case 'EMFILE':
+    case 'ENFILE':
+      return hintForErrno(errno) ?? '';
     default:
       return 'the state directory could not be written: check its file system (dmesg), then run the command again';
   }
@@ -55,7 +64,9 @@ export function temporaryFileName(prefix: string): string {
 }
 
 /**
- * Replaces `path` with `text`, atomically; StateWriteError when any part fails (the old file stays).
+ * Replaces `path` with `text`, atomically; StateWriteError when any part fails: the old file stays,
+ * except when only the fsync of the directory after the rename failed, where the new file is in
+ * place but may not survive a crash (attachRecorded discards a first record that failed so).
  * The temporary file beside it (`temporaryPrefix`, see temporaryFileName) is made new, never opened
  * when anything is at its name (O_EXCL: no planted file, FIFO or link is written into, renamed or
  * removed), and checked to be a regular file of vcnet's user before a byte is written.

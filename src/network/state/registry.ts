@@ -12,15 +12,17 @@ import {
   fstatSync,
   lstatSync,
   openSync,
+  readdirSync,
   readFileSync,
+  rmSync,
   type Stats,
   statSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { hintForErrno, InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { shellWord } from '../../shell-word.js';
 import { absolutePath } from './absolute-path.js';
-import { replaceFileAtomically } from './atomic-file.js';
+import { replaceFileAtomically, StateWriteError } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 
@@ -210,12 +212,74 @@ export function registeredStateDirectories(path = registryPath()): string[] {
   return [...new Set(text.split('\n').filter((line) => line.startsWith('/')))];
 }
 
+/** The registry write's temporary file (temporaryFileName: `.state-directories.<pid>.<16 hex>.tmp`). */
+const REGISTRY_TEMPORARY_FILE = /^\.state-directories\.(\d+)\.[0-9a-f]{16}\.tmp$/;
+
+/** How old a dead writer's temporary file must be before it is removed (a writer in another pid namespace is not seen dead). */
+const STALE_TEMPORARY_AGE_MS = 60_000;
+
+/**
+ * Removes the registry's temporary files that a writer killed before its rename left beside it
+ * (`.state-directories.<pid>.<hex>.tmp`): a regular file of vcnet's user, older than a minute,
+ * whose pid runs no more. Nothing else in that directory is looked at. Best effort: returns the paths it removed.
+ */
+export function removeStaleRegistryTemporaries(path = registryPath(), now = Date.now()): string[] {
+  const directory = dirname(path);
+  let names: string[];
+  try {
+    names = readdirSync(directory);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const pid = Number(REGISTRY_TEMPORARY_FILE.exec(name)?.[1] ?? 0);
+    if (pid <= 0 || existsSync(`/proc/${pid}`)) continue;
+    const file = join(directory, name);
+    try {
+      const stats = lstatSync(file);
+      const user = process.geteuid?.() ?? 0;
+      if (!stats.isFile() || stats.uid !== user || now - stats.mtimeMs < STALE_TEMPORARY_AGE_MS) continue;
+      rmSync(file, { force: true });
+      removed.push(file);
+    } catch {
+      // gone meanwhile, or not ours to remove
+    }
+  }
+  return removed;
+}
+
+/** The hint of a registry write that failed: the registry's path and the variable that moves it, not --state-dir. */
+function registryWriteHint(errno: string, path: string): string {
+  const what = `${path} (the registry of state directories, which \`vcnet gc\` reads to find every record)`;
+  switch (errno) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return `the file system of ${what} is full: free space there (df), then run the command again`;
+    case 'EMFILE':
+    case 'ENFILE':
+      return hintForErrno(errno) ?? '';
+    case 'EROFS':
+    case 'EPERM':
+    case 'EACCES':
+      return `${what} cannot be written (read-only, or permissions): set VCNET_STATE_REGISTRY to a file that can be (and run gc with the same)`;
+    default:
+      return `${what} could not be written: check its file system (dmesg), then run the command again, or set VCNET_STATE_REGISTRY to a file elsewhere (and run gc with the same)`;
+  }
+}
+
 function writeRegistry(path: string, directories: string[]): void {
   makeDirectory(dirname(path), 0o755);
-  replaceFileAtomically(path, directories.map((directory) => `${directory}\n`).join(''), {
-    temporaryPrefix: join(dirname(path), '.state-directories.'),
-    mode: 0o644,
-  });
+  try {
+    replaceFileAtomically(path, directories.map((directory) => `${directory}\n`).join(''), {
+      temporaryPrefix: join(dirname(path), '.state-directories.'),
+      mode: 0o644,
+    });
+  } catch (error) {
+    if (!(error instanceof StateWriteError)) throw error;
+    const cause = error.cause as NodeJS.ErrnoException;
+    throw new StateWriteError(path, cause, undefined, { hint: registryWriteHint(error.errno, path) });
+  }
 }
 
 /** How long to wait for the registry's lock, and how a caller waits longer (for the error's hint). */
@@ -239,6 +303,7 @@ async function changeRegistry(
       (holder) => new StateRegistryLockedError(path, holder, timeoutMs, options.howToWaitLonger ?? 'try again'),
     );
     try {
+      removeStaleRegistryTemporaries(path);
       const before = registeredStateDirectories(path);
       const after = change(before);
       if (after.length !== before.length || after.some((directory, i) => directory !== before[i]))

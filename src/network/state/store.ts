@@ -24,10 +24,10 @@ import {
 import { join, resolve } from 'node:path';
 import type * as z from 'zod';
 import { decimalSecondsAsMs } from '../../arguments.js';
-import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { hintForErrno, InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { shellWord } from '../../shell-word.js';
 import { absolutePath } from './absolute-path.js';
-import { replaceFileAtomically } from './atomic-file.js';
+import { replaceFileAtomically, StateWriteError } from './atomic-file.js';
 import { DirectoryNotMadeError, makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 import { sandboxContentSchema } from './network-content-schema.js';
@@ -147,6 +147,8 @@ export interface SandboxStoreOptions {
    * in another's directory, whose root is then checked as a directory inside the state).
    */
   register?: boolean;
+  /** For a record left after a complete undo: what drops it where this store is used (the next detach by default). */
+  removeAgain?: string;
   /** Checks the id, which names the record's directory (validateSandboxId by default). */
   validateId?: (id: string) => void;
 }
@@ -190,6 +192,15 @@ export function readRecordFile(path: string): string | undefined {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Why a directory of the state could not be made that says nothing against the path itself. */
+const DIRECTORY_WRITE_FAILURES = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE']);
+
+/** What to look at when a record directory could not be removed with `errno`. */
+function recordRemovalAdvice(errno: string | undefined): string {
+  if (errno === 'EMFILE' || errno === 'ENFILE') return `; ${hintForErrno(errno)}`;
+  return ' (if it happens again, check the file system of the state directory: dmesg)';
 }
 
 export class SandboxStore {
@@ -246,14 +257,23 @@ export class SandboxStore {
     return { follow, ...(this.options.unusableHint !== undefined ? { unusableHint: this.options.unusableHint } : {}) };
   }
 
-  /** Makes `directory` (the state directory or one in it), or says why the state directory cannot be used. */
+  /**
+   * Makes `directory` (the state directory or one in it), or says why the state directory cannot be
+   * used. A file system that is full, out of inodes, read-only or failing, or a process out of file
+   * descriptors (DIRECTORY_WRITE_FAILURES), is a write that failed (StateWriteError, as for the
+   * record file; vcnet-cni: code 11, try again), not a directory that can never be used.
+   */
   private makeDirectoryIn(directory: string): void {
     try {
       makeDirectory(directory, 0o700);
     } catch (error) {
-      if (error instanceof DirectoryNotMadeError)
-        throw unusableStateDirectory(this.root, error, this.options.unusableHint);
-      throw error;
+      if (!(error instanceof DirectoryNotMadeError)) throw error;
+      const cause = error.cause as NodeJS.ErrnoException | undefined;
+      if (cause?.code !== undefined && DIRECTORY_WRITE_FAILURES.has(cause.code))
+        throw new StateWriteError(error.component, cause, this.options.stateDirectorySetting, {
+          action: 'create the directory',
+        });
+      throw unusableStateDirectory(this.root, error, this.options.unusableHint);
     }
   }
 
@@ -300,10 +320,22 @@ export class SandboxStore {
     }
   }
 
-  /** Removes the sandbox's state directory (after a complete detach). The lock is elsewhere and stays held. */
+  /**
+   * Removes the sandbox's state directory (after a complete detach). The lock is elsewhere and stays
+   * held. StateWriteError when it cannot be removed (EIO, EMFILE): what the record described is
+   * undone already, and the record left is one the next detach (or DEL) finds nothing to undo of and drops.
+   */
   remove(): void {
     this.refuseUntrusted();
-    rmSync(this.directory, { recursive: true, force: true });
+    try {
+      rmSync(this.directory, { recursive: true, force: true });
+    } catch (error) {
+      const cause = error as NodeJS.ErrnoException;
+      throw new StateWriteError(this.directory, cause, this.options.stateDirectorySetting, {
+        action: 'remove the record directory',
+        hint: `nothing is left to undo: the namespace is as it was before, only the record in ${this.directory} is left; ${this.options.removeAgain ?? 'the next detach of the sandbox drops it'}${recordRemovalAdvice(cause.code)}`,
+      });
+    }
   }
 
   /**

@@ -1,0 +1,217 @@
+/**
+ * vcnet-cni where the world fails under it: its reply cannot be written (stdout on /dev/full, a
+ * reader that has gone), a record directory cannot be removed or made (EIO, ENOSPC injected with
+ * strace), a DEL killed half-way. The plugin answers in CNI terms (no Node stack, no code 999) and
+ * leaves nothing a later DEL cannot remove.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest } from '../../helpers/cli.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+const PLUGIN = fileURLToPath(new URL('../../../dist/cni/main.js', import.meta.url));
+const stateDirectory = stateDirectoryPerTest('vcnet-cni-faults-');
+const skipReason =
+  process.getuid?.() !== 0
+    ? 'vcnet-cni fault tests need root (namespaces, taps, tc)'
+    : spawnSync('strace', ['-V']).status !== 0
+      ? 'strace is not installed'
+      : undefined;
+if (skipReason) console.log(`skipping vcnet-cni fault tests: ${skipReason}`);
+
+const CONTAINER = 'ctr-faults';
+
+/** The network config of a chain whose previous plugin left makePod()'s eth0. */
+function config(podPath: string, mac: string) {
+  return JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'vcnet-faults',
+    type: 'vcnet-cni',
+    stateDir: join(stateDirectory(), 'cni'),
+    prevResult: {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'eth0', mac, sandbox: podPath }],
+      ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
+    },
+  });
+}
+
+function macOf(pod: ReturnType<typeof makePod>['pod']): string {
+  return /link\/ether ([0-9a-f:]+)/.exec(pod.exec('ip', ['link', 'show', 'eth0']))![1]!;
+}
+
+/**
+ * Runs vcnet-cni `command` as a runtime does; `stdout` 'full' puts it on /dev/full; `strace` runs
+ * it under `strace -f <strace...>` (fault injection).
+ */
+function runPlugin(
+  command: string,
+  pod: ReturnType<typeof makePod>['pod'],
+  options: { stdout?: 'full'; strace?: string[] } = {},
+) {
+  const device = options.stdout === 'full' ? openSync('/dev/full', 'w') : undefined;
+  try {
+    const argv = options.strace
+      ? ['strace', '-f', '-qq', '-o', '/dev/null', ...options.strace, process.execPath, PLUGIN]
+      : [process.execPath, PLUGIN];
+    const result = spawnSync(argv[0]!, argv.slice(1), {
+      input: config(pod.path, macOf(pod)),
+      encoding: 'utf8',
+      stdio: ['pipe', device ?? 'pipe', 'pipe'],
+      timeout: 30_000,
+      env: {
+        PATH: process.env.PATH,
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: CONTAINER,
+        CNI_NETNS: pod.path,
+        CNI_IFNAME: 'eth0',
+        CNI_PATH: '/usr/lib/cni',
+        VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry'),
+      },
+    });
+    return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
+  } finally {
+    if (device !== undefined) closeSync(device);
+  }
+}
+
+/** Everything under the plugin's state directory, relative to it. */
+function stateFiles(): string[] {
+  const root = join(stateDirectory(), 'cni');
+  if (!existsSync(root)) return [];
+  return (readdirSync(root, { recursive: true }) as string[]).sort();
+}
+
+describe.skipIf(skipReason)('vcnet-cni whose reply cannot be written', () => {
+  it('ADD with stdout on /dev/full: no stack, one line on stderr, exit 6; the interface stays attached for DEL', () => {
+    const { pod } = makePod();
+    const add = runPlugin('ADD', pod, { stdout: 'full' });
+    expect(add.stderr).not.toContain('    at ');
+    expect(add.stderr).not.toContain("Unhandled 'error' event");
+    expect(add.stderr).toContain('vcnet-cni: the reply on stdout was lost (ENOSPC)');
+    expect(add.status).toBe(6);
+    expect(pod.exec('ip', ['link', 'show'])).toContain('tap0_kata');
+    // A DEL has nothing to say: it writes nothing, so even /dev/full takes its (empty) reply.
+    const del = runPlugin('DEL', pod, { stdout: 'full' });
+    expect(del).toMatchObject({ status: 0, stderr: '' });
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+  });
+
+  it('ADD whose reader has gone (EPIPE): exit 6 and a line on stderr, not an unhandled error', async () => {
+    const { pod } = makePod();
+    const child = spawn(process.execPath, [PLUGIN], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH,
+        CNI_COMMAND: 'ADD',
+        CNI_CONTAINERID: CONTAINER,
+        CNI_NETNS: pod.path,
+        CNI_IFNAME: 'eth0',
+        CNI_PATH: '/usr/lib/cni',
+        VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry'),
+      },
+    });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    child.stdin.end(config(pod.path, macOf(pod)));
+    const status = await new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    expect(stderr).not.toContain("Unhandled 'error' event");
+    expect(stderr).toContain('vcnet-cni: the reply on stdout was lost (EPIPE)');
+    expect(status).toBe(6);
+    expect(runPlugin('DEL', pod).status).toBe(0);
+    expect(stateFiles().filter((name) => !name.startsWith('.locks'))).toEqual([]);
+  });
+});
+
+describe.skipIf(skipReason)('vcnet-cni whose state directory fails a system call', () => {
+  it('DEL that undid everything but cannot remove the record: code 11 (try again) with a hint, no stack; the next DEL drops it', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    expect(runPlugin('ADD', pod).status).toBe(0);
+    const statePath = join(stateDirectory(), 'cni', CONTAINER, 'interfaces', 'eth0', 'state.json');
+    const del = runPlugin('DEL', pod, {
+      strace: ['-P', statePath, '-e', 'trace=unlink,unlinkat', '-e', 'inject=unlink,unlinkat:error=EIO'],
+    });
+    expect(del.status).toBe(1);
+    const reply = JSON.parse(del.stdout) as { code: number; msg: string; details: string };
+    expect(reply.code).toBe(11);
+    expect(reply.msg).toContain('could not remove the record directory');
+    expect(reply.details).toMatch(/^VCNET_STATE_WRITE \(errno EIO\): nothing is left to undo/);
+    expect(reply.details).toContain("the runtime's next DEL of the container drops it");
+    expect(reply.details).not.toContain('    at ');
+    expect(fingerprint(pod)).toEqual(before);
+    expect(runPlugin('DEL', pod)).toMatchObject({ status: 0, stdout: '' });
+    expect(stateFiles()).toEqual(['.locks']);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('ADD whose container directory cannot be made (ENOSPC) fails with code 11 (try again), not 7 (a bad stateDir)', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const add = runPlugin('ADD', pod, {
+      strace: [
+        '-P',
+        join(stateDirectory(), 'cni', CONTAINER),
+        '-e',
+        'trace=mkdir,mkdirat',
+        '-e',
+        'inject=mkdir,mkdirat:error=ENOSPC',
+      ],
+    });
+    expect(add.status).toBe(1);
+    const reply = JSON.parse(add.stdout) as { code: number; msg: string; details: string };
+    expect(reply.code).toBe(11);
+    expect(reply.msg).toContain(`could not create the directory ${join(stateDirectory(), 'cni', CONTAINER)}`);
+    expect(reply.details).toMatch(
+      /^VCNET_STATE_WRITE \(errno ENOSPC\): the file system of the state directory is full/,
+    );
+    expect(fingerprint(pod)).toEqual(before);
+    expect(runPlugin('DEL', pod)).toMatchObject({ status: 0, stdout: '' });
+    expect(stateFiles()).toEqual(['.locks']);
+  });
+
+  it('ADD whose record is renamed in place but whose directory fsync fails leaves no record: code 11, and the retry ADD works', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const recordDirectory = join(stateDirectory(), 'cni', CONTAINER, 'interfaces', 'eth0');
+    const add = runPlugin('ADD', pod, {
+      strace: ['-P', recordDirectory, '-e', 'trace=fsync', '-e', 'inject=fsync:error=EIO:when=1'],
+    });
+    expect(add.status).toBe(1);
+    expect(JSON.parse(add.stdout)).toMatchObject({ code: 11 });
+    expect(fingerprint(pod)).toEqual(before);
+    expect(existsSync(join(recordDirectory, 'state.json'))).toBe(false);
+    expect(runPlugin('ADD', pod).status).toBe(0);
+    expect(runPlugin('DEL', pod).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+    expect(stateFiles()).toEqual(['.locks']);
+  });
+
+  it("an ADD that fails making the interface's directory leaves neither the container's directories nor its lock file", () => {
+    const { pod } = makePod();
+    const interfaces = join(stateDirectory(), 'cni', CONTAINER, 'interfaces');
+    const add = runPlugin('ADD', pod, {
+      strace: ['-P', join(interfaces, 'eth0'), '-e', 'trace=mkdir,mkdirat', '-e', 'inject=mkdir,mkdirat:error=ENOSPC'],
+    });
+    expect(add.status).toBe(1);
+    expect(JSON.parse(add.stdout)).toMatchObject({ code: 11 });
+    expect(stateFiles()).toEqual(['.locks']);
+  });
+
+  it("DEL removes an emptied interfaces/ (its interface's directory already gone) and the container's lock file", () => {
+    const { pod } = makePod();
+    // What a DEL killed after removing the interface's directory leaves.
+    const root = join(stateDirectory(), 'cni');
+    mkdirSync(join(root, CONTAINER, 'interfaces'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(root, '.locks'), { mode: 0o700 });
+    writeFileSync(join(root, '.locks', CONTAINER), '', { mode: 0o600 });
+    expect(runPlugin('DEL', pod)).toMatchObject({ status: 0, stdout: '' });
+    expect(stateFiles()).toEqual(['.locks']);
+  });
+});
