@@ -29,6 +29,7 @@ const DELIBERATE_INTERNALS: Record<string, string> = {
   // The plan and its persisted records: their shape is the state file's and changes with it.
   PlumbingContext: "Endpoint.attach's context, built by Network; the plumbing engine's",
   AttachRequest: "Endpoint's plan request, built by Network",
+  PlanIntent: "Endpoint's plan made ahead of its attach, whose records Network journals for all endpoints at once",
   AttachedPlumbing: "what an Endpoint records of its plumbing (the state file's shape)",
   PlumbingStep: "one recorded plumbing step (the state file's shape)",
   Plan: 'the attach plan (shown as `ip`/`tc` commands by --dry-run)',

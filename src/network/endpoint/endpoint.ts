@@ -8,8 +8,8 @@ import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { NetworkInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
 import { MacvtapDeviceError, openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../model/macvtap-index.js';
-import type { AttachedPlumbing, PlumbingContext } from '../model/plumbing-context.js';
-import { AttachError, attachByPlan, closeFds, planEndpoint } from '../model/plumbing-context.js';
+import type { AttachedPlumbing, PlanIntent, PlumbingContext } from '../model/plumbing-context.js';
+import { AttachError, attachByPlan, closeFds, intentOf, planEndpoint } from '../model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import type { Plan } from '../plan/types.js';
@@ -67,6 +67,8 @@ export abstract class Endpoint {
   pciPath: string | undefined;
   /** Steps of an attach still under way (journaled before they are sent). */
   private pendingSteps: PlumbingStep[] | undefined;
+  /** The plan build applies, made before the attach (prepareAttach), or why it could not be made. */
+  private prepared: { intent: PlanIntent } | { error: unknown } | undefined;
   /**
    * The MTU the guest NIC is given (QEMU's host_mtu, the VMM's mtu): the pod link's when the endpoint
    * was made. The guest driver takes no larger MTU later, so a pod MTU raised above it is capped.
@@ -129,14 +131,48 @@ export abstract class Endpoint {
     return request ? planEndpoint(context, request) : undefined;
   }
 
+  /**
+   * Plans the attach ahead and takes the plan's intent (every record it may leave, its links'
+   * indexes chosen) as this endpoint's pending record: Network.addEndpoints then journals the
+   * intents of all its endpoints in one record write, and the executor writes none per endpoint.
+   * A planning error is kept for attach to throw, where and as it would have been without this.
+   */
+  async prepareAttach(context: PlumbingContext): Promise<void> {
+    if (this.plumbing) return;
+    try {
+      const plan = await this.plan(context);
+      if (!plan) return;
+      const intent = intentOf(plan);
+      this.prepared = { intent };
+      this.pendingSteps = intent.records;
+    } catch (error) {
+      this.prepared = { error };
+    }
+  }
+
+  /** Forgets an attach prepared but never started (an endpoint before it failed): nothing was made. */
+  dropPrepared(): void {
+    this.prepared = undefined;
+    this.pendingSteps = undefined;
+  }
+
+  /** The prepared plan's intent, taken once by build (a planning error is thrown here). */
+  protected takePreparedIntent(): PlanIntent | undefined {
+    const prepared = this.prepared;
+    this.prepared = undefined;
+    if (prepared && 'error' in prepared) throw prepared.error;
+    return prepared?.intent;
+  }
+
   /** Builds the host plumbing for this endpoint (buildByPlan, or the device as it is). */
   protected abstract build(context: PlumbingContext): Promise<AttachedPlumbing>;
 
-  /** The plan of attachRequest(), applied. */
+  /** The plan of attachRequest() (the one prepareAttach made, if it did), applied. */
   protected buildByPlan(context: PlumbingContext): Promise<AttachedPlumbing> {
+    const intent = this.takePreparedIntent();
     const request = this.attachRequest();
     if (!request) throw new Error(`${this.type} endpoint ${this.properties.link.name} has nothing to build`);
-    return attachByPlan(context, request);
+    return attachByPlan(context, request, intent);
   }
 
   async attach(context: PlumbingContext): Promise<AttachedPlumbing> {

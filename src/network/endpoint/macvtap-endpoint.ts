@@ -37,8 +37,9 @@ export class MacvtapEndpoint extends Endpoint {
 
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
     const link = this.properties.link;
+    const intent = this.takePreparedIntent();
     const request = this.rateLimitRequest(context);
-    if (request) return attachByPlan(context, request);
+    if (request) return attachByPlan(context, request, intent);
     const node = verifiedMacvtapNode(link.index);
     return existingDevicePlumbing(context, {
       tapName: link.name,

@@ -181,6 +181,8 @@ export async function createMacvtapAtUniqueIndex(
     attempts?: number;
     /** Told each index before the macvtap is asked for there (the executor journals it: the record names the link by identity). */
     beforeCreate?: (index: number) => void;
+    /** The index tried first (the executor's, journaled with the plan's intent); random ones after it. */
+    first?: number;
   } = {},
 ): Promise<{ index: number; node: MacvtapDeviceNode }> {
   const roots = options.roots ?? HOST_DEVICE_ROOTS;
@@ -189,7 +191,7 @@ export async function createMacvtapAtUniqueIndex(
   // Read once: it stays the same while the macvtap module is loaded.
   const major = macvtapMajor(roots);
   for (let attempt = 0; attempt < attempts; attempt++) {
-    const index = randomMacvtapIndex(options.random);
+    const index = attempt === 0 && options.first !== undefined ? options.first : randomMacvtapIndex(options.random);
     if (macvtapDevicesAtIndex(index, major, roots).length > 0) {
       lastProblem = `tap${index} is taken by another macvtap`;
       continue;

@@ -10,14 +10,14 @@ import { nativeDevices } from '../../native/devices.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/tc/message.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
-import { applyPlan, closeFds, rollBackAttach } from '../plan/apply.js';
+import { applyPlan, closeFds, intentOf, type PlanIntent, rollBackAttach } from '../plan/apply.js';
 import { type AttachRequest, CLSACT_INGRESS_PARENT, type PlanSnapshot, planAttach } from '../plan/plan-attach.js';
 import type { Plan } from '../plan/types.js';
 import type { PlumbingStep } from '../plumbing.js';
 import type { RateLimit } from '../rate-limit.js';
 import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from './macvtap-index.js';
 
-export { closeFds };
+export { closeFds, intentOf, type PlanIntent };
 
 export const VHOST_NET_DEVICE = '/dev/vhost-net';
 
@@ -125,14 +125,23 @@ export async function planEndpoint(context: PlumbingContext, request: AttachRequ
   return plan;
 }
 
-/** Plans and applies an endpoint's plumbing; on any failure nothing is left (or a record says what is). */
-export async function attachByPlan(context: PlumbingContext, request: AttachRequest): Promise<AttachedPlumbing> {
-  const plan = await planEndpoint(context, request);
+/**
+ * Plans and applies an endpoint's plumbing; on any failure nothing is left (or a record says what is).
+ * `intent`: the plan of this request, made and journaled before (Network.addEndpoints journals the
+ * intents of all its endpoints in one write), applied as it is.
+ */
+export async function attachByPlan(
+  context: PlumbingContext,
+  request: AttachRequest,
+  intent?: PlanIntent,
+): Promise<AttachedPlumbing> {
+  const plan = intent?.plan ?? (await planEndpoint(context, request));
   const applied = await applyPlan(plan, {
     handle: context.handle,
     namespacePath: context.namespacePath,
     keepFds: context.keepFds,
     ...(context.journal ? { journal: context.journal } : {}),
+    ...(intent ? { intent } : {}),
   });
   let tapFds = applied.tapFds;
   let vhostFds: number[] = [];

@@ -1,5 +1,6 @@
 /**
- * The one executor of plans. It journals every step before the kernel is asked to make it, sends the
+ * The one executor of plans. It journals every step before the kernel is asked to make it (the
+ * plan's intent, in one record write before the first change: see ApplyContext.journal), sends the
  * steps in as few netlink batches as names allow (a batch ends only where a later step needs the index
  * of a link the batch creates, and at the tap ioctl), and on failure undoes the completed steps in
  * reverse. When that undo is refused too, the journal keeps exactly what is left and the error says
@@ -20,7 +21,7 @@ import type { NetlinkError } from '../../netlink/errors.js';
 import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
 import { othersInQdiscs } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
-import { createMacvtapAtUniqueIndex } from '../model/macvtap-index.js';
+import { createMacvtapAtUniqueIndex, randomMacvtapIndex } from '../model/macvtap-index.js';
 import { tapOwnershipFields } from '../tap-owner.js';
 import { commandOf } from './commands.js';
 import { LinkNameTakenError } from './plan-attach.js';
@@ -60,10 +61,52 @@ export interface ApplyContext {
   /** Keep the tap's queue fds open and return them (a hypervisor started by this process). */
   keepFds: boolean;
   /**
-   * Told the records of everything that may exist, before each send: a crash at any point leaves a
-   * record that detach and gc can undo (undo tolerates objects that were never made).
+   * Told the records of everything that may exist, before the first send: the intent of the whole
+   * plan (every step's record, each link it makes at the index chosen for it, `unconfirmed`), so a
+   * crash at any point leaves a record that detach and gc can undo (undo tolerates objects that were
+   * never made, and deletes at an unconfirmed index only the link with the recorded name, kind and
+   * group). Told again only when that record no longer says what may exist: a link made at another
+   * index than the one on record (a taken index tried again), or after a failure, what is left.
    */
   journal?: (records: PlumbingStep[]) => void;
+  /**
+   * The plan's intent (intentOf), already journaled by the caller with others (Network.addEndpoints
+   * writes the intents of all its endpoints in one record): the executor makes the links at its
+   * indexes and writes no record until one of them changes. A record write per endpoint made an
+   * attach quadratic in the endpoints (each write is the whole record).
+   */
+  intent?: PlanIntent;
+}
+
+/** What a plan may leave once applied, with the index of each link it makes chosen up front. */
+export interface PlanIntent {
+  plan: Plan;
+  chosenIndexes: ReadonlyMap<string, number>;
+  /** The records of every step, the links at their chosen indexes (`unconfirmed`): what is journaled before the first change. */
+  records: PlumbingStep[];
+}
+
+/**
+ * A plan's intent: an index chosen for every link it makes (taps and ifbs from LINK_INDEX_BASE, a
+ * macvtap in its own range: macvtap-index.ts), and the records of all its steps. Pure but for the
+ * random indexes.
+ */
+export function intentOf(plan: Plan): PlanIntent {
+  const chosenIndexes = new Map<string, number>();
+  for (const { change } of plan.steps) {
+    if ((change.op !== 'create-tap' && change.op !== 'create-link') || chosenIndexes.has(change.link.name)) continue;
+    chosenIndexes.set(
+      change.link.name,
+      change.op === 'create-link' && change.kind === 'macvtap' ? randomMacvtapIndex() : randomLinkIndex(),
+    );
+  }
+  return { plan, chosenIndexes, records: recordsOf(plan.steps, new Map(), chosenIndexes) };
+}
+
+function sameIndexes(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [name, index] of a) if (b.get(name) !== index) return false;
+  return true;
 }
 
 export interface AppliedPlan {
@@ -202,11 +245,21 @@ export function setLinkIndexTestHook(hook: (() => number | undefined) | undefine
 export async function applyPlan(plan: Plan, context: ApplyContext): Promise<AppliedPlan> {
   const { handle } = context;
   const createdIndexes = new Map<string, number>();
+  const intent = context.intent?.plan === plan ? context.intent : intentOf(plan);
   // The index each link vcnet makes is made at, chosen before it exists: every record journaled of it
   // names it by that identity, never by a name someone else may hold by the time detach or gc reads
   // the record (a record whose next write failed, say). A link not made is in no record of `completed`.
-  const chosenIndexes = new Map<string, number>();
+  const chosenIndexes = new Map<string, number>(intent.chosenIndexes);
   const recorded = (steps: readonly PlanStep[]): PlumbingStep[] => recordsOf(steps, createdIndexes, chosenIndexes);
+  // The indexes of the intent on record (undefined: none written yet). The intent names every step,
+  // so it is written once, before the first change, and again only when a link is to be made at an
+  // index other than the recorded one (or a link of the recorded name is made in its place).
+  let onRecord: ReadonlyMap<string, number> | undefined = intent === context.intent ? intent.chosenIndexes : undefined;
+  const journal = (): void => {
+    if (onRecord && sameIndexes(onRecord, chosenIndexes)) return;
+    context.journal?.(recorded(plan.steps));
+    onRecord = new Map(chosenIndexes);
+  };
   // How many indexes each ifb was tried at: a taken one (EEXIST for a free name) is someone's link.
   const ifbAttempts = new Map<string, number>();
   const completed: PlanStep[] = [];
@@ -236,7 +289,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     const sent = batch;
     queued = [];
     batch = undefined;
-    context.journal?.(recorded([...completed, ...sending]));
+    journal();
     const outcomes = await sent.send();
     const refused: Array<{ step: PlanStep; error: NetlinkError }> = [];
     outcomes.forEach((outcome, position) => {
@@ -268,7 +321,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         continue;
       }
       await flush();
-      context.journal?.(recorded([...completed, step]));
+      journal();
       await addIngressQdiscRetrying(handle, { index: resolved(step.change.link), name: step.change.link.name });
       publishStep(handle, step.change, 'apply');
       completed.push(step);
@@ -294,9 +347,9 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         await testHook(step, position);
       }
       if (change.op === 'create-tap') {
-        const created = await createTapAtChosenIndex(context, change, (index) => {
+        const created = await createTapAtChosenIndex(context, change, chosenIndexes.get(change.link.name), (index) => {
           chosenIndexes.set(change.link.name, index);
-          context.journal?.(recorded([...completed, step]));
+          journal();
         });
         publishStep(handle, change, 'apply');
         tapFds.push(...created.fds);
@@ -304,16 +357,21 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         completed.push(step);
         // A native shim built before it took `ifindex` makes the tap wherever the kernel likes: the
         // record is put right at once (rebuild it: npm run build:native).
-        if (created.index !== chosenIndexes.get(change.link.name)) context.journal?.(recorded(completed));
+        if (created.index !== chosenIndexes.get(change.link.name)) {
+          chosenIndexes.set(change.link.name, created.index);
+          journal();
+        }
         continue;
       }
       if (change.op === 'create-link' && change.kind === 'macvtap') {
         // Made on its own at a random high index, so its host-global /dev/tap<index> is its own (issue 13).
         await flush();
+        const first = chosenIndexes.get(change.link.name);
         const created = await createMacvtapAtUniqueIndex(handle, linkSpecOf(change, resolved), {
+          ...(first !== undefined ? { first } : {}),
           beforeCreate: (index) => {
             chosenIndexes.set(change.link.name, index);
-            context.journal?.(recorded([...completed, step]));
+            journal();
           },
         });
         publishStep(handle, change, 'apply');
@@ -450,11 +508,12 @@ const TAKEN_INDEXES_HINT =
 async function createTapAtChosenIndex(
   context: ApplyContext,
   change: Extract<Change, { op: 'create-tap' }>,
+  first: number | undefined,
   beforeCreate: (index: number) => void,
 ): Promise<{ index: number; fds: number[] }> {
   let lastError: unknown;
   for (let attempt = 0; attempt < TAP_INDEX_ATTEMPTS; attempt++) {
-    const index = randomLinkIndex();
+    const index = attempt === 0 && first !== undefined ? first : randomLinkIndex();
     beforeCreate(index);
     try {
       return createTap(context, change, index);
