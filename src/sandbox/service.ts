@@ -509,6 +509,8 @@ export interface DetachResult {
    */
   namespaceHeldAt?: string;
   heldBy?: number;
+  /** With namespaceHeldAt: the recorded path was not gone but names another namespace now (left untouched). */
+  namespacePathReused?: boolean;
 }
 
 /** detachSandbox's options. */
@@ -593,6 +595,7 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
             ? {
                 namespaceHeldAt: heldElsewhere.path,
                 ...(heldElsewhere.pid !== undefined ? { heldBy: heldElsewhere.pid } : {}),
+                ...(heldElsewhere.pathReused ? { namespacePathReused: true } : {}),
               }
             : {}),
         };
@@ -656,11 +659,14 @@ function heldElsewhereNotice(
   return {
     operation,
     endpoint: '',
-    message: `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder}: what attach made is still there and is undone through it`,
+    message: heldElsewhere.pathReused
+      ? `sandbox ${id}: its namespace path ${recordedPath} now names another namespace (left untouched), but ${holder.replace('that namespace', 'the recorded one')}: what attach made is still there and is undone through it`
+      : `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder}: what attach made is still there and is undone through it`,
     details: {
       sandbox: id,
       namespace: recordedPath,
       heldAt: heldElsewhere.path,
+      ...(heldElsewhere.pathReused ? { pathReused: true } : {}),
       ...(heldElsewhere.pid !== undefined ? { pid: heldElsewhere.pid } : {}),
     },
   };
@@ -685,8 +691,11 @@ export interface RecordedNetwork {
   network: Network;
   /** The namespace, open (its fd holds the namespace lock once taken, until close()). */
   namespace: OpenedNamespace;
-  /** The recorded path is gone but the namespace is not: where it was opened instead, and the holding process. */
-  heldElsewhere?: { path: string; pid?: number };
+  /**
+   * The recorded path is gone (or, with `pathReused`, names another namespace now) but the recorded
+   * namespace is not: where it was opened instead, and the holding process.
+   */
+  heldElsewhere?: { path: string; pid?: number; pathReused?: boolean };
   close(): void;
 }
 
@@ -713,8 +722,19 @@ export function openRecordedNetwork(
       return loadRecordedNetwork(record, sandboxId, opened, { path: heldAt, ...(pid !== undefined ? { pid } : {}) });
     }
     if (!(error instanceof NamespaceChangedError)) throw error;
-    // A reused path (a namespace re-created under the same name): when the recorded namespace lives
-    // nowhere, it is gone, with everything attach made in it, as when the path itself is gone.
+    // A reused path (a namespace re-created under the same name, a PID reused): the recorded
+    // namespace, while something still holds it, is reached through that holder by identity
+    // (device, inode and cookie), as when the path was deleted; the path, which now names another
+    // namespace, is never touched. When nothing holds it, it is gone with everything attach made.
+    const relocated = openNamespaceHeldElsewhere(record.namespace, statePath);
+    if (relocated) {
+      const { opened, heldAt, pid } = relocated;
+      return loadRecordedNetwork(record, sandboxId, opened, {
+        path: heldAt,
+        ...(pid !== undefined ? { pid } : {}),
+        pathReused: true,
+      });
+    }
     const livesAt = whereNamespaceLives(record.namespace);
     if (livesAt === undefined) throw new NamespaceGoneError(record.namespace, statePath);
     throw new NamespaceChangedError(record.namespace, error.found, statePath, livesAt);
@@ -754,6 +774,8 @@ export interface PlannedDetach {
   namespacePath?: string;
   /** The recorded path is gone but a process keeps the namespace: detach would work through this path. */
   namespaceHeldAt?: string;
+  /** With namespaceHeldAt: the recorded path names another namespace now, which detach would not touch. */
+  namespacePathReused?: boolean;
   /** The changes detach would send, in order, as data and as `ip`/`tc` commands. */
   steps: Array<{ change: Change; command: string }>;
   /** What detach would find already gone, and what it would leave as it is (and why). */
@@ -796,6 +818,7 @@ export async function planSandboxDetach(id: string, options: PlanSandboxDetachOp
       found: true,
       namespacePath: state.namespace.path,
       ...(recorded.heldElsewhere ? { namespaceHeldAt: recorded.heldElsewhere.path } : {}),
+      ...(recorded.heldElsewhere?.pathReused ? { namespacePathReused: true } : {}),
       steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
       alreadyGone: describeRecords(plan.alreadyGone),
       kept: plan.kept.map(describeKept),

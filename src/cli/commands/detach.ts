@@ -59,6 +59,7 @@ export function registerDetach(program: Command): void {
             ...(result.namespaceGone ? { namespaceGone: result.namespaceGone } : {}),
             ...(result.namespaceHeldAt ? { namespaceHeldAt: result.namespaceHeldAt } : {}),
             ...(result.heldBy !== undefined ? { heldBy: result.heldBy } : {}),
+            ...(result.namespacePathReused ? { namespacePathReused: true } : {}),
             undone: result.report?.undone ?? 0,
             alreadyGone: result.report?.alreadyGone ?? 0,
             kept: result.report?.kept ?? 0,
@@ -80,8 +81,11 @@ export function registerDetach(program: Command): void {
           ...(result.report?.kept ? [`${result.report.kept} kept`] : []),
         ];
         const gone = counts.length > 0 ? ` (${counts.join(', ')})` : '';
+        const path = result.namespacePathReused
+          ? 'its path names another namespace now, left untouched'
+          : 'its path is gone';
         const through = result.namespaceHeldAt
-          ? ` through ${result.namespaceHeldAt}${result.heldBy !== undefined ? ` (process ${result.heldBy} still ${result.namespaceHeldAt.includes('/fd/') ? 'holds it open' : 'runs in the namespace'}; its path is gone)` : ' (its path is gone; a mount still holds it)'}`
+          ? ` through ${result.namespaceHeldAt}${result.heldBy !== undefined ? ` (process ${result.heldBy} still ${result.namespaceHeldAt.includes('/fd/') ? 'holds it open' : 'runs in the namespace'}; ${path})` : ` (${path}; a mount still holds it)`}`
           : '';
         print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}${through}`);
       },
@@ -116,7 +120,7 @@ function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
   printComment(`vcnet detach --dry-run: sandbox ${planned.id}, namespace ${planned.namespacePath}`);
   if (planned.namespaceHeldAt)
     printComment(
-      `that path is gone, but the namespace is still held: reach it with nsenter --net=${planned.namespaceHeldAt}`,
+      `that path ${planned.namespacePathReused ? 'names another namespace now (not touched)' : 'is gone'}, but the recorded namespace is still held: reach it with nsenter --net=${planned.namespaceHeldAt}`,
     );
   print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
   if (planned.hotplugSocket) printComment(`first, the VM's NICs would be unplugged through ${planned.hotplugSocket}`);
