@@ -109,7 +109,8 @@ export async function attachRecorded(
     // Written when it can be: the last record written already lists every step that was sent.
     if (network.endpoints().some((endpoint) => !before.has(endpoint))) persistIfPossible(record);
     else record.discard();
-    throw error;
+    // A taken name's hint gives `ip` commands: they act in this namespace, not the host's.
+    throw replacingTakenName(error, (taken) => taken.placed(network.config.namespacePath));
   }
   try {
     record.finishing?.();
@@ -369,7 +370,7 @@ export async function attachSandbox(
           ...(snapshot ? { snapshot } : {}),
         };
         await attachRecorded(network, attachOptions, keeper).catch((error: unknown) => {
-          throw namingTheOwner(error, namespace.identity, options.stateDirectory);
+          throw namingTheOwner(error, namespace.identity, namespace.identity.path, options.stateDirectory);
         });
         try {
           options.checkEndpoints?.(network.endpoints());
@@ -414,18 +415,32 @@ function stateDirectories(options: { stateDirectory?: string }): string[] {
  * A link vcnet needs, made by another sandbox in the same namespace (an attach retried under a new
  * sandbox id, say): the error names that sandbox and its record, found only on this failure path.
  */
-function namingTheOwner(error: unknown, identity: { dev: number; ino: number }, stateDirectory?: string): unknown {
-  const taken = causeChain(error).find((link) => link instanceof LinkNameTakenError);
-  if (!(taken instanceof LinkNameTakenError) || taken.holder?.group !== VCNET_LINK_GROUP) return error;
-  const [owner] = recordsHoldingLink(
-    identity,
-    { name: String(taken.value), index: taken.holder.index },
-    stateDirectory ? [stateDirectory] : [],
-  );
-  if (!owner) return error;
-  // Replaces the unnamed error (its cause carried over), so the cause chain lists it once.
-  const named = new LinkNameTakenError(String(taken.value), taken.holder, taken.cause, owner);
-  return error instanceof AttachError ? new AttachError(String(error.value), named, error.rolledBack) : named;
+function namingTheOwner(
+  error: unknown,
+  identity: { dev: number; ino: number },
+  namespacePath: string,
+  stateDirectory?: string,
+): unknown {
+  return replacingTakenName(error, (taken) => {
+    if (taken.holder?.group !== VCNET_LINK_GROUP) return taken.placed(namespacePath);
+    const [owner] = recordsHoldingLink(
+      identity,
+      { name: String(taken.value), index: taken.holder.index },
+      stateDirectory ? [stateDirectory] : [],
+    );
+    return taken.placed(namespacePath, owner ?? taken.owner);
+  });
+}
+
+/**
+ * `error` with the LinkNameTakenError it is (or an AttachError's cause) replaced by `replace`'s,
+ * its cause carried over, so the cause chain lists it once; any other error as it is.
+ */
+function replacingTakenName(error: unknown, replace: (taken: LinkNameTakenError) => LinkNameTakenError): unknown {
+  if (error instanceof LinkNameTakenError) return replace(error);
+  if (error instanceof AttachError && error.cause instanceof LinkNameTakenError)
+    return new AttachError(String(error.value), replace(error.cause), error.rolledBack);
+  return error;
 }
 
 export interface PlannedEndpoint {
@@ -483,7 +498,7 @@ export async function planSandboxAttach(
       } catch {
         throw error;
       }
-      throw namingTheOwner(error, identity, options.stateDirectory);
+      throw namingTheOwner(error, identity, config.namespacePath, options.stateDirectory);
     });
     return planned.map(({ endpoint, plan }) => ({
       source: endpoint.properties.link.name,
