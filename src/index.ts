@@ -326,7 +326,7 @@ export { StateRegistryLockedError } from './network/state/registry.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { StateDirectoryError } from './network/state/trust.js';
 export { VfioError } from './network/vfio.js';
-export { IncorrectLinkTypeError } from './sandbox/add-interface-request.js';
+export { IncorrectLinkTypeError, InterfaceAlreadyAddedError } from './sandbox/add-interface-request.js';
 export {
   type ConfigureGuestOptions,
   type ConfigureGuestResult,
