@@ -15,6 +15,7 @@ import { functionOption, lockTimeoutOption, optionsArgument, signalOption, strin
 import { channels, publish } from '../diagnostics.js';
 import {
   causeChain,
+  type DetachFinishedBy,
   DetachIncompleteError,
   InvalidInputError,
   RollbackIncompleteError,
@@ -196,6 +197,8 @@ export async function detachRecorded(
     requireUnplug?: boolean;
     /** The sandbox, for the hint when its VM does not answer. */
     sandbox?: { id: string; stateDirectory: string };
+    /** What finishes a refused undo once its cause is fixed (default: running the command again). */
+    finishedBy?: DetachFinishedBy;
   } = {},
 ): Promise<UndoReport> {
   const endpoints = options.endpoints ?? [...network.endpoints()];
@@ -227,6 +230,7 @@ export async function detachRecorded(
       record.path,
       stillPlugged.length > 0 ? stillPluggedHint(record.path, stillPlugged, unreachable, options.sandbox) : undefined,
       [...report.failures, ...stillPlugged.map((entry) => entry.error)],
+      options.finishedBy,
     );
   }
   if (network.endpoints().length === 0) record.discard();
