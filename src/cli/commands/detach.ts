@@ -1,11 +1,14 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { QmpClient } from '../../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
 import { changeCount } from '../../network/plan/apply.js';
-import { stateDirectory } from '../../network/state/store.js';
+import { registeredStateDirectories } from '../../network/state/registry.js';
+import { stateDirectory, stateDirectoryFlag } from '../../network/state/store.js';
 import { detachSandbox, type PlannedDetach, planSandboxDetach } from '../../sandbox/service.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
-import { print, printComment, printJson } from '../output.js';
+import { print, printComment, printJson, writeStderr } from '../output.js';
 import { bindRecordNamespace } from './record-namespace.js';
 
 export function registerDetach(program: Command): void {
@@ -52,10 +55,14 @@ export function registerDetach(program: Command): void {
             return new QemuNetworkHotplugTarget(qmp, { timeoutMs: 10_000 });
           },
         }).finally(() => Promise.all(connections.map((qmp) => qmp.close().catch(() => undefined))));
+        // Not attached here, but recorded in another registered state directory: a wrong --state-dir.
+        const recordedIn = result.found ? [] : recordedElsewhere(options.sandbox, stateDirectory(options.stateDir));
+        noteRecordedElsewhere(options.sandbox, stateDirectory(options.stateDir), recordedIn);
         if (options.json) {
           printJson({
             sandbox: result.id,
             found: result.found,
+            ...(recordedIn.length > 0 ? { recordedIn } : {}),
             ...(result.namespaceGone ? { namespaceGone: result.namespaceGone } : {}),
             ...(result.namespaceHeldAt ? { namespaceHeldAt: result.namespaceHeldAt } : {}),
             ...(result.heldBy !== undefined ? { heldBy: result.heldBy } : {}),
@@ -89,6 +96,27 @@ export function registerDetach(program: Command): void {
           : '';
         print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}${through}`);
       },
+    );
+}
+
+/** Registered state directories other than `used` that hold a record of sandbox `id`. */
+function recordedElsewhere(id: string, used: string): string[] {
+  let directories: string[];
+  try {
+    directories = registeredStateDirectories();
+  } catch {
+    return []; // an unreadable registry only loses the note
+  }
+  return directories.filter(
+    (directory) => resolve(directory) !== resolve(used) && existsSync(join(directory, id, 'state.json')),
+  );
+}
+
+/** Says on stderr where sandbox `id` is recorded when detach found nothing in `used` (exit stays 0). */
+function noteRecordedElsewhere(id: string, used: string, recordedIn: readonly string[]): void {
+  for (const directory of recordedIn)
+    writeStderr(
+      `vcnet: note: sandbox ${id} is not recorded in ${used}, but in ${directory}: \`vcnet detach --sandbox ${id}${stateDirectoryFlag(directory)}\` detaches it\n`,
     );
 }
 
