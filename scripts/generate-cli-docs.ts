@@ -17,7 +17,7 @@ export function renderCliReference(): string {
       program.options.map((option) => `\`${option.flags}\` (${option.description})`).join(', ') +
       '.',
     '',
-    'Exit codes: 0 success (also detach of a sandbox that is not attached), 1 the operation failed,',
+    'Exit codes: 0 success (also detach of a sandbox that is not attached; a note on stderr names a registered state directory that does hold it), 1 the operation failed,',
     '2 bad input, a command line included (nothing was changed), 3 not permitted (run as root), 4 the sandbox is locked by',
     'another vcnet process, 5 something vcnet needs is missing, 6 the operation succeeded but its output on stdout was',
     'lost (a full disk, a closed pipe: `vcnet scan | head` too; a note on stderr says so). A failure keeps its own code',

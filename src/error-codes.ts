@@ -223,6 +223,14 @@ export const ErrorCodes = deepFreeze({
     cni: 'VCNET_FAILED',
     agent: 'ALREADY_EXISTS',
   },
+  VCNET_INTERFACE_ALREADY_ADDED: {
+    meaning:
+      'add-iface of an interface the sandbox already has, made from the same link (an add-iface killed after its attach)',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'ALREADY_EXISTS',
+  },
   VCNET_SANDBOX_NOT_FOUND: {
     meaning: 'no sandbox of that id is recorded',
     role: 'specific',

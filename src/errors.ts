@@ -513,6 +513,19 @@ export class RollbackIncompleteError extends VcnetError {
   }
 }
 
+/** What finishes an incomplete detach (DetachIncompleteError's hint). */
+export interface DetachFinishedBy {
+  /** The hint's advice when nothing but the refusal stood in the way ("run the command again ..."). */
+  again: string;
+  /** What the record is kept for when a privilege was missing ("the same command run again"). */
+  next: string;
+}
+
+const DETACH_AGAIN: DetachFinishedBy = {
+  again: 'run the command again (what is already gone is skipped)',
+  next: 'the same command run again',
+};
+
 /**
  * A detach (or DEL, del-iface) whose undo the kernel refused in part: the record keeps what is left.
  * `refusals` are the errors behind `failures`: the one that decides how the failure is classified
@@ -529,6 +542,12 @@ export class DetachIncompleteError extends VcnetError {
     recordPath: string,
     hint?: string,
     refusals: readonly unknown[] = [],
+    /**
+     * What finishes it once the cause is fixed: `again` as the hint says it, `next` as what the
+     * record is kept for. Not `vcnet gc`: gc leaves a live sandbox's record, and what it lists,
+     * alone (it finishes only attaches and add-ifaces killed part-way).
+     */
+    finishedBy: DetachFinishedBy = DETACH_AGAIN,
   ) {
     const refusedForPrivilege = refusals.find((refusal) => {
       const errno = errnoOf(refusal);
@@ -544,8 +563,8 @@ export class DetachIncompleteError extends VcnetError {
         hint:
           hint ??
           (refusedForPrivilege === undefined
-            ? `${recordPath} keeps them: run the command again (what is already gone is skipped), or \`vcnet gc\``
-            : `${hintForErrno(errnoOf(refusedForPrivilege)!)}; ${recordPath} keeps what is left for the next detach or \`vcnet gc\``),
+            ? `${recordPath} keeps them: ${finishedBy.again}`
+            : `${hintForErrno(errnoOf(refusedForPrivilege)!)}; ${recordPath} keeps what is left for ${finishedBy.next} with that privilege`),
         ...(cause === undefined ? {} : { cause }),
       },
     );

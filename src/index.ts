@@ -96,6 +96,7 @@ export {
   type CniOutcome,
   causeChain,
   classifyError,
+  type DetachFinishedBy,
   DetachIncompleteError,
   type ErrorClassification,
   type ErrorCode,
@@ -326,7 +327,11 @@ export { StateRegistryLockedError } from './network/state/registry.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { StateDirectoryError } from './network/state/trust.js';
 export { VfioError } from './network/vfio.js';
-export { IncorrectLinkTypeError } from './sandbox/add-interface-request.js';
+export {
+  type AddInterfaceSandbox,
+  IncorrectLinkTypeError,
+  InterfaceAlreadyAddedError,
+} from './sandbox/add-interface-request.js';
 export {
   type ConfigureGuestOptions,
   type ConfigureGuestResult,

@@ -34,3 +34,18 @@ export function shellWord(word: string): string {
       .replace(/(?<=")''$/, '')
   );
 }
+
+/** Where `ip netns` pins named namespaces; `ip -n NAME` reaches one of them by its name. */
+const NAMED_NAMESPACE = /^\/(?:var\/)?run\/netns\/([^/]+)$/;
+
+/**
+ * The `ip` command that acts in the namespace at `namespacePath`, to paste into a host shell: `ip -n
+ * NAME` for a namespace pinned as /var/run/netns/NAME, else `nsenter --net=PATH ip`. A bare `ip`
+ * pasted on the host acts in the host's namespace, where other sandboxes' links may live.
+ */
+export function ipCommandIn(namespacePath: string): string {
+  const name = NAMED_NAMESPACE.exec(namespacePath)?.[1];
+  return name && name !== '.' && name !== '..'
+    ? `ip -n ${shellWord(name)}`
+    : `nsenter --net=${shellWord(namespacePath)} ip`;
+}

@@ -4,7 +4,7 @@
  * Only CNI_IFNAME is attached, never the rest of the namespace (other chains own other interfaces).
  */
 
-import { RollbackIncompleteError, VcnetError } from '../errors.js';
+import { type DetachFinishedBy, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import type { Link } from '../netlink/codec/link.js';
 import { formatHandle } from '../netlink/codec/tc/message.js';
@@ -56,6 +56,12 @@ import {
   type CniAttachmentState,
   prepareStateDirectory,
 } from './state.js';
+
+/** What finishes a DEL (or a failed ADD's undo) the kernel refused in part: the runtime retries DEL. */
+const DEL_AGAIN: DetachFinishedBy = {
+  again: "the runtime's next DEL of this container and interface finishes it (what is already gone is skipped)",
+  next: "the runtime's next DEL",
+};
 
 export interface CniRequest {
   environment: CniEnvironment;
@@ -218,7 +224,7 @@ export async function add(request: CniRequest, warn: Warn = warnOnStandardError)
         const plumbing = endpoint?.plumbing;
         if (!plumbing?.tapName) {
           // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
-          await detachRecorded(network, `ADD of ${environment.interfaceName}`, keeper);
+          await detachRecorded(network, `ADD of ${environment.interfaceName}`, keeper, { finishedBy: DEL_AGAIN });
           throw new CniError(
             CniErrorCode.UNSUPPORTED_INTERFACE,
             'VCNET_CNI_NO_TAP',
@@ -343,11 +349,16 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
     try {
       // As `vcnet detach`: no ADD or attach adds a link to vcnet's group while this DEL undoes.
       await lockRecordedNamespace(recorded, state, config.lockTimeoutMs, { howToWaitLonger: CNI_LOCK_TIMEOUT_HINT });
-      await detachRecorded(network, `DEL of ${environment.interfaceName}`, {
-        persist: () => store.write({ ...state, network: network.save() }),
-        discard: () => store.remove(),
-        path: store.statePath,
-      });
+      await detachRecorded(
+        network,
+        `DEL of ${environment.interfaceName}`,
+        {
+          persist: () => store.write({ ...state, network: network.save() }),
+          discard: () => store.remove(),
+          path: store.statePath,
+        },
+        { finishedBy: DEL_AGAIN },
+      );
     } finally {
       recorded.close();
     }

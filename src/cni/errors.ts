@@ -75,7 +75,13 @@ export class CniEnvironmentError extends CniError {
       value === undefined || value === ''
         ? `environment variable ${variable} is missing (required: ${accepted})`
         : `environment variable ${variable} is invalid: ${JSON.stringify(value)} (${problem ? `${problem}; ` : ''}accepted: ${accepted})`,
-      { value, hint: `the container runtime sets ${variable}; when running by hand, export it` },
+      {
+        value,
+        hint:
+          value === undefined || value === ''
+            ? `the container runtime sets ${variable}; when running by hand, export it`
+            : `${variable} is set, but its value is invalid: fix what sets it (the container runtime, or your shell when running by hand)`,
+      },
     );
     this.variable = variable;
   }

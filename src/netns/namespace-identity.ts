@@ -82,8 +82,8 @@ export class NamespaceChangedError extends VcnetError {
       {
         value: recorded.path,
         hint: livesAt
-          ? `the path was reused, and the recorded namespace still lives at ${livesAt}: run the command again once what holds it has ended (then the record is dropped), or mount it back at ${recorded.path}`
-          : 'the path was reused (a new process, a new bind mount); the recorded namespace is gone, `vcnet gc` drops the record',
+          ? `the path was reused, and the recorded namespace still lives at ${livesAt}, where it could not be opened: run the command again; once nothing holds it, the record is dropped (nothing is ever done at ${recorded.path}, which names another namespace now)`
+          : 'the path was reused (a new process, a new bind mount): nothing is done there; `vcnet detach` undoes the record through whatever still holds the recorded namespace, or drops the record once nothing does',
       },
     );
     this.found = found;

@@ -9,17 +9,54 @@
  */
 import type { Interface } from '../agent/generated/types_pb.js';
 import { interfaceUpdateOf } from '../agent/network-request.js';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, VcnetError } from '../errors.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { classifyInterface, loopbackRefused, vhostUserSocketCandidates } from '../network/endpoint/create-endpoint.js';
 import { checkLinkName, checkNotVcnetDevice, isVcnetDevice } from '../network/link-name.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
+import { stateDirectoryFlag } from '../network/state/store.js';
+import { shellWord } from '../shell-word.js';
 
 /** What an existing endpoint of the sandbox looks like to the checks here. */
 export interface ExistingEndpoint {
   name: string;
   hardwareAddress: string;
   properties: { link: { name: string } };
+  /** `pending` while the attach that made it has not finished (its add-iface was killed part-way). */
+  plumbing?: { model?: string } | undefined;
+}
+
+/** The sandbox an add-iface request is for, named in the hint of an interface it already has. */
+export interface AddInterfaceSandbox {
+  id: string;
+  stateDirectory: string;
+  namespacePath: string;
+}
+
+/**
+ * The interface add-iface is asked for is already the sandbox's, made from the same link: an
+ * add-iface killed after its attach (while it configured the guest) left it added, and running it
+ * again cannot add it twice. Not bad input: the request is right, the sandbox already has it.
+ */
+export class InterfaceAlreadyAddedError extends VcnetError {
+  static override readonly errorName: string = 'InterfaceAlreadyAddedError';
+  constructor(guestName: string, device: string, sandbox: AddInterfaceSandbox | undefined, unfinished: boolean) {
+    const id = sandbox ? shellWord(sandbox.id) : 'SANDBOX';
+    const flag = sandbox ? stateDirectoryFlag(sandbox.stateDirectory) : '';
+    const from = device === guestName ? '' : ` (from ${device})`;
+    super(
+      'VCNET_INTERFACE_ALREADY_ADDED',
+      unfinished
+        ? `interface ${guestName}${from} is already in sandbox ${sandbox?.id ?? ''}, half-added: the add-iface that began it did not finish (killed part-way)`
+        : `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}`,
+      {
+        value: guestName,
+        hint: unfinished
+          ? `\`vcnet gc --netns ${sandbox ? shellWord(sandbox.namespacePath) : 'PATH'}${flag}\` undoes what that add-iface made (the rest of the sandbox stays), then run add-iface again`
+          : `an add-iface killed after the NIC was attached (while it configured the guest) leaves it added: \`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${guestName}"}), then add-iface again`,
+      },
+    );
+  }
 }
 
 export interface AddInterfaceRequest {
@@ -67,7 +104,7 @@ export function resolveAddInterfaceRequest(
   message: Interface,
   podInterfaces: readonly NetworkInfo[],
   existing: readonly ExistingEndpoint[],
-  options: { vhostUserStorePath?: string; loopbacks?: readonly string[] } = {},
+  options: { vhostUserStorePath?: string; loopbacks?: readonly string[]; sandbox?: AddInterfaceSandbox } = {},
 ): AddInterfaceRequest {
   const requestedType = requestedTypeOf(message.type);
   const deviceField = message.device ? 'interface.device' : 'interface.name';
@@ -81,7 +118,16 @@ export function resolveAddInterfaceRequest(
   }
   if (message.device) checkLinkName('interface.device', message.device);
   const guestName = checkLinkName('interface.name', message.name || message.device);
-  if (existing.some((endpoint) => endpoint.name === guestName)) {
+  const named = existing.find((endpoint) => endpoint.name === guestName);
+  if (named) {
+    // The same request again (same link, and MAC when one is given): the interface is already added.
+    const link = requestedType === 'tap' ? guestName : device;
+    if (
+      named.properties.link.name === link &&
+      (!message.hwAddr || message.hwAddr.toLowerCase() === named.hardwareAddress.toLowerCase())
+    ) {
+      throw new InterfaceAlreadyAddedError(guestName, link, options.sandbox, named.plumbing?.model === 'pending');
+    }
     throw new InvalidInputError('interface.name', guestName, 'a name no other interface of the sandbox has');
   }
 

@@ -152,7 +152,7 @@ export function refuseHeldNamespace(
     const owner = others.find((record) => record.holds(link));
     if (owner) {
       if (options.ownRecords) throw new NamespaceHeldError(namespacePath, owner, link);
-      throw new LinkNameTakenError(link.name, link, undefined, owner);
+      throw new LinkNameTakenError(link.name, link, undefined, owner, namespacePath);
     }
     if (ours.some((record) => record.holds(link))) continue;
     const [recorded] = others;

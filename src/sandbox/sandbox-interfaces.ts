@@ -197,6 +197,7 @@ export async function addInterface(
     } = resolveAddInterfaceRequest(message, interfacesOf(snapshot), existing, {
       ...(network.config.vhostUserStorePath ? { vhostUserStorePath: network.config.vhostUserStorePath } : {}),
       loopbacks: loopbackNames(snapshot),
+      sandbox: { id, stateDirectory: store.root, namespacePath: network.config.namespacePath },
     });
     let inferredType: EndpointType | undefined;
 

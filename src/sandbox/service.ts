@@ -15,6 +15,7 @@ import { functionOption, lockTimeoutOption, optionsArgument, signalOption, strin
 import { channels, publish } from '../diagnostics.js';
 import {
   causeChain,
+  type DetachFinishedBy,
   DetachIncompleteError,
   InvalidInputError,
   RollbackIncompleteError,
@@ -116,7 +117,8 @@ export async function attachRecorded(
     // Written when it can be: the last record written already lists every step that was sent.
     if (network.endpoints().some((endpoint) => !before.has(endpoint))) persistIfPossible(record);
     else record.discard();
-    throw error;
+    // A taken name's hint gives `ip` commands: they act in this namespace, not the host's.
+    throw replacingTakenName(error, (taken) => taken.placed(network.config.namespacePath));
   }
   try {
     record.finishing?.();
@@ -211,6 +213,8 @@ export async function detachRecorded(
     requireUnplug?: boolean;
     /** The sandbox, for the hint when its VM does not answer. */
     sandbox?: { id: string; stateDirectory: string };
+    /** What finishes a refused undo once its cause is fixed (default: running the command again). */
+    finishedBy?: DetachFinishedBy;
   } = {},
 ): Promise<UndoReport> {
   const endpoints = options.endpoints ?? [...network.endpoints()];
@@ -242,6 +246,7 @@ export async function detachRecorded(
       record.path,
       stillPlugged.length > 0 ? stillPluggedHint(record.path, stillPlugged, unreachable, options.sandbox) : undefined,
       [...report.failures, ...stillPlugged.map((entry) => entry.error)],
+      options.finishedBy,
     );
   }
   if (network.endpoints().length === 0) record.discard();
@@ -385,7 +390,7 @@ export async function attachSandbox(
           ...(snapshot ? { snapshot } : {}),
         };
         await attachRecorded(network, attachOptions, keeper).catch((error: unknown) => {
-          throw namingTheOwner(error, namespace.identity, options.stateDirectory);
+          throw namingTheOwner(error, namespace.identity, namespace.identity.path, options.stateDirectory);
         });
         try {
           options.checkEndpoints?.(network.endpoints());
@@ -430,18 +435,32 @@ function stateDirectories(options: { stateDirectory?: string }): string[] {
  * A link vcnet needs, made by another sandbox in the same namespace (an attach retried under a new
  * sandbox id, say): the error names that sandbox and its record, found only on this failure path.
  */
-function namingTheOwner(error: unknown, identity: { dev: number; ino: number }, stateDirectory?: string): unknown {
-  const taken = causeChain(error).find((link) => link instanceof LinkNameTakenError);
-  if (!(taken instanceof LinkNameTakenError) || taken.holder?.group !== VCNET_LINK_GROUP) return error;
-  const [owner] = recordsHoldingLink(
-    identity,
-    { name: String(taken.value), index: taken.holder.index },
-    stateDirectory ? [stateDirectory] : [],
-  );
-  if (!owner) return error;
-  // Replaces the unnamed error (its cause carried over), so the cause chain lists it once.
-  const named = new LinkNameTakenError(String(taken.value), taken.holder, taken.cause, owner);
-  return error instanceof AttachError ? new AttachError(String(error.value), named, error.rolledBack) : named;
+function namingTheOwner(
+  error: unknown,
+  identity: { dev: number; ino: number },
+  namespacePath: string,
+  stateDirectory?: string,
+): unknown {
+  return replacingTakenName(error, (taken) => {
+    if (taken.holder?.group !== VCNET_LINK_GROUP) return taken.placed(namespacePath);
+    const [owner] = recordsHoldingLink(
+      identity,
+      { name: String(taken.value), index: taken.holder.index },
+      stateDirectory ? [stateDirectory] : [],
+    );
+    return taken.placed(namespacePath, owner ?? taken.owner);
+  });
+}
+
+/**
+ * `error` with the LinkNameTakenError it is (or an AttachError's cause) replaced by `replace`'s,
+ * its cause carried over, so the cause chain lists it once; any other error as it is.
+ */
+function replacingTakenName(error: unknown, replace: (taken: LinkNameTakenError) => LinkNameTakenError): unknown {
+  if (error instanceof LinkNameTakenError) return replace(error);
+  if (error instanceof AttachError && error.cause instanceof LinkNameTakenError)
+    return new AttachError(String(error.value), replace(error.cause), error.rolledBack);
+  return error;
 }
 
 export interface PlannedEndpoint {
@@ -499,7 +518,7 @@ export async function planSandboxAttach(
       } catch {
         throw error;
       }
-      throw namingTheOwner(error, identity, options.stateDirectory);
+      throw namingTheOwner(error, identity, config.namespacePath, options.stateDirectory);
     });
     return planned.map(({ endpoint, plan }) => ({
       source: endpoint.properties.link.name,
@@ -525,6 +544,8 @@ export interface DetachResult {
    */
   namespaceHeldAt?: string;
   heldBy?: number;
+  /** With namespaceHeldAt: the recorded path was not gone but names another namespace now (left untouched). */
+  namespacePathReused?: boolean;
 }
 
 /** detachSandbox's options. */
@@ -609,6 +630,7 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
             ? {
                 namespaceHeldAt: heldElsewhere.path,
                 ...(heldElsewhere.pid !== undefined ? { heldBy: heldElsewhere.pid } : {}),
+                ...(heldElsewhere.pathReused ? { namespacePathReused: true } : {}),
               }
             : {}),
         };
@@ -672,11 +694,14 @@ function heldElsewhereNotice(
   return {
     operation,
     endpoint: '',
-    message: `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder}: what attach made is still there and is undone through it`,
+    message: heldElsewhere.pathReused
+      ? `sandbox ${id}: its namespace path ${recordedPath} now names another namespace (left untouched), but ${holder.replace('that namespace', 'the recorded one')}: what attach made is still there and is undone through it`
+      : `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder}: what attach made is still there and is undone through it`,
     details: {
       sandbox: id,
       namespace: recordedPath,
       heldAt: heldElsewhere.path,
+      ...(heldElsewhere.pathReused ? { pathReused: true } : {}),
       ...(heldElsewhere.pid !== undefined ? { pid: heldElsewhere.pid } : {}),
     },
   };
@@ -701,8 +726,11 @@ export interface RecordedNetwork {
   network: Network;
   /** The namespace, open (its fd holds the namespace lock once taken, until close()). */
   namespace: OpenedNamespace;
-  /** The recorded path is gone but the namespace is not: where it was opened instead, and the holding process. */
-  heldElsewhere?: { path: string; pid?: number };
+  /**
+   * The recorded path is gone (or, with `pathReused`, names another namespace now) but the recorded
+   * namespace is not: where it was opened instead, and the holding process.
+   */
+  heldElsewhere?: { path: string; pid?: number; pathReused?: boolean };
   close(): void;
 }
 
@@ -729,8 +757,19 @@ export function openRecordedNetwork(
       return loadRecordedNetwork(record, sandboxId, opened, { path: heldAt, ...(pid !== undefined ? { pid } : {}) });
     }
     if (!(error instanceof NamespaceChangedError)) throw error;
-    // A reused path (a namespace re-created under the same name): when the recorded namespace lives
-    // nowhere, it is gone, with everything attach made in it, as when the path itself is gone.
+    // A reused path (a namespace re-created under the same name, a PID reused): the recorded
+    // namespace, while something still holds it, is reached through that holder by identity
+    // (device, inode and cookie), as when the path was deleted; the path, which now names another
+    // namespace, is never touched. When nothing holds it, it is gone with everything attach made.
+    const relocated = openNamespaceHeldElsewhere(record.namespace, statePath);
+    if (relocated) {
+      const { opened, heldAt, pid } = relocated;
+      return loadRecordedNetwork(record, sandboxId, opened, {
+        path: heldAt,
+        ...(pid !== undefined ? { pid } : {}),
+        pathReused: true,
+      });
+    }
     const livesAt = whereNamespaceLives(record.namespace);
     if (livesAt === undefined) throw new NamespaceGoneError(record.namespace, statePath);
     throw new NamespaceChangedError(record.namespace, error.found, statePath, livesAt);
@@ -770,6 +809,8 @@ export interface PlannedDetach {
   namespacePath?: string;
   /** The recorded path is gone but a process keeps the namespace: detach would work through this path. */
   namespaceHeldAt?: string;
+  /** With namespaceHeldAt: the recorded path names another namespace now, which detach would not touch. */
+  namespacePathReused?: boolean;
   /** The changes detach would send, in order, as data and as `ip`/`tc` commands. */
   steps: Array<{ change: Change; command: string }>;
   /** What detach would find already gone, and what it would leave as it is (and why). */
@@ -812,6 +853,7 @@ export async function planSandboxDetach(id: string, options: PlanSandboxDetachOp
       found: true,
       namespacePath: state.namespace.path,
       ...(recorded.heldElsewhere ? { namespaceHeldAt: recorded.heldElsewhere.path } : {}),
+      ...(recorded.heldElsewhere?.pathReused ? { namespacePathReused: true } : {}),
       steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
       alreadyGone: describeRecords(plan.alreadyGone),
       kept: plan.kept.map(describeKept),

@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { expect, it } from 'vitest';
 import { RecordedIdentityDamagedError } from '../../src/netns/namespace-identity.js';
+import { LinkNameTakenError, VCNET_LINK_GROUP } from '../../src/network/plan/plan-attach.js';
 import { stateDirectoryFlag } from '../../src/network/state/store.js';
 
 const AWKWARD = "/tmp/s16qa/it's a pod";
@@ -30,4 +31,33 @@ it('quotes the namespace path in the gc hint of a damaged record', () => {
 it('quotes the state directory in --state-dir', () => {
   const flag = stateDirectoryFlag(AWKWARD);
   expect(wordsOf(flag)).toEqual(['--state-dir', AWKWARD]);
+});
+
+it("runs a taken link name's ip commands in its namespace, never the host's", () => {
+  const holder = { index: 7, kind: 'tun', group: 0 };
+  const hintOf = (path?: string) => new LinkNameTakenError('tap0_kata', holder, undefined, undefined, path).hint ?? '';
+  const commands = (hint: string) => [...hint.matchAll(/`([^`]*)`/g)].map((match) => match[1]);
+  // Pinned by `ip netns`: `ip -n NAME`.
+  expect(commands(hintOf('/var/run/netns/pod1'))).toEqual([
+    'ip -n pod1 -d link show tap0_kata',
+    'ip -n pod1 link del tap0_kata',
+  ]);
+  expect(commands(hintOf('/run/netns/pod1'))[1]).toBe('ip -n pod1 link del tap0_kata');
+  // Anything else (a process's namespace, Docker's mounts, an awkward path): nsenter, the path one word.
+  expect(commands(hintOf('/proc/42/ns/net'))[1]).toBe('nsenter --net=/proc/42/ns/net ip link del tap0_kata');
+  const awkward = commands(hintOf(AWKWARD))[1] ?? '';
+  expect(wordsOf(awkward.replace(/^nsenter /, ''))).toEqual([`--net=${AWKWARD}`, 'ip', 'link', 'del', 'tap0_kata']);
+  // A bare `ip` never: pasted on the host it would act on the host's links.
+  for (const hint of [hintOf('/var/run/netns/pod1'), hintOf('/proc/42/ns/net'), hintOf()])
+    expect(hint).not.toMatch(/`ip (?:-d )?link/);
+  // A link of vcnet's group: gc is pointed at that namespace.
+  const grouped = new LinkNameTakenError(
+    'tap0_kata',
+    { ...holder, group: VCNET_LINK_GROUP },
+    undefined,
+    undefined,
+    AWKWARD,
+  );
+  const gc = /`vcnet gc --netns ([^`]*)`/.exec(grouped.hint ?? '')?.[1];
+  expect(wordsOf(gc!)).toEqual([AWKWARD]);
 });

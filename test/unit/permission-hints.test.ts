@@ -2,6 +2,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import {
   classifyError,
+  type DetachFinishedBy,
   DetachIncompleteError,
   hintForErrno,
   hintFromCause,
@@ -60,5 +61,29 @@ describe('an incomplete detach', () => {
     ]);
     expect(classifyError(error)).toMatchObject({ code: 'VCNET_DETACH_INCOMPLETE', exit: 'FAILED' });
     expect(error.hint).toContain('run the command again');
+  });
+
+  it("never points at `vcnet gc`, which leaves a live sandbox's record alone; a CNI DEL is finished by the next DEL", () => {
+    const eperm = [systemError('EPERM', 'delete tun tap0_kata failed: EPERM')];
+    const ebusy = [systemError('EBUSY', 'delete tun tap0_kata failed: EBUSY')];
+    const make = (refusals: unknown[], finishedBy?: DetachFinishedBy) =>
+      new DetachIncompleteError(
+        'detach of s',
+        ['x'],
+        ['tun tap0_kata'],
+        '/r/state.json',
+        undefined,
+        refusals,
+        finishedBy,
+      );
+    expect(make(eperm).hint).toMatch(
+      /\/r\/state\.json keeps what is left for the same command run again with that privilege$/,
+    );
+    expect(make(ebusy).hint).toBe('/r/state.json keeps them: run the command again (what is already gone is skipped)');
+    const del = { again: "the runtime's next DEL finishes it", next: "the runtime's next DEL" };
+    expect(make(eperm, del).hint).toContain("keeps what is left for the runtime's next DEL with that privilege");
+    expect(make(ebusy, del).hint).toBe("/r/state.json keeps them: the runtime's next DEL finishes it");
+    for (const error of [make(eperm), make(ebusy), make(eperm, del), make(ebusy, del)])
+      expect(error.hint).not.toContain('gc');
   });
 });

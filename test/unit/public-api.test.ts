@@ -53,6 +53,7 @@ const DOCS_NON_EXPORTS = [
   'endpointType',
   'namespaceGone',
   'namespaceHeldAt',
+  'namespacePathReused',
   'heldBy',
   // Node's own: the signal option takes an AbortSignal and rejects with its reason (an AbortError).
   'AbortSignal',

@@ -1,11 +1,14 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { QmpClient } from '../../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
 import { changeCount } from '../../network/plan/apply.js';
-import { stateDirectory } from '../../network/state/store.js';
+import { registeredStateDirectories } from '../../network/state/registry.js';
+import { stateDirectory, stateDirectoryFlag } from '../../network/state/store.js';
 import { detachSandbox, type PlannedDetach, planSandboxDetach } from '../../sandbox/service.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
-import { print, printComment, printJson } from '../output.js';
+import { print, printComment, printJson, writeStderr } from '../output.js';
 import { bindRecordNamespace } from './record-namespace.js';
 
 export function registerDetach(program: Command): void {
@@ -52,13 +55,18 @@ export function registerDetach(program: Command): void {
             return new QemuNetworkHotplugTarget(qmp, { timeoutMs: 10_000 });
           },
         }).finally(() => Promise.all(connections.map((qmp) => qmp.close().catch(() => undefined))));
+        // Not attached here, but recorded in another registered state directory: a wrong --state-dir.
+        const recordedIn = result.found ? [] : recordedElsewhere(options.sandbox, stateDirectory(options.stateDir));
+        noteRecordedElsewhere(options.sandbox, stateDirectory(options.stateDir), recordedIn);
         if (options.json) {
           printJson({
             sandbox: result.id,
             found: result.found,
+            ...(recordedIn.length > 0 ? { recordedIn } : {}),
             ...(result.namespaceGone ? { namespaceGone: result.namespaceGone } : {}),
             ...(result.namespaceHeldAt ? { namespaceHeldAt: result.namespaceHeldAt } : {}),
             ...(result.heldBy !== undefined ? { heldBy: result.heldBy } : {}),
+            ...(result.namespacePathReused ? { namespacePathReused: true } : {}),
             undone: result.report?.undone ?? 0,
             alreadyGone: result.report?.alreadyGone ?? 0,
             kept: result.report?.kept ?? 0,
@@ -80,11 +88,35 @@ export function registerDetach(program: Command): void {
           ...(result.report?.kept ? [`${result.report.kept} kept`] : []),
         ];
         const gone = counts.length > 0 ? ` (${counts.join(', ')})` : '';
+        const path = result.namespacePathReused
+          ? 'its path names another namespace now, left untouched'
+          : 'its path is gone';
         const through = result.namespaceHeldAt
-          ? ` through ${result.namespaceHeldAt}${result.heldBy !== undefined ? ` (process ${result.heldBy} still ${result.namespaceHeldAt.includes('/fd/') ? 'holds it open' : 'runs in the namespace'}; its path is gone)` : ' (its path is gone; a mount still holds it)'}`
+          ? ` through ${result.namespaceHeldAt}${result.heldBy !== undefined ? ` (process ${result.heldBy} still ${result.namespaceHeldAt.includes('/fd/') ? 'holds it open' : 'runs in the namespace'}; ${path})` : ` (${path}; a mount still holds it)`}`
           : '';
         print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}${through}`);
       },
+    );
+}
+
+/** Registered state directories other than `used` that hold a record of sandbox `id`. */
+function recordedElsewhere(id: string, used: string): string[] {
+  let directories: string[];
+  try {
+    directories = registeredStateDirectories();
+  } catch {
+    return []; // an unreadable registry only loses the note
+  }
+  return directories.filter(
+    (directory) => resolve(directory) !== resolve(used) && existsSync(join(directory, id, 'state.json')),
+  );
+}
+
+/** Says on stderr where sandbox `id` is recorded when detach found nothing in `used` (exit stays 0). */
+function noteRecordedElsewhere(id: string, used: string, recordedIn: readonly string[]): void {
+  for (const directory of recordedIn)
+    writeStderr(
+      `vcnet: note: sandbox ${id} is not recorded in ${used}, but in ${directory}: \`vcnet detach --sandbox ${id}${stateDirectoryFlag(directory)}\` detaches it\n`,
     );
 }
 
@@ -116,7 +148,7 @@ function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
   printComment(`vcnet detach --dry-run: sandbox ${planned.id}, namespace ${planned.namespacePath}`);
   if (planned.namespaceHeldAt)
     printComment(
-      `that path is gone, but the namespace is still held: reach it with nsenter --net=${planned.namespaceHeldAt}`,
+      `that path ${planned.namespacePathReused ? 'names another namespace now (not touched)' : 'is gone'}, but the recorded namespace is still held: reach it with nsenter --net=${planned.namespaceHeldAt}`,
     );
   print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
   if (planned.hotplugSocket) printComment(`first, the VM's NICs would be unplugged through ${planned.hotplugSocket}`);

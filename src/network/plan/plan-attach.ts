@@ -26,6 +26,7 @@ import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import { ETH_P_ALL, type Filter } from '../../netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
+import { ipCommandIn, shellWord } from '../../shell-word.js';
 import { addressRequestOf, stepOf } from './inverse.js';
 import { networkOf, podLinkRoutes } from './pod-link-routes.js';
 import type { Change, LinkRef, Plan, PlanStep, RateLimit } from './types.js';
@@ -158,11 +159,15 @@ export function describeOwner(owner: LinkOwnerRecord): { who: string; release: s
 export class LinkNameTakenError extends VcnetError {
   static override readonly errorName: string = 'LinkNameTakenError';
   readonly holder: Pick<Link, 'index' | 'kind' | 'group'> | undefined;
+  readonly owner: LinkOwnerRecord | undefined;
+  /** The namespace the link is in, as the user named it: the hint's commands act there. */
+  readonly namespacePath: string | undefined;
   constructor(
     name: string,
     holder: Pick<Link, 'index' | 'kind' | 'group'> | undefined,
     cause?: unknown,
     owner?: LinkOwnerRecord,
+    namespacePath?: string,
   ) {
     const made = owner
       ? `, made by ${describeOwner(owner).who}`
@@ -170,6 +175,8 @@ export class LinkNameTakenError extends VcnetError {
         ? ", in vcnet's link group"
         : '';
     const held = holder ? ` (index ${holder.index}${holder.kind ? `, ${holder.kind}` : ''}${made})` : '';
+    // Pasted on the host, a bare `ip` would act in the host's namespace (where disable_new_netns taps live).
+    const ip = namespacePath ? ipCommandIn(namespacePath) : 'ip netns exec NAME ip';
     super(
       'VCNET_LINK_NAME_TAKEN',
       `a link named ${name} is already in the namespace${held}; vcnet makes ${name} itself, and neither joins nor deletes a link it did not make`,
@@ -179,11 +186,18 @@ export class LinkNameTakenError extends VcnetError {
         hint: owner
           ? `one namespace holds one sandbox's NICs: ${describeOwner(owner).release}`
           : holder?.group === VCNET_LINK_GROUP
-            ? `a vcnet sandbox made it: \`vcnet detach\` that sandbox, or \`vcnet gc\` if its record is gone`
-            : `find who made it (\`ip -d link show ${name}\`); once nothing uses it, \`ip link del ${name}\``,
+            ? `a vcnet sandbox made it: \`vcnet detach\` that sandbox, or \`vcnet gc --netns ${namespacePath ? shellWord(namespacePath) : 'PATH'}\` (with that sandbox's --state-dir) if its record is gone`
+            : `find who made it (\`${ip} -d link show ${shellWord(name)}\`); once nothing uses it, \`${ip} link del ${shellWord(name)}\``,
       },
     );
     this.holder = holder;
+    this.owner = owner;
+    this.namespacePath = namespacePath;
+  }
+
+  /** This error, its hint's commands naming the namespace at `namespacePath` (and `owner`, when given, as the maker). */
+  placed(namespacePath: string, owner = this.owner): LinkNameTakenError {
+    return new LinkNameTakenError(String(this.value), this.holder, this.cause, owner, namespacePath);
   }
 }
 

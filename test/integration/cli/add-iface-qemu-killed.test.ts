@@ -76,4 +76,63 @@ describe.skipIf(skipReason !== undefined)('add-iface when QEMU is killed during 
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   }, 90_000);
+
+  it('add-iface killed after the hot-plug, run again, says the interface is already added (exit 1, not bad input)', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const { qmpPath, agentPath } = await vm.attachAndStart('ka', pod.path, stateDirectory());
+    // An agent that takes the connection and never answers: add-iface waits there, NIC plugged.
+    const connections: Socket[] = [];
+    const agent = createServer((socket) => {
+      connections.push(socket);
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => agent.listen(agentPath, resolve));
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ name: 'eth9' }));
+    const flag = ['--state-dir', stateDirectory()];
+    const adding = vcnetAsync(['add-iface', 'ka', request, ...flag]);
+    try {
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
+        const network = await qmp
+          .execute<string>('human-monitor-command', { 'command-line': 'info network' })
+          .finally(() => qmp.close());
+        if (network.includes('netdev-net1') && connections.length > 0) break;
+        if (Date.now() > deadline) throw new Error(`net1 never reached QEMU: ${adding.output().stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      adding.child.kill('SIGTERM');
+      await adding.done;
+      for (const socket of connections) socket.destroy();
+      const recorded = fingerprint(pod);
+
+      const again = vcnet(['add-iface', 'ka', request, ...flag, '--json']);
+      expect(again.status, again.stderr).toBe(1);
+      const error = JSON.parse(again.stdout).error;
+      expect(error).toMatchObject({ code: 'VCNET_INTERFACE_ALREADY_ADDED', value: 'eth9' });
+      expect(error.message).toBe('interface eth9 is already added to sandbox ka');
+      expect(error.hint).toContain(`\`vcnet configure-guest --sandbox ka --state-dir ${stateDirectory()}\``);
+      expect(error.hint).toContain(`\`vcnet del-iface ka FILE --state-dir ${stateDirectory()}\``);
+      expect(fingerprint(pod)).toEqual(recorded);
+      // Another link under that name is still bad input.
+      writeFileSync(request, JSON.stringify({ name: 'eth9', device: 'eth0' }));
+      const other = vcnet(['add-iface', 'ka', request, ...flag]);
+      expect(other.status).toBe(2);
+      expect(other.stderr).toContain('a name no other interface of the sandbox has');
+    } finally {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+      await new Promise<void>((resolve) => agent.close(() => resolve()));
+    }
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'ka', ...flag]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 90_000);
 });

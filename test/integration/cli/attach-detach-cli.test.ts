@@ -147,7 +147,10 @@ describe('vcnet attach / detach', () => {
       expect(attached.stderr).toMatch(
         /attaching eth1 failed: a link named tap1_kata is already in the namespace \(index \d+, tun\)/,
       );
-      expect(attached.stderr).toContain('hint: find who made it (`ip -d link show tap1_kata`)');
+      // Commands to paste on the host: they name the pod's namespace (a bare `ip` acts on the host's links).
+      expect(attached.stderr).toContain(
+        `hint: find who made it (\`ip -n ${pod.name} -d link show tap1_kata\`); once nothing uses it, \`ip -n ${pod.name} link del tap1_kata\``,
+      );
       expect(fingerprint(pod), model).toEqual(before);
       expect(existsSync(join(stateDirectory(), 'taken', 'state.json')), model).toBe(false);
     }

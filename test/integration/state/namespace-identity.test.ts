@@ -160,16 +160,18 @@ describe('the namespace a tap is made in', () => {
 });
 
 describe('a recorded namespace', () => {
-  it('is refused when its path now names another namespace while the recorded one lives on; gone once it ends', async () => {
+  /**
+   * Attaches sandbox `id` in a fresh pod, then keeps its namespace alive with a process while its name
+   * goes and a new namespace is mounted at the same path, with the names the record lists.
+   */
+  async function attachedThenPathReused(id: string) {
     const { pod } = makePod();
+    const untouched = fingerprint(pod);
     const stateDir = join(work, 'state');
-    const attached = vcnet(['attach', '--sandbox', 'sb', '--netns', pod.path, '--state-dir', stateDir]);
+    const attached = vcnet(['attach', '--sandbox', id, '--netns', pod.path, '--state-dir', stateDir]);
     expect(attached.status).toBe(0);
-    const statePath = join(stateDir, 'sb', 'state.json');
+    const statePath = join(stateDir, id, 'state.json');
     const record = readFileSync(statePath, 'utf8');
-
-    // A process keeps the pod's namespace alive; its name goes, and a new namespace is mounted at
-    // the same path, with the names the record lists.
     const holder = spawn('ip', ['netns', 'exec', pod.name, 'sh', '-c', 'echo ready; exec sleep 120'], {
       stdio: 'pipe',
     });
@@ -184,33 +186,68 @@ describe('a recorded namespace', () => {
     replacement.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth0']);
     replacement.exec('ip', ['tuntap', 'add', 'tap0_kata', 'mode', 'tap']);
     replacement.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
-    const before = fingerprint(replacement);
+    return { pod, untouched, stateDir, statePath, record, holder, replacement, before: fingerprint(replacement) };
+  }
+
+  /** The namespace process `pid` runs in, as a TestNamespace (nsenter). */
+  function namespaceOf(pid: number) {
+    const exec = (command: string, args: string[]) =>
+      execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, command, ...args], { encoding: 'utf8' });
+    return {
+      exec,
+      ipJson: <T>(...args: string[]) => JSON.parse(exec('ip', ['-j', ...args]) || '[]') as T,
+      tcJson: <T>(...args: string[]) => JSON.parse(exec('tc', ['-j', ...args]) || '[]') as T,
+    } as unknown as ReturnType<typeof makeNamespace>;
+  }
+
+  it('whose path now names another namespace is not acted on there: detach undoes it through what still holds it', async () => {
+    const { pod, untouched, stateDir, statePath, holder, replacement, before } = await attachedThenPathReused('sb');
+    const held = `/proc/${holder.pid}/ns/net`;
+
+    const mounts = () => readFileSync('/proc/self/mountinfo', 'utf8').split(`/netns/${pod.name} `).length;
+    const mountsBefore = mounts();
+    const planned = vcnet(['detach', '--sandbox', 'sb', '--state-dir', stateDir, '--dry-run', '--json']);
+    expect(planned.status, planned.stderr).toBe(0);
+    expect(JSON.parse(planned.stdout)).toMatchObject({ namespaceHeldAt: held, namespacePathReused: true });
 
     const detached = vcnet(['detach', '--sandbox', 'sb', '--state-dir', stateDir]);
-    expect(detached.status).toBe(1);
-    expect(detached.stderr).toContain(`${pod.path} is no longer the namespace recorded in ${statePath}`);
-    expect(detached.stderr).toContain(`the recorded namespace still lives at /proc/${holder.pid}/ns/net`);
-    expect(detached.stderr).not.toMatch(/\bE[A-Z]{3,}\b/);
+    expect(detached.status, detached.stderr).toBe(0);
+    expect(detached.stdout).toContain(
+      `through ${held} (process ${holder.pid} still runs in the namespace; its path names another namespace now, left untouched)`,
+    );
+    expect(detached.stderr).toContain(`its namespace path ${pod.path} now names another namespace (left untouched)`);
+    // Nothing at the path, no mount stacked on it; the recorded namespace is as before attach.
     expect(fingerprint(replacement)).toEqual(before);
-    expect(readFileSync(statePath, 'utf8')).toBe(record);
+    expect(mounts()).toBe(mountsBefore);
+    expect(fingerprint(namespaceOf(holder.pid!))).toEqual(untouched);
+    expect(existsSync(statePath)).toBe(false);
+  });
 
-    // watch too checks the identity before it watches anything (it would otherwise plumb the new one).
-    const watch = spawnSync(process.execPath, [CLI, 'watch', '--sandbox', 'sb', '--state-dir', stateDir], {
+  it('whose path now names another namespace is refused by watch; gone, and dropped, once nothing holds it', async () => {
+    const { pod, stateDir, statePath, record, holder, replacement, before } = await attachedThenPathReused('sb2');
+    // watch checks the identity before it watches anything (it would otherwise plumb the new one).
+    const watch = spawnSync(process.execPath, [CLI, 'watch', '--sandbox', 'sb2', '--state-dir', stateDir], {
       encoding: 'utf8',
       timeout: 20_000,
     });
     expect(watch.status, watch.stderr).toBe(1);
     expect(watch.stderr).toContain(`${pod.path} is no longer the namespace recorded in ${statePath}`);
+    expect(watch.stderr).not.toContain('mount it back');
     expect(fingerprint(replacement)).toEqual(before);
+    expect(readFileSync(statePath, 'utf8')).toBe(record);
 
     const parsed = JSON.parse(record);
     expect(() => openRecordedNamespace(parsed.namespace, statePath)).toThrow(NamespaceChangedError);
+    // When the holder is found but cannot be opened, the hint says to run again, never to mount it back.
+    const refused = new NamespaceChangedError(parsed.namespace, { dev: 1, ino: 2 }, statePath, '/proc/1/ns/net');
+    expect(refused.hint).toContain('run the command again');
+    expect(refused.hint).not.toContain('mount it back');
 
     // Once nothing holds it, the recorded namespace is gone, with all attach made in it: detach
     // drops the record (as when the path itself is gone) and still changes nothing at the path.
     holder.kill('SIGKILL');
     await new Promise((resolve) => holder.once('exit', resolve));
-    const gone = vcnet(['detach', '--sandbox', 'sb', '--state-dir', stateDir]);
+    const gone = vcnet(['detach', '--sandbox', 'sb2', '--state-dir', stateDir]);
     expect(gone.status, gone.stderr).toBe(0);
     expect(gone.stdout).toContain('is gone');
     expect(existsSync(statePath)).toBe(false);

@@ -13,7 +13,12 @@ import {
 import { InvalidInputError } from '../../../src/errors.js';
 import { checkLinkName, isVcnetDevice, linkNameProblem } from '../../../src/network/link-name.js';
 import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
-import { IncorrectLinkTypeError, resolveAddInterfaceRequest } from '../../../src/sandbox/add-interface-request.js';
+import {
+  type ExistingEndpoint,
+  IncorrectLinkTypeError,
+  InterfaceAlreadyAddedError,
+  resolveAddInterfaceRequest,
+} from '../../../src/sandbox/add-interface-request.js';
 import { info, link } from '../network/fixtures.js';
 
 /** Kata's current add-iface example (research §6): `name` is the link, device is unused. */
@@ -285,7 +290,11 @@ describe('add-iface request', () => {
     ["vcnet's own tap", { name: 'tap0_kata' }, /^interface\.name: .*not one of the devices vcnet made/],
     ["a link in vcnet's group", { name: 'grouped' }, /^interface\.name: .*not one of the devices vcnet made/],
     ['a taken guest name', { device: 'eth7', name: 'eth0' }, /^interface\.name: .*no other interface/],
-    ['a link the sandbox uses', { name: 'eth0', device: 'eth0' }, /^interface\.name: .*no other interface/],
+    [
+      'a taken guest name and another MAC',
+      { name: 'eth0', hwAddr: '02:00:00:00:00:99' },
+      /^interface\.name: .*no other/,
+    ],
     // Free links only: eth0 is the sandbox's already, tap0_kata and grouped are vcnet's own.
     ['a missing link', { name: 'nosuch0' }, /^interface\.name: .*"nosuch0".*namespace \(eth7, mv0\)/],
     ['an unknown type', { name: 'eth7', type: 'bridge' }, /^interface\.type: .*"bridge"/],
@@ -300,5 +309,30 @@ describe('add-iface request', () => {
     ],
   ])('refuses %s, naming the field', (_what, json, pattern) => {
     expect(fieldOf(() => resolve(json))).toMatch(pattern);
+  });
+
+  it('says an interface the sandbox has from the same link is already added (an add-iface run again), not bad input', () => {
+    const sandbox = { id: 'sb', stateDirectory: '/tmp/s18/state', namespacePath: '/var/run/netns/pod' };
+    const again = (json: unknown, endpoints: readonly ExistingEndpoint[] = existing) => {
+      try {
+        resolveAddInterfaceRequest(interfaceFromJson(json), pod, endpoints, { sandbox });
+      } catch (error) {
+        return error as InterfaceAlreadyAddedError;
+      }
+      throw new Error('expected a refusal');
+    };
+    for (const json of [{ name: 'eth0' }, { name: 'eth0', device: 'eth0', hwAddr: '02:42:AC:11:00:02' }]) {
+      const error = again(json);
+      expect(error).toBeInstanceOf(InterfaceAlreadyAddedError);
+      expect(error).not.toBeInstanceOf(InvalidInputError);
+      expect(error.code).toBe('VCNET_INTERFACE_ALREADY_ADDED');
+      expect(error.message).toBe('interface eth0 is already added to sandbox sb');
+      expect(error.hint).toContain('`vcnet configure-guest --sandbox sb --state-dir /tmp/s18/state`');
+      expect(error.hint).toContain('`vcnet del-iface sb FILE --state-dir /tmp/s18/state`');
+    }
+    // Half-added (its add-iface killed during the attach): gc undoes that interface.
+    const half = again({ name: 'eth0' }, [{ ...existing[0]!, plumbing: { model: 'pending' } }]);
+    expect(half.message).toContain('half-added');
+    expect(half.hint).toContain('`vcnet gc --netns /var/run/netns/pod --state-dir /tmp/s18/state`');
   });
 });

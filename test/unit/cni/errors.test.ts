@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { CniConfigError, CniErrorCode, cniCodeFor, cniErrorReply } from '../../../src/cni/errors.js';
+import {
+  CniConfigError,
+  CniEnvironmentError,
+  CniErrorCode,
+  cniCodeFor,
+  cniErrorReply,
+} from '../../../src/cni/errors.js';
 import { RollbackIncompleteError, VcnetError } from '../../../src/errors.js';
 import { UnsupportedInterfaceError } from '../../../src/network/endpoint/create-endpoint.js';
 import { AttachError } from '../../../src/network/model/plumbing-context.js';
@@ -51,5 +57,16 @@ describe('CNI error replies', () => {
   it('keep every vcnet-specific code at 100 or above (1-99 belong to the spec)', () => {
     const spec = new Set([1, 2, 3, 4, 5, 6, 7, 11, 50]);
     for (const code of Object.values(CniErrorCode)) expect(spec.has(code) || code >= 100).toBe(true);
+  });
+});
+
+describe('a CNI_* variable', () => {
+  it('missing: the hint says to export it; set but invalid: the hint says its value is invalid, not to export it', () => {
+    expect(new CniEnvironmentError('CNI_IFNAME', undefined, 'a link name').hint).toContain('export it');
+    const invalid = new CniEnvironmentError('CNI_IFNAME', 'a/b', 'a link name');
+    expect(invalid.hint).toBe(
+      'CNI_IFNAME is set, but its value is invalid: fix what sets it (the container runtime, or your shell when running by hand)',
+    );
+    expect(invalid.hint).not.toContain('export it');
   });
 });
