@@ -301,7 +301,14 @@ async function changeRegistry(
       `${path}.lock`,
       timeoutMs,
       (holder) => new StateRegistryLockedError(path, holder, timeoutMs, options.howToWaitLonger ?? 'try again'),
-    );
+    ).catch((error: unknown) => {
+      // Its lock file could not be made (a full file system...): the hint names the registry.
+      if (!(error instanceof StateWriteError)) throw error;
+      throw new StateWriteError(`${path}.lock`, error.cause as NodeJS.ErrnoException, undefined, {
+        action: 'open the lock file',
+        hint: registryWriteHint(error.errno, path),
+      });
+    });
     try {
       removeStaleRegistryTemporaries(path);
       const before = registeredStateDirectories(path);
