@@ -28,8 +28,7 @@ import { lockFile } from './lock.js';
 
 export const DEFAULT_REGISTRY_PATH = '/run/vcnet/state-directories';
 
-/** vcnet-cni's default state directory (its netconf `stateDir`); here so gc knows it without importing the plugin. */
-export const DEFAULT_CNI_STATE_DIRECTORY = '/run/vcnet/cni';
+export { DEFAULT_CNI_STATE_DIRECTORY } from './default-directories.js';
 
 /** How long a registry change waits for the registry's lock when its caller names no time. */
 const DEFAULT_REGISTRY_LOCK_TIMEOUT_MS = 10_000;

@@ -25,9 +25,9 @@ import { join, resolve } from 'node:path';
 import type * as z from 'zod';
 import { decimalSecondsAsMs } from '../../arguments.js';
 import { hintForErrno, InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
-import { shellWord } from '../../shell-word.js';
 import { absolutePath } from './absolute-path.js';
 import { replaceFileAtomically, STATE_WRITE_FAILURES, StateWriteError } from './atomic-file.js';
+import { DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import { DirectoryNotMadeError, makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 import { sandboxContentSchema } from './network-content-schema.js';
@@ -35,7 +35,7 @@ import { parseRecord, type RecordEnvelope } from './record-envelope.js';
 import { registerStateDirectory } from './registry.js';
 import { refuseUntrustedDirectory, unusableStateDirectory } from './trust.js';
 
-export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
+export { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from './default-directories.js';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 const MIN_REGISTRY_WAIT_MS = 1_000;
 const SANDBOX_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -69,15 +69,6 @@ export function stateDirectory(explicit?: string): string {
     return absolutePath('VCNET_STATE_DIR', fromEnvironment, 'directory');
   }
   return DEFAULT_STATE_DIRECTORY;
-}
-
-/**
- * What a printed `vcnet` command needs to reach sandboxes in `root`: nothing for the default state
- * directory, else ` --state-dir <root>` (without it the command looks in the default one).
- */
-export function stateDirectoryFlag(root: string): string {
-  if (resolve(root) === DEFAULT_STATE_DIRECTORY) return '';
-  return ` --state-dir ${shellWord(root)}`;
 }
 
 export function validateSandboxId(id: string): string {
