@@ -3,6 +3,7 @@ import { decimalInteger, decimalSecondsAsMs } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { openNamespace } from '../netns/namespace.js';
 import {
+  ConfigurationConflictError,
   type KataConfigOverrides,
   type NetworkConfig,
   networkConfigFromKata,
@@ -116,11 +117,46 @@ export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkCo
       hypervisor,
     };
   } catch (error) {
+    if (error instanceof ConfigurationConflictError && error.fields.includes('disableNewNetns'))
+      throw disableNewNetnsConflict(error, flags, model, kata.model !== undefined);
     // The library names its fields; a CLI user typed flags.
     const flag = error instanceof InvalidInputError ? flagOf(FLAG_OF_KATA_FIELD, error.field) : undefined;
     if (flag === undefined) throw error;
     throw (error as InvalidInputError).underField(flag);
   }
+}
+
+/**
+ * disable_new_netns with a model other than none, said in the terms each value came from: a flag
+ * (`--model none`, drop `--disable-new-netns`) or the configuration file's keys.
+ */
+function disableNewNetnsConflict(
+  error: ConfigurationConflictError,
+  flags: NetworkFlags,
+  model: string | undefined,
+  modelInFile: boolean,
+): ConfigurationConflictError {
+  const fromFile = (key: string) => `${key} (${flags.config})`;
+  const disable = flags.disableNewNetns !== undefined ? '--disable-new-netns' : fromFile('disable_new_netns = true');
+  const modelFromFile = model === undefined && modelInFile;
+  const got = String(error.value);
+  const modelSource =
+    model !== undefined
+      ? `--model ${got}`
+      : modelFromFile
+        ? fromFile(`internetworking_model = "${got}"`)
+        : `the default model (${got})`;
+  const setNone = modelFromFile ? `set internetworking_model = "none" in ${flags.config}` : 'give `--model none`';
+  const undo =
+    flags.disableNewNetns !== undefined
+      ? 'drop `--disable-new-netns`'
+      : `set disable_new_netns = false in ${flags.config}`;
+  return new ConfigurationConflictError(
+    `${disable} works only with the model none (got ${modelSource})`,
+    error.value,
+    `${setNone}, or ${undo}`,
+    error.fields,
+  );
 }
 
 /**

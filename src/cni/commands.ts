@@ -23,7 +23,7 @@ import {
 } from '../netns/namespace-identity.js';
 import { ConfigurationConflictError, type NetworkConfig } from '../network/config.js';
 import { loopbackRefused } from '../network/endpoint/create-endpoint.js';
-import { collectGarbage, namespaceExistsNowhere } from '../network/garbage-collector.js';
+import { collectGarbage, type GarbageItem, namespaceExistsNowhere } from '../network/garbage-collector.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
 import { Network } from '../network/network.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
@@ -406,11 +406,11 @@ async function collectUnowned(path: string | undefined, recordText: string | und
     try {
       // Through the fd opened here: gc looks at exactly the namespace checked above.
       const report = await collectGarbage({ namespaces: [opened.entryPath], stateDirectories: [stateDirectory] });
-      const removed = report.removed.filter((item) => item.kind === 'link').map((item) => item.name);
+      const removed = report.removed.filter((item) => item.kind !== 'state').map(describeRemoved);
       const failures = report.failures.map((failure) => failure.reason);
       return [
         removed.length > 0
-          ? `removed ${removed.join(', ')} (no record owns them) in ${path}`
+          ? `removed ${removed.join(', ')} (no record owns ${removed.length === 1 ? 'it' : 'them'}) in ${path}`
           : `nothing unowned in ${path}`,
         ...(failures.length > 0 ? [`not removed: ${failures.join('; ')} (run vcnet gc)`] : []),
       ].join('; ');
@@ -420,6 +420,15 @@ async function collectUnowned(path: string | undefined, recordText: string | und
   } finally {
     opened.close();
   }
+}
+
+/** One thing gc removed, as DEL's warning names it: `link tap0_kata`, `filter on eth0 (prio 1 ...)`, `ingress qdisc on eth0`. */
+function describeRemoved(item: GarbageItem): string {
+  if (item.kind === 'link') return `link ${item.name}`;
+  if (item.kind === 'filter') return `filter on ${item.name}${item.detail ? ` (${item.detail})` : ''}`;
+  // A qdisc's detail starts with what it is ("ingress qdisc (ffff:) with...", "htb root qdisc of a rate limit (...")
+  const what = item.detail?.split(' (')[0] ?? 'qdisc';
+  return `${what} on ${item.name}`;
 }
 
 /** Verifies that what ADD made is still there, as recorded; throws CHECK_FAILED listing every difference. */

@@ -85,7 +85,13 @@ export interface VmmRateLimiter {
 
 export class ConfigurationConflictError extends VcnetError {
   static override readonly errorName: string = 'ConfigurationConflictError';
-  constructor(message: string, value: unknown, hint: string) {
+  constructor(
+    message: string,
+    value: unknown,
+    hint: string,
+    /** The NetworkConfig fields in conflict, so a caller can name them as its user set them (CLI flags). */
+    readonly fields: readonly string[] = [],
+  ) {
     super('VCNET_CONFIG_CONFLICT', message, { value, hint });
   }
 }
@@ -137,6 +143,7 @@ export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
       `disable_new_netns works only with internetworking_model "none" (got "${config.model}")`,
       config.model,
       'set internetworking_model = "none", or disable_new_netns = false',
+      ['disableNewNetns', 'model'],
     );
   }
   booleanOption(config.nicIommu, 'nicIommu');

@@ -191,6 +191,8 @@ interface RecordOwner {
   remove: () => void;
   namespacePath: string;
   key: NamespaceKey;
+  /** The recorded namespace's cookie: tells it from a later namespace the kernel gave its inode. */
+  cookie?: string;
   links: Array<{ name: string; index?: number }>;
   filters: Array<{ link: string; index?: number; parent: number; priority: number }>;
 }
@@ -450,6 +452,7 @@ function readOwners(directories: readonly string[]): {
         remove,
         namespacePath: record.namespace.path,
         key: keyOf(record.namespace),
+        ...(record.namespace.cookie === undefined ? {} : { cookie: record.namespace.cookie }),
         links: createdLinks(record.network),
         filters: addedFilters(record.network),
       });
@@ -576,7 +579,10 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
           // made there, alive; it is looked at through that process (the records read here only say
           // which namespace; the owners are read again after the links are listed).
           ownersByPath ??= readOwners(directories).owners;
-          for (const owner of ownersByPath) if (owner.namespacePath === path) toScan.push(...holdersOf(owner.key));
+          // A holder of the inode whose namespace has another cookie holds a later namespace, not the record's.
+          for (const owner of ownersByPath)
+            if (owner.namespacePath === path)
+              toScan.push(...holdersOf(owner.key).filter((holder) => holdsCookie(holder, owner.cookie)));
           continue;
         }
         throw error;
@@ -615,10 +621,39 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         detail: 'no namespace is at this path and no record names it: nothing to collect there',
       });
     }
+    // A live namespace with a record's device and inode but another cookie is a later namespace the
+    // kernel gave the freed inode (a cookie is never reused): the record's namespace is gone, and the
+    // record claims nothing in the new one.
+    const liveCookies = new Map<NamespaceKey, string | undefined>();
+    for (const { namespace } of scans) liveCookies.set(keyOf(namespace.identity), namespace.identity.cookie);
+    const liveCookie = (owner: RecordOwner): string | undefined => {
+      if (!liveCookies.has(owner.key)) {
+        let cookie: string | undefined;
+        for (const path of [live.get(owner.key), owner.namespacePath]) {
+          if (path === undefined || cookie !== undefined) continue;
+          try {
+            const opened = openNetworkNamespace(path);
+            if (keyOf(opened.identity) === owner.key) cookie = opened.identity.cookie;
+            opened.close();
+          } catch {
+            // gone meanwhile, or not a network namespace: nothing to compare with
+          }
+        }
+        liveCookies.set(owner.key, cookie);
+      }
+      return liveCookies.get(owner.key);
+    };
+    const replaced = new Set<RecordOwner>();
+    for (const owner of owners) {
+      if (owner.cookie === undefined) continue;
+      const cookie = liveCookie(owner);
+      if (cookie !== undefined && cookie !== owner.cookie) replaced.add(owner);
+    }
     const claimed = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
     /** Filters records add, per namespace, as `link/parent major/priority` with the link by index and by name. */
     const claimedFilters = new Map<NamespaceKey, Array<RecordOwner['filters'][number] & { id: string }>>();
     for (const owner of owners) {
+      if (replaced.has(owner)) continue;
       claimed.set(owner.key, [...(claimed.get(owner.key) ?? []), ...owner.links]);
       claimedFilters.set(owner.key, [
         ...(claimedFilters.get(owner.key) ?? []),
@@ -629,10 +664,13 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
     const nowLive = liveNamespaces();
     for (const owner of owners) {
-      if (live.has(owner.key) || nowLive.has(owner.key) || pathHolds(owner.namespacePath, owner.key)) continue;
+      const gone = replaced.has(owner);
+      if (!gone && (live.has(owner.key) || nowLive.has(owner.key) || pathHolds(owner.namespacePath, owner.key)))
+        continue;
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
-      // A thread alone in the namespace keeps it too (looked for only before dropping a record).
-      if (holdersOf(owner.key).length > 0) continue;
+      // A thread alone in the namespace keeps it too (looked for only before dropping a record); a
+      // holder of a replaced one's inode holds the new namespace (no two live namespaces share one).
+      if (!gone && holdersOf(owner.key).length > 0) continue;
       const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
       if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
       try {
@@ -641,7 +679,9 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
           namespacePath: owner.namespacePath,
           name: owner.id,
           file: owner.file,
-          detail: `its namespace (inode ${owner.key.split(':')[1]}) exists nowhere`,
+          detail: gone
+            ? `its namespace (inode ${owner.key.split(':')[1]}, cookie ${owner.cookie}) exists nowhere: the namespace with that inode now is another one (cookie ${liveCookie(owner)})`
+            : `its namespace (inode ${owner.key.split(':')[1]}) exists nowhere`,
         });
         if (!dryRun) owner.remove();
       } finally {
@@ -659,7 +699,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     for (const owner of owners) {
       if (owner.id.includes('/')) continue; // CNI records: DEL and the plugin's GC finish those
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
-      if (!(live.has(owner.key) || nowLive.has(owner.key))) continue;
+      if (replaced.has(owner) || !(live.has(owner.key) || nowLive.has(owner.key))) continue;
       await yieldToEventLoop();
       signal?.throwIfAborted();
       await finishUnfinished(owner.id, dirname(owner.directory), report, holders());
@@ -1099,6 +1139,18 @@ function damagedIdentity(
     };
   } finally {
     opened.close();
+  }
+}
+
+/** Whether the namespace at `path` may be the one with this cookie (unknown on either side: may be). */
+function holdsCookie(path: string, cookie: string | undefined): boolean {
+  if (cookie === undefined) return true;
+  try {
+    const opened = openNetworkNamespace(path);
+    opened.close();
+    return opened.identity.cookie === undefined || opened.identity.cookie === cookie;
+  } catch {
+    return true; // looked at as before: the scan opens it again, or skips it
   }
 }
 

@@ -11,6 +11,20 @@ import { dirname } from 'node:path';
 import { hintForErrno, VcnetError } from '../../errors.js';
 import { CLI_STATE_DIRECTORY_SETTING } from './trust.js';
 
+/**
+ * Why a file or directory of the state could not be made that says nothing against its path: a file
+ * system full, out of inodes, read-only or failing, or a process out of file descriptors. A write that
+ * failed (StateWriteError; vcnet-cni: code 11, try again), not a state directory that cannot be used.
+ */
+export const STATE_WRITE_FAILURES: ReadonlySet<string> = new Set([
+  'ENOSPC',
+  'EDQUOT',
+  'EIO',
+  'EROFS',
+  'EMFILE',
+  'ENFILE',
+]);
+
 export class StateWriteError extends VcnetError {
   static override readonly errorName: string = 'StateWriteError';
   readonly errno: string;

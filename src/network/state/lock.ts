@@ -27,6 +27,7 @@ import { dirname } from 'node:path';
 import { SystemCallError, VcnetError } from '../../errors.js';
 import { nativeFileLock } from '../../native/file-lock.js';
 import { shellWord } from '../../shell-word.js';
+import { STATE_WRITE_FAILURES, StateWriteError } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 
 /** Resolves after `ms`, or rejects at once with the signal's reason when it aborts. */
@@ -124,6 +125,9 @@ export function tryLockFile(path: string): FileLock | { heldBy: number } {
       // The directory was removed between mkdir and open (a test cleaning up, an admin): once more.
       if (code === 'ENOENT') continue;
       if (code === 'ELOOP') throw new LockFileRefusedError(path, 'a symbolic link');
+      // A full, read-only or failing file system (or no fd left) is a write that failed: try again.
+      if (code !== undefined && STATE_WRITE_FAILURES.has(code))
+        throw new StateWriteError(path, error as NodeJS.ErrnoException, undefined, { action: 'open the lock file' });
       throw new SystemCallError(`open lock file ${path}`, error as NodeJS.ErrnoException);
     }
     const problem = untrustedLockFile(fstatSync(fd));

@@ -8,6 +8,7 @@
 import * as z from 'zod';
 import { VcnetError } from '../../errors.js';
 import type { NamespaceIdentity } from '../../netns/namespace-identity.js';
+import { gcStateDirectoryFlag } from './default-directories.js';
 
 /** Version 2: the namespace identity moved into the envelope (version 1 records had only a path). */
 export const RECORD_VERSION = 2;
@@ -44,7 +45,7 @@ export class StateInvalidError extends VcnetError {
     readonly field: string,
     problem: string,
     value?: unknown,
-    hint = 'nothing was changed; the file was damaged, edited or copied from another sandbox: restore or remove it (`vcnet gc --dry-run` lists unreadable records)',
+    hint = `nothing was changed; the file was damaged, edited or copied from another sandbox: restore or remove it (\`vcnet gc --dry-run${gcStateDirectoryFlag(file)}\` lists unreadable records)`,
   ) {
     super('VCNET_STATE_INVALID', `state file ${file}: ${field === '' ? '' : `field ${field} `}${problem}`, {
       value,

@@ -28,8 +28,7 @@ import { lockFile } from './lock.js';
 
 export const DEFAULT_REGISTRY_PATH = '/run/vcnet/state-directories';
 
-/** vcnet-cni's default state directory (its netconf `stateDir`); here so gc knows it without importing the plugin. */
-export const DEFAULT_CNI_STATE_DIRECTORY = '/run/vcnet/cni';
+export { DEFAULT_CNI_STATE_DIRECTORY } from './default-directories.js';
 
 /** How long a registry change waits for the registry's lock when its caller names no time. */
 const DEFAULT_REGISTRY_LOCK_TIMEOUT_MS = 10_000;
@@ -301,7 +300,14 @@ async function changeRegistry(
       `${path}.lock`,
       timeoutMs,
       (holder) => new StateRegistryLockedError(path, holder, timeoutMs, options.howToWaitLonger ?? 'try again'),
-    );
+    ).catch((error: unknown) => {
+      // Its lock file could not be made (a full file system...): the hint names the registry.
+      if (!(error instanceof StateWriteError)) throw error;
+      throw new StateWriteError(`${path}.lock`, error.cause as NodeJS.ErrnoException, undefined, {
+        action: 'open the lock file',
+        hint: registryWriteHint(error.errno, path),
+      });
+    });
     try {
       removeStaleRegistryTemporaries(path);
       const before = registeredStateDirectories(path);

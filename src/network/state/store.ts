@@ -25,9 +25,9 @@ import { join, resolve } from 'node:path';
 import type * as z from 'zod';
 import { decimalSecondsAsMs } from '../../arguments.js';
 import { hintForErrno, InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
-import { shellWord } from '../../shell-word.js';
 import { absolutePath } from './absolute-path.js';
-import { replaceFileAtomically, StateWriteError } from './atomic-file.js';
+import { replaceFileAtomically, STATE_WRITE_FAILURES, StateWriteError } from './atomic-file.js';
+import { DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import { DirectoryNotMadeError, makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 import { sandboxContentSchema } from './network-content-schema.js';
@@ -35,7 +35,7 @@ import { parseRecord, type RecordEnvelope } from './record-envelope.js';
 import { registerStateDirectory } from './registry.js';
 import { refuseUntrustedDirectory, unusableStateDirectory } from './trust.js';
 
-export const DEFAULT_STATE_DIRECTORY = '/run/vcnet/sandboxes';
+export { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from './default-directories.js';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 const MIN_REGISTRY_WAIT_MS = 1_000;
 const SANDBOX_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -69,15 +69,6 @@ export function stateDirectory(explicit?: string): string {
     return absolutePath('VCNET_STATE_DIR', fromEnvironment, 'directory');
   }
   return DEFAULT_STATE_DIRECTORY;
-}
-
-/**
- * What a printed `vcnet` command needs to reach sandboxes in `root`: nothing for the default state
- * directory, else ` --state-dir <root>` (without it the command looks in the default one).
- */
-export function stateDirectoryFlag(root: string): string {
-  if (resolve(root) === DEFAULT_STATE_DIRECTORY) return '';
-  return ` --state-dir ${shellWord(root)}`;
 }
 
 export function validateSandboxId(id: string): string {
@@ -194,9 +185,6 @@ export function readRecordFile(path: string): string | undefined {
   }
 }
 
-/** Why a directory of the state could not be made that says nothing against the path itself. */
-const DIRECTORY_WRITE_FAILURES = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE']);
-
 /** What to look at when a record directory could not be removed with `errno`. */
 function recordRemovalAdvice(errno: string | undefined): string {
   if (errno === 'EMFILE' || errno === 'ENFILE') return `; ${hintForErrno(errno)}`;
@@ -260,7 +248,7 @@ export class SandboxStore {
   /**
    * Makes `directory` (the state directory or one in it), or says why the state directory cannot be
    * used. A file system that is full, out of inodes, read-only or failing, or a process out of file
-   * descriptors (DIRECTORY_WRITE_FAILURES), is a write that failed (StateWriteError, as for the
+   * descriptors (STATE_WRITE_FAILURES), is a write that failed (StateWriteError, as for the
    * record file; vcnet-cni: code 11, try again), not a directory that can never be used.
    */
   private makeDirectoryIn(directory: string): void {
@@ -269,7 +257,7 @@ export class SandboxStore {
     } catch (error) {
       if (!(error instanceof DirectoryNotMadeError)) throw error;
       const cause = error.cause as NodeJS.ErrnoException | undefined;
-      if (cause?.code !== undefined && DIRECTORY_WRITE_FAILURES.has(cause.code))
+      if (cause?.code !== undefined && STATE_WRITE_FAILURES.has(cause.code))
         throw new StateWriteError(error.component, cause, this.options.stateDirectorySetting, {
           action: 'create the directory',
         });
@@ -423,7 +411,18 @@ export class SandboxStore {
         if (options.operation) heldHere.set(this.lockPath, options.operation);
       },
       options.signal,
-    );
+    ).catch((error: unknown) => {
+      // A lock file that could not be made (a full file system...): the hint names this store's setting.
+      if (!(error instanceof StateWriteError)) throw error;
+      throw new StateWriteError(
+        this.lockPath,
+        error.cause as NodeJS.ErrnoException,
+        this.options.stateDirectorySetting,
+        {
+          action: 'open the lock file',
+        },
+      );
+    });
     this.lockWait = { started, timeoutMs };
     try {
       // Aborted while the lock was being taken: given back before anything is changed.

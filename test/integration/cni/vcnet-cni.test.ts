@@ -1229,7 +1229,12 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
     );
     expect(warnings[0]).toContain(`field ${field} `);
     // What no record owns any more is removed as for any unreadable record, and said.
-    expect(warnings[0]).toContain(`removed tap0_kata (no record owns them) in ${pod.path}`);
+    // Every object removed is named: the redirect on eth0, the tap, and eth0's ingress qdisc, emptied.
+    expect(warnings[0]).toMatch(
+      /; removed filter on eth0 \(prio \d+ redirects to orphan tap0_kata\), link tap0_kata, ingress qdisc on eth0 \(no record owns them\) in /,
+    );
+    expect(warnings[0]).toContain(`(no record owns them) in ${pod.path}`);
+    expect(pod.exec('tc', ['qdisc', 'show', 'dev', 'eth0'])).not.toContain('ingress');
     expect(readFileSync(join(dirname(record), aside!), 'utf8')).toBe(content);
     expect(linkNames(pod)).not.toContain('tap0_kata');
     runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);

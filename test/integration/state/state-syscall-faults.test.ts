@@ -117,4 +117,42 @@ describe.skipIf(skipReason)('state directory system calls that fail', () => {
     expect(plain(['detach', '--sandbox', 'fs']).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   });
+
+  for (const errno of ['ENOSPC', 'EROFS', 'EIO']) {
+    it(`an attach whose lock file cannot be made (${errno}) is a write that failed (exit 1, VCNET_STATE_WRITE), not a failed system call`, () => {
+      const { pod } = makePod();
+      const before = fingerprint(pod);
+      const lockPath = join(stateDirectory(), '.locks', 'lk');
+      const attach = vcnetUnderStrace(
+        ['-P', lockPath, '-e', 'trace=open,openat', '-e', `inject=open,openat:error=${errno}`],
+        ['attach', '--sandbox', 'lk', '--netns', pod.path],
+      );
+      expect(attach.status, attach.stderr).toBe(1);
+      expect(attach.error).toMatchObject({ code: 'VCNET_STATE_WRITE', errno });
+      expect(attach.error?.message).toContain(`could not open the lock file ${lockPath}`);
+      expect(attach.error?.hint).toContain(
+        errno === 'ENOSPC' ? 'is full' : errno === 'EROFS' ? 'read-only file system' : 'check its file system',
+      );
+      if (errno === 'EROFS')
+        expect(attach.error?.hint).toContain('point --state-dir (or VCNET_STATE_DIR) at a writable one');
+      expect(fingerprint(pod)).toEqual(before);
+      expect(existsSync(join(stateDirectory(), 'lk'))).toBe(false);
+    });
+  }
+
+  it('an attach whose registry lock file cannot be made (ENOSPC) is a write that failed, with the registry in the hint', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const registryLock = `${join(stateDirectory(), 'registry')}.lock`;
+    const attach = vcnetUnderStrace(
+      ['-P', registryLock, '-e', 'trace=open,openat', '-e', 'inject=open,openat:error=ENOSPC'],
+      ['attach', '--sandbox', 'rl', '--netns', pod.path],
+    );
+    expect(attach.status, attach.stderr).toBe(1);
+    expect(attach.error).toMatchObject({ code: 'VCNET_STATE_WRITE', errno: 'ENOSPC' });
+    expect(attach.error?.message).toContain(`could not open the lock file ${registryLock}`);
+    expect(attach.error?.hint).toContain('the registry of state directories');
+    expect(attach.error?.hint).toContain('is full');
+    expect(fingerprint(pod)).toEqual(before);
+  });
 });
