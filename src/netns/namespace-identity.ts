@@ -425,24 +425,49 @@ function nsfsMountsByInode(pids: ReadonlyArray<number | 'self'>): Map<number, st
     const mountNamespace = fileIdentityKey(`/proc/${pid}/ns/mnt`);
     if (mountNamespace === undefined || seenMountNamespaces.has(mountNamespace)) continue;
     seenMountNamespaces.add(mountNamespace);
-    let text: string;
-    try {
-      text = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n')) {
-      const fields = line.split(' ');
-      const separator = fields.indexOf('-');
-      if (separator < 0 || fields[separator + 1] !== 'nsfs') continue;
-      const inode = NET_NAMESPACE_LINK.exec(fields[3] ?? '')?.[1];
+    for (const mount of mountsOf(pid)) {
+      if (mount.fstype !== 'nsfs') continue;
+      const inode = NET_NAMESPACE_LINK.exec(mount.root)?.[1];
       if (inode === undefined) continue;
-      const mountPoint = unescapeMountField(fields[4] ?? '');
-      const path = pid === 'self' ? mountPoint : `/proc/${pid}/root${mountPoint}`;
+      const path = pid === 'self' ? mount.mountPoint : `/proc/${pid}/root${mount.mountPoint}`;
       found.set(Number(inode), [...(found.get(Number(inode)) ?? []), path]);
     }
   }
   return found;
+}
+
+/** One line of /proc/PID/mountinfo: the fields vcnet reads. */
+interface MountInfoEntry {
+  /** The mount id (fdinfo's `mnt_id:`). */
+  id: string;
+  /** The root of the mount within its file system (an nsfs mount's is `net:[INO]`). */
+  root: string;
+  mountPoint: string;
+  fstype: string;
+}
+
+/** The mounts of a process's mount namespace, from /proc/PID/mountinfo (none when it cannot be read). */
+function mountsOf(pid: number | 'self'): MountInfoEntry[] {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
+  } catch {
+    return [];
+  }
+  const mounts: MountInfoEntry[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    // Optional fields end at a lone '-': the fstype follows it.
+    const separator = fields.indexOf('-');
+    if (separator <= 0 || !fields[0]) continue;
+    mounts.push({
+      id: fields[0],
+      root: fields[3] ?? '',
+      mountPoint: unescapeMountField(fields[4] ?? ''),
+      fstype: fields[separator + 1] ?? '',
+    });
+  }
+  return mounts;
 }
 
 /**
@@ -495,19 +520,7 @@ function namespaceFdsByInode(pids: readonly number[]): Map<number, string[]> {
 
 /** mount id → fstype, from /proc/PID/mountinfo (empty when it cannot be read). */
 function mountTypesOf(pid: number): Map<string, string> {
-  const types = new Map<string, string>();
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
-  } catch {
-    return types;
-  }
-  for (const line of text.split('\n')) {
-    const fields = line.split(' ');
-    const separator = fields.indexOf('-');
-    if (separator > 0 && fields[0]) types.set(fields[0], fields[separator + 1] ?? '');
-  }
-  return types;
+  return new Map(mountsOf(pid).map((mount) => [mount.id, mount.fstype]));
 }
 
 function fileIdentityKey(path: string): string | undefined {
