@@ -125,6 +125,11 @@ export class AgentClient {
   close(): void {
     this.ttrpc.close();
   }
+
+  /** `using agent = ...` closes the connection at the end of the block. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
 }
 
 export type { ARPNeighbor, Interface, Route };

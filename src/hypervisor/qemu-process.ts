@@ -283,6 +283,11 @@ export class QemuProcess {
     clearTimeout(timer);
     return exit;
   }
+
+  /** `await using qemu = ...` stops QEMU (as stop() with its default grace) at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
 }
 
 function describeExit(exit: QemuExit | undefined): string {

@@ -263,6 +263,11 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     clearTimeout(force);
   }
 
+  /** `await using qmp = await QmpClient.connect(...)` closes it at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   private buffered = '';
 
   private receive(chunk: string): void {

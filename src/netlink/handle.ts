@@ -358,6 +358,11 @@ export class NetlinkHandle {
     this.socket.close();
   }
 
+  /** `using handle = NetlinkHandle.open(...)` closes it at the end of the block. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   private async one(build: (batch: ChangeBatch) => void): Promise<void> {
     const batch = this.changes();
     build(batch);

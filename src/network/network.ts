@@ -563,6 +563,11 @@ export class Network {
   close(): void {
     this.handle.close();
   }
+
+  /** `using network = await Network.open(...)` closes it at the end of the block. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
 }
 
 /**

@@ -378,6 +378,8 @@ export interface SandboxWatch {
    * was detached), then with that SandboxNotFoundError.
    */
   readonly ended: Promise<SandboxNotFoundError | undefined>;
+  /** `await using watch = await watchSandbox(...)` stops it (as `stop()`, no pending change applied) at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
@@ -505,6 +507,9 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     undoneAttaches: unfinished.undone,
     notUndone: unfinished.notUndone,
     ended,
+    [Symbol.asyncDispose]: async () => {
+      await stop(undefined, false);
+    },
   };
 }
 

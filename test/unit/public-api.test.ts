@@ -81,6 +81,8 @@ const DOCS_NON_EXPORTS = [
   'abort',
   // watchSandbox's option, TtrpcServer's method, and CommonJS's require (library.md on bundling).
   'serve',
+  // A watch's and QemuProcess's method (library.md on `using`).
+  'stop',
   'onError',
   'require',
 ];

@@ -175,6 +175,10 @@ export class TtrpcClient {
     endThenDestroy(this.stream);
   }
 
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   private receive(chunk: Buffer): void {
     for (const frame of this.decoder.push(chunk)) {
       const call = this.pending.get(frame.header.streamId);

@@ -131,6 +131,10 @@ export class TtrpcConnection {
     endThenDestroy(this.stream);
   }
 
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   private receive(chunk: Buffer): void {
     for (const frame of this.decoder.push(chunk)) {
       const { streamId, type, length } = frame.header;
