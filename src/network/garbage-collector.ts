@@ -42,6 +42,7 @@ import { dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
 import { errnoOf, InvalidInputError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
+import { appendTo } from '../multimap.js';
 import type { Link } from '../netlink/codec/link.js';
 import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
@@ -654,11 +655,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     const claimedFilters = new Map<NamespaceKey, Array<RecordOwner['filters'][number] & { id: string }>>();
     for (const owner of owners) {
       if (replaced.has(owner)) continue;
-      claimed.set(owner.key, [...(claimed.get(owner.key) ?? []), ...owner.links]);
-      claimedFilters.set(owner.key, [
-        ...(claimedFilters.get(owner.key) ?? []),
-        ...owner.filters.map((filter) => ({ ...filter, id: owner.id })),
-      ]);
+      appendTo(claimed, owner.key, ...owner.links);
+      appendTo(claimedFilters, owner.key, ...owner.filters.map((filter) => ({ ...filter, id: owner.id })));
     }
 
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
@@ -1189,7 +1187,7 @@ async function collectRedirectFilters(
     return 0; // no ingress qdisc
   }
   const byPriority = new Map<number, typeof filters>();
-  for (const filter of filters) byPriority.set(filter.priority, [...(byPriority.get(filter.priority) ?? []), filter]);
+  for (const filter of filters) appendTo(byPriority, filter.priority, filter);
   let left = 0;
   for (const [priority, group] of byPriority) {
     const rules = group.filter((filter) => 'actions' in filter.options && filter.options.actions.length > 0);
