@@ -630,16 +630,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     const liveCookie = (owner: RecordOwner): string | undefined => {
       if (!liveCookies.has(owner.key)) {
         let cookie: string | undefined;
-        for (const path of [live.get(owner.key), owner.namespacePath]) {
-          if (path === undefined || cookie !== undefined) continue;
-          try {
-            const opened = openNetworkNamespace(path);
-            if (keyOf(opened.identity) === owner.key) cookie = opened.identity.cookie;
-            opened.close();
-          } catch {
-            // gone meanwhile, or not a network namespace: nothing to compare with
-          }
-        }
+        for (const path of [live.get(owner.key), owner.namespacePath])
+          if (path !== undefined && cookie === undefined) cookie = cookieAt(path, owner.key);
         liveCookies.set(owner.key, cookie);
       }
       return liveCookies.get(owner.key);
@@ -1140,16 +1132,30 @@ function damagedIdentity(
   }
 }
 
-/** Whether the namespace at `path` may be the one with this cookie (unknown on either side: may be). */
+/**
+ * The cookie of the network namespace at `path` (only when its device and inode are `key`, given):
+ * undefined when none can be opened there (gone meanwhile, not a network namespace), when it is
+ * another one than `key`, or when the kernel tells no cookies.
+ */
+function cookieAt(path: string, key?: NamespaceKey): string | undefined {
+  let opened: OpenedNamespace;
+  try {
+    opened = openNetworkNamespace(path);
+  } catch {
+    return undefined;
+  }
+  opened.close();
+  return key === undefined || keyOf(opened.identity) === key ? opened.identity.cookie : undefined;
+}
+
+/**
+ * Whether the namespace at `path` may be the one with this cookie (unknown on either side: may be;
+ * one that cannot be opened is looked at as before: the scan opens it again, or skips it).
+ */
 function holdsCookie(path: string, cookie: string | undefined): boolean {
   if (cookie === undefined) return true;
-  try {
-    const opened = openNetworkNamespace(path);
-    opened.close();
-    return opened.identity.cookie === undefined || opened.identity.cookie === cookie;
-  } catch {
-    return true; // looked at as before: the scan opens it again, or skips it
-  }
+  const found = cookieAt(path);
+  return found === undefined || found === cookie;
 }
 
 /** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
