@@ -4,23 +4,18 @@
  * strace), a DEL killed half-way. The plugin answers in CNI terms (no Node stack, no code 999) and
  * leaves nothing a later DEL cannot remove.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
+import { runUnderStrace, straceFaultsSkipReason } from '../../helpers/strace.js';
 
 const PLUGIN = fileURLToPath(new URL('../../../dist/cni/main.js', import.meta.url));
 const stateDirectory = stateDirectoryPerTest('vcnet-cni-faults-');
-const skipReason =
-  process.getuid?.() !== 0
-    ? 'vcnet-cni fault tests need root (namespaces, taps, tc)'
-    : spawnSync('strace', ['-V']).status !== 0
-      ? 'strace is not installed'
-      : undefined;
-if (skipReason) console.log(`skipping vcnet-cni fault tests: ${skipReason}`);
+const skipReason = straceFaultsSkipReason('vcnet-cni fault tests');
 
 const CONTAINER = 'ctr-faults';
 
@@ -54,12 +49,8 @@ function runPlugin(
 ) {
   const device = options.stdout === 'full' ? openSync('/dev/full', 'w') : undefined;
   try {
-    const argv = options.strace
-      ? ['strace', '-f', '-qq', '-o', '/dev/null', ...options.strace, process.execPath, PLUGIN]
-      : [process.execPath, PLUGIN];
-    const result = spawnSync(argv[0]!, argv.slice(1), {
+    return runUnderStrace(options.strace, [process.execPath, PLUGIN], {
       input: config(pod.path, macOf(pod)),
-      encoding: 'utf8',
       stdio: ['pipe', device ?? 'pipe', 'pipe'],
       timeout: 30_000,
       env: {
@@ -72,7 +63,6 @@ function runPlugin(
         VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry'),
       },
     });
-    return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
   } finally {
     if (device !== undefined) closeSync(device);
   }
