@@ -203,6 +203,17 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
   }
 }
 
+/**
+ * The identity of the network namespace at `path`, its cookie too, read through an fd closed at once:
+ * for a look (is it the recorded one?), never for work there (openNetworkNamespace holds it). Throws
+ * as openNetworkNamespace.
+ */
+export function identityOfNamespaceAt(path: string, field = 'netns'): NamespaceIdentity {
+  const opened = openNetworkNamespace(path, field);
+  opened.close();
+  return opened.identity;
+}
+
 function namespaceCookie(entryPath: string, field: string, path: string): string | undefined {
   // Outside the try: a missing native shim is its own error (VCNET_NATIVE_MISSING), not a failed system call.
   nativeNamespaces.load();

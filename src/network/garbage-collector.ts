@@ -48,6 +48,7 @@ import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/tc/messa
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
   damagedIdentityField,
+  identityOfNamespaceAt,
   NamespaceGoneError,
   NamespaceHolders,
   type NamespaceIdentity,
@@ -59,6 +60,7 @@ import {
   openNetworkNamespace,
   openRecordedNamespace,
   RecordedIdentityDamagedError,
+  sameNamespace,
 } from '../netns/namespace-identity.js';
 import { fileIdentity, isSameFile, processIds } from '../netns/processes.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
@@ -213,31 +215,40 @@ function knownStateDirectories(extra: readonly string[] = []): string[] {
 }
 
 /**
+ * Whether a record names the namespace of this identity: its device and inode, and its cookie when
+ * both sides know one. A record of a gone namespace whose inode the kernel gave a later namespace
+ * names the gone one (a cookie is never reused), not the later one.
+ */
+function namesNamespace(owner: RecordOwner, identity: { dev: number; ino: number; cookie?: string }): boolean {
+  return sameNamespace({ ...identityOfKey(owner.key), cookie: owner.cookie }, identity);
+}
+
+/**
  * The records (sandboxes, CNI interfaces) in every known state directory that made `linkName` in the
- * namespace of this identity: who to name when a new attach finds that link there.
+ * namespace of this identity (its cookie compared when given): who to name when a new attach finds
+ * that link there.
  */
 export function recordsHoldingLink(
-  identity: { dev: number; ino: number },
+  identity: { dev: number; ino: number; cookie?: string },
   link: { name: string; index?: number },
   extraDirectories: readonly string[] = [],
 ): Array<{ id: string; file: string }> {
-  const key = keyOf(identity);
   return readOwners(knownStateDirectories(extraDirectories))
-    .owners.filter((owner) => owner.key === key && owner.links.some((recorded) => claims(recorded, link)))
+    .owners.filter((owner) => namesNamespace(owner, identity) && owner.links.some((recorded) => claims(recorded, link)))
     .map(({ id, file }) => ({ id, file }));
 }
 
 /**
- * The records (sandboxes, CNI interfaces) in every known state directory that name this namespace,
- * each with `holds(link)`: whether it made that link (by ifindex when recorded, else by name).
+ * The records (sandboxes, CNI interfaces) in every known state directory that name this namespace
+ * (its cookie compared when given), each with `holds(link)`: whether it made that link (by ifindex
+ * when recorded, else by name).
  */
 export function recordsOfNamespace(
-  identity: { dev: number; ino: number },
+  identity: { dev: number; ino: number; cookie?: string },
   extraDirectories: readonly string[] = [],
 ): Array<{ id: string; file: string; holds: (link: { name: string; index?: number }) => boolean }> {
-  const key = keyOf(identity);
   return readOwners(knownStateDirectories(extraDirectories))
-    .owners.filter((owner) => owner.key === key)
+    .owners.filter((owner) => namesNamespace(owner, identity))
     .map(({ id, file, links }) => ({
       id,
       file,
@@ -1138,14 +1149,13 @@ function damagedIdentity(
  * another one than `key`, or when the kernel tells no cookies.
  */
 function cookieAt(path: string, key?: NamespaceKey): string | undefined {
-  let opened: OpenedNamespace;
+  let identity: NamespaceIdentity;
   try {
-    opened = openNetworkNamespace(path);
+    identity = identityOfNamespaceAt(path);
   } catch {
     return undefined;
   }
-  opened.close();
-  return key === undefined || keyOf(opened.identity) === key ? opened.identity.cookie : undefined;
+  return key === undefined || keyOf(identity) === key ? identity.cookie : undefined;
 }
 
 /**
