@@ -90,6 +90,22 @@ describe.skipIf(skipReason)('vcnet-cni whose reply cannot be written', () => {
     expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
   });
 
+  it("a failed command with stdout on /dev/full: the stderr line carries the error's codes and message, exit 1", () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    // CHECK of an interface no ADD gave the VM: its error reply is all the runtime would have seen.
+    const reply = runPlugin('CHECK', pod);
+    expect(reply.status).toBe(1);
+    const { code, msg, details } = JSON.parse(reply.stdout) as { code: number; msg: string; details: string };
+    const check = runPlugin('CHECK', pod, { stdout: 'full' });
+    expect(check.status).toBe(1);
+    expect(check.stderr).not.toContain('    at ');
+    expect(check.stderr).toBe(
+      `vcnet-cni: the reply on stdout was lost (ENOSPC); the command failed (CNI code ${code}, ${/^VCNET_[A-Z0-9_]+/.exec(details)?.[0]}: ${msg}); it exits 1\n`,
+    );
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
   it('ADD whose reader has gone (EPIPE): exit 6 and a line on stderr, not an unhandled error', async () => {
     const { pod } = makePod();
     const child = spawn(process.execPath, [PLUGIN], {
