@@ -211,15 +211,20 @@ export function registeredStateDirectories(path = registryPath()): string[] {
   return [...new Set(text.split('\n').filter((line) => line.startsWith('/')))];
 }
 
-/** The registry write's temporary file (temporaryFileName: `.state-directories.<pid>.<16 hex>.tmp`). */
-const REGISTRY_TEMPORARY_FILE = /^\.state-directories\.(\d+)\.[0-9a-f]{16}\.tmp$/;
+/**
+ * The registry write's temporary file (temporaryFileName: `.state-directories.<pid>.<16 hex>.tmp`),
+ * or one of the form before session 17 (`.state-directories.<pid>.tmp`, no random part), which a
+ * writer of that build killed before its rename left.
+ */
+const REGISTRY_TEMPORARY_FILE = /^\.state-directories\.(\d+)(?:\.[0-9a-f]{16})?\.tmp$/;
 
 /** How old a dead writer's temporary file must be before it is removed (a writer in another pid namespace is not seen dead). */
 const STALE_TEMPORARY_AGE_MS = 60_000;
 
 /**
  * Removes the registry's temporary files that a writer killed before its rename left beside it
- * (`.state-directories.<pid>.<hex>.tmp`): a regular file of vcnet's user, older than a minute,
+ * (`.state-directories.<pid>.<hex>.tmp`, or `.state-directories.<pid>.tmp` of a build before
+ * session 17): a regular file of vcnet's user, older than a minute,
  * whose pid runs no more. Nothing else in that directory is looked at. Best effort: returns the paths it removed.
  */
 export function removeStaleRegistryTemporaries(path = registryPath(), now = Date.now()): string[] {
