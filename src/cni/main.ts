@@ -7,6 +7,7 @@
  */
 import { guardOutputStreams, OUTPUT_LOST_EXIT_CODE, stdoutLost } from '../cli/observability/output-streams.js';
 import { startObservability } from '../cli/observability/start.js';
+import { escapedControlCharacters } from '../terminal-text.js';
 import { runPlugin } from './plugin.js';
 
 async function readStandardInput(): Promise<string> {
@@ -48,10 +49,22 @@ function writeReply(text: string): Promise<void> {
   });
 }
 
+/** The error reply of a command that failed, once known: the line saying its reply was lost carries it. */
+let failedReply: { code?: unknown; msg?: unknown; details?: unknown } | undefined;
+
+/** "CNI code N, VCNET_X: message" of an error reply, on one line (its control characters escaped). */
+function failureLine(reply: { code?: unknown; msg?: unknown; details?: unknown }): string {
+  return escapedControlCharacters(`CNI code ${String(reply.code)}, ${decidedCodeOf(reply)}: ${String(reply.msg)}`);
+}
+
 // What the command changed stays done when its reply cannot be written; one line on stderr says so.
+// A failed command's reply is the only place its error shows: the line says it (a runtime's log keeps stderr).
 guardOutputStreams((error) => {
+  const lost = `vcnet-cni: the reply on stdout was lost (${error.code ?? error.message})`;
   process.stderr.write(
-    `vcnet-cni: the reply on stdout was lost (${error.code ?? error.message}); what the command did stays done; it exits ${OUTPUT_LOST_EXIT_CODE} unless it failed\n`,
+    failedReply === undefined
+      ? `${lost}; what the command did stays done; it exits ${OUTPUT_LOST_EXIT_CODE} unless it failed\n`
+      : `${lost}; the command failed (${failureLine(failedReply)}); it exits 1\n`,
   );
 });
 const observing = await startObservability(process.env);
@@ -65,9 +78,10 @@ const outcome = await observing.inCommandSpan(
     const result = await runPlugin(input, process.env);
     if (result.exitCode !== 0) {
       try {
-        const reply = JSON.parse(result.stdout) as { msg?: unknown; details?: unknown };
-        span.failWith(decidedCodeOf(reply), String(reply.msg));
+        failedReply = JSON.parse(result.stdout) as { code?: unknown; msg?: unknown; details?: unknown };
+        span.failWith(decidedCodeOf(failedReply), String(failedReply.msg));
       } catch {
+        failedReply = { msg: result.stdout };
         span.failWith('VCNET_ERROR', result.stdout);
       }
     }

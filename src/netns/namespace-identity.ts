@@ -23,6 +23,7 @@ import {
 import { uptime } from 'node:os';
 import { join, resolve } from 'node:path';
 import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
+import { appendTo } from '../multimap.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 
 // Defined with the base errors so that the netlink layer can say it too (NetlinkHandle.open).
@@ -200,6 +201,17 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
     closeSync(fd);
     throw error;
   }
+}
+
+/**
+ * The identity of the network namespace at `path`, its cookie too, read through an fd closed at once:
+ * for a look (is it the recorded one?), never for work there (openNetworkNamespace holds it). Throws
+ * as openNetworkNamespace.
+ */
+export function identityOfNamespaceAt(path: string, field = 'netns'): NamespaceIdentity {
+  const opened = openNetworkNamespace(path, field);
+  opened.close();
+  return opened.identity;
 }
 
 function namespaceCookie(entryPath: string, field: string, path: string): string | undefined {
@@ -399,7 +411,7 @@ function byIdentityKey(paths: readonly string[]): Map<string, string[]> {
   const found = new Map<string, string[]>();
   for (const path of paths) {
     const key = fileIdentityKey(path);
-    if (key !== undefined) found.set(key, [...(found.get(key) ?? []), path]);
+    if (key !== undefined) appendTo(found, key, path);
   }
   return found;
 }
@@ -430,7 +442,7 @@ function nsfsMountsByInode(pids: ReadonlyArray<number | 'self'>): Map<number, st
       const inode = NET_NAMESPACE_LINK.exec(mount.root)?.[1];
       if (inode === undefined) continue;
       const path = pid === 'self' ? mount.mountPoint : `/proc/${pid}/root${mount.mountPoint}`;
-      found.set(Number(inode), [...(found.get(Number(inode)) ?? []), path]);
+      appendTo(found, Number(inode), path);
     }
   }
   return found;
@@ -483,7 +495,6 @@ function mountsOf(pid: number | 'self'): MountInfoEntry[] {
 function namespaceFdsByInode(pids: readonly number[]): Map<number, string[]> {
   (globalThis as { [FD_WALK_TEST_HOOK]?: () => void })[FD_WALK_TEST_HOOK]?.();
   const found = new Map<number, string[]>();
-  const add = (inode: number, path: string) => found.set(inode, [...(found.get(inode) ?? []), path]);
   for (const pid of pids) {
     let fds: string[];
     try {
@@ -498,7 +509,7 @@ function namespaceFdsByInode(pids: readonly number[]): Map<number, string[]> {
         const target = readlinkSync(path);
         const direct = NET_NAMESPACE_LINK.exec(target)?.[1];
         if (direct !== undefined) {
-          add(Number(direct), path);
+          appendTo(found, Number(direct), path);
           continue;
         }
         if (target !== '/') continue;
@@ -508,8 +519,8 @@ function namespaceFdsByInode(pids: readonly number[]): Map<number, string[]> {
         mountTypes ??= mountTypesOf(pid);
         const fstype = mountId === undefined ? undefined : mountTypes.get(mountId);
         if (fstype !== undefined && fstype !== 'nsfs') continue;
-        if (inode !== undefined) add(Number(inode), path);
-        else if (fstype === 'nsfs') add(-1, path);
+        if (inode !== undefined) appendTo(found, Number(inode), path);
+        else if (fstype === 'nsfs') appendTo(found, -1, path);
       } catch {
         // closed meanwhile
       }

@@ -42,11 +42,13 @@ import { dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
 import { errnoOf, InvalidInputError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
+import { appendTo } from '../multimap.js';
 import type { Link } from '../netlink/codec/link.js';
 import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
   damagedIdentityField,
+  identityOfNamespaceAt,
   NamespaceGoneError,
   NamespaceHolders,
   type NamespaceIdentity,
@@ -58,6 +60,7 @@ import {
   openNetworkNamespace,
   openRecordedNamespace,
   RecordedIdentityDamagedError,
+  sameNamespace,
 } from '../netns/namespace-identity.js';
 import { fileIdentity, isSameFile, processIds } from '../netns/processes.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
@@ -212,31 +215,40 @@ function knownStateDirectories(extra: readonly string[] = []): string[] {
 }
 
 /**
+ * Whether a record names the namespace of this identity: its device and inode, and its cookie when
+ * both sides know one. A record of a gone namespace whose inode the kernel gave a later namespace
+ * names the gone one (a cookie is never reused), not the later one.
+ */
+function namesNamespace(owner: RecordOwner, identity: { dev: number; ino: number; cookie?: string }): boolean {
+  return sameNamespace({ ...identityOfKey(owner.key), cookie: owner.cookie }, identity);
+}
+
+/**
  * The records (sandboxes, CNI interfaces) in every known state directory that made `linkName` in the
- * namespace of this identity: who to name when a new attach finds that link there.
+ * namespace of this identity (its cookie compared when given): who to name when a new attach finds
+ * that link there.
  */
 export function recordsHoldingLink(
-  identity: { dev: number; ino: number },
+  identity: { dev: number; ino: number; cookie?: string },
   link: { name: string; index?: number },
   extraDirectories: readonly string[] = [],
 ): Array<{ id: string; file: string }> {
-  const key = keyOf(identity);
   return readOwners(knownStateDirectories(extraDirectories))
-    .owners.filter((owner) => owner.key === key && owner.links.some((recorded) => claims(recorded, link)))
+    .owners.filter((owner) => namesNamespace(owner, identity) && owner.links.some((recorded) => claims(recorded, link)))
     .map(({ id, file }) => ({ id, file }));
 }
 
 /**
- * The records (sandboxes, CNI interfaces) in every known state directory that name this namespace,
- * each with `holds(link)`: whether it made that link (by ifindex when recorded, else by name).
+ * The records (sandboxes, CNI interfaces) in every known state directory that name this namespace
+ * (its cookie compared when given), each with `holds(link)`: whether it made that link (by ifindex
+ * when recorded, else by name).
  */
 export function recordsOfNamespace(
-  identity: { dev: number; ino: number },
+  identity: { dev: number; ino: number; cookie?: string },
   extraDirectories: readonly string[] = [],
 ): Array<{ id: string; file: string; holds: (link: { name: string; index?: number }) => boolean }> {
-  const key = keyOf(identity);
   return readOwners(knownStateDirectories(extraDirectories))
-    .owners.filter((owner) => owner.key === key)
+    .owners.filter((owner) => namesNamespace(owner, identity))
     .map(({ id, file, links }) => ({
       id,
       file,
@@ -629,16 +641,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     const liveCookie = (owner: RecordOwner): string | undefined => {
       if (!liveCookies.has(owner.key)) {
         let cookie: string | undefined;
-        for (const path of [live.get(owner.key), owner.namespacePath]) {
-          if (path === undefined || cookie !== undefined) continue;
-          try {
-            const opened = openNetworkNamespace(path);
-            if (keyOf(opened.identity) === owner.key) cookie = opened.identity.cookie;
-            opened.close();
-          } catch {
-            // gone meanwhile, or not a network namespace: nothing to compare with
-          }
-        }
+        for (const path of [live.get(owner.key), owner.namespacePath])
+          if (path !== undefined && cookie === undefined) cookie = cookieAt(path, owner.key);
         liveCookies.set(owner.key, cookie);
       }
       return liveCookies.get(owner.key);
@@ -654,11 +658,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     const claimedFilters = new Map<NamespaceKey, Array<RecordOwner['filters'][number] & { id: string }>>();
     for (const owner of owners) {
       if (replaced.has(owner)) continue;
-      claimed.set(owner.key, [...(claimed.get(owner.key) ?? []), ...owner.links]);
-      claimedFilters.set(owner.key, [
-        ...(claimedFilters.get(owner.key) ?? []),
-        ...owner.filters.map((filter) => ({ ...filter, id: owner.id })),
-      ]);
+      appendTo(claimed, owner.key, ...owner.links);
+      appendTo(claimedFilters, owner.key, ...owner.filters.map((filter) => ({ ...filter, id: owner.id })));
     }
 
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
@@ -1142,16 +1143,29 @@ function damagedIdentity(
   }
 }
 
-/** Whether the namespace at `path` may be the one with this cookie (unknown on either side: may be). */
+/**
+ * The cookie of the network namespace at `path` (only when its device and inode are `key`, given):
+ * undefined when none can be opened there (gone meanwhile, not a network namespace), when it is
+ * another one than `key`, or when the kernel tells no cookies.
+ */
+function cookieAt(path: string, key?: NamespaceKey): string | undefined {
+  let identity: NamespaceIdentity;
+  try {
+    identity = identityOfNamespaceAt(path);
+  } catch {
+    return undefined;
+  }
+  return key === undefined || keyOf(identity) === key ? identity.cookie : undefined;
+}
+
+/**
+ * Whether the namespace at `path` may be the one with this cookie (unknown on either side: may be;
+ * one that cannot be opened is looked at as before: the scan opens it again, or skips it).
+ */
 function holdsCookie(path: string, cookie: string | undefined): boolean {
   if (cookie === undefined) return true;
-  try {
-    const opened = openNetworkNamespace(path);
-    opened.close();
-    return opened.identity.cookie === undefined || opened.identity.cookie === cookie;
-  } catch {
-    return true; // looked at as before: the scan opens it again, or skips it
-  }
+  const found = cookieAt(path);
+  return found === undefined || found === cookie;
 }
 
 /** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
@@ -1189,7 +1203,7 @@ async function collectRedirectFilters(
     return 0; // no ingress qdisc
   }
   const byPriority = new Map<number, typeof filters>();
-  for (const filter of filters) byPriority.set(filter.priority, [...(byPriority.get(filter.priority) ?? []), filter]);
+  for (const filter of filters) appendTo(byPriority, filter.priority, filter);
   let left = 0;
   for (const [priority, group] of byPriority) {
     const rules = group.filter((filter) => 'actions' in filter.options && filter.options.actions.length > 0);

@@ -7,6 +7,7 @@
  * the agent replaces a route to the same destination, so the guest would keep the last one sent.
  */
 import { isIPv4 } from 'node:net';
+import { appendTo } from '../multimap.js';
 import { AddressFamily } from '../netlink/codec/constants.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import type { Neighbour } from '../netlink/codec/neighbour.js';
@@ -293,7 +294,7 @@ const NAMED_PER_REASON = 5;
 export function routesNotForGuestNotice(skipped: readonly RouteNotForGuest[]): string | undefined {
   if (skipped.length === 0) return undefined;
   const byReason = new Map<string, Route[]>();
-  for (const { route, reason } of skipped) byReason.set(reason, [...(byReason.get(reason) ?? []), route]);
+  for (const { route, reason } of skipped) appendTo(byReason, reason, route);
   const parts = [...byReason].map(([reason, routes]) => {
     const named = routes.slice(0, NAMED_PER_REASON).map(describeRoute).join(', ');
     const more = routes.length > NAMED_PER_REASON ? ` and ${routes.length - NAMED_PER_REASON} more` : '';

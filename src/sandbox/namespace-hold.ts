@@ -127,7 +127,7 @@ function realFile(path: string): string {
  */
 export function refuseHeldNamespace(
   links: readonly Link[],
-  identity: { dev: number; ino: number },
+  identity: { dev: number; ino: number; cookie?: string },
   namespacePath: string,
   stateDirectories: readonly string[],
   options: { ownRecords?: readonly string[] } = {},

@@ -9,7 +9,6 @@
  *   a failed attach or detach whose undo was refused keeps a record of exactly what is left, which
  *   `vcnet detach` (again) or `vcnet gc` finish.
  */
-import { statSync } from 'node:fs';
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { channels, publish } from '../diagnostics.js';
@@ -26,6 +25,7 @@ import { DeviceNotHotpluggableError, QmpConnectionError } from '../hypervisor/er
 import type { Link } from '../netlink/codec/link.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
+  identityOfNamespaceAt,
   NamespaceChangedError,
   NamespaceGoneError,
   type NamespaceIdentity,
@@ -437,7 +437,7 @@ function stateDirectories(options: { stateDirectory?: string }): string[] {
  */
 function namingTheOwner(
   error: unknown,
-  identity: { dev: number; ino: number },
+  identity: { dev: number; ino: number; cookie?: string },
   namespacePath: string,
   stateDirectory?: string,
 ): unknown {
@@ -505,16 +505,16 @@ export async function planSandboxAttach(
     if (snapshot)
       refuseHeldNamespace(
         snapshot.links,
-        statSync(config.namespacePath),
+        identityOfNamespaceAt(config.namespacePath),
         config.namespacePath,
         stateDirectories(options),
       );
     const planOptions = { ...(hypervisor ? { hypervisor } : {}), ...(snapshot ? { snapshot } : {}) };
     const planned = await network.planEndpoints(planOptions).catch((error: unknown) => {
       // As attach says it: a taken name made by another sandbox names that sandbox and its record.
-      let identity: { dev: number; ino: number } | undefined;
+      let identity: NamespaceIdentity | undefined;
       try {
-        identity = statSync(config.namespacePath);
+        identity = identityOfNamespaceAt(config.namespacePath);
       } catch {
         throw error;
       }

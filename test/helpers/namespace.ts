@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { createNamespace, deleteNamespace } from '../../src/netns/namespace.js';
 
 const made = new Set<string>();
@@ -66,6 +67,41 @@ export function makeNamespace(label = 'test'): TestNamespace {
     deleteNamespace(path);
     made.delete(path);
   });
+}
+
+/**
+ * Deletes `namespace` and makes a new one the kernel gives its inode, for tests of a record whose
+ * namespace is gone and whose inode number a later namespace has; undefined when none got it in
+ * `tries` (the test then says it skipped). The kernel hands out the lowest free number, to
+ * namespaces and /proc entries alike, so lower numbers freed by others are taken first by
+ * namespaces made (and kept) before the delete; then namespaces are made (and kept: deleting one
+ * frees lower numbers again) until the number comes free (a namespace's teardown is asynchronous)
+ * and one gets it. Those kept are deleted before it returns.
+ */
+export async function replaceWithSameInode(
+  namespace: TestNamespace,
+  label = 'reuse',
+  tries = 100,
+): Promise<TestNamespace | undefined> {
+  const { ino } = statSync(namespace.path);
+  const kept: TestNamespace[] = [];
+  try {
+    for (let attempt = 0; attempt < tries; attempt++) {
+      const filler = makeNamespace(label);
+      kept.push(filler);
+      if (statSync(filler.path).ino > ino) break;
+    }
+    namespace.delete();
+    for (let attempt = 0; attempt < tries; attempt++) {
+      const made = makeNamespace(label);
+      if (statSync(made.path).ino === ino) return made;
+      kept.push(made);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return undefined;
+  } finally {
+    for (const made of kept) made.delete();
+  }
 }
 
 /** Deletes every namespace this process made and has not deleted yet. */

@@ -25,6 +25,7 @@ const LAYERS = [
       'namespace-file.ts',
       'terminal-text.ts',
       'mac-address.ts',
+      'multimap.ts',
       'queue-limits.ts',
       'shell-word.ts',
       'version.ts',

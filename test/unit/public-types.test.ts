@@ -26,6 +26,8 @@ const DELIBERATE_INTERNALS: Record<string, string> = {
   NetlinkSocket: "NetlinkHandle's socket and ChangeBatch's constructor argument, internal",
   RequestOutcome: "ChangeBatch's per-request outcome inside the protocol engine",
   RequestLike: "NetlinkError's constructor argument: vcnet builds these errors, callers only read them",
+  StateWriteSubject:
+    "StateWriteError's constructor argument (what its hint names): vcnet builds these errors, callers only read them",
   // The plan and its persisted records: their shape is the state file's and changes with it.
   PlumbingContext: "Endpoint.attach's context, built by Network; the plumbing engine's",
   AttachRequest: "Endpoint's plan request, built by Network",

@@ -25,45 +25,79 @@ export const STATE_WRITE_FAILURES: ReadonlySet<string> = new Set([
   'ENFILE',
 ]);
 
+/**
+ * What the hint of a write that failed names: the place written and how its user points vcnet at
+ * another. The hints are made in one place (stateWriteHint) for every writer; a writer passes its
+ * subject down (replaceFileAtomically, lockFile) instead of catching the error to give it another hint.
+ */
+export interface StateWriteSubject {
+  /** The place, as the hint names it: "the state directory", or the registry's path and what it is. */
+  readonly place: string;
+  /** What to do when the place is on a read-only file system. */
+  readonly whenReadOnly: string;
+  /** What to do when vcnet may not write there (permissions, chattr +i). */
+  readonly whenNotWritable: string;
+  /** Besides checking its file system, what to do when writing there failed otherwise (EIO...). */
+  readonly whenFailing?: string;
+}
+
+/**
+ * A state directory's subject; `setting` is how the writer's user picks another state directory (the
+ * CLI's --state-dir by default; vcnet-cni's is the network config's "stateDir").
+ */
+export function stateDirectorySubject(setting = CLI_STATE_DIRECTORY_SETTING): StateWriteSubject {
+  return {
+    place: 'the state directory',
+    whenReadOnly: `is on a read-only file system: point ${setting} at a writable one`,
+    whenNotWritable: `is not writable by vcnet (permissions, or chattr +i): fix it, or point ${setting} at another`,
+  };
+}
+
+/**
+ * The hint of an errno that is about this process or the system, not about the place written (out of
+ * file descriptors): the same whatever was written, and ahead of anything the place would suggest.
+ */
+export function processLimitHint(errno: string | undefined): string | undefined {
+  return errno === 'EMFILE' || errno === 'ENFILE' ? hintForErrno(errno) : undefined;
+}
+
 export class StateWriteError extends VcnetError {
   static override readonly errorName: string = 'StateWriteError';
   readonly errno: string;
   /**
-   * `stateDirectorySetting`: how the writer's user picks another state directory, named in the hint
-   * (the CLI's --state-dir by default; vcnet-cni's is the network config's "stateDir").
+   * `subject`: what the hint names (a state directory of the CLI's --state-dir by default).
    * `options.action` replaces "write" in the message (a record removed); `options.hint` the hint.
    */
   constructor(
     path: string,
     cause: NodeJS.ErrnoException,
-    stateDirectorySetting = CLI_STATE_DIRECTORY_SETTING,
+    subject: StateWriteSubject = stateDirectorySubject(),
     options: { action?: string; hint?: string } = {},
   ) {
     const errno = String(cause.code ?? 'EUNKNOWN');
     super('VCNET_STATE_WRITE', `could not ${options.action ?? 'write'} ${path}: ${cause.message}`, {
       value: path,
-      hint: options.hint ?? stateWriteHint(errno, stateDirectorySetting),
+      hint: options.hint ?? stateWriteHint(errno, subject),
       cause,
     });
     this.errno = errno;
   }
 }
 
-function stateWriteHint(errno: string, setting: string): string {
+function stateWriteHint(errno: string, subject: StateWriteSubject): string {
+  const processHint = processLimitHint(errno);
+  if (processHint !== undefined) return processHint;
   switch (errno) {
     case 'ENOSPC':
     case 'EDQUOT':
-      return 'the file system of the state directory is full: free space there (df), then run the command again';
+      return `the file system of ${subject.place} is full: free space there (df), then run the command again`;
     case 'EROFS':
-      return `the state directory is on a read-only file system: point ${setting} at a writable one`;
+      return `${subject.place} ${subject.whenReadOnly}`;
     case 'EPERM':
     case 'EACCES':
-      return `the state directory is not writable by vcnet (permissions, or chattr +i): fix it, or point ${setting} at another`;
-    case 'EMFILE':
-    case 'ENFILE':
-      return hintForErrno(errno) ?? '';
+      return `${subject.place} ${subject.whenNotWritable}`;
     default:
-      return 'the state directory could not be written: check its file system (dmesg), then run the command again';
+      return `${subject.place} could not be written: check its file system (dmesg), then run the command again${subject.whenFailing !== undefined ? `, or ${subject.whenFailing}` : ''}`;
   }
 }
 
@@ -84,15 +118,14 @@ export function temporaryFileName(prefix: string): string {
  * The temporary file beside it (`temporaryPrefix`, see temporaryFileName) is made new, never opened
  * when anything is at its name (O_EXCL: no planted file, FIFO or link is written into, renamed or
  * removed), and checked to be a regular file of vcnet's user before a byte is written.
- * `stateDirectorySetting` is what the error's hint tells to change (StateWriteError's).
+ * `subject` is what the error's hint names (StateWriteError's; a state directory of the CLI's by default).
  */
 export function replaceFileAtomically(
   path: string,
   text: string,
-  options: { temporaryPrefix: string; mode: number; stateDirectorySetting?: string },
+  options: { temporaryPrefix: string; mode: number; subject?: StateWriteSubject },
 ): void {
-  const failed = (error: unknown) =>
-    new StateWriteError(path, error as NodeJS.ErrnoException, options.stateDirectorySetting);
+  const failed = (error: unknown) => new StateWriteError(path, error as NodeJS.ErrnoException, options.subject);
   const bytes = Buffer.from(text, 'utf8');
   const temporary = temporaryFileName(options.temporaryPrefix);
   let fd: number | undefined;

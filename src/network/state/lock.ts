@@ -27,7 +27,7 @@ import { dirname } from 'node:path';
 import { SystemCallError, VcnetError } from '../../errors.js';
 import { nativeFileLock } from '../../native/file-lock.js';
 import { shellWord } from '../../shell-word.js';
-import { STATE_WRITE_FAILURES, StateWriteError } from './atomic-file.js';
+import { STATE_WRITE_FAILURES, StateWriteError, type StateWriteSubject } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 
 /** Resolves after `ms`, or rejects at once with the signal's reason when it aborts. */
@@ -110,8 +110,11 @@ export class FileLock {
   }
 }
 
-/** Takes the lock now or returns the pid of its holder (0 when that cannot be known). Never waits. */
-export function tryLockFile(path: string): FileLock | { heldBy: number } {
+/**
+ * Takes the lock now or returns the pid of its holder (0 when that cannot be known). Never waits.
+ * `subject`: what the hint of a lock file that cannot be made names (StateWriteError's).
+ */
+export function tryLockFile(path: string, subject?: StateWriteSubject): FileLock | { heldBy: number } {
   for (;;) {
     makeDirectory(dirname(path), 0o700);
     refuseIrregularLockFile(path);
@@ -127,7 +130,7 @@ export function tryLockFile(path: string): FileLock | { heldBy: number } {
       if (code === 'ELOOP') throw new LockFileRefusedError(path, 'a symbolic link');
       // A full, read-only or failing file system (or no fd left) is a write that failed: try again.
       if (code !== undefined && STATE_WRITE_FAILURES.has(code))
-        throw new StateWriteError(path, error as NodeJS.ErrnoException, undefined, { action: 'open the lock file' });
+        throw new StateWriteError(path, error as NodeJS.ErrnoException, subject, { action: 'open the lock file' });
       throw new SystemCallError(`open lock file ${path}`, error as NodeJS.ErrnoException);
     }
     const problem = untrustedLockFile(fstatSync(fd));
@@ -174,15 +177,20 @@ export async function lockFile(
   path: string,
   timeoutMs: number,
   timedOut: (heldBy: number) => Error,
-  /** Called the moment the lock is taken (before any other call of this process can run). */
-  acquired?: () => void,
-  /** Aborting ends the wait at once, rejecting with the signal's reason. */
-  signal?: AbortSignal,
+  options: {
+    /** Called the moment the lock is taken (before any other call of this process can run). */
+    acquired?: () => void;
+    /** Aborting ends the wait at once, rejecting with the signal's reason. */
+    signal?: AbortSignal | undefined;
+    /** What the hint of a lock file that cannot be made names (tryLockFile's). */
+    subject?: StateWriteSubject;
+  } = {},
 ): Promise<FileLock> {
+  const { acquired, signal, subject } = options;
   let heldBy = 0;
   return pollForLock(
     () => {
-      const attempt = tryLockFile(path);
+      const attempt = tryLockFile(path, subject);
       if (!(attempt instanceof FileLock)) {
         heldBy = attempt.heldBy;
         return undefined;

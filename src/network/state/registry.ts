@@ -19,10 +19,10 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { hintForErrno, InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { shellWord } from '../../shell-word.js';
 import { absolutePath } from './absolute-path.js';
-import { replaceFileAtomically, StateWriteError } from './atomic-file.js';
+import { replaceFileAtomically, type StateWriteSubject } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 
@@ -211,15 +211,20 @@ export function registeredStateDirectories(path = registryPath()): string[] {
   return [...new Set(text.split('\n').filter((line) => line.startsWith('/')))];
 }
 
-/** The registry write's temporary file (temporaryFileName: `.state-directories.<pid>.<16 hex>.tmp`). */
-const REGISTRY_TEMPORARY_FILE = /^\.state-directories\.(\d+)\.[0-9a-f]{16}\.tmp$/;
+/**
+ * The registry write's temporary file (temporaryFileName: `.state-directories.<pid>.<16 hex>.tmp`),
+ * or one of the form before session 17 (`.state-directories.<pid>.tmp`, no random part), which a
+ * writer of that build killed before its rename left.
+ */
+const REGISTRY_TEMPORARY_FILE = /^\.state-directories\.(\d+)(?:\.[0-9a-f]{16})?\.tmp$/;
 
 /** How old a dead writer's temporary file must be before it is removed (a writer in another pid namespace is not seen dead). */
 const STALE_TEMPORARY_AGE_MS = 60_000;
 
 /**
  * Removes the registry's temporary files that a writer killed before its rename left beside it
- * (`.state-directories.<pid>.<hex>.tmp`): a regular file of vcnet's user, older than a minute,
+ * (`.state-directories.<pid>.<hex>.tmp`, or `.state-directories.<pid>.tmp` of a build before
+ * session 17): a regular file of vcnet's user, older than a minute,
  * whose pid runs no more. Nothing else in that directory is looked at. Best effort: returns the paths it removed.
  */
 export function removeStaleRegistryTemporaries(path = registryPath(), now = Date.now()): string[] {
@@ -248,37 +253,28 @@ export function removeStaleRegistryTemporaries(path = registryPath(), now = Date
   return removed;
 }
 
-/** The hint of a registry write that failed: the registry's path and the variable that moves it, not --state-dir. */
-function registryWriteHint(errno: string, path: string): string {
-  const what = `${path} (the registry of state directories, which \`vcnet gc\` reads to find every record)`;
-  switch (errno) {
-    case 'ENOSPC':
-    case 'EDQUOT':
-      return `the file system of ${what} is full: free space there (df), then run the command again`;
-    case 'EMFILE':
-    case 'ENFILE':
-      return hintForErrno(errno) ?? '';
-    case 'EROFS':
-    case 'EPERM':
-    case 'EACCES':
-      return `${what} cannot be written (read-only, or permissions): set VCNET_STATE_REGISTRY to a file that can be (and run gc with the same)`;
-    default:
-      return `${what} could not be written: check its file system (dmesg), then run the command again, or set VCNET_STATE_REGISTRY to a file elsewhere (and run gc with the same)`;
-  }
+/**
+ * What the hint of a registry write that failed names: the registry's path and the variable that
+ * moves it, not the state directory and --state-dir, which do not change where the registry is.
+ */
+function registrySubject(path: string): StateWriteSubject {
+  const unwritable =
+    'cannot be written (read-only, or permissions): set VCNET_STATE_REGISTRY to a file that can be (and run gc with the same)';
+  return {
+    place: `${path} (the registry of state directories, which \`vcnet gc\` reads to find every record)`,
+    whenReadOnly: unwritable,
+    whenNotWritable: unwritable,
+    whenFailing: 'set VCNET_STATE_REGISTRY to a file elsewhere (and run gc with the same)',
+  };
 }
 
 function writeRegistry(path: string, directories: string[]): void {
   makeDirectory(dirname(path), 0o755);
-  try {
-    replaceFileAtomically(path, directories.map((directory) => `${directory}\n`).join(''), {
-      temporaryPrefix: join(dirname(path), '.state-directories.'),
-      mode: 0o644,
-    });
-  } catch (error) {
-    if (!(error instanceof StateWriteError)) throw error;
-    const cause = error.cause as NodeJS.ErrnoException;
-    throw new StateWriteError(path, cause, undefined, { hint: registryWriteHint(error.errno, path) });
-  }
+  replaceFileAtomically(path, directories.map((directory) => `${directory}\n`).join(''), {
+    temporaryPrefix: join(dirname(path), '.state-directories.'),
+    mode: 0o644,
+    subject: registrySubject(path),
+  });
 }
 
 /** How long to wait for the registry's lock, and how a caller waits longer (for the error's hint). */
@@ -300,14 +296,8 @@ async function changeRegistry(
       `${path}.lock`,
       timeoutMs,
       (holder) => new StateRegistryLockedError(path, holder, timeoutMs, options.howToWaitLonger ?? 'try again'),
-    ).catch((error: unknown) => {
-      // Its lock file could not be made (a full file system...): the hint names the registry.
-      if (!(error instanceof StateWriteError)) throw error;
-      throw new StateWriteError(`${path}.lock`, error.cause as NodeJS.ErrnoException, undefined, {
-        action: 'open the lock file',
-        hint: registryWriteHint(error.errno, path),
-      });
-    });
+      { subject: registrySubject(path) },
+    );
     try {
       removeStaleRegistryTemporaries(path);
       const before = registeredStateDirectories(path);

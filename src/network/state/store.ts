@@ -24,9 +24,16 @@ import {
 import { join, resolve } from 'node:path';
 import type * as z from 'zod';
 import { decimalSecondsAsMs } from '../../arguments.js';
-import { hintForErrno, InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { absolutePath } from './absolute-path.js';
-import { replaceFileAtomically, STATE_WRITE_FAILURES, StateWriteError } from './atomic-file.js';
+import {
+  processLimitHint,
+  replaceFileAtomically,
+  STATE_WRITE_FAILURES,
+  StateWriteError,
+  type StateWriteSubject,
+  stateDirectorySubject,
+} from './atomic-file.js';
 import { DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import { DirectoryNotMadeError, makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
@@ -187,7 +194,8 @@ export function readRecordFile(path: string): string | undefined {
 
 /** What to look at when a record directory could not be removed with `errno`. */
 function recordRemovalAdvice(errno: string | undefined): string {
-  if (errno === 'EMFILE' || errno === 'ENFILE') return `; ${hintForErrno(errno)}`;
+  const processHint = processLimitHint(errno);
+  if (processHint !== undefined) return `; ${processHint}`;
   return ' (if it happens again, check the file system of the state directory: dmesg)';
 }
 
@@ -209,6 +217,11 @@ export class SandboxStore {
 
   get statePath(): string {
     return join(this.directory, 'state.json');
+  }
+
+  /** What the hint of a write in this store that failed names: its state directory and the setting that moves it. */
+  private get writeSubject(): StateWriteSubject {
+    return stateDirectorySubject(this.options.stateDirectorySetting);
   }
 
   /** Beside the sandbox directory, never inside it. */
@@ -258,7 +271,7 @@ export class SandboxStore {
       if (!(error instanceof DirectoryNotMadeError)) throw error;
       const cause = error.cause as NodeJS.ErrnoException | undefined;
       if (cause?.code !== undefined && STATE_WRITE_FAILURES.has(cause.code))
-        throw new StateWriteError(error.component, cause, this.options.stateDirectorySetting, {
+        throw new StateWriteError(error.component, cause, this.writeSubject, {
           action: 'create the directory',
         });
       throw unusableStateDirectory(this.root, error, this.options.unusableHint);
@@ -285,9 +298,7 @@ export class SandboxStore {
     replaceFileAtomically(this.statePath, `${JSON.stringify(state, null, 2)}\n`, {
       temporaryPrefix: join(this.directory, '.state.'),
       mode: 0o600,
-      ...(this.options.stateDirectorySetting !== undefined
-        ? { stateDirectorySetting: this.options.stateDirectorySetting }
-        : {}),
+      subject: this.writeSubject,
     });
   }
 
@@ -319,7 +330,7 @@ export class SandboxStore {
       rmSync(this.directory, { recursive: true, force: true });
     } catch (error) {
       const cause = error as NodeJS.ErrnoException;
-      throw new StateWriteError(this.directory, cause, this.options.stateDirectorySetting, {
+      throw new StateWriteError(this.directory, cause, this.writeSubject, {
         action: 'remove the record directory',
         hint: `nothing is left to undo: the namespace is as it was before, only the record in ${this.directory} is left; ${this.options.removeAgain ?? 'the next detach of the sandbox drops it'}${recordRemovalAdvice(cause.code)}`,
       });
@@ -407,22 +418,14 @@ export class SandboxStore {
           ...(heldHereBy ? { heldHereBy } : {}),
         });
       },
-      () => {
-        if (options.operation) heldHere.set(this.lockPath, options.operation);
-      },
-      options.signal,
-    ).catch((error: unknown) => {
-      // A lock file that could not be made (a full file system...): the hint names this store's setting.
-      if (!(error instanceof StateWriteError)) throw error;
-      throw new StateWriteError(
-        this.lockPath,
-        error.cause as NodeJS.ErrnoException,
-        this.options.stateDirectorySetting,
-        {
-          action: 'open the lock file',
+      {
+        acquired: () => {
+          if (options.operation) heldHere.set(this.lockPath, options.operation);
         },
-      );
-    });
+        signal: options.signal,
+        subject: this.writeSubject,
+      },
+    );
     this.lockWait = { started, timeoutMs };
     try {
       // Aborted while the lock was being taken: given back before anything is changed.

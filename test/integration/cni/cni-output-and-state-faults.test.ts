@@ -4,23 +4,18 @@
  * strace), a DEL killed half-way. The plugin answers in CNI terms (no Node stack, no code 999) and
  * leaves nothing a later DEL cannot remove.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
+import { runUnderStrace, straceFaultsSkipReason } from '../../helpers/strace.js';
 
 const PLUGIN = fileURLToPath(new URL('../../../dist/cni/main.js', import.meta.url));
 const stateDirectory = stateDirectoryPerTest('vcnet-cni-faults-');
-const skipReason =
-  process.getuid?.() !== 0
-    ? 'vcnet-cni fault tests need root (namespaces, taps, tc)'
-    : spawnSync('strace', ['-V']).status !== 0
-      ? 'strace is not installed'
-      : undefined;
-if (skipReason) console.log(`skipping vcnet-cni fault tests: ${skipReason}`);
+const skipReason = straceFaultsSkipReason('vcnet-cni fault tests');
 
 const CONTAINER = 'ctr-faults';
 
@@ -54,12 +49,8 @@ function runPlugin(
 ) {
   const device = options.stdout === 'full' ? openSync('/dev/full', 'w') : undefined;
   try {
-    const argv = options.strace
-      ? ['strace', '-f', '-qq', '-o', '/dev/null', ...options.strace, process.execPath, PLUGIN]
-      : [process.execPath, PLUGIN];
-    const result = spawnSync(argv[0]!, argv.slice(1), {
+    return runUnderStrace(options.strace, [process.execPath, PLUGIN], {
       input: config(pod.path, macOf(pod)),
-      encoding: 'utf8',
       stdio: ['pipe', device ?? 'pipe', 'pipe'],
       timeout: 30_000,
       env: {
@@ -72,7 +63,6 @@ function runPlugin(
         VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry'),
       },
     });
-    return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
   } finally {
     if (device !== undefined) closeSync(device);
   }
@@ -98,6 +88,22 @@ describe.skipIf(skipReason)('vcnet-cni whose reply cannot be written', () => {
     const del = runPlugin('DEL', pod, { stdout: 'full' });
     expect(del).toMatchObject({ status: 0, stderr: '' });
     expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+  });
+
+  it("a failed command with stdout on /dev/full: the stderr line carries the error's codes and message, exit 1", () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    // CHECK of an interface no ADD gave the VM: its error reply is all the runtime would have seen.
+    const reply = runPlugin('CHECK', pod);
+    expect(reply.status).toBe(1);
+    const { code, msg, details } = JSON.parse(reply.stdout) as { code: number; msg: string; details: string };
+    const check = runPlugin('CHECK', pod, { stdout: 'full' });
+    expect(check.status).toBe(1);
+    expect(check.stderr).not.toContain('    at ');
+    expect(check.stderr).toBe(
+      `vcnet-cni: the reply on stdout was lost (ENOSPC); the command failed (CNI code ${code}, ${/^VCNET_[A-Z0-9_]+/.exec(details)?.[0]}: ${msg}); it exits 1\n`,
+    );
+    expect(fingerprint(pod)).toEqual(before);
   });
 
   it('ADD whose reader has gone (EPIPE): exit 6 and a line on stderr, not an unhandled error', async () => {

@@ -6,7 +6,7 @@
  * once per run, not once per gone record (100 records on a node with 54,000 fds took 30 s).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +15,7 @@ import { setFdWalkTestHook } from '../../../src/netns/namespace-identity.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import { attachSandbox, readSandbox } from '../../../src/sandbox/service.js';
 import { CLI } from '../../helpers/cli.js';
-import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
+import { cleanupNamespaces, replaceWithSameInode } from '../../helpers/namespace.js';
 import { makePod, tcfilterConfig } from '../../helpers/pod.js';
 
 const FUSE_HOLDER = fileURLToPath(new URL('../../helpers/fuse-hold.py', import.meta.url));
@@ -109,21 +109,9 @@ it("gc walks every process's fds once, however many gone records it drops", asyn
 it("gc drops a gone pod's record when a new namespace got its inode, and leaves the new namespace alone", async () => {
   const { pod } = makePod();
   await attachSandbox('reused-inode', tcfilterConfig(pod), { stateDirectory: stateDir });
-  const { ino } = statSync(pod.path);
-  pod.delete();
-  // The kernel frees a namespace's inode once the namespace is torn down (asynchronously) and gives
-  // a free one to the next namespace it makes: tried until one gets pod's (or skipped).
-  let reused: TestNamespace | undefined;
-  for (let attempt = 0; attempt < 200 && !reused; attempt++) {
-    const made = makeNamespace('reuse');
-    if (statSync(made.path).ino === ino) reused = made;
-    else {
-      made.delete();
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
+  const reused = await replaceWithSameInode(pod);
   if (!reused) {
-    console.log(`skipped: no new namespace got inode ${ino} in 200 tries`);
+    console.log("skipped: no new namespace got the gone pod namespace's inode");
     return;
   }
   const before = reused.ipJson('link', 'show');

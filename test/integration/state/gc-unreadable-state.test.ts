@@ -5,14 +5,14 @@
  * `skipped` and gc removes nothing in any namespace that run. The faults are injected with strace
  * into exactly that directory's or file's system calls.
  */
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
+import { runUnderStrace, straceFaultsSkipReason } from '../../helpers/strace.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-gc-unreadable-');
-const STRACE = spawnSync('strace', ['-V']).status === 0;
+const skipReason = straceFaultsSkipReason('gc fault tests');
 
 interface Report {
   removed: Array<{ kind: string; name: string }>;
@@ -21,30 +21,13 @@ interface Report {
 
 /** gc under strace, `syscall` on `path` answered EIO the `when`-th time. */
 function gcWithFault(path: string, syscall: string, when: number, args: string[]) {
-  const result = spawnSync(
-    'strace',
-    [
-      '-f',
-      '-qq',
-      '-o',
-      '/dev/null',
-      '-P',
-      path,
-      '-e',
-      `trace=${syscall}`,
-      '-e',
-      `inject=${syscall}:error=EIO:when=${when}`,
-      process.execPath,
-      CLI,
-      'gc',
-      ...args,
-    ],
-    { encoding: 'utf8', timeout: 60_000 },
+  return runUnderStrace(
+    ['-P', path, '-e', `trace=${syscall}`, '-e', `inject=${syscall}:error=EIO:when=${when}`],
+    [process.execPath, CLI, 'gc', ...args],
   );
-  return { status: result.status ?? -1, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
 }
 
-describe.skipIf(!STRACE)('gc and state it cannot read (strace fault injection)', () => {
+describe.skipIf(skipReason)('gc and state it cannot read (strace fault injection)', () => {
   const cases: Array<{ what: string; target: (state: string) => string; syscall: string; when: number }> = [
     { what: 'the state directory cannot be opened', target: (state) => state, syscall: 'openat', when: 1 },
     { what: 'the state directory cannot be listed', target: (state) => state, syscall: 'getdents64', when: 1 },

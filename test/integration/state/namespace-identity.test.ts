@@ -1,7 +1,8 @@
 /**
  * A record names its namespace by identity: a path that now names another namespace is refused and
- * nothing is changed there; FIFOs, files and directories are refused without blocking; a pinned
- * path is recorded in place of /proc/PID/ns/net.
+ * nothing is changed there; a later namespace that got a gone one's inode is not the record's (its
+ * cookie tells); FIFOs, files and directories are refused without blocking; a pinned path is
+ * recorded in place of /proc/PID/ns/net.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../../../src/netns/namespace.js';
 import {
+  identityOfNamespaceAt,
   NamespaceChangedError,
   NamespaceGoneError,
   openNamespaceForRecord,
@@ -18,9 +20,12 @@ import {
   openRecordedNamespace,
 } from '../../../src/netns/namespace-identity.js';
 import { fileIdentity, isSameFile, processIds } from '../../../src/netns/processes.js';
+import { recordsHoldingLink, recordsOfNamespace } from '../../../src/network/garbage-collector.js';
 import { attachTapOnly } from '../../../src/network/model/none.js';
+import { VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
+import { createdLinks } from '../../../src/network/state/network-content-schema.js';
 import { CLI, vcnet } from '../../helpers/cli.js';
-import { cleanupNamespaces, makeNamespace, namespaceView } from '../../helpers/namespace.js';
+import { cleanupNamespaces, makeNamespace, namespaceView, replaceWithSameInode } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
 let work: string;
@@ -252,6 +257,49 @@ describe('a recorded namespace', () => {
     expect(gone.stdout).toContain('is gone');
     expect(existsSync(statePath)).toBe(false);
     expect(fingerprint(replacement)).toEqual(before);
+  });
+
+  it('whose namespace is gone and whose inode a later namespace got holds no link there: attach and its dry run name no holder', async () => {
+    const { pod } = makePod();
+    const stateDir = join(work, 'state');
+    const attached = vcnet(['attach', '--sandbox', 'gone-pod', '--netns', pod.path, '--state-dir', stateDir]);
+    expect(attached.status, attached.stderr).toBe(0);
+    const record = JSON.parse(readFileSync(join(stateDir, 'gone-pod', 'state.json'), 'utf8')) as {
+      namespace: { ino: number };
+      network: Parameters<typeof createdLinks>[0];
+    };
+    const [tap] = createdLinks(record.network);
+    const reused = await replaceWithSameInode(pod);
+    if (!reused) {
+      console.log("skipped: no new namespace got the gone pod namespace's inode");
+      return;
+    }
+    // A tap of vcnet's link group that no record knows (its sandbox's record lost), named as gone-pod's was.
+    reused.exec('ip', ['tuntap', 'add', 'tap0_kata', 'mode', 'tap']);
+    reused.exec('ip', ['link', 'set', 'tap0_kata', 'group', String(VCNET_LINK_GROUP)]);
+    for (const dryRun of [[], ['--dry-run']]) {
+      const refused = vcnet([
+        'attach',
+        '--sandbox',
+        'next',
+        '--netns',
+        reused.path,
+        '--state-dir',
+        stateDir,
+        ...dryRun,
+      ]);
+      expect(refused.status, refused.stderr).not.toBe(0);
+      expect(refused.stderr).toContain('no vcnet record knows it');
+      expect(refused.stderr).not.toContain('gone-pod');
+    }
+    // The record names the gone namespace (its cookie), not the one that has its device and inode now.
+    const identity = identityOfNamespaceAt(reused.path);
+    expect(identity.ino).toBe(record.namespace.ino);
+    expect(recordsOfNamespace(identity, [stateDir])).toEqual([]);
+    expect(recordsHoldingLink(identity, tap!, [stateDir])).toEqual([]);
+    // Without a cookie to compare (a kernel before 5.14), device and inode are all there is.
+    const { cookie: _, ...withoutCookie } = identity;
+    expect(recordsHoldingLink(withoutCookie, tap!, [stateDir])).toEqual([expect.objectContaining({ id: 'gone-pod' })]);
   });
 
   it('is reported gone when the process whose namespace it was has exited', async () => {

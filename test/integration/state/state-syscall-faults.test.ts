@@ -3,45 +3,21 @@
  * EIO, ENOSPC on that call alone): the error is a typed VCNET_STATE_WRITE with a hint that says what
  * is left, and what is left is what the next command can use.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
+import { runUnderStrace, straceFaultsSkipReason } from '../../helpers/strace.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-faults-');
-const skipReason =
-  process.getuid?.() !== 0
-    ? 'state fault tests need root (namespaces, taps, tc)'
-    : spawnSync('strace', ['-V']).status !== 0
-      ? 'strace is not installed'
-      : undefined;
-if (skipReason) console.log(`skipping state fault tests: ${skipReason}`);
+const skipReason = straceFaultsSkipReason('state fault tests');
 
 /** `vcnet <args> --json` under `strace -f <strace...>`; the parsed error when it failed. */
 function vcnetUnderStrace(strace: string[], args: string[]) {
-  const result = spawnSync(
-    'strace',
-    [
-      '-f',
-      '-qq',
-      '-o',
-      '/dev/null',
-      ...strace,
-      process.execPath,
-      CLI,
-      ...args,
-      '--json',
-      '--state-dir',
-      stateDirectory(),
-    ],
-    {
-      encoding: 'utf8',
-      timeout: 60_000,
-      env: { ...process.env, VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry') },
-    },
-  );
+  const result = runUnderStrace(strace, [process.execPath, CLI, ...args, '--json', '--state-dir', stateDirectory()], {
+    env: { ...process.env, VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry') },
+  });
   let error: { code?: string; errno?: string; message?: string; hint?: string } | undefined;
   try {
     error = (JSON.parse(result.stdout) as { error?: typeof error }).error;

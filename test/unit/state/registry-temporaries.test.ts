@@ -1,7 +1,8 @@
 /**
  * The registry of state directories' own leftovers and failures: a registry write killed before its
- * rename leaves `.state-directories.<pid>.<hex>.tmp` beside it, which the next registry change (and
- * gc) removes once its writer is gone and it is older than a minute.
+ * rename leaves `.state-directories.<pid>.<hex>.tmp` beside it (`.state-directories.<pid>.tmp`
+ * before session 17), which the next registry change (and gc) removes once its writer is gone and it
+ * is older than a minute.
  */
 import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
@@ -29,8 +30,9 @@ function deadPid(): number {
   return Number(child.stdout);
 }
 
-function temporary(pid: number, ageMs: number, hex = '0123456789abcdef'): string {
-  const path = join(directory, `.state-directories.${pid}.${hex}.tmp`);
+/** A temporary file of `pid`, `ageMs` old; `hex` null: of the form before session 17, which has no random part. */
+function temporary(pid: number, ageMs: number, hex: string | null = '0123456789abcdef'): string {
+  const path = join(directory, hex === null ? `.state-directories.${pid}.tmp` : `.state-directories.${pid}.${hex}.tmp`);
   writeFileSync(path, '/x\n');
   const when = (Date.now() - ageMs) / 1000;
   utimesSync(path, when, when);
@@ -50,6 +52,19 @@ describe('registry temporary files', () => {
     expect(registeredStateDirectories(join(directory, 'registry'))).toEqual([state]);
     expect(existsSync(stale)).toBe(false);
     for (const kept of [fresh, live, other]) expect(existsSync(kept), kept).toBe(true);
+  });
+
+  it("a dead writer's temporary file of the form before session 17 (no random part) is removed as the new form is", async () => {
+    const dead = deadPid();
+    const stale = temporary(dead, 5 * 60_000, null);
+    const live = temporary(process.pid, 5 * 60_000, null);
+    const state = mkdtempSync(join(directory, 'state-'));
+    await registerStateDirectory(state, join(directory, 'registry'));
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+    const fresh = temporary(dead, 0, null);
+    expect(removeStaleRegistryTemporaries(join(directory, 'registry'))).toEqual([]);
+    expect(existsSync(fresh)).toBe(true);
   });
 
   it("removeStaleRegistryTemporaries (gc's) leaves another user's file of that name alone", () => {
