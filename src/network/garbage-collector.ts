@@ -1312,13 +1312,21 @@ async function finishUnfinished(
           const unfinished = network
             .endpoints()
             .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
-          const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => ({
-            kind: 'state',
-            namespacePath: current.namespace.path,
-            name: id,
-            file: store.statePath,
-            detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
-          });
+          // What the attach journaled ahead and never got to is not said to be removed (plan-detach.ts).
+          const neverMade = new Set((await network.planRemoveEndpoints(unfinished)).neverMade);
+          const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => {
+            const made = endpoint.records.filter((record) => !neverMade.has(record));
+            return {
+              kind: 'state',
+              namespacePath: current.namespace.path,
+              name: id,
+              file: store.statePath,
+              detail:
+                made.length > 0
+                  ? `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(made).join(', ')}`
+                  : `unfinished attach of ${endpoint.properties.link.name}, stopped before it made anything`,
+            };
+          };
           // Described before the undo (it forgets the records of what went).
           const descriptions = new Map(unfinished.map((endpoint) => [endpoint, describe(endpoint)]));
           if (killedAttach && unfinished.length === 0) {
