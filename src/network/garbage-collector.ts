@@ -151,6 +151,12 @@ export interface GarbageReport {
    */
   unclaimed: Array<{ namespacePath: string; links: string[] }>;
   /**
+   * vcnet's links gc did not look at, per namespace, because a record it could not read (in `skipped`)
+   * may be theirs: a record or directory of records unreadable (EIO...) withholds every namespace, one
+   * that names its namespace but is damaged withholds that one. Counted in `kept` too.
+   */
+  withheld: Array<{ namespacePath: string; links: string[] }>;
+  /**
    * Named namespace paths (`namespaces`, --netns) where no namespace is and that no record read
    * names: nothing to collect there (a pod already gone, its records already dropped).
    */
@@ -393,15 +399,16 @@ function isThere(path: string): boolean {
 }
 
 /**
- * The entries of a directory of records: none when it is not there (ENOENT, ENOTDIR: no records);
- * any other error (EIO, EMFILE, ENOMEM, EACCES) is not "no records": reported, and read as none.
+ * The entries of a directory of records: none when it is not one (ENOENT, ENOTDIR, and ELOOP: a
+ * symbolic link loop, such as a stray `ln -s x x`, leads to nothing that can hold records); any
+ * other error (EIO, EMFILE, ENOMEM, EACCES) is not "no records": reported, and read as none.
  */
 function readdirOrReport(directory: string, onUnlistable: (directory: string, error: unknown) => void): string[] {
   try {
     return readdirSync(directory);
   } catch (error) {
     const code = errnoOf(error);
-    if (code !== 'ENOENT' && code !== 'ENOTDIR') onUnlistable(directory, error);
+    if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'ELOOP') onUnlistable(directory, error);
     return [];
   }
 }
@@ -544,6 +551,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     stateDirectories: directories,
     failures: [],
     unclaimed: [],
+    withheld: [],
     absent: [],
   };
   for (const path of options.namespaces ?? [])
@@ -719,7 +727,9 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       const namespacePath = namespace.identity.path;
       const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
       if (untouchable.everything || untouchable.keys.has(key)) {
-        report.kept += grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? '')).length;
+        const withheld = grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
+        report.kept += withheld.length;
+        if (withheld.length > 0) report.withheld.push({ namespacePath, links: withheld.map((link) => link.name) });
         continue;
       }
       const names = claimed.get(key);
@@ -1326,13 +1336,21 @@ async function finishUnfinished(
           const unfinished = network
             .endpoints()
             .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
-          const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => ({
-            kind: 'state',
-            namespacePath: current.namespace.path,
-            name: id,
-            file: store.statePath,
-            detail: `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(endpoint.records).join(', ')}`,
-          });
+          // What the attach journaled ahead and never got to is not said to be removed (plan-detach.ts).
+          const neverMade = new Set((await network.planRemoveEndpoints(unfinished)).neverMade);
+          const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => {
+            const made = endpoint.records.filter((record) => !neverMade.has(record));
+            return {
+              kind: 'state',
+              namespacePath: current.namespace.path,
+              name: id,
+              file: store.statePath,
+              detail:
+                made.length > 0
+                  ? `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(made).join(', ')}`
+                  : `unfinished attach of ${endpoint.properties.link.name}, stopped before it made anything`,
+            };
+          };
           // Described before the undo (it forgets the records of what went).
           const descriptions = new Map(unfinished.map((endpoint) => [endpoint, describe(endpoint)]));
           if (killedAttach && unfinished.length === 0) {

@@ -26,7 +26,7 @@ export function registerGc(program: Command): void {
     )
     .option(
       '--state-dir <dir...>',
-      "more state directories to read (always read: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in); one another user owns or can write is refused (exit 2), and skipped (listed in `skipped`) when only the registry or a default names it; a directory of records gc cannot list or a record it cannot read (EIO, EMFILE, ENOMEM: not ENOENT) is listed in `skipped`, and gc then removes no link, filter or qdisc in any namespace (that record may be a live sandbox's; records of namespaces that exist nowhere still go)",
+      "more state directories to read (always read: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in); one another user owns or can write is refused (exit 2), and skipped (listed in `skipped`) when only the registry or a default names it; a directory of records gc cannot list or a record it cannot read (EIO, EMFILE, ENOMEM: not ENOENT, nor an entry that is no directory, such as a symbolic link loop) is listed in `skipped`, and gc then removes no link, filter or qdisc in any namespace (that record may be a live sandbox's; records of namespaces that exist nowhere still go), listing the links it left in `withheld`",
     )
     .option('--json', 'machine-readable output')
     .action(async (options: { dryRun?: boolean; netns?: string[]; stateDir?: string[]; json?: boolean }) => {
@@ -51,6 +51,15 @@ export function registerGc(program: Command): void {
       for (const link of report.inUse) printText(`kept ${link.name} in ${link.namespacePath}: ${link.detail}`);
       if (report.removed.length === 0 && report.failures.length > 0) {
         print(`removed nothing (${report.failures.length} removal(s) failed, see stderr)`);
+        return;
+      }
+      const withheld = report.withheld.reduce((count, entry) => count + entry.links.length, 0);
+      if (report.removed.length === 0 && withheld > 0) {
+        // Not "nothing to collect": gc did not look, as a record it could not read may own them.
+        const live = report.kept - report.inUse.length - withheld;
+        print(
+          `removed nothing: ${withheld} vcnet link(s) in ${report.withheld.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)${live > 0 ? `; ${live} belong to live sandboxes` : ''}`,
+        );
         return;
       }
       if (report.removed.length === 0) {

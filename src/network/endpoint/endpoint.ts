@@ -144,7 +144,9 @@ export abstract class Endpoint {
       if (!plan) return;
       const intent = intentOf(plan);
       this.prepared = { intent };
-      this.pendingSteps = intent.records;
+      // A plan that changes a pod link before it makes a link of its own is journaled by the
+      // executor before its first batch instead (PlanIntent.journaledAhead): listed, with nothing yet.
+      this.pendingSteps = intent.journaledAhead ? intent.records : [];
     } catch (error) {
       this.prepared = { error };
     }

@@ -26,6 +26,7 @@ import { tapOwnershipFields } from '../tap-owner.js';
 import { commandOf } from './commands.js';
 import { LinkNameTakenError } from './plan-attach.js';
 import {
+  createdLinkNames,
   type DetachNotice,
   type DetachPlan,
   type DetachStep,
@@ -84,6 +85,14 @@ export interface PlanIntent {
   chosenIndexes: ReadonlyMap<string, number>;
   /** The records of every step, the links at their chosen indexes (`unconfirmed`): what is journaled before the first change. */
   records: PlumbingStep[];
+  /**
+   * Whether the records may be journaled ahead of the attach, with other endpoints' in one write:
+   * every step on a link vcnet did not make comes after a link the plan makes (its `madeAfter`), so a
+   * detach from the record can tell a step never made by that link's absence. A plan with a step on a
+   * pod link before any link of its own (rate limits on an existing device) cannot: its records are
+   * journaled before its first batch is sent, as they were before the intent.
+   */
+  journaledAhead: boolean;
 }
 
 /**
@@ -100,7 +109,12 @@ export function intentOf(plan: Plan): PlanIntent {
       change.op === 'create-link' && change.kind === 'macvtap' ? randomMacvtapIndex() : randomLinkIndex(),
     );
   }
-  return { plan, chosenIndexes, records: recordsOf(plan.steps, new Map(), chosenIndexes) };
+  const records = recordsOf(plan.steps, new Map(), chosenIndexes);
+  const made = createdLinkNames(records);
+  const journaledAhead = records.every(
+    (record) => record.step === 'create-link' || made.has(record.link) || record.madeAfter !== undefined,
+  );
+  return { plan, chosenIndexes, records, journaledAhead };
 }
 
 function sameIndexes(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): boolean {
@@ -160,17 +174,37 @@ function isIngressQdisc(change: Change): change is Extract<Change, { op: 'add-qd
 /**
  * The records of the steps, with the indexes of the links the plan made as far as they exist: a
  * create-link record and a filter redirecting to a made link then name it by identity, not by a name
- * anyone in the namespace can take over or change.
+ * anyone in the namespace can take over or change. With `chosenIndexes` (a record journaled before
+ * all of it is made), a link not made yet is at its chosen index, `unconfirmed`, and each step on a
+ * link vcnet did not make (a pod link) after it names it `madeAfter`: a detach that finds that link
+ * absent knows the attach stopped before the step (plan-detach.ts), and leaves what is there now.
  */
 function recordsOf(
   steps: readonly PlanStep[],
   createdIndexes: ReadonlyMap<string, number>,
   chosenIndexes?: ReadonlyMap<string, number>,
 ): PlumbingStep[] {
+  const ownLinks = new Set(
+    steps.flatMap(({ change }) =>
+      change.op === 'create-tap' || change.op === 'create-link' ? [change.link.name] : [],
+    ),
+  );
+  // The link of vcnet's made last before the step, while it is not known to be made.
+  let unmadeBefore: string | undefined;
   return steps.flatMap((step) => {
+    const { change } = step;
+    if (change.op === 'create-tap' || change.op === 'create-link') {
+      unmadeBefore = createdIndexes.has(change.link.name) ? undefined : change.link.name;
+    }
     if (!step.record) return [];
     const record = withCreatedIndex(step.record, createdIndexes);
-    if (!chosenIndexes || record.step !== 'create-link' || record.index !== undefined) return [record];
+    if (!chosenIndexes) return [record];
+    if (record.step !== 'create-link') {
+      return [
+        unmadeBefore !== undefined && !ownLinks.has(record.link) ? { ...record, madeAfter: unmadeBefore } : record,
+      ];
+    }
+    if (record.index !== undefined) return [record];
     // Chosen, not yet confirmed by the kernel: the index may be someone else's by the time the record
     // is read (a crash before the create, another tool's link made there since), so detach and gc
     // delete the link there only if it also has the recorded name, kind and vcnet's group.
@@ -254,7 +288,8 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
   // The indexes of the intent on record (undefined: none written yet). The intent names every step,
   // so it is written once, before the first change, and again only when a link is to be made at an
   // index other than the recorded one (or a link of the recorded name is made in its place).
-  let onRecord: ReadonlyMap<string, number> | undefined = intent === context.intent ? intent.chosenIndexes : undefined;
+  let onRecord: ReadonlyMap<string, number> | undefined =
+    intent === context.intent && intent.journaledAhead ? intent.chosenIndexes : undefined;
   const journal = (): void => {
     if (onRecord && sameIndexes(onRecord, chosenIndexes)) return;
     context.journal?.(recorded(plan.steps));
@@ -840,7 +875,7 @@ export async function planUndo(
   records: readonly PlumbingStep[],
   knownLinks?: readonly Link[],
 ): Promise<DetachPlan> {
-  if (records.length === 0) return { steps: [], alreadyGone: [], kept: [], notices: [] };
+  if (records.length === 0) return { steps: [], alreadyGone: [], neverMade: [], kept: [], notices: [] };
   const links = knownLinks ?? (await handle.links());
   // An ingress qdisc of ours that now holds someone else's filter stays; only our filters go. Our
   // htb goes, with whatever was put in it.

@@ -361,6 +361,26 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   const macvtapMtu = podLinkMtu(snapshot, source);
   const originalAddress = source.address ?? '';
   const steps: PlanStep[] = [];
+  // The macvtap first, before anything on the pod link: a record journaled ahead of the attach
+  // names it as what the pod link's changes come after (madeAfter), so a detach after a kill before
+  // it leaves the pod link as it is then. It is made down, with the MAC the pod link still has.
+  steps.push(
+    stepOf({
+      op: 'create-link',
+      link: macvtap,
+      kind: 'macvtap',
+      parent: pod,
+      mtu: macvtapMtu,
+      ...(originalAddress ? { address: originalAddress } : {}),
+      group: VCNET_LINK_GROUP,
+      txQueueLength: macvtapQueueLength(source),
+      // A macvlan in bridge mode passes a multicast frame from its lower link only to the macvlans that
+      // joined its group. The macvtap has no IPv6 of its own (below), so it joins no solicited-node
+      // group: neighbour solicitations for the guest's IPv6 addresses never reach the guest, and
+      // nothing outside can start IPv6 traffic to it. All multicast in lets the guest filter.
+      allMulticast: true,
+    }),
+  );
   // A MAC change flushes the link's neighbours, static ones included: remove them first, put back on undo.
   for (const neighbour of snapshot.neighbours) {
     if (neighbour.index !== source.index || !isStaticNeighbour(neighbour)) continue;
@@ -389,23 +409,6 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   for (const route of podLinkRoutes(snapshot.routes, snapshot.links, source, request.now, snapshot.addresses)) {
     steps.push(stepOf({ op: 'delete-route', link: pod, route }));
   }
-  steps.push(
-    stepOf({
-      op: 'create-link',
-      link: macvtap,
-      kind: 'macvtap',
-      parent: pod,
-      mtu: macvtapMtu,
-      ...(originalAddress ? { address: originalAddress } : {}),
-      group: VCNET_LINK_GROUP,
-      txQueueLength: macvtapQueueLength(source),
-      // A macvlan in bridge mode passes a multicast frame from its lower link only to the macvlans that
-      // joined its group. The macvtap has no IPv6 of its own (below), so it joins no solicited-node
-      // group: neighbour solicitations for the guest's IPv6 addresses never reach the guest, and
-      // nothing outside can start IPv6 traffic to it. All multicast in lets the guest filter.
-      allMulticast: true,
-    }),
-  );
   // The guest takes the MAC, and with it the IPv6 link-local address the kernel made from it (EUI-64):
   // neither the macvtap nor the pod link may keep one, or the pod answers neighbour solicitations for
   // the guest's address. The kernel makes a link-local address when a link comes up, from the MAC it

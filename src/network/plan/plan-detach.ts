@@ -36,6 +36,12 @@ export interface DetachPlan {
   steps: DetachStep[];
   /** Records whose link is already gone: nothing to do for them. */
   alreadyGone: PlumbingStep[];
+  /**
+   * Records of an attach cut short (journaled before it made them) that it never got to: a link of
+   * vcnet's chosen an index but not there (`unconfirmed`), what goes on it, and the steps on pod links
+   * after it (`madeAfter`). Nothing to do, nor counted as gone: what is there now is someone else's.
+   */
+  neverMade: PlumbingStep[];
   /** Records of objects detach leaves because they are someone else's now too, and why. */
   kept: KeptRecord[];
   /** What detach leaves as it is, and why (a link replaced or renamed, a value the user changed). */
@@ -361,8 +367,30 @@ export function routeTakenNotice(step: DetachStep, there: Route, links: readonly
   };
 }
 
+/**
+ * The records an attach journaled ahead and never got to (DetachPlan.neverMade): the links recorded
+ * `unconfirmed` that are not there as vcnet made them (`created`), what goes on them, and the pod
+ * link steps recorded as made after one of them. A step whose `madeAfter` link has no record here
+ * (detached already, the step's undo refused) was made: it is not passed over.
+ */
+function neverMadeRecords(records: readonly PlumbingStep[], created: ReadonlyMap<string, Link>): Set<PlumbingStep> {
+  const unmade = new Set(
+    records.flatMap((record) =>
+      record.step === 'create-link' && record.unconfirmed && !created.has(record.name) ? [record.name] : [],
+    ),
+  );
+  const own = createdLinkNames(records);
+  return new Set(
+    records.filter((record) => {
+      if (record.step === 'create-link') return unmade.has(record.name);
+      if (own.has(record.link)) return unmade.has(record.link);
+      return record.madeAfter !== undefined && unmade.has(record.madeAfter);
+    }),
+  );
+}
+
 export function planDetach(
-  records: readonly PlumbingStep[],
+  allRecords: readonly PlumbingStep[],
   snapshot: {
     links: readonly Link[];
     /** Ingress qdiscs vcnet added that now hold someone else's filter, and why (foreign-filters.ts): kept, only our filters go. */
@@ -380,7 +408,10 @@ export function planDetach(
   const resolve = linkResolver(snapshot.links);
   const notices: DetachNotice[] = [];
   // The links vcnet made, as they are now; those a record names that are not vcnet's are left.
-  const { created, notMade } = createdLinksNow(records, snapshot.links, notices);
+  const { created, notMade } = createdLinksNow(allRecords, snapshot.links, notices);
+  // What an attach cut short never made is left out of everything below: not undone, not counted.
+  const unmade = neverMadeRecords(allRecords, created);
+  const records = allRecords.filter((record) => !unmade.has(record));
   // The links vcnet made, by name, with their role (tap, macvtap, ifb) in the plan; any other is a pod link.
   const createdRoles = new Map(
     records.flatMap((record) =>
@@ -525,5 +556,5 @@ export function planDetach(
   } else {
     steps.unshift(...linkSteps.values());
   }
-  return { steps, alreadyGone, kept, notices };
+  return { steps, alreadyGone, neverMade: [...unmade], kept, notices };
 }

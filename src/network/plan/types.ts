@@ -135,6 +135,14 @@ export interface Plan {
 interface PodLinkRecord {
   link: string;
   index?: number;
+  /**
+   * Only in a record journaled before the step was made (an attach's intent, apply.ts): the link
+   * this endpoint's attach makes just before it (its tap, macvtap or ifb). While that link's
+   * create-link record is `unconfirmed` and no such link is there, the attach stopped before it, so
+   * before this step: detach and gc pass over it (another tool's qdisc or address there now is
+   * theirs). Absent once the attach is recorded as done, and where no link of vcnet's comes first.
+   */
+  madeAfter?: string;
 }
 
 /** Link attributes a change-link record holds (what was there before, and what vcnet set). */

@@ -105,6 +105,11 @@ const neighbourSchema = z.looseObject({
 
 /** A pod link's ifindex, its identity in the namespace (records before it kept only the name). */
 const podLinkIndex = ifindex.optional();
+/**
+ * In a record an attach journaled before making the step (its intent): the link of vcnet's made just
+ * before it, whose absence (its record still `unconfirmed`) says the step was never made.
+ */
+const madeAfterLink = name.optional();
 const linkAttributesSchema = z.looseObject({
   address: macAddress.optional(),
   mtu: whole.optional(),
@@ -134,6 +139,7 @@ const addQdiscStep = z
     step: z.literal('add-qdisc'),
     link: name,
     index: podLinkIndex,
+    madeAfter: madeAfterLink,
     handle: tcHandle,
     parent: tcHandle,
     kind: z.enum(QDISC_KINDS, { error: QDISC_KINDS.join(', ') }),
@@ -176,6 +182,7 @@ export const plumbingStepSchema = z.discriminatedUnion(
       step: z.literal('add-filter'),
       link: name,
       index: podLinkIndex,
+      madeAfter: madeAfterLink,
       parent: tcHandle.refine((parent) => FILTER_PARENTS.includes(parent), {
         error: `${INGRESS_HANDLE} (ffff:0, an ingress qdisc) or ${CLSACT_INGRESS_PARENT} (clsact's ingress hook)`,
       }),
@@ -188,6 +195,7 @@ export const plumbingStepSchema = z.discriminatedUnion(
       step: z.literal('change-link'),
       link: name,
       index: podLinkIndex,
+      madeAfter: madeAfterLink,
       before: linkAttributesSchema,
       set: linkAttributesSchema.optional(),
     }),
@@ -195,18 +203,21 @@ export const plumbingStepSchema = z.discriminatedUnion(
       step: z.literal('remove-addresses'),
       link: name,
       index: podLinkIndex,
+      madeAfter: madeAfterLink,
       addresses: listOf(addressSchema, 'addresses'),
     }),
     z.strictObject({
       step: z.literal('remove-routes'),
       link: name,
       index: podLinkIndex,
+      madeAfter: madeAfterLink,
       routes: listOf(routeSchema, 'routes'),
     }),
     z.strictObject({
       step: z.literal('remove-neighbours'),
       link: name,
       index: podLinkIndex,
+      madeAfter: madeAfterLink,
       neighbours: listOf(neighbourSchema, 'neighbours'),
     }),
   ],

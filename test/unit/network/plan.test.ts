@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { AddressFlag } from '../../../src/netlink/codec/address.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Link } from '../../../src/netlink/codec/link.js';
-import { RouteProtocol, RouteScope, RouteTable } from '../../../src/netlink/codec/route.js';
+import { RouteTable } from '../../../src/netlink/codec/route.js';
 import type { Filter } from '../../../src/netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../../src/netlink/codec/tc/message.js';
@@ -21,69 +21,14 @@ import {
   FILTER_PRIORITY,
   ifbName,
   LinkNameTakenError,
-  type PlanSnapshot,
   planAttach,
   VCNET_LINK_GROUP,
 } from '../../../src/network/plan/plan-attach.js';
 import { planDetach } from '../../../src/network/plan/plan-detach.js';
 import type { Plan } from '../../../src/network/plan/types.js';
-import { address, info, link, permanent, route } from './fixtures.js';
+import { address, info, link, route, planSnapshot as snapshot } from './fixtures.js';
 
 const SPARE = '0a:00:00:00:00:01';
-
-function snapshot(overrides: Partial<PlanSnapshot> = {}): PlanSnapshot {
-  return {
-    links: [link({ index: 1, name: 'lo', kind: undefined, flags: InterfaceFlag.LOOPBACK | InterfaceFlag.UP }), link()],
-    addresses: [address('10.88.0.2', 16), address('fd00::2', 64), address('fe80::1', 64, { scope: RouteScope.LINK })],
-    routes: [
-      route({
-        destination: '10.88.0.0',
-        destinationLength: 16,
-        protocol: RouteProtocol.KERNEL,
-        scope: RouteScope.LINK,
-      }),
-      route({ gateway: '10.88.0.1' }),
-      // fd00::2/64's prefix route, as the kernel makes it.
-      route({
-        family: 10,
-        destination: 'fd00::',
-        destinationLength: 64,
-        protocol: RouteProtocol.KERNEL,
-        priority: 256,
-      }),
-      route({
-        destination: '10.88.0.2',
-        destinationLength: 32,
-        table: 255,
-        type: 2,
-        protocol: RouteProtocol.KERNEL,
-        scope: RouteScope.HOST,
-      }),
-    ],
-    neighbours: [
-      {
-        index: 2,
-        family: 2,
-        destination: '10.88.0.1',
-        linkLayerAddress: 'aa:bb:cc:dd:ee:ff',
-        state: permanent,
-        flags: 0,
-        type: 1,
-      },
-      {
-        index: 2,
-        family: 2,
-        destination: '10.88.0.9',
-        linkLayerAddress: 'aa:bb:cc:dd:ee:09',
-        state: 2,
-        flags: 0,
-        type: 1,
-      },
-    ],
-    qdiscs: [],
-    ...overrides,
-  };
-}
 
 const eth0 = (): Link => link();
 const ops = (plan: Plan) => plan.steps.map((step) => step.change.op);
@@ -263,11 +208,11 @@ describe('planAttach: macvtap', () => {
     { model: 'macvtap', source: eth0WithIpv6(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
   );
 
-  it('removes permanent neighbours and non-kernel routes, makes the macvtap, moves the MAC, removes addresses', () => {
+  it('makes the macvtap, removes permanent neighbours and non-kernel routes, moves the MAC, removes addresses', () => {
     expect(commandsOf(plan)).toEqual([
+      'ip link add link eth0 name tap0_kata address 02:42:ac:11:00:02 mtu 1500 txqueuelen 1000 group 30307 allmulticast on type macvtap mode bridge',
       'ip neigh del 10.88.0.1 dev eth0',
       `ip route del default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
-      'ip link add link eth0 name tap0_kata address 02:42:ac:11:00:02 mtu 1500 txqueuelen 1000 group 30307 allmulticast on type macvtap mode bridge',
       'ip link set dev tap0_kata addrgenmode none',
       `ip link set dev eth0 address ${SPARE}`,
       'ip link set dev eth0 addrgenmode none',
@@ -335,9 +280,9 @@ describe('planAttach: macvtap', () => {
 
   it('records how to put back what it removed or changed', () => {
     expect(plan.steps.map((step) => step.record?.step)).toEqual([
+      'create-link',
       'remove-neighbours',
       'remove-routes',
-      'create-link',
       undefined,
       'change-link',
       'change-link',
