@@ -236,6 +236,7 @@ export {
   NamespaceGoneError,
   type NamespaceIdentity,
   NamespacePathError,
+  NamespaceUnseenError,
   RecordedIdentityDamagedError,
 } from './netns/namespace-identity.js';
 // The network of one sandbox: configuration, scan, endpoints, models, guest structures.
