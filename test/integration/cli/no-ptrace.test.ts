@@ -7,7 +7,7 @@
  * and says why; detach and DEL refuse ("not permitted": exit 3, CNI 108) naming CAP_SYS_PTRACE.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -74,7 +74,13 @@ async function holdAsNobody(pod: TestNamespace): Promise<number> {
 function seenThrough(pid: number): { links: string; filters: string } {
   const run = (...args: string[]) =>
     execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, ...args], { encoding: 'utf8' });
-  return { links: run('ip', '-br', 'link', 'show'), filters: run('tc', 'filter', 'show', 'dev', 'eth0', 'ingress') };
+  // Names only: a tap's operstate changes by itself (its carrier goes once attach closes it).
+  const links = run('ip', '-br', 'link', 'show')
+    .split('\n')
+    .map((line) => line.split(/\s+/)[0])
+    .filter(Boolean)
+    .join(' ');
+  return { links, filters: run('tc', 'filter', 'show', 'dev', 'eth0', 'ingress') };
 }
 
 interface GcJson {
@@ -124,6 +130,11 @@ describe.skipIf(skipReason !== undefined)('without CAP_SYS_PTRACE, a namespace h
     const pid = await holdAsNobody(pod);
     pod.delete();
     const state = ['--state-dir', stateDirectory];
+    // scan refuses it, and the hint names CAP_SYS_PTRACE, not a user namespace or a security module.
+    const scan = withCapabilities(WITHOUT_PTRACE, [process.execPath, CLI, 'scan', '--netns', `/proc/${pid}/ns/net`]);
+    expect(scan.status, scan.stderr).toBe(3);
+    expect(scan.stderr).toMatch(/^hint: \/proc\/\d+\/ns\/net belongs to another process, .*lacks CAP_SYS_PTRACE/m);
+    expect(scan.stderr).not.toContain('security module');
     const attach = vcnet(['attach', '--sandbox', 'pp', '--netns', `/proc/${pid}/ns/net`, ...state]);
     expect(attach.status, attach.stderr).toBe(0);
     const gc = withCapabilities(WITHOUT_PTRACE, [process.execPath, CLI, 'gc', ...state, '--json']);
@@ -202,4 +213,28 @@ describe.skipIf(skipReason !== undefined)('without CAP_SYS_PTRACE, a namespace h
     expect(existsSync(record)).toBe(false);
     expect(seenThrough(pid).links).not.toContain('tap0_kata');
   }, 60_000);
+
+  it('a namespace path in a directory root may not search without CAP_DAC_*: the hint names them and the path', () => {
+    const { pod } = makePod();
+    const directory = join(stateDirectory, 'private');
+    mkdirSync(directory, { mode: 0o700 });
+    const path = join(directory, 'ns');
+    writeFileSync(path, '');
+    execFileSync('mount', ['--bind', pod.path, path]);
+    try {
+      chownSync(directory, 65534, 65534);
+      const scan = withCapabilities(['net_admin', 'sys_admin'], [process.execPath, CLI, 'scan', '--netns', path]);
+      expect(scan.status, scan.stderr).toBe(3);
+      expect(scan.stderr).toContain(`hint: ${path}, or a directory on the way to it, is not open to this process`);
+      expect(scan.stderr).toContain('CAP_DAC_READ_SEARCH');
+      expect(scan.stderr).not.toContain('security module');
+      const allowed = withCapabilities(
+        ['net_admin', 'sys_admin', 'dac_read_search'],
+        [process.execPath, CLI, 'scan', '--netns', path],
+      );
+      expect(allowed.status, allowed.stderr).toBe(0);
+    } finally {
+      execFileSync('umount', [path]);
+    }
+  }, 30_000);
 });
