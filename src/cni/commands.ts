@@ -30,6 +30,7 @@ import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plumbing.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { salvageNamespace } from '../network/state/record-envelope.js';
+import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { lockNamespace, refuseHeldNamespace } from '../sandbox/namespace-hold.js';
 import {
   attachRecorded,
@@ -111,6 +112,8 @@ function usableNamespace(path: string | undefined): { path: string; opened: Open
 export async function add(request: CniRequest, warn: Warn = warnOnStandardError): Promise<CniResult> {
   const { environment, config } = request;
   const previous = requirePreviousResult(config, 'ADD');
+  // Before the state directory is made: a macvtap nobody in this user namespace may open.
+  refuseMacvtapInUserNamespace(config.model, 'model');
   prepareStateDirectory(config.stateDirectory);
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);

@@ -1,6 +1,7 @@
 /** Whether /proc hides processes from vcnet (hidepid=), read from mountinfo and CapEff. */
 import { describe, expect, it } from 'vitest';
 import { hasSysPtrace, procHidesProcesses } from '../../src/netns/processes.js';
+import { inInitialUserNamespace, refuseMacvtapInUserNamespace } from '../../src/network/user-namespace.js';
 
 const WITHOUT_PTRACE = 'CapEff:\t0000000000201000\n'; // CAP_NET_ADMIN and CAP_SYS_ADMIN
 const WITH_PTRACE = 'CapEff:\t0000000000281000\n';
@@ -32,5 +33,19 @@ describe('hasSysPtrace', () => {
     expect(hasSysPtrace(WITH_PTRACE)).toBe(true);
     expect(hasSysPtrace(WITHOUT_PTRACE)).toBe(false);
     expect(hasSysPtrace('Name:\tnode\n')).toBe(false);
+  });
+});
+
+describe('refuseMacvtapInUserNamespace', () => {
+  it('refuses macvtap only outside the initial user namespace, naming the field', () => {
+    const initial = '         0          0 4294967295\n';
+    const rootless = '         0       1000          1\n         1     100000      65536\n';
+    expect(inInitialUserNamespace(initial)).toBe(true);
+    expect(inInitialUserNamespace(rootless)).toBe(false);
+    expect(() => refuseMacvtapInUserNamespace('macvtap', 'model', initial)).not.toThrow();
+    expect(() => refuseMacvtapInUserNamespace('tcfilter', 'model', rootless)).not.toThrow();
+    expect(() => refuseMacvtapInUserNamespace('macvtap', '--model', rootless)).toThrow(
+      expect.objectContaining({ code: 'VCNET_INVALID_INPUT', hint: expect.stringContaining('use model tcfilter') }),
+    );
   });
 });
