@@ -39,3 +39,29 @@ export function refuseMacvtapInUserNamespace(model: string | undefined, field: s
     `use model tcfilter in a user namespace (${field} tcfilter): its tap is opened by name, and --tap-owner gives it to the VMM's user`,
   );
 }
+
+/** The uid a file of a user this user namespace does not map shows as (/proc/sys/kernel/overflowuid). */
+export function overflowUid(): number {
+  try {
+    const uid = Number(readFileSync('/proc/sys/kernel/overflowuid', 'utf8').trim());
+    return Number.isInteger(uid) ? uid : 65534;
+  } catch {
+    return 65534;
+  }
+}
+
+/**
+ * Whether a file owned by `uid` belongs to a user outside this user namespace: it shows as the
+ * overflow uid, and vcnet is not in the initial user namespace. Nobody inside can chown such a file.
+ */
+export function ownedOutsideUserNamespace(uid: number, uidMap?: string, overflow = overflowUid()): boolean {
+  return uid === overflow && !inInitialUserNamespace(uidMap);
+}
+
+/** How an owner outside this user namespace is named in messages. */
+export const outsideOwner = (uid: number, mode: string): string =>
+  `a user outside this user namespace (shown as uid ${uid}; mode ${mode})`;
+
+/** Where to put vcnet's state instead, in a user namespace: a directory this user owns. */
+export const USER_NAMESPACE_STATE_HINT =
+  "nobody in this user namespace can chown it: put the state directory (--state-dir, VCNET_STATE_DIR, vcnet-cni's stateDir) and VCNET_STATE_REGISTRY under a directory this user owns, e.g. $XDG_RUNTIME_DIR/vcnet (--state-dir $XDG_RUNTIME_DIR/vcnet/sandboxes, VCNET_STATE_REGISTRY=$XDG_RUNTIME_DIR/vcnet/state-directories)";
