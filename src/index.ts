@@ -234,6 +234,7 @@ export {
 export {
   NamespaceChangedError,
   NamespaceGoneError,
+  type NamespaceHoldersUnseen,
   type NamespaceIdentity,
   NamespacePathError,
   NamespaceUnseenError,

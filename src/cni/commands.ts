@@ -111,7 +111,7 @@ function usableNamespace(path: string | undefined): { path: string; opened: Open
 }
 
 export async function add(request: CniRequest, warn: Warn = warnOnStandardError): Promise<CniResult> {
-  const { environment, config } = request;
+  const { config } = request;
   const previous = requirePreviousResult(config, 'ADD');
   // Before the state directory is made: a macvtap nobody in this user namespace may open.
   refuseMacvtapInUserNamespace(config.model, 'model');

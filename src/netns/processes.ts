@@ -3,6 +3,7 @@
  * /proc/PID (namespace holders, gc's live namespaces and open devices, a sandbox's held devices) shares.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { missingCapabilities } from '../errors.js';
 
 /** The pids /proc lists in this pid namespace; empty when /proc cannot be read. */
 export function processIds(): number[] {
@@ -80,14 +81,7 @@ const CAP_SYS_PTRACE_BIT = 19n;
  * security module or a user namespace boundary, which no capability of this process lifts.
  */
 export function hasSysPtrace(status?: string): boolean {
-  let text = status;
-  try {
-    text ??= readFileSync('/proc/self/status', 'utf8');
-  } catch {
-    return false;
-  }
-  const effective = /^CapEff:\s*([0-9a-fA-F]+)$/m.exec(text)?.[1];
-  return effective !== undefined && ((BigInt(`0x${effective}`) >> CAP_SYS_PTRACE_BIT) & 1n) === 1n;
+  return missingCapabilities(status, [['CAP_SYS_PTRACE', CAP_SYS_PTRACE_BIT]])?.length === 0;
 }
 
 /** Whether `path` names the file of this device and inode now (false when it is gone or not readable). */
