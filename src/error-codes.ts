@@ -120,6 +120,14 @@ export const ErrorCodes = deepFreeze({
     cni: 'STATE_INVALID',
     agent: 'NOT_FOUND',
   },
+  VCNET_NETNS_UNSEEN: {
+    meaning:
+      'whether the namespace a record names still exists cannot be told: processes that may hold it could not be looked into (no CAP_SYS_PTRACE, /proc mounted with hidepid=)',
+    role: 'specific',
+    exit: 'NOT_PERMITTED',
+    cni: 'NOT_PERMITTED',
+    agent: 'PERMISSION_DENIED',
+  },
   VCNET_HOST_NAMESPACE: {
     meaning: "the namespace given is vcnet's own (the host's), by nsfs device and inode",
     role: 'specific',

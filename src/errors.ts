@@ -244,7 +244,9 @@ export class SystemCallError extends VcnetError {
     const errno = String(cause.code ?? 'EUNKNOWN');
     super('VCNET_SYSCALL', `${operation} failed: ${cause.message}`, {
       value: cause.detail,
-      hint: hint ?? hintForErrno(errno),
+      // A file system call refused names its path (Node's errors carry it): file or ptrace
+      // permission, not a namespace vcnet may not enter.
+      hint: hint ?? hintForErrno(errno, typeof cause.path === 'string' ? cause.path : undefined),
       cause,
     });
     this.errno = errno;
@@ -258,11 +260,22 @@ const NEEDED_CAPABILITIES = [
   ['CAP_SYS_ADMIN', 21n],
 ] as const;
 
+/** Capabilities that let a process past file and ptrace permission, by their bit in CapEff. */
+const FILE_CAPABILITIES = [
+  ['CAP_DAC_OVERRIDE', 1n],
+  ['CAP_DAC_READ_SEARCH', 2n],
+  ['CAP_SYS_PTRACE', 19n],
+] as const;
+
 /**
  * The capabilities vcnet needs that this process does not have in effect (CapEff of
- * /proc/self/status); undefined when that cannot be read (not Linux, no /proc).
+ * /proc/self/status); undefined when that cannot be read (not Linux, no /proc). `among`: which to
+ * look at (default: CAP_NET_ADMIN and CAP_SYS_ADMIN).
  */
-export function missingCapabilities(status?: string): string[] | undefined {
+export function missingCapabilities(
+  status?: string,
+  among: ReadonlyArray<readonly [string, bigint]> = NEEDED_CAPABILITIES,
+): string[] | undefined {
   let text = status;
   try {
     text ??= readFileSync('/proc/self/status', 'utf8');
@@ -272,7 +285,30 @@ export function missingCapabilities(status?: string): string[] | undefined {
   const effective = /^CapEff:\s*([0-9a-fA-F]+)$/m.exec(text)?.[1];
   if (effective === undefined) return undefined;
   const bits = BigInt(`0x${effective}`);
-  return NEEDED_CAPABILITIES.filter(([, bit]) => ((bits >> bit) & 1n) === 0n).map(([name]) => name);
+  return among.filter(([, bit]) => ((bits >> bit) & 1n) === 0n).map(([name]) => name);
+}
+
+/** Another process's /proc/PID/... (not this one's: /proc/self, /proc/thread-self, its own pid). */
+function otherProcessPath(path: string): boolean {
+  const pid = /^\/proc\/(\d+)(?:\/|$)/.exec(path)?.[1];
+  return pid !== undefined && Number(pid) !== process.pid;
+}
+
+/**
+ * The hint for EACCES/EPERM on a file: a path another user's process keeps (/proc/PID/...) needs
+ * CAP_SYS_PTRACE; one whose file or directories this process may not read or search needs
+ * CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE. undefined when this process has what that takes (then
+ * it is a user namespace or a security module: permissionHint says so).
+ */
+export function pathPermissionHint(path: string, status?: string): string | undefined {
+  const missing = missingCapabilities(status, FILE_CAPABILITIES);
+  if (missing === undefined) return undefined;
+  if (otherProcessPath(path)) {
+    if (!missing.includes('CAP_SYS_PTRACE')) return undefined;
+    return `${path} belongs to another process, which this process may look into only with CAP_SYS_PTRACE (or as that process's user, with no fewer capabilities than it), and this process lacks CAP_SYS_PTRACE (CapEff in /proc/self/status): give it CAP_SYS_PTRACE, or name the namespace by a path that pins it (/var/run/netns/NAME, \`ip netns attach NAME PID\`)`;
+  }
+  if (!missing.includes('CAP_DAC_OVERRIDE') || !missing.includes('CAP_DAC_READ_SEARCH')) return undefined;
+  return `${path}, or a directory on the way to it, is not open to this process by its owner and mode, and this process lacks CAP_DAC_READ_SEARCH and CAP_DAC_OVERRIDE (CapEff in /proc/self/status), which let root past them: give it CAP_DAC_READ_SEARCH (or CAP_DAC_OVERRIDE), or use a path it may read`;
 }
 
 function permissionHint(): string {
@@ -310,11 +346,12 @@ export function hintFromCause(cause: unknown): string | undefined {
   return undefined;
 }
 
-export function hintForErrno(errno: string): string | undefined {
+/** What an errno suggests; `path`: the file a refused (EACCES, EPERM) file system call named. */
+export function hintForErrno(errno: string, path?: string): string | undefined {
   switch (errno) {
     case 'EPERM':
     case 'EACCES':
-      return permissionHint();
+      return (path === undefined ? undefined : pathPermissionHint(path)) ?? permissionHint();
     case 'ENOENT':
       return 'the namespace, device or file does not exist: check the path (ip netns list shows named namespaces)';
     case 'EEXIST':

@@ -234,8 +234,10 @@ export {
 export {
   NamespaceChangedError,
   NamespaceGoneError,
+  type NamespaceHoldersUnseen,
   type NamespaceIdentity,
   NamespacePathError,
+  NamespaceUnseenError,
   RecordedIdentityDamagedError,
 } from './netns/namespace-identity.js';
 // The network of one sandbox: configuration, scan, endpoints, models, guest structures.

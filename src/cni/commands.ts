@@ -29,7 +29,9 @@ import { Network } from '../network/network.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plumbing.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
+import { removeMadeDirectories } from '../network/state/directory.js';
 import { salvageNamespace } from '../network/state/record-envelope.js';
+import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { lockNamespace, refuseHeldNamespace } from '../sandbox/namespace-hold.js';
 import {
   attachRecorded,
@@ -109,9 +111,27 @@ function usableNamespace(path: string | undefined): { path: string; opened: Open
 }
 
 export async function add(request: CniRequest, warn: Warn = warnOnStandardError): Promise<CniResult> {
-  const { environment, config } = request;
+  const { config } = request;
   const previous = requirePreviousResult(config, 'ADD');
-  prepareStateDirectory(config.stateDirectory);
+  // Before the state directory is made: a macvtap nobody in this user namespace may open.
+  refuseMacvtapInUserNamespace(config.model, 'model');
+  const made = prepareStateDirectory(config.stateDirectory);
+  try {
+    return await addInStateDirectory(request, previous, warn);
+  } catch (error) {
+    // A refused ADD (no CAP_SYS_ADMIN to enter CNI_NETNS, a namespace that is not one...) leaves no
+    // empty state directory it made; one holding a record (an undo refused) or made before stays.
+    removeMadeDirectories(made);
+    throw error;
+  }
+}
+
+async function addInStateDirectory(
+  request: CniRequest,
+  previous: ReturnType<typeof requirePreviousResult>,
+  warn: Warn,
+): Promise<CniResult> {
+  const { environment, config } = request;
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
   return store

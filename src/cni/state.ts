@@ -12,7 +12,7 @@ import { accessSync, constants, existsSync, readdirSync, renameSync, rmdirSync, 
 import { join } from 'node:path';
 import type { NamespaceIdentity } from '../netns/namespace-identity.js';
 import type { NetworkState } from '../network/network.js';
-import { DirectoryNotMadeError, makeDirectory } from '../network/state/directory.js';
+import { DirectoryNotMadeError, makeDirectory, removeMadeDirectories } from '../network/state/directory.js';
 import { cniContentSchema } from '../network/state/network-content-schema.js';
 import { RECORD_VERSION } from '../network/state/record-envelope.js';
 import { LOCK_DIRECTORY_NAME, SandboxStore } from '../network/state/store.js';
@@ -58,17 +58,19 @@ export interface CniAttachmentState {
 /**
  * Makes the state directory and its lock directory, or says why `stateDir` cannot be used: a
  * config error naming the field, the value and the OS's reason (ENOTDIR, EROFS, ENOENT under
- * /proc...), instead of an internal error from deep inside the lock.
+ * /proc...), instead of an internal error from deep inside the lock. Returns the directories it
+ * made (removeMadeDirectories takes them away again when the command records nothing).
  */
-export function prepareStateDirectory(stateDirectory: string): void {
+export function prepareStateDirectory(stateDirectory: string): string[] {
   const locks = join(stateDirectory, LOCK_DIRECTORY_NAME);
+  let made: string[] = [];
   let reason: string | undefined;
   let hint = CNI_STATE_DIR_HINT;
   try {
     // Before anything is made in it: a directory another user can write in is refused (trust.ts).
     refuseUntrustedDirectory(stateDirectory, { follow: true, unusableHint: CNI_STATE_DIR_HINT });
     refuseUntrustedDirectory(locks, { follow: false, unusableHint: CNI_STATE_DIR_HINT });
-    makeDirectory(locks, 0o700);
+    made = makeDirectory(locks, 0o700);
     for (const directory of [stateDirectory, locks]) {
       try {
         accessSync(directory, constants.W_OK);
@@ -84,8 +86,11 @@ export function prepareStateDirectory(stateDirectory: string): void {
     } else if (error instanceof DirectoryNotMadeError) reason = error.reason;
     else throw error;
   }
-  if (reason !== undefined)
+  if (reason !== undefined) {
+    removeMadeDirectories(made);
     throw new CniConfigError('stateDir', stateDirectory, `cannot be used as a state directory: ${reason}`, hint);
+  }
+  return made;
 }
 
 export class AttachmentStore {

@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { uptime } from 'node:os';
 import { join, resolve } from 'node:path';
-import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
+import { errnoOf, NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
 import { appendTo } from '../multimap.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 
@@ -31,7 +31,7 @@ export { NamespacePathError };
 
 import { nativeNamespaces } from '../native/namespaces.js';
 import { shellWord } from '../shell-word.js';
-import { isSameFile, processIds } from './processes.js';
+import { hasSysPtrace, isPermissionRefusal, lookAtFile, processIds, procHidesProcesses } from './processes.js';
 
 /** Where `ip netns` pins named namespaces (bind mounts). */
 export const NETNS_RUN_DIRECTORY = '/var/run/netns';
@@ -354,6 +354,14 @@ export class NamespaceHolders {
   #ownMounts: Map<number, string[]> | undefined;
   #otherMounts: Map<number, string[]> | undefined;
   #fds: Map<number, string[]> | undefined;
+  /**
+   * The processes some look of this search was refused at (EACCES, EPERM: another user's process
+   * without CAP_SYS_PTRACE): any of them may hold the namespace. A process that exited is not here.
+   */
+  readonly #refused = new Set<number>();
+  /** Places outside /proc/PID it was refused at (a bind mount of the namespace in a directory it cannot search). */
+  readonly #refusedPaths = new Set<string>();
+  #hidepid: string | undefined | null = null;
 
   /** Where a namespace of this identity can still be opened, as namespaceHolderPaths says. */
   of(identity: { dev: number; ino: number }, options: { threads?: boolean } = {}): string[] {
@@ -366,16 +374,47 @@ export class NamespaceHolders {
     if (found.length > 0) return found;
     // Then a bind mount of it outside /var/run/netns (Docker's /var/run/docker/netns/*, rootless
     // podman's /run/user/UID/netns/*), in this mount namespace, then in another one.
-    const same = (path: string) => isSameFile(path, identity);
-    this.#ownMounts ??= nsfsMountsByInode(['self']);
+    const same = (path: string) => {
+      const looked = lookAtFile(path);
+      if (looked === 'refused') this.refusedAt(path);
+      return typeof looked === 'object' && looked.dev === identity.dev && looked.ino === identity.ino;
+    };
+    const refuse = (pid: number) => this.#refused.add(pid);
+    this.#ownMounts ??= nsfsMountsByInode(['self'], refuse);
     found.push(...(this.#ownMounts.get(identity.ino) ?? []).filter(same));
     if (found.length > 0) return found;
-    this.#otherMounts ??= nsfsMountsByInode(this.#processIds());
+    this.#otherMounts ??= nsfsMountsByInode(this.#processIds(), refuse);
     found.push(...(this.#otherMounts.get(identity.ino) ?? []).filter(same));
     if (found.length > 0) return found;
     // Last, an fd a process keeps open on it (`exec 3</proc/PID/ns/net`, a runtime holding it).
-    this.#fds ??= namespaceFdsByInode(this.#processIds());
+    this.#fds ??= namespaceFdsByInode(this.#processIds(), refuse);
     return [...(this.#fds.get(identity.ino) ?? []), ...(this.#fds.get(-1) ?? [])].filter(same);
+  }
+
+  /**
+   * Why a search that found nothing cannot say the namespace is gone: the processes it could not
+   * look into, and /proc's hidepid= when it hides other users' processes. undefined when it saw all.
+   * Meaningful after of() found nothing (every place was looked at then).
+   */
+  unseen(): NamespaceHoldersUnseen | undefined {
+    if (this.#hidepid === null) this.#hidepid = procHidesProcesses();
+    // With CAP_SYS_PTRACE in effect, a process it is still refused is kept from it by a security
+    // module or a user namespace boundary, which no capability lifts: as before, not looked into
+    // (else gc would never drop a record where such a process runs, as the init of some sandboxes).
+    const processes = this.#refused.size === 0 || hasSysPtrace() ? [] : [...this.#refused].sort((a, b) => a - b);
+    if (processes.length === 0 && this.#refusedPaths.size === 0 && this.#hidepid === undefined) return undefined;
+    return {
+      processes,
+      ...(this.#refusedPaths.size === 0 ? {} : { paths: [...this.#refusedPaths].sort() }),
+      ...(this.#hidepid === undefined ? {} : { hidepid: this.#hidepid }),
+    };
+  }
+
+  /** Counts the process a refused /proc/PID/... path belongs to (a holder found that could not be opened, too). */
+  refusedAt(path: string): void {
+    const pid = /^\/proc\/(\d+)\//.exec(path)?.[1];
+    if (pid !== undefined) this.#refused.add(Number(pid));
+    else this.#refusedPaths.add(path);
   }
 
   #processIds(): number[] {
@@ -384,7 +423,7 @@ export class NamespaceHolders {
   }
 
   #processesByKey(): Map<string, string[]> {
-    this.#processes ??= byIdentityKey(this.#processIds().map((pid) => `/proc/${pid}/ns/net`));
+    this.#processes ??= this.#byIdentityKey(this.#processIds().map((pid) => `/proc/${pid}/ns/net`));
     return this.#processes;
   }
 
@@ -395,25 +434,79 @@ export class NamespaceHolders {
       let tids: string[];
       try {
         tids = readdirSync(`/proc/${pid}/task`);
-      } catch {
+      } catch (error) {
+        if (isPermissionRefusal(error)) this.#refused.add(pid);
         continue;
       }
       // The main thread is the process, looked at above.
       for (const tid of tids) if (Number(tid) !== pid) paths.push(`/proc/${pid}/task/${tid}/ns/net`);
     }
-    this.#threads = byIdentityKey(paths);
+    this.#threads = this.#byIdentityKey(paths);
     return this.#threads;
+  }
+
+  /** The paths that can be stat'ed, by their `dev:ino`; a refused one counts its process. */
+  #byIdentityKey(paths: readonly string[]): Map<string, string[]> {
+    const found = new Map<string, string[]>();
+    for (const path of paths) {
+      const looked = lookAtFile(path);
+      if (looked === 'refused') this.refusedAt(path);
+      if (typeof looked !== 'object') continue;
+      const key = `${looked.dev}:${looked.ino}`;
+      appendTo(found, key, path);
+    }
+    return found;
   }
 }
 
-/** The paths that can be stat'ed, by their `dev:ino`. */
-function byIdentityKey(paths: readonly string[]): Map<string, string[]> {
-  const found = new Map<string, string[]>();
-  for (const path of paths) {
-    const key = fileIdentityKey(path);
-    if (key !== undefined) appendTo(found, key, path);
+/** What a holder search could not see (NamespaceHolders.unseen). */
+export interface NamespaceHoldersUnseen {
+  /** The processes whose /proc/PID/ns/net, threads, mounts or fds it was refused (EACCES, EPERM). */
+  processes: number[];
+  /** Other places that may hold it and could not be looked at (EACCES): a bind mount, the recorded path. */
+  paths?: string[];
+  /** /proc's hidepid= when it hides other users' processes from vcnet (no CAP_SYS_PTRACE). */
+  hidepid?: string;
+}
+
+/** Why an unseen search cannot tell, as messages say it. */
+export function describeUnseen(unseen: NamespaceHoldersUnseen): string {
+  const parts: string[] = [];
+  const count = unseen.processes.length;
+  if (count > 0)
+    parts.push(
+      `${count} process${count === 1 ? '' : 'es'} could not be looked into (${count === 1 ? 'its' : 'their'} /proc/PID/ns/net, threads, mounts or fds: permission denied; ${count === 1 ? 'pid' : 'pids'} ${unseen.processes.slice(0, 8).join(', ')}${count > 8 ? ', ...' : ''})`,
+    );
+  if (unseen.paths !== undefined && unseen.paths.length > 0)
+    parts.push(`${unseen.paths.join(', ')} could not be looked at (permission denied)`);
+  if (unseen.hidepid !== undefined)
+    parts.push(`/proc is mounted with hidepid=${unseen.hidepid}, which hides other users' processes from vcnet`);
+  return parts.join('; ');
+}
+
+/** What to do about an unseen search, as hints say it. */
+export const UNSEEN_HINT =
+  "give vcnet CAP_SYS_PTRACE (with it, it may read any process's /proc/PID/ns/net and fds, and sees through /proc's hidepid=), or run it as full root: the holder of the namespace (a VMM run as another user, a runtime's pause process) may be one of those processes";
+
+/**
+ * Whether the namespace a record names still exists cannot be told: its path is gone (or names
+ * another namespace, or cannot be looked at), and some process that may hold it could not be looked
+ * into. Nothing is done and the record is kept: taking it for gone would forget a live sandbox and
+ * leave its tap and filters running in that namespace.
+ */
+export class NamespaceUnseenError extends VcnetError {
+  static override readonly errorName: string = 'NamespaceUnseenError';
+  constructor(
+    readonly recorded: NamespaceIdentity,
+    file: string,
+    readonly unseen: NamespaceHoldersUnseen,
+  ) {
+    super(
+      'VCNET_NETNS_UNSEEN',
+      `whether the namespace recorded in ${file} (${recorded.path}, inode ${recorded.ino}) still exists cannot be told: ${describeUnseen(unseen)}; the record is kept and nothing was changed`,
+      { value: recorded.path, hint: UNSEEN_HINT },
+    );
   }
-  return found;
 }
 
 /** A mount point as /proc/PID/mountinfo writes it: space, tab, newline and backslash as octal escapes. */
@@ -426,7 +519,10 @@ function unescapeMountField(field: string): string {
  * namespace by their mount point, those of other mount namespaces through /proc/PID/root (each
  * mount namespace read once). Not stat'ed here.
  */
-function nsfsMountsByInode(pids: ReadonlyArray<number | 'self'>): Map<number, string[]> {
+function nsfsMountsByInode(
+  pids: ReadonlyArray<number | 'self'>,
+  refused: (pid: number) => void,
+): Map<number, string[]> {
   const found = new Map<number, string[]>();
   const seenMountNamespaces = new Set<string>();
   if (pids[0] !== 'self') {
@@ -434,10 +530,13 @@ function nsfsMountsByInode(pids: ReadonlyArray<number | 'self'>): Map<number, st
     if (own !== undefined) seenMountNamespaces.add(own);
   }
   for (const pid of pids) {
-    const mountNamespace = fileIdentityKey(`/proc/${pid}/ns/mnt`);
-    if (mountNamespace === undefined || seenMountNamespaces.has(mountNamespace)) continue;
+    const looked = lookAtFile(`/proc/${pid}/ns/mnt`);
+    if (looked === 'refused' && pid !== 'self') refused(pid);
+    if (typeof looked !== 'object') continue;
+    const mountNamespace = `${looked.dev}:${looked.ino}`;
+    if (seenMountNamespaces.has(mountNamespace)) continue;
     seenMountNamespaces.add(mountNamespace);
-    for (const mount of mountsOf(pid)) {
+    for (const mount of mountsOf(pid, refused)) {
       if (mount.fstype !== 'nsfs') continue;
       const inode = NET_NAMESPACE_LINK.exec(mount.root)?.[1];
       if (inode === undefined) continue;
@@ -458,12 +557,16 @@ interface MountInfoEntry {
   fstype: string;
 }
 
-/** The mounts of a process's mount namespace, from /proc/PID/mountinfo (none when it cannot be read). */
-function mountsOf(pid: number | 'self'): MountInfoEntry[] {
+/**
+ * The mounts of a process's mount namespace, from /proc/PID/mountinfo (none when it cannot be read;
+ * `refused` hears of a process whose mountinfo this one may not read).
+ */
+function mountsOf(pid: number | 'self', refused?: (pid: number) => void): MountInfoEntry[] {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
-  } catch {
+  } catch (error) {
+    if (pid !== 'self' && isPermissionRefusal(error)) refused?.(pid);
     return [];
   }
   const mounts: MountInfoEntry[] = [];
@@ -492,14 +595,15 @@ function mountsOf(pid: number | 'self'): MountInfoEntry[] {
  * mountinfo; one on a mount listed as anything but nsfs is no namespace. Without `ino:`, only one
  * on a listed nsfs mount is kept (its inode then unknown: -1, looked at for every namespace).
  */
-function namespaceFdsByInode(pids: readonly number[]): Map<number, string[]> {
+function namespaceFdsByInode(pids: readonly number[], refused: (pid: number) => void): Map<number, string[]> {
   (globalThis as { [FD_WALK_TEST_HOOK]?: () => void })[FD_WALK_TEST_HOOK]?.();
   const found = new Map<number, string[]>();
   for (const pid of pids) {
     let fds: string[];
     try {
       fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
+    } catch (error) {
+      if (isPermissionRefusal(error)) refused(pid);
       continue;
     }
     let mountTypes: Map<string, string> | undefined;
@@ -516,13 +620,14 @@ function namespaceFdsByInode(pids: readonly number[]): Map<number, string[]> {
         const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
         const inode = /^ino:\s*(\d+)\s*$/m.exec(info)?.[1];
         const mountId = /^mnt_id:\s*(\d+)\s*$/m.exec(info)?.[1];
-        mountTypes ??= mountTypesOf(pid);
+        mountTypes ??= mountTypesOf(pid, refused);
         const fstype = mountId === undefined ? undefined : mountTypes.get(mountId);
         if (fstype !== undefined && fstype !== 'nsfs') continue;
         if (inode !== undefined) appendTo(found, Number(inode), path);
         else if (fstype === 'nsfs') appendTo(found, -1, path);
-      } catch {
-        // closed meanwhile
+      } catch (error) {
+        // closed meanwhile, or not ours to read
+        if (isPermissionRefusal(error)) refused(pid);
       }
     }
   }
@@ -530,8 +635,8 @@ function namespaceFdsByInode(pids: readonly number[]): Map<number, string[]> {
 }
 
 /** mount id → fstype, from /proc/PID/mountinfo (empty when it cannot be read). */
-function mountTypesOf(pid: number): Map<string, string> {
-  return new Map(mountsOf(pid).map((mount) => [mount.id, mount.fstype]));
+function mountTypesOf(pid: number, refused: (pid: number) => void): Map<string, string> {
+  return new Map(mountsOf(pid, refused).map((mount) => [mount.id, mount.fstype]));
 }
 
 function fileIdentityKey(path: string): string | undefined {
@@ -555,7 +660,8 @@ export interface RelocatedNamespace {
 /**
  * Opens a recorded namespace whose path is gone through whatever still holds it, checked by
  * identity (cookie too: an inode number can be handed to a new namespace). undefined when nothing
- * holds it: then it is really gone.
+ * holds it: then it is really gone. NamespaceUnseenError when nothing it could see holds it but some
+ * process could not be looked into (no CAP_SYS_PTRACE, /proc's hidepid=): it may not be gone.
  */
 export function openNamespaceHeldElsewhere(
   recorded: NamespaceIdentity,
@@ -567,9 +673,11 @@ export function openNamespaceHeldElsewhere(
     let opened: OpenedNamespace;
     try {
       opened = openRecordedNamespace({ ...recorded, path: heldAt }, file);
-    } catch {
+    } catch (error) {
       // The process ended meanwhile, the inode now names another namespace, or this holder cannot
       // be opened by us: try the next one.
+      const errno = errnoOf(error);
+      if (errno === 'EACCES' || errno === 'EPERM') holders.refusedAt(heldAt);
       continue;
     }
     // Records and messages keep naming the recorded path; heldAt says where it was reached.
@@ -578,5 +686,9 @@ export function openNamespaceHeldElsewhere(
     const pid = /^\/proc\/(\d+)\/(?:ns|task|fd)\//.exec(heldAt)?.[1];
     return { opened, heldAt, ...(pid ? { pid: Number(pid) } : {}) };
   }
+  // Nothing vcnet could see holds it: gone only when it saw every process (and every holder it
+  // found could be opened); else a VMM of another user may be keeping it, and what attach made, alive.
+  const unseen = holders.unseen();
+  if (unseen) throw new NamespaceUnseenError(recorded, file, unseen);
   return undefined;
 }

@@ -49,8 +49,10 @@ import { NetlinkHandle } from '../netlink/handle.js';
 import {
   damagedIdentityField,
   identityOfNamespaceAt,
+  describeUnseen,
   NamespaceGoneError,
   NamespaceHolders,
+  type NamespaceHoldersUnseen,
   type NamespaceIdentity,
   NamespacePathError,
   NETNS_RUN_DIRECTORY,
@@ -61,8 +63,9 @@ import {
   openRecordedNamespace,
   RecordedIdentityDamagedError,
   sameNamespace,
+  UNSEEN_HINT,
 } from '../netns/namespace-identity.js';
-import { fileIdentity, isSameFile, processIds } from '../netns/processes.js';
+import { fileIdentity, lookAtFile, processIds } from '../netns/processes.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
 import { describeRecords } from './plan/apply.js';
@@ -121,6 +124,12 @@ export interface LeftAloneItem {
 export interface SkippedRecord {
   file: string;
   reason: string;
+  /**
+   * True for a record kept because whether its namespace still exists cannot be told (its path is
+   * gone or unreadable, and processes that may hold it could not be looked into: no CAP_SYS_PTRACE,
+   * /proc's hidepid=): gc neither drops it nor removes anything it claims.
+   */
+  namespaceUnseen?: true;
 }
 
 export interface GarbageReport {
@@ -130,7 +139,10 @@ export interface GarbageReport {
   kept: number;
   /** Links no record claims that gc keeps because a process holds them open (a running VM's tap). */
   inUse: InUseLink[];
-  /** Records gc could not read (named, never acted on). */
+  /**
+   * Records gc could not read (named, never acted on), and records it kept because it could not tell
+   * whether their namespace still exists (`namespaceUnseen`).
+   */
   skipped: SkippedRecord[];
   /**
    * Links in vcnet's group of a kind vcnet never makes (a veth, a bridge), and filters redirecting to
@@ -281,10 +293,16 @@ export function whereNamespaceLives(identity: { dev: number; ino: number }): str
 
 /**
  * Whether the namespace a record names exists nowhere now: no /var/run/netns entry and no process
- * has it, and its recorded path does not hold it. What vcnet made in it went with it.
+ * has it, and its recorded path does not hold it. What vcnet made in it went with it. false when
+ * that cannot be told (a process or the path could not be looked at: no CAP_SYS_PTRACE, hidepid=).
  */
 export function namespaceExistsNowhere(recorded: { path: string; dev: number; ino: number }): boolean {
-  return whereNamespaceLives(recorded) === undefined && !isSameFile(recorded.path, recorded);
+  const holders = new NamespaceHolders();
+  if (holders.of(recorded, { threads: false }).length > 0) return false;
+  const atPath = lookAtFile(recorded.path);
+  if (atPath === 'refused') return false;
+  if (typeof atPath === 'object' && atPath.dev === recorded.dev && atPath.ino === recorded.ino) return false;
+  return holders.unseen() === undefined;
 }
 
 /**
@@ -680,6 +698,17 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       // A thread alone in the namespace keeps it too (looked for only before dropping a record); a
       // holder of a replaced one's inode holds the new namespace (no two live namespaces share one).
       if (!gone && holdersOf(owner.key).length > 0) continue;
+      // Nothing vcnet could see holds it, but it did not see everything: a VMM of another user may
+      // hold it (no CAP_SYS_PTRACE, /proc's hidepid=). Kept, with what it claims, and said.
+      const unseen = gone ? undefined : unseenHolders(owner, holders());
+      if (unseen) {
+        report.skipped.push({
+          file: owner.file,
+          namespaceUnseen: true,
+          reason: `whether its namespace (${owner.namespacePath}, inode ${owner.key.split(':')[1]}) still exists cannot be told: ${describeUnseen(unseen)}; ${UNSEEN_HINT}`,
+        });
+        continue;
+      }
       const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
       if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
       try {
@@ -1182,6 +1211,17 @@ function holdsCookie(path: string, cookie: string | undefined): boolean {
 function pathHolds(path: string, key: NamespaceKey): boolean {
   const identity = fileIdentity(path);
   return identity !== undefined && keyOf(identity) === key;
+}
+
+/**
+ * What a record's namespace may be hidden behind when nothing gc saw holds it: processes the holder
+ * search could not look into, or the recorded path itself (another user's /proc/PID/ns/net, a
+ * directory vcnet cannot search). undefined when gc saw everything: then it is gone.
+ */
+function unseenHolders(owner: RecordOwner, holders: NamespaceHolders): NamespaceHoldersUnseen | undefined {
+  const unseen = holders.unseen();
+  if (lookAtFile(owner.namespacePath) !== 'refused') return unseen;
+  return { processes: [], ...unseen, paths: [...(unseen?.paths ?? []), owner.namespacePath] };
 }
 
 function removeTree(directory: string): void {

@@ -51,6 +51,7 @@ import {
 
 import { NETWORK_STATE_VERSION } from './state/content-versions.js';
 import { tapOwnershipFields } from './tap-owner.js';
+import { refuseMacvtapInUserNamespace } from './user-namespace.js';
 
 export { NETWORK_STATE_VERSION };
 
@@ -120,6 +121,7 @@ export class Network {
   static open(given: NetworkConfig, sandboxId = 'sandbox', entryPath = given.namespacePath): Network {
     const config = validateNetworkConfig(given);
     refuseHostNamespaceUnlessShared(config); // never the host namespace (nodes, issue 12)
+    refuseMacvtapInUserNamespace(config.model, 'model');
     return new Network(config, openHandleRefusingHost(config, entryPath), sandboxId, entryPath);
   }
 

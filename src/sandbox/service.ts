@@ -54,6 +54,7 @@ import {
   stateDirectoryFlag,
   validateSandboxId,
 } from '../network/state/store.js';
+import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { shellWord } from '../shell-word.js';
 import { heldDevices } from './held-devices.js';
 import { lockNamespace, refuseHeldNamespace } from './namespace-hold.js';
@@ -336,6 +337,8 @@ export async function attachSandbox(
   if (options.hypervisor !== undefined) checkHypervisorRecord(options.hypervisor);
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
   config = validateNetworkConfig(config);
+  // A /dev/tapN nobody in this user namespace may open: refused before anything is made.
+  refuseMacvtapInUserNamespace(config.model, 'model');
   // A malformed hvsock:// address would only show at the first add-iface: refuse it before anything is made.
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
   const store = new SandboxStore(id, options.stateDirectory);
@@ -494,6 +497,7 @@ export async function planSandboxAttach(
   if (hypervisor !== undefined) checkHypervisorKind(hypervisor, 'hypervisor');
   config = validateNetworkConfig(config);
   validateSandboxId(id);
+  refuseMacvtapInUserNamespace(config.model, 'model');
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
   // As attach refuses it, first: a dry run for a taken id would print a plan attach never runs.
   const store = new SandboxStore(id, options.stateDirectory);

@@ -7,6 +7,8 @@ import {
   hintForErrno,
   hintFromCause,
   missingCapabilities,
+  pathPermissionHint,
+  SystemCallError,
 } from '../../src/errors.js';
 
 /** A /proc/PID/status with this CapEff (hex), as the kernel writes it. */
@@ -85,5 +87,49 @@ describe('an incomplete detach', () => {
     expect(make(ebusy, del).hint).toBe("/r/state.json keeps them: the runtime's next DEL finishes it");
     for (const error of [make(eperm), make(ebusy), make(eperm, del), make(ebusy, del)])
       expect(error.hint).not.toContain('gc');
+  });
+});
+
+describe('EACCES on a path', () => {
+  const root = status('000001ffffffffff');
+  const noDac = status('000001fffffffff9'); // all but CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2)
+  const noPtrace = status('000001fffff7ffff'); // all but CAP_SYS_PTRACE (19)
+
+  it('names CAP_DAC_READ_SEARCH / CAP_DAC_OVERRIDE and the path when both are missing', () => {
+    const hint = pathPermissionHint('/srv/pods/ns', noDac);
+    expect(hint).toContain('/srv/pods/ns, or a directory on the way to it');
+    expect(hint).toContain('lacks CAP_DAC_READ_SEARCH and CAP_DAC_OVERRIDE');
+    expect(hint).not.toContain('user namespace');
+    // One of them lets root past file permission: then it is not the cause.
+    expect(pathPermissionHint('/srv/pods/ns', status('000001fffffffffd'))).toBeUndefined();
+  });
+
+  it("names CAP_SYS_PTRACE for another process's /proc/PID path, not for this process's own", () => {
+    const hint = pathPermissionHint('/proc/4242/ns/net', noPtrace);
+    expect(hint).toContain('/proc/4242/ns/net belongs to another process');
+    expect(hint).toContain('lacks CAP_SYS_PTRACE');
+    expect(pathPermissionHint(`/proc/${process.pid}/ns/net`, noPtrace)).toBeUndefined();
+    expect(pathPermissionHint('/proc/self/ns/net', noPtrace)).toBeUndefined();
+  });
+
+  it('keeps the user namespace / security module wording for a full root refused anyway', () => {
+    expect(pathPermissionHint('/proc/4242/ns/net', root)).toBeUndefined();
+    expect(pathPermissionHint('/srv/pods/ns', root)).toBeUndefined();
+    const geteuid = vi.spyOn(process as { geteuid: () => number }, 'geteuid').mockReturnValue(0);
+    try {
+      const error = new SystemCallError(
+        'stat /srv/pods/ns',
+        Object.assign(new Error("EACCES: permission denied, stat '/srv/pods/ns'"), {
+          code: 'EACCES',
+          errno: -13,
+          syscall: 'stat',
+          path: '/srv/pods/ns',
+        }),
+      );
+      // This test runs with whatever capabilities it has: the hint is one of the two, never empty.
+      expect(error.hint).toMatch(/CAP_DAC_READ_SEARCH|another user namespace|lacks CAP_/);
+    } finally {
+      geteuid.mockRestore();
+    }
   });
 });

@@ -3,6 +3,7 @@ import { InvalidInputError } from '../../errors.js';
 import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
 import { stateDirectory } from '../../network/state/store.js';
+import { refuseMacvtapInUserNamespace } from '../../network/user-namespace.js';
 import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
 import { type DeviceConfig, hypervisorDeviceConfig, shellRedirections } from '../hypervisor-config.js';
 import { logger } from '../observability/logger.js';
@@ -86,6 +87,8 @@ export function registerAttach(program: Command): void {
         // nodes (issue 12): never the host. An early answer by the path only: the decision that counts is
         // made on the namespace attach opened and works in (Network.open), which no path can swap.
         refuseHostNamespaceUnlessShared(config, 'attach');
+        // A macvtap's /dev/tapN is the host root's: refused in a user namespace before anything is made.
+        refuseMacvtapInUserNamespace(config.model, options.model !== undefined ? '--model' : 'model');
         // nodes (issue 12): a hypervisor that cannot take the pod's physical NICs is refused by the
         // sandbox service from the attach's own scan, before anything is made.
         if (hypervisor === 'firecracker' && config.queues > 1) {

@@ -78,7 +78,12 @@ export function registerGc(program: Command): void {
 
 /** What a person should know about a gc: the records skipped, what failed and the hint, links left. */
 function reportToStderr(report: GarbageReport): void {
-  for (const record of report.skipped) writeStderr(`vcnet: gc skipped a record it cannot read: ${record.reason}\n`);
+  for (const record of report.skipped)
+    writeStderr(
+      record.namespaceUnseen
+        ? `vcnet: gc kept the record ${record.file}: ${record.reason}\n`
+        : `vcnet: gc skipped a record it cannot read: ${record.reason}\n`,
+    );
   for (const failure of report.failures)
     writeStderr(`vcnet: gc could not finish in ${failure.namespacePath}: ${failure.reason}\n`);
   if (report.failures.some((failure) => isPermissionErrno(failure.errno)))

@@ -7,7 +7,7 @@
  * component is made once, from the deepest existing one down, and the first that cannot be made
  * stops with an error naming it and why.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { SystemCallError } from '../../errors.js';
 
@@ -43,9 +43,10 @@ function isDirectory(path: string): boolean {
 
 /**
  * Makes `path` and its missing parents (each with `mode`); a directory already there is fine.
- * Throws DirectoryNotMadeError when a component is not a directory or cannot be made.
+ * Throws DirectoryNotMadeError when a component is not a directory or cannot be made. Returns the
+ * directories this call made, outermost first (for removeMadeDirectories).
  */
-export function makeDirectory(path: string, mode: number): void {
+export function makeDirectory(path: string, mode: number): string[] {
   const target = resolve(path);
   const missing: string[] = [];
   // Upwards to the deepest component that exists: at most one stat per component, ending at "/".
@@ -74,12 +75,14 @@ export function makeDirectory(path: string, mode: number): void {
     }
   }
   // Downwards, each component once: no retry can loop.
+  const made: string[] = [];
   for (const directory of missing.reverse()) {
     try {
       mkdirSync(directory, { mode });
+      made.push(directory);
     } catch (error) {
       const failure = error as NodeJS.ErrnoException;
-      // Another process made it meanwhile (two plugins starting at once): that is as good.
+      // Another process made it meanwhile (two plugins starting at once): that is as good (and theirs).
       if (failure.code === 'EEXIST' && isDirectory(directory)) continue;
       throw new DirectoryNotMadeError(
         target,
@@ -87,6 +90,24 @@ export function makeDirectory(path: string, mode: number): void {
         `cannot create ${directory} (${describeErrno(failure)})`,
         failure,
       );
+    }
+  }
+  return made;
+}
+
+/**
+ * Removes the directories a makeDirectory call made (its result), innermost first, each only while
+ * it is empty: a command that failed before recording anything leaves no empty state directory
+ * behind. A directory another process has put something in meanwhile stays, and so do those above
+ * it; one that existed before was never in the list.
+ */
+export function removeMadeDirectories(made: readonly string[]): void {
+  for (const directory of [...made].reverse()) {
+    try {
+      rmdirSync(directory);
+    } catch (error) {
+      // Gone already: go on upwards; not empty (in use now) or not removable: leave the rest.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return;
     }
   }
 }

@@ -21,6 +21,7 @@ import {
 import { dirname, join } from 'node:path';
 import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { shellWord } from '../../shell-word.js';
+import { outsideOwner, ownedOutsideUserNamespace, USER_NAMESPACE_STATE_HINT } from '../user-namespace.js';
 import { absolutePath } from './absolute-path.js';
 import { replaceFileAtomically, type StateWriteSubject } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
@@ -110,6 +111,13 @@ function checkRegistryOwner(path: string, target: string, what: string, stats: S
   const user = process.geteuid?.() ?? 0;
   const mode = `0${(stats.mode & 0o7777).toString(8)}`;
   const file = target === path;
+  if (stats.uid !== 0 && stats.uid !== user && ownedOutsideUserNamespace(stats.uid))
+    throw new InvalidInputError(
+      'VCNET_STATE_REGISTRY',
+      path,
+      `a file no other user can change (${what} ${target} is owned by ${outsideOwner(stats.uid, mode)}: any user of the host could have made or changed it)`,
+      USER_NAMESPACE_STATE_HINT,
+    );
   if (stats.uid !== 0 && stats.uid !== user)
     throw refuseRegistry(
       path,

@@ -35,7 +35,7 @@ import {
   stateDirectorySubject,
 } from './atomic-file.js';
 import { DEFAULT_STATE_DIRECTORY } from './default-directories.js';
-import { DirectoryNotMadeError, makeDirectory } from './directory.js';
+import { DirectoryNotMadeError, makeDirectory, removeMadeDirectories } from './directory.js';
 import { lockFile } from './lock.js';
 import { sandboxContentSchema } from './network-content-schema.js';
 import { parseRecord, type RecordEnvelope } from './record-envelope.js';
@@ -264,9 +264,9 @@ export class SandboxStore {
    * descriptors (STATE_WRITE_FAILURES), is a write that failed (StateWriteError, as for the
    * record file; vcnet-cni: code 11, try again), not a directory that can never be used.
    */
-  private makeDirectoryIn(directory: string): void {
+  private makeDirectoryIn(directory: string): string[] {
     try {
-      makeDirectory(directory, 0o700);
+      return makeDirectory(directory, 0o700);
     } catch (error) {
       if (!(error instanceof DirectoryNotMadeError)) throw error;
       const cause = error.cause as NodeJS.ErrnoException | undefined;
@@ -405,7 +405,8 @@ export class SandboxStore {
     const howToWaitLonger = this.options.lockTimeoutHint ?? CLI_LOCK_TIMEOUT_HINT;
     const started = Date.now();
     const locks = join(this.root, LOCK_DIRECTORY_NAME);
-    this.makeDirectoryIn(locks);
+    // What this command made: removed again when it records nothing (a refused attach).
+    const made = this.makeDirectoryIn(locks);
     refuseUntrustedDirectory(locks, this.trustOptions(false));
     const lock = await lockFile(
       this.lockPath,
@@ -447,6 +448,7 @@ export class SandboxStore {
         directoryLeft = (error as NodeJS.ErrnoException).code !== 'ENOENT';
       }
       lock.release({ removeFile: !directoryLeft });
+      if (!directoryLeft) removeMadeDirectories(made);
     }
   }
 }

@@ -9,6 +9,7 @@
 import { lstatSync, type Stats, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SystemCallError, VcnetError } from '../../errors.js';
+import { outsideOwner, ownedOutsideUserNamespace, USER_NAMESPACE_STATE_HINT } from '../user-namespace.js';
 import type { DirectoryNotMadeError } from './directory.js';
 
 /** A state directory vcnet cannot or will not use (VCNET_STATE_DIR, exit 2). */
@@ -106,6 +107,14 @@ export function refuseUntrustedDirectory(
   if (stats.isSymbolicLink())
     throw new StateDirectoryError(directory, 'it is a symbolic link (vcnet never follows one inside its state)', hint);
   if (!stats.isDirectory()) throw new StateDirectoryError(directory, 'it is not a directory', unusableHint);
+  // An owner this user namespace does not map could be any user of the host: refused, but the
+  // usual `chown` cannot be followed by anyone inside.
+  if (stats.uid !== owner && ownedOutsideUserNamespace(stats.uid))
+    throw new StateDirectoryError(
+      directory,
+      `it is owned by ${outsideOwner(stats.uid, mode)}, not by vcnet's effective uid ${owner}: that user could change its records`,
+      USER_NAMESPACE_STATE_HINT,
+    );
   if (stats.uid !== owner)
     throw new StateDirectoryError(
       directory,

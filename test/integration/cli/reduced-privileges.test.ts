@@ -3,7 +3,7 @@
  * "not permitted" (exit 3) naming what is missing, and nothing refused is reported done.
  */
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import { CLI, pauseAfterTap, stateDirectoryPerTest, vcnet, vcnetAsync } from '..
 import { makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-caps-');
+const CNI_MAIN = join(CLI, '..', '..', 'cni', 'main.js');
 
 /** `vcnet ARGS` as root with only the capabilities `keep` (e.g. ['sys_admin']), through setpriv. */
 function vcnetWithCapabilities(keep: string[], args: string[], env: Record<string, string> = {}) {
@@ -93,16 +94,67 @@ describe('attach with one of the two capabilities', () => {
     ['sys_admin', 'CAP_NET_ADMIN'],
     ['net_admin', 'CAP_SYS_ADMIN'],
   ] as const) {
-    it(`with only ${keep}: exit 3, the hint names ${missing}`, () => {
+    it(`with only ${keep}: exit 3, the hint names ${missing}; no state directory is left`, () => {
       const { pod } = makePod();
+      // Made by the attach, two levels deep: neither is left once it is refused.
+      const made = join(stateDirectory(), 'new', 'state');
       const result = vcnetWithCapabilities(
         [keep],
-        ['attach', '--sandbox', 'c', '--netns', pod.path, '--state-dir', stateDirectory()],
+        ['attach', '--sandbox', 'c', '--netns', pod.path, '--state-dir', made],
       );
       expect(result.status, result.stderr).toBe(3);
       expect(result.stderr).toMatch(new RegExp(`^hint: .*lacks ${missing} `, 'm'));
       expect(result.stderr).not.toContain('see the cause');
       expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+      expect(existsSync(join(stateDirectory(), 'new'))).toBe(false);
+      // One that was there before stays, as it was.
+      const again = vcnetWithCapabilities(
+        [keep],
+        ['attach', '--sandbox', 'c', '--netns', pod.path, '--state-dir', stateDirectory()],
+      );
+      expect(again.status, again.stderr).toBe(3);
+      expect(readdirSync(stateDirectory())).toEqual([]);
+    }, 30_000);
+  }
+});
+
+describe('vcnet-cni ADD with one of the two capabilities', () => {
+  for (const keep of ['net_admin', 'sys_admin']) {
+    it(`with only ${keep}: refused (code 108), and the stateDir it made is not left`, () => {
+      const { pod } = makePod();
+      const stateDir = join(stateDirectory(), 'cni', 'state');
+      const config = JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'caps',
+        type: 'vcnet-cni',
+        stateDir,
+        prevResult: {
+          cniVersion: '1.0.0',
+          interfaces: [{ name: 'eth0', sandbox: pod.path }],
+          ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
+        },
+      });
+      const caps = `-all,+${keep}`;
+      const result = spawnSync(
+        'setpriv',
+        [`--bounding-set=${caps}`, `--inh-caps=${caps}`, '--', process.execPath, CNI_MAIN],
+        {
+          encoding: 'utf8',
+          input: config,
+          env: {
+            ...process.env,
+            CNI_COMMAND: 'ADD',
+            CNI_CONTAINERID: 'caps',
+            CNI_NETNS: pod.path,
+            CNI_IFNAME: 'eth0',
+            CNI_PATH: '/usr/lib/cni',
+          },
+        },
+      );
+      expect(result.status, result.stdout + result.stderr).toBe(1);
+      expect((JSON.parse(result.stdout) as { code: number }).code).toBe(108);
+      expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+      expect(existsSync(join(stateDirectory(), 'cni'))).toBe(false);
     }, 30_000);
   }
 });

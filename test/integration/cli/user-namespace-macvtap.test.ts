@@ -1,0 +1,88 @@
+/**
+ * In a user namespace other than the initial one (rootless podman, `unshare -Urn`), a macvtap's
+ * /dev/tapN belongs to the host's root and nobody inside may open it: attach and vcnet-cni ADD
+ * refuse the macvtap model before making anything (no state directory either), with a hint to use
+ * tcfilter, which works there.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CLI } from '../../helpers/cli.js';
+
+const CNI_MAIN = join(CLI, '..', '..', 'cni', 'main.js');
+
+/** Runs `script` (sh, with $NS the path of a pod namespace made inside) in `unshare -Urn`. */
+function inUserNamespace(script: string, input = '') {
+  const setup = `unshare -n sleep 60 & holder=$!; sleep 0.3; NS=/proc/$(pgrep -P $holder -n || echo $holder)/ns/net
+nsenter --net=$NS ip link add eth0 type veth peer name peer0 && nsenter --net=$NS ip addr add 10.77.0.2/24 dev eth0 && nsenter --net=$NS ip link set eth0 up
+${script}
+status=$?; kill $holder; exit $status`;
+  const result = spawnSync('unshare', ['-Urn', 'sh', '-c', setup], {
+    encoding: 'utf8',
+    input,
+    env: { ...process.env, CLI, CNI_MAIN, NODE: process.execPath },
+  });
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+const probe = spawnSync('unshare', ['-Urn', 'true']);
+const skipReason =
+  process.getuid?.() !== 0
+    ? 'needs root'
+    : probe.error || probe.status !== 0
+      ? `unshare -Urn does not work here (${probe.error?.message ?? probe.stderr})`
+      : undefined;
+if (skipReason) console.log(`skipping the user namespace tests: ${skipReason}`);
+
+let directory: string;
+beforeEach(() => {
+  directory = mkdtempSync(join(tmpdir(), 'vcnet-userns-'));
+});
+afterEach(() => rmSync(directory, { recursive: true, force: true }));
+
+describe.skipIf(skipReason !== undefined)('the macvtap model in a user namespace', () => {
+  it('attach --model macvtap is refused (exit 2) before anything is made; tcfilter works there', () => {
+    const state = join(directory, 'state');
+    const refused = inUserNamespace(
+      `"$NODE" "$CLI" attach --sandbox m --model macvtap --netns $NS --state-dir ${state}`,
+    );
+    expect(refused.status, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain('invalid --model: "macvtap"');
+    expect(refused.stderr).toContain('hint: use model tcfilter in a user namespace');
+    expect(existsSync(state)).toBe(false);
+
+    const tcfilter = inUserNamespace(
+      `"$NODE" "$CLI" attach --sandbox t --netns $NS --state-dir ${state} && "$NODE" "$CLI" detach --sandbox t --state-dir ${state}`,
+    );
+    expect(tcfilter.status, tcfilter.stderr).toBe(0);
+    expect(tcfilter.stdout).toContain('tcfilter');
+  }, 60_000);
+
+  it('vcnet-cni ADD with model macvtap is refused (code 7) before its state directory is made', () => {
+    const stateDir = join(directory, 'cni');
+    const config = JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'userns',
+      type: 'vcnet-cni',
+      model: 'macvtap',
+      stateDir,
+      prevResult: {
+        cniVersion: '1.0.0',
+        interfaces: [{ name: 'eth0', sandbox: '/placeholder' }],
+        ips: [{ address: '10.77.0.2/24', gateway: '10.77.0.1', interface: 0 }],
+      },
+    });
+    const refused = inUserNamespace(
+      'CNI_COMMAND=ADD CNI_CONTAINERID=userns CNI_NETNS=$NS CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni "$NODE" "$CNI_MAIN"',
+      config,
+    );
+    expect(refused.status).toBe(1);
+    const error = JSON.parse(refused.stdout) as { code: number; msg: string; details: string };
+    expect(error.code).toBe(7);
+    expect(error.msg).toContain('invalid model: "macvtap"');
+    expect(error.details).toContain('use model tcfilter in a user namespace');
+    expect(existsSync(stateDir)).toBe(false);
+  }, 60_000);
+});
