@@ -48,8 +48,8 @@ import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/tc/messa
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
   damagedIdentityField,
-  identityOfNamespaceAt,
   describeUnseen,
+  identityOfNamespaceAt,
   NamespaceGoneError,
   NamespaceHolders,
   type NamespaceHoldersUnseen,
