@@ -94,6 +94,16 @@ export interface NamespaceWatcherOptions {
    */
   newAtStart?: readonly string[];
   /**
+   * The view the first read is compared with, made from the interfaces there at start (`present`);
+   * default: those, so nothing is reported until something changes. A watch starting over a record
+   * gives the interfaces as last applied, and what changed while nothing watched is its first change.
+   * `vcnetLinks`: vcnet's own links that view has, by name and ifindex, besides those there now.
+   */
+  startView?: (present: readonly NetworkInfo[]) => {
+    interfaces: readonly NetworkInfo[];
+    vcnetLinks?: ReadonlyArray<{ name: string; index: number }>;
+  };
+  /**
    * Called with each non-empty change, never twice at once: events during a call lead to another
    * read once it returns. A throw goes to onError, and the change is not taken as delivered: the
    * namespace is read again after a growing wait (as a failed read is), and the change comes again,
@@ -250,7 +260,8 @@ export class NamespaceWatcher {
 
   /**
    * Watches the namespace at `namespacePath` (/var/run/netns/X, /proc/PID/ns/net). Interfaces there
-   * now are the baseline and are not reported; resolves once they are read and events flow.
+   * now (or options.startView's view of them) are the baseline and are not reported; resolves once
+   * they are read and events flow.
    */
   static async start(namespacePath: string, options: NamespaceWatcherOptions): Promise<NamespaceWatcher> {
     // Refused here, before any socket opens; over() resolves them for the watcher.
@@ -299,10 +310,14 @@ export class NamespaceWatcher {
     try {
       const watcher = new NamespaceWatcher(source, resolveOptions(options));
       const interfaces = await source.read();
-      const baseline = watcher.keep(interfaces);
+      const view = options.startView?.(interfaces);
+      const baseline = watcher.keep([...(view?.interfaces ?? interfaces)]);
       const newAtStart = (options.newAtStart ?? []).filter((name) => baseline.delete(name));
-      watcher.setBaseline(baseline, vcnetLinksOf(interfaces));
-      if (newAtStart.length > 0) watcher.resync();
+      const vcnetLinks = vcnetLinksOf(interfaces);
+      for (const link of view?.vcnetLinks ?? []) vcnetLinks.set(link.name, link.index);
+      watcher.setBaseline(baseline, vcnetLinks);
+      // A view of its own: read again at once, and whatever differs from it is the first change.
+      if (newAtStart.length > 0 || view) watcher.resync();
       return watcher;
     } catch (error) {
       source.close();
@@ -310,7 +325,7 @@ export class NamespaceWatcher {
     }
   }
 
-  /** The interfaces as of the last change delivered: at first, those there at start. */
+  /** The interfaces as of the last change delivered: at first, those there at start (or the start view). */
   interfaces(): NetworkInfo[] {
     return [...this.baseline.values()];
   }

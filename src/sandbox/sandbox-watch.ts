@@ -28,6 +28,7 @@ import {
 } from './sandbox-interfaces.js';
 import type { SandboxState } from './service.js';
 import { attachRecorded, detachRecorded } from './service.js';
+import { mergeChange, watchStartView } from './watch-start.js';
 
 export interface WatchSummary {
   added: string[];
@@ -114,13 +115,25 @@ export async function applyNamespaceChange(
     }
     const vm = await connectVirtualMachine(state, store.root);
     try {
-      const byLink = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
+      const byName = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
+      // A pod link is its ifindex as well as its name: a link made again under an endpoint's name is
+      // a new link, never an update of the endpoint (whose filters and NIC belong to the old one).
+      const byLink = (link: { name: string; index: number }) => {
+        const endpoint = byName(link.name);
+        return endpoint?.properties.link.index === link.index ? endpoint : undefined;
+      };
       const keeper = sandboxRecordKeeper(store, state, network);
       const toPush: Endpoint[] = [];
       const addedEndpoints: Endpoint[] = [];
       // Changed endpoints whose routes changed: only those replace their routes in a recorded set.
       const rerouted: Endpoint[] = [];
-      const gone = change.removedInterfaces.map(byLink).filter((endpoint) => endpoint !== undefined);
+      // Removed: the links gone, and the endpoints whose pod link was replaced (its name on another ifindex).
+      const replaced = [...change.addedInterfaces, ...change.changedInterfaces]
+        .filter((info) => byName(info.link.name) !== undefined && byLink(info.link) === undefined)
+        .map((info) => info.link.name);
+      const gone = [...new Set([...change.removedInterfaces, ...replaced])]
+        .map(byName)
+        .filter((endpoint) => endpoint !== undefined);
       if (gone.length > 0) {
         await detachRecorded(network, `removing ${gone.map((endpoint) => endpoint.name).join(', ')}`, keeper, {
           endpoints: gone,
@@ -152,7 +165,7 @@ export async function applyNamespaceChange(
               changedInterfaces: change.changedInterfaces.filter((info) => !memory.leftAlone.has(info.link.name)),
             }
           : change,
-        (name) => byLink(name) !== undefined,
+        (name) => byName(name) !== undefined,
         new Set(state.network.config.namedInterfaces ?? []),
       );
       // Each interface on its own: one that cannot be attached (rolled back whole) is reported and
@@ -203,9 +216,9 @@ export async function applyNamespaceChange(
       }
       // An interface reported as added that is attached already comes again from a change that
       // failed part-way (the watcher reports it until it is applied): it may not have been pushed.
-      const attachedBefore = change.addedInterfaces.filter((info) => byLink(info.link.name) !== undefined);
+      const attachedBefore = change.addedInterfaces.filter((info) => byLink(info.link) !== undefined);
       for (const info of [...change.changedInterfaces, ...attachedBefore]) {
-        const endpoint = byLink(info.link.name);
+        const endpoint = byLink(info.link);
         if (!endpoint || summary.added.includes(endpoint.name)) continue;
         // Only a recorded set (update-routes) needs to know whether the endpoint's routes changed.
         const routesOf = () => JSON.stringify(generateGuestNetwork([endpoint]).routes);
@@ -293,34 +306,6 @@ function lostDevice(
     endpoint: endpoint.name,
     device,
     message: `${device}, vcnet's device for ${pod} (endpoint ${endpoint.name}), is gone from the namespace (deleted, moved out or renamed by someone else): ${left}; \`vcnet del-iface ${id} FILE\` removes the endpoint (and the NIC), and \`vcnet add-iface ${id} FILE\` attaches ${pod} again`,
-  };
-}
-
-/**
- * The pod interface's new view, but its MAC as attach saw it (the macvtap model moves the pod
- * interface to a private MAC, and the guest keeps the original), and its MTU no larger than the
- * guest NIC's maximum, fixed when it was plugged (host_mtu). Below that the MTU follows the pod
- * link both ways: capping by the last recorded MTU kept a lowered MTU lowered for good.
- * With `movedIntoGuest` (macvtap) the addresses, routes and static neighbours are the recorded
- * ones: attach took them off the pod link and gave them to the guest, so the pod link's own lists
- * (empty) say nothing about the guest's.
- */
-function mergeChange(
-  previous: NetworkInfo,
-  next: NetworkInfo,
-  deviceMtu: number,
-  movedIntoGuest: boolean,
-): NetworkInfo {
-  return {
-    ...next,
-    ...(movedIntoGuest
-      ? { addresses: previous.addresses, routes: previous.routes, neighbours: previous.neighbours }
-      : {}),
-    link: {
-      ...next.link,
-      ...(previous.link.address ? { address: previous.link.address } : {}),
-      mtu: deviceMtu > 0 ? Math.min(deviceMtu, next.link.mtu) : next.link.mtu,
-    },
   };
 }
 
@@ -447,6 +432,8 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
       ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
       // Read as added, at once: attached as the new links they now are.
       newAtStart: unfinished.undone,
+      // The record is where the watch starts: what changed while none ran comes as its first change.
+      startView: (present) => watchStartView(present, (store.read<SandboxState>() ?? state).network.endpoints),
       onChange: async (change) => {
         const withRetries = withPendingRetries(change, pending);
         let summary: WatchSummary;
@@ -490,7 +477,8 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     namespace.close();
     throw error;
   }
-  // Before any change is read (that waits for a timer): the links there now are the watch's start.
+  // Before any change is read (that waits for a timer): the start view (the record's pod links, the
+  // others as they are now) is the watch's start.
   memory = startWatchMemory(
     watcher.interfaces(),
     state.network.endpoints.map((endpoint) => endpoint.properties.link.name),
