@@ -69,16 +69,37 @@ async function startWatch(setup: HotplugGuest, applied: WatchSummary[]): Promise
   });
 }
 
-/** A watch hot-plugs eth9 (MAC `mac` at `address`), and the guest answers there; the watch is stopped after. */
-async function hotplugEth9(setup: HotplugGuest, mac: string, address: string): Promise<void> {
+/**
+ * Starts a watch, runs `change` (if any), waits until its change sets satisfy `done`, and stops it.
+ */
+async function watchUntil(
+  setup: HotplugGuest,
+  done: (applied: WatchSummary[]) => boolean,
+  what: string,
+  change: () => void = () => {},
+): Promise<void> {
   const applied: WatchSummary[] = [];
   const watching = await startWatch(setup, applied);
   try {
-    addPodLink(setup, mac, address);
-    await until(() => applied.some((summary) => summary.added.includes('eth9')), 'watch hot-plugged eth9', 60_000, 200);
+    change();
+    await until(() => done(applied), what, 60_000, 200);
   } finally {
     await watching.stop();
   }
+}
+
+/** Whether some change set of `applied` lists `name` in `field`. */
+const some = (applied: WatchSummary[], field: 'added' | 'removed' | 'updated', name: string) =>
+  applied.some((summary) => summary[field].includes(name));
+
+/** A watch hot-plugs eth9 (MAC `mac` at `address`), and the guest answers there; the watch is stopped after. */
+async function hotplugEth9(setup: HotplugGuest, mac: string, address: string): Promise<void> {
+  await watchUntil(
+    setup,
+    (applied) => some(applied, 'added', 'eth9'),
+    'watch hot-plugged eth9',
+    () => addPodLink(setup, mac, address),
+  );
   await until(
     () => guestNics(setup).some((nic) => nic.name === 'eth9' && nic.IPAddresses.some((a) => a.address === address)),
     `the guest to have eth9 with ${address}`,
@@ -106,20 +127,11 @@ describe.skipIf(unavailable !== undefined)('a watch that starts again, with a ru
       pod.exec('ip', ['route', 'add', '10.123.0.0/16', 'via', '10.200.0.1']);
       pod.exec('ip', ['link', 'set', 'eth0', 'mtu', '1400']);
 
-      const applied: WatchSummary[] = [];
-      const watching = await startWatch(setup, applied);
-      try {
-        await until(
-          () =>
-            applied.some((summary) => summary.removed.includes('eth9')) &&
-            applied.some((summary) => summary.updated.includes('eth0')),
-          'the watch to remove eth9 and update eth0',
-          60_000,
-          200,
-        );
-      } finally {
-        await watching.stop();
-      }
+      await watchUntil(
+        setup,
+        (applied) => some(applied, 'removed', 'eth9') && some(applied, 'updated', 'eth0'),
+        'the watch to remove eth9 and update eth0',
+      );
       expect(recordedEndpoints(setup).map((endpoint) => endpoint.properties.link.name)).toEqual(['eth0']);
       expect(pod.exec('ip', ['-o', 'link', 'show'])).not.toContain(eth9Tap);
       const nics = guestNics(setup);
@@ -157,20 +169,11 @@ describe.skipIf(unavailable !== undefined)('a watch that starts again, with a ru
       const newIndex = pod.ipJson<Array<{ ifindex: number }>>('link', 'show', 'eth9')[0]?.ifindex;
       expect(newIndex).not.toBe(old?.properties.link.index);
 
-      const applied: WatchSummary[] = [];
-      const watching = await startWatch(setup, applied);
-      try {
-        await until(
-          () =>
-            applied.some((summary) => summary.removed.includes('eth9')) &&
-            applied.some((summary) => summary.added.includes('eth9')),
-          'the watch to replace eth9',
-          60_000,
-          200,
-        );
-      } finally {
-        await watching.stop();
-      }
+      await watchUntil(
+        setup,
+        (applied) => some(applied, 'removed', 'eth9') && some(applied, 'added', 'eth9'),
+        'the watch to replace eth9',
+      );
       const now = recordedEndpoints(setup).find((endpoint) => endpoint.properties.link.name === 'eth9');
       expect(now?.properties.link.index).toBe(newIndex);
       const newTap = now?.plumbing?.tapName as string;
