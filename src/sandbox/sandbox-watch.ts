@@ -17,6 +17,7 @@ import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
+import { notUndoneReason, undoUnfinishedEndpoints, unfinishedEndpoints } from '../network/unfinished-attach.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
 import {
@@ -516,26 +517,27 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
 /**
  * Undoes the endpoints the record keeps as unfinished (model 'pending': a watch or add-iface killed
  * while it attached them), as `vcnet gc` would, under the sandbox lock; an attach killed before its
- * first write (`attaching`) is gc's. Says which pod links it undid and which it could not.
+ * first write (`attaching`) is gc's. A NIC such an attach hot-plugged is unplugged from the VM the
+ * record names first (network/unfinished-attach.ts); one the VM keeps keeps its endpoint and record.
+ * Says which pod links it undid and which it could not.
  */
 async function undoUnfinishedAttaches(
   id: string,
   stateDirectory: string | undefined,
 ): Promise<{ undone: string[]; notUndone: Array<{ name: string; message: string }> }> {
   return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
-    const unfinished = network.endpoints().filter((endpoint) => endpoint.plumbing?.model === 'pending');
+    const unfinished = unfinishedEndpoints(network);
     if (state.attaching === true || unfinished.length === 0) return { undone: [], notUndone: [] };
-    const undo = await network.removeEndpoints(unfinished);
+    const undo = await undoUnfinishedEndpoints(network, unfinished, state.hypervisor);
     sandboxRecordKeeper(store, state, network).persist();
     const remaining = new Set(network.endpoints());
-    const reason = undo.failures.map((failure) => failure.message).join('; ');
     return {
       undone: unfinished
         .filter((endpoint) => !remaining.has(endpoint))
         .map((endpoint) => endpoint.properties.link.name),
       notUndone: unfinished
         .filter((endpoint) => remaining.has(endpoint))
-        .map((endpoint) => ({ name: endpoint.properties.link.name, message: reason })),
+        .map((endpoint) => ({ name: endpoint.properties.link.name, message: notUndoneReason(endpoint, undo) })),
     };
   });
 }
