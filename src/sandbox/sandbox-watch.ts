@@ -19,6 +19,7 @@ import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
 import { notUndoneReason, undoUnfinishedEndpoints, unfinishedEndpoints } from '../network/unfinished-attach.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
+import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
 import {
   connectVirtualMachine,
@@ -185,10 +186,12 @@ export async function applyNamespaceChange(
           toPush.push(...added);
           addedEndpoints.push(...added);
           summary.added.push(...added.map((endpoint) => endpoint.name));
-        } catch (error) {
+        } catch (attachError) {
           // Deleted again before it could be attached (veths that come and go within a debounce):
           // nothing to attach, report or retry; the attach undid what it had made.
           if (!(await linkStillThere(network, info.link))) continue;
+          // QEMU's "Duplicate ID" for a NIC no endpoint records: said as that, with how to remove it.
+          const error = explainTakenHotplugId(attachError, { sandbox: id, link: info.link.name, state, network });
           summary.failed.push({
             name: info.link.name,
             code: classifyError(error).code,
