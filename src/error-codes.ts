@@ -314,6 +314,14 @@ export const ErrorCodes = deepFreeze({
     agent: 'DEADLINE_EXCEEDED',
   },
   VCNET_HOTPLUG_FAILED: { meaning: 'plugging a NIC into the running VM failed', role: 'general', ...failed },
+  VCNET_HOTPLUG_ID_TAKEN: {
+    meaning:
+      'the running VM already has a NIC or netdev under the id vcnet gives a new NIC, and no endpoint records it',
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'VCNET_FAILED',
+    agent: 'ALREADY_EXISTS',
+  },
   VCNET_HOTPLUG_NO_SLOT: {
     meaning: 'the running VM has no free place to hot-plug a NIC into (vcnet ports all taken, or none given at boot)',
     role: 'specific',

@@ -339,6 +339,7 @@ export {
   type ConfigureGuestResult,
   configureGuest,
 } from './sandbox/configure-guest.js';
+export { HotplugIdTakenError } from './sandbox/hotplug-id-taken.js';
 export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
 export { NamespaceBusyError, NamespaceHeldError, UnrecordedGroupLinkError } from './sandbox/namespace-hold.js';
 export {

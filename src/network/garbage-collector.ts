@@ -90,6 +90,7 @@ import {
   stateDirectory,
 } from './state/store.js';
 import { refuseUntrustedDirectory } from './state/trust.js';
+import { undoUnfinishedEndpoints } from './unfinished-attach.js';
 
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'qdisc' | 'state';
@@ -1406,7 +1407,13 @@ async function finishUnfinished(
             report.removed.push(...descriptions.values());
             return;
           }
-          const undo = await network.removeEndpoints(unfinished);
+          // A live sandbox's unfinished hot-plug may have put its NIC in the VM: unplugged first, and
+          // kept (with its record) while the VM holds it. A killed attach handed nothing to a VM.
+          const undo = await undoUnfinishedEndpoints(
+            network,
+            unfinished,
+            killedAttach ? undefined : current.hypervisor,
+          );
           // An endpoint the kernel refused to undo in part stays in the network (and in the record).
           const remaining = new Set(network.endpoints());
           // A live sandbox's unfinished add-iface: only that endpoint went; the record stays, and says so.
@@ -1418,6 +1425,14 @@ async function finishUnfinished(
               namespacePath: current.namespace.path,
               reason: failure.message,
               errno: failure.errno,
+            });
+          }
+          for (const endpoint of unfinished) {
+            const plugged = undo.stillPlugged?.find((entry) => entry.endpoint === endpoint.name);
+            if (!plugged || !remaining.has(endpoint)) continue;
+            report.failures.push({
+              namespacePath: current.namespace.path,
+              reason: `unfinished attach of ${endpoint.properties.link.name} (sandbox ${id}): ${plugged.deviceId} may still be in the VM, so its record and plumbing stay (gc tries again; \`vcnet del-iface\` removes it once the VM lets go): ${plugged.error.message}`,
             });
           }
           if (network.endpoints().length === 0) store.remove();

@@ -34,6 +34,7 @@ import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../ne
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
+import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import {
@@ -217,8 +218,10 @@ export async function addInterface(
         },
         keeper,
       ).catch((error: unknown) => {
+        // QEMU's "Duplicate ID" for a NIC no endpoint records: said as that, with how to remove it.
+        if (!(error instanceof RollbackIncompleteError))
+          throw explainTakenHotplugId(error, { sandbox: id, link: info.link.name, state, network });
         // `vcnet detach` would take the whole live sandbox down; gc finishes only the unfinished interface.
-        if (!(error instanceof RollbackIncompleteError)) throw error;
         throw error.retold(
           `add-iface ${guestName}`,
           `${store.statePath} keeps what is left of this interface: \`vcnet gc --netns ${shellWord(network.config.namespacePath)}${stateDirectoryFlag(store.root)}\` removes it once the cause is fixed and leaves the rest of sandbox ${id} alone (\`vcnet detach\` would detach the whole sandbox)`,

@@ -17,7 +17,9 @@ import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
+import { notUndoneReason, undoUnfinishedEndpoints, unfinishedEndpoints } from '../network/unfinished-attach.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
+import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
 import {
   connectVirtualMachine,
@@ -197,10 +199,12 @@ export async function applyNamespaceChange(
           toPush.push(...added);
           addedEndpoints.push(...added);
           summary.added.push(...added.map((endpoint) => endpoint.name));
-        } catch (error) {
+        } catch (attachError) {
           // Deleted again before it could be attached (veths that come and go within a debounce):
           // nothing to attach, report or retry; the attach undid what it had made.
           if (!(await linkStillThere(network, info.link))) continue;
+          // QEMU's "Duplicate ID" for a NIC no endpoint records: said as that, with how to remove it.
+          const error = explainTakenHotplugId(attachError, { sandbox: id, link: info.link.name, state, network });
           summary.failed.push({
             name: info.link.name,
             code: classifyError(error).code,
@@ -504,26 +508,27 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
 /**
  * Undoes the endpoints the record keeps as unfinished (model 'pending': a watch or add-iface killed
  * while it attached them), as `vcnet gc` would, under the sandbox lock; an attach killed before its
- * first write (`attaching`) is gc's. Says which pod links it undid and which it could not.
+ * first write (`attaching`) is gc's. A NIC such an attach hot-plugged is unplugged from the VM the
+ * record names first (network/unfinished-attach.ts); one the VM keeps keeps its endpoint and record.
+ * Says which pod links it undid and which it could not.
  */
 async function undoUnfinishedAttaches(
   id: string,
   stateDirectory: string | undefined,
 ): Promise<{ undone: string[]; notUndone: Array<{ name: string; message: string }> }> {
   return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
-    const unfinished = network.endpoints().filter((endpoint) => endpoint.plumbing?.model === 'pending');
+    const unfinished = unfinishedEndpoints(network);
     if (state.attaching === true || unfinished.length === 0) return { undone: [], notUndone: [] };
-    const undo = await network.removeEndpoints(unfinished);
+    const undo = await undoUnfinishedEndpoints(network, unfinished, state.hypervisor);
     sandboxRecordKeeper(store, state, network).persist();
     const remaining = new Set(network.endpoints());
-    const reason = undo.failures.map((failure) => failure.message).join('; ');
     return {
       undone: unfinished
         .filter((endpoint) => !remaining.has(endpoint))
         .map((endpoint) => endpoint.properties.link.name),
       notUndone: unfinished
         .filter((endpoint) => remaining.has(endpoint))
-        .map((endpoint) => ({ name: endpoint.properties.link.name, message: reason })),
+        .map((endpoint) => ({ name: endpoint.properties.link.name, message: notUndoneReason(endpoint, undo) })),
     };
   });
 }

@@ -98,3 +98,16 @@ export function killAfter(operation: 'attach' | 'detach', microseconds?: number)
       : { VCNET_TEST_KILL_AFTER_US: String(microseconds) }),
   };
 }
+
+/**
+ * Environment for a vcnet run (add-iface, watch) that kills itself (SIGKILL) as soon as its first
+ * endpoint hot-plug is done (tap, filters, netdev_add, device_add): the NIC is in the VM and the
+ * record still keeps the endpoint as unfinished ('pending').
+ */
+export function killAfterHotplug(): Record<string, string> {
+  return {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${KILL_PRELOAD}`.trim(),
+    VCNET_TEST_KILL_OPERATION: 'hotplug',
+    VCNET_TEST_KILL_AT: 'asyncEnd',
+  };
+}

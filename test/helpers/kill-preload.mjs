@@ -5,8 +5,11 @@
  * inside a synchronous stretch, between a netlink send and its ack, during a journal write, or after
  * the operation in the record's final write. Production code knows nothing of it.
  *
- *   VCNET_TEST_KILL_OPERATION=attach|detach   which operation's start arms the timer
+ *   VCNET_TEST_KILL_OPERATION=attach|detach|hotplug   which operation's start arms the timer
  *   VCNET_TEST_KILL_AFTER_US=<microseconds>   when to kill, counted from that start (absent: never)
+ *   VCNET_TEST_KILL_AT=asyncEnd               kill instead, on the main thread, when the operation's
+ *                                             promise settles (`hotplug`: one endpoint's tap, filters,
+ *                                             netdev_add and device_add done, its record still pending)
  *   VCNET_TEST_REPORT_WINDOW=1                print "vcnet: kill window <us>" at exit: start to exit
  */
 import { tracingChannel } from 'node:diagnostics_channel';
@@ -40,7 +43,12 @@ tracingChannel(`vcnet:${operation}`).subscribe({
   },
   end: ignore,
   asyncStart: ignore,
-  asyncEnd: ignore,
+  asyncEnd:
+    process.env.VCNET_TEST_KILL_AT === 'asyncEnd'
+      ? () => {
+          process.kill(process.pid, 'SIGKILL');
+        }
+      : ignore,
   error: ignore,
 });
 

@@ -1,0 +1,107 @@
+/**
+ * Undoing the endpoints a process stopped part-way through attaching: model 'pending' in the record,
+ * left by an add-iface or a watch killed (SIGKILL, OOM) while it attached and hot-plugged a link.
+ * `vcnet watch` does it when it starts, `vcnet gc` for a record whose lock is free.
+ *
+ * Such an endpoint may be in the running VM already: a hot-plug killed right after QEMU took the
+ * device (netdev_add, device_add) leaves net<N> and netdev-net<N> there, under the ids the next
+ * hot-plug of that index takes. Undoing the host side alone left them behind, and every later
+ * hot-plug of the id failed with QEMU's "Duplicate ID" (del-iface no longer knew the name). So the
+ * VM the record names is asked first, as del-iface does (QEMU: device_del, wait for DEVICE_DELETED,
+ * netdev_del; "not found" is fine: the kill came before the device reached the VM; Cloud
+ * Hypervisor: vm.remove-device, 404 is fine), then the host side goes.
+ *
+ * A VMM whose socket is not there or refuses the connection has stopped, and its NICs with it: the
+ * host side goes alone, as before. One that answers but does not release the NIC (a guest that
+ * ignores the eject, a QMP socket another client holds) keeps the endpoint, its plumbing and its
+ * record (the report's stillPlugged): a record is never dropped of a NIC still in the VM.
+ */
+
+import {
+  CloudHypervisorClient,
+  CloudHypervisorConnectionError,
+  CloudHypervisorHotplugTarget,
+} from '../hypervisor/cloud-hypervisor-client.js';
+import type { HotplugTarget, NetworkDevice } from '../hypervisor/device.js';
+import { QmpConnectionError } from '../hypervisor/errors.js';
+import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
+import type { Endpoint } from './endpoint/endpoint.js';
+import type { Network } from './network.js';
+import type { UndoReport } from './plan/apply.js';
+import type { HypervisorRecord } from './state/records.js';
+
+/** How long the guest gets to release a NIC, as add-iface, del-iface and watch give it. */
+const UNPLUG_TIMEOUT_MS = 20_000;
+
+/** The endpoints of a record left unfinished by an attach that was killed ('pending'). */
+export function unfinishedEndpoints(network: Network): Endpoint[] {
+  return network.endpoints().filter((endpoint) => endpoint.plumbing?.model === 'pending');
+}
+
+/**
+ * Undoes `endpoints` (unfinished ones of a live sandbox record): unplugged first from the VM
+ * `hypervisor` names, when it runs, then their host side removed. An endpoint the VM did not release
+ * stays in the network with all its records (the report's stillPlugged says why).
+ */
+export function undoUnfinishedEndpoints(
+  network: Network,
+  endpoints: readonly Endpoint[],
+  hypervisor: HypervisorRecord | undefined,
+): Promise<UndoReport> {
+  const vm = recordedVm(hypervisor);
+  return vm ? network.removeEndpoints(endpoints, vm, { requireUnplug: true }) : network.removeEndpoints(endpoints);
+}
+
+/** Why an endpoint `undoUnfinishedEndpoints` kept was not undone, for notices and gc's report. */
+export function notUndoneReason(endpoint: Endpoint, report: UndoReport): string {
+  const plugged = report.stillPlugged?.find((entry) => entry.endpoint === endpoint.name);
+  if (plugged) {
+    return `${plugged.deviceId} may still be in the VM, so its record and plumbing stay: ${plugged.error.message}`;
+  }
+  return report.failures.map((failure) => failure.message).join('; ');
+}
+
+/** The VM a sandbox record names, for unplugging only; undefined when it names none vcnet can reach. */
+function recordedVm(hypervisor: HypervisorRecord | undefined): HotplugTarget | undefined {
+  const socket = hypervisor?.controlSocket;
+  if (!socket) return undefined;
+  if (hypervisor.kind === 'qemu') {
+    return new UnplugIfRunning(new QemuHotplugSessions(socket, { timeoutMs: UNPLUG_TIMEOUT_MS }));
+  }
+  if (hypervisor.kind === 'clh') {
+    return new UnplugIfRunning(
+      new CloudHypervisorHotplugTarget(new CloudHypervisorClient(socket, { timeoutMs: 30_000 })),
+    );
+  }
+  // Firecracker plugs nothing after boot: a pending endpoint never reached its VM.
+  return undefined;
+}
+
+/** Unplugs through `vm`; a VM that is gone (its socket not there, or nobody listening) holds no NIC. */
+class UnplugIfRunning implements HotplugTarget {
+  constructor(private readonly vm: HotplugTarget) {}
+
+  hotplugNetworkDevice(device: NetworkDevice): Promise<{ pciPath?: string }> {
+    return Promise.reject(new Error(`an undo plugs nothing (asked to plug ${device.id})`));
+  }
+
+  async unplugNetworkDevice(id: string): Promise<void> {
+    try {
+      await this.vm.unplugNetworkDevice(id);
+    } catch (error) {
+      if (!vmGone(error)) throw error;
+    }
+  }
+}
+
+/**
+ * Whether the VMM is not running: its socket is not there (ENOENT) or nobody listens on it
+ * (ECONNREFUSED). A socket that accepts and does not answer (another QMP client holds it, a hung
+ * VMM) is no proof: the NIC may be in the VM.
+ */
+function vmGone(error: unknown): boolean {
+  if (error instanceof CloudHypervisorConnectionError) return error.failure === 'unreachable';
+  if (!(error instanceof QmpConnectionError)) return false;
+  const code = (error.cause as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ECONNREFUSED';
+}

@@ -1,0 +1,61 @@
+/**
+ * A hot-plug QEMU refused because the VM already has a device or netdev under the id vcnet gives the
+ * new endpoint's NIC (net<N>, netdev-net<N>), an id no endpoint of the sandbox's record owns. vcnet
+ * numbers a new endpoint above the recorded ones, so such an id is a NIC left in the VM without a
+ * record: a hot-plug killed right after QEMU took it, whose half-made attach a vcnet before session
+ * 20 undid on the host only (watch start, gc), or one a hand or another tool plugged under that id.
+ *
+ * QEMU's "Duplicate ID" alone pointed at del-iface, which refuses a name the record no longer has, and
+ * every retry (a watch tries with each change) failed the same way. Taking the next free id instead
+ * would hide a NIC the guest still sees, with no backend; and vcnet does not unplug a device it has
+ * no record of (it cannot tell it from another tool's). So the error names the id, says whose it is
+ * not, and gives the QMP commands that remove it.
+ */
+import { causeChain, VcnetError } from '../errors.js';
+import { NetworkHotplugError, QmpCommandError } from '../hypervisor/errors.js';
+import { qemuNetdevId } from '../hypervisor/qemu.js';
+import type { Network } from '../network/network.js';
+import type { SandboxState } from './service.js';
+
+export class HotplugIdTakenError extends VcnetError {
+  static override readonly errorName: string = 'HotplugIdTakenError';
+  /** The id QEMU has already: the NIC's (net<N>) or its netdev's (netdev-net<N>). */
+  readonly takenId: string;
+  constructor(sandbox: string, link: string, deviceId: string, takenId: string, qmpSocket: string, cause: unknown) {
+    const netdev = qemuNetdevId(deviceId);
+    super(
+      'VCNET_HOTPLUG_ID_TAKEN',
+      `cannot hot-plug ${link} into sandbox ${sandbox}'s VM as ${deviceId}: the VM already has ${takenId === deviceId ? 'a device' : 'a netdev'} ${takenId}, which no endpoint of the sandbox records (nothing was added)`,
+      {
+        value: takenId,
+        hint: `it is most likely a NIC a hot-plug killed part-way left in the VM, whose record was undone on the host only (vcnet builds before session 20), so del-iface does not know it. Unplug it through QMP on ${qmpSocket}: {"execute":"device_del","arguments":{"id":"${deviceId}"}}, wait for its DEVICE_DELETED event, then {"execute":"netdev_del","arguments":{"id":"${netdev}"}} (either may answer "not found": the other one was all there was); then run this again (a watch tries again with the next change)`,
+        cause,
+      },
+    );
+    this.takenId = takenId;
+  }
+}
+
+const DUPLICATE_ID = /Duplicate (?:device )?ID '([^']+)'/i;
+
+/**
+ * `error` as HotplugIdTakenError when it is QEMU refusing the endpoint's hot-plug (rolled back: nothing
+ * added) for an id of vcnet's scheme that no recorded endpoint owns; otherwise `error` itself.
+ */
+export function explainTakenHotplugId(
+  error: unknown,
+  context: { sandbox: string; link: string; state: SandboxState; network: Network },
+): unknown {
+  const qmpSocket = context.state.hypervisor?.kind === 'qemu' ? context.state.hypervisor.controlSocket : undefined;
+  if (!qmpSocket) return error;
+  // Only the refusal itself: one wrapped (a RollbackIncompleteError) has more to say, what it left.
+  const hotplug = error;
+  if (!(hotplug instanceof NetworkHotplugError) || !hotplug.rolledBack) return error;
+  const refusal = causeChain(hotplug).find((link): link is QmpCommandError => link instanceof QmpCommandError);
+  const taken = refusal ? DUPLICATE_ID.exec(refusal.description)?.[1] : undefined;
+  const { deviceId } = hotplug;
+  if (taken === undefined || (taken !== deviceId && taken !== qemuNetdevId(deviceId))) return error;
+  // An id a recorded endpoint has is that endpoint's NIC: not this case (and not expected).
+  if (context.network.endpoints().some((endpoint) => endpoint.deviceId === deviceId)) return error;
+  return new HotplugIdTakenError(context.sandbox, context.link, deviceId, taken, qmpSocket, error);
+}
