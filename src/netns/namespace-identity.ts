@@ -21,7 +21,7 @@ import {
   statSync,
 } from 'node:fs';
 import { uptime } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { errnoOf, NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
 import { appendTo } from '../multimap.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
@@ -532,7 +532,11 @@ export class NamespaceUnseenError extends VcnetError {
     super(
       'VCNET_NETNS_UNSEEN',
       `whether the namespace recorded in ${file} (${recorded.path}, inode ${recorded.ino}) still exists cannot be told: ${describeUnseen(unseen)}; the record is kept and nothing was changed`,
-      { value: recorded.path, hint: UNSEEN_HINT },
+      {
+        value: recorded.path,
+        // No command takes a namespace it could not see for gone: the operator who knows is the way out.
+        hint: `${UNSEEN_HINT}; or, once you know nothing holds it any more (the sandbox's VM and every process of its pod have exited), drop the record by hand: rm -r ${shellWord(dirname(file))} (what vcnet made lived in that namespace and went with it)`,
+      },
     );
   }
 }
