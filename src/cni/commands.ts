@@ -4,6 +4,7 @@
  * Only CNI_IFNAME is attached, never the rest of the namespace (other chains own other interfaces).
  */
 
+import { lstatSync } from 'node:fs';
 import { type DetachFinishedBy, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import type { Link } from '../netlink/codec/link.js';
@@ -12,9 +13,11 @@ import { NetlinkHandle } from '../netlink/handle.js';
 import { isHostNamespace } from '../netns/namespace.js';
 import {
   damagedIdentityField,
+  describeUnseen,
   NamespaceChangedError,
   NamespaceGoneError,
   NamespacePathError,
+  NamespaceUnseenError,
   type OpenedNamespace,
   openNamespaceForRecord,
   openNetworkNamespace,
@@ -361,6 +364,17 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
         warn(await setAsideUnreadable(store, request, error));
         return;
       }
+      if (error instanceof NamespaceUnseenError) {
+        // No CAP_SYS_PTRACE (or /proc's hidepid=): whether something still holds the recorded
+        // namespace cannot be told. When the runtime says it is gone, DEL succeeds (CNI: a DEL of
+        // what no longer exists succeeds): refusing would stop the chain here on every retry, and
+        // the IPAM plugin's DEL would never free the pod's address.
+        const gone = namespaceGoneByRuntime(environment.namespacePath);
+        if (gone === undefined) throw error;
+        store.remove();
+        warn(droppedUnseenWarning(environment, store.statePath, error, gone));
+        return;
+      }
       if (!(error instanceof NamespaceGoneError || error instanceof NamespaceChangedError)) throw error;
       store.remove();
       return;
@@ -383,6 +397,34 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
       recorded.close();
     }
   }, config.lockTimeoutMs);
+}
+
+/**
+ * Why the runtime says the pod namespace is gone: CNI_NETNS empty (the CNI spec lets a runtime pass
+ * none on DEL when the namespace is gone), or a path that does not exist. undefined when it names
+ * something that exists, or that cannot be looked at (EACCES: it may exist): the runtime then
+ * still has the namespace, and what vcnet-cni made may live in it.
+ */
+function namespaceGoneByRuntime(path: string | undefined): string | undefined {
+  if (!path) return 'CNI_NETNS is empty';
+  try {
+    lstatSync(path);
+    return undefined;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR' ? `CNI_NETNS ${path} does not exist` : undefined;
+  }
+}
+
+/** DEL's warning when it dropped a record whose namespace the runtime says is gone, unseen by vcnet-cni. */
+function droppedUnseenWarning(
+  environment: CniEnvironment,
+  statePath: string,
+  error: NamespaceUnseenError,
+  gone: string,
+): string {
+  const { recorded, unseen } = error;
+  return `vcnet-cni DEL of ${sandboxKey(environment)}: dropped the record ${statePath}: ${gone}, and the namespace it names (${recorded.path}, inode ${recorded.ino}) is not at its path, while whether some process still holds it cannot be told (${describeUnseen(unseen)}); everything vcnet-cni made for ${environment.interfaceName} lives in that namespace and goes with it once its last holder exits. Should a VMM still hold it, \`vcnet gc --netns /proc/PID/ns/net\` (as root with CAP_SYS_PTRACE) removes what no record owns there`;
 }
 
 /**

@@ -21,7 +21,7 @@ import {
   statSync,
 } from 'node:fs';
 import { uptime } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { errnoOf, NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
 import { appendTo } from '../multimap.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
@@ -31,7 +31,14 @@ export { NamespacePathError };
 
 import { nativeNamespaces } from '../native/namespaces.js';
 import { shellWord } from '../shell-word.js';
-import { hasSysPtrace, isPermissionRefusal, lookAtFile, processIds, procHidesProcesses } from './processes.js';
+import {
+  hasSysPtrace,
+  isKernelThread,
+  isPermissionRefusal,
+  lookAtFile,
+  processIds,
+  procHidesProcesses,
+} from './processes.js';
 
 /** Where `ip netns` pins named namespaces (bind mounts). */
 export const NETNS_RUN_DIRECTORY = '/var/run/netns';
@@ -356,9 +363,17 @@ export class NamespaceHolders {
   #fds: Map<number, string[]> | undefined;
   /**
    * The processes some look of this search was refused at (EACCES, EPERM: another user's process
-   * without CAP_SYS_PTRACE): any of them may hold the namespace. A process that exited is not here.
+   * without CAP_SYS_PTRACE): any of them may hold the namespace. A process that exited is not here,
+   * nor a kernel thread (see #kernelThreads).
    */
   readonly #refused = new Set<number>();
+  /**
+   * Refused processes that are kernel threads (PF_KTHREAD): they run in the initial namespaces and
+   * hold no fds, so they hold no namespace vcnet made; not counted, and not looked into again (their
+   * threads, mounts and fds). Without CAP_SYS_PTRACE root is refused every one of them, which made a
+   * search never able to say a namespace is gone.
+   */
+  readonly #kernelThreads = new Set<number>();
   /** Places outside /proc/PID it was refused at (a bind mount of the namespace in a directory it cannot search). */
   readonly #refusedPaths = new Set<string>();
   #hidepid: string | undefined | null = null;
@@ -379,15 +394,15 @@ export class NamespaceHolders {
       if (looked === 'refused') this.refusedAt(path);
       return typeof looked === 'object' && looked.dev === identity.dev && looked.ino === identity.ino;
     };
-    const refuse = (pid: number) => this.#refused.add(pid);
+    const refuse = (pid: number) => this.#refuse(pid);
     this.#ownMounts ??= nsfsMountsByInode(['self'], refuse);
     found.push(...(this.#ownMounts.get(identity.ino) ?? []).filter(same));
     if (found.length > 0) return found;
-    this.#otherMounts ??= nsfsMountsByInode(this.#processIds(), refuse);
+    this.#otherMounts ??= nsfsMountsByInode(this.#processesToLookInto(), refuse);
     found.push(...(this.#otherMounts.get(identity.ino) ?? []).filter(same));
     if (found.length > 0) return found;
     // Last, an fd a process keeps open on it (`exec 3</proc/PID/ns/net`, a runtime holding it).
-    this.#fds ??= namespaceFdsByInode(this.#processIds(), refuse);
+    this.#fds ??= namespaceFdsByInode(this.#processesToLookInto(), refuse);
     return [...(this.#fds.get(identity.ino) ?? []), ...(this.#fds.get(-1) ?? [])].filter(same);
   }
 
@@ -413,13 +428,26 @@ export class NamespaceHolders {
   /** Counts the process a refused /proc/PID/... path belongs to (a holder found that could not be opened, too). */
   refusedAt(path: string): void {
     const pid = /^\/proc\/(\d+)\//.exec(path)?.[1];
-    if (pid !== undefined) this.#refused.add(Number(pid));
+    if (pid !== undefined) this.#refuse(Number(pid));
     else this.#refusedPaths.add(path);
+  }
+
+  /** A process some look was refused at: counted unless it is a kernel thread (read once, from /proc/PID/stat). */
+  #refuse(pid: number): void {
+    if (this.#refused.has(pid) || this.#kernelThreads.has(pid)) return;
+    if (isKernelThread(pid)) this.#kernelThreads.add(pid);
+    else this.#refused.add(pid);
   }
 
   #processIds(): number[] {
     this.#pids ??= processIds();
     return this.#pids;
+  }
+
+  /** The processes past the first look (/proc/PID/ns/net): every one but the kernel threads found by then. */
+  #processesToLookInto(): number[] {
+    if (this.#kernelThreads.size === 0) return this.#processIds();
+    return this.#processIds().filter((pid) => !this.#kernelThreads.has(pid));
   }
 
   #processesByKey(): Map<string, string[]> {
@@ -430,12 +458,12 @@ export class NamespaceHolders {
   #threadsByKey(): Map<string, string[]> {
     if (this.#threads) return this.#threads;
     const paths: string[] = [];
-    for (const pid of this.#processIds()) {
+    for (const pid of this.#processesToLookInto()) {
       let tids: string[];
       try {
         tids = readdirSync(`/proc/${pid}/task`);
       } catch (error) {
-        if (isPermissionRefusal(error)) this.#refused.add(pid);
+        if (isPermissionRefusal(error)) this.#refuse(pid);
         continue;
       }
       // The main thread is the process, looked at above.
@@ -504,7 +532,11 @@ export class NamespaceUnseenError extends VcnetError {
     super(
       'VCNET_NETNS_UNSEEN',
       `whether the namespace recorded in ${file} (${recorded.path}, inode ${recorded.ino}) still exists cannot be told: ${describeUnseen(unseen)}; the record is kept and nothing was changed`,
-      { value: recorded.path, hint: UNSEEN_HINT },
+      {
+        value: recorded.path,
+        // No command takes a namespace it could not see for gone: the operator who knows is the way out.
+        hint: `${UNSEEN_HINT}; or, once you know nothing holds it any more (the sandbox's VM and every process of its pod have exited), drop the record by hand: rm -r ${shellWord(dirname(file))} (what vcnet made lived in that namespace and went with it)`,
+      },
     );
   }
 }

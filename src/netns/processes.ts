@@ -16,6 +16,43 @@ export function processIds(): number[] {
   return names.filter((name) => /^\d+$/.test(name)).map(Number);
 }
 
+/** PF_KTHREAD (include/linux/sched.h): the kernel sets it on its own threads only; no process can set or keep it. */
+const PF_KTHREAD = 0x00200000;
+
+/**
+ * Whether a /proc/PID/stat line is a kernel thread's: PF_KTHREAD in its flags (field 9), which
+ * /proc/PID/stat shows to anyone, without CAP_SYS_PTRACE (ppid 2 would not do: in a pid namespace
+ * pid 2 is an ordinary process, whose children a holder search must look into). undefined when the
+ * line cannot be read as one. The command name (field 2) is in parentheses and may hold spaces and
+ * parentheses itself: the fields after it start after the last ')'.
+ */
+export function isKernelThreadStat(stat: string): boolean | undefined {
+  const end = stat.lastIndexOf(')');
+  if (end < 0) return undefined;
+  // state (field 3), ppid, pgrp, session, tty_nr, tpgid, flags (field 9)
+  const flags = stat
+    .slice(end + 1)
+    .trim()
+    .split(/\s+/)[6];
+  if (flags === undefined || !/^\d+$/.test(flags)) return undefined;
+  return (Number(flags) & PF_KTHREAD) !== 0;
+}
+
+/**
+ * Whether /proc/PID is a kernel thread (kthreadd and its children: kworkers, ksoftirqd...). They run
+ * in the initial namespaces and hold no fds, so they never hold a namespace vcnet made; without
+ * CAP_SYS_PTRACE their /proc/PID/ns/net and fds are refused to root (their capabilities are not a
+ * subset of its own), which says nothing about a pod's namespace. false when it cannot be told
+ * (the process exited, /proc/PID/stat unreadable).
+ */
+export function isKernelThread(pid: number): boolean {
+  try {
+    return isKernelThreadStat(readFileSync(`/proc/${pid}/stat`, 'utf8')) === true;
+  } catch {
+    return false;
+  }
+}
+
 /** A file's device and inode, which name a namespace (nsfs) for as long as it lives; undefined when it is gone or not readable. */
 export function fileIdentity(path: string): { dev: number; ino: number } | undefined {
   try {

@@ -1,6 +1,6 @@
 /** Whether /proc hides processes from vcnet (hidepid=), read from mountinfo and CapEff. */
 import { describe, expect, it } from 'vitest';
-import { hasSysPtrace, procHidesProcesses } from '../../src/netns/processes.js';
+import { hasSysPtrace, isKernelThreadStat, procHidesProcesses } from '../../src/netns/processes.js';
 import { inInitialUserNamespace, refuseMacvtapInUserNamespace } from '../../src/network/user-namespace.js';
 
 const WITHOUT_PTRACE = 'CapEff:\t0000000000201000\n'; // CAP_NET_ADMIN and CAP_SYS_ADMIN
@@ -33,6 +33,40 @@ describe('hasSysPtrace', () => {
     expect(hasSysPtrace(WITH_PTRACE)).toBe(true);
     expect(hasSysPtrace(WITHOUT_PTRACE)).toBe(false);
     expect(hasSysPtrace('Name:\tnode\n')).toBe(false);
+  });
+});
+
+describe('isKernelThreadStat', () => {
+  // Recorded from Linux 6.18: kthreadd, a kworker (ppid 2, flags with PF_KTHREAD 0x00200000), and
+  // processes (flags without it).
+  const kthreadd =
+    '2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 1 1 0 0 20 0 1 0 15 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n';
+  const kworker =
+    '10 (kworker/0:0H-events_highpri) I 2 0 0 0 -1 69238880 0 0 0 0 0 0 0 0 0 -20 1 0 15 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n';
+  const init =
+    '1 (systemd) S 0 1 1 0 -1 4194560 144228 1267979522 0 34447 1024 1565 5721819 1071394 20 0 1 0 15 42737664 3134 18446744073709551615 1 1 0 0 0 0 671173123 4096 1260 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n';
+  const cat =
+    '5700 (cat) R 5694 5694 24878 0 -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 6734235 3133440 362 18446744073709551615 94287497371648 94287497391529 140724684266096 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 94287497407536 94287497409152 94287844069376 140724684270306 140724684270326 140724684270326 140724684271595 0\n';
+
+  it('reads PF_KTHREAD in the flags (field 9)', () => {
+    expect(isKernelThreadStat(kthreadd)).toBe(true);
+    expect(isKernelThreadStat(kworker)).toBe(true);
+    expect(isKernelThreadStat(init)).toBe(false);
+    expect(isKernelThreadStat(cat)).toBe(false);
+  });
+
+  it('a command name with spaces and parentheses does not move the fields; ppid 2 is no kernel thread', () => {
+    // A process may name itself so (prctl PR_SET_NAME, 15 bytes at most): the fields start after the last ')'.
+    expect(isKernelThreadStat('7 (a) S 2 (b) c) S 1 7 7 0 -1 4194304 0 0\n')).toBe(false);
+    expect(isKernelThreadStat('8 (k) 1 2 3 (x) I 2 0 0 0 -1 69238880 0 0\n')).toBe(true);
+    // A child of pid 2 in a pid namespace, where pid 2 is an ordinary process.
+    expect(isKernelThreadStat('31 (sleep) S 2 1 1 0 -1 4194304 0 0 0 0\n')).toBe(false);
+  });
+
+  it('is undefined for what is no stat line', () => {
+    expect(isKernelThreadStat('')).toBeUndefined();
+    expect(isKernelThreadStat('2 (kthreadd) S 0 0')).toBeUndefined();
+    expect(isKernelThreadStat('2 (kthreadd) S 0 0 0 0 -1 x 0')).toBeUndefined();
   });
 });
 

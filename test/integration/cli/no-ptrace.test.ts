@@ -4,18 +4,33 @@
  * /proc hides with hidepid=. A pod namespace whose path is gone (or is such a /proc/PID/ns/net)
  * may be held by one of them (a VMM run as its own user): gc, detach and vcnet-cni DEL must then
  * not take it for gone, drop its record and leave its tap and filters running. gc keeps the record
- * and says why; detach and DEL refuse ("not permitted": exit 3, CNI 108) naming CAP_SYS_PTRACE.
+ * and says why; detach refuses ("not permitted": exit 3) naming CAP_SYS_PTRACE and the way out. DEL
+ * refuses (CNI 108) only while CNI_NETNS exists: when the runtime says the namespace is gone (CNI_NETNS
+ * empty or not there) it drops the record with a warning, as CNI wants of a DEL of what is gone.
+ * Kernel threads, which root without CAP_SYS_PTRACE may not look into either, never count.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CLI, vcnet } from '../../helpers/cli.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
 import { makePod } from '../../helpers/pod.js';
 
 const CNI_MAIN = join(CLI, '..', '..', 'cni', 'main.js');
+const PROC_FILTER_PRELOAD = fileURLToPath(new URL('../../helpers/proc-filter-preload.mjs', import.meta.url));
 /** What a service of vcnet keeps: everything it needs but CAP_SYS_PTRACE. */
 const WITHOUT_PTRACE = ['net_admin', 'sys_admin', 'dac_override', 'dac_read_search'];
 
@@ -83,6 +98,69 @@ function seenThrough(pid: number): { links: string; filters: string } {
   return { links, filters: run('tc', 'filter', 'show', 'dev', 'eth0', 'ingress') };
 }
 
+/** NODE_OPTIONS that preload `module` into the vcnet process (after any the test run has). */
+function preloaded(module: string): Record<string, string> {
+  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${module}`.trim() };
+}
+
+/** `pid`'s parent, its parent's parent... to pid 1, from /proc/PID/stat. */
+function ancestorsOf(pid: number): number[] {
+  const found: number[] = [];
+  for (let current = pid; ; ) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${current}/stat`, 'utf8');
+    } catch {
+      return found;
+    }
+    const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (!(parent > 0) || found.includes(parent)) return found;
+    found.push(parent);
+    current = parent;
+  }
+}
+
+/** vcnet-cni ADD and DEL of eth0 in the namespace at `path` for container `containerId`, as root or without CAP_SYS_PTRACE. */
+function cniOf(path: string, containerId: string) {
+  const cniState = join(stateDirectory, 'cni');
+  const config = JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'noptrace',
+    type: 'vcnet-cni',
+    stateDir: cniState,
+    prevResult: {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'eth0', sandbox: path }],
+      ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
+    },
+  });
+  const env = (command: string, extra: Record<string, string> = {}) => ({
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: containerId,
+    CNI_NETNS: path,
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: '/usr/lib/cni',
+    ...extra,
+  });
+  return {
+    record: join(cniState, containerId, 'interfaces', 'eth0', 'state.json'),
+    asRoot(command: string) {
+      const result = spawnSync(process.execPath, [CNI_MAIN], {
+        input: config,
+        encoding: 'utf8',
+        env: { ...process.env, ...env(command) },
+      });
+      return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+    },
+    withoutPtrace(command: string, extra: Record<string, string> = {}) {
+      return withCapabilities(WITHOUT_PTRACE, [process.execPath, CNI_MAIN], {
+        input: config,
+        env: env(command, extra),
+      });
+    },
+  };
+}
+
 interface GcJson {
   removed: Array<{ kind: string; name: string }>;
   skipped: Array<{ file: string; reason: string; namespaceUnseen?: boolean }>;
@@ -114,6 +192,8 @@ describe.skipIf(skipReason !== undefined)('without CAP_SYS_PTRACE, a namespace h
     const detach = withCapabilities(WITHOUT_PTRACE, [process.execPath, CLI, 'detach', '--sandbox', 'np', ...state]);
     expect(detach.status, detach.stderr).toBe(3);
     expect(detach.stderr).toMatch(/^hint: .*CAP_SYS_PTRACE/m);
+    // The way out without it, for an operator who knows the VM is gone.
+    expect(detach.stderr).toContain(`drop the record by hand: rm -r ${join(stateDirectory, 'np')} `);
     expect(detach.stdout).not.toContain('detached');
     expect(existsSync(record)).toBe(true);
     expect(seenThrough(pid)).toEqual(before);
@@ -165,53 +245,116 @@ describe.skipIf(skipReason !== undefined)('without CAP_SYS_PTRACE, a namespace h
     expect(vcnet(['detach', '--sandbox', 'hp', ...state]).status).toBe(0);
   }, 60_000);
 
-  it('vcnet-cni DEL refuses (code 108) and keeps the record when the runtime removed the path first', async () => {
+  it('vcnet-cni DEL refuses (code 108) while CNI_NETNS names another namespace, and drops the record once the runtime removed it', async () => {
     const { pod } = makePod();
-    const cniState = join(stateDirectory, 'cni');
-    const config = JSON.stringify({
-      cniVersion: '1.0.0',
-      name: 'noptrace',
-      type: 'vcnet-cni',
-      stateDir: cniState,
-      prevResult: {
-        cniVersion: '1.0.0',
-        interfaces: [{ name: 'eth0', sandbox: pod.path }],
-        ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
-      },
-    });
-    const env = (command: string) => ({
-      CNI_COMMAND: command,
-      CNI_CONTAINERID: 'noptrace',
-      CNI_NETNS: pod.path,
-      CNI_IFNAME: 'eth0',
-      CNI_PATH: '/usr/lib/cni',
-    });
-    const asRoot = (command: string) =>
-      spawnSync(process.execPath, [CNI_MAIN], {
-        input: config,
-        encoding: 'utf8',
-        env: { ...process.env, ...env(command) },
-      });
-    const add = asRoot('ADD');
+    const cni = cniOf(pod.path, 'noptrace');
+    const add = cni.asRoot('ADD');
     expect(add.status, add.stdout + add.stderr).toBe(0);
     const pid = await holdAsNobody(pod);
     pod.delete();
-    const record = join(cniState, 'noptrace', 'interfaces', 'eth0', 'state.json');
+    const record = cni.record;
     expect(existsSync(record)).toBe(true);
 
-    const del = withCapabilities(WITHOUT_PTRACE, [process.execPath, CNI_MAIN], { input: config, env: env('DEL') });
-    expect(del.status).toBe(1);
-    const error = JSON.parse(del.stdout) as { code: number; msg: string; details: string };
-    expect(error.code).toBe(108);
-    expect(error.details).toContain('CAP_SYS_PTRACE');
-    expect(existsSync(record)).toBe(true);
+    // The path is there again, naming another namespace: the runtime has a namespace there, and the
+    // recorded one may live on in a process vcnet-cni cannot look into. Refused: nothing is known gone.
+    execFileSync('ip', ['netns', 'add', pod.name]);
+    try {
+      const del = cni.withoutPtrace('DEL');
+      expect(del.status).toBe(1);
+      const error = JSON.parse(del.stdout) as { code: number; msg: string; details: string };
+      expect(error.code).toBe(108);
+      expect(error.details).toContain('CAP_SYS_PTRACE');
+      expect(error.details).toContain(`drop the record by hand: rm -r ${dirname(record)}`);
+      expect(existsSync(record)).toBe(true);
+    } finally {
+      execFileSync('ip', ['netns', 'del', pod.name]);
+    }
     expect(seenThrough(pid).links).toContain('tap0_kata');
-    expect(seenThrough(pid).filters).not.toBe('');
 
-    const root = asRoot('DEL');
-    expect(root.status, root.stdout + root.stderr).toBe(0);
+    // The runtime removed it (CNI: a DEL of what is gone succeeds): dropped, with a warning. The tap
+    // and filters live on in the namespace the VMM holds, and go with it when the VMM exits.
+    const del = cni.withoutPtrace('DEL');
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+    expect(del.stderr).toContain(
+      `vcnet-cni DEL of noptrace/eth0: dropped the record ${record}: CNI_NETNS ${pod.path} does not exist, and the namespace it names (${pod.path}, inode `,
+    );
+    expect(del.stderr).toMatch(
+      /while whether some process still holds it cannot be told \(\d+ process(es)? could not be looked into/,
+    );
     expect(existsSync(record)).toBe(false);
-    expect(seenThrough(pid).links).not.toContain('tap0_kata');
+    expect(seenThrough(pid).links).toContain('tap0_kata');
+  }, 60_000);
+
+  it('vcnet-cni DEL of a namespace that is gone succeeds with CNI_NETNS empty or naming the gone path, with a warning', () => {
+    const first = makePod().pod;
+    const second = makePod().pod;
+    const empty = cniOf(first.path, 'np-empty');
+    const gone = cniOf(second.path, 'np-gone');
+    for (const cni of [empty, gone]) {
+      const add = cni.asRoot('ADD');
+      expect(add.status, add.stdout + add.stderr).toBe(0);
+    }
+    first.delete();
+    second.delete();
+
+    const withoutNetns = empty.withoutPtrace('DEL', { CNI_NETNS: '' });
+    expect(withoutNetns.status, withoutNetns.stdout + withoutNetns.stderr).toBe(0);
+    expect(withoutNetns.stdout).toBe('');
+    expect(withoutNetns.stderr).toContain(
+      `vcnet-cni DEL of np-empty/eth0: dropped the record ${empty.record}: CNI_NETNS is empty, and the namespace it names (${first.path}, inode `,
+    );
+    expect(existsSync(empty.record)).toBe(false);
+
+    // Where the only processes it may not look into are the kernel's threads and its own ancestors
+    // (the test runner, root with every capability): the warning counts the ancestors only.
+    const shown = { ...preloaded(PROC_FILTER_PRELOAD), VCNET_TEST_PROC_SHOWS: 'kernel-threads,ancestors' };
+    const withPath = gone.withoutPtrace('DEL', shown);
+    expect(withPath.status, withPath.stdout + withPath.stderr).toBe(0);
+    expect(withPath.stderr).toContain(
+      `vcnet-cni DEL of np-gone/eth0: dropped the record ${gone.record}: CNI_NETNS ${second.path} does not exist`,
+    );
+    const counted =
+      /cannot be told \((\d+) process(?:es)? could not be looked into \([^;]*; pids? ([\d, ]+)(, \.\.\.)?\)/.exec(
+        withPath.stderr,
+      );
+    expect(counted, withPath.stderr).not.toBeNull();
+    const pids = counted![2]!.split(', ').map(Number);
+    const ancestors = [process.pid, ...ancestorsOf(process.pid)];
+    expect(pids.filter((pid) => !ancestors.includes(pid))).toEqual([]);
+    expect(Number(counted![1])).toBeLessThanOrEqual(ancestors.length);
+    expect(existsSync(gone.record)).toBe(false);
+  }, 60_000);
+
+  it('a namespace whose path was deleted is gone when only kernel threads could not be looked into: gc and detach drop its record', () => {
+    const state = ['--state-dir', stateDirectory];
+    const first = makePod().pod;
+    const second = makePod().pod;
+    expect(vcnet(['attach', '--sandbox', 'kt1', '--netns', first.path, ...state]).status).toBe(0);
+    expect(vcnet(['attach', '--sandbox', 'kt2', '--netns', second.path, ...state]).status).toBe(0);
+    first.delete();
+    second.delete();
+    const onlyKernelThreads = { ...preloaded(PROC_FILTER_PRELOAD), VCNET_TEST_PROC_SHOWS: 'kernel-threads' };
+    // Without CAP_SYS_PTRACE root may not look into any of them (their capabilities are not a subset of its own).
+    const kernelThread = readdirSync('/proc').find((name) => /^\d+$/.test(name) && ancestorsOf(Number(name))[0] === 2);
+    expect(kernelThread, 'no kernel thread on this machine').toBeDefined();
+
+    const gc = withCapabilities(
+      WITHOUT_PTRACE,
+      [process.execPath, CLI, 'gc', '--json', ...state, '--netns', first.path],
+      {
+        env: onlyKernelThreads,
+      },
+    );
+    expect(gc.status, gc.stderr).toBe(0);
+    const report = JSON.parse(gc.stdout) as GcJson;
+    expect(report.skipped).toEqual([]);
+    expect(existsSync(join(stateDirectory, 'kt1', 'state.json'))).toBe(false);
+
+    const detach = withCapabilities(WITHOUT_PTRACE, [process.execPath, CLI, 'detach', '--sandbox', 'kt2', ...state], {
+      env: onlyKernelThreads,
+    });
+    expect(detach.status, detach.stderr).toBe(0);
+    expect(existsSync(join(stateDirectory, 'kt2', 'state.json'))).toBe(false);
   }, 60_000);
 
   it('a namespace path in a directory root may not search without CAP_DAC_*: the hint names them and the path', () => {
