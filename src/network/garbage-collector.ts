@@ -66,6 +66,7 @@ import {
   UNSEEN_HINT,
 } from '../netns/namespace-identity.js';
 import { fileIdentity, lookAtFile, processIds } from '../netns/processes.js';
+import { isVcnetHtb } from './foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
 import { describeRecords } from './plan/apply.js';
@@ -1286,15 +1287,9 @@ async function ingressQdiscOf(
   }
 }
 
-const HTB_ROOT_HANDLE = 0x10000; // 1:
-const HTB_PARENT_CLASS = 0x10001; // 1:1
-const HTB_DEFAULT_CLASS = 0x10002; // 1:2
-
 /**
  * The htb root qdisc on `link`, and whether it has exactly the shape a vcnet rate limit makes
- * (plan-attach.ts htbSteps): handle 1:, default class 2, class 1:1 under the root and 1:2 under it,
- * both with rate = ceil at the same rate, no other class, no filter on it and no qdisc under it.
- * undefined when the root qdisc is not an htb (or the link went meanwhile).
+ * (foreign-filters.ts isVcnetHtb). undefined when the root qdisc is not an htb (or the link went meanwhile).
  */
 async function rateLimitHtbOf(
   handle: NetlinkHandle,
@@ -1316,22 +1311,7 @@ async function rateLimitHtbOf(
       ),
       ...(filters.length > 0 ? [`${filters.length} filter(s)`] : []),
     ].join(', ');
-    const underneath = qdiscs.filter((qdisc) => qdisc !== root && qdisc.parent >>> 16 === root.handle >>> 16);
-    const outer = classes.find((entry) => entry.handle === HTB_PARENT_CLASS);
-    const inner = classes.find((entry) => entry.handle === HTB_DEFAULT_CLASS);
-    const ours =
-      root.handle === HTB_ROOT_HANDLE &&
-      defaultClass === 2 &&
-      classes.length === 2 &&
-      // The kernel dumps a class under the root qdisc with parent "root" (ffff:ffff), not 1:.
-      (outer?.parent === TC_H_ROOT || outer?.parent === HTB_ROOT_HANDLE) &&
-      inner?.parent === HTB_PARENT_CLASS &&
-      outer.rateBitsPerSecond !== undefined &&
-      outer.rateBitsPerSecond === outer.ceilBitsPerSecond &&
-      inner.rateBitsPerSecond === outer.rateBitsPerSecond &&
-      inner.ceilBitsPerSecond === outer.rateBitsPerSecond &&
-      filters.length === 0 &&
-      underneath.length === 0;
+    const ours = isVcnetHtb(root, classes, filters, qdiscs);
     return { ours, handle: root.handle, description };
   } catch {
     return undefined; // the link went meanwhile
