@@ -23,6 +23,7 @@ import { othersInQdiscs } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
 import { createMacvtapAtUniqueIndex, randomMacvtapIndex } from '../model/macvtap-index.js';
 import { tapOwnershipFields } from '../tap-owner.js';
+import { podBatchesInPlace, podLinkView } from './batch-evidence.js';
 import { commandOf } from './commands.js';
 import { LinkNameTakenError } from './plan-attach.js';
 import {
@@ -34,6 +35,7 @@ import {
   linkResolver,
   planDetach,
   routeTakenNotice,
+  unconfirmedLinksAbsent,
 } from './plan-detach.js';
 import { routeArguments } from './route-command.js';
 import { placeOfRecord, placeOfRoute } from './route-place.js';
@@ -884,9 +886,14 @@ export async function planUndo(
   const routes = records.some((record) => record.step === 'remove-routes')
     ? await handle.routes({ table: 'all' })
     : undefined;
+  // A link journaled ahead and absent now: made and gone, or never made? Its pod-link steps tell.
+  const absent = unconfirmedLinksAbsent(records, links);
+  const batchesInPlace =
+    absent.size > 0 ? podBatchesInPlace(records, absent, await podLinkView(handle, records, absent, links)) : undefined;
   return planDetach(records, {
     links,
     ...(routes ? { routes } : {}),
+    ...(batchesInPlace ? { batchesInPlace } : {}),
     keptQdiscs: others.kept,
     qdiscsDeletedWith: others.deletedWith,
     keptFilters: others.keptFilters,
