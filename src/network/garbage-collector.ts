@@ -69,9 +69,9 @@ import { fileIdentity, lookAtFile, processIds } from '../netns/processes.js';
 import { isVcnetHtb } from './foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
-import { describeRecords } from './plan/apply.js';
+import { describeRecords, recordsShownBy } from './plan/apply.js';
 import { VCNET_LINK_KINDS } from './plan/plan-attach.js';
-import { VCNET_LINK_GROUP } from './plumbing.js';
+import { type PlumbingStep, VCNET_LINK_GROUP } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
 import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './state/network-content-schema.js';
 import { parseRecord, StateInvalidError, salvageNamespace } from './state/record-envelope.js';
@@ -1356,23 +1356,29 @@ async function finishUnfinished(
           const unfinished = network
             .endpoints()
             .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
-          // What the attach journaled ahead and never got to is not said to be removed (plan-detach.ts).
-          const neverMade = new Set((await network.planRemoveEndpoints(unfinished)).neverMade);
-          const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => {
-            const made = endpoint.records.filter((record) => !neverMade.has(record));
+          // What the attach journaled ahead and never got to is not said to be removed (plan-detach.ts),
+          // nor what was already gone: only what the undo takes away (in a dry run: would take away).
+          const plan = await network.planRemoveEndpoints(unfinished);
+          const neverMade = new Set(plan.neverMade);
+          // Kept before the undo, which forgets the records of what went.
+          const recordsOf = new Map(unfinished.map((endpoint) => [endpoint, [...endpoint.records]]));
+          const describe = (endpoint: (typeof unfinished)[number], undid: ReadonlySet<PlumbingStep>): GarbageItem => {
+            const records = recordsOf.get(endpoint) ?? [];
+            const listed = records.filter((record) => undid.has(record));
+            const name = endpoint.properties.link.name;
             return {
               kind: 'state',
               namespacePath: current.namespace.path,
               name: id,
               file: store.statePath,
               detail:
-                made.length > 0
-                  ? `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(made).join(', ')}`
-                  : `unfinished attach of ${endpoint.properties.link.name}, stopped before it made anything`,
+                listed.length > 0
+                  ? `unfinished attach of ${name}: ${describeRecords(listed).join(', ')}`
+                  : records.some((record) => !neverMade.has(record))
+                    ? `unfinished attach of ${name}: nothing of it left to undo`
+                    : `unfinished attach of ${name}, stopped before it made anything`,
             };
           };
-          // Described before the undo (it forgets the records of what went).
-          const descriptions = new Map(unfinished.map((endpoint) => [endpoint, describe(endpoint)]));
           if (killedAttach && unfinished.length === 0) {
             report.removed.push({
               kind: 'state',
@@ -1383,16 +1389,21 @@ async function finishUnfinished(
             });
           }
           if (report.dryRun) {
-            report.removed.push(...descriptions.values());
+            const wouldUndo = new Set(plan.steps.flatMap(recordsShownBy));
+            report.removed.push(...unfinished.map((endpoint) => describe(endpoint, wouldUndo)));
             return;
           }
           const undo = await network.removeEndpoints(unfinished);
+          const undid = new Set(undo.undid ?? []);
           // An endpoint the kernel refused to undo in part stays in the network (and in the record).
           const remaining = new Set(network.endpoints());
           // A live sandbox's unfinished add-iface: only that endpoint went; the record stays, and says so.
           const recordStays = remaining.size > 0 ? ` (the record of sandbox ${id} stays, without it)` : '';
-          for (const [endpoint, item] of descriptions)
-            if (!remaining.has(endpoint)) report.removed.push({ ...item, detail: `${item.detail}${recordStays}` });
+          for (const endpoint of unfinished) {
+            if (remaining.has(endpoint)) continue;
+            const item = describe(endpoint, undid);
+            report.removed.push({ ...item, detail: `${item.detail}${recordStays}` });
+          }
           for (const failure of undo.failures) {
             report.failures.push({
               namespacePath: current.namespace.path,
