@@ -13,7 +13,9 @@
  */
 import type { Link } from '../netlink/codec/link.js';
 import type { Filter } from '../netlink/codec/tc/filter.js';
-import { formatHandle } from '../netlink/codec/tc/message.js';
+import { formatHandle, TC_H_ROOT } from '../netlink/codec/tc/message.js';
+import type { TrafficClass } from '../netlink/codec/tc/qdisc/htb.js';
+import type { Qdisc } from '../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
 import { createdLinkNames, filterKey, qdiscKey } from './plan/plan-detach.js';
 import type { PlumbingStep } from './plan/types.js';
@@ -32,7 +34,7 @@ export interface OthersInQdiscs {
  * frame to `targets`' egress. A u32 priority also dumps its head (handle 0, no options) and its hash
  * table (no selector, no action): those are vcnet's filter's as well.
  */
-function isVcnetRedirect(filter: Filter, kind: string, targets: ReadonlySet<number>): boolean {
+export function isVcnetRedirect(filter: Filter, kind: string, targets: ReadonlySet<number>): boolean {
   if (filter.kind !== kind || filter.options.kind !== 'u32') return false;
   if (!('keys' in filter.options)) return filter.handle === 0;
   const { keys, actions, classId } = filter.options;
@@ -60,6 +62,43 @@ function describeFilter(filter: Filter, resolve: (name: string, index?: number) 
 /** "prio 3, 7": a u32 filter dumps as several entries (its hash table, its nodes) under one priority. */
 function priorities(filters: ReadonlyArray<{ priority: number }>): string {
   return [...new Set(filters.map((filter) => filter.priority))].join(', ');
+}
+
+const HTB_ROOT_HANDLE = 0x10000; // 1:
+const HTB_PARENT_CLASS = 0x10001; // 1:1
+const HTB_DEFAULT_CLASS = 0x10002; // 1:2
+
+/**
+ * Whether a link's root qdisc, with the classes, filters and qdiscs of that link, has exactly the
+ * shape a vcnet rate limit makes (plan-attach.ts htbSteps): an htb, handle 1:, default class 2, class
+ * 1:1 under the root and 1:2 under it, both with rate = ceil at the same rate, no other class, no
+ * filter on it and no qdisc under it.
+ */
+export function isVcnetHtb(
+  root: Qdisc,
+  classes: readonly TrafficClass[],
+  filters: readonly Filter[],
+  qdiscs: readonly Qdisc[],
+): boolean {
+  if (root.kind !== 'htb') return false;
+  const defaultClass = 'defaultClass' in root.options ? root.options.defaultClass : undefined;
+  const underneath = qdiscs.filter((qdisc) => qdisc !== root && qdisc.parent >>> 16 === root.handle >>> 16);
+  const outer = classes.find((entry) => entry.handle === HTB_PARENT_CLASS);
+  const inner = classes.find((entry) => entry.handle === HTB_DEFAULT_CLASS);
+  return (
+    root.handle === HTB_ROOT_HANDLE &&
+    defaultClass === 2 &&
+    classes.length === 2 &&
+    // The kernel dumps a class under the root qdisc with parent "root" (ffff:ffff), not 1:.
+    (outer?.parent === TC_H_ROOT || outer?.parent === HTB_ROOT_HANDLE) &&
+    inner?.parent === HTB_PARENT_CLASS &&
+    outer.rateBitsPerSecond !== undefined &&
+    outer.rateBitsPerSecond === outer.ceilBitsPerSecond &&
+    inner.rateBitsPerSecond === outer.rateBitsPerSecond &&
+    inner.ceilBitsPerSecond === outer.rateBitsPerSecond &&
+    filters.length === 0 &&
+    underneath.length === 0
+  );
 }
 
 /** The classes vcnet's htb tree has (plan-attach.ts htbSteps): major:1 and major:2. */

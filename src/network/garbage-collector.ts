@@ -66,11 +66,12 @@ import {
   UNSEEN_HINT,
 } from '../netns/namespace-identity.js';
 import { fileIdentity, lookAtFile, processIds } from '../netns/processes.js';
+import { isVcnetHtb } from './foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
-import { describeRecords } from './plan/apply.js';
+import { describeRecords, recordsShownBy } from './plan/apply.js';
 import { VCNET_LINK_KINDS } from './plan/plan-attach.js';
-import { VCNET_LINK_GROUP } from './plumbing.js';
+import { type PlumbingStep, VCNET_LINK_GROUP } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
 import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './state/network-content-schema.js';
 import { parseRecord, StateInvalidError, salvageNamespace } from './state/record-envelope.js';
@@ -1287,15 +1288,9 @@ async function ingressQdiscOf(
   }
 }
 
-const HTB_ROOT_HANDLE = 0x10000; // 1:
-const HTB_PARENT_CLASS = 0x10001; // 1:1
-const HTB_DEFAULT_CLASS = 0x10002; // 1:2
-
 /**
  * The htb root qdisc on `link`, and whether it has exactly the shape a vcnet rate limit makes
- * (plan-attach.ts htbSteps): handle 1:, default class 2, class 1:1 under the root and 1:2 under it,
- * both with rate = ceil at the same rate, no other class, no filter on it and no qdisc under it.
- * undefined when the root qdisc is not an htb (or the link went meanwhile).
+ * (foreign-filters.ts isVcnetHtb). undefined when the root qdisc is not an htb (or the link went meanwhile).
  */
 async function rateLimitHtbOf(
   handle: NetlinkHandle,
@@ -1317,22 +1312,7 @@ async function rateLimitHtbOf(
       ),
       ...(filters.length > 0 ? [`${filters.length} filter(s)`] : []),
     ].join(', ');
-    const underneath = qdiscs.filter((qdisc) => qdisc !== root && qdisc.parent >>> 16 === root.handle >>> 16);
-    const outer = classes.find((entry) => entry.handle === HTB_PARENT_CLASS);
-    const inner = classes.find((entry) => entry.handle === HTB_DEFAULT_CLASS);
-    const ours =
-      root.handle === HTB_ROOT_HANDLE &&
-      defaultClass === 2 &&
-      classes.length === 2 &&
-      // The kernel dumps a class under the root qdisc with parent "root" (ffff:ffff), not 1:.
-      (outer?.parent === TC_H_ROOT || outer?.parent === HTB_ROOT_HANDLE) &&
-      inner?.parent === HTB_PARENT_CLASS &&
-      outer.rateBitsPerSecond !== undefined &&
-      outer.rateBitsPerSecond === outer.ceilBitsPerSecond &&
-      inner.rateBitsPerSecond === outer.rateBitsPerSecond &&
-      inner.ceilBitsPerSecond === outer.rateBitsPerSecond &&
-      filters.length === 0 &&
-      underneath.length === 0;
+    const ours = isVcnetHtb(root, classes, filters, qdiscs);
     return { ours, handle: root.handle, description };
   } catch {
     return undefined; // the link went meanwhile
@@ -1377,23 +1357,29 @@ async function finishUnfinished(
           const unfinished = network
             .endpoints()
             .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
-          // What the attach journaled ahead and never got to is not said to be removed (plan-detach.ts).
-          const neverMade = new Set((await network.planRemoveEndpoints(unfinished)).neverMade);
-          const describe = (endpoint: (typeof unfinished)[number]): GarbageItem => {
-            const made = endpoint.records.filter((record) => !neverMade.has(record));
+          // What the attach journaled ahead and never got to is not said to be removed (plan-detach.ts),
+          // nor what was already gone: only what the undo takes away (in a dry run: would take away).
+          const plan = await network.planRemoveEndpoints(unfinished);
+          const neverMade = new Set(plan.neverMade);
+          // Kept before the undo, which forgets the records of what went.
+          const recordsOf = new Map(unfinished.map((endpoint) => [endpoint, [...endpoint.records]]));
+          const describe = (endpoint: (typeof unfinished)[number], undid: ReadonlySet<PlumbingStep>): GarbageItem => {
+            const records = recordsOf.get(endpoint) ?? [];
+            const listed = records.filter((record) => undid.has(record));
+            const name = endpoint.properties.link.name;
             return {
               kind: 'state',
               namespacePath: current.namespace.path,
               name: id,
               file: store.statePath,
               detail:
-                made.length > 0
-                  ? `unfinished attach of ${endpoint.properties.link.name}: ${describeRecords(made).join(', ')}`
-                  : `unfinished attach of ${endpoint.properties.link.name}, stopped before it made anything`,
+                listed.length > 0
+                  ? `unfinished attach of ${name}: ${describeRecords(listed).join(', ')}`
+                  : records.some((record) => !neverMade.has(record))
+                    ? `unfinished attach of ${name}: nothing of it left to undo`
+                    : `unfinished attach of ${name}, stopped before it made anything`,
             };
           };
-          // Described before the undo (it forgets the records of what went).
-          const descriptions = new Map(unfinished.map((endpoint) => [endpoint, describe(endpoint)]));
           if (killedAttach && unfinished.length === 0) {
             report.removed.push({
               kind: 'state',
@@ -1404,7 +1390,8 @@ async function finishUnfinished(
             });
           }
           if (report.dryRun) {
-            report.removed.push(...descriptions.values());
+            const wouldUndo = new Set(plan.steps.flatMap(recordsShownBy));
+            report.removed.push(...unfinished.map((endpoint) => describe(endpoint, wouldUndo)));
             return;
           }
           // A live sandbox's unfinished hot-plug may have put its NIC in the VM: unplugged first, and
@@ -1414,12 +1401,16 @@ async function finishUnfinished(
             unfinished,
             killedAttach ? undefined : current.hypervisor,
           );
+          const undid = new Set(undo.undid ?? []);
           // An endpoint the kernel refused to undo in part stays in the network (and in the record).
           const remaining = new Set(network.endpoints());
           // A live sandbox's unfinished add-iface: only that endpoint went; the record stays, and says so.
           const recordStays = remaining.size > 0 ? ` (the record of sandbox ${id} stays, without it)` : '';
-          for (const [endpoint, item] of descriptions)
-            if (!remaining.has(endpoint)) report.removed.push({ ...item, detail: `${item.detail}${recordStays}` });
+          for (const endpoint of unfinished) {
+            if (remaining.has(endpoint)) continue;
+            const item = describe(endpoint, undid);
+            report.removed.push({ ...item, detail: `${item.detail}${recordStays}` });
+          }
           for (const failure of undo.failures) {
             report.failures.push({
               namespacePath: current.namespace.path,

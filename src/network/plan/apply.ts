@@ -23,6 +23,7 @@ import { othersInQdiscs } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
 import { createMacvtapAtUniqueIndex, randomMacvtapIndex } from '../model/macvtap-index.js';
 import { tapOwnershipFields } from '../tap-owner.js';
+import { podBatchesInPlace, podLinkView } from './batch-evidence.js';
 import { commandOf } from './commands.js';
 import { LinkNameTakenError } from './plan-attach.js';
 import {
@@ -34,6 +35,7 @@ import {
   linkResolver,
   planDetach,
   routeTakenNotice,
+  unconfirmedLinksAbsent,
 } from './plan-detach.js';
 import { routeArguments } from './route-command.js';
 import { placeOfRecord, placeOfRoute } from './route-place.js';
@@ -139,8 +141,25 @@ export interface UndoReport {
   failures: NetlinkError[];
   /** The records of what is still there after the undo (empty when everything went). */
   left: PlumbingStep[];
+  /**
+   * The records of what the kernel undid (recordsShownBy each accepted change): what went, not what
+   * was already gone or never made. A link's records stand for what was on it.
+   */
+  undid?: PlumbingStep[];
   /** NICs the running VM did not release: their plumbing and records were kept (Network.removeEndpoints). */
   stillPlugged?: Array<{ endpoint: string; deviceId: string; error: Error }>;
+}
+
+/**
+ * The records a detach step stands for when saying what went: a link deleted stands for itself (what
+ * was on it, made or not, went with it); any other change for every record it settles.
+ */
+export function recordsShownBy(step: DetachStep): PlumbingStep[] {
+  const { op } = step.change;
+  if (op === 'delete-link' || op === 'delete-link-group') {
+    return step.settles.filter((record) => record.step === 'create-link');
+  }
+  return step.settles;
 }
 
 /** Records as the objects they name: "tun tap0_kata", "ingress qdisc on eth0"... */
@@ -807,6 +826,7 @@ async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoRe
     kept: plan.kept.length,
     failures: [],
     left: [],
+    undid: [],
   };
   if (plan.steps.length === 0) return report;
   const batch = handle.changes();
@@ -822,8 +842,10 @@ async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoRe
   outcomes.forEach((outcome, position) => {
     const step = plan.steps[position]!;
     publishStep(handle, step.change, 'undo', outcome.ok ? undefined : outcome.error);
-    if (outcome.ok) report.undone += changeCount(step.change);
-    else if (alreadyDone(step.change, outcome.error.errno)) {
+    if (outcome.ok) {
+      report.undone += changeCount(step.change);
+      report.undid!.push(...recordsShownBy(step));
+    } else if (alreadyDone(step.change, outcome.error.errno)) {
       report.alreadyGone++;
       if (step.change.op === 'add-route' && outcome.error.errno === 'EEXIST') placesTaken.push(step);
     } else {
@@ -884,9 +906,14 @@ export async function planUndo(
   const routes = records.some((record) => record.step === 'remove-routes')
     ? await handle.routes({ table: 'all' })
     : undefined;
+  // A link journaled ahead and absent now: made and gone, or never made? Its pod-link steps tell.
+  const absent = unconfirmedLinksAbsent(records, links);
+  const batchesInPlace =
+    absent.size > 0 ? podBatchesInPlace(records, absent, await podLinkView(handle, records, absent, links)) : undefined;
   return planDetach(records, {
     links,
     ...(routes ? { routes } : {}),
+    ...(batchesInPlace ? { batchesInPlace } : {}),
     keptQdiscs: others.kept,
     qdiscsDeletedWith: others.deletedWith,
     keptFilters: others.keptFilters,

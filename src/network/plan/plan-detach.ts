@@ -39,7 +39,8 @@ export interface DetachPlan {
   /**
    * Records of an attach cut short (journaled before it made them) that it never got to: a link of
    * vcnet's chosen an index but not there (`unconfirmed`), what goes on it, and the steps on pod links
-   * after it (`madeAfter`). Nothing to do, nor counted as gone: what is there now is someone else's.
+   * after it (`madeAfter`), when none of those shows on its pod link either (batch-evidence.ts).
+   * Nothing to do, nor counted as gone: what is there now is someone else's.
    */
   neverMade: PlumbingStep[];
   /** Records of objects detach leaves because they are someone else's now too, and why. */
@@ -280,9 +281,19 @@ function createdLinksNow(
     const link = byIndex.get(record.index);
     if (record.unconfirmed) {
       // Journaled before the kernel said it made the link there: the link at that index counts only
-      // with the recorded name, kind and vcnet's group; another tool may have made it after a crash.
-      if (link && link.name === record.name && madeByVcnet(link, record.kind)) created.set(record.name, link);
-      else if (link) {
+      // as vcnet's kind in vcnet's group (or a tap still under vcnet's name, before its move into the
+      // group); another tool may have made one there after a crash. Renamed since, it is still the
+      // one attach made: no other tool puts a link of that kind into vcnet's group at that index.
+      const renamed = link !== undefined && link.name !== record.name && link.group === VCNET_LINK_GROUP;
+      if (link && (link.name === record.name || renamed) && madeByVcnet(link, record.kind)) {
+        created.set(record.name, link);
+        if (renamed) {
+          notices.push({
+            link: record.name,
+            message: `${record.name} (ifindex ${link.index}) was renamed ${link.name} after attach made it: deleted under its new name`,
+          });
+        }
+      } else if (link) {
         notMade.add(record.name);
         notices.push({
           link: record.name,
@@ -368,17 +379,36 @@ export function routeTakenNotice(step: DetachStep, there: Route, links: readonly
 }
 
 /**
- * The records an attach journaled ahead and never got to (DetachPlan.neverMade): the links recorded
- * `unconfirmed` that are not there as vcnet made them (`created`), what goes on them, and the pod
- * link steps recorded as made after one of them. A step whose `madeAfter` link has no record here
- * (detached already, the step's undo refused) was made: it is not passed over.
+ * The links recorded `unconfirmed` (journaled before the kernel made them) that are not there as
+ * vcnet made them: each was never made, or was made and is gone (deleted by hand, say). Only the pod
+ * links can tell which (batch-evidence.ts): what vcnet's batch after the link put there.
  */
-function neverMadeRecords(records: readonly PlumbingStep[], created: ReadonlyMap<string, Link>): Set<PlumbingStep> {
-  const unmade = new Set(
+export function unconfirmedLinksAbsent(records: readonly PlumbingStep[], links: readonly Link[]): Set<string> {
+  const { created } = createdLinksNow(records, links, []);
+  return unconfirmedAbsent(records, created);
+}
+
+function unconfirmedAbsent(records: readonly PlumbingStep[], created: ReadonlyMap<string, Link>): Set<string> {
+  return new Set(
     records.flatMap((record) =>
       record.step === 'create-link' && record.unconfirmed && !created.has(record.name) ? [record.name] : [],
     ),
   );
+}
+
+/**
+ * The records an attach journaled ahead and never got to (DetachPlan.neverMade): the links recorded
+ * `unconfirmed` that are not there as vcnet made them (`created`) and whose pod-link steps show no
+ * effect either (`inPlace`: the links whose batch did run), what goes on them, and the pod link steps
+ * recorded as made after one of them. A step whose `madeAfter` link has no record here (detached
+ * already, the step's undo refused) was made: it is not passed over.
+ */
+function neverMadeRecords(
+  records: readonly PlumbingStep[],
+  created: ReadonlyMap<string, Link>,
+  inPlace: ReadonlySet<string>,
+): Set<PlumbingStep> {
+  const unmade = new Set([...unconfirmedAbsent(records, created)].filter((name) => !inPlace.has(name)));
   const own = createdLinkNames(records);
   return new Set(
     records.filter((record) => {
@@ -403,6 +433,11 @@ export function planDetach(
     now?: number;
     /** The routes now, of every table: a recorded route goes back only where its place is free. */
     routes?: readonly Route[];
+    /**
+     * The links recorded `unconfirmed` and absent whose pod-link steps show their effect
+     * (batch-evidence.ts podBatchesInPlace): made, and gone since; their steps are undone as usual.
+     */
+    batchesInPlace?: ReadonlySet<string>;
   },
 ): DetachPlan {
   const resolve = linkResolver(snapshot.links);
@@ -410,7 +445,7 @@ export function planDetach(
   // The links vcnet made, as they are now; those a record names that are not vcnet's are left.
   const { created, notMade } = createdLinksNow(allRecords, snapshot.links, notices);
   // What an attach cut short never made is left out of everything below: not undone, not counted.
-  const unmade = neverMadeRecords(allRecords, created);
+  const unmade = neverMadeRecords(allRecords, created, snapshot.batchesInPlace ?? new Set());
   const records = allRecords.filter((record) => !unmade.has(record));
   // The links vcnet made, by name, with their role (tap, macvtap, ifb) in the plan; any other is a pod link.
   const createdRoles = new Map(

@@ -126,4 +126,45 @@ describe("a killed attach's steps on pod links it never reached", () => {
       expect(op).toBe('create-link');
     }, 120_000);
   }
+
+  // Killed after eth0's pod-link steps (before eth1's first), then eth0's own link deleted by hand (an
+  // operator tidying up, a pod restart) or renamed: eth0's link is absent (or under another name), but
+  // its steps on eth0 are there, and were undone before session 19 recorded them `madeAfter` that
+  // link. They are told made by what shows on eth0 (vcnet's redirect, its htb, the MAC it set), so
+  // everything goes back; eth1's, which never ran, stay passed over (another tool's shaping there too).
+  for (const model of ['tcfilter', 'macvtap'] as const) {
+    for (const hand of ['deleted', 'renamed'] as const) {
+      for (const mode of ['detach', 'gc'] as const) {
+        it(`${model}${model === 'tcfilter' ? ' with rate limits' : ''}, killed after eth0's steps, its ${model === 'tcfilter' ? 'tap' : 'macvtap'} ${hand} by hand: ${mode} puts eth0 back exactly`, async () => {
+          const { pod, attachArgs, detachArgs, gcArgs, recordFile } = sandbox(model, model === 'tcfilter');
+          // eth0's plan is as many steps as its dry run has changes: eth1's first step comes next.
+          const dryRun = vcnet([...attachArgs, '--dry-run']);
+          const eth0Steps = Number(/# eth0 \(virtual\): \w+, (\d+) change/.exec(dryRun.stdout)?.[1]);
+          expect(eth0Steps, dryRun.stdout).toBeGreaterThan(3);
+          const before = fingerprint(pod);
+          const op = await killAt(attachArgs, eth0Steps);
+          expect(op, "eth1's first step: its own link").toBe(model === 'tcfilter' ? 'create-tap' : 'create-link');
+          if (hand === 'deleted') pod.exec('ip', ['link', 'del', 'tap0_kata']);
+          else pod.exec('ip', ['link', 'set', 'tap0_kata', 'name', 'moved0']);
+          if (model === 'tcfilter') shapeEth1(pod);
+          const result = vcnet(mode === 'detach' ? detachArgs : gcArgs);
+          expect(result.status, result.stderr).toBe(0);
+          if (model === 'tcfilter') {
+            expect(eth1Classes(pod)).toEqual(['1:10']);
+            unshapeEth1(pod);
+          }
+          expect(fingerprint(pod)).toEqual(before);
+          expect(existsSync(recordFile)).toBe(false);
+          if (mode === 'gc') {
+            // Only what it undid: not a link that was gone already, nor eth1's steps that never ran.
+            expect(result.stdout).toContain('unfinished attach of eth0: ');
+            expect(result.stdout).toContain('unfinished attach of eth1, stopped before it made anything');
+            if (hand === 'deleted') expect(result.stdout).not.toContain('tap0_kata');
+          } else {
+            expect(result.stdout).not.toContain(' 0 change(s) undone');
+          }
+        }, 120_000);
+      }
+    }
+  }
 });
