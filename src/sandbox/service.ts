@@ -50,6 +50,7 @@ import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from 
 import {
   DEFAULT_STATE_DIRECTORY,
   defaultLockTimeoutMs,
+  refuseUnusableRecordEnvironment,
   SandboxStore,
   stateDirectoryFlag,
   validateSandboxId,
@@ -341,6 +342,8 @@ export async function attachSandbox(
   refuseMacvtapInUserNamespace(config.model, 'model');
   // A malformed hvsock:// address would only show at the first add-iface: refuse it before anything is made.
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
+  // VCNET_STATE_REGISTRY and VCNET_STATE_DIR, before withLock makes the state directory and its lock.
+  refuseUnusableRecordEnvironment();
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLock(
     async () => {
