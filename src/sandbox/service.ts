@@ -824,6 +824,11 @@ export interface PlannedDetach {
   alreadyGone: string[];
   /** What detach would leave because someone else uses it too, and why ("ingress qdisc on eth0: it holds …"). */
   kept: string[];
+  /**
+   * What an attach cut short recorded ahead and never made (a link it had chosen an index for, what
+   * goes on it, the pod link steps after it): detach passes it over, neither undone nor counted.
+   */
+  neverMade: string[];
   notices: Array<{ link: string; message: string }>;
   /** The VM's control socket when one is recorded: detach would unplug its NICs first. */
   hotplugSocket?: string;
@@ -843,7 +848,7 @@ export async function planSandboxDetach(id: string, options: PlanSandboxDetachOp
   options = optionsArgument(options, 'options', ['stateDirectory']);
   const store = new SandboxStore(id, options.stateDirectory);
   const state = store.read<SandboxState>();
-  const none = { steps: [], alreadyGone: [], kept: [], notices: [] };
+  const none = { steps: [], alreadyGone: [], kept: [], neverMade: [], notices: [] };
   if (!state) return { id, found: false, ...none };
   let recorded: RecordedNetwork;
   try {
@@ -864,6 +869,7 @@ export async function planSandboxDetach(id: string, options: PlanSandboxDetachOp
       steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
       alreadyGone: describeRecords(plan.alreadyGone),
       kept: plan.kept.map(describeKept),
+      neverMade: describeRecords(plan.neverMade),
       notices: plan.notices,
       ...(hotplugSocket ? { hotplugSocket } : {}),
     };
