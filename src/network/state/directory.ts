@@ -104,15 +104,18 @@ export function checkDirectoryCanBeMade(path: string): string[] {
   } catch (error) {
     failure = error as NodeJS.ErrnoException;
   }
-  if (failure) {
-    throw new DirectoryNotMadeError(
-      target,
-      outermost,
-      `cannot create ${outermost} (${describeErrno(failure)})`,
-      failure,
-    );
-  }
+  if (failure) throw cannotCreate(target, outermost, failure);
   return missing;
+}
+
+/** `directory`, a component of `target`, could not be made (or would not be): why, as the OS says. */
+function cannotCreate(target: string, directory: string, failure: NodeJS.ErrnoException): DirectoryNotMadeError {
+  return new DirectoryNotMadeError(
+    target,
+    directory,
+    `cannot create ${directory} (${describeErrno(failure)})`,
+    failure,
+  );
 }
 
 /**
@@ -133,12 +136,7 @@ export function makeDirectory(path: string, mode: number): string[] {
       const failure = error as NodeJS.ErrnoException;
       // Another process made it meanwhile (two plugins starting at once): that is as good (and theirs).
       if (failure.code === 'EEXIST' && isDirectory(directory)) continue;
-      throw new DirectoryNotMadeError(
-        target,
-        directory,
-        `cannot create ${directory} (${describeErrno(failure)})`,
-        failure,
-      );
+      throw cannotCreate(target, directory, failure);
     }
   }
   return made;
