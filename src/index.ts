@@ -344,6 +344,7 @@ export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
 export { NamespaceBusyError, NamespaceHeldError, UnrecordedGroupLinkError } from './sandbox/namespace-hold.js';
 export {
   type AddInterfaceResult,
+  AgentNotRecordedError,
   addInterface,
   type KataNetworkOptions,
   type ListOptions,

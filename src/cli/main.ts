@@ -16,7 +16,13 @@ import { registerWatch } from './commands/watch.js';
 import { exitCodeFor, OUTPUT_LOST_EXIT_CODE } from './exit-codes.js';
 import { tracingRequested } from './observability/environment.js';
 import { subscribeLogs } from './observability/log-subscriber.js';
-import { bindLogContext, commandLogContext, configureLogger, type LogFormat } from './observability/logger.js';
+import {
+  bindLogContext,
+  commandLogContext,
+  configureLogger,
+  LEVEL_NAMES,
+  type LogFormat,
+} from './observability/logger.js';
 import { NO_TRACE_EXPORT } from './observability/trace-export.js';
 import { guardOutputStreams, writeStderr } from './output.js';
 import { helpExitCode, throwUsageErrors } from './usage.js';
@@ -29,7 +35,11 @@ export function buildProgram(): Command {
     .name('vcnet')
     .description('Sandbox networking for VM-based containers: connect a VM to a CNI-filled network namespace')
     .version(VCNET_VERSION)
-    .option('--log-level <level>', 'trace, debug, info, warn, error', process.env.VCNET_LOG_LEVEL ?? 'warn')
+    .option(
+      '--log-level <level>',
+      `${LEVEL_NAMES.join(', ')}; silent writes no log lines; default $VCNET_LOG_LEVEL, else warn`,
+      process.env.VCNET_LOG_LEVEL ?? 'warn',
+    )
     .option('--log-format <format>', 'json or pretty (pretty on a TTY)')
     .hook('preAction', (command, action) => {
       const options = command.opts<{ logLevel?: string; logFormat?: LogFormat }>();

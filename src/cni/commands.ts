@@ -34,6 +34,7 @@ import type { PlumbingStep } from '../network/plumbing.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { removeMadeDirectories } from '../network/state/directory.js';
 import { salvageNamespace } from '../network/state/record-envelope.js';
+import { refuseUnusableRecordEnvironment } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { lockNamespace, refuseHeldNamespace } from '../sandbox/namespace-hold.js';
 import {
@@ -116,8 +117,10 @@ function usableNamespace(path: string | undefined): { path: string; opened: Open
 export async function add(request: CniRequest, warn: Warn = warnOnStandardError): Promise<CniResult> {
   const { config } = request;
   const previous = requirePreviousResult(config, 'ADD');
-  // Before the state directory is made: a macvtap nobody in this user namespace may open.
+  // Before the state directory is made: a macvtap nobody in this user namespace may open, and a
+  // registry (or VCNET_STATE_DIR) the ADD would refuse once it had made it.
   refuseMacvtapInUserNamespace(config.model, 'model');
+  refuseUnusableRecordEnvironment();
   const made = prepareStateDirectory(config.stateDirectory);
   try {
     return await addInStateDirectory(request, previous, warn);

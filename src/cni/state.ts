@@ -9,10 +9,15 @@
  * same namespace: two ADDs at once must not both pick tap0_kata.
  */
 import { accessSync, constants, existsSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { NamespaceIdentity } from '../netns/namespace-identity.js';
 import type { NetworkState } from '../network/network.js';
-import { DirectoryNotMadeError, makeDirectory, removeMadeDirectories } from '../network/state/directory.js';
+import {
+  checkDirectoryCanBeMade,
+  DirectoryNotMadeError,
+  makeDirectory,
+  removeMadeDirectories,
+} from '../network/state/directory.js';
 import { cniContentSchema } from '../network/state/network-content-schema.js';
 import { RECORD_VERSION } from '../network/state/record-envelope.js';
 import { LOCK_DIRECTORY_NAME, SandboxStore } from '../network/state/store.js';
@@ -60,8 +65,10 @@ export interface CniAttachmentState {
  * config error naming the field, the value and the OS's reason (ENOTDIR, EROFS, ENOENT under
  * /proc...), instead of an internal error from deep inside the lock. Returns the directories it
  * made (removeMadeDirectories takes them away again when the command records nothing).
+ * `makeNothing` (STATUS): the same checks, with a missing directory judged by the one it would be
+ * made in (a directory this user may write); nothing is made.
  */
-export function prepareStateDirectory(stateDirectory: string): string[] {
+export function prepareStateDirectory(stateDirectory: string, options: { makeNothing?: boolean } = {}): string[] {
   const locks = join(stateDirectory, LOCK_DIRECTORY_NAME);
   let made: string[] = [];
   let reason: string | undefined;
@@ -70,8 +77,15 @@ export function prepareStateDirectory(stateDirectory: string): string[] {
     // Before anything is made in it: a directory another user can write in is refused (trust.ts).
     refuseUntrustedDirectory(stateDirectory, { follow: true, unusableHint: CNI_STATE_DIR_HINT });
     refuseUntrustedDirectory(locks, { follow: false, unusableHint: CNI_STATE_DIR_HINT });
-    made = makeDirectory(locks, 0o700);
-    for (const directory of [stateDirectory, locks]) {
+    let writable = [stateDirectory, locks];
+    if (options.makeNothing) {
+      // What makeDirectory would refuse, found without making anything; the missing ones are not checked.
+      const missing = checkDirectoryCanBeMade(locks);
+      writable = writable.filter((directory) => !missing.includes(resolve(directory)));
+    } else {
+      made = makeDirectory(locks, 0o700);
+    }
+    for (const directory of writable) {
       try {
         accessSync(directory, constants.W_OK);
       } catch (error) {

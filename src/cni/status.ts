@@ -19,7 +19,8 @@ export function status(config: CniConfig, tunDevice: string = TUN_DEVICE): void 
   const problems: string[] = [];
   const hints: string[] = [];
   try {
-    prepareStateDirectory(config.stateDirectory);
+    // Read-only: STATUS makes nothing, a missing stateDir is judged by the directory ADD would make it in.
+    prepareStateDirectory(config.stateDirectory, { makeNothing: true });
   } catch (error) {
     problems.push((error as Error).message);
     if (error instanceof VcnetError && error.hint) hints.push(error.hint);

@@ -175,6 +175,12 @@ export interface GarbageReport {
    * names: nothing to collect there (a pod already gone, its records already dropped).
    */
   absent: Array<{ namespacePath: string; detail: string }>;
+  /**
+   * Entries of a state directory that hold no records and are no directory (a symbolic link that
+   * leads to none, a FIFO, a regular file, a socket): passed over, as they name no sandbox, and
+   * listed so a stray file is seen. Nothing else changes for them (gc still collects).
+   */
+  ignored: Array<{ path: string; reason: string }>;
 }
 
 export interface GarbageFailure {
@@ -394,18 +400,56 @@ function* recordFiles(
   root: string,
   /** A directory that is there but cannot be listed (anything but ENOENT/ENOTDIR). */
   onUnlistable: (directory: string, error: unknown) => void,
+  /** An entry that led to no record and is no directory (strayEntry says what it is). */
+  onStray?: (path: string, reason: string) => void,
 ): Generator<RecordFile> {
   for (const id of readdirOrReport(root, onUnlistable)) {
     if (id.startsWith('.')) continue; // .locks, temporary files
     const directory = join(root, id);
     const sandboxFile = join(directory, 'state.json');
-    if (isThere(sandboxFile)) yield { id, directory, file: sandboxFile };
+    let found = false;
+    if (isThere(sandboxFile)) {
+      found = true;
+      yield { id, directory, file: sandboxFile };
+    }
     for (const interfaceName of readdirOrReport(join(directory, 'interfaces'), onUnlistable)) {
       const file = join(directory, 'interfaces', interfaceName, 'state.json');
       // Only a record vcnet-cni's DEL set aside (state.json.unreadable-*): nothing owned, nothing to report.
-      if (isThere(file)) yield { id, directory, file, interfaceName };
+      if (isThere(file)) {
+        found = true;
+        yield { id, directory, file, interfaceName };
+      }
+    }
+    if (!found && onStray) {
+      const reason = strayEntry(directory);
+      if (reason !== undefined) onStray(directory, reason);
     }
   }
+}
+
+/**
+ * What an entry of a state directory that holds no records is, when it is no directory: a symbolic
+ * link (dangling, a loop, or to something that holds no records), a FIFO, a regular file, a socket,
+ * a device: it names no sandbox. undefined for a directory (an attach's or DEL's leftover, tidied
+ * elsewhere) or an entry gone meanwhile.
+ */
+function strayEntry(path: string): string | undefined {
+  let stats: ReturnType<typeof lstatSync>;
+  try {
+    stats = lstatSync(path);
+  } catch {
+    return undefined;
+  }
+  if (stats.isDirectory()) return undefined;
+  return stats.isSymbolicLink()
+    ? 'a symbolic link that leads to no directory of records'
+    : stats.isFIFO()
+      ? 'a FIFO'
+      : stats.isFile()
+        ? 'a regular file'
+        : stats.isSocket()
+          ? 'a socket'
+          : 'a device node';
 }
 
 /** Whether anything (a link too, even a dangling one) is at `path`. */
@@ -445,9 +489,11 @@ function readOwners(directories: readonly string[]): {
   owners: RecordOwner[];
   skipped: SkippedRecord[];
   untouchable: Untouchable;
+  ignored: GarbageReport['ignored'];
 } {
   const owners: RecordOwner[] = [];
   const skipped: SkippedRecord[] = [];
+  const ignored: GarbageReport['ignored'] = [];
   const untouchable: Untouchable = { keys: new Set(), everything: false };
   const consider = (
     id: string,
@@ -502,7 +548,8 @@ function readOwners(directories: readonly string[]): {
     }
   };
   for (const root of trustedDirectories(directories, skipped, untouchable)) {
-    for (const { id, directory, file, interfaceName } of recordFiles(root, unlistable(skipped, untouchable))) {
+    const stray = (path: string, reason: string) => ignored.push({ path, reason });
+    for (const { id, directory, file, interfaceName } of recordFiles(root, unlistable(skipped, untouchable), stray)) {
       const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
       if (interfaceName === undefined) {
         consider(
@@ -540,7 +587,7 @@ function readOwners(directories: readonly string[]): {
       );
     }
   }
-  return { owners, skipped, untouchable };
+  return { owners, skipped, untouchable, ignored };
 }
 
 export async function collectGarbage(options: GarbageOptions = {}): Promise<GarbageReport> {
@@ -573,6 +620,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     unclaimed: [],
     withheld: [],
     absent: [],
+    ignored: [],
   };
   for (const path of options.namespaces ?? [])
     if (typeof path !== 'string' || path === '') throw new NamespacePathError('netns', String(path ?? ''), 'empty');
@@ -644,8 +692,9 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     }
 
     // 2. Every record anywhere, by the namespace it names.
-    const { owners, skipped, untouchable } = readOwners(directories);
+    const { owners, skipped, untouchable, ignored } = readOwners(directories);
     report.skipped.push(...skipped);
+    report.ignored.push(...ignored);
     // Gone, and nothing recorded there: nothing to collect (a path that is there and is not a
     // network namespace was refused above).
     for (const [position, path] of missing.entries()) {

@@ -51,7 +51,7 @@ import {
 
 import { NETWORK_STATE_VERSION } from './state/content-versions.js';
 import { tapOwnershipFields } from './tap-owner.js';
-import { refuseMacvtapInUserNamespace } from './user-namespace.js';
+import { refuseMacvtapInUserNamespace, refuseMacvtapLinkInUserNamespace } from './user-namespace.js';
 
 export { NETWORK_STATE_VERSION };
 
@@ -434,7 +434,7 @@ export class Network {
     index: number,
     options: Pick<AddEndpointsOptions, 'guestNames' | 'requestedType'>,
   ): Endpoint {
-    return createEndpoint(info, {
+    const endpoint = createEndpoint(info, {
       index,
       model: this.config.model,
       pairId: `${this.sandboxId}-${info.link.name}`,
@@ -442,6 +442,10 @@ export class Network {
       ...(this.config.vhostUserStorePath ? { vhostUserStorePath: this.config.vhostUserStorePath } : {}),
       ...(options.requestedType ? { requestedType: options.requestedType } : {}),
     });
+    // A macvtap taken as it is hands the VMM its /dev/tapN, as the macvtap model does (refused at
+    // open): refused here, before anything is made for it (attach, add-iface, watch, dry runs).
+    if (endpoint.type === 'macvtap') refuseMacvtapLinkInUserNamespace(info.link.name);
+    return endpoint;
   }
 
   /** A link vcnet itself made (a tap, macvtap or ifb of an attached endpoint) is not a pod interface. */

@@ -35,8 +35,26 @@ export function refuseMacvtapInUserNamespace(model: string | undefined, field: s
   throw new InvalidInputError(
     field,
     model,
-    'tcfilter or none in a user namespace other than the initial one (/proc/self/uid_map is not "0 0 4294967295"): the /dev/tapN node of a macvtap belongs to the host\'s root, and nobody in this user namespace may open it',
+    `tcfilter or none ${MACVTAP_UNUSABLE}`,
     `use model tcfilter in a user namespace (${field} tcfilter): its tap is opened by name, and --tap-owner gives it to the VMM's user`,
+  );
+}
+
+const MACVTAP_UNUSABLE =
+  'in a user namespace other than the initial one (/proc/self/uid_map is not "0 0 4294967295"): the /dev/tapN node of a macvtap belongs to the host\'s root, and nobody in this user namespace may open it';
+
+/**
+ * Refuses a pod link that is itself a macvtap (attach, add-iface and watch take it as it is, and hand
+ * the VMM its /dev/tapN) when vcnet runs outside the initial user namespace, as the macvtap model is
+ * refused: called when its endpoint is chosen, before anything is made for it.
+ */
+export function refuseMacvtapLinkInUserNamespace(link: string, uidMap?: string): void {
+  if (inInitialUserNamespace(uidMap)) return;
+  throw new InvalidInputError(
+    'interface',
+    link,
+    `a link other than a macvtap ${MACVTAP_UNUSABLE}`,
+    `give the pod a veth or macvlan instead of the macvtap ${link}, which model tcfilter (the default) connects through a tap opened by name (--tap-owner gives it to the VMM's user), or run vcnet in the initial user namespace`,
   );
 }
 

@@ -20,7 +20,14 @@ import {
 } from '../agent/kata-network-json.js';
 import { routeUpdatesOf } from '../agent/network-request.js';
 import { StatusCode } from '../agent/ttrpc/status-code.js';
-import { functionOption, lockTimeoutOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
+import {
+  booleanOption,
+  functionOption,
+  lockTimeoutOption,
+  numberOption,
+  optionsArgument,
+  signalOption,
+} from '../arguments.js';
 import { InvalidInputError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
@@ -52,6 +59,21 @@ export class SandboxNotFoundError extends VcnetError {
     super('VCNET_SANDBOX_NOT_FOUND', `sandbox ${id} is not attached (no state in ${path})`, {
       value: id,
       hint: `attach it first (vcnet attach --sandbox ${id} --netns PATH${stateDirectoryFlag(stateDirectory)}), or name the state directory it was attached with`,
+    });
+  }
+}
+
+/**
+ * A read that must come from the guest (list-ifaces/list-routes `--live`, the library's `live`) of a
+ * sandbox whose record names no agent: the guest cannot be asked. VCNET_AGENT_CONNECT, as an agent
+ * that does not answer: either way the guest's own view cannot be had.
+ */
+export class AgentNotRecordedError extends VcnetError {
+  static override readonly errorName: string = 'AgentNotRecordedError';
+  constructor(id: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {
+    super('VCNET_AGENT_CONNECT', `sandbox ${id} has no agent recorded: its guest cannot be asked`, {
+      value: id,
+      hint: `an agent is recorded only when the sandbox is attached with the running VM's sockets (vcnet attach --sandbox ${id} --netns PATH --qmp SOCKET --agent SOCKET${stateDirectoryFlag(stateDirectory)}; --api-socket for Cloud Hypervisor or Firecracker); \`vcnet configure-guest --agent SOCKET\` reaches an agent without recording it. Leave out --live for the recorded view`,
     });
   }
 }
@@ -374,8 +396,14 @@ export interface ListOptions {
    */
   timeoutMs?: number;
   /**
+   * Only what the guest's agent answers: an agent that does not answer in time throws its error, and
+   * a sandbox whose record names no agent throws AgentNotRecordedError (VCNET_AGENT_CONNECT), instead
+   * of answering the recorded view. Default false.
+   */
+  live?: boolean;
+  /**
    * Told when an agent is recorded but did not answer in time (the VM is not up yet, or its socket
-   * accepts and nobody serves it): the recorded view is answered instead.
+   * accepts and nobody serves it): the recorded view is answered instead. Not called with `live`.
    */
   onAgentUnreachable?: (error: AgentConnectError | AgentStatusError) => void;
 }
@@ -386,9 +414,11 @@ function listOptions(given: ListOptions): ListOptions {
     'stateDirectory',
     'timeoutMs',
     'lockTimeoutMs',
+    'live',
     'onAgentUnreachable',
   ]);
   lockTimeoutOption(options.lockTimeoutMs);
+  booleanOption(options.live, 'live');
   numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
   functionOption(options.onAgentUnreachable, 'onAgentUnreachable');
   return options;
@@ -397,15 +427,19 @@ function listOptions(given: ListOptions): ListOptions {
 /**
  * What the agent answers to a read-only command, which needs nothing else of the VM (any hypervisor,
  * Firecracker too): undefined when no agent is recorded, or when it does not answer within the
- * timeout. The bound covers the call too: QEMU's chardev (server=on) accepts a connection before the
- * guest runs, and then nothing ever answers.
+ * timeout; with `live`, both throw instead. The bound covers the call too: QEMU's chardev (server=on)
+ * accepts a connection before the guest runs, and then nothing ever answers.
  */
 async function askAgentForReading<T>(
   state: SandboxState,
+  store: SandboxStore,
   options: ListOptions,
   ask: (agent: AgentClient, timeoutMs: number) => Promise<T>,
 ): Promise<T | undefined> {
-  if (!state.agentSocket) return undefined;
+  if (!state.agentSocket) {
+    if (options.live) throw new AgentNotRecordedError(state.id, store.root);
+    return undefined;
+  }
   const timeoutMs = options.timeoutMs ?? LIST_AGENT_TIMEOUT_MS;
   const deadline = Date.now() + timeoutMs;
   let agent: AgentClient | undefined;
@@ -418,7 +452,7 @@ async function askAgentForReading<T>(
       (error instanceof AgentStatusError &&
         error.local &&
         (error.status === StatusCode.DEADLINE_EXCEEDED || error.status === StatusCode.UNAVAILABLE));
-    if (!silent) throw error;
+    if (!silent || options.live) throw error;
     options.onAgentUnreachable?.(error);
     return undefined;
   } finally {
@@ -430,8 +464,8 @@ async function askAgentForReading<T>(
 export async function listInterfaces(id: string, options: ListOptions = {}): Promise<KataInterfaceJson[]> {
   options = listOptions(options);
   // Reads only: on a read-only state directory it runs without the lock it could not take.
-  return withSandbox(id, 'listInterfaces', { ...options, readOnly: true }, async ({ state, network }) => {
-    const answered = await askAgentForReading(state, options, (agent, timeoutMs) =>
+  return withSandbox(id, 'listInterfaces', { ...options, readOnly: true }, async ({ store, state, network }) => {
+    const answered = await askAgentForReading(state, store, options, (agent, timeoutMs) =>
       agent.listInterfaces({ timeoutMs }),
     );
     if (answered) return answered.map(interfaceToJson);
@@ -485,8 +519,10 @@ export async function updateRoutes(
 export async function listRoutes(id: string, options: ListOptions = {}): Promise<KataRouteJson[]> {
   options = listOptions(options);
   // Reads only: on a read-only state directory it runs without the lock it could not take.
-  return withSandbox(id, 'listRoutes', { ...options, readOnly: true }, async ({ state, network }) => {
-    const answered = await askAgentForReading(state, options, (agent, timeoutMs) => agent.listRoutes({ timeoutMs }));
+  return withSandbox(id, 'listRoutes', { ...options, readOnly: true }, async ({ store, state, network }) => {
+    const answered = await askAgentForReading(state, store, options, (agent, timeoutMs) =>
+      agent.listRoutes({ timeoutMs }),
+    );
     if (answered) return answered.map(routeToJson);
     // What the next push would send: the set update-routes gave (as the NICs changed it since), else the derived one.
     return sandboxRouteSet(network.endpoints(), state.guestRoutes).map((route) =>

@@ -50,6 +50,7 @@ import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from 
 import {
   DEFAULT_STATE_DIRECTORY,
   defaultLockTimeoutMs,
+  refuseUnusableRecordEnvironment,
   SandboxStore,
   stateDirectoryFlag,
   validateSandboxId,
@@ -341,6 +342,8 @@ export async function attachSandbox(
   refuseMacvtapInUserNamespace(config.model, 'model');
   // A malformed hvsock:// address would only show at the first add-iface: refuse it before anything is made.
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
+  // VCNET_STATE_REGISTRY and VCNET_STATE_DIR, before withLock makes the state directory and its lock.
+  refuseUnusableRecordEnvironment();
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLock(
     async () => {
@@ -821,6 +824,11 @@ export interface PlannedDetach {
   alreadyGone: string[];
   /** What detach would leave because someone else uses it too, and why ("ingress qdisc on eth0: it holds …"). */
   kept: string[];
+  /**
+   * What an attach cut short recorded ahead and never made (a link it had chosen an index for, what
+   * goes on it, the pod link steps after it): detach passes it over, neither undone nor counted.
+   */
+  neverMade: string[];
   notices: Array<{ link: string; message: string }>;
   /** The VM's control socket when one is recorded: detach would unplug its NICs first. */
   hotplugSocket?: string;
@@ -840,7 +848,7 @@ export async function planSandboxDetach(id: string, options: PlanSandboxDetachOp
   options = optionsArgument(options, 'options', ['stateDirectory']);
   const store = new SandboxStore(id, options.stateDirectory);
   const state = store.read<SandboxState>();
-  const none = { steps: [], alreadyGone: [], kept: [], notices: [] };
+  const none = { steps: [], alreadyGone: [], kept: [], neverMade: [], notices: [] };
   if (!state) return { id, found: false, ...none };
   let recorded: RecordedNetwork;
   try {
@@ -861,6 +869,7 @@ export async function planSandboxDetach(id: string, options: PlanSandboxDetachOp
       steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
       alreadyGone: describeRecords(plan.alreadyGone),
       kept: plan.kept.map(describeKept),
+      neverMade: describeRecords(plan.neverMade),
       notices: plan.notices,
       ...(hotplugSocket ? { hotplugSocket } : {}),
     };

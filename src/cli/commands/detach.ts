@@ -123,15 +123,17 @@ function noteRecordedElsewhere(id: string, used: string, recordedIn: readonly st
 function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
   if (json) {
     // alreadyGone and kept are counts, as in detach --json; what they count is listed beside them.
-    const { id, alreadyGone, kept, ...plan } = planned;
+    const { id, alreadyGone, kept, neverMade, ...plan } = planned;
     printJson({
       sandbox: id,
       dryRun: true,
       ...plan,
       alreadyGone: alreadyGone.length,
       kept: kept.length,
+      neverMade: neverMade.length,
       alreadyGoneObjects: alreadyGone,
       keptObjects: kept,
+      neverMadeObjects: neverMade,
     });
     return;
   }
@@ -155,6 +157,8 @@ function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
   for (const notice of planned.notices) printComment(`notice: ${notice.message}`);
   for (const gone of planned.alreadyGone) printComment(`already gone: ${gone}`);
   for (const kept of planned.kept) printComment(`kept: ${kept}`);
+  // Recorded ahead by an attach cut short: detach passes them over as it does (not undone, not counted).
+  for (const unmade of planned.neverMade) printComment(`never made, not undone: ${unmade}`);
   // Counted as the real detach counts them (`N change(s) undone`): a group delete is each of its links.
   printComment(`${planned.steps.reduce((count, step) => count + changeCount(step.change), 0)} change(s)`);
   for (const step of planned.steps) print(step.command);

@@ -95,6 +95,11 @@ function reportToStderr(report: GarbageReport): void {
       `vcnet: gc left ${links.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
     );
   for (const item of report.absent) writeStderr(`vcnet: gc: ${item.namespacePath}: ${item.detail}\n`);
+  // Stray entries (a link, a FIFO, a file) name no sandbox: one line, so they are seen (--json lists each).
+  if (report.ignored.length > 0)
+    writeStderr(
+      `vcnet: gc passed over ${report.ignored.length} entr${report.ignored.length === 1 ? 'y' : 'ies'} of state directories that name no sandbox (${report.ignored.map((entry) => `${entry.path}: ${entry.reason}`).join('; ')}): remove them if nothing needs them\n`,
+    );
   // In vcnet's way but not vcnet's (a veth in its group, a live record's filter): left, and why.
   for (const item of report.leftAlone)
     writeStderr(`vcnet: gc left the ${item.kind} ${item.name} in ${item.namespacePath}: ${item.detail}\n`);

@@ -99,17 +99,8 @@ function noteRecordedView(error: Error): void {
 
 const liveOption = [
   '--live',
-  "only what the VM's agent answers: fail (its error, --json as every command's) instead of showing the recorded view",
+  "only what the VM's agent answers: fail instead of showing the recorded view (exit 1, --json as every command's): with the agent's error when it does not answer, with VCNET_AGENT_CONNECT when the sandbox was attached without --agent",
 ] as const;
-
-/** With --live, an agent that does not answer fails the command; without, the recorded view is said on stderr. */
-function whenAgentUnreachable(live: boolean | undefined): (error: Error) => void {
-  return live
-    ? (error) => {
-        throw error;
-      }
-    : noteRecordedView;
-}
 
 const listTimeoutOption = [
   '--timeout <ms>',
@@ -242,7 +233,9 @@ function registerListCommand<Entry>(program: Command, list: ListCommand<Entry>):
         const entries = await list.fetch(sandbox, {
           stateDirectory: stateDirectory(options.stateDir),
           timeoutMs: listTimeout(options.timeout),
-          onAgentUnreachable: whenAgentUnreachable(options.live),
+          // --live: no agent recorded, or one that does not answer, fails the command (its error).
+          live: options.live === true,
+          onAgentUnreachable: noteRecordedView,
         });
         if (options.json) return printJson(entries);
         print(

@@ -7,7 +7,7 @@
  * component is made once, from the deepest existing one down, and the first that cannot be made
  * stops with an error naming it and why.
  */
-import { mkdirSync, rmdirSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, rmdirSync, statfsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { SystemCallError } from '../../errors.js';
 
@@ -42,11 +42,10 @@ function isDirectory(path: string): boolean {
 }
 
 /**
- * Makes `path` and its missing parents (each with `mode`); a directory already there is fine.
- * Throws DirectoryNotMadeError when a component is not a directory or cannot be made. Returns the
- * directories this call made, outermost first (for removeMadeDirectories).
+ * The components of `path` that do not exist, innermost first (empty when it is a directory already).
+ * Throws DirectoryNotMadeError when a component is not a directory or cannot be looked up. Makes nothing.
  */
-export function makeDirectory(path: string, mode: number): string[] {
+export function missingDirectories(path: string): string[] {
   const target = resolve(path);
   const missing: string[] = [];
   // Upwards to the deepest component that exists: at most one stat per component, ending at "/".
@@ -74,6 +73,59 @@ export function makeDirectory(path: string, mode: number): string[] {
       missing.push(current);
     }
   }
+  return missing;
+}
+
+/** procfs's f_type: mkdir in it answers ENOENT, whoever asks (mkdir /proc/x). */
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+/**
+ * Whether makeDirectory(path) would succeed, found without making anything (vcnet-cni STATUS): the
+ * missing components, innermost first. DirectoryNotMadeError, with the reason makeDirectory would
+ * give, when a component is not a directory, or when the directory the outermost missing one would
+ * be made in refuses this user (access(2) for writing: EACCES, EROFS) or is procfs (ENOENT).
+ */
+export function checkDirectoryCanBeMade(path: string): string[] {
+  const target = resolve(path);
+  const missing = missingDirectories(target);
+  const outermost = missing[missing.length - 1];
+  if (outermost === undefined) return missing;
+  const parent = dirname(outermost);
+  let failure: NodeJS.ErrnoException | undefined;
+  try {
+    accessSync(parent, constants.W_OK);
+    if (statfsSync(parent).type === PROC_SUPER_MAGIC) {
+      failure = Object.assign(new Error(`ENOENT: no such file or directory, mkdir '${outermost}'`), {
+        code: 'ENOENT',
+        syscall: 'mkdir',
+        path: outermost,
+      });
+    }
+  } catch (error) {
+    failure = error as NodeJS.ErrnoException;
+  }
+  if (failure) throw cannotCreate(target, outermost, failure);
+  return missing;
+}
+
+/** `directory`, a component of `target`, could not be made (or would not be): why, as the OS says. */
+function cannotCreate(target: string, directory: string, failure: NodeJS.ErrnoException): DirectoryNotMadeError {
+  return new DirectoryNotMadeError(
+    target,
+    directory,
+    `cannot create ${directory} (${describeErrno(failure)})`,
+    failure,
+  );
+}
+
+/**
+ * Makes `path` and its missing parents (each with `mode`); a directory already there is fine.
+ * Throws DirectoryNotMadeError when a component is not a directory or cannot be made. Returns the
+ * directories this call made, outermost first (for removeMadeDirectories).
+ */
+export function makeDirectory(path: string, mode: number): string[] {
+  const target = resolve(path);
+  const missing = missingDirectories(target);
   // Downwards, each component once: no retry can loop.
   const made: string[] = [];
   for (const directory of missing.reverse()) {
@@ -84,12 +136,7 @@ export function makeDirectory(path: string, mode: number): string[] {
       const failure = error as NodeJS.ErrnoException;
       // Another process made it meanwhile (two plugins starting at once): that is as good (and theirs).
       if (failure.code === 'EEXIST' && isDirectory(directory)) continue;
-      throw new DirectoryNotMadeError(
-        target,
-        directory,
-        `cannot create ${directory} (${describeErrno(failure)})`,
-        failure,
-      );
+      throw cannotCreate(target, directory, failure);
     }
   }
   return made;

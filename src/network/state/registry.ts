@@ -171,6 +171,15 @@ function refuseUntrustedRegistry(path: string): void {
 }
 
 /**
+ * The registry a command that records will write, refused (VCNET_STATE_REGISTRY empty, a directory,
+ * under a file, or another user's) before that command makes anything: its state directory, its lock.
+ */
+export function checkStateRegistry(path = registryPath()): string {
+  refuseUntrustedRegistry(path);
+  return path;
+}
+
+/**
  * The registry's text, read through one fd that is checked as the path was: never through a link
  * (O_NOFOLLOW), never blocking on a FIFO (O_NONBLOCK), and only from a regular file of root or
  * vcnet's user that nobody else can write (a file put at a missing registry's path after the check).

@@ -39,7 +39,7 @@ import { DirectoryNotMadeError, makeDirectory, removeMadeDirectories } from './d
 import { lockFile } from './lock.js';
 import { sandboxContentSchema } from './network-content-schema.js';
 import { parseRecord, type RecordEnvelope } from './record-envelope.js';
-import { registerStateDirectory } from './registry.js';
+import { checkStateRegistry, registerStateDirectory } from './registry.js';
 import { refuseUntrustedDirectory, unusableStateDirectory } from './trust.js';
 
 export { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from './default-directories.js';
@@ -76,6 +76,17 @@ export function stateDirectory(explicit?: string): string {
     return absolutePath('VCNET_STATE_DIR', fromEnvironment, 'directory');
   }
   return DEFAULT_STATE_DIRECTORY;
+}
+
+/**
+ * The environment a command that records (attach, vcnet-cni ADD) reads besides its own settings,
+ * refused before that command makes anything, its state directory or lock, so a refused command
+ * leaves nothing: VCNET_STATE_REGISTRY, which it writes, and VCNET_STATE_DIR when set, whose records
+ * it reads to find what holds a namespace (refused there when empty, as every command refuses it).
+ */
+export function refuseUnusableRecordEnvironment(): void {
+  checkStateRegistry();
+  if (process.env.VCNET_STATE_DIR !== undefined) stateDirectory();
 }
 
 export function validateSandboxId(id: string): string {

@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { pauseAtStep, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { dryRunCases } from '../../helpers/dry-run-cases.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -109,5 +109,34 @@ describe('vcnet detach --dry-run', () => {
     const undone = Number(/(\d+) change\(s\) undone/.exec(detach.stdout)?.[1]);
     expect(undone).toBeGreaterThan(3);
     expect(planned).toBe(undone);
+  });
+
+  it('lists what an attach killed before it made anything recorded ahead: never made, not undone, as detach', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const args = ['--sandbox', 'never', '--state-dir', stateDirectory()];
+    // Killed -9 paused before its first step: every intent is journaled, nothing made.
+    const run = vcnetAsync(['attach', ...args, '--netns', pod.path], pauseAtStep(0));
+    for (const deadline = Date.now() + 20_000; !/paused at step 0/.test(run.output().stderr); ) {
+      if (run.child.exitCode !== null || Date.now() > deadline)
+        throw new Error(`attach never paused: ${run.output().stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    run.child.kill('SIGKILL');
+    await run.done;
+    const dry = vcnet(['detach', '--dry-run', ...args]);
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('# never made, not undone: tun tap0_kata\n');
+    expect(dry.stdout).toContain('# never made, not undone: ingress qdisc on eth0\n');
+    expect(dry.stdout).toContain('# 0 change(s)\n');
+    const json = JSON.parse(vcnet(['detach', '--dry-run', '--json', ...args]).stdout);
+    expect(json).toMatchObject({ steps: [], alreadyGone: 0, neverMade: expect.any(Number) });
+    expect(json.neverMadeObjects).toHaveLength(json.neverMade);
+    expect(json.neverMadeObjects).toEqual(expect.arrayContaining(['tun tap0_kata', 'ingress qdisc on eth0']));
+    // The detach passes them over too: nothing undone, nothing counted as gone.
+    const detach = vcnet(['detach', ...args]);
+    expect(detach.status, detach.stderr).toBe(0);
+    expect(detach.stdout).toContain('detached sandbox never: 0 change(s) undone\n');
+    expect(fingerprint(pod)).toEqual(before);
   });
 });

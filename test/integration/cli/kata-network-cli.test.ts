@@ -98,6 +98,38 @@ describe('kata-network commands without a VM', () => {
     expect(fingerprint(pod)).toEqual(before);
   });
 
+  it('--live fails when the record names no agent (the guest cannot be asked), and says how one is recorded', async () => {
+    const { pod } = makePod();
+    const attached = vcnet(['attach', '--sandbox', 'kl', '--netns', pod.path, '--state-dir', stateDirectory()]);
+    expect(attached.status, attached.stderr).toBe(0);
+    for (const command of ['list-ifaces', 'list-routes']) {
+      // Without --live: the recorded view, and nothing on stderr (no VM was ever named).
+      const recorded = vcnet([command, 'kl', '--state-dir', stateDirectory(), '--json']);
+      expect(recorded.status, recorded.stderr).toBe(0);
+      expect(JSON.parse(recorded.stdout).length).toBeGreaterThan(0);
+      expect(recorded.stderr).toBe('');
+      for (const json of [true, false]) {
+        const live = vcnet([command, 'kl', '--state-dir', stateDirectory(), '--live', ...(json ? ['--json'] : [])]);
+        expect(live.status, live.stdout).toBe(1);
+        if (json) {
+          const { error } = JSON.parse(live.stdout);
+          expect(error).toMatchObject({ code: 'VCNET_AGENT_CONNECT', name: 'AgentNotRecordedError', value: 'kl' });
+          expect(error.message).toContain('sandbox kl has no agent recorded');
+          expect(error.hint).toContain('--agent');
+        } else {
+          expect(live.stdout).toBe('');
+          expect(live.stderr).toContain('sandbox kl has no agent recorded');
+        }
+      }
+    }
+    // The library's `live` is the same refusal.
+    const { listInterfaces, AgentNotRecordedError } = await import('../../../src/index.js');
+    await expect(listInterfaces('kl', { stateDirectory: stateDirectory(), live: true })).rejects.toBeInstanceOf(
+      AgentNotRecordedError,
+    );
+    expect(vcnet(['detach', '--sandbox', 'kl', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+
   it.each(['tcfilter', 'macvtap', 'none'])(
     "gives the host tap the pod link's MTU and the guest NIC the JSON's, as Kata (%s)",
     (model) => {

@@ -60,6 +60,56 @@ describe.skipIf(skipReason !== undefined)('the macvtap model in a user namespace
     expect(tcfilter.stdout).toContain('tcfilter');
   }, 60_000);
 
+  it('a pod link that is a macvtap is refused too: by attach, add-iface and watch, before anything is made for it', () => {
+    const state = join(directory, 'state');
+    const request = join(directory, 'mvt0.json');
+    const vcnetIn = `"$NODE" "$CLI"`;
+    const macvtap = (name: string, address: string) =>
+      `nsenter --net=$NS sh -c 'ip link add link peer0 name ${name} type macvtap mode bridge && ip addr add ${address} dev ${name} && ip link set ${name} up'`;
+    const run = inUserNamespace(`nsenter --net=$NS ip link set peer0 up
+${macvtap('mvt0', '10.78.0.2/24')}
+echo "== attach"; ${vcnetIn} attach --sandbox p --netns $NS --state-dir ${state}; echo "rc=$?"; ls ${state} 2>&1
+nsenter --net=$NS ip addr flush dev mvt0
+${vcnetIn} attach --sandbox p --netns $NS --state-dir ${state} >/dev/null 2>&1 || exit 9
+nsenter --net=$NS ip addr add 10.78.0.2/24 dev mvt0
+echo '{"name":"mvt0","device":"mvt0"}' > ${request}
+echo "== add-iface"; ${vcnetIn} add-iface p ${request} --state-dir ${state}; echo "rc=$?"
+( sleep 2; ${macvtap('mvt1', '10.79.0.2/24')} ) &
+echo "== watch"; timeout -s INT 6 ${vcnetIn} watch --sandbox p --state-dir ${state} --json
+echo "== links"; nsenter --net=$NS ip -o link show
+${vcnetIn} detach --sandbox p --state-dir ${state} >/dev/null || exit 8`);
+    expect(run.status, run.stderr).toBe(0);
+    const [, attach, addIface, watch, links] = `${run.stdout}`.split(/^== \S+\n/m);
+    const refusal = (link: string) =>
+      `invalid interface: "${link}" (accepted: a link other than a macvtap in a user namespace other than the initial one`;
+    // attach: exit 2, and neither the state directory nor any link made.
+    expect(attach).toContain('rc=2');
+    expect(attach).toContain('No such file or directory');
+    expect(run.stderr).toContain(refusal('mvt0'));
+    expect(run.stderr).toContain(
+      'hint: give the pod a veth or macvlan instead of the macvtap mvt0, which model tcfilter',
+    );
+    // add-iface of the macvtap: exit 2.
+    expect(addIface).toContain('rc=2');
+    // watch: the new macvtap is listed as failed with the same code, not attached.
+    const summaries = (watch ?? '')
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map(
+        (line) =>
+          JSON.parse(line) as { added: string[]; failed: Array<{ name: string; code: string; message: string }> },
+      );
+    expect(summaries.flatMap((summary) => summary.added)).toEqual([]);
+    expect(summaries.flatMap((summary) => summary.failed)).toContainEqual({
+      name: 'mvt1',
+      code: 'VCNET_INVALID_INPUT',
+      message: expect.stringContaining(refusal('mvt1')),
+    });
+    // Only the tcfilter attach of eth0 made anything: its tap (removed by the detach after).
+    const names = (links ?? '').match(/^\d+: (\S+?)[@:]/gm)?.map((line) => line.replace(/^\d+: |[@:]$/g, ''));
+    expect(names?.sort()).toEqual(['eth0', 'lo', 'mvt0', 'mvt1', 'peer0', 'tap0_kata']);
+  }, 60_000);
+
   it('vcnet-cni ADD with model macvtap is refused (code 7) before its state directory is made', () => {
     const stateDir = join(directory, 'cni');
     const config = JSON.stringify({

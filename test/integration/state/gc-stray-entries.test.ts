@@ -7,7 +7,7 @@
  * where gc does withhold collection (a directory it really cannot list: EIO), its summary says so.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
@@ -20,6 +20,7 @@ interface Report {
   removed: Array<{ kind: string; name: string }>;
   skipped: Array<{ file: string; reason: string }>;
   withheld: Array<{ namespacePath: string; links: string[] }>;
+  ignored: Array<{ path: string; reason: string }>;
 }
 
 /** A pod with an orphan tap (its sandbox's record deleted): what gc --netns is for. */
@@ -44,6 +45,7 @@ describe('gc and entries of a state directory that hold no records', () => {
     spawnSync('mkfifo', [join(state, 'fifo')]);
     mkdirSync(join(state, 'cni-like', 'interfaces'), { recursive: true });
     symlinkSync('l', join(state, 'cni-like', 'interfaces', 'l'));
+    writeFileSync(join(state, 'notes.txt'), 'not a record\n');
 
     const dry = vcnet(['gc', '--netns', pod.path, '--state-dir', state, '--dry-run', '--json']);
     expect(dry.status, dry.stderr).toBe(0);
@@ -51,9 +53,29 @@ describe('gc and entries of a state directory that hold no records', () => {
     expect(planned.skipped).toEqual([]);
     expect(planned.withheld).toEqual([]);
     expect(planned.removed).toContainEqual(expect.objectContaining({ kind: 'link', name: 'tap0_kata' }));
+    // Passed over, but listed: each entry that names no sandbox and is no directory, and what it is.
+    const link = 'a symbolic link that leads to no directory of records';
+    // (Only this test's directory: gc reads the host's default directories too.)
+    const here = planned.ignored.filter((entry) => entry.path.startsWith(`${state}/`));
+    expect(here.sort((x, y) => x.path.localeCompare(y.path))).toEqual([
+      { path: join(state, 'a'), reason: link },
+      { path: join(state, 'b'), reason: link },
+      { path: join(state, 'dangling'), reason: link },
+      { path: join(state, 'fifo'), reason: 'a FIFO' },
+      { path: join(state, 'notes.txt'), reason: 'a regular file' },
+      { path: join(state, 'stray'), reason: link },
+    ]);
+    // One line on stderr says so, with --json too.
+    const summary = dry.stderr.split('\n').filter((line) => line.includes('name no sandbox'));
+    expect(summary).toHaveLength(1);
+    expect(summary[0]).toMatch(
+      /^vcnet: gc passed over \d+ entries of state directories that name no sandbox \(.*\): remove them if nothing needs them$/,
+    );
+    expect(summary[0]).toContain(`${join(state, 'notes.txt')}: a regular file`);
 
     const collected = vcnet(['gc', '--netns', pod.path, '--state-dir', state]);
     expect(collected.status, collected.stderr).toBe(0);
+    expect(collected.stderr).toContain(`${join(state, 'fifo')}: a FIFO`);
     expect(collected.stderr).not.toContain('ELOOP');
     expect(collected.stdout).toMatch(/^removed 3 item\(s\):/);
     expect(collected.stdout).toContain("tun in vcnet's group that no record claims");

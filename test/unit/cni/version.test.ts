@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -183,6 +183,25 @@ describe('commands by version', () => {
     const withoutTun = () => status(podsNetwork(), join(stateDirectory, 'no-tun'));
     expect(withoutTun).toThrow(expect.objectContaining({ cniCode: 50, code: 'VCNET_CNI_NOT_AVAILABLE' }));
     expect(withoutTun).toThrow(/no-tun is not usable \(ENOENT\): no tap can be made/);
+  });
+
+  it('STATUS makes nothing: a missing stateDir is judged by the directory ADD would make it in', () => {
+    const tun = join(stateDirectory, 'tun');
+    writeFileSync(tun, '');
+    const at = (stateDir: string) => () => status({ ...podsNetwork(), stateDirectory: stateDir }, tun);
+    // Missing, two levels down in a writable directory: ready, and still missing afterwards.
+    expect(at(join(stateDirectory, 'a', 'b'))).not.toThrow();
+    expect(existsSync(join(stateDirectory, 'a'))).toBe(false);
+    // There already, without .locks: ready, and no .locks made.
+    expect(at(stateDirectory)).not.toThrow();
+    expect(existsSync(join(stateDirectory, '.locks'))).toBe(false);
+    // ADD's reasons: under a file (ENOTDIR), and under /proc, where mkdir answers ENOENT.
+    expect(at(join(tun, 'state'))).toThrow(/cannot be used as a state directory: .*tun is not a directory \(ENOTDIR\)/);
+    const proc = `/proc/vcnet-no-such-${process.pid}`;
+    expect(at(join(proc, 'state'))).toThrow(
+      `cannot be used as a state directory: cannot create ${proc} (ENOENT: no such file or directory)`,
+    );
+    expect(at(join(proc, 'state'))).toThrow(expect.objectContaining({ cniCode: 50 }));
   });
 });
 
