@@ -36,7 +36,15 @@ import {
   type NeighbourSpec,
 } from './codec/neighbour.js';
 import type { RawMessage } from './codec/reader.js';
-import { decodeRoute, encodeGetRoute, encodeRoute, type Route, type RouteSpec, RouteTable } from './codec/route.js';
+import {
+  decodeRoute,
+  encodeGetRoute,
+  encodeRoute,
+  isCachedRoute,
+  type Route,
+  type RouteSpec,
+  RouteTable,
+} from './codec/route.js';
 import { decodeFilter, encodeDeleteFilter, encodeFilter, type Filter, type FilterSpec } from './codec/tc/filter.js';
 import { encodeGetTc, formatHandle } from './codec/tc/message.js';
 import { decodeClass, encodeHtbClass, type HtbClassSpec, type TrafficClass } from './codec/tc/qdisc/htb.js';
@@ -225,6 +233,27 @@ function leavesBy(route: Route, index: number): boolean {
   return route.outputIndex === index || route.nextHops?.some((hop) => hop.outputIndex === index) === true;
 }
 
+/** The dumped routes `filter` selects (its table, default main; its output link). */
+function selectRoutes(routes: Route[], filter: RouteFilter): Route[] {
+  const table = filter.table ?? RouteTable.MAIN;
+  return routes.filter(
+    (route) =>
+      (table === 'all' || route.table === table) &&
+      (filter.outputIndex === undefined || leavesBy(route, filter.outputIndex)),
+  );
+}
+
+/**
+ * The routes of a route dump, as `ip route show` lists them: the route cache's entries, which a dump
+ * carries too (isCachedRoute), left out.
+ */
+function tableRoutes(routes: Route[], filter: RouteFilter = { table: 'all' }): Route[] {
+  return selectRoutes(
+    routes.filter((route) => !isCachedRoute(route)),
+    filter,
+  );
+}
+
 export interface NamespaceSnapshot {
   links: Link[];
   addresses: Address[];
@@ -257,6 +286,8 @@ const snapshotDumps: {
     type: number;
     encode: (writer: MessageWriter) => void;
     decode: (message: RawMessage) => NamespaceSnapshot[Part][number];
+    /** What of the decoded dump the part keeps; default all. */
+    keep?: (items: NamespaceSnapshot[Part]) => NamespaceSnapshot[Part];
   };
 } = {
   links: { type: MessageType.GETLINK, encode: (w) => encodeGetLink(w), decode: decodeLink },
@@ -265,7 +296,12 @@ const snapshotDumps: {
     encode: (w) => encodeGetAddress(w, AddressFamily.UNSPEC),
     decode: decodeAddress,
   },
-  routes: { type: MessageType.GETROUTE, encode: (w) => encodeGetRoute(w, AddressFamily.UNSPEC), decode: decodeRoute },
+  routes: {
+    type: MessageType.GETROUTE,
+    encode: (w) => encodeGetRoute(w, AddressFamily.UNSPEC),
+    decode: decodeRoute,
+    keep: (routes) => tableRoutes(routes),
+  },
   neighbours: {
     type: MessageType.GETNEIGH,
     encode: (w) => encodeGetNeighbour(w, AddressFamily.UNSPEC),
@@ -383,9 +419,9 @@ export class NetlinkHandle {
   }
 
   /**
-   * Links, addresses, routes (all tables), neighbours (proxy entries apart) and qdiscs of the
-   * namespace: what scanning it needs; `parts` narrows it to what the caller uses (the others come
-   * back empty). The dumps go out as one batch: the protocol sends each as soon as the one before
+   * Links, addresses, routes (all tables; the route cache apart), neighbours (proxy entries apart)
+   * and qdiscs of the namespace: what scanning it needs; `parts` narrows it to what the caller uses
+   * (the others come back empty). The dumps go out as one batch: the protocol sends each as soon as the one before
    * it is done (the kernel runs one dump per socket at a time), without a round trip through the
    * event loop in between. With `signal`, they go out one at a time instead, the signal looked at
    * before the first and after each: an abort rejects with the signal's reason (a plain `abort()`:
@@ -420,8 +456,12 @@ export class NetlinkHandle {
         if (!outcome.ok) throw outcome.error;
         const reply = snapshotDumps[part].type - 2; // replies to GET are NEW messages
         const messages = outcome.messages.filter((message) => message.type === reply);
-        const decode = snapshotDumps[part].decode as (message: RawMessage) => unknown;
-        (snapshot[part] as unknown[]) = messages.map((message) => decode(message));
+        const { decode, keep } = snapshotDumps[part] as {
+          decode: (message: RawMessage) => unknown;
+          keep?: (items: unknown[]) => unknown[];
+        };
+        const decoded = messages.map((message) => decode(message));
+        (snapshot[part] as unknown[]) = keep ? keep(decoded) : decoded;
         // Decoding a big namespace's dumps takes tens of ms: the event loop runs between them (a pod's
         // few messages never wait here).
         if (messages.length >= LARGE_DUMP_MESSAGES) await yieldToEventLoop();
@@ -511,19 +551,33 @@ export class NetlinkHandle {
 
   // ---- routes ----
 
-  /** Equivalent to `ip route show [table main|all] [dev NAME]` (`-4`/`-6` with `family`). */
+  /**
+   * Equivalent to `ip route show [table main|all] [dev NAME]` (`-4`/`-6` with `family`): routes only,
+   * never the route cache's path-MTU and redirect exceptions that the kernel's dump carries too
+   * (cachedRoutes() lists those).
+   */
   async routes(filter: RouteFilter = {}): Promise<Route[]> {
-    const all = await this.dump(
+    return tableRoutes(await this.dumpRoutes(filter), filter);
+  }
+
+  /**
+   * The route cache: the path-MTU and redirect exceptions the kernel learned from traffic
+   * (isCachedRoute), which routes() and snapshot() leave out. Equivalent to `ip route show cache
+   * [table main|all] [dev NAME]` (`-4`/`-6` with `family`).
+   */
+  async cachedRoutes(filter: RouteFilter = {}): Promise<Route[]> {
+    return selectRoutes(
+      (await this.dumpRoutes(filter)).filter((route) => isCachedRoute(route)),
+      filter,
+    );
+  }
+
+  private async dumpRoutes(filter: RouteFilter): Promise<Route[]> {
+    return this.dump(
       MessageType.GETROUTE,
       'list routes',
       (w) => encodeGetRoute(w, filter.family ?? AddressFamily.UNSPEC),
       decodeRoute,
-    );
-    const table = filter.table ?? RouteTable.MAIN;
-    return all.filter(
-      (route) =>
-        (table === 'all' || route.table === table) &&
-        (filter.outputIndex === undefined || leavesBy(route, filter.outputIndex)),
     );
   }
 

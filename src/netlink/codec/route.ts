@@ -37,8 +37,23 @@ export const RouteType = {
 } as const;
 /** RTA_PREF: ICMPV6_ROUTER_PREF_* (iproute2's `pref low|medium|high`). */
 export const RoutePreference = { MEDIUM: 0, HIGH: 1, LOW: 3 } as const;
-/** rtm_flags / rtnh_flags: a gateway reachable on the link without a covering route. */
+/**
+ * rtm_flags / rtnh_flags. ONLINK: a gateway reachable on the link without a covering route. CLONED
+ * (RTM_F_CLONED): an entry of the route cache (isCachedRoute), not a route.
+ */
 export const RouteFlag = { ONLINK: 0x4, CLONED: 0x200 } as const;
+
+/**
+ * An entry of the kernel's route cache (RTM_F_CLONED): a path-MTU or redirect exception it learned
+ * from traffic (an ICMP "fragmentation needed" / "packet too big" or redirect), for one destination,
+ * expiring by itself (10 minutes for a path MTU). Since Linux 5.3 a route dump on a socket without
+ * strict checking (vcnet's) lists them among the routes, IPv4 and IPv6; `ip route show` leaves them
+ * out and `ip route show cache` lists them. Nobody made them and nobody can re-make them: never a route to
+ * copy, restore or delete.
+ */
+export function isCachedRoute(route: { flags: number }): boolean {
+  return (route.flags & RouteFlag.CLONED) !== 0;
+}
 
 export type { NextHop, NextHopSpec, RouteMetrics } from './route-attributes.js';
 

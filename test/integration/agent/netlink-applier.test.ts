@@ -7,8 +7,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentClient } from '../../../src/agent/client.js';
 import { IPFamily } from '../../../src/agent/generated/types_pb.js';
 import { StatusCode } from '../../../src/agent/ttrpc.js';
-import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
+import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { guestLikeNamespace, type NamespaceAgent, startNamespaceAgent } from '../../helpers/namespace-agent.js';
+import { addSmallHop, FAR_PEER, learnPathMtu } from '../../helpers/path-mtu.js';
 
 interface IpAddressInfo {
   family: string;
@@ -239,6 +240,41 @@ describe('UpdateRoutes', () => {
       scope: 253,
     });
     expect(listed.find((r) => r.dest === 'fd00::/64')).toMatchObject({ device: 'eth0', family: IPFamily.v6 });
+  });
+});
+
+describe('UpdateRoutes and ListRoutes next to the route cache', () => {
+  it('neither deletes nor lists a path-MTU exception: the route set is replaced, the exception is no route', async () => {
+    await client.updateInterface(eth0);
+    // The guest's NIC leads to a router with a 1280-byte hop to a far peer.
+    const router = makeNamespace('router');
+    addSmallHop(router);
+    namespace.exec('ip', ['link', 'set', 'veth-peer', 'netns', router.name]);
+    router.exec('ip', ['link', 'set', 'veth-peer', 'up']);
+    router.exec('ip', ['addr', 'add', '10.0.0.1/24', 'dev', 'veth-peer']);
+    router.exec('ip', ['addr', 'add', 'fd00::1/64', 'dev', 'veth-peer', 'nodad']);
+    const defaults = [
+      { dest: '', gateway: '10.0.0.1', device: 'eth0' },
+      { dest: '::/0', gateway: 'fd00::1', device: 'eth0', family: IPFamily.v6 },
+    ];
+    await client.updateRoutes(defaults);
+    // A DF ping too big for the hop: the guest learns the path MTU (`ip route show cache`).
+    await learnPathMtu(namespace);
+    const destinations = (listed: Array<{ dest: string }>) => listed.map((route) => route.dest).sort();
+    const cached = [`${FAR_PEER.v4}/32`, `${FAR_PEER.v6}/128`];
+    for (const dest of cached) expect(destinations(await client.listRoutes())).not.toContain(dest);
+
+    // The next full route set (as add-iface and configure-guest push it) deleted the exceptions as
+    // routes it was not given: ESRCH, and the whole update rolled back.
+    const answer = await client.updateRoutes([...defaults, { dest: '10.1.0.0/16', device: 'eth0' }]);
+    expect(destinations(answer)).toEqual(['0.0.0.0/0', '10.0.0.0/24', '10.1.0.0/16', '::/0', 'fd00::/64', 'fe80::/64']);
+    expect(destinations(await client.listRoutes())).toEqual(destinations(answer));
+    expect(routes().map((r) => `${r.dst} ${r.gateway ?? ''}`.trim())).toEqual([
+      'default 10.0.0.1',
+      '10.0.0.0/24',
+      '10.1.0.0/16',
+    ]);
+    expect(routes('-6').find((r) => r.dst === 'default')).toMatchObject({ gateway: 'fd00::1', dev: 'eth0' });
   });
 });
 
