@@ -175,7 +175,12 @@ function refuseUntrustedRegistry(path: string): void {
  * under a file, or another user's) before that command makes anything: its state directory, its lock.
  */
 export function checkStateRegistry(path = registryPath()): string {
-  refuseUntrustedRegistry(path);
+  try {
+    refuseUntrustedRegistry(path);
+  } catch (error) {
+    // The same hint the registry write gives: the registry and VCNET_STATE_REGISTRY, not the state directory.
+    throw withRegistryHint(error, path);
+  }
   return path;
 }
 
