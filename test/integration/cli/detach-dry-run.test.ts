@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { pauseAtStep, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { killAtStep, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { dryRunCases } from '../../helpers/dry-run-cases.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -116,14 +116,7 @@ describe('vcnet detach --dry-run', () => {
     const before = fingerprint(pod);
     const args = ['--sandbox', 'never', '--state-dir', stateDirectory()];
     // Killed -9 paused before its first step: every intent is journaled, nothing made.
-    const run = vcnetAsync(['attach', ...args, '--netns', pod.path], pauseAtStep(0));
-    for (const deadline = Date.now() + 20_000; !/paused at step 0/.test(run.output().stderr); ) {
-      if (run.child.exitCode !== null || Date.now() > deadline)
-        throw new Error(`attach never paused: ${run.output().stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    run.child.kill('SIGKILL');
-    await run.done;
+    expect(await killAtStep(['attach', ...args, '--netns', pod.path], 0)).toBe(true);
     const dry = vcnet(['detach', '--dry-run', ...args]);
     expect(dry.status, dry.stderr).toBe(0);
     expect(dry.stdout).toContain('# never made, not undone: tun tap0_kata\n');
@@ -145,14 +138,7 @@ describe('vcnet detach --dry-run', () => {
     const before = fingerprint(pod);
     const args = ['--sandbox', 'first', '--state-dir', stateDirectory()];
     // Killed -9 paused before step 1: the tap is made; the ingress qdisc on eth0 is journaled, never made.
-    const run = vcnetAsync(['attach', ...args, '--netns', pod.path], pauseAtStep(1));
-    for (const deadline = Date.now() + 20_000; !/paused at step 1/.test(run.output().stderr); ) {
-      if (run.child.exitCode !== null || Date.now() > deadline)
-        throw new Error(`attach never paused: ${run.output().stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    run.child.kill('SIGKILL');
-    await run.done;
+    expect(await killAtStep(['attach', ...args, '--netns', pod.path], 1)).toBe(true);
     const dry = vcnet(['detach', '--dry-run', ...args]);
     expect(dry.status, dry.stderr).toBe(0);
     expect(dry.stdout).toContain('# already gone: ingress qdisc on eth0\n');

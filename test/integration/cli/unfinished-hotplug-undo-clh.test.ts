@@ -13,23 +13,14 @@ import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { killAfterHotplug, stateDirectoryPerTest, vcnetAsync } from '../../helpers/cli.js';
 import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
 import { writeRequest } from '../../helpers/hotplug-guest.js';
-import type { TestNamespace } from '../../helpers/namespace.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
-import { fingerprint, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { fingerprint, kataLinks, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-unfinished-clh-');
 const stops: Array<() => unknown> = [];
 afterEach(async () => {
   for (const stop of stops.splice(0).reverse()) await stop();
 });
-
-const taps = (pod: TestNamespace) =>
-  pod
-    .exec('ip', ['-br', 'link', 'show'])
-    .split('\n')
-    .map((line) => line.split(/[\s@]/)[0])
-    .filter((name) => name?.endsWith('_kata'))
-    .sort();
 
 /** A sandbox on the API stand-in with eth9 half hot-plugged: add-iface killed once add-net was answered. */
 async function halfPlugged(sandbox: string) {
@@ -65,21 +56,29 @@ async function halfPlugged(sandbox: string) {
   expect(added).toHaveLength(1);
   const nicId = (added[0]!.body as { id: string }).id;
   expect(api.heldIds.has(nicId)).toBe(true);
-  expect(taps(pod)).toEqual(['tap0_kata', 'tap1_kata']);
+  expect(kataLinks(pod)).toEqual(['tap0_kata', 'tap1_kata']);
   const removals = () =>
     api.requests.filter((each) => each.path === '/api/v1/vm.remove-device').map((each) => each.body);
+  /** After `calls` remove-device requests of the NIC's id (each valid by the schema), the endpoint stayed whole, or went. */
+  const expectRemovals = (calls: number, outcome: 'kept' | 'undone') => {
+    expect(removals()).toEqual(Array.from({ length: calls }, () => ({ id: nicId })));
+    expect(api.requests.every((each) => each.schemaErrors === undefined)).toBe(true);
+    const endpoints = record().network.endpoints.map((endpoint) => `${endpoint.name} ${endpoint.plumbing.model}`);
+    expect(endpoints).toEqual(outcome === 'kept' ? ['eth0 tcfilter', 'net9 pending'] : ['eth0 tcfilter']);
+    expect(kataLinks(pod)).toEqual(outcome === 'kept' ? ['tap0_kata', 'tap1_kata'] : ['tap0_kata']);
+  };
   const detach = async () => {
     const detached = await vcnetAsync(['detach', '--sandbox', sandbox, ...flag]).done;
     expect(detached.status, detached.stderr).toBe(0);
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   };
-  return { pod, api, flag, record, nicId, removals, detach };
+  return { pod, api, flag, nicId, expectRemovals, detach };
 }
 
 describe('an unfinished hot-plug in a running Cloud Hypervisor VM', () => {
   it('gc removes the NIC with vm.remove-device, then the host side; another error than 404 keeps it all', async () => {
-    const { pod, api, flag, record, nicId, removals, detach } = await halfPlugged('ch');
+    const { pod, api, flag, nicId, expectRemovals, detach } = await halfPlugged('ch');
 
     // The VMM refuses the removal (not 404: the NIC may be in the VM): nothing of the endpoint goes.
     api.replies.push({ status: 500, reason: 'Internal Server Error', body: '"Error removing device"' });
@@ -92,9 +91,7 @@ describe('an unfinished hot-plug in a running Cloud Hypervisor VM', () => {
         `unfinished attach of eth9 \\(sandbox ch\\): ${nicId} may still be in the VM, so its record and plumbing stay`,
       ),
     );
-    expect(removals()).toEqual([{ id: nicId }]);
-    expect(record().network.endpoints.map((endpoint) => endpoint.plumbing.model)).toEqual(['tcfilter', 'pending']);
-    expect(taps(pod)).toEqual(['tap0_kata', 'tap1_kata']);
+    expectRemovals(1, 'kept');
 
     // The VMM removes it (204): the host side goes, and the record keeps only eth0.
     const collected = await vcnetAsync(['gc', '--netns', pod.path, ...flag, '--json']).done;
@@ -102,26 +99,21 @@ describe('an unfinished hot-plug in a running Cloud Hypervisor VM', () => {
     expect(JSON.parse(collected.stdout).removed).toEqual([
       expect.objectContaining({ detail: expect.stringMatching(/^unfinished attach of eth9: tun tap1_kata/) }),
     ]);
-    expect(removals()).toEqual([{ id: nicId }, { id: nicId }]);
-    expect(api.requests.every((each) => each.schemaErrors === undefined)).toBe(true);
-    expect(record().network.endpoints.map((endpoint) => endpoint.name)).toEqual(['eth0']);
-    expect(taps(pod)).toEqual(['tap0_kata']);
+    expectRemovals(2, 'undone');
     await detach();
   }, 120_000);
 
   it('gc takes 404 from vm.remove-device as done: the NIC never reached the VM', async () => {
-    const { pod, api, flag, record, nicId, removals, detach } = await halfPlugged('cn');
+    const { pod, api, flag, nicId, expectRemovals, detach } = await halfPlugged('cn');
     api.heldIds.delete(nicId); // as if the kill had come before the VMM took it
     const collected = await vcnetAsync(['gc', '--netns', pod.path, ...flag, '--json']).done;
     expect(collected.status, collected.stderr).toBe(0);
-    expect(removals()).toEqual([{ id: nicId }]);
-    expect(record().network.endpoints.map((endpoint) => endpoint.name)).toEqual(['eth0']);
-    expect(taps(pod)).toEqual(['tap0_kata']);
+    expectRemovals(1, 'undone');
     await detach();
   }, 120_000);
 
   it('a watch that starts removes the NIC with vm.remove-device before the host side; another error than 404 keeps it', async () => {
-    const { pod, api, flag, record, nicId, removals, detach } = await halfPlugged('cw');
+    const { api, flag, nicId, expectRemovals, detach } = await halfPlugged('cw');
     // A long debounce: what the watch does at start is seen before it attaches eth9 again.
     const options = { stateDirectory: flag[1]!, debounceMs: 60_000, onError: () => {} };
 
@@ -135,18 +127,13 @@ describe('an unfinished hot-plug in a running Cloud Hypervisor VM', () => {
         message: expect.stringContaining(`${nicId} may still be in the VM, so its record and plumbing stay`),
       },
     ]);
-    expect(removals()).toEqual([{ id: nicId }]);
-    expect(record().network.endpoints.map((endpoint) => endpoint.plumbing.model)).toEqual(['tcfilter', 'pending']);
-    expect(taps(pod)).toEqual(['tap0_kata', 'tap1_kata']);
+    expectRemovals(1, 'kept');
 
     const watching = await watchSandbox('cw', options);
     await watching.stop();
     expect(watching.undoneAttaches).toEqual(['eth9']);
     expect(watching.notUndone).toEqual([]);
-    expect(removals()).toEqual([{ id: nicId }, { id: nicId }]);
-    expect(api.requests.every((each) => each.schemaErrors === undefined)).toBe(true);
-    expect(record().network.endpoints.map((endpoint) => endpoint.name)).toEqual(['eth0']);
-    expect(taps(pod)).toEqual(['tap0_kata']);
+    expectRemovals(2, 'undone');
     await detach();
   }, 120_000);
 });
