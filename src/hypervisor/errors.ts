@@ -4,6 +4,7 @@
  * to a running one.
  */
 import { VcnetError } from '../errors.js';
+import { qemuNetdevId } from './qemu.js';
 
 /** The device is valid, but this hypervisor has no way to express part of it. */
 export class UnsupportedByHypervisorError extends VcnetError {
@@ -78,6 +79,17 @@ export class QmpConnectionError extends VcnetError {
 }
 
 /** A hot-plug failed; `rolledBack` says whether what vcnet had already added was removed again. */
+/** QEMU's refusal of an id it has already: "Duplicate ID 'netdev-net1' for netdev", "Duplicate device ID 'net1'". */
+export const DUPLICATE_ID = /Duplicate (?:device )?ID '([^']+)'/i;
+
+/**
+ * The QMP commands that remove QEMU NIC `deviceId` and its netdev from a VM when no record names it,
+ * so that del-iface cannot: the same words wherever a taken id is reported.
+ */
+export function qmpRemovalOf(deviceId: string): string {
+  return `{"execute":"device_del","arguments":{"id":"${deviceId}"}}, wait for its DEVICE_DELETED event, then {"execute":"netdev_del","arguments":{"id":"${qemuNetdevId(deviceId)}"}} (either may answer "not found": the other one was all there was)`;
+}
+
 export class NetworkHotplugError extends VcnetError {
   static override readonly errorName: string = 'NetworkHotplugError';
   readonly deviceId: string;
@@ -93,9 +105,10 @@ export class NetworkHotplugError extends VcnetError {
         value: deviceId,
         hint: !rolledBack
           ? `the netdev is still in the VM: remove it with netdev_del before retrying`
-          : /Duplicate ID/i.test(detail)
-            ? // The id is taken: by a NIC still plugged, or the netdev an unplug that timed out left.
-              `this hot-plug added nothing, but the VM already has a device or netdev with this id: unplug ${deviceId} first (unplugNetworkDevice, del-iface) or use another id`
+          : DUPLICATE_ID.test(detail)
+            ? // The id is taken: by a NIC still plugged, the netdev an unplug that timed out left, or a
+              // NIC no record names (what add-iface and watch report as VCNET_HOTPLUG_ID_TAKEN).
+              `this hot-plug added nothing, but the VM already has a device or netdev with this id. If it is a NIC you plugged, unplug it first (unplugNetworkDevice("${deviceId}")); vcnet del-iface removes it only when it is the NIC of an endpoint a sandbox's record names. A NIC no record names (a hot-plug killed part-way whose attach was undone on the host only, or one plugged by hand) is removed through QMP: ${qmpRemovalOf(deviceId)}. Or hot-plug under another id`
             : 'this hot-plug added nothing to the VM: fix the cause and hot-plug again',
         cause,
       },

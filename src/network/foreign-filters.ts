@@ -27,6 +27,12 @@ export interface OthersInQdiscs {
   deletedWith: Map<string, string>;
   /** vcnet's filter records whose priority holds another's filter now (filterKey → why): kept, not deleted. */
   keptFilters: Map<string, string>;
+  /**
+   * Qdiscs the records say vcnet added on pod links that the link does not have now (qdiscKey): an
+   * attach cut short journaled them and never made them, or they were deleted since. Already gone,
+   * with the filters recorded in them: nothing is sent for them, by detach or in its dry run alike.
+   */
+  absent: Set<string>;
 }
 
 /**
@@ -143,7 +149,7 @@ export async function othersInQdiscs(
 ): Promise<OthersInQdiscs> {
   // A qdisc on a link vcnet created goes with that link, whoever's filters are in it.
   const deletedLinks = createdLinkNames(steps);
-  const result: OthersInQdiscs = { kept: new Map(), deletedWith: new Map(), keptFilters: new Map() };
+  const result: OthersInQdiscs = { kept: new Map(), deletedWith: new Map(), keptFilters: new Map(), absent: new Set() };
   // Records of older builds do not say where their filter redirects: to a link the records made.
   const madeIndexes = new Set(
     steps.flatMap((step) => {
@@ -157,6 +163,12 @@ export async function othersInQdiscs(
     const link = resolve(step.link, step.index);
     if (!link) continue;
     const key = qdiscKey(step.link, step.handle);
+    // A dump that fails proves nothing: the qdisc is planned as there, and the kernel's answer decides.
+    const qdiscs = await handle.qdiscs(link.index).catch(() => undefined);
+    if (qdiscs && !qdiscs.some((qdisc) => qdisc.handle === step.handle && qdisc.kind === step.kind)) {
+      result.absent.add(key);
+      continue;
+    }
     if (step.kind !== 'ingress') {
       const theirs = await othersInShapingQdisc(handle, link.index, step.handle);
       if (theirs.length > 0) result.deletedWith.set(key, theirs.join(', '));

@@ -58,6 +58,23 @@ export function refuseMacvtapLinkInUserNamespace(link: string, uidMap?: string):
   );
 }
 
+/**
+ * Whether no vcnet command may attach `link` where this process runs: a macvtap pod link outside the
+ * initial user namespace, which attach, add-iface and watch refuse alike (refuseMacvtapLinkInUserNamespace).
+ */
+export function macvtapLinkRefusedHere(link: { kind?: string | undefined }, uidMap?: string): boolean {
+  return link.kind === 'macvtap' && !inInitialUserNamespace(uidMap);
+}
+
+/**
+ * What works for pod links `names` that macvtapLinkRefusedHere: not add-iface (it refuses them as
+ * well), but a veth or macvlan in their place, which model tcfilter connects.
+ */
+export function refusedMacvtapAdvice(names: readonly string[]): string {
+  const several = names.length > 1;
+  return `${names.join(', ')} ${several ? 'are macvtaps' : 'is a macvtap'}, which vcnet cannot attach in a user namespace other than the initial one (add-iface refuses ${several ? 'them' : 'it'} too): give the pod a veth or macvlan instead, which model tcfilter connects`;
+}
+
 /** The uid a file of a user this user namespace does not map shows as (/proc/sys/kernel/overflowuid). */
 export function overflowUid(): number {
   try {

@@ -12,7 +12,7 @@
  * not, and gives the QMP commands that remove it.
  */
 import { causeChain, VcnetError } from '../errors.js';
-import { NetworkHotplugError, QmpCommandError } from '../hypervisor/errors.js';
+import { DUPLICATE_ID, NetworkHotplugError, QmpCommandError, qmpRemovalOf } from '../hypervisor/errors.js';
 import { qemuNetdevId } from '../hypervisor/qemu.js';
 import type { Network } from '../network/network.js';
 import type { SandboxState } from './service.js';
@@ -22,21 +22,18 @@ export class HotplugIdTakenError extends VcnetError {
   /** The id QEMU has already: the NIC's (net<N>) or its netdev's (netdev-net<N>). */
   readonly takenId: string;
   constructor(sandbox: string, link: string, deviceId: string, takenId: string, qmpSocket: string, cause: unknown) {
-    const netdev = qemuNetdevId(deviceId);
     super(
       'VCNET_HOTPLUG_ID_TAKEN',
       `cannot hot-plug ${link} into sandbox ${sandbox}'s VM as ${deviceId}: the VM already has ${takenId === deviceId ? 'a device' : 'a netdev'} ${takenId}, which no endpoint of the sandbox records (nothing was added)`,
       {
         value: takenId,
-        hint: `it is most likely a NIC a hot-plug killed part-way left in the VM, whose record was undone on the host only (vcnet builds before session 20), so del-iface does not know it. Unplug it through QMP on ${qmpSocket}: {"execute":"device_del","arguments":{"id":"${deviceId}"}}, wait for its DEVICE_DELETED event, then {"execute":"netdev_del","arguments":{"id":"${netdev}"}} (either may answer "not found": the other one was all there was); then run this again (a watch tries again with the next change)`,
+        hint: `it is most likely a NIC a hot-plug killed part-way left in the VM, whose record was undone on the host only (vcnet builds before session 20), so del-iface does not know it. Unplug it through QMP on ${qmpSocket}: ${qmpRemovalOf(deviceId)}; then run this again (a watch tries again with the next change)`,
         cause,
       },
     );
     this.takenId = takenId;
   }
 }
-
-const DUPLICATE_ID = /Duplicate (?:device )?ID '([^']+)'/i;
 
 /**
  * `error` as HotplugIdTakenError when it is QEMU refusing the endpoint's hot-plug (rolled back: nothing

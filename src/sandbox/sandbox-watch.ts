@@ -18,6 +18,7 @@ import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
 import { notUndoneReason, undoUnfinishedEndpoints, unfinishedEndpoints } from '../network/unfinished-attach.js';
+import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
@@ -180,7 +181,7 @@ export async function applyNamespaceChange(
           publish(channels.notice, () => ({
             operation: 'watch',
             endpoint: name,
-            message: `did not attach ${name}: sandbox ${id} has ${network.endpoints().length} endpoints, the most watch's maxEndpoints (--max-endpoints) allows; \`vcnet add-iface ${id} FILE\` attaches it`,
+            message: `did not attach ${name}: sandbox ${id} has ${network.endpoints().length} endpoints, the most watch's maxEndpoints (--max-endpoints) allows; ${macvtapLinkRefusedHere(info.link) ? refusedMacvtapAdvice([name]) : `\`vcnet add-iface ${id} FILE\` attaches it`}`,
           }));
           continue;
         }
@@ -353,6 +354,12 @@ export interface SandboxWatch {
    * attaches them, whatever changes on them later (add-iface does).
    */
   readonly leftAlone: readonly string[];
+  /**
+   * Of the links leftAlone and stop() name, those no vcnet command attaches where this process runs
+   * (a macvtap outside the initial user namespace: add-iface refuses it too). Filled at start and by
+   * stop(); a veth or macvlan in their place is what works.
+   */
+  readonly refused: ReadonlySet<string>;
   /** The namespace watched, as the sandbox's record names it. */
   readonly namespacePath: string;
   /**
@@ -408,16 +415,16 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   let stopping: Promise<void> | undefined;
   let detachPoll: NodeJS.Timeout | undefined;
   let notApplied: string[] = [];
+  const refused = new Set<string>();
   const stop = (reason?: SandboxNotFoundError, applyPending = false): Promise<string[]> => {
     clearInterval(detachPoll);
     stopping ??= (async () => {
       try {
         if (applyPending && reason === undefined) {
           const undelivered = await watcher.flush();
-          const names = new Set([
-            ...(undelivered?.addedInterfaces.map((info) => info.link.name) ?? []),
-            ...pending.keys(),
-          ]);
+          const infos = [...(undelivered?.addedInterfaces ?? []), ...pending.values()];
+          const names = new Set(infos.map((info) => info.link.name));
+          for (const info of infos) if (macvtapLinkRefusedHere(info.link)) refused.add(info.link.name);
           notApplied = [...names];
         }
       } finally {
@@ -487,6 +494,8 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     watcher.interfaces(),
     state.network.endpoints.map((endpoint) => endpoint.properties.link.name),
   );
+  for (const info of watcher.interfaces())
+    if (memory.leftAlone.has(info.link.name) && macvtapLinkRefusedHere(info.link)) refused.add(info.link.name);
   // A detach changes nothing the watcher sees (the pod links stay): the record going ends the watch.
   detachPoll = setInterval(() => {
     if (!existsSync(store.statePath)) void stop(new SandboxNotFoundError(id, store.statePath, store.root));
@@ -495,6 +504,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   return {
     stop: (stopOptions) => stop(undefined, stopOptions?.applyPending ?? false),
     leftAlone: [...memory.leftAlone],
+    refused,
     namespacePath: state.namespace.path,
     undoneAttaches: unfinished.undone,
     notUndone: unfinished.notUndone,

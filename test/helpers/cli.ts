@@ -55,6 +55,24 @@ export function pauseAtStep(position: number, milliseconds = 30_000): Record<str
 }
 
 /**
+ * Runs vcnet `args` paused before plan step `position` (pauseAtStep) and kills it there with SIGKILL.
+ * False when it never paused: the plan has fewer steps, and the run completed.
+ */
+export async function killAtStep(args: string[], position: number): Promise<boolean> {
+  const run = vcnetAsync(args, pauseAtStep(position));
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (run.output().stderr.includes(`paused at step ${position}`)) break;
+    if (run.child.exitCode !== null) return false;
+    if (Date.now() > deadline) throw new Error(`vcnet never paused at step ${position}: ${run.output().stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  run.child.kill('SIGKILL');
+  await run.done;
+  return true;
+}
+
+/**
  * A fresh state directory for each test of the file, removed afterwards together with the test's
  * namespaces (even when the test fails). Returns the current test's directory.
  */

@@ -57,6 +57,16 @@ export function makeConfiguredGuest(): TestNamespace {
   return guest;
 }
 
+/** The names of vcnet's taps and macvtaps in `namespace` (`*_kata`), sorted. */
+export function kataLinks(namespace: TestNamespace): string[] {
+  return namespace
+    .exec('ip', ['-br', 'link', 'show'])
+    .split('\n')
+    .map((line) => line.split(/[\s@]/)[0])
+    .filter((name): name is string => name?.endsWith('_kata') === true)
+    .sort();
+}
+
 const VOLATILE_FLAGS = new Set(['NO-CARRIER', 'LOWER_UP', 'M-DOWN']);
 
 /** The namespace as iproute2 prints it, minus what changes by itself (counters, timers, dynamic neighbours). */

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
 import { VcnetError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
+import { refusedMacvtapAdvice } from '../../network/user-namespace.js';
 import { shellWord } from '../../shell-word.js';
 import { errorLogFields } from '../observability/log-subscriber.js';
 import { bindLogContext, logContext, logger } from '../observability/logger.js';
@@ -50,11 +51,17 @@ export function registerWatch(program: Command): void {
       // watch takes no --netns: its log lines name the namespace the record names.
       bindLogContext({ ...logContext(), netns: watching.namespacePath });
       // One write: a reader that sees the first line sees the second.
-      const leftAlone = watching.leftAlone;
+      // add-iface is advised only for links it attaches: a macvtap refused here gets what works instead.
+      const leftAlone = watching.leftAlone.filter((name) => !watching.refused.has(name));
+      const refusedAtStart = watching.leftAlone.filter((name) => watching.refused.has(name));
       writeStderr(
         `vcnet: watching sandbox ${options.sandbox} (Ctrl-C to stop)\n${
           leftAlone.length > 0
             ? `vcnet: watch leaves ${leftAlone.join(', ')} alone: ${leftAlone.length > 1 ? 'each' : 'it'} had an address and was not attached when watch started (\`vcnet add-iface ${options.sandbox} FILE\` attaches one)\n`
+            : ''
+        }${
+          refusedAtStart.length > 0
+            ? `vcnet: watch leaves ${refusedAtStart.join(', ')} alone: ${refusedMacvtapAdvice(refusedAtStart)}\n`
             : ''
         }${watching.undoneAttaches
           .map(
@@ -111,10 +118,16 @@ export function registerWatch(program: Command): void {
         writeStderr(
           `vcnet: watch ended before the last namespace change was applied (${STOP_BOUND_MS / 1000} s): \`vcnet add-iface\` attaches an interface it missed\n`,
         );
-      else if (notApplied.length > 0)
-        writeStderr(
-          `vcnet: watch ended without attaching ${notApplied.join(', ')}: \`vcnet add-iface ${options.sandbox} FILE\` attaches it\n`,
-        );
+      else if (notApplied.length > 0) {
+        const attachable = notApplied.filter((name) => !watching.refused.has(name));
+        const refused = notApplied.filter((name) => watching.refused.has(name));
+        if (attachable.length > 0)
+          writeStderr(
+            `vcnet: watch ended without attaching ${attachable.join(', ')}: \`vcnet add-iface ${options.sandbox} FILE\` attaches ${attachable.length > 1 ? 'each' : 'it'}\n`,
+          );
+        if (refused.length > 0)
+          writeStderr(`vcnet: watch ended without attaching ${refused.join(', ')}: ${refusedMacvtapAdvice(refused)}\n`);
+      }
       // Detached while watched: the watch has nothing left to do, which is not a failure.
       if (gone) writeStderr(`vcnet: sandbox ${options.sandbox} was detached; watch ends\n`);
     });

@@ -917,6 +917,7 @@ export async function planUndo(
     keptQdiscs: others.kept,
     qdiscsDeletedWith: others.deletedWith,
     keptFilters: others.keptFilters,
+    absentQdiscs: others.absent,
     now: Date.now(),
   });
 }

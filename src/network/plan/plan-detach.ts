@@ -429,6 +429,8 @@ export function planDetach(
     qdiscsDeletedWith?: ReadonlyMap<string, string>;
     /** vcnet's filter records whose priority holds another's filter now, and why (foreign-filters.ts filterKey): kept. */
     keptFilters?: ReadonlyMap<string, string>;
+    /** Qdiscs vcnet recorded on pod links that are not there now (foreign-filters.ts qdiscKey): already gone, with their filters. */
+    absentQdiscs?: ReadonlySet<string>;
     /** The time of the scan (ms since the epoch): a removed route with a lifetime gets what is left of it. */
     now?: number;
     /** The routes now, of every table: a recorded route goes back only where its place is free. */
@@ -503,6 +505,7 @@ export function planDetach(
   for (const record of records) {
     if (record.step !== 'add-qdisc' || createdRoles.has(record.link) || !resolve(record.link, record.index)) continue;
     if (snapshot.keptQdiscs?.has(qdiscKey(record.link, record.handle))) continue;
+    if (snapshot.absentQdiscs?.has(qdiscKey(record.link, record.handle))) continue;
     qdiscSteps.set(qdiscKey(record.link, record.handle), {
       change: undoChangesOf(record, refOf)[0]!,
       settles: [record],
@@ -522,6 +525,13 @@ export function planDetach(
       // What a record put on a link it says vcnet made (no ifindex: not a pod link) stays with it.
       (notMade.has(record.link) && record.index === undefined) ||
       !podLinkPresent(record)
+    ) {
+      alreadyGone.push(record);
+    } else if (
+      // A qdisc the link does not have (an attach cut short never made it), and the filters in it:
+      // classified here, so the dry run says what detach does rather than the kernel's refusal.
+      (record.step === 'add-qdisc' && snapshot.absentQdiscs?.has(qdiscKey(record.link, record.handle))) ||
+      (record.step === 'add-filter' && snapshot.absentQdiscs?.has(qdiscKey(record.link, record.parent)))
     ) {
       alreadyGone.push(record);
     } else if (record.step === 'add-qdisc') {

@@ -1,24 +1,12 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { pauseAtStep, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { killAtStep, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { crashTestSandbox } from '../../helpers/crash-sandbox.js';
 import { fingerprint } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-kill-');
 
-async function killAt(args: string[], position: number): Promise<boolean> {
-  const run = vcnetAsync(args, pauseAtStep(position));
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (run.output().stderr.includes(`paused at step ${position}`)) break;
-    if (run.child.exitCode !== null) return false; // the plan has fewer steps: attach completed
-    if (Date.now() > deadline) throw new Error(`attach never paused: ${run.output().stderr}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  run.child.kill('SIGKILL');
-  await run.done;
-  return true;
-}
+const killAt = killAtStep;
 
 describe('kill -9 during attach, at every step', () => {
   for (const model of ['tcfilter', 'macvtap'] as const) {

@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { pauseAtStep, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { killAtStep, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { dryRunCases } from '../../helpers/dry-run-cases.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -116,14 +116,7 @@ describe('vcnet detach --dry-run', () => {
     const before = fingerprint(pod);
     const args = ['--sandbox', 'never', '--state-dir', stateDirectory()];
     // Killed -9 paused before its first step: every intent is journaled, nothing made.
-    const run = vcnetAsync(['attach', ...args, '--netns', pod.path], pauseAtStep(0));
-    for (const deadline = Date.now() + 20_000; !/paused at step 0/.test(run.output().stderr); ) {
-      if (run.child.exitCode !== null || Date.now() > deadline)
-        throw new Error(`attach never paused: ${run.output().stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    run.child.kill('SIGKILL');
-    await run.done;
+    expect(await killAtStep(['attach', ...args, '--netns', pod.path], 0)).toBe(true);
     const dry = vcnet(['detach', '--dry-run', ...args]);
     expect(dry.status, dry.stderr).toBe(0);
     expect(dry.stdout).toContain('# never made, not undone: tun tap0_kata\n');
@@ -137,6 +130,27 @@ describe('vcnet detach --dry-run', () => {
     const detach = vcnet(['detach', ...args]);
     expect(detach.status, detach.stderr).toBe(0);
     expect(detach.stdout).toContain('detached sandbox never: 0 change(s) undone\n');
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('classifies what an attach killed after its first step never made as detach does: already gone, not a change', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const args = ['--sandbox', 'first', '--state-dir', stateDirectory()];
+    // Killed -9 paused before step 1: the tap is made; the ingress qdisc on eth0 is journaled, never made.
+    expect(await killAtStep(['attach', ...args, '--netns', pod.path], 1)).toBe(true);
+    const dry = vcnet(['detach', '--dry-run', ...args]);
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('# already gone: ingress qdisc on eth0\n');
+    expect(dry.stdout).not.toMatch(/^tc qdisc del dev eth0 ingress$/m);
+    const planned = Number(/^# (\d+) change\(s\)$/m.exec(dry.stdout)?.[1]);
+    const gone = dry.stdout.match(/^# already gone: /gm)?.length ?? 0;
+    const json = JSON.parse(vcnet(['detach', '--dry-run', '--json', ...args]).stdout);
+    const detach = vcnet(['detach', ...args, '--json']);
+    expect(detach.status, detach.stderr).toBe(0);
+    // Exactly what the dry run said: its changes undone, its already-gone records gone, none found so by the kernel.
+    expect(JSON.parse(detach.stdout)).toMatchObject({ undone: planned, alreadyGone: gone, kept: 0 });
+    expect(json).toMatchObject({ alreadyGone: gone, kept: 0 });
     expect(fingerprint(pod)).toEqual(before);
   });
 });

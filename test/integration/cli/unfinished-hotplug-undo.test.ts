@@ -15,7 +15,7 @@ import { QmpClient } from '../../../src/hypervisor/qmp.js';
 import { killAfterHotplug, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { writeRequest } from '../../helpers/hotplug-guest.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
-import { fingerprint, makePod } from '../../helpers/pod.js';
+import { fingerprint, kataLinks, makePod } from '../../helpers/pod.js';
 import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
 
 const skipReason = qemuIntegrationSkipReason();
@@ -40,13 +40,7 @@ function addPodLink(pod: TestNamespace, node: TestNamespace): void {
   pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
 }
 
-const taps = (pod: TestNamespace) =>
-  pod
-    .exec('ip', ['-br', 'link', 'show'])
-    .split('\n')
-    .map((line) => line.split(/[\s@]/)[0])
-    .filter((name) => name?.endsWith('_kata'))
-    .sort();
+const taps = kataLinks;
 
 describe.skipIf(skipReason !== undefined)('an unfinished hot-plug in a running VM', () => {
   it('gc keeps the endpoint while QEMU keeps its NIC, and undoes the host side once QEMU is gone', async () => {

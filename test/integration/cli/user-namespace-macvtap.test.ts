@@ -105,6 +105,14 @@ ${vcnetIn} detach --sandbox p --state-dir ${state} >/dev/null || exit 8`);
       code: 'VCNET_INVALID_INPUT',
       message: expect.stringContaining(refusal('mvt1')),
     });
+    // watch's stderr does not advise add-iface for them (it refuses them): it says what works.
+    expect(run.stderr).toContain(
+      'vcnet: watch leaves mvt0 alone: mvt0 is a macvtap, which vcnet cannot attach in a user namespace other than the initial one (add-iface refuses it too): give the pod a veth or macvlan instead, which model tcfilter connects\n',
+    );
+    expect(run.stderr).toContain(
+      'vcnet: watch ended without attaching mvt1: mvt1 is a macvtap, which vcnet cannot attach',
+    );
+    expect(run.stderr).not.toContain('`vcnet add-iface p FILE` attaches');
     // Only the tcfilter attach of eth0 made anything: its tap (removed by the detach after).
     const names = (links ?? '').match(/^\d+: (\S+?)[@:]/gm)?.map((line) => line.replace(/^\d+: |[@:]$/g, ''));
     expect(names?.sort()).toEqual(['eth0', 'lo', 'mvt0', 'mvt1', 'peer0', 'tap0_kata']);

@@ -6,6 +6,7 @@ import {
   DeviceUnplugTimeoutError,
   NetworkHotplugError,
   QmpCommandError,
+  qmpRemovalOf,
   UnsupportedByHypervisorError,
 } from '../../../src/hypervisor/errors.js';
 import { machineTypeOfQomType } from '../../../src/hypervisor/qemu-hotplug-ports.js';
@@ -113,6 +114,27 @@ describe('hotplugNetworkDevice', () => {
       ['device_add', expect.objectContaining({ id: 'net1' })],
       ['netdev_del', { id: 'netdev-net1' }],
     ]);
+    // The id is taken: del-iface is no fix for a NIC no record names (VCNET_HOTPLUG_ID_TAKEN's case):
+    // the hint gives the QMP commands that remove it, as that error's does.
+    const hint = (error as { hint: string }).hint;
+    expect(hint).toContain('the VM already has a device or netdev with this id');
+    expect(hint).toContain(qmpRemovalOf('net1'));
+    expect(hint).toContain(
+      '{"execute":"device_del","arguments":{"id":"net1"}}, wait for its DEVICE_DELETED event, then {"execute":"netdev_del","arguments":{"id":"netdev-net1"}}',
+    );
+    expect(hint).toContain(
+      "vcnet del-iface removes it only when it is the NIC of an endpoint a sandbox's record names",
+    );
+  });
+
+  it('gives the same hint when netdev_add finds the netdev id taken', async () => {
+    const { server, client } = await connected();
+    server.setHandler((command, connection) =>
+      connection.fail(command, 'GenericError', "Duplicate ID 'netdev-net1' for netdev"),
+    );
+    const error = await hotplugNetworkDevice(client, device).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ stage: 'netdev_add', rolledBack: true });
+    expect((error as { hint: string }).hint).toContain(qmpRemovalOf('net1'));
   });
 
   it('says so when the rollback fails too', async () => {

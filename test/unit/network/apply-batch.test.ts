@@ -44,9 +44,15 @@ const refusal = (errno: string) => Object.assign(new Error(`refused: ${errno}`),
  */
 function scriptedHandle(script: Record<string, string[]>) {
   const log: string[][] = [];
+  /** The links whose ingress qdisc an accepted request made (and none deleted since): what a qdisc dump lists. */
+  const ingressOn = new Set<number>();
   const answer = (request: string) => {
     const errno = script[request]?.shift();
-    return errno ? { ok: false as const, error: refusal(errno) } : { ok: true as const, messages: [] };
+    if (errno) return { ok: false as const, error: refusal(errno) };
+    const [verb, index] = request.split(' ');
+    if (verb === 'qdisc') ingressOn.add(Number(index));
+    if (verb === 'delete-qdisc') ingressOn.delete(Number(index));
+    return { ok: true as const, messages: [] };
   };
   const batch = () => {
     const requests: string[] = [];
@@ -74,7 +80,10 @@ function scriptedHandle(script: Record<string, string[]>) {
       const outcome = answer(`qdisc ${spec.index}`);
       if (!outcome.ok) throw outcome.error;
     },
-    qdiscs: async () => [],
+    qdiscs: async (index: number) =>
+      ingressOn.has(index)
+        ? [{ index, handle: INGRESS_HANDLE, parent: TC_H_INGRESS, kind: 'ingress', options: {} }]
+        : [],
     filters: async () => [],
     links: async () => [
       { index: 3, name: 'eth0', flags: 0, mtu: 1500 },
