@@ -1481,7 +1481,9 @@ async function finishUnfinished(
             });
           }
           if (report.dryRun) {
-            const wouldUndo = new Set(plan.steps.flatMap(recordsShownBy));
+            // What the send would change, not every step: a qdisc or filter journaled ahead and
+            // never made would be answered gone, and the real run says nothing of it either.
+            const wouldUndo = new Set((await network.stepsThatWouldChange(plan)).flatMap(recordsShownBy));
             report.removed.push(...unfinished.map((endpoint) => describe(endpoint, wouldUndo)));
             return;
           }

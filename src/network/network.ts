@@ -35,9 +35,9 @@ import { freeDeviceIndex } from './interface-pair.js';
 import { checkNotVcnetDevice, isVcnetDevice } from './link-name.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
-import { describeRecords, planUndo } from './plan/apply.js';
+import { describeRecords, planUndo, stepsThatWouldChange } from './plan/apply.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
-import type { DetachPlan } from './plan/plan-detach.js';
+import type { DetachPlan, DetachStep } from './plan/plan-detach.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
 import {
@@ -456,6 +456,11 @@ export class Network {
   }
 
   /** What removeEndpoints would send for these endpoints (all by default), against the namespace now; nothing is changed. */
+  /** The steps of `plan` whose send would change something now (a dry run's list; apply.ts). */
+  stepsThatWouldChange(plan: DetachPlan): Promise<DetachStep[]> {
+    return stepsThatWouldChange(this.handle, plan.steps);
+  }
+
   planRemoveEndpoints(endpoints: readonly Endpoint[] = [...this.list]): Promise<DetachPlan> {
     return planUndo(
       this.handle,
