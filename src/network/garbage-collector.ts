@@ -70,7 +70,7 @@ import { fileIdentity, lookAtFile, processIds } from '../netns/processes.js';
 import { isVcnetHtb } from './foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
-import { describeRecords, recordsShownBy } from './plan/apply.js';
+import { describeRecords } from './plan/apply.js';
 import { VCNET_LINK_KINDS } from './plan/plan-attach.js';
 import { type PlumbingStep, VCNET_LINK_GROUP } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
@@ -1483,7 +1483,7 @@ async function finishUnfinished(
           if (report.dryRun) {
             // What the send would change, not every step: a qdisc or filter journaled ahead and
             // never made would be answered gone, and the real run says nothing of it either.
-            const wouldUndo = new Set((await network.stepsThatWouldChange(plan)).flatMap(recordsShownBy));
+            const wouldUndo = new Set(await network.recordsUndoneBy(plan));
             report.removed.push(...unfinished.map((endpoint) => describe(endpoint, wouldUndo)));
             return;
           }

@@ -35,9 +35,9 @@ import { freeDeviceIndex } from './interface-pair.js';
 import { checkNotVcnetDevice, isVcnetDevice } from './link-name.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
-import { describeRecords, planUndo, stepsThatWouldChange } from './plan/apply.js';
+import { describeRecords, planUndo, recordsShownBy, stepsThatWouldChange } from './plan/apply.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
-import type { DetachPlan, DetachStep } from './plan/plan-detach.js';
+import type { DetachPlan } from './plan/plan-detach.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
 import {
@@ -456,9 +456,12 @@ export class Network {
   }
 
   /** What removeEndpoints would send for these endpoints (all by default), against the namespace now; nothing is changed. */
-  /** The steps of `plan` whose send would change something now (a dry run's list; apply.ts). */
-  stepsThatWouldChange(plan: DetachPlan): Promise<DetachStep[]> {
-    return stepsThatWouldChange(this.handle, plan.steps);
+  /**
+   * The records `plan`'s send would undo now, leaving out the deletions the kernel would answer
+   * "gone" (apply.ts stepsThatWouldChange): what a dry run says would be removed.
+   */
+  async recordsUndoneBy(plan: DetachPlan): Promise<PlumbingStep[]> {
+    return (await stepsThatWouldChange(this.handle, plan.steps)).flatMap(recordsShownBy);
   }
 
   planRemoveEndpoints(endpoints: readonly Endpoint[] = [...this.list]): Promise<DetachPlan> {
