@@ -5,6 +5,7 @@
  */
 
 import { lstatSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import { type DetachFinishedBy, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import type { Link } from '../netlink/codec/link.js';
@@ -373,7 +374,7 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
         // what no longer exists succeeds): refusing would stop the chain here on every retry, and
         // the IPAM plugin's DEL would never free the pod's address.
         const gone = namespaceGoneByRuntime(environment.namespacePath);
-        if (gone === undefined) throw error;
+        if (gone === undefined) throw withRelativeNetnsHint(error, environment.namespacePath, store.statePath);
         store.remove();
         warn(droppedUnseenWarning(environment, store.statePath, error, gone));
         return;
@@ -404,12 +405,15 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
 
 /**
  * Why the runtime says the pod namespace is gone: CNI_NETNS empty (the CNI spec lets a runtime pass
- * none on DEL when the namespace is gone), or a path that does not exist. undefined when it names
- * something that exists, or that cannot be looked at (EACCES: it may exist): the runtime then
- * still has the namespace, and what vcnet-cni made may live in it.
+ * none on DEL when the namespace is gone), or an absolute path that does not exist. undefined when
+ * it names something that exists, or that cannot be looked at (EACCES: it may exist): the runtime
+ * then still has the namespace, and what vcnet-cni made may live in it. A relative path never says
+ * gone: it resolves from vcnet-cni's cwd, which is not the runtime's (`ns/net` from the wrong
+ * directory names nothing while the namespace it meant lives on).
  */
 function namespaceGoneByRuntime(path: string | undefined): string | undefined {
   if (!path) return 'CNI_NETNS is empty';
+  if (!isAbsolute(path)) return undefined;
   try {
     lstatSync(path);
     return undefined;
@@ -417,6 +421,21 @@ function namespaceGoneByRuntime(path: string | undefined): string | undefined {
     const code = (error as NodeJS.ErrnoException).code;
     return code === 'ENOENT' || code === 'ENOTDIR' ? `CNI_NETNS ${path} does not exist` : undefined;
   }
+}
+
+/** DEL's refusal for an unseen namespace, saying why a relative CNI_NETNS did not count as gone. */
+function withRelativeNetnsHint(
+  error: NamespaceUnseenError,
+  path: string | undefined,
+  statePath: string,
+): NamespaceUnseenError {
+  if (!path || isAbsolute(path)) return error;
+  return new NamespaceUnseenError(
+    error.recorded,
+    statePath,
+    error.unseen,
+    `CNI_NETNS ${JSON.stringify(path)} is a relative path, which vcnet-cni resolves from its own working directory, not the runtime's, so it cannot say the namespace is gone: pass the absolute path (or an empty CNI_NETNS once the namespace is gone)`,
+  );
 }
 
 /** DEL's warning when it dropped a record whose namespace the runtime says is gone, unseen by vcnet-cni. */

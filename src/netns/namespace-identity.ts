@@ -528,6 +528,8 @@ export class NamespaceUnseenError extends VcnetError {
     readonly recorded: NamespaceIdentity,
     file: string,
     readonly unseen: NamespaceHoldersUnseen,
+    /** What the caller adds before the usual hint (one clause, no final period). */
+    firstHint?: string,
   ) {
     super(
       'VCNET_NETNS_UNSEEN',
@@ -535,7 +537,7 @@ export class NamespaceUnseenError extends VcnetError {
       {
         value: recorded.path,
         // No command takes a namespace it could not see for gone: the operator who knows is the way out.
-        hint: `${UNSEEN_HINT}; or, once you know nothing holds it any more (the sandbox's VM and every process of its pod have exited), drop the record by hand: rm -r ${shellWord(dirname(file))} (what vcnet made lived in that namespace and went with it)`,
+        hint: `${firstHint === undefined ? '' : `${firstHint}; or `}${UNSEEN_HINT}; or, once you know nothing holds it any more (the sandbox's VM and every process of its pod have exited), drop the record by hand: rm -r ${shellWord(dirname(file))} (what vcnet made lived in that namespace and went with it)`,
       },
     );
   }

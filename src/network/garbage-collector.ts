@@ -34,6 +34,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  realpathSync,
   rmdirSync,
   rmSync,
   statSync,
@@ -69,7 +70,7 @@ import { fileIdentity, lookAtFile, processIds } from '../netns/processes.js';
 import { isVcnetHtb } from './foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
-import { describeRecords, recordsShownBy } from './plan/apply.js';
+import { describeRecords } from './plan/apply.js';
 import { VCNET_LINK_KINDS } from './plan/plan-attach.js';
 import { type PlumbingStep, VCNET_LINK_GROUP } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
@@ -403,9 +404,17 @@ function* recordFiles(
   /** An entry that led to no record and is no directory (strayEntry says what it is). */
   onStray?: (path: string, reason: string) => void,
 ): Generator<RecordFile> {
+  const realRoot = realPathOf(root) ?? root;
   for (const id of readdirOrReport(root, onUnlistable)) {
     if (id.startsWith('.')) continue; // .locks, temporary files
     const directory = join(root, id);
+    const alias = aliasWithin(directory, realRoot);
+    if (alias !== undefined) {
+      // Its records are read as those of the entry it names: read through it too, they would be
+      // taken for another sandbox's (an id mismatch, skipped), and that sandbox's links withheld.
+      onStray?.(directory, alias);
+      continue;
+    }
     const sandboxFile = join(directory, 'state.json');
     let found = false;
     if (isThere(sandboxFile)) {
@@ -425,6 +434,39 @@ function* recordFiles(
       if (reason !== undefined) onStray(directory, reason);
     }
   }
+}
+
+/** `path` with every symbolic link resolved; undefined when it leads nowhere (dangling, a loop). */
+function realPathOf(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * When the entry at `path` is a symbolic link that leads into the state directory itself (another
+ * entry of it, or the directory): an alias, whose records gc reads where they are. Why it is
+ * passed over, as `ignored` says it; undefined for anything else. A link that leads out of the
+ * state directory is still read (as session 19 decided): the records it leads to may be read
+ * nowhere else, and passing them over would let gc take a live sandbox's links for orphans.
+ */
+function aliasWithin(path: string, realRoot: string): string | undefined {
+  try {
+    if (!lstatSync(path).isSymbolicLink()) return undefined;
+  } catch {
+    return undefined;
+  }
+  const target = realPathOf(path);
+  if (target === undefined || (target !== realRoot && !target.startsWith(`${realRoot}/`))) return undefined;
+  let written: string;
+  try {
+    written = readlinkSync(path);
+  } catch {
+    written = target;
+  }
+  return `a symbolic link to ${written}, in this state directory: its records are read there, not through the link`;
 }
 
 /**
@@ -1439,7 +1481,9 @@ async function finishUnfinished(
             });
           }
           if (report.dryRun) {
-            const wouldUndo = new Set(plan.steps.flatMap(recordsShownBy));
+            // What the send would change, not every step: a qdisc or filter journaled ahead and
+            // never made would be answered gone, and the real run says nothing of it either.
+            const wouldUndo = new Set(await network.recordsUndoneBy(plan));
             report.removed.push(...unfinished.map((endpoint) => describe(endpoint, wouldUndo)));
             return;
           }

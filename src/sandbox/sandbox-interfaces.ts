@@ -73,7 +73,8 @@ export class AgentNotRecordedError extends VcnetError {
   constructor(id: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {
     super('VCNET_AGENT_CONNECT', `sandbox ${id} has no agent recorded: its guest cannot be asked`, {
       value: id,
-      hint: `an agent is recorded only when the sandbox is attached with the running VM's sockets (vcnet attach --sandbox ${id} --netns PATH --qmp SOCKET --agent SOCKET${stateDirectoryFlag(stateDirectory)}; --api-socket for Cloud Hypervisor or Firecracker); \`vcnet configure-guest --agent SOCKET\` reaches an agent without recording it. Leave out --live for the recorded view`,
+      // attach refuses a sandbox that is attached: recording an agent means detaching first.
+      hint: `an agent is recorded only by attach, which refuses an attached sandbox: detach it (vcnet detach --sandbox ${id}${stateDirectoryFlag(stateDirectory)}, its VM loses its network until then) and attach it again with the running VM's sockets (--netns PATH --qmp SOCKET --agent SOCKET; --api-socket for Cloud Hypervisor or Firecracker), or ask the agent without recording it (the library's AgentClient.connect(SOCKET) and its listInterfaces() or listRoutes(); \`vcnet configure-guest --agent SOCKET\` configures the guest). Leave out --live for the recorded view`,
     });
   }
 }

@@ -107,6 +107,33 @@ describe("a killed attach's steps on pod links it never reached", () => {
     expect(existsSync(recordFile)).toBe(false);
   }, 120_000);
 
+  it('gc --dry-run after a kill at any step lists what gc then removes, not the qdiscs and filters journaled ahead', async () => {
+    const { pod, attachArgs, gcArgs } = sandbox('tcfilter', false);
+    const before = fingerprint(pod);
+    const removed = (args: string[]) => {
+      const result = vcnet([...args, '--json']);
+      expect(result.status, result.stderr).toBe(0);
+      return (JSON.parse(result.stdout) as { removed: Array<{ kind: string; detail: string }> }).removed
+        .filter((item) => item.kind === 'state')
+        .map((item) => item.detail)
+        .sort();
+    };
+    let sawUnmade = false;
+    for (let position = 0; ; position++) {
+      const op = await killAt(attachArgs, position);
+      if (op === undefined) {
+        expect(vcnet(['detach', ...attachArgs.slice(1, 3), ...attachArgs.slice(-2)]).status).toBe(0);
+        break;
+      }
+      const planned = removed([...gcArgs, '--dry-run']);
+      // Killed after eth0's tap, before its batch: the tap is all there is to undo on eth0.
+      if (planned.includes('unfinished attach of eth0: tun tap0_kata')) sawUnmade = true;
+      expect(removed(gcArgs), `killed at step ${position} (${op})`).toEqual(planned);
+      expect(fingerprint(pod), `killed at step ${position} (${op})`).toEqual(before);
+    }
+    expect(sawUnmade).toBe(true);
+  }, 600_000);
+
   for (const mode of ['detach', 'gc'] as const) {
     it(`macvtap killed before its first macvtap: ${mode} puts back no address, route or neighbour the owner removed since`, async () => {
       const { pod, attachArgs, detachArgs, gcArgs, recordFile } = sandbox('macvtap', false);

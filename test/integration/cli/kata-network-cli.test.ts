@@ -116,6 +116,9 @@ describe('kata-network commands without a VM', () => {
           expect(error).toMatchObject({ code: 'VCNET_AGENT_CONNECT', name: 'AgentNotRecordedError', value: 'kl' });
           expect(error.message).toContain('sandbox kl has no agent recorded');
           expect(error.hint).toContain('--agent');
+          // The sandbox is attached: attach alone would refuse it (VCNET_SANDBOX_EXISTS).
+          expect(error.hint).toContain(`vcnet detach --sandbox kl --state-dir ${stateDirectory()}`);
+          expect(error.hint).toContain('AgentClient.connect(SOCKET)');
         } else {
           expect(live.stdout).toBe('');
           expect(live.stderr).toContain('sandbox kl has no agent recorded');

@@ -54,10 +54,15 @@ afterEach(() => {
 });
 
 /** `COMMAND ARGS` as root with only the capabilities `keep`, through setpriv (optionally inside `wrap`). */
-function withCapabilities(keep: string[], command: string[], options: { input?: string; env?: object } = {}) {
+function withCapabilities(
+  keep: string[],
+  command: string[],
+  options: { input?: string; env?: object; cwd?: string } = {},
+) {
   const caps = ['-all', ...keep.map((cap) => `+${cap}`)].join(',');
   const result = spawnSync('setpriv', [`--bounding-set=${caps}`, `--inh-caps=${caps}`, '--', ...command], {
     encoding: 'utf8',
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     input: options.input ?? '',
     env: { ...process.env, ...options.env },
   });
@@ -152,10 +157,11 @@ function cniOf(path: string, containerId: string) {
       });
       return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
     },
-    withoutPtrace(command: string, extra: Record<string, string> = {}) {
+    withoutPtrace(command: string, extra: Record<string, string> = {}, cwd?: string) {
       return withCapabilities(WITHOUT_PTRACE, [process.execPath, CNI_MAIN], {
         input: config,
         env: env(command, extra),
+        ...(cwd === undefined ? {} : { cwd }),
       });
     },
   };
@@ -283,6 +289,32 @@ describe.skipIf(skipReason !== undefined)('without CAP_SYS_PTRACE, a namespace h
     );
     expect(existsSync(record)).toBe(false);
     expect(seenThrough(pid).links).toContain('tap0_kata');
+  }, 60_000);
+
+  it('vcnet-cni DEL refuses (code 108) when CNI_NETNS is a relative path that names nothing from its cwd: the namespace lives on', async () => {
+    const { pod } = makePod();
+    const cni = cniOf(pod.path, 'np-relative');
+    const add = cni.asRoot('ADD');
+    expect(add.status, add.stdout + add.stderr).toBe(0);
+    const pid = await holdAsNobody(pod);
+    pod.delete();
+
+    // `ns/net` is the live namespace from /proc/PID, nothing from the state directory: a relative
+    // path says nothing of whether the runtime still has the namespace.
+    const del = cni.withoutPtrace('DEL', { CNI_NETNS: 'ns/net' }, stateDirectory);
+    expect(del.status, del.stdout + del.stderr).toBe(1);
+    const error = JSON.parse(del.stdout) as { code: number; msg: string; details: string };
+    expect(error.code).toBe(108);
+    expect(error.details).toContain('CNI_NETNS "ns/net" is a relative path');
+    expect(error.details).toContain('pass the absolute path');
+    expect(existsSync(cni.record)).toBe(true);
+    expect(seenThrough(pid).links).toContain('tap0_kata');
+    expect(seenThrough(pid).filters).toContain('mirred');
+
+    // The runtime says it is gone (an empty CNI_NETNS): dropped, as before.
+    const dropped = cni.withoutPtrace('DEL', { CNI_NETNS: '' });
+    expect(dropped.status, dropped.stdout + dropped.stderr).toBe(0);
+    expect(existsSync(cni.record)).toBe(false);
   }, 60_000);
 
   it('vcnet-cni DEL of a namespace that is gone succeeds with CNI_NETNS empty or naming the gone path, with a warning', () => {

@@ -82,6 +82,48 @@ describe('gc and entries of a state directory that hold no records', () => {
     expect(fingerprint(pod)).toEqual(before);
   });
 
+  it('a symbolic link to a live sandbox of the same state directory is an alias: ignored, its sandbox not withheld', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = join(stateDirectory(), 'state');
+    const attached = vcnet(['attach', '--sandbox', 'live', '--netns', pod.path, '--state-dir', state]);
+    expect(attached.status, attached.stderr).toBe(0);
+    // An orphan in the live sandbox's namespace: a tap in vcnet's group that no record claims.
+    pod.exec('ip', ['tuntap', 'add', 'orphan0', 'mode', 'tap']);
+    pod.exec('ip', ['link', 'set', 'orphan0', 'group', String(0x7663)]);
+    symlinkSync('live', join(state, 'alias'));
+    symlinkSync(join(state, 'live'), join(state, 'absolute-alias'));
+
+    const dry = vcnet(['gc', '--netns', pod.path, '--state-dir', state, '--dry-run', '--json']);
+    expect(dry.status, dry.stderr).toBe(0);
+    const planned = JSON.parse(dry.stdout) as Report;
+    // Read through the link, the record's id ("live") did not match the entry's name: skipped, and
+    // every link of its namespace withheld (the orphan was never removed).
+    expect(planned.skipped).toEqual([]);
+    expect(planned.withheld).toEqual([]);
+    const here = planned.ignored.filter((entry) => entry.path.startsWith(`${state}/`));
+    expect(here.sort((x, y) => x.path.localeCompare(y.path))).toEqual([
+      {
+        path: join(state, 'absolute-alias'),
+        reason: `a symbolic link to ${join(state, 'live')}, in this state directory: its records are read there, not through the link`,
+      },
+      {
+        path: join(state, 'alias'),
+        reason: 'a symbolic link to live, in this state directory: its records are read there, not through the link',
+      },
+    ]);
+    expect(planned.removed).toEqual([expect.objectContaining({ kind: 'link', name: 'orphan0' })]);
+
+    const collected = vcnet(['gc', '--netns', pod.path, '--state-dir', state]);
+    expect(collected.status, collected.stderr).toBe(0);
+    const links = pod.ipJson<Array<{ ifname: string }>>('link', 'show').map((link) => link.ifname);
+    expect(links).not.toContain('orphan0');
+    expect(links).toContain('tap0_kata');
+    const detached = vcnet(['detach', '--sandbox', 'live', '--state-dir', state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
   it.skipIf(!STRACE)(
     'a directory gc cannot list (EIO): the summary says nothing was examined, not that the links are live',
     () => {
