@@ -9,6 +9,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
 import { NamespaceWatcher } from '../../../src/network/namespace-watcher.js';
 import { SandboxNotFoundError } from '../../../src/sandbox/sandbox-interfaces.js';
 import { applyNamespaceChange, type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
@@ -234,5 +235,41 @@ describe('vcnet watch: a pod link changed while no watch ran', () => {
     }
     expect({ tap: tapIndex(), record: recordedLinks('c1') }).toEqual(before);
     expect(vcnet(['detach', '--sandbox', 'c1', '--state-dir', stateDir]).status).toBe(0);
+  }, 60_000);
+});
+
+describe('vcnet watch: a sandbox whose VM is gone', () => {
+  it('removes a deleted pod link on the host side only (its QMP socket is not there), with a warning', async () => {
+    stateDir = cleanup.directory('vcnet-watch-vmgone-');
+    const { pod } = makePod({ interfaces: 2 });
+    const qmp = join(stateDir, 'gone-qmp.sock');
+    const agent = join(stateDir, 'gone-agent.sock');
+    const attach = ['attach', '--sandbox', 'g1', '--netns', pod.path, '--state-dir', stateDir];
+    expect(vcnet([...attach, '--qmp', qmp, '--agent', agent]).status).toBe(0);
+    const applied: WatchSummary[] = [];
+    const errors: Error[] = [];
+    const notices: string[] = [];
+    const onNotice = (message: unknown) => notices.push(String((message as NoticeEvent).message));
+    channels.notice.subscribe(onNotice);
+    cleanup.defer(() => channels.notice.unsubscribe(onNotice));
+    const watching = await watchSandbox('g1', {
+      stateDirectory: stateDir,
+      debounceMs: 50,
+      onApplied: (summary) => applied.push(summary),
+      onError: (error) => errors.push(error),
+    });
+    cleanup.defer(() => watching.stop());
+    pod.exec('ip', ['link', 'del', 'eth1']);
+    // It used to fail to open QMP and try again forever, the endpoint and its tap left as they were.
+    await until(() => applied.some((summary) => summary.removed.includes('eth1')), 'eth1 to be removed');
+    expect(errors).toEqual([]);
+    expect(notices.some((notice) => notice.includes("g1's VM is gone") && notice.includes('host side only'))).toBe(
+      true,
+    );
+    expect(pod.ipJson<Array<{ ifname: string }>>('link', 'show').map((entry) => entry.ifname)).not.toContain(
+      'tap1_kata',
+    );
+    await watching.stop();
+    expect(vcnet(['detach', '--sandbox', 'g1', '--state-dir', stateDir]).status).toBe(0);
   }, 60_000);
 });
