@@ -99,9 +99,11 @@ class UnplugIfRunning implements HotplugTarget {
  * (ECONNREFUSED). A socket that accepts and does not answer (another QMP client holds it, a hung
  * VMM) is no proof: the NIC may be in the VM.
  */
-function vmGone(error: unknown): boolean {
+export function vmGone(error: unknown): boolean {
   if (error instanceof CloudHypervisorConnectionError) return error.failure === 'unreachable';
   if (!(error instanceof QmpConnectionError)) return false;
+  // One that names the sandbox (connectVirtualMachine) has the connection's own as its cause.
+  if (error.cause instanceof QmpConnectionError) return vmGone(error.cause);
   const code = (error.cause as NodeJS.ErrnoException | undefined)?.code;
   return code === 'ENOENT' || code === 'ECONNREFUSED';
 }

@@ -17,7 +17,7 @@ import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
 import { SandboxStore } from '../network/state/store.js';
-import { notUndoneReason, undoUnfinishedEndpoints, unfinishedEndpoints } from '../network/unfinished-attach.js';
+import { notUndoneReason, undoUnfinishedEndpoints, unfinishedEndpoints, vmGone } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
@@ -116,7 +116,16 @@ export async function applyNamespaceChange(
       for (const name of change.removedInterfaces) memory.leftAlone.delete(name);
       memory.attached = attachedNow;
     }
-    const vm = await connectVirtualMachine(state, store.root);
+    // A VM that is gone (its socket not there, nobody listening on it) holds no NIC: the removals
+    // below are done on the host side only, as an unfinished hot-plug's undo does; the rest of the
+    // change needs the VM and waits for it (the error, reported and tried again). A VMM that
+    // answers and refuses, or does not answer in time, is no proof it is gone: the error as before.
+    let goneVm: Error | undefined;
+    const vm = await connectVirtualMachine(state, store.root).catch((error: unknown) => {
+      if (!vmGone(error)) throw error;
+      goneVm = error as Error;
+      return undefined;
+    });
     try {
       const byName = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
       // A pod link is its ifindex as well as its name: a link made again under an endpoint's name is
@@ -145,6 +154,11 @@ export async function applyNamespaceChange(
         });
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: gone });
+        if (goneVm) {
+          const names = gone.map((endpoint) => endpoint.name).join(', ');
+          const message = `sandbox ${id}'s VM is gone (its control socket is not there, or nobody listens on it): removed ${names} on the host side only, as there is no NIC to unplug`;
+          publish(channels.notice, () => ({ operation: 'watch', endpoint: names, message, error: goneVm }));
+        }
       }
       // After the removals: a device that went with its pod link (a macvtap) is no endpoint's any more.
       // Matched by ifindex as well as name: a tap vcnet deleted with one endpoint (the snapshot this
@@ -159,6 +173,14 @@ export async function applyNamespaceChange(
           endpoint: endpoint.properties.link.name,
           message: lost.message,
         }));
+      }
+      if (goneVm) {
+        keeper.persist();
+        if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
+        // What else the change brings (new links, changed ones) needs the VM: tried again with it.
+        if (change.addedInterfaces.length + change.changedInterfaces.length > 0) throw goneVm;
+        if (!isEmptySummary(summary)) publish(channels.watch, () => ({ sandbox: id, ...summary }));
+        return summary;
       }
       // nodes (issue 12): address-less links wait until they get one (network/scan.ts linksToAttach).
       const { selected: fresh } = linksToAttach(

@@ -1,8 +1,10 @@
 /**
  * Where a watch starts from: the sandbox's record, not the namespace as the watch finds it. What
- * changed while no watch ran (a pod link deleted by CNI DEL, made again under its name, a route added,
- * an MTU changed, vcnet's tap deleted) then comes as the watch's first change, and is applied as if
- * it had happened while watching. Pure: unit tests give it records and namespaces.
+ * changed while no watch ran (a pod link deleted by CNI DEL, made again under its name, renamed, a
+ * route added, an MTU changed, vcnet's tap deleted) then comes as the watch's first change, and is
+ * applied as if it had happened while watching. A pod link is its ifindex and kind, not its MAC: a
+ * MAC changed on the same link is not followed, at start as while watching. Pure: unit tests give it
+ * records and namespaces.
  */
 import type { EndpointState } from '../network/endpoint/endpoint.js';
 import { guestSignature } from '../network/namespace-watcher.js';
@@ -10,9 +12,8 @@ import type { NetworkInfo } from '../network/network-info.js';
 
 /**
  * The ifindex a start view gives a recorded pod link that the link there now (same ifindex) is not:
- * another kind, or another MAC than attach left it. No link has ifindex 0, so the watcher's diff
- * takes the recorded one as removed and the link there as added: the endpoint is removed and the
- * link attached as the new link it is.
+ * another kind. No link has ifindex 0, so the watcher's diff takes the recorded one as removed and
+ * the link there as added: the endpoint is removed and the link attached as the new link it is.
  */
 export const REPLACED_LINK_INDEX = 0;
 
@@ -28,11 +29,14 @@ export interface WatchStartView {
  * with each recorded endpoint's pod link as the guest was last told it. Left out: physical endpoints
  * (their link leaves the namespace for VFIO while attached) and unfinished attaches (gc's, or undone
  * by the watch before this). A recorded link that is gone is reported removed, one made again
- * (another ifindex, kind or MAC) removed and added, one whose addresses, routes, MTU, flags or
- * permanent neighbours changed as changed; a recorded tap or macvtap that is gone is a lost device.
+ * (another ifindex or kind) removed and added, one renamed (its ifindex and kind under another name)
+ * removed under the recorded name and added under the new one, as a rename while watching is; one
+ * whose addresses, routes, MTU, flags or permanent neighbours changed as changed; a recorded tap or
+ * macvtap that is gone is a lost device.
  */
 export function watchStartView(present: readonly NetworkInfo[], endpoints: readonly EndpointState[]): WatchStartView {
   const byName = new Map(present.map((info) => [info.link.name, info]));
+  const byIndex = new Map(present.map((info) => [info.link.index, info]));
   const vcnetLinks: Array<{ name: string; index: number }> = [];
   for (const endpoint of endpoints) {
     const plumbing = endpoint.plumbing;
@@ -41,6 +45,14 @@ export function watchStartView(present: readonly NetworkInfo[], endpoints: reado
       vcnetLinks.push({ name: plumbing.tapName, index: plumbing.tapIndex });
     }
     const recorded = endpoint.properties;
+    // The recorded link renamed while no watch ran: left out of the view under its new name, the
+    // watcher's diff takes it as added there (and the recorded name as removed), as it does a rename
+    // while it watches. Kept in the view, it would be a link there at start with an address, and a
+    // watch never attaches such a link: the endpoint would be removed and the link lost for good.
+    const renamed = byIndex.get(recorded.link.index);
+    if (renamed && renamed.link.name !== recorded.link.name && isSameKind(recorded, renamed)) {
+      if (byName.get(renamed.link.name) === renamed) byName.delete(renamed.link.name);
+    }
     const now = byName.get(recorded.link.name);
     byName.set(recorded.link.name, now ? startViewOf(endpoint, now) : recorded);
   }
@@ -52,7 +64,10 @@ function startViewOf(endpoint: EndpointState, now: NetworkInfo): NetworkInfo {
   const recorded = endpoint.properties;
   // Another ifindex: the diff takes it as removed and added by itself.
   if (now.link.index !== recorded.link.index) return recorded;
-  if (!isSameDevice(endpoint, now)) return { ...recorded, link: { ...recorded.link, index: REPLACED_LINK_INDEX } };
+  // Another kind: made again. The MAC is not compared: a MAC changed on the same link is not followed
+  // by a running watch (mergeChange keeps the recorded one), so not at start either; the macvtap
+  // model's private MAC on the pod link needs no exception.
+  if (!isSameKind(recorded, now)) return { ...recorded, link: { ...recorded.link, index: REPLACED_LINK_INDEX } };
   // The link there now as the watch would apply it: when that tells the guest nothing new (a pod MTU
   // above the guest NIC's, a macvtap's pod link without the addresses the guest took), no change.
   const applied = mergeChange(
@@ -64,30 +79,9 @@ function startViewOf(endpoint: EndpointState, now: NetworkInfo): NetworkInfo {
   return guestSignature(applied) === guestSignature(recorded) ? now : recorded;
 }
 
-/**
- * Whether `now` (the recorded ifindex) is the link the endpoint was made from: the same kind, and
- * the MAC attach left it with (the macvtap model gives the pod link a private one, recorded in its
- * steps). A link can only change kind by being made again; a MAC other than that one means the
- * guest NIC, made with the recorded MAC, no longer gets the pod's traffic.
- */
-function isSameDevice(endpoint: EndpointState, now: NetworkInfo): boolean {
-  const recorded = endpoint.properties.link;
-  if (recorded.kind !== undefined && now.link.kind !== undefined && recorded.kind !== now.link.kind) return false;
-  const expected = podLinkMacAsLeft(endpoint);
-  return expected === undefined || now.link.address === undefined || expected === now.link.address.toLowerCase();
-}
-
-/** The pod link's MAC as attach left it (lower case): as it found it, or what its own steps set. */
-function podLinkMacAsLeft(endpoint: EndpointState): string | undefined {
-  const link = endpoint.properties.link;
-  let address = link.address?.toLowerCase();
-  for (const step of endpoint.plumbing?.steps ?? []) {
-    if (step.step !== 'change-link' || !('address' in step.before)) continue;
-    if (step.index !== undefined ? step.index !== link.index : step.link !== link.name) continue;
-    // A record without `set` (older vcnet) does not say what the MAC became: not compared.
-    address = step.set?.address?.toLowerCase();
-  }
-  return address;
+/** Whether two views of one ifindex are of the same kind of link (either kind unknown: taken as the same). */
+function isSameKind(recorded: NetworkInfo, now: NetworkInfo): boolean {
+  return recorded.link.kind === undefined || now.link.kind === undefined || recorded.link.kind === now.link.kind;
 }
 
 /**

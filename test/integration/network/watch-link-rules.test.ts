@@ -9,6 +9,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
 import { NamespaceWatcher } from '../../../src/network/namespace-watcher.js';
 import { SandboxNotFoundError } from '../../../src/sandbox/sandbox-interfaces.js';
 import { applyNamespaceChange, type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
@@ -171,4 +172,104 @@ describe('vcnet watch: a link deleted before it could be attached', () => {
     expect(summary).toEqual({ added: [], removed: [], updated: [], failed: [] });
     expect(fingerprint(pod)).toEqual(before);
   });
+});
+
+describe('vcnet watch: a pod link changed while no watch ran', () => {
+  const recordedLinks = (id: string) =>
+    (
+      JSON.parse(readFileSync(join(stateDir, id, 'state.json'), 'utf8')) as {
+        network: { endpoints: Array<{ properties: { link: { name: string; index: number } } }> };
+      }
+    ).network.endpoints
+      .map((endpoint) => `${endpoint.properties.link.name}@${endpoint.properties.link.index}`)
+      .sort();
+
+  it('takes a renamed pod link (same ifindex) as removed and attached again under its new name, as while watching', async () => {
+    stateDir = cleanup.directory('vcnet-watch-renamed-');
+    const { pod } = makePod({ interfaces: 2 });
+    expect(vcnet(['attach', '--sandbox', 'n1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    const index = pod.ipJson<Array<{ ifindex: number }>>('link', 'show', 'eth1')[0]?.ifindex;
+    pod.exec('ip', ['link', 'set', 'eth1', 'down']);
+    pod.exec('ip', ['link', 'set', 'eth1', 'name', 'eth8']);
+    pod.exec('ip', ['link', 'set', 'eth8', 'up']);
+    const applied: WatchSummary[] = [];
+    const watching = await watchSandbox('n1', {
+      stateDirectory: stateDir,
+      debounceMs: 50,
+      onApplied: (summary) => applied.push(summary),
+    });
+    cleanup.defer(() => watching.stop());
+    // It used to remove the endpoint and leave eth8 alone (a link with an address there at start).
+    expect(watching.leftAlone).toEqual([]);
+    await until(() => applied.some((summary) => summary.added.length > 0), 'eth8 to be attached');
+    expect(applied.flatMap((summary) => summary.removed)).toEqual(['eth1']);
+    expect(recordedLinks('n1').filter((entry) => entry.startsWith('eth8'))).toEqual([`eth8@${index}`]);
+    expect(recordedLinks('n1').some((entry) => entry.startsWith('eth1@'))).toBe(false);
+    await watching.stop();
+    expect(vcnet(['detach', '--sandbox', 'n1', '--state-dir', stateDir]).status).toBe(0);
+  }, 60_000);
+
+  it('does not follow a MAC changed on the same link: watch starts report nothing and plug nothing again', async () => {
+    stateDir = cleanup.directory('vcnet-watch-mac-');
+    const { pod } = makePod();
+    // The kernel drops a link's permanent neighbours when its MAC changes: a change the guest is
+    // told of (updated), which is not what this is about.
+    pod.exec('ip', ['neigh', 'flush', 'dev', 'eth0', 'nud', 'permanent']);
+    expect(vcnet(['attach', '--sandbox', 'c1', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    const tapIndex = () => pod.ipJson<Array<{ ifindex: number }>>('link', 'show', 'tap0_kata')[0]?.ifindex;
+    const before = { tap: tapIndex(), record: recordedLinks('c1') };
+    pod.exec('ip', ['link', 'set', 'eth0', 'address', '02:aa:00:00:00:02']);
+    for (let start = 0; start < 2; start++) {
+      const applied: WatchSummary[] = [];
+      const watching = await watchSandbox('c1', {
+        stateDirectory: stateDir,
+        debounceMs: 50,
+        onApplied: (summary) => applied.push(summary),
+      });
+      cleanup.defer(() => watching.stop());
+      // A pass that does nothing is not reported: the wait is a time, several debounces long.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      await watching.stop();
+      // It used to take the link as made again: endpoint removed, link attached anew, tap replaced.
+      expect(applied).toEqual([]);
+    }
+    expect({ tap: tapIndex(), record: recordedLinks('c1') }).toEqual(before);
+    expect(vcnet(['detach', '--sandbox', 'c1', '--state-dir', stateDir]).status).toBe(0);
+  }, 60_000);
+});
+
+describe('vcnet watch: a sandbox whose VM is gone', () => {
+  it('removes a deleted pod link on the host side only (its QMP socket is not there), with a warning', async () => {
+    stateDir = cleanup.directory('vcnet-watch-vmgone-');
+    const { pod } = makePod({ interfaces: 2 });
+    const qmp = join(stateDir, 'gone-qmp.sock');
+    const agent = join(stateDir, 'gone-agent.sock');
+    const attach = ['attach', '--sandbox', 'g1', '--netns', pod.path, '--state-dir', stateDir];
+    expect(vcnet([...attach, '--qmp', qmp, '--agent', agent]).status).toBe(0);
+    const applied: WatchSummary[] = [];
+    const errors: Error[] = [];
+    const notices: string[] = [];
+    const onNotice = (message: unknown) => notices.push(String((message as NoticeEvent).message));
+    channels.notice.subscribe(onNotice);
+    cleanup.defer(() => channels.notice.unsubscribe(onNotice));
+    const watching = await watchSandbox('g1', {
+      stateDirectory: stateDir,
+      debounceMs: 50,
+      onApplied: (summary) => applied.push(summary),
+      onError: (error) => errors.push(error),
+    });
+    cleanup.defer(() => watching.stop());
+    pod.exec('ip', ['link', 'del', 'eth1']);
+    // It used to fail to open QMP and try again forever, the endpoint and its tap left as they were.
+    await until(() => applied.some((summary) => summary.removed.includes('eth1')), 'eth1 to be removed');
+    expect(errors).toEqual([]);
+    expect(notices.some((notice) => notice.includes("g1's VM is gone") && notice.includes('host side only'))).toBe(
+      true,
+    );
+    expect(pod.ipJson<Array<{ ifname: string }>>('link', 'show').map((entry) => entry.ifname)).not.toContain(
+      'tap1_kata',
+    );
+    await watching.stop();
+    expect(vcnet(['detach', '--sandbox', 'g1', '--state-dir', stateDir]).status).toBe(0);
+  }, 60_000);
 });
