@@ -315,6 +315,8 @@ const unmadeDevicePlumbing = (model: 'existing' | 'pending') =>
     guestHardwareAddress: z.union([z.literal(''), hardwareAddress], {
       error: `${MAC_ADDRESS_ACCEPTED}, or ""`,
     }),
+    // An undo of an attach cut short that the kernel refused in part (Endpoint.keepLeft) writes it too.
+    partial: z.literal(true, { error: 'true, or absent' }).optional(),
   });
 
 export const plumbingSchema = z.discriminatedUnion(

@@ -198,6 +198,15 @@ describe('parseRecord', () => {
     expect(() =>
       accepted(withPlumbing((plumbing) => Object.assign(plumbing, { model: 'existing', steps: [] }))),
     ).not.toThrow();
+    // An attach cut short whose undo the kernel refused in part (gc without CAP_NET_ADMIN): keepLeft
+    // marks it partial, and the next gc must read what this one wrote.
+    expect(() =>
+      accepted(
+        withPlumbing((plumbing) =>
+          Object.assign(plumbing, { model: 'pending', steps: plumbing.steps.slice(0, 1), tapIndex: 0, partial: true }),
+        ),
+      ),
+    ).not.toThrow();
     // The whole tcfilter fixture, and the one step of none.
     expect(() => accepted(withPlumbing(() => {}))).not.toThrow();
     expect(() =>
