@@ -38,6 +38,14 @@ export const WatchedGroup = {
 /** bind() takes groups below 32 as a bitmask, group N being bit N-1. */
 const GROUP_MASK = Object.values(WatchedGroup).reduce((mask, group) => mask | (1 << (group - 1)), 0);
 
+/** RTNLGRP_TC: qdiscs, classes, filters, actions and chains (NamespaceWatcherOptions.trafficControl). */
+export const TC_GROUP = 4;
+
+/** The messages RTNLGRP_TC carries: qdisc, class, filter (36-47), action (48-51), chain (100-103). */
+function isTrafficControlMessage(type: number): boolean {
+  return (type >= MessageType.NEWQDISC && type <= 51) || (type >= 100 && type <= 103);
+}
+
 /** vcnet's own taps and ifbs: plumbing it made, never something to hot-plug. */
 export const VCNET_LINK_NAME = /^(tap|ifb)\d+_kata$/;
 
@@ -74,6 +82,12 @@ export interface NamespaceChange {
   removedVcnetLinks?: Array<{ name: string; index: number }>;
   /** Interfaces whose addresses, routes, MTU, administrative flags or permanent neighbours changed. */
   changedInterfaces: NetworkInfo[];
+  /**
+   * Only with NamespaceWatcherOptions.trafficControl: some qdisc, class or filter in the namespace
+   * changed since the last change delivered (or may have: events were lost, or the watch just
+   * started). The watcher does not say which: the caller compares what it made with the kernel.
+   */
+  trafficControl?: true;
   /** When the snapshot the change comes from was read. */
   snapshotAt: Date;
 }
@@ -86,6 +100,12 @@ export interface NamespaceWatcherOptions {
    * read. Default max(1000, 5 × debounceMs).
    */
   maxDelayMs?: number;
+  /**
+   * Also watch tc (RTNLGRP_TC): a qdisc, class or filter changed makes a change with
+   * `trafficControl: true`, even when no interface changed; so does the first read, made at once, and
+   * a read after lost events. Default false.
+   */
+  trafficControl?: boolean;
   /** Links to leave out by name; default: vcnet's own taps and ifbs (VCNET_LINK_NAME). */
   ignore?: (linkName: string) => boolean;
   /**
@@ -130,6 +150,7 @@ export interface InterfaceSource {
 
 interface ResolvedOptions {
   debounceMs: number;
+  trafficControl: boolean;
   maxDelayMs: number;
   ignore: (linkName: string) => boolean;
   onChange: (change: NamespaceChange) => void | Promise<void>;
@@ -149,6 +170,7 @@ function resolveOptions(options: NamespaceWatcherOptions): ResolvedOptions {
   const maxDelayMs = milliseconds('maxDelayMs', options.maxDelayMs, Math.max(1000, 5 * debounceMs));
   return {
     debounceMs,
+    trafficControl: options.trafficControl === true,
     maxDelayMs: Math.max(maxDelayMs, debounceMs),
     ignore: options.ignore ?? ((name) => VCNET_LINK_NAME.test(name)),
     onChange: options.onChange,
@@ -221,7 +243,8 @@ export function diffInterfaces(
 
 function isEmpty(change: Omit<NamespaceChange, 'snapshotAt'>): boolean {
   return (
-    change.addedInterfaces.length +
+    (change.trafficControl ? 1 : 0) +
+      change.addedInterfaces.length +
       change.removedInterfaces.length +
       change.changedInterfaces.length +
       (change.removedVcnetLinks?.length ?? 0) ===
@@ -252,6 +275,8 @@ export class NamespaceWatcher {
   private stopped = false;
   /** The change the last read found and could not deliver (onChange failed), until one is delivered. */
   private undelivered: Omit<NamespaceChange, 'snapshotAt'> | undefined;
+  /** A tc event (or lost events) since the last change delivered (options.trafficControl only). */
+  private trafficControlPending = false;
 
   private constructor(
     private readonly source: InterfaceSource,
@@ -268,7 +293,10 @@ export class NamespaceWatcher {
     resolveOptions(options);
     // Bound to the groups before the baseline is read: whatever changes meanwhile is queued on the
     // socket and leads to a read as soon as it is drained.
-    const events = NetlinkSocket.open(namespacePath, GROUP_MASK);
+    const events = NetlinkSocket.open(
+      namespacePath,
+      options.trafficControl === true ? GROUP_MASK | (1 << (TC_GROUP - 1)) : GROUP_MASK,
+    );
     let handle: NetlinkHandle;
     try {
       handle = NetlinkHandle.open(namespacePath);
@@ -291,7 +319,7 @@ export class NamespaceWatcher {
     events.onReceiveError = (error) => {
       // ENOBUFS: the kernel dropped events; the next snapshot catches up with all of them.
       if (!(error instanceof SystemCallError && error.errno === 'ENOBUFS')) watcher.report(error);
-      watcher.resync();
+      watcher.resync({ trafficControl: true });
     };
     try {
       events.startListening();
@@ -317,7 +345,9 @@ export class NamespaceWatcher {
       for (const link of view?.vcnetLinks ?? []) vcnetLinks.set(link.name, link.index);
       watcher.setBaseline(baseline, vcnetLinks);
       // A view of its own: read again at once, and whatever differs from it is the first change.
-      if (newAtStart.length > 0 || view) watcher.resync();
+      // Watching tc: what changed in it before the watch started is not known, so the first read says it may have.
+      if (watcher.options.trafficControl) watcher.resync({ trafficControl: true });
+      else if (newAtStart.length > 0 || view) watcher.resync();
       return watcher;
     } catch (error) {
       source.close();
@@ -330,9 +360,13 @@ export class NamespaceWatcher {
     return [...this.baseline.values()];
   }
 
-  /** Reads the namespace again after the debounce, as if an event had arrived. */
-  resync(): void {
+  /**
+   * Reads the namespace again after the debounce, as if an event had arrived; `trafficControl` (with
+   * options.trafficControl), as if a tc event had: the change then says so, even with no interface changed.
+   */
+  resync(reason: { trafficControl?: boolean } = {}): void {
     if (this.stopped) return;
+    if (reason.trafficControl && this.options.trafficControl) this.trafficControlPending = true;
     this.pendingSince ??= Date.now();
     // A read under way arms the timer again when it ends, so onChange calls never overlap.
     if (this.inFlight) return;
@@ -373,6 +407,10 @@ export class NamespaceWatcher {
   }
 
   private notificationArrived(message: RawMessage): void {
+    if (isTrafficControlMessage(message.type)) {
+      this.resync({ trafficControl: true });
+      return;
+    }
     if (message.type === MessageType.NEWNEIGH || message.type === MessageType.DELNEIGH) {
       // ARP and NDP churn with traffic; only permanent entries reach the guest.
       try {
@@ -446,6 +484,9 @@ export class NamespaceWatcher {
     let current: Map<string, NetworkInfo>;
     let vcnetLinks: Map<string, number>;
     let snapshotAt: Date;
+    // Taken before the read: a tc event during it or onChange leads to another change.
+    const trafficControl = this.trafficControlPending;
+    this.trafficControlPending = false;
     try {
       const interfaces = await this.source.read();
       current = this.keep(interfaces);
@@ -454,6 +495,7 @@ export class NamespaceWatcher {
     } catch (error) {
       // After stop() the read fails because its socket was closed: nothing to report.
       if (!this.stopped) this.report(error);
+      if (trafficControl) this.trafficControlPending = true;
       return false;
     }
     if (this.stopped) return true;
@@ -463,6 +505,7 @@ export class NamespaceWatcher {
     const change = {
       ...diffInterfaces(this.baseline, current),
       ...(removedVcnetLinks.length > 0 ? { removedVcnetLinks } : {}),
+      ...(trafficControl ? { trafficControl: true as const } : {}),
     };
     if (isEmpty(change)) {
       this.undelivered = undefined;
@@ -475,6 +518,7 @@ export class NamespaceWatcher {
       // The baseline stays: the next read reports this change again (a VM that did not answer, a
       // lock held too long), rather than losing it until something else changes.
       this.undelivered = change;
+      if (trafficControl) this.trafficControlPending = true;
       this.report(error);
       return false;
     }

@@ -358,3 +358,63 @@ describe('NamespaceWatcher failures without onError', () => {
     expect(unheard.warnings).toBe(1);
   });
 });
+
+describe('NamespaceWatcher with trafficControl', () => {
+  async function watch(source: FakeSource, trafficControl: boolean, onChange?: () => void) {
+    const changes: NamespaceChange[] = [];
+    const watcher = await NamespaceWatcher.over(source, {
+      debounceMs: 100,
+      trafficControl,
+      onChange: (change) => {
+        onChange?.();
+        changes.push(change);
+      },
+      onError: () => {},
+    });
+    return { watcher, changes };
+  }
+
+  it('says tc may have changed at start and after a tc event, with no interface changed, one change per burst', async () => {
+    const source = new FakeSource();
+    source.interfaces = [eth(2)];
+    const { watcher, changes } = await watch(source, true);
+    await vi.advanceTimersByTimeAsync(150);
+    expect(changes).toHaveLength(1);
+    expect(changes[0]).toMatchObject({ trafficControl: true, addedInterfaces: [], removedInterfaces: [] });
+    for (let i = 0; i < 50; i++) {
+      watcher.resync({ trafficControl: true });
+      await vi.advanceTimersByTimeAsync(1);
+    }
+    await vi.advanceTimersByTimeAsync(150);
+    expect(changes).toHaveLength(2);
+    expect(changes[1]?.trafficControl).toBe(true);
+    // An interface event alone does not say it.
+    source.interfaces = [eth(2), eth(3)];
+    watcher.resync();
+    await vi.advanceTimersByTimeAsync(150);
+    expect(changes).toHaveLength(3);
+    expect(changes[2]).not.toHaveProperty('trafficControl');
+    await watcher.stop();
+  });
+
+  it('brings a tc change again after onChange failed with it', async () => {
+    const source = new FakeSource();
+    let failures = 1;
+    const { watcher, changes } = await watch(source, true, () => {
+      if (failures-- > 0) throw new Error('lock held');
+    });
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(changes).toHaveLength(1);
+    expect(changes[0]?.trafficControl).toBe(true);
+    await watcher.stop();
+  });
+
+  it('without the option: no change for tc, nothing at start', async () => {
+    const source = new FakeSource();
+    const { watcher, changes } = await watch(source, false);
+    watcher.resync({ trafficControl: true });
+    await vi.advanceTimersByTimeAsync(300);
+    expect(changes).toEqual([]);
+    await watcher.stop();
+  });
+});
