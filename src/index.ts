@@ -328,6 +328,7 @@ export { StateInvalidError } from './network/state/record-envelope.js';
 export { StateRegistryLockedError } from './network/state/registry.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { StateDirectoryError } from './network/state/trust.js';
+export type { TrafficControlRepair } from './network/tc-repair.js';
 export { VfioError } from './network/vfio.js';
 export {
   type AddInterfaceSandbox,

@@ -51,6 +51,7 @@ import {
 
 import { NETWORK_STATE_VERSION } from './state/content-versions.js';
 import { tapOwnershipFields } from './tap-owner.js';
+import { repairTrafficControl, type TrafficControlRepair } from './tc-repair.js';
 import { refuseMacvtapInUserNamespace, refuseMacvtapLinkInUserNamespace } from './user-namespace.js';
 
 export { NETWORK_STATE_VERSION };
@@ -311,6 +312,16 @@ export class Network {
     if (kind === 'macvtap' && device.parentIndex !== endpoint.properties.link.index) return undefined;
     await this.handle.setLink(device.index, { mtu: podLinkMtu });
     return podLinkMtu;
+  }
+
+  /**
+   * Makes again the tc objects (ingress qdiscs, redirect filters, htb rate limits) `endpoint`'s
+   * record says vcnet added and that are gone now (vcnet watch), leaving any another tool put in
+   * their place; says what it did and found (tc-repair.ts). The record is unchanged: what is made
+   * again is what it says.
+   */
+  repairTrafficControl(endpoint: Endpoint): Promise<TrafficControlRepair[]> {
+    return repairTrafficControl(this.handle, endpoint, this.config.rateLimit);
   }
 
   /** One link of the namespace as it is now (e.g. a tap or the pod link after attach); LinkNotFoundError when gone. */

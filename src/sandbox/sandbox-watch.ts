@@ -47,6 +47,19 @@ export interface WatchSummary {
   lostDevices?: Array<{ endpoint: string; device: string; message: string }>;
   /** New links not attached because the sandbox had maxEndpoints endpoints; left alone from then on. Only present when there are some. */
   overLimit?: string[];
+  /**
+   * tc objects vcnet made for attached endpoints (ingress qdiscs, redirect filters, htb rate limits)
+   * that someone else deleted: `restored` made again as the record has them; `taken` left alone, as
+   * another tool's object holds the place now; `failed` could not be made again. Each is also a
+   * notice (the message says what to do). Only present when there are some.
+   */
+  trafficControl?: Array<{
+    endpoint: string;
+    link: string;
+    object: string;
+    outcome: 'restored' | 'taken' | 'failed';
+    message: string;
+  }>;
 }
 
 export interface SandboxWatchOptions {
@@ -79,6 +92,11 @@ export interface WatchMemory {
   leftAlone: Set<string>;
   /** Pod links attached when the last change set was applied (one missing later went with del-iface). */
   attached: Set<string>;
+  /**
+   * tc objects found held by another tool's (or not to be made again) at the last check, by endpoint,
+   * link and object: said once, not again with every tc change, until they are put back or change.
+   */
+  trafficControlReported?: Map<string, string>;
 }
 
 /** The memory of a watch starting over `interfaces` (the namespace) and `attached` (the record's pod links). */
@@ -91,7 +109,53 @@ function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable
       .filter((info) => !attachedSet.has(info.link.name) && hasConfiguredAddress(info))
       .map((info) => info.link.name),
   );
-  return { leftAlone, attached: attachedSet };
+  return { leftAlone, attached: attachedSet, trafficControlReported: new Map() };
+}
+
+/**
+ * The tc check of a watch (change.trafficControl): each endpoint still attached gets back the tc
+ * objects its record says vcnet made that someone deleted (network/tc-repair.ts). A place another
+ * tool's object holds now is not touched: said once (memory), until it changes. Run under the
+ * sandbox lock, so never beside a detach or del-iface of the same sandbox: an endpoint they removed
+ * is no longer in the record, and nothing of it is made again.
+ */
+async function checkTrafficControl(
+  id: string,
+  network: Network,
+  summary: WatchSummary,
+  memory: WatchMemory | undefined,
+): Promise<void> {
+  const found = new Map<string, string>();
+  for (const endpoint of network.endpoints()) {
+    let outcomes: Awaited<ReturnType<Network['repairTrafficControl']>>;
+    try {
+      outcomes = await network.repairTrafficControl(endpoint);
+    } catch (error) {
+      // A dump that failed (the link went meanwhile): the next change checks again.
+      publish(channels.notice, () => ({
+        operation: 'watch',
+        endpoint: endpoint.properties.link.name,
+        message: `could not check vcnet's tc objects of ${endpoint.name} in sandbox ${id}; checked again with the next tc change`,
+        error,
+      }));
+      continue;
+    }
+    for (const outcome of outcomes) {
+      const key = `${endpoint.name} ${outcome.link} ${outcome.object}`;
+      if (outcome.outcome !== 'restored') {
+        found.set(key, outcome.message);
+        if (memory?.trafficControlReported?.get(key) === outcome.message) continue;
+      }
+      summary.trafficControl = [...(summary.trafficControl ?? []), { endpoint: endpoint.name, ...outcome }];
+      publish(channels.notice, () => ({
+        operation: 'watch',
+        endpoint: endpoint.properties.link.name,
+        message: `sandbox ${id}, endpoint ${endpoint.name}: ${outcome.message}`,
+        details: { sandbox: id, link: outcome.link, object: outcome.object, outcome: outcome.outcome },
+      }));
+    }
+  }
+  if (memory) memory.trafficControlReported = found;
 }
 
 /**
@@ -115,6 +179,18 @@ export async function applyNamespaceChange(
       }
       for (const name of change.removedInterfaces) memory.leftAlone.delete(name);
       memory.attached = attachedNow;
+    }
+    // Only tc changed: put back what vcnet made, host side only; the VM is not needed (nor asked).
+    const interfacesChanged =
+      change.addedInterfaces.length +
+        change.removedInterfaces.length +
+        change.changedInterfaces.length +
+        (change.removedVcnetLinks?.length ?? 0) >
+      0;
+    if (!interfacesChanged) {
+      if (change.trafficControl) await checkTrafficControl(id, network, summary, memory);
+      if (!isEmptySummary(summary)) publish(channels.watch, () => ({ sandbox: id, ...summary }));
+      return summary;
     }
     // A VM that is gone (its socket not there, nobody listening on it) holds no NIC: the removals
     // below are done on the host side only, as an unfinished hot-plug's undo does; the rest of the
@@ -174,6 +250,8 @@ export async function applyNamespaceChange(
           message: lost.message,
         }));
       }
+      // After the removals, before anything is attached (a new endpoint's objects are all there).
+      if (change.trafficControl) await checkTrafficControl(id, network, summary, memory);
       if (goneVm) {
         keeper.persist();
         if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
@@ -299,7 +377,8 @@ function isEmptySummary(summary: WatchSummary): boolean {
       summary.updated.length +
       summary.failed.length +
       (summary.lostDevices?.length ?? 0) +
-      (summary.overLimit?.length ?? 0) ===
+      (summary.overLimit?.length ?? 0) +
+      (summary.trafficControl?.length ?? 0) ===
     0
   );
 }
@@ -465,6 +544,8 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
       ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
       // Read as added, at once: attached as the new links they now are.
       newAtStart: unfinished.undone,
+      // tc objects vcnet made that someone deletes are put back (checkTrafficControl); at start too.
+      trafficControl: true,
       // The record is where the watch starts: what changed while none ran comes as its first change.
       startView: (present) => watchStartView(present, (store.read<SandboxState>() ?? state).network.endpoints),
       onChange: async (change) => {

@@ -4,7 +4,9 @@
  * route added, an MTU changed, vcnet's tap deleted) then comes as the watch's first change, and is
  * applied as if it had happened while watching. A pod link is its ifindex and kind, not its MAC: a
  * MAC changed on the same link is not followed, at start as while watching. Pure: unit tests give it
- * records and namespaces.
+ * records and namespaces. tc objects of the record deleted while no watch ran are not compared here:
+ * the watch's first change always says tc may have changed (NamespaceWatcherOptions.trafficControl),
+ * and sandbox-watch.ts checks them then, as after any tc event.
  */
 import type { EndpointState } from '../network/endpoint/endpoint.js';
 import { guestSignature } from '../network/namespace-watcher.js';

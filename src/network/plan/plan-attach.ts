@@ -49,7 +49,15 @@ export const CLSACT_INGRESS_PARENT = 0xfffffff2;
 export const DEFAULT_MACVTAP_QUEUE_LENGTH = 1000;
 
 /** Root qdiscs the kernel or a distribution sets by default: an htb may replace them. */
-const DEFAULT_ROOT_QDISCS = new Set(['noqueue', 'pfifo_fast', 'fq_codel', 'mq', 'noop', 'pfifo', 'fq']);
+export const DEFAULT_ROOT_QDISCS: ReadonlySet<string> = new Set([
+  'noqueue',
+  'pfifo_fast',
+  'fq_codel',
+  'mq',
+  'noop',
+  'pfifo',
+  'fq',
+]);
 
 /** What a plan reads from the namespace (a NamespaceSnapshot, plus the filters it needs). */
 export type PlanSnapshot = Pick<NamespaceSnapshot, 'links' | 'addresses' | 'routes' | 'neighbours' | 'qdiscs'> & {

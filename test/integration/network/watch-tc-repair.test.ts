@@ -1,0 +1,228 @@
+/**
+ * A running watch puts back the tc objects vcnet made for an attached tcfilter endpoint that someone
+ * else deletes: the pod link's ingress qdisc with its redirect to the tap (`tc qdisc del dev eth0
+ * ingress`), the tap's redirect to the pod link, the htb rate limits; as the record has them, so a
+ * detach afterwards still leaves the pod exactly as found. A filter of another tool at vcnet's
+ * priority is left alone, with a notice saying what to do, said once. A watch that starts finds
+ * what was deleted while none ran. A detach while watching is not undone by it.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
+import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { vcnet } from '../../helpers/cli.js';
+import type { TestNamespace } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
+
+const cleanup = cleanupAfterEach();
+
+interface TcFilter {
+  pref: number;
+  kind: string;
+  options?: { actions?: Array<{ kind: string; to_dev?: string; stats?: { packets?: number } }> };
+}
+
+/** The ingress filters of `dev` at `priority` that redirect (mirred) to `target`. */
+function redirects(pod: TestNamespace, dev: string, priority: number, target: string): TcFilter[] {
+  return pod
+    .tcJson<TcFilter[]>('-s', 'filter', 'show', 'dev', dev, 'ingress')
+    .filter(
+      (filter) =>
+        filter.pref === priority &&
+        filter.options?.actions?.some((action) => action.kind === 'mirred' && action.to_dev === target) === true,
+    );
+}
+
+function redirectedPackets(pod: TestNamespace, dev: string, target: string): number {
+  return redirects(pod, dev, 49152, target)
+    .flatMap((filter) => filter.options?.actions ?? [])
+    .reduce((sum, action) => sum + (action.stats?.packets ?? 0), 0);
+}
+
+function htbRate(pod: TestNamespace, dev: string): string | undefined {
+  return /class htb 1:2 .*rate (\S+)/.exec(pod.exec('tc', ['class', 'show', 'dev', dev]))?.[1];
+}
+
+/** A pod attached by the CLI (tcfilter, rate limits when `config` is given) and a watch over it. */
+async function watchedPod(sandbox: string, config?: string) {
+  const stateDir = cleanup.directory('vcnet-watch-tc-');
+  const { pod, node } = makePod();
+  const before = fingerprint(pod);
+  const args = ['attach', '--sandbox', sandbox, '--netns', pod.path, '--state-dir', stateDir];
+  if (config) {
+    const file = join(stateDir, 'configuration.toml');
+    writeFileSync(file, config);
+    args.push('--config', file);
+  }
+  const attach = vcnet(args);
+  expect(attach.status, attach.stderr).toBe(0);
+  const notices: NoticeEvent[] = [];
+  const onNotice = (message: unknown) => {
+    if ((message as NoticeEvent).operation === 'watch') notices.push(message as NoticeEvent);
+  };
+  channels.notice.subscribe(onNotice);
+  cleanup.defer(() => channels.notice.unsubscribe(onNotice));
+  const summaries: WatchSummary[] = [];
+  const start = () =>
+    watchSandbox(sandbox, {
+      stateDirectory: stateDir,
+      debounceMs: 100,
+      onApplied: (summary) => summaries.push(summary),
+    });
+  let watching = await start();
+  cleanup.defer(() => watching.stop());
+  const repaired = () => summaries.flatMap((summary) => summary.trafficControl ?? []);
+  return {
+    pod,
+    node,
+    before,
+    stateDir,
+    notices,
+    summaries,
+    repaired,
+    restart: async () => {
+      await watching.stop();
+      watching = await start();
+    },
+    stopWatch: () => watching.stop(),
+    watching: () => watching,
+    detach: () => {
+      const result = vcnet(['detach', '--sandbox', sandbox, '--state-dir', stateDir]);
+      expect(result.status, result.stderr).toBe(0);
+    },
+  };
+}
+
+describe('vcnet watch and vcnet tc objects deleted under it', () => {
+  it("puts back the pod link's ingress qdisc and redirect, and the tap's redirect; traffic reaches the tap again", async () => {
+    const w = await watchedPod('tc1');
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).not.toEqual([]);
+    w.pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'ingress']);
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).toEqual([]);
+    await until(() => redirects(w.pod, 'eth0', 49152, 'tap0_kata').length > 0, 'the redirect on eth0 to be back');
+    await until(() => w.repaired().length >= 2, 'the watch to say what it did');
+    expect(w.repaired()).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ endpoint: 'eth0', link: 'eth0', object: 'ingress qdisc ffff:', outcome: 'restored' }),
+        expect.objectContaining({
+          link: 'eth0',
+          object: 'filter prio 49152 (redirect to tap0_kata)',
+          outcome: 'restored',
+        }),
+      ]),
+    );
+    expect(w.notices.some((notice) => /eth0.*ingress qdisc ffff:.*made again/.test(notice.message))).toBe(true);
+    // Frames the peer sends now go through the redirect to the tap.
+    const packets = redirectedPackets(w.pod, 'eth0', 'tap0_kata');
+    // No VM reads the tap: nothing answers, and ping says so (exit 1).
+    try {
+      w.node.exec('ping', ['-c', '3', '-i', '0.2', '-W', '1', '10.200.0.2']);
+    } catch {}
+    expect(redirectedPackets(w.pod, 'eth0', 'tap0_kata')).toBeGreaterThan(packets);
+
+    w.pod.exec('tc', ['filter', 'del', 'dev', 'tap0_kata', 'ingress', 'prio', '49152']);
+    await until(() => redirects(w.pod, 'tap0_kata', 49152, 'eth0').length > 0, 'the redirect on tap0_kata to be back');
+    await w.stopWatch();
+    // What was made again is what the record says: detach leaves the pod as it was found.
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it('makes a deleted htb rate limit again, on the tap and on the pod link, in one pass for a burst', async () => {
+    const w = await watchedPod(
+      'tc2',
+      '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\n',
+    );
+    expect(htbRate(w.pod, 'tap0_kata')).toBe('10Mbit');
+    expect(htbRate(w.pod, 'eth0')).toBe('20Mbit');
+    // One burst: every tc object vcnet made on both links.
+    const batch = join(w.stateDir, 'tc-batch');
+    writeFileSync(
+      batch,
+      'qdisc del dev tap0_kata root\nqdisc del dev eth0 root\nqdisc del dev eth0 ingress\nqdisc del dev tap0_kata ingress\n',
+    );
+    w.pod.exec('tc', ['-batch', batch]);
+    await until(
+      () => htbRate(w.pod, 'tap0_kata') === '10Mbit' && htbRate(w.pod, 'eth0') === '20Mbit',
+      'the rate limits to be back',
+    );
+    await until(() => w.repaired().length >= 6, 'the watch to say what it did');
+    expect(w.summaries.filter((summary) => summary.trafficControl).length).toBe(1);
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).not.toEqual([]);
+    expect(redirects(w.pod, 'tap0_kata', 49152, 'eth0')).not.toEqual([]);
+    expect(w.repaired().every((entry) => entry.outcome === 'restored')).toBe(true);
+    await w.stopWatch();
+    w.detach();
+    // The pod link's txqueuelen (0, a veth's) is back too: the fingerprint compares it.
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it("leaves another tool's filter at vcnet's priority alone and says what to do, once", async () => {
+    const w = await watchedPod('tc3');
+    w.pod.exec('tc', ['filter', 'del', 'dev', 'eth0', 'ingress', 'prio', '49152']);
+    w.pod.exec('tc', [
+      'filter',
+      'add',
+      'dev',
+      'eth0',
+      'ingress',
+      'prio',
+      '49152',
+      'protocol',
+      'ip',
+      'u32',
+      'match',
+      'u32',
+      '0',
+      '0',
+      'action',
+      'mirred',
+      'egress',
+      'redirect',
+      'dev',
+      'lo',
+    ]);
+    await until(() => w.repaired().some((entry) => entry.outcome === 'taken'), 'the watch to find the filter');
+    const taken = w.repaired().find((entry) => entry.outcome === 'taken');
+    expect(taken).toMatchObject({ link: 'eth0', object: 'filter prio 49152 (redirect to tap0_kata)' });
+    expect(taken?.message).toContain('tc filter del dev eth0 ingress prio 49152');
+    // Theirs is there as they made it, and no redirect of vcnet's beside it.
+    const filters = w.pod.tcJson<TcFilter[]>('filter', 'show', 'dev', 'eth0', 'ingress');
+    expect(redirects(w.pod, 'eth0', 49152, 'lo')).not.toEqual([]);
+    expect(filters.length).toBeGreaterThan(0);
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).toEqual([]);
+    // Another tc change elsewhere: checked again, not said again.
+    w.pod.exec('tc', ['filter', 'del', 'dev', 'tap0_kata', 'ingress', 'prio', '49152']);
+    await until(() => redirects(w.pod, 'tap0_kata', 49152, 'eth0').length > 0, 'the tap redirect to be back');
+    expect(w.repaired().filter((entry) => entry.outcome === 'taken')).toHaveLength(1);
+    // Once theirs goes, vcnet's comes back.
+    w.pod.exec('tc', ['filter', 'del', 'dev', 'eth0', 'ingress', 'prio', '49152']);
+    await until(() => redirects(w.pod, 'eth0', 49152, 'tap0_kata').length > 0, 'the redirect on eth0 to be back');
+    await w.stopWatch();
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it('puts back at start what was deleted while no watch ran', async () => {
+    const w = await watchedPod('tc4');
+    await w.stopWatch();
+    w.pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'ingress']);
+    await w.restart();
+    await until(() => redirects(w.pod, 'eth0', 49152, 'tap0_kata').length > 0, 'the redirect on eth0 to be back');
+    await w.stopWatch();
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it('does not put back what a detach removes while it watches', async () => {
+    const w = await watchedPod('tc5');
+    w.detach();
+    const ended = await w.watching().ended;
+    expect(ended?.name).toBe('SandboxNotFoundError');
+    expect(fingerprint(w.pod)).toEqual(w.before);
+    expect(w.repaired()).toEqual([]);
+  });
+});
