@@ -11,6 +11,7 @@ import { MacvtapDeviceError, openVerifiedMacvtapQueues, verifiedMacvtapNode } fr
 import type { AttachedPlumbing, PlanIntent, PlumbingContext } from '../model/plumbing-context.js';
 import { AttachError, attachByPlan, closeFds, intentOf, planEndpoint } from '../model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
+import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import type { Plan } from '../plan/types.js';
 import { type PlumbingStep, type UndoReport, undoPlumbing } from '../plumbing.js';
@@ -356,8 +357,16 @@ export abstract class Endpoint {
     // Records before deviceMtu: the recorded MTU is the best known bound (watch only ever lowered it).
     this.deviceMtu = state.deviceMtu ?? state.properties.link.mtu;
     if (!this.pair && state.name) this.guestName = state.name;
+    // An older build's record may leave out a change its attach made (older-records.ts): added here,
+    // so detach, gc, CNI DEL and their dry runs undo it as they undo a record of this build.
     this.plumbing = state.plumbing
-      ? { ...state.plumbing, model: state.plumbing.model as AttachedPlumbing['model'], tapFds: [], vhostFds: [] }
+      ? {
+          ...state.plumbing,
+          model: state.plumbing.model as AttachedPlumbing['model'],
+          steps: withImpliedRecords(state.properties.link, state.plumbing.steps),
+          tapFds: [],
+          vhostFds: [],
+        }
       : undefined;
   }
 }

@@ -77,6 +77,18 @@ const NEWER_RECORD_HINT =
   'nothing was changed; a newer vcnet wrote this record: run that version to detach it, and keep the file until then';
 
 /**
+ * A key this vcnet does not know: a newer build adds fields without a new record version (an older
+ * one, rolled back to, meets them: `partial`, `unconfirmed`, `madeAfter` were each added so), and a
+ * bit flip or an edit looks the same. Either way the file is the only account of what is in the
+ * namespace: removing it leaves all of that, so the hint says to keep it first. (Records do not say
+ * which build wrote them: that would be one more key, and every older build refuses any key it does
+ * not know, so it would make every record unreadable to builds that read today's.)
+ */
+function unknownFieldHint(file: string): string {
+  return `nothing was changed; keep the file: if a newer vcnet wrote it, detach it (or run gc, or the runtime's CNI DEL) with that vcnet; if it was edited, restore it. Removing it undoes nothing: a tcfilter tap with its qdiscs and filters, or a macvtap with the pod link's spare MAC (its addresses, routes and neighbours gone to the guest), stays in the namespace (see "Records from a newer vcnet" in docs/troubleshooting.md; \`vcnet gc --dry-run${gcStateDirectoryFlag(file)}\` lists unreadable records)`;
+}
+
+/**
  * What a field accepts, said plainly: a schema without its own text for a type mismatch gets zod's
  * ("Invalid input: expected object, received null"), which repeats the value and reads oddly after "expected".
  */
@@ -108,14 +120,15 @@ function check<T>(schema: z.ZodType<T>, data: unknown, file: string, prefix: Pro
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   if (issue.code === 'unrecognized_keys') {
-    // Named by the key itself: this version never writes it, so it was damaged or edited.
+    // Named by the key itself: this version never writes it, so a newer one did, or it was damaged or edited.
     const key = issue.keys[0]!;
     const found = valueAt(data, [...issue.path, key]);
     throw new StateInvalidError(
       file,
       fieldPath([...prefix, ...issue.path, key]),
-      `is not a field of this record (holding ${describe(found)}): no vcnet writes it here, so the key was damaged or edited`,
+      `is not a field this vcnet knows here (holding ${describe(found)}): a newer vcnet may have written it, or the key was damaged or edited`,
       found,
+      unknownFieldHint(file),
     );
   }
   const path = [...prefix, ...issue.path];
@@ -124,14 +137,14 @@ function check<T>(schema: z.ZodType<T>, data: unknown, file: string, prefix: Pro
   const strangers = found === undefined ? unknownKeysAt(result.error.issues, issue.path.slice(0, -1)) : [];
   const beside =
     strangers.length > 0
-      ? `; the same object has ${strangers.map((key) => JSON.stringify(key)).join(', ')}, which no vcnet writes: a damaged key?`
+      ? `; the same object has ${strangers.map((key) => JSON.stringify(key)).join(', ')}, which this vcnet never writes: a damaged key?`
       : '';
   throw new StateInvalidError(
     file,
     fieldPath(path) || '(top level)',
     `is ${describe(found)} (expected ${acceptedText(issue)})${beside}`,
     found,
-    isNewerVersion(issue, found) ? NEWER_RECORD_HINT : undefined,
+    isNewerVersion(issue, found) ? NEWER_RECORD_HINT : strangers.length > 0 ? unknownFieldHint(file) : undefined,
   );
 }
 

@@ -15,6 +15,11 @@ import { SandboxStore, stateDirectory } from '../../../src/network/state/store.j
 
 const FILE = '/run/vcnet/sandboxes/a/state.json';
 
+type PlumbingJson = Record<string, unknown> & { steps: Array<Record<string, unknown>> };
+const plumbingOf = (record: Record<string, unknown>) =>
+  (record.network as { endpoints: Array<{ plumbing: PlumbingJson }> }).endpoints[0]!.plumbing;
+const stepsOf = (record: Record<string, unknown>) => plumbingOf(record).steps;
+
 function sandboxRecord(id = 'a'): Record<string, unknown> {
   const namespacePath = '/var/run/netns/pod-a';
   return {
@@ -123,6 +128,33 @@ describe('parseRecord', () => {
     const older = sandboxRecord();
     (older.network as { version: number }).version = 0;
     expect(refusal(JSON.stringify(older)).hint).toMatch(/damaged/);
+  });
+
+  it('says a key it does not know may be a newer vcnet\'s field, and to keep the file, not "remove it"', () => {
+    // How a build rolled back to meets a field added since (madeAfter, unconfirmed, partial were
+    // each added so): on a step, on the plumbing, at the top level.
+    const cases: Array<[string, (record: Record<string, unknown>) => void]> = [
+      ['network.endpoints.0.plumbing.steps.2.addedLater', (r) => (stepsOf(r)[2]!.addedLater = 'tap0_kata')],
+      ['network.endpoints.0.plumbing.addedLater', (r) => (plumbingOf(r).addedLater = true)],
+      ['addedLater', (r) => (r.addedLater = true)],
+    ];
+    for (const [field, change] of cases) {
+      const record = sandboxRecord();
+      change(record);
+      const error = refusal(JSON.stringify(record));
+      expect(error.code).toBe('VCNET_STATE_INVALID');
+      expect(error.field).toBe(field);
+      expect(error.message).toMatch(/is not a field this vcnet knows here \(holding .+\)/);
+      expect(error.message).toMatch(/a newer vcnet may have written it, or the key was damaged or edited/);
+      expect(error.message).not.toMatch(/no vcnet writes it/);
+      expect(error.hint).toMatch(/^nothing was changed; keep the file: if a newer vcnet wrote it, detach it/);
+      expect(error.hint).toMatch(/with that vcnet/);
+      // Removing it is named only as what it leaves: the plumbing of each model, and where to read more.
+      expect(error.hint).not.toMatch(/restore or remove it/);
+      expect(error.hint).toMatch(/Removing it undoes nothing: a tcfilter tap with its qdiscs and filters/);
+      expect(error.hint).toMatch(/a macvtap with the pod link's spare MAC/);
+      expect(error.hint).toMatch(/"Records from a newer vcnet" in docs\/troubleshooting.md/);
+    }
   });
 
   it("says what a field of the wrong type accepts in words, not zod's text", () => {
@@ -350,7 +382,7 @@ describe('parseRecord', () => {
           delete endpoint.plumbing;
         },
         'network.endpoints.0.plumbing',
-        /"pluíbing", which no vcnet writes/,
+        /"pluíbing", which this vcnet never writes/,
       ],
       [
         'an unknown key beside plumbing',
@@ -358,7 +390,7 @@ describe('parseRecord', () => {
           endpointOf(r).plumbingx = 1;
         },
         'network.endpoints.0.plumbingx',
-        /no vcnet writes it here/,
+        /a newer vcnet may have written it, or the key was damaged or edited/,
       ],
       ['an unknown key at the top level', (r) => (r.attachingg = true), 'attachingg'],
       [
