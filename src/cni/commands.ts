@@ -55,6 +55,7 @@ import {
   requirePreviousResult,
 } from './config.js';
 import { CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
+import { commandSubject, type Warn, warningLine, warnOnStandardError } from './notices.js';
 import {
   type AttachedDevice,
   AttachmentStore,
@@ -153,7 +154,10 @@ async function addInStateDirectory(
         // made in it, are gone. Dropped as gc would drop it, and this ADD goes on.
         store.remove();
         warn(
-          `vcnet-cni ADD of ${sandboxKey(environment)}: removed the stale record ${store.statePath}: its namespace ${existing.namespace.path} (inode ${existing.namespace.ino}) exists nowhere`,
+          warningLine(
+            commandSubject('ADD', sandboxKey(environment)),
+            `removed the stale record ${store.statePath}: its namespace ${existing.namespace.path} (inode ${existing.namespace.ino}) exists nowhere`,
+          ),
         );
         existing = undefined;
       }
@@ -325,12 +329,6 @@ export function resultWith(
   return { ...previous, cniVersion, interfaces };
 }
 
-/** Where DEL reports what it did about an unreadable record: stderr, which the runtime logs. */
-export type Warn = (line: string) => void;
-const warnOnStandardError: Warn = (line) => {
-  process.stderr.write(`${line}\n`);
-};
-
 /**
  * Undoes what ADD recorded. Nothing recorded, or the namespace gone: nothing to do, and no error.
  * An unreadable record is set aside (see setAsideUnreadable), never a reason to fail.
@@ -446,7 +444,10 @@ function droppedUnseenWarning(
   gone: string,
 ): string {
   const { recorded, unseen } = error;
-  return `vcnet-cni DEL of ${sandboxKey(environment)}: dropped the record ${statePath}: ${gone}, and the namespace it names (${recorded.path}, inode ${recorded.ino}) is not at its path, while whether some process still holds it cannot be told (${describeUnseen(unseen)}); everything vcnet-cni made for ${environment.interfaceName} lives in that namespace and goes with it once its last holder exits. Should a VMM still hold it, \`vcnet gc --netns /proc/PID/ns/net\` (as root with CAP_SYS_PTRACE) removes what no record owns there`;
+  return warningLine(
+    commandSubject('DEL', sandboxKey(environment)),
+    `dropped the record ${statePath}: ${gone}, and the namespace it names (${recorded.path}, inode ${recorded.ino}) is not at its path, while whether some process still holds it cannot be told (${describeUnseen(unseen)}); everything vcnet-cni made for ${environment.interfaceName} lives in that namespace and goes with it once its last holder exits. Should a VMM still hold it, \`vcnet gc --netns /proc/PID/ns/net\` (as root with CAP_SYS_PTRACE) removes what no record owns there`,
+  );
 }
 
 /**
@@ -458,17 +459,19 @@ function droppedUnseenWarning(
  */
 async function setAsideUnreadable(store: AttachmentStore, request: CniDeleteRequest, problem: Error): Promise<string> {
   const { environment, config } = request;
-  const what = `vcnet-cni DEL of ${sandboxKey(environment)}`;
+  const line = (message: string) => warningLine(commandSubject('DEL', sandboxKey(environment)), message);
   // A record whose inode is damaged names no other namespace: its cookie proved it is CNI_NETNS's.
   const text = problem instanceof RecordedIdentityDamagedError ? undefined : store.readTextIfAny();
   let aside: string;
   try {
     aside = store.setAside();
   } catch (error) {
-    return `${what}: the record is unreadable (${problem.message}) and could not be set aside (${(error as Error).message}); nothing was removed`;
+    return line(
+      `the record is unreadable (${problem.message}) and could not be set aside (${(error as Error).message}); nothing was removed`,
+    );
   }
   const cleaned = await collectUnowned(environment.namespacePath, text, config.stateDirectory);
-  return `${what}: set aside the unreadable record ${store.statePath} as ${aside} (${problem.message}); ${cleaned}`;
+  return line(`set aside the unreadable record ${store.statePath} as ${aside} (${problem.message}); ${cleaned}`);
 }
 
 /** `vcnet gc` limited to CNI_NETNS, when that is still a pod namespace (never the plugin's own); says what it did. */

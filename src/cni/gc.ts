@@ -8,9 +8,10 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as z from 'zod';
 import { VcnetError } from '../errors.js';
-import { del, type Warn } from './commands.js';
+import { del } from './commands.js';
 import type { CniConfig } from './config.js';
 import { CniConfigError } from './errors.js';
+import { commandSubject, noticesAbout, type Warn, warningLine, warnOnStandardError } from './notices.js';
 import { AttachmentStore } from './state.js';
 
 export const VALID_ATTACHMENTS_KEY = 'cni.dev/valid-attachments';
@@ -95,8 +96,9 @@ export interface GarbageCollection {
 export async function garbageCollect(
   config: CniConfig,
   valid: ValidAttachment[],
-  warn: Warn = (line) => process.stderr.write(`${line}\n`),
+  warn: Warn = warnOnStandardError,
 ): Promise<GarbageCollection> {
+  const subject = commandSubject('GC', `network ${config.name}`);
   const keep = new Set(valid.map((attachment) => `${attachment.containerID}/${attachment.ifname}`));
   const outcome: GarbageCollection = { removed: [], busy: [] };
   const failures: string[] = [];
@@ -115,18 +117,22 @@ export async function garbageCollect(
       } catch (error) {
         // Whose network it was cannot be read either: not this GC's to remove, nor a reason to fail
         // it (the runtime would retry forever). DEL of that container sets the record aside.
-        warn(
-          `vcnet-cni GC of network ${config.name}: skipped ${containerId}/${interfaceName}: ${(error as Error).message}`,
-        );
+        warn(warningLine(subject, `skipped ${containerId}/${interfaceName}: ${(error as Error).message}`));
         continue;
       }
       if (recordedNetwork !== config.name) continue;
       const attachment = { containerID: containerId, ifname: interfaceName };
       try {
-        await del({
-          environment: { command: 'DEL', containerId, interfaceName, pluginPath: [] },
-          config: { stateDirectory: config.stateDirectory, lockTimeoutMs: 0 },
-        });
+        // The notices of this DEL (what its detach could not put back) name the container it undid.
+        await noticesAbout(`${subject}, DEL of ${containerId}/${interfaceName}`, interfaceName, () =>
+          del(
+            {
+              environment: { command: 'DEL', containerId, interfaceName, pluginPath: [] },
+              config: { stateDirectory: config.stateDirectory, lockTimeoutMs: 0 },
+            },
+            warn,
+          ),
+        );
         outcome.removed.push(attachment);
       } catch (error) {
         if (error instanceof VcnetError && error.code === 'VCNET_SANDBOX_LOCKED') outcome.busy.push(attachment);

@@ -75,7 +75,8 @@ const outcome = await observing.inCommandSpan(
   /^[A-Z]{1,16}$/.test(command) ? `vcnet.cni.${command.toLowerCase()}` : 'vcnet.cni',
   commandAttributes(process.env),
   async (span) => {
-    const result = await runPlugin(input, process.env);
+    // Each notice once: as a log line when VCNET_LOG_LEVEL logs them, else as the plugin's own warning line.
+    const result = await runPlugin(input, process.env, { writeNotices: !observing.logsNotices });
     if (result.exitCode !== 0) {
       try {
         failedReply = JSON.parse(result.stdout) as { code?: unknown; msg?: unknown; details?: unknown };

@@ -14,6 +14,7 @@ import {
 } from './config.js';
 import { cniErrorReply } from './errors.js';
 import { garbageCollect, parseValidAttachments } from './gc.js';
+import { commandSubject, type Warn, warnOnStandardError, writingNotices } from './notices.js';
 import { status } from './status.js';
 import { resultInVersion, versionReply } from './version.js';
 
@@ -23,6 +24,16 @@ export interface PluginOutcome {
   /** JSON for stdout, or '' (DEL, CHECK, STATUS and GC print nothing on success). */
   stdout: string;
   exitCode: 0 | 1;
+}
+
+export interface PluginOptions {
+  /** Where its warning lines go: stderr (the runtime's log of the plugin) unless a test collects them. */
+  warn?: Warn;
+  /**
+   * Whether the library's notices (vcnet:notice) are warning lines too, `vcnet-cni ADD of C/IF: ...`
+   * (default). false when something else writes them: VCNET_LOG_LEVEL's log lines (main.ts).
+   */
+  writeNotices?: boolean;
 }
 
 /** The cniVersion of the input, for an error reply, when vcnet-cni speaks it. */
@@ -39,20 +50,32 @@ function versionOfInput(input: string): string {
  * DEL, kept apart from config validation: it must free what ADD recorded whatever else the config
  * says, or the chain stops before the IPAM plugin releases the pod's address.
  */
-async function deleteAttachment(input: string, env: Record<string, string | undefined>): Promise<void> {
+async function deleteAttachment(input: string, env: Record<string, string | undefined>, warn: Warn): Promise<void> {
   const target = parseDeleteTarget(input, env);
   if (!target) return;
-  await del({
-    environment: target.environment,
-    config: { stateDirectory: target.stateDirectory, lockTimeoutMs: target.lockTimeoutMs },
-  });
+  await del(
+    {
+      environment: target.environment,
+      config: { stateDirectory: target.stateDirectory, lockTimeoutMs: target.lockTimeoutMs },
+    },
+    warn,
+  );
 }
 
-export async function runPlugin(input: string, env: Record<string, string | undefined>): Promise<PluginOutcome> {
+export async function runPlugin(
+  input: string,
+  env: Record<string, string | undefined>,
+  options: PluginOptions = {},
+): Promise<PluginOutcome> {
   const replyVersion = versionOfInput(input);
+  const warn = options.warn ?? warnOnStandardError;
+  // The library's notices of this command only, while it runs (a test may import the plugin).
+  const reporting = <Result>(subject: string, interfaceName: string | undefined, work: () => Promise<Result>) =>
+    options.writeNotices === false ? work() : writingNotices(subject, interfaceName, warn, work);
   try {
     if (env.CNI_COMMAND === 'DEL') {
-      await deleteAttachment(input, env);
+      const about = `${env.CNI_CONTAINERID ?? ''}/${env.CNI_IFNAME ?? ''}`;
+      await reporting(commandSubject('DEL', about), env.CNI_IFNAME, () => deleteAttachment(input, env, warn));
       return { stdout: '', exitCode: 0 };
     }
     const environment = parseEnvironment(env);
@@ -61,17 +84,25 @@ export async function runPlugin(input: string, env: Record<string, string | unde
     const config = parseCniConfig(raw);
     requireCommandInVersion(environment.command, config.cniVersion);
     const request = { environment, config };
+    const attachment = `${environment.containerId}/${environment.interfaceName}`;
+    const network = `network ${config.name}`;
     switch (environment.command) {
-      case 'ADD':
-        return { stdout: JSON.stringify(resultInVersion(await add(request), config.cniVersion)), exitCode: 0 };
+      case 'ADD': {
+        const result = await reporting(commandSubject('ADD', attachment), environment.interfaceName, () =>
+          add(request, warn),
+        );
+        return { stdout: JSON.stringify(resultInVersion(result, config.cniVersion)), exitCode: 0 };
+      }
       case 'CHECK':
-        await check(request);
+        await reporting(commandSubject('CHECK', attachment), environment.interfaceName, () => check(request));
         return { stdout: '', exitCode: 0 };
       case 'STATUS':
-        status(config);
+        await reporting(commandSubject('STATUS', network), undefined, async () => status(config));
         return { stdout: '', exitCode: 0 };
       case 'GC':
-        await garbageCollect(config, parseValidAttachments(raw));
+        await reporting(commandSubject('GC', network), undefined, () =>
+          garbageCollect(config, parseValidAttachments(raw), warn),
+        );
         return { stdout: '', exitCode: 0 };
       case 'DEL':
         // handled above, before any validation

@@ -6,13 +6,20 @@
 import { tracingRequested } from './environment.js';
 import { NO_TRACE_EXPORT, type TraceExport } from './trace-export.js';
 
+/** What vcnet-cni observes: its root span runner, the function that stops it, and who writes the notices. */
+export interface Observing extends TraceExport {
+  /** The log lines carry the library's notices (VCNET_LOG_LEVEL warn or lower): the plugin writes none of its own. */
+  logsNotices: boolean;
+}
+
 /**
  * Subscribes the asked-for observers; returns the command's root span runner and the function that
  * flushes and stops them, which never rejects and settles within the trace flush deadline (exporter.ts).
  */
-export async function startObservability(env: NodeJS.ProcessEnv): Promise<TraceExport> {
+export async function startObservability(env: NodeJS.ProcessEnv): Promise<Observing> {
   const stops: Array<() => void> = [];
   let traceExport = NO_TRACE_EXPORT;
+  let logsNotices = false;
   if (env.VCNET_LOG_LEVEL && env.VCNET_LOG_LEVEL !== 'silent') {
     const [{ bindLogContext, configureLogger, logLevelFrom, LEVEL_NAMES }, { subscribeLogs }] = await Promise.all([
       import('./logger.js'),
@@ -34,7 +41,10 @@ export async function startObservability(env: NodeJS.ProcessEnv): Promise<TraceE
         netns: env.CNI_NETNS,
         endpoint: env.CNI_IFNAME,
       });
-      stops.push(subscribeLogs(configureLogger({ level, format: 'json' })));
+      const logger = configureLogger({ level, format: 'json' });
+      // subscribeLogs logs the notices from warn on.
+      logsNotices = logger.isLevelEnabled('warn');
+      stops.push(subscribeLogs(logger));
     }
   }
   if (tracingRequested(env)) {
@@ -42,6 +52,7 @@ export async function startObservability(env: NodeJS.ProcessEnv): Promise<TraceE
     traceExport = await startTraceExport(env);
   }
   return {
+    logsNotices,
     inCommandSpan: traceExport.inCommandSpan,
     stop: async () => {
       const outcome = await traceExport.stop();

@@ -1389,6 +1389,52 @@ describe.skipIf(skipReason)('vcnet-cni with older and newer CNI versions', () =>
   });
 });
 
+describe.skipIf(skipReason)('vcnet-cni notices on stderr', () => {
+  it("DEL and GC write detach's notice (a tap renamed since ADD) as one line naming the command, container and interface", () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
+    const vcnetConfig = { ...list.plugins[1], cniVersion: '1.1.0', name: list.name };
+    /** bridge, then vcnet-cni in 1.1.0 (GC), then the tap renamed as a person might. */
+    const addedAndRenamed = (attachment: Attachment) => {
+      const runtime = new CniRuntime(node, attachment);
+      const previous = runtime.add(bridgeOnly);
+      const added = runtime.invoke('ADD', { ...vcnetConfig, prevResult: { ...previous, cniVersion: '1.1.0' } });
+      expect(added.status, added.stdout + added.stderr).toBe(0);
+      expect(added.stderr).toBe('');
+      pod.exec('ip', ['link', 'set', 'tap0_kata', 'name', 'renamed0']);
+      return { runtime, previous };
+    };
+    const stderrLines = (stderr: string) => stderr.split('\n').filter(Boolean);
+
+    const first = attachmentIn(pod);
+    const { runtime, previous } = addedAndRenamed(first);
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+    expect(del.stdout).toBe('');
+    expect(stderrLines(del.stderr)).toEqual([
+      expect.stringMatching(new RegExp(`^vcnet-cni DEL of ${first.containerId}/eth0 \\(tap0_kata\\): .*renamed0`)),
+    ]);
+    expect(linkNames(pod)).not.toContain('renamed0');
+    runtime.del(bridgeOnly, previous);
+
+    const second = attachmentIn(pod);
+    const again = addedAndRenamed(second);
+    const gc = again.runtime.invoke('GC', { ...vcnetConfig, 'cni.dev/valid-attachments': [] });
+    expect(gc.status, gc.stdout + gc.stderr).toBe(0);
+    expect(stderrLines(gc.stderr)).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^vcnet-cni GC of network vcnet-test, DEL of ${second.containerId}/eth0 \\(tap0_kata\\): .*renamed0`,
+        ),
+      ),
+    ]);
+    expect(linkNames(pod)).not.toContain('renamed0');
+    again.runtime.del(bridgeOnly, again.previous);
+    expect(reservations()).toEqual([]);
+  });
+});
+
 describe.skipIf(skipReason)('vcnet install-cni', () => {
   it('installs a launcher and a conflist (idempotent) that run ADD/DEL with no node on PATH', () => {
     const binDirectory = join(workDirectory, 'opt-cni-bin');
