@@ -88,6 +88,7 @@ import {
   DEFAULT_STATE_DIRECTORY,
   LOCK_DIRECTORY_NAME,
   readRecordFile,
+  SandboxLockedError,
   SandboxStore,
   STATE_TEMPORARY_FILE,
   stateDirectory,
@@ -1529,7 +1530,7 @@ async function finishUnfinished(
       { operation: 'collectGarbage' },
     );
   } catch (error) {
-    if ((error as { code?: string }).code === 'VCNET_SANDBOX_LOCKED') return; // being changed right now
+    if (error instanceof SandboxLockedError) return; // being changed right now
     report.skipped.push({ file: store.statePath, reason: (error as Error).message });
   }
 }
