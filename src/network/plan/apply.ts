@@ -11,7 +11,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { channels, publish } from '../../diagnostics.js';
-import { RollbackIncompleteError, SystemCallError } from '../../errors.js';
+import { errnoOf, RollbackIncompleteError, SystemCallError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
 import type { Link, LinkSpec } from '../../netlink/codec/link.js';
 import { NeighbourFlag } from '../../netlink/codec/neighbour.js';
@@ -608,7 +608,7 @@ function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-
     });
   } catch (error) {
     // The first queue is opened with IFF_TUN_EXCL: EBUSY is the kernel saying the name is taken.
-    if ((error as NodeJS.ErrnoException).code === 'EBUSY') {
+    if (errnoOf(error) === 'EBUSY') {
       throw new LinkNameTakenError(change.link.name, undefined, error);
     }
     throw new SystemCallError(`create tap ${change.link.name}`, error as NodeJS.ErrnoException);
