@@ -165,7 +165,6 @@ function resolveOptions(options: NamespaceWatcherOptions): ResolvedOptions {
             error,
           }),
           undefined,
-          () => process.emitWarning(error),
         )),
   };
 }
