@@ -85,6 +85,8 @@ const DOCS_NON_EXPORTS = [
   'stop',
   'onError',
   'require',
+  // The type of the process warning a notice no one took becomes (library.md), not a class.
+  'VcnetWarning',
 ];
 
 const docsDirectory = new URL('../../docs/', import.meta.url);
