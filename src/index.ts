@@ -23,6 +23,7 @@ export {
   AgentPortNotFoundError,
   AgentStatusError,
   GuestLinkNotFoundError,
+  GuestRestoreError,
   NetworkApplyError,
 } from './agent/errors.js';
 export type { IPAddress as AgentIpAddress } from './agent/generated/types_pb.js';
