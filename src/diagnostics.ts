@@ -220,18 +220,28 @@ export function publish<Event>(target: DiagnosticsPlainChannel<Event>, makeEvent
 }
 
 /**
+ * The type of the process warning a notice becomes when no one takes it (`process.on('warning')`
+ * sees it as `warning.name`; Node prints `(node:PID) VcnetWarning: ...`).
+ */
+export const NOTICE_WARNING_TYPE = 'VcnetWarning';
+
+/**
  * Reports a failure the operation goes on after, so that it is never lost and never written by the
  * library itself: published on vcnet:notice whenever someone subscribes (with `handled` when `handler`
- * is given), passed to `handler` when the caller gave one, and given to `fallback` (process.emitWarning)
- * only when there is neither a handler nor a subscriber.
+ * is given), passed to `handler` when the caller gave one, and only when there is neither a handler
+ * nor a subscriber, a process warning of type VcnetWarning whose text is `warningText` (default: the
+ * event's message).
  */
 export function reportNotice(
   makeEvent: () => NoticeEvent,
   handler: (() => void) | undefined,
-  fallback: () => void,
+  warningText?: (event: NoticeEvent) => string,
 ): void {
   const heard = channels.notice.hasSubscribers;
   if (heard) channels.notice.publish({ ...makeEvent(), ...(handler ? { handled: true } : {}) });
   if (handler) handler();
-  else if (!heard) fallback();
+  else if (!heard) {
+    const event = makeEvent();
+    process.emitWarning(warningText?.(event) ?? event.message, NOTICE_WARNING_TYPE);
+  }
 }

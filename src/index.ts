@@ -23,6 +23,7 @@ export {
   AgentPortNotFoundError,
   AgentStatusError,
   GuestLinkNotFoundError,
+  GuestRestoreError,
   NetworkApplyError,
 } from './agent/errors.js';
 export type { IPAddress as AgentIpAddress } from './agent/generated/types_pb.js';
@@ -201,6 +202,7 @@ export {
   unplugNetworkDevice,
 } from './hypervisor/qmp-network-hotplug.js';
 export type { TokenBucket } from './hypervisor/rate-limiter.js';
+export { randomPrivateMacAddress } from './mac-address.js';
 export type { Address, AddressSpec } from './netlink/codec/address.js';
 export { AddressFormatError } from './netlink/codec/address-format.js';
 export type { TunInfo } from './netlink/codec/link/tun.js';
@@ -305,7 +307,6 @@ export {
   type InterworkingModelName,
   parseInterworkingModel,
 } from './network/interworking-model.js';
-export { randomPrivateMacAddress } from './network/mac-address.js';
 export { MacvtapDeviceError } from './network/model/macvtap-index.js';
 export { AttachError } from './network/model/plumbing-context.js';
 export { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from './network/network.js';

@@ -1,5 +1,5 @@
 /** Errors of the agent layer: the ttrpc client's call failures, connecting, and the guest side. */
-import { VcnetError } from '../errors.js';
+import { hintFromCause, VcnetError } from '../errors.js';
 import { StatusCode, statusCodeName } from './ttrpc/status-code.js';
 
 /**
@@ -96,12 +96,23 @@ export class GuestLinkNotFoundError extends VcnetError {
   }
 }
 
-/** Applying a request failed part-way; what was done has been undone (or `undoFailures` says what was not). */
+/**
+ * Applying a request failed part-way; what was done has been undone (or `undoFailures` says what was
+ * not, and `undoErrors` holds the errors behind them, errno and all).
+ */
 export class NetworkApplyError extends VcnetError {
   static override readonly errorName: string = 'NetworkApplyError';
   readonly step: string;
   readonly undoFailures: string[];
-  constructor(operation: string, step: string, cause: unknown, undoFailures: string[]) {
+  readonly undoErrors: readonly unknown[];
+  constructor(
+    operation: string,
+    step: string,
+    cause: unknown,
+    undoFailures: string[],
+    /** The errors behind `undoFailures`, in the same order. */
+    undoErrors: readonly unknown[] = [],
+  ) {
     const reason = cause instanceof Error ? cause.message : String(cause);
     // Each call is undone on its own: after UpdateRoutes or AddARPNeighbors the interfaces keep what
     // the UpdateInterface calls before them set.
@@ -119,7 +130,36 @@ export class NetworkApplyError extends VcnetError {
     });
     this.step = step;
     this.undoFailures = undoFailures;
+    this.undoErrors = undoErrors;
   }
+}
+
+/**
+ * Putting back what a failed call changed (a link's addresses, the routes, the neighbours) was refused
+ * for some of it: the message lists every refusal, `refusals` holds them, and the first is the cause,
+ * so the one classifier reads its errno (an EPERM is "not permitted" here as anywhere else).
+ */
+export class GuestRestoreError extends VcnetError {
+  static override readonly errorName: string = 'GuestRestoreError';
+  readonly refusals: readonly unknown[];
+  constructor(
+    /** What was being put back: "the addresses of link 3", "the routes", "the neighbours". */
+    what: string,
+    refusals: readonly unknown[],
+  ) {
+    const first = refusals[0];
+    // Only the refusals: the undo that failed ("restore the addresses of eth0") is named around it.
+    super('VCNET_AGENT_APPLY_FAILED', refusals.map(messageOf).join('; '), {
+      value: what,
+      hint: hintFromCause(first),
+      ...(first === undefined ? {} : { cause: first }),
+    });
+    this.refusals = refusals;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** The guest has no virtio-serial port with the agent's name. */

@@ -13,10 +13,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { randomPrivateMacAddress } from '../mac-address.js';
 import { nativeSyscallTime, type SyscallKind } from '../native/syscall-time.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../netns/namespace.js';
-import { randomPrivateMacAddress } from '../network/mac-address.js';
 import { attachMacvtap } from '../network/model/macvtap.js';
 import { attachTapOnly } from '../network/model/none.js';
 import type { PlumbingContext } from '../network/model/plumbing-context.js';

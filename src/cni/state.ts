@@ -10,6 +10,7 @@
  */
 import { accessSync, constants, existsSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { errnoOf } from '../errors.js';
 import type { NamespaceIdentity } from '../netns/namespace-identity.js';
 import type { NetworkState } from '../network/network.js';
 import {
@@ -89,7 +90,7 @@ export function prepareStateDirectory(stateDirectory: string, options: { makeNot
       try {
         accessSync(directory, constants.W_OK);
       } catch (error) {
-        reason = `${directory} is not writable (${(error as NodeJS.ErrnoException).code})`;
+        reason = `${directory} is not writable (${errnoOf(error) ?? (error as Error).message})`;
         break;
       }
     }
@@ -248,7 +249,7 @@ export class AttachmentStore {
         rmdirSync(directory);
       } catch (error) {
         // Already gone (a DEL killed after removing the interface's directory): the next one may not be.
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        if (errnoOf(error) === 'ENOENT') continue;
         return; // not empty (a record set aside, another interface)
       }
     }

@@ -31,6 +31,7 @@ export { NamespacePathError };
 
 import { nativeNamespaces } from '../native/namespaces.js';
 import { shellWord } from '../shell-word.js';
+import { testSeam } from '../test-seams.js';
 import {
   hasSysPtrace,
   isKernelThread,
@@ -333,16 +334,14 @@ export function namespaceHolderPaths(
 }
 
 /**
- * Test seam (never set in production), on globalThis as gc's and apply.ts's: called once per walk of
- * every process's fds (the costly part of looking for a namespace's holders, 50,000 fds and more on
- * a busy node), so a test can count walks.
+ * Test seam (never set in production), on globalThis as gc's and apply.ts's (src/test-seams.ts):
+ * called once per walk of every process's fds (the costly part of looking for a namespace's holders,
+ * 50,000 fds and more on a busy node), so a test can count walks.
  */
-const FD_WALK_TEST_HOOK = Symbol.for('vcnet.namespaceHoldersFdWalkTestHook');
+const fdWalkSeam = testSeam<() => void>('fdWalk');
 
 export function setFdWalkTestHook(hook: (() => void) | undefined): void {
-  const holder = globalThis as { [FD_WALK_TEST_HOOK]?: () => void };
-  if (hook) holder[FD_WALK_TEST_HOOK] = hook;
-  else delete holder[FD_WALK_TEST_HOOK];
+  fdWalkSeam.set(hook);
 }
 
 const NET_NAMESPACE_LINK = /^net:\[(\d+)\]$/;
@@ -630,7 +629,7 @@ function mountsOf(pid: number | 'self', refused?: (pid: number) => void): MountI
  * on a listed nsfs mount is kept (its inode then unknown: -1, looked at for every namespace).
  */
 function namespaceFdsByInode(pids: readonly number[], refused: (pid: number) => void): Map<number, string[]> {
-  (globalThis as { [FD_WALK_TEST_HOOK]?: () => void })[FD_WALK_TEST_HOOK]?.();
+  fdWalkSeam.hook()?.();
   const found = new Map<number, string[]>();
   for (const pid of pids) {
     let fds: string[];

@@ -67,6 +67,7 @@ import {
   UNSEEN_HINT,
 } from '../netns/namespace-identity.js';
 import { fileIdentity, lookAtFile, processIds } from '../netns/processes.js';
+import { testSeam } from '../test-seams.js';
 import { isVcnetHtb } from './foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
@@ -87,6 +88,7 @@ import {
   DEFAULT_STATE_DIRECTORY,
   LOCK_DIRECTORY_NAME,
   readRecordFile,
+  SandboxLockedError,
   SandboxStore,
   STATE_TEMPORARY_FILE,
   stateDirectory,
@@ -1017,15 +1019,13 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
 }
 
 /**
- * Test seam (never set in production), on globalThis as apply.ts's: awaited after the redirects'
- * batch, before the ingress qdiscs are listed again, so a test can add a filter in between.
+ * Test seam (never set in production), on globalThis as apply.ts's (src/test-seams.ts): awaited after
+ * the redirects' batch, before the ingress qdiscs are listed again, so a test can add a filter in between.
  */
-const INGRESS_TEST_HOOK = Symbol.for('vcnet.gcIngressTestHook');
+const ingressSeam = testSeam<() => void | Promise<void>>('gcIngress');
 
 export function setGcIngressTestHook(hook: (() => void | Promise<void>) | undefined): void {
-  const holder = globalThis as { [INGRESS_TEST_HOOK]?: () => void | Promise<void> };
-  if (hook) holder[INGRESS_TEST_HOOK] = hook;
-  else delete holder[INGRESS_TEST_HOOK];
+  ingressSeam.set(hook);
 }
 
 /**
@@ -1041,7 +1041,7 @@ async function removeIngressIfEmpty(
   report: GarbageReport,
 ): Promise<void> {
   if (emptied.length === 0) return;
-  await (globalThis as { [INGRESS_TEST_HOOK]?: () => void | Promise<void> })[INGRESS_TEST_HOOK]?.();
+  await ingressSeam.hook()?.();
   const batch = handle.changes();
   const planned: GarbageItem[] = [];
   for (const { item, link, handle: qdisc } of emptied) {
@@ -1530,7 +1530,7 @@ async function finishUnfinished(
       { operation: 'collectGarbage' },
     );
   } catch (error) {
-    if ((error as { code?: string }).code === 'VCNET_SANDBOX_LOCKED') return; // being changed right now
+    if (error instanceof SandboxLockedError) return; // being changed right now
     report.skipped.push({ file: store.statePath, reason: (error as Error).message });
   }
 }

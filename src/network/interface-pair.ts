@@ -3,8 +3,9 @@
  * pod's own interface it is joined to. Names follow Kata: `tap<idx>_kata` and `eth<idx>` for the guest
  * unless the pod interface has a name.
  */
+
+import { randomPrivateMacAddress } from '../mac-address.js';
 import type { InterworkingModel } from './interworking-model.js';
-import { randomPrivateMacAddress } from './mac-address.js';
 import { ifbName } from './plan/plan-attach.js';
 
 export interface TapInterface {

@@ -187,7 +187,6 @@ function resolveOptions(options: NamespaceWatcherOptions): ResolvedOptions {
             error,
           }),
           undefined,
-          () => process.emitWarning(error),
         )),
   };
 }

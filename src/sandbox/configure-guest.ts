@@ -22,7 +22,7 @@ export interface ConfigureGuestOptions {
   timeoutMs?: number;
   /**
    * Where the push's warnings go (a neighbour list the agent refused). Each is also published on
-   * vcnet:notice; with no warn and no subscriber there, it is a process warning (process.emitWarning).
+   * vcnet:notice; with no warn and no subscriber there, it is a process warning of type VcnetWarning.
    */
   warn?: (message: string) => void;
 }

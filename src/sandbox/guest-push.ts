@@ -74,7 +74,8 @@ export function pushEndpoints(
         ...(options.sandbox ? { details: { sandbox: options.sandbox } } : {}),
       }),
       handler && (() => handler(message)),
-      () => process.emitWarning(`${options.sandbox ? `sandbox ${options.sandbox}: ` : ''}${message}`, 'VcnetWarning'),
+      // The push's notice names the sandbox in its details only: the warning names it in its text.
+      (event) => `${options.sandbox ? `sandbox ${options.sandbox}: ` : ''}${event.message}`,
     );
   };
   return pushGuestNetwork(

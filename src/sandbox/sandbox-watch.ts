@@ -70,7 +70,7 @@ export interface SandboxWatchOptions {
   /**
    * A change that could not be applied (tried again by itself). Each is also published, once, on
    * vcnet:notice (with `handled: true` when onError is given); with no onError and no subscriber
-   * there, it is a process warning (process.emitWarning), never lost and never written by vcnet.
+   * there, it is a process warning of type VcnetWarning, never lost and never written by vcnet.
    */
   onError?: (error: Error) => void;
   /**
@@ -583,7 +583,6 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
             details: { sandbox: id, namespacePath: state.namespace.path },
           }),
           handler && (() => handler(error)),
-          () => process.emitWarning(error),
         );
       },
     });

@@ -28,6 +28,7 @@ const LAYERS = [
       'multimap.ts',
       'queue-limits.ts',
       'shell-word.ts',
+      'test-seams.ts',
       'version.ts',
     ],
     mayImport: [],

@@ -12,6 +12,7 @@ import {
   DiagnosticsChannel,
   isObserved,
   publish,
+  reportNotice,
   traced,
   tracing,
 } from '../../src/diagnostics.js';
@@ -28,6 +29,26 @@ describe('diagnostics channels', () => {
   const cleanups: Array<() => void> = [];
   afterEach(() => {
     for (const cleanup of cleanups.splice(0)) cleanup();
+  });
+
+  it('make a notice no handler and no subscriber took a process warning of type VcnetWarning', () => {
+    const emitWarning = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    cleanups.push(() => emitWarning.mockRestore());
+    const event = { operation: 'watch', endpoint: '', message: 'could not apply a change', error: new Error('boom') };
+    reportNotice(() => event, undefined);
+    reportNotice(
+      () => event,
+      undefined,
+      ({ message }) => `sandbox sb1: ${message}`,
+    );
+    expect(emitWarning.mock.calls).toEqual([
+      ['could not apply a change', 'VcnetWarning'],
+      ['sandbox sb1: could not apply a change', 'VcnetWarning'],
+    ]);
+    const handled = vi.fn();
+    reportNotice(() => event, handled);
+    expect(handled).toHaveBeenCalledOnce();
+    expect(emitWarning).toHaveBeenCalledTimes(2);
   });
 
   it('without a subscriber, build no event and run the work unchanged', async () => {

@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { create } from '@bufbuild/protobuf';
+import { errnoOf } from '../../errors.js';
 import { type Address, AddressFlag, type AddressSpec } from '../../netlink/codec/address.js';
 import { bytesToIp, ipToBytes } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
@@ -20,7 +21,7 @@ import { NeighbourState } from '../../netlink/codec/neighbour.js';
 import type { Route as KernelRoute, RouteSpec } from '../../netlink/codec/route.js';
 import { RouteFlag, RouteProtocol, RouteTable, RouteType } from '../../netlink/codec/route.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
-import { GuestLinkNotFoundError } from '../errors.js';
+import { GuestLinkNotFoundError, GuestRestoreError } from '../errors.js';
 import { type Interface, InterfaceSchema, IPFamily, type Route, RouteSchema } from '../generated/types_pb.js';
 import type { InterfaceUpdate, NeighbourAddition, NetworkApplier, RouteUpdate } from '../network-applier.js';
 import { linkNameAtPciPath } from './pci-path.js';
@@ -254,7 +255,7 @@ export class NetlinkApplier implements NetworkApplier {
 
   /** Puts a link's addresses back as `original` had them (IPv6 link-local ones come back by themselves). */
   private async restoreAddresses(index: number, original: Address[]): Promise<void> {
-    const failures: string[] = [];
+    const refusals: unknown[] = [];
     const originalKeys = new Set(original.map((a) => addressKey(a.address, a.prefixLength)));
     const present = await this.handle.addresses({ index });
     const presentKeys = new Set(present.map((a) => addressKey(a.address, a.prefixLength)));
@@ -262,7 +263,7 @@ export class NetlinkApplier implements NetworkApplier {
       if (originalKeys.has(addressKey(address.address, address.prefixLength))) continue;
       await this.handle
         .delAddress({ index, address: address.address, prefixLength: address.prefixLength })
-        .catch((error: Error) => failures.push(error.message));
+        .catch((error: unknown) => refusals.push(error));
     }
     for (const address of original) {
       if (presentKeys.has(addressKey(address.address, address.prefixLength)) || isIpv6LinkLocal(address.address))
@@ -277,9 +278,9 @@ export class NetlinkApplier implements NetworkApplier {
       };
       if (address.peer) spec.peer = address.peer;
       if (address.broadcast) spec.broadcast = address.broadcast;
-      await this.handle.addAddress(spec).catch((error: Error) => failures.push(error.message));
+      await this.handle.addAddress(spec).catch((error: unknown) => refusals.push(error));
     }
-    if (failures.length > 0) throw new Error(failures.join('; '));
+    if (refusals.length > 0) throw new GuestRestoreError(`the addresses of link ${index}`, refusals);
   }
 
   private async describeInterface(link: Link, addresses?: Address[]): Promise<Interface> {
@@ -420,21 +421,21 @@ export class NetlinkApplier implements NetworkApplier {
 
   /** Makes the main table hold exactly `snapshot` again. */
   private async restoreRoutes(snapshot: KernelRoute[]): Promise<void> {
-    const failures: string[] = [];
+    const refusals: unknown[] = [];
     const wanted = new Map(snapshot.map((route) => [routeKey(route), route]));
     const present = await this.handle.routes();
     const presentKeys = new Set(present.map(routeKey));
     for (const route of present) {
       if (wanted.has(routeKey(route))) continue;
-      await this.handle.delRoute(specOfKernelRoute(route)).catch((error: Error) => failures.push(error.message));
+      await this.handle.delRoute(specOfKernelRoute(route)).catch((error: unknown) => refusals.push(error));
     }
     const missing = snapshot
       .filter((route) => !presentKeys.has(routeKey(route)))
       .sort((a, b) => Number(a.gateway !== undefined) - Number(b.gateway !== undefined));
     for (const route of missing) {
-      await this.handle.addRoute(specOfKernelRoute(route)).catch((error: Error) => failures.push(error.message));
+      await this.handle.addRoute(specOfKernelRoute(route)).catch((error: unknown) => refusals.push(error));
     }
-    if (failures.length > 0) throw new Error(failures.join('; '));
+    if (refusals.length > 0) throw new GuestRestoreError('the routes', refusals);
   }
 
   async listRoutes(): Promise<Route[]> {
@@ -497,7 +498,7 @@ export class NetlinkApplier implements NetworkApplier {
     snapshot: Neighbour[],
     touched: { index: number; destination: string }[],
   ): Promise<void> {
-    const failures: string[] = [];
+    const refusals: unknown[] = [];
     const before = new Map(
       snapshot
         .filter(isStaticNeighbour)
@@ -512,14 +513,14 @@ export class NetlinkApplier implements NetworkApplier {
           .changes()
           .addNeighbour(spec, true)
           .commit()
-          .catch((error: Error) => failures.push(error.message));
+          .catch((error: unknown) => refusals.push(error));
       } else {
-        await this.handle.delNeighbour({ index, destination }).catch((error: Error & { errno?: string }) => {
-          if (error.errno !== 'ENOENT') failures.push(error.message);
+        await this.handle.delNeighbour({ index, destination }).catch((error: unknown) => {
+          if (errnoOf(error) !== 'ENOENT') refusals.push(error);
         });
       }
     }
-    if (failures.length > 0) throw new Error(failures.join('; '));
+    if (refusals.length > 0) throw new GuestRestoreError('the neighbours', refusals);
   }
 
   /** The link index of each device name, or NOT_FOUND naming the first that does not exist. */

@@ -25,17 +25,19 @@ export class UndoLog {
     this.undos.push({ description, undo });
   }
 
-  /** Takes back everything, newest first; returns what could not be taken back. */
-  async rollback(): Promise<string[]> {
+  /** Takes back everything, newest first; returns what could not be taken back, and the errors why. */
+  async rollback(): Promise<{ failures: string[]; errors: unknown[] }> {
     const failures: string[] = [];
+    const errors: unknown[] = [];
     for (const { description, undo } of this.undos.reverse()) {
       try {
         await undo();
       } catch (error) {
         failures.push(`undo "${description}": ${error instanceof Error ? error.message : String(error)}`);
+        errors.push(error);
       }
     }
-    return failures;
+    return { failures, errors };
   }
 }
 
@@ -45,7 +47,7 @@ export async function allOrNothing<T>(operation: string, body: (log: UndoLog) =>
     return await body(log);
   } catch (error) {
     if (!log.changed) throw error;
-    const failures = await log.rollback();
-    throw new NetworkApplyError(operation, log.current, error, failures);
+    const { failures, errors } = await log.rollback();
+    throw new NetworkApplyError(operation, log.current, error, failures, errors);
   }
 }

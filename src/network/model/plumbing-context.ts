@@ -3,9 +3,9 @@
  * count, vhost and rate-limit settings; and the one way a model builds: plan (plan/plan-attach.ts),
  * then apply (plan/apply.ts), which journals, sends and rolls back.
  */
-import { existsSync } from 'node:fs';
 import { channels, publish } from '../../diagnostics.js';
 import { hintFromCause, SystemCallError, VcnetError } from '../../errors.js';
+import { probeVhostNet, VHOST_NET_DEVICE } from '../../hypervisor/vhost-net-probe.js';
 import { nativeDevices } from '../../native/devices.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/tc/message.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
@@ -18,8 +18,6 @@ import type { RateLimit } from '../rate-limit.js';
 import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from './macvtap-index.js';
 
 export { closeFds, intentOf, type PlanIntent };
-
-export const VHOST_NET_DEVICE = '/dev/vhost-net';
 
 export interface PlumbingContext {
   handle: NetlinkHandle;
@@ -198,12 +196,9 @@ export function existingDevicePlumbing(
   };
 }
 
-export function vhostNetAvailable(): boolean {
-  return existsSync(VHOST_NET_DEVICE);
-}
-
+/** Opened as QEMU decides vhost-net (hypervisor/vhost-net-probe.ts): not when off, nor without the device. */
 export function openVhostFds(context: Pick<PlumbingContext, 'vhostNet' | 'keepFds' | 'queues'>): number[] {
-  if (context.vhostNet === 'off' || !context.keepFds || !vhostNetAvailable()) return [];
+  if (!context.keepFds || !probeVhostNet(context.vhostNet).available) return [];
   try {
     return nativeDevices.openDevice(VHOST_NET_DEVICE, context.queues);
   } catch (error) {

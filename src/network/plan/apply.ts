@@ -11,7 +11,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { channels, publish } from '../../diagnostics.js';
-import { RollbackIncompleteError, SystemCallError } from '../../errors.js';
+import { errnoOf, RollbackIncompleteError, SystemCallError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
 import type { Link, LinkSpec } from '../../netlink/codec/link.js';
 import { NeighbourFlag } from '../../netlink/codec/neighbour.js';
@@ -19,6 +19,7 @@ import type { RouteSpec } from '../../netlink/codec/route.js';
 import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/tc/filter/u32.js';
 import type { NetlinkError } from '../../netlink/errors.js';
 import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
+import { testSeam } from '../../test-seams.js';
 import { othersInQdiscs } from '../foreign-filters.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
 import { createMacvtapAtUniqueIndex, randomMacvtapIndex } from '../model/macvtap-index.js';
@@ -46,16 +47,14 @@ import type { Change, LinkRef, Plan, PlanStep, PlumbingStep, RouteRecord } from 
  * that throws makes that step fail (the steps before it are sent first); one that waits holds the
  * attach there (crash tests kill the process then). Set it with setApplyTestHook.
  *
- * It is kept on globalThis under a registered symbol, not in this module: the `vcnet` and `vcnet-cni`
+ * It is kept on globalThis (src/test-seams.ts), not in this module: the `vcnet` and `vcnet-cni`
  * programs are bundles with their own copy of this module, and a test preloads dist/ to set the hook.
  */
 export type ApplyTestHook = (step: PlanStep, position: number) => void | Promise<void>;
-const TEST_HOOK = Symbol.for('vcnet.applyTestHook');
-const hookHolder = globalThis as { [TEST_HOOK]?: ApplyTestHook };
+const applySeam = testSeam<ApplyTestHook>('applyStep');
 
 export function setApplyTestHook(hook: ApplyTestHook | undefined): void {
-  if (hook) hookHolder[TEST_HOOK] = hook;
-  else delete hookHolder[TEST_HOOK];
+  applySeam.set(hook);
 }
 
 export interface ApplyContext {
@@ -278,7 +277,7 @@ export const LINK_INDEX_RANGE = 1 << 20;
 const TAP_INDEX_ATTEMPTS = 16;
 
 export function randomLinkIndex(random: (max: number) => number = randomInt): number {
-  const forced = (globalThis as { [INDEX_TEST_HOOK]?: () => number | undefined })[INDEX_TEST_HOOK]?.();
+  const forced = linkIndexSeam.hook()?.();
   return forced ?? LINK_INDEX_BASE + random(LINK_INDEX_RANGE);
 }
 
@@ -286,12 +285,10 @@ export function randomLinkIndex(random: (max: number) => number = randomInt): nu
  * Test seam (never set in production), kept on globalThis as the apply hook is: returns the index the
  * next tap or ifb is tried at (undefined: a random one), so a test can make it one that is taken.
  */
-const INDEX_TEST_HOOK = Symbol.for('vcnet.linkIndexTestHook');
+const linkIndexSeam = testSeam<() => number | undefined>('linkIndex');
 
 export function setLinkIndexTestHook(hook: (() => number | undefined) | undefined): void {
-  const holder = globalThis as { [INDEX_TEST_HOOK]?: () => number | undefined };
-  if (hook) holder[INDEX_TEST_HOOK] = hook;
-  else delete holder[INDEX_TEST_HOOK];
+  linkIndexSeam.set(hook);
 }
 
 /** Applies a plan; on failure undoes what it made and throws (RollbackIncompleteError when undo fails too). */
@@ -393,7 +390,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         await flush();
         createdIndexes.set(ref.name, (await handle.linkByName(ref.name)).index);
       }
-      const testHook = hookHolder[TEST_HOOK];
+      const testHook = applySeam.hook();
       if (testHook) {
         // The steps before it are sent first, so a fault (or a kill) lands exactly between steps,
         // whatever batch boundaries the executor would otherwise choose.
@@ -611,7 +608,7 @@ function createTap(context: ApplyContext, change: Extract<Change, { op: 'create-
     });
   } catch (error) {
     // The first queue is opened with IFF_TUN_EXCL: EBUSY is the kernel saying the name is taken.
-    if ((error as NodeJS.ErrnoException).code === 'EBUSY') {
+    if (errnoOf(error) === 'EBUSY') {
       throw new LinkNameTakenError(change.link.name, undefined, error);
     }
     throw new SystemCallError(`create tap ${change.link.name}`, error as NodeJS.ErrnoException);

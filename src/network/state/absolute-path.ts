@@ -4,7 +4,7 @@
  * runs from.
  */
 import { resolve } from 'node:path';
-import { InvalidInputError } from '../../errors.js';
+import { errnoOf, InvalidInputError } from '../../errors.js';
 
 /** Whether `path` names the filesystem's root ("/", "//", "/a/.."): never a state directory. */
 export function namesFilesystemRoot(path: string): boolean {
@@ -20,7 +20,7 @@ export function absolutePath(field: string, path: string, kind: 'file' | 'direct
   try {
     absolute = resolve(path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    if (errnoOf(error) !== 'ENOENT') throw error;
     throw new InvalidInputError(
       field,
       path,

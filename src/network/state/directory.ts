@@ -9,7 +9,7 @@
  */
 import { accessSync, constants, mkdirSync, rmdirSync, statfsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { SystemCallError } from '../../errors.js';
+import { errnoOf, SystemCallError } from '../../errors.js';
 
 /** A directory that could not be made: `component` is the part of `directory` that failed, `reason` says why. */
 export class DirectoryNotMadeError extends SystemCallError {
@@ -62,7 +62,8 @@ export function missingDirectories(path: string): string[] {
       if (error instanceof DirectoryNotMadeError) throw error;
       const failure = error as NodeJS.ErrnoException;
       // ENOTDIR: a component above is a file, which the next step up names.
-      if ((failure.code !== 'ENOENT' && failure.code !== 'ENOTDIR') || current === dirname(current)) {
+      const errno = errnoOf(failure);
+      if ((errno !== 'ENOENT' && errno !== 'ENOTDIR') || current === dirname(current)) {
         throw new DirectoryNotMadeError(
           target,
           current,
@@ -135,7 +136,7 @@ export function makeDirectory(path: string, mode: number): string[] {
     } catch (error) {
       const failure = error as NodeJS.ErrnoException;
       // Another process made it meanwhile (two plugins starting at once): that is as good (and theirs).
-      if (failure.code === 'EEXIST' && isDirectory(directory)) continue;
+      if (errnoOf(failure) === 'EEXIST' && isDirectory(directory)) continue;
       throw cannotCreate(target, directory, failure);
     }
   }
@@ -154,7 +155,7 @@ export function removeMadeDirectories(made: readonly string[]): void {
       rmdirSync(directory);
     } catch (error) {
       // Gone already: go on upwards; not empty (in use now) or not removable: leave the rest.
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return;
+      if (errnoOf(error) !== 'ENOENT') return;
     }
   }
 }

@@ -24,7 +24,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { SystemCallError, VcnetError } from '../../errors.js';
+import { errnoOf, SystemCallError, VcnetError } from '../../errors.js';
 import { nativeFileLock } from '../../native/file-lock.js';
 import { shellWord } from '../../shell-word.js';
 import { STATE_WRITE_FAILURES, StateWriteError, type StateWriteSubject } from './atomic-file.js';
@@ -124,7 +124,7 @@ export function tryLockFile(path: string, subject?: StateWriteSubject): FileLock
       // never blocking on a FIFO.
       fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
+      const code = errnoOf(error);
       // The directory was removed between mkdir and open (a test cleaning up, an admin): once more.
       if (code === 'ENOENT') continue;
       if (code === 'ELOOP') throw new LockFileRefusedError(path, 'a symbolic link');

@@ -19,7 +19,7 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { errnoOf, InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { shellWord } from '../../shell-word.js';
 import { outsideOwner, ownedOutsideUserNamespace, USER_NAMESPACE_STATE_HINT } from '../user-namespace.js';
 import { absolutePath } from './absolute-path.js';
@@ -67,7 +67,7 @@ export function registryPath(): string {
 
 /** EISDIR (the registry is a directory) or ENOTDIR (a file on its path): the path is wrong, not the system. */
 function isNotAFile(error: unknown): boolean {
-  const errno = error instanceof SystemCallError ? error.errno : (error as NodeJS.ErrnoException | undefined)?.code;
+  const errno = errnoOf(error);
   return errno === 'EISDIR' || errno === 'ENOTDIR';
 }
 
@@ -84,7 +84,7 @@ function lookUpForTrust(target: string, path: string, follow: boolean): Stats | 
   try {
     return follow ? statSync(target) : lstatSync(target);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errnoOf(error);
     if (code === 'ENOENT') return undefined; // vcnet makes it (the directory 0700)
     if (code === 'ENOTDIR') throw notAFile(path);
     throw new SystemCallError(`look up ${target}`, error as NodeJS.ErrnoException);
@@ -194,7 +194,7 @@ function readRegistryText(path: string): string | undefined {
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errnoOf(error);
     if (code === 'ENOENT') return undefined;
     if (code === 'ELOOP')
       throw refuseRegistry(

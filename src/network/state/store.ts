@@ -24,7 +24,7 @@ import {
 import { join, resolve } from 'node:path';
 import type * as z from 'zod';
 import { decimalSecondsAsMs } from '../../arguments.js';
-import { InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
+import { errnoOf, InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { absolutePath } from './absolute-path.js';
 import {
   processLimitHint,
@@ -172,7 +172,7 @@ export function readRecordFile(path: string): string | undefined {
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errnoOf(error);
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     if (code === 'ELOOP')
       throw new VcnetError('VCNET_STATE_INVALID', `state file ${path} is a symbolic link`, {
@@ -280,9 +280,9 @@ export class SandboxStore {
       return makeDirectory(directory, 0o700);
     } catch (error) {
       if (!(error instanceof DirectoryNotMadeError)) throw error;
-      const cause = error.cause as NodeJS.ErrnoException | undefined;
-      if (cause?.code !== undefined && STATE_WRITE_FAILURES.has(cause.code))
-        throw new StateWriteError(error.component, cause, this.writeSubject, {
+      const errno = errnoOf(error.cause);
+      if (errno !== undefined && STATE_WRITE_FAILURES.has(errno))
+        throw new StateWriteError(error.component, error.cause as NodeJS.ErrnoException, this.writeSubject, {
           action: 'create the directory',
         });
       throw unusableStateDirectory(this.root, error, this.options.unusableHint);
@@ -343,7 +343,7 @@ export class SandboxStore {
       const cause = error as NodeJS.ErrnoException;
       throw new StateWriteError(this.directory, cause, this.writeSubject, {
         action: 'remove the record directory',
-        hint: `nothing is left to undo: the namespace is as it was before, only the record in ${this.directory} is left; ${this.options.removeAgain ?? 'the next detach of the sandbox drops it'}${recordRemovalAdvice(cause.code)}`,
+        hint: `nothing is left to undo: the namespace is as it was before, only the record in ${this.directory} is left; ${this.options.removeAgain ?? 'the next detach of the sandbox drops it'}${recordRemovalAdvice(errnoOf(cause))}`,
       });
     }
   }
@@ -393,7 +393,7 @@ export class SandboxStore {
       accessSync(this.root, constants.W_OK);
       return false;
     } catch (error) {
-      return (error as NodeJS.ErrnoException).code === 'EROFS';
+      return errnoOf(error) === 'EROFS';
     }
   }
 
@@ -456,7 +456,7 @@ export class SandboxStore {
         }
       } catch (error) {
         // not empty (the sandbox's state is there) or already gone
-        directoryLeft = (error as NodeJS.ErrnoException).code !== 'ENOENT';
+        directoryLeft = errnoOf(error) !== 'ENOENT';
       }
       lock.release({ removeFile: !directoryLeft });
       if (!directoryLeft) removeMadeDirectories(made);

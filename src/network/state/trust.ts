@@ -8,7 +8,7 @@
  */
 import { lstatSync, type Stats, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { SystemCallError, VcnetError } from '../../errors.js';
+import { errnoOf, SystemCallError, VcnetError } from '../../errors.js';
 import { outsideOwner, ownedOutsideUserNamespace, USER_NAMESPACE_STATE_HINT } from '../user-namespace.js';
 import type { DirectoryNotMadeError } from './directory.js';
 
@@ -58,7 +58,7 @@ function lookUp(path: string, follow: boolean, unusableHint: string): Stats | un
   try {
     return follow ? statSync(path) : lstatSync(path);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errnoOf(error);
     if (code === 'ENOENT') return undefined;
     // Under a regular file: not a directory that is missing (which attach would make) but one that
     // can never be, refused by every command as attach refuses it, so a detach does not answer

@@ -6,10 +6,10 @@
 import { existsSync, writeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
+import { isLocallyAdministeredUnicast } from '../../../src/mac-address.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
 import { generateGuestNetwork } from '../../../src/network/guest.js';
 import type { InterworkingModel } from '../../../src/network/interworking-model.js';
-import { isLocallyAdministeredUnicast } from '../../../src/network/mac-address.js';
 import { Network } from '../../../src/network/network.js';
 import { setApplyTestHook } from '../../../src/network/plan/apply.js';
 import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';

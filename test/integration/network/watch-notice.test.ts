@@ -6,7 +6,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
 import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
@@ -17,7 +17,7 @@ import { until } from '../../helpers/until.js';
 const cleanup = cleanupAfterEach();
 
 /** A watched sandbox whose next change fails (its record is damaged), and the watch notices heard. */
-async function failingWatch(sandbox: string, onError?: (error: Error) => void) {
+async function failingWatch(sandbox: string, onError?: (error: Error) => void, subscribe = true) {
   const stateDir = cleanup.directory('vcnet-watch-notice-');
   const { pod } = makePod();
   const before = fingerprint(pod);
@@ -27,8 +27,12 @@ async function failingWatch(sandbox: string, onError?: (error: Error) => void) {
   const onNotice = (message: unknown) => {
     if ((message as NoticeEvent).operation === 'watch') notices.push(message as NoticeEvent);
   };
-  channels.notice.subscribe(onNotice);
-  cleanup.defer(() => channels.notice.unsubscribe(onNotice));
+  if (subscribe) {
+    channels.notice.subscribe(onNotice);
+    cleanup.defer(() => channels.notice.unsubscribe(onNotice));
+  }
+  const emitWarning = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+  cleanup.defer(() => emitWarning.mockRestore());
   const watching = await watchSandbox(sandbox, {
     stateDirectory: stateDir,
     debounceMs: 50,
@@ -40,7 +44,7 @@ async function failingWatch(sandbox: string, onError?: (error: Error) => void) {
   writeFileSync(record, '{"damaged": ');
   pod.exec('ip', ['link', 'add', 'eth5', 'type', 'veth', 'peer', 'name', 'peer5']);
   pod.exec('ip', ['addr', 'add', '10.85.0.2/24', 'dev', 'eth5']);
-  await until(() => notices.length > 0, 'the change to fail');
+  await until(() => notices.length > 0 || emitWarning.mock.calls.length > 0, 'the change to fail');
   /** Undoes the damage, the watch and the attach: the pod is left as it was. */
   const restore = async () => {
     writeFileSync(record, intact);
@@ -49,7 +53,7 @@ async function failingWatch(sandbox: string, onError?: (error: Error) => void) {
     expect(vcnet(['detach', '--sandbox', sandbox, '--state-dir', stateDir]).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   };
-  return { notices, restore };
+  return { notices, warnings: emitWarning.mock.calls, restore };
 }
 
 describe('vcnet:notice of watchSandbox', () => {
@@ -71,6 +75,16 @@ describe('vcnet:notice of watchSandbox', () => {
       expect(notice).toMatchObject({ details: { sandbox: 'n2' } });
       expect(notice).not.toHaveProperty('handled');
     }
+    await restore();
+  });
+
+  it('is a process warning of type VcnetWarning naming the sandbox when no one takes it', async () => {
+    const { notices, warnings, restore } = await failingWatch('n3', undefined, false);
+    expect(notices).toEqual([]);
+    expect(warnings[0]).toEqual([
+      expect.stringMatching(/could not apply a namespace change to sandbox n3/),
+      'VcnetWarning',
+    ]);
     await restore();
   });
 });

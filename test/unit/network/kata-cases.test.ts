@@ -3,6 +3,7 @@
  * *_endpoint_test.go at kata-containers 7c6ba40c), rewritten for vcnet: same inputs, same expectations.
  */
 import { describe, expect, it } from 'vitest';
+import { randomPrivateMacAddress } from '../../../src/mac-address.js';
 import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import type { Neighbour } from '../../../src/netlink/codec/neighbour.js';
 import { NeighbourState } from '../../../src/netlink/codec/neighbour.js';
@@ -11,7 +12,6 @@ import { createEndpoint, findVhostUserSocket } from '../../../src/network/endpoi
 import { PhysicalEndpoint } from '../../../src/network/endpoint/physical-endpoint.js';
 import { gatewaySetFromRoutes, generateGuestNetwork, isValidGuestNeighbour } from '../../../src/network/guest.js';
 import { isValidInterworkingModel, parseInterworkingModel } from '../../../src/network/interworking-model.js';
-import { randomPrivateMacAddress } from '../../../src/network/mac-address.js';
 import { address, info, link, route } from './fixtures.js';
 
 const neighbour = (destination: string, state: number, linkLayerAddress?: string): Neighbour => ({

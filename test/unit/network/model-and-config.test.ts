@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { InvalidFieldsError, InvalidInputError } from '../../../src/errors.js';
+import { isLocallyAdministeredUnicast, randomPrivateMacAddress } from '../../../src/mac-address.js';
 import { type NetworkConfig, parseKataConfiguration, validateNetworkConfig } from '../../../src/network/config.js';
 import { createInterfacePair, tapName } from '../../../src/network/interface-pair.js';
 import {
@@ -8,7 +9,6 @@ import {
   isValidInterworkingModel,
   parseInterworkingModel,
 } from '../../../src/network/interworking-model.js';
-import { isLocallyAdministeredUnicast, randomPrivateMacAddress } from '../../../src/network/mac-address.js';
 import { macvtapQueueLength } from '../../../src/network/model/macvtap.js';
 
 describe('internetworking model', () => {

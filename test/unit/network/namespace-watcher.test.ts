@@ -330,7 +330,12 @@ describe('NamespaceWatcher failures without onError', () => {
     watcher.resync();
     await vi.advanceTimersByTimeAsync(50);
     await watcher.stop();
-    const result = { notices, warnings: emitWarning.mock.calls.length, stderrWrites: stderr.mock.calls.length };
+    const result = {
+      notices,
+      warnings: emitWarning.mock.calls.length,
+      warningArguments: emitWarning.mock.calls,
+      stderrWrites: stderr.mock.calls.length,
+    };
     channels.notice.unsubscribe(listener);
     emitWarning.mockRestore();
     stderr.mockRestore();
@@ -356,6 +361,11 @@ describe('NamespaceWatcher failures without onError', () => {
     expect(handled.warnings).toBe(0);
     const unheard = await failing({ subscribe: false });
     expect(unheard.warnings).toBe(1);
+    // vcnet's own warning type, as every notice no one took (diagnostics.ts), not Node's generic Warning.
+    expect(unheard.warningArguments[0]).toEqual([
+      'could not read or apply a namespace change: apply failed',
+      'VcnetWarning',
+    ]);
   });
 });
 

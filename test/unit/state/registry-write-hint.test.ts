@@ -6,7 +6,7 @@
  * itself makes: nothing between it and the caller gives the error another one.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { hintForErrno } from '../../../src/errors.js';
@@ -19,7 +19,13 @@ vi.mock('node:fs', async (importOriginal) => {
   const original = await importOriginal<typeof import('node:fs')>();
   const openSync = (path: import('node:fs').PathLike, ...rest: unknown[]) => {
     if (String(path).includes(failWith.path))
-      throw Object.assign(new Error(`${failWith.errno}: injected, open '${String(path)}'`), { code: failWith.errno });
+      // As Node's own: a numeric errno and the syscall beside the name (errnoOf reads a system error by them).
+      throw Object.assign(new Error(`${failWith.errno}: injected, open '${String(path)}'`), {
+        code: failWith.errno,
+        errno: -(constants.errno as Record<string, number>)[failWith.errno]!,
+        syscall: 'open',
+        path: String(path),
+      });
     return (original.openSync as (...args: unknown[]) => number)(path, ...rest);
   };
   return { ...original, default: { ...original, openSync }, openSync };

@@ -1,0 +1,43 @@
+/**
+ * Test seams: hooks production never sets, which a test sets to hold or fail an operation at one
+ * point (a step of an attach, a moment of gc, a walk of every process's fds). Each is kept on
+ * globalThis under a registered symbol, not in the module that calls it: the `vcnet` and `vcnet-cni`
+ * programs are bundles with their own copy of every module, and a crash test preloads dist/ into such
+ * a program (test/helpers/fault-preload.mjs) to set the hook the bundle's copy calls.
+ *
+ * The names below are that contract: a preload and a bundle of another build find each other by
+ * them, so they do not change.
+ */
+
+/** Every seam, by the `Symbol.for` name it is kept under on globalThis. */
+export const TEST_SEAM_NAMES = Object.freeze({
+  /** plan/apply.ts: before each step of a plan is sent (setApplyTestHook). */
+  applyStep: 'vcnet.applyTestHook',
+  /** plan/apply.ts: the index the next tap or ifb is tried at (setLinkIndexTestHook). */
+  linkIndex: 'vcnet.linkIndexTestHook',
+  /** garbage-collector.ts: before gc lists the ingress qdiscs it emptied again (setGcIngressTestHook). */
+  gcIngress: 'vcnet.gcIngressTestHook',
+  /** netns/namespace-identity.ts: once per walk of every process's fds (setFdWalkTestHook). */
+  fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
+});
+
+export type TestSeamName = keyof typeof TEST_SEAM_NAMES;
+
+/** One seam: `set` installs a hook (undefined removes it), `hook` is the one installed, if any. */
+export interface TestSeam<Hook extends (...args: never[]) => unknown> {
+  set(hook: Hook | undefined): void;
+  hook(): Hook | undefined;
+}
+
+/** The seam kept under `TEST_SEAM_NAMES[name]`, its hook typed by the module that calls it. */
+export function testSeam<Hook extends (...args: never[]) => unknown>(name: TestSeamName): TestSeam<Hook> {
+  const key = Symbol.for(TEST_SEAM_NAMES[name]);
+  const holder = globalThis as { [key: symbol]: Hook | undefined };
+  return {
+    set(hook) {
+      if (hook) holder[key] = hook;
+      else delete holder[key];
+    },
+    hook: () => holder[key],
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * The test seams (src/test-seams.ts) are kept on globalThis under fixed `Symbol.for` names: a crash
+ * test preloads dist/ into a bundled `vcnet` and sets a hook the bundle's own copy of the module must
+ * see, so each setter writes there, each caller reads there, and the names do not change.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { setFdWalkTestHook } from '../../src/netns/namespace-identity.js';
+import { setGcIngressTestHook } from '../../src/network/garbage-collector.js';
+import {
+  LINK_INDEX_BASE,
+  randomLinkIndex,
+  setApplyTestHook,
+  setLinkIndexTestHook,
+} from '../../src/network/plan/apply.js';
+import { TEST_SEAM_NAMES, testSeam } from '../../src/test-seams.js';
+
+const holder = globalThis as Record<symbol, unknown>;
+
+afterEach(() => {
+  for (const name of Object.values(TEST_SEAM_NAMES)) delete holder[Symbol.for(name)];
+});
+
+describe('test seams', () => {
+  it('keep their names (a preloaded dist/ and a bundle of vcnet meet by them)', () => {
+    expect(TEST_SEAM_NAMES).toEqual({
+      applyStep: 'vcnet.applyTestHook',
+      linkIndex: 'vcnet.linkIndexTestHook',
+      gcIngress: 'vcnet.gcIngressTestHook',
+      fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
+    });
+  });
+
+  it.each([
+    ['vcnet.applyTestHook', setApplyTestHook],
+    ['vcnet.linkIndexTestHook', setLinkIndexTestHook],
+    ['vcnet.gcIngressTestHook', setGcIngressTestHook],
+    ['vcnet.namespaceHoldersFdWalkTestHook', setFdWalkTestHook],
+  ] as const)('%s: the setter puts the hook on globalThis and takes it away again', (name, set) => {
+    const hook = () => undefined;
+    (set as (hook: (() => undefined) | undefined) => void)(hook);
+    expect(holder[Symbol.for(name)]).toBe(hook);
+    (set as (hook: undefined) => void)(undefined);
+    expect(Object.hasOwn(globalThis, Symbol.for(name))).toBe(false);
+  });
+
+  it('a hook another copy of vcnet put on globalThis is the one called', () => {
+    holder[Symbol.for('vcnet.linkIndexTestHook')] = () => LINK_INDEX_BASE + 7;
+    expect(randomLinkIndex(() => 0)).toBe(LINK_INDEX_BASE + 7);
+    expect(testSeam<() => number>('linkIndex').hook()?.()).toBe(LINK_INDEX_BASE + 7);
+    testSeam('linkIndex').set(undefined);
+    expect(randomLinkIndex(() => 0)).toBe(LINK_INDEX_BASE);
+  });
+});
