@@ -14,6 +14,7 @@ export {
   type ARPNeighbor as AgentNeighbour,
   type Interface as AgentInterface,
   type InterfaceInit,
+  type IpTablesCallOptions,
   type NeighbourInit,
   type Route as AgentRoute,
   type RouteInit,
@@ -23,6 +24,8 @@ export {
   AgentPortNotFoundError,
   AgentStatusError,
   GuestLinkNotFoundError,
+  GuestProgramMissingError,
+  IpTablesCommandError,
   NetworkApplyError,
 } from './agent/errors.js';
 export type { IPAddress as AgentIpAddress } from './agent/generated/types_pb.js';
@@ -50,12 +53,13 @@ export {
 export type {
   AddressAssignment,
   InterfaceUpdate,
+  IpTablesApplier,
   IpVersion,
   NeighbourAddition,
   NetworkApplier,
   RouteUpdate,
 } from './agent/network-applier.js';
-export { createAgentServer } from './agent/server.js';
+export { type AgentServerOptions, createAgentServer } from './agent/server.js';
 export type { CallOptions } from './agent/ttrpc/client.js';
 // The ttrpc server createAgentServer returns, and what its methods name (types only: createAgentServer makes it).
 export type { UnaryMethod as TtrpcUnaryMethod } from './agent/ttrpc/method.js';
