@@ -358,6 +358,8 @@ export {
   SandboxNotFoundError,
   updateRoutes,
 } from './sandbox/sandbox-interfaces.js';
+// `kata-runtime iptables get|set`: the guest's packet filter rules through the sandbox's agent.
+export { getIpTables, type IpTablesOptions, setIpTables } from './sandbox/sandbox-iptables.js';
 // Watching a sandbox's namespace and passing its changes on to the VM (`vcnet watch`).
 export {
   type SandboxWatch,
