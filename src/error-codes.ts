@@ -378,6 +378,19 @@ export const ErrorCodes = deepFreeze({
     agent: 'FAILED_PRECONDITION',
   },
   VCNET_AGENT_APPLY_FAILED: { meaning: 'the agent could not apply a request', role: 'general', ...failed },
+  VCNET_GUEST_PROGRAM_MISSING: {
+    meaning:
+      'inside the guest: a program the agent runs (iptables-save, iptables-restore, ip6tables-save, ip6tables-restore; nsenter for an agent serving another namespace) is not on its PATH',
+    role: 'specific',
+    exit: 'MISSING',
+    cni: 'VCNET_FAILED',
+    agent: 'NOT_FOUND',
+  },
+  VCNET_IPTABLES_FAILED: {
+    meaning: 'inside the guest: iptables-save or iptables-restore (ip6tables-*) failed; the message carries its stderr',
+    role: 'specific',
+    ...failed,
+  },
   // Demo
   VCNET_DEMO_FAILED: { meaning: '`vcnet demo` stopped at a step', role: 'general', ...failed },
   VCNET_CNI_PLUGIN_FAILED: { meaning: 'a real CNI plugin run by the demo failed', role: 'specific', ...failed },

@@ -14,6 +14,7 @@ export {
   type ARPNeighbor as AgentNeighbour,
   type Interface as AgentInterface,
   type InterfaceInit,
+  type IpTablesCallOptions,
   type NeighbourInit,
   type Route as AgentRoute,
   type RouteInit,
@@ -24,6 +25,8 @@ export {
   AgentStatusError,
   GuestLinkNotFoundError,
   GuestRestoreError,
+  GuestProgramMissingError,
+  IpTablesCommandError,
   NetworkApplyError,
 } from './agent/errors.js';
 export type { IPAddress as AgentIpAddress } from './agent/generated/types_pb.js';
@@ -51,12 +54,13 @@ export {
 export type {
   AddressAssignment,
   InterfaceUpdate,
+  IpTablesApplier,
   IpVersion,
   NeighbourAddition,
   NetworkApplier,
   RouteUpdate,
 } from './agent/network-applier.js';
-export { createAgentServer } from './agent/server.js';
+export { type AgentServerOptions, createAgentServer } from './agent/server.js';
 export type { CallOptions } from './agent/ttrpc/client.js';
 // The ttrpc server createAgentServer returns, and what its methods name (types only: createAgentServer makes it).
 export type { UnaryMethod as TtrpcUnaryMethod } from './agent/ttrpc/method.js';
@@ -356,6 +360,8 @@ export {
   SandboxNotFoundError,
   updateRoutes,
 } from './sandbox/sandbox-interfaces.js';
+// `kata-runtime iptables get|set`: the guest's packet filter rules through the sandbox's agent.
+export { getIpTables, type IpTablesOptions, setIpTables } from './sandbox/sandbox-iptables.js';
 // Watching a sandbox's namespace and passing its changes on to the VM (`vcnet watch`).
 export {
   type SandboxWatch,

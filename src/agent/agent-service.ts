@@ -8,4 +8,6 @@ export const AgentMethods = {
   listInterfaces: unaryMethod(AgentService.method.listInterfaces),
   listRoutes: unaryMethod(AgentService.method.listRoutes),
   addArpNeighbors: unaryMethod(AgentService.method.addARPNeighbors),
+  getIpTables: unaryMethod(AgentService.method.getIPTables),
+  setIpTables: unaryMethod(AgentService.method.setIPTables),
 } as const;

@@ -9,7 +9,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { numberOption, optionsArgument, stringArgument } from '../arguments.js';
+import { booleanOption, numberOption, optionsArgument, stringArgument } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { AgentMethods } from './agent-service.js';
 import type {
@@ -43,6 +43,17 @@ const TIMEOUT_RANGE = { min: 0, max: 3_600_000, integer: false, unit: 'milliseco
 export type InterfaceInit = MessageInitShape<typeof InterfaceSchema>;
 export type RouteInit = MessageInitShape<typeof RouteSchema>;
 export type NeighbourInit = MessageInitShape<typeof ARPNeighborSchema>;
+
+/** A call's options, and `v6`: the IPv6 tables (ip6tables-save / ip6tables-restore) instead of IPv4's. */
+export interface IpTablesCallOptions extends CallOptions {
+  v6?: boolean;
+}
+
+function ipTablesCallOptions(options: IpTablesCallOptions): { v6: boolean; call: CallOptions } {
+  const { v6, ...call } = optionsArgument(options, 'options', ['v6', 'timeoutMs', 'signal', 'metadata']);
+  booleanOption(v6, 'v6');
+  return { v6: v6 === true, call };
+}
 
 export class AgentClient {
   readonly ttrpc: TtrpcClient;
@@ -120,6 +131,28 @@ export class AgentClient {
 
   async listRoutes(options: CallOptions = {}): Promise<Route[]> {
     return (await this.ttrpc.call(AgentMethods.listRoutes, {}, this.options(options))).Routes;
+  }
+
+  /**
+   * GetIPTables: the guest's rules as iptables-save (ip6tables-save with `v6`) prints them, raw bytes.
+   * Kata's agent and vcnet's run the program in the guest; a guest without it answers an error status.
+   */
+  async getIpTables(options: IpTablesCallOptions = {}): Promise<Uint8Array> {
+    const { v6, call } = ipTablesCallOptions(options);
+    return (await this.ttrpc.call(AgentMethods.getIpTables, { isIpv6: v6 }, this.options(call))).data;
+  }
+
+  /**
+   * SetIPTables: feeds `rules` (iptables-save text) to iptables-restore (ip6tables-restore with `v6`) in
+   * the guest, which replaces the tables the text names; answers what it printed (usually nothing).
+   */
+  async setIpTables(rules: Uint8Array | string, options: IpTablesCallOptions = {}): Promise<Uint8Array> {
+    if (typeof rules !== 'string' && !(rules instanceof Uint8Array)) {
+      throw new InvalidInputError('rules', rules, 'the rules as iptables-save text: a string or a Uint8Array');
+    }
+    const { v6, call } = ipTablesCallOptions(options);
+    const data = typeof rules === 'string' ? new TextEncoder().encode(rules) : rules;
+    return (await this.ttrpc.call(AgentMethods.setIpTables, { isIpv6: v6, data }, this.options(call))).data;
   }
 
   close(): void {

@@ -27,7 +27,7 @@ export class AgentStatusError extends VcnetError {
     const name = statusCodeName(status);
     super('VCNET_AGENT_STATUS', `${method}: ${name}: ${statusMessage}`, {
       value: method,
-      hint: hintForStatus(status, options.local ?? false),
+      hint: hintForStatus(status, options.local ?? false, method),
       cause: options.cause,
     });
     this.status = status;
@@ -38,7 +38,26 @@ export class AgentStatusError extends VcnetError {
   }
 }
 
-function hintForStatus(status: number, local: boolean): string | undefined {
+/** GetIPTables and SetIPTables fail for reasons of their own: a guest without iptables, rules refused. */
+function ipTablesHint(status: number, method: string): string | undefined {
+  if (!/\/(Get|Set)IPTables$/.test(method)) return undefined;
+  switch (status) {
+    case StatusCode.NOT_FOUND:
+      return 'the guest has no iptables-save / iptables-restore (ip6tables-save / ip6tables-restore for --v6) on its PATH: install the iptables package in the guest image';
+    case StatusCode.UNIMPLEMENTED:
+      return "this agent does not serve GetIPTables/SetIPTables: vcnet's guest agent serves them from 0.1.0 (session 21) on, Kata's agent unless its policy forbids the call";
+    case StatusCode.INTERNAL:
+      return method.endsWith('/SetIPTables')
+        ? 'iptables-restore in the guest refused the rules: the message quotes it ("Error occurred at line: N" names the line of the file); the tables it did not commit are unchanged'
+        : 'iptables-save in the guest failed: the message quotes what it said';
+    default:
+      return undefined;
+  }
+}
+
+function hintForStatus(status: number, local: boolean, method: string): string | undefined {
+  const ipTables = local ? undefined : ipTablesHint(status, method);
+  if (ipTables) return ipTables;
   switch (status) {
     case StatusCode.INVALID_ARGUMENT:
       return 'the guest agent refused a value of the request (the message names the field and what it accepts): check that the agent is a Kata-compatible one; if it is, report the message as a vcnet bug';
@@ -170,5 +189,44 @@ export class AgentPortNotFoundError extends VcnetError {
       value: portName,
       hint: 'start QEMU with -device virtio-serial-pci -device virtserialport,chardev=agent,name=agent.channel.0 and load virtio_console in the guest',
     });
+  }
+}
+
+/** Inside the guest: a program the agent runs is not on its PATH (iptables-save for GetIPTables...). */
+export class GuestProgramMissingError extends VcnetError {
+  static override readonly errorName: string = 'GuestProgramMissingError';
+  readonly program: string;
+  constructor(program: string, searched: string, hint: string) {
+    super('VCNET_GUEST_PROGRAM_MISSING', `${program} is not installed in the guest: not found in PATH ${searched}`, {
+      value: program,
+      hint,
+    });
+    this.program = program;
+  }
+}
+
+/** Inside the guest: iptables-save or iptables-restore (ip6tables-*) failed; carries what it printed on stderr. */
+export class IpTablesCommandError extends VcnetError {
+  static override readonly errorName: string = 'IpTablesCommandError';
+  readonly program: string;
+  readonly exitCode: number | null;
+  readonly stderr: string;
+  constructor(program: string, reason: string, stderr: string, exitCode: number | null, cause?: unknown) {
+    // One line: iptables' own lines joined, without its closing "Try `iptables-restore -h' ..." advice.
+    const said = stderr
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('Try `'))
+      .join('; ');
+    super('VCNET_IPTABLES_FAILED', `${program} failed (${reason})${said ? `: ${said}` : ''}`, {
+      value: program,
+      hint: program.endsWith('-restore')
+        ? 'fix the rules: iptables-restore names the line it refused ("Error occurred at line: N")'
+        : undefined,
+      cause,
+    });
+    this.program = program;
+    this.exitCode = exitCode;
+    this.stderr = stderr;
   }
 }

@@ -63,3 +63,14 @@ export interface NetworkApplier {
   listInterfaces(): Promise<Interface[]>;
   listRoutes(): Promise<Route[]>;
 }
+
+/**
+ * GetIPTables and SetIPTables: the guest's packet filter rules as iptables-save text (raw bytes, as the
+ * agent protocol carries them). vcnet's guest agent runs iptables-save / iptables-restore (GuestIpTables).
+ */
+export interface IpTablesApplier {
+  /** What iptables-save (ip6tables-save for 6) prints. */
+  getIpTables(version: IpVersion): Promise<Uint8Array>;
+  /** Feeds `rules` to iptables-restore (ip6tables-restore for 6); answers what it printed. */
+  setIpTables(version: IpVersion, rules: Uint8Array): Promise<Uint8Array>;
+}

@@ -8,7 +8,7 @@ import { functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { classifyError, InvalidInputError } from '../errors.js';
 import { AgentMethods } from './agent-service.js';
 import { AgentStatusError } from './errors.js';
-import type { NetworkApplier } from './network-applier.js';
+import type { IpTablesApplier, NetworkApplier } from './network-applier.js';
 import { interfaceUpdateOf, neighbourAdditionsOf, routeUpdatesOf } from './network-request.js';
 import { type Status, TtrpcServer, type TtrpcServerOptions } from './ttrpc/server.js';
 import { StatusCode } from './ttrpc/status-code.js';
@@ -21,6 +21,25 @@ export function agentStatusOf(error: unknown): Status {
     code: StatusCode[classifyError(error).agent],
     message: error instanceof Error ? error.message : String(error),
   };
+}
+
+export interface AgentServerOptions extends TtrpcServerOptions {
+  /**
+   * Serves GetIPTables and SetIPTables (vcnet's guest agent: GuestIpTables, which runs iptables-save and
+   * iptables-restore). Without it both answer UNIMPLEMENTED, as for any method a server does not have.
+   */
+  ipTables?: IpTablesApplier;
+}
+
+/** Adds GetIPTables and SetIPTables, served by `ipTables`, to a ttrpc server. */
+function registerIpTables(server: TtrpcServer, ipTables: IpTablesApplier): TtrpcServer {
+  return server
+    .register(AgentMethods.getIpTables, async (request) => ({
+      data: await ipTables.getIpTables(request.isIpv6 ? 6 : 4),
+    }))
+    .register(AgentMethods.setIpTables, async (request) => ({
+      data: await ipTables.setIpTables(request.isIpv6 ? 6 : 4, request.data),
+    }));
 }
 
 /** Adds the AgentService network methods, served by `applier`, to a ttrpc server. */
@@ -41,13 +60,25 @@ function registerAgentService(server: TtrpcServer, applier: NetworkApplier): Ttr
 }
 
 /** A ttrpc server with the AgentService network methods; `serve(stream)` it on each connection. */
-export function createAgentServer(applier: NetworkApplier, options: TtrpcServerOptions = {}): TtrpcServer {
+export function createAgentServer(applier: NetworkApplier, options: AgentServerOptions = {}): TtrpcServer {
   if (typeof applier !== 'object' || applier === null) {
     throw new InvalidInputError('applier', applier, 'a NetworkApplier (an object with the AgentService methods)');
   }
-  options = optionsArgument(options, 'options', ['statusOf', 'maxFrameLength', 'onCallFailed']);
-  functionOption(options.statusOf, 'statusOf');
-  functionOption(options.onCallFailed, 'onCallFailed');
-  numberOption(options.maxFrameLength, 'maxFrameLength', { min: 1, max: 0x7fff_ffff, unit: 'bytes' });
-  return registerAgentService(new TtrpcServer({ statusOf: agentStatusOf, ...options }), applier);
+  const { ipTables, ...serverOptions } = optionsArgument(options, 'options', [
+    'statusOf',
+    'maxFrameLength',
+    'onCallFailed',
+    'ipTables',
+  ]);
+  functionOption(serverOptions.statusOf, 'statusOf');
+  functionOption(serverOptions.onCallFailed, 'onCallFailed');
+  numberOption(serverOptions.maxFrameLength, 'maxFrameLength', { min: 1, max: 0x7fff_ffff, unit: 'bytes' });
+  if (
+    ipTables !== undefined &&
+    (typeof ipTables?.getIpTables !== 'function' || typeof ipTables.setIpTables !== 'function')
+  ) {
+    throw new InvalidInputError('ipTables', ipTables, 'an IpTablesApplier (getIpTables and setIpTables methods)');
+  }
+  const server = registerAgentService(new TtrpcServer({ statusOf: agentStatusOf, ...serverOptions }), applier);
+  return ipTables ? registerIpTables(server, ipTables) : server;
 }

@@ -10,6 +10,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerDetach } from './commands/detach.js';
 import { registerGc } from './commands/gc.js';
 import { registerInstallCni } from './commands/install-cni.js';
+import { registerIpTables } from './commands/iptables.js';
 import { registerKataNetwork } from './commands/kata-network.js';
 import { registerScan } from './commands/scan.js';
 import { registerWatch } from './commands/watch.js';
@@ -57,6 +58,7 @@ export function buildProgram(): Command {
   registerConfigureGuest(program);
   registerDetach(program);
   registerKataNetwork(program);
+  registerIpTables(program);
   registerWatch(program);
   registerGc(program);
   registerInstallCni(program);

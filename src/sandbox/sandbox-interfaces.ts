@@ -70,11 +70,20 @@ export class SandboxNotFoundError extends VcnetError {
  */
 export class AgentNotRecordedError extends VcnetError {
   static override readonly errorName: string = 'AgentNotRecordedError';
-  constructor(id: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {
+  constructor(
+    id: string,
+    stateDirectory = DEFAULT_STATE_DIRECTORY,
+    /** What was asked: the list commands can fall back on the recorded view, iptables cannot. */
+    asked: 'list' | 'iptables' = 'list',
+  ) {
+    const direct =
+      asked === 'iptables'
+        ? "the library's AgentClient.connect(SOCKET) and its getIpTables() or setIpTables()"
+        : "the library's AgentClient.connect(SOCKET) and its listInterfaces() or listRoutes(); `vcnet configure-guest --agent SOCKET` configures the guest";
     super('VCNET_AGENT_CONNECT', `sandbox ${id} has no agent recorded: its guest cannot be asked`, {
       value: id,
       // attach refuses a sandbox that is attached: recording an agent means detaching first.
-      hint: `an agent is recorded only by attach, which refuses an attached sandbox: detach it (vcnet detach --sandbox ${id}${stateDirectoryFlag(stateDirectory)}, its VM loses its network until then) and attach it again with the running VM's sockets (--netns PATH --qmp SOCKET --agent SOCKET; --api-socket for Cloud Hypervisor or Firecracker), or ask the agent without recording it (the library's AgentClient.connect(SOCKET) and its listInterfaces() or listRoutes(); \`vcnet configure-guest --agent SOCKET\` configures the guest). Leave out --live for the recorded view`,
+      hint: `an agent is recorded only by attach, which refuses an attached sandbox: detach it (vcnet detach --sandbox ${id}${stateDirectoryFlag(stateDirectory)}, its VM loses its network until then) and attach it again with the running VM's sockets (--netns PATH --qmp SOCKET --agent SOCKET; --api-socket for Cloud Hypervisor or Firecracker), or ask the agent without recording it (${direct})${asked === 'list' ? '. Leave out --live for the recorded view' : ''}`,
     });
   }
 }

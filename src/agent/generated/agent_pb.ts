@@ -24,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agent.proto.
  */
 export const file_agent: GenFile = /*@__PURE__*/
-  fileDesc("CgthZ2VudC5wcm90bxIEZ3JwYyIyCgpJbnRlcmZhY2VzEiQKCkludGVyZmFjZXMYASADKAsyEC50eXBlcy5JbnRlcmZhY2UiJgoGUm91dGVzEhwKBlJvdXRlcxgBIAMoCzIMLnR5cGVzLlJvdXRlIj0KFlVwZGF0ZUludGVyZmFjZVJlcXVlc3QSIwoJaW50ZXJmYWNlGAEgASgLMhAudHlwZXMuSW50ZXJmYWNlIjMKE1VwZGF0ZVJvdXRlc1JlcXVlc3QSHAoGcm91dGVzGAEgASgLMgwuZ3JwYy5Sb3V0ZXMiFwoVTGlzdEludGVyZmFjZXNSZXF1ZXN0IhMKEUxpc3RSb3V0ZXNSZXF1ZXN0IjgKDEFSUE5laWdoYm9ycxIoCgxBUlBOZWlnaGJvcnMYASADKAsyEi50eXBlcy5BUlBOZWlnaGJvciI/ChZBZGRBUlBOZWlnaGJvcnNSZXF1ZXN0EiUKCW5laWdoYm9ycxgBIAEoCzISLmdycGMuQVJQTmVpZ2hib3JzMskCCgxBZ2VudFNlcnZpY2USQQoPVXBkYXRlSW50ZXJmYWNlEhwuZ3JwYy5VcGRhdGVJbnRlcmZhY2VSZXF1ZXN0GhAudHlwZXMuSW50ZXJmYWNlEjcKDFVwZGF0ZVJvdXRlcxIZLmdycGMuVXBkYXRlUm91dGVzUmVxdWVzdBoMLmdycGMuUm91dGVzEj8KDkxpc3RJbnRlcmZhY2VzEhsuZ3JwYy5MaXN0SW50ZXJmYWNlc1JlcXVlc3QaEC5ncnBjLkludGVyZmFjZXMSMwoKTGlzdFJvdXRlcxIXLmdycGMuTGlzdFJvdXRlc1JlcXVlc3QaDC5ncnBjLlJvdXRlcxJHCg9BZGRBUlBOZWlnaGJvcnMSHC5ncnBjLkFkZEFSUE5laWdoYm9yc1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHliBnByb3RvMw", [file_types, file_google_protobuf_empty]);
+  fileDesc("CgthZ2VudC5wcm90bxIEZ3JwYyIyCgpJbnRlcmZhY2VzEiQKCkludGVyZmFjZXMYASADKAsyEC50eXBlcy5JbnRlcmZhY2UiJgoGUm91dGVzEhwKBlJvdXRlcxgBIAMoCzIMLnR5cGVzLlJvdXRlIj0KFlVwZGF0ZUludGVyZmFjZVJlcXVlc3QSIwoJaW50ZXJmYWNlGAEgASgLMhAudHlwZXMuSW50ZXJmYWNlIjMKE1VwZGF0ZVJvdXRlc1JlcXVlc3QSHAoGcm91dGVzGAEgASgLMgwuZ3JwYy5Sb3V0ZXMiFwoVTGlzdEludGVyZmFjZXNSZXF1ZXN0IhMKEUxpc3RSb3V0ZXNSZXF1ZXN0IjgKDEFSUE5laWdoYm9ycxIoCgxBUlBOZWlnaGJvcnMYASADKAsyEi50eXBlcy5BUlBOZWlnaGJvciI/ChZBZGRBUlBOZWlnaGJvcnNSZXF1ZXN0EiUKCW5laWdoYm9ycxgBIAEoCzISLmdycGMuQVJQTmVpZ2hib3JzIiUKEkdldElQVGFibGVzUmVxdWVzdBIPCgdpc19pcHY2GAEgASgIIiMKE0dldElQVGFibGVzUmVzcG9uc2USDAoEZGF0YRgBIAEoDCIzChJTZXRJUFRhYmxlc1JlcXVlc3QSDwoHaXNfaXB2NhgBIAEoCBIMCgRkYXRhGAIgASgMIiMKE1NldElQVGFibGVzUmVzcG9uc2USDAoEZGF0YRgBIAEoDDLRAwoMQWdlbnRTZXJ2aWNlEkEKD1VwZGF0ZUludGVyZmFjZRIcLmdycGMuVXBkYXRlSW50ZXJmYWNlUmVxdWVzdBoQLnR5cGVzLkludGVyZmFjZRI3CgxVcGRhdGVSb3V0ZXMSGS5ncnBjLlVwZGF0ZVJvdXRlc1JlcXVlc3QaDC5ncnBjLlJvdXRlcxI/Cg5MaXN0SW50ZXJmYWNlcxIbLmdycGMuTGlzdEludGVyZmFjZXNSZXF1ZXN0GhAuZ3JwYy5JbnRlcmZhY2VzEjMKCkxpc3RSb3V0ZXMSFy5ncnBjLkxpc3RSb3V0ZXNSZXF1ZXN0GgwuZ3JwYy5Sb3V0ZXMSRwoPQWRkQVJQTmVpZ2hib3JzEhwuZ3JwYy5BZGRBUlBOZWlnaGJvcnNSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkIKC0dldElQVGFibGVzEhguZ3JwYy5HZXRJUFRhYmxlc1JlcXVlc3QaGS5ncnBjLkdldElQVGFibGVzUmVzcG9uc2USQgoLU2V0SVBUYWJsZXMSGC5ncnBjLlNldElQVGFibGVzUmVxdWVzdBoZLmdycGMuU2V0SVBUYWJsZXNSZXNwb25zZWIGcHJvdG8z", [file_types, file_google_protobuf_empty]);
 
 /**
  * @generated from message grpc.Interfaces
@@ -155,6 +155,86 @@ export const AddARPNeighborsRequestSchema: GenMessage<AddARPNeighborsRequest> = 
   messageDesc(file_agent, 7);
 
 /**
+ * @generated from message grpc.GetIPTablesRequest
+ */
+export type GetIPTablesRequest = Message<"grpc.GetIPTablesRequest"> & {
+  /**
+   * @generated from field: bool is_ipv6 = 1;
+   */
+  isIpv6: boolean;
+};
+
+/**
+ * Describes the message grpc.GetIPTablesRequest.
+ * Use `create(GetIPTablesRequestSchema)` to create a new message.
+ */
+export const GetIPTablesRequestSchema: GenMessage<GetIPTablesRequest> = /*@__PURE__*/
+  messageDesc(file_agent, 8);
+
+/**
+ * @generated from message grpc.GetIPTablesResponse
+ */
+export type GetIPTablesResponse = Message<"grpc.GetIPTablesResponse"> & {
+  /**
+   * raw stdout from iptables-save or ip6tables-save
+   *
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message grpc.GetIPTablesResponse.
+ * Use `create(GetIPTablesResponseSchema)` to create a new message.
+ */
+export const GetIPTablesResponseSchema: GenMessage<GetIPTablesResponse> = /*@__PURE__*/
+  messageDesc(file_agent, 9);
+
+/**
+ * @generated from message grpc.SetIPTablesRequest
+ */
+export type SetIPTablesRequest = Message<"grpc.SetIPTablesRequest"> & {
+  /**
+   * @generated from field: bool is_ipv6 = 1;
+   */
+  isIpv6: boolean;
+
+  /**
+   * iptables, in raw format expected to be passed to stdin
+   * of iptables-restore or ip6tables-restore
+   *
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message grpc.SetIPTablesRequest.
+ * Use `create(SetIPTablesRequestSchema)` to create a new message.
+ */
+export const SetIPTablesRequestSchema: GenMessage<SetIPTablesRequest> = /*@__PURE__*/
+  messageDesc(file_agent, 10);
+
+/**
+ * @generated from message grpc.SetIPTablesResponse
+ */
+export type SetIPTablesResponse = Message<"grpc.SetIPTablesResponse"> & {
+  /**
+   * raw stdout from iptables-restore or ip6tables-restore
+   *
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message grpc.SetIPTablesResponse.
+ * Use `create(SetIPTablesResponseSchema)` to create a new message.
+ */
+export const SetIPTablesResponseSchema: GenMessage<SetIPTablesResponse> = /*@__PURE__*/
+  messageDesc(file_agent, 11);
+
+/**
  * @generated from service grpc.AgentService
  */
 export const AgentService: GenService<{
@@ -199,6 +279,22 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof AddARPNeighborsRequestSchema;
     output: typeof EmptySchema;
+  },
+  /**
+   * @generated from rpc grpc.AgentService.GetIPTables
+   */
+  getIPTables: {
+    methodKind: "unary";
+    input: typeof GetIPTablesRequestSchema;
+    output: typeof GetIPTablesResponseSchema;
+  },
+  /**
+   * @generated from rpc grpc.AgentService.SetIPTables
+   */
+  setIPTables: {
+    methodKind: "unary";
+    input: typeof SetIPTablesRequestSchema;
+    output: typeof SetIPTablesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_agent, 0);

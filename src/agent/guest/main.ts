@@ -1,7 +1,8 @@
 /**
  * vcnet's guest network agent: runs under node inside the VM (init starts `node /agent/main.js`), serves
  * the network calls of the Kata agent protocol (ttrpc, "grpc.AgentService") on the virtio-serial port
- * named agent.channel.0, and applies them with rtnetlink.
+ * named agent.channel.0, and applies them with rtnetlink (GetIPTables/SetIPTables with iptables-save and
+ * iptables-restore, when the guest has them).
  *
  *   node main.js [--port /dev/vportNpM] [--listen SOCKET] [--netns PATH] [--port-name NAME]
  *
@@ -17,6 +18,7 @@ import { pino } from 'pino';
 import { NetlinkHandle } from '../../netlink/handle.js';
 import { createAgentServer } from '../server.js';
 import { AGENT_PORT_NAME, waitForAgentPort } from './agent-port.js';
+import { GuestIpTables } from './iptables.js';
 import { NetlinkApplier } from './netlink-applier.js';
 import { openPortIo, servePortSessions } from './port-session.js';
 
@@ -69,6 +71,8 @@ async function main(): Promise<void> {
   const options = settings(process.argv.slice(2));
   const handle = NetlinkHandle.open(options.netns);
   const agent = createAgentServer(new NetlinkApplier(handle), {
+    // GetIPTables/SetIPTables run iptables-save/-restore in the namespace served (--netns), else the guest's.
+    ipTables: new GuestIpTables(options.netns ? { namespacePath: options.netns } : {}),
     onCallFailed: (call, status, error) =>
       log.warn({ method: `${call.service}/${call.method}`, stream: call.streamId, status, err: error }, 'call failed'),
   });

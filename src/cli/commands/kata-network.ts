@@ -5,7 +5,6 @@
  * anything for a person to stderr.
  */
 
-import { closeSync, openSync, readSync } from 'node:fs';
 import type { Command } from 'commander';
 import { MAX_KATA_JSON_BYTES } from '../../agent/kata-json-limits.js';
 import { decimalInteger } from '../../arguments.js';
@@ -16,6 +15,7 @@ import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
 import type { KataNetworkOptions, ListOptions } from '../../sandbox/sandbox-interfaces.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
 import { print, printJson, routeDestination, table, writeStderr } from '../output.js';
+import { readSource } from '../read-source.js';
 import { bindRecordNamespace } from './record-namespace.js';
 
 /**
@@ -24,53 +24,13 @@ import { bindRecordNamespace } from './record-namespace.js';
  */
 const sandboxInterfaces = () => import('../../sandbox/sandbox-interfaces.js');
 
-/**
- * A file path, or - for standard input, read up to MAX_KATA_JSON_BYTES: an endless source
- * (/dev/zero, a stuck pipe writer that never stops) is refused once it passes the cap.
- */
+/** A file path, or - for standard input, read up to MAX_KATA_JSON_BYTES (see readSource). */
 function readInput(source: string): string {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  let fd: number | undefined;
-  try {
-    fd = source === '-' ? 0 : openSync(source, 'r');
-    const chunk = Buffer.alloc(64 * 1024);
-    for (;;) {
-      let count: number;
-      try {
-        count = readSync(fd, chunk, 0, chunk.length, null);
-      } catch (error) {
-        // A non-blocking stdin (a terminal or pipe Node set up) says "not yet": wait by polling again.
-        if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-          continue;
-        }
-        throw error;
-      }
-      if (count === 0) break;
-      total += count;
-      if (total > MAX_KATA_JSON_BYTES) {
-        throw new InvalidInputError(
-          'FILE',
-          source,
-          `a JSON file of at most ${MAX_KATA_JSON_BYTES} bytes`,
-          'kata-network input is one Interface or a list of routes: a few kilobytes',
-        );
-      }
-      chunks.push(Buffer.from(chunk.subarray(0, count)));
-    }
-  } catch (error) {
-    if (error instanceof InvalidInputError) throw error;
-    throw new InvalidInputError(
-      'FILE',
-      source,
-      'a readable JSON file, or - for standard input',
-      (error as Error).message,
-    );
-  } finally {
-    if (fd !== undefined && fd !== 0) closeSync(fd);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = readSource(source, {
+    maxBytes: MAX_KATA_JSON_BYTES,
+    what: 'JSON file',
+    tooLarge: 'kata-network input is one Interface or a list of routes: a few kilobytes',
+  }).toString('utf8');
   // Said as such: JSON.parse's "Unexpected end of JSON input" does not tell that nothing came.
   if (text.trim() === '') {
     throw new InvalidInputError(

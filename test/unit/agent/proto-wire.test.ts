@@ -6,8 +6,14 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
+import { AgentMethods } from '../../../src/agent/agent-service.js';
 import {
   AddARPNeighborsRequestSchema,
+  AgentService,
+  GetIPTablesRequestSchema,
+  GetIPTablesResponseSchema,
+  SetIPTablesRequestSchema,
+  SetIPTablesResponseSchema,
   UpdateInterfaceRequestSchema,
   UpdateRoutesRequestSchema,
 } from '../../../src/agent/generated/agent_pb.js';
@@ -163,6 +169,28 @@ describe.skipIf(protocMissing)('agent.proto wire compatibility with protoc', () 
     expect(
       fromBinary(AddARPNeighborsRequestSchema, protocEncode('grpc.AddARPNeighborsRequest', 'agent.proto', text)),
     ).toEqual(request);
+  });
+
+  it("GetIPTables and SetIPTables carry Kata's field numbers (is_ipv6 = 1, data = 2 in the request, data = 1 in answers)", () => {
+    // The bytes Kata's agent reads, written out: field 1 varint (tag 0x08), field 2 bytes (tag 0x12).
+    const rules = new TextEncoder().encode('*filter\nCOMMIT\n');
+    const set = toBinary(SetIPTablesRequestSchema, create(SetIPTablesRequestSchema, { isIpv6: true, data: rules }));
+    expect([...set]).toEqual([0x08, 0x01, 0x12, rules.length, ...rules]);
+    expect([...toBinary(GetIPTablesRequestSchema, create(GetIPTablesRequestSchema, { isIpv6: true }))]).toEqual([
+      0x08, 0x01,
+    ]);
+    for (const schema of [GetIPTablesResponseSchema, SetIPTablesResponseSchema]) {
+      expect([...toBinary(schema, create(schema, { data: new Uint8Array([0x41]) }))]).toEqual([0x0a, 0x01, 0x41]);
+    }
+    expect(protocDecode('grpc.SetIPTablesRequest', 'agent.proto', set)).toBe(
+      'is_ipv6: true\ndata: "*filter\\nCOMMIT\\n"\n',
+    );
+    // Kata's method names on Kata's service: the ttrpc paths its agent serves.
+    expect(AgentService.typeName).toBe('grpc.AgentService');
+    expect([AgentMethods.getIpTables, AgentMethods.setIpTables].map((method) => method.method)).toEqual([
+      'GetIPTables',
+      'SetIPTables',
+    ]);
   });
 
   it("ttrpc's Request and Response (with google.rpc.Status) match protoc both ways", () => {
