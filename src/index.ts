@@ -24,8 +24,8 @@ export {
   AgentPortNotFoundError,
   AgentStatusError,
   GuestLinkNotFoundError,
-  GuestRestoreError,
   GuestProgramMissingError,
+  GuestRestoreError,
   IpTablesCommandError,
   NetworkApplyError,
 } from './agent/errors.js';
