@@ -760,6 +760,58 @@ export function queueChange(
   }
 }
 
+/** The kernel's answer to one change sendChanges sent. */
+export type ChangeAnswer = { ok: true } | { ok: false; error: Error };
+
+/**
+ * Sends changes to links that are all there (each named with its index) in one batch, and says the
+ * kernel's answer to each, in order: a refused change neither stops the others nor throws. An
+ * ingress qdisc refused with EBUSY (another tc user changing that link's qdiscs for a moment) is
+ * tried again as attach tries it, and the changes on that link the batch refused after it go again
+ * once it is there. `vcnet watch` sends the tc objects it puts back through here (tc-repair.ts);
+ * attach and detach have their own loops (a journal, links made on the way) round queueChange.
+ */
+export async function sendChanges(
+  handle: Pick<NetlinkHandle, 'changes' | 'addQdisc' | 'qdiscs'>,
+  changes: readonly Change[],
+): Promise<ChangeAnswer[]> {
+  if (changes.length === 0) return [];
+  const indexOf = (ref: LinkRef): number => {
+    if (ref.index === undefined) throw new Error(`link ${ref.name} has no index`); // sendChanges is for links that are there
+    return ref.index;
+  };
+  const send = async (positions: readonly number[]): Promise<void> => {
+    const batch = handle.changes();
+    for (const position of positions) queueChange(batch, changes[position]!, indexOf);
+    const outcomes = await batch.send();
+    positions.forEach((position, sent) => {
+      const outcome = outcomes[sent];
+      answers[position] = outcome?.ok
+        ? { ok: true }
+        : { ok: false, error: outcome?.error ?? new Error('the kernel did not answer') };
+    });
+  };
+  const answers: ChangeAnswer[] = [];
+  await send(changes.map((_, position) => position));
+  for (const [position, change] of changes.entries()) {
+    const answer = answers[position]!;
+    if (answer.ok || !isIngressQdisc(change) || (answer.error as NetlinkError).errno !== 'EBUSY') continue;
+    const link = { index: indexOf(change.link), name: change.link.name };
+    try {
+      await addIngressQdiscRetrying(handle, link);
+    } catch (error) {
+      answers[position] = { ok: false, error: error as Error };
+      continue;
+    }
+    answers[position] = { ok: true };
+    const again = changes.flatMap((later, at) =>
+      at > position && !answers[at]!.ok && 'link' in later && later.link.index === link.index ? [at] : [],
+    );
+    if (again.length > 0) await send(again);
+  }
+  return answers;
+}
+
 /**
  * A route with its link resolved. A multipath route names its links in its hops alone: with RTA_OIF
  * as well, the kernel would match a delete against the first hop only.

@@ -237,7 +237,7 @@ function planExistingDevice(snapshot: PlanSnapshot, config: PlanConfig, source: 
   const device = podRef(source);
   return {
     model: 'existing',
-    steps: rateLimitOnDevice(snapshot, config, device, 'macvtap'),
+    steps: rateLimitOnDevice(snapshot, config, device, 'existing'),
     device,
     ...(source.address ? { guestHardwareAddress: source.address } : {}),
   };
@@ -259,12 +259,28 @@ function tapSteps(tap: LinkRef, config: PlanConfig, mtu: number): PlanStep[] {
   ];
 }
 
+/** vcnet's ingress qdisc on `link` (ffff:): attach's, and the one `vcnet watch` makes again (plan-tc-repair.ts). */
+export function ingressChange(link: LinkRef): Change {
+  return { op: 'add-qdisc', link, kind: 'ingress', handle: INGRESS_HANDLE, parent: TC_H_INGRESS };
+}
+
+/** vcnet's u32 match-all filter on `from`'s ingress redirecting every frame to `to` (attach's, and the watch's again). */
+export function redirectChange(
+  from: LinkRef,
+  to: LinkRef,
+  parent: number,
+  priority: number,
+  protocol: number = ETH_P_ALL,
+): Change {
+  return { op: 'add-filter', link: from, parent, priority, protocol, redirectTo: to };
+}
+
 function ingressStep(link: LinkRef): PlanStep {
-  return stepOf({ op: 'add-qdisc', link, kind: 'ingress', handle: INGRESS_HANDLE, parent: TC_H_INGRESS });
+  return stepOf(ingressChange(link));
 }
 
 function redirectStep(from: LinkRef, to: LinkRef, parent: number, priority: number): PlanStep {
-  return stepOf({ op: 'add-filter', link: from, parent, priority, protocol: ETH_P_ALL, redirectTo: to });
+  return stepOf(redirectChange(from, to, parent, priority));
 }
 
 function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest, source: Link): Plan {
@@ -291,8 +307,9 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   }
   steps.push(redirectStep(pod, tap, parent, priority));
   steps.push(redirectStep(tap, pod, INGRESS_HANDLE, FILTER_PRIORITY));
-  if (config.rateLimit?.rxBitsPerSecond) steps.push(...htbSteps(snapshot, tap, config.rateLimit.rxBitsPerSecond));
-  if (config.rateLimit?.txBitsPerSecond) steps.push(...htbSteps(snapshot, pod, config.rateLimit.txBitsPerSecond));
+  const rates = rateLimitPlacement('tcfilter', config.rateLimit);
+  if (rates.device) steps.push(...htbSteps(snapshot, tap, rates.device));
+  if (rates.pod) steps.push(...htbSteps(snapshot, pod, rates.pod));
   // The kernel gives a link with no transmit queue (CNI's veths: txqueuelen 0) a queue of 1000 when
   // it gets its first qdisc, and deleting the qdisc leaves it so: set back at once, and on undo.
   if (source.txQueueLength === 0 && (!existing || config.rateLimit?.txBitsPerSecond)) {
@@ -503,10 +520,35 @@ function planTapOnly(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   const guestHardwareAddress = request.guestHardwareAddress ?? request.source?.address;
   return {
     model: 'none',
-    steps: [...tapSteps(tap, config, mtu), ...rateLimitOnDevice(snapshot, config, tap, 'tap')],
+    steps: [...tapSteps(tap, config, mtu), ...rateLimitOnDevice(snapshot, config, tap, 'none')],
     device: tap,
     ...(guestHardwareAddress ? { guestHardwareAddress } : {}),
   };
+}
+
+/**
+ * Which rate each htb of an endpoint enforces, as attach places them (Kata's placement); rx is
+ * traffic towards the VM, tx traffic from it:
+ *   device  the egress of the device the VM reads and writes (tap or macvtap; an existing device is the pod link)
+ *   ifb     the ifb the device's ingress is redirected to (the tap and macvtap models)
+ *   pod     the pod link's egress (tcfilter)
+ * The watch puts back a deleted htb with the rate this gives its link (plan-tc-repair.ts).
+ */
+export function rateLimitPlacement(
+  model: Plan['model'],
+  rateLimit: RateLimit | undefined,
+): { device?: number; ifb?: number; pod?: number } {
+  const rx = rateLimit?.rxBitsPerSecond;
+  const tx = rateLimit?.txBitsPerSecond;
+  switch (model) {
+    case 'tcfilter':
+      return { device: rx, pod: tx };
+    case 'none':
+      return { device: rx, ifb: tx };
+    case 'macvtap':
+    case 'existing':
+      return { device: tx, ifb: rx };
+  }
 }
 
 /**
@@ -523,11 +565,9 @@ function rateLimitOnDevice(
   snapshot: PlanSnapshot,
   config: PlanConfig,
   device: LinkRef,
-  kind: 'tap' | 'macvtap',
+  model: 'none' | 'macvtap' | 'existing',
 ): PlanStep[] {
-  const rx = config.rateLimit?.rxBitsPerSecond;
-  const tx = config.rateLimit?.txBitsPerSecond;
-  const [egress, ingress] = kind === 'tap' ? [rx, tx] : [tx, rx];
+  const { device: egress, ifb: ingress } = rateLimitPlacement(model, config.rateLimit);
   const steps: PlanStep[] = [];
   if (egress) steps.push(...htbSteps(snapshot, device, egress));
   if (ingress) {
@@ -554,11 +594,26 @@ function htbSteps(snapshot: PlanSnapshot, link: LinkRef, bitsPerSecond: number):
       'another tool configured traffic shaping on this link: remove it or disable vcnet rate limiting',
     );
   }
-  const rootHandle = parseHandle('1:');
-  const changes: Change[] = [
-    { op: 'add-qdisc', link, kind: 'htb', handle: rootHandle, parent: TC_H_ROOT, defaultClass: 2 },
-    { op: 'add-class', link, handle: parseHandle('1:1'), parent: rootHandle, rateBitsPerSecond: bitsPerSecond },
-    { op: 'add-class', link, handle: parseHandle('1:2'), parent: parseHandle('1:1'), rateBitsPerSecond: bitsPerSecond },
+  return htbChanges(link, bitsPerSecond).map((change) => stepOf(change));
+}
+
+/** The handle of vcnet's htb root qdisc. */
+export const HTB_ROOT_HANDLE = parseHandle('1:');
+
+/**
+ * vcnet's htb on `link`'s egress, as Kata makes it: root qdisc 1: with default class 2, class 1:1 and
+ * 1:2 under it, rate = ceil = `bitsPerSecond`. Attach's, and the one `vcnet watch` makes again.
+ */
+export function htbChanges(link: LinkRef, bitsPerSecond: number): Change[] {
+  return [
+    { op: 'add-qdisc', link, kind: 'htb', handle: HTB_ROOT_HANDLE, parent: TC_H_ROOT, defaultClass: 2 },
+    { op: 'add-class', link, handle: parseHandle('1:1'), parent: HTB_ROOT_HANDLE, rateBitsPerSecond: bitsPerSecond },
+    {
+      op: 'add-class',
+      link,
+      handle: parseHandle('1:2'),
+      parent: parseHandle('1:1'),
+      rateBitsPerSecond: bitsPerSecond,
+    },
   ];
-  return changes.map((change) => stepOf(change));
 }

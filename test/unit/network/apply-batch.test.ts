@@ -10,7 +10,7 @@ import { RollbackIncompleteError } from '../../../src/errors.js';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
-import { applyPlan } from '../../../src/network/plan/apply.js';
+import { applyPlan, sendChanges } from '../../../src/network/plan/apply.js';
 import { stepOf } from '../../../src/network/plan/inverse.js';
 import type { LinkRef, Plan } from '../../../src/network/plan/types.js';
 
@@ -146,6 +146,46 @@ describe('applyPlan batches', () => {
     // eth1's MTU back; nothing is asked of the filter that was never made.
     expect([...(log[1] ?? [])].sort()).toEqual(['delete-qdisc 3', 'delete-qdisc 4', 'set 4']);
     expect(log).toHaveLength(2);
+  });
+});
+
+describe('sendChanges (the watch putting back tc objects)', () => {
+  const changes = () => redirectPlan().steps.map((step) => step.change);
+
+  it('sends them in one batch and answers each, a refusal neither stopping the rest nor throwing', async () => {
+    const { handle, log } = scriptedHandle({ 'filter 3': ['EPERM'] });
+    const answers = await sendChanges(handle, changes());
+    expect(log).toEqual([['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4']]);
+    expect(answers.map((answer) => (answer.ok ? 'ok' : (answer.error as { errno?: string }).errno))).toEqual([
+      'ok',
+      'ok',
+      'ok',
+      'EPERM',
+      'ok',
+    ]);
+  });
+
+  it('retries an ingress qdisc refused with EBUSY as attach does, then sends again what the batch refused on its link', async () => {
+    const { handle, log } = scriptedHandle({
+      'qdisc 3': ['EBUSY', 'EBUSY'],
+      'filter 3': ['EINVAL'],
+      'filter 4': ['EPERM'],
+    });
+    const answers = await sendChanges(handle, changes());
+    expect(log).toEqual([
+      ['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4'],
+      ['lone qdisc 3'],
+      ['lone qdisc 3'],
+      // eth1's filter was refused for its own reason, on another link: not sent again.
+      ['filter 3'],
+    ]);
+    expect(answers.map((answer) => answer.ok)).toEqual([true, true, true, true, false]);
+  });
+
+  it('sends nothing for no changes', async () => {
+    const { handle, log } = scriptedHandle({});
+    expect(await sendChanges(handle, [])).toEqual([]);
+    expect(log).toEqual([]);
   });
 });
 
