@@ -124,8 +124,8 @@ export interface NamespaceWatcherOptions {
 export interface InterfaceSource {
   /** The interfaces present now (loopback left out). */
   read(): Promise<NetworkInfo[]>;
-  /** Releases what reading holds (sockets). */
-  close(): void;
+  /** Releases what reading holds (sockets); a promise settles once their fds are closed. */
+  close(): void | Promise<void>;
 }
 
 interface ResolvedOptions {
@@ -250,6 +250,8 @@ export class NamespaceWatcher {
   /** After a failed read or onChange, the next read waits until then. */
   private notBefore = 0;
   private stopped = false;
+  /** Set by stop(): settles once the source has closed what it holds (its sockets' fds). */
+  private closing: Promise<void> | undefined;
   /** The change the last read found and could not deliver (onChange failed), until one is delivered. */
   private undelivered: Omit<NamespaceChange, 'snapshotAt'> | undefined;
 
@@ -279,9 +281,8 @@ export class NamespaceWatcher {
     const watcher = await NamespaceWatcher.over(
       {
         read: async () => interfacesOf(await handle.snapshot()),
-        close: () => {
-          events.close();
-          handle.close();
+        close: async () => {
+          await Promise.all([events.close(), handle.close()]);
         },
       },
       options,
@@ -320,7 +321,7 @@ export class NamespaceWatcher {
       if (newAtStart.length > 0 || view) watcher.resync();
       return watcher;
     } catch (error) {
-      source.close();
+      await source.close();
       throw error;
     }
   }
@@ -367,9 +368,10 @@ export class NamespaceWatcher {
       this.stopped = true;
       clearTimeout(this.timer);
       this.timer = undefined;
-      this.source.close();
+      this.closing = Promise.resolve(this.source.close());
     }
     await this.inFlight;
+    await this.closing;
   }
 
   private notificationArrived(message: RawMessage): void {
