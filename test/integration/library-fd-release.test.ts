@@ -2,17 +2,19 @@
  * A library call that settled has let go of the pod namespace: no fd of this process names it (its
  * own netns fd, the netlink socket's SIOCGSKNS fd). A link deletion goes out on a pool thread, whose
  * end libuv reports after the kernel's answer was read, and the socket was closed only then: detach
- * settled while the namespace was still open here.
+ * settled while the namespace was still open here. Also: watchSandbox takes `signal`.
  */
-import { readdirSync, readlinkSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import type { WatchSummary } from '../../src/index.js';
+import { FileLock, tryLockFile } from '../../src/network/state/lock.js';
 import { addInterface, removeInterface } from '../../src/sandbox/sandbox-interfaces.js';
 import { watchSandbox } from '../../src/sandbox/sandbox-watch.js';
-import { attachSandbox, detachSandbox } from '../../src/sandbox/service.js';
+import { attachSandbox, detachSandbox, readSandbox } from '../../src/sandbox/service.js';
 import { stateDirectoryPerTest } from '../helpers/cli.js';
 import type { TestNamespace } from '../helpers/namespace.js';
-import { fingerprint, makePod, tcfilterConfig } from '../helpers/pod.js';
+import { failureOf, fingerprint, makePod, tcfilterConfig } from '../helpers/pod.js';
 
 const stateDirectoryOfTest = stateDirectoryPerTest('vcnet-fd-release-');
 
@@ -75,4 +77,43 @@ it('a watch applies a removal with nothing of the change set left open, and a st
   expect(namespaceFds(pod)).toEqual([]);
   await detachSandbox('fdw', { stateDirectory });
   expect(namespaceFds(pod)).toEqual([]);
+});
+
+it('watchSandbox takes signal: an abort stops the watch as stop() does', async () => {
+  const stateDirectory = stateDirectoryOfTest();
+  const { pod } = makePod();
+  await attachSandbox('fda', tcfilterConfig(pod), { stateDirectory });
+  const recorded = fingerprint(pod);
+  const controller = new AbortController();
+  const watch = await watchSandbox('fda', { stateDirectory, debounceMs: 20, signal: controller.signal });
+  controller.abort();
+  // Stopped, not ended by a detach: ended settles with no error, and the watch's fds are closed.
+  await expect(watch.ended).resolves.toBeUndefined();
+  expect(namespaceFds(pod)).toEqual([]);
+  // stop() after the abort is the same stop, settled.
+  await expect(watch.stop()).resolves.toEqual([]);
+  expect(fingerprint(pod)).toEqual(recorded);
+
+  // Already aborted: refused before anything is read, with the reason.
+  const reason = new Error('the daemon is shutting down');
+  expect(await failureOf(watchSandbox('fda', { stateDirectory, signal: AbortSignal.abort(reason) }))).toBe(reason);
+  expect(namespaceFds(pod)).toEqual([]);
+
+  // Aborted while the watch starts (waiting for the sandbox lock): rejects with the reason, nothing left running.
+  mkdirSync(join(stateDirectory, '.locks'), { recursive: true, mode: 0o700 });
+  const held = tryLockFile(join(stateDirectory, '.locks', 'fda'));
+  expect(held).toBeInstanceOf(FileLock);
+  try {
+    const starting = new AbortController();
+    const started = Date.now();
+    const watching = failureOf(watchSandbox('fda', { stateDirectory, signal: starting.signal }));
+    setTimeout(() => starting.abort(reason), 100);
+    expect(await watching).toBe(reason);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  } finally {
+    (held as FileLock).release();
+  }
+  expect(namespaceFds(pod)).toEqual([]);
+  await detachSandbox('fda', { stateDirectory });
+  expect(readSandbox('fda', stateDirectory)).toBeUndefined();
 });
