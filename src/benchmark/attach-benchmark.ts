@@ -238,7 +238,7 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
     }
     return result;
   } finally {
-    handle.close();
+    await handle.close();
     deleteNamespace(path);
   }
 }

@@ -281,7 +281,7 @@ async function addInStateDirectory(
           podLink.address,
         );
       } finally {
-        network.close();
+        await network.close();
       }
     }, config.lockTimeoutMs)
     .finally(() => namespace.opened.close());
@@ -563,7 +563,7 @@ export async function check(request: CniRequest): Promise<void> {
         problems.push(...(await plumbingProblems(handle, state)));
         drift = podLinkDrift(await handle.links(), state);
       } finally {
-        handle.close();
+        await handle.close();
       }
       if (problems.length + drift.length > 0) throw fail([...problems, ...drift], drift.length > 0);
     }, config.lockTimeoutMs)

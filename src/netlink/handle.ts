@@ -4,7 +4,7 @@
  *   const handle = NetlinkHandle.open('/var/run/netns/pod');
  *   const eth0 = await handle.linkByName('eth0');
  *   await handle.addQdisc(ingressQdisc(eth0.index));
- *   handle.close();
+ *   await handle.close();
  *
  * Every method sends one request; `changes()` groups many into one batch (one syscall) and reports
  * each outcome, which is how the network layer makes an attach cost a single round trip.
@@ -390,13 +390,18 @@ export class NetlinkHandle {
     return new ChangeBatch(this.socket);
   }
 
-  close(): void {
-    this.socket.close();
+  /**
+   * Closes the handle. The promise settles once its socket's fds are closed: a link deletion sent on
+   * a pool thread may keep them open a moment after its answer came (await it before checking that
+   * nothing of the namespace is open, or deleting it).
+   */
+  close(): Promise<void> {
+    return this.socket.close();
   }
 
   /** `using handle = NetlinkHandle.open(...)` closes it at the end of the block. */
   [Symbol.dispose](): void {
-    this.close();
+    void this.close();
   }
 
   private async one(build: (batch: ChangeBatch) => void): Promise<void> {

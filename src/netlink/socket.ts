@@ -18,6 +18,9 @@ export class RouteSocket {
   private namespaceFd: number | undefined;
   /** Sends running on a pool thread: the fd stays open until the last one is back. */
   private backgroundSends = 0;
+  /** Set by close(): settles once the fds are closed (at once, or when the last background send is back). */
+  private fdsClosed: Promise<void> | undefined;
+  private fdsClosedNow: (() => void) | undefined;
 
   private constructor(
     readonly fd: number,
@@ -156,15 +159,32 @@ export class RouteSocket {
     this.watcher = undefined;
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.stopWatching();
-    if (this.backgroundSends === 0) this.closeFds();
+  /**
+   * Closes the socket: nothing is sent or read after this. The promise settles once its fds (and the
+   * namespace fd namespace() took) are closed: at once, or, with a send still out on a pool thread,
+   * when that send is back. The reply to a request is read on the event loop before libuv reports the
+   * thread done, so an operation that settled without awaiting this left the pod namespace open in
+   * the process for a moment (a caller deleting the namespace, or checking /proc/self/fd, still saw it).
+   */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.stopWatching();
+      if (this.backgroundSends === 0) this.closeFds();
+      else
+        this.fdsClosed = new Promise((resolve) => {
+          this.fdsClosedNow = resolve;
+        });
+    }
+    return this.fdsClosed ?? Promise.resolve();
   }
 
   private closeFds(): void {
-    nativeNetlink.closeFd(this.fd);
-    if (this.namespaceFd !== undefined) nativeNetlink.closeFd(this.namespaceFd);
+    try {
+      nativeNetlink.closeFd(this.fd);
+      if (this.namespaceFd !== undefined) nativeNetlink.closeFd(this.namespaceFd);
+    } finally {
+      this.fdsClosedNow?.();
+    }
   }
 }

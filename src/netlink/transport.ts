@@ -246,12 +246,14 @@ export class NetlinkSocket {
     }
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.socket.stopWatching();
-    this.protocol.failAll(new NetlinkClosedError(this.namespacePath));
-    this.deliver();
-    this.socket.close();
+  /** Settles once the socket's fds are closed (RouteSocket.close). */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.socket.stopWatching();
+      this.protocol.failAll(new NetlinkClosedError(this.namespacePath));
+      this.deliver();
+    }
+    return this.socket.close();
   }
 }

@@ -1005,10 +1005,12 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       }
     }
   } finally {
-    for (const { namespace, handle } of scans) {
-      handle.close();
+    const closing = scans.map(({ namespace, handle }) => {
+      const closed = handle.close();
       namespace.close();
-    }
+      return closed;
+    });
+    await Promise.all(closing);
   }
   if (!dryRun) {
     await forgetMissingStateDirectories(registeredStateDirectories());
@@ -1522,8 +1524,9 @@ async function finishUnfinished(
           if (network.endpoints().length === 0) store.remove();
           else store.write({ ...current, network: network.save() });
         } finally {
-          network?.close();
+          const closing = network?.close();
           namespace.close();
+          await closing;
         }
       },
       0,

@@ -585,13 +585,14 @@ export class Network {
     return network;
   }
 
-  close(): void {
-    this.handle.close();
+  /** Settles once the handle's fds are closed (NetlinkHandle.close). */
+  close(): Promise<void> {
+    return this.handle.close();
   }
 
   /** `using network = await Network.open(...)` closes it at the end of the block. */
   [Symbol.dispose](): void {
-    this.close();
+    void this.close();
   }
 }
 

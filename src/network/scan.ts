@@ -90,7 +90,7 @@ export async function scanNamespace(
     try {
       const handle = NetlinkHandle.open(opened.entryPath, namespace);
       // The socket is scan's own: an abort closes it at once, which fails the dump under way.
-      const onAbort = () => handle.close();
+      const onAbort = () => void handle.close();
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
         return await scanNamespace(handle, options);
@@ -100,7 +100,7 @@ export async function scanNamespace(
         throw error;
       } finally {
         signal?.removeEventListener('abort', onAbort);
-        handle.close();
+        await handle.close();
       }
     } finally {
       opened.close();

@@ -157,7 +157,7 @@ export async function withSandbox<T>(
     try {
       return await work({ store, state, network: recorded.network });
     } finally {
-      recorded.close();
+      await recorded.close();
     }
   };
   // An undefined lockTimeoutMs takes withLockIfRecorded's default (VCNET_LOCK_TIMEOUT or 30 s).

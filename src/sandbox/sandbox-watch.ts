@@ -5,7 +5,7 @@
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
 import { existsSync } from 'node:fs';
-import { functionOption, numberOption, optionsArgument } from '../arguments.js';
+import { functionOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
 import { channels, publish, reportNotice } from '../diagnostics.js';
 import { classifyError, type ErrorCode } from '../errors.js';
 import { LinkNotFoundError } from '../netlink/errors.js';
@@ -78,6 +78,12 @@ export interface SandboxWatchOptions {
    * and is left alone from then on, as add-iface can attach it. Default: no limit.
    */
   maxEndpoints?: number;
+  /**
+   * Aborting it stops the watch as `stop()` does (no pending change applied; `ended` settles with
+   * undefined). One already aborted rejects with its reason before anything is read or changed; an
+   * abort while the watch starts (waiting for the sandbox lock, say) rejects with it too, nothing left running.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -491,16 +497,19 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     'onApplied',
     'onError',
     'maxEndpoints',
+    'signal',
   ]);
+  const signal = signalOption(options.signal);
   numberOption(options.debounceMs, 'debounceMs', { min: 0, max: 3_600_000, integer: false, unit: 'milliseconds' });
   numberOption(options.maxEndpoints, 'maxEndpoints', { min: 1, max: 65_536 });
   functionOption(options.onApplied, 'onApplied');
   functionOption(options.onError, 'onError');
+  signal?.throwIfAborted();
   const store = new SandboxStore(id, options.stateDirectory);
   let state = store.read<SandboxState>();
   if (!state) throw new SandboxNotFoundError(id, store.statePath, store.root);
   refuseRunningFirecracker(state);
-  const unfinished = await undoUnfinishedAttaches(id, options.stateDirectory);
+  const unfinished = await undoUnfinishedAttaches(id, options.stateDirectory, signal);
   state = store.read<SandboxState>() ?? state;
   // The recorded namespace by identity, as every other command: a path that now names another
   // namespace (a reused PID) is refused, and the watcher works through this fd, not the path.
@@ -517,8 +526,10 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   let detachPoll: NodeJS.Timeout | undefined;
   let notApplied: string[] = [];
   const refused = new Set<string>();
+  const onAbort = () => void stop();
   const stop = (reason?: SandboxNotFoundError, applyPending = false): Promise<string[]> => {
     clearInterval(detachPoll);
+    signal?.removeEventListener('abort', onAbort);
     stopping ??= (async () => {
       try {
         if (applyPending && reason === undefined) {
@@ -603,6 +614,12 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     if (!existsSync(store.statePath)) void stop(new SandboxNotFoundError(id, store.statePath, store.root));
   }, DETACH_POLL_MS);
   detachPoll.unref();
+  if (signal?.aborted) {
+    // Aborted while the watch started: stopped again, and refused as a call aborted before it began.
+    await stop();
+    signal.throwIfAborted();
+  }
+  signal?.addEventListener('abort', onAbort, { once: true });
   return {
     stop: (stopOptions) => stop(undefined, stopOptions?.applyPending ?? false),
     leftAlone: [...memory.leftAlone],
@@ -627,8 +644,9 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
 async function undoUnfinishedAttaches(
   id: string,
   stateDirectory: string | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<{ undone: string[]; notUndone: Array<{ name: string; message: string }> }> {
-  return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
+  return withSandbox(id, 'watchSandbox', { stateDirectory, signal }, async ({ store, state, network }) => {
     const unfinished = unfinishedEndpoints(network);
     if (state.attaching === true || unfinished.length === 0) return { undone: [], notUndone: [] };
     const undo = await undoUnfinishedEndpoints(network, unfinished, state.hypervisor);

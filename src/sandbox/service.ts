@@ -423,8 +423,10 @@ export async function attachSandbox(
           skipped: network.skippedNotices(),
         };
       } finally {
-        network.close();
+        // Settled only once the socket's fds are closed too: nothing of the pod namespace stays open.
+        const closing = network.close();
         namespace.close();
+        await closing;
       }
     },
     options.lockTimeoutMs,
@@ -535,7 +537,7 @@ export async function planSandboxAttach(
       commands: plan ? commandsOf(plan, { macvtapIndex: () => randomMacvtapIndex() }) : [],
     }));
   } finally {
-    network.close();
+    await network.close();
   }
 }
 
@@ -642,7 +644,9 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
             : {}),
         };
       } finally {
-        recorded.close();
+        // Settled only once the socket's fds are closed too: the last link deletion went out on a pool
+        // thread, whose end is reported after its answer was read.
+        await recorded.close();
       }
     },
     options.lockTimeoutMs,
@@ -666,7 +670,7 @@ async function refuseEmptyRecordBesideLinks(
   try {
     links = await handle.links();
   } finally {
-    handle.close();
+    await handle.close();
   }
   const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
   if (grouped.length === 0) return;
@@ -738,7 +742,8 @@ export interface RecordedNetwork {
    * namespace is not: where it was opened instead, and the holding process.
    */
   heldElsewhere?: { path: string; pid?: number; pathReused?: boolean };
-  close(): void;
+  /** Closes both; settles once the network's socket fds are closed (Network.close). */
+  close(): Promise<void>;
 }
 
 /**
@@ -802,8 +807,9 @@ function loadRecordedNetwork(
     namespace,
     ...(heldElsewhere ? { heldElsewhere } : {}),
     close: () => {
-      network.close();
+      const closing = network.close();
       namespace.close();
+      return closing;
     },
   };
 }
@@ -874,7 +880,7 @@ export async function planSandboxDetach(id: string, options: PlanSandboxDetachOp
       ...(hotplugSocket ? { hotplugSocket } : {}),
     };
   } finally {
-    recorded.close();
+    await recorded.close();
   }
 }
 

@@ -71,7 +71,7 @@ const setMacThroughHostPf: VirtualFunctionMacSetter = async (owner, mac) => {
     const pf = await handle.linkByName(owner.physicalFunctionNetdev);
     await handle.setLink(pf.index, { virtualFunctionAddress: { vf: owner.vf, address: mac } });
   } finally {
-    handle.close();
+    await handle.close();
   }
 };
 
