@@ -297,6 +297,7 @@ export {
   type HypervisorKind,
   hypervisorDeviceConfig,
   type OpenedFile,
+  plannedDeviceConfig,
 } from './network/hypervisor-devices.js';
 export { IngressQdiscBusyError } from './network/ingress-qdisc.js';
 export type { NetworkInterfacePair, TapInterface, VirtualInterface } from './network/interface-pair.js';
