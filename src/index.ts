@@ -154,7 +154,9 @@ export {
 export {
   type FirecrackerApiRequest,
   type FirecrackerNetworkInterface,
+  type FirecrackerNetworkOptions,
   type FirecrackerRateLimiter,
+  firecrackerInterfaceId,
   firecrackerNetworkInterface,
   firecrackerNetworkInterfaceRequest,
 } from './hypervisor/firecracker.js';

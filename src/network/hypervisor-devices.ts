@@ -10,9 +10,9 @@ import {
   cloudHypervisorRateLimiterConfig,
 } from '../hypervisor/cloud-hypervisor.js';
 import type { NetworkDevice } from '../hypervisor/device.js';
-import { firecrackerNetworkInterfaceRequest } from '../hypervisor/firecracker.js';
+import { firecrackerInterfaceId, firecrackerNetworkInterfaceRequest } from '../hypervisor/firecracker.js';
 import { qemuNetworkArguments, qemuVfioArguments } from '../hypervisor/qemu.js';
-import type { VmmRateLimiter } from './config.js';
+import { ConfigurationConflictError, type VmmRateLimiter } from './config.js';
 import type { Endpoint } from './endpoint/endpoint.js';
 import { PhysicalEndpoint, refusePhysicalEndpoints } from './endpoint/physical-endpoint.js';
 import type { Plan } from './plan/types.js';
@@ -135,6 +135,23 @@ class DeviceConfigBuilder {
     };
   }
 
+  private readonly firecrackerIds = new Map<string, string>();
+
+  /** Kata's iface_id, the endpoint's name (firecrackerInterfaceId); two endpoints never share one. */
+  private firecrackerId(endpoint: Endpoint): string {
+    const id = firecrackerInterfaceId(endpoint.name);
+    const other = this.firecrackerIds.get(id);
+    if (other !== undefined) {
+      throw new ConfigurationConflictError(
+        `${other} and ${endpoint.name} would both be Firecracker's iface_id ${id} (it takes letters, digits and '_' only, so other characters become '_')`,
+        id,
+        `rename one of the two pod links (\`ip link set ${endpoint.properties.link.name} name <name>\` in the pod namespace) before attaching; nothing was changed`,
+      );
+    }
+    this.firecrackerIds.set(id, endpoint.name);
+    return id;
+  }
+
   private passed(path: string, count: number): OpenedFile[] {
     return Array.from({ length: count }, () => ({ fd: this.nextFd++, path }));
   }
@@ -175,7 +192,7 @@ class DeviceConfigBuilder {
         ? qemuNetworkArguments(device, options.vhostNet ? { vhostNet: true } : {})
         : kind === 'clh'
           ? ['--net', cloudHypervisorNetArgument(device, this.cloudHypervisorOptions)]
-          : firecrackerNetworkInterfaceRequest(device);
+          : firecrackerNetworkInterfaceRequest(device, { ifaceId: this.firecrackerId(endpoint) });
     return { endpoint: endpoint.name, config, ...(fds ? { fds } : {}) };
   }
 }
