@@ -159,7 +159,9 @@ export {
 export {
   type FirecrackerApiRequest,
   type FirecrackerNetworkInterface,
+  type FirecrackerNetworkOptions,
   type FirecrackerRateLimiter,
+  firecrackerInterfaceId,
   firecrackerNetworkInterface,
   firecrackerNetworkInterfaceRequest,
 } from './hypervisor/firecracker.js';
@@ -303,6 +305,7 @@ export {
   type HypervisorKind,
   hypervisorDeviceConfig,
   type OpenedFile,
+  plannedDeviceConfig,
 } from './network/hypervisor-devices.js';
 export { IngressQdiscBusyError } from './network/ingress-qdisc.js';
 export type { NetworkInterfacePair, TapInterface, VirtualInterface } from './network/interface-pair.js';

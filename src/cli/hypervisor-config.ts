@@ -5,9 +5,11 @@ import { HYPERVISORS, type HypervisorKind, type OpenedFile } from '../network/hy
 export {
   type DeviceConfig,
   HYPERVISORS,
+  type HypervisorDeviceOptions,
   type HypervisorKind,
   hypervisorDeviceConfig,
   type OpenedFile,
+  plannedDeviceConfig,
 } from '../network/hypervisor-devices.js';
 
 /** Names users type for a kind: the binary's own name. */

@@ -232,8 +232,8 @@ function checkDevice(device: NetworkDevice, options: CloudHypervisorNetOptions):
   if (device.vhostUserSocket !== undefined && (options.rateLimiter || singleRate(device) !== undefined)) {
     throw new UnsupportedByHypervisorError(
       HYPERVISOR,
-      'rateLimit',
-      device.rateLimit,
+      options.rateLimiter ? 'rateLimiter' : 'rateLimit',
+      options.rateLimiter ?? device.rateLimit,
       'vhost-user NICs take no rate limiter',
       'limit the rate in the vhost-user backend instead',
     );

@@ -10,6 +10,8 @@
  * `mtu` is left out on purpose: it is new in the 1.17 API and Firecracker rejects unknown fields,
  * so sending it would break every older Firecracker; the guest agent sets the MTU anyway.
  */
+import { optionsArgument } from '../arguments.js';
+import { InvalidInputError } from '../errors.js';
 import { type NetworkDevice, normalizeMac, validateNetworkDevice } from './device.js';
 import { UnsupportedByHypervisorError } from './errors.js';
 import { bandwidthTokenBucket, type TokenBucket } from './rate-limiter.js';
@@ -37,8 +39,40 @@ export interface FirecrackerApiRequest<Body> {
 
 const HYPERVISOR = 'Firecracker';
 
-export function firecrackerNetworkInterface(device: NetworkDevice): FirecrackerNetworkInterface {
+/**
+ * Firecracker's API takes an id of letters, digits and '_' only (checked_id in its API server: the
+ * same id is the path of the PUT and of the runtime PATCH /network-interfaces/{iface_id}).
+ */
+const IFACE_ID_PATTERN = /^[A-Za-z0-9_]{1,64}$/;
+
+/**
+ * The iface_id Kata gives a NIC: the endpoint's name (eth0). A name with characters Firecracker
+ * refuses ('-', '.', '@'...) has each of them replaced by '_' (eth0.100 is eth0_100).
+ */
+export function firecrackerInterfaceId(endpointName: string): string {
+  return endpointName.replace(/[^A-Za-z0-9_]/g, '_').slice(0, 64);
+}
+
+export interface FirecrackerNetworkOptions {
+  /** The iface_id (default: the device's id); Kata's is the endpoint name, see firecrackerInterfaceId. */
+  ifaceId?: string;
+}
+
+export function firecrackerNetworkInterface(
+  device: NetworkDevice,
+  options: FirecrackerNetworkOptions = {},
+): FirecrackerNetworkInterface {
+  options = optionsArgument(options, 'options', ['ifaceId']);
   validateNetworkDevice(device);
+  const ifaceId = options.ifaceId ?? device.id;
+  if (typeof ifaceId !== 'string' || !IFACE_ID_PATTERN.test(ifaceId)) {
+    throw new InvalidInputError(
+      options.ifaceId !== undefined ? 'ifaceId' : 'NetworkDevice.id',
+      ifaceId,
+      "1-64 letters, digits or '_' (what Firecracker's API takes as an iface_id)",
+      'firecrackerInterfaceId(name) makes one of an interface name',
+    );
+  }
   refuse(device.queues > 1, 'queues', device.queues, 'its virtio-net has a single queue pair', 'use queues: 1');
   refuse(
     device.vhostUserSocket !== undefined,
@@ -69,7 +103,7 @@ export function firecrackerNetworkInterface(device: NetworkDevice): FirecrackerN
     'leave pciAddress unset for Firecracker',
   );
   const body: FirecrackerNetworkInterface = {
-    iface_id: device.id,
+    iface_id: ifaceId,
     host_dev_name: device.tapName as string,
     guest_mac: normalizeMac(device.guestMac),
   };
@@ -83,8 +117,9 @@ export function firecrackerNetworkInterface(device: NetworkDevice): FirecrackerN
 /** Pre-boot only: Firecracker has no NIC hot-plug. */
 export function firecrackerNetworkInterfaceRequest(
   device: NetworkDevice,
+  options: FirecrackerNetworkOptions = {},
 ): FirecrackerApiRequest<FirecrackerNetworkInterface> {
-  const body = firecrackerNetworkInterface(device);
+  const body = firecrackerNetworkInterface(device, options);
   return { method: 'PUT', path: `/network-interfaces/${encodeURIComponent(body.iface_id)}`, body };
 }
 

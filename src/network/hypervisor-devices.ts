@@ -4,13 +4,18 @@
  */
 import { booleanOption, optionsArgument, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
-import { cloudHypervisorNetArgument, cloudHypervisorRateLimiterConfig } from '../hypervisor/cloud-hypervisor.js';
+import {
+  type CloudHypervisorNetOptions,
+  cloudHypervisorNetArgument,
+  cloudHypervisorRateLimiterConfig,
+} from '../hypervisor/cloud-hypervisor.js';
 import type { NetworkDevice } from '../hypervisor/device.js';
-import { firecrackerNetworkInterfaceRequest } from '../hypervisor/firecracker.js';
+import { firecrackerInterfaceId, firecrackerNetworkInterfaceRequest } from '../hypervisor/firecracker.js';
 import { qemuNetworkArguments, qemuVfioArguments } from '../hypervisor/qemu.js';
-import type { VmmRateLimiter } from './config.js';
+import { ConfigurationConflictError, type VmmRateLimiter } from './config.js';
 import type { Endpoint } from './endpoint/endpoint.js';
 import { PhysicalEndpoint, refusePhysicalEndpoints } from './endpoint/physical-endpoint.js';
+import type { Plan } from './plan/types.js';
 
 export const HYPERVISORS = ['qemu', 'clh', 'firecracker'] as const;
 export type HypervisorKind = (typeof HYPERVISORS)[number];
@@ -55,14 +60,7 @@ export function hypervisorDeviceConfig(
   endpoints: readonly Endpoint[],
   options: HypervisorDeviceOptions = {},
 ): DeviceConfig[] {
-  options = optionsArgument(options, 'options', ['vmmRateLimiter', 'vhostNet', 'iommu', 'hypervisorField']);
-  booleanOption(options.vhostNet, 'options.vhostNet');
-  booleanOption(options.iommu, 'options.iommu');
-  const field =
-    stringOption(options.hypervisorField, 'options.hypervisorField', 'the name errors give the hypervisor kind') ??
-    'hypervisor';
-  if (!(HYPERVISORS as readonly string[]).includes(kind))
-    throw new InvalidInputError(field, kind, HYPERVISORS.join(', '));
+  const field = checkDeviceOptions(kind, options);
   if (
     !Array.isArray(endpoints) ||
     !endpoints.every((endpoint) => typeof (endpoint as Partial<Endpoint> | null)?.networkDevice === 'function')
@@ -73,26 +71,99 @@ export function hypervisorDeviceConfig(
       'an array of the endpoints attach made (attachSandbox(...).endpoints, network.endpoints())',
     );
   }
-  const cloudHypervisorLimiter = options.vmmRateLimiter
-    ? cloudHypervisorRateLimiterConfig(options.vmmRateLimiter)
-    : undefined;
-  const cloudHypervisorOptions = {
-    ...(cloudHypervisorLimiter ? { rateLimiter: cloudHypervisorLimiter } : {}),
-    ...(options.iommu ? { iommu: true } : {}),
-  };
-  const vmmRateLimiter = options.vmmRateLimiter;
-  let nextFd = FIRST_PASSED_FD;
-  const passed = (path: string, count: number): OpenedFile[] =>
-    Array.from({ length: count }, () => ({ fd: nextFd++, path }));
+  const devices = new DeviceConfigBuilder(kind, options, field);
   return endpoints.map((endpoint): DeviceConfig => {
-    // nodes (issue 12): a physical NIC is a VFIO PCI function, not a tap.
-    if (endpoint instanceof PhysicalEndpoint) {
-      refusePhysicalEndpoints(kind, [endpoint.properties.link.name]);
-      return { endpoint: endpoint.name, config: qemuVfioArguments(endpoint.vfioDevice()) };
-    }
     // The launcher opens what it passes: fds this process may hold are not the VMM's.
-    const device: NetworkDevice = endpoint.networkDevice({ openedByLauncher: true });
-    const macvtapNode = endpoint.plumbing?.tapDevicePath;
+    if (endpoint instanceof PhysicalEndpoint) return devices.add(endpoint, undefined, undefined);
+    return devices.add(endpoint, endpoint.networkDevice({ openedByLauncher: true }), endpoint.plumbing?.tapDevicePath);
+  });
+}
+
+/**
+ * What hypervisorDeviceConfig would give for endpoints once attached, from their plans (attach's dry
+ * run): the same checks, so a plan is never printed for a configuration the attach would refuse.
+ * A tap's name is the plan's; a MAC the new tap chooses itself stands in as a placeholder.
+ */
+export function plannedDeviceConfig(
+  kind: HypervisorKind,
+  planned: ReadonlyArray<{ endpoint: Endpoint; plan: Plan | undefined }>,
+  queues: number,
+  options: HypervisorDeviceOptions = {},
+): DeviceConfig[] {
+  const field = checkDeviceOptions(kind, options);
+  const devices = new DeviceConfigBuilder(kind, options, field);
+  return planned.map(({ endpoint, plan }) => {
+    if (endpoint instanceof PhysicalEndpoint) return devices.add(endpoint, undefined, undefined);
+    const device: NetworkDevice = { ...endpoint.networkDevice({ openedByLauncher: true }), queues };
+    if (!device.guestMac) device.guestMac = plan?.guestHardwareAddress ?? PLACEHOLDER_MAC;
+    const macvtap = endpoint.type === 'macvtap' || plan?.device.role === 'macvtap';
+    const tapName = plan?.device.name ?? (endpoint.type === 'macvtap' ? endpoint.properties.link.name : undefined);
+    if (tapName !== undefined) device.tapName = tapName;
+    return devices.add(endpoint, device, macvtap ? `/dev/tap${endpoint.properties.link.index}` : undefined);
+  });
+}
+
+/** A locally administered unicast MAC, for a planned tap whose own MAC is known only once it is made. */
+const PLACEHOLDER_MAC = '02:00:00:00:00:01';
+
+function checkDeviceOptions(kind: HypervisorKind, options: HypervisorDeviceOptions): string {
+  options = optionsArgument(options, 'options', ['vmmRateLimiter', 'vhostNet', 'iommu', 'hypervisorField']);
+  booleanOption(options.vhostNet, 'options.vhostNet');
+  booleanOption(options.iommu, 'options.iommu');
+  const field =
+    stringOption(options.hypervisorField, 'options.hypervisorField', 'the name errors give the hypervisor kind') ??
+    'hypervisor';
+  if (!(HYPERVISORS as readonly string[]).includes(kind))
+    throw new InvalidInputError(field, kind, HYPERVISORS.join(', '));
+  return field;
+}
+
+/** One endpoint's configuration after another, descriptors numbered from 3 across all of them. */
+class DeviceConfigBuilder {
+  private nextFd = FIRST_PASSED_FD;
+  private readonly cloudHypervisorOptions: CloudHypervisorNetOptions;
+
+  constructor(
+    private readonly kind: HypervisorKind,
+    private readonly options: HypervisorDeviceOptions,
+    private readonly field: string,
+  ) {
+    const limiter = options.vmmRateLimiter ? cloudHypervisorRateLimiterConfig(options.vmmRateLimiter) : undefined;
+    this.cloudHypervisorOptions = {
+      ...(limiter ? { rateLimiter: limiter } : {}),
+      ...(options.iommu ? { iommu: true } : {}),
+    };
+  }
+
+  private readonly firecrackerIds = new Map<string, string>();
+
+  /** Kata's iface_id, the endpoint's name (firecrackerInterfaceId); two endpoints never share one. */
+  private firecrackerId(endpoint: Endpoint): string {
+    const id = firecrackerInterfaceId(endpoint.name);
+    const other = this.firecrackerIds.get(id);
+    if (other !== undefined) {
+      throw new ConfigurationConflictError(
+        `${other} and ${endpoint.name} would both be Firecracker's iface_id ${id} (it takes letters, digits and '_' only, so other characters become '_')`,
+        id,
+        `rename one of the two pod links (\`ip link set ${endpoint.properties.link.name} name <name>\` in the pod namespace) before attaching; nothing was changed`,
+      );
+    }
+    this.firecrackerIds.set(id, endpoint.name);
+    return id;
+  }
+
+  private passed(path: string, count: number): OpenedFile[] {
+    return Array.from({ length: count }, () => ({ fd: this.nextFd++, path }));
+  }
+
+  /** `device` is undefined for a physical NIC; `macvtapNode` is a macvtap's /dev/tapN. */
+  add(endpoint: Endpoint, device: NetworkDevice | undefined, macvtapNode: string | undefined): DeviceConfig {
+    const { kind, field, options } = this;
+    // nodes (issue 12): a physical NIC is a VFIO PCI function, not a tap.
+    if (endpoint instanceof PhysicalEndpoint || device === undefined) {
+      refusePhysicalEndpoints(kind, [endpoint.properties.link.name]);
+      return { endpoint: endpoint.name, config: qemuVfioArguments((endpoint as PhysicalEndpoint).vfioDevice()) };
+    }
     let fds: OpenedFile[] | undefined;
     if (macvtapNode !== undefined) {
       if (kind === 'firecracker') {
@@ -103,12 +174,13 @@ export function hypervisorDeviceConfig(
           field.startsWith('--') ? 'use --model tcfilter with Firecracker' : "use model 'tcfilter' with Firecracker",
         );
       }
-      const queues = passed(macvtapNode, device.queues);
-      const vhost = kind === 'qemu' && options.vhostNet ? passed('/dev/vhost-net', device.queues) : [];
+      const queues = this.passed(macvtapNode, device.queues);
+      const vhost = kind === 'qemu' && options.vhostNet ? this.passed('/dev/vhost-net', device.queues) : [];
       device.fds = queues.map((file) => file.fd);
       if (vhost.length > 0) device.vhostFds = vhost.map((file) => file.fd);
       fds = [...queues, ...vhost];
     }
+    const vmmRateLimiter = options.vmmRateLimiter;
     if (kind === 'firecracker' && (vmmRateLimiter?.rxBitsPerSecond || vmmRateLimiter?.txBitsPerSecond)) {
       device.rateLimit = {
         ...(vmmRateLimiter.rxBitsPerSecond ? { rxBitsPerSecond: vmmRateLimiter.rxBitsPerSecond } : {}),
@@ -119,8 +191,8 @@ export function hypervisorDeviceConfig(
       kind === 'qemu'
         ? qemuNetworkArguments(device, options.vhostNet ? { vhostNet: true } : {})
         : kind === 'clh'
-          ? ['--net', cloudHypervisorNetArgument(device, cloudHypervisorOptions)]
-          : firecrackerNetworkInterfaceRequest(device);
+          ? ['--net', cloudHypervisorNetArgument(device, this.cloudHypervisorOptions)]
+          : firecrackerNetworkInterfaceRequest(device, { ifaceId: this.firecrackerId(endpoint) });
     return { endpoint: endpoint.name, config, ...(fds ? { fds } : {}) };
-  });
+  }
 }

@@ -355,6 +355,8 @@ export class Network {
     for (const info of this.interfacesToAdd(snapshot, options)) {
       index = this.freeIndex(index, snapshot);
       const endpoint = this.newEndpoint(info, index++, options);
+      // As attach checks it (Endpoint.attach): a dry run never plans what attach would refuse.
+      endpoint.checkAttach(context);
       planned.push({ endpoint, plan: await endpoint.plan(context) });
     }
     return planned;

@@ -78,7 +78,7 @@ export class IncorrectLinkTypeError extends InvalidInputError {
     super(
       'interface.type',
       requested,
-      `"${actual}", the endpoint type of ${device} (a ${kind} link), or leave type out`,
+      `"${actual}"${actual === 'virtual' ? ' (or "veth")' : ''}, the endpoint type of ${device} (a ${kind} link), or leave type out`,
       `${device} is a ${kind} link, which becomes a "${actual}" endpoint${lookedFor ? `; ${lookedFor}` : ''}`,
     );
     this.message = `Incorrect link type ${actual} (${device} is a ${kind} link), expecting ${requested}: ${this.message}`;
@@ -93,7 +93,7 @@ function requestedTypeOf(type: string): EndpointType | undefined {
     throw new InvalidInputError(
       'interface.type',
       type,
-      ENDPOINT_TYPES.join(', '),
+      `${ENDPOINT_TYPES.join(', ')} (and veth, read as virtual)`,
       'or leave type out to use the kind of the device in the namespace',
     );
   }

@@ -485,6 +485,12 @@ export interface PlannedEndpoint {
 export interface PlanSandboxAttachOptions {
   stateDirectory?: string;
   agentSocket?: string;
+  /**
+   * attachSandbox's checkEndpoints for a plan: runs on the planned endpoints (not attached: no
+   * plumbing) with their plans (the CLI checks the VMM's device configuration with
+   * plannedDeviceConfig); when it throws, its error is the dry run's.
+   */
+  checkEndpoints?: (planned: ReadonlyArray<{ endpoint: Endpoint; plan: Plan | undefined }>) => void;
 }
 
 /**
@@ -497,7 +503,8 @@ export async function planSandboxAttach(
   hypervisor?: HypervisorRecord['kind'],
   options: PlanSandboxAttachOptions = {},
 ): Promise<PlannedEndpoint[]> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'agentSocket']);
+  options = optionsArgument(options, 'options', ['stateDirectory', 'agentSocket', 'checkEndpoints']);
+  functionOption(options.checkEndpoints, 'checkEndpoints');
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
   if (hypervisor !== undefined) checkHypervisorKind(hypervisor, 'hypervisor');
   config = validateNetworkConfig(config);
@@ -529,6 +536,7 @@ export async function planSandboxAttach(
       }
       throw namingTheOwner(error, identity, config.namespacePath, options.stateDirectory);
     });
+    options.checkEndpoints?.(planned);
     return planned.map(({ endpoint, plan }) => ({
       source: endpoint.properties.link.name,
       type: endpoint.type,

@@ -5,7 +5,13 @@ import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../../network/user-namespace.js';
 import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
-import { type DeviceConfig, hypervisorDeviceConfig, shellRedirections } from '../hypervisor-config.js';
+import {
+  type DeviceConfig,
+  type HypervisorDeviceOptions,
+  hypervisorDeviceConfig,
+  plannedDeviceConfig,
+  shellRedirections,
+} from '../hypervisor-config.js';
 import { logger } from '../observability/logger.js';
 import {
   collect,
@@ -128,11 +134,21 @@ export function registerAttach(program: Command): void {
             `give both ${controlFlag} and --agent, or neither when no VM runs yet`,
           );
         }
+        const deviceOptions = (vhostNet: boolean): HypervisorDeviceOptions => ({
+          ...(config.vmmRateLimiter ? { vmmRateLimiter: config.vmmRateLimiter } : {}),
+          vhostNet,
+          ...(config.nicIommu ? { iommu: true } : {}),
+          hypervisorField: '--hypervisor',
+        });
         if (options.dryRun) {
           const planned = await inFlagTerms(() =>
             planSandboxAttach(config, options.sandbox, hypervisor, {
               stateDirectory: stateDirectory(options.stateDir),
               ...(options.agent !== undefined ? { agentSocket: options.agent } : {}),
+              // The attach's own check of the VMM's device configuration (checkEndpoints below).
+              checkEndpoints: (endpoints) => {
+                plannedDeviceConfig(hypervisor, endpoints, config.queues, deviceOptions(false));
+              },
             }),
           );
           if (options.json) {
@@ -163,12 +179,7 @@ export function registerAttach(program: Command): void {
             ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
             // A configuration the hypervisor cannot take undoes the attach: the VM could not use it.
             checkEndpoints: (endpoints) => {
-              devices = hypervisorDeviceConfig(hypervisor, endpoints, {
-                ...(config.vmmRateLimiter ? { vmmRateLimiter: config.vmmRateLimiter } : {}),
-                vhostNet: vhost?.available ?? false,
-                ...(config.nicIommu ? { iommu: true } : {}),
-                hypervisorField: '--hypervisor',
-              });
+              devices = hypervisorDeviceConfig(hypervisor, endpoints, deviceOptions(vhost?.available ?? false));
             },
           }),
         );

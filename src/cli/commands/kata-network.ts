@@ -14,7 +14,7 @@ import { stateDirectory } from '../../network/state/store.js';
 import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
 import type { KataNetworkOptions, ListOptions } from '../../sandbox/sandbox-interfaces.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
-import { print, printJson, routeDestination, table, writeStderr } from '../output.js';
+import { print, routeDestination, table, writeStderr } from '../output.js';
 import { readSource } from '../read-source.js';
 import { bindRecordNamespace } from './record-namespace.js';
 
@@ -197,7 +197,8 @@ function registerListCommand<Entry>(program: Command, list: ListCommand<Entry>):
           live: options.live === true,
           onAgentUnreachable: noteRecordedView,
         });
-        if (options.json) return printJson(entries);
+        // Kata's kata-network prints each result as one JSON line.
+        if (options.json) return printJsonLine(entries);
         print(
           table(
             list.columns.map(([header]) => header),

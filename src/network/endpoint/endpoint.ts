@@ -167,6 +167,13 @@ export abstract class Endpoint {
     return prepared?.intent;
   }
 
+  /**
+   * Refuses settings this endpoint cannot take (a rate limit on a vhost-user or physical NIC) before
+   * anything is made. attach() runs it, and so does the dry run (Network.planEndpoints): a plan is
+   * never printed for an endpoint attach would refuse.
+   */
+  checkAttach(_context: PlumbingContext): void {}
+
   /** Builds the host plumbing for this endpoint (buildByPlan, or the device as it is). */
   protected abstract build(context: PlumbingContext): Promise<AttachedPlumbing>;
 
@@ -188,6 +195,7 @@ export abstract class Endpoint {
       },
     };
     try {
+      this.checkAttach(journaled);
       this.plumbing = await this.build(journaled);
     } catch (error) {
       if (error instanceof RollbackIncompleteError) {

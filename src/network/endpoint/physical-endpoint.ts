@@ -94,8 +94,11 @@ export class PhysicalEndpoint extends Endpoint {
    * Kata's order: the VF's MAC through its PF first (best effort: the guest driver reads it at probe,
    * and a PF that refuses leaves the VF's own), then the function moves to vfio-pci.
    */
-  protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
+  override checkAttach(context: PlumbingContext): void {
     refuseRateLimit(context, 'physical', this.properties.link.name);
+  }
+
+  protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
     const mac = this.properties.link.address ?? '';
     const owner = virtualFunctionOwner(this.device.address, this.roots);
     if (owner && mac) {

@@ -18,8 +18,11 @@ export class VhostUserEndpoint extends Endpoint {
     super(index, properties, undefined);
   }
 
-  protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
+  override checkAttach(context: PlumbingContext): void {
     refuseRateLimit(context, 'vhost-user', this.properties.link.name);
+  }
+
+  protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {
     return existingDevicePlumbing(context, { guestHardwareAddress: this.properties.link.address ?? '' });
   }
 

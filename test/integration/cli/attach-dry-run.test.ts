@@ -5,11 +5,12 @@
  * changes nothing.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { RATE_LIMITED_KATA_CONFIG, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { dryRunCases } from '../../helpers/dry-run-cases.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -160,6 +161,47 @@ describe('vcnet attach --dry-run', () => {
       });
     }
     expect(readdirSync(stateDirectory()).filter((name) => name !== '.locks')).toEqual([]);
+  });
+
+  it("refuses what attach refuses for a vhost-user endpoint: rate limits, and the VMM's device checks", async () => {
+    const { pod } = makePod();
+    const store = mkdtempSync(join(tmpdir(), 'vcnet-vhost-user-'));
+    mkdirSync(join(store, 'vhostuser_10.200.0.2'));
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(join(store, 'vhostuser_10.200.0.2', 'vhu.sock'), resolve));
+    try {
+      const qemuLimits = join(store, 'qemu.toml');
+      writeFileSync(qemuLimits, RATE_LIMITED_KATA_CONFIG);
+      const clhLimiter = join(store, 'clh.toml');
+      writeFileSync(clhLimiter, '[hypervisor.clh]\nnet_rate_limiter_bw_max_rate = 50000000\n');
+      const before = fingerprint(pod);
+      const cases: Array<{ flags: string[]; error: string }> = [
+        // Kata refuses it too: a vhost-user NIC has no host link tc could shape.
+        {
+          flags: ['--config', qemuLimits],
+          error: 'invalid rx_rate_limiter_max_rate: 100000000 (accepted: 0 (no limit)',
+        },
+        { flags: ['--hypervisor', 'firecracker'], error: 'Firecracker cannot use vhostUserSocket=' },
+        { flags: ['--config', clhLimiter], error: 'Cloud Hypervisor cannot use rateLimiter=' },
+      ];
+      for (const { flags, error } of cases) {
+        const common = ['attach', '--sandbox', 'vu', '--netns', pod.path, '--vhost-user-store', store];
+        const real = vcnet([...common, ...flags, '--state-dir', stateDirectory()]);
+        const dry = vcnet([...common, ...flags, '--state-dir', stateDirectory(), '--dry-run']);
+        expect(real.stderr, JSON.stringify(flags)).toContain(error);
+        expect({ flags, status: dry.status, stdout: dry.stdout, error: dry.stderr.includes(error) }).toEqual({
+          flags,
+          status: real.status,
+          stdout: '',
+          error: true,
+        });
+      }
+      expect(fingerprint(pod)).toEqual(before);
+      expect(readdirSync(stateDirectory()).filter((name) => name !== '.locks')).toEqual([]);
+    } finally {
+      server.close();
+      rmSync(store, { recursive: true, force: true });
+    }
   });
 
   it('refuses a taken sandbox id as attach does, before planning (VCNET_SANDBOX_EXISTS)', () => {

@@ -50,6 +50,8 @@ describe('kata-network commands without a VM', () => {
     expect(pod.exec('ip', ['link', 'show'])).toContain('tap1_kata');
 
     const listed = vcnet(['list-ifaces', 'k1', '--state-dir', stateDirectory(), '--json']);
+    // As Kata prints it, and add-iface here: one JSON line.
+    expect(listed.stdout.trimEnd().split('\n')).toHaveLength(1);
     expect(JSON.parse(listed.stdout).map((entry: { name: string }) => entry.name)).toEqual(['eth0', 'net7']);
     const interfaceTable = vcnet(['list-ifaces', 'k1', '--state-dir', stateDirectory()]).stdout.split('\n');
     expect(interfaceTable[0]?.split(/\s+/)).toEqual(['NAME', 'DEVICE', 'TYPE', 'MAC', 'MTU', 'ADDRESSES', 'PCI']);
@@ -77,7 +79,9 @@ describe('kata-network commands without a VM', () => {
     ];
     const updated = withInput(['update-routes', 'k1', '--state-dir', stateDirectory()], routes);
     expect(updated.status).toBe(0);
-    expect(JSON.parse(vcnet(['list-routes', 'k1', '--state-dir', stateDirectory(), '--json']).stdout)).toEqual([
+    const listedRoutes = vcnet(['list-routes', 'k1', '--state-dir', stateDirectory(), '--json']).stdout;
+    expect(listedRoutes.trimEnd().split('\n')).toHaveLength(1);
+    expect(JSON.parse(listedRoutes)).toEqual([
       expect.objectContaining({ dest: '10.99.0.0/16', gateway: '10.77.0.1', device: 'net7', mtu: 1300 }),
     ]);
     const routeTable = vcnet(['list-routes', 'k1', '--state-dir', stateDirectory()]).stdout.trimEnd().split('\n');

@@ -30,6 +30,37 @@ describe('attach for Cloud Hypervisor and Firecracker', () => {
   });
 });
 
+describe("Firecracker's iface_id", () => {
+  it("is Kata's, the endpoint name: '.' and '-' become '_', and two links that would share one are refused", () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['link', 'add', 'a-1', 'type', 'veth', 'peer', 'name', 'a-1p']);
+    pod.exec('ip', ['addr', 'add', '10.91.0.2/24', 'dev', 'a-1']);
+    const attached = attach(pod.path, '--hypervisor', 'firecracker', '--json');
+    expect(attached.status, attached.stderr).toBe(0);
+    const ids = JSON.parse(attached.stdout).hypervisor.devices.map(
+      (device: { config: { path: string; body: { iface_id: string } } }) => [
+        device.config.path,
+        device.config.body.iface_id,
+      ],
+    );
+    expect(ids.sort()).toEqual([
+      ['/network-interfaces/a_1', 'a_1'],
+      ['/network-interfaces/eth0', 'eth0'],
+    ]);
+    expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
+    pod.exec('ip', ['link', 'add', 'a_1', 'type', 'veth', 'peer', 'name', 'a_1p']);
+    pod.exec('ip', ['addr', 'add', '10.92.0.2/24', 'dev', 'a_1']);
+    for (const dryRun of [[], ['--dry-run']]) {
+      const refused = attach(pod.path, '--hypervisor', 'firecracker', ...dryRun);
+      expect(refused.status, refused.stderr).toBe(2);
+      expect(refused.stderr).toMatch(
+        /a_1 and a-1 would both be Firecracker's iface_id a_1|a-1 and a_1 would both be Firecracker's iface_id a_1/,
+      );
+    }
+    expect(existsSync(join(stateDirectory(), 'v1'))).toBe(false);
+  });
+});
+
 describe('--hypervisor names', () => {
   it('takes cloud-hypervisor, the binary name, as clh', () => {
     const { pod } = makePod();

@@ -49,6 +49,9 @@ describe("the VMM's own rate limiters", () => {
       const output = JSON.parse(attached.stdout);
       expect(output.endpoints[0].queues).toBe(1);
       const request = output.hypervisor.devices[0].config;
+      // Kata's iface_id: the endpoint name, which Firecracker's runtime PATCH keys on too.
+      expect(request.path).toBe('/network-interfaces/eth0');
+      expect(request.body.iface_id).toBe('eth0');
       const validate = validatorFor(firecrackerSchemas, 'NetworkInterface').closed;
       expect(validate(request.body), errorsOf(validate)).toBe(true);
       expect(request.body.rx_rate_limiter).toEqual({ bandwidth: { size: 1_304_576, refill_time: 1000 } });

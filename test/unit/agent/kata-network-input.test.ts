@@ -250,6 +250,9 @@ describe('add-iface request', () => {
     expect((error as Error).message).toMatch(
       /^Incorrect link type virtual \(eth7 is a veth link\), expecting physical/,
     );
+    // What the request may say instead: "veth" is taken for "virtual", and the message names it.
+    expect((error as Error).message).toContain('(accepted: "virtual" (or "veth"), the endpoint type of eth7');
+    expect(() => resolve({ name: 'eth7', type: 'vett' })).toThrow(/accepted: .*\(and veth, read as virtual\)/);
     expect(fieldOf(() => resolve({ name: 'eth7', type: 'macvtap' }))).toMatch(/^interface\.type: .*expecting macvtap/);
     expect(fieldOf(() => resolve({ name: 'mv0', type: 'veth' }))).toMatch(/macvlan link/);
     expect(resolve({ name: 'mv0', type: 'macvlan' }).requestedType).toBe('macvlan');

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { NetworkDevice } from '../../../src/hypervisor/device.js';
 import { UnsupportedByHypervisorError } from '../../../src/hypervisor/errors.js';
 import {
+  firecrackerInterfaceId,
   firecrackerNetworkInterface,
   firecrackerNetworkInterfaceRequest,
 } from '../../../src/hypervisor/firecracker.js';
@@ -27,6 +28,24 @@ describe('Firecracker PUT /network-interfaces/{iface_id}', () => {
       body: { iface_id: 'eth0', host_dev_name: 'tap0_kata', guest_mac: '02:42:ac:11:00:02' },
     });
     expectValid(request.body);
+  });
+
+  it("takes Kata's iface_id (the endpoint name) as the path and body id, and refuses one Firecracker would", () => {
+    const request = firecrackerNetworkInterfaceRequest({ ...device, id: 'net0' }, { ifaceId: 'eth0' });
+    expect(request.path).toBe('/network-interfaces/eth0');
+    expect(request.body.iface_id).toBe('eth0');
+    expectValid(request.body);
+    // Firecracker's API server (checked_id) takes letters, digits and '_' only.
+    expect(firecrackerInterfaceId('eth0')).toBe('eth0');
+    expect(firecrackerInterfaceId('eth0.100')).toBe('eth0_100');
+    expect(firecrackerInterfaceId('net-a@b')).toBe('net_a_b');
+    for (const [given, options] of [
+      [{ ...device, id: 'net-0' }, {}],
+      [device, { ifaceId: 'eth0.100' }],
+      [device, { ifaceId: '' }],
+    ] as Array<[NetworkDevice, { ifaceId?: string }]>) {
+      expect(() => firecrackerNetworkInterface(given, options)).toThrow(/what Firecracker's API takes as an iface_id/);
+    }
   });
 
   it('rx and tx limits become separate Kata-style bandwidth buckets', () => {
