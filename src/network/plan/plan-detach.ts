@@ -431,6 +431,11 @@ export function planDetach(
     keptFilters?: ReadonlyMap<string, string>;
     /** Qdiscs vcnet recorded on pod links that are not there now (foreign-filters.ts qdiscKey): already gone, with their filters. */
     absentQdiscs?: ReadonlySet<string>;
+    /**
+     * vcnet's filter records whose qdisc is there without them at the recorded priority and protocol
+     * (foreign-filters.ts filterKey): already gone.
+     */
+    absentFilters?: ReadonlySet<string>;
     /** The time of the scan (ms since the epoch): a removed route with a lifetime gets what is left of it. */
     now?: number;
     /** The routes now, of every table: a recorded route goes back only where its place is free. */
@@ -528,10 +533,13 @@ export function planDetach(
     ) {
       alreadyGone.push(record);
     } else if (
-      // A qdisc the link does not have (an attach cut short never made it), and the filters in it:
-      // classified here, so the dry run says what detach does rather than the kernel's refusal.
+      // A qdisc the link does not have (an attach cut short never made it), and the filters in it, or
+      // a filter a qdisc that is there does not hold (deleted by hand): classified here, so detach,
+      // its dry run and gc's say the same, rather than a deletion the kernel would answer "gone".
       (record.step === 'add-qdisc' && snapshot.absentQdiscs?.has(qdiscKey(record.link, record.handle))) ||
-      (record.step === 'add-filter' && snapshot.absentQdiscs?.has(qdiscKey(record.link, record.parent)))
+      (record.step === 'add-filter' &&
+        (snapshot.absentQdiscs?.has(qdiscKey(record.link, record.parent)) ||
+          snapshot.absentFilters?.has(filterKey(record.link, record.parent, record.priority))))
     ) {
       alreadyGone.push(record);
     } else if (record.step === 'add-qdisc') {
