@@ -909,6 +909,8 @@ export async function planUndo(
   const routes = records.some((record) => record.step === 'remove-routes')
     ? await handle.routes({ table: 'all' })
     : undefined;
+  // A recorded address goes back only where it is not there already.
+  const addresses = records.some((record) => record.step === 'remove-addresses') ? await handle.addresses() : undefined;
   // A link journaled ahead and absent now: made and gone, or never made? Its pod-link steps tell.
   const absent = unconfirmedLinksAbsent(records, links);
   const batchesInPlace =
@@ -916,6 +918,7 @@ export async function planUndo(
   return planDetach(records, {
     links,
     ...(routes ? { routes } : {}),
+    ...(addresses ? { addresses } : {}),
     ...(batchesInPlace ? { batchesInPlace } : {}),
     keptQdiscs: others.kept,
     qdiscsDeletedWith: others.deletedWith,
