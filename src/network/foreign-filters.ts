@@ -33,6 +33,13 @@ export interface OthersInQdiscs {
    * with the filters recorded in them: nothing is sent for them, by detach or in its dry run alike.
    */
   absent: Set<string>;
+  /**
+   * vcnet's filter records on pod links whose qdisc is there (its own, or one the link had before
+   * attach) but that hold no filter at the recorded priority and protocol now (filterKey): deleted by
+   * hand since, or never made by an attach cut short. Already gone: nothing is sent for them, by
+   * detach, its dry run or gc alike. A filter dump that fails proves nothing: the filter stays planned.
+   */
+  absentFilters: Set<string>;
 }
 
 /**
@@ -149,7 +156,13 @@ export async function othersInQdiscs(
 ): Promise<OthersInQdiscs> {
   // A qdisc on a link vcnet created goes with that link, whoever's filters are in it.
   const deletedLinks = createdLinkNames(steps);
-  const result: OthersInQdiscs = { kept: new Map(), deletedWith: new Map(), keptFilters: new Map(), absent: new Set() };
+  const result: OthersInQdiscs = {
+    kept: new Map(),
+    deletedWith: new Map(),
+    keptFilters: new Map(),
+    absent: new Set(),
+    absentFilters: new Set(),
+  };
   // Records of older builds do not say where their filter redirects: to a link the records made.
   const madeIndexes = new Set(
     steps.flatMap((step) => {
@@ -178,7 +191,8 @@ export async function othersInQdiscs(
       (other): other is Extract<PlumbingStep, { step: 'add-filter' }> =>
         other.step === 'add-filter' && other.link === step.link && other.parent >>> 16 === step.handle >>> 16,
     );
-    const present = await handle.filters(link.index, step.handle).catch(() => []);
+    const dumped = await handle.filters(link.index, step.handle).catch(() => undefined);
+    const present = dumped ?? [];
     const ours = new Set<number>();
     for (const record of records) {
       const atPriority = present.filter((filter) => filter.priority === record.priority);
@@ -188,6 +202,9 @@ export async function othersInQdiscs(
       if (targetIndex === undefined || !resolve('', targetIndex)) targets.add(0);
       const strangers = atPriority.filter((filter) => !isVcnetRedirect(filter, record.kind, targets));
       if (strangers.length === 0) {
+        // Nothing there at its priority and protocol: deleted since, or never made. Already gone.
+        if (dumped && !atPriority.some((filter) => filter.protocol === record.protocol))
+          result.absentFilters.add(filterKey(record.link, record.parent, record.priority));
         ours.add(record.priority);
         continue;
       }
@@ -203,5 +220,39 @@ export async function othersInQdiscs(
       result.kept.set(key, `it holds another tool's filter${several ? 's' : ''} (prio ${priorities(theirs)})`);
     }
   }
+  await absentFiltersInOthersQdiscs(handle, steps, resolve, deletedLinks, result.absentFilters);
   return result;
+}
+
+/**
+ * vcnet's filters in an ingress (or clsact) qdisc a pod link had before attach (no add-qdisc record
+ * of vcnet's holds them) that the qdisc no longer has at the recorded priority and protocol: already
+ * gone (OthersInQdiscs.absentFilters). A dump that fails (the qdisc gone too, say) proves nothing.
+ */
+async function absentFiltersInOthersQdiscs(
+  handle: Pick<NetlinkHandle, 'filters'>,
+  steps: readonly PlumbingStep[],
+  resolve: (name: string, index?: number) => Link | undefined,
+  deletedLinks: ReadonlySet<string>,
+  absent: Set<string>,
+): Promise<void> {
+  const recordedQdiscs = new Set(
+    steps.flatMap((step) => (step.step === 'add-qdisc' ? [qdiscKey(step.link, step.handle)] : [])),
+  );
+  const dumps = new Map<string, Promise<Filter[] | undefined>>();
+  for (const step of steps) {
+    if (step.step !== 'add-filter' || deletedLinks.has(step.link)) continue;
+    if (recordedQdiscs.has(qdiscKey(step.link, step.parent))) continue;
+    const link = resolve(step.link, step.index);
+    if (!link) continue;
+    const dumpKey = `${link.index}/${step.parent}`;
+    let dump = dumps.get(dumpKey);
+    if (!dump) {
+      dump = handle.filters(link.index, step.parent).catch(() => undefined);
+      dumps.set(dumpKey, dump);
+    }
+    const filters = await dump;
+    if (filters && !filters.some((filter) => filter.priority === step.priority && filter.protocol === step.protocol))
+      absent.add(filterKey(step.link, step.parent, step.priority));
+  }
 }

@@ -71,7 +71,7 @@ import { testSeam } from '../test-seams.js';
 import { isVcnetHtb } from './foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
-import { describeRecords } from './plan/apply.js';
+import { describeRecords, recordsShownBy } from './plan/apply.js';
 import { VCNET_LINK_KINDS } from './plan/plan-attach.js';
 import { type PlumbingStep, VCNET_LINK_GROUP } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
@@ -1483,9 +1483,9 @@ async function finishUnfinished(
             });
           }
           if (report.dryRun) {
-            // What the send would change, not every step: a qdisc or filter journaled ahead and
-            // never made would be answered gone, and the real run says nothing of it either.
-            const wouldUndo = new Set(await network.recordsUndoneBy(plan));
+            // The plan's own steps, as the real run reports what they undid: what is already gone (a
+            // qdisc or filter journaled ahead and never made, one deleted by hand) the plan left out.
+            const wouldUndo = new Set(plan.steps.flatMap(recordsShownBy));
             report.removed.push(...unfinished.map((endpoint) => describe(endpoint, wouldUndo)));
             return;
           }

@@ -35,7 +35,7 @@ import { freeDeviceIndex } from './interface-pair.js';
 import { checkNotVcnetDevice, isVcnetDevice } from './link-name.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
-import { describeRecords, planUndo, recordsShownBy, stepsThatWouldChange } from './plan/apply.js';
+import { describeRecords, planUndo } from './plan/apply.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
@@ -469,14 +469,6 @@ export class Network {
   }
 
   /** What removeEndpoints would send for these endpoints (all by default), against the namespace now; nothing is changed. */
-  /**
-   * The records `plan`'s send would undo now, leaving out the deletions the kernel would answer
-   * "gone" (apply.ts stepsThatWouldChange): what a dry run says would be removed.
-   */
-  async recordsUndoneBy(plan: DetachPlan): Promise<PlumbingStep[]> {
-    return (await stepsThatWouldChange(this.handle, plan.steps)).flatMap(recordsShownBy);
-  }
-
   planRemoveEndpoints(endpoints: readonly Endpoint[] = [...this.list]): Promise<DetachPlan> {
     return planUndo(
       this.handle,

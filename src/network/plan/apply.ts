@@ -938,55 +938,11 @@ async function noticeRoutesTakenMeanwhile(handle: NetlinkHandle, steps: readonly
 }
 
 /**
- * The steps of a detach plan whose send would change something: a qdisc or filter deletion whose
- * object is not there now would be answered "gone" (alreadyDone: the real run counts it already
- * gone and says nothing of it), so a dry run leaves it out as well. The plan only knows links are
- * there (an attach killed before its batch ran journaled its qdisc and filter ahead, unmade). A step
- * whose link's tc objects cannot be listed is kept: the send would tell. Reads only.
- */
-export async function stepsThatWouldChange(handle: NetlinkHandle, steps: readonly DetachStep[]): Promise<DetachStep[]> {
-  const listed = new Map<
-    string,
-    Promise<Array<{ handle: number; parent: number; priority?: number; protocol?: number }> | undefined>
-  >();
-  const listOnce = (
-    key: string,
-    list: () => Promise<Array<{ handle: number; parent: number; priority?: number; protocol?: number }>>,
-  ) => {
-    let found = listed.get(key);
-    if (!found) {
-      found = list().catch(() => undefined);
-      listed.set(key, found);
-    }
-    return found;
-  };
-  const kept: DetachStep[] = [];
-  for (const step of steps) {
-    const { change } = step;
-    const index = 'link' in change ? change.link.index : undefined;
-    if (index === undefined || (change.op !== 'delete-qdisc' && change.op !== 'delete-filter')) {
-      kept.push(step);
-      continue;
-    }
-    if (change.op === 'delete-qdisc') {
-      const qdiscs = await listOnce(`q${index}`, () => handle.qdiscs(index));
-      if (!qdiscs || qdiscs.some((qdisc) => qdisc.handle === change.handle && qdisc.parent === change.parent))
-        kept.push(step);
-      continue;
-    }
-    const filters = await listOnce(`f${index}:${change.parent}`, () => handle.filters(index, change.parent));
-    if (
-      !filters ||
-      filters.some((filter) => filter.priority === change.priority && filter.protocol === change.protocol)
-    )
-      kept.push(step);
-  }
-  return kept;
-}
-
-/**
- * The plan that undoes records, against the namespace as it is now (its links, and the filters on
- * ingress qdiscs vcnet made): what detach sends, and what `vcnet detach --dry-run` prints. Reads only.
+ * The plan that undoes records, against the namespace as it is now (its links, and the qdiscs and
+ * filters vcnet recorded on pod links): what detach sends, what `vcnet detach --dry-run` prints, and what
+ * `vcnet gc --dry-run` says an unfinished attach's undo would remove (recordsShownBy of its steps).
+ * What is already gone is classified here, the one place: no step is planned that the kernel would
+ * answer "gone". Reads only.
  */
 export async function planUndo(
   handle: NetlinkHandle,
@@ -1002,6 +958,8 @@ export async function planUndo(
   const routes = records.some((record) => record.step === 'remove-routes')
     ? await handle.routes({ table: 'all' })
     : undefined;
+  // A recorded address goes back only where it is not there already.
+  const addresses = records.some((record) => record.step === 'remove-addresses') ? await handle.addresses() : undefined;
   // A link journaled ahead and absent now: made and gone, or never made? Its pod-link steps tell.
   const absent = unconfirmedLinksAbsent(records, links);
   const batchesInPlace =
@@ -1009,11 +967,13 @@ export async function planUndo(
   return planDetach(records, {
     links,
     ...(routes ? { routes } : {}),
+    ...(addresses ? { addresses } : {}),
     ...(batchesInPlace ? { batchesInPlace } : {}),
     keptQdiscs: others.kept,
     qdiscsDeletedWith: others.deletedWith,
     keptFilters: others.keptFilters,
     absentQdiscs: others.absent,
+    absentFilters: others.absentFilters,
     now: Date.now(),
   });
 }

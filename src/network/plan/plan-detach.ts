@@ -5,7 +5,9 @@
  * exactly them (one RCU grace period instead of one per link). Every change lists the records it
  * settles, so whatever the kernel refuses can be kept in the record, and nothing else.
  */
+import type { Address } from '../../netlink/codec/address.js';
 import { AddressFlag } from '../../netlink/codec/address.js';
+import { familyOf, ipToBytes } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
@@ -199,6 +201,29 @@ function usableAtOnce(change: Change, record: PlumbingStep): { change: Change; a
     });
   }
   return { change: added, after };
+}
+
+/**
+ * Whether the address an undo would put back is on its link now, as the kernel tells addresses apart
+ * (an add of it is answered EEXIST): an IPv6 address by itself, an IPv4 one with its prefix length
+ * and peer. An attach killed before its batch removed the address never took it away; the kernel
+ * makes a link-local one again as IPv6 comes back on; or someone put it back.
+ */
+function addressThere(change: Extract<Change, { op: 'add-address' }>, addresses: readonly Address[]): boolean {
+  const index = change.link.index;
+  if (index === undefined) return false;
+  const { address, prefixLength, peer } = change.address;
+  const family = familyOf(address);
+  const bytes = ipToBytes(address).toString('hex');
+  const peerBytes = (text: string | undefined) => (text === undefined ? undefined : ipToBytes(text).toString('hex'));
+  return addresses.some(
+    (there) =>
+      there.index === index &&
+      there.family === family &&
+      ipToBytes(there.address).toString('hex') === bytes &&
+      (family === AddressFamily.INET6 ||
+        (there.prefixLength === prefixLength && peerBytes(there.peer ?? there.address) === peerBytes(peer ?? address))),
+  );
 }
 
 /** A handle no one else uses for the moment a root qdisc exists only to be deleted. */
@@ -431,10 +456,17 @@ export function planDetach(
     keptFilters?: ReadonlyMap<string, string>;
     /** Qdiscs vcnet recorded on pod links that are not there now (foreign-filters.ts qdiscKey): already gone, with their filters. */
     absentQdiscs?: ReadonlySet<string>;
+    /**
+     * vcnet's filter records whose qdisc is there without them at the recorded priority and protocol
+     * (foreign-filters.ts filterKey): already gone.
+     */
+    absentFilters?: ReadonlySet<string>;
     /** The time of the scan (ms since the epoch): a removed route with a lifetime gets what is left of it. */
     now?: number;
     /** The routes now, of every table: a recorded route goes back only where its place is free. */
     routes?: readonly Route[];
+    /** The addresses now: a recorded address already on its link is not put back (addressThere). */
+    addresses?: readonly Address[];
     /**
      * The links recorded `unconfirmed` and absent whose pod-link steps show their effect
      * (batch-evidence.ts podBatchesInPlace): made, and gone since; their steps are undone as usual.
@@ -528,10 +560,13 @@ export function planDetach(
     ) {
       alreadyGone.push(record);
     } else if (
-      // A qdisc the link does not have (an attach cut short never made it), and the filters in it:
-      // classified here, so the dry run says what detach does rather than the kernel's refusal.
+      // A qdisc the link does not have (an attach cut short never made it), and the filters in it, or
+      // a filter a qdisc that is there does not hold (deleted by hand): classified here, so detach,
+      // its dry run and gc's say the same, rather than a deletion the kernel would answer "gone".
       (record.step === 'add-qdisc' && snapshot.absentQdiscs?.has(qdiscKey(record.link, record.handle))) ||
-      (record.step === 'add-filter' && snapshot.absentQdiscs?.has(qdiscKey(record.link, record.parent)))
+      (record.step === 'add-filter' &&
+        (snapshot.absentQdiscs?.has(qdiscKey(record.link, record.parent)) ||
+          snapshot.absentFilters?.has(filterKey(record.link, record.parent, record.priority))))
     ) {
       alreadyGone.push(record);
     } else if (record.step === 'add-qdisc') {
@@ -566,12 +601,23 @@ export function planDetach(
     } else {
       const changes = undoChangesOf(record, refOf, snapshot.now).map((change) => relabelled(change, record.link));
       // e.g. a route whose other next-hop link is gone, or whose lifetime has passed
-      if (changes.length === 0) alreadyGone.push(record);
+      let sent = 0;
       for (const change of changes) {
         const settled = usableAtOnce(change, record);
-        steps.push({ change: settled.change, settles: [record] });
-        for (const after of settled.after) finalSteps.push({ change: after, settles: [record] });
+        // An address on its link already is not added (the kernel would answer EEXIST), so detach and
+        // its dry run count it alike; it still takes its recorded flags (`ip address change`, which
+        // the kernel accepts), and loses the prefix route that change makes where the pod had none.
+        const there = change.op === 'add-address' && addressThere(change, snapshot.addresses ?? []);
+        const after = there
+          ? settled.after.some((step) => step.op === 'change-address')
+            ? settled.after
+            : []
+          : settled.after;
+        if (!there) steps.push({ change: settled.change, settles: [record] });
+        for (const step of after) finalSteps.push({ change: step, settles: [record] });
+        sent += (there ? 0 : 1) + after.length;
       }
+      if (sent === 0) alreadyGone.push(record);
     }
   }
   steps.splice(0, steps.length, ...placedRoutes(steps, snapshot.links, snapshot.routes ?? [], alreadyGone, notices));

@@ -133,6 +133,34 @@ describe('vcnet detach --dry-run', () => {
     expect(fingerprint(pod)).toEqual(before);
   });
 
+  it('macvtap killed at every step: the dry run counts the changes and what is already gone as detach then does', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const args = ['--sandbox', 'mv', '--state-dir', stateDirectory()];
+    let killed = 0;
+    for (let position = 0; ; position++) {
+      // Killed -9 paused before step `position`; past the macvtap, eth0 still has its addresses until its batch ran.
+      if (!(await killAtStep(['attach', ...args, '--netns', pod.path, '--model', 'macvtap'], position))) {
+        expect(vcnet(['detach', ...args]).status).toBe(0);
+        break;
+      }
+      killed++;
+      const dry = vcnet(['detach', '--dry-run', ...args]);
+      expect(dry.status, dry.stderr).toBe(0);
+      const planned = Number(/^# (\d+) change\(s\)$/m.exec(dry.stdout)?.[1]);
+      const json = JSON.parse(vcnet(['detach', '--dry-run', '--json', ...args]).stdout);
+      const detach = vcnet(['detach', ...args, '--json']);
+      expect(detach.status, detach.stderr).toBe(0);
+      expect(JSON.parse(detach.stdout), `killed at step ${position}:\n${dry.stdout}`).toMatchObject({
+        undone: planned,
+        alreadyGone: json.alreadyGone,
+        kept: json.kept,
+      });
+      expect(fingerprint(pod), `killed at step ${position}`).toEqual(before);
+    }
+    expect(killed).toBeGreaterThan(5);
+  }, 600_000);
+
   it('classifies what an attach killed after its first step never made as detach does: already gone, not a change', async () => {
     const { pod } = makePod();
     const before = fingerprint(pod);

@@ -873,6 +873,41 @@ describe('planDetach', () => {
     expect(same.notices).toEqual([]);
   });
 
+  it('puts back no address that is on its link already (a macvtap attach killed before it took them away)', () => {
+    // eth0 with every address it had: the kernel would answer each add EEXIST.
+    const plan = planDetach(macvtapRecords(), { links: detachedLinks(), addresses: snapshot().addresses });
+    const commands = plan.steps.map((step) => commandOf(step.change));
+    // Not added again; the IPv6 ones still take their recorded flags (`ip address change`, accepted).
+    expect(commands.filter((command) => command.startsWith('ip address'))).toEqual([
+      'ip address change fe80::1/64 scope 253 dev eth0',
+      'ip address change fd00::2/64 scope 0 dev eth0',
+    ]);
+    expect(plan.alreadyGone.filter((record) => record.step === 'remove-addresses')).toHaveLength(1);
+    // Only the one that is missing is added (nodad first, its flags after).
+    const partly = planDetach(macvtapRecords(), {
+      links: detachedLinks(),
+      addresses: snapshot().addresses.filter((entry) => entry.address !== 'fd00::2'),
+    });
+    expect(
+      partly.steps.map((step) => commandOf(step.change)).filter((command) => command.startsWith('ip address')),
+    ).toEqual([
+      'ip address add fd00::2/64 scope 0 nodad dev eth0',
+      'ip address change fe80::1/64 scope 253 dev eth0',
+      'ip address change fd00::2/64 scope 0 dev eth0',
+    ]);
+    // The same IPv4 address with another prefix length, or on another link, is another address.
+    const elsewhere = planDetach(macvtapRecords(), {
+      links: detachedLinks(),
+      addresses: [address('10.88.0.2', 24), address('fd00::2', 64, { index: 5 })],
+    });
+    expect(elsewhere.steps.map((step) => commandOf(step.change))).toEqual(
+      expect.arrayContaining([
+        'ip address add 10.88.0.2/16 scope 0 dev eth0',
+        'ip address add fd00::2/64 scope 0 nodad dev eth0',
+      ]),
+    );
+  });
+
   it('replaces the prefix route an address put back makes, where the pod routed its subnet via the gateway (ptp)', () => {
     const ptp = snapshot({
       addresses: [address('10.88.0.2', 16)],
