@@ -38,14 +38,8 @@ import { salvageNamespace } from '../network/state/record-envelope.js';
 import { refuseUnusableRecordEnvironment } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { lockNamespace, refuseHeldNamespace } from '../sandbox/namespace-hold.js';
-import {
-  attachRecorded,
-  detachRecorded,
-  lockRecordedNamespace,
-  openRecordedNetwork,
-  type RecordedNetwork,
-  type RecordKeeper,
-} from '../sandbox/service.js';
+import { attachRecorded, detachRecorded, type RecordKeeper } from '../sandbox/recorded.js';
+import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../sandbox/recorded-network.js';
 import { shellWord } from '../shell-word.js';
 import {
   type CniConfig,
