@@ -237,13 +237,12 @@ export {
   namespacePath,
   openNamespace,
 } from './netns/namespace.js';
+export { type NamespaceHoldersUnseen, NamespaceUnseenError } from './netns/namespace-holders.js';
 export {
   NamespaceChangedError,
   NamespaceGoneError,
-  type NamespaceHoldersUnseen,
   type NamespaceIdentity,
   NamespacePathError,
-  NamespaceUnseenError,
   RecordedIdentityDamagedError,
 } from './netns/namespace-identity.js';
 // The network of one sandbox: configuration, scan, endpoints, models, guest structures.

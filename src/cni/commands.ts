@@ -12,13 +12,12 @@ import type { Link } from '../netlink/codec/link.js';
 import { formatHandle } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { isHostNamespace } from '../netns/namespace.js';
+import { describeUnseen, NamespaceUnseenError } from '../netns/namespace-holders.js';
 import {
   damagedIdentityField,
-  describeUnseen,
   NamespaceChangedError,
   NamespaceGoneError,
   NamespacePathError,
-  NamespaceUnseenError,
   type OpenedNamespace,
   openNamespaceForRecord,
   openNetworkNamespace,

@@ -4,12 +4,13 @@
  * namespace's lock taken. detach and its dry run, the CNI plugin's DEL and the kata-network operations
  * (sandbox-interfaces.ts) start here; readSandbox reads the record alone.
  */
+
+import { openNamespaceHeldElsewhere } from '../netns/namespace-holders.js';
 import {
   NamespaceChangedError,
   NamespaceGoneError,
   type NamespaceIdentity,
   type OpenedNamespace,
-  openNamespaceHeldElsewhere,
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
 import { whereNamespaceLives } from '../network/garbage-collector.js';

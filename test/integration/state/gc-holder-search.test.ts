@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { setFdWalkTestHook } from '../../../src/netns/namespace-identity.js';
+import { setFdWalkTestHook } from '../../../src/netns/mountinfo.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { readSandbox } from '../../../src/sandbox/recorded-network.js';
