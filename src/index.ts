@@ -239,13 +239,12 @@ export {
   namespacePath,
   openNamespace,
 } from './netns/namespace.js';
+export { type NamespaceHoldersUnseen, NamespaceUnseenError } from './netns/namespace-holders.js';
 export {
   NamespaceChangedError,
   NamespaceGoneError,
-  type NamespaceHoldersUnseen,
   type NamespaceIdentity,
   NamespacePathError,
-  NamespaceUnseenError,
   RecordedIdentityDamagedError,
 } from './netns/namespace-identity.js';
 // The network of one sandbox: configuration, scan, endpoints, models, guest structures.
@@ -333,6 +332,8 @@ export { StateWriteError } from './network/state/atomic-file.js';
 export { DirectoryNotMadeError } from './network/state/directory.js';
 export { LockFileRefusedError } from './network/state/lock.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
+// Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
+export type { HypervisorRecord, SandboxState } from './network/state/records.js';
 export { StateRegistryLockedError } from './network/state/registry.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { StateDirectoryError } from './network/state/trust.js';
@@ -344,13 +345,29 @@ export {
   InterfaceAlreadyAddedError,
 } from './sandbox/add-interface-request.js';
 export {
+  type AttachResult,
+  type AttachSandboxOptions,
+  attachSandbox,
+  SandboxExistsError,
+} from './sandbox/attach.js';
+export {
   type ConfigureGuestOptions,
   type ConfigureGuestResult,
   configureGuest,
 } from './sandbox/configure-guest.js';
+export { type DetachResult, type DetachSandboxOptions, detachSandbox } from './sandbox/detach.js';
 export { HotplugIdTakenError } from './sandbox/hotplug-id-taken.js';
 export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
 export { NamespaceBusyError, NamespaceHeldError, UnrecordedGroupLinkError } from './sandbox/namespace-hold.js';
+export {
+  type PlannedDetach,
+  type PlannedEndpoint,
+  type PlanSandboxAttachOptions,
+  type PlanSandboxDetachOptions,
+  planSandboxAttach,
+  planSandboxDetach,
+} from './sandbox/plan.js';
+export { readSandbox } from './sandbox/recorded-network.js';
 export {
   type AddInterfaceResult,
   AgentNotRecordedError,
@@ -372,22 +389,3 @@ export {
   type WatchSummary,
   watchSandbox,
 } from './sandbox/sandbox-watch.js';
-// Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
-export {
-  type AttachResult,
-  type AttachSandboxOptions,
-  attachSandbox,
-  type DetachResult,
-  type DetachSandboxOptions,
-  detachSandbox,
-  type HypervisorRecord,
-  type PlannedDetach,
-  type PlannedEndpoint,
-  type PlanSandboxAttachOptions,
-  type PlanSandboxDetachOptions,
-  planSandboxAttach,
-  planSandboxDetach,
-  readSandbox,
-  SandboxExistsError,
-  type SandboxState,
-} from './sandbox/service.js';

@@ -17,7 +17,7 @@ export const TEST_SEAM_NAMES = Object.freeze({
   linkIndex: 'vcnet.linkIndexTestHook',
   /** garbage-collector.ts: before gc lists the ingress qdiscs it emptied again (setGcIngressTestHook). */
   gcIngress: 'vcnet.gcIngressTestHook',
-  /** netns/namespace-identity.ts: once per walk of every process's fds (setFdWalkTestHook). */
+  /** netns/mountinfo.ts: once per walk of every process's fds (setFdWalkTestHook). */
   fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
 });
 

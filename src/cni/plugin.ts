@@ -2,7 +2,8 @@
  * One invocation of vcnet-cni as a runtime makes it: CNI_* variables and stdin in, what to print on
  * stdout and the exit status out. Kept apart from main.ts so tests call it without a process.
  */
-import { add, check, del } from './commands.js';
+import { add } from './add.js';
+import { check } from './check.js';
 import {
   decodeConfig,
   isSupportedCniVersion,
@@ -12,6 +13,7 @@ import {
   parseEnvironment,
   requireCommandInVersion,
 } from './config.js';
+import { del } from './del.js';
 import { cniErrorReply } from './errors.js';
 import { garbageCollect, parseValidAttachments } from './gc.js';
 import { commandSubject, type Warn, warnOnStandardError, writingNotices } from './notices.js';

@@ -48,23 +48,25 @@ import type { Link } from '../netlink/codec/link.js';
 import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
-  damagedIdentityField,
   describeUnseen,
-  identityOfNamespaceAt,
-  NamespaceGoneError,
   NamespaceHolders,
   type NamespaceHoldersUnseen,
+  namespaceHolderPaths,
+  openNamespaceHeldElsewhere,
+  UNSEEN_HINT,
+} from '../netns/namespace-holders.js';
+import {
+  damagedIdentityField,
+  identityOfNamespaceAt,
+  NamespaceGoneError,
   type NamespaceIdentity,
   NamespacePathError,
   NETNS_RUN_DIRECTORY,
-  namespaceHolderPaths,
   type OpenedNamespace,
-  openNamespaceHeldElsewhere,
   openNetworkNamespace,
   openRecordedNamespace,
   RecordedIdentityDamagedError,
   sameNamespace,
-  UNSEEN_HINT,
 } from '../netns/namespace-identity.js';
 import { fileIdentity, lookAtFile, processIds } from '../netns/processes.js';
 import { testSeam } from '../test-seams.js';

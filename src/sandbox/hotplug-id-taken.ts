@@ -15,7 +15,7 @@ import { causeChain, VcnetError } from '../errors.js';
 import { DUPLICATE_ID, NetworkHotplugError, QmpCommandError, qmpRemovalOf } from '../hypervisor/errors.js';
 import { qemuNetdevId } from '../hypervisor/qemu.js';
 import type { Network } from '../network/network.js';
-import type { SandboxState } from './service.js';
+import type { SandboxState } from '../network/state/records.js';
 
 export class HotplugIdTakenError extends VcnetError {
   static override readonly errorName: string = 'HotplugIdTakenError';

@@ -11,7 +11,7 @@ import { VcnetError } from '../errors.js';
 import { cloudHypervisorRateLimiterConfig } from '../hypervisor/cloud-hypervisor.js';
 import { CloudHypervisorClient, CloudHypervisorHotplugTarget } from '../hypervisor/cloud-hypervisor-client.js';
 import type { HotplugTarget } from '../hypervisor/device.js';
-import type { SandboxState } from './service.js';
+import type { SandboxState } from '../network/state/records.js';
 
 export class FirecrackerNoHotplugError extends VcnetError {
   static override readonly errorName: string = 'FirecrackerNoHotplugError';

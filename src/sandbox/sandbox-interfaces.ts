@@ -37,6 +37,7 @@ import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../n
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
+import type { SandboxState } from '../network/state/records.js';
 import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../network/state/store.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
@@ -44,14 +45,8 @@ import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-pus
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
-import {
-  attachRecorded,
-  detachRecorded,
-  openRecordedNetwork,
-  type RecordKeeper,
-  type SandboxState,
-  undoAfterFailure,
-} from './service.js';
+import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
+import { openRecordedNetwork } from './recorded-network.js';
 
 export class SandboxNotFoundError extends VcnetError {
   static override readonly errorName: string = 'SandboxNotFoundError';

@@ -16,12 +16,14 @@ import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-wat
 import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
+import type { SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
 import { notUndoneReason, undoUnfinishedEndpoints, unfinishedEndpoints, vmGone } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
+import { attachRecorded, detachRecorded } from './recorded.js';
 import {
   connectVirtualMachine,
   newIndexOptions,
@@ -29,8 +31,6 @@ import {
   sandboxRecordKeeper,
   withSandbox,
 } from './sandbox-interfaces.js';
-import type { SandboxState } from './service.js';
-import { attachRecorded, detachRecorded } from './service.js';
 import { mergeChange, watchStartView } from './watch-start.js';
 
 export interface WatchSummary {

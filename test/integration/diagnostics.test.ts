@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { channels, DiagnosticsChannel, type PlanStepEvent, tracing } from '../../src/diagnostics.js';
-import { attachSandbox, detachSandbox, planSandboxAttach } from '../../src/sandbox/service.js';
+import { attachSandbox } from '../../src/sandbox/attach.js';
+import { detachSandbox } from '../../src/sandbox/detach.js';
+import { planSandboxAttach } from '../../src/sandbox/plan.js';
 import { cleanupNamespaces } from '../helpers/namespace.js';
 import { makePod, tcfilterConfig } from '../helpers/pod.js';
 

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, it, vi } from 'vitest';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
-import { attachSandbox, detachSandbox } from '../../src/sandbox/service.js';
+import { attachSandbox } from '../../src/sandbox/attach.js';
+import { detachSandbox } from '../../src/sandbox/detach.js';
 import { cleanupNamespaces, makeNamespace } from '../helpers/namespace.js';
 import { fingerprint, makePod, tcfilterConfig } from '../helpers/pod.js';
 

@@ -4,7 +4,7 @@
  * see, so each setter writes there, each caller reads there, and the names do not change.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { setFdWalkTestHook } from '../../src/netns/namespace-identity.js';
+import { setFdWalkTestHook } from '../../src/netns/mountinfo.js';
 import { setGcIngressTestHook } from '../../src/network/garbage-collector.js';
 import {
   LINK_INDEX_BASE,

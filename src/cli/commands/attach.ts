@@ -4,7 +4,8 @@ import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../../network/user-namespace.js';
-import { attachSandbox, planSandboxAttach } from '../../sandbox/service.js';
+import { attachSandbox } from '../../sandbox/attach.js';
+import { planSandboxAttach } from '../../sandbox/plan.js';
 import {
   type DeviceConfig,
   type HypervisorDeviceOptions,

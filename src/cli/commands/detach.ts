@@ -6,7 +6,8 @@ import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.j
 import { changeCount } from '../../network/plan/apply.js';
 import { registeredStateDirectories } from '../../network/state/registry.js';
 import { stateDirectory, stateDirectoryFlag } from '../../network/state/store.js';
-import { detachSandbox, type PlannedDetach, planSandboxDetach } from '../../sandbox/service.js';
+import { detachSandbox } from '../../sandbox/detach.js';
+import { type PlannedDetach, planSandboxDetach } from '../../sandbox/plan.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
 import { print, printComment, printJson, writeStderr } from '../output.js';
 import { bindRecordNamespace } from './record-namespace.js';

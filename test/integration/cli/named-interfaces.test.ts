@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
-import { attachSandbox, planSandboxAttach } from '../../../src/sandbox/service.js';
+import { attachSandbox } from '../../../src/sandbox/attach.js';
+import { planSandboxAttach } from '../../../src/sandbox/plan.js';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
 

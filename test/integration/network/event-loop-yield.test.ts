@@ -14,7 +14,8 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import { scanNamespace } from '../../../src/network/scan.js';
-import { attachSandbox, detachSandbox } from '../../../src/sandbox/service.js';
+import { attachSandbox } from '../../../src/sandbox/attach.js';
+import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { cleanupNamespaces, makeNamespace } from '../../helpers/namespace.js';
 import { makePod, tcfilterConfig } from '../../helpers/pod.js';
 

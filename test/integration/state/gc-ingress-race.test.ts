@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { collectGarbage, setGcIngressTestHook } from '../../../src/network/garbage-collector.js';
-import { attachSandbox } from '../../../src/sandbox/service.js';
+import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { makePod, tcfilterConfig } from '../../helpers/pod.js';
 

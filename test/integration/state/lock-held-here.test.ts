@@ -7,7 +7,8 @@ import { expect, it } from 'vitest';
 import { causeChain, InvalidInputError } from '../../../src/errors.js';
 import { LinkNameTakenError } from '../../../src/network/plan/plan-attach.js';
 import { SandboxLockedError } from '../../../src/network/state/store.js';
-import { attachSandbox, detachSandbox } from '../../../src/sandbox/service.js';
+import { attachSandbox } from '../../../src/sandbox/attach.js';
+import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { stateDirectoryPerTest } from '../../helpers/cli.js';
 import { failureOf, makePod, tcfilterConfig } from '../../helpers/pod.js';
 

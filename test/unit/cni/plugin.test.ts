@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { resultWith } from '../../../src/cni/commands.js';
+import { resultWith } from '../../../src/cni/add.js';
 import { runPlugin, versionReply } from '../../../src/cni/plugin.js';
 import { freeDeviceIndex } from '../../../src/network/interface-pair.js';
 

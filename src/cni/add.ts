@@ -1,0 +1,267 @@
+/**
+ * ADD of vcnet-cni: give CNI_IFNAME (made by the plugin before, e.g. bridge) to a VM with the
+ * configured internetworking model, recorded as it is made, and print the previous result with the
+ * VM's device added.
+ */
+import { RollbackIncompleteError } from '../errors.js';
+import type { Link } from '../netlink/codec/link.js';
+import { type OpenedNamespace, sameNamespace } from '../netns/namespace-identity.js';
+import { ConfigurationConflictError, type NetworkConfig } from '../network/config.js';
+import { loopbackRefused } from '../network/endpoint/create-endpoint.js';
+import { namespaceExistsNowhere } from '../network/garbage-collector.js';
+import { freeDeviceIndex } from '../network/interface-pair.js';
+import { Network } from '../network/network.js';
+import { interfacesOf, loopbackNames } from '../network/scan.js';
+import { removeMadeDirectories } from '../network/state/directory.js';
+import { refuseUnusableRecordEnvironment } from '../network/state/store.js';
+import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
+import { lockNamespace, refuseHeldNamespace } from '../sandbox/namespace-hold.js';
+import { attachRecorded, detachRecorded, type RecordKeeper } from '../sandbox/recorded.js';
+import { shellWord } from '../shell-word.js';
+import {
+  type CniConfig,
+  type CniEnvironment,
+  type CniInterface,
+  type PreviousResult,
+  requirePreviousResult,
+} from './config.js';
+import { CniError, CniErrorCode } from './errors.js';
+import { commandSubject, type Warn, warningLine, warnOnStandardError } from './notices.js';
+import { type CniRequest, DEL_AGAIN, sandboxKey, storeOf, usableNamespace } from './request.js';
+import {
+  type AttachedDevice,
+  type AttachmentStore,
+  CNI_LOCK_TIMEOUT_HINT,
+  CNI_STATE_VERSION,
+  type CniAttachmentState,
+  prepareStateDirectory,
+} from './state.js';
+
+/** The CNI result printed by ADD: the previous result plus the VM's device. */
+export type CniResult = PreviousResult & { cniVersion: string; interfaces: CniInterface[] };
+
+export async function add(request: CniRequest, warn: Warn = warnOnStandardError): Promise<CniResult> {
+  const { config } = request;
+  const previous = requirePreviousResult(config, 'ADD');
+  // Before the state directory is made: a macvtap nobody in this user namespace may open, and a
+  // registry (or VCNET_STATE_DIR) the ADD would refuse once it had made it.
+  refuseMacvtapInUserNamespace(config.model, 'model');
+  refuseUnusableRecordEnvironment();
+  const made = prepareStateDirectory(config.stateDirectory);
+  try {
+    return await addInStateDirectory(request, previous, warn);
+  } catch (error) {
+    // A refused ADD (no CAP_SYS_ADMIN to enter CNI_NETNS, a namespace that is not one...) leaves no
+    // empty state directory it made; one holding a record (an undo refused) or made before stays.
+    removeMadeDirectories(made);
+    throw error;
+  }
+}
+
+async function addInStateDirectory(
+  request: CniRequest,
+  previous: ReturnType<typeof requirePreviousResult>,
+  warn: Warn,
+): Promise<CniResult> {
+  const { environment, config } = request;
+  const namespace = usableNamespace(environment.namespacePath);
+  const store = storeOf(request);
+  return store
+    .withLock(async () => {
+      refuseExistingRecord(store, environment, namespace.opened, warn);
+      const networkConfig = networkConfigOf(config, namespace.opened.identity.path);
+      // One socket and one scan for the whole ADD.
+      const network = Network.open(networkConfig, sandboxKey(environment), namespace.opened.entryPath);
+      try {
+        // Under the namespace's lock, after the container's (as attach): no attach, detach or other
+        // container's DEL changes vcnet's links here between this scan and this ADD's last change.
+        await lockNamespace(namespace.opened.fd, namespace.path, config.lockTimeoutMs, {
+          howToWaitLonger: CNI_LOCK_TIMEOUT_HINT,
+        });
+        const snapshot = await network.scan();
+        // A namespace a `vcnet attach` sandbox (or another container) holds is refused before anything
+        // is made; this container's other chains (their records) may have vcnet's links here.
+        refuseHeldNamespace(snapshot.links, namespace.opened.identity, namespace.path, [config.stateDirectory], {
+          ownRecords: store.containerRecordFiles(),
+        });
+        const info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
+        if (!info) {
+          if (loopbackNames(snapshot).includes(environment.interfaceName))
+            throw loopbackRefused(environment.interfaceName);
+          throw new CniError(
+            CniErrorCode.INTERFACE_NOT_FOUND,
+            'VCNET_CNI_INTERFACE_NOT_FOUND',
+            `no interface ${environment.interfaceName} in ${namespace.path}`,
+            {
+              value: environment.interfaceName,
+              hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
+            },
+          );
+        }
+        const siblings = store.siblings();
+        refuseSiblingGuestMac(info.link, siblings);
+        const taken = new Set(siblings.flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
+        const firstIndex = freeDeviceIndex(new Set(snapshot.links.map((link) => link.name)), { taken });
+        const createdAt = new Date().toISOString();
+        let device: AttachedDevice | undefined;
+        const record = (): CniAttachmentState => ({
+          version: CNI_STATE_VERSION,
+          id: environment.containerId,
+          namespace: namespace.opened.identity,
+          createdAt,
+          interfaceName: environment.interfaceName,
+          networkName: config.name,
+          ...(device ? { device } : {}),
+          network: network.save(),
+        });
+        const keeper: RecordKeeper = {
+          persist: () => store.write(record()),
+          discard: () => store.remove(),
+          path: store.statePath,
+        };
+        await store.prepareToRecord();
+        const [endpoint] = await attachRecorded(network, { interfaces: [info], firstIndex, snapshot }, keeper).catch(
+          (error: unknown) => {
+            // There is no sandbox for `vcnet detach` to find here: the CNI record is finished by DEL.
+            if (!(error instanceof RollbackIncompleteError)) throw error;
+            throw error.retold(
+              `ADD of ${environment.interfaceName}`,
+              `${store.statePath} keeps what is left: the runtime's DEL of this container and interface removes it once the cause is fixed (or \`vcnet gc --netns ${shellWord(namespace.path)}\`)`,
+            );
+          },
+        );
+        const plumbing = endpoint?.plumbing;
+        if (!plumbing?.tapName) {
+          // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
+          await detachRecorded(network, `ADD of ${environment.interfaceName}`, keeper, { finishedBy: DEL_AGAIN });
+          throw new CniError(
+            CniErrorCode.UNSUPPORTED_INTERFACE,
+            'VCNET_CNI_NO_TAP',
+            `${environment.interfaceName} is a ${endpoint?.type ?? 'unknown'} interface, which a VM uses without a tap`,
+            { value: environment.interfaceName, hint: 'give such an interface to the VM with `vcnet attach` instead' },
+          );
+        }
+        const deviceLink = await network.link(plumbing.tapIndex);
+        device = {
+          name: plumbing.tapName,
+          mac: deviceLink.address ?? '',
+          kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
+        };
+        keeper.persist();
+        // The macvtap model moves the pod interface to another MAC: the result says so.
+        const podLink = await network.link(info.link.index);
+        return resultWith(
+          previous,
+          config.cniVersion,
+          namespace.path,
+          environment.interfaceName,
+          device,
+          podLink.address,
+        );
+      } finally {
+        await network.close();
+      }
+    }, config.lockTimeoutMs)
+    .finally(() => namespace.opened.close());
+}
+
+/**
+ * A record of this container and interface, read under its lock, refuses the ADD; one from before a
+ * reboot (its namespace exists nowhere) is dropped with a warning instead, and the ADD goes on.
+ */
+function refuseExistingRecord(
+  store: AttachmentStore,
+  environment: CniEnvironment,
+  namespace: OpenedNamespace,
+  warn: Warn,
+): void {
+  const existing = store.read();
+  if (!existing) return;
+  if (!sameNamespace(existing.namespace, namespace.identity) && namespaceExistsNowhere(existing.namespace)) {
+    // A record from before a reboot (a stateDir that outlived /run): its namespace, and all ADD
+    // made in it, are gone. Dropped as gc would drop it, and this ADD goes on.
+    store.remove();
+    warn(
+      warningLine(
+        commandSubject('ADD', sandboxKey(environment)),
+        `removed the stale record ${store.statePath}: its namespace ${existing.namespace.path} (inode ${existing.namespace.ino}) exists nowhere`,
+      ),
+    );
+    return;
+  }
+  if (!existing.device) {
+    // The record an ADD keeps while it works: that ADD was killed (or its undo refused) half-way.
+    throw new CniError(
+      CniErrorCode.ALREADY_ADDED,
+      'VCNET_CNI_ALREADY_ADDED',
+      `an earlier ADD of ${environment.interfaceName} of container ${environment.containerId} did not complete (its record ${store.statePath} has no device): what it made is still there`,
+      {
+        value: environment.interfaceName,
+        hint: 'DEL this container and interface (it removes what the earlier ADD made), then ADD again',
+      },
+    );
+  }
+  throw new CniError(
+    CniErrorCode.ALREADY_ADDED,
+    'VCNET_CNI_ALREADY_ADDED',
+    `${environment.interfaceName} of container ${environment.containerId} is already attached (state in ${store.statePath})`,
+    { value: environment.interfaceName, hint: 'the runtime must DEL before it ADDs the same interface again' },
+  );
+}
+
+/** The network an ADD attaches in: CNI_IFNAME's namespace (recorded path), with the config's model and tap options. */
+function networkConfigOf(config: CniConfig, namespacePath: string): NetworkConfig {
+  return {
+    namespacePath,
+    model: config.model,
+    namespaceCreatedByVcnet: false,
+    disableNewNetns: false,
+    queues: config.queues,
+    vhostNet: 'auto',
+    ...(config.tapOwner !== undefined ? { tapOwner: config.tapOwner } : {}),
+    ...(config.tapGroup !== undefined ? { tapGroup: config.tapGroup } : {}),
+    ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
+  };
+}
+
+/**
+ * Another chain on the same pod (its own ADD, its own record) already gave the VM a NIC with this
+ * interface's MAC: Kata's agent finds a guest NIC by its MAC, so both interfaces' addresses and
+ * routes would land on one NIC. Refused before anything is made, as `vcnet attach` refuses two pod
+ * links with one MAC.
+ */
+function refuseSiblingGuestMac(link: Link, siblings: readonly CniAttachmentState[]): void {
+  const mac = link.address?.toLowerCase();
+  if (!mac) return;
+  for (const sibling of siblings) {
+    for (const endpoint of sibling.network.endpoints) {
+      const guestMac = (endpoint.plumbing?.guestHardwareAddress || endpoint.properties.link.address)?.toLowerCase();
+      if (guestMac !== mac) continue;
+      throw new ConfigurationConflictError(
+        `${link.name} has the MAC ${mac} of ${sibling.interfaceName}, which vcnet-cni already gave the VM (network ${sibling.networkName}): each would be a guest NIC with that MAC, and Kata's agent finds a NIC by its MAC, so both interfaces' addresses and routes would go to one NIC`,
+        mac,
+        `give ${link.name} a MAC of its own (the \`mac\` of its network's plugin or runtime config), or attach only one of the two; nothing was changed`,
+      );
+    }
+  }
+}
+
+/** The previous result with the VM's device listed (in the pod namespace) and the pod interface's MAC as it is now. */
+export function resultWith(
+  previous: PreviousResult,
+  cniVersion: string,
+  namespacePath: string,
+  interfaceName: string,
+  device: AttachedDevice,
+  podMac: string | undefined,
+): CniResult {
+  const interfaces: CniInterface[] = (previous.interfaces ?? []).map((entry) =>
+    podMac && entry.name === interfaceName && entry.sandbox === namespacePath && entry.mac !== podMac
+      ? { ...entry, mac: podMac }
+      : entry,
+  );
+  if (!interfaces.some((entry) => entry.name === device.name && entry.sandbox === namespacePath)) {
+    interfaces.push({ name: device.name, mac: device.mac, sandbox: namespacePath });
+  }
+  return { ...previous, cniVersion, interfaces };
+}

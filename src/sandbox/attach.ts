@@ -1,0 +1,223 @@
+/**
+ * attachSandbox: attaches every interface of a pod namespace for a VM and records the sandbox, under
+ * the sandbox's lock and the namespace's, through the journaled core (recorded.ts); nothing is left if
+ * it fails. Also the checks and error naming the dry run (plan.ts) shares with it.
+ */
+import { parseAgentAddress } from '../agent/hybrid-vsock.js';
+import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
+import { channels, publish } from '../diagnostics.js';
+import { InvalidInputError, VcnetError } from '../errors.js';
+import { openNamespaceForRecord } from '../netns/namespace-identity.js';
+import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
+import type { Endpoint } from '../network/endpoint/endpoint.js';
+import { recordsHoldingLink } from '../network/garbage-collector.js';
+import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
+import { type AddEndpointsOptions, Network, type SkippedNotice } from '../network/network.js';
+import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
+import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
+import {
+  DEFAULT_STATE_DIRECTORY,
+  defaultLockTimeoutMs,
+  refuseUnusableRecordEnvironment,
+  SandboxStore,
+  stateDirectoryFlag,
+} from '../network/state/store.js';
+import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
+import { lockNamespace, refuseHeldNamespace } from './namespace-hold.js';
+import { attachRecorded, type RecordKeeper, replacingTakenName, undoAfterFailure } from './recorded.js';
+
+export interface AttachResult {
+  id: string;
+  endpoints: Endpoint[];
+  guest: GuestNetwork;
+  statePath: string;
+  /** One notice per pod link the scan skipped (no address, not named), for the caller to print. */
+  skipped: SkippedNotice[];
+}
+
+export class SandboxExistsError extends VcnetError {
+  static override readonly errorName: string = 'SandboxExistsError';
+  constructor(id: string, path: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {
+    super('VCNET_SANDBOX_EXISTS', `sandbox ${id} is already attached (state in ${path})`, {
+      value: id,
+      hint:
+        `detach it first: vcnet detach --sandbox ${id}${stateDirectoryFlag(stateDirectory)} ` +
+        '(from the library: detachSandbox with the same stateDirectory), or use another id',
+    });
+  }
+}
+
+const HYPERVISOR_KINDS: readonly HypervisorRecord['kind'][] = ['qemu', 'clh', 'firecracker'];
+
+export function checkHypervisorKind(kind: unknown, field: string): void {
+  if (!(HYPERVISOR_KINDS as readonly unknown[]).includes(kind)) {
+    throw new InvalidInputError(field, kind, HYPERVISOR_KINDS.join(', '));
+  }
+}
+
+/** The hypervisor a library caller records with the sandbox: checked before the record is written. */
+function checkHypervisorRecord(given: HypervisorRecord): void {
+  const record = optionsArgument(given, 'hypervisor', ['kind', 'controlSocket']);
+  checkHypervisorKind(record.kind, 'hypervisor.kind');
+  stringOption(record.controlSocket, 'hypervisor.controlSocket', "the path of the VMM's control socket");
+}
+
+/** attachSandbox's options. */
+export interface AttachSandboxOptions {
+  stateDirectory?: string;
+  hypervisor?: HypervisorRecord;
+  agentSocket?: string;
+  lockTimeoutMs?: number;
+  /**
+   * Runs on the attached endpoints before the attach counts as done (the CLI derives the VMM's
+   * device configuration here): when it throws, the attach is undone whole and its error thrown.
+   */
+  checkEndpoints?: (endpoints: readonly Endpoint[]) => void;
+  /**
+   * Aborting rejects with the signal's reason while the call waits for the sandbox lock, or
+   * before it changes anything; once changes have begun the attach runs to its end.
+   */
+  signal?: AbortSignal;
+}
+
+/** Attaches every interface of the namespace and records the sandbox; nothing is left if it fails. */
+export async function attachSandbox(
+  id: string,
+  config: NetworkConfig,
+  options: AttachSandboxOptions = {},
+): Promise<AttachResult> {
+  options = optionsArgument(options, 'options', [
+    'stateDirectory',
+    'hypervisor',
+    'agentSocket',
+    'lockTimeoutMs',
+    'checkEndpoints',
+    'signal',
+  ]);
+  lockTimeoutOption(options.lockTimeoutMs);
+  signalOption(options.signal);
+  functionOption(options.checkEndpoints, 'checkEndpoints');
+  if (options.hypervisor !== undefined) checkHypervisorRecord(options.hypervisor);
+  stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
+  config = validateNetworkConfig(config);
+  // A /dev/tapN nobody in this user namespace may open: refused before anything is made.
+  refuseMacvtapInUserNamespace(config.model, 'model');
+  // A malformed hvsock:// address would only show at the first add-iface: refuse it before anything is made.
+  if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
+  // VCNET_STATE_REGISTRY and VCNET_STATE_DIR, before withLock makes the state directory and its lock.
+  refuseUnusableRecordEnvironment();
+  const store = new SandboxStore(id, options.stateDirectory);
+  return store.withLock(
+    async () => {
+      // A damaged record is refused here too (StateInvalidError), never overwritten.
+      if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
+      // Opened once and used through its fd; the pinned path is the one recorded when there is one.
+      const namespace = openNamespaceForRecord(config.namespacePath, 'namespacePath');
+      let network: Network;
+      try {
+        network = Network.open({ ...config, namespacePath: namespace.identity.path }, id, namespace.entryPath);
+      } catch (error) {
+        namespace.close();
+        throw error;
+      }
+      try {
+        const createdAt = new Date().toISOString();
+        // Until the attach's last write: a record left with it was left by a killed attach (gc undoes it).
+        let attaching = true;
+        const record = (): SandboxState => ({
+          version: SANDBOX_STATE_VERSION,
+          id,
+          namespace: namespace.identity,
+          createdAt,
+          network: network.save(),
+          ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
+          ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
+          ...(attaching ? { attaching: true as const } : {}),
+        });
+        const keeper: RecordKeeper = {
+          persist: () => store.write(record()),
+          finishing: () => {
+            attaching = false;
+          },
+          discard: () => store.remove(),
+          path: store.statePath,
+        };
+        // The attach's one scan, taken under the namespace's lock (with disable_new_netns the namespace
+        // is the host's, which every such sandbox shares: no lock, and the attach scans).
+        let snapshot: AddEndpointsOptions['snapshot'];
+        if (!config.disableNewNetns) {
+          await lockNamespace(namespace.fd, namespace.identity.path, options.lockTimeoutMs ?? defaultLockTimeoutMs(), {
+            signal: options.signal,
+          });
+          snapshot = await network.scan();
+          refuseHeldNamespace(snapshot.links, namespace.identity, namespace.identity.path, stateDirectories(options));
+        }
+        await store.prepareToRecord();
+        const attachOptions = {
+          ...(options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}),
+          ...(snapshot ? { snapshot } : {}),
+        };
+        await attachRecorded(network, attachOptions, keeper).catch((error: unknown) => {
+          throw namingTheOwner(error, namespace.identity, namespace.identity.path, options.stateDirectory);
+        });
+        try {
+          options.checkEndpoints?.(network.endpoints());
+        } catch (error) {
+          // Nothing half-built: a refused device configuration undoes the plumbing and the record.
+          await undoAfterFailure(error, network, `attach of ${id}`, keeper);
+        }
+        if (network.endpoints().length === 0 && !config.disableNewNetns) {
+          // As Kata ("no network interfaces found"): not an error (the runtime may configure the pod
+          // later, and add-iface adds NICs), but never silent.
+          publish(channels.notice, () => ({
+            operation: 'attach',
+            endpoint: '',
+            message: `the VM gets no network: no link of ${config.namespacePath} was attached (none has an address or was named with --interface); add-iface or attach --interface adds one`,
+          }));
+        }
+        const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
+        if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
+        return {
+          id,
+          endpoints: [...network.endpoints()],
+          guest: generateGuestNetwork(network.endpoints()),
+          statePath: store.statePath,
+          skipped: network.skippedNotices(),
+        };
+      } finally {
+        // Settled only once the socket's fds are closed too: nothing of the pod namespace stays open.
+        const closing = network.close();
+        namespace.close();
+        await closing;
+      }
+    },
+    options.lockTimeoutMs,
+    { operation: 'attachSandbox', signal: options.signal },
+  );
+}
+
+/** The state directory a command names, besides every one gc knows. */
+export function stateDirectories(options: { stateDirectory?: string }): string[] {
+  return options.stateDirectory ? [options.stateDirectory] : [];
+}
+
+/**
+ * A link vcnet needs, made by another sandbox in the same namespace (an attach retried under a new
+ * sandbox id, say): the error names that sandbox and its record, found only on this failure path.
+ */
+export function namingTheOwner(
+  error: unknown,
+  identity: { dev: number; ino: number; cookie?: string },
+  namespacePath: string,
+  stateDirectory?: string,
+): unknown {
+  return replacingTakenName(error, (taken) => {
+    if (taken.holder?.group !== VCNET_LINK_GROUP) return taken.placed(namespacePath);
+    const [owner] = recordsHoldingLink(
+      identity,
+      { name: String(taken.value), index: taken.holder.index },
+      stateDirectory ? [stateDirectory] : [],
+    );
+    return taken.placed(namespacePath, owner ?? taken.owner);
+  });
+}

@@ -1,0 +1,120 @@
+/**
+ * A sandbox's record opened for an undo: its namespace found by identity (through whatever still holds
+ * it when the recorded path is gone or names another namespace now), its network loaded there, and the
+ * namespace's lock taken. detach and its dry run, the CNI plugin's DEL and the kata-network operations
+ * (sandbox-interfaces.ts) start here; readSandbox reads the record alone.
+ */
+
+import { openNamespaceHeldElsewhere } from '../netns/namespace-holders.js';
+import {
+  NamespaceChangedError,
+  NamespaceGoneError,
+  type NamespaceIdentity,
+  type OpenedNamespace,
+  openRecordedNamespace,
+} from '../netns/namespace-identity.js';
+import { whereNamespaceLives } from '../network/garbage-collector.js';
+import { Network, type NetworkState } from '../network/network.js';
+import type { SandboxState } from '../network/state/records.js';
+import { defaultLockTimeoutMs, SandboxStore } from '../network/state/store.js';
+import { lockNamespace } from './namespace-hold.js';
+
+/**
+ * Takes the lock of a record's namespace (lockNamespace) for an undo, except for a sandbox in the
+ * host namespace (disable_new_netns), which every such sandbox shares and attach does not lock.
+ */
+export async function lockRecordedNamespace(
+  recorded: RecordedNetwork,
+  state: { namespace: NamespaceIdentity; network: NetworkState },
+  timeoutMs: number | undefined,
+  options: Parameters<typeof lockNamespace>[3] = {},
+): Promise<void> {
+  if (state.network.config.disableNewNetns) return;
+  await lockNamespace(recorded.namespace.fd, state.namespace.path, timeoutMs ?? defaultLockTimeoutMs(), options);
+}
+
+/** A record's network, loaded in its namespace opened by identity; close() closes both. */
+export interface RecordedNetwork {
+  network: Network;
+  /** The namespace, open (its fd holds the namespace lock once taken, until close()). */
+  namespace: OpenedNamespace;
+  /**
+   * The recorded path is gone (or, with `pathReused`, names another namespace now) but the recorded
+   * namespace is not: where it was opened instead, and the holding process.
+   */
+  heldElsewhere?: { path: string; pid?: number; pathReused?: boolean };
+  /** Closes both; settles once the network's socket fds are closed (Network.close). */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the namespace a record names, by identity (NamespaceGoneError when it no longer exists,
+ * NamespaceChangedError when its path now names another while the recorded one lives elsewhere),
+ * and loads the record's network in it.
+ */
+export function openRecordedNetwork(
+  record: { namespace: NamespaceIdentity; network: NetworkState; createdAt?: string },
+  sandboxId: string,
+  statePath: string,
+): RecordedNetwork {
+  let namespace: OpenedNamespace;
+  try {
+    namespace = openRecordedNamespace(record.namespace, statePath, record.createdAt);
+  } catch (error) {
+    if (error instanceof NamespaceGoneError) {
+      // Only the path is gone (`ip netns del` while a VMM or another process still runs in it): what
+      // attach made lives on with the namespace, so it is undone through whatever holds it.
+      const relocated = openNamespaceHeldElsewhere(record.namespace, statePath);
+      if (!relocated) throw error;
+      const { opened, heldAt, pid } = relocated;
+      return loadRecordedNetwork(record, sandboxId, opened, { path: heldAt, ...(pid !== undefined ? { pid } : {}) });
+    }
+    if (!(error instanceof NamespaceChangedError)) throw error;
+    // A reused path (a namespace re-created under the same name, a PID reused): the recorded
+    // namespace, while something still holds it, is reached through that holder by identity
+    // (device, inode and cookie), as when the path was deleted; the path, which now names another
+    // namespace, is never touched. When nothing holds it, it is gone with everything attach made.
+    const relocated = openNamespaceHeldElsewhere(record.namespace, statePath);
+    if (relocated) {
+      const { opened, heldAt, pid } = relocated;
+      return loadRecordedNetwork(record, sandboxId, opened, {
+        path: heldAt,
+        ...(pid !== undefined ? { pid } : {}),
+        pathReused: true,
+      });
+    }
+    const livesAt = whereNamespaceLives(record.namespace);
+    if (livesAt === undefined) throw new NamespaceGoneError(record.namespace, statePath);
+    throw new NamespaceChangedError(record.namespace, error.found, statePath, livesAt);
+  }
+  return loadRecordedNetwork(record, sandboxId, namespace, undefined);
+}
+
+function loadRecordedNetwork(
+  record: { network: NetworkState },
+  sandboxId: string,
+  namespace: OpenedNamespace,
+  heldElsewhere: RecordedNetwork['heldElsewhere'],
+): RecordedNetwork {
+  let network: Network;
+  try {
+    network = Network.load(record.network, sandboxId, namespace.entryPath);
+  } catch (error) {
+    namespace.close();
+    throw error;
+  }
+  return {
+    network,
+    namespace,
+    ...(heldElsewhere ? { heldElsewhere } : {}),
+    close: () => {
+      const closing = network.close();
+      namespace.close();
+      return closing;
+    },
+  };
+}
+
+export function readSandbox(id: string, stateDirectory?: string): SandboxState | undefined {
+  return new SandboxStore(id, stateDirectory).read<SandboxState>();
+}
