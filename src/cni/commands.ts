@@ -25,9 +25,10 @@ import {
   RecordedIdentityDamagedError,
   sameNamespace,
 } from '../netns/namespace-identity.js';
+import { namespaceExistsNowhere } from '../netns/namespace-liveness.js';
 import { ConfigurationConflictError, type NetworkConfig } from '../network/config.js';
 import { loopbackRefused } from '../network/endpoint/create-endpoint.js';
-import { collectGarbage, type GarbageItem, namespaceExistsNowhere } from '../network/garbage-collector.js';
+import { collectGarbage, type GarbageItem } from '../network/garbage-collector.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
 import { Network } from '../network/network.js';
 import { linkResolver } from '../network/plan/plan-detach.js';

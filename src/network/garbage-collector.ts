@@ -41,6 +41,7 @@ import {
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
+import { safeReaddir } from '../directory-entries.js';
 import { errnoOf, InvalidInputError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { appendTo } from '../multimap.js';
@@ -50,14 +51,11 @@ import { NetlinkHandle } from '../netlink/handle.js';
 import {
   damagedIdentityField,
   describeUnseen,
-  identityOfNamespaceAt,
   NamespaceGoneError,
   NamespaceHolders,
   type NamespaceHoldersUnseen,
   type NamespaceIdentity,
   NamespacePathError,
-  NETNS_RUN_DIRECTORY,
-  namespaceHolderPaths,
   type OpenedNamespace,
   openNamespaceHeldElsewhere,
   openNetworkNamespace,
@@ -66,6 +64,15 @@ import {
   sameNamespace,
   UNSEEN_HINT,
 } from '../netns/namespace-identity.js';
+import {
+  cookieAt,
+  holdsCookie,
+  identityOfKey,
+  keyOf,
+  liveNamespaces,
+  type NamespaceKey,
+  pathHolds,
+} from '../netns/namespace-liveness.js';
 import { fileIdentity, lookAtFile, processIds } from '../netns/processes.js';
 import { testSeam } from '../test-seams.js';
 import { isVcnetHtb } from './foreign-filters.js';
@@ -206,13 +213,6 @@ export interface GarbageOptions {
   signal?: AbortSignal;
 }
 
-type NamespaceKey = string;
-const keyOf = (identity: { dev: number; ino: number }): NamespaceKey => `${identity.dev}:${identity.ino}`;
-const identityOfKey = (key: NamespaceKey): { dev: number; ino: number } => {
-  const [dev, ino] = key.split(':').map(Number);
-  return { dev: dev!, ino: ino! };
-};
-
 interface RecordOwner {
   id: string;
   file: string;
@@ -283,37 +283,6 @@ export function recordsOfNamespace(
       file,
       holds: (link: { name: string; index?: number }) => links.some((recorded) => claims(recorded, link)),
     }));
-}
-
-/** Live network namespaces by identity: /var/run/netns entries first (their paths outlive processes), then /proc/PID/ns/net. */
-function liveNamespaces(): Map<NamespaceKey, string> {
-  const found = new Map<NamespaceKey, string>();
-  const consider = (path: string) => {
-    const identity = fileIdentity(path); // undefined: gone meanwhile, or not readable
-    if (identity && !found.has(keyOf(identity))) found.set(keyOf(identity), path);
-  };
-  for (const name of safeReaddir(NETNS_RUN_DIRECTORY)) consider(join(NETNS_RUN_DIRECTORY, name));
-  for (const pid of processIds()) consider(`/proc/${pid}/ns/net`);
-  return found;
-}
-
-/** Where a namespace of this identity lives now (a /var/run/netns entry or a /proc/PID/ns/net), if anywhere. */
-export function whereNamespaceLives(identity: { dev: number; ino: number }): string | undefined {
-  return namespaceHolderPaths(identity, { threads: false })[0];
-}
-
-/**
- * Whether the namespace a record names exists nowhere now: no /var/run/netns entry and no process
- * has it, and its recorded path does not hold it. What vcnet made in it went with it. false when
- * that cannot be told (a process or the path could not be looked at: no CAP_SYS_PTRACE, hidepid=).
- */
-export function namespaceExistsNowhere(recorded: { path: string; dev: number; ino: number }): boolean {
-  const holders = new NamespaceHolders();
-  if (holders.of(recorded, { threads: false }).length > 0) return false;
-  const atPath = lookAtFile(recorded.path);
-  if (atPath === 'refused') return false;
-  if (typeof atPath === 'object' && atPath.dev === recorded.dev && atPath.ino === recorded.ino) return false;
-  return holders.unseen() === undefined;
 }
 
 /**
@@ -517,14 +486,6 @@ function readdirOrReport(directory: string, onUnlistable: (directory: string, er
   } catch (error) {
     const code = errnoOf(error);
     if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'ELOOP') onUnlistable(directory, error);
-    return [];
-  }
-}
-
-function safeReaddir(directory: string): string[] {
-  try {
-    return readdirSync(directory);
-  } catch {
     return [];
   }
 }
@@ -1273,37 +1234,6 @@ function damagedIdentity(
   } finally {
     opened.close();
   }
-}
-
-/**
- * The cookie of the network namespace at `path` (only when its device and inode are `key`, given):
- * undefined when none can be opened there (gone meanwhile, not a network namespace), when it is
- * another one than `key`, or when the kernel tells no cookies.
- */
-function cookieAt(path: string, key?: NamespaceKey): string | undefined {
-  let identity: NamespaceIdentity;
-  try {
-    identity = identityOfNamespaceAt(path);
-  } catch {
-    return undefined;
-  }
-  return key === undefined || keyOf(identity) === key ? identity.cookie : undefined;
-}
-
-/**
- * Whether the namespace at `path` may be the one with this cookie (unknown on either side: may be;
- * one that cannot be opened is looked at as before: the scan opens it again, or skips it).
- */
-function holdsCookie(path: string, cookie: string | undefined): boolean {
-  if (cookie === undefined) return true;
-  const found = cookieAt(path);
-  return found === undefined || found === cookie;
-}
-
-/** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
-function pathHolds(path: string, key: NamespaceKey): boolean {
-  const identity = fileIdentity(path);
-  return identity !== undefined && keyOf(identity) === key;
 }
 
 /**

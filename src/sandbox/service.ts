@@ -34,9 +34,10 @@ import {
   openNamespaceHeldElsewhere,
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
+import { whereNamespaceLives } from '../netns/namespace-liveness.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
-import { recordsHoldingLink, recordsOfNamespace, whereNamespaceLives } from '../network/garbage-collector.js';
+import { recordsHoldingLink, recordsOfNamespace } from '../network/garbage-collector.js';
 import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import { randomMacvtapIndex } from '../network/model/macvtap-index.js';
 import { AttachError } from '../network/model/plumbing-context.js';
