@@ -31,7 +31,7 @@ import { type Dirent, existsSync, lstatSync, readdirSync, readFileSync, readlink
 import { dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
 import { safeReaddir } from '../directory-entries.js';
-import { errnoOf, InvalidInputError, SystemCallError } from '../errors.js';
+import { InvalidInputError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { appendTo } from '../multimap.js';
 import type { Link } from '../netlink/codec/link.js';
@@ -65,6 +65,16 @@ import {
 import { fileIdentity, lookAtFile, processIds } from '../netns/processes.js';
 import { testSeam } from '../test-seams.js';
 import { isVcnetHtb } from './foreign-filters.js';
+import {
+  failureOf,
+  type GarbageFailure,
+  type GarbageItem,
+  type GarbageReport,
+  type InUseLink,
+  type LeftAloneItem,
+  reportOutcomes,
+  type SkippedRecord,
+} from './gc/report.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
 import { describeRecords } from './plan/apply.js';
@@ -93,102 +103,7 @@ import {
 import { refuseUntrustedDirectory } from './state/trust.js';
 import { undoUnfinishedEndpoints } from './unfinished-attach.js';
 
-export interface GarbageItem {
-  kind: 'link' | 'filter' | 'qdisc' | 'state';
-  /** '' for a record directory without a record: it names no namespace. */
-  namespacePath: string;
-  /** The link's name, or the record's id (CNI: container/interface). */
-  name: string;
-  /** The record's file (kind state), or the directory removed when it held no record. */
-  file?: string;
-  /** Why it is garbage. */
-  detail?: string;
-}
-
-/** A vcnet link no record claims that a process holds open (a VM's tap): gc keeps it. */
-export interface InUseLink {
-  namespacePath: string;
-  name: string;
-  /** "in use by a process (fd open), kept", and how that is known. */
-  detail: string;
-}
-
-/** What gc found in vcnet's way but leaves, as not vcnet's to remove. */
-export interface LeftAloneItem {
-  kind: 'link' | 'filter' | 'qdisc';
-  namespacePath: string;
-  /** The link's name (a filter's: the link it is on). */
-  name: string;
-  /** Why gc leaves it, and what to do about it. */
-  detail: string;
-}
-
-export interface SkippedRecord {
-  file: string;
-  reason: string;
-  /**
-   * True for a record kept because whether its namespace still exists cannot be told (its path is
-   * gone or unreadable, and processes that may hold it could not be looked into: no CAP_SYS_PTRACE,
-   * /proc's hidepid=): gc neither drops it nor removes anything it claims.
-   */
-  namespaceUnseen?: true;
-}
-
-export interface GarbageReport {
-  dryRun: boolean;
-  removed: GarbageItem[];
-  /** vcnet links that live records own, or that a process holds open (inUse). */
-  kept: number;
-  /** Links no record claims that gc keeps because a process holds them open (a running VM's tap). */
-  inUse: InUseLink[];
-  /**
-   * Records gc could not read (named, never acted on), and records it kept because it could not tell
-   * whether their namespace still exists (`namespaceUnseen`).
-   */
-  skipped: SkippedRecord[];
-  /**
-   * Links in vcnet's group of a kind vcnet never makes (a veth, a bridge), and filters redirecting to
-   * an orphan that a live record claims, and qdiscs the removed redirects leave that vcnet never adds
-   * (a clsact; an htb root qdisc not of a rate limit's shape): not vcnet's to remove, left with the reason.
-   */
-  leftAlone: LeftAloneItem[];
-  /** The state directories read. */
-  stateDirectories: string[];
-  /**
-   * Removals the kernel refused (the namespace changed while gc ran: run gc again; or not permitted:
-   * `errno` EPERM/EACCES, run it with CAP_NET_ADMIN). What failed is not in `removed`.
-   */
-  failures: GarbageFailure[];
-  /**
-   * vcnet's links in namespaces no record read names, left alone: their records may be in a state
-   * directory this gc does not know. Naming the namespace (`namespaces`, --netns) removes them.
-   */
-  unclaimed: Array<{ namespacePath: string; links: string[] }>;
-  /**
-   * vcnet's links gc did not look at, per namespace, because a record it could not read (in `skipped`)
-   * may be theirs: a record or directory of records unreadable (EIO...) withholds every namespace, one
-   * that names its namespace but is damaged withholds that one. Counted in `kept` too.
-   */
-  withheld: Array<{ namespacePath: string; links: string[] }>;
-  /**
-   * Named namespace paths (`namespaces`, --netns) where no namespace is and that no record read
-   * names: nothing to collect there (a pod already gone, its records already dropped).
-   */
-  absent: Array<{ namespacePath: string; detail: string }>;
-  /**
-   * Entries of a state directory that hold no records and are no directory (a symbolic link that
-   * leads to none, a FIFO, a regular file, a socket): passed over, as they name no sandbox, and
-   * listed so a stray file is seen. Nothing else changes for them (gc still collects).
-   */
-  ignored: Array<{ path: string; reason: string }>;
-}
-
-export interface GarbageFailure {
-  namespacePath: string;
-  reason: string;
-  /** The errno the kernel answered (EPERM, EBUSY...), when one did. */
-  errno?: string;
-}
+export type { GarbageFailure, GarbageItem, GarbageReport, InUseLink, LeftAloneItem, SkippedRecord };
 
 export interface GarbageOptions {
   /** State directories besides the defaults and the registry (--state-dir). */
@@ -708,8 +623,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
             filter.priority === priority,
         );
       const batch = handle.changes();
-      // One item per request of the batch, in order: an item is reported removed only when its
-      // request was answered ok.
+      // One item per request of the batch, in order: reportOutcomes reports each removed or failed by
+      // its request's answer.
       const planned: GarbageItem[] = [];
       const emptiedIngress: Array<{ item: GarbageItem; link: Link; handle: number }> = [];
       for (const link of links) {
@@ -805,12 +720,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         continue;
       }
       try {
-        const outcomes = await batch.send();
-        planned.forEach((item, position) => {
-          const outcome = outcomes[position];
-          if (outcome === undefined || outcome.ok) report.removed.push(item);
-          else report.failures.push({ namespacePath, reason: outcome.error.message, errno: outcome.error.errno });
-        });
+        reportOutcomes(planned, await batch.send(), namespacePath, report);
         await removeIngressIfEmpty(handle, namespacePath, emptiedIngress, report);
       } catch (error) {
         // The batch could not be sent at all: nothing of it is known removed; the next run finishes it.
@@ -878,12 +788,7 @@ async function removeIngressIfEmpty(
     batch.deleteQdisc(link.index, qdisc, TC_H_INGRESS);
   }
   if (planned.length === 0) return;
-  const outcomes = await batch.send();
-  planned.forEach((item, position) => {
-    const outcome = outcomes[position];
-    if (outcome === undefined || outcome.ok) report.removed.push(item);
-    else report.failures.push({ namespacePath, reason: outcome.error.message, errno: outcome.error.errno });
-  });
+  reportOutcomes(planned, await batch.send(), namespacePath, report);
 }
 
 /**
@@ -1051,11 +956,6 @@ function collectEmptyRecordDirectories(directories: readonly string[], dryRun: b
     }
     collectStaleLockFiles(root, dryRun, report);
   }
-}
-
-function failureOf(error: unknown): { reason: string; errno?: string } {
-  const errno = errnoOf(error);
-  return { reason: (error as Error)?.message ?? String(error), ...(errno === undefined ? {} : { errno }) };
 }
 
 /**
