@@ -37,7 +37,6 @@ import {
 import { whereNamespaceLives } from '../netns/namespace-liveness.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
-import { recordsHoldingLink, recordsOfNamespace } from '../network/garbage-collector.js';
 import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import { randomMacvtapIndex } from '../network/model/macvtap-index.js';
 import { AttachError } from '../network/model/plumbing-context.js';
@@ -46,6 +45,7 @@ import { describeKept, describeRecords, type UndoReport } from '../network/plan/
 import { commandOf, commandsOf } from '../network/plan/commands.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import type { Change, Plan } from '../network/plan/types.js';
+import { recordsHoldingLink, recordsOfNamespace } from '../network/state/owners.js';
 import { StateInvalidError } from '../network/state/record-envelope.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
 import {
