@@ -19,7 +19,7 @@ import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/
 import { fileIdentity } from '../../netns/processes.js';
 import type { GarbageReport, SkippedRecord } from '../gc/report.js';
 import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './network-content-schema.js';
-import { parseRecord, StateInvalidError, salvageNamespace } from './record-envelope.js';
+import { parseRecord, type RecordEnvelope, StateInvalidError, salvageNamespace } from './record-envelope.js';
 import { recordFiles, removeEmpty, removeTree } from './record-files.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, registeredStateDirectories } from './registry.js';
 import { DEFAULT_STATE_DIRECTORY, LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
@@ -164,6 +164,9 @@ function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, s
   for (const { file } of recordFiles(directory, unlistable(skipped, untouchable))) protect(file);
 }
 
+/** What readOwners needs of a record, sandbox or CNI: its envelope, and the network whose steps name what it made. */
+type OwnerRecord = RecordEnvelope & { network: Parameters<typeof createdLinks>[0] };
+
 export function readOwners(directories: readonly string[]): {
   owners: RecordOwner[];
   skipped: SkippedRecord[];
@@ -180,7 +183,7 @@ export function readOwners(directories: readonly string[]): {
     directory: string,
     lockPath: string,
     remove: () => void,
-    check: (text: string) => { namespace: NamespaceIdentity; createdAt: string; network: { endpoints: [] } },
+    check: (text: string) => OwnerRecord,
   ) => {
     let text: string | undefined;
     try {
@@ -237,7 +240,7 @@ export function readOwners(directories: readonly string[]): {
           directory,
           lockPath,
           () => removeTree(directory),
-          (text) => parseRecord(text, file, { expectedId: id, content: sandboxContentSchema }) as never,
+          (text) => parseRecord(text, file, { expectedId: id, content: sandboxContentSchema }),
         );
         continue;
       }
@@ -261,7 +264,7 @@ export function readOwners(directories: readonly string[]): {
               `is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
               record.interfaceName,
             );
-          return record as never;
+          return record;
         },
       );
     }
