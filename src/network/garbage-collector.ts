@@ -27,8 +27,8 @@
  * Links are listed before records are read: an attach journals each link before making it, so a
  * link gc sees is already in a record gc reads afterwards.
  */
-import { type Dirent, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, readlinkSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
 import { safeReaddir } from '../directory-entries.js';
 import { InvalidInputError } from '../errors.js';
@@ -71,21 +71,21 @@ import {
   reportOutcomes,
   type SkippedRecord,
 } from './gc/report.js';
+import { collectEmptyRecordDirectories } from './gc/state-leftovers.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
 import { describeRecords } from './plan/apply.js';
 import { VCNET_LINK_KINDS } from './plan/plan-attach.js';
 import { type PlumbingStep, VCNET_LINK_GROUP } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
-import { claims, knownStateDirectories, type RecordOwner, readOwners, trustedDirectories } from './state/owners.js';
-import { removeTree } from './state/record-files.js';
+import { claims, knownStateDirectories, type RecordOwner, readOwners } from './state/owners.js';
 import type { SandboxState } from './state/records.js';
 import {
   forgetMissingStateDirectories,
   registeredStateDirectories,
   removeStaleRegistryTemporaries,
 } from './state/registry.js';
-import { LOCK_DIRECTORY_NAME, SandboxLockedError, SandboxStore, STATE_TEMPORARY_FILE } from './state/store.js';
+import { SandboxLockedError, SandboxStore } from './state/store.js';
 import { refuseUntrustedDirectory } from './state/trust.js';
 import { undoUnfinishedEndpoints } from './unfinished-attach.js';
 
@@ -597,107 +597,6 @@ function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
     }
   }
   return { major, byMinor };
-}
-
-/** Whether the tree holds nothing but directories and a write's temporary files: no record, nothing set aside. */
-function holdsNoRecord(directory: string): boolean {
-  let entries: Dirent[];
-  try {
-    entries = readdirSync(directory, { withFileTypes: true });
-  } catch {
-    return false;
-  }
-  return entries.every((entry) =>
-    entry.isDirectory() ? holdsNoRecord(join(directory, entry.name)) : isDeadWritersTemporaryFile(entry.name),
-  );
-}
-
-/** Whether a process of this pid runs (in gc's pid namespace; 0 and garbage count as none). */
-function processRuns(pid: number): boolean {
-  return pid > 0 && existsSync(`/proc/${pid}`);
-}
-
-/** A record write's temporary file whose writer (`.state.<pid>.tmp`) is gone. */
-function isDeadWritersTemporaryFile(name: string): boolean {
-  if (!STATE_TEMPORARY_FILE.test(name)) return false;
-  return !processRuns(Number(/\d+/.exec(name)?.[0]));
-}
-
-/** The pid a lock file's holder wrote into it (0 when unreadable or empty). */
-function pidWrittenIn(lockPath: string): number {
-  try {
-    const pid = Number.parseInt(readFileSync(lockPath, 'utf8').trim(), 10);
-    return Number.isInteger(pid) ? pid : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/**
- * Lock files of sandboxes with no record directory: an attach killed after taking its lock and
- * before its first write. Removed under that very lock (a live attach holds it: left alone), and
- * only while no record directory exists. A dry run takes no lock: it lists those whose writer's pid
- * is gone.
- */
-function collectStaleLockFiles(root: string, dryRun: boolean, report: GarbageReport): void {
-  const locks = join(root, LOCK_DIRECTORY_NAME);
-  for (const id of safeReaddir(locks)) {
-    const lockPath = join(locks, id);
-    if (id.startsWith('.') || existsSync(join(root, id))) continue;
-    try {
-      if (!lstatSync(lockPath).isFile()) continue; // a link or anything else: not vcnet's to remove
-    } catch {
-      continue;
-    }
-    if (dryRun && processRuns(pidWrittenIn(lockPath))) continue;
-    const lock = dryRun ? undefined : tryLockFile(lockPath);
-    if (lock && !(lock instanceof FileLock)) continue; // an attach under way
-    try {
-      if (existsSync(join(root, id))) continue; // it wrote its record meanwhile
-      report.removed.push({
-        kind: 'state',
-        namespacePath: '',
-        name: id,
-        file: lockPath,
-        detail:
-          'a lock file without a record directory (an attach killed before its first write, or a record removed by hand)',
-      });
-    } finally {
-      lock?.release({ removeFile: !existsSync(join(root, id)) });
-    }
-  }
-}
-
-/**
- * A record directory with no record in it (a DEL or detach killed between removing the record and
- * its directories), and its lock file: removed under that lock, when nobody holds it.
- */
-function collectEmptyRecordDirectories(directories: readonly string[], dryRun: boolean, report: GarbageReport): void {
-  // Not another user's directory (readOwners named it in `skipped`): what is in it is not vcnet's.
-  for (const root of trustedDirectories(directories, [])) {
-    for (const id of safeReaddir(root)) {
-      if (id.startsWith('.')) continue;
-      const directory = join(root, id);
-      if (!holdsNoRecord(directory)) continue;
-      const lock = dryRun ? undefined : tryLockFile(join(root, LOCK_DIRECTORY_NAME, id));
-      if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
-      try {
-        // Looked at again under the lock: a command may have written a record meanwhile.
-        if (!holdsNoRecord(directory)) continue;
-        report.removed.push({
-          kind: 'state',
-          namespacePath: '',
-          name: id,
-          file: directory,
-          detail: 'a record directory without a record (a DEL or detach was interrupted)',
-        });
-        if (!dryRun) removeTree(directory);
-      } finally {
-        lock?.release({ removeFile: !existsSync(directory) });
-      }
-    }
-    collectStaleLockFiles(root, dryRun, report);
-  }
 }
 
 /**
