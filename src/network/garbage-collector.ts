@@ -27,15 +27,12 @@
  * Links are listed before records are read: an attach journals each link before making it, so a
  * link gc sees is already in a record gc reads afterwards.
  */
-import { existsSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
-import { safeReaddir } from '../directory-entries.js';
 import { InvalidInputError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { appendTo } from '../multimap.js';
-import type { Link } from '../netlink/codec/link.js';
-import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
   describeUnseen,
@@ -58,27 +55,27 @@ import {
   type NamespaceKey,
   pathHolds,
 } from '../netns/namespace-liveness.js';
-import { lookAtFile, processIds } from '../netns/processes.js';
-import { testSeam } from '../test-seams.js';
-import { isVcnetHtb } from './foreign-filters.js';
+import { lookAtFile } from '../netns/processes.js';
 import {
-  failureOf,
-  type GarbageFailure,
-  type GarbageItem,
-  type GarbageReport,
-  type InUseLink,
-  type LeftAloneItem,
-  reportOutcomes,
-  type SkippedRecord,
+  collectNamespace,
+  type NamespaceClaims,
+  type NamespaceScan,
+  openMacvtapDevicesOnce,
+} from './gc/orphan-links.js';
+import type {
+  GarbageFailure,
+  GarbageItem,
+  GarbageReport,
+  InUseLink,
+  LeftAloneItem,
+  SkippedRecord,
 } from './gc/report.js';
 import { collectEmptyRecordDirectories } from './gc/state-leftovers.js';
-import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from './model/macvtap-index.js';
 import { Network } from './network.js';
 import { describeRecords } from './plan/apply.js';
-import { VCNET_LINK_KINDS } from './plan/plan-attach.js';
-import { type PlumbingStep, VCNET_LINK_GROUP } from './plumbing.js';
+import type { PlumbingStep } from './plumbing.js';
 import { FileLock, tryLockFile } from './state/lock.js';
-import { claims, knownStateDirectories, type RecordOwner, readOwners } from './state/owners.js';
+import { knownStateDirectories, type RecordOwner, readOwners } from './state/owners.js';
 import type { SandboxState } from './state/records.js';
 import {
   forgetMissingStateDirectories,
@@ -154,7 +151,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   const holdersOf = (key: NamespaceKey) => holders().of(identityOfKey(key));
 
   // 1. Open the namespaces to look in and list their links (before any record is read: see above).
-  const scans: Array<{ namespace: OpenedNamespace; handle: NetlinkHandle; links: Link[] }> = [];
+  const scans: NamespaceScan[] = [];
   try {
     const seen = new Set<NamespaceKey>();
     const toScan = [...(scoped ?? live.values())];
@@ -309,165 +306,18 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     }
 
     // 4. Links of vcnet's group that no record claims in their namespace.
-    let macvtapDevices: OpenMacvtapDevices | undefined | null = null;
-    const openMacvtaps = () => {
-      if (macvtapDevices === null) macvtapDevices = listOpenMacvtapDevices();
-      return macvtapDevices;
-    };
-    for (const { namespace, handle, links } of scans) {
+    const openMacvtaps = openMacvtapDevicesOnce();
+    for (const scan of scans) {
       await yieldToEventLoop();
       signal?.throwIfAborted();
-      const key = keyOf(namespace.identity);
-      const namespacePath = namespace.identity.path;
-      const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
-      if (untouchable.everything || untouchable.keys.has(key)) {
-        const withheld = grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
-        report.kept += withheld.length;
-        if (withheld.length > 0) report.withheld.push({ namespacePath, links: withheld.map((link) => link.name) });
-        continue;
-      }
-      const names = claimed.get(key);
-      const isClaimed = (link: Link) => names?.some((recorded) => claims(recorded, link)) ?? false;
-      // vcnet never makes a veth or a bridge: one in its group was moved there by someone else (a
-      // tenant with CAP_NET_ADMIN in the pod), and deleting it would take the pod's own network.
-      for (const link of grouped) {
-        if (VCNET_LINK_KINDS.has(link.kind ?? '') || isClaimed(link)) continue;
-        report.leftAlone.push({
-          kind: 'link',
-          namespacePath,
-          name: link.name,
-          detail: `a ${link.kind ?? 'link of no kind'} (ifindex ${link.index}) in vcnet's group 0x${VCNET_LINK_GROUP.toString(16)} that no record knows: vcnet never makes a ${link.kind ?? 'link of no kind'}, so gc leaves it (move it out of the group with \`ip link set dev ${link.name} group default\`, or find who put it there)`,
-        });
-      }
-      const ours = grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
-      const unclaimed = ours.filter((link) => !isClaimed(link));
-      // A tap a VM holds is never removed, whatever the records say: the records gc sees may not be
-      // all there are (another registry, a wiped /run, another mount).
-      const orphans: Link[] = [];
-      for (const link of unclaimed) {
-        const holder = heldOpenBy(link, openMacvtaps);
-        if (holder === undefined) orphans.push(link);
-        else report.inUse.push({ namespacePath, name: link.name, detail: `in use by a process (${holder}), kept` });
-      }
-      report.kept += ours.length - orphans.length;
-      if (orphans.length === 0) continue;
-      if (names === undefined && !scoped) {
-        report.unclaimed.push({ namespacePath, links: orphans.map((link) => link.name) });
-        continue;
-      }
-      const orphanIndexes = new Set(orphans.map((link) => link.index));
-      const recordedFilters = claimedFilters.get(key) ?? [];
-      const claimedBy = (link: Link, parent: number, priority: number) =>
-        recordedFilters.find(
-          (filter) =>
-            (filter.index !== undefined ? filter.index === link.index : filter.link === link.name) &&
-            filter.parent >>> 16 === parent >>> 16 &&
-            filter.priority === priority,
-        );
-      const batch = handle.changes();
-      // One item per request of the batch, in order: reportOutcomes reports each removed or failed by
-      // its request's answer.
-      const planned: GarbageItem[] = [];
-      const emptiedIngress: Array<{ item: GarbageItem; link: Link; handle: number }> = [];
-      for (const link of links) {
-        if (orphanIndexes.has(link.index)) continue;
-        let removedFilters = 0;
-        const filtersLeft = await collectRedirectFilters(
-          handle,
-          link,
-          orphanIndexes,
-          (priority, parent, protocol, target) => {
-            const targetName = links.find((candidate) => candidate.index === target)?.name ?? `#${target}`;
-            const owner = claimedBy(link, parent, priority);
-            if (owner) {
-              // A live record's filter, pointed at the orphan since: the record's detach settles it.
-              report.leftAlone.push({
-                kind: 'filter',
-                namespacePath,
-                name: link.name,
-                detail: `prio ${priority} redirects to orphan ${targetName}, but record ${owner.id} claims that filter: left for its detach`,
-              });
-              return false;
-            }
-            planned.push({
-              kind: 'filter',
-              namespacePath,
-              name: link.name,
-              detail: `prio ${priority} redirects to orphan ${targetName}`,
-            });
-            batch.deleteFilter({ index: link.index, parent, priority, protocol });
-            removedFilters++;
-            return true;
-          },
-        );
-        // The ingress qdisc tcfilter's attach added for those redirects goes with the last of them.
-        // One that keeps another filter is someone's; one gc took nothing from is left as it is.
-        if (removedFilters > 0 && filtersLeft === 0) {
-          const ingress = await ingressQdiscOf(handle, link);
-          if (ingress?.kind === 'ingress') {
-            const item: GarbageItem = {
-              kind: 'qdisc',
-              namespacePath,
-              name: link.name,
-              detail: `ingress qdisc (ffff:) with no filter left once its redirects to an orphan go (tcfilter's attach adds it for them)`,
-            };
-            // Deleted after the redirects, in a second batch, only if no filter is there then.
-            if (dryRun) planned.push(item);
-            else emptiedIngress.push({ item, link, handle: ingress.handle });
-          } else if (ingress) {
-            // vcnet adds an ingress qdisc, never a clsact: this one was the pod's before the attach.
-            report.leftAlone.push({
-              kind: 'qdisc',
-              namespacePath,
-              name: link.name,
-              detail: `${ingress.kind} qdisc left empty by the redirects removed above: vcnet never adds a ${ingress.kind}, so it stays`,
-            });
-          }
-        }
-        // A rate limit's htb on a link that is not vcnet's (tcfilter's tx on the pod link, the egress
-        // limit of a device the VM uses as it is) does not go with the orphan: it is taken only from a
-        // link whose redirects to an orphan gc removes (the attach that made them), and only when it
-        // has exactly the shape a rate limit makes.
-        if (removedFilters > 0) {
-          const shaping = await rateLimitHtbOf(handle, link);
-          if (shaping?.ours) {
-            planned.push({
-              kind: 'qdisc',
-              namespacePath,
-              name: link.name,
-              detail: `htb root qdisc of a rate limit (${shaping.description}) on a link whose redirects to an orphan go (a rate-limited attach adds it)`,
-            });
-            batch.deleteQdisc(link.index, shaping.handle, TC_H_ROOT);
-          } else if (shaping) {
-            report.leftAlone.push({
-              kind: 'qdisc',
-              namespacePath,
-              name: link.name,
-              detail: `htb root qdisc not of the shape a vcnet rate limit makes (${shaping.description}): another tool's, so it stays`,
-            });
-          }
-        }
-      }
-      for (const link of orphans) {
-        planned.push({
-          kind: 'link',
-          namespacePath,
-          name: link.name,
-          detail: `${link.kind ?? 'link'} in vcnet's group that no record claims`,
-        });
-        batch.deleteLink(link.index, `delete orphan ${link.name}`);
-      }
-      if (dryRun) {
-        report.removed.push(...planned);
-        continue;
-      }
-      try {
-        reportOutcomes(planned, await batch.send(), namespacePath, report);
-        await removeIngressIfEmpty(handle, namespacePath, emptiedIngress, report);
-      } catch (error) {
-        // The batch could not be sent at all: nothing of it is known removed; the next run finishes it.
-        report.failures.push({ namespacePath, ...failureOf(error) });
-      }
+      const key = keyOf(scan.namespace.identity);
+      const claims: NamespaceClaims = {
+        withheld: untouchable.everything || untouchable.keys.has(key),
+        links: claimed.get(key),
+        filters: claimedFilters.get(key) ?? [],
+        named: scoped !== undefined,
+      };
+      await collectNamespace(scan, claims, report, openMacvtaps);
     }
   } finally {
     for (const { namespace, handle } of scans) {
@@ -484,122 +334,6 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
 }
 
 /**
- * Test seam (never set in production), on globalThis as apply.ts's (src/test-seams.ts): awaited after
- * the redirects' batch, before the ingress qdiscs are listed again, so a test can add a filter in between.
- */
-const ingressSeam = testSeam<() => void | Promise<void>>('gcIngress');
-
-export function setGcIngressTestHook(hook: (() => void | Promise<void>) | undefined): void {
-  ingressSeam.set(hook);
-}
-
-/**
- * The ingress qdiscs gc's redirect removal emptied: each is listed again and deleted (a second,
- * small batch) only if it has no filter now, so a filter another tool added since the first listing
- * is kept with it. The kernel has no "delete if empty": one added between this listing and the
- * delete still goes.
- */
-async function removeIngressIfEmpty(
-  handle: NetlinkHandle,
-  namespacePath: string,
-  emptied: ReadonlyArray<{ item: GarbageItem; link: Link; handle: number }>,
-  report: GarbageReport,
-): Promise<void> {
-  if (emptied.length === 0) return;
-  await ingressSeam.hook()?.();
-  const batch = handle.changes();
-  const planned: GarbageItem[] = [];
-  for (const { item, link, handle: qdisc } of emptied) {
-    let left: number;
-    try {
-      // By priority: a u32 filter dumps as several entries (its hash tables), tc shows one prio.
-      left = new Set((await handle.filters(link.index, TC_H_INGRESS)).map((filter) => filter.priority)).size;
-    } catch {
-      continue; // gone meanwhile
-    }
-    if (left > 0) {
-      report.leftAlone.push({
-        kind: 'qdisc',
-        namespacePath,
-        name: link.name,
-        detail: `ingress qdisc (ffff:) kept: filters at ${left} priority(ies) on it once vcnet's redirects went (added since gc listed it)`,
-      });
-      continue;
-    }
-    planned.push(item);
-    batch.deleteQdisc(link.index, qdisc, TC_H_INGRESS);
-  }
-  if (planned.length === 0) return;
-  reportOutcomes(planned, await batch.send(), namespacePath, report);
-}
-
-/**
- * How a process holds `link` open, or undefined when none does. A tap's carrier is on exactly while
- * a queue (an fd) is attached (tun_attach turns it on, the last detach off); a multi-queue tap also
- * counts its fds, attached and disabled (IFLA_TUN_NUM_QUEUES, NUM_DISABLED_QUEUES). A macvtap is
- * held through its character device tap<ifindex>, found among the processes' fds by major:minor,
- * not by path: a runtime may open it through a node of its own (a container's /dev, a mknod), or
- * receive the fd from the process that opened it.
- */
-function heldOpenBy(link: Link, openMacvtaps: () => OpenMacvtapDevices | undefined): string | undefined {
-  if (link.kind === 'tun') {
-    const fds = (link.tun?.queues ?? 0) + (link.tun?.disabledQueues ?? 0);
-    if (fds > 0) return `fd open: ${fds} queue(s)`;
-    return link.tun?.carrier === true ? 'fd open: carrier on' : undefined;
-  }
-  if (link.kind === 'macvtap') {
-    const open = openMacvtaps();
-    if (open === undefined) return 'macvtap devices could not be listed, so it is taken as held';
-    // /sys/dev/char names every macvtap's device tap<ifindex> whatever its namespace: when another
-    // namespace has a macvtap at the same index, an fd open on either keeps this one (gc errs on keeping).
-    for (const device of macvtapDevicesAtIndex(link.index, open.major)) {
-      const held = open.byMinor.get(device.minor);
-      if (held !== undefined) return `fd open on ${device.major}:${device.minor} (${held})`;
-    }
-    return undefined;
-  }
-  return undefined;
-}
-
-interface OpenMacvtapDevices {
-  /** macvtap's character major (/proc/devices). */
-  major: number;
-  /** minor → a path some process opened it by. */
-  byMinor: Map<number, string>;
-}
-
-/**
- * Every macvtap character device some process has open, by minor (read once per gc, when a macvtap
- * needs it). undefined when macvtap's major cannot be read: gc then keeps every macvtap.
- */
-function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
-  let major: number;
-  try {
-    major = macvtapMajor();
-  } catch {
-    return undefined;
-  }
-  const byMinor = new Map<number, string>();
-  for (const pid of processIds()) {
-    for (const fd of safeReaddir(`/proc/${pid}/fd`)) {
-      const path = `/proc/${pid}/fd/${fd}`;
-      try {
-        const target = readlinkSync(path);
-        // Sockets, pipes and anonymous inodes are not device nodes; everything else is looked at.
-        if (!target.startsWith('/')) continue;
-        const stat = statSync(path);
-        if (!stat.isCharacterDevice()) continue;
-        const numbers = deviceNumbers(stat.rdev);
-        if (numbers.major === major && !byMinor.has(numbers.minor)) byMinor.set(numbers.minor, target);
-      } catch {
-        // the fd or the process went meanwhile
-      }
-    }
-  }
-  return { major, byMinor };
-}
-
-/**
  * What a record's namespace may be hidden behind when nothing gc saw holds it: processes the holder
  * search could not look into, or the recorded path itself (another user's /proc/PID/ns/net, a
  * directory vcnet cannot search). undefined when gc saw everything: then it is gone.
@@ -608,87 +342,6 @@ function unseenHolders(owner: RecordOwner, holders: NamespaceHolders): Namespace
   const unseen = holders.unseen();
   if (lookAtFile(owner.namespacePath) !== 'refused') return unseen;
   return { processes: [], ...unseen, paths: [...(unseen?.paths ?? []), owner.namespacePath] };
-}
-
-/**
- * Ingress filter priorities on `link` whose every filter redirects to one of `targets`; `found`
- * says whether it removes that one. Returns how many priorities stay on the link's ingress.
- */
-async function collectRedirectFilters(
-  handle: NetlinkHandle,
-  link: Link,
-  targets: Set<number>,
-  found: (priority: number, parent: number, protocol: number, target: number) => boolean,
-): Promise<number> {
-  let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
-  try {
-    filters = await handle.filters(link.index, TC_H_INGRESS);
-  } catch {
-    return 0; // no ingress qdisc
-  }
-  const byPriority = new Map<number, typeof filters>();
-  for (const filter of filters) appendTo(byPriority, filter.priority, filter);
-  let left = 0;
-  for (const [priority, group] of byPriority) {
-    const rules = group.filter((filter) => 'actions' in filter.options && filter.options.actions.length > 0);
-    const redirectTargets = rules.map((filter) => {
-      const actions = 'actions' in filter.options ? filter.options.actions : [];
-      const mirred = actions.find((action) => action.kind === 'mirred' && 'targetIndex' in action);
-      return mirred && 'targetIndex' in mirred ? mirred.targetIndex : -1;
-    });
-    const removed =
-      rules.length > 0 &&
-      redirectTargets.every((target) => targets.has(target)) &&
-      found(priority, group[0]!.parent, group[0]!.protocol, redirectTargets[0]!);
-    if (!removed) left++;
-  }
-  return left;
-}
-
-/** The qdisc at `link`'s ingress parent (an ingress or a clsact), if it has one. */
-async function ingressQdiscOf(
-  handle: NetlinkHandle,
-  link: Link,
-): Promise<{ kind: string; handle: number } | undefined> {
-  try {
-    const qdisc = (await handle.qdiscs(link.index)).find(
-      (candidate) => candidate.index === link.index && candidate.parent === TC_H_INGRESS,
-    );
-    return qdisc ? { kind: qdisc.kind, handle: qdisc.handle } : undefined;
-  } catch {
-    return undefined; // the link went meanwhile
-  }
-}
-
-/**
- * The htb root qdisc on `link`, and whether it has exactly the shape a vcnet rate limit makes
- * (foreign-filters.ts isVcnetHtb). undefined when the root qdisc is not an htb (or the link went meanwhile).
- */
-async function rateLimitHtbOf(
-  handle: NetlinkHandle,
-  link: Link,
-): Promise<{ ours: boolean; handle: number; description: string } | undefined> {
-  try {
-    const qdiscs = await handle.qdiscs(link.index);
-    const root = qdiscs.find((qdisc) => qdisc.parent === TC_H_ROOT);
-    if (root?.kind !== 'htb') return undefined;
-    const defaultClass = 'defaultClass' in root.options ? root.options.defaultClass : undefined;
-    const classes = await handle.classes(link.index);
-    const filters = await handle.filters(link.index, root.handle);
-    const description = [
-      `handle ${formatHandle(root.handle)}`,
-      `default ${defaultClass === undefined ? 'unknown' : defaultClass.toString(16)}`,
-      ...classes.map(
-        (entry) =>
-          `class ${formatHandle(entry.handle)} parent ${entry.parent === TC_H_ROOT ? 'root' : formatHandle(entry.parent)} rate ${entry.rateBitsPerSecond ?? '?'} ceil ${entry.ceilBitsPerSecond ?? '?'}`,
-      ),
-      ...(filters.length > 0 ? [`${filters.length} filter(s)`] : []),
-    ].join(', ');
-    const ours = isVcnetHtb(root, classes, filters, qdiscs);
-    return { ours, handle: root.handle, description };
-  } catch {
-    return undefined; // the link went meanwhile
-  }
 }
 
 /**
