@@ -36,14 +36,11 @@ import { appendTo } from '../multimap.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import {
   describeUnseen,
-  NamespaceGoneError,
   NamespaceHolders,
   type NamespaceHoldersUnseen,
   NamespacePathError,
   type OpenedNamespace,
-  openNamespaceHeldElsewhere,
   openNetworkNamespace,
-  openRecordedNamespace,
   UNSEEN_HINT,
 } from '../netns/namespace-identity.js';
 import {
@@ -71,20 +68,15 @@ import type {
   SkippedRecord,
 } from './gc/report.js';
 import { collectEmptyRecordDirectories } from './gc/state-leftovers.js';
-import { Network } from './network.js';
-import { describeRecords } from './plan/apply.js';
-import type { PlumbingStep } from './plumbing.js';
+import { finishUnfinished } from './gc/unfinished.js';
 import { FileLock, tryLockFile } from './state/lock.js';
 import { knownStateDirectories, type RecordOwner, readOwners } from './state/owners.js';
-import type { SandboxState } from './state/records.js';
 import {
   forgetMissingStateDirectories,
   registeredStateDirectories,
   removeStaleRegistryTemporaries,
 } from './state/registry.js';
-import { SandboxLockedError, SandboxStore } from './state/store.js';
 import { refuseUntrustedDirectory } from './state/trust.js';
-import { undoUnfinishedEndpoints } from './unfinished-attach.js';
 
 export type { GarbageFailure, GarbageItem, GarbageReport, InUseLink, LeftAloneItem, SkippedRecord };
 
@@ -342,129 +334,4 @@ function unseenHolders(owner: RecordOwner, holders: NamespaceHolders): Namespace
   const unseen = holders.unseen();
   if (lookAtFile(owner.namespacePath) !== 'refused') return unseen;
   return { processes: [], ...unseen, paths: [...(unseen?.paths ?? []), owner.namespacePath] };
-}
-
-/**
- * A record with endpoints whose attach never completed and whose lock is free: nobody is working on
- * it, so gc undoes what those endpoints recorded, in the namespace the record names (by identity).
- */
-async function finishUnfinished(
-  id: string,
-  root: string,
-  report: GarbageReport,
-  holders: NamespaceHolders,
-): Promise<void> {
-  const store = new SandboxStore(id, root);
-  try {
-    await store.withLockIfRecorded(
-      async () => {
-        const current = store.read<SandboxState>();
-        if (!current) return;
-        // An attach killed before its last write (its lock is free now): all of it goes, the
-        // endpoints it finished too, as nothing was ever handed to a VM.
-        const killedAttach = current.attaching === true;
-        if (!killedAttach && !current.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending'))
-          return;
-        let namespace: OpenedNamespace;
-        try {
-          namespace = openRecordedNamespace(current.namespace, store.statePath, current.createdAt);
-        } catch (error) {
-          // Its path is gone but a process still runs in it: finished through that process.
-          const relocated =
-            error instanceof NamespaceGoneError &&
-            openNamespaceHeldElsewhere(current.namespace, store.statePath, holders);
-          if (!relocated) throw error;
-          namespace = relocated.opened;
-        }
-        let network: Network | undefined;
-        try {
-          network = Network.load(current.network, id, namespace.entryPath);
-          const unfinished = network
-            .endpoints()
-            .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
-          // What the attach journaled ahead and never got to is not said to be removed (plan-detach.ts),
-          // nor what was already gone: only what the undo takes away (in a dry run: would take away).
-          const plan = await network.planRemoveEndpoints(unfinished);
-          const neverMade = new Set(plan.neverMade);
-          // Kept before the undo, which forgets the records of what went.
-          const recordsOf = new Map(unfinished.map((endpoint) => [endpoint, [...endpoint.records]]));
-          const describe = (endpoint: (typeof unfinished)[number], undid: ReadonlySet<PlumbingStep>): GarbageItem => {
-            const records = recordsOf.get(endpoint) ?? [];
-            const listed = records.filter((record) => undid.has(record));
-            const name = endpoint.properties.link.name;
-            return {
-              kind: 'state',
-              namespacePath: current.namespace.path,
-              name: id,
-              file: store.statePath,
-              detail:
-                listed.length > 0
-                  ? `unfinished attach of ${name}: ${describeRecords(listed).join(', ')}`
-                  : records.some((record) => !neverMade.has(record))
-                    ? `unfinished attach of ${name}: nothing of it left to undo`
-                    : `unfinished attach of ${name}, stopped before it made anything`,
-            };
-          };
-          if (killedAttach && unfinished.length === 0) {
-            report.removed.push({
-              kind: 'state',
-              namespacePath: current.namespace.path,
-              name: id,
-              file: store.statePath,
-              detail: 'the record of an attach killed before it made anything',
-            });
-          }
-          if (report.dryRun) {
-            // What the send would change, not every step: a qdisc or filter journaled ahead and
-            // never made would be answered gone, and the real run says nothing of it either.
-            const wouldUndo = new Set(await network.recordsUndoneBy(plan));
-            report.removed.push(...unfinished.map((endpoint) => describe(endpoint, wouldUndo)));
-            return;
-          }
-          // A live sandbox's unfinished hot-plug may have put its NIC in the VM: unplugged first, and
-          // kept (with its record) while the VM holds it. A killed attach handed nothing to a VM.
-          const undo = await undoUnfinishedEndpoints(
-            network,
-            unfinished,
-            killedAttach ? undefined : current.hypervisor,
-          );
-          const undid = new Set(undo.undid ?? []);
-          // An endpoint the kernel refused to undo in part stays in the network (and in the record).
-          const remaining = new Set(network.endpoints());
-          // A live sandbox's unfinished add-iface: only that endpoint went; the record stays, and says so.
-          const recordStays = remaining.size > 0 ? ` (the record of sandbox ${id} stays, without it)` : '';
-          for (const endpoint of unfinished) {
-            if (remaining.has(endpoint)) continue;
-            const item = describe(endpoint, undid);
-            report.removed.push({ ...item, detail: `${item.detail}${recordStays}` });
-          }
-          for (const failure of undo.failures) {
-            report.failures.push({
-              namespacePath: current.namespace.path,
-              reason: failure.message,
-              errno: failure.errno,
-            });
-          }
-          for (const endpoint of unfinished) {
-            const plugged = undo.stillPlugged?.find((entry) => entry.endpoint === endpoint.name);
-            if (!plugged || !remaining.has(endpoint)) continue;
-            report.failures.push({
-              namespacePath: current.namespace.path,
-              reason: `unfinished attach of ${endpoint.properties.link.name} (sandbox ${id}): ${plugged.deviceId} may still be in the VM, so its record and plumbing stay (gc tries again; \`vcnet del-iface\` removes it once the VM lets go): ${plugged.error.message}`,
-            });
-          }
-          if (network.endpoints().length === 0) store.remove();
-          else store.write({ ...current, network: network.save() });
-        } finally {
-          network?.close();
-          namespace.close();
-        }
-      },
-      0,
-      { operation: 'collectGarbage' },
-    );
-  } catch (error) {
-    if (error instanceof SandboxLockedError) return; // being changed right now
-    report.skipped.push({ file: store.statePath, reason: (error as Error).message });
-  }
 }
