@@ -259,7 +259,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         report.skipped.push({
           file: owner.file,
           namespaceUnseen: true,
-          reason: `whether its namespace (${owner.namespacePath}, inode ${owner.key.split(':')[1]}) still exists cannot be told: ${describeUnseen(unseen)}; ${UNSEEN_HINT}`,
+          reason: `whether its namespace (${owner.namespacePath}, inode ${identityOfKey(owner.key).ino}) still exists cannot be told: ${describeUnseen(unseen)}; ${UNSEEN_HINT}`,
         });
         continue;
       }
@@ -272,8 +272,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
           name: owner.id,
           file: owner.file,
           detail: gone
-            ? `its namespace (inode ${owner.key.split(':')[1]}, cookie ${owner.cookie}) exists nowhere: the namespace with that inode now is another one (cookie ${liveCookie(owner)})`
-            : `its namespace (inode ${owner.key.split(':')[1]}) exists nowhere`,
+            ? `its namespace (inode ${identityOfKey(owner.key).ino}, cookie ${owner.cookie}) exists nowhere: the namespace with that inode now is another one (cookie ${liveCookie(owner)})`
+            : `its namespace (inode ${identityOfKey(owner.key).ino}) exists nowhere`,
         });
         if (!dryRun) owner.remove();
       } finally {
