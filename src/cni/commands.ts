@@ -30,6 +30,7 @@ import { ConfigurationConflictError, type NetworkConfig } from '../network/confi
 import { loopbackRefused } from '../network/endpoint/create-endpoint.js';
 import { collectGarbage, type GarbageItem } from '../network/garbage-collector.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
+import { isUnfinished } from '../network/model/plumbing-context.js';
 import { Network } from '../network/network.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plumbing.js';
@@ -623,7 +624,7 @@ async function plumbingProblems(handle: NetlinkHandle, state: CniAttachmentState
   if (!resolve(state.interfaceName)) problems.push(`${state.interfaceName} is missing`);
   const steps: PlumbingStep[] = [];
   for (const endpoint of state.network.endpoints) {
-    if (endpoint.plumbing?.model === 'pending') problems.push(`the attach of ${endpoint.name} never completed`);
+    if (isUnfinished(endpoint.plumbing)) problems.push(`the attach of ${endpoint.name} never completed`);
     steps.push(...(endpoint.plumbing?.steps ?? []));
   }
   const missingLinks = new Set<string>();

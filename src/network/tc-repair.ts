@@ -23,7 +23,7 @@ import type { Qdisc } from '../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
 import { isVcnetRedirect } from './foreign-filters.js';
 import { addIngressQdiscRetrying } from './ingress-qdisc.js';
-import type { AttachedPlumbing } from './model/plumbing-context.js';
+import { type AttachedPlumbing, isUnfinished } from './model/plumbing-context.js';
 import { DEFAULT_ROOT_QDISCS, ifbName } from './plan/plan-attach.js';
 import type { PlumbingStep, RateLimit } from './plan/types.js';
 
@@ -73,7 +73,7 @@ export async function repairTrafficControl(
   rateLimit: RateLimit | undefined,
 ): Promise<TrafficControlRepair[]> {
   const plumbing = endpoint.plumbing;
-  if (!plumbing || plumbing.model === 'pending' || plumbing.partial) return [];
+  if (!plumbing || isUnfinished(plumbing) || plumbing.partial) return [];
   const steps = plumbing.steps;
   if (!steps.some((step) => step.step === 'add-qdisc' || step.step === 'add-filter')) return [];
   const links = await handle.links();

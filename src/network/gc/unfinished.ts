@@ -11,6 +11,7 @@ import {
   openNamespaceHeldElsewhere,
   openRecordedNamespace,
 } from '../../netns/namespace-identity.js';
+import { isUnfinished } from '../model/plumbing-context.js';
 import { Network } from '../network.js';
 import { describeRecords } from '../plan/apply.js';
 import type { PlumbingStep } from '../plumbing.js';
@@ -38,8 +39,7 @@ export async function finishUnfinished(
         // An attach killed before its last write (its lock is free now): all of it goes, the
         // endpoints it finished too, as nothing was ever handed to a VM.
         const killedAttach = current.attaching === true;
-        if (!killedAttach && !current.network.endpoints.some((endpoint) => endpoint.plumbing?.model === 'pending'))
-          return;
+        if (!killedAttach && !current.network.endpoints.some((endpoint) => isUnfinished(endpoint.plumbing))) return;
         let namespace: OpenedNamespace;
         try {
           namespace = openRecordedNamespace(current.namespace, store.statePath, current.createdAt);
@@ -54,9 +54,7 @@ export async function finishUnfinished(
         let network: Network | undefined;
         try {
           network = Network.load(current.network, id, namespace.entryPath);
-          const unfinished = network
-            .endpoints()
-            .filter((endpoint) => killedAttach || endpoint.plumbing?.model === 'pending');
+          const unfinished = network.endpoints().filter((endpoint) => killedAttach || isUnfinished(endpoint.plumbing));
           // What the attach journaled ahead and never got to is not said to be removed (plan-detach.ts),
           // nor what was already gone: only what the undo takes away (in a dry run: would take away).
           const plan = await network.planRemoveEndpoints(unfinished);
