@@ -104,8 +104,8 @@ export async function collectNamespace(
         filter.priority === priority,
     );
   const batch = handle.changes();
-  // One item per request of the batch, in order: reportOutcomes reports each removed or failed by
-  // its request's answer.
+  // One item per request of the batch, in order: an item is reported removed only when its
+  // request was answered ok (reportOutcomes).
   const planned: GarbageItem[] = [];
   const emptiedIngress: Array<{ item: GarbageItem; link: Link; handle: number }> = [];
   for (const link of links) {

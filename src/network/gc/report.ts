@@ -112,9 +112,9 @@ export function failureOf(error: unknown): { reason: string; errno?: string } {
 /**
  * The answers to a batch of removals, into the report: `planned` holds one item per request of the
  * batch, in order, and `outcomes` the batch's answers (ChangeBatch.send: one per request, in the same
- * order). An item whose request was answered ok goes to `removed`; one the kernel refused goes to
- * `failures`, with the kernel's error. An item with no answer at all (`outcomes` shorter than
- * `planned`) is counted removed.
+ * order). An item is reported removed only when its request was answered ok; one the kernel refused
+ * goes to `failures`, with the kernel's error. An item with no answer at all (`outcomes` shorter than
+ * `planned`: never, while each item is planned with its request) is not known removed: a failure too.
  */
 export function reportOutcomes(
   planned: readonly GarbageItem[],
@@ -124,7 +124,13 @@ export function reportOutcomes(
 ): void {
   planned.forEach((item, position) => {
     const outcome = outcomes[position];
-    if (outcome === undefined || outcome.ok) report.removed.push(item);
-    else report.failures.push({ namespacePath, reason: outcome.error.message, errno: outcome.error.errno });
+    if (outcome?.ok) report.removed.push(item);
+    else if (outcome)
+      report.failures.push({ namespacePath, reason: outcome.error.message, errno: outcome.error.errno });
+    else
+      report.failures.push({
+        namespacePath,
+        reason: `${item.kind} ${item.name}: no answer to its removal request, so it is not known removed (run gc again)`,
+      });
   });
 }
