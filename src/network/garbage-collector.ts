@@ -26,6 +26,10 @@
  *
  * Links are listed before records are read: an attach journals each link before making it, so a
  * link gc sees is already in a record gc reads afterwards.
+ *
+ * This file runs the steps in order; each is in gc/: namespace-scan.ts (1), gone-records.ts (3),
+ * state-leftovers.ts (3a), unfinished.ts (3b), orphan-links.ts (4), and report.ts the report they
+ * fill. The records they read are state/owners.ts's.
  */
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -33,26 +37,10 @@ import { booleanOption, optionsArgument, signalOption, stringListOption } from '
 import { InvalidInputError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { appendTo } from '../multimap.js';
-import { NetlinkHandle } from '../netlink/handle.js';
-import {
-  describeUnseen,
-  NamespaceHolders,
-  type NamespaceHoldersUnseen,
-  NamespacePathError,
-  type OpenedNamespace,
-  openNetworkNamespace,
-  UNSEEN_HINT,
-} from '../netns/namespace-identity.js';
-import {
-  cookieAt,
-  holdsCookie,
-  identityOfKey,
-  keyOf,
-  liveNamespaces,
-  type NamespaceKey,
-  pathHolds,
-} from '../netns/namespace-liveness.js';
-import { lookAtFile } from '../netns/processes.js';
+import { NamespaceHolders, NamespacePathError } from '../netns/namespace-identity.js';
+import { cookieAt, identityOfKey, keyOf, liveNamespaces, type NamespaceKey } from '../netns/namespace-liveness.js';
+import { dropGoneRecords } from './gc/gone-records.js';
+import { scanNamespaces } from './gc/namespace-scan.js';
 import {
   collectNamespace,
   type NamespaceClaims,
@@ -69,7 +57,6 @@ import type {
 } from './gc/report.js';
 import { collectEmptyRecordDirectories } from './gc/state-leftovers.js';
 import { finishUnfinished } from './gc/unfinished.js';
-import { FileLock, tryLockFile } from './state/lock.js';
 import { knownStateDirectories, type RecordOwner, readOwners } from './state/owners.js';
 import {
   forgetMissingStateDirectories,
@@ -129,10 +116,6 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     if (typeof path !== 'string' || path === '') throw new NamespacePathError('netns', String(path ?? ''), 'empty');
   const live = liveNamespaces();
   const scoped = options.namespaces?.map((path) => resolve(path));
-  /** Named paths that do not exist: only records naming them can be collected (else the path is refused). */
-  const missing: string[] = [];
-  /** Those paths as they were given (--netns), in the same order. */
-  const missingAsGiven: string[] = [];
   // Where gone records' namespaces may still be held, each place (every process's fds too) listed
   // once per gc, not once per record: only ever looked at to keep a record or find its namespace.
   let holderIndex: NamespaceHolders | undefined;
@@ -145,54 +128,14 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   // 1. Open the namespaces to look in and list their links (before any record is read: see above).
   const scans: NamespaceScan[] = [];
   try {
-    const seen = new Set<NamespaceKey>();
-    const toScan = [...(scoped ?? live.values())];
-    let ownersByPath: RecordOwner[] | undefined;
-    // The event loop runs between namespaces (a daemon's timers, a concurrent attach's lock wait);
-    // and at least once per gc, so `while (!stop) await collectGarbage()` never starves it.
-    await yieldToEventLoop();
-    signal?.throwIfAborted();
-    for (let position = 0; position < toScan.length; position++) {
-      if (position > 0) await yieldToEventLoop();
-      signal?.throwIfAborted();
-      const path = toScan[position]!;
-      let namespace: OpenedNamespace;
-      try {
-        namespace = openNetworkNamespace(path);
-      } catch (error) {
-        // A named path is refused when it is not a network namespace, or cannot be opened; one that
-        // does not exist may be the path of a deleted namespace whose records are to go (checked below).
-        if (scoped === undefined || position >= scoped.length) continue; // gone meanwhile, or not a network namespace
-        if (error instanceof NamespacePathError && error.what === 'missing') {
-          missing.push(path);
-          missingAsGiven.push(options.namespaces![position]!);
-          // Only the path may be gone: a process still in the namespace keeps it, and what a record
-          // made there, alive; it is looked at through that process (the records read here only say
-          // which namespace; the owners are read again after the links are listed).
-          ownersByPath ??= readOwners(directories).owners;
-          // A holder of the inode whose namespace has another cookie holds a later namespace, not the record's.
-          for (const owner of ownersByPath)
-            if (owner.namespacePath === path)
-              toScan.push(...holdersOf(owner.key).filter((holder) => holdsCookie(holder, owner.cookie)));
-          continue;
-        }
-        throw error;
-      }
-      const key = keyOf(namespace.identity);
-      if (seen.has(key)) {
-        namespace.close();
-        continue;
-      }
-      seen.add(key);
-      let handle: NetlinkHandle | undefined;
-      try {
-        handle = NetlinkHandle.open(namespace.entryPath);
-        scans.push({ namespace, handle, links: await handle.links() });
-      } catch {
-        handle?.close();
-        namespace.close();
-      }
-    }
+    const { missing, missingAsGiven } = await scanNamespaces(scans, {
+      live,
+      scoped,
+      given: options.namespaces,
+      directories,
+      holdersOf,
+      signal,
+    });
 
     // 2. Every record anywhere, by the namespace it names.
     const { owners, skipped, untouchable, ignored } = readOwners(directories);
@@ -244,42 +187,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
 
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
     const nowLive = liveNamespaces();
-    for (const owner of owners) {
-      const gone = replaced.has(owner);
-      if (!gone && (live.has(owner.key) || nowLive.has(owner.key) || pathHolds(owner.namespacePath, owner.key)))
-        continue;
-      if (scoped && !scoped.includes(owner.namespacePath)) continue;
-      // A thread alone in the namespace keeps it too (looked for only before dropping a record); a
-      // holder of a replaced one's inode holds the new namespace (no two live namespaces share one).
-      if (!gone && holdersOf(owner.key).length > 0) continue;
-      // Nothing vcnet could see holds it, but it did not see everything: a VMM of another user may
-      // hold it (no CAP_SYS_PTRACE, /proc's hidepid=). Kept, with what it claims, and said.
-      const unseen = gone ? undefined : unseenHolders(owner, holders());
-      if (unseen) {
-        report.skipped.push({
-          file: owner.file,
-          namespaceUnseen: true,
-          reason: `whether its namespace (${owner.namespacePath}, inode ${identityOfKey(owner.key).ino}) still exists cannot be told: ${describeUnseen(unseen)}; ${UNSEEN_HINT}`,
-        });
-        continue;
-      }
-      const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
-      if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
-      try {
-        report.removed.push({
-          kind: 'state',
-          namespacePath: owner.namespacePath,
-          name: owner.id,
-          file: owner.file,
-          detail: gone
-            ? `its namespace (inode ${identityOfKey(owner.key).ino}, cookie ${owner.cookie}) exists nowhere: the namespace with that inode now is another one (cookie ${liveCookie(owner)})`
-            : `its namespace (inode ${identityOfKey(owner.key).ino}) exists nowhere`,
-        });
-        if (!dryRun) owner.remove();
-      } finally {
-        lock?.release({ removeFile: !existsSync(owner.directory) });
-      }
-    }
+    dropGoneRecords(owners, { replaced, live, nowLive, scoped, holders, liveCookie }, report);
 
     // 3a. Directories and lock files a command killed half-way left without any record. They belong
     // to no namespace: gc of some namespaces only takes those in the state directories it was given
@@ -323,15 +231,4 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     removeStaleRegistryTemporaries();
   }
   return report;
-}
-
-/**
- * What a record's namespace may be hidden behind when nothing gc saw holds it: processes the holder
- * search could not look into, or the recorded path itself (another user's /proc/PID/ns/net, a
- * directory vcnet cannot search). undefined when gc saw everything: then it is gone.
- */
-function unseenHolders(owner: RecordOwner, holders: NamespaceHolders): NamespaceHoldersUnseen | undefined {
-  const unseen = holders.unseen();
-  if (lookAtFile(owner.namespacePath) !== 'refused') return unseen;
-  return { processes: [], ...unseen, paths: [...(unseen?.paths ?? []), owner.namespacePath] };
 }
