@@ -15,7 +15,7 @@ export const TEST_SEAM_NAMES = Object.freeze({
   applyStep: 'vcnet.applyTestHook',
   /** plan/apply.ts: the index the next tap or ifb is tried at (setLinkIndexTestHook). */
   linkIndex: 'vcnet.linkIndexTestHook',
-  /** garbage-collector.ts: before gc lists the ingress qdiscs it emptied again (setGcIngressTestHook). */
+  /** network/gc/orphan-links.ts: before gc lists the ingress qdiscs it emptied again (setGcIngressTestHook). */
   gcIngress: 'vcnet.gcIngressTestHook',
   /** netns/mountinfo.ts: once per walk of every process's fds (setFdWalkTestHook). */
   fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',

@@ -6,9 +6,9 @@
 import { RollbackIncompleteError } from '../errors.js';
 import type { Link } from '../netlink/codec/link.js';
 import { type OpenedNamespace, sameNamespace } from '../netns/namespace-identity.js';
+import { namespaceExistsNowhere } from '../netns/namespace-liveness.js';
 import { ConfigurationConflictError, type NetworkConfig } from '../network/config.js';
 import { loopbackRefused } from '../network/endpoint/create-endpoint.js';
-import { namespaceExistsNowhere } from '../network/garbage-collector.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
 import { Network } from '../network/network.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';

@@ -7,6 +7,7 @@ import type { Link } from '../netlink/codec/link.js';
 import { formatHandle } from '../netlink/codec/tc/message.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { damagedIdentityField, RecordedIdentityDamagedError, sameNamespace } from '../netns/namespace-identity.js';
+import { isUnfinished } from '../network/model/plumbing-context.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plumbing.js';
 import { requirePreviousResult } from './config.js';
@@ -118,7 +119,7 @@ async function plumbingProblems(handle: NetlinkHandle, state: CniAttachmentState
   if (!resolve(state.interfaceName)) problems.push(`${state.interfaceName} is missing`);
   const steps: PlumbingStep[] = [];
   for (const endpoint of state.network.endpoints) {
-    if (endpoint.plumbing?.model === 'pending') problems.push(`the attach of ${endpoint.name} never completed`);
+    if (isUnfinished(endpoint.plumbing)) problems.push(`the attach of ${endpoint.name} never completed`);
     steps.push(...(endpoint.plumbing?.steps ?? []));
   }
   const missingLinks = new Set<string>();

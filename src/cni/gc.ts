@@ -4,9 +4,9 @@
  * networks sharing the state directory are not touched, nor are attachments another vcnet-cni is
  * changing right now (their container is locked).
  */
-import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as z from 'zod';
+import { safeReaddir } from '../directory-entries.js';
 import { VcnetError } from '../errors.js';
 import type { CniConfig } from './config.js';
 import { del } from './del.js';
@@ -57,14 +57,6 @@ export function parseValidAttachments(raw: Record<string, unknown>): ValidAttach
   return [...(listed ?? []), ...(alias ?? [])];
 }
 
-function entries(directory: string): string[] {
-  try {
-    return readdirSync(directory);
-  } catch {
-    return [];
-  }
-}
-
 /**
  * What DEL does for an interface without a record: removes what a killed ADD or DEL left (an empty
  * directory, a temporary file); left for the next GC when locked. A lock file this GC made for an
@@ -102,8 +94,8 @@ export async function garbageCollect(
   const keep = new Set(valid.map((attachment) => `${attachment.containerID}/${attachment.ifname}`));
   const outcome: GarbageCollection = { removed: [], busy: [] };
   const failures: string[] = [];
-  for (const containerId of entries(config.stateDirectory)) {
-    for (const interfaceName of entries(join(config.stateDirectory, containerId, 'interfaces'))) {
+  for (const containerId of safeReaddir(config.stateDirectory)) {
+    for (const interfaceName of safeReaddir(join(config.stateDirectory, containerId, 'interfaces'))) {
       if (keep.has(`${containerId}/${interfaceName}`)) continue;
       let recordedNetwork: string | undefined;
       try {

@@ -26,6 +26,7 @@ import type { HotplugTarget, NetworkDevice } from '../hypervisor/device.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
 import type { Endpoint } from './endpoint/endpoint.js';
+import { isUnfinished } from './model/plumbing-context.js';
 import type { Network } from './network.js';
 import type { UndoReport } from './plan/apply.js';
 import type { HypervisorRecord } from './state/records.js';
@@ -35,7 +36,7 @@ const UNPLUG_TIMEOUT_MS = 20_000;
 
 /** The endpoints of a record left unfinished by an attach that was killed ('pending'). */
 export function unfinishedEndpoints(network: Network): Endpoint[] {
-  return network.endpoints().filter((endpoint) => endpoint.plumbing?.model === 'pending');
+  return network.endpoints().filter((endpoint) => isUnfinished(endpoint.plumbing));
 }
 
 /**

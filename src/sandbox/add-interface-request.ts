@@ -13,6 +13,7 @@ import { InvalidInputError, VcnetError } from '../errors.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { classifyInterface, loopbackRefused, vhostUserSocketCandidates } from '../network/endpoint/create-endpoint.js';
 import { checkLinkName, checkNotVcnetDevice, isVcnetDevice } from '../network/link-name.js';
+import { isUnfinished } from '../network/model/plumbing-context.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
 import { stateDirectoryFlag } from '../network/state/store.js';
 import { shellWord } from '../shell-word.js';
@@ -126,7 +127,7 @@ export function resolveAddInterfaceRequest(
       named.properties.link.name === link &&
       (!message.hwAddr || message.hwAddr.toLowerCase() === named.hardwareAddress.toLowerCase())
     ) {
-      throw new InterfaceAlreadyAddedError(guestName, link, options.sandbox, named.plumbing?.model === 'pending');
+      throw new InterfaceAlreadyAddedError(guestName, link, options.sandbox, isUnfinished(named.plumbing));
     }
     throw new InvalidInputError('interface.name', guestName, 'a name no other interface of the sandbox has');
   }

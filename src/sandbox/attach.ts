@@ -10,10 +10,10 @@ import { InvalidInputError, VcnetError } from '../errors.js';
 import { openNamespaceForRecord } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
-import { recordsHoldingLink } from '../network/garbage-collector.js';
 import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import { type AddEndpointsOptions, Network, type SkippedNotice } from '../network/network.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
+import { recordsHoldingLink } from '../network/state/owners.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
 import {
   DEFAULT_STATE_DIRECTORY,

@@ -14,7 +14,6 @@ import { resolve } from 'node:path';
 import { VcnetError } from '../errors.js';
 import { nativeFileLock } from '../native/file-lock.js';
 import type { Link } from '../netlink/codec/link.js';
-import { recordsOfNamespace } from '../network/garbage-collector.js';
 import { isVcnetDevice } from '../network/link-name.js';
 import {
   describeOwner,
@@ -24,6 +23,7 @@ import {
   VCNET_LINK_KINDS,
 } from '../network/plan/plan-attach.js';
 import { holderOf, pollForLock } from '../network/state/lock.js';
+import { recordsOfNamespace } from '../network/state/owners.js';
 import { CLI_LOCK_TIMEOUT_HINT } from '../network/state/store.js';
 import { shellWord } from '../shell-word.js';
 

@@ -13,7 +13,7 @@ import {
   type OpenedNamespace,
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
-import { whereNamespaceLives } from '../network/garbage-collector.js';
+import { whereNamespaceLives } from '../netns/namespace-liveness.js';
 import { Network, type NetworkState } from '../network/network.js';
 import type { SandboxState } from '../network/state/records.js';
 import { defaultLockTimeoutMs, SandboxStore } from '../network/state/store.js';

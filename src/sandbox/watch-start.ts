@@ -9,6 +9,7 @@
  * and sandbox-watch.ts checks them then, as after any tc event.
  */
 import type { EndpointState } from '../network/endpoint/endpoint.js';
+import { isUnfinished } from '../network/model/plumbing-context.js';
 import { guestSignature } from '../network/namespace-watcher.js';
 import type { NetworkInfo } from '../network/network-info.js';
 
@@ -42,7 +43,7 @@ export function watchStartView(present: readonly NetworkInfo[], endpoints: reado
   const vcnetLinks: Array<{ name: string; index: number }> = [];
   for (const endpoint of endpoints) {
     const plumbing = endpoint.plumbing;
-    if (endpoint.type === 'physical' || plumbing?.model === 'pending') continue;
+    if (endpoint.type === 'physical' || isUnfinished(plumbing)) continue;
     if ((plumbing?.model === 'tcfilter' || plumbing?.model === 'macvtap') && plumbing.tapIndex > 0) {
       vcnetLinks.push({ name: plumbing.tapName, index: plumbing.tapIndex });
     }

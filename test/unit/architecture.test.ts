@@ -20,6 +20,7 @@ const LAYERS = [
       'errors.ts',
       'error-codes.ts',
       'diagnostics.ts',
+      'directory-entries.ts',
       'arguments.ts',
       'event-loop.ts',
       'namespace-file.ts',

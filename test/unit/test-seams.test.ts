@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { setFdWalkTestHook } from '../../src/netns/mountinfo.js';
-import { setGcIngressTestHook } from '../../src/network/garbage-collector.js';
+import { setGcIngressTestHook } from '../../src/network/gc/orphan-links.js';
 import {
   LINK_INDEX_BASE,
   randomLinkIndex,

@@ -60,6 +60,14 @@ export interface AttachedPlumbing {
   partial?: true;
 }
 
+/**
+ * Whether an endpoint's plumbing (built, or as a record keeps it) is an attach's that never completed
+ * ('pending': the process stopped during the attach; its steps are what it may have done).
+ */
+export function isUnfinished(plumbing: { model?: string } | undefined): boolean {
+  return plumbing?.model === 'pending';
+}
+
 export class AttachError extends VcnetError {
   static override readonly errorName: string = 'AttachError';
   constructor(

@@ -20,10 +20,10 @@ import {
   openRecordedNamespace,
 } from '../../../src/netns/namespace-identity.js';
 import { fileIdentity, isSameFile, processIds } from '../../../src/netns/processes.js';
-import { recordsHoldingLink, recordsOfNamespace } from '../../../src/network/garbage-collector.js';
 import { attachTapOnly } from '../../../src/network/model/none.js';
 import { VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
 import { createdLinks } from '../../../src/network/state/network-content-schema.js';
+import { recordsHoldingLink, recordsOfNamespace } from '../../../src/network/state/owners.js';
 import { CLI, vcnet } from '../../helpers/cli.js';
 import { cleanupNamespaces, makeNamespace, namespaceView, replaceWithSameInode } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';

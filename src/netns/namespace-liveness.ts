@@ -1,0 +1,81 @@
+/**
+ * Whether a network namespace still lives, and where: by its identity (device and inode, and its
+ * cookie when both sides know one), never by a path string. gc asks it of every record it reads; the
+ * sandbox layer (where a record's namespace lives now) and vcnet-cni (a record whose namespace exists
+ * nowhere) ask it too, so it sits in the namespace layer, below them all.
+ */
+import { join } from 'node:path';
+import { safeReaddir } from '../directory-entries.js';
+import { NamespaceHolders, namespaceHolderPaths } from './namespace-holders.js';
+import { identityOfNamespaceAt, type NamespaceIdentity, NETNS_RUN_DIRECTORY } from './namespace-identity.js';
+import { fileIdentity, lookAtFile, processIds } from './processes.js';
+
+/** A namespace's device and inode as a map key (`dev:ino`); identityOfKey reads it back. */
+export type NamespaceKey = string;
+export const keyOf = (identity: { dev: number; ino: number }): NamespaceKey => `${identity.dev}:${identity.ino}`;
+export const identityOfKey = (key: NamespaceKey): { dev: number; ino: number } => {
+  const [dev, ino] = key.split(':').map(Number);
+  return { dev: dev!, ino: ino! };
+};
+
+/** Live network namespaces by identity: /var/run/netns entries first (their paths outlive processes), then /proc/PID/ns/net. */
+export function liveNamespaces(): Map<NamespaceKey, string> {
+  const found = new Map<NamespaceKey, string>();
+  const consider = (path: string) => {
+    const identity = fileIdentity(path); // undefined: gone meanwhile, or not readable
+    if (identity && !found.has(keyOf(identity))) found.set(keyOf(identity), path);
+  };
+  for (const name of safeReaddir(NETNS_RUN_DIRECTORY)) consider(join(NETNS_RUN_DIRECTORY, name));
+  for (const pid of processIds()) consider(`/proc/${pid}/ns/net`);
+  return found;
+}
+
+/** Where a namespace of this identity lives now (a /var/run/netns entry or a /proc/PID/ns/net), if anywhere. */
+export function whereNamespaceLives(identity: { dev: number; ino: number }): string | undefined {
+  return namespaceHolderPaths(identity, { threads: false })[0];
+}
+
+/**
+ * Whether the namespace a record names exists nowhere now: no /var/run/netns entry and no process
+ * has it, and its recorded path does not hold it. What vcnet made in it went with it. false when
+ * that cannot be told (a process or the path could not be looked at: no CAP_SYS_PTRACE, hidepid=).
+ */
+export function namespaceExistsNowhere(recorded: { path: string; dev: number; ino: number }): boolean {
+  const holders = new NamespaceHolders();
+  if (holders.of(recorded, { threads: false }).length > 0) return false;
+  const atPath = lookAtFile(recorded.path);
+  if (atPath === 'refused') return false;
+  if (typeof atPath === 'object' && atPath.dev === recorded.dev && atPath.ino === recorded.ino) return false;
+  return holders.unseen() === undefined;
+}
+
+/**
+ * The cookie of the network namespace at `path` (only when its device and inode are `key`, given):
+ * undefined when none can be opened there (gone meanwhile, not a network namespace), when it is
+ * another one than `key`, or when the kernel tells no cookies.
+ */
+export function cookieAt(path: string, key?: NamespaceKey): string | undefined {
+  let identity: NamespaceIdentity;
+  try {
+    identity = identityOfNamespaceAt(path);
+  } catch {
+    return undefined;
+  }
+  return key === undefined || keyOf(identity) === key ? identity.cookie : undefined;
+}
+
+/**
+ * Whether the namespace at `path` may be the one with this cookie (unknown on either side: may be;
+ * one that cannot be opened is looked at as before: the scan opens it again, or skips it).
+ */
+export function holdsCookie(path: string, cookie: string | undefined): boolean {
+  if (cookie === undefined) return true;
+  const found = cookieAt(path);
+  return found === undefined || found === cookie;
+}
+
+/** Whether `path` still names the namespace with this key (a path gc did not scan, e.g. a custom bind mount). */
+export function pathHolds(path: string, key: NamespaceKey): boolean {
+  const identity = fileIdentity(path);
+  return identity !== undefined && keyOf(identity) === key;
+}

@@ -1,0 +1,87 @@
+/**
+ * gc's step 3: records whose namespace exists nowhere (no /var/run/netns entry, no process, not at
+ * its path; or its inode now another namespace's, by cookie) are dropped, each under its sandbox's
+ * lock. One whose namespace vcnet cannot tell is gone (a holder it could not look into) is kept and
+ * said in `skipped`. Looked at again here: a namespace may have appeared since gc started.
+ */
+import { existsSync } from 'node:fs';
+import {
+  describeUnseen,
+  type NamespaceHolders,
+  type NamespaceHoldersUnseen,
+  UNSEEN_HINT,
+} from '../../netns/namespace-holders.js';
+import { identityOfKey, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
+import { lookAtFile } from '../../netns/processes.js';
+import { FileLock, tryLockFile } from '../state/lock.js';
+import type { RecordOwner } from '../state/owners.js';
+import type { GarbageReport } from './report.js';
+
+export interface GoneRecordsContext {
+  /** Records whose inode a later namespace has now (another cookie): their namespace is gone. */
+  replaced: ReadonlySet<RecordOwner>;
+  /** Live namespaces when gc started, and again now. */
+  live: ReadonlyMap<NamespaceKey, string>;
+  nowLive: ReadonlyMap<NamespaceKey, string>;
+  /** Only records naming these paths are dropped (--netns); undefined: any. */
+  scoped: readonly string[] | undefined;
+  /** Where namespaces are held, listed once per gc (the first time it is asked). */
+  holders: () => NamespaceHolders;
+  /** The cookie of the live namespace with a record's device and inode, if one is known. */
+  liveCookie: (owner: RecordOwner) => string | undefined;
+}
+
+export function dropGoneRecords(
+  owners: readonly RecordOwner[],
+  { replaced, live, nowLive, scoped, holders, liveCookie }: GoneRecordsContext,
+  report: GarbageReport,
+): void {
+  const dryRun = report.dryRun;
+  const holdersOf = (key: NamespaceKey) => holders().of(identityOfKey(key));
+  for (const owner of owners) {
+    const gone = replaced.has(owner);
+    if (!gone && (live.has(owner.key) || nowLive.has(owner.key) || pathHolds(owner.namespacePath, owner.key))) continue;
+    if (scoped && !scoped.includes(owner.namespacePath)) continue;
+    // A thread alone in the namespace keeps it too (looked for only before dropping a record); a
+    // holder of a replaced one's inode holds the new namespace (no two live namespaces share one).
+    if (!gone && holdersOf(owner.key).length > 0) continue;
+    // Nothing vcnet could see holds it, but it did not see everything: a VMM of another user may
+    // hold it (no CAP_SYS_PTRACE, /proc's hidepid=). Kept, with what it claims, and said.
+    const unseen = gone ? undefined : unseenHolders(owner, holders());
+    if (unseen) {
+      report.skipped.push({
+        file: owner.file,
+        namespaceUnseen: true,
+        reason: `whether its namespace (${owner.namespacePath}, inode ${identityOfKey(owner.key).ino}) still exists cannot be told: ${describeUnseen(unseen)}; ${UNSEEN_HINT}`,
+      });
+      continue;
+    }
+    const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
+    if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
+    try {
+      report.removed.push({
+        kind: 'state',
+        namespacePath: owner.namespacePath,
+        name: owner.id,
+        file: owner.file,
+        detail: gone
+          ? `its namespace (inode ${identityOfKey(owner.key).ino}, cookie ${owner.cookie}) exists nowhere: the namespace with that inode now is another one (cookie ${liveCookie(owner)})`
+          : `its namespace (inode ${identityOfKey(owner.key).ino}) exists nowhere`,
+      });
+      if (!dryRun) owner.remove();
+    } finally {
+      lock?.release({ removeFile: !existsSync(owner.directory) });
+    }
+  }
+}
+
+/**
+ * What a record's namespace may be hidden behind when nothing gc saw holds it: processes the holder
+ * search could not look into, or the recorded path itself (another user's /proc/PID/ns/net, a
+ * directory vcnet cannot search). undefined when gc saw everything: then it is gone.
+ */
+function unseenHolders(owner: RecordOwner, holders: NamespaceHolders): NamespaceHoldersUnseen | undefined {
+  const unseen = holders.unseen();
+  if (lookAtFile(owner.namespacePath) !== 'refused') return unseen;
+  return { processes: [], ...unseen, paths: [...(unseen?.paths ?? []), owner.namespacePath] };
+}

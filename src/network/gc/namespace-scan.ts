@@ -1,0 +1,90 @@
+/**
+ * gc's step 1: opens the namespaces to look in and lists their links, before any record is read (an
+ * attach journals each link before making it, so a link listed here is in a record read afterwards).
+ * Every live namespace, or only the named ones (`scoped`, --netns), each once by identity. A named
+ * path where no namespace is may be a deleted pod's whose records are to go: it is kept in `missing`,
+ * and the namespace a record made there is looked at through a process still in it.
+ */
+import { yieldToEventLoop } from '../../event-loop.js';
+import { NetlinkHandle } from '../../netlink/handle.js';
+import { NamespacePathError, type OpenedNamespace, openNetworkNamespace } from '../../netns/namespace-identity.js';
+import { holdsCookie, keyOf, type NamespaceKey } from '../../netns/namespace-liveness.js';
+import { type RecordOwner, readOwners } from '../state/owners.js';
+import type { NamespaceScan } from './orphan-links.js';
+
+export interface ScanScope {
+  /** Live namespaces by identity (liveNamespaces), scanned when none is named. */
+  live: ReadonlyMap<NamespaceKey, string>;
+  /** The named paths, resolved; undefined: every live namespace. */
+  scoped: readonly string[] | undefined;
+  /** The named paths as they were given, in the same order. */
+  given: readonly string[] | undefined;
+  /** The state directories whose records say where a missing path's namespace went. */
+  directories: readonly string[];
+  /** Where a namespace of this key is held (a /var/run/netns entry, a process). */
+  holdersOf: (key: NamespaceKey) => string[];
+  signal: AbortSignal | undefined;
+}
+
+/**
+ * Fills `scans` as it goes (the caller closes them, whatever happens); returns the named paths
+ * where no namespace is, resolved and as given (missingAsGiven, in the same order).
+ */
+export async function scanNamespaces(
+  scans: NamespaceScan[],
+  { live, scoped, given, directories, holdersOf, signal }: ScanScope,
+): Promise<{ missing: string[]; missingAsGiven: string[] }> {
+  /** Named paths that do not exist: only records naming them can be collected (else the path is refused). */
+  const missing: string[] = [];
+  /** Those paths as they were given (--netns), in the same order. */
+  const missingAsGiven: string[] = [];
+  const seen = new Set<NamespaceKey>();
+  const toScan = [...(scoped ?? live.values())];
+  let ownersByPath: RecordOwner[] | undefined;
+  // The event loop runs between namespaces (a daemon's timers, a concurrent attach's lock wait);
+  // and at least once per gc, so `while (!stop) await collectGarbage()` never starves it.
+  await yieldToEventLoop();
+  signal?.throwIfAborted();
+  for (let position = 0; position < toScan.length; position++) {
+    if (position > 0) await yieldToEventLoop();
+    signal?.throwIfAborted();
+    const path = toScan[position]!;
+    let namespace: OpenedNamespace;
+    try {
+      namespace = openNetworkNamespace(path);
+    } catch (error) {
+      // A named path is refused when it is not a network namespace, or cannot be opened; one that
+      // does not exist may be the path of a deleted namespace whose records are to go (checked below).
+      if (scoped === undefined || position >= scoped.length) continue; // gone meanwhile, or not a network namespace
+      if (error instanceof NamespacePathError && error.what === 'missing') {
+        missing.push(path);
+        missingAsGiven.push(given![position]!);
+        // Only the path may be gone: a process still in the namespace keeps it, and what a record
+        // made there, alive; it is looked at through that process (the records read here only say
+        // which namespace; the owners are read again after the links are listed).
+        ownersByPath ??= readOwners(directories).owners;
+        // A holder of the inode whose namespace has another cookie holds a later namespace, not the record's.
+        for (const owner of ownersByPath)
+          if (owner.namespacePath === path)
+            toScan.push(...holdersOf(owner.key).filter((holder) => holdsCookie(holder, owner.cookie)));
+        continue;
+      }
+      throw error;
+    }
+    const key = keyOf(namespace.identity);
+    if (seen.has(key)) {
+      namespace.close();
+      continue;
+    }
+    seen.add(key);
+    let handle: NetlinkHandle | undefined;
+    try {
+      handle = NetlinkHandle.open(namespace.entryPath);
+      scans.push({ namespace, handle, links: await handle.links() });
+    } catch {
+      handle?.close();
+      namespace.close();
+    }
+  }
+  return { missing, missingAsGiven };
+}

@@ -1,0 +1,416 @@
+/**
+ * gc's orphan links: in each namespace it scanned, the links of vcnet's group (0x7663) that no record
+ * claims, with what an attach added for them elsewhere (redirect filters to them, the ingress qdisc
+ * those leave empty, a rate limit's htb on the pod link). What a process holds open (a VM's tap or
+ * macvtap) is kept, whatever the records say; what vcnet never makes is left alone. A namespace's
+ * removals go in one batch, the emptied ingress qdiscs in a second one (garbage-collector.ts runs
+ * this for every namespace it scanned, once the records are read).
+ */
+import { readlinkSync, statSync } from 'node:fs';
+import { safeReaddir } from '../../directory-entries.js';
+import { appendTo } from '../../multimap.js';
+import type { Link } from '../../netlink/codec/link.js';
+import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import type { NetlinkHandle } from '../../netlink/handle.js';
+import type { OpenedNamespace } from '../../netns/namespace-identity.js';
+import { processIds } from '../../netns/processes.js';
+import { testSeam } from '../../test-seams.js';
+import { isVcnetHtb } from '../foreign-filters.js';
+import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from '../model/macvtap-index.js';
+import { VCNET_LINK_KINDS } from '../plan/plan-attach.js';
+import { VCNET_LINK_GROUP } from '../plumbing.js';
+import { claims as claimsLink, type RecordOwner } from '../state/owners.js';
+import { failureOf, type GarbageItem, type GarbageReport, reportOutcomes } from './report.js';
+
+/** A namespace gc looks in: opened, with a handle in it, and its links as listed before any record was read. */
+export interface NamespaceScan {
+  namespace: OpenedNamespace;
+  handle: NetlinkHandle;
+  links: Link[];
+}
+
+/** What the records gc read say of one scanned namespace. */
+export interface NamespaceClaims {
+  /** A record gc could not read may be about this namespace: its links are counted, never looked at. */
+  withheld: boolean;
+  /** The links records made there (by ifindex when recorded, else by name); undefined when no record names it. */
+  links: Array<{ name: string; index?: number }> | undefined;
+  /** The filters records added there, each with its record's id. */
+  filters: Array<RecordOwner['filters'][number] & { id: string }>;
+  /** The namespace was named (`namespaces`, --netns): its orphans go even when no record names it. */
+  named: boolean;
+}
+
+/**
+ * Step 4 of gc in one scanned namespace: its links of vcnet's group that no record claims. A link of
+ * a kind vcnet never makes is left alone; one a process holds open is kept (`inUse`); the others are
+ * orphans, removed with the redirect filters to them (a filter a record claims stays), the ingress
+ * qdisc those leave empty, and a rate limit's htb on the link they were on. Only counted when a
+ * record gc could not read may be about this namespace (`withheld`); only reported when no record
+ * names the namespace and it was not named (`unclaimed`).
+ */
+export async function collectNamespace(
+  scan: NamespaceScan,
+  claims: NamespaceClaims,
+  report: GarbageReport,
+  openMacvtaps: () => OpenMacvtapDevices | undefined,
+): Promise<void> {
+  const { namespace, handle, links } = scan;
+  const dryRun = report.dryRun;
+  const namespacePath = namespace.identity.path;
+  const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
+  if (claims.withheld) {
+    const withheld = grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
+    report.kept += withheld.length;
+    if (withheld.length > 0) report.withheld.push({ namespacePath, links: withheld.map((link) => link.name) });
+    return;
+  }
+  const names = claims.links;
+  const isClaimed = (link: Link) => names?.some((recorded) => claimsLink(recorded, link)) ?? false;
+  // vcnet never makes a veth or a bridge: one in its group was moved there by someone else (a
+  // tenant with CAP_NET_ADMIN in the pod), and deleting it would take the pod's own network.
+  for (const link of grouped) {
+    if (VCNET_LINK_KINDS.has(link.kind ?? '') || isClaimed(link)) continue;
+    report.leftAlone.push({
+      kind: 'link',
+      namespacePath,
+      name: link.name,
+      detail: `a ${link.kind ?? 'link of no kind'} (ifindex ${link.index}) in vcnet's group 0x${VCNET_LINK_GROUP.toString(16)} that no record knows: vcnet never makes a ${link.kind ?? 'link of no kind'}, so gc leaves it (move it out of the group with \`ip link set dev ${link.name} group default\`, or find who put it there)`,
+    });
+  }
+  const ours = grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
+  const unclaimed = ours.filter((link) => !isClaimed(link));
+  // A tap a VM holds is never removed, whatever the records say: the records gc sees may not be
+  // all there are (another registry, a wiped /run, another mount).
+  const orphans: Link[] = [];
+  for (const link of unclaimed) {
+    const holder = heldOpenBy(link, openMacvtaps);
+    if (holder === undefined) orphans.push(link);
+    else report.inUse.push({ namespacePath, name: link.name, detail: `in use by a process (${holder}), kept` });
+  }
+  report.kept += ours.length - orphans.length;
+  if (orphans.length === 0) return;
+  if (names === undefined && !claims.named) {
+    report.unclaimed.push({ namespacePath, links: orphans.map((link) => link.name) });
+    return;
+  }
+  const orphanIndexes = new Set(orphans.map((link) => link.index));
+  const recordedFilters = claims.filters;
+  const claimedBy = (link: Link, parent: number, priority: number) =>
+    recordedFilters.find(
+      (filter) =>
+        (filter.index !== undefined ? filter.index === link.index : filter.link === link.name) &&
+        filter.parent >>> 16 === parent >>> 16 &&
+        filter.priority === priority,
+    );
+  const batch = handle.changes();
+  // One item per request of the batch, in order: an item is reported removed only when its
+  // request was answered ok (reportOutcomes).
+  const planned: GarbageItem[] = [];
+  const emptiedIngress: Array<{ item: GarbageItem; link: Link; handle: number }> = [];
+  for (const link of links) {
+    if (orphanIndexes.has(link.index)) continue;
+    let removedFilters = 0;
+    const filtersLeft = await collectRedirectFilters(
+      handle,
+      link,
+      orphanIndexes,
+      (priority, parent, protocol, target) => {
+        const targetName = links.find((candidate) => candidate.index === target)?.name ?? `#${target}`;
+        const owner = claimedBy(link, parent, priority);
+        if (owner) {
+          // A live record's filter, pointed at the orphan since: the record's detach settles it.
+          report.leftAlone.push({
+            kind: 'filter',
+            namespacePath,
+            name: link.name,
+            detail: `prio ${priority} redirects to orphan ${targetName}, but record ${owner.id} claims that filter: left for its detach`,
+          });
+          return false;
+        }
+        planned.push({
+          kind: 'filter',
+          namespacePath,
+          name: link.name,
+          detail: `prio ${priority} redirects to orphan ${targetName}`,
+        });
+        batch.deleteFilter({ index: link.index, parent, priority, protocol });
+        removedFilters++;
+        return true;
+      },
+    );
+    // The ingress qdisc tcfilter's attach added for those redirects goes with the last of them.
+    // One that keeps another filter is someone's; one gc took nothing from is left as it is.
+    if (removedFilters > 0 && filtersLeft === 0) {
+      const ingress = await ingressQdiscOf(handle, link);
+      if (ingress?.kind === 'ingress') {
+        const item: GarbageItem = {
+          kind: 'qdisc',
+          namespacePath,
+          name: link.name,
+          detail: `ingress qdisc (ffff:) with no filter left once its redirects to an orphan go (tcfilter's attach adds it for them)`,
+        };
+        // Deleted after the redirects, in a second batch, only if no filter is there then.
+        if (dryRun) planned.push(item);
+        else emptiedIngress.push({ item, link, handle: ingress.handle });
+      } else if (ingress) {
+        // vcnet adds an ingress qdisc, never a clsact: this one was the pod's before the attach.
+        report.leftAlone.push({
+          kind: 'qdisc',
+          namespacePath,
+          name: link.name,
+          detail: `${ingress.kind} qdisc left empty by the redirects removed above: vcnet never adds a ${ingress.kind}, so it stays`,
+        });
+      }
+    }
+    // A rate limit's htb on a link that is not vcnet's (tcfilter's tx on the pod link, the egress
+    // limit of a device the VM uses as it is) does not go with the orphan: it is taken only from a
+    // link whose redirects to an orphan gc removes (the attach that made them), and only when it
+    // has exactly the shape a rate limit makes.
+    if (removedFilters > 0) {
+      const shaping = await rateLimitHtbOf(handle, link);
+      if (shaping?.ours) {
+        planned.push({
+          kind: 'qdisc',
+          namespacePath,
+          name: link.name,
+          detail: `htb root qdisc of a rate limit (${shaping.description}) on a link whose redirects to an orphan go (a rate-limited attach adds it)`,
+        });
+        batch.deleteQdisc(link.index, shaping.handle, TC_H_ROOT);
+      } else if (shaping) {
+        report.leftAlone.push({
+          kind: 'qdisc',
+          namespacePath,
+          name: link.name,
+          detail: `htb root qdisc not of the shape a vcnet rate limit makes (${shaping.description}): another tool's, so it stays`,
+        });
+      }
+    }
+  }
+  for (const link of orphans) {
+    planned.push({
+      kind: 'link',
+      namespacePath,
+      name: link.name,
+      detail: `${link.kind ?? 'link'} in vcnet's group that no record claims`,
+    });
+    batch.deleteLink(link.index, `delete orphan ${link.name}`);
+  }
+  if (dryRun) {
+    report.removed.push(...planned);
+    return;
+  }
+  try {
+    reportOutcomes(planned, await batch.send(), namespacePath, report);
+    await removeIngressIfEmpty(handle, namespacePath, emptiedIngress, report);
+  } catch (error) {
+    // The batch could not be sent at all: nothing of it is known removed; the next run finishes it.
+    report.failures.push({ namespacePath, ...failureOf(error) });
+  }
+}
+
+/**
+ * Test seam (never set in production), on globalThis as apply.ts's (src/test-seams.ts): awaited after
+ * the redirects' batch, before the ingress qdiscs are listed again, so a test can add a filter in between.
+ */
+const ingressSeam = testSeam<() => void | Promise<void>>('gcIngress');
+
+export function setGcIngressTestHook(hook: (() => void | Promise<void>) | undefined): void {
+  ingressSeam.set(hook);
+}
+
+/**
+ * The ingress qdiscs gc's redirect removal emptied: each is listed again and deleted (a second,
+ * small batch) only if it has no filter now, so a filter another tool added since the first listing
+ * is kept with it. The kernel has no "delete if empty": one added between this listing and the
+ * delete still goes.
+ */
+async function removeIngressIfEmpty(
+  handle: NetlinkHandle,
+  namespacePath: string,
+  emptied: ReadonlyArray<{ item: GarbageItem; link: Link; handle: number }>,
+  report: GarbageReport,
+): Promise<void> {
+  if (emptied.length === 0) return;
+  await ingressSeam.hook()?.();
+  const batch = handle.changes();
+  const planned: GarbageItem[] = [];
+  for (const { item, link, handle: qdisc } of emptied) {
+    let left: number;
+    try {
+      // By priority: a u32 filter dumps as several entries (its hash tables), tc shows one prio.
+      left = new Set((await handle.filters(link.index, TC_H_INGRESS)).map((filter) => filter.priority)).size;
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (left > 0) {
+      report.leftAlone.push({
+        kind: 'qdisc',
+        namespacePath,
+        name: link.name,
+        detail: `ingress qdisc (ffff:) kept: filters at ${left} priority(ies) on it once vcnet's redirects went (added since gc listed it)`,
+      });
+      continue;
+    }
+    planned.push(item);
+    batch.deleteQdisc(link.index, qdisc, TC_H_INGRESS);
+  }
+  if (planned.length === 0) return;
+  reportOutcomes(planned, await batch.send(), namespacePath, report);
+}
+
+/**
+ * How a process holds `link` open, or undefined when none does. A tap's carrier is on exactly while
+ * a queue (an fd) is attached (tun_attach turns it on, the last detach off); a multi-queue tap also
+ * counts its fds, attached and disabled (IFLA_TUN_NUM_QUEUES, NUM_DISABLED_QUEUES). A macvtap is
+ * held through its character device tap<ifindex>, found among the processes' fds by major:minor,
+ * not by path: a runtime may open it through a node of its own (a container's /dev, a mknod), or
+ * receive the fd from the process that opened it.
+ */
+function heldOpenBy(link: Link, openMacvtaps: () => OpenMacvtapDevices | undefined): string | undefined {
+  if (link.kind === 'tun') {
+    const fds = (link.tun?.queues ?? 0) + (link.tun?.disabledQueues ?? 0);
+    if (fds > 0) return `fd open: ${fds} queue(s)`;
+    return link.tun?.carrier === true ? 'fd open: carrier on' : undefined;
+  }
+  if (link.kind === 'macvtap') {
+    const open = openMacvtaps();
+    if (open === undefined) return 'macvtap devices could not be listed, so it is taken as held';
+    // /sys/dev/char names every macvtap's device tap<ifindex> whatever its namespace: when another
+    // namespace has a macvtap at the same index, an fd open on either keeps this one (gc errs on keeping).
+    for (const device of macvtapDevicesAtIndex(link.index, open.major)) {
+      const held = open.byMinor.get(device.minor);
+      if (held !== undefined) return `fd open on ${device.major}:${device.minor} (${held})`;
+    }
+    return undefined;
+  }
+  return undefined;
+}
+
+export interface OpenMacvtapDevices {
+  /** macvtap's character major (/proc/devices). */
+  major: number;
+  /** minor → a path some process opened it by. */
+  byMinor: Map<number, string>;
+}
+
+/**
+ * Every macvtap character device some process has open, by minor (read once per gc, when a macvtap
+ * needs it). undefined when macvtap's major cannot be read: gc then keeps every macvtap.
+ */
+function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
+  let major: number;
+  try {
+    major = macvtapMajor();
+  } catch {
+    return undefined;
+  }
+  const byMinor = new Map<number, string>();
+  for (const pid of processIds()) {
+    for (const fd of safeReaddir(`/proc/${pid}/fd`)) {
+      const path = `/proc/${pid}/fd/${fd}`;
+      try {
+        const target = readlinkSync(path);
+        // Sockets, pipes and anonymous inodes are not device nodes; everything else is looked at.
+        if (!target.startsWith('/')) continue;
+        const stat = statSync(path);
+        if (!stat.isCharacterDevice()) continue;
+        const numbers = deviceNumbers(stat.rdev);
+        if (numbers.major === major && !byMinor.has(numbers.minor)) byMinor.set(numbers.minor, target);
+      } catch {
+        // the fd or the process went meanwhile
+      }
+    }
+  }
+  return { major, byMinor };
+}
+
+/**
+ * Ingress filter priorities on `link` whose every filter redirects to one of `targets`; `found`
+ * says whether it removes that one. Returns how many priorities stay on the link's ingress.
+ */
+async function collectRedirectFilters(
+  handle: NetlinkHandle,
+  link: Link,
+  targets: Set<number>,
+  found: (priority: number, parent: number, protocol: number, target: number) => boolean,
+): Promise<number> {
+  let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
+  try {
+    filters = await handle.filters(link.index, TC_H_INGRESS);
+  } catch {
+    return 0; // no ingress qdisc
+  }
+  const byPriority = new Map<number, typeof filters>();
+  for (const filter of filters) appendTo(byPriority, filter.priority, filter);
+  let left = 0;
+  for (const [priority, group] of byPriority) {
+    const rules = group.filter((filter) => 'actions' in filter.options && filter.options.actions.length > 0);
+    const redirectTargets = rules.map((filter) => {
+      const actions = 'actions' in filter.options ? filter.options.actions : [];
+      const mirred = actions.find((action) => action.kind === 'mirred' && 'targetIndex' in action);
+      return mirred && 'targetIndex' in mirred ? mirred.targetIndex : -1;
+    });
+    const removed =
+      rules.length > 0 &&
+      redirectTargets.every((target) => targets.has(target)) &&
+      found(priority, group[0]!.parent, group[0]!.protocol, redirectTargets[0]!);
+    if (!removed) left++;
+  }
+  return left;
+}
+
+/** The qdisc at `link`'s ingress parent (an ingress or a clsact), if it has one. */
+async function ingressQdiscOf(
+  handle: NetlinkHandle,
+  link: Link,
+): Promise<{ kind: string; handle: number } | undefined> {
+  try {
+    const qdisc = (await handle.qdiscs(link.index)).find(
+      (candidate) => candidate.index === link.index && candidate.parent === TC_H_INGRESS,
+    );
+    return qdisc ? { kind: qdisc.kind, handle: qdisc.handle } : undefined;
+  } catch {
+    return undefined; // the link went meanwhile
+  }
+}
+
+/**
+ * The htb root qdisc on `link`, and whether it has exactly the shape a vcnet rate limit makes
+ * (foreign-filters.ts isVcnetHtb). undefined when the root qdisc is not an htb (or the link went meanwhile).
+ */
+async function rateLimitHtbOf(
+  handle: NetlinkHandle,
+  link: Link,
+): Promise<{ ours: boolean; handle: number; description: string } | undefined> {
+  try {
+    const qdiscs = await handle.qdiscs(link.index);
+    const root = qdiscs.find((qdisc) => qdisc.parent === TC_H_ROOT);
+    if (root?.kind !== 'htb') return undefined;
+    const defaultClass = 'defaultClass' in root.options ? root.options.defaultClass : undefined;
+    const classes = await handle.classes(link.index);
+    const filters = await handle.filters(link.index, root.handle);
+    const description = [
+      `handle ${formatHandle(root.handle)}`,
+      `default ${defaultClass === undefined ? 'unknown' : defaultClass.toString(16)}`,
+      ...classes.map(
+        (entry) =>
+          `class ${formatHandle(entry.handle)} parent ${entry.parent === TC_H_ROOT ? 'root' : formatHandle(entry.parent)} rate ${entry.rateBitsPerSecond ?? '?'} ceil ${entry.ceilBitsPerSecond ?? '?'}`,
+      ),
+      ...(filters.length > 0 ? [`${filters.length} filter(s)`] : []),
+    ].join(', ');
+    const ours = isVcnetHtb(root, classes, filters, qdiscs);
+    return { ours, handle: root.handle, description };
+  } catch {
+    return undefined; // the link went meanwhile
+  }
+}
+
+/** listOpenMacvtapDevices for one gc: read the first time a macvtap needs it, then kept. */
+export function openMacvtapDevicesOnce(): () => OpenMacvtapDevices | undefined {
+  let macvtapDevices: OpenMacvtapDevices | undefined | null = null;
+  return () => {
+    if (macvtapDevices === null) macvtapDevices = listOpenMacvtapDevices();
+    return macvtapDevices;
+  };
+}

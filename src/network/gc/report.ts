@@ -1,0 +1,136 @@
+/**
+ * What `vcnet gc` (collectGarbage) reports: what it removed, kept, left alone or could not read, and
+ * what the kernel refused. Every part of gc (orphan links, state leftovers, unfinished attaches)
+ * writes into one GarbageReport; these are its types and the ways a removal becomes an entry.
+ */
+import { errnoOf } from '../../errors.js';
+import type { RequestOutcome } from '../../netlink/transport.js';
+
+export interface GarbageItem {
+  kind: 'link' | 'filter' | 'qdisc' | 'state';
+  /** '' for a record directory without a record: it names no namespace. */
+  namespacePath: string;
+  /** The link's name, or the record's id (CNI: container/interface). */
+  name: string;
+  /** The record's file (kind state), or the directory removed when it held no record. */
+  file?: string;
+  /** Why it is garbage. */
+  detail?: string;
+}
+
+/** A vcnet link no record claims that a process holds open (a VM's tap): gc keeps it. */
+export interface InUseLink {
+  namespacePath: string;
+  name: string;
+  /** "in use by a process (fd open), kept", and how that is known. */
+  detail: string;
+}
+
+/** What gc found in vcnet's way but leaves, as not vcnet's to remove. */
+export interface LeftAloneItem {
+  kind: 'link' | 'filter' | 'qdisc';
+  namespacePath: string;
+  /** The link's name (a filter's: the link it is on). */
+  name: string;
+  /** Why gc leaves it, and what to do about it. */
+  detail: string;
+}
+
+export interface SkippedRecord {
+  file: string;
+  reason: string;
+  /**
+   * True for a record kept because whether its namespace still exists cannot be told (its path is
+   * gone or unreadable, and processes that may hold it could not be looked into: no CAP_SYS_PTRACE,
+   * /proc's hidepid=): gc neither drops it nor removes anything it claims.
+   */
+  namespaceUnseen?: true;
+}
+
+export interface GarbageReport {
+  dryRun: boolean;
+  removed: GarbageItem[];
+  /** vcnet links that live records own, or that a process holds open (inUse). */
+  kept: number;
+  /** Links no record claims that gc keeps because a process holds them open (a running VM's tap). */
+  inUse: InUseLink[];
+  /**
+   * Records gc could not read (named, never acted on), and records it kept because it could not tell
+   * whether their namespace still exists (`namespaceUnseen`).
+   */
+  skipped: SkippedRecord[];
+  /**
+   * Links in vcnet's group of a kind vcnet never makes (a veth, a bridge), and filters redirecting to
+   * an orphan that a live record claims, and qdiscs the removed redirects leave that vcnet never adds
+   * (a clsact; an htb root qdisc not of a rate limit's shape): not vcnet's to remove, left with the reason.
+   */
+  leftAlone: LeftAloneItem[];
+  /** The state directories read. */
+  stateDirectories: string[];
+  /**
+   * Removals the kernel refused (the namespace changed while gc ran: run gc again; or not permitted:
+   * `errno` EPERM/EACCES, run it with CAP_NET_ADMIN). What failed is not in `removed`.
+   */
+  failures: GarbageFailure[];
+  /**
+   * vcnet's links in namespaces no record read names, left alone: their records may be in a state
+   * directory this gc does not know. Naming the namespace (`namespaces`, --netns) removes them.
+   */
+  unclaimed: Array<{ namespacePath: string; links: string[] }>;
+  /**
+   * vcnet's links gc did not look at, per namespace, because a record it could not read (in `skipped`)
+   * may be theirs: a record or directory of records unreadable (EIO...) withholds every namespace, one
+   * that names its namespace but is damaged withholds that one. Counted in `kept` too.
+   */
+  withheld: Array<{ namespacePath: string; links: string[] }>;
+  /**
+   * Named namespace paths (`namespaces`, --netns) where no namespace is and that no record read
+   * names: nothing to collect there (a pod already gone, its records already dropped).
+   */
+  absent: Array<{ namespacePath: string; detail: string }>;
+  /**
+   * Entries of a state directory that hold no records and are no directory (a symbolic link that
+   * leads to none, a FIFO, a regular file, a socket): passed over, as they name no sandbox, and
+   * listed so a stray file is seen. Nothing else changes for them (gc still collects).
+   */
+  ignored: Array<{ path: string; reason: string }>;
+}
+
+export interface GarbageFailure {
+  namespacePath: string;
+  reason: string;
+  /** The errno the kernel answered (EPERM, EBUSY...), when one did. */
+  errno?: string;
+}
+
+/** What a thrown error says as a failure: its message, and its errno when it has one. */
+export function failureOf(error: unknown): { reason: string; errno?: string } {
+  const errno = errnoOf(error);
+  return { reason: (error as Error)?.message ?? String(error), ...(errno === undefined ? {} : { errno }) };
+}
+
+/**
+ * The answers to a batch of removals, into the report: `planned` holds one item per request of the
+ * batch, in order, and `outcomes` the batch's answers (ChangeBatch.send: one per request, in the same
+ * order). An item is reported removed only when its request was answered ok; one the kernel refused
+ * goes to `failures`, with the kernel's error. An item with no answer at all (`outcomes` shorter than
+ * `planned`: never, while each item is planned with its request) is not known removed: a failure too.
+ */
+export function reportOutcomes(
+  planned: readonly GarbageItem[],
+  outcomes: readonly RequestOutcome[],
+  namespacePath: string,
+  report: GarbageReport,
+): void {
+  planned.forEach((item, position) => {
+    const outcome = outcomes[position];
+    if (outcome?.ok) report.removed.push(item);
+    else if (outcome)
+      report.failures.push({ namespacePath, reason: outcome.error.message, errno: outcome.error.errno });
+    else
+      report.failures.push({
+        namespacePath,
+        reason: `${item.kind} ${item.name}: no answer to its removal request, so it is not known removed (run gc again)`,
+      });
+  });
+}

@@ -1,0 +1,139 @@
+/**
+ * gc's step 3b: sandbox records with endpoints whose attach never completed (a crash, or an undo the
+ * kernel refused) and whose lock is free. Nobody is working on them, so gc finishes undoing what those
+ * endpoints recorded, in the namespace the record names (by identity), and reports it as the real run
+ * would (in a dry run: what the undo would take away).
+ */
+import { type NamespaceHolders, openNamespaceHeldElsewhere } from '../../netns/namespace-holders.js';
+import { NamespaceGoneError, type OpenedNamespace, openRecordedNamespace } from '../../netns/namespace-identity.js';
+import { isUnfinished } from '../model/plumbing-context.js';
+import { Network } from '../network.js';
+import { describeRecords, recordsShownBy } from '../plan/apply.js';
+import type { PlumbingStep } from '../plumbing.js';
+import type { SandboxState } from '../state/records.js';
+import { SandboxLockedError, SandboxStore } from '../state/store.js';
+import { undoUnfinishedEndpoints } from '../unfinished-attach.js';
+import type { GarbageItem, GarbageReport } from './report.js';
+
+/**
+ * A record with endpoints whose attach never completed and whose lock is free: nobody is working on
+ * it, so gc undoes what those endpoints recorded, in the namespace the record names (by identity).
+ */
+export async function finishUnfinished(
+  id: string,
+  root: string,
+  report: GarbageReport,
+  holders: NamespaceHolders,
+): Promise<void> {
+  const store = new SandboxStore(id, root);
+  try {
+    await store.withLockIfRecorded(
+      async () => {
+        const current = store.read<SandboxState>();
+        if (!current) return;
+        // An attach killed before its last write (its lock is free now): all of it goes, the
+        // endpoints it finished too, as nothing was ever handed to a VM.
+        const killedAttach = current.attaching === true;
+        if (!killedAttach && !current.network.endpoints.some((endpoint) => isUnfinished(endpoint.plumbing))) return;
+        let namespace: OpenedNamespace;
+        try {
+          namespace = openRecordedNamespace(current.namespace, store.statePath, current.createdAt);
+        } catch (error) {
+          // Its path is gone but a process still runs in it: finished through that process.
+          const relocated =
+            error instanceof NamespaceGoneError &&
+            openNamespaceHeldElsewhere(current.namespace, store.statePath, holders);
+          if (!relocated) throw error;
+          namespace = relocated.opened;
+        }
+        let network: Network | undefined;
+        try {
+          network = Network.load(current.network, id, namespace.entryPath);
+          const unfinished = network.endpoints().filter((endpoint) => killedAttach || isUnfinished(endpoint.plumbing));
+          // What the attach journaled ahead and never got to is not said to be removed (plan-detach.ts),
+          // nor what was already gone: only what the undo takes away (in a dry run: would take away).
+          const plan = await network.planRemoveEndpoints(unfinished);
+          const neverMade = new Set(plan.neverMade);
+          // Kept before the undo, which forgets the records of what went.
+          const recordsOf = new Map(unfinished.map((endpoint) => [endpoint, [...endpoint.records]]));
+          const describe = (endpoint: (typeof unfinished)[number], undid: ReadonlySet<PlumbingStep>): GarbageItem => {
+            const records = recordsOf.get(endpoint) ?? [];
+            const listed = records.filter((record) => undid.has(record));
+            const name = endpoint.properties.link.name;
+            return {
+              kind: 'state',
+              namespacePath: current.namespace.path,
+              name: id,
+              file: store.statePath,
+              detail:
+                listed.length > 0
+                  ? `unfinished attach of ${name}: ${describeRecords(listed).join(', ')}`
+                  : records.some((record) => !neverMade.has(record))
+                    ? `unfinished attach of ${name}: nothing of it left to undo`
+                    : `unfinished attach of ${name}, stopped before it made anything`,
+            };
+          };
+          if (killedAttach && unfinished.length === 0) {
+            report.removed.push({
+              kind: 'state',
+              namespacePath: current.namespace.path,
+              name: id,
+              file: store.statePath,
+              detail: 'the record of an attach killed before it made anything',
+            });
+          }
+          if (report.dryRun) {
+            // The plan's own steps, as the real run reports what they undid: what is already gone (a
+            // qdisc or filter journaled ahead and never made, one deleted by hand) the plan left out.
+            const wouldUndo = new Set(plan.steps.flatMap(recordsShownBy));
+            report.removed.push(...unfinished.map((endpoint) => describe(endpoint, wouldUndo)));
+            return;
+          }
+          // A live sandbox's unfinished hot-plug may have put its NIC in the VM: unplugged first, and
+          // kept (with its record) while the VM holds it. A killed attach handed nothing to a VM.
+          const undo = await undoUnfinishedEndpoints(
+            network,
+            unfinished,
+            killedAttach ? undefined : current.hypervisor,
+          );
+          const undid = new Set(undo.undid ?? []);
+          // An endpoint the kernel refused to undo in part stays in the network (and in the record).
+          const remaining = new Set(network.endpoints());
+          // A live sandbox's unfinished add-iface: only that endpoint went; the record stays, and says so.
+          const recordStays = remaining.size > 0 ? ` (the record of sandbox ${id} stays, without it)` : '';
+          for (const endpoint of unfinished) {
+            if (remaining.has(endpoint)) continue;
+            const item = describe(endpoint, undid);
+            report.removed.push({ ...item, detail: `${item.detail}${recordStays}` });
+          }
+          for (const failure of undo.failures) {
+            report.failures.push({
+              namespacePath: current.namespace.path,
+              reason: failure.message,
+              errno: failure.errno,
+            });
+          }
+          for (const endpoint of unfinished) {
+            const plugged = undo.stillPlugged?.find((entry) => entry.endpoint === endpoint.name);
+            if (!plugged || !remaining.has(endpoint)) continue;
+            report.failures.push({
+              namespacePath: current.namespace.path,
+              reason: `unfinished attach of ${endpoint.properties.link.name} (sandbox ${id}): ${plugged.deviceId} may still be in the VM, so its record and plumbing stay (gc tries again; \`vcnet del-iface\` removes it once the VM lets go): ${plugged.error.message}`,
+            });
+          }
+          if (network.endpoints().length === 0) store.remove();
+          else store.write({ ...current, network: network.save() });
+        } finally {
+          const closing = network?.close();
+          namespace.close();
+          await closing;
+        }
+      },
+      0,
+      { operation: 'collectGarbage' },
+    );
+  } catch (error) {
+    if (error instanceof SandboxLockedError) return; // being changed right now
+    report.skipped.push({ file: store.statePath, reason: (error as Error).message });
+  }
+}

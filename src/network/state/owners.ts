@@ -1,0 +1,303 @@
+/**
+ * The records that own what vcnet made: every record (sandboxes', CNI interfaces') in every state
+ * directory vcnet knows (registry.ts), each with the namespace it names (by identity) and the links
+ * and filters it made. gc reads them to tell orphans from what a live record owns; an attach reads
+ * them to name who holds a link it finds in its way (recordsHoldingLink, recordsOfNamespace).
+ * Records gc cannot use are named (`skipped`), and what they may be about is left alone (Untouchable).
+ */
+import { join, resolve } from 'node:path';
+import { SystemCallError } from '../../errors.js';
+import {
+  damagedIdentityField,
+  type NamespaceIdentity,
+  type OpenedNamespace,
+  openNetworkNamespace,
+  RecordedIdentityDamagedError,
+  sameNamespace,
+} from '../../netns/namespace-identity.js';
+import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
+import { fileIdentity } from '../../netns/processes.js';
+import type { GarbageReport, SkippedRecord } from '../gc/report.js';
+import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './network-content-schema.js';
+import { parseRecord, type RecordEnvelope, StateInvalidError, salvageNamespace } from './record-envelope.js';
+import { recordFiles, removeEmpty, removeTree } from './record-files.js';
+import { DEFAULT_CNI_STATE_DIRECTORY, registeredStateDirectories } from './registry.js';
+import { DEFAULT_STATE_DIRECTORY, LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
+import { refuseUntrustedDirectory } from './trust.js';
+
+export interface RecordOwner {
+  id: string;
+  file: string;
+  /** The directory removed with the record, and the lock guarding it. */
+  directory: string;
+  lockPath: string;
+  /** Removes the record's directory and whatever parent it emptied. */
+  remove: () => void;
+  namespacePath: string;
+  key: NamespaceKey;
+  /** The recorded namespace's cookie: tells it from a later namespace the kernel gave its inode. */
+  cookie?: string;
+  links: Array<{ name: string; index?: number }>;
+  filters: Array<{ link: string; index?: number; parent: number; priority: number }>;
+}
+
+/** Whether a record's created link is `link`: by ifindex when recorded, else by name. */
+export function claims(recorded: { name: string; index?: number }, link: { name: string; index?: number }): boolean {
+  return recorded.index !== undefined ? recorded.index === link.index : recorded.name === link.name;
+}
+
+/** Every state directory gc reads: defaults, $VCNET_STATE_DIR, the registry, and the given ones. */
+export function knownStateDirectories(extra: readonly string[] = []): string[] {
+  const directories = [DEFAULT_STATE_DIRECTORY, DEFAULT_CNI_STATE_DIRECTORY];
+  // Set but empty is refused here too (stateDirectory says so), as every other command refuses it.
+  if (process.env.VCNET_STATE_DIR !== undefined) directories.push(stateDirectory());
+  directories.push(...registeredStateDirectories(), ...extra.map((directory) => resolve(directory)));
+  return [...new Set(directories)];
+}
+
+/**
+ * Whether a record names the namespace of this identity: its device and inode, and its cookie when
+ * both sides know one. A record of a gone namespace whose inode the kernel gave a later namespace
+ * names the gone one (a cookie is never reused), not the later one.
+ */
+function namesNamespace(owner: RecordOwner, identity: { dev: number; ino: number; cookie?: string }): boolean {
+  return sameNamespace({ ...identityOfKey(owner.key), cookie: owner.cookie }, identity);
+}
+
+/**
+ * The records (sandboxes, CNI interfaces) in every known state directory that made `linkName` in the
+ * namespace of this identity (its cookie compared when given): who to name when a new attach finds
+ * that link there.
+ */
+export function recordsHoldingLink(
+  identity: { dev: number; ino: number; cookie?: string },
+  link: { name: string; index?: number },
+  extraDirectories: readonly string[] = [],
+): Array<{ id: string; file: string }> {
+  return readOwners(knownStateDirectories(extraDirectories))
+    .owners.filter((owner) => namesNamespace(owner, identity) && owner.links.some((recorded) => claims(recorded, link)))
+    .map(({ id, file }) => ({ id, file }));
+}
+
+/**
+ * The records (sandboxes, CNI interfaces) in every known state directory that name this namespace
+ * (its cookie compared when given), each with `holds(link)`: whether it made that link (by ifindex
+ * when recorded, else by name).
+ */
+export function recordsOfNamespace(
+  identity: { dev: number; ino: number; cookie?: string },
+  extraDirectories: readonly string[] = [],
+): Array<{ id: string; file: string; holds: (link: { name: string; index?: number }) => boolean }> {
+  return readOwners(knownStateDirectories(extraDirectories))
+    .owners.filter((owner) => namesNamespace(owner, identity))
+    .map(({ id, file, links }) => ({
+      id,
+      file,
+      holds: (link: { name: string; index?: number }) => links.some((recorded) => claims(recorded, link)),
+    }));
+}
+
+/**
+ * The directories among `directories` gc may read records from: the rule every other command holds a
+ * state directory to (trust.ts: owned by vcnet's user, or root, and writable by neither group nor
+ * others). Another user's records could claim links, name namespaces, or put a FIFO or a link to any
+ * file where a record should be; such a directory is skipped, with the reason, in `skipped`.
+ */
+export function trustedDirectories(
+  directories: readonly string[],
+  skipped: SkippedRecord[],
+  untouchable?: Untouchable,
+): string[] {
+  return directories.filter((directory) => {
+    try {
+      refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
+      return true;
+    } catch (error) {
+      skipped.push({ file: directory, reason: `not read: ${(error as Error).message}` });
+      if (untouchable) protectNamespacesNamedIn(directory, untouchable, skipped);
+      return false;
+    }
+  });
+}
+
+/**
+ * The namespaces gc must not remove links from: those named by records it could not use as owners,
+ * or all of them (`everything`) when a record or a state directory could not be read at all, so the
+ * namespace it is about cannot be known (in doubt, nothing is removed; records are still dropped).
+ */
+export interface Untouchable {
+  keys: Set<NamespaceKey>;
+  everything: boolean;
+}
+
+export const LEFT_ALONE_EVERYWHERE =
+  'so gc removes no link, filter or qdisc in any namespace this run (the records there may be of a live sandbox); fix the file system or its permissions and run gc again';
+
+/** A directory of records gc could not list (EIO, EMFILE, EACCES...): skipped, and nothing removed anywhere. */
+export function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
+  return (directory: string, error: unknown) => {
+    skipped.push({
+      file: directory,
+      reason: `not listed: ${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}`,
+    });
+    untouchable.everything = true;
+  };
+}
+
+/**
+ * A directory vcnet no longer trusts may still hold the records of live sandboxes (its mode or owner
+ * changed by mistake): what they made must not be taken for orphans. Its records are read only for
+ * the namespace they name (never through a link, never blocking), and those namespaces are left
+ * alone. Another user can make gc leave a namespace alone this way, never make it remove anything.
+ */
+function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, skipped: SkippedRecord[]): void {
+  const protect = (file: string) => {
+    try {
+      const text = readRecordFile(file);
+      const named = text === undefined ? undefined : salvageNamespace(text);
+      if (named) untouchable.keys.add(keyOf(named));
+    } catch (error) {
+      // Not a regular file: it names nothing gc can rely on. Unreadable (EIO...): it may name any.
+      if (error instanceof SystemCallError) untouchable.everything = true;
+    }
+  };
+  for (const { file } of recordFiles(directory, unlistable(skipped, untouchable))) protect(file);
+}
+
+/** What readOwners needs of a record, sandbox or CNI: its envelope, and the network whose steps name what it made. */
+type OwnerRecord = RecordEnvelope & { network: Parameters<typeof createdLinks>[0] };
+
+export function readOwners(directories: readonly string[]): {
+  owners: RecordOwner[];
+  skipped: SkippedRecord[];
+  untouchable: Untouchable;
+  ignored: GarbageReport['ignored'];
+} {
+  const owners: RecordOwner[] = [];
+  const skipped: SkippedRecord[] = [];
+  const ignored: GarbageReport['ignored'] = [];
+  const untouchable: Untouchable = { keys: new Set(), everything: false };
+  const consider = (
+    id: string,
+    file: string,
+    directory: string,
+    lockPath: string,
+    remove: () => void,
+    check: (text: string) => OwnerRecord,
+  ) => {
+    let text: string | undefined;
+    try {
+      // Never through a link, never blocking on a FIFO: the error names the file, not its content.
+      text = readRecordFile(file);
+    } catch (error) {
+      if (!(error instanceof SystemCallError)) {
+        // A link, a FIFO, a directory where the record should be: not a record, it names nothing.
+        skipped.push({ file, reason: (error as Error).message });
+        return;
+      }
+      // Unreadable (EIO, EMFILE, EACCES...): a record is there, of a namespace gc cannot know.
+      skipped.push({ file, reason: `${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}` });
+      untouchable.everything = true;
+      return;
+    }
+    if (text === undefined) return; // removed meanwhile
+    try {
+      const record = check(text);
+      const damaged = damagedIdentity(record, file);
+      if (damaged) {
+        // Its namespace is alive at its path under another inode: dropping the record as "exists
+        // nowhere" would orphan what attach made there. Read as unreadable, that namespace left alone.
+        skipped.push({ file, reason: damaged.error.message });
+        untouchable.keys.add(damaged.key);
+        return;
+      }
+      owners.push({
+        id,
+        file,
+        directory,
+        lockPath,
+        remove,
+        namespacePath: record.namespace.path,
+        key: keyOf(record.namespace),
+        ...(record.namespace.cookie === undefined ? {} : { cookie: record.namespace.cookie }),
+        links: createdLinks(record.network),
+        filters: addedFilters(record.network),
+      });
+    } catch (error) {
+      skipped.push({ file, reason: (error as Error).message });
+      const salvaged = salvageNamespace(text);
+      if (salvaged) untouchable.keys.add(keyOf(salvaged));
+    }
+  };
+  for (const root of trustedDirectories(directories, skipped, untouchable)) {
+    const stray = (path: string, reason: string) => ignored.push({ path, reason });
+    for (const { id, directory, file, interfaceName } of recordFiles(root, unlistable(skipped, untouchable), stray)) {
+      const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
+      if (interfaceName === undefined) {
+        consider(
+          id,
+          file,
+          directory,
+          lockPath,
+          () => removeTree(directory),
+          (text) => parseRecord(text, file, { expectedId: id, content: sandboxContentSchema }),
+        );
+        continue;
+      }
+      const interfaces = join(directory, 'interfaces');
+      consider(
+        `${id}/${interfaceName}`,
+        file,
+        directory,
+        lockPath,
+        () => {
+          removeTree(join(interfaces, interfaceName));
+          removeEmpty(interfaces);
+          removeEmpty(directory);
+        },
+        (text) => {
+          const record = parseRecord(text, file, { expectedId: id, content: cniContentSchema });
+          if (record.interfaceName !== interfaceName)
+            throw new StateInvalidError(
+              file,
+              'interfaceName',
+              `is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
+              record.interfaceName,
+            );
+          return record;
+        },
+      );
+    }
+  }
+  return { owners, skipped, untouchable, ignored };
+}
+
+/**
+ * A record whose path holds, under another device or inode, the namespace with its cookie: the
+ * record's number is damaged (RecordedIdentityDamagedError), with the key of the namespace found.
+ * Looked into only when the path holds another inode than recorded (a reused or damaged one).
+ */
+function damagedIdentity(
+  record: { namespace: NamespaceIdentity; createdAt: string },
+  file: string,
+): { error: RecordedIdentityDamagedError; key: NamespaceKey } | undefined {
+  const recorded = record.namespace;
+  if (recorded.cookie === undefined || pathHolds(recorded.path, keyOf(recorded))) return undefined;
+  if (fileIdentity(recorded.path) === undefined) return undefined;
+  let opened: OpenedNamespace;
+  try {
+    opened = openNetworkNamespace(recorded.path);
+  } catch {
+    return undefined; // not a network namespace now: as before, the record's namespace is looked for by inode
+  }
+  try {
+    const field = damagedIdentityField(recorded, opened.identity, record.createdAt);
+    if (!field) return undefined;
+    return {
+      error: new RecordedIdentityDamagedError(file, field, recorded, opened.identity),
+      key: keyOf(opened.identity),
+    };
+  } finally {
+    opened.close();
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * gc's report of a removal batch (network/gc/report.ts reportOutcomes): an item is reported removed
+ * only when its request was answered ok; refused, or with no answer at all, it is a failure.
+ */
+import { describe, expect, it } from 'vitest';
+import { NetlinkError } from '../../../src/netlink/errors.js';
+import type { RequestOutcome } from '../../../src/netlink/transport.js';
+import { type GarbageItem, type GarbageReport, reportOutcomes } from '../../../src/network/gc/report.js';
+
+const NAMESPACE = '/run/netns/s21gs-pod';
+
+function emptyReport(): GarbageReport {
+  return {
+    dryRun: false,
+    removed: [],
+    kept: 0,
+    inUse: [],
+    skipped: [],
+    leftAlone: [],
+    stateDirectories: [],
+    failures: [],
+    unclaimed: [],
+    withheld: [],
+    absent: [],
+    ignored: [],
+  };
+}
+
+const item = (name: string): GarbageItem => ({ kind: 'link', namespacePath: NAMESPACE, name, detail: 'tap' });
+
+describe('reportOutcomes', () => {
+  it('reports an item removed when its request was answered ok, and a failure with the errno when refused', () => {
+    const refused = new NetlinkError(
+      { type: 17, description: 'delete orphan tap1' },
+      { errno: 16, requestType: 17, requestSequence: 2 },
+      NAMESPACE,
+    );
+    const outcomes: RequestOutcome[] = [
+      { ok: true, messages: [] },
+      { ok: false, error: refused },
+    ];
+    const report = emptyReport();
+    reportOutcomes([item('tap0'), item('tap1')], outcomes, NAMESPACE, report);
+    expect(report.removed.map((entry) => entry.name)).toEqual(['tap0']);
+    expect(report.failures).toEqual([{ namespacePath: NAMESPACE, reason: refused.message, errno: refused.errno }]);
+  });
+
+  it('never reports an item removed whose request has no answer', () => {
+    const report = emptyReport();
+    reportOutcomes([item('tap0'), item('tap1')], [{ ok: true, messages: [] }], NAMESPACE, report);
+    expect(report.removed.map((entry) => entry.name)).toEqual(['tap0']);
+    expect(report.failures).toHaveLength(1);
+    expect(report.failures[0]!.reason).toMatch(/tap1.*no answer/);
+    expect(report.failures[0]!.errno).toBeUndefined();
+  });
+});
