@@ -17,6 +17,7 @@ import { formatHandle, TC_H_ROOT } from '../netlink/codec/tc/message.js';
 import type { TrafficClass } from '../netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
+import { HTB_DEFAULT_CLASS, HTB_PARENT_CLASS, HTB_ROOT_HANDLE } from './plan/plan-attach.js';
 import { createdLinkNames, filterKey, qdiscKey } from './plan/plan-detach.js';
 import type { PlumbingStep } from './plan/types.js';
 
@@ -76,10 +77,6 @@ function describeFilter(filter: Filter, resolve: (name: string, index?: number) 
 function priorities(filters: ReadonlyArray<{ priority: number }>): string {
   return [...new Set(filters.map((filter) => filter.priority))].join(', ');
 }
-
-const HTB_ROOT_HANDLE = 0x10000; // 1:
-const HTB_PARENT_CLASS = 0x10001; // 1:1
-const HTB_DEFAULT_CLASS = 0x10002; // 1:2
 
 /**
  * Whether a link's root qdisc, with the classes, filters and qdiscs of that link, has exactly the

@@ -597,8 +597,10 @@ function htbSteps(snapshot: PlanSnapshot, link: LinkRef, bitsPerSecond: number):
   return htbChanges(link, bitsPerSecond).map((change) => stepOf(change));
 }
 
-/** The handle of vcnet's htb root qdisc. */
+/** The handles of vcnet's htb: root qdisc 1:, class 1:1 under it, default class 1:2 under that. */
 export const HTB_ROOT_HANDLE = parseHandle('1:');
+export const HTB_PARENT_CLASS = parseHandle('1:1');
+export const HTB_DEFAULT_CLASS = parseHandle('1:2');
 
 /**
  * vcnet's htb on `link`'s egress, as Kata makes it: root qdisc 1: with default class 2, class 1:1 and
@@ -607,13 +609,7 @@ export const HTB_ROOT_HANDLE = parseHandle('1:');
 export function htbChanges(link: LinkRef, bitsPerSecond: number): Change[] {
   return [
     { op: 'add-qdisc', link, kind: 'htb', handle: HTB_ROOT_HANDLE, parent: TC_H_ROOT, defaultClass: 2 },
-    { op: 'add-class', link, handle: parseHandle('1:1'), parent: HTB_ROOT_HANDLE, rateBitsPerSecond: bitsPerSecond },
-    {
-      op: 'add-class',
-      link,
-      handle: parseHandle('1:2'),
-      parent: parseHandle('1:1'),
-      rateBitsPerSecond: bitsPerSecond,
-    },
+    { op: 'add-class', link, handle: HTB_PARENT_CLASS, parent: HTB_ROOT_HANDLE, rateBitsPerSecond: bitsPerSecond },
+    { op: 'add-class', link, handle: HTB_DEFAULT_CLASS, parent: HTB_PARENT_CLASS, rateBitsPerSecond: bitsPerSecond },
   ];
 }
