@@ -64,6 +64,14 @@ export function isVcnetRedirect(filter: Filter, kind: string, targets: ReadonlyS
   );
 }
 
+/** "u32, redirect to eth9 (ifindex 7); …", each different description once: filters that are not vcnet's, for a notice. */
+export function describeFilters(
+  filters: readonly Filter[],
+  resolve: (name: string, index?: number) => Link | undefined,
+): string {
+  return [...new Set(filters.map((filter) => describeFilter(filter, resolve)))].join('; ');
+}
+
 /** "u32, redirect to eth9 (ifindex 7)", for a notice about a filter that is not vcnet's. */
 function describeFilter(filter: Filter, resolve: (name: string, index?: number) => Link | undefined): string {
   const actions = 'actions' in filter.options ? filter.options.actions : [];
@@ -208,7 +216,7 @@ export async function othersInQdiscs(
       const mixed = strangers.length < atPriority.length;
       result.keptFilters.set(
         filterKey(record.link, record.parent, record.priority),
-        `prio ${record.priority} holds a filter that is not vcnet's (${[...new Set(strangers.map((filter) => describeFilter(filter, resolve)))].join('; ')})${mixed ? ", beside vcnet's, which cannot be deleted without it" : ''}`,
+        `prio ${record.priority} holds a filter that is not vcnet's (${describeFilters(strangers, resolve)})${mixed ? ", beside vcnet's, which cannot be deleted without it" : ''}`,
       );
     }
     const theirs = present.filter((filter) => !ours.has(filter.priority));

@@ -22,7 +22,7 @@ import type { Link } from '../../netlink/codec/link.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { formatHandle, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
-import { isVcnetRedirect } from '../foreign-filters.js';
+import { describeFilters, isVcnetRedirect } from '../foreign-filters.js';
 import type { AttachedPlumbing } from '../model/plumbing-context.js';
 import { undoOf } from './inverse.js';
 import {
@@ -34,6 +34,7 @@ import {
   rateLimitPlacement,
   redirectChange,
 } from './plan-attach.js';
+import { linkResolver } from './plan-detach.js';
 import type { Change, LinkRef, Plan, PlumbingStep, RateLimit } from './types.js';
 
 /** What the check did about one tc object of an endpoint's record. */
@@ -294,20 +295,6 @@ function redirectTarget(
   return link.index === tapIndex ? pod : undefined;
 }
 
-function describeForeign(filters: readonly Filter[]): string {
-  const kinds = [...new Set(filters.map((filter) => filter.kind))];
-  const redirects = filters.flatMap((filter) =>
-    'actions' in filter.options
-      ? filter.options.actions.flatMap((action) =>
-          action.kind === 'mirred' && 'targetIndex' in action
-            ? [`${action.mode} to ifindex ${action.targetIndex}`]
-            : [],
-        )
-      : [],
-  );
-  return [...kinds, ...new Set(redirects)].join(', ');
-}
-
 function planFilter(
   link: Link,
   record: FilterRecord,
@@ -347,7 +334,7 @@ function planFilter(
       link: link.name,
       object,
       outcome: 'taken',
-      message: `vcnet's ${object} on ${link.name} is gone and another tool's filter holds its priority now (${describeForeign(strangers)}): vcnet left it, and frames ${link.name} receives ${strangers.length < present.length ? 'may not' : 'do not'} reach ${target.name}; \`tc filter del dev ${link.name} ingress prio ${record.priority}\` lets the watch put vcnet's back, or \`vcnet del-iface\` removes the endpoint`,
+      message: `vcnet's ${object} on ${link.name} is gone and another tool's filter holds its priority now (${describeFilters(strangers, linkResolver(snapshot.links))}): vcnet left it, and frames ${link.name} receives ${strangers.length < present.length ? 'may not' : 'do not'} reach ${target.name}; \`tc filter del dev ${link.name} ingress prio ${record.priority}\` lets the watch put vcnet's back, or \`vcnet del-iface\` removes the endpoint`,
     };
   }
   const change = redirectChange(refOf(link), refOf(target), record.parent, record.priority, record.protocol);
