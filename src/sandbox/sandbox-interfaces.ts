@@ -445,12 +445,8 @@ async function askAgentForReading<T>(
     if (options.live) throw new AgentNotRecordedError(state.id, store.root);
     return undefined;
   }
-  const timeoutMs = options.timeoutMs ?? LIST_AGENT_TIMEOUT_MS;
-  const deadline = Date.now() + timeoutMs;
-  let agent: AgentClient | undefined;
   try {
-    agent = await AgentClient.connect(state.agentSocket, { deadlineMs: timeoutMs });
-    return await ask(agent, Math.max(1, deadline - Date.now()));
+    return await askAgentWithin(state.agentSocket, options.timeoutMs ?? LIST_AGENT_TIMEOUT_MS, ask);
   } catch (error) {
     const silent =
       error instanceof AgentConnectError ||
@@ -460,8 +456,24 @@ async function askAgentForReading<T>(
     if (!silent || options.live) throw error;
     options.onAgentUnreachable?.(error);
     return undefined;
+  }
+}
+
+/**
+ * Connects to the agent at `socket` and asks it, `timeoutMs` bounding both: `ask` gets what is left
+ * of it for its call. The agent is closed after, whatever the answer.
+ */
+export async function askAgentWithin<T>(
+  socket: string,
+  timeoutMs: number,
+  ask: (agent: AgentClient, timeoutMs: number) => Promise<T>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  const agent = await AgentClient.connect(socket, { deadlineMs: timeoutMs });
+  try {
+    return await ask(agent, Math.max(1, deadline - Date.now()));
   } finally {
-    agent?.close();
+    agent.close();
   }
 }
 

@@ -4,7 +4,7 @@
  * through the agent the record names, whatever the hypervisor. Nothing on the host or in the record
  * changes; the sandbox lock is held so that no detach removes the sandbox meanwhile.
  */
-import { AgentClient } from '../agent/client.js';
+import type { AgentClient } from '../agent/client.js';
 import {
   booleanOption,
   lockTimeoutOption,
@@ -14,7 +14,7 @@ import {
   stringArgument,
 } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
-import { AgentNotRecordedError, withSandbox } from './sandbox-interfaces.js';
+import { AgentNotRecordedError, askAgentWithin, withSandbox } from './sandbox-interfaces.js';
 
 /** How long getIpTables/setIpTables wait for the agent, connecting and answering, unless told. */
 export const IPTABLES_AGENT_TIMEOUT_MS = 30_000;
@@ -50,14 +50,7 @@ async function withRecordedAgent<T>(
   // Nothing is written: on a read-only state directory it runs without the lock it could not take.
   return withSandbox(id, operation, { ...options, readOnly: true }, async ({ store, state }) => {
     if (!state.agentSocket) throw new AgentNotRecordedError(state.id, store.root, 'iptables');
-    const timeoutMs = options.timeoutMs ?? IPTABLES_AGENT_TIMEOUT_MS;
-    const deadline = Date.now() + timeoutMs;
-    const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: timeoutMs });
-    try {
-      return await ask(agent, Math.max(1, deadline - Date.now()));
-    } finally {
-      agent.close();
-    }
+    return askAgentWithin(state.agentSocket, options.timeoutMs ?? IPTABLES_AGENT_TIMEOUT_MS, ask);
   });
 }
 
