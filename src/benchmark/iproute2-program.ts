@@ -3,9 +3,8 @@
  * them in, because a runtime may start vcnet with an empty or short PATH (`env -i`, a systemd unit).
  * An absent program is a classified error (exit 5, "missing") that names it and its package.
  */
-import { accessSync, constants } from 'node:fs';
-import { join } from 'node:path';
 import { VcnetError } from '../errors.js';
+import { findProgram } from '../program-search.js';
 
 const FALLBACK_DIRECTORIES = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
@@ -27,14 +26,7 @@ export function searchDirectories(path = process.env.PATH ?? ''): string[] {
 
 /** The absolute path of `program` (ip or tc); ProgramMissingError when none of `directories` has it. */
 export function iproute2Program(program: 'ip' | 'tc', directories = searchDirectories()): string {
-  for (const directory of directories) {
-    const candidate = join(directory, program);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here: the next directory
-    }
-  }
-  throw new ProgramMissingError(program, directories);
+  const found = findProgram(program, directories);
+  if (!found) throw new ProgramMissingError(program, directories);
+  return found;
 }

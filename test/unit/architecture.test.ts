@@ -27,6 +27,7 @@ const LAYERS = [
       'terminal-text.ts',
       'mac-address.ts',
       'multimap.ts',
+      'program-search.ts',
       'queue-limits.ts',
       'shell-word.ts',
       'test-seams.ts',

@@ -9,8 +9,7 @@
  * through `nsenter --net=PATH`: never in the namespace of the agent's own process.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { findProgram } from '../../program-search.js';
 import { GuestProgramMissingError, IpTablesCommandError } from '../errors.js';
 import type { IpTablesApplier, IpVersion } from '../network-applier.js';
 import { MAX_FRAME_LENGTH } from '../ttrpc/frame.js';
@@ -33,21 +32,6 @@ export interface GuestIpTablesOptions {
   /** Where programs are looked for; default the agent's PATH, else /usr/sbin:/usr/bin:/sbin:/bin. */
   path?: string;
   timeoutMs?: number;
-}
-
-/** The first executable file `name` in the directories of `path`, or undefined. */
-export function findProgram(name: string, path: string): string | undefined {
-  for (const directory of path.split(':')) {
-    if (!directory) continue;
-    const candidate = join(directory, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
 }
 
 export class GuestIpTables implements IpTablesApplier {
@@ -74,7 +58,7 @@ export class GuestIpTables implements IpTablesApplier {
   }
 
   private resolve(name: string, hint: string): string {
-    const found = findProgram(name, this.path);
+    const found = findProgram(name, this.path.split(':'));
     if (!found) throw new GuestProgramMissingError(name, this.path, hint);
     return found;
   }

@@ -8,10 +8,11 @@ import { duplexPair } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../../src/agent/client.js';
 import { AgentStatusError, GuestProgramMissingError, IpTablesCommandError } from '../../../src/agent/errors.js';
-import { findProgram, GuestIpTables } from '../../../src/agent/guest/iptables.js';
+import { GuestIpTables } from '../../../src/agent/guest/iptables.js';
 import type { IpTablesApplier, IpVersion, NetworkApplier } from '../../../src/agent/network-applier.js';
 import { createAgentServer } from '../../../src/agent/server.js';
 import { StatusCode } from '../../../src/agent/ttrpc.js';
+import { findProgram } from '../../../src/program-search.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -112,8 +113,8 @@ describe('GetIPTables / SetIPTables', () => {
 
 describe('GuestIpTables', () => {
   it('finds programs on its PATH only, and names the one missing with the PATH it searched', async () => {
-    expect(findProgram('sh', '/nonexistent:/bin')).toBe('/bin/sh');
-    expect(findProgram('sh', '/nonexistent')).toBeUndefined();
+    expect(findProgram('sh', ['/nonexistent', '/bin'])).toBe('/bin/sh');
+    expect(findProgram('sh', ['/nonexistent'])).toBeUndefined();
     const guest = new GuestIpTables({ path: '/nonexistent-s21' });
     await expect(guest.getIpTables(4)).rejects.toMatchObject({
       code: 'VCNET_GUEST_PROGRAM_MISSING',
