@@ -133,10 +133,14 @@ async function plumbingProblems(handle: NetlinkHandle, state: CniAttachmentState
       problems.push(`${step.name} is down`);
     }
   }
+  // A replaced or missing link is said once, however many of ADD's qdiscs and filters were on it.
+  const linksReported = new Set<string>();
   for (const step of steps) {
     if (step.step !== 'add-qdisc' && step.step !== 'add-filter') continue;
     const link = resolve(step.link, step.index);
     if (!link) {
+      if (linksReported.has(step.link)) continue;
+      linksReported.add(step.link);
       const namesake = resolve(step.link);
       if (namesake)
         problems.push(`${step.link} was replaced since ADD (ifindex ${step.index} then, ${namesake.index} now)`);
