@@ -142,6 +142,9 @@ export function guestKernelCommandLine(options: GuestKernelCommandLineOptions = 
   if (options.quiet ?? true) parameters.push('quiet');
   // panic=-1 reboots at once, and QEMU's -no-reboot turns that into an exit instead of a hung guest.
   parameters.push('panic=-1');
+  // As Kata's guests: under TCG on a busy host the IO-APIC timer check can see too few ticks and
+  // panic the boot ("IO-APIC + timer doesn't work"); the emulated timer is fine, the check is not.
+  parameters.push('no_timer_check');
   if (options.agent) parameters.push('vcnet.agent=1');
   if (options.command !== undefined) {
     parameters.push('vcnet.cmd=' + Buffer.from(options.command, 'utf8').toString('base64'));
