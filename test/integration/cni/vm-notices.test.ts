@@ -153,6 +153,29 @@ describe.skipIf(skipReason)('vcnet-cni ADD that leaves the VM with no network ad
   });
 });
 
+describe.skipIf(skipReason)('vcnet-cni ADD whose prevResult gives an address the interface lost', () => {
+  it('names the address prevResult lists and says something between removed it', () => {
+    const { node, pod, attachment } = nodeAndPod();
+    const runtime = new CniRuntime(node, attachment);
+    const list = addressedChain();
+    const bridge = runtime.invoke('ADD', configAt(list, 0));
+    expect(bridge.status, bridge.stdout + bridge.stderr).toBe(0);
+    const listed = (bridge.output as { ips: Array<{ address: string }> }).ips.map((ip) => ip.address);
+    // What a plugin between the interface plugin and vcnet-cni could do.
+    pod.exec('ip', ['-4', 'addr', 'flush', 'dev', 'eth0']);
+    const run = runtime.invoke('ADD', configAt(list, 1, bridge.output));
+    expect(run.status, run.stdout + run.stderr).toBe(0);
+    expect(lines(run), run.stderr).toHaveLength(1);
+    expect(lines(run)[0]).toContain(
+      `the VM gets no network address: eth0 has none in ${pod.path} (an IPv6 link-local one does not count)`,
+    );
+    expect(lines(run)[0]).toContain(
+      `prevResult gives eth0 ${listed.join(', ')}, which it does not have: a plugin between its interface plugin and vcnet-cni removed it`,
+    );
+    delChain(runtime, list, run.output!);
+  });
+});
+
 describe.skipIf(skipReason)('vcnet-cni DEL while the VM still holds its device', () => {
   it('tcfilter: DEL warns naming the tap and the pid, removes everything and exits 0; quiet once the VM let go', async () => {
     const { node, pod, attachment } = nodeAndPod();
