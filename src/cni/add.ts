@@ -16,6 +16,7 @@ import { removeMadeDirectories } from '../network/state/directory.js';
 import { refuseUnusableRecordEnvironment } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { lockNamespace, refuseHeldNamespace } from '../sandbox/namespace-hold.js';
+import { noticeNoNetwork } from '../sandbox/no-network.js';
 import { attachRecorded, detachRecorded, type RecordKeeper } from '../sandbox/recorded.js';
 import { shellWord } from '../shell-word.js';
 import {
@@ -148,6 +149,11 @@ async function addInStateDirectory(
           kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
         };
         keeper.persist();
+        // CNI_IFNAME is attached because the runtime names it, address or not (as `attach --interface`
+        // does): a chain that gave it none leaves the VM a NIC with no address, said as attach says it.
+        noticeNoNetwork('attach', network.endpoints(), namespace.path, {
+          noAddress: noAddressAdvice(previous, environment.interfaceName),
+        });
         // The macvtap model moves the pod interface to another MAC: the result says so.
         const podLink = await network.link(info.link.index);
         return resultWith(
@@ -207,6 +213,23 @@ function refuseExistingRecord(
     `${environment.interfaceName} of container ${environment.containerId} is already attached (state in ${store.statePath})`,
     { value: environment.interfaceName, hint: 'the runtime must DEL before it ADDs the same interface again' },
   );
+}
+
+/**
+ * Where CNI_IFNAME's address should have come from, for the notice of an ADD that attaches it with
+ * none: prevResult's IPs for it (the interface plugin's IPAM), or why there are none.
+ */
+function noAddressAdvice(previous: PreviousResult, interfaceName: string): string {
+  const interfaces = previous.interfaces ?? [];
+  const listed = (previous.ips ?? [])
+    .filter((ip) => {
+      const position = (ip as { interface?: unknown }).interface;
+      return typeof position === 'number' && interfaces[position]?.name === interfaceName;
+    })
+    .map((ip) => ip.address);
+  if (listed.length > 0)
+    return `prevResult gives ${interfaceName} ${listed.join(', ')}, which it does not have: a plugin between its interface plugin and vcnet-cni removed it, or the interface plugin did not set it (the guest gets what the pod link has when vcnet-cni runs)`;
+  return `prevResult lists no IP for ${interfaceName}: its interface plugin ran without IPAM (layer 2 only) or its IPAM gave none; give that plugin an "ipam" section (host-local, static, dhcp) for the guest to get an address`;
 }
 
 /** The network an ADD attaches in: CNI_IFNAME's namespace (recorded path), with the config's model and tap options. */

@@ -20,6 +20,7 @@ import { collectGarbage, type GarbageItem } from '../network/garbage-collector.j
 import { salvageNamespace } from '../network/state/record-envelope.js';
 import { detachRecorded } from '../sandbox/recorded.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../sandbox/recorded-network.js';
+import { noticeStillInUse } from '../sandbox/still-in-use.js';
 import type { CniEnvironment } from './config.js';
 import { commandSubject, type Warn, warningLine, warnOnStandardError } from './notices.js';
 import { type CniDeleteRequest, DEL_AGAIN, sandboxKey, storeOf } from './request.js';
@@ -81,6 +82,16 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
     try {
       // As `vcnet detach`: no ADD or attach adds a link to vcnet's group while this DEL undoes.
       await lockRecordedNamespace(recorded, state, config.lockTimeoutMs, { howToWaitLonger: CNI_LOCK_TIMEOUT_HINT });
+      // A runtime that DELs before it stops the VM (or after `ip netns del`) is told so on stderr, as
+      // `vcnet detach` tells it; the DEL still removes everything (it must succeed).
+      await noticeStillInUse(recorded, {
+        operation: 'DEL',
+        sandbox: sandboxKey(environment),
+        named: `container ${environment.containerId}`,
+        madeBy: 'ADD',
+        stopTheVm: "Stop the VM before the runtime's DEL of its network",
+        namespacePath: state.namespace.path,
+      });
       await detachRecorded(
         network,
         `DEL of ${environment.interfaceName}`,

@@ -24,6 +24,7 @@ import {
 } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { lockNamespace, refuseHeldNamespace } from './namespace-hold.js';
+import { noticeNoNetwork } from './no-network.js';
 import { attachRecorded, type RecordKeeper, replacingTakenName, undoAfterFailure } from './recorded.js';
 
 export interface AttachResult {
@@ -166,15 +167,15 @@ export async function attachSandbox(
           // Nothing half-built: a refused device configuration undoes the plumbing and the record.
           await undoAfterFailure(error, network, `attach of ${id}`, keeper);
         }
-        if (network.endpoints().length === 0 && !config.disableNewNetns) {
-          // As Kata ("no network interfaces found"): not an error (the runtime may configure the pod
-          // later, and add-iface adds NICs), but never silent.
-          publish(channels.notice, () => ({
-            operation: 'attach',
-            endpoint: '',
-            message: `the VM gets no network: no link of ${config.namespacePath} was attached (none has an address or was named with --interface); add-iface or attach --interface adds one`,
-          }));
-        }
+        // As Kata ("no network interfaces found"): not an error (the runtime may configure the pod
+        // later, and add-iface adds NICs), but never silent. The host's namespace is not a pod's.
+        if (!config.disableNewNetns)
+          noticeNoNetwork('attach', network.endpoints(), config.namespacePath, {
+            nothingAttached:
+              '(none has an address or was named with --interface); add-iface or attach --interface adds one',
+            noAddress:
+              'named with --interface, attached anyway: give the pod link an address (`vcnet watch` sends it to the guest), or let the guest configure its NIC',
+          });
         const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
         if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
         return {

@@ -1,10 +1,10 @@
 /**
  * detachSandbox: undoes what attach recorded, from the state file alone, in the namespace the record
  * names (opened by identity: recorded-network.ts), through the journaled core (recorded.ts); and the
- * refusal and notice that are detach's own.
+ * refusal that is detach's own. What still uses the sandbox (a VM, a holder of the namespace) is said
+ * by still-in-use.ts, as vcnet-cni's DEL says it.
  */
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption } from '../arguments.js';
-import { channels, publish } from '../diagnostics.js';
 import type { Link } from '../netlink/codec/link.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { NamespaceGoneError } from '../netns/namespace-identity.js';
@@ -16,9 +16,9 @@ import { StateInvalidError } from '../network/state/record-envelope.js';
 import type { SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
 import { shellWord } from '../shell-word.js';
-import { heldDevices } from './held-devices.js';
 import { detachRecorded } from './recorded.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from './recorded-network.js';
+import { noticeStillInUse } from './still-in-use.js';
 
 export interface DetachResult {
   id: string;
@@ -75,31 +75,20 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
         // link to vcnet's group in between, which the undo's one group delete would take along.
         await lockRecordedNamespace(recorded, state, options.lockTimeoutMs, { signal: options.signal });
         if (state.network.endpoints.length === 0) await refuseEmptyRecordBesideLinks(recorded, state, store);
-        if (heldElsewhere)
-          publish(channels.notice, () => heldElsewhereNotice('detach', id, state.namespace.path, heldElsewhere));
         // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
         const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
-        // Not a refusal (a VM left running by a crashed runtime must still be cleaned up), but said.
-        if (hotplug) {
-          const socket = state.hypervisor?.controlSocket;
-          publish(channels.notice, () => ({
+        await noticeStillInUse(
+          recorded,
+          {
             operation: 'detach',
-            endpoint: '',
-            message: `sandbox ${id}'s VM is still running (its control socket ${socket ?? ''} answers): its NICs are unplugged first, and their taps removed even if the VM does not let them go; stop the VM before detaching`,
-            details: { sandbox: id, ...(socket ? { socket } : {}) },
-          }));
-        } else {
-          // A VM vcnet has no socket of (a VMM launched with the fds or names attach printed).
-          for (const held of await heldDevices(network, state.namespace.path)) {
-            const by = held.pids.length > 0 ? ` by pid ${held.pids.join(', ')}` : '';
-            publish(channels.notice, () => ({
-              operation: 'detach',
-              endpoint: held.device,
-              message: `sandbox ${id}'s ${held.device} is still open${by}: the VM is still running; it is detached anyway and the VM loses that NIC. Stop the VM first`,
-              details: { sandbox: id, device: held.device, ...(held.pids.length > 0 ? { pids: held.pids } : {}) },
-            }));
-          }
-        }
+            sandbox: id,
+            named: `sandbox ${id}`,
+            madeBy: 'attach',
+            stopTheVm: 'Stop the VM first',
+            namespacePath: state.namespace.path,
+          },
+          hotplug ? { controlSocket: state.hypervisor?.controlSocket } : undefined,
+        );
         const report = await detachRecorded(
           network,
           `detach of ${id}`,
@@ -166,33 +155,4 @@ async function refuseEmptyRecordBesideLinks(
     [],
     `nothing was changed; restore the record, or remove it (${shellWord(`${store.root}/${state.id}`)}) and run \`vcnet gc --netns ${shellWord(state.namespace.path)}\` to remove ${names}`,
   );
-}
-
-/** Says that a record's namespace path is gone while a process keeps the namespace alive. */
-function heldElsewhereNotice(
-  operation: string,
-  id: string,
-  recordedPath: string,
-  heldElsewhere: NonNullable<RecordedNetwork['heldElsewhere']>,
-): { operation: string; endpoint: string; message: string; details: Record<string, unknown> } {
-  const holder =
-    heldElsewhere.pid === undefined
-      ? `a mount still holds that namespace (${heldElsewhere.path})`
-      : heldElsewhere.path.includes('/fd/')
-        ? `process ${heldElsewhere.pid} still holds that namespace open (${heldElsewhere.path})`
-        : `process ${heldElsewhere.pid} still runs in that namespace (${heldElsewhere.path})`;
-  return {
-    operation,
-    endpoint: '',
-    message: heldElsewhere.pathReused
-      ? `sandbox ${id}: its namespace path ${recordedPath} now names another namespace (left untouched), but ${holder.replace('that namespace', 'the recorded one')}: what attach made is still there and is undone through it`
-      : `sandbox ${id}: its namespace path ${recordedPath} is gone, but ${holder}: what attach made is still there and is undone through it`,
-    details: {
-      sandbox: id,
-      namespace: recordedPath,
-      heldAt: heldElsewhere.path,
-      ...(heldElsewhere.pathReused ? { pathReused: true } : {}),
-      ...(heldElsewhere.pid !== undefined ? { pid: heldElsewhere.pid } : {}),
-    },
-  };
 }
