@@ -212,7 +212,7 @@ export async function createMacvtapAtUniqueIndex(
     const checked = macvtapNodeProblem(index, roots, major);
     if (checked.node) return { index, node: checked.node };
     lastProblem = checked.problem;
-    await handle.delLink(index);
+    await handle.deleteLink(index);
   }
   throw new MacvtapDeviceError(
     `no index for macvtap ${spec.name} gave it a device node of its own after ${attempts} tries (last: ${lastProblem})`,
