@@ -7,6 +7,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { channels, publish } from '../../diagnostics.js';
 import { VcnetError } from '../../errors.js';
+import type { HotplugTarget } from '../../hypervisor/device.js';
 import type { VfioPciDevice } from '../../hypervisor/qemu.js';
 import { NetlinkHandle } from '../../netlink/handle.js';
 import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../model/plumbing-context.js';
@@ -20,7 +21,7 @@ import {
   type VirtualFunctionOwner,
   virtualFunctionOwner,
 } from '../vfio.js';
-import { Endpoint, type EndpointState, type HotplugTarget } from './endpoint.js';
+import { Endpoint, type EndpointState } from './endpoint.js';
 import { refuseRateLimit } from './rate-limit-support.js';
 
 export interface PciDeviceInfo {

@@ -18,11 +18,12 @@ import {
 import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { fileIdentity } from '../../netns/processes.js';
 import type { GarbageReport, SkippedRecord } from '../gc/report.js';
+import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './network-content-schema.js';
 import { parseRecord, type RecordEnvelope, StateInvalidError, salvageNamespace } from './record-envelope.js';
 import { recordFiles, removeEmpty, removeTree } from './record-files.js';
-import { DEFAULT_CNI_STATE_DIRECTORY, registeredStateDirectories } from './registry.js';
-import { DEFAULT_STATE_DIRECTORY, LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
+import { registeredStateDirectories } from './registry.js';
+import { LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
 import { refuseUntrustedDirectory } from './trust.js';
 
 export interface RecordOwner {

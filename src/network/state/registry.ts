@@ -29,8 +29,6 @@ import { lockFile } from './lock.js';
 
 export const DEFAULT_REGISTRY_PATH = '/run/vcnet/state-directories';
 
-export { DEFAULT_CNI_STATE_DIRECTORY } from './default-directories.js';
-
 /** How long a registry change waits for the registry's lock when its caller names no time. */
 const DEFAULT_REGISTRY_LOCK_TIMEOUT_MS = 10_000;
 
