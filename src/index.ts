@@ -284,7 +284,6 @@ export type {
   GarbageReport,
   InUseLink,
   LeftAloneItem,
-  SkippedRecord,
 } from './network/gc/report.js';
 export {
   GuestFamily,
@@ -331,6 +330,7 @@ export {
 export { StateWriteError } from './network/state/atomic-file.js';
 export { DirectoryNotMadeError } from './network/state/directory.js';
 export { LockFileRefusedError } from './network/state/lock.js';
+export type { SkippedRecord } from './network/state/owners.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
 // Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
 export type { HypervisorRecord, SandboxState } from './network/state/records.js';

@@ -17,7 +17,6 @@ import {
 } from '../../netns/namespace-identity.js';
 import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { fileIdentity } from '../../netns/processes.js';
-import type { GarbageReport, SkippedRecord } from '../gc/report.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './network-content-schema.js';
 import { parseRecord, type RecordEnvelope, StateInvalidError, salvageNamespace } from './record-envelope.js';
@@ -121,6 +120,18 @@ export function trustedDirectories(
   });
 }
 
+/** A record gc cannot use: named in its report (`skipped`), never acted on. */
+export interface SkippedRecord {
+  file: string;
+  reason: string;
+  /**
+   * True for a record kept because whether its namespace still exists cannot be told (its path is
+   * gone or unreadable, and processes that may hold it could not be looked into: no CAP_SYS_PTRACE,
+   * /proc's hidepid=): gc neither drops it nor removes anything it claims.
+   */
+  namespaceUnseen?: true;
+}
+
 /**
  * The namespaces gc must not remove links from: those named by records it could not use as owners,
  * or all of them (`everything`) when a record or a state directory could not be read at all, so the
@@ -172,11 +183,11 @@ export function readOwners(directories: readonly string[]): {
   owners: RecordOwner[];
   skipped: SkippedRecord[];
   untouchable: Untouchable;
-  ignored: GarbageReport['ignored'];
+  ignored: Array<{ path: string; reason: string }>;
 } {
   const owners: RecordOwner[] = [];
   const skipped: SkippedRecord[] = [];
-  const ignored: GarbageReport['ignored'] = [];
+  const ignored: Array<{ path: string; reason: string }> = [];
   const untouchable: Untouchable = { keys: new Set(), everything: false };
   const consider = (
     id: string,
