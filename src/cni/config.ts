@@ -33,7 +33,7 @@ export {
 /** How long ADD/DEL/CHECK wait for another vcnet-cni working on the same container (then code 11). */
 export const DEFAULT_CNI_LOCK_TIMEOUT_MS = 10_000;
 
-export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'] as const;
+const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'] as const;
 export type CniCommand = (typeof CNI_COMMANDS)[number];
 /** Commands about the plugin or the whole network, not one container: no CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS. */
 const NETWORK_WIDE_COMMANDS: readonly CniCommand[] = ['STATUS', 'GC'];

@@ -56,7 +56,7 @@ export function readPciDevice(address: string, root = join(vfioRoots().sysfs, 'b
 }
 
 /** sysfs and /dev roots for VFIO: the host's, or a fake tree (VCNET_SYSFS_ROOT, VCNET_DEV_ROOT) for tests. */
-export function vfioRoots(environment: NodeJS.ProcessEnv = process.env): HostRoots {
+function vfioRoots(environment: NodeJS.ProcessEnv = process.env): HostRoots {
   return {
     sysfs: environment.VCNET_SYSFS_ROOT ?? HOST_ROOTS.sysfs,
     devices: environment.VCNET_DEV_ROOT ?? HOST_ROOTS.devices,

@@ -142,11 +142,11 @@ export interface Untouchable {
   everything: boolean;
 }
 
-export const LEFT_ALONE_EVERYWHERE =
+const LEFT_ALONE_EVERYWHERE =
   'so gc removes no link, filter or qdisc in any namespace this run (the records there may be of a live sandbox); fix the file system or its permissions and run gc again';
 
 /** A directory of records gc could not list (EIO, EMFILE, EACCES...): skipped, and nothing removed anywhere. */
-export function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
+function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
   return (directory: string, error: unknown) => {
     skipped.push({
       file: directory,
