@@ -30,7 +30,7 @@ import { runInNewContext } from 'node:vm';
 import { createNamespace, deleteNamespace } from '../src/netns/namespace.js';
 import type { NetworkConfig } from '../src/network/config.js';
 import { Network } from '../src/network/network.js';
-import { VCNET_LINK_GROUP } from '../src/network/plumbing.js';
+import { VCNET_LINK_GROUP } from '../src/network/plan/plan-attach.js';
 // One definition of "the namespace is unchanged" for the tests and the soak.
 import { collectOutput } from '../test/helpers/child-output.js';
 import { namespaceView, type TestNamespace } from '../test/helpers/namespace.js';

@@ -223,7 +223,7 @@ export function publish<Event>(target: DiagnosticsPlainChannel<Event>, makeEvent
  * The type of the process warning a notice becomes when no one takes it (`process.on('warning')`
  * sees it as `warning.name`; Node prints `(node:PID) VcnetWarning: ...`).
  */
-export const NOTICE_WARNING_TYPE = 'VcnetWarning';
+const NOTICE_WARNING_TYPE = 'VcnetWarning';
 
 /**
  * Reports a failure the operation goes on after, so that it is never lost and never written by the

@@ -139,6 +139,7 @@ export {
   type CloudHypervisorFailure,
 } from './hypervisor/cloud-hypervisor-client.js';
 export {
+  type HotplugTarget,
   type NetworkDevice,
   type NetworkRateLimit,
   type PciSlot,
@@ -273,20 +274,17 @@ export {
 export {
   Endpoint,
   EndpointStateError,
-  type HotplugTarget,
   type VmNetworkDevice,
 } from './network/endpoint/endpoint.js';
 export { PhysicalDeviceUnsupportedError } from './network/endpoint/physical-endpoint.js';
-export {
-  collectGarbage,
-  type GarbageFailure,
-  type GarbageItem,
-  type GarbageOptions,
-  type GarbageReport,
-  type InUseLink,
-  type LeftAloneItem,
-  type SkippedRecord,
-} from './network/garbage-collector.js';
+export { collectGarbage, type GarbageOptions } from './network/garbage-collector.js';
+export type {
+  GarbageFailure,
+  GarbageItem,
+  GarbageReport,
+  InUseLink,
+  LeftAloneItem,
+} from './network/gc/report.js';
 export {
   GuestFamily,
   type GuestFamilyValue,
@@ -319,6 +317,7 @@ export { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotic
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
 export type { UndoReport } from './network/plan/apply.js';
 export { LinkNameTakenError, type LinkOwnerRecord } from './network/plan/plan-attach.js';
+export type { TrafficControlRepair } from './network/plan/plan-tc-repair.js';
 export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
 export type { RateLimit } from './network/plan/types.js';
 export {
@@ -331,13 +330,13 @@ export {
 export { StateWriteError } from './network/state/atomic-file.js';
 export { DirectoryNotMadeError } from './network/state/directory.js';
 export { LockFileRefusedError } from './network/state/lock.js';
+export type { SkippedRecord } from './network/state/owners.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
 // Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
 export type { HypervisorRecord, SandboxState } from './network/state/records.js';
 export { StateRegistryLockedError } from './network/state/registry.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { StateDirectoryError } from './network/state/trust.js';
-export type { TrafficControlRepair } from './network/tc-repair.js';
 export { VfioError } from './network/vfio.js';
 export {
   type AddInterfaceSandbox,

@@ -14,7 +14,7 @@ import { InvalidInputError } from '../errors.js';
 import { connectUnixSocket, type UnixConnectOptions } from './unix-socket-connect.js';
 
 /** The vsock port Kata's agent listens on. */
-export const KATA_AGENT_VSOCK_PORT = 1024;
+const KATA_AGENT_VSOCK_PORT = 1024;
 const SCHEME = 'hvsock://';
 /** A longer line than any `OK <u32>` answer: the peer is not a hybrid vsock socket. */
 const MAX_REPLY_BYTES = 64;

@@ -10,14 +10,14 @@ import type { Route } from './generated/types_pb.js';
 import { StatusCode } from './ttrpc/status-code.js';
 
 /** Kata retries UpdateInterface 20 times, 20 ms apart, when the NIC has not appeared in the guest. */
-export const UPDATE_INTERFACE_ATTEMPTS = 20;
-export const UPDATE_INTERFACE_RETRY_DELAY_MS = 20;
+const UPDATE_INTERFACE_ATTEMPTS = 20;
+const UPDATE_INTERFACE_RETRY_DELAY_MS = 20;
 /**
  * Retries stop once this long has passed since the first attempt: Kata's agent answers "Link not
  * found" at once (20 × 20 ms is then about 0.4 s), but an agent that first waits for the NIC itself
  * (vcnet's waits 5 s for one with a PCI path) would otherwise make 20 attempts last 100 s.
  */
-export const UPDATE_INTERFACE_RETRY_BUDGET_MS = 10_000;
+const UPDATE_INTERFACE_RETRY_BUDGET_MS = 10_000;
 
 export interface GuestNetworkPush {
   interfaces: InterfaceInit[];

@@ -21,7 +21,8 @@ import { attachMacvtap } from '../network/model/macvtap.js';
 import { attachTapOnly } from '../network/model/none.js';
 import type { PlumbingContext } from '../network/model/plumbing-context.js';
 import { attachTcFilter } from '../network/model/tcfilter.js';
-import { type PlumbingStep, undoPlumbing } from '../network/plumbing.js';
+import type { PlumbingStep } from '../network/plan/types.js';
+import { undoPlumbing } from '../network/plumbing.js';
 import { iproute2Program } from './iproute2-program.js';
 
 export interface AttachBenchmarkOptions {

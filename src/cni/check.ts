@@ -9,7 +9,7 @@ import { NetlinkHandle } from '../netlink/handle.js';
 import { damagedIdentityField, RecordedIdentityDamagedError, sameNamespace } from '../netns/namespace-identity.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
-import type { PlumbingStep } from '../network/plumbing.js';
+import type { PlumbingStep } from '../network/plan/types.js';
 import { requirePreviousResult } from './config.js';
 import { CniError, CniErrorCode } from './errors.js';
 import { type CniRequest, storeOf, usableNamespace } from './request.js';

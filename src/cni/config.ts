@@ -7,9 +7,10 @@ import { isAbsolute } from 'node:path';
 import * as z from 'zod';
 import { describeGivenValue, type InvalidInputError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
-import { MIN_BITS_PER_SECOND, type RateLimit } from '../network/rate-limit.js';
+import type { RateLimit } from '../network/plan/types.js';
+import { MIN_BITS_PER_SECOND } from '../network/rate-limit.js';
 import { namesFilesystemRoot } from '../network/state/absolute-path.js';
-import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/registry.js';
+import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/default-directories.js';
 import { MAX_TAP_ID, parseTapId } from '../network/tap-owner.js';
 import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
 import { CniConfigError, CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
@@ -32,7 +33,7 @@ export {
 /** How long ADD/DEL/CHECK wait for another vcnet-cni working on the same container (then code 11). */
 export const DEFAULT_CNI_LOCK_TIMEOUT_MS = 10_000;
 
-export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'] as const;
+const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'] as const;
 export type CniCommand = (typeof CNI_COMMANDS)[number];
 /** Commands about the plugin or the whole network, not one container: no CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS. */
 const NETWORK_WIDE_COMMANDS: readonly CniCommand[] = ['STATUS', 'GC'];

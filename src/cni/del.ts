@@ -16,7 +16,8 @@ import {
   openNetworkNamespace,
   RecordedIdentityDamagedError,
 } from '../netns/namespace-identity.js';
-import { collectGarbage, type GarbageItem } from '../network/garbage-collector.js';
+import { collectGarbage } from '../network/garbage-collector.js';
+import type { GarbageItem } from '../network/gc/report.js';
 import { salvageNamespace } from '../network/state/record-envelope.js';
 import { detachRecorded } from '../sandbox/recorded.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../sandbox/recorded-network.js';

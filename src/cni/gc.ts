@@ -14,12 +14,12 @@ import { CniConfigError } from './errors.js';
 import { commandSubject, noticesAbout, type Warn, warningLine, warnOnStandardError } from './notices.js';
 import { AttachmentStore } from './state.js';
 
-export const VALID_ATTACHMENTS_KEY = 'cni.dev/valid-attachments';
+const VALID_ATTACHMENTS_KEY = 'cni.dev/valid-attachments';
 /**
  * The key as the CNI 1.1.0 SPEC first named it (containernetworking/cni#1101); libcni sends both
  * since #1103, and a runtime written from the first text sends only this one.
  */
-export const ATTACHMENTS_ALIAS_KEY = 'cni.dev/attachments';
+const ATTACHMENTS_ALIAS_KEY = 'cni.dev/attachments';
 
 export interface ValidAttachment {
   containerID: string;

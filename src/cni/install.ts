@@ -24,13 +24,13 @@ import { atLeast, isSupportedCniVersion, SUPPORTED_CNI_VERSIONS, type SupportedC
 
 export const DEFAULT_CNI_BIN_DIRECTORY = '/opt/cni/bin';
 export const DEFAULT_CNI_CONF_DIRECTORY = '/etc/cni/net.d';
-export const PLUGIN_NAME = 'vcnet-cni';
+const PLUGIN_NAME = 'vcnet-cni';
 
 /**
  * dist/cni/main.js of this vcnet. This module is dist/cni/install.js once built, and is also bundled
  * into dist/cli/main.js (scripts/bundle-entry-points.ts): the path is the same from both.
  */
-export function builtPluginEntry(): string {
+function builtPluginEntry(): string {
   return fileURLToPath(new URL('../cni/main.js', import.meta.url));
 }
 
@@ -111,7 +111,7 @@ export const DEFAULT_CONFLIST_OPTIONS: ConflistOptions = {
  * fails (the interface plugin before vcnet-cni looks on the pod interface for the addresses macvtap
  * moved into the guest). The key came with CHECK, in spec 0.4.0; a 0.3.x list has neither.
  */
-export function conflistDisablesCheck(options: Pick<ConflistOptions, 'model' | 'cniVersion'>): boolean {
+function conflistDisablesCheck(options: Pick<ConflistOptions, 'model' | 'cniVersion'>): boolean {
   return options.model === 'macvtap' && atLeast(options.cniVersion, '0.4.0');
 }
 

@@ -38,7 +38,7 @@ interface NoticeScope {
 const scope = new AsyncLocalStorage<NoticeScope>();
 
 /** A notice as one warning line: the link it is about when the subject does not name it, its error's message. */
-export function noticeLine(subject: string, interfaceName: string | undefined, notice: NoticeEvent): string {
+function noticeLine(subject: string, interfaceName: string | undefined, notice: NoticeEvent): string {
   const link = notice.endpoint && notice.endpoint !== interfaceName ? ` (${notice.endpoint})` : '';
   const error = notice.error === undefined ? '' : `: ${(notice.error as Error)?.message ?? String(notice.error)}`;
   return warningLine(`${subject}${link}`, `${notice.message}${error}`);

@@ -29,10 +29,10 @@ import { CniConfigError, CniEnvironmentError } from './errors.js';
 export const CNI_STATE_VERSION = RECORD_VERSION;
 
 /** The setting with which vcnet-cni is given another state directory (not the CLI's --state-dir). */
-export const CNI_STATE_DIR_SETTING = '"stateDir" in the plugin\'s network configuration';
+const CNI_STATE_DIR_SETTING = '"stateDir" in the plugin\'s network configuration';
 
 /** A stateDir that cannot be used: the setting vcnet-cni takes. */
-export const CNI_STATE_DIR_HINT = `point ${CNI_STATE_DIR_SETTING} at a directory vcnet can create and write (default /run/vcnet/cni)`;
+const CNI_STATE_DIR_HINT = `point ${CNI_STATE_DIR_SETTING} at a directory vcnet can create and write (default /run/vcnet/cni)`;
 
 /** A record left after a complete undo (its directory could not be removed): what drops it. */
 const CNI_REMOVE_AGAIN = "the runtime's next DEL of the container drops it";

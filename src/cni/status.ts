@@ -8,7 +8,7 @@ import type { CniConfig } from './config.js';
 import { CniError, CniErrorCode } from './errors.js';
 import { prepareStateDirectory } from './state.js';
 
-export const TUN_DEVICE = '/dev/net/tun';
+const TUN_DEVICE = '/dev/net/tun';
 
 /**
  * The spec gives STATUS its own codes: 50 says the plugin cannot serve ADD now, which is what a

@@ -39,7 +39,7 @@ export interface VersionedResult extends Record<string, unknown> {
 }
 
 /** "4" or "6" for a CIDR string, as 0.3.x/0.4.0 results spell it. */
-export function ipFamilyOf(address: string): '4' | '6' {
+function ipFamilyOf(address: string): '4' | '6' {
   return address.includes(':') ? '6' : '4';
 }
 

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { VcnetError } from '../errors.js';
 
-export const CNI_PLUGIN_DIRECTORY = '/usr/lib/cni';
+const CNI_PLUGIN_DIRECTORY = '/usr/lib/cni';
 
 export interface CniInvocation {
   nodeNamespace: string;

@@ -48,7 +48,7 @@ export interface DemoOptions {
   afterTeardown?: (pod: DemoNamespace) => void;
 }
 
-export interface TrafficResult {
+interface TrafficResult {
   pingLossPercent: number;
   pingAverageMs: number;
   iperfToGuestBitsPerSecond?: number;

@@ -110,7 +110,7 @@ export function pciPathOfBdf(bdf: string): string | undefined {
 }
 
 /** Parses one HTTP/1.x reply; undefined while it is incomplete. */
-export function parseHttpReply(data: Buffer, ended: boolean): CloudHypervisorReply | undefined {
+function parseHttpReply(data: Buffer, ended: boolean): CloudHypervisorReply | undefined {
   const headEnd = data.indexOf('\r\n\r\n');
   if (headEnd < 0) return undefined;
   const [statusLine = '', ...headerLines] = data.subarray(0, headEnd).toString('latin1').split('\r\n');

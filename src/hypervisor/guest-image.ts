@@ -50,7 +50,7 @@ function repositoryRoot(): string {
 }
 
 /** Path of the image builder script. */
-export function guestImageScript(): string {
+function guestImageScript(): string {
   return join(repositoryRoot(), 'scripts', 'guest-image');
 }
 

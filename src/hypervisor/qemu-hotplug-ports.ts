@@ -36,7 +36,7 @@ export async function queryMachineType(qmp: QmpClient, timeoutMs?: number): Prom
 }
 
 export const ROOT_PORT_ID_PREFIX = 'vcnet-rp';
-export const BRIDGE_ID_PREFIX = 'vcnet-bridge';
+const BRIDGE_ID_PREFIX = 'vcnet-bridge';
 export const BRIDGE_ID = `${BRIDGE_ID_PREFIX}0`;
 /** Chassis numbers from here, clear of the ones firmware and other tools tend to use. */
 const FIRST_CHASSIS = 0x20;

@@ -53,7 +53,7 @@ export interface QemuExit {
   signal: NodeJS.Signals | null;
 }
 
-export const FIRST_INHERITED_FD_SLOT = 3;
+const FIRST_INHERITED_FD_SLOT = 3;
 const SERIAL_BUFFER_BYTES = 1 << 20;
 const STDERR_BUFFER_BYTES = 64 << 10;
 

@@ -39,7 +39,7 @@ export function qemuNetdevId(deviceId: string): string {
 }
 
 /** The chardev id of a vhost-user NIC's socket. */
-export function qemuVhostUserChardevId(deviceId: string): string {
+function qemuVhostUserChardevId(deviceId: string): string {
   return `chardev-${deviceId}`;
 }
 

@@ -117,12 +117,12 @@ export interface NetworkHotplugCommands {
 const DEFAULT_UNPLUG_TIMEOUT_MS = 10_000;
 
 /** Names under which the device's fds were handed to QEMU with `getfd`. */
-export interface PassedFdNames {
+interface PassedFdNames {
   fds: string[];
   vhostFds: string[];
 }
 
-export function passedFdNames(device: NetworkDevice): PassedFdNames {
+function passedFdNames(device: NetworkDevice): PassedFdNames {
   const netdev = qemuNetdevId(device.id);
   return {
     fds: (device.fds ?? []).map((_, i) => `${netdev}-fd${i}`),
@@ -246,7 +246,7 @@ async function rootBusPciPath(qmp: QmpClient, deviceId: string, timeoutMs?: numb
 }
 
 /** The device_add arguments for a VFIO PCI function (QAPI: driver, id, host, bus, addr). */
-export function vfioDeviceAddArguments(device: VfioPciDevice, options: HotplugOptions = {}): Record<string, unknown> {
+function vfioDeviceAddArguments(device: VfioPciDevice, options: HotplugOptions = {}): Record<string, unknown> {
   options = hotplugOptions(options);
   validateVfioPciDevice(device);
   return {

@@ -522,12 +522,12 @@ export class NetlinkHandle {
   }
 
   /** Equivalent to `ip link del dev NAME` (ENODEV when it is gone). */
-  delLink(index: number): Promise<void> {
+  deleteLink(index: number): Promise<void> {
     return this.one((b) => b.deleteLink(index));
   }
 
   /** Equivalent to `ip link del group N`: every link of the group, after one RCU grace period. */
-  delLinkGroup(group: number): Promise<void> {
+  deleteLinkGroup(group: number): Promise<void> {
     return this.one((b) => b.deleteLinkGroup(group));
   }
 
@@ -550,7 +550,7 @@ export class NetlinkHandle {
   }
 
   /** Equivalent to `ip addr del ADDRESS/LEN dev NAME`. */
-  delAddress(spec: AddressSpec): Promise<void> {
+  deleteAddress(spec: AddressSpec): Promise<void> {
     return this.one((b) => b.deleteAddress(spec));
   }
 
@@ -597,7 +597,7 @@ export class NetlinkHandle {
   }
 
   /** Equivalent to `ip route del …`. */
-  delRoute(spec: RouteSpec): Promise<void> {
+  deleteRoute(spec: RouteSpec): Promise<void> {
     return this.one((b) => b.deleteRoute(spec));
   }
 
@@ -631,7 +631,7 @@ export class NetlinkHandle {
   }
 
   /** Equivalent to `ip neigh del ADDRESS dev NAME`. */
-  delNeighbour(spec: NeighbourSpec): Promise<void> {
+  deleteNeighbour(spec: NeighbourSpec): Promise<void> {
     return this.one((b) => b.deleteNeighbour(spec));
   }
 
@@ -649,7 +649,7 @@ export class NetlinkHandle {
   }
 
   /** Equivalent to `tc qdisc del dev NAME (ingress | root …)`. */
-  delQdisc(index: number, handle: number, parent: number): Promise<void> {
+  deleteQdisc(index: number, handle: number, parent: number): Promise<void> {
     return this.one((b) => b.deleteQdisc(index, handle, parent));
   }
 
@@ -685,9 +685,46 @@ export class NetlinkHandle {
   }
 
   /** Equivalent to `tc filter del dev NAME parent P prio N protocol …`. */
-  delFilter(target: DeleteFilterTarget): Promise<void> {
+  deleteFilter(target: DeleteFilterTarget): Promise<void> {
     return this.one((b) => b.deleteFilter(target));
   }
+
+  // The 0.1.0 names of the delete methods, before they took ChangeBatch's (and the codec's
+  // encodeDelete*) verb: the same functions, kept so that code written against them still runs.
+  /** @deprecated use deleteLink */
+  declare delLink: NetlinkHandle['deleteLink'];
+  /** @deprecated use deleteLinkGroup */
+  declare delLinkGroup: NetlinkHandle['deleteLinkGroup'];
+  /** @deprecated use deleteAddress */
+  declare delAddress: NetlinkHandle['deleteAddress'];
+  /** @deprecated use deleteRoute */
+  declare delRoute: NetlinkHandle['deleteRoute'];
+  /** @deprecated use deleteNeighbour */
+  declare delNeighbour: NetlinkHandle['deleteNeighbour'];
+  /** @deprecated use deleteQdisc */
+  declare delQdisc: NetlinkHandle['deleteQdisc'];
+  /** @deprecated use deleteFilter */
+  declare delFilter: NetlinkHandle['deleteFilter'];
+}
+
+/** Each deprecated name and the method it stands for. */
+const DEPRECATED_HANDLE_METHODS = {
+  delLink: 'deleteLink',
+  delLinkGroup: 'deleteLinkGroup',
+  delAddress: 'deleteAddress',
+  delRoute: 'deleteRoute',
+  delNeighbour: 'deleteNeighbour',
+  delQdisc: 'deleteQdisc',
+  delFilter: 'deleteFilter',
+} as const satisfies Record<string, keyof NetlinkHandle>;
+
+// On the prototype as the class's own methods are (not enumerable), each the very function it names.
+for (const [alias, name] of Object.entries(DEPRECATED_HANDLE_METHODS)) {
+  Object.defineProperty(NetlinkHandle.prototype, alias, {
+    value: NetlinkHandle.prototype[name],
+    writable: true,
+    configurable: true,
+  });
 }
 
 export type { NetlinkError };

@@ -11,7 +11,7 @@ import { VcnetError } from '../errors.js';
 export const OWN_NAMESPACE_PATH = '/proc/self/ns/net';
 
 /** `<dev>:<inode>` of a namespace file, or undefined when it cannot be read. */
-export function namespaceFileIdentity(path: string): string | undefined {
+function namespaceFileIdentity(path: string): string | undefined {
   try {
     const stat = statSync(path);
     return `${stat.dev}:${stat.ino}`;

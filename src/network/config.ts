@@ -32,7 +32,8 @@ import {
   type InterworkingModel,
   parseInterworkingModel,
 } from './interworking-model.js';
-import { type RateLimit, validateBitRate, validateRate } from './rate-limit.js';
+import type { RateLimit } from './plan/types.js';
+import { validateBitRate, validateRate } from './rate-limit.js';
 import { networkConfigSchema } from './state/network-content-schema.js';
 import { checkTapId } from './tap-owner.js';
 

@@ -48,14 +48,7 @@ import {
   type NamespaceScan,
   openMacvtapDevicesOnce,
 } from './gc/orphan-links.js';
-import type {
-  GarbageFailure,
-  GarbageItem,
-  GarbageReport,
-  InUseLink,
-  LeftAloneItem,
-  SkippedRecord,
-} from './gc/report.js';
+import type { GarbageReport } from './gc/report.js';
 import { collectEmptyRecordDirectories } from './gc/state-leftovers.js';
 import { finishUnfinished } from './gc/unfinished.js';
 import { knownStateDirectories, type RecordOwner, readOwners } from './state/owners.js';
@@ -65,8 +58,6 @@ import {
   removeStaleRegistryTemporaries,
 } from './state/registry.js';
 import { refuseUntrustedDirectory } from './state/trust.js';
-
-export type { GarbageFailure, GarbageItem, GarbageReport, InUseLink, LeftAloneItem, SkippedRecord };
 
 export interface GarbageOptions {
   /** State directories besides the defaults and the registry (--state-dir). */

@@ -11,7 +11,7 @@ import { formatHandle, TC_H_INGRESS } from '../netlink/codec/tc/message.js';
 import { ingressQdisc, type Qdisc } from '../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
 
-export const INGRESS_QDISC_ATTEMPTS = 5;
+const INGRESS_QDISC_ATTEMPTS = 5;
 
 export interface IngressRetryOptions {
   attempts?: number;

@@ -3,9 +3,7 @@
  * taken as new endpoints.
  */
 import { InvalidInputError } from '../errors.js';
-import { VCNET_LINK_GROUP } from './plumbing.js';
-
-export { checkLinkName, linkNameProblem, MAX_LINK_NAME_BYTES } from '../netlink/link-name.js';
+import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 
 /** vcnet's own devices: the taps and ifbs it names `tap<N>_kata` / `ifb<N>_kata`, or anything in its link group. */
 export function isVcnetDevice(link: { name: string; group?: number }): boolean {

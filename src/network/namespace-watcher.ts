@@ -26,7 +26,7 @@ import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import { interfacesOf } from './scan.js';
 
 /** The rtnetlink multicast groups watched (RTNLGRP_*). */
-export const WatchedGroup = {
+const WatchedGroup = {
   LINK: 1,
   NEIGH: 3,
   IPV4_IFADDR: 5,
@@ -39,7 +39,7 @@ export const WatchedGroup = {
 const GROUP_MASK = Object.values(WatchedGroup).reduce((mask, group) => mask | (1 << (group - 1)), 0);
 
 /** RTNLGRP_TC: qdiscs, classes, filters, actions and chains (NamespaceWatcherOptions.trafficControl). */
-export const TC_GROUP = 4;
+const TC_GROUP = 4;
 
 /** The messages RTNLGRP_TC carries: qdisc, class, filter (36-47), action (48-51), chain (100-103). */
 function isTrafficControlMessage(type: number): boolean {
@@ -47,7 +47,7 @@ function isTrafficControlMessage(type: number): boolean {
 }
 
 /** vcnet's own taps and ifbs: plumbing it made, never something to hot-plug. */
-export const VCNET_LINK_NAME = /^(tap|ifb)\d+_kata$/;
+const VCNET_LINK_NAME = /^(tap|ifb)\d+_kata$/;
 
 /**
  * A link vcnet made, or that looks like one: named as its taps and ifbs, or in its link group. Never

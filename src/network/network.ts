@@ -10,6 +10,7 @@ import { booleanOption, functionOption, numberOption, optionsArgument } from '..
 import { channels, publish, traced, tracing } from '../diagnostics.js';
 import { RollbackIncompleteError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
+import type { HotplugTarget } from '../hypervisor/device.js';
 import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
@@ -22,7 +23,7 @@ import {
 } from './config.js';
 import { BridgedMacvlanEndpoint } from './endpoint/bridged-macvlan-endpoint.js';
 import { createEndpoint } from './endpoint/create-endpoint.js';
-import { type Endpoint, type EndpointState, EndpointStateError, type HotplugTarget } from './endpoint/endpoint.js';
+import { type Endpoint, type EndpointState, EndpointStateError } from './endpoint/endpoint.js';
 import { IpvlanEndpoint } from './endpoint/ipvlan-endpoint.js';
 import { MacvtapEndpoint } from './endpoint/macvtap-endpoint.js';
 import { type PciDeviceInfo, PhysicalEndpoint, refusePhysicalEndpoints } from './endpoint/physical-endpoint.js';
@@ -38,6 +39,7 @@ import type { EndpointType, NetworkInfo } from './network-info.js';
 import { describeRecords, planUndo } from './plan/apply.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
+import type { TrafficControlRepair } from './plan/plan-tc-repair.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
 import { type UndoReport, undoPlumbing } from './plumbing.js';
 import {
@@ -48,13 +50,10 @@ import {
   selectEndpointInterfaces,
   skippedNotice,
 } from './scan.js';
-
 import { NETWORK_STATE_VERSION } from './state/content-versions.js';
 import { tapOwnershipFields } from './tap-owner.js';
-import { repairTrafficControl, type TrafficControlRepair } from './tc-repair.js';
+import { repairTrafficControl } from './tc-repair.js';
 import { refuseMacvtapInUserNamespace, refuseMacvtapLinkInUserNamespace } from './user-namespace.js';
-
-export { NETWORK_STATE_VERSION };
 
 /** A pod link the scan left out, and the line that says why. */
 export interface SkippedNotice {

@@ -13,9 +13,6 @@ import { type UndoReport, undoRecords } from './plan/apply.js';
 import type { PlumbingStep } from './plan/types.js';
 
 export type { UndoReport } from './plan/apply.js';
-export { VCNET_LINK_GROUP } from './plan/plan-attach.js';
-/** The records' types live with the plan that derives them (plan/types.ts). */
-export type { PlumbingStep, RecordedLinkAttributes } from './plan/types.js';
 
 /** Undoes recorded steps in reverse order, in one batch; what the kernel refuses is in `left`. */
 export function undoPlumbing(

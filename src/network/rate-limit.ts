@@ -4,10 +4,6 @@
  */
 import { InvalidInputError } from '../errors.js';
 
-export { FILTER_PRIORITY, ifbName } from './plan/plan-attach.js';
-
-export type { RateLimit } from './plan/types.js';
-
 /**
  * The smallest rate tc can enforce: htb takes bytes per second, and below 8 bits that is 0, which
  * the kernel refuses (EINVAL when the class is added, deep inside an attach).

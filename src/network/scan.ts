@@ -21,7 +21,7 @@ export interface NamespaceScan {
   snapshot: NamespaceSnapshot;
 }
 
-export function isLoopback(info: Pick<NetworkInfo, 'link'>): boolean {
+function isLoopback(info: Pick<NetworkInfo, 'link'>): boolean {
   return info.link.type === HardwareType.LOOPBACK || (info.link.flags & InterfaceFlag.LOOPBACK) !== 0;
 }
 
@@ -126,9 +126,9 @@ export interface SkippedInterface {
   reason: string;
 }
 
-export const NO_ADDRESS_REASON = 'no address';
+const NO_ADDRESS_REASON = 'no address';
 /** Why scan shows one of vcnet's own devices (a sandbox's tap, ifb or macvtap) as no pod interface. */
-export const VCNET_DEVICE_REASON = `a VM's device, not a pod interface (named tap<N>_kata or ifb<N>_kata as vcnet and Kata name theirs, or in vcnet's link group ${VCNET_LINK_GROUP})`;
+const VCNET_DEVICE_REASON = `a VM's device, not a pod interface (named tap<N>_kata or ifb<N>_kata as vcnet and Kata name theirs, or in vcnet's link group ${VCNET_LINK_GROUP})`;
 
 /**
  * Splits scanned interfaces into those that become endpoints and those left alone (with why).

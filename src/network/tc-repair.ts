@@ -19,8 +19,6 @@ import {
 } from './plan/plan-tc-repair.js';
 import type { RateLimit } from './plan/types.js';
 
-export type { RepairableEndpoint, TrafficControlRepair };
-
 /**
  * Puts back the tc objects `endpoint`'s record says vcnet made that are missing now; says what it
  * did (nothing when all are there). `rateLimit` is the sandbox's (the one attach used): an htb is

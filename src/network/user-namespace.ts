@@ -76,7 +76,7 @@ export function refusedMacvtapAdvice(names: readonly string[]): string {
 }
 
 /** The uid a file of a user this user namespace does not map shows as (/proc/sys/kernel/overflowuid). */
-export function overflowUid(): number {
+function overflowUid(): number {
   try {
     const uid = Number(readFileSync('/proc/sys/kernel/overflowuid', 'utf8').trim());
     return Number.isInteger(uid) ? uid : 65534;

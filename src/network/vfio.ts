@@ -12,7 +12,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } fr
 import { basename, join } from 'node:path';
 import { VcnetError } from '../errors.js';
 
-export const VFIO_DRIVER = 'vfio-pci';
+const VFIO_DRIVER = 'vfio-pci';
 
 export interface HostRoots {
   /** /sys */

@@ -11,11 +11,12 @@ import type { Interface } from '../agent/generated/types_pb.js';
 import { interfaceUpdateOf } from '../agent/network-request.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
+import { checkLinkName } from '../netlink/link-name.js';
 import { classifyInterface, loopbackRefused, vhostUserSocketCandidates } from '../network/endpoint/create-endpoint.js';
-import { checkLinkName, checkNotVcnetDevice, isVcnetDevice } from '../network/link-name.js';
+import { checkNotVcnetDevice, isVcnetDevice } from '../network/link-name.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
-import { stateDirectoryFlag } from '../network/state/store.js';
+import { stateDirectoryFlag } from '../network/state/default-directories.js';
 import { shellWord } from '../shell-word.js';
 
 /** What an existing endpoint of the sandbox looks like to the checks here. */

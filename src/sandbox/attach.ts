@@ -13,15 +13,10 @@ import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import { type AddEndpointsOptions, Network, type SkippedNotice } from '../network/network.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
+import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import { recordsHoldingLink } from '../network/state/owners.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
-import {
-  DEFAULT_STATE_DIRECTORY,
-  defaultLockTimeoutMs,
-  refuseUnusableRecordEnvironment,
-  SandboxStore,
-  stateDirectoryFlag,
-} from '../network/state/store.js';
+import { defaultLockTimeoutMs, refuseUnusableRecordEnvironment, SandboxStore } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { lockNamespace, refuseHeldNamespace } from './namespace-hold.js';
 import { noticeNoNetwork } from './no-network.js';

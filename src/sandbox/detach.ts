@@ -5,10 +5,10 @@
  * by still-in-use.ts, as vcnet-cni's DEL says it.
  */
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption } from '../arguments.js';
+import type { HotplugTarget } from '../hypervisor/device.js';
 import type { Link } from '../netlink/codec/link.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { NamespaceGoneError } from '../netns/namespace-identity.js';
-import type { HotplugTarget } from '../network/endpoint/endpoint.js';
 import type { UndoReport } from '../network/plan/apply.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import { recordsOfNamespace } from '../network/state/owners.js';

@@ -11,13 +11,14 @@
  */
 import { causeChain, type DetachFinishedBy, DetachIncompleteError, RollbackIncompleteError } from '../errors.js';
 import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
+import type { HotplugTarget } from '../hypervisor/device.js';
 import { DeviceNotHotpluggableError, QmpConnectionError } from '../hypervisor/errors.js';
-import type { Endpoint, HotplugTarget } from '../network/endpoint/endpoint.js';
+import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { AttachError } from '../network/model/plumbing-context.js';
 import type { AddEndpointsOptions, Network } from '../network/network.js';
 import { describeRecords, type UndoReport } from '../network/plan/apply.js';
 import { LinkNameTakenError } from '../network/plan/plan-attach.js';
-import { stateDirectoryFlag } from '../network/state/store.js';
+import { stateDirectoryFlag } from '../network/state/default-directories.js';
 
 /** How an operation keeps its record: `persist` writes what the network holds now, `discard` what it means to have none. */
 export interface RecordKeeper {

@@ -37,8 +37,9 @@ import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../n
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
+import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { SandboxState } from '../network/state/records.js';
-import { DEFAULT_STATE_DIRECTORY, SandboxStore, stateDirectoryFlag } from '../network/state/store.js';
+import { SandboxStore } from '../network/state/store.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';

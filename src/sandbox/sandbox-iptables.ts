@@ -17,7 +17,7 @@ import { InvalidInputError } from '../errors.js';
 import { AgentNotRecordedError, askAgentWithin, withSandbox } from './sandbox-interfaces.js';
 
 /** How long getIpTables/setIpTables wait for the agent, connecting and answering, unless told. */
-export const IPTABLES_AGENT_TIMEOUT_MS = 30_000;
+const IPTABLES_AGENT_TIMEOUT_MS = 30_000;
 
 export interface IpTablesOptions {
   /** The IPv6 tables (ip6tables-save / ip6tables-restore) instead of IPv4's. */

@@ -183,7 +183,7 @@ describe('links', () => {
       if (link.name.startsWith('tap')) batch.setLink(link.index, { group: 4242 });
     await batch.commit();
     await makeVeth();
-    await handle.delLinkGroup(4242);
+    await handle.deleteLinkGroup(4242);
     const names = (await handle.links()).map((link) => link.name).sort();
     expect(names).toEqual(['lo', 'veth0', 'veth0p']);
   });
@@ -208,7 +208,7 @@ describe('addresses, routes and neighbours', () => {
       expect(mine?.prefixLength).toBe(entry.prefixlen);
       expect(mine?.family).toBe(entry.family === 'inet' ? AddressFamily.INET : AddressFamily.INET6);
     }
-    await handle.delAddress({ index: veth.index, address: '10.99.0.2', prefixLength: 24 });
+    await handle.deleteAddress({ index: veth.index, address: '10.99.0.2', prefixLength: 24 });
     expect((await handle.addresses({ index: veth.index, family: AddressFamily.INET })).length).toBe(0);
   });
 
@@ -237,7 +237,7 @@ describe('addresses, routes and neighbours', () => {
     );
     expect(v6).toMatchObject({ destinationLength: 48, gateway: 'fd00:99::1', mtu: 1380 });
     expect(JSON.stringify(ip?.metrics)).toContain('1380');
-    await handle.delRoute({ destination: '10.98.0.0', destinationLength: 16, gateway: '10.99.0.1' });
+    await handle.deleteRoute({ destination: '10.98.0.0', destinationLength: 16, gateway: '10.99.0.1' });
     expect(
       (await handle.routes({ family: AddressFamily.INET })).some((route) => route.destination === '10.98.0.0'),
     ).toBe(false);
@@ -285,8 +285,8 @@ describe('addresses, routes and neighbours', () => {
       ['fd00:99::1', 1],
       ['fd00:99::5', 2],
     ]);
-    await handle.delRoute(multipath);
-    await handle.delRoute({ destination: 'fd00:52::', destinationLength: 48, nextHops: v6?.nextHops ?? [] });
+    await handle.deleteRoute(multipath);
+    await handle.deleteRoute({ destination: 'fd00:52::', destinationLength: 48, nextHops: v6?.nextHops ?? [] });
     expect(ipText('route', 'show', '10.52.0.0/16').trim()).toBe('');
     expect(ipText('-6', 'route', 'show', 'fd00:52::/48').trim()).toBe('');
   });
@@ -304,7 +304,7 @@ describe('addresses, routes and neighbours', () => {
       '10.99.0.77',
     );
     expect(ipText('neigh', 'show', 'proxy').trim()).toContain('10.99.0.77 dev veth0 proxy');
-    await handle.delNeighbour({ index: veth.index, destination: '10.99.0.77', flags: NeighbourFlag.PROXY });
+    await handle.deleteNeighbour({ index: veth.index, destination: '10.99.0.77', flags: NeighbourFlag.PROXY });
     expect((await handle.proxyNeighbours()).map((proxy) => proxy.destination)).toEqual(['fd00:99::77']);
   });
 
@@ -376,7 +376,7 @@ describe('traffic control', () => {
     const qdiscs = await handle.qdiscs(veth.index);
     expect(qdiscs.some((qdisc) => qdisc.kind === 'ingress' && qdisc.parent === TC_H_INGRESS)).toBe(true);
     // Deleting the ingress qdisc takes its filters with it.
-    await handle.delQdisc(veth.index, parseHandle('ffff:'), TC_H_INGRESS);
+    await handle.deleteQdisc(veth.index, parseHandle('ffff:'), TC_H_INGRESS);
     expect(namespace.tcJson<unknown[]>('filter', 'show', 'dev', 'veth0', 'ingress')).toEqual([]);
   });
 

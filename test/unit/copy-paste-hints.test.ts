@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { expect, it } from 'vitest';
 import { RecordedIdentityDamagedError } from '../../src/netns/namespace-identity.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../../src/network/plan/plan-attach.js';
-import { stateDirectoryFlag } from '../../src/network/state/store.js';
+import { stateDirectoryFlag } from '../../src/network/state/default-directories.js';
 
 const AWKWARD = "/tmp/s16qa/it's a pod";
 

@@ -15,9 +15,9 @@ import type { IpTablesApplier, IpVersion } from '../network-applier.js';
 import { MAX_FRAME_LENGTH } from '../ttrpc/frame.js';
 
 /** Kata's agent gives iptables-restore `--wait 5`: how long it waits for the xtables lock, in seconds. */
-export const IPTABLES_RESTORE_WAIT_SECONDS = 5;
+const IPTABLES_RESTORE_WAIT_SECONDS = 5;
 /** A program that runs longer is killed and the call fails. */
-export const IPTABLES_RUN_TIMEOUT_MS = 30_000;
+const IPTABLES_RUN_TIMEOUT_MS = 30_000;
 /** PATH when the agent has none: the guest's init sets this one. */
 const DEFAULT_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 /** What fits in one answer: ttrpc frames carry at most 4 MiB, the response wrapping included. */

@@ -209,7 +209,7 @@ export class NetlinkApplier implements NetworkApplier {
         for (const address of present) {
           if (wanted.has(addressKey(address.address, address.prefixLength))) continue;
           await log.step(`remove address ${address.address}/${address.prefixLength} from ${wantedName}`, () =>
-            this.handle.delAddress({ index, address: address.address, prefixLength: address.prefixLength }),
+            this.handle.deleteAddress({ index, address: address.address, prefixLength: address.prefixLength }),
           );
         }
         for (const [key, address] of wanted) {
@@ -262,7 +262,7 @@ export class NetlinkApplier implements NetworkApplier {
     for (const address of present) {
       if (originalKeys.has(addressKey(address.address, address.prefixLength))) continue;
       await this.handle
-        .delAddress({ index, address: address.address, prefixLength: address.prefixLength })
+        .deleteAddress({ index, address: address.address, prefixLength: address.prefixLength })
         .catch((error: unknown) => refusals.push(error));
     }
     for (const address of original) {
@@ -336,7 +336,7 @@ export class NetlinkApplier implements NetworkApplier {
           if (route.protocol === RouteProtocol.KERNEL) continue;
           const spec = specOfKernelRoute(route);
           await log.step(`delete route ${route.destination ?? 'default'}/${route.destinationLength}`, () =>
-            this.handle.delRoute(spec),
+            this.handle.deleteRoute(spec),
           );
         }
         // Link-scope routes first: a gateway must be reachable by a route before one can use it.
@@ -393,7 +393,7 @@ export class NetlinkApplier implements NetworkApplier {
           continue;
         await log.step(
           `delete the prefix route ${destination}/${route.destinationLength} dev ${route.device} (routed via ${route.gateway})`,
-          () => this.handle.delRoute(specOfKernelRoute(kernel)),
+          () => this.handle.deleteRoute(specOfKernelRoute(kernel)),
         );
       }
     }
@@ -427,7 +427,7 @@ export class NetlinkApplier implements NetworkApplier {
     const presentKeys = new Set(present.map(routeKey));
     for (const route of present) {
       if (wanted.has(routeKey(route))) continue;
-      await this.handle.delRoute(specOfKernelRoute(route)).catch((error: unknown) => refusals.push(error));
+      await this.handle.deleteRoute(specOfKernelRoute(route)).catch((error: unknown) => refusals.push(error));
     }
     const missing = snapshot
       .filter((route) => !presentKeys.has(routeKey(route)))
@@ -515,7 +515,7 @@ export class NetlinkApplier implements NetworkApplier {
           .commit()
           .catch((error: unknown) => refusals.push(error));
       } else {
-        await this.handle.delNeighbour({ index, destination }).catch((error: unknown) => {
+        await this.handle.deleteNeighbour({ index, destination }).catch((error: unknown) => {
           if (errnoOf(error) !== 'ENOENT') refusals.push(error);
         });
       }

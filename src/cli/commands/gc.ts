@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { ErrnoOutcomes } from '../../error-codes.js';
 import { hintForErrno, InvalidInputError } from '../../errors.js';
-import { collectGarbage, type GarbageFailure, type GarbageReport } from '../../network/garbage-collector.js';
+import { collectGarbage } from '../../network/garbage-collector.js';
+import type { GarbageFailure, GarbageReport } from '../../network/gc/report.js';
 import { ExitCode } from '../exit-codes.js';
 import { print, printJson, printText, table, writeStderr } from '../output.js';
 

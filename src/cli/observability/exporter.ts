@@ -36,7 +36,7 @@ interface NodeSdk {
   shutdown(): Promise<void>;
 }
 
-export const DEFAULT_FLUSH_TIMEOUT_SECONDS = 2;
+const DEFAULT_FLUSH_TIMEOUT_SECONDS = 2;
 const MAX_FLUSH_TIMEOUT_SECONDS = 60;
 
 function warn(message: string): void {
@@ -101,7 +101,7 @@ const STDERR_DIAG_LOGGER: DiagLogger = Object.fromEntries(
  * stdout, whatever consoleToStderr did after). Called before the SDK is made (which is kept from
  * setting its own) and again after. Nothing when OTEL_LOG_LEVEL is not set (the SDK sets none then).
  */
-export function diagToStderr(env: NodeJS.ProcessEnv): void {
+function diagToStderr(env: NodeJS.ProcessEnv): void {
   const name = env.OTEL_LOG_LEVEL?.trim().toUpperCase();
   if (!name) return;
   const logLevel = (DiagLogLevel as unknown as Record<string, DiagLogLevel | undefined>)[name] ?? DiagLogLevel.INFO;

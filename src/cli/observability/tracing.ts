@@ -26,7 +26,7 @@ import { subscribeTracing } from './subscribe.js';
  * `cause`: a name taken inside an attach is VCNET_LINK_NAME_TAKEN), `vcnet.error.outerCode` the
  * failed operation's when it differs (VCNET_ATTACH_FAILED).
  */
-export function errorAttributes(error: unknown): Attributes {
+function errorAttributes(error: unknown): Attributes {
   const code = classifyError(error).code;
   const outer = error instanceof VcnetError ? error.code : undefined;
   return {

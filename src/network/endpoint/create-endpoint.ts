@@ -56,7 +56,7 @@ export interface CreateEndpointOptions {
 }
 
 /** Where Kata looks for vhost-user sockets of network interfaces: /tmp/vhostuser_<ip>/vhu.sock. */
-export const DEFAULT_VHOST_USER_STORE = '/tmp';
+const DEFAULT_VHOST_USER_STORE = '/tmp';
 
 /** Where an interface's vhost-user socket may be: one path per address, in the order they are tried. */
 export function vhostUserSocketCandidates(info: NetworkInfo, storePath: string = DEFAULT_VHOST_USER_STORE): string[] {

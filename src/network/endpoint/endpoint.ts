@@ -13,17 +13,12 @@ import { AttachError, attachByPlan, closeFds, intentOf, planEndpoint } from '../
 import type { EndpointType, NetworkInfo } from '../network-info.js';
 import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
-import type { Plan } from '../plan/types.js';
-import { type PlumbingStep, type UndoReport, undoPlumbing } from '../plumbing.js';
+import type { Plan, PlumbingStep } from '../plan/types.js';
+import { type UndoReport, undoPlumbing } from '../plumbing.js';
+import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 
 /** The hypervisor-neutral NIC description handed to src/hypervisor (its NetworkDevice). */
 export type VmNetworkDevice = NetworkDevice;
-
-export type { HotplugTarget } from '../../hypervisor/device.js';
-
-import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
-
-export { ENDPOINT_STATE_VERSION };
 
 /** What is persisted per endpoint: enough to detach exactly after the process is gone. */
 export interface EndpointState {

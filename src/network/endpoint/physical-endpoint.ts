@@ -7,6 +7,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { channels, publish } from '../../diagnostics.js';
 import { VcnetError } from '../../errors.js';
+import type { HotplugTarget } from '../../hypervisor/device.js';
 import type { VfioPciDevice } from '../../hypervisor/qemu.js';
 import { NetlinkHandle } from '../../netlink/handle.js';
 import { type AttachedPlumbing, existingDevicePlumbing, type PlumbingContext } from '../model/plumbing-context.js';
@@ -20,7 +21,7 @@ import {
   type VirtualFunctionOwner,
   virtualFunctionOwner,
 } from '../vfio.js';
-import { Endpoint, type EndpointState, type HotplugTarget } from './endpoint.js';
+import { Endpoint, type EndpointState } from './endpoint.js';
 import { refuseRateLimit } from './rate-limit-support.js';
 
 export interface PciDeviceInfo {
@@ -55,7 +56,7 @@ export function readPciDevice(address: string, root = join(vfioRoots().sysfs, 'b
 }
 
 /** sysfs and /dev roots for VFIO: the host's, or a fake tree (VCNET_SYSFS_ROOT, VCNET_DEV_ROOT) for tests. */
-export function vfioRoots(environment: NodeJS.ProcessEnv = process.env): HostRoots {
+function vfioRoots(environment: NodeJS.ProcessEnv = process.env): HostRoots {
   return {
     sysfs: environment.VCNET_SYSFS_ROOT ?? HOST_ROOTS.sysfs,
     devices: environment.VCNET_DEV_ROOT ?? HOST_ROOTS.devices,

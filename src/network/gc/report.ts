@@ -5,6 +5,7 @@
  */
 import { errnoOf } from '../../errors.js';
 import type { RequestOutcome } from '../../netlink/transport.js';
+import type { SkippedRecord } from '../state/owners.js';
 
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'qdisc' | 'state';
@@ -34,17 +35,6 @@ export interface LeftAloneItem {
   name: string;
   /** Why gc leaves it, and what to do about it. */
   detail: string;
-}
-
-export interface SkippedRecord {
-  file: string;
-  reason: string;
-  /**
-   * True for a record kept because whether its namespace still exists cannot be told (its path is
-   * gone or unreadable, and processes that may hold it could not be looked into: no CAP_SYS_PTRACE,
-   * /proc's hidepid=): gc neither drops it nor removes anything it claims.
-   */
-  namespaceUnseen?: true;
 }
 
 export interface GarbageReport {

@@ -9,7 +9,7 @@ import { NamespaceGoneError, type OpenedNamespace, openRecordedNamespace } from 
 import { isUnfinished } from '../model/plumbing-context.js';
 import { Network } from '../network.js';
 import { describeRecords, recordsShownBy } from '../plan/apply.js';
-import type { PlumbingStep } from '../plumbing.js';
+import type { PlumbingStep } from '../plan/types.js';
 import type { SandboxState } from '../state/records.js';
 import { SandboxLockedError, SandboxStore } from '../state/store.js';
 import { undoUnfinishedEndpoints } from '../unfinished-attach.js';

@@ -20,8 +20,8 @@ import { LinkNameTakenError } from '../plan/plan-attach.js';
 
 /** Kata's hostLinkOffset, linkRange and linkRetries. */
 export const MACVTAP_INDEX_BASE = 8192;
-export const MACVTAP_INDEX_RANGE = 0xffff;
-export const MACVTAP_INDEX_ATTEMPTS = 128;
+const MACVTAP_INDEX_RANGE = 0xffff;
+const MACVTAP_INDEX_ATTEMPTS = 128;
 
 /** Where the device files are; tests point these at a temporary tree. */
 export interface DeviceRoots {
@@ -33,7 +33,7 @@ export interface DeviceRoots {
   proc: string;
 }
 
-export const HOST_DEVICE_ROOTS: DeviceRoots = { devices: '/dev', sysfs: '/sys', proc: '/proc' };
+const HOST_DEVICE_ROOTS: DeviceRoots = { devices: '/dev', sysfs: '/sys', proc: '/proc' };
 
 export interface MacvtapDeviceNode {
   path: string;
@@ -52,7 +52,7 @@ export function randomMacvtapIndex(random: (max: number) => number = randomInt):
   return MACVTAP_INDEX_BASE + (random(MACVTAP_INDEX_RANGE + 1) & MACVTAP_INDEX_RANGE);
 }
 
-export function macvtapDevicePath(index: number, roots: DeviceRoots = HOST_DEVICE_ROOTS): string {
+function macvtapDevicePath(index: number, roots: DeviceRoots = HOST_DEVICE_ROOTS): string {
   return join(roots.devices, `tap${index}`);
 }
 
@@ -212,7 +212,7 @@ export async function createMacvtapAtUniqueIndex(
     const checked = macvtapNodeProblem(index, roots, major);
     if (checked.node) return { index, node: checked.node };
     lastProblem = checked.problem;
-    await handle.delLink(index);
+    await handle.deleteLink(index);
   }
   throw new MacvtapDeviceError(
     `no index for macvtap ${spec.name} gave it a device node of its own after ${attempts} tries (last: ${lastProblem})`,

@@ -8,8 +8,6 @@
 import type { Link } from '../../netlink/codec/link.js';
 import { type AttachedPlumbing, attachByPlan, type PlumbingContext } from './plumbing-context.js';
 
-export { macvtapQueueLength } from '../plan/plan-attach.js';
-
 export function attachMacvtap(
   context: PlumbingContext,
   source: Link,

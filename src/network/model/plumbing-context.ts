@@ -12,9 +12,7 @@ import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import { applyPlan, closeFds, intentOf, type PlanIntent, rollBackAttach } from '../plan/apply.js';
 import { type AttachRequest, CLSACT_INGRESS_PARENT, type PlanSnapshot, planAttach } from '../plan/plan-attach.js';
-import type { Plan } from '../plan/types.js';
-import type { PlumbingStep } from '../plumbing.js';
-import type { RateLimit } from '../rate-limit.js';
+import type { Plan, PlumbingStep, RateLimit } from '../plan/types.js';
 import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from './macvtap-index.js';
 
 export { closeFds, intentOf, type PlanIntent };

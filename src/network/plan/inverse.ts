@@ -16,7 +16,7 @@ import type {
 } from './types.js';
 
 /** Address flags a request may carry (nodad, optimistic, homeaddress, managetempaddr, noprefixroute). */
-export const REQUEST_ADDRESS_FLAGS = 0x2 | 0x4 | 0x10 | 0x100 | 0x200;
+const REQUEST_ADDRESS_FLAGS = 0x2 | 0x4 | 0x10 | 0x100 | 0x200;
 
 /**
  * The change that undoes `change`. `before` is what a set-link replaces (from the scan). Changes to an
@@ -70,7 +70,7 @@ function identityOf(link: LinkRef): { index?: number } {
  * the undo reverts: a change-link record keeps what vcnet set, so detach can tell a value the user
  * changed since (and leave it) from one vcnet set.
  */
-export function recordOf(undo: Change, change?: Change): PlumbingStep {
+function recordOf(undo: Change, change?: Change): PlumbingStep {
   switch (undo.op) {
     case 'delete-link':
       return { step: 'create-link', name: undo.link.name, kind: undo.kind };

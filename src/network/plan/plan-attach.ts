@@ -46,7 +46,7 @@ export const FILTER_PRIORITY = 49152;
 export const CLSACT_INGRESS_PARENT = 0xfffffff2;
 
 /** Ethernet's default transmit queue length, which a macvtap also uses as its receive ring size. */
-export const DEFAULT_MACVTAP_QUEUE_LENGTH = 1000;
+const DEFAULT_MACVTAP_QUEUE_LENGTH = 1000;
 
 /** Root qdiscs the kernel or a distribution sets by default: an htb may replace them. */
 export const DEFAULT_ROOT_QDISCS: ReadonlySet<string> = new Set([

@@ -23,7 +23,6 @@ import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { formatHandle, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import { describeFilters, isVcnetRedirect } from '../foreign-filters.js';
-import type { AttachedPlumbing } from '../model/plumbing-context.js';
 import { undoOf } from './inverse.js';
 import {
   DEFAULT_ROOT_QDISCS,
@@ -56,7 +55,10 @@ export interface TrafficControlRepair {
 export interface RepairableEndpoint {
   name: string;
   properties: { link: Pick<Link, 'name' | 'index'> };
-  plumbing: Pick<AttachedPlumbing, 'model' | 'steps' | 'tapName' | 'tapIndex' | 'partial'> | undefined;
+  /** As an endpoint's AttachedPlumbing has it (model/plumbing-context.ts), or its record. */
+  plumbing:
+    | { model: Plan['model'] | 'pending'; steps: PlumbingStep[]; tapName: string; tapIndex: number; partial?: true }
+    | undefined;
 }
 
 /** What the plan reads: the namespace's links and qdiscs, and the filters of the lists repairFilterLists names. */

@@ -125,7 +125,7 @@ export interface Plan {
 
 /**
  * The persisted undo records (what detach, gc and CNI CHECK read), derived from plan steps by
- * inverse.ts. Re-exported by plumbing.ts.
+ * inverse.ts.
  */
 /**
  * A pod link as a record names it: `link` is its name when attach ran (a label for people), `index`

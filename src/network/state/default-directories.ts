@@ -24,7 +24,7 @@ export function stateDirectoryFlag(root: string): string {
  * The state directory a record file is in: `<dir>/<id>/state.json` (a sandbox) or
  * `<dir>/<container>/interfaces/<name>/state.json` (a vcnet-cni interface); undefined for another path.
  */
-export function stateDirectoryOfRecord(file: string): string | undefined {
+function stateDirectoryOfRecord(file: string): string | undefined {
   if (basename(file) !== 'state.json') return undefined;
   const above = dirname(dirname(file));
   if (basename(above) === 'interfaces') return dirname(dirname(above));

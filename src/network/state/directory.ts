@@ -45,7 +45,7 @@ function isDirectory(path: string): boolean {
  * The components of `path` that do not exist, innermost first (empty when it is a directory already).
  * Throws DirectoryNotMadeError when a component is not a directory or cannot be looked up. Makes nothing.
  */
-export function missingDirectories(path: string): string[] {
+function missingDirectories(path: string): string[] {
   const target = resolve(path);
   const missing: string[] = [];
   // Upwards to the deepest component that exists: at most one stat per component, ending at "/".

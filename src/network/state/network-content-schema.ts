@@ -319,7 +319,7 @@ const unmadeDevicePlumbing = (model: 'existing' | 'pending') =>
     partial: z.literal(true, { error: 'true, or absent' }).optional(),
   });
 
-export const plumbingSchema = z.discriminatedUnion(
+const plumbingSchema = z.discriminatedUnion(
   'model',
   [
     madeDevicePlumbing('tcfilter'),
@@ -337,7 +337,7 @@ export const plumbingSchema = z.discriminatedUnion(
  * `existing` for the devices the VM uses as they are (physical, vhost-user). An endpoint without it
  * would be dropped by detach and DEL as if there were nothing to undo.
  */
-export const endpointStateSchema = z
+const endpointStateSchema = z
   .strictObject({
     // Version 1 (before session 16's required-steps rule and `partial`): an undo the kernel refused in
     // part kept only the steps left, without saying so; such an endpoint reads as partial (below).
@@ -406,7 +406,7 @@ export const networkConfigSchema = z.looseObject({
   tapGroup: z.int({ error: 'a gid' }).min(0).max(0x7fffffff).optional(),
 });
 
-export const networkStateSchema = z.strictObject({
+const networkStateSchema = z.strictObject({
   version: z.literal(NETWORK_STATE_VERSION, { error: String(NETWORK_STATE_VERSION) }),
   config: networkConfigSchema,
   endpoints: z.array(endpointStateSchema, { error: 'the list of attached endpoints' }),

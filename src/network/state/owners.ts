@@ -17,12 +17,12 @@ import {
 } from '../../netns/namespace-identity.js';
 import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { fileIdentity } from '../../netns/processes.js';
-import type { GarbageReport, SkippedRecord } from '../gc/report.js';
+import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './network-content-schema.js';
 import { parseRecord, type RecordEnvelope, StateInvalidError, salvageNamespace } from './record-envelope.js';
 import { recordFiles, removeEmpty, removeTree } from './record-files.js';
-import { DEFAULT_CNI_STATE_DIRECTORY, registeredStateDirectories } from './registry.js';
-import { DEFAULT_STATE_DIRECTORY, LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
+import { registeredStateDirectories } from './registry.js';
+import { LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
 import { refuseUntrustedDirectory } from './trust.js';
 
 export interface RecordOwner {
@@ -120,6 +120,18 @@ export function trustedDirectories(
   });
 }
 
+/** A record gc cannot use: named in its report (`skipped`), never acted on. */
+export interface SkippedRecord {
+  file: string;
+  reason: string;
+  /**
+   * True for a record kept because whether its namespace still exists cannot be told (its path is
+   * gone or unreadable, and processes that may hold it could not be looked into: no CAP_SYS_PTRACE,
+   * /proc's hidepid=): gc neither drops it nor removes anything it claims.
+   */
+  namespaceUnseen?: true;
+}
+
 /**
  * The namespaces gc must not remove links from: those named by records it could not use as owners,
  * or all of them (`everything`) when a record or a state directory could not be read at all, so the
@@ -130,11 +142,11 @@ export interface Untouchable {
   everything: boolean;
 }
 
-export const LEFT_ALONE_EVERYWHERE =
+const LEFT_ALONE_EVERYWHERE =
   'so gc removes no link, filter or qdisc in any namespace this run (the records there may be of a live sandbox); fix the file system or its permissions and run gc again';
 
 /** A directory of records gc could not list (EIO, EMFILE, EACCES...): skipped, and nothing removed anywhere. */
-export function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
+function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
   return (directory: string, error: unknown) => {
     skipped.push({
       file: directory,
@@ -171,11 +183,11 @@ export function readOwners(directories: readonly string[]): {
   owners: RecordOwner[];
   skipped: SkippedRecord[];
   untouchable: Untouchable;
-  ignored: GarbageReport['ignored'];
+  ignored: Array<{ path: string; reason: string }>;
 } {
   const owners: RecordOwner[] = [];
   const skipped: SkippedRecord[] = [];
-  const ignored: GarbageReport['ignored'] = [];
+  const ignored: Array<{ path: string; reason: string }> = [];
   const untouchable: Untouchable = { keys: new Set(), everything: false };
   const consider = (
     id: string,

@@ -13,14 +13,14 @@ import { gcStateDirectoryFlag } from './default-directories.js';
 /** Version 2: the namespace identity moved into the envelope (version 1 records had only a path). */
 export const RECORD_VERSION = 2;
 
-export const namespaceIdentitySchema = z.strictObject({
+const namespaceIdentitySchema = z.strictObject({
   path: z.string({ error: 'an absolute namespace path' }).startsWith('/', { error: 'an absolute namespace path' }),
   dev: z.int({ error: 'the nsfs device number' }).nonnegative({ error: 'the nsfs device number' }),
   ino: z.int({ error: 'the nsfs inode number' }).positive({ error: 'the nsfs inode number' }),
   cookie: z.string({ error: 'the namespace cookie (decimal)' }).regex(/^\d+$/).optional(),
 }) satisfies z.ZodType<NamespaceIdentity>;
 
-export const recordEnvelopeSchema = z.looseObject({
+const recordEnvelopeSchema = z.looseObject({
   version: z.literal(RECORD_VERSION, { error: `${RECORD_VERSION}` }),
   id: z.string({ error: 'the id the record belongs to' }).min(1, { error: 'the id the record belongs to' }),
   namespace: namespaceIdentitySchema,
@@ -34,7 +34,7 @@ export type RecordEnvelope = z.infer<typeof recordEnvelopeSchema>;
  * holds the namespace the record was made in, so it does not act on it (docs/troubleshooting.md,
  * "Records from an older vcnet", says what a removal leaves).
  */
-export const OLDER_RECORD_HINT =
+const OLDER_RECORD_HINT =
   'nothing was changed; the record was written by an older vcnet (record version 1, before namespace identities): detach it with the vcnet that attached it, or remove the record and run `vcnet gc --netns <its namespace>` (an ingress qdisc stays on each pod link, and a macvtap pod link keeps its spare MAC without its addresses: see "Records from an older vcnet" in docs/troubleshooting.md)';
 
 /** A record that cannot be trusted: names the file, the field and what was expected. Nothing was changed. */

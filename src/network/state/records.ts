@@ -11,8 +11,6 @@ import { RECORD_VERSION } from './record-envelope.js';
 
 /** Sandbox and CNI records share the envelope's version (record-envelope.ts: version, id, namespace identity). */
 export const SANDBOX_STATE_VERSION = RECORD_VERSION;
-export { ENDPOINT_STATE_VERSION, NETWORK_STATE_VERSION } from './content-versions.js';
-export const CNI_STATE_VERSION = RECORD_VERSION;
 
 export interface HypervisorRecord {
   kind: 'qemu' | 'clh' | 'firecracker';

@@ -27,9 +27,7 @@ import { replaceFileAtomically, type StateWriteSubject } from './atomic-file.js'
 import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
 
-export const DEFAULT_REGISTRY_PATH = '/run/vcnet/state-directories';
-
-export { DEFAULT_CNI_STATE_DIRECTORY } from './default-directories.js';
+const DEFAULT_REGISTRY_PATH = '/run/vcnet/state-directories';
 
 /** How long a registry change waits for the registry's lock when its caller names no time. */
 const DEFAULT_REGISTRY_LOCK_TIMEOUT_MS = 10_000;

@@ -31,7 +31,7 @@ export class StateDirectoryError extends VcnetError {
 export const CLI_STATE_DIRECTORY_SETTING = '--state-dir (or VCNET_STATE_DIR)';
 
 /** How the user of the CLI picks another state directory that can be used. */
-export const CLI_UNUSABLE_STATE_DIRECTORY_HINT = `point ${CLI_STATE_DIRECTORY_SETTING} at a directory vcnet can create and write (default /run/vcnet/sandboxes)`;
+const CLI_UNUSABLE_STATE_DIRECTORY_HINT = `point ${CLI_STATE_DIRECTORY_SETTING} at a directory vcnet can create and write (default /run/vcnet/sandboxes)`;
 
 /** A state directory that could not be made (a component is a file, under /proc, read-only...), as StateDirectoryError. */
 export function unusableStateDirectory(

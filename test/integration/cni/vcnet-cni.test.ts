@@ -22,7 +22,7 @@ import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
+import { VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
 import { pauseAfterTap, vcnet } from '../../helpers/cli.js';
 import {

@@ -12,7 +12,7 @@ import { generateGuestNetwork } from '../../../src/network/guest.js';
 import type { InterworkingModel } from '../../../src/network/interworking-model.js';
 import { Network } from '../../../src/network/network.js';
 import { setApplyTestHook } from '../../../src/network/plan/apply.js';
-import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
+import { VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
 import { interfacesOf } from '../../../src/network/scan.js';
 import {
   cleanupNamespaces,

@@ -102,11 +102,11 @@ it('a timer fires while the kernel deletes links (one link, a group, a detach)',
   const handle = NetlinkHandle.open(pod.path);
   try {
     const a0 = await handle.linkByName('a0');
-    expect(await timerFiresDuring(() => handle.delLink(a0.index))).toBe(true);
-    expect(await timerFiresDuring(() => handle.delLinkGroup(77))).toBe(true);
+    expect(await timerFiresDuring(() => handle.deleteLink(a0.index))).toBe(true);
+    expect(await timerFiresDuring(() => handle.deleteLinkGroup(77))).toBe(true);
     // Deleted, and the socket still answers in order after its sends on a pool thread.
     expect((await handle.links()).map((link) => link.name).filter((name) => /^[ab]\d$/.test(name))).toEqual([]);
-    await expect(handle.delLink(a0.index)).rejects.toThrow(/ENODEV|No such device/);
+    await expect(handle.deleteLink(a0.index)).rejects.toThrow(/ENODEV|No such device/);
   } finally {
     handle.close();
   }
@@ -120,7 +120,7 @@ it('closing a handle while a deletion is out keeps the fd until it is back', asy
   execFileSync('ip', ['-n', pod.name, 'link', 'add', 'c0', 'type', 'veth', 'peer', 'name', 'd0']);
   const handle = NetlinkHandle.open(pod.path);
   const c0 = await handle.linkByName('c0');
-  const deleting = handle.delLink(c0.index);
+  const deleting = handle.deleteLink(c0.index);
   handle.close();
   const error = await deleting.then(
     () => undefined,

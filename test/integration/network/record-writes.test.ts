@@ -9,7 +9,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Network, type NetworkState } from '../../../src/network/network.js';
 import { setApplyTestHook } from '../../../src/network/plan/apply.js';
-import type { PlumbingStep } from '../../../src/network/plumbing.js';
+import type { PlumbingStep } from '../../../src/network/plan/types.js';
 import { attachRecorded } from '../../../src/sandbox/recorded.js';
 import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { tcfilterConfig } from '../../helpers/pod.js';

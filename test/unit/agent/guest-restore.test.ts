@@ -49,7 +49,7 @@ function refusingGuest(undoErrno: number): NetlinkHandle {
       { index: 2, name: 'eth0', flags: InterfaceFlag.UP },
     ],
     routes: async () => [...routes],
-    delRoute: async () => {
+    deleteRoute: async () => {
       routes = [];
     },
     replaceRoute: async () => {

@@ -11,8 +11,9 @@ import {
   routesFromJson,
 } from '../../../src/agent/kata-network-json.js';
 import { InvalidInputError } from '../../../src/errors.js';
-import { checkLinkName, isVcnetDevice, linkNameProblem } from '../../../src/network/link-name.js';
-import { VCNET_LINK_GROUP } from '../../../src/network/plumbing.js';
+import { checkLinkName, linkNameProblem } from '../../../src/netlink/link-name.js';
+import { isVcnetDevice } from '../../../src/network/link-name.js';
+import { VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
 import {
   type ExistingEndpoint,
   IncorrectLinkTypeError,

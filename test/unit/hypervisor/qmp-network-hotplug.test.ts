@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { classifyError } from '../../../src/errors.js';
-import type { NetworkDevice } from '../../../src/hypervisor/device.js';
+import type { HotplugTarget, NetworkDevice } from '../../../src/hypervisor/device.js';
 import {
   DeviceNotHotpluggableError,
   DeviceUnplugTimeoutError,
@@ -16,7 +16,6 @@ import {
   QemuNetworkHotplugTarget,
   unplugNetworkDevice,
 } from '../../../src/hypervisor/qmp-network-hotplug.js';
-import type { HotplugTarget } from '../../../src/network/endpoint/endpoint.js';
 import { type FakeQmpServer, useFakeQmp } from './fake-qmp-server.js';
 
 const device: NetworkDevice = { id: 'net1', tapName: 'tap1_kata', queues: 1, guestMac: '02:42:AC:11:00:03' };

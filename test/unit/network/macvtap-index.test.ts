@@ -78,7 +78,7 @@ describe('macvtap index (Kata: 8192 + random & 0xFFFF)', () => {
         addSysfsDevice(minor++, spec.index ?? -1); // made, but /dev has no node for it
       },
       findLink: async () => undefined,
-      delLink: async (index: number) => {
+      deleteLink: async (index: number) => {
         deleted.push(index);
       },
     } as unknown as NetlinkHandle;

@@ -9,7 +9,7 @@ import {
   isValidInterworkingModel,
   parseInterworkingModel,
 } from '../../../src/network/interworking-model.js';
-import { macvtapQueueLength } from '../../../src/network/model/macvtap.js';
+import { macvtapQueueLength } from '../../../src/network/plan/plan-attach.js';
 
 describe('internetworking model', () => {
   it('parses every name, resolves default to tcfilter, and refuses others listing the accepted names', () => {

@@ -18,7 +18,7 @@ import { commandsOf } from '../../../src/network/plan/commands.js';
 import { type PlanSnapshot, planAttach } from '../../../src/network/plan/plan-attach.js';
 import { planDetach } from '../../../src/network/plan/plan-detach.js';
 import { RouteNotRestorableError } from '../../../src/network/plan/pod-link-routes.js';
-import type { PlumbingStep } from '../../../src/network/plumbing.js';
+import type { PlumbingStep } from '../../../src/network/plan/types.js';
 import { plumbingStepSchema } from '../../../src/network/state/network-content-schema.js';
 import { address, link, route } from './fixtures.js';
 

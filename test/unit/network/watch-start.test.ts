@@ -4,7 +4,7 @@
  * The VM side is test/e2e/watch-start-vm.test.ts.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ENDPOINT_STATE_VERSION, type EndpointState } from '../../../src/network/endpoint/endpoint.js';
+import type { EndpointState } from '../../../src/network/endpoint/endpoint.js';
 import {
   diffInterfaces,
   type InterfaceSource,
@@ -12,6 +12,7 @@ import {
   NamespaceWatcher,
 } from '../../../src/network/namespace-watcher.js';
 import type { NetworkInfo } from '../../../src/network/network-info.js';
+import { ENDPOINT_STATE_VERSION } from '../../../src/network/state/content-versions.js';
 import { REPLACED_LINK_INDEX, watchStartView } from '../../../src/sandbox/watch-start.js';
 import { address, info, link, route } from './fixtures.js';
 
