@@ -315,8 +315,8 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
   const ifbAttempts = new Map<string, number>();
   const completed: PlanStep[] = [];
   const tapFds: number[] = [];
-  // Made when the first change is queued: a plan that is only a tap ioctl sends no batch.
-  let batch: ChangeBatch | undefined;
+  // The steps for the next batch: sent when a later step needs what they make, and at the end (a
+  // plan that is only a tap ioctl sends no batch).
   let queued: PlanStep[] = [];
 
   const indexOf = (ref: LinkRef): number | undefined => ref.index ?? createdIndexes.get(ref.name);
@@ -326,58 +326,42 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     return index;
   };
   const queue = (step: PlanStep): void => {
-    batch ??= handle.changes();
     const { change } = step;
     if (change.op === 'create-link' && change.kind === 'ifb' && !chosenIndexes.has(change.link.name)) {
       chosenIndexes.set(change.link.name, randomLinkIndex());
     }
-    queueChange(batch, change, resolved, chosenIndexes);
     queued.push(step);
   };
   const flush = async (): Promise<void> => {
-    if (queued.length === 0 || !batch) return;
+    if (queued.length === 0) return;
     const sending = queued;
-    const sent = batch;
     queued = [];
-    batch = undefined;
-    journal();
-    const outcomes = await sent.send();
-    const refused: Array<{ step: PlanStep; error: NetlinkError }> = [];
-    outcomes.forEach((outcome, position) => {
-      const step = sending[position]!;
-      publishStep(handle, step.change, 'apply', outcome.ok ? undefined : outcome.error);
-      if (outcome.ok) {
-        completed.push(step);
-        const made = step.change.op === 'create-link' ? chosenIndexes.get(step.change.link.name) : undefined;
-        if (made !== undefined && step.change.op === 'create-link') createdIndexes.set(step.change.link.name, made);
-      } else refused.push({ step, error: outcome.error });
-    });
-    const first = refused[0];
-    if (!first) return;
-    const taken = await ifbIndexTaken(handle, first, ifbAttempts);
-    if (taken) {
-      // Another index for the ifb, and what the batch refused after it goes again with it.
-      chosenIndexes.set(taken, randomLinkIndex());
-      for (const { step } of refused) queue(step);
-      await flush();
-      return;
-    }
-    // An ingress qdisc refused with EBUSY: another tc user is changing that link's qdiscs for a
-    // moment. It is tried again as Kata does, and what the batch refused after it (its filters fail
-    // while it is missing) goes again once it is there; any other refusal fails the attach.
-    if (!isIngressQdisc(first.step.change) || first.error.errno !== 'EBUSY') throw first.error;
-    for (const { step } of refused) {
-      if (!isIngressQdisc(step.change)) {
-        queue(step);
-        continue;
-      }
-      await flush();
-      journal();
-      await addIngressQdiscRetrying(handle, { index: resolved(step.change.link), name: step.change.link.name });
-      publishStep(handle, step.change, 'apply');
-      completed.push(step);
-    }
-    await flush();
+    await sendBatch(
+      handle,
+      sending.map((step) => step.change),
+      {
+        indexOf: resolved,
+        chosenIndexes,
+        // Every send is journaled first: the record names all that may exist after it.
+        beforeSend: journal,
+        answered: (position, answer) => {
+          const step = sending[position]!;
+          publishStep(handle, step.change, 'apply', answer.ok ? undefined : answer.error);
+          if (!answer.ok) return;
+          completed.push(step);
+          const made = step.change.op === 'create-link' ? chosenIndexes.get(step.change.link.name) : undefined;
+          if (made !== undefined && step.change.op === 'create-link') createdIndexes.set(step.change.link.name, made);
+        },
+        // Any other refusal fails the attach (undone below), but for an ifb refused at an index
+        // someone else's link holds: another index for it, and it goes again.
+        failOnRefusal: true,
+        retryRefused: async (position, error) => {
+          const taken = await ifbIndexTaken(handle, sending[position]!.change, error, ifbAttempts);
+          if (taken !== undefined) chosenIndexes.set(taken, randomLinkIndex());
+          return taken !== undefined;
+        },
+      },
+    );
   };
 
   try {
@@ -526,24 +510,24 @@ async function linksStillThere(
 }
 
 /**
- * Whether the first refusal of a batch is an ifb's create refused with EEXIST for an index someone
- * else's link holds (its name is free): the name of the ifb to make again at another index. Throws
- * when the ifb has been tried at TAP_INDEX_ATTEMPTS indexes, each taken.
+ * Whether a refusal is an ifb's create refused with EEXIST for an index someone else's link holds
+ * (its name is free): the name of the ifb to make again at another index. Throws when the ifb has
+ * been tried at TAP_INDEX_ATTEMPTS indexes, each taken.
  */
 async function ifbIndexTaken(
   handle: NetlinkHandle,
-  first: { step: PlanStep; error: NetlinkError },
+  change: Change,
+  error: Error,
   attempts: Map<string, number>,
 ): Promise<string | undefined> {
-  const { change } = first.step;
-  if (change.op !== 'create-link' || change.kind !== 'ifb' || first.error.errno !== 'EEXIST') return undefined;
+  if (change.op !== 'create-link' || change.kind !== 'ifb' || errnoOf(error) !== 'EEXIST') return undefined;
   if (await handle.findLink({ name: change.link.name })) return undefined;
   const tried = (attempts.get(change.link.name) ?? 0) + 1;
   attempts.set(change.link.name, tried);
   if (tried < TAP_INDEX_ATTEMPTS) return change.link.name;
   throw new SystemCallError(
     `add ifb link ${change.link.name} (${TAP_INDEX_ATTEMPTS} indexes from ${LINK_INDEX_BASE} tried, each taken)`,
-    Object.assign(new Error(first.error.message), { code: 'EEXIST' }) as NodeJS.ErrnoException,
+    Object.assign(new Error(error.message), { code: 'EEXIST' }) as NodeJS.ErrnoException,
     TAKEN_INDEXES_HINT,
   );
 }
@@ -760,56 +744,124 @@ export function queueChange(
   }
 }
 
-/** The kernel's answer to one change sendChanges sent. */
+/** The kernel's answer to one change sent. */
 export type ChangeAnswer = { ok: true } | { ok: false; error: Error };
+
+/** How sendBatch uses its caller's state, and what it does with a refusal. */
+export interface BatchSending {
+  /** The index of a link a change names: there already, or made by a change sent before it. */
+  indexOf: (ref: LinkRef) => number;
+  /** The index each link the changes make is made at (queueChange). */
+  chosenIndexes?: ReadonlyMap<string, number>;
+  /** Called before each send, a batch or an ingress qdisc on its own (attach journals). */
+  beforeSend?: () => void;
+  /** Told each answer a batch gives, in order, and an ingress qdisc's once it is there. */
+  answered?: (position: number, answer: ChangeAnswer) => void;
+  /**
+   * Whether a refusal (other than an ingress qdisc's EBUSY, which is retried) throws, ending the
+   * send (attach, which then undoes what it made); otherwise it is that change's answer and the
+   * other changes go on (the watch's repair).
+   */
+  failOnRefusal?: boolean;
+  /**
+   * Asked before a refusal is thrown: true when the caller has taken away its cause (an ifb to be
+   * made at another index), and the change and all the batch refused after it go again.
+   */
+  retryRefused?: (position: number, error: Error) => Promise<boolean>;
+}
+
+/**
+ * The executor's one way of sending changes: all in one netlink batch, then each refusal in order.
+ * An ingress qdisc refused with EBUSY (another tc user changing that link's qdiscs for a moment) is
+ * added again on its own as Kata does (addIngressQdiscRetrying), and the changes on its link the
+ * batch refused after it (its filters fail while it is missing) go again once it is there. Any other
+ * refusal is thrown or answered, as `sending` says. Returns the answer to each change, in order.
+ */
+export async function sendBatch(
+  transport: Pick<NetlinkHandle, 'changes' | 'addQdisc' | 'qdiscs'>,
+  changes: readonly Change[],
+  sending: BatchSending,
+): Promise<ChangeAnswer[]> {
+  const answers: ChangeAnswer[] = [];
+  const answer = (position: number, given: ChangeAnswer): void => {
+    answers[position] = given;
+    sending.answered?.(position, given);
+  };
+  const send = async (positions: readonly number[]): Promise<void> => {
+    sending.beforeSend?.();
+    const batch = transport.changes();
+    for (const position of positions) queueChange(batch, changes[position]!, sending.indexOf, sending.chosenIndexes);
+    const outcomes = await batch.send();
+    positions.forEach((position, sent) => {
+      const outcome = outcomes[sent];
+      answer(
+        position,
+        outcome?.ok ? { ok: true } : { ok: false, error: outcome?.error ?? new Error('the kernel did not answer') },
+      );
+    });
+    await settleRefusals(positions);
+  };
+  // The refusals of one send, in order. What goes again is settled by that send, not here.
+  const settleRefusals = async (positions: readonly number[]): Promise<void> => {
+    const sentAgain = new Set<number>();
+    const refusedAfter = (at: number, which: (change: Change) => boolean): number[] =>
+      positions.slice(at).filter((position) => !answers[position]!.ok && which(changes[position]!));
+    for (const [at, position] of positions.entries()) {
+      const current = answers[position]!;
+      if (current.ok || sentAgain.has(position)) continue;
+      const change = changes[position]!;
+      let error = current.error;
+      if (isIngressQdisc(change) && errnoOf(error) === 'EBUSY') {
+        sending.beforeSend?.();
+        const link = { index: sending.indexOf(change.link), name: change.link.name };
+        const refusedAlone = await addIngressQdiscRetrying(transport, link).then(
+          () => undefined,
+          (failure: unknown) => failure as Error,
+        );
+        if (refusedAlone === undefined) {
+          answer(position, { ok: true });
+          const again = refusedAfter(at + 1, (later) => onLink(later, change.link));
+          for (const later of again) sentAgain.add(later);
+          if (again.length > 0) await send(again);
+          continue;
+        }
+        error = refusedAlone;
+        answers[position] = { ok: false, error };
+      }
+      if (!sending.failOnRefusal) continue;
+      if (!(await sending.retryRefused?.(position, error))) throw error;
+      const again = refusedAfter(at, () => true);
+      for (const later of again) sentAgain.add(later);
+      await send(again);
+    }
+  };
+  if (changes.length > 0) await send(changes.map((_, position) => position));
+  return answers;
+}
+
+/** Whether a change is on `link` (by index where both say it, else by name: a link made in this plan has no index in it). */
+function onLink(change: Change, link: LinkRef): boolean {
+  if (!('link' in change)) return false;
+  const { index, name } = change.link;
+  return index !== undefined && link.index !== undefined ? index === link.index : name === link.name;
+}
 
 /**
  * Sends changes to links that are all there (each named with its index) in one batch, and says the
  * kernel's answer to each, in order: a refused change neither stops the others nor throws. An
- * ingress qdisc refused with EBUSY (another tc user changing that link's qdiscs for a moment) is
- * tried again as attach tries it, and the changes on that link the batch refused after it go again
- * once it is there. `vcnet watch` sends the tc objects it puts back through here (tc-repair.ts);
- * attach and detach have their own loops (a journal, links made on the way) round queueChange.
+ * ingress qdisc refused with EBUSY is tried again as attach tries it (sendBatch). `vcnet watch`
+ * sends the tc objects it puts back through here (tc-repair.ts).
  */
-export async function sendChanges(
+export function sendChanges(
   handle: Pick<NetlinkHandle, 'changes' | 'addQdisc' | 'qdiscs'>,
   changes: readonly Change[],
 ): Promise<ChangeAnswer[]> {
-  if (changes.length === 0) return [];
-  const indexOf = (ref: LinkRef): number => {
-    if (ref.index === undefined) throw new Error(`link ${ref.name} has no index`); // sendChanges is for links that are there
-    return ref.index;
-  };
-  const send = async (positions: readonly number[]): Promise<void> => {
-    const batch = handle.changes();
-    for (const position of positions) queueChange(batch, changes[position]!, indexOf);
-    const outcomes = await batch.send();
-    positions.forEach((position, sent) => {
-      const outcome = outcomes[sent];
-      answers[position] = outcome?.ok
-        ? { ok: true }
-        : { ok: false, error: outcome?.error ?? new Error('the kernel did not answer') };
-    });
-  };
-  const answers: ChangeAnswer[] = [];
-  await send(changes.map((_, position) => position));
-  for (const [position, change] of changes.entries()) {
-    const answer = answers[position]!;
-    if (answer.ok || !isIngressQdisc(change) || (answer.error as NetlinkError).errno !== 'EBUSY') continue;
-    const link = { index: indexOf(change.link), name: change.link.name };
-    try {
-      await addIngressQdiscRetrying(handle, link);
-    } catch (error) {
-      answers[position] = { ok: false, error: error as Error };
-      continue;
-    }
-    answers[position] = { ok: true };
-    const again = changes.flatMap((later, at) =>
-      at > position && !answers[at]!.ok && 'link' in later && later.link.index === link.index ? [at] : [],
-    );
-    if (again.length > 0) await send(again);
-  }
-  return answers;
+  return sendBatch(handle, changes, {
+    indexOf: (ref) => {
+      if (ref.index === undefined) throw new Error(`link ${ref.name} has no index`); // sendChanges is for links that are there
+      return ref.index;
+    },
+  });
 }
 
 /**
