@@ -317,10 +317,10 @@ export { MacvtapDeviceError } from './network/model/macvtap-index.js';
 export { AttachError } from './network/model/plumbing-context.js';
 export { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
-export type { UndoReport } from './network/plan/apply.js';
 export { LinkNameTakenError, type LinkOwnerRecord } from './network/plan/plan-attach.js';
 export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
 export type { RateLimit } from './network/plan/types.js';
+export type { UndoReport } from './network/plan/undo.js';
 export {
   classifyScan,
   type NamespaceScan,

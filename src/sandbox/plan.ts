@@ -10,9 +10,9 @@ import { type NetworkConfig, validateNetworkConfig } from '../network/config.js'
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { randomMacvtapIndex } from '../network/model/macvtap-index.js';
 import { Network } from '../network/network.js';
-import { describeKept, describeRecords } from '../network/plan/apply.js';
 import { commandOf, commandsOf } from '../network/plan/commands.js';
 import type { Change, Plan } from '../network/plan/types.js';
+import { describeKept, describeRecords } from '../network/plan/undo.js';
 import type { HypervisorRecord, SandboxState } from '../network/state/records.js';
 import { SandboxStore, validateSandboxId } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';

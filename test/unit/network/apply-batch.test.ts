@@ -11,7 +11,8 @@ import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { IngressQdiscBusyError } from '../../../src/network/ingress-qdisc.js';
-import { applyPlan, type ChangeAnswer, sendBatch, sendChanges } from '../../../src/network/plan/apply.js';
+import { applyPlan, sendChanges } from '../../../src/network/plan/apply.js';
+import { type ChangeAnswer, sendBatch } from '../../../src/network/plan/batch-send.js';
 import { stepOf } from '../../../src/network/plan/inverse.js';
 import type { LinkRef, Plan } from '../../../src/network/plan/types.js';
 
