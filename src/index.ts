@@ -311,15 +311,15 @@ export {
   type InterworkingModelName,
   parseInterworkingModel,
 } from './network/interworking-model.js';
-export { MacvtapDeviceError } from './network/model/macvtap-index.js';
 export { AttachError } from './network/model/plumbing-context.js';
 export { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
-export type { UndoReport } from './network/plan/apply.js';
+export { MacvtapDeviceError } from './network/plan/macvtap-index.js';
 export { LinkNameTakenError, type LinkOwnerRecord } from './network/plan/plan-attach.js';
 export type { TrafficControlRepair } from './network/plan/plan-tc-repair.js';
 export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
 export type { RateLimit } from './network/plan/types.js';
+export type { UndoReport } from './network/plan/undo.js';
 export {
   classifyScan,
   type NamespaceScan,

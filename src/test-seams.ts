@@ -13,7 +13,7 @@
 export const TEST_SEAM_NAMES = Object.freeze({
   /** plan/apply.ts: before each step of a plan is sent (setApplyTestHook). */
   applyStep: 'vcnet.applyTestHook',
-  /** plan/apply.ts: the index the next tap or ifb is tried at (setLinkIndexTestHook). */
+  /** plan/link-creation.ts: the index the next tap or ifb is tried at (setLinkIndexTestHook). */
   linkIndex: 'vcnet.linkIndexTestHook',
   /** network/gc/orphan-links.ts: before gc lists the ingress qdiscs it emptied again (setGcIngressTestHook). */
   gcIngress: 'vcnet.gcIngressTestHook',

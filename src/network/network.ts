@@ -36,12 +36,13 @@ import { freeDeviceIndex } from './interface-pair.js';
 import { checkNotVcnetDevice, isVcnetDevice } from './link-name.js';
 import type { PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
-import { describeRecords, planUndo } from './plan/apply.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { TrafficControlRepair } from './plan/plan-tc-repair.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
-import { type UndoReport, undoPlumbing } from './plumbing.js';
+import type { UndoReport } from './plan/undo.js';
+import { describeRecords, planUndo } from './plan/undo.js';
+import { undoPlumbing } from './plumbing.js';
 import {
   interfacesOf,
   physicalLinksOf,

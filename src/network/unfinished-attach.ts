@@ -28,7 +28,7 @@ import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
 import type { Endpoint } from './endpoint/endpoint.js';
 import { isUnfinished } from './model/plumbing-context.js';
 import type { Network } from './network.js';
-import type { UndoReport } from './plan/apply.js';
+import type { UndoReport } from './plan/undo.js';
 import type { HypervisorRecord } from './state/records.js';
 
 /** How long the guest gets to release a NIC, as add-iface, del-iface and watch give it. */

@@ -16,8 +16,8 @@ import { DeviceNotHotpluggableError, QmpConnectionError } from '../hypervisor/er
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { AttachError } from '../network/model/plumbing-context.js';
 import type { AddEndpointsOptions, Network } from '../network/network.js';
-import { describeRecords, type UndoReport } from '../network/plan/apply.js';
 import { LinkNameTakenError } from '../network/plan/plan-attach.js';
+import { describeRecords, type UndoReport } from '../network/plan/undo.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
 
 /** How an operation keeps its record: `persist` writes what the network holds now, `discard` what it means to have none. */

@@ -6,12 +6,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { setFdWalkTestHook } from '../../src/netns/mountinfo.js';
 import { setGcIngressTestHook } from '../../src/network/gc/orphan-links.js';
-import {
-  LINK_INDEX_BASE,
-  randomLinkIndex,
-  setApplyTestHook,
-  setLinkIndexTestHook,
-} from '../../src/network/plan/apply.js';
+import { setApplyTestHook } from '../../src/network/plan/apply.js';
+import { LINK_INDEX_BASE, randomLinkIndex, setLinkIndexTestHook } from '../../src/network/plan/link-creation.js';
 import { TEST_SEAM_NAMES, testSeam } from '../../src/test-seams.js';
 
 const holder = globalThis as Record<symbol, unknown>;

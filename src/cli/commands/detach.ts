@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { QmpClient } from '../../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
-import { changeCount } from '../../network/plan/apply.js';
+import { changeCount } from '../../network/plan/undo.js';
 import { stateDirectoryFlag } from '../../network/state/default-directories.js';
 import { registeredStateDirectories } from '../../network/state/registry.js';
 import { stateDirectory } from '../../network/state/store.js';

@@ -7,14 +7,17 @@ import type { HotplugTarget, NetworkDevice } from '../../hypervisor/device.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { NetworkInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
-import { MacvtapDeviceError, openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../model/macvtap-index.js';
-import type { AttachedPlumbing, PlanIntent, PlumbingContext } from '../model/plumbing-context.js';
-import { AttachError, attachByPlan, closeFds, intentOf, planEndpoint } from '../model/plumbing-context.js';
+import type { AttachedPlumbing, PlumbingContext } from '../model/plumbing-context.js';
+import { AttachError, attachByPlan, planEndpoint } from '../model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
+import { closeFds } from '../plan/link-creation.js';
+import { MacvtapDeviceError, openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../plan/macvtap-index.js';
 import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
+import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
-import { type UndoReport, undoPlumbing } from '../plumbing.js';
+import type { UndoReport } from '../plan/undo.js';
+import { undoPlumbing } from '../plumbing.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 
 /** The hypervisor-neutral NIC description handed to src/hypervisor (its NetworkDevice). */

@@ -6,7 +6,7 @@
  * the guest NIC takes the macvtap's MAC. Its node is checked to be its own first (Kata does not:
  * K§9.23): another namespace's macvtap at the same index owns it otherwise.
  */
-import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../model/macvtap-index.js';
+
 import {
   type AttachedPlumbing,
   attachByPlan,
@@ -15,6 +15,7 @@ import {
   type PlumbingContext,
   planEndpoint,
 } from '../model/plumbing-context.js';
+import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../plan/macvtap-index.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import type { Plan } from '../plan/types.js';
 import { Endpoint } from './endpoint.js';

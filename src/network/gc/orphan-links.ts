@@ -16,7 +16,7 @@ import type { OpenedNamespace } from '../../netns/namespace-identity.js';
 import { processIds } from '../../netns/processes.js';
 import { testSeam } from '../../test-seams.js';
 import { isVcnetHtb } from '../foreign-filters.js';
-import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from '../model/macvtap-index.js';
+import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from '../plan/macvtap-index.js';
 import { VCNET_LINK_GROUP, VCNET_LINK_KINDS } from '../plan/plan-attach.js';
 import { claims as claimsLink, type RecordOwner } from '../state/owners.js';
 import { failureOf, type GarbageItem, type GarbageReport, reportOutcomes } from './report.js';

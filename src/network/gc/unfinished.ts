@@ -8,8 +8,8 @@ import { type NamespaceHolders, openNamespaceHeldElsewhere } from '../../netns/n
 import { NamespaceGoneError, type OpenedNamespace, openRecordedNamespace } from '../../netns/namespace-identity.js';
 import { isUnfinished } from '../model/plumbing-context.js';
 import { Network } from '../network.js';
-import { describeRecords, recordsShownBy } from '../plan/apply.js';
 import type { PlumbingStep } from '../plan/types.js';
+import { describeRecords, recordsShownBy } from '../plan/undo.js';
 import type { SandboxState } from '../state/records.js';
 import { SandboxLockedError, SandboxStore } from '../state/store.js';
 import { undoUnfinishedEndpoints } from '../unfinished-attach.js';

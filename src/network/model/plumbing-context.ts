@@ -10,12 +10,13 @@ import { nativeDevices } from '../../native/devices.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/tc/message.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
-import { applyPlan, closeFds, intentOf, type PlanIntent, rollBackAttach } from '../plan/apply.js';
+import { applyPlan } from '../plan/apply.js';
+import { closeFds } from '../plan/link-creation.js';
+import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../plan/macvtap-index.js';
 import { type AttachRequest, CLSACT_INGRESS_PARENT, type PlanSnapshot, planAttach } from '../plan/plan-attach.js';
+import type { PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep, RateLimit } from '../plan/types.js';
-import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from './macvtap-index.js';
-
-export { closeFds, intentOf, type PlanIntent };
+import { rollBackAttach } from '../plan/undo.js';
 
 export interface PlumbingContext {
   handle: NetlinkHandle;

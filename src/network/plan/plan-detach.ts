@@ -392,7 +392,7 @@ function placedRoutes(
 /**
  * The notice for a recorded route whose place holds `there`, another route (undefined when `there`
  * is the recorded one): said when the plan finds it, and when it appears between the plan and its
- * send (the kernel's EEXIST to the add, apply.ts).
+ * send (the kernel's EEXIST to the add, undo.ts).
  */
 export function routeTakenNotice(step: DetachStep, there: Route, links: readonly Link[]): DetachNotice | undefined {
   const { change } = step;

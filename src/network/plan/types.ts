@@ -136,7 +136,7 @@ interface PodLinkRecord {
   link: string;
   index?: number;
   /**
-   * Only in a record journaled before the step was made (an attach's intent, apply.ts): the link
+   * Only in a record journaled before the step was made (an attach's intent, plan-intent.ts): the link
    * this endpoint's attach makes just before it (its tap, macvtap or ifb). While that link's
    * create-link record is `unconfirmed` and no such link is there, the attach stopped before it, so
    * before this step: detach and gc pass over it (another tool's qdisc or address there now is
@@ -164,7 +164,7 @@ export type PlumbingStep =
       kind: string;
       /**
        * The link's ifindex: its identity, as for pod links (a renamed tap is still vcnet's, a
-       * look-alike made under its name is not). Chosen before the link is made (apply.ts), so a record
+       * look-alike made under its name is not). Chosen before the link is made (plan-intent.ts), so a record
        * journaled just before it existed has it too. Absent in records of older builds: those are
        * found by name.
        */

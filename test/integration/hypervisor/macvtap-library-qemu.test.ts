@@ -13,7 +13,7 @@ import { type QemuProcess, spawnQemu } from '../../../src/hypervisor/qemu-proces
 import { defineNetworkConfig } from '../../../src/network/config.js';
 import type { Endpoint } from '../../../src/network/endpoint/endpoint.js';
 import { hypervisorDeviceConfig } from '../../../src/network/hypervisor-devices.js';
-import { MacvtapDeviceError } from '../../../src/network/model/macvtap-index.js';
+import { MacvtapDeviceError } from '../../../src/network/plan/macvtap-index.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { cleanupNamespaces } from '../../helpers/namespace.js';

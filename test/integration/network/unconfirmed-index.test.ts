@@ -8,7 +8,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Network, type NetworkState } from '../../../src/network/network.js';
-import { LINK_INDEX_BASE, setLinkIndexTestHook } from '../../../src/network/plan/apply.js';
+import { LINK_INDEX_BASE, setLinkIndexTestHook } from '../../../src/network/plan/link-creation.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
 import { failureOf, makePod, tcfilterConfig } from '../../helpers/pod.js';
 

@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { deviceNumbers, MACVTAP_INDEX_BASE } from '../../../src/network/model/macvtap-index.js';
+import { deviceNumbers, MACVTAP_INDEX_BASE } from '../../../src/network/plan/macvtap-index.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 

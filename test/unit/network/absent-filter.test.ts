@@ -13,7 +13,6 @@ import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
 import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
-import { planUndo, recordsShownBy } from '../../../src/network/plan/apply.js';
 import { commandOf } from '../../../src/network/plan/commands.js';
 import {
   CLSACT_INGRESS_PARENT,
@@ -23,6 +22,7 @@ import {
 } from '../../../src/network/plan/plan-attach.js';
 import { planDetach } from '../../../src/network/plan/plan-detach.js';
 import type { PlumbingStep } from '../../../src/network/plan/types.js';
+import { planUndo, recordsShownBy } from '../../../src/network/plan/undo.js';
 import { link, planSnapshot } from './fixtures.js';
 
 const eth0 = link();

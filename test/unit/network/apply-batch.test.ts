@@ -10,7 +10,9 @@ import { RollbackIncompleteError } from '../../../src/errors.js';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
+import { IngressQdiscBusyError } from '../../../src/network/ingress-qdisc.js';
 import { applyPlan, sendChanges } from '../../../src/network/plan/apply.js';
+import { type ChangeAnswer, sendBatch } from '../../../src/network/plan/batch-send.js';
 import { stepOf } from '../../../src/network/plan/inverse.js';
 import type { LinkRef, Plan } from '../../../src/network/plan/types.js';
 
@@ -136,6 +138,22 @@ describe('applyPlan batches', () => {
     expect(journal.at(-1)).toHaveLength(5);
   });
 
+  it('fails at a refusal a busy ingress qdisc did not cause, without sending it again', async () => {
+    // eth0's filter waited for its busy qdisc and goes again; eth1's was refused for its own reason.
+    const { handle, log } = scriptedHandle({ 'qdisc 3': ['EBUSY'], 'filter 3': ['EINVAL'], 'filter 4': ['EPERM'] });
+    await expect(applyPlan(redirectPlan(), { handle, namespacePath: '/x', keepFds: false })).rejects.toMatchObject({
+      errno: 'EPERM',
+    });
+    expect(log.slice(0, 3)).toEqual([
+      ['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4'],
+      ['lone qdisc 3'],
+      ['filter 3'],
+    ]);
+    // Then the undo, and nothing else.
+    expect([...(log[3] ?? [])].sort()).toEqual(['delete-qdisc 3', 'delete-qdisc 4', 'set 4']);
+    expect(log).toHaveLength(4);
+  });
+
   it('fails on any other refusal and undoes what the batch made', async () => {
     const { handle, log } = scriptedHandle({ 'filter 3': ['EPERM'] });
     await expect(applyPlan(redirectPlan(), { handle, namespacePath: '/x', keepFds: false })).rejects.toMatchObject({
@@ -186,6 +204,91 @@ describe('sendChanges (the watch putting back tc objects)', () => {
     const { handle, log } = scriptedHandle({});
     expect(await sendChanges(handle, [])).toEqual([]);
     expect(log).toEqual([]);
+  });
+});
+
+describe('sendBatch (the one sending core of attach, the watch and their tests)', () => {
+  const changes = () => redirectPlan().steps.map((step) => step.change);
+  const byIndex = { indexOf: (ref: LinkRef) => ref.index! };
+  const summary = (answers: ChangeAnswer[]) =>
+    answers.map((answer) => (answer.ok ? 'ok' : ((answer.error as { errno?: string }).errno ?? answer.error.name)));
+
+  it('adds each busy ingress qdisc on its own in turn, and after each sends what the batch refused on its link', async () => {
+    const { handle, log } = scriptedHandle({
+      'qdisc 4': ['EBUSY'],
+      'qdisc 3': ['EBUSY'],
+      'filter 3': ['EINVAL'],
+      'filter 4': ['EINVAL'],
+    });
+    const told: string[] = [];
+    let sends = 0;
+    const answers = await sendBatch(handle, changes(), {
+      ...byIndex,
+      beforeSend: () => void sends++,
+      answered: (position, answer) => void told.push(`${position} ${answer.ok ? 'ok' : 'refused'}`),
+      failOnRefusal: true,
+    });
+    expect(log).toEqual([
+      ['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4'],
+      ['lone qdisc 4'],
+      ['filter 4'],
+      ['lone qdisc 3'],
+      ['filter 3'],
+    ]);
+    expect(summary(answers)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok']);
+    // Every send, batch or lone, is announced first (attach journals there)…
+    expect(sends).toBe(5);
+    // …and every answer is told as it comes: the batch's in order, then each one given again.
+    expect(told).toEqual(['0 ok', '1 refused', '2 refused', '3 refused', '4 refused', '1 ok', '4 ok', '2 ok', '3 ok']);
+  });
+
+  it('failing on refusals, stops at the first that is not a busy ingress qdisc or held back by one', async () => {
+    // eth1's filter is refused for its own reason: after eth0's qdisc is there, eth0's filter goes
+    // again, and eth1's refusal ends the send; nothing more is asked of the kernel.
+    const { handle, log } = scriptedHandle({ 'qdisc 3': ['EBUSY'], 'filter 3': ['EINVAL'], 'filter 4': ['EPERM'] });
+    await expect(sendBatch(handle, changes(), { ...byIndex, failOnRefusal: true })).rejects.toMatchObject({
+      errno: 'EPERM',
+    });
+    expect(log).toEqual([['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4'], ['lone qdisc 3'], ['filter 3']]);
+  });
+
+  it('failing on refusals, throws the first refusal before any retry', async () => {
+    const { handle, log } = scriptedHandle({ 'set 4': ['EPERM'], 'qdisc 3': ['EBUSY'] });
+    await expect(sendBatch(handle, changes(), { ...byIndex, failOnRefusal: true })).rejects.toMatchObject({
+      errno: 'EPERM',
+    });
+    expect(log).toHaveLength(1);
+  });
+
+  it('sends a refusal whose cause the caller took away again, with all the batch refused after it', async () => {
+    const { handle, log } = scriptedHandle({ 'qdisc 4': ['EEXIST'], 'filter 4': ['EINVAL'] });
+    const asked: number[] = [];
+    const answers = await sendBatch(handle, changes(), {
+      ...byIndex,
+      failOnRefusal: true,
+      retryRefused: async (position) => {
+        asked.push(position);
+        return true;
+      },
+    });
+    expect(asked).toEqual([1]);
+    expect(log).toEqual([
+      ['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4'],
+      ['qdisc 4', 'filter 4'],
+    ]);
+    expect(summary(answers)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok']);
+  });
+
+  it('a busy ingress qdisc refused on its own too: thrown when failing, else its answer (and its filter is not sent again)', async () => {
+    const busy = () => ({ 'qdisc 3': Array(6).fill('EBUSY'), 'filter 3': ['EINVAL'] });
+    const failing = scriptedHandle(busy());
+    await expect(sendBatch(failing.handle, changes(), { ...byIndex, failOnRefusal: true })).rejects.toBeInstanceOf(
+      IngressQdiscBusyError,
+    );
+    const answering = scriptedHandle(busy());
+    const answers = await sendBatch(answering.handle, changes(), byIndex);
+    expect(summary(answers)).toEqual(['ok', 'ok', 'IngressQdiscBusyError', 'EINVAL', 'ok']);
+    expect(answering.log.filter((sent) => sent[0] === 'filter 3')).toEqual([]);
   });
 });
 

@@ -14,10 +14,10 @@ import { INGRESS_HANDLE, TC_H_ROOT } from '../../../src/netlink/codec/tc/message
 import type { TrafficClass } from '../../../src/netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import { isVcnetHtb } from '../../../src/network/foreign-filters.js';
-import { intentOf } from '../../../src/network/plan/apply.js';
 import { filterViewKey, type PodLinkView, podBatchesInPlace } from '../../../src/network/plan/batch-evidence.js';
 import { FILTER_PRIORITY, planAttach, VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
 import { planDetach, unconfirmedLinksAbsent } from '../../../src/network/plan/plan-detach.js';
+import { intentOf } from '../../../src/network/plan/plan-intent.js';
 import type { PlumbingStep } from '../../../src/network/plan/types.js';
 import { link, planSnapshot } from './fixtures.js';
 

@@ -14,7 +14,7 @@ import {
   macvtapMajor,
   macvtapNodeProblem,
   randomMacvtapIndex,
-} from '../../../src/network/model/macvtap-index.js';
+} from '../../../src/network/plan/macvtap-index.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
 
 let root: string;

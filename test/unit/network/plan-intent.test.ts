@@ -12,7 +12,6 @@ import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Link } from '../../../src/netlink/codec/link.js';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
-import { intentOf } from '../../../src/network/plan/apply.js';
 import type { AttachRequest } from '../../../src/network/plan/plan-attach.js';
 import {
   CLSACT_INGRESS_PARENT,
@@ -22,6 +21,7 @@ import {
   VCNET_LINK_GROUP,
 } from '../../../src/network/plan/plan-attach.js';
 import { planDetach } from '../../../src/network/plan/plan-detach.js';
+import { intentOf } from '../../../src/network/plan/plan-intent.js';
 import type { Change, Plan, PlumbingStep } from '../../../src/network/plan/types.js';
 import { address, link, permanent, planSnapshot, route } from './fixtures.js';
 

@@ -13,7 +13,7 @@ import type { RouteSpec } from '../../../src/netlink/codec/route.js';
 import { RouteFlag, RoutePreference, RouteProtocol } from '../../../src/netlink/codec/route.js';
 import { RouteMetric } from '../../../src/netlink/codec/route-attributes.js';
 import type { ChangeBatch } from '../../../src/netlink/handle.js';
-import { queueChange } from '../../../src/network/plan/apply.js';
+import { queueChange } from '../../../src/network/plan/batch-send.js';
 import { commandsOf } from '../../../src/network/plan/commands.js';
 import { type PlanSnapshot, planAttach } from '../../../src/network/plan/plan-attach.js';
 import { planDetach } from '../../../src/network/plan/plan-detach.js';

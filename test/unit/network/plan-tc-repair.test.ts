@@ -13,9 +13,9 @@ import { ETH_P_ALL, type Filter } from '../../../src/netlink/codec/tc/filter.js'
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../../src/netlink/codec/tc/message.js';
 import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
-import { intentOf } from '../../../src/network/plan/apply.js';
 import { commandOf } from '../../../src/network/plan/commands.js';
 import { FILTER_PRIORITY, ifbName, planAttach } from '../../../src/network/plan/plan-attach.js';
+import { intentOf } from '../../../src/network/plan/plan-intent.js';
 import {
   isRestore,
   planTrafficControlRepair,

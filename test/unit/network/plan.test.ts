@@ -13,7 +13,6 @@ import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../../src/netlink/codec/tc/message.js';
 import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import { createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
-import { alreadyDone } from '../../../src/network/plan/apply.js';
 import { commandOf, commandsOf } from '../../../src/network/plan/commands.js';
 import { undoOf } from '../../../src/network/plan/inverse.js';
 import {
@@ -26,6 +25,7 @@ import {
 } from '../../../src/network/plan/plan-attach.js';
 import { planDetach } from '../../../src/network/plan/plan-detach.js';
 import type { Plan } from '../../../src/network/plan/types.js';
+import { alreadyDone } from '../../../src/network/plan/undo.js';
 import { address, info, link, route, planSnapshot as snapshot } from './fixtures.js';
 
 const SPARE = '0a:00:00:00:00:01';

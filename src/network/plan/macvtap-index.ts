@@ -16,7 +16,7 @@ import { SystemCallError, VcnetError } from '../../errors.js';
 import { nativeDevices } from '../../native/devices.js';
 import type { LinkSpec } from '../../netlink/codec/link.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
-import { LinkNameTakenError } from '../plan/plan-attach.js';
+import { LinkNameTakenError } from './plan-attach.js';
 
 /** Kata's hostLinkOffset, linkRange and linkRetries. */
 export const MACVTAP_INDEX_BASE = 8192;
