@@ -385,6 +385,7 @@ export { getIpTables, type IpTablesOptions, setIpTables } from './sandbox/sandbo
 export {
   type SandboxWatch,
   type SandboxWatchOptions,
+  type WatchFailure,
   type WatchSummary,
   watchSandbox,
 } from './sandbox/sandbox-watch.js';

@@ -3,11 +3,26 @@
  * shell comment line: control characters are written as escapes (`\n`, `\x1b`) and a backslash as
  * `\\`. A name may hold a terminal's escape codes (ESC, or the C1 CSI \x9b), which would otherwise
  * reach the operator's terminal, and a newline in a `# ...` comment of a dry run would end the comment
- * and make the rest a command. Used by the dry-run comments, the CLI's human output and the pretty
- * log lines alike.
+ * and make the rest a command. The backslash is escaped so that an escape reads as one: for a bare
+ * value (a table's cells, the dry-run comments); a message goes through escapedControlCharactersInMessage
+ * (the CLI's human output and stderr, the pretty log lines, vcnet-cni's stderr lines).
  */
 export function escapedControlCharacters(text: string): string {
-  return text.replace(/[\\\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (character) => {
+  return escaped(text, /[\\\x00-\x1f\x7f-\x9f\u2028\u2029]/g);
+}
+
+/**
+ * A message made safe the same way, its backslashes left as they are: a message quotes its values
+ * as JSON (`invalid interface: "{name\n"`), whose backslashes are escapes already, and escaped
+ * again they read double (`"{name\\n"`). Its control characters (a raw one in a kernel's or
+ * QEMU's text, or the C1 and line separators JSON leaves raw) are still escaped.
+ */
+export function escapedControlCharactersInMessage(text: string): string {
+  return escaped(text, /[\x00-\x1f\x7f-\x9f\u2028\u2029]/g);
+}
+
+function escaped(text: string, characters: RegExp): string {
+  return text.replace(characters, (character) => {
     switch (character) {
       case '\\':
         return '\\\\';
@@ -25,7 +40,7 @@ export function escapedControlCharacters(text: string): string {
   });
 }
 
-/** Each line of `text` with its control characters escaped; its own newlines stay. */
+/** Each line of a message with its control characters escaped (not its backslashes); its own newlines stay. */
 export function terminalLines(text: string): string {
-  return text.split('\n').map(escapedControlCharacters).join('\n');
+  return text.split('\n').map(escapedControlCharactersInMessage).join('\n');
 }

@@ -7,7 +7,7 @@
  */
 import { guardOutputStreams, OUTPUT_LOST_EXIT_CODE, stdoutLost } from '../cli/observability/output-streams.js';
 import { startObservability } from '../cli/observability/start.js';
-import { escapedControlCharacters } from '../terminal-text.js';
+import { escapedControlCharactersInMessage } from '../terminal-text.js';
 import { runPlugin } from './plugin.js';
 
 async function readStandardInput(): Promise<string> {
@@ -54,7 +54,9 @@ let failedReply: { code?: unknown; msg?: unknown; details?: unknown } | undefine
 
 /** "CNI code N, VCNET_X: message" of an error reply, on one line (its control characters escaped). */
 function failureLine(reply: { code?: unknown; msg?: unknown; details?: unknown }): string {
-  return escapedControlCharacters(`CNI code ${String(reply.code)}, ${decidedCodeOf(reply)}: ${String(reply.msg)}`);
+  return escapedControlCharactersInMessage(
+    `CNI code ${String(reply.code)}, ${decidedCodeOf(reply)}: ${String(reply.msg)}`,
+  );
 }
 
 // What the command changed stays done when its reply cannot be written; one line on stderr says so.

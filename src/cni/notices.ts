@@ -7,14 +7,14 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { channels, type NoticeEvent } from '../diagnostics.js';
-import { escapedControlCharacters } from '../terminal-text.js';
+import { escapedControlCharactersInMessage } from '../terminal-text.js';
 
 /** Where a command's warning lines go: stderr, or a test's list. */
 export type Warn = (line: string) => void;
 
 /** One line on stderr, its control characters escaped (a message never spans lines of the runtime's log). */
 export const warnOnStandardError: Warn = (line) => {
-  process.stderr.write(`${escapedControlCharacters(line)}\n`);
+  process.stderr.write(`${escapedControlCharactersInMessage(line)}\n`);
 };
 
 /** What a line is about: `ADD of CONTAINER/IFNAME`, `GC of network NAME`. */

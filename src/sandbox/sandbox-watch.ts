@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { functionOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
 import { channels, publish, reportNotice } from '../diagnostics.js';
-import { classifyError, type ErrorCode } from '../errors.js';
+import { classifyError, type ErrorCode, hintFromCause } from '../errors.js';
 import { LinkNotFoundError } from '../netlink/errors.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
@@ -37,9 +37,12 @@ export interface WatchSummary {
   added: string[];
   removed: string[];
   updated: string[];
-  /** New interfaces that could not be attached (each on its own: the others went ahead); retried with the next change. */
-  /** Links it could not attach: the code of what decided (classifyError) and the message. */
-  failed: Array<{ name: string; code: ErrorCode; message: string }>;
+  /**
+   * New interfaces that could not be attached (each on its own: the others went ahead), with the code
+   * of what decided (classifyError), the message and its hint. Retried with the next change, except
+   * a link `refused` for what it is (WatchFailure).
+   */
+  failed: WatchFailure[];
   /**
    * Endpoints whose tap or macvtap (vcnet's, recorded) went away from the namespace while they stay
    * attached: their VM NIC has no backend. Only present when there are some.
@@ -61,6 +64,27 @@ export interface WatchSummary {
     message: string;
   }>;
 }
+
+/**
+ * A link a watch could not attach. `refused`: vcnet refuses the link for what it is (a kind it
+ * connects to no VM, a tun, a macvtap in a user namespace other than the initial one): trying again
+ * cannot help, so it is reported once and not tried again while that link (its ifindex) is there.
+ */
+export interface WatchFailure {
+  name: string;
+  code: ErrorCode;
+  message: string;
+  hint?: string;
+  refused?: true;
+}
+
+/** Codes of an attach refused for what the link is, whatever is tried again (a macvtap in a user namespace aside). */
+const REFUSED_FOR_WHAT_IT_IS: ReadonlySet<ErrorCode> = new Set([
+  'VCNET_UNSUPPORTED_INTERFACE',
+  'VCNET_TUN_UNSUPPORTED',
+  'VCNET_TUNTAP_MODE_UNKNOWN',
+  'VCNET_PHYSICAL_UNSUPPORTED',
+]);
 
 export interface SandboxWatchOptions {
   stateDirectory?: string;
@@ -103,6 +127,10 @@ export interface WatchMemory {
    * link and object: said once, not again with every tc change, until they are put back or change.
    */
   trafficControlReported?: Map<string, string>;
+  /** Links refused for what they are (WatchFailure.refused), by name, with their ifindex and kind: not tried again. */
+  refused?: Map<string, { index: number; kind: string | undefined; failure: WatchFailure }>;
+  /** The failures of the last change set (names, codes, messages): the same again is not reported again. */
+  reportedFailures?: string;
 }
 
 /** The memory of a watch starting over `interfaces` (the namespace) and `attached` (the record's pod links). */
@@ -115,7 +143,7 @@ function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable
       .filter((info) => !attachedSet.has(info.link.name) && hasConfiguredAddress(info))
       .map((info) => info.link.name),
   );
-  return { leftAlone, attached: attachedSet, trafficControlReported: new Map() };
+  return { leftAlone, attached: attachedSet, trafficControlReported: new Map(), refused: new Map() };
 }
 
 /**
@@ -175,6 +203,19 @@ export async function applyNamespaceChange(
   memory?: WatchMemory,
   limits: { maxEndpoints?: number } = {},
 ): Promise<WatchSummary> {
+  const summary = await applyChange(id, change, stateDirectory, memory, limits);
+  reportSummary(id, summary, memory);
+  return summary;
+}
+
+/** applyNamespaceChange without the report (the watch reports it, to onApplied too). */
+async function applyChange(
+  id: string,
+  change: NamespaceChange,
+  stateDirectory: string | undefined,
+  memory: WatchMemory | undefined,
+  limits: { maxEndpoints?: number },
+): Promise<WatchSummary> {
   return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
     if (memory) {
@@ -185,6 +226,11 @@ export async function applyNamespaceChange(
       }
       for (const name of change.removedInterfaces) memory.leftAlone.delete(name);
       memory.attached = attachedNow;
+      // A refused link deleted, or made again (another ifindex): the new one is tried as any new link.
+      for (const name of change.removedInterfaces) memory.refused?.delete(name);
+      for (const info of [...change.addedInterfaces, ...change.changedInterfaces]) {
+        if (memory.refused?.get(info.link.name)?.index !== info.link.index) memory.refused?.delete(info.link.name);
+      }
     }
     // Only tc changed: put back what vcnet made, host side only; the VM is not needed (nor asked).
     const interfacesChanged =
@@ -195,7 +241,6 @@ export async function applyNamespaceChange(
       0;
     if (!interfacesChanged) {
       if (change.trafficControl) await checkTrafficControl(id, network, summary, memory);
-      if (!isEmptySummary(summary)) publish(channels.watch, () => ({ sandbox: id, ...summary }));
       return summary;
     }
     // A VM that is gone (its socket not there, nobody listening on it) holds no NIC: the removals
@@ -263,7 +308,6 @@ export async function applyNamespaceChange(
         if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
         // What else the change brings (new links, changed ones) needs the VM: tried again with it.
         if (change.addedInterfaces.length + change.changedInterfaces.length > 0) throw goneVm;
-        if (!isEmptySummary(summary)) publish(channels.watch, () => ({ sandbox: id, ...summary }));
         return summary;
       }
       // nodes (issue 12): address-less links wait until they get one (network/scan.ts linksToAttach).
@@ -280,6 +324,8 @@ export async function applyNamespaceChange(
       // Each interface on its own: one that cannot be attached (rolled back whole) is reported and
       // never keeps the others of the change from being attached.
       for (const info of fresh) {
+        // Refused for what it is when it came: reported then, not tried again.
+        if (memory?.refused?.get(info.link.name)?.index === info.link.index) continue;
         if (limits.maxEndpoints !== undefined && network.endpoints().length >= limits.maxEndpoints) {
           const name = info.link.name;
           summary.overLimit = [...(summary.overLimit ?? []), name];
@@ -312,15 +358,16 @@ export async function applyNamespaceChange(
           if (!(await linkStillThere(network, info.link))) continue;
           // QEMU's "Duplicate ID" for a NIC no endpoint records: said as that, with how to remove it.
           const error = explainTakenHotplugId(attachError, { sandbox: id, link: info.link.name, state, network });
-          summary.failed.push({
-            name: info.link.name,
-            code: classifyError(error).code,
-            message: (error as Error).message,
-          });
+          const failure = watchFailure(info, error);
+          summary.failed.push(failure);
+          if (failure.refused)
+            memory?.refused?.set(info.link.name, { index: info.link.index, kind: info.link.kind, failure });
           publish(channels.notice, () => ({
             operation: 'watch',
             endpoint: info.link.name,
-            message: `could not attach ${info.link.name}; retried with the next change`,
+            message: failure.refused
+              ? `did not attach ${info.link.name}, which vcnet refuses (watch does not try it again while it is there): ${failure.hint ?? failure.message}`
+              : `could not attach ${info.link.name}; retried with the next change`,
             error,
           }));
         }
@@ -363,7 +410,6 @@ export async function applyNamespaceChange(
           sandbox: id,
         });
       if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
-      if (!isEmptySummary(summary)) publish(channels.watch, () => ({ sandbox: id, ...summary }));
       return summary;
     } finally {
       await vm?.close();
@@ -372,16 +418,48 @@ export async function applyNamespaceChange(
 }
 
 /**
- * Whether a change set did nothing to the sandbox. Such passes happen: the deletion of a pod link's
- * tap (by the pass that removed the link) is read as a change of its own, and so is any change on a
- * link the watch leaves alone. They are neither published nor given to onApplied.
+ * A link's failed attach as a watch reports it: the deciding code, the message and the hint (for a
+ * macvtap refused in a user namespace, what works instead), and whether vcnet refuses the link for
+ * what it is.
  */
+function watchFailure(info: NetworkInfo, error: unknown): WatchFailure {
+  const { code } = classifyError(error);
+  const macvtapHere = macvtapLinkRefusedHere(info.link);
+  const refused = macvtapHere || REFUSED_FOR_WHAT_IT_IS.has(code);
+  const hint = macvtapHere ? refusedMacvtapAdvice([info.link.name]) : hintFromCause(error);
+  return {
+    name: info.link.name,
+    code,
+    message: (error as Error).message,
+    ...(hint !== undefined ? { hint } : {}),
+    ...(refused ? { refused: true as const } : {}),
+  };
+}
+
+/**
+ * Publishes a change set on vcnet:watch when it is worth a report; says whether it was (the watch
+ * gives it to onApplied then). Not one that did nothing to the sandbox (the deletion of a pod link's
+ * tap, by the pass that removed the link, is read as a change of its own, and so is any change on a
+ * link the watch leaves alone), unless its failures differ from the last change set's: a link that
+ * failed again in the same way is not news.
+ */
+function reportSummary(id: string, summary: WatchSummary, memory: WatchMemory | undefined): boolean {
+  const failures = JSON.stringify(
+    summary.failed.map(({ name, code, message }) => [name, code, message]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
+  );
+  const repeated = memory?.reportedFailures === failures;
+  if (memory) memory.reportedFailures = failures;
+  const report = !isEmptySummary(summary) || (summary.failed.length > 0 && !repeated);
+  if (report) publish(channels.watch, () => ({ sandbox: id, ...summary }));
+  return report;
+}
+
+/** Whether a change set did nothing to the sandbox (its failures aside). */
 function isEmptySummary(summary: WatchSummary): boolean {
   return (
     summary.added.length +
       summary.removed.length +
       summary.updated.length +
-      summary.failed.length +
       (summary.lostDevices?.length ?? 0) +
       (summary.overLimit?.length ?? 0) +
       (summary.trafficControl?.length ?? 0) ===
@@ -467,6 +545,11 @@ export interface SandboxWatch {
    * stop(); a veth or macvlan in their place is what works.
    */
   readonly refused: ReadonlySet<string>;
+  /**
+   * Links vcnet refused for what they are (WatchFailure.refused) while watching, still there, by
+   * name: reported once, never tried again; stop() names them too, and this says why and what to do.
+   */
+  readonly refusals: ReadonlyMap<string, WatchFailure>;
   /** The namespace watched, as the sandbox's record names it. */
   readonly namespacePath: string;
   /**
@@ -534,9 +617,14 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
       try {
         if (applyPending && reason === undefined) {
           const undelivered = await watcher.flush();
-          const infos = [...(undelivered?.addedInterfaces ?? []), ...pending.values()];
-          const names = new Set(infos.map((info) => info.link.name));
-          for (const info of infos) if (macvtapLinkRefusedHere(info.link)) refused.add(info.link.name);
+          const infos: Array<{ name: string; kind?: string | undefined }> = [
+            ...(undelivered?.addedInterfaces ?? []),
+            ...pending.values(),
+          ].map((info) => info.link);
+          // Links vcnet refused are not attached either: named with what they are (refusals).
+          for (const [name, { kind }] of memory?.refused ?? []) infos.push({ name, kind });
+          const names = new Set(infos.map((link) => link.name));
+          for (const link of infos) if (macvtapLinkRefusedHere(link)) refused.add(link.name);
           notApplied = [...names];
         }
       } finally {
@@ -563,7 +651,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         const withRetries = withPendingRetries(change, pending);
         let summary: WatchSummary;
         try {
-          summary = await applyNamespaceChange(id, withRetries, options.stateDirectory, memory, {
+          summary = await applyChange(id, withRetries, options.stateDirectory, memory, {
             ...(options.maxEndpoints !== undefined ? { maxEndpoints: options.maxEndpoints } : {}),
           });
         } catch (error) {
@@ -578,9 +666,9 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         pending.clear();
         for (const failure of summary.failed) {
           const info = withRetries.addedInterfaces.find((entry) => entry.link.name === failure.name);
-          if (info) pending.set(failure.name, info);
+          if (info && !failure.refused) pending.set(failure.name, info);
         }
-        if (!isEmptySummary(summary)) options.onApplied?.(summary);
+        if (reportSummary(id, summary, memory)) options.onApplied?.(summary);
       },
       // Published on vcnet:notice always; with no onError and no subscriber, a process warning.
       onError: (error) => {
@@ -624,6 +712,9 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     stop: (stopOptions) => stop(undefined, stopOptions?.applyPending ?? false),
     leftAlone: [...memory.leftAlone],
     refused,
+    get refusals() {
+      return new Map([...(memory?.refused ?? [])].map(([name, { failure }]) => [name, failure]));
+    },
     namespacePath: state.namespace.path,
     undoneAttaches: unfinished.undone,
     notUndone: unfinished.notUndone,

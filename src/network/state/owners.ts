@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { SystemCallError } from '../../errors.js';
 import {
   damagedIdentityField,
+  identityOfNamespaceAt,
   type NamespaceIdentity,
   type OpenedNamespace,
   openNetworkNamespace,
@@ -19,7 +20,13 @@ import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/
 import { fileIdentity } from '../../netns/processes.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './network-content-schema.js';
-import { parseRecord, type RecordEnvelope, StateInvalidError, salvageNamespace } from './record-envelope.js';
+import {
+  parseRecord,
+  type RecordEnvelope,
+  StateInvalidError,
+  salvageNamespace,
+  salvageNamespacePath,
+} from './record-envelope.js';
 import { recordFiles, removeEmpty, removeTree } from './record-files.js';
 import { registeredStateDirectories } from './registry.js';
 import { LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
@@ -156,6 +163,39 @@ function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
   };
 }
 
+/** Why gc leaves every namespace alone for a record that cannot say which one it is about. */
+const LEFT_ALONE_FOR_UNKNOWN_NAMESPACE =
+  "so gc removes no link, filter or qdisc in any namespace this run (it may be a live sandbox's record): restore the file, or remove it once its sandbox is gone (its VM stopped), and run gc again";
+
+/**
+ * Leaves alone the namespace a record gc cannot use is about, and says how (a clause for the reason
+ * it was skipped; empty when its identity is whole): the one its identity names; when only its path
+ * is whole (the record cut inside its namespace object), the namespace at that path now. When
+ * neither can be told (cut before the path, a path that holds no namespace now), the record may be
+ * any live sandbox's: every namespace is left alone, unless `anyNamespace` is false (a directory
+ * vcnet does not trust, whose files must not stop gc everywhere).
+ */
+function leaveAloneItsNamespace(text: string, untouchable: Untouchable, anyNamespace: boolean): string {
+  const identity = salvageNamespace(text);
+  if (identity) {
+    untouchable.keys.add(keyOf(identity));
+    return '';
+  }
+  const path = salvageNamespacePath(text);
+  let unknown = 'it does not say which namespace it is about';
+  if (path !== undefined) {
+    try {
+      untouchable.keys.add(keyOf(identityOfNamespaceAt(path)));
+      return `; its namespace's identity is not readable, so gc leaves the namespace now at ${path} alone`;
+    } catch (error) {
+      unknown = `it names ${path}, which holds no network namespace now (${(error as Error).message})`;
+    }
+  }
+  if (!anyNamespace) return '';
+  untouchable.everything = true;
+  return `; ${unknown}, ${LEFT_ALONE_FOR_UNKNOWN_NAMESPACE}`;
+}
+
 /**
  * A directory vcnet no longer trusts may still hold the records of live sandboxes (its mode or owner
  * changed by mistake): what they made must not be taken for orphans. Its records are read only for
@@ -166,8 +206,7 @@ function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, s
   const protect = (file: string) => {
     try {
       const text = readRecordFile(file);
-      const named = text === undefined ? undefined : salvageNamespace(text);
-      if (named) untouchable.keys.add(keyOf(named));
+      if (text !== undefined) leaveAloneItsNamespace(text, untouchable, false);
     } catch (error) {
       // Not a regular file: it names nothing gc can rely on. Unreadable (EIO...): it may name any.
       if (error instanceof SystemCallError) untouchable.everything = true;
@@ -236,9 +275,7 @@ export function readOwners(directories: readonly string[]): {
         filters: addedFilters(record.network),
       });
     } catch (error) {
-      skipped.push({ file, reason: (error as Error).message });
-      const salvaged = salvageNamespace(text);
-      if (salvaged) untouchable.keys.add(keyOf(salvaged));
+      skipped.push({ file, reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true)}` });
     }
   };
   for (const root of trustedDirectories(directories, skipped, untouchable)) {

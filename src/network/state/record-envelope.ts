@@ -230,3 +230,29 @@ export function salvageNamespace(text: string): Pick<NamespaceIdentity, 'dev' | 
     }
   }
 }
+
+/**
+ * The path of the namespace a damaged record names, for when its identity cannot be read (the
+ * record cut inside its namespace object, before `dev` and `ino` are whole; `dev` edited away).
+ * Only a whole JSON string counts: a path cut short may be the start of another namespace's. A
+ * record that parses but lost its namespace object still names the path in its network's config.
+ */
+export function salvageNamespacePath(text: string): string | undefined {
+  const absolute = (value: unknown) => (typeof value === 'string' && value.startsWith('/') ? value : undefined);
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    // Cut short: the namespace object's text up to its end or the cut, and a whole "path" string in it.
+    const inside = /"namespace"\s*:\s*\{([^{}]*)/.exec(text)?.[1];
+    const quoted = inside === undefined ? undefined : /"path"\s*:\s*("(?:[^"\\\u0000-\u001f]|\\.)*")/.exec(inside)?.[1];
+    if (quoted === undefined) return undefined;
+    try {
+      return absolute(JSON.parse(quoted));
+    } catch {
+      return undefined;
+    }
+  }
+  const record = data as { namespace?: { path?: unknown }; network?: { config?: { namespacePath?: unknown } } } | null;
+  return absolute(record?.namespace?.path) ?? absolute(record?.network?.config?.namespacePath);
+}

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { routeDestination, table, terminalLines } from '../../../src/cli/output.js';
+import { escapedControlCharacters, escapedControlCharactersInMessage } from '../../../src/terminal-text.js';
 
 describe('routeDestination', () => {
   it('shows a default route as "default" in each spelling (Kata 1.x "", current Kata 0.0.0.0/0 and ::/0)', () => {
@@ -36,6 +37,16 @@ describe('table', () => {
       'c\\x9b2J           tun',
       'eth0              veth',
     ]);
+  });
+
+  it('escapes a message once: a JSON-quoted value keeps its own escapes, a raw control character is escaped', () => {
+    // The message of a refused kata-network file `{name` + newline: the value is JSON-quoted already.
+    const message = `vcnet: invalid interface: ${JSON.stringify('{name\n')} (accepted: valid JSON)`;
+    expect(terminalLines(message)).toBe('vcnet: invalid interface: "{name\\n" (accepted: valid JSON)');
+    expect(terminalLines('a\\b \x9b2J \u2028')).toBe('a\\b \\x9b2J \\u2028');
+    // A bare value (a table cell, a dry-run comment) still escapes its backslash, so an escape reads as one.
+    expect(escapedControlCharacters('a\\n\n')).toBe('a\\\\n\\n');
+    expect(escapedControlCharactersInMessage('a\\n\n')).toBe('a\\n\\n');
   });
 
   it('keeps the newlines of a message, escaping the rest line by line', () => {

@@ -9,7 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { damagedIdentityField } from '../../../src/netns/namespace-identity.js';
 import { cniContentSchema, sandboxContentSchema } from '../../../src/network/state/network-content-schema.js';
-import { parseRecord, StateInvalidError, salvageNamespace } from '../../../src/network/state/record-envelope.js';
+import {
+  parseRecord,
+  StateInvalidError,
+  salvageNamespace,
+  salvageNamespacePath,
+} from '../../../src/network/state/record-envelope.js';
 import { registeredStateDirectories, registryPath } from '../../../src/network/state/registry.js';
 import { SandboxStore, stateDirectory } from '../../../src/network/state/store.js';
 
@@ -597,8 +602,28 @@ describe('parseRecord', () => {
     const cut = text.slice(0, text.indexOf('"network"') + 40);
     expect(() => JSON.parse(cut)).toThrow();
     expect(salvageNamespace(cut)).toEqual({ dev: 4, ino: 4026532300 });
-    // Cut inside the namespace object itself: nothing to salvage.
+    // Cut inside the namespace object itself: no identity to salvage.
     expect(salvageNamespace(text.slice(0, text.indexOf('"ino"')))).toBeUndefined();
+  });
+
+  it('salvages the path of a record cut inside its namespace object, only when the path string is whole', () => {
+    const text = JSON.stringify(sandboxRecord(), null, 2);
+    const path = '"/var/run/netns/pod-a"';
+    const pathEnd = text.indexOf(path) + path.length;
+    for (let offset = 0; offset < pathEnd; offset++)
+      expect(salvageNamespacePath(text.slice(0, offset))).toBeUndefined();
+    for (const offset of [pathEnd, text.indexOf('"dev"') + 8, text.indexOf('"ino"'), text.length])
+      expect(salvageNamespacePath(text.slice(0, offset))).toBe('/var/run/netns/pod-a');
+    // Escapes are read as JSON reads them; a relative or non-string path names nothing.
+    expect(salvageNamespacePath('{"namespace": {"path": "/run/a\\"b", "dev":')).toBe('/run/a"b');
+    expect(salvageNamespacePath('{"namespace": {"path": "pod", "dev":')).toBeUndefined();
+    expect(salvageNamespacePath('{"namespace": {"path": 5}')).toBeUndefined();
+    // A whole record that lost its namespace object still names the path in its network's config.
+    const record = sandboxRecord();
+    delete record.namespace;
+    expect(salvageNamespacePath(JSON.stringify(record))).toBe('/var/run/netns/pod-a');
+    expect(salvageNamespacePath('null')).toBeUndefined();
+    expect(salvageNamespacePath('[]')).toBeUndefined();
   });
 });
 
