@@ -3,7 +3,9 @@
  * endpoint have gone while the endpoint stays: someone ran `tc qdisc del dev eth0 ingress`, another
  * tool flushed the link's ingress, a CNI plugin made the link's qdiscs again, an htb was deleted.
  * Without its redirect filters a tcfilter VM gets no frame from its pod link (or the pod link none
- * from the VM), and without its htb the rate limit is gone.
+ * from the VM), and without its htb the rate limit is gone. Without a class of an htb that is there
+ * (`tc class del dev eth0 classid 1:2`) the htb sends every frame through its direct queue, unlimited:
+ * the class is made again under it.
  *
  * The record is the reference, read step by step: each ingress qdisc, u32 redirect filter and htb
  * rate limit it says vcnet added, on a link that is still there, is looked for in a dump of the
@@ -21,12 +23,16 @@ import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { formatHandle, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import type { TrafficClass } from '../../netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import { describeFilters, isVcnetRedirect } from '../foreign-filters.js';
 import type { AttachedPlumbing } from '../model/plumbing-context.js';
 import { undoOf } from './inverse.js';
+import { QUEUE_LENGTH_WITH_FIRST_QDISC } from './older-records.js';
 import {
   DEFAULT_ROOT_QDISCS,
+  HTB_DEFAULT_CLASS,
+  HTB_PARENT_CLASS,
   HTB_ROOT_HANDLE,
   htbChanges,
   ifbName,
@@ -41,7 +47,10 @@ import type { Change, LinkRef, Plan, PlumbingStep, RateLimit } from './types.js'
 export interface TrafficControlRepair {
   /** The link the object is on: the pod link, or vcnet's tap, macvtap or ifb. */
   link: string;
-  /** The object, as tc names it: `ingress qdisc ffff:`, `filter prio 49152 (redirect to tap0_kata)`, `htb qdisc 1:`. */
+  /**
+   * The object, as tc names it: `ingress qdisc ffff:`, `filter prio 49152 (redirect to tap0_kata)`,
+   * `htb qdisc 1:`, `htb class 1:2` (or `htb classes 1:1, 1:2`).
+   */
   object: string;
   /**
    * `restored`: it was gone and is made again as recorded. `taken`: another tool's object holds its
@@ -59,11 +68,15 @@ export interface RepairableEndpoint {
   plumbing: Pick<AttachedPlumbing, 'model' | 'steps' | 'tapName' | 'tapIndex' | 'partial'> | undefined;
 }
 
-/** What the plan reads: the namespace's links and qdiscs, and the filters of the lists repairFilterLists names. */
+/**
+ * What the plan reads: the namespace's links and qdiscs, the filters of the lists repairFilterLists
+ * names and the classes of the links repairClassLinks names.
+ */
 export interface RepairSnapshot {
   links: readonly Link[];
   qdiscs: readonly Qdisc[];
   filters: readonly Filter[];
+  classes: readonly TrafficClass[];
 }
 
 /** One object to make again: the changes that make it, and what is said once the kernel answers them. */
@@ -127,7 +140,10 @@ export function hasTrafficControl(endpoint: RepairableEndpoint): boolean {
   return plumbing.steps.some((step) => step.step === 'add-qdisc' || step.step === 'add-filter');
 }
 
-function readRecord(endpoint: RepairableEndpoint, snapshot: Omit<RepairSnapshot, 'filters'>): ReadRecord | undefined {
+function readRecord(
+  endpoint: RepairableEndpoint,
+  snapshot: Pick<RepairSnapshot, 'links' | 'qdiscs'>,
+): ReadRecord | undefined {
   const plumbing = endpoint.plumbing;
   if (!plumbing || plumbing.model === 'pending' || !hasTrafficControl(endpoint)) return undefined;
   const model = plumbing.model;
@@ -177,7 +193,7 @@ function ingressHook(qdiscs: readonly Qdisc[], link: Link): Qdisc | undefined {
  */
 export function repairFilterLists(
   endpoint: RepairableEndpoint,
-  snapshot: Omit<RepairSnapshot, 'filters'>,
+  snapshot: Pick<RepairSnapshot, 'links' | 'qdiscs'>,
 ): Array<{ index: number; parent: number }> {
   const read = readRecord(endpoint, snapshot);
   if (!read) return [];
@@ -190,6 +206,34 @@ export function repairFilterLists(
     lists.set(`${link.index}/${record.parent}`, { index: link.index, parent: record.parent });
   }
   return [...lists.values()];
+}
+
+/**
+ * The links whose classes the plan reads, from a dump of links and qdiscs: those a recorded htb is
+ * on whose root is vcnet's htb still (one that is gone is made again whole, classes and all).
+ */
+export function repairClassLinks(
+  endpoint: RepairableEndpoint,
+  snapshot: Pick<RepairSnapshot, 'links' | 'qdiscs'>,
+): number[] {
+  const read = readRecord(endpoint, snapshot);
+  if (!read) return [];
+  const indexes = new Set<number>();
+  for (const record of read.plumbing.steps) {
+    if (record.step !== 'add-qdisc' || record.kind !== 'htb' || record.handle !== HTB_ROOT_HANDLE) continue;
+    const link = read.resolve(record.link, record.index);
+    if (link && isVcnetHtbRoot(snapshot.qdiscs, link)) indexes.add(link.index);
+  }
+  return [...indexes];
+}
+
+function rootQdisc(qdiscs: readonly Qdisc[], link: Link): Qdisc | undefined {
+  return qdiscs.find((qdisc) => qdisc.index === link.index && qdisc.parent === TC_H_ROOT);
+}
+
+function isVcnetHtbRoot(qdiscs: readonly Qdisc[], link: Link): boolean {
+  const root = rootQdisc(qdiscs, link);
+  return root?.kind === 'htb' && root.handle === HTB_ROOT_HANDLE;
 }
 
 /**
@@ -242,7 +286,9 @@ export function planTrafficControlRepair(
     const link = resolve(record.link, record.index);
     if (!link) continue;
     const rate = htbRate(plumbing, link, pod, rates);
-    const object = planHtb(link, record, rate, snapshot.qdiscs, link.index === pod.index, refOf(link));
+    const object = isVcnetHtbRoot(snapshot.qdiscs, link)
+      ? planHtbClasses(link, rate, snapshot.classes, refOf(link))
+      : planHtb(link, record, rate, snapshot.qdiscs, link.index === pod.index, refOf(link));
     if (object) objects.push(object);
   }
   return { objects };
@@ -379,7 +425,7 @@ function planHtb(
   const object = `htb qdisc ${formatHandle(record.handle)}`;
   // vcnet's htb is always 1: (plan-attach.ts htbChanges); another handle is no record of its.
   if (record.handle !== HTB_ROOT_HANDLE) return undefined;
-  const root = qdiscs.find((qdisc) => qdisc.index === link.index && qdisc.parent === TC_H_ROOT);
+  const root = rootQdisc(qdiscs, link);
   if (root?.kind === 'htb' && root.handle === record.handle) return undefined;
   // A link that is down has the noop qdisc until it comes up: nothing to shape, and htb could not be told apart.
   if ((link.flags & InterfaceFlag.UP) === 0 && (!root || root.kind === 'noop')) return undefined;
@@ -411,6 +457,53 @@ function planHtb(
     restored: `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) was gone (deleted by someone else): made again as attach makes it`,
     failed: (reason) =>
       `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) is gone and could not be made again (${reason}): the link is not rate limited; the watch tries again with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+  };
+}
+
+/**
+ * The classes of vcnet's htb on `link` (there: isVcnetHtbRoot) that someone deleted: made again under
+ * it as attach makes them (htbChanges), at the rate attach gave the link. A class of another tool's
+ * at vcnet's handle, or one whose rate was changed since, is left as it is: only missing ones are made.
+ */
+function planHtbClasses(
+  link: Link,
+  rate: number | undefined,
+  classes: readonly TrafficClass[],
+  ref: LinkRef,
+): TrafficControlRepair | TrafficControlRestore | undefined {
+  const present = new Set(classes.filter((entry) => entry.index === link.index).map((entry) => entry.handle));
+  const missing = [HTB_PARENT_CLASS, HTB_DEFAULT_CLASS].filter((handle) => !present.has(handle));
+  if (missing.length === 0) return undefined;
+  const handles = missing.map((handle) => formatHandle(handle)).join(', ');
+  const object = `htb ${missing.length > 1 ? 'classes' : 'class'} ${handles}`;
+  const effect = `vcnet's htb qdisc ${formatHandle(HTB_ROOT_HANDLE)} on ${link.name} sends what ${missing.length > 1 ? 'they' : 'it'} took through its direct queue, unlimited`;
+  if (rate === undefined) {
+    return {
+      link: link.name,
+      object,
+      outcome: 'failed',
+      message: `vcnet's rate limit on ${link.name} lost its ${object} (deleted by someone else) and the sandbox's record has no rate for ${missing.length > 1 ? 'them' : 'it'}: not made again, and ${effect}; \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again with the sandbox's rate limits`,
+    };
+  }
+  // A class's leaf queue is as long as the link's transmit queue when the class is made: on a link
+  // with none (CNI's veths, set back to 0 after attach's htb) it would drop every frame. Made with the
+  // kernel's length, as attach's were (the htb gave the link one), and the link set back to 0 after.
+  const noQueue = link.txQueueLength === 0;
+  return {
+    link: link.name,
+    object,
+    changes: [
+      ...(noQueue
+        ? [{ op: 'set-link' as const, link: ref, set: { txQueueLength: QUEUE_LENGTH_WITH_FIRST_QDISC } }]
+        : []),
+      ...htbChanges(ref, rate).filter((change) => change.op === 'add-class' && missing.includes(change.handle)),
+    ],
+    tidy: noQueue ? [{ op: 'set-link', link: ref, set: { txQueueLength: 0 } }] : [],
+    // Classes go with their htb: detach's delete of the qdisc takes them.
+    undo: [],
+    restored: `vcnet's rate limit on ${link.name} had lost its ${object} (deleted by someone else; ${effect}): made again as attach makes ${missing.length > 1 ? 'them' : 'it'}, ${rate} bit/s`,
+    failed: (reason) =>
+      `vcnet's rate limit on ${link.name} lost its ${object} and ${missing.length > 1 ? 'they' : 'it'} could not be made again (${reason}): ${effect}; the watch tries again with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 

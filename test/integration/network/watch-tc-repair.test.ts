@@ -1,7 +1,7 @@
 /**
  * A running watch puts back the tc objects vcnet made for an attached tcfilter endpoint that someone
  * else deletes: the pod link's ingress qdisc with its redirect to the tap (`tc qdisc del dev eth0
- * ingress`), the tap's redirect to the pod link, the htb rate limits; as the record has them, so a
+ * ingress`), the tap's redirect to the pod link, the htb rate limits and the classes under them; as the record has them, so a
  * detach afterwards still leaves the pod exactly as found. A filter of another tool at vcnet's
  * priority is left alone, with a notice saying what to do, said once. A watch that starts finds
  * what was deleted while none ran. A detach while watching is not undone by it.
@@ -46,10 +46,41 @@ function htbRate(pod: TestNamespace, dev: string): string | undefined {
   return /class htb 1:2 .*rate (\S+)/.exec(pod.exec('tc', ['class', 'show', 'dev', dev]))?.[1];
 }
 
-/** A pod attached by the CLI (tcfilter, rate limits when `config` is given) and a watch over it. */
-async function watchedPod(sandbox: string, config?: string) {
+/** What went through class 1:2 of `dev`'s htb, and what it dropped (this tc prints classes as text only). */
+function defaultClassStats(pod: TestNamespace, dev: string): { packets: number; dropped: number } {
+  const text = pod.exec('tc', ['-s', 'class', 'show', 'dev', dev, 'classid', '1:2']);
+  const [, packets, dropped] = /Sent \d+ bytes (\d+) pkt \(dropped (\d+)/.exec(text) ?? [];
+  return { packets: Number(packets ?? Number.NaN), dropped: Number(dropped ?? Number.NaN) };
+}
+
+/** Frames the htb sent around its classes (its default class missing): unlimited. */
+function directPackets(pod: TestNamespace, dev: string): number {
+  const [htb] = pod.tcJson<Array<{ options?: { direct_packets_stat?: number } }>>(
+    '-s',
+    'qdisc',
+    'show',
+    'dev',
+    dev,
+    'root',
+  );
+  return htb?.options?.direct_packets_stat ?? Number.NaN;
+}
+
+/** Sends `count` UDP datagrams of 1000 bytes from the pod to `address` (out of eth0's egress, through its htb). */
+function sendFromPod(pod: TestNamespace, address: string, count: number): void {
+  const script = `const s = require('node:dgram').createSocket('udp4'); const b = Buffer.alloc(1000); let n = 0;
+const next = () => (n++ < ${count} ? s.send(b, 9, '${address}', next) : s.close()); next();`;
+  pod.exec(process.execPath, ['-e', script]);
+}
+
+/**
+ * A pod attached by the CLI (tcfilter, rate limits when `config` is given) and a watch over it.
+ * `prepare` changes the pod before it is attached.
+ */
+async function watchedPod(sandbox: string, config?: string, prepare?: (pod: TestNamespace) => void) {
   const stateDir = cleanup.directory('vcnet-watch-tc-');
   const { pod, node } = makePod();
+  prepare?.(pod);
   const before = fingerprint(pod);
   const args = ['attach', '--sandbox', sandbox, '--netns', pod.path, '--state-dir', stateDir];
   if (config) {
@@ -157,6 +188,44 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     await w.stopWatch();
     w.detach();
     // The pod link's txqueuelen (0, a veth's) is back too: the fingerprint compares it.
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it("makes the classes deleted under vcnet's htb again: frames are shaped again, neither unlimited nor dropped", async () => {
+    const w = await watchedPod(
+      'tc6',
+      '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\n',
+      // As CNI's plugins make their veths: no transmit queue.
+      (pod) => pod.exec('ip', ['link', 'set', 'eth0', 'txqueuelen', '0']),
+    );
+    // Without its default class the htb sends everything through its direct queue, at any speed.
+    await w.stopWatch();
+    w.pod.exec('tc', ['class', 'del', 'dev', 'eth0', 'classid', '1:2']);
+    sendFromPod(w.pod, '10.200.0.9', 20);
+    expect(directPackets(w.pod, 'eth0')).toBeGreaterThanOrEqual(20);
+    await w.restart();
+    // And both of the tap's, in one burst (1:1 goes only once 1:2 has).
+    const batch = join(w.stateDir, 'tc-batch');
+    writeFileSync(batch, 'class del dev tap0_kata classid 1:2\nclass del dev tap0_kata classid 1:1\n');
+    w.pod.exec('tc', ['-batch', batch]);
+    await until(
+      () => htbRate(w.pod, 'eth0') === '20Mbit' && htbRate(w.pod, 'tap0_kata') === '10Mbit',
+      'the classes to be back',
+    );
+    await until(() => w.repaired().length >= 2, 'the watch to say what it did');
+    expect(w.repaired()).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ link: 'eth0', object: 'htb class 1:2', outcome: 'restored' }),
+        expect.objectContaining({ link: 'tap0_kata', object: 'htb classes 1:1, 1:2', outcome: 'restored' }),
+      ]),
+    );
+    // eth0 has no transmit queue (a veth's 0): the class made again queues as attach's did, and drops nothing.
+    const direct = directPackets(w.pod, 'eth0');
+    sendFromPod(w.pod, '10.200.0.9', 50);
+    expect(directPackets(w.pod, 'eth0')).toBe(direct);
+    expect(defaultClassStats(w.pod, 'eth0')).toEqual({ packets: 50, dropped: 0 });
+    await w.stopWatch();
+    w.detach();
     expect(fingerprint(w.pod)).toEqual(w.before);
   });
 
