@@ -45,7 +45,7 @@ export async function repairTrafficControl(
   const answers = await sendChanges(handle, repairChanges(plan));
   const { outcomes, undo } = repairOutcomes(plan, answers);
   // Nothing half-built: what the kernel made of a restore it refused part of goes again.
-  // Its outcome says `failed` either way: the watch tries again with the next tc change.
+  // Its outcome says `failed` either way: the watch tries again (tc-repair-retry.ts).
   if (undo.length > 0) await sendChanges(handle, undo).catch(() => []);
   return outcomes;
 }

@@ -323,7 +323,7 @@ function planIngress(
     undo: [],
     restored: `vcnet's ${object} on ${link.name} was gone (deleted by someone else): made again as recorded`,
     failed: (reason) =>
-      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); the watch tries again with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -394,7 +394,7 @@ function planFilter(
     ...(restoring ? { needs: restoring } : {}),
     restored: `vcnet's ${object} on ${link.name} was gone (deleted by someone else${hook.kind === 'ingress' && hook.handle === INGRESS_HANDLE ? ', or its ingress qdisc' : ''}): made again as recorded`,
     failed: (reason) =>
-      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); frames ${link.name} receives do not reach ${target.name}: the watch tries again with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); frames ${link.name} receives do not reach ${target.name}: the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -456,7 +456,7 @@ function planHtb(
     undo: undo ? [undo] : [],
     restored: `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) was gone (deleted by someone else): made again as attach makes it`,
     failed: (reason) =>
-      `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) is gone and could not be made again (${reason}): the link is not rate limited; the watch tries again with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+      `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) is gone and could not be made again (${reason}): the link is not rate limited; the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -503,7 +503,7 @@ function planHtbClasses(
     undo: [],
     restored: `vcnet's rate limit on ${link.name} had lost its ${object} (deleted by someone else; ${effect}): made again as attach makes ${missing.length > 1 ? 'them' : 'it'}, ${rate} bit/s`,
     failed: (reason) =>
-      `vcnet's rate limit on ${link.name} lost its ${object} and ${missing.length > 1 ? 'they' : 'it'} could not be made again (${reason}): ${effect}; the watch tries again with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+      `vcnet's rate limit on ${link.name} lost its ${object} and ${missing.length > 1 ? 'they' : 'it'} could not be made again (${reason}): ${effect}; the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -513,7 +513,7 @@ export type RepairAnswer = { ok: true } | { ok: false; error: Error };
 /**
  * What each object of `plan` came to, from the kernel's answers to repairChanges(plan), in order;
  * and the changes that take away a restore the kernel made only part of (an htb whose class was
- * refused): nothing half-built stays, and the watch tries again with the next tc change.
+ * refused): nothing half-built stays, and the watch tries again (on a timer, and with the next tc change).
  */
 export function repairOutcomes(
   plan: TrafficControlRepairPlan,

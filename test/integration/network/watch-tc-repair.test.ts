@@ -275,6 +275,30 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     expect(fingerprint(w.pod)).toEqual(w.before);
   });
 
+  it('checks again on a timer what it could not put back, a bounded number of times', async () => {
+    // Another tool's ingress qdisc on eth0: attach puts vcnet's filter in it, and the record says
+    // vcnet did not make it. Once it is gone the watch cannot put the filter back (it does not make a
+    // qdisc it does not own): failed, and failed again at each try.
+    const w = await watchedPod('tc7', undefined, (pod) => pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']));
+    w.pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'ingress']);
+    await until(() => w.repaired().some((entry) => entry.outcome === 'failed'), 'the watch to find the filter gone');
+    // No tc change since: only the timer makes the watch look again.
+    await until(
+      () => w.notices.some((notice) => /still could not after 5 more tries/.test(notice.message)),
+      'the watch to give up trying',
+    );
+    // Said once, for the six checks.
+    expect(w.repaired()).toEqual([
+      expect.objectContaining({ link: 'eth0', object: 'filter prio 49152 (redirect to tap0_kata)', outcome: 'failed' }),
+    ]);
+    // The next tc change checks again: their qdisc back, vcnet's filter goes in it again.
+    w.pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+    await until(() => redirects(w.pod, 'eth0', 49152, 'tap0_kata').length > 0, 'the redirect on eth0 to be back');
+    await w.stopWatch();
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
   it('puts back at start what was deleted while no watch ran', async () => {
     const w = await watchedPod('tc4');
     await w.stopWatch();
