@@ -14,7 +14,8 @@
  * protocol, redirect target; an htb with the rate attach gave its link, rateLimitPlacement), so the
  * record stays true and detach undoes it as before. A place another tool's object holds now (a
  * filter of its own at vcnet's priority, a clsact where vcnet's ingress was, a root qdisc of its own
- * where the htb was) is left as it is: the outcome says what holds it and what to do.
+ * where the htb was) is left as it is: the outcome says what holds it and what to do. vcnet's ifb of a
+ * rate limit, deleted, is not made again (lostIfb): the outcome says what it breaks and what to do.
  *
  * Pure: no I/O. tc-repair.ts dumps the namespace, sends the plan's changes through the executor
  * (apply.ts sendChanges) and says the outcomes (repairOutcomes) under the sandbox lock.
@@ -280,6 +281,10 @@ export function planTrafficControlRepair(
     const object = planFilter(link, record, target, snapshot, steps, restoring, refOf);
     if (object) objects.push(object);
   }
+  for (const record of steps) {
+    if (record.step !== 'create-link' || record.kind !== 'ifb' || resolve(record.name, record.index)) continue;
+    objects.push(lostIfb(record.name, plumbing.model, plumbing.model === 'existing' ? pod.name : plumbing.tapName));
+  }
   const rates = rateLimitPlacement(plumbing.model, rateLimit);
   for (const record of steps) {
     if (record.step !== 'add-qdisc' || record.kind !== 'htb') continue;
@@ -395,6 +400,23 @@ function planFilter(
     restored: `vcnet's ${object} on ${link.name} was gone (deleted by someone else${hook.kind === 'ingress' && hook.handle === INGRESS_HANDLE ? ', or its ingress qdisc' : ''}): made again as recorded`,
     failed: (reason) =>
       `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); frames ${link.name} receives do not reach ${target.name}: the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+  };
+}
+
+/**
+ * vcnet's ifb of a rate limit, gone (deleted by someone else) while the device it serves stays: the
+ * device's redirect to it is still there, with no target, and drops every frame it takes. It is not
+ * made again: the record and that redirect name the old ifb (its ifindex), and a new one would be
+ * another link that detach does not know. Said, with what to do.
+ */
+function lostIfb(name: string, model: Plan['model'], device: string): TrafficControlRepair {
+  // rateLimitPlacement: the ifb carries tx (what the VM sends) for a tap, rx (what it receives) otherwise.
+  const frames = model === 'none' ? 'the VM sends' : 'sent to the VM';
+  return {
+    link: name,
+    object: `ifb ${name}`,
+    outcome: 'failed',
+    message: `vcnet's ifb ${name}, which the rate limit of the frames ${frames} through ${device} goes through, is gone (deleted by someone else): ${device}'s redirect to it drops every such frame, and vcnet does not make it again (a new ifb would be a link its record does not name); \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again with its rate limits`,
   };
 }
 

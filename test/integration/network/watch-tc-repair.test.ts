@@ -299,6 +299,54 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     expect(fingerprint(w.pod)).toEqual(w.before);
   });
 
+  it("model none: makes again the tap's htb, its ingress redirect to the ifb and the ifb's htb", async () => {
+    const w = await watchedPod(
+      'tc9',
+      '[runtime]\ninternetworking_model = "none"\n[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\n',
+    );
+    const ifb = w.pod
+      .ipJson<Array<{ ifname: string; linkinfo?: { info_kind?: string } }>>('-d', 'link', 'show')
+      .find((link) => link.linkinfo?.info_kind === 'ifb')?.ifname;
+    expect(ifb).toBeDefined();
+    const tc = () => [
+      htbRate(w.pod, 'tap0_kata'),
+      htbRate(w.pod, String(ifb)),
+      redirects(w.pod, 'tap0_kata', 49151, String(ifb)).length,
+    ];
+    expect(tc()).toEqual(['10Mbit', '20Mbit', 1]);
+    const batch = join(w.stateDir, 'tc-batch');
+    writeFileSync(batch, `qdisc del dev tap0_kata root\nqdisc del dev ${ifb} root\nqdisc del dev tap0_kata ingress\n`);
+    w.pod.exec('tc', ['-batch', batch]);
+    expect(tc()).toEqual([undefined, undefined, 0]);
+    await until(() => tc().join() === ['10Mbit', '20Mbit', 1].join(), 'the rate limits to be back');
+    await until(() => w.repaired().length >= 4, 'the watch to say what it did');
+    expect(w.repaired().every((entry) => entry.outcome === 'restored')).toBe(true);
+    await w.stopWatch();
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it("says so when vcnet's ifb of a rate limit is deleted (model none): its redirect drops what the VM sends", async () => {
+    const w = await watchedPod(
+      'tc8',
+      '[runtime]\ninternetworking_model = "none"\n[hypervisor.qemu]\ntx_rate_limiter_max_rate = 20000000\n',
+    );
+    const ifb = w.pod
+      .ipJson<Array<{ ifname: string; link_type?: string; linkinfo?: { info_kind?: string } }>>('-d', 'link', 'show')
+      .find((link) => link.linkinfo?.info_kind === 'ifb')?.ifname;
+    expect(ifb).toBeDefined();
+    w.pod.exec('ip', ['link', 'del', String(ifb)]);
+    // The tap's redirect to it is left with no target: tc shows it as "*".
+    expect(w.pod.exec('tc', ['filter', 'show', 'dev', 'tap0_kata', 'ingress'])).toContain('Redirect to device *');
+    await until(() => w.repaired().length > 0, 'the watch to say what it found');
+    expect(w.repaired()).toEqual([expect.objectContaining({ link: ifb, object: `ifb ${ifb}`, outcome: 'failed' })]);
+    expect(w.repaired()[0]?.message).toContain('vcnet del-iface');
+    await w.stopWatch();
+    // Detach takes away the rest (the ifb already gone), and leaves the pod as found.
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
   it('puts back at start what was deleted while no watch ran', async () => {
     const w = await watchedPod('tc4');
     await w.stopWatch();

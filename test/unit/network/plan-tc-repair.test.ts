@@ -341,6 +341,35 @@ describe('planTrafficControlRepair: classes deleted under an htb that is there',
   });
 });
 
+describe('planTrafficControlRepair: an ifb of a rate limit deleted', () => {
+  for (const [model, frames] of [
+    ['none', 'the VM sends'],
+    ['macvtap', 'sent to the VM'],
+  ] as const) {
+    it(`${model}: not made again, failed, with what it breaks and what to do; nothing sent`, () => {
+      const { endpoint, links, tapIndex } = attached(model, RATES);
+      const device = model === 'none' ? 'tap0_kata' : links.find((l) => l.index === tapIndex)!.name;
+      const gone = links.filter((l) => l.name !== ifbName(device));
+      const snapshot: RepairSnapshot = {
+        links: gone,
+        qdiscs: [ingress(tapIndex), root(tapIndex, 'htb', parseHandle('1:'))],
+        filters: [redirect(tapIndex, 0, FILTER_PRIORITY - 1)],
+        classes: htbClasses(tapIndex, 10_000_000),
+      };
+      const repair = planTrafficControlRepair(endpoint, snapshot, RATES);
+      expect(repairChanges(repair)).toEqual([]);
+      expect(repair.objects).toEqual([
+        {
+          link: ifbName(device),
+          object: `ifb ${ifbName(device)}`,
+          outcome: 'failed',
+          message: expect.stringContaining(`the frames ${frames} through ${device}`),
+        },
+      ]);
+    });
+  }
+});
+
 describe('repairOutcomes: the answers, back to each object', () => {
   const refused = (message: string) => ({ ok: false as const, error: new Error(message) });
   const ok = { ok: true as const };
