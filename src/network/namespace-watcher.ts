@@ -57,7 +57,8 @@ function isVcnetLink(info: NetworkInfo): boolean {
   return VCNET_LINK_NAME.test(info.link.name) || info.link.group === VCNET_LINK_GROUP;
 }
 
-const DEFAULT_DEBOUNCE_MS = 200;
+/** How long a watcher waits for a burst of events to end before it reads (options.debounceMs). */
+export const DEFAULT_DEBOUNCE_MS = 200;
 /** A snapshot or onChange that failed is tried again after a growing wait, up to this. */
 const MAX_RETRY_DELAY_MS = 30_000;
 

@@ -12,7 +12,7 @@ import { LinkNotFoundError } from '../netlink/errors.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { generateGuestNetwork } from '../network/guest.js';
-import { type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
+import { DEFAULT_DEBOUNCE_MS, type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
 import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
@@ -31,6 +31,7 @@ import {
   sandboxRecordKeeper,
   withSandbox,
 } from './sandbox-interfaces.js';
+import { TRAFFIC_CONTROL_RETRIES, TrafficControlRetry } from './tc-repair-retry.js';
 import { mergeChange, watchStartView } from './watch-start.js';
 
 export interface WatchSummary {
@@ -131,6 +132,11 @@ export interface WatchMemory {
   refused?: Map<string, { index: number; kind: string | undefined; failure: WatchFailure }>;
   /** The failures of the last change set (names, codes, messages): the same again is not reported again. */
   reportedFailures?: string;
+  /**
+   * Whether the last tc check left something it could not make again, or could not be made: the
+   * watch checks again on a timer (TrafficControlRetry).
+   */
+  trafficControlFailed?: boolean;
 }
 
 /** The memory of a watch starting over `interfaces` (the namespace) and `attached` (the record's pod links). */
@@ -160,21 +166,24 @@ async function checkTrafficControl(
   memory: WatchMemory | undefined,
 ): Promise<void> {
   const found = new Map<string, string>();
+  let failed = false;
   for (const endpoint of network.endpoints()) {
     let outcomes: Awaited<ReturnType<Network['repairTrafficControl']>>;
     try {
       outcomes = await network.repairTrafficControl(endpoint);
     } catch (error) {
-      // A dump that failed (the link went meanwhile): the next change checks again.
+      // A dump that failed (the link went meanwhile): checked again shortly, and with the next change.
+      failed = true;
       publish(channels.notice, () => ({
         operation: 'watch',
         endpoint: endpoint.properties.link.name,
-        message: `could not check vcnet's tc objects of ${endpoint.name} in sandbox ${id}; checked again with the next tc change`,
+        message: `could not check vcnet's tc objects of ${endpoint.name} in sandbox ${id}; checked again shortly and with the next tc change`,
         error,
       }));
       continue;
     }
     for (const outcome of outcomes) {
+      if (outcome.outcome === 'failed') failed = true;
       const key = `${endpoint.name} ${outcome.link} ${outcome.object}`;
       if (outcome.outcome !== 'restored') {
         found.set(key, outcome.message);
@@ -189,7 +198,10 @@ async function checkTrafficControl(
       }));
     }
   }
-  if (memory) memory.trafficControlReported = found;
+  if (memory) {
+    memory.trafficControlReported = found;
+    memory.trafficControlFailed = failed;
+  }
 }
 
 /**
@@ -609,9 +621,22 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   let detachPoll: NodeJS.Timeout | undefined;
   let notApplied: string[] = [];
   const refused = new Set<string>();
+  // What the tc check could not put back is checked again on a timer too, not only with the next tc change.
+  const trafficControlRetry = new TrafficControlRetry(
+    Math.max(100, options.debounceMs ?? DEFAULT_DEBOUNCE_MS),
+    () => watcher.resync({ trafficControl: true }),
+    () =>
+      publish(channels.notice, () => ({
+        operation: 'watch',
+        endpoint: '',
+        message: `sandbox ${id}: vcnet's tc objects above that could not be made again still could not after ${TRAFFIC_CONTROL_RETRIES} more tries; the watch checks again with the next tc change in the namespace, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+        details: { sandbox: id },
+      })),
+  );
   const onAbort = () => void stop();
   const stop = (reason?: SandboxNotFoundError, applyPending = false): Promise<string[]> => {
     clearInterval(detachPoll);
+    trafficControlRetry.stop();
     signal?.removeEventListener('abort', onAbort);
     stopping ??= (async () => {
       try {
@@ -663,6 +688,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
           // The watcher reports it and brings the change again.
           throw error;
         }
+        if (withRetries.trafficControl) trafficControlRetry.checked(memory?.trafficControlFailed === true);
         pending.clear();
         for (const failure of summary.failed) {
           const info = withRetries.addedInterfaces.find((entry) => entry.link.name === failure.name);

@@ -14,7 +14,7 @@ import type { Link } from '../../netlink/codec/link.js';
 import type { PlumbingStep } from './types.js';
 
 /** The transmit queue length the kernel gives a link without one when it gets a qdisc (DEFAULT_TX_QUEUE_LEN). */
-const QUEUE_LENGTH_WITH_FIRST_QDISC = 1000;
+export const QUEUE_LENGTH_WITH_FIRST_QDISC = 1000;
 
 /**
  * The change-link record an older build's attach left out: undefined unless `link` (the pod link

@@ -3,7 +3,9 @@
  * endpoint have gone while the endpoint stays: someone ran `tc qdisc del dev eth0 ingress`, another
  * tool flushed the link's ingress, a CNI plugin made the link's qdiscs again, an htb was deleted.
  * Without its redirect filters a tcfilter VM gets no frame from its pod link (or the pod link none
- * from the VM), and without its htb the rate limit is gone.
+ * from the VM), and without its htb the rate limit is gone. Without a class of an htb that is there
+ * (`tc class del dev eth0 classid 1:2`) the htb sends every frame through its direct queue, unlimited:
+ * the class is made again under it.
  *
  * The record is the reference, read step by step: each ingress qdisc, u32 redirect filter and htb
  * rate limit it says vcnet added, on a link that is still there, is looked for in a dump of the
@@ -12,7 +14,8 @@
  * protocol, redirect target; an htb with the rate attach gave its link, rateLimitPlacement), so the
  * record stays true and detach undoes it as before. A place another tool's object holds now (a
  * filter of its own at vcnet's priority, a clsact where vcnet's ingress was, a root qdisc of its own
- * where the htb was) is left as it is: the outcome says what holds it and what to do.
+ * where the htb was) is left as it is: the outcome says what holds it and what to do. vcnet's ifb of a
+ * rate limit, deleted, is not made again (lostIfb): the outcome says what it breaks and what to do.
  *
  * Pure: no I/O. tc-repair.ts dumps the namespace, sends the plan's changes through the executor
  * (apply.ts sendChanges) and says the outcomes (repairOutcomes) under the sandbox lock.
@@ -21,11 +24,15 @@ import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { formatHandle, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import type { TrafficClass } from '../../netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import { describeFilters, isVcnetRedirect } from '../foreign-filters.js';
 import { undoOf } from './inverse.js';
+import { QUEUE_LENGTH_WITH_FIRST_QDISC } from './older-records.js';
 import {
   DEFAULT_ROOT_QDISCS,
+  HTB_DEFAULT_CLASS,
+  HTB_PARENT_CLASS,
   HTB_ROOT_HANDLE,
   htbChanges,
   ifbName,
@@ -40,7 +47,10 @@ import type { Change, LinkRef, Plan, PlumbingStep, RateLimit } from './types.js'
 export interface TrafficControlRepair {
   /** The link the object is on: the pod link, or vcnet's tap, macvtap or ifb. */
   link: string;
-  /** The object, as tc names it: `ingress qdisc ffff:`, `filter prio 49152 (redirect to tap0_kata)`, `htb qdisc 1:`. */
+  /**
+   * The object, as tc names it: `ingress qdisc ffff:`, `filter prio 49152 (redirect to tap0_kata)`,
+   * `htb qdisc 1:`, `htb class 1:2` (or `htb classes 1:1, 1:2`).
+   */
   object: string;
   /**
    * `restored`: it was gone and is made again as recorded. `taken`: another tool's object holds its
@@ -61,11 +71,15 @@ export interface RepairableEndpoint {
     | undefined;
 }
 
-/** What the plan reads: the namespace's links and qdiscs, and the filters of the lists repairFilterLists names. */
+/**
+ * What the plan reads: the namespace's links and qdiscs, the filters of the lists repairFilterLists
+ * names and the classes of the links repairClassLinks names.
+ */
 export interface RepairSnapshot {
   links: readonly Link[];
   qdiscs: readonly Qdisc[];
   filters: readonly Filter[];
+  classes: readonly TrafficClass[];
 }
 
 /** One object to make again: the changes that make it, and what is said once the kernel answers them. */
@@ -129,7 +143,10 @@ export function hasTrafficControl(endpoint: RepairableEndpoint): boolean {
   return plumbing.steps.some((step) => step.step === 'add-qdisc' || step.step === 'add-filter');
 }
 
-function readRecord(endpoint: RepairableEndpoint, snapshot: Omit<RepairSnapshot, 'filters'>): ReadRecord | undefined {
+function readRecord(
+  endpoint: RepairableEndpoint,
+  snapshot: Pick<RepairSnapshot, 'links' | 'qdiscs'>,
+): ReadRecord | undefined {
   const plumbing = endpoint.plumbing;
   if (!plumbing || plumbing.model === 'pending' || !hasTrafficControl(endpoint)) return undefined;
   const model = plumbing.model;
@@ -179,7 +196,7 @@ function ingressHook(qdiscs: readonly Qdisc[], link: Link): Qdisc | undefined {
  */
 export function repairFilterLists(
   endpoint: RepairableEndpoint,
-  snapshot: Omit<RepairSnapshot, 'filters'>,
+  snapshot: Pick<RepairSnapshot, 'links' | 'qdiscs'>,
 ): Array<{ index: number; parent: number }> {
   const read = readRecord(endpoint, snapshot);
   if (!read) return [];
@@ -192,6 +209,34 @@ export function repairFilterLists(
     lists.set(`${link.index}/${record.parent}`, { index: link.index, parent: record.parent });
   }
   return [...lists.values()];
+}
+
+/**
+ * The links whose classes the plan reads, from a dump of links and qdiscs: those a recorded htb is
+ * on whose root is vcnet's htb still (one that is gone is made again whole, classes and all).
+ */
+export function repairClassLinks(
+  endpoint: RepairableEndpoint,
+  snapshot: Pick<RepairSnapshot, 'links' | 'qdiscs'>,
+): number[] {
+  const read = readRecord(endpoint, snapshot);
+  if (!read) return [];
+  const indexes = new Set<number>();
+  for (const record of read.plumbing.steps) {
+    if (record.step !== 'add-qdisc' || record.kind !== 'htb' || record.handle !== HTB_ROOT_HANDLE) continue;
+    const link = read.resolve(record.link, record.index);
+    if (link && isVcnetHtbRoot(snapshot.qdiscs, link)) indexes.add(link.index);
+  }
+  return [...indexes];
+}
+
+function rootQdisc(qdiscs: readonly Qdisc[], link: Link): Qdisc | undefined {
+  return qdiscs.find((qdisc) => qdisc.index === link.index && qdisc.parent === TC_H_ROOT);
+}
+
+function isVcnetHtbRoot(qdiscs: readonly Qdisc[], link: Link): boolean {
+  const root = rootQdisc(qdiscs, link);
+  return root?.kind === 'htb' && root.handle === HTB_ROOT_HANDLE;
 }
 
 /**
@@ -238,13 +283,19 @@ export function planTrafficControlRepair(
     const object = planFilter(link, record, target, snapshot, steps, restoring, refOf);
     if (object) objects.push(object);
   }
+  for (const record of steps) {
+    if (record.step !== 'create-link' || record.kind !== 'ifb' || resolve(record.name, record.index)) continue;
+    objects.push(lostIfb(record.name, plumbing.model, plumbing.model === 'existing' ? pod.name : plumbing.tapName));
+  }
   const rates = rateLimitPlacement(plumbing.model, rateLimit);
   for (const record of steps) {
     if (record.step !== 'add-qdisc' || record.kind !== 'htb') continue;
     const link = resolve(record.link, record.index);
     if (!link) continue;
     const rate = htbRate(plumbing, link, pod, rates);
-    const object = planHtb(link, record, rate, snapshot.qdiscs, link.index === pod.index, refOf(link));
+    const object = isVcnetHtbRoot(snapshot.qdiscs, link)
+      ? planHtbClasses(link, rate, snapshot.classes, refOf(link))
+      : planHtb(link, record, rate, snapshot.qdiscs, link.index === pod.index, refOf(link));
     if (object) objects.push(object);
   }
   return { objects };
@@ -279,7 +330,7 @@ function planIngress(
     undo: [],
     restored: `vcnet's ${object} on ${link.name} was gone (deleted by someone else): made again as recorded`,
     failed: (reason) =>
-      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); the watch tries again with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -350,7 +401,24 @@ function planFilter(
     ...(restoring ? { needs: restoring } : {}),
     restored: `vcnet's ${object} on ${link.name} was gone (deleted by someone else${hook.kind === 'ingress' && hook.handle === INGRESS_HANDLE ? ', or its ingress qdisc' : ''}): made again as recorded`,
     failed: (reason) =>
-      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); frames ${link.name} receives do not reach ${target.name}: the watch tries again with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); frames ${link.name} receives do not reach ${target.name}: the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+  };
+}
+
+/**
+ * vcnet's ifb of a rate limit, gone (deleted by someone else) while the device it serves stays: the
+ * device's redirect to it is still there, with no target, and drops every frame it takes. It is not
+ * made again: the record and that redirect name the old ifb (its ifindex), and a new one would be
+ * another link that detach does not know. Said, with what to do.
+ */
+function lostIfb(name: string, model: Plan['model'], device: string): TrafficControlRepair {
+  // rateLimitPlacement: the ifb carries tx (what the VM sends) for a tap, rx (what it receives) otherwise.
+  const frames = model === 'none' ? 'the VM sends' : 'sent to the VM';
+  return {
+    link: name,
+    object: `ifb ${name}`,
+    outcome: 'failed',
+    message: `vcnet's ifb ${name}, which the rate limit of the frames ${frames} through ${device} goes through, is gone (deleted by someone else): ${device}'s redirect to it drops every such frame, and vcnet does not make it again (a new ifb would be a link its record does not name); \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again with its rate limits`,
   };
 }
 
@@ -381,7 +449,7 @@ function planHtb(
   const object = `htb qdisc ${formatHandle(record.handle)}`;
   // vcnet's htb is always 1: (plan-attach.ts htbChanges); another handle is no record of its.
   if (record.handle !== HTB_ROOT_HANDLE) return undefined;
-  const root = qdiscs.find((qdisc) => qdisc.index === link.index && qdisc.parent === TC_H_ROOT);
+  const root = rootQdisc(qdiscs, link);
   if (root?.kind === 'htb' && root.handle === record.handle) return undefined;
   // A link that is down has the noop qdisc until it comes up: nothing to shape, and htb could not be told apart.
   if ((link.flags & InterfaceFlag.UP) === 0 && (!root || root.kind === 'noop')) return undefined;
@@ -412,7 +480,54 @@ function planHtb(
     undo: undo ? [undo] : [],
     restored: `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) was gone (deleted by someone else): made again as attach makes it`,
     failed: (reason) =>
-      `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) is gone and could not be made again (${reason}): the link is not rate limited; the watch tries again with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+      `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) is gone and could not be made again (${reason}): the link is not rate limited; the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+  };
+}
+
+/**
+ * The classes of vcnet's htb on `link` (there: isVcnetHtbRoot) that someone deleted: made again under
+ * it as attach makes them (htbChanges), at the rate attach gave the link. A class of another tool's
+ * at vcnet's handle, or one whose rate was changed since, is left as it is: only missing ones are made.
+ */
+function planHtbClasses(
+  link: Link,
+  rate: number | undefined,
+  classes: readonly TrafficClass[],
+  ref: LinkRef,
+): TrafficControlRepair | TrafficControlRestore | undefined {
+  const present = new Set(classes.filter((entry) => entry.index === link.index).map((entry) => entry.handle));
+  const missing = [HTB_PARENT_CLASS, HTB_DEFAULT_CLASS].filter((handle) => !present.has(handle));
+  if (missing.length === 0) return undefined;
+  const handles = missing.map((handle) => formatHandle(handle)).join(', ');
+  const object = `htb ${missing.length > 1 ? 'classes' : 'class'} ${handles}`;
+  const effect = `vcnet's htb qdisc ${formatHandle(HTB_ROOT_HANDLE)} on ${link.name} sends what ${missing.length > 1 ? 'they' : 'it'} took through its direct queue, unlimited`;
+  if (rate === undefined) {
+    return {
+      link: link.name,
+      object,
+      outcome: 'failed',
+      message: `vcnet's rate limit on ${link.name} lost its ${object} (deleted by someone else) and the sandbox's record has no rate for ${missing.length > 1 ? 'them' : 'it'}: not made again, and ${effect}; \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again with the sandbox's rate limits`,
+    };
+  }
+  // A class's leaf queue is as long as the link's transmit queue when the class is made: on a link
+  // with none (CNI's veths, set back to 0 after attach's htb) it would drop every frame. Made with the
+  // kernel's length, as attach's were (the htb gave the link one), and the link set back to 0 after.
+  const noQueue = link.txQueueLength === 0;
+  return {
+    link: link.name,
+    object,
+    changes: [
+      ...(noQueue
+        ? [{ op: 'set-link' as const, link: ref, set: { txQueueLength: QUEUE_LENGTH_WITH_FIRST_QDISC } }]
+        : []),
+      ...htbChanges(ref, rate).filter((change) => change.op === 'add-class' && missing.includes(change.handle)),
+    ],
+    tidy: noQueue ? [{ op: 'set-link', link: ref, set: { txQueueLength: 0 } }] : [],
+    // Classes go with their htb: detach's delete of the qdisc takes them.
+    undo: [],
+    restored: `vcnet's rate limit on ${link.name} had lost its ${object} (deleted by someone else; ${effect}): made again as attach makes ${missing.length > 1 ? 'them' : 'it'}, ${rate} bit/s`,
+    failed: (reason) =>
+      `vcnet's rate limit on ${link.name} lost its ${object} and ${missing.length > 1 ? 'they' : 'it'} could not be made again (${reason}): ${effect}; the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -422,7 +537,7 @@ export type RepairAnswer = { ok: true } | { ok: false; error: Error };
 /**
  * What each object of `plan` came to, from the kernel's answers to repairChanges(plan), in order;
  * and the changes that take away a restore the kernel made only part of (an htb whose class was
- * refused): nothing half-built stays, and the watch tries again with the next tc change.
+ * refused): nothing half-built stays, and the watch tries again (on a timer, and with the next tc change).
  */
 export function repairOutcomes(
   plan: TrafficControlRepairPlan,

@@ -1,7 +1,7 @@
 /**
  * A running watch puts back the tc objects vcnet made for an attached tcfilter endpoint that someone
  * else deletes: the pod link's ingress qdisc with its redirect to the tap (`tc qdisc del dev eth0
- * ingress`), the tap's redirect to the pod link, the htb rate limits; as the record has them, so a
+ * ingress`), the tap's redirect to the pod link, the htb rate limits and the classes under them; as the record has them, so a
  * detach afterwards still leaves the pod exactly as found. A filter of another tool at vcnet's
  * priority is left alone, with a notice saying what to do, said once. A watch that starts finds
  * what was deleted while none ran. A detach while watching is not undone by it.
@@ -46,10 +46,41 @@ function htbRate(pod: TestNamespace, dev: string): string | undefined {
   return /class htb 1:2 .*rate (\S+)/.exec(pod.exec('tc', ['class', 'show', 'dev', dev]))?.[1];
 }
 
-/** A pod attached by the CLI (tcfilter, rate limits when `config` is given) and a watch over it. */
-async function watchedPod(sandbox: string, config?: string) {
+/** What went through class 1:2 of `dev`'s htb, and what it dropped (this tc prints classes as text only). */
+function defaultClassStats(pod: TestNamespace, dev: string): { packets: number; dropped: number } {
+  const text = pod.exec('tc', ['-s', 'class', 'show', 'dev', dev, 'classid', '1:2']);
+  const [, packets, dropped] = /Sent \d+ bytes (\d+) pkt \(dropped (\d+)/.exec(text) ?? [];
+  return { packets: Number(packets ?? Number.NaN), dropped: Number(dropped ?? Number.NaN) };
+}
+
+/** Frames the htb sent around its classes (its default class missing): unlimited. */
+function directPackets(pod: TestNamespace, dev: string): number {
+  const [htb] = pod.tcJson<Array<{ options?: { direct_packets_stat?: number } }>>(
+    '-s',
+    'qdisc',
+    'show',
+    'dev',
+    dev,
+    'root',
+  );
+  return htb?.options?.direct_packets_stat ?? Number.NaN;
+}
+
+/** Sends `count` UDP datagrams of 1000 bytes from the pod to `address` (out of eth0's egress, through its htb). */
+function sendFromPod(pod: TestNamespace, address: string, count: number): void {
+  const script = `const s = require('node:dgram').createSocket('udp4'); const b = Buffer.alloc(1000); let n = 0;
+const next = () => (n++ < ${count} ? s.send(b, 9, '${address}', next) : s.close()); next();`;
+  pod.exec(process.execPath, ['-e', script]);
+}
+
+/**
+ * A pod attached by the CLI (tcfilter, rate limits when `config` is given) and a watch over it.
+ * `prepare` changes the pod before it is attached.
+ */
+async function watchedPod(sandbox: string, config?: string, prepare?: (pod: TestNamespace) => void) {
   const stateDir = cleanup.directory('vcnet-watch-tc-');
   const { pod, node } = makePod();
+  prepare?.(pod);
   const before = fingerprint(pod);
   const args = ['attach', '--sandbox', sandbox, '--netns', pod.path, '--state-dir', stateDir];
   if (config) {
@@ -160,6 +191,44 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     expect(fingerprint(w.pod)).toEqual(w.before);
   });
 
+  it("makes the classes deleted under vcnet's htb again: frames are shaped again, neither unlimited nor dropped", async () => {
+    const w = await watchedPod(
+      'tc6',
+      '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\n',
+      // As CNI's plugins make their veths: no transmit queue.
+      (pod) => pod.exec('ip', ['link', 'set', 'eth0', 'txqueuelen', '0']),
+    );
+    // Without its default class the htb sends everything through its direct queue, at any speed.
+    await w.stopWatch();
+    w.pod.exec('tc', ['class', 'del', 'dev', 'eth0', 'classid', '1:2']);
+    sendFromPod(w.pod, '10.200.0.9', 20);
+    expect(directPackets(w.pod, 'eth0')).toBeGreaterThanOrEqual(20);
+    await w.restart();
+    // And both of the tap's, in one burst (1:1 goes only once 1:2 has).
+    const batch = join(w.stateDir, 'tc-batch');
+    writeFileSync(batch, 'class del dev tap0_kata classid 1:2\nclass del dev tap0_kata classid 1:1\n');
+    w.pod.exec('tc', ['-batch', batch]);
+    await until(
+      () => htbRate(w.pod, 'eth0') === '20Mbit' && htbRate(w.pod, 'tap0_kata') === '10Mbit',
+      'the classes to be back',
+    );
+    await until(() => w.repaired().length >= 2, 'the watch to say what it did');
+    expect(w.repaired()).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ link: 'eth0', object: 'htb class 1:2', outcome: 'restored' }),
+        expect.objectContaining({ link: 'tap0_kata', object: 'htb classes 1:1, 1:2', outcome: 'restored' }),
+      ]),
+    );
+    // eth0 has no transmit queue (a veth's 0): the class made again queues as attach's did, and drops nothing.
+    const direct = directPackets(w.pod, 'eth0');
+    sendFromPod(w.pod, '10.200.0.9', 50);
+    expect(directPackets(w.pod, 'eth0')).toBe(direct);
+    expect(defaultClassStats(w.pod, 'eth0')).toEqual({ packets: 50, dropped: 0 });
+    await w.stopWatch();
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
   it("leaves another tool's filter at vcnet's priority alone and says what to do, once", async () => {
     const w = await watchedPod('tc3');
     w.pod.exec('tc', ['filter', 'del', 'dev', 'eth0', 'ingress', 'prio', '49152']);
@@ -202,6 +271,78 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     w.pod.exec('tc', ['filter', 'del', 'dev', 'eth0', 'ingress', 'prio', '49152']);
     await until(() => redirects(w.pod, 'eth0', 49152, 'tap0_kata').length > 0, 'the redirect on eth0 to be back');
     await w.stopWatch();
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it('checks again on a timer what it could not put back, a bounded number of times', async () => {
+    // Another tool's ingress qdisc on eth0: attach puts vcnet's filter in it, and the record says
+    // vcnet did not make it. Once it is gone the watch cannot put the filter back (it does not make a
+    // qdisc it does not own): failed, and failed again at each try.
+    const w = await watchedPod('tc7', undefined, (pod) => pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']));
+    w.pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'ingress']);
+    await until(() => w.repaired().some((entry) => entry.outcome === 'failed'), 'the watch to find the filter gone');
+    // No tc change since: only the timer makes the watch look again.
+    await until(
+      () => w.notices.some((notice) => /still could not after 5 more tries/.test(notice.message)),
+      'the watch to give up trying',
+    );
+    // Said once, for the six checks.
+    expect(w.repaired()).toEqual([
+      expect.objectContaining({ link: 'eth0', object: 'filter prio 49152 (redirect to tap0_kata)', outcome: 'failed' }),
+    ]);
+    // The next tc change checks again: their qdisc back, vcnet's filter goes in it again.
+    w.pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+    await until(() => redirects(w.pod, 'eth0', 49152, 'tap0_kata').length > 0, 'the redirect on eth0 to be back');
+    await w.stopWatch();
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it("model none: makes again the tap's htb, its ingress redirect to the ifb and the ifb's htb", async () => {
+    const w = await watchedPod(
+      'tc9',
+      '[runtime]\ninternetworking_model = "none"\n[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\n',
+    );
+    const ifb = w.pod
+      .ipJson<Array<{ ifname: string; linkinfo?: { info_kind?: string } }>>('-d', 'link', 'show')
+      .find((link) => link.linkinfo?.info_kind === 'ifb')?.ifname;
+    expect(ifb).toBeDefined();
+    const tc = () => [
+      htbRate(w.pod, 'tap0_kata'),
+      htbRate(w.pod, String(ifb)),
+      redirects(w.pod, 'tap0_kata', 49151, String(ifb)).length,
+    ];
+    expect(tc()).toEqual(['10Mbit', '20Mbit', 1]);
+    const batch = join(w.stateDir, 'tc-batch');
+    writeFileSync(batch, `qdisc del dev tap0_kata root\nqdisc del dev ${ifb} root\nqdisc del dev tap0_kata ingress\n`);
+    w.pod.exec('tc', ['-batch', batch]);
+    expect(tc()).toEqual([undefined, undefined, 0]);
+    await until(() => tc().join() === ['10Mbit', '20Mbit', 1].join(), 'the rate limits to be back');
+    await until(() => w.repaired().length >= 4, 'the watch to say what it did');
+    expect(w.repaired().every((entry) => entry.outcome === 'restored')).toBe(true);
+    await w.stopWatch();
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it("says so when vcnet's ifb of a rate limit is deleted (model none): its redirect drops what the VM sends", async () => {
+    const w = await watchedPod(
+      'tc8',
+      '[runtime]\ninternetworking_model = "none"\n[hypervisor.qemu]\ntx_rate_limiter_max_rate = 20000000\n',
+    );
+    const ifb = w.pod
+      .ipJson<Array<{ ifname: string; link_type?: string; linkinfo?: { info_kind?: string } }>>('-d', 'link', 'show')
+      .find((link) => link.linkinfo?.info_kind === 'ifb')?.ifname;
+    expect(ifb).toBeDefined();
+    w.pod.exec('ip', ['link', 'del', String(ifb)]);
+    // The tap's redirect to it is left with no target: tc shows it as "*".
+    expect(w.pod.exec('tc', ['filter', 'show', 'dev', 'tap0_kata', 'ingress'])).toContain('Redirect to device *');
+    await until(() => w.repaired().length > 0, 'the watch to say what it found');
+    expect(w.repaired()).toEqual([expect.objectContaining({ link: ifb, object: `ifb ${ifb}`, outcome: 'failed' })]);
+    expect(w.repaired()[0]?.message).toContain('vcnet del-iface');
+    await w.stopWatch();
+    // Detach takes away the rest (the ifb already gone), and leaves the pod as found.
     w.detach();
     expect(fingerprint(w.pod)).toEqual(w.before);
   });

@@ -11,6 +11,7 @@ import type { Link } from '../../../src/netlink/codec/link.js';
 import { MATCH_ALL_U32_KEYS } from '../../../src/netlink/codec/tc/filter/u32.js';
 import { ETH_P_ALL, type Filter } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../../src/netlink/codec/tc/message.js';
+import type { TrafficClass } from '../../../src/netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { commandOf } from '../../../src/network/plan/commands.js';
@@ -22,6 +23,7 @@ import {
   type RepairableEndpoint,
   type RepairSnapshot,
   repairChanges,
+  repairClassLinks,
   repairFilterLists,
   repairOutcomes,
 } from '../../../src/network/plan/plan-tc-repair.js';
@@ -79,6 +81,15 @@ function root(index: number, kind: string, handle: number): Qdisc {
   return { index, handle, parent: TC_H_ROOT, kind, options: { kind } } as Qdisc;
 }
 
+/** vcnet's two htb classes on `index`, as dumped: 1:1 under the root, 1:2 under 1:1. */
+function htbClasses(index: number, rateBitsPerSecond: number): TrafficClass[] {
+  const common = { index, kind: 'htb', rateBitsPerSecond, ceilBitsPerSecond: rateBitsPerSecond };
+  return [
+    { ...common, handle: parseHandle('1:1'), parent: TC_H_ROOT },
+    { ...common, handle: parseHandle('1:2'), parent: parseHandle('1:1') },
+  ];
+}
+
 function redirect(index: number, targetIndex: number, priority = FILTER_PRIORITY): Filter {
   return {
     index,
@@ -99,7 +110,7 @@ describe('planTrafficControlRepair: a namespace whose tc objects were all delete
   for (const model of ['tcfilter', 'none', 'macvtap', 'existing'] as const) {
     it(`${model}: makes again exactly the tc objects attach made, each htb at the rate attach gave its link`, () => {
       const { plan, endpoint, links } = attached(model, RATES);
-      const repair = planTrafficControlRepair(endpoint, { links, qdiscs: [], filters: [] }, RATES);
+      const repair = planTrafficControlRepair(endpoint, { links, qdiscs: [], filters: [], classes: [] }, RATES);
       const changes = repairChanges(repair).filter((change) => tcOps.has(change.op));
       expect(commands(changes).sort()).toEqual(attachTc(plan).sort());
       // Every link named by its index (they are all there), the redirect target too.
@@ -114,7 +125,7 @@ describe('planTrafficControlRepair: a namespace whose tc objects were all delete
 
   it("tcfilter: the pod link's transmit queue of 0 is put back after its htb, as attach does", () => {
     const { endpoint, links } = attached('tcfilter', RATES);
-    const repair = planTrafficControlRepair(endpoint, { links, qdiscs: [], filters: [] }, RATES);
+    const repair = planTrafficControlRepair(endpoint, { links, qdiscs: [], filters: [], classes: [] }, RATES);
     const changes = repairChanges(repair);
     expect(changes.at(-1)).toEqual({
       op: 'set-link',
@@ -134,7 +145,9 @@ describe('planTrafficControlRepair: a namespace whose tc objects were all delete
 
   it('none: tx on the ifb, rx on the tap (rateLimitPlacement)', () => {
     const { endpoint, links } = attached('none', RATES);
-    const classes = repairChanges(planTrafficControlRepair(endpoint, { links, qdiscs: [], filters: [] }, RATES))
+    const classes = repairChanges(
+      planTrafficControlRepair(endpoint, { links, qdiscs: [], filters: [], classes: [] }, RATES),
+    )
       .filter((change) => change.op === 'add-class')
       .map((change) => [change.link.name, change.op === 'add-class' ? change.rateBitsPerSecond : 0]);
     expect(classes).toEqual([
@@ -147,7 +160,11 @@ describe('planTrafficControlRepair: a namespace whose tc objects were all delete
 
   it('an htb the sandbox has no rate for any more is not made: failed, and why', () => {
     const { endpoint, links } = attached('tcfilter', RATES);
-    const repair = planTrafficControlRepair(endpoint, { links, qdiscs: [], filters: [] }, { rxBitsPerSecond: 1 });
+    const repair = planTrafficControlRepair(
+      endpoint,
+      { links, qdiscs: [], filters: [], classes: [] },
+      { rxBitsPerSecond: 1 },
+    );
     expect(repair.objects.find((object) => !isRestore(object))).toMatchObject({
       link: 'eth0',
       object: 'htb qdisc 1:',
@@ -166,6 +183,7 @@ describe('planTrafficControlRepair: what is there, and what another tool holds',
       links: a.links,
       qdiscs: [ingress(pod), ingress(tap), root(pod, 'htb', parseHandle('1:')), root(tap, 'htb', parseHandle('1:'))],
       filters: [redirect(pod, tap), redirect(tap, pod)],
+      classes: [...htbClasses(pod, RATES.txBitsPerSecond!), ...htbClasses(tap, RATES.rxBitsPerSecond!)],
     };
     return { ...a, pod, tap, snapshot };
   }
@@ -248,6 +266,110 @@ describe('planTrafficControlRepair: what is there, and what another tool holds',
   });
 });
 
+describe('planTrafficControlRepair: classes deleted under an htb that is there', () => {
+  function intactWithout(remove: (entry: TrafficClass) => boolean) {
+    const a = attached('tcfilter', RATES);
+    const pod = 2;
+    const tap = a.tapIndex;
+    const snapshot: RepairSnapshot = {
+      links: a.links,
+      qdiscs: [ingress(pod), ingress(tap), root(pod, 'htb', parseHandle('1:')), root(tap, 'htb', parseHandle('1:'))],
+      filters: [redirect(pod, tap), redirect(tap, pod)],
+      classes: [...htbClasses(pod, RATES.txBitsPerSecond!), ...htbClasses(tap, RATES.rxBitsPerSecond!)].filter(
+        (entry) => !remove(entry),
+      ),
+    };
+    return { ...a, pod, tap, snapshot };
+  }
+
+  it("reads the classes of each link whose root is still vcnet's htb, none where it is gone", () => {
+    const { endpoint, snapshot, pod, tap } = intactWithout(() => false);
+    expect(repairClassLinks(endpoint, snapshot)).toEqual([tap, pod]);
+    const noTapHtb = snapshot.qdiscs.filter((qdisc) => !(qdisc.index === tap && qdisc.parent === TC_H_ROOT));
+    expect(repairClassLinks(endpoint, { ...snapshot, qdiscs: noTapHtb })).toEqual([pod]);
+  });
+
+  it("makes the pod link's default class 1:2 again, its leaf queue as long as attach's (txqueuelen 1000 meanwhile)", () => {
+    const { endpoint, snapshot, pod } = intactWithout(
+      (entry) => entry.index === 2 && entry.handle === parseHandle('1:2'),
+    );
+    const repair = planTrafficControlRepair(endpoint, snapshot, RATES);
+    expect(repair.objects).toEqual([
+      expect.objectContaining({ link: 'eth0', object: 'htb class 1:2', tidy: expect.any(Array) }),
+    ]);
+    expect(commands(repairChanges(repair))).toEqual([
+      'ip link set dev eth0 txqueuelen 1000',
+      'tc class add dev eth0 parent 1:1 classid 1:2 htb rate 20000000bit ceil 20000000bit burst 4100 cburst 4100',
+      'ip link set dev eth0 txqueuelen 0',
+    ]);
+    const { outcomes } = repairOutcomes(repair, [{ ok: true }, { ok: true }, { ok: true }]);
+    expect(outcomes).toEqual([
+      expect.objectContaining({
+        link: 'eth0',
+        outcome: 'restored',
+        message: expect.stringContaining('direct queue, unlimited'),
+      }),
+    ]);
+    expect(pod).toBe(2);
+  });
+
+  it("makes both of the tap's classes again, parent first; the tap's own queue length is left", () => {
+    const { endpoint, snapshot, tap } = intactWithout((entry) => entry.index !== 2);
+    const tapLinks = snapshot.links.map((l) => (l.index === tap ? { ...l, txQueueLength: 500 } : l));
+    const repair = planTrafficControlRepair(endpoint, { ...snapshot, links: tapLinks }, RATES);
+    expect(repair.objects).toEqual([expect.objectContaining({ link: 'tap0_kata', object: 'htb classes 1:1, 1:2' })]);
+    expect(commands(repairChanges(repair))).toEqual([
+      'tc class add dev tap0_kata parent 1: classid 1:1 htb rate 10000000bit ceil 10000000bit burst 2850 cburst 2850',
+      'tc class add dev tap0_kata parent 1:1 classid 1:2 htb rate 10000000bit ceil 10000000bit burst 2850 cburst 2850',
+    ]);
+  });
+
+  it("a class of another rate at vcnet's handle is left; a class gone with no rate in the record is failed", () => {
+    const { endpoint, snapshot } = intactWithout(() => false);
+    const changed = snapshot.classes.map((entry) => ({ ...entry, rateBitsPerSecond: 1_000 }));
+    expect(planTrafficControlRepair(endpoint, { ...snapshot, classes: changed }, RATES).objects).toEqual([]);
+    const without = snapshot.classes.filter((entry) => entry.index !== 2 || entry.handle !== parseHandle('1:2'));
+    const repair = planTrafficControlRepair(
+      endpoint,
+      { ...snapshot, classes: without },
+      { rxBitsPerSecond: 10_000_000 },
+    );
+    expect(repairChanges(repair)).toEqual([]);
+    expect(repair.objects).toEqual([
+      expect.objectContaining({ link: 'eth0', object: 'htb class 1:2', outcome: 'failed' }),
+    ]);
+  });
+});
+
+describe('planTrafficControlRepair: an ifb of a rate limit deleted', () => {
+  for (const [model, frames] of [
+    ['none', 'the VM sends'],
+    ['macvtap', 'sent to the VM'],
+  ] as const) {
+    it(`${model}: not made again, failed, with what it breaks and what to do; nothing sent`, () => {
+      const { endpoint, links, tapIndex } = attached(model, RATES);
+      const device = model === 'none' ? 'tap0_kata' : links.find((l) => l.index === tapIndex)!.name;
+      const gone = links.filter((l) => l.name !== ifbName(device));
+      const snapshot: RepairSnapshot = {
+        links: gone,
+        qdiscs: [ingress(tapIndex), root(tapIndex, 'htb', parseHandle('1:'))],
+        filters: [redirect(tapIndex, 0, FILTER_PRIORITY - 1)],
+        classes: htbClasses(tapIndex, 10_000_000),
+      };
+      const repair = planTrafficControlRepair(endpoint, snapshot, RATES);
+      expect(repairChanges(repair)).toEqual([]);
+      expect(repair.objects).toEqual([
+        {
+          link: ifbName(device),
+          object: `ifb ${ifbName(device)}`,
+          outcome: 'failed',
+          message: expect.stringContaining(`the frames ${frames} through ${device}`),
+        },
+      ]);
+    });
+  }
+});
+
 describe('repairOutcomes: the answers, back to each object', () => {
   const refused = (message: string) => ({ ok: false as const, error: new Error(message) });
   const ok = { ok: true as const };
@@ -256,7 +378,7 @@ describe('repairOutcomes: the answers, back to each object', () => {
     const { endpoint, links } = attached('tcfilter', { txBitsPerSecond: 1000 });
     const plan = planTrafficControlRepair(
       endpoint,
-      { links, qdiscs: [ingress(2), ingress(links.at(-1)!.index)], filters: [] },
+      { links, qdiscs: [ingress(2), ingress(links.at(-1)!.index)], filters: [], classes: [] },
       { txBitsPerSecond: 1000 },
     );
     const changes = repairChanges(plan);
@@ -284,6 +406,7 @@ describe('repairOutcomes: the answers, back to each object', () => {
         links,
         qdiscs: [ingress(2), ingress(tap)],
         filters: [redirect(2, tap), redirect(tap, 2)],
+        classes: [],
       },
       { rxBitsPerSecond: 1000 },
     );
@@ -314,7 +437,7 @@ describe('repairOutcomes: the answers, back to each object', () => {
     const tap = links.at(-1)!.index;
     const plan = planTrafficControlRepair(
       endpoint,
-      { links, qdiscs: [ingress(tap)], filters: [redirect(tap, 2)] },
+      { links, qdiscs: [ingress(tap)], filters: [redirect(tap, 2)], classes: [] },
       undefined,
     );
     expect(commands(repairChanges(plan))).toEqual([

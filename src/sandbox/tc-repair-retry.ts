@@ -1,0 +1,64 @@
+/**
+ * The watch's second try at tc objects it could not put back (network/tc-repair.ts): an object the
+ * kernel refused, or a dump that failed, was otherwise checked again only with the next tc change
+ * in the namespace, which may never come. After such a check the watch asks for another one on a
+ * timer, after a wait that doubles each time, and stops after TRAFFIC_CONTROL_RETRIES tries in a row
+ * (what keeps failing is said once; a later tc change checks again as before). A check with nothing
+ * failed starts the count again. `stop()` clears the timer: nothing is left running after the watch.
+ */
+
+/** How many checks in a row the timer asks for after failed ones. */
+export const TRAFFIC_CONTROL_RETRIES = 5;
+
+export class TrafficControlRetry {
+  private timer: NodeJS.Timeout | undefined;
+  private attempts = 0;
+  private stopped = false;
+
+  /**
+   * `baseMs`: the first wait is twice this (the watch's debounce, at least 100 ms), each one after
+   * twice the one before. `check` asks for a check (the watcher's resync); `gaveUp` is called once
+   * when the tries are used up while something still fails.
+   */
+  constructor(
+    private readonly baseMs: number,
+    private readonly check: () => void,
+    private readonly gaveUp: () => void,
+  ) {}
+
+  /** After a tc check: `failed` when an object could not be made again or the check could not be made. */
+  checked(failed: boolean): void {
+    if (this.stopped) return;
+    if (!failed) {
+      this.attempts = 0;
+      this.clear();
+      return;
+    }
+    if (this.timer !== undefined) return;
+    if (this.attempts >= TRAFFIC_CONTROL_RETRIES) {
+      // Said once: the next tc change checks again, and a check that succeeds starts the count again.
+      if (this.attempts === TRAFFIC_CONTROL_RETRIES) this.gaveUp();
+      this.attempts = TRAFFIC_CONTROL_RETRIES + 1;
+      return;
+    }
+    this.attempts++;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        if (!this.stopped) this.check();
+      },
+      this.baseMs * 2 ** this.attempts,
+    );
+  }
+
+  /** No check is asked for after this. */
+  stop(): void {
+    this.stopped = true;
+    this.clear();
+  }
+
+  private clear(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
