@@ -25,6 +25,7 @@ const MODULES = {
   handle: 'dist/netlink/handle.js',
   tcfilter: 'dist/network/model/tcfilter.js',
   plumbing: 'dist/network/plumbing.js',
+  syscallTime: 'dist/native/syscall-time.js',
 } as const;
 
 interface AttachSide {
@@ -33,6 +34,8 @@ interface AttachSide {
   open(path: string): Handle;
   attach(context: object, source: unknown, tap: string): Promise<{ steps: unknown[] }>;
   undo(handle: Handle, steps: unknown[]): Promise<{ failures: Error[] }>;
+  /** The calling thread's CPU time in ns (the side's own native shim). */
+  threadCpuNs(): number;
 }
 interface Handle {
   close(): void;
@@ -67,11 +70,12 @@ async function load(directory: string, label: string): Promise<AttachSide> {
     if (!existsSync(file)) throw new Error(`${label} has no ${path}: its layout predates this script`);
     modules[key] = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   }
-  const { namespace, handle, tcfilter, plumbing } = modules as unknown as {
+  const { namespace, handle, tcfilter, plumbing, syscallTime } = modules as unknown as {
     namespace: Pick<AttachSide, 'createNamespace' | 'deleteNamespace'>;
     handle: { NetlinkHandle: { open(path: string): Handle } };
     tcfilter: { attachTcFilter: AttachSide['attach'] };
     plumbing: { undoPlumbing: AttachSide['undo'] };
+    syscallTime: { nativeSyscallTime: { threadCpuNs(): number } };
   };
   return {
     createNamespace: namespace.createNamespace,
@@ -79,20 +83,26 @@ async function load(directory: string, label: string): Promise<AttachSide> {
     open: (path) => handle.NetlinkHandle.open(path),
     attach: tcfilter.attachTcFilter,
     undo: plumbing.undoPlumbing,
+    threadCpuNs: () => syscallTime.nativeSyscallTime.threadCpuNs(),
   };
 }
 
-/** One attach of `side`, timed, then its detach (untimed). */
-async function attachOnce(side: AttachSide, handle: Handle, path: string): Promise<number> {
+/**
+ * One attach of `side`, timed (wall µs, and the thread's CPU µs: on a loaded machine wall time also
+ * counts waiting for a CPU), then its detach (untimed).
+ */
+async function attachOnce(side: AttachSide, handle: Handle, path: string): Promise<{ wall: number; cpu: number }> {
   const source = await handle.linkByName('eth0');
   const qdiscs = (await handle.snapshot(['qdiscs'])).qdiscs;
   const context = { handle, namespacePath: path, queues: 1, keepFds: false, vhostNet: 'off', qdiscs };
+  const cpuStarted = side.threadCpuNs();
   const started = process.hrtime.bigint();
   const attached = await side.attach(context, source, 'tap0_kata');
-  const spent = Number(process.hrtime.bigint() - started) / 1000;
+  const wall = Number(process.hrtime.bigint() - started) / 1000;
+  const cpu = (side.threadCpuNs() - cpuStarted) / 1000;
   const report = await side.undo(handle, attached.steps);
   if (report.failures.length > 0) throw report.failures[0];
-  return spent;
+  return { wall, cpu };
 }
 
 const quantile = (values: number[], q: number) => [...values].sort((a, b) => a - b)[Math.floor(values.length * q)]!;
@@ -110,22 +120,29 @@ try {
   run('npm', ['run', 'build:native', '--silent'], worktree);
 
   const sides = [await load(worktree, revision), await load(root, 'this tree')] as const;
-  const path = sides[1].createNamespace(`vcnet-ab-${process.pid}`);
+  const path = sides[1].createNamespace(`${process.env.VCNET_TEST_NAMESPACE_PREFIX || 'vcnet'}-ab-${process.pid}`);
   const handles = sides.map((side) => side.open(path));
   const times: [number[], number[]] = [[], []];
+  const cpuTimes: [number[], number[]] = [[], []];
   try {
     await handles[1]!.addLink({ name: 'eth0', up: true, data: { kind: 'veth', peer: { name: 'peer0' } } });
     for (let i = 0; i < iterations; i++) {
       // Each goes first in every other round, so neither always runs right after the other's detach.
       const order = i % 2 === 0 ? [0, 1] : [1, 0];
-      for (const which of order) times[which as 0 | 1].push(await attachOnce(sides[which]!, handles[which]!, path));
+      for (const which of order) {
+        const spent = await attachOnce(sides[which]!, handles[which]!, path);
+        times[which as 0 | 1].push(spent.wall);
+        cpuTimes[which as 0 | 1].push(spent.cpu);
+      }
     }
   } finally {
     for (const handle of handles) handle.close();
     sides[1].deleteNamespace(path);
   }
   // The first rounds compile and warm up both sides: left out.
-  const [revisionTimes, treeTimes] = times.map((values) => values.slice(Math.min(20, Math.floor(iterations / 10))));
+  const warm = (values: number[]) => values.slice(Math.min(20, Math.floor(iterations / 10)));
+  const [revisionTimes, treeTimes] = times.map(warm);
+  const [revisionCpu, treeCpu] = cpuTimes.map(warm);
   const result = {
     revision,
     iterations,
@@ -134,6 +151,9 @@ try {
     attach_us: Math.round(median(treeTimes!)),
     attach_p25_us: Math.round(quantile(treeTimes!, 0.25)),
     ratio: Number((median(treeTimes!) / median(revisionTimes!)).toFixed(3)),
+    revision_attach_cpu_us: Math.round(median(revisionCpu!)),
+    attach_cpu_us: Math.round(median(treeCpu!)),
+    cpu_ratio: Number((median(treeCpu!) / median(revisionCpu!)).toFixed(3)),
   };
   if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else
@@ -141,7 +161,9 @@ try {
       `tcfilter attach, 1 endpoint, median (p25) µs over ${iterations} in turn:\n` +
         `  ${revision}: ${result.revision_attach_us} (${result.revision_attach_p25_us})\n` +
         `  this tree: ${result.attach_us} (${result.attach_p25_us})\n` +
-        `  this tree / ${revision}: ${result.ratio}\n`,
+        `  this tree / ${revision}: ${result.ratio}\n` +
+        `thread CPU time, median µs: ${revision} ${result.revision_attach_cpu_us}, this tree ${result.attach_cpu_us}, ` +
+        `ratio ${result.cpu_ratio}\n`,
     );
 } finally {
   if (added) execFileSync('git', ['worktree', 'remove', '--force', worktree], { cwd: root, stdio: 'ignore' });
