@@ -8,7 +8,16 @@
  * directories, so they never land in the host's /run/vcnet registry and go in one piece.
  */
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -66,7 +75,7 @@ function completePath(): void {
 }
 
 /** Deletes the `${NAMESPACE_PREFIX}-*` namespaces whose owner process is dead, and their records. */
-async function removeNamespacesOfDeadRuns(): Promise<void> {
+export async function removeNamespacesOfDeadRuns(): Promise<void> {
   const left = namespacesOfDeadOwners(NAMESPACE_PREFIX);
   if (left.length === 0) return;
   // Loaded only when there is something to delete: it loads the native addon.
@@ -115,8 +124,13 @@ export default async function setup(): Promise<() => void> {
   execFileSync('npm', ['run', 'build', '--silent'], { stdio: 'inherit' });
   const runDirectory = mkdtempSync(join(parent, RUN_DIRECTORY_PREFIX));
   writeFileSync(join(runDirectory, 'owner'), `${ownerRecord()}\n`);
+  // As /tmp is: the tests that run programs as another user (nobody, a user namespace's) reach and
+  // make their files here as they did there.
+  chmodSync(runDirectory, 0o1777);
   process.env.TMPDIR = runDirectory;
-  process.env.VCNET_STATE_REGISTRY ??= join(runDirectory, 'state-directories');
+  // In a directory of its own (0700), as before the run directory: a registry beside others' files
+  // in a sticky directory is a different case, which state-directory-trust tests on purpose.
+  process.env.VCNET_STATE_REGISTRY ??= join(mkdtempSync(join(runDirectory, 'registry-')), 'state-directories');
   const removeRunDirectory = (): void => rmSync(runDirectory, { recursive: true, force: true });
   // vitest answers SIGINT and SIGTERM with process.exit(), without its teardown. Its own 'exit'
   // listener calls process.exit() again, which ends the process at once: listeners added after it
