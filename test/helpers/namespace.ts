@@ -1,24 +1,58 @@
 /**
  * Throwaway network namespaces for tests. Every namespace made here is deleted by `cleanup()`, which
- * tests call from afterEach/finally, and by a process exit hook as a last resort, so a failing test
- * never leaks one.
+ * tests call from afterEach/finally, and, as a last resort, when this process ends: at exit, on
+ * SIGINT/SIGTERM/SIGHUP (Ctrl-C reaches the test worker too, and a signal's default action skips
+ * 'exit'), and when the vitest process that started this worker is gone (a CI timeout's SIGTERM to
+ * vitest alone leaves the worker running on, holding its namespaces). Each namespace's owner is
+ * written down (owner-process.ts) so that the next run's global setup removes those a SIGKILL left.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { createNamespace, deleteNamespace } from '../../src/netns/namespace.js';
+import { forgetNamespaceOwner, NAMESPACE_PREFIX, recordNamespaceOwner } from './owner-process.js';
 
-const made = new Set<string>();
+// One set per process, however many times a test runner evaluates this module, so that the handlers
+// below (installed once) see every namespace made.
+const MADE_KEY = Symbol.for('vcnet.test.namespaces-made');
+const processGlobals = globalThis as { [MADE_KEY]?: Set<string> };
+const firstLoad = processGlobals[MADE_KEY] === undefined;
+processGlobals[MADE_KEY] ??= new Set<string>();
+const made: Set<string> = processGlobals[MADE_KEY];
 
-process.on('exit', () => {
-  for (const path of made) {
+function deleteNamespaceAndOwner(path: string): void {
+  deleteNamespace(path);
+  made.delete(path);
+  forgetNamespaceOwner(NAMESPACE_PREFIX, basename(path));
+}
+
+function deleteAllMade(): void {
+  for (const path of [...made]) {
     try {
-      deleteNamespace(path);
+      deleteNamespaceAndOwner(path);
     } catch {
-      // best effort at exit
+      // best effort while the process ends
     }
   }
-});
+}
+
+if (firstLoad) {
+  process.on('exit', deleteAllMade);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      deleteAllMade();
+      // The handler is gone (once): the signal's default action now ends the process as it would have.
+      process.kill(process.pid, signal);
+    });
+  }
+  const parentAtStart = process.ppid;
+  setInterval(() => {
+    if (process.ppid === parentAtStart) return;
+    deleteAllMade();
+    process.kill(process.pid, 'SIGKILL');
+  }, 1000).unref();
+}
 
 export interface TestNamespace {
   name: string;
@@ -53,20 +87,19 @@ export function namespaceView(
   };
 }
 
-/**
- * What every test namespace's name starts with: VCNET_TEST_NAMESPACE_PREFIX, for a machine shared by
- * several runs whose namespaces must be told apart by name; `vcnet` by default.
- */
-const NAMESPACE_PREFIX = process.env.VCNET_TEST_NAMESPACE_PREFIX || 'vcnet';
-
 export function makeNamespace(label = 'test'): TestNamespace {
   const name = `${NAMESPACE_PREFIX}-${label}-${randomBytes(4).toString('hex')}`;
-  const path = createNamespace(name);
+  // The owner first: a namespace never exists unrecorded (a record without its namespace is harmless).
+  recordNamespaceOwner(NAMESPACE_PREFIX, name);
+  let path: string;
+  try {
+    path = createNamespace(name);
+  } catch (error) {
+    forgetNamespaceOwner(NAMESPACE_PREFIX, name);
+    throw error;
+  }
   made.add(path);
-  return namespaceView(name, path, () => {
-    deleteNamespace(path);
-    made.delete(path);
-  });
+  return namespaceView(name, path, () => deleteNamespaceAndOwner(path));
 }
 
 /**
@@ -106,10 +139,7 @@ export async function replaceWithSameInode(
 
 /** Deletes every namespace this process made and has not deleted yet. */
 export function cleanupNamespaces(): void {
-  for (const path of [...made]) {
-    deleteNamespace(path);
-    made.delete(path);
-  }
+  for (const path of [...made]) deleteNamespaceAndOwner(path);
 }
 
 /** Whether this kernel can create a link of `kind` (ipvlan, dummy, vxlan... are missing on some hosts). */

@@ -57,11 +57,11 @@ describe.skipIf(skipReason !== undefined)('in a user namespace, a directory of a
 
   it('as the registry directory (a sticky /tmp of the host): refused, and the hint moves VCNET_STATE_REGISTRY', () => {
     const result = vcnetRootless(['detach', '--sandbox', 'x', '--state-dir', join(own, 'state')], {
-      VCNET_STATE_REGISTRY: join(tmpdir(), 'vcnet-rootless-registry'),
+      VCNET_STATE_REGISTRY: '/tmp/vcnet-rootless-registry',
     });
     // detach of nothing does not register; gc reads the registry.
     const gc = vcnetRootless(['gc', '--state-dir', own, '--dry-run'], {
-      VCNET_STATE_REGISTRY: join(tmpdir(), 'vcnet-rootless-registry'),
+      VCNET_STATE_REGISTRY: '/tmp/vcnet-rootless-registry',
     });
     for (const run of [result, gc].filter((entry) => entry.status !== 0)) {
       expect(run.stderr).toMatch(/its directory \/tmp is owned by a user outside this user namespace/);

@@ -4,10 +4,11 @@
  * would, detaches, and diffs a fine snapshot of the pod namespace before and after.
  * Cases still open for a model are listed in KNOWN_GAPS and run as it.fails.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { CLI, stateDirectoryPerTest } from '../../helpers/cli.js';
 import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import {
   attachThenDetach,
@@ -682,10 +683,24 @@ describe.each(MODELS)('node shapes, model %s', (model) => {
   });
 });
 
+/**
+ * `vcnet` run inside `standIn` (ip netns exec), so that "the namespace vcnet itself runs in" is a
+ * throwaway pod with an eth0, address and routes: were the guard to regress, the attach would
+ * redirect that pod's eth0, not the machine's.
+ */
+function vcnetInside(standIn: TestNamespace, args: string[]): { status: number; stderr: string } {
+  const result = spawnSync('ip', ['netns', 'exec', standIn.name, process.execPath, CLI, ...args], {
+    encoding: 'utf8',
+  });
+  return { status: result.status ?? -1, stderr: result.stderr };
+}
+
 describe.each(MODELS)('never the host, model %s', (model) => {
-  it('refuses vcnet attach --netns /proc/self/ns/net, and the host is unchanged', () => {
-    const before = hostSnapshot();
-    const result = vcnet([
+  it('refuses vcnet attach --netns /proc/self/ns/net, and the namespace it runs in is unchanged', () => {
+    const { pod: standIn } = makePod();
+    const before = nodeSnapshot(standIn);
+    const hostBefore = hostSnapshot();
+    const result = vcnetInside(standIn, [
       'attach',
       '--sandbox',
       `host-${model}`,
@@ -696,30 +711,32 @@ describe.each(MODELS)('never the host, model %s', (model) => {
       '--state-dir',
       stateDirectory(),
     ]);
-    expect(result.status).toBe(2);
+    expect(result.status, result.stderr).toBe(2);
     expect(result.stderr).toContain(
       'refusing to attach in /proc/self/ns/net: it is the network namespace vcnet itself runs in',
     );
-    expect(hostSnapshot()).toEqual(before);
+    expect(nodeSnapshot(standIn)).toEqual(before);
+    expect(hostSnapshot()).toEqual(hostBefore);
     expect(readdirSync(stateDirectory())).toEqual([]);
   });
 
-  it('refuses the host namespace reached through another path (a bind mount of it)', () => {
-    const before = hostSnapshot();
-    const result = vcnet([
+  it('refuses the namespace it runs in reached through another path (its bind mount under /run/netns)', () => {
+    const { pod: standIn } = makePod();
+    const before = nodeSnapshot(standIn);
+    const result = vcnetInside(standIn, [
       'attach',
       '--sandbox',
       `host1-${model}`,
       '--netns',
-      `/proc/${process.pid}/ns/net`,
+      standIn.path,
       '--model',
       model,
       '--state-dir',
       stateDirectory(),
     ]);
-    expect(result.status).toBe(2);
-    expect(result.stderr).toContain(`refusing to attach in /proc/${process.pid}/ns/net`);
-    expect(hostSnapshot()).toEqual(before);
+    expect(result.status, result.stderr).toBe(2);
+    expect(result.stderr).toContain(`refusing to attach in ${standIn.path}`);
+    expect(nodeSnapshot(standIn)).toEqual(before);
   });
 });
 

@@ -32,7 +32,6 @@ it('an abort while attach waits for the lock rejects at once with the reason, an
   try {
     const controller = new AbortController();
     const reason = new Error('the daemon is shutting down');
-    const started = Date.now();
     const attaching = failureOf(
       attachSandbox('waiting', tcfilterConfig(pod), {
         stateDirectory,
@@ -41,8 +40,9 @@ it('an abort while attach waits for the lock rejects at once with the reason, an
       }),
     );
     setTimeout(() => controller.abort(reason), 100);
+    // The lock is held until `finally`: the wait ends by the abort, rejecting with its reason, or
+    // after lockTimeoutMs with a lock timeout's own error, which this would not be.
     expect(await attaching).toBe(reason);
-    expect(Date.now() - started).toBeLessThan(2_000);
   } finally {
     (held as FileLock).release();
   }

@@ -38,10 +38,10 @@ describe('AgentClient.connect', () => {
       clearTimeout(timer);
       server?.close();
     });
-    const started = Date.now();
+    // No socket for 300 ms: a connect that did not wait and retry would reject (ENOENT) instead.
     const client = await AgentClient.connect(path, { deadlineMs: 5000, retryIntervalMs: 50 });
     cleanups.push(() => client.close());
-    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(server).toBeDefined();
     expect((await client.listInterfaces()).map((i) => i.name)).toEqual(['eth0']);
   });
 

@@ -28,9 +28,8 @@ describe('trace export', () => {
     expect(stderr).not.toHaveBeenCalled();
     await expect(boundedFlush(() => Promise.reject(new Error('Bad Request')), 1000)).resolves.toBe('failed');
     expect(stderr).toHaveBeenLastCalledWith('vcnet: warning: spans not exported: Bad Request\n');
-    const started = performance.now();
+    // A flush that never settles: only the 50 ms bound can end this wait (else the test's timeout would).
     await expect(boundedFlush(() => new Promise(() => undefined), 50)).resolves.toBe('timed-out');
-    expect(performance.now() - started).toBeLessThan(1000);
     expect(String(stderr.mock.lastCall?.[0])).toContain('within 0.05 s (VCNET_TRACE_FLUSH_TIMEOUT');
     expect(stderr).toHaveBeenCalledTimes(2);
   });

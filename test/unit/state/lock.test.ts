@@ -185,9 +185,12 @@ describe('the state directory registry lock', () => {
       expect(refused).toMatchObject({ code: 'VCNET_SANDBOX_LOCKED', value: holder.pid });
       expect((refused as Error).message).toContain(`process ${holder.pid}`);
       expect((refused as VcnetError).hint).toContain('lockTimeoutMs');
-      // The caller's 1.5 s, not a fixed 10 s.
+      // The caller's 1.5 s, not a fixed 10 s: the error says the bound it waited for (read from it, not
+      // from the clock, which a loaded machine stretches); that it waited it out, no load can shorten.
+      const bound = Number(/\(waited (\d+) ms\)/.exec((refused as Error).message)?.[1]);
+      expect(bound, (refused as Error).message).toBeGreaterThan(0);
+      expect(bound).toBeLessThanOrEqual(1_500);
       expect(waited).toBeGreaterThanOrEqual(1_400);
-      expect(waited).toBeLessThan(5_000);
       // The sandbox lock was let go: nothing is left held.
       expect(tryLockFile(store.lockPath)).toBeInstanceOf(FileLock);
     } finally {
