@@ -80,11 +80,11 @@ export interface DemoResult {
 
 export class DemoError extends VcnetError {
   static override readonly errorName: string = 'DemoError';
-  constructor(step: string, cause: unknown, console?: string) {
+  constructor(step: string, cause: unknown, console?: string, hint?: string) {
     const message = cause instanceof Error ? cause.message : String(cause);
     super('VCNET_DEMO_FAILED', `demo failed while ${step}: ${message}`, {
       value: step,
-      hint: console ? `last guest console lines:\n${lastConsoleLines(console)}` : 'see the cause above',
+      hint: console ? `last guest console lines:\n${lastConsoleLines(console)}` : (hint ?? 'see the cause above'),
       cause,
     });
   }
@@ -240,7 +240,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const model = options.model ?? 'tcfilter';
   const say = options.progress ?? (() => undefined);
   const unavailable = demoUnavailableReason({ iperfSeconds: options.iperfSeconds ?? 3 });
-  if (unavailable) throw new DemoError('checking prerequisites', new Error(unavailable));
+  if (unavailable)
+    throw new DemoError(
+      'checking prerequisites',
+      new Error(unavailable),
+      undefined,
+      'install the Debian packages named (apt-get install ...), or run scripts/setup from a vcnet checkout, which installs all the demo needs',
+    );
   const suffix = randomBytes(3).toString('hex');
   const node: DemoNamespace = { name: `vcnet-demo-node-${suffix}`, path: '' };
   const pod: DemoNamespace = { name: `vcnet-demo-pod-${suffix}`, path: '' };

@@ -67,6 +67,7 @@ describe('vcnet demo prerequisites', () => {
     expect(failure.value).toBe('checking prerequisites');
     expect(failure.message).toMatch(/ping \(Debian package iputils-ping\)/);
     expect(failure.message).not.toMatch(/iperf3/);
+    expect(failure.hint).toMatch(/apt-get install|scripts\/setup/);
   });
 
   it('asks for iperf3 only when the demo runs iperf3', async () => {
