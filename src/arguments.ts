@@ -57,7 +57,7 @@ export function closestName(word: string, known: readonly string[]): string | un
 }
 
 /** Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours. */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   const rows = a.length + 1;
   const columns = b.length + 1;
   const table: number[][] = Array.from({ length: rows }, (_, row) =>

@@ -17,7 +17,7 @@
  * error is "not permitted" everywhere.
  */
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import {
   type AgentOutcome,
@@ -214,6 +214,20 @@ function problemOf(what: string, path: string): string {
   return `${what}, not a network namespace`;
 }
 
+/** Where `ip netns add NAME` puts NAME's file (the netns layer's NETNS_RUN_DIRECTORY, which sits above this one). */
+const IP_NETNS_DIRECTORY = '/var/run/netns';
+
+/**
+ * The hint for an `ip netns` name given where a path goes (`--netns pod`): read against the working
+ * directory it names nothing, though /var/run/netns/pod is there. Undefined for anything else.
+ */
+function namedNamespaceMeant(what: string, path: string): string | undefined {
+  if (!what.startsWith('missing') || path.includes('/') || path === '.' || path === '..') return undefined;
+  const named = `${IP_NETNS_DIRECTORY}/${path}`;
+  if (!existsSync(named)) return undefined;
+  return `did you mean ${named}? A namespace's name from \`ip netns\` is not a path: give its file`;
+}
+
 /** The path does not name a network namespace (a FIFO, a file, a directory, another namespace type...). */
 export class NamespacePathError extends VcnetError {
   static override readonly errorName: string = 'NamespacePathError';
@@ -226,7 +240,9 @@ export class NamespacePathError extends VcnetError {
     const problem = problemOf(what, path);
     super('VCNET_NETNS_INVALID', `${field} ${JSON.stringify(path)}: ${problem} (accepted: ${ACCEPTED_NAMESPACE})`, {
       value: path,
-      hint: 'give a network namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
+      hint:
+        namedNamespaceMeant(what, path) ??
+        'give a network namespace path such as /var/run/netns/NAME or /proc/PID/ns/net',
     });
     this.problem = problem;
   }

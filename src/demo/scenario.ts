@@ -29,6 +29,7 @@ import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import type { InterworkingModel } from '../network/interworking-model.js';
 import { Network } from '../network/network.js';
 import { interfacesOf } from '../network/scan.js';
+import { findProgram } from '../program-search.js';
 import { type CniResult, cniPluginsAvailable, runCniPlugin } from './cni-plugin-runner.js';
 
 const run = promisify(execFile);
@@ -79,41 +80,72 @@ export interface DemoResult {
 
 export class DemoError extends VcnetError {
   static override readonly errorName: string = 'DemoError';
-  constructor(step: string, cause: unknown, console?: string) {
+  constructor(step: string, cause: unknown, console?: string, hint?: string) {
     const message = cause instanceof Error ? cause.message : String(cause);
     super('VCNET_DEMO_FAILED', `demo failed while ${step}: ${message}`, {
       value: step,
-      hint: console ? `last guest console lines:\n${console.split('\n').slice(-15).join('\n')}` : 'see the cause above',
+      hint: console ? `last guest console lines:\n${lastConsoleLines(console)}` : (hint ?? 'see the cause above'),
       cause,
     });
   }
 }
 
-function parsePing(output: string): { loss: number; average: number } {
-  const loss = Number(/([\d.]+)% packet loss/.exec(output)?.[1] ?? 100);
+/**
+ * The console's last 15 lines; a kernel panic is the first thing to read, and the stack dump after
+ * it is longer than that, so its line is put first when the tail has cut it off.
+ */
+export function lastConsoleLines(console: string, count = 15): string {
+  const lines = console.split('\n');
+  const tail = lines.slice(-count);
+  const panic = lines.find((line) => line.includes('Kernel panic'));
+  if (panic === undefined || tail.includes(panic)) return tail.join('\n');
+  return [panic, '...', ...tail].join('\n');
+}
+
+function parsePing(output: string): { loss: number; average: number } | undefined {
+  const loss = /([\d.]+)% packet loss/.exec(output)?.[1];
+  if (loss === undefined) return undefined;
   const average = Number(/= [\d.]+\/([\d.]+)\//.exec(output)?.[1] ?? Number.NaN);
-  return { loss, average };
+  return { loss: Number(loss), average };
 }
 
 async function ping(node: DemoNamespace, address: string): Promise<{ loss: number; average: number }> {
   // The first packets may meet an empty ARP cache under TCG: a few tries, then the counted run.
-  const attempt = () =>
-    run('ip', ['netns', 'exec', node.name, 'ping', '-c', '3', '-i', '0.3', '-W', '3', address]).then(
-      (result) => result.stdout,
-      (error: { stdout?: string }) => error.stdout ?? '',
+  // ping exits 1 when packets were lost (its summary still on stdout); anything without a summary
+  // (ping not started, bad address) is a failure of its own, quoted.
+  const attempt = async () => {
+    const output = await run('ip', [
+      'netns',
+      'exec',
+      node.name,
+      'ping',
+      '-c',
+      '3',
+      '-i',
+      '0.3',
+      '-W',
+      '3',
+      address,
+    ]).then(
+      (result) => ({ stdout: result.stdout, stderr: result.stderr }),
+      (error: { stdout?: string; stderr?: string; message: string }) => ({
+        stdout: error.stdout ?? '',
+        stderr: error.stderr || error.message,
+      }),
     );
-  let output = await attempt();
-  for (let retry = 0; retry < 5 && parsePing(output).loss === 100; retry++) output = await attempt();
-  return parsePing(output);
+    const parsed = parsePing(output.stdout);
+    if (!parsed) throw new Error(`ping ${address} in ${node.name} printed no summary: ${output.stderr.trim()}`);
+    return parsed;
+  };
+  let result = await attempt();
+  for (let retry = 0; retry < 5 && result.loss === 100; retry++) result = await attempt();
+  if (result.loss === 100) throw new Error(`ping from ${node.name} to ${address} lost every packet in 6 tries`);
+  return result;
 }
 
-async function iperf(
-  node: DemoNamespace,
-  address: string,
-  seconds: number,
-  reverse: boolean,
-): Promise<number | undefined> {
+async function iperf(node: DemoNamespace, address: string, seconds: number, reverse: boolean): Promise<number> {
   // The guest's single iperf3 server takes a moment (slow under TCG) before it accepts the next test.
+  let lastFailure = '';
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const { stdout } = await run(
@@ -123,24 +155,31 @@ async function iperf(
           timeout: (seconds + 20) * 1000,
         },
       );
-      const result = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } } };
+      const result = JSON.parse(stdout) as {
+        end?: { sum_received?: { bits_per_second?: number } };
+        error?: string;
+      };
       if (result.end?.sum_received?.bits_per_second !== undefined) return result.end.sum_received.bits_per_second;
-    } catch {
-      // busy or not ready: try again
+      lastFailure = result.error ?? 'its JSON has no end.sum_received.bits_per_second';
+    } catch (error) {
+      // busy or not ready: try again. iperf3 -J reports its own errors in the JSON on stdout.
+      const failure = error as { stdout?: string; stderr?: string; message: string };
+      const reported = /"error":\s*"([^"]*)"/.exec(failure.stdout ?? '')?.[1];
+      lastFailure = reported ?? (failure.stderr?.trim() || failure.message);
     }
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
-  return undefined;
+  throw new Error(
+    `iperf3 ${reverse ? 'from' : 'to'} the guest (${address}, from ${node.name}) gave no result in 3 tries: ${lastFailure}`,
+  );
 }
 
 async function traffic(node: DemoNamespace, address: string, seconds: number): Promise<TrafficResult> {
   const pinged = await ping(node, address);
   const result: TrafficResult = { pingLossPercent: pinged.loss, pingAverageMs: pinged.average };
   if (seconds > 0) {
-    const to = await iperf(node, address, seconds, false);
-    const from = await iperf(node, address, seconds, true);
-    if (to !== undefined) result.iperfToGuestBitsPerSecond = to;
-    if (from !== undefined) result.iperfFromGuestBitsPerSecond = from;
+    result.iperfToGuestBitsPerSecond = await iperf(node, address, seconds, false);
+    result.iperfFromGuestBitsPerSecond = await iperf(node, address, seconds, true);
   }
   return result;
 }
@@ -169,15 +208,45 @@ async function configureGuest(agent: AgentClient, guest: GuestNetwork, devices?:
   );
 }
 
-export function demoUnavailableReason(): string | undefined {
-  return cniPluginsAvailable(['bridge', 'host-local']);
+/** The programs the demo starts, with the Debian package that has each. */
+const DEMO_PROGRAMS = [
+  { program: 'ip', debianPackage: 'iproute2' },
+  { program: 'ping', debianPackage: 'iputils-ping' },
+  { program: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86' },
+] as const;
+const IPERF = { program: 'iperf3', debianPackage: 'iperf3' } as const;
+
+/**
+ * Why the demo cannot run here, or undefined: CNI plugins or programs it starts that are missing.
+ * Checked before any namespace is made; each program is looked for on PATH, as `ip netns exec` and
+ * Node's execFile look for it. iperf3 is needed only when `iperfSeconds` is above 0 (the guest image
+ * copies it too, and says so itself).
+ */
+export function demoUnavailableReason(options: { iperfSeconds?: number } = {}): string | undefined {
+  const reasons: string[] = [];
+  const plugins = cniPluginsAvailable(['bridge', 'host-local']);
+  if (plugins) reasons.push(plugins);
+  const wanted = [...DEMO_PROGRAMS, ...((options.iperfSeconds ?? 3) > 0 ? [IPERF] : [])];
+  const directories = (process.env.PATH ?? '').split(':');
+  const missing = wanted.filter((entry) => findProgram(entry.program, directories) === undefined);
+  if (missing.length > 0)
+    reasons.push(
+      `programs not found on PATH: ${missing.map((entry) => `${entry.program} (Debian package ${entry.debianPackage})`).join(', ')}`,
+    );
+  return reasons.length === 0 ? undefined : reasons.join('; ');
 }
 
 export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const model = options.model ?? 'tcfilter';
   const say = options.progress ?? (() => undefined);
-  const unavailable = demoUnavailableReason();
-  if (unavailable) throw new DemoError('checking prerequisites', new Error(unavailable));
+  const unavailable = demoUnavailableReason({ iperfSeconds: options.iperfSeconds ?? 3 });
+  if (unavailable)
+    throw new DemoError(
+      'checking prerequisites',
+      new Error(unavailable),
+      undefined,
+      'install the Debian packages named (apt-get install ...), or run scripts/setup from a vcnet checkout, which installs all the demo needs',
+    );
   const suffix = randomBytes(3).toString('hex');
   const node: DemoNamespace = { name: `vcnet-demo-node-${suffix}`, path: '' };
   const pod: DemoNamespace = { name: `vcnet-demo-pod-${suffix}`, path: '' };

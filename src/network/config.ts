@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import {
   booleanOption,
+  editDistance,
   functionOption,
   labelArgument,
   optionsArgument,
@@ -317,6 +318,43 @@ function tomlShownValues(section: Record<string, unknown>): Record<string, unkno
   return Object.fromEntries(Object.entries(section).map(([key, value]) => [key, tomlShown(value)]));
 }
 
+/** The keys vcnet reads in [runtime] and in a [hypervisor.*] section (see the file's header). */
+const RUNTIME_KEYS = ['internetworking_model', 'disable_new_netns', 'dan_conf'] as const;
+const HYPERVISOR_KEYS = [
+  'rx_rate_limiter_max_rate',
+  'tx_rate_limiter_max_rate',
+  'vhost_user_store_path',
+  'disable_vhost_net',
+  'default_vcpus',
+  'enable_iommu',
+  'net_rate_limiter_bw_max_rate',
+  'net_rate_limiter_bw_one_time_burst',
+  'net_rate_limiter_ops_max_rate',
+  'net_rate_limiter_ops_one_time_burst',
+] as const;
+
+/**
+ * A notice for each key of `table` within two edits of a key vcnet reads there, and not that key
+ * (internetworking_modle, Internetworking_Model): ignored, but most likely meant as the other. Every
+ * other unknown key is passed over in silence: Kata's files hold many keys vcnet does not read.
+ */
+function nearMissNotices(table: Record<string, unknown>, section: string, known: readonly string[]): string[] {
+  const notices: string[] = [];
+  for (const key of Object.keys(table)) {
+    if (known.includes(key)) continue;
+    // The closest (tx_rate_limiter_max_rat is one edit from tx_, two from rx_rate_limiter_max_rate).
+    let meant: string | undefined;
+    let nearest = 3;
+    for (const name of known) {
+      const distance = editDistance(key.toLowerCase(), name);
+      if (distance < nearest) [meant, nearest] = [name, distance];
+    }
+    if (meant !== undefined)
+      notices.push(`[${section}] ${key} is not a key vcnet reads, so it is ignored: did you mean ${meant}?`);
+  }
+  return notices;
+}
+
 export function parseKataConfiguration(text: string, source = 'configuration.toml'): KataNetworkSettings {
   labelArgument(source, 'source', 'configuration.toml');
   if (typeof text !== 'string') {
@@ -338,6 +376,7 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
   }
   const settings: KataNetworkSettings = {};
   const runtime = tomlTable(document.runtime, 'runtime') ?? {};
+  const warnings: string[] = nearMissNotices(runtime, 'runtime', RUNTIME_KEYS);
   expectType('runtime.internetworking_model', runtime.internetworking_model, 'string');
   if (typeof runtime.internetworking_model === 'string') {
     settings.model = parseInterworkingModel(runtime.internetworking_model, 'runtime.internetworking_model');
@@ -359,7 +398,6 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     tomlTable(value, `hypervisor.${key}`);
   }
   let [name, section] = (Object.entries(hypervisors)[0] ?? []) as [string?, Record<string, unknown>?];
-  const warnings: string[] = [];
   const sectionNames = Object.keys(hypervisors);
   if (name && sectionNames.length > 1) {
     // Kata keeps the last section its map iteration yields, which Go randomises: no order is Kata's.
@@ -368,6 +406,7 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     );
   }
   if (name && section) {
+    warnings.push(...nearMissNotices(section, `hypervisor.${name}`, HYPERVISOR_KEYS));
     section = tomlShownValues(section);
     settings.hypervisor = name;
     const prefix = `hypervisor.${name}`;

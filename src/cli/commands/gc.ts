@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ErrnoOutcomes } from '../../error-codes.js';
 import { hintForErrno, InvalidInputError } from '../../errors.js';
 import { collectGarbage } from '../../network/garbage-collector.js';
-import type { GarbageFailure, GarbageReport } from '../../network/gc/report.js';
+import type { GarbageFailure, GarbageItem, GarbageReport } from '../../network/gc/report.js';
 import { ExitCode } from '../exit-codes.js';
 import { print, printJson, printText, table, writeStderr } from '../output.js';
 
@@ -68,13 +68,45 @@ export function registerGc(program: Command): void {
         return;
       }
       print(`${report.dryRun ? 'would remove' : 'removed'} ${report.removed.length} item(s):`);
-      print(
-        table(
-          ['KIND', 'NAMESPACE', 'NAME', 'WHY'],
-          report.removed.map((item) => [item.kind, item.namespacePath || '-', item.name, item.detail ?? '']),
-        ),
-      );
+      print(table(['KIND', 'NAMESPACE', 'NAME', 'WHY'], removedRows(report.removed)));
     });
+}
+
+/**
+ * The table's rows: one per item, except an attach killed early, whose endpoints that it never got to
+ * (often all but one or two of a pod's) are said in one row per sandbox; --json lists each.
+ */
+function removedRows(removed: readonly GarbageItem[]): string[][] {
+  const row = (item: GarbageItem) => [item.kind, item.namespacePath || '-', item.name, item.detail ?? ''];
+  const untouched = new Map<string, GarbageItem[]>();
+  for (const item of removed) {
+    if (!item.nothingMade || item.interface === undefined) continue;
+    const key = `${item.file ?? item.name}\0${item.namespacePath}`;
+    untouched.set(key, [...(untouched.get(key) ?? []), item]);
+  }
+  const rows: string[][] = [];
+  for (const item of removed) {
+    const key = `${item.file ?? item.name}\0${item.namespacePath}`;
+    const group = item.nothingMade ? untouched.get(key) : undefined;
+    if (!group || group.length === 1) {
+      rows.push(row(item));
+      continue;
+    }
+    if (group[0] !== item) continue; // said in the group's row, where its first one was
+    rows.push(
+      row({
+        ...item,
+        detail: `unfinished attach of ${group.length} interfaces (${namesOf(group)}), stopped before it made anything for them`,
+      }),
+    );
+  }
+  return rows;
+}
+
+/** The interfaces of a folded row: the first eight, then how many more (--json lists each). */
+function namesOf(group: readonly GarbageItem[]): string {
+  const names = group.map((entry) => entry.interface);
+  return names.length <= 8 ? names.join(', ') : `${names.slice(0, 8).join(', ')} and ${names.length - 8} more`;
 }
 
 /** What a person should know about a gc: the records skipped, what failed and the hint, links left. */

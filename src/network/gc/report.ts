@@ -17,6 +17,10 @@ export interface GarbageItem {
   file?: string;
   /** Why it is garbage. */
   detail?: string;
+  /** An unfinished attach's endpoint (kind state): the pod interface it was attaching. */
+  interface?: string;
+  /** True when that attach stopped before it made anything for the interface (only its record goes). */
+  nothingMade?: true;
 }
 
 /** A vcnet link no record claims that a process holds open (a VM's tap): gc keeps it. */

@@ -83,8 +83,9 @@ function collectStaleLockFiles(root: string, dryRun: boolean, report: GarbageRep
 }
 
 /**
- * A record directory with no record in it (a DEL or detach killed between removing the record and
- * its directories), and its lock file: removed under that lock, when nobody holds it.
+ * A record directory with no record in it (an attach killed after making the directory, before
+ * writing the record in it; a DEL or detach killed between removing the record and its directory),
+ * and its lock file: removed under that lock, when nobody holds it.
  */
 export function collectEmptyRecordDirectories(
   directories: readonly string[],
@@ -107,7 +108,7 @@ export function collectEmptyRecordDirectories(
           namespacePath: '',
           name: id,
           file: directory,
-          detail: 'a record directory without a record (a DEL or detach was interrupted)',
+          detail: 'a record directory without a record (an attach, DEL or detach was interrupted)',
         });
         if (!dryRun) removeTree(directory);
       } finally {

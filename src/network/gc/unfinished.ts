@@ -60,6 +60,7 @@ export async function finishUnfinished(
             const records = recordsOf.get(endpoint) ?? [];
             const listed = records.filter((record) => undid.has(record));
             const name = endpoint.properties.link.name;
+            const nothingMade = listed.length === 0 && records.every((record) => neverMade.has(record));
             return {
               kind: 'state',
               namespacePath: current.namespace.path,
@@ -68,9 +69,11 @@ export async function finishUnfinished(
               detail:
                 listed.length > 0
                   ? `unfinished attach of ${name}: ${describeRecords(listed).join(', ')}`
-                  : records.some((record) => !neverMade.has(record))
-                    ? `unfinished attach of ${name}: nothing of it left to undo`
-                    : `unfinished attach of ${name}, stopped before it made anything`,
+                  : nothingMade
+                    ? `unfinished attach of ${name}, stopped before it made anything`
+                    : `unfinished attach of ${name}: nothing of it left to undo`,
+              interface: name,
+              ...(nothingMade ? { nothingMade: true as const } : {}),
             };
           };
           if (killedAttach && unfinished.length === 0) {

@@ -101,7 +101,10 @@ describe("a killed attach's steps on pod links it never reached", () => {
     const theirs = fingerprint(pod);
     const collected = vcnet(gcArgs);
     expect(collected.status, collected.stderr).toBe(0);
-    expect(collected.stdout).toContain('unfinished attach of eth1, stopped before it made anything');
+    // Neither endpoint made anything: said once for both (--json lists each).
+    expect(collected.stdout).toContain(
+      'unfinished attach of 2 interfaces (eth0, eth1), stopped before it made anything for them',
+    );
     expect(fingerprint(pod)).toEqual(theirs);
     expect(eth1Classes(pod)).toEqual(['1:10']);
     expect(existsSync(recordFile)).toBe(false);

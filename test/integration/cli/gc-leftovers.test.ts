@@ -21,7 +21,7 @@ function deadPid(): number {
 }
 
 interface Report {
-  removed: Array<{ kind: string; name: string; file: string }>;
+  removed: Array<{ kind: string; name: string; file: string; detail: string }>;
 }
 
 describe('gc and what a killed attach left in the state directory', () => {
@@ -46,6 +46,11 @@ describe('gc and what a killed attach left in the state directory', () => {
       expect(dry.status, dry.stderr).toBe(0);
       const listed = (JSON.parse(dry.stdout) as Report).removed.map((item) => `${item.kind}:${item.name}`).sort();
       expect(listed).toEqual(['state:killed-early', 'state:killed-writing']);
+      // The reason fits the attach killed here too, not only a DEL or detach.
+      const emptyDirectory = (JSON.parse(dry.stdout) as Report).removed.find((item) => item.name === 'killed-writing');
+      expect(emptyDirectory?.detail).toBe(
+        'a record directory without a record (an attach, DEL or detach was interrupted)',
+      );
       expect(existsSync(join(locks, 'killed-early'))).toBe(true);
       expect(existsSync(join(root, 'killed-writing'))).toBe(true);
 
