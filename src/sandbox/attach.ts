@@ -168,8 +168,6 @@ export async function attachSandbox(
           noticeNoNetwork('attach', network.endpoints(), config.namespacePath, {
             nothingAttached:
               '(none has an address or was named with --interface); add-iface or attach --interface adds one',
-            noAddress:
-              'named with --interface, attached anyway: give the pod link an address (`vcnet watch` sends it to the guest), or let the guest configure its NIC',
           });
         const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
         if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));

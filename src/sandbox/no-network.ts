@@ -1,9 +1,11 @@
 /**
  * The notice of an attach that leaves the VM with no network: nothing attached, or only links with
- * no address (a link named with `attach --interface`, vcnet-cni's CNI_IFNAME of a chain without
- * IPAM), whose guest NICs Kata's agent then configures with no address. As Kata's "no network
- * interfaces found", not an error (the runtime may configure the pod later, the guest may configure
- * its NIC itself), but never silent. attachSandbox and vcnet-cni ADD both say it from here.
+ * no address (vcnet-cni's CNI_IFNAME of a chain without IPAM), whose guest NICs Kata's agent then
+ * configures with no address. As Kata's "no network interfaces found", not an error (the runtime may
+ * configure the pod later, the guest may configure its NIC itself), but never silent. attachSandbox
+ * and vcnet-cni ADD both say it from here. A link a user named with `attach --interface` is their
+ * choice (a layer-2 pod, a guest that runs DHCP), as it is with Kata's add-iface: attach passes no
+ * `noAddress`, and says nothing of it.
  */
 import { channels, publish } from '../diagnostics.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
@@ -13,8 +15,8 @@ import { hasConfiguredAddress } from '../network/scan.js';
 export interface NoNetworkAdvice {
   /** After "no link of NS was attached": why, and what attaches one. Without it, an attach of nothing says nothing. */
   nothingAttached?: string;
-  /** After "... gets no address": where the address should have come from, and what gives one. */
-  noAddress: string;
+  /** After "... gets no address": where the address should have come from, and what gives one. Without it, links without an address say nothing. */
+  noAddress?: string;
 }
 
 /** The message, or undefined when the VM gets a network from what was attached. */
@@ -27,6 +29,7 @@ export function noNetworkMessage(
     if (advice.nothingAttached === undefined) return undefined;
     return `the VM gets no network: no link of ${namespacePath} was attached ${advice.nothingAttached}`;
   }
+  if (advice.noAddress === undefined) return undefined;
   if (attached.some((endpoint) => hasConfiguredAddress(endpoint.properties))) return undefined;
   const names = attached.map((endpoint) => endpoint.properties.link.name);
   const [subject, verb, nic] =
