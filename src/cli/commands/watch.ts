@@ -52,8 +52,13 @@ export function registerWatch(program: Command): void {
       bindLogContext({ ...logContext(), netns: watching.namespacePath });
       // One write: a reader that sees the first line sees the second.
       // add-iface is advised only for links it attaches: a macvtap refused here gets what works instead.
-      const leftAlone = watching.leftAlone.filter((name) => !watching.refused.has(name));
+      // One vcnet refuses for what it is (a vxlan with an address) is named with its own refusal.
+      const startRefusals = watching.refusals;
+      const leftAlone = watching.leftAlone.filter((name) => !watching.refused.has(name) && !startRefusals.has(name));
       const refusedAtStart = watching.leftAlone.filter((name) => watching.refused.has(name));
+      const refusedForWhatItIs = watching.leftAlone.filter(
+        (name) => !watching.refused.has(name) && startRefusals.has(name),
+      );
       writeStderr(
         `vcnet: watching sandbox ${options.sandbox} (Ctrl-C to stop)\n${
           leftAlone.length > 0
@@ -63,7 +68,12 @@ export function registerWatch(program: Command): void {
           refusedAtStart.length > 0
             ? `vcnet: watch leaves ${refusedAtStart.join(', ')} alone: ${refusedMacvtapAdvice(refusedAtStart)}\n`
             : ''
-        }${watching.undoneAttaches
+        }${refusedForWhatItIs
+          .map((name) => {
+            const failure = startRefusals.get(name)!;
+            return `vcnet: watch leaves ${name} alone, which vcnet refuses (${failure.message})${failure.hint ? `: ${failure.hint}` : ''}\n`;
+          })
+          .join('')}${watching.undoneAttaches
           .map(
             (name) =>
               `vcnet: watch undid the unfinished attach of ${name} (a watch or add-iface stopped part-way) and attaches it as a new link\n`,
