@@ -3,7 +3,8 @@
  * no address (a link named with `attach --interface`, vcnet-cni's CNI_IFNAME of a chain without
  * IPAM), whose guest NICs Kata's agent then configures with no address. As Kata's "no network
  * interfaces found", not an error (the runtime may configure the pod later, the guest may configure
- * its NIC itself), but never silent. attachSandbox and vcnet-cni ADD both say it from here.
+ * its NIC itself), but never silent. attachSandbox, its dry run (planSandboxAttach), vcnet-cni ADD
+ * and add-iface (about the one NIC it adds: `addedNic`) all say it from here.
  */
 import { channels, publish } from '../diagnostics.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
@@ -15,7 +16,19 @@ export interface NoNetworkAdvice {
   nothingAttached?: string;
   /** After "... gets no address": where the address should have come from, and what gives one. */
   noAddress: string;
+  /**
+   * add-iface: about the one NIC added, not the VM (whose other NICs may have addresses): said when
+   * that NIC gets none.
+   */
+  addedNic?: true;
 }
+
+/** The advice of attach and its dry run. */
+export const ATTACH_NO_NETWORK_ADVICE: NoNetworkAdvice = {
+  nothingAttached: '(none has an address or was named with --interface); add-iface or attach --interface adds one',
+  noAddress:
+    'named with --interface, attached anyway: give the pod link an address (`vcnet watch` sends it to the guest), or let the guest configure its NIC',
+};
 
 /** The message, or undefined when the VM gets a network from what was attached. */
 export function noNetworkMessage(
@@ -28,6 +41,10 @@ export function noNetworkMessage(
     return `the VM gets no network: no link of ${namespacePath} was attached ${advice.nothingAttached}`;
   }
   if (attached.some((endpoint) => hasConfiguredAddress(endpoint.properties))) return undefined;
+  if (advice.addedNic) {
+    const name = attached.map((endpoint) => endpoint.properties.link.name).join(', ');
+    return `the guest's NIC of ${name} gets no network address: ${name} has none in ${namespacePath} (an IPv6 link-local one does not count) and the request gave none, so the guest agent configures the NIC with none, and the VM reaches that network only by configuring it itself (DHCP, a static address); ${advice.noAddress}`;
+  }
   const names = attached.map((endpoint) => endpoint.properties.link.name);
   const [subject, verb, nic] =
     names.length === 1 ? [names[0], 'has', "the guest's NIC"] : [names.join(', '), 'have', "the guest's NICs"];

@@ -46,6 +46,7 @@ import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-pus
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
+import { noticeNoNetwork } from './no-network.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
 import { openRecordedNetwork } from './recorded-network.js';
 
@@ -281,6 +282,11 @@ export async function addInterface(
           });
         }
       }
+      // As attach says it of the VM, here of the NIC added: a link with no address, and none asked for.
+      noticeNoNetwork('add-iface', [endpoint], network.config.namespacePath, {
+        addedNic: true,
+        noAddress: `give the pod link an address (\`vcnet watch\` sends it to the guest) or the request IPAddresses, or let the guest configure its NIC`,
+      });
       return {
         interface: interfaceToJson(interfaceFromJson(guest)),
         podDevice,

@@ -3,7 +3,7 @@
  * holds (whose pod links gave their addresses to the first VM) is refused naming the first, never
  * "attached 0 endpoints"; a VM's device is never taken as a new endpoint, even when named.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
@@ -99,6 +99,14 @@ describe("a VM's device in the namespace", () => {
   it('warns that the VM gets no network when nothing was attached', () => {
     const pod = makeNamespace('empty');
     pod.exec('ip', ['link', 'add', 'spare0', 'type', 'veth', 'peer', 'name', 'spare1']);
+    // The dry run says it too (stderr, as attach's warning), and changes nothing.
+    const before = fingerprint(pod);
+    for (const extra of [['--dry-run'], ['--dry-run', '--json']]) {
+      const dry = attach('empty-a', pod.path, ...extra);
+      expect(dry.status, dry.stderr).toBe(0);
+      expect(dry.stderr, extra.join(' ')).toContain(`the VM gets no network: no link of ${pod.path} was attached`);
+      expect(fingerprint(pod)).toEqual(before);
+    }
     const result = attach('empty-a', pod.path);
     expect(result.status, result.stderr).toBe(0);
     expect(result.stderr).toContain('the VM gets no network');
@@ -108,6 +116,9 @@ describe("a VM's device in the namespace", () => {
   it('warns that the VM gets no network address when only links without one were attached (named), not when one has one', () => {
     const bareOnly = makeNamespace('bare');
     bareOnly.exec('ip', ['link', 'add', 'bare0', 'type', 'veth', 'peer', 'name', 'bare1']);
+    const dry = attach('bare-a', bareOnly.path, '--interface', 'bare0', '--dry-run');
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(dry.stderr).toContain(`the VM gets no network address: bare0 has none in ${bareOnly.path}`);
     const bare = attach('bare-a', bareOnly.path, '--interface', 'bare0');
     expect(bare.status, bare.stderr).toBe(0);
     expect(bare.stderr).toContain(
@@ -118,9 +129,35 @@ describe("a VM's device in the namespace", () => {
     // Beside eth0, which has an address (and is attached with it), the VM has a network.
     const { pod } = makePod();
     pod.exec('ip', ['link', 'add', 'bare0', 'type', 'veth', 'peer', 'name', 'bare1']);
+    const bothDry = attach('bare-b', pod.path, '--interface', 'bare0', '--dry-run');
+    expect(bothDry.status, bothDry.stderr).toBe(0);
+    expect(bothDry.stderr).not.toContain('gets no network');
     const both = attach('bare-b', pod.path, '--interface', 'bare0');
     expect(both.status, both.stderr).toBe(0);
     expect(both.stderr).not.toContain('the VM gets no network');
+    // add-iface of a link with no address (and none in the request) says its NIC gets none; with one, nothing.
+    pod.exec('ip', ['link', 'add', 'bare2', 'type', 'veth', 'peer', 'name', 'bare3']);
+    pod.exec('ip', ['link', 'add', 'bare4', 'type', 'veth', 'peer', 'name', 'bare5']);
+    const request = (body: object) => {
+      const file = join(stateDirectory(), `request-${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(file, JSON.stringify(body));
+      return file;
+    };
+    const added = vcnet(['add-iface', 'bare-b', request({ name: 'bare2' }), '--state-dir', stateDirectory()]);
+    expect(added.status, added.stderr).toBe(0);
+    expect(added.stderr).toContain(
+      `the guest's NIC of bare2 gets no network address: bare2 has none in ${pod.path} (an IPv6 link-local one does not count)`,
+    );
+    expect(added.stderr).not.toContain('the VM gets no network');
+    const addressed = vcnet([
+      'add-iface',
+      'bare-b',
+      request({ name: 'bare4', IPAddresses: [{ family: 0, address: '10.74.0.2', mask: '24' }] }),
+      '--state-dir',
+      stateDirectory(),
+    ]);
+    expect(addressed.status, addressed.stderr).toBe(0);
+    expect(addressed.stderr).not.toContain('gets no network');
     expect(vcnet(['detach', '--sandbox', 'bare-b', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 });
