@@ -334,8 +334,39 @@ const HYPERVISOR_KEYS = [
 ] as const;
 
 /**
+ * `table` with each key that differs from one vcnet reads there only in case (Internetworking_Model,
+ * [Runtime]) under that key: Kata decodes with BurntSushi/toml, which matches a key to a struct field
+ * by its exact name, else case-insensitively. With both written, vcnet reads the exact one and says
+ * so (Kata's decoder walks a Go map: which one it keeps varies from run to run).
+ */
+function foldKeyCase(
+  table: Record<string, unknown>,
+  section: string,
+  known: readonly string[],
+  warnings: string[],
+): Record<string, unknown> {
+  const folded: Record<string, unknown> = { ...table };
+  for (const key of Object.keys(table)) {
+    if (known.includes(key)) continue;
+    const meant = known.find((name) => name.toLowerCase() === key.toLowerCase());
+    if (meant === undefined) continue;
+    delete folded[key];
+    if (Object.hasOwn(table, meant)) {
+      // Top level: the sections [runtime] and [Runtime].
+      const [where, exact, written] =
+        section === '' ? ['the file', `[${meant}]`, `[${key}]`] : [`[${section}]`, meant, key];
+      warnings.push(
+        `${where} has both ${exact} and ${written}: vcnet reads ${exact}; Kata takes whichever its map iteration yields last, which varies from run to run. Keep one`,
+      );
+    } else folded[meant] = table[key];
+  }
+  return folded;
+}
+
+/**
  * A notice for each key of `table` within two edits of a key vcnet reads there, and not that key
- * (internetworking_modle, Internetworking_Model): ignored, but most likely meant as the other. Every
+ * (internetworking_modle): ignored, but most likely meant as the other (a difference in case only
+ * is read as Kata reads it: foldKeyCase, before this). Every
  * other unknown key is passed over in silence: Kata's files hold many keys vcnet does not read.
  */
 function nearMissNotices(table: Record<string, unknown>, section: string, known: readonly string[]): string[] {
@@ -375,8 +406,10 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     });
   }
   const settings: KataNetworkSettings = {};
-  const runtime = tomlTable(document.runtime, 'runtime') ?? {};
-  const warnings: string[] = nearMissNotices(runtime, 'runtime', RUNTIME_KEYS);
+  const warnings: string[] = [];
+  document = foldKeyCase(document, '', ['runtime', 'hypervisor'], warnings);
+  const runtime = foldKeyCase(tomlTable(document.runtime, 'runtime') ?? {}, 'runtime', RUNTIME_KEYS, warnings);
+  warnings.push(...nearMissNotices(runtime, 'runtime', RUNTIME_KEYS));
   expectType('runtime.internetworking_model', runtime.internetworking_model, 'string');
   if (typeof runtime.internetworking_model === 'string') {
     settings.model = parseInterworkingModel(runtime.internetworking_model, 'runtime.internetworking_model');
@@ -406,6 +439,7 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     );
   }
   if (name && section) {
+    section = foldKeyCase(section, `hypervisor.${name}`, HYPERVISOR_KEYS, warnings);
     warnings.push(...nearMissNotices(section, `hypervisor.${name}`, HYPERVISOR_KEYS));
     section = tomlShownValues(section);
     settings.hypervisor = name;

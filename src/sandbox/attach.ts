@@ -19,7 +19,7 @@ import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from 
 import { defaultLockTimeoutMs, refuseUnusableRecordEnvironment, SandboxStore } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { lockNamespace, refuseHeldNamespace } from './namespace-hold.js';
-import { noticeNoNetwork } from './no-network.js';
+import { ATTACH_NO_NETWORK_ADVICE, noticeNoNetwork } from './no-network.js';
 import { attachRecorded, type RecordKeeper, replacingTakenName, undoAfterFailure } from './recorded.js';
 
 export interface AttachResult {
@@ -165,10 +165,7 @@ export async function attachSandbox(
         // As Kata ("no network interfaces found"): not an error (the runtime may configure the pod
         // later, and add-iface adds NICs), but never silent. The host's namespace is not a pod's.
         if (!config.disableNewNetns)
-          noticeNoNetwork('attach', network.endpoints(), config.namespacePath, {
-            nothingAttached:
-              '(none has an address or was named with --interface); add-iface or attach --interface adds one',
-          });
+          noticeNoNetwork('attach', network.endpoints(), config.namespacePath, ATTACH_NO_NETWORK_ADVICE);
         const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
         if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
         return {

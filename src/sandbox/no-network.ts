@@ -3,9 +3,9 @@
  * no address (vcnet-cni's CNI_IFNAME of a chain without IPAM), whose guest NICs Kata's agent then
  * configures with no address. As Kata's "no network interfaces found", not an error (the runtime may
  * configure the pod later, the guest may configure its NIC itself), but never silent. attachSandbox
- * and vcnet-cni ADD both say it from here. A link a user named with `attach --interface` is their
- * choice (a layer-2 pod, a guest that runs DHCP), as it is with Kata's add-iface: attach passes no
- * `noAddress`, and says nothing of it.
+ * (and its dry run, planSandboxAttach) and vcnet-cni ADD say it from here. A link a user named with
+ * `attach --interface` or add-iface is their choice (a layer-2 pod, a guest that runs DHCP), as with
+ * Kata's add-iface: attach passes no `noAddress`, add-iface no advice, and neither says anything of it.
  */
 import { channels, publish } from '../diagnostics.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
@@ -18,6 +18,11 @@ export interface NoNetworkAdvice {
   /** After "... gets no address": where the address should have come from, and what gives one. Without it, links without an address say nothing. */
   noAddress?: string;
 }
+
+/** The advice of attach and its dry run: only an attach of nothing is said. */
+export const ATTACH_NO_NETWORK_ADVICE: NoNetworkAdvice = {
+  nothingAttached: '(none has an address or was named with --interface); add-iface or attach --interface adds one',
+};
 
 /** The message, or undefined when the VM gets a network from what was attached. */
 export function noNetworkMessage(

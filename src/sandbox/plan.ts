@@ -18,6 +18,7 @@ import { SandboxStore, validateSandboxId } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { checkHypervisorKind, namingTheOwner, SandboxExistsError, stateDirectories } from './attach.js';
 import { refuseHeldNamespace } from './namespace-hold.js';
+import { ATTACH_NO_NETWORK_ADVICE, noticeNoNetwork } from './no-network.js';
 import { openRecordedNetwork, type RecordedNetwork } from './recorded-network.js';
 
 export interface PlannedEndpoint {
@@ -86,6 +87,15 @@ export async function planSandboxAttach(
       throw namingTheOwner(error, identity, config.namespacePath, options.stateDirectory);
     });
     options.checkEndpoints?.(planned);
+    // As attach says it (the same notice, so the CLI prints it as attach's warning): a plan that
+    // leaves the VM with no network, or none with an address, is no surprise once run.
+    if (!config.disableNewNetns)
+      noticeNoNetwork(
+        'attach',
+        planned.map(({ endpoint }) => endpoint),
+        config.namespacePath,
+        ATTACH_NO_NETWORK_ADVICE,
+      );
     return planned.map(({ endpoint, plan }) => ({
       source: endpoint.properties.link.name,
       type: endpoint.type,

@@ -10,6 +10,7 @@ import { channels, publish, reportNotice } from '../diagnostics.js';
 import { classifyError, type ErrorCode, hintFromCause } from '../errors.js';
 import { LinkNotFoundError } from '../netlink/errors.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
+import { classifyInterface } from '../network/endpoint/create-endpoint.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { generateGuestNetwork } from '../network/guest.js';
 import { DEFAULT_DEBOUNCE_MS, type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
@@ -429,6 +430,17 @@ async function applyChange(
   });
 }
 
+/** The refusal of a link vcnet refuses for what it is, classified as attach does; undefined for one it can take. */
+function refusalOf(info: NetworkInfo): WatchFailure | undefined {
+  try {
+    classifyInterface(info);
+    return undefined;
+  } catch (error) {
+    const failure = watchFailure(info, error);
+    return failure.refused ? failure : undefined;
+  }
+}
+
 /**
  * A link's failed attach as a watch reports it: the deciding code, the message and the hint (for a
  * macvtap refused in a user namespace, what works instead), and whether vcnet refuses the link for
@@ -558,8 +570,9 @@ export interface SandboxWatch {
    */
   readonly refused: ReadonlySet<string>;
   /**
-   * Links vcnet refused for what they are (WatchFailure.refused) while watching, still there, by
-   * name: reported once, never tried again; stop() names them too, and this says why and what to do.
+   * Links vcnet refused for what they are (WatchFailure.refused), still there, by name: those left
+   * alone at start (classified as attach does, never tried) and those refused while watching
+   * (reported once, never tried again; stop() names these too); this says why and what to do.
    */
   readonly refusals: ReadonlyMap<string, WatchFailure>;
   /** The namespace watched, as the sandbox's record names it. */
@@ -647,7 +660,9 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
             ...pending.values(),
           ].map((info) => info.link);
           // Links vcnet refused are not attached either: named with what they are (refusals).
-          for (const [name, { kind }] of memory?.refused ?? []) infos.push({ name, kind });
+          // Those left alone at start were never to be attached: not named again.
+          for (const [name, { kind }] of memory?.refused ?? [])
+            if (!memory?.leftAlone.has(name)) infos.push({ name, kind });
           const names = new Set(infos.map((link) => link.name));
           for (const link of infos) if (macvtapLinkRefusedHere(link)) refused.add(link.name);
           notApplied = [...names];
@@ -721,8 +736,17 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     watcher.interfaces(),
     state.network.endpoints.map((endpoint) => endpoint.properties.link.name),
   );
-  for (const info of watcher.interfaces())
-    if (memory.leftAlone.has(info.link.name) && macvtapLinkRefusedHere(info.link)) refused.add(info.link.name);
+  for (const info of watcher.interfaces()) {
+    if (!memory.leftAlone.has(info.link.name)) continue;
+    if (macvtapLinkRefusedHere(info.link)) refused.add(info.link.name);
+    else {
+      // add-iface is no advice for a link vcnet refuses for what it is (a vxlan with an address):
+      // classified as attach and add-iface do, it is named with its own refusal (refusals).
+      const refusal = refusalOf(info);
+      if (refusal)
+        memory.refused?.set(info.link.name, { index: info.link.index, kind: info.link.kind, failure: refusal });
+    }
+  }
   // A detach changes nothing the watcher sees (the pod links stay): the record going ends the watch.
   detachPoll = setInterval(() => {
     if (!existsSync(store.statePath)) void stop(new SandboxNotFoundError(id, store.statePath, store.root));

@@ -3,7 +3,7 @@
  * holds (whose pod links gave their addresses to the first VM) is refused naming the first, never
  * "attached 0 endpoints"; a VM's device is never taken as a new endpoint, even when named.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
@@ -99,6 +99,14 @@ describe("a VM's device in the namespace", () => {
   it('warns that the VM gets no network when nothing was attached', () => {
     const pod = makeNamespace('empty');
     pod.exec('ip', ['link', 'add', 'spare0', 'type', 'veth', 'peer', 'name', 'spare1']);
+    // The dry run says it too (stderr, as attach's warning), and changes nothing.
+    const before = fingerprint(pod);
+    for (const extra of [['--dry-run'], ['--dry-run', '--json']]) {
+      const dry = attach('empty-a', pod.path, ...extra);
+      expect(dry.status, dry.stderr).toBe(0);
+      expect(dry.stderr, extra.join(' ')).toContain(`the VM gets no network: no link of ${pod.path} was attached`);
+      expect(fingerprint(pod)).toEqual(before);
+    }
     const result = attach('empty-a', pod.path);
     expect(result.status, result.stderr).toBe(0);
     expect(result.stderr).toContain('the VM gets no network');
@@ -108,6 +116,9 @@ describe("a VM's device in the namespace", () => {
   it('says nothing of a link without an address the user named with --interface (their choice, as with Kata add-iface)', () => {
     const bareOnly = makeNamespace('bare');
     bareOnly.exec('ip', ['link', 'add', 'bare0', 'type', 'veth', 'peer', 'name', 'bare1']);
+    const dry = attach('bare-a', bareOnly.path, '--interface', 'bare0', '--dry-run');
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(dry.stderr).not.toContain('the VM gets no network');
     const bare = attach('bare-a', bareOnly.path, '--interface', 'bare0');
     expect(bare.status, bare.stderr).toBe(0);
     expect(bare.stdout).toContain('(1 endpoint,');

@@ -478,4 +478,44 @@ describe('vcnet watch', () => {
     expect(vcnet(['detach', '--sandbox', 'w2', '--state-dir', stateDir]).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   });
+
+  it('names a link it leaves alone at start that vcnet refuses with its own refusal, never with add-iface', async () => {
+    stateDir = cleanup.directory('vcnet-watch-');
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    expect(vcnet(['attach', '--sandbox', 'w3', '--netns', pod.path, '--state-dir', stateDir]).status).toBe(0);
+    // Made with addresses after attach, before watch starts: both are left alone.
+    try {
+      pod.exec('ip', ['link', 'add', 'vx7', 'type', 'vxlan', 'id', '77', 'dstport', '4789', 'dev', 'eth0']);
+    } catch (error) {
+      console.log(
+        `skip: this kernel cannot create vxlan links: ${String((error as { stderr?: string }).stderr ?? error).trim()}`,
+      );
+      return;
+    }
+    pod.exec('ip', ['addr', 'add', '10.77.0.1/24', 'dev', 'vx7']);
+    pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
+    pod.exec('ip', ['addr', 'add', '10.87.0.2/24', 'dev', 'eth7']);
+
+    const run = vcnetAsync(['watch', '--sandbox', 'w3', '--state-dir', stateDir, '--debounce', '50']);
+    await until(() => run.output().stderr.includes('watching sandbox w3'), 'the watch command');
+    run.child.kill('SIGINT');
+    const done = await run.done;
+    expect(done.status, done.stderr).toBe(0);
+    expect(done.stderr).toContain(
+      'vcnet: watch leaves eth7 alone: it had an address and was not attached when watch started (`vcnet add-iface w3 FILE` attaches one)\n',
+    );
+    expect(done.stderr).toContain(
+      'vcnet: watch leaves vx7 alone, which vcnet refuses (unsupported network interface vx7: kind vxlan): vcnet connects veth',
+    );
+    expect(done.stderr).toContain("remove vx7's addresses or move it out of the pod namespace");
+    expect(done.stderr).not.toMatch(/leaves [^\n]*vx7[^\n]*add-iface w3 FILE` attaches/);
+    // Nothing was attached: the JSON lines do not name vx7 as failed either (it was never tried).
+    expect(done.stdout).not.toContain('"vx7"');
+
+    pod.exec('ip', ['link', 'del', 'vx7']);
+    pod.exec('ip', ['link', 'del', 'eth7']);
+    expect(vcnet(['detach', '--sandbox', 'w3', '--state-dir', stateDir]).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
 });

@@ -65,4 +65,36 @@ describe('configuration.toml keys one slip from a key vcnet reads', () => {
     expect(settings.warnings).toBeUndefined();
     expect(settings.model).toBe('tcfilter');
   });
+
+  // Kata decodes with BurntSushi/toml, which matches a key to a struct field by its exact name, else
+  // case-insensitively: Internetworking_Model and [Runtime] are read as Kata reads them. The map of
+  // hypervisor sections is keyed by name as written ([hypervisor.QEMU] is not qemu).
+  it('reads a key, or a section, that differs from one vcnet reads only in case, as Kata does, with no notice', () => {
+    const settings = parseKataConfiguration(
+      '[Runtime]\nInternetworking_Model = "macvtap"\nDISABLE_NEW_NETNS = false\n[Hypervisor.qemu]\nTx_Rate_Limiter_Max_Rate = 1000\nDisable_Vhost_Net = true\n',
+    );
+    expect(settings.model).toBe('macvtap');
+    expect(settings.disableNewNetns).toBe(false);
+    expect(settings.rateLimit).toEqual({ txBitsPerSecond: 1000 });
+    expect(settings.vhostNet).toBe('off');
+    expect(settings.warnings).toBeUndefined();
+    // Its value is checked as the key vcnet reads is.
+    expect(() => parseKataConfiguration('[runtime]\nInternetworking_Model = "bridged"\n')).toThrow(
+      /runtime\.internetworking_model/,
+    );
+    // A slip beyond case still gets its notice.
+    expect(parseKataConfiguration('[runtime]\nInternetworking_Modle = "macvtap"\n').warnings).toEqual([
+      '[runtime] Internetworking_Modle is not a key vcnet reads, so it is ignored: did you mean internetworking_model?',
+    ]);
+  });
+
+  it('takes the exact key over one that differs in case, and says that Kata takes either', () => {
+    const settings = parseKataConfiguration(
+      '[runtime]\ninternetworking_model = "macvtap"\nInternetworking_Model = "none"\n',
+    );
+    expect(settings.model).toBe('macvtap');
+    expect(settings.warnings).toEqual([
+      '[runtime] has both internetworking_model and Internetworking_Model: vcnet reads internetworking_model; Kata takes whichever its map iteration yields last, which varies from run to run. Keep one',
+    ]);
+  });
 });
