@@ -3,7 +3,7 @@
  * holds (whose pod links gave their addresses to the first VM) is refused naming the first, never
  * "attached 0 endpoints"; a VM's device is never taken as a new endpoint, even when named.
  */
-import { existsSync, } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
