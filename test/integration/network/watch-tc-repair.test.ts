@@ -223,6 +223,11 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     const direct = directPackets(w.pod, 'eth0');
     sendFromPod(w.pod, '10.200.0.9', 50);
     expect(directPackets(w.pod, 'eth0')).toBe(direct);
+    // Counted as the class sends them: on a busy machine some may still be queued when the sender is done.
+    await until(() => {
+      const stats = defaultClassStats(w.pod, 'eth0');
+      return stats.packets >= 50 || stats.dropped > 0;
+    }, 'the class to send the 50 datagrams or drop one');
     expect(defaultClassStats(w.pod, 'eth0')).toEqual({ packets: 50, dropped: 0 });
     await w.stopWatch();
     w.detach();
