@@ -224,11 +224,15 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     sendFromPod(w.pod, '10.200.0.9', 50);
     expect(directPackets(w.pod, 'eth0')).toBe(direct);
     // Counted as the class sends them: on a busy machine some may still be queued when the sender is done.
+    // The class (made again just now) also carries what the kernel sends on its own, such as a
+    // neighbour solicitation: at least 50.
     await until(() => {
       const stats = defaultClassStats(w.pod, 'eth0');
       return stats.packets >= 50 || stats.dropped > 0;
     }, 'the class to send the 50 datagrams or drop one');
-    expect(defaultClassStats(w.pod, 'eth0')).toEqual({ packets: 50, dropped: 0 });
+    const stats = defaultClassStats(w.pod, 'eth0');
+    expect(stats.dropped).toBe(0);
+    expect(stats.packets).toBeGreaterThanOrEqual(50);
     await w.stopWatch();
     w.detach();
     expect(fingerprint(w.pod)).toEqual(w.before);
