@@ -449,8 +449,8 @@ function planHtb(
   const object = `htb qdisc ${formatHandle(record.handle)}`;
   // vcnet's htb is always 1: (plan-attach.ts htbChanges); another handle is no record of its.
   if (record.handle !== HTB_ROOT_HANDLE) return undefined;
+  // vcnet's htb still there is planHtbClasses' (the caller checks isVcnetHtbRoot first).
   const root = rootQdisc(qdiscs, link);
-  if (root?.kind === 'htb' && root.handle === record.handle) return undefined;
   // A link that is down has the noop qdisc until it comes up: nothing to shape, and htb could not be told apart.
   if ((link.flags & InterfaceFlag.UP) === 0 && (!root || root.kind === 'noop')) return undefined;
   if (root && root.handle !== 0 && !DEFAULT_ROOT_QDISCS.has(root.kind)) {
