@@ -8,18 +8,10 @@
  * directories, so they never land in the host's /run/vcnet registry and go in one piece.
  */
 import { execFileSync } from 'node:child_process';
-import {
-  accessSync,
-  chmodSync,
-  constants,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { findProgram } from '../src/program-search.js';
 import {
   forgetNamespaceOwner,
   NAMESPACE_PREFIX,
@@ -38,15 +30,6 @@ const RUN_DIRECTORY_PREFIX = 'vcnet-test-run-';
 const SYSTEM_PROGRAMS = ['ip', 'tc', 'sysctl', 'nsenter', 'iptables-save', 'iptables-restore'];
 const SYSTEM_DIRECTORIES = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
 
-function executableIn(directory: string, program: string): boolean {
-  try {
-    accessSync(join(directory, program), constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Appends to PATH the system directories that hold a program of SYSTEM_PROGRAMS PATH does not find,
  * and says so; a program found nowhere is said too (the tests that run it fail naming it; unit and
@@ -57,8 +40,8 @@ function completePath(): void {
   const added: string[] = [];
   const missing: string[] = [];
   for (const program of SYSTEM_PROGRAMS) {
-    if ([...path, ...added].some((directory) => executableIn(directory, program))) continue;
-    const home = SYSTEM_DIRECTORIES.find((directory) => executableIn(directory, program));
+    if (findProgram(program, [...path, ...added]) !== undefined) continue;
+    const home = SYSTEM_DIRECTORIES.find((directory) => findProgram(program, [directory]) !== undefined);
     if (home) added.push(home);
     else missing.push(program);
   }
