@@ -336,8 +336,13 @@ const HYPERVISOR_KEYS = [
 /**
  * `table` with each key that differs from one vcnet reads there only in case (Internetworking_Model,
  * [Runtime]) under that key: Kata decodes with BurntSushi/toml, which matches a key to a struct field
- * by its exact name, else case-insensitively. With both written, vcnet reads the exact one and says
- * so (Kata's decoder walks a Go map: which one it keeps varies from run to run).
+ * by its exact name, else case-insensitively. Where several spellings of one key are written, the
+ * decoder fills the one field from each in turn, in the order of a Go map walk (it varies from run to
+ * run): a scalar ends with the last one's value; a table ([runtime] and [Runtime]: a struct; the
+ * hypervisor tables: a Go map) is filled from each without being cleared first, so the keys of all
+ * are read and only a key set in several takes the last one's value (a hypervisor section whole).
+ * vcnet reads them the same way (`section` '' is the top level, whose keys are those tables) and,
+ * where Kata's choice would vary, takes the exact spelling, else the first written, and says so.
  */
 function foldKeyCase(
   table: Record<string, unknown>,
@@ -345,22 +350,59 @@ function foldKeyCase(
   known: readonly string[],
   warnings: string[],
 ): Record<string, unknown> {
-  const folded: Record<string, unknown> = { ...table };
+  const folded: Record<string, unknown> = {};
+  // For each key vcnet reads, its spellings in the file, the exact one first, then in file order.
+  const spellings = new Map<string, string[]>();
   for (const key of Object.keys(table)) {
-    if (known.includes(key)) continue;
     const meant = known.find((name) => name.toLowerCase() === key.toLowerCase());
-    if (meant === undefined) continue;
-    delete folded[key];
-    if (Object.hasOwn(table, meant)) {
-      // Top level: the sections [runtime] and [Runtime].
-      const [where, exact, written] =
-        section === '' ? ['the file', `[${meant}]`, `[${key}]`] : [`[${section}]`, meant, key];
+    if (meant === undefined) {
+      folded[key] = table[key];
+      continue;
+    }
+    const written = spellings.get(meant) ?? [];
+    if (key === meant) written.unshift(key);
+    else written.push(key);
+    spellings.set(meant, written);
+  }
+  for (const [meant, written] of spellings) {
+    const [read = meant] = written;
+    if (written.length === 1) {
+      folded[meant] = table[read];
+      continue;
+    }
+    const kataVaries = 'whichever its map iteration yields last, which varies from run to run';
+    if (section !== '') {
       warnings.push(
-        `${where} has both ${exact} and ${written}: vcnet reads ${exact}; Kata takes whichever its map iteration yields last, which varies from run to run. Keep one`,
+        `[${section}] has ${written.length === 2 ? 'both ' : ''}${listed(written)}: vcnet reads ${read}; Kata takes ${kataVaries}. Keep one`,
       );
-    } else folded[meant] = table[key];
+      folded[meant] = table[read];
+      continue;
+    }
+    // Top level: tables, read as one; a key in several is read from the first (the exact spelling).
+    const merged: Record<string, unknown> = {};
+    const setInSeveral = new Set<string>();
+    for (const spelling of written) {
+      for (const [key, value] of Object.entries(tomlTable(table[spelling], spelling) ?? {})) {
+        if (Object.hasOwn(merged, key)) setInSeveral.add(key);
+        else merged[key] = value;
+      }
+    }
+    folded[meant] = merged;
+    const sections = written.map((spelling) => `[${spelling}]`);
+    const clash =
+      setInSeveral.size === 0
+        ? ''
+        : `; ${written.length === 2 ? 'both' : 'several'} set ${listed([...setInSeveral])}: vcnet reads [${read}]'s, Kata ${kataVaries}`;
+    warnings.push(
+      `the file has ${written.length === 2 ? 'both ' : ''}${listed(sections)}: vcnet reads them as one section, as Kata does${clash}. Keep one`,
+    );
   }
   return folded;
+}
+
+/** `a`, `a and b`, `a, b and c`. */
+function listed(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`;
 }
 
 /**

@@ -97,4 +97,60 @@ describe('configuration.toml keys one slip from a key vcnet reads', () => {
       '[runtime] has both internetworking_model and Internetworking_Model: vcnet reads internetworking_model; Kata takes whichever its map iteration yields last, which varies from run to run. Keep one',
     ]);
   });
+
+  it('takes the first of two spellings neither of which is exact, and says so', () => {
+    const settings = parseKataConfiguration(
+      '[runtime]\nInternetworking_Model = "macvtap"\nINTERNETWORKING_MODEL = "none"\n',
+    );
+    expect(settings.model).toBe('macvtap');
+    expect(settings.warnings).toEqual([
+      '[runtime] has both Internetworking_Model and INTERNETWORKING_MODEL: vcnet reads Internetworking_Model; Kata takes whichever its map iteration yields last, which varies from run to run. Keep one',
+    ]);
+  });
+
+  // BurntSushi/toml decodes each of [runtime] and [Runtime] into the one struct field they both match,
+  // one after the other, without clearing it: the keys of both are read, and a key both set takes the
+  // value of whichever its map iteration yields last. Two hypervisor tables fill one Go map: all
+  // their sections are kept, and a section name in both is replaced whole by the later one.
+  it('reads [runtime] and [Runtime] as one section, as Kata does, the exact one winning where both set a key', () => {
+    const merged = parseKataConfiguration(
+      '[runtime]\ninternetworking_model = "none"\n[Runtime]\ndisable_new_netns = true\n',
+    );
+    expect(merged.model).toBe('none');
+    expect(merged.disableNewNetns).toBe(true);
+    expect(merged.warnings).toEqual([
+      'the file has both [runtime] and [Runtime]: vcnet reads them as one section, as Kata does. Keep one',
+    ]);
+    const clashing = parseKataConfiguration(
+      '[Runtime]\ninternetworking_model = "none"\ndisable_new_netns = true\n[runtime]\ninternetworking_model = "macvtap"\n',
+    );
+    expect(clashing.model).toBe('macvtap');
+    expect(clashing.disableNewNetns).toBe(true);
+    expect(clashing.warnings).toEqual([
+      "the file has both [runtime] and [Runtime]: vcnet reads them as one section, as Kata does; both set internetworking_model: vcnet reads [runtime]'s, Kata whichever its map iteration yields last, which varies from run to run. Keep one",
+    ]);
+    // Not a table in one spelling: refused naming that spelling, as Kata's decoder refuses it.
+    expect(() => parseKataConfiguration('Runtime = 5\n[runtime]\ninternetworking_model = "none"\n')).toThrow(/Runtime/);
+  });
+
+  it('keeps the hypervisor sections of [hypervisor.*] and [Hypervisor.*], one of a name taken whole', () => {
+    const sameName = parseKataConfiguration(
+      '[Hypervisor.qemu]\ntx_rate_limiter_max_rate = 1000\ndisable_vhost_net = true\n[hypervisor.qemu]\nrx_rate_limiter_max_rate = 2000\n',
+    );
+    expect(sameName.hypervisor).toBe('qemu');
+    // Whole: disable_vhost_net and tx of [Hypervisor.qemu] are not read beside [hypervisor.qemu].
+    expect(sameName.rateLimit).toEqual({ rxBitsPerSecond: 2000 });
+    expect(sameName.vhostNet).toBeUndefined();
+    expect(sameName.warnings).toEqual([
+      "the file has both [hypervisor] and [Hypervisor]: vcnet reads them as one section, as Kata does; both set qemu: vcnet reads [hypervisor]'s, Kata whichever its map iteration yields last, which varies from run to run. Keep one",
+    ]);
+    const twoNames = parseKataConfiguration(
+      '[hypervisor.qemu]\ndefault_vcpus = 2\n[Hypervisor.clh]\ndefault_vcpus = 4\n',
+    );
+    expect(twoNames.hypervisor).toBe('qemu');
+    expect(twoNames.warnings).toEqual([
+      'the file has both [hypervisor] and [Hypervisor]: vcnet reads them as one section, as Kata does. Keep one',
+      'configuration.toml has 2 [hypervisor.*] sections (qemu, clh): vcnet reads [hypervisor.qemu], the first; Kata takes whichever its map iteration yields last, which varies from run to run. Keep only the section of the hypervisor the runtime uses',
+    ]);
+  });
 });
