@@ -4,6 +4,7 @@
  * endpoints recorded, in the namespace the record names (by identity), and reports it as the real run
  * would (in a dry run: what the undo would take away).
  */
+import { errnoOf } from '../../errors.js';
 import { type NamespaceHolders, openNamespaceHeldElsewhere } from '../../netns/namespace-holders.js';
 import { NamespaceGoneError, type OpenedNamespace, openRecordedNamespace } from '../../netns/namespace-identity.js';
 import { isUnfinished } from '../model/plumbing-context.js';
@@ -113,7 +114,7 @@ export async function finishUnfinished(
             report.failures.push({
               namespacePath: current.namespace.path,
               reason: failure.message,
-              errno: failure.errno,
+              errno: errnoOf(failure),
             });
           }
           for (const endpoint of unfinished) {

@@ -1,19 +1,19 @@
 /**
  * Undo, for rollback and detach alike: records planned against the namespace as it is now (planUndo,
- * plan-detach.ts), sent in one batch; "already gone" is every way the kernel says so for the object
+ * plan-detach.ts), sent in one batch through sendBatch (batch-send.ts), as attach and the tc repair
+ * send theirs, every refusal answered so the rest goes on; "already gone" is every way the kernel says so for the object
  * kind, so undo converges however often it is repeated. An attach that fails is rolled back here
  * (rollBackAttach): when its undo is refused too, the journal keeps exactly what is left and the
  * error says what (VCNET_ROLLBACK_INCOMPLETE); `vcnet detach` or `vcnet gc` finish the job from that
  * record. Records said as the objects they name (describeRecords) for the messages.
  */
 import { channels, publish } from '../../diagnostics.js';
-import { RollbackIncompleteError } from '../../errors.js';
+import { errnoOf, RollbackIncompleteError } from '../../errors.js';
 import type { Link } from '../../netlink/codec/link.js';
-import type { NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import { othersInQdiscs } from '../foreign-filters.js';
 import { podBatchesInPlace, podLinkView } from './batch-evidence.js';
-import { publishStep, queueChange } from './batch-send.js';
+import { publishStep, sendBatch } from './batch-send.js';
 import {
   type DetachNotice,
   type DetachPlan,
@@ -33,7 +33,8 @@ export interface UndoReport {
   alreadyGone: number;
   /** Records of what detach left because someone else uses it too (an ingress qdisc holding another tool's filter). */
   kept: number;
-  failures: NetlinkError[];
+  /** The kernel's refusals (NetlinkError, with its errno), or why a step could not be sent. */
+  failures: Error[];
   /** The records of what is still there after the undo (empty when everything went). */
   left: PlumbingStep[];
   /**
@@ -208,7 +209,11 @@ function keptNotice(kept: KeptRecord): DetachNotice {
   return { link, message: `kept the ${describeKept(kept)}; only vcnet's own filters in it were deleted` };
 }
 
-/** Sends a detach plan in one batch; what the kernel refuses stays in `left`. */
+/**
+ * Sends a detach plan in one batch, through the executor's one loop (sendBatch) with its refusals
+ * answered, not thrown: undo goes on past a step the kernel refuses, and each refusal keeps the
+ * records its step settles in `left`.
+ */
 async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoReport> {
   const report: UndoReport = {
     undone: 0,
@@ -219,27 +224,32 @@ async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoRe
     undid: [],
   };
   if (plan.steps.length === 0) return report;
-  const batch = handle.changes();
-  for (const step of plan.steps) {
-    queueChange(batch, step.change, (ref) => {
-      if (ref.index === undefined) throw new Error(`link ${ref.name} is not in the namespace`); // planDetach skips those
-      return ref.index;
-    });
-  }
-  const outcomes = await batch.send();
+  const answers = await sendBatch(
+    handle,
+    plan.steps.map((step) => step.change),
+    {
+      indexOf: (ref) => {
+        if (ref.index === undefined) throw new Error(`link ${ref.name} is not in the namespace`); // planDetach skips those
+        return ref.index;
+      },
+    },
+  );
   const left = new Set<PlumbingStep>();
   const placesTaken: DetachStep[] = [];
-  outcomes.forEach((outcome, position) => {
+  answers.forEach((answer, position) => {
     const step = plan.steps[position]!;
-    publishStep(handle, step.change, 'undo', outcome.ok ? undefined : outcome.error);
-    if (outcome.ok) {
+    publishStep(handle, step.change, 'undo', answer.ok ? undefined : answer.error);
+    if (answer.ok) {
       report.undone += changeCount(step.change);
       report.undid!.push(...recordsShownBy(step));
-    } else if (alreadyDone(step.change, outcome.error.errno)) {
+      return;
+    }
+    const errno = errnoOf(answer.error);
+    if (errno !== undefined && alreadyDone(step.change, errno)) {
       report.alreadyGone++;
-      if (step.change.op === 'add-route' && outcome.error.errno === 'EEXIST') placesTaken.push(step);
+      if (step.change.op === 'add-route' && errno === 'EEXIST') placesTaken.push(step);
     } else {
-      report.failures.push(outcome.error);
+      report.failures.push(answer.error);
       for (const record of step.settles) left.add(record);
     }
   });
