@@ -1,6 +1,8 @@
 /**
  * Once per test run, in the vitest process: removes what earlier runs that were killed left (their
- * test namespaces and temporary directories, only those whose recorded owner process is dead), puts
+ * test namespaces and temporary directories, only those whose recorded owner process is dead, and
+ * the directories runs made before they had a run directory, only once no test runner that started
+ * before one still runs), puts
  * the system directories holding the programs the tests run on PATH, builds dist/ (`npm run build`:
  * tsc, then the bundled programs) so CLI and CNI tests exercise the real `vcnet` and `vcnet-cni`
  * files users run, and gives the run one temporary directory (TMPDIR, inherited by the test workers
@@ -8,7 +10,7 @@
  * directories, so they never land in the host's /run/vcnet registry and go in one piece.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findProgram } from '../src/program-search.js';
@@ -18,6 +20,7 @@ import {
   namespacesOfDeadOwners,
   ownerAlive,
   ownerRecord,
+  startTimesOfProcessesNamed,
 } from './helpers/owner-process.js';
 
 const RUN_DIRECTORY_PREFIX = 'vcnet-test-run-';
@@ -79,8 +82,19 @@ export async function removeNamespacesOfDeadRuns(): Promise<void> {
   }
 }
 
-/** Removes the run directories (RUN_DIRECTORY_PREFIX*) whose owner process is dead. */
-function removeRunDirectoriesOfDeadRuns(parent: string): void {
+/** Removes `path` (a directory a dead run left), saying so when it cannot (another user's, in a sticky /tmp). */
+function removeLeftover(path: string): boolean {
+  try {
+    rmSync(path, { recursive: true, force: true });
+    return true;
+  } catch (error) {
+    console.log(`global-setup: could not remove ${path}, left by a test run that is gone: ${String(error)}`);
+    return false;
+  }
+}
+
+/** Removes the run directories (RUN_DIRECTORY_PREFIX*) in `parent` whose owner process is dead. */
+export function removeRunDirectoriesOfDeadRuns(parent: string): void {
   const removed: string[] = [];
   for (const entry of readdirSync(parent)) {
     if (!entry.startsWith(RUN_DIRECTORY_PREFIX)) continue;
@@ -91,11 +105,80 @@ function removeRunDirectoriesOfDeadRuns(parent: string): void {
       continue; // being made, or not ours: no record, no judgement
     }
     if (ownerAlive(owner)) continue;
-    rmSync(join(parent, entry), { recursive: true, force: true });
-    removed.push(entry);
+    if (removeLeftover(join(parent, entry))) removed.push(entry);
   }
   if (removed.length > 0) {
     console.log(`global-setup: removed ${removed.length} temporary directory(ies) a killed test run left in ${parent}`);
+  }
+}
+
+/**
+ * The prefixes of the directories the tests made straight in the temporary directory before each
+ * run had its own (up to session 22): the registry of state directories, state and scratch
+ * directories. A run killed then left them with no owner record. Frozen: no test makes them there now.
+ */
+const OLDER_RUN_PREFIXES: ReadonlySet<string> = new Set(
+  `vcnet-test-registry- vcnet-ab- vcnet-abort- vcnet-agent- vcnet-agent-main- vcnet-attach-skipped-
+  vcnet-attach-tc- vcnet-bench-state- vcnet-bin- vcnet-binding- vcnet-bundle- vcnet-c-attach- vcnet-caps-
+  vcnet-clh- vcnet-cni- vcnet-cni-faults- vcnet-cni-sbr- vcnet-cni-state- vcnet-cni-unit- vcnet-color-
+  vcnet-configure-neigh- vcnet-conflict- vcnet-containerd- vcnet-cwd- vcnet-damaged- vcnet-dan-
+  vcnet-detach-dry- vcnet-detach-held- vcnet-detach-routes- vcnet-detach-running- vcnet-detach-tc-
+  vcnet-diagnostics- vcnet-directory- vcnet-disposal- vcnet-disposal-agent- vcnet-docs- vcnet-dry-
+  vcnet-dry-path- vcnet-dry-sh- vcnet-dup-mac- vcnet-entry- vcnet-escapes- vcnet-f11p- vcnet-fake-qmp-
+  vcnet-faults- vcnet-fd-release- vcnet-fifo- vcnet-file- vcnet-full- vcnet-gc- vcnet-gc-in-use-
+  vcnet-gc-ingress- vcnet-gc-macvtap- vcnet-gc-stray- vcnet-gc-unreadable- vcnet-gc-untrusted- vcnet-gone-
+  vcnet-guest- vcnet-held- vcnet-held-here- vcnet-hint- vcnet-holders- vcnet-hvsock- vcnet-identity-
+  vcnet-input- vcnet-install- vcnet-iptables- vcnet-iptables-options- vcnet-kata-json- vcnet-keeps-nic-
+  vcnet-khp- vcnet-kill- vcnet-kill-foreign- vcnet-kill-loop- vcnet-kn- vcnet-library- vcnet-lock-
+  vcnet-log-fields- vcnet-loopback- vcnet-macvtap-lib- vcnet-macvtap-qemu- vcnet-macvtap-roots-
+  vcnet-macvtap-v6- vcnet-missing-filter- vcnet-nodes- vcnet-noptrace- vcnet-older-qlen- vcnet-otel-
+  vcnet-pack- vcnet-pcbr- vcnet-perm- vcnet-podman- vcnet-ptp6- vcnet-push- vcnet-q35- vcnet-q35-cli-
+  vcnet-qemu- vcnet-qemu-killed- vcnet-qmp-free- vcnet-race- vcnet-records- vcnet-refused-env-
+  vcnet-registry- vcnet-registry-hint- vcnet-ro- vcnet-root-registry- vcnet-rootless- vcnet-route-cache-
+  vcnet-route-choice- vcnet-routes-wire- vcnet-s13fe- vcnet-s17lf- vcnet-shim-version- vcnet-signal-
+  vcnet-sliced- vcnet-sliced-state- vcnet-soak-state- vcnet-state- vcnet-state-unit- vcnet-sticky-
+  vcnet-sysfs- vcnet-tap-owner- vcnet-tenant- vcnet-trust- vcnet-types- vcnet-undo-refused-
+  vcnet-unfinished-clh- vcnet-unfinished-hp- vcnet-unplug-retry- vcnet-unusable-state- vcnet-user-state-
+  vcnet-userns- vcnet-v6vm- vcnet-vhost-user- vcnet-vhu- vcnet-vmm-attach- vcnet-watch- vcnet-watch-agent-
+  vcnet-watch-batch- vcnet-watch-deaf- vcnet-watch-deaf-state- vcnet-watch-mac- vcnet-watch-macvtap-
+  vcnet-watch-mtu- vcnet-watch-notice- vcnet-watch-overrun- vcnet-watch-overrun-state- vcnet-watch-removed-
+  vcnet-watch-renamed- vcnet-watch-rules- vcnet-watch-stop- vcnet-watch-tapmtu- vcnet-watch-tc-
+  vcnet-watch-tenant- vcnet-watch-unfinished- vcnet-watch-vanished- vcnet-watch-vmgone- vcnet-wrong-dir- vcnet-ws-
+  vcnet-yield-`.split(/\s+/),
+);
+/** What mkdtemp appends to a prefix. */
+const MKDTEMP_SUFFIX = /^[A-Za-z0-9]{6}$/;
+/** Leeway for the wall clock against the boot clock start times are counted on (an NTP step). */
+const CLOCK_LEEWAY_MS = 5_000;
+
+/**
+ * Removes the directories in `parent` named by OLDER_RUN_PREFIXES and mkdtemp's suffix whose run is
+ * over. They name no owner, but a run makes its directories after its runner started and the runner
+ * (the vitest process, whose arguments contain `runnerName`) lives until the run ends: a directory
+ * last changed before every running runner started belongs to none of them. One changed later is
+ * kept while that runner runs (it may be that run's, of an older checkout), whoever made it.
+ */
+export function removeOlderRunLeftovers(parent: string, runnerName = 'vitest'): void {
+  const runnersStarted = startTimesOfProcessesNamed(runnerName);
+  const removed: string[] = [];
+  for (const entry of readdirSync(parent, { withFileTypes: true })) {
+    const name = entry.name;
+    if (!entry.isDirectory() || !OLDER_RUN_PREFIXES.has(name.slice(0, -6)) || !MKDTEMP_SUFFIX.test(name.slice(-6))) {
+      continue;
+    }
+    let changed: number;
+    try {
+      changed = lstatSync(join(parent, name)).mtimeMs;
+    } catch {
+      continue; // removed meanwhile
+    }
+    if (runnersStarted.some((started) => started - CLOCK_LEEWAY_MS <= changed)) continue;
+    if (removeLeftover(join(parent, name))) removed.push(name);
+  }
+  if (removed.length > 0) {
+    console.log(
+      `global-setup: removed ${removed.length} directory(ies) test runs that are over left in ${parent} (from before run directories): ${removed.join(' ')}`,
+    );
   }
 }
 
@@ -103,6 +186,7 @@ export default async function setup(): Promise<() => void> {
   const parent = tmpdir();
   await removeNamespacesOfDeadRuns();
   removeRunDirectoriesOfDeadRuns(parent);
+  removeOlderRunLeftovers(parent);
   completePath();
   execFileSync('npm', ['run', 'build', '--silent'], { stdio: 'inherit' });
   const runDirectory = mkdtempSync(join(parent, RUN_DIRECTORY_PREFIX));

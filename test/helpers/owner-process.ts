@@ -25,6 +25,38 @@ export function processIdentity(pid: number): string | undefined {
   }
 }
 
+/**
+ * The clock ticks /proc counts a start time in (USER_HZ): 100 on every Linux architecture, whatever
+ * the kernel's own HZ, as procfs(5) and the /proc ABI fix it.
+ */
+const TICKS_PER_SECOND = 100;
+
+/** When a live process started, in milliseconds since the epoch (its start time after the boot, /proc/stat's btime), undefined when it is gone. */
+export function processStartedAt(pid: number): number | undefined {
+  const ticks = Number(processIdentity(pid)?.split(' ')[1]);
+  const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+  if (!Number.isFinite(ticks) || !Number.isFinite(bootSeconds)) return undefined;
+  return bootSeconds * 1000 + (ticks * 1000) / TICKS_PER_SECOND;
+}
+
+/** The start times (processStartedAt) of the live processes one of whose arguments contains `name`. */
+export function startTimesOfProcessesNamed(name: string): number[] {
+  const starts: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argumentsOf: string[];
+    try {
+      argumentsOf = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // ended meanwhile
+    }
+    if (!argumentsOf.some((argument) => argument.includes(name))) continue;
+    const started = processStartedAt(Number(entry));
+    if (started !== undefined) starts.push(started);
+  }
+  return starts;
+}
+
 /** This process's owner record. */
 export function ownerRecord(): string {
   return processIdentity(process.pid) ?? `${process.pid} unknown`;

@@ -2,16 +2,23 @@
  * What an interrupted test run leaves: nothing. A test process that made namespaces with
  * test/helpers/namespace.ts deletes them when Ctrl-C, a kill or a hang-up reaches it, and when the
  * vitest process that started it is gone; one killed outright (SIGKILL) leaves them with its owner
- * record, and the next run's global setup deletes them, and none whose owner still runs.
+ * record, and the next run's global setup deletes them, and none whose owner still runs. The same
+ * for a run's temporary directory, and for the directories runs made in /tmp before they had one
+ * (no owner record: kept while a test runner that started before the directory still runs).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { deleteNamespace } from '../../src/netns/namespace.js';
-import { removeNamespacesOfDeadRuns } from '../global-setup.js';
-import { NAMESPACE_PREFIX, namespaceOwnersDirectory } from '../helpers/owner-process.js';
+import {
+  removeNamespacesOfDeadRuns,
+  removeOlderRunLeftovers,
+  removeRunDirectoriesOfDeadRuns,
+} from '../global-setup.js';
+import { cleanupAfterEach } from '../helpers/cleanup.js';
+import { NAMESPACE_PREFIX, namespaceOwnersDirectory, processIdentity } from '../helpers/owner-process.js';
 import { until } from '../helpers/until.js';
 
 const HELPER = fileURLToPath(new URL('../helpers/namespace.ts', import.meta.url));
@@ -90,5 +97,82 @@ describe('a test process interrupted', () => {
     expect(recordExists(killed.name)).toBe(false);
     expect(namespaceExists(running.name)).toBe(true);
     expect(recordExists(running.name)).toBe(true);
+  });
+});
+
+describe('the temporary directories of test runs', () => {
+  const cleanup = cleanupAfterEach();
+
+  /** A process standing for a test run: `sleep`, with `name` as its argv[0] (what a runner's command line is matched by). */
+  async function fakeRun(name: string): Promise<{ child: ChildProcess; identity: string }> {
+    const child = spawn('sleep', ['600'], { argv0: name, stdio: 'ignore' });
+    started.push(child);
+    await until(() => processIdentity(child.pid!) !== undefined, 'the fake run to start');
+    return { child, identity: processIdentity(child.pid!)! };
+  }
+
+  async function ended(child: ChildProcess): Promise<void> {
+    const exit = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exit;
+  }
+
+  function directory(parent: string, name: string, owner?: string): string {
+    const path = join(parent, name);
+    mkdirSync(path);
+    writeFileSync(join(path, 'state.json'), '{}');
+    if (owner !== undefined) writeFileSync(join(path, 'owner'), `${owner}\n`);
+    return path;
+  }
+
+  it('removes a run directory whose owner is dead, and not one whose owner runs or that has no owner yet', async () => {
+    const parent = cleanup.directory('vcnet-sweep-');
+    const live = await fakeRun('vcnet-fake-live-run');
+    const gone = await fakeRun('vcnet-fake-dead-run');
+    await ended(gone.child);
+    const ofDead = directory(parent, 'vcnet-test-run-Dead01', gone.identity);
+    const ofLive = directory(parent, 'vcnet-test-run-Live01', live.identity);
+    const beingMade = directory(parent, 'vcnet-test-run-Made01');
+    removeRunDirectoriesOfDeadRuns(parent);
+    expect(existsSync(ofDead)).toBe(false);
+    expect(existsSync(ofLive)).toBe(true);
+    expect(existsSync(beingMade)).toBe(true);
+    await ended(live.child);
+    removeRunDirectoriesOfDeadRuns(parent);
+    expect(existsSync(ofLive)).toBe(false);
+    expect(existsSync(beingMade)).toBe(true);
+  });
+
+  it('removes what runs before run directories left in /tmp once no runner that started before it runs', async () => {
+    const parent = cleanup.directory('vcnet-sweep-');
+    // A name of this test's own: the runners on this machine (this run's vitest, other helpers') are not it.
+    const runnerName = `vcnet-fake-runner-${process.pid}`;
+    const runner = await fakeRun(runnerName);
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    const older = directory(parent, 'vcnet-nodes-Old001');
+    utimesSync(older, hourAgo, hourAgo);
+    const registry = directory(parent, 'vcnet-test-registry-New001');
+    const notTheSuites = directory(parent, 'vcnet-demo-Old002');
+    utimesSync(notTheSuites, hourAgo, hourAgo);
+    const someoneElses = directory(parent, 'scratch-Old003');
+    utimesSync(someoneElses, hourAgo, hourAgo);
+
+    removeOlderRunLeftovers(parent, runnerName);
+    // Made before the runner started: not its, and no other runner of that name runs.
+    expect(existsSync(older)).toBe(false);
+    // Made while it runs: maybe its.
+    expect(existsSync(registry)).toBe(true);
+    expect(existsSync(notTheSuites)).toBe(true);
+    expect(existsSync(someoneElses)).toBe(true);
+
+    // The real runners: this run's vitest started before the directory was made.
+    removeOlderRunLeftovers(parent);
+    expect(existsSync(registry)).toBe(true);
+
+    await ended(runner.child);
+    removeOlderRunLeftovers(parent, runnerName);
+    expect(existsSync(registry)).toBe(false);
+    expect(existsSync(notTheSuites)).toBe(true);
+    expect(existsSync(someoneElses)).toBe(true);
   });
 });
