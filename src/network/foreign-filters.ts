@@ -13,7 +13,7 @@
  */
 import type { Link } from '../netlink/codec/link.js';
 import type { Filter } from '../netlink/codec/tc/filter.js';
-import { formatHandle, TC_H_ROOT } from '../netlink/codec/tc/message.js';
+import { formatHandle, handleMajor, handleMinor, TC_H_ROOT } from '../netlink/codec/tc/message.js';
 import type { TrafficClass } from '../netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
@@ -105,7 +105,7 @@ export function isVcnetHtb(
   const inner = classes.find((entry) => entry.handle === HTB_DEFAULT_CLASS);
   return (
     root.handle === HTB_ROOT_HANDLE &&
-    defaultClass === 2 &&
+    defaultClass === handleMinor(HTB_DEFAULT_CLASS) &&
     classes.length === 2 &&
     // The kernel dumps a class under the root qdisc with parent "root" (ffff:ffff), not 1:.
     (outer?.parent === TC_H_ROOT || outer?.parent === HTB_ROOT_HANDLE) &&
@@ -121,8 +121,11 @@ export function isVcnetHtb(
 
 /** The classes vcnet's htb tree has (plan-attach.ts htbSteps): major:1 and major:2. */
 function isVcnetClass(classHandle: number, qdiscHandle: number): boolean {
-  const minor = classHandle & 0xffff;
-  return classHandle >>> 16 === qdiscHandle >>> 16 && (minor === 1 || minor === 2);
+  const minor = handleMinor(classHandle);
+  return (
+    handleMajor(classHandle) === handleMajor(qdiscHandle) &&
+    (minor === handleMinor(HTB_PARENT_CLASS) || minor === handleMinor(HTB_DEFAULT_CLASS))
+  );
 }
 
 /** What another tool put into vcnet's htb on `index`: filters on it or its classes, classes, child qdiscs. */

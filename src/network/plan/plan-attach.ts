@@ -24,7 +24,14 @@ import type { Link } from '../../netlink/codec/link.js';
 import { NeighbourState } from '../../netlink/codec/neighbour.js';
 import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import { ETH_P_ALL, type Filter } from '../../netlink/codec/tc/filter.js';
-import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import {
+  CLSACT_INGRESS_PARENT,
+  handleMinor,
+  INGRESS_HANDLE,
+  parseHandle,
+  TC_H_INGRESS,
+  TC_H_ROOT,
+} from '../../netlink/codec/tc/message.js';
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
 import { ipCommandIn, shellWord } from '../../shell-word.js';
 import { addressRequestOf, stepOf } from './inverse.js';
@@ -41,9 +48,6 @@ export const VCNET_LINK_KINDS: ReadonlySet<string> = new Set(['tun', 'macvtap', 
 
 /** The priority of vcnet's filters (Kata's), and of the ifb redirect one below it. */
 export const FILTER_PRIORITY = 49152;
-
-/** clsact's ingress hook. */
-export const CLSACT_INGRESS_PARENT = 0xfffffff2;
 
 /** Ethernet's default transmit queue length, which a macvtap also uses as its receive ring size. */
 const DEFAULT_MACVTAP_QUEUE_LENGTH = 1000;
@@ -608,7 +612,14 @@ export const HTB_DEFAULT_CLASS = parseHandle('1:2');
  */
 export function htbChanges(link: LinkRef, bitsPerSecond: number): Change[] {
   return [
-    { op: 'add-qdisc', link, kind: 'htb', handle: HTB_ROOT_HANDLE, parent: TC_H_ROOT, defaultClass: 2 },
+    {
+      op: 'add-qdisc',
+      link,
+      kind: 'htb',
+      handle: HTB_ROOT_HANDLE,
+      parent: TC_H_ROOT,
+      defaultClass: handleMinor(HTB_DEFAULT_CLASS),
+    },
     { op: 'add-class', link, handle: HTB_PARENT_CLASS, parent: HTB_ROOT_HANDLE, rateBitsPerSecond: bitsPerSecond },
     { op: 'add-class', link, handle: HTB_DEFAULT_CLASS, parent: HTB_PARENT_CLASS, rateBitsPerSecond: bitsPerSecond },
   ];

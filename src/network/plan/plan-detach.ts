@@ -13,7 +13,7 @@ import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
 import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
-import { formatHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { formatHandle, parseHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { commandOf } from './commands.js';
 import { undoChangesOf } from './inverse.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
@@ -227,7 +227,7 @@ function addressThere(change: Extract<Change, { op: 'add-address' }>, addresses:
 }
 
 /** A handle no one else uses for the moment a root qdisc exists only to be deleted. */
-const TRANSIENT_ROOT_HANDLE = 0x76630000;
+const TRANSIENT_ROOT_HANDLE = parseHandle('7663:');
 
 /**
  * A link vcnet brought up for the first time got the kernel's default root qdisc (noqueue or

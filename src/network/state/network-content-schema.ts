@@ -14,7 +14,13 @@
  */
 import * as z from 'zod';
 import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../../mac-address.js';
-import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import {
+  CLSACT_INGRESS_PARENT,
+  handleMinor,
+  INGRESS_HANDLE,
+  TC_H_INGRESS,
+  TC_H_ROOT,
+} from '../../netlink/codec/tc/message.js';
 import { MAX_QUEUES, QUEUES_ACCEPTED } from '../../queue-limits.js';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
 import { ENDPOINT_TYPES } from '../network-info.js';
@@ -125,7 +131,6 @@ const linkAttributesSchema = z.looseObject({
 /** The kinds of link vcnet makes: a tap (tun), a macvtap, an ifb (rate limits). */
 const CREATED_LINK_KINDS = ['tun', 'macvtap', 'ifb'] as const;
 /** The redirect filters' parent: an ingress qdisc, or the ingress hook of a clsact qdisc the pod link had. */
-const CLSACT_INGRESS_PARENT = 0xfffffff2;
 const FILTER_PARENTS: readonly number[] = [INGRESS_HANDLE, CLSACT_INGRESS_PARENT];
 const QDISC_KINDS = ['ingress', 'htb'] as const;
 
@@ -148,7 +153,7 @@ const addQdiscStep = z
     const ingress = step.kind === 'ingress';
     const handleFits = ingress
       ? step.handle === INGRESS_HANDLE
-      : (step.handle & 0xffff) === 0 && step.handle !== 0 && step.handle !== INGRESS_HANDLE;
+      : handleMinor(step.handle) === 0 && step.handle !== 0 && step.handle !== INGRESS_HANDLE;
     if (!handleFits)
       context.addIssue({
         code: 'custom',

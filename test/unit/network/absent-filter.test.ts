@@ -10,16 +10,11 @@ import { describe, expect, it } from 'vitest';
 import type { Link } from '../../../src/netlink/codec/link.js';
 import type { Filter } from '../../../src/netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
-import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
+import { CLSACT_INGRESS_PARENT, INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
 import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { commandOf } from '../../../src/network/plan/commands.js';
-import {
-  CLSACT_INGRESS_PARENT,
-  FILTER_PRIORITY,
-  planAttach,
-  VCNET_LINK_GROUP,
-} from '../../../src/network/plan/plan-attach.js';
+import { FILTER_PRIORITY, planAttach, VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
 import { planDetach } from '../../../src/network/plan/plan-detach.js';
 import type { PlumbingStep } from '../../../src/network/plan/types.js';
 import { planUndo, recordsShownBy } from '../../../src/network/plan/undo.js';

@@ -15,7 +15,7 @@ import type { TrafficClass } from '../../../src/netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import { isVcnetHtb } from '../../../src/network/foreign-filters.js';
 import { filterViewKey, type PodLinkView, podBatchesInPlace } from '../../../src/network/plan/batch-evidence.js';
-import { FILTER_PRIORITY, planAttach, VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
+import { FILTER_PRIORITY, htbChanges, planAttach, VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
 import { planDetach, unconfirmedLinksAbsent } from '../../../src/network/plan/plan-detach.js';
 import { intentOf } from '../../../src/network/plan/plan-intent.js';
 import type { PlumbingStep } from '../../../src/network/plan/types.js';
@@ -207,5 +207,25 @@ describe('isVcnetHtb: the shape of a vcnet rate limit, nothing else', () => {
     expect(isVcnetHtb(root, [cls(0x10010, TC_H_ROOT)], [], [root])).toBe(false);
     expect(isVcnetHtb(root, [ours[0]!, cls(0x10002, 0x10001, 1_000)], [], [root])).toBe(false);
     expect(isVcnetHtb(root, ours, redirect(1, 0), [root])).toBe(false);
+  });
+
+  // The tree is written once (plan-attach.ts' HTB_* handles): the root's default class, the classes
+  // made and what isVcnetHtb takes for vcnet's all follow them.
+  it('is the tree attach makes: its default class is one of the classes it adds', () => {
+    const changes = htbChanges({ role: 'pod', name: 'eth0', index: 2 }, 5_000_000);
+    const qdisc = changes.find((change) => change.op === 'add-qdisc');
+    const classes = changes.flatMap((change) => (change.op === 'add-class' ? [change] : []));
+    if (qdisc?.op !== 'add-qdisc' || qdisc.defaultClass === undefined) throw new Error('no htb root with a default');
+    const major = qdisc.handle >>> 16;
+    expect(classes.map((added) => added.handle)).toContain(((major << 16) | qdisc.defaultClass) >>> 0);
+    const made: Qdisc = {
+      index: 2,
+      handle: qdisc.handle,
+      parent: qdisc.parent,
+      kind: 'htb',
+      options: { kind: 'htb', defaultClass: qdisc.defaultClass },
+    };
+    const madeClasses = classes.map((added) => cls(added.handle, added.parent, added.rateBitsPerSecond));
+    expect(isVcnetHtb(made, madeClasses, [], [made])).toBe(true);
   });
 });

@@ -11,10 +11,9 @@ import { AddressFlag } from '../../../src/netlink/codec/address.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Link } from '../../../src/netlink/codec/link.js';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
-import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
+import { CLSACT_INGRESS_PARENT, INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
 import type { AttachRequest } from '../../../src/network/plan/plan-attach.js';
 import {
-  CLSACT_INGRESS_PARENT,
   type PlanConfig,
   type PlanSnapshot,
   planAttach,

@@ -10,13 +10,17 @@ import type { Link } from '../../../src/netlink/codec/link.js';
 import { RouteTable } from '../../../src/netlink/codec/route.js';
 import type { Filter } from '../../../src/netlink/codec/tc/filter.js';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
-import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../../src/netlink/codec/tc/message.js';
+import {
+  CLSACT_INGRESS_PARENT,
+  INGRESS_HANDLE,
+  TC_H_INGRESS,
+  TC_H_ROOT,
+} from '../../../src/netlink/codec/tc/message.js';
 import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
 import { createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
 import { commandOf, commandsOf } from '../../../src/network/plan/commands.js';
 import { undoOf } from '../../../src/network/plan/inverse.js';
 import {
-  CLSACT_INGRESS_PARENT,
   FILTER_PRIORITY,
   ifbName,
   LinkNameTakenError,

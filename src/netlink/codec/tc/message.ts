@@ -14,6 +14,18 @@ export const TC_H_ROOT = 0xffffffff;
 export const TC_H_INGRESS = 0xfffffff1;
 /** The handle tc gives an ingress qdisc ("ffff:"), and the parent of the filters under it. */
 export const INGRESS_HANDLE = 0xffff0000;
+/** A clsact qdisc's ingress hook, the parent of its ingress filters (TC_H_CLSACT:TC_H_MIN_INGRESS, "ffff:fff2"). */
+export const CLSACT_INGRESS_PARENT = 0xfffffff2;
+
+/** A handle's major number (TC_H_MAJ, shifted down): 1 of 1:2, the qdisc a class belongs to. */
+export function handleMajor(handle: number): number {
+  return handle >>> 16;
+}
+
+/** A handle's minor number (TC_H_MIN): 2 of 1:2, what an htb's default class names. */
+export function handleMinor(handle: number): number {
+  return handle & 0xffff;
+}
 
 /** "1:2" / "ffff:" / "root" / "ingress" <-> the kernel's 32-bit handles. */
 export function parseHandle(text: string): number {
@@ -27,8 +39,8 @@ export function parseHandle(text: string): number {
 export function formatHandle(handle: number): string {
   if (handle === TC_H_ROOT) return 'root';
   if (handle === TC_H_INGRESS) return 'ingress';
-  const major = (handle >>> 16).toString(16);
-  const minor = handle & 0xffff;
+  const major = handleMajor(handle).toString(16);
+  const minor = handleMinor(handle);
   return minor ? `${major}:${minor.toString(16)}` : `${major}:`;
 }
 
