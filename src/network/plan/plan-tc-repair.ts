@@ -293,9 +293,11 @@ export function planTrafficControlRepair(
     const link = resolve(record.link, record.index);
     if (!link) continue;
     const rate = htbRate(plumbing, link, pod, rates);
-    const object = isVcnetHtbRoot(snapshot.qdiscs, link)
-      ? planHtbClasses(link, rate, snapshot.classes, refOf(link))
-      : planHtb(link, record, rate, snapshot.qdiscs, link.index === pod.index, refOf(link));
+    if (isVcnetHtbRoot(snapshot.qdiscs, link)) {
+      objects.push(...planHtbClasses(link, rate, snapshot.classes, refOf(link)));
+      continue;
+    }
+    const object = planHtb(link, record, rate, snapshot.qdiscs, link.index === pod.index, refOf(link));
     if (object) objects.push(object);
   }
   return { objects };
@@ -486,17 +488,74 @@ function planHtb(
 
 /**
  * The classes of vcnet's htb on `link` (there: isVcnetHtbRoot) that someone deleted: made again under
- * it as attach makes them (htbChanges), at the rate attach gave the link. A class of another tool's
- * at vcnet's handle, or one whose rate was changed since, is left as it is: only missing ones are made.
+ * it as attach makes them (htbChanges), at the rate attach gave the link; and those whose rate or ceil
+ * someone changed (`tc class change … rate …`) get the sandbox's rate back: the record is the
+ * reference, as for every other object (a rate of its own is the sandbox's config, then del-iface and
+ * add-iface). Both said, with the rate found.
  */
 function planHtbClasses(
   link: Link,
   rate: number | undefined,
   classes: readonly TrafficClass[],
   ref: LinkRef,
-): TrafficControlRepair | TrafficControlRestore | undefined {
-  const present = new Set(classes.filter((entry) => entry.index === link.index).map((entry) => entry.handle));
+): Array<TrafficControlRepair | TrafficControlRestore> {
+  const mine = classes.filter((entry) => entry.index === link.index);
+  const present = new Set(mine.map((entry) => entry.handle));
   const missing = [HTB_PARENT_CLASS, HTB_DEFAULT_CLASS].filter((handle) => !present.has(handle));
+  const changed = rate === undefined ? undefined : planHtbRateChanged(link, rate, mine, ref);
+  const made = planMissingHtbClasses(link, rate, missing, ref);
+  return [...(made ? [made] : []), ...(changed ? [changed] : [])];
+}
+
+/**
+ * vcnet's classes on `link` whose rate or ceil is not the one attach gave them (`rate`, as the kernel
+ * keeps it: whole bytes per second): changed back in place (`tc class change`), the htb and its
+ * other class left as they are.
+ */
+function planHtbRateChanged(
+  link: Link,
+  rate: number,
+  classes: readonly TrafficClass[],
+  ref: LinkRef,
+): TrafficControlRestore | undefined {
+  const kept = Math.floor(rate / 8) * 8;
+  const changed = classes.filter(
+    (entry) =>
+      (entry.handle === HTB_PARENT_CLASS || entry.handle === HTB_DEFAULT_CLASS) &&
+      entry.kind === 'htb' &&
+      entry.rateBitsPerSecond !== undefined &&
+      (entry.rateBitsPerSecond !== kept || (entry.ceilBitsPerSecond ?? kept) !== kept),
+  );
+  if (changed.length === 0) return undefined;
+  const handles = changed.map((entry) => formatHandle(entry.handle)).join(', ');
+  const object = `htb ${changed.length > 1 ? 'classes' : 'class'} ${handles}`;
+  const found = changed
+    .map(
+      (entry) => `${formatHandle(entry.handle)} rate ${entry.rateBitsPerSecond} ceil ${entry.ceilBitsPerSecond} bit/s`,
+    )
+    .join(', ');
+  const handlesChanged = new Set(changed.map((entry) => entry.handle));
+  return {
+    link: link.name,
+    object,
+    changes: htbChanges(ref, rate).flatMap((change) =>
+      change.op === 'add-class' && handlesChanged.has(change.handle) ? [{ ...change, change: true as const }] : [],
+    ),
+    tidy: [],
+    undo: [],
+    restored: `vcnet's rate limit on ${link.name} had its ${object} changed by someone else (${found}): set back to the sandbox's ${rate} bit/s, as attach made ${changed.length > 1 ? 'them' : 'it'}; for another rate, change the sandbox's rate limit in its configuration and attach the link again (\`vcnet del-iface\`, \`vcnet add-iface\`)`,
+    failed: (reason) =>
+      `vcnet's rate limit on ${link.name} had its ${object} changed by someone else (${found}) and could not be set back to the sandbox's ${rate} bit/s (${reason}); the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+  };
+}
+
+/** vcnet's classes missing under its htb on `link`, made again; see planHtbClasses. */
+function planMissingHtbClasses(
+  link: Link,
+  rate: number | undefined,
+  missing: readonly number[],
+  ref: LinkRef,
+): TrafficControlRepair | TrafficControlRestore | undefined {
   if (missing.length === 0) return undefined;
   const handles = missing.map((handle) => formatHandle(handle)).join(', ');
   const object = `htb ${missing.length > 1 ? 'classes' : 'class'} ${handles}`;

@@ -238,6 +238,40 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     expect(fingerprint(w.pod)).toEqual(w.before);
   });
 
+  it("sets back the rate of vcnet's htb class that someone changed, and says what it found", async () => {
+    const w = await watchedPod('tc10', '[hypervisor.qemu]\ntx_rate_limiter_max_rate = 20000000\n');
+    expect(htbRate(w.pod, 'eth0')).toBe('20Mbit');
+    w.pod.exec('tc', ['class', 'change', 'dev', 'eth0', 'parent', '1:1', 'classid', '1:2', 'htb', 'rate', '5mbit']);
+    expect(htbRate(w.pod, 'eth0')).toBe('5Mbit');
+    await until(() => w.repaired().length > 0, 'the watch to say what it found');
+    expect(htbRate(w.pod, 'eth0')).toBe('20Mbit');
+    expect(w.repaired()).toEqual([
+      expect.objectContaining({ link: 'eth0', object: 'htb class 1:2', outcome: 'restored' }),
+    ]);
+    expect(w.repaired()[0]?.message).toContain('rate 5000000');
+    // Its ceil too (htb's own default ceil is the rate: a class changed with `rate` alone has both).
+    w.pod.exec('tc', [
+      'class',
+      'change',
+      'dev',
+      'eth0',
+      'parent',
+      '1:',
+      'classid',
+      '1:1',
+      'htb',
+      'rate',
+      '20mbit',
+      'ceil',
+      '40mbit',
+    ]);
+    await until(() => w.repaired().length > 1, 'the watch to set the ceil back');
+    expect(w.pod.exec('tc', ['class', 'show', 'dev', 'eth0', 'classid', '1:1'])).toContain('ceil 20Mbit');
+    await w.stopWatch();
+    w.detach();
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
   it("leaves another tool's filter at vcnet's priority alone and says what to do, once", async () => {
     const w = await watchedPod('tc3');
     w.pod.exec('tc', ['filter', 'del', 'dev', 'eth0', 'ingress', 'prio', '49152']);

@@ -324,10 +324,32 @@ describe('planTrafficControlRepair: classes deleted under an htb that is there',
     ]);
   });
 
-  it("a class of another rate at vcnet's handle is left; a class gone with no rate in the record is failed", () => {
+  it("a class at vcnet's handle whose rate or ceil someone changed gets the sandbox's back, in place", () => {
+    const { endpoint, snapshot, pod } = intactWithout(() => false);
+    const changed = snapshot.classes.map((entry) =>
+      entry.index === pod && entry.handle === parseHandle('1:2') ? { ...entry, rateBitsPerSecond: 1_000 } : entry,
+    );
+    const repair = planTrafficControlRepair(endpoint, { ...snapshot, classes: changed }, RATES);
+    expect(repair.objects).toHaveLength(1);
+    const [object] = repair.objects;
+    expect(object).toMatchObject({ object: 'htb class 1:2', restored: expect.stringContaining('rate 1000') });
+    expect(repairChanges(repair)).toEqual([
+      expect.objectContaining({ op: 'add-class', handle: parseHandle('1:2'), change: true }),
+    ]);
+    const [change] = repairChanges(repair);
+    expect(change && commandOf(change)).toMatch(
+      /^tc class change dev \S+ parent 1:1 classid 1:2 htb rate (\d+)bit ceil \1bit/,
+    );
+    // Only the ceil changed: changed back too. A rate the kernel keeps in whole bytes per second
+    // (one not a multiple of 8 bits) is not taken as changed.
+    const ceil = snapshot.classes.map((entry) => ({ ...entry, ceilBitsPerSecond: (entry.rateBitsPerSecond ?? 0) * 2 }));
+    expect(repairChanges(planTrafficControlRepair(endpoint, { ...snapshot, classes: ceil }, RATES))).toHaveLength(4);
+    const odd: RateLimit = { rxBitsPerSecond: 10_000_007, txBitsPerSecond: 20_000_007 };
+    expect(planTrafficControlRepair(endpoint, snapshot, odd).objects).toEqual([]);
+  });
+
+  it('a class gone with no rate in the record is failed', () => {
     const { endpoint, snapshot } = intactWithout(() => false);
-    const changed = snapshot.classes.map((entry) => ({ ...entry, rateBitsPerSecond: 1_000 }));
-    expect(planTrafficControlRepair(endpoint, { ...snapshot, classes: changed }, RATES).objects).toEqual([]);
     const without = snapshot.classes.filter((entry) => entry.index !== 2 || entry.handle !== parseHandle('1:2'));
     const repair = planTrafficControlRepair(
       endpoint,
@@ -354,7 +376,8 @@ describe('planTrafficControlRepair: an ifb of a rate limit deleted', () => {
         links: gone,
         qdiscs: [ingress(tapIndex), root(tapIndex, 'htb', parseHandle('1:'))],
         filters: [redirect(tapIndex, 0, FILTER_PRIORITY - 1)],
-        classes: htbClasses(tapIndex, 10_000_000),
+        // The rate attach gave the device (rateLimitPlacement): rx on a none tap, tx on a macvtap.
+        classes: htbClasses(tapIndex, model === 'none' ? 10_000_000 : 20_000_000),
       };
       const repair = planTrafficControlRepair(endpoint, snapshot, RATES);
       expect(repairChanges(repair)).toEqual([]);
