@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { functionOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
 import { channels, publish, reportNotice } from '../diagnostics.js';
-import { classifyError, type ErrorCode, hintFromCause } from '../errors.js';
+import { classifyError, type ErrorCode, hintFromCause, isTransientFailure } from '../errors.js';
 import { LinkNotFoundError } from '../netlink/errors.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import { classifyInterface } from '../network/endpoint/create-endpoint.js';
@@ -32,7 +32,7 @@ import {
   sandboxRecordKeeper,
   withSandbox,
 } from './sandbox-interfaces.js';
-import { TRAFFIC_CONTROL_RETRIES, TrafficControlRetry } from './tc-repair-retry.js';
+import { TRAFFIC_CONTROL_RETRIES, TrafficControlRetry, trafficControlRetryWindowMs } from './tc-repair-retry.js';
 import { mergeChange, watchStartView } from './watch-start.js';
 
 export interface WatchSummary {
@@ -64,6 +64,8 @@ export interface WatchSummary {
     object: string;
     outcome: 'restored' | 'taken' | 'failed';
     message: string;
+    /** On a `failed` one the kernel refused for now (EBUSY, ENOBUFS...): tried again on a timer. */
+    transient?: true;
   }>;
 }
 
@@ -134,10 +136,14 @@ export interface WatchMemory {
   /** The failures of the last change set (names, codes, messages): the same again is not reported again. */
   reportedFailures?: string;
   /**
-   * Whether the last tc check left something it could not make again, or could not be made: the
-   * watch checks again on a timer (TrafficControlRetry).
+   * Whether the last tc check left something it could not make again for a reason that may pass
+   * (isTransientFailure), or could not be made: the watch checks again on a timer (TrafficControlRetry).
    */
   trafficControlFailed?: boolean;
+  /** Endpoints whose tc objects the last check could not read: said once while that goes on. */
+  trafficControlDumpFailed?: Set<string>;
+  /** How long TrafficControlRetry's tries take in all (said with a failure that is tried again). */
+  trafficControlRetryWindowMs?: number;
 }
 
 /** The memory of a watch starting over `interfaces` (the namespace) and `attached` (the record's pod links). */
@@ -168,23 +174,38 @@ async function checkTrafficControl(
 ): Promise<void> {
   const found = new Map<string, string>();
   let failed = false;
+  // What the timer's tries take in all, for the first line of a failure (none is said per try).
+  const window = memory?.trafficControlRetryWindowMs;
+  const retrying =
+    window === undefined
+      ? ''
+      : ` (tried again for up to ${(window / 1000).toFixed(1)} s, ${TRAFFIC_CONTROL_RETRIES} times, without another line until it is made or the watch gives up)`;
+  const dumpFailed = new Set<string>();
   for (const endpoint of network.endpoints()) {
     let outcomes: Awaited<ReturnType<Network['repairTrafficControl']>>;
     try {
       outcomes = await network.repairTrafficControl(endpoint);
     } catch (error) {
       // A dump that failed (the link went meanwhile): checked again shortly, and with the next change.
-      failed = true;
+      // Said once while it keeps failing.
+      const transient = isTransientFailure(error);
+      if (transient) failed = true;
+      dumpFailed.add(endpoint.name);
+      if (memory?.trafficControlDumpFailed?.has(endpoint.name)) continue;
       publish(channels.notice, () => ({
         operation: 'watch',
         endpoint: endpoint.properties.link.name,
-        message: `could not check vcnet's tc objects of ${endpoint.name} in sandbox ${id}; checked again shortly and with the next tc change`,
+        message: `could not check vcnet's tc objects of ${endpoint.name} in sandbox ${id}; checked again ${transient ? `shortly${retrying} and ` : ''}with the next tc change`,
         error,
       }));
       continue;
     }
     for (const outcome of outcomes) {
-      if (outcome.outcome === 'failed') failed = true;
+      // Only what may pass is tried on the timer: a refusal a retry cannot change waits for a tc change.
+      if (outcome.outcome === 'failed' && outcome.transient) {
+        failed = true;
+        outcome.message += retrying;
+      }
       const key = `${endpoint.name} ${outcome.link} ${outcome.object}`;
       if (outcome.outcome !== 'restored') {
         found.set(key, outcome.message);
@@ -202,6 +223,7 @@ async function checkTrafficControl(
   if (memory) {
     memory.trafficControlReported = found;
     memory.trafficControlFailed = failed;
+    memory.trafficControlDumpFailed = dumpFailed;
   }
 }
 
@@ -635,8 +657,9 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   let notApplied: string[] = [];
   const refused = new Set<string>();
   // What the tc check could not put back is checked again on a timer too, not only with the next tc change.
+  const debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
   const trafficControlRetry = new TrafficControlRetry(
-    Math.max(100, options.debounceMs ?? DEFAULT_DEBOUNCE_MS),
+    debounceMs,
     () => watcher.resync({ trafficControl: true }),
     () =>
       publish(channels.notice, () => ({
@@ -736,6 +759,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     watcher.interfaces(),
     state.network.endpoints.map((endpoint) => endpoint.properties.link.name),
   );
+  memory.trafficControlRetryWindowMs = trafficControlRetryWindowMs(debounceMs);
   for (const info of watcher.interfaces()) {
     if (!memory.leftAlone.has(info.link.name)) continue;
     if (macvtapLinkRefusedHere(info.link)) refused.add(info.link.name);

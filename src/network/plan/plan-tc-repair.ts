@@ -20,6 +20,7 @@
  * Pure: no I/O. tc-repair.ts dumps the namespace, sends the plan's changes through the executor
  * (apply.ts sendChanges) and says the outcomes (repairOutcomes) under the sandbox lock.
  */
+import { hintFromCause, isTransientFailure } from '../../errors.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
@@ -59,6 +60,12 @@ export interface TrafficControlRepair {
   outcome: 'restored' | 'taken' | 'failed';
   /** For people: link, object, what was done and, when it was not, what to do. */
   message: string;
+  /**
+   * On a `failed` object the kernel refused for a reason that may pass (errors.ts
+   * isTransientFailure: EBUSY, ENOBUFS, ...): the watch tries again on a timer. Not there for a
+   * refusal a retry cannot change (EINVAL, EOPNOTSUPP), nor for what is known without sending.
+   */
+  transient?: true;
 }
 
 /** The part of an endpoint the check reads: its guest name, pod link and plumbing record. */
@@ -99,8 +106,11 @@ export interface TrafficControlRestore {
   needs?: TrafficControlRestore;
   /** Said when it is made. */
   restored: string;
-  /** Said when it is not, with the kernel's reason. */
-  failed: (reason: string) => string;
+  /**
+   * Said when it is not, with the kernel's reason and `next`, what the watch does about it
+   * (repairOutcomes: tries again shortly, or only with the next tc change when a retry cannot help).
+   */
+  failed: (reason: string, next: string) => string;
 }
 
 export interface TrafficControlRepairPlan {
@@ -331,8 +341,8 @@ function planIngress(
     tidy: [],
     undo: [],
     restored: `vcnet's ${object} on ${link.name} was gone (deleted by someone else): made again as recorded`,
-    failed: (reason) =>
-      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+    failed: (reason, next) =>
+      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); ${next}, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -402,8 +412,8 @@ function planFilter(
     undo: restoring && undo ? [undo] : [],
     ...(restoring ? { needs: restoring } : {}),
     restored: `vcnet's ${object} on ${link.name} was gone (deleted by someone else${hook.kind === 'ingress' && hook.handle === INGRESS_HANDLE ? ', or its ingress qdisc' : ''}): made again as recorded`,
-    failed: (reason) =>
-      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); frames ${link.name} receives do not reach ${target.name}: the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+    failed: (reason, next) =>
+      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); frames ${link.name} receives do not reach ${target.name}: ${next}, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -481,8 +491,8 @@ function planHtb(
     tidy: isPodLink && link.txQueueLength === 0 ? [{ op: 'set-link', link: ref, set: { txQueueLength: 0 } }] : [],
     undo: undo ? [undo] : [],
     restored: `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) was gone (deleted by someone else): made again as attach makes it`,
-    failed: (reason) =>
-      `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) is gone and could not be made again (${reason}): the link is not rate limited; the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+    failed: (reason, next) =>
+      `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) is gone and could not be made again (${reason}): the link is not rate limited; ${next}, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -544,8 +554,8 @@ function planHtbRateChanged(
     tidy: [],
     undo: [],
     restored: `vcnet's rate limit on ${link.name} had its ${object} changed by someone else (${found}): set back to the sandbox's ${rate} bit/s, as attach made ${changed.length > 1 ? 'them' : 'it'}; for another rate, change the sandbox's rate limit in its configuration and attach the link again (\`vcnet del-iface\`, \`vcnet add-iface\`)`,
-    failed: (reason) =>
-      `vcnet's rate limit on ${link.name} had its ${object} changed by someone else (${found}) and could not be set back to the sandbox's ${rate} bit/s (${reason}); the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+    failed: (reason, next) =>
+      `vcnet's rate limit on ${link.name} had its ${object} changed by someone else (${found}) and could not be set back to the sandbox's ${rate} bit/s (${reason}); ${next}, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -585,8 +595,8 @@ function planMissingHtbClasses(
     // Classes go with their htb: detach's delete of the qdisc takes them.
     undo: [],
     restored: `vcnet's rate limit on ${link.name} had lost its ${object} (deleted by someone else; ${effect}): made again as attach makes ${missing.length > 1 ? 'them' : 'it'}, ${rate} bit/s`,
-    failed: (reason) =>
-      `vcnet's rate limit on ${link.name} lost its ${object} and ${missing.length > 1 ? 'they' : 'it'} could not be made again (${reason}): ${effect}; the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+    failed: (reason, next) =>
+      `vcnet's rate limit on ${link.name} lost its ${object} and ${missing.length > 1 ? 'they' : 'it'} could not be made again (${reason}): ${effect}; ${next}, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -629,7 +639,18 @@ export function repairOutcomes(
     failedRestores.add(object);
     if (mine[0]?.ok) undo.push(...object.undo);
     const reason = refused?.error.message ?? 'no answer from the kernel';
-    outcomes.push({ link: object.link, object: object.object, outcome: 'failed', message: object.failed(reason) });
+    const transient = refused === undefined || isTransientFailure(refused.error);
+    const hint = refused && hintFromCause(refused.error);
+    const next = transient
+      ? 'the watch tries again shortly and with the next tc change on it'
+      : `sent again it would be refused again${hint ? ` (${hint})` : ''}, so the watch tries again only with the next tc change on it`;
+    outcomes.push({
+      link: object.link,
+      object: object.object,
+      outcome: 'failed',
+      message: object.failed(reason, next),
+      ...(transient ? { transient: true as const } : {}),
+    });
   }
   return { outcomes, undo };
 }

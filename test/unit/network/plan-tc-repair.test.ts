@@ -13,6 +13,7 @@ import { ETH_P_ALL, type Filter } from '../../../src/netlink/codec/tc/filter.js'
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../../src/netlink/codec/tc/message.js';
 import type { TrafficClass } from '../../../src/netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
+import { NetlinkError } from '../../../src/netlink/errors.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { commandOf } from '../../../src/network/plan/commands.js';
 import { FILTER_PRIORITY, ifbName, planAttach } from '../../../src/network/plan/plan-attach.js';
@@ -453,6 +454,30 @@ describe('repairOutcomes: the answers, back to each object', () => {
     ]);
     // A refused qdisc leaves nothing to take away.
     expect(repairOutcomes(plan, [refused('EEXIST'), refused('EINVAL'), refused('EINVAL')]).undo).toEqual([]);
+  });
+
+  it('a refusal that may pass is transient (tried again on a timer), one a retry cannot change is not, with its hint', () => {
+    const { endpoint, links } = attached('tcfilter');
+    const tap = links.at(-1)!.index;
+    const plan = planTrafficControlRepair(
+      endpoint,
+      { links, qdiscs: [ingress(2), ingress(tap)], filters: [redirect(tap, 2)], classes: [] },
+      undefined,
+    );
+    const kernel = (errno: number) =>
+      new NetlinkError(
+        { type: 44, description: 'add u32 filter' },
+        { errno, requestType: 44, requestSequence: 1 },
+        undefined,
+      );
+    const [busy] = repairOutcomes(plan, [{ ok: false, error: kernel(16) }]).outcomes;
+    expect(busy).toMatchObject({ outcome: 'failed', transient: true });
+    expect(busy?.message).toContain('the watch tries again shortly');
+    const [unsupported] = repairOutcomes(plan, [{ ok: false, error: kernel(95) }]).outcomes;
+    expect(unsupported).toMatchObject({ outcome: 'failed' });
+    expect(unsupported).not.toHaveProperty('transient');
+    expect(unsupported?.message).toContain('this kernel does not support it');
+    expect(unsupported?.message).toContain('tries again only with the next tc change');
   });
 
   it('a filter whose ingress qdisc could not be made says nothing: the qdisc says it', () => {
