@@ -13,7 +13,13 @@ import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import { classifyInterface } from '../network/endpoint/create-endpoint.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { generateGuestNetwork } from '../network/guest.js';
-import { DEFAULT_DEBOUNCE_MS, type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
+import {
+  DEFAULT_DEBOUNCE_MS,
+  MAX_RETRY_DELAY_MS,
+  type NamespaceChange,
+  NamespaceWatcher,
+  retryDelayMs,
+} from '../network/namespace-watcher.js';
 import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
@@ -96,7 +102,9 @@ export interface SandboxWatchOptions {
   /** Each change set that did something (a pass that changed nothing in the sandbox is not given). */
   onApplied?: (summary: WatchSummary) => void;
   /**
-   * A change that could not be applied (tried again by itself). Each is also published, once, on
+   * A change that could not be applied (tried again by itself, after a growing wait): called when it
+   * first fails and when a try fails for another reason, not at each try; a notice on vcnet:notice
+   * says when it is applied at last. Each call is also published, once, on
    * vcnet:notice (with `handled: true` when onError is given); with no onError and no subscriber
    * there, it is a process warning of type VcnetWarning, never lost and never written by vcnet.
    */
@@ -133,6 +141,8 @@ export interface WatchMemory {
   trafficControlReported?: Map<string, string>;
   /** Links refused for what they are (WatchFailure.refused), by name, with their ifindex and kind: not tried again. */
   refused?: Map<string, { index: number; kind: string | undefined; failure: WatchFailure }>;
+  /** New links whose attach failed, with the code and message said (a notice): not said again per try. */
+  attachFailuresSaid?: Map<string, string>;
   /** The failures of the last change set (names, codes, messages): the same again is not reported again. */
   reportedFailures?: string;
   /**
@@ -156,7 +166,13 @@ function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable
       .filter((info) => !attachedSet.has(info.link.name) && hasConfiguredAddress(info))
       .map((info) => info.link.name),
   );
-  return { leftAlone, attached: attachedSet, trafficControlReported: new Map(), refused: new Map() };
+  return {
+    leftAlone,
+    attached: attachedSet,
+    trafficControlReported: new Map(),
+    refused: new Map(),
+    attachFailuresSaid: new Map(),
+  };
 }
 
 /**
@@ -263,6 +279,7 @@ async function applyChange(
       memory.attached = attachedNow;
       // A refused link deleted, or made again (another ifindex): the new one is tried as any new link.
       for (const name of change.removedInterfaces) memory.refused?.delete(name);
+      for (const name of change.removedInterfaces) memory.attachFailuresSaid?.delete(name);
       for (const info of [...change.addedInterfaces, ...change.changedInterfaces]) {
         if (memory.refused?.get(info.link.name)?.index !== info.link.index) memory.refused?.delete(info.link.name);
       }
@@ -384,6 +401,13 @@ async function applyChange(
             keeper,
           );
           for (const endpoint of added) endpoint.closeFds();
+          if (memory?.attachFailuresSaid?.delete(info.link.name)) {
+            publish(channels.notice, () => ({
+              operation: 'watch',
+              endpoint: info.link.name,
+              message: `attached ${info.link.name}, which could not be attached before`,
+            }));
+          }
           toPush.push(...added);
           addedEndpoints.push(...added);
           summary.added.push(...added.map((endpoint) => endpoint.name));
@@ -397,12 +421,16 @@ async function applyChange(
           summary.failed.push(failure);
           if (failure.refused)
             memory?.refused?.set(info.link.name, { index: info.link.index, kind: info.link.kind, failure });
+          // Said once while it fails the same way: it is tried with every change (each try is no news).
+          const said = `${failure.code} ${failure.message}`;
+          if (memory?.attachFailuresSaid?.get(info.link.name) === said) continue;
+          memory?.attachFailuresSaid?.set(info.link.name, said);
           publish(channels.notice, () => ({
             operation: 'watch',
             endpoint: info.link.name,
             message: failure.refused
               ? `did not attach ${info.link.name}, which vcnet refuses (watch does not try it again while it is there): ${failure.hint ?? failure.message}`
-              : `could not attach ${info.link.name}; retried with the next change`,
+              : `could not attach ${info.link.name}; tried again with each change until it is attached or deleted, with no warning per try and one when it is attached`,
             error,
           }));
         }
@@ -656,6 +684,8 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   let detachPoll: NodeJS.Timeout | undefined;
   let notApplied: string[] = [];
   const refused = new Set<string>();
+  /** A change the watcher could not deliver, from its first failure until one is applied (onError). */
+  let failing: { since: Date; tries: number; said: string | undefined } | undefined;
   // What the tc check could not put back is checked again on a timer too, not only with the next tc change.
   const debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
   const trafficControlRetry = new TrafficControlRetry(
@@ -726,6 +756,17 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
           // The watcher reports it and brings the change again.
           throw error;
         }
+        if (failing) {
+          // The one line after the first warning: the change that kept failing is applied now.
+          const { since, tries } = failing;
+          failing = undefined;
+          publish(channels.notice, () => ({
+            operation: 'watch',
+            endpoint: '',
+            message: `applied the namespace change to sandbox ${id} that could not be applied ${tries} ${tries > 1 ? 'times' : 'time'} since ${since.toISOString()}`,
+            details: { sandbox: id, tries },
+          }));
+        }
         if (withRetries.trafficControl) trafficControlRetry.checked(memory?.trafficControlFailed === true);
         pending.clear();
         for (const failure of summary.failed) {
@@ -735,13 +776,23 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         if (reportSummary(id, summary, memory)) options.onApplied?.(summary);
       },
       // Published on vcnet:notice always; with no onError and no subscriber, a process warning.
+      // Once when a change first fails, not at each try of the watcher's timer (a watch under a
+      // service manager would log one line per try); again only when it fails for another reason.
       onError: (error) => {
+        const reason = `${classifyError(error).code} ${error.message}`;
+        const first = failing === undefined;
+        failing = { since: failing?.since ?? new Date(), tries: (failing?.tries ?? 0) + 1, said: failing?.said };
+        if (!first && failing.said === reason) return;
+        failing.said = reason;
         const handler = options.onError;
+        const retried = `it is tried again after a growing wait (${retryDelayMs(debounceMs, 1)} ms, doubling, at most ${MAX_RETRY_DELAY_MS / 1000} s apart) until it applies, with no warning per try and one when it applies, and watching goes on`;
         reportNotice(
           () => ({
             operation: 'watch',
             endpoint: '',
-            message: `could not apply a namespace change to sandbox ${id}; it is tried again shortly, and watching goes on: ${error.message}`,
+            message: first
+              ? `could not apply a namespace change to sandbox ${id}; ${retried}: ${error.message}`
+              : `could not apply a namespace change to sandbox ${id} (try ${failing?.tries}), now for another reason; ${retried}: ${error.message}`,
             error,
             details: { sandbox: id, namespacePath: state.namespace.path },
           }),
