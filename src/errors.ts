@@ -390,6 +390,37 @@ export function hintForErrno(errno: string, path?: string): string | undefined {
   }
 }
 
+/**
+ * errnos of a refusal the same request may not meet again shortly: the kernel busy or out of memory
+ * or buffers for now, a call interrupted or timed out, a dump the kernel changed under (EINTR), an
+ * object of that name made by someone else between a read and the change (EEXIST: the next read
+ * says whose it is). Others (EINVAL, EOPNOTSUPP, ENOENT, ENODEV, EPERM, ...) say what the request
+ * is, or what the kernel is: sent again, they get the same answer.
+ */
+const TRANSIENT_ERRNOS: ReadonlySet<string> = new Set([
+  'EAGAIN',
+  'EWOULDBLOCK',
+  'EBUSY',
+  'ENOBUFS',
+  'ENOMEM',
+  'EINTR',
+  'ETIMEDOUT',
+  'EEXIST',
+]);
+
+/**
+ * Whether a failure may go away by itself if the same thing is tried again (a timer's retry): the
+ * first errno in its cause chain (errnoOf) is one of TRANSIENT_ERRNOS. A failure with no errno in its
+ * chain (no answer, a bug) is taken as transient: a bounded retry costs little and may tell more.
+ */
+export function isTransientFailure(error: unknown): boolean {
+  for (const link of causeChain(error)) {
+    const errno = errnoOf(link);
+    if (errno !== undefined) return TRANSIENT_ERRNOS.has(errno);
+  }
+  return true;
+}
+
 /** What a failure becomes outside vcnet, and which error in its cause chain decided that. */
 export interface ErrorClassification {
   /** The registry code of the deciding error (VCNET_ERROR when it is not a VcnetError). */

@@ -183,6 +183,17 @@ export class ChangeBatch {
     return this;
   }
 
+  /** An existing htb class takes `spec`'s rates (`tc class change`); ENOENT when it is not there. */
+  changeHtbClass(spec: HtbClassSpec): this {
+    this.batch.add(
+      MessageType.NEWTCLASS,
+      0,
+      `change htb class ${formatHandle(spec.handle)} on link #${spec.index}`,
+      (w) => encodeHtbClass(w, spec),
+    );
+    return this;
+  }
+
   addFilter(spec: FilterSpec): this {
     this.batch.add(
       MessageType.NEWTFILTER,

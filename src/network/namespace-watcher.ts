@@ -60,7 +60,18 @@ function isVcnetLink(info: NetworkInfo): boolean {
 /** How long a watcher waits for a burst of events to end before it reads (options.debounceMs). */
 export const DEFAULT_DEBOUNCE_MS = 200;
 /** A snapshot or onChange that failed is tried again after a growing wait, up to this. */
-const MAX_RETRY_DELAY_MS = 30_000;
+export const MAX_RETRY_DELAY_MS = 30_000;
+
+/**
+ * The wait before try `attempt` (1, 2, ...) of something that failed, for a watcher debouncing
+ * `debounceMs`: twice the debounce (at least 100 ms) at first, doubling, never more than
+ * MAX_RETRY_DELAY_MS. The one schedule of a watch: the watcher's own retry of a change (unbounded:
+ * a change is never dropped) and the sandbox watch's retry of tc objects (tc-repair-retry.ts, a
+ * bounded number of tries) both wait this long.
+ */
+export function retryDelayMs(debounceMs: number, attempt: number): number {
+  return Math.min(MAX_RETRY_DELAY_MS, Math.max(100, debounceMs) * 2 ** Math.min(attempt, 16));
+}
 
 /**
  * Flags someone sets on purpose. RUNNING, LOWER_UP and DORMANT follow the carrier by themselves (a
@@ -518,8 +529,7 @@ export class NamespaceWatcher {
       } else {
         // Read again even without new events: the change that triggered this one is still undelivered.
         this.failedAttempts++;
-        const retryDelay = Math.max(100, this.options.debounceMs) * 2 ** Math.min(this.failedAttempts, 16);
-        this.notBefore = Date.now() + Math.min(MAX_RETRY_DELAY_MS, retryDelay);
+        this.notBefore = Date.now() + retryDelayMs(this.options.debounceMs, this.failedAttempts);
         this.pendingSince ??= Date.now();
       }
       if (this.pendingSince !== undefined) this.arm();

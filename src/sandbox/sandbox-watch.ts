@@ -7,13 +7,19 @@
 import { existsSync } from 'node:fs';
 import { functionOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
 import { channels, publish, reportNotice } from '../diagnostics.js';
-import { classifyError, type ErrorCode, hintFromCause } from '../errors.js';
+import { classifyError, type ErrorCode, hintFromCause, isTransientFailure } from '../errors.js';
 import { LinkNotFoundError } from '../netlink/errors.js';
 import { openRecordedNamespace } from '../netns/namespace-identity.js';
 import { classifyInterface } from '../network/endpoint/create-endpoint.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { generateGuestNetwork } from '../network/guest.js';
-import { DEFAULT_DEBOUNCE_MS, type NamespaceChange, NamespaceWatcher } from '../network/namespace-watcher.js';
+import {
+  DEFAULT_DEBOUNCE_MS,
+  MAX_RETRY_DELAY_MS,
+  type NamespaceChange,
+  NamespaceWatcher,
+  retryDelayMs,
+} from '../network/namespace-watcher.js';
 import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
@@ -32,7 +38,7 @@ import {
   sandboxRecordKeeper,
   withSandbox,
 } from './sandbox-interfaces.js';
-import { TRAFFIC_CONTROL_RETRIES, TrafficControlRetry } from './tc-repair-retry.js';
+import { TRAFFIC_CONTROL_RETRIES, TrafficControlRetry, trafficControlRetryWindowMs } from './tc-repair-retry.js';
 import { mergeChange, watchStartView } from './watch-start.js';
 
 export interface WatchSummary {
@@ -64,6 +70,8 @@ export interface WatchSummary {
     object: string;
     outcome: 'restored' | 'taken' | 'failed';
     message: string;
+    /** On a `failed` one the kernel refused for now (EBUSY, ENOBUFS...): tried again on a timer. */
+    transient?: true;
   }>;
 }
 
@@ -94,7 +102,9 @@ export interface SandboxWatchOptions {
   /** Each change set that did something (a pass that changed nothing in the sandbox is not given). */
   onApplied?: (summary: WatchSummary) => void;
   /**
-   * A change that could not be applied (tried again by itself). Each is also published, once, on
+   * A change that could not be applied (tried again by itself, after a growing wait): called when it
+   * first fails and when a try fails for another reason, not at each try; a notice on vcnet:notice
+   * says when it is applied at last. Each call is also published, once, on
    * vcnet:notice (with `handled: true` when onError is given); with no onError and no subscriber
    * there, it is a process warning of type VcnetWarning, never lost and never written by vcnet.
    */
@@ -131,13 +141,19 @@ export interface WatchMemory {
   trafficControlReported?: Map<string, string>;
   /** Links refused for what they are (WatchFailure.refused), by name, with their ifindex and kind: not tried again. */
   refused?: Map<string, { index: number; kind: string | undefined; failure: WatchFailure }>;
+  /** New links whose attach failed, with the code and message said (a notice): not said again per try. */
+  attachFailuresSaid?: Map<string, string>;
   /** The failures of the last change set (names, codes, messages): the same again is not reported again. */
   reportedFailures?: string;
   /**
-   * Whether the last tc check left something it could not make again, or could not be made: the
-   * watch checks again on a timer (TrafficControlRetry).
+   * Whether the last tc check left something it could not make again for a reason that may pass
+   * (isTransientFailure), or could not be made: the watch checks again on a timer (TrafficControlRetry).
    */
   trafficControlFailed?: boolean;
+  /** Endpoints whose tc objects the last check could not read: said once while that goes on. */
+  trafficControlDumpFailed?: Set<string>;
+  /** How long TrafficControlRetry's tries take in all (said with a failure that is tried again). */
+  trafficControlRetryWindowMs?: number;
 }
 
 /** The memory of a watch starting over `interfaces` (the namespace) and `attached` (the record's pod links). */
@@ -150,7 +166,13 @@ function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable
       .filter((info) => !attachedSet.has(info.link.name) && hasConfiguredAddress(info))
       .map((info) => info.link.name),
   );
-  return { leftAlone, attached: attachedSet, trafficControlReported: new Map(), refused: new Map() };
+  return {
+    leftAlone,
+    attached: attachedSet,
+    trafficControlReported: new Map(),
+    refused: new Map(),
+    attachFailuresSaid: new Map(),
+  };
 }
 
 /**
@@ -168,23 +190,38 @@ async function checkTrafficControl(
 ): Promise<void> {
   const found = new Map<string, string>();
   let failed = false;
+  // What the timer's tries take in all, for the first line of a failure (none is said per try).
+  const window = memory?.trafficControlRetryWindowMs;
+  const retrying =
+    window === undefined
+      ? ''
+      : ` (tried again for up to ${(window / 1000).toFixed(1)} s, ${TRAFFIC_CONTROL_RETRIES} times, without another line until it is made or the watch gives up)`;
+  const dumpFailed = new Set<string>();
   for (const endpoint of network.endpoints()) {
     let outcomes: Awaited<ReturnType<Network['repairTrafficControl']>>;
     try {
       outcomes = await network.repairTrafficControl(endpoint);
     } catch (error) {
       // A dump that failed (the link went meanwhile): checked again shortly, and with the next change.
-      failed = true;
+      // Said once while it keeps failing.
+      const transient = isTransientFailure(error);
+      if (transient) failed = true;
+      dumpFailed.add(endpoint.name);
+      if (memory?.trafficControlDumpFailed?.has(endpoint.name)) continue;
       publish(channels.notice, () => ({
         operation: 'watch',
         endpoint: endpoint.properties.link.name,
-        message: `could not check vcnet's tc objects of ${endpoint.name} in sandbox ${id}; checked again shortly and with the next tc change`,
+        message: `could not check vcnet's tc objects of ${endpoint.name} in sandbox ${id}; checked again ${transient ? `shortly${retrying} and ` : ''}with the next tc change`,
         error,
       }));
       continue;
     }
     for (const outcome of outcomes) {
-      if (outcome.outcome === 'failed') failed = true;
+      // Only what may pass is tried on the timer: a refusal a retry cannot change waits for a tc change.
+      if (outcome.outcome === 'failed' && outcome.transient) {
+        failed = true;
+        outcome.message += retrying;
+      }
       const key = `${endpoint.name} ${outcome.link} ${outcome.object}`;
       if (outcome.outcome !== 'restored') {
         found.set(key, outcome.message);
@@ -202,6 +239,7 @@ async function checkTrafficControl(
   if (memory) {
     memory.trafficControlReported = found;
     memory.trafficControlFailed = failed;
+    memory.trafficControlDumpFailed = dumpFailed;
   }
 }
 
@@ -241,6 +279,7 @@ async function applyChange(
       memory.attached = attachedNow;
       // A refused link deleted, or made again (another ifindex): the new one is tried as any new link.
       for (const name of change.removedInterfaces) memory.refused?.delete(name);
+      for (const name of change.removedInterfaces) memory.attachFailuresSaid?.delete(name);
       for (const info of [...change.addedInterfaces, ...change.changedInterfaces]) {
         if (memory.refused?.get(info.link.name)?.index !== info.link.index) memory.refused?.delete(info.link.name);
       }
@@ -362,6 +401,13 @@ async function applyChange(
             keeper,
           );
           for (const endpoint of added) endpoint.closeFds();
+          if (memory?.attachFailuresSaid?.delete(info.link.name)) {
+            publish(channels.notice, () => ({
+              operation: 'watch',
+              endpoint: info.link.name,
+              message: `attached ${info.link.name}, which could not be attached before`,
+            }));
+          }
           toPush.push(...added);
           addedEndpoints.push(...added);
           summary.added.push(...added.map((endpoint) => endpoint.name));
@@ -375,12 +421,16 @@ async function applyChange(
           summary.failed.push(failure);
           if (failure.refused)
             memory?.refused?.set(info.link.name, { index: info.link.index, kind: info.link.kind, failure });
+          // Said once while it fails the same way: it is tried with every change (each try is no news).
+          const said = `${failure.code} ${failure.message}`;
+          if (memory?.attachFailuresSaid?.get(info.link.name) === said) continue;
+          memory?.attachFailuresSaid?.set(info.link.name, said);
           publish(channels.notice, () => ({
             operation: 'watch',
             endpoint: info.link.name,
             message: failure.refused
               ? `did not attach ${info.link.name}, which vcnet refuses (watch does not try it again while it is there): ${failure.hint ?? failure.message}`
-              : `could not attach ${info.link.name}; retried with the next change`,
+              : `could not attach ${info.link.name}; tried again with each change until it is attached or deleted, with no warning per try and one when it is attached`,
             error,
           }));
         }
@@ -634,9 +684,12 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   let detachPoll: NodeJS.Timeout | undefined;
   let notApplied: string[] = [];
   const refused = new Set<string>();
+  /** A change the watcher could not deliver, from its first failure until one is applied (onError). */
+  let failing: { since: Date; tries: number; said: string | undefined } | undefined;
   // What the tc check could not put back is checked again on a timer too, not only with the next tc change.
+  const debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
   const trafficControlRetry = new TrafficControlRetry(
-    Math.max(100, options.debounceMs ?? DEFAULT_DEBOUNCE_MS),
+    debounceMs,
     () => watcher.resync({ trafficControl: true }),
     () =>
       publish(channels.notice, () => ({
@@ -703,6 +756,17 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
           // The watcher reports it and brings the change again.
           throw error;
         }
+        if (failing) {
+          // The one line after the first warning: the change that kept failing is applied now.
+          const { since, tries } = failing;
+          failing = undefined;
+          publish(channels.notice, () => ({
+            operation: 'watch',
+            endpoint: '',
+            message: `applied the namespace change to sandbox ${id} that could not be applied ${tries} ${tries > 1 ? 'times' : 'time'} since ${since.toISOString()}`,
+            details: { sandbox: id, tries },
+          }));
+        }
         if (withRetries.trafficControl) trafficControlRetry.checked(memory?.trafficControlFailed === true);
         pending.clear();
         for (const failure of summary.failed) {
@@ -712,13 +776,23 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         if (reportSummary(id, summary, memory)) options.onApplied?.(summary);
       },
       // Published on vcnet:notice always; with no onError and no subscriber, a process warning.
+      // Once when a change first fails, not at each try of the watcher's timer (a watch under a
+      // service manager would log one line per try); again only when it fails for another reason.
       onError: (error) => {
+        const reason = `${classifyError(error).code} ${error.message}`;
+        const first = failing === undefined;
+        failing = { since: failing?.since ?? new Date(), tries: (failing?.tries ?? 0) + 1, said: failing?.said };
+        if (!first && failing.said === reason) return;
+        failing.said = reason;
         const handler = options.onError;
+        const retried = `it is tried again after a growing wait (${retryDelayMs(debounceMs, 1)} ms, doubling, at most ${MAX_RETRY_DELAY_MS / 1000} s apart) until it applies, with no warning per try and one when it applies, and watching goes on`;
         reportNotice(
           () => ({
             operation: 'watch',
             endpoint: '',
-            message: `could not apply a namespace change to sandbox ${id}; it is tried again shortly, and watching goes on: ${error.message}`,
+            message: first
+              ? `could not apply a namespace change to sandbox ${id}; ${retried}: ${error.message}`
+              : `could not apply a namespace change to sandbox ${id} (try ${failing?.tries}), now for another reason; ${retried}: ${error.message}`,
             error,
             details: { sandbox: id, namespacePath: state.namespace.path },
           }),
@@ -736,6 +810,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     watcher.interfaces(),
     state.network.endpoints.map((endpoint) => endpoint.properties.link.name),
   );
+  memory.trafficControlRetryWindowMs = trafficControlRetryWindowMs(debounceMs);
   for (const info of watcher.interfaces()) {
     if (!memory.leftAlone.has(info.link.name)) continue;
     if (macvtapLinkRefusedHere(info.link)) refused.add(info.link.name);

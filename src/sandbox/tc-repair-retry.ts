@@ -1,11 +1,15 @@
 /**
  * The watch's second try at tc objects it could not put back (network/tc-repair.ts): an object the
- * kernel refused, or a dump that failed, was otherwise checked again only with the next tc change
- * in the namespace, which may never come. After such a check the watch asks for another one on a
- * timer, after a wait that doubles each time, and stops after TRAFFIC_CONTROL_RETRIES tries in a row
- * (what keeps failing is said once; a later tc change checks again as before). A check with nothing
- * failed starts the count again. `stop()` clears the timer: nothing is left running after the watch.
+ * kernel refused for now (EBUSY, ENOBUFS: errors.ts isTransientFailure), or a dump that failed, was
+ * otherwise checked again only with the next tc change in the namespace, which may never come.
+ * After such a check the watch asks for another one on a timer, after the watch's one retry wait
+ * (namespace-watcher.ts retryDelayMs, doubling), and stops after TRAFFIC_CONTROL_RETRIES tries in a
+ * row (what keeps failing is said once; a later tc change checks again as before). A refusal a retry
+ * cannot change (EINVAL, EOPNOTSUPP, a place vcnet does not own) asks for no timer: the caller says
+ * `false` for it, as for a check with nothing failed, which starts the count again. `stop()` clears
+ * the timer: nothing is left running after the watch.
  */
+import { retryDelayMs } from '../network/namespace-watcher.js';
 
 /** How many checks in a row the timer asks for after failed ones. */
 export const TRAFFIC_CONTROL_RETRIES = 5;
@@ -16,17 +20,20 @@ export class TrafficControlRetry {
   private stopped = false;
 
   /**
-   * `baseMs`: the first wait is twice this (the watch's debounce, at least 100 ms), each one after
-   * twice the one before. `check` asks for a check (the watcher's resync); `gaveUp` is called once
-   * when the tries are used up while something still fails.
+   * `debounceMs`: the watch's (retryDelayMs: the first wait is twice it, at least 200 ms, each one
+   * after twice the one before). `check` asks for a check (the watcher's resync); `gaveUp` is called
+   * once when the tries are used up while something still fails.
    */
   constructor(
-    private readonly baseMs: number,
+    private readonly debounceMs: number,
     private readonly check: () => void,
     private readonly gaveUp: () => void,
   ) {}
 
-  /** After a tc check: `failed` when an object could not be made again or the check could not be made. */
+  /**
+   * After a tc check: `failed` when an object could not be made again for a reason that may pass
+   * (isTransientFailure), or the check could not be made.
+   */
   checked(failed: boolean): void {
     if (this.stopped) return;
     if (!failed) {
@@ -47,7 +54,7 @@ export class TrafficControlRetry {
         this.timer = undefined;
         if (!this.stopped) this.check();
       },
-      this.baseMs * 2 ** this.attempts,
+      retryDelayMs(this.debounceMs, this.attempts),
     );
   }
 
@@ -61,4 +68,11 @@ export class TrafficControlRetry {
     clearTimeout(this.timer);
     this.timer = undefined;
   }
+}
+
+/** How long the tries after a first failed check take in all, for a watch debouncing `debounceMs` (for what the watch says). */
+export function trafficControlRetryWindowMs(debounceMs: number): number {
+  let total = 0;
+  for (let attempt = 1; attempt <= TRAFFIC_CONTROL_RETRIES; attempt++) total += retryDelayMs(debounceMs, attempt);
+  return total;
 }

@@ -18,6 +18,7 @@ import {
   errnoOf,
   hintForErrno,
   InvalidInputError,
+  isTransientFailure,
   RollbackIncompleteError,
   SystemCallError,
   VcnetError,
@@ -312,6 +313,18 @@ function sources(directory: string): string[] {
     return statSync(path).isDirectory() ? sources(path) : path.endsWith('.ts') ? [path] : [];
   });
 }
+
+describe('isTransientFailure', () => {
+  it("takes the kernel's refusals for now as transient, its refusals of what was asked as not", () => {
+    // EBUSY 16, ENOBUFS 105, EAGAIN 11, EINTR 4; EINVAL 22, EOPNOTSUPP 95, ENOENT 2, EPERM 1.
+    for (const errno of [16, 105, 11, 4]) expect(isTransientFailure(netlinkError(errno))).toBe(true);
+    for (const errno of [22, 95, 2, 1]) expect(isTransientFailure(netlinkError(errno))).toBe(false);
+    // The first errno in the chain decides, through a wrapper.
+    const wrapped = new VcnetError('VCNET_ATTACH_FAILED', 'repair failed', { cause: netlinkError(22) });
+    expect(isTransientFailure(wrapped)).toBe(false);
+    expect(isTransientFailure(new Error('no answer from the kernel'))).toBe(true);
+  });
+});
 
 describe('the registry', () => {
   const documentation = readFileSync(join(root, 'docs', 'troubleshooting.md'), 'utf8');

@@ -86,14 +86,17 @@ export function queueChange(
     case 'delete-qdisc':
       batch.deleteQdisc(indexOf(change.link), change.handle, change.parent);
       return;
-    case 'add-class':
-      batch.addHtbClass({
+    case 'add-class': {
+      const spec = {
         index: indexOf(change.link),
         handle: change.handle,
         parent: change.parent,
         rateBitsPerSecond: change.rateBitsPerSecond,
-      });
+      };
+      if (change.change) batch.changeHtbClass(spec);
+      else batch.addHtbClass(spec);
       return;
+    }
     case 'add-filter':
       batch.addFilter({
         index: indexOf(change.link),

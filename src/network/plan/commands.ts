@@ -81,7 +81,7 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
         : `tc qdisc del ${dev(change.link)} ${formatHandle(change.parent)} handle ${formatHandle(change.handle)}`;
     case 'add-class': {
       const burst = Math.floor(change.rateBitsPerSecond / 8 / 1000) + DEFAULT_BURST_MTU;
-      return `tc class add ${dev(change.link)} parent ${formatHandle(change.parent)} classid ${formatHandle(change.handle)} htb rate ${change.rateBitsPerSecond}bit ceil ${change.rateBitsPerSecond}bit burst ${burst} cburst ${burst}`;
+      return `tc class ${change.change ? 'change' : 'add'} ${dev(change.link)} parent ${formatHandle(change.parent)} classid ${formatHandle(change.handle)} htb rate ${change.rateBitsPerSecond}bit ceil ${change.rateBitsPerSecond}bit burst ${burst} cburst ${burst}`;
     }
     case 'add-filter':
       return `tc filter add ${dev(change.link)} parent ${formatHandle(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority} u32 match u32 0 0 action mirred egress redirect ${dev(change.redirectTo)}`;

@@ -20,6 +20,7 @@
  * Pure: no I/O. tc-repair.ts dumps the namespace, sends the plan's changes through the executor
  * (apply.ts sendChanges) and says the outcomes (repairOutcomes) under the sandbox lock.
  */
+import { hintFromCause, isTransientFailure } from '../../errors.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Filter } from '../../netlink/codec/tc/filter.js';
@@ -59,6 +60,12 @@ export interface TrafficControlRepair {
   outcome: 'restored' | 'taken' | 'failed';
   /** For people: link, object, what was done and, when it was not, what to do. */
   message: string;
+  /**
+   * On a `failed` object the kernel refused for a reason that may pass (errors.ts
+   * isTransientFailure: EBUSY, ENOBUFS, ...): the watch tries again on a timer. Not there for a
+   * refusal a retry cannot change (EINVAL, EOPNOTSUPP), nor for what is known without sending.
+   */
+  transient?: true;
 }
 
 /** The part of an endpoint the check reads: its guest name, pod link and plumbing record. */
@@ -99,8 +106,11 @@ export interface TrafficControlRestore {
   needs?: TrafficControlRestore;
   /** Said when it is made. */
   restored: string;
-  /** Said when it is not, with the kernel's reason. */
-  failed: (reason: string) => string;
+  /**
+   * Said when it is not, with the kernel's reason and `next`, what the watch does about it
+   * (repairOutcomes: tries again shortly, or only with the next tc change when a retry cannot help).
+   */
+  failed: (reason: string, next: string) => string;
 }
 
 export interface TrafficControlRepairPlan {
@@ -293,9 +303,11 @@ export function planTrafficControlRepair(
     const link = resolve(record.link, record.index);
     if (!link) continue;
     const rate = htbRate(plumbing, link, pod, rates);
-    const object = isVcnetHtbRoot(snapshot.qdiscs, link)
-      ? planHtbClasses(link, rate, snapshot.classes, refOf(link))
-      : planHtb(link, record, rate, snapshot.qdiscs, link.index === pod.index, refOf(link));
+    if (isVcnetHtbRoot(snapshot.qdiscs, link)) {
+      objects.push(...planHtbClasses(link, rate, snapshot.classes, refOf(link)));
+      continue;
+    }
+    const object = planHtb(link, record, rate, snapshot.qdiscs, link.index === pod.index, refOf(link));
     if (object) objects.push(object);
   }
   return { objects };
@@ -329,8 +341,8 @@ function planIngress(
     tidy: [],
     undo: [],
     restored: `vcnet's ${object} on ${link.name} was gone (deleted by someone else): made again as recorded`,
-    failed: (reason) =>
-      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+    failed: (reason, next) =>
+      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); ${next}, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -400,8 +412,8 @@ function planFilter(
     undo: restoring && undo ? [undo] : [],
     ...(restoring ? { needs: restoring } : {}),
     restored: `vcnet's ${object} on ${link.name} was gone (deleted by someone else${hook.kind === 'ingress' && hook.handle === INGRESS_HANDLE ? ', or its ingress qdisc' : ''}): made again as recorded`,
-    failed: (reason) =>
-      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); frames ${link.name} receives do not reach ${target.name}: the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+    failed: (reason, next) =>
+      `vcnet's ${object} on ${link.name} is gone and could not be made again (${reason}); frames ${link.name} receives do not reach ${target.name}: ${next}, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -479,24 +491,81 @@ function planHtb(
     tidy: isPodLink && link.txQueueLength === 0 ? [{ op: 'set-link', link: ref, set: { txQueueLength: 0 } }] : [],
     undo: undo ? [undo] : [],
     restored: `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) was gone (deleted by someone else): made again as attach makes it`,
-    failed: (reason) =>
-      `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) is gone and could not be made again (${reason}): the link is not rate limited; the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+    failed: (reason, next) =>
+      `vcnet's rate limit on ${link.name} (${object}, ${rate} bit/s) is gone and could not be made again (${reason}): the link is not rate limited; ${next}, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
 /**
  * The classes of vcnet's htb on `link` (there: isVcnetHtbRoot) that someone deleted: made again under
- * it as attach makes them (htbChanges), at the rate attach gave the link. A class of another tool's
- * at vcnet's handle, or one whose rate was changed since, is left as it is: only missing ones are made.
+ * it as attach makes them (htbChanges), at the rate attach gave the link; and those whose rate or ceil
+ * someone changed (`tc class change … rate …`) get the sandbox's rate back: the record is the
+ * reference, as for every other object (a rate of its own is the sandbox's config, then del-iface and
+ * add-iface). Both said, with the rate found.
  */
 function planHtbClasses(
   link: Link,
   rate: number | undefined,
   classes: readonly TrafficClass[],
   ref: LinkRef,
-): TrafficControlRepair | TrafficControlRestore | undefined {
-  const present = new Set(classes.filter((entry) => entry.index === link.index).map((entry) => entry.handle));
+): Array<TrafficControlRepair | TrafficControlRestore> {
+  const mine = classes.filter((entry) => entry.index === link.index);
+  const present = new Set(mine.map((entry) => entry.handle));
   const missing = [HTB_PARENT_CLASS, HTB_DEFAULT_CLASS].filter((handle) => !present.has(handle));
+  const changed = rate === undefined ? undefined : planHtbRateChanged(link, rate, mine, ref);
+  const made = planMissingHtbClasses(link, rate, missing, ref);
+  return [...(made ? [made] : []), ...(changed ? [changed] : [])];
+}
+
+/**
+ * vcnet's classes on `link` whose rate or ceil is not the one attach gave them (`rate`, as the kernel
+ * keeps it: whole bytes per second): changed back in place (`tc class change`), the htb and its
+ * other class left as they are.
+ */
+function planHtbRateChanged(
+  link: Link,
+  rate: number,
+  classes: readonly TrafficClass[],
+  ref: LinkRef,
+): TrafficControlRestore | undefined {
+  const kept = Math.floor(rate / 8) * 8;
+  const changed = classes.filter(
+    (entry) =>
+      (entry.handle === HTB_PARENT_CLASS || entry.handle === HTB_DEFAULT_CLASS) &&
+      entry.kind === 'htb' &&
+      entry.rateBitsPerSecond !== undefined &&
+      (entry.rateBitsPerSecond !== kept || (entry.ceilBitsPerSecond ?? kept) !== kept),
+  );
+  if (changed.length === 0) return undefined;
+  const handles = changed.map((entry) => formatHandle(entry.handle)).join(', ');
+  const object = `htb ${changed.length > 1 ? 'classes' : 'class'} ${handles}`;
+  const found = changed
+    .map(
+      (entry) => `${formatHandle(entry.handle)} rate ${entry.rateBitsPerSecond} ceil ${entry.ceilBitsPerSecond} bit/s`,
+    )
+    .join(', ');
+  const handlesChanged = new Set(changed.map((entry) => entry.handle));
+  return {
+    link: link.name,
+    object,
+    changes: htbChanges(ref, rate).flatMap((change) =>
+      change.op === 'add-class' && handlesChanged.has(change.handle) ? [{ ...change, change: true as const }] : [],
+    ),
+    tidy: [],
+    undo: [],
+    restored: `vcnet's rate limit on ${link.name} had its ${object} changed by someone else (${found}): set back to the sandbox's ${rate} bit/s, as attach made ${changed.length > 1 ? 'them' : 'it'}; for another rate, change the sandbox's rate limit in its configuration and attach the link again (\`vcnet del-iface\`, \`vcnet add-iface\`)`,
+    failed: (reason, next) =>
+      `vcnet's rate limit on ${link.name} had its ${object} changed by someone else (${found}) and could not be set back to the sandbox's ${rate} bit/s (${reason}); ${next}, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+  };
+}
+
+/** vcnet's classes missing under its htb on `link`, made again; see planHtbClasses. */
+function planMissingHtbClasses(
+  link: Link,
+  rate: number | undefined,
+  missing: readonly number[],
+  ref: LinkRef,
+): TrafficControlRepair | TrafficControlRestore | undefined {
   if (missing.length === 0) return undefined;
   const handles = missing.map((handle) => formatHandle(handle)).join(', ');
   const object = `htb ${missing.length > 1 ? 'classes' : 'class'} ${handles}`;
@@ -526,8 +595,8 @@ function planHtbClasses(
     // Classes go with their htb: detach's delete of the qdisc takes them.
     undo: [],
     restored: `vcnet's rate limit on ${link.name} had lost its ${object} (deleted by someone else; ${effect}): made again as attach makes ${missing.length > 1 ? 'them' : 'it'}, ${rate} bit/s`,
-    failed: (reason) =>
-      `vcnet's rate limit on ${link.name} lost its ${object} and ${missing.length > 1 ? 'they' : 'it'} could not be made again (${reason}): ${effect}; the watch tries again shortly and with the next tc change on it, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+    failed: (reason, next) =>
+      `vcnet's rate limit on ${link.name} lost its ${object} and ${missing.length > 1 ? 'they' : 'it'} could not be made again (${reason}): ${effect}; ${next}, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
   };
 }
 
@@ -570,7 +639,18 @@ export function repairOutcomes(
     failedRestores.add(object);
     if (mine[0]?.ok) undo.push(...object.undo);
     const reason = refused?.error.message ?? 'no answer from the kernel';
-    outcomes.push({ link: object.link, object: object.object, outcome: 'failed', message: object.failed(reason) });
+    const transient = refused === undefined || isTransientFailure(refused.error);
+    const hint = refused && hintFromCause(refused.error);
+    const next = transient
+      ? 'the watch tries again shortly and with the next tc change on it'
+      : `sent again it would be refused again${hint ? ` (${hint})` : ''}, so the watch tries again only with the next tc change on it`;
+    outcomes.push({
+      link: object.link,
+      object: object.object,
+      outcome: 'failed',
+      message: object.failed(reason, next),
+      ...(transient ? { transient: true as const } : {}),
+    });
   }
   return { outcomes, undo };
 }

@@ -82,7 +82,8 @@ export type Change =
   | { op: 'set-link'; link: LinkRef; set: LinkAttributes }
   | { op: 'add-qdisc'; link: LinkRef; kind: 'ingress' | 'htb'; handle: number; parent: number; defaultClass?: number }
   | { op: 'delete-qdisc'; link: LinkRef; kind: string; handle: number; parent: number }
-  | { op: 'add-class'; link: LinkRef; handle: number; parent: number; rateBitsPerSecond: number }
+  /** With `change`, the class is there and takes this rate (`tc class change`: the watch puts back a changed rate). */
+  | { op: 'add-class'; link: LinkRef; handle: number; parent: number; rateBitsPerSecond: number; change?: true }
   /** A u32 match-all filter whose mirred action redirects every frame to `redirectTo`'s egress. */
   | { op: 'add-filter'; link: LinkRef; parent: number; priority: number; protocol: number; redirectTo: LinkRef }
   | { op: 'delete-filter'; link: LinkRef; parent: number; priority: number; protocol: number; kind: string }

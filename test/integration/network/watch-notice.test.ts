@@ -46,14 +46,21 @@ async function failingWatch(sandbox: string, onError?: (error: Error) => void, s
   pod.exec('ip', ['addr', 'add', '10.85.0.2/24', 'dev', 'eth5']);
   await until(() => notices.length > 0 || emitWarning.mock.calls.length > 0, 'the change to fail');
   /** Undoes the damage, the watch and the attach: the pod is left as it was. */
+  let mended = false;
   const restore = async () => {
-    writeFileSync(record, intact);
+    // Once mended, the record is the watch's (eth5 attached since): not written over.
+    if (!mended) writeFileSync(record, intact);
     await watching.stop();
     pod.exec('ip', ['link', 'del', 'eth5']);
     expect(vcnet(['detach', '--sandbox', sandbox, '--state-dir', stateDir]).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   };
-  return { notices, warnings: emitWarning.mock.calls, restore };
+  /** Undoes the damage only: the watch's next try applies the change. */
+  const mend = () => {
+    mended = true;
+    writeFileSync(record, intact);
+  };
+  return { notices, warnings: emitWarning.mock.calls, restore, mend };
 }
 
 describe('vcnet:notice of watchSandbox', () => {
@@ -85,6 +92,27 @@ describe('vcnet:notice of watchSandbox', () => {
       expect.stringMatching(/could not apply a namespace change to sandbox n3/),
       'VcnetWarning',
     ]);
+    await restore();
+  });
+
+  it('says a change that keeps failing once, not at each try, and once more when it applies', async () => {
+    const errors: Error[] = [];
+    const { notices, restore, mend } = await failingWatch('n4', (error) => errors.push(error));
+    expect(notices[0]?.message).toMatch(
+      /tried again after a growing wait .* until it applies, with no warning per try/,
+    );
+    // The watcher's tries (debounce 50 ms: after 200, 400, 800 ms...) go on: three of them at least by now.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    expect({ notices: notices.length, errors: errors.length }).toEqual({ notices: 1, errors: 1 });
+    mend();
+    await until(
+      () => notices.some((notice) => /^applied the namespace change/.test(notice.message)),
+      'the change to apply',
+    );
+    const applied = notices.find((notice) => /^applied the namespace change/.test(notice.message));
+    expect(applied?.details).toMatchObject({ sandbox: 'n4', tries: expect.any(Number) });
+    expect(Number(applied?.details?.tries)).toBeGreaterThanOrEqual(3);
+    expect(notices).toHaveLength(2);
     await restore();
   });
 });

@@ -13,6 +13,7 @@ import { ETH_P_ALL, type Filter } from '../../../src/netlink/codec/tc/filter.js'
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../../src/netlink/codec/tc/message.js';
 import type { TrafficClass } from '../../../src/netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../../../src/netlink/codec/tc/qdisc.js';
+import { NetlinkError } from '../../../src/netlink/errors.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { commandOf } from '../../../src/network/plan/commands.js';
 import { FILTER_PRIORITY, ifbName, planAttach } from '../../../src/network/plan/plan-attach.js';
@@ -324,10 +325,32 @@ describe('planTrafficControlRepair: classes deleted under an htb that is there',
     ]);
   });
 
-  it("a class of another rate at vcnet's handle is left; a class gone with no rate in the record is failed", () => {
+  it("a class at vcnet's handle whose rate or ceil someone changed gets the sandbox's back, in place", () => {
+    const { endpoint, snapshot, pod } = intactWithout(() => false);
+    const changed = snapshot.classes.map((entry) =>
+      entry.index === pod && entry.handle === parseHandle('1:2') ? { ...entry, rateBitsPerSecond: 1_000 } : entry,
+    );
+    const repair = planTrafficControlRepair(endpoint, { ...snapshot, classes: changed }, RATES);
+    expect(repair.objects).toHaveLength(1);
+    const [object] = repair.objects;
+    expect(object).toMatchObject({ object: 'htb class 1:2', restored: expect.stringContaining('rate 1000') });
+    expect(repairChanges(repair)).toEqual([
+      expect.objectContaining({ op: 'add-class', handle: parseHandle('1:2'), change: true }),
+    ]);
+    const [change] = repairChanges(repair);
+    expect(change && commandOf(change)).toMatch(
+      /^tc class change dev \S+ parent 1:1 classid 1:2 htb rate (\d+)bit ceil \1bit/,
+    );
+    // Only the ceil changed: changed back too. A rate the kernel keeps in whole bytes per second
+    // (one not a multiple of 8 bits) is not taken as changed.
+    const ceil = snapshot.classes.map((entry) => ({ ...entry, ceilBitsPerSecond: (entry.rateBitsPerSecond ?? 0) * 2 }));
+    expect(repairChanges(planTrafficControlRepair(endpoint, { ...snapshot, classes: ceil }, RATES))).toHaveLength(4);
+    const odd: RateLimit = { rxBitsPerSecond: 10_000_007, txBitsPerSecond: 20_000_007 };
+    expect(planTrafficControlRepair(endpoint, snapshot, odd).objects).toEqual([]);
+  });
+
+  it('a class gone with no rate in the record is failed', () => {
     const { endpoint, snapshot } = intactWithout(() => false);
-    const changed = snapshot.classes.map((entry) => ({ ...entry, rateBitsPerSecond: 1_000 }));
-    expect(planTrafficControlRepair(endpoint, { ...snapshot, classes: changed }, RATES).objects).toEqual([]);
     const without = snapshot.classes.filter((entry) => entry.index !== 2 || entry.handle !== parseHandle('1:2'));
     const repair = planTrafficControlRepair(
       endpoint,
@@ -354,7 +377,8 @@ describe('planTrafficControlRepair: an ifb of a rate limit deleted', () => {
         links: gone,
         qdiscs: [ingress(tapIndex), root(tapIndex, 'htb', parseHandle('1:'))],
         filters: [redirect(tapIndex, 0, FILTER_PRIORITY - 1)],
-        classes: htbClasses(tapIndex, 10_000_000),
+        // The rate attach gave the device (rateLimitPlacement): rx on a none tap, tx on a macvtap.
+        classes: htbClasses(tapIndex, model === 'none' ? 10_000_000 : 20_000_000),
       };
       const repair = planTrafficControlRepair(endpoint, snapshot, RATES);
       expect(repairChanges(repair)).toEqual([]);
@@ -430,6 +454,30 @@ describe('repairOutcomes: the answers, back to each object', () => {
     ]);
     // A refused qdisc leaves nothing to take away.
     expect(repairOutcomes(plan, [refused('EEXIST'), refused('EINVAL'), refused('EINVAL')]).undo).toEqual([]);
+  });
+
+  it('a refusal that may pass is transient (tried again on a timer), one a retry cannot change is not, with its hint', () => {
+    const { endpoint, links } = attached('tcfilter');
+    const tap = links.at(-1)!.index;
+    const plan = planTrafficControlRepair(
+      endpoint,
+      { links, qdiscs: [ingress(2), ingress(tap)], filters: [redirect(tap, 2)], classes: [] },
+      undefined,
+    );
+    const kernel = (errno: number) =>
+      new NetlinkError(
+        { type: 44, description: 'add u32 filter' },
+        { errno, requestType: 44, requestSequence: 1 },
+        undefined,
+      );
+    const [busy] = repairOutcomes(plan, [{ ok: false, error: kernel(16) }]).outcomes;
+    expect(busy).toMatchObject({ outcome: 'failed', transient: true });
+    expect(busy?.message).toContain('the watch tries again shortly');
+    const [unsupported] = repairOutcomes(plan, [{ ok: false, error: kernel(95) }]).outcomes;
+    expect(unsupported).toMatchObject({ outcome: 'failed' });
+    expect(unsupported).not.toHaveProperty('transient');
+    expect(unsupported?.message).toContain('this kernel does not support it');
+    expect(unsupported?.message).toContain('tries again only with the next tc change');
   });
 
   it('a filter whose ingress qdisc could not be made says nothing: the qdisc says it', () => {
