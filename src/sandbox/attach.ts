@@ -14,11 +14,12 @@ import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGues
 import { type AddEndpointsOptions, Network, type SkippedNotice } from '../network/network.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
+import { lockNamespace } from '../network/state/namespace-lock.js';
 import { recordsHoldingLink } from '../network/state/owners.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
 import { defaultLockTimeoutMs, refuseUnusableRecordEnvironment, SandboxStore } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
-import { lockNamespace, refuseHeldNamespace } from './namespace-hold.js';
+import { refuseHeldNamespace } from './namespace-hold.js';
 import { ATTACH_NO_NETWORK_ADVICE, noticeNoNetwork } from './no-network.js';
 import { attachRecorded, type RecordKeeper, replacingTakenName, undoAfterFailure } from './recorded.js';
 

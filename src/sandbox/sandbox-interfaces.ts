@@ -36,6 +36,7 @@ import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
+import { openRecordedNetwork } from '../network/recorded-network.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { SandboxState } from '../network/state/records.js';
@@ -47,7 +48,6 @@ import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
-import { openRecordedNetwork } from './recorded-network.js';
 
 export class SandboxNotFoundError extends VcnetError {
   static override readonly errorName: string = 'SandboxNotFoundError';
