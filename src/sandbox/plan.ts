@@ -17,7 +17,13 @@ import { openRecordedNetwork, type RecordedNetwork } from '../network/recorded-n
 import type { HypervisorRecord, SandboxState } from '../network/state/records.js';
 import { SandboxStore, validateSandboxId } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
-import { checkHypervisorKind, namingTheOwner, SandboxExistsError, stateDirectories } from './attach.js';
+import {
+  checkHypervisorKind,
+  namingTheOwner,
+  refuseMultiQueueFirecracker,
+  SandboxExistsError,
+  stateDirectories,
+} from './attach.js';
 import { refuseHeldNamespace } from './namespace-hold.js';
 import { ATTACH_NO_NETWORK_ADVICE, noticeNoNetwork } from './no-network.js';
 
@@ -58,6 +64,7 @@ export async function planSandboxAttach(
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
   if (hypervisor !== undefined) checkHypervisorKind(hypervisor, 'hypervisor');
   config = validateNetworkConfig(config);
+  refuseMultiQueueFirecracker(hypervisor, config.queues);
   validateSandboxId(id);
   refuseMacvtapInUserNamespace(config.model, 'model');
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
