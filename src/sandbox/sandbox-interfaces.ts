@@ -412,6 +412,8 @@ export interface ListOptions {
    * accepts and nobody serves it): the recorded view is answered instead. Not called with `live`.
    */
   onAgentUnreachable?: (error: AgentConnectError | AgentStatusError) => void;
+  /** Aborting rejects with the signal's reason while the call waits for the sandbox lock, as attachSandbox's. */
+  signal?: AbortSignal;
 }
 
 /** The options of list-ifaces and list-routes, checked before anything is read. */
@@ -422,7 +424,9 @@ function listOptions(given: ListOptions): ListOptions {
     'lockTimeoutMs',
     'live',
     'onAgentUnreachable',
+    'signal',
   ]);
+  signalOption(options.signal);
   lockTimeoutOption(options.lockTimeoutMs);
   booleanOption(options.live, 'live');
   numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
