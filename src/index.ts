@@ -320,6 +320,7 @@ export type { TrafficControlRepair } from './network/plan/plan-tc-repair.js';
 export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
 export type { RateLimit } from './network/plan/types.js';
 export type { UndoReport } from './network/plan/undo.js';
+export { readSandbox } from './network/recorded-network.js';
 export {
   classifyScan,
   type NamespaceScan,
@@ -330,6 +331,7 @@ export {
 export { StateWriteError } from './network/state/atomic-file.js';
 export { DirectoryNotMadeError } from './network/state/directory.js';
 export { LockFileRefusedError } from './network/state/lock.js';
+export { NamespaceBusyError } from './network/state/namespace-lock.js';
 export type { SkippedRecord } from './network/state/owners.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
 // Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
@@ -357,7 +359,7 @@ export {
 export { type DetachResult, type DetachSandboxOptions, detachSandbox } from './sandbox/detach.js';
 export { HotplugIdTakenError } from './sandbox/hotplug-id-taken.js';
 export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
-export { NamespaceBusyError, NamespaceHeldError, UnrecordedGroupLinkError } from './sandbox/namespace-hold.js';
+export { NamespaceHeldError, UnrecordedGroupLinkError } from './sandbox/namespace-hold.js';
 export {
   type PlannedDetach,
   type PlannedEndpoint,
@@ -366,7 +368,6 @@ export {
   planSandboxAttach,
   planSandboxDetach,
 } from './sandbox/plan.js';
-export { readSandbox } from './sandbox/recorded-network.js';
 export {
   type AddInterfaceResult,
   AgentNotRecordedError,

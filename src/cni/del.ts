@@ -18,9 +18,9 @@ import {
 } from '../netns/namespace-identity.js';
 import { collectGarbage } from '../network/garbage-collector.js';
 import type { GarbageItem } from '../network/gc/report.js';
+import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
 import { salvageNamespace } from '../network/state/record-envelope.js';
 import { detachRecorded } from '../sandbox/recorded.js';
-import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../sandbox/recorded-network.js';
 import { noticeStillInUse } from '../sandbox/still-in-use.js';
 import type { CniEnvironment } from './config.js';
 import { commandSubject, type Warn, warningLine, warnOnStandardError } from './notices.js';

@@ -14,11 +14,12 @@ import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGues
 import { type AddEndpointsOptions, Network, type SkippedNotice } from '../network/network.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
+import { lockNamespace } from '../network/state/namespace-lock.js';
 import { recordsHoldingLink } from '../network/state/owners.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
 import { defaultLockTimeoutMs, refuseUnusableRecordEnvironment, SandboxStore } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
-import { lockNamespace, refuseHeldNamespace } from './namespace-hold.js';
+import { refuseHeldNamespace } from './namespace-hold.js';
 import { ATTACH_NO_NETWORK_ADVICE, noticeNoNetwork } from './no-network.js';
 import { attachRecorded, type RecordKeeper, replacingTakenName, undoAfterFailure } from './recorded.js';
 
@@ -56,6 +57,57 @@ function checkHypervisorRecord(given: HypervisorRecord): void {
   const record = optionsArgument(given, 'hypervisor', ['kind', 'controlSocket']);
   checkHypervisorKind(record.kind, 'hypervisor.kind');
   stringOption(record.controlSocket, 'hypervisor.controlSocket', "the path of the VMM's control socket");
+}
+
+/** How the checks of what a sandbox's VM is given name their inputs: the library's fields, or the CLI's flags. */
+export interface VmInputNames {
+  kind: string;
+  controlSocket: string;
+  agentSocket: string;
+  queues: string;
+  /** The calls (commands) that reach the running VM through both sockets. */
+  vmChanges: string;
+}
+
+const LIBRARY_VM_INPUT_NAMES: VmInputNames = {
+  kind: 'hypervisor.kind',
+  controlSocket: 'hypervisor.controlSocket',
+  agentSocket: 'agentSocket',
+  queues: 'queues',
+  vmChanges: 'addInterface, removeInterface and watchSandbox',
+};
+
+/** Firecracker has no multi-queue NICs: refused before anything is made (attach, and its dry run). */
+export function refuseMultiQueueFirecracker(
+  kind: HypervisorRecord['kind'] | undefined,
+  queues: number,
+  names: VmInputNames = LIBRARY_VM_INPUT_NAMES,
+): void {
+  if (kind === 'firecracker' && queues > 1)
+    throw new InvalidInputError(names.queues, queues, `1 with ${names.kind} firecracker (it has no multi-queue NICs)`);
+}
+
+/**
+ * A running VM is reached through both its control socket (the NIC's hot-plug) and its agent (the
+ * guest's addresses and routes): with one alone, add-iface, del-iface and watch would change the host
+ * and the record but not the VM, and say nothing. Both or neither (no VM runs yet); Firecracker, which
+ * has no hot-plug, takes either alone.
+ */
+export function refuseHalfReachableVm(
+  kind: HypervisorRecord['kind'] | undefined,
+  controlSocket: string | undefined,
+  agentSocket: string | undefined,
+  names: VmInputNames = LIBRARY_VM_INPUT_NAMES,
+): void {
+  if (kind === 'firecracker' || (controlSocket === undefined) === (agentSocket === undefined)) return;
+  const [given, missing] =
+    controlSocket === undefined ? [names.agentSocket, names.controlSocket] : [names.controlSocket, names.agentSocket];
+  throw new InvalidInputError(
+    missing,
+    undefined,
+    `the running VM's ${missing === names.agentSocket ? 'agent socket' : 'control socket'} too: ${given} alone would let ${names.vmChanges} change the host but not the VM`,
+    `give both ${names.controlSocket} and ${names.agentSocket}, or neither when no VM runs yet`,
+  );
 }
 
 /** attachSandbox's options. */
@@ -96,6 +148,8 @@ export async function attachSandbox(
   if (options.hypervisor !== undefined) checkHypervisorRecord(options.hypervisor);
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
   config = validateNetworkConfig(config);
+  refuseMultiQueueFirecracker(options.hypervisor?.kind, config.queues);
+  refuseHalfReachableVm(options.hypervisor?.kind, options.hypervisor?.controlSocket, options.agentSocket);
   // A /dev/tapN nobody in this user namespace may open: refused before anything is made.
   refuseMacvtapInUserNamespace(config.model, 'model');
   // A malformed hvsock:// address would only show at the first add-iface: refuse it before anything is made.

@@ -6,7 +6,7 @@
  */
 import { AgentClient } from '../agent/client.js';
 import { type KataRouteJson, routeToJson } from '../agent/kata-network-json.js';
-import { functionOption, lockTimeoutOption, optionsArgument, stringOption } from '../arguments.js';
+import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { generateGuestNetwork } from '../network/guest.js';
 import { pushEndpoints } from './guest-push.js';
@@ -25,6 +25,11 @@ export interface ConfigureGuestOptions {
    * vcnet:notice; with no warn and no subscriber there, it is a process warning of type VcnetWarning.
    */
   warn?: (message: string) => void;
+  /**
+   * Aborting rejects with the signal's reason while the call waits for the sandbox lock, or before it
+   * connects to the agent; once the push has begun it runs to its end.
+   */
+  signal?: AbortSignal;
 }
 
 export interface ConfigureGuestResult {
@@ -45,7 +50,9 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
     'agentSocket',
     'timeoutMs',
     'warn',
+    'signal',
   ]);
+  signalOption(options.signal);
   lockTimeoutOption(options.lockTimeoutMs);
   functionOption(options.warn, 'warn');
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
@@ -63,6 +70,7 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
         `sandbox ${id} has none recorded: pass --agent, or give it to vcnet attach`,
       );
     }
+    options.signal?.throwIfAborted();
     const endpoints = network.endpoints();
     // A VM just started: its agent opens the port a few seconds in (longer under TCG).
     const agent = await AgentClient.connect(socket, { deadlineMs: timeoutMs });

@@ -11,13 +11,13 @@ import { NetlinkHandle } from '../netlink/handle.js';
 import { NamespaceGoneError } from '../netns/namespace-identity.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import type { UndoReport } from '../network/plan/undo.js';
+import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
 import { recordsOfNamespace } from '../network/state/owners.js';
 import { StateInvalidError } from '../network/state/record-envelope.js';
 import type { SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
 import { shellWord } from '../shell-word.js';
 import { detachRecorded } from './recorded.js';
-import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from './recorded-network.js';
 import { noticeStillInUse } from './still-in-use.js';
 
 export interface DetachResult {

@@ -12,7 +12,6 @@
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { VcnetError } from '../errors.js';
-import { nativeFileLock } from '../native/file-lock.js';
 import type { Link } from '../netlink/codec/link.js';
 import { isVcnetDevice } from '../network/link-name.js';
 import {
@@ -22,9 +21,7 @@ import {
   VCNET_LINK_GROUP,
   VCNET_LINK_KINDS,
 } from '../network/plan/plan-attach.js';
-import { holderOf, pollForLock } from '../network/state/lock.js';
 import { recordsOfNamespace } from '../network/state/owners.js';
-import { CLI_LOCK_TIMEOUT_HINT } from '../network/state/store.js';
 import { shellWord } from '../shell-word.js';
 
 /**
@@ -70,42 +67,6 @@ export class UnrecordedGroupLinkError extends VcnetError {
       },
     );
   }
-}
-
-/** The namespace stayed locked by another attach, detach or vcnet-cni ADD/DEL past the wait. */
-export class NamespaceBusyError extends VcnetError {
-  static override readonly errorName: string = 'NamespaceBusyError';
-  constructor(namespacePath: string, holder: number, waitedMs: number, howToWaitLonger = CLI_LOCK_TIMEOUT_HINT) {
-    const who = holder > 0 ? `process ${holder}` : 'another process (which one cannot be known)';
-    super(
-      'VCNET_SANDBOX_LOCKED',
-      `the namespace ${namespacePath} is being changed by ${who}, an attach, detach or vcnet-cni ADD or DEL in it (waited ${waitedMs} ms)`,
-      {
-        value: holder,
-        hint: `wait for it to finish (vcnet changes one namespace one command at a time), or ${howToWaitLonger}`,
-      },
-    );
-  }
-}
-
-/**
- * Takes the namespace's lock on `fd` (an open fd of the namespace), polling until `timeoutMs`;
- * `howToWaitLonger` ends the busy error's hint (the flag or setting where the caller runs), and
- * `signal` stops the wait. Held until the fd is closed. Taken after the sandbox's (container's) lock,
- * never before, by every caller: two commands on one sandbox meet at its lock first.
- */
-export async function lockNamespace(
-  fd: number,
-  namespacePath: string,
-  timeoutMs: number,
-  options: { howToWaitLonger?: string; signal?: AbortSignal | undefined } = {},
-): Promise<void> {
-  await pollForLock(
-    () => (nativeFileLock.lockFile(fd, true) ? true : undefined),
-    timeoutMs,
-    () => new NamespaceBusyError(namespacePath, holderOf(fd), timeoutMs, options.howToWaitLonger),
-    options.signal,
-  );
 }
 
 /** A record file as the kernel resolves it, so a state directory named through a symlink is one file. */

@@ -13,13 +13,19 @@ import { commandOf, commandsOf } from '../network/plan/commands.js';
 import { randomMacvtapIndex } from '../network/plan/macvtap-index.js';
 import type { Change, Plan } from '../network/plan/types.js';
 import { describeKept, describeRecords } from '../network/plan/undo.js';
+import { openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
 import type { HypervisorRecord, SandboxState } from '../network/state/records.js';
 import { SandboxStore, validateSandboxId } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
-import { checkHypervisorKind, namingTheOwner, SandboxExistsError, stateDirectories } from './attach.js';
+import {
+  checkHypervisorKind,
+  namingTheOwner,
+  refuseMultiQueueFirecracker,
+  SandboxExistsError,
+  stateDirectories,
+} from './attach.js';
 import { refuseHeldNamespace } from './namespace-hold.js';
 import { ATTACH_NO_NETWORK_ADVICE, noticeNoNetwork } from './no-network.js';
-import { openRecordedNetwork, type RecordedNetwork } from './recorded-network.js';
 
 export interface PlannedEndpoint {
   /** The pod link. */
@@ -58,6 +64,7 @@ export async function planSandboxAttach(
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
   if (hypervisor !== undefined) checkHypervisorKind(hypervisor, 'hypervisor');
   config = validateNetworkConfig(config);
+  refuseMultiQueueFirecracker(hypervisor, config.queues);
   validateSandboxId(id);
   refuseMacvtapInUserNamespace(config.model, 'model');
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');

@@ -36,6 +36,7 @@ import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
+import { openRecordedNetwork } from '../network/recorded-network.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { SandboxState } from '../network/state/records.js';
@@ -47,7 +48,6 @@ import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
-import { openRecordedNetwork } from './recorded-network.js';
 
 export class SandboxNotFoundError extends VcnetError {
   static override readonly errorName: string = 'SandboxNotFoundError';
@@ -412,6 +412,8 @@ export interface ListOptions {
    * accepts and nobody serves it): the recorded view is answered instead. Not called with `live`.
    */
   onAgentUnreachable?: (error: AgentConnectError | AgentStatusError) => void;
+  /** Aborting rejects with the signal's reason while the call waits for the sandbox lock, as attachSandbox's. */
+  signal?: AbortSignal;
 }
 
 /** The options of list-ifaces and list-routes, checked before anything is read. */
@@ -422,7 +424,9 @@ function listOptions(given: ListOptions): ListOptions {
     'lockTimeoutMs',
     'live',
     'onAgentUnreachable',
+    'signal',
   ]);
+  signalOption(options.signal);
   lockTimeoutOption(options.lockTimeoutMs);
   booleanOption(options.live, 'live');
   numberOption(options.timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });

@@ -7,8 +7,8 @@
  * detach` and vcnet-cni DEL both say it from here.
  */
 import { channels, type NoticeEvent, publish } from '../diagnostics.js';
+import type { RecordedNetwork } from '../network/recorded-network.js';
 import { heldDevices } from './held-devices.js';
-import type { RecordedNetwork } from './recorded-network.js';
 
 /** Who undoes what, in the words of the notices. */
 export interface UndoSubject {

@@ -12,9 +12,9 @@ import { NetlinkClosedError } from '../../src/netlink/errors.js';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
 import { defineNetworkConfig, validateNetworkConfig } from '../../src/network/config.js';
 import { collectGarbage } from '../../src/network/garbage-collector.js';
+import { readSandbox } from '../../src/network/recorded-network.js';
 import { attachSandbox, SandboxExistsError } from '../../src/sandbox/attach.js';
 import { detachSandbox } from '../../src/sandbox/detach.js';
-import { readSandbox } from '../../src/sandbox/recorded-network.js';
 import { vcnet } from '../helpers/cli.js';
 import { cleanupNamespaces, makeNamespace } from '../helpers/namespace.js';
 import { makePod } from '../helpers/pod.js';
@@ -175,6 +175,95 @@ describe('library misuse', () => {
       expect((refused as Error).message).toMatch(/invalid \w+: .* and 2 more: /);
       expect(readdirSync(stateDirectory)).toEqual([]);
       expect(pod.exec('ip', ['-o', 'link', 'show', 'group', String(0x7663)]).trim()).toBe('');
+    } finally {
+      rmSync(stateDirectory, { recursive: true, force: true });
+    }
+  });
+
+  it('a running VM given half (a control socket without the agent, or the other way) or Firecracker with queues is refused before anything is made', async () => {
+    const { pod } = makePod();
+    const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-half-vm-'));
+    try {
+      const config = defineNetworkConfig({ namespacePath: pod.path });
+      const cases = [
+        {
+          options: { hypervisor: { kind: 'qemu' as const, controlSocket: '/tmp/no-qmp.sock' } },
+          field: 'agentSocket',
+          message:
+            "invalid agentSocket: not given (accepted: the running VM's agent socket too: hypervisor.controlSocket alone would let addInterface, removeInterface and watchSandbox change the host but not the VM)",
+        },
+        {
+          options: { hypervisor: { kind: 'clh' as const }, agentSocket: '/tmp/no-agent.sock' },
+          field: 'hypervisor.controlSocket',
+          message:
+            "invalid hypervisor.controlSocket: not given (accepted: the running VM's control socket too: agentSocket alone would let addInterface, removeInterface and watchSandbox change the host but not the VM)",
+        },
+        {
+          options: { agentSocket: '/tmp/no-agent.sock' },
+          field: 'hypervisor.controlSocket',
+          message: undefined,
+        },
+      ];
+      for (const { options, field, message } of cases) {
+        const refused = await attachSandbox('half-vm', config, { stateDirectory, ...options }).catch(
+          (error: unknown) => error,
+        );
+        expect(refused, field).toBeInstanceOf(InvalidInputError);
+        expect(refused).toMatchObject({
+          code: 'VCNET_INVALID_INPUT',
+          field,
+          hint: 'give both hypervisor.controlSocket and agentSocket, or neither when no VM runs yet',
+        });
+        if (message) expect((refused as Error).message).toBe(message);
+      }
+      const queues = defineNetworkConfig({ namespacePath: pod.path, queues: 2 });
+      const firecracker = await attachSandbox('half-vm', queues, {
+        stateDirectory,
+        hypervisor: { kind: 'firecracker' },
+      }).catch((error: unknown) => error);
+      expect(firecracker).toMatchObject({
+        code: 'VCNET_INVALID_INPUT',
+        field: 'queues',
+        value: 2,
+        accepted: '1 with hypervisor.kind firecracker (it has no multi-queue NICs)',
+      });
+      expect(readdirSync(stateDirectory)).toEqual([]);
+      expect(pod.exec('ip', ['-o', 'link', 'show', 'group', String(0x7663)]).trim()).toBe('');
+      // Firecracker has no hot-plug: its API socket alone is a sandbox's whole VM record.
+      const attached = await attachSandbox('half-vm', config, {
+        stateDirectory,
+        hypervisor: { kind: 'firecracker', controlSocket: '/tmp/no-api.sock' },
+      });
+      expect(attached.endpoints).toHaveLength(1);
+      expect(await detachSandbox('half-vm', { stateDirectory })).toMatchObject({ found: true, report: { left: [] } });
+    } finally {
+      rmSync(stateDirectory, { recursive: true, force: true });
+    }
+  });
+
+  it("the CLI says the same refusals in its flags' terms", () => {
+    const { pod } = makePod();
+    const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-half-vm-cli-'));
+    try {
+      const attach = (...flags: string[]) =>
+        vcnet(['attach', '--sandbox', 'half-vm', '--netns', pod.path, '--state-dir', stateDirectory, ...flags]);
+      const qmpAlone = attach('--qmp', '/tmp/no-qmp.sock');
+      expect(qmpAlone.status).toBe(2);
+      expect(qmpAlone.stderr).toContain(
+        "invalid --agent: not given (accepted: the running VM's agent socket too: --qmp alone would let add-iface, del-iface and watch change the host but not the VM)",
+      );
+      expect(qmpAlone.stderr).toContain('give both --qmp and --agent, or neither when no VM runs yet');
+      const agentAlone = attach('--hypervisor', 'clh', '--agent', '/tmp/no-agent.sock', '--dry-run');
+      expect(agentAlone.status).toBe(2);
+      expect(agentAlone.stderr).toContain(
+        "invalid --api-socket: not given (accepted: the running VM's control socket too: --agent alone would let add-iface, del-iface and watch change the host but not the VM)",
+      );
+      const queues = attach('--hypervisor', 'firecracker', '--queues', '2');
+      expect(queues.status).toBe(2);
+      expect(queues.stderr).toContain(
+        'invalid --queues: 2 (accepted: 1 with --hypervisor firecracker (it has no multi-queue NICs))',
+      );
+      expect(readdirSync(stateDirectory)).toEqual([]);
     } finally {
       rmSync(stateDirectory, { recursive: true, force: true });
     }

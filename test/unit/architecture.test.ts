@@ -145,6 +145,7 @@ const NETWORK_SUBLAYERS = [
       'network/guest.ts',
       'network/hypervisor-devices.ts',
       'network/namespace-watcher.ts',
+      'network/recorded-network.ts',
       'network/state/records.ts',
     ],
     mayImport: ['definitions', 'state', 'plan', 'model', 'endpoint', 'scan'],

@@ -42,6 +42,7 @@ const DOCS_NON_EXPORTS = [
   'namespaceCreatedByVcnet',
   'lockTimeoutMs',
   'stateDirectory',
+  'agentSocket',
   'errorName',
   'vmmRateLimiter',
   'vhostNet',

@@ -4,7 +4,12 @@ import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../../network/user-namespace.js';
-import { attachSandbox } from '../../sandbox/attach.js';
+import {
+  attachSandbox,
+  refuseHalfReachableVm,
+  refuseMultiQueueFirecracker,
+  type VmInputNames,
+} from '../../sandbox/attach.js';
 import { planSandboxAttach } from '../../sandbox/plan.js';
 import {
   type DeviceConfig,
@@ -98,13 +103,16 @@ export function registerAttach(program: Command): void {
         refuseMacvtapInUserNamespace(config.model, options.model !== undefined ? '--model' : 'model');
         // nodes (issue 12): a hypervisor that cannot take the pod's physical NICs is refused by the
         // sandbox service from the attach's own scan, before anything is made.
-        if (hypervisor === 'firecracker' && config.queues > 1) {
-          throw new InvalidInputError(
-            '--queues',
-            config.queues,
-            '1 with --hypervisor firecracker (it has no multi-queue NICs)',
-          );
-        }
+        // The library's own checks (attachSandbox makes them too), here in the flags' terms and before the dry run.
+        const controlFlag = hypervisor === 'qemu' ? '--qmp' : '--api-socket';
+        const flagNames: VmInputNames = {
+          kind: '--hypervisor',
+          controlSocket: controlFlag,
+          agentSocket: '--agent',
+          queues: '--queues',
+          vmChanges: 'add-iface, del-iface and watch',
+        };
+        refuseMultiQueueFirecracker(hypervisor, config.queues, flagNames);
         if (options.qmp && hypervisor !== 'qemu')
           throw new InvalidInputError(
             '--qmp',
@@ -122,19 +130,12 @@ export function registerAttach(program: Command): void {
             "QEMU's control socket is its QMP socket: give it as --qmp (with --agent), or pass --hypervisor clh or firecracker",
           );
         // Before the dry run too: a plan printed for flags attach would refuse would mislead.
-        // add-iface, del-iface and watch reach a running VM through both sockets: with one alone they
-        // would change the host and the record only, silently.
-        const controlFlag = hypervisor === 'qemu' ? '--qmp' : '--api-socket';
-        const control = hypervisor === 'qemu' ? options.qmp : options.apiSocket;
-        if (hypervisor !== 'firecracker' && (control === undefined) !== (options.agent === undefined)) {
-          const [given, missing] = control === undefined ? ['--agent', controlFlag] : [controlFlag, '--agent'];
-          throw new InvalidInputError(
-            missing,
-            undefined,
-            `the running VM's ${missing === '--agent' ? 'agent socket' : 'control socket'} too: ${given} alone would let add-iface, del-iface and watch change the host but not the VM`,
-            `give both ${controlFlag} and --agent, or neither when no VM runs yet`,
-          );
-        }
+        refuseHalfReachableVm(
+          hypervisor,
+          hypervisor === 'qemu' ? options.qmp : options.apiSocket,
+          options.agent,
+          flagNames,
+        );
         const deviceOptions = (vhostNet: boolean): HypervisorDeviceOptions => ({
           ...(config.vmmRateLimiter ? { vmmRateLimiter: config.vmmRateLimiter } : {}),
           vhostNet,

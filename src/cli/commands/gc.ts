@@ -18,7 +18,7 @@ export function registerGc(program: Command): void {
   program
     .command('gc')
     .description(
-      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`)",
+      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace another attach, detach or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged`), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`)",
     )
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
@@ -113,7 +113,7 @@ function namesOf(group: readonly GarbageItem[]): string {
 function reportToStderr(report: GarbageReport): void {
   for (const record of report.skipped)
     writeStderr(
-      record.namespaceUnseen
+      record.namespaceUnseen || record.beingChanged
         ? `vcnet: gc kept the record ${record.file}: ${record.reason}\n`
         : `vcnet: gc skipped a record it cannot read: ${record.reason}\n`,
     );

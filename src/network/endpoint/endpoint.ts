@@ -16,7 +16,7 @@ import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
-import type { UndoReport } from '../plan/undo.js';
+import { describeRecords, type UndoReport } from '../plan/undo.js';
 import { undoPlumbing } from '../plumbing.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 
@@ -261,9 +261,40 @@ export abstract class Endpoint {
       const plugged = await target.hotplugNetworkDevice(this.networkDevice());
       this.pciPath = plugged.pciPath;
     } catch (error) {
-      await this.detach(context.handle);
-      throw error;
+      await this.undoRefusedPlug(context.handle, error as Error);
     }
+  }
+
+  /**
+   * Undoes the plumbing of a NIC the VM did not take, and throws: the plug's own error when the undo
+   * was complete; else RollbackIncompleteError (the plug's error its cause) naming what the kernel
+   * refused to undo, and the endpoint keeps the records of that as an unfinished attach's, which
+   * Network.addEndpoints keeps listed and journals for detach and gc to finish, as attach's own undo does.
+   */
+  protected async undoRefusedPlug(handle: NetlinkHandle, plugError: Error): Promise<never> {
+    const records = [...this.records];
+    let failures: string[];
+    let left: PlumbingStep[];
+    try {
+      const report = await this.detach(handle);
+      failures = report.failures.map((failure) => failure.message);
+      left = report.left.filter((record) => records.includes(record));
+    } catch (undoError) {
+      // The undo could not even start (its dump of the links refused): nothing is known to be gone.
+      failures = [(undoError as Error).message];
+      left = records;
+    }
+    if (left.length === 0) throw plugError;
+    this.closeFds();
+    this.plumbing = undefined;
+    this.pendingSteps = left;
+    throw new RollbackIncompleteError(
+      `hot-plug of ${this.properties.link.name}`,
+      plugError,
+      failures,
+      describeRecords(left),
+      left,
+    );
   }
 
   async hotDetach(handle: NetlinkHandle, target: HotplugTarget): Promise<UndoReport> {

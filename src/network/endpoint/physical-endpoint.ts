@@ -133,8 +133,7 @@ export class PhysicalEndpoint extends Endpoint {
       this.pciPath = plugged.pciPath;
     } catch (error) {
       this.releaseHostDevice();
-      await this.detach(context.handle);
-      throw error;
+      await this.undoRefusedPlug(context.handle, error as Error);
     }
   }
 

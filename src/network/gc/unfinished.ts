@@ -5,12 +5,12 @@
  * would (in a dry run: what the undo would take away).
  */
 import { errnoOf } from '../../errors.js';
-import { type NamespaceHolders, openNamespaceHeldElsewhere } from '../../netns/namespace-holders.js';
-import { NamespaceGoneError, type OpenedNamespace, openRecordedNamespace } from '../../netns/namespace-identity.js';
+import type { NamespaceHolders } from '../../netns/namespace-holders.js';
 import { isUnfinished } from '../model/plumbing-context.js';
-import { Network } from '../network.js';
 import type { PlumbingStep } from '../plan/types.js';
 import { describeRecords, recordsShownBy } from '../plan/undo.js';
+import { lockRecordedNamespace, openRecordedNetwork } from '../recorded-network.js';
+import { NamespaceBusyError } from '../state/namespace-lock.js';
 import type { SandboxState } from '../state/records.js';
 import { SandboxLockedError, SandboxStore } from '../state/store.js';
 import { undoUnfinishedEndpoints } from '../unfinished-attach.js';
@@ -36,20 +36,25 @@ export async function finishUnfinished(
         // endpoints it finished too, as nothing was ever handed to a VM.
         const killedAttach = current.attaching === true;
         if (!killedAttach && !current.network.endpoints.some((endpoint) => isUnfinished(endpoint.plumbing))) return;
-        let namespace: OpenedNamespace;
+        // Opened as detach opens it: a path gone or re-used by another namespace is followed to the
+        // recorded namespace through whatever holds it, never acted on in the namespace at that path.
+        const recorded = openRecordedNetwork(current, id, store.statePath, holders);
         try {
-          namespace = openRecordedNamespace(current.namespace, store.statePath, current.createdAt);
-        } catch (error) {
-          // Its path is gone but a process still runs in it: finished through that process.
-          const relocated =
-            error instanceof NamespaceGoneError &&
-            openNamespaceHeldElsewhere(current.namespace, store.statePath, holders);
-          if (!relocated) throw error;
-          namespace = relocated.opened;
-        }
-        let network: Network | undefined;
-        try {
-          network = Network.load(current.network, id, namespace.entryPath);
+          // The namespace's lock, as detach and vcnet-cni DEL take it before their undo, without waiting:
+          // another command changing vcnet's link group in it right now (a detach, a new attach) may
+          // be making or taking what this record names, so gc leaves the record for its next run.
+          try {
+            await lockRecordedNamespace(recorded, current, 0);
+          } catch (error) {
+            if (!(error instanceof NamespaceBusyError)) throw error;
+            report.skipped.push({
+              file: store.statePath,
+              reason: `the unfinished attach of sandbox ${id} was left as it is: its namespace ${current.namespace.path} is being changed right now by ${error.holder > 0 ? `process ${error.holder}` : 'another process (which one cannot be known)'} (an attach, detach or vcnet-cni ADD or DEL); run gc again once that is done`,
+              beingChanged: true,
+            });
+            return;
+          }
+          const { network } = recorded;
           const unfinished = network.endpoints().filter((endpoint) => killedAttach || isUnfinished(endpoint.plumbing));
           // What the attach journaled ahead and never got to is not said to be removed (plan-detach.ts),
           // nor what was already gone: only what the undo takes away (in a dry run: would take away).
@@ -128,9 +133,7 @@ export async function finishUnfinished(
           if (network.endpoints().length === 0) store.remove();
           else store.write({ ...current, network: network.save() });
         } finally {
-          const closing = network?.close();
-          namespace.close();
-          await closing;
+          await recorded.close();
         }
       },
       0,

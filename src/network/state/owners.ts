@@ -137,6 +137,11 @@ export interface SkippedRecord {
    * /proc's hidepid=): gc neither drops it nor removes anything it claims.
    */
   namespaceUnseen?: true;
+  /**
+   * True for a record of an unfinished attach gc left for its next run: another command (an attach,
+   * detach or vcnet-cni ADD/DEL) held its namespace's lock, and may be changing what the record names.
+   */
+  beingChanged?: true;
 }
 
 /**

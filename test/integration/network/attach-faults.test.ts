@@ -17,9 +17,9 @@ import { attachTcFilter } from '../../../src/network/model/tcfilter.js';
 import { setApplyTestHook } from '../../../src/network/plan/apply.js';
 import { LinkNameTakenError } from '../../../src/network/plan/plan-attach.js';
 import type { PlanStep } from '../../../src/network/plan/types.js';
+import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
-import { readSandbox } from '../../../src/sandbox/recorded-network.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 

@@ -1,6 +1,7 @@
 /**
- * attachSandbox and detachSandbox take an AbortSignal: an abort while they wait for the sandbox
- * lock rejects at once with the signal's reason, and an already-aborted signal changes nothing.
+ * attachSandbox and detachSandbox take an AbortSignal (so do add-iface, del-iface, list-ifaces,
+ * list-routes and configure-guest, gc and scan): an abort while they wait for the sandbox lock
+ * rejects at once with the signal's reason, and an already-aborted signal changes nothing.
  */
 import { execFileSync } from 'node:child_process';
 import { channel } from 'node:diagnostics_channel';
@@ -10,12 +11,13 @@ import { expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
 import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
+import { readSandbox } from '../../../src/network/recorded-network.js';
 import { scanNamespace } from '../../../src/network/scan.js';
 import { FileLock, tryLockFile } from '../../../src/network/state/lock.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
+import { configureGuest } from '../../../src/sandbox/configure-guest.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
-import { readSandbox } from '../../../src/sandbox/recorded-network.js';
-import { addInterface, removeInterface } from '../../../src/sandbox/sandbox-interfaces.js';
+import { addInterface, listInterfaces, listRoutes, removeInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { stateDirectoryPerTest } from '../../helpers/cli.js';
 import { makeNamespace } from '../../helpers/namespace.js';
 import { failureOf, fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
@@ -115,6 +117,44 @@ it('add-iface and del-iface honour the signal while waiting for the lock; an abo
   ).toBe(reason);
   expect(fingerprint(pod)).toEqual(attached);
   await detachSandbox('kn', { stateDirectory });
+  expect(fingerprint(pod)).toEqual(before);
+});
+
+it('list-ifaces, list-routes and configure-guest honour the signal while waiting for the lock', async () => {
+  const stateDirectory = stateDirectoryOfTest();
+  const { pod } = makePod();
+  const before = fingerprint(pod);
+  await attachSandbox('reads', tcfilterConfig(pod), { stateDirectory });
+  const held = tryLockFile(join(stateDirectory, '.locks', 'reads'));
+  expect(held).toBeInstanceOf(FileLock);
+  try {
+    const calls = {
+      listInterfaces: (signal: AbortSignal) =>
+        listInterfaces('reads', { stateDirectory, lockTimeoutMs: 10_000, signal }),
+      listRoutes: (signal: AbortSignal) => listRoutes('reads', { stateDirectory, lockTimeoutMs: 10_000, signal }),
+      configureGuest: (signal: AbortSignal) =>
+        configureGuest('reads', { stateDirectory, lockTimeoutMs: 10_000, agentSocket: '/tmp/no-agent.sock', signal }),
+    };
+    for (const [name, call] of Object.entries(calls)) {
+      const controller = new AbortController();
+      const reason = new Error(`${name} is no longer wanted`);
+      // The lock is held until `finally`: only the abort ends the wait before lockTimeoutMs.
+      const waiting = failureOf(call(controller.signal));
+      setTimeout(() => controller.abort(reason), 100);
+      expect(await waiting, name).toBe(reason);
+      expect(await failureOf(call(AbortSignal.abort(reason))), name).toBe(reason);
+    }
+  } finally {
+    (held as FileLock).release();
+  }
+  // Free now: an already-aborted signal stops configure-guest before it connects to any agent.
+  const reason = new Error('stop');
+  expect(
+    await failureOf(
+      configureGuest('reads', { stateDirectory, agentSocket: '/tmp/no-agent.sock', signal: AbortSignal.abort(reason) }),
+    ),
+  ).toBe(reason);
+  await detachSandbox('reads', { stateDirectory });
   expect(fingerprint(pod)).toEqual(before);
 });
 

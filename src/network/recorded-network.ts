@@ -1,11 +1,13 @@
 /**
  * A sandbox's record opened for an undo: its namespace found by identity (through whatever still holds
  * it when the recorded path is gone or names another namespace now), its network loaded there, and the
- * namespace's lock taken. detach and its dry run, the CNI plugin's DEL and the kata-network operations
- * (sandbox-interfaces.ts) start here; readSandbox reads the record alone.
+ * namespace's lock taken. detach and its dry run, the CNI plugin's DEL, the kata-network operations
+ * (sandbox-interfaces.ts) and gc's finishing of an attach a killed process left (gc/unfinished.ts)
+ * start here, so all of them treat a gone or re-used namespace path alike; readSandbox reads the
+ * record alone.
  */
 
-import { openNamespaceHeldElsewhere } from '../netns/namespace-holders.js';
+import { type NamespaceHolders, openNamespaceHeldElsewhere } from '../netns/namespace-holders.js';
 import {
   NamespaceChangedError,
   NamespaceGoneError,
@@ -14,10 +16,10 @@ import {
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
 import { whereNamespaceLives } from '../netns/namespace-liveness.js';
-import { Network, type NetworkState } from '../network/network.js';
-import type { SandboxState } from '../network/state/records.js';
-import { defaultLockTimeoutMs, SandboxStore } from '../network/state/store.js';
-import { lockNamespace } from './namespace-hold.js';
+import { Network, type NetworkState } from './network.js';
+import { lockNamespace } from './state/namespace-lock.js';
+import type { SandboxState } from './state/records.js';
+import { defaultLockTimeoutMs, SandboxStore } from './state/store.js';
 
 /**
  * Takes the lock of a record's namespace (lockNamespace) for an undo, except for a sandbox in the
@@ -50,12 +52,14 @@ export interface RecordedNetwork {
 /**
  * Opens the namespace a record names, by identity (NamespaceGoneError when it no longer exists,
  * NamespaceChangedError when its path now names another while the recorded one lives elsewhere),
- * and loads the record's network in it.
+ * and loads the record's network in it. `holders`: gc's index of the processes holding namespaces,
+ * shared by all its records (default: looked for afresh when needed).
  */
 export function openRecordedNetwork(
   record: { namespace: NamespaceIdentity; network: NetworkState; createdAt?: string },
   sandboxId: string,
   statePath: string,
+  holders?: NamespaceHolders,
 ): RecordedNetwork {
   let namespace: OpenedNamespace;
   try {
@@ -64,7 +68,7 @@ export function openRecordedNetwork(
     if (error instanceof NamespaceGoneError) {
       // Only the path is gone (`ip netns del` while a VMM or another process still runs in it): what
       // attach made lives on with the namespace, so it is undone through whatever holds it.
-      const relocated = openNamespaceHeldElsewhere(record.namespace, statePath);
+      const relocated = openNamespaceHeldElsewhere(record.namespace, statePath, holders);
       if (!relocated) throw error;
       const { opened, heldAt, pid } = relocated;
       return loadRecordedNetwork(record, sandboxId, opened, { path: heldAt, ...(pid !== undefined ? { pid } : {}) });
@@ -74,7 +78,7 @@ export function openRecordedNetwork(
     // namespace, while something still holds it, is reached through that holder by identity
     // (device, inode and cookie), as when the path was deleted; the path, which now names another
     // namespace, is never touched. When nothing holds it, it is gone with everything attach made.
-    const relocated = openNamespaceHeldElsewhere(record.namespace, statePath);
+    const relocated = openNamespaceHeldElsewhere(record.namespace, statePath, holders);
     if (relocated) {
       const { opened, heldAt, pid } = relocated;
       return loadRecordedNetwork(record, sandboxId, opened, {
