@@ -16,7 +16,7 @@
  *   vcnet:detach              one detach of endpoints (DetachEvent; result: the undo report)
  *   vcnet:netlink:batch       one netlink batch sent and answered (NetlinkBatchEvent)
  * Plain channels:
- *   vcnet:netlink:dump-retried a dump the kernel marked interrupted was sent again (NetlinkDumpRetriedEvent)
+ *   vcnet:netlink:dump-retried a dump interrupted or overrun (ENOBUFS) was sent again (NetlinkDumpRetriedEvent)
  *   vcnet:plan:step           one step of a plan applied or undone (PlanStepEvent)
  *   vcnet:watch               a namespace change applied to a watched sandbox (WatchEvent)
  *   vcnet:notice              something went other than asked but the operation went on (NoticeEvent)
@@ -79,6 +79,8 @@ export interface NetlinkDumpRetriedEvent {
   request: { description: string; type: number; sequence: number };
   /** 2 for the first resend. */
   attempt: number;
+  /** Why: the kernel marked it interrupted (NLM_F_DUMP_INTR), or a receive during it failed with ENOBUFS. */
+  reason: 'interrupted' | 'overrun';
 }
 
 export interface PlanStepEvent {

@@ -266,6 +266,14 @@ export const ErrorCodes = deepFreeze({
     cni: 'TRY_AGAIN_LATER',
     agent: 'UNAVAILABLE',
   },
+  VCNET_NETLINK_DUMP_OVERRUN: {
+    meaning:
+      "a receive failed with ENOBUFS (the socket's queue overflowed) during every attempt at a dump: nothing half-read was used",
+    role: 'specific',
+    exit: 'FAILED',
+    cni: 'TRY_AGAIN_LATER',
+    agent: 'UNAVAILABLE',
+  },
   VCNET_HANDLE_CLOSED: {
     meaning: 'a NetlinkHandle used after its close()',
     role: 'specific',

@@ -18,6 +18,7 @@
  */
 
 import { existsSync, readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { inspect } from 'node:util';
 import {
   type AgentOutcome,
@@ -257,7 +258,7 @@ export class SystemCallError extends VcnetError {
   readonly errno: string;
   readonly syscall: string;
   constructor(operation: string, cause: NodeJS.ErrnoException & { detail?: string }, hint?: string) {
-    const errno = String(cause.code ?? 'EUNKNOWN');
+    const errno = systemErrorName(cause);
     super('VCNET_SYSCALL', `${operation} failed: ${cause.message}`, {
       value: cause.detail,
       // A file system call refused names its path (Node's errors carry it): file or ptrace
@@ -268,6 +269,29 @@ export class SystemCallError extends VcnetError {
     this.errno = errno;
     this.syscall = cause.syscall ?? operation;
   }
+}
+
+/** Where two names share a number, the one the kernel's headers and strerror use. */
+const PREFERRED_ERRNO_NAMES: ReadonlySet<string> = new Set(['EAGAIN', 'EOPNOTSUPP']);
+
+const ERRNO_NAMES_BY_NUMBER = new Map<number, string>();
+for (const [name, number] of Object.entries(osConstants.errno)) {
+  if (!ERRNO_NAMES_BY_NUMBER.has(number) || PREFERRED_ERRNO_NAMES.has(name)) ERRNO_NAMES_BY_NUMBER.set(number, name);
+}
+
+/** The name of a (positive) errno number, `E<number>` for one this platform does not name. */
+export function errnoNameOfNumber(errno: number): string {
+  return ERRNO_NAMES_BY_NUMBER.get(errno) ?? `E${errno}`;
+}
+
+/**
+ * The errno name of a system error: its `code` when that is one, else the name of its numeric `errno`
+ * (the native shim names only the errnos it expects and sends the others as `EUNKNOWN` with the number).
+ */
+function systemErrorName(cause: NodeJS.ErrnoException): string {
+  if (typeof cause.code === 'string' && Object.hasOwn(osConstants.errno, cause.code)) return cause.code;
+  const named = typeof cause.errno === 'number' ? ERRNO_NAMES_BY_NUMBER.get(Math.abs(cause.errno)) : undefined;
+  return named ?? String(cause.code ?? 'EUNKNOWN');
 }
 
 /** The capabilities vcnet needs, by their bit in /proc/PID/status's CapEff (linux/capability.h). */

@@ -221,7 +221,13 @@ export type { TcAction } from './netlink/codec/tc/action.js';
 export type { Filter, FilterSpec } from './netlink/codec/tc/filter.js';
 export type { HtbClassSpec, TrafficClass } from './netlink/codec/tc/qdisc/htb.js';
 export type { Qdisc, QdiscSpec } from './netlink/codec/tc/qdisc.js';
-export { DumpInterruptedError, LinkNotFoundError, NetlinkClosedError, NetlinkError } from './netlink/errors.js';
+export {
+  DumpInterruptedError,
+  DumpOverrunError,
+  LinkNotFoundError,
+  NetlinkClosedError,
+  NetlinkError,
+} from './netlink/errors.js';
 export {
   type ChangeBatch,
   type DeleteFilterTarget,

@@ -15,6 +15,7 @@ import { registerKataNetwork } from './commands/kata-network.js';
 import { registerScan } from './commands/scan.js';
 import { registerWatch } from './commands/watch.js';
 import { exitCodeFor, OUTPUT_LOST_EXIT_CODE } from './exit-codes.js';
+import { importForCommand } from './lazy-import.js';
 import { tracingRequested } from './observability/environment.js';
 import { subscribeLogs } from './observability/log-subscriber.js';
 import {
@@ -121,7 +122,7 @@ async function main(): Promise<void> {
   const program = buildProgram();
   // OpenTelemetry is loaded only when an OTEL_* variable asks for export (as in vcnet-cni).
   const traceExport = tracingRequested()
-    ? await (await import('./observability/exporter.js')).startTraceExport()
+    ? await (await importForCommand('the trace export', () => import('./observability/exporter.js'))).startTraceExport()
     : NO_TRACE_EXPORT;
   try {
     // One root span per command, parenting every span it makes (scans, attaches, netlink batches).

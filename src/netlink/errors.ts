@@ -3,14 +3,12 @@
  * field (and message) names the errno: programs switch on `error.errno`, people read the message.
  */
 import { constants as osConstants } from 'node:os';
-import { NOT_A_PERMISSION_KERNEL_MESSAGE, VcnetError } from '../errors.js';
-import { namesByValue } from './codec/constants.js';
+import { errnoNameOfNumber, errnoOf, NOT_A_PERMISSION_KERNEL_MESSAGE, VcnetError } from '../errors.js';
 import type { DecodedError } from './codec/reader.js';
 
-const errnoNames = namesByValue(osConstants.errno);
-
+/** The name of an errno the kernel answered with (EAGAIN, not its alias EWOULDBLOCK). */
 export function errnoName(errno: number): string {
-  return errnoNames.get(errno) ?? `E${errno}`;
+  return errnoNameOfNumber(errno);
 }
 
 const hints: Record<string, string> = {
@@ -24,6 +22,8 @@ const hints: Record<string, string> = {
   EINVAL: 'the kernel rejected an argument: see the kernel message',
   EBUSY: 'the device is busy (in use by a VM or bound to a master)',
   ERANGE: 'a value is out of range for this device (MTU?)',
+  ENOBUFS:
+    "the socket's receive queue overflowed (or the kernel was short of memory) and answers were lost: run the command again",
   EAFNOSUPPORT:
     'the link has no IPv6: its MTU is below 1280 (the least IPv6 allows) or IPv6 is disabled in this kernel (ipv6.disable=1)',
 };
@@ -50,7 +50,7 @@ export class NetlinkError extends VcnetError {
     decoded: DecodedError,
     namespacePath: string | undefined,
     hint?: string,
-    code: 'VCNET_NETLINK' | 'VCNET_NETLINK_DUMP_INTERRUPTED' = 'VCNET_NETLINK',
+    code: 'VCNET_NETLINK' | 'VCNET_NETLINK_DUMP_INTERRUPTED' | 'VCNET_NETLINK_DUMP_OVERRUN' = 'VCNET_NETLINK',
   ) {
     const errno = errnoName(decoded.errno);
     const kernel = decoded.kernelMessage ? ` (kernel: ${decoded.kernelMessage})` : '';
@@ -74,16 +74,33 @@ export class NetlinkError extends VcnetError {
     this.namespacePath = namespacePath;
   }
 
+  /**
+   * The request got no answer because sending or receiving failed (`cause`: the SystemCallError of
+   * that call, or why the socket went away): its errno is the call's, and the message says which call.
+   */
   static fromFailure(request: RequestLike, cause: Error, namespacePath: string | undefined): NetlinkError {
-    const errno = (cause as NodeJS.ErrnoException).errno;
     const error = new NetlinkError(
       request,
-      { errno: typeof errno === 'number' ? Math.abs(errno) : 5, requestType: request.type, requestSequence: 0 },
+      { errno: errnoNumberOf(cause), requestType: request.type, requestSequence: 0 },
       namespacePath,
     );
+    error.message = `${error.message} (${cause.message})`;
     error.cause = cause;
     return error;
   }
+}
+
+/**
+ * The errno number of a failed call: SystemCallError names it (`errno: 'ENOBUFS'`), the native shim's
+ * and Node's raw errors carry the number. EIO when the cause has none (a socket closed under the request).
+ */
+function errnoNumberOf(cause: Error): number {
+  const name = errnoOf(cause);
+  if (name !== undefined && Object.hasOwn(osConstants.errno, name)) {
+    return osConstants.errno[name as keyof typeof osConstants.errno];
+  }
+  const number = (cause as NodeJS.ErrnoException).errno;
+  return typeof number === 'number' && number !== 0 ? Math.abs(number) : osConstants.errno.EIO;
 }
 
 /**
@@ -108,6 +125,35 @@ export class DumpInterruptedError extends NetlinkError {
       // Its own code, so that the CNI runtime hears "try again later" (11) and the agent UNAVAILABLE.
       'VCNET_NETLINK_DUMP_INTERRUPTED',
     );
+    this.attempts = attempts;
+  }
+}
+
+/**
+ * Every attempt at a dump met a receive that failed with ENOBUFS (the socket's receive queue
+ * overflowed, or the kernel was short of memory): the dump was drained and sent again each time, and
+ * is not used. Nothing was changed by it: running the command again later is safe.
+ */
+export class DumpOverrunError extends NetlinkError {
+  static override readonly errorName: string = 'DumpOverrunError';
+  readonly attempts: number;
+
+  constructor(request: RequestLike, attempts: number, cause: Error, namespacePath: string | undefined) {
+    super(
+      request,
+      {
+        errno: osConstants.errno.ENOBUFS,
+        kernelMessage: undefined,
+        requestType: request.type,
+        requestSequence: 0,
+      },
+      namespacePath,
+      'the kernel dropped answers (a flood of netlink messages, or memory short): run the command again in a moment',
+      // Its own code, so that the CNI runtime hears "try again later" (11) and the agent UNAVAILABLE.
+      'VCNET_NETLINK_DUMP_OVERRUN',
+    );
+    this.message = `${this.message} (the socket's receive queue overflowed during each of ${attempts} attempts)`;
+    this.cause = cause;
     this.attempts = attempts;
   }
 }

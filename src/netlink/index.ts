@@ -30,7 +30,14 @@ export * from './codec/tc/qdisc/htb.js';
 export * from './codec/tc/qdisc/prio.js';
 export * from './codec/tc/qdisc.js';
 export { MessageWriter } from './codec/writer.js';
-export { DumpInterruptedError, errnoName, LinkNotFoundError, NetlinkClosedError, NetlinkError } from './errors.js';
+export {
+  DumpInterruptedError,
+  DumpOverrunError,
+  errnoName,
+  LinkNotFoundError,
+  NetlinkClosedError,
+  NetlinkError,
+} from './errors.js';
 export {
   ChangeBatch,
   type DeleteFilterTarget,

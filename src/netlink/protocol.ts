@@ -20,6 +20,14 @@
  *   generation counter between the chunks of a dump): its messages may be half old, half new. It is
  *   sent again under a fresh sequence number, up to `maxDumpAttempts` times, then fails with a
  *   DumpInterruptedError instead of being used;
+ * - a receive that fails with ENOBUFS (the socket's queue overflowed and the kernel dropped
+ *   something: an ack, a notification; or it was short of memory for the next part of a dump) during
+ *   a dump: the dump is read to its end and thrown away, then sent again under a fresh sequence number,
+ *   like an interrupted one (`maxDumpAttempts` in all), then fails with a DumpOverrunError. The kernel
+ *   goes on with a dump after ENOBUFS (the next receive makes the next part), and refuses another
+ *   dump on the socket (EBUSY) until it is done, so it is drained first. A change whose answer was
+ *   still out fails with the receive's error: the kernel ran it, and whether its ack was lost is not
+ *   known (the caller decides; a change is not sent twice);
  * - answers to our requests carry our socket's port id (the kernel gives it at bind(), getsockname
  *   tells it) and our sequence number; multicast notifications carry the sequence number and port of
  *   whoever caused them (`ip addr add` sets its own, the kernel's own changes 0), so a message from
@@ -27,9 +35,11 @@
  *   none of our requests, and a data message carrying the sequence of one of our changes (the
  *   multicast copy of our own change, which reaches our socket when it listens).
  */
+
+import { errnoOf } from '../errors.js';
 import { MessageFlag, MessageType } from './codec/constants.js';
 import { type DecodedError, decodeDone, decodeError, type RawMessage, splitMessages } from './codec/reader.js';
-import { DumpInterruptedError, NetlinkError } from './errors.js';
+import { DumpInterruptedError, DumpOverrunError, NetlinkError } from './errors.js';
 
 /** Where a request's sequence number sits in its netlink header. */
 const SEQUENCE_OFFSET = 8;
@@ -41,7 +51,7 @@ const SEQUENCE_OFFSET = 8;
  */
 export const MAX_UNANSWERED = 256;
 
-/** How often a dump marked interrupted is sent in all before giving up. */
+/** How often a dump marked interrupted (or overrun: ENOBUFS) is sent in all before giving up. */
 export const DEFAULT_MAX_DUMP_ATTEMPTS = 5;
 
 export interface ProtocolRequest {
@@ -61,8 +71,14 @@ export type ProtocolEvent =
   | { kind: 'completed'; batch: number; outcomes: RequestOutcome[] }
   /** A message that answers none of our requests (multicast). */
   | { kind: 'notification'; message: RawMessage }
-  /** A dump came back marked NLM_F_DUMP_INTR and was sent again (attempt counts from 2). */
-  | { kind: 'dump-retried'; request: ProtocolRequest; attempt: number };
+  /**
+   * A dump came back marked NLM_F_DUMP_INTR, or a receive during it failed with ENOBUFS, and it was
+   * sent again (attempt counts from 2).
+   */
+  | { kind: 'dump-retried'; request: ProtocolRequest; attempt: number; reason: DumpRetryReason };
+
+/** Why a dump was sent again: the namespace changed during it, or the socket's queue overflowed. */
+export type DumpRetryReason = 'interrupted' | 'overrun';
 
 export interface ProtocolOptions {
   /**
@@ -89,6 +105,10 @@ interface InFlight {
   messages: RawMessage[];
   /** Some message of this dump carried NLM_F_DUMP_INTR. */
   interrupted: boolean;
+  /** A receive failed with ENOBUFS during this attempt: its messages are read to the end and dropped. */
+  overrun: boolean;
+  /** That receive's error, for the DumpOverrunError of the last attempt. */
+  overrunCause?: Error;
   attempt: number;
   /** The request's own bytes, kept for dumps so an interrupted one can be sent again. */
   bytes?: Buffer;
@@ -151,7 +171,15 @@ export class NetlinkProtocol {
     requests.forEach((request, position) => {
       const start = position === 0 ? 0 : ends[position - 1]!;
       const end = ends[position]!;
-      const entry: InFlight = { request, batch, position, messages: [], interrupted: false, attempt: 1 };
+      const entry: InFlight = {
+        request,
+        batch,
+        position,
+        messages: [],
+        interrupted: false,
+        overrun: false,
+        attempt: 1,
+      };
       if (request.dump) entry.bytes = Buffer.from(bytes.subarray(start, end));
       entries.push(entry);
       // A dump ends a segment: what follows it waits for its NLMSG_DONE. So does the request that
@@ -218,6 +246,38 @@ export class NetlinkProtocol {
     for (const message of messages) this.dispatch(message);
   }
 
+  /**
+   * A receive failed with `cause`. ENOBUFS during a dump: the dump is drained and sent again (see the
+   * header); a change still waiting fails with it, and then so does what is queued. Any other error
+   * fails everything waiting. What is only queued (nothing of it sent) stays when nothing failed.
+   */
+  receiveFailed(cause: Error): void {
+    if (errnoOf(cause) !== 'ENOBUFS') {
+      this.failAll(cause);
+      return;
+    }
+    let changeFailed = false;
+    for (const entry of [...this.inFlight.values()]) {
+      if (!entry.request.dump) {
+        this.finish(entry, { ok: false, error: NetlinkError.fromFailure(entry.request, cause, this.namespacePath) });
+        changeFailed = true;
+      } else if (entry.overrun && entry.attempt >= this.maxDumpAttempts) {
+        // ENOBUFS again and again while draining the last attempt: nothing is left to wait for.
+        this.finish(entry, {
+          ok: false,
+          error: new DumpOverrunError(entry.request, entry.attempt, cause, this.namespacePath),
+        });
+        changeFailed = true;
+      } else if (entry.overrun) {
+        entry.attempt++;
+      } else {
+        entry.overrun = true;
+        entry.overrunCause = cause;
+      }
+    }
+    if (changeFailed) this.failAll(cause);
+  }
+
   /** Fails every queued and in-flight request (the socket closed or a receive failed). */
   failAll(cause: Error): void {
     const entries = [...this.inFlight.values(), ...this.queue.flatMap((segment) => segment.entries)];
@@ -240,6 +300,11 @@ export class NetlinkProtocol {
     // Answers to us carry our port id; another process's change may reuse our sequence number.
     if (!entry || message.portId !== this.portId) {
       this.events.push({ kind: 'notification', message });
+      return;
+    }
+    if (entry.overrun) {
+      // Read to its end and dropped; sent again once it has ended (or failed).
+      if (message.type === MessageType.ERROR || message.type === MessageType.DONE) this.retryOverrun(entry);
       return;
     }
     if (message.type === MessageType.ERROR) {
@@ -268,7 +333,7 @@ export class NetlinkProtocol {
     }
     if (entry.request.dump && entry.interrupted) {
       if (entry.attempt < this.maxDumpAttempts) {
-        this.resend(entry);
+        this.resend(entry, 'interrupted');
         return;
       }
       this.finish(entry, {
@@ -280,8 +345,20 @@ export class NetlinkProtocol {
     this.finish(entry, { ok: true, messages: entry.messages });
   }
 
-  /** Sends an interrupted dump again, first in line, under a new sequence number. */
-  private resend(entry: InFlight): void {
+  /** An overrun dump has ended: sent again, or failed once it has had all its attempts. */
+  private retryOverrun(entry: InFlight): void {
+    if (entry.attempt < this.maxDumpAttempts) {
+      this.resend(entry, 'overrun');
+      return;
+    }
+    this.finish(entry, {
+      ok: false,
+      error: new DumpOverrunError(entry.request, entry.attempt, entry.overrunCause!, this.namespacePath),
+    });
+  }
+
+  /** Sends an interrupted or overrun dump again, first in line, under a new sequence number. */
+  private resend(entry: InFlight, reason: DumpRetryReason): void {
     this.inFlight.delete(entry.request.sequence);
     if (entry.request.dump) this.dumping = false;
     const sequence = this.nextSequence();
@@ -292,11 +369,13 @@ export class NetlinkProtocol {
       request: { ...entry.request, sequence },
       messages: [],
       interrupted: false,
+      overrun: false,
+      overrunCause: undefined,
       attempt: entry.attempt + 1,
       bytes,
     };
     this.queue.unshift({ bytes, entries: [retry] });
-    this.events.push({ kind: 'dump-retried', request: retry.request, attempt: retry.attempt });
+    this.events.push({ kind: 'dump-retried', request: retry.request, attempt: retry.attempt, reason });
   }
 
   private finish(entry: InFlight, outcome: RequestOutcome): void {

@@ -209,11 +209,12 @@ export class NetlinkSocket {
       try {
         datagram = this.socket.receive();
       } catch (error) {
-        // ENOBUFS and the like: replies or events were lost. Requests waiting may never get theirs,
-        // and a listener must resynchronise.
+        // ENOBUFS and the like: replies or events were lost. A dump under way is drained and sent
+        // again; a change waiting may never get its answer; a listener must resynchronise.
         const waiting = this.protocol.pending > 0;
-        if (waiting) this.protocol.failAll(error as Error);
+        if (waiting) this.protocol.receiveFailed(error as Error);
         if (!waiting || this.listening) this.onReceiveError?.(error as Error);
+        if (waiting && this.protocol.pending > 0) continue;
         return false;
       }
       if (!datagram) return false;
@@ -241,6 +242,7 @@ export class NetlinkSocket {
           namespacePath: this.namespacePath,
           request: { description, type, sequence },
           attempt: event.attempt,
+          reason: event.reason,
         }));
       }
     }

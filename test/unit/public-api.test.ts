@@ -7,7 +7,13 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as entry from '../../src/index.js';
-import { DumpInterruptedError, LinkNotFoundError, NetlinkClosedError, NetlinkError } from '../../src/netlink/errors.js';
+import {
+  DumpInterruptedError,
+  DumpOverrunError,
+  LinkNotFoundError,
+  NetlinkClosedError,
+  NetlinkError,
+} from '../../src/netlink/errors.js';
 import * as netlinkEntry from '../../src/netlink/index.js';
 
 const source = new URL('../../src', import.meta.url).pathname;
@@ -131,12 +137,12 @@ describe("the 'vcnet' entry", () => {
   });
 
   it("keeps the netlink layer's errors in netlink/errors.ts: both entries export the same classes", () => {
-    const classes = { DumpInterruptedError, LinkNotFoundError, NetlinkClosedError, NetlinkError };
+    const classes = { DumpInterruptedError, DumpOverrunError, LinkNotFoundError, NetlinkClosedError, NetlinkError };
     for (const [name, type] of Object.entries(classes)) {
       expect(type, name).toBeDefined();
       expect((entry as Record<string, unknown>)[name], `vcnet's ${name}`).toBe(type);
     }
-    // vcnet/netlink's header promises the netlink errors: all four, the same classes as vcnet's.
+    // vcnet/netlink's header promises the netlink errors: all five, the same classes as vcnet's.
     for (const [name, type] of Object.entries(classes)) {
       expect((netlinkEntry as Record<string, unknown>)[name], `vcnet/netlink's ${name}`).toBe(type);
     }
@@ -151,6 +157,7 @@ describe("the 'vcnet' entry", () => {
     expect(codecOnly.sort()).toEqual([
       'AddressFormatError',
       'DumpInterruptedError',
+      'DumpOverrunError',
       'LinkNotFoundError',
       'MalformedMessageError',
       'NetlinkClosedError',
@@ -171,6 +178,7 @@ describe("the 'vcnet' entry", () => {
       'CLSACT_INGRESS_PARENT',
       'ChangeBatch',
       'DumpInterruptedError',
+      'DumpOverrunError',
       'ETH_P_ALL',
       'ETH_P_IP',
       'ETH_P_IPV6',

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
 import { stateDirectory } from '../../network/state/store.js';
+import { importForCommand } from '../lazy-import.js';
 import { print, printJson, writeStderr } from '../output.js';
 
 export function registerConfigureGuest(program: Command): void {
@@ -22,7 +23,10 @@ export function registerConfigureGuest(program: Command): void {
       async (options: { sandbox: string; agent?: string; timeout: string; stateDir?: string; json?: boolean }) => {
         const timeoutMs = decimalInteger('--timeout', options.timeout, 1, 3_600_000, 'milliseconds from 1 to 3600000');
         // Loaded here: it brings the agent's protobuf code, which most commands never use.
-        const { configureGuest } = await import('../../sandbox/configure-guest.js');
+        const { configureGuest } = await importForCommand(
+          '`vcnet configure-guest`',
+          () => import('../../sandbox/configure-guest.js'),
+        );
         const result = await configureGuest(options.sandbox, {
           stateDirectory: stateDirectory(options.stateDir),
           ...(options.agent ? { agentSocket: options.agent } : {}),

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
 import { InvalidInputError } from '../../errors.js';
+import { importForCommand } from '../lazy-import.js';
 import { print, printJson, routeDestination, table } from '../output.js';
 
 export function registerDemo(program: Command): void {
@@ -18,7 +19,7 @@ export function registerDemo(program: Command): void {
         throw new InvalidInputError('--model', options.model, 'tcfilter, macvtap');
       const seconds = decimalInteger('--iperf-seconds', options.iperfSeconds, 0, 60, 'an integer from 0 to 60');
       // Loaded here, not at start: the demo brings QEMU, the agent and its protobuf code.
-      const { mbps, runDemo } = await import('../../demo/scenario.js');
+      const { mbps, runDemo } = await importForCommand('`vcnet demo`', () => import('../../demo/scenario.js'));
       const started = performance.now();
       const result = await runDemo({
         model: options.model,

@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { decimalInteger } from '../../arguments.js';
 import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
+import { importForCommand } from '../lazy-import.js';
 import { readSource } from '../read-source.js';
 import { bindRecordNamespace } from './record-namespace.js';
 
@@ -101,7 +102,10 @@ export function registerIpTables(program: Command): void {
       async (flags: IpTablesFlags) => {
         const { id, options } = libraryOptions(flags);
         // Loaded here: it brings the agent's protobuf code, which most commands never use.
-        const { getIpTables } = await import('../../sandbox/sandbox-iptables.js');
+        const { getIpTables } = await importForCommand(
+          '`vcnet iptables`',
+          () => import('../../sandbox/sandbox-iptables.js'),
+        );
         process.stdout.write(await getIpTables(id, options));
       },
     ),
@@ -115,7 +119,10 @@ export function registerIpTables(program: Command): void {
       .action(async (file: string | undefined, flags: IpTablesFlags) => {
         const { id, options } = libraryOptions(flags);
         const rules = readRules(file, process.stdin.isTTY === true);
-        const { setIpTables } = await import('../../sandbox/sandbox-iptables.js');
+        const { setIpTables } = await importForCommand(
+          '`vcnet iptables`',
+          () => import('../../sandbox/sandbox-iptables.js'),
+        );
         process.stdout.write(await setIpTables(id, rules, options));
       }),
   );

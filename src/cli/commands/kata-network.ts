@@ -13,6 +13,7 @@ import { stateDirectory } from '../../network/state/store.js';
 // The value alone: a type-free module, so the agent's protobuf code still loads only when a command runs.
 import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
 import type { KataNetworkOptions, ListOptions } from '../../sandbox/sandbox-interfaces.js';
+import { importForCommand } from '../lazy-import.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
 import { print, routeDestination, table, writeStderr } from '../output.js';
 import { readSource } from '../read-source.js';
@@ -22,7 +23,11 @@ import { bindRecordNamespace } from './record-namespace.js';
  * The sandbox's kata-network operations, loaded when one of these commands runs: they bring the
  * agent's protobuf code, which every other command would otherwise load at start for nothing.
  */
-const sandboxInterfaces = () => import('../../sandbox/sandbox-interfaces.js');
+const sandboxInterfaces = () =>
+  importForCommand(
+    'the kata-network commands (add-iface, list-ifaces...)',
+    () => import('../../sandbox/sandbox-interfaces.js'),
+  );
 
 /** A file path, or - for standard input, read up to MAX_KATA_JSON_BYTES (see readSource). */
 function readInput(source: string): string {

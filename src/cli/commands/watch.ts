@@ -4,6 +4,7 @@ import { VcnetError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { refusedMacvtapAdvice } from '../../network/user-namespace.js';
 import { shellWord } from '../../shell-word.js';
+import { importForCommand } from '../lazy-import.js';
 import { errorLogFields } from '../observability/log-subscriber.js';
 import { bindLogContext, logContext, logger } from '../observability/logger.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
@@ -35,7 +36,7 @@ export function registerWatch(program: Command): void {
       // The command's context (main.ts) gives the lines their sandbox and operation.
       const log = logger();
       // Loaded here, not at start: it brings the agent's protobuf code, which most commands never use.
-      const { watchSandbox } = await import('../../sandbox/sandbox-watch.js');
+      const { watchSandbox } = await importForCommand('`vcnet watch`', () => import('../../sandbox/sandbox-watch.js'));
       const watching = await watchSandbox(options.sandbox, {
         stateDirectory: stateDirectory(options.stateDir),
         debounceMs,

@@ -15,9 +15,9 @@ import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { OpenedNamespace } from '../../netns/namespace-identity.js';
 import { processIds } from '../../netns/processes.js';
 import { testSeam } from '../../test-seams.js';
-import { isVcnetHtb } from '../foreign-filters.js';
+import { isVcnetHtb, isVcnetRedirect } from '../foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from '../plan/macvtap-index.js';
-import { VCNET_LINK_GROUP, VCNET_LINK_KINDS } from '../plan/plan-attach.js';
+import { FILTER_PRIORITY, VCNET_LINK_GROUP, VCNET_LINK_KINDS } from '../plan/plan-attach.js';
 import { claims as claimsLink, type RecordOwner } from '../state/owners.js';
 import { failureOf, type GarbageItem, type GarbageReport, reportOutcomes } from './report.js';
 
@@ -47,6 +47,11 @@ export interface NamespaceClaims {
  * qdisc those leave empty, and a rate limit's htb on the link they were on. Only counted when a
  * record gc could not read may be about this namespace (`withheld`); only reported when no record
  * names the namespace and it was not named (`unclaimed`).
+ *
+ * A redirect of vcnet's (its priority, its shape: a u32 match-all whose one action is a mirred egress
+ * redirect) to an ifindex no link in the namespace has any more is collected the same way: its tap
+ * went without it (deleted by hand, an attach or detach cut short), and it now drops every frame it
+ * matches, the pod's whole ingress. Removing it can only let traffic through again.
  */
 export async function collectNamespace(
   scan: NamespaceScan,
@@ -88,12 +93,26 @@ export async function collectNamespace(
     else report.inUse.push({ namespacePath, name: link.name, detail: `in use by a process (${holder}), kept` });
   }
   report.kept += ours.length - orphans.length;
-  if (orphans.length === 0) return;
+  const dangling = await danglingRedirects(handle, links);
+  if (orphans.length === 0 && dangling.length === 0) return;
   if (names === undefined && !claims.named) {
-    report.unclaimed.push({ namespacePath, links: orphans.map((link) => link.name) });
+    report.unclaimed.push({
+      namespacePath,
+      links: orphans.map((link) => link.name),
+      ...(dangling.length > 0
+        ? {
+            filters: dangling.map(
+              ({ link, priority, target }) =>
+                `${link.name} ingress prio ${priority} (a redirect to ${goneDevice(target)}: it drops what arrives on ${link.name})`,
+            ),
+          }
+        : {}),
+    });
     return;
   }
   const orphanIndexes = new Set(orphans.map((link) => link.index));
+  const isDangling = (link: Link, priority: number) =>
+    dangling.some((redirect) => redirect.link.index === link.index && redirect.priority === priority);
   const recordedFilters = claims.filters;
   const claimedBy = (link: Link, parent: number, priority: number) =>
     recordedFilters.find(
@@ -113,9 +132,12 @@ export async function collectNamespace(
     const filtersLeft = await collectRedirectFilters(
       handle,
       link,
-      orphanIndexes,
+      (priority, target) => orphanIndexes.has(target) || isDangling(link, priority),
       (priority, parent, protocol, target) => {
-        const targetName = links.find((candidate) => candidate.index === target)?.name ?? `#${target}`;
+        const targetLink = links.find((candidate) => candidate.index === target);
+        const redirect = targetLink
+          ? `redirects to orphan ${targetLink.name}`
+          : `redirects to ${goneDevice(target)} (every frame it matches is dropped)`;
         const owner = claimedBy(link, parent, priority);
         if (owner) {
           // A live record's filter, pointed at the orphan since: the record's detach settles it.
@@ -123,7 +145,7 @@ export async function collectNamespace(
             kind: 'filter',
             namespacePath,
             name: link.name,
-            detail: `prio ${priority} redirects to orphan ${targetName}, but record ${owner.id} claims that filter: left for its detach`,
+            detail: `prio ${priority} ${redirect}, but record ${owner.id} claims that filter: left for its detach`,
           });
           return false;
         }
@@ -131,7 +153,7 @@ export async function collectNamespace(
           kind: 'filter',
           namespacePath,
           name: link.name,
-          detail: `prio ${priority} redirects to orphan ${targetName}`,
+          detail: `prio ${priority} ${redirect}`,
         });
         batch.deleteFilter({ index: link.index, parent, priority, protocol });
         removedFilters++;
@@ -325,13 +347,64 @@ function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
 }
 
 /**
- * Ingress filter priorities on `link` whose every filter redirects to one of `targets`; `found`
- * says whether it removes that one. Returns how many priorities stay on the link's ingress.
+ * vcnet's redirects (at its priorities, of its shape) to an ifindex no link in the namespace has: one
+ * qdisc dump for the namespace, then the ingress filters of the links that have an ingress qdisc.
+ */
+async function danglingRedirects(
+  handle: NetlinkHandle,
+  links: readonly Link[],
+): Promise<Array<{ link: Link; priority: number; target: number }>> {
+  const present = new Set(links.map((link) => link.index));
+  let withIngress: Set<number>;
+  try {
+    withIngress = new Set(
+      (await handle.qdiscs()).filter((qdisc) => qdisc.parent === TC_H_INGRESS).map((qdisc) => qdisc.index),
+    );
+  } catch {
+    return []; // a dump that fails proves nothing: nothing is taken for dangling
+  }
+  const dangling: Array<{ link: Link; priority: number; target: number }> = [];
+  for (const link of links) {
+    if (!withIngress.has(link.index)) continue;
+    let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
+    try {
+      filters = await handle.filters(link.index, TC_H_INGRESS);
+    } catch {
+      continue; // the link or its qdisc went meanwhile
+    }
+    const byPriority = new Map<number, typeof filters>();
+    for (const filter of filters) appendTo(byPriority, filter.priority, filter);
+    for (const [priority, group] of byPriority) {
+      // vcnet's own priority, and the ifb redirect's one below it.
+      if (priority !== FILTER_PRIORITY && priority !== FILTER_PRIORITY - 1) continue;
+      const targets = new Set(group.flatMap((filter) => redirectTargetsOf(filter)));
+      const target = targets.values().next().value;
+      if (targets.size !== 1 || target === undefined || present.has(target)) continue;
+      if (group.every((filter) => isVcnetRedirect(filter, 'u32', targets))) dangling.push({ link, priority, target });
+    }
+  }
+  return dangling;
+}
+
+/** A mirred target no link has: the kernel dumps 0 once the device is gone, the ifindex otherwise. */
+function goneDevice(target: number): string {
+  return target === 0 ? 'a device that no longer exists' : `ifindex ${target}, which no longer exists`;
+}
+
+/** The ifindexes a filter's mirred actions send to. */
+function redirectTargetsOf(filter: Awaited<ReturnType<NetlinkHandle['filters']>>[number]): number[] {
+  const actions = 'actions' in filter.options ? filter.options.actions : [];
+  return actions.flatMap((action) => (action.kind === 'mirred' && 'targetIndex' in action ? [action.targetIndex] : []));
+}
+
+/**
+ * Ingress filter priorities on `link` whose every filter redirects to a target `isTarget` takes;
+ * `found` says whether it removes that one. Returns how many priorities stay on the link's ingress.
  */
 async function collectRedirectFilters(
   handle: NetlinkHandle,
   link: Link,
-  targets: Set<number>,
+  isTarget: (priority: number, target: number) => boolean,
   found: (priority: number, parent: number, protocol: number, target: number) => boolean,
 ): Promise<number> {
   let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
@@ -352,7 +425,7 @@ async function collectRedirectFilters(
     });
     const removed =
       rules.length > 0 &&
-      redirectTargets.every((target) => targets.has(target)) &&
+      redirectTargets.every((target) => isTarget(priority, target)) &&
       found(priority, group[0]!.parent, group[0]!.protocol, redirectTargets[0]!);
     if (!removed) left++;
   }

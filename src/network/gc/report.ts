@@ -68,9 +68,11 @@ export interface GarbageReport {
   failures: GarbageFailure[];
   /**
    * vcnet's links in namespaces no record read names, left alone: their records may be in a state
-   * directory this gc does not know. Naming the namespace (`namespaces`, --netns) removes them.
+   * directory this gc does not know; and `filters`, when there are any: vcnet's redirects there to
+   * an ifindex that no longer exists (they drop the link's ingress). Naming the namespace
+   * (`namespaces`, --netns) removes them.
    */
-  unclaimed: Array<{ namespacePath: string; links: string[] }>;
+  unclaimed: Array<{ namespacePath: string; links: string[]; filters?: string[] }>;
   /**
    * vcnet's links gc did not look at, per namespace, because a record it could not read (in `skipped`)
    * may be theirs: a record or directory of records unreadable (EIO...) withholds every namespace, one

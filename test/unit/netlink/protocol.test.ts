@@ -5,11 +5,12 @@
  * comes out is checked (outcomes, what may be sent next, notifications, dump retries).
  */
 import { describe, expect, it } from 'vitest';
+import { classifyError, SystemCallError } from '../../../src/errors.js';
 import { MessageFlag, MessageType } from '../../../src/netlink/codec/constants.js';
 import { decodeLink } from '../../../src/netlink/codec/link.js';
 import { MalformedMessageError, type RawMessage, splitMessages } from '../../../src/netlink/codec/reader.js';
 import { MessageWriter } from '../../../src/netlink/codec/writer.js';
-import { DumpInterruptedError, NetlinkError } from '../../../src/netlink/errors.js';
+import { DumpInterruptedError, DumpOverrunError, NetlinkError } from '../../../src/netlink/errors.js';
 import {
   DEFAULT_MAX_DUMP_ATTEMPTS,
   MAX_UNANSWERED,
@@ -99,6 +100,14 @@ function rewritten(message: RawMessage, sequence: number, portId: number): Buffe
   return copy;
 }
 const dumpOf = (exchange: Exchange) => sequenceOf(bytesOf(exchange.sent));
+
+/** What the native shim throws when a call fails with `code` (its name, the number, the call). */
+function rawError(code: 'ENOBUFS' | 'EIO', syscall: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${syscall} netlink: failed`), { code, errno: code === 'ENOBUFS' ? 105 : 5, syscall });
+}
+
+/** What the socket throws for a receive the kernel failed with ENOBUFS (its queue overflowed). */
+const enobufs = () => new SystemCallError('receive netlink replies', rawError('ENOBUFS', 'recv'));
 
 describe('NetlinkProtocol on recorded exchanges', () => {
   it('sends a change batch as one buffer and settles each change from its ack or its error, with the kernel text', () => {
@@ -324,6 +333,84 @@ describe('NetlinkProtocol on recorded exchanges', () => {
     if (outcome.ok) throw new Error('expected the dump to fail');
     expect(outcome.error.errno).toBe('EINVAL');
     // The dump no longer blocks the socket.
+    expect(protocol.pending).toBe(0);
+  });
+
+  it('drains a dump during which a receive failed with ENOBUFS, sends it again under a new sequence and uses only that one', () => {
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
+    const { bytes, requests, ends } = requestsOf(fixture.linkDump, 'list links');
+    protocol.submit(bytes, requests, ends);
+    protocol.pollTransmit();
+    const received = datagrams(fixture.linkDump);
+    protocol.receive(received[0]!);
+    protocol.receiveFailed(enobufs());
+    // The kernel goes on with the dump: it is read to its end before anything goes out again.
+    expect(protocol.pollTransmit()).toBeUndefined();
+    expect(protocol.pending).toBe(1);
+    for (const datagram of received.slice(1)) protocol.receive(datagram);
+    const events = protocol.takeEvents();
+    expect(completed(events)).toEqual([]);
+    expect(notifications(events)).toEqual([]);
+    expect(events).toContainEqual(expect.objectContaining({ kind: 'dump-retried', attempt: 2, reason: 'overrun' }));
+    const retry = protocol.pollTransmit();
+    if (!retry) throw new Error('expected the dump to be sent again');
+    const newSequence = sequenceOf(retry);
+    expect(newSequence).not.toBe(requests[0]!.sequence);
+    for (const datagram of withSequence(received, dumpOf(fixture.linkDump), newSequence)) protocol.receive(datagram);
+    const [[outcome]] = completed(protocol.takeEvents()) as [[RequestOutcome]];
+    if (!outcome.ok) throw outcome.error;
+    expect(outcome.messages).toHaveLength(1 + 2 * fixture.vethPairs);
+    expect(outcome.messages.every((message) => message.sequence === newSequence)).toBe(true);
+  });
+
+  it(`gives up on a dump overrun (ENOBUFS) on each of ${DEFAULT_MAX_DUMP_ATTEMPTS} attempts with a DumpOverrunError: try again later`, () => {
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT, namespacePath: '/run/netns/flooded' });
+    const { bytes, requests, ends } = requestsOf(fixture.linkDump, 'list links');
+    protocol.submit(bytes, requests, ends);
+    let sent = protocol.pollTransmit();
+    let transmissions = 0;
+    while (sent) {
+      transmissions++;
+      protocol.receiveFailed(enobufs());
+      for (const datagram of withSequence(datagrams(fixture.linkDump), dumpOf(fixture.linkDump), sequenceOf(sent)))
+        protocol.receive(datagram);
+      sent = protocol.pollTransmit();
+    }
+    expect(transmissions).toBe(DEFAULT_MAX_DUMP_ATTEMPTS);
+    const [[outcome]] = completed(protocol.takeEvents()) as [[RequestOutcome]];
+    if (outcome.ok) throw new Error('expected the dump to fail');
+    expect(outcome.error).toBeInstanceOf(DumpOverrunError);
+    expect(outcome.error.code).toBe('VCNET_NETLINK_DUMP_OVERRUN');
+    expect(outcome.error.errno).toBe('ENOBUFS');
+    expect(outcome.error.message).toBe(
+      `list links failed: ENOBUFS (the socket's receive queue overflowed during each of ${DEFAULT_MAX_DUMP_ATTEMPTS} attempts)`,
+    );
+    expect(outcome.error.cause).toBeInstanceOf(SystemCallError);
+    expect(classifyError(outcome.error)).toMatchObject({
+      cni: 'TRY_AGAIN_LATER',
+      exit: 'FAILED',
+      agent: 'UNAVAILABLE',
+    });
+    expect(protocol.pending).toBe(0);
+  });
+
+  it('fails a change still waiting on ENOBUFS with ENOBUFS, and a dump at once on any other receive error', () => {
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
+    const change = requestsOf(fixture.changes, 'add ingress qdisc');
+    protocol.submit(change.bytes, change.requests, change.ends);
+    protocol.pollTransmit();
+    protocol.receive(datagrams(fixture.changes)[0]!);
+    protocol.receiveFailed(enobufs());
+    const [outcomes] = completed(protocol.takeEvents());
+    expect(outcomes?.map((outcome) => (outcome.ok ? 'ok' : outcome.error.errno))).toEqual(['ok', 'ENOBUFS', 'ENOBUFS']);
+
+    const dump = requestsOf(fixture.linkDump, 'list links');
+    protocol.submit(dump.bytes, dump.requests, dump.ends);
+    protocol.pollTransmit();
+    protocol.receiveFailed(new SystemCallError('receive netlink replies', rawError('EIO', 'recv')));
+    const [[outcome]] = completed(protocol.takeEvents()) as [[RequestOutcome]];
+    if (outcome.ok) throw new Error('expected the dump to fail');
+    expect(outcome.error.errno).toBe('EIO');
     expect(protocol.pending).toBe(0);
   });
 

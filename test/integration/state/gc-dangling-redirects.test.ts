@@ -1,0 +1,91 @@
+/**
+ * gc and vcnet's redirect left behind to a tap that is gone (deleted by hand, or by a detach or an
+ * attach cut short, with its record): the kernel keeps the u32 match-all with its mirred redirect
+ * and dumps its target as ifindex 0; every frame arriving on the pod link is dropped. No orphan link
+ * is left for gc to start from. A gc that does not name the namespace lists the filter as unclaimed;
+ * `gc --netns` removes it (it can only let traffic through again), with the ingress qdisc it leaves empty.
+ */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+const stateDirectory = stateDirectoryPerTest('vcnet-gc-dangling-');
+const registry = () => ({ VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry') });
+
+interface GcReport {
+  removed: Array<{ kind: string; namespacePath: string; name: string; detail: string }>;
+  unclaimed: Array<{ namespacePath: string; links: string[]; filters?: string[] }>;
+}
+
+describe('gc and a redirect to a tap that no longer exists', () => {
+  it('lists it as unclaimed when the namespace is not named, and removes it (and the emptied ingress qdisc) when it is', () => {
+    const { node, pod } = makePod();
+    const before = fingerprint(pod);
+    const state = stateDirectory();
+    const attached = vcnet(['attach', '--sandbox', 'gone', '--netns', pod.path, '--state-dir', state], registry());
+    expect(attached.status, attached.stderr).toBe(0);
+    // The tap goes by hand, and the record with it: the redirect stays, pointed at nothing.
+    pod.exec('ip', ['link', 'del', 'tap0_kata']);
+    rmSync(join(state, 'gone'), { recursive: true });
+    expect(pod.exec('tc', ['filter', 'show', 'dev', 'eth0', 'ingress'])).toContain('Egress Redirect to device *');
+    // The pod's ingress is dropped: the node cannot reach it.
+    expect(() => node.exec('ping', ['-c', '1', '-W', '1', '10.200.0.2'])).toThrow();
+
+    // --dry-run: a whole-node gc sees other tests' namespaces too, and must not change them.
+    const whole = vcnet(['gc', '--dry-run', '--json'], registry());
+    expect(whole.status, whole.stderr).toBe(0);
+    const listed = JSON.parse(whole.stdout) as GcReport;
+    expect(listed.removed.filter((item) => item.namespacePath === pod.path)).toEqual([]);
+    expect(listed.unclaimed).toContainEqual({
+      namespacePath: pod.path,
+      links: [],
+      filters: [
+        'eth0 ingress prio 49152 (a redirect to a device that no longer exists: it drops what arrives on eth0)',
+      ],
+    });
+    const human = vcnet(['gc', '--dry-run'], registry());
+    expect(human.stderr).toContain(
+      `gc left the filter eth0 ingress prio 49152 (a redirect to a device that no longer exists: it drops what arrives on eth0) in ${pod.path}`,
+    );
+    expect(human.stderr).toContain(`\`vcnet gc --netns ${pod.path}\` removes them`);
+
+    const scoped = vcnet(['gc', '--json', '--netns', pod.path, '--state-dir', state], registry());
+    expect(scoped.status, scoped.stderr).toBe(0);
+    // (A `state` item too: the sandbox's lock file, which nothing names any more.)
+    const removed = (JSON.parse(scoped.stdout) as GcReport).removed.filter((item) => item.kind !== 'state');
+    expect(removed.map((item) => `${item.kind} ${item.name}`).sort()).toEqual(['filter eth0', 'qdisc eth0']);
+    expect(removed.find((item) => item.kind === 'filter')?.detail).toBe(
+      'prio 49152 redirects to a device that no longer exists (every frame it matches is dropped)',
+    );
+    expect(fingerprint(pod)).toEqual(before);
+    node.exec('ping', ['-c', '1', '-W', '1', '10.200.0.2']);
+  });
+
+  it("leaves a redirect to a device that is gone alone when it is not at vcnet's priority or of its shape", () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['link', 'add', 'gone0', 'type', 'ifb']);
+    pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+    // Another tool's: a match-all at its own priority, and one at vcnet's that matches only ICMP.
+    pod.exec(
+      'tc',
+      'filter add dev eth0 ingress prio 100 protocol all u32 match u32 0 0 action mirred egress redirect dev gone0'.split(
+        ' ',
+      ),
+    );
+    pod.exec(
+      'tc',
+      'filter add dev eth0 ingress prio 49152 protocol ip u32 match ip protocol 1 0xff action mirred egress redirect dev gone0'.split(
+        ' ',
+      ),
+    );
+    pod.exec('ip', ['link', 'del', 'gone0']);
+    const before = fingerprint(pod);
+    const scoped = vcnet(['gc', '--json', '--netns', pod.path, '--state-dir', stateDirectory()], registry());
+    expect(scoped.status, scoped.stderr).toBe(0);
+    const report = JSON.parse(scoped.stdout) as GcReport;
+    expect(report.removed.filter((item) => item.namespacePath === pod.path)).toEqual([]);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
