@@ -3,7 +3,7 @@
  * field (and message) names the errno: programs switch on `error.errno`, people read the message.
  */
 import { constants as osConstants } from 'node:os';
-import { NOT_A_PERMISSION_KERNEL_MESSAGE, VcnetError } from '../errors.js';
+import { errnoOf, NOT_A_PERMISSION_KERNEL_MESSAGE, VcnetError } from '../errors.js';
 import { namesByValue } from './codec/constants.js';
 import type { DecodedError } from './codec/reader.js';
 
@@ -44,6 +44,12 @@ export class NetlinkError extends VcnetError {
   readonly kernelMessage: string | undefined;
   readonly request: string;
   readonly namespacePath: string | undefined;
+  /**
+   * No answer from the kernel was read for this request: its send or a receive failed (a receive
+   * buffer overrun, ENOBUFS), or the socket closed. The kernel runs every message of a send to its
+   * end, so a change sent this way may have been made, or not: see answerLost.
+   */
+  readonly answerLost: boolean;
 
   constructor(
     request: RequestLike,
@@ -51,9 +57,15 @@ export class NetlinkError extends VcnetError {
     namespacePath: string | undefined,
     hint?: string,
     code: 'VCNET_NETLINK' | 'VCNET_NETLINK_DUMP_INTERRUPTED' = 'VCNET_NETLINK',
+    /** The send or receive that failed, when the kernel's answer was never read (fromFailure). */
+    lostBy?: Error,
   ) {
     const errno = errnoName(decoded.errno);
-    const kernel = decoded.kernelMessage ? ` (kernel: ${decoded.kernelMessage})` : '';
+    const kernel = lostBy
+      ? ` (no answer from the kernel: ${lostBy.message})`
+      : decoded.kernelMessage
+        ? ` (kernel: ${decoded.kernelMessage})`
+        : '';
     // EACCES with this kernel text is IPv6 turned off on the link, not a missing privilege.
     const ipv6Off =
       errno === 'EACCES' &&
@@ -61,6 +73,7 @@ export class NetlinkError extends VcnetError {
       NOT_A_PERMISSION_KERNEL_MESSAGE.test(decoded.kernelMessage);
     super(code, `${request.description} failed: ${errno}${kernel}`, {
       value: request.description,
+      ...(lostBy ? { cause: lostBy } : {}),
       hint:
         hint ??
         (ipv6Off
@@ -72,18 +85,37 @@ export class NetlinkError extends VcnetError {
     this.kernelMessage = decoded.kernelMessage;
     this.request = request.description;
     this.namespacePath = namespacePath;
+    this.answerLost = lostBy !== undefined;
   }
 
+  /** The request got no answer: `cause` is the send or receive that failed (answerLost). */
   static fromFailure(request: RequestLike, cause: Error, namespacePath: string | undefined): NetlinkError {
-    const errno = (cause as NodeJS.ErrnoException).errno;
-    const error = new NetlinkError(
+    return new NetlinkError(
       request,
-      { errno: typeof errno === 'number' ? Math.abs(errno) : 5, requestType: request.type, requestSequence: 0 },
+      { errno: errnoNumberOf(cause), requestType: request.type, requestSequence: 0 },
       namespacePath,
+      "the kernel's answer was not read (its socket's receive buffer overran, or the socket failed), so whether the change was made is not known: run the command again",
+      'VCNET_NETLINK',
+      cause,
     );
-    error.cause = cause;
-    return error;
   }
+}
+
+/** The errno number of a failed system call (the shim's raw error, a SystemCallError, Node's); EIO when it has none. */
+function errnoNumberOf(cause: Error): number {
+  const errno = (cause as NodeJS.ErrnoException).errno;
+  if (typeof errno === 'number') return Math.abs(errno);
+  const name = errnoOf(cause);
+  const known = name === undefined ? undefined : (osConstants.errno as Record<string, number | undefined>)[name];
+  return known ?? osConstants.errno.EIO;
+}
+
+/**
+ * Whether a failure is a change the kernel was asked to make and whose answer was never read
+ * (NetlinkError.answerLost): it may have been made. A refusal the kernel sent (NLMSG_ERROR) was not.
+ */
+export function answerLost(error: unknown): boolean {
+  return error instanceof NetlinkError && error.answerLost;
 }
 
 /**
