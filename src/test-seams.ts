@@ -13,6 +13,8 @@
 export const TEST_SEAM_NAMES = Object.freeze({
   /** plan/apply.ts: before each step of a plan is sent (setApplyTestHook). */
   applyStep: 'vcnet.applyTestHook',
+  /** netlink/transport.ts: after each send, whether the answers to it are lost (setNetlinkRepliesTestHook). */
+  netlinkReplies: 'vcnet.netlinkRepliesTestHook',
   /** plan/link-creation.ts: the index the next tap or ifb is tried at (setLinkIndexTestHook). */
   linkIndex: 'vcnet.linkIndexTestHook',
   /** network/gc/orphan-links.ts: before gc lists the ingress qdiscs it emptied again (setGcIngressTestHook). */

@@ -44,6 +44,12 @@ export class NetlinkError extends VcnetError {
   readonly kernelMessage: string | undefined;
   readonly request: string;
   readonly namespacePath: string | undefined;
+  /**
+   * No answer from the kernel was read for this request: its send or a receive failed (a receive
+   * buffer overrun, ENOBUFS), or the socket closed. The kernel runs every message of a send to its
+   * end, so a change sent this way may have been made, or not: see answerLost.
+   */
+  readonly answerLost: boolean;
 
   constructor(
     request: RequestLike,
@@ -51,9 +57,15 @@ export class NetlinkError extends VcnetError {
     namespacePath: string | undefined,
     hint?: string,
     code: 'VCNET_NETLINK' | 'VCNET_NETLINK_DUMP_INTERRUPTED' | 'VCNET_NETLINK_DUMP_OVERRUN' = 'VCNET_NETLINK',
+    /** The send or receive that failed, when the kernel's answer was never read (fromFailure). */
+    lostBy?: Error,
   ) {
     const errno = errnoName(decoded.errno);
-    const kernel = decoded.kernelMessage ? ` (kernel: ${decoded.kernelMessage})` : '';
+    const kernel = lostBy
+      ? ` (no answer from the kernel: ${lostBy.message})`
+      : decoded.kernelMessage
+        ? ` (kernel: ${decoded.kernelMessage})`
+        : '';
     // EACCES with this kernel text is IPv6 turned off on the link, not a missing privilege.
     const ipv6Off =
       errno === 'EACCES' &&
@@ -61,6 +73,7 @@ export class NetlinkError extends VcnetError {
       NOT_A_PERMISSION_KERNEL_MESSAGE.test(decoded.kernelMessage);
     super(code, `${request.description} failed: ${errno}${kernel}`, {
       value: request.description,
+      ...(lostBy ? { cause: lostBy } : {}),
       hint:
         hint ??
         (ipv6Off
@@ -72,22 +85,32 @@ export class NetlinkError extends VcnetError {
     this.kernelMessage = decoded.kernelMessage;
     this.request = request.description;
     this.namespacePath = namespacePath;
+    this.answerLost = lostBy !== undefined;
   }
 
   /**
    * The request got no answer because sending or receiving failed (`cause`: the SystemCallError of
-   * that call, or why the socket went away): its errno is the call's, and the message says which call.
+   * that call, or why the socket went away): its errno is the call's, the message says which call,
+   * and `answerLost` is set (a change sent this way may have been made).
    */
   static fromFailure(request: RequestLike, cause: Error, namespacePath: string | undefined): NetlinkError {
-    const error = new NetlinkError(
+    return new NetlinkError(
       request,
       { errno: errnoNumberOf(cause), requestType: request.type, requestSequence: 0 },
       namespacePath,
+      "the kernel's answer was not read (its socket's receive buffer overran, or the socket failed), so whether the change was made is not known: run the command again",
+      'VCNET_NETLINK',
+      cause,
     );
-    error.message = `${error.message} (${cause.message})`;
-    error.cause = cause;
-    return error;
   }
+}
+
+/**
+ * Whether a failure is a change the kernel was asked to make and whose answer was never read
+ * (NetlinkError.answerLost): it may have been made. A refusal the kernel sent (NLMSG_ERROR) was not.
+ */
+export function answerLost(error: unknown): boolean {
+  return error instanceof NetlinkError && error.answerLost;
 }
 
 /**

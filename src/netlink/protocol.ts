@@ -220,6 +220,11 @@ export class NetlinkProtocol {
     return segment.bytes;
   }
 
+  /** The requests of the bytes last returned by pollTransmit(). */
+  get lastSentRequests(): readonly ProtocolRequest[] {
+    return this.lastSent?.entries.map((entry) => entry.request) ?? [];
+  }
+
   /** The bytes last returned by pollTransmit() could not be sent: their requests fail with `cause`. */
   transmitFailed(cause: Error): void {
     const segment = this.lastSent;

@@ -8,8 +8,11 @@
  * reply is genuinely not there yet (long dumps). That keeps a ten-request attach at one send and a
  * few receives, with no event-loop round trip.
  */
+import { constants as osConstants } from 'node:os';
 import { channels, publish, traced, tracing } from '../diagnostics.js';
+import { SystemCallError } from '../errors.js';
 import { EVENT_LOOP_SLICE_MS } from '../event-loop.js';
+import { testSeam } from '../test-seams.js';
 import { MessageFlag, MessageType } from './codec/constants.js';
 import type { RawMessage } from './codec/reader.js';
 import { MessageWriter } from './codec/writer.js';
@@ -19,6 +22,29 @@ import { RouteSocket } from './socket.js';
 
 export type { RequestOutcome } from './protocol.js';
 export type PendingRequest = ProtocolRequest;
+
+/**
+ * What the test seam below makes of the answers to one send: `answersRead` datagrams are read as
+ * usual, then every datagram waiting is dropped and the receive fails with `errno`, as after an
+ * overrun of the socket's receive buffer (ENOBUFS: the kernel drops what does not fit).
+ */
+export interface LostAnswers {
+  errno: string;
+  answersRead?: number;
+}
+
+/**
+ * Test seam (never set in production): asked after each send has gone out (the kernel has run all
+ * of it), with the requests it carried; a LostAnswers makes their answers lost. So a test puts a
+ * change in the kernel and takes away the knowledge of it, as a receive failure does. Kept on
+ * globalThis (src/test-seams.ts) like the executor's hook, so a test can set it in a bundled program.
+ */
+export type NetlinkRepliesTestHook = (requests: readonly ProtocolRequest[]) => LostAnswers | undefined;
+const repliesSeam = testSeam<NetlinkRepliesTestHook>('netlinkReplies');
+
+export function setNetlinkRepliesTestHook(hook: NetlinkRepliesTestHook | undefined): void {
+  repliesSeam.set(hook);
+}
 
 /** A batch of requests being built; send() returns one outcome per request, in order. */
 export class RequestBatch {
@@ -82,6 +108,8 @@ export class NetlinkSocket {
   onNotification: ((message: RawMessage) => void) | undefined;
   /** Called when a receive fails outside a request (ENOBUFS: events were lost). */
   onReceiveError: ((error: Error) => void) | undefined;
+  /** The answers the test seam said are lost (setNetlinkRepliesTestHook), until the receive fails. */
+  private lostAnswers: { errno: string; answersRead: number } | undefined;
 
   private constructor(
     private readonly socket: RouteSocket,
@@ -186,11 +214,13 @@ export class NetlinkSocket {
           this.socket.sendInBackground(bytes, (error) => {
             this.sendingInBackground = false;
             if (error) this.protocol.transmitFailed(error);
+            else this.askRepliesSeam();
             this.pump();
           });
           return;
         }
         this.socket.send(bytes);
+        this.askRepliesSeam();
       } catch (error) {
         this.sendingInBackground = false;
         this.protocol.transmitFailed(error as Error);
@@ -207,7 +237,7 @@ export class NetlinkSocket {
       if (read > 0 && performance.now() > deadline) return true;
       let datagram: Buffer | undefined;
       try {
-        datagram = this.socket.receive();
+        datagram = this.receive();
       } catch (error) {
         // ENOBUFS and the like: replies or events were lost. A dump under way is drained and sent
         // again; a change waiting may never get its answer; a listener must resynchronise.
@@ -226,6 +256,37 @@ export class NetlinkSocket {
         if (!expected) this.onReceiveError?.(error as Error);
       }
     }
+  }
+
+  /** The next datagram waiting, if any: the socket's, unless the test seam took the answers away. */
+  private receive(): Buffer | undefined {
+    const lost = this.lostAnswers;
+    if (!lost) return this.socket.receive();
+    if (lost.answersRead > 0) {
+      const datagram = this.socket.receive();
+      if (datagram) lost.answersRead--;
+      return datagram;
+    }
+    this.lostAnswers = undefined;
+    while (this.socket.receive() !== undefined) {
+      // dropped, as the kernel drops what an overrun receive buffer cannot hold
+    }
+    const errnoNumber = (osConstants.errno as Record<string, number | undefined>)[lost.errno] ?? osConstants.errno.EIO;
+    throw new SystemCallError(
+      'receive netlink replies',
+      Object.assign(new Error(`recvfrom netlink: ${lost.errno} (test seam)`), {
+        code: lost.errno,
+        errno: errnoNumber,
+        syscall: 'recvfrom',
+      }),
+    );
+  }
+
+  private askRepliesSeam(): void {
+    const hook = repliesSeam.hook();
+    if (!hook) return;
+    const lost = hook(this.protocol.lastSentRequests);
+    if (lost) this.lostAnswers = { errno: lost.errno, answersRead: lost.answersRead ?? 0 };
   }
 
   private deliver(): void {

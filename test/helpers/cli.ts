@@ -46,6 +46,18 @@ export function pauseAfterTap(tap: string, milliseconds = 30_000): Record<string
   };
 }
 
+/**
+ * Environment that makes the vcnet (or vcnet-cni) process lose the answers to its `send`th netlink
+ * send carrying a change (and, with `onwards`, to every send after it), through the transport's test
+ * seam: the kernel runs the send, the receive then fails with ENOBUFS.
+ */
+export function loseAnswersAt(send: number, onwards = false): Record<string, string> {
+  return {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${FAULT_PRELOAD}`.trim(),
+    VCNET_TEST_LOSE_ANSWERS: `${send}${onwards ? '+' : ''}`,
+  };
+}
+
 /** Environment that makes the vcnet process pause (30 s) before the plan step at `position`. */
 export function pauseAtStep(position: number, milliseconds = 30_000): Record<string, string> {
   return {

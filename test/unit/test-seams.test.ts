@@ -4,6 +4,7 @@
  * see, so each setter writes there, each caller reads there, and the names do not change.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { setNetlinkRepliesTestHook } from '../../src/netlink/transport.js';
 import { setFdWalkTestHook } from '../../src/netns/mountinfo.js';
 import { setGcIngressTestHook } from '../../src/network/gc/orphan-links.js';
 import { setApplyTestHook } from '../../src/network/plan/apply.js';
@@ -20,6 +21,7 @@ describe('test seams', () => {
   it('keep their names (a preloaded dist/ and a bundle of vcnet meet by them)', () => {
     expect(TEST_SEAM_NAMES).toEqual({
       applyStep: 'vcnet.applyTestHook',
+      netlinkReplies: 'vcnet.netlinkRepliesTestHook',
       linkIndex: 'vcnet.linkIndexTestHook',
       gcIngress: 'vcnet.gcIngressTestHook',
       fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
@@ -28,6 +30,7 @@ describe('test seams', () => {
 
   it.each([
     ['vcnet.applyTestHook', setApplyTestHook],
+    ['vcnet.netlinkRepliesTestHook', setNetlinkRepliesTestHook],
     ['vcnet.linkIndexTestHook', setLinkIndexTestHook],
     ['vcnet.gcIngressTestHook', setGcIngressTestHook],
     ['vcnet.namespaceHoldersFdWalkTestHook', setFdWalkTestHook],

@@ -174,7 +174,7 @@ export async function attachByPlan(
   } catch (error) {
     closeFds(tapFds);
     closeFds(vhostFds);
-    return rollBackAttach(context.handle, applied.records, error as Error, context.journal, applied.createdIndexes);
+    return rollBackAttach(context.handle, applied.records, error as Error, context.journal);
   }
 }
 

@@ -8,6 +8,7 @@
  * The executor's parts: batch-send.ts (batches, the EBUSY retry), link-creation.ts (taps, ifbs and
  * their indexes), plan-intent.ts (what is journaled), undo.ts (rollback and detach).
  */
+import { answerLost } from '../../netlink/errors.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import { testSeam } from '../../test-seams.js';
 import { type ChangeAnswer, linkSpecOf, publishStep, sendBatch } from './batch-send.js';
@@ -96,6 +97,9 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
   // How many indexes each ifb was tried at: a taken one (EEXIST for a free name) is someone's link.
   const ifbAttempts = new Map<string, number>();
   const completed: PlanStep[] = [];
+  // Steps sent whose answer was never read (answerLost): the kernel runs a send whole, so each may
+  // have been made, and is undone as if it were (the undo takes "already gone" in its stride).
+  const maybeMade: PlanStep[] = [];
   const tapFds: number[] = [];
   // The steps for the next batch: sent when a later step needs what they make, and at the end (a
   // plan that is only a tap ioctl sends no batch).
@@ -129,7 +133,10 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
         answered: (position, answer) => {
           const step = sending[position]!;
           publishStep(handle, step.change, 'apply', answer.ok ? undefined : answer.error);
-          if (!answer.ok) return;
+          if (!answer.ok) {
+            if (answerLost(answer.error) && !maybeMade.includes(step)) maybeMade.push(step);
+            return;
+          }
           completed.push(step);
           const made = step.change.op === 'create-link' ? chosenIndexes.get(step.change.link.name) : undefined;
           if (made !== undefined && step.change.op === 'create-link') createdIndexes.set(step.change.link.name, made);
@@ -190,6 +197,10 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
             chosenIndexes.set(change.link.name, index);
             journal();
           },
+        }).catch((error: unknown) => {
+          // Made at the index chosen last, perhaps: undone as if it were, by that identity.
+          if (answerLost(error)) maybeMade.push(step);
+          throw error;
         });
         publishStep(handle, change, 'apply');
         createdIndexes.set(change.link.name, created.index);
@@ -202,7 +213,10 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     return { records: recordsOf(completed, createdIndexes), createdIndexes, tapFds };
   } catch (error) {
     closeFds(tapFds);
-    return rollBackAttach(handle, recorded(completed), error as Error, context.journal, createdIndexes);
+    // In plan order, so the undo runs in reverse of it; a link maybe made is recorded at its chosen
+    // index, `unconfirmed`, and what the plan put on pod links after it says so (recordsOf).
+    const made = plan.steps.filter((step) => completed.includes(step) || maybeMade.includes(step));
+    return rollBackAttach(handle, recorded(made), error as Error, context.journal);
   }
 }
 

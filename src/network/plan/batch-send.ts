@@ -250,7 +250,8 @@ export async function sendBatch(
           continue;
         }
         error = refusedAlone;
-        answers[position] = { ok: false, error };
+        // Told as the final answer: one whose answer was lost may have been made (apply.ts).
+        answer(position, { ok: false, error });
       }
       if (!sending.failOnRefusal) continue;
       if (!(await sending.retryRefused?.(position, error))) throw error;

@@ -9,7 +9,11 @@
  */
 import { channels, publish } from '../../diagnostics.js';
 import { errnoOf, RollbackIncompleteError } from '../../errors.js';
+import { ipToBytes } from '../../netlink/codec/address-format.js';
+import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
+import { type Neighbour, NeighbourFlag } from '../../netlink/codec/neighbour.js';
+import { answerLost, NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import { othersInQdiscs } from '../foreign-filters.js';
 import { podBatchesInPlace, podLinkView } from './batch-evidence.js';
@@ -85,13 +89,14 @@ function describeRecord(record: PlumbingStep): string {
 /**
  * Undoes what an attach made, journals what is left, and throws: the attach's own error when the
  * undo was complete, RollbackIncompleteError naming what is left when the kernel refused part of it.
+ * "Complete" is said only once a look at the namespace afterwards (stillInPlace) finds none of it.
+ * `records` holds what may have been made too: a change whose answer was lost (apply.ts).
  */
 export async function rollBackAttach(
   handle: NetlinkHandle,
   records: PlumbingStep[],
   error: Error,
   journal: ((left: PlumbingStep[]) => void) | undefined,
-  createdIndexes?: ReadonlyMap<string, number>,
 ): Promise<never> {
   let report: { failures: Array<{ message: string }>; left: PlumbingStep[] };
   try {
@@ -101,10 +106,25 @@ export async function rollBackAttach(
     // to remove is known to be gone, so all of it is left, and said so.
     report = { failures: [{ message: (undoError as Error).message }], left: [...records] };
   }
-  if (createdIndexes) {
-    const survivors = await linksStillThere(handle, records, report.left, createdIndexes);
-    report.failures.push(...survivors.map((survivor) => ({ message: survivor.message })));
-    report.left.push(...survivors.map((survivor) => survivor.record));
+  if (report.left.length < records.length) {
+    let found: PlumbingStep[];
+    try {
+      found = await stillInPlace(handle, records);
+    } catch (lookError) {
+      // Not known to be gone: all of it stays in the record (detach and gc take what is gone in their stride).
+      found = records;
+      report.failures.push({
+        message: `what the undo left could not be checked (${(lookError as Error).message}): all of it is kept in the record`,
+      });
+    }
+    const missed = found.filter((record) => !report.left.includes(record));
+    if (missed.length > 0 && found !== records) {
+      report.failures.push({
+        message: `still there after the undo: ${describeRecords(missed).join(', ')}`,
+      });
+    }
+    const left = new Set([...report.left, ...missed]);
+    report.left = records.filter((record) => left.has(record));
   }
   let journalFailure: Error | undefined;
   try {
@@ -130,41 +150,71 @@ export async function rollBackAttach(
 }
 
 /**
- * The links the attach made that are still there after its undo, looked up by the ifindex each got
- * when it was made: "everything it had made was removed" is said only once this finds none. The
- * undo finds a record's link by its index too, but takes "no such device" as gone, and a record
- * journaled before its link existed has no index. Each survivor is recorded under the name it has
- * now, so detach and gc find it; a link whose index holds another kind now is not ours.
+ * The records whose objects are in the namespace after their undo, as a fresh plan of that undo
+ * (planUndo) against the namespace now finds them: a link of vcnet's still there (by the index it was
+ * made at, under any name), a qdisc or filter, an address or route not back, a link attribute not
+ * back as it was, a neighbour not back. What every undo plan asserts again whatever the namespace
+ * holds (address flags, the prefix route an address put back makes, a root qdisc reset) is no sign.
  */
-async function linksStillThere(
-  handle: NetlinkHandle,
-  records: readonly PlumbingStep[],
-  left: readonly PlumbingStep[],
-  createdIndexes: ReadonlyMap<string, number>,
-): Promise<Array<{ record: PlumbingStep; message: string }>> {
-  const survivors: Array<{ record: PlumbingStep; message: string }> = [];
-  for (const record of records) {
-    if (record.step !== 'create-link' || left.includes(record)) continue;
-    const index = createdIndexes.get(record.name);
-    if (index === undefined) continue;
-    let link: Link | undefined;
-    try {
-      link = await handle.findLink({ index });
-    } catch (lookupError) {
-      // Not known to be gone: kept, under the name it was made with.
-      survivors.push({
-        record,
-        message: `${record.name} (ifindex ${index}) could not be checked after its undo: ${(lookupError as Error).message}`,
-      });
-      continue;
-    }
-    if (!link || link.kind !== record.kind) continue;
-    survivors.push({
-      record: { ...record, name: link.name },
-      message: `${record.name} (ifindex ${index}) was still there after its undo${link.name === record.name ? '' : `, renamed ${link.name}`}`,
-    });
+export async function stillInPlace(handle: NetlinkHandle, records: readonly PlumbingStep[]): Promise<PlumbingStep[]> {
+  if (records.length === 0) return [];
+  const links = await handle.links();
+  const plan = await planUndo(handle, records, links);
+  const restoring = plan.steps.flatMap((step) => (step.change.op === 'add-neighbour' ? [step.change.neighbour] : []));
+  const isProxy = (neighbour: { flags?: number }) => ((neighbour.flags ?? 0) & NeighbourFlag.PROXY) !== 0;
+  const neighbours = [
+    ...(restoring.some((neighbour) => !isProxy(neighbour)) ? await handle.neighbours() : []),
+    ...(restoring.some(isProxy) ? await handle.proxyNeighbours() : []),
+  ];
+  const byIndex = new Map(links.map((link) => [link.index, link]));
+  const found = new Set<PlumbingStep>();
+  for (const step of plan.steps) {
+    if (!stillToDo(step.change, byIndex, neighbours)) continue;
+    for (const record of step.settles) found.add(record);
   }
-  return survivors;
+  return records.filter((record) => found.has(record));
+}
+
+function stillToDo(change: Change, links: ReadonlyMap<number, Link>, neighbours: readonly Neighbour[]): boolean {
+  switch (change.op) {
+    case 'delete-link':
+    case 'delete-link-group':
+    case 'delete-qdisc':
+    case 'delete-filter':
+    case 'add-address':
+    case 'add-route':
+      return true;
+    case 'set-link': {
+      const link = change.link.index === undefined ? undefined : links.get(change.link.index);
+      return link === undefined || !linkHas(link, change.set);
+    }
+    case 'add-neighbour': {
+      const { destination, linkLayerAddress, flags } = change.neighbour;
+      const wanted = ipToBytes(destination).toString('hex');
+      const proxy = ((flags ?? 0) & NeighbourFlag.PROXY) !== 0;
+      return !neighbours.some(
+        (there) =>
+          there.index === change.link.index &&
+          ((there.flags & NeighbourFlag.PROXY) !== 0) === proxy &&
+          ipToBytes(there.destination).toString('hex') === wanted &&
+          (linkLayerAddress === undefined || there.linkLayerAddress?.toLowerCase() === linkLayerAddress.toLowerCase()),
+      );
+    }
+    default:
+      return false;
+  }
+}
+
+/** Whether `link` has each attribute as `set` says. */
+function linkHas(link: Link, set: Extract<Change, { op: 'set-link' }>['set']): boolean {
+  return (
+    (set.address === undefined || link.address?.toLowerCase() === set.address.toLowerCase()) &&
+    (set.mtu === undefined || link.mtu === set.mtu) &&
+    (set.up === undefined || ((link.flags & InterfaceFlag.UP) !== 0) === set.up) &&
+    (set.group === undefined || link.group === set.group) &&
+    (set.ipv6AddressGeneration === undefined || link.ipv6AddressGeneration === set.ipv6AddressGeneration) &&
+    (set.txQueueLength === undefined || link.txQueueLength === set.txQueueLength)
+  );
 }
 
 /** Errors by which the kernel says an object is already gone, per kind of undo. */
@@ -212,16 +262,17 @@ function keptNotice(kept: KeptRecord): DetachNotice {
 /**
  * Sends a detach plan in one batch, through the executor's one loop (sendBatch) with its refusals
  * answered, not thrown: undo goes on past a step the kernel refuses, and each refusal keeps the
- * records its step settles in `left`.
+ * records its step settles in `left`; so does a change whose answer was lost (`unanswered`).
  */
-async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoReport> {
-  const report: UndoReport = {
+async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoReport & { unanswered: DetachStep[] }> {
+  const report: UndoReport & { unanswered: DetachStep[] } = {
     undone: 0,
     alreadyGone: plan.alreadyGone.length,
     kept: plan.kept.length,
     failures: [],
     left: [],
     undid: [],
+    unanswered: [],
   };
   if (plan.steps.length === 0) return report;
   const answers = await sendBatch(
@@ -249,6 +300,7 @@ async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoRe
       report.alreadyGone++;
       if (step.change.op === 'add-route' && errno === 'EEXIST') placesTaken.push(step);
     } else {
+      if (answerLost(answer.error)) report.unanswered.push(step);
       report.failures.push(answer.error);
       for (const record of step.settles) left.add(record);
     }
@@ -256,6 +308,48 @@ async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoRe
   report.left = [...left];
   if (placesTaken.length > 0) await noticeRoutesTakenMeanwhile(handle, placesTaken);
   return report;
+}
+
+/**
+ * After changes whose answers were lost (a receive that failed: the kernel ran the whole send, or
+ * none of it when the send itself failed), the records they settle are planned again against the
+ * namespace as it is now, and what is still there is sent again: so the report says what went and
+ * what is left as the kernel has it, not as the lost answers left it unknown. When even that look
+ * fails, those records stay in `left`, with the failures that say why.
+ */
+async function settleUnanswered(
+  handle: NetlinkHandle,
+  report: UndoReport & { unanswered: DetachStep[] },
+): Promise<UndoReport> {
+  const { unanswered, ...settled } = report;
+  if (unanswered.length === 0) return settled;
+  const uncertain = [...new Set(unanswered.flatMap((step) => step.settles))];
+  let plan: DetachPlan;
+  let again: UndoReport & { unanswered: DetachStep[] };
+  try {
+    plan = await planUndo(handle, uncertain);
+    again = await undoPlan(handle, plan);
+  } catch (lookError) {
+    // The records stay left, each failure saying its answer was lost; and why the look failed.
+    if (lookError instanceof NetlinkError) settled.failures.push(lookError);
+    return settled;
+  }
+  // The first send did what the second look finds gone.
+  const gone = new Set([...plan.alreadyGone, ...plan.neverMade]);
+  for (const step of unanswered) {
+    if (!step.settles.every((record) => gone.has(record))) continue;
+    settled.undone += changeCount(step.change);
+    settled.undid!.push(...recordsShownBy(step));
+  }
+  settled.undone += again.undone;
+  settled.undid!.push(...(again.undid ?? []));
+  settled.alreadyGone += again.alreadyGone - plan.alreadyGone.length;
+  const stillUncertain = new Set(uncertain);
+  const leftAgain = new Set(again.left);
+  settled.left = settled.left.filter((record) => !stillUncertain.has(record) || leftAgain.has(record));
+  for (const record of again.left) if (!settled.left.includes(record)) settled.left.push(record);
+  settled.failures = [...settled.failures.filter((failure) => !answerLost(failure)), ...again.failures];
+  return settled;
 }
 
 /**
@@ -340,7 +434,7 @@ export async function undoRecords(
   for (const notice of [...plan.notices, ...plan.kept.map(keptNotice)]) {
     publish(channels.notice, () => ({ operation: 'detach', endpoint: notice.link, message: notice.message }));
   }
-  const report = await undoPlan(handle, plan);
+  const report = await settleUnanswered(handle, await undoPlan(handle, plan));
   // Keep the attach order in what is left, so the next detach undoes it in reverse again.
   const left = new Set(report.left);
   report.left = records.filter((record) => left.has(record));

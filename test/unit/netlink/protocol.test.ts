@@ -10,7 +10,7 @@ import { MessageFlag, MessageType } from '../../../src/netlink/codec/constants.j
 import { decodeLink } from '../../../src/netlink/codec/link.js';
 import { MalformedMessageError, type RawMessage, splitMessages } from '../../../src/netlink/codec/reader.js';
 import { MessageWriter } from '../../../src/netlink/codec/writer.js';
-import { DumpInterruptedError, DumpOverrunError, NetlinkError } from '../../../src/netlink/errors.js';
+import { answerLost, DumpInterruptedError, DumpOverrunError, NetlinkError } from '../../../src/netlink/errors.js';
 import {
   DEFAULT_MAX_DUMP_ATTEMPTS,
   MAX_UNANSWERED,
@@ -332,6 +332,8 @@ describe('NetlinkProtocol on recorded exchanges', () => {
     const [[outcome]] = completed(protocol.takeEvents()) as [[RequestOutcome]];
     if (outcome.ok) throw new Error('expected the dump to fail');
     expect(outcome.error.errno).toBe('EINVAL');
+    // The kernel answered: not a lost answer.
+    expect(outcome.error.answerLost).toBe(false);
     // The dump no longer blocks the socket.
     expect(protocol.pending).toBe(0);
   });
@@ -435,6 +437,31 @@ describe('NetlinkProtocol on recorded exchanges', () => {
     expect(completed(protocol.takeEvents())).toHaveLength(2);
     expect(protocol.pending).toBe(0);
     expect(protocol.pollTransmit()).toBeUndefined();
+  });
+
+  it("fails what waits on a failed receive as answers lost, with the receive's errno", () => {
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
+    const change = requestsOf(fixture.changes, 'add ingress qdisc');
+    protocol.submit(change.bytes, change.requests, change.ends);
+    protocol.pollTransmit();
+    // As the socket throws it: the shim's raw error (numeric errno) wrapped, the name in `errno`.
+    const raw = Object.assign(new Error('recvfrom netlink: No buffer space available'), {
+      code: 'ENOBUFS',
+      errno: 105,
+      syscall: 'recvfrom',
+    });
+    protocol.failAll(new SystemCallError('receive netlink replies', raw));
+    const [outcomes] = completed(protocol.takeEvents());
+    for (const outcome of outcomes ?? []) {
+      if (outcome.ok) throw new Error('expected every request to fail');
+      expect(outcome.error.errno).toBe('ENOBUFS');
+      expect(outcome.error.answerLost).toBe(true);
+      expect(answerLost(outcome.error)).toBe(true);
+      expect(outcome.error.message).toContain(
+        'failed: ENOBUFS (no answer from the kernel: receive netlink replies failed',
+      );
+    }
+    expect(outcomes).toHaveLength(3);
   });
 
   it('fails what waits on a malformed datagram and says where it broke', () => {

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { RollbackIncompleteError } from '../../../src/errors.js';
 import { ETH_P_ALL } from '../../../src/netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, TC_H_INGRESS } from '../../../src/netlink/codec/tc/message.js';
+import { NetlinkError } from '../../../src/netlink/errors.js';
 import type { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { IngressQdiscBusyError } from '../../../src/network/ingress-qdisc.js';
 import { applyPlan, sendChanges } from '../../../src/network/plan/apply.js';
@@ -39,6 +40,8 @@ function redirectPlan(): Plan {
 }
 
 const refusal = (errno: string) => Object.assign(new Error(`refused: ${errno}`), { errno });
+const lostAnswer = () =>
+  Object.assign(new Error('recvfrom netlink: No buffer space available'), { code: 'ENOBUFS', errno: 105 });
 
 /**
  * Answers each request with the next scripted errno for its description ("qdisc 3", "filter 3",
@@ -48,29 +51,47 @@ function scriptedHandle(script: Record<string, string[]>) {
   const log: string[][] = [];
   /** The links whose ingress qdisc an accepted request made (and none deleted since): what a qdisc dump lists. */
   const ingressOn = new Set<number>();
-  const answer = (request: string) => {
+  /** The links' MTUs as accepted set requests leave them: what a link dump lists (the undo's check reads it). */
+  const mtus = new Map([
+    [3, 1500],
+    [4, 1400],
+  ]);
+  // After a scripted LOST, the receive failed: that answer and every later one of its batch are
+  // lost, though the kernel made each change (a send runs whole).
+  let lost: Error | undefined;
+  const answer = (request: string, set?: { mtu?: number }) => {
     const errno = script[request]?.shift();
-    if (errno) return { ok: false as const, error: refusal(errno) };
+    if (errno === 'LOST') lost = lostAnswer();
+    if (errno && errno !== 'LOST') return { ok: false as const, error: refusal(errno) };
     const [verb, index] = request.split(' ');
     if (verb === 'qdisc') ingressOn.add(Number(index));
     if (verb === 'delete-qdisc') ingressOn.delete(Number(index));
+    if (verb === 'set' && set?.mtu !== undefined) mtus.set(Number(index), set.mtu);
+    if (lost)
+      return { ok: false as const, error: NetlinkError.fromFailure({ type: 0, description: request }, lost, '/x') };
     return { ok: true as const, messages: [] };
   };
   const batch = () => {
     const requests: string[] = [];
+    const sets = new Map<number, { mtu?: number }>();
     const add = (request: string) => {
       requests.push(request);
       return fake;
     };
     const fake = {
-      setLink: (index: number) => add(`set ${index}`),
+      setLink: (index: number, set: { mtu?: number }) => {
+        sets.set(requests.length, set);
+        return add(`set ${index}`);
+      },
       addQdisc: (spec: { index: number }) => add(`qdisc ${spec.index}`),
       deleteQdisc: (index: number) => add(`delete-qdisc ${index}`),
       addFilter: (spec: { index: number }) => add(`filter ${spec.index}`),
       deleteFilter: (spec: { index: number }) => add(`delete-filter ${spec.index}`),
       send: async () => {
         log.push([...requests]);
-        return requests.map(answer);
+        const answers = requests.map((request, position) => answer(request, sets.get(position)));
+        lost = undefined;
+        return answers;
       },
     };
     return fake;
@@ -88,8 +109,8 @@ function scriptedHandle(script: Record<string, string[]>) {
         : [],
     filters: async () => [],
     links: async () => [
-      { index: 3, name: 'eth0', flags: 0, mtu: 1500 },
-      { index: 4, name: 'eth1', flags: 0, mtu: 1400 },
+      { index: 3, name: 'eth0', flags: 0, mtu: mtus.get(3) },
+      { index: 4, name: 'eth1', flags: 0, mtu: mtus.get(4) },
     ],
   };
   return { handle: handle as unknown as NetlinkHandle, log };
@@ -162,6 +183,24 @@ describe('applyPlan batches', () => {
     expect(log[0]).toEqual(['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4']);
     // The undo batch deletes both qdiscs vcnet made (eth1's filter goes with its qdisc) and puts
     // eth1's MTU back; nothing is asked of the filter that was never made.
+    expect([...(log[1] ?? [])].sort()).toEqual(['delete-qdisc 3', 'delete-qdisc 4', 'set 4']);
+    expect(log).toHaveLength(2);
+  });
+});
+
+describe('applyPlan with answers lost', () => {
+  it('undoes every change whose answer was lost, as made, and throws the loss', async () => {
+    // The receive fails at eth0's qdisc: it and both filters were made, and their answers lost.
+    const { handle, log } = scriptedHandle({ 'qdisc 3': ['LOST'] });
+    const error = await applyPlan(redirectPlan(), { handle, namespacePath: '/x', keepFds: false }).then(
+      () => undefined,
+      (caught: unknown) => caught as NetlinkError,
+    );
+    expect(error).toBeInstanceOf(NetlinkError);
+    expect(error?.errno).toBe('ENOBUFS');
+    expect(error?.answerLost).toBe(true);
+    expect(log[0]).toEqual(['set 4', 'qdisc 4', 'qdisc 3', 'filter 3', 'filter 4']);
+    // Both qdiscs go (with the filters in them), eth0's too, whose add was never answered.
     expect([...(log[1] ?? [])].sort()).toEqual(['delete-qdisc 3', 'delete-qdisc 4', 'set 4']);
     expect(log).toHaveLength(2);
   });

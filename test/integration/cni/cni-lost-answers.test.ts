@@ -1,0 +1,94 @@
+/**
+ * vcnet-cni ADD whose netlink answers are lost after the kernel ran the batch (the transport's test
+ * seam, preloaded: test/helpers/fault-preload.mjs). The plugin undoes everything the batch may have
+ * made and says so only when it is gone; when its undo loses its answers too, the record keeps all
+ * of it and the runtime's DEL removes it.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loseAnswersAt, stateDirectoryPerTest } from '../../helpers/cli.js';
+import { cleanupNamespaces } from '../../helpers/namespace.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+
+const PLUGIN = fileURLToPath(new URL('../../../dist/cni/main.js', import.meta.url));
+const stateDirectory = stateDirectoryPerTest('vcnet-cni-lost-');
+const CONTAINER = 'ctr-lost';
+
+afterEach(() => {
+  cleanupNamespaces();
+});
+
+type Pod = ReturnType<typeof makePod>['pod'];
+
+function config(pod: Pod): string {
+  const mac = /link\/ether ([0-9a-f:]+)/.exec(pod.exec('ip', ['link', 'show', 'eth0']))![1]!;
+  return JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'vcnet-lost',
+    type: 'vcnet-cni',
+    stateDir: join(stateDirectory(), 'cni'),
+    prevResult: {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'eth0', mac, sandbox: pod.path }],
+      ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
+    },
+  });
+}
+
+function runPlugin(command: string, pod: Pod, env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [PLUGIN], {
+    input: config(pod),
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: {
+      PATH: process.env.PATH,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: CONTAINER,
+      CNI_NETNS: pod.path,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: '/usr/lib/cni',
+      VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry'),
+      ...env,
+    },
+  });
+}
+
+/** The records under the plugin's state directory (lock files aside). */
+function records(): string[] {
+  const root = join(stateDirectory(), 'cni');
+  if (!existsSync(root)) return [];
+  return (readdirSync(root, { recursive: true }) as string[]).filter((name) => name.endsWith('.json')).sort();
+}
+
+describe('vcnet-cni ADD whose answers are lost', () => {
+  it('undoes the whole batch, says so, and leaves no record', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const add = runPlugin('ADD', pod, loseAnswersAt(1));
+    expect(add.status, add.stderr).not.toBe(0);
+    const reply = JSON.parse(add.stdout) as { code: number; msg: string; details: string };
+    expect(reply.msg).toContain('ENOBUFS');
+    expect(reply.msg).toContain('everything it had made was removed');
+    expect(fingerprint(pod)).toEqual(before);
+    expect(records()).toEqual([]);
+    expect(runPlugin('DEL', pod).status).toBe(0);
+  });
+
+  it('whose undo loses its answers too: code 103, the record keeps it all, and DEL removes it', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const add = runPlugin('ADD', pod, loseAnswersAt(1, true));
+    expect(add.status, add.stderr).not.toBe(0);
+    const reply = JSON.parse(add.stdout) as { code: number; msg: string; details: string };
+    expect(reply.code).toBe(103);
+    expect(reply.msg).not.toContain('everything it had made was removed');
+    expect(records()).not.toEqual([]);
+    const del = runPlugin('DEL', pod);
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+    expect(records()).toEqual([]);
+  });
+});
