@@ -5,20 +5,20 @@
  */
 import { RollbackIncompleteError } from '../errors.js';
 import type { Link } from '../netlink/codec/link.js';
+import type { NamespaceSnapshot } from '../netlink/handle.js';
 import { type OpenedNamespace, sameNamespace } from '../netns/namespace-identity.js';
 import { namespaceExistsNowhere } from '../netns/namespace-liveness.js';
 import { ConfigurationConflictError, type NetworkConfig } from '../network/config.js';
 import { loopbackRefused } from '../network/endpoint/create-endpoint.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
-import { Network } from '../network/network.js';
+import type { NetworkInfo } from '../network/network-info.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { removeMadeDirectories } from '../network/state/directory.js';
-import { lockNamespace } from '../network/state/namespace-lock.js';
 import { refuseUnusableRecordEnvironment } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
-import { refuseHeldNamespace } from '../sandbox/namespace-hold.js';
+import { attachUnderLocks } from '../sandbox/attach-under-locks.js';
 import { noticeNoNetwork } from '../sandbox/no-network.js';
-import { attachRecorded, detachRecorded, type RecordKeeper } from '../sandbox/recorded.js';
+import { detachRecorded } from '../sandbox/recorded.js';
 import { shellWord } from '../shell-word.js';
 import {
   type CniConfig,
@@ -68,108 +68,106 @@ async function addInStateDirectory(
   const { environment, config } = request;
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
-  return store
-    .withLock(async () => {
-      refuseExistingRecord(store, environment, namespace.opened, warn);
-      const networkConfig = networkConfigOf(config, namespace.opened.identity.path);
-      // One socket and one scan for the whole ADD.
-      const network = Network.open(networkConfig, sandboxKey(environment), namespace.opened.entryPath);
-      try {
-        // Under the namespace's lock, after the container's (as attach): no attach, detach or other
-        // container's DEL changes vcnet's links here between this scan and this ADD's last change.
-        await lockNamespace(namespace.opened.fd, namespace.path, config.lockTimeoutMs, {
-          howToWaitLonger: CNI_LOCK_TIMEOUT_HINT,
-        });
-        const snapshot = await network.scan();
-        // A namespace a `vcnet attach` sandbox (or another container) holds is refused before anything
-        // is made; this container's other chains (their records) may have vcnet's links here.
-        refuseHeldNamespace(snapshot.links, namespace.opened.identity, namespace.path, [config.stateDirectory], {
-          ownRecords: store.containerRecordFiles(),
-        });
-        const info = interfacesOf(snapshot).find((candidate) => candidate.link.name === environment.interfaceName);
-        if (!info) {
-          if (loopbackNames(snapshot).includes(environment.interfaceName))
-            throw loopbackRefused(environment.interfaceName);
-          throw new CniError(
-            CniErrorCode.INTERFACE_NOT_FOUND,
-            'VCNET_CNI_INTERFACE_NOT_FOUND',
-            `no interface ${environment.interfaceName} in ${namespace.path}`,
-            {
-              value: environment.interfaceName,
-              hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
-            },
-          );
-        }
-        const siblings = store.siblings();
-        refuseSiblingGuestMac(info.link, siblings);
-        const taken = new Set(siblings.flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
-        const firstIndex = freeDeviceIndex(new Set(snapshot.links.map((link) => link.name)), { taken });
-        const createdAt = new Date().toISOString();
-        let device: AttachedDevice | undefined;
-        const record = (): CniAttachmentState => ({
-          version: CNI_STATE_VERSION,
-          id: environment.containerId,
-          namespace: namespace.opened.identity,
-          createdAt,
-          interfaceName: environment.interfaceName,
-          networkName: config.name,
-          ...(device ? { device } : {}),
-          network: network.save(),
-        });
-        const keeper: RecordKeeper = {
-          persist: () => store.write(record()),
-          discard: () => store.remove(),
-          path: store.statePath,
-        };
-        await store.prepareToRecord();
-        const [endpoint] = await attachRecorded(network, { interfaces: [info], firstIndex, snapshot }, keeper).catch(
-          (error: unknown) => {
-            // There is no sandbox for `vcnet detach` to find here: the CNI record is finished by DEL.
-            if (!(error instanceof RollbackIncompleteError)) throw error;
-            throw error.retold(
-              `ADD of ${environment.interfaceName}`,
-              `${store.statePath} keeps what is left: the runtime's DEL of this container and interface removes it once the cause is fixed (or \`vcnet gc --netns ${shellWord(namespace.path)}\`)`,
-            );
-          },
+  let device: AttachedDevice | undefined;
+  return attachUnderLocks({
+    store: {
+      withLock: (work) => store.withLock(work, config.lockTimeoutMs),
+      prepareToRecord: () => store.prepareToRecord(),
+    },
+    refuseExisting: () => refuseExistingRecord(store, environment, namespace.opened, warn),
+    openNamespace: () => namespace.opened,
+    namespacePath: namespace.path,
+    networkConfig: networkConfigOf(config, namespace.opened.identity.path),
+    networkKey: sandboxKey(environment),
+    podNamespace: {
+      lockTimeoutMs: config.lockTimeoutMs,
+      howToWaitLonger: CNI_LOCK_TIMEOUT_HINT,
+      stateDirectories: [config.stateDirectory],
+      // This container's other chains (their records) may have vcnet's links here.
+      ownRecords: () => store.containerRecordFiles(),
+    },
+    attachOptions: (snapshot) => {
+      const info = podInterfaceOf(snapshot, environment.interfaceName, namespace.path);
+      const siblings = store.siblings();
+      refuseSiblingGuestMac(info.link, siblings);
+      const taken = new Set(siblings.flatMap((sibling) => sibling.network.endpoints.map((e) => e.index)));
+      const firstIndex = freeDeviceIndex(new Set(snapshot.links.map((link) => link.name)), { taken });
+      return { interfaces: [info], firstIndex };
+    },
+    keeper: (network) => {
+      const createdAt = new Date().toISOString();
+      const record = (): CniAttachmentState => ({
+        version: CNI_STATE_VERSION,
+        id: environment.containerId,
+        namespace: namespace.opened.identity,
+        createdAt,
+        interfaceName: environment.interfaceName,
+        networkName: config.name,
+        ...(device ? { device } : {}),
+        network: network.save(),
+      });
+      return { persist: () => store.write(record()), discard: () => store.remove(), path: store.statePath };
+    },
+    attachFailure: (error) => {
+      // There is no sandbox for `vcnet detach` to find here: the CNI record is finished by DEL.
+      if (!(error instanceof RollbackIncompleteError)) return error;
+      return error.retold(
+        `ADD of ${environment.interfaceName}`,
+        `${store.statePath} keeps what is left: the runtime's DEL of this container and interface removes it once the cause is fixed (or \`vcnet gc --netns ${shellWord(namespace.path)}\`)`,
+      );
+    },
+    finish: async ([endpoint], network, keeper) => {
+      if (!endpoint?.plumbing?.tapName) {
+        // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
+        await detachRecorded(network, `ADD of ${environment.interfaceName}`, keeper, { finishedBy: DEL_AGAIN });
+        throw new CniError(
+          CniErrorCode.UNSUPPORTED_INTERFACE,
+          'VCNET_CNI_NO_TAP',
+          `${environment.interfaceName} is a ${endpoint?.type ?? 'unknown'} interface, which a VM uses without a tap`,
+          { value: environment.interfaceName, hint: 'give such an interface to the VM with `vcnet attach` instead' },
         );
-        const plumbing = endpoint?.plumbing;
-        if (!plumbing?.tapName) {
-          // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
-          await detachRecorded(network, `ADD of ${environment.interfaceName}`, keeper, { finishedBy: DEL_AGAIN });
-          throw new CniError(
-            CniErrorCode.UNSUPPORTED_INTERFACE,
-            'VCNET_CNI_NO_TAP',
-            `${environment.interfaceName} is a ${endpoint?.type ?? 'unknown'} interface, which a VM uses without a tap`,
-            { value: environment.interfaceName, hint: 'give such an interface to the VM with `vcnet attach` instead' },
-          );
-        }
-        const deviceLink = await network.link(plumbing.tapIndex);
-        device = {
-          name: plumbing.tapName,
-          mac: deviceLink.address ?? '',
-          kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
-        };
-        keeper.persist();
-        // CNI_IFNAME is attached because the runtime names it, address or not (as `attach --interface`
-        // does): a chain that gave it none leaves the VM a NIC with no address, said as attach says it.
-        noticeNoNetwork('attach', network.endpoints(), namespace.path, {
-          noAddress: noAddressAdvice(previous, environment.interfaceName),
-        });
-        // The macvtap model moves the pod interface to another MAC: the result says so.
-        const podLink = await network.link(info.link.index);
-        return resultWith(
-          previous,
-          config.cniVersion,
-          namespace.path,
-          environment.interfaceName,
-          device,
-          podLink.address,
-        );
-      } finally {
-        await network.close();
       }
-    }, config.lockTimeoutMs)
-    .finally(() => namespace.opened.close());
+      const { plumbing } = endpoint;
+      const deviceLink = await network.link(plumbing.tapIndex);
+      device = {
+        name: plumbing.tapName,
+        mac: deviceLink.address ?? '',
+        kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
+      };
+      keeper.persist();
+      // CNI_IFNAME is attached because the runtime names it, address or not (as `attach --interface`
+      // does): a chain that gave it none leaves the VM a NIC with no address, said as attach says it.
+      noticeNoNetwork('attach', network.endpoints(), namespace.path, {
+        noAddress: noAddressAdvice(previous, environment.interfaceName),
+      });
+      // The macvtap model moves the pod interface to another MAC: the result says so.
+      const podLink = await network.link(endpoint.properties.link.index);
+      return resultWith(
+        previous,
+        config.cniVersion,
+        namespace.path,
+        environment.interfaceName,
+        device,
+        podLink.address,
+      );
+    },
+  }).finally(() => namespace.opened.close());
+}
+
+/** CNI_IFNAME in the ADD's scan: the interface the plugin before vcnet-cni made. */
+function podInterfaceOf(snapshot: NamespaceSnapshot, interfaceName: string, namespacePath: string): NetworkInfo {
+  const info = interfacesOf(snapshot).find((candidate) => candidate.link.name === interfaceName);
+  if (info) return info;
+  if (loopbackNames(snapshot).includes(interfaceName)) throw loopbackRefused(interfaceName);
+  throw new CniError(
+    CniErrorCode.INTERFACE_NOT_FOUND,
+    'VCNET_CNI_INTERFACE_NOT_FOUND',
+    `no interface ${interfaceName} in ${namespacePath}`,
+    {
+      value: interfaceName,
+      hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
+    },
+  );
 }
 
 /**

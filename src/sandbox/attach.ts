@@ -1,7 +1,8 @@
 /**
  * attachSandbox: attaches every interface of a pod namespace for a VM and records the sandbox, under
- * the sandbox's lock and the namespace's, through the journaled core (recorded.ts); nothing is left if
- * it fails. Also the checks and error naming the dry run (plan.ts) shares with it.
+ * the sandbox's lock and the namespace's, through the attach sequence vcnet-cni ADD shares
+ * (attach-under-locks.ts); nothing is left if it fails. Also the checks and error naming the dry run
+ * (plan.ts) shares with it.
  */
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
@@ -11,17 +12,16 @@ import { openNamespaceForRecord } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
-import { type AddEndpointsOptions, Network, type SkippedNotice } from '../network/network.js';
+import type { SkippedNotice } from '../network/network.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
-import { lockNamespace } from '../network/state/namespace-lock.js';
 import { recordsHoldingLink } from '../network/state/owners.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
 import { defaultLockTimeoutMs, refuseUnusableRecordEnvironment, SandboxStore } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
-import { refuseHeldNamespace } from './namespace-hold.js';
+import { attachUnderLocks } from './attach-under-locks.js';
 import { ATTACH_NO_NETWORK_ADVICE, noticeNoNetwork } from './no-network.js';
-import { attachRecorded, type RecordKeeper, replacingTakenName, undoAfterFailure } from './recorded.js';
+import { replacingTakenName, undoAfterFailure } from './recorded.js';
 
 export interface AttachResult {
   id: string;
@@ -157,88 +157,76 @@ export async function attachSandbox(
   // VCNET_STATE_REGISTRY and VCNET_STATE_DIR, before withLock makes the state directory and its lock.
   refuseUnusableRecordEnvironment();
   const store = new SandboxStore(id, options.stateDirectory);
-  return store.withLock(
-    async () => {
-      // A damaged record is refused here too (StateInvalidError), never overwritten.
-      if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
-      // Opened once and used through its fd; the pinned path is the one recorded when there is one.
-      const namespace = openNamespaceForRecord(config.namespacePath, 'namespacePath');
-      let network: Network;
-      try {
-        network = Network.open({ ...config, namespacePath: namespace.identity.path }, id, namespace.entryPath);
-      } catch (error) {
-        namespace.close();
-        throw error;
-      }
-      try {
-        const createdAt = new Date().toISOString();
-        // Until the attach's last write: a record left with it was left by a killed attach (gc undoes it).
-        let attaching = true;
-        const record = (): SandboxState => ({
-          version: SANDBOX_STATE_VERSION,
-          id,
-          namespace: namespace.identity,
-          createdAt,
-          network: network.save(),
-          ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
-          ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
-          ...(attaching ? { attaching: true as const } : {}),
-        });
-        const keeper: RecordKeeper = {
-          persist: () => store.write(record()),
-          finishing: () => {
-            attaching = false;
-          },
-          discard: () => store.remove(),
-          path: store.statePath,
-        };
-        // The attach's one scan, taken under the namespace's lock (with disable_new_netns the namespace
-        // is the host's, which every such sandbox shares: no lock, and the attach scans).
-        let snapshot: AddEndpointsOptions['snapshot'];
-        if (!config.disableNewNetns) {
-          await lockNamespace(namespace.fd, namespace.identity.path, options.lockTimeoutMs ?? defaultLockTimeoutMs(), {
-            signal: options.signal,
-          });
-          snapshot = await network.scan();
-          refuseHeldNamespace(snapshot.links, namespace.identity, namespace.identity.path, stateDirectories(options));
-        }
-        await store.prepareToRecord();
-        const attachOptions = {
-          ...(options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}),
-          ...(snapshot ? { snapshot } : {}),
-        };
-        await attachRecorded(network, attachOptions, keeper).catch((error: unknown) => {
-          throw namingTheOwner(error, namespace.identity, namespace.identity.path, options.stateDirectory);
-        });
-        try {
-          options.checkEndpoints?.(network.endpoints());
-        } catch (error) {
-          // Nothing half-built: a refused device configuration undoes the plumbing and the record.
-          await undoAfterFailure(error, network, `attach of ${id}`, keeper);
-        }
-        // As Kata ("no network interfaces found"): not an error (the runtime may configure the pod
-        // later, and add-iface adds NICs), but never silent. The host's namespace is not a pod's.
-        if (!config.disableNewNetns)
-          noticeNoNetwork('attach', network.endpoints(), config.namespacePath, ATTACH_NO_NETWORK_ADVICE);
-        const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
-        if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
-        return {
-          id,
-          endpoints: [...network.endpoints()],
-          guest: generateGuestNetwork(network.endpoints()),
-          statePath: store.statePath,
-          skipped: network.skippedNotices(),
-        };
-      } finally {
-        // Settled only once the socket's fds are closed too: nothing of the pod namespace stays open.
-        const closing = network.close();
-        namespace.close();
-        await closing;
-      }
+  return attachUnderLocks({
+    store: {
+      withLock: (work) =>
+        store.withLock(work, options.lockTimeoutMs, { operation: 'attachSandbox', signal: options.signal }),
+      prepareToRecord: () => store.prepareToRecord(),
     },
-    options.lockTimeoutMs,
-    { operation: 'attachSandbox', signal: options.signal },
-  );
+    refuseExisting: () => {
+      if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
+    },
+    openNamespace: () => openNamespaceForRecord(config.namespacePath, 'namespacePath'),
+    networkConfig: config,
+    networkKey: id,
+    // The host's namespace (disable_new_netns) is shared by every such sandbox: not locked.
+    ...(config.disableNewNetns
+      ? {}
+      : {
+          podNamespace: {
+            lockTimeoutMs: options.lockTimeoutMs ?? defaultLockTimeoutMs(),
+            signal: options.signal,
+            stateDirectories: stateDirectories(options),
+          },
+        }),
+    attachOptions: () => (options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}),
+    keeper: (network, namespace) => {
+      const createdAt = new Date().toISOString();
+      // Until the attach's last write: a record left with it was left by a killed attach (gc undoes it).
+      let attaching = true;
+      const record = (): SandboxState => ({
+        version: SANDBOX_STATE_VERSION,
+        id,
+        namespace: namespace.identity,
+        createdAt,
+        network: network.save(),
+        ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
+        ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
+        ...(attaching ? { attaching: true as const } : {}),
+      });
+      return {
+        persist: () => store.write(record()),
+        finishing: () => {
+          attaching = false;
+        },
+        discard: () => store.remove(),
+        path: store.statePath,
+      };
+    },
+    attachFailure: (error, namespace) =>
+      namingTheOwner(error, namespace.identity, namespace.identity.path, options.stateDirectory),
+    finish: async (_attached, network, keeper) => {
+      try {
+        options.checkEndpoints?.(network.endpoints());
+      } catch (error) {
+        // Nothing half-built: a refused device configuration undoes the plumbing and the record.
+        await undoAfterFailure(error, network, `attach of ${id}`, keeper);
+      }
+      // As Kata ("no network interfaces found"): not an error (the runtime may configure the pod
+      // later, and add-iface adds NICs), but never silent. The host's namespace is not a pod's.
+      if (!config.disableNewNetns)
+        noticeNoNetwork('attach', network.endpoints(), config.namespacePath, ATTACH_NO_NETWORK_ADVICE);
+      const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
+      if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
+      return {
+        id,
+        endpoints: [...network.endpoints()],
+        guest: generateGuestNetwork(network.endpoints()),
+        statePath: store.statePath,
+        skipped: network.skippedNotices(),
+      };
+    },
+  });
 }
 
 /** The state directory a command names, besides every one gc knows. */

@@ -15,7 +15,7 @@ import type { Route } from '../../netlink/codec/route.js';
 import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import { formatHandle, parseHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { commandOf } from './commands.js';
-import { undoChangesOf } from './inverse.js';
+import { undoChangesOf, undoOf } from './inverse.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
 import { networkOf } from './pod-link-routes.js';
 import {
@@ -243,17 +243,17 @@ function rootQdiscReset(
   if (record.before.qdisc !== 'noop' || restoring.up !== false) return [];
   if (link.qdisc !== 'noqueue' && link.qdisc !== 'pfifo_fast') return [];
   const ref: LinkRef = { role: 'pod', name: link.name, index: link.index };
+  const transient: Change = {
+    op: 'add-qdisc',
+    link: ref,
+    kind: 'htb',
+    handle: TRANSIENT_ROOT_HANDLE,
+    parent: TC_H_ROOT,
+  };
+  // Its delete is derived from its add, as every undo is: the same link, handle and parent.
+  const removal = undoOf(transient);
   // Settles nothing: the record is the up/down state; this is the kernel's side effect of it.
-  return [
-    {
-      change: { op: 'add-qdisc', link: ref, kind: 'htb', handle: TRANSIENT_ROOT_HANDLE, parent: TC_H_ROOT },
-      settles: [],
-    },
-    {
-      change: { op: 'delete-qdisc', link: ref, kind: 'htb', handle: TRANSIENT_ROOT_HANDLE, parent: TC_H_ROOT },
-      settles: [],
-    },
-  ];
+  return [transient, ...(removal ? [removal] : [])].map((change) => ({ change, settles: [] }));
 }
 
 /**

@@ -520,44 +520,55 @@ describe('repairOutcomes: the answers, back to each object', () => {
   });
 });
 
+/**
+ * A handle over a namespace where someone deleted eth0's ingress and both htbs (the tap's ingress and
+ * redirect are there): it records each batch it is sent and answers each request as `refusal` says.
+ */
+function deletedHandle(links: Link[], tapIndex: number, refusal: (request: string) => string | undefined) {
+  const sent: string[][] = [];
+  const handle = {
+    links: async () => links,
+    qdiscs: async () => [ingress(tapIndex)],
+    filters: async (index: number) => (index === tapIndex ? [redirect(tapIndex, 2)] : []),
+    addQdisc: async () => {},
+    changes: () => {
+      const requests: string[] = [];
+      const add = (request: string) => {
+        requests.push(request);
+        return batch;
+      };
+      const batch = {
+        addQdisc: (spec: { index: number; options: { kind: string } }) =>
+          add(`qdisc ${spec.options.kind} ${spec.index}`),
+        addHtbClass: (spec: { index: number; handle: number }) =>
+          add(`class ${spec.index} ${(spec.handle & 0xffff).toString()}`),
+        addFilter: (spec: { index: number }) => add(`filter ${spec.index}`),
+        deleteQdisc: (index: number) => add(`delete-qdisc ${index}`),
+        setLink: (index: number) => add(`set ${index}`),
+        send: async () => {
+          sent.push([...requests]);
+          return requests.map((request) => {
+            const errno = refusal(request);
+            return errno
+              ? { ok: false as const, error: Object.assign(new Error(`refused: ${errno}`), { errno }) }
+              : { ok: true as const, messages: [] };
+          });
+        },
+      };
+      return batch;
+    },
+  };
+  return { handle: handle as unknown as NetlinkHandle, sent };
+}
+
 describe('repairTrafficControl: dump, plan, one batch through the executor', () => {
   it('sends the whole repair in one batch, and takes away an htb whose class the kernel refused', async () => {
     const { endpoint, links, tapIndex } = attached('tcfilter', RATES);
-    const sent: string[][] = [];
-    const handle = {
-      links: async () => links,
-      // Someone deleted eth0's ingress and both htbs; the tap's ingress and redirect are there.
-      qdiscs: async () => [ingress(tapIndex)],
-      filters: async (index: number) => (index === tapIndex ? [redirect(tapIndex, 2)] : []),
-      addQdisc: async () => {},
-      changes: () => {
-        const requests: string[] = [];
-        const add = (request: string) => {
-          requests.push(request);
-          return batch;
-        };
-        const batch = {
-          addQdisc: (spec: { index: number; options: { kind: string } }) =>
-            add(`qdisc ${spec.options.kind} ${spec.index}`),
-          addHtbClass: (spec: { index: number; handle: number }) =>
-            add(`class ${spec.index} ${(spec.handle & 0xffff).toString()}`),
-          addFilter: (spec: { index: number }) => add(`filter ${spec.index}`),
-          deleteQdisc: (index: number) => add(`delete-qdisc ${index}`),
-          setLink: (index: number) => add(`set ${index}`),
-          send: async () => {
-            sent.push([...requests]);
-            // eth0's class 1:2 cannot be made.
-            return requests.map((request) =>
-              request === 'class 2 2'
-                ? { ok: false as const, error: Object.assign(new Error('refused: ENOMEM'), { errno: 'ENOMEM' }) }
-                : { ok: true as const, messages: [] },
-            );
-          },
-        };
-        return batch;
-      },
-    };
-    const outcomes = await repairTrafficControl(handle as unknown as NetlinkHandle, endpoint, RATES);
+    // eth0's class 1:2 cannot be made.
+    const { handle, sent } = deletedHandle(links, tapIndex, (request) =>
+      request === 'class 2 2' ? 'ENOMEM' : undefined,
+    );
+    const outcomes = await repairTrafficControl(handle, endpoint, RATES);
     expect(sent).toEqual([
       [
         'qdisc ingress 2',
@@ -579,5 +590,35 @@ describe('repairTrafficControl: dump, plan, one batch through the executor', () 
       'tap0_kata htb qdisc 1: restored',
       'eth0 htb qdisc 1: failed',
     ]);
+    expect(outcomes.at(-1)?.message).not.toContain('is left');
+  });
+
+  it('an htb whose undo the kernel refused too is said to be left, with the command that removes it', async () => {
+    const { endpoint, links, tapIndex } = attached('tcfilter', RATES);
+    const { handle, sent } = deletedHandle(links, tapIndex, (request) =>
+      request === 'class 2 2' ? 'ENOMEM' : request === 'delete-qdisc 2' ? 'EPERM' : undefined,
+    );
+    const outcomes = await repairTrafficControl(handle, endpoint, RATES);
+    expect(sent.at(-1)).toEqual(['delete-qdisc 2']);
+    const failed = outcomes.filter((outcome) => outcome.outcome === 'failed');
+    expect(failed).toEqual([
+      expect.objectContaining({
+        link: 'eth0',
+        object: 'htb qdisc 1:',
+        message: expect.stringContaining(
+          "the part of vcnet's htb qdisc 1: on eth0 the kernel made could not be taken away again (refused: EPERM) and is left: `tc qdisc del dev eth0 root handle 1:` in the pod's namespace removes it",
+        ),
+      }),
+    ]);
+  });
+
+  it('an undo that finds the htb gone already leaves nothing to say', async () => {
+    const { endpoint, links, tapIndex } = attached('tcfilter', RATES);
+    const { handle } = deletedHandle(links, tapIndex, (request) =>
+      request === 'class 2 2' ? 'ENOMEM' : request === 'delete-qdisc 2' ? 'ENOENT' : undefined,
+    );
+    const outcomes = await repairTrafficControl(handle, endpoint, RATES);
+    expect(outcomes.at(-1)).toEqual(expect.objectContaining({ object: 'htb qdisc 1:', outcome: 'failed' }));
+    expect(outcomes.at(-1)?.message).not.toContain('is left');
   });
 });
