@@ -230,6 +230,7 @@ export {
   type RouteFilter,
   type SnapshotPart,
 } from './netlink/handle.js';
+export type { RequestOutcome } from './netlink/protocol.js';
 export { HostNamespaceError } from './netns/host-namespace.js';
 // Namespaces and netlink: the handle and the types it takes and returns (the codec: 'vcnet/netlink').
 export {
@@ -273,6 +274,7 @@ export {
 } from './network/endpoint/create-endpoint.js';
 export {
   Endpoint,
+  type EndpointState,
   EndpointStateError,
   type VmNetworkDevice,
 } from './network/endpoint/endpoint.js';
@@ -311,14 +313,35 @@ export {
   type InterworkingModelName,
   parseInterworkingModel,
 } from './network/interworking-model.js';
-export { AttachError } from './network/model/plumbing-context.js';
+export { AttachError, type AttachedPlumbing, type PlumbingContext } from './network/model/plumbing-context.js';
 export { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
 export { MacvtapDeviceError } from './network/plan/macvtap-index.js';
-export { LinkNameTakenError, type LinkOwnerRecord } from './network/plan/plan-attach.js';
+export {
+  type AttachRequest,
+  LinkNameTakenError,
+  type LinkOwnerRecord,
+  type PlanSnapshot,
+} from './network/plan/plan-attach.js';
+export type { DetachNotice, DetachPlan, DetachStep, KeptRecord } from './network/plan/plan-detach.js';
 export type { TrafficControlRepair } from './network/plan/plan-tc-repair.js';
 export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
-export type { RateLimit } from './network/plan/types.js';
+export type {
+  AddressRecord,
+  Change,
+  LinkAttributes,
+  LinkRef,
+  LinkRole,
+  NeighbourRecord,
+  NextHopRecord,
+  Plan,
+  PlanStep,
+  PlumbingStep,
+  PodLinkRecord,
+  RateLimit,
+  RecordedLinkAttributes,
+  RouteRecord,
+} from './network/plan/types.js';
 export type { UndoReport } from './network/plan/undo.js';
 export {
   classifyScan,

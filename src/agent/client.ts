@@ -56,6 +56,10 @@ function ipTablesCallOptions(options: IpTablesCallOptions): { v6: boolean; call:
 }
 
 export class AgentClient {
+  /**
+   * The ttrpc connection the calls go over.
+   * @internal
+   */
   readonly ttrpc: TtrpcClient;
   private readonly callTimeoutMs: number;
 

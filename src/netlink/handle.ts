@@ -347,8 +347,17 @@ function notANetworkNamespace(path: string, error: SystemCallError): string | un
 /** A dump part this long is decoded in its own event-loop turn. */
 const LARGE_DUMP_MESSAGES = 256;
 
+/**
+ * rtnetlink in one network namespace: links, addresses, routes, neighbours, qdiscs, classes and
+ * filters, listed (with `ip`'s view of them) and changed one by one or in a `changes()` batch.
+ * `NetlinkHandle.open(path)` opens one inside a namespace; `close()` (or `using`) releases its socket.
+ */
 export class NetlinkHandle {
   private constructor(
+    /**
+     * The netlink socket under the handle, for vcnet's own raw requests.
+     * @internal
+     */
     readonly socket: NetlinkSocket,
     readonly namespacePath: string | undefined,
   ) {}

@@ -40,3 +40,4 @@ export {
   type SnapshotOptions,
   type SnapshotPart,
 } from './handle.js';
+export type { RequestOutcome } from './protocol.js';

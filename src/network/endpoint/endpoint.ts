@@ -50,6 +50,7 @@ export interface EndpointState {
   details?: Record<string, unknown>;
 }
 
+/** An endpoint record this vcnet cannot read (VCNET_STATE_INVALID). */
 export class EndpointStateError extends VcnetError {
   static override readonly errorName: string = 'EndpointStateError';
   constructor(message: string, value: unknown) {
@@ -60,6 +61,7 @@ export class EndpointStateError extends VcnetError {
   }
 }
 
+/** One pod interface as the VM gets it (createEndpoint makes one per link; Network attaches them). */
 export abstract class Endpoint {
   abstract readonly type: EndpointType;
   plumbing: AttachedPlumbing | undefined;
@@ -157,7 +159,10 @@ export abstract class Endpoint {
     this.pendingSteps = undefined;
   }
 
-  /** The prepared plan's intent, taken once by build (a planning error is thrown here). */
+  /**
+   * The prepared plan's intent, taken once by build (a planning error is thrown here).
+   * @internal
+   */
   protected takePreparedIntent(): PlanIntent | undefined {
     const prepared = this.prepared;
     this.prepared = undefined;
@@ -183,6 +188,10 @@ export abstract class Endpoint {
     return attachByPlan(context, request, intent);
   }
 
+  /**
+   * Builds this endpoint's plumbing: a step of Network.addEndpoints, which journals it in the record.
+   * @internal
+   */
   async attach(context: PlumbingContext): Promise<AttachedPlumbing> {
     if (this.plumbing) return this.plumbing;
     const journaled: PlumbingContext = {

@@ -132,7 +132,7 @@ export interface Plan {
  * its ifindex in the namespace (its identity: a renamed link keeps it, a recreated one gets a new one).
  * Records written before vcnet kept the index name the link only.
  */
-interface PodLinkRecord {
+export interface PodLinkRecord {
   link: string;
   index?: number;
   /**
