@@ -69,6 +69,10 @@ const QMP_WAIT_RANGE = { min: 1, max: 3_600_000, integer: false, unit: 'millisec
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 
+/**
+ * A QMP connection to a running QEMU (`QmpClient.connect(socketPath)`): commands with a deadline,
+ * QMP events as EventEmitter events, and `waitForEvent` for one of them.
+ */
 export class QmpClient extends EventEmitter<QmpClientEvents> {
   readonly socketPath: string;
   readonly greeting: QmpGreeting;

@@ -11,6 +11,7 @@ export { NETNS_RUN_DIRECTORY };
 
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,200}$/;
 
+/** /var/run/netns/NAME for a namespace name `ip netns` accepts; refuses any other name. */
 export function namespacePath(name: string): string {
   if (!NAME_PATTERN.test(name) || name === '.' || name === '..') {
     throw new InvalidInputError('namespace name', name, 'letters, digits, "_", "." and "-" (1-200 characters)');

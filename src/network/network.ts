@@ -106,6 +106,12 @@ const ADD_ENDPOINTS_KEYS: readonly (keyof AddEndpointsOptions)[] = [
 /** Why the scan leaves a tap<N>_kata, ifb<N>_kata or link in vcnet's group alone. */
 const VM_DEVICE_REASON = "a VM's device (tap<N>_kata, ifb<N>_kata or in vcnet's link group), not a pod interface";
 
+/**
+ * The network of one sandbox in its namespace: the scan that turns pod links into endpoints, their
+ * attach (planned, journaled, rolled back on failure) and detach, and the record (`save()`,
+ * `Network.load()`) that lets another process undo it. `Network.open(config, sandboxId)` starts one;
+ * attachSandbox and detachSandbox are the recorded way to use it.
+ */
 export class Network {
   private readonly list: Endpoint[] = [];
   /** Links the last scan left out (no address, not named); the library does not log, the caller prints. */
