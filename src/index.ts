@@ -11,12 +11,9 @@
 export {
   AgentClient,
   type AgentClientOptions,
-  type ARPNeighbor as AgentNeighbour,
-  type Interface as AgentInterface,
   type InterfaceInit,
   type IpTablesCallOptions,
   type NeighbourInit,
-  type Route as AgentRoute,
   type RouteInit,
 } from './agent/client.js';
 export {
@@ -29,7 +26,12 @@ export {
   IpTablesCommandError,
   NetworkApplyError,
 } from './agent/errors.js';
-export type { IPAddress as AgentIpAddress } from './agent/generated/types_pb.js';
+export type {
+  ARPNeighbor as AgentNeighbour,
+  Interface as AgentInterface,
+  IPAddress as AgentIpAddress,
+  Route as AgentRoute,
+} from './agent/generated/types_pb.js';
 export { IPFamily as AgentIpFamily } from './agent/generated/types_pb.js';
 export type { HybridVsockOptions } from './agent/hybrid-vsock.js';
 // Kata's JSON for interfaces, routes and neighbours (kata-runtime's `kata-network` commands).
@@ -113,6 +115,7 @@ export {
   InvalidFieldsError,
   InvalidInputError,
   isErrorCode,
+  NamespacePathError,
   RollbackIncompleteError,
   SystemCallError,
   VcnetError,
@@ -231,13 +234,11 @@ export {
   type SnapshotPart,
 } from './netlink/handle.js';
 export type { RequestOutcome } from './netlink/protocol.js';
-export { HostNamespaceError } from './netns/host-namespace.js';
+export { HostNamespaceError, isHostNamespace } from './netns/host-namespace.js';
 // Namespaces and netlink: the handle and the types it takes and returns (the codec: 'vcnet/netlink').
 export {
   createNamespace,
   deleteNamespace,
-  isHostNamespace,
-  NETNS_RUN_DIRECTORY,
   namespacePath,
   openNamespace,
 } from './netns/namespace.js';
@@ -246,7 +247,7 @@ export {
   NamespaceChangedError,
   NamespaceGoneError,
   type NamespaceIdentity,
-  NamespacePathError,
+  NETNS_RUN_DIRECTORY,
   RecordedIdentityDamagedError,
 } from './netns/namespace-identity.js';
 // The network of one sandbox: configuration, scan, endpoints, models, guest structures.

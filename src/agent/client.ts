@@ -168,5 +168,3 @@ export class AgentClient {
     this.close();
   }
 }
-
-export type { ARPNeighbor, Interface, Route };

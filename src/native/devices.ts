@@ -4,9 +4,8 @@
  * hand or close the fds. Errors are the addon's raw ones (`code` = errno name): callers wrap them in
  * a SystemCallError naming what they were doing.
  */
-import { nativeShim, type TunOptions } from './binding.js';
-
-export type { TunOptions } from './binding.js';
+import { nativeShim } from './binding.js';
+import type { TunOptions } from './shim-types.js';
 
 export const nativeDevices = {
   createTun: (

@@ -51,7 +51,8 @@ import { decodeClass, encodeHtbClass, type HtbClassSpec, type TrafficClass } fro
 import { decodeQdisc, encodeDeleteQdisc, encodeQdisc, type Qdisc, type QdiscSpec } from './codec/tc/qdisc.js';
 import type { MessageWriter } from './codec/writer.js';
 import { LinkNotFoundError, type NetlinkError } from './errors.js';
-import { NetlinkSocket, type RequestBatch, type RequestOutcome } from './transport.js';
+import type { RequestOutcome } from './protocol.js';
+import { NetlinkSocket, type RequestBatch } from './transport.js';
 
 export interface DeleteFilterTarget {
   index: number;
@@ -735,5 +736,3 @@ for (const [alias, name] of Object.entries(DEPRECATED_HANDLE_METHODS)) {
     configurable: true,
   });
 }
-
-export type { NetlinkError };

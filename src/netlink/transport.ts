@@ -17,7 +17,6 @@ import { NetlinkClosedError } from './errors.js';
 import { isGetRequest, NetlinkProtocol, type ProtocolRequest, type RequestOutcome } from './protocol.js';
 import { RouteSocket } from './socket.js';
 
-export type { RequestOutcome } from './protocol.js';
 export type PendingRequest = ProtocolRequest;
 
 /** A batch of requests being built; send() returns one outcome per request, in order. */

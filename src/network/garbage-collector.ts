@@ -34,11 +34,10 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, NamespacePathError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { appendTo } from '../multimap.js';
 import { NamespaceHolders } from '../netns/namespace-holders.js';
-import { NamespacePathError } from '../netns/namespace-identity.js';
 import { cookieAt, identityOfKey, keyOf, liveNamespaces, type NamespaceKey } from '../netns/namespace-liveness.js';
 import { dropGoneRecords } from './gc/gone-records.js';
 import { scanNamespaces } from './gc/namespace-scan.js';

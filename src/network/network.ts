@@ -41,8 +41,7 @@ import type { DetachPlan } from './plan/plan-detach.js';
 import type { TrafficControlRepair } from './plan/plan-tc-repair.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
 import type { UndoReport } from './plan/undo.js';
-import { describeRecords, planUndo } from './plan/undo.js';
-import { undoPlumbing } from './plumbing.js';
+import { describeRecords, planUndo, undoRecords } from './plan/undo.js';
 import {
   interfacesOf,
   physicalLinksOf,
@@ -550,7 +549,7 @@ export class Network {
     const steps = removable.flatMap((endpoint) => endpoint.records);
     for (const endpoint of removable) endpoint.closeFds();
     const report: UndoReport = {
-      ...(await undoPlumbing(this.handle, steps)),
+      ...(await undoRecords(this.handle, steps)),
       ...(stillPlugged.length > 0 ? { stillPlugged } : {}),
     };
     // What went is forgotten; what the kernel refused stays recorded on its endpoint.

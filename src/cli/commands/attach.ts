@@ -2,17 +2,17 @@ import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
-import { stateDirectory } from '../../network/state/store.js';
-import { refuseMacvtapInUserNamespace } from '../../network/user-namespace.js';
-import { attachSandbox } from '../../sandbox/attach.js';
-import { planSandboxAttach } from '../../sandbox/plan.js';
 import {
   type DeviceConfig,
   type HypervisorDeviceOptions,
   hypervisorDeviceConfig,
   plannedDeviceConfig,
-  shellRedirections,
-} from '../hypervisor-config.js';
+} from '../../network/hypervisor-devices.js';
+import { stateDirectory } from '../../network/state/store.js';
+import { refuseMacvtapInUserNamespace } from '../../network/user-namespace.js';
+import { attachSandbox } from '../../sandbox/attach.js';
+import { planSandboxAttach } from '../../sandbox/plan.js';
+import { shellRedirections } from '../hypervisor-config.js';
 import { logger } from '../observability/logger.js';
 import {
   collect,

@@ -31,8 +31,6 @@ export class AddressFormatError extends VcnetError {
   }
 }
 
-export { isMacAddress } from '../../mac-address.js';
-
 export function macToBytes(text: string): Buffer {
   if (!isMacAddress(text)) throw new AddressFormatError('mac', text);
   return Buffer.from(text.replaceAll(':', ''), 'hex');

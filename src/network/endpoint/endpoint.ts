@@ -16,8 +16,7 @@ import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
-import type { UndoReport } from '../plan/undo.js';
-import { undoPlumbing } from '../plumbing.js';
+import { type UndoReport, undoRecords } from '../plan/undo.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 
 /** The hypervisor-neutral NIC description handed to src/hypervisor (its NetworkDevice). */
@@ -222,7 +221,7 @@ export abstract class Endpoint {
     const plumbing = this.plumbing;
     if (!plumbing) return { undone: 0, alreadyGone: 0, kept: 0, failures: [], left: [] };
     this.closeFds();
-    const report = await undoPlumbing(handle, plumbing.steps);
+    const report = await undoRecords(handle, plumbing.steps);
     this.keepLeft(report.left);
     return report;
   }

@@ -9,7 +9,8 @@
 import type { AddressSpec } from '../../netlink/codec/address.js';
 import type { Ipv6AddressGeneration } from '../../netlink/codec/link.js';
 import type { NeighbourSpec } from '../../netlink/codec/neighbour.js';
-import type { NextHopSpec, RouteSpec } from '../../netlink/codec/route.js';
+import type { RouteSpec } from '../../netlink/codec/route.js';
+import type { NextHopSpec } from '../../netlink/codec/route-attributes.js';
 
 /** What a link is to the plan: the pod's own link, or one the plan creates. */
 export type LinkRole = 'pod' | 'tap' | 'macvtap' | 'ifb';
