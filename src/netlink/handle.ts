@@ -50,7 +50,7 @@ import { encodeGetTc, formatHandle } from './codec/tc/message.js';
 import { decodeClass, encodeHtbClass, type HtbClassSpec, type TrafficClass } from './codec/tc/qdisc/htb.js';
 import { decodeQdisc, encodeDeleteQdisc, encodeQdisc, type Qdisc, type QdiscSpec } from './codec/tc/qdisc.js';
 import type { MessageWriter } from './codec/writer.js';
-import { LinkNotFoundError, type NetlinkError } from './errors.js';
+import { LinkNotFoundError } from './errors.js';
 import type { RequestOutcome } from './protocol.js';
 import { NetlinkSocket, type RequestBatch } from './transport.js';
 
