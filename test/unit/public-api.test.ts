@@ -290,6 +290,7 @@ describe("the 'vcnet' entry", () => {
       'familyOf',
       'formatHandle',
       'gatewayAttribute',
+      'htbDefaultBurstBytes',
       'ingressQdisc',
       'ipToBytes',
       'isCachedRoute',
@@ -300,6 +301,8 @@ describe("the 'vcnet' entry", () => {
       'parseCidr',
       'parseHandle',
       'splitMessages',
+      'tcMajor',
+      'tcMinor',
       'writeInfoMessage',
       'writeTcMessage',
     ]);

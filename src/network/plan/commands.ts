@@ -11,25 +11,18 @@
 import { AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
-import { INGRESS_HANDLE, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { formatHandle, INGRESS_HANDLE, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { htbDefaultBurstBytes } from '../../netlink/codec/tc/qdisc/htb.js';
 import { shellWord } from '../../shell-word.js';
 import { CLSACT_INGRESS_PARENT } from './plan-attach.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
 
-const DEFAULT_BURST_MTU = 1600;
-
-function handleText(handle: number): string {
-  const major = (handle >>> 16).toString(16);
-  const minor = handle & 0xffff;
-  return minor ? `${major}:${minor.toString(16)}` : `${major}:`;
-}
-
 function parentText(parent: number): string {
   if (parent === TC_H_ROOT) return 'root';
   if (parent === INGRESS_HANDLE) return 'ffff:';
   if (parent === CLSACT_INGRESS_PARENT) return 'ffff:fff2';
-  return handleText(parent);
+  return formatHandle(parent);
 }
 
 function dev(link: LinkRef): string {
@@ -88,14 +81,14 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
     case 'add-qdisc':
       return change.kind === 'ingress'
         ? `tc qdisc add ${dev(change.link)} ingress`
-        : `tc qdisc add ${dev(change.link)} ${parentText(change.parent)} handle ${handleText(change.handle)} htb default ${change.defaultClass ?? 0}`;
+        : `tc qdisc add ${dev(change.link)} ${parentText(change.parent)} handle ${formatHandle(change.handle)} htb default ${change.defaultClass ?? 0}`;
     case 'delete-qdisc':
       return change.kind === 'ingress'
         ? `tc qdisc del ${dev(change.link)} ingress`
-        : `tc qdisc del ${dev(change.link)} ${parentText(change.parent)} handle ${handleText(change.handle)}`;
+        : `tc qdisc del ${dev(change.link)} ${parentText(change.parent)} handle ${formatHandle(change.handle)}`;
     case 'add-class': {
-      const burst = Math.floor(change.rateBitsPerSecond / 8 / 1000) + DEFAULT_BURST_MTU;
-      return `tc class add ${dev(change.link)} parent ${handleText(change.parent)} classid ${handleText(change.handle)} htb rate ${change.rateBitsPerSecond}bit ceil ${change.rateBitsPerSecond}bit burst ${burst} cburst ${burst}`;
+      const burst = htbDefaultBurstBytes(Math.floor(change.rateBitsPerSecond / 8));
+      return `tc class add ${dev(change.link)} parent ${formatHandle(change.parent)} classid ${formatHandle(change.handle)} htb rate ${change.rateBitsPerSecond}bit ceil ${change.rateBitsPerSecond}bit burst ${burst} cburst ${burst}`;
     }
     case 'add-filter':
       return `tc filter add ${dev(change.link)} parent ${parentText(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority} u32 match u32 0 0 action mirred egress redirect ${dev(change.redirectTo)}`;

@@ -14,7 +14,7 @@
  */
 import * as z from 'zod';
 import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../../mac-address.js';
-import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT, tcMinor } from '../../netlink/codec/tc/message.js';
 import { MAX_QUEUES, QUEUES_ACCEPTED } from '../../queue-limits.js';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
 import { ENDPOINT_TYPES } from '../network-info.js';
@@ -148,7 +148,7 @@ const addQdiscStep = z
     const ingress = step.kind === 'ingress';
     const handleFits = ingress
       ? step.handle === INGRESS_HANDLE
-      : (step.handle & 0xffff) === 0 && step.handle !== 0 && step.handle !== INGRESS_HANDLE;
+      : tcMinor(step.handle) === 0 && step.handle !== 0 && step.handle !== INGRESS_HANDLE;
     if (!handleFits)
       context.addIssue({
         code: 'custom',

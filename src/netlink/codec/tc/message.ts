@@ -24,11 +24,21 @@ export function parseHandle(text: string): number {
   return ((Number.parseInt(match[1]!, 16) << 16) | (match[2] ? Number.parseInt(match[2], 16) : 0)) >>> 0;
 }
 
+/** A tc handle's major number, the qdisc it names (the kernel's TC_H_MAJ, shifted down): 1 of 1:2. */
+export function tcMajor(handle: number): number {
+  return handle >>> 16;
+}
+
+/** A tc handle's minor number, the class under its qdisc (the kernel's TC_H_MIN): 2 of 1:2. */
+export function tcMinor(handle: number): number {
+  return handle & 0xffff;
+}
+
 export function formatHandle(handle: number): string {
   if (handle === TC_H_ROOT) return 'root';
   if (handle === TC_H_INGRESS) return 'ingress';
-  const major = (handle >>> 16).toString(16);
-  const minor = handle & 0xffff;
+  const major = tcMajor(handle).toString(16);
+  const minor = tcMinor(handle);
   return minor ? `${major}:${minor.toString(16)}` : `${major}:`;
 }
 
