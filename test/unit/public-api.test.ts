@@ -298,6 +298,7 @@ describe("the 'vcnet' entry", () => {
       'isMacAddress',
       'macToBytes',
       'namesByValue',
+      'networkOf',
       'parseCidr',
       'parseHandle',
       'splitMessages',

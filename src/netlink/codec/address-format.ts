@@ -118,6 +118,13 @@ export function bytesToIp(bytes: Uint8Array): string {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
 }
 
+/** `address` with its host bits cleared: the destination of the prefix route of `address/length`. */
+export function networkOf(address: string, length: number): string {
+  const bytes = ipToBytes(address);
+  for (let bit = length; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return bytesToIp(bytes);
+}
+
 /** Parses "10.0.0.2/24" into its address and prefix length; a bare address gets the full length. */
 export function parseCidr(text: string): { address: string; prefixLength: number; family: number } {
   const slash = text.indexOf('/');

@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { InvalidInputError, VcnetError } from '../../errors.js';
 import { type Address, AddressFlag } from '../../netlink/codec/address.js';
+import { networkOf } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
@@ -28,7 +29,7 @@ import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netl
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
 import { ipCommandIn, shellWord } from '../../shell-word.js';
 import { addressRequestOf, stepOf } from './inverse.js';
-import { networkOf, podLinkRoutes } from './pod-link-routes.js';
+import { podLinkRoutes } from './pod-link-routes.js';
 import type { Change, LinkRef, Plan, PlanStep, RateLimit } from './types.js';
 
 /** Links vcnet creates carry this IFLA_GROUP, so gc finds them and detach can delete them at once. */
