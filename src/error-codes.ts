@@ -191,13 +191,6 @@ export const ErrorCodes = deepFreeze({
     cni: 'VCNET_FAILED',
     agent: 'FAILED_PRECONDITION',
   },
-  VCNET_PCI_DEVICE_MISSING: {
-    meaning: 'the PCI device of a physical endpoint is gone',
-    role: 'specific',
-    exit: 'FAILED',
-    cni: 'VCNET_FAILED',
-    agent: 'NOT_FOUND',
-  },
   // Attaching and detaching
   VCNET_ATTACH_FAILED: {
     meaning: 'one step of an attach was refused; what it made was removed',

@@ -698,41 +698,4 @@ export class NetlinkHandle {
   deleteFilter(target: DeleteFilterTarget): Promise<void> {
     return this.one((b) => b.deleteFilter(target));
   }
-
-  // The 0.1.0 names of the delete methods, before they took ChangeBatch's (and the codec's
-  // encodeDelete*) verb: the same functions, kept so that code written against them still runs.
-  /** @deprecated use deleteLink */
-  declare delLink: NetlinkHandle['deleteLink'];
-  /** @deprecated use deleteLinkGroup */
-  declare delLinkGroup: NetlinkHandle['deleteLinkGroup'];
-  /** @deprecated use deleteAddress */
-  declare delAddress: NetlinkHandle['deleteAddress'];
-  /** @deprecated use deleteRoute */
-  declare delRoute: NetlinkHandle['deleteRoute'];
-  /** @deprecated use deleteNeighbour */
-  declare delNeighbour: NetlinkHandle['deleteNeighbour'];
-  /** @deprecated use deleteQdisc */
-  declare delQdisc: NetlinkHandle['deleteQdisc'];
-  /** @deprecated use deleteFilter */
-  declare delFilter: NetlinkHandle['deleteFilter'];
-}
-
-/** Each deprecated name and the method it stands for. */
-const DEPRECATED_HANDLE_METHODS = {
-  delLink: 'deleteLink',
-  delLinkGroup: 'deleteLinkGroup',
-  delAddress: 'deleteAddress',
-  delRoute: 'deleteRoute',
-  delNeighbour: 'deleteNeighbour',
-  delQdisc: 'deleteQdisc',
-  delFilter: 'deleteFilter',
-} as const satisfies Record<string, keyof NetlinkHandle>;
-
-// On the prototype as the class's own methods are (not enumerable), each the very function it names.
-for (const [alias, name] of Object.entries(DEPRECATED_HANDLE_METHODS)) {
-  Object.defineProperty(NetlinkHandle.prototype, alias, {
-    value: NetlinkHandle.prototype[name],
-    writable: true,
-    configurable: true,
-  });
 }
