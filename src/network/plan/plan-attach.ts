@@ -137,11 +137,6 @@ function requireSource(request: AttachRequest): Link {
   return request.source;
 }
 
-/**
- * A link the plan must create (a tap, macvtap or ifb) is named like a link already in the namespace:
- * someone else's (Kata's, an operator's), or one a crashed sandbox left. vcnet neither takes it over
- * nor deletes it, and says so before changing anything (the kernel would answer only EBUSY or EEXIST).
- */
 /** The record of the sandbox (or CNI interface) that made a link, when one is found. */
 export interface LinkOwnerRecord {
   /** A sandbox id, or `<container id>/<interface>` for a vcnet-cni record (sandbox ids have no "/"). */
@@ -165,6 +160,11 @@ export function describeOwner(owner: LinkOwnerRecord): { who: string; release: s
   };
 }
 
+/**
+ * A link the plan must create (a tap, macvtap or ifb) is named like a link already in the namespace:
+ * someone else's (Kata's, an operator's), or one a crashed sandbox left. vcnet neither takes it over
+ * nor deletes it, and says so before changing anything (the kernel would answer only EBUSY or EEXIST).
+ */
 export class LinkNameTakenError extends VcnetError {
   static override readonly errorName: string = 'LinkNameTakenError';
   readonly holder: Pick<Link, 'index' | 'kind' | 'group'> | undefined;

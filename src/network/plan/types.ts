@@ -125,10 +125,6 @@ export interface Plan {
 }
 
 /**
- * The persisted undo records (what detach, gc and CNI CHECK read), derived from plan steps by
- * inverse.ts.
- */
-/**
  * A pod link as a record names it: `link` is its name when attach ran (a label for people), `index`
  * its ifindex in the namespace (its identity: a renamed link keeps it, a recreated one gets a new one).
  * Records written before vcnet kept the index name the link only.
@@ -158,6 +154,10 @@ export interface RecordedLinkAttributes {
   txQueueLength?: number;
 }
 
+/**
+ * The persisted undo records (what detach, gc and CNI CHECK read), derived from plan steps by
+ * inverse.ts.
+ */
 export type PlumbingStep =
   | {
       step: 'create-link';
