@@ -12,7 +12,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { VcnetError } from '../errors.js';
-import { nativeDevices } from '../native/devices.js';
+import { nativeDevices, socketFileDescriptor } from '../native/devices.js';
 import {
   type CloudHypervisorApiRequest,
   type CloudHypervisorNetOptions,
@@ -256,7 +256,7 @@ export class CloudHypervisorClient {
           return;
         }
         try {
-          const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+          const fd = socketFileDescriptor(socket);
           if (fd === undefined || fd < 0) throw new Error('the API socket has no file descriptor');
           // The fds ride on the first bytes; a short send (a full socket buffer) continues through Node.
           const sent = nativeDevices.sendWithFds(fd, message, fds);

@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import { numberOption, optionsArgument, stringArgument } from '../arguments.js';
-import { nativeDevices } from '../native/devices.js';
+import { nativeDevices, socketFileDescriptor } from '../native/devices.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
 
 export interface QmpGreeting {
@@ -175,7 +175,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
    */
   private sendWithFds(text: string, fds: number[], command: string, reject: (error: Error) => void): void {
     const send = () => {
-      const fd = (this.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      const fd = socketFileDescriptor(this.socket);
       try {
         if (fd === undefined || fd < 0) throw new Error('the QMP socket has no file descriptor');
         nativeDevices.sendWithFds(fd, Buffer.from(text), fds);
