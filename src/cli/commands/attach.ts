@@ -1,3 +1,7 @@
+/**
+ * `vcnet attach`: attaches a pod namespace's interfaces for a VM and prints what its hypervisor needs
+ * (with --dry-run, the plan instead).
+ */
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
