@@ -9,8 +9,9 @@
  * with `git worktree` in a temporary directory, built there (tsc and node-gyp, with this tree's
  * node_modules), and removed at the end. Asserts nothing (speed is not a test).
  *
- * Both revisions must have the four modules this script loads (below); an older layout is reported
- * as such, naming the module that is missing.
+ * Both revisions must have the modules this script loads (below: the attach and undo entries of
+ * today's layout, or of the one before it, with a module per model); an older layout is reported as
+ * such, naming the module that is missing.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -23,9 +24,16 @@ import { median } from '../src/benchmark/attach-benchmark.js';
 const MODULES = {
   namespace: 'dist/netns/namespace.js',
   handle: 'dist/netlink/handle.js',
-  tcfilter: 'dist/network/model/tcfilter.js',
-  plumbing: 'dist/network/plumbing.js',
+  plumbingContext: 'dist/network/model/plumbing-context.js',
+  undo: 'dist/network/plan/undo.js',
   syscallTime: 'dist/native/syscall-time.js',
+} as const;
+
+/** A revision before the model files went: tcfilter's attach and the undo had modules of their own. */
+const MODULES_WITH_MODEL_FILES = {
+  ...MODULES,
+  plumbingContext: 'dist/network/model/tcfilter.js',
+  undo: 'dist/network/plumbing.js',
 } as const;
 
 interface AttachSide {
@@ -65,24 +73,30 @@ function run(command: string, commandArgs: string[], cwd: string): void {
 
 async function load(directory: string, label: string): Promise<AttachSide> {
   const modules: Record<string, Record<string, unknown>> = {};
-  for (const [key, path] of Object.entries(MODULES)) {
+  const withModelFiles = existsSync(join(directory, MODULES_WITH_MODEL_FILES.plumbingContext));
+  for (const [key, path] of Object.entries(withModelFiles ? MODULES_WITH_MODEL_FILES : MODULES)) {
     const file = join(directory, path);
     if (!existsSync(file)) throw new Error(`${label} has no ${path}: its layout predates this script`);
     modules[key] = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   }
-  const { namespace, handle, tcfilter, plumbing, syscallTime } = modules as unknown as {
+  const { namespace, handle, plumbingContext, undo, syscallTime } = modules as unknown as {
     namespace: Pick<AttachSide, 'createNamespace' | 'deleteNamespace'>;
     handle: { NetlinkHandle: { open(path: string): Handle } };
-    tcfilter: { attachTcFilter: AttachSide['attach'] };
-    plumbing: { undoPlumbing: AttachSide['undo'] };
+    plumbingContext: {
+      attachByPlan: (context: object, request: object) => ReturnType<AttachSide['attach']>;
+      attachTcFilter: AttachSide['attach'];
+    };
+    undo: { undoRecords: AttachSide['undo']; undoPlumbing: AttachSide['undo'] };
     syscallTime: { nativeSyscallTime: { threadCpuNs(): number } };
   };
   return {
     createNamespace: namespace.createNamespace,
     deleteNamespace: namespace.deleteNamespace,
     open: (path) => handle.NetlinkHandle.open(path),
-    attach: tcfilter.attachTcFilter,
-    undo: plumbing.undoPlumbing,
+    attach: withModelFiles
+      ? plumbingContext.attachTcFilter
+      : (context, source, tapName) => plumbingContext.attachByPlan(context, { model: 'tcfilter', source, tapName }),
+    undo: withModelFiles ? undo.undoPlumbing : undo.undoRecords,
     threadCpuNs: () => syscallTime.nativeSyscallTime.threadCpuNs(),
   };
 }

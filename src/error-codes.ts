@@ -69,8 +69,11 @@ function deepFreeze<T extends object>(value: T): T {
   return Object.freeze(value);
 }
 
-// Frozen, deeply: the registry decides exit codes, CNI codes and agent statuses for every user of
-// this copy of vcnet, so one caller must not be able to change them for the others.
+/**
+ * The registry of error codes: for each, what it means, the CLI's exit, the CNI error code and the
+ * agent's status (docs/troubleshooting.md lists them). Frozen, deeply: it decides these for every user
+ * of this copy of vcnet, so one caller must not be able to change them for the others.
+ */
 export const ErrorCodes = deepFreeze({
   // Input and configuration
   VCNET_INVALID_INPUT: {
@@ -187,13 +190,6 @@ export const ErrorCodes = deepFreeze({
     exit: 'FAILED',
     cni: 'VCNET_FAILED',
     agent: 'FAILED_PRECONDITION',
-  },
-  VCNET_PCI_DEVICE_MISSING: {
-    meaning: 'the PCI device of a physical endpoint is gone',
-    role: 'specific',
-    exit: 'FAILED',
-    cni: 'VCNET_FAILED',
-    agent: 'NOT_FOUND',
   },
   // Attaching and detaching
   VCNET_ATTACH_FAILED: {
@@ -501,6 +497,7 @@ export const ErrnoOutcomes = deepFreeze({
   EACCES: { exit: 'NOT_PERMITTED', cni: 'NOT_PERMITTED', agent: 'PERMISSION_DENIED' },
 } as const satisfies Record<string, Omit<ErrorCodeInfo, 'meaning' | 'role'>>);
 
+/** Whether `code` is a code of the registry (ErrorCodes). */
 export function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && Object.hasOwn(ErrorCodes, code);
 }

@@ -57,12 +57,19 @@ function isBrandedInstance(type: abstract new (...args: never[]) => unknown, ins
   );
 }
 
+/** What a VcnetError carries besides its code and message. */
 export interface VcnetErrorOptions {
   value?: unknown;
   hint?: string | undefined;
   cause?: unknown;
 }
 
+/**
+ * The base of every error vcnet throws: a stable `code` from the registry (ErrorCodes, and
+ * docs/troubleshooting.md), the offending `value` and a `hint` saying what to do. `instanceof` works
+ * across two copies of vcnet (a brand, not the class's identity); classifyError maps it to the CLI's
+ * exit, the CNI error code and the agent's status.
+ */
 export class VcnetError extends Error {
   /**
    * The class's stable name: `error.name` and the key of its brand. Each vcnet class states its own;

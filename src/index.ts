@@ -11,12 +11,9 @@
 export {
   AgentClient,
   type AgentClientOptions,
-  type ARPNeighbor as AgentNeighbour,
-  type Interface as AgentInterface,
   type InterfaceInit,
   type IpTablesCallOptions,
   type NeighbourInit,
-  type Route as AgentRoute,
   type RouteInit,
 } from './agent/client.js';
 export {
@@ -29,7 +26,12 @@ export {
   IpTablesCommandError,
   NetworkApplyError,
 } from './agent/errors.js';
-export type { IPAddress as AgentIpAddress } from './agent/generated/types_pb.js';
+export type {
+  ARPNeighbor as AgentNeighbour,
+  Interface as AgentInterface,
+  IPAddress as AgentIpAddress,
+  Route as AgentRoute,
+} from './agent/generated/types_pb.js';
 export { IPFamily as AgentIpFamily } from './agent/generated/types_pb.js';
 export type { HybridVsockOptions } from './agent/hybrid-vsock.js';
 // Kata's JSON for interfaces, routes and neighbours (kata-runtime's `kata-network` commands).
@@ -113,6 +115,7 @@ export {
   InvalidFieldsError,
   InvalidInputError,
   isErrorCode,
+  NamespacePathError,
   RollbackIncompleteError,
   SystemCallError,
   VcnetError,
@@ -236,13 +239,12 @@ export {
   type RouteFilter,
   type SnapshotPart,
 } from './netlink/handle.js';
-export { HostNamespaceError } from './netns/host-namespace.js';
+export type { RequestOutcome } from './netlink/protocol.js';
+export { HostNamespaceError, isHostNamespace } from './netns/host-namespace.js';
 // Namespaces and netlink: the handle and the types it takes and returns (the codec: 'vcnet/netlink').
 export {
   createNamespace,
   deleteNamespace,
-  isHostNamespace,
-  NETNS_RUN_DIRECTORY,
   namespacePath,
   openNamespace,
 } from './netns/namespace.js';
@@ -251,7 +253,7 @@ export {
   NamespaceChangedError,
   NamespaceGoneError,
   type NamespaceIdentity,
-  NamespacePathError,
+  NETNS_RUN_DIRECTORY,
   RecordedIdentityDamagedError,
 } from './netns/namespace-identity.js';
 // The network of one sandbox: configuration, scan, endpoints, models, guest structures.
@@ -279,6 +281,7 @@ export {
 } from './network/endpoint/create-endpoint.js';
 export {
   Endpoint,
+  type EndpointState,
   EndpointStateError,
   type VmNetworkDevice,
 } from './network/endpoint/endpoint.js';
@@ -317,14 +320,35 @@ export {
   type InterworkingModelName,
   parseInterworkingModel,
 } from './network/interworking-model.js';
-export { AttachError } from './network/model/plumbing-context.js';
+export { AttachError, type AttachedPlumbing, type PlumbingContext } from './network/model/plumbing-context.js';
 export { type AddEndpointsOptions, Network, type NetworkState, type SkippedNotice } from './network/network.js';
 export type { DnsInfo, EndpointType, NetworkInfo } from './network/network-info.js';
 export { MacvtapDeviceError } from './network/plan/macvtap-index.js';
-export { LinkNameTakenError, type LinkOwnerRecord } from './network/plan/plan-attach.js';
+export {
+  type AttachRequest,
+  LinkNameTakenError,
+  type LinkOwnerRecord,
+  type PlanSnapshot,
+} from './network/plan/plan-attach.js';
+export type { DetachNotice, DetachPlan, DetachStep, KeptRecord } from './network/plan/plan-detach.js';
 export type { TrafficControlRepair } from './network/plan/plan-tc-repair.js';
 export { RouteNotRestorableError } from './network/plan/pod-link-routes.js';
-export type { RateLimit } from './network/plan/types.js';
+export type {
+  AddressRecord,
+  Change,
+  LinkAttributes,
+  LinkRef,
+  LinkRole,
+  NeighbourRecord,
+  NextHopRecord,
+  Plan,
+  PlanStep,
+  PlumbingStep,
+  PodLinkRecord,
+  RateLimit,
+  RecordedLinkAttributes,
+  RouteRecord,
+} from './network/plan/types.js';
 export type { UndoReport } from './network/plan/undo.js';
 export { readSandbox } from './network/recorded-network.js';
 export {

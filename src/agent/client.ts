@@ -12,14 +12,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { booleanOption, numberOption, optionsArgument, stringArgument } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { AgentMethods } from './agent-service.js';
-import type {
-  ARPNeighbor,
-  ARPNeighborSchema,
-  Interface,
-  InterfaceSchema,
-  Route,
-  RouteSchema,
-} from './generated/types_pb.js';
+import type { ARPNeighborSchema, Interface, InterfaceSchema, Route, RouteSchema } from './generated/types_pb.js';
 import { connectHybridVsock, type HybridVsockOptions, parseAgentAddress } from './hybrid-vsock.js';
 import { type CallOptions, TtrpcClient } from './ttrpc/client.js';
 import { connectUnixSocket } from './unix-socket-connect.js';
@@ -56,6 +49,10 @@ function ipTablesCallOptions(options: IpTablesCallOptions): { v6: boolean; call:
 }
 
 export class AgentClient {
+  /**
+   * The ttrpc connection the calls go over.
+   * @internal
+   */
   readonly ttrpc: TtrpcClient;
   private readonly callTimeoutMs: number;
 
@@ -164,5 +161,3 @@ export class AgentClient {
     this.close();
   }
 }
-
-export type { ARPNeighbor, Interface, Route };

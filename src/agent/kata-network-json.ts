@@ -255,8 +255,6 @@ export interface KataJsonReadOptions {
   ignoredKeys?: string[];
 }
 
-export { MAX_KATA_JSON_BYTES, MAX_KATA_JSON_DEPTH };
-
 /**
  * The label and options of a *FromJson call, checked: a JavaScript caller who passes the options as
  * the second argument (the label) would otherwise read "invalid [object Object].mtu".

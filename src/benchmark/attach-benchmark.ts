@@ -14,15 +14,13 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { randomPrivateMacAddress } from '../mac-address.js';
-import { nativeSyscallTime, type SyscallKind } from '../native/syscall-time.js';
+import type { SyscallKind } from '../native/shim-types.js';
+import { nativeSyscallTime } from '../native/syscall-time.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../netns/namespace.js';
-import { attachMacvtap } from '../network/model/macvtap.js';
-import { attachTapOnly } from '../network/model/none.js';
-import type { PlumbingContext } from '../network/model/plumbing-context.js';
-import { attachTcFilter } from '../network/model/tcfilter.js';
+import { attachByPlan, type PlumbingContext } from '../network/model/plumbing-context.js';
 import type { PlumbingStep } from '../network/plan/types.js';
-import { undoPlumbing } from '../network/plumbing.js';
+import { undoRecords } from '../network/plan/undo.js';
 import { iproute2Program } from './iproute2-program.js';
 
 export interface AttachBenchmarkOptions {
@@ -153,12 +151,14 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
       const started = now();
       for (const [i, source] of sources.entries()) {
         const tap = `tap${i}_kata`;
-        const attached =
+        const attached = await attachByPlan(
+          context,
           model === 'tcfilter'
-            ? await attachTcFilter(context, source, tap)
+            ? { model, source, tapName: tap }
             : model === 'macvtap'
-              ? await attachMacvtap(context, source, tap, randomPrivateMacAddress())
-              : await attachTapOnly(context, tap, { mtu: source.mtu });
+              ? { model, source, tapName: tap, spareHardwareAddress: randomPrivateMacAddress() }
+              : { model, tapName: tap, mtu: source.mtu },
+        );
         steps.push(...attached.steps);
       }
       const attached = now();
@@ -175,7 +175,7 @@ export async function runAttachBenchmark(options: AttachBenchmarkOptions): Promi
         syscallWall.push(perEndpoint((entry) => entry.ns));
       }
       if (countCpu) syscallCpu.push(perEndpoint((entry) => entry.cpuNs));
-      const report = await undoPlumbing(handle, steps);
+      const report = await undoRecords(handle, steps);
       const detached = now();
       if (report.failures.length > 0) throw report.failures[0];
       detachTimes.push((detached - attached) / options.endpoints);

@@ -25,7 +25,6 @@ export const ExitCode = {
  * but the caller did not get the result (a runtime reading the JSON must not take exit 0 for it).
  * vcnet-cni exits with it too.
  */
-export { OUTPUT_LOST_EXIT_CODE } from './observability/output-streams.js';
 
 export function exitCodeFor(error: unknown): number {
   return ExitCode[classifyError(error).exit];

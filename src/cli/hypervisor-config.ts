@@ -2,16 +2,6 @@
 import { InvalidInputError } from '../errors.js';
 import { HYPERVISORS, type HypervisorKind, type OpenedFile } from '../network/hypervisor-devices.js';
 
-export {
-  type DeviceConfig,
-  HYPERVISORS,
-  type HypervisorDeviceOptions,
-  type HypervisorKind,
-  hypervisorDeviceConfig,
-  type OpenedFile,
-  plannedDeviceConfig,
-} from '../network/hypervisor-devices.js';
-
 /** Names users type for a kind: the binary's own name. */
 const HYPERVISOR_ALIASES: Record<string, HypervisorKind> = { 'cloud-hypervisor': 'clh' };
 

@@ -14,7 +14,7 @@ import { registerIpTables } from './commands/iptables.js';
 import { registerKataNetwork } from './commands/kata-network.js';
 import { registerScan } from './commands/scan.js';
 import { registerWatch } from './commands/watch.js';
-import { exitCodeFor, OUTPUT_LOST_EXIT_CODE } from './exit-codes.js';
+import { exitCodeFor } from './exit-codes.js';
 import { importForCommand } from './lazy-import.js';
 import { tracingRequested } from './observability/environment.js';
 import { subscribeLogs } from './observability/log-subscriber.js';
@@ -25,8 +25,9 @@ import {
   LEVEL_NAMES,
   type LogFormat,
 } from './observability/logger.js';
+import { guardOutputStreams, OUTPUT_LOST_EXIT_CODE } from './observability/output-streams.js';
 import { NO_TRACE_EXPORT } from './observability/trace-export.js';
-import { guardOutputStreams, writeStderr } from './output.js';
+import { writeStderr } from './output.js';
 import { helpExitCode, throwUsageErrors } from './usage.js';
 
 let unsubscribeLogs: (() => void) | undefined;

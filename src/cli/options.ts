@@ -9,10 +9,11 @@ import {
   networkConfigFromKata,
   readKataConfiguration,
 } from '../network/config.js';
+import { HYPERVISORS, type HypervisorKind } from '../network/hypervisor-devices.js';
 import { parseInterworkingModel } from '../network/interworking-model.js';
 import { parseTapId } from '../network/tap-owner.js';
 import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
-import { HYPERVISORS, type HypervisorKind, parseHypervisor } from './hypervisor-config.js';
+import { parseHypervisor } from './hypervisor-config.js';
 import { writeStderr } from './output.js';
 
 export interface NetworkFlags {

@@ -20,7 +20,6 @@ export function table(headers: string[], cells: string[][]): string {
 }
 
 /** Failed writes to stdout and stderr, shared with vcnet-cni (exit 6 when stdout is lost). */
-export { guardOutputStreams } from './observability/output-streams.js';
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -29,8 +28,6 @@ export function printJson(value: unknown): void {
 export function print(text: string): void {
   process.stdout.write(`${text}\n`);
 }
-
-export { terminalLines };
 
 /** A line of human output on stdout that may name pod links: escape codes in a name are shown, not run. */
 export function printText(text: string): void {

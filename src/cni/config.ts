@@ -23,13 +23,6 @@ import {
   type SupportedCniVersion,
 } from './version.js';
 
-export {
-  DEFAULT_CNI_STATE_DIRECTORY,
-  isSupportedCniVersion,
-  PREFERRED_CNI_VERSION,
-  SUPPORTED_CNI_VERSIONS,
-  type SupportedCniVersion,
-};
 /** How long ADD/DEL/CHECK wait for another vcnet-cni working on the same container (then code 11). */
 export const DEFAULT_CNI_LOCK_TIMEOUT_MS = 10_000;
 

@@ -7,7 +7,7 @@
 import { lstatSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { VcnetError } from '../errors.js';
-import { isHostNamespace } from '../netns/namespace.js';
+import { isHostNamespace } from '../netns/host-namespace.js';
 import { describeUnseen, NamespaceUnseenError } from '../netns/namespace-holders.js';
 import {
   NamespaceChangedError,

@@ -16,11 +16,17 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel } from '../network/interworking-model.js';
+import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/default-directories.js';
 import { makeDirectory } from '../network/state/directory.js';
 import { shellWord } from '../shell-word.js';
 import { bridgeNetwork } from './bridge-network.js';
-import { DEFAULT_CNI_STATE_DIRECTORY, PREFERRED_CNI_VERSION } from './config.js';
-import { atLeast, isSupportedCniVersion, SUPPORTED_CNI_VERSIONS, type SupportedCniVersion } from './version.js';
+import {
+  atLeast,
+  isSupportedCniVersion,
+  PREFERRED_CNI_VERSION,
+  SUPPORTED_CNI_VERSIONS,
+  type SupportedCniVersion,
+} from './version.js';
 
 export const DEFAULT_CNI_BIN_DIRECTORY = '/opt/cni/bin';
 export const DEFAULT_CNI_CONF_DIRECTORY = '/etc/cni/net.d';

@@ -6,8 +6,6 @@ import { add } from './add.js';
 import { check } from './check.js';
 import {
   decodeConfig,
-  isSupportedCniVersion,
-  PREFERRED_CNI_VERSION,
   parseCniConfig,
   parseDeleteTarget,
   parseEnvironment,
@@ -18,9 +16,7 @@ import { cniErrorReply } from './errors.js';
 import { garbageCollect, parseValidAttachments } from './gc.js';
 import { commandSubject, type Warn, warnOnStandardError, writingNotices } from './notices.js';
 import { status } from './status.js';
-import { resultInVersion, versionReply } from './version.js';
-
-export { type VersionReply, versionReply } from './version.js';
+import { isSupportedCniVersion, PREFERRED_CNI_VERSION, resultInVersion, versionReply } from './version.js';
 
 export interface PluginOutcome {
   /** JSON for stdout, or '' (DEL, CHECK, STATUS and GC print nothing on success). */

@@ -5,8 +5,9 @@
  * own other interfaces).
  */
 import type { DetachFinishedBy } from '../errors.js';
-import { isHostNamespace } from '../netns/namespace.js';
-import { NamespacePathError, type OpenedNamespace, openNamespaceForRecord } from '../netns/namespace-identity.js';
+import { NamespacePathError } from '../errors.js';
+import { isHostNamespace } from '../netns/host-namespace.js';
+import { type OpenedNamespace, openNamespaceForRecord } from '../netns/namespace-identity.js';
 import type { CniConfig, CniEnvironment } from './config.js';
 import { CniEnvironmentError } from './errors.js';
 import { AttachmentStore } from './state.js';

@@ -12,7 +12,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { VcnetError } from '../errors.js';
-import { nativeDevices } from '../native/devices.js';
+import { nativeDevices, socketFileDescriptor } from '../native/devices.js';
 import {
   type CloudHypervisorApiRequest,
   type CloudHypervisorNetOptions,
@@ -102,6 +102,9 @@ export interface CloudHypervisorPciDeviceInfo {
 
 const MAX_REPLY_BYTES = 1 << 20;
 
+/** How long one API request may take by default, connect to reply (a hot-plug waits for the VMM). */
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+
 /** The PCI path the agent takes ("05") for a device on bus 0 of segment 0, from its BDF. */
 export function pciPathOfBdf(bdf: string): string | undefined {
   // Only devices on bus 0 of segment 0 have a one-level path.
@@ -183,7 +186,7 @@ export class CloudHypervisorClient {
   }
 
   private exchange(message: Buffer, fds: number[], label: string): Promise<CloudHypervisorReply> {
-    const timeoutMs = this.options.timeoutMs ?? 30_000;
+    const timeoutMs = this.options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     return new Promise((resolve, reject) => {
       const socket: Socket = connect(this.socketPath);
       const chunks: Buffer[] = [];
@@ -253,7 +256,7 @@ export class CloudHypervisorClient {
           return;
         }
         try {
-          const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+          const fd = socketFileDescriptor(socket);
           if (fd === undefined || fd < 0) throw new Error('the API socket has no file descriptor');
           // The fds ride on the first bytes; a short send (a full socket buffer) continues through Node.
           const sent = nativeDevices.sendWithFds(fd, message, fds);

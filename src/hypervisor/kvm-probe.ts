@@ -27,10 +27,12 @@ export interface KvmProbeResult {
 /** The kernel's first console line. earlyprintk makes it appear before any driver is up. */
 const KERNEL_BANNER = /Linux version \d/;
 
+/** Whether KVM really runs guests here (a kernel boots under `-accel kvm` within `timeoutMs`). */
 export async function probeKvm(timeoutMs = 5_000, options: KvmProbeOptions = {}): Promise<boolean> {
   return (await probeKvmWithReason(timeoutMs, options)).usable;
 }
 
+/** probeKvm's answer with the reason it was no (or yes). */
 export async function probeKvmWithReason(timeoutMs = 5_000, given: KvmProbeOptions = {}): Promise<KvmProbeResult> {
   numberOption(timeoutMs, 'timeoutMs', { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' });
   const options = optionsArgument(given, 'options', ['kernelPath', 'binary', 'accelerator']);

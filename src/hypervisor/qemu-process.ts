@@ -115,6 +115,7 @@ function launchOptions(given: QemuLaunchOptions): QemuLaunchOptions {
   return options;
 }
 
+/** The QEMU command line (binary and arguments) for these options; starts nothing. */
 export function buildQemuCommand(given: QemuLaunchOptions): QemuCommand {
   const options = launchOptions(given);
   const binary = options.binary ?? 'qemu-system-x86_64';
@@ -166,6 +167,7 @@ export async function spawnQemu(options: QemuLaunchOptions): Promise<QemuProcess
   return qemu;
 }
 
+/** A QEMU this process started (spawnQemu): its pid, serial console, exit and stop. */
 export class QemuProcess {
   readonly pid: number;
   readonly commandLine: string[];

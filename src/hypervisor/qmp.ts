@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import { numberOption, optionsArgument, stringArgument } from '../arguments.js';
-import { nativeDevices } from '../native/devices.js';
+import { nativeDevices, socketFileDescriptor } from '../native/devices.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
 
 export interface QmpGreeting {
@@ -69,6 +69,10 @@ const QMP_WAIT_RANGE = { min: 1, max: 3_600_000, integer: false, unit: 'millisec
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 
+/**
+ * A QMP connection to a running QEMU (`QmpClient.connect(socketPath)`): commands with a deadline,
+ * QMP events as EventEmitter events, and `waitForEvent` for one of them.
+ */
 export class QmpClient extends EventEmitter<QmpClientEvents> {
   readonly socketPath: string;
   readonly greeting: QmpGreeting;
@@ -171,7 +175,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
    */
   private sendWithFds(text: string, fds: number[], command: string, reject: (error: Error) => void): void {
     const send = () => {
-      const fd = (this.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      const fd = socketFileDescriptor(this.socket);
       try {
         if (fd === undefined || fd < 0) throw new Error('the QMP socket has no file descriptor');
         nativeDevices.sendWithFds(fd, Buffer.from(text), fds);

@@ -12,39 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import loadAddon from 'node-gyp-build';
 import { VcnetError } from '../errors.js';
-
-export interface TunOptions {
-  tap?: boolean;
-  vnetHdr?: boolean;
-  multiQueue?: boolean;
-  queues?: number;
-  persist?: boolean;
-  keepFds?: boolean;
-  owner?: number;
-  group?: number;
-  /** An fd of the namespace to make the tap in (instead of the path argument). */
-  namespaceFd?: number;
-  /** A socket bound in that namespace: the tap's index is looked up on it (SIOCGIFINDEX). */
-  indexSocket?: number;
-  /**
-   * The ifindex to make the tap at (TUNSETIFINDEX), so that it can be recorded before the tap exists;
-   * the kernel picks one when absent. Taken: EBUSY, as for a taken name.
-   */
-  ifindex?: number;
-}
-
-export interface WatchHandle {
-  readonly __watch: unique symbol;
-}
-
-/** Time spent inside one kind of syscall (wall and this thread's CPU), and how many calls. */
-export interface SyscallTimeEntry {
-  ns: number;
-  cpuNs: number;
-  calls: number;
-}
-
-export type SyscallKind = 'tunOpen' | 'tunIoctl' | 'tunClose' | 'netnsSwitch' | 'netlinkSend' | 'netlinkRecv';
+import type { SyscallKind, SyscallTimeEntry, TunOptions, WatchHandle } from './shim-types.js';
 
 export interface NativeShim {
   openNetlink(nsPath: string | null, protocol: number, groups: number): number;

@@ -4,9 +4,9 @@
  * hand or close the fds. Errors are the addon's raw ones (`code` = errno name): callers wrap them in
  * a SystemCallError naming what they were doing.
  */
-import { nativeShim, type TunOptions } from './binding.js';
-
-export type { TunOptions } from './binding.js';
+import type { Socket } from 'node:net';
+import { nativeShim } from './binding.js';
+import type { TunOptions } from './shim-types.js';
 
 export const nativeDevices = {
   createTun: (
@@ -22,3 +22,11 @@ export const nativeDevices = {
   sendWithFds: (socketFd: number, data: Uint8Array, fds: number[]): number =>
     nativeShim().sendWithFds(socketFd, data, fds),
 } as const;
+
+/**
+ * The fd under a connected Node socket, for sendWithFds: Node has no public way to get it, so this
+ * reads its libuv handle's `fd` (undefined, or below 0, when the socket has none).
+ */
+export function socketFileDescriptor(socket: Socket): number | undefined {
+  return (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+}

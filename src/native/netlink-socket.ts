@@ -3,9 +3,8 @@
  * send, receive, join multicast groups, and be told when it is readable. Only src/native/ loads the
  * addon; every other layer goes through a wrapper like this one, which hands it just what it needs.
  */
-import { nativeShim, type WatchHandle } from './binding.js';
-
-export type { WatchHandle } from './binding.js';
+import { nativeShim } from './binding.js';
+import type { WatchHandle } from './shim-types.js';
 
 export const nativeNetlink = {
   /** Loads the addon now, so that a missing one is reported as such (VCNET_NATIVE_MISSING). */

@@ -4,8 +4,6 @@
  */
 import { nativeShim } from './binding.js';
 
-export type { SyscallKind } from './binding.js';
-
 export const nativeSyscallTime = {
   /** Returns the time spent per syscall kind since the last call, and resets it (turns it on the first time). */
   read: (cpu?: boolean) => nativeShim().syscallTime(cpu),

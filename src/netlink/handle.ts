@@ -50,8 +50,9 @@ import { encodeGetTc, formatHandle } from './codec/tc/message.js';
 import { decodeClass, encodeHtbClass, type HtbClassSpec, type TrafficClass } from './codec/tc/qdisc/htb.js';
 import { decodeQdisc, encodeDeleteQdisc, encodeQdisc, type Qdisc, type QdiscSpec } from './codec/tc/qdisc.js';
 import type { MessageWriter } from './codec/writer.js';
-import { LinkNotFoundError, type NetlinkError } from './errors.js';
-import { NetlinkSocket, type RequestBatch, type RequestOutcome } from './transport.js';
+import { LinkNotFoundError } from './errors.js';
+import type { RequestOutcome } from './protocol.js';
+import { NetlinkSocket, type RequestBatch } from './transport.js';
 
 export interface DeleteFilterTarget {
   index: number;
@@ -358,8 +359,17 @@ function notANetworkNamespace(path: string, error: SystemCallError): string | un
 /** A dump part this long is decoded in its own event-loop turn. */
 const LARGE_DUMP_MESSAGES = 256;
 
+/**
+ * rtnetlink in one network namespace: links, addresses, routes, neighbours, qdiscs, classes and
+ * filters, listed (with `ip`'s view of them) and changed one by one or in a `changes()` batch.
+ * `NetlinkHandle.open(path)` opens one inside a namespace; `close()` (or `using`) releases its socket.
+ */
 export class NetlinkHandle {
   private constructor(
+    /**
+     * The netlink socket under the handle, for vcnet's own raw requests.
+     * @internal
+     */
     readonly socket: NetlinkSocket,
     readonly namespacePath: string | undefined,
   ) {}
@@ -699,43 +709,4 @@ export class NetlinkHandle {
   deleteFilter(target: DeleteFilterTarget): Promise<void> {
     return this.one((b) => b.deleteFilter(target));
   }
-
-  // The 0.1.0 names of the delete methods, before they took ChangeBatch's (and the codec's
-  // encodeDelete*) verb: the same functions, kept so that code written against them still runs.
-  /** @deprecated use deleteLink */
-  declare delLink: NetlinkHandle['deleteLink'];
-  /** @deprecated use deleteLinkGroup */
-  declare delLinkGroup: NetlinkHandle['deleteLinkGroup'];
-  /** @deprecated use deleteAddress */
-  declare delAddress: NetlinkHandle['deleteAddress'];
-  /** @deprecated use deleteRoute */
-  declare delRoute: NetlinkHandle['deleteRoute'];
-  /** @deprecated use deleteNeighbour */
-  declare delNeighbour: NetlinkHandle['deleteNeighbour'];
-  /** @deprecated use deleteQdisc */
-  declare delQdisc: NetlinkHandle['deleteQdisc'];
-  /** @deprecated use deleteFilter */
-  declare delFilter: NetlinkHandle['deleteFilter'];
 }
-
-/** Each deprecated name and the method it stands for. */
-const DEPRECATED_HANDLE_METHODS = {
-  delLink: 'deleteLink',
-  delLinkGroup: 'deleteLinkGroup',
-  delAddress: 'deleteAddress',
-  delRoute: 'deleteRoute',
-  delNeighbour: 'deleteNeighbour',
-  delQdisc: 'deleteQdisc',
-  delFilter: 'deleteFilter',
-} as const satisfies Record<string, keyof NetlinkHandle>;
-
-// On the prototype as the class's own methods are (not enumerable), each the very function it names.
-for (const [alias, name] of Object.entries(DEPRECATED_HANDLE_METHODS)) {
-  Object.defineProperty(NetlinkHandle.prototype, alias, {
-    value: NetlinkHandle.prototype[name],
-    writable: true,
-    configurable: true,
-  });
-}
-
-export type { NetlinkError };

@@ -5,6 +5,8 @@
  * and the netlink errors. `import … from 'vcnet'` has the handle too; this entry is for code that
  * builds or reads netlink messages itself.
  */
+
+export { isMacAddress } from '../mac-address.js';
 export * from './codec/address.js';
 export * from './codec/address-format.js';
 export * from './codec/constants.js';
@@ -47,3 +49,4 @@ export {
   type SnapshotOptions,
   type SnapshotPart,
 } from './handle.js';
+export type { RequestOutcome } from './protocol.js';

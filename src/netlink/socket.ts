@@ -4,7 +4,8 @@
  * SystemCallErrors. The protocol (sequence numbers, acks, dumps) is protocol.ts; transport.ts joins them.
  */
 import { SystemCallError } from '../errors.js';
-import { nativeNetlink, type WatchHandle } from '../native/netlink-socket.js';
+import { nativeNetlink } from '../native/netlink-socket.js';
+import type { WatchHandle } from '../native/shim-types.js';
 import { NETLINK_ROUTE } from './codec/constants.js';
 import { NetlinkClosedError } from './errors.js';
 

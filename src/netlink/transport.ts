@@ -20,7 +20,6 @@ import { NetlinkClosedError } from './errors.js';
 import { isGetRequest, NetlinkProtocol, type ProtocolRequest, type RequestOutcome } from './protocol.js';
 import { RouteSocket } from './socket.js';
 
-export type { RequestOutcome } from './protocol.js';
 export type PendingRequest = ProtocolRequest;
 
 /**

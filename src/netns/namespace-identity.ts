@@ -17,7 +17,6 @@ import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 
 // Defined with the base errors so that the netlink layer can say it too (NetlinkHandle.open).
-export { NamespacePathError };
 
 import { nativeNamespaces } from '../native/namespaces.js';
 import { shellWord } from '../shell-word.js';

@@ -7,10 +7,9 @@ import { InvalidInputError, SystemCallError } from '../errors.js';
 import { nativeNamespaces } from '../native/namespaces.js';
 import { NETNS_RUN_DIRECTORY, openNetworkNamespace } from './namespace-identity.js';
 
-export { NETNS_RUN_DIRECTORY };
-
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,200}$/;
 
+/** /var/run/netns/NAME for a namespace name `ip netns` accepts; refuses any other name. */
 export function namespacePath(name: string): string {
   if (!NAME_PATTERN.test(name) || name === '.' || name === '..') {
     throw new InvalidInputError('namespace name', name, 'letters, digits, "_", "." and "-" (1-200 characters)');
@@ -48,4 +47,3 @@ export function openNamespace(path: string, field = 'netns'): string {
 }
 
 // One definition of "the host's namespace" for the CLI and the CNI plugin alike.
-export { isHostNamespace } from './host-namespace.js';

@@ -428,6 +428,7 @@ function nearMissNotices(table: Record<string, unknown>, section: string, known:
   return notices;
 }
 
+/** The network settings of a Kata configuration.toml's text (`source` names it in errors). */
 export function parseKataConfiguration(text: string, source = 'configuration.toml'): KataNetworkSettings {
   labelArgument(source, 'source', 'configuration.toml');
   if (typeof text !== 'string') {
@@ -681,6 +682,7 @@ function refuseDanSandbox(directory: string | undefined, sandbox: string | undef
   );
 }
 
+/** parseKataConfiguration of the file at `path`. */
 export function readKataConfiguration(path: string): KataNetworkSettings {
   let text: string;
   try {

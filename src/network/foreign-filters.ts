@@ -13,7 +13,7 @@
  */
 import type { Link } from '../netlink/codec/link.js';
 import type { Filter } from '../netlink/codec/tc/filter.js';
-import { formatHandle, handleMajor, handleMinor, TC_H_ROOT } from '../netlink/codec/tc/message.js';
+import { formatHandle, TC_H_ROOT, tcMajor, tcMinor } from '../netlink/codec/tc/message.js';
 import type { TrafficClass } from '../netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
@@ -100,12 +100,12 @@ export function isVcnetHtb(
 ): boolean {
   if (root.kind !== 'htb') return false;
   const defaultClass = 'defaultClass' in root.options ? root.options.defaultClass : undefined;
-  const underneath = qdiscs.filter((qdisc) => qdisc !== root && qdisc.parent >>> 16 === root.handle >>> 16);
+  const underneath = qdiscs.filter((qdisc) => qdisc !== root && tcMajor(qdisc.parent) === tcMajor(root.handle));
   const outer = classes.find((entry) => entry.handle === HTB_PARENT_CLASS);
   const inner = classes.find((entry) => entry.handle === HTB_DEFAULT_CLASS);
   return (
     root.handle === HTB_ROOT_HANDLE &&
-    defaultClass === handleMinor(HTB_DEFAULT_CLASS) &&
+    defaultClass === tcMinor(HTB_DEFAULT_CLASS) &&
     classes.length === 2 &&
     // The kernel dumps a class under the root qdisc with parent "root" (ffff:ffff), not 1:.
     (outer?.parent === TC_H_ROOT || outer?.parent === HTB_ROOT_HANDLE) &&
@@ -121,10 +121,10 @@ export function isVcnetHtb(
 
 /** The classes vcnet's htb tree has (plan-attach.ts htbSteps): major:1 and major:2. */
 function isVcnetClass(classHandle: number, qdiscHandle: number): boolean {
-  const minor = handleMinor(classHandle);
+  const minor = tcMinor(classHandle);
   return (
-    handleMajor(classHandle) === handleMajor(qdiscHandle) &&
-    (minor === handleMinor(HTB_PARENT_CLASS) || minor === handleMinor(HTB_DEFAULT_CLASS))
+    tcMajor(classHandle) === tcMajor(qdiscHandle) &&
+    (minor === tcMinor(HTB_PARENT_CLASS) || minor === tcMinor(HTB_DEFAULT_CLASS))
   );
 }
 
@@ -134,8 +134,8 @@ async function othersInShapingQdisc(
   index: number,
   qdiscHandle: number,
 ): Promise<string[]> {
-  const major = qdiscHandle >>> 16;
-  const classes = (await handle.classes(index).catch(() => [])).filter((cls) => cls.handle >>> 16 === major);
+  const major = tcMajor(qdiscHandle);
+  const classes = (await handle.classes(index).catch(() => [])).filter((cls) => tcMajor(cls.handle) === major);
   const theirs: string[] = [];
   for (const parent of [qdiscHandle, ...classes.map((cls) => cls.handle)]) {
     // vcnet adds no filter to its htb: every filter in it is another tool's.
@@ -149,7 +149,7 @@ async function othersInShapingQdisc(
   for (const cls of classes)
     if (!isVcnetClass(cls.handle, qdiscHandle)) theirs.push(`class ${formatHandle(cls.handle)}`);
   const children = (await handle.qdiscs(index).catch(() => [])).filter(
-    (qdisc) => qdisc.parent >>> 16 === major && qdisc.handle >>> 16 !== major && qdisc.handle !== 0,
+    (qdisc) => tcMajor(qdisc.parent) === major && tcMajor(qdisc.handle) !== major && qdisc.handle !== 0,
   );
   for (const qdisc of children) theirs.push(`${qdisc.kind} qdisc ${formatHandle(qdisc.handle)}`);
   return theirs;
@@ -197,7 +197,7 @@ export async function othersInQdiscs(
     }
     const records = steps.filter(
       (other): other is Extract<PlumbingStep, { step: 'add-filter' }> =>
-        other.step === 'add-filter' && other.link === step.link && other.parent >>> 16 === step.handle >>> 16,
+        other.step === 'add-filter' && other.link === step.link && tcMajor(other.parent) === tcMajor(step.handle),
     );
     const dumped = await handle.filters(link.index, step.handle).catch(() => undefined);
     const present = dumped ?? [];

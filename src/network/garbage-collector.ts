@@ -34,11 +34,10 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, NamespacePathError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { appendTo } from '../multimap.js';
 import { NamespaceHolders } from '../netns/namespace-holders.js';
-import { NamespacePathError } from '../netns/namespace-identity.js';
 import { cookieAt, identityOfKey, keyOf, liveNamespaces, type NamespaceKey } from '../netns/namespace-liveness.js';
 import { dropGoneRecords } from './gc/gone-records.js';
 import { scanNamespaces } from './gc/namespace-scan.js';
@@ -59,6 +58,7 @@ import {
 } from './state/registry.js';
 import { refuseUntrustedDirectory } from './state/trust.js';
 
+/** What collectGarbage looks at, and whether it only reports. */
 export interface GarbageOptions {
   /** State directories besides the defaults and the registry (--state-dir). */
   stateDirectories?: string[];
@@ -72,6 +72,11 @@ export interface GarbageOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Removes the taps, macvtaps, ifbs, filters and qdiscs vcnet made whose sandbox is gone (`vcnet gc`),
+ * and the records whose namespace exists nowhere; what a live record owns is never touched. With
+ * `dryRun` it only reports. Give `namespaces` to look only there (other programs' sandboxes stay out).
+ */
 export async function collectGarbage(options: GarbageOptions = {}): Promise<GarbageReport> {
   // A gc reads every registered state directory and may delete links: a wrong argument must not
   // widen it to one over every namespace with the defaults.

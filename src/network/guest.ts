@@ -194,6 +194,10 @@ export function droppedRoutesNotice(dropped: readonly DroppedGuestRoute[]): stri
   return `the guest gets one route per destination, the one the pod prefers (lowest metric): the agent's routes have no metric and it keeps only the last one sent to a destination; not sent: ${listed}`;
 }
 
+/**
+ * What the guest agent is told for these endpoints: one interface each (name, MAC, MTU, addresses),
+ * the routes (one per destination, the pod's preferred) and the permanent neighbours.
+ */
 export function generateGuestNetwork(endpoints: readonly Endpoint[]): GuestNetwork {
   const network: GuestNetwork = { interfaces: [], routes: chooseGuestRoutes(endpoints).routes, neighbours: [] };
   for (const endpoint of endpoints) {

@@ -17,6 +17,7 @@ import type { Endpoint } from './endpoint/endpoint.js';
 import { PhysicalEndpoint, refusePhysicalEndpoints } from './endpoint/physical-endpoint.js';
 import type { Plan } from './plan/types.js';
 
+/** The hypervisors hypervisorDeviceConfig describes devices for. */
 export const HYPERVISORS = ['qemu', 'clh', 'firecracker'] as const;
 export type HypervisorKind = (typeof HYPERVISORS)[number];
 

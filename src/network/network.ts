@@ -41,8 +41,7 @@ import type { DetachPlan } from './plan/plan-detach.js';
 import type { TrafficControlRepair } from './plan/plan-tc-repair.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
 import type { UndoReport } from './plan/undo.js';
-import { describeRecords, planUndo } from './plan/undo.js';
-import { undoPlumbing } from './plumbing.js';
+import { describeRecords, planUndo, undoRecords } from './plan/undo.js';
 import {
   interfacesOf,
   physicalLinksOf,
@@ -106,6 +105,12 @@ const ADD_ENDPOINTS_KEYS: readonly (keyof AddEndpointsOptions)[] = [
 /** Why the scan leaves a tap<N>_kata, ifb<N>_kata or link in vcnet's group alone. */
 const VM_DEVICE_REASON = "a VM's device (tap<N>_kata, ifb<N>_kata or in vcnet's link group), not a pod interface";
 
+/**
+ * The network of one sandbox in its namespace: the scan that turns pod links into endpoints, their
+ * attach (planned, journaled, rolled back on failure) and detach, and the record (`save()`,
+ * `Network.load()`) that lets another process undo it. `Network.open(config, sandboxId)` starts one;
+ * attachSandbox and detachSandbox are the recorded way to use it.
+ */
 export class Network {
   private readonly list: Endpoint[] = [];
   /** Links the last scan left out (no address, not named); the library does not log, the caller prints. */
@@ -544,7 +549,7 @@ export class Network {
     const steps = removable.flatMap((endpoint) => endpoint.records);
     for (const endpoint of removable) endpoint.closeFds();
     const report: UndoReport = {
-      ...(await undoPlumbing(this.handle, steps)),
+      ...(await undoRecords(this.handle, steps)),
       ...(stillPlugged.length > 0 ? { stillPlugged } : {}),
     };
     // What went is forgotten; what the kernel refused stays recorded on its endpoint.

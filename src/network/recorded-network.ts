@@ -119,6 +119,10 @@ function loadRecordedNetwork(
   };
 }
 
+/**
+ * The record of sandbox `id` (what attach wrote: config, endpoints, hypervisor), or undefined when
+ * there is none. Reads only; takes no lock.
+ */
 export function readSandbox(id: string, stateDirectory?: string): SandboxState | undefined {
   return new SandboxStore(id, stateDirectory).read<SandboxState>();
 }

@@ -12,6 +12,7 @@ import { generateGuestNetwork } from '../network/guest.js';
 import { pushEndpoints } from './guest-push.js';
 import { withSandbox } from './sandbox-interfaces.js';
 
+/** configureGuest's options: where the record is, the agent's socket, the deadlines. */
 export interface ConfigureGuestOptions {
   stateDirectory?: string;
   /** How long to wait for another command on the sandbox (ms); default VCNET_LOCK_TIMEOUT or 30 s. */
@@ -32,6 +33,7 @@ export interface ConfigureGuestOptions {
   signal?: AbortSignal;
 }
 
+/** What configureGuest sent and the agent answered. */
 export interface ConfigureGuestResult {
   /** The guest interfaces configured, by name, in the order they were sent. */
   interfaces: string[];
@@ -43,6 +45,10 @@ export interface ConfigureGuestResult {
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
+/**
+ * Tells a booted VM's agent the attached sandbox `id`'s network (`vcnet configure-guest`): every
+ * interface, the full route set, the permanent neighbours. Resolves with what the agent took.
+ */
 export async function configureGuest(id: string, options: ConfigureGuestOptions = {}): Promise<ConfigureGuestResult> {
   options = optionsArgument(options, 'options', [
     'stateDirectory',

@@ -84,8 +84,6 @@ export class AgentNotRecordedError extends VcnetError {
   }
 }
 
-export type { VirtualMachine } from './hypervisor-connection.js';
-
 /** The sandbox's running VM; `stateDirectory` (the store's root) only goes into hints. */
 export async function connectVirtualMachine(
   state: SandboxState,

@@ -14,7 +14,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nativeShim, type WatchHandle } from '../../src/native/binding.js';
+import { nativeShim } from '../../src/native/binding.js';
+import type { WatchHandle } from '../../src/native/shim-types.js';
 import { cloudHypervisorSchemas, errorsOf, validatorFor } from '../unit/hypervisor/api-schemas.js';
 
 export interface ReceivedRequest {

@@ -12,7 +12,7 @@ import { basename } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cAttachUnavailableReason, runCAttachReference } from '../../bench/c-attach-reference.js';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
-import { attachTcFilter } from '../../src/network/model/tcfilter.js';
+import { attachByPlan } from '../../src/network/model/plumbing-context.js';
 import { cleanupNamespaces, makeNamespace, namespaceView, type TestNamespace } from '../helpers/namespace.js';
 
 const skipReason = cAttachUnavailableReason();
@@ -57,7 +57,7 @@ describe.skipIf(skipReason !== undefined)('the C attach that npm run bench compa
     const handle = NetlinkHandle.open(ours.path);
     try {
       const source = await handle.linkByName('eth0');
-      await attachTcFilter(
+      await attachByPlan(
         {
           handle,
           namespacePath: ours.path,
@@ -66,8 +66,7 @@ describe.skipIf(skipReason !== undefined)('the C attach that npm run bench compa
           vhostNet: 'off',
           qdiscs: (await handle.snapshot(['qdiscs'])).qdiscs,
         },
-        source,
-        'tap0_kata',
+        { model: 'tcfilter', source, tapName: 'tap0_kata' },
       );
     } finally {
       handle.close();

@@ -7,6 +7,7 @@ import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NamespacePathError } from '../../src/errors.js';
 import { nativeShim } from '../../src/native/binding.js';
 import { nativeNetlink } from '../../src/native/netlink-socket.js';
 import { AddressFamily } from '../../src/netlink/codec/constants.js';
@@ -19,7 +20,6 @@ import { parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../src/netlink/codec/tc
 import { ingressQdisc } from '../../src/netlink/codec/tc/qdisc.js';
 import { NetlinkError } from '../../src/netlink/errors.js';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
-import { NamespacePathError } from '../../src/netns/namespace-identity.js';
 import { scanNamespace } from '../../src/network/scan.js';
 import { cleanupNamespaces, kernelSupportsLinkKind, makeNamespace, type TestNamespace } from '../helpers/namespace.js';
 

@@ -51,7 +51,9 @@ describe.skipIf(skipReason)('netlink receives that fail', () => {
     expect(attach.stderr).not.toContain('    at ');
     expect(attach.status).toBe(1);
     expect(attach.error).toMatchObject({ code: 'VCNET_NETLINK', errno: 'ENOMEM' });
-    expect(attach.error?.message).toMatch(/^list links failed: ENOMEM \(no answer from the kernel: receive netlink replies failed: /);
+    expect(attach.error?.message).toMatch(
+      /^list links failed: ENOMEM \(no answer from the kernel: receive netlink replies failed: /,
+    );
     expect(fingerprint(pod)).toEqual(before);
     expect(existsSync(join(stateDirectory(), 'nm'))).toBe(false);
   });

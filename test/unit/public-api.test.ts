@@ -300,8 +300,7 @@ describe("the 'vcnet' entry", () => {
       'familyOf',
       'formatHandle',
       'gatewayAttribute',
-      'handleMajor',
-      'handleMinor',
+      'htbDefaultBurstBytes',
       'ingressQdisc',
       'ipToBytes',
       'isCachedRoute',
@@ -309,37 +308,25 @@ describe("the 'vcnet' entry", () => {
       'isMacAddress',
       'macToBytes',
       'namesByValue',
+      'networkOf',
       'parseCidr',
       'parseHandle',
       'splitMessages',
+      'tcMajor',
+      'tcMinor',
       'writeInfoMessage',
       'writeTcMessage',
     ]);
   });
 
-  it("names each NetlinkHandle change with its ChangeBatch's verb, the 0.1.0 del* names kept as the same functions", () => {
+  it("names each NetlinkHandle change with its ChangeBatch's verb, and no other name (no del* alias)", () => {
     const handle = netlinkEntry.NetlinkHandle.prototype as unknown as Record<string, unknown>;
     const batch = netlinkEntry.ChangeBatch.prototype as unknown as Record<string, unknown>;
-    const deprecated = {
-      delLink: 'deleteLink',
-      delLinkGroup: 'deleteLinkGroup',
-      delAddress: 'deleteAddress',
-      delRoute: 'deleteRoute',
-      delNeighbour: 'deleteNeighbour',
-      delQdisc: 'deleteQdisc',
-      delFilter: 'deleteFilter',
-    };
-    for (const [alias, name] of Object.entries(deprecated)) {
-      expect(typeof handle[name], name).toBe('function');
-      expect(handle[alias], `${alias} is ${name}`).toBe(handle[name]);
-      // The batch has the same change under the same name.
-      expect(typeof batch[name], `ChangeBatch.${name}`).toBe('function');
-    }
     // Not listed by for...in, as the class's own methods are not.
     expect(Object.keys(handle)).toEqual([]);
-    // Every change method of the handle, deprecated names apart: one verb per operation (add, set,
-    // replace, delete), and each one the batch has too (replaceRoute is the batch's addRoute(spec, true)).
-    const methods = Object.getOwnPropertyNames(handle).filter((name) => !(name in deprecated));
+    // Every change method of the handle: one verb per operation (add, set, replace, delete), and each
+    // one the batch has too (replaceRoute is the batch's addRoute(spec, true)).
+    const methods = Object.getOwnPropertyNames(handle);
     const changes = methods.filter((name) => /^(add|set|replace|delete|del|remove|change)[A-Z]/.test(name)).sort();
     expect(changes).toEqual([
       'addAddress',

@@ -24,25 +24,17 @@ const DELIBERATE_INTERNALS: Record<string, string> = {
   ARPNeighborSchema: 'a protobuf-es descriptor behind NeighbourInit (exported)',
   // Netlink internals behind NetlinkHandle: callers open handles, never sockets or batches.
   NetlinkSocket: "NetlinkHandle's socket and ChangeBatch's constructor argument, internal",
-  RequestOutcome: "ChangeBatch's per-request outcome inside the protocol engine",
   RequestLike: "NetlinkError's constructor argument: vcnet builds these errors, callers only read them",
   StateWriteSubject:
     "StateWriteError's constructor argument (what its hint names): vcnet builds these errors, callers only read them",
-  // The plan and its persisted records: their shape is the state file's and changes with it.
-  PlumbingContext: "Endpoint.attach's context, built by Network; the plumbing engine's",
-  AttachRequest: "Endpoint's plan request, built by Network",
-  PlanIntent: "Endpoint's plan made ahead of its attach, whose records Network journals for all endpoints at once",
-  AttachedPlumbing: "what an Endpoint records of its plumbing (the state file's shape)",
-  PlumbingStep: "one recorded plumbing step (the state file's shape)",
-  Plan: 'the attach plan (shown as `ip`/`tc` commands by --dry-run)',
-  Change: 'one change of a plan (shown as an `ip`/`tc` command by --dry-run)',
-  DetachPlan: "Network.planDetach's plan, as Plan",
-  EndpointState: "an endpoint's record inside NetworkState (the state file's shape)",
+  // A protected member marked @internal, for Endpoint's own subclasses.
+  PlanIntent: "Endpoint's plan made ahead of its attach (takePreparedIntent, protected and @internal)",
   // Types derived from constants (typeof X): the derived types are exported.
   INTERWORKING_MODELS: 'InterworkingModelName is exported',
   ENDPOINT_TYPES: 'EndpointType is exported',
   NETWORK_STATE_VERSION: "a record's version number",
   SANDBOX_STATE_VERSION: "a record's version number",
+  ENDPOINT_STATE_VERSION: "a record's version number",
 };
 
 /** Named types declared in vcnet that exported declarations mention, with who mentions them. */

@@ -38,12 +38,15 @@ export function findAgentPort(search: AgentPortSearch = {}): string | undefined 
   return undefined;
 }
 
+/** How long waitForAgentPort waits for the port and its node when the caller gives no timeoutMs. */
+const AGENT_PORT_WAIT_MS = 10_000;
+
 /**
  * Waits for the port and its device node: virtio_console may still be probing when the agent starts,
  * and devtmpfs creates the node a moment after sysfs shows the port.
  */
 export async function waitForAgentPort(search: AgentPortSearch & { timeoutMs?: number } = {}): Promise<string> {
-  const deadline = Date.now() + (search.timeoutMs ?? 10_000);
+  const deadline = Date.now() + (search.timeoutMs ?? AGENT_PORT_WAIT_MS);
   for (;;) {
     const path = findAgentPort(search);
     if (path && existsSync(path)) return path;

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { create } from '@bufbuild/protobuf';
 import { errnoOf } from '../../errors.js';
 import { type Address, AddressFlag, type AddressSpec } from '../../netlink/codec/address.js';
-import { bytesToIp, ipToBytes } from '../../netlink/codec/address-format.js';
+import { bytesToIp, ipToBytes, networkOf } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
@@ -36,12 +36,6 @@ export interface NetlinkApplierOptions {
 
 const canonicalIp = (address: string): string => bytesToIp(ipToBytes(address));
 const isIpv6LinkLocal = (address: string): boolean => /^fe[89ab][0-9a-f]:/i.test(canonicalIp(address));
-/** `address` with its host bits cleared: the destination of its prefix route. */
-function prefixOf(address: string, prefixLength: number): string {
-  const bytes = ipToBytes(address);
-  for (let bit = prefixLength; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
-  return bytesToIp(bytes);
-}
 const addressKey = (address: string, prefixLength: number): string => `${canonicalIp(address)}/${prefixLength}`;
 const familyOfVersion = (version: 4 | 6): number => (version === 4 ? AddressFamily.INET : AddressFamily.INET6);
 
@@ -377,7 +371,7 @@ export class NetlinkApplier implements NetworkApplier {
           address.index === index &&
           address.family === AddressFamily.INET6 &&
           address.prefixLength === route.destinationLength &&
-          prefixOf(address.address, address.prefixLength) === destination,
+          networkOf(address.address, address.prefixLength) === destination,
       );
       if (!ofAddress) continue;
       for (const kernel of routes) {

@@ -1,7 +1,17 @@
+/**
+ * `vcnet attach`: attaches a pod namespace's interfaces for a VM and prints what its hypervisor needs
+ * (with --dry-run, the plan instead).
+ */
 import type { Command } from 'commander';
 import { InvalidInputError } from '../../errors.js';
 import { probeVhostNet } from '../../hypervisor/vhost-net-probe.js';
 import { refuseHostNamespaceUnlessShared } from '../../network/config.js';
+import {
+  type DeviceConfig,
+  type HypervisorDeviceOptions,
+  hypervisorDeviceConfig,
+  plannedDeviceConfig,
+} from '../../network/hypervisor-devices.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../../network/user-namespace.js';
 import {
@@ -11,13 +21,7 @@ import {
   type VmInputNames,
 } from '../../sandbox/attach.js';
 import { planSandboxAttach } from '../../sandbox/plan.js';
-import {
-  type DeviceConfig,
-  type HypervisorDeviceOptions,
-  hypervisorDeviceConfig,
-  plannedDeviceConfig,
-  shellRedirections,
-} from '../hypervisor-config.js';
+import { shellRedirections } from '../hypervisor-config.js';
 import { logger } from '../observability/logger.js';
 import {
   collect,

@@ -1,3 +1,4 @@
+/** `vcnet bench attach`: vcnet's attach and detach against iproute2's in a namespace it makes (benchmark/attach-benchmark.ts). */
 import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
 import { runAttachBenchmark } from '../../benchmark/attach-benchmark.js';

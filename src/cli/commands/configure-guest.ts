@@ -1,3 +1,4 @@
+/** `vcnet configure-guest`: tells a booted VM's agent the sandbox's network (configureGuest). */
 import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
 import { stateDirectory } from '../../network/state/store.js';

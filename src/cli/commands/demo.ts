@@ -1,3 +1,4 @@
+/** `vcnet demo`: the whole story on this machine (real CNI, a VM, traffic, hot-plug, teardown). */
 import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
 import { InvalidInputError } from '../../errors.js';

@@ -1,3 +1,4 @@
+/** `vcnet detach`: undoes exactly what a sandbox's attach made, from its record. */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';

@@ -1,3 +1,4 @@
+/** `vcnet gc`: removes what vcnet made for sandboxes that are gone (collectGarbage), and prints the report. */
 import type { Command } from 'commander';
 import { ErrnoOutcomes } from '../../error-codes.js';
 import { hintForErrno, InvalidInputError } from '../../errors.js';

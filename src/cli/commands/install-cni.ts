@@ -1,3 +1,4 @@
+/** `vcnet install-cni`: puts the vcnet-cni launcher and a bridge + vcnet-cni conflist in place. */
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import {

@@ -1,3 +1,4 @@
+/** The namespace a sandbox's record names, for the log context of commands that take only a sandbox id. */
 import { SandboxStore } from '../../network/state/store.js';
 import { bindLogContext, logContext } from '../observability/logger.js';
 

@@ -1,3 +1,4 @@
+/** `vcnet scan`: lists a namespace's links and what attach would make of each. */
 import type { Command } from 'commander';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { NetlinkHandle } from '../../netlink/handle.js';

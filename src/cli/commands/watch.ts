@@ -1,3 +1,4 @@
+/** `vcnet watch`: follows a sandbox's namespace and passes its changes on to the VM (watchSandbox). */
 import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
 import { VcnetError } from '../../errors.js';

@@ -28,9 +28,6 @@ import type { CommandSpan, FlushOutcome, TraceExport } from './trace-export.js';
 import { NO_TRACE_EXPORT } from './trace-export.js';
 import { recordFailure, subscribeSpans } from './tracing.js';
 
-export { tracingRequested } from './environment.js';
-export type { CommandSpan, FlushOutcome, StopTraceExport, TraceExport } from './trace-export.js';
-
 interface NodeSdk {
   start(): void;
   shutdown(): Promise<void>;

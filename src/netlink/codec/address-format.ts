@@ -31,8 +31,6 @@ export class AddressFormatError extends VcnetError {
   }
 }
 
-export { isMacAddress } from '../../mac-address.js';
-
 export function macToBytes(text: string): Buffer {
   if (!isMacAddress(text)) throw new AddressFormatError('mac', text);
   return Buffer.from(text.replaceAll(':', ''), 'hex');
@@ -118,6 +116,13 @@ export function bytesToIp(bytes: Uint8Array): string {
   const hex = groups.map((group) => group.toString(16));
   if (bestStart < 0) return hex.join(':');
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+}
+
+/** `address` with its host bits cleared: the destination of the prefix route of `address/length`. */
+export function networkOf(address: string, length: number): string {
+  const bytes = ipToBytes(address);
+  for (let bit = length; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return bytesToIp(bytes);
 }
 
 /** Parses "10.0.0.2/24" into its address and prefix length; a bare address gets the full length. */

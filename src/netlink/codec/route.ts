@@ -55,8 +55,6 @@ export function isCachedRoute(route: { flags: number }): boolean {
   return (route.flags & RouteFlag.CLONED) !== 0;
 }
 
-export type { NextHop, NextHopSpec, RouteMetrics } from './route-attributes.js';
-
 export const RTMSG_LENGTH = 12;
 
 export interface Route {

@@ -125,6 +125,10 @@ export function classifyInterface(
   }
 }
 
+/**
+ * The endpoint for one scanned pod link (classifyInterface's type, or `requestedType`); throws an
+ * UnsupportedInterfaceError for a link vcnet cannot connect. Nothing on the host is changed.
+ */
 export function createEndpoint(info: NetworkInfo, options: CreateEndpointOptions): Endpoint {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new InvalidInputError('options', options, 'an object with at least index and model');

@@ -16,8 +16,7 @@ import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
-import { describeRecords, type UndoReport } from '../plan/undo.js';
-import { undoPlumbing } from '../plumbing.js';
+import { describeRecords, type UndoReport, undoRecords } from '../plan/undo.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 
 /** The hypervisor-neutral NIC description handed to src/hypervisor (its NetworkDevice). */
@@ -50,6 +49,7 @@ export interface EndpointState {
   details?: Record<string, unknown>;
 }
 
+/** An endpoint record this vcnet cannot read (VCNET_STATE_INVALID). */
 export class EndpointStateError extends VcnetError {
   static override readonly errorName: string = 'EndpointStateError';
   constructor(message: string, value: unknown) {
@@ -60,6 +60,7 @@ export class EndpointStateError extends VcnetError {
   }
 }
 
+/** One pod interface as the VM gets it (createEndpoint makes one per link; Network attaches them). */
 export abstract class Endpoint {
   abstract readonly type: EndpointType;
   plumbing: AttachedPlumbing | undefined;
@@ -157,7 +158,10 @@ export abstract class Endpoint {
     this.pendingSteps = undefined;
   }
 
-  /** The prepared plan's intent, taken once by build (a planning error is thrown here). */
+  /**
+   * The prepared plan's intent, taken once by build (a planning error is thrown here).
+   * @internal
+   */
   protected takePreparedIntent(): PlanIntent | undefined {
     const prepared = this.prepared;
     this.prepared = undefined;
@@ -183,6 +187,10 @@ export abstract class Endpoint {
     return attachByPlan(context, request, intent);
   }
 
+  /**
+   * Builds this endpoint's plumbing: a step of Network.addEndpoints, which journals it in the record.
+   * @internal
+   */
   async attach(context: PlumbingContext): Promise<AttachedPlumbing> {
     if (this.plumbing) return this.plumbing;
     const journaled: PlumbingContext = {
@@ -213,7 +221,7 @@ export abstract class Endpoint {
     const plumbing = this.plumbing;
     if (!plumbing) return { undone: 0, alreadyGone: 0, kept: 0, failures: [], left: [] };
     this.closeFds();
-    const report = await undoPlumbing(handle, plumbing.steps);
+    const report = await undoRecords(handle, plumbing.steps);
     this.keepLeft(report.left);
     return report;
   }

@@ -1,3 +1,4 @@
+/** The endpoint of an ipvlan pod link (type 'ipvlan'), always with the tcfilter model. */
 import { PairedEndpoint } from './paired-endpoint.js';
 
 /**

@@ -5,9 +5,11 @@
  * path where no namespace is may be a deleted pod's whose records are to go: it is kept in `missing`,
  * and the namespace a record made there is looked at through a process still in it.
  */
+
+import { NamespacePathError } from '../../errors.js';
 import { yieldToEventLoop } from '../../event-loop.js';
 import { NetlinkHandle } from '../../netlink/handle.js';
-import { NamespacePathError, type OpenedNamespace, openNetworkNamespace } from '../../netns/namespace-identity.js';
+import { type OpenedNamespace, openNetworkNamespace } from '../../netns/namespace-identity.js';
 import { holdsCookie, keyOf, type NamespaceKey } from '../../netns/namespace-liveness.js';
 import { type RecordOwner, readOwners } from '../state/owners.js';
 import type { NamespaceScan } from './orphan-links.js';

@@ -4,7 +4,7 @@
  * writes into one GarbageReport; these are its types and the ways a removal becomes an entry.
  */
 import { errnoOf } from '../../errors.js';
-import type { RequestOutcome } from '../../netlink/transport.js';
+import type { RequestOutcome } from '../../netlink/protocol.js';
 import type { SkippedRecord } from '../state/owners.js';
 
 export interface GarbageItem {

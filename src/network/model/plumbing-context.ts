@@ -1,7 +1,10 @@
 /**
  * What every internetworking model needs while it builds: the namespace's handle and scan, the queue
- * count, vhost and rate-limit settings; and the one way a model builds: plan (plan/plan-attach.ts),
- * then apply (plan/apply.ts), which journals, sends and rolls back.
+ * count, vhost and rate-limit settings; and the one way a model builds (attachByPlan): plan
+ * (plan/plan-attach.ts), then apply (plan/apply.ts), which journals, sends and rolls back. The models
+ * are requests to the planner: tcfilter (Kata's default: a tap beside the pod interface and a u32
+ * filter on each side's ingress redirecting every frame to the other), macvtap (a macvtap on the pod
+ * interface, which gives it its MAC and addresses) and none (only a tap, wired up by the operator).
  */
 import { channels, publish } from '../../diagnostics.js';
 import { hintFromCause, SystemCallError, VcnetError } from '../../errors.js';

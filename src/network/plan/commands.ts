@@ -12,11 +12,10 @@ import { AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { formatHandle } from '../../netlink/codec/tc/message.js';
+import { htbDefaultBurstBytes } from '../../netlink/codec/tc/qdisc/htb.js';
 import { shellWord } from '../../shell-word.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
-
-const DEFAULT_BURST_MTU = 1600;
 
 function dev(link: LinkRef): string {
   return `dev ${shellWord(link.name)}`;
@@ -80,7 +79,7 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
         ? `tc qdisc del ${dev(change.link)} ingress`
         : `tc qdisc del ${dev(change.link)} ${formatHandle(change.parent)} handle ${formatHandle(change.handle)}`;
     case 'add-class': {
-      const burst = Math.floor(change.rateBitsPerSecond / 8 / 1000) + DEFAULT_BURST_MTU;
+      const burst = htbDefaultBurstBytes(Math.floor(change.rateBitsPerSecond / 8));
       return `tc class ${change.change ? 'change' : 'add'} ${dev(change.link)} parent ${formatHandle(change.parent)} classid ${formatHandle(change.handle)} htb rate ${change.rateBitsPerSecond}bit ceil ${change.rateBitsPerSecond}bit burst ${burst} cburst ${burst}`;
     }
     case 'add-filter':

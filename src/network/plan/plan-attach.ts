@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { InvalidInputError, VcnetError } from '../../errors.js';
 import { type Address, AddressFlag } from '../../netlink/codec/address.js';
+import { networkOf } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
@@ -26,16 +27,16 @@ import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import { ETH_P_ALL, type Filter } from '../../netlink/codec/tc/filter.js';
 import {
   CLSACT_INGRESS_PARENT,
-  handleMinor,
   INGRESS_HANDLE,
   parseHandle,
   TC_H_INGRESS,
   TC_H_ROOT,
+  tcMinor,
 } from '../../netlink/codec/tc/message.js';
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
 import { ipCommandIn, shellWord } from '../../shell-word.js';
 import { addressRequestOf, stepOf } from './inverse.js';
-import { networkOf, podLinkRoutes } from './pod-link-routes.js';
+import { podLinkRoutes } from './pod-link-routes.js';
 import type { Change, LinkRef, Plan, PlanStep, RateLimit } from './types.js';
 
 /** Links vcnet creates carry this IFLA_GROUP, so gc finds them and detach can delete them at once. */
@@ -140,11 +141,6 @@ function requireSource(request: AttachRequest): Link {
   return request.source;
 }
 
-/**
- * A link the plan must create (a tap, macvtap or ifb) is named like a link already in the namespace:
- * someone else's (Kata's, an operator's), or one a crashed sandbox left. vcnet neither takes it over
- * nor deletes it, and says so before changing anything (the kernel would answer only EBUSY or EEXIST).
- */
 /** The record of the sandbox (or CNI interface) that made a link, when one is found. */
 export interface LinkOwnerRecord {
   /** A sandbox id, or `<container id>/<interface>` for a vcnet-cni record (sandbox ids have no "/"). */
@@ -168,6 +164,11 @@ export function describeOwner(owner: LinkOwnerRecord): { who: string; release: s
   };
 }
 
+/**
+ * A link the plan must create (a tap, macvtap or ifb) is named like a link already in the namespace:
+ * someone else's (Kata's, an operator's), or one a crashed sandbox left. vcnet neither takes it over
+ * nor deletes it, and says so before changing anything (the kernel would answer only EBUSY or EEXIST).
+ */
 export class LinkNameTakenError extends VcnetError {
   static override readonly errorName: string = 'LinkNameTakenError';
   readonly holder: Pick<Link, 'index' | 'kind' | 'group'> | undefined;
@@ -618,7 +619,7 @@ export function htbChanges(link: LinkRef, bitsPerSecond: number): Change[] {
       kind: 'htb',
       handle: HTB_ROOT_HANDLE,
       parent: TC_H_ROOT,
-      defaultClass: handleMinor(HTB_DEFAULT_CLASS),
+      defaultClass: tcMinor(HTB_DEFAULT_CLASS),
     },
     { op: 'add-class', link, handle: HTB_PARENT_CLASS, parent: HTB_ROOT_HANDLE, rateBitsPerSecond: bitsPerSecond },
     { op: 'add-class', link, handle: HTB_DEFAULT_CLASS, parent: HTB_PARENT_CLASS, rateBitsPerSecond: bitsPerSecond },

@@ -7,7 +7,7 @@
  */
 import type { Address } from '../../netlink/codec/address.js';
 import { AddressFlag } from '../../netlink/codec/address.js';
-import { familyOf, ipToBytes } from '../../netlink/codec/address-format.js';
+import { familyOf, ipToBytes, networkOf } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
@@ -17,7 +17,6 @@ import { formatHandle, parseHandle, TC_H_ROOT } from '../../netlink/codec/tc/mes
 import { commandOf } from './commands.js';
 import { undoChangesOf, undoOf } from './inverse.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
-import { networkOf } from './pod-link-routes.js';
 import {
   kernelPlacesOf,
   listedRouteText,

@@ -16,7 +16,7 @@
 import { VcnetError } from '../../errors.js';
 import type { Address } from '../../netlink/codec/address.js';
 import { AddressFlag } from '../../netlink/codec/address.js';
-import { bytesToIp, ipToBytes } from '../../netlink/codec/address-format.js';
+import { networkOf } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
@@ -48,13 +48,6 @@ export class RouteNotRestorableError extends VcnetError {
       },
     );
   }
-}
-
-/** `address` with its host bits cleared: the destination of the prefix route of `address/length`. */
-export function networkOf(address: string, length: number): string {
-  const bytes = ipToBytes(address);
-  for (let bit = length; bit < bytes.length * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
-  return bytesToIp(bytes);
 }
 
 /**

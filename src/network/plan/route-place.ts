@@ -6,13 +6,12 @@
  * (plan-detach.ts), so a route someone set there since attach is left as they set it.
  */
 import { AddressFlag } from '../../netlink/codec/address.js';
-import { familyOf, ipToBytes } from '../../netlink/codec/address-format.js';
+import { familyOf, ipToBytes, networkOf } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
 import { RouteTable } from '../../netlink/codec/route.js';
 import { routeRequestOf } from './inverse.js';
-import { networkOf } from './pod-link-routes.js';
 import { routeArguments } from './route-command.js';
 import type { AddressRecord, LinkRef, RouteRecord } from './types.js';
 

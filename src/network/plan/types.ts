@@ -9,7 +9,8 @@
 import type { AddressSpec } from '../../netlink/codec/address.js';
 import type { Ipv6AddressGeneration } from '../../netlink/codec/link.js';
 import type { NeighbourSpec } from '../../netlink/codec/neighbour.js';
-import type { NextHopSpec, RouteSpec } from '../../netlink/codec/route.js';
+import type { RouteSpec } from '../../netlink/codec/route.js';
+import type { NextHopSpec } from '../../netlink/codec/route-attributes.js';
 
 /** What a link is to the plan: the pod's own link, or one the plan creates. */
 export type LinkRole = 'pod' | 'tap' | 'macvtap' | 'ifb';
@@ -125,15 +126,11 @@ export interface Plan {
 }
 
 /**
- * The persisted undo records (what detach, gc and CNI CHECK read), derived from plan steps by
- * inverse.ts.
- */
-/**
  * A pod link as a record names it: `link` is its name when attach ran (a label for people), `index`
  * its ifindex in the namespace (its identity: a renamed link keeps it, a recreated one gets a new one).
  * Records written before vcnet kept the index name the link only.
  */
-interface PodLinkRecord {
+export interface PodLinkRecord {
   link: string;
   index?: number;
   /**
@@ -158,6 +155,10 @@ export interface RecordedLinkAttributes {
   txQueueLength?: number;
 }
 
+/**
+ * The persisted undo records (what detach, gc and CNI CHECK read), derived from plan steps by
+ * inverse.ts.
+ */
 export type PlumbingStep =
   | {
       step: 'create-link';

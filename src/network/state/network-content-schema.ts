@@ -16,10 +16,10 @@ import * as z from 'zod';
 import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../../mac-address.js';
 import {
   CLSACT_INGRESS_PARENT,
-  handleMinor,
   INGRESS_HANDLE,
   TC_H_INGRESS,
   TC_H_ROOT,
+  tcMinor,
 } from '../../netlink/codec/tc/message.js';
 import { MAX_QUEUES, QUEUES_ACCEPTED } from '../../queue-limits.js';
 import { INTERWORKING_MODELS } from '../interworking-model.js';
@@ -153,7 +153,7 @@ const addQdiscStep = z
     const ingress = step.kind === 'ingress';
     const handleFits = ingress
       ? step.handle === INGRESS_HANDLE
-      : handleMinor(step.handle) === 0 && step.handle !== 0 && step.handle !== INGRESS_HANDLE;
+      : tcMinor(step.handle) === 0 && step.handle !== 0 && step.handle !== INGRESS_HANDLE;
     if (!handleFits)
       context.addIssue({
         code: 'custom',

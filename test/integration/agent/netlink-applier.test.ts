@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentClient } from '../../../src/agent/client.js';
 import { IPFamily } from '../../../src/agent/generated/types_pb.js';
-import { StatusCode } from '../../../src/agent/ttrpc.js';
+import { StatusCode } from '../../../src/agent/ttrpc/status-code.js';
 import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { guestLikeNamespace, type NamespaceAgent, startNamespaceAgent } from '../../helpers/namespace-agent.js';
 import { addSmallHop, FAR_PEER, learnPathMtu } from '../../helpers/path-mtu.js';

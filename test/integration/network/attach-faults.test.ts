@@ -13,7 +13,7 @@ import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import type { InterworkingModel } from '../../../src/network/interworking-model.js';
-import { attachTcFilter } from '../../../src/network/model/tcfilter.js';
+import { attachByPlan } from '../../../src/network/model/plumbing-context.js';
 import { setApplyTestHook } from '../../../src/network/plan/apply.js';
 import { LinkNameTakenError } from '../../../src/network/plan/plan-attach.js';
 import type { PlanStep } from '../../../src/network/plan/types.js';
@@ -278,9 +278,10 @@ describe('a tap name the kernel says is taken', () => {
         vhostNet: 'off' as const,
         qdiscs: (await handle.snapshot(['qdiscs'])).qdiscs,
       };
-      const attempt = attachTcFilter(context, source, 'tap0_kata');
+      const request = { model: 'tcfilter', source, tapName: 'tap0_kata' } as const;
+      const attempt = attachByPlan(context, request);
       await expect(attempt).rejects.toBeInstanceOf(LinkNameTakenError);
-      await expect(attachTcFilter(context, source, 'tap0_kata')).rejects.toMatchObject({
+      await expect(attachByPlan(context, request)).rejects.toMatchObject({
         code: 'VCNET_LINK_NAME_TAKEN',
         value: 'tap0_kata',
         cause: expect.objectContaining({ code: 'EBUSY' }),

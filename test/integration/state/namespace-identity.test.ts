@@ -20,7 +20,7 @@ import {
   openRecordedNamespace,
 } from '../../../src/netns/namespace-identity.js';
 import { fileIdentity, isSameFile, processIds } from '../../../src/netns/processes.js';
-import { attachTapOnly } from '../../../src/network/model/none.js';
+import { attachByPlan } from '../../../src/network/model/plumbing-context.js';
 import { VCNET_LINK_GROUP } from '../../../src/network/plan/plan-attach.js';
 import { createdLinks } from '../../../src/network/state/network-content-schema.js';
 import { recordsHoldingLink, recordsOfNamespace } from '../../../src/network/state/owners.js';
@@ -145,10 +145,9 @@ describe('the namespace a tap is made in', () => {
       // The path is re-bound to the second namespace; the handle's socket still talks to the first.
       execFileSync('umount', [first.path]);
       execFileSync('mount', ['--bind', second.path, first.path]);
-      const made = await attachTapOnly(
+      const made = await attachByPlan(
         { handle, namespacePath: first.path, queues: 1, keepFds: false, vhostNet: 'off', qdiscs: [] },
-        'tapns0',
-        { mtu: 1500 },
+        { model: 'none', tapName: 'tapns0', mtu: 1500 },
       );
       // Made where the handle's requests go (its MTU and state were set there by netlink too)...
       const tap = await handle.linkByName('tapns0');

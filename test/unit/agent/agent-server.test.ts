@@ -15,7 +15,7 @@ import type {
   RouteUpdate,
 } from '../../../src/agent/network-applier.js';
 import { createAgentServer } from '../../../src/agent/server.js';
-import { StatusCode } from '../../../src/agent/ttrpc.js';
+import { StatusCode } from '../../../src/agent/ttrpc/status-code.js';
 
 class RecordingApplier implements NetworkApplier {
   readonly calls: { method: string; argument: unknown }[] = [];

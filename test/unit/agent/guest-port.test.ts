@@ -10,7 +10,8 @@ import { KeyValueSchema, RequestSchema, ResponseSchema } from '../../../src/agen
 import { findAgentPort, waitForAgentPort } from '../../../src/agent/guest/agent-port.js';
 import { linkNameAtPciPath } from '../../../src/agent/guest/pci-path.js';
 import { type PortIo, servePortSessions } from '../../../src/agent/guest/port-session.js';
-import { encodeFrame, FrameDecoder, FrameType, TtrpcServer } from '../../../src/agent/ttrpc.js';
+import { encodeFrame, FrameDecoder, FrameType } from '../../../src/agent/ttrpc/frame.js';
+import { TtrpcServer } from '../../../src/agent/ttrpc/server.js';
 
 const directories: string[] = [];
 afterEach(() => {

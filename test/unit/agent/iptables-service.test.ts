@@ -11,7 +11,7 @@ import { AgentStatusError, GuestProgramMissingError, IpTablesCommandError } from
 import { GuestIpTables } from '../../../src/agent/guest/iptables.js';
 import type { IpTablesApplier, IpVersion, NetworkApplier } from '../../../src/agent/network-applier.js';
 import { createAgentServer } from '../../../src/agent/server.js';
-import { StatusCode } from '../../../src/agent/ttrpc.js';
+import { StatusCode } from '../../../src/agent/ttrpc/status-code.js';
 import { findProgram } from '../../../src/program-search.js';
 
 const cleanups: (() => void)[] = [];

@@ -4,12 +4,8 @@
  * seed-era JSON with `device`, and the 1.x capitalised form.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  interfaceFromJson,
-  MAX_KATA_JSON_BYTES,
-  parseKataJsonText,
-  routesFromJson,
-} from '../../../src/agent/kata-network-json.js';
+import { MAX_KATA_JSON_BYTES } from '../../../src/agent/kata-json-limits.js';
+import { interfaceFromJson, parseKataJsonText, routesFromJson } from '../../../src/agent/kata-network-json.js';
 import { InvalidInputError } from '../../../src/errors.js';
 import { checkLinkName, linkNameProblem } from '../../../src/netlink/link-name.js';
 import { isVcnetDevice } from '../../../src/network/link-name.js';

@@ -1,7 +1,7 @@
 /** ttrpc framing: header layout, frames split and merged arbitrarily, oversized frames skipped. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeFrame, FrameDecoder, FrameType, MAX_FRAME_LENGTH } from '../../../src/agent/ttrpc.js';
+import { encodeFrame, FrameDecoder, FrameType, MAX_FRAME_LENGTH } from '../../../src/agent/ttrpc/frame.js';
 
 describe('encodeFrame', () => {
   it('writes length and stream id big-endian, then type and flags', () => {

@@ -6,16 +6,11 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentStatusError } from '../../../src/agent/errors.js';
 import { KeyValueSchema, RequestSchema, ResponseSchema } from '../../../src/agent/generated/ttrpc_pb.js';
-import {
-  type CallContext,
-  encodeFrame,
-  FrameDecoder,
-  FrameType,
-  StatusCode,
-  TtrpcClient,
-  TtrpcServer,
-  type UnaryMethod,
-} from '../../../src/agent/ttrpc.js';
+import { TtrpcClient } from '../../../src/agent/ttrpc/client.js';
+import { encodeFrame, FrameDecoder, FrameType } from '../../../src/agent/ttrpc/frame.js';
+import type { UnaryMethod } from '../../../src/agent/ttrpc/method.js';
+import { type CallContext, TtrpcServer } from '../../../src/agent/ttrpc/server.js';
+import { StatusCode } from '../../../src/agent/ttrpc/status-code.js';
 
 // A tiny service for the tests: KeyValue in, KeyValue out.
 const echo: UnaryMethod<typeof KeyValueSchema, typeof KeyValueSchema> = {

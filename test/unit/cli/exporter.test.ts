@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { trace } from '@opentelemetry/api';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { tracingRequested } from '../../../src/cli/observability/environment.js';
 import {
   boundedFlush,
   consoleToStderr,
   flushTimeoutMs,
   tracerProviderRegistered,
-  tracingRequested,
 } from '../../../src/cli/observability/exporter.js';
 
 describe('trace export', () => {

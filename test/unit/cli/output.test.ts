@@ -3,8 +3,12 @@
  * pod link's name cannot send escape codes to the operator's terminal.
  */
 import { describe, expect, it } from 'vitest';
-import { routeDestination, table, terminalLines } from '../../../src/cli/output.js';
-import { escapedControlCharacters, escapedControlCharactersInMessage } from '../../../src/terminal-text.js';
+import { routeDestination, table } from '../../../src/cli/output.js';
+import {
+  escapedControlCharacters,
+  escapedControlCharactersInMessage,
+  terminalLines,
+} from '../../../src/terminal-text.js';
 
 describe('routeDestination', () => {
   it('shows a default route as "default" in each spelling (Kata 1.x "", current Kata 0.0.0.0/0 and ::/0)', () => {

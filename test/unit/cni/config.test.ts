@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_CNI_LOCK_TIMEOUT_MS,
-  DEFAULT_CNI_STATE_DIRECTORY,
   decodeConfig,
   parseCniConfig,
   parseEnvironment,
   requirePreviousResult,
 } from '../../../src/cni/config.js';
 import { CniConfigError, CniEnvironmentError, CniError } from '../../../src/cni/errors.js';
+import { DEFAULT_CNI_STATE_DIRECTORY } from '../../../src/network/state/default-directories.js';
 
 const base = { cniVersion: '1.0.0', name: 'pods', type: 'vcnet-cni' };
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resultWith } from '../../../src/cni/add.js';
-import { runPlugin, versionReply } from '../../../src/cni/plugin.js';
+import { runPlugin } from '../../../src/cni/plugin.js';
+import { versionReply } from '../../../src/cni/version.js';
 import { freeDeviceIndex } from '../../../src/network/interface-pair.js';
 
 describe('runPlugin', () => {

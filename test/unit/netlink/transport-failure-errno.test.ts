@@ -37,7 +37,9 @@ describe('the errno of a request whose send or receive failed', () => {
       const error = NetlinkError.fromFailure(listLinks, cause, '/run/netns/pod');
       expect(error.errno).toBe(errno);
       expect(error.errnoNumber).toBe(osConstants.errno[errno as keyof typeof osConstants.errno]);
-      expect(error.message).toBe(`list links failed: ${errno} (no answer from the kernel: receive netlink replies failed: recv netlink: failed)`);
+      expect(error.message).toBe(
+        `list links failed: ${errno} (no answer from the kernel: receive netlink replies failed: recv netlink: failed)`,
+      );
       expect(error.answerLost).toBe(true);
       expect(error.cause).toBe(cause);
       expect(classifyError(error).errno).toBe(errno);
@@ -57,7 +59,9 @@ describe('the errno of a request whose send or receive failed', () => {
     expect(cause.errno).toBe('ENOTSOCK');
     const error = NetlinkError.fromFailure(listLinks, cause, undefined);
     expect(error.errno).toBe('ENOTSOCK');
-    expect(error.message).toContain('list links failed: ENOTSOCK (no answer from the kernel: receive netlink replies failed:');
+    expect(error.message).toContain(
+      'list links failed: ENOTSOCK (no answer from the kernel: receive netlink replies failed:',
+    );
   });
 
   it("is the real shim error's when the send fails (EBADF on a closed fd)", () => {
@@ -70,6 +74,8 @@ describe('the errno of a request whose send or receive failed', () => {
     expect(NetlinkError.fromFailure(listLinks, shimError('ENOBUFS', 'recv'), undefined).errno).toBe('ENOBUFS');
     const closed = NetlinkError.fromFailure(listLinks, new NetlinkClosedError('/run/netns/pod'), '/run/netns/pod');
     expect(closed.errno).toBe('EIO');
-    expect(closed.message).toBe('list links failed: EIO (no answer from the kernel: the netlink socket of /run/netns/pod is closed)');
+    expect(closed.message).toBe(
+      'list links failed: EIO (no answer from the kernel: the netlink socket of /run/netns/pod is closed)',
+    );
   });
 });

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { NetlinkError } from '../../../src/netlink/errors.js';
-import type { RequestOutcome } from '../../../src/netlink/transport.js';
+import type { RequestOutcome } from '../../../src/netlink/protocol.js';
 import { type GarbageItem, type GarbageReport, reportOutcomes } from '../../../src/network/gc/report.js';
 
 const NAMESPACE = '/run/netns/s21gs-pod';

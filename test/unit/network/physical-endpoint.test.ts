@@ -17,7 +17,6 @@ import {
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { hypervisorDeviceConfig } from '../../../src/cli/hypervisor-config.js';
 import { QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
 import type { NamespaceSnapshot } from '../../../src/netlink/handle.js';
 import {
@@ -26,6 +25,7 @@ import {
   refusePhysicalEndpoints,
   type VirtualFunctionMacSetter,
 } from '../../../src/network/endpoint/physical-endpoint.js';
+import { hypervisorDeviceConfig } from '../../../src/network/hypervisor-devices.js';
 import type { PlumbingContext } from '../../../src/network/model/plumbing-context.js';
 import { endpointFromState } from '../../../src/network/network.js';
 import { interfacesOf, physicalLinksOf, selectEndpointInterfaces } from '../../../src/network/scan.js';

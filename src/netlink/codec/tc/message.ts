@@ -17,16 +17,6 @@ export const INGRESS_HANDLE = 0xffff0000;
 /** A clsact qdisc's ingress hook, the parent of its ingress filters (TC_H_CLSACT:TC_H_MIN_INGRESS, "ffff:fff2"). */
 export const CLSACT_INGRESS_PARENT = 0xfffffff2;
 
-/** A handle's major number (TC_H_MAJ, shifted down): 1 of 1:2, the qdisc a class belongs to. */
-export function handleMajor(handle: number): number {
-  return handle >>> 16;
-}
-
-/** A handle's minor number (TC_H_MIN): 2 of 1:2, what an htb's default class names. */
-export function handleMinor(handle: number): number {
-  return handle & 0xffff;
-}
-
 /** "1:2" / "ffff:" / "root" / "ingress" <-> the kernel's 32-bit handles. */
 export function parseHandle(text: string): number {
   if (text === 'root') return TC_H_ROOT;
@@ -36,11 +26,21 @@ export function parseHandle(text: string): number {
   return ((Number.parseInt(match[1]!, 16) << 16) | (match[2] ? Number.parseInt(match[2], 16) : 0)) >>> 0;
 }
 
+/** A tc handle's major number, the qdisc it names (the kernel's TC_H_MAJ, shifted down): 1 of 1:2. */
+export function tcMajor(handle: number): number {
+  return handle >>> 16;
+}
+
+/** A tc handle's minor number, the class under its qdisc (the kernel's TC_H_MIN): 2 of 1:2. */
+export function tcMinor(handle: number): number {
+  return handle & 0xffff;
+}
+
 export function formatHandle(handle: number): string {
   if (handle === TC_H_ROOT) return 'root';
   if (handle === TC_H_INGRESS) return 'ingress';
-  const major = handleMajor(handle).toString(16);
-  const minor = handleMinor(handle);
+  const major = tcMajor(handle).toString(16);
+  const minor = tcMinor(handle);
   return minor ? `${major}:${minor.toString(16)}` : `${major}:`;
 }
 

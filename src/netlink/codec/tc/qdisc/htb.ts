@@ -63,6 +63,11 @@ function microsecondsToTicks(microseconds: number): number {
   return Math.min(0xffffffff, Math.ceil(microseconds * TICKS_PER_MICROSECOND));
 }
 
+/** The burst an htb class gets when none is given: a millisecond at its rate plus one MTU-sized frame. */
+export function htbDefaultBurstBytes(bytesPerSecond: number): number {
+  return Math.floor(bytesPerSecond / 1000) + DEFAULT_BURST_MTU;
+}
+
 /** tc's "buffer": the time to send `burst` bytes at `rate`, in psched ticks. */
 function transmitTicks(bytesPerSecond: number, burstBytes: number): number {
   return microsecondsToTicks((1_000_000 * burstBytes) / bytesPerSecond);
@@ -85,8 +90,8 @@ export function encodeHtbClass(writer: MessageWriter, spec: HtbClassSpec): void 
   writer.string(TcAttribute.KIND, 'htb');
   const rate = Math.floor(spec.rateBitsPerSecond / 8);
   const ceil = Math.floor((spec.ceilBitsPerSecond ?? spec.rateBitsPerSecond) / 8);
-  const burst = spec.burstBytes ?? Math.floor(rate / 1000) + DEFAULT_BURST_MTU;
-  const ceilBurst = spec.ceilBurstBytes ?? Math.floor(ceil / 1000) + DEFAULT_BURST_MTU;
+  const burst = spec.burstBytes ?? htbDefaultBurstBytes(rate);
+  const ceilBurst = spec.ceilBurstBytes ?? htbDefaultBurstBytes(ceil);
   writer.beginNested(TcAttribute.OPTIONS);
   const opt = writer.struct(HtbAttribute.PARMS, TC_HTB_OPT_LENGTH);
   writeRateSpec(opt, 0, rate);
