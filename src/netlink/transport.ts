@@ -108,7 +108,7 @@ export class NetlinkSocket {
   /** Called when a receive fails outside a request (ENOBUFS: events were lost). */
   onReceiveError: ((error: Error) => void) | undefined;
   /** The answers the test seam said are lost (setNetlinkRepliesTestHook), until the receive fails. */
-  private lostAnswers: { errno: string; answersRead: number } | undefined;
+  private lostAnswers: { errno: string; answersRead: number; dump: boolean } | undefined;
 
   private constructor(
     private readonly socket: RouteSocket,
@@ -267,8 +267,11 @@ export class NetlinkSocket {
       return datagram;
     }
     this.lostAnswers = undefined;
-    while (this.socket.receive() !== undefined) {
-      // dropped, as the kernel drops what an overrun receive buffer cannot hold
+    // The kernel drops acks (and events) that an overrun receive buffer cannot hold, but never a
+    // dump's parts: a dump waits for room and goes on, so its datagrams stay to be read after the
+    // failed receive, as they do for real.
+    while (!lost.dump && this.socket.receive() !== undefined) {
+      // dropped
     }
     const errnoNumber = (osConstants.errno as Record<string, number | undefined>)[lost.errno] ?? osConstants.errno.EIO;
     throw new SystemCallError(
@@ -285,7 +288,10 @@ export class NetlinkSocket {
     const hook = repliesSeam.hook();
     if (!hook) return;
     const lost = hook(this.protocol.lastSentRequests);
-    if (lost) this.lostAnswers = { errno: lost.errno, answersRead: lost.answersRead ?? 0 };
+    if (lost) {
+      const dump = this.protocol.lastSentRequests.some((request) => request.dump);
+      this.lostAnswers = { errno: lost.errno, answersRead: lost.answersRead ?? 0, dump };
+    }
   }
 
   private deliver(): void {
