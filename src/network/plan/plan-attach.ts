@@ -23,6 +23,8 @@ import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { NeighbourState } from '../../netlink/codec/neighbour.js';
 import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
+import { TcActionResult } from '../../netlink/codec/tc/action/result.js';
+import type { TcAction } from '../../netlink/codec/tc/action.js';
 import { ETH_P_ALL, type Filter } from '../../netlink/codec/tc/filter.js';
 import { INGRESS_HANDLE, parseHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
@@ -334,14 +336,50 @@ const PROTOCOL_NAMES: Record<number, string> = {
 };
 
 /**
+ * The verdict a filter's action list ends with (tcf_action_exec: each `pipe` hands on to the next
+ * action), or undefined when an action's verdict is not known (an action kind vcnet does not read).
+ * No action at all (a classifier with a flowid): the filter's classification ends there, TC_ACT_OK.
+ */
+function finalVerdict(actions: readonly TcAction[]): number | undefined {
+  for (const action of actions) {
+    const result = 'result' in action ? action.result : undefined;
+    if (result === undefined) return undefined;
+    if (result !== TcActionResult.PIPE) return result;
+  }
+  return actions.length === 0 ? TcActionResult.OK : TcActionResult.PIPE;
+}
+
+/**
+ * Whether frames a dumped filter entry matches still go on to the filters after it: it ends in
+ * `continue` (TC_ACT_UNSPEC), as a mirror to an ifb for capture often does, or it is only a u32's
+ * head or hash table (no selector, no action), which matches nothing itself. Any other verdict (ok,
+ * pipe at the end, reclassify, drop, a redirect's stolen) ends the ingress filters for that frame.
+ */
+function passesFramesOn(filter: Filter): boolean {
+  const { options } = filter;
+  if (options.kind === 'u32' && !('keys' in options)) return filter.handle === 0;
+  if (!('actions' in options)) return false;
+  if (options.kind === 'u32' && options.keys.length === 0 && options.actions.length === 0) {
+    return options.classId === undefined;
+  }
+  return finalVerdict(options.actions) === TcActionResult.UNSPEC;
+}
+
+/**
  * Another tool's filters on the pod link's ingress that run before vcnet's redirect (a lower prio
  * number runs first): a frame one of them matches (an ifb redirect, a classifier, a drop) ends
- * there and never reaches the VM. vcnet keeps Kata's priority, so this is said, not changed.
+ * there and never reaches the VM. vcnet keeps Kata's priority, so this is said, not changed. A
+ * filter whose every entry hands frames on (`continue`) takes nothing away and is not named.
  */
 function earlierFiltersWarning(link: string, present: readonly Filter[], priority: number): string | undefined {
   const earlier = new Map<string, string>();
+  const stopping = new Set(
+    present.filter((filter) => !passesFramesOn(filter)).map((filter) => `${filter.priority}/${filter.protocol}`),
+  );
   for (const filter of present) {
     if (filter.priority >= priority) continue;
+    // A u32 dumps its head and hash table beside its nodes: the priority is named if any part stops frames.
+    if (!stopping.has(`${filter.priority}/${filter.protocol}`)) continue;
     const protocol = PROTOCOL_NAMES[filter.protocol] ?? `0x${filter.protocol.toString(16).padStart(4, '0')}`;
     // A u32 filter dumps as several entries (its hash table, its nodes) under one priority.
     earlier.set(
