@@ -307,6 +307,8 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   } else {
     steps.push(ingressStep(pod));
   }
+  const duplicate = dadFailedWarning(snapshot, source);
+  if (duplicate) warnings.push(duplicate);
   steps.push(redirectStep(pod, tap, parent, priority));
   steps.push(redirectStep(tap, pod, INGRESS_HANDLE, FILTER_PRIORITY));
   const rates = rateLimitPlacement('tcfilter', config.rateLimit);
@@ -530,6 +532,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
         ...addressRequestOf(address),
         ...lifetimeEnds(address, request.now),
         ...(withoutPrefixRoute(address) ? { withoutPrefixRoute: true } : {}),
+        ...dadStateOf(address),
       },
     };
     // A privacy address is the kernel's own, like the routes it adds: removed without a record.
@@ -544,12 +547,39 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   }
   steps.push(stepOf({ op: 'set-link', link: macvtap, set: { up: true } }));
   steps.push(...rateLimitOnDevice(snapshot, config, macvtap, 'macvtap'));
+  const duplicate = dadFailedWarning(snapshot, source);
   return {
     model: 'macvtap',
     steps,
     device: macvtap,
     ...(originalAddress ? { guestHardwareAddress: originalAddress } : {}),
+    ...(duplicate ? { warnings: [duplicate] } : {}),
   };
+}
+
+/** Where duplicate address detection stands for an IPv6 address that has not passed it (AddressRecord.dadState). */
+function dadStateOf(address: Address): { dadState?: 'tentative' | 'failed' } {
+  if (address.family !== AddressFamily.INET6) return {};
+  if ((address.flags & AddressFlag.DADFAILED) !== 0) return { dadState: 'failed' };
+  if ((address.flags & AddressFlag.TENTATIVE) !== 0) return { dadState: 'tentative' };
+  return {};
+}
+
+/**
+ * The pod link's IPv6 addresses that failed duplicate address detection: another host on the link
+ * has them. The guest is told them as they are (the pod link could not use them either), so it gets
+ * a duplicate: said at attach, so the cause is known before the guest's traffic goes astray.
+ */
+function dadFailedWarning(snapshot: PlanSnapshot, source: Link): string | undefined {
+  const failed = snapshot.addresses.filter(
+    (address) =>
+      address.index === source.index &&
+      address.family === AddressFamily.INET6 &&
+      (address.flags & AddressFlag.DADFAILED) !== 0,
+  );
+  if (failed.length === 0) return undefined;
+  const list = failed.map((address) => `${address.address}/${address.prefixLength}`).join(', ');
+  return `${source.name}'s address${failed.length > 1 ? 'es' : ''} ${list} failed duplicate address detection (another host on the link has ${failed.length > 1 ? 'them' : 'it'}): the VM gets ${failed.length > 1 ? 'them' : 'it'} as well, a duplicate; give the pod a free address, or remove the other host's`;
 }
 
 function planTapOnly(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest): Plan {

@@ -165,8 +165,8 @@ function attributesToRestore(
 /**
  * An IPv6 address put back is tentative while the kernel runs duplicate address detection (a second
  * or more): a route with it as `src` is refused meanwhile (EINVAL "Invalid source address"), and the
- * routes come back right after the addresses. The pod had this address, and had passed DAD for it,
- * before attach: it goes back with `nodad`, and once everything else is back it takes the flags it
+ * routes come back right after the addresses. The pod had this address, and had passed DAD for it
+ * (the record has no dadState), before attach: it goes back with `nodad`, and once everything else is back it takes the flags it
  * had (`ip address change`, which starts no DAD), so it is usable at once and ends as it was, in
  * the kernel and pasted from a dry run into `sh -e` alike. Putting it back (and changing it) also
  * makes its prefix route: one the pod did not have is deleted last.
@@ -178,13 +178,15 @@ function usableAtOnce(change: Change, record: PlumbingStep): { change: Change; a
   const flags = change.address.flags ?? 0;
   const after: Change[] = [];
   let added = change;
-  if ((flags & AddressFlag.NODAD) === 0) {
-    added = { ...change, address: { ...change.address, flags: flags | AddressFlag.NODAD } };
-    after.push({ op: 'change-address', link: change.link, address: change.address });
-  }
   const recorded = record.addresses.find(
     (address) => address.address === change.address.address && address.prefixLength === change.address.prefixLength,
   );
+  // One that had not passed DAD (tentative, or a duplicate: dadfailed) goes back as asked for, and
+  // the kernel runs DAD for it again: nodad would make a duplicate usable that never was.
+  if ((flags & AddressFlag.NODAD) === 0 && recorded?.dadState === undefined) {
+    added = { ...change, address: { ...change.address, flags: flags | AddressFlag.NODAD } };
+    after.push({ op: 'change-address', link: change.link, address: change.address });
+  }
   if (recorded?.withoutPrefixRoute) {
     const { address, prefixLength } = change.address;
     after.push({

@@ -43,6 +43,13 @@ export type AddressRecord = Omit<AddressSpec, 'index'> & {
   preferredUntil?: number;
   /** An IPv6 address whose prefix route (proto kernel) the pod did not have (the ptp plugin deletes it). */
   withoutPrefixRoute?: boolean;
+  /**
+   * An IPv6 address that had not passed duplicate address detection when attach removed it: still
+   * `tentative` (no carrier yet, or DAD running) or `failed` (another host on the link has it,
+   * `dadfailed`). Absent (as in every older record): it had passed, or needs none. Detach puts one
+   * with a state back without `nodad`, so the kernel runs DAD for it again.
+   */
+  dadState?: 'tentative' | 'failed';
 };
 /**
  * A next hop of a multipath route: on the route's own link (the change's or record's) when `link` is
