@@ -10,6 +10,7 @@
  */
 import { AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
+import { IPV6_ADDRESS_GENERATION } from '../../netlink/codec/link.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { INGRESS_HANDLE, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { shellWord } from '../../shell-word.js';
@@ -85,6 +86,9 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
       if (change.set.up !== undefined) parts.push(change.set.up ? 'up' : 'down');
       return parts.join(' ');
     }
+    case 'set-address-generation':
+      // The sysctl, not `ip link set addrgenmode`: only a write of it makes the link-local address.
+      return `echo ${IPV6_ADDRESS_GENERATION[change.mode]} > ${shellWord(`/proc/sys/net/ipv6/conf/${change.link.name}/addr_gen_mode`)}`;
     case 'add-qdisc':
       return change.kind === 'ingress'
         ? `tc qdisc add ${dev(change.link)} ingress`

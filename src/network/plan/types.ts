@@ -87,6 +87,12 @@ export type Change =
   /** Deletes every link of a group at once (one RCU grace period for all). */
   | { op: 'delete-link-group'; group: number; links: LinkRef[] }
   | { op: 'set-link'; link: LinkRef; set: LinkAttributes }
+  /**
+   * The link's IPv6 address generation mode set by its sysctl (net.ipv6.conf.<link>.addr_gen_mode),
+   * which, unlike the netlink attribute, makes the kernel generate the link-local address of the
+   * mode at once, as it does when a link becomes ready. Sent after the batch's netlink changes.
+   */
+  | { op: 'set-address-generation'; link: LinkRef; mode: Ipv6AddressGeneration }
   | { op: 'add-qdisc'; link: LinkRef; kind: 'ingress' | 'htb'; handle: number; parent: number; defaultClass?: number }
   | { op: 'delete-qdisc'; link: LinkRef; kind: string; handle: number; parent: number }
   | { op: 'add-class'; link: LinkRef; handle: number; parent: number; rateBitsPerSecond: number }

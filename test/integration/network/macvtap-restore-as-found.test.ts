@@ -2,7 +2,9 @@
  * The macvtap model gives the pod link back as the kernel would have it had attach never happened:
  * IPv6 addresses that had not passed duplicate address detection at attach (tentative: no carrier
  * yet; dadfailed: another host on the link has the address) go through DAD again, rather than
- * coming back usable with `nodad`. Real kernel, DAD on (makePod turns it off, so these make their own).
+ * coming back usable with `nodad`; and a link-local address the kernel would have made while the
+ * VM had the link (carrier came under it) is there after detach. Real kernel, DAD on (makePod turns
+ * it off, so these make their own).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
@@ -94,5 +96,39 @@ describe('macvtap detach and duplicate address detection', () => {
     expect(flagsOf(pod, 'fd00:93::2')).toEqual(['tentative']);
     node.exec('ip', ['link', 'set', 'veth0', 'up']);
     await until(() => flagsOf(pod, 'fd00:93::2')?.length === 0, 'DAD to pass once carrier came', 10_000);
+  });
+});
+
+/** The EUI-64 link-local address the kernel makes from a MAC (RFC 4291, appendix A). */
+function eui64LinkLocal(mac: string): string {
+  const bytes = mac.split(':').map((part) => Number.parseInt(part, 16));
+  const id = [bytes[0]! ^ 2, bytes[1]!, bytes[2]!, 0xff, 0xfe, bytes[3]!, bytes[4]!, bytes[5]!];
+  const groups = [0, 2, 4, 6].map((at) => ((id[at]! << 8) | id[at + 1]!).toString(16));
+  return `fe80::${groups.join(':')}`;
+}
+
+function carrier(pod: TestNamespace): boolean {
+  return pod.ipJson<Array<{ flags: string[] }>>('link', 'show', 'eth0')[0]!.flags.includes('LOWER_UP');
+}
+
+describe('macvtap detach and the IPv6 link-local address', () => {
+  it('the pod link has its link-local address after detach when carrier came (and went) while attached', async () => {
+    const { pod, node } = podWithDad();
+    const mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]!.address;
+    const network = openMacvtap(pod);
+    await network.addEndpoints();
+    // The node's end comes up under the VM (the kernel marks eth0 ready, making nothing: generation
+    // is off), and goes down again before detach.
+    node.exec('ip', ['link', 'set', 'veth0', 'up']);
+    await until(() => carrier(pod), 'carrier on eth0', 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    node.exec('ip', ['link', 'set', 'veth0', 'down']);
+    await until(() => !carrier(pod), 'carrier off eth0', 10_000);
+    expect((await network.removeEndpoints()).failures).toEqual([]);
+    node.exec('ip', ['link', 'set', 'veth0', 'up']);
+    // As without attach: the link-local address from eth0's own MAC, and its fe80::/64 route.
+    await until(() => flagsOf(pod, eui64LinkLocal(mac))?.length === 0, "eth0's link-local address", 10_000);
+    const routes = pod.ipJson<Array<{ dst: string }>>('-6', 'route', 'show', 'dev', 'eth0');
+    expect(routes.map((route) => route.dst)).toContain('fe80::/64');
   });
 });
