@@ -3,11 +3,12 @@ import type { VcnetError } from '../../../src/errors.js';
 import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import { NeighbourState } from '../../../src/netlink/codec/neighbour.js';
-import { RouteProtocol, RouteScope, RouteType } from '../../../src/netlink/codec/route.js';
+import { RouteFlag, RouteProtocol, RouteScope, RouteType } from '../../../src/netlink/codec/route.js';
 import { classifyInterface, createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
 import {
   chooseGuestRoutes,
   generateGuestNetwork,
+  guestRoute,
   routesNotForGuest,
   routesNotForGuestNotice,
 } from '../../../src/network/guest.js';
@@ -253,6 +254,17 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
       guestName: 'net7',
     });
     expect(generateGuestNetwork([endpoint]).routes[0]?.device).toBe('net7');
+  });
+});
+
+describe('guest route flags', () => {
+  it('sends only ONLINK, not the LINKDOWN or DEAD the kernel reports while carrier is off (a route add refuses them)', () => {
+    const RTNH_F_DEAD = 0x1;
+    const RTNH_F_LINKDOWN = 0x10;
+    const down = route({ gateway: '10.88.0.1', flags: RTNH_F_LINKDOWN | RTNH_F_DEAD });
+    expect(guestRoute(down, 'eth0').flags).toBe(0);
+    const onlink = route({ gateway: '10.88.0.1', flags: RTNH_F_LINKDOWN | RouteFlag.ONLINK });
+    expect(guestRoute(onlink, 'eth0').flags).toBe(RouteFlag.ONLINK);
   });
 });
 
