@@ -87,8 +87,7 @@ export interface LinkChanges {
   ipv6AddressGeneration?: Ipv6AddressGeneration;
 }
 
-/** IN6_ADDR_GEN_MODE_*: the values of IFLA_INET6_ADDR_GEN_MODE and of the addr_gen_mode sysctl. */
-export const IPV6_ADDRESS_GENERATION = { eui64: 0, none: 1, 'stable-privacy': 2, random: 3 } as const;
+const IPV6_ADDRESS_GENERATION = { eui64: 0, none: 1, 'stable-privacy': 2, random: 3 } as const;
 
 export interface LinkSpec extends LinkChanges {
   name: string;

@@ -6,13 +6,13 @@
  */
 import { channels, publish } from '../../diagnostics.js';
 import { errnoOf } from '../../errors.js';
-import { IPV6_ADDRESS_GENERATION, type LinkSpec } from '../../netlink/codec/link.js';
+import type { LinkSpec } from '../../netlink/codec/link.js';
 import { NeighbourFlag } from '../../netlink/codec/neighbour.js';
 import type { RouteSpec } from '../../netlink/codec/route.js';
 import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/tc/filter/u32.js';
 import { ChangeBatch, type NetlinkHandle } from '../../netlink/handle.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
-import { commandOf } from './commands.js';
+import { ADDRESS_GENERATION_SYSCTL, commandOf } from './commands.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, RouteRecord } from './types.js';
 
@@ -78,7 +78,7 @@ export function queueChange(
     case 'set-address-generation':
       // An addon without the call: the netlink attribute, which sets the mode but generates nothing.
       if (ChangeBatch.canSetSysctl()) {
-        batch.setSysctl(change.link.name, 'addr_gen_mode', String(IPV6_ADDRESS_GENERATION[change.mode]));
+        batch.setSysctl(change.link.name, 'addr_gen_mode', String(ADDRESS_GENERATION_SYSCTL[change.mode]));
       } else {
         batch.setLink(
           indexOf(change.link),

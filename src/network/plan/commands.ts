@@ -10,7 +10,7 @@
  */
 import { AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
-import { IPV6_ADDRESS_GENERATION } from '../../netlink/codec/link.js';
+import type { Ipv6AddressGeneration } from '../../netlink/codec/link.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { INGRESS_HANDLE, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { shellWord } from '../../shell-word.js';
@@ -19,6 +19,14 @@ import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
 
 const DEFAULT_BURST_MTU = 1600;
+
+/** The values of the addr_gen_mode sysctl (IN6_ADDR_GEN_MODE_*), by mode. */
+export const ADDRESS_GENERATION_SYSCTL: Record<Ipv6AddressGeneration, number> = {
+  eui64: 0,
+  none: 1,
+  'stable-privacy': 2,
+  random: 3,
+};
 
 function handleText(handle: number): string {
   const major = (handle >>> 16).toString(16);
@@ -88,7 +96,7 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
     }
     case 'set-address-generation':
       // The sysctl, not `ip link set addrgenmode`: only a write of it makes the link-local address.
-      return `echo ${IPV6_ADDRESS_GENERATION[change.mode]} > ${shellWord(`/proc/sys/net/ipv6/conf/${change.link.name}/addr_gen_mode`)}`;
+      return `echo ${ADDRESS_GENERATION_SYSCTL[change.mode]} > ${shellWord(`/proc/sys/net/ipv6/conf/${change.link.name}/addr_gen_mode`)}`;
     case 'add-qdisc':
       return change.kind === 'ingress'
         ? `tc qdisc add ${dev(change.link)} ingress`
