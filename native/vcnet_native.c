@@ -5,6 +5,7 @@
 //  - send/recv on it without blocking, and a uv_poll watcher so JavaScript learns
 //    when a reply or a multicast event is waiting;
 //  - tun/tap creation (multi-queue, vnet header, persist, owner/group) inside a namespace;
+//  - writing a file (a sysctl) inside a namespace;
 //  - /dev/vhost-net, and fd hygiene (close, inheritable) for handing fds to a hypervisor;
 //  - optional accounting of the time spent inside the syscalls that make an attach (the kernel's
 //    share, which the benchmark reports as the floor JavaScript cannot go below).
@@ -308,6 +309,45 @@ static void leave_netns(int saved) {
     abort();
   }
   accounting_stop(SC_NETNS_SWITCH, started);
+}
+
+// ---- files inside a namespace --------------------------------------------------------------------
+
+// writeFileInNetns(nsFd: number, path: string, text: string): writes text to a file opened inside
+// the network namespace of nsFd (-1: this thread's): setns, open, setns back. /proc/sys/net is the
+// namespace of the thread that opens it: a sysctl of a pod's link is written from inside the pod.
+static napi_value write_file_in_netns(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[4096], text[256];
+  int32_t ns_fd;
+  if (argc < 3 || !get_int(env, argv[0], &ns_fd) || !get_string(env, argv[1], path, sizeof path, 0) ||
+      !get_string(env, argv[2], text, sizeof text, 0))
+    return NULL;
+  int saved;
+  const char *failed = NULL;
+  int err = ns_fd >= 0 ? enter_netns_at(NULL, ns_fd, &saved, &failed) : (saved = -1, 0);
+  if (err) {
+    throw_errno(env, err, failed, NULL);
+    return NULL;
+  }
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  err = fd < 0 ? errno : 0;
+  leave_netns(saved);
+  if (fd < 0) {
+    throw_errno(env, err, "open", path);
+    return NULL;
+  }
+  size_t length = strlen(text);
+  ssize_t written = write(fd, text, length);
+  err = written < 0 ? errno : 0;
+  close(fd);
+  if (written < 0 || (size_t)written != length) {
+    throw_errno(env, written < 0 ? err : EIO, "write", path);
+    return NULL;
+  }
+  return NULL;
 }
 
 // ---- netlink sockets --------------------------------------------------------------------------
@@ -1148,6 +1188,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("namespaceCookie", namespace_cookie);
   EXPORT("receiveWithFds", receive_with_fds);
   EXPORT("tunInterfaceName", tun_interface_name);
+  EXPORT("writeFileInNetns", write_file_in_netns);
   napi_value version;
   napi_create_uint32(env, VCNET_NATIVE_INTERFACE_VERSION, &version);
   napi_set_named_property(env, exports, "interfaceVersion", version);

@@ -20,3 +20,15 @@ export function findProgram(name: string, directories: readonly string[]): strin
   }
   return undefined;
 }
+
+/**
+ * Where a program started by name is looked for when PATH is not set at all (`env -i`, some
+ * systemd units): Node's child_process (libuv) and execvp then search their built-in default,
+ * /usr/bin and /bin, so a check that a program is there looks where the start will.
+ */
+export const UNSET_PATH_DIRECTORIES: readonly string[] = ['/usr/bin', '/bin'];
+
+/** The directories a program started by name is looked for in: PATH's, or the default when PATH is unset. */
+export function programSearchPath(path: string | undefined = process.env.PATH): readonly string[] {
+  return path === undefined ? UNSET_PATH_DIRECTORIES : path.split(':');
+}

@@ -29,7 +29,7 @@ import { type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import type { InterworkingModel } from '../network/interworking-model.js';
 import { Network } from '../network/network.js';
 import { interfacesOf } from '../network/scan.js';
-import { findProgram } from '../program-search.js';
+import { findProgram, programSearchPath } from '../program-search.js';
 import { type CniResult, cniPluginsAvailable, runCniPlugin } from './cni-plugin-runner.js';
 
 const run = promisify(execFile);
@@ -218,8 +218,8 @@ const IPERF = { program: 'iperf3', debianPackage: 'iperf3' } as const;
 
 /**
  * Why the demo cannot run here, or undefined: CNI plugins or programs it starts that are missing.
- * Checked before any namespace is made; each program is looked for on PATH, as `ip netns exec` and
- * Node's execFile look for it. iperf3 is needed only when `iperfSeconds` is above 0 (the guest image
+ * Checked before any namespace is made; each program is looked for on PATH (or, unset, the default
+ * path), as `ip netns exec` and Node's execFile look for it. iperf3 is needed only when `iperfSeconds` is above 0 (the guest image
  * copies it too, and says so itself).
  */
 export function demoUnavailableReason(options: { iperfSeconds?: number } = {}): string | undefined {
@@ -227,11 +227,13 @@ export function demoUnavailableReason(options: { iperfSeconds?: number } = {}): 
   const plugins = cniPluginsAvailable(['bridge', 'host-local']);
   if (plugins) reasons.push(plugins);
   const wanted = [...DEMO_PROGRAMS, ...((options.iperfSeconds ?? 3) > 0 ? [IPERF] : [])];
-  const directories = (process.env.PATH ?? '').split(':');
+  const directories = programSearchPath();
   const missing = wanted.filter((entry) => findProgram(entry.program, directories) === undefined);
+  // With PATH unset the programs are started from the default path: name it, not an empty PATH.
+  const where = process.env.PATH === undefined ? `in ${directories.join(':')} (PATH is not set)` : 'on PATH';
   if (missing.length > 0)
     reasons.push(
-      `programs not found on PATH: ${missing.map((entry) => `${entry.program} (Debian package ${entry.debianPackage})`).join(', ')}`,
+      `programs not found ${where}: ${missing.map((entry) => `${entry.program} (Debian package ${entry.debianPackage})`).join(', ')}`,
     );
   return reasons.length === 0 ? undefined : reasons.join('; ');
 }

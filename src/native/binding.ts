@@ -35,6 +35,11 @@ export interface NativeShim {
   createTun(nsPath: string | null, name: string, options: TunOptions): { name: string; index: number; fds: number[] };
   setTunPersist(fd: number, on: boolean): void;
   openDevice(path: string, count: number): number[];
+  /**
+   * Writes `text` to `path` opened inside the network namespace of `nsFd` (-1: this one), as a
+   * sysctl under /proc/sys/net must be. Optional: an addon built before it existed lacks it.
+   */
+  writeFileInNetns?(nsFd: number, path: string, text: string): void;
   closeFd(fd: number): void;
   /** The network namespace of a socket (SIOCGSKNS): a new fd, closed by the caller. */
   socketNamespace(fd: number): number;

@@ -29,6 +29,11 @@ export const nativeNetlink = {
     nativeShim().watchReadable(fd, callback),
   unwatch: (handle: WatchHandle): void => nativeShim().unwatch(handle),
   closeFd: (fd: number): void => nativeShim().closeFd(fd),
+  /** Whether the addon can write a file inside a namespace (an addon built before it cannot). */
+  canWriteInNamespace: (): boolean => typeof nativeShim().writeFileInNetns === 'function',
+  /** Writes `text` to `path` opened inside the network namespace of `namespaceFd` (a sysctl). */
+  writeFileInNamespace: (namespaceFd: number, path: string, text: string): void =>
+    nativeShim().writeFileInNetns!(namespaceFd, path, text),
   /** An fd of the network namespace the socket `fd` talks to (SIOCGSKNS); the caller closes it. */
   socketNamespace: (fd: number): number => nativeShim().socketNamespace(fd),
 } as const;

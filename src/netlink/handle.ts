@@ -11,10 +11,12 @@
  */
 
 import { type Stats, statfsSync, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { NamespacePathError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
+import { nativeNetlink } from '../native/netlink-socket.js';
 import { type Address, type AddressSpec, decodeAddress, encodeAddress, encodeGetAddress } from './codec/address.js';
 import { AddressFamily, MessageFlag, MessageType } from './codec/constants.js';
 import {
@@ -50,7 +52,7 @@ import { encodeGetTc, formatHandle } from './codec/tc/message.js';
 import { decodeClass, encodeHtbClass, type HtbClassSpec, type TrafficClass } from './codec/tc/qdisc/htb.js';
 import { decodeQdisc, encodeDeleteQdisc, encodeQdisc, type Qdisc, type QdiscSpec } from './codec/tc/qdisc.js';
 import type { MessageWriter } from './codec/writer.js';
-import { LinkNotFoundError } from './errors.js';
+import { LinkNotFoundError, NetlinkError } from './errors.js';
 import type { RequestOutcome } from './protocol.js';
 import { NetlinkSocket, type RequestBatch } from './transport.js';
 
@@ -63,16 +65,49 @@ export interface DeleteFilterTarget {
   kind?: string;
 }
 
+/** A sysctl of a link, written after the batch's netlink requests are answered (ChangeBatch.setSysctl). */
+interface SysctlWrite {
+  /** Its place among the batch's changes, for its outcome. */
+  position: number;
+  description: string;
+  path: string;
+  value: string;
+}
+
 /** A group of changes sent together. `send()` never throws for a refused change: check the results. */
 export class ChangeBatch {
   private readonly batch: RequestBatch;
+  private readonly sysctls: SysctlWrite[] = [];
 
-  constructor(socket: NetlinkSocket) {
+  constructor(private readonly socket: NetlinkSocket) {
     this.batch = socket.batch();
   }
 
   get size(): number {
-    return this.batch.size;
+    return this.batch.size + this.sysctls.length;
+  }
+
+  /**
+   * Whether setSysctl can write inside the socket's namespace (the native shim has the call: one
+   * built before it did not; rebuild it with `npm run build:native`).
+   */
+  static canSetSysctl(): boolean {
+    return nativeNetlink.canWriteInNamespace();
+  }
+
+  /**
+   * Writes a link's sysctl (net.ipv6.conf.<link>.<name>) inside the namespace, after every netlink
+   * request of the batch is answered: for what the kernel does only on a sysctl write (a changed
+   * addr_gen_mode makes the link's IPv6 link-local address; the netlink attribute only stores it).
+   */
+  setSysctl(link: string, name: string, value: string): this {
+    this.sysctls.push({
+      position: this.size,
+      description: `set net.ipv6.conf.${link}.${name} to ${value}`,
+      path: `/proc/sys/net/ipv6/conf/${link}/${name}`,
+      value,
+    });
+    return this;
   }
 
   addLink(spec: LinkSpec): this {
@@ -215,8 +250,34 @@ export class ChangeBatch {
     return this;
   }
 
-  send(): Promise<RequestOutcome[]> {
-    return this.batch.send();
+  async send(): Promise<RequestOutcome[]> {
+    const answers = this.batch.size > 0 || this.sysctls.length === 0 ? await this.batch.send() : [];
+    if (this.sysctls.length === 0) return answers;
+    const outcomes: RequestOutcome[] = [];
+    let next = 0;
+    for (let position = 0; position < this.size; position++) {
+      const write = this.sysctls.find((entry) => entry.position === position);
+      outcomes.push(write ? this.writeSysctl(write) : answers[next++]!);
+    }
+    return outcomes;
+  }
+
+  private writeSysctl(write: SysctlWrite): RequestOutcome {
+    try {
+      nativeNetlink.writeFileInNamespace(this.socket.namespace(), write.path, `${write.value}\n`);
+      return { ok: true, messages: [] };
+    } catch (error) {
+      const errno = (error as NodeJS.ErrnoException).errno ?? osConstants.errno.EIO;
+      const request = { type: 0, description: write.description };
+      return {
+        ok: false,
+        error: new NetlinkError(
+          request,
+          { errno: Math.abs(errno), requestType: 0, requestSequence: 0 },
+          this.socket.namespacePath,
+        ),
+      };
+    }
   }
 
   /** Sends and throws the first refusal, if any. */

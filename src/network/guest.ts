@@ -13,7 +13,7 @@ import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import type { Neighbour } from '../netlink/codec/neighbour.js';
 import { NeighbourState } from '../netlink/codec/neighbour.js';
 import type { Route } from '../netlink/codec/route.js';
-import { RouteProtocol, RouteTable, RouteType } from '../netlink/codec/route.js';
+import { RouteFlag, RouteProtocol, RouteTable, RouteType } from '../netlink/codec/route.js';
 import type { Endpoint } from './endpoint/endpoint.js';
 
 /** Kata's IPFamily enum: v4 = 0, v6 = 1. */
@@ -128,7 +128,9 @@ export function guestRoute(route: Route, device: string): GuestRoute {
     source: route.preferredSource ?? '',
     scope: route.scope,
     family,
-    flags: route.flags & 0xff,
+    // Only ONLINK is a request: the kernel reports LINKDOWN (carrier off) and DEAD as state, and
+    // refuses them in a route add ("Invalid rtm_flags"), as Kata's agent would send them on.
+    flags: route.flags & RouteFlag.ONLINK,
     mtu: route.mtu ?? 0,
   };
 }

@@ -131,6 +131,42 @@ const NO_ADDRESS_REASON = 'no address';
 const VCNET_DEVICE_REASON = `a VM's device, not a pod interface (named tap<N>_kata or ifb<N>_kata as vcnet and Kata name theirs, or in vcnet's link group ${VCNET_LINK_GROUP})`;
 
 /**
+ * The fallback tunnel devices the kernel makes in every namespace once their module is loaded (ipip's
+ * tunl0 on every Calico node, gre0, sit0, …): by name, with the kind and ARPHRD type the kernel
+ * gives each. Never a pod interface, and there on every attach: said at debug level, not as a warning.
+ */
+const KERNEL_FALLBACK_TUNNELS: ReadonlyMap<string, { kind: string; type: number }> = new Map([
+  ['tunl0', { kind: 'ipip', type: 768 }],
+  ['gre0', { kind: 'gre', type: 778 }],
+  ['gretap0', { kind: 'gretap', type: 1 }],
+  ['erspan0', { kind: 'erspan', type: 1 }],
+  ['ip_vti0', { kind: 'vti', type: 768 }],
+  ['ip6_vti0', { kind: 'vti6', type: 769 }],
+  ['sit0', { kind: 'sit', type: 776 }],
+  ['ip6tnl0', { kind: 'ip6tnl', type: 769 }],
+  ['ip6gre0', { kind: 'ip6gre', type: 823 }],
+]);
+
+/** Why attach leaves a kernel fallback tunnel alone (SkippedInterface.reason); logged at debug level. */
+export const KERNEL_FALLBACK_TUNNEL_REASON =
+  "the kernel's fallback tunnel device (made in every namespace when its module is loaded), not a pod interface";
+
+/**
+ * Whether a link is one of the kernel's fallback tunnels as the kernel makes it: its name, kind and
+ * hardware type, no lower link, and no address of its own (one given an address is someone's tunnel).
+ */
+export function isKernelFallbackTunnel(info: NetworkInfo): boolean {
+  const shape = KERNEL_FALLBACK_TUNNELS.get(info.link.name);
+  return (
+    shape !== undefined &&
+    info.link.kind === shape.kind &&
+    info.link.type === shape.type &&
+    !info.link.parentIndex &&
+    !hasConfiguredAddress(info)
+  );
+}
+
+/**
  * Splits scanned interfaces into those that become endpoints and those left alone (with why).
  * `named` are links the caller asked for by name (add-iface, attach --interface): never skipped.
  */
@@ -142,7 +178,8 @@ export function selectEndpointInterfaces(
   const skipped: SkippedInterface[] = [];
   for (const info of interfaces) {
     if (named.has(info.link.name) || hasConfiguredAddress(info)) selected.push(info);
-    else skipped.push({ info, reason: NO_ADDRESS_REASON });
+    else
+      skipped.push({ info, reason: isKernelFallbackTunnel(info) ? KERNEL_FALLBACK_TUNNEL_REASON : NO_ADDRESS_REASON });
   }
   return { selected, skipped };
 }

@@ -35,7 +35,7 @@ export interface HotplugGuestOptions {
   extraArgs?: string[];
   /** Configure the boot NICs through the agent (Kata's setupNetworks); default true. */
   pushBootNetwork?: boolean;
-  /** More `vcnet attach` arguments, e.g. `['--model', 'macvtap']`. */
+  /** More `vcnet attach` arguments, e.g. `['--rate-limit']` (not the macvtap model: see attachAndBootGuest). */
   attachArgs?: string[];
   /** Changes the fresh pod (or its node) before attach: what CNI would have left besides makePod's. */
   beforeAttach?: (pod: { pod: TestNamespace; node: TestNamespace }) => void;
@@ -46,6 +46,14 @@ export interface HotplugGuestOptions {
  * caller's temporary directory (it removes it); the guest is killed at the end of the test by bootGuest.
  */
 export async function attachAndBootGuest(work: string, options: HotplugGuestOptions): Promise<HotplugGuest> {
+  // A macvtap NIC's -netdev names fds (fd=3) a VMM opens from /dev/tap<ifindex>; bootGuest passes
+  // none, so QEMU would exit "Can't use file descriptor 3" and the test fail 90 s later on the agent.
+  const args = options.attachArgs ?? [];
+  if (args.some((arg, at) => arg === '--model=macvtap' || (arg === '--model' && args[at + 1] === 'macvtap'))) {
+    throw new Error(
+      'attachAndBootGuest cannot boot a macvtap attach: it does not open /dev/tap<ifindex> as the fds its -netdev names; use the tcfilter model, or open them as QEMU fds 3.. yourself',
+    );
+  }
   const stateDir = join(work, 'state');
   const qmpLink = join(work, 'qmp.sock');
   const agentLink = join(work, 'agent.sock');

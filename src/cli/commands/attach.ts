@@ -12,6 +12,7 @@ import {
   hypervisorDeviceConfig,
   plannedDeviceConfig,
 } from '../../network/hypervisor-devices.js';
+import { KERNEL_FALLBACK_TUNNEL_REASON } from '../../network/scan.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../../network/user-namespace.js';
 import {
@@ -192,7 +193,11 @@ export function registerAttach(program: Command): void {
         if (vhost && !vhost.available)
           // About every NIC: endpoint null (the command's context gives sandbox, netns, operation).
           logger().info({ endpoint: null, reason: vhost.reason }, `vhost-net off for the QEMU NICs: ${vhost.reason}`);
-        for (const { message, ...fields } of result.skipped) logger().warn(fields, message);
+        for (const { message, ...fields } of result.skipped) {
+          // The kernel's fallback tunnels (tunl0, gre0, …) are in every namespace: nothing to warn of.
+          if (fields.reason === KERNEL_FALLBACK_TUNNEL_REASON) logger().debug(fields, message);
+          else logger().warn(fields, message);
+        }
         const endpoints = result.endpoints.map((endpoint) => ({
           name: endpoint.name,
           type: endpoint.type,

@@ -10,9 +10,9 @@ import type { LinkSpec } from '../../netlink/codec/link.js';
 import { NeighbourFlag } from '../../netlink/codec/neighbour.js';
 import type { RouteSpec } from '../../netlink/codec/route.js';
 import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/tc/filter/u32.js';
-import type { ChangeBatch, NetlinkHandle } from '../../netlink/handle.js';
+import { ChangeBatch, type NetlinkHandle } from '../../netlink/handle.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
-import { commandOf } from './commands.js';
+import { ADDRESS_GENERATION_SYSCTL, commandOf } from './commands.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, RouteRecord } from './types.js';
 
@@ -74,6 +74,18 @@ export function queueChange(
         change.set,
         `set ${Object.keys(change.set).join(', ')} of ${change.link.name}`,
       );
+      return;
+    case 'set-address-generation':
+      // An addon without the call: the netlink attribute, which sets the mode but generates nothing.
+      if (ChangeBatch.canSetSysctl()) {
+        batch.setSysctl(change.link.name, 'addr_gen_mode', String(ADDRESS_GENERATION_SYSCTL[change.mode]));
+      } else {
+        batch.setLink(
+          indexOf(change.link),
+          { ipv6AddressGeneration: change.mode },
+          `set ipv6AddressGeneration of ${change.link.name}`,
+        );
+      }
       return;
     case 'add-qdisc':
       batch.addQdisc({

@@ -10,12 +10,21 @@
  */
 import { AddressFlag } from '../../netlink/codec/address.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
+import type { Ipv6AddressGeneration } from '../../netlink/codec/link.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { formatHandle } from '../../netlink/codec/tc/message.js';
 import { htbDefaultBurstBytes } from '../../netlink/codec/tc/qdisc/htb.js';
 import { shellWord } from '../../shell-word.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
+
+/** The values of the addr_gen_mode sysctl (IN6_ADDR_GEN_MODE_*), by mode. */
+export const ADDRESS_GENERATION_SYSCTL: Record<Ipv6AddressGeneration, number> = {
+  eui64: 0,
+  none: 1,
+  'stable-privacy': 2,
+  random: 3,
+};
 
 function dev(link: LinkRef): string {
   return `dev ${shellWord(link.name)}`;
@@ -70,6 +79,9 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
       if (change.set.up !== undefined) parts.push(change.set.up ? 'up' : 'down');
       return parts.join(' ');
     }
+    case 'set-address-generation':
+      // The sysctl, not `ip link set addrgenmode`: only a write of it makes the link-local address.
+      return `echo ${ADDRESS_GENERATION_SYSCTL[change.mode]} > ${shellWord(`/proc/sys/net/ipv6/conf/${change.link.name}/addr_gen_mode`)}`;
     case 'add-qdisc':
       return change.kind === 'ingress'
         ? `tc qdisc add ${dev(change.link)} ingress`

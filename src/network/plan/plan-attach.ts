@@ -24,6 +24,8 @@ import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { NeighbourState } from '../../netlink/codec/neighbour.js';
 import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
+import { TcActionResult } from '../../netlink/codec/tc/action/result.js';
+import type { TcAction } from '../../netlink/codec/tc/action.js';
 import { ETH_P_ALL, type Filter } from '../../netlink/codec/tc/filter.js';
 import {
   CLSACT_INGRESS_PARENT,
@@ -310,6 +312,8 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   } else {
     steps.push(ingressStep(pod));
   }
+  const duplicate = dadFailedWarning(snapshot, source);
+  if (duplicate) warnings.push(duplicate);
   steps.push(redirectStep(pod, tap, parent, priority));
   steps.push(redirectStep(tap, pod, INGRESS_HANDLE, FILTER_PRIORITY));
   const rates = rateLimitPlacement('tcfilter', config.rateLimit);
@@ -339,14 +343,50 @@ const PROTOCOL_NAMES: Record<number, string> = {
 };
 
 /**
+ * The verdict a filter's action list ends with (tcf_action_exec: each `pipe` hands on to the next
+ * action), or undefined when an action's verdict is not known (an action kind vcnet does not read).
+ * No action at all (a classifier with a flowid): the filter's classification ends there, TC_ACT_OK.
+ */
+function finalVerdict(actions: readonly TcAction[]): number | undefined {
+  for (const action of actions) {
+    const result = 'result' in action ? action.result : undefined;
+    if (result === undefined) return undefined;
+    if (result !== TcActionResult.PIPE) return result;
+  }
+  return actions.length === 0 ? TcActionResult.OK : TcActionResult.PIPE;
+}
+
+/**
+ * Whether frames a dumped filter entry matches still go on to the filters after it: it ends in
+ * `continue` (TC_ACT_UNSPEC), as a mirror to an ifb for capture often does, or it is only a u32's
+ * head or hash table (no selector, no action), which matches nothing itself. Any other verdict (ok,
+ * pipe at the end, reclassify, drop, a redirect's stolen) ends the ingress filters for that frame.
+ */
+function passesFramesOn(filter: Filter): boolean {
+  const { options } = filter;
+  if (options.kind === 'u32' && !('keys' in options)) return filter.handle === 0;
+  if (!('actions' in options)) return false;
+  if (options.kind === 'u32' && options.keys.length === 0 && options.actions.length === 0) {
+    return options.classId === undefined;
+  }
+  return finalVerdict(options.actions) === TcActionResult.UNSPEC;
+}
+
+/**
  * Another tool's filters on the pod link's ingress that run before vcnet's redirect (a lower prio
  * number runs first): a frame one of them matches (an ifb redirect, a classifier, a drop) ends
- * there and never reaches the VM. vcnet keeps Kata's priority, so this is said, not changed.
+ * there and never reaches the VM. vcnet keeps Kata's priority, so this is said, not changed. A
+ * filter whose every entry hands frames on (`continue`) takes nothing away and is not named.
  */
 function earlierFiltersWarning(link: string, present: readonly Filter[], priority: number): string | undefined {
   const earlier = new Map<string, string>();
+  const stopping = new Set(
+    present.filter((filter) => !passesFramesOn(filter)).map((filter) => `${filter.priority}/${filter.protocol}`),
+  );
   for (const filter of present) {
     if (filter.priority >= priority) continue;
+    // A u32 dumps its head and hash table beside its nodes: the priority is named if any part stops frames.
+    if (!stopping.has(`${filter.priority}/${filter.protocol}`)) continue;
     const protocol = PROTOCOL_NAMES[filter.protocol] ?? `0x${filter.protocol.toString(16).padStart(4, '0')}`;
     // A u32 filter dumps as several entries (its hash table, its nodes) under one priority.
     earlier.set(
@@ -497,6 +537,7 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
         ...addressRequestOf(address),
         ...lifetimeEnds(address, request.now),
         ...(withoutPrefixRoute(address) ? { withoutPrefixRoute: true } : {}),
+        ...dadStateOf(address),
       },
     };
     // A privacy address is the kernel's own, like the routes it adds: removed without a record.
@@ -511,12 +552,39 @@ function planMacvtap(snapshot: PlanSnapshot, config: PlanConfig, request: Attach
   }
   steps.push(stepOf({ op: 'set-link', link: macvtap, set: { up: true } }));
   steps.push(...rateLimitOnDevice(snapshot, config, macvtap, 'macvtap'));
+  const duplicate = dadFailedWarning(snapshot, source);
   return {
     model: 'macvtap',
     steps,
     device: macvtap,
     ...(originalAddress ? { guestHardwareAddress: originalAddress } : {}),
+    ...(duplicate ? { warnings: [duplicate] } : {}),
   };
+}
+
+/** Where duplicate address detection stands for an IPv6 address that has not passed it (AddressRecord.dadState). */
+function dadStateOf(address: Address): { dadState?: 'tentative' | 'failed' } {
+  if (address.family !== AddressFamily.INET6) return {};
+  if ((address.flags & AddressFlag.DADFAILED) !== 0) return { dadState: 'failed' };
+  if ((address.flags & AddressFlag.TENTATIVE) !== 0) return { dadState: 'tentative' };
+  return {};
+}
+
+/**
+ * The pod link's IPv6 addresses that failed duplicate address detection: another host on the link
+ * has them. The guest is told them as they are (the pod link could not use them either), so it gets
+ * a duplicate: said at attach, so the cause is known before the guest's traffic goes astray.
+ */
+function dadFailedWarning(snapshot: PlanSnapshot, source: Link): string | undefined {
+  const failed = snapshot.addresses.filter(
+    (address) =>
+      address.index === source.index &&
+      address.family === AddressFamily.INET6 &&
+      (address.flags & AddressFlag.DADFAILED) !== 0,
+  );
+  if (failed.length === 0) return undefined;
+  const list = failed.map((address) => `${address.address}/${address.prefixLength}`).join(', ');
+  return `${source.name}'s address${failed.length > 1 ? 'es' : ''} ${list} failed duplicate address detection (another host on the link has ${failed.length > 1 ? 'them' : 'it'}): the VM gets ${failed.length > 1 ? 'them' : 'it'} as well, a duplicate; give the pod a free address, or remove the other host's`;
 }
 
 function planTapOnly(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest): Plan {

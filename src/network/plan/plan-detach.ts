@@ -10,7 +10,7 @@ import { AddressFlag } from '../../netlink/codec/address.js';
 import { familyOf, ipToBytes, networkOf } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
-import type { Link } from '../../netlink/codec/link.js';
+import type { Ipv6AddressGeneration, Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
 import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import { formatHandle, parseHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
@@ -162,10 +162,26 @@ function attributesToRestore(
 }
 
 /**
+ * The IPv6 address generation mode a pod link gets back by its sysctl rather than netlink, or
+ * undefined. Set by netlink the mode is only stored: a link that became ready (carrier came) while
+ * attach had generation off, as when carrier comes and goes under the VM, has no link-local address
+ * then and the kernel makes none later, where it would have made one had attach never happened. The
+ * sysctl write makes it at once, from the MAC put back, as the kernel does when a link becomes
+ * ready (or is there already: attach's removed link-local address is put back first, and the same
+ * address generated again is no change). Not for a link put back down, which makes its link-local
+ * address when it comes up again, as any link does.
+ */
+function generationBySysctl(set: LinkAttributes, link: Link, putBackDown: boolean): Ipv6AddressGeneration | undefined {
+  const mode = set.ipv6AddressGeneration;
+  if (mode === undefined || mode === 'none' || putBackDown) return undefined;
+  return (link.flags & InterfaceFlag.UP) !== 0 ? mode : undefined;
+}
+
+/**
  * An IPv6 address put back is tentative while the kernel runs duplicate address detection (a second
  * or more): a route with it as `src` is refused meanwhile (EINVAL "Invalid source address"), and the
- * routes come back right after the addresses. The pod had this address, and had passed DAD for it,
- * before attach: it goes back with `nodad`, and once everything else is back it takes the flags it
+ * routes come back right after the addresses. The pod had this address, and had passed DAD for it
+ * (the record has no dadState), before attach: it goes back with `nodad`, and once everything else is back it takes the flags it
  * had (`ip address change`, which starts no DAD), so it is usable at once and ends as it was, in
  * the kernel and pasted from a dry run into `sh -e` alike. Putting it back (and changing it) also
  * makes its prefix route: one the pod did not have is deleted last.
@@ -177,13 +193,15 @@ function usableAtOnce(change: Change, record: PlumbingStep): { change: Change; a
   const flags = change.address.flags ?? 0;
   const after: Change[] = [];
   let added = change;
-  if ((flags & AddressFlag.NODAD) === 0) {
-    added = { ...change, address: { ...change.address, flags: flags | AddressFlag.NODAD } };
-    after.push({ op: 'change-address', link: change.link, address: change.address });
-  }
   const recorded = record.addresses.find(
     (address) => address.address === change.address.address && address.prefixLength === change.address.prefixLength,
   );
+  // One that had not passed DAD (tentative, or a duplicate: dadfailed) goes back as asked for, and
+  // the kernel runs DAD for it again: nodad would make a duplicate usable that never was.
+  if ((flags & AddressFlag.NODAD) === 0 && recorded?.dadState === undefined) {
+    added = { ...change, address: { ...change.address, flags: flags | AddressFlag.NODAD } };
+    after.push({ op: 'change-address', link: change.link, address: change.address });
+  }
   if (recorded?.withoutPrefixRoute) {
     const { address, prefixLength } = change.address;
     after.push({
@@ -593,9 +611,22 @@ export function planDetach(
     } else if (record.step === 'change-link') {
       const link = resolve(record.link, record.index)!;
       const set = attributesToRestore(record, link, notices);
+      const putBackDown = records.some(
+        (other) => other.step === 'change-link' && other.link === record.link && other.before.up === false,
+      );
+      const generation = generationBySysctl(set, link, putBackDown);
+      if (generation) {
+        // Last, once the MAC is back: the link-local address is made from the MAC the link has then.
+        delete set.ipv6AddressGeneration;
+        finalSteps.push({
+          change: { op: 'set-address-generation', link: refOf(record.link, record.index), mode: generation },
+          settles: [record],
+        });
+      }
       // Nothing left to put back: the record is settled without a change.
-      if (Object.keys(set).length === 0) alreadyGone.push(record);
-      else steps.push({ change: { op: 'set-link', link: refOf(record.link, record.index), set }, settles: [record] });
+      if (Object.keys(set).length === 0) {
+        if (!generation) alreadyGone.push(record);
+      } else steps.push({ change: { op: 'set-link', link: refOf(record.link, record.index), set }, settles: [record] });
       steps.push(...rootQdiscReset(record, link, set));
     } else {
       const changes = undoChangesOf(record, refOf, snapshot.now).map((change) => relabelled(change, record.link));
@@ -626,13 +657,14 @@ export function planDetach(
   // One deletion per prefix, however many of its addresses came back; each settles their records.
   const prefixRouteSteps = new Map<string, DetachStep>();
   for (const step of finalSteps) {
-    if (step.change.op === 'change-address') continue;
+    if (step.change.op === 'change-address' || step.change.op === 'set-address-generation') continue;
     const key = commandOf(step.change);
     const same = prefixRouteSteps.get(key);
     if (same) same.settles.push(...step.settles.filter((record) => !same.settles.includes(record)));
     else prefixRouteSteps.set(key, step);
   }
   steps.push(...prefixRouteSteps.values());
+  steps.push(...finalSteps.filter((step) => step.change.op === 'set-address-generation'));
 
   // vcnet's own links go first: a pod link's MAC can only come back once the macvtap holding it is
   // gone (a macvlan beside eth0 shares eth0's port, where two equal MACs are refused: EADDRINUSE),

@@ -44,6 +44,13 @@ export type AddressRecord = Omit<AddressSpec, 'index'> & {
   preferredUntil?: number;
   /** An IPv6 address whose prefix route (proto kernel) the pod did not have (the ptp plugin deletes it). */
   withoutPrefixRoute?: boolean;
+  /**
+   * An IPv6 address that had not passed duplicate address detection when attach removed it: still
+   * `tentative` (no carrier yet, or DAD running) or `failed` (another host on the link has it,
+   * `dadfailed`). Absent (as in every older record): it had passed, or needs none. Detach puts one
+   * with a state back without `nodad`, so the kernel runs DAD for it again.
+   */
+  dadState?: 'tentative' | 'failed';
 };
 /**
  * A next hop of a multipath route: on the route's own link (the change's or record's) when `link` is
@@ -81,6 +88,12 @@ export type Change =
   /** Deletes every link of a group at once (one RCU grace period for all). */
   | { op: 'delete-link-group'; group: number; links: LinkRef[] }
   | { op: 'set-link'; link: LinkRef; set: LinkAttributes }
+  /**
+   * The link's IPv6 address generation mode set by its sysctl (net.ipv6.conf.<link>.addr_gen_mode),
+   * which, unlike the netlink attribute, makes the kernel generate the link-local address of the
+   * mode at once, as it does when a link becomes ready. Sent after the batch's netlink changes.
+   */
+  | { op: 'set-address-generation'; link: LinkRef; mode: Ipv6AddressGeneration }
   | { op: 'add-qdisc'; link: LinkRef; kind: 'ingress' | 'htb'; handle: number; parent: number; defaultClass?: number }
   | { op: 'delete-qdisc'; link: LinkRef; kind: string; handle: number; parent: number }
   /** With `change`, the class is there and takes this rate (`tc class change`: the watch puts back a changed rate). */

@@ -67,6 +67,7 @@ const addressSchema = z.looseObject({
   preferredUntil: whole.optional(),
   routePriority: u32.optional(),
   withoutPrefixRoute: z.boolean().optional(),
+  dadState: z.enum(['tentative', 'failed']).optional(),
 });
 // Route metrics by RTAX_* number: u32 values, and a congestion control name for RTAX_CC_ALGO.
 const routeMetricsSchema = z.record(

@@ -52,6 +52,33 @@ describe("attach beside another tool's ingress filters", () => {
     expect(vcnet(['detach', '--sandbox', 'an', ...state]).status).toBe(0);
   });
 
+  it('does not name a filter ahead whose actions end in continue (frames go on to the redirect), and does name pipe', () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['link', 'add', 'ifbcap', 'type', 'ifb']);
+    pod.exec('tc', tc('qdisc add dev eth0 ingress'));
+    // A capture mirror that hands every frame on (TC_ACT_UNSPEC), and one that ends in pipe, which
+    // ends the ingress filters for the frames it matches (checked with real traffic by s23nd).
+    pod.exec(
+      'tc',
+      tc(
+        'filter add dev eth0 ingress prio 1 protocol all u32 match u32 0 0 action mirred egress mirror dev ifbcap continue',
+      ),
+    );
+    pod.exec(
+      'tc',
+      tc(
+        'filter add dev eth0 ingress prio 2 protocol ip u32 match ip dst 10.9.9.9/32 action mirred egress mirror dev ifbcap pipe',
+      ),
+    );
+    const state = ['--state-dir', stateDirectory()];
+    const attach = vcnet(['attach', '--sandbox', 'ac', '--netns', pod.path, ...state]);
+    expect(attach.status, attach.stderr).toBe(0);
+    expect(warnings(attach.stderr).filter((message) => message.includes('ahead of'))).toEqual([
+      "eth0's ingress has another tool's filter ahead of vcnet's redirect to the VM (prio 49152): prio 2 protocol ip (u32); traffic it matches does not reach the VM (Kata uses the same priority)",
+    ]);
+    expect(vcnet(['detach', '--sandbox', 'ac', ...state]).status).toBe(0);
+  });
+
   it("takes the next free priority when another tool's filter holds 49152", () => {
     const { pod } = makePod();
     pod.exec('tc', tc('qdisc add dev eth0 ingress'));

@@ -7,7 +7,8 @@ import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DemoError, runDemo } from '../../../src/demo/scenario.js';
+import { DemoError, demoUnavailableReason, runDemo } from '../../../src/demo/scenario.js';
+import { findProgram, UNSET_PATH_DIRECTORIES } from '../../../src/program-search.js';
 
 /** A directory of links to every program on PATH except `hidden`, to stand in for PATH. */
 function pathWithout(hidden: string[]): string {
@@ -75,5 +76,18 @@ describe('vcnet demo prerequisites', () => {
     expect(withIperf.message).toMatch(/iperf3 \(Debian package iperf3\)/);
     const withoutIperf = await demoFailure(['ping', 'iperf3'], 0);
     expect(withoutIperf.message).not.toMatch(/iperf3/);
+  });
+
+  it('with PATH unset (env -i) looks where the programs will be started from, not in an empty PATH', () => {
+    // The demo's children are started by name; with no PATH, Node and execvp search /usr/bin:/bin.
+    const present = ['ip', 'ping'].filter((program) => findProgram(program, UNSET_PATH_DIRECTORIES));
+    if (present.length === 0) {
+      console.log(`skipped: neither ip nor ping is in ${UNSET_PATH_DIRECTORIES.join(':')} on this machine`);
+      return;
+    }
+    delete process.env.PATH;
+    const reason = demoUnavailableReason({ iperfSeconds: 0 }) ?? '';
+    for (const program of present) expect(reason).not.toMatch(new RegExp(`\\b${program} \\(Debian package`));
+    if (reason.includes('programs not found')) expect(reason).toMatch(/in \/usr\/bin:\/bin \(PATH is not set\)/);
   });
 });

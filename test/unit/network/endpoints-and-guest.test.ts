@@ -2,17 +2,24 @@ import { describe, expect, it } from 'vitest';
 import type { VcnetError } from '../../../src/errors.js';
 import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
+import { decodeLink } from '../../../src/netlink/codec/link.js';
 import { NeighbourState } from '../../../src/netlink/codec/neighbour.js';
-import { RouteProtocol, RouteScope, RouteType } from '../../../src/netlink/codec/route.js';
+import { RouteFlag, RouteProtocol, RouteScope, RouteType } from '../../../src/netlink/codec/route.js';
 import { classifyInterface, createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
 import {
   chooseGuestRoutes,
   generateGuestNetwork,
+  guestRoute,
   routesNotForGuest,
   routesNotForGuestNotice,
 } from '../../../src/network/guest.js';
 import { endpointFromState } from '../../../src/network/network.js';
-import { type SkippedInterface, selectEndpointInterfaces, skippedNotice } from '../../../src/network/scan.js';
+import {
+  KERNEL_FALLBACK_TUNNEL_REASON,
+  type SkippedInterface,
+  selectEndpointInterfaces,
+  skippedNotice,
+} from '../../../src/network/scan.js';
 import { recordedRoutesAfter } from '../../../src/sandbox/guest-push.js';
 import { address, info, link, permanent, route } from './fixtures.js';
 
@@ -256,6 +263,17 @@ describe('guest structures (Kata generateVCNetworkStructures)', () => {
   });
 });
 
+describe('guest route flags', () => {
+  it('sends only ONLINK, not the LINKDOWN or DEAD the kernel reports while carrier is off (a route add refuses them)', () => {
+    const RTNH_F_DEAD = 0x1;
+    const RTNH_F_LINKDOWN = 0x10;
+    const down = route({ gateway: '10.88.0.1', flags: RTNH_F_LINKDOWN | RTNH_F_DEAD });
+    expect(guestRoute(down, 'eth0').flags).toBe(0);
+    const onlink = route({ gateway: '10.88.0.1', flags: RTNH_F_LINKDOWN | RouteFlag.ONLINK });
+    expect(guestRoute(onlink, 'eth0').flags).toBe(RouteFlag.ONLINK);
+  });
+});
+
 describe('guest routes: the one the pod prefers per destination (better than Kata)', () => {
   const eth0 = (routes: Parameters<typeof route>[0][]) =>
     createEndpoint(info({ routes: routes.map((entry) => route(entry)) }), { index: 0, model: 'tcfilter' });
@@ -387,5 +405,57 @@ describe('which links become endpoints (Kata scanEndpointsInNs, then better)', (
     const { selected, skipped } = selectEndpointInterfaces([tunl0, bridge, eth0], new Set(['br0']));
     expect(selected.map((entry) => entry.link.name)).toEqual(['br0', 'eth0']);
     expect(skipped.map((entry) => entry.info.link.name)).toEqual(['tunl0']);
+  });
+});
+
+/** A link as the kernel dumps a fallback tunnel (RTM_NEWLINK: ifinfomsg, name, MTU, zero addresses, down, kind). */
+function kernelLinkBytes(name: string, arphrd: number, kind: string, addressLength: number, mtu: number) {
+  const attribute = (type: number, value: Buffer) => {
+    const buffer = Buffer.alloc((4 + value.length + 3) & ~3);
+    buffer.writeUInt16LE(4 + value.length, 0);
+    buffer.writeUInt16LE(type, 2);
+    value.copy(buffer, 4);
+    return buffer;
+  };
+  const u32 = (value: number) => {
+    const buffer = Buffer.alloc(4);
+    buffer.writeUInt32LE(value);
+    return buffer;
+  };
+  const header = Buffer.alloc(16);
+  header.writeUInt16LE(arphrd, 2);
+  header.writeInt32LE(2, 4);
+  header.writeUInt32LE(0x80, 8); // NOARP, not up
+  const payload = Buffer.concat([
+    header,
+    attribute(3, Buffer.from(`${name}\0`)),
+    attribute(4, u32(mtu)),
+    attribute(1, Buffer.alloc(addressLength)),
+    attribute(2, Buffer.alloc(addressLength)),
+    attribute(16, Buffer.from([2])),
+    attribute(18, attribute(1, Buffer.from(`${kind}\0`))),
+  ]);
+  return {
+    link: decodeLink({ type: 16, flags: 2, sequence: 1, portId: 0, payload }),
+    addresses: [],
+    routes: [],
+    neighbours: [],
+  };
+}
+
+describe("the kernel's fallback tunnels", () => {
+  it('are skipped as such (logged at debug by attach), identified by name, kind and hardware type', () => {
+    const tunl0 = kernelLinkBytes('tunl0', 768, 'ipip', 4, 1480);
+    const ip6gre0 = kernelLinkBytes('ip6gre0', 823, 'ip6gre', 16, 1448);
+    // Someone's own ipip tunnel, and a veth someone named tunl0: warned of as any skipped link.
+    const theirs = kernelLinkBytes('tun1', 768, 'ipip', 4, 1480);
+    const impostor = { ...kernelLinkBytes('tunl0', 1, 'veth', 6, 1500) };
+    const { skipped } = selectEndpointInterfaces([tunl0, ip6gre0, theirs, impostor]);
+    expect(skipped.map((entry) => [entry.info.link.name, entry.reason === KERNEL_FALLBACK_TUNNEL_REASON])).toEqual([
+      ['tunl0', true],
+      ['ip6gre0', true],
+      ['tun1', false],
+      ['tunl0', false],
+    ]);
   });
 });

@@ -50,6 +50,7 @@ const ingressOnEth0 = (kind: 'ingress' | 'clsact'): Partial<PlanSnapshot> => ({
       parent: kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE,
       priority: 7,
       protocol: ETH_P_ALL,
+      options: { kind: 'u32', unparsed: true },
     } as NonNullable<PlanSnapshot['filters']>[number],
   ],
 });

@@ -783,13 +783,15 @@ describe('planDetach', () => {
       'ip address add fe80::1/64 scope 253 nodad dev eth0',
       'ip address add fd00::2/64 scope 0 nodad dev eth0',
       'ip address add 10.88.0.2/16 scope 0 dev eth0',
-      'ip link set dev eth0 addrgenmode eui64',
       'ip link set dev eth0 address 02:42:ac:11:00:02',
       `ip route add default via 10.88.0.1 dev eth0 table ${RouteTable.MAIN} proto 3 scope 0`,
       'ip neigh replace 10.88.0.1 lladdr aa:bb:cc:dd:ee:ff nud permanent dev eth0',
       // ...then with the flags they had.
       'ip address change fe80::1/64 scope 253 dev eth0',
       'ip address change fd00::2/64 scope 0 dev eth0',
+      // The mode last, by its sysctl, once the MAC is back: the kernel makes the link-local address
+      // a link that became ready while attached never got (netlink only stores the mode).
+      'echo 0 > /proc/sys/net/ipv6/conf/eth0/addr_gen_mode',
     ]);
     expect(plan.notices).toEqual([]);
   });
@@ -811,9 +813,10 @@ describe('planDetach', () => {
     const commands = planDetach(records, {
       links: [link({ address: SPARE, ipv6AddressGeneration: 'none' }), macvtap],
     }).steps.map((step) => commandOf(step.change));
-    expect(commands.slice(-2)).toEqual([
+    expect(commands.slice(-3)).toEqual([
       'ip address change fd00::2/64 scope 0 dev eth0',
       `ip -6 route del fd00::/64 dev eth0 table ${RouteTable.MAIN} proto 2`,
+      'echo 0 > /proc/sys/net/ipv6/conf/eth0/addr_gen_mode',
     ]);
     expect(commands).toContain('ip address add fd00::3/64 scope 0 nodad dev eth0');
     expect(commands).not.toContain('ip address change fd00::3/64 scope 0 nodad dev eth0');
