@@ -63,6 +63,12 @@ export interface Link {
   tun?: TunInfo;
   /** How the kernel makes the link's IPv6 link-local address (IFLA_INET6_ADDR_GEN_MODE); undefined without IPv6. */
   ipv6AddressGeneration?: Ipv6AddressGeneration;
+  /**
+   * IPv6 has taken the link as ready (IF_READY in IFLA_INET6_FLAGS): it was up with carrier at some
+   * point since it last came up. The kernel makes the link-local address at that moment only, so a
+   * link marked ready without one (generation was off then) gets none when carrier comes back.
+   */
+  ipv6Ready?: boolean;
 }
 
 export type Ipv6AddressGeneration = 'eui64' | 'none' | 'stable-privacy' | 'random';
@@ -150,6 +156,9 @@ const IFLA_VF_MAC = 1;
 
 /** IFLA_INET6_ADDR_GEN_MODE inside IFLA_AF_SPEC / AF_INET6. */
 const INET6_ADDR_GEN_MODE = 8;
+/** IFLA_INET6_FLAGS inside IFLA_AF_SPEC / AF_INET6 (the inet6 device's if_flags), and its IF_READY bit. */
+const INET6_FLAGS = 1;
+const INET6_IF_READY = 0x80000000;
 
 /** RTM_NEWLINK body for a new link of a kind. */
 export function encodeNewLink(writer: MessageWriter, spec: LinkSpec): void {
@@ -231,7 +240,10 @@ export function decodeLink(message: RawMessage): Link {
   const parentDevice = attributes.string(LinkAttribute.PARENT_DEV_NAME);
   if (parentDevice) link.parentDevice = parentDevice;
 
-  const mode = attributes.nested(LinkAttribute.AF_SPEC)?.nested(AddressFamily.INET6)?.u8(INET6_ADDR_GEN_MODE);
+  const inet6 = attributes.nested(LinkAttribute.AF_SPEC)?.nested(AddressFamily.INET6);
+  const mode = inet6?.u8(INET6_ADDR_GEN_MODE);
+  const inet6Flags = inet6?.u32(INET6_FLAGS);
+  if (inet6Flags !== undefined && (inet6Flags & INET6_IF_READY) !== 0) link.ipv6Ready = true;
   const generation = (Object.keys(IPV6_ADDRESS_GENERATION) as Ipv6AddressGeneration[]).find(
     (name) => IPV6_ADDRESS_GENERATION[name] === mode,
   );

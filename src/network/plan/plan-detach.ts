@@ -174,7 +174,11 @@ function attributesToRestore(
 function generationBySysctl(set: LinkAttributes, link: Link, putBackDown: boolean): Ipv6AddressGeneration | undefined {
   const mode = set.ipv6AddressGeneration;
   if (mode === undefined || mode === 'none' || putBackDown) return undefined;
-  return (link.flags & InterfaceFlag.UP) !== 0 ? mode : undefined;
+  if ((link.flags & InterfaceFlag.UP) === 0) return undefined;
+  // Ready now (carrier), or marked ready while attached (carrier came and went): the kernel makes
+  // no link-local address for it later. A link up that never had carrier gets one when carrier
+  // comes, as any link does: netlink is enough there, and nothing appears before carrier.
+  return (link.flags & InterfaceFlag.LOWER_UP) !== 0 || link.ipv6Ready === true ? mode : undefined;
 }
 
 /**

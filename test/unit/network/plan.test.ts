@@ -771,11 +771,13 @@ describe('planDetach', () => {
       { model: 'macvtap', source: eth0WithIpv6(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
     ).steps.flatMap((step) => (step.record ? [step.record] : []));
   const macvtap = link({ index: 7, name: 'tap0_kata', kind: 'macvtap', group: VCNET_LINK_GROUP });
+  /** eth0 as attach left it (the spare MAC, generation off), up with carrier. */
+  const withCarrier = InterfaceFlag.UP | InterfaceFlag.BROADCAST | InterfaceFlag.MULTICAST | InterfaceFlag.LOWER_UP;
 
   it('puts back what macvtap changed, in reverse, once the macvtap holding the MAC is gone', () => {
     // eth0 as attach left it: the spare MAC.
     const plan = planDetach(macvtapRecords(), {
-      links: [link({ address: SPARE, ipv6AddressGeneration: 'none' }), macvtap],
+      links: [link({ address: SPARE, ipv6AddressGeneration: 'none', flags: withCarrier }), macvtap],
     });
     expect(plan.steps.map((step) => commandOf(step.change))).toEqual([
       'ip link del dev tap0_kata',
@@ -811,7 +813,7 @@ describe('planDetach', () => {
       { model: 'macvtap', source: eth0WithIpv6(), tapName: 'tap0_kata', spareHardwareAddress: SPARE },
     ).steps.flatMap((step) => (step.record ? [step.record] : []));
     const commands = planDetach(records, {
-      links: [link({ address: SPARE, ipv6AddressGeneration: 'none' }), macvtap],
+      links: [link({ address: SPARE, ipv6AddressGeneration: 'none', flags: withCarrier }), macvtap],
     }).steps.map((step) => commandOf(step.change));
     expect(commands.slice(-3)).toEqual([
       'ip address change fd00::2/64 scope 0 dev eth0',
@@ -820,6 +822,22 @@ describe('planDetach', () => {
     ]);
     expect(commands).toContain('ip address add fd00::3/64 scope 0 nodad dev eth0');
     expect(commands).not.toContain('ip address change fd00::3/64 scope 0 nodad dev eth0');
+  });
+
+  it('puts the generation mode back by netlink on a link up without carrier that IPv6 never took as ready', () => {
+    // Without carrier since it came up, the kernel makes its link-local address when carrier comes, as
+    // for any link: the sysctl would make one now, which the pod did not have before attach.
+    const noCarrier = InterfaceFlag.UP | InterfaceFlag.BROADCAST | InterfaceFlag.MULTICAST;
+    const neverReady = planDetach(macvtapRecords(), {
+      links: [link({ address: SPARE, ipv6AddressGeneration: 'none', flags: noCarrier }), macvtap],
+    }).steps.map((step) => commandOf(step.change));
+    expect(neverReady.some((command) => command.includes('addr_gen_mode'))).toBe(false);
+    expect(neverReady.some((command) => command.includes('addrgenmode eui64'))).toBe(true);
+    // Taken as ready while attached (carrier came and went under the VM): the kernel will make none.
+    const wasReady = planDetach(macvtapRecords(), {
+      links: [link({ address: SPARE, ipv6AddressGeneration: 'none', flags: noCarrier, ipv6Ready: true }), macvtap],
+    }).steps.map((step) => commandOf(step.change));
+    expect(wasReady.at(-1)).toBe('echo 0 > /proc/sys/net/ipv6/conf/eth0/addr_gen_mode');
   });
 
   it('leaves a MAC the user set after attach, and says so', () => {
