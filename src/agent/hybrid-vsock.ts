@@ -61,6 +61,8 @@ class HandshakeFailure extends Error {
   constructor(
     message: string,
     readonly retryable: boolean,
+    /** No answer in the time given (which the deadline may have cut short). */
+    readonly timedOut = false,
   ) {
     super(`hybrid vsock handshake: ${message}`);
   }
@@ -120,7 +122,7 @@ function handshake(socket: Socket, port: number, timeoutMs: number): Promise<voi
       );
     const onError = (error: Error) => finish(new HandshakeFailure(error.message, true));
     const timer = setTimeout(
-      () => finish(new HandshakeFailure(`no answer to CONNECT ${port} in ${timeoutMs} ms`, false)),
+      () => finish(new HandshakeFailure(`no answer to CONNECT ${port} in ${timeoutMs} ms`, false, true)),
       timeoutMs,
     );
     socket.on('data', onData);

@@ -42,6 +42,11 @@ function retryable(error: unknown): boolean {
   );
 }
 
+/** A connect or handshake that timed out (ETIMEDOUT, or a handshake marked `timedOut`). */
+function ranOutOfTime(error: unknown): boolean {
+  return (error as { code?: unknown }).code === 'ETIMEDOUT' || (error as { timedOut?: unknown }).timedOut === true;
+}
+
 function attempt(path: string, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ path });
@@ -75,6 +80,8 @@ export async function connectUnixSocket(
   const failed = (attempts: number, cause: unknown) =>
     new AgentConnectError(handshake?.address ?? path, attempts, Date.now() - started, cause, handshake?.hint);
   let attempts = 0;
+  /** Why the last attempt that is worth retrying failed (a missing socket, no listener yet). */
+  let lastRetryable: unknown;
   for (;;) {
     attempts += 1;
     try {
@@ -84,8 +91,13 @@ export async function connectUnixSocket(
     } catch (error) {
       const elapsed = Date.now() - started;
       if (!retryable(error) || elapsed + retryIntervalMs >= deadlineMs || options.signal?.aborted) {
-        throw failed(attempts, error);
+        // An attempt that ran out of the time left to the deadline says only that: the reason the
+        // attempts before it failed is the one to give (a loaded machine can start the last attempt
+        // a millisecond before the deadline).
+        const cutShort = elapsed >= deadlineMs && lastRetryable !== undefined && ranOutOfTime(error);
+        throw failed(attempts, cutShort ? lastRetryable : error);
       }
+      lastRetryable = error;
       try {
         await sleep(retryIntervalMs, undefined, { signal: options.signal });
       } catch {

@@ -134,6 +134,31 @@ describe('AgentClient.connect through hybrid vsock', () => {
     expect(connections).toBe(1);
   });
 
+  it('at the deadline, names why the attempts failed, not that the last one ran out of the time left', async () => {
+    const dir = directory();
+    const path = join(dir, 'closing-then-silent.sock');
+    // Closes the stream after CONNECT twice (no listener yet), then takes one and answers nothing:
+    // that attempt's handshake gets what is left of the deadline and times out at it.
+    let connections = 0;
+    const vmm = createServer((socket) => {
+      connections++;
+      socket.once('data', () => {
+        if (connections <= 2) socket.destroy();
+      });
+    });
+    await new Promise<void>((resolve) => vmm.listen(path, resolve));
+    cleanups.push(() => new Promise<void>((resolve) => vmm.close(() => resolve())));
+    const error = await AgentClient.connect(`hvsock://${path}:1024`, {
+      deadlineMs: 800,
+      retryIntervalMs: 20,
+    }).catch((caught: unknown) => caught);
+    vmm.close();
+    expect(error).toBeInstanceOf(AgentConnectError);
+    expect(connections).toBeGreaterThan(2);
+    expect((error as Error).message).toMatch(/nothing listens on vsock port 1024 yet/);
+    expect((error as Error).message).not.toContain('no answer to CONNECT');
+  });
+
   it('gives up at the deadline while the VMM keeps closing the stream', async () => {
     const { vmm, vsockPath } = await guestBehindVsock();
     vmm.closeNext = 1_000_000;
