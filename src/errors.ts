@@ -601,14 +601,23 @@ export class RollbackIncompleteError extends VcnetError {
     hint = 'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed',
     /** What the undo was of, when not only the failed operation itself (endpoints attached before it). */
     readonly undone = 'it',
+    /**
+     * Objects whose state is not known (the kernel's answer to their undo was lost and no look could
+     * be made): maybe gone, kept in the record with `left`; `leftObjects` are those seen there.
+     */
+    readonly notChecked: readonly string[] = [],
   ) {
     super(
       'VCNET_ROLLBACK_INCOMPLETE',
-      `${what} failed: ${cause.message}; undoing ${undone} failed too (${failures.join('; ')}): left ${leftObjects.join(', ')}`,
+      `${what} failed: ${cause.message}; undoing ${undone} failed too (${failures.join('; ')}): ${leftAndNotChecked(leftObjects, notChecked)}`,
       { value: leftObjects, hint, cause },
     );
     this.left = left;
     this.failures = failures;
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), ...(this.notChecked.length > 0 ? { notChecked: this.notChecked } : {}) };
   }
 
   /**
@@ -624,8 +633,25 @@ export class RollbackIncompleteError extends VcnetError {
       this.left,
       hint,
       this.undone,
+      this.notChecked,
     );
   }
+}
+
+/**
+ * What an undo left, as its error says it: the objects seen still there, and apart the ones whose
+ * state is not known (their answers lost, no look made), which the record keeps as well.
+ */
+function leftAndNotChecked(leftObjects: readonly string[], notChecked: readonly string[]): string {
+  const parts = [
+    ...(leftObjects.length > 0 ? [`left ${leftObjects.join(', ')}`] : []),
+    ...(notChecked.length > 0
+      ? [
+          `not checked (the kernel's answers were lost and no look could be made: maybe gone, kept in the record) ${notChecked.join(', ')}`,
+        ]
+      : []),
+  ];
+  return parts.join('; ');
 }
 
 /** What finishes an incomplete detach (DetachIncompleteError's hint). */

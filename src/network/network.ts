@@ -257,7 +257,7 @@ export class Network {
       }
       // The endpoints this call attached before the failing one go too; if the kernel refuses any of
       // that, the error says what is left (and the record keeps it), never "everything was removed".
-      const { failures, left } = await this.undoAttached(added, options.hotplug);
+      const { failures, left, notChecked } = await this.undoAttached(added, options.hotplug);
       try {
         options.journal?.(this);
       } catch (journalError) {
@@ -274,10 +274,14 @@ export class Network {
           'attach',
           cause,
           [...(error instanceof RollbackIncompleteError ? error.failures : []), ...failures],
-          describeRecords([...leftBefore, ...left]),
+          [
+            ...(error instanceof RollbackIncompleteError ? (error.value as string[]) : []),
+            ...describeRecords(left.filter((record) => !notChecked.includes(record))),
+          ],
           [...leftBefore, ...left],
           undefined,
           added.length > 0 ? undone : 'it',
+          [...(error instanceof RollbackIncompleteError ? error.notChecked : []), ...describeRecords(notChecked)],
         );
       }
       throw error;
@@ -509,15 +513,18 @@ export class Network {
   async undoAttached(
     endpoints: readonly Endpoint[],
     hotplug?: HotplugTarget,
-  ): Promise<{ failures: string[]; left: PlumbingStep[] }> {
+  ): Promise<{ failures: string[]; left: PlumbingStep[]; notChecked: PlumbingStep[] }> {
     try {
       const report = await this.removeEndpoints(endpoints, hotplug);
-      return { failures: report.failures.map((failure) => failure.message), left: report.left };
-    } catch (undoError) {
       return {
-        failures: [(undoError as Error).message],
-        left: endpoints.filter((endpoint) => this.list.includes(endpoint)).flatMap((endpoint) => endpoint.records),
+        failures: report.failures.map((failure) => failure.message),
+        left: report.left,
+        notChecked: report.notChecked ?? [],
       };
+    } catch (undoError) {
+      // The undo could not start: nothing of it was seen, all of it is kept and not checked.
+      const left = endpoints.filter((endpoint) => this.list.includes(endpoint)).flatMap((endpoint) => endpoint.records);
+      return { failures: [(undoError as Error).message], left, notChecked: left };
     }
   }
 

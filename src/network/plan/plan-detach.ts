@@ -17,6 +17,7 @@ import { formatHandle, parseHandle, TC_H_ROOT } from '../../netlink/codec/tc/mes
 import { commandOf } from './commands.js';
 import { undoChangesOf, undoOf } from './inverse.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
+import { reachableFirst } from './pod-link-routes.js';
 import {
   kernelPlacesOf,
   listedRouteText,
@@ -655,6 +656,17 @@ export function planDetach(
     }
   }
   steps.splice(0, steps.length, ...placedRoutes(steps, snapshot.links, snapshot.routes ?? [], alreadyGone, notices));
+  // The routes to the gateways before the routes through them (pod-link-routes.ts reachableFirst),
+  // also from a record an older attach wrote in the kernel's order: each route step takes a slot a
+  // route step had, so nothing else moves.
+  const routeSlots = steps.flatMap((step, at) => (step.change.op === 'add-route' ? [at] : []));
+  const routeSteps = reachableFirst(
+    routeSlots.map((at) => steps[at]!),
+    (step) => (step.change.op === 'add-route' ? step.change.route : {}),
+  );
+  routeSlots.forEach((at, position) => {
+    steps[at] = routeSteps[position]!;
+  });
   // Every address takes its flags before any prefix route goes: changing an address makes its prefix
   // route again, also one another address of the same prefix had just deleted.
   steps.push(...finalSteps.filter((step) => step.change.op === 'change-address'));

@@ -20,7 +20,7 @@ import { networkOf } from '../../netlink/codec/address-format.js';
 import { AddressFamily } from '../../netlink/codec/constants.js';
 import type { Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
-import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
+import { RouteFlag, RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import { routeRequestOf } from './inverse.js';
 import type { RouteRecord } from './types.js';
 
@@ -76,6 +76,34 @@ function isKernelMade(route: Route, addresses: readonly Address[]): boolean {
  * it depends on the object, not on the addresses, and the kernel keeps it when they go. `now` (ms
  * since the epoch, the time of the scan) turns a route's lifetime into the time it ends.
  */
+/**
+ * Whether the kernel checks that a route's gateway is reached when the route is added: it has a
+ * gateway (or a next hop with one) and is not `onlink`.
+ */
+export function needsReachableGateway(route: Pick<RouteRecord, 'gateway' | 'nextHops' | 'flags'>): boolean {
+  if (((route.flags ?? 0) & RouteFlag.ONLINK) !== 0) return false;
+  if (route.gateway) return true;
+  return (route.nextHops ?? []).some((hop) => hop.gateway && ((hop.flags ?? 0) & RouteFlag.ONLINK) === 0);
+}
+
+/**
+ * The routes in the order they can be added in: the kernel refuses a route whose gateway no
+ * gateway-less route reaches yet (IPv4 ENETUNREACH "Nexthop has invalid gateway", IPv6 EHOSTUNREACH),
+ * and a pod like Calico's reaches its gateway only through a link-scope /32 to it, which the kernel
+ * may list after the routes through it. It refuses a gateway reached only through another gateway in
+ * both families, so routes without a checked gateway first, then the others, is a topological order.
+ * Stable: otherwise the order given.
+ */
+export function reachableFirst<Item>(
+  items: readonly Item[],
+  routeOf: (item: Item) => Pick<RouteRecord, 'gateway' | 'nextHops' | 'flags'>,
+): Item[] {
+  return [
+    ...items.filter((item) => !needsReachableGateway(routeOf(item))),
+    ...items.filter((item) => needsReachableGateway(routeOf(item))),
+  ];
+}
+
 export function podLinkRoutes(
   routes: readonly Route[],
   links: readonly Link[],
@@ -95,19 +123,23 @@ export function podLinkRoutes(
   );
   const encapsulated = owned.find((route) => route.encapType !== undefined);
   if (encapsulated) throw new RouteNotRestorableError(source.name, encapsulated);
-  return owned.map(({ expires, ...route }) =>
-    routeRequestOf({
-      ...route,
-      ...(expires !== undefined && now !== undefined ? { expiresAt: now + expires * 1000 } : {}),
-      ...(route.nextHops
-        ? {
-            nextHops: route.nextHops.map(({ outputIndex, ...hop }) =>
-              outputIndex === source.index
-                ? hop
-                : { ...hop, link: { name: nameOf.get(outputIndex) ?? `#${outputIndex}`, index: outputIndex } },
-            ),
-          }
-        : {}),
-    }),
-  );
+  // Undone in reverse, so removed in the reverse of the order they can be put back in: the routes
+  // through a gateway first (reachableFirst). Within each, the kernel's order, as before.
+  return reachableFirst([...owned].reverse(), (route) => route)
+    .reverse()
+    .map(({ expires, ...route }) =>
+      routeRequestOf({
+        ...route,
+        ...(expires !== undefined && now !== undefined ? { expiresAt: now + expires * 1000 } : {}),
+        ...(route.nextHops
+          ? {
+              nextHops: route.nextHops.map(({ outputIndex, ...hop }) =>
+                outputIndex === source.index
+                  ? hop
+                  : { ...hop, link: { name: nameOf.get(outputIndex) ?? `#${outputIndex}`, index: outputIndex } },
+              ),
+            }
+          : {}),
+      }),
+    );
 }

@@ -39,8 +39,14 @@ export interface UndoReport {
   kept: number;
   /** The kernel's refusals (NetlinkError, with its errno), or why a step could not be sent. */
   failures: Error[];
-  /** The records of what is still there after the undo (empty when everything went). */
+  /** The records of what is still there after the undo (empty when everything went), `notChecked` included. */
   left: PlumbingStep[];
+  /**
+   * The records in `left` whose state is not known: the kernel's answer to their undo was lost and
+   * no look afterwards could be made. They may be gone; the record keeps them, and a later detach
+   * finds out. Absent or empty: everything in `left` was seen there.
+   */
+  notChecked?: PlumbingStep[];
   /**
    * The records of what the kernel undid (recordsShownBy each accepted change): what went, not what
    * was already gone or never made. A link's records stand for what was on it.
@@ -98,13 +104,13 @@ export async function rollBackAttach(
   error: Error,
   journal: ((left: PlumbingStep[]) => void) | undefined,
 ): Promise<never> {
-  let report: { failures: Array<{ message: string }>; left: PlumbingStep[] };
+  let report: { failures: Array<{ message: string }>; left: PlumbingStep[]; notChecked?: PlumbingStep[] };
   try {
     report = await undoRecords(handle, records);
   } catch (undoError) {
     // The undo could not even start (its dump of the links was refused, say): nothing it was meant
-    // to remove is known to be gone, so all of it is left, and said so.
-    report = { failures: [{ message: (undoError as Error).message }], left: [...records] };
+    // to remove is known to be gone, so all of it is left, and said so: not checked.
+    report = { failures: [{ message: (undoError as Error).message }], left: [...records], notChecked: [...records] };
   }
   if (report.left.length < records.length) {
     let found: PlumbingStep[];
@@ -116,6 +122,9 @@ export async function rollBackAttach(
       report.failures.push({
         message: `what the undo left could not be checked (${(lookError as Error).message}): all of it is kept in the record`,
       });
+      // What the undo did not see refused (and what it did not hear of) is not known to be there.
+      const refused = new Set(report.left.filter((record) => !report.notChecked?.includes(record)));
+      report.notChecked = records.filter((record) => !refused.has(record));
     }
     const missed = found.filter((record) => !report.left.includes(record));
     if (missed.length > 0 && found !== records) {
@@ -142,8 +151,11 @@ export async function rollBackAttach(
         ...report.failures.map((failure) => failure.message),
         ...(journalFailure ? [`the record of what is left was not updated: ${journalFailure.message}`] : []),
       ],
-      describeRecords(report.left),
+      describeRecords(report.left.filter((record) => !report.notChecked?.includes(record))),
       report.left,
+      undefined,
+      undefined,
+      describeRecords(report.notChecked ?? []),
     );
   }
   throw error;
@@ -330,8 +342,9 @@ async function settleUnanswered(
     plan = await planUndo(handle, uncertain);
     again = await undoPlan(handle, plan);
   } catch (lookError) {
-    // The records stay left, each failure saying its answer was lost; and why the look failed.
+    // The records stay left, not checked, each failure saying its answer was lost; and why the look failed.
     if (lookError instanceof NetlinkError) settled.failures.push(lookError);
+    settled.notChecked = settled.left.filter((record) => uncertain.includes(record));
     return settled;
   }
   // The first send did what the second look finds gone.
@@ -349,6 +362,10 @@ async function settleUnanswered(
   settled.left = settled.left.filter((record) => !stillUncertain.has(record) || leftAgain.has(record));
   for (const record of again.left) if (!settled.left.includes(record)) settled.left.push(record);
   settled.failures = [...settled.failures.filter((failure) => !answerLost(failure)), ...again.failures];
+  // What the second send's answers lost too is not known either.
+  const lostAgain = new Set(again.unanswered.flatMap((step) => step.settles));
+  const notChecked = settled.left.filter((record) => lostAgain.has(record));
+  if (notChecked.length > 0) settled.notChecked = notChecked;
   return settled;
 }
 
@@ -438,5 +455,9 @@ export async function undoRecords(
   // Keep the attach order in what is left, so the next detach undoes it in reverse again.
   const left = new Set(report.left);
   report.left = records.filter((record) => left.has(record));
+  if (report.notChecked) {
+    const notChecked = new Set(report.notChecked);
+    report.notChecked = records.filter((record) => notChecked.has(record));
+  }
   return report;
 }

@@ -134,6 +134,11 @@ describe('an attach whose answers are lost from one send on, its undo too', () =
         setNetlinkRepliesTestHook(undefined);
         expect(error.code, `${what}: ${error.message}`).toBe('VCNET_ROLLBACK_INCOMPLETE');
         expect(error.message, what).not.toContain('everything it had made was removed');
+        // Nothing could be looked at: what is kept is said to be not checked (maybe gone), not left.
+        expect(error.message, what).toContain('not checked');
+        const json = (error as unknown as { toJSON(): { value: string[]; notChecked?: string[] } }).toJSON();
+        expect(json.notChecked?.length, what).toBeGreaterThan(0);
+        expect(json.value, what).toEqual([]);
         const recorded = readSandbox('stuck', stateDir)?.network.endpoints.flatMap(
           (endpoint) => endpoint.plumbing?.steps ?? [],
         );

@@ -10,14 +10,14 @@ import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import type { Neighbour } from '../../../src/netlink/codec/neighbour.js';
 import { NeighbourFlag } from '../../../src/netlink/codec/neighbour.js';
 import type { RouteSpec } from '../../../src/netlink/codec/route.js';
-import { RouteFlag, RoutePreference, RouteProtocol } from '../../../src/netlink/codec/route.js';
+import { RouteFlag, RoutePreference, RouteProtocol, RouteScope } from '../../../src/netlink/codec/route.js';
 import { RouteMetric } from '../../../src/netlink/codec/route-attributes.js';
 import type { ChangeBatch } from '../../../src/netlink/handle.js';
 import { queueChange } from '../../../src/network/plan/batch-send.js';
 import { commandsOf } from '../../../src/network/plan/commands.js';
 import { type PlanSnapshot, planAttach } from '../../../src/network/plan/plan-attach.js';
 import { planDetach } from '../../../src/network/plan/plan-detach.js';
-import { RouteNotRestorableError } from '../../../src/network/plan/pod-link-routes.js';
+import { RouteNotRestorableError, reachableFirst } from '../../../src/network/plan/pod-link-routes.js';
 import type { PlumbingStep } from '../../../src/network/plan/types.js';
 import { plumbingStepSchema } from '../../../src/network/state/network-content-schema.js';
 import { address, link, route } from './fixtures.js';
@@ -460,10 +460,11 @@ describe('macvtap: what the address flush takes that the kernel does not make ag
   const commands = commandsOf(flushPlan);
 
   it('removes (and records) the AnyIP route, a proto kernel route of no address, a TOS route; not the kernel own', () => {
+    // The route through a gateway first: undone in reverse, it comes back after the others.
     expect(commands.filter((line) => line.startsWith('ip route del'))).toEqual([
+      'ip route del 10.98.0.0/16 tos 0x10 via 10.88.0.1 dev eth0 table 254 proto 3 scope 0',
       'ip route del 10.99.0.0/16 dev eth0 table 255 proto 3 scope 254',
       'ip route del 10.13.9.0/24 dev eth0 src 10.88.0.2 table 254 proto 2 scope 253',
-      'ip route del 10.98.0.0/16 tos 0x10 via 10.88.0.1 dev eth0 table 254 proto 3 scope 0',
     ]);
   });
 
@@ -496,5 +497,67 @@ describe('macvtap: what the address flush takes that the kernel does not make ag
     expect(back).toContain('ip address add 10.12.2.5/24 scope 0 preferred_lft 0 dev eth0');
     expect(back).toContain('ip address add fd00:12::5/64 scope 0 preferred_lft 0 nodad dev eth0');
     expect(back).toContain('ip address add 10.12.3.5/32 peer 10.12.3.1 scope 0 dev eth0');
+  });
+});
+
+describe('macvtap: a gateway reached only through a link-scope route (Calico)', () => {
+  // In the kernel's order: the default before 169.254.1.1, and 172.16.9.1 before 172.20.0.0/16.
+  const calico: PlanSnapshot = {
+    links: [eth0],
+    addresses: [address('10.77.1.2', 32)],
+    routes: [
+      route({ gateway: '169.254.1.1' }),
+      route({ destination: '169.254.1.1', destinationLength: 32, scope: RouteScope.LINK }),
+      route({ destination: '172.16.9.1', destinationLength: 32, scope: RouteScope.LINK }),
+      route({ destination: '172.20.0.0', destinationLength: 16, gateway: '172.16.9.1' }),
+      // onlink: the kernel does not look for its gateway, so it needs no route first.
+      route({ destination: '172.21.0.0', destinationLength: 16, gateway: '172.99.0.1', flags: RouteFlag.ONLINK }),
+    ],
+    neighbours: [],
+    qdiscs: [],
+  };
+  const calicoPlan = planAttach(
+    calico,
+    { queues: 1 },
+    { model: 'macvtap', source: eth0, tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+  );
+  const destinations = (routes: ReadonlyArray<{ destination?: string }>) =>
+    routes.map((entry) => entry.destination ?? 'default');
+
+  it('removes the routes through a gateway first, so the undo puts the routes to the gateways back first', () => {
+    const removed = calicoPlan.steps.flatMap((step) => (step.change.op === 'delete-route' ? [step.change.route] : []));
+    expect(destinations(removed)).toEqual(['default', '172.20.0.0', '169.254.1.1', '172.16.9.1', '172.21.0.0']);
+  });
+
+  it('detach puts the routes to the gateways back first, also from a record in the kernel order', () => {
+    const recorded = calicoPlan.steps.flatMap((step) => (step.record?.step === 'remove-routes' ? [step.record] : []));
+    // As an attach before the fix recorded them: in the order the kernel listed them.
+    const kernelIndex = (destination: string | undefined) =>
+      calico.routes.findIndex((listed) => listed.destination === destination);
+    const kernelOrder = [...recorded].sort(
+      (a, b) => kernelIndex(a.routes[0]?.destination) - kernelIndex(b.routes[0]?.destination),
+    );
+    expect(kernelOrder).not.toEqual(recorded);
+    for (const records of [recorded, kernelOrder]) {
+      const detach = planDetach(records, { links: [eth0] });
+      const added = detach.steps.flatMap((step) => (step.change.op === 'add-route' ? [step.change.route] : []));
+      expect(added).toHaveLength(5);
+      const at = (destination: string) => destinations(added).indexOf(destination);
+      expect(at('169.254.1.1')).toBeLessThan(at('default'));
+      expect(at('172.16.9.1')).toBeLessThan(at('172.20.0.0'));
+    }
+  });
+
+  it('orders routes without a checked gateway (none, or onlink) first, stable otherwise', () => {
+    const ordered = reachableFirst(
+      [{ gateway: '169.254.1.1' }, {}, { gateway: '10.0.0.1', flags: RouteFlag.ONLINK }, { gateway: 'fe80::1' }],
+      (entry) => entry,
+    );
+    expect(ordered).toEqual([
+      {},
+      { gateway: '10.0.0.1', flags: RouteFlag.ONLINK },
+      { gateway: '169.254.1.1' },
+      { gateway: 'fe80::1' },
+    ]);
   });
 });
