@@ -106,6 +106,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     failures: [],
     unclaimed: [],
     withheld: [],
+    beingChanged: [],
     absent: [],
     ignored: [],
   };
@@ -192,14 +193,17 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     collectEmptyRecordDirectories(scoped ? namedDirectories : directories, dryRun, report);
 
     // 3b. Sandbox records with endpoints whose attach never completed (a crash, or an undo the
-    // kernel refused), whose lock is free: gc finishes undoing what those endpoints recorded.
+    // kernel refused), whose lock is free: gc finishes undoing what those endpoints recorded. The
+    // links of one another process is changing right now are kept, and said to be (not live).
+    const changing = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
     for (const owner of owners) {
       if (owner.id.includes('/')) continue; // CNI records: DEL and the plugin's GC finish those
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
       if (replaced.has(owner) || !(live.has(owner.key) || nowLive.has(owner.key))) continue;
       await yieldToEventLoop();
       signal?.throwIfAborted();
-      await finishUnfinished(owner.id, dirname(owner.directory), report, holders());
+      if (await finishUnfinished(owner.id, dirname(owner.directory), report, holders()))
+        appendTo(changing, owner.key, ...owner.links);
     }
 
     // 4. Links of vcnet's group that no record claims in their namespace.
@@ -211,6 +215,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       const claims: NamespaceClaims = {
         withheld: untouchable.everything || untouchable.keys.has(key),
         links: claimed.get(key),
+        changing: changing.get(key) ?? [],
         filters: claimedFilters.get(key) ?? [],
         named: scoped !== undefined,
       };

@@ -19,7 +19,7 @@ export function registerGc(program: Command): void {
   program
     .command('gc')
     .description(
-      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace another attach, detach or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged`), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`)",
+      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace or sandbox another attach, detach, add-iface or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged` and its links in `beingChanged`, and so is a record of a namespace gone whose sandbox another process is changing: run gc again once that is done), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`)",
     )
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
@@ -51,26 +51,81 @@ export function registerGc(program: Command): void {
       }
       // No record claims these, but a VM may be using them: said on stdout, as part of what gc did.
       for (const link of report.inUse) printText(`kept ${link.name} in ${link.namespacePath}: ${link.detail}`);
-      if (report.removed.length === 0 && report.failures.length > 0) {
-        print(`removed nothing (${report.failures.length} removal(s) failed, see stderr)`);
-        return;
-      }
-      const withheld = report.withheld.reduce((count, entry) => count + entry.links.length, 0);
-      if (report.removed.length === 0 && withheld > 0) {
-        // Not "nothing to collect": gc did not look, as a record it could not read may own them.
-        const live = report.kept - report.inUse.length - withheld;
-        print(
-          `removed nothing: ${withheld} vcnet link(s) in ${report.withheld.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)${live > 0 ? `; ${live} belong to live sandboxes` : ''}`,
-        );
-        return;
-      }
-      if (report.removed.length === 0) {
-        print(`nothing to collect (${report.kept - report.inUse.length} vcnet link(s) belong to live sandboxes)`);
-        return;
-      }
-      print(`${report.dryRun ? 'would remove' : 'removed'} ${report.removed.length} item(s):`);
-      print(table(['KIND', 'NAMESPACE', 'NAME', 'WHY'], removedRows(report.removed)));
+      for (const line of summaryLines(report)) print(line);
     });
+}
+
+/**
+ * What a text gc prints after the links it kept in use: what it removed (a table), or a line saying
+ * why nothing went; and what it kept for any reason but a live sandbox's, with what to do about it.
+ */
+export function summaryLines(report: GarbageReport): string[] {
+  const kept = keptReasons(report);
+  if (report.removed.length === 0 && report.failures.length > 0)
+    return [
+      `removed nothing (${report.failures.length} removal(s) failed, see stderr)${kept.map((reason) => `; ${reason}`).join('')}`,
+    ];
+  const withheld = report.withheld.reduce((count, entry) => count + entry.links.length, 0);
+  if (report.removed.length === 0 && withheld > 0) {
+    // Not "nothing to collect": gc did not look, as a record it could not read may own them.
+    return [
+      [
+        `removed nothing: ${withheld} vcnet link(s) in ${report.withheld.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)`,
+        ...kept,
+      ].join('; '),
+    ];
+  }
+  const live = liveLinks(report);
+  // Only links of live sandboxes are "nothing to collect": a record left for another reason (being
+  // changed, unreadable, its namespace unseen) may well be garbage that gc did not finish.
+  const notLive = kept.filter((reason) => reason !== livePhrase(live));
+  if (report.removed.length === 0)
+    return [
+      notLive.length > 0
+        ? `removed nothing: ${kept.join('; ')}`
+        : `nothing to collect (${live} vcnet link(s) belong to live sandboxes)`,
+    ];
+  return [
+    `${report.dryRun ? 'would remove' : 'removed'} ${report.removed.length} item(s):`,
+    table(['KIND', 'NAMESPACE', 'NAME', 'WHY'], removedRows(report.removed)),
+    ...notLive.map((reason) => `not removed: ${reason}`),
+  ];
+}
+
+/** Links kept as live sandboxes': every kept one but those in use, withheld or being changed. */
+function liveLinks(report: GarbageReport): number {
+  const count = (entries: ReadonlyArray<{ links: readonly string[] }>) =>
+    entries.reduce((sum, entry) => sum + entry.links.length, 0);
+  return report.kept - report.inUse.length - count(report.withheld) - count(report.beingChanged);
+}
+
+function livePhrase(live: number): string {
+  return `${live} vcnet link(s) belong to live sandboxes`;
+}
+
+/**
+ * Why gc kept what it did not remove, one phrase per reason, each saying what to do: records
+ * another process is changing right now (and their links), records kept because whether their
+ * namespace exists cannot be told, records or directories it could not read (unless the summary
+ * says that already: `withheld`), and links of live sandboxes.
+ */
+function keptReasons(report: GarbageReport): string[] {
+  const reasons: string[] = [];
+  const changing = report.skipped.filter((record) => record.beingChanged).length;
+  const changingLinks = report.beingChanged.reduce((sum, entry) => sum + entry.links.length, 0);
+  if (changing > 0)
+    reasons.push(
+      `${changing} record(s)${changingLinks > 0 ? ` with ${changingLinks} vcnet link(s)` : ''} left as they are, as another process is changing them right now: run gc again once it is done`,
+    );
+  const unseen = report.skipped.filter((record) => record.namespaceUnseen).length;
+  if (unseen > 0)
+    reasons.push(`${unseen} record(s) kept, as whether their namespace still exists cannot be told (see stderr)`);
+  const unreadable = report.skipped.filter((record) => !record.beingChanged && !record.namespaceUnseen).length;
+  if (unreadable > 0 && report.withheld.length === 0)
+    reasons.push(`${unreadable} record(s) or state directories gc cannot read skipped (see stderr)`);
+  const live = liveLinks(report);
+  if (live > 0) reasons.push(livePhrase(live));
+  return reasons;
 }
 
 /**

@@ -34,6 +34,8 @@ export interface NamespaceClaims {
   withheld: boolean;
   /** The links records made there (by ifindex when recorded, else by name); undefined when no record names it. */
   links: Array<{ name: string; index?: number }> | undefined;
+  /** Of `links`, those of records gc left because another process is changing them right now. */
+  changing: Array<{ name: string; index?: number }>;
   /** The filters records added there, each with its record's id. */
   filters: Array<RecordOwner['filters'][number] & { id: string }>;
   /** The namespace was named (`namespaces`, --netns): its orphans go even when no record names it. */
@@ -93,6 +95,8 @@ export async function collectNamespace(
     else report.inUse.push({ namespacePath, name: link.name, detail: `in use by a process (${holder}), kept` });
   }
   report.kept += ours.length - orphans.length;
+  const changing = ours.filter((link) => claims.changing.some((recorded) => claimsLink(recorded, link)));
+  if (changing.length > 0) report.beingChanged.push({ namespacePath, links: changing.map((link) => link.name) });
   const dangling = await danglingRedirects(handle, links);
   if (orphans.length === 0 && dangling.length === 0) return;
   if (names === undefined && !claims.named) {

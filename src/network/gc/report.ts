@@ -80,6 +80,13 @@ export interface GarbageReport {
    */
   withheld: Array<{ namespacePath: string; links: string[] }>;
   /**
+   * vcnet's links gc left, per namespace, because the record claiming them is being changed by
+   * another process right now (it holds the namespace's or the sandbox's lock: an attach, detach,
+   * add-iface or vcnet-cni ADD/DEL); the record is in `skipped` with `beingChanged`. Not live: gc
+   * finishes them when run again once that process is done. Counted in `kept` too.
+   */
+  beingChanged: Array<{ namespacePath: string; links: string[] }>;
+  /**
    * Named namespace paths (`namespaces`, --netns) where no namespace is and that no record read
    * names: nothing to collect there (a pod already gone, its records already dropped).
    */
@@ -97,6 +104,11 @@ export interface GarbageFailure {
   reason: string;
   /** The errno the kernel answered (EPERM, EBUSY...), when one did. */
   errno?: string;
+}
+
+/** Who holds a lock gc found taken, for its reasons: 0 is a holder /proc/locks did not name. */
+export function describeLockHolder(pid: number): string {
+  return pid > 0 ? `process ${pid}` : 'another process (which one cannot be known)';
 }
 
 /** What a thrown error says as a failure: its message, and its errno when it has one. */

@@ -138,8 +138,10 @@ export interface SkippedRecord {
    */
   namespaceUnseen?: true;
   /**
-   * True for a record of an unfinished attach gc left for its next run: another command (an attach,
-   * detach or vcnet-cni ADD/DEL) held its namespace's lock, and may be changing what the record names.
+   * True for a record gc left for its next run because another process is changing it right now: an
+   * unfinished attach whose namespace's lock another command (an attach, detach or vcnet-cni ADD/DEL)
+   * holds, or whose sandbox's lock another process holds, and a record of a namespace gone whose
+   * sandbox's lock another process holds.
    */
   beingChanged?: true;
 }
