@@ -11,7 +11,9 @@
  * orphan when it is of a kind vcnet makes (a tap, a macvtap, an ifb): gc deletes the filters that
  * redirect to it, then the link. On a link it takes such redirects from (the pod link, a device the VM
  * used as it is), it also takes the ingress qdisc they leave empty and a rate limit's htb root qdisc
- * of exactly the shape an attach makes (another htb is reported in `leftAlone`). A record claims a link by its ifindex when it has one (a renamed tap
+ * of exactly the shape an attach makes (another htb is reported in `leftAlone`); and such an htb that
+ * no record claims on a link no redirect at vcnet's priority is on or leads to (its attach's
+ * redirects went another way: the pod link's ingress qdisc deleted), listed before records are read. A record claims a link by its ifindex when it has one (a renamed tap
  * is still claimed), else by name. Anything else in the group (a veth, a bridge: someone else moved
  * it there) is reported in `leftAlone` and never touched, and so is a filter redirecting to an orphan
  * that a record claims (its link and priority). In a namespace no record of the
@@ -106,6 +108,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     failures: [],
     unclaimed: [],
     withheld: [],
+    beingChanged: [],
     absent: [],
     ignored: [],
   };
@@ -176,10 +179,13 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     const claimed = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
     /** Filters records add, per namespace, as `link/parent major/priority` with the link by index and by name. */
     const claimedFilters = new Map<NamespaceKey, Array<RecordOwner['filters'][number] & { id: string }>>();
+    /** The htb root qdiscs (rate limits) records add, per namespace. */
+    const claimedHtbs = new Map<NamespaceKey, RecordOwner['htbs']>();
     for (const owner of owners) {
       if (replaced.has(owner)) continue;
       appendTo(claimed, owner.key, ...owner.links);
       appendTo(claimedFilters, owner.key, ...owner.filters.map((filter) => ({ ...filter, id: owner.id })));
+      appendTo(claimedHtbs, owner.key, ...owner.htbs);
     }
 
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
@@ -192,14 +198,17 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     collectEmptyRecordDirectories(scoped ? namedDirectories : directories, dryRun, report);
 
     // 3b. Sandbox records with endpoints whose attach never completed (a crash, or an undo the
-    // kernel refused), whose lock is free: gc finishes undoing what those endpoints recorded.
+    // kernel refused), whose lock is free: gc finishes undoing what those endpoints recorded. The
+    // links of one another process is changing right now are kept, and said to be (not live).
+    const changing = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
     for (const owner of owners) {
       if (owner.id.includes('/')) continue; // CNI records: DEL and the plugin's GC finish those
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
       if (replaced.has(owner) || !(live.has(owner.key) || nowLive.has(owner.key))) continue;
       await yieldToEventLoop();
       signal?.throwIfAborted();
-      await finishUnfinished(owner.id, dirname(owner.directory), report, holders());
+      if (await finishUnfinished(owner.id, dirname(owner.directory), report, holders()))
+        appendTo(changing, owner.key, ...owner.links);
     }
 
     // 4. Links of vcnet's group that no record claims in their namespace.
@@ -211,7 +220,9 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       const claims: NamespaceClaims = {
         withheld: untouchable.everything || untouchable.keys.has(key),
         links: claimed.get(key),
+        changing: changing.get(key) ?? [],
         filters: claimedFilters.get(key) ?? [],
+        htbs: claimedHtbs.get(key) ?? [],
         named: scoped !== undefined,
       };
       await collectNamespace(scan, claims, report, openMacvtaps);

@@ -19,12 +19,12 @@ export function registerGc(program: Command): void {
   program
     .command('gc')
     .description(
-      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace another attach, detach or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged`), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`)",
+      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace or sandbox another attach, detach, add-iface or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged` and its links in `beingChanged`, and so is a record of a namespace gone whose sandbox another process is changing: run gc again once that is done), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`)",
     )
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',
-      "only these namespaces, and remove vcnet links there that no record claims, and vcnet redirects to a device that no longer exists (they drop the pod link's ingress) (default: every /var/run/netns entry and every process namespace; there, both are removed only in namespaces a record names, and listed as unclaimed elsewhere); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect when its directory exists, and refused (exit 2) when it is a bare name (give /var/run/netns/NAME) or its directory does not exist",
+      "only these namespaces, and remove vcnet links there that no record claims, vcnet redirects to a device that no longer exists (they drop the pod link's ingress), and rate limits' htbs of exactly vcnet's shape that no record claims on a link no redirect at vcnet's priority is on or leads to (they throttle what the link sends) (default: every /var/run/netns entry and every process namespace; there, all three are removed only in namespaces a record names, and listed as unclaimed elsewhere, an htb with the tc command that removes it); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect when its directory exists, and refused (exit 2) when it is a bare name (give /var/run/netns/NAME) or its directory does not exist",
     )
     .option(
       '--state-dir <dir...>',
@@ -51,26 +51,81 @@ export function registerGc(program: Command): void {
       }
       // No record claims these, but a VM may be using them: said on stdout, as part of what gc did.
       for (const link of report.inUse) printText(`kept ${link.name} in ${link.namespacePath}: ${link.detail}`);
-      if (report.removed.length === 0 && report.failures.length > 0) {
-        print(`removed nothing (${report.failures.length} removal(s) failed, see stderr)`);
-        return;
-      }
-      const withheld = report.withheld.reduce((count, entry) => count + entry.links.length, 0);
-      if (report.removed.length === 0 && withheld > 0) {
-        // Not "nothing to collect": gc did not look, as a record it could not read may own them.
-        const live = report.kept - report.inUse.length - withheld;
-        print(
-          `removed nothing: ${withheld} vcnet link(s) in ${report.withheld.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)${live > 0 ? `; ${live} belong to live sandboxes` : ''}`,
-        );
-        return;
-      }
-      if (report.removed.length === 0) {
-        print(`nothing to collect (${report.kept - report.inUse.length} vcnet link(s) belong to live sandboxes)`);
-        return;
-      }
-      print(`${report.dryRun ? 'would remove' : 'removed'} ${report.removed.length} item(s):`);
-      print(table(['KIND', 'NAMESPACE', 'NAME', 'WHY'], removedRows(report.removed)));
+      for (const line of summaryLines(report)) print(line);
     });
+}
+
+/**
+ * What a text gc prints after the links it kept in use: what it removed (a table), or a line saying
+ * why nothing went; and what it kept for any reason but a live sandbox's, with what to do about it.
+ */
+export function summaryLines(report: GarbageReport): string[] {
+  const kept = keptReasons(report);
+  if (report.removed.length === 0 && report.failures.length > 0)
+    return [
+      `removed nothing (${report.failures.length} removal(s) failed, see stderr)${kept.map((reason) => `; ${reason}`).join('')}`,
+    ];
+  const withheld = report.withheld.reduce((count, entry) => count + entry.links.length, 0);
+  if (report.removed.length === 0 && withheld > 0) {
+    // Not "nothing to collect": gc did not look, as a record it could not read may own them.
+    return [
+      [
+        `removed nothing: ${withheld} vcnet link(s) in ${report.withheld.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)`,
+        ...kept,
+      ].join('; '),
+    ];
+  }
+  const live = liveLinks(report);
+  // Only links of live sandboxes are "nothing to collect": a record left for another reason (being
+  // changed, unreadable, its namespace unseen) may well be garbage that gc did not finish.
+  const notLive = kept.filter((reason) => reason !== livePhrase(live));
+  if (report.removed.length === 0)
+    return [
+      notLive.length > 0
+        ? `removed nothing: ${kept.join('; ')}`
+        : `nothing to collect (${live} vcnet link(s) belong to live sandboxes)`,
+    ];
+  return [
+    `${report.dryRun ? 'would remove' : 'removed'} ${report.removed.length} item(s):`,
+    table(['KIND', 'NAMESPACE', 'NAME', 'WHY'], removedRows(report.removed)),
+    ...notLive.map((reason) => `not removed: ${reason}`),
+  ];
+}
+
+/** Links kept as live sandboxes': every kept one but those in use, withheld or being changed. */
+function liveLinks(report: GarbageReport): number {
+  const count = (entries: ReadonlyArray<{ links: readonly string[] }>) =>
+    entries.reduce((sum, entry) => sum + entry.links.length, 0);
+  return report.kept - report.inUse.length - count(report.withheld) - count(report.beingChanged);
+}
+
+function livePhrase(live: number): string {
+  return `${live} vcnet link(s) belong to live sandboxes`;
+}
+
+/**
+ * Why gc kept what it did not remove, one phrase per reason, each saying what to do: records
+ * another process is changing right now (and their links), records kept because whether their
+ * namespace exists cannot be told, records or directories it could not read (unless the summary
+ * says that already: `withheld`), and links of live sandboxes.
+ */
+function keptReasons(report: GarbageReport): string[] {
+  const reasons: string[] = [];
+  const changing = report.skipped.filter((record) => record.beingChanged).length;
+  const changingLinks = report.beingChanged.reduce((sum, entry) => sum + entry.links.length, 0);
+  if (changing > 0)
+    reasons.push(
+      `${changing} record(s)${changingLinks > 0 ? ` with ${changingLinks} vcnet link(s)` : ''} left as they are, as another process is changing them right now: run gc again once it is done`,
+    );
+  const unseen = report.skipped.filter((record) => record.namespaceUnseen).length;
+  if (unseen > 0)
+    reasons.push(`${unseen} record(s) kept, as whether their namespace still exists cannot be told (see stderr)`);
+  const unreadable = report.skipped.filter((record) => !record.beingChanged && !record.namespaceUnseen).length;
+  if (unreadable > 0 && report.withheld.length === 0)
+    reasons.push(`${unreadable} record(s) or state directories gc cannot read skipped (see stderr)`);
+  const live = liveLinks(report);
+  if (live > 0) reasons.push(livePhrase(live));
+  return reasons;
 }
 
 /**
@@ -124,8 +179,12 @@ function reportToStderr(report: GarbageReport): void {
     writeStderr(`hint: ${hintForErrno('EPERM')}\n`);
   else if (report.failures.length > 0)
     writeStderr('hint: what failed is still recorded: run `vcnet gc` again once the cause is fixed\n');
-  for (const { namespacePath, links, filters = [] } of report.unclaimed) {
-    const left = [...links, ...filters.map((filter) => `the filter ${filter}`)];
+  for (const { namespacePath, links, filters = [], qdiscs = [] } of report.unclaimed) {
+    const left = [
+      ...links,
+      ...filters.map((filter) => `the filter ${filter}`),
+      ...qdiscs.map((qdisc) => `the qdisc ${qdisc}`),
+    ];
     writeStderr(
       `vcnet: gc left ${left.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
     );

@@ -15,7 +15,7 @@ import { identityOfKey, type NamespaceKey, pathHolds } from '../../netns/namespa
 import { lookAtFile } from '../../netns/processes.js';
 import { FileLock, tryLockFile } from '../state/lock.js';
 import type { RecordOwner } from '../state/owners.js';
-import type { GarbageReport } from './report.js';
+import { describeLockHolder, type GarbageReport } from './report.js';
 
 export interface GoneRecordsContext {
   /** Records whose inode a later namespace has now (another cookie): their namespace is gone. */
@@ -57,7 +57,15 @@ export function dropGoneRecords(
       continue;
     }
     const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
-    if (lock && !(lock instanceof FileLock)) continue; // being changed right now: next time
+    if (lock && !(lock instanceof FileLock)) {
+      // A detach or DEL of it under way, most likely: left to it, and said, as gc did not drop it.
+      report.skipped.push({
+        file: owner.file,
+        reason: `its namespace (${owner.namespacePath}) exists nowhere, but ${describeLockHolder(lock.heldBy)} is changing the record right now (it holds the sandbox's lock); run gc again once that is done`,
+        beingChanged: true,
+      });
+      continue;
+    }
     try {
       report.removed.push({
         kind: 'state',

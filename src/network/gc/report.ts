@@ -69,16 +69,25 @@ export interface GarbageReport {
   /**
    * vcnet's links in namespaces no record read names, left alone: their records may be in a state
    * directory this gc does not know; and `filters`, when there are any: vcnet's redirects there to
-   * an ifindex that no longer exists (they drop the link's ingress). Naming the namespace
-   * (`namespaces`, --netns) removes them.
+   * an ifindex that no longer exists (they drop the link's ingress); and `qdiscs`, when there are
+   * any: rate limits' htbs of vcnet's shape that no record claims, on a link no redirect of vcnet's
+   * is on or leads to (each with what it throttles and the tc command that removes it). Naming the
+   * namespace (`namespaces`, --netns) removes them.
    */
-  unclaimed: Array<{ namespacePath: string; links: string[]; filters?: string[] }>;
+  unclaimed: Array<{ namespacePath: string; links: string[]; filters?: string[]; qdiscs?: string[] }>;
   /**
    * vcnet's links gc did not look at, per namespace, because a record it could not read (in `skipped`)
    * may be theirs: a record or directory of records unreadable (EIO...) withholds every namespace, one
    * that names its namespace but is damaged withholds that one. Counted in `kept` too.
    */
   withheld: Array<{ namespacePath: string; links: string[] }>;
+  /**
+   * vcnet's links gc left, per namespace, because the record claiming them is being changed by
+   * another process right now (it holds the namespace's or the sandbox's lock: an attach, detach,
+   * add-iface or vcnet-cni ADD/DEL); the record is in `skipped` with `beingChanged`. Not live: gc
+   * finishes them when run again once that process is done. Counted in `kept` too.
+   */
+  beingChanged: Array<{ namespacePath: string; links: string[] }>;
   /**
    * Named namespace paths (`namespaces`, --netns) where no namespace is and that no record read
    * names: nothing to collect there (a pod already gone, its records already dropped).
@@ -97,6 +106,11 @@ export interface GarbageFailure {
   reason: string;
   /** The errno the kernel answered (EPERM, EBUSY...), when one did. */
   errno?: string;
+}
+
+/** Who holds a lock gc found taken, for its reasons: 0 is a holder /proc/locks did not name. */
+export function describeLockHolder(pid: number): string {
+  return pid > 0 ? `process ${pid}` : 'another process (which one cannot be known)';
 }
 
 /** What a thrown error says as a failure: its message, and its errno when it has one. */

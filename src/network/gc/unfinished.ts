@@ -14,19 +14,27 @@ import { NamespaceBusyError } from '../state/namespace-lock.js';
 import type { SandboxState } from '../state/records.js';
 import { SandboxLockedError, SandboxStore } from '../state/store.js';
 import { undoUnfinishedEndpoints } from '../unfinished-attach.js';
-import type { GarbageItem, GarbageReport } from './report.js';
+import { describeLockHolder, type GarbageItem, type GarbageReport } from './report.js';
+
+/** Whether a record says an attach that has not completed: its own (`attaching`), or an endpoint's. */
+function hasUnfinishedAttach(state: SandboxState): boolean {
+  return state.attaching === true || state.network.endpoints.some((endpoint) => isUnfinished(endpoint.plumbing));
+}
 
 /**
  * A record with endpoints whose attach never completed and whose lock is free: nobody is working on
  * it, so gc undoes what those endpoints recorded, in the namespace the record names (by identity).
+ * Returns true when it left such a record because another process is changing it right now (its
+ * sandbox's or its namespace's lock is taken): listed in `skipped` with `beingChanged`.
  */
 export async function finishUnfinished(
   id: string,
   root: string,
   report: GarbageReport,
   holders: NamespaceHolders,
-): Promise<void> {
+): Promise<boolean> {
   const store = new SandboxStore(id, root);
+  let beingChanged = false;
   try {
     await store.withLockIfRecorded(
       async () => {
@@ -35,7 +43,7 @@ export async function finishUnfinished(
         // An attach killed before its last write (its lock is free now): all of it goes, the
         // endpoints it finished too, as nothing was ever handed to a VM.
         const killedAttach = current.attaching === true;
-        if (!killedAttach && !current.network.endpoints.some((endpoint) => isUnfinished(endpoint.plumbing))) return;
+        if (!hasUnfinishedAttach(current)) return;
         // Opened as detach opens it: a path gone or re-used by another namespace is followed to the
         // recorded namespace through whatever holds it, never acted on in the namespace at that path.
         const recorded = openRecordedNetwork(current, id, store.statePath, holders);
@@ -49,9 +57,10 @@ export async function finishUnfinished(
             if (!(error instanceof NamespaceBusyError)) throw error;
             report.skipped.push({
               file: store.statePath,
-              reason: `the unfinished attach of sandbox ${id} was left as it is: its namespace ${current.namespace.path} is being changed right now by ${error.holder > 0 ? `process ${error.holder}` : 'another process (which one cannot be known)'} (an attach, detach or vcnet-cni ADD or DEL); run gc again once that is done`,
+              reason: `the unfinished attach of sandbox ${id} was left as it is: its namespace ${current.namespace.path} is being changed right now by ${describeLockHolder(error.holder)} (an attach, detach or vcnet-cni ADD or DEL); run gc again once that is done`,
               beingChanged: true,
             });
+            beingChanged = true;
             return;
           }
           const { network } = recorded;
@@ -140,7 +149,26 @@ export async function finishUnfinished(
       { operation: 'collectGarbage' },
     );
   } catch (error) {
-    if (error instanceof SandboxLockedError) return; // being changed right now
-    report.skipped.push({ file: store.statePath, reason: (error as Error).message });
+    if (!(error instanceof SandboxLockedError)) {
+      report.skipped.push({ file: store.statePath, reason: (error as Error).message });
+      return false;
+    }
+    // Someone is working on the sandbox right now (an attach under way, a detach, an add-iface). A
+    // record with nothing unfinished is a live sandbox's; one with an unfinished attach (read as
+    // it is: records are replaced whole) is left to that process, and said, as gc did not finish it.
+    let current: SandboxState | undefined;
+    try {
+      current = store.read<SandboxState>();
+    } catch {
+      return false; // damaged, or gone meanwhile: that process settles it
+    }
+    if (!current || !hasUnfinishedAttach(current)) return false;
+    report.skipped.push({
+      file: store.statePath,
+      reason: `the unfinished attach of sandbox ${id} was left as it is: ${describeLockHolder(Number(error.value))} is changing it right now (it holds the sandbox's lock); run gc again once that is done`,
+      beingChanged: true,
+    });
+    return true;
   }
+  return beingChanged;
 }

@@ -42,13 +42,21 @@ const isRelative = (specifier: string) => specifier.startsWith('.');
 /** A relative specifier of `file` as a path under dist/. */
 const target = (file: string, specifier: string) => relative(DIST, resolve(dirname(join(DIST, file)), specifier));
 
+/**
+ * Programs whose first file imports nothing and loads the program with one import() (src/cli/main.ts,
+ * so that a load refused at the open-file limit is a vcnet error): that import is part of every start.
+ */
+const STARTS_BY_IMPORT = new Set(['cli/main.js']);
+
 /** The files under dist/ a program loads at start: itself and its static imports, through the chunks. */
 function filesLoadedAtStart(program: string): Set<string> {
   const seen = new Set<string>();
   const visit = (file: string) => {
     if (seen.has(file)) return;
     seen.add(file);
-    for (const specifier of importsOf(file).static) if (isRelative(specifier)) visit(target(file, specifier));
+    const imports = importsOf(file);
+    const atStart = STARTS_BY_IMPORT.has(file) ? [...imports.static, ...imports.dynamic] : imports.static;
+    for (const specifier of atStart) if (isRelative(specifier)) visit(target(file, specifier));
   };
   visit(program);
   return seen;
@@ -106,6 +114,13 @@ describe('the bundled programs', () => {
       expect(unexpected).toEqual([]);
     });
   }
+
+  it("vcnet's first file imports nothing (its import() of the program is all it loads: a refused load is vcnet's error)", () => {
+    const { static: statics, dynamic } = importsOf('cli/main.js');
+    expect(statics.filter((specifier) => !isBuiltin(specifier))).toEqual([]);
+    expect(dynamic).toHaveLength(1);
+    expect(dynamic[0]).toMatch(/^\.\.\/chunks\/program-[A-Z0-9]+\.js$/);
+  });
 
   it('vcnet loads node-gyp-build at start, OpenTelemetry only when asked', () => {
     const loaded = packagesLoadedAtStart('cli/main.js');

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readRules, sandboxOf } from '../../../src/cli/commands/iptables.js';
-import { buildProgram } from '../../../src/cli/main.js';
+import { buildProgram } from '../../../src/cli/program.js';
 
 const directory = mkdtempSync(join(tmpdir(), 'vcnet-iptables-options-'));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));

@@ -3,7 +3,7 @@
  * on), and the wrapper that carried it is `outerCode` and `outerName`.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { reportError } from '../../../src/cli/main.js';
+import { reportError } from '../../../src/cli/program.js';
 import { DetachIncompleteError, InvalidInputError, SystemCallError } from '../../../src/errors.js';
 import { AttachError } from '../../../src/network/model/plumbing-context.js';
 import { LinkNameTakenError } from '../../../src/network/plan/plan-attach.js';

@@ -21,6 +21,7 @@ function emptyReport(): GarbageReport {
     failures: [],
     unclaimed: [],
     withheld: [],
+    beingChanged: [],
     absent: [],
     ignored: [],
   };
