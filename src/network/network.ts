@@ -106,6 +106,28 @@ const ADD_ENDPOINTS_KEYS: readonly (keyof AddEndpointsOptions)[] = [
 const VM_DEVICE_REASON = "a VM's device (tap<N>_kata, ifb<N>_kata or in vcnet's link group), not a pod interface";
 
 /**
+ * One notice per attach for the pod routes through the added links that the guest will not get:
+ * looked for only when someone listens on vcnet:notice.
+ */
+export function noticeRoutesNotForGuest(
+  snapshot: Pick<NamespaceSnapshot, 'routes'>,
+  added: readonly Endpoint[],
+  hotplug: boolean,
+): void {
+  if (added.length === 0) return;
+  publish(channels.notice, () => {
+    const indexes = new Set(added.map((endpoint) => endpoint.properties.link.index));
+    const message = routesNotForGuestNotice(routesNotForGuest(snapshot.routes, indexes));
+    if (!message) return undefined;
+    return {
+      operation: hotplug ? 'hot-attach' : 'attach',
+      endpoint: added.map((endpoint) => endpoint.properties.link.name).join(','),
+      message,
+    };
+  });
+}
+
+/**
  * The network of one sandbox in its namespace: the scan that turns pod links into endpoints, their
  * attach (planned, journaled, rolled back on failure) and detach, and the record (`save()`,
  * `Network.load()`) that lets another process undo it. `Network.open(config, sandboxId)` starts one;
@@ -282,21 +304,8 @@ export class Network {
       }
       throw error;
     }
-    this.noticeRoutesNotForGuest(snapshot, added, options.hotplug !== undefined);
+    noticeRoutesNotForGuest(snapshot, added, options.hotplug !== undefined);
     return added;
-  }
-
-  /** One notice per attach for the pod routes through the added links that the guest will not get. */
-  private noticeRoutesNotForGuest(snapshot: NamespaceSnapshot, added: readonly Endpoint[], hotplug: boolean): void {
-    if (added.length === 0) return;
-    const indexes = new Set(added.map((endpoint) => endpoint.properties.link.index));
-    const message = routesNotForGuestNotice(routesNotForGuest(snapshot.routes, indexes));
-    if (!message) return;
-    publish(channels.notice, () => ({
-      operation: hotplug ? 'hot-attach' : 'attach',
-      endpoint: added.map((endpoint) => endpoint.properties.link.name).join(','),
-      message,
-    }));
   }
 
   /**
