@@ -22,7 +22,7 @@ import {
   validateNetworkConfig,
 } from './config.js';
 import { BridgedMacvlanEndpoint } from './endpoint/bridged-macvlan-endpoint.js';
-import { createEndpoint } from './endpoint/create-endpoint.js';
+import { type CreateEndpointOptions, createEndpoint } from './endpoint/create-endpoint.js';
 import { type Endpoint, type EndpointState, EndpointStateError } from './endpoint/endpoint.js';
 import { IpvlanEndpoint } from './endpoint/ipvlan-endpoint.js';
 import { MacvtapEndpoint } from './endpoint/macvtap-endpoint.js';
@@ -641,7 +641,10 @@ function socketNamespacePath(handle: NetlinkHandle): string | undefined {
   }
 }
 
-export function endpointFromState(state: EndpointState): Endpoint {
+export function endpointFromState(
+  state: EndpointState,
+  options: Pick<CreateEndpointOptions, 'hostRoots'> = {},
+): Endpoint {
   const { index, properties, pair } = state;
   let endpoint: Endpoint;
   switch (state.type) {
@@ -664,7 +667,12 @@ export function endpointFromState(state: EndpointState): Endpoint {
       endpoint = new TapEndpoint(index, properties, undefined);
       break;
     case 'physical':
-      endpoint = new PhysicalEndpoint(index, properties, (state.details?.pci ?? { address: '' }) as PciDeviceInfo);
+      endpoint = new PhysicalEndpoint(
+        index,
+        properties,
+        (state.details?.pci ?? { address: '' }) as PciDeviceInfo,
+        options.hostRoots,
+      );
       break;
     case 'vhost-user':
       endpoint = new VhostUserEndpoint(index, properties, String(state.details?.socketPath ?? ''));
