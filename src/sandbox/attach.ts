@@ -22,6 +22,7 @@ import { attachUnderLocks } from './attach-under-locks.js';
 import { ATTACH_NO_NETWORK_ADVICE, noticeNoNetwork } from './no-network.js';
 import { replacingTakenName, undoAfterFailure } from './recorded.js';
 
+/** What attachSandbox made: the sandbox's endpoints, what the guest is told, and the record's path. */
 export interface AttachResult {
   id: string;
   endpoints: Endpoint[];

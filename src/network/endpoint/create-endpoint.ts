@@ -43,6 +43,7 @@ export function loopbackRefused(name: string): UnsupportedInterfaceError {
   );
 }
 
+/** createEndpoint's options: the endpoint's index and model, its guest name, and where its devices are looked for. */
 export interface CreateEndpointOptions {
   index: number;
   model: InterworkingModel;
