@@ -5,7 +5,8 @@
  *
  * Without a subscriber nothing is built: `traced` and `publish` take a function that makes the event
  * and call it only when the channel has subscribers, so an unobserved attach pays one boolean check
- * per event site.
+ * per event site. What only a notice needs (its text, whether there is anything to say, a look at
+ * the kernel or /proc for it) is computed inside that function, never before the call.
  *
  * Tracing channels (start, end, asyncStart, asyncEnd, error; the context object carries `result` or
  * `error` when the operation settles):
@@ -216,9 +217,14 @@ export function traced<Event extends object, Result>(
   return operation.tracePromise(work, makeEvent());
 }
 
-/** Publishes one event; `makeEvent` is called only when someone subscribes. */
-export function publish<Event>(target: DiagnosticsPlainChannel<Event>, makeEvent: () => Event): void {
-  if (target.hasSubscribers) target.publish(makeEvent());
+/**
+ * Publishes one event; `makeEvent` is called only when someone subscribes. It may find there is
+ * nothing to tell (undefined), so what decides whether to tell is computed inside it too.
+ */
+export function publish<Event>(target: DiagnosticsPlainChannel<Event>, makeEvent: () => Event | undefined): void {
+  if (!target.hasSubscribers) return;
+  const event = makeEvent();
+  if (event !== undefined) target.publish(event);
 }
 
 /**

@@ -174,9 +174,12 @@ export class InvalidInputError extends VcnetError {
     this.givenHint = hint;
   }
 
-  /** The same refusal under another name for the field (a library field as the CLI flag that sets it). */
-  underField(field: string): InvalidInputError {
-    return new InvalidInputError(field, this.value, this.accepted, this.givenHint);
+  /**
+   * The same refusal under another name for the field (a library field as the CLI flag that sets it);
+   * `hint`, when given, replaces one that speaks in the library's words.
+   */
+  underField(field: string, hint?: string): InvalidInputError {
+    return new InvalidInputError(field, this.value, this.accepted, hint ?? this.givenHint);
   }
 }
 

@@ -369,7 +369,7 @@ export type { HypervisorRecord, SandboxState } from './network/state/records.js'
 export { StateRegistryLockedError } from './network/state/registry.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { StateDirectoryError } from './network/state/trust.js';
-export { VfioError } from './network/vfio.js';
+export { type HostRoots, VfioError } from './network/vfio.js';
 export {
   type AddInterfaceSandbox,
   IncorrectLinkTypeError,

@@ -17,6 +17,7 @@ import { connectHybridVsock, type HybridVsockOptions, parseAgentAddress } from '
 import { type CallOptions, TtrpcClient } from './ttrpc/client.js';
 import { connectUnixSocket } from './unix-socket-connect.js';
 
+/** An AgentClient's own options: the deadline of its calls. */
 export interface AgentClientOptions {
   /** Deadline of each call unless the call says otherwise; default 30 s. 0 = none. */
   callTimeoutMs?: number;
@@ -48,6 +49,7 @@ function ipTablesCallOptions(options: IpTablesCallOptions): { v6: boolean; call:
   return { v6: v6 === true, call };
 }
 
+/** A client of the Kata agent's network calls (ttrpc over a unix socket, vsock or hybrid vsock). */
 export class AgentClient {
   /**
    * The ttrpc connection the calls go over.

@@ -27,7 +27,7 @@ import {
   type PreviousResult,
   requirePreviousResult,
 } from './config.js';
-import { CniError, CniErrorCode } from './errors.js';
+import { CniError } from './errors.js';
 import { commandSubject, type Warn, warningLine, warnOnStandardError } from './notices.js';
 import { type CniRequest, DEL_AGAIN, sandboxKey, storeOf, usableNamespace } from './request.js';
 import {
@@ -121,7 +121,6 @@ async function addInStateDirectory(
         // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
         await detachRecorded(network, `ADD of ${environment.interfaceName}`, keeper, { finishedBy: DEL_AGAIN });
         throw new CniError(
-          CniErrorCode.UNSUPPORTED_INTERFACE,
           'VCNET_CNI_NO_TAP',
           `${environment.interfaceName} is a ${endpoint?.type ?? 'unknown'} interface, which a VM uses without a tap`,
           { value: environment.interfaceName, hint: 'give such an interface to the VM with `vcnet attach` instead' },
@@ -159,15 +158,10 @@ function podInterfaceOf(snapshot: NamespaceSnapshot, interfaceName: string, name
   const info = interfacesOf(snapshot).find((candidate) => candidate.link.name === interfaceName);
   if (info) return info;
   if (loopbackNames(snapshot).includes(interfaceName)) throw loopbackRefused(interfaceName);
-  throw new CniError(
-    CniErrorCode.INTERFACE_NOT_FOUND,
-    'VCNET_CNI_INTERFACE_NOT_FOUND',
-    `no interface ${interfaceName} in ${namespacePath}`,
-    {
-      value: interfaceName,
-      hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
-    },
-  );
+  throw new CniError('VCNET_CNI_INTERFACE_NOT_FOUND', `no interface ${interfaceName} in ${namespacePath}`, {
+    value: interfaceName,
+    hint: 'vcnet-cni attaches the interface the plugin before it made: list it after bridge, ptp or macvlan',
+  });
 }
 
 /**
@@ -197,7 +191,6 @@ function refuseExistingRecord(
   if (!existing.device) {
     // The record an ADD keeps while it works: that ADD was killed (or its undo refused) half-way.
     throw new CniError(
-      CniErrorCode.ALREADY_ADDED,
       'VCNET_CNI_ALREADY_ADDED',
       `an earlier ADD of ${environment.interfaceName} of container ${environment.containerId} did not complete (its record ${store.statePath} has no device): what it made is still there`,
       {
@@ -207,7 +200,6 @@ function refuseExistingRecord(
     );
   }
   throw new CniError(
-    CniErrorCode.ALREADY_ADDED,
     'VCNET_CNI_ALREADY_ADDED',
     `${environment.interfaceName} of container ${environment.containerId} is already attached (state in ${store.statePath})`,
     { value: environment.interfaceName, hint: 'the runtime must DEL before it ADDs the same interface again' },

@@ -11,7 +11,7 @@ import { isUnfinished } from '../network/model/plumbing-context.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plan/types.js';
 import { requirePreviousResult } from './config.js';
-import { CniError, CniErrorCode } from './errors.js';
+import { CniError } from './errors.js';
 import { type CniRequest, storeOf, usableNamespace } from './request.js';
 import type { CniAttachmentState } from './state.js';
 
@@ -23,7 +23,6 @@ export async function check(request: CniRequest): Promise<void> {
   const store = storeOf(request);
   const fail = (problems: string[], drifted = false) =>
     new CniError(
-      CniErrorCode.CHECK_FAILED,
       'VCNET_CNI_CHECK_FAILED',
       `${environment.interfaceName} of container ${environment.containerId} is not as ADD left it: ${problems.join('; ')}`,
       {

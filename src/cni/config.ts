@@ -13,7 +13,7 @@ import { namesFilesystemRoot } from '../network/state/absolute-path.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/default-directories.js';
 import { MAX_TAP_ID, parseTapId } from '../network/tap-owner.js';
 import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
-import { CniConfigError, CniEnvironmentError, CniError, CniErrorCode } from './errors.js';
+import { CniConfigError, CniEnvironmentError, CniError } from './errors.js';
 import {
   commandAllowed,
   isSupportedCniVersion,
@@ -245,15 +245,13 @@ export function decodeConfig(text: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new CniError(
-      CniErrorCode.DECODING_FAILURE,
-      'VCNET_CNI_DECODE',
-      `network config on stdin is not valid JSON: ${(error as Error).message}`,
-      { value: text.slice(0, 200), hint: 'the runtime passes the network configuration as JSON on stdin' },
-    );
+    throw new CniError('VCNET_CNI_DECODE', `network config on stdin is not valid JSON: ${(error as Error).message}`, {
+      value: text.slice(0, 200),
+      hint: 'the runtime passes the network configuration as JSON on stdin',
+    });
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new CniError(CniErrorCode.DECODING_FAILURE, 'VCNET_CNI_DECODE', 'network config on stdin is not an object', {
+    throw new CniError('VCNET_CNI_DECODE', 'network config on stdin is not an object', {
       value,
       hint: 'the runtime passes the network configuration as a JSON object on stdin',
     });
@@ -294,7 +292,6 @@ function tapIdOf(value: number | string, field: string, kind: 'user' | 'group'):
 export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
   if (raw.cniVersion !== undefined && !isSupportedCniVersion(raw.cniVersion)) {
     throw new CniError(
-      CniErrorCode.INCOMPATIBLE_VERSION,
       'VCNET_CNI_VERSION',
       `incompatible CNI version ${describeGivenValue(raw.cniVersion)}: vcnet-cni supports ${SUPPORTED_CNI_VERSIONS.join(', ')}`,
       { value: raw.cniVersion, hint: `set "cniVersion" of the conflist to ${PREFERRED_CNI_VERSION}` },
@@ -307,7 +304,6 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
       const key = issue.keys[0]!;
       const field = fieldName([...issue.path, key]);
       const error = new CniError(
-        CniErrorCode.UNSUPPORTED_FIELD,
         'VCNET_CNI_UNSUPPORTED_FIELD',
         `unsupported field in network config: ${field} = ${describeGivenValue(valueAt(raw, [...issue.path, key]))}`,
         { value: field, hint: `remove "${field}"; ${fieldName(issue.path)} accepts rx and tx (bits per second)` },
@@ -327,7 +323,6 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
   const previousVersion = config.prevResult?.cniVersion;
   if (previousVersion !== undefined && !isSupportedCniVersion(previousVersion)) {
     throw new CniError(
-      CniErrorCode.INCOMPATIBLE_VERSION,
       'VCNET_CNI_VERSION',
       `incompatible CNI version of prevResult ${JSON.stringify(previousVersion)}: vcnet-cni reads ${SUPPORTED_CNI_VERSIONS.join(', ')}`,
       { value: previousVersion, hint: 'the runtime passes prevResult in the version of the conflist' },
@@ -356,15 +351,10 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
 /** CHECK needs a 0.4.0+ config, STATUS and GC a 1.1.0 one (code 1 otherwise, as libcni's skel answers). */
 export function requireCommandInVersion(command: CniCommand, version: SupportedCniVersion): void {
   if (commandAllowed(command, version)) return;
-  throw new CniError(
-    CniErrorCode.INCOMPATIBLE_VERSION,
-    'VCNET_CNI_VERSION',
-    `CNI ${command} is not part of cniVersion ${version}`,
-    {
-      value: version,
-      hint: `${command} needs a conflist of cniVersion ${command === 'CHECK' ? '0.4.0' : '1.1.0'} or later`,
-    },
-  );
+  throw new CniError('VCNET_CNI_VERSION', `CNI ${command} is not part of cniVersion ${version}`, {
+    value: version,
+    hint: `${command} needs a conflist of cniVersion ${command === 'CHECK' ? '0.4.0' : '1.1.0'} or later`,
+  });
 }
 
 // ---- DEL ----

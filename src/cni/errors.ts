@@ -46,20 +46,19 @@ export const CniErrorCode = {
 export type CniErrorCodeNumber = (typeof CniErrorCode)[keyof typeof CniErrorCode];
 
 /**
- * A failure of the CNI plugin itself (bad environment, bad config, CHECK mismatch...). `cniCode` must
- * be the one the registry gives `code` (test/unit/cni/errors.test.ts checks every call site).
+ * A failure of the CNI plugin itself (bad environment, bad config, CHECK mismatch...). Its CNI code is
+ * not given: the registry row of `code` names it, and `cniCode` is what the classifier (cniCodeFor)
+ * reports for this error, so the two cannot disagree.
  */
 export class CniError extends VcnetError {
   static override readonly errorName: string = 'CniError';
-  readonly cniCode: CniErrorCodeNumber;
-  constructor(
-    cniCode: CniErrorCodeNumber,
-    code: ErrorCode,
-    message: string,
-    options: { value?: unknown; hint?: string; cause?: unknown } = {},
-  ) {
+  constructor(code: ErrorCode, message: string, options: { value?: unknown; hint?: string; cause?: unknown } = {}) {
     super(code, message, options);
-    this.cniCode = cniCode;
+  }
+
+  /** The CNI error code the plugin reports for this error (cniCodeFor, which follows `cause`). */
+  get cniCode(): CniErrorCodeNumber {
+    return cniCodeFor(this);
   }
 }
 
@@ -70,7 +69,6 @@ export class CniEnvironmentError extends CniError {
   /** `problem`, when given, says what is wrong with `value` before what is accepted. */
   constructor(variable: string, value: string | undefined, accepted: string, problem?: string) {
     super(
-      CniErrorCode.INVALID_ENVIRONMENT,
       'VCNET_CNI_ENVIRONMENT',
       value === undefined || value === ''
         ? `environment variable ${variable} is missing (required: ${accepted})`
@@ -93,7 +91,6 @@ export class CniConfigError extends CniError {
   readonly field: string;
   constructor(field: string, value: unknown, problem: string, hint?: string) {
     super(
-      CniErrorCode.INVALID_NETWORK_CONFIG,
       'VCNET_CNI_CONFIG',
       `invalid network config: ${field}: ${problem}${value === undefined ? '' : ` (got ${describeGivenValue(value)})`}`,
       { value, hint: hint ?? `fix "${field}" in the network configuration (conflist) of this plugin` },
@@ -102,7 +99,10 @@ export class CniConfigError extends CniError {
   }
 }
 
-/** The CNI code for any error a command raised. */
+/**
+ * The CNI code for any error a command raised: the one mapping, from the registry row of the error
+ * the classifier finds deciding in the cause chain (a CniError's own `cniCode` is this too).
+ */
 export function cniCodeFor(error: unknown): CniErrorCodeNumber {
   return CniErrorCode[classifyError(error).cni];
 }

@@ -5,7 +5,7 @@
 import { accessSync, constants } from 'node:fs';
 import { VcnetError } from '../errors.js';
 import type { CniConfig } from './config.js';
-import { CniError, CniErrorCode } from './errors.js';
+import { CniError } from './errors.js';
 import { prepareStateDirectory } from './state.js';
 
 const TUN_DEVICE = '/dev/net/tun';
@@ -32,10 +32,8 @@ export function status(config: CniConfig, tunDevice: string = TUN_DEVICE): void 
     hints.push('run vcnet-cni as root on a host with the tun module');
   }
   if (problems.length === 0) return;
-  throw new CniError(
-    CniErrorCode.PLUGIN_NOT_AVAILABLE,
-    'VCNET_CNI_NOT_AVAILABLE',
-    `vcnet-cni cannot serve ADD: ${problems.join('; ')}`,
-    { value: problems, hint: hints.join('; ') },
-  );
+  throw new CniError('VCNET_CNI_NOT_AVAILABLE', `vcnet-cni cannot serve ADD: ${problems.join('; ')}`, {
+    value: problems,
+    hint: hints.join('; '),
+  });
 }

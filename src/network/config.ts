@@ -38,6 +38,7 @@ import { validateBitRate, validateRate } from './rate-limit.js';
 import { networkConfigSchema } from './state/network-content-schema.js';
 import { checkTapId } from './tap-owner.js';
 
+/** How a sandbox's network is made: its namespace, internetworking model, queues, rate limits and taps' owner. */
 export interface NetworkConfig {
   namespacePath: string;
   model: InterworkingModel;

@@ -7,6 +7,7 @@
  * the agent replaces a route to the same destination, so the guest would keep the last one sent.
  */
 import { isIPv4 } from 'node:net';
+import { channels, type NoticeEvent, publish } from '../diagnostics.js';
 import { appendTo } from '../multimap.js';
 import { AddressFamily } from '../netlink/codec/constants.js';
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
@@ -194,6 +195,20 @@ export function droppedRoutesNotice(dropped: readonly DroppedGuestRoute[]): stri
     )
     .join('; ');
   return `the guest gets one route per destination, the one the pod prefers (lowest metric): the agent's routes have no metric and it keeps only the last one sent to a destination; not sent: ${listed}`;
+}
+
+/**
+ * Tells vcnet:notice which routes of `endpoints` the guest does not get for a preferred one. The
+ * routes are chosen for it only when someone listens; `about` gives the notice's other fields.
+ */
+export function noticeDroppedGuestRoutes(
+  endpoints: readonly Endpoint[],
+  about: () => Omit<NoticeEvent, 'message'>,
+): void {
+  publish(channels.notice, () => {
+    const message = droppedRoutesNotice(chooseGuestRoutes(endpoints).dropped);
+    return message === undefined ? undefined : { ...about(), message };
+  });
 }
 
 /**

@@ -22,7 +22,7 @@ import {
   validateNetworkConfig,
 } from './config.js';
 import { BridgedMacvlanEndpoint } from './endpoint/bridged-macvlan-endpoint.js';
-import { createEndpoint } from './endpoint/create-endpoint.js';
+import { type CreateEndpointOptions, createEndpoint } from './endpoint/create-endpoint.js';
 import { type Endpoint, type EndpointState, EndpointStateError } from './endpoint/endpoint.js';
 import { IpvlanEndpoint } from './endpoint/ipvlan-endpoint.js';
 import { MacvtapEndpoint } from './endpoint/macvtap-endpoint.js';
@@ -104,6 +104,28 @@ const ADD_ENDPOINTS_KEYS: readonly (keyof AddEndpointsOptions)[] = [
 
 /** Why the scan leaves a tap<N>_kata, ifb<N>_kata or link in vcnet's group alone. */
 const VM_DEVICE_REASON = "a VM's device (tap<N>_kata, ifb<N>_kata or in vcnet's link group), not a pod interface";
+
+/**
+ * One notice per attach for the pod routes through the added links that the guest will not get:
+ * looked for only when someone listens on vcnet:notice.
+ */
+export function noticeRoutesNotForGuest(
+  snapshot: Pick<NamespaceSnapshot, 'routes'>,
+  added: readonly Endpoint[],
+  hotplug: boolean,
+): void {
+  if (added.length === 0) return;
+  publish(channels.notice, () => {
+    const indexes = new Set(added.map((endpoint) => endpoint.properties.link.index));
+    const message = routesNotForGuestNotice(routesNotForGuest(snapshot.routes, indexes));
+    if (!message) return undefined;
+    return {
+      operation: hotplug ? 'hot-attach' : 'attach',
+      endpoint: added.map((endpoint) => endpoint.properties.link.name).join(','),
+      message,
+    };
+  });
+}
 
 /**
  * The network of one sandbox in its namespace: the scan that turns pod links into endpoints, their
@@ -286,21 +308,8 @@ export class Network {
       }
       throw error;
     }
-    this.noticeRoutesNotForGuest(snapshot, added, options.hotplug !== undefined);
+    noticeRoutesNotForGuest(snapshot, added, options.hotplug !== undefined);
     return added;
-  }
-
-  /** One notice per attach for the pod routes through the added links that the guest will not get. */
-  private noticeRoutesNotForGuest(snapshot: NamespaceSnapshot, added: readonly Endpoint[], hotplug: boolean): void {
-    if (added.length === 0) return;
-    const indexes = new Set(added.map((endpoint) => endpoint.properties.link.index));
-    const message = routesNotForGuestNotice(routesNotForGuest(snapshot.routes, indexes));
-    if (!message) return;
-    publish(channels.notice, () => ({
-      operation: hotplug ? 'hot-attach' : 'attach',
-      endpoint: added.map((endpoint) => endpoint.properties.link.name).join(','),
-      message,
-    }));
   }
 
   /**
@@ -639,7 +648,10 @@ function socketNamespacePath(handle: NetlinkHandle): string | undefined {
   }
 }
 
-export function endpointFromState(state: EndpointState): Endpoint {
+export function endpointFromState(
+  state: EndpointState,
+  options: Pick<CreateEndpointOptions, 'hostRoots'> = {},
+): Endpoint {
   const { index, properties, pair } = state;
   let endpoint: Endpoint;
   switch (state.type) {
@@ -662,7 +674,12 @@ export function endpointFromState(state: EndpointState): Endpoint {
       endpoint = new TapEndpoint(index, properties, undefined);
       break;
     case 'physical':
-      endpoint = new PhysicalEndpoint(index, properties, (state.details?.pci ?? { address: '' }) as PciDeviceInfo);
+      endpoint = new PhysicalEndpoint(
+        index,
+        properties,
+        (state.details?.pci ?? { address: '' }) as PciDeviceInfo,
+        options.hostRoots,
+      );
       break;
     case 'vhost-user':
       endpoint = new VhostUserEndpoint(index, properties, String(state.details?.socketPath ?? ''));

@@ -14,6 +14,7 @@ import { VcnetError } from '../errors.js';
 
 const VFIO_DRIVER = 'vfio-pci';
 
+/** Where VFIO reads and writes the host: its sysfs and /dev (a fake tree in tests), and how it writes there. */
 export interface HostRoots {
   /** /sys */
   sysfs: string;

@@ -6,12 +6,11 @@
  */
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
-import { channels, publish } from '../diagnostics.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { openNamespaceForRecord } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
-import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
+import { type GuestNetwork, generateGuestNetwork, noticeDroppedGuestRoutes } from '../network/guest.js';
 import type { SkippedNotice } from '../network/network.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
@@ -23,6 +22,7 @@ import { attachUnderLocks } from './attach-under-locks.js';
 import { ATTACH_NO_NETWORK_ADVICE, noticeNoNetwork } from './no-network.js';
 import { replacingTakenName, undoAfterFailure } from './recorded.js';
 
+/** What attachSandbox made: the sandbox's endpoints, what the guest is told, and the record's path. */
 export interface AttachResult {
   id: string;
   endpoints: Endpoint[];
@@ -216,8 +216,7 @@ export async function attachSandbox(
       // later, and add-iface adds NICs), but never silent. The host's namespace is not a pod's.
       if (!config.disableNewNetns)
         noticeNoNetwork('attach', network.endpoints(), config.namespacePath, ATTACH_NO_NETWORK_ADVICE);
-      const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
-      if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
+      noticeDroppedGuestRoutes(network.endpoints(), () => ({ operation: 'attach', endpoint: '' }));
       return {
         id,
         endpoints: [...network.endpoints()],

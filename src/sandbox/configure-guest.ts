@@ -17,7 +17,7 @@ export interface ConfigureGuestOptions {
   stateDirectory?: string;
   /** How long to wait for another command on the sandbox (ms); default VCNET_LOCK_TIMEOUT or 30 s. */
   lockTimeoutMs?: number;
-  /** The agent's socket; default the one attach recorded (--agent). */
+  /** The agent's socket; default the one attachSandbox recorded (its agentSocket option). */
   agentSocket?: string;
   /** Deadline (ms) for connecting to the agent and for each call; a missing NIC gets Kata's fixed retries. Default 60000. */
   timeoutMs?: number;
@@ -69,11 +69,12 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
   return withSandbox(id, 'configureGuest', options, async ({ state, network }) => {
     const socket = options.agentSocket ?? state.agentSocket;
     if (!socket) {
+      // The library's option; the CLI reports it under its flag (src/cli/commands/configure-guest.ts).
       throw new InvalidInputError(
-        '--agent',
+        'agentSocket',
         undefined,
         "the guest agent's socket",
-        `sandbox ${id} has none recorded: pass --agent, or give it to vcnet attach`,
+        `sandbox ${id} has none recorded: pass agentSocket, or give one to attachSandbox (its agentSocket option) when the VM runs`,
       );
     }
     options.signal?.throwIfAborted();

@@ -20,6 +20,7 @@ import { shellWord } from '../shell-word.js';
 import { detachRecorded } from './recorded.js';
 import { noticeStillInUse } from './still-in-use.js';
 
+/** What detachSandbox did: whether it found the sandbox, the undo's report, and how it reached the namespace. */
 export interface DetachResult {
   id: string;
   found: boolean;

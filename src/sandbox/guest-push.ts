@@ -7,9 +7,9 @@
 import type { AgentClient } from '../agent/client.js';
 import { interfaceFromJson, neighboursFromJson, routesFromJson } from '../agent/kata-network-json.js';
 import { type PushResult, pushGuestNetwork } from '../agent/push-network.js';
-import { channels, publish, reportNotice } from '../diagnostics.js';
+import { reportNotice } from '../diagnostics.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
-import { chooseGuestRoutes, droppedRoutesNotice, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
+import { type GuestRoute, generateGuestNetwork, noticeDroppedGuestRoutes } from '../network/guest.js';
 
 /**
  * Every route the guest should have. Until update-routes sets the full set, what the endpoints give;
@@ -52,15 +52,11 @@ export function pushEndpoints(
 ): Promise<PushResult> {
   const guest = generateGuestNetwork(endpoints);
   if (recordedRoutes === undefined) {
-    const dropped = droppedRoutesNotice(chooseGuestRoutes(all).dropped);
-    if (dropped) {
-      publish(channels.notice, () => ({
-        operation: 'push',
-        endpoint: endpoints.map((endpoint) => endpoint.name).join(','),
-        message: dropped,
-        ...(options.sandbox ? { details: { sandbox: options.sandbox } } : {}),
-      }));
-    }
+    noticeDroppedGuestRoutes(all, () => ({
+      operation: 'push',
+      endpoint: endpoints.map((endpoint) => endpoint.name).join(','),
+      ...(options.sandbox ? { details: { sandbox: options.sandbox } } : {}),
+    }));
   }
   // The library writes nothing itself: each warning is published on vcnet:notice, given to the
   // caller's warn, and only when neither takes it, a process warning.

@@ -49,11 +49,9 @@ export function noticeNoNetwork(
   namespacePath: string,
   advice: NoNetworkAdvice,
 ): void {
-  const message = noNetworkMessage(attached, namespacePath, advice);
-  if (message === undefined) return;
-  publish(channels.notice, () => ({
-    operation,
-    endpoint: attached.map((endpoint) => endpoint.properties.link.name).join(','),
-    message,
-  }));
+  publish(channels.notice, () => {
+    const message = noNetworkMessage(attached, namespacePath, advice);
+    if (message === undefined) return undefined;
+    return { operation, endpoint: attached.map((endpoint) => endpoint.properties.link.name).join(','), message };
+  });
 }

@@ -334,9 +334,12 @@ async function applyChange(
         summary.removed.push(...gone.map((endpoint) => endpoint.name));
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: gone });
         if (goneVm) {
-          const names = gone.map((endpoint) => endpoint.name).join(', ');
-          const message = `sandbox ${id}'s VM is gone (its control socket is not there, or nobody listens on it): removed ${names} on the host side only, as there is no NIC to unplug`;
-          publish(channels.notice, () => ({ operation: 'watch', endpoint: names, message, error: goneVm }));
+          const error = goneVm;
+          publish(channels.notice, () => {
+            const names = gone.map((endpoint) => endpoint.name).join(', ');
+            const message = `sandbox ${id}'s VM is gone (its control socket is not there, or nobody listens on it): removed ${names} on the host side only, as there is no NIC to unplug`;
+            return { operation: 'watch', endpoint: names, message, error };
+          });
         }
       }
       // After the removals: a device that went with its pod link (a macvtap) is no endpoint's any more.
@@ -785,17 +788,20 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         if (!first && failing.said === reason) return;
         failing.said = reason;
         const handler = options.onError;
-        const retried = `it is tried again after a growing wait (${retryDelayMs(debounceMs, 1)} ms, doubling, at most ${MAX_RETRY_DELAY_MS / 1000} s apart) until it applies, with no warning per try and one when it applies, and watching goes on`;
+        const tries = failing.tries;
         reportNotice(
-          () => ({
-            operation: 'watch',
-            endpoint: '',
-            message: first
-              ? `could not apply a namespace change to sandbox ${id}; ${retried}: ${error.message}`
-              : `could not apply a namespace change to sandbox ${id} (try ${failing?.tries}), now for another reason; ${retried}: ${error.message}`,
-            error,
-            details: { sandbox: id, namespacePath: state.namespace.path },
-          }),
+          () => {
+            const retried = `it is tried again after a growing wait (${retryDelayMs(debounceMs, 1)} ms, doubling, at most ${MAX_RETRY_DELAY_MS / 1000} s apart) until it applies, with no warning per try and one when it applies, and watching goes on`;
+            return {
+              operation: 'watch',
+              endpoint: '',
+              message: first
+                ? `could not apply a namespace change to sandbox ${id}; ${retried}: ${error.message}`
+                : `could not apply a namespace change to sandbox ${id} (try ${tries}), now for another reason; ${retried}: ${error.message}`,
+              error,
+              details: { sandbox: id, namespacePath: state.namespace.path },
+            };
+          },
           handler && (() => handler(error)),
         );
       },

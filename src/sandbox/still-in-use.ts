@@ -53,15 +53,19 @@ export async function noticeStillInUse(
   }
   // A VM vcnet has no socket of (a VMM launched with the fds or names attach printed, a runtime's VM
   // over vcnet-cni's tap): found by what it holds, in the namespace as opened (the recorded path may
-  // be gone or name another namespace now).
+  // be gone or name another namespace now). Looked for (every process's fds in /proc) only for a
+  // listener: the undo goes ahead the same either way.
+  if (!channels.notice.hasSubscribers) return;
   for (const held of await heldDevices(recorded.network, recorded.namespace.entryPath)) {
-    const by = held.pids.length > 0 ? ` by pid ${held.pids.join(', ')}` : '';
-    publish(channels.notice, () => ({
-      operation,
-      endpoint: held.device,
-      message: `${named}'s ${held.device} is still open${by}: the VM is still running; it is ${operation === 'detach' ? 'detached' : 'removed'} anyway and the VM loses that NIC. ${subject.stopTheVm}`,
-      details: { sandbox, device: held.device, ...(held.pids.length > 0 ? { pids: held.pids } : {}) },
-    }));
+    publish(channels.notice, () => {
+      const by = held.pids.length > 0 ? ` by pid ${held.pids.join(', ')}` : '';
+      return {
+        operation,
+        endpoint: held.device,
+        message: `${named}'s ${held.device} is still open${by}: the VM is still running; it is ${operation === 'detach' ? 'detached' : 'removed'} anyway and the VM loses that NIC. ${subject.stopTheVm}`,
+        details: { sandbox, device: held.device, ...(held.pids.length > 0 ? { pids: held.pids } : {}) },
+      };
+    });
   }
 }
 

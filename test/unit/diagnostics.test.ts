@@ -17,6 +17,13 @@ import {
   tracing,
 } from '../../src/diagnostics.js';
 import { ErrnoOutcomes, ErrorCodes } from '../../src/error-codes.js';
+import type { NamespaceSnapshot, NetlinkHandle } from '../../src/netlink/handle.js';
+import type { Endpoint } from '../../src/network/endpoint/endpoint.js';
+import { noticeDroppedGuestRoutes } from '../../src/network/guest.js';
+import { noticeRoutesNotForGuest } from '../../src/network/network.js';
+import { noticeRoutesTakenMeanwhile } from '../../src/network/plan/undo.js';
+import { noticeNoNetwork } from '../../src/sandbox/no-network.js';
+import { noticeStillInUse } from '../../src/sandbox/still-in-use.js';
 
 const attachEvent = (): AttachEvent => ({
   sandbox: 'sb1',
@@ -145,5 +152,87 @@ describe('diagnostics channels', () => {
       (ErrorCodes.VCNET_INVALID_INPUT as { exit: string }).exit = 'FAILED';
     }).toThrow(TypeError);
     expect(ErrorCodes.VCNET_INVALID_INPUT.exit).toBe('BAD_INPUT');
+  });
+});
+
+/** An object any read of which throws: handed to a notice site, it proves whether the site looked at it. */
+function untouchable<T>(what: string): T {
+  return new Proxy(
+    {},
+    {
+      get(_target, property) {
+        throw new Error(`${what}.${String(property)} was read`);
+      },
+      has() {
+        throw new Error(`${what} was looked into`);
+      },
+    },
+  ) as T;
+}
+
+describe('a notice site without a subscriber', () => {
+  const cleanups: Array<() => void> = [];
+  afterEach(() => {
+    for (const cleanup of cleanups.splice(0)) cleanup();
+  });
+  const subscribe = () => {
+    const listener = () => {};
+    channels.notice.subscribe(listener);
+    cleanups.push(() => channels.notice.unsubscribe(listener));
+  };
+  const subject = {
+    operation: 'detach',
+    sandbox: 'sb1',
+    named: 'sandbox sb1',
+    madeBy: 'attach',
+    stopTheVm: 'Stop the VM first',
+    namespacePath: '/run/netns/pod',
+  };
+  // Each site, given inputs it may only read to build its notice (or to decide whether there is one).
+  const sites: Array<[string, () => unknown]> = [
+    [
+      'no network (sandbox/no-network.ts)',
+      () => noticeNoNetwork('attach', untouchable<Endpoint[]>('attached'), '/run/netns/pod', { noAddress: 'x' }),
+    ],
+    [
+      'routes not for the guest (network/network.ts)',
+      () =>
+        noticeRoutesNotForGuest(untouchable<NamespaceSnapshot>('snapshot'), [untouchable<Endpoint>('added')], false),
+    ],
+    [
+      'dropped guest routes (attach, push)',
+      () => noticeDroppedGuestRoutes(untouchable<Endpoint[]>('endpoints'), untouchable('about')),
+    ],
+    [
+      'devices still open (sandbox/still-in-use.ts)',
+      () =>
+        noticeStillInUse(
+          { heldElsewhere: undefined, network: untouchable('network'), namespace: untouchable('namespace') } as never,
+          subject,
+        ),
+    ],
+    [
+      'routes taken meanwhile (network/plan/undo.ts)',
+      () => noticeRoutesTakenMeanwhile(untouchable<NetlinkHandle>('handle'), [untouchable('step')]),
+    ],
+  ];
+
+  it.each(sites)('%s: computes nothing (its inputs are not read)', async (_site, run) => {
+    expect(channels.notice.hasSubscribers).toBe(false);
+    await expect(Promise.resolve().then(run)).resolves.toBeUndefined();
+  });
+
+  it.each(sites)('%s: reads them for a subscriber (so the test above can fail)', async (_site, run) => {
+    subscribe();
+    await expect(Promise.resolve().then(run)).rejects.toThrow(/was read|was looked into/);
+  });
+
+  it('publish: a builder that finds nothing to tell publishes nothing', () => {
+    const received: unknown[] = [];
+    const listener = (message: unknown) => received.push(message);
+    channels.notice.subscribe(listener);
+    cleanups.push(() => channels.notice.unsubscribe(listener));
+    publish(channels.notice, () => undefined);
+    expect(received).toEqual([]);
   });
 });

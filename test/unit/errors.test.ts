@@ -10,7 +10,7 @@ import { GuestLinkNotFoundError, NetworkApplyError } from '../../src/agent/error
 import { agentStatusOf } from '../../src/agent/server.js';
 import { StatusCode } from '../../src/agent/ttrpc/status-code.js';
 import { ExitCode, exitCodeFor } from '../../src/cli/exit-codes.js';
-import { CniErrorCode, cniCodeFor } from '../../src/cni/errors.js';
+import { CniError, CniErrorCode, cniCodeFor, cniErrorReply } from '../../src/cni/errors.js';
 import { ErrnoOutcomes, type ErrorCode, ErrorCodes } from '../../src/error-codes.js';
 import {
   causeChain,
@@ -347,14 +347,32 @@ describe('the registry', () => {
     expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(expected));
   });
 
-  it('gives every CniError the CNI code its call site passes', () => {
-    const sites = sources(join(root, 'src')).flatMap((file) => [
-      ...readFileSync(file, 'utf8').matchAll(/new CniError\(\s*CniErrorCode\.([A-Z_]+),\s*'(VCNET_[A-Z0-9_]+)'/g),
-    ]);
-    expect(sites.length).toBeGreaterThan(5);
-    for (const [, cniName, code] of sites) {
-      expect(ErrorCodes[code as ErrorCode]?.cni, `${code} built with CniErrorCode.${cniName}`).toBe(cniName);
+  it('maps every row the same through the CLI exit, the CNI code and the agent status, however its error is wrapped', () => {
+    for (const [code, info] of Object.entries(ErrorCodes) as Array<[ErrorCode, (typeof ErrorCodes)[ErrorCode]]>) {
+      const expected = { exit: ExitCode[info.exit], cni: CniErrorCode[info.cni], agent: StatusCode[info.agent] };
+      const error = new VcnetError(code, code);
+      // Wrappers that are not vcnet's own never decide: the classifier follows `cause` to the row.
+      const chains: unknown[] = [
+        error,
+        new Error('outer', { cause: error }),
+        new Error('outer', { cause: new TypeError('middle', { cause: error }) }),
+      ];
+      // A general wrapper decides only when nothing specific is under it.
+      if (info.role === 'specific') chains.push(new VcnetError('VCNET_ATTACH_FAILED', 'outer', { cause: error }));
+      for (const chain of chains) expect(outward(chain), code).toEqual(expected);
+      // A CniError of the row carries the CNI code the plugin reports for it: the row's, derived, not given.
+      const cniError = new CniError(code, code);
+      expect(cniError.cniCode, code).toBe(expected.cni);
+      expect(cniErrorReply(new Error('outer', { cause: cniError }), '1.0.0').code, code).toBe(expected.cni);
     }
+  });
+
+  it("gives a CniError the CNI code the classifier finds in its cause chain, as the plugin's reply does", () => {
+    const denied = Object.assign(new Error('operation not permitted'), { errno: 'EPERM' });
+    const error = new CniError('VCNET_CNI_CHECK_FAILED', 'check failed', { cause: denied });
+    expect(error.cniCode).toBe(CniErrorCode.NOT_PERMITTED);
+    expect(cniErrorReply(error, '1.0.0').code).toBe(error.cniCode);
+    expect(new CniError('VCNET_CNI_DECODE', 'not JSON').cniCode).toBe(CniErrorCode.DECODING_FAILURE);
   });
 
   it('knows every code a source file uses', () => {

@@ -1,6 +1,7 @@
 /** `vcnet configure-guest`: tells a booted VM's agent the sandbox's network (configureGuest). */
 import type { Command } from 'commander';
 import { decimalInteger } from '../../arguments.js';
+import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { importForCommand } from '../lazy-import.js';
 import { print, printJson, writeStderr } from '../output.js';
@@ -33,6 +34,15 @@ export function registerConfigureGuest(program: Command): void {
           ...(options.agent ? { agentSocket: options.agent } : {}),
           timeoutMs,
           warn: (message) => writeStderr(`vcnet: warning: ${message}\n`),
+        }).catch((error: unknown) => {
+          // The library names its option and attachSandbox; a CLI user typed a flag and ran vcnet attach.
+          if (!(error instanceof InvalidInputError && error.field === 'agentSocket')) throw error;
+          throw error.underField(
+            '--agent',
+            error.value === undefined
+              ? `sandbox ${options.sandbox} has none recorded: pass --agent, or give it to vcnet attach (--agent) when the VM runs`
+              : undefined,
+          );
         });
         if (options.json) return printJson(result);
         print(

@@ -12,11 +12,12 @@ import { HardwareType } from '../../netlink/codec/link/message.js';
 import { createInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
+import type { HostRoots } from '../vfio.js';
 import { BridgedMacvlanEndpoint } from './bridged-macvlan-endpoint.js';
 import type { Endpoint } from './endpoint.js';
 import { IpvlanEndpoint } from './ipvlan-endpoint.js';
 import { MacvtapEndpoint } from './macvtap-endpoint.js';
-import { PhysicalEndpoint, readPciDevice } from './physical-endpoint.js';
+import { PhysicalEndpoint, pciDevicesDirectory, readPciDevice } from './physical-endpoint.js';
 import { TapEndpoint } from './tap-endpoint.js';
 import { TuntapEndpoint } from './tuntap-endpoint.js';
 import { VethEndpoint } from './veth-endpoint.js';
@@ -42,6 +43,7 @@ export function loopbackRefused(name: string): UnsupportedInterfaceError {
   );
 }
 
+/** createEndpoint's options: the endpoint's index and model, its guest name, and where its devices are looked for. */
 export interface CreateEndpointOptions {
   index: number;
   model: InterworkingModel;
@@ -53,6 +55,11 @@ export interface CreateEndpointOptions {
   requestedType?: EndpointType;
   /** A stable id for the pair (the sandbox id and index). */
   pairId?: string;
+  /**
+   * Where a physical NIC's PCI device is read and bound to vfio-pci: sysfs and /dev, the host's
+   * (/sys, /dev) unless given (a fake tree in tests).
+   */
+  hostRoots?: HostRoots;
 }
 
 /** Where Kata looks for vhost-user sockets of network interfaces: /tmp/vhostuser_<ip>/vhu.sock. */
@@ -140,6 +147,7 @@ export function createEndpoint(info: NetworkInfo, options: CreateEndpointOptions
     'vhostUserStorePath',
     'requestedType',
     'pairId',
+    'hostRoots',
   ] satisfies (keyof CreateEndpointOptions)[]);
   if (!Number.isInteger(options.index) || options.index < 0) {
     throw new InvalidInputError(
@@ -167,7 +175,12 @@ function createEndpointOfType(info: NetworkInfo, options: CreateEndpointOptions)
     );
   switch (type) {
     case 'physical':
-      return new PhysicalEndpoint(options.index, info, readPciDevice(link.parentDevice ?? ''));
+      return new PhysicalEndpoint(
+        options.index,
+        info,
+        readPciDevice(link.parentDevice ?? '', pciDevicesDirectory(options.hostRoots)),
+        options.hostRoots,
+      );
     case 'vhost-user': {
       const socket = findVhostUserSocket(info, options.vhostUserStorePath);
       if (!socket) {

@@ -39,8 +39,13 @@ function readTrimmed(path: string): string | undefined {
   }
 }
 
+/** Where sysfs lists the PCI devices under `roots` (the host's: /sys/bus/pci/devices). */
+export function pciDevicesDirectory(roots: HostRoots = HOST_ROOTS): string {
+  return join(roots.sysfs, 'bus', 'pci', 'devices');
+}
+
 /** What sysfs says about a PCI device (the PCI tree in sysfs is not per network namespace). */
-export function readPciDevice(address: string, root = join(vfioRoots().sysfs, 'bus', 'pci', 'devices')): PciDeviceInfo {
+export function readPciDevice(address: string, root = pciDevicesDirectory()): PciDeviceInfo {
   const directory = join(root, address);
   const info: PciDeviceInfo = { address };
   const vendorId = readTrimmed(join(directory, 'vendor'));
@@ -53,14 +58,6 @@ export function readPciDevice(address: string, root = join(vfioRoots().sysfs, 'b
     // no driver bound
   }
   return info;
-}
-
-/** sysfs and /dev roots for VFIO: the host's, or a fake tree (VCNET_SYSFS_ROOT, VCNET_DEV_ROOT) for tests. */
-function vfioRoots(environment: NodeJS.ProcessEnv = process.env): HostRoots {
-  return {
-    sysfs: environment.VCNET_SYSFS_ROOT ?? HOST_ROOTS.sysfs,
-    devices: environment.VCNET_DEV_ROOT ?? HOST_ROOTS.devices,
-  };
 }
 
 /** Sets a VF's MAC through its PF's netdev (in the host namespace, where the PF lives). */
@@ -85,7 +82,8 @@ export class PhysicalEndpoint extends Endpoint {
     index: number,
     properties: NetworkInfo,
     readonly device: PciDeviceInfo,
-    private readonly roots: HostRoots = vfioRoots(),
+    /** sysfs and /dev for VFIO: the host's unless a caller gives others (createEndpoint's hostRoots). */
+    private readonly roots: HostRoots = HOST_ROOTS,
     private readonly setVirtualFunctionMac: VirtualFunctionMacSetter = setMacThroughHostPf,
   ) {
     super(index, properties, undefined);

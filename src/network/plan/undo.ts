@@ -374,7 +374,9 @@ async function settleUnanswered(
  * someone set a route there between the plan and its send. Theirs stays, as when the plan finds it,
  * and the same notice says so; a route that is the recorded one is left silently.
  */
-async function noticeRoutesTakenMeanwhile(handle: NetlinkHandle, steps: readonly DetachStep[]): Promise<void> {
+export async function noticeRoutesTakenMeanwhile(handle: NetlinkHandle, steps: readonly DetachStep[]): Promise<void> {
+  // Two dumps only a listener needs: the undo leaves their route in place either way.
+  if (!channels.notice.hasSubscribers) return;
   const notices: DetachNotice[] = [];
   try {
     const [routes, links] = await Promise.all([handle.routes({ table: 'all' }), handle.links()]);

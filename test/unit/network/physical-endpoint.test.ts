@@ -19,6 +19,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
 import type { NamespaceSnapshot } from '../../../src/netlink/handle.js';
+import { createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
 import {
   PhysicalEndpoint,
   readPciDevice,
@@ -127,6 +128,21 @@ function makeEndpoint(setMac: VirtualFunctionMacSetter = async () => {}) {
 }
 
 describe('physical endpoint (VFIO)', () => {
+  it("reads and binds under the hostRoots a caller gives (createEndpoint, endpointFromState), never the environment's", () => {
+    // A tree somewhere else than /sys: the endpoint must take it from the option, not from VCNET_SYSFS_ROOT.
+    const endpoint = createEndpoint(vfLink, { index: 1, model: 'tcfilter', hostRoots: roots }) as PhysicalEndpoint;
+    expect(endpoint.type).toBe('physical');
+    expect(endpoint.device).toMatchObject({ address: VF, vendorId: '0x8086', deviceId: '0x10ed', driver: 'ixgbevf' });
+    const bound = new PhysicalEndpoint(1, vfLink, endpoint.device, roots, async () => {});
+    bound.binding = bindToVfio(VF, roots);
+    const restored = endpointFromState(JSON.parse(JSON.stringify(bound.save())), {
+      hostRoots: roots,
+    }) as PhysicalEndpoint;
+    writes = [];
+    restored.releaseHostDevice();
+    expect(writes[0]).toEqual([`sys/bus/pci/devices/${VF}/driver_override`, 'ixgbevf']);
+  });
+
   it('sets the VF MAC through its PF, binds vfio-pci in Kata order, and gives QEMU vfio-pci,host=BDF', async () => {
     const macs: unknown[] = [];
     const endpoint = makeEndpoint(async (owner, mac) => void macs.push({ ...owner, mac }));
