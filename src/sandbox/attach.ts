@@ -11,6 +11,7 @@ import { InvalidInputError, VcnetError } from '../errors.js';
 import { openNamespaceForRecord } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
+import { tieToRecord } from '../network/endpoint/held-queue-fds.js';
 import { chooseGuestRoutes, droppedRoutesNotice, type GuestNetwork, generateGuestNetwork } from '../network/guest.js';
 import type { SkippedNotice } from '../network/network.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
@@ -218,6 +219,8 @@ export async function attachSandbox(
         noticeNoNetwork('attach', network.endpoints(), config.namespacePath, ATTACH_NO_NETWORK_ADVICE);
       const dropped = droppedRoutesNotice(chooseGuestRoutes(network.endpoints()).dropped);
       if (dropped) publish(channels.notice, () => ({ operation: 'attach', endpoint: '', message: dropped }));
+      // The queue fds the caller opens on them are closed by the sandbox's detach too (docs/library.md).
+      tieToRecord(network.endpoints(), store.statePath);
       return {
         id,
         endpoints: [...network.endpoints()],
