@@ -24,6 +24,7 @@ import {
 import { BridgedMacvlanEndpoint } from './endpoint/bridged-macvlan-endpoint.js';
 import { type CreateEndpointOptions, createEndpoint } from './endpoint/create-endpoint.js';
 import { type Endpoint, type EndpointState, EndpointStateError } from './endpoint/endpoint.js';
+import { closeRecordQueueFds, networkRecord } from './endpoint/held-queue-fds.js';
 import { IpvlanEndpoint } from './endpoint/ipvlan-endpoint.js';
 import { MacvtapEndpoint } from './endpoint/macvtap-endpoint.js';
 import { type PciDeviceInfo, PhysicalEndpoint, refusePhysicalEndpoints } from './endpoint/physical-endpoint.js';
@@ -564,6 +565,9 @@ export class Network {
     const removable = endpoints.filter((endpoint) => !kept.has(endpoint.name));
     const steps = removable.flatMap((endpoint) => endpoint.records);
     for (const endpoint of removable) endpoint.closeFds();
+    // And the fds this process opened on the caller's copies of them (attachSandbox's endpoints).
+    const record = networkRecord(this);
+    if (record !== undefined) closeRecordQueueFds(record, removable);
     const report: UndoReport = {
       ...(await undoRecords(this.handle, steps)),
       ...(stillPlugged.length > 0 ? { stillPlugged } : {}),

@@ -16,6 +16,7 @@ import {
   openRecordedNamespace,
 } from '../netns/namespace-identity.js';
 import { whereNamespaceLives } from '../netns/namespace-liveness.js';
+import { tieNetworkToRecord } from './endpoint/held-queue-fds.js';
 import { Network, type NetworkState } from './network.js';
 import { lockNamespace } from './state/namespace-lock.js';
 import type { SandboxState } from './state/records.js';
@@ -71,7 +72,10 @@ export function openRecordedNetwork(
       const relocated = openNamespaceHeldElsewhere(record.namespace, statePath, holders);
       if (!relocated) throw error;
       const { opened, heldAt, pid } = relocated;
-      return loadRecordedNetwork(record, sandboxId, opened, { path: heldAt, ...(pid !== undefined ? { pid } : {}) });
+      return loadRecordedNetwork(record, sandboxId, statePath, opened, {
+        path: heldAt,
+        ...(pid !== undefined ? { pid } : {}),
+      });
     }
     if (!(error instanceof NamespaceChangedError)) throw error;
     // A reused path (a namespace re-created under the same name, a PID reused): the recorded
@@ -81,7 +85,7 @@ export function openRecordedNetwork(
     const relocated = openNamespaceHeldElsewhere(record.namespace, statePath, holders);
     if (relocated) {
       const { opened, heldAt, pid } = relocated;
-      return loadRecordedNetwork(record, sandboxId, opened, {
+      return loadRecordedNetwork(record, sandboxId, statePath, opened, {
         path: heldAt,
         ...(pid !== undefined ? { pid } : {}),
         pathReused: true,
@@ -91,18 +95,20 @@ export function openRecordedNetwork(
     if (livesAt === undefined) throw new NamespaceGoneError(record.namespace, statePath);
     throw new NamespaceChangedError(record.namespace, error.found, statePath, livesAt);
   }
-  return loadRecordedNetwork(record, sandboxId, namespace, undefined);
+  return loadRecordedNetwork(record, sandboxId, statePath, namespace, undefined);
 }
 
 function loadRecordedNetwork(
   record: { network: NetworkState },
   sandboxId: string,
+  statePath: string,
   namespace: OpenedNamespace,
   heldElsewhere: RecordedNetwork['heldElsewhere'],
 ): RecordedNetwork {
   let network: Network;
   try {
     network = Network.load(record.network, sandboxId, namespace.entryPath);
+    tieNetworkToRecord(network, statePath);
   } catch (error) {
     namespace.close();
     throw error;

@@ -4,6 +4,7 @@
  * (the kernel's fallback tunnels tunl0/sit0/gre0 appear in every namespace and cannot be deleted;
  * sidecars leave address-less bridges and ifbs), unless the caller names it.
  */
+import { onAbort } from '../abort-listeners.js';
 import { optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { AddressFamily } from '../netlink/codec/constants.js';
@@ -90,8 +91,8 @@ export async function scanNamespace(
     try {
       const handle = NetlinkHandle.open(opened.entryPath, namespace);
       // The socket is scan's own: an abort closes it at once, which fails the dump under way.
-      const onAbort = () => void handle.close();
-      signal?.addEventListener('abort', onAbort, { once: true });
+      // One listener per signal for all calls (abort-listeners.ts): a daemon's one signal on many scans.
+      const stopWaiting = signal ? onAbort(signal, () => void handle.close()) : undefined;
       try {
         return await scanNamespace(handle, options);
       } catch (error) {
@@ -99,7 +100,7 @@ export async function scanNamespace(
         signal?.throwIfAborted();
         throw error;
       } finally {
-        signal?.removeEventListener('abort', onAbort);
+        stopWaiting?.();
         await handle.close();
       }
     } finally {

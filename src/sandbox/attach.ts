@@ -10,6 +10,7 @@ import { InvalidInputError, VcnetError } from '../errors.js';
 import { openNamespaceForRecord } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
+import { tieToRecord } from '../network/endpoint/held-queue-fds.js';
 import { type GuestNetwork, generateGuestNetwork, noticeDroppedGuestRoutes } from '../network/guest.js';
 import type { SkippedNotice } from '../network/network.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
@@ -217,6 +218,8 @@ export async function attachSandbox(
       if (!config.disableNewNetns)
         noticeNoNetwork('attach', network.endpoints(), config.namespacePath, ATTACH_NO_NETWORK_ADVICE);
       noticeDroppedGuestRoutes(network.endpoints(), () => ({ operation: 'attach', endpoint: '' }));
+      // The queue fds the caller opens on them are closed by the sandbox's detach too (docs/library.md).
+      tieToRecord(network.endpoints(), store.statePath);
       return {
         id,
         endpoints: [...network.endpoints()],

@@ -9,6 +9,7 @@ import type { HotplugTarget } from '../hypervisor/device.js';
 import type { Link } from '../netlink/codec/link.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { NamespaceGoneError } from '../netns/namespace-identity.js';
+import { closeRecordQueueFds } from '../network/endpoint/held-queue-fds.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import type { UndoReport } from '../network/plan/undo.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
@@ -66,7 +67,8 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
         recorded = openRecordedNetwork(state, id, store.statePath);
       } catch (error) {
         if (!(error instanceof NamespaceGoneError)) throw error;
-        // Everything attach made lived in that namespace and went with it.
+        // Everything attach made lived in that namespace and went with it; so do this process's queue fds.
+        closeRecordQueueFds(store.statePath);
         store.remove();
         return { id, found: true, namespaceGone: state.namespace.path };
       }
@@ -76,6 +78,8 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
         // link to vcnet's group in between, which the undo's one group delete would take along.
         await lockRecordedNamespace(recorded, state, options.lockTimeoutMs, { signal: options.signal });
         if (state.network.endpoints.length === 0) await refuseEmptyRecordBesideLinks(recorded, state, store);
+        // This process's own queue fds go now: whatever still holds a device after is someone else.
+        closeRecordQueueFds(store.statePath);
         // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
         const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
         await noticeStillInUse(

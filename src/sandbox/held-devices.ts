@@ -66,8 +66,9 @@ export async function heldDevices(network: Network, namespacePath: string): Prom
   const tunNumber = characterDeviceNumber('/dev/net/tun') ?? TUN_DEVICE_NUMBER;
   const pids = new Map<string, number[]>();
   const namespace = fileIdentity(namespacePath);
+  // This process too: detach closed the queue fds of the sandbox's own endpoints before asking, so
+  // one still open here was opened otherwise (a launcher's own open of /dev/tapN).
   for (const pid of processIds()) {
-    if (pid === process.pid) continue;
     let fds: string[];
     try {
       fds = readdirSync(`/proc/${pid}/fd`);

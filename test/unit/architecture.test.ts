@@ -17,6 +17,7 @@ const LAYERS = [
   {
     layer: 'base',
     paths: [
+      'abort-listeners.ts',
       'errors.ts',
       'error-codes.ts',
       'diagnostics.ts',

@@ -3,6 +3,7 @@
  * in tests). Calls are unary; many may be in flight, each on its own odd stream id, as ttrpc requires
  * of the side that starts streams.
  */
+
 import type { Duplex } from 'node:stream';
 import {
   create,
@@ -12,6 +13,7 @@ import {
   type MessageShape,
   toBinary,
 } from '@bufbuild/protobuf';
+import { onAbort } from '../../abort-listeners.js';
 import { numberOption, optionsArgument } from '../../arguments.js';
 import { InvalidInputError } from '../../errors.js';
 import { AgentStatusError } from '../errors.js';
@@ -142,7 +144,7 @@ export class TtrpcClient {
     return new Promise<Uint8Array>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       // The caller's reason (signal.abort(reason)) is what they need to see: in the message and as the cause.
-      const onAbort = () => {
+      const aborted = () => {
         const reason = options.signal?.reason;
         finish({ ok: false, error: local(StatusCode.CANCELLED, `cancelled: ${abortReasonText(reason)}`, reason) });
       };
@@ -151,7 +153,7 @@ export class TtrpcClient {
       const finish: PendingCall['settle'] = (outcome) => {
         if (!this.pending.delete(streamId)) return;
         if (timer) clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
+        stopWaiting?.();
         if (outcome.ok) resolve(outcome.payload);
         else reject(outcome.error);
       };
@@ -162,7 +164,8 @@ export class TtrpcClient {
           timeoutMs,
         );
       }
-      options.signal?.addEventListener('abort', onAbort, { once: true });
+      // One listener per signal for all calls (abort-listeners.ts): a daemon's one signal on many requests.
+      const stopWaiting = options.signal ? onAbort(options.signal, aborted) : undefined;
       this.stream.write(encodeFrame(streamId, FrameType.REQUEST, 0, body), (error) => {
         if (error) finish({ ok: false, error: local(StatusCode.UNAVAILABLE, `sending failed: ${error.message}`) });
       });

@@ -18,6 +18,7 @@ import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
 import { describeRecords, type UndoReport, undoRecords } from '../plan/undo.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
+import { noteQueueFds } from './held-queue-fds.js';
 
 /** The hypervisor-neutral NIC description handed to src/hypervisor (its NetworkDevice). */
 export type VmNetworkDevice = NetworkDevice;
@@ -233,6 +234,7 @@ export abstract class Endpoint {
     closeFds(this.plumbing.vhostFds);
     this.plumbing.tapFds = [];
     this.plumbing.vhostFds = [];
+    noteQueueFds(this);
   }
 
   /** Forgets the plumbing after a caller undid its steps itself (Network batches all endpoints). */
@@ -345,6 +347,8 @@ export abstract class Endpoint {
     const plumbing = this.plumbing;
     if (plumbing?.tapDevicePath === undefined || plumbing.tapFds.length > 0) return;
     plumbing.tapFds = openVerifiedMacvtapQueues(verifiedMacvtapNode(plumbing.tapIndex), plumbing.queues);
+    // Closed by the detach or del-iface of the sandbox's record too, if the caller never does.
+    noteQueueFds(this);
   }
 
   protected describeDevice(): VmNetworkDevice {

@@ -5,6 +5,7 @@
  * said in `skipped`. Looked at again here: a namespace may have appeared since gc started.
  */
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import {
   describeUnseen,
   type NamespaceHolders,
@@ -13,6 +14,7 @@ import {
 } from '../../netns/namespace-holders.js';
 import { identityOfKey, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { lookAtFile } from '../../netns/processes.js';
+import { closeRecordQueueFds } from '../endpoint/held-queue-fds.js';
 import { FileLock, tryLockFile } from '../state/lock.js';
 import type { RecordOwner } from '../state/owners.js';
 import { describeLockHolder, type GarbageReport } from './report.js';
@@ -76,7 +78,11 @@ export function dropGoneRecords(
           ? `its namespace (inode ${identityOfKey(owner.key).ino}, cookie ${owner.cookie}) exists nowhere: the namespace with that inode now is another one (cookie ${liveCookie(owner)})`
           : `its namespace (inode ${identityOfKey(owner.key).ino}) exists nowhere`,
       });
-      if (!dryRun) owner.remove();
+      if (!dryRun) {
+        owner.remove();
+        // Its macvtaps went with the namespace: so do the queue fds this process held for them.
+        closeRecordQueueFds(resolve(owner.file));
+      }
     } finally {
       lock?.release({ removeFile: !existsSync(owner.directory) });
     }

@@ -24,24 +24,29 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
+import { onAbort } from '../../abort-listeners.js';
 import { errnoOf, SystemCallError, VcnetError } from '../../errors.js';
 import { nativeFileLock } from '../../native/file-lock.js';
 import { shellWord } from '../../shell-word.js';
 import { STATE_WRITE_FAILURES, StateWriteError, type StateWriteSubject } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 
-/** Resolves after `ms`, or rejects at once with the signal's reason when it aborts. */
+/**
+ * Resolves after `ms`, or rejects at once with the signal's reason when it aborts. Every waiter
+ * shares one listener on the signal (abort-listeners.ts): a daemon's one signal on many waits.
+ */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
     const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
+      stopWaiting?.();
       resolve();
     }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    const stopWaiting = signal
+      ? onAbort(signal, () => {
+          clearTimeout(timer);
+          reject(signal.reason);
+        })
+      : undefined;
   });
 }
 

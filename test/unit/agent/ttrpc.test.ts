@@ -1,4 +1,5 @@
 /** ttrpc client and server against each other over an in-memory byte stream, and against hand-made frames. */
+import { getEventListeners } from 'node:events';
 import { type Duplex, duplexPair } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
@@ -195,6 +196,27 @@ describe('TtrpcClient with TtrpcServer', () => {
     const pending = client.call(slow, { key: 'x' }, { signal: controller.signal });
     controller.abort();
     await expect(pending).rejects.toMatchObject({ status: StatusCode.CANCELLED });
+  });
+
+  it('15 calls in flight with one signal add one abort listener to it, and an abort cancels all', async () => {
+    const { client } = serverAndClient();
+    const controller = new AbortController();
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const pending = Array.from({ length: 15 }, () =>
+        client.call(slow, { key: 'x' }, { signal: controller.signal }).catch((error: unknown) => error),
+      );
+      expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+      controller.abort();
+      for (const outcome of await Promise.all(pending)) expect(outcome).toMatchObject({ status: StatusCode.CANCELLED });
+      await sleep(20);
+      expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+      expect(warnings.map((warning) => warning.name)).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('reads answers that arrive one byte at a time', async () => {
