@@ -254,19 +254,24 @@ export async function applyNamespaceChange(
   memory?: WatchMemory,
   limits: { maxEndpoints?: number } = {},
 ): Promise<WatchSummary> {
-  const summary = await applyChange(id, change, stateDirectory, memory, limits);
+  const { summary, waiting } = await applyChange(id, change, stateDirectory, memory, limits);
   reportSummary(id, summary, memory);
+  if (waiting) throw waiting;
   return summary;
 }
 
-/** applyNamespaceChange without the report (the watch reports it, to onApplied too). */
+/**
+ * applyNamespaceChange without the report (the watch reports it, to onApplied too). `waiting`: what
+ * kept the rest of the change from being applied (the VM is gone) after `summary` was done and
+ * recorded: the summary is reported all the same, and the change tried again.
+ */
 async function applyChange(
   id: string,
   change: NamespaceChange,
   stateDirectory: string | undefined,
   memory: WatchMemory | undefined,
   limits: { maxEndpoints?: number },
-): Promise<WatchSummary> {
+): Promise<{ summary: WatchSummary; waiting?: Error }> {
   return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
     if (memory) {
@@ -293,7 +298,7 @@ async function applyChange(
       0;
     if (!interfacesChanged) {
       if (change.trafficControl) await checkTrafficControl(id, network, summary, memory);
-      return summary;
+      return { summary };
     }
     // A VM that is gone (its socket not there, nobody listening on it) holds no NIC: the removals
     // below are done on the host side only, as an unfinished hot-plug's undo does; the rest of the
@@ -359,8 +364,9 @@ async function applyChange(
         keeper.persist();
         if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
         // What else the change brings (new links, changed ones) needs the VM: tried again with it.
-        if (change.addedInterfaces.length + change.changedInterfaces.length > 0) throw goneVm;
-        return summary;
+        // The removals are done and recorded: reported all the same (a retry finds them done).
+        if (change.addedInterfaces.length + change.changedInterfaces.length > 0) return { summary, waiting: goneVm };
+        return { summary };
       }
       // nodes (issue 12): address-less links wait until they get one (network/scan.ts linksToAttach).
       const { selected: fresh } = linksToAttach(
@@ -473,7 +479,7 @@ async function applyChange(
           sandbox: id,
         });
       if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
-      return summary;
+      return { summary };
     } finally {
       await vm?.close();
     }
@@ -743,10 +749,11 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
       onChange: async (change) => {
         const withRetries = withPendingRetries(change, pending);
         let summary: WatchSummary;
+        let waiting: Error | undefined;
         try {
-          summary = await applyChange(id, withRetries, options.stateDirectory, memory, {
+          ({ summary, waiting } = await applyChange(id, withRetries, options.stateDirectory, memory, {
             ...(options.maxEndpoints !== undefined ? { maxEndpoints: options.maxEndpoints } : {}),
-          });
+          }));
         } catch (error) {
           if (error instanceof SandboxNotFoundError) {
             // Detached meanwhile: nothing is left to keep in step. Not awaited: stop() waits for this call.
@@ -755,6 +762,11 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
           }
           // The watcher reports it and brings the change again.
           throw error;
+        }
+        if (waiting) {
+          // Part of it done (removals with the VM gone): that part is reported now, the rest tried again.
+          if (reportSummary(id, summary, memory)) options.onApplied?.(summary);
+          throw waiting;
         }
         if (failing) {
           // The one line after the first warning: the change that kept failing is applied now.
