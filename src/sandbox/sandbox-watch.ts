@@ -5,6 +5,7 @@
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
 import { existsSync } from 'node:fs';
+import { AgentConnectError } from '../agent/errors.js';
 import { functionOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
 import { channels, publish, reportNotice } from '../diagnostics.js';
 import { classifyError, type ErrorCode, hintFromCause, isTransientFailure } from '../errors.js';
@@ -486,6 +487,19 @@ async function applyChange(
   });
 }
 
+/**
+ * What a failed try is compared by, to say a failure once: its code and message, but for an agent
+ * that could not be reached, whose message counts the attempts and the time of each try (every try
+ * read as a new reason, one line each), the socket and the cause alone.
+ */
+function failureReason(error: Error): string {
+  const { code } = classifyError(error);
+  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+    if (cause instanceof AgentConnectError) return `${code} ${cause.socketPath} ${cause.reason}`;
+  }
+  return `${code} ${error.message}`;
+}
+
 /** The refusal of a link vcnet refuses for what it is, classified as attach does; undefined for one it can take. */
 function refusalOf(info: NetworkInfo): WatchFailure | undefined {
   try {
@@ -791,7 +805,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
       // Once when a change first fails, not at each try of the watcher's timer (a watch under a
       // service manager would log one line per try); again only when it fails for another reason.
       onError: (error) => {
-        const reason = `${classifyError(error).code} ${error.message}`;
+        const reason = failureReason(error);
         const first = failing === undefined;
         failing = { since: failing?.since ?? new Date(), tries: (failing?.tries ?? 0) + 1, said: failing?.said };
         if (!first && failing.said === reason) return;
