@@ -83,6 +83,11 @@ export class AgentConnectError extends VcnetError {
   static override readonly errorName: string = 'AgentConnectError';
   readonly socketPath: string;
   readonly attempts: number;
+  /**
+   * Why it failed without the attempt count and time the message gives (the cause's errno code, or
+   * its text): the same from one try to the next, for callers that say a failure once (watch).
+   */
+  readonly reason: string;
   constructor(socketPath: string, attempts: number, elapsedMs: number, cause: unknown, hint?: string) {
     const reason = cause instanceof Error ? cause.message : String(cause);
     super(
@@ -98,6 +103,8 @@ export class AgentConnectError extends VcnetError {
     );
     this.socketPath = socketPath;
     this.attempts = attempts;
+    const errno = (cause as NodeJS.ErrnoException | undefined)?.code;
+    this.reason = typeof errno === 'string' ? errno : reason;
   }
 }
 

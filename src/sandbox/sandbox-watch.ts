@@ -4,12 +4,14 @@
  * removed, and address, route and MTU changes are pushed to the guest agent (route MTU included).
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
+import { AgentConnectError } from '../agent/errors.js';
 import { functionOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
 import { channels, publish, reportNotice } from '../diagnostics.js';
 import { classifyError, type ErrorCode, hintFromCause, isTransientFailure } from '../errors.js';
 import { LinkNotFoundError } from '../netlink/errors.js';
-import { openRecordedNamespace } from '../netns/namespace-identity.js';
+import { NamespaceGoneError, type OpenedNamespace, openRecordedNamespace } from '../netns/namespace-identity.js';
 import { classifyInterface } from '../network/endpoint/create-endpoint.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { generateGuestNetwork } from '../network/guest.js';
@@ -23,11 +25,14 @@ import {
 import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
+import { stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
 import { notUndoneReason, undoUnfinishedEndpoints, unfinishedEndpoints, vmGone } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
+import { shellWord } from '../shell-word.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
+import { heldDevices } from './held-devices.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
 import { attachRecorded, detachRecorded } from './recorded.js';
@@ -254,19 +259,24 @@ export async function applyNamespaceChange(
   memory?: WatchMemory,
   limits: { maxEndpoints?: number } = {},
 ): Promise<WatchSummary> {
-  const summary = await applyChange(id, change, stateDirectory, memory, limits);
+  const { summary, waiting } = await applyChange(id, change, stateDirectory, memory, limits);
   reportSummary(id, summary, memory);
+  if (waiting) throw waiting;
   return summary;
 }
 
-/** applyNamespaceChange without the report (the watch reports it, to onApplied too). */
+/**
+ * applyNamespaceChange without the report (the watch reports it, to onApplied too). `waiting`: what
+ * kept the rest of the change from being applied (the VM is gone) after `summary` was done and
+ * recorded: the summary is reported all the same, and the change tried again.
+ */
 async function applyChange(
   id: string,
   change: NamespaceChange,
   stateDirectory: string | undefined,
   memory: WatchMemory | undefined,
   limits: { maxEndpoints?: number },
-): Promise<WatchSummary> {
+): Promise<{ summary: WatchSummary; waiting?: Error }> {
   return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
     if (memory) {
@@ -293,7 +303,7 @@ async function applyChange(
       0;
     if (!interfacesChanged) {
       if (change.trafficControl) await checkTrafficControl(id, network, summary, memory);
-      return summary;
+      return { summary };
     }
     // A VM that is gone (its socket not there, nobody listening on it) holds no NIC: the removals
     // below are done on the host side only, as an unfinished hot-plug's undo does; the rest of the
@@ -362,8 +372,9 @@ async function applyChange(
         keeper.persist();
         if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
         // What else the change brings (new links, changed ones) needs the VM: tried again with it.
-        if (change.addedInterfaces.length + change.changedInterfaces.length > 0) throw goneVm;
-        return summary;
+        // The removals are done and recorded: reported all the same (a retry finds them done).
+        if (change.addedInterfaces.length + change.changedInterfaces.length > 0) return { summary, waiting: goneVm };
+        return { summary };
       }
       // nodes (issue 12): address-less links wait until they get one (network/scan.ts linksToAttach).
       const { selected: fresh } = linksToAttach(
@@ -476,11 +487,24 @@ async function applyChange(
           sandbox: id,
         });
       if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
-      return summary;
+      return { summary };
     } finally {
       await vm?.close();
     }
   });
+}
+
+/**
+ * What a failed try is compared by, to say a failure once: its code and message, but for an agent
+ * that could not be reached, whose message counts the attempts and the time of each try (every try
+ * read as a new reason, one line each), the socket and the cause alone.
+ */
+function failureReason(error: Error): string {
+  const { code } = classifyError(error);
+  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+    if (cause instanceof AgentConnectError) return `${code} ${cause.socketPath} ${cause.reason}`;
+  }
+  return `${code} ${error.message}`;
 }
 
 /** The refusal of a link vcnet refuses for what it is, classified as attach does; undefined for one it can take. */
@@ -599,8 +623,60 @@ function withPendingRetries(change: NamespaceChange, pending: ReadonlyMap<string
   return retries.length === 0 ? change : { ...change, addedInterfaces: [...change.addedInterfaces, ...retries] };
 }
 
-/** How often a watch looks whether its sandbox's record is still there. */
+/** How often a watch looks whether its sandbox's record is still there, and its namespace path. */
 const DETACH_POLL_MS = 1_000;
+/** How often, once the namespace path is gone and a VM was left, the watch looks whether it still runs. */
+const VM_POLL_MS = 5_000;
+
+/**
+ * Whether the recorded path still names the namespace the watch holds open (stat only: nothing is
+ * opened, so a FIFO put there cannot block). The watch's fd keeps the namespace alive once the
+ * path is gone: that is not the pod any more.
+ */
+function pathNamesNamespace(namespace: OpenedNamespace): boolean {
+  try {
+    const stats = statSync(namespace.identity.path);
+    return stats.dev === namespace.identity.dev && stats.ino === namespace.identity.ino;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether something still looks like the sandbox's VM: its control socket accepts a connection
+ * (closed at once, before QMP's greeting: another client is never kept waiting), or, with no socket
+ * recorded, a process holds one of vcnet's devices. As vmGone: only a socket not there or refused
+ * is proof it is gone; one that does not answer in time is taken as running.
+ */
+async function vmStillRuns(
+  id: string,
+  stateDirectory: string | undefined,
+  namespace: OpenedNamespace,
+): Promise<boolean> {
+  return withSandbox(id, 'watchSandbox', { stateDirectory, readOnly: true }, async ({ state, network }) => {
+    const socket = state.hypervisor?.controlSocket;
+    if (socket) {
+      return new Promise<boolean>((resolve) => {
+        const probe = connect({ path: socket });
+        const timer = setTimeout(() => {
+          probe.destroy();
+          resolve(true);
+        }, 5_000);
+        probe.once('connect', () => {
+          clearTimeout(timer);
+          probe.destroy();
+          resolve(true);
+        });
+        probe.once('error', (error: NodeJS.ErrnoException) => {
+          clearTimeout(timer);
+          probe.destroy();
+          resolve(error.code !== 'ENOENT' && error.code !== 'ECONNREFUSED');
+        });
+      });
+    }
+    return (await heldDevices(network, namespace.entryPath)).length > 0;
+  });
+}
 
 /** A running watch. */
 export interface SandboxWatch {
@@ -639,9 +715,11 @@ export interface SandboxWatch {
   readonly notUndone: ReadonlyArray<{ name: string; message: string }>;
   /**
    * Settles when watching ends: after stop(), or by itself when the sandbox's record is gone (it
-   * was detached), then with that SandboxNotFoundError.
+   * was detached), then with that SandboxNotFoundError, or when the recorded namespace path is gone
+   * (or names another namespace) and no VM is left (the pod was deleted), then with a
+   * NamespaceGoneError: the watch's hold on the namespace was all that kept it.
    */
-  readonly ended: Promise<SandboxNotFoundError | undefined>;
+  readonly ended: Promise<SandboxNotFoundError | NamespaceGoneError | undefined>;
   /** `await using watch = await watchSandbox(...)` stops it (as `stop()`, no pending change applied) at the end of the block. */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -677,8 +755,8 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   const namespace = openRecordedNamespace(state.namespace, store.statePath, state.createdAt);
   /** Interfaces the last change could not attach, by name: tried again with the next change. */
   const pending = new Map<string, NetworkInfo>();
-  let endWith: (reason: SandboxNotFoundError | undefined) => void = () => {};
-  const ended = new Promise<SandboxNotFoundError | undefined>((resolve) => {
+  let endWith: (reason: SandboxNotFoundError | NamespaceGoneError | undefined) => void = () => {};
+  const ended = new Promise<SandboxNotFoundError | NamespaceGoneError | undefined>((resolve) => {
     endWith = resolve;
   });
   let watcher: NamespaceWatcher;
@@ -703,7 +781,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
       })),
   );
   const onAbort = () => void stop();
-  const stop = (reason?: SandboxNotFoundError, applyPending = false): Promise<string[]> => {
+  const stop = (reason?: SandboxNotFoundError | NamespaceGoneError, applyPending = false): Promise<string[]> => {
     clearInterval(detachPoll);
     trafficControlRetry.stop();
     signal?.removeEventListener('abort', onAbort);
@@ -746,10 +824,11 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
       onChange: async (change) => {
         const withRetries = withPendingRetries(change, pending);
         let summary: WatchSummary;
+        let waiting: Error | undefined;
         try {
-          summary = await applyChange(id, withRetries, options.stateDirectory, memory, {
+          ({ summary, waiting } = await applyChange(id, withRetries, options.stateDirectory, memory, {
             ...(options.maxEndpoints !== undefined ? { maxEndpoints: options.maxEndpoints } : {}),
-          });
+          }));
         } catch (error) {
           if (error instanceof SandboxNotFoundError) {
             // Detached meanwhile: nothing is left to keep in step. Not awaited: stop() waits for this call.
@@ -758,6 +837,11 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
           }
           // The watcher reports it and brings the change again.
           throw error;
+        }
+        if (waiting) {
+          // Part of it done (removals with the VM gone): that part is reported now, the rest tried again.
+          if (reportSummary(id, summary, memory)) options.onApplied?.(summary);
+          throw waiting;
         }
         if (failing) {
           // The one line after the first warning: the change that kept failing is applied now.
@@ -782,7 +866,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
       // Once when a change first fails, not at each try of the watcher's timer (a watch under a
       // service manager would log one line per try); again only when it fails for another reason.
       onError: (error) => {
-        const reason = `${classifyError(error).code} ${error.message}`;
+        const reason = failureReason(error);
         const first = failing === undefined;
         failing = { since: failing?.since ?? new Date(), tries: (failing?.tries ?? 0) + 1, said: failing?.said };
         if (!first && failing.said === reason) return;
@@ -829,8 +913,42 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     }
   }
   // A detach changes nothing the watcher sees (the pod links stay): the record going ends the watch.
+  // Nor does the pod's deletion (its namespace path removed): the watcher's own fd keeps the namespace.
+  let pathGone: { vmCheckedAt: number } | undefined;
+  let checkingVm = false;
+  const namespacePath = state.namespace.path;
+  const checkVm = async () => {
+    checkingVm = true;
+    try {
+      const first = pathGone === undefined;
+      pathGone = { vmCheckedAt: Date.now() };
+      const running = await vmStillRuns(id, options.stateDirectory, namespace).catch((error: unknown) => {
+        // Detached meanwhile: the record poll ends the watch. Otherwise no proof the VM is gone.
+        return !(error instanceof SandboxNotFoundError);
+      });
+      if (running && !first) return;
+      const detach = `\`vcnet detach --sandbox ${shellWord(id)}${stateDirectoryFlag(store.root)}\``;
+      const message = running
+        ? `sandbox ${id}'s namespace path ${namespacePath} is gone or names another namespace now (the pod was deleted); its VM still runs, so the watch goes on through the namespace it holds, and ends once the VM is gone; ${detach} removes what the sandbox has left`
+        : `sandbox ${id}'s namespace path ${namespacePath} is gone or names another namespace now (the pod was deleted), and no VM is left: the watch ends, letting the namespace go (its hold was the last); ${detach} drops the record`;
+      publish(channels.notice, () => ({
+        operation: 'watch',
+        endpoint: '',
+        message,
+        details: { sandbox: id, namespacePath },
+      }));
+      if (!running) void stop(new NamespaceGoneError(state.namespace, store.statePath));
+    } finally {
+      checkingVm = false;
+    }
+  };
   detachPoll = setInterval(() => {
-    if (!existsSync(store.statePath)) void stop(new SandboxNotFoundError(id, store.statePath, store.root));
+    if (!existsSync(store.statePath)) {
+      void stop(new SandboxNotFoundError(id, store.statePath, store.root));
+      return;
+    }
+    if (checkingVm) return;
+    if (pathGone ? Date.now() - pathGone.vmCheckedAt >= VM_POLL_MS : !pathNamesNamespace(namespace)) void checkVm();
   }, DETACH_POLL_MS);
   detachPoll.unref();
   if (signal?.aborted) {

@@ -272,4 +272,40 @@ describe('vcnet watch: a sandbox whose VM is gone', () => {
     await watching.stop();
     expect(vcnet(['detach', '--sandbox', 'g1', '--state-dir', stateDir]).status).toBe(0);
   }, 60_000);
+
+  it('reports a removal done on the host side when a new link in the same change waits for the VM', async () => {
+    stateDir = cleanup.directory('vcnet-watch-vmgone-');
+    const { pod } = makePod({ interfaces: 2 });
+    const qmp = join(stateDir, 'gone-qmp.sock');
+    const agent = join(stateDir, 'gone-agent.sock');
+    const attach = ['attach', '--sandbox', 'g2', '--netns', pod.path, '--state-dir', stateDir];
+    expect(vcnet([...attach, '--qmp', qmp, '--agent', agent]).status).toBe(0);
+    const applied: WatchSummary[] = [];
+    const errors: Error[] = [];
+    const watching = await watchSandbox('g2', {
+      stateDirectory: stateDir,
+      // Long enough that the deletion and the new link come as one change.
+      debounceMs: 500,
+      onApplied: (summary) => applied.push(summary),
+      onError: (error) => errors.push(error),
+    });
+    cleanup.defer(() => watching.stop());
+    pod.exec('sh', [
+      '-c',
+      'ip link del eth1 && ip link add eth5 type veth peer name eth5p && ip addr add 10.55.0.2/24 dev eth5 && ip link set eth5 up',
+    ]);
+    // The new link needs the VM: the change fails (said once) and is tried again.
+    await until(() => errors.length > 0, 'the change to fail for want of the VM');
+    // It used to remove eth1 from the host and the record and say nothing of it: the summary was dropped.
+    await until(
+      () => applied.some((summary) => summary.removed.includes('eth1')),
+      'the removal of eth1 to be reported',
+    );
+    expect(applied.flatMap((summary) => summary.removed)).toEqual(['eth1']);
+    expect(pod.ipJson<Array<{ ifname: string }>>('link', 'show').map((entry) => entry.ifname)).not.toContain(
+      'tap1_kata',
+    );
+    await watching.stop();
+    expect(vcnet(['detach', '--sandbox', 'g2', '--state-dir', stateDir]).status).toBe(0);
+  }, 60_000);
 });

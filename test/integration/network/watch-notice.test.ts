@@ -13,6 +13,7 @@ import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
+import { startFakeQmpServer } from '../../unit/hypervisor/fake-qmp-server.js';
 
 const cleanup = cleanupAfterEach();
 
@@ -115,4 +116,40 @@ describe('vcnet:notice of watchSandbox', () => {
     expect(notices).toHaveLength(2);
     await restore();
   });
+
+  it("says an agent that cannot be reached once, though each try's error counts other attempts and time", async () => {
+    const stateDir = cleanup.directory('vcnet-watch-notice-');
+    const { pod } = makePod();
+    const qmp = await startFakeQmpServer();
+    cleanup.defer(() => qmp.close());
+    // QEMU answers; the agent's socket is not there: each try fails after its 10 s connect deadline.
+    const agent = join(stateDir, 'no-agent.sock');
+    const attach = ['attach', '--sandbox', 'n5', '--netns', pod.path, '--state-dir', stateDir];
+    expect(vcnet([...attach, '--qmp', qmp.socketPath, '--agent', agent]).status).toBe(0);
+    const notices: NoticeEvent[] = [];
+    const onNotice = (message: unknown) => {
+      if ((message as NoticeEvent).operation === 'watch') notices.push(message as NoticeEvent);
+    };
+    channels.notice.subscribe(onNotice);
+    cleanup.defer(() => channels.notice.unsubscribe(onNotice));
+    const errors: Error[] = [];
+    const watching = await watchSandbox('n5', {
+      stateDirectory: stateDir,
+      debounceMs: 50,
+      onError: (error) => errors.push(error),
+    });
+    cleanup.defer(() => watching.stop());
+    pod.exec('ip', ['addr', 'add', '10.86.0.2/24', 'dev', 'eth0']);
+    // Each try opens QMP first, then waits for the agent.
+    const tries = () => qmp.commands.filter((command) => command.execute === 'qmp_capabilities').length;
+    await until(() => errors.length > 0, 'the change to fail', 40_000);
+    const atFirst = tries();
+    // Two more tries begun: the second one has failed and been heard (it used to be a new error line:
+    // its text says "after N attempts in M ms").
+    await until(() => tries() >= atFirst + 2, 'two more tries', 60_000);
+    expect(errors.map((error) => error.message).length, errors.map((error) => error.message).join('\n')).toBe(1);
+    expect(notices.filter((notice) => /could not apply a namespace change/.test(notice.message))).toHaveLength(1);
+    await watching.stop();
+    expect(vcnet(['detach', '--sandbox', 'n5', '--state-dir', stateDir]).status).toBe(0);
+  }, 120_000);
 });
