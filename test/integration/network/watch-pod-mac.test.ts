@@ -10,14 +10,13 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
-import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet } from '../../helpers/cli.js';
 import { makeNamespace } from '../../helpers/namespace.js';
-import { fingerprint, makePod } from '../../helpers/pod.js';
+import { fingerprint, linkMac, makePod } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
 import { relayTapToGuest } from '../../helpers/vm-stand-in.js';
+import { collectNotices, watchForTest } from '../../helpers/watch.js';
 
 const cleanup = cleanupAfterEach();
 const NEW_MAC = '02:aa:00:00:00:02';
@@ -40,7 +39,7 @@ describe('vcnet watch: a tcfilter pod link whose MAC changes', () => {
     // of (updated), which is not what this is about.
     pod.exec('ip', ['neigh', 'flush', 'dev', 'eth0', 'nud', 'permanent']);
     const before = fingerprint(pod);
-    const guestMac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]!.address;
+    const guestMac = linkMac(pod);
     const attach = vcnet(['attach', '--sandbox', 'm1', '--netns', pod.path, '--state-dir', stateDir]);
     expect(attach.status, attach.stderr).toBe(0);
     cleanup.defer(() => vcnet(['detach', '--sandbox', 'm1', '--state-dir', stateDir]));
@@ -53,23 +52,13 @@ describe('vcnet watch: a tcfilter pod link whose MAC changes', () => {
     guest.exec('ip', ['link', 'set', 'eth0', 'up']);
     expect(reaches(node)).toBe(true);
 
-    const notices: string[] = [];
-    const onNotice = (message: unknown) => {
-      if ((message as NoticeEvent).operation === 'watch') notices.push(String((message as NoticeEvent).message));
-    };
-    channels.notice.subscribe(onNotice);
-    cleanup.defer(() => channels.notice.unsubscribe(onNotice));
-    const applied: WatchSummary[] = [];
-    const watching = await watchSandbox('m1', {
-      stateDirectory: stateDir,
-      debounceMs: 50,
-      onApplied: (summary) => applied.push(summary),
-    });
-    cleanup.defer(() => watching.stop());
+    const notices = collectNotices(cleanup, 'watch');
+    const said = () => notices.map((notice) => notice.message);
+    const { watching, applied } = await watchForTest(cleanup, 'm1', { stateDirectory: stateDir });
 
     pod.exec('ip', ['link', 'set', 'eth0', 'address', NEW_MAC]);
     await until(() => notices.length > 0, 'the notice of the changed MAC');
-    expect(notices).toEqual([
+    expect(said()).toEqual([
       `sandbox m1: eth0's MAC changed to ${NEW_MAC}, but the VM's NIC eth0 keeps ${guestMac}, the MAC it was plugged with (a NIC's MAC is fixed once plugged): peers that learn it by ARP or neighbour discovery still reach the VM, as the guest answers with ${guestMac}; frames sent to ${NEW_MAC} (a static neighbour or bridge fdb entry, or a CNI result read since) reach the VM and are dropped by its NIC as not its own. Set eth0's MAC back (\`ip link set eth0 address ${guestMac}\` in ${pod.path}), or plug the NIC again with the new one: \`vcnet del-iface m1 FILE\` then \`vcnet add-iface m1 FILE\`, FILE being {"name": "eth0"}`,
     ]);
     expect(applied).toEqual([
@@ -78,7 +67,7 @@ describe('vcnet watch: a tcfilter pod link whose MAC changes', () => {
         removed: [],
         updated: [],
         failed: [],
-        macChanges: [{ endpoint: 'eth0', link: 'eth0', guestMac, podMac: NEW_MAC, message: notices[0] }],
+        macChanges: [{ endpoint: 'eth0', link: 'eth0', guestMac, podMac: NEW_MAC, message: said()[0] }],
       },
     ]);
 
@@ -92,11 +81,11 @@ describe('vcnet watch: a tcfilter pod link whose MAC changes', () => {
 
     pod.exec('ip', ['link', 'set', 'eth0', 'address', guestMac]);
     await until(() => notices.length > 1, 'the notice of the MAC set back');
-    expect(notices[1]).toBe(
+    expect(said()[1]).toBe(
       `sandbox m1: eth0 has the MAC of the VM's NIC eth0 again (${guestMac}): frames sent to it reach the VM`,
     );
     expect(applied.at(-1)?.macChanges).toEqual([
-      { endpoint: 'eth0', link: 'eth0', guestMac, podMac: guestMac, message: notices[1] },
+      { endpoint: 'eth0', link: 'eth0', guestMac, podMac: guestMac, message: said()[1] },
     ]);
     await watching.stop();
     relay.kill('SIGKILL');
