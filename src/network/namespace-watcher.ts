@@ -95,6 +95,12 @@ export interface NamespaceChange {
   /** Interfaces whose addresses, routes, MTU, administrative flags or permanent neighbours changed. */
   changedInterfaces: NetworkInfo[];
   /**
+   * Interfaces (same ifindex) whose MAC changed, whatever else did. Not something the guest is told:
+   * a NIC's MAC is fixed once plugged, so the caller says what it means (sandbox-watch.ts does for a
+   * tcfilter endpoint, whose guest NIC has the pod link's MAC of its attach). Only present when there are some.
+   */
+  macChangedInterfaces?: NetworkInfo[];
+  /**
    * Only with NamespaceWatcherOptions.trafficControl: some qdisc, class or filter in the namespace
    * changed since the last change delivered (or may have: events were lost, or the watch just
    * started). The watcher does not say which: the caller compares what it made with the kernel.
@@ -246,8 +252,14 @@ export function diffInterfaces(
   }
   for (const [name, after] of current) {
     const before = previous.get(name);
-    if (!before || before.link.index !== after.link.index) change.addedInterfaces.push(after);
-    else if (guestSignature(before) !== guestSignature(after)) change.changedInterfaces.push(after);
+    if (!before || before.link.index !== after.link.index) {
+      change.addedInterfaces.push(after);
+      continue;
+    }
+    if (guestSignature(before) !== guestSignature(after)) change.changedInterfaces.push(after);
+    if ((before.link.address ?? '').toLowerCase() !== (after.link.address ?? '').toLowerCase()) {
+      change.macChangedInterfaces = [...(change.macChangedInterfaces ?? []), after];
+    }
   }
   return change;
 }
@@ -258,6 +270,7 @@ function isEmpty(change: Omit<NamespaceChange, 'snapshotAt'>): boolean {
       change.addedInterfaces.length +
       change.removedInterfaces.length +
       change.changedInterfaces.length +
+      (change.macChangedInterfaces?.length ?? 0) +
       (change.removedVcnetLinks?.length ?? 0) ===
     0
   );

@@ -78,6 +78,12 @@ export interface WatchSummary {
     /** On a `failed` one the kernel refused for now (EBUSY, ENOBUFS...): tried again on a timer. */
     transient?: true;
   }>;
+  /**
+   * tcfilter endpoints whose pod link's MAC changed (or came back to the guest's): the guest NIC keeps
+   * `guestMac`, the one it was plugged with; the pod link has `podMac` now. Not followed: each is a
+   * notice saying what it means and what to do. Only present when there are some.
+   */
+  macChanges?: Array<{ endpoint: string; link: string; guestMac: string; podMac: string; message: string }>;
 }
 
 /**
@@ -159,6 +165,8 @@ export interface WatchMemory {
   trafficControlDumpFailed?: Set<string>;
   /** How long TrafficControlRetry's tries take in all (said with a failure that is tried again). */
   trafficControlRetryWindowMs?: number;
+  /** The pod link MAC last said of each tcfilter endpoint (by link name and ifindex): a change brought again is not said again. */
+  macSaid?: Map<string, string>;
 }
 
 /** The memory of a watch starting over `interfaces` (the namespace) and `attached` (the record's pod links). */
@@ -177,7 +185,50 @@ function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable
     trafficControlReported: new Map(),
     refused: new Map(),
     attachFailuresSaid: new Map(),
+    macSaid: new Map(),
   };
+}
+
+/**
+ * Says what a MAC changed on a tcfilter endpoint's pod link means. Its guest NIC has the MAC the link
+ * had at attach, fixed once plugged (Kata too reads it at attach only), and the redirect passes every
+ * frame to the guest whatever its destination: peers that learn the address by ARP get the guest's
+ * answer, with the guest's MAC, and frames sent to the link's new MAC are dropped by the guest NIC.
+ * Not followed (the record keeps the guest's MAC): said, with what to do, and said when it is back.
+ */
+function checkGuestMacs(
+  id: string,
+  change: NamespaceChange,
+  network: Network,
+  summary: WatchSummary,
+  memory?: WatchMemory,
+): void {
+  for (const info of change.macChangedInterfaces ?? []) {
+    const endpoint = network
+      .endpoints()
+      .find(
+        (candidate) =>
+          candidate.properties.link.name === info.link.name && candidate.properties.link.index === info.link.index,
+      );
+    if (endpoint?.plumbing?.model !== 'tcfilter') continue;
+    const link = info.link.name;
+    const guestMac = endpoint.hardwareAddress.toLowerCase();
+    const podMac = (info.link.address ?? '').toLowerCase();
+    const key = `${link} ${info.link.index}`;
+    if (memory?.macSaid?.get(key) === podMac) continue;
+    memory?.macSaid?.set(key, podMac);
+    const message =
+      podMac === guestMac
+        ? `sandbox ${id}: ${link} has the MAC of the VM's NIC ${endpoint.name} again (${guestMac}): frames sent to it reach the VM`
+        : `sandbox ${id}: ${link}'s MAC changed to ${podMac}, but the VM's NIC ${endpoint.name} keeps ${guestMac}, the MAC it was plugged with (a NIC's MAC is fixed once plugged): peers that learn it by ARP or neighbour discovery still reach the VM, as the guest answers with ${guestMac}; frames sent to ${podMac} (a static neighbour or bridge fdb entry, or a CNI result read since) reach the VM and are dropped by its NIC as not its own. Set ${link}'s MAC back (\`ip link set ${link} address ${guestMac}\` in ${network.config.namespacePath}), or plug the NIC again with the new one: \`vcnet del-iface ${id} FILE\` then \`vcnet add-iface ${id} FILE\`, FILE being {"name": "${link}"}`;
+    summary.macChanges = [...(summary.macChanges ?? []), { endpoint: endpoint.name, link, guestMac, podMac, message }];
+    publish(channels.notice, () => ({
+      operation: 'watch',
+      endpoint: link,
+      message,
+      details: { sandbox: id, link, guestMac, podMac },
+    }));
+  }
 }
 
 /**
@@ -294,7 +345,9 @@ async function applyChange(
         if (memory.refused?.get(info.link.name)?.index !== info.link.index) memory.refused?.delete(info.link.name);
       }
     }
-    // Only tc changed: put back what vcnet made, host side only; the VM is not needed (nor asked).
+    // Said, not followed: needs neither the VM nor a push.
+    checkGuestMacs(id, change, network, summary, memory);
+    // Only tc changed (or a MAC): put back what vcnet made, host side only; the VM is not needed (nor asked).
     const interfacesChanged =
       change.addedInterfaces.length +
         change.removedInterfaces.length +
@@ -563,7 +616,8 @@ function isEmptySummary(summary: WatchSummary): boolean {
       summary.updated.length +
       (summary.lostDevices?.length ?? 0) +
       (summary.overLimit?.length ?? 0) +
-      (summary.trafficControl?.length ?? 0) ===
+      (summary.trafficControl?.length ?? 0) +
+      (summary.macChanges?.length ?? 0) ===
     0
   );
 }

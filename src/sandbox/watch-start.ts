@@ -3,7 +3,8 @@
  * changed while no watch ran (a pod link deleted by CNI DEL, made again under its name, renamed, a
  * route added, an MTU changed, vcnet's tap deleted) then comes as the watch's first change, and is
  * applied as if it had happened while watching. A pod link is its ifindex and kind, not its MAC: a
- * MAC changed on the same link is not followed, at start as while watching. Pure: unit tests give it
+ * MAC changed on the same link is not followed, at start as while watching (the guest NIC keeps its
+ * own), but a tcfilter endpoint's is said (its guest NIC has the MAC the pod link had). Pure: unit tests give it
  * records and namespaces. tc objects of the record deleted while no watch ran are not compared here:
  * the watch's first change always says tc may have changed (NamespaceWatcherOptions.trafficControl),
  * and sandbox-watch.ts checks them then, as after any tc event.
@@ -79,7 +80,12 @@ function startViewOf(endpoint: EndpointState, now: NetworkInfo): NetworkInfo {
     endpoint.deviceMtu ?? recorded.link.mtu,
     endpoint.plumbing?.model === 'macvtap',
   );
-  return guestSignature(applied) === guestSignature(recorded) ? now : recorded;
+  if (guestSignature(applied) !== guestSignature(recorded)) return recorded;
+  // A tcfilter guest NIC has the MAC the pod link had at attach: one changed since is the first
+  // change (said, not followed). The macvtap model's pod link has a private MAC of vcnet's, not the recorded one.
+  return endpoint.plumbing?.model === 'tcfilter'
+    ? { ...now, link: { ...now.link, address: recorded.link.address } }
+    : now;
 }
 
 /** Whether two views of one ifindex are of the same kind of link (either kind unknown: taken as the same). */

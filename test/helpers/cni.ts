@@ -13,11 +13,14 @@ import { fileURLToPath } from 'node:url';
 import { bridgeNetwork } from '../../src/cni/bridge-network.js';
 import { collectOutput } from './child-output.js';
 import type { TestNamespace } from './namespace.js';
+import { linkMac } from './pod.js';
 
 export const SYSTEM_CNI_DIRECTORY = '/usr/lib/cni';
 /** Holds the `vcnet-cni` wrapper, which runs dist/cni/main.js (built by the test run's global setup). */
 export const VCNET_CNI_DIRECTORY = fileURLToPath(new URL('../../src/cni/', import.meta.url));
 export const CNI_PATH = [SYSTEM_CNI_DIRECTORY, VCNET_CNI_DIRECTORY].join(':');
+/** vcnet-cni's program, for tests that run it with node themselves (built by the test run's global setup). */
+export const VCNET_CNI_PROGRAM = fileURLToPath(new URL('../../dist/cni/main.js', import.meta.url));
 /** iproute2's ip, wherever the distribution puts it. */
 export const IP_COMMAND =
   ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((path) => existsSync(path)) ?? 'ip';
@@ -78,6 +81,87 @@ export interface Attachment {
   interfaceName: string;
 }
 
+/**
+ * The network config of vcnet-cni alone, as libcni gives it when the interface plugin before it left
+ * `interfaceName` (default eth0) in `namespacePath` with makePod()'s address and gateway (or
+ * `address` and `gateway`): its prevResult lists that interface (with `mac` when given). `settings`
+ * are vcnet-cni's own (stateDir, model...).
+ */
+export function vcnetCniAlone(options: {
+  name: string;
+  namespacePath: string;
+  settings?: Record<string, unknown>;
+  interfaceName?: string;
+  mac?: string;
+  address?: string;
+  gateway?: string;
+}): Record<string, unknown> & { type: 'vcnet-cni' } {
+  return {
+    cniVersion: '1.0.0',
+    name: options.name,
+    type: 'vcnet-cni',
+    ...options.settings,
+    prevResult: {
+      cniVersion: '1.0.0',
+      interfaces: [
+        {
+          name: options.interfaceName ?? 'eth0',
+          ...(options.mac === undefined ? {} : { mac: options.mac }),
+          sandbox: options.namespacePath,
+        },
+      ],
+      ips: [{ address: options.address ?? '10.200.0.2/24', gateway: options.gateway ?? '10.200.0.1', interface: 0 }],
+    },
+  };
+}
+
+/**
+ * The CNI_* variables a runtime gives a plugin running `command` for one attachment (CNI_PATH the
+ * system's plugins), for tests that run vcnet-cni themselves.
+ */
+export function cniVariables(
+  command: string,
+  attachment: { containerId: string; namespacePath: string; interfaceName?: string },
+): Record<string, string> {
+  return {
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: attachment.containerId,
+    CNI_NETNS: attachment.namespacePath,
+    CNI_IFNAME: attachment.interfaceName ?? 'eth0',
+    CNI_PATH: SYSTEM_CNI_DIRECTORY,
+  };
+}
+
+/**
+ * vcnet-cni alone over makePod()'s eth0 (its MAC in prevResult), for tests that run its program with
+ * node themselves: the config (records in `stateDir`) and the environment of each command (PATH, the
+ * CNI_* variables, `registry` as VCNET_STATE_REGISTRY).
+ */
+export function vcnetCniOverPod(options: {
+  name: string;
+  pod: TestNamespace;
+  containerId: string;
+  stateDir: string;
+  registry: string;
+}): { config: string; environment: (command: string) => Record<string, string> } {
+  const { pod, containerId } = options;
+  return {
+    config: JSON.stringify(
+      vcnetCniAlone({
+        name: options.name,
+        namespacePath: pod.path,
+        mac: linkMac(pod),
+        settings: { stateDir: options.stateDir },
+      }),
+    ),
+    environment: (command) => ({
+      PATH: process.env.PATH ?? '',
+      ...cniVariables(command, { containerId, namespacePath: pod.path }),
+      VCNET_STATE_REGISTRY: options.registry,
+    }),
+  };
+}
+
 /** A bridge network (host-local leases in dataDir) followed by vcnet-cni with `vcnet` settings. */
 export function bridgeThenVcnet(options: {
   name: string;
@@ -123,10 +207,8 @@ export class CniRuntime {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       // The wrapper runs the same node as the tests.
       VCNET_NODE: process.execPath,
-      CNI_COMMAND: command,
-      CNI_CONTAINERID: this.attachment.containerId,
-      CNI_NETNS: this.attachment.namespacePath,
-      CNI_IFNAME: this.attachment.interfaceName,
+      ...cniVariables(command, this.attachment),
+      // vcnet-cni's wrapper beside the system's plugins.
       CNI_PATH,
       // The test run's own state directory registry (test/global-setup.ts), so a plugin run never
       // registers a test's state directory in the host's /run/vcnet registry.

@@ -57,6 +57,13 @@ export function makeConfiguredGuest(): TestNamespace {
   return guest;
 }
 
+/** The MAC of link `name` in `namespace`, as iproute2 prints it. */
+export function linkMac(namespace: TestNamespace, name = 'eth0'): string {
+  const [link] = namespace.ipJson<Array<{ address: string }>>('link', 'show', name);
+  if (!link) throw new Error(`no link ${name} in ${namespace.name}`);
+  return link.address;
+}
+
 /** The names of vcnet's taps and macvtaps in `namespace` (`*_kata`), sorted. */
 export function kataLinks(namespace: TestNamespace): string[] {
   return namespace

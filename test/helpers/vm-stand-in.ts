@@ -36,3 +36,44 @@ export function holdDeviceFile(namespacePath: string, devicePath: string): Promi
     spawn('nsenter', [`--net=${namespacePath}`, 'sh', '-c', `exec 3<>${devicePath}; echo held; exec sleep 120`]),
   );
 }
+
+/**
+ * A VMM and guest NIC in one: attaches a queue of vcnet's `tap` in `podPath` (with the virtio-net
+ * header, as QEMU does) and copies frames both ways to a tap of its own, `guestTap`, made in
+ * `guestPath`, where that namespace's kernel receives them as a guest's NIC would: it answers only
+ * what is sent to its own MAC (the caller gives it the guest MAC, an address, and sets it up once
+ * this resolves). The guest tap goes when the process is killed. setns by ctypes: Debian 12's
+ * python3 (3.11) has no os.setns.
+ */
+export function relayTapToGuest(
+  podPath: string,
+  tap: string,
+  guestPath: string,
+  guestTap: string,
+): Promise<ChildProcess> {
+  const script = [
+    'import ctypes,fcntl,os,select,struct',
+    'libc=ctypes.CDLL(None,use_errno=True)',
+    'def enter(path):',
+    ' fd=os.open(path,os.O_RDONLY)',
+    ' if libc.setns(fd,0x40000000)!=0: raise OSError(ctypes.get_errno(),"setns "+path)',
+    ' os.close(fd)',
+    'def tap(name,flags):',
+    ' fd=os.open("/dev/net/tun",os.O_RDWR)',
+    ' fcntl.ioctl(fd,0x400454ca,struct.pack("16sH",name.encode(),flags))',
+    ' return fd',
+    // IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR: a queue of vcnet's tap, as QEMU attaches one.
+    `enter(${JSON.stringify(podPath)});pod=tap(${JSON.stringify(tap)},0x5002|0x4000)`,
+    `enter(${JSON.stringify(guestPath)});guest=tap(${JSON.stringify(guestTap)},0x1002)`,
+    'print("held",flush=True)',
+    // The virtio-net header (10 bytes, no offloads asked) comes before each frame on vcnet's tap.
+    'HEADER=10',
+    'while True:',
+    ' for fd in select.select([pod,guest],[],[])[0]:',
+    '  frame=os.read(fd,65536)',
+    '  try: os.write(guest,frame[HEADER:]) if fd==pod else os.write(pod,bytes(HEADER)+frame)',
+    // A guest tap not up yet refuses frames (EIO): dropped, as a NIC that is down drops them.
+    '  except OSError: pass',
+  ].join('\n');
+  return held(spawn('/usr/bin/python3', ['-c', script]));
+}

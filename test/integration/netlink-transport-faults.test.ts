@@ -7,13 +7,12 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { CLI, stateDirectoryPerTest, vcnet } from '../helpers/cli.js';
+import { VCNET_CNI_PROGRAM, vcnetCniOverPod } from '../helpers/cni.js';
 import { fingerprint, makePod } from '../helpers/pod.js';
 import { runUnderStrace, straceFaultsSkipReason } from '../helpers/strace.js';
 
-const PLUGIN = fileURLToPath(new URL('../../dist/cni/main.js', import.meta.url));
 const stateDirectory = stateDirectoryPerTest('vcnet-netlink-faults-');
 const skipReason = straceFaultsSkipReason('netlink receive fault tests');
 
@@ -94,31 +93,15 @@ describe.skipIf(skipReason)('netlink receives that fail', () => {
   it('vcnet-cni ADD whose dumps overrun on every receive answers code 11 (try again later); the retried ADD attaches', () => {
     const { pod } = makePod();
     const before = fingerprint(pod);
-    const mac = /link\/ether ([0-9a-f:]+)/.exec(pod.exec('ip', ['link', 'show', 'eth0']))![1]!;
-    const config = JSON.stringify({
-      cniVersion: '1.0.0',
+    const { config, environment } = vcnetCniOverPod({
       name: 'vcnet-netlink-faults',
-      type: 'vcnet-cni',
+      pod,
+      containerId: 'ctr-overrun',
       stateDir: join(stateDirectory(), 'cni'),
-      prevResult: {
-        cniVersion: '1.0.0',
-        interfaces: [{ name: 'eth0', mac, sandbox: pod.path }],
-        ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
-      },
+      registry: registry().VCNET_STATE_REGISTRY,
     });
     const plugin = (command: string, strace?: string[]) =>
-      runUnderStrace(strace, [process.execPath, PLUGIN], {
-        input: config,
-        env: {
-          PATH: process.env.PATH,
-          CNI_COMMAND: command,
-          CNI_CONTAINERID: 'ctr-overrun',
-          CNI_NETNS: pod.path,
-          CNI_IFNAME: 'eth0',
-          CNI_PATH: '/usr/lib/cni',
-          ...registry(),
-        },
-      });
+      runUnderStrace(strace, [process.execPath, VCNET_CNI_PROGRAM], { input: config, env: environment(command) });
     const add = plugin('ADD', failReceive('ENOBUFS', '1+'));
     expect(add.stderr).not.toContain('    at ');
     expect(add.status).toBe(1);

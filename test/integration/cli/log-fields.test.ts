@@ -4,14 +4,13 @@
  * exporter go to stderr: stdout stays the command's --json output and the CNI result.
  */
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { cniVariables, VCNET_CNI_PROGRAM, vcnetCniAlone } from '../../helpers/cni.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { makePod } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
 
-const CNI = join(CLI, '../../cni/main.js');
 const stateDirectory = stateDirectoryPerTest('vcnet-log-fields-');
 const KEYS = ['operation', 'sandbox', 'netns', 'endpoint'];
 const DEBUG_JSON = ['--log-level', 'debug', '--log-format', 'json'];
@@ -30,27 +29,17 @@ function logLines(stderr: string): Line[] {
 }
 
 function cni(pod: TestNamespace, command: 'ADD' | 'DEL', env: Record<string, string>) {
-  const config = {
-    cniVersion: '1.0.0',
+  const config = vcnetCniAlone({
     name: 'log-fields',
-    type: 'vcnet-cni',
-    stateDir: stateDirectory(),
-    prevResult: {
-      cniVersion: '1.0.0',
-      interfaces: [{ name: 'eth0', sandbox: pod.path }],
-      ips: [{ address: '10.200.0.2/24', interface: 0 }],
-    },
-  };
-  const result = spawnSync(process.execPath, [CNI], {
+    namespacePath: pod.path,
+    settings: { stateDir: stateDirectory() },
+  });
+  const result = spawnSync(process.execPath, [VCNET_CNI_PROGRAM], {
     input: JSON.stringify(config),
     encoding: 'utf8',
     env: {
       ...process.env,
-      CNI_COMMAND: command,
-      CNI_CONTAINERID: 'logfields-ctr',
-      CNI_NETNS: pod.path,
-      CNI_IFNAME: 'eth0',
-      CNI_PATH: '/usr/lib/cni',
+      ...cniVariables(command, { containerId: 'logfields-ctr', namespacePath: pod.path }),
       ...env,
     },
   });

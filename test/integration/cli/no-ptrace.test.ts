@@ -26,10 +26,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CLI, vcnet } from '../../helpers/cli.js';
+import { cniVariables, VCNET_CNI_PROGRAM, vcnetCniAlone } from '../../helpers/cni.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
 import { makePod } from '../../helpers/pod.js';
 
-const CNI_MAIN = join(CLI, '..', '..', 'cni', 'main.js');
 const PROC_FILTER_PRELOAD = fileURLToPath(new URL('../../helpers/proc-filter-preload.mjs', import.meta.url));
 /** What a service of vcnet keeps: everything it needs but CAP_SYS_PTRACE. */
 const WITHOUT_PTRACE = ['net_admin', 'sys_admin', 'dac_override', 'dac_read_search'];
@@ -128,29 +128,17 @@ function ancestorsOf(pid: number): number[] {
 /** vcnet-cni ADD and DEL of eth0 in the namespace at `path` for container `containerId`, as root or without CAP_SYS_PTRACE. */
 function cniOf(path: string, containerId: string) {
   const cniState = join(stateDirectory, 'cni');
-  const config = JSON.stringify({
-    cniVersion: '1.0.0',
-    name: 'noptrace',
-    type: 'vcnet-cni',
-    stateDir: cniState,
-    prevResult: {
-      cniVersion: '1.0.0',
-      interfaces: [{ name: 'eth0', sandbox: path }],
-      ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
-    },
-  });
+  const config = JSON.stringify(
+    vcnetCniAlone({ name: 'noptrace', namespacePath: path, settings: { stateDir: cniState } }),
+  );
   const env = (command: string, extra: Record<string, string> = {}) => ({
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: containerId,
-    CNI_NETNS: path,
-    CNI_IFNAME: 'eth0',
-    CNI_PATH: '/usr/lib/cni',
+    ...cniVariables(command, { containerId, namespacePath: path }),
     ...extra,
   });
   return {
     record: join(cniState, containerId, 'interfaces', 'eth0', 'state.json'),
     asRoot(command: string) {
-      const result = spawnSync(process.execPath, [CNI_MAIN], {
+      const result = spawnSync(process.execPath, [VCNET_CNI_PROGRAM], {
         input: config,
         encoding: 'utf8',
         env: { ...process.env, ...env(command) },
@@ -158,7 +146,7 @@ function cniOf(path: string, containerId: string) {
       return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
     },
     withoutPtrace(command: string, extra: Record<string, string> = {}, cwd?: string) {
-      return withCapabilities(WITHOUT_PTRACE, [process.execPath, CNI_MAIN], {
+      return withCapabilities(WITHOUT_PTRACE, [process.execPath, VCNET_CNI_PROGRAM], {
         input: config,
         env: env(command, extra),
         ...(cwd === undefined ? {} : { cwd }),

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, pauseAfterTap, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { cniVariables, VCNET_CNI_PROGRAM, vcnetCniAlone } from '../../helpers/cni.js';
 import { makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-caps-');
-const CNI_MAIN = join(CLI, '..', '..', 'cni', 'main.js');
 
 /** `vcnet ARGS` as root with only the capabilities `keep` (e.g. ['sys_admin']), through setpriv. */
 function vcnetWithCapabilities(keep: string[], args: string[], env: Record<string, string> = {}) {
@@ -123,32 +123,15 @@ describe('vcnet-cni ADD with one of the two capabilities', () => {
     it(`with only ${keep}: refused (code 108), and the stateDir it made is not left`, () => {
       const { pod } = makePod();
       const stateDir = join(stateDirectory(), 'cni', 'state');
-      const config = JSON.stringify({
-        cniVersion: '1.0.0',
-        name: 'caps',
-        type: 'vcnet-cni',
-        stateDir,
-        prevResult: {
-          cniVersion: '1.0.0',
-          interfaces: [{ name: 'eth0', sandbox: pod.path }],
-          ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
-        },
-      });
+      const config = JSON.stringify(vcnetCniAlone({ name: 'caps', namespacePath: pod.path, settings: { stateDir } }));
       const caps = `-all,+${keep}`;
       const result = spawnSync(
         'setpriv',
-        [`--bounding-set=${caps}`, `--inh-caps=${caps}`, '--', process.execPath, CNI_MAIN],
+        [`--bounding-set=${caps}`, `--inh-caps=${caps}`, '--', process.execPath, VCNET_CNI_PROGRAM],
         {
           encoding: 'utf8',
           input: config,
-          env: {
-            ...process.env,
-            CNI_COMMAND: 'ADD',
-            CNI_CONTAINERID: 'caps',
-            CNI_NETNS: pod.path,
-            CNI_IFNAME: 'eth0',
-            CNI_PATH: '/usr/lib/cni',
-          },
+          env: { ...process.env, ...cniVariables('ADD', { containerId: 'caps', namespacePath: pod.path }) },
         },
       );
       expect(result.status, result.stdout + result.stderr).toBe(1);

@@ -10,8 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CLI } from '../../helpers/cli.js';
-
-const CNI_MAIN = join(CLI, '..', '..', 'cni', 'main.js');
+import { VCNET_CNI_PROGRAM, vcnetCniAlone } from '../../helpers/cni.js';
 
 /** Runs `script` (sh, with $NS the path of a pod namespace made inside) in `unshare -Urn`. */
 function inUserNamespace(script: string, input = '') {
@@ -22,7 +21,7 @@ status=$?; kill $holder; exit $status`;
   const result = spawnSync('unshare', ['-Urn', 'sh', '-c', setup], {
     encoding: 'utf8',
     input,
-    env: { ...process.env, CLI, CNI_MAIN, NODE: process.execPath },
+    env: { ...process.env, CLI, CNI_MAIN: VCNET_CNI_PROGRAM, NODE: process.execPath },
   });
   return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
@@ -125,18 +124,15 @@ ${vcnetIn} detach --sandbox p --state-dir ${state} >/dev/null || exit 8`);
 
   it('vcnet-cni ADD with model macvtap is refused (code 7) before its state directory is made', () => {
     const stateDir = join(directory, 'cni');
-    const config = JSON.stringify({
-      cniVersion: '1.0.0',
-      name: 'userns',
-      type: 'vcnet-cni',
-      model: 'macvtap',
-      stateDir,
-      prevResult: {
-        cniVersion: '1.0.0',
-        interfaces: [{ name: 'eth0', sandbox: '/placeholder' }],
-        ips: [{ address: '10.77.0.2/24', gateway: '10.77.0.1', interface: 0 }],
-      },
-    });
+    const config = JSON.stringify(
+      vcnetCniAlone({
+        name: 'userns',
+        namespacePath: '/placeholder',
+        address: '10.77.0.2/24',
+        gateway: '10.77.0.1',
+        settings: { model: 'macvtap', stateDir },
+      }),
+    );
     const refused = inUserNamespace(
       'CNI_COMMAND=ADD CNI_CONTAINERID=userns CNI_NETNS=$NS CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni "$NODE" "$CNI_MAIN"',
       config,

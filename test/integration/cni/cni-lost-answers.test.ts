@@ -7,13 +7,12 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loseAnswersAt, stateDirectoryPerTest } from '../../helpers/cli.js';
+import { VCNET_CNI_PROGRAM, vcnetCniOverPod } from '../../helpers/cni.js';
 import { cleanupNamespaces } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
-const PLUGIN = fileURLToPath(new URL('../../../dist/cni/main.js', import.meta.url));
 const stateDirectory = stateDirectoryPerTest('vcnet-cni-lost-');
 const CONTAINER = 'ctr-lost';
 
@@ -23,36 +22,19 @@ afterEach(() => {
 
 type Pod = ReturnType<typeof makePod>['pod'];
 
-function config(pod: Pod): string {
-  const mac = /link\/ether ([0-9a-f:]+)/.exec(pod.exec('ip', ['link', 'show', 'eth0']))![1]!;
-  return JSON.stringify({
-    cniVersion: '1.0.0',
-    name: 'vcnet-lost',
-    type: 'vcnet-cni',
-    stateDir: join(stateDirectory(), 'cni'),
-    prevResult: {
-      cniVersion: '1.0.0',
-      interfaces: [{ name: 'eth0', mac, sandbox: pod.path }],
-      ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
-    },
-  });
-}
-
 function runPlugin(command: string, pod: Pod, env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, [PLUGIN], {
-    input: config(pod),
+  const plugin = vcnetCniOverPod({
+    name: 'vcnet-lost',
+    pod,
+    containerId: CONTAINER,
+    stateDir: join(stateDirectory(), 'cni'),
+    registry: join(stateDirectory(), 'registry'),
+  });
+  return spawnSync(process.execPath, [VCNET_CNI_PROGRAM], {
+    input: plugin.config,
     encoding: 'utf8',
     timeout: 30_000,
-    env: {
-      PATH: process.env.PATH,
-      CNI_COMMAND: command,
-      CNI_CONTAINERID: CONTAINER,
-      CNI_NETNS: pod.path,
-      CNI_IFNAME: 'eth0',
-      CNI_PATH: '/usr/lib/cni',
-      VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry'),
-      ...env,
-    },
+    env: { ...plugin.environment(command), ...env },
   });
 }
 

@@ -7,61 +7,43 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest } from '../../helpers/cli.js';
+import { VCNET_CNI_PROGRAM, vcnetCniOverPod } from '../../helpers/cni.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 import { runUnderStrace, straceFaultsSkipReason } from '../../helpers/strace.js';
 
-const PLUGIN = fileURLToPath(new URL('../../../dist/cni/main.js', import.meta.url));
 const stateDirectory = stateDirectoryPerTest('vcnet-cni-faults-');
 const skipReason = straceFaultsSkipReason('vcnet-cni fault tests');
 
 const CONTAINER = 'ctr-faults';
 
-/** The network config of a chain whose previous plugin left makePod()'s eth0. */
-function config(podPath: string, mac: string) {
-  return JSON.stringify({
-    cniVersion: '1.0.0',
-    name: 'vcnet-faults',
-    type: 'vcnet-cni',
-    stateDir: join(stateDirectory(), 'cni'),
-    prevResult: {
-      cniVersion: '1.0.0',
-      interfaces: [{ name: 'eth0', mac, sandbox: podPath }],
-      ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
-    },
-  });
-}
+type Pod = ReturnType<typeof makePod>['pod'];
 
-function macOf(pod: ReturnType<typeof makePod>['pod']): string {
-  return /link\/ether ([0-9a-f:]+)/.exec(pod.exec('ip', ['link', 'show', 'eth0']))![1]!;
+/** vcnet-cni in a chain whose previous plugin left makePod()'s eth0. */
+function plugin(pod: Pod) {
+  return vcnetCniOverPod({
+    name: 'vcnet-faults',
+    pod,
+    containerId: CONTAINER,
+    stateDir: join(stateDirectory(), 'cni'),
+    registry: join(stateDirectory(), 'registry'),
+  });
 }
 
 /**
  * Runs vcnet-cni `command` as a runtime does; `stdout` 'full' puts it on /dev/full; `strace` runs
  * it under `strace -f <strace...>` (fault injection).
  */
-function runPlugin(
-  command: string,
-  pod: ReturnType<typeof makePod>['pod'],
-  options: { stdout?: 'full'; strace?: string[] } = {},
-) {
+function runPlugin(command: string, pod: Pod, options: { stdout?: 'full'; strace?: string[] } = {}) {
   const device = options.stdout === 'full' ? openSync('/dev/full', 'w') : undefined;
   try {
-    return runUnderStrace(options.strace, [process.execPath, PLUGIN], {
-      input: config(pod.path, macOf(pod)),
+    const { config, environment } = plugin(pod);
+    return runUnderStrace(options.strace, [process.execPath, VCNET_CNI_PROGRAM], {
+      input: config,
       stdio: ['pipe', device ?? 'pipe', 'pipe'],
       timeout: 30_000,
-      env: {
-        PATH: process.env.PATH,
-        CNI_COMMAND: command,
-        CNI_CONTAINERID: CONTAINER,
-        CNI_NETNS: pod.path,
-        CNI_IFNAME: 'eth0',
-        CNI_PATH: '/usr/lib/cni',
-        VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry'),
-      },
+      env: environment(command),
     });
   } finally {
     if (device !== undefined) closeSync(device);
@@ -108,24 +90,17 @@ describe.skipIf(skipReason)('vcnet-cni whose reply cannot be written', () => {
 
   it('ADD whose reader has gone (EPIPE): exit 6 and a line on stderr, not an unhandled error', async () => {
     const { pod } = makePod();
-    const child = spawn(process.execPath, [PLUGIN], {
+    const { config, environment } = plugin(pod);
+    const child = spawn(process.execPath, [VCNET_CNI_PROGRAM], {
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: {
-        PATH: process.env.PATH,
-        CNI_COMMAND: 'ADD',
-        CNI_CONTAINERID: CONTAINER,
-        CNI_NETNS: pod.path,
-        CNI_IFNAME: 'eth0',
-        CNI_PATH: '/usr/lib/cni',
-        VCNET_STATE_REGISTRY: join(stateDirectory(), 'registry'),
-      },
+      env: environment('ADD'),
     });
     child.stdout.destroy();
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk.toString('utf8');
     });
-    child.stdin.end(config(pod.path, macOf(pod)));
+    child.stdin.end(config);
     const status = await new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     expect(stderr).not.toContain("Unhandled 'error' event");
     expect(stderr).toContain('vcnet-cni: the reply on stdout was lost (EPIPE)');

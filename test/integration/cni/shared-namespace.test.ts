@@ -12,7 +12,14 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nativeFileLock } from '../../../src/native/file-lock.js';
 import { CLI, pauseAfterTap, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
-import { type CniErrorOutput, CniRuntime, findPlugin, IP_COMMAND, missingCniPlugins } from '../../helpers/cni.js';
+import {
+  type CniErrorOutput,
+  CniRuntime,
+  findPlugin,
+  IP_COMMAND,
+  missingCniPlugins,
+  vcnetCniAlone,
+} from '../../helpers/cni.js';
 import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -24,18 +31,12 @@ const cniStateDirectory = stateDirectoryPerTest('vcnet-cni-state-');
 
 /** vcnet-cni alone (the interface plugin's work done by makePod), its prevResult naming the interface. */
 function vcnetCni(pod: TestNamespace, interfaceName: string, more: Record<string, unknown> = {}) {
-  return {
-    cniVersion: '1.0.0',
+  return vcnetCniAlone({
     name: 'shared-ns',
-    type: 'vcnet-cni',
-    stateDir: cniStateDirectory(),
-    ...more,
-    prevResult: {
-      cniVersion: '1.0.0',
-      interfaces: [{ name: interfaceName, sandbox: pod.path }],
-      ips: [{ address: '10.200.0.2/24', interface: 0 }],
-    },
-  };
+    namespacePath: pod.path,
+    interfaceName,
+    settings: { stateDir: cniStateDirectory(), ...more },
+  });
 }
 
 function cni(node: TestNamespace, pod: TestNamespace, containerId: string, interfaceName: string) {

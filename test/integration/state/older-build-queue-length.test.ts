@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { vcnet } from '../../helpers/cli.js';
-import { CniRuntime, missingCniPlugins } from '../../helpers/cni.js';
+import { CniRuntime, missingCniPlugins, vcnetCniAlone } from '../../helpers/cni.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -113,18 +113,11 @@ describe.skipIf(skipReason)('a tcfilter record of a build before the txqueuelen 
     const before = fingerprint(pod);
     const stateDir = join(work, 'cni');
     const runtime = new CniRuntime(node, { containerId: 'old', namespacePath: pod.path, interfaceName: 'eth0' });
-    const config = {
-      cniVersion: '1.0.0',
+    const config = vcnetCniAlone({
       name: 'oldnet',
-      type: 'vcnet-cni',
-      model: 'tcfilter',
-      stateDir,
-      prevResult: {
-        cniVersion: '1.0.0',
-        interfaces: [{ name: 'eth0', sandbox: pod.path }],
-        ips: [{ address: '10.200.0.2/24', interface: 0 }],
-      },
-    };
+      namespacePath: pod.path,
+      settings: { model: 'tcfilter', stateDir },
+    });
     const add = runtime.invoke('ADD', config);
     expect(add.status, add.stderr + add.stdout).toBe(0);
     const file = join(stateDir, 'old', 'interfaces', 'eth0', 'state.json');

@@ -6,13 +6,12 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { CLI, stateDirectoryPerTest } from '../../helpers/cli.js';
-import { fingerprint, makePod } from '../../helpers/pod.js';
+import { cniVariables, VCNET_CNI_PROGRAM, vcnetCniAlone } from '../../helpers/cni.js';
+import { fingerprint, linkMac, makePod } from '../../helpers/pod.js';
 import { straceFaultsSkipReason } from '../../helpers/strace.js';
 
-const PLUGIN = fileURLToPath(new URL('../../../dist/cni/main.js', import.meta.url));
 const stateDirectory = stateDirectoryPerTest('vcnet-refused-env-');
 const skipReason = straceFaultsSkipReason('refused-environment tests');
 
@@ -72,29 +71,18 @@ describe.skipIf(skipReason)('an environment the command refuses', () => {
   it.each(cases)('vcnet-cni ADD: %s is refused before the stateDir is made', (_, environment, message) => {
     const { pod } = makePod();
     const before = fingerprint(pod);
-    const mac = /link\/ether ([0-9a-f:]+)/.exec(pod.exec('ip', ['link', 'show', 'eth0']))![1]!;
     const state = join(stateDirectory(), 'nested', 'cni');
-    const config = JSON.stringify({
-      cniVersion: '1.0.0',
-      name: 'vcnet-refused-env',
-      type: 'vcnet-cni',
-      stateDir: state,
-      prevResult: {
-        cniVersion: '1.0.0',
-        interfaces: [{ name: 'eth0', mac, sandbox: pod.path }],
-        ips: [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 0 }],
-      },
-    });
+    const config = JSON.stringify(
+      vcnetCniAlone({
+        name: 'vcnet-refused-env',
+        namespacePath: pod.path,
+        mac: linkMac(pod),
+        settings: { stateDir: state },
+      }),
+    );
     const run = traceMkdirs(
-      [process.execPath, PLUGIN],
-      {
-        ...environment(),
-        CNI_COMMAND: 'ADD',
-        CNI_CONTAINERID: 'ctr-refused-env',
-        CNI_NETNS: pod.path,
-        CNI_IFNAME: 'eth0',
-        CNI_PATH: '/usr/lib/cni',
-      },
+      [process.execPath, VCNET_CNI_PROGRAM],
+      { ...environment(), ...cniVariables('ADD', { containerId: 'ctr-refused-env', namespacePath: pod.path }) },
       config,
     );
     expect(run.status, run.stderr).toBe(1);

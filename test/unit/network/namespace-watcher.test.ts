@@ -65,6 +65,27 @@ describe('diffInterfaces', () => {
     expect(change.addedInterfaces.map((entry) => entry.link.index)).toEqual([7]);
     expect(change.changedInterfaces).toEqual([]);
   });
+
+  it('reports a MAC changed on the same link apart: nothing the guest is told of changed', () => {
+    const before = byName([info({ link: link({ index: 2, name: 'eth0', address: '02:00:00:00:00:01' }) })]);
+    const change = diffInterfaces(
+      before,
+      byName([info({ link: link({ index: 2, name: 'eth0', address: '02:00:00:00:00:aa' }) })]),
+    );
+    expect(change.changedInterfaces).toEqual([]);
+    expect(change.macChangedInterfaces?.map((entry) => entry.link.address)).toEqual(['02:00:00:00:00:aa']);
+    // In capitals it is the same MAC; on a link made again (another ifindex) it is no change of a link's.
+    expect(
+      diffInterfaces(
+        before,
+        byName([info({ link: link({ index: 2, name: 'eth0', address: '02:00:00:00:00:01'.toUpperCase() }) })]),
+      ).macChangedInterfaces,
+    ).toBeUndefined();
+    expect(
+      diffInterfaces(before, byName([info({ link: link({ index: 9, name: 'eth0', address: '02:00:00:00:00:aa' }) })]))
+        .macChangedInterfaces,
+    ).toBeUndefined();
+  });
 });
 
 describe('guestSignature', () => {

@@ -55,6 +55,7 @@ function firstChange(present: NetworkInfo[], endpoints: EndpointState[]) {
     removed: change.removedInterfaces,
     added: change.addedInterfaces.map((entry) => `${entry.link.name}@${entry.link.index}`),
     changed: change.changedInterfaces.map((entry) => entry.link.name),
+    macChanged: (change.macChangedInterfaces ?? []).map((entry) => entry.link.name),
     view,
   };
 }
@@ -87,6 +88,18 @@ describe('watchStartView', () => {
       const { removed, added, changed } = firstChange([eth0, podLink({ address })], [endpoint(podLink())]);
       expect([removed, added, changed]).toEqual([[], [], []]);
     }
+  });
+
+  it('takes a tcfilter pod link whose MAC is not the recorded one (the guest NIC’s) as a MAC change, to be said', () => {
+    expect(firstChange([eth0, podLink({ address: '02:00:00:00:01:07' })], [endpoint(podLink())]).macChanged).toEqual([
+      'eth1',
+    ]);
+    // The same MAC in capitals is the same MAC.
+    const capitals = podLink({ address: '02:00:00:00:01:0A' });
+    expect(firstChange([capitals], [endpoint(podLink({ address: '02:00:00:00:01:0a' }))]).macChanged).toEqual([]);
+    // With another change too: both are said.
+    const moved = { ...podLink({ address: '02:00:00:00:01:07' }), addresses: [address('10.1.0.7', 24, { index: 5 })] };
+    expect(firstChange([moved], [endpoint(podLink())])).toMatchObject({ changed: ['eth1'], macChanged: ['eth1'] });
   });
 
   it('takes a recorded pod link renamed (same ifindex) as removed under its name and added under the new one', () => {
@@ -152,10 +165,11 @@ describe('watchStartView', () => {
       },
     });
     const asLeft = info({ link: link({ index: 5, name: 'eth1', address: '06:00:00:00:00:aa' }) });
-    expect(firstChange([asLeft], [recorded])).toMatchObject({ removed: [], added: [], changed: [] });
-    // Its MAC set back (or to any other): not followed, as while watching; the guest keeps the recorded one.
+    expect(firstChange([asLeft], [recorded])).toMatchObject({ removed: [], added: [], changed: [], macChanged: [] });
+    // Its MAC set back (or to any other): not followed, as while watching; the guest keeps the recorded
+    // one, and its macvtap has it, whatever the pod link's MAC: nothing to say.
     const other = info({ link: link({ index: 5, name: 'eth1', address: '02:00:00:00:01:02' }) });
-    expect(firstChange([other], [recorded])).toMatchObject({ removed: [], added: [], changed: [] });
+    expect(firstChange([other], [recorded])).toMatchObject({ removed: [], added: [], changed: [], macChanged: [] });
   });
 
   it('leaves out physical endpoints (their link is with VFIO) and unfinished attaches', () => {
