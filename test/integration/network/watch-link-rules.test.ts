@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NamespaceWatcher } from '../../../src/network/namespace-watcher.js';
 import { SandboxNotFoundError } from '../../../src/sandbox/sandbox-interfaces.js';
-import { applyNamespaceChange } from '../../../src/sandbox/sandbox-watch.js';
+import { applyNamespaceChange, type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet } from '../../helpers/cli.js';
 import { fingerprint, linkMac, makePod } from '../../helpers/pod.js';
