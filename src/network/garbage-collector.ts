@@ -11,9 +11,7 @@
  * orphan when it is of a kind vcnet makes (a tap, a macvtap, an ifb): gc deletes the filters that
  * redirect to it, then the link. On a link it takes such redirects from (the pod link, a device the VM
  * used as it is), it also takes the ingress qdisc they leave empty and a rate limit's htb root qdisc
- * of exactly the shape an attach makes (another htb is reported in `leftAlone`); and such an htb that
- * no record claims on a link no redirect at vcnet's priority is on or leads to (its attach's
- * redirects went another way: the pod link's ingress qdisc deleted), listed before records are read. A record claims a link by its ifindex when it has one (a renamed tap
+ * of exactly the shape an attach makes (another htb is reported in `leftAlone`). A record claims a link by its ifindex when it has one (a renamed tap
  * is still claimed), else by name. Anything else in the group (a veth, a bridge: someone else moved
  * it there) is reported in `leftAlone` and never touched, and so is a filter redirecting to an orphan
  * that a record claims (its link and priority). In a namespace no record of the
@@ -179,13 +177,10 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     const claimed = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
     /** Filters records add, per namespace, as `link/parent major/priority` with the link by index and by name. */
     const claimedFilters = new Map<NamespaceKey, Array<RecordOwner['filters'][number] & { id: string }>>();
-    /** The htb root qdiscs (rate limits) records add, per namespace. */
-    const claimedHtbs = new Map<NamespaceKey, RecordOwner['htbs']>();
     for (const owner of owners) {
       if (replaced.has(owner)) continue;
       appendTo(claimed, owner.key, ...owner.links);
       appendTo(claimedFilters, owner.key, ...owner.filters.map((filter) => ({ ...filter, id: owner.id })));
-      appendTo(claimedHtbs, owner.key, ...owner.htbs);
     }
 
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
@@ -222,7 +217,6 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         links: claimed.get(key),
         changing: changing.get(key) ?? [],
         filters: claimedFilters.get(key) ?? [],
-        htbs: claimedHtbs.get(key) ?? [],
         named: scoped !== undefined,
       };
       await collectNamespace(scan, claims, report, openMacvtaps);

@@ -11,11 +11,9 @@ import { safeReaddir } from '../../directory-entries.js';
 import { appendTo } from '../../multimap.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
-import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { OpenedNamespace } from '../../netns/namespace-identity.js';
 import { processIds } from '../../netns/processes.js';
-import { shellWord } from '../../shell-word.js';
 import { testSeam } from '../../test-seams.js';
 import { isVcnetHtb, isVcnetRedirect } from '../foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from '../plan/macvtap-index.js';
@@ -28,8 +26,6 @@ export interface NamespaceScan {
   namespace: OpenedNamespace;
   handle: NetlinkHandle;
   links: Link[];
-  /** Its qdiscs, listed with the links (undefined: the dump failed, and no qdisc is looked at). */
-  qdiscs: Qdisc[] | undefined;
 }
 
 /** What the records gc read say of one scanned namespace. */
@@ -42,8 +38,6 @@ export interface NamespaceClaims {
   changing: Array<{ name: string; index?: number }>;
   /** The filters records added there, each with its record's id. */
   filters: Array<RecordOwner['filters'][number] & { id: string }>;
-  /** The htb root qdiscs (rate limits) records added there. */
-  htbs: RecordOwner['htbs'];
   /** The namespace was named (`namespaces`, --netns): its orphans go even when no record names it. */
   named: boolean;
 }
@@ -103,29 +97,12 @@ export async function collectNamespace(
   report.kept += ours.length - orphans.length;
   const changing = ours.filter((link) => claims.changing.some((recorded) => claimsLink(recorded, link)));
   if (changing.length > 0) report.beingChanged.push({ namespacePath, links: changing.map((link) => link.name) });
-  const redirects = await vcnetPriorityRedirects(handle, links, scan.qdiscs);
-  const dangling = danglingOf(redirects, links);
-  const strays = await strayRateLimits(handle, scan, {
-    // Not these: an orphan goes with its htb, a VM's tap stays with it, a link vcnet never makes is not its.
-    passOver: new Set([...orphans, ...report.inUse.filter((held) => held.namespacePath === namespacePath)].map(nameOf)),
-    vcnetKinds: (link) => link.group !== VCNET_LINK_GROUP || VCNET_LINK_KINDS.has(link.kind ?? ''),
-    claimed: claims.htbs,
-    redirects,
-    orphanIndexes: new Set(orphans.map((link) => link.index)),
-  });
-  if (orphans.length === 0 && dangling.length === 0 && strays.length === 0) return;
+  const dangling = await danglingRedirects(handle, links);
+  if (orphans.length === 0 && dangling.length === 0) return;
   if (names === undefined && !claims.named) {
     report.unclaimed.push({
       namespacePath,
       links: orphans.map((link) => link.name),
-      ...(strays.length > 0
-        ? {
-            qdiscs: strays.map(
-              ({ link, shaping }) =>
-                `${link.name} root htb ${formatHandle(shaping.handle)} (a vcnet rate limit: it holds what ${link.name} sends to ${shaping.rate} bit/s; \`nsenter --net=${shellWord(namespacePath)} tc qdisc del dev ${shellWord(link.name)} root handle ${formatHandle(shaping.handle)}\` removes it)`,
-            ),
-          }
-        : {}),
       ...(dangling.length > 0
         ? {
             filters: dangling.map(
@@ -153,8 +130,6 @@ export async function collectNamespace(
   // request was answered ok (reportOutcomes).
   const planned: GarbageItem[] = [];
   const emptiedIngress: Array<{ item: GarbageItem; link: Link; handle: number }> = [];
-  /** Links whose htb was looked at with the redirects gc takes from them: not again as a stray. */
-  const htbLookedAt = new Set<number>();
   for (const link of links) {
     if (orphanIndexes.has(link.index)) continue;
     let removedFilters = 0;
@@ -218,7 +193,6 @@ export async function collectNamespace(
     // link whose redirects to an orphan gc removes (the attach that made them), and only when it
     // has exactly the shape a rate limit makes.
     if (removedFilters > 0) {
-      htbLookedAt.add(link.index);
       const shaping = await rateLimitHtbOf(handle, link);
       if (shaping?.ours) {
         planned.push({
@@ -237,17 +211,6 @@ export async function collectNamespace(
         });
       }
     }
-  }
-  // A rate limit's htb no record claims and no redirect of vcnet's explains (strayRateLimits).
-  for (const { link, shaping } of strays) {
-    if (htbLookedAt.has(link.index)) continue;
-    planned.push({
-      kind: 'qdisc',
-      namespacePath,
-      name: link.name,
-      detail: `htb root qdisc of a rate limit (${shaping.description}): no record claims it and no redirect of vcnet's is on ${link.name} or leads to it (an attach's whose record and redirects are gone); it held what ${link.name} sends to ${shaping.rate} bit/s`,
-    });
-    batch.deleteQdisc(link.index, shaping.handle, TC_H_ROOT);
   }
   for (const link of orphans) {
     planned.push({
@@ -387,29 +350,24 @@ function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
   return { major, byMinor };
 }
 
-/** The ingress filters of one priority on a link, at one of vcnet's priorities. */
-interface PriorityRedirect {
-  link: Link;
-  priority: number;
-  /** The ifindexes its mirred actions send to. */
-  targets: Set<number>;
-  /** Of vcnet's shape: u32 match-alls whose one action is a mirred egress redirect, to one target. */
-  vcnetShaped: boolean;
-}
-
 /**
- * The ingress filters at vcnet's priorities (its own, and the ifb redirect's below it), per link and
- * priority: the links that have an ingress qdisc in the listing gc made before it read the records
- * (`qdiscs`; undefined when that dump failed: none, as a dump that fails proves nothing).
+ * vcnet's redirects (at its priorities, of its shape) to an ifindex no link in the namespace has: one
+ * qdisc dump for the namespace, then the ingress filters of the links that have an ingress qdisc.
  */
-async function vcnetPriorityRedirects(
+async function danglingRedirects(
   handle: NetlinkHandle,
   links: readonly Link[],
-  qdiscs: readonly Qdisc[] | undefined,
-): Promise<PriorityRedirect[]> {
-  if (qdiscs === undefined) return [];
-  const withIngress = new Set(qdiscs.filter((qdisc) => qdisc.parent === TC_H_INGRESS).map((qdisc) => qdisc.index));
-  const found: PriorityRedirect[] = [];
+): Promise<Array<{ link: Link; priority: number; target: number }>> {
+  const present = new Set(links.map((link) => link.index));
+  let withIngress: Set<number>;
+  try {
+    withIngress = new Set(
+      (await handle.qdiscs()).filter((qdisc) => qdisc.parent === TC_H_INGRESS).map((qdisc) => qdisc.index),
+    );
+  } catch {
+    return []; // a dump that fails proves nothing: nothing is taken for dangling
+  }
+  const dangling: Array<{ link: Link; priority: number; target: number }> = [];
   for (const link of links) {
     if (!withIngress.has(link.index)) continue;
     let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
@@ -421,78 +379,15 @@ async function vcnetPriorityRedirects(
     const byPriority = new Map<number, typeof filters>();
     for (const filter of filters) appendTo(byPriority, filter.priority, filter);
     for (const [priority, group] of byPriority) {
+      // vcnet's own priority, and the ifb redirect's one below it.
       if (priority !== FILTER_PRIORITY && priority !== FILTER_PRIORITY - 1) continue;
       const targets = new Set(group.flatMap((filter) => redirectTargetsOf(filter)));
-      const vcnetShaped = targets.size === 1 && group.every((filter) => isVcnetRedirect(filter, 'u32', targets));
-      found.push({ link, priority, targets, vcnetShaped });
+      const target = targets.values().next().value;
+      if (targets.size !== 1 || target === undefined || present.has(target)) continue;
+      if (group.every((filter) => isVcnetRedirect(filter, 'u32', targets))) dangling.push({ link, priority, target });
     }
   }
-  return found;
-}
-
-/**
- * vcnet's redirects (at its priorities, of its shape) to an ifindex no link in the namespace has: its
- * tap went without it, and it drops every frame it matches.
- */
-function danglingOf(
-  redirects: readonly PriorityRedirect[],
-  links: readonly Link[],
-): Array<{ link: Link; priority: number; target: number }> {
-  const present = new Set(links.map((link) => link.index));
-  return redirects.flatMap(({ link, priority, targets, vcnetShaped }) => {
-    const target = targets.values().next().value;
-    if (!vcnetShaped || target === undefined || present.has(target)) return [];
-    return [{ link, priority, target }];
-  });
-}
-
-/** What strayRateLimits leaves out, and what it weighs. */
-interface StrayContext {
-  /** Names of links gc passes over here: orphans (their htb goes with them), links a process holds. */
-  passOver: ReadonlySet<string>;
-  /** Whether a link may carry a vcnet htb: not in vcnet's group, or of a kind vcnet makes. */
-  vcnetKinds: (link: Link) => boolean;
-  /** The htbs records added in the namespace. */
-  claimed: RecordOwner['htbs'];
-  /** The filters at vcnet's priorities in the namespace. */
-  redirects: readonly PriorityRedirect[];
-  /** Orphans: their redirects go with them, so they explain no htb. */
-  orphanIndexes: ReadonlySet<number>;
-}
-
-/**
- * Rate limits' htbs an attach left whose record and redirects are gone: a root htb listed before the
- * records were read (one made since may be a running attach's, journaled after that read), of
- * exactly a vcnet rate limit's shape now, that no record claims, on a link with no filter at vcnet's
- * priorities and that no such filter (but an orphan's, which goes) redirects to. A redirect of any
- * shape at vcnet's priority, live or not, may be the rest of an attach gc cannot see (a record in a
- * state directory it does not read): the htb then stays.
- */
-async function strayRateLimits(
-  handle: NetlinkHandle,
-  scan: NamespaceScan,
-  { passOver, vcnetKinds, claimed, redirects, orphanIndexes }: StrayContext,
-): Promise<Array<{ link: Link; shaping: RateLimitHtb }>> {
-  const htbAtScan = new Map(
-    (scan.qdiscs ?? [])
-      .filter((qdisc) => qdisc.parent === TC_H_ROOT && qdisc.kind === 'htb')
-      .map((qdisc) => [qdisc.index, qdisc.handle]),
-  );
-  const strays: Array<{ link: Link; shaping: RateLimitHtb }> = [];
-  for (const link of scan.links) {
-    const handleAtScan = htbAtScan.get(link.index);
-    if (handleAtScan === undefined || passOver.has(link.name) || !vcnetKinds(link)) continue;
-    if (claimed.some((htb) => (htb.index !== undefined ? htb.index === link.index : htb.link === link.name))) continue;
-    const explained = redirects.some(
-      (redirect) =>
-        redirect.link.index === link.index ||
-        (redirect.targets.has(link.index) && !orphanIndexes.has(redirect.link.index)),
-    );
-    if (explained) continue;
-    const shaping = await rateLimitHtbOf(handle, link);
-    if (shaping?.ours && shaping.handle === handleAtScan) strays.push({ link, shaping });
-  }
-  return strays;
+  return dangling;
 }
 
 /** A mirred target no link has: the kernel dumps 0 once the device is gone, the ifindex otherwise. */
@@ -560,15 +455,10 @@ async function ingressQdiscOf(
  * The htb root qdisc on `link`, and whether it has exactly the shape a vcnet rate limit makes
  * (foreign-filters.ts isVcnetHtb). undefined when the root qdisc is not an htb (or the link went meanwhile).
  */
-interface RateLimitHtb {
-  ours: boolean;
-  handle: number;
-  description: string;
-  /** The rate it holds its link's egress to (its outer class's), in bits per second; '?' unknown. */
-  rate: number | '?';
-}
-
-async function rateLimitHtbOf(handle: NetlinkHandle, link: Link): Promise<RateLimitHtb | undefined> {
+async function rateLimitHtbOf(
+  handle: NetlinkHandle,
+  link: Link,
+): Promise<{ ours: boolean; handle: number; description: string } | undefined> {
   try {
     const qdiscs = await handle.qdiscs(link.index);
     const root = qdiscs.find((qdisc) => qdisc.parent === TC_H_ROOT);
@@ -586,8 +476,7 @@ async function rateLimitHtbOf(handle: NetlinkHandle, link: Link): Promise<RateLi
       ...(filters.length > 0 ? [`${filters.length} filter(s)`] : []),
     ].join(', ');
     const ours = isVcnetHtb(root, classes, filters, qdiscs);
-    const outer = classes.find((entry) => entry.parent === TC_H_ROOT || entry.parent === root.handle);
-    return { ours, handle: root.handle, description, rate: outer?.rateBitsPerSecond ?? '?' };
+    return { ours, handle: root.handle, description };
   } catch {
     return undefined; // the link went meanwhile
   }
@@ -600,8 +489,4 @@ export function openMacvtapDevicesOnce(): () => OpenMacvtapDevices | undefined {
     if (macvtapDevices === null) macvtapDevices = listOpenMacvtapDevices();
     return macvtapDevices;
   };
-}
-
-function nameOf(link: { name: string }): string {
-  return link.name;
 }
