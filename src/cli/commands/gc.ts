@@ -19,7 +19,7 @@ export function registerGc(program: Command): void {
   program
     .command('gc')
     .description(
-      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace another attach, detach or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged`), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`)",
+      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace another attach, detach or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged`), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`); a namespace another command is changing right now is not looked into (listed in `withheld` with `beingChanged`: run gc again)",
     )
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
@@ -55,17 +55,31 @@ export function registerGc(program: Command): void {
         print(`removed nothing (${report.failures.length} removal(s) failed, see stderr)`);
         return;
       }
-      const withheld = report.withheld.reduce((count, entry) => count + entry.links.length, 0);
-      if (report.removed.length === 0 && withheld > 0) {
-        // Not "nothing to collect": gc did not look, as a record it could not read may own them.
-        const live = report.kept - report.inUse.length - withheld;
+      const unreadable = report.withheld.filter((entry) => !entry.beingChanged);
+      const busy = report.withheld.filter((entry) => entry.beingChanged);
+      const count = (entries: typeof unreadable) => entries.reduce((sum, entry) => sum + entry.links.length, 0);
+      const withheld = count(unreadable);
+      const live = report.kept - report.inUse.length - withheld - count(busy);
+      // Not "nothing to collect" where gc did not look: a record it could not read may own those
+      // links, or another command was changing that namespace.
+      const notExamined = [
+        ...(withheld > 0
+          ? [
+              `${withheld} vcnet link(s) in ${unreadable.length} namespace(s) not examined, as a record gc could not read may be theirs`,
+            ]
+          : []),
+        ...(busy.length > 0
+          ? [`${busy.length} namespace(s) not examined, as another command was changing them: run gc again`]
+          : []),
+      ];
+      if (report.removed.length === 0 && notExamined.length > 0) {
         print(
-          `removed nothing: ${withheld} vcnet link(s) in ${report.withheld.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)${live > 0 ? `; ${live} belong to live sandboxes` : ''}`,
+          `removed nothing: ${notExamined.join('; ')} (see stderr)${live > 0 ? `; ${live} belong to live sandboxes` : ''}`,
         );
         return;
       }
       if (report.removed.length === 0) {
-        print(`nothing to collect (${report.kept - report.inUse.length} vcnet link(s) belong to live sandboxes)`);
+        print(`nothing to collect (${live} vcnet link(s) belong to live sandboxes)`);
         return;
       }
       print(`${report.dryRun ? 'would remove' : 'removed'} ${report.removed.length} item(s):`);
@@ -130,6 +144,8 @@ function reportToStderr(report: GarbageReport): void {
       `vcnet: gc left ${left.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
     );
   }
+  for (const entry of report.withheld)
+    if (entry.beingChanged) writeStderr(`vcnet: gc left ${entry.namespacePath} as it is: ${entry.reason}\n`);
   for (const item of report.absent) writeStderr(`vcnet: gc: ${item.namespacePath}: ${item.detail}\n`);
   // Stray entries (a link, a FIFO, a file) name no sandbox: one line, so they are seen (--json lists each).
   if (report.ignored.length > 0)
