@@ -203,10 +203,13 @@ async function collectUnowned(path: string | undefined, recordText: string | und
       const report = await collectGarbage({ namespaces: [opened.entryPath], stateDirectories: [stateDirectory] });
       const removed = report.removed.filter((item) => item.kind !== 'state').map(describeRemoved);
       const failures = report.failures.map((failure) => failure.reason);
+      const busy = report.withheld.find((entry) => entry.beingChanged);
       return [
         removed.length > 0
           ? `removed ${removed.join(', ')} (no record owns ${removed.length === 1 ? 'it' : 'them'}) in ${path}`
-          : `nothing unowned in ${path}`,
+          : busy
+            ? `${path} not looked into: ${busy.reason ?? 'another command is changing it'}`
+            : `nothing unowned in ${path}`,
         ...(failures.length > 0 ? [`not removed: ${failures.join('; ')} (run vcnet gc)`] : []),
       ].join('; ');
     } catch (error) {

@@ -25,7 +25,10 @@
  * about any namespace, so no link, filter or qdisc is removed anywhere that run.
  *
  * Links are listed before records are read: an attach journals each link before making it, so a
- * link gc sees is already in a record gc reads afterwards.
+ * link gc sees is already in a record gc reads afterwards. Step 4 judges and removes in each
+ * namespace under its lock, taken without waiting (a namespace another command is changing is left
+ * for the next run), from the filters and links listed again under it (orphan-links.ts says how), so
+ * a sandbox attached since the first look is never mistaken for garbage.
  *
  * This file runs the steps in order; each is in gc/: namespace-scan.ts (1), gone-records.ts (3),
  * state-leftovers.ts (3a), unfinished.ts (3b), orphan-links.ts (4), and report.ts the report they
@@ -168,20 +171,27 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       }
       return liveCookies.get(owner.key);
     };
-    const replaced = new Set<RecordOwner>();
-    for (const owner of owners) {
-      if (owner.cookie === undefined) continue;
+    // A record of a gone namespace whose inode a later namespace took claims nothing in the later one.
+    const isReplaced = (owner: RecordOwner): boolean => {
+      if (owner.cookie === undefined) return false;
       const cookie = liveCookie(owner);
-      if (cookie !== undefined && cookie !== owner.cookie) replaced.add(owner);
-    }
-    const claimed = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
-    /** Filters records add, per namespace, as `link/parent major/priority` with the link by index and by name. */
-    const claimedFilters = new Map<NamespaceKey, Array<RecordOwner['filters'][number] & { id: string }>>();
-    for (const owner of owners) {
-      if (replaced.has(owner)) continue;
-      appendTo(claimed, owner.key, ...owner.links);
-      appendTo(claimedFilters, owner.key, ...owner.filters.map((filter) => ({ ...filter, id: owner.id })));
-    }
+      return cookie !== undefined && cookie !== owner.cookie;
+    };
+    const replaced = new Set(owners.filter(isReplaced));
+    /** What the records say of the namespace of `key`: see NamespaceClaims. */
+    const claimsOf = (
+      records: { owners: readonly RecordOwner[]; untouchable: typeof untouchable },
+      key: NamespaceKey,
+    ): NamespaceClaims => {
+      const current = records.owners.filter((owner) => owner.key === key && !isReplaced(owner));
+      return {
+        withheld: records.untouchable.everything || records.untouchable.keys.has(key),
+        links: current.length > 0 ? current.flatMap((owner) => owner.links) : undefined,
+        filters: current.flatMap((owner) => owner.filters.map((filter) => ({ ...filter, id: owner.id }))),
+        changing: changing.get(key) ?? [],
+        named: scoped !== undefined,
+      };
+    };
 
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
     const nowLive = liveNamespaces();
@@ -212,14 +222,11 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       await yieldToEventLoop();
       signal?.throwIfAborted();
       const key = keyOf(scan.namespace.identity);
-      const claims: NamespaceClaims = {
-        withheld: untouchable.everything || untouchable.keys.has(key),
-        links: claimed.get(key),
-        changing: changing.get(key) ?? [],
-        filters: claimedFilters.get(key) ?? [],
-        named: scoped !== undefined,
-      };
-      await collectNamespace(scan, claims, report, openMacvtaps);
+      // The records as read in step 2, and as they are once the namespace's objects were listed
+      // again under its lock (read only when there is something to remove).
+      const claims = claimsOf({ owners, untouchable }, key);
+      const claimsNow = () => claimsOf(readOwners(directories), key);
+      await collectNamespace(scan, { claims, claimsNow }, report, openMacvtaps);
     }
   } finally {
     const closing = scans.map(({ namespace, handle }) => {

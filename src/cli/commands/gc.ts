@@ -19,7 +19,7 @@ export function registerGc(program: Command): void {
   program
     .command('gc')
     .description(
-      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace or sandbox another attach, detach, add-iface or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged` and its links in `beingChanged`, and so is a record of a namespace gone whose sandbox another process is changing: run gc again once that is done), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`)",
+      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace or sandbox another attach, detach, add-iface or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged` and its links in `beingChanged`, and so is a record of a namespace gone whose sandbox another process is changing: run gc again once that is done), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`); a namespace another command is changing right now is not looked into (listed in `withheld` with `beingChanged`: run gc again)",
     )
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
@@ -65,12 +65,13 @@ export function summaryLines(report: GarbageReport): string[] {
     return [
       `removed nothing (${report.failures.length} removal(s) failed, see stderr)${kept.map((reason) => `; ${reason}`).join('')}`,
     ];
-  const withheld = report.withheld.reduce((count, entry) => count + entry.links.length, 0);
+  const unreadable = report.withheld.filter((entry) => !entry.beingChanged);
+  const withheld = unreadable.reduce((count, entry) => count + entry.links.length, 0);
   if (report.removed.length === 0 && withheld > 0) {
     // Not "nothing to collect": gc did not look, as a record it could not read may own them.
     return [
       [
-        `removed nothing: ${withheld} vcnet link(s) in ${report.withheld.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)`,
+        `removed nothing: ${withheld} vcnet link(s) in ${unreadable.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)`,
         ...kept,
       ].join('; '),
     ];
@@ -117,11 +118,16 @@ function keptReasons(report: GarbageReport): string[] {
     reasons.push(
       `${changing} record(s)${changingLinks > 0 ? ` with ${changingLinks} vcnet link(s)` : ''} left as they are, as another process is changing them right now: run gc again once it is done`,
     );
+  // A namespace gc did not look into at all, as another command held its lock (its links as first
+  // listed are in `withheld` too).
+  const busy = report.withheld.filter((entry) => entry.beingChanged).length;
+  if (busy > 0)
+    reasons.push(`${busy} namespace(s) not examined, as another command was changing them: run gc again (see stderr)`);
   const unseen = report.skipped.filter((record) => record.namespaceUnseen).length;
   if (unseen > 0)
     reasons.push(`${unseen} record(s) kept, as whether their namespace still exists cannot be told (see stderr)`);
   const unreadable = report.skipped.filter((record) => !record.beingChanged && !record.namespaceUnseen).length;
-  if (unreadable > 0 && report.withheld.length === 0)
+  if (unreadable > 0 && !report.withheld.some((entry) => !entry.beingChanged))
     reasons.push(`${unreadable} record(s) or state directories gc cannot read skipped (see stderr)`);
   const live = liveLinks(report);
   if (live > 0) reasons.push(livePhrase(live));
@@ -185,6 +191,8 @@ function reportToStderr(report: GarbageReport): void {
       `vcnet: gc left ${left.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
     );
   }
+  for (const entry of report.withheld)
+    if (entry.beingChanged) writeStderr(`vcnet: gc left ${entry.namespacePath} as it is: ${entry.reason}\n`);
   for (const item of report.absent) writeStderr(`vcnet: gc: ${item.namespacePath}: ${item.detail}\n`);
   // Stray entries (a link, a FIFO, a file) name no sandbox: one line, so they are seen (--json lists each).
   if (report.ignored.length > 0)

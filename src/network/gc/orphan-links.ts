@@ -6,7 +6,7 @@
  * removals go in one batch, the emptied ingress qdiscs in a second one (garbage-collector.ts runs
  * this for every namespace it scanned, once the records are read).
  */
-import { readlinkSync, statSync } from 'node:fs';
+import { closeSync, constants, openSync, readlinkSync, statSync } from 'node:fs';
 import { safeReaddir } from '../../directory-entries.js';
 import { appendTo } from '../../multimap.js';
 import type { Link } from '../../netlink/codec/link.js';
@@ -18,6 +18,7 @@ import { testSeam } from '../../test-seams.js';
 import { isVcnetHtb, isVcnetRedirect } from '../foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from '../plan/macvtap-index.js';
 import { FILTER_PRIORITY, VCNET_LINK_GROUP, VCNET_LINK_KINDS } from '../plan/plan-attach.js';
+import { lockNamespace, NamespaceBusyError } from '../state/namespace-lock.js';
 import { claims as claimsLink, type RecordOwner } from '../state/owners.js';
 import { failureOf, type GarbageItem, type GarbageReport, reportOutcomes } from './report.js';
 
@@ -43,6 +44,15 @@ export interface NamespaceClaims {
 }
 
 /**
+ * The records' claims on one namespace: as read before its objects were listed again under its lock
+ * (`claims`), and read afresh (`claimsNow`), which gc does only when there is something to remove.
+ */
+export interface NamespaceOwnership {
+  claims: NamespaceClaims;
+  claimsNow: () => NamespaceClaims;
+}
+
+/**
  * Step 4 of gc in one scanned namespace: its links of vcnet's group that no record claims. A link of
  * a kind vcnet never makes is left alone; one a process holds open is kept (`inUse`); the others are
  * orphans, removed with the redirect filters to them (a filter a record claims stays), the ingress
@@ -54,25 +64,122 @@ export interface NamespaceClaims {
  * redirect) to an ifindex no link in the namespace has any more is collected the same way: its tap
  * went without it (deleted by hand, an attach or detach cut short), and it now drops every frame it
  * matches, the pod's whole ingress. Removing it can only let traffic through again.
+ *
+ * Judged and removed under the namespace's lock, taken without waiting: while an attach, detach or
+ * vcnet-cni ADD/DEL holds it, the namespace is left for the next gc (`withheld`, `beingChanged`).
+ * Once it is held, nothing is judged from an old look: the redirects are listed, then the links
+ * (a link made after the first look could otherwise look like a redirect's gone target), then the
+ * records are read again. An orphan is a link of the first look (made before the records of step 2
+ * were read, so journaled in them) that neither those records nor today's claim, and that is still there.
  */
 export async function collectNamespace(
   scan: NamespaceScan,
-  claims: NamespaceClaims,
+  ownership: NamespaceOwnership,
   report: GarbageReport,
   openMacvtaps: () => OpenMacvtapDevices | undefined,
 ): Promise<void> {
-  const { namespace, handle, links } = scan;
-  const dryRun = report.dryRun;
+  const { namespace } = scan;
   const namespacePath = namespace.identity.path;
-  const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
-  if (claims.withheld) {
-    const withheld = grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
-    report.kept += withheld.length;
-    if (withheld.length > 0) report.withheld.push({ namespacePath, links: withheld.map((link) => link.name) });
+  const grouped = (links: readonly Link[]) => links.filter((link) => link.group === VCNET_LINK_GROUP);
+  const withheld = (links: readonly Link[], beingChanged?: { reason: string }) => {
+    const ours = grouped(links).filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
+    report.kept += ours.length;
+    if (beingChanged)
+      report.withheld.push({
+        namespacePath,
+        links: ours.map((link) => link.name),
+        beingChanged: true,
+        reason: beingChanged.reason,
+      });
+    else if (ours.length > 0) report.withheld.push({ namespacePath, links: ours.map((link) => link.name) });
+  };
+  if (ownership.claims.withheld) {
+    withheld(scan.links);
     return;
   }
+  let lock: number;
+  try {
+    lock = await lockForCollection(namespace);
+  } catch (error) {
+    if (!(error instanceof NamespaceBusyError)) {
+      report.failures.push({ namespacePath, ...failureOf(error) });
+      return;
+    }
+    withheld(scan.links, {
+      reason: `being changed right now by ${error.holder > 0 ? `process ${error.holder}` : 'another process (which one cannot be known)'} (an attach, detach or vcnet-cni ADD or DEL), so gc did not look at it; run gc again once that is done`,
+    });
+    return;
+  }
+  try {
+    await collectLocked(scan, ownership, report, openMacvtaps, withheld);
+  } finally {
+    closeSync(lock);
+  }
+}
+
+/**
+ * The namespace's lock (namespace-lock.ts), on an fd of its own: taken without waiting, released by
+ * closing that fd. NamespaceBusyError while another command holds it.
+ */
+async function lockForCollection(namespace: OpenedNamespace): Promise<number> {
+  const fd = openSync(namespace.entryPath, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    await lockNamespace(fd, namespace.identity.path, 0);
+    return fd;
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+}
+
+async function collectLocked(
+  scan: NamespaceScan,
+  ownership: NamespaceOwnership,
+  report: GarbageReport,
+  openMacvtaps: () => OpenMacvtapDevices | undefined,
+  withheld: (links: readonly Link[]) => void,
+): Promise<void> {
+  const { namespace, handle } = scan;
+  const dryRun = report.dryRun;
+  const namespacePath = namespace.identity.path;
+  // The redirects first, the links after: every target a redirect names was made before it, so a
+  // target missing from the later list is really gone.
+  const redirects = await vcnetRedirects(handle);
+  let links: Link[];
+  try {
+    links = await handle.links();
+  } catch (error) {
+    report.failures.push({ namespacePath, ...failureOf(error) });
+    return;
+  }
+  const present = new Map(links.map((link) => [link.index, link]));
+  const firstLook = ownership.claims;
+  const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
+  // Orphan candidates come only from the first look: a link made since may belong to a record
+  // written after step 2 read them. Today's links stand in for them (a VM may have opened a tap since).
+  const listedBefore = new Set(scan.links.map((link) => link.index));
+  const isClaimedBy = (claims: NamespaceClaims, link: Link) =>
+    claims.links?.some((recorded) => claimsLink(recorded, link)) ?? false;
+  let unclaimed = grouped.filter(
+    (link) => VCNET_LINK_KINDS.has(link.kind ?? '') && listedBefore.has(link.index) && !isClaimedBy(firstLook, link),
+  );
+  const dangling = redirects.flatMap(({ index, priority, target }) => {
+    const link = present.get(index);
+    return link !== undefined && !present.has(target) ? [{ link, priority, target }] : [];
+  });
+  // Something to remove: judged again against the records as they are now, read after both lists.
+  let claims = firstLook;
+  if (unclaimed.length > 0 || dangling.length > 0) {
+    claims = ownership.claimsNow();
+    if (claims.withheld) {
+      withheld(links);
+      return;
+    }
+    unclaimed = unclaimed.filter((link) => !isClaimedBy(claims, link));
+    claims = { ...claims, filters: [...firstLook.filters, ...claims.filters] };
+  }
   const names = claims.links;
-  const isClaimed = (link: Link) => names?.some((recorded) => claimsLink(recorded, link)) ?? false;
+  const isClaimed = (link: Link) => isClaimedBy(firstLook, link) || isClaimedBy(claims, link);
   // vcnet never makes a veth or a bridge: one in its group was moved there by someone else (a
   // tenant with CAP_NET_ADMIN in the pod), and deleting it would take the pod's own network.
   for (const link of grouped) {
@@ -85,7 +192,6 @@ export async function collectNamespace(
     });
   }
   const ours = grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
-  const unclaimed = ours.filter((link) => !isClaimed(link));
   // A tap a VM holds is never removed, whatever the records say: the records gc sees may not be
   // all there are (another registry, a wiped /run, another mount).
   const orphans: Link[] = [];
@@ -97,7 +203,6 @@ export async function collectNamespace(
   report.kept += ours.length - orphans.length;
   const changing = ours.filter((link) => claims.changing.some((recorded) => claimsLink(recorded, link)));
   if (changing.length > 0) report.beingChanged.push({ namespacePath, links: changing.map((link) => link.name) });
-  const dangling = await danglingRedirects(handle, links);
   if (orphans.length === 0 && dangling.length === 0) return;
   if (names === undefined && !claims.named) {
     report.unclaimed.push({
@@ -351,14 +456,13 @@ function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
 }
 
 /**
- * vcnet's redirects (at its priorities, of its shape) to an ifindex no link in the namespace has: one
- * qdisc dump for the namespace, then the ingress filters of the links that have an ingress qdisc.
+ * vcnet's redirects (at its priorities, of its shape, each to one target) on every link's ingress:
+ * one qdisc dump for the namespace, then the ingress filters of the links that have an ingress
+ * qdisc. The caller tells the ones whose target is gone, against links listed after this.
  */
-async function danglingRedirects(
+async function vcnetRedirects(
   handle: NetlinkHandle,
-  links: readonly Link[],
-): Promise<Array<{ link: Link; priority: number; target: number }>> {
-  const present = new Set(links.map((link) => link.index));
+): Promise<Array<{ index: number; priority: number; target: number }>> {
   let withIngress: Set<number>;
   try {
     withIngress = new Set(
@@ -367,12 +471,11 @@ async function danglingRedirects(
   } catch {
     return []; // a dump that fails proves nothing: nothing is taken for dangling
   }
-  const dangling: Array<{ link: Link; priority: number; target: number }> = [];
-  for (const link of links) {
-    if (!withIngress.has(link.index)) continue;
+  const redirects: Array<{ index: number; priority: number; target: number }> = [];
+  for (const index of withIngress) {
     let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
     try {
-      filters = await handle.filters(link.index, TC_H_INGRESS);
+      filters = await handle.filters(index, TC_H_INGRESS);
     } catch {
       continue; // the link or its qdisc went meanwhile
     }
@@ -383,11 +486,11 @@ async function danglingRedirects(
       if (priority !== FILTER_PRIORITY && priority !== FILTER_PRIORITY - 1) continue;
       const targets = new Set(group.flatMap((filter) => redirectTargetsOf(filter)));
       const target = targets.values().next().value;
-      if (targets.size !== 1 || target === undefined || present.has(target)) continue;
-      if (group.every((filter) => isVcnetRedirect(filter, 'u32', targets))) dangling.push({ link, priority, target });
+      if (targets.size !== 1 || target === undefined) continue;
+      if (group.every((filter) => isVcnetRedirect(filter, 'u32', targets))) redirects.push({ index, priority, target });
     }
   }
-  return dangling;
+  return redirects;
 }
 
 /** A mirred target no link has: the kernel dumps 0 once the device is gone, the ifindex otherwise. */

@@ -5,6 +5,7 @@
  */
 import { errnoOf } from '../../errors.js';
 import type { RequestOutcome } from '../../netlink/protocol.js';
+import { removalFoundGone } from '../plan/undo.js';
 import type { SkippedRecord } from '../state/owners.js';
 
 export interface GarbageItem {
@@ -76,9 +77,11 @@ export interface GarbageReport {
   /**
    * vcnet's links gc did not look at, per namespace, because a record it could not read (in `skipped`)
    * may be theirs: a record or directory of records unreadable (EIO...) withholds every namespace, one
-   * that names its namespace but is damaged withholds that one. Counted in `kept` too.
+   * that names its namespace but is damaged withholds that one. Counted in `kept` too. With
+   * `beingChanged` (and the `reason`): another command (an attach, detach, vcnet-cni ADD or DEL) held
+   * the namespace's lock, so gc left all of it, vcnet's links as its first look listed them, for its next run.
    */
-  withheld: Array<{ namespacePath: string; links: string[] }>;
+  withheld: Array<{ namespacePath: string; links: string[]; beingChanged?: true; reason?: string }>;
   /**
    * vcnet's links gc left, per namespace, because the record claiming them is being changed by
    * another process right now (it holds the namespace's or the sandbox's lock: an attach, detach,
@@ -121,7 +124,10 @@ export function failureOf(error: unknown): { reason: string; errno?: string } {
  * The answers to a batch of removals, into the report: `planned` holds one item per request of the
  * batch, in order, and `outcomes` the batch's answers (ChangeBatch.send: one per request, in the same
  * order). An item is reported removed only when its request was answered ok; one the kernel refused
- * goes to `failures`, with the kernel's error. An item with no answer at all (`outcomes` shorter than
+ * goes to `failures`, with the kernel's error, unless the refusal says the object is gone already
+ * (ENODEV, ENOENT; for a qdisc or filter also EINVAL, detach's rule: removalFoundGone): something
+ * else removed it meanwhile (a detach, a pod namespace going, a hand), which is what gc wanted, so
+ * it is neither removed by this gc nor failed. An item with no answer at all (`outcomes` shorter than
  * `planned`: never, while each item is planned with its request) is not known removed: a failure too.
  */
 export function reportOutcomes(
@@ -133,6 +139,7 @@ export function reportOutcomes(
   planned.forEach((item, position) => {
     const outcome = outcomes[position];
     if (outcome?.ok) report.removed.push(item);
+    else if (outcome && item.kind !== 'state' && removalFoundGone(item.kind, outcome.error.errno ?? '')) return;
     else if (outcome)
       report.failures.push({ namespacePath, reason: outcome.error.message, errno: outcome.error.errno });
     else

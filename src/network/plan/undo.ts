@@ -245,11 +245,20 @@ export function changeCount(change: Change): number {
   return change.op === 'delete-link-group' ? change.links.length : 1;
 }
 
+/**
+ * Whether the kernel's `errno` refusing the removal of a link, qdisc or filter says it is gone already
+ * (detach's rule, and gc's: a removal refused so counts as done, not as failed).
+ */
+export function removalFoundGone(kind: 'link' | 'qdisc' | 'filter', errno: string): boolean {
+  return (kind === 'link' ? GONE_ERRNOS : TC_GONE_ERRNOS).has(errno);
+}
+
 export function alreadyDone(change: Change, errno: string): boolean {
   switch (change.op) {
     case 'delete-qdisc':
+      return removalFoundGone('qdisc', errno);
     case 'delete-filter':
-      return TC_GONE_ERRNOS.has(errno);
+      return removalFoundGone('filter', errno);
     case 'add-address':
     case 'add-route':
     case 'add-neighbour':

@@ -4,9 +4,11 @@
  * record while another command holds it, where it undid the killed attach under that command's
  * feet. It opens the record's namespace as detach does, so a path that names another namespace now
  * is followed to the recorded one through the process still in it (gc skipped such a record).
+ * Its orphan links, redirects and qdiscs it judges and removes under that lock too: a namespace
+ * another command is changing is left whole for the next gc (`withheld`, `beingChanged`).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nativeFileLock } from '../../../src/native/file-lock.js';
@@ -33,6 +35,7 @@ function holdNamespaceLock(path: string): () => void {
 interface GcJson {
   removed: Array<{ kind: string; name: string }>;
   skipped: Array<{ file: string; reason: string; beingChanged?: boolean }>;
+  withheld: Array<{ namespacePath: string; links: string[]; beingChanged?: boolean; reason?: string }>;
 }
 
 describe('gc and the namespace lock', () => {
@@ -124,5 +127,52 @@ describe('gc and the namespace lock', () => {
     } finally {
       execFileSync('ip', ['netns', 'del', pod.name]);
     }
+  }, 120_000);
+
+  it('leaves an orphan tap, its redirect and its qdiscs while another command holds the namespace, and removes them after', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = join(stateDirectory(), 'state');
+    const attached = vcnet(['attach', '--sandbox', 'lost', '--netns', pod.path, '--state-dir', state]);
+    expect(attached.status, attached.stderr).toBe(0);
+    rmSync(join(state, 'lost'), { recursive: true }); // the record is lost: its tap is an orphan
+    const orphaned = fingerprint(pod);
+    const gcArgs = ['gc', '--netns', pod.path, '--state-dir', state];
+
+    const release = holdNamespaceLock(pod.path);
+    try {
+      for (const dryRun of [true, false]) {
+        const gc = vcnet(dryRun ? [...gcArgs, '--json', '--dry-run'] : [...gcArgs, '--json']);
+        expect(gc.status, gc.stderr).toBe(0);
+        const report = JSON.parse(gc.stdout) as GcJson;
+        expect(report.removed.filter((item) => item.kind !== 'state')).toEqual([]);
+        const reason = `being changed right now by process ${process.pid} (an attach, detach or vcnet-cni ADD or DEL), so gc did not look at it; run gc again once that is done`;
+        expect(report.withheld).toEqual([
+          { namespacePath: pod.path, links: ['tap0_kata'], beingChanged: true, reason },
+        ]);
+        expect(gc.stderr).toContain(`vcnet: gc left ${pod.path} as it is: ${reason}\n`);
+        expect(fingerprint(pod)).toEqual(orphaned);
+      }
+      const human = vcnet(gcArgs);
+      expect(human.status, human.stderr).toBe(0);
+      expect(human.stdout).toBe(
+        'removed nothing: 1 namespace(s) not examined, as another command was changing them: run gc again (see stderr)\n',
+      );
+      expect(fingerprint(pod)).toEqual(orphaned);
+    } finally {
+      release();
+    }
+
+    const gc = vcnet([...gcArgs, '--json']);
+    expect(gc.status, gc.stderr).toBe(0);
+    const report = JSON.parse(gc.stdout) as GcJson;
+    expect(report.withheld).toEqual([]);
+    expect(
+      report.removed
+        .filter((item) => item.kind !== 'state')
+        .map((item) => `${item.kind} ${item.name}`)
+        .sort(),
+    ).toEqual(['filter eth0', 'link tap0_kata', 'qdisc eth0']);
+    expect(fingerprint(pod)).toEqual(before);
   }, 120_000);
 });

@@ -1,6 +1,7 @@
 /**
  * gc's report of a removal batch (network/gc/report.ts reportOutcomes): an item is reported removed
- * only when its request was answered ok; refused, or with no answer at all, it is a failure.
+ * only when its request was answered ok; refused, or with no answer at all, it is a failure, unless
+ * the refusal says the object is gone already (detach's rule): then it is neither.
  */
 import { describe, expect, it } from 'vitest';
 import { NetlinkError } from '../../../src/netlink/errors.js';
@@ -27,7 +28,26 @@ function emptyReport(): GarbageReport {
   };
 }
 
-const item = (name: string): GarbageItem => ({ kind: 'link', namespacePath: NAMESPACE, name, detail: 'tap' });
+const item = (name: string, kind: GarbageItem['kind'] = 'link'): GarbageItem => ({
+  kind,
+  namespacePath: NAMESPACE,
+  name,
+  detail: 'tap',
+});
+
+/** The kernel's refusal of request `sequence` with `errno` (a positive errno number). */
+const refusal = (errno: number, sequence: number): RequestOutcome => ({
+  ok: false,
+  error: new NetlinkError(
+    { type: 17, description: `request ${sequence}` },
+    { errno, requestType: 17, requestSequence: sequence },
+    NAMESPACE,
+  ),
+});
+
+const ENOENT = 2;
+const ENODEV = 19;
+const EINVAL = 22;
 
 describe('reportOutcomes', () => {
   it('reports an item removed when its request was answered ok, and a failure with the errno when refused', () => {
@@ -53,5 +73,18 @@ describe('reportOutcomes', () => {
     expect(report.failures).toHaveLength(1);
     expect(report.failures[0]!.reason).toMatch(/tap1.*no answer/);
     expect(report.failures[0]!.errno).toBeUndefined();
+  });
+
+  it('counts a removal refused because the object is gone already as neither removed nor failed', () => {
+    const report = emptyReport();
+    reportOutcomes(
+      [item('tap0'), item('eth0', 'qdisc'), item('eth0', 'filter'), item('eth1', 'qdisc'), item('tap1')],
+      [refusal(ENODEV, 1), refusal(EINVAL, 2), refusal(ENOENT, 3), refusal(ENODEV, 4), refusal(EINVAL, 5)],
+      NAMESPACE,
+      report,
+    );
+    expect(report.removed).toEqual([]);
+    // EINVAL says "gone" only for tc objects, built from gc's own dump; a link's EINVAL is a failure.
+    expect(report.failures.map((failure) => failure.errno)).toEqual(['EINVAL']);
   });
 });
