@@ -4,9 +4,10 @@
  * address): a gone namespace drops the record, an unreadable record is set aside and what it owned
  * is collected as `vcnet gc` would.
  */
-import { lstatSync } from 'node:fs';
+import { lstatSync, statfsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { VcnetError } from '../errors.js';
+import { NSFS_MAGIC } from '../namespace-file.js';
 import { isHostNamespace } from '../netns/host-namespace.js';
 import { describeUnseen, NamespaceUnseenError } from '../netns/namespace-holders.js';
 import {
@@ -111,7 +112,8 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
 
 /**
  * Why the runtime says the pod namespace is gone: CNI_NETNS empty (the CNI spec lets a runtime pass
- * none on DEL when the namespace is gone), or an absolute path that does not exist. undefined when
+ * none on DEL when the namespace is gone), or an absolute path that does not exist or is a file left
+ * where the namespace was mounted. undefined when
  * it names something that exists, or that cannot be looked at (EACCES: it may exist): the runtime
  * then still has the namespace, and what vcnet-cni made may live in it. A relative path never says
  * gone: it resolves from vcnet-cni's cwd, which is not the runtime's (`ns/net` from the wrong
@@ -121,7 +123,10 @@ function namespaceGoneByRuntime(path: string | undefined): string | undefined {
   if (!path) return 'CNI_NETNS is empty';
   if (!isAbsolute(path)) return undefined;
   try {
-    lstatSync(path);
+    // A regular file off nsfs is the mount point a runtime unmounted and did not unlink (a crash in
+    // between): it holds no namespace, and containerd takes it for a closed one.
+    if (lstatSync(path).isFile() && statfsSync(path).type !== NSFS_MAGIC)
+      return `CNI_NETNS ${path} is a regular file, not a network namespace (its mount is gone)`;
     return undefined;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

@@ -7,8 +7,8 @@
  * silently degraded. Kata does the same (fcAddNetDevice closes the tap fds and passes the name).
  * Fds a device carries next to its tapName are not used; the caller should close them.
  *
- * `mtu` is left out on purpose: it is new in the 1.17 API and Firecracker rejects unknown fields,
- * so sending it would break every older Firecracker; the guest agent sets the MTU anyway.
+ * `mtu` is left out on purpose: it is new in the 1.16 API (v1.16.0) and Firecracker rejects unknown
+ * fields, so sending it would break every older Firecracker; the guest agent sets the MTU anyway.
  */
 import { optionsArgument } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';

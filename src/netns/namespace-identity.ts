@@ -13,7 +13,7 @@
 import { closeSync, constants, fstatSync, openSync, readdirSync, type Stats, statfsSync, statSync } from 'node:fs';
 import { uptime } from 'node:os';
 import { join, resolve } from 'node:path';
-import { NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
+import { NAMED_WITH_TRAILING_SLASH, NamespacePathError, SystemCallError, VcnetError } from '../errors.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 
 // Defined with the base errors so that the netlink layer can say it too (NetlinkHandle.open).
@@ -41,10 +41,15 @@ export class NamespaceGoneError extends VcnetError {
   constructor(
     readonly recorded: NamespaceIdentity,
     file: string,
+    /**
+     * What the recorded path is now instead of a namespace ("a regular file": the mount point a
+     * runtime unmounted and did not unlink); undefined when nothing is there.
+     */
+    readonly pathNow?: string,
   ) {
     super(
       'VCNET_NETNS_GONE',
-      `the namespace recorded in ${file} (${recorded.path}, inode ${recorded.ino}) no longer exists`,
+      `the namespace recorded in ${file} (${recorded.path}, inode ${recorded.ino}) no longer exists${pathNow === undefined ? '' : ` (${recorded.path} is ${pathNow} now, not a network namespace)`}`,
       {
         value: recorded.path,
         hint: 'what vcnet made lived in that namespace and went with it; `vcnet gc` drops the record',
@@ -262,6 +267,15 @@ export function openNamespaceForRecord(path: string, field = 'netns'): OpenedNam
   return opened;
 }
 
+/**
+ * Whether a recorded path that is `what` instead of a network namespace (NamespacePathError.what) no
+ * longer holds the recorded one. Not for a path with a trailing "/" (the file it names may be the
+ * namespace: the record was written so, and proves nothing gone) nor an empty one.
+ */
+export function pathNoLongerHolds(what: string): boolean {
+  return what !== 'empty' && what !== NAMED_WITH_TRAILING_SLASH;
+}
+
 /** Whether the identity read from disk names the same namespace as `found`. */
 export function sameNamespace(
   recorded: Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'>,
@@ -273,7 +287,7 @@ export function sameNamespace(
 
 /**
  * Opens the namespace a record names and proves it is the same one: NamespaceGoneError when the
- * path is gone, NamespaceChangedError when it now names another namespace, RecordedIdentityDamagedError
+ * path is gone or holds no namespace now (a file left where it was mounted), NamespaceChangedError when it now names another namespace, RecordedIdentityDamagedError
  * when it is the recorded namespace by its cookie but the record's device or inode is wrong (given
  * `recordedAt`, the record's createdAt: only a record of this boot can be judged by its cookie).
  * `file` is the record's path, named in every error.
@@ -284,6 +298,11 @@ export function openRecordedNamespace(recorded: NamespaceIdentity, file: string,
     opened = openNetworkNamespace(recorded.path, `namespace path recorded in ${file}`);
   } catch (error) {
     if (error instanceof NamespacePathError && error.what === 'missing') throw new NamespaceGoneError(recorded, file);
+    // Anything else where the recorded namespace was (an empty file a runtime left when it unmounted
+    // the namespace and crashed before the unlink, a FIFO, another namespace type) does not hold it
+    // any more: as when the path is gone, it is looked for where something still holds it, or is gone.
+    if (error instanceof NamespacePathError && pathNoLongerHolds(error.what))
+      throw new NamespaceGoneError(recorded, file, error.what);
     throw error;
   }
   if (!sameNamespace(recorded, opened.identity)) {

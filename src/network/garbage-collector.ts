@@ -129,7 +129,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   // 1. Open the namespaces to look in and list their links (before any record is read: see above).
   const scans: NamespaceScan[] = [];
   try {
-    const { missing, missingAsGiven } = await scanNamespaces(scans, {
+    const { missing, missingAsGiven, stale } = await scanNamespaces(scans, {
       live,
       scoped,
       given: options.namespaces,
@@ -155,6 +155,16 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       report.absent.push({
         namespacePath: path,
         detail: 'no namespace is at this path and no record names it: nothing to collect there',
+      });
+    }
+    // A named path that is a file, no namespace, is a mistake unless a record names it: then it is
+    // where the record's namespace was mounted, and the record is one of a gone namespace (dropped
+    // below once nothing holds that namespace).
+    for (const { path, given, what } of stale) {
+      if (!owners.some((owner) => owner.namespacePath === path)) throw new NamespacePathError('netns', given, what);
+      report.absent.push({
+        namespacePath: path,
+        detail: `${what}, not a network namespace, is at this path (its namespace was unmounted, the mount point left): the records naming it are those of a namespace that is not there, dropped once nothing holds it`,
       });
     }
     // A live namespace with a record's device and inode but another cookie is a later namespace the

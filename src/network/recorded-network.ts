@@ -45,7 +45,13 @@ export interface RecordedNetwork {
    * The recorded path is gone (or, with `pathReused`, names another namespace now) but the recorded
    * namespace is not: where it was opened instead, and the holding process.
    */
-  heldElsewhere?: { path: string; pid?: number; pathReused?: boolean };
+  heldElsewhere?: {
+    path: string;
+    pid?: number;
+    pathReused?: boolean;
+    /** What the recorded path is now instead of a namespace ("a regular file"), when not simply gone. */
+    pathNow?: string;
+  };
   /** Closes both; settles once the network's socket fds are closed (Network.close). */
   close(): Promise<void>;
 }
@@ -67,14 +73,16 @@ export function openRecordedNetwork(
     namespace = openRecordedNamespace(record.namespace, statePath, record.createdAt);
   } catch (error) {
     if (error instanceof NamespaceGoneError) {
-      // Only the path is gone (`ip netns del` while a VMM or another process still runs in it): what
-      // attach made lives on with the namespace, so it is undone through whatever holds it.
+      // Only the path is gone (`ip netns del` while a VMM or another process still runs in it; or its
+      // mount, leaving the mount point's file): what attach made lives on with the namespace, so it
+      // is undone through whatever holds it.
       const relocated = openNamespaceHeldElsewhere(record.namespace, statePath, holders);
       if (!relocated) throw error;
       const { opened, heldAt, pid } = relocated;
       return loadRecordedNetwork(record, sandboxId, statePath, opened, {
         path: heldAt,
         ...(pid !== undefined ? { pid } : {}),
+        ...(error.pathNow !== undefined ? { pathNow: error.pathNow } : {}),
       });
     }
     if (!(error instanceof NamespaceChangedError)) throw error;

@@ -86,7 +86,7 @@ function heldElsewhereNotice(
     endpoint: '',
     message: heldElsewhere.pathReused
       ? `${named}: its namespace path ${namespacePath} now names another namespace (left untouched), but ${holder.replace('that namespace', 'the recorded one')}: what ${madeBy} made is still there and is undone through it`
-      : `${named}: its namespace path ${namespacePath} is gone, but ${holder}: what ${madeBy} made is still there and is undone through it`,
+      : `${named}: its namespace path ${namespacePath} is ${heldElsewhere.pathNow === undefined ? 'gone' : `${heldElsewhere.pathNow} now, no namespace (its mount is gone)`}, but ${holder}: what ${madeBy} made is still there and is undone through it`,
     details: {
       sandbox: subject.sandbox,
       namespace: namespacePath,

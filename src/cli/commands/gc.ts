@@ -24,7 +24,7 @@ export function registerGc(program: Command): void {
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',
-      "only these namespaces, and remove vcnet links there that no record claims, and vcnet redirects to a device that no longer exists (they drop the pod link's ingress) (default: every /var/run/netns entry and every process namespace; there, both are removed only in namespaces a record names, and listed as unclaimed elsewhere); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect when its directory exists, and refused (exit 2) when it is a bare name (give /var/run/netns/NAME) or its directory does not exist",
+      "only these namespaces, and remove vcnet links there that no record claims, and vcnet redirects to a device that no longer exists (they drop the pod link's ingress) (default: every /var/run/netns entry and every process namespace; there, both are removed only in namespaces a record names, and listed as unclaimed elsewhere); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect when its directory exists, and refused (exit 2) when it is a bare name (give /var/run/netns/NAME) or its directory does not exist; a path that is a regular file, no namespace (the mount point left after the namespace was unmounted), is collected as a path gone when a record names it (noted on stderr, absent in --json), else refused (exit 2)",
     )
     .option(
       '--state-dir <dir...>',

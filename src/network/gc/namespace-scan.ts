@@ -2,17 +2,27 @@
  * gc's step 1: opens the namespaces to look in and lists their links, before any record is read (an
  * attach journals each link before making it, so a link listed here is in a record read afterwards).
  * Every live namespace, or only the named ones (`scoped`, --netns), each once by identity. A named
- * path where no namespace is may be a deleted pod's whose records are to go: it is kept in `missing`,
- * and the namespace a record made there is looked at through a process still in it.
+ * path where no namespace is may be a deleted pod's whose records are to go: it is kept in `missing`
+ * (or `stale`, when a file without a namespace is left there), and the namespace a record made there
+ * is looked at through a process still in it.
  */
 
 import { NamespacePathError } from '../../errors.js';
 import { yieldToEventLoop } from '../../event-loop.js';
 import { NetlinkHandle } from '../../netlink/handle.js';
-import { type OpenedNamespace, openNetworkNamespace } from '../../netns/namespace-identity.js';
+import { type OpenedNamespace, openNetworkNamespace, pathNoLongerHolds } from '../../netns/namespace-identity.js';
 import { holdsCookie, keyOf, type NamespaceKey } from '../../netns/namespace-liveness.js';
 import { type RecordOwner, readOwners } from '../state/owners.js';
 import type { NamespaceScan } from './orphan-links.js';
+
+/** A named path that is there but is no namespace (NamespacePathError.what says what it is). */
+export interface StalePath {
+  /** Resolved. */
+  path: string;
+  /** As given (--netns). */
+  given: string;
+  what: string;
+}
 
 export interface ScanScope {
   /** Live namespaces by identity (liveNamespaces), scanned when none is named. */
@@ -35,11 +45,13 @@ export interface ScanScope {
 export async function scanNamespaces(
   scans: NamespaceScan[],
   { live, scoped, given, directories, holdersOf, signal }: ScanScope,
-): Promise<{ missing: string[]; missingAsGiven: string[] }> {
+): Promise<{ missing: string[]; missingAsGiven: string[]; stale: StalePath[] }> {
   /** Named paths that do not exist: only records naming them can be collected (else the path is refused). */
   const missing: string[] = [];
   /** Those paths as they were given (--netns), in the same order. */
   const missingAsGiven: string[] = [];
+  /** Named paths that are there but hold no namespace (a file left where one was mounted). */
+  const stale: StalePath[] = [];
   const seen = new Set<NamespaceKey>();
   const toScan = [...(scoped ?? live.values())];
   let ownersByPath: RecordOwner[] | undefined;
@@ -58,9 +70,16 @@ export async function scanNamespaces(
       // A named path is refused when it is not a network namespace, or cannot be opened; one that
       // does not exist may be the path of a deleted namespace whose records are to go (checked below).
       if (scoped === undefined || position >= scoped.length) continue; // gone meanwhile, or not a network namespace
-      if (error instanceof NamespacePathError && error.what === 'missing') {
-        missing.push(path);
-        missingAsGiven.push(given![position]!);
+      if (error instanceof NamespacePathError && pathNoLongerHolds(error.what)) {
+        if (error.what === 'missing') {
+          missing.push(path);
+          missingAsGiven.push(given![position]!);
+        } else {
+          // An empty file a runtime left when it unmounted the namespace and crashed before the
+          // unlink: the records naming it name a namespace that is not there, as for a gone path
+          // (one no record names is refused after the records are read: a mistyped path).
+          stale.push({ path, given: given![position]!, what: error.what });
+        }
         // Only the path may be gone: a process still in the namespace keeps it, and what a record
         // made there, alive; it is looked at through that process (the records read here only say
         // which namespace; the owners are read again after the links are listed).
@@ -88,5 +107,5 @@ export async function scanNamespaces(
       namespace.close();
     }
   }
-  return { missing, missingAsGiven };
+  return { missing, missingAsGiven, stale };
 }

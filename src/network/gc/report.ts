@@ -91,7 +91,9 @@ export interface GarbageReport {
   beingChanged: Array<{ namespacePath: string; links: string[] }>;
   /**
    * Named namespace paths (`namespaces`, --netns) where no namespace is and that no record read
-   * names: nothing to collect there (a pod already gone, its records already dropped).
+   * names: nothing to collect there (a pod already gone, its records already dropped). Also a named
+   * path that records name where a file, no namespace, is now (a mount point left after its
+   * namespace was unmounted): its records are taken as those of a namespace that is not there.
    */
   absent: Array<{ namespacePath: string; detail: string }>;
   /**

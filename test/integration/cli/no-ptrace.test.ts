@@ -279,6 +279,25 @@ describe.skipIf(skipReason !== undefined)('without CAP_SYS_PTRACE, a namespace h
     expect(seenThrough(pid).links).toContain('tap0_kata');
   }, 60_000);
 
+  it('vcnet-cni DEL drops the record, with a warning, when CNI_NETNS is the file left where the namespace was mounted', async () => {
+    const { pod } = makePod();
+    const cni = cniOf(pod.path, 'np-stale');
+    const add = cni.asRoot('ADD');
+    expect(add.status, add.stdout + add.stderr).toBe(0);
+    const pid = await holdAsNobody(pod);
+    // The runtime unmounted the namespace and crashed before the unlink: the runtime has no
+    // namespace there any more (containerd takes such a file for a closed one).
+    execFileSync('umount', [pod.path]);
+    expect(statSync(pod.path).isFile()).toBe(true);
+    const del = cni.withoutPtrace('DEL');
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+    expect(del.stderr).toContain(
+      `vcnet-cni DEL of np-stale/eth0: dropped the record ${cni.record}: CNI_NETNS ${pod.path} is a regular file, not a network namespace (its mount is gone), and the namespace it names`,
+    );
+    expect(existsSync(cni.record)).toBe(false);
+    expect(seenThrough(pid).links).toContain('tap0_kata');
+  }, 60_000);
+
   it('vcnet-cni DEL refuses (code 108) when CNI_NETNS is a relative path that names nothing from its cwd: the namespace lives on', async () => {
     const { pod } = makePod();
     const cni = cniOf(pod.path, 'np-relative');

@@ -222,6 +222,31 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     expect(run.status, run.stdout).toBe(0);
   });
 
+  it.each([
+    ['that file', undefined],
+    ['empty', ''],
+  ])(
+    "DEL succeeds when the pod namespace's mount is gone but its file stays (CNI_NETNS %s), and forgets the attachment",
+    (_, namespaceVariable) => {
+      const { node, pod } = makeNodeAndPod();
+      const list = conflist({});
+      const attachment = attachmentIn(pod);
+      const runtime = new CniRuntime(node, attachment);
+      addChain(runtime, list, pod);
+      // A crash between the runtime's unmount and its unlink: an empty regular file stays at the path
+      // (containerd takes it for a closed namespace and sends DEL with it, or with no CNI_NETNS).
+      spawnSync('umount', [pod.path], { stdio: 'inherit' });
+      expect(statSync(pod.path).isFile()).toBe(true);
+      const run = runtime.invoke(
+        'DEL',
+        { ...list.plugins[1], cniVersion: '1.0.0', name: list.name },
+        namespaceVariable === undefined ? {} : { CNI_NETNS: namespaceVariable },
+      );
+      expect(run.status, run.stdout + run.stderr).toBe(0);
+      expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+    },
+  );
+
   it('CHECK names what is missing; DEL still removes the rest and restores the namespace', () => {
     const { node, pod } = makeNodeAndPod();
     const list = conflist({});

@@ -267,3 +267,80 @@ it('a namespace only an nsfs bind mount in another mount namespace keeps is foun
   expect(readSandbox('mn', stateDir)).toBeUndefined();
   expect(fingerprint(throughPath(heldAt))).toEqual(before);
 });
+
+/**
+ * The runtime unmounted the namespace and crashed before it unlinked the mount point: an empty
+ * regular file stays at the recorded path. The path no longer holds the recorded namespace, as if
+ * it were gone: the namespace is looked for where something still holds it, or taken for gone.
+ */
+function unmountLeavingFile(pod: TestNamespace): void {
+  execFileSync('umount', [pod.path]);
+  expect(statSync(pod.path).isFile()).toBe(true);
+}
+
+it('a stale file at the recorded path (mount gone, nothing holds the namespace): detach drops the record as gone', async () => {
+  const { pod } = makePod();
+  await attachSandbox('stale-gone', tcfilterConfig(pod), { stateDirectory: stateDir });
+  unmountLeavingFile(pod);
+  const planned = await planSandboxDetach('stale-gone', { stateDirectory: stateDir });
+  expect(planned.namespaceGone).toBe(pod.path);
+  const result = await detachSandbox('stale-gone', { stateDirectory: stateDir });
+  expect(result).toMatchObject({ found: true, namespaceGone: pod.path });
+  expect(readSandbox('stale-gone', stateDir)).toBeUndefined();
+});
+
+it('a stale file at the recorded path while a process holds the namespace: vcnet detach undoes through it', async () => {
+  const { pod } = makePod();
+  const env = { VCNET_STATE_REGISTRY: join(stateDir, 'registry') };
+  const attach = vcnet(['attach', '--sandbox', 'stale-held', '--netns', pod.path, '--state-dir', stateDir], env);
+  expect(attach.status, attach.stderr).toBe(0);
+  const pid = await holdNamespace(pod);
+  unmountLeavingFile(pod);
+  const detach = vcnet(['detach', '--sandbox', 'stale-held', '--state-dir', stateDir], env);
+  expect(detach.status, detach.stderr).toBe(0);
+  expect(detach.stdout).toContain(`through /proc/${pid}/ns/net`);
+  expect(detach.stderr).toContain(
+    `its namespace path ${pod.path} is a regular file now, no namespace (its mount is gone)`,
+  );
+  expect(readSandbox('stale-held', stateDir)).toBeUndefined();
+  expect(seenThrough(pid)).toEqual({ links: ['eth0', 'lo'], filters: [] });
+});
+
+it('gc --netns of a stale file says so and treats its records as gone ones: dropped, or kept while a process holds the namespace', async () => {
+  const env = { VCNET_STATE_REGISTRY: join(stateDir, 'registry') };
+  const { pod } = makePod();
+  await attachSandbox('stale-gc', tcfilterConfig(pod), { stateDirectory: stateDir });
+  pod.exec('ip', ['tuntap', 'add', 'orphan0', 'mode', 'tap']);
+  pod.exec('ip', ['link', 'set', 'orphan0', 'group', String(0x7663)]);
+  const pid = await holdNamespace(pod);
+  unmountLeavingFile(pod);
+  // Held: the record stays, the orphan goes, both through the holder.
+  const held = vcnet(['gc', '--json', '--netns', pod.path, '--state-dir', stateDir], env);
+  expect(held.status, held.stderr).toBe(0);
+  expect(held.stderr).toContain(`${pod.path}: a regular file`);
+  const heldReport = JSON.parse(held.stdout) as { removed: Array<{ kind: string; name: string }> };
+  expect(heldReport.removed).toEqual([expect.objectContaining({ kind: 'link', name: 'orphan0' })]);
+  expect(readSandbox('stale-gc', stateDir)).toBeDefined();
+  expect(seenThrough(pid).links).toContain('tap0_kata');
+  // Nothing holds it any more: the record goes as one of a gone namespace.
+  const holder = holders.pop()!;
+  holder.kill('SIGKILL');
+  await new Promise<void>((resolve) => holder.once('exit', () => resolve()));
+  const gone = vcnet(['gc', '--json', '--netns', pod.path, '--state-dir', stateDir], env);
+  expect(gone.status, gone.stderr).toBe(0);
+  const goneReport = JSON.parse(gone.stdout) as { removed: Array<{ kind: string; name: string }> };
+  expect(goneReport.removed).toEqual([expect.objectContaining({ kind: 'state', name: 'stale-gc' })]);
+  expect(readSandbox('stale-gc', stateDir)).toBeUndefined();
+});
+
+it('a regular file no record names is still refused (exit 2) by gc --netns and by attach --netns', () => {
+  const env = { VCNET_STATE_REGISTRY: join(stateDir, 'registry') };
+  const typo = join(stateDir, 'not-a-namespace');
+  writeFileSync(typo, '');
+  const gc = vcnet(['gc', '--netns', typo, '--state-dir', stateDir], env);
+  expect(gc.status, gc.stderr).toBe(2);
+  expect(gc.stderr).toContain('a regular file, not a network namespace');
+  const attach = vcnet(['attach', '--sandbox', 'typo', '--netns', typo, '--state-dir', stateDir], env);
+  expect(attach.status, attach.stderr).toBe(2);
+  expect(attach.stderr).toContain('a regular file, not a network namespace');
+});
