@@ -120,7 +120,11 @@ function keptReasons(report: GarbageReport): string[] {
     );
   // A namespace gc did not look into at all, as another command held its lock (its links as first
   // listed are in `withheld` too).
-  const busy = report.withheld.filter((entry) => entry.beingChanged).length;
+  // Not when the namespace's only vcnet links are those of a record said above as being changed.
+  const saidWithRecord = new Set(report.beingChanged.map((entry) => entry.namespacePath));
+  const busy = report.withheld.filter(
+    (entry) => entry.beingChanged && (entry.links.length > 0 || !saidWithRecord.has(entry.namespacePath)),
+  ).length;
   if (busy > 0)
     reasons.push(`${busy} namespace(s) not examined, as another command was changing them: run gc again (see stderr)`);
   const unseen = report.skipped.filter((record) => record.namespaceUnseen).length;

@@ -82,16 +82,23 @@ export async function collectNamespace(
   const namespacePath = namespace.identity.path;
   const grouped = (links: readonly Link[]) => links.filter((link) => link.group === VCNET_LINK_GROUP);
   const withheld = (links: readonly Link[], beingChanged?: { reason: string }) => {
-    const ours = grouped(links).filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
+    let ours = grouped(links).filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
     report.kept += ours.length;
-    if (beingChanged)
+    if (beingChanged) {
+      // The links of a record gc left as another process is changing it (an unfinished attach whose
+      // namespace or sandbox is locked) are said with that record, in `beingChanged`, not twice.
+      const changing = ours.filter((link) => ownership.claims.changing.some((recorded) => claimsLink(recorded, link)));
+      if (changing.length > 0) {
+        report.beingChanged.push({ namespacePath, links: changing.map((link) => link.name) });
+        ours = ours.filter((link) => !changing.includes(link));
+      }
       report.withheld.push({
         namespacePath,
         links: ours.map((link) => link.name),
         beingChanged: true,
         reason: beingChanged.reason,
       });
-    else if (ours.length > 0) report.withheld.push({ namespacePath, links: ours.map((link) => link.name) });
+    } else if (ours.length > 0) report.withheld.push({ namespacePath, links: ours.map((link) => link.name) });
   };
   if (ownership.claims.withheld) {
     withheld(scan.links);
