@@ -658,15 +658,23 @@ export function planDetach(
   steps.splice(0, steps.length, ...placedRoutes(steps, snapshot.links, snapshot.routes ?? [], alreadyGone, notices));
   // The routes to the gateways before the routes through them (pod-link-routes.ts reachableFirst),
   // also from a record an older attach wrote in the kernel's order: each route step takes a slot a
-  // route step had, so nothing else moves.
-  const routeSlots = steps.flatMap((step, at) => (step.change.op === 'add-route' ? [at] : []));
-  const routeSteps = reachableFirst(
-    routeSlots.map((at) => steps[at]!),
-    (step) => (step.change.op === 'add-route' ? step.change.route : {}),
-  );
-  routeSlots.forEach((at, position) => {
-    steps[at] = routeSteps[position]!;
+  // route step of the same link had, so nothing else moves (a route of one link never goes ahead of
+  // the addresses of its own, which its source address may need: another link's slot can be earlier).
+  const routeSlotsByLink = new Map<string, number[]>();
+  steps.forEach((step, at) => {
+    if (step.change.op !== 'add-route') return;
+    const key = JSON.stringify(step.change.link);
+    routeSlotsByLink.set(key, [...(routeSlotsByLink.get(key) ?? []), at]);
   });
+  for (const routeSlots of routeSlotsByLink.values()) {
+    const routeSteps = reachableFirst(
+      routeSlots.map((at) => steps[at]!),
+      (step) => (step.change.op === 'add-route' ? step.change.route : {}),
+    );
+    routeSlots.forEach((at, position) => {
+      steps[at] = routeSteps[position]!;
+    });
+  }
   // Every address takes its flags before any prefix route goes: changing an address makes its prefix
   // route again, also one another address of the same prefix had just deleted.
   steps.push(...finalSteps.filter((step) => step.change.op === 'change-address'));
