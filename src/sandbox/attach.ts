@@ -33,6 +33,10 @@ export interface AttachResult {
   skipped: SkippedNotice[];
 }
 
+/**
+ * The sandbox is attached already (`VCNET_SANDBOX_EXISTS`): its record exists. Detach it first, or use
+ * another id.
+ */
 export class SandboxExistsError extends VcnetError {
   static override readonly errorName: string = 'SandboxExistsError';
   constructor(id: string, path: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {

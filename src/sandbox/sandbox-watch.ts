@@ -46,6 +46,10 @@ import {
 import { TRAFFIC_CONTROL_RETRIES, TrafficControlRetry, trafficControlRetryWindowMs } from './tc-repair-retry.js';
 import { mergeChange, watchStartView } from './watch-start.js';
 
+/**
+ * What one change set of a watch did: the pod interfaces added, removed and updated, and those that could not
+ * be attached.
+ */
 export interface WatchSummary {
   added: string[];
   removed: string[];
@@ -107,6 +111,10 @@ const REFUSED_FOR_WHAT_IT_IS: ReadonlySet<ErrorCode> = new Set([
   'VCNET_PHYSICAL_UNSUPPORTED',
 ]);
 
+/**
+ * Options of `watchSandbox`: the state directory, the debounce of changes (milliseconds), handlers for
+ * applied changes and errors, the most endpoints it attaches, and a signal that stops the watch.
+ */
 export interface SandboxWatchOptions {
   stateDirectory?: string;
   debounceMs?: number;
