@@ -789,7 +789,21 @@ export interface SandboxWatch {
 /**
  * Watches the sandbox's namespace until `stop()` or until the sandbox is detached. Change sets are
  * applied one after another; one that fails (a VM that does not answer, say) is reported to onError
- * and tried again, with whatever changed since, after a growing wait.
+ * and tried again, with whatever changed since, after a growing wait. Throws `SandboxNotFoundError`
+ * for a sandbox that is not recorded, and the signal's reason when it is aborted while the watch starts.
+ *
+ * @example
+ * ```ts
+ * import { watchSandbox } from 'vcnet';
+ *
+ * const watch = await watchSandbox('sb1', {
+ *   stateDirectory: '/run/vcnet/sandboxes',
+ *   onApplied: (summary) => console.log('added', summary.added, 'removed', summary.removed),
+ *   onError: (error) => console.error(error.message),
+ * });
+ * // ... later, when the sandbox goes:
+ * await watch.stop();
+ * ```
  */
 export async function watchSandbox(id: string, options: SandboxWatchOptions = {}): Promise<SandboxWatch> {
   options = optionsArgument(options, 'options', [
