@@ -124,7 +124,7 @@ export interface PlanStepEvent {
 
 /**
  * What `vcnet:watch` publishes after each change set a watch applied: the pod interfaces added, removed and
- * updated.
+ * updated, and those that could not be attached (with their code).
  */
 export interface WatchEvent {
   sandbox: string;

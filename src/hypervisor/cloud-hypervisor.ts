@@ -156,7 +156,8 @@ export function cloudHypervisorNetConfig(
 /**
  * Builds the `vm.add-net` request that hot-plugs `device` into a running Cloud Hypervisor VM: the NIC's body
  * (tap by name, or the queue fds as SCM_RIGHTS), with the options' queue size, vhost-user mode, rate limiter
- * and IOMMU. Throws `InvalidInputError` for a device or option Cloud Hypervisor would refuse.
+ * and IOMMU. Throws `InvalidInputError` for a malformed device or option, and `UnsupportedByHypervisorError`
+ * for what Cloud Hypervisor cannot take (vhost-net fds, a PCI address, a rate limit on a vhost-user NIC).
  */
 export function cloudHypervisorAddNetRequest(
   device: NetworkDevice,

@@ -65,7 +65,8 @@ export interface FirecrackerNetworkOptions {
 /**
  * Builds Firecracker's network interface body for `device`, to PUT before the VM boots (Firecracker has no
  * hot-plug). Firecracker opens the tap by name and takes one queue pair. Throws `InvalidInputError` for a
- * device it cannot take (queue fds, several queues, vhost-user).
+ * malformed device or iface id, and `UnsupportedByHypervisorError` for what Firecracker cannot take
+ * (several queues, queue fds without a tap name, vhost-user, vhost-net fds, a PCI address).
  */
 export function firecrackerNetworkInterface(
   device: NetworkDevice,
