@@ -27,6 +27,11 @@ import { channel, tracingChannel } from 'node:diagnostics_channel';
 import type { ErrorCode } from './error-codes.js';
 
 // Frozen: every copy of vcnet in a process shares these names, so no caller may change them.
+/**
+ * The names of vcnet's `node:diagnostics_channel` channels: tracing channels for operations (scan, attach,
+ * attachEndpoint, hotplug, detach, netlinkBatch; typed in `tracing`) and plain channels for events
+ * (netlinkDumpRetried, planStep, watch, notice; typed in `channels`). docs/diagnostics.md says what each carries.
+ */
 export const DiagnosticsChannel = Object.freeze({
   scan: 'vcnet:scan',
   attach: 'vcnet:attach',
@@ -40,12 +45,18 @@ export const DiagnosticsChannel = Object.freeze({
   notice: 'vcnet:notice',
 } as const);
 
+/** The name of one of vcnet's diagnostics channels (`vcnet:scan`, `vcnet:attach`, ...). */
 export type DiagnosticsChannelName = (typeof DiagnosticsChannel)[keyof typeof DiagnosticsChannel];
 
+/** What the `vcnet:scan` tracing channel carries: the namespace scanned. */
 export interface ScanEvent {
   namespacePath: string;
 }
 
+/**
+ * What the `vcnet:attach` tracing channel carries: the sandbox, its namespace and model, and whether NICs are
+ * hot-plugged into a running VM.
+ */
 export interface AttachEvent {
   sandbox: string;
   namespacePath: string;
@@ -53,6 +64,10 @@ export interface AttachEvent {
   hotplug: boolean;
 }
 
+/**
+ * What the `vcnet:attach:endpoint` and `vcnet:hotplug` tracing channels carry: one pod interface being
+ * attached (or hot-plugged into a running VM), and its endpoint type.
+ */
 export interface EndpointEvent {
   sandbox: string;
   namespacePath: string;
@@ -61,18 +76,26 @@ export interface EndpointEvent {
   endpointType: string;
 }
 
+/**
+ * What the `vcnet:detach` tracing channel carries: the sandbox, its namespace and the pod interfaces it
+ * detaches.
+ */
 export interface DetachEvent {
   sandbox: string;
   namespacePath: string;
   endpoints: string[];
 }
 
+/** What the `vcnet:netlink:batch` tracing channel carries: one batch of netlink requests sent together, and how many. */
 export interface NetlinkBatchEvent {
   /** Undefined for the namespace of the process. */
   namespacePath: string | undefined;
   requests: number;
 }
 
+/**
+ * What `vcnet:netlink:dump-retried` publishes: a dump the kernel interrupted (NLM_F_DUMP_INTR) sent again.
+ */
 export interface NetlinkDumpRetriedEvent {
   /** Undefined for the namespace of the process. */
   namespacePath: string | undefined;
@@ -84,6 +107,10 @@ export interface NetlinkDumpRetriedEvent {
   reason: 'interrupted' | 'overrun';
 }
 
+/**
+ * What `vcnet:plan:step` publishes: one step of a plan applied or undone, as the `ip`/`tc` command a dry run
+ * prints for it.
+ */
 export interface PlanStepEvent {
   /** The namespace the step changed (the path the handle was opened with). */
   namespacePath: string | undefined;
@@ -95,6 +122,10 @@ export interface PlanStepEvent {
   error?: unknown;
 }
 
+/**
+ * What `vcnet:watch` publishes after each change set a watch applied: the pod interfaces added, removed and
+ * updated, and those that could not be attached (with their code).
+ */
 export interface WatchEvent {
   sandbox: string;
   added: string[];
@@ -104,6 +135,11 @@ export interface WatchEvent {
   failed: Array<{ name: string; code: ErrorCode; message: string }>;
 }
 
+/**
+ * What `vcnet:notice` publishes: a failure an operation went on after (a route it could not restore, a push
+ * to the agent that failed), with the operation, the pod interface and the error. `handled` says a caller's
+ * handler got it too.
+ */
 export interface NoticeEvent {
   operation: string;
   /** The pod interface's name. */

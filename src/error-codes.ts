@@ -49,6 +49,10 @@ export type AgentOutcome =
   | 'INTERNAL'
   | 'UNAVAILABLE';
 
+/**
+ * A row of the error code registry `ErrorCodes`: what the code means, whether it is specific or a wrapper's,
+ * and what the CLI exits with, what the CNI plugin answers and what the agent returns for it.
+ */
 export interface ErrorCodeInfo {
   readonly meaning: string;
   readonly role: 'specific' | 'general';
@@ -486,6 +490,10 @@ export const ErrorCodes = deepFreeze({
   },
 } as const satisfies Record<string, ErrorCodeInfo>);
 
+/**
+ * One of vcnet's stable error codes (`VCNET_...`), the keys of `ErrorCodes`; docs/troubleshooting.md explains
+ * each.
+ */
 export type ErrorCode = keyof typeof ErrorCodes;
 
 /**

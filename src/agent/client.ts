@@ -34,8 +34,19 @@ const CONNECT_OPTION_KEYS = [
 /** Milliseconds, 0 to an hour: NaN or "soon" would otherwise mean no deadline at all. */
 const TIMEOUT_RANGE = { min: 0, max: 3_600_000, integer: false, unit: 'milliseconds' } as const;
 
+/**
+ * What `AgentClient.updateInterface` takes: the agent's Interface message as a plain object (fields may be
+ * left out; protobuf defaults fill them).
+ */
 export type InterfaceInit = MessageInitShape<typeof InterfaceSchema>;
+/**
+ * What `AgentClient.updateRoutes` takes per route: the agent's Route message as a plain object (fields may be
+ * left out).
+ */
 export type RouteInit = MessageInitShape<typeof RouteSchema>;
+/**
+ * What `AgentClient.addArpNeighbors` takes per neighbour: the agent's ARPNeighbor message as a plain object.
+ */
 export type NeighbourInit = MessageInitShape<typeof ARPNeighborSchema>;
 
 /** A call's options, and `v6`: the IPv6 tables (ip6tables-save / ip6tables-restore) instead of IPv4's. */

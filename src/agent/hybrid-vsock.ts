@@ -51,6 +51,10 @@ export function parseAgentAddress(address: string, field = 'agentSocket'): Agent
   return { kind: 'hvsock', path, port };
 }
 
+/**
+ * How to reach a guest agent through a Firecracker or Cloud Hypervisor hybrid vsock (a Unix socket plus a
+ * `CONNECT <port>` handshake): the Unix socket's connect options and the handshake's bound.
+ */
 export interface HybridVsockOptions extends UnixConnectOptions {
   /** Bound of one handshake (the answer to CONNECT); default 10 s, as Kata's. */
   handshakeTimeoutMs?: number;

@@ -40,6 +40,7 @@ import { INTERFACE_MTU_ACCEPTED } from './network-request.js';
 /** Kata's IPFamily as the JSON carries it. */
 export type KataFamilyJson = 0 | 1;
 
+/** An address in Kata's JSON form: `family` 0 for IPv4, 1 for IPv6, and the prefix length as a string. */
 export interface KataIpAddressJson {
   family: KataFamilyJson;
   address: string;
@@ -47,6 +48,9 @@ export interface KataIpAddressJson {
   mask: string;
 }
 
+/**
+ * A guest interface in Kata's JSON form, as `kata-runtime` and `vcnet kata-network list-interfaces` print it.
+ */
 export interface KataInterfaceJson {
   device: string;
   name: string;
@@ -60,6 +64,10 @@ export interface KataInterfaceJson {
   raw_flags: number;
 }
 
+/**
+ * A guest route in Kata's JSON form (`dest` empty for the default route; `scope` the kernel's RT_SCOPE_*
+ * number).
+ */
 export interface KataRouteJson {
   dest: string;
   gateway: string;
@@ -71,6 +79,10 @@ export interface KataRouteJson {
   mtu: number;
 }
 
+/**
+ * A guest neighbour (ARP/NDP entry) in Kata's JSON form; `state` and `flags` are the kernel's NUD_* and NTF_*
+ * numbers.
+ */
 export interface KataNeighbourJson {
   toIPAddress: KataIpAddressJson;
   device: string;
@@ -79,6 +91,7 @@ export interface KataNeighbourJson {
   flags: number;
 }
 
+/** One refused field of a JSON value: where it is (`path`) and why; `KataJsonError.issues` lists them. */
 export type JsonIssue = FieldIssue;
 
 /** The JSON did not fit the shape: names the first bad field; `issues` lists all of them. */
@@ -383,6 +396,10 @@ export function interfaceFromJson(json: unknown, field = 'interface', options: K
   });
 }
 
+/**
+ * Turns an agent Interface message into the JSON `kata-network` prints and `interfaceFromJson` reads back
+ * (the mtu as a number, addresses as `{ family, address, mask }`).
+ */
 export function interfaceToJson(message: Interface): KataInterfaceJson {
   return {
     device: message.device,
@@ -404,6 +421,11 @@ function routeMessage(value: z.output<typeof routeSchema>): Route {
   return create(RouteSchema, { ...value, dest, family: toFamily(family) });
 }
 
+/**
+ * Reads one route in Kata's JSON form (as `kata-runtime` and `kata-network update-routes` give it) into an
+ * agent Route message. `field` names the value in error messages. Throws `KataJsonError` (an
+ * `InvalidFieldsError`) naming every field that does not fit.
+ */
 export function routeFromJson(json: unknown, field = 'route', options: KataJsonReadOptions = {}): Route {
   const { label, ignored } = readArguments(field, options, 'route');
   return routeMessage(parse(routeSchema, foldKeys(json, ROUTE_KEYS, label, ignored), label));
@@ -415,6 +437,7 @@ export function routesFromJson(json: unknown, field = 'routes', options: KataJso
   return parse(list(routeSchema), foldList(json, ROUTE_KEYS, label, ignored), label).map(routeMessage);
 }
 
+/** Turns an agent Route message into Kata's JSON form, the inverse of `routeFromJson`. */
 export function routeToJson(message: Route): KataRouteJson {
   return {
     dest: message.dest,
@@ -438,11 +461,19 @@ function neighbourMessage(value: z.output<typeof neighbourSchema>): ARPNeighbor 
   });
 }
 
+/**
+ * Reads one neighbour (ARP/NDP entry) in Kata's JSON form into an agent ARPNeighbor message. `field` names
+ * the value in error messages. Throws `KataJsonError` naming every field that does not fit.
+ */
 export function neighbourFromJson(json: unknown, field = 'neighbour', options: KataJsonReadOptions = {}): ARPNeighbor {
   const { label, ignored } = readArguments(field, options, 'neighbour');
   return neighbourMessage(parse(neighbourSchema, foldKeys(json, NEIGHBOUR_KEYS, label, ignored), label));
 }
 
+/**
+ * Reads a JSON array of neighbours, as `kata-network add-neighbours` takes, into agent ARPNeighbor messages.
+ * Throws `KataJsonError` when the value is not an array or an entry does not fit.
+ */
 export function neighboursFromJson(
   json: unknown,
   field = 'neighbours',
@@ -452,6 +483,7 @@ export function neighboursFromJson(
   return parse(list(neighbourSchema), foldList(json, NEIGHBOUR_KEYS, label, ignored), label).map(neighbourMessage);
 }
 
+/** Turns an agent ARPNeighbor message into Kata's JSON form, the inverse of `neighbourFromJson`. */
 export function neighbourToJson(message: ARPNeighbor): KataNeighbourJson {
   return {
     toIPAddress: ipAddressJson(message.toIPAddress),

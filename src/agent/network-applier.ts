@@ -6,14 +6,20 @@
  */
 import type { Interface, Route } from './generated/types_pb.js';
 
+/** The IP version of an address or route: 4 or 6. */
 export type IpVersion = 4 | 6;
 
+/** One address to give a guest interface, with its prefix length in bits. */
 export interface AddressAssignment {
   address: string;
   prefixLength: number;
   version: IpVersion;
 }
 
+/**
+ * What a guest agent's UpdateInterface asks for, decoded: the link to find (by MAC, else PCI path) and what
+ * it should have afterwards.
+ */
 export interface InterfaceUpdate {
   /** The link to change, by MAC address (lower case). Empty when only `pciPath` identifies it. */
   hardwareAddress: string;
@@ -31,6 +37,7 @@ export interface InterfaceUpdate {
   hostType: string;
 }
 
+/** One route of an UpdateRoutes request, decoded; prefix lengths in bits. */
 export interface RouteUpdate {
   version: IpVersion;
   /** undefined: the default route. */
@@ -45,6 +52,7 @@ export interface RouteUpdate {
   mtu: number | undefined;
 }
 
+/** One neighbour of an AddARPNeighbors request, decoded; `state` is the kernel's NUD_* number. */
 export interface NeighbourAddition {
   version: IpVersion;
   destination: string;
@@ -54,6 +62,11 @@ export interface NeighbourAddition {
   flags: number;
 }
 
+/**
+ * What a guest agent built with `createAgentServer` does with the network calls it receives: implement it to
+ * apply them in a guest (vcnet's guest agent applies them over rtnetlink). A method that throws answers the
+ * call with an error status (an `AgentStatusError`'s own, else INTERNAL).
+ */
 export interface NetworkApplier {
   /** Applies one interface update; answers the interface as it is afterwards. */
   updateInterface(update: InterfaceUpdate): Promise<Interface>;

@@ -23,6 +23,7 @@ export function agentStatusOf(error: unknown): Status {
   };
 }
 
+/** `createAgentServer`'s options: the ttrpc server's, and the iptables calls' handler. */
 export interface AgentServerOptions extends TtrpcServerOptions {
   /**
    * Serves GetIPTables and SetIPTables (vcnet's guest agent: GuestIpTables, which runs iptables-save and

@@ -8,6 +8,10 @@ import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentConnectError } from './errors.js';
 
+/**
+ * How to connect to an agent's Unix socket: each attempt's bound, the overall deadline and the pause between
+ * attempts, all in milliseconds (a booting guest refuses connections at first).
+ */
 export interface UnixConnectOptions {
   /** Bound of one attempt; default 2000 ms. */
   connectTimeoutMs?: number;

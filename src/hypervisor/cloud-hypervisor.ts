@@ -28,6 +28,10 @@ import {
   type TokenBucket,
 } from './rate-limiter.js';
 
+/**
+ * Options of a Cloud Hypervisor NIC (`cloudHypervisorAddNetRequest`, `--net`): queue size, vhost-user mode,
+ * the VMM's rate limiter and the IOMMU.
+ */
 export interface CloudHypervisorNetOptions {
   /** Descriptors per virtqueue: a power of two, at most 32768. Cloud Hypervisor's default is 256. */
   queueSize?: number;
@@ -72,6 +76,7 @@ export function cloudHypervisorRateLimiterConfig(settings: {
   return config.bandwidth || config.ops ? config : undefined;
 }
 
+/** Cloud Hypervisor's rate limiter of a NIC: a token bucket for bytes and one for operations. */
 export interface CloudHypervisorRateLimiterConfig {
   bandwidth?: TokenBucket;
   ops?: TokenBucket;
@@ -94,10 +99,15 @@ export interface CloudHypervisorNetConfig {
   rate_limiter_config?: CloudHypervisorRateLimiterConfig;
 }
 
+/** The body of Cloud Hypervisor's `vm.remove-device`: the id the device was added with. */
 export interface CloudHypervisorRemoveDevice {
   id: string;
 }
 
+/**
+ * A request to send on Cloud Hypervisor's API socket (`curl --unix-socket`-like PUT), with the fds that go
+ * along as SCM_RIGHTS.
+ */
 export interface CloudHypervisorApiRequest<Body> {
   method: 'PUT';
   /** Path on the API socket, e.g. /api/v1/vm.add-net. */
@@ -143,6 +153,12 @@ export function cloudHypervisorNetConfig(
   return config;
 }
 
+/**
+ * Builds the `vm.add-net` request that hot-plugs `device` into a running Cloud Hypervisor VM: the NIC's body
+ * (tap by name, or the queue fds as SCM_RIGHTS), with the options' queue size, vhost-user mode, rate limiter
+ * and IOMMU. Throws `InvalidInputError` for a malformed device or option, and `UnsupportedByHypervisorError`
+ * for what Cloud Hypervisor cannot take (vhost-net fds, a PCI address, a rate limit on a vhost-user NIC).
+ */
 export function cloudHypervisorAddNetRequest(
   device: NetworkDevice,
   options: CloudHypervisorNetOptions = {},
@@ -155,6 +171,10 @@ export function cloudHypervisorAddNetRequest(
   };
 }
 
+/**
+ * Builds the `vm.remove-device` request that unplugs the NIC added with `deviceId`. Throws
+ * `InvalidInputError` for an empty id.
+ */
 export function cloudHypervisorRemoveDeviceRequest(
   deviceId: string,
 ): CloudHypervisorApiRequest<CloudHypervisorRemoveDevice> {

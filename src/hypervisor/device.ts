@@ -13,6 +13,11 @@ export interface NetworkRateLimit {
   txBitsPerSecond?: number;
 }
 
+/**
+ * A NIC as a hypervisor takes it, from `endpoint.networkDevice()`: its id, the tap by name or its open queue
+ * fds, its MAC, queue count, vhost settings and rate limit. `spawnQemu`, `hotplugNetworkDevice` and the Cloud
+ * Hypervisor and Firecracker builders read it.
+ */
 export interface NetworkDevice {
   /** Stable per endpoint (e.g. "net0"): the QEMU device id, the Cloud Hypervisor id, Firecracker's iface_id. */
   id: string;
@@ -35,6 +40,7 @@ export interface NetworkDevice {
   pciAddress?: string;
 }
 
+/** A PCI slot and function on the bus a NIC is placed on. */
 export interface PciSlot {
   slot: number;
   function: number;
@@ -48,6 +54,10 @@ const PCI_ADDRESS_PATTERN = /^(?:0x)?([0-9a-fA-F]{1,2})(?:\.([0-7]))?$/;
 /** sun_path is 108 bytes including the terminating NUL. */
 const MAX_UNIX_SOCKET_PATH_BYTES = 107;
 
+/**
+ * Checks that a `NetworkDevice` is one the hypervisors accept (its id, MAC, queues, fds, socket path) before
+ * any command is built. Throws `InvalidInputError` naming the first bad field.
+ */
 export function validateNetworkDevice(device: NetworkDevice): void {
   if (typeof device.id !== 'string' || !DEVICE_ID_PATTERN.test(device.id)) {
     throw new InvalidInputError(

@@ -90,6 +90,10 @@ export function qmpRemovalOf(deviceId: string): string {
   return `{"execute":"device_del","arguments":{"id":"${deviceId}"}}, wait for its DEVICE_DELETED event, then {"execute":"netdev_del","arguments":{"id":"${qemuNetdevId(deviceId)}"}} (either may answer "not found": the other one was all there was)`;
 }
 
+/**
+ * A QMP hot-plug of a NIC failed (`VCNET_HOTPLUG_FAILED`) at `netdev_add` or `device_add`; `rolledBack` says
+ * whether what was added before was removed again. The QMP error is its `cause`.
+ */
 export class NetworkHotplugError extends VcnetError {
   static override readonly errorName: string = 'NetworkHotplugError';
   readonly deviceId: string;

@@ -16,11 +16,13 @@ import { type NetworkDevice, normalizeMac, validateNetworkDevice } from './devic
 import { UnsupportedByHypervisorError } from './errors.js';
 import { bandwidthTokenBucket, type TokenBucket } from './rate-limiter.js';
 
+/** Firecracker's rate limiter of one direction of a NIC: a token bucket for bytes and one for operations. */
 export interface FirecrackerRateLimiter {
   bandwidth?: TokenBucket;
   ops?: TokenBucket;
 }
 
+/** The body of Firecracker's `PUT /network-interfaces/{iface_id}`, in Firecracker's own field names. */
 export interface FirecrackerNetworkInterface {
   iface_id: string;
   host_dev_name: string;
@@ -31,6 +33,7 @@ export interface FirecrackerNetworkInterface {
   tx_rate_limiter?: FirecrackerRateLimiter;
 }
 
+/** A request to send on Firecracker's API socket. */
 export interface FirecrackerApiRequest<Body> {
   method: 'PUT';
   path: string;
@@ -53,11 +56,18 @@ export function firecrackerInterfaceId(endpointName: string): string {
   return endpointName.replace(/[^A-Za-z0-9_]/g, '_').slice(0, 64);
 }
 
+/** Options of `firecrackerNetworkInterface`: the interface id to give Firecracker. */
 export interface FirecrackerNetworkOptions {
   /** The iface_id (default: the device's id); Kata's is the endpoint name, see firecrackerInterfaceId. */
   ifaceId?: string;
 }
 
+/**
+ * Builds Firecracker's network interface body for `device`, to PUT before the VM boots (Firecracker has no
+ * hot-plug). Firecracker opens the tap by name and takes one queue pair. Throws `InvalidInputError` for a
+ * malformed device or iface id, and `UnsupportedByHypervisorError` for what Firecracker cannot take
+ * (several queues, queue fds without a tap name, vhost-user, vhost-net fds, a PCI address).
+ */
 export function firecrackerNetworkInterface(
   device: NetworkDevice,
   options: FirecrackerNetworkOptions = {},

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { numberOption, optionsArgument, stringOption } from '../arguments.js';
 import { spawnQemu } from './qemu-process.js';
 
+/** Options of `probeKvm`: the kernel to boot, the QEMU binary and the accelerator to try. */
 export interface KvmProbeOptions {
   /** Kernel to boot. Default: the newest /boot/vmlinuz-*. */
   kernelPath?: string;
@@ -19,6 +20,7 @@ export interface KvmProbeOptions {
   accelerator?: string;
 }
 
+/** What `probeKvm` found: whether a KVM guest got to its first console line, and why not. */
 export interface KvmProbeResult {
   usable: boolean;
   reason: string;

@@ -8,6 +8,10 @@ import { InvalidInputError } from '../errors.js';
 import { QmpCommandError } from './errors.js';
 import type { QmpClient } from './qmp.js';
 
+/**
+ * The QEMU machine families vcnet knows how to hot-plug NICs into: `q35` (PCIe root ports) and `pc` (i440fx,
+ * a PCI bridge).
+ */
 export type QemuMachineType = 'q35' | 'pc';
 
 /**

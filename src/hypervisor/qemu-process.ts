@@ -20,6 +20,10 @@ import { QemuProcessError } from './errors.js';
 import { escapeQemuOptionValue, qemuNetworkArguments } from './qemu.js';
 import { QmpClient } from './qmp.js';
 
+/**
+ * Options of `spawnQemu` and `buildQemuCommand`: the binary, accelerator, machine, memory (MiB), the
+ * namespace to run in, the NICs, the QMP socket and extra arguments.
+ */
 export interface QemuLaunchOptions {
   /** Default qemu-system-x86_64. */
   binary?: string;
@@ -41,6 +45,10 @@ export interface QemuLaunchOptions {
   extraArguments?: string[];
 }
 
+/**
+ * A QEMU command line from `buildQemuCommand`: the program, its arguments, and the parent's fds to hand down
+ * as 3, 4, ... (the NICs' queue fds).
+ */
 export interface QemuCommand {
   command: string;
   args: string[];
@@ -48,6 +56,7 @@ export interface QemuCommand {
   inheritedFds: number[];
 }
 
+/** How a QEMU process ended: its exit code, or the signal that killed it. */
 export interface QemuExit {
   code: number | null;
   signal: NodeJS.Signals | null;

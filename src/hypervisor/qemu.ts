@@ -16,6 +16,7 @@ import {
   validateNetworkDevice,
 } from './device.js';
 
+/** Options of a QEMU NIC's arguments: the bus it sits on and vhost-net. */
 export interface QemuNicOptions {
   /** Bus the NIC sits on when it has a pciAddress. The i440fx ("pc") root bus is pci.0. */
   bus?: string;
@@ -139,6 +140,10 @@ export interface VfioPciDevice {
 
 const HOST_PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 
+/**
+ * Checks a VFIO PCI device (a physical NIC handed to the VM whole) before its QEMU arguments are built: its
+ * id and host PCI address. Throws `InvalidInputError` naming the bad field.
+ */
 export function validateVfioPciDevice(device: VfioPciDevice): void {
   if (!DEVICE_ID_PATTERN.test(device.id)) {
     throw new InvalidInputError('VfioPciDevice.id', device.id, 'a letter, then letters, digits, "-", "." or "_"');

@@ -61,6 +61,10 @@ import {
 } from './qemu-hotplug-ports.js';
 import { QmpClient } from './qmp.js';
 
+/**
+ * Options of `hotplugNetworkDevice`: where to plug the NIC (bus and address) and how long each QMP command
+ * may take.
+ */
 export interface HotplugOptions {
   /** Bus to plug into. Default pci.0 (i440fx root bus). */
   bus?: string;
@@ -96,12 +100,20 @@ function checkTargetOptions(
   }
 }
 
+/**
+ * Options of `unplugNetworkDevice`: how long the guest gets to release the NIC, and each QMP command's bound
+ * (milliseconds).
+ */
 export interface UnplugOptions {
   /** How long the guest gets to release the device. Default 10 s. */
   timeoutMs?: number;
   commandTimeoutMs?: number;
 }
 
+/**
+ * A NIC `hotplugNetworkDevice` added: its QEMU device and netdev ids, and the PCI path the guest finds it at
+ * (Kata's form).
+ */
 export interface HotpluggedNetworkDevice {
   deviceId: string;
   netdevId: string;
@@ -109,6 +121,7 @@ export interface HotpluggedNetworkDevice {
   pciPath?: string;
 }
 
+/** The two QMP commands that hot-plug a NIC, `netdev_add` then `device_add`, as their argument objects. */
 export interface NetworkHotplugCommands {
   netdevAdd: Record<string, unknown>;
   deviceAdd: Record<string, unknown>;

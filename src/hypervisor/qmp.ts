@@ -16,6 +16,7 @@ import { numberOption, optionsArgument, stringArgument } from '../arguments.js';
 import { nativeDevices, socketFileDescriptor } from '../native/devices.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
 
+/** The greeting QEMU sends on a new QMP connection: its version and capabilities. */
 export interface QmpGreeting {
   QMP: {
     version: { qemu: { major: number; minor: number; micro: number }; package: string };
@@ -23,12 +24,17 @@ export interface QmpGreeting {
   };
 }
 
+/** An asynchronous QMP event (DEVICE_DELETED, SHUTDOWN...), with QEMU's timestamp. */
 export interface QmpEvent {
   event: string;
   data?: Record<string, unknown>;
   timestamp: { seconds: number; microseconds: number };
 }
 
+/**
+ * Options of `QmpClient.connect`: the bound of the connect and handshake, and the client's default command
+ * timeout (milliseconds).
+ */
 export interface QmpConnectOptions {
   /** Bound on connect + greeting + qmp_capabilities. */
   timeoutMs?: number;
@@ -36,12 +42,17 @@ export interface QmpConnectOptions {
   commandTimeoutMs?: number;
 }
 
+/** Options of one QMP command: its timeout (milliseconds) and the fds sent with it. */
 export interface QmpExecuteOptions {
   timeoutMs?: number;
   /** File descriptors sent with the command (SCM_RIGHTS), as `getfd` and `add-fd` expect them. */
   fds?: number[];
 }
 
+/**
+ * Options of `QmpClient.waitForEvent`: how long to wait (milliseconds), which events count, and a signal that
+ * stops the wait.
+ */
 export interface QmpWaitForEventOptions {
   timeoutMs: number;
   /** Only events for which this returns true count (e.g. DEVICE_DELETED of one device id). */
@@ -58,6 +69,7 @@ interface PendingCommand {
   timer: NodeJS.Timeout;
 }
 
+/** The events a `QmpClient` emits: each QMP `event`, and `close` with the error that closed it, if any. */
 export type QmpClientEvents = {
   event: [QmpEvent];
   close: [Error | undefined];

@@ -56,6 +56,10 @@ import { LinkNotFoundError, NetlinkError } from './errors.js';
 import type { RequestOutcome } from './protocol.js';
 import { NetlinkSocket, type RequestBatch } from './transport.js';
 
+/**
+ * The filter `NetlinkHandle.deleteFilter` removes: link index, parent and priority, and protocol, handle and
+ * kind to narrow it.
+ */
 export interface DeleteFilterTarget {
   index: number;
   parent: number;
@@ -294,6 +298,10 @@ function describeRoute(spec: RouteSpec): string {
   return `${destination}${tos}${spec.gateway ? ` via ${spec.gateway}` : ''}${spec.outputIndex ? ` dev #${spec.outputIndex}` : ''}`;
 }
 
+/**
+ * Which routes `NetlinkHandle.routes` lists: a family, a table (default main, or `'all'`) and routes leaving
+ * by one link.
+ */
 export interface RouteFilter {
   family?: number;
   /** Table to list; default main. 'all' lists every table. */
@@ -327,6 +335,10 @@ function tableRoutes(routes: Route[], filter: RouteFilter = { table: 'all' }): R
   );
 }
 
+/**
+ * Everything a namespace has, read in one go by `NetlinkHandle.snapshot`: links, addresses, routes,
+ * neighbours proxy neighbours and qdiscs.
+ */
 export interface NamespaceSnapshot {
   links: Link[];
   addresses: Address[];
@@ -337,8 +349,10 @@ export interface NamespaceSnapshot {
   qdiscs: Qdisc[];
 }
 
+/** One part of a `NamespaceSnapshot` to read (`links`, `addresses`, `routes`...). */
 export type SnapshotPart = keyof NamespaceSnapshot;
 
+/** Options of `NetlinkHandle.snapshot`: a signal to stop it between its dumps. */
 export interface SnapshotOptions {
   /** Stops the snapshot between its dumps, rejecting with the signal's reason (see snapshot()). */
   signal?: AbortSignal;

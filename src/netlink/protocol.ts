@@ -64,6 +64,7 @@ export interface ProtocolRequest {
   description: string;
 }
 
+/** The answer to one request of a batch: the messages the kernel sent for it, or its error. */
 export type RequestOutcome = { ok: true; messages: RawMessage[] } | { ok: false; error: NetlinkError };
 
 export type ProtocolEvent =

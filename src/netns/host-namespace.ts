@@ -32,6 +32,10 @@ export function isHostNamespace(path: string, own: string | undefined = ownNames
   return identity !== undefined && identity === own;
 }
 
+/**
+ * Refused to work in the network namespace vcnet itself runs in (`VCNET_HOST_NAMESPACE`): host networking is
+ * not supported; give the pod's own namespace.
+ */
 export class HostNamespaceError extends VcnetError {
   static override readonly errorName: string = 'HostNamespaceError';
   constructor(path: string, operation: string) {

@@ -86,6 +86,10 @@ export interface VmmRateLimiter {
   operations?: VmmBucketSetting;
 }
 
+/**
+ * Settings that cannot go together (`VCNET_CONFIG_CONFLICT`); `fields` lists the `NetworkConfig` fields in
+ * conflict (empty when the conflict is between links, such as two NICs with one MAC).
+ */
 export class ConfigurationConflictError extends VcnetError {
   static override readonly errorName: string = 'ConfigurationConflictError';
   constructor(
@@ -251,6 +255,10 @@ export function refuseHostNamespaceUnlessShared(config: NetworkConfig, operation
   if (!config.disableNewNetns) refuseHostNamespace(config.namespacePath, operation);
 }
 
+/**
+ * The network settings of a Kata `configuration.toml`, from `readKataConfiguration` or
+ * `parseKataConfiguration`. Not a `NetworkConfig`: turn them into one with `networkConfigFromKata`.
+ */
 export interface KataNetworkSettings {
   model?: InterworkingModel;
   disableNewNetns?: boolean;
@@ -547,6 +555,10 @@ export type KataConfigOverrides = Partial<
   Pick<NetworkConfig, 'model' | 'queues' | 'vhostNet' | 'disableNewNetns' | 'namedInterfaces'>
 >;
 
+/**
+ * Options of `networkConfigFromKata`: the pod namespace, the hypervisor whose rules apply, fields set over
+ * the file, and a handler for settings that have no effect.
+ */
 export interface KataNetworkConfigOptions {
   /**
    * The pod namespace. Left out only with disable_new_netns, where the VMM runs in this process's own

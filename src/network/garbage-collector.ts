@@ -79,6 +79,16 @@ export interface GarbageOptions {
  * Removes the taps, macvtaps, ifbs, filters and qdiscs vcnet made whose sandbox is gone (`vcnet gc`),
  * and the records whose namespace exists nowhere; what a live record owns is never touched. With
  * `dryRun` it only reports. Give `namespaces` to look only there (other programs' sandboxes stay out).
+ * A namespace it cannot examine is listed in `failures`, not thrown; it throws `InvalidInputError`
+ * for bad options, before anything is read.
+ *
+ * @example
+ * ```ts
+ * import { collectGarbage } from 'vcnet';
+ *
+ * const report = await collectGarbage({ namespaces: ['/var/run/netns/pod'], dryRun: true });
+ * for (const item of report.removed) console.log(`would remove ${item.kind} ${item.name}`);
+ * ```
  */
 export async function collectGarbage(options: GarbageOptions = {}): Promise<GarbageReport> {
   // A gc reads every registered state directory and may delete links: a wrong argument must not

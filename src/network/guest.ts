@@ -19,8 +19,10 @@ import type { Endpoint } from './endpoint/endpoint.js';
 
 /** Kata's IPFamily enum: v4 = 0, v6 = 1. */
 export const GuestFamily = { v4: 0, v6: 1 } as const;
+/** Kata's IP family number: 0 for IPv4, 1 for IPv6. */
 export type GuestFamilyValue = (typeof GuestFamily)[keyof typeof GuestFamily];
 
+/** An address of a guest interface, as the Kata agent takes it (the prefix length as a string). */
 export interface GuestIpAddress {
   family: GuestFamilyValue;
   address: string;
@@ -28,6 +30,7 @@ export interface GuestIpAddress {
   mask: string;
 }
 
+/** A guest interface as the Kata agent takes it: the device, its name, addresses, MTU and MAC. */
 export interface GuestInterface {
   device: string;
   name: string;
@@ -40,6 +43,7 @@ export interface GuestInterface {
   raw_flags: number;
 }
 
+/** A guest route as the Kata agent takes it (`dest` empty for the default route). */
 export interface GuestRoute {
   dest: string;
   gateway: string;
@@ -51,6 +55,7 @@ export interface GuestRoute {
   mtu: number;
 }
 
+/** A guest neighbour (ARP/NDP entry) as the Kata agent takes it. */
 export interface GuestNeighbour {
   toIPAddress: GuestIpAddress;
   device: string;
@@ -59,6 +64,10 @@ export interface GuestNeighbour {
   flags: number;
 }
 
+/**
+ * What the guest is told after attach: every interface, the full route set and the neighbours
+ * (`attachSandbox`'s `guest`; `configureGuest` pushes it).
+ */
 export interface GuestNetwork {
   interfaces: GuestInterface[];
   routes: GuestRoute[];

@@ -19,6 +19,7 @@ import type { Plan } from './plan/types.js';
 
 /** The hypervisors hypervisorDeviceConfig describes devices for. */
 export const HYPERVISORS = ['qemu', 'clh', 'firecracker'] as const;
+/** A hypervisor vcnet describes NICs for: `qemu`, `clh` (Cloud Hypervisor) or `firecracker`. */
 export type HypervisorKind = (typeof HYPERVISORS)[number];
 
 /** A file the VM's launcher opens read-write and passes to the hypervisor as this descriptor number. */
@@ -36,6 +37,10 @@ export interface DeviceConfig {
   fds?: OpenedFile[];
 }
 
+/**
+ * Options of `hypervisorDeviceConfig` and `plannedDeviceConfig`: the VMM's rate limiter, vhost-net for
+ * macvtaps and Cloud Hypervisor's IOMMU. Pass the config's `vmmRateLimiter` and `nicIommu` here.
+ */
 export interface HypervisorDeviceOptions {
   /** The VMM's own limiter (Firecracker, Cloud Hypervisor), put into each NIC as Kata does. */
   vmmRateLimiter?: VmmRateLimiter;

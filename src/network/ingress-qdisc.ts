@@ -20,6 +20,10 @@ export interface IngressRetryOptions {
   sleep?: (milliseconds: number) => Promise<void>;
 }
 
+/**
+ * The kernel kept refusing vcnet's ingress qdisc on a link with EBUSY (`VCNET_INGRESS_BUSY`): another tc user
+ * is changing it at the same time. Attach again once it is done.
+ */
 export class IngressQdiscBusyError extends VcnetError {
   static override readonly errorName: string = 'IngressQdiscBusyError';
   constructor(link: string, attempts: number, holders: Qdisc[], cause: unknown) {

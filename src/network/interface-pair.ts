@@ -8,17 +8,20 @@ import { randomPrivateMacAddress } from '../mac-address.js';
 import type { InterworkingModel } from './interworking-model.js';
 import { ifbName } from './plan/plan-attach.js';
 
+/** The tap (or macvtap) side of an endpoint: its name and the MAC the guest NIC gets. */
 export interface TapInterface {
   name: string;
   /** The MAC the guest NIC gets. */
   guestHardwareAddress: string;
 }
 
+/** The pod side of an endpoint: the link's name and MAC. */
 export interface VirtualInterface {
   name: string;
   hardwareAddress: string;
 }
 
+/** An endpoint's two sides: the pod link and the tap the VM uses, with the guest-facing name. */
 export interface NetworkInterfacePair {
   id: string;
   /** Guest-facing name. */

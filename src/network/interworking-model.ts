@@ -8,6 +8,10 @@ import { labelArgument } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 
 export const INTERWORKING_MODELS = ['default', 'macvtap', 'tcfilter', 'none'] as const;
+/**
+ * How a pod link is joined to the VM: `tcfilter` (a tap and tc mirred redirects, the default), `macvtap`,
+ * `none` (nothing on the host), or `default` (tcfilter).
+ */
 export type InterworkingModelName = (typeof INTERWORKING_MODELS)[number];
 /** A model after `default` is resolved. */
 export type InterworkingModel = Exclude<InterworkingModelName, 'default'>;

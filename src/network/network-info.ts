@@ -4,6 +4,7 @@ import type { Link } from '../netlink/codec/link.js';
 import type { Neighbour } from '../netlink/codec/neighbour.js';
 import type { Route } from '../netlink/codec/route.js';
 
+/** A pod link with its addresses, routes and neighbours, as `scanNamespace` answers each. */
 export interface NetworkInfo {
   link: Link;
   addresses: Address[];
@@ -11,6 +12,7 @@ export interface NetworkInfo {
   neighbours: Neighbour[];
 }
 
+/** DNS settings of a pod (servers, domain, search list, options), as CNI results give them. */
 export interface DnsInfo {
   servers: string[];
   domain?: string;
@@ -29,4 +31,8 @@ export const ENDPOINT_TYPES = [
   'tuntap',
   'ipvlan',
 ] as const;
+/**
+ * The kind of endpoint vcnet makes of a pod link: `virtual` (a veth, Kata's name), `macvlan`, `ipvlan`,
+ * `tap`, `tuntap`, `macvtap`, `physical` or `vhost-user`.
+ */
 export type EndpointType = (typeof ENDPOINT_TYPES)[number];

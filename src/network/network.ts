@@ -63,12 +63,17 @@ export interface SkippedNotice {
   message: string;
 }
 
+/** What a `Network` saves to be reopened later: its config and its endpoints' states. */
 export interface NetworkState {
   version: typeof NETWORK_STATE_VERSION;
   config: NetworkConfig;
   endpoints: EndpointState[];
 }
 
+/**
+ * Options of `Network.addEndpoints`: which interfaces to add (else a scan), a scan already made, and the VM
+ * to hot-plug into.
+ */
 export interface AddEndpointsOptions {
   /** Interfaces to add; the namespace is scanned when omitted or empty. */
   interfaces?: NetworkInfo[];

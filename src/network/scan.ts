@@ -17,6 +17,10 @@ import { isVcnetDevice } from './link-name.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 
+/**
+ * What `scanNamespace` answers: the pod's links (loopback left out) with their addresses, routes and
+ * neighbours, and the raw snapshot of the namespace.
+ */
 export interface NamespaceScan {
   interfaces: NetworkInfo[];
   snapshot: NamespaceSnapshot;
@@ -61,6 +65,7 @@ export function interfacesOf(snapshot: NamespaceSnapshot): NetworkInfo[] {
     .sort((a, b) => a.link.index - b.link.index);
 }
 
+/** Options of `scanNamespace`: a signal to stop it. */
 export interface ScanOptions {
   /**
    * Stops the scan: it rejects with the signal's reason (a plain `abort()`: an AbortError). Checked

@@ -38,6 +38,10 @@ export interface VfioBinding {
   groupDevice: string;
 }
 
+/**
+ * A physical NIC could not be handed to vfio-pci for pass-through (`VCNET_VFIO`): a bad PCI address, a device
+ * not found or without an IOMMU group, or a driver bind that failed.
+ */
 export class VfioError extends VcnetError {
   static override readonly errorName: string = 'VfioError';
   constructor(message: string, value: unknown, hint: string, cause?: unknown) {

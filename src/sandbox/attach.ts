@@ -33,6 +33,10 @@ export interface AttachResult {
   skipped: SkippedNotice[];
 }
 
+/**
+ * The sandbox is attached already (`VCNET_SANDBOX_EXISTS`): its record exists. Detach it first, or use
+ * another id.
+ */
 export class SandboxExistsError extends VcnetError {
   static override readonly errorName: string = 'SandboxExistsError';
   constructor(id: string, path: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {
@@ -129,7 +133,24 @@ export interface AttachSandboxOptions {
   signal?: AbortSignal;
 }
 
-/** Attaches every interface of the namespace and records the sandbox; nothing is left if it fails. */
+/**
+ * Attaches every interface of the namespace and records the sandbox; nothing is left if it fails.
+ * Resolves with the endpoints (each `networkDevice()` is a NIC to hand the VMM) and what to tell the
+ * guest. Throws `SandboxExistsError` when the sandbox is recorded already, `AttachError` (the deciding
+ * error as its `cause`) when a step fails, `SandboxLockedError` or `NamespaceBusyError` when another
+ * call holds the sandbox or namespace longer than `lockTimeoutMs`, and `InvalidInputError` for a bad
+ * argument, before anything is changed.
+ *
+ * @example
+ * ```ts
+ * import { attachSandbox, defineNetworkConfig } from 'vcnet';
+ *
+ * const config = defineNetworkConfig({ namespacePath: '/var/run/netns/pod' });
+ * const { endpoints, guest } = await attachSandbox('sb1', config, { stateDirectory: '/run/vcnet/sandboxes' });
+ * for (const endpoint of endpoints) console.log(endpoint.name, endpoint.networkDevice().tapName);
+ * console.log(guest.routes.length, 'routes for the guest');
+ * ```
+ */
 export async function attachSandbox(
   id: string,
   config: NetworkConfig,

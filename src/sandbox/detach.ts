@@ -50,7 +50,18 @@ export interface DetachSandboxOptions {
 /**
  * Undoes what attach recorded, from the state file alone, in the namespace the record names (checked
  * by identity: a path that now names another namespace is refused). An unknown sandbox is not an
- * error; a record whose namespace is gone is dropped, and the result says so.
+ * error; a record whose namespace is gone is dropped, and the result says so. Throws
+ * `SandboxLockedError` or `NamespaceBusyError` when another call holds the sandbox or namespace
+ * longer than `lockTimeoutMs`.
+ *
+ * @example
+ * ```ts
+ * import { detachSandbox } from 'vcnet';
+ *
+ * const result = await detachSandbox('sb1', { stateDirectory: '/run/vcnet/sandboxes' });
+ * if (!result.found) console.log('sb1 was not attached');
+ * else console.log(`${result.report?.undone ?? 0} change(s) undone`);
+ * ```
  */
 export async function detachSandbox(id: string, options: DetachSandboxOptions = {}): Promise<DetachResult> {
   options = optionsArgument(options, 'options', ['stateDirectory', 'connectHotplug', 'lockTimeoutMs', 'signal']);

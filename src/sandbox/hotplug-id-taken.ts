@@ -17,6 +17,10 @@ import { qemuNetdevId } from '../hypervisor/qemu.js';
 import type { Network } from '../network/network.js';
 import type { SandboxState } from '../network/state/records.js';
 
+/**
+ * QEMU already has a device or netdev by the id vcnet would hot-plug the NIC as (`VCNET_HOTPLUG_ID_TAKEN`);
+ * `takenId` is that id. Nothing was changed.
+ */
 export class HotplugIdTakenError extends VcnetError {
   static override readonly errorName: string = 'HotplugIdTakenError';
   /** The id QEMU has already: the NIC's (net<N>) or its netdev's (netdev-net<N>). */

@@ -13,6 +13,10 @@ import { CloudHypervisorClient, CloudHypervisorHotplugTarget } from '../hypervis
 import type { HotplugTarget } from '../hypervisor/device.js';
 import type { SandboxState } from '../network/state/records.js';
 
+/**
+ * A NIC cannot be added to or removed from a running Firecracker VM (`VCNET_HYPERVISOR_UNSUPPORTED`):
+ * Firecracker has no hot-plug. Nothing was changed.
+ */
 export class FirecrackerNoHotplugError extends VcnetError {
   static override readonly errorName: string = 'FirecrackerNoHotplugError';
   constructor(sandbox: string) {

@@ -27,6 +27,10 @@ import {
 import { refuseHeldNamespace } from './namespace-hold.js';
 import { ATTACH_NO_NETWORK_ADVICE, noticeNoNetwork } from './no-network.js';
 
+/**
+ * One pod link of `planSandboxAttach`'s answer: its endpoint type, its `Plan` (none when the VM uses the
+ * device as it is) and the plan as `ip`/`tc` commands.
+ */
 export interface PlannedEndpoint {
   /** The pod link. */
   source: string;
@@ -115,6 +119,10 @@ export async function planSandboxAttach(
   }
 }
 
+/**
+ * What `planSandboxDetach` answers: whether the sandbox is recorded, its namespace (or where it is held now)
+ * and what detach would undo.
+ */
 export interface PlannedDetach {
   id: string;
   found: boolean;

@@ -49,6 +49,10 @@ import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine }
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
 
+/**
+ * No record of the sandbox in the state directory (`VCNET_SANDBOX_NOT_FOUND`): it was never attached there,
+ * or was detached.
+ */
 export class SandboxNotFoundError extends VcnetError {
   static override readonly errorName: string = 'SandboxNotFoundError';
   constructor(id: string, path: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {
@@ -195,6 +199,10 @@ function guestInterfaceOf(endpoint: Endpoint): GuestInterface {
   return found;
 }
 
+/**
+ * What `addInterface` answers: the guest interface added (Kata's JSON form), the pod link it came from and
+ * the endpoint type inferred.
+ */
 export interface AddInterfaceResult {
   interface: KataInterfaceJson;
   /** Set when `type` was missing and taken from the device in the namespace. */

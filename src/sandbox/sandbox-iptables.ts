@@ -19,6 +19,10 @@ import { AgentNotRecordedError, askAgentWithin, withSandbox } from './sandbox-in
 /** How long getIpTables/setIpTables wait for the agent, connecting and answering, unless told. */
 const IPTABLES_AGENT_TIMEOUT_MS = 30_000;
 
+/**
+ * Options of `getIpTables` and `setIpTables`: IPv6 instead of IPv4, the state directory, the lock wait and
+ * the agent's timeout (milliseconds), and a signal to give up.
+ */
 export interface IpTablesOptions {
   /** The IPv6 tables (ip6tables-save / ip6tables-restore) instead of IPv4's. */
   v6?: boolean;

@@ -46,6 +46,10 @@ import {
 import { TRAFFIC_CONTROL_RETRIES, TrafficControlRetry, trafficControlRetryWindowMs } from './tc-repair-retry.js';
 import { mergeChange, watchStartView } from './watch-start.js';
 
+/**
+ * What one change set of a watch did: the pod interfaces added, removed and updated, and those that could not
+ * be attached.
+ */
 export interface WatchSummary {
   added: string[];
   removed: string[];
@@ -107,6 +111,10 @@ const REFUSED_FOR_WHAT_IT_IS: ReadonlySet<ErrorCode> = new Set([
   'VCNET_PHYSICAL_UNSUPPORTED',
 ]);
 
+/**
+ * Options of `watchSandbox`: the state directory, the debounce of changes (milliseconds), handlers for
+ * applied changes and errors, the most endpoints it attaches, and a signal that stops the watch.
+ */
 export interface SandboxWatchOptions {
   stateDirectory?: string;
   debounceMs?: number;
@@ -781,7 +789,21 @@ export interface SandboxWatch {
 /**
  * Watches the sandbox's namespace until `stop()` or until the sandbox is detached. Change sets are
  * applied one after another; one that fails (a VM that does not answer, say) is reported to onError
- * and tried again, with whatever changed since, after a growing wait.
+ * and tried again, with whatever changed since, after a growing wait. Throws `SandboxNotFoundError`
+ * for a sandbox that is not recorded, and the signal's reason when it is aborted while the watch starts.
+ *
+ * @example
+ * ```ts
+ * import { watchSandbox } from 'vcnet';
+ *
+ * const watch = await watchSandbox('sb1', {
+ *   stateDirectory: '/run/vcnet/sandboxes',
+ *   onApplied: (summary) => console.log('added', summary.added, 'removed', summary.removed),
+ *   onError: (error) => console.error(error.message),
+ * });
+ * // ... later, when the sandbox goes:
+ * await watch.stop();
+ * ```
  */
 export async function watchSandbox(id: string, options: SandboxWatchOptions = {}): Promise<SandboxWatch> {
   options = optionsArgument(options, 'options', [

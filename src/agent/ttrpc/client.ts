@@ -22,6 +22,10 @@ import { encodeFrame, endThenDestroy, FrameDecoder, FrameType, MAX_FRAME_LENGTH 
 import { methodPath, type UnaryMethod } from './method.js';
 import { StatusCode } from './status-code.js';
 
+/**
+ * Options of one agent call: its deadline in milliseconds (sent to the agent too), a signal that cancels it,
+ * and ttrpc metadata.
+ */
 export interface CallOptions {
   /** Deadline of this call in milliseconds: sent to the server as timeout_nano and enforced here. */
   timeoutMs?: number;

@@ -1,6 +1,10 @@
 /** What the ttrpc client and server need to know about a unary method: its names and message schemas. */
 import type { DescMessage, DescMethod } from '@bufbuild/protobuf';
 
+/**
+ * A unary ttrpc method: the service and method names sent on the wire and the protobuf schemas of its request
+ * and answer. Give it to `TtrpcServer.register`.
+ */
 export interface UnaryMethod<Input extends DescMessage = DescMessage, Output extends DescMessage = DescMessage> {
   /** Fully qualified service name, as sent in Request.service: "grpc.AgentService". */
   service: string;

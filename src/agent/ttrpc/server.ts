@@ -19,6 +19,7 @@ import { encodeFrame, endThenDestroy, FrameDecoder, FrameType, MAX_FRAME_LENGTH 
 import { methodPath, type UnaryMethod } from './method.js';
 import { StatusCode } from './status-code.js';
 
+/** What a ttrpc method handler learns about the call it serves besides its payload. */
 export interface CallContext {
   service: string;
   method: string;
@@ -28,13 +29,22 @@ export interface CallContext {
   metadata: ReadonlyArray<{ key: string; value: string }>;
 }
 
+/**
+ * A raw ttrpc method handler: the request's bytes in, the answer's bytes out. Throw to answer with an error
+ * status (see `TtrpcServerOptions.statusOf`).
+ */
 export type UnaryHandler = (payload: Uint8Array, context: CallContext) => Promise<Uint8Array> | Uint8Array;
 
+/** A ttrpc status: a gRPC code (0 is OK) and its message. */
 export interface Status {
   code: number;
   message: string;
 }
 
+/**
+ * Options of a `TtrpcServer`: how a thrown error becomes a status, the largest frame accepted (bytes), and a
+ * callback for failed calls.
+ */
 export interface TtrpcServerOptions {
   /** Turns what a handler threw into a status; the default keeps AgentStatusError's, else INTERNAL. */
   statusOf?: (error: unknown) => Status;
@@ -52,6 +62,10 @@ export function defaultStatusOf(error: unknown): Status {
   return { code: StatusCode.INTERNAL, message: error instanceof Error ? error.message : String(error) };
 }
 
+/**
+ * A ttrpc server (the protocol the Kata agent speaks over vsock): register methods, then `serve` each
+ * accepted stream. `createAgentServer` makes one that serves the agent's network calls.
+ */
 export class TtrpcServer {
   private readonly handlers = new Map<string, Map<string, UnaryHandler>>();
 
@@ -95,6 +109,10 @@ export class TtrpcServer {
   }
 }
 
+/**
+ * One client's ttrpc session on a stream, from `TtrpcServer.serve`. Serves calls until the peer closes,
+ * `close()` or `[Symbol.dispose]`; `done` resolves then.
+ */
 export class TtrpcConnection {
   /** Resolves when the connection has closed (by the peer, an error, or close()). */
   readonly done: Promise<void>;

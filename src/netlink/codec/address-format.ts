@@ -31,11 +31,19 @@ export class AddressFormatError extends VcnetError {
   }
 }
 
+/**
+ * A MAC address in text (`aa:bb:cc:dd:ee:ff`, colon-separated hex) as its 6 bytes. Throws
+ * `AddressFormatError` (`VCNET_INVALID_INPUT`) for anything else.
+ */
 export function macToBytes(text: string): Buffer {
   if (!isMacAddress(text)) throw new AddressFormatError('mac', text);
   return Buffer.from(text.replaceAll(':', ''), 'hex');
 }
 
+/**
+ * Bytes of a link-layer address as lower-case colon-separated hex (`aa:bb:cc:dd:ee:ff`), whatever their
+ * length.
+ */
 export function bytesToMac(bytes: Uint8Array): string {
   let out = '';
   for (let i = 0; i < bytes.length; i++) {
@@ -45,12 +53,20 @@ export function bytesToMac(bytes: Uint8Array): string {
   return out;
 }
 
+/**
+ * The address family of an IP address in text: `AddressFamily.INET` or `AddressFamily.INET6`. Throws
+ * `AddressFormatError` (`VCNET_INVALID_INPUT`) for text that is neither.
+ */
 export function familyOf(address: string): number {
   if (isIPv4(address)) return AddressFamily.INET;
   if (isIPv6(address)) return AddressFamily.INET6;
   throw new AddressFormatError('ip', address);
 }
 
+/**
+ * An IPv4 or IPv6 address in text as its 4 or 16 bytes, network order. Throws `AddressFormatError`
+ * (`VCNET_INVALID_INPUT`) for text that is neither.
+ */
 export function ipToBytes(text: string): Buffer {
   if (isIPv4(text)) {
     const out = Buffer.allocUnsafe(4);
@@ -92,6 +108,7 @@ function expandGroups(part: string): number[] {
   return groups;
 }
 
+/** 4 or 16 bytes as IPv4 dotted or IPv6 compressed text (as `ip` prints it); other lengths as plain hex. */
 export function bytesToIp(bytes: Uint8Array): string {
   if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
   if (bytes.length !== 16) return Buffer.from(bytes).toString('hex');

@@ -5,6 +5,7 @@ import { Attributes, MalformedMessageError, type RawMessage } from './reader.js'
 import { RouteScope } from './route.js';
 import type { MessageWriter } from './writer.js';
 
+/** IFA_* attribute types of address messages. */
 export const AddressAttribute = {
   ADDRESS: 1,
   LOCAL: 2,
@@ -26,6 +27,7 @@ export const AddressProtocol = {
   KERNEL_LL: 3,
 } as const;
 
+/** IFA_F_* address flags (permanent, tentative, nodad...), as `Address.flags` carries them. */
 export const AddressFlag = {
   /** IPv4: a secondary address. IPv6: the same bit is IFA_F_TEMPORARY, a privacy address the kernel made. */
   SECONDARY: 0x1,
@@ -41,12 +43,17 @@ export const AddressFlag = {
   NOPREFIXROUTE: 0x200,
 } as const;
 
+/** Size in bytes of struct ifaddrmsg, the header of address messages. */
 export const IFADDRMSG_LENGTH = 8;
 /** struct ifa_cacheinfo: ifa_prefered, ifa_valid (seconds left), cstamp, tstamp. */
 const IFA_CACHEINFO_LENGTH = 16;
 /** A lifetime that does not end (INFINITY_LIFE_TIME, iproute2's `forever`). */
 export const FOREVER = 0xffffffff;
 
+/**
+ * An address on a link as the kernel reports it (`ip address show`): link index, family, address, prefix
+ * length, scope, flags and lifetimes.
+ */
 export interface Address {
   index: number;
   family: number;
@@ -69,6 +76,10 @@ export interface Address {
   protocol?: number;
 }
 
+/**
+ * An address to add to or delete from a link (`NetlinkHandle.addAddress`): the link index, the address and
+ * its prefix length, with scope, flags and lifetimes optional.
+ */
 export interface AddressSpec {
   index: number;
   address: string;
@@ -88,6 +99,10 @@ export interface AddressSpec {
   protocol?: number;
 }
 
+/**
+ * Writes the body of an RTM_NEWADDR or RTM_DELADDR request for `spec` (into a message begun on `writer`).
+ * Throws `AddressFormatError` (`VCNET_INVALID_INPUT`) for an address that is not an IP address.
+ */
 export function encodeAddress(writer: MessageWriter, spec: AddressSpec): void {
   const family = familyOf(spec.address);
   const header = writer.header(IFADDRMSG_LENGTH);
@@ -112,11 +127,18 @@ export function encodeAddress(writer: MessageWriter, spec: AddressSpec): void {
   }
 }
 
+/**
+ * Writes the header of an RTM_GETADDR dump request (into a message begun on `writer`), for one family or all.
+ */
 export function encodeGetAddress(writer: MessageWriter, family: number = AddressFamily.UNSPEC): void {
   const header = writer.header(IFADDRMSG_LENGTH);
   header.writeUInt8(family, 0);
 }
 
+/**
+ * Decodes an RTM_NEWADDR message of a dump or a notification. Throws `MalformedMessageError` on a truncated
+ * message.
+ */
 export function decodeAddress(message: RawMessage): Address {
   const payload = message.payload;
   if (payload.length < IFADDRMSG_LENGTH) throw new MalformedMessageError(`ifaddrmsg of ${payload.length} bytes`, 0);

@@ -7,12 +7,21 @@
  */
 
 export const NETLINK_ROUTE = 0;
+/** Size in bytes of struct nlmsghdr, the header of every netlink message. */
 export const NLMSG_HEADER_LENGTH = 16;
+/** Size in bytes of struct nlattr, the header of every attribute. */
 export const NLA_HEADER_LENGTH = 4;
+/** The attribute type bit that marks an attribute holding nested attributes. */
 export const NLA_F_NESTED = 0x8000;
+/** The attribute type bit that marks a value in network byte order. */
 export const NLA_F_NET_BYTEORDER = 0x4000;
+/** Mask of an attribute's type without the NESTED and NET_BYTEORDER bits. */
 export const NLA_TYPE_MASK = ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER) & 0xffff;
 
+/**
+ * Netlink message types: the core ones (NOOP, ERROR, DONE, OVERRUN) and rtnetlink's RTM_* requests and
+ * notifications.
+ */
 export const MessageType = {
   NOOP: 1,
   ERROR: 2,
@@ -42,6 +51,7 @@ export const MessageType = {
   GETTFILTER: 46,
 } as const;
 
+/** NLM_F_* message flags: request, multi-part, ack, and the dump and create/replace modifiers. */
 export const MessageFlag = {
   REQUEST: 0x1,
   MULTI: 0x2,
@@ -65,6 +75,7 @@ export const MessageFlag = {
 /** Extended-ack attributes in an NLMSG_ERROR reply. */
 export const ExtendedAck = { MSG: 1, OFFS: 2, COOKIE: 3 } as const;
 
+/** Address families as rtnetlink uses them (AF_UNSPEC, AF_INET, AF_BRIDGE, AF_INET6). */
 export const AddressFamily = { UNSPEC: 0, INET: 2, BRIDGE: 7, INET6: 10 } as const;
 
 /** The names of a table of constants by value, to name what the kernel sent (a later name wins for a shared value). */

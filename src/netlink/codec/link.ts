@@ -28,6 +28,11 @@ export type LinkKindData =
   | TunLinkData
   | { kind: 'bridge' | 'dummy' | 'ifb' };
 
+/**
+ * A network interface as the kernel reports it (`ip link show`): index, name, kind, type, flags, MTU, MAC,
+ * master, parent, operational state, group, queues and its kind's own data (macvlan or ipvlan mode, tun
+ * info).
+ */
 export interface Link {
   index: number;
   name: string;
@@ -71,6 +76,10 @@ export interface Link {
   ipv6Ready?: boolean;
 }
 
+/**
+ * How the kernel makes a link's IPv6 link-local address (IFLA_INET6_ADDR_GEN_MODE): from the MAC (`eui64`),
+ * not at all, stable-privacy or random.
+ */
 export type Ipv6AddressGeneration = 'eui64' | 'none' | 'stable-privacy' | 'random';
 
 /** What addLink()/setLink() may set. Undefined fields are left alone. */
@@ -95,6 +104,10 @@ export interface LinkChanges {
 
 const IPV6_ADDRESS_GENERATION = { eui64: 0, none: 1, 'stable-privacy': 2, random: 3 } as const;
 
+/**
+ * A link to create (`NetlinkHandle.addLink`): its name, kind and kind data, and what `LinkChanges` may set
+ * too.
+ */
 export interface LinkSpec extends LinkChanges {
   name: string;
   /** The ifindex to create the link at (the kernel picks one when omitted); EEXIST when it is taken. */
@@ -199,6 +212,10 @@ export function encodeGetLink(writer: MessageWriter, target?: { index?: number; 
   writer.u32(LinkAttribute.EXT_MASK, RTEXT_FILTER_SKIP_STATS);
 }
 
+/**
+ * Decodes an RTM_NEWLINK message into a `Link`, with its kind's own data (veth peer, macvlan mode, tun
+ * info...). Throws `MalformedMessageError` on a truncated message.
+ */
 export function decodeLink(message: RawMessage): Link {
   const payload = message.payload;
   if (payload.length < IFINFOMSG_LENGTH) throw new MalformedMessageError(`ifinfomsg of ${payload.length} bytes`, 0);

@@ -4,7 +4,9 @@ import { AddressFamily } from './constants.js';
 import { Attributes, MalformedMessageError, type RawMessage } from './reader.js';
 import type { MessageWriter } from './writer.js';
 
+/** NDA_* attribute types of neighbour messages. */
 export const NeighbourAttribute = { DST: 1, LLADDR: 2, CACHEINFO: 3, PROBES: 4, PROTOCOL: 12 } as const;
+/** NUD_* neighbour states (incomplete, reachable, stale, permanent...), as `Neighbour.state` carries them. */
 export const NeighbourState = {
   INCOMPLETE: 0x1,
   REACHABLE: 0x2,
@@ -15,10 +17,16 @@ export const NeighbourState = {
   NOARP: 0x40,
   PERMANENT: 0x80,
 } as const;
+/** NTF_* neighbour flags (router, proxy, externally learned...). */
 export const NeighbourFlag = { USE: 0x1, SELF: 0x2, MASTER: 0x4, PROXY: 0x8, EXT_LEARNED: 0x10, ROUTER: 0x80 } as const;
 
+/** Size in bytes of struct ndmsg, the header of neighbour messages. */
 export const NDMSG_LENGTH = 12;
 
+/**
+ * A neighbour (ARP or NDP) entry as the kernel reports it (`ip neigh show`): link index, family, IP,
+ * link-layer address, NUD state and flags.
+ */
 export interface Neighbour {
   index: number;
   family: number;
@@ -31,6 +39,10 @@ export interface Neighbour {
   protocol?: number;
 }
 
+/**
+ * A neighbour entry to add or delete (`NetlinkHandle.addNeighbour`): link index, IP and link-layer address;
+ * state defaults to permanent.
+ */
 export interface NeighbourSpec {
   index: number;
   destination: string;
@@ -40,6 +52,10 @@ export interface NeighbourSpec {
   protocol?: number;
 }
 
+/**
+ * Writes the body of an RTM_NEWNEIGH or RTM_DELNEIGH request for `spec` (into a message begun on `writer`).
+ * Throws `AddressFormatError` (`VCNET_INVALID_INPUT`) for a bad IP or MAC.
+ */
 export function encodeNeighbour(writer: MessageWriter, spec: NeighbourSpec): void {
   const header = writer.header(NDMSG_LENGTH);
   header.writeUInt8(familyOf(spec.destination), 0);
@@ -58,6 +74,10 @@ export function encodeGetNeighbour(writer: MessageWriter, family: number = Addre
   header.writeUInt8(flags, 10);
 }
 
+/**
+ * Decodes an RTM_NEWNEIGH message of a dump or a notification. Throws `MalformedMessageError` on a truncated
+ * message.
+ */
 export function decodeNeighbour(message: RawMessage): Neighbour {
   const payload = message.payload;
   if (payload.length < NDMSG_LENGTH) throw new MalformedMessageError(`ndmsg of ${payload.length} bytes`, 0);

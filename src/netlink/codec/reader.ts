@@ -12,6 +12,10 @@ import {
   NLMSG_HEADER_LENGTH,
 } from './constants.js';
 
+/**
+ * Bytes from the kernel that do not parse as netlink (`VCNET_NETLINK_MALFORMED`): a length running past the
+ * buffer, a header too short. `offset` is where in the buffer.
+ */
 export class MalformedMessageError extends VcnetError {
   static override readonly errorName: string = 'MalformedMessageError';
   readonly offset: number;
@@ -24,6 +28,7 @@ export class MalformedMessageError extends VcnetError {
   }
 }
 
+/** One netlink message cut out of a received buffer: its header fields and its payload (after the header). */
 export interface RawMessage {
   type: number;
   flags: number;
@@ -35,6 +40,10 @@ export interface RawMessage {
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
+/**
+ * Splits what one receive returned into its netlink messages. Throws `MalformedMessageError` when a length
+ * does not fit the buffer.
+ */
 export function splitMessages(data: Buffer): RawMessage[] {
   const messages: RawMessage[] = [];
   let offset = 0;
@@ -157,6 +166,10 @@ export class Attributes {
   }
 }
 
+/**
+ * What an NLMSG_ERROR message says: the errno (0 for an ack), the kernel's extended-ack text and the
+ * offending attribute's offset, when given.
+ */
 export interface DecodedError {
   /** 0 for an acknowledgement, otherwise a positive errno. */
   errno: number;
@@ -207,6 +220,7 @@ function readExtendedAck(message: RawMessage, start: number, into: DecodedError)
   if (offset !== undefined) into.badAttributeOffset = offset;
 }
 
+/** Whether `message` is the NLMSG_DONE that ends a dump. */
 export function isDone(message: RawMessage): boolean {
   return message.type === MessageType.DONE;
 }

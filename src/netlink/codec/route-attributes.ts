@@ -8,6 +8,7 @@ import { NLA_HEADER_LENGTH } from './constants.js';
 import { Attributes, MalformedMessageError } from './reader.js';
 import type { MessageWriter } from './writer.js';
 
+/** RTA_* attribute types of route messages. */
 export const RouteAttribute = {
   DST: 1,
   SRC: 2,
@@ -79,10 +80,12 @@ export interface NextHop {
   realm?: number;
 }
 
+/** A next hop of a multipath route to add: its gateway and output link; weight and flags optional. */
 export type NextHopSpec = Omit<NextHop, 'weight' | 'flags'> & { weight?: number; flags?: number };
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
+/** Writes `metrics` as a route's RTA_METRICS attribute (nothing when empty). */
 export function encodeMetrics(writer: MessageWriter, metrics: RouteMetrics): void {
   const entries = Object.entries(metrics)
     .map(([type, value]) => [Number(type), value] as const)
@@ -97,6 +100,7 @@ export function encodeMetrics(writer: MessageWriter, metrics: RouteMetrics): voi
   writer.endNested();
 }
 
+/** Reads a route's RTA_METRICS (MTU, advmss, congestion control...) into `RouteMetrics`. */
 export function decodeMetrics(attributes: Attributes): RouteMetrics {
   const metrics: RouteMetrics = {};
   for (const [type, value] of attributes.all()) {
@@ -170,11 +174,16 @@ function nextHopBytes(hop: NextHopSpec, routeFamily: number): Buffer {
   return Buffer.concat([header, ...attributes]);
 }
 
+/**
+ * Writes a route's next hops as its RTA_MULTIPATH attribute (an array of struct rtnexthop), for an ECMP
+ * route.
+ */
 export function encodeMultipath(writer: MessageWriter, hops: readonly NextHopSpec[], routeFamily: number): void {
   // Without NLA_F_NESTED: the kernel reads an array of rtnexthop, not attributes.
   writer.bytes(RouteAttribute.MULTIPATH, Buffer.concat(hops.map((hop) => nextHopBytes(hop, routeFamily))));
 }
 
+/** Reads an RTA_MULTIPATH attribute's next hops (gateway, output link, weight, flags). */
 export function decodeMultipath(data: Buffer): NextHop[] {
   const hops: NextHop[] = [];
   let offset = 0;

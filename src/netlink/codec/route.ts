@@ -21,9 +21,13 @@ import {
 } from './route-attributes.js';
 import type { MessageWriter } from './writer.js';
 
+/** RT_TABLE_* routing table ids (main is 254). */
 export const RouteTable = { UNSPEC: 0, DEFAULT: 253, MAIN: 254, LOCAL: 255 } as const;
+/** RTPROT_* values: who made a route (kernel, boot, static, RA, DHCP...). */
 export const RouteProtocol = { UNSPEC: 0, REDIRECT: 1, KERNEL: 2, BOOT: 3, STATIC: 4, RA: 9, DHCP: 16 } as const;
+/** RT_SCOPE_* route and address scopes (universe, link, host...). */
 export const RouteScope = { UNIVERSE: 0, SITE: 200, LINK: 253, HOST: 254, NOWHERE: 255 } as const;
+/** RTN_* route types (unicast, local, broadcast, blackhole, unreachable...). */
 export const RouteType = {
   UNSPEC: 0,
   UNICAST: 1,
@@ -55,8 +59,13 @@ export function isCachedRoute(route: { flags: number }): boolean {
   return (route.flags & RouteFlag.CLONED) !== 0;
 }
 
+/** Size in bytes of struct rtmsg, the header of route messages. */
 export const RTMSG_LENGTH = 12;
 
+/**
+ * A route as the kernel reports it (`ip route show`): family, destination and prefix length, gateway, output
+ * link, source, table, protocol, scope, type, metrics and next hops.
+ */
 export interface Route {
   family: number;
   /** Destination address; undefined with destinationLength 0 is the default route. */
@@ -94,6 +103,10 @@ export interface Route {
   tos: number;
 }
 
+/**
+ * A route to add, replace or delete (`NetlinkHandle.addRoute`): destination and prefix length (none: the
+ * default route), gateway, output link, source, table, scope and metrics.
+ */
 export interface RouteSpec {
   /** Family; taken from destination/gateway when omitted. */
   family?: number;
@@ -132,6 +145,11 @@ function routeFamily(spec: RouteSpec): number {
   return AddressFamily.INET;
 }
 
+/**
+ * Writes the body of an RTM_NEWROUTE or RTM_DELROUTE request for `spec` (into a message begun on `writer`);
+ * `forDelete` leaves out what a delete must not match on. Throws `AddressFormatError` (`VCNET_INVALID_INPUT`)
+ * for an address that is not an IP address.
+ */
 export function encodeRoute(writer: MessageWriter, spec: RouteSpec, forDelete = false): void {
   const family = routeFamily(spec);
   const maximum = family === AddressFamily.INET ? 32 : 128;
@@ -172,11 +190,19 @@ export function encodeRoute(writer: MessageWriter, spec: RouteSpec, forDelete = 
   }
 }
 
+/**
+ * Writes the header of an RTM_GETROUTE dump request (into a message begun on `writer`), for one family or
+ * all.
+ */
 export function encodeGetRoute(writer: MessageWriter, family: number = AddressFamily.UNSPEC): void {
   const header = writer.header(RTMSG_LENGTH);
   header.writeUInt8(family, 0);
 }
 
+/**
+ * Decodes an RTM_NEWROUTE message of a dump or a notification. Throws `MalformedMessageError` on a truncated
+ * message.
+ */
 export function decodeRoute(message: RawMessage): Route {
   const payload = message.payload;
   if (payload.length < RTMSG_LENGTH) throw new MalformedMessageError(`rtmsg of ${payload.length} bytes`, 0);

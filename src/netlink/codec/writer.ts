@@ -6,6 +6,10 @@ import { NLA_F_NESTED, NLA_HEADER_LENGTH, NLMSG_HEADER_LENGTH } from './constant
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
+/**
+ * Builds netlink requests in one growing buffer: begin a message, write its header and attributes (nested
+ * ones too), end it, and `finish()` gives the bytes of every message written.
+ */
 export class MessageWriter {
   private buffer: Buffer;
   private offset = 0;

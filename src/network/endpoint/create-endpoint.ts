@@ -23,6 +23,10 @@ import { TuntapEndpoint } from './tuntap-endpoint.js';
 import { VethEndpoint } from './veth-endpoint.js';
 import { VhostUserEndpoint } from './vhost-user-endpoint.js';
 
+/**
+ * A pod interface vcnet cannot make an endpoint of; its code says why (a link kind vcnet does not support,
+ * say) and its hint what to do.
+ */
 export class UnsupportedInterfaceError extends VcnetError {
   static override readonly errorName: string = 'UnsupportedInterfaceError';
   constructor(code: ErrorCode, message: string, value: unknown, hint: string) {

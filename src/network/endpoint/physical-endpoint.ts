@@ -158,6 +158,10 @@ export interface VfioHotplugTarget {
   hotplugVfioDevice(device: VfioPciDevice): Promise<{ pciPath?: string }>;
 }
 
+/**
+ * A physical NIC in the pod, with a hypervisor other than QEMU (`VCNET_PHYSICAL_UNSUPPORTED`): only QEMU
+ * takes VFIO pass-through.
+ */
 export class PhysicalDeviceUnsupportedError extends VcnetError {
   static override readonly errorName: string = 'PhysicalDeviceUnsupportedError';
   constructor(hypervisor: string, link: string) {

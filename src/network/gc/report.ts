@@ -8,6 +8,10 @@ import type { RequestOutcome } from '../../netlink/protocol.js';
 import { removalFoundGone } from '../plan/undo.js';
 import type { SkippedRecord } from '../state/owners.js';
 
+/**
+ * One thing `collectGarbage` removed (or would remove, in a dry run): an orphan link, filter or qdisc, or a
+ * record whose namespace is gone.
+ */
 export interface GarbageItem {
   kind: 'link' | 'filter' | 'qdisc' | 'state';
   /** '' for a record directory without a record: it names no namespace. */
@@ -42,6 +46,10 @@ export interface LeftAloneItem {
   detail: string;
 }
 
+/**
+ * What `collectGarbage` did: what it removed, kept, left alone, skipped, withheld and could not examine, and
+ * the state directories it read. `vcnet gc --json` prints it.
+ */
 export interface GarbageReport {
   dryRun: boolean;
   removed: GarbageItem[];
@@ -104,6 +112,7 @@ export interface GarbageReport {
   ignored: Array<{ path: string; reason: string }>;
 }
 
+/** A namespace `collectGarbage` could not examine or clean, with why and the kernel's errno. */
 export interface GarbageFailure {
   namespacePath: string;
   reason: string;

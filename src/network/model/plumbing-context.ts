@@ -21,6 +21,10 @@ import type { PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep, RateLimit } from '../plan/types.js';
 import { rollBackAttach } from '../plan/undo.js';
 
+/**
+ * What every interworking model's attach needs: the namespace's handle and path, queue count, whether to keep
+ * queue fds, vhost-net, the taps' owner and the journal. For custom models; most callers use `attachSandbox`.
+ */
 export interface PlumbingContext {
   handle: NetlinkHandle;
   namespacePath: string;
@@ -70,6 +74,10 @@ export function isUnfinished(plumbing: { model?: string } | undefined): boolean 
   return plumbing?.model === 'pending';
 }
 
+/**
+ * An attach step failed (`VCNET_ATTACH_FAILED`); `cause` is what decided (`classifyError(error).code` is its
+ * code), and `rolledBack` says everything the attach had made was verified removed.
+ */
 export class AttachError extends VcnetError {
   static override readonly errorName: string = 'AttachError';
   constructor(

@@ -41,6 +41,10 @@ export interface MacvtapDeviceNode {
   minor: number;
 }
 
+/**
+ * A macvtap's NIC cannot be described (`VCNET_MACVTAP_DEVICE`): its `/dev/tapN` queues are not held by this
+ * process. Call `endpoint.openQueueFds()` first, or use `hypervisorDeviceConfig`'s `fds`.
+ */
 export class MacvtapDeviceError extends VcnetError {
   static override readonly errorName: string = 'MacvtapDeviceError';
   constructor(message: string, value: unknown, hint: string) {

@@ -83,6 +83,10 @@ export interface PlanConfig {
   tapGroup?: number;
 }
 
+/**
+ * What an attach of one pod link is asked to make (model, pod link, tap name and MAC, queues, rate limit);
+ * `planAttach` turns it into a `Plan`.
+ */
 export interface AttachRequest {
   model: Plan['model'];
   /** The pod link the VM is joined to (tcfilter, macvtap); for none it only lends the guest its MAC. */

@@ -28,12 +28,17 @@ import {
 } from './route-place.js';
 import type { Change, LinkAttributes, LinkRef, LinkRole, PlumbingStep, RecordedLinkAttributes } from './types.js';
 
+/** One change of a detach, and the attach records it settles. */
 export interface DetachStep {
   change: Change;
   /** The records this change settles when the kernel accepts it (or says the object is gone). */
   settles: PlumbingStep[];
 }
 
+/**
+ * What a detach of a sandbox's records will do: the changes in order, the records already gone, those kept
+ * (shared with another tool) and notices.
+ */
 export interface DetachPlan {
   steps: DetachStep[];
   /** Records whose link is already gone: nothing to do for them. */
@@ -51,12 +56,14 @@ export interface DetachPlan {
   notices: DetachNotice[];
 }
 
+/** An attach record a detach leaves in place, and why (it holds another tool's object too). */
 export interface KeptRecord {
   record: PlumbingStep;
   /** Why it stays, e.g. "it holds another tool's filter (prio 100)". */
   reason: string;
 }
 
+/** Something a detach tells the user about a link (a device still open, say); it does not stop the detach. */
 export interface DetachNotice {
   /** The link as the record names it. */
   link: string;

@@ -15,6 +15,7 @@ import type { NextHopSpec } from '../../netlink/codec/route-attributes.js';
 /** What a link is to the plan: the pod's own link, or one the plan creates. */
 export type LinkRole = 'pod' | 'tap' | 'macvtap' | 'ifb';
 
+/** A link a plan names: its role (pod, tap, macvtap, ifb), its name, and its index once known. */
 export interface LinkRef {
   role: LinkRole;
   name: string;
@@ -66,8 +67,13 @@ export type RouteRecord = Omit<RouteSpec, 'outputIndex' | 'nextHops'> & {
   nextHops?: NextHopRecord[];
   expiresAt?: number;
 };
+/** A neighbour as a plan records it, without the link index (resolved when applied). */
 export type NeighbourRecord = Omit<NeighbourSpec, 'index'>;
 
+/**
+ * One kernel change of a plan (`op` says which): a tap, link, address, route, neighbour, qdisc, class or
+ * filter made or removed. Each has its inverse in the attach's journal.
+ */
 export type Change =
   /** A tap made by the TUNSETIFF ioctl (rtnetlink cannot make tun devices), persistent. */
   /** owner/group: who may open it by name without CAP_NET_ADMIN (TUNSETOWNER, TUNSETGROUP). */
@@ -126,6 +132,10 @@ export interface PlanStep {
   record?: PlumbingStep;
 }
 
+/**
+ * What an attach of one pod link will change: its steps in order, the device the VM uses, the guest's MAC and
+ * warnings. Pure data: `planSandboxAttach` answers it, the CLI's `--dry-run` prints it.
+ */
 export interface Plan {
   /** `existing`: a device the VM uses as it is (an existing macvtap), with only rate limits added. */
   model: 'tcfilter' | 'macvtap' | 'none' | 'existing';

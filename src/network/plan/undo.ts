@@ -32,6 +32,10 @@ import { routeArguments } from './route-command.js';
 import { placeOfRecord, placeOfRoute } from './route-place.js';
 import type { Change, PlumbingStep } from './types.js';
 
+/**
+ * What a detach or rollback did with its records: how many changes it undid, found already gone or kept, and
+ * the kernel's refusals.
+ */
 export interface UndoReport {
   undone: number;
   alreadyGone: number;

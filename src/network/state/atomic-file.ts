@@ -61,6 +61,10 @@ export function processLimitHint(errno: string | undefined): string | undefined 
   return errno === 'EMFILE' || errno === 'ENFILE' ? hintForErrno(errno) : undefined;
 }
 
+/**
+ * A sandbox record or the state registry could not be written (or removed) (`VCNET_STATE_WRITE`); `errno` is
+ * the file system's (EACCES, ENOSPC, EROFS...).
+ */
 export class StateWriteError extends VcnetError {
   static override readonly errorName: string = 'StateWriteError';
   readonly errno: string;

@@ -12,6 +12,7 @@ import { RECORD_VERSION } from './record-envelope.js';
 /** Sandbox and CNI records share the envelope's version (record-envelope.ts: version, id, namespace identity). */
 export const SANDBOX_STATE_VERSION = RECORD_VERSION;
 
+/** The VM a sandbox record names: the hypervisor and its control socket (QMP, Cloud Hypervisor's API). */
 export interface HypervisorRecord {
   kind: 'qemu' | 'clh' | 'firecracker';
   controlSocket?: string;

@@ -112,6 +112,10 @@ export function defaultLockTimeoutMs(): number {
   return decimalSecondsAsMs('VCNET_LOCK_TIMEOUT', text, 3600, 'seconds from 0 to 3600 (fractions allowed)');
 }
 
+/**
+ * Another process held the sandbox's lock longer than `lockTimeoutMs` (`VCNET_SANDBOX_LOCKED`); the message
+ * names the holder's pid. Nothing was changed: try again later or wait longer.
+ */
 export class SandboxLockedError extends VcnetError {
   static override readonly errorName: string = 'SandboxLockedError';
   constructor(

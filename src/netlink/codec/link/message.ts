@@ -5,8 +5,10 @@
 import { AddressFamily } from '../constants.js';
 import type { MessageWriter } from '../writer.js';
 
+/** Size in bytes of struct ifinfomsg, the header of link messages. */
 export const IFINFOMSG_LENGTH = 16;
 
+/** IFF_* interface flags, as `Link.flags` carries them (UP, LOWER_UP, PROMISC...). */
 export const InterfaceFlag = {
   UP: 0x1,
   BROADCAST: 0x2,
@@ -23,8 +25,10 @@ export const InterfaceFlag = {
   LOWER_UP: 0x10000,
 } as const;
 
+/** ARPHRD_* hardware types of a link (Ethernet, none for a tun, loopback). */
 export const HardwareType = { ETHER: 1, NONE: 0xfffe, LOOPBACK: 772 } as const;
 
+/** IFLA_* attribute types of link messages. */
 export const LinkAttribute = {
   ADDRESS: 1,
   BROADCAST: 2,
@@ -59,7 +63,12 @@ export const LinkAttribute = {
 /** IFLA_EXT_MASK bits: skipping statistics keeps dumps small. */
 export const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 
+/** IFLA_INFO_* attribute types nested in a link's IFLA_LINKINFO (kind and kind data). */
 export const LinkInfoAttribute = { KIND: 1, DATA: 2, XSTATS: 3, SLAVE_KIND: 4, SLAVE_DATA: 5 } as const;
+/**
+ * RFC 2863 operational states by IF_OPER_* value, as `ip link` prints them (`up`, `down`,
+ * `lowerlayerdown`...).
+ */
 export const OperationalState = [
   'unknown',
   'notpresent',
@@ -70,6 +79,10 @@ export const OperationalState = [
   'up',
 ] as const;
 
+/**
+ * Writes the struct ifinfomsg header of a link request (into a message begun on `writer`): the link index,
+ * and the flags with the mask of those to change.
+ */
 export function writeInfoMessage(writer: MessageWriter, index: number, flags: number, change: number): void {
   const header = writer.header(IFINFOMSG_LENGTH);
   header.writeUInt8(AddressFamily.UNSPEC, 0);

@@ -4,6 +4,7 @@
  */
 import type { Attributes } from '../reader.js';
 
+/** IFLA_TUN_* attribute types of a tun or tap link's data. */
 export const TunAttribute = {
   OWNER: 1,
   GROUP: 2,
@@ -16,6 +17,11 @@ export const TunAttribute = {
   NUM_DISABLED_QUEUES: 9,
 } as const;
 
+/**
+ * A tun or tap device's settings as the kernel reports them: its type, owner and group (uid, gid), whether it
+ * is persistent, multi-queue, has packet info or vnet headers, its attached and detached queue counts, and
+ * its carrier (on while a process holds a queue).
+ */
 export interface TunInfo {
   type: 'tun' | 'tap';
   owner?: number;
@@ -36,11 +42,13 @@ export interface TunInfo {
   carrier?: boolean;
 }
 
+/** A tun or tap link's own data: its `TunInfo` (tun devices are made by ioctl, so this is only read). */
 export interface TunLinkData {
   kind: 'tun';
   tun?: TunInfo;
 }
 
+/** Reads a tun or tap link's settings from its IFLA_INFO_DATA attributes. */
 export function decodeTunInfo(data: Attributes): TunInfo {
   const info: TunInfo = { type: data.u8(TunAttribute.TYPE) === 1 ? 'tun' : 'tap' };
   const owner = data.u32(TunAttribute.OWNER);

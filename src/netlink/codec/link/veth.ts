@@ -3,8 +3,10 @@ import { macToBytes } from '../address-format.js';
 import type { MessageWriter } from '../writer.js';
 import { LinkAttribute, LinkInfoAttribute, writeInfoMessage } from './message.js';
 
+/** VETH_INFO_* attribute types of a veth link's data. */
 export const VethAttribute = { PEER: 1 } as const;
 
+/** A veth's own data: the peer to create with it (name, MAC, MTU, and the namespace fd to put it in). */
 export interface VethLinkData {
   kind: 'veth';
   peer?: { name: string; address?: string; mtu?: number; namespaceFd?: number };

@@ -11,8 +11,13 @@ import { decodeMirredOptions, encodeMirredOptions, type TcMirredAction } from '.
 /** TCA_ACT_*: the attributes of one action. */
 export const ActionAttribute = { KIND: 1, OPTIONS: 2, INDEX: 3, STATS: 4, COOKIE: 6, FLAGS: 7 } as const;
 
+/**
+ * A tc action of a filter: mirred (redirect or mirror to a link), gact (pass, drop...), or another kind kept
+ * by name only.
+ */
 export type TcAction = TcMirredAction | TcGactAction | { kind: string; unparsed?: true };
 
+/** Writes `actions` as the nested action list `attribute` of a filter's options, numbered in order. */
 export function encodeActions(writer: MessageWriter, attribute: number, actions: readonly TcAction[]): void {
   writer.beginNested(attribute);
   actions.forEach((action, position) => {
@@ -34,6 +39,7 @@ export function encodeActions(writer: MessageWriter, attribute: number, actions:
   writer.endNested();
 }
 
+/** Reads a filter's nested action list; kinds vcnet does not decode come back by name with `unparsed`. */
 export function decodeActions(list: Attributes | undefined): TcAction[] {
   if (!list) return [];
   const actions: TcAction[] = [];

@@ -11,11 +11,18 @@ import { decodeTcHeader, TcAttribute, writeTcMessage } from './message.js';
 
 /** Ethernet protocol numbers a filter matches (linux/if_ether.h). */
 export const ETH_P_ALL = 0x0003;
+/** EtherType of IPv4 (host order), as a filter's `protocol`. */
 export const ETH_P_IP = 0x0800;
+/** EtherType of IPv6 (host order), as a filter's `protocol`. */
 export const ETH_P_IPV6 = 0x86dd;
 
+/** A filter's classifier options: u32, matchall, or another kind kept by name only. */
 export type FilterOptions = U32FilterOptions | MatchallFilterOptions | { kind: string; unparsed?: true };
 
+/**
+ * A tc filter as the kernel reports it (`tc filter show`): link index, parent, handle, priority, protocol,
+ * chain and its classifier options.
+ */
 export interface Filter {
   index: number;
   parent: number;
@@ -27,6 +34,10 @@ export interface Filter {
   options: FilterOptions;
 }
 
+/**
+ * A tc filter to add (`NetlinkHandle.addFilter`): link index, parent (the qdisc or class), priority, protocol
+ * and classifier options; handle 0 lets the kernel choose.
+ */
 export interface FilterSpec {
   index: number;
   parent: number;
@@ -42,6 +53,7 @@ function filterInfo(priority: number, protocol: number = ETH_P_ALL): number {
   return ((priority << 16) | (((protocol & 0xff) << 8) | ((protocol >> 8) & 0xff))) >>> 0;
 }
 
+/** Writes the body of an RTM_NEWTFILTER request for `spec` (into a message begun on `writer`). */
 export function encodeFilter(writer: MessageWriter, spec: FilterSpec): void {
   writeTcMessage(writer, spec.index, spec.handle ?? 0, spec.parent, filterInfo(spec.priority, spec.protocol));
   writer.string(TcAttribute.KIND, spec.options.kind);
@@ -53,6 +65,10 @@ export function encodeFilter(writer: MessageWriter, spec: FilterSpec): void {
   writer.endNested();
 }
 
+/**
+ * Writes the body of an RTM_DELTFILTER request for the filter `target` names (by link, parent, priority, and
+ * protocol, handle and kind when given).
+ */
 export function encodeDeleteFilter(
   writer: MessageWriter,
   target: { index: number; parent: number; priority: number; protocol?: number; handle?: number; kind?: string },
@@ -61,6 +77,10 @@ export function encodeDeleteFilter(
   if (target.kind) writer.string(TcAttribute.KIND, target.kind);
 }
 
+/**
+ * Decodes an RTM_NEWTFILTER message (u32 and matchall options decoded, other kinds by name). Throws
+ * `MalformedMessageError` on a truncated message.
+ */
 export function decodeFilter(message: RawMessage): Filter {
   const header = decodeTcHeader(message);
   const protocolNetworkOrder = header.info & 0xffff;

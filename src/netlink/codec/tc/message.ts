@@ -6,11 +6,14 @@ import { InvalidInputError } from '../../../errors.js';
 import { Attributes, MalformedMessageError, type RawMessage } from '../reader.js';
 import type { MessageWriter } from '../writer.js';
 
+/** Size in bytes of struct tcmsg, the header of tc messages. */
 export const TCMSG_LENGTH = 20;
 
 /** TCA_*: the attributes of every qdisc, class and filter message. */
 export const TcAttribute = { KIND: 1, OPTIONS: 2, STATS: 3, XSTATS: 4, RATE: 5, STATS2: 7, CHAIN: 11 } as const;
+/** The parent handle of a link's root qdisc. */
 export const TC_H_ROOT = 0xffffffff;
+/** The parent handle of a link's ingress (or clsact) qdisc. */
 export const TC_H_INGRESS = 0xfffffff1;
 /** The handle tc gives an ingress qdisc ("ffff:"), and the parent of the filters under it. */
 export const INGRESS_HANDLE = 0xffff0000;
@@ -36,6 +39,7 @@ export function tcMinor(handle: number): number {
   return handle & 0xffff;
 }
 
+/** A tc handle as `tc` prints it: `root`, `ingress`, `ffff:` or `1:10` (major:minor in hex). */
 export function formatHandle(handle: number): string {
   if (handle === TC_H_ROOT) return 'root';
   if (handle === TC_H_INGRESS) return 'ingress';
@@ -44,6 +48,7 @@ export function formatHandle(handle: number): string {
   return minor ? `${major}:${minor.toString(16)}` : `${major}:`;
 }
 
+/** Writes the struct tcmsg header of a qdisc, class or filter request (into a message begun on `writer`). */
 export function writeTcMessage(
   writer: MessageWriter,
   index: number,
@@ -63,6 +68,7 @@ export function encodeGetTc(writer: MessageWriter, index = 0, parent = 0): void 
   writeTcMessage(writer, index, 0, parent, 0);
 }
 
+/** The struct tcmsg header of a qdisc, class or filter message, with its kind and its attributes. */
 export interface TcHeader {
   index: number;
   handle: number;
@@ -72,6 +78,10 @@ export interface TcHeader {
   kind: string;
 }
 
+/**
+ * Decodes the tcmsg header and kind of a qdisc, class or filter message. Throws `MalformedMessageError` on a
+ * truncated message.
+ */
 export function decodeTcHeader(message: RawMessage): TcHeader {
   const payload = message.payload;
   if (payload.length < TCMSG_LENGTH) throw new MalformedMessageError(`tcmsg of ${payload.length} bytes`, 0);

@@ -9,6 +9,7 @@ import { decodeTcHeader, INGRESS_HANDLE, TC_H_INGRESS, TcAttribute, writeTcMessa
 import { decodeHtbQdiscOptions, encodeHtbQdiscOptions, type HtbQdiscOptions } from './qdisc/htb.js';
 import { decodePrioQdiscOptions, encodePrioQdiscOptions, type PrioQdiscOptions } from './qdisc/prio.js';
 
+/** A qdisc's options by kind: ingress, clsact, htb, prio, or another kind kept by name only. */
 export type QdiscOptions =
   | { kind: 'ingress' }
   | { kind: 'clsact' }
@@ -16,6 +17,7 @@ export type QdiscOptions =
   | PrioQdiscOptions
   | { kind: string; unparsed?: true };
 
+/** A qdisc as the kernel reports it (`tc qdisc show`): link index, handle, parent, kind and options. */
 export interface Qdisc {
   index: number;
   handle: number;
@@ -24,6 +26,9 @@ export interface Qdisc {
   options: QdiscOptions;
 }
 
+/**
+ * A qdisc to add (`NetlinkHandle.addQdisc`): link index, handle, parent and options (which name its kind).
+ */
 export interface QdiscSpec {
   index: number;
   handle: number;
@@ -31,6 +36,9 @@ export interface QdiscSpec {
   options: QdiscOptions;
 }
 
+/**
+ * Writes the body of an RTM_NEWQDISC or RTM_DELQDISC request for `spec` (into a message begun on `writer`).
+ */
 export function encodeQdisc(writer: MessageWriter, spec: QdiscSpec): void {
   writeTcMessage(writer, spec.index, spec.handle, spec.parent, 0);
   writer.string(TcAttribute.KIND, spec.options.kind);
@@ -50,10 +58,15 @@ export function encodeDeleteQdisc(writer: MessageWriter, index: number, handle: 
   writeTcMessage(writer, index, handle, parent, 0);
 }
 
+/** The ingress qdisc of link `index` (handle `ffff:`), which vcnet's redirect filters hang from. */
 export function ingressQdisc(index: number): QdiscSpec {
   return { index, handle: INGRESS_HANDLE, parent: TC_H_INGRESS, options: { kind: 'ingress' } };
 }
 
+/**
+ * Decodes an RTM_NEWQDISC message (ingress, clsact, htb and prio options decoded). Throws
+ * `MalformedMessageError` on a truncated message.
+ */
 export function decodeQdisc(message: RawMessage): Qdisc {
   const header = decodeTcHeader(message);
   let options: QdiscOptions | undefined;

@@ -3,11 +3,16 @@ import type { Attributes } from '../../reader.js';
 import type { MessageWriter } from '../../writer.js';
 import { TcActionResult } from './result.js';
 
+/** TCA_MIRRED_* attribute types of a mirred action. */
 export const MirredAttribute = { TM: 1, PARMS: 2 } as const;
 /** TCA_*_REDIRECT / _MIRROR: tc_mirred.eaction. */
 export const MirredAction = { EGRESS_REDIRECT: 1, EGRESS_MIRROR: 2, INGRESS_REDIRECT: 3, INGRESS_MIRROR: 4 } as const;
 const TC_MIRRED_LENGTH = 28;
 
+/**
+ * A mirred action: redirect or mirror each packet to the link `targetIndex`, on its egress or ingress.
+ * vcnet's tcfilter model redirects between the pod link and the tap with it.
+ */
 export interface TcMirredAction {
   kind: 'mirred';
   direction: 'egress' | 'ingress';
@@ -34,6 +39,7 @@ export function encodeMirredOptions(writer: MessageWriter, action: TcMirredActio
   parms.writeUInt32LE(action.targetIndex, 24);
 }
 
+/** Reads a mirred action's parameters; undefined when they are missing or short. */
 export function decodeMirredOptions(options: Attributes | undefined): TcMirredAction | undefined {
   const parms = options?.raw(MirredAttribute.PARMS);
   if (!parms || parms.length < TC_MIRRED_LENGTH) return undefined;

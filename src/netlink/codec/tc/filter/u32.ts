@@ -6,6 +6,7 @@ import type { Attributes } from '../../reader.js';
 import type { MessageWriter } from '../../writer.js';
 import { decodeActions, encodeActions, type TcAction } from '../action.js';
 
+/** TCA_U32_* attribute types of a u32 filter. */
 export const U32Attribute = {
   CLASSID: 1,
   HASH: 2,
@@ -19,10 +20,12 @@ export const U32Attribute = {
   MARK: 10,
   FLAGS: 11,
 } as const;
+/** The u32 selector flag that ends classification at this filter when it matches (TC_U32_TERMINAL). */
 export const TC_U32_TERMINAL = 1;
 const TC_U32_SEL_LENGTH = 16;
 const TC_U32_KEY_LENGTH = 16;
 
+/** One u32 match key: a 32-bit value and mask at a byte offset into the packet. */
 export interface U32Key {
   mask: number;
   value: number;
@@ -30,6 +33,7 @@ export interface U32Key {
   offsetMask: number;
 }
 
+/** A u32 filter's options: its match keys (none matches every packet), a class and actions. */
 export interface U32FilterOptions {
   kind: 'u32';
   keys: U32Key[];
@@ -59,6 +63,7 @@ export function encodeU32Options(writer: MessageWriter, options: U32FilterOption
   if (options.actions.length > 0) encodeActions(writer, U32Attribute.ACT, options.actions);
 }
 
+/** Reads a u32 filter's options (selector keys, class, actions). */
 export function decodeU32Options(options: Attributes): U32FilterOptions {
   const selector = options.raw(U32Attribute.SEL);
   const keys: U32Key[] = [];

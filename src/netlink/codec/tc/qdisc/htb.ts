@@ -7,7 +7,9 @@ import type { Attributes, RawMessage } from '../../reader.js';
 import type { MessageWriter } from '../../writer.js';
 import { decodeTcHeader, TcAttribute, writeTcMessage } from '../message.js';
 
+/** TCA_HTB_* attribute types of an htb qdisc or class. */
 export const HtbAttribute = { PARMS: 1, INIT: 2, CTAB: 3, RTAB: 4, DIRECT_QLEN: 5, RATE64: 6, CEIL64: 7 } as const;
+/** The htb protocol version vcnet writes in an htb qdisc's init (what tc writes). */
 export const HTB_PROTOCOL_VERSION = 3;
 const TC_HTB_GLOB_LENGTH = 20;
 const TC_HTB_OPT_LENGTH = 44;
@@ -16,12 +18,17 @@ const TC_LINKLAYER_ETHERNET = 1;
 const TICKS_PER_MICROSECOND = 1000 / 64;
 const DEFAULT_BURST_MTU = 1600;
 
+/**
+ * An htb qdisc's options: the minor of the class unclassified traffic goes to, and the direct queue length
+ * (packets).
+ */
 export interface HtbQdiscOptions {
   kind: 'htb';
   defaultClass: number;
   directQueueLength?: number;
 }
 
+/** A tc class as the kernel reports it (`tc class show`); htb classes carry their rate and ceil. */
 export interface TrafficClass {
   index: number;
   handle: number;
@@ -32,6 +39,10 @@ export interface TrafficClass {
   ceilBitsPerSecond?: number;
 }
 
+/**
+ * An htb class to add (`NetlinkHandle.addHtbClass`): rate and ceil in bits per second, bursts in bytes (tc's
+ * defaults when left out).
+ */
 export interface HtbClassSpec {
   index: number;
   handle: number;
@@ -44,6 +55,7 @@ export interface HtbClassSpec {
   priority?: number;
 }
 
+/** Writes an htb qdisc's options (TCA_HTB_INIT). */
 export function encodeHtbQdiscOptions(writer: MessageWriter, options: HtbQdiscOptions): void {
   writer.beginNested(TcAttribute.OPTIONS);
   const glob = writer.struct(HtbAttribute.INIT, TC_HTB_GLOB_LENGTH);
@@ -54,6 +66,7 @@ export function encodeHtbQdiscOptions(writer: MessageWriter, options: HtbQdiscOp
   writer.endNested();
 }
 
+/** Reads an htb qdisc's options; undefined when its init is missing or short. */
 export function decodeHtbQdiscOptions(attributes: Attributes): HtbQdiscOptions | undefined {
   const init = attributes.nested(TcAttribute.OPTIONS)?.raw(HtbAttribute.INIT);
   return init && init.length >= TC_HTB_GLOB_LENGTH ? { kind: 'htb', defaultClass: init.readUInt32LE(8) } : undefined;
@@ -79,6 +92,10 @@ function writeRateSpec(view: Buffer, offset: number, bytesPerSecond: number): vo
   view.writeUInt32LE(Math.min(bytesPerSecond, 0xffffffff), offset + 8);
 }
 
+/**
+ * Writes the body of an RTM_NEWTCLASS request for an htb class (with the rate tables the kernel wants).
+ * Throws an `InvalidInputError` for a rate that is not a positive number.
+ */
 export function encodeHtbClass(writer: MessageWriter, spec: HtbClassSpec): void {
   if (!(spec.rateBitsPerSecond > 0))
     throw new InvalidInputError(
