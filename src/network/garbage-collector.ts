@@ -53,7 +53,7 @@ import {
   type NamespaceScan,
   openMacvtapDevicesOnce,
 } from './gc/orphan-links.js';
-import type { GarbageReport } from './gc/report.js';
+import { emptyGarbageReport, type GarbageReport } from './gc/report.js';
 import { collectEmptyRecordDirectories } from './gc/state-leftovers.js';
 import { finishUnfinished } from './gc/unfinished.js';
 import { knownStateDirectories, type RecordOwner, readOwners } from './state/owners.js';
@@ -112,21 +112,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   // another user could change (exit 2, as detach refuses it): its records are not vcnet's to act on.
   for (const directory of namedDirectories) refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
   const directories = knownStateDirectories(namedDirectories);
-  const report: GarbageReport = {
-    dryRun,
-    removed: [],
-    kept: 0,
-    inUse: [],
-    skipped: [],
-    leftAlone: [],
-    stateDirectories: directories,
-    failures: [],
-    unclaimed: [],
-    withheld: [],
-    beingChanged: [],
-    absent: [],
-    ignored: [],
-  };
+  const report = emptyGarbageReport({ dryRun, stateDirectories: directories });
   for (const path of options.namespaces ?? [])
     if (typeof path !== 'string' || path === '') throw new NamespacePathError('netns', String(path ?? ''), 'empty');
   const live = liveNamespaces();

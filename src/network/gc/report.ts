@@ -113,6 +113,31 @@ export interface GarbageFailure {
   errno?: string;
 }
 
+/** A report with nothing in it yet: what collectGarbage starts from (and tests build theirs from). */
+export function emptyGarbageReport({
+  dryRun,
+  stateDirectories,
+}: {
+  dryRun: boolean;
+  stateDirectories: string[];
+}): GarbageReport {
+  return {
+    dryRun,
+    removed: [],
+    kept: 0,
+    inUse: [],
+    skipped: [],
+    leftAlone: [],
+    stateDirectories,
+    failures: [],
+    unclaimed: [],
+    withheld: [],
+    beingChanged: [],
+    absent: [],
+    ignored: [],
+  };
+}
+
 /** Who holds a lock gc found taken, for its reasons: 0 is a holder /proc/locks did not name. */
 export function describeLockHolder(pid: number): string {
   return pid > 0 ? `process ${pid}` : 'another process (which one cannot be known)';
