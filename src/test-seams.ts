@@ -19,6 +19,8 @@ export const TEST_SEAM_NAMES = Object.freeze({
   linkIndex: 'vcnet.linkIndexTestHook',
   /** network/gc/orphan-links.ts: before gc lists the ingress qdiscs it emptied again (setGcIngressTestHook). */
   gcIngress: 'vcnet.gcIngressTestHook',
+  /** network/garbage-collector.ts: after gc's first look (step 1), before it reads the records (setGcFirstLookTestHook). */
+  gcFirstLook: 'vcnet.gcFirstLookTestHook',
   /** netns/mountinfo.ts: once per walk of every process's fds (setFdWalkTestHook). */
   fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
 });

@@ -11,7 +11,9 @@
  * orphan when it is of a kind vcnet makes (a tap, a macvtap, an ifb): gc deletes the filters that
  * redirect to it, then the link. On a link it takes such redirects from (the pod link, a device the VM
  * used as it is), it also takes the ingress qdisc they leave empty and a rate limit's htb root qdisc
- * of exactly the shape an attach makes (another htb is reported in `leftAlone`). A record claims a link by its ifindex when it has one (a renamed tap
+ * of exactly the shape an attach makes (another htb is reported in `leftAlone`); and such an htb that
+ * no record claims on a link no redirect at vcnet's priority is on or leads to (its attach's
+ * redirects went another way: the pod link's ingress qdisc deleted), listed before records are read. A record claims a link by its ifindex when it has one (a renamed tap
  * is still claimed), else by name. Anything else in the group (a veth, a bridge: someone else moved
  * it there) is reported in `leftAlone` and never touched, and so is a filter redirecting to an orphan
  * that a record claims (its link and priority). In a namespace no record of the
@@ -42,6 +44,7 @@ import { yieldToEventLoop } from '../event-loop.js';
 import { appendTo } from '../multimap.js';
 import { NamespaceHolders } from '../netns/namespace-holders.js';
 import { cookieAt, identityOfKey, keyOf, liveNamespaces, type NamespaceKey } from '../netns/namespace-liveness.js';
+import { testSeam } from '../test-seams.js';
 import { dropGoneRecords } from './gc/gone-records.js';
 import { scanNamespaces } from './gc/namespace-scan.js';
 import {
@@ -50,7 +53,7 @@ import {
   type NamespaceScan,
   openMacvtapDevicesOnce,
 } from './gc/orphan-links.js';
-import type { GarbageReport } from './gc/report.js';
+import { emptyGarbageReport, type GarbageReport } from './gc/report.js';
 import { collectEmptyRecordDirectories } from './gc/state-leftovers.js';
 import { finishUnfinished } from './gc/unfinished.js';
 import { knownStateDirectories, type RecordOwner, readOwners } from './state/owners.js';
@@ -60,6 +63,17 @@ import {
   removeStaleRegistryTemporaries,
 } from './state/registry.js';
 import { refuseUntrustedDirectory } from './state/trust.js';
+
+/**
+ * Test seam (never set in production), on globalThis as apply.ts's (src/test-seams.ts): awaited after
+ * step 1 lists the namespaces' links and qdiscs, before step 2 reads the records, so a test can make
+ * something gc's first look did not see.
+ */
+const firstLookSeam = testSeam<() => void | Promise<void>>('gcFirstLook');
+
+export function setGcFirstLookTestHook(hook: (() => void | Promise<void>) | undefined): void {
+  firstLookSeam.set(hook);
+}
 
 /** What collectGarbage looks at, and whether it only reports. */
 export interface GarbageOptions {
@@ -108,21 +122,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   // another user could change (exit 2, as detach refuses it): its records are not vcnet's to act on.
   for (const directory of namedDirectories) refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
   const directories = knownStateDirectories(namedDirectories);
-  const report: GarbageReport = {
-    dryRun,
-    removed: [],
-    kept: 0,
-    inUse: [],
-    skipped: [],
-    leftAlone: [],
-    stateDirectories: directories,
-    failures: [],
-    unclaimed: [],
-    withheld: [],
-    beingChanged: [],
-    absent: [],
-    ignored: [],
-  };
+  const report = emptyGarbageReport({ dryRun, stateDirectories: directories });
   for (const path of options.namespaces ?? [])
     if (typeof path !== 'string' || path === '') throw new NamespacePathError('netns', String(path ?? ''), 'empty');
   const live = liveNamespaces();
@@ -147,6 +147,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       holdersOf,
       signal,
     });
+    await firstLookSeam.hook()?.();
 
     // 2. Every record anywhere, by the namespace it names.
     const { owners, skipped, untouchable, ignored } = readOwners(directories);
@@ -208,6 +209,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         withheld: records.untouchable.everything || records.untouchable.keys.has(key),
         links: current.length > 0 ? current.flatMap((owner) => owner.links) : undefined,
         filters: current.flatMap((owner) => owner.filters.map((filter) => ({ ...filter, id: owner.id }))),
+        htbs: current.flatMap((owner) => owner.htbs),
         changing: changing.get(key) ?? [],
         named: scoped !== undefined,
       };

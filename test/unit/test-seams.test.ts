@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { setNetlinkRepliesTestHook } from '../../src/netlink/transport.js';
 import { setFdWalkTestHook } from '../../src/netns/mountinfo.js';
+import { setGcFirstLookTestHook } from '../../src/network/garbage-collector.js';
 import { setGcIngressTestHook } from '../../src/network/gc/orphan-links.js';
 import { setApplyTestHook } from '../../src/network/plan/apply.js';
 import { LINK_INDEX_BASE, randomLinkIndex, setLinkIndexTestHook } from '../../src/network/plan/link-creation.js';
@@ -24,6 +25,7 @@ describe('test seams', () => {
       netlinkReplies: 'vcnet.netlinkRepliesTestHook',
       linkIndex: 'vcnet.linkIndexTestHook',
       gcIngress: 'vcnet.gcIngressTestHook',
+      gcFirstLook: 'vcnet.gcFirstLookTestHook',
       fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
     });
   });
@@ -33,6 +35,7 @@ describe('test seams', () => {
     ['vcnet.netlinkRepliesTestHook', setNetlinkRepliesTestHook],
     ['vcnet.linkIndexTestHook', setLinkIndexTestHook],
     ['vcnet.gcIngressTestHook', setGcIngressTestHook],
+    ['vcnet.gcFirstLookTestHook', setGcFirstLookTestHook],
     ['vcnet.namespaceHoldersFdWalkTestHook', setFdWalkTestHook],
   ] as const)('%s: the setter puts the hook on globalThis and takes it away again', (name, set) => {
     const hook = () => undefined;

@@ -15,7 +15,7 @@ import {
 import { identityOfKey, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { lookAtFile } from '../../netns/processes.js';
 import { closeRecordQueueFds } from '../endpoint/held-queue-fds.js';
-import { FileLock, tryLockFile } from '../state/lock.js';
+import { FileLock, lockHeldBy, tryLockFile } from '../state/lock.js';
 import type { RecordOwner } from '../state/owners.js';
 import { describeLockHolder, type GarbageReport } from './report.js';
 
@@ -58,7 +58,10 @@ export function dropGoneRecords(
       });
       continue;
     }
-    const lock = dryRun ? undefined : tryLockFile(owner.lockPath);
+    // A dry run looks at the lock as the real run takes it, or it would list as dropped a record the
+    // real run leaves to the process changing it.
+    const heldBy = dryRun ? lockHeldBy(owner.lockPath) : undefined;
+    const lock = dryRun ? (heldBy === undefined ? undefined : { heldBy }) : tryLockFile(owner.lockPath);
     if (lock && !(lock instanceof FileLock)) {
       // A detach or DEL of it under way, most likely: left to it, and said, as gc did not drop it.
       report.skipped.push({

@@ -1,6 +1,7 @@
 /**
- * gc's step 1: opens the namespaces to look in and lists their links, before any record is read (an
- * attach journals each link before making it, so a link listed here is in a record read afterwards).
+ * gc's step 1: opens the namespaces to look in and lists their links and qdiscs, before any record is
+ * read (an attach journals each link and qdisc before making it, so one listed here is in a record
+ * read afterwards).
  * Every live namespace, or only the named ones (`scoped`, --netns), each once by identity. A named
  * path where no namespace is may be a deleted pod's whose records are to go: it is kept in `missing`
  * (or `stale`, when a file without a namespace is left there), and the namespace a record made there
@@ -101,7 +102,11 @@ export async function scanNamespaces(
     let handle: NetlinkHandle | undefined;
     try {
       handle = NetlinkHandle.open(namespace.entryPath);
-      scans.push({ namespace, handle, links: await handle.links() });
+      const links = await handle.links();
+      // Also before any record is read, for the same reason: an htb listed here was journaled
+      // first, so a record read afterwards claims it if any does (a failed dump: none is looked at).
+      const qdiscs = await handle.qdiscs().catch(() => undefined);
+      scans.push({ namespace, handle, links, qdiscs });
     } catch {
       handle?.close();
       namespace.close();

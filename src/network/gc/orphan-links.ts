@@ -1,7 +1,8 @@
 /**
  * gc's orphan links: in each namespace it scanned, the links of vcnet's group (0x7663) that no record
  * claims, with what an attach added for them elsewhere (redirect filters to them, the ingress qdisc
- * those leave empty, a rate limit's htb on the pod link). What a process holds open (a VM's tap or
+ * those leave empty, a rate limit's htb on the pod link; and such an htb whose record and redirects
+ * are both gone). What a process holds open (a VM's tap or
  * macvtap) is kept, whatever the records say; what vcnet never makes is left alone. A namespace's
  * removals go in one batch, the emptied ingress qdiscs in a second one (garbage-collector.ts runs
  * this for every namespace it scanned, once the records are read).
@@ -11,9 +12,11 @@ import { safeReaddir } from '../../directory-entries.js';
 import { appendTo } from '../../multimap.js';
 import type { Link } from '../../netlink/codec/link.js';
 import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { OpenedNamespace } from '../../netns/namespace-identity.js';
 import { processIds } from '../../netns/processes.js';
+import { shellWord } from '../../shell-word.js';
 import { testSeam } from '../../test-seams.js';
 import { isVcnetHtb, isVcnetRedirect } from '../foreign-filters.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from '../plan/macvtap-index.js';
@@ -27,6 +30,8 @@ export interface NamespaceScan {
   namespace: OpenedNamespace;
   handle: NetlinkHandle;
   links: Link[];
+  /** Its qdiscs, listed with the links (undefined: the dump failed, and no htb is taken for a stray). */
+  qdiscs: Qdisc[] | undefined;
 }
 
 /** What the records gc read say of one scanned namespace. */
@@ -39,6 +44,8 @@ export interface NamespaceClaims {
   changing: Array<{ name: string; index?: number }>;
   /** The filters records added there, each with its record's id. */
   filters: Array<RecordOwner['filters'][number] & { id: string }>;
+  /** The htb root qdiscs (rate limits) records added there. */
+  htbs: RecordOwner['htbs'];
   /** The namespace was named (`namespaces`, --netns): its orphans go even when no record names it. */
   named: boolean;
 }
@@ -59,6 +66,11 @@ export interface NamespaceOwnership {
  * qdisc those leave empty, and a rate limit's htb on the link they were on. Only counted when a
  * record gc could not read may be about this namespace (`withheld`); only reported when no record
  * names the namespace and it was not named (`unclaimed`).
+ *
+ * A rate limit's htb of exactly vcnet's shape that no record claims, listed in the first look, on a
+ * link no filter at vcnet's priorities is on or leads to, is collected the same way: its attach's
+ * redirects went another way (the pod link's ingress qdisc deleted), and it goes on throttling what
+ * the link sends.
  *
  * A redirect of vcnet's (its priority, its shape: a u32 match-all whose one action is a mirred egress
  * redirect) to an ifindex no link in the namespace has any more is collected the same way: its tap
@@ -170,19 +182,32 @@ async function collectLocked(
   let unclaimed = grouped.filter(
     (link) => VCNET_LINK_KINDS.has(link.kind ?? '') && listedBefore.has(link.index) && !isClaimedBy(firstLook, link),
   );
-  const dangling = redirects.flatMap(({ index, priority, target }) => {
+  const dangling = redirects.flatMap(({ index, priority, targets, vcnetShaped }) => {
     const link = present.get(index);
-    return link !== undefined && !present.has(target) ? [{ link, priority, target }] : [];
+    const target = targets.values().next().value;
+    if (!vcnetShaped || link === undefined || target === undefined || present.has(target)) return [];
+    return [{ link, priority, target }];
+  });
+  // Rate limits' htbs that lost their record and their redirects (strayRateLimits): links that may
+  // be orphans are passed over (an orphan's htb goes with it, a held one's stays with it).
+  const unclaimedIndexes = new Set(unclaimed.map((link) => link.index));
+  let strays = await strayRateLimits(handle, scan, {
+    present,
+    passOver: (link) => unclaimedIndexes.has(link.index) || isClaimedBy(firstLook, link),
+    claimed: firstLook.htbs,
+    redirects,
+    goingWith: unclaimedIndexes,
   });
   // Something to remove: judged again against the records as they are now, read after both lists.
   let claims = firstLook;
-  if (unclaimed.length > 0 || dangling.length > 0) {
+  if (unclaimed.length > 0 || dangling.length > 0 || strays.length > 0) {
     claims = ownership.claimsNow();
     if (claims.withheld) {
       withheld(links);
       return;
     }
     unclaimed = unclaimed.filter((link) => !isClaimedBy(claims, link));
+    strays = strays.filter(({ link }) => !isClaimedBy(claims, link) && !claimsHtb(claims.htbs, link));
     claims = { ...claims, filters: [...firstLook.filters, ...claims.filters] };
   }
   const names = claims.links;
@@ -210,11 +235,22 @@ async function collectLocked(
   report.kept += ours.length - orphans.length;
   const changing = ours.filter((link) => claims.changing.some((recorded) => claimsLink(recorded, link)));
   if (changing.length > 0) report.beingChanged.push({ namespacePath, links: changing.map((link) => link.name) });
-  if (orphans.length === 0 && dangling.length === 0) return;
+  const orphanIndexes = new Set(orphans.map((link) => link.index));
+  // A link held open is no orphan: its redirects stay, and so explain the htb they lead to.
+  strays = strays.filter(({ link }) => !explainedByRedirect(link, redirects, orphanIndexes));
+  if (orphans.length === 0 && dangling.length === 0 && strays.length === 0) return;
   if (names === undefined && !claims.named) {
     report.unclaimed.push({
       namespacePath,
       links: orphans.map((link) => link.name),
+      ...(strays.length > 0
+        ? {
+            qdiscs: strays.map(
+              ({ link, shaping }) =>
+                `${link.name} root htb ${formatHandle(shaping.handle)} (a vcnet rate limit: it holds what ${link.name} sends to ${shaping.rate} bit/s; \`nsenter --net=${shellWord(namespacePath)} tc qdisc del dev ${shellWord(link.name)} root handle ${formatHandle(shaping.handle)}\` removes it)`,
+            ),
+          }
+        : {}),
       ...(dangling.length > 0
         ? {
             filters: dangling.map(
@@ -226,7 +262,6 @@ async function collectLocked(
     });
     return;
   }
-  const orphanIndexes = new Set(orphans.map((link) => link.index));
   const isDangling = (link: Link, priority: number) =>
     dangling.some((redirect) => redirect.link.index === link.index && redirect.priority === priority);
   const recordedFilters = claims.filters;
@@ -242,6 +277,8 @@ async function collectLocked(
   // request was answered ok (reportOutcomes).
   const planned: GarbageItem[] = [];
   const emptiedIngress: Array<{ item: GarbageItem; link: Link; handle: number }> = [];
+  /** Links whose htb was looked at with the redirects gc takes from them: not again as a stray. */
+  const htbLookedAt = new Set<number>();
   for (const link of links) {
     if (orphanIndexes.has(link.index)) continue;
     let removedFilters = 0;
@@ -305,6 +342,7 @@ async function collectLocked(
     // link whose redirects to an orphan gc removes (the attach that made them), and only when it
     // has exactly the shape a rate limit makes.
     if (removedFilters > 0) {
+      htbLookedAt.add(link.index);
       const shaping = await rateLimitHtbOf(handle, link);
       if (shaping?.ours) {
         planned.push({
@@ -323,6 +361,17 @@ async function collectLocked(
         });
       }
     }
+  }
+  // A rate limit's htb no record claims and no redirect of vcnet's explains (strayRateLimits).
+  for (const { link, shaping } of strays) {
+    if (htbLookedAt.has(link.index)) continue;
+    planned.push({
+      kind: 'qdisc',
+      namespacePath,
+      name: link.name,
+      detail: `htb root qdisc of a rate limit (${shaping.description}): no record claims it and no redirect of vcnet's is on ${link.name} or leads to it (an attach's whose record and redirects are gone); it held what ${link.name} sends to ${shaping.rate} bit/s`,
+    });
+    batch.deleteQdisc(link.index, shaping.handle, TC_H_ROOT);
   }
   for (const link of orphans) {
     planned.push({
@@ -462,14 +511,23 @@ function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
   return { major, byMinor };
 }
 
+/** The ingress filters of one priority on a link, at one of vcnet's priorities. */
+interface PriorityRedirect {
+  /** The link whose ingress they are on. */
+  index: number;
+  priority: number;
+  /** The ifindexes their mirred actions send to. */
+  targets: Set<number>;
+  /** Of vcnet's shape: u32 match-alls whose one action is a mirred egress redirect, all to one target. */
+  vcnetShaped: boolean;
+}
+
 /**
- * vcnet's redirects (at its priorities, of its shape, each to one target) on every link's ingress:
- * one qdisc dump for the namespace, then the ingress filters of the links that have an ingress
- * qdisc. The caller tells the ones whose target is gone, against links listed after this.
+ * The filters at vcnet's priorities on every link's ingress, of any shape: one qdisc dump for the
+ * namespace, then the ingress filters of the links that have an ingress qdisc. The caller tells
+ * vcnet's whose target is gone, against links listed after this, and which htbs they explain.
  */
-async function vcnetRedirects(
-  handle: NetlinkHandle,
-): Promise<Array<{ index: number; priority: number; target: number }>> {
+async function vcnetRedirects(handle: NetlinkHandle): Promise<PriorityRedirect[]> {
   let withIngress: Set<number>;
   try {
     withIngress = new Set(
@@ -478,7 +536,7 @@ async function vcnetRedirects(
   } catch {
     return []; // a dump that fails proves nothing: nothing is taken for dangling
   }
-  const redirects: Array<{ index: number; priority: number; target: number }> = [];
+  const redirects: PriorityRedirect[] = [];
   for (const index of withIngress) {
     let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
     try {
@@ -492,12 +550,74 @@ async function vcnetRedirects(
       // vcnet's own priority, and the ifb redirect's one below it.
       if (priority !== FILTER_PRIORITY && priority !== FILTER_PRIORITY - 1) continue;
       const targets = new Set(group.flatMap((filter) => redirectTargetsOf(filter)));
-      const target = targets.values().next().value;
-      if (targets.size !== 1 || target === undefined) continue;
-      if (group.every((filter) => isVcnetRedirect(filter, 'u32', targets))) redirects.push({ index, priority, target });
+      const vcnetShaped = targets.size === 1 && group.every((filter) => isVcnetRedirect(filter, 'u32', targets));
+      redirects.push({ index, priority, targets, vcnetShaped });
     }
   }
   return redirects;
+}
+
+/** What strayRateLimits passes over, and what it weighs. */
+interface StrayContext {
+  /** The links listed under the lock, by ifindex. */
+  present: ReadonlyMap<number, Link>;
+  /** Links gc does not judge an htb on here: its own that may be orphans or held, those a record claims. */
+  passOver: (link: Link) => boolean;
+  /** The htbs records added in the namespace. */
+  claimed: RecordOwner['htbs'];
+  /** The filters at vcnet's priorities in the namespace, listed under the lock. */
+  redirects: readonly PriorityRedirect[];
+  /** Links whose redirects go with them (orphans, or links that may be): they explain no htb. */
+  goingWith: ReadonlySet<number>;
+}
+
+/**
+ * Rate limits' htbs an attach left whose record and redirects are gone (the pod link's ingress
+ * qdisc deleted takes the redirects with it): a root htb listed in gc's first look (before the
+ * records were read: one made since may be a running attach's, journaled after that read), on a link
+ * of that look still there under the same name, of exactly a vcnet rate limit's shape now and the
+ * same handle, that no record claims, on a link no filter at vcnet's priorities is on and none
+ * (but one that goes) leads to. A redirect of any shape at vcnet's priority, live or not, may be the
+ * rest of an attach whose record gc does not read (another state directory): the htb then stays.
+ * A link of vcnet's group of a kind vcnet never makes is not looked at (leftAlone says it).
+ */
+async function strayRateLimits(
+  handle: NetlinkHandle,
+  scan: NamespaceScan,
+  { present, passOver, claimed, redirects, goingWith }: StrayContext,
+): Promise<Array<{ link: Link; shaping: RateLimitHtb }>> {
+  const htbAtFirstLook = new Map(
+    (scan.qdiscs ?? [])
+      .filter((qdisc) => qdisc.parent === TC_H_ROOT && qdisc.kind === 'htb')
+      .map((qdisc) => [qdisc.index, qdisc.handle]),
+  );
+  const strays: Array<{ link: Link; shaping: RateLimitHtb }> = [];
+  for (const listed of scan.links) {
+    const handleAtFirstLook = htbAtFirstLook.get(listed.index);
+    const link = present.get(listed.index);
+    if (handleAtFirstLook === undefined || link === undefined || link.name !== listed.name) continue;
+    if (link.group === VCNET_LINK_GROUP && !VCNET_LINK_KINDS.has(link.kind ?? '')) continue;
+    if (passOver(link) || claimsHtb(claimed, link) || explainedByRedirect(link, redirects, goingWith)) continue;
+    const shaping = await rateLimitHtbOf(handle, link);
+    if (shaping?.ours && shaping.handle === handleAtFirstLook) strays.push({ link, shaping });
+  }
+  return strays;
+}
+
+/** Whether a record's htb is on `link`: by ifindex when recorded, else by name. */
+function claimsHtb(claimed: RecordOwner['htbs'], link: Link): boolean {
+  return claimed.some((htb) => (htb.index !== undefined ? htb.index === link.index : htb.link === link.name));
+}
+
+/** Whether a filter at vcnet's priorities is on `link`, or leads to it from a link that stays. */
+function explainedByRedirect(
+  link: Link,
+  redirects: readonly PriorityRedirect[],
+  goingWith: ReadonlySet<number>,
+): boolean {
+  return redirects.some(
+    (redirect) => redirect.index === link.index || (redirect.targets.has(link.index) && !goingWith.has(redirect.index)),
+  );
 }
 
 /** A mirred target no link has: the kernel dumps 0 once the device is gone, the ifindex otherwise. */
@@ -561,14 +681,20 @@ async function ingressQdiscOf(
   }
 }
 
+/** An htb root qdisc, and whether it is of a vcnet rate limit's shape. */
+interface RateLimitHtb {
+  ours: boolean;
+  handle: number;
+  description: string;
+  /** The rate it holds its link's egress to (its outer class's), in bits per second; '?' unknown. */
+  rate: number | '?';
+}
+
 /**
  * The htb root qdisc on `link`, and whether it has exactly the shape a vcnet rate limit makes
  * (foreign-filters.ts isVcnetHtb). undefined when the root qdisc is not an htb (or the link went meanwhile).
  */
-async function rateLimitHtbOf(
-  handle: NetlinkHandle,
-  link: Link,
-): Promise<{ ours: boolean; handle: number; description: string } | undefined> {
+async function rateLimitHtbOf(handle: NetlinkHandle, link: Link): Promise<RateLimitHtb | undefined> {
   try {
     const qdiscs = await handle.qdiscs(link.index);
     const root = qdiscs.find((qdisc) => qdisc.parent === TC_H_ROOT);
@@ -586,7 +712,8 @@ async function rateLimitHtbOf(
       ...(filters.length > 0 ? [`${filters.length} filter(s)`] : []),
     ].join(', ');
     const ours = isVcnetHtb(root, classes, filters, qdiscs);
-    return { ours, handle: root.handle, description };
+    const outer = classes.find((entry) => entry.parent === TC_H_ROOT || entry.parent === root.handle);
+    return { ours, handle: root.handle, description, rate: outer?.rateBitsPerSecond ?? '?' };
   } catch {
     return undefined; // the link went meanwhile
   }

@@ -78,10 +78,12 @@ export interface GarbageReport {
   /**
    * vcnet's links in namespaces no record read names, left alone: their records may be in a state
    * directory this gc does not know; and `filters`, when there are any: vcnet's redirects there to
-   * an ifindex that no longer exists (they drop the link's ingress). Naming the namespace
-   * (`namespaces`, --netns) removes them.
+   * an ifindex that no longer exists (they drop the link's ingress); and `qdiscs`, when there are
+   * any: rate limits' htbs of vcnet's shape that no record claims, on a link no redirect of vcnet's
+   * is on or leads to (each with what it throttles and the tc command that removes it). Naming the
+   * namespace (`namespaces`, --netns) removes them.
    */
-  unclaimed: Array<{ namespacePath: string; links: string[]; filters?: string[] }>;
+  unclaimed: Array<{ namespacePath: string; links: string[]; filters?: string[]; qdiscs?: string[] }>;
   /**
    * vcnet's links gc did not look at, per namespace, because a record it could not read (in `skipped`)
    * may be theirs: a record or directory of records unreadable (EIO...) withholds every namespace, one
@@ -118,6 +120,31 @@ export interface GarbageFailure {
   reason: string;
   /** The errno the kernel answered (EPERM, EBUSY...), when one did. */
   errno?: string;
+}
+
+/** A report with nothing in it yet: what collectGarbage starts from (and tests build theirs from). */
+export function emptyGarbageReport({
+  dryRun,
+  stateDirectories,
+}: {
+  dryRun: boolean;
+  stateDirectories: string[];
+}): GarbageReport {
+  return {
+    dryRun,
+    removed: [],
+    kept: 0,
+    inUse: [],
+    skipped: [],
+    leftAlone: [],
+    stateDirectories,
+    failures: [],
+    unclaimed: [],
+    withheld: [],
+    beingChanged: [],
+    absent: [],
+    ignored: [],
+  };
 }
 
 /** Who holds a lock gc found taken, for its reasons: 0 is a holder /proc/locks did not name. */

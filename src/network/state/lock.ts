@@ -175,6 +175,25 @@ export function tryLockFile(path: string, subject?: StateWriteSubject): FileLock
 }
 
 /**
+ * Who holds the lock at `path` right now, without taking it, making its file or writing into it (a
+ * dry run's look): the holder's pid (0 when /proc/locks names none), or undefined when it is free or
+ * has no file (a holder makes the file before it locks it). A shared flock for the instant of the look.
+ */
+export function lockHeldBy(path: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    return nativeFileLock.lockFile(fd, false) ? undefined : holderOf(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Takes the lock, polling with a growing pause (5 ms up to 100 ms) until `timeoutMs`; then calls
  * `timedOut(holderPid)` for the error to throw.
  */

@@ -532,3 +532,23 @@ export function addedFilters(network: {
     }),
   );
 }
+
+/** The htb root qdiscs a record's steps add (rate limits): gc never deletes one of these as a leftover. */
+export function addedHtbs(network: {
+  endpoints: ReadonlyArray<{ plumbing?: { steps: ReadonlyArray<unknown> } }>;
+}): Array<{ link: string; index?: number; handle: number }> {
+  return network.endpoints.flatMap((endpoint) =>
+    (endpoint.plumbing?.steps ?? []).flatMap((step) => {
+      const candidate = step as { step?: unknown; link?: unknown; index?: unknown; kind?: unknown; handle?: unknown };
+      if (candidate.step !== 'add-qdisc' || candidate.kind !== 'htb' || typeof candidate.link !== 'string') return [];
+      if (typeof candidate.handle !== 'number') return [];
+      return [
+        {
+          link: candidate.link,
+          ...(typeof candidate.index === 'number' ? { index: candidate.index } : {}),
+          handle: candidate.handle,
+        },
+      ];
+    }),
+  );
+}

@@ -19,7 +19,13 @@ import {
 import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { fileIdentity } from '../../netns/processes.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
-import { addedFilters, cniContentSchema, createdLinks, sandboxContentSchema } from './network-content-schema.js';
+import {
+  addedFilters,
+  addedHtbs,
+  cniContentSchema,
+  createdLinks,
+  sandboxContentSchema,
+} from './network-content-schema.js';
 import {
   parseRecord,
   type RecordEnvelope,
@@ -46,6 +52,8 @@ export interface RecordOwner {
   cookie?: string;
   links: Array<{ name: string; index?: number }>;
   filters: Array<{ link: string; index?: number; parent: number; priority: number }>;
+  /** The htb root qdiscs (rate limits) it added, each on its link (by index when recorded). */
+  htbs: Array<{ link: string; index?: number; handle: number }>;
 }
 
 /** Whether a record's created link is `link`: by ifindex when recorded, else by name. */
@@ -280,6 +288,7 @@ export function readOwners(directories: readonly string[]): {
         ...(record.namespace.cookie === undefined ? {} : { cookie: record.namespace.cookie }),
         links: createdLinks(record.network),
         filters: addedFilters(record.network),
+        htbs: addedHtbs(record.network),
       });
     } catch (error) {
       skipped.push({ file, reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true)}` });

@@ -6,7 +6,7 @@
  * being changed (the namespace's lock, the record's lock, a gone namespace's record whose lock is
  * held), a record gc cannot read, and links that live records own.
  */
-import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nativeFileLock } from '../../../src/native/file-lock.js';
@@ -131,18 +131,27 @@ describe("gc's summary of what it kept", () => {
     pod.delete();
     const release = holdLock(join(state, '.locks', 'gone'));
     try {
-      const text = vcnet(['gc', '--netns', path, '--state-dir', state]);
-      expect(text.status, text.stderr).toBe(0);
-      expect(text.stdout).toBe(
-        `removed nothing: 1 record(s) left as they are, as another process is changing them right now: ${RUN_AGAIN}\n`,
-      );
-      expect(text.stderr).toContain(
-        `vcnet: gc kept the record ${join(state, 'gone', 'state.json')}: its namespace (${path}) exists nowhere, but process ${process.pid} is changing the record right now (it holds the sandbox's lock); run gc again once that is done`,
-      );
-      expect(existsSync(join(state, 'gone', 'state.json'))).toBe(true);
+      // A dry run says what the gc it stands for does: it had the record "removed".
+      for (const dryRun of [['--dry-run'], []]) {
+        const text = vcnet(['gc', '--netns', path, '--state-dir', state, ...dryRun]);
+        expect(text.status, text.stderr).toBe(0);
+        expect(text.stdout).toBe(
+          `removed nothing: 1 record(s) left as they are, as another process is changing them right now: ${RUN_AGAIN}\n`,
+        );
+        expect(text.stderr).toContain(
+          `vcnet: gc kept the record ${join(state, 'gone', 'state.json')}: its namespace (${path}) exists nowhere, but process ${process.pid} is changing the record right now (it holds the sandbox's lock); run gc again once that is done`,
+        );
+        expect(existsSync(join(state, 'gone', 'state.json'))).toBe(true);
+      }
     } finally {
       release();
     }
+    // A dry run probes the lock without making or writing its file: none there stays none.
+    rmSync(join(state, '.locks', 'gone'));
+    const dry = vcnet(['gc', '--netns', path, '--state-dir', state, '--dry-run']);
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/^would remove 1 item\(s\):/);
+    expect(existsSync(join(state, '.locks', 'gone'))).toBe(false);
     const gc = vcnet(['gc', '--netns', path, '--state-dir', state]);
     expect(gc.status, gc.stderr).toBe(0);
     expect(gc.stdout).toMatch(/^removed 1 item\(s\):/);

@@ -7,28 +7,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { summaryLines } from '../../../src/cli/commands/gc.js';
-import type { GarbageReport } from '../../../src/network/gc/report.js';
+import { emptyGarbageReport, type GarbageReport } from '../../../src/network/gc/report.js';
 
 const POD = '/var/run/netns/s24gc-pod';
 const RUN_AGAIN = 'run gc again once it is done';
 
 function report(more: Partial<GarbageReport> = {}): GarbageReport {
-  return {
-    dryRun: false,
-    removed: [],
-    kept: 0,
-    inUse: [],
-    skipped: [],
-    leftAlone: [],
-    stateDirectories: [],
-    failures: [],
-    unclaimed: [],
-    withheld: [],
-    beingChanged: [],
-    absent: [],
-    ignored: [],
-    ...more,
-  };
+  return { ...emptyGarbageReport({ dryRun: false, stateDirectories: [] }), ...more };
 }
 
 const changing = {

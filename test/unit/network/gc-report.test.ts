@@ -6,27 +6,39 @@
 import { describe, expect, it } from 'vitest';
 import { NetlinkError } from '../../../src/netlink/errors.js';
 import type { RequestOutcome } from '../../../src/netlink/protocol.js';
-import { type GarbageItem, type GarbageReport, reportOutcomes } from '../../../src/network/gc/report.js';
+import {
+  emptyGarbageReport,
+  type GarbageItem,
+  type GarbageReport,
+  reportOutcomes,
+} from '../../../src/network/gc/report.js';
 
 const NAMESPACE = '/run/netns/s21gs-pod';
 
 function emptyReport(): GarbageReport {
-  return {
-    dryRun: false,
-    removed: [],
-    kept: 0,
-    inUse: [],
-    skipped: [],
-    leftAlone: [],
-    stateDirectories: [],
-    failures: [],
-    unclaimed: [],
-    withheld: [],
-    beingChanged: [],
-    absent: [],
-    ignored: [],
-  };
+  return emptyGarbageReport({ dryRun: false, stateDirectories: [] });
 }
+
+describe('emptyGarbageReport', () => {
+  it('has every list empty and nothing kept, with the dry run and directories given', () => {
+    const report = emptyGarbageReport({ dryRun: true, stateDirectories: ['/run/vcnet/sandboxes'] });
+    expect(report.dryRun).toBe(true);
+    expect(report.kept).toBe(0);
+    expect(report.stateDirectories).toEqual(['/run/vcnet/sandboxes']);
+    const lists = Object.entries(report).filter(([key]) => !['dryRun', 'kept', 'stateDirectories'].includes(key));
+    expect(lists.length).toBeGreaterThan(0);
+    for (const [key, value] of lists) expect([key, value]).toEqual([key, []]);
+  });
+
+  it('gives each report lists of its own', () => {
+    const first = emptyGarbageReport({ dryRun: false, stateDirectories: [] });
+    const second = emptyGarbageReport({ dryRun: false, stateDirectories: [] });
+    first.removed.push({ kind: 'link', namespacePath: NAMESPACE, name: 'tap0' });
+    first.withheld.push({ namespacePath: NAMESPACE, links: [] });
+    expect(second.removed).toEqual([]);
+    expect(second.withheld).toEqual([]);
+  });
+});
 
 const item = (name: string, kind: GarbageItem['kind'] = 'link'): GarbageItem => ({
   kind,
