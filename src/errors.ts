@@ -692,6 +692,11 @@ export class DetachIncompleteError extends VcnetError {
      * alone (it finishes only attaches and add-ifaces killed part-way).
      */
     finishedBy: DetachFinishedBy = DETACH_AGAIN,
+    /**
+     * Objects whose state is not known (the kernel's answer to their undo was lost and no look could
+     * be made): maybe gone, kept in the record with `leftObjects`, which are those seen there.
+     */
+    readonly notChecked: readonly string[] = [],
   ) {
     const refusedForPrivilege = refusals.find((refusal) => {
       const errno = errnoOf(refusal);
@@ -700,7 +705,7 @@ export class DetachIncompleteError extends VcnetError {
     const cause = refusedForPrivilege ?? refusals[0];
     super(
       'VCNET_DETACH_INCOMPLETE',
-      `${what} left ${leftObjects.length} object(s) in place: ${leftObjects.join(', ')} (${failures.join('; ')})`,
+      `${what} left ${leftObjects.length} object(s) in place${leftObjects.length > 0 ? `: ${leftObjects.join(', ')}` : ''}${notChecked.length > 0 ? `; ${leftAndNotChecked([], notChecked)}` : ''} (${failures.join('; ')})`,
       {
         value: leftObjects,
         // Running it again cannot help while the privilege is missing.
@@ -712,5 +717,9 @@ export class DetachIncompleteError extends VcnetError {
         ...(cause === undefined ? {} : { cause }),
       },
     );
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), ...(this.notChecked.length > 0 ? { notChecked: this.notChecked } : {}) };
   }
 }

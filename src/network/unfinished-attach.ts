@@ -17,11 +17,13 @@
  * record (the report's stillPlugged): a record is never dropped of a NIC still in the VM.
  */
 
+import { causeChain } from '../errors.js';
 import {
   CloudHypervisorClient,
   CloudHypervisorConnectionError,
   CloudHypervisorHotplugTarget,
 } from '../hypervisor/cloud-hypervisor-client.js';
+import { controlSocketGone } from '../hypervisor/control-socket-probe.js';
 import type { HotplugTarget, NetworkDevice } from '../hypervisor/device.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
@@ -67,20 +69,32 @@ function recordedVm(hypervisor: HypervisorRecord | undefined): HotplugTarget | u
   const socket = hypervisor?.controlSocket;
   if (!socket) return undefined;
   if (hypervisor.kind === 'qemu') {
-    return new UnplugIfRunning(new QemuHotplugSessions(socket, { timeoutMs: UNPLUG_TIMEOUT_MS }));
+    return new UnplugIfRunning(new QemuHotplugSessions(socket, { timeoutMs: UNPLUG_TIMEOUT_MS }), socket);
   }
   if (hypervisor.kind === 'clh') {
     return new UnplugIfRunning(
       new CloudHypervisorHotplugTarget(new CloudHypervisorClient(socket, { timeoutMs: 30_000 })),
+      socket,
     );
   }
   // Firecracker plugs nothing after boot: a pending endpoint never reached its VM.
   return undefined;
 }
 
-/** Unplugs through `vm`; a VM that is gone (its socket not there, or nobody listening) holds no NIC. */
-class UnplugIfRunning implements HotplugTarget {
-  constructor(private readonly vm: HotplugTarget) {}
+/**
+ * Unplugs through `vm`; a VM that is gone (its socket not there, or nobody listening, also when that
+ * shows only after the connection closed mid-command: vmGoneAfter) holds no NIC, so the unplug is
+ * done. del-iface and add-iface's undo use it as an unfinished attach's undo does.
+ */
+export class UnplugIfRunning implements HotplugTarget {
+  /** The error by which an unplug found the VM gone, if one did (for the caller to say so). */
+  goneBy: Error | undefined;
+
+  constructor(
+    private readonly vm: HotplugTarget,
+    /** The VM's control socket, looked at when a connection is lost mid-command. */
+    private readonly controlSocket?: string,
+  ) {}
 
   hotplugNetworkDevice(device: NetworkDevice): Promise<{ pciPath?: string }> {
     return Promise.reject(new Error(`an undo plugs nothing (asked to plug ${device.id})`));
@@ -90,9 +104,25 @@ class UnplugIfRunning implements HotplugTarget {
     try {
       await this.vm.unplugNetworkDevice(id);
     } catch (error) {
-      if (!vmGone(error)) throw error;
+      if (!(await vmGoneAfter(error, this.controlSocket))) throw error;
+      this.goneBy = error as Error;
     }
   }
+}
+
+/**
+ * vmGone, or a connection to the VMM lost in the middle of a command (QMP closed before the reply or
+ * the event, Cloud Hypervisor's reset) when its control socket now refuses or is not there: a VMM
+ * killed mid-command closes the connection first. A socket still taking connections (a VMM alive
+ * but silent, one that timed out) is not gone: the error stands.
+ */
+export async function vmGoneAfter(error: unknown, controlSocket: string | undefined): Promise<boolean> {
+  if (vmGone(error)) return true;
+  if (controlSocket === undefined) return false;
+  const lostConnection = causeChain(error).some(
+    (link) => link instanceof QmpConnectionError || link instanceof CloudHypervisorConnectionError,
+  );
+  return lostConnection && controlSocketGone(controlSocket, { settle: true });
 }
 
 /**

@@ -163,6 +163,8 @@ export async function detachRecorded(
   if (report.failures.length > 0 || stillPlugged.length > 0) {
     record.persist();
     const plugged = new Set(stillPlugged.map((entry) => entry.endpoint));
+    // Said apart, as the rollback says them: what was seen still there, and what could not be looked at.
+    const notChecked = report.notChecked ?? [];
     const unreachable = stillPlugged.some((entry) => vmDidNotAnswer(entry.error));
     throw new DetachIncompleteError(
       what,
@@ -178,13 +180,14 @@ export async function detachRecorded(
         ...stillPlugged.map((entry) => `the VM's NIC ${entry.deviceId} (${entry.endpoint})`),
         ...describeRecords([
           ...endpoints.filter((endpoint) => plugged.has(endpoint.name)).flatMap((endpoint) => endpoint.records),
-          ...report.left,
+          ...report.left.filter((step) => !notChecked.includes(step)),
         ]),
       ],
       record.path,
       stillPlugged.length > 0 ? stillPluggedHint(record.path, stillPlugged, unreachable, options.sandbox) : undefined,
       [...report.failures, ...stillPlugged.map((entry) => entry.error)],
       options.finishedBy,
+      describeRecords(notChecked),
     );
   }
   if (network.endpoints().length === 0) record.discard();
@@ -214,8 +217,10 @@ export async function undoAfterFailure(
       cause,
       refused.failures,
       refused.leftObjects,
-      [...refused.leftObjects],
+      [...refused.leftObjects, ...refused.notChecked],
       refused.hint,
+      undefined,
+      refused.notChecked,
     );
   }
   throw failure;

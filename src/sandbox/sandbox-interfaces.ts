@@ -28,7 +28,9 @@ import {
   optionsArgument,
   signalOption,
 } from '../arguments.js';
+import { reportNotice } from '../diagnostics.js';
 import { InvalidInputError, RollbackIncompleteError, VcnetError } from '../errors.js';
+import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
 import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
@@ -41,6 +43,7 @@ import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
+import { UnplugIfRunning, vmGone, vmGoneAfter } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
@@ -120,6 +123,43 @@ export async function connectVirtualMachine(
     agent,
     close: async () => agent.close(),
   };
+}
+
+/** How the sandbox's VM was found gone, in the words watch uses too. */
+function goneVmWords(state: SandboxState): string {
+  const socket = state.hypervisor?.controlSocket;
+  return `sandbox ${state.id}'s VM is gone (its control socket${socket ? ` ${socket}` : ''} is not there, or nobody listens on it)`;
+}
+
+/**
+ * add-iface's failure when the VM turned out gone (killed while it plugged the NIC or while the guest
+ * was told): the NIC went with the VM and the interface's host side was undone, so nothing of it is
+ * left; the rest of the sandbox is the VM's to clean up (`vcnet detach`).
+ */
+function goneVmFailure(state: SandboxState, stateDirectory: string, what: string, cause: Error): VcnetError {
+  const message = `${what} failed: ${goneVmWords(state)}: its NIC went with it and the interface was undone on the host side (${cause.message})`;
+  const socket = state.hypervisor?.controlSocket ?? '';
+  if (state.hypervisor?.kind === 'clh')
+    return new CloudHypervisorConnectionError(socket, message, 'unreachable', cause);
+  return new QmpConnectionError(
+    message,
+    socket,
+    cause,
+    `nothing of the interface is left. The sandbox's other interfaces stay for its VM: \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes them now the VM has stopped (or start the VM again and add the interface then)`,
+  );
+}
+
+/** Says that `names` were removed on the host side only, the VM being gone (as watch says it). */
+function noticeGoneVm(state: SandboxState, operation: string, names: string, error: Error): void {
+  reportNotice(
+    () => ({
+      operation,
+      endpoint: names,
+      message: `${goneVmWords(state)}: removed ${names} on the host side only, as there is no NIC to unplug`,
+      error,
+    }),
+    undefined,
+  );
 }
 
 export interface OpenSandbox {
@@ -251,7 +291,15 @@ export async function addInterface(
           ...newIndexOptions(state),
         },
         keeper,
-      ).catch((error: unknown) => {
+      ).catch(async (error: unknown) => {
+        // A VM killed while it plugged the NIC (the connection closed, its socket now refuses): the
+        // plug's undo of the host side was complete, and no NIC is left in a VM that is gone.
+        if (
+          !(error instanceof RollbackIncompleteError) &&
+          vm !== undefined &&
+          (await vmGoneAfter(error, state.hypervisor?.controlSocket))
+        )
+          throw goneVmFailure(state, store.root, `add-iface ${guestName}`, error as Error);
         // QEMU's "Duplicate ID" for a NIC no endpoint records: said as that, with how to remove it.
         if (!(error instanceof RollbackIncompleteError))
           throw explainTakenHotplugId(error, { sandbox: id, link: info.link.name, state, network });
@@ -279,11 +327,17 @@ export async function addInterface(
           });
         } catch (error) {
           if (recordedRoutes !== undefined) state.guestRoutes = recordedRoutes;
+          // A VM killed meanwhile (the guest's failure is often that) took the NIC with it.
+          const unplug = new UnplugIfRunning(vm.hotplug, state.hypervisor?.controlSocket);
           await undoAfterFailure(error, network, `add-iface ${guestName}`, keeper, {
             endpoints: [endpoint],
-            hotplug: vm.hotplug,
+            hotplug: unplug,
             requireUnplug: true,
             sandbox: { id, stateDirectory: store.root },
+          }).catch((thrown: unknown) => {
+            if (thrown === error && unplug.goneBy)
+              throw goneVmFailure(state, store.root, `add-iface ${guestName}`, error as Error);
+            throw thrown;
           });
         }
       }
@@ -377,14 +431,24 @@ export async function removeInterface(
       );
     }
     const removed = interfaceToJson(interfaceFromJson(guestInterfaceOf(endpoint)));
-    const vm = await connectVirtualMachine(state, store.root);
+    // A VM that is gone (its socket not there, nobody listening on it; also when that shows only
+    // after QMP closed mid-unplug) holds no NIC: the host side goes alone, as watch does it.
+    let goneBy: Error | undefined;
+    const vm = await connectVirtualMachine(state, store.root).catch((error: unknown) => {
+      if (!vmGone(error)) throw error;
+      goneBy = error as Error;
+      return undefined;
+    });
+    const unplug = vm ? new UnplugIfRunning(vm.hotplug, state.hypervisor?.controlSocket) : undefined;
     const keeper = sandboxRecordKeeper(store, state, network);
     try {
       await detachRecorded(network, `del-iface ${endpoint.name}`, keeper, {
         endpoints: [endpoint],
-        ...(vm ? { hotplug: vm.hotplug, requireUnplug: true } : {}),
+        ...(unplug ? { hotplug: unplug, requireUnplug: true } : {}),
         sandbox: { id, stateDirectory: store.root },
       });
+      goneBy ??= unplug?.goneBy;
+      if (goneBy) noticeGoneVm(state, 'del-iface', endpoint.name, goneBy);
       // The guest kernel drops the NIC's routes with it: so does the recorded route set.
       if (state.guestRoutes?.some((route) => route.device === endpoint.name)) {
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: [endpoint] });

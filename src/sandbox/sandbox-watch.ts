@@ -5,11 +5,11 @@
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
 import { existsSync, statSync } from 'node:fs';
-import { connect } from 'node:net';
 import { AgentConnectError } from '../agent/errors.js';
 import { functionOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
 import { channels, publish, reportNotice } from '../diagnostics.js';
 import { classifyError, type ErrorCode, hintFromCause, isTransientFailure } from '../errors.js';
+import { controlSocketGone } from '../hypervisor/control-socket-probe.js';
 import { LinkNotFoundError } from '../netlink/errors.js';
 import { NamespaceGoneError, type OpenedNamespace, openRecordedNamespace } from '../netns/namespace-identity.js';
 import { classifyInterface } from '../network/endpoint/create-endpoint.js';
@@ -717,25 +717,7 @@ async function vmStillRuns(
 ): Promise<boolean> {
   return withSandbox(id, 'watchSandbox', { stateDirectory, readOnly: true }, async ({ state, network }) => {
     const socket = state.hypervisor?.controlSocket;
-    if (socket) {
-      return new Promise<boolean>((resolve) => {
-        const probe = connect({ path: socket });
-        const timer = setTimeout(() => {
-          probe.destroy();
-          resolve(true);
-        }, 5_000);
-        probe.once('connect', () => {
-          clearTimeout(timer);
-          probe.destroy();
-          resolve(true);
-        });
-        probe.once('error', (error: NodeJS.ErrnoException) => {
-          clearTimeout(timer);
-          probe.destroy();
-          resolve(error.code !== 'ENOENT' && error.code !== 'ECONNREFUSED');
-        });
-      });
-    }
+    if (socket) return !(await controlSocketGone(socket));
     return (await heldDevices(network, namespace.entryPath)).length > 0;
   });
 }

@@ -89,7 +89,7 @@ export function registerKataNetwork(program: Command): void {
   registerRequestCommand(program, {
     name: 'add-iface',
     description:
-      "add an interface to a sandbox (hot-plugs it and configures the guest when the VM runs). Without IPAddresses (left out or []) the guest NIC gets the pod link's addresses; IPAddresses given are the guest NIC's instead, the pod link keeps its own. hwAddr must be the pod link's MAC (or left out), and mtu at most the pod link's MTU (the host tap carries that; with type \"tap\" the tap vcnet makes takes mtu)",
+      "add an interface to a sandbox (hot-plugs it and configures the guest when the VM runs). Without IPAddresses (left out or []) the guest NIC gets the pod link's addresses; IPAddresses given are the guest NIC's instead, the pod link keeps its own. hwAddr must be the pod link's MAC (or left out), and mtu at most the pod link's MTU (the host tap carries that; with type \"tap\" the tap vcnet makes takes mtu). When the VM turns out gone part-way (killed: its QMP or API socket is not there, or nobody listens on it, also once a connection closed mid-command), the interface is undone on the host side and the error (exit 1) says the VM is gone; a VM alive but silent leaves what the error names",
     file: 'Interface JSON (name, IPAddresses, mtu, hwAddr, type...; keys in any case), or - for stdin',
     run: async (sandbox, text, options) => {
       const result = await (await sandboxInterfaces()).addInterface(sandbox, text, options);
@@ -101,7 +101,8 @@ export function registerKataNetwork(program: Command): void {
 
   registerRequestCommand(program, {
     name: 'del-iface',
-    description: 'remove an interface from a sandbox (unplugs it from the VM when it runs)',
+    description:
+      'remove an interface from a sandbox (unplugs it from the VM when it runs). A VM that is gone (its QMP or API socket is not there, or nobody listens on it; also when that shows only after the connection closed mid-unplug) holds no NIC: the interface is removed on the host side only and the record updated, with a warning that says so (exit 0). A VM that answers but does not release the NIC, or does not answer in time, keeps it: exit 1, the error names what is left',
     file: 'Interface JSON naming it by name, device or hwAddr, or - for stdin',
     run: async (sandbox, text, options) => (await sandboxInterfaces()).removeInterface(sandbox, text, options),
   });

@@ -99,7 +99,8 @@ export function sandboxVmFixture(): {
     sandbox: string,
     podPath: string,
     stateDirectory: string,
-    options?: { machine?: QemuMachineType },
+    /** `qemuQmpPath`: QEMU's own QMP socket, when the test puts a relay on the recorded one (qmpPath). */
+    options?: { machine?: QemuMachineType; qemuQmpPath?: string },
   ): Promise<{ qemu: QemuProcess; qmpPath: string; agentPath: string; endpoint: { hwAddr: string; tap: string } }>;
   listenAgent(path: string): Promise<void>;
   stopQemu(): Promise<void>;
@@ -132,7 +133,7 @@ export function sandboxVmFixture(): {
       const endpoint = JSON.parse(attached.stdout).endpoints[0] as { hwAddr: string; tap: string };
       const started = await this.start({
         networkNamespacePath: podPath,
-        qmpSocketPath: qmpPath,
+        qmpSocketPath: options.qemuQmpPath ?? qmpPath,
         startPaused: true,
         memoryMiB: 64,
         ...(options.machine ? { machine: options.machine } : {}),

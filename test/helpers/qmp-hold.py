@@ -1,0 +1,63 @@
+# A QMP relay in front of a real QEMU that holds one command: every byte (and the fds of getfd, sent
+# with SCM_RIGHTS, which Node's sockets cannot pass on) goes through to QEMU until a client sends
+# COMMAND; that message is kept back (QEMU never sees it, the client never gets an answer), and the
+# relay prints "held COMMAND". The test then kills QEMU; the relay's connections and listener go
+# with it (see the end), so the socket refuses connections as a dead QEMU's does.
+#   python3 qmp-hold.py LISTEN_PATH QEMU_QMP_PATH COMMAND QEMU_PID
+import array, os, select, socket, sys, threading
+
+listen_path, qemu_path, command, qemu_pid = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+needle = ('"execute":"%s"' % command).encode()
+held = threading.Event()
+
+
+def relay(client):
+    upstream = socket.socket(socket.AF_UNIX)
+    upstream.connect(qemu_path)
+    while True:
+        readable, _, _ = select.select([client, upstream], [], [])
+        for source in readable:
+            target = upstream if source is client else client
+            fds = array.array("i")
+            try:
+                data, ancillary, _, _ = source.recvmsg(65536, socket.CMSG_SPACE(16 * fds.itemsize))
+            except OSError:
+                data, ancillary = b"", []
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+            if not data:
+                client.close()
+                upstream.close()
+                return
+            if source is client and not held.is_set() and needle in data.replace(b" ", b""):
+                held.set()
+                print("held", command, flush=True)
+                continue
+            try:
+                target.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)] if len(fds) else [])
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+
+def exit_with_qemu():
+    # QEMU's end is the relay's: a pidfd is not in Debian 12's python3 3.11 os module for non-children,
+    # so /proc is polled. Exiting closes every connection and the listener (its file stays, refusing).
+    while os.path.exists("/proc/%d" % qemu_pid):
+        threading.Event().wait(0.05)
+    os._exit(0)
+
+
+try:
+    os.unlink(listen_path)
+except FileNotFoundError:
+    pass
+server = socket.socket(socket.AF_UNIX)
+server.bind(listen_path)
+server.listen(8)
+threading.Thread(target=exit_with_qemu, daemon=True).start()
+print("listening", flush=True)
+while True:
+    connection, _ = server.accept()
+    threading.Thread(target=relay, args=(connection,), daemon=True).start()
