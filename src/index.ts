@@ -359,6 +359,7 @@ export {
   scanNamespace,
 } from './network/scan.js';
 export { StateWriteError } from './network/state/atomic-file.js';
+export { type EarlierBoot, RecordFromEarlierBootError } from './network/state/boot-id.js';
 export { DirectoryNotMadeError } from './network/state/directory.js';
 export { LockFileRefusedError } from './network/state/lock.js';
 export { NamespaceBusyError } from './network/state/namespace-lock.js';

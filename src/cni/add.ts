@@ -13,6 +13,7 @@ import { loopbackRefused } from '../network/endpoint/create-endpoint.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
+import { bootIdField, earlierBootOf, earlierBootReason } from '../network/state/boot-id.js';
 import { removeMadeDirectories } from '../network/state/directory.js';
 import { refuseUnusableRecordEnvironment } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
@@ -96,11 +97,13 @@ async function addInStateDirectory(
     },
     keeper: (network) => {
       const createdAt = new Date().toISOString();
+      const bootId = bootIdField();
       const record = (): CniAttachmentState => ({
         version: CNI_STATE_VERSION,
         id: environment.containerId,
         namespace: namespace.opened.identity,
         createdAt,
+        ...bootId,
         interfaceName: environment.interfaceName,
         networkName: config.name,
         ...(device ? { device } : {}),
@@ -176,6 +179,19 @@ function refuseExistingRecord(
 ): void {
   const existing = store.read();
   if (!existing) return;
+  const earlier = earlierBootOf(existing);
+  if (earlier) {
+    // Its namespace, and all ADD made in it, went with that boot (the inode and cookie it names may
+    // be this very pod's now): dropped, nothing looked at, and this ADD goes on.
+    store.remove();
+    warn(
+      warningLine(
+        commandSubject('ADD', sandboxKey(environment)),
+        `removed the stale record ${store.statePath}: ${earlierBootReason(earlier)}`,
+      ),
+    );
+    return;
+  }
   if (!sameNamespace(existing.namespace, namespace.identity) && namespaceExistsNowhere(existing.namespace)) {
     // A record from before a reboot (a stateDir that outlived /run): its namespace, and all ADD
     // made in it, are gone. Dropped as gc would drop it, and this ADD goes on.

@@ -10,6 +10,7 @@ import { damagedIdentityField, RecordedIdentityDamagedError, sameNamespace } fro
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
 import type { PlumbingStep } from '../network/plan/types.js';
+import { earlierBootOf, earlierBootReason } from '../network/state/boot-id.js';
 import { requirePreviousResult } from './config.js';
 import { CniError } from './errors.js';
 import { type CniRequest, storeOf, usableNamespace } from './request.js';
@@ -42,6 +43,8 @@ export async function check(request: CniRequest): Promise<void> {
     .withLock(async () => {
       const state = store.read();
       if (!state?.device) throw nothingRecorded();
+      const earlier = earlierBootOf(state);
+      if (earlier) throw fail([`its record ${store.statePath} is stale: ${earlierBootReason(earlier)}`]);
       if (!sameNamespace(state.namespace, namespace.opened.identity)) {
         const found = namespace.opened.identity;
         const damaged = damagedIdentityField(state.namespace, found, state.createdAt);

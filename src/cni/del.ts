@@ -20,6 +20,7 @@ import {
 import { collectGarbage } from '../network/garbage-collector.js';
 import type { GarbageItem } from '../network/gc/report.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
+import { earlierBootReason, RecordFromEarlierBootError } from '../network/state/boot-id.js';
 import { salvageNamespace } from '../network/state/record-envelope.js';
 import { detachRecorded } from '../sandbox/recorded.js';
 import { noticeStillInUse } from '../sandbox/still-in-use.js';
@@ -78,6 +79,14 @@ export async function del(request: CniDeleteRequest, warn: Warn = warnOnStandard
       }
       if (!(error instanceof NamespaceGoneError || error instanceof NamespaceChangedError)) throw error;
       store.remove();
+      // Said: the plumbing is not undone, as nothing the record names is this boot's.
+      if (error instanceof RecordFromEarlierBootError)
+        warn(
+          warningLine(
+            commandSubject('DEL', sandboxKey(environment)),
+            `dropped the record ${store.statePath}, touching nothing: ${earlierBootReason(error.earlier)}`,
+          ),
+        );
       return;
     }
     const { network } = recorded;

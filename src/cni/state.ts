@@ -54,6 +54,8 @@ export interface CniAttachmentState {
   /** The namespace at ADD, by path and identity: DEL and CHECK never touch another namespace that reuses the path. */
   namespace: NamespaceIdentity;
   createdAt: string;
+  /** The boot ADD ran in (boot-id.ts); absent in records of older builds. */
+  bootId?: string;
   interfaceName: string;
   networkName: string;
   /** Missing while ADD is under way. */

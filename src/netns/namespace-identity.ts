@@ -46,13 +46,16 @@ export class NamespaceGoneError extends VcnetError {
      * runtime unmounted and did not unlink); undefined when nothing is there.
      */
     readonly pathNow?: string,
+    /** A subclass's own account of why (RecordFromEarlierBootError: the machine rebooted). */
+    said?: { message: string; hint: string },
   ) {
     super(
       'VCNET_NETNS_GONE',
-      `the namespace recorded in ${file} (${recorded.path}, inode ${recorded.ino}) no longer exists${pathNow === undefined ? '' : ` (${recorded.path} is ${pathNow} now, not a network namespace)`}`,
+      said?.message ??
+        `the namespace recorded in ${file} (${recorded.path}, inode ${recorded.ino}) no longer exists${pathNow === undefined ? '' : ` (${recorded.path} is ${pathNow} now, not a network namespace)`}`,
       {
         value: recorded.path,
-        hint: 'what vcnet made lived in that namespace and went with it; `vcnet gc` drops the record',
+        hint: said?.hint ?? 'what vcnet made lived in that namespace and went with it; `vcnet gc` drops the record',
       },
     );
   }

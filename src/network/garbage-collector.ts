@@ -21,7 +21,8 @@
  * given (`namespaces`, --netns): every attach journals a link before making it, so such links come
  * from state gc does not read (another registry or state directory, a wiped /run), and may be a
  * running VM's. A record whose namespace exists nowhere is an
- * orphan record: gc deletes it (under that sandbox's lock). A record gc cannot read is named in the
+ * orphan record: gc deletes it (under that sandbox's lock); so is one written in an earlier boot
+ * (state/boot-id.ts), which names nothing that exists and is not looked up. A record gc cannot read is named in the
  * report and skipped; when it still tells which namespace it is about, that namespace is left alone;
  * when it cannot be read at all (EIO, EMFILE), or a directory of records cannot be listed, it may be
  * about any namespace, so no link, filter or qdisc is removed anywhere that run.
@@ -45,7 +46,7 @@ import { appendTo } from '../multimap.js';
 import { NamespaceHolders } from '../netns/namespace-holders.js';
 import { cookieAt, identityOfKey, keyOf, liveNamespaces, type NamespaceKey } from '../netns/namespace-liveness.js';
 import { testSeam } from '../test-seams.js';
-import { dropGoneRecords } from './gc/gone-records.js';
+import { dropEarlierBootRecords, dropGoneRecords } from './gc/gone-records.js';
 import { scanNamespaces } from './gc/namespace-scan.js';
 import {
   collectNamespace,
@@ -150,13 +151,16 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     await firstLookSeam.hook()?.();
 
     // 2. Every record anywhere, by the namespace it names.
-    const { owners, skipped, untouchable, ignored } = readOwners(directories);
+    const { owners, earlierBoot, skipped, untouchable, ignored } = readOwners(directories);
+    const recordNames = (path: string) =>
+      owners.some((owner) => owner.namespacePath === path) ||
+      earlierBoot.some((record) => record.namespacePath === path);
     report.skipped.push(...skipped);
     report.ignored.push(...ignored);
     // Gone, and nothing recorded there: nothing to collect (a path that is there and is not a
     // network namespace was refused above).
     for (const [position, path] of missing.entries()) {
-      if (owners.some((owner) => owner.namespacePath === path)) continue;
+      if (recordNames(path)) continue;
       // A bare name (`ip netns` NAME, read against the working directory) or a path whose directory
       // does not exist is a mistake, not a pod gone: refused, as every other command refuses it
       // (nothing was removed yet). Only a path in an existing directory is "nothing to collect".
@@ -172,7 +176,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     // where the record's namespace was mounted, and the record is one of a gone namespace (dropped
     // below once nothing holds that namespace).
     for (const { path, given, what } of stale) {
-      if (!owners.some((owner) => owner.namespacePath === path)) throw new NamespacePathError('netns', given, what);
+      if (!recordNames(path)) throw new NamespacePathError('netns', given, what);
       report.absent.push({
         namespacePath: path,
         detail: `${what}, not a network namespace, is at this path (its namespace was unmounted, the mount point left): the records naming it are those of a namespace that is not there, dropped once nothing holds it`,
@@ -218,6 +222,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
     const nowLive = liveNamespaces();
     dropGoneRecords(owners, { replaced, live, nowLive, scoped, holders, liveCookie }, report);
+    dropEarlierBootRecords(earlierBoot, scoped, report);
 
     // 3a. Directories and lock files a command killed half-way left without any record. They belong
     // to no namespace: gc of some namespaces only takes those in the state directories it was given

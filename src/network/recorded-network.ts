@@ -18,6 +18,7 @@ import {
 import { whereNamespaceLives } from '../netns/namespace-liveness.js';
 import { tieNetworkToRecord } from './endpoint/held-queue-fds.js';
 import { Network, type NetworkState } from './network.js';
+import { refuseEarlierBoot } from './state/boot-id.js';
 import { lockNamespace } from './state/namespace-lock.js';
 import type { SandboxState } from './state/records.js';
 import { defaultLockTimeoutMs, SandboxStore } from './state/store.js';
@@ -57,17 +58,20 @@ export interface RecordedNetwork {
 }
 
 /**
- * Opens the namespace a record names, by identity (NamespaceGoneError when it no longer exists,
+ * Opens the namespace a record names, by identity (NamespaceGoneError when it no longer exists, a
+ * RecordFromEarlierBootError, one too, when the record was written in another boot,
  * NamespaceChangedError when its path now names another while the recorded one lives elsewhere),
  * and loads the record's network in it. `holders`: gc's index of the processes holding namespaces,
  * shared by all its records (default: looked for afresh when needed).
  */
 export function openRecordedNetwork(
-  record: { namespace: NamespaceIdentity; network: NetworkState; createdAt?: string },
+  record: { namespace: NamespaceIdentity; network: NetworkState; createdAt?: string; bootId?: string },
   sandboxId: string,
   statePath: string,
   holders?: NamespaceHolders,
 ): RecordedNetwork {
+  // Before anything it names is looked at: after a reboot its inode and cookie may be another pod's.
+  refuseEarlierBoot(record, statePath);
   let namespace: OpenedNamespace;
   try {
     namespace = openRecordedNamespace(record.namespace, statePath, record.createdAt);

@@ -14,6 +14,7 @@ import { tieToRecord } from '../network/endpoint/held-queue-fds.js';
 import { type GuestNetwork, generateGuestNetwork, noticeDroppedGuestRoutes } from '../network/guest.js';
 import type { SkippedNotice } from '../network/network.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
+import { bootIdField } from '../network/state/boot-id.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import { recordsHoldingLink } from '../network/state/owners.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
@@ -204,6 +205,7 @@ export async function attachSandbox(
     attachOptions: () => (options.hypervisor ? { hypervisor: options.hypervisor.kind } : {}),
     keeper: (network, namespace) => {
       const createdAt = new Date().toISOString();
+      const bootId = bootIdField();
       // Until the attach's last write: a record left with it was left by a killed attach (gc undoes it).
       let attaching = true;
       const record = (): SandboxState => ({
@@ -211,6 +213,7 @@ export async function attachSandbox(
         id,
         namespace: namespace.identity,
         createdAt,
+        ...bootId,
         network: network.save(),
         ...(options.hypervisor ? { hypervisor: options.hypervisor } : {}),
         ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),

@@ -13,6 +13,7 @@ import { closeRecordQueueFds } from '../network/endpoint/held-queue-fds.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import type { UndoReport } from '../network/plan/undo.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
+import { type EarlierBoot, RecordFromEarlierBootError } from '../network/state/boot-id.js';
 import { recordsOfNamespace } from '../network/state/owners.js';
 import { StateInvalidError } from '../network/state/record-envelope.js';
 import type { SandboxState } from '../network/state/records.js';
@@ -28,6 +29,11 @@ export interface DetachResult {
   report?: UndoReport;
   /** The recorded namespace no longer exists: the record was dropped, nothing else was done. */
   namespaceGone?: string;
+  /**
+   * With namespaceGone: the record was written in an earlier boot (the boot ids), so it names nothing
+   * that exists; dropped without looking at its namespace, processes or sockets, nothing undone.
+   */
+  fromEarlierBoot?: EarlierBoot;
   /**
    * The recorded path was gone but the namespace was not (a process still ran in it): detach worked
    * through this path instead (a /proc/PID/ns/net), and `heldBy` is that process.
@@ -78,6 +84,11 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
         recorded = openRecordedNetwork(state, id, store.statePath);
       } catch (error) {
         if (!(error instanceof NamespaceGoneError)) throw error;
+        if (error instanceof RecordFromEarlierBootError) {
+          // Nothing it names is this boot's: the record alone goes.
+          store.remove();
+          return { id, found: true, namespaceGone: state.namespace.path, fromEarlierBoot: error.earlier };
+        }
         // Everything attach made lived in that namespace and went with it; so do this process's queue fds.
         closeRecordQueueFds(store.statePath);
         store.remove();

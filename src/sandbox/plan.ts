@@ -14,6 +14,7 @@ import { randomMacvtapIndex } from '../network/plan/macvtap-index.js';
 import type { Change, Plan } from '../network/plan/types.js';
 import { describeKept, describeRecords } from '../network/plan/undo.js';
 import { openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
+import { type EarlierBoot, RecordFromEarlierBootError } from '../network/state/boot-id.js';
 import type { HypervisorRecord, SandboxState } from '../network/state/records.js';
 import { SandboxStore, validateSandboxId } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
@@ -128,6 +129,8 @@ export interface PlannedDetach {
   found: boolean;
   /** The recorded namespace no longer exists: detach would only drop the record. */
   namespaceGone?: string;
+  /** With namespaceGone: the record was written in an earlier boot, and names nothing that exists (DetachResult's). */
+  fromEarlierBoot?: EarlierBoot;
   namespacePath?: string;
   /** The recorded path is gone but a process keeps the namespace: detach would work through this path. */
   namespaceHeldAt?: string;
@@ -170,7 +173,8 @@ export async function planSandboxDetach(id: string, options: PlanSandboxDetachOp
     recorded = openRecordedNetwork(state, id, store.statePath);
   } catch (error) {
     if (!(error instanceof NamespaceGoneError)) throw error;
-    return { id, found: true, namespaceGone: state.namespace.path, ...none };
+    const earlier = error instanceof RecordFromEarlierBootError ? { fromEarlierBoot: error.earlier } : {};
+    return { id, found: true, namespaceGone: state.namespace.path, ...earlier, ...none };
   }
   try {
     const plan = await recorded.network.planRemoveEndpoints();

@@ -25,6 +25,7 @@ import {
 import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
+import { refuseEarlierBoot } from '../network/state/boot-id.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
@@ -805,6 +806,12 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   const store = new SandboxStore(id, options.stateDirectory);
   let state = store.read<SandboxState>();
   if (!state) throw new SandboxNotFoundError(id, store.statePath, store.root);
+  // Before anything: after a reboot its namespace's inode and cookie, its VM's sockets may be another pod's.
+  refuseEarlierBoot(
+    state,
+    store.statePath,
+    `nothing was started or changed; \`vcnet detach --sandbox ${shellWord(id)}${stateDirectoryFlag(store.root)}\` drops the record, touching nothing`,
+  );
   refuseRunningFirecracker(state);
   const unfinished = await undoUnfinishedAttaches(id, options.stateDirectory, signal);
   state = store.read<SandboxState>() ?? state;

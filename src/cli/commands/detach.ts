@@ -67,6 +67,7 @@ export function registerDetach(program: Command): void {
             found: result.found,
             ...(recordedIn.length > 0 ? { recordedIn } : {}),
             ...(result.namespaceGone ? { namespaceGone: result.namespaceGone } : {}),
+            ...(result.fromEarlierBoot ? { fromEarlierBoot: result.fromEarlierBoot } : {}),
             ...(result.namespaceHeldAt ? { namespaceHeldAt: result.namespaceHeldAt } : {}),
             ...(result.heldBy !== undefined ? { heldBy: result.heldBy } : {}),
             ...(result.namespacePathReused ? { namespacePathReused: true } : {}),
@@ -78,6 +79,12 @@ export function registerDetach(program: Command): void {
         }
         if (!result.found) {
           print(`sandbox ${result.id} is not attached: nothing to do`);
+          return;
+        }
+        if (result.fromEarlierBoot) {
+          print(
+            `sandbox ${result.id}: its record was written in an earlier boot (boot id ${result.fromEarlierBoot.bootId}; this boot is ${result.fromEarlierBoot.currentBootId}), so its namespace ${result.namespaceGone} and everything attach made went with that boot: nothing undone, nothing looked at (its inode, cookie and sockets may be new objects' now); record dropped`,
+          );
           return;
         }
         if (result.namespaceGone) {
@@ -142,6 +149,12 @@ function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
   }
   if (!planned.found) {
     printComment(`sandbox ${planned.id} is not attached: detach would do nothing`);
+    return;
+  }
+  if (planned.fromEarlierBoot) {
+    printComment(
+      `sandbox ${planned.id}: its record was written in an earlier boot (boot id ${planned.fromEarlierBoot.bootId}; this boot is ${planned.fromEarlierBoot.currentBootId}), so it names nothing that exists; detach would only drop the record`,
+    );
     return;
   }
   if (planned.namespaceGone) {

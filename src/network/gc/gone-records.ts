@@ -15,8 +15,9 @@ import {
 import { identityOfKey, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { lookAtFile } from '../../netns/processes.js';
 import { closeRecordQueueFds } from '../endpoint/held-queue-fds.js';
+import { earlierBootReason } from '../state/boot-id.js';
 import { FileLock, lockHeldBy, tryLockFile } from '../state/lock.js';
-import type { RecordOwner } from '../state/owners.js';
+import type { EarlierBootRecord, RecordOwner } from '../state/owners.js';
 import { describeLockHolder, type GarbageReport } from './report.js';
 
 export interface GoneRecordsContext {
@@ -101,4 +102,40 @@ function unseenHolders(owner: RecordOwner, holders: NamespaceHolders): Namespace
   const unseen = holders.unseen();
   if (lookAtFile(owner.namespacePath) !== 'refused') return unseen;
   return { processes: [], ...unseen, paths: [...(unseen?.paths ?? []), owner.namespacePath] };
+}
+
+/**
+ * gc's step 3, for records written in an earlier boot: they name nothing that exists (their inode
+ * and cookie may be a new pod's), so each is removed under its sandbox's lock, and nothing it names
+ * is looked at. With --netns, only those naming the paths given.
+ */
+export function dropEarlierBootRecords(
+  records: readonly EarlierBootRecord[],
+  scoped: readonly string[] | undefined,
+  report: GarbageReport,
+): void {
+  for (const record of records) {
+    if (scoped && !scoped.includes(record.namespacePath)) continue;
+    const lock = report.dryRun ? undefined : tryLockFile(record.lockPath);
+    if (lock && !(lock instanceof FileLock)) {
+      report.skipped.push({
+        file: record.file,
+        reason: `it is from an earlier boot, but ${describeLockHolder(lock.heldBy)} is changing the record right now (it holds the sandbox's lock); run gc again once that is done`,
+        beingChanged: true,
+      });
+      continue;
+    }
+    try {
+      report.removed.push({
+        kind: 'state',
+        namespacePath: record.namespacePath,
+        name: record.id,
+        file: record.file,
+        detail: `from an earlier boot: ${earlierBootReason(record.earlier)}`,
+      });
+      if (!report.dryRun) record.remove();
+    } finally {
+      lock?.release({ removeFile: !existsSync(record.directory) });
+    }
+  }
 }

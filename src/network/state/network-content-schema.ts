@@ -432,6 +432,7 @@ const envelopeKeys = {
   id: z.unknown(),
   namespace: z.unknown(),
   createdAt: z.unknown(),
+  bootId: z.unknown().optional(),
 };
 
 /** What `vcnet attach` records besides the envelope. */

@@ -18,6 +18,7 @@ import {
 } from '../../netns/namespace-identity.js';
 import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { fileIdentity } from '../../netns/processes.js';
+import { type EarlierBoot, earlierBootOf } from './boot-id.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import {
   addedFilters,
@@ -55,6 +56,17 @@ export interface RecordOwner {
   /** The htb root qdiscs (rate limits) it added, each on its link (by index when recorded). */
   htbs: Array<{ link: string; index?: number; handle: number }>;
 }
+
+/**
+ * A record written in an earlier boot (boot-id.ts): it names nothing that exists, so it owns nothing
+ * and protects nothing; gc removes it, and nothing it names is looked at.
+ */
+export type EarlierBootRecord = Pick<
+  RecordOwner,
+  'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath'
+> & {
+  earlier: EarlierBoot;
+};
 
 /** Whether a record's created link is `link`: by ifindex when recorded, else by name. */
 export function claims(recorded: { name: string; index?: number }, link: { name: string; index?: number }): boolean {
@@ -235,11 +247,14 @@ type OwnerRecord = RecordEnvelope & { network: Parameters<typeof createdLinks>[0
 
 export function readOwners(directories: readonly string[]): {
   owners: RecordOwner[];
+  /** Records of an earlier boot: not owners of anything. */
+  earlierBoot: EarlierBootRecord[];
   skipped: SkippedRecord[];
   untouchable: Untouchable;
   ignored: Array<{ path: string; reason: string }>;
 } {
   const owners: RecordOwner[] = [];
+  const earlierBoot: EarlierBootRecord[] = [];
   const skipped: SkippedRecord[] = [];
   const ignored: Array<{ path: string; reason: string }> = [];
   const untouchable: Untouchable = { keys: new Set(), everything: false };
@@ -269,6 +284,12 @@ export function readOwners(directories: readonly string[]): {
     if (text === undefined) return; // removed meanwhile
     try {
       const record = check(text);
+      const earlier = earlierBootOf(record);
+      if (earlier) {
+        // Its inode and cookie may be a new pod's now: not even looked at.
+        earlierBoot.push({ id, file, directory, lockPath, remove, namespacePath: record.namespace.path, earlier });
+        return;
+      }
       const damaged = damagedIdentity(record, file);
       if (damaged) {
         // Its namespace is alive at its path under another inode: dropping the record as "exists
@@ -334,7 +355,7 @@ export function readOwners(directories: readonly string[]): {
       );
     }
   }
-  return { owners, skipped, untouchable, ignored };
+  return { owners, earlierBoot, skipped, untouchable, ignored };
 }
 
 /**

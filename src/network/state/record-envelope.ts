@@ -8,6 +8,7 @@
 import * as z from 'zod';
 import { VcnetError } from '../../errors.js';
 import type { NamespaceIdentity } from '../../netns/namespace-identity.js';
+import { BOOT_ID_PATTERN } from './boot-id.js';
 import { gcStateDirectoryFlag } from './default-directories.js';
 
 /** Version 2: the namespace identity moved into the envelope (version 1 records had only a path). */
@@ -25,6 +26,11 @@ const recordEnvelopeSchema = z.looseObject({
   id: z.string({ error: 'the id the record belongs to' }).min(1, { error: 'the id the record belongs to' }),
   namespace: namespaceIdentitySchema,
   createdAt: z.iso.datetime({ error: 'an ISO 8601 time' }),
+  /**
+   * The boot the record was written in (boot-id.ts): added without a new record version (an older
+   * build refuses it as a field it does not know); absent in older records, which are judged as before.
+   */
+  bootId: z.string({ error: 'a boot id (a UUID)' }).regex(BOOT_ID_PATTERN, { error: 'a boot id (a UUID)' }).optional(),
 });
 
 export type RecordEnvelope = z.infer<typeof recordEnvelopeSchema>;

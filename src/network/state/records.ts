@@ -25,6 +25,8 @@ export interface SandboxState {
   /** The pod namespace by path and identity: later commands act on it only if it is still that one. */
   namespace: NamespaceIdentity;
   createdAt: string;
+  /** The boot it was written in (boot-id.ts); absent in records of older builds. */
+  bootId?: string;
   network: NetworkState;
   hypervisor?: HypervisorRecord;
   /** The agent's address: a unix socket path (QEMU's virtio-serial), or hvsock://PATH:PORT (hybrid vsock). */

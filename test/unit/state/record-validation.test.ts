@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { damagedIdentityField } from '../../../src/netns/namespace-identity.js';
+import { BOOT_ID_PATTERN, currentBootId, earlierBootOf } from '../../../src/network/state/boot-id.js';
 import { cniContentSchema, sandboxContentSchema } from '../../../src/network/state/network-content-schema.js';
 import {
   parseRecord,
@@ -93,6 +94,21 @@ describe('parseRecord', () => {
     });
     expect(record.namespace).toEqual({ path: '/var/run/netns/pod-a', dev: 4, ino: 4026532300, cookie: '4711' });
     expect(record.network.endpoints[0]?.plumbing?.steps).toHaveLength(5);
+  });
+
+  it('reads the boot id a record was written in, refuses one that is no boot id, and tells another boot', () => {
+    const current = currentBootId();
+    expect(current).toMatch(BOOT_ID_PATTERN);
+    const record = parseRecord(JSON.stringify({ ...sandboxRecord(), bootId: current }), FILE, {
+      content: sandboxContentSchema,
+    });
+    expect(record.bootId).toBe(current);
+    expect(earlierBootOf(record)).toBeUndefined();
+    expect(earlierBootOf({})).toBeUndefined();
+    const other = '00000000-0000-4000-8000-000000000000';
+    expect(earlierBootOf({ bootId: other })).toEqual({ bootId: other, currentBootId: current });
+    const error = refusal(JSON.stringify({ ...sandboxRecord(), bootId: 'yesterday' }));
+    expect(error.message).toContain('field bootId');
   });
 
   it.each([
