@@ -12,6 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
+import { onAbort } from '../abort-listeners.js';
 import { numberOption, optionsArgument, stringArgument } from '../arguments.js';
 import { nativeDevices, socketFileDescriptor } from '../native/devices.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
@@ -94,6 +95,14 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
   private nextId = 1;
   private closedWith: Error | undefined;
   private isClosed = false;
+  /**
+   * The waitForEvent calls waiting: told by dispatch and shutDown, not as listeners of this emitter,
+   * so many at once (a daemon's) pass no listener limit of it (MaxListenersExceededWarning).
+   */
+  private readonly eventWaiters = new Set<{
+    event: (event: QmpEvent) => void;
+    close: (cause: Error | undefined) => void;
+  }>();
 
   /** Connects, reads the greeting and leaves capabilities-negotiation mode. */
   static async connect(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
@@ -213,11 +222,12 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
       return Promise.reject(error);
     }
     return new Promise<QmpEvent>((resolve, reject) => {
+      // One listener on a daemon's long-lived signal for all its waits (abort-listeners.ts).
+      let stopWaiting: (() => void) | undefined;
       const finish = (settle: () => void) => {
         clearTimeout(timer);
-        this.off('event', onEvent);
-        this.off('close', onClose);
-        options.signal?.removeEventListener('abort', onAbort);
+        this.eventWaiters.delete(waiter);
+        stopWaiting?.();
         settle();
       };
       const onEvent = (event: QmpEvent) => {
@@ -225,16 +235,16 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
       };
       const onClose = (cause: Error | undefined) =>
         finish(() => reject(new QmpConnectionError(`QMP closed while waiting for ${name}`, this.socketPath, cause)));
-      const onAbort = () => finish(() => reject(options.signal?.reason));
+      const aborted = () => finish(() => reject(options.signal?.reason));
+      const waiter = { event: onEvent, close: onClose };
       const timer = setTimeout(
         () => finish(() => reject(new QmpTimeoutError(`event ${name}`, options.timeoutMs))),
         options.timeoutMs,
       );
-      if (options.signal?.aborted) return onAbort();
+      if (options.signal?.aborted) return aborted();
       if (this.isClosed) return onClose(this.closedWith);
-      this.on('event', onEvent);
-      this.on('close', onClose);
-      options.signal?.addEventListener('abort', onAbort);
+      this.eventWaiters.add(waiter);
+      if (options.signal) stopWaiting = onAbort(options.signal, aborted);
     });
   }
 
@@ -309,6 +319,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     }
     if (typeof message.event === 'string') {
       this.emit('event', message as unknown as QmpEvent);
+      for (const waiter of [...this.eventWaiters]) waiter.event(message as unknown as QmpEvent);
       return;
     }
     const id = typeof message.id === 'string' ? message.id : undefined;
@@ -336,6 +347,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
       );
       this.pending.delete(id);
     }
+    for (const waiter of [...this.eventWaiters]) waiter.close(cause);
     this.emit('close', cause);
   }
 }

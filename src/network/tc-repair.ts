@@ -8,6 +8,7 @@
 import { errnoOf } from '../errors.js';
 import type { Filter } from '../netlink/codec/tc/filter.js';
 import type { TrafficClass } from '../netlink/codec/tc/qdisc/htb.js';
+import { answerLost } from '../netlink/errors.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
 import { sendChanges } from './plan/apply.js';
 import type { ChangeAnswer } from './plan/batch-send.js';
@@ -38,6 +39,31 @@ export async function repairTrafficControl(
   rateLimit: RateLimit | undefined,
 ): Promise<TrafficControlRepair[]> {
   if (!hasTrafficControl(endpoint)) return [];
+  const plan = await look(handle, endpoint, rateLimit);
+  const answers = await sendChanges(handle, repairChanges(plan));
+  // Answers lost: the kernel ran the whole send, so what it made is seen by a second look, as the
+  // executor's undo plans again against the namespace when its own answers are lost.
+  const again = answers.some((answer) => !answer.ok && answerLost(answer.error))
+    ? await look(handle, endpoint, rateLimit).catch((error: Error) => error)
+    : undefined;
+  const { outcomes, undo } = repairOutcomes(plan, answers, again);
+  // Nothing half-built: what the kernel made of a restore it refused part of goes again.
+  // Its outcome says `failed` either way: the watch tries again (tc-repair-retry.ts).
+  if (undo.length > 0) {
+    const undone = await sendChanges(handle, undo).catch((error: Error) =>
+      undo.map(() => ({ ok: false, error }) as const),
+    );
+    await sayWhatIsLeft(handle, plan, outcomes, undo, undone);
+  }
+  return outcomes;
+}
+
+/** Dumps what the plan reads and plans the repair. */
+async function look(
+  handle: Pick<NetlinkHandle, 'links' | 'qdiscs' | 'filters' | 'classes'>,
+  endpoint: RepairableEndpoint,
+  rateLimit: RateLimit | undefined,
+): Promise<TrafficControlRepairPlan> {
   const [links, qdiscs] = [await handle.links(), await handle.qdiscs()];
   const filters: Filter[] = [];
   for (const { index, parent } of repairFilterLists(endpoint, { links, qdiscs })) {
@@ -45,41 +71,73 @@ export async function repairTrafficControl(
   }
   const classes: TrafficClass[] = [];
   for (const index of repairClassLinks(endpoint, { links, qdiscs })) classes.push(...(await handle.classes(index)));
-  const plan = planTrafficControlRepair(endpoint, { links, qdiscs, filters, classes }, rateLimit);
-  const answers = await sendChanges(handle, repairChanges(plan));
-  const { outcomes, undo } = repairOutcomes(plan, answers);
-  // Nothing half-built: what the kernel made of a restore it refused part of goes again.
-  // Its outcome says `failed` either way: the watch tries again (tc-repair-retry.ts).
-  if (undo.length > 0) {
-    const undone = await sendChanges(handle, undo).catch((error: Error) =>
-      undo.map(() => ({ ok: false, error }) as const),
-    );
-    sayWhatIsLeft(plan, outcomes, undo, undone);
+  return planTrafficControlRepair(endpoint, { links, qdiscs, filters, classes }, rateLimit);
+}
+
+/**
+ * Whether what an undo's delete names is still there, looked at after its answer was lost
+ * (undefined: the look failed).
+ */
+async function stillThere(
+  handle: Pick<NetlinkHandle, 'qdiscs' | 'filters'>,
+  change: Change,
+): Promise<boolean | undefined> {
+  if (change.op !== 'delete-qdisc' && change.op !== 'delete-filter') return undefined;
+  const index = change.link.index;
+  if (index === undefined) return undefined;
+  try {
+    const qdiscs = await handle.qdiscs();
+    if (change.op === 'delete-qdisc') {
+      return qdiscs.some(
+        (qdisc) => qdisc.index === index && qdisc.handle === change.handle && qdisc.parent === change.parent,
+      );
+    }
+    // No qdisc at the filter's parent: no filter either.
+    if (
+      !qdiscs.some(
+        (qdisc) => qdisc.index === index && (qdisc.handle === change.parent || qdisc.parent === change.parent),
+      )
+    )
+      return false;
+    const filters = await handle.filters(index, change.parent);
+    return filters.some((filter) => filter.priority === change.priority);
+  } catch {
+    return undefined;
   }
-  return outcomes;
 }
 
 /**
  * An undo the kernel refused (or a send that failed) leaves part of a restore made: the failed
  * outcome of that restore (or of the ingress qdisc it needed) says what is left and how to remove it.
  */
-function sayWhatIsLeft(
+async function sayWhatIsLeft(
+  handle: Pick<NetlinkHandle, 'qdiscs' | 'filters'>,
   plan: TrafficControlRepairPlan,
   outcomes: TrafficControlRepair[],
   undo: readonly Change[],
   undone: readonly ChangeAnswer[],
-): void {
+): Promise<void> {
   const restores = plan.objects.filter(isRestore);
-  undo.forEach((change, position) => {
+  for (const [position, change] of undo.entries()) {
     const answer = undone[position] ?? { ok: false, error: new Error('the kernel did not answer') };
-    if (answer.ok || alreadyDone(change, errnoOf(answer.error) ?? '')) return;
+    if (answer.ok || alreadyDone(change, errnoOf(answer.error) ?? '')) continue;
+    let why = `${answer.error.message}) and is left`;
+    if (answerLost(answer.error)) {
+      // Maybe taken away: a look says.
+      const there = await stillThere(handle, change);
+      if (there === false) continue;
+      why =
+        there === true
+          ? `its answer was lost, and a second look finds it there) and is left`
+          : `its answer was lost, and the namespace could not be looked at again) and may be left`;
+    }
     const restore = restores.find((candidate) => candidate.undo.includes(change));
-    if (!restore) return;
+    if (!restore) continue;
     const said = restore.needs ?? restore;
     const outcome = outcomes.find(
       (candidate) => candidate.outcome === 'failed' && candidate.link === said.link && candidate.object === said.object,
     );
-    if (!outcome) return;
-    outcome.message += `; the part of vcnet's ${restore.object} on ${restore.link} the kernel made could not be taken away again (${answer.error.message}) and is left: \`${commandOf(change)}\` in the pod's namespace removes it`;
-  });
+    if (!outcome) continue;
+    outcome.message += `; the part of vcnet's ${restore.object} on ${restore.link} the kernel made could not be taken away again (${why}: \`${commandOf(change)}\` in the pod's namespace removes it`;
+  }
 }

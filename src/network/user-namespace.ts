@@ -32,11 +32,13 @@ export function inInitialUserNamespace(uidMap?: string): boolean {
  */
 export function refuseMacvtapInUserNamespace(model: string | undefined, field: string, uidMap?: string): void {
   if (model !== 'macvtap' || inInitialUserNamespace(uidMap)) return;
+  // A flag is the CLI's: its hint names flags; an option (NetworkConfig's, the CNI config's) names options.
+  const cli = field.startsWith('--');
   throw new InvalidInputError(
     field,
     model,
     `tcfilter or none ${MACVTAP_UNUSABLE}`,
-    `use model tcfilter in a user namespace (${field} tcfilter): its tap is opened by name, and --tap-owner gives it to the VMM's user`,
+    `use model tcfilter in a user namespace (${cli ? `${field} tcfilter` : `${field}: 'tcfilter'`}): its tap is opened by name, and ${cli ? '--tap-owner' : 'tapOwner'} gives it to the VMM's user`,
   );
 }
 

@@ -69,25 +69,34 @@ export class SandboxNotFoundError extends VcnetError {
 /**
  * A read that must come from the guest (list-ifaces/list-routes `--live`, the library's `live`) of a
  * sandbox whose record names no agent: the guest cannot be asked. VCNET_AGENT_CONNECT, as an agent
- * that does not answer: either way the guest's own view cannot be had.
+ * that does not answer: either way the guest's own view cannot be had. Thrown in the library's
+ * words (its functions and options); the CLI says it in its own (inCliWords), as configureGuest's
+ * missing agentSocket is said under --agent.
  */
 export class AgentNotRecordedError extends VcnetError {
   static override readonly errorName: string = 'AgentNotRecordedError';
   constructor(
-    id: string,
-    stateDirectory = DEFAULT_STATE_DIRECTORY,
+    private readonly id: string,
+    private readonly stateDirectory = DEFAULT_STATE_DIRECTORY,
     /** What was asked: the list commands can fall back on the recorded view, iptables cannot. */
-    asked: 'list' | 'iptables' = 'list',
+    private readonly asked: 'list' | 'iptables' = 'list',
+    words: 'library' | 'cli' = 'library',
   ) {
-    const direct =
-      asked === 'iptables'
-        ? "the library's AgentClient.connect(SOCKET) and its getIpTables() or setIpTables()"
-        : "the library's AgentClient.connect(SOCKET) and its listInterfaces() or listRoutes(); `vcnet configure-guest --agent SOCKET` configures the guest";
+    const calls = asked === 'iptables' ? 'getIpTables() or setIpTables()' : 'listInterfaces() or listRoutes()';
+    const hint =
+      words === 'cli'
+        ? // attach refuses a sandbox that is attached: recording an agent means detaching first.
+          `an agent is recorded only by attach, which refuses an attached sandbox: detach it (vcnet detach --sandbox ${id}${stateDirectoryFlag(stateDirectory)}, its VM loses its network until then) and attach it again with the running VM's sockets (--netns PATH --qmp SOCKET --agent SOCKET; --api-socket for Cloud Hypervisor or Firecracker), or ask the agent without recording it (the library's AgentClient.connect(SOCKET) and its ${calls}${asked === 'list' ? '; `vcnet configure-guest --agent SOCKET` configures the guest' : ''})${asked === 'list' ? '. Leave out --live for the recorded view' : ''}`
+        : `an agent is recorded only by attachSandbox, which refuses an attached sandbox: detachSandbox('${id}', { stateDirectory: '${stateDirectory}' }) (its VM loses its network until then), then attachSandbox again with the running VM's sockets (its hypervisor and agentSocket options), or ask the agent without recording it (AgentClient.connect(SOCKET) and its ${calls}${asked === 'list' ? "; configureGuest's agentSocket option configures the guest" : ''})${asked === 'list' ? '. Leave out live (or live: false) for the recorded view' : ''}`;
     super('VCNET_AGENT_CONNECT', `sandbox ${id} has no agent recorded: its guest cannot be asked`, {
       value: id,
-      // attach refuses a sandbox that is attached: recording an agent means detaching first.
-      hint: `an agent is recorded only by attach, which refuses an attached sandbox: detach it (vcnet detach --sandbox ${id}${stateDirectoryFlag(stateDirectory)}, its VM loses its network until then) and attach it again with the running VM's sockets (--netns PATH --qmp SOCKET --agent SOCKET; --api-socket for Cloud Hypervisor or Firecracker), or ask the agent without recording it (${direct})${asked === 'list' ? '. Leave out --live for the recorded view' : ''}`,
+      hint,
     });
+  }
+
+  /** The same refusal with a hint in the CLI's words: its commands and flags. */
+  inCliWords(): AgentNotRecordedError {
+    return new AgentNotRecordedError(this.id, this.stateDirectory, this.asked, 'cli');
   }
 }
 

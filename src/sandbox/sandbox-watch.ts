@@ -4,7 +4,9 @@
  * removed, and address, route and MTU changes are pushed to the guest agent (route MTU included).
  * Each change set is applied under the sandbox lock and recorded, like the kata-network commands.
  */
+
 import { existsSync, statSync } from 'node:fs';
+import { onAbort } from '../abort-listeners.js';
 import { AgentConnectError } from '../agent/errors.js';
 import { functionOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
 import { channels, publish, reportNotice } from '../diagnostics.js';
@@ -845,11 +847,12 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         details: { sandbox: id },
       })),
   );
-  const onAbort = () => void stop();
+  // One listener on a daemon's long-lived signal for all its watches and waits (abort-listeners.ts).
+  let stopWaiting: (() => void) | undefined;
   const stop = (reason?: SandboxNotFoundError | NamespaceGoneError, applyPending = false): Promise<string[]> => {
     clearInterval(detachPoll);
     trafficControlRetry.stop();
-    signal?.removeEventListener('abort', onAbort);
+    stopWaiting?.();
     stopping ??= (async () => {
       try {
         if (applyPending && reason === undefined) {
@@ -1021,7 +1024,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     await stop();
     signal.throwIfAborted();
   }
-  signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal) stopWaiting = onAbort(signal, () => void stop());
   return {
     stop: (stopOptions) => stop(undefined, stopOptions?.applyPending ?? false),
     leftAlone: [...memory.leftAlone],

@@ -4,6 +4,7 @@
  * permanent neighbour. Plus a fingerprint of a namespace for before/after comparisons.
  */
 import type { NetworkConfig } from '../../src/network/config.js';
+import type { InterworkingModel } from '../../src/network/interworking-model.js';
 import { makeNamespace, type TestNamespace } from './namespace.js';
 
 export interface PodFixture {
@@ -118,19 +119,28 @@ export function fingerprint(namespace: TestNamespace): Record<string, unknown> {
 }
 
 /**
- * The NetworkConfig most library tests attach with: `namespace` as it is, tcfilter, one queue, no
- * vhost-net (this machine has none); `more` adds or overrides fields.
+ * The NetworkConfig library tests attach with: `namespace` as it is (not made by vcnet, scanned),
+ * `model`, one queue, no vhost-net (this machine has none); `more` adds or overrides fields.
  */
-export function tcfilterConfig(namespace: TestNamespace, more: Partial<NetworkConfig> = {}): NetworkConfig {
+export function podConfig(
+  namespace: TestNamespace,
+  model: InterworkingModel,
+  more: Partial<NetworkConfig> = {},
+): NetworkConfig {
   return {
     namespacePath: namespace.path,
-    model: 'tcfilter',
+    model,
     namespaceCreatedByVcnet: false,
     disableNewNetns: false,
     queues: 1,
     vhostNet: 'off',
     ...more,
   };
+}
+
+/** podConfig with tcfilter, the one most library tests attach with. */
+export function tcfilterConfig(namespace: TestNamespace, more: Partial<NetworkConfig> = {}): NetworkConfig {
+  return podConfig(namespace, 'tcfilter', more);
 }
 
 /** What `promise` rejected with, or an Error saying it succeeded. */

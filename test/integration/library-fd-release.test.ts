@@ -4,6 +4,7 @@
  * end libuv reports after the kernel's answer was read, and the socket was closed only then: detach
  * settled while the namespace was still open here. Also: watchSandbox takes `signal`.
  */
+import { getEventListeners } from 'node:events';
 import { mkdirSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
@@ -118,4 +119,32 @@ it('watchSandbox takes signal: an abort stops the watch as stop() does', async (
   expect(namespaceFds(pod)).toEqual([]);
   await detachSandbox('fda', { stateDirectory });
   expect(readSandbox('fda', stateDirectory)).toBeUndefined();
+});
+
+it("12 watches on one signal (a daemon's shutdown signal) add one abort listener to it: no MaxListenersExceededWarning", async () => {
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning);
+  process.on('warning', onWarning);
+  const stateDirectory = stateDirectoryOfTest();
+  const { pod } = makePod();
+  await attachSandbox('fdm', tcfilterConfig(pod), { stateDirectory });
+  const controller = new AbortController();
+  try {
+    const watches = [];
+    for (let count = 0; count < 12; count++) {
+      watches.push(await watchSandbox('fdm', { stateDirectory, debounceMs: 20, signal: controller.signal }));
+    }
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+    controller.abort();
+    for (const watch of watches) await expect(watch.ended).resolves.toBeUndefined();
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+    // Node emits the warning on a later tick.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(warnings.map((warning) => warning.name)).toEqual([]);
+  } finally {
+    controller.abort();
+    process.off('warning', onWarning);
+    await detachSandbox('fdm', { stateDirectory });
+  }
+  expect(namespaceFds(pod)).toEqual([]);
 });

@@ -82,4 +82,21 @@ describe('refuseMacvtapInUserNamespace', () => {
       expect.objectContaining({ code: 'VCNET_INVALID_INPUT', hint: expect.stringContaining('use model tcfilter') }),
     );
   });
+
+  it("names the CLI's flags under a flag, the option (NetworkConfig's, the CNI config's) under an option", () => {
+    const rootless = '         0       1000          1\n';
+    const hintOf = (field: string): string => {
+      try {
+        refuseMacvtapInUserNamespace('macvtap', field, rootless);
+      } catch (error) {
+        return String((error as { hint?: string }).hint);
+      }
+      return 'not refused';
+    };
+    expect(hintOf('--model')).toContain('--model tcfilter');
+    expect(hintOf('--model')).toContain('--tap-owner');
+    expect(hintOf('model')).not.toMatch(/--[a-z]/);
+    expect(hintOf('model')).toContain("model: 'tcfilter'");
+    expect(hintOf('model')).toContain('tapOwner');
+  });
 });

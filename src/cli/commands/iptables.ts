@@ -10,6 +10,7 @@ import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { importForCommand } from '../lazy-import.js';
 import { readSource } from '../read-source.js';
+import { inCliWords } from './kata-network.js';
 import { bindRecordNamespace } from './record-namespace.js';
 
 /** ttrpc frames carry at most 4 MiB, the request wrapping included. */
@@ -93,6 +94,12 @@ function libraryOptions(flags: IpTablesFlags): {
   return { id, options: { v6: flags.v6 === true, stateDirectory: directory, timeoutMs } };
 }
 
+/** Loaded in the action: it brings the agent's protobuf code, which most commands never use. */
+const iptablesLibrary = async () => ({
+  ...(await import('../../sandbox/sandbox-iptables.js')),
+  AgentNotRecordedError: (await import('../../sandbox/sandbox-interfaces.js')).AgentNotRecordedError,
+});
+
 export function registerIpTables(program: Command): void {
   const iptables = new Command('iptables').description(
     "the guest's packet filter rules, through the agent the sandbox's record names (kata-runtime iptables): iptables-save / iptables-restore run in the guest",
@@ -101,12 +108,8 @@ export function registerIpTables(program: Command): void {
     subcommand('get', "print the guest's rules as iptables-save (ip6tables-save with --v6) prints them").action(
       async (flags: IpTablesFlags) => {
         const { id, options } = libraryOptions(flags);
-        // Loaded here: it brings the agent's protobuf code, which most commands never use.
-        const { getIpTables } = await importForCommand(
-          '`vcnet iptables`',
-          () => import('../../sandbox/sandbox-iptables.js'),
-        );
-        process.stdout.write(await getIpTables(id, options));
+        const { getIpTables, AgentNotRecordedError } = await importForCommand('`vcnet iptables`', iptablesLibrary);
+        process.stdout.write(await getIpTables(id, options).catch(inCliWords({ AgentNotRecordedError })));
       },
     ),
   );
@@ -119,11 +122,8 @@ export function registerIpTables(program: Command): void {
       .action(async (file: string | undefined, flags: IpTablesFlags) => {
         const { id, options } = libraryOptions(flags);
         const rules = readRules(file, process.stdin.isTTY === true);
-        const { setIpTables } = await importForCommand(
-          '`vcnet iptables`',
-          () => import('../../sandbox/sandbox-iptables.js'),
-        );
-        process.stdout.write(await setIpTables(id, rules, options));
+        const { setIpTables, AgentNotRecordedError } = await importForCommand('`vcnet iptables`', iptablesLibrary);
+        process.stdout.write(await setIpTables(id, rules, options).catch(inCliWords({ AgentNotRecordedError })));
       }),
   );
   program.addCommand(iptables);

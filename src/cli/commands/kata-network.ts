@@ -12,7 +12,7 @@ import { InvalidInputError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 // The value alone: a type-free module, so the agent's protobuf code still loads only when a command runs.
 import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
-import type { KataNetworkOptions, ListOptions } from '../../sandbox/sandbox-interfaces.js';
+import type { AgentNotRecordedError, KataNetworkOptions, ListOptions } from '../../sandbox/sandbox-interfaces.js';
 import { importForCommand } from '../lazy-import.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
 import { print, routeDestination, table, writeStderr } from '../output.js';
@@ -23,6 +23,13 @@ import { bindRecordNamespace } from './record-namespace.js';
  * The sandbox's kata-network operations, loaded when one of these commands runs: they bring the
  * agent's protobuf code, which every other command would otherwise load at start for nothing.
  */
+/** The library's refusal of a sandbox with no agent recorded, its hint in the CLI's words (its commands and flags). */
+export function inCliWords(library: { AgentNotRecordedError: typeof AgentNotRecordedError }) {
+  return (error: unknown): never => {
+    throw error instanceof library.AgentNotRecordedError ? error.inCliWords() : error;
+  };
+}
+
 const sandboxInterfaces = () =>
   importForCommand(
     'the kata-network commands (add-iface, list-ifaces...)',
@@ -110,7 +117,10 @@ export function registerKataNetwork(program: Command): void {
   registerListCommand(program, {
     name: 'list-ifaces',
     description: 'the interfaces the guest has (from its agent) or will have',
-    fetch: async (sandbox, options) => (await sandboxInterfaces()).listInterfaces(sandbox, options),
+    fetch: async (sandbox, options) => {
+      const library = await sandboxInterfaces();
+      return library.listInterfaces(sandbox, options).catch(inCliWords(library));
+    },
     columns: [
       ['NAME', (entry) => entry.name],
       ['DEVICE', (entry) => entry.device || '-'],
@@ -135,7 +145,10 @@ export function registerKataNetwork(program: Command): void {
   registerListCommand(program, {
     name: 'list-routes',
     description: 'the routes the guest has (from its agent) or will have',
-    fetch: async (sandbox, options) => (await sandboxInterfaces()).listRoutes(sandbox, options),
+    fetch: async (sandbox, options) => {
+      const library = await sandboxInterfaces();
+      return library.listRoutes(sandbox, options).catch(inCliWords(library));
+    },
     columns: [
       ['DEST', (route) => routeDestination(route.dest)],
       ['GATEWAY', (route) => route.gateway || '-'],

@@ -27,6 +27,7 @@ import type { Filter } from '../../netlink/codec/tc/filter.js';
 import { formatHandle, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { TrafficClass } from '../../netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
+import { answerLost } from '../../netlink/errors.js';
 import { describeFilters, isVcnetRedirect } from '../foreign-filters.js';
 import { undoOf } from './inverse.js';
 import { QUEUE_LENGTH_WITH_FIRST_QDISC } from './older-records.js';
@@ -607,10 +608,18 @@ export type RepairAnswer = { ok: true } | { ok: false; error: Error };
  * What each object of `plan` came to, from the kernel's answers to repairChanges(plan), in order;
  * and the changes that take away a restore the kernel made only part of (an htb whose class was
  * refused): nothing half-built stays, and the watch tries again (on a timer, and with the next tc change).
+ *
+ * A restore whose answers were lost (answerLost: the kernel ran the whole send, so it may have been
+ * made, wholly or in part) is told by `again`, the plan of a second look at the namespace after the
+ * send (as the executor plans an undo again when its answers are lost): nothing left to do for it
+ * there is `restored`; the same object still planned is `failed`, not made (tried again); another
+ * object of its kind on its link (the htb there, a class missing under it) is made in part, and its
+ * undo goes. `again` an Error (the look failed): `failed`, tried again.
  */
 export function repairOutcomes(
   plan: TrafficControlRepairPlan,
   answers: readonly RepairAnswer[],
+  again?: TrafficControlRepairPlan | Error,
 ): { outcomes: TrafficControlRepair[]; undo: Change[] } {
   const outcomes: TrafficControlRepair[] = [];
   const undo: Change[] = [];
@@ -624,23 +633,29 @@ export function repairOutcomes(
     const mine = answers.slice(position, position + object.changes.length);
     position += object.changes.length + object.tidy.length;
     const refused = mine.find((answer): answer is Extract<RepairAnswer, { ok: false }> => !answer.ok);
+    const lost = refused !== undefined && answerLost(refused.error) ? seenAgain(object, again) : undefined;
     if (object.needs && failedRestores.has(object.needs)) {
       // A filter whose ingress qdisc could not be made: that qdisc's outcome says so. Made all the
       // same (another tool's ingress qdisc came there between the dump and the send), it goes again:
       // vcnet's filter is not left in another tool's qdisc, which detach would take for vcnet's own.
       failedRestores.add(object);
-      if (mine[0]?.ok) undo.push(...object.undo);
+      if (mine[0]?.ok || (lost && lost.found !== 'same')) undo.push(...object.undo);
       continue;
     }
-    if (!refused && mine.length === object.changes.length) {
+    if ((!refused && mine.length === object.changes.length) || lost?.found === 'nothing') {
       outcomes.push({ link: object.link, object: object.object, outcome: 'restored', message: object.restored });
       continue;
     }
     failedRestores.add(object);
-    if (mine[0]?.ok) undo.push(...object.undo);
-    const reason = refused?.error.message ?? 'no answer from the kernel';
-    const transient = refused === undefined || isTransientFailure(refused.error);
-    const hint = refused && hintFromCause(refused.error);
+    if (lost?.found === 'known') {
+      // The second look finds another tool's object in its place, or knows without sending why not.
+      outcomes.push(lost.outcome);
+      continue;
+    }
+    if (mine[0]?.ok || lost?.found === 'part') undo.push(...object.undo);
+    const reason = lost ? lost.reason : (refused?.error.message ?? 'no answer from the kernel');
+    const transient = lost !== undefined || refused === undefined || isTransientFailure(refused.error);
+    const hint = refused && !lost && hintFromCause(refused.error);
     const next = transient
       ? 'the watch tries again shortly and with the next tc change on it'
       : `sent again it would be refused again${hint ? ` (${hint})` : ''}, so the watch tries again only with the next tc change on it`;
@@ -653,4 +668,29 @@ export function repairOutcomes(
     });
   }
   return { outcomes, undo };
+}
+
+type SeenAgain =
+  | { found: 'nothing' }
+  | { found: 'known'; outcome: TrafficControlRepair }
+  | { found: 'same' | 'part' | 'unknown'; reason: string };
+
+/** What the second look (`again`) finds of a restore whose answers were lost; see repairOutcomes. */
+function seenAgain(restore: TrafficControlRestore, again: TrafficControlRepairPlan | Error | undefined): SeenAgain {
+  if (again === undefined || again instanceof Error) {
+    const why = again ? `: ${again.message}` : '';
+    return {
+      found: 'unknown',
+      reason: `the kernel's answer was lost, and the namespace could not be looked at again${why}`,
+    };
+  }
+  const family = (object: string): string => (object.startsWith('htb ') ? 'htb' : object);
+  const there = again.objects.filter(
+    (object) => object.link === restore.link && family(object.object) === family(restore.object),
+  );
+  if (there.length === 0) return { found: 'nothing' };
+  const same = there.find((object) => object.object === restore.object);
+  if (same && !isRestore(same)) return { found: 'known', outcome: same };
+  if (same) return { found: 'same', reason: "the kernel's answer was lost, and a second look finds it still gone" };
+  return { found: 'part', reason: "the kernel's answer was lost, and a second look finds it made only in part" };
 }

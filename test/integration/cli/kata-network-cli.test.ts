@@ -129,11 +129,17 @@ describe('kata-network commands without a VM', () => {
         }
       }
     }
-    // The library's `live` is the same refusal.
+    // The library's `live` is the same refusal, in the library's words: its options, no flag nor command.
     const { listInterfaces, AgentNotRecordedError } = await import('../../../src/index.js');
-    await expect(listInterfaces('kl', { stateDirectory: stateDirectory(), live: true })).rejects.toBeInstanceOf(
-      AgentNotRecordedError,
+    const refused = await listInterfaces('kl', { stateDirectory: stateDirectory(), live: true }).catch(
+      (error: unknown) => error,
     );
+    expect(refused).toBeInstanceOf(AgentNotRecordedError);
+    const { hint } = (refused as InstanceType<typeof AgentNotRecordedError>).toJSON() as { hint: string };
+    expect(hint).not.toMatch(/--[a-z]|vcnet [a-z]/);
+    expect(hint).toContain('agentSocket');
+    expect(hint).toContain('detachSandbox');
+    expect(hint).toContain('live: false');
     expect(vcnet(['detach', '--sandbox', 'kl', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 

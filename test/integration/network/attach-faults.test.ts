@@ -21,7 +21,7 @@ import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
-import { fingerprint, makePod } from '../../helpers/pod.js';
+import { fingerprint, makePod, podConfig } from '../../helpers/pod.js';
 
 let stateDir: string;
 
@@ -35,18 +35,9 @@ afterEach(() => {
   rmSync(stateDir, { recursive: true, force: true });
 });
 
-function config(pod: TestNamespace, model: InterworkingModel): NetworkConfig {
-  return {
-    namespacePath: pod.path,
-    model,
-    namespaceCreatedByVcnet: false,
-    // disable_new_netns scans nothing (only hot-added taps): the none model is exercised without it.
-    disableNewNetns: false,
-    queues: 1,
-    vhostNet: 'off',
-    rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 },
-  };
-}
+// disable_new_netns scans nothing (only hot-added taps): the none model is exercised without it.
+const config = (pod: TestNamespace, model: InterworkingModel): NetworkConfig =>
+  podConfig(pod, model, { rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 } });
 
 /** The steps attach sends for a two-interface pod (recorded by a hook that lets them all pass). */
 async function stepsOf(model: InterworkingModel): Promise<PlanStep[]> {

@@ -22,7 +22,7 @@ import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
-import { fingerprint } from '../../helpers/pod.js';
+import { fingerprint, podConfig } from '../../helpers/pod.js';
 
 let stateDir: string;
 const networks: Network[] = [];
@@ -89,16 +89,7 @@ function state(pod: TestNamespace): Record<string, unknown> {
   };
 }
 
-function config(pod: TestNamespace, model: InterworkingModel): NetworkConfig {
-  return {
-    namespacePath: pod.path,
-    model,
-    namespaceCreatedByVcnet: false,
-    disableNewNetns: false,
-    queues: 1,
-    vhostNet: 'off',
-  };
-}
+const config = (pod: TestNamespace, model: InterworkingModel): NetworkConfig => podConfig(pod, model);
 
 describe('a Calico-style pod', () => {
   it('the kernel refuses a gateway reached only through another gateway (so one level is all there is)', () => {

@@ -19,7 +19,7 @@ import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
-import { fingerprint, makePod } from '../../helpers/pod.js';
+import { fingerprint, makePod, podConfig } from '../../helpers/pod.js';
 
 let stateDir: string;
 
@@ -33,18 +33,9 @@ afterEach(() => {
   rmSync(stateDir, { recursive: true, force: true });
 });
 
-function config(pod: TestNamespace, model: InterworkingModel): NetworkConfig {
-  return {
-    namespacePath: pod.path,
-    model,
-    namespaceCreatedByVcnet: false,
-    disableNewNetns: false,
-    queues: 1,
-    vhostNet: 'off',
-    // The ifb, the htbs and their filters are in the batches too.
-    rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 },
-  };
-}
+// The ifb, the htbs and their filters are in the batches too.
+const config = (pod: TestNamespace, model: InterworkingModel): NetworkConfig =>
+  podConfig(pod, model, { rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 } });
 
 /**
  * Loses the answers of the change-carrying sends `lose` picks (counted from 1, sends that are only

@@ -10,6 +10,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
+import { isGetRequest } from '../../../src/netlink/protocol.js';
+import { setNetlinkRepliesTestHook } from '../../../src/netlink/transport.js';
 import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet } from '../../helpers/cli.js';
@@ -188,6 +190,41 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     await w.stopWatch();
     w.detach();
     // The pod link's txqueuelen (0, a veth's) is back too: the fingerprint compares it.
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it('a repair whose answers are lost looks again: what the kernel made is said restored, not failed', async () => {
+    const w = await watchedPod(
+      'tc8',
+      '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\n',
+    );
+    // The repair's batch goes to the kernel, which runs all of it; two answers are read, the rest
+    // lost (a receive buffer overrun: ENOBUFS), through the transport's test seam.
+    let lost = 0;
+    setNetlinkRepliesTestHook((requests) => {
+      if (lost > 0 || requests.every((request) => isGetRequest(request.type))) return undefined;
+      lost++;
+      return { errno: 'ENOBUFS', answersRead: 2 };
+    });
+    cleanup.defer(() => setNetlinkRepliesTestHook(undefined));
+    const batch = join(w.stateDir, 'tc-batch');
+    writeFileSync(
+      batch,
+      'qdisc del dev tap0_kata root\nqdisc del dev eth0 root\nqdisc del dev eth0 ingress\nqdisc del dev tap0_kata ingress\n',
+    );
+    w.pod.exec('tc', ['-batch', batch]);
+    await until(() => w.repaired().length >= 6, 'the watch to say what it did');
+    expect(lost).toBe(1);
+    expect(w.repaired().map((entry) => `${entry.link} ${entry.object} ${entry.outcome}`)).toEqual(
+      w.repaired().map((entry) => `${entry.link} ${entry.object} restored`),
+    );
+    expect(w.notices.filter((notice) => /ENOBUFS|could not/.test(notice.message))).toEqual([]);
+    expect(htbRate(w.pod, 'tap0_kata')).toBe('10Mbit');
+    expect(htbRate(w.pod, 'eth0')).toBe('20Mbit');
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).not.toEqual([]);
+    expect(redirects(w.pod, 'tap0_kata', 49152, 'eth0')).not.toEqual([]);
+    await w.stopWatch();
+    w.detach();
     expect(fingerprint(w.pod)).toEqual(w.before);
   });
 

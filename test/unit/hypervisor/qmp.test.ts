@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from '../../../src/hypervisor/errors.js';
 import { QmpClient, type QmpEvent } from '../../../src/hypervisor/qmp.js';
@@ -93,6 +94,33 @@ describe('QmpClient', () => {
     controller.abort(new Error('no longer needed'));
     await expect(waiting).rejects.toThrow('no longer needed');
     expect(client.listenerCount('event')).toBe(0);
+  });
+
+  it('15 waitForEvent calls on one signal add one abort listener to it (no MaxListenersExceededWarning); an abort ends them all', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const { client } = await connected();
+      const controller = new AbortController();
+      // A daemon's one shutdown signal, given to every wait.
+      const waits = Array.from({ length: 15 }, () =>
+        client
+          .waitForEvent('NEVER', { timeoutMs: 60_000, signal: controller.signal })
+          .catch((caught: unknown) => caught),
+      );
+      expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+      const reason = new Error('the daemon is shutting down');
+      controller.abort(reason);
+      expect(await Promise.all(waits)).toEqual(Array(15).fill(reason));
+      expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+      expect(client.listenerCount('event')).toBe(0);
+      // Node emits the warning on a later tick.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(warnings.map((warning) => warning.name)).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('rejects pending commands and ends the event stream when the connection drops', async () => {

@@ -492,11 +492,60 @@ describe('macvtap: what the address flush takes that the kernel does not make ag
       now: SCANNED_AT + 60_000,
     });
     const back = commandsOf(detach);
+    console.log(back.join('\n'));
     expect(back).toContain('ip neigh replace 10.88.0.30 lladdr 02:00:00:00:00:30 nud noarp dev eth0');
     expect(back).toContain('ip route add 10.98.0.0/16 tos 0x10 via 10.88.0.1 dev eth0 table 254 proto 3 scope 0');
     expect(back).toContain('ip address add 10.12.2.5/24 scope 0 preferred_lft 0 dev eth0');
     expect(back).toContain('ip address add fd00:12::5/64 scope 0 preferred_lft 0 nodad dev eth0');
     expect(back).toContain('ip address add 10.12.3.5/32 peer 10.12.3.1 scope 0 dev eth0');
+  });
+});
+
+describe('detach of a two-link pod: routes through gateways first among the route steps of the same link only', () => {
+  // Detach puts eth1 back before eth0. eth1: a default through a gateway; eth0: a route with a
+  // source address, no gateway. Sorted all together (before a036314), eth0's route took eth1's
+  // earlier slot, ahead of eth0's own address: "Invalid prefsrc address", then ENETUNREACH.
+  const snapshotOf = (addresses: PlanSnapshot['addresses'], routes: PlanSnapshot['routes']): PlanSnapshot => ({
+    links: [eth0, eth1],
+    addresses,
+    routes,
+    neighbours: [],
+    qdiscs: [],
+  });
+  const plans = [
+    planAttach(
+      snapshotOf(
+        [address('10.1.0.2', 24)],
+        [
+          route({
+            destination: '10.9.0.0',
+            destinationLength: 16,
+            scope: RouteScope.LINK,
+            preferredSource: '10.1.0.2',
+          }),
+        ],
+      ),
+      { queues: 1 },
+      { model: 'macvtap', source: eth0, tapName: 'tap0_kata', spareHardwareAddress: SPARE },
+    ),
+    planAttach(
+      snapshotOf([address('10.2.0.2', 24, { index: 3 })], [route({ gateway: '10.2.0.1', outputIndex: 3 })]),
+      { queues: 1 },
+      { model: 'macvtap', source: eth1, tapName: 'tap1_kata', spareHardwareAddress: '0a:00:00:00:00:02' },
+    ),
+  ];
+  const records = plans.flatMap((plan) => plan.steps.flatMap((step) => (step.record ? [step.record] : [])));
+
+  it("puts no route back ahead of its own link's addresses", () => {
+    const detach = planDetach(JSON.parse(JSON.stringify(records)) as PlumbingStep[], { links: [eth0, eth1] });
+    const back = commandsOf(detach);
+    const at = (pattern: RegExp) => back.findIndex((line) => pattern.test(line));
+    const sourceRoute = at(/^ip route add 10\.9\.0\.0\/16 dev eth0 src 10\.1\.0\.2 /);
+    const defaultRoute = at(/^ip route add default via 10\.2\.0\.1 .*dev eth1/);
+    expect(sourceRoute, back.join('\n')).toBeGreaterThan(-1);
+    expect(defaultRoute, back.join('\n')).toBeGreaterThan(-1);
+    expect(sourceRoute, back.join('\n')).toBeGreaterThan(at(/^ip address add 10\.1\.0\.2\/24 .*dev eth0/));
+    expect(defaultRoute, back.join('\n')).toBeGreaterThan(at(/^ip address add 10\.2\.0\.2\/24 .*dev eth1/));
   });
 });
 

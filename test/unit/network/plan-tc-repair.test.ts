@@ -456,6 +456,53 @@ describe('repairOutcomes: the answers, back to each object', () => {
     expect(repairOutcomes(plan, [refused('EEXIST'), refused('EINVAL'), refused('EINVAL')]).undo).toEqual([]);
   });
 
+  it('a restore whose answers were lost is told by a second look: made, not made, or made in part (its undo goes)', () => {
+    const { endpoint, links } = attached('tcfilter', { rxBitsPerSecond: 1000 });
+    const tap = links.at(-1)!.index;
+    const snapshot = (qdiscs: Qdisc[], classes: TrafficClass[]): RepairSnapshot => ({
+      links,
+      qdiscs: [ingress(2), ingress(tap), ...qdiscs],
+      filters: [redirect(2, tap), redirect(tap, 2)],
+      classes,
+    });
+    const plan = planTrafficControlRepair(endpoint, snapshot([], []), { rxBitsPerSecond: 1000 });
+    const lost = {
+      ok: false as const,
+      error: NetlinkError.fromFailure(
+        { type: 36, description: 'add htb qdisc' },
+        Object.assign(new Error('recvmsg: ENOBUFS'), { errno: 'ENOBUFS' }),
+        undefined,
+      ),
+    };
+    const answers = [lost, lost, lost];
+    const lookAgain = (qdiscs: Qdisc[], classes: TrafficClass[]) =>
+      repairOutcomes(
+        plan,
+        answers,
+        planTrafficControlRepair(endpoint, snapshot(qdiscs, classes), { rxBitsPerSecond: 1000 }),
+      );
+    const htb = root(tap, 'htb', parseHandle('1:'));
+    // All there: restored, nothing to undo.
+    const made = lookAgain([htb], htbClasses(tap, 1000));
+    expect(made.outcomes.map((outcome) => outcome.outcome)).toEqual(['restored']);
+    expect(made.undo).toEqual([]);
+    // Nothing there: failed (tried again on a timer), nothing to undo.
+    const notMade = lookAgain([], []);
+    expect(notMade.outcomes).toEqual([
+      expect.objectContaining({ outcome: 'failed', transient: true, message: expect.stringContaining('still gone') }),
+    ]);
+    expect(notMade.undo).toEqual([]);
+    // The htb there, a class missing: made in part, and the htb goes again.
+    const part = lookAgain([htb], htbClasses(tap, 1000).slice(0, 1));
+    expect(part.outcomes).toEqual([
+      expect.objectContaining({ outcome: 'failed', transient: true, message: expect.stringContaining('only in part') }),
+    ]);
+    expect(part.undo.map((change) => change.op)).toEqual(['delete-qdisc']);
+    // The second look failed: failed, tried again.
+    const unknown = repairOutcomes(plan, answers, new Error('dump failed'));
+    expect(unknown.outcomes).toEqual([expect.objectContaining({ outcome: 'failed', transient: true })]);
+  });
+
   it('a refusal that may pass is transient (tried again on a timer), one a retry cannot change is not, with its hint', () => {
     const { endpoint, links } = attached('tcfilter');
     const tap = links.at(-1)!.index;
