@@ -67,6 +67,12 @@ export interface NetworkConfig {
    */
   tapOwner?: number;
   tapGroup?: number;
+  /**
+   * Kata's [hypervisor.X] cold_plug_vfio (the Go runtime, QEMU and Cloud Hypervisor; set from a Kata
+   * configuration only). "no-port", Kata's default, refuses a physical NIC before anything is unbound,
+   * as Kata's addSingleEndpoint refuses it: its VFIO device could not reach the guest.
+   */
+  coldPlugVfio?: string;
 }
 
 /** One of Cloud Hypervisor's limiter buckets as configured: a rate per second and an optional first burst. */
@@ -155,6 +161,7 @@ export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
   stringListOption(config.namedInterfaces, 'namedInterfaces', 'pod link names', 'the name of a pod link');
   checkTapId(config.tapOwner, 'tapOwner');
   checkTapId(config.tapGroup, 'tapGroup');
+  stringOption(config.coldPlugVfio, 'coldPlugVfio', 'a cold_plug_vfio value, such as no-port or root-port');
   if (config.rateLimit !== undefined) {
     const rateLimit = optionsArgument(config.rateLimit, 'rateLimit', ['rxBitsPerSecond', 'txBitsPerSecond']);
     validateBitRate('rateLimit.rxBitsPerSecond', rateLimit.rxBitsPerSecond);
@@ -223,6 +230,7 @@ const NETWORK_CONFIG_KEYS: readonly (keyof NetworkConfig)[] = [
   'namedInterfaces',
   'tapOwner',
   'tapGroup',
+  'coldPlugVfio',
 ];
 
 function checkVmmRateLimiter(given: VmmRateLimiter): void {
@@ -268,6 +276,8 @@ export interface KataNetworkSettings {
    * runtime-rs file, whose queues do not follow default_vcpus.
    */
   networkQueues?: number;
+  /** [hypervisor.X] cold_plug_vfio as written (absent: Kata's default, "no-port"). */
+  coldPlugVfio?: string;
   /** The [hypervisor.*] section the values came from. */
   hypervisor?: string;
   /** Settings read but ignored, for the caller to show. */
@@ -290,6 +300,27 @@ function cloudHypervisorBucket(
     return undefined;
   }
   return { maxRate, ...(burst ? { oneTimeBurst: burst } : {}) };
+}
+
+/** Kata's cold_plug_vfio that keeps physical NICs out (PCIePort NoPort), and its default. */
+const COLD_PLUG_DISABLED = 'no-port';
+
+/**
+ * Refuses, before anything is made, the physical NICs an attach would pass through when the Kata
+ * configuration has cold_plug_vfio = "no-port" (network_linux.go addSingleEndpoint): Kata fails early
+ * so that the NIC is not unbound from its driver for a VFIO device the VM could not take.
+ */
+export function refuseDisabledColdPlug(
+  config: Pick<NetworkConfig, 'coldPlugVfio'>,
+  physicalLinks: readonly string[],
+): void {
+  if (config.coldPlugVfio !== COLD_PLUG_DISABLED || physicalLinks.length === 0) return;
+  throw new ConfigurationConflictError(
+    `physical NIC ${physicalLinks.join(', ')} cannot be passed through: the Kata configuration has cold_plug_vfio = "${COLD_PLUG_DISABLED}" (its default), which keeps VFIO devices out of the VM, so Kata refuses the NIC before unbinding it`,
+    physicalLinks.join(', '),
+    'set cold_plug_vfio = "root-port" (or "switch-port", "bridge-port") in the [hypervisor.*] section to pass the NIC through, or leave it out of the pod namespace',
+    ['coldPlugVfio'],
+  );
 }
 
 /** Refuses a TOML value of another type, shown as the file wrote it (tomlShown); nan and inf are not "a number". */
@@ -664,6 +695,11 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
     if (Object.hasOwn(section, 'network_queues') || Object.hasOwn(runtime, 'name')) {
       settings.networkQueues = runtimeRsNetworkQueues(section.network_queues, `${prefix}.network_queues`);
     }
+    expectType(`${prefix}.cold_plug_vfio`, section.cold_plug_vfio, 'string');
+    // Kata reads an empty value as its default.
+    if (typeof section.cold_plug_vfio === 'string' && section.cold_plug_vfio !== '') {
+      settings.coldPlugVfio = section.cold_plug_vfio;
+    }
     if (name === 'clh') {
       const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);
       const operations = cloudHypervisorBucket(section, prefix, 'ops', warnings);
@@ -690,6 +726,7 @@ const KATA_SETTINGS_KEYS: readonly (keyof KataNetworkSettings)[] = [
   'cloudHypervisorRateLimiter',
   'cloudHypervisorIommu',
   'networkQueues',
+  'coldPlugVfio',
   'hypervisor',
   'warnings',
 ];
@@ -819,6 +856,11 @@ export function networkConfigFromKata(
     ...(settings.rateLimit && !builtInLimiter ? { rateLimit: settings.rateLimit } : {}),
     ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
     ...(hypervisor === 'clh' && settings.cloudHypervisorIommu ? { nicIommu: true } : {}),
+    // Only the Go runtime checks it, for QEMU and Cloud Hypervisor (their configurations carry it; runtime-rs
+    // passes a physical NIC through whatever it says).
+    ...((hypervisor === 'qemu' || hypervisor === 'clh') && settings.networkQueues === undefined
+      ? { coldPlugVfio: settings.coldPlugVfio ?? COLD_PLUG_DISABLED }
+      : {}),
     ...(overrides.namedInterfaces && overrides.namedInterfaces.length > 0
       ? { namedInterfaces: overrides.namedInterfaces }
       : {}),

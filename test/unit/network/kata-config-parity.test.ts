@@ -9,7 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidInputError, VcnetError } from '../../../src/errors.js';
-import { networkConfigFromKata, parseKataConfiguration, readKataConfiguration } from '../../../src/network/config.js';
+import {
+  defineNetworkConfig,
+  networkConfigFromKata,
+  parseKataConfiguration,
+  readKataConfiguration,
+  refuseDisabledColdPlug,
+} from '../../../src/network/config.js';
 
 const namespacePath = '/var/run/netns/pod';
 
@@ -185,5 +191,38 @@ describe('internetworking_model, as Kata sets it', () => {
       expect(error.message).toContain('default, macvtap, tcfilter, none');
     }
     for (const value of ['default', 'macvtap', 'tcfilter', 'none']) expect(() => model(value)).not.toThrow();
+  });
+});
+
+describe('cold_plug_vfio, which Kata checks before it unbinds a physical NIC', () => {
+  const config = (text: string, hypervisor?: 'qemu' | 'clh' | 'firecracker') =>
+    networkConfigFromKata(parseKataConfiguration(text), { namespacePath, ...(hypervisor ? { hypervisor } : {}) });
+
+  it('a Go runtime file for QEMU or Cloud Hypervisor: "no-port" when absent (Kata\'s default), else as written', () => {
+    expect(config(MAIN).coldPlugVfio).toBe('no-port');
+    expect(config(MAIN.replace('[runtime]', 'cold_plug_vfio = "root-port"\n\n[runtime]')).coldPlugVfio).toBe(
+      'root-port',
+    );
+    expect(config(MAIN.replace('[hypervisor.qemu]', '[hypervisor.clh]')).coldPlugVfio).toBe('no-port');
+    // Kata's Firecracker and runtime-rs configurations do not check it.
+    expect(config(MAIN.replace('[hypervisor.qemu]', '[hypervisor.firecracker]')).coldPlugVfio).toBeUndefined();
+    expect(config(`${MAIN}name = "virt_container"\n`).coldPlugVfio).toBeUndefined();
+    expect(() => parseKataConfiguration(MAIN.replace('[runtime]', 'cold_plug_vfio = 1\n[runtime]'))).toThrow(
+      /hypervisor\.qemu\.cold_plug_vfio/,
+    );
+  });
+
+  it('"no-port" refuses the physical NICs an attach would pass through, naming them and the key', () => {
+    const noPort = config(MAIN);
+    const error = refusal(() => refuseDisabledColdPlug(noPort, ['enp59s2f1']));
+    expect(error.code).toBe('VCNET_CONFIG_CONFLICT');
+    expect(error.message).toContain('enp59s2f1');
+    expect(error.message).toContain('cold_plug_vfio');
+    expect(error.hint).toMatch(/root-port/);
+    expect(() => refuseDisabledColdPlug(noPort, [])).not.toThrow();
+    const rootPort = config(MAIN.replace('[runtime]', 'cold_plug_vfio = "root-port"\n\n[runtime]'));
+    expect(() => refuseDisabledColdPlug(rootPort, ['enp59s2f1'])).not.toThrow();
+    // Without a Kata configuration (vcnet's own defaults) physical NICs are passed through, as before.
+    expect(() => refuseDisabledColdPlug(defineNetworkConfig({ namespacePath }), ['enp59s2f1'])).not.toThrow();
   });
 });
