@@ -261,6 +261,7 @@ export {
   ConfigurationConflictError,
   defineNetworkConfig,
   type KataConfigOverrides,
+  type KataDropIn,
   type KataHypervisor,
   type KataNetworkConfigOptions,
   type KataNetworkSettings,

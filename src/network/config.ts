@@ -11,9 +11,9 @@
  * Firecracker and Cloud Hypervisor limit NIC rates with their own token buckets, as Kata uses them:
  * for those hypervisors the limits go to the VMM (vmmRateLimiter) and no tc qdisc is built.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import {
   booleanOption,
@@ -67,6 +67,12 @@ export interface NetworkConfig {
    */
   tapOwner?: number;
   tapGroup?: number;
+  /**
+   * Kata's [hypervisor.X] cold_plug_vfio (the Go runtime, QEMU and Cloud Hypervisor; set from a Kata
+   * configuration only). "no-port", Kata's default, refuses a physical NIC before anything is unbound,
+   * as Kata's addSingleEndpoint refuses it: its VFIO device could not reach the guest.
+   */
+  coldPlugVfio?: string;
 }
 
 /** One of Cloud Hypervisor's limiter buckets as configured: a rate per second and an optional first burst. */
@@ -159,6 +165,7 @@ export function validateNetworkConfig(given: NetworkConfig): NetworkConfig {
   stringListOption(config.namedInterfaces, 'namedInterfaces', 'pod link names', 'the name of a pod link');
   checkTapId(config.tapOwner, 'tapOwner');
   checkTapId(config.tapGroup, 'tapGroup');
+  stringOption(config.coldPlugVfio, 'coldPlugVfio', 'a cold_plug_vfio value, such as no-port or root-port');
   if (config.rateLimit !== undefined) {
     const rateLimit = optionsArgument(config.rateLimit, 'rateLimit', ['rxBitsPerSecond', 'txBitsPerSecond']);
     validateBitRate('rateLimit.rxBitsPerSecond', rateLimit.rxBitsPerSecond);
@@ -227,6 +234,7 @@ const NETWORK_CONFIG_KEYS: readonly (keyof NetworkConfig)[] = [
   'namedInterfaces',
   'tapOwner',
   'tapGroup',
+  'coldPlugVfio',
 ];
 
 function checkVmmRateLimiter(given: VmmRateLimiter): void {
@@ -271,6 +279,13 @@ export interface KataNetworkSettings {
   cloudHypervisorRateLimiter?: Pick<VmmRateLimiter, 'bandwidth' | 'operations'>;
   /** [hypervisor.clh] enable_iommu: Kata puts each NIC behind the VM's IOMMU (clh.go addNet, SetIommu). */
   cloudHypervisorIommu?: boolean;
+  /**
+   * runtime-rs's queue pairs per NIC ([hypervisor.X] network_queues, 1 when absent): set only for a
+   * runtime-rs file, whose queues do not follow default_vcpus.
+   */
+  networkQueues?: number;
+  /** [hypervisor.X] cold_plug_vfio as written (absent: Kata's default, "no-port"). */
+  coldPlugVfio?: string;
   /** The [hypervisor.*] section the values came from. */
   hypervisor?: string;
   /** Settings read but ignored, for the caller to show. */
@@ -293,6 +308,27 @@ function cloudHypervisorBucket(
     return undefined;
   }
   return { maxRate, ...(burst ? { oneTimeBurst: burst } : {}) };
+}
+
+/** Kata's cold_plug_vfio that keeps physical NICs out (PCIePort NoPort), and its default. */
+const COLD_PLUG_DISABLED = 'no-port';
+
+/**
+ * Refuses, before anything is made, the physical NICs an attach would pass through when the Kata
+ * configuration has cold_plug_vfio = "no-port" (network_linux.go addSingleEndpoint): Kata fails early
+ * so that the NIC is not unbound from its driver for a VFIO device the VM could not take.
+ */
+export function refuseDisabledColdPlug(
+  config: Pick<NetworkConfig, 'coldPlugVfio'>,
+  physicalLinks: readonly string[],
+): void {
+  if (config.coldPlugVfio !== COLD_PLUG_DISABLED || physicalLinks.length === 0) return;
+  throw new ConfigurationConflictError(
+    `physical NIC ${physicalLinks.join(', ')} cannot be passed through: the Kata configuration has cold_plug_vfio = "${COLD_PLUG_DISABLED}" (its default), which keeps VFIO devices out of the VM, so Kata refuses the NIC before unbinding it`,
+    physicalLinks.join(', '),
+    'set cold_plug_vfio = "root-port" (or "switch-port", "bridge-port") in the [hypervisor.*] section to pass the NIC through, or leave it out of the pod namespace',
+    ['coldPlugVfio'],
+  );
 }
 
 /** Refuses a TOML value of another type, shown as the file wrote it (tomlShown); nan and inf are not "a number". */
@@ -340,6 +376,8 @@ const HYPERVISOR_KEYS = [
   'net_rate_limiter_bw_one_time_burst',
   'net_rate_limiter_ops_max_rate',
   'net_rate_limiter_ops_one_time_burst',
+  'network_queues',
+  'cold_plug_vfio',
 ] as const;
 
 /**
@@ -437,8 +475,24 @@ function nearMissNotices(table: Record<string, unknown>, section: string, known:
   return notices;
 }
 
-/** The network settings of a Kata configuration.toml's text (`source` names it in errors). */
-export function parseKataConfiguration(text: string, source = 'configuration.toml'): KataNetworkSettings {
+/** A config.d drop-in's text and where it came from (`source` names it in errors and notices). */
+export interface KataDropIn {
+  source: string;
+  text: string;
+}
+
+/**
+ * The network settings of a Kata configuration.toml's text (`source` names it in errors), with its
+ * config.d drop-ins merged over it in the order given (readKataConfiguration reads them from the
+ * directory in Kata's order). The merge is Kata's: a table in a drop-in is merged key by key into the
+ * same table, any other value (an array too) replaces the one before it. A refused value set by a
+ * drop-in is named with that drop-in.
+ */
+export function parseKataConfiguration(
+  text: string,
+  source = 'configuration.toml',
+  dropIns: readonly KataDropIn[] = [],
+): KataNetworkSettings {
   labelArgument(source, 'source', 'configuration.toml');
   if (typeof text !== 'string') {
     throw new InvalidInputError(
@@ -447,6 +501,82 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
       'the text of a Kata configuration.toml, as a string (readKataConfiguration reads one from a file)',
     );
   }
+  if (!Array.isArray(dropIns)) throw new InvalidInputError('dropIns', dropIns, 'an array of { source, text }');
+  const warnings: string[] = [];
+  const document = normalisedDocument(text, source, warnings);
+  // For each key path a drop-in set, the drop-in (the last one that set it).
+  const origins = new Map<string, string>();
+  for (const [index, given] of dropIns.entries()) {
+    const dropIn = optionsArgument(given, `dropIns[${index}]`, ['source', 'text']);
+    labelArgument(dropIn.source, `dropIns[${index}].source`, 'config.d/50-user-overrides.toml');
+    if (typeof dropIn.text !== 'string') {
+      throw new InvalidInputError(`dropIns[${index}].text`, dropIn.text, 'the text of a drop-in, as a string');
+    }
+    const noticesOfDropIn: string[] = [];
+    let tree: Record<string, unknown>;
+    try {
+      tree = normalisedDocument(dropIn.text, dropIn.source, noticesOfDropIn);
+    } catch (error) {
+      throw namingDropIn(error, () => dropIn.source);
+    }
+    warnings.push(...noticesOfDropIn.map((notice) => `${dropIn.source}: ${notice}`));
+    mergeDropIn(document, tree, '', dropIn.source, origins);
+  }
+  try {
+    return settingsOf(document, dropIns.length === 0 ? source : `${source} with its config.d drop-ins`, warnings);
+  } catch (error) {
+    throw namingDropIn(error, (field) => originOf(field, origins));
+  }
+}
+
+/** Kata's merge of a drop-in's tree into the tree so far (kata-types config/drop_in.rs; config.go agrees for these keys). */
+function mergeDropIn(
+  base: Record<string, unknown>,
+  dropIn: Record<string, unknown>,
+  prefix: string,
+  source: string,
+  origins: Map<string, string>,
+): void {
+  for (const [key, value] of Object.entries(dropIn)) {
+    const path = prefix === '' ? key : `${prefix}.${key}`;
+    const before = base[key];
+    if (isTomlTable(value) && isTomlTable(before)) {
+      mergeDropIn(before, value, path, source, origins);
+      continue;
+    }
+    base[key] = value;
+    for (const known of origins.keys()) if (known.startsWith(`${path}.`)) origins.delete(known);
+    origins.set(path, source);
+  }
+}
+
+function isTomlTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
+}
+
+/** The drop-in that set `field` (runtime.internetworking_model) or a table holding it, if one did. */
+function originOf(field: string, origins: ReadonlyMap<string, string>): string | undefined {
+  const parts = field.split('.');
+  for (let length = parts.length; length > 0; length--) {
+    const origin = origins.get(parts.slice(0, length).join('.'));
+    if (origin !== undefined) return origin;
+  }
+  return undefined;
+}
+
+/** A refusal of a value a drop-in set, with the drop-in named in the field and the hint. */
+function namingDropIn(error: unknown, dropInOf: (field: string) => string | undefined): unknown {
+  if (!(error instanceof InvalidInputError)) return error;
+  const dropIn = dropInOf(error.field);
+  if (dropIn === undefined) return error;
+  return error.underField(`${error.field} (set in ${dropIn})`, `${dropIn}: ${error.hint}`);
+}
+
+/**
+ * One file's TOML tree, its [runtime] and [hypervisor.*] keys under the names vcnet reads
+ * (foldKeyCase), so that a drop-in's [Runtime] merges into the main file's [runtime] as in Kata.
+ */
+function normalisedDocument(text: string, source: string, warnings: string[]): Record<string, unknown> {
   let document: Record<string, unknown>;
   try {
     // Integers beyond 2^53 kept (as bigints): Kata's uint64 keys may hold them, and valid TOML is not refused.
@@ -457,14 +587,66 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
       hint: 'fix the TOML syntax at the line the message names',
     });
   }
-  const settings: KataNetworkSettings = {};
-  const warnings: string[] = [];
   document = foldKeyCase(document, '', ['runtime', 'hypervisor'], warnings);
-  const runtime = foldKeyCase(tomlTable(document.runtime, 'runtime') ?? {}, 'runtime', RUNTIME_KEYS, warnings);
+  if (isTomlTable(document.runtime)) {
+    document.runtime = foldKeyCase(document.runtime, 'runtime', RUNTIME_KEYS, warnings);
+  }
+  if (isTomlTable(document.hypervisor)) {
+    const hypervisors = document.hypervisor;
+    for (const [name, section] of Object.entries(hypervisors)) {
+      if (isTomlTable(section)) {
+        hypervisors[name] = foldKeyCase(section, `hypervisor.${name}`, HYPERVISOR_KEYS, warnings);
+      }
+    }
+  }
+  return document;
+}
+
+/**
+ * A model as Kata's SetModel takes it: exactly one of the names (no other case, no blanks); the
+ * empty string is not given to SetModel at all, so the default stays (config.go updateRuntimeConfig).
+ */
+function kataInterworkingModel(value: string, field: string): InterworkingModel | undefined {
+  if (value === '') return undefined;
+  if (!(INTERWORKING_MODELS as readonly string[]).includes(value)) {
+    throw new InvalidInputError(
+      field,
+      value,
+      INTERWORKING_MODELS.join(', '),
+      `set ${field} to ${INTERWORKING_MODELS.join(', ')}, written exactly so: Kata refuses any other spelling ("Unknown type")`,
+    );
+  }
+  return parseInterworkingModel(value, field);
+}
+
+/** Most network queue pairs runtime-rs gives a NIC (kata-types MAX_NETWORK_QUEUES); a larger setting is cut to it. */
+const RUNTIME_RS_MAX_NETWORK_QUEUES = 256;
+
+/**
+ * runtime-rs's [hypervisor.X] network_queues (a u32; 0 or absent is 1, above 256 is 256: kata-types
+ * NetworkInfo::adjust_config). Anything that is not a u32 fails runtime-rs's decoding, so is refused.
+ */
+function runtimeRsNetworkQueues(value: unknown, field: string): number {
+  if (value === undefined) return 1;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw new InvalidInputError(
+      field,
+      value,
+      `a whole number of queue pairs (runtime-rs reads 0 as 1 and caps it at ${RUNTIME_RS_MAX_NETWORK_QUEUES})`,
+    );
+  }
+  return Math.min(Math.max(value, 1), RUNTIME_RS_MAX_NETWORK_QUEUES);
+}
+
+/** The settings of a merged, normalised tree (`source` names it in notices). */
+function settingsOf(document: Record<string, unknown>, source: string, warnings: string[]): KataNetworkSettings {
+  const settings: KataNetworkSettings = {};
+  const runtime = tomlTable(document.runtime, 'runtime') ?? {};
   warnings.push(...nearMissNotices(runtime, 'runtime', RUNTIME_KEYS));
   expectType('runtime.internetworking_model', runtime.internetworking_model, 'string');
   if (typeof runtime.internetworking_model === 'string') {
-    settings.model = parseInterworkingModel(runtime.internetworking_model, 'runtime.internetworking_model');
+    const model = kataInterworkingModel(runtime.internetworking_model, 'runtime.internetworking_model');
+    if (model !== undefined) settings.model = model;
   }
   expectType('runtime.disable_new_netns', runtime.disable_new_netns, 'boolean');
   if (typeof runtime.disable_new_netns === 'boolean') settings.disableNewNetns = runtime.disable_new_netns;
@@ -491,7 +673,6 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
     );
   }
   if (name && section) {
-    section = foldKeyCase(section, `hypervisor.${name}`, HYPERVISOR_KEYS, warnings);
     warnings.push(...nearMissNotices(section, `hypervisor.${name}`, HYPERVISOR_KEYS));
     section = tomlShownValues(section);
     settings.hypervisor = name;
@@ -515,6 +696,17 @@ export function parseKataConfiguration(text: string, source = 'configuration.tom
       // As Kata: below 0 means every core of the host; a fraction (Kata keeps vCPUs as a float) counts as
       // the next whole vCPU for queues.
       settings.vcpus = section.default_vcpus < 0 ? availableParallelism() : Math.ceil(section.default_vcpus);
+    }
+    // runtime-rs takes a NIC's queue pairs from network_queues, a key the Go runtime does not have. A
+    // file is runtime-rs's when it has that key or [runtime] name (the runtime-rs handler,
+    // "virt_container", in every runtime-rs configuration and also unknown to the Go runtime).
+    if (Object.hasOwn(section, 'network_queues') || Object.hasOwn(runtime, 'name')) {
+      settings.networkQueues = runtimeRsNetworkQueues(section.network_queues, `${prefix}.network_queues`);
+    }
+    expectType(`${prefix}.cold_plug_vfio`, section.cold_plug_vfio, 'string');
+    // Kata reads an empty value as its default.
+    if (typeof section.cold_plug_vfio === 'string' && section.cold_plug_vfio !== '') {
+      settings.coldPlugVfio = section.cold_plug_vfio;
     }
     if (name === 'clh') {
       const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);
@@ -541,6 +733,8 @@ const KATA_SETTINGS_KEYS: readonly (keyof KataNetworkSettings)[] = [
   'danConfigDirectory',
   'cloudHypervisorRateLimiter',
   'cloudHypervisorIommu',
+  'networkQueues',
+  'coldPlugVfio',
   'hypervisor',
   'warnings',
 ];
@@ -654,12 +848,13 @@ export function networkConfigFromKata(
     );
   }
   const vcpus = settings.vcpus && settings.vcpus > 0 ? settings.vcpus : 1;
+  const queues = overrides.queues ?? queuesOf(settings, hypervisor, vcpus, warn);
   // Cloud Hypervisor refuses a NIC with more queue pairs than the VM has boot vCPUs (num_queues / 2 >
   // boot_vcpus): known here only from the configuration's default_vcpus.
-  if (hypervisor === 'clh' && settings.vcpus !== undefined && (overrides.queues ?? 1) > vcpus) {
+  if (hypervisor === 'clh' && settings.vcpus !== undefined && queues > vcpus) {
     throw new InvalidInputError(
-      'queues',
-      overrides.queues,
+      overrides.queues === undefined ? `hypervisor.${settings.hypervisor ?? 'clh'}.network_queues` : 'queues',
+      queues,
       `at most ${vcpus} with the clh hypervisor and default_vcpus = ${vcpus}: Cloud Hypervisor refuses more queue pairs per NIC than the VM's boot vCPUs`,
     );
   }
@@ -668,15 +863,41 @@ export function networkConfigFromKata(
     model,
     namespaceCreatedByVcnet: false,
     disableNewNetns,
-    queues: overrides.queues ?? (builtInLimiter ? 1 : Math.min(vcpus, availableParallelism())),
+    queues,
     vhostNet: builtInLimiter ? 'off' : (overrides.vhostNet ?? settings.vhostNet ?? 'auto'),
     ...(settings.rateLimit && !builtInLimiter ? { rateLimit: settings.rateLimit } : {}),
     ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
     ...(hypervisor === 'clh' && settings.cloudHypervisorIommu ? { nicIommu: true } : {}),
+    // Only the Go runtime checks it, for QEMU and Cloud Hypervisor (their configurations carry it; runtime-rs
+    // passes a physical NIC through whatever it says).
+    ...((hypervisor === 'qemu' || hypervisor === 'clh') && settings.networkQueues === undefined
+      ? { coldPlugVfio: settings.coldPlugVfio ?? COLD_PLUG_DISABLED }
+      : {}),
     ...(overrides.namedInterfaces && overrides.namedInterfaces.length > 0
       ? { namedInterfaces: overrides.namedInterfaces }
       : {}),
   });
+}
+
+/**
+ * A NIC's queue pairs from the configuration: runtime-rs's network_queues for a runtime-rs file (QEMU
+ * and Cloud Hypervisor; Firecracker's NICs have one queue pair); else, as the Go runtime, one per vCPU
+ * for QEMU (at most the host's cores) and one for Cloud Hypervisor and Firecracker.
+ */
+function queuesOf(
+  settings: KataNetworkSettings,
+  hypervisor: KataHypervisor,
+  vcpus: number,
+  warn: (message: string) => void,
+): number {
+  if (settings.networkQueues !== undefined) {
+    if (hypervisor !== 'firecracker') return settings.networkQueues;
+    if (settings.networkQueues > 1) {
+      warn(`network_queues = ${settings.networkQueues} is not used with Firecracker, whose NICs have one queue pair`);
+    }
+    return 1;
+  }
+  return hypervisor === 'qemu' ? Math.min(vcpus, availableParallelism()) : 1;
 }
 
 /**
@@ -695,13 +916,50 @@ function refuseDanSandbox(directory: string | undefined, sandbox: string | undef
   );
 }
 
-/** parseKataConfiguration of the file at `path`. */
+/**
+ * parseKataConfiguration of the file at `path` with its drop-ins, as Kata reads them (katautils/config.go
+ * decodeDropIns, kata-types config/drop_in.rs): the path resolved through symlinks first, then every
+ * entry of config.d beside the resolved file, in file name order (byte order), whatever its name ends
+ * with; an entry that is not a file is refused, as Kata fails on it.
+ */
 export function readKataConfiguration(path: string): KataNetworkSettings {
+  let resolved: string;
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    resolved = realpathSync(path);
+    text = readFileSync(resolved, 'utf8');
   } catch (error) {
     throw new InvalidInputError('config', path, 'a readable Kata configuration.toml', (error as Error).message);
   }
-  return parseKataConfiguration(text, path);
+  return parseKataConfiguration(text, path, readDropIns(join(dirname(resolved), 'config.d')));
+}
+
+function readDropIns(directory: string): KataDropIn[] {
+  let names: string[];
+  try {
+    names = readdirSync(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new InvalidInputError(
+      'config',
+      directory,
+      'a readable config.d directory of drop-ins (Kata fails on one it cannot read)',
+      (error as Error).message,
+    );
+  }
+  names.sort((left, right) => Buffer.compare(Buffer.from(left), Buffer.from(right)));
+  return names.map((name) => {
+    const file = join(directory, name);
+    try {
+      if (!statSync(file).isFile()) throw new Error(`${file} is not a file`);
+      return { source: file, text: readFileSync(file, 'utf8') };
+    } catch (error) {
+      throw new InvalidInputError(
+        'config',
+        file,
+        'a readable file: Kata reads every entry of config.d as a drop-in, and fails on one it cannot read',
+        (error as Error).message,
+      );
+    }
+  });
 }

@@ -18,6 +18,7 @@ import { HostNamespaceError, isHostNamespace, OWN_NAMESPACE_PATH } from '../netn
 import {
   ConfigurationConflictError,
   type NetworkConfig,
+  refuseDisabledColdPlug,
   refuseHostNamespaceUnlessShared,
   validateNetworkConfig,
 } from './config.js';
@@ -393,6 +394,7 @@ export class Network {
   ): NetworkInfo[] {
     const interfaces = this.selectInterfaces(snapshot, options);
     if (options.hypervisor) refusePhysicalEndpoints(options.hypervisor, physicalLinksOf(interfaces));
+    refuseDisabledColdPlug(this.config, physicalLinksOf(interfaces));
     this.refuseSharedGuestMacs(interfaces);
     return interfaces;
   }

@@ -53,6 +53,7 @@ const DOCS_NON_EXPORTS = [
   'vmmRateLimiter',
   'vhostNet',
   'nicIommu',
+  'coldPlugVfio',
   'tapOwner',
   'tapGroup',
   'endpointType',

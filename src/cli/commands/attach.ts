@@ -43,7 +43,7 @@ export function registerAttach(program: Command): void {
     .option('--model <model>', 'internetworking model: tcfilter, macvtap, none, default')
     .option(
       '--config <file>',
-      "Kata's configuration.toml (internetworking_model, disable_new_netns, rate limits, vhost, vCPUs)",
+      "Kata's configuration.toml with its config.d drop-ins (internetworking_model, disable_new_netns, rate limits, vhost, vCPUs or network_queues)",
     )
     .option('--queues <n>', 'queues per NIC (multi-queue taps when > 1)')
     .option('--vhost-net <mode>', 'auto (use /dev/vhost-net when present) or off')

@@ -261,4 +261,30 @@ describe('vcnet attach --dry-run', () => {
     ]);
     expect(output.endpoints[0]?.commands).toHaveLength(7);
   });
+
+  it("reads the config.d drop-ins beside --config's file, as Kata merges them, and names one holding a bad value", () => {
+    const { pod } = makePod();
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-dropin-'));
+    try {
+      const main = join(directory, 'configuration.toml');
+      writeFileSync(main, '[hypervisor.qemu]\ndefault_vcpus = 1\n[runtime]\ninternetworking_model = "tcfilter"\n');
+      mkdirSync(join(directory, 'config.d'));
+      writeFileSync(
+        join(directory, 'config.d', '50-user-overrides.toml'),
+        '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 1000000\n[runtime]\ninternetworking_model = "macvtap"\n',
+      );
+      const flags = ['attach', '--sandbox', 'dropin', '--netns', pod.path, '--config', main, '--dry-run'];
+      const dry = vcnet([...flags, '--state-dir', stateDirectory()]);
+      expect(dry.stderr).toBe('');
+      expect(dry.stdout).toMatch(/type macvtap/);
+      expect(dry.stdout).toMatch(/htb rate 1000000bit/);
+      const bad = join(directory, 'config.d', '60-bad.toml');
+      writeFileSync(bad, '[runtime]\ninternetworking_model = "TCFILTER"\n');
+      const refused = vcnet([...flags, '--state-dir', stateDirectory()]);
+      expect(refused.status).toBe(2);
+      expect(refused.stderr).toContain(`invalid runtime.internetworking_model (set in ${bad}): "TCFILTER"`);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
 });

@@ -45,6 +45,8 @@ describe('networkConfigFromKata', () => {
       queues: Math.min(2, availableParallelism()),
       vhostNet: 'auto',
       rateLimit: { rxBitsPerSecond: 1_000_000, txBitsPerSecond: 2_000_000 },
+      // Kata's default when the file has no cold_plug_vfio: physical NICs are refused.
+      coldPlugVfio: 'no-port',
     });
     // Spreading the settings into defineNetworkConfig is refused: their keys are not NetworkConfig's
     // (it used to drop vcpus silently, queues 1, and keep the stray keys).
