@@ -78,7 +78,8 @@ function familyOfText(address: string): GuestFamilyValue {
   return isIPv4(address) ? GuestFamily.v4 : GuestFamily.v6;
 }
 
-function isLoopbackAddress(address: string): boolean {
+/** An address the guest's lo has: Kata's startup (and every push vcnet makes) skips it on a NIC. */
+export function isLoopbackAddress(address: string): boolean {
   return address === '::1' || address.startsWith('127.');
 }
 

@@ -13,6 +13,7 @@ import { InvalidInputError, VcnetError } from '../errors.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { checkLinkName } from '../netlink/link-name.js';
 import { classifyInterface, loopbackRefused, vhostUserSocketCandidates } from '../network/endpoint/create-endpoint.js';
+import { isLoopbackAddress } from '../network/guest.js';
 import { checkNotVcnetDevice, isVcnetDevice } from '../network/link-name.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
@@ -66,13 +67,21 @@ export interface AddInterfaceRequest {
   info: NetworkInfo;
   /** The NIC's name in the guest. */
   guestName: string;
-  /** The type the caller gave (veth read as "virtual"), checked against the link's kind. */
+  /** The type the caller gave (veth and device read as "virtual"), checked against the link's kind. */
   requestedType?: EndpointType;
+  /**
+   * The type the caller gave when the link has a vhost-user socket and is made vhost-user instead:
+   * Kata looks for the socket before it reads type (network_linux.go addSingleEndpoint).
+   */
+  typeOverridden?: string;
   /** The link the request names ('' for type "tap": there is none until vcnet makes tap<N>_kata). */
   podDevice: string;
 }
 
-/** A requested endpoint type that the link's kind does not allow (Kata: "Incorrect link type %s, expecting %s"). */
+/**
+ * A requested endpoint type that the link's kind does not allow. Worded as Kata's getLinkByName
+ * words it ("Incorrect link type %s, expecting %s"): the link's own type first, then the one asked for.
+ */
 export class IncorrectLinkTypeError extends InvalidInputError {
   static override readonly errorName: string = 'IncorrectLinkTypeError';
   /** `lookedFor`: what would have made the link the type requested (the vhost-user sockets looked for). */
@@ -83,19 +92,20 @@ export class IncorrectLinkTypeError extends InvalidInputError {
       `"${actual}"${actual === 'virtual' ? ' (or "veth")' : ''}, the endpoint type of ${device} (a ${kind} link), or leave type out`,
       `${device} is a ${kind} link, which becomes a "${actual}" endpoint${lookedFor ? `; ${lookedFor}` : ''}`,
     );
-    this.message = `Incorrect link type ${actual} (${device} is a ${kind} link), expecting ${requested}: ${this.message}`;
+    this.message = `Incorrect link type ${kind}, expecting ${requested}: ${this.message}`;
   }
 }
 
 function requestedTypeOf(type: string): EndpointType | undefined {
   if (!type) return undefined;
-  // "veth" is what people write; Kata's endpoint type for it is "virtual".
-  const requested = type === 'veth' ? 'virtual' : type;
+  // "veth" is what people write; Kata's endpoint type for it is "virtual". "device" is netlink's
+  // type for a link with no kind (an mlx5 sub-function...), which Kata also makes a veth endpoint.
+  const requested = type === 'veth' || type === 'device' ? 'virtual' : type;
   if (!(ENDPOINT_TYPES as readonly string[]).includes(requested)) {
     throw new InvalidInputError(
       'interface.type',
       type,
-      `${ENDPOINT_TYPES.join(', ')} (and veth, read as virtual)`,
+      `${ENDPOINT_TYPES.join(', ')} (and veth or device, read as virtual)`,
       'or leave type out to use the kind of the device in the namespace',
     );
   }
@@ -108,7 +118,8 @@ export function resolveAddInterfaceRequest(
   existing: readonly ExistingEndpoint[],
   options: { vhostUserStorePath?: string; loopbacks?: readonly string[]; sandbox?: AddInterfaceSandbox } = {},
 ): AddInterfaceRequest {
-  const requestedType = requestedTypeOf(message.type);
+  let requestedType = requestedTypeOf(message.type);
+  let typeOverridden: string | undefined;
   const deviceField = message.device ? 'interface.device' : 'interface.name';
   const device = message.device || message.name;
   if (!device) {
@@ -179,7 +190,11 @@ export function resolveAddInterfaceRequest(
       const actual = classifyInterface(scanned, {
         ...(options.vhostUserStorePath ? { vhostUserStorePath: options.vhostUserStorePath } : {}),
       });
-      if (actual !== requestedType) {
+      // Kata looks for a vhost-user socket before it reads type: a link with one is vhost-user whatever type says.
+      if (actual === 'vhost-user' && requestedType !== 'vhost-user') {
+        typeOverridden = message.type;
+        requestedType = 'vhost-user';
+      } else if (actual !== requestedType) {
         throw new IncorrectLinkTypeError(
           device,
           actual,
@@ -217,6 +232,17 @@ export function resolveAddInterfaceRequest(
       `give ${device} a MAC of its own (\`ip link set ${device} address <mac>\` in the pod namespace) and add it again; nothing was changed`,
     );
   }
+  // The guest NIC would silently not get it (generateGuestNetwork skips loopback addresses, as Kata's
+  // startup does, at every push): refused, where Kata's add-iface would send it as given.
+  const loopback = update.addresses.findIndex((address) => isLoopbackAddress(address.address));
+  if (loopback >= 0) {
+    throw new InvalidInputError(
+      `interface.IPAddresses[${loopback}].address`,
+      message.IPAddresses[loopback]?.address,
+      'an address that is not a loopback one (127.0.0.0/8, ::1)',
+      "the guest's lo has its loopback addresses, and vcnet gives no NIC one (it would be left out at every configuration of the guest); leave it out. Nothing was changed",
+    );
+  }
   // Requested addresses replace what the device has, for the guest.
   if (message.IPAddresses.length > 0) {
     info = {
@@ -248,6 +274,7 @@ export function resolveAddInterfaceRequest(
     info,
     guestName,
     ...(requestedType ? { requestedType } : {}),
+    ...(typeOverridden !== undefined ? { typeOverridden } : {}),
     podDevice: requestedType === 'tap' ? '' : device,
   };
 }

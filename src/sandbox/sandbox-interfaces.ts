@@ -256,6 +256,11 @@ export interface AddInterfaceResult {
   interface: KataInterfaceJson;
   /** Set when `type` was missing and taken from the device in the namespace. */
   inferredType?: EndpointType;
+  /**
+   * The `type` given, when the link has a vhost-user socket and became a vhost-user endpoint instead
+   * (Kata looks for the socket before it reads type).
+   */
+  typeOverridden?: string;
   /** The pod namespace link the interface was made from. */
   podDevice: string;
   hotplugged: boolean;
@@ -277,6 +282,7 @@ export async function addInterface(
       info,
       guestName,
       requestedType: requested,
+      typeOverridden,
       podDevice,
     } = resolveAddInterfaceRequest(message, interfacesOf(snapshot), existing, {
       ...(network.config.vhostUserStorePath ? { vhostUserStorePath: network.config.vhostUserStorePath } : {}),
@@ -354,6 +360,7 @@ export async function addInterface(
         interface: interfaceToJson(interfaceFromJson(guest)),
         podDevice,
         ...(inferredType ? { inferredType } : {}),
+        ...(typeOverridden !== undefined ? { typeOverridden } : {}),
         hotplugged: vm !== undefined,
       };
     } finally {
@@ -576,20 +583,38 @@ export async function listInterfaces(id: string, options: ListOptions = {}): Pro
   });
 }
 
-/** update-routes: replaces the guest's routes with the full set given, through the agent and in the record. */
+/**
+ * The route list of update-routes' JSON: the array itself, or the `Routes` of the agent's Routes
+ * message ({"Routes": [...]}). null (either way) is Go's nil slice: undefined, no list given.
+ */
+function routeListOf(json: unknown): unknown {
+  if (json === null) return undefined;
+  if (typeof json === 'object' && !Array.isArray(json) && Object.hasOwn(json, 'Routes')) {
+    const routes = (json as { Routes: unknown }).Routes;
+    return routes === null ? undefined : routes;
+  }
+  return json;
+}
+
+/**
+ * update-routes: replaces the guest's routes with the full set given, through the agent and in the
+ * record. A null list (JSON `null`, or `{"Routes": null}`) changes nothing and answers null: Kata's
+ * runtime sends no request for a nil list (kata_agent.go updateRoutes), and `[]` is how every route
+ * is removed.
+ */
 export async function updateRoutes(
   id: string,
   text: string,
   options: KataNetworkOptions = {},
-): Promise<KataRouteJson[]> {
+): Promise<KataRouteJson[] | null> {
   options = kataNetworkOptions(options, text);
-  const json = parseKataJsonText(text, 'routes');
+  const given = routeListOf(parseKataJsonText(text, 'routes'));
+  if (given === undefined) {
+    // The sandbox must still be one: Kata's runtime finds it before it looks at the list.
+    return withSandbox(id, 'updateRoutes', { ...options, readOnly: true }, async () => null);
+  }
   const ignoredKeys: string[] = [];
-  const routes = routesFromJson(
-    Array.isArray(json) ? json : ((json as { Routes?: unknown })?.Routes ?? json),
-    'routes',
-    { ignoredKeys },
-  );
+  const routes = routesFromJson(given, 'routes', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   routeUpdatesOf(routes, 'routes');
   return withSandbox(id, 'updateRoutes', options, async ({ store, state, network }) => {

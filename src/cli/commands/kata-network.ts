@@ -102,6 +102,10 @@ export function registerKataNetwork(program: Command): void {
       const result = await (await sandboxInterfaces()).addInterface(sandbox, text, options);
       if (result.inferredType)
         writeStderr(`vcnet: no type given: using "${result.inferredType}", the kind of device ${result.podDevice}\n`);
+      if (result.typeOverridden !== undefined)
+        writeStderr(
+          `vcnet: ${result.podDevice} has a vhost-user socket: made a "vhost-user" endpoint, not "${result.typeOverridden}" (Kata looks for the socket before it reads type)\n`,
+        );
       return result.interface;
     },
   });
@@ -138,8 +142,16 @@ export function registerKataNetwork(program: Command): void {
   registerRequestCommand(program, {
     name: 'update-routes',
     description: "replace the guest's routes with this full set, as Kata's agent does (kernel and lo routes stay)",
-    file: 'Route JSON array (dest, gateway, device, source, scope, family, flags, mtu), or - for stdin',
-    run: async (sandbox, text, options) => (await sandboxInterfaces()).updateRoutes(sandbox, text, options),
+    file: 'Route JSON array (dest, gateway, device, source, scope, family, flags, mtu; null changes nothing), or - for stdin',
+    run: async (sandbox, text, options) => {
+      const routes = await (await sandboxInterfaces()).updateRoutes(sandbox, text, options);
+      // Printed as kata-runtime prints its nil result; said, since [] and null read alike at a glance.
+      if (routes === null)
+        writeStderr(
+          'vcnet: routes are null: nothing changed (Kata sends no request for a null list); [] removes every route\n',
+        );
+      return routes;
+    },
   });
 
   registerListCommand(program, {

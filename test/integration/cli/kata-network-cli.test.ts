@@ -258,7 +258,7 @@ describe('kata-network commands without a VM', () => {
       [{ name: 'eth/7' }, /interface\.name/],
       [{ device: 'eth7', name: '\u0000eth' }, /interface\.name/],
       [{ name: 'tap0_kata' }, /interface\.name.*not one of the devices vcnet made/],
-      [{ name: 'eth7', type: 'physical' }, /Incorrect link type virtual.*expecting physical/],
+      [{ name: 'eth7', type: 'physical' }, /Incorrect link type veth, expecting physical/],
       [{ device: 'eth7', hwAddr: 'zz:00' }, /interface\.hwAddr/],
       [
         { device: 'eth7', IPAddresses: [{ family: 0, address: '10.0.0.1', mask: '33' }] },
@@ -298,6 +298,42 @@ describe('kata-network commands without a VM', () => {
 });
 
 describe('kata-network commands: what Kata users feed them', () => {
+  it('update-routes with null changes nothing, as Kata sends no request for a nil route list', () => {
+    const { pod } = makePod();
+    const run = (json: unknown) => withInput(['update-routes', 'kn', '--state-dir', stateDirectory()], json);
+    expect(vcnet(['attach', '--sandbox', 'kn', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
+    const route = { dest: '10.99.0.0/16', gateway: '10.200.0.1', device: 'eth0' };
+    expect(run([route]).status).toBe(0);
+    const statePath = join(stateDirectory(), 'kn', 'state.json');
+    const recorded = readFileSync(statePath, 'utf8');
+    const listed = () => JSON.parse(vcnet(['list-routes', 'kn', '--state-dir', stateDirectory(), '--json']).stdout);
+    expect(listed()).toEqual([expect.objectContaining({ dest: '10.99.0.0/16' })]);
+    // Top-level null and the Routes wrapper holding null: Kata's `if routes != nil` sends nothing.
+    for (const json of [null, { Routes: null }]) {
+      const kept = run(json);
+      expect(kept.status, kept.stderr).toBe(0);
+      // What kata-runtime prints for the nil result.
+      expect(kept.stdout).toBe('null\n');
+      expect(kept.stderr).toContain('nothing changed');
+      expect(readFileSync(statePath, 'utf8')).toBe(recorded);
+      expect(listed()).toEqual([expect.objectContaining({ dest: '10.99.0.0/16' })]);
+    }
+    // A null route in the list is no route: refused, nothing changed.
+    const refused = run([null]);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/invalid routes\[0\]: null/);
+    expect(readFileSync(statePath, 'utf8')).toBe(recorded);
+    // [] is the empty set: every route goes, as Kata sends it.
+    for (const json of [[], { Routes: [] }]) {
+      expect(run([route]).status).toBe(0);
+      const cleared = run(json);
+      expect(cleared.status, cleared.stderr).toBe(0);
+      expect(cleared.stdout).toBe('[]\n');
+      expect(listed()).toEqual([]);
+    }
+    expect(vcnet(['detach', '--sandbox', 'kn', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+
   it('takes an IPv6 address without a family and raw_flags NOARP, and keeps the route set true to the NICs', () => {
     const { pod } = makePod();
     const run = (args: string[], json?: unknown) =>

@@ -64,12 +64,18 @@ describe('update-routes on the wire', () => {
     );
     const updated = await vcnetAsync(['update-routes', 'rw', file, '--state-dir', stateDirectory()]).done;
     expect(updated.status, updated.stderr).toBe(0);
+    // A null list sends nothing, as Kata's runtime (`if routes != nil`), and keeps the saved set.
+    const nullFile = join(stateDirectory(), 'null.json');
+    writeFileSync(nullFile, 'null');
+    const kept = await vcnetAsync(['update-routes', 'rw', nullFile, '--state-dir', stateDirectory()]).done;
+    expect([kept.status, kept.stdout], kept.stderr).toEqual([0, 'null\n']);
     // configure-guest pushes the saved set again, as add-iface and watch do.
     const configured = await vcnetAsync([
       ...['configure-guest', '--sandbox', 'rw', '--state-dir', stateDirectory(), '--timeout', '20000'],
     ]).done;
     expect(configured.status, configured.stderr).toBe(0);
 
+    // Two requests: update-routes and configure-guest's push, the null between them sent none.
     // proto3 leaves a zero family (v4) off the wire: a decoded v6 was sent as field 6 = 1.
     const sent = updates.map((routes) => routes.map((route) => [route.dest, route.gateway, route.family]));
     const expected = [

@@ -3,6 +3,9 @@
  * input bounds, the kernel's name rules, and what add-iface makes of Kata's own example (§6), the
  * seed-era JSON with `device`, and the 1.x capitalised form.
  */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MAX_KATA_JSON_BYTES } from '../../../src/agent/kata-json-limits.js';
 import { interfaceFromJson, parseKataJsonText, routesFromJson } from '../../../src/agent/kata-network-json.js';
@@ -244,12 +247,13 @@ describe('add-iface request', () => {
       error = caught;
     }
     expect(error).toBeInstanceOf(IncorrectLinkTypeError);
-    expect((error as Error).message).toMatch(
-      /^Incorrect link type virtual \(eth7 is a veth link\), expecting physical/,
-    );
+    // Kata's order (getLinkByName): the link's own type first, then the type asked for.
+    expect((error as Error).message).toMatch(/^Incorrect link type veth, expecting physical: /);
     // What the request may say instead: "veth" is taken for "virtual", and the message names it.
     expect((error as Error).message).toContain('(accepted: "virtual" (or "veth"), the endpoint type of eth7');
-    expect(() => resolve({ name: 'eth7', type: 'vett' })).toThrow(/accepted: .*\(and veth, read as virtual\)/);
+    expect(() => resolve({ name: 'eth7', type: 'vett' })).toThrow(
+      /accepted: .*\(and veth or device, read as virtual\)/,
+    );
     expect(fieldOf(() => resolve({ name: 'eth7', type: 'macvtap' }))).toMatch(/^interface\.type: .*expecting macvtap/);
     expect(fieldOf(() => resolve({ name: 'mv0', type: 'veth' }))).toMatch(/macvlan link/);
     expect(resolve({ name: 'mv0', type: 'macvlan' }).requestedType).toBe('macvlan');
@@ -279,6 +283,62 @@ describe('add-iface request', () => {
     expect(hintOf(pod, {})).toMatch(/looked for by the link's addresses, and eth7 has none/);
     // Another type asked of the same link says nothing about sockets.
     expect(() => resolve({ name: 'eth7', type: 'physical' })).toThrow(/^(?![\s\S]*vhu\.sock)/);
+  });
+
+  it('takes type "device" (a link with no netlink kind, such as an mlx5 sub-function) as a veth endpoint, as Kata does', () => {
+    // Kata 6436922f5b (network_linux.go addSingleEndpoint): "device" makes a veth endpoint.
+    const kindless = [
+      ...pod,
+      info({ link: link({ index: 11, name: 'sf0', kind: undefined, address: '02:42:ac:11:00:0b' }) }),
+    ];
+    const request = resolveAddInterfaceRequest(interfaceFromJson({ name: 'sf0', type: 'device' }), kindless, existing);
+    expect([request.podDevice, request.requestedType]).toEqual(['sf0', 'virtual']);
+    expect(resolve({ name: 'eth7', type: 'device' }).requestedType).toBe('virtual');
+    // Still checked against the link: a macvlan is no "device".
+    expect(fieldOf(() => resolve({ name: 'mv0', type: 'device' }))).toMatch(
+      /^interface\.type: Incorrect link type macvlan, expecting device/,
+    );
+  });
+
+  it('makes a link with a vhost-user socket a vhost-user endpoint whatever type says, as Kata looks for the socket first', () => {
+    const store = mkdtempSync(join(tmpdir(), 'vcnet-vhu-'));
+    try {
+      mkdirSync(join(store, 'vhostuser_10.77.0.2'));
+      writeFileSync(join(store, 'vhostuser_10.77.0.2', 'vhu.sock'), '');
+      const podAddress = { index: 7, family: 2, address: '10.77.0.2', prefixLength: 24, scope: 0, flags: 0 };
+      const addressed = pod.map((entry) =>
+        entry.link.name === 'eth7' ? { ...entry, addresses: [podAddress] } : entry,
+      );
+      for (const type of ['veth', 'virtual', 'device', 'macvlan', 'vhost-user']) {
+        const request = resolveAddInterfaceRequest(interfaceFromJson({ name: 'eth7', type }), addressed, existing, {
+          vhostUserStorePath: store,
+        });
+        expect([type, request.requestedType, request.typeOverridden]).toEqual([
+          type,
+          'vhost-user',
+          type === 'vhost-user' ? undefined : type,
+        ]);
+      }
+    } finally {
+      rmSync(store, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a loopback address in IPAddresses, which vcnet would otherwise drop silently', () => {
+    for (const [index, IPAddresses] of [
+      [0, [{ address: '127.0.0.5', mask: '8' }]],
+      [
+        1,
+        [
+          { address: '10.99.0.2', mask: '24' },
+          { family: 1, address: '::1', mask: '128' },
+        ],
+      ],
+    ] as const) {
+      expect(fieldOf(() => resolve({ name: 'eth7', IPAddresses }))).toMatch(
+        new RegExp(`^interface\\.IPAddresses\\[${index}\\]\\.address: .*loopback`),
+      );
+    }
   });
 
   it.each<[string, unknown, RegExp]>([
