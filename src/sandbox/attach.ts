@@ -6,6 +6,7 @@
  */
 import { parseAgentAddress } from '../agent/hybrid-vsock.js';
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
+import { reportNotice } from '../diagnostics.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { openNamespaceForRecord } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
@@ -14,7 +15,7 @@ import { tieToRecord } from '../network/endpoint/held-queue-fds.js';
 import { type GuestNetwork, generateGuestNetwork, noticeDroppedGuestRoutes } from '../network/guest.js';
 import type { SkippedNotice } from '../network/network.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
-import { bootIdField } from '../network/state/boot-id.js';
+import { bootIdField, earlierBootOf, earlierBootReason } from '../network/state/boot-id.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import { recordsHoldingLink } from '../network/state/owners.js';
 import { type HypervisorRecord, SANDBOX_STATE_VERSION, type SandboxState } from '../network/state/records.js';
@@ -187,7 +188,23 @@ export async function attachSandbox(
       prepareToRecord: () => store.prepareToRecord(),
     },
     refuseExisting: () => {
-      if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
+      const existing = store.read<SandboxState>();
+      if (!existing) return;
+      const earlier = earlierBootOf(existing);
+      if (!earlier) throw new SandboxExistsError(id, store.statePath, store.root);
+      // Written before a reboot (a state directory kept on disk): what it made went with that boot
+      // and what it names may be new, unrelated objects, so it is dropped unread, as vcnet-cni ADD
+      // drops one, and this attach goes on.
+      store.remove();
+      reportNotice(
+        () => ({
+          operation: 'attach',
+          endpoint: '',
+          message: `sandbox ${id}: removed the stale record ${store.statePath}, touching nothing it names: ${earlierBootReason(earlier)}`,
+          details: { sandbox: id, fromEarlierBoot: earlier },
+        }),
+        undefined,
+      );
     },
     openNamespace: () => openNamespaceForRecord(config.namespacePath, 'namespacePath'),
     networkConfig: config,

@@ -14,7 +14,7 @@ import { randomMacvtapIndex } from '../network/plan/macvtap-index.js';
 import type { Change, Plan } from '../network/plan/types.js';
 import { describeKept, describeRecords } from '../network/plan/undo.js';
 import { openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
-import { type EarlierBoot, RecordFromEarlierBootError } from '../network/state/boot-id.js';
+import { type EarlierBoot, earlierBootOf, RecordFromEarlierBootError } from '../network/state/boot-id.js';
 import type { HypervisorRecord, SandboxState } from '../network/state/records.js';
 import { SandboxStore, validateSandboxId } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
@@ -75,7 +75,9 @@ export async function planSandboxAttach(
   if (options.agentSocket !== undefined) parseAgentAddress(options.agentSocket, 'agentSocket');
   // As attach refuses it, first: a dry run for a taken id would print a plan attach never runs.
   const store = new SandboxStore(id, options.stateDirectory);
-  if (store.read()) throw new SandboxExistsError(id, store.statePath, store.root);
+  // (A record from an earlier boot is not refused: attach drops it and goes on.)
+  const existing = store.read<SandboxState>();
+  if (existing && !earlierBootOf(existing)) throw new SandboxExistsError(id, store.statePath, store.root);
   const network = Network.open(config, id);
   try {
     // As attach refuses a held namespace (without its lock: a dry run changes nothing).

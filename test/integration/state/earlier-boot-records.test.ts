@@ -218,4 +218,72 @@ describe('records from an earlier boot', () => {
     expect(existsSync(file)).toBe(false);
     expect(fingerprint(pod)).toEqual(before);
   });
+
+  it('vcnet attach of the same sandbox id drops it unread and attaches, as after a reboot; its dry run does not refuse', () => {
+    const stateDir = cleanup.directory('vcnet-boot-');
+    const { pod: old } = makePod();
+    const { pod } = makePod();
+    const first = vcnet(['attach', '--sandbox', 'again', '--netns', old.path, '--state-dir', stateDir]);
+    expect(first.status, first.stderr).toBe(0);
+    const file = join(stateDir, 'again', 'state.json');
+    const other = fromAnotherBoot(file);
+    // The record names a live namespace with plumbing in it (a new pod whose inode and cookie the
+    // record's happen to be, after a reboot): the new attach must not touch it.
+    const oldBefore = fingerprint(old);
+
+    const dry = vcnet(['attach', '--sandbox', 'again', '--netns', pod.path, '--state-dir', stateDir, '--dry-run']);
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(existsSync(file)).toBe(true);
+
+    const attached = vcnet(['attach', '--sandbox', 'again', '--netns', pod.path, '--state-dir', stateDir]);
+    expect(attached.status, attached.stderr).toBe(0);
+    expect(attached.stderr).toContain(`removed the stale record ${file}`);
+    expect(attached.stderr).toContain(other);
+    const record = JSON.parse(readFileSync(file, 'utf8')) as { bootId?: string; namespace: { path: string } };
+    expect(record).toMatchObject({ bootId: BOOT_ID, namespace: { path: pod.path } });
+    expect(fingerprint(old)).toEqual(oldBefore);
+    const detached = vcnet(['detach', '--sandbox', 'again', '--state-dir', stateDir, '--json']);
+    expect(detached.status, detached.stderr).toBe(0);
+    expect((JSON.parse(detached.stdout) as { undone: number }).undone).toBeGreaterThan(0);
+    expect(pod.exec('ip', ['-o', 'link', 'show'])).not.toContain('tap0_kata');
+  });
+
+  it('vcnet-cni ADD drops one left for its container and interface, says so, and attaches', () => {
+    const stateDir = cleanup.directory('vcnet-boot-cni-');
+    const { pod: old } = makePod();
+    const { pod } = makePod();
+    const pluginFor = (target: TestNamespace) =>
+      vcnetCniOverPod({
+        name: 'vcnet-boot',
+        pod: target,
+        containerId: 'ctr-again',
+        stateDir: join(stateDir, 'cni'),
+        registry: join(stateDir, 'registry'),
+      });
+    const run = (plugin: ReturnType<typeof pluginFor>, command: string) =>
+      spawnSync(process.execPath, [VCNET_CNI_PROGRAM], {
+        input: plugin.config,
+        encoding: 'utf8',
+        timeout: 30_000,
+        env: plugin.environment(command),
+      });
+    const first = run(pluginFor(old), 'ADD');
+    expect(first.status, first.stdout + first.stderr).toBe(0);
+    const file = join(stateDir, 'cni', 'ctr-again', 'interfaces', 'eth0', 'state.json');
+    const other = fromAnotherBoot(file);
+    const oldBefore = fingerprint(old);
+
+    const plugin = pluginFor(pod);
+    const add = run(plugin, 'ADD');
+    expect(add.status, add.stdout + add.stderr).toBe(0);
+    expect(add.stderr).toContain('stale record');
+    expect(add.stderr).toContain(other);
+    expect(
+      (JSON.parse(readFileSync(file, 'utf8')) as { bootId?: string; namespace: { path: string } }).namespace.path,
+    ).toBe(pod.path);
+    expect(fingerprint(old)).toEqual(oldBefore);
+    const del = run(plugin, 'DEL');
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+    expect(existsSync(file)).toBe(false);
+  });
 });
