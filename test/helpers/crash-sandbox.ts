@@ -4,10 +4,14 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fingerprint, makePod } from './pod.js';
+import { fingerprint, makePod, type PodOptions } from './pod.js';
 
-export function crashTestSandbox(directory: string, model: 'tcfilter' | 'macvtap') {
-  const { pod } = makePod({ interfaces: 2 });
+export function crashTestSandbox(
+  directory: string,
+  model: 'tcfilter' | 'macvtap',
+  podOptions: Omit<PodOptions, 'interfaces'> = {},
+) {
+  const { pod } = makePod({ interfaces: 2, ...podOptions });
   const before = fingerprint(pod);
   const config = join(directory, 'configuration.toml');
   writeFileSync(

@@ -79,6 +79,14 @@ export function addPodMacvtap(pod: TestNamespace): void {
   pod.exec('ip', ['addr', 'add', '10.231.0.2/24', 'dev', 'mvt']);
 }
 
+/**
+ * The pod veths without a transmit queue, as CNI's bridge and ptp plugins make them (txqueuelen 0):
+ * the kernel gives each 1000 with its first qdisc, and attach's printed commands must leave 0 too.
+ */
+export function withoutTransmitQueue(pod: TestNamespace): void {
+  for (const name of ['eth0', 'eth1']) pod.exec('ip', ['link', 'set', name, 'txqueuelen', '0']);
+}
+
 /** The cases, with a configuration.toml of rate limits made for the calling test file. */
 export function dryRunCases(): DryRunCase[] {
   const rateLimited = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
@@ -89,6 +97,12 @@ export function dryRunCases(): DryRunCase[] {
     { model: 'macvtap', extra: [], label: '' },
     { model: 'none', extra: [], label: '' },
     { model: 'tcfilter', extra: ['--config', rateLimited], label: limits },
+    {
+      model: 'tcfilter',
+      extra: ['--config', rateLimited],
+      shape: withoutTransmitQueue,
+      label: `${limits}, pod veths with txqueuelen 0 (as CNI makes them)`,
+    },
     { model: 'macvtap', extra: ['--config', rateLimited], label: limits },
     {
       model: 'macvtap',

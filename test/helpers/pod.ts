@@ -12,7 +12,16 @@ export interface PodFixture {
   node: TestNamespace;
 }
 
-export function makePod(options: { interfaces?: number } = {}): PodFixture {
+export interface PodOptions {
+  interfaces?: number;
+  /**
+   * The pod veths' transmit queue length. A veth gets the kernel's 1000 by default; CNI's bridge and
+   * ptp plugins make theirs with 0, which the kernel raises to 1000 when the link gets its first qdisc.
+   */
+  txQueueLength?: number;
+}
+
+export function makePod(options: PodOptions = {}): PodFixture {
   const node = makeNamespace('node');
   const pod = makeNamespace('pod');
   // No duplicate address detection: the kernel's IPv6 link-local addresses (and their local routes)
@@ -21,7 +30,8 @@ export function makePod(options: { interfaces?: number } = {}): PodFixture {
   const count = options.interfaces ?? 1;
   for (let i = 0; i < count; i++) {
     const name = `eth${i}`;
-    node.exec('ip', ['link', 'add', `veth${i}`, 'type', 'veth', 'peer', 'name', name, 'netns', pod.name]);
+    const queue = options.txQueueLength === undefined ? [] : ['txqueuelen', String(options.txQueueLength)];
+    node.exec('ip', ['link', 'add', `veth${i}`, 'type', 'veth', 'peer', 'name', name, ...queue, 'netns', pod.name]);
     node.exec('ip', ['link', 'set', `veth${i}`, 'up']);
     node.exec('ip', ['addr', 'add', `10.${200 + i}.0.1/24`, 'dev', `veth${i}`]);
     pod.exec('ip', ['link', 'set', name, 'up']);

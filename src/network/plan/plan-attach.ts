@@ -38,6 +38,7 @@ import {
 import type { NamespaceSnapshot } from '../../netlink/handle.js';
 import { ipCommandIn, shellWord } from '../../shell-word.js';
 import { addressRequestOf, stepOf } from './inverse.js';
+import { QUEUE_LENGTH_WITH_FIRST_QDISC } from './older-records.js';
 import { podLinkRoutes } from './pod-link-routes.js';
 import type { Change, LinkRef, Plan, PlanStep, RateLimit } from './types.js';
 
@@ -248,7 +249,7 @@ function planExistingDevice(snapshot: PlanSnapshot, config: PlanConfig, source: 
   const device = podRef(source);
   return {
     model: 'existing',
-    steps: rateLimitOnDevice(snapshot, config, device, 'existing'),
+    steps: rateLimitOnDevice(snapshot, config, device, 'existing', noQueueKept(source, device)),
     device,
     ...(source.address ? { guestHardwareAddress: source.address } : {}),
   };
@@ -294,10 +295,38 @@ function redirectStep(from: LinkRef, to: LinkRef, parent: number, priority: numb
   return stepOf(redirectChange(from, to, parent, priority));
 }
 
+/**
+ * The kernel gives a link with no transmit queue (CNI's veths: txqueuelen 0) one of 1000 whenever it
+ * gets a qdisc, ingress or htb, and deleting the qdisc leaves it so. The pod link keeps 0: before
+ * vcnet's first qdisc on it the plan sets the 1000 the kernel would give, recorded with the 0 it
+ * replaces, so the undo of an attach stopped anywhere after (a fault rolled back, a kill then gc)
+ * puts 0 back, and takes the 1000 for vcnet's, not for a change someone made. After each qdisc's
+ * steps (an htb's classes included: a leaf queue takes the link's length when it is made) 0 is set
+ * back, with no record of its own: that first record covers it. Returns the wrapper for a link
+ * that has a queue as the steps unchanged.
+ */
+function noQueueKept(source: Link, pod: LinkRef): (qdiscSteps: PlanStep[]) => PlanStep[] {
+  if (source.txQueueLength !== 0) return (qdiscSteps) => qdiscSteps;
+  let recorded = false;
+  return (qdiscSteps) => {
+    const given = recorded
+      ? []
+      : [
+          stepOf(
+            { op: 'set-link', link: pod, set: { txQueueLength: QUEUE_LENGTH_WITH_FIRST_QDISC } },
+            { txQueueLength: 0 },
+          ),
+        ];
+    recorded = true;
+    return [...given, ...qdiscSteps, stepOf({ op: 'set-link', link: pod, set: { txQueueLength: 0 } })];
+  };
+}
+
 function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: AttachRequest, source: Link): Plan {
   const pod = podRef(source);
   const tap: LinkRef = { role: 'tap', name: request.tapName };
   const steps = [...tapSteps(tap, config, podLinkMtu(snapshot, source)), ingressStep(tap)];
+  const queueKept = noQueueKept(source, pod);
   // The pod link may already have an ingress (or clsact) qdisc of its own: keep it, add beside it.
   const existing = snapshot.qdiscs.find((qdisc) => qdisc.index === source.index && qdisc.parent === TC_H_INGRESS);
   const parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
@@ -314,7 +343,7 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
     const earlier = earlierFiltersWarning(source.name, present, priority);
     if (earlier) warnings.push(earlier);
   } else {
-    steps.push(ingressStep(pod));
+    steps.push(...queueKept([ingressStep(pod)]));
   }
   const duplicate = dadFailedWarning(snapshot, source);
   if (duplicate) warnings.push(duplicate);
@@ -322,12 +351,7 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   steps.push(redirectStep(tap, pod, INGRESS_HANDLE, FILTER_PRIORITY));
   const rates = rateLimitPlacement('tcfilter', config.rateLimit);
   if (rates.device) steps.push(...htbSteps(snapshot, tap, rates.device));
-  if (rates.pod) steps.push(...htbSteps(snapshot, pod, rates.pod));
-  // The kernel gives a link with no transmit queue (CNI's veths: txqueuelen 0) a queue of 1000 when
-  // it gets its first qdisc, and deleting the qdisc leaves it so: set back at once, and on undo.
-  if (source.txQueueLength === 0 && (!existing || config.rateLimit?.txBitsPerSecond)) {
-    steps.push(stepOf({ op: 'set-link', link: pod, set: { txQueueLength: 0 } }, { txQueueLength: 0 }));
-  }
+  if (rates.pod) steps.push(...queueKept(htbSteps(snapshot, pod, rates.pod)));
   return {
     model: 'tcfilter',
     steps,
@@ -643,16 +667,18 @@ function rateLimitOnDevice(
   config: PlanConfig,
   device: LinkRef,
   model: 'none' | 'macvtap' | 'existing',
+  /** The device's qdiscs wrapped so it keeps no transmit queue (noQueueKept): a pod link's. */
+  queueKept: (qdiscSteps: PlanStep[]) => PlanStep[] = (qdiscSteps) => qdiscSteps,
 ): PlanStep[] {
   const { device: egress, ifb: ingress } = rateLimitPlacement(model, config.rateLimit);
   const steps: PlanStep[] = [];
-  if (egress) steps.push(...htbSteps(snapshot, device, egress));
+  if (egress) steps.push(...queueKept(htbSteps(snapshot, device, egress)));
   if (ingress) {
     const ifb: LinkRef = { role: 'ifb', name: ifbName(device.name) };
     steps.push(
       stepOf({ op: 'create-link', link: ifb, kind: 'ifb', group: VCNET_LINK_GROUP }),
       stepOf({ op: 'set-link', link: ifb, set: { up: true } }),
-      ingressStep(device),
+      ...queueKept([ingressStep(device)]),
       redirectStep(device, ifb, INGRESS_HANDLE, FILTER_PRIORITY - 1),
       ...htbSteps(snapshot, ifb, ingress),
     );

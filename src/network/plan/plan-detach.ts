@@ -16,6 +16,7 @@ import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
 import { formatHandle, parseHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { commandOf } from './commands.js';
 import { undoChangesOf, undoOf } from './inverse.js';
+import { QUEUE_LENGTH_WITH_FIRST_QDISC } from './older-records.js';
 import { VCNET_LINK_GROUP } from './plan-attach.js';
 import { reachableFirst } from './pod-link-routes.js';
 import {
@@ -155,7 +156,13 @@ function attributesToRestore(
     const changed =
       set !== undefined && now !== undefined && now !== (typeof set === 'string' ? set.toLowerCase() : set);
     const normalised = (typeof value === 'string' ? (value as string).toLowerCase() : value) as unknown;
-    if (changed && now === normalised) {
+    // A link that had no transmit queue and has the kernel's 1000 now got it with vcnet's qdisc: in a
+    // record of a build that set 0 back only as its last step (set 0), an attach stopped before that
+    // step left it so. vcnet's to put back, not a change someone made.
+    const queueGivenWithQdisc = key === 'txQueueLength' && value === 0 && now === QUEUE_LENGTH_WITH_FIRST_QDISC;
+    if (changed && queueGivenWithQdisc) {
+      restore[key] = value;
+    } else if (changed && now === normalised) {
       // Someone already put it back as it was before attach: nothing to do, nothing to say.
     } else if (changed) {
       notices.push({

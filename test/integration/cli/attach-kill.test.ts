@@ -53,3 +53,33 @@ describe('kill -9 during attach, at every step, then only vcnet gc', () => {
     }, 600_000);
   }
 });
+
+describe('kill -9 during attach of a pod veth without a transmit queue (txqueuelen 0, as CNI makes it), then vcnet gc', () => {
+  // The kernel gives the veth 1000 with vcnet's first qdisc on it: killed anywhere after, gc puts 0
+  // back, as the record says the link had, and does not call it someone else's change.
+  it('tcfilter: gc alone puts txqueuelen 0 back, without a notice, wherever the attach was killed', async () => {
+    const {
+      pod,
+      before,
+      attachArgs: args,
+      state,
+      recordFile,
+    } = crashTestSandbox(stateDirectory(), 'tcfilter', {
+      txQueueLength: 0,
+    });
+    let killed = 0;
+    for (let position = 0; ; position++) {
+      const paused = await killAt(args, position);
+      if (!paused) break;
+      killed++;
+      const collected = vcnet(['gc', '--netns', pod.path, '--state-dir', state]);
+      expect(collected.status, `gc after kill at step ${position}: ${collected.stderr}`).toBe(0);
+      expect(collected.stderr, `gc after kill at step ${position}`).not.toContain('transmit queue length');
+      expect(fingerprint(pod), `namespace after kill at step ${position} and gc`).toEqual(before);
+      expect(existsSync(recordFile), `record after kill at step ${position} and gc`).toBe(false);
+    }
+    expect(killed).toBeGreaterThan(10);
+    expect(vcnet(['detach', '--sandbox', 'k', '--state-dir', state]).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 600_000);
+});

@@ -133,6 +133,24 @@ describe('vcnet detach --dry-run', () => {
     expect(fingerprint(pod)).toEqual(before);
   });
 
+  it('tcfilter killed after the ingress qdisc on a veth without a transmit queue: its commands put txqueuelen 0 back, after the qdisc', async () => {
+    const { pod } = makePod({ txQueueLength: 0 });
+    const before = fingerprint(pod);
+    const args = ['--sandbox', 'queue', '--state-dir', stateDirectory()];
+    // Step 6 sets eth0's length back to 0: paused before it, eth0 has its ingress qdisc and the kernel's 1000.
+    expect(await killAtStep(['attach', ...args, '--netns', pod.path], 6)).toBe(true);
+    expect(pod.ipJson<Array<{ txqlen?: number }>>('link', 'show', 'eth0')[0]?.txqlen).toBe(1000);
+    const dry = vcnet(['detach', '--dry-run', ...args]);
+    expect(dry.status, dry.stderr).toBe(0);
+    const commands = dry.stdout.split('\n').filter((line) => line !== '' && !line.startsWith('#'));
+    expect(commands.slice(-2)).toEqual(['tc qdisc del dev eth0 ingress', 'ip link set dev eth0 txqueuelen 0']);
+    expect(dry.stdout).not.toContain('transmit queue length');
+    execFileSync('ip', ['netns', 'exec', pod.name, 'sh', '-e'], { input: dry.stdout, encoding: 'utf8' });
+    expect(fingerprint(pod)).toEqual(before);
+    expect(vcnet(['detach', ...args]).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
   it('macvtap killed at every step: the dry run counts the changes and what is already gone as detach then does', async () => {
     const { pod } = makePod();
     const before = fingerprint(pod);

@@ -21,7 +21,7 @@ import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
-import { fingerprint, makePod, podConfig } from '../../helpers/pod.js';
+import { fingerprint, makePod, type PodOptions, podConfig } from '../../helpers/pod.js';
 
 let stateDir: string;
 
@@ -40,8 +40,8 @@ const config = (pod: TestNamespace, model: InterworkingModel): NetworkConfig =>
   podConfig(pod, model, { rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 } });
 
 /** The steps attach sends for a two-interface pod (recorded by a hook that lets them all pass). */
-async function stepsOf(model: InterworkingModel): Promise<PlanStep[]> {
-  const { pod } = makePod({ interfaces: 2 });
+async function stepsOf(model: InterworkingModel, podOptions: PodOptions = {}): Promise<PlanStep[]> {
+  const { pod } = makePod({ interfaces: 2, ...podOptions });
   const steps: PlanStep[] = [];
   setApplyTestHook((step) => {
     steps.push(step);
@@ -53,36 +53,48 @@ async function stepsOf(model: InterworkingModel): Promise<PlanStep[]> {
   return steps;
 }
 
+/** A fault at each step of both endpoints (when the second fails, the complete first must go too). */
+async function faultAtEveryStep(model: InterworkingModel, podOptions: PodOptions = {}): Promise<void> {
+  const steps = await stepsOf(model, podOptions);
+  expect(steps.length).toBeGreaterThan(5);
+  const { pod } = makePod({ interfaces: 2, ...podOptions });
+  const before = fingerprint(pod);
+  for (let failAt = 0; failAt < steps.length; failAt++) {
+    let position = -1;
+    setApplyTestHook((step) => {
+      position++;
+      if (position === failAt) throw new Error(`injected fault at ${step.change.op}`);
+    });
+    const error = (await attachSandbox('faulty', config(pod, model), { stateDirectory: stateDir }).then(
+      () => new Error('attach succeeded'),
+      (caught: unknown) => caught,
+    )) as Error & { code?: string };
+    setApplyTestHook(undefined);
+    expect(error, `fault at step ${failAt}`).toBeInstanceOf(Error);
+    expect(error.code, `${failAt}: ${error.message}`).toBe('VCNET_ATTACH_FAILED');
+    expect(error.message).toContain('injected fault');
+    expect(error.message).toContain('everything it had made was removed');
+    expect(readSandbox('faulty', stateDir), `record after fault at step ${failAt}`).toBeUndefined();
+    const change = steps[failAt]?.change;
+    expect(
+      fingerprint(pod),
+      `namespace after fault at step ${failAt} (${change?.op} on ${change && 'link' in change ? change.link.name : ''})`,
+    ).toEqual(before);
+  }
+}
+
 describe('a fault at each step of attach leaves nothing', () => {
   for (const model of ['tcfilter', 'macvtap', 'none'] as const) {
     it(`${model} (with rx and tx limits): every step`, async () => {
-      const steps = await stepsOf(model);
-      expect(steps.length).toBeGreaterThan(5);
-      const { pod } = makePod({ interfaces: 2 });
-      const before = fingerprint(pod);
-      // A fault at each step of both endpoints (when the second fails, the complete first must go too).
-      for (let failAt = 0; failAt < steps.length; failAt++) {
-        let position = -1;
-        setApplyTestHook((step) => {
-          position++;
-          if (position === failAt) throw new Error(`injected fault at ${step.change.op}`);
-        });
-        const error = (await attachSandbox('faulty', config(pod, model), { stateDirectory: stateDir }).then(
-          () => new Error('attach succeeded'),
-          (caught: unknown) => caught,
-        )) as Error & { code?: string };
-        setApplyTestHook(undefined);
-        expect(error, `fault at step ${failAt}`).toBeInstanceOf(Error);
-        expect(error.code, `${failAt}: ${error.message}`).toBe('VCNET_ATTACH_FAILED');
-        expect(error.message).toContain('injected fault');
-        expect(error.message).toContain('everything it had made was removed');
-        expect(readSandbox('faulty', stateDir), `record after fault at step ${failAt}`).toBeUndefined();
-        expect(fingerprint(pod), `namespace after fault at step ${failAt} (${steps[failAt]?.change.op})`).toEqual(
-          before,
-        );
-      }
+      await faultAtEveryStep(model);
     });
   }
+
+  // CNI's bridge and ptp plugins make the pod veth with txqueuelen 0; the kernel gives it 1000 with
+  // vcnet's ingress qdisc (and its htb): a fault after that qdisc must leave 0 again, not 1000.
+  it('tcfilter (with rx and tx limits) on pod veths without a transmit queue (txqueuelen 0): every step', async () => {
+    await faultAtEveryStep('tcfilter', { txQueueLength: 0 });
+  });
 });
 
 describe('a refused undo', () => {
