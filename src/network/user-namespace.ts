@@ -56,7 +56,7 @@ export function refuseMacvtapLinkInUserNamespace(link: string, uidMap?: string):
     'interface',
     link,
     `a link other than a macvtap ${MACVTAP_UNUSABLE}`,
-    `give the pod a veth or macvlan instead of the macvtap ${link}, which model tcfilter (the default) connects through a tap opened by name (--tap-owner gives it to the VMM's user), or run vcnet in the initial user namespace`,
+    `give the pod a veth or macvlan instead of the macvtap ${link}, which model tcfilter (the default) connects through a tap opened by name (a tap owner, the CLI's --tap-owner or the library's tapOwner, gives it to the VMM's user), or run vcnet in the initial user namespace`,
   );
 }
 
