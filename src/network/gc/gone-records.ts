@@ -59,10 +59,7 @@ export function dropGoneRecords(
       });
       continue;
     }
-    // A dry run looks at the lock as the real run takes it, or it would list as dropped a record the
-    // real run leaves to the process changing it.
-    const heldBy = dryRun ? lockHeldBy(owner.lockPath) : undefined;
-    const lock = dryRun ? (heldBy === undefined ? undefined : { heldBy }) : tryLockFile(owner.lockPath);
+    const lock = lockToDrop(owner.lockPath, dryRun);
     if (lock && !(lock instanceof FileLock)) {
       // A detach or DEL of it under way, most likely: left to it, and said, as gc did not drop it.
       report.skipped.push({
@@ -94,6 +91,17 @@ export function dropGoneRecords(
 }
 
 /**
+ * The sandbox's lock, taken without waiting, to drop its record under; or who holds it. A dry run
+ * only looks at it, as the real run would take it: else it would list as dropped a record the real
+ * run leaves to the process changing it.
+ */
+function lockToDrop(lockPath: string, dryRun: boolean): FileLock | { heldBy: number } | undefined {
+  if (!dryRun) return tryLockFile(lockPath);
+  const heldBy = lockHeldBy(lockPath);
+  return heldBy === undefined ? undefined : { heldBy };
+}
+
+/**
  * What a record's namespace may be hidden behind when nothing gc saw holds it: processes the holder
  * search could not look into, or the recorded path itself (another user's /proc/PID/ns/net, a
  * directory vcnet cannot search). undefined when gc saw everything: then it is gone.
@@ -116,7 +124,7 @@ export function dropEarlierBootRecords(
 ): void {
   for (const record of records) {
     if (scoped && !scoped.includes(record.namespacePath)) continue;
-    const lock = report.dryRun ? undefined : tryLockFile(record.lockPath);
+    const lock = lockToDrop(record.lockPath, report.dryRun);
     if (lock && !(lock instanceof FileLock)) {
       report.skipped.push({
         file: record.file,

@@ -13,10 +13,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { nativeFileLock } from '../../../src/native/file-lock.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
@@ -285,5 +286,25 @@ describe('records from an earlier boot', () => {
     const del = run(plugin, 'DEL');
     expect(del.status, del.stdout + del.stderr).toBe(0);
     expect(existsSync(file)).toBe(false);
+  });
+
+  it("gc keeps it, in its dry run too, while its sandbox's lock is held (a detach dropping it right now)", async () => {
+    const stateDir = cleanup.directory('vcnet-boot-');
+    const { pod } = makePod();
+    await attachSandbox('held', tcfilterConfig(pod), { stateDirectory: stateDir });
+    const file = join(stateDir, 'held', 'state.json');
+    fromAnotherBoot(file);
+    const fd = openSync(join(stateDir, '.locks', 'held'), 'r');
+    cleanup.defer(() => closeSync(fd));
+    expect(nativeFileLock.lockFile(fd, true)).toBe(true);
+    for (const dryRun of [true, false]) {
+      const report = await collectGarbage({ namespaces: [pod.path], stateDirectories: [stateDir], dryRun });
+      // (The plumbing it names is this boot's orphan in this test, and gc's to list: not the record.)
+      expect(report.removed.filter((item) => item.kind === 'state')).toEqual([]);
+      expect(report.skipped).toEqual([
+        expect.objectContaining({ file, beingChanged: true, reason: expect.stringContaining('from an earlier boot') }),
+      ]);
+      expect(existsSync(file)).toBe(true);
+    }
   });
 });
