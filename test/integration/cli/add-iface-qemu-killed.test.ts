@@ -79,10 +79,15 @@ describe.skipIf(skipReason !== undefined)('add-iface and del-iface when QEMU is 
     const before = fingerprint(pod);
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('qk', pod.path, stateDirectory());
     // The agent's port lives in QEMU: it takes the connection, never answers, and goes with QEMU.
+    // The first request it receives is the interface update, sent only once attach has finished
+    // (record written, NIC plugged): the kill comes after that, never inside the plug itself.
     const connections: Socket[] = [];
+    let asked = false;
     const agent = createServer((socket) => {
       connections.push(socket);
-      socket.resume();
+      socket.on('data', () => {
+        asked = true;
+      });
     });
     await new Promise<void>((resolve) => agent.listen(agentPath, resolve));
 
@@ -101,7 +106,7 @@ describe.skipIf(skipReason !== undefined)('add-iface and del-iface when QEMU is 
         const network = await qmp
           .execute<string>('human-monitor-command', { 'command-line': 'info network' })
           .finally(() => qmp.close());
-        if (network.includes('netdev-net1') && connections.length > 0) break;
+        if (network.includes('netdev-net1') && asked) break;
         if (Date.now() > deadline) throw new Error(`net1 never reached QEMU: ${adding.output().stderr}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
@@ -207,10 +212,15 @@ describe.skipIf(skipReason !== undefined)('add-iface and del-iface when QEMU is 
     const before = fingerprint(pod);
     const { qmpPath, agentPath } = await vm.attachAndStart('ka', pod.path, stateDirectory());
     // An agent that takes the connection and never answers: add-iface waits there, NIC plugged.
+    // The first request it receives is the interface update, sent only once attach has finished
+    // (record written, NIC plugged): the kill comes after that, never inside the plug itself.
     const connections: Socket[] = [];
+    let asked = false;
     const agent = createServer((socket) => {
       connections.push(socket);
-      socket.resume();
+      socket.on('data', () => {
+        asked = true;
+      });
     });
     await new Promise<void>((resolve) => agent.listen(agentPath, resolve));
     node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
@@ -227,7 +237,7 @@ describe.skipIf(skipReason !== undefined)('add-iface and del-iface when QEMU is 
         const network = await qmp
           .execute<string>('human-monitor-command', { 'command-line': 'info network' })
           .finally(() => qmp.close());
-        if (network.includes('netdev-net1') && connections.length > 0) break;
+        if (network.includes('netdev-net1') && asked) break;
         if (Date.now() > deadline) throw new Error(`net1 never reached QEMU: ${adding.output().stderr}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
