@@ -1,4 +1,4 @@
-/** The native calls behind named network namespaces (src/netns/): create one bind-mounted, delete one. */
+/** The native calls behind named network namespaces (src/netns/): create one bind-mounted, delete one, tell the type of one. */
 import { nativeShim } from './binding.js';
 
 export const nativeNamespaces = {
@@ -8,6 +8,6 @@ export const nativeNamespaces = {
   },
   createNetns: (directory: string, name: string): string => nativeShim().createNetns(directory, name),
   deleteNetns: (path: string): void => nativeShim().deleteNetns(path),
-  /** The namespace's SO_NETNS_COOKIE, as a decimal string: never reused by another namespace. */
-  namespaceCookie: (path: string): string => nativeShim().namespaceCookie(path),
+  /** The CLONE_NEW* type of the namespace an nsfs fd names (NS_GET_NSTYPE): nothing is entered. */
+  namespaceType: (fd: number): number => nativeShim().namespaceType(fd),
 } as const;
