@@ -1077,7 +1077,7 @@ static napi_value delete_netns(napi_env env, napi_callback_info info) {
 // Defined at the end of the file.
 static napi_value lock_file(napi_env env, napi_callback_info info);
 static napi_value socket_namespace_cookie(napi_env env, napi_callback_info info);
-static napi_value namespace_type(napi_env env, napi_callback_info info);
+static napi_value enter_netns_and_back(napi_env env, napi_callback_info info);
 // ---- fd passing, receive side; tap name behind an fd ------------------------------------------
 
 // receiveWithFds(socketFd, maxBytes) -> { data, fds } | null: one recvmsg on a non-blocking unix
@@ -1187,7 +1187,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("threadCpuNs", thread_cpu_ns);
   EXPORT("lockFile", lock_file);
   EXPORT("socketNamespaceCookie", socket_namespace_cookie);
-  EXPORT("namespaceType", namespace_type);
+  EXPORT("enterNetnsAndBack", enter_netns_and_back);
   EXPORT("receiveWithFds", receive_with_fds);
   EXPORT("tunInterfaceName", tun_interface_name);
   EXPORT("writeFileInNetns", write_file_in_netns);
@@ -1256,22 +1256,23 @@ static napi_value socket_namespace_cookie(napi_env env, napi_callback_info info)
   return out;
 }
 
-#ifndef NS_GET_NSTYPE
-#define NS_GET_NSTYPE _IO(0xb7, 0x3)  // linux/nsfs.h since 4.11
-#endif
-
-// namespaceType(fd) -> number: the CLONE_NEW* type of the namespace an nsfs fd names (NS_GET_NSTYPE),
-// told without entering it or making anything inside it.
-static napi_value namespace_type(napi_env env, napi_callback_info info) {
+// enterNetnsAndBack(fd): enters the network namespace of an nsfs fd on this thread and returns at once
+// (setns there and back), making nothing inside it: the check that vcnet may work there (EPERM
+// without CAP_SYS_ADMIN) and that it is a network namespace (EINVAL for another type), before the
+// operation opens its one socket there.
+static napi_value enter_netns_and_back(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd;
   if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
-  int type = ioctl(fd, NS_GET_NSTYPE);
-  if (type < 0) {
-    throw_errno(env, errno, "ioctl(NS_GET_NSTYPE)", NULL);
+  int saved;
+  const char *failed = NULL;
+  int err = enter_netns_at(NULL, fd, &saved, &failed);
+  if (err) {
+    throw_errno(env, err, failed, NULL);
     return NULL;
   }
-  return make_int(env, type);
+  leave_netns(saved);
+  return NULL;
 }

@@ -62,8 +62,8 @@ export interface NativeShim {
    * never reused by another namespace.
    */
   socketNamespaceCookie(fd: number): string;
-  /** The CLONE_NEW* type of the namespace an nsfs fd names (NS_GET_NSTYPE). */
-  namespaceType(fd: number): number;
+  /** Enters the network namespace of an nsfs fd on this thread and comes back at once (setns there and back). */
+  enterNetnsAndBack(fd: number): void;
   /** One recvmsg on a non-blocking unix socket with its SCM_RIGHTS fds; null when nothing waits. */
   receiveWithFds(socketFd: number, maxBytes: number): { data: Buffer; fds: number[] } | null;
   /** The tun/tap device an open /dev/net/tun fd is attached to (TUNGETIFF). */

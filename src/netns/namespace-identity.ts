@@ -210,29 +210,27 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
 }
 
 /**
- * Checks that `path` is a network namespace vcnet can open, as openNetworkNamespace would (the same
- * refusals, naming `field`), without entering it: the namespace's type is asked of its fd
- * (NS_GET_NSTYPE), and no socket is made there. For a command's check of its arguments, before the
+ * Checks that `path` is a network namespace vcnet may work in, as openNetworkNamespace would (the
+ * same refusals, naming `field`: another type of namespace, one vcnet may not enter), entering it
+ * and coming back without making anything there. For a command's check of its arguments, before the
  * operation opens the namespace for its work (once: its cookie read on its own socket).
  */
 export function checkNetworkNamespace(path: string, field = 'netns'): void {
   const { fd } = openNamespaceFile(path, field);
   try {
     nativeNamespaces.load();
-    let type: number;
     try {
-      type = nativeNamespaces.namespaceType(fd);
+      nativeNamespaces.enterAndBack(fd);
     } catch (error) {
-      throw new SystemCallError(`tell the type of namespace ${path}`, error as NodeJS.ErrnoException);
+      const failure = error as NodeJS.ErrnoException;
+      if (failure.syscall === 'setns' && failure.code === 'EINVAL')
+        throw new NamespacePathError(field, path, 'a namespace of another type');
+      throw new SystemCallError(`enter network namespace ${path}`, failure);
     }
-    if (type !== CLONE_NEWNET) throw new NamespacePathError(field, path, 'a namespace of another type');
   } finally {
     closeSync(fd);
   }
 }
-
-/** The flag that names a network namespace (sched.h), as NS_GET_NSTYPE answers. */
-const CLONE_NEWNET = 0x40000000;
 
 /** Opens the nsfs file at `path` (see openNetworkNamespace), with what fstat says of it. */
 function openNamespaceFile(path: string, field: string): { fd: number; stats: Stats } {
