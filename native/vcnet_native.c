@@ -1076,7 +1076,8 @@ static napi_value delete_netns(napi_env env, napi_callback_info info) {
 
 // Defined at the end of the file.
 static napi_value lock_file(napi_env env, napi_callback_info info);
-static napi_value namespace_cookie(napi_env env, napi_callback_info info);
+static napi_value socket_namespace_cookie(napi_env env, napi_callback_info info);
+static napi_value enter_netns_and_back(napi_env env, napi_callback_info info);
 // ---- fd passing, receive side; tap name behind an fd ------------------------------------------
 
 // receiveWithFds(socketFd, maxBytes) -> { data, fds } | null: one recvmsg on a non-blocking unix
@@ -1149,7 +1150,7 @@ static napi_value tun_interface_name(napi_env env, napi_callback_info info) {
 // The interface this shim gives the JS (src/native/binding.ts NATIVE_INTERFACE_VERSION): bumped with
 // every change of its functions' set or signatures, so JS and a .node from different builds refuse
 // each other with one clear error instead of a missing function in the middle of an attach.
-#define VCNET_NATIVE_INTERFACE_VERSION 2
+#define VCNET_NATIVE_INTERFACE_VERSION 3
 
 #define EXPORT(name, fn)                                                                           \
   do {                                                                                             \
@@ -1185,7 +1186,8 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("syscallTime", syscall_time);
   EXPORT("threadCpuNs", thread_cpu_ns);
   EXPORT("lockFile", lock_file);
-  EXPORT("namespaceCookie", namespace_cookie);
+  EXPORT("socketNamespaceCookie", socket_namespace_cookie);
+  EXPORT("enterNetnsAndBack", enter_netns_and_back);
   EXPORT("receiveWithFds", receive_with_fds);
   EXPORT("tunInterfaceName", tun_interface_name);
   EXPORT("writeFileInNetns", write_file_in_netns);
@@ -1231,41 +1233,46 @@ static napi_value lock_file(napi_env env, napi_callback_info info) {
 #define SO_NETNS_COOKIE 71
 #endif
 
-// namespaceCookie(nsPath) -> string: the network namespace's cookie (SO_NETNS_COOKIE, Linux 5.14),
-// a 64-bit number the kernel never gives to another namespace, unlike the nsfs inode number, which
-// is reused once the namespace is freed. Read from a throwaway socket made inside the namespace.
-static napi_value namespace_cookie(napi_env env, napi_callback_info info) {
+// socketNamespaceCookie(fd) -> string: the cookie (SO_NETNS_COOKIE, Linux 5.14) of the network
+// namespace a socket was made in: a 64-bit number the kernel never gives to another namespace, unlike
+// the nsfs inode number, which is reused once the namespace is freed. Read on the netlink socket an
+// operation then works through, so checking a namespace costs no socket of its own.
+static napi_value socket_namespace_cookie(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  char ns_path[4096];
-  if (argc < 1 || !get_string(env, argv[0], ns_path, sizeof ns_path, 0)) return NULL;
-  int saved;
-  const char *failed = NULL;
-  int err = enter_netns(ns_path, &saved, &failed);
-  if (err) {
-    throw_errno(env, err, failed, ns_path);
-    return NULL;
-  }
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  err = fd < 0 ? errno : 0;
-  leave_netns(saved);
-  if (fd < 0) {
-    throw_errno(env, err, "socket", "AF_NETLINK");
-    return NULL;
-  }
+  int32_t fd;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
   uint64_t cookie = 0;
   socklen_t len = sizeof cookie;
   if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) < 0) {
-    err = errno;
-    close(fd);
-    throw_errno(env, err, "getsockopt(SO_NETNS_COOKIE)", ns_path);
+    throw_errno(env, errno, "getsockopt(SO_NETNS_COOKIE)", NULL);
     return NULL;
   }
-  close(fd);
   char text[32];
   snprintf(text, sizeof text, "%llu", (unsigned long long)cookie);
   napi_value out;
   napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &out);
   return out;
+}
+
+// enterNetnsAndBack(fd): enters the network namespace of an nsfs fd on this thread and returns at once
+// (setns there and back), making nothing inside it: the check that vcnet may work there (EPERM
+// without CAP_SYS_ADMIN) and that it is a network namespace (EINVAL for another type), before the
+// operation opens its one socket there.
+static napi_value enter_netns_and_back(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
+  int saved;
+  const char *failed = NULL;
+  int err = enter_netns_at(NULL, fd, &saved, &failed);
+  if (err) {
+    throw_errno(env, err, failed, NULL);
+    return NULL;
+  }
+  leave_netns(saved);
+  return NULL;
 }

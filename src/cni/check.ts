@@ -5,7 +5,7 @@
 import { InterfaceFlag } from '../netlink/codec/link/message.js';
 import type { Link } from '../netlink/codec/link.js';
 import { formatHandle } from '../netlink/codec/tc/message.js';
-import { NetlinkHandle } from '../netlink/handle.js';
+import type { NetlinkHandle } from '../netlink/handle.js';
 import { damagedIdentityField, RecordedIdentityDamagedError, sameNamespace } from '../netns/namespace-identity.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { linkResolver } from '../network/plan/plan-detach.js';
@@ -56,7 +56,8 @@ export async function check(request: CniRequest): Promise<void> {
       if (!previous.interfaces?.some((entry) => entry.name === device.name && entry.sandbox === namespace.path)) {
         problems.push(`prevResult does not list ${device.name} in ${namespace.path}`);
       }
-      const handle = NetlinkHandle.open(namespace.opened.entryPath);
+      // On the socket the namespace's cookie was read on: CHECK's one socket there.
+      const handle = namespace.opened.netlinkHandle(namespace.opened.entryPath);
       let drift: string[];
       try {
         problems.push(...(await plumbingProblems(handle, state)));

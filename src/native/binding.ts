@@ -57,8 +57,13 @@ export interface NativeShim {
   threadCpuNs(): number;
   /** flock(fd, LOCK_EX or LOCK_SH | LOCK_NB): false when another holder has it. */
   lockFile(fd: number, exclusive: boolean): boolean;
-  /** The network namespace's cookie (SO_NETNS_COOKIE), as a decimal string: never reused by another namespace. */
-  namespaceCookie(nsPath: string): string;
+  /**
+   * The cookie (SO_NETNS_COOKIE) of the network namespace a socket was made in, as a decimal string:
+   * never reused by another namespace.
+   */
+  socketNamespaceCookie(fd: number): string;
+  /** Enters the network namespace of an nsfs fd on this thread and comes back at once (setns there and back). */
+  enterNetnsAndBack(fd: number): void;
   /** One recvmsg on a non-blocking unix socket with its SCM_RIGHTS fds; null when nothing waits. */
   receiveWithFds(socketFd: number, maxBytes: number): { data: Buffer; fds: number[] } | null;
   /** The tun/tap device an open /dev/net/tun fd is attached to (TUNGETIFF). */
@@ -66,7 +71,7 @@ export interface NativeShim {
 }
 
 /** The shim's interface this JS expects: native/vcnet_native.c's VCNET_NATIVE_INTERFACE_VERSION (bump both). */
-export const NATIVE_INTERFACE_VERSION = 2;
+export const NATIVE_INTERFACE_VERSION = 3;
 
 let cached: NativeShim | undefined;
 

@@ -1,4 +1,4 @@
-/** The native calls behind named network namespaces (src/netns/): create one bind-mounted, delete one. */
+/** The native calls behind named network namespaces (src/netns/): create one bind-mounted, delete one, enter one and come back. */
 import { nativeShim } from './binding.js';
 
 export const nativeNamespaces = {
@@ -8,6 +8,6 @@ export const nativeNamespaces = {
   },
   createNetns: (directory: string, name: string): string => nativeShim().createNetns(directory, name),
   deleteNetns: (path: string): void => nativeShim().deleteNetns(path),
-  /** The namespace's SO_NETNS_COOKIE, as a decimal string: never reused by another namespace. */
-  namespaceCookie: (path: string): string => nativeShim().namespaceCookie(path),
+  /** Enters the network namespace of an nsfs fd and comes back at once: nothing is made inside it. */
+  enterAndBack: (fd: number): void => nativeShim().enterNetnsAndBack(fd),
 } as const;

@@ -54,6 +54,7 @@ import { decodeQdisc, encodeDeleteQdisc, encodeQdisc, type Qdisc, type QdiscSpec
 import type { MessageWriter } from './codec/writer.js';
 import { LinkNotFoundError, NetlinkError } from './errors.js';
 import type { RequestOutcome } from './protocol.js';
+import type { RouteSocket } from './socket.js';
 import { NetlinkSocket, type RequestBatch } from './transport.js';
 
 /**
@@ -470,6 +471,16 @@ export class NetlinkHandle {
       }
       throw error;
     }
+  }
+
+  /**
+   * A handle over a socket already open inside a namespace (the one openNetworkNamespace checked the
+   * namespace's cookie on), owning it from now on: the operation works through the very socket its
+   * namespace was identified by, and opens no other. `label` as open()'s.
+   * @internal
+   */
+  static over(socket: RouteSocket, label: string | undefined): NetlinkHandle {
+    return new NetlinkHandle(NetlinkSocket.over(socket, label), label);
   }
 
   /**

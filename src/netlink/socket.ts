@@ -13,7 +13,11 @@ import { NetlinkClosedError } from './errors.js';
 const RECEIVE_BUFFER_SIZE = 1 << 20;
 
 export class RouteSocket {
-  private readonly receiveBuffer = Buffer.allocUnsafe(RECEIVE_BUFFER_SIZE);
+  /**
+   * Allocated at the first receive: a socket opened only to check a namespace by its cookie
+   * (openNetworkNamespace) and closed unused costs no megabyte.
+   */
+  private receiveBuffer: Buffer | undefined;
   private watcher: WatchHandle | undefined;
   private closed = false;
   private namespaceFd: number | undefined;
@@ -74,6 +78,23 @@ export class RouteSocket {
     return this.namespaceFd;
   }
 
+  /**
+   * The cookie (SO_NETNS_COOKIE) of the namespace the socket was made in, as a decimal string: read
+   * on this socket, so that the namespace checked is the one its requests reach. A SystemCallError
+   * with errno ENOPROTOOPT on a kernel before 5.14, which has no cookies.
+   */
+  namespaceCookie(): string {
+    if (this.closed) throw new NetlinkClosedError(this.namespacePath);
+    try {
+      return nativeNetlink.socketNamespaceCookie(this.fd);
+    } catch (error) {
+      throw new SystemCallError(
+        `read the namespace cookie of a netlink socket in ${this.namespacePath ?? 'the current namespace'}`,
+        error as NodeJS.ErrnoException,
+      );
+    }
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }
@@ -115,6 +136,7 @@ export class RouteSocket {
   /** One datagram (a copy: the read buffer is reused), or undefined when nothing is waiting. */
   receive(): Buffer | undefined {
     let length: number;
+    this.receiveBuffer ??= Buffer.allocUnsafe(RECEIVE_BUFFER_SIZE);
     try {
       length = nativeNetlink.netlinkRecv(this.fd, this.receiveBuffer);
     } catch (error) {

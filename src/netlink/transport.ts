@@ -121,6 +121,11 @@ export class NetlinkSocket {
     return new NetlinkSocket(RouteSocket.open(namespacePath, groups), label);
   }
 
+  /** The transport over a socket already open (the one a namespace's identity was checked on), owning it now. */
+  static over(socket: RouteSocket, label = socket.namespacePath): NetlinkSocket {
+    return new NetlinkSocket(socket, label);
+  }
+
   get fd(): number {
     return this.socket.fd;
   }

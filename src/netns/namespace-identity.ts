@@ -19,12 +19,13 @@ import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-
 // Defined with the base errors so that the netlink layer can say it too (NetlinkHandle.open).
 
 import { nativeNamespaces } from '../native/namespaces.js';
+import { NetlinkClosedError } from '../netlink/errors.js';
+import { NetlinkHandle } from '../netlink/handle.js';
+import { RouteSocket } from '../netlink/socket.js';
 import { shellWord } from '../shell-word.js';
 
 /** Where `ip netns` pins named namespaces (bind mounts). */
 export const NETNS_RUN_DIRECTORY = '/var/run/netns';
-
-const ENOPROTOOPT = 92;
 
 /** What a record keeps about its namespace. */
 export interface NamespaceIdentity {
@@ -133,13 +134,20 @@ export function damagedIdentityField(
   return undefined;
 }
 
-/** A network namespace held open by fd: work through `entryPath` and the namespace cannot be swapped underneath. */
+/**
+ * A network namespace held open by fd: work through `entryPath` and the namespace cannot be swapped
+ * underneath. It also holds the netlink socket its cookie was read on (made inside the namespace
+ * through that fd), for the operation's work there: netlinkHandle() hands it over, so checking a
+ * namespace and working in it take one socket, not two.
+ */
 export class OpenedNamespace {
   private closed = false;
 
   constructor(
     readonly fd: number,
     readonly identity: NamespaceIdentity,
+    /** The socket the cookie was read on, until netlinkHandle() takes it; closed with the namespace if never taken. */
+    private socket?: RouteSocket,
   ) {}
 
   /** A path the native shim can open that always resolves to this very namespace. */
@@ -147,9 +155,25 @@ export class OpenedNamespace {
     return `/proc/self/fd/${this.fd}`;
   }
 
+  /**
+   * A netlink handle in this namespace, owned by the caller (who closes it): the first one is on the
+   * socket the namespace's cookie was read on; any later one opens a socket of its own through the
+   * fd. `label` is the path its errors and events name (default: the identity's path).
+   */
+  netlinkHandle(label: string = this.identity.path): NetlinkHandle {
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket && !socket.isClosed) return NetlinkHandle.over(socket, label);
+    if (this.closed) throw new NetlinkClosedError(this.identity.path);
+    return NetlinkHandle.open(this.entryPath, label);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // Never sent on: its fds are closed at once.
+    void this.socket?.close();
+    this.socket = undefined;
     closeSync(this.fd);
   }
 
@@ -161,9 +185,55 @@ export class OpenedNamespace {
 /**
  * Opens `path` as a network namespace without ever blocking: stat first (a FIFO, directory or
  * device is refused before open), a regular file must live on nsfs, and the open uses O_NONBLOCK
- * so a path swapped for a FIFO in between cannot hang. Throws NamespacePathError naming the path.
+ * so a path swapped for a FIFO in between cannot hang. Then a netlink socket is made inside it
+ * through the fd, and the namespace's cookie read on that socket: the one socket an operation
+ * works through afterwards (OpenedNamespace.netlinkHandle). Throws NamespacePathError naming the path.
  */
 export function openNetworkNamespace(path: string, field = 'netns'): OpenedNamespace {
+  const { fd, stats } = openNamespaceFile(path, field);
+  try {
+    const identity: NamespaceIdentity = { path, dev: stats.dev, ino: stats.ino };
+    // Entering it as a network namespace (to make the socket) also refuses a mount or user namespace.
+    const socket = socketInNamespace(`/proc/self/fd/${fd}`, field, path);
+    try {
+      const cookie = cookieOf(socket, path);
+      if (cookie) identity.cookie = cookie;
+    } catch (error) {
+      void socket.close();
+      throw error;
+    }
+    return new OpenedNamespace(fd, identity, socket);
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+}
+
+/**
+ * Checks that `path` is a network namespace vcnet may work in, as openNetworkNamespace would (the
+ * same refusals, naming `field`: another type of namespace, one vcnet may not enter), entering it
+ * and coming back without making anything there. For a command's check of its arguments, before the
+ * operation opens the namespace for its work (once: its cookie read on its own socket).
+ */
+export function checkNetworkNamespace(path: string, field = 'netns'): void {
+  const { fd } = openNamespaceFile(path, field);
+  try {
+    nativeNamespaces.load();
+    try {
+      nativeNamespaces.enterAndBack(fd);
+    } catch (error) {
+      const failure = error as NodeJS.ErrnoException;
+      if (failure.syscall === 'setns' && failure.code === 'EINVAL')
+        throw new NamespacePathError(field, path, 'a namespace of another type');
+      throw new SystemCallError(`enter network namespace ${path}`, failure);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Opens the nsfs file at `path` (see openNetworkNamespace), with what fstat says of it. */
+function openNamespaceFile(path: string, field: string): { fd: number; stats: Stats } {
   if (typeof path !== 'string' || path === '') throw new NamespacePathError(field, String(path ?? ''), 'empty');
   let stats: Stats;
   try {
@@ -188,11 +258,7 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
     const opened = fstatSync(fd);
     const kindNow = nonNamespaceFileKind(opened);
     if (kindNow) throw new NamespacePathError(field, path, kindNow);
-    const identity: NamespaceIdentity = { path, dev: opened.dev, ino: opened.ino };
-    // Entering it as a network namespace (to read its cookie) also refuses a mount or user namespace.
-    const cookie = namespaceCookie(`/proc/self/fd/${fd}`, field, path);
-    if (cookie) identity.cookie = cookie;
-    return new OpenedNamespace(fd, identity);
+    return { fd, stats: opened };
   } catch (error) {
     closeSync(fd);
     throw error;
@@ -200,9 +266,10 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
 }
 
 /**
- * The identity of the network namespace at `path`, its cookie too, read through an fd closed at once:
- * for a look (is it the recorded one?), never for work there (openNetworkNamespace holds it). Throws
- * as openNetworkNamespace.
+ * The identity of the network namespace at `path`, its cookie too, read through an fd and a socket
+ * closed at once: for a look (is it the recorded one?), never for work there (openNetworkNamespace
+ * holds it). The socket is a probe: the caller has no operation in that namespace whose socket it
+ * could be (gc's liveness scan, the dry runs). Throws as openNetworkNamespace.
  */
 export function identityOfNamespaceAt(path: string, field = 'netns'): NamespaceIdentity {
   const opened = openNetworkNamespace(path, field);
@@ -210,26 +277,43 @@ export function identityOfNamespaceAt(path: string, field = 'netns'): NamespaceI
   return opened.identity;
 }
 
-function namespaceCookie(entryPath: string, field: string, path: string): string | undefined {
-  // Outside the try: a missing native shim is its own error (VCNET_NATIVE_MISSING), not a failed system call.
-  nativeNamespaces.load();
+/** A netlink socket made inside the namespace at `entryPath` (the fd of `path`), its failures named by `path`. */
+function socketInNamespace(entryPath: string, field: string, path: string): RouteSocket {
   try {
-    return nativeNamespaces.namespaceCookie(entryPath);
+    return RouteSocket.open(entryPath);
   } catch (error) {
-    const failure = error as NodeJS.ErrnoException & { detail?: unknown };
+    // A missing native shim is its own error (VCNET_NATIVE_MISSING), not a failed system call.
+    if (!(error instanceof SystemCallError)) throw error;
+    const failure = error.cause as NodeJS.ErrnoException & { detail?: unknown };
     if (failure.syscall === 'setns' && failure.code === 'EINVAL')
       throw new NamespacePathError(field, path, 'a namespace of another type');
-    // ENOPROTOOPT: a kernel before 5.14 has no cookies; dev and inode are all there is.
-    if ((error as NodeJS.ErrnoException).errno === ENOPROTOOPT) return undefined;
-    // Named by the path the caller gave: the fd's /proc/self/fd/N means nothing to whoever reads it.
-    const named = Object.assign(new Error(failure.message.replaceAll(entryPath, path)), {
-      code: failure.code,
-      errno: failure.errno,
-      syscall: failure.syscall,
-      ...(typeof failure.detail === 'string' ? { detail: failure.detail.replaceAll(entryPath, path) } : {}),
-    });
-    throw new SystemCallError(`read the cookie of network namespace ${path}`, named);
+    throw new SystemCallError(`open a netlink socket in network namespace ${path}`, namedBy(failure, entryPath, path));
   }
+}
+
+/** The cookie read on `socket`; undefined on a kernel before 5.14, which has none (dev and inode are all there is). */
+function cookieOf(socket: RouteSocket, path: string): string | undefined {
+  try {
+    return socket.namespaceCookie();
+  } catch (error) {
+    if (!(error instanceof SystemCallError)) throw error;
+    if (error.errno === 'ENOPROTOOPT') return undefined;
+    const failure = error.cause as NodeJS.ErrnoException & { detail?: unknown };
+    throw new SystemCallError(
+      `read the cookie of network namespace ${path}`,
+      namedBy(failure, socket.namespacePath ?? path, path),
+    );
+  }
+}
+
+/** The native failure, named by the path the caller gave: the fd's /proc/self/fd/N means nothing to whoever reads it. */
+function namedBy(failure: NodeJS.ErrnoException & { detail?: unknown }, entryPath: string, path: string) {
+  return Object.assign(new Error(failure.message.replaceAll(entryPath, path)), {
+    code: failure.code,
+    errno: failure.errno,
+    syscall: failure.syscall,
+    ...(typeof failure.detail === 'string' ? { detail: failure.detail.replaceAll(entryPath, path) } : {}),
+  });
 }
 
 /** The /var/run/netns entry that pins the namespace with this device and inode, if any. */

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { InvalidInputError, SystemCallError } from '../errors.js';
 import { nativeNamespaces } from '../native/namespaces.js';
-import { NETNS_RUN_DIRECTORY, openNetworkNamespace } from './namespace-identity.js';
+import { checkNetworkNamespace, NETNS_RUN_DIRECTORY } from './namespace-identity.js';
 
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,200}$/;
 
@@ -38,11 +38,13 @@ export function deleteNamespace(nameOrPath: string): void {
 }
 
 /**
- * Checks that a path names a network namespace we can enter, without blocking on a FIFO; returns
- * the path. Refusals (missing, a FIFO, a regular file, a directory...) name the path.
+ * Checks that a path names a network namespace, without blocking on a FIFO; returns the path.
+ * Refusals (missing, a FIFO, a regular file, a directory, another type of namespace...) name the
+ * path. Nothing is made inside it: the operation that follows opens it for its work, and checks it
+ * by identity on its own one socket there.
  */
 export function openNamespace(path: string, field = 'netns'): string {
-  openNetworkNamespace(path, field).close();
+  checkNetworkNamespace(path, field);
   return path;
 }
 

@@ -20,6 +20,7 @@ import { decodeNeighbour, NeighbourState } from '../netlink/codec/neighbour.js';
 import type { RawMessage } from '../netlink/codec/reader.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { NetlinkSocket } from '../netlink/transport.js';
+import type { OpenedNamespace } from '../netns/namespace-identity.js';
 import { guestRoute, isValidGuestRoute } from './guest.js';
 import type { NetworkInfo } from './network-info.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
@@ -355,11 +356,13 @@ export class NamespaceWatcher {
   ) {}
 
   /**
-   * Watches the namespace at `namespacePath` (/var/run/netns/X, /proc/PID/ns/net). Interfaces there
-   * now (or options.startView's view of them) are the baseline and are not reported; resolves once
-   * they are read and events flow.
+   * Watches the namespace at `namespacePath` (/var/run/netns/X, /proc/PID/ns/net), or one opened and
+   * checked by identity, whose socket (the one its cookie was read on) then reads the snapshots.
+   * Interfaces there now (or options.startView's view of them) are the baseline and are not
+   * reported; resolves once they are read and events flow.
    */
-  static async start(namespacePath: string, options: NamespaceWatcherOptions): Promise<NamespaceWatcher> {
+  static async start(namespace: string | OpenedNamespace, options: NamespaceWatcherOptions): Promise<NamespaceWatcher> {
+    const namespacePath = typeof namespace === 'string' ? namespace : namespace.entryPath;
     // Refused here, before any socket opens; over() resolves them for the watcher.
     resolveOptions(options);
     // Bound to the groups before the baseline is read: whatever changes meanwhile is queued on the
@@ -370,7 +373,9 @@ export class NamespaceWatcher {
     );
     let handle: NetlinkHandle;
     try {
-      handle = NetlinkHandle.open(namespacePath);
+      // The events come on a socket of their own (bound to the groups); snapshots are read on this one.
+      handle =
+        typeof namespace === 'string' ? NetlinkHandle.open(namespacePath) : namespace.netlinkHandle(namespacePath);
     } catch (error) {
       events.close();
       throw error;

@@ -15,6 +15,7 @@ import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
 import { HostNamespaceError, isHostNamespace, OWN_NAMESPACE_PATH } from '../netns/host-namespace.js';
+import type { OpenedNamespace } from '../netns/namespace-identity.js';
 import {
   ConfigurationConflictError,
   type NetworkConfig,
@@ -153,11 +154,20 @@ export class Network {
     private readonly entryPath: string,
   ) {}
 
-  static open(given: NetworkConfig, sandboxId = 'sandbox', entryPath = given.namespacePath): Network {
+  /**
+   * `entry`: the path the kernel is asked to enter (default config.namespacePath), or the namespace
+   * opened and checked by identity, whose socket (the one its cookie was read on) the network then
+   * works through.
+   */
+  static open(
+    given: NetworkConfig,
+    sandboxId = 'sandbox',
+    entry: string | OpenedNamespace = given.namespacePath,
+  ): Network {
     const config = validateNetworkConfig(given);
     refuseHostNamespaceUnlessShared(config); // never the host namespace (nodes, issue 12)
     refuseMacvtapInUserNamespace(config.model, 'model');
-    return new Network(config, openHandleRefusingHost(config, entryPath), sandboxId, entryPath);
+    return new Network(config, openHandleRefusingHost(config, entry), sandboxId, entryPathOf(entry));
   }
 
   /** One notice per link the last scan skipped, e.g. for the CLI to log as a warning. */
@@ -598,7 +608,12 @@ export class Network {
     };
   }
 
-  static load(state: NetworkState, sandboxId = 'sandbox', entryPath = state.config.namespacePath): Network {
+  /** `entry` as open()'s. */
+  static load(
+    state: NetworkState,
+    sandboxId = 'sandbox',
+    entry: string | OpenedNamespace = state.config.namespacePath,
+  ): Network {
     if (state.version !== NETWORK_STATE_VERSION) {
       throw new EndpointStateError(
         `network state version ${state.version} is not ${NETWORK_STATE_VERSION}`,
@@ -606,7 +621,12 @@ export class Network {
       );
     }
     refuseHostNamespaceUnlessShared(state.config); // never the host namespace (nodes, issue 12)
-    const network = new Network(state.config, openHandleRefusingHost(state.config, entryPath), sandboxId, entryPath);
+    const network = new Network(
+      state.config,
+      openHandleRefusingHost(state.config, entry),
+      sandboxId,
+      entryPathOf(entry),
+    );
     for (const endpointState of state.endpoints) network.list.push(endpointFromState(endpointState));
     return network;
   }
@@ -631,8 +651,10 @@ export class Network {
  * socket (SIOCGSKNS), the one every request then reaches, whatever any path names by now (without
  * CAP_NET_ADMIN, on the entry path: attach, detach, gc and vcnet-cni give the fd they opened).
  */
-function openHandleRefusingHost(config: NetworkConfig, entryPath: string): NetlinkHandle {
-  const handle = Handle.open(entryPath, config.namespacePath);
+function openHandleRefusingHost(config: NetworkConfig, entry: string | OpenedNamespace): NetlinkHandle {
+  const entryPath = entryPathOf(entry);
+  const handle =
+    typeof entry === 'string' ? Handle.open(entry, config.namespacePath) : entry.netlinkHandle(config.namespacePath);
   if (config.disableNewNetns) return handle;
   try {
     if (isHostNamespace(socketNamespacePath(handle) ?? entryPath))
@@ -642,6 +664,10 @@ function openHandleRefusingHost(config: NetworkConfig, entryPath: string): Netli
     throw error;
   }
   return handle;
+}
+
+function entryPathOf(entry: string | OpenedNamespace): string {
+  return typeof entry === 'string' ? entry : entry.entryPath;
 }
 
 /**

@@ -119,7 +119,8 @@ function loadRecordedNetwork(
 ): RecordedNetwork {
   let network: Network;
   try {
-    network = Network.load(record.network, sandboxId, namespace.entryPath);
+    // Through the socket the namespace's cookie was read on: the operation's one socket there.
+    network = Network.load(record.network, sandboxId, namespace);
     tieNetworkToRecord(network, statePath);
   } catch (error) {
     namespace.close();

@@ -10,7 +10,7 @@ import { InvalidInputError } from '../errors.js';
 import { AddressFamily } from '../netlink/codec/constants.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { RouteScope, RouteTable } from '../netlink/codec/route.js';
-import { type NamespaceSnapshot, NetlinkHandle, SNAPSHOT_PARTS } from '../netlink/handle.js';
+import { type NamespaceSnapshot, type NetlinkHandle, SNAPSHOT_PARTS } from '../netlink/handle.js';
 import { openNetworkNamespace } from '../netns/namespace-identity.js';
 import { type CreateEndpointOptions, classifyInterface, loopbackRefused } from './endpoint/create-endpoint.js';
 import { isVcnetDevice } from './link-name.js';
@@ -94,7 +94,8 @@ export async function scanNamespace(
     // it (VCNET_NETNS_INVALID, with a hint), and a FIFO is refused instead of blocking the open.
     const opened = openNetworkNamespace(namespace, 'namespace');
     try {
-      const handle = NetlinkHandle.open(opened.entryPath, namespace);
+      // On the socket the namespace's cookie was read on: the scan's one socket there.
+      const handle = opened.netlinkHandle(namespace);
       // The socket is scan's own: an abort closes it at once, which fails the dump under way.
       // One listener per signal for all calls (abort-listeners.ts): a daemon's one signal on many scans.
       const stopWaiting = signal ? onAbort(signal, () => void handle.close()) : undefined;

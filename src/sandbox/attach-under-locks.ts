@@ -71,10 +71,11 @@ export async function attachUnderLocks<Result>(steps: LockedAttach<Result>): Pro
     const namespace = steps.openNamespace();
     let network: Network;
     try {
+      // Through the socket the namespace's cookie was read on: the attach's one socket there.
       network = Network.open(
         { ...steps.networkConfig, namespacePath: namespace.identity.path },
         steps.networkKey,
-        namespace.entryPath,
+        namespace,
       );
     } catch (error) {
       namespace.close();

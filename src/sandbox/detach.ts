@@ -6,8 +6,6 @@
  */
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption } from '../arguments.js';
 import type { HotplugTarget } from '../hypervisor/device.js';
-import type { Link } from '../netlink/codec/link.js';
-import { NetlinkHandle } from '../netlink/handle.js';
 import { NamespaceGoneError } from '../netns/namespace-identity.js';
 import { closeRecordQueueFds } from '../network/endpoint/held-queue-fds.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
@@ -160,13 +158,8 @@ async function refuseEmptyRecordBesideLinks(
   store: SandboxStore,
 ): Promise<void> {
   if (state.network.config.disableNewNetns) return; // the host's namespace: other sandboxes' taps live there
-  const handle = NetlinkHandle.open(recorded.namespace.entryPath);
-  let links: Link[];
-  try {
-    links = await handle.links();
-  } finally {
-    await handle.close();
-  }
+  // Through the network's own socket: the detach's one socket in the namespace.
+  const { links } = await recorded.network.scan(['links']);
   const grouped = links.filter((link) => link.group === VCNET_LINK_GROUP);
   if (grouped.length === 0) return;
   const others = recordsOfNamespace(recorded.namespace.identity, [store.root]).filter(

@@ -881,7 +881,8 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     return stopping.then(() => notApplied);
   };
   try {
-    watcher = await NamespaceWatcher.start(namespace.entryPath, {
+    // Its snapshots are read on the socket the namespace was identified by.
+    watcher = await NamespaceWatcher.start(namespace, {
       ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
       // Read as added, at once: attached as the new links they now are.
       newAtStart: unfinished.undone,

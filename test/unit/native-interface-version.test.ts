@@ -39,7 +39,7 @@ describe('the native shim interface version', () => {
 
   it('refuses a shim of another version, or of none, naming both and how to rebuild', async () => {
     const { loadNativeShim, NATIVE_INTERFACE_VERSION } = await import('../../src/native/binding.js');
-    for (const found of [undefined, 1, 3]) {
+    for (const found of [undefined, NATIVE_INTERFACE_VERSION - 1, NATIVE_INTERFACE_VERSION + 1]) {
       fakeShim(found === undefined ? {} : { interfaceVersion: found });
       let caught: (Error & { code?: string; hint?: string }) | undefined;
       try {

@@ -24,9 +24,13 @@ const DELIBERATE_INTERNALS: Record<string, string> = {
   ARPNeighborSchema: 'a protobuf-es descriptor behind NeighbourInit (exported)',
   // Netlink internals behind NetlinkHandle: callers open handles, never sockets or batches.
   NetlinkSocket: "NetlinkHandle's socket and ChangeBatch's constructor argument, internal",
+  RouteSocket: "NetlinkHandle.over's argument (@internal: the socket a namespace's identity was read on)",
   RequestLike: "NetlinkError's constructor argument: vcnet builds these errors, callers only read them",
   StateWriteSubject:
     "StateWriteError's constructor argument (what its hint names): vcnet builds these errors, callers only read them",
+  // vcnet's own commands hand Network.open/load the namespace they opened and checked by identity
+  // (its socket then does the work); callers give a path, as before.
+  OpenedNamespace: "Network.open/load's entry as vcnet's own commands give it (internal); callers give a path",
   // A protected member marked @internal, for Endpoint's own subclasses.
   PlanIntent: "Endpoint's plan made ahead of its attach (takePreparedIntent, protected and @internal)",
   // Types derived from constants (typeof X): the derived types are exported.

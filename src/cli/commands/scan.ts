@@ -1,8 +1,7 @@
 /** `vcnet scan`: lists a namespace's links and what attach would make of each. */
 import type { Command } from 'commander';
 import { AddressFamily } from '../../netlink/codec/constants.js';
-import { NetlinkHandle } from '../../netlink/handle.js';
-import { openNamespace } from '../../netns/namespace.js';
+import { openNetworkNamespace } from '../../netns/namespace-identity.js';
 import { classifyScan, scanNamespace } from '../../network/scan.js';
 import { print, printJson, table } from '../output.js';
 
@@ -17,7 +16,9 @@ export function registerScan(program: Command): void {
     )
     .option('--json', 'machine-readable output')
     .action(async (options: { netns: string; json?: boolean; vhostUserStore?: string }) => {
-      const handle = NetlinkHandle.open(openNamespace(options.netns, '--netns'));
+      // Opened once and scanned through its fd, on the socket made there to read its cookie: one socket.
+      const opened = openNetworkNamespace(options.netns, '--netns');
+      const handle = opened.netlinkHandle(options.netns);
       try {
         const scanned = classifyScan(await scanNamespace(handle), {
           ...(options.vhostUserStore ? { vhostUserStorePath: options.vhostUserStore } : {}),
@@ -67,7 +68,8 @@ export function registerScan(program: Command): void {
           ),
         );
       } finally {
-        handle.close();
+        await handle.close();
+        opened.close();
       }
     });
 }

@@ -10,7 +10,7 @@
 
 import { NamespacePathError } from '../../errors.js';
 import { yieldToEventLoop } from '../../event-loop.js';
-import { NetlinkHandle } from '../../netlink/handle.js';
+import type { NetlinkHandle } from '../../netlink/handle.js';
 import { type OpenedNamespace, openNetworkNamespace, pathNoLongerHolds } from '../../netns/namespace-identity.js';
 import { holdsCookie, keyOf, type NamespaceKey } from '../../netns/namespace-liveness.js';
 import { type RecordOwner, readOwners } from '../state/owners.js';
@@ -101,7 +101,8 @@ export async function scanNamespaces(
     seen.add(key);
     let handle: NetlinkHandle | undefined;
     try {
-      handle = NetlinkHandle.open(namespace.entryPath);
+      // On the socket the namespace's cookie was read on: one socket per namespace scanned.
+      handle = namespace.netlinkHandle(namespace.entryPath);
       const links = await handle.links();
       // Also before any record is read, for the same reason: an htb listed here was journaled
       // first, so a record read afterwards claims it if any does (a failed dump: none is looked at).

@@ -372,6 +372,7 @@ function damagedIdentity(
   if (fileIdentity(recorded.path) === undefined) return undefined;
   let opened: OpenedNamespace;
   try {
+    // A look only (its socket a probe, closed unused): no work follows here in that namespace.
     opened = openNetworkNamespace(recorded.path);
   } catch {
     return undefined; // not a network namespace now: as before, the record's namespace is looked for by inode
