@@ -4,6 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { commandDetails } from '../src/cli/help-details.js';
 import { buildProgram } from '../src/cli/program.js';
 
 export function renderCliReference(): string {
@@ -49,6 +50,7 @@ export function renderCliReference(): string {
         .map((argument) => (argument.required ? `<${argument.name()}>` : `[${argument.name()}]`))
         .join(' ');
       lines.push(`## \`vcnet ${name}${args ? ` ${args}` : ''}\``, '', sub.description(), '');
+      for (const paragraph of commandDetails(sub)) lines.push(paragraph, '');
       const described = sub.registeredArguments.filter((argument) => argument.description);
       if (described.length > 0) {
         lines.push('| argument | description |', '| --- | --- |');

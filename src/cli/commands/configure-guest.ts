@@ -9,6 +9,7 @@ import { print, printJson, writeStderr } from '../output.js';
 export function registerConfigureGuest(program: Command): void {
   program
     .command('configure-guest')
+    .summary("tell a booted VM's agent the sandbox's interfaces, routes and neighbours")
     .description(
       "once the VM has booted, tell its agent the sandbox's interfaces, full route set and neighbours (what Kata's runtime does at sandbox start)",
     )

@@ -8,6 +8,7 @@ import { print, printJson, routeDestination, table } from '../output.js';
 export function registerDemo(program: Command): void {
   program
     .command('demo')
+    .summary('the whole story on this machine: real CNI, a real VM, traffic, hot-plug, teardown')
     .description(
       'the whole story on this machine: real CNI, a real VM, traffic, hot-plug, teardown (root, ~1 minute under TCG)',
     )

@@ -10,16 +10,19 @@ import { registeredStateDirectories } from '../../network/state/registry.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { detachSandbox } from '../../sandbox/detach.js';
 import { type PlannedDetach, planSandboxDetach } from '../../sandbox/plan.js';
+import { describeCommand } from '../help-details.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
 import { print, printComment, printJson, writeStderr } from '../output.js';
 import { bindRecordNamespace } from './record-namespace.js';
 
 export function registerDetach(program: Command): void {
-  program
-    .command('detach')
-    .description(
-      "undo exactly what attach made, from the recorded state alone. Stop the VM first, as Kata does: a VM still holding a device (a tap with a queue attached, a macvtap's /dev/tapN open; or its control socket answering) is warned about, naming the device and pid, and detached anyway",
-    )
+  describeCommand(program.command('detach'), {
+    summary: 'undo exactly what attach made, from the record (stop the VM first)',
+    description: 'undo exactly what attach made, from the recorded state alone',
+    details: [
+      "Stop the VM first, as Kata does: a VM still holding a device (a tap with a queue attached, a macvtap's /dev/tapN open; or its control socket answering) is warned about, naming the device and pid, and detached anyway.",
+    ],
+  })
     .requiredOption('--sandbox <id>', 'sandbox id')
     .option('--state-dir <dir>', 'where sandbox state lives')
     .option(...LOCK_TIMEOUT_OPTION)

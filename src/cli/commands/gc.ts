@@ -5,6 +5,7 @@ import { hintForErrno, InvalidInputError } from '../../errors.js';
 import { collectGarbage } from '../../network/garbage-collector.js';
 import type { GarbageFailure, GarbageItem, GarbageReport } from '../../network/gc/report.js';
 import { ExitCode } from '../exit-codes.js';
+import { describeCommand } from '../help-details.js';
 import { print, printJson, printText, table, writeStderr } from '../output.js';
 
 function isPermissionErrno(errno: string | undefined): boolean {
@@ -16,11 +17,16 @@ function exitCodeForFailures(failures: readonly GarbageFailure[]): number {
 }
 
 export function registerGc(program: Command): void {
-  program
-    .command('gc')
-    .description(
-      "remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given); finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace or sandbox another attach, detach, add-iface or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged` and its links in `beingChanged`, and so is a record of a namespace gone whose sandbox another process is changing: run gc again once that is done), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`); a namespace another command is changing right now is not looked into (listed in `withheld` with `beingChanged`: run gc again)",
-    )
+  describeCommand(program.command('gc'), {
+    summary: 'remove what vcnet left for sandboxes that are gone; finish attaches a killed command left',
+    description:
+      'remove what vcnet made for sandboxes that are gone (plumbing, records, lock files) and finish the attaches a killed command left unfinished; a live sandbox, or one another command is changing, is left alone',
+    details: [
+      "Remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given).",
+      "Finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace or sandbox another attach, detach, add-iface or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged` and its links in `beingChanged`, and so is a record of a namespace gone whose sandbox another process is changing: run gc again once that is done), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`).",
+      'A namespace another command is changing right now is not looked into (listed in `withheld` with `beingChanged`: run gc again)',
+    ],
+  })
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',

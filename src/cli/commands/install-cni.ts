@@ -29,6 +29,7 @@ interface InstallCniOptions {
 export function registerInstallCni(program: Command): void {
   program
     .command('install-cni')
+    .summary('install the vcnet-cni plugin and a bridge + vcnet-cni conflist (idempotent)')
     .description(
       'put the vcnet-cni plugin (a launcher recording this node binary) and a bridge + vcnet-cni conflist in place; idempotent',
     )

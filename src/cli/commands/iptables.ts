@@ -101,9 +101,11 @@ const iptablesLibrary = async () => ({
 });
 
 export function registerIpTables(program: Command): void {
-  const iptables = new Command('iptables').description(
-    "the guest's packet filter rules, through the agent the sandbox's record names (kata-runtime iptables): iptables-save / iptables-restore run in the guest",
-  );
+  const iptables = new Command('iptables')
+    .summary("the guest's packet filter rules, through its agent (kata-runtime iptables)")
+    .description(
+      "the guest's packet filter rules, through the agent the sandbox's record names (kata-runtime iptables): iptables-save / iptables-restore run in the guest",
+    );
   iptables.addCommand(
     subcommand('get', "print the guest's rules as iptables-save (ip6tables-save with --v6) prints them").action(
       async (flags: IpTablesFlags) => {

@@ -13,6 +13,7 @@ import { stateDirectory } from '../../network/state/store.js';
 // The value alone: a type-free module, so the agent's protobuf code still loads only when a command runs.
 import { LIST_AGENT_TIMEOUT_MS } from '../../sandbox/list-timeout.js';
 import type { AgentNotRecordedError, KataNetworkOptions, ListOptions } from '../../sandbox/sandbox-interfaces.js';
+import { describeCommand } from '../help-details.js';
 import { importForCommand } from '../lazy-import.js';
 import { JSON_ERRORS_OPTION } from '../options.js';
 import { print, routeDestination, table, writeStderr } from '../output.js';
@@ -95,8 +96,12 @@ const stateOption = ['--state-dir <dir>', 'where sandbox state lives'] as const;
 export function registerKataNetwork(program: Command): void {
   registerRequestCommand(program, {
     name: 'add-iface',
-    description:
-      "add an interface to a sandbox (hot-plugs it and configures the guest when the VM runs). Without IPAddresses (left out or []) the guest NIC gets the pod link's addresses; IPAddresses given are the guest NIC's instead, the pod link keeps its own. hwAddr must be the pod link's MAC (or left out), and mtu at most the pod link's MTU (the host tap carries that; with type \"tap\" the tap vcnet makes takes mtu). When the VM turns out gone part-way (killed: its QMP or API socket is not there, or nobody listens on it, also once a connection closed mid-command), the interface is undone on the host side and the error (exit 1) says the VM is gone; a VM alive but silent leaves what the error names",
+    summary: 'add an interface to a sandbox, hot-plugged into its VM when it runs',
+    description: 'add an interface to a sandbox (hot-plugs it and configures the guest when the VM runs)',
+    details: [
+      "Without IPAddresses (left out or []) the guest NIC gets the pod link's addresses; IPAddresses given are the guest NIC's instead, the pod link keeps its own. hwAddr must be the pod link's MAC (or left out), and mtu at most the pod link's MTU (the host tap carries that; with type \"tap\" the tap vcnet makes takes mtu).",
+      'When the VM turns out gone part-way (killed: its QMP or API socket is not there, or nobody listens on it, also once a connection closed mid-command), the interface is undone on the host side and the error (exit 1) says the VM is gone; a VM alive but silent leaves what the error names.',
+    ],
     file: 'Interface JSON (name, IPAddresses, mtu, hwAddr, type...; keys in any case), or - for stdin',
     run: async (sandbox, text, options) => {
       const result = await (await sandboxInterfaces()).addInterface(sandbox, text, options);
@@ -112,14 +117,19 @@ export function registerKataNetwork(program: Command): void {
 
   registerRequestCommand(program, {
     name: 'del-iface',
-    description:
-      'remove an interface from a sandbox (unplugs it from the VM when it runs). A VM that is gone (its QMP or API socket is not there, or nobody listens on it; also when that shows only after the connection closed mid-unplug) holds no NIC: the interface is removed on the host side only and the record updated, with a warning that says so (exit 0). A VM that answers but does not release the NIC, or does not answer in time, keeps it: exit 1, the error names what is left',
+    summary: 'remove an interface from a sandbox, unplugged from its VM when it runs',
+    description: 'remove an interface from a sandbox (unplugs it from the VM when it runs)',
+    details: [
+      'A VM that is gone (its QMP or API socket is not there, or nobody listens on it; also when that shows only after the connection closed mid-unplug) holds no NIC: the interface is removed on the host side only and the record updated, with a warning that says so (exit 0).',
+      'A VM that answers but does not release the NIC, or does not answer in time, keeps it: exit 1, the error names what is left.',
+    ],
     file: 'Interface JSON naming it by name, device or hwAddr, or - for stdin',
     run: async (sandbox, text, options) => (await sandboxInterfaces()).removeInterface(sandbox, text, options),
   });
 
   registerListCommand(program, {
     name: 'list-ifaces',
+    summary: 'the interfaces the guest has (from its agent) or will have',
     description: 'the interfaces the guest has (from its agent) or will have',
     fetch: async (sandbox, options) => {
       const library = await sandboxInterfaces();
@@ -141,6 +151,7 @@ export function registerKataNetwork(program: Command): void {
 
   registerRequestCommand(program, {
     name: 'update-routes',
+    summary: "replace the guest's routes with a full set, as Kata's agent does",
     description: "replace the guest's routes with this full set, as Kata's agent does (kernel and lo routes stay)",
     file: 'Route JSON array (dest, gateway, device, source, scope, family, flags, mtu; null changes nothing), or - for stdin',
     run: async (sandbox, text, options) => {
@@ -156,6 +167,7 @@ export function registerKataNetwork(program: Command): void {
 
   registerListCommand(program, {
     name: 'list-routes',
+    summary: 'the routes the guest has (from its agent) or will have',
     description: 'the routes the guest has (from its agent) or will have',
     fetch: async (sandbox, options) => {
       const library = await sandboxInterfaces();
@@ -175,7 +187,11 @@ export function registerKataNetwork(program: Command): void {
 /** A command that changes the sandbox as a JSON request (a file or stdin) says and prints the result as Kata's one JSON line. */
 interface RequestCommand {
   name: string;
+  /** The one line `vcnet --help` lists it by. */
+  summary: string;
   description: string;
+  /** Paragraphs `--help` prints after the options. */
+  details?: string[];
   /** What the <file> argument holds. */
   file: string;
   /** Carries out the request; what it returns is printed. */
@@ -183,9 +199,7 @@ interface RequestCommand {
 }
 
 function registerRequestCommand(program: Command, request: RequestCommand): void {
-  program
-    .command(request.name)
-    .description(request.description)
+  describeCommand(program.command(request.name), request)
     .argument('<sandbox>', 'sandbox id')
     .argument('<file>', request.file)
     .option(...stateOption)
@@ -204,6 +218,8 @@ function registerRequestCommand(program: Command, request: RequestCommand): void
 /** A command that lists what the guest has: from its agent, or the recorded view when the agent does not answer. */
 interface ListCommand<Entry> {
   name: string;
+  /** The one line `vcnet --help` lists it by. */
+  summary: string;
   description: string;
   fetch: (sandbox: string, options: ListOptions) => Promise<Entry[]>;
   /** The table's columns (--json prints the entries as Kata's JSON instead): a header and its cell. */
@@ -211,9 +227,7 @@ interface ListCommand<Entry> {
 }
 
 function registerListCommand<Entry>(program: Command, list: ListCommand<Entry>): void {
-  program
-    .command(list.name)
-    .description(list.description)
+  describeCommand(program.command(list.name), list)
     .argument('<sandbox>', 'sandbox id')
     .option(...stateOption)
     .option(...listTimeoutOption)

@@ -8,6 +8,7 @@ import { print, printJson, table } from '../output.js';
 export function registerScan(program: Command): void {
   program
     .command('scan')
+    .summary("list a namespace's interfaces and the endpoint type each would become")
     .description('list the interfaces of a namespace and the endpoint type each would become (or why not)')
     .requiredOption('--netns <path>', 'namespace path, e.g. /var/run/netns/pod or /proc/PID/ns/net')
     .option(
