@@ -39,7 +39,6 @@ export function dropGoneRecords(
   { replaced, live, nowLive, scoped, holders, liveCookie }: GoneRecordsContext,
   report: GarbageReport,
 ): void {
-  const dryRun = report.dryRun;
   const holdersOf = (key: NamespaceKey) => holders().of(identityOfKey(key));
   for (const owner of owners) {
     const gone = replaced.has(owner);
@@ -59,34 +58,63 @@ export function dropGoneRecords(
       });
       continue;
     }
-    const lock = lockToDrop(owner.lockPath, dryRun);
-    if (lock && !(lock instanceof FileLock)) {
-      // A detach or DEL of it under way, most likely: left to it, and said, as gc did not drop it.
-      report.skipped.push({
-        file: owner.file,
-        reason: `its namespace (${owner.namespacePath}) exists nowhere, but ${describeLockHolder(lock.heldBy)} is changing the record right now (it holds the sandbox's lock); run gc again once that is done`,
-        beingChanged: true,
-      });
-      continue;
-    }
-    try {
-      report.removed.push({
-        kind: 'state',
-        namespacePath: owner.namespacePath,
-        name: owner.id,
-        file: owner.file,
+    dropUnderLock(
+      owner,
+      {
+        skippedBecause: `its namespace (${owner.namespacePath}) exists nowhere`,
         detail: gone
           ? `its namespace (inode ${identityOfKey(owner.key).ino}, cookie ${owner.cookie}) exists nowhere: the namespace with that inode now is another one (cookie ${liveCookie(owner)})`
           : `its namespace (inode ${identityOfKey(owner.key).ino}) exists nowhere`,
-      });
-      if (!dryRun) {
-        owner.remove();
         // Its macvtaps went with the namespace: so do the queue fds this process held for them.
-        closeRecordQueueFds(resolve(owner.file));
-      }
-    } finally {
-      lock?.release({ removeFile: !existsSync(owner.directory) });
+        afterRemove: () => closeRecordQueueFds(resolve(owner.file)),
+      },
+      report,
+    );
+  }
+}
+
+/** A record gc drops: what it names and how it goes. */
+interface DroppedRecord {
+  id: string;
+  file: string;
+  directory: string;
+  lockPath: string;
+  namespacePath: string;
+  remove: () => void;
+}
+
+/**
+ * Drops one record under its sandbox's lock, taken without waiting: one another process holds the
+ * lock of (a detach or DEL of it under way, most likely) is left to it and said in `skipped`.
+ */
+function dropUnderLock(
+  record: DroppedRecord,
+  why: { skippedBecause: string; detail: string; afterRemove?: () => void },
+  report: GarbageReport,
+): void {
+  const lock = lockToDrop(record.lockPath, report.dryRun);
+  if (lock && !(lock instanceof FileLock)) {
+    report.skipped.push({
+      file: record.file,
+      reason: `${why.skippedBecause}, but ${describeLockHolder(lock.heldBy)} is changing the record right now (it holds the sandbox's lock); run gc again once that is done`,
+      beingChanged: true,
+    });
+    return;
+  }
+  try {
+    report.removed.push({
+      kind: 'state',
+      namespacePath: record.namespacePath,
+      name: record.id,
+      file: record.file,
+      detail: why.detail,
+    });
+    if (!report.dryRun) {
+      record.remove();
+      why.afterRemove?.();
     }
+  } finally {
+    lock?.release({ removeFile: !existsSync(record.directory) });
   }
 }
 
@@ -124,26 +152,13 @@ export function dropEarlierBootRecords(
 ): void {
   for (const record of records) {
     if (scoped && !scoped.includes(record.namespacePath)) continue;
-    const lock = lockToDrop(record.lockPath, report.dryRun);
-    if (lock && !(lock instanceof FileLock)) {
-      report.skipped.push({
-        file: record.file,
-        reason: `it is from an earlier boot, but ${describeLockHolder(lock.heldBy)} is changing the record right now (it holds the sandbox's lock); run gc again once that is done`,
-        beingChanged: true,
-      });
-      continue;
-    }
-    try {
-      report.removed.push({
-        kind: 'state',
-        namespacePath: record.namespacePath,
-        name: record.id,
-        file: record.file,
+    dropUnderLock(
+      record,
+      {
+        skippedBecause: 'it is from an earlier boot',
         detail: `from an earlier boot: ${earlierBootReason(record.earlier)}`,
-      });
-      if (!report.dryRun) record.remove();
-    } finally {
-      lock?.release({ removeFile: !existsSync(record.directory) });
-    }
+      },
+      report,
+    );
   }
 }
