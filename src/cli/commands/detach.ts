@@ -6,7 +6,7 @@ import { QmpClient } from '../../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
 import { changeCount } from '../../network/plan/undo.js';
 import { stateDirectoryFlag } from '../../network/state/default-directories.js';
-import { registeredStateDirectories } from '../../network/state/registry.js';
+import { registeredStateDirectories, registryPath } from '../../network/state/registry.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { detachSandbox } from '../../sandbox/detach.js';
 import { type PlannedDetach, planSandboxDetach } from '../../sandbox/plan.js';
@@ -40,11 +40,17 @@ export function registerDetach(program: Command): void {
         dryRun?: boolean;
       }) => {
         bindRecordNamespace(options.sandbox, stateDirectory(options.stateDir));
+        // A refused VCNET_STATE_REGISTRY is bad input before anything is done, as for attach and gc:
+        // read only for the note below, it was passed over, and a detach that found nothing in the
+        // wrong --state-dir said so with no word of where the sandbox is recorded.
+        registryPath();
         if (options.dryRun) {
-          printPlannedDetach(
-            await planSandboxDetach(options.sandbox, { stateDirectory: stateDirectory(options.stateDir) }),
-            options.json === true,
-          );
+          const planned = await planSandboxDetach(options.sandbox, {
+            stateDirectory: stateDirectory(options.stateDir),
+          });
+          const recordedIn = planned.found ? [] : recordedElsewhere(options.sandbox, stateDirectory(options.stateDir));
+          noteRecordedElsewhere(options.sandbox, stateDirectory(options.stateDir), recordedIn);
+          printPlannedDetach(planned, recordedIn, options.json === true);
           return;
         }
         const connections: QmpClient[] = [];
@@ -133,13 +139,15 @@ function noteRecordedElsewhere(id: string, used: string, recordedIn: readonly st
     );
 }
 
-function printPlannedDetach(planned: PlannedDetach, json: boolean): void {
+function printPlannedDetach(planned: PlannedDetach, recordedIn: readonly string[], json: boolean): void {
   if (json) {
     // alreadyGone and kept are counts, as in detach --json; what they count is listed beside them.
-    const { id, alreadyGone, kept, neverMade, ...plan } = planned;
+    const { id, alreadyGone, kept, neverMade, found, ...plan } = planned;
     printJson({
       sandbox: id,
       dryRun: true,
+      found,
+      ...(recordedIn.length > 0 ? { recordedIn } : {}),
       ...plan,
       alreadyGone: alreadyGone.length,
       kept: kept.length,

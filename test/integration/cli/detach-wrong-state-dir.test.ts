@@ -28,6 +28,22 @@ it('detach with the wrong --state-dir says, on stderr and in --json, where the s
   expect(json.status, json.stderr).toBe(0);
   expect(JSON.parse(json.stdout)).toMatchObject({ sandbox: 'wd', found: false, recordedIn: [right] });
   expect(pod.exec('ip', ['link', 'show'])).toContain('tap0_kata');
+  // Its dry run says the same.
+  const planned = vcnet(['detach', '--sandbox', 'wd', '--state-dir', wrong, '--dry-run', '--json']);
+  expect(planned.status, planned.stderr).toBe(0);
+  expect(JSON.parse(planned.stdout)).toMatchObject({ sandbox: 'wd', dryRun: true, found: false, recordedIn: [right] });
+  expect(planned.stderr).toContain(`vcnet: note: sandbox wd is not recorded in ${wrong}, but in ${right}`);
+  // An empty VCNET_STATE_REGISTRY is refused (exit 2), as attach and gc refuse it, before anything is
+  // done: it hid where the sandbox is recorded ("found": false and no note).
+  for (const dryRun of [[], ['--dry-run']]) {
+    const refused = vcnet(['detach', '--sandbox', 'wd', '--state-dir', right, ...dryRun, '--json'], {
+      VCNET_STATE_REGISTRY: '',
+    });
+    expect(refused.status, refused.stderr).toBe(2);
+    expect(JSON.parse(refused.stdout).error).toMatchObject({ code: 'VCNET_INVALID_INPUT', value: '' });
+    expect(refused.stderr).toContain('VCNET_STATE_REGISTRY');
+    expect(pod.exec('ip', ['link', 'show'])).toContain('tap0_kata');
+  }
 
   // Where it is recorded, detach works and says nothing more; then nothing is recorded anywhere.
   expect(vcnet(['detach', '--sandbox', 'wd', '--state-dir', right]).status).toBe(0);
