@@ -93,6 +93,8 @@ export function reportError(error: unknown, json: boolean): number {
               : {}),
           }
         : {
+            // Its own class's name (TypeError...): a decoder that needs `name` meets it here too.
+            name: error instanceof Error ? error.name : 'Error',
             code: 'VCNET_ERROR',
             ...(errno !== undefined ? { errno } : {}),
             message: String((error as Error)?.message ?? error),

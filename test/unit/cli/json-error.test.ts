@@ -57,4 +57,13 @@ describe('--json errors', () => {
     expect(body).not.toHaveProperty('outerName');
     expect(body).not.toHaveProperty('outerCode');
   });
+
+  it('names an error that is no vcnet error by its own class, as every other error object has a name', () => {
+    expect(jsonOf(new TypeError('x is not a function'))).toEqual({
+      name: 'TypeError',
+      code: 'VCNET_ERROR',
+      message: 'x is not a function',
+    });
+    expect(jsonOf('a thrown string')).toEqual({ name: 'Error', code: 'VCNET_ERROR', message: 'a thrown string' });
+  });
 });
