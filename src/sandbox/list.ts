@@ -10,6 +10,7 @@ import { keyOf, pathHolds } from '../netns/namespace-liveness.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { earlierBootOf } from '../network/state/boot-id.js';
 import { gcStateDirectoryFlag } from '../network/state/default-directories.js';
+import { flockHolderAt } from '../network/state/lock.js';
 import {
   type CheckedRecord,
   knownStateDirectories,
@@ -18,6 +19,7 @@ import {
   trustedDirectories,
   visitRecords,
 } from '../network/state/owners.js';
+import { salvageNamespacePath } from '../network/state/record-envelope.js';
 import { stateDirectory } from '../network/state/store.js';
 import { refuseUntrustedDirectory } from '../network/state/trust.js';
 import { shellWord } from '../shell-word.js';
@@ -61,6 +63,11 @@ export interface SandboxListing {
   detail?: string;
   /** What to run about it: the gc command that finishes or removes it, or the error's hint. */
   hint?: string;
+  /**
+   * An `unfinished` record whose lock a process holds right now (an attach, detach, add-iface or
+   * vcnet-cni ADD/DEL at work on it): gc leaves it alone, as its `beingChanged` says.
+   */
+  beingChanged?: true;
   /** The namespace path it names (absent when an unreadable record does not say). */
   namespacePath?: string;
   /** Its endpoints (none for an unreadable record). */
@@ -116,7 +123,7 @@ export async function listSandboxes(options: ListSandboxesOptions = {}): Promise
   const listings: SandboxListing[] = [];
   visitRecords(roots, {
     record: (entry, checked) => listings.push(describeRecord(entry, checked)),
-    unusable: (entry, error) => listings.push(unreadableListing(entry, error)),
+    unusable: (entry, error, text) => listings.push(unreadableListing(entry, error, text)),
     unlistable: (directory, error) =>
       listings.push({
         ...unreadableListing({ key: directory, root: directory, file: directory }, error),
@@ -183,14 +190,25 @@ function describeRecord(entry: RecordEntry, { kind, record }: CheckedRecord): Sa
   const addUnderWay = kind === 'cni' && record.device === undefined;
   if (pending.length > 0 || killedAttach || addUnderWay) {
     const names = pending.map((endpoint) => endpoint.properties.link.name).join(', ');
+    const detail = killedAttach
+      ? 'an attach that did not finish'
+      : addUnderWay
+        ? 'a vcnet-cni ADD that did not finish'
+        : `the attach or undo of ${names} did not finish`;
+    // Told from /proc/locks, without taking the lock: a command at work on it now (gc leaves it).
+    const holder = flockHolderAt(entry.lockPath);
+    if (holder !== undefined)
+      return {
+        ...listing,
+        state: 'unfinished',
+        detail: `${detail}: process ${holder} is changing it right now (it holds the record's lock)`,
+        hint: 'run vcnet list again once that process is done',
+        beingChanged: true,
+      };
     return {
       ...listing,
       state: 'unfinished',
-      detail: killedAttach
-        ? 'an attach that was killed, or is still running'
-        : addUnderWay
-          ? 'a vcnet-cni ADD that was killed, or is still running'
-          : `the attach or undo of ${names} did not finish`,
+      detail: `${detail}, and nothing is working on it (a killed process left it)`,
       // gc finishes sandbox records; a vcnet-cni record is the runtime's to finish (its CNI DEL).
       hint:
         kind === 'sandbox'
@@ -201,11 +219,16 @@ function describeRecord(entry: RecordEntry, { kind, record }: CheckedRecord): Sa
   return listing;
 }
 
-/** A record (or directory) that could not be read: listed, with its error's code, message and hint. */
+/**
+ * A record (or directory) that could not be read: listed, with its error's code, message and hint,
+ * and the namespace path it names when that part of its text (if read) is whole.
+ */
 function unreadableListing(
   entry: Pick<RecordEntry, 'key' | 'root' | 'file'> & { interfaceName?: string; id?: string },
   error: unknown,
+  text?: string,
 ): SandboxListing {
+  const namespacePath = text === undefined ? undefined : salvageNamespacePath(text);
   const { code, errno } = classifyError(error);
   const message = (error as Error)?.message ?? String(error);
   const hint = error instanceof VcnetError ? error.hint : undefined;
@@ -217,6 +240,7 @@ function unreadableListing(
       : {}),
     state: 'unreadable',
     detail: message,
+    ...(namespacePath !== undefined ? { namespacePath } : {}),
     ...(hint ? { hint } : {}),
     endpoints: [],
     stateDirectory: entry.root,

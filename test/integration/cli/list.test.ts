@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CLI, killAtStep, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { CLI, killAtStep, pauseAtStep, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { vcnetCniOverPod } from '../../helpers/cni.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
@@ -27,6 +27,7 @@ interface Listing {
   endpoints: Array<{ guestName: string; podLink: string; type: string; model: string }>;
   detail?: string;
   hint?: string;
+  beingChanged?: true;
   error?: { code: string; message: string };
 }
 
@@ -176,6 +177,30 @@ describe('vcnet list', () => {
     expect(treeOf(state)).toEqual(before.files);
   });
 
+  it('says an attach at work right now is being changed by its process, without waiting for its lock', async () => {
+    const { pod } = makePod();
+    const state = join(scratch(), 'state');
+    const running = vcnetAsync(['attach', '--sandbox', 'busy', '--netns', pod.path, '--state-dir', state], {
+      ...pauseAtStep(0),
+      VCNET_STATE_REGISTRY: join(scratch(), 'registry'),
+    });
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!running.output().stderr.includes('paused at step 0')) {
+        if (running.child.exitCode !== null || Date.now() > deadline)
+          throw new Error(`attach never paused: ${running.output().stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      const row = onlyRow(state);
+      expect(row).toMatchObject({ id: 'busy', state: 'unfinished', beingChanged: true });
+      expect(row.detail).toContain(`process ${running.child.pid} is changing it right now`);
+      expect(row.hint).not.toContain('vcnet gc');
+    } finally {
+      running.child.kill('SIGKILL');
+      await running.done;
+    }
+  });
+
   it('says a record of an earlier boot is one, without looking at its namespace', () => {
     const { pod } = makePod();
     const state = join(scratch(), 'state');
@@ -208,6 +233,11 @@ describe('vcnet list', () => {
     attach('cut', other.path, state);
     const file = join(state, 'cut', 'state.json');
     writeFileSync(file, readFileSync(file, 'utf8').slice(0, 40));
+    // A newer vcnet's record: whole JSON, so the namespace it names is still shown.
+    const { pod: third } = makePod();
+    attach('newer', third.path, state);
+    const newer = join(state, 'newer', 'state.json');
+    writeFileSync(newer, JSON.stringify({ ...JSON.parse(readFileSync(newer, 'utf8')), version: 99 }));
     const { status, rows, stderr } = listJson(state);
     expect(status).toBe(1);
     expect(stderr).toContain(file);
@@ -216,6 +246,9 @@ describe('vcnet list', () => {
     expect(byId.get('cut')).toMatchObject({ state: 'unreadable', file });
     expect(byId.get('cut')!.error).toMatchObject({ code: 'VCNET_STATE_INVALID' });
     expect(byId.get('cut')!.error!.message).toContain(file);
+    expect(byId.get('newer')).toMatchObject({ state: 'unreadable', namespacePath: third.path });
+    expect(byId.get('newer')!.error!.message).toContain('version is 99');
+    expect(stderr).toContain(newer);
     const text = run(['list', '--state-dir', state]);
     expect(text.status).toBe(1);
     expect(text.stdout).toMatch(/^good\s+attached\s+/m);
