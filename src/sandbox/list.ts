@@ -141,7 +141,10 @@ export async function listSandboxes(options: ListSandboxesOptions = {}): Promise
       file,
       error: { code: 'VCNET_STATE_DIR', message: reason },
     });
-  return listings;
+  // readdir's order is the file system's: sorted (by code point, whatever the locale), so two
+  // listings compare line by line.
+  const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return listings.sort((a, b) => order(a.stateDirectory, b.stateDirectory) || order(a.id, b.id));
 }
 
 /** A record read and checked: its state, from the record and a stat of its namespace path only. */

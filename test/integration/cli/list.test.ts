@@ -241,6 +241,8 @@ describe('vcnet list', () => {
     const { status, rows, stderr } = listJson(state);
     expect(status).toBe(1);
     expect(stderr).toContain(file);
+    // Sorted by id (readdir's order is the file system's).
+    expect(rows.map((row) => row.id)).toEqual(['cut', 'good', 'newer']);
     const byId = new Map(rows.map((row) => [row.id, row]));
     expect(byId.get('good')).toMatchObject({ state: 'attached' });
     expect(byId.get('cut')).toMatchObject({ state: 'unreadable', file });
