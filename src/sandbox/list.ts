@@ -215,7 +215,7 @@ function describeRecord(entry: RecordEntry, { kind, record }: CheckedRecord): Sa
       // gc finishes sandbox records; a vcnet-cni record is the runtime's to finish (its CNI DEL).
       hint:
         kind === 'sandbox'
-          ? `${gc} finishes undoing it, once no vcnet command is working on it`
+          ? `${gc} finishes undoing it`
           : `the runtime's CNI DEL of container ${entry.id} (interface ${record.interfaceName}) undoes it`,
     };
   }
