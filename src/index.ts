@@ -391,6 +391,13 @@ export {
 export { type DetachResult, type DetachSandboxOptions, detachSandbox } from './sandbox/detach.js';
 export { HotplugIdTakenError } from './sandbox/hotplug-id-taken.js';
 export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
+export {
+  type ListSandboxesOptions,
+  listSandboxes,
+  type SandboxListing,
+  type SandboxListingEndpoint,
+  type SandboxListingState,
+} from './sandbox/list.js';
 export { NamespaceHeldError, UnrecordedGroupLinkError } from './sandbox/namespace-hold.js';
 export {
   type PlannedDetach,

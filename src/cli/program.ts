@@ -14,6 +14,7 @@ import { registerGc } from './commands/gc.js';
 import { registerInstallCni } from './commands/install-cni.js';
 import { registerIpTables } from './commands/iptables.js';
 import { registerKataNetwork } from './commands/kata-network.js';
+import { registerList } from './commands/list.js';
 import { registerScan } from './commands/scan.js';
 import { registerWatch } from './commands/watch.js';
 import { exitCodeFor } from './exit-codes.js';
@@ -65,6 +66,7 @@ export function buildProgram(): Command {
   registerIpTables(program);
   registerWatch(program);
   registerGc(program);
+  registerList(program);
   registerInstallCni(program);
   registerDemo(program);
   registerBench(program);

@@ -6,7 +6,7 @@
  * never land in the host's namespace.
  */
 
-import { spawn, spawnSync } from 'node:child_process';
+import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -143,22 +143,36 @@ export function vcnetCniOverPod(options: {
   containerId: string;
   stateDir: string;
   registry: string;
-}): { config: string; environment: (command: string) => Record<string, string> } {
+}): {
+  config: string;
+  environment: (command: string) => Record<string, string>;
+  /** Runs vcnet-cni's built program (dist/cni/main.js) with `command` (ADD, CHECK, DEL) over this config. */
+  run: (command: string) => SpawnSyncReturns<string>;
+} {
   const { pod, containerId } = options;
-  return {
-    config: JSON.stringify(
-      vcnetCniAlone({
-        name: options.name,
-        namespacePath: pod.path,
-        mac: linkMac(pod),
-        settings: { stateDir: options.stateDir },
-      }),
-    ),
-    environment: (command) => ({
-      PATH: process.env.PATH ?? '',
-      ...cniVariables(command, { containerId, namespacePath: pod.path }),
-      VCNET_STATE_REGISTRY: options.registry,
+  const config = JSON.stringify(
+    vcnetCniAlone({
+      name: options.name,
+      namespacePath: pod.path,
+      mac: linkMac(pod),
+      settings: { stateDir: options.stateDir },
     }),
+  );
+  const environment = (command: string) => ({
+    PATH: process.env.PATH ?? '',
+    ...cniVariables(command, { containerId, namespacePath: pod.path }),
+    VCNET_STATE_REGISTRY: options.registry,
+  });
+  return {
+    config,
+    environment,
+    run: (command) =>
+      spawnSync(process.execPath, [VCNET_CNI_PROGRAM], {
+        input: config,
+        encoding: 'utf8',
+        timeout: 30_000,
+        env: environment(command),
+      }),
   };
 }
 

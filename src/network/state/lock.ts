@@ -267,11 +267,35 @@ function stillAtPath(path: string, fd: number): boolean {
  * is between its flock and its write.
  */
 export function holderOf(fd: number): number {
-  let locks: string;
   let file: { dev: bigint; ino: bigint };
   try {
-    locks = readFileSync('/proc/locks', 'utf8');
     file = fstatSync(fd, { bigint: true });
+  } catch {
+    return 0;
+  }
+  return flockHolder(file);
+}
+
+/**
+ * Who holds the flock on the lock file at `path`, from /proc/locks alone: no open, no flock, not even
+ * a shared one for an instant (a listing's look, which must not delay a command that takes it). The
+ * pid; undefined when the file is not there, or no flock on it is listed with a pid.
+ */
+export function flockHolderAt(path: string): number | undefined {
+  let file: { dev: bigint; ino: bigint };
+  try {
+    file = lstatSync(path, { bigint: true });
+  } catch {
+    return undefined;
+  }
+  return flockHolder(file) || undefined;
+}
+
+/** The pid holding a flock on this file per /proc/locks; 0 when none is listed or it cannot be read. */
+function flockHolder(file: { dev: bigint; ino: bigint }): number {
+  let locks: string;
+  try {
+    locks = readFileSync('/proc/locks', 'utf8');
   } catch {
     return 0;
   }

@@ -6,6 +6,7 @@
  * Records gc cannot use are named (`skipped`), and what they may be about is left alone (Untouchable).
  */
 import { join, resolve } from 'node:path';
+import type { z } from 'zod';
 import { SystemCallError } from '../../errors.js';
 import {
   damagedIdentityField,
@@ -34,7 +35,7 @@ import {
   salvageNamespace,
   salvageNamespacePath,
 } from './record-envelope.js';
-import { recordFiles, removeEmpty, removeTree } from './record-files.js';
+import { type RecordFile, recordFiles, removeEmpty, removeTree } from './record-files.js';
 import { registeredStateDirectories } from './registry.js';
 import { LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
 import { refuseUntrustedDirectory } from './trust.js';
@@ -242,8 +243,99 @@ function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, s
   for (const { file } of recordFiles(directory, unlistable(skipped, untouchable))) protect(file);
 }
 
-/** What readOwners needs of a record, sandbox or CNI: its envelope, and the network whose steps name what it made. */
-type OwnerRecord = RecordEnvelope & { network: Parameters<typeof createdLinks>[0] };
+/** A record file found in a state directory, with what gc needs to act on it under its lock. */
+export interface RecordEntry extends RecordFile {
+  /** The state directory it was found in. */
+  root: string;
+  /** How gc names it: the sandbox id, or `<container id>/<interface name>` for a vcnet-cni record. */
+  key: string;
+  /** The lock guarding it (`<root>/.locks/<id>`). */
+  lockPath: string;
+  /** Removes the record's directory and whatever parent it emptied. */
+  remove: () => void;
+}
+
+/** A record read and checked against its schema: a sandbox's (vcnet attach) or a vcnet-cni interface's. */
+export type CheckedRecord =
+  | { kind: 'sandbox'; record: RecordEnvelope & z.infer<typeof sandboxContentSchema> }
+  | { kind: 'cni'; record: RecordEnvelope & z.infer<typeof cniContentSchema> };
+
+/** What visitRecords reports, entry by entry. */
+export interface RecordVisitor {
+  /** A record read and checked. */
+  record(entry: RecordEntry, checked: CheckedRecord): void;
+  /**
+   * A record that cannot be used: `text` undefined when it could not be read at all (not a regular
+   * file: a VcnetError; EIO, EMFILE, EACCES: a SystemCallError), else what it holds (it failed its check).
+   */
+  unusable(entry: RecordEntry, error: unknown, text: string | undefined): void;
+  /** A directory of records that is there but cannot be listed (recordFiles). */
+  unlistable(directory: string, error: unknown): void;
+  /** An entry that is no record (recordFiles' `onStray`). */
+  stray?(path: string, reason: string): void;
+}
+
+/**
+ * Reads every record of these (trusted) state directories, never through a link and never blocking
+ * on a FIFO, and checks each against its schema: the one enumeration of records, which gc's owners
+ * and `vcnet list` share. Reads only: takes no lock, opens no namespace.
+ */
+export function visitRecords(roots: readonly string[], visitor: RecordVisitor): void {
+  for (const root of roots) {
+    const stray = visitor.stray ? (path: string, reason: string) => visitor.stray?.(path, reason) : undefined;
+    for (const found of recordFiles(root, (directory, error) => visitor.unlistable(directory, error), stray)) {
+      const { id, directory, file, interfaceName } = found;
+      const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
+      const interfaces = join(directory, 'interfaces');
+      const entry: RecordEntry =
+        interfaceName === undefined
+          ? { ...found, root, key: id, lockPath, remove: () => removeTree(directory) }
+          : {
+              ...found,
+              root,
+              key: `${id}/${interfaceName}`,
+              lockPath,
+              remove: () => {
+                removeTree(join(interfaces, interfaceName));
+                removeEmpty(interfaces);
+                removeEmpty(directory);
+              },
+            };
+      let text: string | undefined;
+      try {
+        // Never through a link, never blocking on a FIFO: the error names the file, not its content.
+        text = readRecordFile(file);
+      } catch (error) {
+        visitor.unusable(entry, error, undefined);
+        continue;
+      }
+      if (text === undefined) continue; // removed meanwhile
+      let checked: CheckedRecord;
+      try {
+        checked = checkRecord(text, entry);
+      } catch (error) {
+        visitor.unusable(entry, error, text);
+        continue;
+      }
+      visitor.record(entry, checked);
+    }
+  }
+}
+
+/** A record's text checked against the schema of its kind: the sandbox's, or the CNI interface's. */
+function checkRecord(text: string, { id, file, interfaceName }: RecordEntry): CheckedRecord {
+  if (interfaceName === undefined)
+    return { kind: 'sandbox', record: parseRecord(text, file, { expectedId: id, content: sandboxContentSchema }) };
+  const record = parseRecord(text, file, { expectedId: id, content: cniContentSchema });
+  if (record.interfaceName !== interfaceName)
+    throw new StateInvalidError(
+      file,
+      'interfaceName',
+      `is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
+      record.interfaceName,
+    );
+  return { kind: 'cni', record };
+}
 
 export function readOwners(directories: readonly string[]): {
   owners: RecordOwner[];
@@ -258,19 +350,14 @@ export function readOwners(directories: readonly string[]): {
   const skipped: SkippedRecord[] = [];
   const ignored: Array<{ path: string; reason: string }> = [];
   const untouchable: Untouchable = { keys: new Set(), everything: false };
-  const consider = (
-    id: string,
-    file: string,
-    directory: string,
-    lockPath: string,
-    remove: () => void,
-    check: (text: string) => OwnerRecord,
-  ) => {
-    let text: string | undefined;
-    try {
-      // Never through a link, never blocking on a FIFO: the error names the file, not its content.
-      text = readRecordFile(file);
-    } catch (error) {
+  visitRecords(trustedDirectories(directories, skipped, untouchable), {
+    unlistable: unlistable(skipped, untouchable),
+    stray: (path, reason) => ignored.push({ path, reason }),
+    unusable: ({ file }, error, text) => {
+      if (text !== undefined) {
+        skipped.push({ file, reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true)}` });
+        return;
+      }
       if (!(error instanceof SystemCallError)) {
         // A link, a FIFO, a directory where the record should be: not a record, it names nothing.
         skipped.push({ file, reason: (error as Error).message });
@@ -279,11 +366,8 @@ export function readOwners(directories: readonly string[]): {
       // Unreadable (EIO, EMFILE, EACCES...): a record is there, of a namespace gc cannot know.
       skipped.push({ file, reason: `${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}` });
       untouchable.everything = true;
-      return;
-    }
-    if (text === undefined) return; // removed meanwhile
-    try {
-      const record = check(text);
+    },
+    record: ({ key: id, file, directory, lockPath, remove }, { record }) => {
       const earlier = earlierBootOf(record);
       if (earlier) {
         // Its inode and cookie may be a new pod's now: not even looked at.
@@ -311,50 +395,8 @@ export function readOwners(directories: readonly string[]): {
         filters: addedFilters(record.network),
         htbs: addedHtbs(record.network),
       });
-    } catch (error) {
-      skipped.push({ file, reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true)}` });
-    }
-  };
-  for (const root of trustedDirectories(directories, skipped, untouchable)) {
-    const stray = (path: string, reason: string) => ignored.push({ path, reason });
-    for (const { id, directory, file, interfaceName } of recordFiles(root, unlistable(skipped, untouchable), stray)) {
-      const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
-      if (interfaceName === undefined) {
-        consider(
-          id,
-          file,
-          directory,
-          lockPath,
-          () => removeTree(directory),
-          (text) => parseRecord(text, file, { expectedId: id, content: sandboxContentSchema }),
-        );
-        continue;
-      }
-      const interfaces = join(directory, 'interfaces');
-      consider(
-        `${id}/${interfaceName}`,
-        file,
-        directory,
-        lockPath,
-        () => {
-          removeTree(join(interfaces, interfaceName));
-          removeEmpty(interfaces);
-          removeEmpty(directory);
-        },
-        (text) => {
-          const record = parseRecord(text, file, { expectedId: id, content: cniContentSchema });
-          if (record.interfaceName !== interfaceName)
-            throw new StateInvalidError(
-              file,
-              'interfaceName',
-              `is ${JSON.stringify(record.interfaceName)}, not ${interfaceName}`,
-              record.interfaceName,
-            );
-          return record;
-        },
-      );
-    }
-  }
+    },
+  });
   return { owners, earlierBoot, skipped, untouchable, ignored };
 }
 

@@ -197,13 +197,7 @@ describe('records from an earlier boot', () => {
       stateDir: join(stateDir, 'cni'),
       registry: join(stateDir, 'registry'),
     });
-    const run = (command: string) =>
-      spawnSync(process.execPath, [VCNET_CNI_PROGRAM], {
-        input: plugin.config,
-        encoding: 'utf8',
-        timeout: 30_000,
-        env: plugin.environment(command),
-      });
+    const run = plugin.run;
     const add = run('ADD');
     expect(add.status, add.stdout + add.stderr).toBe(0);
     const file = join(stateDir, 'cni', 'ctr-boot', 'interfaces', 'eth0', 'state.json');

@@ -1,0 +1,63 @@
+/** `vcnet list`: the records vcnet keeps, one row each with its state (listSandboxes), read-only. */
+import type { Command } from 'commander';
+import { listSandboxes, type SandboxListing } from '../../sandbox/list.js';
+import { ExitCode } from '../exit-codes.js';
+import { printJson, printText, table, writeStderr } from '../output.js';
+
+export function registerList(program: Command): void {
+  program
+    .command('list')
+    .description('list the sandboxes and vcnet-cni interfaces vcnet has recorded, with their state (changes nothing)')
+    .option(
+      '--state-dir <dir>',
+      'only this state directory (default: every one gc reads: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in); one that does not exist lists nothing, one another user could change is refused (exit 2)',
+    )
+    .option('--json', 'machine-readable output')
+    .action(async (options: { stateDir?: string; json?: boolean }) => {
+      const listings = await listSandboxes(options.stateDir === undefined ? {} : { stateDirectory: options.stateDir });
+      if (options.json) printJson(listings);
+      else printText(listingText(listings, { stateDirectories: options.stateDir === undefined }).join('\n'));
+      // As `ls` does for an entry it cannot read: everything else is listed, the reason is on stderr.
+      const unreadable = listings.filter((listing) => listing.state === 'unreadable');
+      for (const listing of unreadable) {
+        writeStderr(`vcnet: ${listing.error?.message ?? listing.detail}\n`);
+        if (listing.error?.hint) writeStderr(`hint: ${listing.error.hint}\n`);
+      }
+      if (unreadable.length > 0) process.exitCode = ExitCode.FAILED;
+    });
+}
+
+/** How an endpoint reads in the table: `guest<-pod-link type model`. */
+function endpointText(endpoint: SandboxListing['endpoints'][number]): string {
+  return `${endpoint.guestName}<-${endpoint.podLink} ${endpoint.type} ${endpoint.model}`;
+}
+
+/**
+ * The text of `vcnet list`: a table with a header (only the header when nothing is recorded, as
+ * `podman ps` prints it), then, after a blank line, a note for each record that is not `attached`
+ * saying why and what to run. `stateDirectories`: a column naming each record's state directory
+ * (when more than one was read).
+ */
+export function listingText(listings: readonly SandboxListing[], options: { stateDirectories: boolean }): string[] {
+  const headers = ['SANDBOX', 'STATE', 'ENDPOINTS', 'HYPERVISOR', 'NAMESPACE'];
+  if (options.stateDirectories) headers.push('STATE DIRECTORY');
+  const rows = listings.map((listing) => {
+    const row = [
+      listing.id,
+      listing.state,
+      listing.endpoints.length > 0 ? listing.endpoints.map(endpointText).join(', ') : '-',
+      listing.hypervisor ?? '-',
+      listing.namespacePath ?? '-',
+    ];
+    if (options.stateDirectories) row.push(listing.stateDirectory);
+    return row;
+  });
+  const notes = listings
+    .filter((listing) => listing.state !== 'attached')
+    .map((listing) => {
+      const why = listing.error ? `${listing.error.code}: ${listing.error.message}` : listing.detail;
+      const action = listing.state === 'unreadable' ? '' : listing.hint ? `; ${listing.hint}` : '';
+      return `${listing.id}: ${listing.state}: ${why}${action}`;
+    });
+  return [...table(headers, rows).split('\n'), ...(notes.length > 0 ? ['', ...notes] : [])];
+}

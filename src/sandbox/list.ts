@@ -1,0 +1,253 @@
+/**
+ * `vcnet list` and the library's listSandboxes: what vcnet has recorded, one entry per record (a
+ * sandbox vcnet attach made, a vcnet-cni interface), each with a state told from the record itself
+ * and a stat of its namespace path. It reads only: no lock is taken, no namespace entered or opened,
+ * no netlink socket made, nothing written or removed (gc is what acts on what it shows).
+ */
+import { optionsArgument, stringOption } from '../arguments.js';
+import { classifyError, VcnetError } from '../errors.js';
+import { keyOf, pathHolds } from '../netns/namespace-liveness.js';
+import { isUnfinished } from '../network/model/plumbing-context.js';
+import { earlierBootOf } from '../network/state/boot-id.js';
+import { gcStateDirectoryFlag } from '../network/state/default-directories.js';
+import { flockHolderAt } from '../network/state/lock.js';
+import {
+  type CheckedRecord,
+  knownStateDirectories,
+  type RecordEntry,
+  type SkippedRecord,
+  trustedDirectories,
+  visitRecords,
+} from '../network/state/owners.js';
+import { salvageNamespacePath } from '../network/state/record-envelope.js';
+import { stateDirectory } from '../network/state/store.js';
+import { refuseUntrustedDirectory } from '../network/state/trust.js';
+import { shellWord } from '../shell-word.js';
+
+/**
+ * A record's state, from the record and a stat of its namespace path:
+ * - `attached`: complete, of this boot, its namespace at its path;
+ * - `unfinished`: an attach (or its rollback) that a killed process left part-way: gc finishes undoing
+ *   it (a vcnet-cni one: the runtime's CNI DEL);
+ * - `earlier-boot`: written in an earlier boot, so it names nothing that exists now; gc removes it;
+ * - `namespace-gone`: its path no longer holds the recorded namespace (gone, or another one there);
+ * - `unreadable`: damaged, truncated, not a regular file, another format version: `error` says why.
+ */
+export type SandboxListingState = 'attached' | 'unfinished' | 'earlier-boot' | 'namespace-gone' | 'unreadable';
+
+/** An endpoint a record lists: the guest NIC and the pod link it stands for. */
+export interface SandboxListingEndpoint {
+  /** The endpoint's name (the guest NIC's). */
+  guestName: string;
+  /** The pod link it stands for (in the sandbox's namespace). */
+  podLink: string;
+  /** The endpoint type (virtual, macvlan, physical, tap...). */
+  type: string;
+  /** The internetworking model of its plumbing; `pending` while its attach has not finished. */
+  model: string;
+  /** The tap or macvtap vcnet made for it, when it made one. */
+  device?: string;
+}
+
+/** One record of a state directory, as listSandboxes describes it. */
+export interface SandboxListing {
+  /** The sandbox id, or `<container id>/<interface name>` for a vcnet-cni record (as gc names it). */
+  id: string;
+  /** Who wrote it: `sandbox` (vcnet attach, the library) or `cni` (vcnet-cni ADD). */
+  kind: 'sandbox' | 'cni';
+  /** vcnet-cni records: the container id and the interface name (CNI_CONTAINERID, CNI_IFNAME). */
+  containerId?: string;
+  interfaceName?: string;
+  state: SandboxListingState;
+  /** Why the state is not `attached`, in a sentence. */
+  detail?: string;
+  /** What to run about it: the gc command that finishes or removes it, or the error's hint. */
+  hint?: string;
+  /**
+   * An `unfinished` record whose lock a process holds right now (an attach, detach, add-iface or
+   * vcnet-cni ADD/DEL at work on it): gc leaves it alone, as its `beingChanged` says.
+   */
+  beingChanged?: true;
+  /** The namespace path it names (absent when an unreadable record does not say). */
+  namespacePath?: string;
+  /** Its endpoints (none for an unreadable record). */
+  endpoints: SandboxListingEndpoint[];
+  /** The hypervisor kind it records (qemu, clh, firecracker), when it records one. */
+  hypervisor?: string;
+  createdAt?: string;
+  /** The state directory it is in, and its file. */
+  stateDirectory: string;
+  file: string;
+  /** Why it could not be read (state `unreadable`): the error's code, message (naming the file) and hint. */
+  error?: { code: string; message: string; hint?: string; errno?: string };
+}
+
+/** What listSandboxes reads. */
+export interface ListSandboxesOptions {
+  /**
+   * Only this state directory. Default: every state directory `vcnet gc` reads (the CLI's and
+   * vcnet-cni's defaults, $VCNET_STATE_DIR, and every directory recorded in the registry).
+   */
+  stateDirectory?: string;
+}
+
+/**
+ * Lists the records vcnet keeps (vcnet attach's sandboxes, vcnet-cni's interfaces), one entry per
+ * record with its state and endpoints: read-only (no lock, no netlink, no namespace entered). A record
+ * that cannot be read is listed as `unreadable` with its error, never thrown; a state directory that
+ * does not exist lists nothing. A `stateDirectory` another user could change is refused
+ * (StateDirectoryError, VCNET_STATE_DIR), as every command refuses it; without one, such a directory
+ * the registry names is listed as one `unreadable` entry.
+ *
+ * @example
+ * ```ts
+ * import { listSandboxes } from 'vcnet';
+ *
+ * for (const sandbox of await listSandboxes({ stateDirectory: '/run/vcnet/sandboxes' })) {
+ *   console.log(`${sandbox.id} ${sandbox.state} ${sandbox.namespacePath ?? '-'}`);
+ * }
+ * ```
+ */
+export async function listSandboxes(options: ListSandboxesOptions = {}): Promise<SandboxListing[]> {
+  options = optionsArgument(options, 'options', ['stateDirectory']);
+  stringOption(options.stateDirectory, 'stateDirectory', 'a state directory path');
+  const skipped: SkippedRecord[] = [];
+  let roots: string[];
+  if (options.stateDirectory !== undefined) {
+    const directory = stateDirectory(options.stateDirectory);
+    refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
+    roots = [directory];
+  } else {
+    roots = trustedDirectories(knownStateDirectories(), skipped);
+  }
+  const listings: SandboxListing[] = [];
+  visitRecords(roots, {
+    record: (entry, checked) => listings.push(describeRecord(entry, checked)),
+    unusable: (entry, error, text) => listings.push(unreadableListing(entry, error, text)),
+    unlistable: (directory, error) =>
+      listings.push({
+        ...unreadableListing({ key: directory, root: directory, file: directory }, error),
+        detail: `the directory cannot be listed: ${(error as Error).message}`,
+      }),
+  });
+  for (const { file, reason } of skipped)
+    listings.push({
+      id: file,
+      kind: 'sandbox',
+      state: 'unreadable',
+      detail: reason,
+      endpoints: [],
+      stateDirectory: file,
+      file,
+      error: { code: 'VCNET_STATE_DIR', message: reason },
+    });
+  // readdir's order is the file system's: sorted (by code point, whatever the locale), so two
+  // listings compare line by line.
+  const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return listings.sort((a, b) => order(a.stateDirectory, b.stateDirectory) || order(a.id, b.id));
+}
+
+/** A record read and checked: its state, from the record and a stat of its namespace path only. */
+function describeRecord(entry: RecordEntry, { kind, record }: CheckedRecord): SandboxListing {
+  const namespacePath = record.namespace.path;
+  const listing: SandboxListing = {
+    id: entry.key,
+    kind,
+    ...(kind === 'cni' ? { containerId: entry.id, interfaceName: record.interfaceName } : {}),
+    state: 'attached',
+    namespacePath,
+    endpoints: record.network.endpoints.map((endpoint) => ({
+      guestName: endpoint.name,
+      podLink: endpoint.properties.link.name,
+      type: endpoint.type,
+      model: endpoint.plumbing.model,
+      ...(endpoint.plumbing.tapName ? { device: endpoint.plumbing.tapName } : {}),
+    })),
+    ...(kind === 'sandbox' && record.hypervisor ? { hypervisor: record.hypervisor.kind } : {}),
+    createdAt: record.createdAt,
+    stateDirectory: entry.root,
+    file: entry.file,
+  };
+  const gc = `vcnet gc --netns ${shellWord(namespacePath)}${gcStateDirectoryFlag(entry.file)}`;
+  const earlier = earlierBootOf(record);
+  if (earlier) {
+    // Its inode may be a new pod's namespace now: not looked at.
+    return {
+      ...listing,
+      state: 'earlier-boot',
+      detail: `written in an earlier boot (boot id ${earlier.bootId}; this boot is ${earlier.currentBootId}): what it names went with that boot`,
+      hint: `${gc} removes the record`,
+    };
+  }
+  if (!pathHolds(namespacePath, keyOf(record.namespace)))
+    return {
+      ...listing,
+      state: 'namespace-gone',
+      detail: `${namespacePath} no longer holds the recorded namespace (inode ${record.namespace.ino})`,
+      hint: `${gc} drops the record once nothing holds that namespace`,
+    };
+  const pending = record.network.endpoints.filter(
+    (endpoint) => isUnfinished(endpoint.plumbing) || endpoint.plumbing.partial === true,
+  );
+  const killedAttach = kind === 'sandbox' && record.attaching === true;
+  const addUnderWay = kind === 'cni' && record.device === undefined;
+  if (pending.length > 0 || killedAttach || addUnderWay) {
+    const names = pending.map((endpoint) => endpoint.properties.link.name).join(', ');
+    const detail = killedAttach
+      ? 'an attach that did not finish'
+      : addUnderWay
+        ? 'a vcnet-cni ADD that did not finish'
+        : `the attach or undo of ${names} did not finish`;
+    // Told from /proc/locks, without taking the lock: a command at work on it now (gc leaves it).
+    const holder = flockHolderAt(entry.lockPath);
+    if (holder !== undefined)
+      return {
+        ...listing,
+        state: 'unfinished',
+        detail: `${detail}: process ${holder} is changing it right now (it holds the record's lock)`,
+        hint: 'run vcnet list again once that process is done',
+        beingChanged: true,
+      };
+    return {
+      ...listing,
+      state: 'unfinished',
+      detail: `${detail}, and nothing is working on it (a killed process left it)`,
+      // gc finishes sandbox records; a vcnet-cni record is the runtime's to finish (its CNI DEL).
+      hint:
+        kind === 'sandbox'
+          ? `${gc} finishes undoing it`
+          : `the runtime's CNI DEL of container ${entry.id} (interface ${record.interfaceName}) undoes it`,
+    };
+  }
+  return listing;
+}
+
+/**
+ * A record (or directory) that could not be read: listed, with its error's code, message and hint,
+ * and the namespace path it names when that part of its text (if read) is whole.
+ */
+function unreadableListing(
+  entry: Pick<RecordEntry, 'key' | 'root' | 'file'> & { interfaceName?: string; id?: string },
+  error: unknown,
+  text?: string,
+): SandboxListing {
+  const namespacePath = text === undefined ? undefined : salvageNamespacePath(text);
+  const { code, errno } = classifyError(error);
+  const message = (error as Error)?.message ?? String(error);
+  const hint = error instanceof VcnetError ? error.hint : undefined;
+  return {
+    id: entry.key,
+    kind: entry.interfaceName === undefined ? 'sandbox' : 'cni',
+    ...(entry.interfaceName !== undefined && entry.id !== undefined
+      ? { containerId: entry.id, interfaceName: entry.interfaceName }
+      : {}),
+    state: 'unreadable',
+    detail: message,
+    ...(namespacePath !== undefined ? { namespacePath } : {}),
+    ...(hint ? { hint } : {}),
+    endpoints: [],
+    stateDirectory: entry.root,
+    file: entry.file,
+    error: { code, message, ...(hint ? { hint } : {}), ...(errno !== undefined ? { errno } : {}) },
+  };
+}
