@@ -5,8 +5,9 @@
  * them to name who holds a link it finds in its way (recordsHoldingLink, recordsOfNamespace).
  * Records gc cannot use are named (`skipped`), and what they may be about is left alone (Untouchable).
  */
-import { join, resolve } from 'node:path';
-import { SystemCallError } from '../../errors.js';
+import { lstatSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { errnoOf, SystemCallError } from '../../errors.js';
 import {
   damagedIdentityField,
   identityOfNamespaceAt,
@@ -18,6 +19,7 @@ import {
 } from '../../netns/namespace-identity.js';
 import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { fileIdentity } from '../../netns/processes.js';
+import { shellWord } from '../../shell-word.js';
 import { type EarlierBoot, earlierBootOf } from './boot-id.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import {
@@ -37,7 +39,7 @@ import {
 import { recordFiles, removeEmpty, removeTree } from './record-files.js';
 import { registeredStateDirectories } from './registry.js';
 import { LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
-import { refuseUntrustedDirectory } from './trust.js';
+import { readableForClaims, refuseUntrustedDirectory } from './trust.js';
 
 export interface RecordOwner {
   id: string;
@@ -55,6 +57,18 @@ export interface RecordOwner {
   filters: Array<{ link: string; index?: number; parent: number; priority: number }>;
   /** The htb root qdiscs (rate limits) it added, each on its link (by index when recorded). */
   htbs: Array<{ link: string; index?: number; handle: number }>;
+  /**
+   * True for a record in another user's directory that gc (as root) reads for claims only: what it
+   * names is kept, and gc never acts on it (never drops it, never finishes its attach).
+   */
+  claimsOnly?: true;
+}
+
+/** A state directory of another user's that gc, run as root, read for claims only (readableForClaims). */
+export interface ClaimsOnlyDirectory {
+  directory: string;
+  /** Its owner's uid. */
+  owner: number;
 }
 
 /**
@@ -63,7 +77,7 @@ export interface RecordOwner {
  */
 export type EarlierBootRecord = Pick<
   RecordOwner,
-  'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath'
+  'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath' | 'claimsOnly'
 > & {
   earlier: EarlierBoot;
 };
@@ -135,16 +149,72 @@ export function trustedDirectories(
   skipped: SkippedRecord[],
   untouchable?: Untouchable,
 ): string[] {
-  return directories.filter((directory) => {
+  return readableDirectories(directories, skipped, untouchable, false).map(({ directory }) => directory);
+}
+
+/**
+ * trustedDirectories, and with `claimsOnly` (gc run as root) also the directories of another user's
+ * it reads for claims only (readableForClaims), each with its owner.
+ */
+function readableDirectories(
+  directories: readonly string[],
+  skipped: SkippedRecord[],
+  untouchable: Untouchable | undefined,
+  claimsOnly: boolean,
+): Array<{ directory: string; owner?: number }> {
+  const readable: Array<{ directory: string; owner?: number }> = [];
+  for (const directory of directories) {
     try {
-      refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
-      return true;
+      if (!claimsOnly) {
+        refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
+        readable.push({ directory });
+        continue;
+      }
+      const owner = readableForClaims(directory);
+      readable.push(owner === undefined ? { directory } : { directory, owner });
     } catch (error) {
+      const closed = untouchable ? closedRootDirectory(directory, error, directories) : undefined;
+      if (closed !== undefined && untouchable) {
+        // Not even looked up (a directory of root's above it): the next step would say the same again.
+        skipped.push({ file: directory, reason: `not read: ${(error as Error).message}; ${closed}` });
+        untouchable.everything = true;
+        continue;
+      }
       skipped.push({ file: directory, reason: `not read: ${(error as Error).message}` });
-      if (untouchable) protectNamespacesNamedIn(directory, untouchable, skipped);
-      return false;
+      if (untouchable) protectNamespacesNamedIn(directory, untouchable, skipped, directories);
     }
-  });
+  }
+  return readable;
+}
+
+/**
+ * For a gc run as a user other than root that `error` (EACCES) keeps out of `directory`, when that
+ * directory (or the directory above that closes it) is root's: what is going on, and what to do,
+ * in place of "fix the file system". The default state directories are root's; what is in them is
+ * root's sandboxes', and this user cannot tell that plumbing from leftovers, so gc removes nothing.
+ * undefined for any other error, user or owner.
+ */
+function closedRootDirectory(directory: string, error: unknown, directories: readonly string[]): string | undefined {
+  const user = process.geteuid?.() ?? 0;
+  if (user === 0 || errnoOf(error) !== 'EACCES') return undefined;
+  if (ownerOfNearest(directory) !== 0) return undefined;
+  const own = directories.filter((candidate) => ownerOfNearest(candidate, false) === user);
+  const stateDirectories = own.length > 0 ? own.map(shellWord).join(' ') : "<this user's state directory>";
+  return `it is root's and may hold root's records, which this user (uid ${user}) cannot read: gc cannot tell root's sandboxes' plumbing from leftovers, so it removes no link, filter or qdisc in any namespace this run (its exit status stays 0). To collect this user's leftovers, run \`vcnet gc --state-dir ${stateDirectories}\` as root (add --netns to keep it to this user's pods; root's gc reads this user's records for claims only: they keep what they name), or detach this user's sandboxes as this user (\`vcnet detach\` works from the record alone)`;
+}
+
+/**
+ * The owner of `path`, or with `upwards` of the nearest directory above it that can be looked up
+ * (the one that closes it to this user); undefined when none can.
+ */
+function ownerOfNearest(path: string, upwards = true): number | undefined {
+  for (let current = path; ; current = dirname(current)) {
+    try {
+      return lstatSync(current).uid;
+    } catch {
+      if (!upwards || current === dirname(current)) return undefined;
+    }
+  }
 }
 
 /** A record gc cannot use: named in its report (`skipped`), never acted on. */
@@ -179,12 +249,15 @@ export interface Untouchable {
 const LEFT_ALONE_EVERYWHERE =
   'so gc removes no link, filter or qdisc in any namespace this run (the records there may be of a live sandbox); fix the file system or its permissions and run gc again';
 
-/** A directory of records gc could not list (EIO, EMFILE, EACCES...): skipped, and nothing removed anywhere. */
-function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
+/**
+ * A directory of records gc could not list (EIO, EMFILE, EACCES...): skipped, and nothing removed
+ * anywhere. `directories`: all gc reads, to name this user's own in the hint for one of root's.
+ */
+function unlistable(skipped: SkippedRecord[], untouchable: Untouchable, directories: readonly string[]) {
   return (directory: string, error: unknown) => {
     skipped.push({
       file: directory,
-      reason: `not listed: ${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}`,
+      reason: `not listed: ${(error as Error).message}; ${closedRootDirectory(directory, error, directories) ?? LEFT_ALONE_EVERYWHERE}`,
     });
     untouchable.everything = true;
   };
@@ -229,7 +302,12 @@ function leaveAloneItsNamespace(text: string, untouchable: Untouchable, anyNames
  * the namespace they name (never through a link, never blocking), and those namespaces are left
  * alone. Another user can make gc leave a namespace alone this way, never make it remove anything.
  */
-function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, skipped: SkippedRecord[]): void {
+function protectNamespacesNamedIn(
+  directory: string,
+  untouchable: Untouchable,
+  skipped: SkippedRecord[],
+  directories: readonly string[],
+): void {
   const protect = (file: string) => {
     try {
       const text = readRecordFile(file);
@@ -239,21 +317,33 @@ function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, s
       if (error instanceof SystemCallError) untouchable.everything = true;
     }
   };
-  for (const { file } of recordFiles(directory, unlistable(skipped, untouchable))) protect(file);
+  for (const { file } of recordFiles(directory, unlistable(skipped, untouchable, directories))) protect(file);
 }
 
 /** What readOwners needs of a record, sandbox or CNI: its envelope, and the network whose steps name what it made. */
 type OwnerRecord = RecordEnvelope & { network: Parameters<typeof createdLinks>[0] };
 
-export function readOwners(directories: readonly string[]): {
+export function readOwners(
+  directories: readonly string[],
+  options: {
+    /**
+     * gc run as root: another user's directories (readableForClaims) are read too, their records
+     * marked `claimsOnly` and the directories listed in `claimsOnly`; else they are skipped.
+     */
+    claimsOnly?: boolean;
+  } = {},
+): {
   owners: RecordOwner[];
   /** Records of an earlier boot: not owners of anything. */
   earlierBoot: EarlierBootRecord[];
   skipped: SkippedRecord[];
   untouchable: Untouchable;
   ignored: Array<{ path: string; reason: string }>;
+  /** The directories read for claims only (with `claimsOnly`). */
+  claimsOnly: ClaimsOnlyDirectory[];
 } {
   const owners: RecordOwner[] = [];
+  const claimsOnly: ClaimsOnlyDirectory[] = [];
   const earlierBoot: EarlierBootRecord[] = [];
   const skipped: SkippedRecord[] = [];
   const ignored: Array<{ path: string; reason: string }> = [];
@@ -265,7 +355,9 @@ export function readOwners(directories: readonly string[]): {
     lockPath: string,
     remove: () => void,
     check: (text: string) => OwnerRecord,
+    onlyClaims: boolean,
   ) => {
+    const mark = onlyClaims ? ({ claimsOnly: true } as const) : {};
     let text: string | undefined;
     try {
       // Never through a link, never blocking on a FIFO: the error names the file, not its content.
@@ -287,7 +379,16 @@ export function readOwners(directories: readonly string[]): {
       const earlier = earlierBootOf(record);
       if (earlier) {
         // Its inode and cookie may be a new pod's now: not even looked at.
-        earlierBoot.push({ id, file, directory, lockPath, remove, namespacePath: record.namespace.path, earlier });
+        earlierBoot.push({
+          id,
+          file,
+          directory,
+          lockPath,
+          remove,
+          namespacePath: record.namespace.path,
+          earlier,
+          ...mark,
+        });
         return;
       }
       const damaged = damagedIdentity(record, file);
@@ -310,14 +411,26 @@ export function readOwners(directories: readonly string[]): {
         links: createdLinks(record.network),
         filters: addedFilters(record.network),
         htbs: addedHtbs(record.network),
+        ...mark,
       });
     } catch (error) {
       skipped.push({ file, reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true)}` });
     }
   };
-  for (const root of trustedDirectories(directories, skipped, untouchable)) {
+  for (const { directory: root, owner } of readableDirectories(
+    directories,
+    skipped,
+    untouchable,
+    options.claimsOnly ?? false,
+  )) {
+    const onlyClaims = owner !== undefined;
+    if (owner !== undefined) claimsOnly.push({ directory: root, owner });
     const stray = (path: string, reason: string) => ignored.push({ path, reason });
-    for (const { id, directory, file, interfaceName } of recordFiles(root, unlistable(skipped, untouchable), stray)) {
+    for (const { id, directory, file, interfaceName } of recordFiles(
+      root,
+      unlistable(skipped, untouchable, directories),
+      stray,
+    )) {
       const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
       if (interfaceName === undefined) {
         consider(
@@ -327,6 +440,7 @@ export function readOwners(directories: readonly string[]): {
           lockPath,
           () => removeTree(directory),
           (text) => parseRecord(text, file, { expectedId: id, content: sandboxContentSchema }),
+          onlyClaims,
         );
         continue;
       }
@@ -352,10 +466,11 @@ export function readOwners(directories: readonly string[]): {
             );
           return record;
         },
+        onlyClaims,
       );
     }
   }
-  return { owners, earlierBoot, skipped, untouchable, ignored };
+  return { owners, earlierBoot, skipped, untouchable, ignored, claimsOnly };
 }
 
 /**
