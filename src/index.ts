@@ -364,7 +364,7 @@ export { type EarlierBoot, RecordFromEarlierBootError } from './network/state/bo
 export { DirectoryNotMadeError } from './network/state/directory.js';
 export { LockFileRefusedError } from './network/state/lock.js';
 export { NamespaceBusyError } from './network/state/namespace-lock.js';
-export type { SkippedRecord } from './network/state/owners.js';
+export type { ClaimsOnlyDirectory, SkippedRecord } from './network/state/owners.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
 // Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
 export type { HypervisorRecord, SandboxState } from './network/state/records.js';

@@ -63,7 +63,7 @@ import {
   registeredStateDirectories,
   removeStaleRegistryTemporaries,
 } from './state/registry.js';
-import { refuseUntrustedDirectory } from './state/trust.js';
+import { readableForClaims } from './state/trust.js';
 
 /**
  * Test seam (never set in production), on globalThis as apply.ts's (src/test-seams.ts): awaited after
@@ -121,7 +121,10 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
   // A named directory that cannot be one is refused as every other command refuses it: read as
   // empty, a mistyped path would make a gc that collects nothing look like a clean one. So is one
   // another user could change (exit 2, as detach refuses it): its records are not vcnet's to act on.
-  for (const directory of namedDirectories) refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
+  // Root's gc reads such a directory for claims only instead (readableForClaims): what its records
+  // name is kept, nothing in it is acted on, so another user's sandboxes' leftovers can be
+  // collected without taking their live taps for orphans.
+  for (const directory of namedDirectories) readableForClaims(directory);
   const directories = knownStateDirectories(namedDirectories);
   const report = emptyGarbageReport({ dryRun, stateDirectories: directories });
   for (const path of options.namespaces ?? [])
@@ -151,7 +154,12 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     await firstLookSeam.hook()?.();
 
     // 2. Every record anywhere, by the namespace it names.
-    const { owners, earlierBoot, skipped, untouchable, ignored } = readOwners(directories);
+    const { owners, earlierBoot, skipped, untouchable, ignored, claimsOnly } = readOwners(directories, {
+      claimsOnly: true,
+    });
+    report.claimsOnly.push(...claimsOnly);
+    // Records gc may act on (drop, finish): never those read for claims only.
+    const ownRecords = owners.filter((owner) => !owner.claimsOnly);
     const recordNames = (path: string) =>
       owners.some((owner) => owner.namespacePath === path) ||
       earlierBoot.some((record) => record.namespacePath === path);
@@ -221,19 +229,23 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
 
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
     const nowLive = liveNamespaces();
-    dropGoneRecords(owners, { replaced, live, nowLive, scoped, holders, liveCookie }, report);
-    dropEarlierBootRecords(earlierBoot, scoped, report);
+    dropGoneRecords(ownRecords, { replaced, live, nowLive, scoped, holders, liveCookie }, report);
+    dropEarlierBootRecords(
+      earlierBoot.filter((record) => !record.claimsOnly),
+      scoped,
+      report,
+    );
 
     // 3a. Directories and lock files a command killed half-way left without any record. They belong
     // to no namespace: gc of some namespaces only takes those in the state directories it was given
-    // (--state-dir), never in every registered one.
+    // (--state-dir), never in every registered one; never in one read for claims only (trusted only).
     collectEmptyRecordDirectories(scoped ? namedDirectories : directories, dryRun, report);
 
     // 3b. Sandbox records with endpoints whose attach never completed (a crash, or an undo the
     // kernel refused), whose lock is free: gc finishes undoing what those endpoints recorded. The
     // links of one another process is changing right now are kept, and said to be (not live).
     const changing = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
-    for (const owner of owners) {
+    for (const owner of ownRecords) {
       if (owner.id.includes('/')) continue; // CNI records: DEL and the plugin's GC finish those
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
       if (replaced.has(owner) || !(live.has(owner.key) || nowLive.has(owner.key))) continue;
@@ -252,7 +264,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       // The records as read in step 2, and as they are once the namespace's objects were listed
       // again under its lock (read only when there is something to remove).
       const claims = claimsOf({ owners, untouchable }, key);
-      const claimsNow = () => claimsOf(readOwners(directories), key);
+      const claimsNow = () => claimsOf(readOwners(directories, { claimsOnly: true }), key);
       await collectNamespace(scan, { claims, claimsNow }, report, openMacvtaps);
     }
   } finally {

@@ -41,8 +41,9 @@ const PROGRAM_ONLY_ERRORS = [
 
 /** Identifiers the docs name beside the library that are fields, options or other programs', not exports. */
 const DOCS_NON_EXPORTS = [
-  // GarbageReport's field.
+  // GarbageReport's fields.
   'leftAlone',
+  'claimsOnly',
   'namedInterfaces',
   'disableNewNetns',
   'namespaceCreatedByVcnet',

@@ -34,7 +34,7 @@ export function registerGc(program: Command): void {
     )
     .option(
       '--state-dir <dir...>',
-      "more state directories to read (always read: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in); one another user owns or can write is refused (exit 2), and skipped (listed in `skipped`) when only the registry or a default names it; a directory of records gc cannot list or a record it cannot read (EIO, EMFILE, ENOMEM: not ENOENT, nor an entry that is no directory, such as a symbolic link loop) is listed in `skipped`, and gc then removes no link, filter or qdisc in any namespace (that record may be a live sandbox's; records of namespaces that exist nowhere still go), listing the links it left in `withheld`",
+      "more state directories to read (always read: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in); one another user owns or can write is read by root for claims only (listed in `claimsOnly`: what its records name is kept, nothing in it is acted on: no record dropped, no unfinished attach finished, no file removed; a symbolic link to one is refused, exit 2), and by any other user refused (exit 2), or skipped (listed in `skipped`) when only the registry or a default names it; a directory of records gc cannot list or a record it cannot read (EIO, EMFILE, ENOMEM: not ENOENT, nor an entry that is no directory, such as a symbolic link loop) is listed in `skipped`, and gc then removes no link, filter or qdisc in any namespace (that record may be a live sandbox's; records of namespaces that exist nowhere still go), listing the links it left in `withheld` (run as a user other than root, that is so whenever root's own state directories, closed to it, are read: run root's gc with this user's --state-dir instead, or detach this user's sandboxes)",
     )
     .option('--json', 'machine-readable output')
     .action(async (options: { dryRun?: boolean; netns?: string[]; stateDir?: string[]; json?: boolean }) => {
@@ -183,6 +183,10 @@ function namesOf(group: readonly GarbageItem[]): string {
 
 /** What a person should know about a gc: the records skipped, what failed and the hint, links left. */
 function reportToStderr(report: GarbageReport): void {
+  for (const { directory, owner } of report.claimsOnly)
+    writeStderr(
+      `vcnet: gc read ${directory} (owned by uid ${owner}) for claims only, as another user owns it or can write in it: the links, filters and rate limits its records name were kept, and nothing there was acted on (no record dropped, no unfinished attach finished, no file removed)\n`,
+    );
   for (const record of report.skipped)
     writeStderr(
       record.namespaceUnseen || record.beingChanged

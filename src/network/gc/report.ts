@@ -6,7 +6,7 @@
 import { errnoOf } from '../../errors.js';
 import type { RequestOutcome } from '../../netlink/protocol.js';
 import { removalFoundGone } from '../plan/undo.js';
-import type { SkippedRecord } from '../state/owners.js';
+import type { ClaimsOnlyDirectory, SkippedRecord } from '../state/owners.js';
 
 /**
  * One thing `collectGarbage` removed (or would remove, in a dry run): an orphan link, filter or qdisc, or a
@@ -70,6 +70,13 @@ export interface GarbageReport {
   leftAlone: LeftAloneItem[];
   /** The state directories read. */
   stateDirectories: string[];
+  /**
+   * State directories of another user's that gc, run as root, read for claims only (named with
+   * --state-dir or by the registry): the links, filters and htbs their records name are kept, and
+   * nothing in them is acted on (no record dropped, no unfinished attach finished, no file removed).
+   * `owner`: the directory's owner's uid.
+   */
+  claimsOnly: ClaimsOnlyDirectory[];
   /**
    * Removals the kernel refused (the namespace changed while gc ran: run gc again; or not permitted:
    * `errno` EPERM/EACCES, run it with CAP_NET_ADMIN). What failed is not in `removed`.
@@ -138,6 +145,7 @@ export function emptyGarbageReport({
     skipped: [],
     leftAlone: [],
     stateDirectories,
+    claimsOnly: [],
     failures: [],
     unclaimed: [],
     withheld: [],

@@ -5,9 +5,10 @@
  * them to name who holds a link it finds in its way (recordsHoldingLink, recordsOfNamespace).
  * Records gc cannot use are named (`skipped`), and what they may be about is left alone (Untouchable).
  */
-import { join, resolve } from 'node:path';
+import { lstatSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { z } from 'zod';
-import { SystemCallError } from '../../errors.js';
+import { errnoOf, SystemCallError } from '../../errors.js';
 import {
   damagedIdentityField,
   identityOfNamespaceAt,
@@ -19,6 +20,7 @@ import {
 } from '../../netns/namespace-identity.js';
 import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { fileIdentity } from '../../netns/processes.js';
+import { shellWord } from '../../shell-word.js';
 import { type EarlierBoot, earlierBootOf } from './boot-id.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import {
@@ -38,7 +40,7 @@ import {
 import { type RecordFile, recordFiles, removeEmpty, removeTree } from './record-files.js';
 import { registeredStateDirectories } from './registry.js';
 import { LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
-import { refuseUntrustedDirectory } from './trust.js';
+import { readableForClaims, refuseUntrustedDirectory } from './trust.js';
 
 export interface RecordOwner {
   id: string;
@@ -56,6 +58,18 @@ export interface RecordOwner {
   filters: Array<{ link: string; index?: number; parent: number; priority: number }>;
   /** The htb root qdiscs (rate limits) it added, each on its link (by index when recorded). */
   htbs: Array<{ link: string; index?: number; handle: number }>;
+  /**
+   * True for a record in another user's directory that gc (as root) reads for claims only: what it
+   * names is kept, and gc never acts on it (never drops it, never finishes its attach).
+   */
+  claimsOnly?: true;
+}
+
+/** A state directory of another user's that gc, run as root, read for claims only (readableForClaims). */
+export interface ClaimsOnlyDirectory {
+  directory: string;
+  /** Its owner's uid. */
+  owner: number;
 }
 
 /**
@@ -64,7 +78,7 @@ export interface RecordOwner {
  */
 export type EarlierBootRecord = Pick<
   RecordOwner,
-  'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath'
+  'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath' | 'claimsOnly'
 > & {
   earlier: EarlierBoot;
 };
@@ -136,16 +150,72 @@ export function trustedDirectories(
   skipped: SkippedRecord[],
   untouchable?: Untouchable,
 ): string[] {
-  return directories.filter((directory) => {
+  return readableDirectories(directories, skipped, untouchable, false).map(({ directory }) => directory);
+}
+
+/**
+ * trustedDirectories, and with `claimsOnly` (gc run as root) also the directories of another user's
+ * it reads for claims only (readableForClaims), each with its owner.
+ */
+function readableDirectories(
+  directories: readonly string[],
+  skipped: SkippedRecord[],
+  untouchable: Untouchable | undefined,
+  claimsOnly: boolean,
+): Array<{ directory: string; owner?: number }> {
+  const readable: Array<{ directory: string; owner?: number }> = [];
+  for (const directory of directories) {
     try {
-      refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
-      return true;
+      if (!claimsOnly) {
+        refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
+        readable.push({ directory });
+        continue;
+      }
+      const owner = readableForClaims(directory);
+      readable.push(owner === undefined ? { directory } : { directory, owner });
     } catch (error) {
+      const closed = untouchable ? closedRootDirectory(directory, error, directories) : undefined;
+      if (closed !== undefined && untouchable) {
+        // Not even looked up (a directory of root's above it): the next step would say the same again.
+        skipped.push({ file: directory, reason: `not read: ${(error as Error).message}; ${closed}` });
+        untouchable.everything = true;
+        continue;
+      }
       skipped.push({ file: directory, reason: `not read: ${(error as Error).message}` });
-      if (untouchable) protectNamespacesNamedIn(directory, untouchable, skipped);
-      return false;
+      if (untouchable) protectNamespacesNamedIn(directory, untouchable, skipped, directories);
     }
-  });
+  }
+  return readable;
+}
+
+/**
+ * For a gc run as a user other than root that `error` (EACCES) keeps out of `directory`, when that
+ * directory (or the directory above that closes it) is root's: what is going on, and what to do,
+ * in place of "fix the file system". The default state directories are root's; what is in them is
+ * root's sandboxes', and this user cannot tell that plumbing from leftovers, so gc removes nothing.
+ * undefined for any other error, user or owner.
+ */
+function closedRootDirectory(directory: string, error: unknown, directories: readonly string[]): string | undefined {
+  const user = process.geteuid?.() ?? 0;
+  if (user === 0 || errnoOf(error) !== 'EACCES') return undefined;
+  if (ownerOfNearest(directory) !== 0) return undefined;
+  const own = directories.filter((candidate) => ownerOfNearest(candidate, false) === user);
+  const stateDirectories = own.length > 0 ? own.map(shellWord).join(' ') : "<this user's state directory>";
+  return `it is root's and may hold root's records, which this user (uid ${user}) cannot read: gc cannot tell root's sandboxes' plumbing from leftovers, so it removes no link, filter or qdisc in any namespace this run (its exit status stays 0). To collect this user's leftovers, run \`vcnet gc --state-dir ${stateDirectories}\` as root (add --netns to keep it to this user's pods; root's gc reads this user's records for claims only: they keep what they name), or detach this user's sandboxes as this user (\`vcnet detach\` works from the record alone)`;
+}
+
+/**
+ * The owner of `path`, or with `upwards` of the nearest directory above it that can be looked up
+ * (the one that closes it to this user); undefined when none can.
+ */
+function ownerOfNearest(path: string, upwards = true): number | undefined {
+  for (let current = path; ; current = dirname(current)) {
+    try {
+      return lstatSync(current).uid;
+    } catch {
+      if (!upwards || current === dirname(current)) return undefined;
+    }
+  }
 }
 
 /** A record gc cannot use: named in its report (`skipped`), never acted on. */
@@ -180,12 +250,15 @@ export interface Untouchable {
 const LEFT_ALONE_EVERYWHERE =
   'so gc removes no link, filter or qdisc in any namespace this run (the records there may be of a live sandbox); fix the file system or its permissions and run gc again';
 
-/** A directory of records gc could not list (EIO, EMFILE, EACCES...): skipped, and nothing removed anywhere. */
-function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
+/**
+ * A directory of records gc could not list (EIO, EMFILE, EACCES...): skipped, and nothing removed
+ * anywhere. `directories`: all gc reads, to name this user's own in the hint for one of root's.
+ */
+function unlistable(skipped: SkippedRecord[], untouchable: Untouchable, directories: readonly string[]) {
   return (directory: string, error: unknown) => {
     skipped.push({
       file: directory,
-      reason: `not listed: ${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}`,
+      reason: `not listed: ${(error as Error).message}; ${closedRootDirectory(directory, error, directories) ?? LEFT_ALONE_EVERYWHERE}`,
     });
     untouchable.everything = true;
   };
@@ -230,7 +303,12 @@ function leaveAloneItsNamespace(text: string, untouchable: Untouchable, anyNames
  * the namespace they name (never through a link, never blocking), and those namespaces are left
  * alone. Another user can make gc leave a namespace alone this way, never make it remove anything.
  */
-function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, skipped: SkippedRecord[]): void {
+function protectNamespacesNamedIn(
+  directory: string,
+  untouchable: Untouchable,
+  skipped: SkippedRecord[],
+  directories: readonly string[],
+): void {
   const protect = (file: string) => {
     try {
       const text = readRecordFile(file);
@@ -240,7 +318,7 @@ function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, s
       if (error instanceof SystemCallError) untouchable.everything = true;
     }
   };
-  for (const { file } of recordFiles(directory, unlistable(skipped, untouchable))) protect(file);
+  for (const { file } of recordFiles(directory, unlistable(skipped, untouchable, directories))) protect(file);
 }
 
 /** A record file found in a state directory, with what gc needs to act on it under its lock. */
@@ -337,67 +415,101 @@ function checkRecord(text: string, { id, file, interfaceName }: RecordEntry): Ch
   return { kind: 'cni', record };
 }
 
-export function readOwners(directories: readonly string[]): {
+export function readOwners(
+  directories: readonly string[],
+  options: {
+    /**
+     * gc run as root: another user's directories (readableForClaims) are read too, their records
+     * marked `claimsOnly` and the directories listed in `claimsOnly`; else they are skipped.
+     */
+    claimsOnly?: boolean;
+  } = {},
+): {
   owners: RecordOwner[];
   /** Records of an earlier boot: not owners of anything. */
   earlierBoot: EarlierBootRecord[];
   skipped: SkippedRecord[];
   untouchable: Untouchable;
   ignored: Array<{ path: string; reason: string }>;
+  /** The directories read for claims only (with `claimsOnly`). */
+  claimsOnly: ClaimsOnlyDirectory[];
 } {
   const owners: RecordOwner[] = [];
+  const claimsOnly: ClaimsOnlyDirectory[] = [];
   const earlierBoot: EarlierBootRecord[] = [];
   const skipped: SkippedRecord[] = [];
   const ignored: Array<{ path: string; reason: string }> = [];
   const untouchable: Untouchable = { keys: new Set(), everything: false };
-  visitRecords(trustedDirectories(directories, skipped, untouchable), {
-    unlistable: unlistable(skipped, untouchable),
-    stray: (path, reason) => ignored.push({ path, reason }),
-    unusable: ({ file }, error, text) => {
-      if (text !== undefined) {
-        skipped.push({ file, reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true)}` });
-        return;
-      }
-      if (!(error instanceof SystemCallError)) {
-        // A link, a FIFO, a directory where the record should be: not a record, it names nothing.
-        skipped.push({ file, reason: (error as Error).message });
-        return;
-      }
-      // Unreadable (EIO, EMFILE, EACCES...): a record is there, of a namespace gc cannot know.
-      skipped.push({ file, reason: `${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}` });
-      untouchable.everything = true;
-    },
-    record: ({ key: id, file, directory, lockPath, remove }, { record }) => {
-      const earlier = earlierBootOf(record);
-      if (earlier) {
-        // Its inode and cookie may be a new pod's now: not even looked at.
-        earlierBoot.push({ id, file, directory, lockPath, remove, namespacePath: record.namespace.path, earlier });
-        return;
-      }
-      const damaged = damagedIdentity(record, file);
-      if (damaged) {
-        // Its namespace is alive at its path under another inode: dropping the record as "exists
-        // nowhere" would orphan what attach made there. Read as unreadable, that namespace left alone.
-        skipped.push({ file, reason: damaged.error.message });
-        untouchable.keys.add(damaged.key);
-        return;
-      }
-      owners.push({
-        id,
-        file,
-        directory,
-        lockPath,
-        remove,
-        namespacePath: record.namespace.path,
-        key: keyOf(record.namespace),
-        ...(record.namespace.cookie === undefined ? {} : { cookie: record.namespace.cookie }),
-        links: createdLinks(record.network),
-        filters: addedFilters(record.network),
-        htbs: addedHtbs(record.network),
-      });
-    },
-  });
-  return { owners, earlierBoot, skipped, untouchable, ignored };
+  for (const { directory: root, owner } of readableDirectories(
+    directories,
+    skipped,
+    untouchable,
+    options.claimsOnly ?? false,
+  )) {
+    if (owner !== undefined) claimsOnly.push({ directory: root, owner });
+    const mark = owner !== undefined ? ({ claimsOnly: true } as const) : {};
+    visitRecords([root], {
+      unlistable: unlistable(skipped, untouchable, directories),
+      stray: (path, reason) => ignored.push({ path, reason }),
+      unusable: ({ file }, error, text) => {
+        if (text !== undefined) {
+          skipped.push({
+            file,
+            reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true)}`,
+          });
+          return;
+        }
+        if (!(error instanceof SystemCallError)) {
+          // A link, a FIFO, a directory where the record should be: not a record, it names nothing.
+          skipped.push({ file, reason: (error as Error).message });
+          return;
+        }
+        // Unreadable (EIO, EMFILE, EACCES...): a record is there, of a namespace gc cannot know.
+        skipped.push({ file, reason: `${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}` });
+        untouchable.everything = true;
+      },
+      record: ({ key: id, file, directory, lockPath, remove }, { record }) => {
+        const earlier = earlierBootOf(record);
+        if (earlier) {
+          // Its inode and cookie may be a new pod's now: not even looked at.
+          earlierBoot.push({
+            id,
+            file,
+            directory,
+            lockPath,
+            remove,
+            namespacePath: record.namespace.path,
+            earlier,
+            ...mark,
+          });
+          return;
+        }
+        const damaged = damagedIdentity(record, file);
+        if (damaged) {
+          // Its namespace is alive at its path under another inode: dropping the record as "exists
+          // nowhere" would orphan what attach made there. Read as unreadable, that namespace left alone.
+          skipped.push({ file, reason: damaged.error.message });
+          untouchable.keys.add(damaged.key);
+          return;
+        }
+        owners.push({
+          id,
+          file,
+          directory,
+          lockPath,
+          remove,
+          namespacePath: record.namespace.path,
+          key: keyOf(record.namespace),
+          ...(record.namespace.cookie === undefined ? {} : { cookie: record.namespace.cookie }),
+          links: createdLinks(record.network),
+          filters: addedFilters(record.network),
+          htbs: addedHtbs(record.network),
+          ...mark,
+        });
+      },
+    });
+  }
+  return { owners, earlierBoot, skipped, untouchable, ignored, claimsOnly };
 }
 
 /**

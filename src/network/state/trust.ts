@@ -6,9 +6,10 @@
  * a state directory not owned by its effective user or writable by group or others, and never
  * follows a symbolic link inside one.
  */
-import { lstatSync, type Stats, statSync } from 'node:fs';
+import { lstatSync, realpathSync, type Stats, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errnoOf, SystemCallError, VcnetError } from '../../errors.js';
+import { shellWord } from '../../shell-word.js';
 import { outsideOwner, ownedOutsideUserNamespace, USER_NAMESPACE_STATE_HINT } from '../user-namespace.js';
 import type { DirectoryNotMadeError } from './directory.js';
 
@@ -17,9 +18,16 @@ export class StateDirectoryError extends VcnetError {
   static override readonly errorName: string = 'StateDirectoryError';
   /** Why, without the directory's name in front. */
   readonly reason: string;
-  constructor(directory: string, reason: string, hint: string) {
+  /**
+   * Set when the only fault is that the directory is another user's (owned by, or writable by,
+   * another uid of this user namespace): its owner's uid. gc run as root reads such a directory for
+   * claims only (readableForClaims).
+   */
+  readonly anotherUsersOwner?: number;
+  constructor(directory: string, reason: string, hint: string, anotherUsersOwner?: number) {
     super('VCNET_STATE_DIR', `cannot use ${directory} as a state directory: ${reason}`, { value: directory, hint });
     this.reason = reason;
+    if (anotherUsersOwner !== undefined) this.anotherUsersOwner = anotherUsersOwner;
   }
 }
 
@@ -120,11 +128,53 @@ export function refuseUntrustedDirectory(
       directory,
       `it is owned by uid ${stats.uid} (mode ${mode}), not by vcnet's effective uid ${owner}: another user could change its records`,
       hint,
+      stats.uid,
     );
   if ((stats.mode & 0o022) !== 0)
     throw new StateDirectoryError(
       directory,
       `it is writable by ${writers(stats.mode)} (owner uid ${stats.uid}, mode ${mode}): another user could change its records`,
       hint,
+      stats.uid,
     );
+}
+
+/**
+ * gc run as root, for a state directory of another user's (named with --state-dir or by the
+ * registry): undefined when the directory passes the trust rule; its owner's uid when it fails it
+ * only as another user's (owned or writable by another uid), to be read for claims only: what its
+ * records name is kept, nothing in it is acted on. An untrusted record can thus make gc keep more,
+ * never remove more; and root could read it anyway. Any other refusal is thrown as before, and so
+ * is a symbolic link to such a directory (only a directory named as itself is read this way), and
+ * every refusal when gc is not root (a user's gc must not read another user's records at all).
+ */
+export function readableForClaims(directory: string): number | undefined {
+  try {
+    refuseUntrustedDirectory(directory, { follow: true, rootToo: true });
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof StateDirectoryError) || error.anotherUsersOwner === undefined) throw error;
+    if ((process.geteuid?.() ?? 0) !== 0) throw error;
+    let link = false;
+    try {
+      link = lstatSync(directory).isSymbolicLink();
+    } catch {
+      throw error;
+    }
+    if (link)
+      throw new StateDirectoryError(
+        directory,
+        `it is a symbolic link to a directory of uid ${error.anotherUsersOwner}'s: gc reads another user's state directory (for its claims only) by its own path, never through a link`,
+        `name the directory itself (--state-dir ${shellWord(realpathOr(directory))})`,
+      );
+    return error.anotherUsersOwner;
+  }
+}
+
+function realpathOr(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
 }

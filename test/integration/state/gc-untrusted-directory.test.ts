@@ -3,10 +3,12 @@
  * registry listed, without the trust check attach and detach make, and with readFileSync: a
  * state.json another user made a symbolic link to a file only root may read had that file's first
  * bytes printed in the skipped reason (JSON.parse quotes them), a FIFO state.json hung gc forever, and
- * gc removed directories in another user's directory. Now: another user's directory named with
- * --state-dir is refused (exit 2, as detach refuses it); one the registry lists is skipped with the
- * reason; in vcnet's own directories a record is opened without following a link or blocking, and
- * no error quotes what a file holds.
+ * gc removed directories in another user's directory. Then another user's directory named with
+ * --state-dir was refused (exit 2, as detach refuses it), and one the registry lists skipped with
+ * the reason. Now (session 27) root's gc reads such a directory for claims only (`claimsOnly`): what
+ * its records name is kept, nothing in it is acted on or removed; any other user's gc still refuses
+ * it. Everywhere a record is opened without following a link or blocking, and no error quotes what
+ * a file holds.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -42,7 +44,7 @@ function plantRecords(directory: string, secret: string): void {
 }
 
 describe('gc and records it must not trust', () => {
-  it("another user's directory: refused when named (exit 2), skipped with the reason when the registry lists it", () => {
+  it("another user's directory: root's gc reads it for claims only, named or listed; another user's gc refuses it (exit 2)", () => {
     const pod = makeNamespace('gcu');
     const base = stateDirectory();
     const secret = join(base, 'secret');
@@ -53,21 +55,43 @@ describe('gc and records it must not trust', () => {
     chownSync(evil, NOBODY, NOBODY);
     const registry = join(base, 'registry');
 
-    const named = gc(['--netns', pod.path, '--state-dir', evil], registry);
-    expect(named.status, named.stderr).toBe(2);
-    expect(named.stderr).toContain(`cannot use ${evil} as a state directory: it is owned by uid ${NOBODY}`);
+    // Read, never acted on: its planted entries are skipped as in vcnet's own directory (a FIFO does
+    // not hang it, a link is not followed, nothing quotes the secret), and nothing there is removed.
+    const named = gc(['--netns', pod.path, '--state-dir', evil, '--json'], registry);
+    expect(named.status, named.stderr).toBe(0);
+    const namedReport = JSON.parse(named.stdout) as { claimsOnly: unknown[]; skipped: Array<{ file: string }> };
+    expect(namedReport.claimsOnly).toEqual([{ directory: evil, owner: NOBODY }]);
+    expect(namedReport.skipped.map((entry) => entry.file)).toEqual(
+      expect.arrayContaining(['leak', 'hang', 'garbage'].map((id) => join(evil, id, 'state.json'))),
+    );
+    expect(named.stderr).toContain(`vcnet: gc read ${evil} (owned by uid ${NOBODY}) for claims only`);
     expect(existsSync(join(evil, 'empty'))).toBe(true);
+    expect(named.stdout + named.stderr).not.toContain(SECRET);
 
     writeFileSync(registry, `${evil}\n`, { mode: 0o644 });
     const listed = gc(['--netns', pod.path, '--dry-run', '--json'], registry);
     expect(listed.status, listed.stderr).toBe(0);
-    const report = JSON.parse(listed.stdout) as { skipped: Array<{ file: string; reason: string }> };
-    expect(report.skipped).toContainEqual({
-      file: evil,
-      reason: expect.stringContaining(`it is owned by uid ${NOBODY}`),
-    });
-    expect(report.skipped.filter((entry) => entry.file.startsWith(`${evil}/`))).toEqual([]);
+    const report = JSON.parse(listed.stdout) as { claimsOnly: unknown[]; skipped: Array<{ file: string }> };
+    expect(report.claimsOnly).toEqual([{ directory: evil, owner: NOBODY }]);
+    expect(report.skipped.map((entry) => entry.file)).not.toContain(evil);
     expect(listed.stdout + listed.stderr).not.toContain(SECRET);
+
+    // A user other than root (and than its owner) reads no other user's records at all.
+    chmodSync(base, 0o755);
+    const otherUser = spawnSync(
+      'setpriv',
+      ['--reuid', '65533', '--regid', '65533', '--clear-groups', '--', process.execPath, CLI, 'gc'].concat([
+        '--netns',
+        pod.path,
+        '--state-dir',
+        evil,
+        '--dry-run',
+      ]),
+      { encoding: 'utf8', timeout: 20_000, env: { ...process.env, VCNET_STATE_REGISTRY: registry } },
+    );
+    expect(otherUser.status, otherUser.stderr).toBe(2);
+    expect(otherUser.stderr).toContain(`cannot use ${evil} as a state directory: it is owned by uid ${NOBODY}`);
+    expect(existsSync(join(evil, 'empty'))).toBe(true);
   });
 
   it('in its own directory: a linked or FIFO record is skipped without being read, and no reason quotes a file', () => {
@@ -88,10 +112,10 @@ describe('gc and records it must not trust', () => {
     expect(result.stdout + result.stderr).not.toContain(SECRET);
   });
 
-  it("a registered directory whose mode went wrong still protects its live sandboxes' plumbing", () => {
-    // Skipped as untrusted, its records are not acted on; but the sandboxes they name may be live
-    // VMs, and taking their taps for orphans would cut them off. gc names the namespace and still
-    // leaves it alone.
+  it("a registered directory whose mode went wrong is read for claims only: its live sandboxes' plumbing stays", () => {
+    // Its records are not acted on; but the sandboxes they name may be live VMs, and taking their
+    // taps for orphans would cut them off. Root's gc reads it for claims only (it used to skip it
+    // and leave every namespace its records name alone).
     const { pod } = makePod();
     const base = stateDirectory();
     const live = join(base, 'live');
@@ -105,8 +129,8 @@ describe('gc and records it must not trust', () => {
     try {
       const result = gc(['--netns', pod.path, '--json'], registry);
       expect(result.status, result.stderr).toBe(0);
-      const report = JSON.parse(result.stdout) as { removed: unknown[]; skipped: Array<{ file: string }> };
-      expect(report.skipped.map((entry) => entry.file)).toContain(live);
+      const report = JSON.parse(result.stdout) as { removed: unknown[]; claimsOnly: unknown[] };
+      expect(report.claimsOnly).toEqual([{ directory: live, owner: 0 }]);
       expect(report.removed).toEqual([]);
       expect(fingerprint(pod)).toEqual(before);
     } finally {
