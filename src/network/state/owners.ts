@@ -469,19 +469,11 @@ export function readOwners(
         untouchable.everything = true;
       },
       record: ({ key: id, file, directory, lockPath, remove }, { record }) => {
+        const named = { id, file, directory, lockPath, remove, namespacePath: record.namespace.path, ...mark };
         const earlier = earlierBootOf(record);
         if (earlier) {
           // Its inode and cookie may be a new pod's now: not even looked at.
-          earlierBoot.push({
-            id,
-            file,
-            directory,
-            lockPath,
-            remove,
-            namespacePath: record.namespace.path,
-            earlier,
-            ...mark,
-          });
+          earlierBoot.push({ ...named, earlier });
           return;
         }
         const damaged = damagedIdentity(record, file);
@@ -493,18 +485,12 @@ export function readOwners(
           return;
         }
         owners.push({
-          id,
-          file,
-          directory,
-          lockPath,
-          remove,
-          namespacePath: record.namespace.path,
+          ...named,
           key: keyOf(record.namespace),
           ...(record.namespace.cookie === undefined ? {} : { cookie: record.namespace.cookie }),
           links: createdLinks(record.network),
           filters: addedFilters(record.network),
           htbs: addedHtbs(record.network),
-          ...mark,
         });
       },
     });
