@@ -9,7 +9,7 @@ import { classifyError, VcnetError } from '../errors.js';
 import { keyOf, pathHolds } from '../netns/namespace-liveness.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { earlierBootOf } from '../network/state/boot-id.js';
-import { gcStateDirectoryFlag } from '../network/state/default-directories.js';
+import { gcStateDirectoryFlag, stateDirectoryFlag } from '../network/state/default-directories.js';
 import { flockHolderAt } from '../network/state/lock.js';
 import {
   type CheckedRecord,
@@ -186,18 +186,22 @@ function describeRecord(entry: RecordEntry, { kind, record }: CheckedRecord): Sa
       detail: `${namespacePath} no longer holds the recorded namespace (inode ${record.namespace.ino})`,
       hint: `${gc} drops the record once nothing holds that namespace`,
     };
-  const pending = record.network.endpoints.filter(
-    (endpoint) => isUnfinished(endpoint.plumbing) || endpoint.plumbing.partial === true,
-  );
+  const endpoints = record.network.endpoints;
+  const pending = endpoints.filter((endpoint) => isUnfinished(endpoint.plumbing));
+  // An attached endpoint whose undo (detach, del-iface) the kernel refused in part: the record keeps
+  // what is left, which gc keeps as claimed (it finishes only attaches); detach finishes it.
+  const undoLeft = endpoints.filter((endpoint) => !isUnfinished(endpoint.plumbing) && endpoint.plumbing.partial);
   const killedAttach = kind === 'sandbox' && record.attaching === true;
   const addUnderWay = kind === 'cni' && record.device === undefined;
-  if (pending.length > 0 || killedAttach || addUnderWay) {
-    const names = pending.map((endpoint) => endpoint.properties.link.name).join(', ');
+  if (pending.length > 0 || undoLeft.length > 0 || killedAttach || addUnderWay) {
+    const names = (of: typeof endpoints) => of.map((endpoint) => endpoint.properties.link.name).join(', ');
     const detail = killedAttach
       ? 'an attach that did not finish'
       : addUnderWay
         ? 'a vcnet-cni ADD that did not finish'
-        : `the attach or undo of ${names} did not finish`;
+        : pending.length > 0
+          ? `the attach or undo of ${names(pending)} did not finish`
+          : `the undo of ${names(undoLeft)} did not finish (the kernel refused part of it)`;
     // Told from /proc/locks, without taking the lock: a command at work on it now (gc leaves it).
     const holder = flockHolderAt(entry.lockPath);
     if (holder !== undefined)
@@ -212,11 +216,14 @@ function describeRecord(entry: RecordEntry, { kind, record }: CheckedRecord): Sa
       ...listing,
       state: 'unfinished',
       detail: `${detail}, and nothing is working on it (a killed process left it)`,
-      // gc finishes sandbox records; a vcnet-cni record is the runtime's to finish (its CNI DEL).
+      // gc finishes a sandbox's attach, detach what an undo left; a vcnet-cni record is the runtime's
+      // to finish (its CNI DEL).
       hint:
-        kind === 'sandbox'
-          ? `${gc} finishes undoing it`
-          : `the runtime's CNI DEL of container ${entry.id} (interface ${record.interfaceName}) undoes it`,
+        kind !== 'sandbox'
+          ? `the runtime's CNI DEL of container ${entry.id} (interface ${record.interfaceName}) undoes it`
+          : killedAttach || pending.length > 0
+            ? `${gc} finishes undoing it`
+            : `vcnet detach --sandbox ${shellWord(entry.id)}${stateDirectoryFlag(entry.root)} removes what is left`,
     };
   }
   return listing;

@@ -201,6 +201,20 @@ describe('vcnet list', () => {
     }
   });
 
+  it('says what an undo the kernel refused in part left is unfinished, with detach (not gc, which keeps it) to finish it', () => {
+    const { pod } = makePod();
+    const state = join(scratch(), 'state');
+    attach('left', pod.path, state);
+    const file = join(state, 'left', 'state.json');
+    const record = JSON.parse(readFileSync(file, 'utf8'));
+    record.network.endpoints[0].plumbing.partial = true;
+    writeFileSync(file, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+    const row = onlyRow(state);
+    expect(row).toMatchObject({ id: 'left', state: 'unfinished' });
+    expect(row.detail).toContain('the undo of eth0 did not finish');
+    expect(row.hint).toBe(`vcnet detach --sandbox left --state-dir ${state} removes what is left`);
+  });
+
   it('says a record of an earlier boot is one, without looking at its namespace', () => {
     const { pod } = makePod();
     const state = join(scratch(), 'state');
