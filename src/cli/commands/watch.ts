@@ -66,6 +66,15 @@ export function registerWatch(program: Command): void {
       });
       // watch takes no --netns: its log lines name the namespace the record names.
       bindLogContext({ ...logContext(), netns: watching.namespacePath });
+      // A service manager stops with TERM, a closed terminal sends HUP: both stop the watch the same way.
+      // Listened for before "watching" is said: a signal sent as soon as a reader sees that line (on a
+      // busy machine, before this process runs again) would otherwise end it by the default action.
+      const stopSignals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+      let signalled: () => void = () => {};
+      const signal = new Promise<void>((resolve) => {
+        signalled = resolve;
+        for (const name of stopSignals) process.once(name, resolve);
+      });
       // One write: a reader that sees the first line sees the second.
       // add-iface is advised only for links it attaches: a macvtap refused here gets what works instead.
       // One vcnet refuses for what it is (a vxlan with an address) is named with its own refusal.
@@ -101,13 +110,6 @@ export function registerWatch(program: Command): void {
           )
           .join('')}`,
       );
-      // A service manager stops with TERM, a closed terminal sends HUP: both stop the watch the same way.
-      const stopSignals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-      let signalled: () => void = () => {};
-      const signal = new Promise<void>((resolve) => {
-        signalled = resolve;
-        for (const name of stopSignals) process.once(name, resolve);
-      });
       // Node ends a process whose event loop has nothing left to wait for, however long the command
       // awaits: a watch with no poll on its event socket (and no timer due) would exit 13, "unsettled
       // top-level await", saying nothing. It fails instead, saying so, with a vcnet exit code.

@@ -2,6 +2,8 @@
  * `vcnet watch` stopped by a service manager (TERM) or a closed terminal (HUP): what changed during
  * the debounce is applied before it ends, and a link it will never attach is named when it starts.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
@@ -40,6 +42,38 @@ describe('watch stopped during its debounce', () => {
       expect(vcnet(['detach', '--sandbox', 'ws', ...state]).status).toBe(0);
     }, 60_000);
   }
+});
+
+describe('watch stopped as soon as it says it is watching', () => {
+  it('SIGINT right after "watching sandbox" stops it as Ctrl-C does (exit 0), not by the default action', async () => {
+    const { pod } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    expect(vcnet(['attach', '--sandbox', 'wi', '--netns', pod.path, ...state]).status).toBe(0);
+    // What a busy machine may do: stop the process right after its write of that line, and run the
+    // reader, who sends the signal at once. A preload holds the process there for a while.
+    const preload = join(stateDirectory(), 'hold-after-watching.mjs');
+    writeFileSync(
+      preload,
+      `const write = process.stderr.write.bind(process.stderr);
+       process.stderr.write = (chunk, ...rest) => {
+         const written = write(chunk, ...rest);
+         if (String(chunk).includes('watching sandbox')) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
+         return written;
+       };\n`,
+    );
+    const watch = vcnetAsync(['watch', '--sandbox', 'wi', '--debounce', '50', ...state], {
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`.trim(),
+    });
+    try {
+      await until(() => watch.output().stderr.includes('watching sandbox wi'), 'watch to start', 15_000);
+      watch.child.kill('SIGINT');
+      const result = await watch.done;
+      expect(result.status, `${result.stderr} (signal ${watch.child.signalCode})`).toBe(0);
+    } finally {
+      watch.child.kill('SIGKILL');
+    }
+    expect(vcnet(['detach', '--sandbox', 'wi', ...state]).status).toBe(0);
+  }, 60_000);
 });
 
 describe('watch and links attach skipped', () => {
