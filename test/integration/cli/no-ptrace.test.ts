@@ -29,6 +29,7 @@ import { CLI, vcnet } from '../../helpers/cli.js';
 import { cniVariables, VCNET_CNI_PROGRAM, vcnetCniAlone } from '../../helpers/cni.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
 import { makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 const PROC_FILTER_PRELOAD = fileURLToPath(new URL('../../helpers/proc-filter-preload.mjs', import.meta.url));
 /** What a service of vcnet keeps: everything it needs but CAP_SYS_PTRACE. */
@@ -78,16 +79,17 @@ async function holdAsNobody(pod: TestNamespace): Promise<number> {
   );
   holders.push(holder);
   const wanted = statSync(pod.path).ino;
-  for (let tries = 0; tries < 300; tries++) {
+  const entered = () => {
     try {
       const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${holder.pid}/status`, 'utf8'))?.[1];
-      if (uid === '65534' && statSync(`/proc/${holder.pid}/ns/net`).ino === wanted) return holder.pid!;
+      return uid === '65534' && statSync(`/proc/${holder.pid}/ns/net`).ino === wanted;
     } catch {
-      // not started yet
+      return false; // not started yet
     }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error('the holder never entered the namespace as uid 65534');
+  };
+  // 20 s is a budget for a busy machine, where `ip netns exec` may take seconds to get there (it was 2-3 s of tries).
+  await until(entered, 'the holder to enter the namespace as uid 65534', 20_000, 10);
+  return holder.pid!;
 }
 
 /** The link names and eth0's ingress filters, seen through the holder. */

@@ -28,6 +28,7 @@ import { vcnet } from '../../helpers/cli.js';
 import { VCNET_CNI_PROGRAM, vcnetCniOverPod } from '../../helpers/cni.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 const cleanup = cleanupAfterEach();
 const BOOT_ID = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
@@ -47,15 +48,16 @@ async function runIn(pod: TestNamespace): Promise<number> {
   const holder: ChildProcess = spawn('ip', ['netns', 'exec', pod.name, 'sleep', '120'], { stdio: 'ignore' });
   cleanup.defer(() => holder.kill('SIGKILL'));
   const wanted = statSync(pod.path).ino;
-  for (let tries = 0; tries < 300; tries++) {
+  // 20 s is a budget for a busy machine, where `ip netns exec` may take seconds to get there (it was 2-3 s of tries).
+  const entered = () => {
     try {
-      if (statSync(`/proc/${holder.pid}/ns/net`).ino === wanted) return holder.pid!;
+      return statSync(`/proc/${holder.pid}/ns/net`).ino === wanted;
     } catch {
-      // not started yet
+      return false; // not started yet
     }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error('the process never entered the namespace');
+  };
+  await until(entered, 'the process to enter the namespace', 20_000, 10);
+  return holder.pid!;
 }
 
 /** A unix socket that counts who connects (a new VM's QMP or agent socket at a recorded path). */

@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { nativeFileLock } from '../../../src/native/file-lock.js';
 import { killAtStep, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, kataLinks, makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-gc-netns-lock-');
 const holders: ChildProcess[] = [];
@@ -91,14 +92,16 @@ describe('gc and the namespace lock', () => {
     const holder = spawn('ip', ['netns', 'exec', pod.name, 'sleep', '60'], { stdio: 'ignore' });
     holders.push(holder);
     const recordedInode = statSync(pod.path).ino;
-    for (let tries = 0; tries < 200; tries++) {
+    const entered = () => {
       try {
-        if (statSync(`/proc/${holder.pid}/ns/net`).ino === recordedInode) break;
+        return statSync(`/proc/${holder.pid}/ns/net`).ino === recordedInode;
       } catch {
-        // not started yet
+        return false; // not started yet
       }
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    };
+    // It went on after 2 s of tries whether the holder was in or not; on a busy machine `ip netns exec` may
+    // take that long (20 s is a budget for a busy machine).
+    await until(entered, 'the holder to enter the namespace', 20_000, 10);
     const seenThroughHolder = () =>
       (
         JSON.parse(

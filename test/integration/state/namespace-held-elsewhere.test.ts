@@ -18,6 +18,7 @@ import { planSandboxDetach } from '../../../src/sandbox/plan.js';
 import { vcnet } from '../../helpers/cli.js';
 import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 let stateDir: string;
 const holders: ChildProcess[] = [];
@@ -37,15 +38,17 @@ async function holdNamespace(pod: TestNamespace): Promise<number> {
   const holder = spawn('ip', ['netns', 'exec', pod.name, 'sleep', '60'], { stdio: 'ignore' });
   holders.push(holder);
   const wanted = statSync(pod.path).ino;
-  for (let tries = 0; tries < 200; tries++) {
-    try {
-      if (statSync(`/proc/${holder.pid}/ns/net`).ino === wanted) return holder.pid!;
-    } catch {
-      // not started yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
+  // 20 s is a budget for a busy machine, where `ip netns exec` may take seconds to get there (it was 2-3 s of tries).
+  await until(() => inNamespace(holder.pid!, wanted), 'the holder to enter the namespace', 20_000, 10);
+  return holder.pid!;
+}
+
+function inNamespace(pid: number, inode: number): boolean {
+  try {
+    return statSync(`/proc/${pid}/ns/net`).ino === inode;
+  } catch {
+    return false; // not started yet
   }
-  throw new Error('the holder never entered the namespace');
 }
 
 /** `ip -br link` and eth0's ingress filters, seen through the holder. */
