@@ -164,6 +164,8 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
       // A hot-plug that QEMU refuses half way (a device already holds the id vcnet picks) is rolled
       // back whole: netdev removed, plumbing undone, the record unchanged.
       // QEMU's QMP socket serves one client at a time: connect, act, close, as vcnet itself does.
+      const guestLinks = async () => (await runOnConsole(guest, 'ls /sys/class/net')).join(' ').split(/\s+/);
+      const linksBeforeBlocker = (await guestLinks()).length;
       const blocker = await QmpClient.connect(guest.qmpPath);
       await blocker.execute('device_add', { driver: 'virtio-net-pci', id: 'net1', romfile: '' });
       await blocker.close();
@@ -179,8 +181,16 @@ describe.skipIf(unavailable !== undefined)('kata-network commands with a running
       expect(await qmp.execute<string>('human-monitor-command', { 'command-line': 'info network' })).not.toContain(
         'netdev-net1',
       );
-      // The guest ignores an eject while it is still probing the blocker (TCG is slow): give it time.
-      await new Promise((resolve) => setTimeout(resolve, 5000));
+      // The guest ignores an eject while it is still probing the blocker (TCG is slow, more so on a
+      // busy machine): wait until its driver has made the NIC, not for a time.
+      const probing = Date.now();
+      await until(
+        async () => (await guestLinks()).length > linksBeforeBlocker,
+        "the guest's NIC of the blocker",
+        60_000,
+        250,
+      );
+      console.log(`kata-network-vm: the guest had the blocker's NIC after ${Date.now() - probing} ms`);
       // The blocker has no netdev: only the device goes.
       const released = qmp.waitForEvent('DEVICE_DELETED', {
         timeoutMs: 40_000,
