@@ -11,6 +11,8 @@ import { appendTo } from '../multimap.js';
 import { shellWord } from '../shell-word.js';
 import { namespaceFdsByInode, nsfsMountsByInode } from './mountinfo.js';
 import {
+  isLaterNamespaceOfSameInode,
+  NamespaceChangedError,
   type NamespaceIdentity,
   type OpenedNamespace,
   openRecordedNamespace,
@@ -249,7 +251,7 @@ export interface RelocatedNamespace {
 /**
  * Opens a recorded namespace whose path is gone through whatever still holds it, checked by
  * identity (cookie too: an inode number can be handed to a new namespace). undefined when nothing
- * holds it: then it is really gone. NamespaceUnseenError when nothing it could see holds it but some
+ * holds it, or a later namespace has its inode (isLaterNamespaceOfSameInode): then it is really gone. NamespaceUnseenError when nothing it could see holds it but some
  * process could not be looked into (no CAP_SYS_PTRACE, /proc's hidepid=): it may not be gone.
  */
 export function openNamespaceHeldElsewhere(
@@ -263,6 +265,9 @@ export function openNamespaceHeldElsewhere(
     try {
       opened = openRecordedNamespace({ ...recorded, path: heldAt }, file);
     } catch (error) {
+      // A later namespace has its inode: the recorded one is gone, whatever could not be looked into.
+      if (error instanceof NamespaceChangedError && isLaterNamespaceOfSameInode(recorded, error.found))
+        return undefined;
       // The process ended meanwhile, the inode now names another namespace, or this holder cannot
       // be opened by us: try the next one.
       const errno = errnoOf(error);

@@ -363,6 +363,20 @@ export function pathNoLongerHolds(what: string): boolean {
   return what !== 'empty' && what !== NAMED_WITH_TRAILING_SLASH;
 }
 
+/**
+ * Whether `found` is a later namespace that the kernel gave the recorded one's freed inode: the same
+ * device and inode, another cookie (both known). No two live namespaces share an inode and a cookie
+ * is never reused, so the recorded namespace is gone then, wherever `found` was seen: gc, detach,
+ * vcnet-cni DEL and list all decide a record's namespace replaced by this one rule.
+ */
+export function isLaterNamespaceOfSameInode(
+  recorded: Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'>,
+  found: Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'>,
+): boolean {
+  if (recorded.dev !== found.dev || recorded.ino !== found.ino) return false;
+  return recorded.cookie !== undefined && found.cookie !== undefined && recorded.cookie !== found.cookie;
+}
+
 /** Whether the identity read from disk names the same namespace as `found`. */
 export function sameNamespace(
   recorded: Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'>,

@@ -6,8 +6,13 @@
  */
 import { join } from 'node:path';
 import { safeReaddir } from '../directory-entries.js';
-import { NamespaceHolders, namespaceHolderPaths } from './namespace-holders.js';
-import { identityOfNamespaceAt, type NamespaceIdentity, NETNS_RUN_DIRECTORY } from './namespace-identity.js';
+import { NamespaceHolders, type NamespaceHoldersUnseen, namespaceHolderPaths } from './namespace-holders.js';
+import {
+  identityOfNamespaceAt,
+  isLaterNamespaceOfSameInode,
+  type NamespaceIdentity,
+  NETNS_RUN_DIRECTORY,
+} from './namespace-identity.js';
 import { fileIdentity, lookAtFile, processIds } from './processes.js';
 
 /** A namespace's device and inode as a map key (`dev:ino`); identityOfKey reads it back. */
@@ -30,9 +35,58 @@ export function liveNamespaces(): Map<NamespaceKey, string> {
   return found;
 }
 
-/** Where a namespace of this identity lives now (a /var/run/netns entry or a /proc/PID/ns/net), if anywhere. */
-export function whereNamespaceLives(identity: { dev: number; ino: number }): string | undefined {
-  return namespaceHolderPaths(identity, { threads: false })[0];
+/**
+ * Where a namespace of this identity lives now (a /var/run/netns entry or a /proc/PID/ns/net), if
+ * anywhere. With a cookie, a holder is it only when its cookie is that one too (or cannot be read):
+ * a holder of a later namespace with the same inode means it lives nowhere.
+ */
+export function whereNamespaceLives(identity: { dev: number; ino: number; cookie?: string }): string | undefined {
+  const [first] = namespaceHolderPaths(identity, { threads: false });
+  if (first === undefined || identity.cookie === undefined) return first;
+  const cookie = cookieAt(first, keyOf(identity));
+  return isLaterNamespaceOfSameInode(identity, { ...identity, cookie }) ? undefined : first;
+}
+
+/** Where a record's namespace is now, as placeOfRecordedNamespace tells it. */
+export type RecordedNamespacePlace =
+  /** At its recorded path (its cookie too, when both are known). */
+  | { at: 'path' }
+  /** The recorded path no longer holds it, something else does (another /var/run/netns entry, a process, a mount, an fd). */
+  | { at: 'elsewhere'; heldAt: string }
+  /** Nowhere: nothing holds it; `laterCookie` when a later namespace has its inode (at its path or elsewhere). */
+  | { at: 'nowhere'; laterCookie?: string }
+  /** Not at its path, and nothing seen holds it, but not everything could be looked at. */
+  | { at: 'unseen'; unseen: NamespaceHoldersUnseen };
+
+/**
+ * Where a record's namespace lives now, told without entering it for work: a stat of its path and,
+ * when that is not it, the holder search detach reaches it through (`holders`, shared by every
+ * record of one listing, lists each place once); a holder's cookie is read (a probe socket, closed
+ * at once) only when the record has one to compare.
+ */
+export function placeOfRecordedNamespace(
+  recorded: NamespaceIdentity,
+  holders: NamespaceHolders,
+): RecordedNamespacePlace {
+  const key = keyOf(recorded);
+  const laterAt = (path: string): string | undefined => {
+    if (recorded.cookie === undefined) return undefined;
+    const cookie = cookieAt(path, key);
+    return isLaterNamespaceOfSameInode(recorded, { ...recorded, cookie }) ? cookie : undefined;
+  };
+  if (pathHolds(recorded.path, key)) {
+    const laterCookie = laterAt(recorded.path);
+    return laterCookie === undefined ? { at: 'path' } : { at: 'nowhere', laterCookie };
+  }
+  const [heldAt] = holders.of(recorded);
+  if (heldAt !== undefined) {
+    const laterCookie = laterAt(heldAt);
+    return laterCookie === undefined ? { at: 'elsewhere', heldAt } : { at: 'nowhere', laterCookie };
+  }
+  const unseen = holders.unseen();
+  if (lookAtFile(recorded.path) === 'refused')
+    return { at: 'unseen', unseen: { processes: [], ...unseen, paths: [...(unseen?.paths ?? []), recorded.path] } };
+  return unseen === undefined ? { at: 'nowhere' } : { at: 'unseen', unseen };
 }
 
 /**

@@ -44,6 +44,7 @@ import { InvalidInputError, NamespacePathError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { appendTo } from '../multimap.js';
 import { NamespaceHolders } from '../netns/namespace-holders.js';
+import { isLaterNamespaceOfSameInode } from '../netns/namespace-identity.js';
 import { cookieAt, identityOfKey, keyOf, liveNamespaces, type NamespaceKey } from '../netns/namespace-liveness.js';
 import { testSeam } from '../test-seams.js';
 import { dropEarlierBootRecords, dropGoneRecords } from './gc/gone-records.js';
@@ -206,9 +207,12 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     };
     // A record of a gone namespace whose inode a later namespace took claims nothing in the later one.
     const isReplaced = (owner: RecordOwner): boolean => {
-      if (owner.cookie === undefined) return false;
-      const cookie = liveCookie(owner);
-      return cookie !== undefined && cookie !== owner.cookie;
+      if (owner.cookie === undefined) return false; // nothing to compare: no probe
+      const identity = identityOfKey(owner.key);
+      return isLaterNamespaceOfSameInode(
+        { ...identity, cookie: owner.cookie },
+        { ...identity, cookie: liveCookie(owner) },
+      );
     };
     const replaced = new Set(owners.filter(isReplaced));
     /** What the records say of the namespace of `key`: see NamespaceClaims. */

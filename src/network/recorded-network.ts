@@ -9,6 +9,7 @@
 
 import { type NamespaceHolders, openNamespaceHeldElsewhere } from '../netns/namespace-holders.js';
 import {
+  isLaterNamespaceOfSameInode,
   NamespaceChangedError,
   NamespaceGoneError,
   type NamespaceIdentity,
@@ -90,6 +91,15 @@ export function openRecordedNetwork(
       });
     }
     if (!(error instanceof NamespaceChangedError)) throw error;
+    // The path holds a later namespace that got the recorded one's freed inode: the recorded one is
+    // gone (no two live namespaces share an inode), with everything attach made in it.
+    if (isLaterNamespaceOfSameInode(record.namespace, error.found))
+      throw new NamespaceGoneError(
+        record.namespace,
+        statePath,
+        undefined,
+        laterNamespaceAtPath(record.namespace, error.found, statePath),
+      );
     // A reused path (a namespace re-created under the same name, a PID reused): the recorded
     // namespace, while something still holds it, is reached through that holder by identity
     // (device, inode and cookie), as when the path was deleted; the path, which now names another
@@ -108,6 +118,18 @@ export function openRecordedNetwork(
     throw new NamespaceChangedError(record.namespace, error.found, statePath, livesAt);
   }
   return loadRecordedNetwork(record, sandboxId, statePath, namespace, undefined);
+}
+
+/** NamespaceGoneError's words for a recorded path that holds a later namespace with the recorded inode. */
+function laterNamespaceAtPath(
+  recorded: NamespaceIdentity,
+  found: { ino: number; cookie?: string },
+  statePath: string,
+): { message: string; hint: string } {
+  return {
+    message: `the namespace recorded in ${statePath} (${recorded.path}, inode ${recorded.ino}, cookie ${recorded.cookie}) no longer exists: ${recorded.path} holds a later namespace that the kernel gave its freed inode (cookie ${found.cookie})`,
+    hint: `what vcnet made lived in that namespace and went with it; \`vcnet detach\` or \`vcnet gc\` drops the record (nothing is done in the namespace at ${recorded.path} now)`,
+  };
 }
 
 function loadRecordedNetwork(

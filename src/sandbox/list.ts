@@ -1,12 +1,14 @@
 /**
  * `vcnet list` and the library's listSandboxes: what vcnet has recorded, one entry per record (a
  * sandbox vcnet attach made, a vcnet-cni interface), each with a state told from the record itself
- * and a stat of its namespace path. It reads only: no lock is taken, no namespace entered or opened,
- * no netlink socket made, nothing written or removed (gc is what acts on what it shows).
+ * and where its namespace lives now (its path, or the holder detach would reach it through). It reads
+ * only: no lock is taken, nothing written or removed, nothing sent to any namespace (gc is what acts
+ * on what it shows); a namespace is opened only to read its cookie, on a probe socket closed at once.
  */
 import { optionsArgument, stringOption } from '../arguments.js';
 import { classifyError, VcnetError } from '../errors.js';
-import { keyOf, pathHolds } from '../netns/namespace-liveness.js';
+import { describeUnseen, NamespaceHolders, UNSEEN_HINT } from '../netns/namespace-holders.js';
+import { placeOfRecordedNamespace } from '../netns/namespace-liveness.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { earlierBootOf } from '../network/state/boot-id.js';
 import { gcStateDirectoryFlag, stateDirectoryFlag } from '../network/state/default-directories.js';
@@ -25,12 +27,15 @@ import { refuseUntrustedDirectory } from '../network/state/trust.js';
 import { shellWord } from '../shell-word.js';
 
 /**
- * A record's state, from the record and a stat of its namespace path:
- * - `attached`: complete, of this boot, its namespace at its path;
+ * A record's state, from the record and where its namespace lives now:
+ * - `attached`: complete, of this boot, its namespace alive (at its path, or held elsewhere:
+ *   `namespaceHeldAt`);
  * - `unfinished`: an attach (or its rollback) that a killed process left part-way: gc finishes undoing
  *   it (a vcnet-cni one: the runtime's CNI DEL);
  * - `earlier-boot`: written in an earlier boot, so it names nothing that exists now; gc removes it;
- * - `namespace-gone`: its path no longer holds the recorded namespace (gone, or another one there);
+ * - `namespace-gone`: nothing holds the recorded namespace any more (not its path, nor any /var/run/netns
+ *   entry, process, mount or fd; or a later namespace has its inode, by cookie); with `namespaceUnseen`,
+ *   nothing vcnet could see holds it, but some processes could not be looked into;
  * - `unreadable`: damaged, truncated, not a regular file, another format version: `error` says why.
  */
 export type SandboxListingState = 'attached' | 'unfinished' | 'earlier-boot' | 'namespace-gone' | 'unreadable';
@@ -59,7 +64,7 @@ export interface SandboxListing {
   containerId?: string;
   interfaceName?: string;
   state: SandboxListingState;
-  /** Why the state is not `attached`, in a sentence. */
+  /** Why the state is not `attached` (or, for one, where its namespace lives now), in a sentence. */
   detail?: string;
   /** What to run about it: the gc command that finishes or removes it, or the error's hint. */
   hint?: string;
@@ -70,6 +75,13 @@ export interface SandboxListing {
   beingChanged?: true;
   /** The namespace path it names (absent when an unreadable record does not say). */
   namespacePath?: string;
+  /**
+   * The recorded path no longer holds the recorded namespace, and this does (another /var/run/netns
+   * entry, a /proc/PID/ns/net, a mount or an fd): where detach reaches it.
+   */
+  namespaceHeldAt?: string;
+  /** `namespace-gone` told without seeing everything: some processes (or paths) could not be looked into. */
+  namespaceUnseen?: true;
   /** Its endpoints (none for an unreadable record). */
   endpoints: SandboxListingEndpoint[];
   /** The hypervisor kind it records (qemu, clh, firecracker), when it records one. */
@@ -121,8 +133,14 @@ export async function listSandboxes(options: ListSandboxesOptions = {}): Promise
     roots = trustedDirectories(knownStateDirectories(), skipped);
   }
   const listings: SandboxListing[] = [];
+  // One holder search for every record (each place listed once, the first time a record needs it).
+  let holders: NamespaceHolders | undefined;
+  const holdersOnce = () => {
+    holders ??= new NamespaceHolders();
+    return holders;
+  };
   visitRecords(roots, {
-    record: (entry, checked) => listings.push(describeRecord(entry, checked)),
+    record: (entry, checked) => listings.push(describeRecord(entry, checked, holdersOnce)),
     unusable: (entry, error, text) => listings.push(unreadableListing(entry, error, text)),
     unlistable: (directory, error) =>
       listings.push({
@@ -147,8 +165,12 @@ export async function listSandboxes(options: ListSandboxesOptions = {}): Promise
   return listings.sort((a, b) => order(a.stateDirectory, b.stateDirectory) || order(a.id, b.id));
 }
 
-/** A record read and checked: its state, from the record and a stat of its namespace path only. */
-function describeRecord(entry: RecordEntry, { kind, record }: CheckedRecord): SandboxListing {
+/** A record read and checked: its state, from the record and where its namespace lives now. */
+function describeRecord(
+  entry: RecordEntry,
+  { kind, record }: CheckedRecord,
+  holders: () => NamespaceHolders,
+): SandboxListing {
   const namespacePath = record.namespace.path;
   const listing: SandboxListing = {
     id: entry.key,
@@ -179,13 +201,32 @@ function describeRecord(entry: RecordEntry, { kind, record }: CheckedRecord): Sa
       hint: `${gc} removes the record`,
     };
   }
-  if (!pathHolds(namespacePath, keyOf(record.namespace)))
+  // Where detach would reach it: its path, else whatever holds it (cookie checked: an inode number
+  // is handed to the next namespace made).
+  const place = placeOfRecordedNamespace(record.namespace, holders());
+  const recorded = `inode ${record.namespace.ino}${record.namespace.cookie ? `, cookie ${record.namespace.cookie}` : ''}`;
+  if (place.at === 'nowhere')
     return {
       ...listing,
       state: 'namespace-gone',
-      detail: `${namespacePath} no longer holds the recorded namespace (inode ${record.namespace.ino})`,
-      hint: `${gc} drops the record once nothing holds that namespace`,
+      detail:
+        place.laterCookie === undefined
+          ? `nothing holds the recorded namespace (${recorded}) any more: not ${namespacePath}, nor any /var/run/netns entry, process, mount or fd`
+          : `the recorded namespace (${recorded}) is gone: a later namespace has its inode now (cookie ${place.laterCookie})`,
+      hint: `${gc} drops the record`,
     };
+  if (place.at === 'unseen')
+    return {
+      ...listing,
+      state: 'namespace-gone',
+      namespaceUnseen: true,
+      detail: `${namespacePath} no longer holds the recorded namespace (${recorded}) and nothing vcnet could see does, but it may still be held: ${describeUnseen(place.unseen)}`,
+      hint: UNSEEN_HINT,
+    };
+  const heldAt = place.at === 'elsewhere' ? place.heldAt : undefined;
+  if (heldAt !== undefined) listing.namespaceHeldAt = heldAt;
+  const livesAt =
+    heldAt === undefined ? '' : `${namespacePath} no longer holds the recorded namespace; it lives at ${heldAt}`;
   const endpoints = record.network.endpoints;
   const pending = endpoints.filter((endpoint) => isUnfinished(endpoint.plumbing));
   // An attached endpoint whose undo (detach, del-iface) the kernel refused in part: the record keeps
@@ -204,18 +245,19 @@ function describeRecord(entry: RecordEntry, { kind, record }: CheckedRecord): Sa
           : `the undo of ${names(undoLeft)} did not finish (the kernel refused part of it)`;
     // Told from /proc/locks, without taking the lock: a command at work on it now (gc leaves it).
     const holder = flockHolderAt(entry.lockPath);
+    const where = livesAt === '' ? '' : ` (${livesAt})`;
     if (holder !== undefined)
       return {
         ...listing,
         state: 'unfinished',
-        detail: `${detail}: process ${holder} is changing it right now (it holds the record's lock)`,
+        detail: `${detail}${where}: process ${holder} is changing it right now (it holds the record's lock)`,
         hint: 'run vcnet list again once that process is done',
         beingChanged: true,
       };
     return {
       ...listing,
       state: 'unfinished',
-      detail: `${detail}, and nothing is working on it (a killed process left it)`,
+      detail: `${detail}${where}, and nothing is working on it (a killed process left it)`,
       // gc finishes a sandbox's attach, detach what an undo left; a vcnet-cni record is the runtime's
       // to finish (its CNI DEL).
       hint:
@@ -226,6 +268,15 @@ function describeRecord(entry: RecordEntry, { kind, record }: CheckedRecord): Sa
             : `vcnet detach --sandbox ${shellWord(entry.id)}${stateDirectoryFlag(entry.root)} removes what is left`,
     };
   }
+  if (heldAt !== undefined)
+    return {
+      ...listing,
+      detail: livesAt,
+      hint:
+        kind === 'sandbox'
+          ? `vcnet detach --sandbox ${shellWord(entry.id)}${stateDirectoryFlag(entry.root)} undoes it there`
+          : `the runtime's CNI DEL of container ${entry.id} (interface ${record.interfaceName}) undoes it there`,
+    };
   return listing;
 }
 

@@ -35,7 +35,7 @@ function endpointText(endpoint: SandboxListing['endpoints'][number]): string {
 /**
  * The text of `vcnet list`: a table with a header (only the header when nothing is recorded, as
  * `podman ps` prints it), then, after a blank line, a note for each record that is not `attached`
- * saying why and what to run. `stateDirectories`: a column naming each record's state directory
+ * (or is, through another path than its recorded one) saying why and what to run. `stateDirectories`: a column naming each record's state directory
  * (when more than one was read).
  */
 export function listingText(listings: readonly SandboxListing[], options: { stateDirectories: boolean }): string[] {
@@ -53,7 +53,7 @@ export function listingText(listings: readonly SandboxListing[], options: { stat
     return row;
   });
   const notes = listings
-    .filter((listing) => listing.state !== 'attached')
+    .filter((listing) => listing.state !== 'attached' || listing.detail !== undefined)
     .map((listing) => {
       const why = listing.error ? `${listing.error.code}: ${listing.error.message}` : listing.detail;
       const action = listing.state === 'unreadable' ? '' : listing.hint ? `; ${listing.hint}` : '';

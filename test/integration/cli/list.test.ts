@@ -1,11 +1,11 @@
 /**
  * `vcnet list`: what vcnet has recorded, one row per record (a CLI sandbox, a vcnet-cni interface),
- * with its state as the record and a stat of its namespace path tell it. Read-only: the namespace
+ * with its state as the record and where its namespace lives now tell it. Read-only: the namespace
  * and the state directory are exactly as they were afterwards (no lock file made, nothing dropped).
  */
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, killAtStep, pauseAtStep, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
@@ -28,6 +28,7 @@ interface Listing {
   detail?: string;
   hint?: string;
   beingChanged?: true;
+  namespaceHeldAt?: string;
   error?: { code: string; message: string };
 }
 
@@ -102,7 +103,8 @@ describe('vcnet list', () => {
     expect(lines[1]).toMatch(/^listed\s+attached\s+eth0<-eth0 virtual tcfilter, eth1<-eth1 virtual tcfilter\s+qemu\s+/);
     expect(lines[1]).toContain(pod.path);
 
-    // No socket (netlink or any), no setns into a namespace, no lock taken: a look at files only.
+    // No lock taken, nothing sent anywhere: one probe socket in the record's namespace, for its
+    // cookie (an inode number is handed to the next namespace made), and nothing else.
     const trace = join(scratch(), 'trace');
     const traced = spawnSync(
       'strace',
@@ -110,7 +112,7 @@ describe('vcnet list', () => {
         '-f',
         '-qq',
         '-e',
-        'trace=socket,setns,unshare,flock',
+        'trace=socket,setns,unshare,flock,sendto,sendmsg,sendmmsg,connect',
         '-o',
         trace,
         process.execPath,
@@ -122,7 +124,13 @@ describe('vcnet list', () => {
       { encoding: 'utf8', env: { ...process.env, VCNET_STATE_REGISTRY: join(scratch(), 'registry') } },
     );
     expect(traced.status, traced.stderr).toBe(0);
-    expect(readFileSync(trace, 'utf8').trim()).toBe('');
+    const calls = readFileSync(trace, 'utf8').trim().split('\n');
+    expect(calls.filter((call) => /\b(flock|unshare|sendto|sendmsg|sendmmsg|connect)\(/.test(call))).toEqual([]);
+    const sockets = calls.filter((call) => /\bsocket\(/.test(call));
+    expect(sockets).toHaveLength(1);
+    expect(sockets[0]).toContain('socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC|SOCK_NONBLOCK, NETLINK_ROUTE)');
+    // Into the namespace (for the socket) and straight back.
+    expect(calls.filter((call) => /\bsetns\(/.test(call))).toHaveLength(2);
 
     expect(fingerprint(pod)).toEqual(before.pod);
     expect(treeOf(state)).toEqual(before.files);
@@ -237,6 +245,33 @@ describe('vcnet list', () => {
     const row = onlyRow(state);
     expect(row).toMatchObject({ id: 'orphan', state: 'namespace-gone', namespacePath: pod.path });
     expect(row.hint).toContain(`vcnet gc --netns ${pod.path} --state-dir ${state}`);
+  });
+
+  it('says where a namespace whose recorded path is gone lives now, and that it is attached there', () => {
+    const { pod } = makePod();
+    const state = join(scratch(), 'state');
+    // A second path of the same namespace (ip netns attach, a runtime's own bind mount).
+    const second = `${pod.path}-second`;
+    writeFileSync(second, '');
+    spawnSync('mount', ['--bind', pod.path, second]);
+    try {
+      attach('moved', pod.path, state);
+      pod.delete();
+      const row = onlyRow(state);
+      expect(row).toMatchObject({ id: 'moved', state: 'attached', namespacePath: pod.path, namespaceHeldAt: second });
+      expect(row.detail).toContain(`${pod.path} no longer holds the recorded namespace; it lives at ${second}`);
+      expect(row.hint).toBe(`vcnet detach --sandbox moved --state-dir ${state} undoes it there`);
+      const text = run(['list', '--state-dir', state]);
+      expect(text.stdout).toMatch(/^moved\s+attached\s+/m);
+      expect(text.stdout).toContain(`moved: attached: ${pod.path} no longer holds`);
+      const detached = run(['detach', '--sandbox', 'moved', '--state-dir', state]);
+      expect(detached.status, detached.stderr).toBe(0);
+      expect(detached.stdout).toContain(`through ${second}`);
+      expect(listJson(state).rows).toEqual([]);
+    } finally {
+      spawnSync('umount', [second]);
+      rmSync(second, { force: true });
+    }
   });
 
   it('lists the rest and exits 1 naming a corrupt record, with its code', () => {

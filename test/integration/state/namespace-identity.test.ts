@@ -301,6 +301,47 @@ describe('a recorded namespace', () => {
     expect(recordsHoldingLink(withoutCookie, tap!, [stateDir])).toEqual([expect.objectContaining({ id: 'gone-pod' })]);
   });
 
+  it('whose namespace is gone and a later one with its inode is at its path: list says gone, detach drops the record and touches nothing there', async (context) => {
+    const { pod } = makePod();
+    const stateDir = join(work, 'state');
+    const attached = vcnet(['attach', '--sandbox', 'reborn', '--netns', pod.path, '--state-dir', stateDir]);
+    expect(attached.status, attached.stderr).toBe(0);
+    const statePath = join(stateDir, 'reborn', 'state.json');
+    const recorded = JSON.parse(readFileSync(statePath, 'utf8')).namespace as { ino: number; cookie: string };
+    const reused = await replaceWithSameInode(pod);
+    if (!reused) {
+      console.log("skipped: no new namespace got the gone pod namespace's inode");
+      return context.skip();
+    }
+    // The later namespace at the very path the record names (a pod re-created under the same name).
+    writeFileSync(pod.path, '');
+    execFileSync('mount', ['--bind', reused.path, pod.path]);
+    try {
+      const now = identityOfNamespaceAt(pod.path);
+      expect(now.ino).toBe(recorded.ino);
+      expect(now.cookie).not.toBe(recorded.cookie);
+      const before = fingerprint(reused);
+
+      const listed = vcnet(['list', '--state-dir', stateDir, '--json']);
+      expect(listed.status, listed.stderr).toBe(0);
+      const [row] = JSON.parse(listed.stdout) as Array<{ state: string; detail: string }>;
+      expect(row).toMatchObject({ state: 'namespace-gone' });
+      expect(row!.detail).toContain(`cookie ${now.cookie}`);
+
+      const planned = vcnet(['detach', '--sandbox', 'reborn', '--state-dir', stateDir, '--dry-run', '--json']);
+      expect(planned.status, planned.stderr).toBe(0);
+      expect(JSON.parse(planned.stdout)).toMatchObject({ namespaceGone: pod.path });
+      const detached = vcnet(['detach', '--sandbox', 'reborn', '--state-dir', stateDir]);
+      expect(detached.status, detached.stderr).toBe(0);
+      expect(detached.stdout).toContain('is gone');
+      expect(existsSync(statePath)).toBe(false);
+      expect(fingerprint(reused)).toEqual(before);
+    } finally {
+      spawnSync('umount', [pod.path]);
+      rmSync(pod.path, { force: true });
+    }
+  });
+
   it('is reported gone when the process whose namespace it was has exited', async () => {
     const holder = await unpinnedNamespaceProcess();
     const node = makeNamespace('node');
