@@ -148,14 +148,11 @@ function goneVmWords(state: SandboxState): string {
 function goneVmFailure(state: SandboxState, stateDirectory: string, what: string, cause: Error): VcnetError {
   const message = `${what} failed: ${goneVmWords(state)}: its NIC went with it and the interface was undone on the host side (${cause.message})`;
   const socket = state.hypervisor?.controlSocket ?? '';
+  // The VM ran and went away: not the hint for an API socket never reached ("start cloud-hypervisor").
+  const hint = `nothing of the interface is left. The sandbox's other interfaces stay for its VM: \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes them now the VM has stopped (or start the VM again and add the interface then)`;
   if (state.hypervisor?.kind === 'clh')
-    return new CloudHypervisorConnectionError(socket, message, 'unreachable', cause);
-  return new QmpConnectionError(
-    message,
-    socket,
-    cause,
-    `nothing of the interface is left. The sandbox's other interfaces stay for its VM: \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes them now the VM has stopped (or start the VM again and add the interface then)`,
-  );
+    return new CloudHypervisorConnectionError(socket, message, 'unreachable', cause, hint);
+  return new QmpConnectionError(message, socket, cause, hint);
 }
 
 /** Says that `names` were removed on the host side only, the VM being gone (as watch says it). */
