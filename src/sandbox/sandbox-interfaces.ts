@@ -61,7 +61,8 @@ export class SandboxNotFoundError extends VcnetError {
   constructor(id: string, path: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {
     super('VCNET_SANDBOX_NOT_FOUND', `sandbox ${id} is not attached (no state in ${path})`, {
       value: id,
-      hint: `attach it first (vcnet attach --sandbox ${id} --netns PATH${stateDirectoryFlag(stateDirectory)}), or name the state directory it was attached with`,
+      // The three ways to get here, most common first: a misspelt id, another state directory, no attach yet.
+      hint: `check the sandbox id's spelling: \`vcnet list\` shows the sandboxes recorded in every state directory vcnet knows, each with its directory; if it was attached with another state directory, name that one (--state-dir DIR, or VCNET_STATE_DIR=DIR); if it was never attached, attach it first: \`vcnet attach --sandbox ${id} --netns PATH${stateDirectoryFlag(stateDirectory)}\``,
     });
   }
 }
