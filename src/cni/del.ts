@@ -11,10 +11,10 @@ import { NSFS_MAGIC } from '../namespace-file.js';
 import { isHostNamespace } from '../netns/host-namespace.js';
 import { describeUnseen, NamespaceUnseenError } from '../netns/namespace-holders.js';
 import {
+  holdNetworkNamespace,
   NamespaceChangedError,
   NamespaceGoneError,
   type OpenedNamespace,
-  openNetworkNamespace,
   RecordedIdentityDamagedError,
 } from '../netns/namespace-identity.js';
 import { collectGarbage } from '../network/garbage-collector.js';
@@ -201,7 +201,8 @@ async function collectUnowned(path: string | undefined, recordText: string | und
   if (!path) return 'no CNI_NETNS, nothing else to remove';
   let opened: OpenedNamespace;
   try {
-    opened = openNetworkNamespace(path, 'CNI_NETNS');
+    // No socket here: gc opens the one this namespace gets, through the fd (issue 10).
+    opened = holdNetworkNamespace(path, 'CNI_NETNS');
   } catch (error) {
     return `CNI_NETNS is not a namespace now (${(error as Error).message}), nothing else to remove`;
   }

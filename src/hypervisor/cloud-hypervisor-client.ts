@@ -64,10 +64,17 @@ const CONNECTION_HINTS: Record<CloudHypervisorFailure, string> = {
 export class CloudHypervisorConnectionError extends VcnetError {
   static override readonly errorName: string = 'CloudHypervisorConnectionError';
   readonly failure: CloudHypervisorFailure;
-  constructor(socketPath: string, detail: string, failure: CloudHypervisorFailure, cause?: unknown) {
+  constructor(
+    socketPath: string,
+    detail: string,
+    failure: CloudHypervisorFailure,
+    cause?: unknown,
+    /** In place of the failure's own hint, when the caller knows more (a VM gone part-way). */
+    hint?: string,
+  ) {
     super('VCNET_HYPERVISOR_UNREACHABLE', `Cloud Hypervisor API ${socketPath}: ${detail}`, {
       value: socketPath,
-      hint: CONNECTION_HINTS[failure],
+      hint: hint ?? CONNECTION_HINTS[failure],
       cause,
     });
     this.failure = failure;

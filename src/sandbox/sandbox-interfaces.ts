@@ -61,7 +61,8 @@ export class SandboxNotFoundError extends VcnetError {
   constructor(id: string, path: string, stateDirectory = DEFAULT_STATE_DIRECTORY) {
     super('VCNET_SANDBOX_NOT_FOUND', `sandbox ${id} is not attached (no state in ${path})`, {
       value: id,
-      hint: `attach it first (vcnet attach --sandbox ${id} --netns PATH${stateDirectoryFlag(stateDirectory)}), or name the state directory it was attached with`,
+      // The three ways to get here, most common first: a misspelt id, another state directory, no attach yet.
+      hint: `check the sandbox id's spelling: \`vcnet list\` shows the sandboxes recorded in every state directory vcnet knows, each with its directory; if it was attached with another state directory, name that one (--state-dir DIR, or VCNET_STATE_DIR=DIR); if it was never attached, attach it first: \`vcnet attach --sandbox ${id} --netns PATH${stateDirectoryFlag(stateDirectory)}\``,
     });
   }
 }
@@ -148,14 +149,11 @@ function goneVmWords(state: SandboxState): string {
 function goneVmFailure(state: SandboxState, stateDirectory: string, what: string, cause: Error): VcnetError {
   const message = `${what} failed: ${goneVmWords(state)}: its NIC went with it and the interface was undone on the host side (${cause.message})`;
   const socket = state.hypervisor?.controlSocket ?? '';
+  // The VM ran and went away: not the hint for an API socket never reached ("start cloud-hypervisor").
+  const hint = `nothing of the interface is left. The sandbox's other interfaces stay for its VM: \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes them now the VM has stopped (or start the VM again and add the interface then)`;
   if (state.hypervisor?.kind === 'clh')
-    return new CloudHypervisorConnectionError(socket, message, 'unreachable', cause);
-  return new QmpConnectionError(
-    message,
-    socket,
-    cause,
-    `nothing of the interface is left. The sandbox's other interfaces stay for its VM: \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes them now the VM has stopped (or start the VM again and add the interface then)`,
-  );
+    return new CloudHypervisorConnectionError(socket, message, 'unreachable', cause, hint);
+  return new QmpConnectionError(message, socket, cause, hint);
 }
 
 /** Says that `names` were removed on the host side only, the VM being gone (as watch says it). */

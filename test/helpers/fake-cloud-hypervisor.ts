@@ -34,10 +34,12 @@ export interface FakeReply {
   reason: string;
   body?: string;
   /**
-   * Carry the request out as Cloud Hypervisor would, then never answer (`hang`) or close the
-   * connection without a reply (`close`): status and reason are then not used.
+   * Carry the request out as Cloud Hypervisor would, then never answer (`hang`), close the
+   * connection without a reply (`close`), or die (`die`: the VMM killed as the request arrives: no
+   * reply, every connection closed and the API socket gone, so nothing connects any more): status
+   * and reason are then not used.
    */
-  answer?: 'hang' | 'close';
+  answer?: 'hang' | 'close' | 'die';
 }
 
 const SCHEMA_BY_PATH: Record<string, string> = {
@@ -79,10 +81,22 @@ export class FakeCloudHypervisor {
     return fake;
   }
 
+  /** Set once the stand-in died (a `die` reply): its server is closed, its socket file gone. */
+  private died?: Promise<void>;
+
   async stop(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.die();
     rmSync(this.directory, { recursive: true, force: true });
+  }
+
+  /** As a killed VMM: every connection dropped unanswered, the API socket closed and unlinked. */
+  private die(): Promise<void> {
+    this.died ??= new Promise<void>((resolve) => {
+      // close() unlinks the unix socket's file: a later connect finds nothing (ENOENT), as after a kill.
+      this.server.close(() => resolve());
+      for (const socket of this.sockets) socket.destroy();
+    });
+    return this.died;
   }
 
   private serve(socket: Socket): void {
@@ -119,6 +133,10 @@ export class FakeCloudHypervisor {
       const reply = this.handle(request, fds);
       for (const received of fds) shim.closeFd(received);
       if (reply.answer === 'hang') return;
+      if (reply.answer === 'die') {
+        void this.die();
+        return;
+      }
       if (reply.answer === 'close') {
         socket.end();
         socket.resume();

@@ -102,4 +102,26 @@ describe.skipIf(skip !== undefined)('netlink sockets per operation', () => {
         counted(VCNET_CNI_PROGRAM, [], { input: config, env: plugin.environment(command) }),
       );
   });
+
+  it('vcnet-cni DEL of a record it cannot read opens one netlink socket in the pod namespace', () => {
+    const { pod } = makePod();
+    const stateDir = join(stateDirectory(), 'cni');
+    const plugin = vcnetCniOverPod({
+      name: 'vcnet-sockets',
+      pod,
+      containerId: 'ctr-unreadable',
+      stateDir,
+      registry: join(stateDirectory(), 'registry'),
+    });
+    const add = plugin.run('ADD');
+    expect(add.status, add.stderr + add.stdout).toBe(0);
+    // Damaged: DEL sets it aside and removes what no record owns in CNI_NETNS, as `vcnet gc` would.
+    const record = join(stateDir, 'ctr-unreadable', 'interfaces', 'eth0', 'state.json');
+    writeFileSync(record, 'not json {');
+    const config = JSON.stringify({ ...JSON.parse(plugin.config), prevResult: JSON.parse(add.stdout) });
+    const del = counted(VCNET_CNI_PROGRAM, [], { input: config, env: plugin.environment('DEL') });
+    expect(del.stderr).toContain('set aside the unreadable record');
+    expect(del.stderr).toContain('tap0_kata');
+    expectOneSocket('CNI DEL of an unreadable record', del);
+  });
 });

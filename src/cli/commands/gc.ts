@@ -187,7 +187,13 @@ function reportToStderr(report: GarbageReport): void {
     writeStderr(
       `vcnet: gc read ${directory} (owned by uid ${owner}) for claims only, as another user owns it or can write in it: the links, filters and rate limits its records name were kept, and nothing there was acted on (no record dropped, no unfinished attach finished, no file removed)\n`,
     );
-  for (const record of report.skipped)
+  // Root's state directories closed to this user: their reasons end in one hint naming them all, said once.
+  const closedRoot = report.skipped.filter((record) => record.closedRootDirectory);
+  if (closedRoot.length > 0)
+    writeStderr(
+      `vcnet: gc skipped ${closedRoot.length === 1 ? 'a state directory' : `${closedRoot.length} state directories`} it cannot read: ${closedRoot[0]!.reason}\n`,
+    );
+  for (const record of report.skipped.filter((entry) => !entry.closedRootDirectory))
     writeStderr(
       record.namespaceUnseen || record.beingChanged
         ? `vcnet: gc kept the record ${record.file}: ${record.reason}\n`

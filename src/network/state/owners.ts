@@ -174,34 +174,47 @@ function readableDirectories(
       const owner = readableForClaims(directory);
       readable.push(owner === undefined ? { directory } : { directory, owner });
     } catch (error) {
-      const closed = untouchable ? closedRootDirectory(directory, error, directories) : undefined;
-      if (closed !== undefined && untouchable) {
+      if (untouchable && isClosedRootDirectory(directory, error)) {
         // Not even looked up (a directory of root's above it): the next step would say the same again.
-        skipped.push({ file: directory, reason: `not read: ${(error as Error).message}; ${closed}` });
+        // The hint, naming every such directory, is added once they are all known (withClosedRootHint).
+        skipped.push({ file: directory, reason: `not read: ${(error as Error).message}`, closedRootDirectory: true });
         untouchable.everything = true;
         continue;
       }
       skipped.push({ file: directory, reason: `not read: ${(error as Error).message}` });
-      if (untouchable) protectNamespacesNamedIn(directory, untouchable, skipped, directories);
+      if (untouchable) protectNamespacesNamedIn(directory, untouchable, skipped);
     }
   }
   return readable;
 }
 
 /**
- * For a gc run as a user other than root that `error` (EACCES) keeps out of `directory`, when that
- * directory (or the directory above that closes it) is root's: what is going on, and what to do,
- * in place of "fix the file system". The default state directories are root's; what is in them is
- * root's sandboxes', and this user cannot tell that plumbing from leftovers, so gc removes nothing.
- * undefined for any other error, user or owner.
+ * For a gc run as a user other than root: whether `error` (EACCES) keeps it out of `directory`, a
+ * directory of root's (or closed by one of root's above it). The default state directories are
+ * root's; what is in them is root's sandboxes', and this user cannot tell that plumbing from
+ * leftovers, so gc removes nothing: withClosedRootHint says so, once for all such directories.
  */
-function closedRootDirectory(directory: string, error: unknown, directories: readonly string[]): string | undefined {
+function isClosedRootDirectory(directory: string, error: unknown): boolean {
   const user = process.geteuid?.() ?? 0;
-  if (user === 0 || errnoOf(error) !== 'EACCES') return undefined;
-  if (ownerOfNearest(directory) !== 0) return undefined;
+  return user !== 0 && errnoOf(error) === 'EACCES' && ownerOfNearest(directory) === 0;
+}
+
+/**
+ * Appends to each `closedRootDirectory` entry of `skipped` the hint that names them all: what is
+ * going on, and what to do, in place of "fix the file system". One text for all (the CLI says it
+ * once; --json keeps each entry whole). `directories`: all gc reads, to name this user's own.
+ */
+function withClosedRootHint(skipped: SkippedRecord[], directories: readonly string[]): void {
+  const closed = skipped.filter((entry) => entry.closedRootDirectory);
+  if (closed.length === 0) return;
+  const user = process.geteuid?.() ?? 0;
   const own = directories.filter((candidate) => ownerOfNearest(candidate, false) === user);
   const stateDirectories = own.length > 0 ? own.map(shellWord).join(' ') : "<this user's state directory>";
-  return `it is root's and may hold root's records, which this user (uid ${user}) cannot read: gc cannot tell root's sandboxes' plumbing from leftovers, so it removes no link, filter or qdisc in any namespace this run (its exit status stays 0). To collect this user's leftovers, run \`vcnet gc --state-dir ${stateDirectories}\` as root (add --netns to keep it to this user's pods; root's gc reads this user's records for claims only: they keep what they name), or detach this user's sandboxes as this user (\`vcnet detach\` works from the record alone)`;
+  const files = closed.map((entry) => entry.file);
+  const named =
+    files.length === 1 ? `${files[0]} is` : `${files.slice(0, -1).join(', ')} and ${files[files.length - 1]} are`;
+  const hint = `${named} root's and may hold root's records, which this user (uid ${user}) cannot read: gc cannot tell root's sandboxes' plumbing from leftovers, so it removes no link, filter or qdisc in any namespace this run (its exit status stays 0). To collect this user's leftovers, run \`vcnet gc --state-dir ${stateDirectories}\` as root (add --netns to keep it to this user's pods; root's gc reads this user's records for claims only: they keep what they name), or detach this user's sandboxes as this user (\`vcnet detach\` works from the record alone)`;
+  for (const entry of closed) entry.reason = `${entry.reason}; ${hint}`;
 }
 
 /**
@@ -235,6 +248,11 @@ export interface SkippedRecord {
    * sandbox's lock another process holds.
    */
   beingChanged?: true;
+  /**
+   * True for a state directory of root's that gc run as another user cannot read (EACCES): its
+   * reason ends in one hint naming every such directory (the CLI says it once).
+   */
+  closedRootDirectory?: true;
 }
 
 /**
@@ -252,15 +270,16 @@ const LEFT_ALONE_EVERYWHERE =
 
 /**
  * A directory of records gc could not list (EIO, EMFILE, EACCES...): skipped, and nothing removed
- * anywhere. `directories`: all gc reads, to name this user's own in the hint for one of root's.
+ * anywhere (one of root's closed to this user gets its hint from withClosedRootHint).
  */
-function unlistable(skipped: SkippedRecord[], untouchable: Untouchable, directories: readonly string[]) {
+function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
   return (directory: string, error: unknown) => {
-    skipped.push({
-      file: directory,
-      reason: `not listed: ${(error as Error).message}; ${closedRootDirectory(directory, error, directories) ?? LEFT_ALONE_EVERYWHERE}`,
-    });
     untouchable.everything = true;
+    if (isClosedRootDirectory(directory, error)) {
+      skipped.push({ file: directory, reason: `not listed: ${(error as Error).message}`, closedRootDirectory: true });
+      return;
+    }
+    skipped.push({ file: directory, reason: `not listed: ${(error as Error).message}; ${LEFT_ALONE_EVERYWHERE}` });
   };
 }
 
@@ -303,12 +322,7 @@ function leaveAloneItsNamespace(text: string, untouchable: Untouchable, anyNames
  * the namespace they name (never through a link, never blocking), and those namespaces are left
  * alone. Another user can make gc leave a namespace alone this way, never make it remove anything.
  */
-function protectNamespacesNamedIn(
-  directory: string,
-  untouchable: Untouchable,
-  skipped: SkippedRecord[],
-  directories: readonly string[],
-): void {
+function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, skipped: SkippedRecord[]): void {
   const protect = (file: string) => {
     try {
       const text = readRecordFile(file);
@@ -318,7 +332,7 @@ function protectNamespacesNamedIn(
       if (error instanceof SystemCallError) untouchable.everything = true;
     }
   };
-  for (const { file } of recordFiles(directory, unlistable(skipped, untouchable, directories))) protect(file);
+  for (const { file } of recordFiles(directory, unlistable(skipped, untouchable))) protect(file);
 }
 
 /** A record file found in a state directory, with what gc needs to act on it under its lock. */
@@ -449,7 +463,7 @@ export function readOwners(
     if (owner !== undefined) claimsOnly.push({ directory: root, owner });
     const mark = owner !== undefined ? ({ claimsOnly: true } as const) : {};
     visitRecords([root], {
-      unlistable: unlistable(skipped, untouchable, directories),
+      unlistable: unlistable(skipped, untouchable),
       stray: (path, reason) => ignored.push({ path, reason }),
       unusable: ({ file }, error, text) => {
         if (text !== undefined) {
@@ -495,6 +509,7 @@ export function readOwners(
       },
     });
   }
+  withClosedRootHint(skipped, directories);
   return { owners, earlierBoot, skipped, untouchable, ignored, claimsOnly };
 }
 

@@ -9,6 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   chownSync,
   lstatSync,
   mkdirSync,
@@ -86,7 +87,7 @@ function links(pod: TestNamespace): string[] {
 
 interface Report {
   removed: Array<{ kind: string; namespacePath: string; name: string }>;
-  skipped: Array<{ file: string; reason: string }>;
+  skipped: Array<{ file: string; reason: string; closedRootDirectory?: true }>;
   claimsOnly?: Array<{ directory: string; owner: number }>;
   withheld: unknown[];
 }
@@ -201,4 +202,49 @@ describe('the gc of a user other than root, where a directory of root gc must re
     const detached = asNobody(home, ['detach', '--sandbox', 'live']);
     expect(detached.status, detached.stderr).toBe(0);
   }, 60_000);
+
+  // As /run/vcnet/sandboxes and /run/vcnet/cni are: both closed to the user, by their parent (mode
+  // 0700, as /run/vcnet is here) or each by its own mode with the parent open.
+  it.each([
+    ['their parent is closed', 0o700, 0o755],
+    ['each is closed, their parent open', 0o755, 0o700],
+  ])(
+    'with two such directories (%s), says the hint once, naming both; --json lists each',
+    (_case, parentMode, mode) => {
+      const home = nobodysDirectory();
+      const userState = join(home, 'state');
+      const parent = mkdtempSync(join(tmpdir(), 'vcnet-claims-root-'));
+      made.push(parent);
+      const sandboxes = join(parent, 'sandboxes');
+      const cni = join(parent, 'cni');
+      for (const directory of [sandboxes, cni]) mkdirSync(directory, { mode });
+      chmodSync(parent, parentMode);
+      const { pod } = makePod();
+      const attached = asNobody(home, ['attach', '--sandbox', 'live', '--netns', pod.path]);
+      expect(attached.status, attached.stderr).toBe(0);
+      writeFileSync(join(home, 'state-directories'), `${userState}\n${sandboxes}\n${cni}\n`, { mode: 0o644 });
+      chownSync(join(home, 'state-directories'), NOBODY, NOBODY);
+
+      const result = asNobody(home, ['gc', '--netns', pod.path, '--state-dir', userState, '--json']);
+      expect(result.status, result.stderr).toBe(0);
+      const hints = result.stderr.split('\n').filter((line) => line.includes("root's records"));
+      // The defaults (/run/vcnet/...) may be closed to the user too: said in that same line.
+      expect(hints, result.stderr).toHaveLength(1);
+      expect(hints[0]).toContain(sandboxes);
+      expect(hints[0]).toContain(cni);
+      expect(hints[0]).toContain(`vcnet gc --state-dir ${userState}`);
+      // --json keeps one entry per directory, each with the whole hint (naming both) and the mark.
+      const report = JSON.parse(result.stdout) as Report;
+      for (const directory of [sandboxes, cni]) {
+        const entry = report.skipped.find((skipped) => skipped.file === directory);
+        expect(entry?.closedRootDirectory, JSON.stringify(report.skipped)).toBe(true);
+        expect(entry?.reason).toContain("root's records, which this user (uid 65534) cannot read");
+        expect(entry?.reason).toContain(sandboxes);
+        expect(entry?.reason).toContain(cni);
+      }
+      const detached = asNobody(home, ['detach', '--sandbox', 'live']);
+      expect(detached.status, detached.stderr).toBe(0);
+    },
+    60_000,
+  );
 });
