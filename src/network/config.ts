@@ -284,7 +284,11 @@ export interface KataNetworkSettings {
    * runtime-rs file, whose queues do not follow default_vcpus.
    */
   networkQueues?: number;
-  /** [hypervisor.X] cold_plug_vfio as written (absent: Kata's default, "no-port"). */
+  /**
+   * [hypervisor.X] cold_plug_vfio as Kata's Go runtime reads it: as written, "no-port" (its default)
+   * when absent or empty. Absent for a runtime-rs file, which does not check it, and when no file was
+   * read (`{}`): then nothing is checked.
+   */
   coldPlugVfio?: string;
   /** The [hypervisor.*] section the values came from. */
   hypervisor?: string;
@@ -704,7 +708,6 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
       settings.networkQueues = runtimeRsNetworkQueues(section.network_queues, `${prefix}.network_queues`);
     }
     expectType(`${prefix}.cold_plug_vfio`, section.cold_plug_vfio, 'string');
-    // Kata reads an empty value as its default.
     if (typeof section.cold_plug_vfio === 'string' && section.cold_plug_vfio !== '') {
       settings.coldPlugVfio = section.cold_plug_vfio;
     }
@@ -719,6 +722,11 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
           ...(operations ? { operations } : {}),
         };
     }
+  }
+  // Kata's default applies to a file the Go runtime read (an empty value, no section, even an empty
+  // file: its default hypervisor configuration has it), never where no file was read.
+  if (settings.networkQueues === undefined && !Object.hasOwn(runtime, 'name')) {
+    settings.coldPlugVfio ??= COLD_PLUG_DISABLED;
   }
   if (warnings.length > 0) settings.warnings = warnings;
   return settings;
@@ -869,9 +877,11 @@ export function networkConfigFromKata(
     ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
     ...(hypervisor === 'clh' && settings.cloudHypervisorIommu ? { nicIommu: true } : {}),
     // Only the Go runtime checks it, for QEMU and Cloud Hypervisor (their configurations carry it; runtime-rs
-    // passes a physical NIC through whatever it says).
-    ...((hypervisor === 'qemu' || hypervisor === 'clh') && settings.networkQueues === undefined
-      ? { coldPlugVfio: settings.coldPlugVfio ?? COLD_PLUG_DISABLED }
+    // passes a physical NIC through whatever it says). Settings read from no file have none: nothing to check.
+    ...((hypervisor === 'qemu' || hypervisor === 'clh') &&
+    settings.networkQueues === undefined &&
+    settings.coldPlugVfio !== undefined
+      ? { coldPlugVfio: settings.coldPlugVfio }
       : {}),
     ...(overrides.namedInterfaces && overrides.namedInterfaces.length > 0
       ? { namedInterfaces: overrides.namedInterfaces }
