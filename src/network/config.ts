@@ -711,7 +711,7 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
     if (typeof section.cold_plug_vfio === 'string' && section.cold_plug_vfio !== '') {
       settings.coldPlugVfio = section.cold_plug_vfio;
     }
-    if (name === 'clh') {
+    if (name === 'clh' || SECTION_ALIASES[name] === 'clh') {
       const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);
       const operations = cloudHypervisorBucket(section, prefix, 'ops', warnings);
       expectType(`${prefix}.enable_iommu`, section.enable_iommu, 'boolean');
@@ -752,6 +752,43 @@ export type KataHypervisor = 'qemu' | 'clh' | 'firecracker';
 
 const KATA_HYPERVISORS: readonly KataHypervisor[] = ['qemu', 'clh', 'firecracker'];
 
+/** runtime-rs named Cloud Hypervisor's section [hypervisor.cloud-hypervisor] until Kata 3.30 (kata-types HYPERVISOR_NAME_CH). */
+const SECTION_ALIASES: Readonly<Record<string, KataHypervisor>> = { 'cloud-hypervisor': 'clh' };
+
+/** Sections Kata runs but vcnet cannot plan for, and why: planning them as QEMU's would build the wrong plumbing. */
+const UNPLANNED_SECTIONS: Readonly<Record<string, string>> = {
+  dragonball:
+    "Dragonball is runtime-rs's built-in VMM: it runs inside the Kata shim and opens its taps by name itself, with no API vcnet could hand a NIC to",
+  stratovirt: 'vcnet has no StratoVirt device configuration',
+  remote: 'the remote hypervisor (peer pods) runs the VM on another host: no tap here takes its traffic',
+  openvmm: 'vcnet has no OpenVMM device configuration',
+};
+
+/**
+ * The hypervisor a configuration's [hypervisor.*] section names (undefined when it has none). One vcnet
+ * cannot plan for (Dragonball, StratoVirt, remote, OpenVMM, or a name Kata refuses too) is refused:
+ * `choose` names how the caller picks one instead (--hypervisor, options.hypervisor).
+ */
+export function kataHypervisorOfSection(
+  section: string | undefined,
+  choose: string,
+  source = 'the configuration',
+): KataHypervisor | undefined {
+  if (section === undefined) return undefined;
+  if ((KATA_HYPERVISORS as readonly string[]).includes(section)) return section as KataHypervisor;
+  const alias = Object.hasOwn(SECTION_ALIASES, section) ? SECTION_ALIASES[section] : undefined;
+  if (alias !== undefined) return alias;
+  const why = Object.hasOwn(UNPLANNED_SECTIONS, section)
+    ? UNPLANNED_SECTIONS[section]
+    : 'Kata refuses a section of that name too';
+  throw new InvalidInputError(
+    `[hypervisor.*] section of ${source}`,
+    `[hypervisor.${section}]`,
+    'qemu, clh (cloud-hypervisor), firecracker',
+    `${why}; give ${choose} to plan the network for one of those instead`,
+  );
+}
+
 /** Fields a caller sets over configuration.toml (a CLI's flags win over the file, as in vcnet attach). */
 export type KataConfigOverrides = Partial<
   Pick<NetworkConfig, 'model' | 'queues' | 'vhostNet' | 'disableNewNetns' | 'namedInterfaces'>
@@ -767,7 +804,10 @@ export interface KataNetworkConfigOptions {
    * namespace (as in Kata).
    */
   namespacePath?: string;
-  /** Whose rules apply; default: the settings' [hypervisor.*] section when it is one of these, else qemu. */
+  /**
+   * Whose rules apply; default: the settings' [hypervisor.*] section (runtime-rs's cloud-hypervisor is
+   * clh; one vcnet cannot plan for, such as dragonball, is refused), else qemu.
+   */
   hypervisor?: KataHypervisor;
   overrides?: KataConfigOverrides;
   /**
@@ -807,12 +847,7 @@ export function networkConfigFromKata(
     'namedInterfaces',
   ]);
   const warn = options.warn ?? (() => {});
-  const section = settings.hypervisor;
-  const hypervisor =
-    options.hypervisor ??
-    (section !== undefined && (KATA_HYPERVISORS as readonly string[]).includes(section)
-      ? (section as KataHypervisor)
-      : 'qemu');
+  const hypervisor = options.hypervisor ?? kataHypervisorOfSection(settings.hypervisor, 'options.hypervisor') ?? 'qemu';
   if (!KATA_HYPERVISORS.includes(hypervisor)) {
     throw new InvalidInputError('hypervisor', hypervisor, KATA_HYPERVISORS.join(', '));
   }
