@@ -5,11 +5,12 @@ import { openNamespace } from '../netns/namespace.js';
 import {
   ConfigurationConflictError,
   type KataConfigOverrides,
+  kataHypervisorOfSection,
   type NetworkConfig,
   networkConfigFromKata,
   readKataConfiguration,
 } from '../network/config.js';
-import { HYPERVISORS, type HypervisorKind } from '../network/hypervisor-devices.js';
+import type { HypervisorKind } from '../network/hypervisor-devices.js';
 import { parseInterworkingModel } from '../network/interworking-model.js';
 import { parseTapId } from '../network/tap-owner.js';
 import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
@@ -47,26 +48,21 @@ export function parseQueues(text: string): number {
 
 /**
  * The hypervisor: --hypervisor, else the configuration's [hypervisor.*] section (Kata runs the one its
- * configuration names), else QEMU.
+ * configuration names; one vcnet cannot plan for is refused), else QEMU.
  */
 function hypervisorOf(flag: string | undefined, section: string | undefined, configPath?: string): HypervisorKind {
-  const named =
-    section && (HYPERVISORS as readonly string[]).includes(section) ? (section as HypervisorKind) : undefined;
-  if (flag !== undefined) {
-    const kind = parseHypervisor(flag);
-    if (named && named !== kind) {
-      warn(
-        `--hypervisor ${kind} is used, not [hypervisor.${section}] of ${configPath}: its keys are read as ${kind}'s`,
-      );
-    }
-    return kind;
+  if (flag === undefined) return kataHypervisorOfSection(section, '--hypervisor', configPath) ?? 'qemu';
+  const kind = parseHypervisor(flag);
+  let named: string | undefined;
+  try {
+    named = kataHypervisorOfSection(section, '--hypervisor', configPath);
+  } catch {
+    named = section;
   }
-  if (section && !named) {
-    warn(
-      `[hypervisor.${section}] of ${configPath}: vcnet knows qemu, clh and firecracker; going on as qemu (--hypervisor chooses)`,
-    );
+  if (named !== undefined && named !== kind) {
+    warn(`--hypervisor ${kind} is used, not [hypervisor.${section}] of ${configPath}: its keys are read as ${kind}'s`);
   }
-  return named ?? 'qemu';
+  return kind;
 }
 
 function warn(message: string): void {

@@ -284,7 +284,11 @@ export interface KataNetworkSettings {
    * runtime-rs file, whose queues do not follow default_vcpus.
    */
   networkQueues?: number;
-  /** [hypervisor.X] cold_plug_vfio as written (absent: Kata's default, "no-port"). */
+  /**
+   * [hypervisor.X] cold_plug_vfio as Kata's Go runtime reads it: as written, "no-port" (its default)
+   * when absent or empty. Absent for a runtime-rs file, which does not check it, and when no file was
+   * read (`{}`): then nothing is checked.
+   */
   coldPlugVfio?: string;
   /** The [hypervisor.*] section the values came from. */
   hypervisor?: string;
@@ -704,11 +708,10 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
       settings.networkQueues = runtimeRsNetworkQueues(section.network_queues, `${prefix}.network_queues`);
     }
     expectType(`${prefix}.cold_plug_vfio`, section.cold_plug_vfio, 'string');
-    // Kata reads an empty value as its default.
     if (typeof section.cold_plug_vfio === 'string' && section.cold_plug_vfio !== '') {
       settings.coldPlugVfio = section.cold_plug_vfio;
     }
-    if (name === 'clh') {
+    if (name === 'clh' || SECTION_ALIASES[name] === 'clh') {
       const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);
       const operations = cloudHypervisorBucket(section, prefix, 'ops', warnings);
       expectType(`${prefix}.enable_iommu`, section.enable_iommu, 'boolean');
@@ -719,6 +722,11 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
           ...(operations ? { operations } : {}),
         };
     }
+  }
+  // Kata's default applies to a file the Go runtime read (an empty value, no section, even an empty
+  // file: its default hypervisor configuration has it), never where no file was read.
+  if (settings.networkQueues === undefined && !Object.hasOwn(runtime, 'name')) {
+    settings.coldPlugVfio ??= COLD_PLUG_DISABLED;
   }
   if (warnings.length > 0) settings.warnings = warnings;
   return settings;
@@ -744,6 +752,43 @@ export type KataHypervisor = 'qemu' | 'clh' | 'firecracker';
 
 const KATA_HYPERVISORS: readonly KataHypervisor[] = ['qemu', 'clh', 'firecracker'];
 
+/** runtime-rs named Cloud Hypervisor's section [hypervisor.cloud-hypervisor] until Kata 3.30 (kata-types HYPERVISOR_NAME_CH). */
+const SECTION_ALIASES: Readonly<Record<string, KataHypervisor>> = { 'cloud-hypervisor': 'clh' };
+
+/** Sections Kata runs but vcnet cannot plan for, and why: planning them as QEMU's would build the wrong plumbing. */
+const UNPLANNED_SECTIONS: Readonly<Record<string, string>> = {
+  dragonball:
+    "Dragonball is runtime-rs's built-in VMM: it runs inside the Kata shim and opens its taps by name itself, with no API vcnet could hand a NIC to",
+  stratovirt: 'vcnet has no StratoVirt device configuration',
+  remote: 'the remote hypervisor (peer pods) runs the VM on another host: no tap here takes its traffic',
+  openvmm: 'vcnet has no OpenVMM device configuration',
+};
+
+/**
+ * The hypervisor a configuration's [hypervisor.*] section names (undefined when it has none). One vcnet
+ * cannot plan for (Dragonball, StratoVirt, remote, OpenVMM, or a name Kata refuses too) is refused:
+ * `choose` names how the caller picks one instead (--hypervisor, options.hypervisor).
+ */
+export function kataHypervisorOfSection(
+  section: string | undefined,
+  choose: string,
+  source = 'the configuration',
+): KataHypervisor | undefined {
+  if (section === undefined) return undefined;
+  if ((KATA_HYPERVISORS as readonly string[]).includes(section)) return section as KataHypervisor;
+  const alias = Object.hasOwn(SECTION_ALIASES, section) ? SECTION_ALIASES[section] : undefined;
+  if (alias !== undefined) return alias;
+  const why = Object.hasOwn(UNPLANNED_SECTIONS, section)
+    ? UNPLANNED_SECTIONS[section]
+    : 'Kata refuses a section of that name too';
+  throw new InvalidInputError(
+    `[hypervisor.*] section of ${source}`,
+    `[hypervisor.${section}]`,
+    'qemu, clh (cloud-hypervisor), firecracker',
+    `${why}; give ${choose} to plan the network for one of those instead`,
+  );
+}
+
 /** Fields a caller sets over configuration.toml (a CLI's flags win over the file, as in vcnet attach). */
 export type KataConfigOverrides = Partial<
   Pick<NetworkConfig, 'model' | 'queues' | 'vhostNet' | 'disableNewNetns' | 'namedInterfaces'>
@@ -759,7 +804,10 @@ export interface KataNetworkConfigOptions {
    * namespace (as in Kata).
    */
   namespacePath?: string;
-  /** Whose rules apply; default: the settings' [hypervisor.*] section when it is one of these, else qemu. */
+  /**
+   * Whose rules apply; default: the settings' [hypervisor.*] section (runtime-rs's cloud-hypervisor is
+   * clh; one vcnet cannot plan for, such as dragonball, is refused), else qemu.
+   */
   hypervisor?: KataHypervisor;
   overrides?: KataConfigOverrides;
   /**
@@ -799,12 +847,7 @@ export function networkConfigFromKata(
     'namedInterfaces',
   ]);
   const warn = options.warn ?? (() => {});
-  const section = settings.hypervisor;
-  const hypervisor =
-    options.hypervisor ??
-    (section !== undefined && (KATA_HYPERVISORS as readonly string[]).includes(section)
-      ? (section as KataHypervisor)
-      : 'qemu');
+  const hypervisor = options.hypervisor ?? kataHypervisorOfSection(settings.hypervisor, 'options.hypervisor') ?? 'qemu';
   if (!KATA_HYPERVISORS.includes(hypervisor)) {
     throw new InvalidInputError('hypervisor', hypervisor, KATA_HYPERVISORS.join(', '));
   }
@@ -869,9 +912,11 @@ export function networkConfigFromKata(
     ...(vmmRateLimiter ? { vmmRateLimiter } : {}),
     ...(hypervisor === 'clh' && settings.cloudHypervisorIommu ? { nicIommu: true } : {}),
     // Only the Go runtime checks it, for QEMU and Cloud Hypervisor (their configurations carry it; runtime-rs
-    // passes a physical NIC through whatever it says).
-    ...((hypervisor === 'qemu' || hypervisor === 'clh') && settings.networkQueues === undefined
-      ? { coldPlugVfio: settings.coldPlugVfio ?? COLD_PLUG_DISABLED }
+    // passes a physical NIC through whatever it says). Settings read from no file have none: nothing to check.
+    ...((hypervisor === 'qemu' || hypervisor === 'clh') &&
+    settings.networkQueues === undefined &&
+    settings.coldPlugVfio !== undefined
+      ? { coldPlugVfio: settings.coldPlugVfio }
       : {}),
     ...(overrides.namedInterfaces && overrides.namedInterfaces.length > 0
       ? { namedInterfaces: overrides.namedInterfaces }

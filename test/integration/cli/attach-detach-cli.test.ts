@@ -3,7 +3,7 @@
  * nothing; two processes at once; kill -9 half way, then detach leaves nothing behind.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +73,11 @@ describe('vcnet attach / detach', () => {
       expect.arrayContaining([expect.objectContaining({ dest: '10.100.0.0/16', mtu: 1400 })]),
     );
     expect(existsSync(join(stateDirectory(), 'sb1', 'state.json'))).toBe(true);
+    // No --config, so no Kata file was read: Kata's cold_plug_vfio default ("no-port", which refuses a
+    // physical NIC here and in a later add-iface, which reads the record) must not be recorded.
+    const record = JSON.parse(readFileSync(join(stateDirectory(), 'sb1', 'state.json'), 'utf8'));
+    expect(record.network.config).toMatchObject({ model: 'tcfilter', queues: 1 });
+    expect(record.network.config).not.toHaveProperty('coldPlugVfio');
     expect(pod.exec('ip', ['link', 'show', 'tap0_kata'])).toContain('tap0_kata');
 
     const again = vcnet(['attach', '--sandbox', 'sb1', '--netns', pod.path, '--state-dir', stateDirectory()]);

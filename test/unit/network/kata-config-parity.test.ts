@@ -212,6 +212,19 @@ describe('cold_plug_vfio, which Kata checks before it unbinds a physical NIC', (
     );
   });
 
+  it("only a file read gives Kata's default: no settings (vcnet attach without --config) check nothing", () => {
+    // What `vcnet attach` without --config builds: no Kata file was read, so Kata's default does not apply.
+    for (const hypervisor of ['qemu', 'clh'] as const) {
+      expect(networkConfigFromKata({}, { namespacePath, hypervisor }).coldPlugVfio).toBeUndefined();
+    }
+    expect(parseKataConfiguration('').coldPlugVfio).toBe('no-port');
+    // A Go runtime file with nothing in it is still read by Kata, with its default.
+    expect(config('').coldPlugVfio).toBe('no-port');
+    expect(parseKataConfiguration('[hypervisor.qemu]\ncold_plug_vfio = ""\n').coldPlugVfio).toBe('no-port');
+    // runtime-rs does not check it: its settings keep what the file says, nothing more.
+    expect(parseKataConfiguration('[runtime]\nname = "virt_container"\n').coldPlugVfio).toBeUndefined();
+  });
+
   it('"no-port" refuses the physical NICs an attach would pass through, naming them and the key', () => {
     const noPort = config(MAIN);
     const error = refusal(() => refuseDisabledColdPlug(noPort, ['enp59s2f1']));

@@ -116,6 +116,8 @@ disable_new_netns = false
       // vhost_user_store_path is for vhost-user block devices in Kata: it does not move the net socket search.
       vhostNet: 'off',
       vcpus: 2,
+      // Kata's default for a Go runtime file that does not set it.
+      coldPlugVfio: 'no-port',
     });
   });
 
