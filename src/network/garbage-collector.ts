@@ -11,9 +11,10 @@
  * orphan when it is of a kind vcnet makes (a tap, a macvtap, an ifb): gc deletes the filters that
  * redirect to it, then the link. On a link it takes such redirects from (the pod link, a device the VM
  * used as it is), it also takes the ingress qdisc they leave empty and a rate limit's htb root qdisc
- * of exactly the shape an attach makes (another htb is reported in `leftAlone`); and such an htb that
- * no record claims on a link no redirect at vcnet's priority is on or leads to (its attach's
- * redirects went another way: the pod link's ingress qdisc deleted), listed before records are read. A record claims a link by its ifindex when it has one (a renamed tap
+ * of exactly the shape an attach makes (another htb is reported in `leftAlone`). Such an htb that no
+ * record claims on a link no redirect at vcnet's priority is on or leads to is never removed, only
+ * reported in `leftAlone`: the shape is Kata's and an operator's too, and an attach journals its htb
+ * before making it, so one of vcnet's has a record to undo it by. A record claims a link by its ifindex when it has one (a renamed tap
  * is still claimed), else by name. Anything else in the group (a veth, a bridge: someone else moved
  * it there) is reported in `leftAlone` and never touched, and so is a filter redirecting to an orphan
  * that a record claims (its link and priority). In a namespace no record of the

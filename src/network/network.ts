@@ -37,7 +37,7 @@ import { VhostUserEndpoint } from './endpoint/vhost-user-endpoint.js';
 import { routesNotForGuest, routesNotForGuestNotice } from './guest.js';
 import { freeDeviceIndex } from './interface-pair.js';
 import { checkNotVcnetDevice, isVcnetDevice } from './link-name.js';
-import type { PlumbingContext } from './model/plumbing-context.js';
+import { isUnfinished, type PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
@@ -509,6 +509,8 @@ export class Network {
     return planUndo(
       this.handle,
       endpoints.flatMap((endpoint) => endpoint.records),
+      undefined,
+      completedRecords(endpoints),
     );
   }
 
@@ -586,7 +588,7 @@ export class Network {
     const record = networkRecord(this);
     if (record !== undefined) closeRecordQueueFds(record, removable);
     const report: UndoReport = {
-      ...(await undoRecords(this.handle, steps)),
+      ...(await undoRecords(this.handle, steps, undefined, completedRecords(removable))),
       ...(stillPlugged.length > 0 ? { stillPlugged } : {}),
     };
     // What went is forgotten; what the kernel refused stays recorded on its endpoint.
@@ -726,4 +728,16 @@ export function endpointFromState(
   }
   endpoint.restore(state);
   return endpoint;
+}
+
+/**
+ * The records of endpoints whose attach completed (plumbing there, not `pending`): what they left is
+ * known. An attach in this process that failed has only its pending steps (no plumbing).
+ */
+function completedRecords(endpoints: readonly Endpoint[]): Set<PlumbingStep> {
+  return new Set(
+    endpoints.flatMap((endpoint) =>
+      endpoint.plumbing && !isUnfinished(endpoint.plumbing) ? endpoint.plumbing.steps : [],
+    ),
+  );
 }

@@ -30,7 +30,7 @@ export function registerGc(program: Command): void {
     .option('--dry-run', 'only list what would be removed, and why')
     .option(
       '--netns <path...>',
-      "only these namespaces, and remove vcnet links there that no record claims, vcnet redirects to a device that no longer exists (they drop the pod link's ingress), and rate limits' htbs of exactly vcnet's shape that no record claims on a link no redirect at vcnet's priority is on or leads to (they throttle what the link sends) (default: every /var/run/netns entry and every process namespace; there, all three are removed only in namespaces a record names, and listed as unclaimed elsewhere, an htb with the tc command that removes it); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect when its directory exists, and refused (exit 2) when it is a bare name (give /var/run/netns/NAME) or its directory does not exist; a path that is a regular file, no namespace (the mount point left after the namespace was unmounted), is collected as a path gone when a record names it (noted on stderr, absent in --json), else refused (exit 2)",
+      "only these namespaces, and remove vcnet links there that no record claims, and vcnet redirects to a device that no longer exists (they drop the pod link's ingress) (default: every /var/run/netns entry and every process namespace; there, both are removed only in namespaces a record names, and listed as unclaimed elsewhere; an htb of a rate limit's shape that no record claims, on a link no redirect of vcnet's is on or leads to, is never removed, only listed in `leftAlone` with the tc command that removes it: the shape is Kata's and an operator's too); a path that no longer exists is collected when a record names it (gc drops that record), else it is noted on stderr (absent in --json) as nothing to collect when its directory exists, and refused (exit 2) when it is a bare name (give /var/run/netns/NAME) or its directory does not exist; a path that is a regular file, no namespace (the mount point left after the namespace was unmounted), is collected as a path gone when a record names it (noted on stderr, absent in --json), else refused (exit 2)",
     )
     .option(
       '--state-dir <dir...>',
@@ -205,12 +205,8 @@ function reportToStderr(report: GarbageReport): void {
     writeStderr(`hint: ${hintForErrno('EPERM')}\n`);
   else if (report.failures.length > 0)
     writeStderr('hint: what failed is still recorded: run `vcnet gc` again once the cause is fixed\n');
-  for (const { namespacePath, links, filters = [], qdiscs = [] } of report.unclaimed) {
-    const left = [
-      ...links,
-      ...filters.map((filter) => `the filter ${filter}`),
-      ...qdiscs.map((qdisc) => `the qdisc ${qdisc}`),
-    ];
+  for (const { namespacePath, links, filters = [] } of report.unclaimed) {
+    const left = [...links, ...filters.map((filter) => `the filter ${filter}`)];
     writeStderr(
       `vcnet: gc left ${left.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
     );

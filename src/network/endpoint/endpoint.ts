@@ -8,7 +8,7 @@ import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { NetworkInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
 import type { AttachedPlumbing, PlumbingContext } from '../model/plumbing-context.js';
-import { AttachError, attachByPlan, planEndpoint } from '../model/plumbing-context.js';
+import { AttachError, attachByPlan, isUnfinished, planEndpoint } from '../model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from '../network-info.js';
 import { closeFds } from '../plan/link-creation.js';
 import { MacvtapDeviceError, openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../plan/macvtap-index.js';
@@ -222,7 +222,9 @@ export abstract class Endpoint {
     const plumbing = this.plumbing;
     if (!plumbing) return { undone: 0, alreadyGone: 0, kept: 0, failures: [], left: [] };
     this.closeFds();
-    const report = await undoRecords(handle, plumbing.steps);
+    // A completed attach's records say what it left; a pending one's may have stopped part-way.
+    const completed = isUnfinished(plumbing) ? undefined : new Set(plumbing.steps);
+    const report = await undoRecords(handle, plumbing.steps, undefined, completed);
     this.keepLeft(report.left);
     return report;
   }

@@ -68,9 +68,9 @@ export interface NamespaceOwnership {
  * names the namespace and it was not named (`unclaimed`).
  *
  * A rate limit's htb of exactly vcnet's shape that no record claims, listed in the first look, on a
- * link no filter at vcnet's priorities is on or leads to, is collected the same way: its attach's
- * redirects went another way (the pod link's ingress qdisc deleted), and it goes on throttling what
- * the link sends.
+ * link no filter at vcnet's priorities is on or leads to, is never removed: Kata and operators make
+ * the same shape, so it proves nothing about who made it. It is reported in `leftAlone` with what it
+ * throttles and the tc command that removes it.
  *
  * A redirect of vcnet's (its priority, its shape: a u32 match-all whose one action is a mirred egress
  * redirect) to an ifindex no link in the namespace has any more is collected the same way: its tap
@@ -188,8 +188,8 @@ async function collectLocked(
     if (!vcnetShaped || link === undefined || target === undefined || present.has(target)) return [];
     return [{ link, priority, target }];
   });
-  // Rate limits' htbs that lost their record and their redirects (strayRateLimits): links that may
-  // be orphans are passed over (an orphan's htb goes with it, a held one's stays with it).
+  // Htbs of a rate limit's shape with no record and no redirect (strayRateLimits), to report only:
+  // links that may be orphans are passed over (an orphan's htb goes with it, a held one's stays).
   const unclaimedIndexes = new Set(unclaimed.map((link) => link.index));
   let strays = await strayRateLimits(handle, scan, {
     present,
@@ -238,19 +238,23 @@ async function collectLocked(
   const orphanIndexes = new Set(orphans.map((link) => link.index));
   // A link held open is no orphan: its redirects stay, and so explain the htb they lead to.
   strays = strays.filter(({ link }) => !explainedByRedirect(link, redirects, orphanIndexes));
-  if (orphans.length === 0 && dangling.length === 0 && strays.length === 0) return;
+  // Never removed: vcnet's htb shape is Kata's, and any operator's who follows either, so it proves
+  // nothing about who made it. An attach journals its htb before making it, so one of vcnet's has a
+  // record (detach, or gc finishing the unfinished attach, takes it) or goes with the redirects gc
+  // removes from its link; one with neither was made by someone else, or its record was deleted.
+  for (const { link, shaping } of strays) {
+    report.leftAlone.push({
+      kind: 'qdisc',
+      namespacePath,
+      name: link.name,
+      detail: `htb root qdisc of the shape a vcnet rate limit makes (${shaping.description}), but no record claims it and no redirect of vcnet's is on ${link.name} or leads to it: Kata and operators make the same shape, so gc cannot tell it is vcnet's and leaves it; it holds what ${link.name} sends to ${shaping.rate} bit/s (if it is a lost attach's, \`nsenter --net=${shellWord(namespacePath)} tc qdisc del dev ${shellWord(link.name)} root handle ${formatHandle(shaping.handle)}\` removes it)`,
+    });
+  }
+  if (orphans.length === 0 && dangling.length === 0) return;
   if (names === undefined && !claims.named) {
     report.unclaimed.push({
       namespacePath,
       links: orphans.map((link) => link.name),
-      ...(strays.length > 0
-        ? {
-            qdiscs: strays.map(
-              ({ link, shaping }) =>
-                `${link.name} root htb ${formatHandle(shaping.handle)} (a vcnet rate limit: it holds what ${link.name} sends to ${shaping.rate} bit/s; \`nsenter --net=${shellWord(namespacePath)} tc qdisc del dev ${shellWord(link.name)} root handle ${formatHandle(shaping.handle)}\` removes it)`,
-            ),
-          }
-        : {}),
       ...(dangling.length > 0
         ? {
             filters: dangling.map(
@@ -277,8 +281,6 @@ async function collectLocked(
   // request was answered ok (reportOutcomes).
   const planned: GarbageItem[] = [];
   const emptiedIngress: Array<{ item: GarbageItem; link: Link; handle: number }> = [];
-  /** Links whose htb was looked at with the redirects gc takes from them: not again as a stray. */
-  const htbLookedAt = new Set<number>();
   for (const link of links) {
     if (orphanIndexes.has(link.index)) continue;
     let removedFilters = 0;
@@ -342,7 +344,6 @@ async function collectLocked(
     // link whose redirects to an orphan gc removes (the attach that made them), and only when it
     // has exactly the shape a rate limit makes.
     if (removedFilters > 0) {
-      htbLookedAt.add(link.index);
       const shaping = await rateLimitHtbOf(handle, link);
       if (shaping?.ours) {
         planned.push({
@@ -361,17 +362,6 @@ async function collectLocked(
         });
       }
     }
-  }
-  // A rate limit's htb no record claims and no redirect of vcnet's explains (strayRateLimits).
-  for (const { link, shaping } of strays) {
-    if (htbLookedAt.has(link.index)) continue;
-    planned.push({
-      kind: 'qdisc',
-      namespacePath,
-      name: link.name,
-      detail: `htb root qdisc of a rate limit (${shaping.description}): no record claims it and no redirect of vcnet's is on ${link.name} or leads to it (an attach's whose record and redirects are gone); it held what ${link.name} sends to ${shaping.rate} bit/s`,
-    });
-    batch.deleteQdisc(link.index, shaping.handle, TC_H_ROOT);
   }
   for (const link of orphans) {
     planned.push({

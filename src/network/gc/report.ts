@@ -65,7 +65,9 @@ export interface GarbageReport {
   /**
    * Links in vcnet's group of a kind vcnet never makes (a veth, a bridge), and filters redirecting to
    * an orphan that a live record claims, and qdiscs the removed redirects leave that vcnet never adds
-   * (a clsact; an htb root qdisc not of a rate limit's shape): not vcnet's to remove, left with the reason.
+   * (a clsact; an htb root qdisc not of a rate limit's shape), and htbs of a rate limit's shape that
+   * no record claims on a link no redirect of vcnet's is on or leads to (Kata's shape too, so nothing
+   * proves them vcnet's): not vcnet's to remove, left with the reason.
    */
   leftAlone: LeftAloneItem[];
   /** The state directories read. */
@@ -85,12 +87,10 @@ export interface GarbageReport {
   /**
    * vcnet's links in namespaces no record read names, left alone: their records may be in a state
    * directory this gc does not know; and `filters`, when there are any: vcnet's redirects there to
-   * an ifindex that no longer exists (they drop the link's ingress); and `qdiscs`, when there are
-   * any: rate limits' htbs of vcnet's shape that no record claims, on a link no redirect of vcnet's
-   * is on or leads to (each with what it throttles and the tc command that removes it). Naming the
-   * namespace (`namespaces`, --netns) removes them.
+   * an ifindex that no longer exists (they drop the link's ingress). Naming the namespace
+   * (`namespaces`, --netns) removes them.
    */
-  unclaimed: Array<{ namespacePath: string; links: string[]; filters?: string[]; qdiscs?: string[] }>;
+  unclaimed: Array<{ namespacePath: string; links: string[]; filters?: string[] }>;
   /**
    * vcnet's links gc did not look at, per namespace, because a record it could not read (in `skipped`)
    * may be theirs: a record or directory of records unreadable (EIO...) withholds every namespace, one

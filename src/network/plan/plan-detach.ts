@@ -140,35 +140,65 @@ function currentValue(link: Link, key: keyof RecordedLinkAttributes): unknown {
 }
 
 /**
- * The attributes of a change-link record to put back: those the link still has as vcnet set them.
+ * Whether a change-link record is attach's "the kernel's 1000 set before vcnet's first qdisc" on a
+ * link without a transmit queue (plan-attach.ts noQueueKept): before 0, set 1000, and a qdisc on the
+ * same link recorded after it. That attach sets 0 back after the qdisc's steps without a record, so
+ * once it completed it left the link at 0. (The record an older build's read adds, older-records.ts,
+ * comes after the qdisc: its attach left 1000.)
+ */
+function queueSetBackAfter(
+  record: Extract<PlumbingStep, { step: 'change-link' }>,
+  records: readonly PlumbingStep[],
+): boolean {
+  if (record.before.txQueueLength !== 0 || record.set?.txQueueLength !== QUEUE_LENGTH_WITH_FIRST_QDISC) return false;
+  const onSameLink = (step: PlumbingStep): boolean =>
+    step.step !== 'create-link' &&
+    (record.index !== undefined && step.index !== undefined ? step.index === record.index : step.link === record.link);
+  return records.slice(records.indexOf(record) + 1).some((step) => step.step === 'add-qdisc' && onSameLink(step));
+}
+
+/**
+ * The attributes of a change-link record to put back: those the link still has as vcnet left them.
  * One the user (or another program) changed since is theirs now; it is left, with a notice.
+ * `completed`: the record is of an attach that completed, so what it left is what the record says
+ * it set, but for a transmit queue length set back after vcnet's qdisc (queueSetBackAfter): 0.
  */
 function attributesToRestore(
   record: Extract<PlumbingStep, { step: 'change-link' }>,
   link: Link,
   notices: DetachNotice[],
+  completed: { setBackQueue: boolean } | undefined,
 ): LinkAttributes {
   const { name: _rename, qdisc: _qdisc, ...before } = record.before;
   const restore: LinkAttributes = {};
   for (const [key, value] of Object.entries(before) as Array<[keyof LinkAttributes, never]>) {
-    const set = record.set?.[key as keyof RecordedLinkAttributes];
+    const recordedSet = record.set?.[key as keyof RecordedLinkAttributes];
+    const set = key === 'txQueueLength' && completed?.setBackQueue ? 0 : recordedSet;
     const now = currentValue(link, key as keyof RecordedLinkAttributes);
     const changed =
       set !== undefined && now !== undefined && now !== (typeof set === 'string' ? set.toLowerCase() : set);
     const normalised = (typeof value === 'string' ? (value as string).toLowerCase() : value) as unknown;
-    // A link that had no transmit queue and has the kernel's 1000 now got it with vcnet's qdisc: in a
-    // record of a build that set 0 back only as its last step (set 0), an attach stopped before that
-    // step left it so. vcnet's to put back, not a change someone made.
-    const queueGivenWithQdisc = key === 'txQueueLength' && value === 0 && now === QUEUE_LENGTH_WITH_FIRST_QDISC;
+    // An attach that did not complete, on a link that had no transmit queue and has the kernel's 1000
+    // now: it got that with vcnet's qdisc, and the attach stopped before setting 0 back (in a record
+    // of a build that set 0 back only as its last step: set 0). vcnet's to put back. After a
+    // completed attach that 1000 is someone's since (their `ip link set`, their qdisc).
+    const queueGivenWithQdisc =
+      completed === undefined && key === 'txQueueLength' && value === 0 && now === QUEUE_LENGTH_WITH_FIRST_QDISC;
     if (changed && queueGivenWithQdisc) {
       restore[key] = value;
     } else if (changed && now === normalised) {
       // Someone already put it back as it was before attach: nothing to do, nothing to say.
     } else if (changed) {
+      const story =
+        set === normalised
+          ? `attach left it at ${String(set)}, as it found it, and it changed since`
+          : `it changed after attach set it to ${String(set)}`;
       notices.push({
         link: record.link,
-        message: `left the ${ATTRIBUTE_LABELS[key]} of ${link.name} as it is (${String(now)}): it changed after attach set it to ${String(set)}, so it is no longer vcnet's to put back to ${String(value)}`,
+        message: `left the ${ATTRIBUTE_LABELS[key]} of ${link.name} as it is (${String(now)}): ${story}, so it is no longer vcnet's to put back to ${String(value)}`,
       });
+    } else if (set !== recordedSet) {
+      // A completed attach left it as it found it, and it still is: nothing to do, nothing to say.
     } else {
       restore[key] = value;
     }
@@ -508,6 +538,12 @@ export function planDetach(
      * (batch-evidence.ts podBatchesInPlace): made, and gone since; their steps are undone as usual.
      */
     batchesInPlace?: ReadonlySet<string>;
+    /**
+     * The records of attaches that completed (an endpoint's plumbing not `pending`): what they left is
+     * known, so a value found otherwise is someone's since. Any other record is an unfinished
+     * attach's (a rollback, gc finishing it), which may have stopped between two of its steps.
+     */
+    completed?: ReadonlySet<PlumbingStep>;
   },
 ): DetachPlan {
   const resolve = linkResolver(snapshot.links);
@@ -629,7 +665,12 @@ export function planDetach(
       qdiscSteps.get(qdiscKey(record.link, record.parent))!.settles.push(record);
     } else if (record.step === 'change-link') {
       const link = resolve(record.link, record.index)!;
-      const set = attributesToRestore(record, link, notices);
+      const set = attributesToRestore(
+        record,
+        link,
+        notices,
+        snapshot.completed?.has(record) ? { setBackQueue: queueSetBackAfter(record, allRecords) } : undefined,
+      );
       const putBackDown = records.some(
         (other) => other.step === 'change-link' && other.link === record.link && other.before.up === false,
       );

@@ -345,6 +345,7 @@ async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoRe
 async function settleUnanswered(
   handle: NetlinkHandle,
   report: UndoReport & { unanswered: DetachStep[] },
+  completed?: ReadonlySet<PlumbingStep>,
 ): Promise<UndoReport> {
   const { unanswered, ...settled } = report;
   if (unanswered.length === 0) return settled;
@@ -352,7 +353,7 @@ async function settleUnanswered(
   let plan: DetachPlan;
   let again: UndoReport & { unanswered: DetachStep[] };
   try {
-    plan = await planUndo(handle, uncertain);
+    plan = await planUndo(handle, uncertain, undefined, completed);
     again = await undoPlan(handle, plan);
   } catch (lookError) {
     // The records stay left, not checked, each failure saying its answer was lost; and why the look failed.
@@ -425,6 +426,8 @@ export async function planUndo(
   handle: NetlinkHandle,
   records: readonly PlumbingStep[],
   knownLinks?: readonly Link[],
+  /** The records of attaches that completed (planDetach's `completed`); the others may have stopped part-way. */
+  completed?: ReadonlySet<PlumbingStep>,
 ): Promise<DetachPlan> {
   if (records.length === 0) return { steps: [], alreadyGone: [], neverMade: [], kept: [], notices: [] };
   const links = knownLinks ?? (await handle.links());
@@ -452,6 +455,7 @@ export async function planUndo(
     absentQdiscs: others.absent,
     absentFilters: others.absentFilters,
     now: Date.now(),
+    ...(completed ? { completed } : {}),
   });
 }
 
@@ -460,13 +464,15 @@ export async function undoRecords(
   handle: NetlinkHandle,
   records: readonly PlumbingStep[],
   knownLinks?: readonly Link[],
+  /** The records of attaches that completed (planDetach's `completed`): a detach's, not a rollback's. */
+  completed?: ReadonlySet<PlumbingStep>,
 ): Promise<UndoReport> {
   if (records.length === 0) return { undone: 0, alreadyGone: 0, kept: 0, failures: [], left: [] };
-  const plan = await planUndo(handle, records, knownLinks);
+  const plan = await planUndo(handle, records, knownLinks, completed);
   for (const notice of [...plan.notices, ...plan.kept.map(keptNotice)]) {
     publish(channels.notice, () => ({ operation: 'detach', endpoint: notice.link, message: notice.message }));
   }
-  const report = await settleUnanswered(handle, await undoPlan(handle, plan));
+  const report = await settleUnanswered(handle, await undoPlan(handle, plan), completed);
   // Keep the attach order in what is left, so the next detach undoes it in reverse again.
   const left = new Set(report.left);
   report.left = records.filter((record) => left.has(record));
