@@ -401,6 +401,7 @@ export {
 export { NamespaceHeldError, UnrecordedGroupLinkError } from './sandbox/namespace-hold.js';
 export {
   type PlannedDetach,
+  type PlannedAttach,
   type PlannedEndpoint,
   type PlanSandboxAttachOptions,
   type PlanSandboxDetachOptions,

@@ -8,7 +8,8 @@ import { functionOption, optionsArgument, stringOption } from '../arguments.js';
 import { identityOfNamespaceAt, NamespaceGoneError, type NamespaceIdentity } from '../netns/namespace-identity.js';
 import { type NetworkConfig, validateNetworkConfig } from '../network/config.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
-import { Network } from '../network/network.js';
+import { noticeDroppedGuestRoutes } from '../network/guest.js';
+import { Network, noticeRoutesNotForGuest, type SkippedNotice } from '../network/network.js';
 import { commandOf, commandsOf } from '../network/plan/commands.js';
 import { randomMacvtapIndex } from '../network/plan/macvtap-index.js';
 import type { Change, Plan } from '../network/plan/types.js';
@@ -42,6 +43,16 @@ export interface PlannedEndpoint {
   commands: string[];
 }
 
+/**
+ * What `planSandboxAttach` answers: the plan of each pod link attach would take, and the links it would
+ * leave out, as attachSandbox's `skipped` says them.
+ */
+export interface PlannedAttach {
+  endpoints: PlannedEndpoint[];
+  /** One notice per pod link attach would skip (no address and not named, a VM's device...). */
+  skipped: SkippedNotice[];
+}
+
 /** planSandboxAttach's options. */
 export interface PlanSandboxAttachOptions {
   stateDirectory?: string;
@@ -63,7 +74,7 @@ export async function planSandboxAttach(
   id = 'sandbox',
   hypervisor?: HypervisorRecord['kind'],
   options: PlanSandboxAttachOptions = {},
-): Promise<PlannedEndpoint[]> {
+): Promise<PlannedAttach> {
   options = optionsArgument(options, 'options', ['stateDirectory', 'agentSocket', 'checkEndpoints']);
   functionOption(options.checkEndpoints, 'checkEndpoints');
   stringOption(options.agentSocket, 'agentSocket', 'a socket path or hvsock://PATH:PORT');
@@ -110,13 +121,20 @@ export async function planSandboxAttach(
         config.namespacePath,
         ATTACH_NO_NETWORK_ADVICE,
       );
-    return planned.map(({ endpoint, plan }) => ({
-      source: endpoint.properties.link.name,
-      type: endpoint.type,
-      ...(plan ? { plan } : {}),
-      // Chosen as attach chooses it (Kata's range): the printed index is a likely free one, not a reservation.
-      commands: plan ? commandsOf(plan, { macvtapIndex: () => randomMacvtapIndex() }) : [],
-    }));
+    // As attach tells them: the pod routes the guest would not get.
+    const endpoints = planned.map(({ endpoint }) => endpoint);
+    if (snapshot) noticeRoutesNotForGuest(snapshot, endpoints, false);
+    noticeDroppedGuestRoutes(endpoints, () => ({ operation: 'attach', endpoint: '' }));
+    return {
+      endpoints: planned.map(({ endpoint, plan }) => ({
+        source: endpoint.properties.link.name,
+        type: endpoint.type,
+        ...(plan ? { plan } : {}),
+        // Chosen as attach chooses it (Kata's range): the printed index is a likely free one, not a reservation.
+        commands: plan ? commandsOf(plan, { macvtapIndex: () => randomMacvtapIndex() }) : [],
+      })),
+      skipped: network.skippedNotices(),
+    };
   } finally {
     await network.close();
   }

@@ -62,7 +62,7 @@ describe('diagnostics channels on a real attach', () => {
 
     // One plan-step event per step: the attach's as --dry-run prints them, then the detach's.
     const applied = steps.filter((step) => step.phase === 'apply');
-    expect(applied.map((step) => step.step)).toEqual(planned.flatMap((endpoint) => endpoint.commands));
+    expect(applied.map((step) => step.step)).toEqual(planned.endpoints.flatMap((endpoint) => endpoint.commands));
     expect(applied.every((step) => step.namespacePath === pod.path && step.error === undefined)).toBe(true);
     expect(steps.filter((step) => step.phase === 'undo').length).toBeGreaterThan(0);
     expect(steps.slice(applied.length).every((step) => step.phase === 'undo')).toBe(true);

@@ -74,5 +74,7 @@ describe('the vcnet package', () => {
     });
     expect(result.status, result.stderr).toBe(0);
     expect(`${result.stdout}${result.stderr}`).toMatch(/Found 0 errors/);
-  }, 120_000);
+    // A budget for a loaded machine: typedoc type-checks the whole API, 19 s on a quiet run and 2 min 23 s
+    // at a load of 13-16 on 2 cores (session 28), where 120 s failed it.
+  }, 300_000);
 });

@@ -12,6 +12,7 @@ import {
   hypervisorDeviceConfig,
   plannedDeviceConfig,
 } from '../../network/hypervisor-devices.js';
+import type { SkippedNotice } from '../../network/network.js';
 import { KERNEL_FALLBACK_TUNNEL_REASON } from '../../network/scan.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../../network/user-namespace.js';
@@ -158,15 +159,25 @@ export function registerAttach(program: Command): void {
               },
             }),
           );
+          // What attach would leave out, said as attach says it (a warning each) and in the answer.
+          logSkipped(planned.skipped);
           if (options.json) {
-            printJson({ sandbox: options.sandbox, netns: config.namespacePath, dryRun: true, endpoints: planned });
+            printJson({
+              sandbox: options.sandbox,
+              netns: config.namespacePath,
+              dryRun: true,
+              endpoints: planned.endpoints,
+              skipped: skippedOf(planned.skipped),
+            });
             return;
           }
           printComment(
             `vcnet attach --dry-run: sandbox ${options.sandbox}, namespace ${config.namespacePath}, model ${config.model}`,
           );
           print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
-          for (const endpoint of planned) {
+          for (const { reason, message } of planned.skipped)
+            if (reason !== KERNEL_FALLBACK_TUNNEL_REASON) printComment(`not attached: ${message}`);
+          for (const endpoint of planned.endpoints) {
             printComment(
               `${endpoint.source} (${endpoint.type}): ${endpoint.plan ? `${endpoint.plan.model}, ${endpoint.commands.length} change(s)` : 'used by the VM as it is, nothing to change'}`,
             );
@@ -193,11 +204,7 @@ export function registerAttach(program: Command): void {
         if (vhost && !vhost.available)
           // About every NIC: endpoint null (the command's context gives sandbox, netns, operation).
           logger().info({ endpoint: null, reason: vhost.reason }, `vhost-net off for the QEMU NICs: ${vhost.reason}`);
-        for (const { message, ...fields } of result.skipped) {
-          // The kernel's fallback tunnels (tunl0, gre0, …) are in every namespace: nothing to warn of.
-          if (fields.reason === KERNEL_FALLBACK_TUNNEL_REASON) logger().debug(fields, message);
-          else logger().warn(fields, message);
-        }
+        logSkipped(result.skipped);
         const endpoints = result.endpoints.map((endpoint) => ({
           name: endpoint.name,
           type: endpoint.type,
@@ -220,7 +227,7 @@ export function registerAttach(program: Command): void {
             },
             ...result.guest,
             // Links left out (no address and not named with --interface): part of the answer, as scan's.
-            skipped: result.skipped.map(({ endpoint, reason }) => ({ source: endpoint, reason })),
+            skipped: skippedOf(result.skipped),
           });
           return;
         }
@@ -286,4 +293,18 @@ export function registerAttach(program: Command): void {
         }
       },
     );
+}
+
+/** One log line per pod link attach leaves out: a warning, but for the kernel's fallback tunnels. */
+function logSkipped(skipped: readonly SkippedNotice[]): void {
+  for (const { message, ...fields } of skipped) {
+    // The kernel's fallback tunnels (tunl0, gre0, …) are in every namespace: nothing to warn of.
+    if (fields.reason === KERNEL_FALLBACK_TUNNEL_REASON) logger().debug(fields, message);
+    else logger().warn(fields, message);
+  }
+}
+
+/** The links attach leaves out, as its JSON gives them (scan's shape). */
+function skippedOf(skipped: readonly SkippedNotice[]): Array<{ source: string; reason: string }> {
+  return skipped.map(({ endpoint, reason }) => ({ source: endpoint, reason }));
 }

@@ -262,6 +262,25 @@ describe('vcnet attach --dry-run', () => {
     expect(output.endpoints[0]?.commands).toHaveLength(7);
   });
 
+  it('says what attach would leave out: skipped links (text, warning, JSON) and the routes the guest would not get', () => {
+    const { pod } = makePod();
+    // A link with no address (attach skips it) and a policy-routing route (the guest does not get it).
+    pod.exec('ip', ['link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up1']);
+    pod.exec('ip', ['route', 'add', '10.99.0.0/16', 'dev', 'eth0', 'table', '100']);
+    const real = vcnet(['attach', '--dry-run', '--sandbox', 'dry', '--netns', pod.path]);
+    expect(real.status, real.stderr).toBe(0);
+    expect(real.stdout).toMatch(/^# not attached: skipped up0 \(kind veth\): no address/m);
+    expect(real.stderr).toMatch(/skipped up0 \(kind veth\)/);
+    expect(real.stderr).toMatch(/the guest does not get 1 route/);
+    // The kernel's fallback tunnels are not said (none here in every kernel: only that none is printed).
+    expect(real.stdout).not.toMatch(/not attached: skipped (tunl0|sit0|gre0)/);
+    const dry = vcnet(['attach', '--dry-run', '--json', '--sandbox', 'dry', '--netns', pod.path]);
+    expect(dry.status, dry.stderr).toBe(0);
+    const output = JSON.parse(dry.stdout) as { skipped: Array<{ source: string; reason: string }> };
+    expect(output.skipped.map((link) => link.source).sort()).toEqual(expect.arrayContaining(['up0', 'up1']));
+    expect(output.skipped.find((link) => link.source === 'up0')?.reason).toMatch(/no address/);
+  });
+
   it("reads the config.d drop-ins beside --config's file, as Kata merges them, and names one holding a bad value", () => {
     const { pod } = makePod();
     const directory = mkdtempSync(join(tmpdir(), 'vcnet-dropin-'));
