@@ -5,6 +5,7 @@
  */
 import type { Command, CommanderError } from 'commander';
 import { VcnetError } from '../errors.js';
+import { writeHelpToStdout } from './observability/output-streams.js';
 
 /** A command line commander refused; nothing was run. */
 export class UsageError extends VcnetError {
@@ -33,7 +34,7 @@ export function helpExitCode(error: CommanderError): number {
  * command whose line was refused; commander's own error printing is turned off (the CLI reports it).
  */
 export function throwUsageErrors(command: Command): void {
-  command.configureOutput({ outputError: () => undefined });
+  command.configureOutput({ outputError: () => undefined, writeOut: writeHelpToStdout });
   command.exitOverride((error: CommanderError) => {
     if (error.code.startsWith('commander.help') || error.code === 'commander.version') throw error;
     const lists = command.commands.length > 0 ? 'its commands' : 'its options';

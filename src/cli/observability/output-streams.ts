@@ -21,6 +21,7 @@ export function guardOutputStreams(onStdoutLost: (error: NodeJS.ErrnoException) 
   const stdoutFailed = (error: NodeJS.ErrnoException) => {
     if (stdoutFailure !== undefined) return;
     stdoutFailure = error;
+    if (readerMayLeaveEarly && error.code === 'EPIPE') return;
     onStdoutLost(error);
   };
   const stderrFailed = () => undefined;
@@ -40,6 +41,18 @@ export function guardOutputStreams(onStdoutLost: (error: NodeJS.ErrnoException) 
     }) as typeof stream.write;
     stream.on('error', failed);
   }
+}
+
+/** Whether what goes to stdout is help or a version, which a reader may stop reading part-way. */
+let readerMayLeaveEarly = false;
+
+/**
+ * Writes help or a version to stdout. People read those, often through `| head`: a reader that has
+ * gone early (EPIPE) is then no failure (no note, exit status unchanged); a full disk still is.
+ */
+export function writeHelpToStdout(text: string): void {
+  readerMayLeaveEarly = true;
+  process.stdout.write(text);
 }
 
 /** The first failed write to stdout, if any (guardOutputStreams records it). */

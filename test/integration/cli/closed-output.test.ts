@@ -61,6 +61,34 @@ describe('closed output pipes', () => {
   }, 30_000);
 });
 
+/** Runs vcnet with its stdout reader gone before the first write (`| head -0`), stderr captured. */
+function runWithStdoutClosed(args: string[]) {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  return new Promise<{ status: number | null; stderr: string }>((resolve) =>
+    child.on('close', (status) => resolve({ status, stderr })),
+  );
+}
+
+describe('help read through | head', () => {
+  it('help and --version whose reader leaves early exit 0 and say nothing (a reader of help may stop at any line)', async () => {
+    for (const args of [['gc', '--help'], ['--version'], ['help', 'attach'], ['kata-network', '--help']]) {
+      const result = await runWithStdoutClosed(args);
+      expect({ args, ...result }).toEqual({ args, status: 0, stderr: '' });
+    }
+    // A full disk is still a lost answer, help or not.
+    const full = spawnSync(process.execPath, [CLI, 'gc', '--help'], {
+      stdio: ['ignore', openSync('/dev/full', 'w'), 'pipe'],
+      encoding: 'utf8',
+    });
+    expect(full.status).toBe(6);
+  }, 60_000);
+});
+
 /** Runs vcnet with stdout or stderr on /dev/full (every write fails with ENOSPC); the other one captured. */
 function runWithFullOutput(args: string[], full: 'stdout' | 'stderr') {
   const device = openSync('/dev/full', 'w');
