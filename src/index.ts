@@ -400,8 +400,8 @@ export {
 } from './sandbox/list.js';
 export { NamespaceHeldError, UnrecordedGroupLinkError } from './sandbox/namespace-hold.js';
 export {
-  type PlannedDetach,
   type PlannedAttach,
+  type PlannedDetach,
   type PlannedEndpoint,
   type PlanSandboxAttachOptions,
   type PlanSandboxDetachOptions,
