@@ -42,9 +42,18 @@ export function liveNamespaces(): Map<NamespaceKey, string> {
  */
 export function whereNamespaceLives(identity: { dev: number; ino: number; cookie?: string }): string | undefined {
   const [first] = namespaceHolderPaths(identity, { threads: false });
-  if (first === undefined || identity.cookie === undefined) return first;
-  const cookie = cookieAt(first, keyOf(identity));
-  return isLaterNamespaceOfSameInode(identity, { ...identity, cookie }) ? undefined : first;
+  return first === undefined || laterCookieAt(identity, first) !== undefined ? undefined : first;
+}
+
+/**
+ * The cookie of the namespace at `path` when it is a later one that got `recorded`'s freed inode
+ * (isLaterNamespaceOfSameInode), else undefined. Reads the cookie (a probe socket) only when
+ * `recorded` has one to compare.
+ */
+function laterCookieAt(recorded: { dev: number; ino: number; cookie?: string }, path: string): string | undefined {
+  if (recorded.cookie === undefined) return undefined;
+  const cookie = cookieAt(path, keyOf(recorded));
+  return isLaterNamespaceOfSameInode(recorded, { ...recorded, cookie }) ? cookie : undefined;
 }
 
 /** Where a record's namespace is now, as placeOfRecordedNamespace tells it. */
@@ -68,19 +77,13 @@ export function placeOfRecordedNamespace(
   recorded: NamespaceIdentity,
   holders: NamespaceHolders,
 ): RecordedNamespacePlace {
-  const key = keyOf(recorded);
-  const laterAt = (path: string): string | undefined => {
-    if (recorded.cookie === undefined) return undefined;
-    const cookie = cookieAt(path, key);
-    return isLaterNamespaceOfSameInode(recorded, { ...recorded, cookie }) ? cookie : undefined;
-  };
-  if (pathHolds(recorded.path, key)) {
-    const laterCookie = laterAt(recorded.path);
+  if (pathHolds(recorded.path, keyOf(recorded))) {
+    const laterCookie = laterCookieAt(recorded, recorded.path);
     return laterCookie === undefined ? { at: 'path' } : { at: 'nowhere', laterCookie };
   }
   const [heldAt] = holders.of(recorded);
   if (heldAt !== undefined) {
-    const laterCookie = laterAt(heldAt);
+    const laterCookie = laterCookieAt(recorded, heldAt);
     return laterCookie === undefined ? { at: 'elsewhere', heldAt } : { at: 'nowhere', laterCookie };
   }
   const unseen = holders.unseen();

@@ -711,7 +711,7 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
     if (typeof section.cold_plug_vfio === 'string' && section.cold_plug_vfio !== '') {
       settings.coldPlugVfio = section.cold_plug_vfio;
     }
-    if (name === 'clh' || SECTION_ALIASES[name] === 'clh') {
+    if (knownHypervisorOfSection(name) === 'clh') {
       const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);
       const operations = cloudHypervisorBucket(section, prefix, 'ops', warnings);
       expectType(`${prefix}.enable_iommu`, section.enable_iommu, 'boolean');
@@ -764,6 +764,12 @@ const UNPLANNED_SECTIONS: Readonly<Record<string, string>> = {
   openvmm: 'vcnet has no OpenVMM device configuration',
 };
 
+/** The hypervisor of a [hypervisor.*] section name vcnet plans for (its own name or an alias), else undefined. */
+function knownHypervisorOfSection(section: string): KataHypervisor | undefined {
+  if ((KATA_HYPERVISORS as readonly string[]).includes(section)) return section as KataHypervisor;
+  return Object.hasOwn(SECTION_ALIASES, section) ? SECTION_ALIASES[section] : undefined;
+}
+
 /**
  * The hypervisor a configuration's [hypervisor.*] section names (undefined when it has none). One vcnet
  * cannot plan for (Dragonball, StratoVirt, remote, OpenVMM, or a name Kata refuses too) is refused:
@@ -775,9 +781,8 @@ export function kataHypervisorOfSection(
   source = 'the configuration',
 ): KataHypervisor | undefined {
   if (section === undefined) return undefined;
-  if ((KATA_HYPERVISORS as readonly string[]).includes(section)) return section as KataHypervisor;
-  const alias = Object.hasOwn(SECTION_ALIASES, section) ? SECTION_ALIASES[section] : undefined;
-  if (alias !== undefined) return alias;
+  const known = knownHypervisorOfSection(section);
+  if (known !== undefined) return known;
   const why = Object.hasOwn(UNPLANNED_SECTIONS, section)
     ? UNPLANNED_SECTIONS[section]
     : 'Kata refuses a section of that name too';

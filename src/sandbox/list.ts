@@ -232,6 +232,9 @@ function describeRecord(
   // An attached endpoint whose undo (detach, del-iface) the kernel refused in part: the record keeps
   // what is left, which gc keeps as claimed (it finishes only attaches); detach finishes it.
   const undoLeft = endpoints.filter((endpoint) => !isUnfinished(endpoint.plumbing) && endpoint.plumbing.partial);
+  // What undoes a record: vcnet detach for a sandbox's, the runtime's CNI DEL for a vcnet-cni one's.
+  const detach = `vcnet detach --sandbox ${shellWord(entry.id)}${stateDirectoryFlag(entry.root)}`;
+  const cniDel = `the runtime's CNI DEL of container ${entry.id} (interface ${record.interfaceName})`;
   const killedAttach = kind === 'sandbox' && record.attaching === true;
   const addUnderWay = kind === 'cni' && record.device === undefined;
   if (pending.length > 0 || undoLeft.length > 0 || killedAttach || addUnderWay) {
@@ -262,20 +265,17 @@ function describeRecord(
       // to finish (its CNI DEL).
       hint:
         kind !== 'sandbox'
-          ? `the runtime's CNI DEL of container ${entry.id} (interface ${record.interfaceName}) undoes it`
+          ? `${cniDel} undoes it`
           : killedAttach || pending.length > 0
             ? `${gc} finishes undoing it`
-            : `vcnet detach --sandbox ${shellWord(entry.id)}${stateDirectoryFlag(entry.root)} removes what is left`,
+            : `${detach} removes what is left`,
     };
   }
   if (heldAt !== undefined)
     return {
       ...listing,
       detail: livesAt,
-      hint:
-        kind === 'sandbox'
-          ? `vcnet detach --sandbox ${shellWord(entry.id)}${stateDirectoryFlag(entry.root)} undoes it there`
-          : `the runtime's CNI DEL of container ${entry.id} (interface ${record.interfaceName}) undoes it there`,
+      hint: `${kind === 'sandbox' ? detach : cniDel} undoes it there`,
     };
   return listing;
 }
