@@ -874,9 +874,14 @@ export function networkConfigFromKata(
     throw new InvalidInputError('vhostNet', overrides.vhostNet, `off with the ${hypervisor} hypervisor`);
   }
   if (hypervisor === 'clh' && settings.rateLimit) {
+    // Named as the file names Cloud Hypervisor's section: runtime-rs's files say [hypervisor.cloud-hypervisor].
+    const section =
+      settings.hypervisor !== undefined && knownHypervisorOfSection(settings.hypervisor) === 'clh'
+        ? settings.hypervisor
+        : 'clh';
     warn(
       'rx/tx_rate_limiter_max_rate are not Cloud Hypervisor keys (Kata ignores them there): ' +
-        'use net_rate_limiter_bw_max_rate in [hypervisor.clh]',
+        `use net_rate_limiter_bw_max_rate in [hypervisor.${section}]`,
     );
   }
   const vmmRateLimiter =

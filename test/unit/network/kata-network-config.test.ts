@@ -89,6 +89,20 @@ describe('networkConfigFromKata', () => {
     expect(warnings.join('\n')).toMatch(/not Cloud Hypervisor keys/);
   });
 
+  it('names the section the file gave Cloud Hypervisor when it warns of QEMU rate keys there', () => {
+    const warningsOf = (section: string) => {
+      const warnings: string[] = [];
+      networkConfigFromKata(parseKataConfiguration(`[hypervisor.${section}]\nrx_rate_limiter_max_rate = 1000\n`), {
+        namespacePath,
+        warn: (message) => warnings.push(message),
+      });
+      return warnings.join('\n');
+    };
+    // runtime-rs's files call it cloud-hypervisor: the hint points at the section the user has.
+    expect(warningsOf('cloud-hypervisor')).toMatch(/in \[hypervisor\.cloud-hypervisor\]/);
+    expect(warningsOf('clh')).toMatch(/in \[hypervisor\.clh\]/);
+  });
+
   it("[hypervisor.clh] enable_iommu puts each NIC behind the IOMMU, as Kata (clh.go addNet); QEMU's is the VM's", () => {
     const settings = parseKataConfiguration(`${CLH}enable_iommu = true\n`);
     expect(networkConfigFromKata(settings, { namespacePath }).nicIommu).toBe(true);
