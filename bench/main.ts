@@ -12,8 +12,9 @@
  *   6. process start: `vcnet --version`, `vcnet-cni` VERSION, a `vcnet attach` + `detach` and a
  *      `vcnet-cni` ADD + DEL (given the previous plugin's result) as processes, against `node -e 0`
  *      and against importing the library's modules one file each
+ * 7. `vcnet list` with 1, 10 and 50 records, against `vcnet --version` in the same loop
  * `npm run bench -- --quick` does fewer iterations; `--no-vm` skips section 5; `--only <section>`
- * runs one (attach, scan, concurrent, vm, startup); `--json` prints one JSON object at the end.
+ * runs one (attach, scan, concurrent, vm, startup, list); `--json` prints one JSON object at the end.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -306,6 +307,73 @@ async function startupSection(): Promise<void> {
   }
 }
 
+/**
+ * `vcnet list` against the number of records it reads: each record's namespace is found by identity
+ * (one socket opened in it for its cookie), so the cost grows with the records. The baseline is
+ * `vcnet --version` in the same loop: what a process costs before it reads any record.
+ */
+async function listSection(): Promise<void> {
+  log('\n== vcnet list, median ms per run, by records (each a sandbox attached by `vcnet attach`) ==');
+  const cli = join(fileURLToPath(new URL('..', import.meta.url)), 'dist', 'cli', 'main.js');
+  if (!existsSync(cli)) {
+    log('list section skipped: dist/ is not built (npm run build)');
+    return;
+  }
+  const prefix = `vcnet-bench-l${randomBytes(3).toString('hex')}`;
+  const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-bench-list-'));
+  const paths: string[] = [];
+  const rows: Array<Record<string, number>> = [];
+  try {
+    for (const count of quick ? [1, 10] : [1, 10, 50]) {
+      while (paths.length < count) {
+        const i = paths.length;
+        const path = createNamespace(`${prefix}-${i}`);
+        paths.push(path);
+        execFileSync('ip', ['-n', `${prefix}-${i}`, '-batch', '-'], {
+          input: 'link add eth0 type veth peer name peer0\nlink set eth0 up\naddr add 10.9.0.2/24 dev eth0\n',
+        });
+        execFileSync(
+          process.execPath,
+          [cli, 'attach', '--sandbox', `s${i}`, '--netns', path, '--state-dir', stateDirectory],
+          { stdio: 'ignore' },
+        );
+      }
+      const list: number[] = [];
+      const version: number[] = [];
+      for (let run = 0; run < (quick ? 3 : 7); run++) {
+        version.push(processMs(process.execPath, [cli, '--version']));
+        list.push(processMs(process.execPath, [cli, 'list', '--json', '--state-dir', stateDirectory]));
+      }
+      const listMs = median(list);
+      const versionMs = median(version);
+      const row = {
+        records: count,
+        list_ms: Math.round(listMs),
+        version_ms: Math.round(versionMs),
+        per_record_ms: Number(((listMs - versionMs) / count).toFixed(2)),
+      };
+      rows.push(row);
+      log(
+        `${String(count).padStart(3)} record(s): vcnet list ${row.list_ms} ms, vcnet --version ${row.version_ms} ms; ` +
+          `${row.per_record_ms} ms per record above the process start`,
+      );
+    }
+    results.list = rows;
+  } finally {
+    for (const [i] of paths.entries()) {
+      try {
+        execFileSync(process.execPath, [cli, 'detach', '--sandbox', `s${i}`, '--state-dir', stateDirectory], {
+          stdio: 'ignore',
+        });
+      } catch {
+        // The namespace goes below, and its taps with it; the state directory too.
+      }
+    }
+    for (const path of paths) deleteNamespace(path);
+    rmSync(stateDirectory, { recursive: true, force: true });
+  }
+}
+
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 const sections: Array<[string, () => Promise<void>]> = [
   ['attach', attachSection],
@@ -313,6 +381,7 @@ const sections: Array<[string, () => Promise<void>]> = [
   ['concurrent', concurrentSection],
   ['vm', virtualMachineSection],
   ['startup', startupSection],
+  ['list', listSection],
 ];
 if (only !== undefined && !sections.some(([name]) => name === only)) {
   throw new Error(`--only ${only}: not a section (${sections.map(([name]) => name).join(', ')})`);
