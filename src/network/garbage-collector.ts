@@ -46,7 +46,14 @@ import { yieldToEventLoop } from '../event-loop.js';
 import { appendTo } from '../multimap.js';
 import { NamespaceHolders } from '../netns/namespace-holders.js';
 import { isLaterNamespaceOfSameInode } from '../netns/namespace-identity.js';
-import { cookieAt, identityOfKey, keyOf, liveNamespaces, type NamespaceKey } from '../netns/namespace-liveness.js';
+import {
+  cookieAt,
+  identityOfKey,
+  keyOf,
+  liveNamespaces,
+  type NamespaceKey,
+  pathHolds,
+} from '../netns/namespace-liveness.js';
 import { testSeam } from '../test-seams.js';
 import { dropEarlierBootRecords, dropGoneRecords } from './gc/gone-records.js';
 import { scanNamespaces } from './gc/namespace-scan.js';
@@ -202,6 +209,13 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
         let cookie: string | undefined;
         for (const path of [live.get(owner.key), owner.namespacePath])
           if (path !== undefined && cookie === undefined) cookie = cookieAt(path, owner.key);
+        // Neither a /var/run/netns entry, a process nor the recorded path has that inode: whatever else
+        // holds it (a thread, a mount elsewhere, an fd), as list and detach look (else a later namespace
+        // kept by Docker's or rootless podman's mount alone would keep the record forever).
+        if (cookie === undefined && !live.has(owner.key) && !pathHolds(owner.namespacePath, owner.key)) {
+          const [heldAt] = holdersOf(owner.key);
+          if (heldAt !== undefined) cookie = cookieAt(heldAt, owner.key);
+        }
         liveCookies.set(owner.key, cookie);
       }
       return liveCookies.get(owner.key);

@@ -342,6 +342,56 @@ describe('a recorded namespace', () => {
     }
   });
 
+  it('whose namespace is gone and a later one with its inode is held only by a mount outside /var/run/netns: list, detach and gc all say gone, gc drops the record', async (context) => {
+    const { pod } = makePod();
+    const stateDir = join(work, 'state');
+    const registry = { VCNET_STATE_REGISTRY: join(work, 'registry') };
+    const attached = vcnet(['attach', '--sandbox', 'away', '--netns', pod.path, '--state-dir', stateDir], registry);
+    expect(attached.status, attached.stderr).toBe(0);
+    const statePath = join(stateDir, 'away', 'state.json');
+    const recorded = JSON.parse(readFileSync(statePath, 'utf8')).namespace as { ino: number; cookie: string };
+    const reused = await replaceWithSameInode(pod);
+    if (!reused) {
+      console.log("skipped: no new namespace got the gone pod namespace's inode");
+      return context.skip();
+    }
+    // The later namespace kept by a bind mount alone, as Docker's /var/run/docker/netns/* or rootless
+    // podman's /run/user/UID/netns/* keep theirs: no /var/run/netns entry, no process in it.
+    const mounted = join(work, 'later-netns');
+    writeFileSync(mounted, '');
+    execFileSync('mount', ['--bind', reused.path, mounted]);
+    reused.delete();
+    try {
+      const now = identityOfNamespaceAt(mounted);
+      expect(now.ino).toBe(recorded.ino);
+      expect(now.cookie).not.toBe(recorded.cookie);
+
+      const listed = vcnet(['list', '--state-dir', stateDir, '--json'], registry);
+      expect(listed.status, listed.stderr).toBe(0);
+      const [row] = JSON.parse(listed.stdout) as Array<{ state: string; hint: string }>;
+      expect(row).toMatchObject({ state: 'namespace-gone' });
+      const planned = vcnet(['detach', '--sandbox', 'away', '--state-dir', stateDir, '--dry-run', '--json'], registry);
+      expect(JSON.parse(planned.stdout)).toMatchObject({ namespaceGone: pod.path });
+
+      // What list's hint says to run drops the record, as detach would.
+      const gcArgs = ['gc', '--netns', pod.path, '--state-dir', stateDir, '--json'];
+      const dry = vcnet([...gcArgs, '--dry-run'], registry);
+      expect(dry.status, dry.stderr).toBe(0);
+      expect(JSON.parse(dry.stdout).removed).toEqual([
+        expect.objectContaining({
+          kind: 'state',
+          name: 'away',
+          detail: expect.stringContaining(`cookie ${now.cookie}`),
+        }),
+      ]);
+      const collected = vcnet(gcArgs, registry);
+      expect(collected.status, collected.stderr).toBe(0);
+      expect(existsSync(statePath)).toBe(false);
+    } finally {
+      spawnSync('umount', [mounted]);
+    }
+  });
+
   it('is reported gone when the process whose namespace it was has exited', async () => {
     const holder = await unpinnedNamespaceProcess();
     const node = makeNamespace('node');
