@@ -703,8 +703,13 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
     }
     // runtime-rs takes a NIC's queue pairs from network_queues, a key the Go runtime does not have. A
     // file is runtime-rs's when it has that key or [runtime] name (the runtime-rs handler,
-    // "virt_container", in every runtime-rs configuration and also unknown to the Go runtime).
-    if (Object.hasOwn(section, 'network_queues') || Object.hasOwn(runtime, 'name')) {
+    // "virt_container", in every runtime-rs configuration and also unknown to the Go runtime), or a
+    // section name only runtime-rs reads (the Go runtime refuses [hypervisor.cloud-hypervisor]).
+    if (
+      Object.hasOwn(section, 'network_queues') ||
+      Object.hasOwn(runtime, 'name') ||
+      Object.hasOwn(RUNTIME_RS_SECTIONS, name)
+    ) {
       settings.networkQueues = runtimeRsNetworkQueues(section.network_queues, `${prefix}.network_queues`);
     }
     expectType(`${prefix}.cold_plug_vfio`, section.cold_plug_vfio, 'string');
@@ -754,6 +759,9 @@ const KATA_HYPERVISORS: readonly KataHypervisor[] = ['qemu', 'clh', 'firecracker
 
 /** runtime-rs named Cloud Hypervisor's section [hypervisor.cloud-hypervisor] until Kata 3.30 (kata-types HYPERVISOR_NAME_CH). */
 const SECTION_ALIASES: Readonly<Record<string, KataHypervisor>> = { 'cloud-hypervisor': 'clh' };
+
+/** Section names only runtime-rs reads (SECTION_ALIASES): a file with one is runtime-rs's. */
+const RUNTIME_RS_SECTIONS: Readonly<Record<string, true>> = { 'cloud-hypervisor': true };
 
 /** Sections Kata runs but vcnet cannot plan for, and why: planning them as QEMU's would build the wrong plumbing. */
 const UNPLANNED_SECTIONS: Readonly<Record<string, string>> = {
