@@ -267,7 +267,10 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     for (const owner of ownRecords) {
       if (owner.id.includes('/')) continue; // CNI records: DEL and the plugin's GC finish those
       if (scoped && !scoped.includes(owner.namespacePath)) continue;
-      if (replaced.has(owner) || !(live.has(owner.key) || nowLive.has(owner.key))) continue;
+      // Alive anywhere detach would reach it (a mount outside /var/run/netns, a thread, an fd too):
+      // list's hint sends such a record here, and finishUnfinished opens it as detach does.
+      if (replaced.has(owner)) continue;
+      if (!(live.has(owner.key) || nowLive.has(owner.key) || holdersOf(owner.key).length > 0)) continue;
       await yieldToEventLoop();
       signal?.throwIfAborted();
       if (await finishUnfinished(owner.id, dirname(owner.directory), report, holders()))

@@ -3,7 +3,7 @@
  * with its state as the record and where its namespace lives now tell it. Read-only: the namespace
  * and the state directory are exactly as they were afterwards (no lock file made, nothing dropped).
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -268,6 +268,45 @@ describe('vcnet list', () => {
       expect(detached.status, detached.stderr).toBe(0);
       expect(detached.stdout).toContain(`through ${second}`);
       expect(listJson(state).rows).toEqual([]);
+    } finally {
+      spawnSync('umount', [second]);
+      rmSync(second, { force: true });
+    }
+  });
+
+  it('an unfinished attach whose namespace a mount elsewhere holds: the gc its hint names finishes undoing it there', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = join(scratch(), 'state');
+    // Kept by a bind mount alone once its /var/run/netns entry goes (Docker's or rootless podman's own
+    // mount of a pod namespace): no /var/run/netns entry, no process in it.
+    const second = join(scratch(), 'held-netns');
+    writeFileSync(second, '');
+    spawnSync('mount', ['--bind', pod.path, second]);
+    try {
+      const args = ['attach', '--sandbox', 'cut', '--netns', pod.path, '--state-dir', state];
+      expect(await killAtStep(args, 2)).toBe(true);
+      pod.delete();
+      const row = onlyRow(state);
+      expect(row).toMatchObject({ id: 'cut', state: 'unfinished', namespaceHeldAt: second });
+      const gc = `vcnet gc --netns ${pod.path} --state-dir ${state}`;
+      expect(row.hint).toBe(`${gc} finishes undoing it`);
+
+      const collected = run([...gc.split(' ').slice(1), '--json']);
+      expect(collected.status, collected.stderr).toBe(0);
+      expect(JSON.parse(collected.stdout).removed).toEqual(
+        expect.arrayContaining([expect.objectContaining({ kind: 'state', name: 'cut' })]),
+      );
+      expect(listJson(state).rows).toEqual([]);
+      // Nothing of the attach is left in the namespace the mount holds.
+      const exec = (command: string, args: string[]) =>
+        execFileSync('nsenter', [`--net=${second}`, command, ...args], { encoding: 'utf8' });
+      const held = {
+        exec,
+        ipJson: (...args: string[]) => JSON.parse(exec('ip', ['-j', ...args]) || '[]'),
+        tcJson: (...args: string[]) => JSON.parse(exec('tc', ['-j', ...args]) || '[]'),
+      } as unknown as typeof pod;
+      expect(fingerprint(held)).toEqual(before);
     } finally {
       spawnSync('umount', [second]);
       rmSync(second, { force: true });
