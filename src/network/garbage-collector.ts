@@ -204,21 +204,26 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
     // record claims nothing in the new one.
     const liveCookies = new Map<NamespaceKey, string | undefined>();
     for (const { namespace } of scans) liveCookies.set(keyOf(namespace.identity), namespace.identity.cookie);
+    const heldCookies = new Map<NamespaceKey, string | undefined>();
     const liveCookie = (owner: RecordOwner): string | undefined => {
       if (!liveCookies.has(owner.key)) {
         let cookie: string | undefined;
         for (const path of [live.get(owner.key), owner.namespacePath])
           if (path !== undefined && cookie === undefined) cookie = cookieAt(path, owner.key);
-        // Neither a /var/run/netns entry, a process nor the recorded path has that inode: whatever else
-        // holds it (a thread, a mount elsewhere, an fd), as list and detach look (else a later namespace
-        // kept by Docker's or rootless podman's mount alone would keep the record forever).
-        if (cookie === undefined && !live.has(owner.key) && !pathHolds(owner.namespacePath, owner.key)) {
-          const [heldAt] = holdersOf(owner.key);
-          if (heldAt !== undefined) cookie = cookieAt(heldAt, owner.key);
-        }
         liveCookies.set(owner.key, cookie);
       }
-      return liveCookies.get(owner.key);
+      const cookie = liveCookies.get(owner.key);
+      if (cookie !== undefined || live.has(owner.key) || pathHolds(owner.namespacePath, owner.key)) return cookie;
+      // Neither a /var/run/netns entry, a process nor the recorded path has that inode: whatever else
+      // holds it (a thread, a mount elsewhere, an fd), as list and detach look; else a later namespace
+      // kept by a mount alone (Docker's, rootless podman's) kept the record forever. Only for records
+      // gc may drop or finish here (in --netns): the search reads every process's mounts and fds.
+      if (scoped && !scoped.includes(owner.namespacePath)) return undefined;
+      if (!heldCookies.has(owner.key)) {
+        const [heldAt] = holdersOf(owner.key);
+        heldCookies.set(owner.key, heldAt === undefined ? undefined : cookieAt(heldAt, owner.key));
+      }
+      return heldCookies.get(owner.key);
     };
     // A record of a gone namespace whose inode a later namespace took claims nothing in the later one.
     const isReplaced = (owner: RecordOwner): boolean => {
