@@ -6,8 +6,9 @@
 import { RollbackIncompleteError } from '../errors.js';
 import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot } from '../netlink/handle.js';
+import { NamespaceHolders } from '../netns/namespace-holders.js';
 import { type OpenedNamespace, sameNamespace } from '../netns/namespace-identity.js';
-import { namespaceExistsNowhere } from '../netns/namespace-liveness.js';
+import { placeOfRecordedNamespace } from '../netns/namespace-liveness.js';
 import { ConfigurationConflictError, type NetworkConfig } from '../network/config.js';
 import { loopbackRefused } from '../network/endpoint/create-endpoint.js';
 import { freeDeviceIndex } from '../network/interface-pair.js';
@@ -192,14 +193,21 @@ function refuseExistingRecord(
     );
     return;
   }
-  if (!sameNamespace(existing.namespace, namespace.identity) && namespaceExistsNowhere(existing.namespace)) {
-    // A record from before a reboot (a stateDir that outlived /run): its namespace, and all ADD
-    // made in it, are gone. Dropped as gc would drop it, and this ADD goes on.
+  // Told as detach, list and gc tell it (placeOfRecordedNamespace): nothing holds the recorded
+  // namespace, or a later namespace has its inode (the pod's next one, CNI_NETNS itself maybe).
+  const place = sameNamespace(existing.namespace, namespace.identity)
+    ? undefined
+    : placeOfRecordedNamespace(existing.namespace, new NamespaceHolders());
+  if (place?.at === 'nowhere') {
+    // A record from before a reboot (a stateDir that outlived /run), or of a pod namespace deleted
+    // without a DEL: its namespace, and all ADD made in it, are gone. Dropped as gc would drop it,
+    // and this ADD goes on.
     store.remove();
+    const { path, ino, cookie } = existing.namespace;
     warn(
       warningLine(
         commandSubject('ADD', sandboxKey(environment)),
-        `removed the stale record ${store.statePath}: its namespace ${existing.namespace.path} (inode ${existing.namespace.ino}) exists nowhere`,
+        `removed the stale record ${store.statePath}: its namespace ${path} (inode ${ino}) exists nowhere${place.laterCookie === undefined ? '' : `: a later namespace (cookie ${place.laterCookie}) has its inode now, not the recorded one (cookie ${cookie})`}`,
       ),
     );
     return;

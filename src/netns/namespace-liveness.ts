@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { safeReaddir } from '../directory-entries.js';
-import { NamespaceHolders, type NamespaceHoldersUnseen, namespaceHolderPaths } from './namespace-holders.js';
+import { type NamespaceHolders, type NamespaceHoldersUnseen, namespaceHolderPaths } from './namespace-holders.js';
 import {
   identityOfNamespaceAt,
   isLaterNamespaceOfSameInode,
@@ -90,20 +90,6 @@ export function placeOfRecordedNamespace(
   if (lookAtFile(recorded.path) === 'refused')
     return { at: 'unseen', unseen: { processes: [], ...unseen, paths: [...(unseen?.paths ?? []), recorded.path] } };
   return unseen === undefined ? { at: 'nowhere' } : { at: 'unseen', unseen };
-}
-
-/**
- * Whether the namespace a record names exists nowhere now: no /var/run/netns entry and no process
- * has it, and its recorded path does not hold it. What vcnet made in it went with it. false when
- * that cannot be told (a process or the path could not be looked at: no CAP_SYS_PTRACE, hidepid=).
- */
-export function namespaceExistsNowhere(recorded: { path: string; dev: number; ino: number }): boolean {
-  const holders = new NamespaceHolders();
-  if (holders.of(recorded, { threads: false }).length > 0) return false;
-  const atPath = lookAtFile(recorded.path);
-  if (atPath === 'refused') return false;
-  if (typeof atPath === 'object' && atPath.dev === recorded.dev && atPath.ino === recorded.ino) return false;
-  return holders.unseen() === undefined;
 }
 
 /**

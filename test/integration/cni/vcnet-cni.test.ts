@@ -41,6 +41,7 @@ import {
   cleanupNamespaces,
   kernelSupportsLinkKind,
   makeNamespace,
+  replaceWithSameInode,
   type TestNamespace,
 } from '../../helpers/namespace.js';
 import { fingerprint } from '../../helpers/pod.js';
@@ -462,6 +463,41 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     expect(result.interfaces).toContainEqual(expect.objectContaining({ name: 'tap0_kata', sandbox: newPod.path }));
     const recorded = JSON.parse(readFileSync(record, 'utf8')) as { namespace: { path: string } };
     expect(recorded.namespace.path).toBe(newPod.path);
+    runtime.del(after, result);
+    expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+  });
+
+  it('ADD over a record whose namespace is gone and whose inode the new pod namespace got drops it and attaches', async (context) => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({});
+    const attachment = attachmentIn(pod);
+    addChain(new CniRuntime(node, attachment), list, pod);
+    const record = join(stateDirectory, attachment.containerId, 'interfaces', 'eth0', 'state.json');
+    const before = JSON.parse(readFileSync(record, 'utf8')) as { namespace: { ino: number; cookie: string } };
+    // The pod namespace goes without a DEL (a runtime that crashed), and the pod's next namespace gets
+    // its freed inode, as the kernel hands out the lowest free one: same inode, another cookie.
+    const newPod = await replaceWithSameInode(pod, 'pod');
+    if (!newPod) {
+      console.log("skipped: no new namespace got the gone pod namespace's inode");
+      return context.skip();
+    }
+    newPod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
+    const runtime = new CniRuntime(node, { ...attachment, namespacePath: newPod.path });
+    const after = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-reused-inode' };
+    const bridge = runtime.invoke('ADD', { ...after.plugins[0], cniVersion: after.cniVersion, name: after.name });
+    expect(bridge.status, bridge.stdout).toBe(0);
+    const add = runtime.invoke('ADD', {
+      ...after.plugins[1],
+      cniVersion: after.cniVersion,
+      name: after.name,
+      prevResult: bridge.output,
+    });
+    // The recorded namespace is gone (a later one has its inode: the one rule of detach, list and gc).
+    expect(add.status, add.stdout).toBe(0);
+    expect(add.stderr).toContain(`removed the stale record ${record}`);
+    expect(add.stderr, add.stderr).toContain(`cookie ${before.namespace.cookie}`);
+    const result = add.output as ChainResult;
+    expect(result.interfaces).toContainEqual(expect.objectContaining({ name: 'tap0_kata', sandbox: newPod.path }));
     runtime.del(after, result);
     expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
   });
