@@ -692,23 +692,19 @@ static napi_value unwatch(napi_env env, napi_callback_info info) {
 // options: { tap: bool, vnetHdr: bool, multiQueue: bool, queues: n, persist: bool, keepFds: bool,
 //            owner: uid|-1, group: gid|-1 }
 // The device belongs to the namespace /dev/net/tun was opened in, so the opens happen inside nsPath.
+// An absent property reads as undefined, which is no boolean (no int32) either: one lookup, not a
+// has-then-get pair, gives the fallback for both (createTun reads 11 options this way).
 static int get_bool_prop(napi_env env, napi_value obj, const char *name, int fallback) {
-  bool has;
-  napi_has_named_property(env, obj, name, &has);
-  if (!has) return fallback;
   napi_value v;
-  napi_get_named_property(env, obj, name, &v);
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok) return fallback;
   bool b;
   if (napi_get_value_bool(env, v, &b) != napi_ok) return fallback;
   return b;
 }
 
 static int32_t get_int_prop(napi_env env, napi_value obj, const char *name, int32_t fallback) {
-  bool has;
-  napi_has_named_property(env, obj, name, &has);
-  if (!has) return fallback;
   napi_value v;
-  napi_get_named_property(env, obj, name, &v);
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok) return fallback;
   int32_t i;
   if (napi_get_value_int32(env, v, &i) != napi_ok) return fallback;
   return i;

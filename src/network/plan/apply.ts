@@ -14,7 +14,7 @@ import { testSeam } from '../../test-seams.js';
 import { type ChangeAnswer, linkSpecOf, publishStep, sendBatch } from './batch-send.js';
 import { closeFds, createTapAtChosenIndex, ifbIndexTaken, randomLinkIndex, type TapContext } from './link-creation.js';
 import { createMacvtapAtUniqueIndex } from './macvtap-index.js';
-import { intentOf, type PlanIntent, recordsOf, sameIndexes } from './plan-intent.js';
+import { chosenIndexesOf, type PlanIntent, recordsOf, sameIndexes } from './plan-intent.js';
 import type { Change, LinkRef, Plan, PlanStep, PlumbingStep } from './types.js';
 import { rollBackAttach } from './undo.js';
 
@@ -78,17 +78,18 @@ function linksOf(change: Change): LinkRef[] {
 export async function applyPlan(plan: Plan, context: ApplyContext): Promise<AppliedPlan> {
   const { handle } = context;
   const createdIndexes = new Map<string, number>();
-  const intent = context.intent?.plan === plan ? context.intent : intentOf(plan);
+  // The caller's intent, journaled ahead; without one only its chosen indexes are needed here (its
+  // records are what journal() writes before the first send, made then).
+  const intent = context.intent?.plan === plan ? context.intent : undefined;
   // The index each link vcnet makes is made at, chosen before it exists: every record journaled of it
   // names it by that identity, never by a name someone else may hold by the time detach or gc reads
   // the record (a record whose next write failed, say). A link not made is in no record of `completed`.
-  const chosenIndexes = new Map<string, number>(intent.chosenIndexes);
+  const chosenIndexes = intent ? new Map<string, number>(intent.chosenIndexes) : chosenIndexesOf(plan);
   const recorded = (steps: readonly PlanStep[]): PlumbingStep[] => recordsOf(steps, createdIndexes, chosenIndexes);
   // The indexes of the intent on record (undefined: none written yet). The intent names every step,
   // so it is written once, before the first change, and again only when a link is to be made at an
   // index other than the recorded one (or a link of the recorded name is made in its place).
-  let onRecord: ReadonlyMap<string, number> | undefined =
-    intent === context.intent && intent.journaledAhead ? intent.chosenIndexes : undefined;
+  let onRecord: ReadonlyMap<string, number> | undefined = intent?.journaledAhead ? intent.chosenIndexes : undefined;
   const journal = (): void => {
     if (onRecord && sameIndexes(onRecord, chosenIndexes)) return;
     context.journal?.(recorded(plan.steps));

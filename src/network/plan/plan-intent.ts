@@ -31,6 +31,20 @@ export interface PlanIntent {
  * random indexes.
  */
 export function intentOf(plan: Plan): PlanIntent {
+  const chosenIndexes = chosenIndexesOf(plan);
+  const records = recordsOf(plan.steps, new Map(), chosenIndexes);
+  const made = createdLinkNames(records);
+  const journaledAhead = records.every(
+    (record) => record.step === 'create-link' || made.has(record.link) || record.madeAfter !== undefined,
+  );
+  return { plan, chosenIndexes, records, journaledAhead };
+}
+
+/**
+ * The index chosen for every link a plan makes (a random one each): the part of the intent the
+ * executor needs when no caller journaled the intent ahead (applyPlan), without its records.
+ */
+export function chosenIndexesOf(plan: Plan): Map<string, number> {
   const chosenIndexes = new Map<string, number>();
   for (const { change } of plan.steps) {
     if ((change.op !== 'create-tap' && change.op !== 'create-link') || chosenIndexes.has(change.link.name)) continue;
@@ -39,12 +53,7 @@ export function intentOf(plan: Plan): PlanIntent {
       change.op === 'create-link' && change.kind === 'macvtap' ? randomMacvtapIndex() : randomLinkIndex(),
     );
   }
-  const records = recordsOf(plan.steps, new Map(), chosenIndexes);
-  const made = createdLinkNames(records);
-  const journaledAhead = records.every(
-    (record) => record.step === 'create-link' || made.has(record.link) || record.madeAfter !== undefined,
-  );
-  return { plan, chosenIndexes, records, journaledAhead };
+  return chosenIndexes;
 }
 
 export function sameIndexes(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): boolean {
@@ -66,33 +75,41 @@ export function recordsOf(
   createdIndexes: ReadonlyMap<string, number>,
   chosenIndexes?: ReadonlyMap<string, number>,
 ): PlumbingStep[] {
-  const ownLinks = new Set(
-    steps.flatMap(({ change }) =>
-      change.op === 'create-tap' || change.op === 'create-link' ? [change.link.name] : [],
-    ),
-  );
+  // Built only for a record journaled ahead, the one case that reads it (an attach's end does not).
+  let ownLinks: Set<string> | undefined;
+  if (chosenIndexes) {
+    ownLinks = new Set();
+    for (const { change } of steps) {
+      if (change.op === 'create-tap' || change.op === 'create-link') ownLinks.add(change.link.name);
+    }
+  }
+  const records: PlumbingStep[] = [];
   // The link of vcnet's made last before the step, while it is not known to be made.
   let unmadeBefore: string | undefined;
-  return steps.flatMap((step) => {
+  for (const step of steps) {
     const { change } = step;
     if (change.op === 'create-tap' || change.op === 'create-link') {
       unmadeBefore = createdIndexes.has(change.link.name) ? undefined : change.link.name;
     }
-    if (!step.record) return [];
+    if (!step.record) continue;
     const record = withCreatedIndex(step.record, createdIndexes);
-    if (!chosenIndexes) return [record];
-    if (record.step !== 'create-link') {
-      return [
+    if (!chosenIndexes || !ownLinks) {
+      records.push(record);
+    } else if (record.step !== 'create-link') {
+      records.push(
         unmadeBefore !== undefined && !ownLinks.has(record.link) ? { ...record, madeAfter: unmadeBefore } : record,
-      ];
+      );
+    } else if (record.index !== undefined) {
+      records.push(record);
+    } else {
+      // Chosen, not yet confirmed by the kernel: the index may be someone else's by the time the
+      // record is read (a crash before the create, another tool's link made there since), so detach
+      // and gc delete the link there only if it also has the recorded name, kind and vcnet's group.
+      const chosen = chosenIndexes.get(record.name);
+      records.push(chosen === undefined ? record : { ...record, index: chosen, unconfirmed: true as const });
     }
-    if (record.index !== undefined) return [record];
-    // Chosen, not yet confirmed by the kernel: the index may be someone else's by the time the record
-    // is read (a crash before the create, another tool's link made there since), so detach and gc
-    // delete the link there only if it also has the recorded name, kind and vcnet's group.
-    const chosen = chosenIndexes.get(record.name);
-    return [chosen === undefined ? record : { ...record, index: chosen, unconfirmed: true as const }];
-  });
+  }
+  return records;
 }
 
 function withCreatedIndex(record: PlumbingStep, createdIndexes: ReadonlyMap<string, number>): PlumbingStep {
