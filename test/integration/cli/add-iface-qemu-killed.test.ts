@@ -36,22 +36,31 @@ async function holdQmpCommand(
 ): Promise<{ held: Promise<void> }> {
   const relay = spawn('python3', [QMP_HOLD, recordedPath, qemuPath, command, String(qemuPid)]);
   cleanup.defer(() => relay.kill('SIGKILL'));
+  // One listener gathers stdout, and each wait checks it as it grows: a line may come in several
+  // chunks ("held", then " device_add"), and a listener per wait appended each chunk once per wait.
   let output = '';
+  let errors = '';
+  const checks = new Set<() => void>();
+  relay.stdout.on('data', (data: Buffer) => {
+    output += String(data);
+    for (const check of checks) check();
+  });
+  relay.stderr.on('data', (data: Buffer) => {
+    errors += String(data);
+  });
   const saw = (line: string) =>
     new Promise<void>((resolve, reject) => {
       const check = () => {
-        if (output.includes(line)) resolve();
+        if (!output.includes(line)) return;
+        checks.delete(check);
+        resolve();
       };
-      relay.stdout.on('data', (data: Buffer) => {
-        output += String(data);
-        check();
-      });
-      relay.once('exit', (code) => reject(new Error(`qmp-hold.py exited ${code} before "${line}"`)));
+      checks.add(check);
+      relay.once('exit', (code) =>
+        reject(new Error(`qmp-hold.py exited ${code} before "${line}": ${output}${errors}`)),
+      );
       check();
     });
-  relay.stderr.on('data', (data: Buffer) => {
-    output += String(data);
-  });
   await saw('listening');
   return { held: saw(`held ${command}`) };
 }
