@@ -90,6 +90,12 @@ const QMP_WAIT_RANGE = { min: 1, max: 3_600_000, integer: false, unit: 'millisec
  */
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
+/** The wait between connects that QEMU's full queue of QMP connections refused (EAGAIN). */
+const QUEUE_FULL_RETRY_MS = 50;
+
+function errnoOf(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
 
 /** The variable that sets the handshake's default bound, in seconds. */
 export const QMP_CONNECT_TIMEOUT_VARIABLE = 'VCNET_QMP_CONNECT_TIMEOUT';
@@ -143,20 +149,52 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
       numberOption(options[key], key, QMP_WAIT_RANGE);
     }
     const timeoutMs = options.timeoutMs ?? defaultQmpConnectTimeoutMs();
+    const deadline = Date.now() + timeoutMs;
+    // QEMU queues few connections to its QMP listener (a backlog of one): while one client holds QMP,
+    // two more wait, and a connection that gave up stays queued until QEMU takes it. Any other connect
+    // is refused at once with EAGAIN: QMP busy, not QEMU gone, so it is tried again until the deadline.
+    for (;;) {
+      try {
+        return await QmpClient.handshake(socketPath, options, timeoutMs, deadline);
+      } catch (error) {
+        if (!(error instanceof QmpConnectionError && errnoOf(error.cause) === 'EAGAIN')) throw error;
+        if (Date.now() + QUEUE_FULL_RETRY_MS >= deadline) {
+          throw new QmpConnectionError(
+            `QMP handshake on ${socketPath}: QEMU's queue of QMP connections stayed full (connect EAGAIN) for ${timeoutMs} ms`,
+            socketPath,
+            error.cause,
+            handshakeTimeoutHint(socketPath),
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, QUEUE_FULL_RETRY_MS));
+      }
+    }
+  }
+
+  /** One connect, greeting and qmp_capabilities, bounded by `deadline` (`timeoutMs` is named in the error). */
+  private static async handshake(
+    socketPath: string,
+    options: QmpConnectOptions,
+    timeoutMs: number,
+    deadline: number,
+  ): Promise<QmpClient> {
     const socket = createConnection({ path: socketPath });
     socket.setEncoding('utf8');
     let client: QmpClient | undefined;
     let timedOut: QmpConnectionError | undefined;
-    const timer = setTimeout(() => {
-      const awaited = client ? 'no answer to qmp_capabilities' : 'no greeting';
-      timedOut = new QmpConnectionError(
-        `QMP handshake on ${socketPath}: ${awaited} from QEMU within ${timeoutMs} ms`,
-        socketPath,
-        undefined,
-        handshakeTimeoutHint(socketPath),
-      );
-      socket.destroy(timedOut);
-    }, timeoutMs);
+    const timer = setTimeout(
+      () => {
+        const awaited = client ? 'no answer to qmp_capabilities' : 'no greeting';
+        timedOut = new QmpConnectionError(
+          `QMP handshake on ${socketPath}: ${awaited} from QEMU within ${timeoutMs} ms`,
+          socketPath,
+          undefined,
+          handshakeTimeoutHint(socketPath),
+        );
+        socket.destroy(timedOut);
+      },
+      Math.max(1, deadline - Date.now()),
+    );
     try {
       const { greeting, rest } = await readGreeting(socket, socketPath);
       client = new QmpClient(socketPath, socket, greeting, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
