@@ -453,7 +453,7 @@ export class QemuHotplugSessions {
   constructor(
     private readonly socketPath: string,
     private readonly options: ConstructorParameters<typeof QemuNetworkHotplugTarget>[1] & {
-      /** Bound on each connect + greeting. Default 5 s. */
+      /** Bound on each connect + handshake. Default QmpClient.connect's ($VCNET_QMP_CONNECT_TIMEOUT seconds, else 30 s). */
       connectTimeoutMs?: number;
     } = {},
   ) {
@@ -462,7 +462,11 @@ export class QemuHotplugSessions {
   }
 
   private async session<T>(work: (target: QemuNetworkHotplugTarget) => Promise<T>): Promise<T> {
-    const qmp = await QmpClient.connect(this.socketPath, { timeoutMs: this.options.connectTimeoutMs ?? 5_000 });
+    const { connectTimeoutMs } = this.options;
+    const qmp = await QmpClient.connect(
+      this.socketPath,
+      connectTimeoutMs === undefined ? {} : { timeoutMs: connectTimeoutMs },
+    );
     try {
       return await work(new QemuNetworkHotplugTarget(qmp, this.options));
     } finally {

@@ -13,7 +13,8 @@
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import { onAbort } from '../abort-listeners.js';
-import { numberOption, optionsArgument, stringArgument } from '../arguments.js';
+import { decimalSecondsAsMs, numberOption, optionsArgument, stringArgument } from '../arguments.js';
+import { InvalidInputError } from '../errors.js';
 import { nativeDevices, socketFileDescriptor } from '../native/devices.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
 
@@ -37,7 +38,7 @@ export interface QmpEvent {
  * timeout (milliseconds).
  */
 export interface QmpConnectOptions {
-  /** Bound on connect + greeting + qmp_capabilities. */
+  /** Bound on connect + greeting + qmp_capabilities; default $VCNET_QMP_CONNECT_TIMEOUT seconds, else 30 s. */
   timeoutMs?: number;
   /** Default per-command timeout of this client. */
   commandTimeoutMs?: number;
@@ -79,8 +80,43 @@ export type QmpClientEvents = {
 /** A wait a caller may give: NaN or a string would never time out; setTimeout fires at once past 2^31 - 1 ms. */
 const QMP_WAIT_RANGE = { min: 1, max: 3_600_000, integer: false, unit: 'milliseconds' } as const;
 
-const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * The handshake's bound when the caller gives none. QEMU greets within milliseconds even under TCG on
+ * a loaded host (measured: at most 52 ms at load 10, a TCG guest booting), but it serves one QMP
+ * client at a time and greets the next only when the one before closes: the wait is for whoever
+ * holds QMP, such as vcnet's own unplug, which holds it while the guest ejects the NIC (up to 20 s).
+ * A timeout only happens while QEMU runs (a dead one refuses at once), so a long bound costs nothing
+ * in the common case; a short one failed commands and watch changes that would have gone through.
+ */
+const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
+/** The wait between connects that QEMU's full queue of QMP connections refused (EAGAIN). */
+const QUEUE_FULL_RETRY_MS = 50;
+
+function errnoOf(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** The variable that sets the handshake's default bound, in seconds. */
+export const QMP_CONNECT_TIMEOUT_VARIABLE = 'VCNET_QMP_CONNECT_TIMEOUT';
+
+/** The handshake's bound when the caller gives none: $VCNET_QMP_CONNECT_TIMEOUT seconds, else 30 s. */
+export function defaultQmpConnectTimeoutMs(): number {
+  const text = process.env.VCNET_QMP_CONNECT_TIMEOUT;
+  if (text === undefined || text === '') return DEFAULT_CONNECT_TIMEOUT_MS;
+  const accepted = 'seconds from 0.001 to 3600 (fractions allowed)';
+  const timeoutMs = decimalSecondsAsMs(QMP_CONNECT_TIMEOUT_VARIABLE, text, 3600, accepted);
+  if (timeoutMs < 1) throw new InvalidInputError(QMP_CONNECT_TIMEOUT_VARIABLE, text, accepted);
+  return timeoutMs;
+}
+
+/** What to do about a handshake that timed out: the causes, and how to wait longer. */
+function handshakeTimeoutHint(socketPath: string): string {
+  return (
+    `QEMU serves one QMP client at a time and greets the next only when the one before closes: another client may hold the socket (Kata's runtime, a monitoring tool, another vcnet command; \`ss -xp | grep ${socketPath}\` shows who), or QEMU is stopped or wedged. ` +
+    `Try again once the other client is done; to wait longer, set ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds> (default 30), or give QmpClient.connect a longer timeoutMs`
+  );
+}
 
 /**
  * A QMP connection to a running QEMU (`QmpClient.connect(socketPath)`): commands with a deadline,
@@ -112,15 +148,53 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     for (const key of ['timeoutMs', 'commandTimeoutMs'] as const) {
       numberOption(options[key], key, QMP_WAIT_RANGE);
     }
-    const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const timeoutMs = options.timeoutMs ?? defaultQmpConnectTimeoutMs();
+    const deadline = Date.now() + timeoutMs;
+    // QEMU queues few connections to its QMP listener (a backlog of one): while one client holds QMP,
+    // two more wait, and a connection that gave up stays queued until QEMU takes it. Any other connect
+    // is refused at once with EAGAIN: QMP busy, not QEMU gone, so it is tried again until the deadline.
+    for (;;) {
+      try {
+        return await QmpClient.handshake(socketPath, options, timeoutMs, deadline);
+      } catch (error) {
+        if (!(error instanceof QmpConnectionError && errnoOf(error.cause) === 'EAGAIN')) throw error;
+        if (Date.now() + QUEUE_FULL_RETRY_MS >= deadline) {
+          throw new QmpConnectionError(
+            `QMP handshake on ${socketPath}: QEMU's queue of QMP connections stayed full (connect EAGAIN) for ${timeoutMs} ms`,
+            socketPath,
+            error.cause,
+            handshakeTimeoutHint(socketPath),
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, QUEUE_FULL_RETRY_MS));
+      }
+    }
+  }
+
+  /** One connect, greeting and qmp_capabilities, bounded by `deadline` (`timeoutMs` is named in the error). */
+  private static async handshake(
+    socketPath: string,
+    options: QmpConnectOptions,
+    timeoutMs: number,
+    deadline: number,
+  ): Promise<QmpClient> {
     const socket = createConnection({ path: socketPath });
     socket.setEncoding('utf8');
     let client: QmpClient | undefined;
-    const timer = setTimeout(() => {
-      socket.destroy(
-        new QmpConnectionError(`QMP handshake on ${socketPath}: nothing within ${timeoutMs} ms`, socketPath),
-      );
-    }, timeoutMs);
+    let timedOut: QmpConnectionError | undefined;
+    const timer = setTimeout(
+      () => {
+        const awaited = client ? 'no answer to qmp_capabilities' : 'no greeting';
+        timedOut = new QmpConnectionError(
+          `QMP handshake on ${socketPath}: ${awaited} from QEMU within ${timeoutMs} ms`,
+          socketPath,
+          undefined,
+          handshakeTimeoutHint(socketPath),
+        );
+        socket.destroy(timedOut);
+      },
+      Math.max(1, deadline - Date.now()),
+    );
     try {
       const { greeting, rest } = await readGreeting(socket, socketPath);
       client = new QmpClient(socketPath, socket, greeting, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
@@ -129,6 +203,8 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
       return client;
     } catch (error) {
       socket.destroy();
+      // Said as the handshake's timeout, not as the pending command's "connection closed" it caused.
+      if (timedOut) throw timedOut;
       if (error instanceof QmpCommandError || error instanceof QmpConnectionError) throw error;
       throw new QmpConnectionError(`cannot open QMP on ${socketPath}: ${(error as Error).message}`, socketPath, error);
     } finally {

@@ -32,7 +32,7 @@ import { reportNotice } from '../diagnostics.js';
 import { InvalidInputError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
-import { QmpClient } from '../hypervisor/qmp.js';
+import { QMP_CONNECT_TIMEOUT_VARIABLE, QmpClient } from '../hypervisor/qmp.js';
 import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
@@ -114,7 +114,7 @@ export async function connectVirtualMachine(
   // QEMU must answer before anything changes; the connection is not kept: each plug or unplug opens
   // its own (QemuHotplugSessions), so the agent wait after a plug leaves QMP to other clients.
   try {
-    await (await QmpClient.connect(qmpPath, { timeoutMs: 5_000 })).close();
+    await (await QmpClient.connect(qmpPath)).close();
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
     throw new QmpConnectionError(
@@ -123,7 +123,7 @@ export async function connectVirtualMachine(
       error,
       `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${
         stateDirectory ? stateDirectoryFlag(stateDirectory) : ''
-      }\` removes what the sandbox has left; if it runs, check that no other client holds its QMP socket and try again`,
+      }\` removes what the sandbox has left; if it runs, check that no other client holds its QMP socket and try again (QEMU serves one at a time; to wait longer for it, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds>, default 30)`,
     );
   }
   const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });

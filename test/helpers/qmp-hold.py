@@ -32,7 +32,9 @@ def relay(client):
                 return
             if source is client and not held.is_set() and needle in data.replace(b" ", b""):
                 held.set()
-                print("held", command, flush=True)
+                # One write: the test reads the line from a pipe, in whatever chunks it comes.
+                sys.stdout.write("held %s\n" % command)
+                sys.stdout.flush()
                 continue
             try:
                 target.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)] if len(fds) else [])
@@ -57,7 +59,8 @@ server = socket.socket(socket.AF_UNIX)
 server.bind(listen_path)
 server.listen(8)
 threading.Thread(target=exit_with_qemu, daemon=True).start()
-print("listening", flush=True)
+sys.stdout.write("listening\n")
+sys.stdout.flush()
 while True:
     connection, _ = server.accept()
     threading.Thread(target=relay, args=(connection,), daemon=True).start()

@@ -35,6 +35,10 @@ const EXCEPTIONS: Record<string, Record<string, string>> = {
     VCNET_STATE_DIR: "the library's documented default state directory (an explicit stateDirectory wins)",
     VCNET_LOCK_TIMEOUT: "the library's documented default lock wait (lockTimeoutMs wins)",
   },
+  'src/hypervisor/qmp.ts': {
+    VCNET_QMP_CONNECT_TIMEOUT:
+      "the library's documented default QMP handshake wait, as VCNET_LOCK_TIMEOUT is the lock's (QmpClient.connect's timeoutMs wins)",
+  },
   'src/network/state/owners.ts': { VCNET_STATE_DIR: 'the default state directory, as store.ts reads it' },
   'src/network/state/registry.ts': { VCNET_STATE_REGISTRY: "the library's documented registry file (docs/library.md)" },
 };

@@ -12,11 +12,11 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { QmpClient } from '../../../src/hypervisor/qmp.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
+import { untilInfoNetwork } from '../../helpers/qmp-look.js';
 import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
 
 const skipReason = qemuIntegrationSkipReason();
@@ -36,22 +36,31 @@ async function holdQmpCommand(
 ): Promise<{ held: Promise<void> }> {
   const relay = spawn('python3', [QMP_HOLD, recordedPath, qemuPath, command, String(qemuPid)]);
   cleanup.defer(() => relay.kill('SIGKILL'));
+  // One listener gathers stdout, and each wait checks it as it grows: a line may come in several
+  // chunks ("held", then " device_add"), and a listener per wait appended each chunk once per wait.
   let output = '';
+  let errors = '';
+  const checks = new Set<() => void>();
+  relay.stdout.on('data', (data: Buffer) => {
+    output += String(data);
+    for (const check of checks) check();
+  });
+  relay.stderr.on('data', (data: Buffer) => {
+    errors += String(data);
+  });
   const saw = (line: string) =>
     new Promise<void>((resolve, reject) => {
       const check = () => {
-        if (output.includes(line)) resolve();
+        if (!output.includes(line)) return;
+        checks.delete(check);
+        resolve();
       };
-      relay.stdout.on('data', (data: Buffer) => {
-        output += String(data);
-        check();
-      });
-      relay.once('exit', (code) => reject(new Error(`qmp-hold.py exited ${code} before "${line}"`)));
+      checks.add(check);
+      relay.once('exit', (code) =>
+        reject(new Error(`qmp-hold.py exited ${code} before "${line}": ${output}${errors}`)),
+      );
       check();
     });
-  relay.stderr.on('data', (data: Buffer) => {
-    output += String(data);
-  });
   await saw('listening');
   return { held: saw(`held ${command}`) };
 }
@@ -66,6 +75,27 @@ function addedPlumbing(pod: TestNamespace): { links: string[]; eth9Qdiscs: strin
     eth9Qdiscs: pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', 'eth9').map((qdisc) => qdisc.kind),
     eth9Filters: pod.tcJson<unknown[]>('filter', 'show', 'dev', 'eth9', 'ingress'),
   };
+}
+
+/**
+ * Waits until QEMU has add-iface's NIC (net1) and the agent has been asked, i.e. add-iface plugged
+ * it and waits for the guest. Each look at QEMU is a QMP session of its own; one that meets
+ * add-iface's session waits for it (QEMU serves one client at a time).
+ */
+async function pluggedAndAsked(
+  qmpPath: string,
+  asked: () => boolean,
+  adding: { output: () => { stderr: string } },
+): Promise<void> {
+  try {
+    await untilInfoNetwork(
+      qmpPath,
+      (network) => network.includes('netdev-net1') && asked(),
+      'net1 in QEMU and the agent asked',
+    );
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; add-iface's stderr: ${adding.output().stderr}`);
+  }
 }
 
 function recordedEndpoints(directory: string, sandbox: string): string[] {
@@ -100,16 +130,7 @@ describe.skipIf(skipReason !== undefined)('add-iface and del-iface when QEMU is 
     const adding = vcnetAsync(['add-iface', 'qk', request, '--state-dir', stateDirectory()]);
     try {
       // Plugged: the NIC is in QEMU and add-iface waits for the agent.
-      const deadline = Date.now() + 20_000;
-      for (;;) {
-        const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
-        const network = await qmp
-          .execute<string>('human-monitor-command', { 'command-line': 'info network' })
-          .finally(() => qmp.close());
-        if (network.includes('netdev-net1') && asked) break;
-        if (Date.now() > deadline) throw new Error(`net1 never reached QEMU: ${adding.output().stderr}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      await pluggedAndAsked(qmpPath, () => asked, adding);
       process.kill(qemu.pid, 'SIGKILL');
       for (const socket of connections) socket.destroy();
       const failed = await adding.done;
@@ -138,7 +159,7 @@ describe.skipIf(skipReason !== undefined)('add-iface and del-iface when QEMU is 
     const detached = vcnet(['detach', '--sandbox', 'qk', '--state-dir', stateDirectory()]);
     expect(detached.status, detached.stderr).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
-  }, 90_000);
+  }, 150_000);
 
   it('QEMU killed while it holds device_add: add-iface undoes the host side and says the VM is gone', async () => {
     const { pod, node } = makePod();
@@ -172,7 +193,7 @@ describe.skipIf(skipReason !== undefined)('add-iface and del-iface when QEMU is 
     const detached = vcnet(['detach', '--sandbox', 'qa', '--state-dir', stateDirectory()]);
     expect(detached.status, detached.stderr).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
-  }, 90_000);
+  }, 150_000);
 
   it('QEMU killed while it holds device_del: del-iface removes the host side, says the VM is gone; a second one finds nothing', async () => {
     const { pod } = makePod({ interfaces: 2 });
@@ -205,7 +226,7 @@ describe.skipIf(skipReason !== undefined)('add-iface and del-iface when QEMU is 
     const detached = vcnet(['detach', '--sandbox', 'qd', '--state-dir', stateDirectory()]);
     expect(detached.status, detached.stderr).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
-  }, 90_000);
+  }, 150_000);
 
   it('add-iface killed after the hot-plug, run again, says the interface is already added (exit 1, not bad input)', async () => {
     const { pod, node } = makePod();
@@ -231,16 +252,7 @@ describe.skipIf(skipReason !== undefined)('add-iface and del-iface when QEMU is 
     const flag = ['--state-dir', stateDirectory()];
     const adding = vcnetAsync(['add-iface', 'ka', request, ...flag]);
     try {
-      const deadline = Date.now() + 20_000;
-      for (;;) {
-        const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
-        const network = await qmp
-          .execute<string>('human-monitor-command', { 'command-line': 'info network' })
-          .finally(() => qmp.close());
-        if (network.includes('netdev-net1') && asked) break;
-        if (Date.now() > deadline) throw new Error(`net1 never reached QEMU: ${adding.output().stderr}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      await pluggedAndAsked(qmpPath, () => asked, adding);
       adding.child.kill('SIGTERM');
       await adding.done;
       for (const socket of connections) socket.destroy();
@@ -269,5 +281,5 @@ describe.skipIf(skipReason !== undefined)('add-iface and del-iface when QEMU is 
     expect(detached.status, detached.stderr).toBe(0);
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
-  }, 90_000);
+  }, 150_000);
 });

@@ -8,9 +8,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { QmpClient } from '../../../src/hypervisor/qmp.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
+import { untilInfoNetwork } from '../../helpers/qmp-look.js';
 import { until } from '../../helpers/until.js';
 import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
 
@@ -45,21 +45,14 @@ describe.skipIf(skipReason !== undefined)('QMP while add-iface waits for the age
       );
       // The tap shows before add-iface has plugged the NIC (on a busy machine, before it has even
       // connected to QMP). QEMU serves one QMP client at a time, so each look is a connection of its
-      // own, closed again: one held through the wait would keep add-iface's device_add out.
-      const infoNetwork = async (): Promise<string> => {
-        const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
-        try {
-          return await qmp.execute<string>('human-monitor-command', { 'command-line': 'info network' });
-        } finally {
-          await qmp.close();
-        }
-      };
-      let network = '';
-      const deadline = Date.now() + 20_000;
-      while (!network.includes('netdev-net1') && Date.now() < deadline) {
-        network = await infoNetwork();
-        if (!network.includes('netdev-net1')) await new Promise((resolve) => setTimeout(resolve, 200));
-      }
+      // own, closed again: one held through the wait would keep add-iface's device_add out. A look
+      // that meets add-iface's plug session waits for it and tries again; the whole wait (40 s) stays
+      // under add-iface's agent wait (60 s), so a connection add-iface held through that wait still
+      // fails here, with add-iface running.
+      const network = await untilInfoNetwork(qmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+        timeoutMs: 40_000,
+        handshakeTimeoutMs: 15_000,
+      });
       expect(network).toContain('netdev-net1');
       // Still waiting for the agent: the QMP client above got in during that wait.
       expect(adding.child.exitCode).toBeNull();
@@ -73,5 +66,5 @@ describe.skipIf(skipReason !== undefined)('QMP while add-iface waits for the age
     expect(vcnet(['detach', '--sandbox', 'qf', '--state-dir', stateDirectory()]).status).toBe(0);
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
-  }, 90_000);
+  }, 150_000);
 });

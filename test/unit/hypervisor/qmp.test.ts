@@ -1,8 +1,13 @@
 import { getEventListeners } from 'node:events';
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { InvalidInputError } from '../../../src/errors.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from '../../../src/hypervisor/errors.js';
-import { QmpClient, type QmpEvent } from '../../../src/hypervisor/qmp.js';
-import { type QmpCommandMessage, startFakeQmpServer, useFakeQmp } from './fake-qmp-server.js';
+import { defaultQmpConnectTimeoutMs, QmpClient, type QmpEvent } from '../../../src/hypervisor/qmp.js';
+import { FAKE_GREETING, type QmpCommandMessage, startFakeQmpServer, useFakeQmp } from './fake-qmp-server.js';
 
 const { connected } = useFakeQmp();
 
@@ -161,5 +166,87 @@ describe('QmpClient', () => {
     );
     expect(error).toBeInstanceOf(QmpConnectionError);
     expect(error).toMatchObject({ code: 'VCNET_QMP_CONNECTION', value: '/nonexistent/vcnet/qmp.sock' });
+  });
+});
+
+/**
+ * A unix socket server that takes connections and says only `greeting` (nothing at all when
+ * undefined), as QEMU does to a second QMP client while another holds the socket.
+ */
+async function silentQmpServer(greeting?: string): Promise<{ socketPath: string; close: () => Promise<void> }> {
+  const directory = mkdtempSync(join(tmpdir(), 'vcnet-silent-qmp-'));
+  const socketPath = join(directory, 'qmp.sock');
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    if (greeting !== undefined) socket.write(`${greeting}\r\n`);
+  });
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  return {
+    socketPath,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('QmpClient handshake bound', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
+  it('says which step timed out, that QEMU serves one client at a time, and how to wait longer', async () => {
+    const server = await silentQmpServer();
+    try {
+      const error = await QmpClient.connect(server.socketPath, { timeoutMs: 100 }).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(QmpConnectionError);
+      expect(error).toMatchObject({
+        code: 'VCNET_QMP_CONNECTION',
+        value: server.socketPath,
+        message: `QMP handshake on ${server.socketPath}: no greeting from QEMU within 100 ms`,
+      });
+      expect((error as QmpConnectionError).hint).toContain('QEMU serves one QMP client at a time');
+      expect((error as QmpConnectionError).hint).toContain(`ss -xp | grep ${server.socketPath}`);
+      expect((error as QmpConnectionError).hint).toContain('VCNET_QMP_CONNECT_TIMEOUT=<seconds> (default 30)');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('names qmp_capabilities when QEMU greets but does not answer it (not "connection closed")', async () => {
+    const server = await silentQmpServer(JSON.stringify(FAKE_GREETING));
+    try {
+      const error = await QmpClient.connect(server.socketPath, { timeoutMs: 100 }).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(QmpConnectionError);
+      expect((error as Error).message).toBe(
+        `QMP handshake on ${server.socketPath}: no answer to qmp_capabilities from QEMU within 100 ms`,
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('waits 30 s by default, VCNET_QMP_CONNECT_TIMEOUT seconds when set, and refuses a bad value naming it', async () => {
+    vi.stubEnv('VCNET_QMP_CONNECT_TIMEOUT', '');
+    expect(defaultQmpConnectTimeoutMs()).toBe(30_000);
+    vi.stubEnv('VCNET_QMP_CONNECT_TIMEOUT', '0.15');
+    expect(defaultQmpConnectTimeoutMs()).toBe(150);
+    const server = await silentQmpServer();
+    try {
+      const error = await QmpClient.connect(server.socketPath).catch((caught: unknown) => caught);
+      expect((error as Error).message).toBe(
+        `QMP handshake on ${server.socketPath}: no greeting from QEMU within 150 ms`,
+      );
+    } finally {
+      await server.close();
+    }
+    for (const bad of ['soon', '0', '3601', '1e3']) {
+      vi.stubEnv('VCNET_QMP_CONNECT_TIMEOUT', bad);
+      expect(() => defaultQmpConnectTimeoutMs(), bad).toThrow(InvalidInputError);
+      expect(() => defaultQmpConnectTimeoutMs(), bad).toThrow(/VCNET_QMP_CONNECT_TIMEOUT/);
+    }
   });
 });
