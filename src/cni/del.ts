@@ -12,11 +12,13 @@ import { isHostNamespace } from '../netns/host-namespace.js';
 import { describeUnseen, NamespaceUnseenError } from '../netns/namespace-holders.js';
 import {
   holdNetworkNamespace,
+  isLaterNamespaceOfSameInode,
   NamespaceChangedError,
   NamespaceGoneError,
   type OpenedNamespace,
   RecordedIdentityDamagedError,
 } from '../netns/namespace-identity.js';
+import { cookieAt, keyOf } from '../netns/namespace-liveness.js';
 import { collectGarbage } from '../network/garbage-collector.js';
 import type { GarbageItem } from '../network/gc/report.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
@@ -213,6 +215,12 @@ async function collectUnowned(path: string | undefined, recordText: string | und
     const recorded = recordText === undefined ? undefined : salvageNamespace(recordText);
     if (recorded && (recorded.dev !== opened.identity.dev || recorded.ino !== opened.identity.ino))
       return `the record named another namespace than CNI_NETNS ${path}: nothing removed there`;
+    // The same inode, another cookie: the recorded namespace is gone, and the kernel gave its inode
+    // to this later one (the one rule of detach, list and gc). What vcnet made went with the recorded
+    // one. The cookie costs a probe socket, read only when the record has one to compare.
+    const cookie = recorded?.cookie === undefined ? undefined : cookieAt(opened.entryPath, keyOf(recorded));
+    if (recorded && isLaterNamespaceOfSameInode(recorded, { ...recorded, cookie }))
+      return `the record named the namespace with inode ${recorded.ino} and cookie ${recorded.cookie}, which is gone: CNI_NETNS ${path} is a later namespace that got its inode (cookie ${cookie}), so nothing removed there`;
     try {
       // Through the fd opened here: gc looks at exactly the namespace checked above.
       const report = await collectGarbage({ namespaces: [opened.entryPath], stateDirectories: [stateDirectory] });
