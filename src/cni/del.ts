@@ -26,6 +26,7 @@ import { earlierBootReason, RecordFromEarlierBootError } from '../network/state/
 import { salvageNamespace } from '../network/state/record-envelope.js';
 import { detachRecorded } from '../sandbox/recorded.js';
 import { noticeStillInUse } from '../sandbox/still-in-use.js';
+import { shellWord } from '../shell-word.js';
 import type { CniEnvironment } from './config.js';
 import { commandSubject, type Warn, warningLine, warnOnStandardError } from './notices.js';
 import { type CniDeleteRequest, DEL_AGAIN, sandboxKey, storeOf } from './request.js';
@@ -227,12 +228,19 @@ async function collectUnowned(path: string | undefined, recordText: string | und
       const removed = report.removed.filter((item) => item.kind !== 'state').map(describeRemoved);
       const failures = report.failures.map((failure) => failure.reason);
       const busy = report.withheld.find((entry) => entry.beingChanged);
+      // What gc leaves (a rate limit's htb no record claims and no redirect leads to, Kata's shape
+      // too) stays in the pod: said with gc's reason and its command, named by CNI_NETNS, not the fd.
+      const leftAlone = report.leftAlone.map(
+        (item) =>
+          `left ${item.kind} ${item.kind === 'link' ? '' : 'on '}${item.name}: ${item.detail.replaceAll(opened.entryPath, shellWord(path))}`,
+      );
       return [
         removed.length > 0
           ? `removed ${removed.join(', ')} (no record owns ${removed.length === 1 ? 'it' : 'them'}) in ${path}`
           : busy
             ? `${path} not looked into: ${busy.reason ?? 'another command is changing it'}`
             : `nothing unowned in ${path}`,
+        ...leftAlone,
         ...(failures.length > 0 ? [`not removed: ${failures.join('; ')} (run vcnet gc)`] : []),
       ].join('; ');
     } catch (error) {
