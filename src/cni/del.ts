@@ -16,10 +16,10 @@ import {
   NamespaceChangedError,
   NamespaceGoneError,
   type OpenedNamespace,
+  openNetworkNamespace,
   RecordedIdentityDamagedError,
 } from '../netns/namespace-identity.js';
-import { cookieAt, keyOf } from '../netns/namespace-liveness.js';
-import { collectGarbage } from '../network/garbage-collector.js';
+import { collectGarbage, collectGarbageInOpened } from '../network/garbage-collector.js';
 import type { GarbageItem } from '../network/gc/report.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
 import { earlierBootReason, RecordFromEarlierBootError } from '../network/state/boot-id.js';
@@ -202,29 +202,36 @@ async function setAsideUnreadable(store: AttachmentStore, request: CniDeleteRequ
 /** `vcnet gc` limited to CNI_NETNS, when that is still a pod namespace (never the plugin's own); says what it did. */
 async function collectUnowned(path: string | undefined, recordText: string | undefined, stateDirectory: string) {
   if (!path) return 'no CNI_NETNS, nothing else to remove';
+  // A record that still tells its namespace says which one its plumbing is in.
+  const recorded = recordText === undefined ? undefined : salvageNamespace(recordText);
   let opened: OpenedNamespace;
   try {
-    // No socket here: gc opens the one this namespace gets, through the fd (issue 10).
-    opened = holdNetworkNamespace(path, 'CNI_NETNS');
+    // One socket in this namespace (issue 10): with a recorded cookie to compare, the one its cookie
+    // is read on, which gc then works through; else none here, and gc opens it through the fd.
+    opened =
+      recorded?.cookie === undefined
+        ? holdNetworkNamespace(path, 'CNI_NETNS')
+        : openNetworkNamespace(path, 'CNI_NETNS');
   } catch (error) {
     return `CNI_NETNS is not a namespace now (${(error as Error).message}), nothing else to remove`;
   }
   try {
     if (isHostNamespace(opened.entryPath))
       return `CNI_NETNS ${path} is the plugin's own namespace: nothing removed there`;
-    // A record that still tells its namespace, and names another one: its plumbing is not in this one.
-    const recorded = recordText === undefined ? undefined : salvageNamespace(recordText);
+    // A record that names another namespace: its plumbing is not in this one.
     if (recorded && (recorded.dev !== opened.identity.dev || recorded.ino !== opened.identity.ino))
       return `the record named another namespace than CNI_NETNS ${path}: nothing removed there`;
     // The same inode, another cookie: the recorded namespace is gone, and the kernel gave its inode
-    // to this later one (the one rule of detach, list and gc). What vcnet made went with the recorded
-    // one. The cookie costs a probe socket, read only when the record has one to compare.
-    const cookie = recorded?.cookie === undefined ? undefined : cookieAt(opened.entryPath, keyOf(recorded));
-    if (recorded && isLaterNamespaceOfSameInode(recorded, { ...recorded, cookie }))
-      return `the record named the namespace with inode ${recorded.ino} and cookie ${recorded.cookie}, which is gone: CNI_NETNS ${path} is a later namespace that got its inode (cookie ${cookie}), so nothing removed there`;
+    // to this later one (the one rule of detach, list and gc). What vcnet made went with the recorded one.
+    if (recorded && isLaterNamespaceOfSameInode(recorded, opened.identity))
+      return `the record named the namespace with inode ${recorded.ino} and cookie ${recorded.cookie}, which is gone: CNI_NETNS ${path} is a later namespace that got its inode (cookie ${opened.identity.cookie}), so nothing removed there`;
     try {
-      // Through the fd opened here: gc looks at exactly the namespace checked above.
-      const report = await collectGarbage({ namespaces: [opened.entryPath], stateDirectories: [stateDirectory] });
+      // Through the fd opened here: gc looks at exactly the namespace checked above (on its socket, when it has one).
+      const stateDirectories = [stateDirectory];
+      const report =
+        opened.identity.cookie === undefined
+          ? await collectGarbage({ namespaces: [opened.entryPath], stateDirectories })
+          : await collectGarbageInOpened(opened, { stateDirectories });
       const removed = report.removed.filter((item) => item.kind !== 'state').map(describeRemoved);
       const failures = report.failures.map((failure) => failure.reason);
       const busy = report.withheld.find((entry) => entry.beingChanged);

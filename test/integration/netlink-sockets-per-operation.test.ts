@@ -103,7 +103,14 @@ describe.skipIf(skip !== undefined)('netlink sockets per operation', () => {
       );
   });
 
-  it('vcnet-cni DEL of a record it cannot read opens one netlink socket in the pod namespace', () => {
+  it.each([
+    ['not JSON', () => 'not json {'],
+    // Its namespace (cookie too) still readable: DEL compares the cookie, on the socket gc then works through.
+    [
+      'damaged after its namespace',
+      (text: string) => JSON.stringify({ ...JSON.parse(text), network: { endpoints: [] } }),
+    ],
+  ])('vcnet-cni DEL of a record it cannot read (%s) opens one netlink socket in the pod namespace', (_case, damage) => {
     const { pod } = makePod();
     const stateDir = join(stateDirectory(), 'cni');
     const plugin = vcnetCniOverPod({
@@ -117,7 +124,7 @@ describe.skipIf(skip !== undefined)('netlink sockets per operation', () => {
     expect(add.status, add.stderr + add.stdout).toBe(0);
     // Damaged: DEL sets it aside and removes what no record owns in CNI_NETNS, as `vcnet gc` would.
     const record = join(stateDir, 'ctr-unreadable', 'interfaces', 'eth0', 'state.json');
-    writeFileSync(record, 'not json {');
+    writeFileSync(record, damage(readFileSync(record, 'utf8')));
     const config = JSON.stringify({ ...JSON.parse(plugin.config), prevResult: JSON.parse(add.stdout) });
     const del = counted(VCNET_CNI_PROGRAM, [], { input: config, env: plugin.environment('DEL') });
     expect(del.stderr).toContain('set aside the unreadable record');
