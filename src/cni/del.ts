@@ -12,18 +12,21 @@ import { isHostNamespace } from '../netns/host-namespace.js';
 import { describeUnseen, NamespaceUnseenError } from '../netns/namespace-holders.js';
 import {
   holdNetworkNamespace,
+  isLaterNamespaceOfSameInode,
   NamespaceChangedError,
   NamespaceGoneError,
   type OpenedNamespace,
+  openNetworkNamespace,
   RecordedIdentityDamagedError,
 } from '../netns/namespace-identity.js';
-import { collectGarbage } from '../network/garbage-collector.js';
+import { collectGarbage, collectGarbageInOpened } from '../network/garbage-collector.js';
 import type { GarbageItem } from '../network/gc/report.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
 import { earlierBootReason, RecordFromEarlierBootError } from '../network/state/boot-id.js';
 import { salvageNamespace } from '../network/state/record-envelope.js';
 import { detachRecorded } from '../sandbox/recorded.js';
 import { noticeStillInUse } from '../sandbox/still-in-use.js';
+import { shellWord } from '../shell-word.js';
 import type { CniEnvironment } from './config.js';
 import { commandSubject, type Warn, warningLine, warnOnStandardError } from './notices.js';
 import { type CniDeleteRequest, DEL_AGAIN, sandboxKey, storeOf } from './request.js';
@@ -199,32 +202,52 @@ async function setAsideUnreadable(store: AttachmentStore, request: CniDeleteRequ
 /** `vcnet gc` limited to CNI_NETNS, when that is still a pod namespace (never the plugin's own); says what it did. */
 async function collectUnowned(path: string | undefined, recordText: string | undefined, stateDirectory: string) {
   if (!path) return 'no CNI_NETNS, nothing else to remove';
+  // A record that still tells its namespace says which one its plumbing is in.
+  const recorded = recordText === undefined ? undefined : salvageNamespace(recordText);
   let opened: OpenedNamespace;
   try {
-    // No socket here: gc opens the one this namespace gets, through the fd (issue 10).
-    opened = holdNetworkNamespace(path, 'CNI_NETNS');
+    // One socket in this namespace (issue 10): with a recorded cookie to compare, the one its cookie
+    // is read on, which gc then works through; else none here, and gc opens it through the fd.
+    opened =
+      recorded?.cookie === undefined
+        ? holdNetworkNamespace(path, 'CNI_NETNS')
+        : openNetworkNamespace(path, 'CNI_NETNS');
   } catch (error) {
     return `CNI_NETNS is not a namespace now (${(error as Error).message}), nothing else to remove`;
   }
   try {
     if (isHostNamespace(opened.entryPath))
       return `CNI_NETNS ${path} is the plugin's own namespace: nothing removed there`;
-    // A record that still tells its namespace, and names another one: its plumbing is not in this one.
-    const recorded = recordText === undefined ? undefined : salvageNamespace(recordText);
+    // A record that names another namespace: its plumbing is not in this one.
     if (recorded && (recorded.dev !== opened.identity.dev || recorded.ino !== opened.identity.ino))
       return `the record named another namespace than CNI_NETNS ${path}: nothing removed there`;
+    // The same inode, another cookie: the recorded namespace is gone, and the kernel gave its inode
+    // to this later one (the one rule of detach, list and gc). What vcnet made went with the recorded one.
+    if (recorded && isLaterNamespaceOfSameInode(recorded, opened.identity))
+      return `the record named the namespace with inode ${recorded.ino} and cookie ${recorded.cookie}, which is gone: CNI_NETNS ${path} is a later namespace that got its inode (cookie ${opened.identity.cookie}), so nothing removed there`;
     try {
-      // Through the fd opened here: gc looks at exactly the namespace checked above.
-      const report = await collectGarbage({ namespaces: [opened.entryPath], stateDirectories: [stateDirectory] });
+      // Through the fd opened here: gc looks at exactly the namespace checked above (on its socket, when it has one).
+      const stateDirectories = [stateDirectory];
+      const report =
+        opened.identity.cookie === undefined
+          ? await collectGarbage({ namespaces: [opened.entryPath], stateDirectories })
+          : await collectGarbageInOpened(opened, { stateDirectories });
       const removed = report.removed.filter((item) => item.kind !== 'state').map(describeRemoved);
       const failures = report.failures.map((failure) => failure.reason);
       const busy = report.withheld.find((entry) => entry.beingChanged);
+      // What gc leaves (a rate limit's htb no record claims and no redirect leads to, Kata's shape
+      // too) stays in the pod: said with gc's reason and its command, named by CNI_NETNS, not the fd.
+      const leftAlone = report.leftAlone.map(
+        (item) =>
+          `left ${item.kind} ${item.kind === 'link' ? '' : 'on '}${item.name}: ${item.detail.replaceAll(opened.entryPath, shellWord(path))}`,
+      );
       return [
         removed.length > 0
           ? `removed ${removed.join(', ')} (no record owns ${removed.length === 1 ? 'it' : 'them'}) in ${path}`
           : busy
             ? `${path} not looked into: ${busy.reason ?? 'another command is changing it'}`
             : `nothing unowned in ${path}`,
+        ...leftAlone,
         ...(failures.length > 0 ? [`not removed: ${failures.join('; ')} (run vcnet gc)`] : []),
       ].join('; ');
     } catch (error) {

@@ -50,11 +50,28 @@ export function whereNamespaceLives(identity: { dev: number; ino: number; cookie
  * (isLaterNamespaceOfSameInode), else undefined. Reads the cookie (a probe socket) only when
  * `recorded` has one to compare.
  */
-function laterCookieAt(recorded: { dev: number; ino: number; cookie?: string }, path: string): string | undefined {
+function laterCookieAt(
+  recorded: { dev: number; ino: number; cookie?: string },
+  path: string,
+  cookies?: NamespaceCookies,
+): string | undefined {
   if (recorded.cookie === undefined) return undefined;
-  const cookie = cookieAt(path, keyOf(recorded));
+  const key = keyOf(recorded);
+  let cookie: string | undefined;
+  if (cookies?.has(key)) cookie = cookies.get(key);
+  else {
+    cookie = cookieAt(path, key);
+    cookies?.set(key, cookie);
+  }
   return isLaterNamespaceOfSameInode(recorded, { ...recorded, cookie }) ? cookie : undefined;
 }
+
+/**
+ * The cookies one look (a `vcnet list` run) read, by device and inode: no two live namespaces share
+ * those, so the records naming one namespace (a pod's vcnet-cni records, one per interface) cost one
+ * probe socket there, not one each. undefined: none could be read.
+ */
+export type NamespaceCookies = Map<NamespaceKey, string | undefined>;
 
 /** Where a record's namespace is now, as placeOfRecordedNamespace tells it. */
 export type RecordedNamespacePlace =
@@ -71,19 +88,20 @@ export type RecordedNamespacePlace =
  * Where a record's namespace lives now, told without entering it for work: a stat of its path and,
  * when that is not it, the holder search detach reaches it through (`holders`, shared by every
  * record of one listing, lists each place once); a holder's cookie is read (a probe socket, closed
- * at once) only when the record has one to compare.
+ * at once) only when the record has one to compare, once per namespace when `cookies` is shared.
  */
 export function placeOfRecordedNamespace(
   recorded: NamespaceIdentity,
   holders: NamespaceHolders,
+  cookies?: NamespaceCookies,
 ): RecordedNamespacePlace {
   if (pathHolds(recorded.path, keyOf(recorded))) {
-    const laterCookie = laterCookieAt(recorded, recorded.path);
+    const laterCookie = laterCookieAt(recorded, recorded.path, cookies);
     return laterCookie === undefined ? { at: 'path' } : { at: 'nowhere', laterCookie };
   }
   const [heldAt] = holders.of(recorded);
   if (heldAt !== undefined) {
-    const laterCookie = laterCookieAt(recorded, heldAt);
+    const laterCookie = laterCookieAt(recorded, heldAt, cookies);
     return laterCookie === undefined ? { at: 'elsewhere', heldAt } : { at: 'nowhere', laterCookie };
   }
   const unseen = holders.unseen();

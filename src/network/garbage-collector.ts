@@ -45,7 +45,7 @@ import { InvalidInputError, NamespacePathError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { appendTo } from '../multimap.js';
 import { NamespaceHolders } from '../netns/namespace-holders.js';
-import { isLaterNamespaceOfSameInode } from '../netns/namespace-identity.js';
+import { isLaterNamespaceOfSameInode, type OpenedNamespace } from '../netns/namespace-identity.js';
 import {
   cookieAt,
   identityOfKey,
@@ -115,6 +115,21 @@ export interface GarbageOptions {
  * ```
  */
 export async function collectGarbage(options: GarbageOptions = {}): Promise<GarbageReport> {
+  return collect(options, undefined);
+}
+
+/**
+ * collectGarbage in the one namespace `opened` (vcnet-cni DEL's CNI_NETNS), scanned through the
+ * socket its cookie was read on: an operation opens one socket per namespace (issue 10).
+ */
+export async function collectGarbageInOpened(
+  opened: OpenedNamespace,
+  options: Omit<GarbageOptions, 'namespaces'>,
+): Promise<GarbageReport> {
+  return collect({ ...options, namespaces: [opened.entryPath] }, opened);
+}
+
+async function collect(options: GarbageOptions, opened: OpenedNamespace | undefined): Promise<GarbageReport> {
   // A gc reads every registered state directory and may delete links: a wrong argument must not
   // widen it to one over every namespace with the defaults.
   options = optionsArgument(options, 'options', ['stateDirectories', 'namespaces', 'dryRun', 'signal']);
@@ -159,6 +174,7 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
       directories,
       holdersOf,
       signal,
+      opened,
     });
     await firstLookSeam.hook()?.();
 

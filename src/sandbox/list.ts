@@ -8,7 +8,7 @@
 import { optionsArgument, stringOption } from '../arguments.js';
 import { classifyError, VcnetError } from '../errors.js';
 import { describeUnseen, NamespaceHolders, UNSEEN_HINT } from '../netns/namespace-holders.js';
-import { placeOfRecordedNamespace } from '../netns/namespace-liveness.js';
+import { type NamespaceCookies, placeOfRecordedNamespace } from '../netns/namespace-liveness.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { earlierBootOf } from '../network/state/boot-id.js';
 import { gcStateDirectoryFlag, stateDirectoryFlag } from '../network/state/default-directories.js';
@@ -139,8 +139,10 @@ export async function listSandboxes(options: ListSandboxesOptions = {}): Promise
     holders ??= new NamespaceHolders();
     return holders;
   };
+  // One probe socket per namespace for its cookie, however many records name it.
+  const cookies: NamespaceCookies = new Map();
   visitRecords(roots, {
-    record: (entry, checked) => listings.push(describeRecord(entry, checked, holdersOnce)),
+    record: (entry, checked) => listings.push(describeRecord(entry, checked, holdersOnce, cookies)),
     unusable: (entry, error, text) => listings.push(unreadableListing(entry, error, text)),
     unlistable: (directory, error) =>
       listings.push({
@@ -170,6 +172,7 @@ function describeRecord(
   entry: RecordEntry,
   { kind, record }: CheckedRecord,
   holders: () => NamespaceHolders,
+  cookies: NamespaceCookies,
 ): SandboxListing {
   const namespacePath = record.namespace.path;
   const listing: SandboxListing = {
@@ -203,7 +206,7 @@ function describeRecord(
   }
   // Where detach would reach it: its path, else whatever holds it (cookie checked: an inode number
   // is handed to the next namespace made).
-  const place = placeOfRecordedNamespace(record.namespace, holders());
+  const place = placeOfRecordedNamespace(record.namespace, holders(), cookies);
   const recorded = `inode ${record.namespace.ino}${record.namespace.cookie ? `, cookie ${record.namespace.cookie}` : ''}`;
   if (place.at === 'nowhere')
     return {

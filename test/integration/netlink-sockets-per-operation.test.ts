@@ -6,9 +6,9 @@
  * timing changes.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, stateDirectoryPerTest } from '../helpers/cli.js';
 import { VCNET_CNI_PROGRAM, vcnetCniOverPod } from '../helpers/cni.js';
@@ -103,7 +103,14 @@ describe.skipIf(skip !== undefined)('netlink sockets per operation', () => {
       );
   });
 
-  it('vcnet-cni DEL of a record it cannot read opens one netlink socket in the pod namespace', () => {
+  it.each([
+    ['not JSON', () => 'not json {'],
+    // Its namespace (cookie too) still readable: DEL compares the cookie, on the socket gc then works through.
+    [
+      'damaged after its namespace',
+      (text: string) => JSON.stringify({ ...JSON.parse(text), network: { endpoints: [] } }),
+    ],
+  ])('vcnet-cni DEL of a record it cannot read (%s) opens one netlink socket in the pod namespace', (_case, damage) => {
     const { pod } = makePod();
     const stateDir = join(stateDirectory(), 'cni');
     const plugin = vcnetCniOverPod({
@@ -117,11 +124,42 @@ describe.skipIf(skip !== undefined)('netlink sockets per operation', () => {
     expect(add.status, add.stderr + add.stdout).toBe(0);
     // Damaged: DEL sets it aside and removes what no record owns in CNI_NETNS, as `vcnet gc` would.
     const record = join(stateDir, 'ctr-unreadable', 'interfaces', 'eth0', 'state.json');
-    writeFileSync(record, 'not json {');
+    writeFileSync(record, damage(readFileSync(record, 'utf8')));
     const config = JSON.stringify({ ...JSON.parse(plugin.config), prevResult: JSON.parse(add.stdout) });
     const del = counted(VCNET_CNI_PROGRAM, [], { input: config, env: plugin.environment('DEL') });
     expect(del.stderr).toContain('set aside the unreadable record');
     expect(del.stderr).toContain('tap0_kata');
     expectOneSocket('CNI DEL of an unreadable record', del);
+  });
+
+  // A look only: list reads each namespace's cookie on a probe socket. It made one per record, so a
+  // pod with a vcnet-cni record per interface got as many sockets as it has interfaces.
+  it('vcnet list reads the cookie of a namespace once, however many records name it', () => {
+    const { pod } = makePod();
+    const stateDir = join(stateDirectory(), 'cni');
+    const plugin = vcnetCniOverPod({
+      name: 'vcnet-sockets',
+      pod,
+      containerId: 'ctr-a',
+      stateDir,
+      registry: join(stateDirectory(), 'registry'),
+    });
+    const add = plugin.run('ADD');
+    expect(add.status, add.stderr + add.stdout).toBe(0);
+    // Two more records naming the same namespace (list only reads them), as a pod with three interfaces has.
+    const recordOf = (containerId: string) => join(stateDir, containerId, 'interfaces', 'eth0', 'state.json');
+    const record = JSON.parse(readFileSync(recordOf('ctr-a'), 'utf8'));
+    for (const containerId of ['ctr-b', 'ctr-c']) {
+      mkdirSync(dirname(recordOf(containerId)), { recursive: true });
+      writeFileSync(recordOf(containerId), JSON.stringify({ ...record, id: containerId }));
+    }
+    const list = counted(CLI, ['list', '--json', '--state-dir', stateDir]);
+    expect(list.status, list.stderr).toBe(0);
+    const listed = JSON.parse(list.stdout) as Array<{ containerId: string; state: string }>;
+    expect(listed.map(({ containerId, state }) => ({ containerId, state }))).toEqual(
+      ['ctr-a', 'ctr-b', 'ctr-c'].map((containerId) => ({ containerId, state: 'attached' })),
+    );
+
+    expectOneSocket('list of three records naming one namespace', list);
   });
 });

@@ -37,6 +37,8 @@ export interface ScanScope {
   /** Where a namespace of this key is held (a /var/run/netns entry, a process). */
   holdersOf: (key: NamespaceKey) => string[];
   signal: AbortSignal | undefined;
+  /** A namespace the caller opened, scanned through its socket when its entryPath is named (closed with the scans). */
+  opened?: OpenedNamespace | undefined;
 }
 
 /**
@@ -45,7 +47,7 @@ export interface ScanScope {
  */
 export async function scanNamespaces(
   scans: NamespaceScan[],
-  { live, scoped, given, directories, holdersOf, signal }: ScanScope,
+  { live, scoped, given, directories, holdersOf, signal, opened }: ScanScope,
 ): Promise<{ missing: string[]; missingAsGiven: string[]; stale: StalePath[] }> {
   /** Named paths that do not exist: only records naming them can be collected (else the path is refused). */
   const missing: string[] = [];
@@ -66,7 +68,7 @@ export async function scanNamespaces(
     const path = toScan[position]!;
     let namespace: OpenedNamespace;
     try {
-      namespace = openNetworkNamespace(path);
+      namespace = opened !== undefined && path === opened.entryPath ? opened : openNetworkNamespace(path);
     } catch (error) {
       // A named path is refused when it is not a network namespace, or cannot be opened; one that
       // does not exist may be the path of a deleted namespace whose records are to go (checked below).

@@ -215,12 +215,16 @@ export function parseRecord<T>(
 
 /**
  * What can still be learned from a record that failed validation: the namespace it names, if that
- * part is readable. gc keeps its hands off such a namespace instead of guessing.
+ * part is readable. gc keeps its hands off such a namespace instead of guessing. The cookie is kept
+ * when the record has one: a later namespace may have the same device and inode, and only the
+ * cookie tells it from the recorded one (vcnet-cni DEL must not clean up in it).
  */
-export function salvageNamespace(text: string): Pick<NamespaceIdentity, 'dev' | 'ino'> | undefined {
+export function salvageNamespace(text: string): Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'> | undefined {
   const identity = (value: unknown) => {
     const parsed = namespaceIdentitySchema.safeParse(value);
-    return parsed.success ? { dev: parsed.data.dev, ino: parsed.data.ino } : undefined;
+    if (!parsed.success) return undefined;
+    const { dev, ino, cookie } = parsed.data;
+    return cookie === undefined ? { dev, ino } : { dev, ino, cookie };
   };
   try {
     return identity((JSON.parse(text) as { namespace?: unknown })?.namespace);

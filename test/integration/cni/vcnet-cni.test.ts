@@ -1354,6 +1354,76 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
     expect(reservations()).toEqual([]);
   });
 
+  // The salvaged namespace was compared by device and inode only: a later namespace that got the
+  // recorded one's freed inode was taken for it, and what no record claims there was removed.
+  it('CNI_NETNS a later namespace with the recorded inode (another cookie): DEL sets the record aside and removes nothing there', async (context) => {
+    const { pod, list, attachment, runtime, result, record, vcnetConfig } = oneChainAddedWithItsRecord();
+    const damaged = JSON.parse(readFileSync(record, 'utf8'));
+    damaged.network.endpoints = [];
+    const recorded = damaged.namespace as { ino: number; cookie?: string };
+    writeFileSync(record, JSON.stringify(damaged, null, 2));
+    if (recorded.cookie === undefined) {
+      console.log('skipped: the kernel tells no namespace cookies (before 5.14)');
+      return context.skip();
+    }
+    const newPod = await replaceWithSameInode(pod, 'pod');
+    if (!newPod) {
+      console.log("skipped: no new namespace got the gone pod namespace's inode");
+      return context.skip();
+    }
+    // A link of vcnet's kind in its group that no record claims: gc would take it, were this the recorded namespace.
+    newPod.exec('ip', ['tuntap', 'add', 'tap0_kata', 'mode', 'tap']);
+    newPod.exec('ip', ['link', 'set', 'tap0_kata', 'group', String(VCNET_LINK_GROUP)]);
+    const before = fingerprint(newPod);
+
+    const del = runtime.invoke('DEL', vcnetConfig, { CNI_NETNS: newPod.path });
+    expect(del.status, del.stdout).toBe(0);
+    const warnings = del.stderr.split('\n').filter(Boolean);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(`set aside the unreadable record ${record}`);
+    expect(warnings[0]).toContain(`cookie ${recorded.cookie}`);
+    expect(warnings[0]).toContain(`CNI_NETNS ${newPod.path} is a later namespace`);
+    expect(warnings[0]).toContain('nothing removed there');
+    expect(fingerprint(newPod)).toEqual(before);
+    expect(setAside(attachment.containerId)).toHaveLength(1);
+    expect(existsSync(record)).toBe(false);
+    runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+    expect(reservations()).toEqual([]);
+  });
+
+  // gc leaves an htb of a rate limit's shape that no record claims and no redirect of vcnet's leads
+  // to (Kata's and operators' shape too): DEL said "removed link tap0_kata" and nothing of the htb.
+  it("a rate limit's htb no redirect leads to any more stays, and DEL's warning names it and the command that removes it", () => {
+    const { node, pod } = makeNodeAndPod();
+    const list = conflist({ vcnet: { rateLimit: { tx: 10_000_000 } } });
+    const attachment = attachmentIn(pod);
+    const runtime = new CniRuntime(node, attachment);
+    const { result } = addChain(runtime, list, pod);
+    const record = recordOf(attachment.containerId);
+    const vcnetConfig = { ...list.plugins[1], cniVersion: list.cniVersion, name: list.name, prevResult: result };
+    const htbOnEth0 = () => pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', 'eth0', 'root')[0]?.kind;
+    expect(htbOnEth0()).toBe('htb');
+    const damaged = JSON.parse(readFileSync(record, 'utf8'));
+    damaged.network.endpoints = [];
+    writeFileSync(record, JSON.stringify(damaged, null, 2));
+    // Someone deleted eth0's ingress qdisc, and the redirects to the tap with it.
+    pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'ingress']);
+
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    const warnings = del.stderr.split('\n').filter(Boolean);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(`set aside the unreadable record ${record}`);
+    expect(warnings[0]).toContain(`removed link tap0_kata (no record owns it) in ${pod.path}`);
+    expect(warnings[0]).toContain('; left qdisc on eth0: htb root qdisc of the shape a vcnet rate limit makes');
+    expect(warnings[0]).toContain(`\`nsenter --net=${pod.path} tc qdisc del dev eth0 root handle 1:\` removes it`);
+    expect(warnings[0]).not.toContain('/proc/self/fd/');
+    expect(htbOnEth0()).toBe('htb');
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+    expect(reservations()).toEqual([]);
+  });
+
   it("another chain's interface in the same pod keeps its tap, filters and record", () => {
     const { pod, first, second, attachment, runtimeA, runtimeB, resultA, resultB } = twoChainsOnOnePod();
     const secondChain = () => ({

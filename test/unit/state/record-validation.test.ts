@@ -608,7 +608,12 @@ describe('parseRecord', () => {
   it('salvages the namespace of a damaged record when that part is readable', () => {
     const record = sandboxRecord();
     delete record.network;
-    expect(salvageNamespace(JSON.stringify(record))).toEqual({ dev: 4, ino: 4026532300 });
+    // With its cookie: only that tells the recorded namespace from a later one with its inode.
+    expect(salvageNamespace(JSON.stringify(record))).toEqual({ dev: 4, ino: 4026532300, cookie: '4711' });
+    const withoutCookie = sandboxRecord();
+    delete withoutCookie.network;
+    delete (withoutCookie.namespace as Record<string, unknown>).cookie;
+    expect(salvageNamespace(JSON.stringify(withoutCookie))).toEqual({ dev: 4, ino: 4026532300 });
     expect(salvageNamespace('{"namespace": {"path": "/x"')).toBeUndefined();
   });
 
@@ -617,7 +622,7 @@ describe('parseRecord', () => {
     // Cut inside the network part, well after the namespace.
     const cut = text.slice(0, text.indexOf('"network"') + 40);
     expect(() => JSON.parse(cut)).toThrow();
-    expect(salvageNamespace(cut)).toEqual({ dev: 4, ino: 4026532300 });
+    expect(salvageNamespace(cut)).toEqual({ dev: 4, ino: 4026532300, cookie: '4711' });
     // Cut inside the namespace object itself: no identity to salvage.
     expect(salvageNamespace(text.slice(0, text.indexOf('"ino"')))).toBeUndefined();
   });
