@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import { onAbort } from '../abort-listeners.js';
 import { decimalSecondsAsMs, numberOption, optionsArgument, stringArgument } from '../arguments.js';
-import { InvalidInputError } from '../errors.js';
+import { errnoOf, InvalidInputError } from '../errors.js';
 import { nativeDevices, socketFileDescriptor } from '../native/devices.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
 
@@ -92,10 +92,6 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 /** The wait between connects that QEMU's full queue of QMP connections refused (EAGAIN). */
 const QUEUE_FULL_RETRY_MS = 50;
-
-function errnoOf(error: unknown): string | undefined {
-  return (error as NodeJS.ErrnoException | undefined)?.code;
-}
 
 /** The variable that sets the handshake's default bound, in seconds. */
 export const QMP_CONNECT_TIMEOUT_VARIABLE = 'VCNET_QMP_CONNECT_TIMEOUT';
