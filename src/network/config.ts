@@ -708,7 +708,7 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
     if (
       Object.hasOwn(section, 'network_queues') ||
       Object.hasOwn(runtime, 'name') ||
-      Object.hasOwn(RUNTIME_RS_SECTIONS, name)
+      Object.hasOwn(SECTION_ALIASES, name)
     ) {
       settings.networkQueues = runtimeRsNetworkQueues(section.network_queues, `${prefix}.network_queues`);
     }
@@ -757,11 +757,11 @@ export type KataHypervisor = 'qemu' | 'clh' | 'firecracker';
 
 const KATA_HYPERVISORS: readonly KataHypervisor[] = ['qemu', 'clh', 'firecracker'];
 
-/** runtime-rs named Cloud Hypervisor's section [hypervisor.cloud-hypervisor] until Kata 3.30 (kata-types HYPERVISOR_NAME_CH). */
+/**
+ * runtime-rs named Cloud Hypervisor's section [hypervisor.cloud-hypervisor] until Kata 3.30 (kata-types
+ * HYPERVISOR_NAME_CH). Every alias is a name only runtime-rs reads: a file with one is runtime-rs's.
+ */
 const SECTION_ALIASES: Readonly<Record<string, KataHypervisor>> = { 'cloud-hypervisor': 'clh' };
-
-/** Section names only runtime-rs reads (SECTION_ALIASES): a file with one is runtime-rs's. */
-const RUNTIME_RS_SECTIONS: Readonly<Record<string, true>> = { 'cloud-hypervisor': true };
 
 /** Sections Kata runs but vcnet cannot plan for, and why: planning them as QEMU's would build the wrong plumbing. */
 const UNPLANNED_SECTIONS: Readonly<Record<string, string>> = {
