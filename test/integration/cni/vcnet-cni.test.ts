@@ -113,6 +113,24 @@ function addChain(runtime: CniRuntime, list: Conflist, pod: TestNamespace) {
   return { result, afterBridge: afterBridge! };
 }
 
+/**
+ * The chain ADDed again for the same container on another network (bridge vcbr1: the first bridge's
+ * IPAM still holds the old address for this container id), plugin by plugin so that vcnet-cni's own
+ * ADD is seen: asserts the bridge's ADD and returns the list and vcnet-cni's answer.
+ */
+function addOnAnotherNetwork(runtime: CniRuntime, name: string) {
+  const after = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name };
+  const bridge = runtime.invoke('ADD', { ...after.plugins[0], cniVersion: after.cniVersion, name: after.name });
+  expect(bridge.status, bridge.stdout).toBe(0);
+  const add = runtime.invoke('ADD', {
+    ...after.plugins[1],
+    cniVersion: after.cniVersion,
+    name: after.name,
+    prevResult: bridge.output,
+  });
+  return { after, add };
+}
+
 /** Two chains on one pod, eth0 (bridge vcbr0) and net1 (bridge vcbr1), each ending in vcnet-cni: the first ADDed. */
 function twoChainsFirstAdded() {
   const { node, pod } = makeNodeAndPod();
@@ -446,16 +464,7 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     pod.delete();
     const newPod = makeNamespace('pod');
     const runtime = new CniRuntime(node, { ...attachment, namespacePath: newPod.path });
-    // Another network for the bridge (its IPAM still holds the old address for this container id).
-    const after = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-after-reboot' };
-    const bridge = runtime.invoke('ADD', { ...after.plugins[0], cniVersion: after.cniVersion, name: after.name });
-    expect(bridge.status, bridge.stdout).toBe(0);
-    const add = runtime.invoke('ADD', {
-      ...after.plugins[1],
-      cniVersion: after.cniVersion,
-      name: after.name,
-      prevResult: bridge.output,
-    });
+    const { after, add } = addOnAnotherNetwork(runtime, 'vcnet-after-reboot');
     expect(add.status, add.stdout).toBe(0);
     expect(add.stderr).toContain(`removed the stale record ${record}`);
     expect(add.stderr).toContain(`its namespace ${pod.path} (inode ${before.namespace.ino}) exists nowhere`);
@@ -483,15 +492,7 @@ describe.skipIf(skipReason)('vcnet-cni after bridge', () => {
     }
     newPod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
     const runtime = new CniRuntime(node, { ...attachment, namespacePath: newPod.path });
-    const after = { ...conflist({ bridge: 'vcbr1', subnet: '10.231.2.0/24' }), name: 'vcnet-reused-inode' };
-    const bridge = runtime.invoke('ADD', { ...after.plugins[0], cniVersion: after.cniVersion, name: after.name });
-    expect(bridge.status, bridge.stdout).toBe(0);
-    const add = runtime.invoke('ADD', {
-      ...after.plugins[1],
-      cniVersion: after.cniVersion,
-      name: after.name,
-      prevResult: bridge.output,
-    });
+    const { after, add } = addOnAnotherNetwork(runtime, 'vcnet-reused-inode');
     // The recorded namespace is gone (a later one has its inode: the one rule of detach, list and gc).
     expect(add.status, add.stdout).toBe(0);
     expect(add.stderr).toContain(`removed the stale record ${record}`);
