@@ -32,7 +32,7 @@ import { reportNotice } from '../diagnostics.js';
 import { InvalidInputError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
-import { QMP_CONNECT_TIMEOUT_VARIABLE, QmpClient } from '../hypervisor/qmp.js';
+import { defaultQmpConnectTimeoutMs, QMP_CONNECT_TIMEOUT_VARIABLE, QmpClient } from '../hypervisor/qmp.js';
 import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
@@ -105,26 +105,22 @@ export class AgentNotRecordedError extends VcnetError {
 export async function connectVirtualMachine(
   state: SandboxState,
   stateDirectory?: string,
+  /** `qmpHandshakeTimeoutMs`: the bound of QMP's handshake (default QmpClient.connect's, VCNET_QMP_CONNECT_TIMEOUT or 30 s). */
+  options: { qmpHandshakeTimeoutMs?: number } = {},
 ): Promise<VirtualMachine | undefined> {
   // Firecracker and Cloud Hypervisor: see hypervisor-connection.ts.
   refuseRunningFirecracker(state);
   if (state.hypervisor?.kind === 'clh') return connectCloudHypervisor(state);
-  const qmpPath = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
+  const qmpPath = recordedQmpPath(state);
   if (!qmpPath || !state.agentSocket) return undefined;
   // QEMU must answer before anything changes; the connection is not kept: each plug or unplug opens
   // its own (QemuHotplugSessions), so the agent wait after a plug leaves QMP to other clients.
   try {
-    await (await QmpClient.connect(qmpPath)).close();
+    const timeout = options.qmpHandshakeTimeoutMs;
+    await (await QmpClient.connect(qmpPath, timeout === undefined ? {} : { timeoutMs: timeout })).close();
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
-    throw new QmpConnectionError(
-      `${error.message} (sandbox ${state.id}'s VM)`,
-      qmpPath,
-      error,
-      `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${
-        stateDirectory ? stateDirectoryFlag(stateDirectory) : ''
-      }\` removes what the sandbox has left; if it runs, check that no other client holds its QMP socket and try again (QEMU serves one at a time; to wait longer for it, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds>, default 30)`,
-    );
+    throw sandboxQmpUnreachable(error, state, qmpPath, stateDirectory);
   }
   const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
   return {
@@ -133,6 +129,126 @@ export async function connectVirtualMachine(
     agent,
     close: async () => agent.close(),
   };
+}
+
+/** The QMP socket connectVirtualMachine connects to: a QEMU sandbox's, with an agent to configure the NICs. */
+function recordedQmpPath(state: SandboxState): string | undefined {
+  return state.hypervisor?.kind === 'qemu' && state.agentSocket ? state.hypervisor.controlSocket : undefined;
+}
+
+/** A QMP connection error said of sandbox `state.id`'s VM, with what to do. */
+function sandboxQmpUnreachable(
+  error: QmpConnectionError,
+  state: SandboxState,
+  qmpPath: string,
+  stateDirectory: string | undefined,
+): QmpConnectionError {
+  return new QmpConnectionError(
+    `${error.message} (sandbox ${state.id}'s VM)`,
+    qmpPath,
+    error,
+    `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${
+      stateDirectory ? stateDirectoryFlag(stateDirectory) : ''
+    }\` removes what the sandbox has left; if it runs, check that no other client holds its QMP socket (\`ss -xp | grep ${qmpPath}\` shows who) and try again (QEMU serves one at a time; vcnet waits for it without holding the sandbox's lock, so other commands on the sandbox go ahead meanwhile; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds>, default 30)`,
+  );
+}
+
+/**
+ * How long a QMP handshake made under the sandbox lock waits before the lock is given back for the
+ * rest of the wait (withSandboxAndVm). QEMU greets within milliseconds when no other client holds QMP
+ * (at most 52 ms measured, a TCG guest booting at load 10), so a longer wait is for another client.
+ * Past it nothing fails: the wait goes on without the lock.
+ */
+const QMP_HANDSHAKE_UNDER_LOCK_MS = 1_000;
+
+/** Under the lock, QMP did not greet within QMP_HANDSHAKE_UNDER_LOCK_MS: the lock goes, the wait goes on without it. */
+class QmpBusyUnderLock extends Error {
+  constructor(
+    readonly state: SandboxState,
+    readonly qmpPath: string,
+    readonly stateDirectory: string,
+  ) {
+    super(`QMP ${qmpPath} busy`);
+  }
+}
+
+/** What withSandboxAndVm's work gets: the sandbox, and the connect to its VM it uses instead of connectVirtualMachine. */
+export interface OpenSandboxWithVm extends OpenSandbox {
+  /** connectVirtualMachine(state, store.root), whose wait for a busy QMP is made without the lock. */
+  connectVirtualMachine(): Promise<VirtualMachine | undefined>;
+}
+
+/**
+ * withSandbox for work that connects to the sandbox's running QEMU: a wait for QMP is made without
+ * the sandbox lock. QEMU serves one QMP client at a time, and another one (Kata's runtime, a
+ * monitoring tool, another vcnet command's plug) may hold it for long; waited for under the lock, it
+ * made every other command on the sandbox (list-ifaces, add-iface, detach, vcnet-cni DEL) time out on
+ * the lock. Under the lock, `work`'s connect waits QMP_HANDSHAKE_UNDER_LOCK_MS; past it the lock is
+ * given back, QMP waited for without it (closed at once once it greets), and `work` run again from
+ * the start under the lock, with the record read again: whatever changed meanwhile is seen, and no
+ * plumbing changes without the lock. So `work` must change nothing before it connects. The wait's
+ * budget is VCNET_QMP_CONNECT_TIMEOUT (default 30 s) from the first connect, as a connect's own; a
+ * QMP still busy at its end is the error connectVirtualMachine throws, said before the lock is taken
+ * again. Only the plug and unplug sessions connect under the lock for as long as that takes: they
+ * change the VM beside the plumbing and the record, which only the lock's holder may.
+ */
+export async function withSandboxAndVm<T>(
+  id: string,
+  operation: string,
+  where: Parameters<typeof withSandbox>[2],
+  work: (sandbox: OpenSandboxWithVm) => Promise<T>,
+): Promise<T> {
+  let deadline: number | undefined;
+  for (;;) {
+    try {
+      return await withSandbox(id, operation, where, (sandbox) =>
+        work({
+          ...sandbox,
+          connectVirtualMachine: () => {
+            deadline ??= Date.now() + defaultQmpConnectTimeoutMs();
+            return connectUnderLock(sandbox, deadline);
+          },
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof QmpBusyUnderLock) || deadline === undefined) throw error;
+      await waitForQmpWithoutLock(error, deadline);
+    }
+  }
+}
+
+/**
+ * connectVirtualMachine under the lock with a short handshake bound; past it (QMP held by another
+ * client) QmpBusyUnderLock, unless the budget ends first: then its error, as without this.
+ */
+async function connectUnderLock(sandbox: OpenSandbox, deadline: number): Promise<VirtualMachine | undefined> {
+  const left = deadline - Date.now();
+  const last = left <= QMP_HANDSHAKE_UNDER_LOCK_MS;
+  try {
+    return await connectVirtualMachine(sandbox.state, sandbox.store.root, {
+      qmpHandshakeTimeoutMs: Math.max(1, Math.min(left, QMP_HANDSHAKE_UNDER_LOCK_MS)),
+    });
+  } catch (error) {
+    const qmpPath = recordedQmpPath(sandbox.state);
+    // A VM gone is said at once, as before; any other failure is said by the wait without the lock.
+    if (last || !qmpPath || !(error instanceof QmpConnectionError) || vmGone(error)) throw error;
+    throw new QmpBusyUnderLock(sandbox.state, qmpPath, sandbox.store.root);
+  }
+}
+
+/**
+ * Waits without the lock until QMP greets (closed again at once, for the next client) or `deadline`.
+ * A QMP that refuses (the VM gone) is left to the connect under the lock, which says so; any other
+ * failure is said as connectVirtualMachine says it.
+ */
+async function waitForQmpWithoutLock(busy: QmpBusyUnderLock, deadline: number): Promise<void> {
+  try {
+    await (await QmpClient.connect(busy.qmpPath, { timeoutMs: Math.max(1, deadline - Date.now()) })).close();
+  } catch (error) {
+    if (!(error instanceof QmpConnectionError)) throw error;
+    if (vmGone(error)) return;
+    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory);
+  }
 }
 
 /** How the sandbox's VM was found gone, in the words watch uses too. */

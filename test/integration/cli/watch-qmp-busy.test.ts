@@ -67,7 +67,7 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
       await new Promise<void>((resolve) => agent.close(() => resolve()));
     });
 
-    // The watch would wait a minute for QMP; the other command waits 2 s for the sandbox lock.
+    // The watch may wait a minute for QMP; the other command waits 10 s for the sandbox lock.
     const watch = vcnetAsync(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: '60',
     });
@@ -90,7 +90,7 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
     // The watch read the new link and connected to QMP: it waits for QEMU's greeting now.
     await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
 
-    const listed = await vcnetAsync(['list-ifaces', 'wq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '2' }).done;
+    const listed = await vcnetAsync(['list-ifaces', 'wq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
     expect(listed.stderr).not.toContain('is being changed by process');
     expect(listed.status, listed.stderr).toBe(0);
     expect(listed.stdout).toContain('"eth0"');
