@@ -44,7 +44,9 @@ async function relayQmp(recordedPath: string, qemuPath: string, qemuPid: number)
 
 function recordedLinks(directory: string, sandbox: string): string[] {
   const record = JSON.parse(readFileSync(join(directory, sandbox, 'state.json'), 'utf8'));
-  return record.network.endpoints.map((endpoint: { properties: { link: { name: string } } }) => endpoint.properties.link.name);
+  return record.network.endpoints.map(
+    (endpoint: { properties: { link: { name: string } } }) => endpoint.properties.link.name,
+  );
 }
 
 describe.skipIf(skipReason !== undefined)('watch while another client holds QMP', () => {
