@@ -46,6 +46,7 @@ import { SandboxStore } from '../network/state/store.js';
 import { UnplugIfRunning, vmGone, vmGoneAfter } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
+import { QMP_HANDSHAKE_UNDER_LOCK_MS } from './sandbox-qmp-wait.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
@@ -152,14 +153,6 @@ function sandboxQmpUnreachable(
     }\` removes what the sandbox has left; if it runs, check that no other client holds its QMP socket (\`ss -xp | grep ${qmpPath}\` shows who) and try again (QEMU serves one at a time; vcnet waits for it without holding the sandbox's lock, so other commands on the sandbox go ahead meanwhile; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds>, default 30)`,
   );
 }
-
-/**
- * How long a QMP handshake made under the sandbox lock waits before the lock is given back for the
- * rest of the wait (withSandboxAndVm). QEMU greets within milliseconds when no other client holds QMP
- * (at most 52 ms measured, a TCG guest booting at load 10), so a longer wait is for another client.
- * Past it nothing fails: the wait goes on without the lock.
- */
-const QMP_HANDSHAKE_UNDER_LOCK_MS = 1_000;
 
 /** Under the lock, QMP did not greet within QMP_HANDSHAKE_UNDER_LOCK_MS: the lock goes, the wait goes on without it. */
 class QmpBusyUnderLock extends Error {
@@ -388,7 +381,8 @@ export async function addInterface(
 ): Promise<AddInterfaceResult> {
   options = kataNetworkOptions(options, text);
   const message = interfaceRequest(text, options);
-  return withSandbox(id, 'addInterface', options, async ({ store, state, network }) => {
+  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  return withSandboxAndVm(id, 'addInterface', options, async ({ store, state, network, connectVirtualMachine }) => {
     const existing = network.endpoints();
     const snapshot = await network.scan();
     // kata-network input as Kata reads it: see add-interface-request.ts.
@@ -405,7 +399,7 @@ export async function addInterface(
     });
     let inferredType: EndpointType | undefined;
 
-    const vm = await connectVirtualMachine(state, store.root);
+    const vm = await connectVirtualMachine();
     const keeper = sandboxRecordKeeper(store, state, network);
     try {
       const [endpoint] = await attachRecorded(
@@ -522,7 +516,8 @@ export async function removeInterface(
       'the guest name, device or hwAddr of an interface of the sandbox',
     );
   }
-  return withSandbox(id, 'removeInterface', options, async ({ store, state, network }) => {
+  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  return withSandboxAndVm(id, 'removeInterface', options, async ({ store, state, network, connectVirtualMachine }) => {
     const endpoint = network
       .endpoints()
       .find(
@@ -564,7 +559,7 @@ export async function removeInterface(
     // A VM that is gone (its socket not there, nobody listening on it; also when that shows only
     // after QMP closed mid-unplug) holds no NIC: the host side goes alone, as watch does it.
     let goneBy: Error | undefined;
-    const vm = await connectVirtualMachine(state, store.root).catch((error: unknown) => {
+    const vm = await connectVirtualMachine().catch((error: unknown) => {
       if (!vmGone(error)) throw error;
       goneBy = error as Error;
       return undefined;
@@ -731,7 +726,8 @@ export async function updateRoutes(
   const routes = routesFromJson(given, 'routes', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   routeUpdatesOf(routes, 'routes');
-  return withSandbox(id, 'updateRoutes', options, async ({ store, state, network }) => {
+  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  return withSandboxAndVm(id, 'updateRoutes', options, async ({ store, state, network, connectVirtualMachine }) => {
     const devices = new Set(network.endpoints().map((endpoint) => endpoint.name));
     routes.forEach((route, index) => {
       if (!devices.has(route.device)) {
@@ -742,7 +738,7 @@ export async function updateRoutes(
         );
       }
     });
-    const vm = await connectVirtualMachine(state, store.root);
+    const vm = await connectVirtualMachine();
     try {
       // The agent answers with the guest's whole table (its kernel routes too), as Kata prints it;
       // the record keeps the set given, which later pushes send again.

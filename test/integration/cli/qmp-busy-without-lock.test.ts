@@ -1,9 +1,11 @@
 /**
- * `vcnet watch` of a sandbox whose QEMU serves another QMP client: QEMU greets one client at a time,
- * and the watch waits for its turn (VCNET_QMP_CONNECT_TIMEOUT) to hot-plug a new pod link. It used to
- * wait holding the sandbox lock, so every other command on the sandbox (list-ifaces here) timed out
- * on the lock although nothing was wrong. The watch now waits for QMP without the lock, and plugs
- * the NIC once QMP is free.
+ * Commands on a sandbox whose QEMU serves another QMP client (a runtime, a monitoring tool): QEMU
+ * greets one client at a time, and vcnet waits for its turn (VCNET_QMP_CONNECT_TIMEOUT). `vcnet
+ * watch` used to wait holding the sandbox lock, so every other command on the sandbox (list-ifaces
+ * here) timed out on the lock although nothing was wrong; it now waits without the lock and plugs
+ * the NIC once QMP is free. `vcnet detach` gave QMP 3 s under its locks and then removed the taps
+ * without unplugging the NICs; it now waits without the locks, as long as VCNET_QMP_CONNECT_TIMEOUT
+ * says when it is set.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -120,4 +122,42 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
+});
+
+describe.skipIf(skipReason !== undefined)('detach while another client holds QMP', () => {
+  it('waits for QMP as VCNET_QMP_CONNECT_TIMEOUT says, without the locks, and unplugs the NIC once QMP is free', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath } = await vm.attachAndStart('dq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    const acceptedBefore = relay.accepted();
+    const detaching = vcnetAsync(['detach', '--sandbox', 'dq', ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    cleanup.defer(async () => {
+      detaching.child.kill('SIGKILL');
+      await detaching.done;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "detach's QMP connection", 30_000);
+    // Meanwhile the sandbox is not locked: list-ifaces answers (the recorded view: no agent listens).
+    const listed = await vcnetAsync(['list-ifaces', 'dq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('"eth0"');
+    // Longer than the 3 s detach used to give QMP: it would have removed the taps without an unplug.
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    expect(detaching.child.exitCode).toBeNull();
+    await holder.close();
+    holderOpen = false;
+    const detached = await detaching.done;
+    expect(detached.status, detached.stderr).toBe(0);
+    // The NIC was asked to go: QMP answered detach (the paused VM has no guest to release it).
+    expect(detached.stderr).toContain(`sandbox dq's VM is still running (its control socket ${qmpPath} answers)`);
+    expect(detached.stderr).not.toContain('is still open');
+    expect(fingerprint(pod)).toEqual(before);
+  }, 120_000);
 });
