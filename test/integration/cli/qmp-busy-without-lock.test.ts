@@ -8,7 +8,7 @@
  * says when it is set.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -160,4 +160,67 @@ describe.skipIf(skipReason !== undefined)('detach while another client holds QMP
     expect(detached.stderr).not.toContain('is still open');
     expect(fingerprint(pod)).toEqual(before);
   }, 120_000);
+});
+
+describe.skipIf(skipReason !== undefined)('add-iface while another client holds QMP', () => {
+  it('waits for QMP without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged once QMP is free', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    // An agent that takes connections and never answers: add-iface waits for it after the plug.
+    const agentConnections: Socket[] = [];
+    const agent = createServer((socket) => {
+      agentConnections.push(socket);
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => agent.listen(agentPath, resolve));
+    cleanup.defer(async () => {
+      for (const socket of agentConnections) socket.destroy();
+      await new Promise<void>((resolve) => agent.close(() => resolve()));
+    });
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    const acceptedBefore = relay.accepted();
+    const adding = vcnetAsync(['add-iface', 'aq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
+    const listed = await vcnetAsync(['list-ifaces', 'aq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(adding.child.exitCode).toBeNull();
+    expect(recordedLinks(stateDirectory(), 'aq')).toEqual(['eth0']);
+
+    await holder.close();
+    holderOpen = false;
+    const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+      timeoutMs: 60_000,
+      handshakeTimeoutMs: 15_000,
+    });
+    expect(network).toContain('netdev-net1');
+    expect(recordedLinks(stateDirectory(), 'aq')).toEqual(['eth0', 'eth9']);
+
+    // The VM goes; add-iface's wait for the agent ends with it (the host side of eth9 undone).
+    await vm.stopQemu();
+    for (const socket of agentConnections) socket.destroy();
+    await adding.done;
+    const detached = vcnet(['detach', '--sandbox', 'aq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
 });
