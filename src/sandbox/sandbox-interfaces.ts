@@ -46,12 +46,12 @@ import { SandboxStore } from '../network/state/store.js';
 import { UnplugIfRunning, vmGone, vmGoneAfter } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
-import { QMP_HANDSHAKE_UNDER_LOCK_MS } from './sandbox-qmp-wait.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
+import { QMP_HANDSHAKE_UNDER_LOCK_MS } from './sandbox-qmp-wait.js';
 
 /**
  * No record of the sandbox in the state directory (`VCNET_SANDBOX_NOT_FOUND`): it was never attached there,
