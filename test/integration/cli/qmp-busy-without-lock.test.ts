@@ -44,6 +44,24 @@ async function relayQmp(recordedPath: string, qemuPath: string, qemuPid: number)
   return { accepted: () => output.split('\n').filter((line) => line === 'accepted').length };
 }
 
+/**
+ * An agent socket that takes connections and never answers (it reads, so a client that goes is seen
+ * gone); its connections, which a test destroys to end a wait, and its listener go after the test.
+ */
+async function serveSilentAgent(path: string): Promise<Socket[]> {
+  const connections: Socket[] = [];
+  const agent = createServer((socket) => {
+    connections.push(socket);
+    socket.resume();
+  });
+  await new Promise<void>((resolve) => agent.listen(path, resolve));
+  cleanup.defer(async () => {
+    for (const socket of connections) socket.destroy();
+    await new Promise<void>((resolve) => agent.close(() => resolve()));
+  });
+  return connections;
+}
+
 function recordedLinks(directory: string, sandbox: string): string[] {
   const record = JSON.parse(readFileSync(join(directory, sandbox, 'state.json'), 'utf8'));
   return record.network.endpoints.map(
@@ -60,16 +78,7 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('wq', pod.path, stateDirectory(), { qemuQmpPath });
     const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
     // An agent that takes connections and never answers: the watch's push waits for it, after the plug.
-    const agentConnections: Socket[] = [];
-    const agent = createServer((socket) => {
-      agentConnections.push(socket);
-      socket.resume();
-    });
-    await new Promise<void>((resolve) => agent.listen(agentPath, resolve));
-    cleanup.defer(async () => {
-      for (const socket of agentConnections) socket.destroy();
-      await new Promise<void>((resolve) => agent.close(() => resolve()));
-    });
+    const agentConnections = await serveSilentAgent(agentPath);
 
     // The watch may wait a minute for QMP; the other command waits 10 s for the sandbox lock.
     const watch = vcnetAsync(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
@@ -171,16 +180,7 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client holds 
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aq', pod.path, stateDirectory(), { qemuQmpPath });
     const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
     // An agent that takes connections and never answers: add-iface waits for it after the plug.
-    const agentConnections: Socket[] = [];
-    const agent = createServer((socket) => {
-      agentConnections.push(socket);
-      socket.resume();
-    });
-    await new Promise<void>((resolve) => agent.listen(agentPath, resolve));
-    cleanup.defer(async () => {
-      for (const socket of agentConnections) socket.destroy();
-      await new Promise<void>((resolve) => agent.close(() => resolve()));
-    });
+    const agentConnections = await serveSilentAgent(agentPath);
     node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
     pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
     pod.exec('ip', ['link', 'set', 'eth9', 'up']);
@@ -223,4 +223,41 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client holds 
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
+});
+
+describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past its wait', () => {
+  it('fails without the lock held, naming the sandbox, the socket and how to find its holder; nothing is changed', async () => {
+    const { pod, node } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('bq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    await serveSilentAgent(agentPath);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const beforeAdd = fingerprint(pod);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    cleanup.defer(() => holder.close());
+    const acceptedBefore = relay.accepted();
+    const adding = vcnetAsync(['add-iface', 'bq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '8' });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
+    const listed = await vcnetAsync(['list-ifaces', 'bq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.status, listed.stderr).toBe(0);
+    const failed = await adding.done;
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toContain(`QMP handshake on ${qmpPath}: no greeting from QEMU`);
+    expect(failed.stderr).toContain("(sandbox bq's VM)");
+    expect(failed.stderr).toContain(`ss -xp | grep ${qmpPath}`);
+    expect(failed.stderr).toContain("without holding the sandbox's lock");
+    expect(failed.stderr).toContain('VCNET_QMP_CONNECT_TIMEOUT=<seconds>');
+    expect(recordedLinks(stateDirectory(), 'bq')).toEqual(['eth0']);
+    expect(fingerprint(pod)).toEqual(beforeAdd);
+  }, 120_000);
 });
