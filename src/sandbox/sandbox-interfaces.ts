@@ -143,9 +143,15 @@ function sandboxQmpUnreachable(
   state: SandboxState,
   qmpPath: string,
   stateDirectory: string | undefined,
+  /** How long was waited in all, when the error's own bound is only the last part of it. */
+  waitedMs?: number,
 ): QmpConnectionError {
+  const inAll =
+    waitedMs === undefined
+      ? ''
+      : `; ${waitedMs} ms in all, only the first ${QMP_HANDSHAKE_UNDER_LOCK_MS} ms of it under the sandbox's lock`;
   return new QmpConnectionError(
-    `${error.message} (sandbox ${state.id}'s VM)`,
+    `${error.message} (sandbox ${state.id}'s VM${inAll})`,
     qmpPath,
     error,
     `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${
@@ -192,20 +198,24 @@ export async function withSandboxAndVm<T>(
   work: (sandbox: OpenSandboxWithVm) => Promise<T>,
 ): Promise<T> {
   let deadline: number | undefined;
+  let budgetMs = 0;
   for (;;) {
     try {
       return await withSandbox(id, operation, where, (sandbox) =>
         work({
           ...sandbox,
           connectVirtualMachine: () => {
-            deadline ??= Date.now() + defaultQmpConnectTimeoutMs();
+            if (deadline === undefined) {
+              budgetMs = defaultQmpConnectTimeoutMs();
+              deadline = Date.now() + budgetMs;
+            }
             return connectUnderLock(sandbox, deadline);
           },
         }),
       );
     } catch (error) {
       if (!(error instanceof QmpBusyUnderLock) || deadline === undefined) throw error;
-      await waitForQmpWithoutLock(error, deadline);
+      await waitForQmpWithoutLock(error, deadline, budgetMs);
     }
   }
 }
@@ -234,13 +244,13 @@ async function connectUnderLock(sandbox: OpenSandbox, deadline: number): Promise
  * A QMP that refuses (the VM gone) is left to the connect under the lock, which says so; any other
  * failure is said as connectVirtualMachine says it.
  */
-async function waitForQmpWithoutLock(busy: QmpBusyUnderLock, deadline: number): Promise<void> {
+async function waitForQmpWithoutLock(busy: QmpBusyUnderLock, deadline: number, budgetMs: number): Promise<void> {
   try {
     await (await QmpClient.connect(busy.qmpPath, { timeoutMs: Math.max(1, deadline - Date.now()) })).close();
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
     if (vmGone(error)) return;
-    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory);
+    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, budgetMs);
   }
 }
 

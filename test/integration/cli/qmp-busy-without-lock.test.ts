@@ -253,7 +253,9 @@ describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past i
     const failed = await adding.done;
     expect(failed.status).toBe(1);
     expect(failed.stderr).toContain(`QMP handshake on ${qmpPath}: no greeting from QEMU`);
-    expect(failed.stderr).toContain("(sandbox bq's VM)");
+    expect(failed.stderr).toContain(
+      "(sandbox bq's VM; 8000 ms in all, only the first 1000 ms of it under the sandbox's lock)",
+    );
     expect(failed.stderr).toContain(`ss -xp | grep ${qmpPath}`);
     expect(failed.stderr).toContain("without holding the sandbox's lock");
     expect(failed.stderr).toContain('VCNET_QMP_CONNECT_TIMEOUT=<seconds>');
