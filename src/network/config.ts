@@ -770,6 +770,8 @@ const UNPLANNED_SECTIONS: Readonly<Record<string, string>> = {
   stratovirt: 'vcnet has no StratoVirt device configuration',
   remote: 'the remote hypervisor (peer pods) runs the VM on another host: no tap here takes its traffic',
   openvmm: 'vcnet has no OpenVMM device configuration',
+  // A file written for Kata 3.9 or older would otherwise hear that Kata refuses the section, which its Kata did not.
+  acrn: 'Kata 3.10 removed ACRN (only its Go runtime ran it, from configuration-acrn.toml), and vcnet has no ACRN device configuration',
 };
 
 /** The hypervisor of a [hypervisor.*] section name vcnet plans for (its own name or an alias), else undefined. */
@@ -780,7 +782,7 @@ function knownHypervisorOfSection(section: string): KataHypervisor | undefined {
 
 /**
  * The hypervisor a configuration's [hypervisor.*] section names (undefined when it has none). One vcnet
- * cannot plan for (Dragonball, StratoVirt, remote, OpenVMM, or a name Kata refuses too) is refused:
+ * cannot plan for (Dragonball, StratoVirt, remote, OpenVMM, the removed ACRN, or a name Kata refuses too) is refused:
  * `choose` names how the caller picks one instead (--hypervisor, options.hypervisor).
  */
 export function kataHypervisorOfSection(
