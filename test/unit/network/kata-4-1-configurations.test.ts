@@ -170,7 +170,7 @@ interface Accepted {
   config: Partial<NetworkConfig>;
 }
 
-const GO_SETTINGS = { model: 'tcfilter', disableNewNetns: false, danConfigDirectory: '/run/kata-containers/dans' };
+const GO_SETTINGS: KataNetworkSettings = { model: 'tcfilter', disableNewNetns: false, danConfigDirectory: '/run/kata-containers/dans' };
 const RS_SETTINGS = { ...GO_SETTINGS, vcpus: 1, networkQueues: 1 };
 const goQemuCase = (file: string, coldPlug: string | undefined): Accepted => ({
   file,
