@@ -900,6 +900,7 @@ export function networkConfigFromKata(
       : hypervisor === 'firecracker'
         ? settings.rateLimit
         : undefined;
+  if (settings.networkQueues !== undefined) warnRuntimeRsIgnores(settings, hypervisor, vmmRateLimiter, warn);
   const disableNewNetns = overrides.disableNewNetns ?? settings.disableNewNetns ?? false;
   // With disable_new_netns the VMM runs in this process's own (the host's) namespace, as in Kata.
   const namespacePath = options.namespacePath ?? (disableNewNetns ? OWN_NAMESPACE_PATH : undefined);
@@ -942,6 +943,32 @@ export function networkConfigFromKata(
       ? { namedInterfaces: overrides.namedInterfaces }
       : {}),
   });
+}
+
+/**
+ * A runtime-rs file's NIC settings that runtime-rs itself leaves unused but vcnet applies as the Go runtime
+ * does: runtime-rs reads rx/tx_rate_limiter_max_rate without building any limit from them, has no
+ * net_rate_limiter_* keys, and puts no Cloud Hypervisor NIC behind the IOMMU. Applied all the same (the
+ * file's own comments promise the limit), but said, since the NIC then differs from runtime-rs's.
+ */
+function warnRuntimeRsIgnores(
+  settings: KataNetworkSettings,
+  hypervisor: KataHypervisor,
+  vmmRateLimiter: VmmRateLimiter | undefined,
+  warn: (message: string) => void,
+): void {
+  const section = `[hypervisor.${settings.hypervisor ?? hypervisor}]`;
+  if (hypervisor === 'clh' ? vmmRateLimiter : settings.rateLimit) {
+    const keys = hypervisor === 'clh' ? 'net_rate_limiter_*' : 'rx/tx_rate_limiter_max_rate';
+    warn(
+      `${keys} in ${section} of a runtime-rs configuration: runtime-rs limits no NIC (it reads rx/tx_rate_limiter_max_rate but applies neither, and has no net_rate_limiter_* keys); vcnet applies the limit as Kata's Go runtime does`,
+    );
+  }
+  if (hypervisor === 'clh' && settings.cloudHypervisorIommu) {
+    warn(
+      `enable_iommu in ${section} of a runtime-rs configuration: runtime-rs puts no Cloud Hypervisor NIC behind the IOMMU; vcnet does, as Kata's Go runtime does`,
+    );
+  }
 }
 
 /**

@@ -170,7 +170,11 @@ interface Accepted {
   config: Partial<NetworkConfig>;
 }
 
-const GO_SETTINGS: KataNetworkSettings = { model: 'tcfilter', disableNewNetns: false, danConfigDirectory: '/run/kata-containers/dans' };
+const GO_SETTINGS: KataNetworkSettings = {
+  model: 'tcfilter',
+  disableNewNetns: false,
+  danConfigDirectory: '/run/kata-containers/dans',
+};
 const RS_SETTINGS = { ...GO_SETTINGS, vcpus: 1, networkQueues: 1 };
 const goQemuCase = (file: string, coldPlug: string | undefined): Accepted => ({
   file,
@@ -454,4 +458,59 @@ describe('the configuration files of Kata 4.1.0', () => {
       expect(misspelt.warnings?.join('\n')).toMatch(/network_queue\b.*network_queues/);
     },
   );
+});
+
+describe('a runtime-rs file: what runtime-rs leaves unused but vcnet applies is said', () => {
+  const warningsOf = (text: string) => {
+    const warnings: string[] = [];
+    const config = networkConfigFromKata(parseKataConfiguration(text), {
+      namespacePath,
+      warn: (message) => warnings.push(message),
+    });
+    return { config, warnings };
+  };
+
+  it('rx/tx_rate_limiter_max_rate on QEMU and Firecracker: limited as the Go runtime limits, with a warning', () => {
+    const qemu = warningsOf(
+      rsQemu('no-port').replace('rx_rate_limiter_max_rate = 0', 'rx_rate_limiter_max_rate = 10000000'),
+    );
+    expect(qemu.config.rateLimit).toEqual({ rxBitsPerSecond: 10_000_000 });
+    expect(qemu.warnings).toHaveLength(1);
+    expect(qemu.warnings[0]).toMatch(
+      /rx\/tx_rate_limiter_max_rate in \[hypervisor\.qemu\] of a runtime-rs configuration: runtime-rs limits no NIC/,
+    );
+    const firecracker = warningsOf(
+      RS_FIRECRACKER.replace('tx_rate_limiter_max_rate = 0', 'tx_rate_limiter_max_rate = 8000'),
+    );
+    expect(firecracker.config.vmmRateLimiter).toEqual({ txBitsPerSecond: 8000 });
+    expect(firecracker.warnings.join('\n')).toMatch(/\[hypervisor\.firecracker\] of a runtime-rs configuration/);
+  });
+
+  it("Cloud Hypervisor's net_rate_limiter_* and enable_iommu: applied, each with a warning", () => {
+    const clh = warningsOf(
+      RS_CLH.replace(
+        'network_queues = 1',
+        'network_queues = 1\nnet_rate_limiter_bw_max_rate = 8000\nenable_iommu = true',
+      ),
+    );
+    expect(clh.config).toMatchObject({ vmmRateLimiter: { bandwidth: { maxRate: 8000 } }, nicIommu: true });
+    expect(clh.warnings).toHaveLength(2);
+    expect(clh.warnings[0]).toMatch(/^net_rate_limiter_\* in \[hypervisor\.clh\] of a runtime-rs configuration/);
+    expect(clh.warnings[1]).toMatch(/^enable_iommu in \[hypervisor\.clh\] of a runtime-rs configuration/);
+  });
+
+  it('the same keys in a Go runtime file: applied without a warning (the Go runtime applies them)', () => {
+    const qemu = warningsOf(
+      goQemu('no-port').replace('rx_rate_limiter_max_rate = 0', 'rx_rate_limiter_max_rate = 10000000'),
+    );
+    expect(qemu.config.rateLimit).toEqual({ rxBitsPerSecond: 10_000_000 });
+    const clh = warningsOf(
+      GO_CLH.replace('enable_iommu = false', 'enable_iommu = true').replace(
+        'net_rate_limiter_bw_max_rate = 0',
+        'net_rate_limiter_bw_max_rate = 8000',
+      ),
+    );
+    expect(clh.config).toMatchObject({ vmmRateLimiter: { bandwidth: { maxRate: 8000 } }, nicIommu: true });
+    expect([...qemu.warnings, ...clh.warnings]).toEqual([]);
+  });
 });
