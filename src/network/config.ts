@@ -670,7 +670,21 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
   }
   let [name, section] = (Object.entries(hypervisors)[0] ?? []) as [string?, Record<string, unknown>?];
   const sectionNames = Object.keys(hypervisors);
-  if (name && sectionNames.length > 1) {
+  // runtime-rs runs the section its [runtime] hypervisor_name names (a key the Go runtime does not have,
+  // read as runtime-rs's serde decoder reads it: by its exact name), and fails on a name with no section.
+  expectType('runtime.hypervisor_name', runtime.hypervisor_name, 'string');
+  const namedSection = typeof runtime.hypervisor_name === 'string' ? runtime.hypervisor_name : '';
+  if (namedSection !== '' && sectionNames.length > 0) {
+    if (!Object.hasOwn(hypervisors, namedSection)) {
+      throw new InvalidInputError(
+        'runtime.hypervisor_name',
+        namedSection,
+        `the name of a [hypervisor.*] section of ${source} (${sectionNames.join(', ')})`,
+        'runtime-rs runs the section hypervisor_name names and fails when the file has none of that name',
+      );
+    }
+    [name, section] = [namedSection, hypervisors[namedSection] as Record<string, unknown>];
+  } else if (name && sectionNames.length > 1) {
     // Kata keeps the last section its map iteration yields, which Go randomises: no order is Kata's.
     warnings.push(
       `${source} has ${sectionNames.length} [hypervisor.*] sections (${sectionNames.join(', ')}): vcnet reads [hypervisor.${name}], the first; Kata takes whichever its map iteration yields last, which varies from run to run. Keep only the section of the hypervisor the runtime uses`,

@@ -514,3 +514,30 @@ describe('a runtime-rs file: what runtime-rs leaves unused but vcnet applies is 
     expect([...qemu.warnings, ...clh.warnings]).toEqual([]);
   });
 });
+
+describe("runtime-rs's [runtime] hypervisor_name picks the section", () => {
+  const twoSections = (named: string) =>
+    `${RS_CLH.replace(runtimeSection(runtimeRs('clh')), '')}${rsQemu('no-port').replace('hypervisor_name = "qemu"', `hypervisor_name = "${named}"`)}`;
+
+  it('the section it names is read, whatever the order, with no warning about several sections', () => {
+    for (const named of ['clh', 'qemu']) {
+      const settings = parseKataConfiguration(twoSections(named));
+      expect(settings.hypervisor).toBe(named);
+      expect(settings.warnings).toBeUndefined();
+    }
+    expect(networkConfigFromKata(parseKataConfiguration(twoSections('qemu')), { namespacePath }).vhostNet).toBe('auto');
+  });
+
+  it('a name the file has no section of is refused naming runtime.hypervisor_name, as runtime-rs fails on it', () => {
+    let refusal: unknown;
+    try {
+      parseKataConfiguration(twoSections('firecracker'), 'configuration.toml');
+    } catch (error) {
+      refusal = error;
+    }
+    expect(refusal).toBeInstanceOf(InvalidInputError);
+    expect((refusal as InvalidInputError).message).toContain('runtime.hypervisor_name');
+    expect((refusal as InvalidInputError).message).toContain('firecracker');
+    expect((refusal as InvalidInputError).message).toContain('(clh, qemu)');
+  });
+});
