@@ -17,7 +17,7 @@ import { lookAtFile } from '../../netns/processes.js';
 import { closeRecordQueueFds } from '../endpoint/held-queue-fds.js';
 import { earlierBootReason } from '../state/boot-id.js';
 import { FileLock, lockHeldBy, tryLockFile } from '../state/lock.js';
-import type { EarlierBootRecord, RecordOwner } from '../state/owners.js';
+import type { EarlierBootRecord, RecordedNamespace, RecordOwner } from '../state/owners.js';
 import { describeLockHolder, type GarbageReport } from './report.js';
 
 export interface GoneRecordsContext {
@@ -31,7 +31,7 @@ export interface GoneRecordsContext {
   /** Where namespaces are held, listed once per gc (the first time it is asked). */
   holders: () => NamespaceHolders;
   /** The cookie of the live namespace with a record's device and inode, if one is known. */
-  liveCookie: (owner: RecordOwner) => string | undefined;
+  liveCookie: (record: RecordedNamespace) => string | undefined;
 }
 
 export function dropGoneRecords(

@@ -65,6 +65,9 @@ export interface RecordOwner {
   claimsOnly?: true;
 }
 
+/** Which namespace a record names: its device and inode, and the path it was recorded at. */
+export type RecordedNamespace = Pick<RecordOwner, 'key' | 'namespacePath'>;
+
 /** A state directory of another user's that gc, run as root, read for claims only (readableForClaims). */
 export interface ClaimsOnlyDirectory {
   directory: string;
