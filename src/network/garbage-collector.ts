@@ -24,7 +24,9 @@
  * running VM's. A record whose namespace exists nowhere is an
  * orphan record: gc deletes it (under that sandbox's lock); so is one written in an earlier boot
  * (state/boot-id.ts), which names nothing that exists and is not looked up. A record gc cannot read is named in the
- * report and skipped; when it still tells which namespace it is about, that namespace is left alone;
+ * report and skipped; when it still tells which namespace it is about, that namespace is left alone
+ * (unless the cookie it still tells is not that of the namespace with its inode now: then its
+ * namespace is gone, and it is dropped as a readable record of a gone namespace would be);
  * when it cannot be read at all (EIO, EMFILE), or a directory of records cannot be listed, it may be
  * about any namespace, so no link, filter or qdisc is removed anywhere that run.
  *
@@ -55,7 +57,7 @@ import {
   pathHolds,
 } from '../netns/namespace-liveness.js';
 import { testSeam } from '../test-seams.js';
-import { dropEarlierBootRecords, dropGoneRecords } from './gc/gone-records.js';
+import { dropEarlierBootRecords, dropGoneRecords, dropUnreadableOfReplaced } from './gc/gone-records.js';
 import { scanNamespaces } from './gc/namespace-scan.js';
 import {
   collectNamespace,
@@ -269,7 +271,10 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     ): NamespaceClaims => {
       const current = records.owners.filter((owner) => owner.key === key && !isReplaced(owner));
       return {
-        withheld: records.untouchable.everything || records.untouchable.keys.has(key),
+        withheld:
+          records.untouchable.everything ||
+          records.untouchable.keys.has(key) ||
+          records.untouchable.salvaged.some((record) => record.key === key && !isReplaced(record)),
         links: current.length > 0 ? current.flatMap((owner) => owner.links) : undefined,
         filters: current.flatMap((owner) => owner.filters.map((filter) => ({ ...filter, id: owner.id }))),
         htbs: current.flatMap((owner) => owner.htbs),
@@ -281,6 +286,12 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
     const nowLive = liveNamespaces();
     dropGoneRecords(ownRecords, { replaced, live, nowLive, scoped, holders, liveCookie }, report);
+    // Unreadable records whose salvaged cookie tells their namespace gone: dropped as readable ones.
+    dropUnreadableOfReplaced(
+      untouchable.salvaged.filter((record) => !record.claimsOnly && isReplaced(record)),
+      { scoped, liveCookie },
+      report,
+    );
     dropEarlierBootRecords(
       earlierBoot.filter((record) => !record.claimsOnly),
       scoped,
