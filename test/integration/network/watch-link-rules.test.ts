@@ -200,9 +200,9 @@ describe('vcnet watch: a pod link changed while no watch ran', () => {
       const { watching, applied } = await watchForTest(cleanup, 'c1', { stateDirectory: stateDir });
       // The guest NIC keeps the MAC of the attach (watch-pod-mac.test.ts): said, by each watch.
       await until(() => applied.length > 0, 'the changed MAC to be said');
-      // Anything else would come with it or within a few debounces.
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      await watching.stop();
+      // Anything else comes with it, or in a pass after it that reads what it did: stopping with
+      // applyPending reads the namespace once more and applies what it finds before resolving.
+      await watching.stop({ applyPending: true });
       // It used to take the link as made again: endpoint removed, link attached anew, tap replaced.
       expect(applied).toEqual([
         {
