@@ -61,7 +61,7 @@ async function runIn(pod: TestNamespace): Promise<number> {
 }
 
 /** A unix socket that counts who connects (a new VM's QMP or agent socket at a recorded path). */
-async function listening(path: string): Promise<{ connections: () => number }> {
+async function listening(path: string): Promise<{ connectionsSoFar: () => Promise<number> }> {
   let count = 0;
   const server: Server = createServer((socket) => {
     count++;
