@@ -12,7 +12,8 @@
  *
  * Keys are matched as Go's encoding/json matches them: an exact match, else a case-insensitive one
  * (so the 1.x forms `Device`, `Mtu`, `HwAddr` and the DAN-style `Neighbors` work), plus the 1.x names
- * `LinkType` (type) and `PciAddr` (devicePath) and protobuf-JSON's `rawFlags`. Unknown keys are
+ * `LinkType` (type) and `PciAddr` (devicePath), protobuf-JSON's `rawFlags`, and `type_` (type), as the serde
+ * JSON of Kata's Rust protocol crate (kata-agent-ctl's requests, genpolicy) names it. Unknown keys are
  * ignored as Go ignores them, but reported to the caller (`ignoredKeys`) so a typo is still seen.
  * Input text is bounded in size and nesting before it is parsed (parseKataJsonText).
  *
@@ -209,7 +210,8 @@ interface KeyRules {
 const IP_ADDRESS_KEYS: KeyRules = { fields: ['family', 'address', 'mask'] };
 const INTERFACE_KEYS: KeyRules = {
   fields: ['device', 'name', 'IPAddresses', 'mtu', 'hwAddr', 'devicePath', 'pciPath', 'type', 'raw_flags'],
-  aliases: { rawflags: 'raw_flags', linktype: 'type', pciaddr: 'pciPath' },
+  // type_: Kata's Rust protocol crate names the field so (type is a Rust keyword), and its serde JSON with it.
+  aliases: { rawflags: 'raw_flags', linktype: 'type', pciaddr: 'pciPath', type_: 'type' },
   children: { IPAddresses: IP_ADDRESS_KEYS },
 };
 const ROUTE_KEYS: KeyRules = { fields: ['dest', 'gateway', 'device', 'source', 'scope', 'family', 'flags', 'mtu'] };

@@ -11,7 +11,6 @@ import { NSFS_MAGIC } from '../namespace-file.js';
 import { isHostNamespace } from '../netns/host-namespace.js';
 import { describeUnseen, NamespaceUnseenError } from '../netns/namespace-holders.js';
 import {
-  holdNetworkNamespace,
   isLaterNamespaceOfSameInode,
   NamespaceChangedError,
   NamespaceGoneError,
@@ -19,7 +18,7 @@ import {
   openNetworkNamespace,
   RecordedIdentityDamagedError,
 } from '../netns/namespace-identity.js';
-import { collectGarbage, collectGarbageInOpened } from '../network/garbage-collector.js';
+import { collectGarbageInOpened } from '../network/garbage-collector.js';
 import type { GarbageItem } from '../network/gc/report.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
 import { earlierBootReason, RecordFromEarlierBootError } from '../network/state/boot-id.js';
@@ -206,12 +205,8 @@ async function collectUnowned(path: string | undefined, recordText: string | und
   const recorded = recordText === undefined ? undefined : salvageNamespace(recordText);
   let opened: OpenedNamespace;
   try {
-    // One socket in this namespace (issue 10): with a recorded cookie to compare, the one its cookie
-    // is read on, which gc then works through; else none here, and gc opens it through the fd.
-    opened =
-      recorded?.cookie === undefined
-        ? holdNetworkNamespace(path, 'CNI_NETNS')
-        : openNetworkNamespace(path, 'CNI_NETNS');
+    // One socket in this namespace (issue 10): the one its cookie is read on, which gc then works through.
+    opened = openNetworkNamespace(path, 'CNI_NETNS');
   } catch (error) {
     return `CNI_NETNS is not a namespace now (${(error as Error).message}), nothing else to remove`;
   }
@@ -226,12 +221,8 @@ async function collectUnowned(path: string | undefined, recordText: string | und
     if (recorded && isLaterNamespaceOfSameInode(recorded, opened.identity))
       return `the record named the namespace with inode ${recorded.ino} and cookie ${recorded.cookie}, which is gone: CNI_NETNS ${path} is a later namespace that got its inode (cookie ${opened.identity.cookie}), so nothing removed there`;
     try {
-      // Through the fd opened here: gc looks at exactly the namespace checked above (on its socket, when it has one).
-      const stateDirectories = [stateDirectory];
-      const report =
-        opened.identity.cookie === undefined
-          ? await collectGarbage({ namespaces: [opened.entryPath], stateDirectories })
-          : await collectGarbageInOpened(opened, { stateDirectories });
+      // Through the fd and socket opened here: gc looks at exactly the namespace checked above.
+      const report = await collectGarbageInOpened(opened, { stateDirectories: [stateDirectory] });
       const removed = report.removed.filter((item) => item.kind !== 'state').map(describeRemoved);
       const failures = report.failures.map((failure) => failure.reason);
       const busy = report.withheld.find((entry) => entry.beingChanged);

@@ -88,7 +88,7 @@ const QMP_WAIT_RANGE = { min: 1, max: 3_600_000, integer: false, unit: 'millisec
  * A timeout only happens while QEMU runs (a dead one refuses at once), so a long bound costs nothing
  * in the common case; a short one failed commands and watch changes that would have gone through.
  */
-const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+export const DEFAULT_QMP_CONNECT_TIMEOUT_MS = 30_000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
 /** The wait between connects that QEMU's full queue of QMP connections refused (EAGAIN). */
 const QUEUE_FULL_RETRY_MS = 50;
@@ -99,7 +99,7 @@ export const QMP_CONNECT_TIMEOUT_VARIABLE = 'VCNET_QMP_CONNECT_TIMEOUT';
 /** The handshake's bound when the caller gives none: $VCNET_QMP_CONNECT_TIMEOUT seconds, else 30 s. */
 export function defaultQmpConnectTimeoutMs(): number {
   const text = process.env.VCNET_QMP_CONNECT_TIMEOUT;
-  if (text === undefined || text === '') return DEFAULT_CONNECT_TIMEOUT_MS;
+  if (text === undefined || text === '') return DEFAULT_QMP_CONNECT_TIMEOUT_MS;
   const accepted = 'seconds from 0.001 to 3600 (fractions allowed)';
   const timeoutMs = decimalSecondsAsMs(QMP_CONNECT_TIMEOUT_VARIABLE, text, 3600, accepted);
   if (timeoutMs < 1) throw new InvalidInputError(QMP_CONNECT_TIMEOUT_VARIABLE, text, accepted);
@@ -110,7 +110,7 @@ export function defaultQmpConnectTimeoutMs(): number {
 function handshakeTimeoutHint(socketPath: string): string {
   return (
     `QEMU serves one QMP client at a time and greets the next only when the one before closes: another client may hold the socket (Kata's runtime, a monitoring tool, another vcnet command; \`ss -xp | grep ${socketPath}\` shows who), or QEMU is stopped or wedged. ` +
-    `Try again once the other client is done; to wait longer, set ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds> (default 30), or give QmpClient.connect a longer timeoutMs`
+    `Try again once the other client is done; to wait longer, set ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds> (default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000}), or give QmpClient.connect a longer timeoutMs`
   );
 }
 

@@ -224,22 +224,6 @@ export function checkNetworkNamespace(path: string, field = 'netns'): void {
   }
 }
 
-/**
- * Opens `path` as openNetworkNamespace does (the same refusals), but makes no socket there and reads
- * no cookie (the identity has device and inode only): for a caller that hands the fd's entryPath to
- * an operation opening the namespace itself (gc), so that the namespace gets one socket, gc's.
- */
-export function holdNetworkNamespace(path: string, field = 'netns'): OpenedNamespace {
-  const { fd, stats } = openNamespaceFile(path, field);
-  try {
-    enterAndBack(fd, path, field);
-    return new OpenedNamespace(fd, { path, dev: stats.dev, ino: stats.ino });
-  } catch (error) {
-    closeSync(fd);
-    throw error;
-  }
-}
-
 /** Enters the namespace of `fd` and comes back: refuses another type of namespace, or one vcnet may not enter. */
 function enterAndBack(fd: number, path: string, field: string): void {
   nativeNamespaces.load();

@@ -670,7 +670,21 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
   }
   let [name, section] = (Object.entries(hypervisors)[0] ?? []) as [string?, Record<string, unknown>?];
   const sectionNames = Object.keys(hypervisors);
-  if (name && sectionNames.length > 1) {
+  // runtime-rs runs the section its [runtime] hypervisor_name names (a key the Go runtime does not have,
+  // read as runtime-rs's serde decoder reads it: by its exact name), and fails on a name with no section.
+  expectType('runtime.hypervisor_name', runtime.hypervisor_name, 'string');
+  const namedSection = typeof runtime.hypervisor_name === 'string' ? runtime.hypervisor_name : '';
+  if (namedSection !== '' && sectionNames.length > 0) {
+    if (!Object.hasOwn(hypervisors, namedSection)) {
+      throw new InvalidInputError(
+        'runtime.hypervisor_name',
+        namedSection,
+        `the name of a [hypervisor.*] section of ${source} (${sectionNames.join(', ')})`,
+        'runtime-rs runs the section hypervisor_name names and fails when the file has none of that name',
+      );
+    }
+    [name, section] = [namedSection, hypervisors[namedSection] as Record<string, unknown>];
+  } else if (name && sectionNames.length > 1) {
     // Kata keeps the last section its map iteration yields, which Go randomises: no order is Kata's.
     warnings.push(
       `${source} has ${sectionNames.length} [hypervisor.*] sections (${sectionNames.join(', ')}): vcnet reads [hypervisor.${name}], the first; Kata takes whichever its map iteration yields last, which varies from run to run. Keep only the section of the hypervisor the runtime uses`,
@@ -770,6 +784,8 @@ const UNPLANNED_SECTIONS: Readonly<Record<string, string>> = {
   stratovirt: 'vcnet has no StratoVirt device configuration',
   remote: 'the remote hypervisor (peer pods) runs the VM on another host: no tap here takes its traffic',
   openvmm: 'vcnet has no OpenVMM device configuration',
+  // A file written for Kata 3.9 or older would otherwise hear that Kata refuses the section, which its Kata did not.
+  acrn: 'Kata 3.10 removed ACRN (only its Go runtime ran it, from configuration-acrn.toml), and vcnet has no ACRN device configuration',
 };
 
 /** The hypervisor of a [hypervisor.*] section name vcnet plans for (its own name or an alias), else undefined. */
@@ -780,7 +796,7 @@ function knownHypervisorOfSection(section: string): KataHypervisor | undefined {
 
 /**
  * The hypervisor a configuration's [hypervisor.*] section names (undefined when it has none). One vcnet
- * cannot plan for (Dragonball, StratoVirt, remote, OpenVMM, or a name Kata refuses too) is refused:
+ * cannot plan for (Dragonball, StratoVirt, remote, OpenVMM, the removed ACRN, or a name Kata refuses too) is refused:
  * `choose` names how the caller picks one instead (--hypervisor, options.hypervisor).
  */
 export function kataHypervisorOfSection(
@@ -898,6 +914,7 @@ export function networkConfigFromKata(
       : hypervisor === 'firecracker'
         ? settings.rateLimit
         : undefined;
+  if (settings.networkQueues !== undefined) warnRuntimeRsIgnores(settings, hypervisor, vmmRateLimiter, warn);
   const disableNewNetns = overrides.disableNewNetns ?? settings.disableNewNetns ?? false;
   // With disable_new_netns the VMM runs in this process's own (the host's) namespace, as in Kata.
   const namespacePath = options.namespacePath ?? (disableNewNetns ? OWN_NAMESPACE_PATH : undefined);
@@ -940,6 +957,32 @@ export function networkConfigFromKata(
       ? { namedInterfaces: overrides.namedInterfaces }
       : {}),
   });
+}
+
+/**
+ * A runtime-rs file's NIC settings that runtime-rs itself leaves unused but vcnet applies as the Go runtime
+ * does: runtime-rs reads rx/tx_rate_limiter_max_rate without building any limit from them, has no
+ * net_rate_limiter_* keys, and puts no Cloud Hypervisor NIC behind the IOMMU. Applied all the same (the
+ * file's own comments promise the limit), but said, since the NIC then differs from runtime-rs's.
+ */
+function warnRuntimeRsIgnores(
+  settings: KataNetworkSettings,
+  hypervisor: KataHypervisor,
+  vmmRateLimiter: VmmRateLimiter | undefined,
+  warn: (message: string) => void,
+): void {
+  const section = `[hypervisor.${settings.hypervisor ?? hypervisor}]`;
+  if (hypervisor === 'clh' ? vmmRateLimiter : settings.rateLimit) {
+    const keys = hypervisor === 'clh' ? 'net_rate_limiter_*' : 'rx/tx_rate_limiter_max_rate';
+    warn(
+      `${keys} in ${section} of a runtime-rs configuration: runtime-rs limits no NIC (it reads rx/tx_rate_limiter_max_rate but applies neither, and has no net_rate_limiter_* keys); vcnet applies the limit as Kata's Go runtime does`,
+    );
+  }
+  if (hypervisor === 'clh' && settings.cloudHypervisorIommu) {
+    warn(
+      `enable_iommu in ${section} of a runtime-rs configuration: runtime-rs puts no Cloud Hypervisor NIC behind the IOMMU; vcnet does, as Kata's Go runtime does`,
+    );
+  }
 }
 
 /**

@@ -24,7 +24,9 @@
  * running VM's. A record whose namespace exists nowhere is an
  * orphan record: gc deletes it (under that sandbox's lock); so is one written in an earlier boot
  * (state/boot-id.ts), which names nothing that exists and is not looked up. A record gc cannot read is named in the
- * report and skipped; when it still tells which namespace it is about, that namespace is left alone;
+ * report and skipped; when it still tells which namespace it is about, that namespace is left alone
+ * (unless the cookie it still tells is not that of the namespace with its inode now: then its
+ * namespace is gone, and it is dropped as a readable record of a gone namespace would be);
  * when it cannot be read at all (EIO, EMFILE), or a directory of records cannot be listed, it may be
  * about any namespace, so no link, filter or qdisc is removed anywhere that run.
  *
@@ -55,7 +57,7 @@ import {
   pathHolds,
 } from '../netns/namespace-liveness.js';
 import { testSeam } from '../test-seams.js';
-import { dropEarlierBootRecords, dropGoneRecords } from './gc/gone-records.js';
+import { dropEarlierBootRecords, dropGoneRecords, dropUnreadableOfReplaced } from './gc/gone-records.js';
 import { scanNamespaces } from './gc/namespace-scan.js';
 import {
   collectNamespace,
@@ -66,7 +68,7 @@ import {
 import { emptyGarbageReport, type GarbageReport } from './gc/report.js';
 import { collectEmptyRecordDirectories } from './gc/state-leftovers.js';
 import { finishUnfinished } from './gc/unfinished.js';
-import { knownStateDirectories, type RecordOwner, readOwners } from './state/owners.js';
+import { knownStateDirectories, type RecordedNamespace, type RecordOwner, readOwners } from './state/owners.js';
 import {
   forgetMissingStateDirectories,
   registeredStateDirectories,
@@ -218,36 +220,47 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     // A live namespace with a record's device and inode but another cookie is a later namespace the
     // kernel gave the freed inode (a cookie is never reused): the record's namespace is gone, and the
     // record claims nothing in the new one.
-    const liveCookies = new Map<NamespaceKey, string | undefined>();
-    for (const { namespace } of scans) liveCookies.set(keyOf(namespace.identity), namespace.identity.cookie);
-    const heldCookies = new Map<NamespaceKey, string | undefined>();
-    const liveCookie = (owner: RecordOwner): string | undefined => {
-      if (!liveCookies.has(owner.key)) {
-        let cookie: string | undefined;
-        for (const path of [live.get(owner.key), owner.namespacePath])
-          if (path !== undefined && cookie === undefined) cookie = cookieAt(path, owner.key);
-        liveCookies.set(owner.key, cookie);
-      }
-      const cookie = liveCookies.get(owner.key);
-      if (cookie !== undefined || live.has(owner.key) || pathHolds(owner.namespacePath, owner.key)) return cookie;
+    // What gc found of the live namespace with a record's device and inode, each look made once:
+    // `seen KEY` one step 1 scanned or liveNamespaces listed, `at KEY PATH` a recorded path that holds
+    // it while neither does, `held KEY` the holder search's. Kept apart, a namespace the holder search
+    // found (later, and only for records gc may act on) is never taken for one seen before it.
+    // undefined: nothing found there; else its cookie (undefined when the kernel tells none).
+    const found = new Map<string, { cookie: string | undefined } | undefined>();
+    const lookOnce = (look: string, find: () => { cookie: string | undefined } | undefined) => {
+      if (!found.has(look)) found.set(look, find());
+      return found.get(look);
+    };
+    for (const { namespace } of scans)
+      found.set(`seen ${keyOf(namespace.identity)}`, { cookie: namespace.identity.cookie });
+    const liveCookie = ({ key, namespacePath }: RecordedNamespace): string | undefined => {
+      const livePath = live.get(key);
+      const seen =
+        livePath !== undefined || found.has(`seen ${key}`)
+          ? lookOnce(`seen ${key}`, () => ({
+              // Its process may have exited meanwhile: the recorded path may still hold it.
+              cookie: (livePath === undefined ? undefined : cookieAt(livePath, key)) ?? cookieAt(namespacePath, key),
+            }))
+          : lookOnce(`at ${key} ${namespacePath}`, () =>
+              pathHolds(namespacePath, key) ? { cookie: cookieAt(namespacePath, key) } : undefined,
+            );
+      if (seen) return seen.cookie;
       // Neither a /var/run/netns entry, a process nor the recorded path has that inode: whatever else
       // holds it (a thread, a mount elsewhere, an fd), as list and detach look; else a later namespace
       // kept by a mount alone (Docker's, rootless podman's) kept the record forever. Only for records
       // gc may drop or finish here (in --netns): the search reads every process's mounts and fds.
-      if (scoped && !scoped.includes(owner.namespacePath)) return undefined;
-      if (!heldCookies.has(owner.key)) {
-        const [heldAt] = holdersOf(owner.key);
-        heldCookies.set(owner.key, heldAt === undefined ? undefined : cookieAt(heldAt, owner.key));
-      }
-      return heldCookies.get(owner.key);
+      if (scoped && !scoped.includes(namespacePath)) return undefined;
+      return lookOnce(`held ${key}`, () => {
+        const [heldAt] = holdersOf(key);
+        return heldAt === undefined ? undefined : { cookie: cookieAt(heldAt, key) };
+      })?.cookie;
     };
     // A record of a gone namespace whose inode a later namespace took claims nothing in the later one.
-    const isReplaced = (owner: RecordOwner): boolean => {
-      if (owner.cookie === undefined) return false; // nothing to compare: no probe
-      const identity = identityOfKey(owner.key);
+    const isReplaced = (record: RecordedNamespace & { cookie?: string }): boolean => {
+      if (record.cookie === undefined) return false; // nothing to compare: no probe
+      const identity = identityOfKey(record.key);
       return isLaterNamespaceOfSameInode(
-        { ...identity, cookie: owner.cookie },
-        { ...identity, cookie: liveCookie(owner) },
+        { ...identity, cookie: record.cookie },
+        { ...identity, cookie: liveCookie(record) },
       );
     };
     const replaced = new Set(owners.filter(isReplaced));
@@ -258,7 +271,10 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     ): NamespaceClaims => {
       const current = records.owners.filter((owner) => owner.key === key && !isReplaced(owner));
       return {
-        withheld: records.untouchable.everything || records.untouchable.keys.has(key),
+        withheld:
+          records.untouchable.everything ||
+          records.untouchable.keys.has(key) ||
+          records.untouchable.salvaged.some((record) => record.key === key && !isReplaced(record)),
         links: current.length > 0 ? current.flatMap((owner) => owner.links) : undefined,
         filters: current.flatMap((owner) => owner.filters.map((filter) => ({ ...filter, id: owner.id }))),
         htbs: current.flatMap((owner) => owner.htbs),
@@ -270,6 +286,12 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
     const nowLive = liveNamespaces();
     dropGoneRecords(ownRecords, { replaced, live, nowLive, scoped, holders, liveCookie }, report);
+    // Unreadable records whose salvaged cookie tells their namespace gone: dropped as readable ones.
+    dropUnreadableOfReplaced(
+      untouchable.salvaged.filter((record) => !record.claimsOnly && isReplaced(record)),
+      { scoped, liveCookie },
+      report,
+    );
     dropEarlierBootRecords(
       earlierBoot.filter((record) => !record.claimsOnly),
       scoped,

@@ -32,7 +32,12 @@ import { reportNotice } from '../diagnostics.js';
 import { InvalidInputError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
-import { defaultQmpConnectTimeoutMs, QMP_CONNECT_TIMEOUT_VARIABLE, QmpClient } from '../hypervisor/qmp.js';
+import {
+  DEFAULT_QMP_CONNECT_TIMEOUT_MS,
+  defaultQmpConnectTimeoutMs,
+  QMP_CONNECT_TIMEOUT_VARIABLE,
+  QmpClient,
+} from '../hypervisor/qmp.js';
 import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
@@ -156,7 +161,7 @@ function sandboxQmpUnreachable(
     error,
     `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${
       stateDirectory ? stateDirectoryFlag(stateDirectory) : ''
-    }\` removes what the sandbox has left; if it runs, check that no other client holds its QMP socket (\`ss -xp | grep ${qmpPath}\` shows who) and try again (QEMU serves one at a time; vcnet waits for it without holding the sandbox's lock, so other commands on the sandbox go ahead meanwhile; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds>, default 30)`,
+    }\` removes what the sandbox has left; if it runs, check that no other client holds its QMP socket (\`ss -xp | grep ${qmpPath}\` shows who) and try again (QEMU serves one at a time; vcnet waits for it without holding the sandbox's lock, so other commands on the sandbox go ahead meanwhile; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds>, default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000})`,
   );
 }
 

@@ -17,7 +17,7 @@ import { lookAtFile } from '../../netns/processes.js';
 import { closeRecordQueueFds } from '../endpoint/held-queue-fds.js';
 import { earlierBootReason } from '../state/boot-id.js';
 import { FileLock, lockHeldBy, tryLockFile } from '../state/lock.js';
-import type { EarlierBootRecord, RecordOwner } from '../state/owners.js';
+import type { EarlierBootRecord, RecordedNamespace, RecordOwner, SalvagedRecord } from '../state/owners.js';
 import { describeLockHolder, type GarbageReport } from './report.js';
 
 export interface GoneRecordsContext {
@@ -31,7 +31,7 @@ export interface GoneRecordsContext {
   /** Where namespaces are held, listed once per gc (the first time it is asked). */
   holders: () => NamespaceHolders;
   /** The cookie of the live namespace with a record's device and inode, if one is known. */
-  liveCookie: (owner: RecordOwner) => string | undefined;
+  liveCookie: (record: RecordedNamespace) => string | undefined;
 }
 
 export function dropGoneRecords(
@@ -67,6 +67,34 @@ export function dropGoneRecords(
           : `its namespace (inode ${identityOfKey(owner.key).ino}) exists nowhere`,
         // Its macvtaps went with the namespace: so do the queue fds this process held for them.
         afterRemove: () => closeRecordQueueFds(resolve(owner.file)),
+      },
+      report,
+    );
+  }
+}
+
+/**
+ * gc's step 3, for records it cannot read whose salvaged cookie (SalvagedRecord) is not that of the
+ * namespace with their device and inode now: their namespace is gone with all they made, so each is
+ * dropped under its sandbox's lock as a readable record of a gone namespace, in place of being named
+ * in `skipped`. With --netns, only those naming the paths given.
+ */
+export function dropUnreadableOfReplaced(
+  records: readonly SalvagedRecord[],
+  { scoped, liveCookie }: Pick<GoneRecordsContext, 'scoped' | 'liveCookie'>,
+  report: GarbageReport,
+): void {
+  for (const record of records) {
+    if (scoped && !scoped.includes(record.namespacePath)) continue;
+    const position = report.skipped.findIndex((entry) => entry.file === record.file);
+    const [unreadable] = position < 0 ? [] : report.skipped.splice(position, 1);
+    const { ino } = identityOfKey(record.key);
+    dropUnderLock(
+      record,
+      {
+        skippedBecause: `it cannot be read (${unreadable?.reason ?? 'damaged'}) and its namespace (${record.namespacePath}) exists nowhere`,
+        detail: `unreadable (${unreadable?.reason ?? 'damaged'}); its namespace (inode ${ino}, cookie ${record.cookie}, as the record still tells) exists nowhere: the namespace with that inode now is another one (cookie ${liveCookie(record)})`,
+        afterRemove: () => closeRecordQueueFds(resolve(record.file)),
       },
       report,
     );

@@ -65,6 +65,9 @@ export interface RecordOwner {
   claimsOnly?: true;
 }
 
+/** Which namespace a record names: its device and inode, and the path it was recorded at. */
+export type RecordedNamespace = Pick<RecordOwner, 'key' | 'namespacePath'>;
+
 /** A state directory of another user's that gc, run as root, read for claims only (readableForClaims). */
 export interface ClaimsOnlyDirectory {
   directory: string;
@@ -263,6 +266,26 @@ export interface SkippedRecord {
 export interface Untouchable {
   keys: Set<NamespaceKey>;
   everything: boolean;
+  /**
+   * Records gc could not use whose namespace's cookie survived: each leaves the namespace with its
+   * device and inode alone unless that is a later namespace (another cookie), which gc tells.
+   */
+  salvaged: SalvagedRecord[];
+}
+
+/**
+ * A record gc could not read whose namespace identity, cookie too, is whole (salvageNamespace): it
+ * claims nothing gc can use, but says which namespace it is about. When the namespace with its device
+ * and inode has another cookie, the kernel gave a gone namespace's inode to a later one: the record is
+ * of a gone namespace, and gc drops it as a readable record of a gone namespace (the later one is not
+ * left alone for it); otherwise that namespace is left alone, as for any record gc cannot read.
+ */
+export interface SalvagedRecord
+  extends Pick<
+    RecordOwner,
+    'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath' | 'key' | 'claimsOnly'
+  > {
+  cookie: string;
 }
 
 const LEFT_ALONE_EVERYWHERE =
@@ -289,17 +312,30 @@ const LEFT_ALONE_FOR_UNKNOWN_NAMESPACE =
 
 /**
  * Leaves alone the namespace a record gc cannot use is about, and says how (a clause for the reason
- * it was skipped; empty when its identity is whole): the one its identity names; when only its path
+ * it was skipped; empty when its identity is whole): the one its identity names (with its cookie and
+ * a `record` to drop, a SalvagedRecord: gc tells whether that inode is a later namespace's); when only its path
  * is whole (the record cut inside its namespace object), the namespace at that path now. When
  * neither can be told (cut before the path, a path that holds no namespace now), the record may be
  * any live sandbox's: every namespace is left alone, unless `anyNamespace` is false (a directory
  * vcnet does not trust, whose files must not stop gc everywhere).
  */
-function leaveAloneItsNamespace(text: string, untouchable: Untouchable, anyNamespace: boolean): string {
+function leaveAloneItsNamespace(
+  text: string,
+  untouchable: Untouchable,
+  anyNamespace: boolean,
+  record?: Omit<SalvagedRecord, 'key' | 'cookie' | 'namespacePath'>,
+): string {
   const identity = salvageNamespace(text);
   if (identity) {
+    const namespacePath = salvageNamespacePath(text);
+    if (record && identity.cookie !== undefined && namespacePath !== undefined) {
+      untouchable.salvaged.push({ ...record, namespacePath, key: keyOf(identity), cookie: identity.cookie });
+      return '';
+    }
     untouchable.keys.add(keyOf(identity));
-    return '';
+    if (identity.cookie !== undefined) return '';
+    // A later namespace the kernel gave the recorded one's inode looks the same by device and inode.
+    return `; it keeps no readable cookie of its namespace, so gc cannot tell the namespace with inode ${identity.ino} now from the recorded one and leaves it alone (it may be a later namespace that got the inode)`;
   }
   const path = salvageNamespacePath(text);
   let unknown = 'it does not say which namespace it is about';
@@ -453,7 +489,7 @@ export function readOwners(
   const earlierBoot: EarlierBootRecord[] = [];
   const skipped: SkippedRecord[] = [];
   const ignored: Array<{ path: string; reason: string }> = [];
-  const untouchable: Untouchable = { keys: new Set(), everything: false };
+  const untouchable: Untouchable = { keys: new Set(), everything: false, salvaged: [] };
   for (const { directory: root, owner } of readableDirectories(
     directories,
     skipped,
@@ -465,11 +501,12 @@ export function readOwners(
     visitRecords([root], {
       unlistable: unlistable(skipped, untouchable),
       stray: (path, reason) => ignored.push({ path, reason }),
-      unusable: ({ file }, error, text) => {
+      unusable: ({ key: id, file, directory, lockPath, remove }, error, text) => {
         if (text !== undefined) {
+          const record = { id, file, directory, lockPath, remove, ...mark };
           skipped.push({
             file,
-            reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true)}`,
+            reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true, record)}`,
           });
           return;
         }

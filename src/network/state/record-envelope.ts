@@ -14,11 +14,25 @@ import { gcStateDirectoryFlag } from './default-directories.js';
 /** Version 2: the namespace identity moved into the envelope (version 1 records had only a path). */
 export const RECORD_VERSION = 2;
 
+/** The largest namespace cookie: the kernel counts them in a u64. */
+const LARGEST_COOKIE = 2n ** 64n - 1n;
+
+/**
+ * Whether `text` is a namespace cookie as vcnet writes it: a u64 in decimal, without leading zeros.
+ * Anything else is damage, and tells no namespace (a salvage reads such a record as one without a cookie).
+ */
+function isNamespaceCookie(text: string): boolean {
+  return /^(0|[1-9]\d{0,19})$/.test(text) && BigInt(text) <= LARGEST_COOKIE;
+}
+
 const namespaceIdentitySchema = z.strictObject({
   path: z.string({ error: 'an absolute namespace path' }).startsWith('/', { error: 'an absolute namespace path' }),
   dev: z.int({ error: 'the nsfs device number' }).nonnegative({ error: 'the nsfs device number' }),
   ino: z.int({ error: 'the nsfs inode number' }).positive({ error: 'the nsfs inode number' }),
-  cookie: z.string({ error: 'the namespace cookie (decimal)' }).regex(/^\d+$/).optional(),
+  cookie: z
+    .string({ error: 'the namespace cookie (a u64 in decimal)' })
+    .refine(isNamespaceCookie, { error: 'the namespace cookie (a u64 in decimal)' })
+    .optional(),
 }) satisfies z.ZodType<NamespaceIdentity>;
 
 const recordEnvelopeSchema = z.looseObject({
@@ -217,12 +231,20 @@ export function parseRecord<T>(
  * What can still be learned from a record that failed validation: the namespace it names, if that
  * part is readable. gc keeps its hands off such a namespace instead of guessing. The cookie is kept
  * when the record has one: a later namespace may have the same device and inode, and only the
- * cookie tells it from the recorded one (vcnet-cni DEL must not clean up in it).
+ * cookie tells it from the recorded one (vcnet-cni DEL must not clean up in it). A cookie that is
+ * not one (not a u64 in decimal) is left out: the identity is then device and inode, as on a kernel
+ * without cookies.
  */
 export function salvageNamespace(text: string): Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'> | undefined {
-  const identity = (value: unknown) => {
+  const identity = (value: unknown): Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'> | undefined => {
     const parsed = namespaceIdentitySchema.safeParse(value);
-    if (!parsed.success) return undefined;
+    if (!parsed.success) {
+      // A cookie that is no u64 in decimal tells nothing, not even "another namespace" (any digits
+      // would): read as none, so the device and inode beside it still say which namespace it was.
+      if (value === null || typeof value !== 'object' || !('cookie' in value)) return undefined;
+      const { cookie: _, ...withoutCookie } = value;
+      return identity(withoutCookie);
+    }
     const { dev, ino, cookie } = parsed.data;
     return cookie === undefined ? { dev, ino } : { dev, ino, cookie };
   };

@@ -102,7 +102,7 @@ export function validateSandboxId(id: string): string {
 
 /** How a caller can wait longer for a held lock: the option or setting that exists where it runs. */
 export const CLI_LOCK_TIMEOUT_HINT =
-  'give a longer --lock-timeout <seconds> (attach, detach) or VCNET_LOCK_TIMEOUT=<seconds> (any command; default 30); ' +
+  `give a longer --lock-timeout <seconds> (attach, detach) or VCNET_LOCK_TIMEOUT=<seconds> (any command; default ${DEFAULT_LOCK_TIMEOUT_MS / 1000}); ` +
   'from the library, a longer lockTimeoutMs option';
 
 /** The lock wait when the caller gives none: $VCNET_LOCK_TIMEOUT seconds, else 30 s. */

@@ -1392,6 +1392,41 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
     expect(reservations()).toEqual([]);
   });
 
+  // A cookie damaged past parsing took the whole salvaged identity with it: DEL then removed what no
+  // record claims in whatever namespace CNI_NETNS named. It is read as no cookie: device and inode still tell.
+  it.each([
+    ['not digits', 'not-a-cookie'],
+    ['above a u64', '18446744073709551616'],
+  ])(
+    'a record whose cookie is damaged past parsing (%s) still names its namespace by inode: DEL removes nothing in another CNI_NETNS',
+    (_case, cookie) => {
+      const { pod, list, runtime, result, record, vcnetConfig } = oneChainAddedWithItsRecord();
+      const damaged = JSON.parse(readFileSync(record, 'utf8'));
+      damaged.namespace.cookie = cookie;
+      writeFileSync(record, JSON.stringify(damaged, null, 2));
+      // Another pod namespace with a tap of vcnet's group no record claims: gc would take it there.
+      const other = makeNamespace('other');
+      other.exec('ip', ['tuntap', 'add', 'tap0_kata', 'mode', 'tap']);
+      other.exec('ip', ['link', 'set', 'tap0_kata', 'group', String(VCNET_LINK_GROUP)]);
+      const before = fingerprint(other);
+      const podBefore = fingerprint(pod);
+
+      const del = runtime.invoke('DEL', vcnetConfig, { CNI_NETNS: other.path });
+      expect(del.status, del.stdout).toBe(0);
+      const warnings = del.stderr.split('\n').filter(Boolean);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain(`set aside the unreadable record ${record}`);
+      expect(warnings[0]).toContain('field namespace.cookie ');
+      expect(warnings[0]).toContain(
+        `the record named another namespace than CNI_NETNS ${other.path}: nothing removed there`,
+      );
+      expect(fingerprint(other)).toEqual(before);
+      expect(fingerprint(pod)).toEqual(podBefore);
+      runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+      expect(reservations()).toEqual([]);
+    },
+  );
+
   // gc leaves an htb of a rate limit's shape that no record claims and no redirect of vcnet's leads
   // to (Kata's and operators' shape too): DEL said "removed link tap0_kata" and nothing of the htb.
   it("a rate limit's htb no redirect leads to any more stays, and DEL's warning names it and the command that removes it", () => {

@@ -4,7 +4,6 @@
  * must be identical to before (links, addresses, routes, neighbours, qdiscs, filters).
  */
 import { existsSync, writeSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isLocallyAdministeredUnicast } from '../../../src/mac-address.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
@@ -21,6 +20,7 @@ import {
   type TestNamespace,
 } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 interface IpLink {
   ifname: string;
@@ -347,13 +347,19 @@ describe('macvtap rate limits', () => {
       Buffer.alloc(fromVm.payload, 0x5a),
     ]);
     for (let i = 0; i < fromVm.frames; i++) expect(writeSync(fd!, frame)).toBe(frame.length);
-    await sleep(300);
 
-    const leaves = htbLeaves(pod);
-    const rx = leaves.find((leaf) => leaf.rate === '50Mbit');
-    const tx = leaves.find((leaf) => leaf.rate === '20Mbit');
     const bytesTowardsVm = towardsVm.frames * towardsVm.payload;
     const bytesFromVm = fromVm.frames * fromVm.payload;
+    // Shaping lets the frames out a little later: read once each class has counted what was sent its
+    // way, so the upper bounds below see every frame too (on a timeout, the checks say what was counted).
+    let leaves = htbLeaves(pod);
+    const leafAt = (rate: string) => leaves.find((leaf) => leaf.rate === rate);
+    await until(() => {
+      leaves = htbLeaves(pod);
+      return (leafAt('50Mbit')?.bytes ?? 0) >= bytesTowardsVm && (leafAt('20Mbit')?.bytes ?? 0) >= bytesFromVm;
+    }, 'both classes to count their frames').catch(() => {});
+    const rx = leafAt('50Mbit');
+    const tx = leafAt('20Mbit');
     // Each class counts its own direction (plus a little IPv6 chatter), never the other's.
     expect(rx!.bytes).toBeGreaterThanOrEqual(bytesTowardsVm);
     expect(rx!.bytes).toBeLessThan(bytesTowardsVm + bytesFromVm);

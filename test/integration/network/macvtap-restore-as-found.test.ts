@@ -107,6 +107,11 @@ function eui64LinkLocal(mac: string): string {
   return `fe80::${groups.join(':')}`;
 }
 
+/** eth0's operational state (RFC 2863), as the kernel's link watch sets it. */
+function operationalState(pod: TestNamespace): string | undefined {
+  return pod.ipJson<Array<{ operstate: string }>>('link', 'show', 'eth0')[0]?.operstate;
+}
+
 function carrier(pod: TestNamespace): boolean {
   return pod.ipJson<Array<{ flags: string[] }>>('link', 'show', 'eth0')[0]!.flags.includes('LOWER_UP');
 }
@@ -121,7 +126,10 @@ describe('macvtap detach and the IPv6 link-local address', () => {
     // is off), and goes down again before detach.
     node.exec('ip', ['link', 'set', 'veth0', 'up']);
     await until(() => carrier(pod), 'carrier on eth0', 10_000);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // The kernel acts on carrier in its link watch, up to a second later: there it sets the link's
+    // operational state, then tells IPv6 the link is ready (what this test is about). Waited for, not
+    // a fixed time before carrier goes again.
+    await until(() => operationalState(pod) === 'UP', 'eth0 to be operationally up', 10_000);
     node.exec('ip', ['link', 'set', 'veth0', 'down']);
     await until(() => !carrier(pod), 'carrier off eth0', 10_000);
     expect((await network.removeEndpoints()).failures).toEqual([]);

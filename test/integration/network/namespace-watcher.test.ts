@@ -333,11 +333,15 @@ describe('vcnet watch', () => {
     cleanup.defer(() => watching.stop());
 
     // A link without an address is skipped (as Kata), and attached once it gets one.
-    // Skipping it changes nothing, so no summary says so: a few debounce periods pass without one.
+    // Skipping it changes nothing, so no summary says so: a change the watch acts on comes after it
+    // (eth0's MTU, which its tap takes), and once that is applied eth8 has been read too.
     pod.exec('ip', ['link', 'add', 'eth8', 'type', 'veth', 'peer', 'name', 'peer8']);
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    pod.exec('ip', ['link', 'set', 'eth0', 'mtu', '1400']);
+    await until(() => applied.some((summary) => summary.updated.includes('eth0')), "eth0's new MTU applied");
     expect(applied.flatMap((summary) => summary.added)).not.toContain('eth8');
     expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
+    // As it was, for the fingerprint at the end.
+    pod.exec('ip', ['link', 'set', 'eth0', 'mtu', '1500']);
 
     pod.exec('ip', ['addr', 'add', '10.88.0.2/24', 'dev', 'eth8']);
     await until(() => applied.some((summary) => summary.added.includes('eth8')), 'eth8 attached');

@@ -100,6 +100,36 @@ describe('an index chosen before the link exists', () => {
     expect(links(pod).find((link) => link.ifindex === THEIRS)?.ifname, 'their ifb is left').toBe('theirs0');
   });
 
+  it('a tap whose chosen index is taken is made at another, and the batch after it names that one', async () => {
+    const { pod } = makePod();
+    theirIfb(pod);
+    let call = 0;
+    setLinkIndexTestHook(() => (call++ === 0 ? THEIRS : undefined));
+    const network = Network.open(tcfilterConfig(pod, { model: 'tcfilter' }));
+    try {
+      await network.addEndpoints();
+      const tap = links(pod).find((link) => link.ifname === 'tap0_kata');
+      expect(tap, 'the tap was made').toBeDefined();
+      expect(tap!.ifindex).not.toBe(THEIRS);
+      // The pod link's filter redirects to the tap where it is, not to the index first chosen.
+      const filters = pod.tcJson<Array<{ options?: { actions?: Array<{ to_dev?: string }> } }>>(
+        'filter',
+        'show',
+        'dev',
+        'eth0',
+        'ingress',
+      );
+      const targets = filters.flatMap((filter) => filter.options?.actions ?? []).map((action) => action.to_dev);
+      expect(targets).toContain('tap0_kata');
+      expect(targets).not.toContain('theirs0');
+      await network.removeEndpoints();
+    } finally {
+      network.close();
+    }
+    expect(links(pod).map((link) => link.ifname)).not.toContain('tap0_kata');
+    expect(links(pod).find((link) => link.ifindex === THEIRS)?.ifname).toBe('theirs0');
+  });
+
   it('says every tried tap index was taken, not that a VM holds the tap', async () => {
     const { pod } = makePod();
     theirIfb(pod);

@@ -106,10 +106,11 @@ describe('vcnet watch: a deleted pod link', () => {
     const { watching, applied } = await watchForTest(cleanup, 'd1', { stateDirectory: stateDir });
     pod.exec('ip', ['link', 'del', 'eth1']);
     await until(() => applied.some((summary) => summary.removed.length > 0), 'eth1 to be removed');
-    // The tap's deletion (by that change) reaches the watcher after it: give it time to be read.
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // The tap's deletion (by that change) is read after it, as a change of its own: stopping with
+    // applyPending reads the namespace once more and applies what it finds before resolving, so the
+    // tap's deletion has been seen by then, whether or not its debounce had run out.
+    await watching.stop({ applyPending: true });
     expect(applied).toEqual([{ added: [], removed: ['eth1'], updated: [], failed: [] }]);
-    await watching.stop();
     expect(vcnet(['detach', '--sandbox', 'd1', '--state-dir', stateDir]).status).toBe(0);
   }, 30_000);
 });
@@ -199,9 +200,9 @@ describe('vcnet watch: a pod link changed while no watch ran', () => {
       const { watching, applied } = await watchForTest(cleanup, 'c1', { stateDirectory: stateDir });
       // The guest NIC keeps the MAC of the attach (watch-pod-mac.test.ts): said, by each watch.
       await until(() => applied.length > 0, 'the changed MAC to be said');
-      // Anything else would come with it or within a few debounces.
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      await watching.stop();
+      // Anything else comes with it, or in a pass after it that reads what it did: stopping with
+      // applyPending reads the namespace once more and applies what it finds before resolving.
+      await watching.stop({ applyPending: true });
       // It used to take the link as made again: endpoint removed, link attached anew, tap replaced.
       expect(applied).toEqual([
         {

@@ -30,7 +30,7 @@ async function watched(sandbox: string, maxEndpoints?: number, debounceMs = 50) 
     ...(maxEndpoints !== undefined ? { maxEndpoints } : {}),
   });
   cleanup.defer(() => watching.stop());
-  return { pod, applied, notices };
+  return { pod, applied, notices, watching };
 }
 
 describe('vcnet watch with a tenant in the pod', () => {
@@ -50,7 +50,7 @@ describe('vcnet watch with a tenant in the pod', () => {
   it("does not take the deletion of a tap vcnet removed itself for the loss of a new endpoint's tap of the same name", async () => {
     // Delete an attached link and add another within one debounce: the new endpoint gets the freed
     // tap name (tap1_kata), and the next pass sees the old tap1_kata's deletion (another ifindex).
-    const { pod, applied, notices } = await watched('reuse', undefined, 400);
+    const { pod, applied, notices, watching } = await watched('reuse', undefined, 400);
     const addVeth = (name: string, subnet: string) => {
       pod.exec('ip', ['link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`]);
       pod.exec('ip', ['link', 'set', name, 'up']);
@@ -63,8 +63,9 @@ describe('vcnet watch with a tenant in the pod', () => {
     await until(() => applied.some((summary) => summary.added.includes('ethB')), 'ethB attached');
     const both = applied.find((summary) => summary.added.includes('ethB'))!;
     expect(both.removed).toEqual(['ethA']);
-    // The pass that reads the old tap's deletion comes a debounce later: give it time.
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // The pass that reads the old tap's deletion comes a debounce later; stopping with applyPending
+    // reads the namespace once more and applies what it finds first, so it has been read by then.
+    await watching.stop({ applyPending: true });
     expect(applied.flatMap((summary) => summary.lostDevices ?? [])).toEqual([]);
     expect(notices.filter((notice) => notice.operation === 'watch' && /is gone/.test(notice.message ?? ''))).toEqual(
       [],

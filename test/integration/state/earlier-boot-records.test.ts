@@ -14,7 +14,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nativeFileLock } from '../../../src/native/file-lock.js';
@@ -61,7 +61,7 @@ async function runIn(pod: TestNamespace): Promise<number> {
 }
 
 /** A unix socket that counts who connects (a new VM's QMP or agent socket at a recorded path). */
-async function listening(path: string): Promise<{ connections: () => number }> {
+async function listening(path: string): Promise<{ connectionsSoFar: () => Promise<number> }> {
   let count = 0;
   const server: Server = createServer((socket) => {
     count++;
@@ -69,11 +69,22 @@ async function listening(path: string): Promise<{ connections: () => number }> {
   });
   await new Promise<void>((resolve) => server.listen(path, resolve));
   cleanup.defer(() => new Promise((resolve) => server.close(resolve)));
-  return { connections: () => count };
+  return {
+    /**
+     * How many connected before now. The kernel queues connections in order: this connects too and
+     * waits for the server to take (and close) its own, by when it has taken any made before, such as
+     * those of a child process that ran synchronously while the event loop could take none.
+     */
+    connectionsSoFar: async () => {
+      const ours = connect(path);
+      await new Promise<void>((resolve, reject) => {
+        ours.once('close', () => resolve());
+        ours.once('error', reject);
+      });
+      return count - 1;
+    },
+  };
 }
-
-/** Lets the event loop take connections the kernel queued while a child process ran synchronously. */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 200));
 
 describe('records from an earlier boot', () => {
   it('attach and vcnet-cni ADD record the boot id they were written under', async () => {
@@ -118,9 +129,8 @@ describe('records from an earlier boot', () => {
       undone: 0,
       fromEarlierBoot: { bootId: other, currentBootId: BOOT_ID },
     });
-    await settle();
-    expect(qmp.connections()).toBe(0);
-    expect(agent.connections()).toBe(0);
+    expect(await qmp.connectionsSoFar()).toBe(0);
+    expect(await agent.connectionsSoFar()).toBe(0);
     expect(existsSync(file)).toBe(false);
     expect(fingerprint(pod)).toEqual(before);
     expect(existsSync(`/proc/${pid}`)).toBe(true);

@@ -220,3 +220,53 @@ describe('routes and neighbours', () => {
     );
   });
 });
+
+describe("every field of Kata 4.1.0's types.proto network messages", () => {
+  // The json tags of Kata's generated Go structs (types.pb.go), every field set.
+  const goInterface = {
+    device: 'eth0',
+    name: 'eth0',
+    IPAddresses: [{ family: 1, address: 'fd00::2', mask: '64' }],
+    mtu: 1500,
+    hwAddr: '02:00:ca:fe:00:01',
+    devicePath: '02/00',
+    type: 'veth',
+    raw_flags: 128,
+  };
+  const goRoute = {
+    dest: 'fd01::/64',
+    gateway: 'fd00::1',
+    device: 'eth0',
+    source: 'fd00::2',
+    scope: 0,
+    family: 1,
+    flags: 0,
+    mtu: 1400,
+  };
+  const goNeighbour = {
+    toIPAddress: { family: 0, address: '10.0.0.1', mask: '' },
+    device: 'eth0',
+    lladdr: '02:00:00:00:00:01',
+    state: 128,
+    flags: 0,
+  };
+
+  it("reads the Go runtime's JSON of each with no key ignored", () => {
+    const ignoredKeys: string[] = [];
+    const message = interfaceFromJson(goInterface, 'interface', { ignoredKeys });
+    expect(interfaceToJson(message)).toEqual({ ...goInterface, pciPath: '02/00' });
+    expect(routeToJson(routesFromJson([goRoute], 'routes', { ignoredKeys })[0] as never)).toEqual(goRoute);
+    expect(neighbourToJson(neighboursFromJson([goNeighbour], 'neighbours', { ignoredKeys })[0] as never)).toEqual(
+      goNeighbour,
+    );
+    expect(ignoredKeys).toEqual([]);
+  });
+
+  it("reads type_, the name Kata's Rust protocol crate gives type in its serde JSON (kata-agent-ctl, genpolicy)", () => {
+    const { type, ...rest } = goInterface;
+    const ignoredKeys: string[] = [];
+    const message = interfaceFromJson({ ...rest, type_: type }, 'interface', { ignoredKeys });
+    expect(message.type).toBe('veth');
+    expect(ignoredKeys).toEqual([]);
+  });
+});

@@ -78,4 +78,23 @@ describe('[hypervisor.*] section names', () => {
       /Dragonball/,
     );
   });
+
+  it('[hypervisor.acrn] (a Kata 3.9 or older file) is refused saying Kata 3.10 removed ACRN, not that Kata refuses it', () => {
+    // The keys of the Go runtime's last configuration-acrn.toml that vcnet reads.
+    const acrn = `
+[hypervisor.acrn]
+default_vcpus = 1
+disable_vhost_net = false
+
+[runtime]
+internetworking_model = "macvtap"
+disable_new_netns = false
+`;
+    const error = refusal(() => networkConfigFromFlags({ config: configFile(acrn) }));
+    expect(error.message).toContain('[hypervisor.acrn]');
+    expect(error.hint).toMatch(/^Kata 3\.10 removed ACRN/);
+    expect(error.hint).not.toContain('Kata refuses a section of that name too');
+    const chosen = networkConfigFromKata(parseKataConfiguration(acrn), { hypervisor: 'qemu', namespacePath: '/x' });
+    expect(chosen.model).toBe('macvtap');
+  });
 });

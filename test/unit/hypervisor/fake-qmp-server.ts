@@ -32,6 +32,8 @@ export type FakeQmpHandler = (command: QmpCommandMessage, connection: FakeQmpCon
 export interface FakeQmpServer {
   socketPath: string;
   commands: QmpCommandMessage[];
+  /** How many connections the server has taken: a probe that connects and sends nothing counts too. */
+  connections(): number;
   setHandler(handler: FakeQmpHandler): void;
   close(): Promise<void>;
 }
@@ -45,8 +47,10 @@ export async function startFakeQmpServer(options: { greeting?: string } = {}): P
   const socketPath = join(directory, 'qmp.sock');
   const commands: QmpCommandMessage[] = [];
   const sockets = new Set<Socket>();
+  let connections = 0;
   let handler: FakeQmpHandler = (command, connection) => connection.reply(command, {});
   const server: Server = createServer((socket) => {
+    connections++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
@@ -78,6 +82,7 @@ export async function startFakeQmpServer(options: { greeting?: string } = {}): P
   return {
     socketPath,
     commands,
+    connections: () => connections,
     setHandler: (next) => {
       handler = next;
     },

@@ -617,6 +617,31 @@ describe('parseRecord', () => {
     expect(salvageNamespace('{"namespace": {"path": "/x"')).toBeUndefined();
   });
 
+  it('refuses a cookie that is no u64 in decimal, and salvages such a record as one without a cookie', () => {
+    for (const cookie of ['47x1', '', '-1', '0471', '18446744073709551616', '1'.repeat(21)]) {
+      const record = sandboxRecord();
+      (record.namespace as Record<string, unknown>).cookie = cookie;
+      const error = refusal(JSON.stringify(record));
+      expect(error.field, cookie).toBe('namespace.cookie');
+      expect(error.message, cookie).toContain('(expected the namespace cookie (a u64 in decimal))');
+      // Its device and inode still say which namespace it was; the damaged cookie says nothing.
+      expect(salvageNamespace(JSON.stringify(record)), cookie).toEqual({ dev: 4, ino: 4026532300 });
+    }
+    for (const cookie of ['0', '1', '18446744073709551615']) {
+      const record = sandboxRecord();
+      (record.namespace as Record<string, unknown>).cookie = cookie;
+      expect(() =>
+        parseRecord(JSON.stringify(record), FILE, { expectedId: 'a', content: sandboxContentSchema }),
+      ).not.toThrow();
+      expect(salvageNamespace(JSON.stringify(record))).toEqual({ dev: 4, ino: 4026532300, cookie });
+    }
+    // Cut short after the cookie: the same, from the namespace object alone.
+    const text = JSON.stringify({ ...sandboxRecord(), namespace: { path: '/x', dev: 4, ino: 9, cookie: 'x' } });
+    expect(salvageNamespace(text.slice(0, text.indexOf('"createdAt"') + 5))).toEqual({ dev: 4, ino: 9 });
+    // A namespace object damaged elsewhere is no identity, whatever its cookie.
+    expect(salvageNamespace(JSON.stringify({ namespace: { path: '/x', dev: 4, cookie: 'x' } }))).toBeUndefined();
+  });
+
   it('salvages the namespace of a record cut short, as a full disk leaves it', () => {
     const text = JSON.stringify(sandboxRecord(), null, 2);
     // Cut inside the network part, well after the namespace.
