@@ -32,7 +32,12 @@ import { reportNotice } from '../diagnostics.js';
 import { InvalidInputError, RollbackIncompleteError, VcnetError } from '../errors.js';
 import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
-import { DEFAULT_QMP_CONNECT_TIMEOUT_MS, QMP_CONNECT_TIMEOUT_VARIABLE, QmpClient } from '../hypervisor/qmp.js';
+import {
+  DEFAULT_QMP_CONNECT_TIMEOUT_MS,
+  defaultQmpConnectTimeoutMs,
+  QMP_CONNECT_TIMEOUT_VARIABLE,
+  QmpClient,
+} from '../hypervisor/qmp.js';
 import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../network/guest.js';
@@ -51,6 +56,7 @@ import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
+import { QMP_HANDSHAKE_UNDER_LOCK_MS } from './sandbox-qmp-wait.js';
 
 /**
  * No record of the sandbox in the state directory (`VCNET_SANDBOX_NOT_FOUND`): it was never attached there,
@@ -105,26 +111,22 @@ export class AgentNotRecordedError extends VcnetError {
 export async function connectVirtualMachine(
   state: SandboxState,
   stateDirectory?: string,
+  /** `qmpHandshakeTimeoutMs`: the bound of QMP's handshake (default QmpClient.connect's, VCNET_QMP_CONNECT_TIMEOUT or 30 s). */
+  options: { qmpHandshakeTimeoutMs?: number } = {},
 ): Promise<VirtualMachine | undefined> {
   // Firecracker and Cloud Hypervisor: see hypervisor-connection.ts.
   refuseRunningFirecracker(state);
   if (state.hypervisor?.kind === 'clh') return connectCloudHypervisor(state);
-  const qmpPath = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
+  const qmpPath = recordedQmpPath(state);
   if (!qmpPath || !state.agentSocket) return undefined;
   // QEMU must answer before anything changes; the connection is not kept: each plug or unplug opens
   // its own (QemuHotplugSessions), so the agent wait after a plug leaves QMP to other clients.
   try {
-    await (await QmpClient.connect(qmpPath)).close();
+    const timeout = options.qmpHandshakeTimeoutMs;
+    await (await QmpClient.connect(qmpPath, timeout === undefined ? {} : { timeoutMs: timeout })).close();
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
-    throw new QmpConnectionError(
-      `${error.message} (sandbox ${state.id}'s VM)`,
-      qmpPath,
-      error,
-      `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${
-        stateDirectory ? stateDirectoryFlag(stateDirectory) : ''
-      }\` removes what the sandbox has left; if it runs, check that no other client holds its QMP socket and try again (QEMU serves one at a time; to wait longer for it, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds>, default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000})`,
-    );
+    throw sandboxQmpUnreachable(error, state, qmpPath, stateDirectory);
   }
   const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
   return {
@@ -133,6 +135,128 @@ export async function connectVirtualMachine(
     agent,
     close: async () => agent.close(),
   };
+}
+
+/** The QMP socket connectVirtualMachine connects to: a QEMU sandbox's, with an agent to configure the NICs. */
+function recordedQmpPath(state: SandboxState): string | undefined {
+  return state.hypervisor?.kind === 'qemu' && state.agentSocket ? state.hypervisor.controlSocket : undefined;
+}
+
+/** A QMP connection error said of sandbox `state.id`'s VM, with what to do. */
+function sandboxQmpUnreachable(
+  error: QmpConnectionError,
+  state: SandboxState,
+  qmpPath: string,
+  stateDirectory: string | undefined,
+  /** How long was waited in all, when the error's own bound is only the last part of it. */
+  waitedMs?: number,
+): QmpConnectionError {
+  const inAll =
+    waitedMs === undefined
+      ? ''
+      : `; ${waitedMs} ms in all, only the first ${QMP_HANDSHAKE_UNDER_LOCK_MS} ms of it under the sandbox's lock`;
+  return new QmpConnectionError(
+    `${error.message} (sandbox ${state.id}'s VM${inAll})`,
+    qmpPath,
+    error,
+    `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${
+      stateDirectory ? stateDirectoryFlag(stateDirectory) : ''
+    }\` removes what the sandbox has left; if it runs, check that no other client holds its QMP socket (\`ss -xp | grep ${qmpPath}\` shows who) and try again (QEMU serves one at a time; vcnet waits for it without holding the sandbox's lock, so other commands on the sandbox go ahead meanwhile; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds>, default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000})`,
+  );
+}
+
+/** Under the lock, QMP did not greet within QMP_HANDSHAKE_UNDER_LOCK_MS: the lock goes, the wait goes on without it. */
+class QmpBusyUnderLock extends Error {
+  constructor(
+    readonly state: SandboxState,
+    readonly qmpPath: string,
+    readonly stateDirectory: string,
+  ) {
+    super(`QMP ${qmpPath} busy`);
+  }
+}
+
+/** What withSandboxAndVm's work gets: the sandbox, and the connect to its VM it uses instead of connectVirtualMachine. */
+export interface OpenSandboxWithVm extends OpenSandbox {
+  /** connectVirtualMachine(state, store.root), whose wait for a busy QMP is made without the lock. */
+  connectVirtualMachine(): Promise<VirtualMachine | undefined>;
+}
+
+/**
+ * withSandbox for work that connects to the sandbox's running QEMU: a wait for QMP is made without
+ * the sandbox lock. QEMU serves one QMP client at a time, and another one (Kata's runtime, a
+ * monitoring tool, another vcnet command's plug) may hold it for long; waited for under the lock, it
+ * made every other command on the sandbox (list-ifaces, add-iface, detach, vcnet-cni DEL) time out on
+ * the lock. Under the lock, `work`'s connect waits QMP_HANDSHAKE_UNDER_LOCK_MS; past it the lock is
+ * given back, QMP waited for without it (closed at once once it greets), and `work` run again from
+ * the start under the lock, with the record read again: whatever changed meanwhile is seen, and no
+ * plumbing changes without the lock. So `work` must change nothing before it connects. The wait's
+ * budget is VCNET_QMP_CONNECT_TIMEOUT (default 30 s) from the first connect, as a connect's own; a
+ * QMP still busy at its end is the error connectVirtualMachine throws, said before the lock is taken
+ * again. Only the plug and unplug sessions connect under the lock for as long as that takes: they
+ * change the VM beside the plumbing and the record, which only the lock's holder may.
+ */
+export async function withSandboxAndVm<T>(
+  id: string,
+  operation: string,
+  where: Parameters<typeof withSandbox>[2],
+  work: (sandbox: OpenSandboxWithVm) => Promise<T>,
+): Promise<T> {
+  let deadline: number | undefined;
+  let budgetMs = 0;
+  for (;;) {
+    try {
+      return await withSandbox(id, operation, where, (sandbox) =>
+        work({
+          ...sandbox,
+          connectVirtualMachine: () => {
+            if (deadline === undefined) {
+              budgetMs = defaultQmpConnectTimeoutMs();
+              deadline = Date.now() + budgetMs;
+            }
+            return connectUnderLock(sandbox, deadline);
+          },
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof QmpBusyUnderLock) || deadline === undefined) throw error;
+      await waitForQmpWithoutLock(error, deadline, budgetMs);
+    }
+  }
+}
+
+/**
+ * connectVirtualMachine under the lock with a short handshake bound; past it (QMP held by another
+ * client) QmpBusyUnderLock, unless the budget ends first: then its error, as without this.
+ */
+async function connectUnderLock(sandbox: OpenSandbox, deadline: number): Promise<VirtualMachine | undefined> {
+  const left = deadline - Date.now();
+  const last = left <= QMP_HANDSHAKE_UNDER_LOCK_MS;
+  try {
+    return await connectVirtualMachine(sandbox.state, sandbox.store.root, {
+      qmpHandshakeTimeoutMs: Math.max(1, Math.min(left, QMP_HANDSHAKE_UNDER_LOCK_MS)),
+    });
+  } catch (error) {
+    const qmpPath = recordedQmpPath(sandbox.state);
+    // A VM gone is said at once, as before; any other failure is said by the wait without the lock.
+    if (last || !qmpPath || !(error instanceof QmpConnectionError) || vmGone(error)) throw error;
+    throw new QmpBusyUnderLock(sandbox.state, qmpPath, sandbox.store.root);
+  }
+}
+
+/**
+ * Waits without the lock until QMP greets (closed again at once, for the next client) or `deadline`.
+ * A QMP that refuses (the VM gone) is left to the connect under the lock, which says so; any other
+ * failure is said as connectVirtualMachine says it.
+ */
+async function waitForQmpWithoutLock(busy: QmpBusyUnderLock, deadline: number, budgetMs: number): Promise<void> {
+  try {
+    await (await QmpClient.connect(busy.qmpPath, { timeoutMs: Math.max(1, deadline - Date.now()) })).close();
+  } catch (error) {
+    if (!(error instanceof QmpConnectionError)) throw error;
+    if (vmGone(error)) return;
+    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, budgetMs);
+  }
 }
 
 /** How the sandbox's VM was found gone, in the words watch uses too. */
@@ -272,7 +396,8 @@ export async function addInterface(
 ): Promise<AddInterfaceResult> {
   options = kataNetworkOptions(options, text);
   const message = interfaceRequest(text, options);
-  return withSandbox(id, 'addInterface', options, async ({ store, state, network }) => {
+  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  return withSandboxAndVm(id, 'addInterface', options, async ({ store, state, network, connectVirtualMachine }) => {
     const existing = network.endpoints();
     const snapshot = await network.scan();
     // kata-network input as Kata reads it: see add-interface-request.ts.
@@ -289,7 +414,7 @@ export async function addInterface(
     });
     let inferredType: EndpointType | undefined;
 
-    const vm = await connectVirtualMachine(state, store.root);
+    const vm = await connectVirtualMachine();
     const keeper = sandboxRecordKeeper(store, state, network);
     try {
       const [endpoint] = await attachRecorded(
@@ -406,7 +531,8 @@ export async function removeInterface(
       'the guest name, device or hwAddr of an interface of the sandbox',
     );
   }
-  return withSandbox(id, 'removeInterface', options, async ({ store, state, network }) => {
+  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  return withSandboxAndVm(id, 'removeInterface', options, async ({ store, state, network, connectVirtualMachine }) => {
     const endpoint = network
       .endpoints()
       .find(
@@ -448,7 +574,7 @@ export async function removeInterface(
     // A VM that is gone (its socket not there, nobody listening on it; also when that shows only
     // after QMP closed mid-unplug) holds no NIC: the host side goes alone, as watch does it.
     let goneBy: Error | undefined;
-    const vm = await connectVirtualMachine(state, store.root).catch((error: unknown) => {
+    const vm = await connectVirtualMachine().catch((error: unknown) => {
       if (!vmGone(error)) throw error;
       goneBy = error as Error;
       return undefined;
@@ -615,7 +741,8 @@ export async function updateRoutes(
   const routes = routesFromJson(given, 'routes', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   routeUpdatesOf(routes, 'routes');
-  return withSandbox(id, 'updateRoutes', options, async ({ store, state, network }) => {
+  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  return withSandboxAndVm(id, 'updateRoutes', options, async ({ store, state, network, connectVirtualMachine }) => {
     const devices = new Set(network.endpoints().map((endpoint) => endpoint.name));
     routes.forEach((route, index) => {
       if (!devices.has(route.device)) {
@@ -626,7 +753,7 @@ export async function updateRoutes(
         );
       }
     });
-    const vm = await connectVirtualMachine(state, store.root);
+    const vm = await connectVirtualMachine();
     try {
       // The agent answers with the guest's whole table (its kernel routes too), as Kata prints it;
       // the record keeps the set given, which later pushes send again.

@@ -40,11 +40,11 @@ import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import { refuseRunningFirecracker } from './hypervisor-connection.js';
 import { attachRecorded, detachRecorded } from './recorded.js';
 import {
-  connectVirtualMachine,
   newIndexOptions,
   SandboxNotFoundError,
   sandboxRecordKeeper,
   withSandbox,
+  withSandboxAndVm,
 } from './sandbox-interfaces.js';
 import { TRAFFIC_CONTROL_RETRIES, TrafficControlRetry, trafficControlRetryWindowMs } from './tc-repair-retry.js';
 import { mergeChange, watchStartView } from './watch-start.js';
@@ -339,7 +339,10 @@ async function applyChange(
   memory: WatchMemory | undefined,
   limits: { maxEndpoints?: number },
 ): Promise<{ summary: WatchSummary; waiting?: Error }> {
-  return withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
+  // A busy QMP is waited for without the lock (withSandboxAndVm): this runs again up to its connect,
+  // which changes nothing (the memory follows the record; what is said once stays said once).
+  return withSandboxAndVm(id, 'watchSandbox', stateDirectory, async (sandbox) => {
+    const { store, state, network } = sandbox;
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
     if (memory) {
       const attachedNow = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
@@ -374,7 +377,7 @@ async function applyChange(
     // change needs the VM and waits for it (the error, reported and tried again). A VMM that
     // answers and refuses, or does not answer in time, is no proof it is gone: the error as before.
     let goneVm: Error | undefined;
-    const vm = await connectVirtualMachine(state, store.root).catch((error: unknown) => {
+    const vm = await sandbox.connectVirtualMachine().catch((error: unknown) => {
       if (!vmGone(error)) throw error;
       goneVm = error as Error;
       return undefined;

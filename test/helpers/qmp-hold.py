@@ -2,7 +2,9 @@
 # with SCM_RIGHTS, which Node's sockets cannot pass on) goes through to QEMU until a client sends
 # COMMAND; that message is kept back (QEMU never sees it, the client never gets an answer), and the
 # relay prints "held COMMAND". The test then kills QEMU; the relay's connections and listener go
-# with it (see the end), so the socket refuses connections as a dead QEMU's does.
+# with it (see the end), so the socket refuses connections as a dead QEMU's does. COMMAND "-" holds
+# nothing (a plain relay). Each connection taken prints "accepted": a test sees when a client has
+# connected, before QEMU greets it (QEMU greets one client at a time).
 #   python3 qmp-hold.py LISTEN_PATH QEMU_QMP_PATH COMMAND QEMU_PID
 import array, os, select, socket, sys, threading
 
@@ -30,7 +32,7 @@ def relay(client):
                 client.close()
                 upstream.close()
                 return
-            if source is client and not held.is_set() and needle in data.replace(b" ", b""):
+            if source is client and command != "-" and not held.is_set() and needle in data.replace(b" ", b""):
                 held.set()
                 # One write: the test reads the line from a pipe, in whatever chunks it comes.
                 sys.stdout.write("held %s\n" % command)
@@ -63,4 +65,6 @@ sys.stdout.write("listening\n")
 sys.stdout.flush()
 while True:
     connection, _ = server.accept()
+    sys.stdout.write("accepted\n")
+    sys.stdout.flush()
     threading.Thread(target=relay, args=(connection,), daemon=True).start()

@@ -1,0 +1,43 @@
+/**
+ * Waits for a sandbox QEMU's QMP made without the sandbox lock (QEMU serves one QMP client at a time,
+ * and waiting for another one under the lock made every other command on the sandbox time out on
+ * it). Apart from sandbox-interfaces.ts (withSandboxAndVm): the CLI loads this module for every
+ * command (`vcnet detach`), and that one brings the agent's protobuf code.
+ */
+import { QmpConnectionError } from '../hypervisor/errors.js';
+import { QmpClient } from '../hypervisor/qmp.js';
+import type { SandboxState } from '../network/state/records.js';
+import { SandboxStore } from '../network/state/store.js';
+
+/**
+ * How long a QMP handshake made under the sandbox lock waits once QMP was waited for without it.
+ * QEMU greets within milliseconds when no other client holds QMP (at most 52 ms measured, a TCG
+ * guest booting at load 10), so a longer wait is for another client that took QMP in between.
+ */
+export const QMP_HANDSHAKE_UNDER_LOCK_MS = 1_000;
+
+/**
+ * Waits, holding no lock, until the QMP socket of sandbox `id`'s QEMU (as its record names it, read
+ * without the lock) greets, for up to `timeoutMs`; closes that connection at once, for the next
+ * client. For a caller whose own connect under the lock is best effort (detach's unplug): whatever
+ * this finds (no record, no QEMU, a QMP gone or still busy) it says nothing, and that connect tells.
+ */
+export async function waitForSandboxQmp(
+  id: string,
+  stateDirectory: string | undefined,
+  timeoutMs: number,
+): Promise<void> {
+  let qmpPath: string | undefined;
+  try {
+    const state = new SandboxStore(id, stateDirectory).read<SandboxState>();
+    qmpPath = state?.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
+  } catch {
+    return; // a record that cannot be read: detach says why, under the lock
+  }
+  if (!qmpPath) return;
+  try {
+    await (await QmpClient.connect(qmpPath, { timeoutMs })).close();
+  } catch (error) {
+    if (!(error instanceof QmpConnectionError)) throw error;
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * Commands on a sandbox whose QEMU serves another QMP client (a runtime, a monitoring tool): QEMU
+ * greets one client at a time, and vcnet waits for its turn (VCNET_QMP_CONNECT_TIMEOUT). `vcnet
+ * watch` used to wait holding the sandbox lock, so every other command on the sandbox (list-ifaces
+ * here) timed out on the lock although nothing was wrong; it now waits without the lock and plugs
+ * the NIC once QMP is free. `vcnet detach` gave QMP 3 s under its locks and then removed the taps
+ * without unplugging the NICs; it now waits without the locks, as long as VCNET_QMP_CONNECT_TIMEOUT
+ * says when it is set.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { QmpClient } from '../../../src/hypervisor/qmp.js';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
+import { untilInfoNetwork } from '../../helpers/qmp-look.js';
+import { until } from '../../helpers/until.js';
+import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
+
+const skipReason = qemuIntegrationSkipReason();
+if (skipReason) console.log(`skipping the watch-with-QMP-busy test: ${skipReason}`);
+
+const stateDirectory = stateDirectoryPerTest('vcnet-watch-qmp-busy-');
+const vm = sandboxVmFixture();
+const cleanup = cleanupAfterEach();
+const QMP_RELAY = fileURLToPath(new URL('../../helpers/qmp-hold.py', import.meta.url));
+
+/** A plain relay (qmp-hold.py, holding nothing) on the recorded QMP socket: counts the connections it took. */
+async function relayQmp(recordedPath: string, qemuPath: string, qemuPid: number): Promise<{ accepted: () => number }> {
+  const relay = spawn('python3', [QMP_RELAY, recordedPath, qemuPath, '-', String(qemuPid)]);
+  cleanup.defer(() => relay.kill('SIGKILL'));
+  let output = '';
+  relay.stdout.on('data', (data: Buffer) => {
+    output += String(data);
+  });
+  relay.stderr.on('data', (data: Buffer) => {
+    output += String(data);
+  });
+  await until(() => output.includes('listening'), 'the QMP relay to listen', 15_000);
+  return { accepted: () => output.split('\n').filter((line) => line === 'accepted').length };
+}
+
+/**
+ * An agent socket that takes connections and never answers (it reads, so a client that goes is seen
+ * gone); its connections, which a test destroys to end a wait, and its listener go after the test.
+ */
+async function serveSilentAgent(path: string): Promise<Socket[]> {
+  const connections: Socket[] = [];
+  const agent = createServer((socket) => {
+    connections.push(socket);
+    socket.resume();
+  });
+  await new Promise<void>((resolve) => agent.listen(path, resolve));
+  cleanup.defer(async () => {
+    for (const socket of connections) socket.destroy();
+    await new Promise<void>((resolve) => agent.close(() => resolve()));
+  });
+  return connections;
+}
+
+function recordedLinks(directory: string, sandbox: string): string[] {
+  const record = JSON.parse(readFileSync(join(directory, sandbox, 'state.json'), 'utf8'));
+  return record.network.endpoints.map(
+    (endpoint: { properties: { link: { name: string } } }) => endpoint.properties.link.name,
+  );
+}
+
+describe.skipIf(skipReason !== undefined)('watch while another client holds QMP', () => {
+  it('waits for QMP without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged once QMP is free', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('wq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    // An agent that takes connections and never answers: the watch's push waits for it, after the plug.
+    const agentConnections = await serveSilentAgent(agentPath);
+
+    // The watch may wait a minute for QMP; the other command waits 10 s for the sandbox lock.
+    const watch = vcnetAsync(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: '60',
+    });
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox wq'), 'the watch to start', 15_000);
+
+    // Another client (a runtime, a monitor) holds QEMU's QMP: the next one gets no greeting until it closes.
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    const acceptedBefore = relay.accepted();
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    // The watch read the new link and connected to QMP: it waits for QEMU's greeting now.
+    await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
+
+    const listed = await vcnetAsync(['list-ifaces', 'wq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('"eth0"');
+    // Still waiting for QMP, and nothing of eth9 recorded yet.
+    expect(watch.child.exitCode).toBeNull();
+    expect(recordedLinks(stateDirectory(), 'wq')).toEqual(['eth0']);
+
+    // QMP free: the watch attaches eth9 and plugs its NIC (net1), then waits for the agent.
+    await holder.close();
+    holderOpen = false;
+    const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+      timeoutMs: 60_000,
+      handshakeTimeoutMs: 15_000,
+    });
+    expect(network).toContain('netdev-net1');
+    await until(() => recordedLinks(stateDirectory(), 'wq').includes('eth9'), 'eth9 recorded', 15_000);
+
+    // The VM goes; the agent's connections with it: the watch stops, detach removes what is left.
+    await vm.stopQemu();
+    for (const socket of agentConnections) socket.destroy();
+    watch.child.kill('SIGTERM');
+    await watch.done;
+    const detached = vcnet(['detach', '--sandbox', 'wq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
+describe.skipIf(skipReason !== undefined)('detach while another client holds QMP', () => {
+  it('waits for QMP as VCNET_QMP_CONNECT_TIMEOUT says, without the locks, and unplugs the NIC once QMP is free', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath } = await vm.attachAndStart('dq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    const acceptedBefore = relay.accepted();
+    const detaching = vcnetAsync(['detach', '--sandbox', 'dq', ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    cleanup.defer(async () => {
+      detaching.child.kill('SIGKILL');
+      await detaching.done;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "detach's QMP connection", 30_000);
+    // Meanwhile the sandbox is not locked: list-ifaces answers (the recorded view: no agent listens).
+    const listed = await vcnetAsync(['list-ifaces', 'dq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('"eth0"');
+    // Longer than the 3 s detach used to give QMP: it would have removed the taps without an unplug.
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    expect(detaching.child.exitCode).toBeNull();
+    await holder.close();
+    holderOpen = false;
+    const detached = await detaching.done;
+    expect(detached.status, detached.stderr).toBe(0);
+    // The NIC was asked to go: QMP answered detach (the paused VM has no guest to release it).
+    expect(detached.stderr).toContain(`sandbox dq's VM is still running (its control socket ${qmpPath} answers)`);
+    expect(detached.stderr).not.toContain('is still open');
+    expect(fingerprint(pod)).toEqual(before);
+  }, 120_000);
+});
+
+describe.skipIf(skipReason !== undefined)('add-iface while another client holds QMP', () => {
+  it('waits for QMP without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged once QMP is free', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    // An agent that takes connections and never answers: add-iface waits for it after the plug.
+    const agentConnections = await serveSilentAgent(agentPath);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    const acceptedBefore = relay.accepted();
+    const adding = vcnetAsync(['add-iface', 'aq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
+    const listed = await vcnetAsync(['list-ifaces', 'aq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(adding.child.exitCode).toBeNull();
+    expect(recordedLinks(stateDirectory(), 'aq')).toEqual(['eth0']);
+
+    await holder.close();
+    holderOpen = false;
+    const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+      timeoutMs: 60_000,
+      handshakeTimeoutMs: 15_000,
+    });
+    expect(network).toContain('netdev-net1');
+    expect(recordedLinks(stateDirectory(), 'aq')).toEqual(['eth0', 'eth9']);
+
+    // The VM goes; add-iface's wait for the agent ends with it (the host side of eth9 undone).
+    await vm.stopQemu();
+    for (const socket of agentConnections) socket.destroy();
+    await adding.done;
+    const detached = vcnet(['detach', '--sandbox', 'aq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
+describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past its wait', () => {
+  it('fails without the lock held, naming the sandbox, the socket and how to find its holder; nothing is changed', async () => {
+    const { pod, node } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('bq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    await serveSilentAgent(agentPath);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const beforeAdd = fingerprint(pod);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    cleanup.defer(() => holder.close());
+    const acceptedBefore = relay.accepted();
+    const adding = vcnetAsync(['add-iface', 'bq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '8' });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
+    const listed = await vcnetAsync(['list-ifaces', 'bq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.status, listed.stderr).toBe(0);
+    const failed = await adding.done;
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toContain(`QMP handshake on ${qmpPath}: no greeting from QEMU`);
+    expect(failed.stderr).toContain(
+      "(sandbox bq's VM; 8000 ms in all, only the first 1000 ms of it under the sandbox's lock)",
+    );
+    expect(failed.stderr).toContain(`ss -xp | grep ${qmpPath}`);
+    expect(failed.stderr).toContain("without holding the sandbox's lock");
+    expect(failed.stderr).toContain('VCNET_QMP_CONNECT_TIMEOUT=<seconds>');
+    expect(recordedLinks(stateDirectory(), 'bq')).toEqual(['eth0']);
+    expect(fingerprint(pod)).toEqual(beforeAdd);
+  }, 120_000);
+});
