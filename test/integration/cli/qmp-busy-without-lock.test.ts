@@ -69,6 +69,29 @@ function recordedLinks(directory: string, sandbox: string): string[] {
   );
 }
 
+/**
+ * While `waiting` (a vcnet command) waits for QMP, list-ifaces of its sandbox answers: the wait holds
+ * no sandbox lock. Nothing of the new link is recorded yet.
+ */
+async function expectListIfacesAnswers(sandbox: string, waiting: { exitCode: number | null }): Promise<void> {
+  const state = ['--state-dir', stateDirectory()];
+  const listed = await vcnetAsync(['list-ifaces', sandbox, '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+  expect(listed.stderr).not.toContain('is being changed by process');
+  expect(listed.status, listed.stderr).toBe(0);
+  expect(listed.stdout).toContain('"eth0"');
+  expect(waiting.exitCode, 'still waiting for QMP').toBeNull();
+  expect(recordedLinks(stateDirectory(), sandbox)).toEqual(['eth0']);
+}
+
+/** Waits until QEMU has the NIC of the second endpoint (net1). */
+async function expectNet1InQemu(qemuQmpPath: string): Promise<void> {
+  const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+    timeoutMs: 60_000,
+    handshakeTimeoutMs: 15_000,
+  });
+  expect(network).toContain('netdev-net1');
+}
+
 describe.skipIf(skipReason !== undefined)('watch while another client holds QMP', () => {
   it('waits for QMP without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged once QMP is free', async () => {
     const { pod, node } = makePod();
@@ -103,22 +126,12 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
     // The watch read the new link and connected to QMP: it waits for QEMU's greeting now.
     await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
 
-    const listed = await vcnetAsync(['list-ifaces', 'wq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
-    expect(listed.stderr).not.toContain('is being changed by process');
-    expect(listed.status, listed.stderr).toBe(0);
-    expect(listed.stdout).toContain('"eth0"');
-    // Still waiting for QMP, and nothing of eth9 recorded yet.
-    expect(watch.child.exitCode).toBeNull();
-    expect(recordedLinks(stateDirectory(), 'wq')).toEqual(['eth0']);
+    await expectListIfacesAnswers('wq', watch.child);
 
     // QMP free: the watch attaches eth9 and plugs its NIC (net1), then waits for the agent.
     await holder.close();
     holderOpen = false;
-    const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
-      timeoutMs: 60_000,
-      handshakeTimeoutMs: 15_000,
-    });
-    expect(network).toContain('netdev-net1');
+    await expectNet1InQemu(qemuQmpPath);
     await until(() => recordedLinks(stateDirectory(), 'wq').includes('eth9'), 'eth9 recorded', 15_000);
 
     // The VM goes; the agent's connections with it: the watch stops, detach removes what is left.
@@ -199,19 +212,11 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client holds 
       await adding.done;
     });
     await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
-    const listed = await vcnetAsync(['list-ifaces', 'aq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
-    expect(listed.stderr).not.toContain('is being changed by process');
-    expect(listed.status, listed.stderr).toBe(0);
-    expect(adding.child.exitCode).toBeNull();
-    expect(recordedLinks(stateDirectory(), 'aq')).toEqual(['eth0']);
+    await expectListIfacesAnswers('aq', adding.child);
 
     await holder.close();
     holderOpen = false;
-    const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
-      timeoutMs: 60_000,
-      handshakeTimeoutMs: 15_000,
-    });
-    expect(network).toContain('netdev-net1');
+    await expectNet1InQemu(qemuQmpPath);
     expect(recordedLinks(stateDirectory(), 'aq')).toEqual(['eth0', 'eth9']);
 
     // The VM goes; add-iface's wait for the agent ends with it (the host side of eth9 undone).
