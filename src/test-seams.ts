@@ -23,6 +23,8 @@ export const TEST_SEAM_NAMES = Object.freeze({
   gcFirstLook: 'vcnet.gcFirstLookTestHook',
   /** netns/mountinfo.ts: once per walk of every process's fds (setFdWalkTestHook). */
   fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
+  /** sandbox/tc-repair-retry.ts: when a tc check on the timer is asked for (setTrafficControlRetryTestHook). */
+  trafficControlRetry: 'vcnet.trafficControlRetryTestHook',
 });
 
 export type TestSeamName = keyof typeof TEST_SEAM_NAMES;

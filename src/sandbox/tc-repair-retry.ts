@@ -10,9 +10,21 @@
  * the timer: nothing is left running after the watch.
  */
 import { retryDelayMs } from '../network/namespace-watcher.js';
+import { testSeam } from '../test-seams.js';
 
 /** How many checks in a row the timer asks for after failed ones. */
 export const TRAFFIC_CONTROL_RETRIES = 5;
+
+/**
+ * Test seam (never set in production), on globalThis as apply.ts's (src/test-seams.ts): told each time
+ * a check on the timer is asked for, with the try's number and its wait, so a test can see that none
+ * was (a refusal a retry cannot change) without waiting for a timer that is not there.
+ */
+const retryArmedSeam = testSeam<(attempt: number, delayMs: number) => void>('trafficControlRetry');
+
+export function setTrafficControlRetryTestHook(hook: ((attempt: number, delayMs: number) => void) | undefined): void {
+  retryArmedSeam.set(hook);
+}
 
 export class TrafficControlRetry {
   private timer: NodeJS.Timeout | undefined;
@@ -49,13 +61,12 @@ export class TrafficControlRetry {
       return;
     }
     this.attempts++;
-    this.timer = setTimeout(
-      () => {
-        this.timer = undefined;
-        if (!this.stopped) this.check();
-      },
-      retryDelayMs(this.debounceMs, this.attempts),
-    );
+    const delayMs = retryDelayMs(this.debounceMs, this.attempts);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.stopped) this.check();
+    }, delayMs);
+    retryArmedSeam.hook()?.(this.attempts, delayMs);
   }
 
   /** No check is asked for after this. */

@@ -10,6 +10,7 @@ import { setGcFirstLookTestHook } from '../../src/network/garbage-collector.js';
 import { setGcIngressTestHook } from '../../src/network/gc/orphan-links.js';
 import { setApplyTestHook } from '../../src/network/plan/apply.js';
 import { LINK_INDEX_BASE, randomLinkIndex, setLinkIndexTestHook } from '../../src/network/plan/link-creation.js';
+import { setTrafficControlRetryTestHook } from '../../src/sandbox/tc-repair-retry.js';
 import { TEST_SEAM_NAMES, testSeam } from '../../src/test-seams.js';
 
 const holder = globalThis as Record<symbol, unknown>;
@@ -27,6 +28,7 @@ describe('test seams', () => {
       gcIngress: 'vcnet.gcIngressTestHook',
       gcFirstLook: 'vcnet.gcFirstLookTestHook',
       fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
+      trafficControlRetry: 'vcnet.trafficControlRetryTestHook',
     });
   });
 
@@ -37,6 +39,7 @@ describe('test seams', () => {
     ['vcnet.gcIngressTestHook', setGcIngressTestHook],
     ['vcnet.gcFirstLookTestHook', setGcFirstLookTestHook],
     ['vcnet.namespaceHoldersFdWalkTestHook', setFdWalkTestHook],
+    ['vcnet.trafficControlRetryTestHook', setTrafficControlRetryTestHook],
   ] as const)('%s: the setter puts the hook on globalThis and takes it away again', (name, set) => {
     const hook = () => undefined;
     (set as (hook: (() => undefined) | undefined) => void)(hook);

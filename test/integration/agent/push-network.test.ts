@@ -85,13 +85,21 @@ describe("Kata's push against vcnet's guest agent", () => {
     expect(neighbours).toEqual([expect.objectContaining({ dst: '10.0.0.1', state: ['PERMANENT'] })]);
 
     // The NIC is hot-plugged while the push is under way: UpdateInterface is retried until it shows.
-    setTimeout(() => addNic('nic1', MAC1), 60);
-    const second = await pushGuestNetwork(client, {
-      interfaces: [eth1],
-      routes: [defaultRoute, eth1Route],
-      neighbours: [],
-    });
-    expect(second.attempts[0]).toBeGreaterThan(1);
+    // It is plugged in the wait after the first attempt (which the agent answered: no such link), so
+    // a retry is certain however late the first attempt comes.
+    const waits: number[] = [];
+    const second = await pushGuestNetwork(
+      client,
+      { interfaces: [eth1], routes: [defaultRoute, eth1Route], neighbours: [] },
+      {
+        sleep: async (milliseconds) => {
+          if (waits.push(milliseconds) === 1) addNic('nic1', MAC1);
+          await new Promise((resolve) => setTimeout(resolve, milliseconds));
+        },
+      },
+    );
+    expect(waits).toEqual([20]);
+    expect(second.attempts).toEqual([2]);
     expect(routes()).toEqual([
       '10.0.0.0/24 dev eth0 kernel',
       '10.1.0.0/24 dev eth1 kernel',

@@ -4,13 +4,18 @@
  * starting again after a check with nothing failed, and no timer left once stopped.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { TRAFFIC_CONTROL_RETRIES, TrafficControlRetry } from '../../../src/sandbox/tc-repair-retry.js';
+import {
+  setTrafficControlRetryTestHook,
+  TRAFFIC_CONTROL_RETRIES,
+  TrafficControlRetry,
+} from '../../../src/sandbox/tc-repair-retry.js';
 
 beforeEach(() => {
   vi.useFakeTimers();
 });
 afterEach(() => {
   vi.useRealTimers();
+  setTrafficControlRetryTestHook(undefined);
 });
 
 /** A retry whose checks all fail again, as a watch would report them; the times of its checks. */
@@ -76,5 +81,23 @@ describe('TrafficControlRetry', () => {
     retry.checked(true);
     vi.advanceTimersByTime(60_000);
     expect(checks).toEqual([]);
+  });
+
+  it("tells the test seam each check it asks for, with the try's number and wait, and nothing else", () => {
+    const asked: Array<[number, number]> = [];
+    setTrafficControlRetryTestHook((attempt, delayMs) => asked.push([attempt, delayMs]));
+    const { retry } = alwaysFailing(100);
+    retry.checked(false);
+    expect(asked).toEqual([]);
+    retry.checked(true);
+    retry.checked(true);
+    vi.advanceTimersByTime(60_000);
+    expect(asked).toEqual([
+      [1, 200],
+      [2, 400],
+      [3, 800],
+      [4, 1600],
+      [5, 3200],
+    ]);
   });
 });
