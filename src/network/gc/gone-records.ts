@@ -42,9 +42,12 @@ export function dropGoneRecords(
   const { replaced, scoped, liveCookie } = context;
   for (const owner of owners) {
     if (scoped && !scoped.includes(owner.namespacePath)) continue;
+    // A holder of a replaced one's inode holds the new namespace (no two live namespaces share one).
     const gone = replaced.has(owner);
     const found = gone ? 'nowhere' : whereaboutsOf(owner, context);
     if (found === 'held') continue;
+    // Nothing vcnet could see holds it, but it did not see everything: a VMM of another user may
+    // hold it (no CAP_SYS_PTRACE, /proc's hidepid=). Kept, with what it claims, and said.
     if (found !== 'nowhere') {
       report.skipped.push({ file: owner.file, namespaceUnseen: true, reason: unseenReason(owner, found) });
       continue;
@@ -119,6 +122,8 @@ function whereaboutsOf(
   { live, nowLive, holders }: Pick<GoneRecordsContext, 'live' | 'nowLive' | 'holders'>,
 ): 'held' | 'nowhere' | NamespaceHoldersUnseen {
   if (live.has(record.key) || nowLive.has(record.key) || pathHolds(record.namespacePath, record.key)) return 'held';
+  // A thread alone in the namespace keeps it too: every process's threads, mounts and fds are read
+  // only when there is a record to drop.
   if (holders().of(identityOfKey(record.key)).length > 0) return 'held';
   return unseenHolders(record, holders()) ?? 'nowhere';
 }
