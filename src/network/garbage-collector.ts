@@ -26,7 +26,8 @@
  * (state/boot-id.ts), which names nothing that exists and is not looked up. A record gc cannot read is named in the
  * report and skipped; when it still tells which namespace it is about, that namespace is left alone
  * (unless the cookie it still tells is not that of the namespace with its inode now: then its
- * namespace is gone, and it is dropped as a readable record of a gone namespace would be);
+ * namespace is gone, and it is dropped as a readable record of a gone namespace would be; so is one
+ * whose device, inode and path it still tells once nothing holds that inode);
  * when it cannot be read at all (EIO, EMFILE), or a directory of records cannot be listed, it may be
  * about any namespace, so no link, filter or qdisc is removed anywhere that run.
  *
@@ -57,7 +58,7 @@ import {
   pathHolds,
 } from '../netns/namespace-liveness.js';
 import { testSeam } from '../test-seams.js';
-import { dropEarlierBootRecords, dropGoneRecords, dropUnreadableOfReplaced } from './gc/gone-records.js';
+import { dropEarlierBootRecords, dropGoneRecords, dropUnreadableOfGone } from './gc/gone-records.js';
 import { scanNamespaces } from './gc/namespace-scan.js';
 import {
   collectNamespace,
@@ -285,11 +286,13 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
 
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
     const nowLive = liveNamespaces();
-    dropGoneRecords(ownRecords, { replaced, live, nowLive, scoped, holders, liveCookie }, report);
-    // Unreadable records whose salvaged cookie tells their namespace gone: dropped as readable ones.
-    dropUnreadableOfReplaced(
-      untouchable.salvaged.filter((record) => !record.claimsOnly && isReplaced(record)),
-      { scoped, liveCookie },
+    const gone = { live, nowLive, scoped, holders, liveCookie };
+    dropGoneRecords(ownRecords, { ...gone, replaced }, report);
+    // Unreadable records that still tell their namespace's inode: dropped as readable ones once
+    // nothing holds it, or their salvaged cookie tells the namespace with it now is a later one.
+    dropUnreadableOfGone(
+      untouchable.salvaged.filter((record) => !record.claimsOnly),
+      { ...gone, replaced: new Set(untouchable.salvaged.filter(isReplaced)) },
       report,
     );
     dropEarlierBootRecords(

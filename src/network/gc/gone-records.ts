@@ -22,7 +22,7 @@ import { describeLockHolder, type GarbageReport } from './report.js';
 
 export interface GoneRecordsContext {
   /** Records whose inode a later namespace has now (another cookie): their namespace is gone. */
-  replaced: ReadonlySet<RecordOwner>;
+  replaced: ReadonlySet<RecordedNamespace>;
   /** Live namespaces when gc started, and again now. */
   live: ReadonlyMap<NamespaceKey, string>;
   nowLive: ReadonlyMap<NamespaceKey, string>;
@@ -36,26 +36,20 @@ export interface GoneRecordsContext {
 
 export function dropGoneRecords(
   owners: readonly RecordOwner[],
-  { replaced, live, nowLive, scoped, holders, liveCookie }: GoneRecordsContext,
+  context: GoneRecordsContext,
   report: GarbageReport,
 ): void {
-  const holdersOf = (key: NamespaceKey) => holders().of(identityOfKey(key));
+  const { replaced, scoped, liveCookie } = context;
   for (const owner of owners) {
-    const gone = replaced.has(owner);
-    if (!gone && (live.has(owner.key) || nowLive.has(owner.key) || pathHolds(owner.namespacePath, owner.key))) continue;
     if (scoped && !scoped.includes(owner.namespacePath)) continue;
-    // A thread alone in the namespace keeps it too (looked for only before dropping a record); a
-    // holder of a replaced one's inode holds the new namespace (no two live namespaces share one).
-    if (!gone && holdersOf(owner.key).length > 0) continue;
+    // A holder of a replaced one's inode holds the new namespace (no two live namespaces share one).
+    const gone = replaced.has(owner);
+    const found = gone ? 'nowhere' : whereaboutsOf(owner, context);
+    if (found === 'held') continue;
     // Nothing vcnet could see holds it, but it did not see everything: a VMM of another user may
     // hold it (no CAP_SYS_PTRACE, /proc's hidepid=). Kept, with what it claims, and said.
-    const unseen = gone ? undefined : unseenHolders(owner, holders());
-    if (unseen) {
-      report.skipped.push({
-        file: owner.file,
-        namespaceUnseen: true,
-        reason: `whether its namespace (${owner.namespacePath}, inode ${identityOfKey(owner.key).ino}) still exists cannot be told: ${describeUnseen(unseen)}; ${UNSEEN_HINT}`,
-      });
+    if (found !== 'nowhere') {
+      report.skipped.push({ file: owner.file, namespaceUnseen: true, reason: unseenReason(owner, found) });
       continue;
     }
     dropUnderLock(
@@ -74,31 +68,69 @@ export function dropGoneRecords(
 }
 
 /**
- * gc's step 3, for records it cannot read whose salvaged cookie (SalvagedRecord) is not that of the
- * namespace with their device and inode now: their namespace is gone with all they made, so each is
- * dropped under its sandbox's lock as a readable record of a gone namespace, in place of being named
- * in `skipped`. With --netns, only those naming the paths given.
+ * gc's step 3, for records it cannot read that still tell their namespace's device, inode and path
+ * (SalvagedRecord): when nothing holds that inode any more, or its salvaged cookie is not that of the
+ * namespace with that inode now, their namespace is gone with all they made, so each is dropped under
+ * its sandbox's lock as a readable record of a gone namespace is, in place of being named in
+ * `skipped`. One whose namespace is alive stays skipped for what it was; one whose namespace may be
+ * held where gc could not look stays skipped and says so. With --netns, only those naming the paths
+ * given.
  */
-export function dropUnreadableOfReplaced(
+export function dropUnreadableOfGone(
   records: readonly SalvagedRecord[],
-  { scoped, liveCookie }: Pick<GoneRecordsContext, 'scoped' | 'liveCookie'>,
+  context: GoneRecordsContext,
   report: GarbageReport,
 ): void {
+  const { replaced, scoped, liveCookie } = context;
   for (const record of records) {
     if (scoped && !scoped.includes(record.namespacePath)) continue;
-    const position = report.skipped.findIndex((entry) => entry.file === record.file);
-    const [unreadable] = position < 0 ? [] : report.skipped.splice(position, 1);
+    const gone = replaced.has(record);
+    const found = gone ? 'nowhere' : whereaboutsOf(record, context);
+    if (found === 'held') continue;
+    const unreadable = report.skipped.find((entry) => entry.file === record.file);
+    if (found !== 'nowhere') {
+      const unseen = unseenReason(record, found);
+      if (unreadable) Object.assign(unreadable, { namespaceUnseen: true, reason: `${unreadable.reason}; ${unseen}` });
+      else report.skipped.push({ file: record.file, namespaceUnseen: true, reason: unseen });
+      continue;
+    }
+    if (unreadable) report.skipped.splice(report.skipped.indexOf(unreadable), 1);
+    const why = unreadable?.reason ?? 'damaged';
     const { ino } = identityOfKey(record.key);
     dropUnderLock(
       record,
       {
-        skippedBecause: `it cannot be read (${unreadable?.reason ?? 'damaged'}) and its namespace (${record.namespacePath}) exists nowhere`,
-        detail: `unreadable (${unreadable?.reason ?? 'damaged'}); its namespace (inode ${ino}, cookie ${record.cookie}, as the record still tells) exists nowhere: the namespace with that inode now is another one (cookie ${liveCookie(record)})`,
+        skippedBecause: `it cannot be read (${why}) and its namespace (${record.namespacePath}) exists nowhere`,
+        detail: gone
+          ? `unreadable (${why}); its namespace (inode ${ino}, cookie ${record.cookie}, as the record still tells) exists nowhere: the namespace with that inode now is another one (cookie ${liveCookie(record)})`
+          : `unreadable (${why}); its namespace (inode ${ino}, as the record still tells) exists nowhere`,
         afterRemove: () => closeRecordQueueFds(resolve(record.file)),
       },
       report,
     );
   }
+}
+
+/**
+ * Where the namespace with a record's device and inode is: `held` by something gc saw (a
+ * /var/run/netns entry, a process, its recorded path; else a thread, a mount or an fd, the holder
+ * search looked for only here, before a drop), `nowhere`, or what gc could not look into, which may
+ * hold it (unseenHolders).
+ */
+function whereaboutsOf(
+  record: RecordedNamespace,
+  { live, nowLive, holders }: Pick<GoneRecordsContext, 'live' | 'nowLive' | 'holders'>,
+): 'held' | 'nowhere' | NamespaceHoldersUnseen {
+  if (live.has(record.key) || nowLive.has(record.key) || pathHolds(record.namespacePath, record.key)) return 'held';
+  // A thread alone in the namespace keeps it too: every process's threads, mounts and fds are read
+  // only when there is a record to drop.
+  if (holders().of(identityOfKey(record.key)).length > 0) return 'held';
+  return unseenHolders(record, holders()) ?? 'nowhere';
+}
+
+/** Why a record whose namespace may be held where gc could not look is kept. */
+function unseenReason(record: RecordedNamespace, unseen: NamespaceHoldersUnseen): string {
+  return `whether its namespace (${record.namespacePath}, inode ${identityOfKey(record.key).ino}) still exists cannot be told: ${describeUnseen(unseen)}; ${UNSEEN_HINT}`;
 }
 
 /** A record gc drops: what it names and how it goes. */
@@ -162,10 +194,10 @@ function lockToDrop(lockPath: string, dryRun: boolean): FileLock | { heldBy: num
  * search could not look into, or the recorded path itself (another user's /proc/PID/ns/net, a
  * directory vcnet cannot search). undefined when gc saw everything: then it is gone.
  */
-function unseenHolders(owner: RecordOwner, holders: NamespaceHolders): NamespaceHoldersUnseen | undefined {
+function unseenHolders(record: RecordedNamespace, holders: NamespaceHolders): NamespaceHoldersUnseen | undefined {
   const unseen = holders.unseen();
-  if (lookAtFile(owner.namespacePath) !== 'refused') return unseen;
-  return { processes: [], ...unseen, paths: [...(unseen?.paths ?? []), owner.namespacePath] };
+  if (lookAtFile(record.namespacePath) !== 'refused') return unseen;
+  return { processes: [], ...unseen, paths: [...(unseen?.paths ?? []), record.namespacePath] };
 }
 
 /**

@@ -267,26 +267,26 @@ export interface Untouchable {
   keys: Set<NamespaceKey>;
   everything: boolean;
   /**
-   * Records gc could not use whose namespace's cookie survived: each leaves the namespace with its
-   * device and inode alone unless that is a later namespace (another cookie), which gc tells.
+   * Records gc could not use whose namespace's device, inode and path survived: each leaves the
+   * namespace with that device and inode alone unless it is a later namespace (another cookie, when
+   * the record still tells one), which gc tells; one whose inode nothing holds gc drops.
    */
   salvaged: SalvagedRecord[];
 }
 
 /**
- * A record gc could not read whose namespace identity, cookie too, is whole (salvageNamespace): it
- * claims nothing gc can use, but says which namespace it is about. When the namespace with its device
- * and inode has another cookie, the kernel gave a gone namespace's inode to a later one: the record is
- * of a gone namespace, and gc drops it as a readable record of a gone namespace (the later one is not
- * left alone for it); otherwise that namespace is left alone, as for any record gc cannot read.
+ * A record gc could not read whose namespace device, inode and path are whole (salvageNamespace,
+ * salvageNamespacePath): it claims nothing gc can use, but says which namespace it is about. When
+ * nothing holds that inode any more, or the namespace with it has another cookie than the one the
+ * record still tells (the kernel gave a gone namespace's inode to a later one), the record is of a
+ * gone namespace, and gc drops it as a readable record of a gone namespace (a later one is not left
+ * alone for it); otherwise that namespace is left alone, as for any record gc cannot read.
  */
 export interface SalvagedRecord
   extends Pick<
     RecordOwner,
-    'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath' | 'key' | 'claimsOnly'
-  > {
-  cookie: string;
-}
+    'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath' | 'key' | 'claimsOnly' | 'cookie'
+  > {}
 
 const LEFT_ALONE_EVERYWHERE =
   'so gc removes no link, filter or qdisc in any namespace this run (the records there may be of a live sandbox); fix the file system or its permissions and run gc again';
@@ -312,8 +312,8 @@ const LEFT_ALONE_FOR_UNKNOWN_NAMESPACE =
 
 /**
  * Leaves alone the namespace a record gc cannot use is about, and says how (a clause for the reason
- * it was skipped; empty when its identity is whole): the one its identity names (with its cookie and
- * a `record` to drop, a SalvagedRecord: gc tells whether that inode is a later namespace's); when only its path
+ * it was skipped; empty when its identity is whole): the one its identity names (with its path and a
+ * `record` to drop, a SalvagedRecord: gc tells whether that namespace is gone); when only its path
  * is whole (the record cut inside its namespace object), the namespace at that path now. When
  * neither can be told (cut before the path, a path that holds no namespace now), the record may be
  * any live sandbox's: every namespace is left alone, unless `anyNamespace` is false (a directory
@@ -328,11 +328,15 @@ function leaveAloneItsNamespace(
   const identity = salvageNamespace(text);
   if (identity) {
     const namespacePath = salvageNamespacePath(text);
-    if (record && identity.cookie !== undefined && namespacePath !== undefined) {
-      untouchable.salvaged.push({ ...record, namespacePath, key: keyOf(identity), cookie: identity.cookie });
-      return '';
-    }
-    untouchable.keys.add(keyOf(identity));
+    if (record && namespacePath !== undefined) {
+      const { cookie } = identity;
+      untouchable.salvaged.push({
+        ...record,
+        namespacePath,
+        key: keyOf(identity),
+        ...(cookie === undefined ? {} : { cookie }),
+      });
+    } else untouchable.keys.add(keyOf(identity));
     if (identity.cookie !== undefined) return '';
     // A later namespace the kernel gave the recorded one's inode looks the same by device and inode.
     return `; it keeps no readable cookie of its namespace, so gc cannot tell the namespace with inode ${identity.ino} now from the recorded one and leaves it alone (it may be a later namespace that got the inode)`;

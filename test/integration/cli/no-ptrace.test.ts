@@ -201,6 +201,41 @@ describe.skipIf(skipReason !== undefined)('without CAP_SYS_PTRACE, a namespace h
     expect(seenThrough(pid).links).not.toContain('tap0_kata');
   }, 60_000);
 
+  // An unreadable record that still tells its namespace's inode is dropped once nothing holds that
+  // inode: never when gc could not look everywhere it may be held.
+  it('gc keeps an unreadable record of a sandbox whose path was deleted, saying why, and removes nothing', async () => {
+    const { pod } = makePod();
+    const state = ['--state-dir', stateDirectory];
+    expect(vcnet(['attach', '--sandbox', 'nu', '--netns', pod.path, ...state]).status).toBe(0);
+    const record = join(stateDirectory, 'nu', 'state.json');
+    const damaged = JSON.parse(readFileSync(record, 'utf8'));
+    delete damaged.network.endpoints[0].plumbing;
+    writeFileSync(record, JSON.stringify(damaged, null, 2));
+    const pid = await holdAsNobody(pod);
+    pod.delete();
+    const before = seenThrough(pid);
+    expect(before.links).toContain('tap0_kata');
+
+    const gc = withCapabilities(WITHOUT_PTRACE, [process.execPath, CLI, 'gc', ...state, '--json']);
+    expect(gc.status, gc.stderr).toBe(0);
+    const report = JSON.parse(gc.stdout) as GcJson;
+    expect(report.removed).toEqual([]);
+    const kept = report.skipped.find((item) => item.file === record);
+    expect(kept?.namespaceUnseen).toBe(true);
+    expect(kept?.reason).toContain('plumbing');
+    expect(kept?.reason).toMatch(/still exists cannot be told: \d+ process(es)? could not be looked into/);
+    expect(existsSync(record)).toBe(true);
+    expect(seenThrough(pid)).toEqual(before);
+
+    // Root sees the holder: the namespace is alive, so the record stays, skipped as unreadable.
+    const rootGc = vcnet(['gc', ...state, '--json']);
+    expect(rootGc.status, rootGc.stderr).toBe(0);
+    const rootReport = JSON.parse(rootGc.stdout) as GcJson;
+    expect(rootReport.removed).toEqual([]);
+    expect(rootReport.skipped.find((item) => item.file === record)?.namespaceUnseen).toBeUndefined();
+    expect(existsSync(record)).toBe(true);
+  }, 60_000);
+
   it("gc keeps the record of a sandbox attached through that process's /proc/PID/ns/net", async () => {
     const { pod } = makePod();
     const pid = await holdAsNobody(pod);
