@@ -6,6 +6,7 @@
  */
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient } from '../hypervisor/qmp.js';
+import { earlierBootOf } from '../network/state/boot-id.js';
 import type { SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
 
@@ -21,6 +22,8 @@ export const QMP_HANDSHAKE_UNDER_LOCK_MS = 1_000;
  * without the lock) greets, for up to `timeoutMs`; closes that connection at once, for the next
  * client. For a caller whose own connect under the lock is best effort (detach's unplug): whatever
  * this finds (no record, no QEMU, a QMP gone or still busy) it says nothing, and that connect tells.
+ * A record from an earlier boot is left alone: the socket at its path, if any, is a new VM's, which
+ * detach never touches (it drops such a record unread).
  */
 export async function waitForSandboxQmp(
   id: string,
@@ -30,6 +33,7 @@ export async function waitForSandboxQmp(
   let qmpPath: string | undefined;
   try {
     const state = new SandboxStore(id, stateDirectory).read<SandboxState>();
+    if (state && earlierBootOf(state)) return;
     qmpPath = state?.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
   } catch {
     return; // a record that cannot be read: detach says why, under the lock
