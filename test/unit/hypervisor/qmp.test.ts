@@ -219,10 +219,12 @@ describe('QmpClient handshake bound', () => {
   it('names qmp_capabilities when QEMU greets but does not answer it (not "connection closed")', async () => {
     const server = await silentQmpServer(JSON.stringify(FAKE_GREETING));
     try {
-      const error = await QmpClient.connect(server.socketPath, { timeoutMs: 100 }).catch((caught: unknown) => caught);
+      // The bound covers the greeting too: long enough that a loaded machine still delivers the
+      // greeting within it (100 ms failed once with "no greeting" while other tests ran).
+      const error = await QmpClient.connect(server.socketPath, { timeoutMs: 1000 }).catch((caught: unknown) => caught);
       expect(error).toBeInstanceOf(QmpConnectionError);
       expect((error as Error).message).toBe(
-        `QMP handshake on ${server.socketPath}: no answer to qmp_capabilities from QEMU within 100 ms`,
+        `QMP handshake on ${server.socketPath}: no answer to qmp_capabilities from QEMU within 1000 ms`,
       );
     } finally {
       await server.close();
