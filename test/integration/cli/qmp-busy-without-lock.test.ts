@@ -29,9 +29,18 @@ const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
 const QMP_RELAY = fileURLToPath(new URL('../../helpers/qmp-hold.py', import.meta.url));
 
-/** A plain relay (qmp-hold.py, holding nothing) on the recorded QMP socket: counts the connections it took. */
-async function relayQmp(recordedPath: string, qemuPath: string, qemuPid: number): Promise<{ accepted: () => number }> {
-  const relay = spawn('python3', [QMP_RELAY, recordedPath, qemuPath, '-', String(qemuPid)]);
+/**
+ * A relay (qmp-hold.py) on the recorded QMP socket: counts the connections it took. Plain (`-`), or
+ * `+take`: it takes QEMU's QMP itself once its first client has gone, until `letGo()`; `output()`
+ * has its lines ("N> COMMAND" for what client N sent).
+ */
+async function relayQmp(
+  recordedPath: string,
+  qemuPath: string,
+  qemuPid: number,
+  mode: '-' | '+take' = '-',
+): Promise<{ accepted: () => number; output: () => string; letGo: () => void }> {
+  const relay = spawn('python3', [QMP_RELAY, recordedPath, qemuPath, mode, String(qemuPid)]);
   cleanup.defer(() => relay.kill('SIGKILL'));
   let output = '';
   relay.stdout.on('data', (data: Buffer) => {
@@ -41,7 +50,11 @@ async function relayQmp(recordedPath: string, qemuPath: string, qemuPid: number)
     output += String(data);
   });
   await until(() => output.includes('listening'), 'the QMP relay to listen', 15_000);
-  return { accepted: () => output.split('\n').filter((line) => line === 'accepted').length };
+  return {
+    accepted: () => output.split('\n').filter((line) => line === 'accepted').length,
+    output: () => output,
+    letGo: () => relay.stdin.write('\n'),
+  };
 }
 
 /**
@@ -267,4 +280,52 @@ describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past i
     expect(recordedLinks(stateDirectory(), 'bq')).toEqual(['eth0']);
     expect(fingerprint(pod)).toEqual(beforeAdd);
   }, 120_000);
+});
+
+describe.skipIf(skipReason !== undefined)('add-iface while another client takes QMP after its check', () => {
+  it('plugs on the connection it checked QMP with: a client taking QMP once that check is done does not come between', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('tq', pod.path, stateDirectory(), { qemuQmpPath });
+    // Takes QMP the moment add-iface's first connection (its check under the lock) closes.
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid, '+take');
+    let taken = false;
+    cleanup.defer(() => {
+      if (taken) relay.letGo();
+    });
+    const agentConnections = await serveSilentAgent(agentPath);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const adding = vcnetAsync(['add-iface', 'tq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(() => relay.output().includes('\ntaken\n'), "the other client's hold of QMP", 60_000);
+    taken = true;
+    // The relay printed what client 1 sent before it saw it go: the NIC went in on the check's connection.
+    const firstClient = relay
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('1> '));
+    expect(firstClient).toContain('1> device_add');
+    expect(firstClient).toContain('1> netdev_add');
+    relay.letGo();
+    taken = false;
+    await expectNet1InQemu(qemuQmpPath);
+    expect(recordedLinks(stateDirectory(), 'tq')).toEqual(['eth0', 'eth9']);
+
+    await vm.stopQemu();
+    for (const socket of agentConnections) socket.destroy();
+    await adding.done;
+    const detached = vcnet(['detach', '--sandbox', 'tq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
 });
