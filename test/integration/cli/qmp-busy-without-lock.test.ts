@@ -13,7 +13,10 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import type { HotplugTarget } from '../../../src/hypervisor/device.js';
 import { QmpClient } from '../../../src/hypervisor/qmp.js';
+import { QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
+import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -328,4 +331,123 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client takes 
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
+});
+
+/** VCNET_QMP_CONNECT_TIMEOUT for this process's own library calls, put back after the test. */
+function qmpConnectTimeoutHere(seconds: string): void {
+  const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
+  process.env.VCNET_QMP_CONNECT_TIMEOUT = seconds;
+  cleanup.defer(() => {
+    if (previous === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
+    else process.env.VCNET_QMP_CONNECT_TIMEOUT = previous;
+  });
+}
+
+/**
+ * A runtime's connectHotplug for the library's detachSandbox, written as before detach told it a
+ * bound: it connects with what detach gives (QmpClient.connect's default when nothing), and
+ * counts its calls and the NICs it was asked to unplug. Its connections close after the test.
+ */
+function runtimeConnectHotplug() {
+  const connections: QmpClient[] = [];
+  const calls: unknown[] = [];
+  const unplugged: string[] = [];
+  cleanup.defer(() => Promise.all(connections.map((qmp) => qmp.close().catch(() => undefined))));
+  const connectHotplug = async (
+    state: { hypervisor?: { controlSocket?: string } },
+    ...given: unknown[]
+  ): Promise<HotplugTarget> => {
+    calls.push(given[0]);
+    const bound = (given[0] as { qmpHandshakeTimeoutMs?: number } | undefined)?.qmpHandshakeTimeoutMs;
+    const qmp = await QmpClient.connect(state.hypervisor?.controlSocket ?? '', bound ? { timeoutMs: bound } : {});
+    connections.push(qmp);
+    const target = new QemuNetworkHotplugTarget(qmp, { timeoutMs: 1_000 });
+    return {
+      hotplugNetworkDevice: (device) => target.hotplugNetworkDevice(device),
+      unplugNetworkDevice: (id) => {
+        unplugged.push(id);
+        return target.unplugNetworkDevice(id);
+      },
+    };
+  };
+  return { connectHotplug, calls, unplugged };
+}
+
+describe.skipIf(skipReason !== undefined)("the library's detachSandbox while another client holds QMP", () => {
+  it('waits for QMP without its locks before connectHotplug: list-ifaces answers meanwhile; the NIC is unplugged once QMP is free', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath } = await vm.attachAndStart('lq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    qmpConnectTimeoutHere('60');
+    const runtime = runtimeConnectHotplug();
+    const acceptedBefore = relay.accepted();
+    let settled = false;
+    const detaching = detachSandbox('lq', { stateDirectory: stateDirectory(), connectHotplug: runtime.connectHotplug });
+    detaching.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    cleanup.defer(() => detaching.catch(() => undefined));
+    await until(() => relay.accepted() > acceptedBefore, "detach's QMP connection", 30_000);
+    const listed = await vcnetAsync(['list-ifaces', 'lq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('"eth0"');
+    expect(settled, 'detach still waiting for QMP').toBe(false);
+    await holder.close();
+    holderOpen = false;
+    const result = await detaching;
+    expect(result.found).toBe(true);
+    // Called once QMP was free, told a short bound: QMP was waited for before the locks.
+    expect(runtime.calls).toEqual([{ qmpHandshakeTimeoutMs: 1_000 }]);
+    expect(runtime.unplugged).toEqual(['net0']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 120_000);
+
+  it('gives its locks back when another client takes QMP between its wait and connectHotplug, waits again and runs again', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath } = await vm.attachAndStart('rq', pod.path, stateDirectory(), { qemuQmpPath });
+    // Takes QMP the moment detach's first connection (its wait without the locks) closes.
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid, '+take');
+    let taken = false;
+    cleanup.defer(() => {
+      if (taken) relay.letGo();
+    });
+    qmpConnectTimeoutHere('60');
+    const runtime = runtimeConnectHotplug();
+    let settled = false;
+    const detaching = detachSandbox('rq', { stateDirectory: stateDirectory(), connectHotplug: runtime.connectHotplug });
+    detaching.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    cleanup.defer(() => detaching.catch(() => undefined));
+    await until(() => relay.output().includes('\ntaken\n'), "the other client's hold of QMP", 30_000);
+    taken = true;
+    // connectHotplug's connect under the locks (client 2) finds QMP taken: the locks go back, and
+    // detach waits again without them (client 3, behind the holder in QEMU's queue).
+    await until(() => relay.accepted() >= 3, "detach's wait after its connect under the locks", 30_000);
+    const listed = await vcnetAsync(['list-ifaces', 'rq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(settled, 'detach still waiting for QMP').toBe(false);
+    relay.letGo();
+    taken = false;
+    const result = await detaching;
+    expect(result.found).toBe(true);
+    expect(runtime.calls).toEqual([{ qmpHandshakeTimeoutMs: 1_000 }, { qmpHandshakeTimeoutMs: 1_000 }]);
+    // The run that found QMP free unplugged the NIC: the first changed nothing.
+    expect(runtime.unplugged).toEqual(['net0']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 120_000);
 });
