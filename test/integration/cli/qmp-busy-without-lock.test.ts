@@ -333,6 +333,50 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client takes 
   }, 180_000);
 });
 
+describe.skipIf(skipReason !== undefined)('del-iface while another client takes QMP after its check', () => {
+  it('unplugs on the connection it checked QMP with: a client taking QMP once that check is done does not come between', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('uq', pod.path, stateDirectory(), { qemuQmpPath });
+    await vm.listenAgent(agentPath);
+    // Takes QMP the moment del-iface's first connection (its check under the lock) closes.
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid, '+take');
+    let taken = false;
+    cleanup.defer(() => {
+      if (taken) relay.letGo();
+    });
+    const request = join(stateDirectory(), 'del.json');
+    writeFileSync(request, JSON.stringify({ name: 'eth0' }));
+    const removing = vcnetAsync(['del-iface', 'uq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    cleanup.defer(async () => {
+      removing.child.kill('SIGKILL');
+      await removing.done;
+    });
+    await until(() => relay.output().includes('\ntaken\n'), "the other client's hold of QMP", 60_000);
+    taken = true;
+    // The relay printed what client 1 sent before it saw it go: the unplug went on the check's connection.
+    const firstClient = relay
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('1> '));
+    expect(firstClient).toContain('1> device_del');
+    relay.letGo();
+    taken = false;
+    // The paused VM never ejects the NIC: del-iface says so and keeps the interface for a later try.
+    const removed = await removing.done;
+    expect(removed.status).toBe(1);
+    expect(removed.stderr).toMatch(/net0 is still in the VM/);
+    expect(recordedLinks(stateDirectory(), 'uq')).toEqual(['eth0']);
+
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'uq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
 /** VCNET_QMP_CONNECT_TIMEOUT for this process's own library calls, put back after the test. */
 function qmpConnectTimeoutHere(seconds: string): void {
   const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
