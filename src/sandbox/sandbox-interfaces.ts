@@ -212,7 +212,8 @@ export interface OpenSandboxWithVm extends OpenSandbox {
  * lets go of it (releaseControl, before its agent wait): no other client comes between the check
  * and the plug. Only an unplug after that (a rollback's, when the agent push failed) connects anew
  * under the lock, for as long as VCNET_QMP_CONNECT_TIMEOUT says: a rollback half done cannot give
- * the lock back and start again, and past that wait it leaves the interface to gc.
+ * the lock back and start again; past that wait it is a RollbackIncompleteError, the record keeping
+ * what is left.
  */
 export async function withSandboxAndVm<T>(
   id: string,
