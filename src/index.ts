@@ -388,7 +388,12 @@ export {
   type ConfigureGuestResult,
   configureGuest,
 } from './sandbox/configure-guest.js';
-export { type DetachResult, type DetachSandboxOptions, detachSandbox } from './sandbox/detach.js';
+export {
+  type DetachHotplugConnect,
+  type DetachResult,
+  type DetachSandboxOptions,
+  detachSandbox,
+} from './sandbox/detach.js';
 export { HotplugIdTakenError } from './sandbox/hotplug-id-taken.js';
 export { FirecrackerNoHotplugError } from './sandbox/hypervisor-connection.js';
 export {

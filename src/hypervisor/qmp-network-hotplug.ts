@@ -448,8 +448,16 @@ function noFreePortError(
  * to a minute for the guest agent after a plug: a connection held through that wait made every
  * other QMP user (Kata's runtime, a monitoring tool, a second vcnet command) time out. A rollback
  * that must unplug again connects anew.
+ *
+ * A caller that has just checked that QEMU greets can hand that connection over (`useConnection`):
+ * the operations run on it until `release()`. Between a check that closes and a plug that connects
+ * again, another client may take QMP, and the plug then waits for it (holding whatever lock the
+ * caller holds); a connection kept from the check has no such gap.
  */
 export class QemuHotplugSessions {
+  /** The connection useConnection gave, until release(). */
+  private held: QmpClient | undefined;
+
   constructor(
     private readonly socketPath: string,
     private readonly options: ConstructorParameters<typeof QemuNetworkHotplugTarget>[1] & {
@@ -461,7 +469,21 @@ export class QemuHotplugSessions {
     checkTargetOptions(options, ['bus', 'addr', 'commandTimeoutMs', 'timeoutMs', 'machine', 'connectTimeoutMs']);
   }
 
+  /** Runs the plugs and unplugs on `qmp` (greeted, on this socket) until release(), which closes it. */
+  useConnection(qmp: QmpClient): this {
+    this.held = qmp;
+    return this;
+  }
+
+  /** Closes the connection useConnection gave, for other clients; later operations connect anew. */
+  async release(): Promise<void> {
+    const held = this.held;
+    this.held = undefined;
+    await held?.close();
+  }
+
   private async session<T>(work: (target: QemuNetworkHotplugTarget) => Promise<T>): Promise<T> {
+    if (this.held) return work(new QemuNetworkHotplugTarget(this.held, this.options));
     const { connectTimeoutMs } = this.options;
     const qmp = await QmpClient.connect(
       this.socketPath,

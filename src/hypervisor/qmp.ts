@@ -98,8 +98,16 @@ export const QMP_CONNECT_TIMEOUT_VARIABLE = 'VCNET_QMP_CONNECT_TIMEOUT';
 
 /** The handshake's bound when the caller gives none: $VCNET_QMP_CONNECT_TIMEOUT seconds, else 30 s. */
 export function defaultQmpConnectTimeoutMs(): number {
+  return qmpConnectTimeoutSetMs() ?? DEFAULT_QMP_CONNECT_TIMEOUT_MS;
+}
+
+/**
+ * $VCNET_QMP_CONNECT_TIMEOUT in milliseconds when the user set it, else undefined: for a wait whose
+ * own default is not 30 s (detach's, which must go ahead past a wedged VM).
+ */
+export function qmpConnectTimeoutSetMs(): number | undefined {
   const text = process.env.VCNET_QMP_CONNECT_TIMEOUT;
-  if (text === undefined || text === '') return DEFAULT_QMP_CONNECT_TIMEOUT_MS;
+  if (text === undefined || text === '') return undefined;
   const accepted = 'seconds from 0.001 to 3600 (fractions allowed)';
   const timeoutMs = decimalSecondsAsMs(QMP_CONNECT_TIMEOUT_VARIABLE, text, 3600, accepted);
   if (timeoutMs < 1) throw new InvalidInputError(QMP_CONNECT_TIMEOUT_VARIABLE, text, accepted);

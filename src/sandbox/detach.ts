@@ -4,8 +4,10 @@
  * refusal that is detach's own. What still uses the sandbox (a VM, a holder of the namespace) is said
  * by still-in-use.ts, as vcnet-cni's DEL says it.
  */
-import { functionOption, lockTimeoutOption, optionsArgument, signalOption } from '../arguments.js';
+import { functionOption, lockTimeoutOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
+import { causeChain } from '../errors.js';
 import type { HotplugTarget } from '../hypervisor/device.js';
+import { QmpConnectionError } from '../hypervisor/errors.js';
 import { NamespaceGoneError } from '../netns/namespace-identity.js';
 import { closeRecordQueueFds } from '../network/endpoint/held-queue-fds.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
@@ -16,8 +18,10 @@ import { recordsOfNamespace } from '../network/state/owners.js';
 import { StateInvalidError } from '../network/state/record-envelope.js';
 import type { SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
+import { vmGone } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { detachRecorded } from './recorded.js';
+import { detachQmpWaitMs, QMP_HANDSHAKE_UNDER_LOCK_MS, waitForSandboxQmp } from './sandbox-qmp-wait.js';
 import { noticeStillInUse } from './still-in-use.js';
 
 /** What detachSandbox did: whether it found the sandbox, the undo's report, and how it reached the namespace. */
@@ -42,13 +46,49 @@ export interface DetachResult {
   namespacePathReused?: boolean;
 }
 
+/** What detachSandbox tells its connectHotplug. */
+export interface DetachHotplugConnect {
+  /**
+   * The bound to give a QMP connect (`QmpClient.connect(socket, { timeoutMs })`): QMP was waited for
+   * just before, without the locks, so QEMU greets at once unless another client took it meanwhile.
+   */
+  qmpHandshakeTimeoutMs: number;
+}
+
 /** detachSandbox's options. */
 export interface DetachSandboxOptions {
   stateDirectory?: string;
-  connectHotplug?: (state: SandboxState) => Promise<HotplugTarget | undefined>;
+  /**
+   * What unplugs the running VM's NICs before their plumbing goes; undefined, or a failure, and the
+   * NICs are left in the VM (the notice says which device the VM still holds). Called under the
+   * sandbox's and the namespace's locks, after detach waited for the recorded QEMU's QMP without
+   * them (`qmpWaitMs`). A QmpConnectionError of a QMP that did not greet (another client took it
+   * in between) gives the locks back: detach waits again and runs again from the start, until
+   * `qmpWaitMs` is spent.
+   */
+  connectHotplug?: (state: SandboxState, connect: DetachHotplugConnect) => Promise<HotplugTarget | undefined>;
   lockTimeoutMs?: number;
+  /**
+   * How long to wait, without the locks, for the QMP socket of the sandbox's QEMU to greet before
+   * connectHotplug (only with connectHotplug, for a record naming a QEMU socket). Default
+   * VCNET_QMP_CONNECT_TIMEOUT seconds when set, else 3000 (a wedged VM must not keep detach
+   * waiting); 0 for none (a caller that holds QMP itself and hands its connection to connectHotplug).
+   */
+  qmpWaitMs?: number;
   /** As attachSandbox's: honoured while waiting for the lock and before anything is undone. */
   signal?: AbortSignal;
+}
+
+/** connectHotplug found QMP taken under the locks, with time left to wait for it without them. */
+class QmpTakenUnderLocks extends Error {
+  constructor() {
+    super('QMP taken by another client under the locks');
+  }
+}
+
+/** A connect error of a QMP that is there and did not greet (held by another client), not of a VM gone. */
+function qmpBusy(error: unknown): boolean {
+  return causeChain(error).some((link) => link instanceof QmpConnectionError && !vmGone(link));
 }
 
 /**
@@ -68,10 +108,42 @@ export interface DetachSandboxOptions {
  * ```
  */
 export async function detachSandbox(id: string, options: DetachSandboxOptions = {}): Promise<DetachResult> {
-  options = optionsArgument(options, 'options', ['stateDirectory', 'connectHotplug', 'lockTimeoutMs', 'signal']);
+  options = optionsArgument(options, 'options', [
+    'stateDirectory',
+    'connectHotplug',
+    'lockTimeoutMs',
+    'qmpWaitMs',
+    'signal',
+  ]);
   lockTimeoutOption(options.lockTimeoutMs);
   signalOption(options.signal);
   functionOption(options.connectHotplug, 'connectHotplug');
+  numberOption(options.qmpWaitMs, 'qmpWaitMs', { min: 0, max: 3_600_000, integer: false, unit: 'milliseconds' });
+  // QEMU serves one QMP client at a time: a busy QMP is waited for before the locks, which keep every
+  // other command on the sandbox (and attaches in its namespace) waiting while they are held.
+  const qmpWaitMs = options.connectHotplug ? (options.qmpWaitMs ?? detachQmpWaitMs()) : 0;
+  const deadline = Date.now() + qmpWaitMs;
+  if (qmpWaitMs > 0) await waitForSandboxQmp(id, options.stateDirectory, qmpWaitMs);
+  for (;;) {
+    try {
+      return await detachUnderLocks(id, options, qmpWaitMs > 0 ? deadline : undefined);
+    } catch (error) {
+      if (!(error instanceof QmpTakenUnderLocks)) throw error;
+      // Nothing was undone yet: the next run reads the record again, as any other detach would.
+      await waitForSandboxQmp(id, options.stateDirectory, Math.max(1, deadline - Date.now()));
+    }
+  }
+}
+
+/**
+ * detachSandbox's one run under the locks. `qmpDeadline`: until when a QMP that connectHotplug found
+ * busy is waited for without the locks (QmpTakenUnderLocks) instead of going ahead without an unplug.
+ */
+async function detachUnderLocks(
+  id: string,
+  options: DetachSandboxOptions,
+  qmpDeadline: number | undefined,
+): Promise<DetachResult> {
   const store = new SandboxStore(id, options.stateDirectory);
   return store.withLockIfRecorded(
     async () => {
@@ -100,8 +172,15 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
         if (state.network.endpoints.length === 0) await refuseEmptyRecordBesideLinks(recorded, state, store);
         // This process's own queue fds go now: whatever still holds a device after is someone else.
         closeRecordQueueFds(store.statePath);
-        // A running VM gives its NICs back first (best effort: a dead VM holds nothing).
-        const hotplug = await options.connectHotplug?.(state).catch(() => undefined);
+        // A running VM gives its NICs back first (best effort: a dead VM holds nothing). Before
+        // anything is undone: a run given up here for a busy QMP has changed nothing but this
+        // process's queue fds, closed above, which a run again would close all the same.
+        const hotplug = await options
+          .connectHotplug?.(state, { qmpHandshakeTimeoutMs: QMP_HANDSHAKE_UNDER_LOCK_MS })
+          .catch((error: unknown) => {
+            if (qmpDeadline !== undefined && Date.now() < qmpDeadline && qmpBusy(error)) throw new QmpTakenUnderLocks();
+            return undefined;
+          });
         await noticeStillInUse(
           recorded,
           {

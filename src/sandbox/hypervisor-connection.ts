@@ -51,6 +51,8 @@ export async function connectCloudHypervisor(state: SandboxState): Promise<Virtu
       ...(state.network.config.nicIommu ? { iommu: true } : {}),
     }),
     agent,
+    // Its HTTP API serves each request on its own: nothing is held between them.
+    releaseControl: async () => {},
     close: async () => agent.close(),
   };
 }
@@ -59,5 +61,12 @@ export async function connectCloudHypervisor(state: SandboxState): Promise<Virtu
 export interface VirtualMachine {
   hotplug: HotplugTarget;
   agent: AgentClient;
+  /**
+   * Lets go of the control connection the connect kept for the plugs (QEMU's QMP, which serves one
+   * client at a time): called before a long wait on the agent. Later plugs or unplugs (a rollback's)
+   * connect anew.
+   */
+  releaseControl(): Promise<void>;
+  /** Closes the agent and what releaseControl closes. */
   close(): Promise<void>;
 }

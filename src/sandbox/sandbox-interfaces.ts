@@ -119,21 +119,36 @@ export async function connectVirtualMachine(
   if (state.hypervisor?.kind === 'clh') return connectCloudHypervisor(state);
   const qmpPath = recordedQmpPath(state);
   if (!qmpPath || !state.agentSocket) return undefined;
-  // QEMU must answer before anything changes; the connection is not kept: each plug or unplug opens
-  // its own (QemuHotplugSessions), so the agent wait after a plug leaves QMP to other clients.
+  // QEMU must answer before anything changes. The connection that showed it is kept for the plugs
+  // and unplugs that follow (QEMU serves one client at a time: one closed here and opened again for
+  // the plug let another client take QMP in between, and the plug waited for it under the sandbox
+  // lock, up to VCNET_QMP_CONNECT_TIMEOUT). The caller lets go of it (releaseControl) before the
+  // agent wait after a plug, which may last a minute: QMP is other clients' again meanwhile.
+  let qmp: QmpClient;
   try {
     const timeout = options.qmpHandshakeTimeoutMs;
-    await (await QmpClient.connect(qmpPath, timeout === undefined ? {} : { timeoutMs: timeout })).close();
+    qmp = await QmpClient.connect(qmpPath, timeout === undefined ? {} : { timeoutMs: timeout });
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
     throw sandboxQmpUnreachable(error, state, qmpPath, stateDirectory);
   }
-  const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
+  let agent: AgentClient;
+  try {
+    agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
+  } catch (error) {
+    await qmp.close();
+    throw error;
+  }
+  // No machine type in the record: the target asks QEMU (q35: a free vcnet root port; pc: pci.0).
+  const hotplug = new QemuHotplugSessions(qmpPath, { timeoutMs: 20_000 }).useConnection(qmp);
   return {
-    // No machine type in the record: the target asks QEMU (q35: a free vcnet root port; pc: pci.0).
-    hotplug: new QemuHotplugSessions(qmpPath, { timeoutMs: 20_000 }),
+    hotplug,
     agent,
-    close: async () => agent.close(),
+    releaseControl: () => hotplug.release(),
+    close: async () => {
+      agent.close();
+      await hotplug.release();
+    },
   };
 }
 
@@ -193,8 +208,12 @@ export interface OpenSandboxWithVm extends OpenSandbox {
  * plumbing changes without the lock. So `work` must change nothing before it connects. The wait's
  * budget is VCNET_QMP_CONNECT_TIMEOUT (default 30 s) from the first connect, as a connect's own; a
  * QMP still busy at its end is the error connectVirtualMachine throws, said before the lock is taken
- * again. Only the plug and unplug sessions connect under the lock for as long as that takes: they
- * change the VM beside the plumbing and the record, which only the lock's holder may.
+ * again. The plugs and unplugs run on the connection that greeted under the lock, kept until `work`
+ * lets go of it (releaseControl, before its agent wait): no other client comes between the check
+ * and the plug. Only an unplug after that (a rollback's, when the agent push failed) connects anew
+ * under the lock, for as long as VCNET_QMP_CONNECT_TIMEOUT says: a rollback half done cannot give
+ * the lock back and start again; past that wait it is a RollbackIncompleteError, the record keeping
+ * what is left.
  */
 export async function withSandboxAndVm<T>(
   id: string,
@@ -458,6 +477,8 @@ export async function addInterface(
       }
       if (vm) {
         try {
+          // QMP is other clients' again while the guest is waited for.
+          await vm.releaseControl();
           // Kata's push: interface (retried until the NIC shows), the full route set, neighbours.
           await pushEndpoints(vm.agent, [endpoint], network.endpoints(), state.guestRoutes, {
             timeoutMs: 60_000,
@@ -755,6 +776,7 @@ export async function updateRoutes(
     });
     const vm = await connectVirtualMachine();
     try {
+      await vm?.releaseControl(); // only the agent is asked
       // The agent answers with the guest's whole table (its kernel routes too), as Kata prints it;
       // the record keeps the set given, which later pushes send again.
       const applied: Route[] = vm ? await vm.agent.updateRoutes(routes, { timeoutMs: 30_000 }) : routes;

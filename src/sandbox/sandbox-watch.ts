@@ -548,6 +548,8 @@ async function applyChange(
       // it again), and the host side of it is done and must not be forgotten meanwhile.
       keeper.persist();
       // One push for the whole change set: the interfaces, then the sandbox's full route set once.
+      // QMP is other clients' again while the guest is waited for.
+      await vm?.releaseControl();
       if (vm && toPush.length > 0)
         await pushEndpoints(vm.agent, toPush, network.endpoints(), state.guestRoutes, {
           timeoutMs: 60_000,

@@ -138,6 +138,10 @@ describe('numeric options', () => {
     await refused(() => AgentClient.connect('/tmp/f11p/agent', { deadlineMs: js('soon') }), 'deadlineMs');
     await refused(() => AgentClient.connect('/tmp/f11p/agent', { callTimeoutMs: -5 }), 'callTimeoutMs');
     await refused(() => QmpClient.connect('/tmp/f11p/qmp', { timeoutMs: Number.NaN }), 'timeoutMs');
+    for (const value of ['soon', -1, Number.NaN, 3_600_001]) {
+      const error = await refused(() => detachSandbox('f11p-a', { qmpWaitMs: js(value) }), 'qmpWaitMs');
+      expect(error.accepted).toBe('a number from 0 to 3600000 (milliseconds)');
+    }
     await refused(() => QmpClient.connect('/tmp/f11p/qmp', { commandTimeoutMs: 0 }), 'commandTimeoutMs');
     await refused(() => unplugNetworkDevice(js({}), 'net0', { timeoutMs: js('soon') }), 'timeoutMs');
     await refused(() => new QemuHotplugSessions('/tmp/f11p/qmp', { connectTimeoutMs: -1 }), 'connectTimeoutMs');

@@ -62,6 +62,10 @@ const DOCS_NON_EXPORTS = [
   'namespaceHeldAt',
   'namespacePathReused',
   'heldBy',
+  // detachSandbox's options, and what it tells its connectHotplug.
+  'connectHotplug',
+  'qmpWaitMs',
+  'qmpHandshakeTimeoutMs',
   // Node's own: the signal option takes an AbortSignal and rejects with its reason (an AbortError).
   'AbortSignal',
   'AbortError',

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { defaultQmpConnectTimeoutMs, QMP_CONNECT_TIMEOUT_VARIABLE, QmpClient } from '../../hypervisor/qmp.js';
+import { QmpClient } from '../../hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../hypervisor/qmp-network-hotplug.js';
 import { changeCount } from '../../network/plan/undo.js';
 import { stateDirectoryFlag } from '../../network/state/default-directories.js';
@@ -10,7 +10,6 @@ import { registeredStateDirectories, registryPath } from '../../network/state/re
 import { stateDirectory } from '../../network/state/store.js';
 import { detachSandbox } from '../../sandbox/detach.js';
 import { type PlannedDetach, planSandboxDetach } from '../../sandbox/plan.js';
-import { QMP_HANDSHAKE_UNDER_LOCK_MS, waitForSandboxQmp } from '../../sandbox/sandbox-qmp-wait.js';
 import { describeCommand } from '../help-details.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
 import { print, printComment, printJson, writeStderr } from '../output.js';
@@ -56,18 +55,16 @@ export function registerDetach(program: Command): void {
         }
         const connections: QmpClient[] = [];
         const lockTimeoutMs = parseLockTimeout(options.lockTimeout);
-        // QEMU serves one QMP client at a time: a busy QMP is waited for before the locks are taken,
-        // which keep every other command on the sandbox (and attaches in its namespace) waiting.
-        await waitForSandboxQmp(options.sandbox, stateDirectory(options.stateDir), detachQmpWaitMs());
         const result = await detachSandbox(options.sandbox, {
           stateDirectory: stateDirectory(options.stateDir),
           ...(lockTimeoutMs !== undefined ? { lockTimeoutMs } : {}),
-          // When the sandbox's VM runs, its NICs are unplugged before the plumbing goes.
-          connectHotplug: async (state) => {
+          // When the sandbox's VM runs, its NICs are unplugged before the plumbing goes. A busy QMP
+          // is waited for before the locks (3 s, or VCNET_QMP_CONNECT_TIMEOUT when set): under them
+          // only the short wait detach says.
+          connectHotplug: async (state, { qmpHandshakeTimeoutMs }) => {
             const socket = state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
             if (!socket) return undefined;
-            // Under the locks only a short wait: QMP was waited for above.
-            const qmp = await QmpClient.connect(socket, { timeoutMs: QMP_HANDSHAKE_UNDER_LOCK_MS });
+            const qmp = await QmpClient.connect(socket, { timeoutMs: qmpHandshakeTimeoutMs });
             connections.push(qmp);
             return new QemuNetworkHotplugTarget(qmp, { timeoutMs: 10_000 });
           },
@@ -121,24 +118,6 @@ export function registerDetach(program: Command): void {
         print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}${through}`);
       },
     );
-}
-
-/**
- * How long detach waits for the VM's QMP when the user set no VCNET_QMP_CONNECT_TIMEOUT: detach must
- * go ahead when the VM is wedged (a crashed runtime's leftover), so it waits less than other
- * commands; a VM that is gone refuses at once. Past it the NICs are not unplugged (the warning says
- * the VM still holds them).
- */
-const DETACH_QMP_WAIT_MS = 3_000;
-
-/**
- * detach's wait for a busy QMP (made without the locks): VCNET_QMP_CONNECT_TIMEOUT when the user set
- * it (how long they said vcnet may wait for another QMP client; an unplug skipped after 3 s leaves the
- * running VM NICs whose taps are deleted), else DETACH_QMP_WAIT_MS.
- */
-function detachQmpWaitMs(): number {
-  const set = process.env[QMP_CONNECT_TIMEOUT_VARIABLE];
-  return set === undefined || set === '' ? DETACH_QMP_WAIT_MS : defaultQmpConnectTimeoutMs();
 }
 
 /** Registered state directories other than `used` that hold a record of sandbox `id`. */

@@ -13,7 +13,10 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import type { HotplugTarget } from '../../../src/hypervisor/device.js';
 import { QmpClient } from '../../../src/hypervisor/qmp.js';
+import { QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
+import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -29,9 +32,18 @@ const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
 const QMP_RELAY = fileURLToPath(new URL('../../helpers/qmp-hold.py', import.meta.url));
 
-/** A plain relay (qmp-hold.py, holding nothing) on the recorded QMP socket: counts the connections it took. */
-async function relayQmp(recordedPath: string, qemuPath: string, qemuPid: number): Promise<{ accepted: () => number }> {
-  const relay = spawn('python3', [QMP_RELAY, recordedPath, qemuPath, '-', String(qemuPid)]);
+/**
+ * A relay (qmp-hold.py) on the recorded QMP socket: counts the connections it took. Plain (`-`), or
+ * `+take`: it takes QEMU's QMP itself once its first client has gone, until `letGo()`; `output()`
+ * has its lines ("N> COMMAND" for what client N sent).
+ */
+async function relayQmp(
+  recordedPath: string,
+  qemuPath: string,
+  qemuPid: number,
+  mode: '-' | '+take' = '-',
+): Promise<{ accepted: () => number; output: () => string; letGo: () => void }> {
+  const relay = spawn('python3', [QMP_RELAY, recordedPath, qemuPath, mode, String(qemuPid)]);
   cleanup.defer(() => relay.kill('SIGKILL'));
   let output = '';
   relay.stdout.on('data', (data: Buffer) => {
@@ -41,7 +53,11 @@ async function relayQmp(recordedPath: string, qemuPath: string, qemuPid: number)
     output += String(data);
   });
   await until(() => output.includes('listening'), 'the QMP relay to listen', 15_000);
-  return { accepted: () => output.split('\n').filter((line) => line === 'accepted').length };
+  return {
+    accepted: () => output.split('\n').filter((line) => line === 'accepted').length,
+    output: () => output,
+    letGo: () => relay.stdin.write('\n'),
+  };
 }
 
 /**
@@ -266,5 +282,216 @@ describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past i
     expect(failed.stderr).toContain('VCNET_QMP_CONNECT_TIMEOUT=<seconds>');
     expect(recordedLinks(stateDirectory(), 'bq')).toEqual(['eth0']);
     expect(fingerprint(pod)).toEqual(beforeAdd);
+  }, 120_000);
+});
+
+describe.skipIf(skipReason !== undefined)('add-iface while another client takes QMP after its check', () => {
+  it('plugs on the connection it checked QMP with: a client taking QMP once that check is done does not come between', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('tq', pod.path, stateDirectory(), { qemuQmpPath });
+    // Takes QMP the moment add-iface's first connection (its check under the lock) closes.
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid, '+take');
+    let taken = false;
+    cleanup.defer(() => {
+      if (taken) relay.letGo();
+    });
+    const agentConnections = await serveSilentAgent(agentPath);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const adding = vcnetAsync(['add-iface', 'tq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(() => relay.output().includes('\ntaken\n'), "the other client's hold of QMP", 60_000);
+    taken = true;
+    // The relay printed what client 1 sent before it saw it go: the NIC went in on the check's connection.
+    const firstClient = relay
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('1> '));
+    expect(firstClient).toContain('1> device_add');
+    expect(firstClient).toContain('1> netdev_add');
+    relay.letGo();
+    taken = false;
+    await expectNet1InQemu(qemuQmpPath);
+    expect(recordedLinks(stateDirectory(), 'tq')).toEqual(['eth0', 'eth9']);
+
+    await vm.stopQemu();
+    for (const socket of agentConnections) socket.destroy();
+    await adding.done;
+    const detached = vcnet(['detach', '--sandbox', 'tq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
+describe.skipIf(skipReason !== undefined)('del-iface while another client takes QMP after its check', () => {
+  it('unplugs on the connection it checked QMP with: a client taking QMP once that check is done does not come between', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('uq', pod.path, stateDirectory(), { qemuQmpPath });
+    await vm.listenAgent(agentPath);
+    // Takes QMP the moment del-iface's first connection (its check under the lock) closes.
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid, '+take');
+    let taken = false;
+    cleanup.defer(() => {
+      if (taken) relay.letGo();
+    });
+    const request = join(stateDirectory(), 'del.json');
+    writeFileSync(request, JSON.stringify({ name: 'eth0' }));
+    const removing = vcnetAsync(['del-iface', 'uq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    cleanup.defer(async () => {
+      removing.child.kill('SIGKILL');
+      await removing.done;
+    });
+    await until(() => relay.output().includes('\ntaken\n'), "the other client's hold of QMP", 60_000);
+    taken = true;
+    // The relay printed what client 1 sent before it saw it go: the unplug went on the check's connection.
+    const firstClient = relay
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('1> '));
+    expect(firstClient).toContain('1> device_del');
+    relay.letGo();
+    taken = false;
+    // The paused VM never ejects the NIC: del-iface says so and keeps the interface for a later try.
+    const removed = await removing.done;
+    expect(removed.status).toBe(1);
+    expect(removed.stderr).toMatch(/net0 is still in the VM/);
+    expect(recordedLinks(stateDirectory(), 'uq')).toEqual(['eth0']);
+
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'uq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
+/** VCNET_QMP_CONNECT_TIMEOUT for this process's own library calls, put back after the test. */
+function qmpConnectTimeoutHere(seconds: string): void {
+  const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
+  process.env.VCNET_QMP_CONNECT_TIMEOUT = seconds;
+  cleanup.defer(() => {
+    if (previous === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
+    else process.env.VCNET_QMP_CONNECT_TIMEOUT = previous;
+  });
+}
+
+/**
+ * A runtime's connectHotplug for the library's detachSandbox, written as before detach told it a
+ * bound: it connects with what detach gives (QmpClient.connect's default when nothing), and
+ * counts its calls and the NICs it was asked to unplug. Its connections close after the test.
+ */
+function runtimeConnectHotplug() {
+  const connections: QmpClient[] = [];
+  const calls: unknown[] = [];
+  const unplugged: string[] = [];
+  cleanup.defer(() => Promise.all(connections.map((qmp) => qmp.close().catch(() => undefined))));
+  const connectHotplug = async (
+    state: { hypervisor?: { controlSocket?: string } },
+    ...given: unknown[]
+  ): Promise<HotplugTarget> => {
+    calls.push(given[0]);
+    const bound = (given[0] as { qmpHandshakeTimeoutMs?: number } | undefined)?.qmpHandshakeTimeoutMs;
+    const qmp = await QmpClient.connect(state.hypervisor?.controlSocket ?? '', bound ? { timeoutMs: bound } : {});
+    connections.push(qmp);
+    const target = new QemuNetworkHotplugTarget(qmp, { timeoutMs: 1_000 });
+    return {
+      hotplugNetworkDevice: (device) => target.hotplugNetworkDevice(device),
+      unplugNetworkDevice: (id) => {
+        unplugged.push(id);
+        return target.unplugNetworkDevice(id);
+      },
+    };
+  };
+  return { connectHotplug, calls, unplugged };
+}
+
+describe.skipIf(skipReason !== undefined)("the library's detachSandbox while another client holds QMP", () => {
+  it('waits for QMP without its locks before connectHotplug: list-ifaces answers meanwhile; the NIC is unplugged once QMP is free', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath } = await vm.attachAndStart('lq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    qmpConnectTimeoutHere('60');
+    const runtime = runtimeConnectHotplug();
+    const acceptedBefore = relay.accepted();
+    let settled = false;
+    const detaching = detachSandbox('lq', { stateDirectory: stateDirectory(), connectHotplug: runtime.connectHotplug });
+    detaching.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    cleanup.defer(() => detaching.catch(() => undefined));
+    await until(() => relay.accepted() > acceptedBefore, "detach's QMP connection", 30_000);
+    const listed = await vcnetAsync(['list-ifaces', 'lq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('"eth0"');
+    expect(settled, 'detach still waiting for QMP').toBe(false);
+    await holder.close();
+    holderOpen = false;
+    const result = await detaching;
+    expect(result.found).toBe(true);
+    // Called once QMP was free, told a short bound: QMP was waited for before the locks.
+    expect(runtime.calls).toEqual([{ qmpHandshakeTimeoutMs: 1_000 }]);
+    expect(runtime.unplugged).toEqual(['net0']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 120_000);
+
+  it('gives its locks back when another client takes QMP between its wait and connectHotplug, waits again and runs again', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath } = await vm.attachAndStart('rq', pod.path, stateDirectory(), { qemuQmpPath });
+    // Takes QMP the moment detach's first connection (its wait without the locks) closes.
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid, '+take');
+    let taken = false;
+    cleanup.defer(() => {
+      if (taken) relay.letGo();
+    });
+    qmpConnectTimeoutHere('60');
+    const runtime = runtimeConnectHotplug();
+    let settled = false;
+    const detaching = detachSandbox('rq', { stateDirectory: stateDirectory(), connectHotplug: runtime.connectHotplug });
+    detaching.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    cleanup.defer(() => detaching.catch(() => undefined));
+    await until(() => relay.output().includes('\ntaken\n'), "the other client's hold of QMP", 30_000);
+    taken = true;
+    // connectHotplug's connect under the locks (client 2) finds QMP taken: the locks go back, and
+    // detach waits again without them (client 3, behind the holder in QEMU's queue).
+    await until(() => relay.accepted() >= 3, "detach's wait after its connect under the locks", 30_000);
+    const listed = await vcnetAsync(['list-ifaces', 'rq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(settled, 'detach still waiting for QMP').toBe(false);
+    relay.letGo();
+    taken = false;
+    const result = await detaching;
+    expect(result.found).toBe(true);
+    expect(runtime.calls).toEqual([{ qmpHandshakeTimeoutMs: 1_000 }, { qmpHandshakeTimeoutMs: 1_000 }]);
+    // The run that found QMP free unplugged the NIC: the first changed nothing.
+    expect(runtime.unplugged).toEqual(['net0']);
+    expect(fingerprint(pod)).toEqual(before);
   }, 120_000);
 });
