@@ -116,6 +116,59 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest agent canno
   }, 180_000);
 });
 
+/** The addresses of the guest's link with `mac`, once it has one (an empty list until then). */
+function guestAddresses(guest: ReturnType<typeof makeConfiguredGuest>, mac: string): string[] {
+  const links = guest.ipJson<Array<{ address: string; addr_info: Array<{ local: string }> }>>('addr', 'show');
+  return links.find((link) => link.address === mac)?.addr_info.map((address) => address.local) ?? [];
+}
+
+describe.skipIf(skipReason !== undefined)('watch while the guest agent cannot be reached yet', () => {
+  it('waits for the agent without the sandbox lock: list-ifaces goes through meanwhile; the new link is attached and configured once the agent answers', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aw', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const watch = vcnetAsync(['watch', '--sandbox', 'aw', '--debounce', '50', ...state]);
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox aw'), 'the watch to start', 15_000);
+
+    const acceptedBefore = relay.accepted();
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const mac = linkMac(pod, 'eth9');
+    guest.exec('ip', ['link', 'add', 'nic9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    // The watch read the new link and QEMU answered it: the agent is tried next.
+    await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
+
+    const listed = await vcnetAsync(['list-ifaces', 'aw', '--json', '--timeout', '200', ...state], {
+      VCNET_LOCK_TIMEOUT: '5',
+    }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(recordedLinks(stateDirectory(), 'aw')).toEqual(['eth0']);
+
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    cleanup.defer(() => agent.stop());
+    await until(() => guestAddresses(guest, mac).includes('10.209.0.2'), 'eth9 configured in the guest', 60_000);
+    expect(recordedLinks(stateDirectory(), 'aw')).toEqual(['eth0', 'eth9']);
+
+    await vm.stopQemu();
+    watch.child.kill('SIGTERM');
+    await watch.done;
+    const detached = vcnet(['detach', '--sandbox', 'aw', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
 describe.skipIf(skipReason !== undefined)('add-iface while the guest agent stays unreachable past its wait', () => {
   it('fails with the whole wait and how little of it was under the lock; nothing is changed', async () => {
     const { pod, node } = makePod();
