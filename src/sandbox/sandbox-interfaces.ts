@@ -251,7 +251,10 @@ interface VmWaits {
  * AGENT_CONNECT_TIMEOUT_MS for the agent; a socket that still does not answer at its end is the
  * error connectVirtualMachine throws, said before the lock is taken again. Only the plug and unplug
  * sessions connect under the lock for as long as that takes: they change the VM beside the plumbing
- * and the record, which only the lock's holder may.
+ * and the record, which only the lock's holder may. The agent's answers to `work`'s calls (the push
+ * after a plug, which waits for the guest to show the NIC) are still waited for under the lock: the
+ * NIC is plugged and recorded by then, and a push made without the lock would race other commands'
+ * full route sets (one naming a NIC the guest has not configured yet is refused whole).
  */
 export async function withSandboxAndVm<T>(
   id: string,
@@ -505,7 +508,7 @@ export async function addInterface(
 ): Promise<AddInterfaceResult> {
   options = kataNetworkOptions(options, text);
   const message = interfaceRequest(text, options);
-  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  // Nothing is changed before the VM's connect: run again when a busy QMP or an agent not there yet was waited for without the lock.
   return withSandboxAndVm(id, 'addInterface', options, async ({ store, state, network, connectVirtualMachine }) => {
     const existing = network.endpoints();
     const snapshot = await network.scan();
@@ -640,7 +643,7 @@ export async function removeInterface(
       'the guest name, device or hwAddr of an interface of the sandbox',
     );
   }
-  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  // Nothing is changed before the VM's connect: run again when a busy QMP or an agent not there yet was waited for without the lock.
   return withSandboxAndVm(id, 'removeInterface', options, async ({ store, state, network, connectVirtualMachine }) => {
     const endpoint = network
       .endpoints()
@@ -850,7 +853,7 @@ export async function updateRoutes(
   const routes = routesFromJson(given, 'routes', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   routeUpdatesOf(routes, 'routes');
-  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  // Nothing is changed before the VM's connect: run again when a busy QMP or an agent not there yet was waited for without the lock.
   return withSandboxAndVm(id, 'updateRoutes', options, async ({ store, state, network, connectVirtualMachine }) => {
     const devices = new Set(network.endpoints().map((endpoint) => endpoint.name));
     routes.forEach((route, index) => {

@@ -169,6 +169,44 @@ describe.skipIf(skipReason !== undefined)('watch while the guest agent cannot be
   }, 180_000);
 });
 
+describe.skipIf(skipReason !== undefined)('update-routes while the guest agent cannot be reached yet', () => {
+  it('waits for the agent without the sandbox lock: list-ifaces goes through meanwhile; the routes reach the guest and the record once the agent answers', async () => {
+    const { pod } = makePod();
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('ar', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const file = join(stateDirectory(), 'routes.json');
+    writeFileSync(file, JSON.stringify([{ dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' }]));
+    const acceptedBefore = relay.accepted();
+    const updating = vcnetAsync(['update-routes', 'ar', file, ...state]);
+    cleanup.defer(async () => {
+      updating.child.kill('SIGKILL');
+      await updating.done;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "update-routes' QMP connection", 30_000);
+
+    const listed = await vcnetAsync(['list-ifaces', 'ar', '--json', '--timeout', '200', ...state], {
+      VCNET_LOCK_TIMEOUT: '5',
+    }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(updating.child.exitCode, 'update-routes still waiting for the agent').toBeNull();
+
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    cleanup.defer(() => agent.stop());
+    const updated = await updating.done;
+    expect(updated.status, updated.stderr).toBe(0);
+    expect(guest.exec('ip', ['route', 'show', '10.150.0.0/16'])).toContain('via 10.200.0.1 dev eth0');
+    const record = JSON.parse(readFileSync(join(stateDirectory(), 'ar', 'state.json'), 'utf8'));
+    expect(record.guestRoutes).toEqual([expect.objectContaining({ dest: '10.150.0.0/16', device: 'eth0' })]);
+
+    await vm.stopQemu();
+    expect(vcnet(['detach', '--sandbox', 'ar', ...state]).status).toBe(0);
+  }, 120_000);
+});
+
 describe.skipIf(skipReason !== undefined)('add-iface while the guest agent stays unreachable past its wait', () => {
   it('fails with the whole wait and how little of it was under the lock; nothing is changed', async () => {
     const { pod, node } = makePod();
