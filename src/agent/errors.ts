@@ -88,11 +88,24 @@ export class AgentConnectError extends VcnetError {
    * its text): the same from one try to the next, for callers that say a failure once (watch).
    */
   readonly reason: string;
-  constructor(socketPath: string, attempts: number, elapsedMs: number, cause: unknown, hint?: string) {
+  /**
+   * The attempts stopped at the deadline while the socket was missing, refusing or slow to take the
+   * connection (what a later attempt may get past: the VM still starting, a full listen queue), not
+   * at a failure no retry changes (EACCES, ENOTSOCK) or the caller's cancel.
+   */
+  readonly deadlineReached: boolean;
+  constructor(
+    socketPath: string,
+    attempts: number,
+    elapsedMs: number,
+    cause: unknown,
+    hint?: string,
+    more: { deadlineReached?: boolean; note?: string } = {},
+  ) {
     const reason = cause instanceof Error ? cause.message : String(cause);
     super(
       'VCNET_AGENT_CONNECT',
-      `could not connect to the agent socket ${socketPath} after ${attempts} attempts in ${elapsedMs} ms: ${reason}`,
+      `could not connect to the agent socket ${socketPath} after ${attempts} attempts in ${elapsedMs} ms: ${reason}${more.note ? ` (${more.note})` : ''}`,
       {
         value: socketPath,
         hint:
@@ -103,6 +116,7 @@ export class AgentConnectError extends VcnetError {
     );
     this.socketPath = socketPath;
     this.attempts = attempts;
+    this.deadlineReached = more.deadlineReached === true;
     const errno = (cause as NodeJS.ErrnoException | undefined)?.code;
     this.reason = typeof errno === 'string' ? errno : reason;
   }

@@ -81,8 +81,10 @@ export async function connectUnixSocket(
   const retryIntervalMs = options.retryIntervalMs ?? 100;
   const started = Date.now();
   const remaining = () => Math.max(1, deadlineMs - (Date.now() - started));
-  const failed = (attempts: number, cause: unknown) =>
-    new AgentConnectError(handshake?.address ?? path, attempts, Date.now() - started, cause, handshake?.hint);
+  const failed = (attempts: number, cause: unknown, deadlineReached = false) =>
+    new AgentConnectError(handshake?.address ?? path, attempts, Date.now() - started, cause, handshake?.hint, {
+      deadlineReached,
+    });
   let attempts = 0;
   /** Why the last attempt that is worth retrying failed (a missing socket, no listener yet). */
   let lastRetryable: unknown;
@@ -99,7 +101,11 @@ export async function connectUnixSocket(
         // attempts before it failed is the one to give (a loaded machine can start the last attempt
         // a millisecond before the deadline).
         const cutShort = elapsed >= deadlineMs && lastRetryable !== undefined && ranOutOfTime(error);
-        throw failed(attempts, cutShort ? lastRetryable : error);
+        throw failed(
+          attempts,
+          cutShort ? lastRetryable : error,
+          (retryable(error) || ranOutOfTime(error)) && !options.signal?.aborted,
+        );
       }
       lastRetryable = error;
       try {

@@ -38,11 +38,20 @@ export function refuseRunningFirecracker(state: SandboxState): void {
   }
 }
 
-/** The Cloud Hypervisor VM through its API socket and the guest agent, when both are recorded. */
-export async function connectCloudHypervisor(state: SandboxState): Promise<VirtualMachine | undefined> {
+/** How long connecting to a sandbox's agent is tried, in all, while its socket is missing or refusing. */
+export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * The Cloud Hypervisor VM through its API socket and the guest agent, when both are recorded;
+ * `agentConnectTimeoutMs` bounds the agent's connect (default AGENT_CONNECT_TIMEOUT_MS).
+ */
+export async function connectCloudHypervisor(
+  state: SandboxState,
+  agentConnectTimeoutMs: () => number = () => AGENT_CONNECT_TIMEOUT_MS,
+): Promise<VirtualMachine | undefined> {
   const apiSocket = state.hypervisor?.controlSocket;
   if (!apiSocket || !state.agentSocket) return undefined;
-  const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
+  const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: agentConnectTimeoutMs() });
   const limiter = state.network.config.vmmRateLimiter;
   const rateLimiter = limiter ? cloudHypervisorRateLimiterConfig(limiter) : undefined;
   return {

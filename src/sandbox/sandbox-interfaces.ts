@@ -53,10 +53,23 @@ import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
-import { connectCloudHypervisor, refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
+import {
+  AGENT_CONNECT_TIMEOUT_MS,
+  connectCloudHypervisor,
+  refuseRunningFirecracker,
+  type VirtualMachine,
+} from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
 import { QMP_HANDSHAKE_UNDER_LOCK_MS } from './sandbox-qmp-wait.js';
+
+/**
+ * How long an agent connect made under the sandbox lock tries a socket that is missing or refuses
+ * before the lock is given back and the wait goes on without it. A running VM's agent socket takes
+ * a connection at once (QEMU's chardev queues it even before the guest reads), so a longer wait is
+ * for a VM still starting or a socket not linked yet.
+ */
+export const AGENT_CONNECT_UNDER_LOCK_MS = 1_000;
 
 /**
  * No record of the sandbox in the state directory (`VCNET_SANDBOX_NOT_FOUND`): it was never attached there,
@@ -111,12 +124,17 @@ export class AgentNotRecordedError extends VcnetError {
 export async function connectVirtualMachine(
   state: SandboxState,
   stateDirectory?: string,
-  /** `qmpHandshakeTimeoutMs`: the bound of QMP's handshake (default QmpClient.connect's, VCNET_QMP_CONNECT_TIMEOUT or 30 s). */
-  options: { qmpHandshakeTimeoutMs?: number } = {},
+  /**
+   * `qmpHandshakeTimeoutMs`: the bound of QMP's handshake (default QmpClient.connect's,
+   * VCNET_QMP_CONNECT_TIMEOUT or 30 s); `agentConnectTimeoutMs`: the bound of the agent's connect,
+   * asked when that connect starts (default AGENT_CONNECT_TIMEOUT_MS).
+   */
+  options: { qmpHandshakeTimeoutMs?: number; agentConnectTimeoutMs?: () => number } = {},
 ): Promise<VirtualMachine | undefined> {
+  const agentConnectTimeoutMs = options.agentConnectTimeoutMs ?? (() => AGENT_CONNECT_TIMEOUT_MS);
   // Firecracker and Cloud Hypervisor: see hypervisor-connection.ts.
   refuseRunningFirecracker(state);
-  if (state.hypervisor?.kind === 'clh') return connectCloudHypervisor(state);
+  if (state.hypervisor?.kind === 'clh') return connectCloudHypervisor(state, agentConnectTimeoutMs);
   const qmpPath = recordedQmpPath(state);
   if (!qmpPath || !state.agentSocket) return undefined;
   // QEMU must answer before anything changes. The connection that showed it is kept for the plugs
@@ -134,7 +152,7 @@ export async function connectVirtualMachine(
   }
   let agent: AgentClient;
   try {
-    agent = await AgentClient.connect(state.agentSocket, { deadlineMs: 10_000 });
+    agent = await AgentClient.connect(state.agentSocket, { deadlineMs: agentConnectTimeoutMs() });
   } catch (error) {
     await qmp.close();
     throw error;
@@ -191,29 +209,72 @@ class QmpBusyUnderLock extends Error {
   }
 }
 
+/**
+ * Under the lock, the agent's socket stayed missing or refusing (the guest still starting, a full
+ * listen queue) for AGENT_CONNECT_UNDER_LOCK_MS: the lock goes, the wait goes on without it.
+ */
+class AgentUnreachableUnderLock extends Error {
+  constructor(
+    readonly state: SandboxState,
+    readonly agentSocket: string,
+  ) {
+    super(`agent ${agentSocket} not reached`);
+  }
+}
+
 /** What withSandboxAndVm's work gets: the sandbox, and the connect to its VM it uses instead of connectVirtualMachine. */
 export interface OpenSandboxWithVm extends OpenSandbox {
-  /** connectVirtualMachine(state, store.root), whose wait for a busy QMP is made without the lock. */
+  /** connectVirtualMachine(state, store.root), whose waits for a busy QMP and an agent not there yet are made without the lock. */
   connectVirtualMachine(): Promise<VirtualMachine | undefined>;
 }
 
+/** One wait of withSandboxAndVm's (QMP's, the agent's): its budget, counted from its first connect. */
+interface VmWait {
+  budgetMs: number;
+  deadline: number;
+  /** Connects tried so far, under the lock and without it (the agent's error counts them all). */
+  attempts: number;
+  /** It was waited for without the lock: its error says how long in all, and how little of it under the lock. */
+  waitedWithoutLock: boolean;
+  /** The last wait without the lock ended with an answer: the connect under the lock gets its full bound. */
+  answered: boolean;
+}
+
+function startWait(budgetMs: number): VmWait {
+  return { budgetMs, deadline: Date.now() + budgetMs, attempts: 0, waitedWithoutLock: false, answered: false };
+}
+
+/** The waits of one withSandboxAndVm, kept across its runs. */
+interface VmWaits {
+  qmp?: VmWait;
+  agent?: VmWait;
+}
+
 /**
- * withSandbox for work that connects to the sandbox's running QEMU: a wait for QMP is made without
- * the sandbox lock. QEMU serves one QMP client at a time, and another one (Kata's runtime, a
- * monitoring tool, another vcnet command's plug) may hold it for long; waited for under the lock, it
- * made every other command on the sandbox (list-ifaces, add-iface, detach, vcnet-cni DEL) time out on
- * the lock. Under the lock, `work`'s connect waits QMP_HANDSHAKE_UNDER_LOCK_MS; past it the lock is
- * given back, QMP waited for without it (closed at once once it greets), and `work` run again from
- * the start under the lock, with the record read again: whatever changed meanwhile is seen, and no
- * plumbing changes without the lock. So `work` must change nothing before it connects. The wait's
- * budget is VCNET_QMP_CONNECT_TIMEOUT (default 30 s) from the first connect, as a connect's own; a
- * QMP still busy at its end is the error connectVirtualMachine throws, said before the lock is taken
- * again. The plugs and unplugs run on the connection that greeted under the lock, kept until `work`
+ * withSandbox for work that connects to the sandbox's running VM: the waits for QEMU's QMP and for
+ * the guest agent's socket are made without the sandbox lock. QEMU serves one QMP client at a time,
+ * and another one (Kata's runtime, a monitoring tool, another vcnet command's plug) may hold it for
+ * long; an agent's socket may be missing or refusing for seconds (a guest still booting, a runtime
+ * that links the socket once the VM is up). Waited for under the lock, either made every other
+ * command on the sandbox (list-ifaces, add-iface, detach, vcnet-cni DEL) time out on the lock. Under
+ * the lock, `work`'s connect waits QMP_HANDSHAKE_UNDER_LOCK_MS for QMP and
+ * AGENT_CONNECT_UNDER_LOCK_MS for the agent; past either the lock is given back, that socket waited
+ * for without it (closed at once once it answers), and `work` run again from the start under the
+ * lock, with the record read again: whatever changed meanwhile is seen, and no plumbing changes
+ * without the lock. So `work` must change nothing before it connects. Each wait's budget runs from
+ * its first connect: VCNET_QMP_CONNECT_TIMEOUT (default 30 s) for QMP, as a connect's own,
+ * AGENT_CONNECT_TIMEOUT_MS for the agent; a socket that still does not answer at its end is the
+ * error connectVirtualMachine throws, said before the lock is taken again.
+ *
+ * The plugs and unplugs run on the QMP connection that greeted under the lock, kept until `work`
  * lets go of it (releaseControl, before its agent wait): no other client comes between the check
  * and the plug. Only an unplug after that (a rollback's, when the agent push failed) connects anew
  * under the lock, for as long as VCNET_QMP_CONNECT_TIMEOUT says: a rollback half done cannot give
  * the lock back and start again; past that wait it is a RollbackIncompleteError, the record keeping
- * what is left.
+ * what is left. The agent's answers to `work`'s calls (the push after a plug, which waits for the
+ * guest to show the NIC) are still waited for under the lock: the NIC is plugged and recorded by
+ * then, and a push made without the lock would race other commands' full route sets (one naming a
+ * NIC the guest has not configured yet is refused whole).
  */
 export async function withSandboxAndVm<T>(
   id: string,
@@ -221,61 +282,113 @@ export async function withSandboxAndVm<T>(
   where: Parameters<typeof withSandbox>[2],
   work: (sandbox: OpenSandboxWithVm) => Promise<T>,
 ): Promise<T> {
-  let deadline: number | undefined;
-  let budgetMs = 0;
+  const waits: VmWaits = {};
   for (;;) {
     try {
       return await withSandbox(id, operation, where, (sandbox) =>
-        work({
-          ...sandbox,
-          connectVirtualMachine: () => {
-            if (deadline === undefined) {
-              budgetMs = defaultQmpConnectTimeoutMs();
-              deadline = Date.now() + budgetMs;
-            }
-            return connectUnderLock(sandbox, deadline);
-          },
-        }),
+        work({ ...sandbox, connectVirtualMachine: () => connectUnderLock(sandbox, waits) }),
       );
     } catch (error) {
-      if (!(error instanceof QmpBusyUnderLock) || deadline === undefined) throw error;
-      await waitForQmpWithoutLock(error, deadline, budgetMs);
+      if (error instanceof QmpBusyUnderLock && waits.qmp) await waitForQmpWithoutLock(error, waits.qmp);
+      else if (error instanceof AgentUnreachableUnderLock && waits.agent)
+        await waitForAgentWithoutLock(error, waits.agent);
+      else throw error;
     }
   }
 }
 
+/** A connect's bound under the lock: what is left of the wait, at most `underLockMs` (all of it once the socket answered). */
+function boundUnderLock(wait: VmWait, underLockMs: number): { timeoutMs: number; last: boolean } {
+  const left = wait.deadline - Date.now();
+  const timeoutMs = wait.answered ? underLockMs : Math.max(1, Math.min(left, underLockMs));
+  wait.answered = false;
+  return { timeoutMs, last: left <= underLockMs };
+}
+
 /**
- * connectVirtualMachine under the lock with a short handshake bound; past it (QMP held by another
- * client) QmpBusyUnderLock, unless the budget ends first: then its error, as without this.
+ * connectVirtualMachine under the lock with short bounds on QMP's handshake and the agent's connect;
+ * past one (QMP held by another client, the agent's socket not there yet) QmpBusyUnderLock or
+ * AgentUnreachableUnderLock, unless that wait's budget ends first: then its error, as without this.
  */
-async function connectUnderLock(sandbox: OpenSandbox, deadline: number): Promise<VirtualMachine | undefined> {
-  const left = deadline - Date.now();
-  const last = left <= QMP_HANDSHAKE_UNDER_LOCK_MS;
+async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<VirtualMachine | undefined> {
+  waits.qmp ??= startWait(defaultQmpConnectTimeoutMs());
+  const qmp = boundUnderLock(waits.qmp, QMP_HANDSHAKE_UNDER_LOCK_MS);
+  let agentLast = true;
   try {
     return await connectVirtualMachine(sandbox.state, sandbox.store.root, {
-      qmpHandshakeTimeoutMs: Math.max(1, Math.min(left, QMP_HANDSHAKE_UNDER_LOCK_MS)),
+      qmpHandshakeTimeoutMs: qmp.timeoutMs,
+      agentConnectTimeoutMs: () => {
+        waits.agent ??= startWait(AGENT_CONNECT_TIMEOUT_MS);
+        const agent = boundUnderLock(waits.agent, AGENT_CONNECT_UNDER_LOCK_MS);
+        agentLast = agent.last;
+        return agent.timeoutMs;
+      },
     });
   } catch (error) {
+    if (error instanceof AgentConnectError && waits.agent) {
+      waits.agent.attempts += error.attempts;
+      const agentSocket = sandbox.state.agentSocket;
+      // A failure no wait changes (EACCES), or the budget's end: said at once, as before.
+      if (agentLast || !error.deadlineReached || !agentSocket)
+        throw agentUnreachable(error, sandbox.state, waits.agent);
+      throw new AgentUnreachableUnderLock(sandbox.state, agentSocket);
+    }
     const qmpPath = recordedQmpPath(sandbox.state);
     // A VM gone is said at once, as before; any other failure is said by the wait without the lock.
-    if (last || !qmpPath || !(error instanceof QmpConnectionError) || vmGone(error)) throw error;
+    if (qmp.last || !qmpPath || !(error instanceof QmpConnectionError) || vmGone(error)) throw error;
     throw new QmpBusyUnderLock(sandbox.state, qmpPath, sandbox.store.root);
   }
 }
 
 /**
- * Waits without the lock until QMP greets (closed again at once, for the next client) or `deadline`.
- * A QMP that refuses (the VM gone) is left to the connect under the lock, which says so; any other
- * failure is said as connectVirtualMachine says it.
+ * Waits without the lock until QMP greets (closed again at once, for the next client) or the wait's
+ * deadline. A QMP that refuses (the VM gone) is left to the connect under the lock, which says so;
+ * any other failure is said as connectVirtualMachine says it.
  */
-async function waitForQmpWithoutLock(busy: QmpBusyUnderLock, deadline: number, budgetMs: number): Promise<void> {
+async function waitForQmpWithoutLock(busy: QmpBusyUnderLock, wait: VmWait): Promise<void> {
   try {
-    await (await QmpClient.connect(busy.qmpPath, { timeoutMs: Math.max(1, deadline - Date.now()) })).close();
+    await (await QmpClient.connect(busy.qmpPath, { timeoutMs: Math.max(1, wait.deadline - Date.now()) })).close();
+    wait.answered = true;
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
     if (vmGone(error)) return;
-    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, budgetMs);
+    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, wait.budgetMs);
   }
+}
+
+/**
+ * Waits without the lock until the agent's socket takes a connection (closed again at once) or the
+ * wait's deadline; a failure is said as the connect under the lock would say it, with the whole wait.
+ */
+async function waitForAgentWithoutLock(unreachable: AgentUnreachableUnderLock, wait: VmWait): Promise<void> {
+  wait.waitedWithoutLock = true;
+  try {
+    const agent = await AgentClient.connect(unreachable.agentSocket, {
+      deadlineMs: Math.max(1, wait.deadline - Date.now()),
+    });
+    agent.close();
+    wait.answered = true;
+  } catch (error) {
+    if (!(error instanceof AgentConnectError)) throw error;
+    wait.attempts += error.attempts;
+    throw agentUnreachable(error, unreachable.state, wait);
+  }
+}
+
+/** The agent's connect error; once it was waited for without the lock, with the whole wait and how little of it was under the lock. */
+function agentUnreachable(error: AgentConnectError, state: SandboxState, wait: VmWait): AgentConnectError {
+  if (!wait.waitedWithoutLock) return error;
+  return new AgentConnectError(
+    error.socketPath,
+    wait.attempts,
+    wait.budgetMs - Math.max(0, wait.deadline - Date.now()),
+    error.cause,
+    error.hint,
+    {
+      deadlineReached: error.deadlineReached,
+      note: `sandbox ${state.id}'s agent; only the first ${AGENT_CONNECT_UNDER_LOCK_MS} ms of it under the sandbox's lock, the rest without it`,
+    },
+  );
 }
 
 /** How the sandbox's VM was found gone, in the words watch uses too. */
@@ -415,7 +528,7 @@ export async function addInterface(
 ): Promise<AddInterfaceResult> {
   options = kataNetworkOptions(options, text);
   const message = interfaceRequest(text, options);
-  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  // Nothing is changed before the VM's connect: run again when a busy QMP or an agent not there yet was waited for without the lock.
   return withSandboxAndVm(id, 'addInterface', options, async ({ store, state, network, connectVirtualMachine }) => {
     const existing = network.endpoints();
     const snapshot = await network.scan();
@@ -552,7 +665,7 @@ export async function removeInterface(
       'the guest name, device or hwAddr of an interface of the sandbox',
     );
   }
-  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  // Nothing is changed before the VM's connect: run again when a busy QMP or an agent not there yet was waited for without the lock.
   return withSandboxAndVm(id, 'removeInterface', options, async ({ store, state, network, connectVirtualMachine }) => {
     const endpoint = network
       .endpoints()
@@ -762,7 +875,7 @@ export async function updateRoutes(
   const routes = routesFromJson(given, 'routes', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   routeUpdatesOf(routes, 'routes');
-  // Nothing is changed before the VM's connect: run again when a busy QMP was waited for without the lock.
+  // Nothing is changed before the VM's connect: run again when a busy QMP or an agent not there yet was waited for without the lock.
   return withSandboxAndVm(id, 'updateRoutes', options, async ({ store, state, network, connectVirtualMachine }) => {
     const devices = new Set(network.endpoints().map((endpoint) => endpoint.name));
     routes.forEach((route, index) => {

@@ -339,8 +339,9 @@ async function applyChange(
   memory: WatchMemory | undefined,
   limits: { maxEndpoints?: number },
 ): Promise<{ summary: WatchSummary; waiting?: Error }> {
-  // A busy QMP is waited for without the lock (withSandboxAndVm): this runs again up to its connect,
-  // which changes nothing (the memory follows the record; what is said once stays said once).
+  // A busy QMP and an agent not there yet are waited for without the lock (withSandboxAndVm): this
+  // runs again up to its connect, which changes nothing (the memory follows the record; what is said
+  // once stays said once).
   return withSandboxAndVm(id, 'watchSandbox', stateDirectory, async (sandbox) => {
     const { store, state, network } = sandbox;
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };

@@ -1,5 +1,5 @@
 /** AgentClient.connect: retries a socket that is not there yet, gives up at the deadline. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,5 +52,30 @@ describe('AgentClient.connect', () => {
     expect(error).toMatchObject({ code: 'VCNET_AGENT_CONNECT', socketPath: path });
     expect((error as AgentConnectError).attempts).toBeGreaterThan(2);
     expect((error as Error).message).toContain('ENOENT');
+    // A missing socket may come: the deadline ended the tries (a caller may wait on, withSandboxAndVm does).
+    expect((error as AgentConnectError).deadlineReached).toBe(true);
+  });
+
+  it('says a failure no retry changes, and a cancel, did not reach the deadline', async () => {
+    // A path through a regular file: ENOTDIR, which no retry changes.
+    const file = socketPath();
+    writeFileSync(file, '');
+    const fatal = await AgentClient.connect(join(file, 'agent.sock'), { deadlineMs: 5000 }).catch((e: unknown) => e);
+    expect(fatal).toBeInstanceOf(AgentConnectError);
+    expect((fatal as AgentConnectError).reason).toBe('ENOTDIR');
+    expect((fatal as AgentConnectError).attempts).toBe(1);
+    expect((fatal as AgentConnectError).deadlineReached).toBe(false);
+
+    const controller = new AbortController();
+    const cancelled = AgentClient.connect(socketPath(), {
+      deadlineMs: 5000,
+      retryIntervalMs: 50,
+      signal: controller.signal,
+    }).catch((e: unknown) => e);
+    controller.abort(new Error('stop'));
+    // Cancelled during an attempt or between two: either way not the deadline's doing.
+    const error = await cancelled;
+    expect(error).toBeInstanceOf(AgentConnectError);
+    expect((error as AgentConnectError).deadlineReached).toBe(false);
   });
 });

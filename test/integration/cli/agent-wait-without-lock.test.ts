@@ -1,0 +1,252 @@
+/**
+ * Commands on a sandbox whose QEMU runs but whose guest agent cannot be reached yet (its socket not
+ * there or refusing: a runtime that links the agent socket once the guest is up, a guest still
+ * booting). vcnet tries the agent for 10 s; it used to try holding the sandbox lock, so every other
+ * command on the sandbox (list-ifaces here) timed out on the lock although nothing was wrong. It now
+ * gives the lock back after 1 s, waits for the agent without it, and runs the command again under
+ * the lock, from a fresh read of the record, once the agent answers.
+ * The VM is a paused QEMU (QMP answers, the NIC is plugged) and vcnet's agent serving a namespace
+ * that plays the guest, where the new NIC is a link with the pod link's MAC.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
+import { fingerprint, linkMac, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { untilInfoNetwork } from '../../helpers/qmp-look.js';
+import { until } from '../../helpers/until.js';
+import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
+
+const skipReason = qemuIntegrationSkipReason();
+if (skipReason) console.log(`skipping the agent-wait-without-lock test: ${skipReason}`);
+
+const stateDirectory = stateDirectoryPerTest('vcnet-agent-wait-');
+const vm = sandboxVmFixture();
+const cleanup = cleanupAfterEach();
+const QMP_RELAY = fileURLToPath(new URL('../../helpers/qmp-hold.py', import.meta.url));
+
+/** A plain relay (qmp-hold.py, holding nothing) on the recorded QMP socket: counts the connections it took. */
+async function relayQmp(recordedPath: string, qemuPath: string, qemuPid: number): Promise<{ accepted: () => number }> {
+  const relay = spawn('python3', [QMP_RELAY, recordedPath, qemuPath, '-', String(qemuPid)]);
+  cleanup.defer(() => relay.kill('SIGKILL'));
+  let output = '';
+  relay.stdout.on('data', (data: Buffer) => {
+    output += String(data);
+  });
+  relay.stderr.on('data', (data: Buffer) => {
+    output += String(data);
+  });
+  await until(() => output.includes('listening'), 'the QMP relay to listen', 15_000);
+  return { accepted: () => output.split('\n').filter((line) => line === 'accepted').length };
+}
+
+function recordedLinks(directory: string, sandbox: string): string[] {
+  const record = JSON.parse(readFileSync(join(directory, sandbox, 'state.json'), 'utf8'));
+  return record.network.endpoints.map(
+    (endpoint: { properties: { link: { name: string } } }) => endpoint.properties.link.name,
+  );
+}
+
+describe.skipIf(skipReason !== undefined)('add-iface while the guest agent cannot be reached yet', () => {
+  it('waits for the agent without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged and configured once the agent answers', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    // Nothing listens on the recorded agent socket yet: the agent is tried until it does.
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('ag', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    // The guest's NIC for eth9: the pod link's MAC, as the plugged NIC gets it.
+    const mac = linkMac(pod, 'eth9');
+    guest.exec('ip', ['link', 'add', 'nic9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+
+    const acceptedBefore = relay.accepted();
+    const adding = vcnetAsync(['add-iface', 'ag', request, ...state]);
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    // add-iface's QMP connection: QEMU answered, the agent is tried next (for 10 s).
+    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
+
+    // Meanwhile the sandbox is not locked: list-ifaces answers (the recorded view, as no agent listens).
+    const listed = await vcnetAsync(['list-ifaces', 'ag', '--json', '--timeout', '200', ...state], {
+      VCNET_LOCK_TIMEOUT: '5',
+    }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('"eth0"');
+    expect(adding.child.exitCode, 'add-iface still waiting for the agent').toBeNull();
+    expect(recordedLinks(stateDirectory(), 'ag')).toEqual(['eth0']);
+
+    // The agent comes up: add-iface runs again under the lock, plugs the NIC and configures it.
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    cleanup.defer(() => agent.stop());
+    const added = await adding.done;
+    expect(added.status, added.stderr).toBe(0);
+    expect(recordedLinks(stateDirectory(), 'ag')).toEqual(['eth0', 'eth9']);
+    const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+      timeoutMs: 30_000,
+      handshakeTimeoutMs: 15_000,
+    });
+    expect(network).toContain('netdev-net1');
+    const [configured] = guest.ipJson<Array<{ ifname: string; addr_info: Array<{ local: string }> }>>(
+      'addr',
+      'show',
+      'dev',
+      'net9',
+    );
+    expect(configured?.addr_info.map((address) => address.local)).toContain('10.209.0.2');
+
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'ag', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
+/** The addresses of the guest's link with `mac`, once it has one (an empty list until then). */
+function guestAddresses(guest: ReturnType<typeof makeConfiguredGuest>, mac: string): string[] {
+  const links = guest.ipJson<Array<{ address: string; addr_info: Array<{ local: string }> }>>('addr', 'show');
+  return links.find((link) => link.address === mac)?.addr_info.map((address) => address.local) ?? [];
+}
+
+describe.skipIf(skipReason !== undefined)('watch while the guest agent cannot be reached yet', () => {
+  it('waits for the agent without the sandbox lock: list-ifaces goes through meanwhile; the new link is attached and configured once the agent answers', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aw', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const watch = vcnetAsync(['watch', '--sandbox', 'aw', '--debounce', '50', ...state]);
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox aw'), 'the watch to start', 15_000);
+
+    const acceptedBefore = relay.accepted();
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const mac = linkMac(pod, 'eth9');
+    guest.exec('ip', ['link', 'add', 'nic9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    // The watch read the new link and QEMU answered it: the agent is tried next.
+    await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
+
+    const listed = await vcnetAsync(['list-ifaces', 'aw', '--json', '--timeout', '200', ...state], {
+      VCNET_LOCK_TIMEOUT: '5',
+    }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(recordedLinks(stateDirectory(), 'aw')).toEqual(['eth0']);
+
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    cleanup.defer(() => agent.stop());
+    await until(() => guestAddresses(guest, mac).includes('10.209.0.2'), 'eth9 configured in the guest', 60_000);
+    expect(recordedLinks(stateDirectory(), 'aw')).toEqual(['eth0', 'eth9']);
+
+    await vm.stopQemu();
+    watch.child.kill('SIGTERM');
+    await watch.done;
+    const detached = vcnet(['detach', '--sandbox', 'aw', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
+describe.skipIf(skipReason !== undefined)('update-routes while the guest agent cannot be reached yet', () => {
+  it('waits for the agent without the sandbox lock: list-ifaces goes through meanwhile; the routes reach the guest and the record once the agent answers', async () => {
+    const { pod } = makePod();
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('ar', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const file = join(stateDirectory(), 'routes.json');
+    writeFileSync(file, JSON.stringify([{ dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' }]));
+    const acceptedBefore = relay.accepted();
+    const updating = vcnetAsync(['update-routes', 'ar', file, ...state]);
+    cleanup.defer(async () => {
+      updating.child.kill('SIGKILL');
+      await updating.done;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "update-routes' QMP connection", 30_000);
+
+    const listed = await vcnetAsync(['list-ifaces', 'ar', '--json', '--timeout', '200', ...state], {
+      VCNET_LOCK_TIMEOUT: '5',
+    }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(updating.child.exitCode, 'update-routes still waiting for the agent').toBeNull();
+
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    cleanup.defer(() => agent.stop());
+    const updated = await updating.done;
+    expect(updated.status, updated.stderr).toBe(0);
+    expect(guest.exec('ip', ['route', 'show', '10.150.0.0/16'])).toContain('via 10.200.0.1 dev eth0');
+    const record = JSON.parse(readFileSync(join(stateDirectory(), 'ar', 'state.json'), 'utf8'));
+    expect(record.guestRoutes).toEqual([expect.objectContaining({ dest: '10.150.0.0/16', device: 'eth0' })]);
+
+    await vm.stopQemu();
+    expect(vcnet(['detach', '--sandbox', 'ar', ...state]).status).toBe(0);
+  }, 120_000);
+});
+
+describe.skipIf(skipReason !== undefined)('add-iface while the guest agent stays unreachable past its wait', () => {
+  it('fails with the whole wait and how little of it was under the lock; nothing is changed', async () => {
+    const { pod, node } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('au', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const beforeAdd = fingerprint(pod);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const acceptedBefore = relay.accepted();
+    const adding = vcnetAsync(['add-iface', 'au', request, ...state]);
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
+    const listed = await vcnetAsync(['list-ifaces', 'au', '--json', '--timeout', '200', ...state], {
+      VCNET_LOCK_TIMEOUT: '5',
+    }).done;
+    expect(listed.status, listed.stderr).toBe(0);
+
+    const failed = await adding.done;
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toContain(`could not connect to the agent socket ${agentPath} after`);
+    // The whole wait (10 s, less the last pause between tries), not only the part under the lock.
+    const waited = Number(/after \d+ attempts in (\d+) ms: connect ENOENT/.exec(failed.stderr)?.[1]);
+    expect(waited).toBeGreaterThan(1000);
+    expect(failed.stderr).toContain(
+      "(sandbox au's agent; only the first 1000 ms of it under the sandbox's lock, the rest without it)",
+    );
+    expect(recordedLinks(stateDirectory(), 'au')).toEqual(['eth0']);
+    expect(fingerprint(pod)).toEqual(beforeAdd);
+    const network = await untilInfoNetwork(qemuQmpPath, () => true, "QEMU's networks", {
+      timeoutMs: 30_000,
+      handshakeTimeoutMs: 15_000,
+    });
+    expect(network).not.toContain('net1');
+  }, 120_000);
+});
