@@ -193,7 +193,8 @@ export interface OpenSandboxWithVm extends OpenSandbox {
  * plumbing changes without the lock. So `work` must change nothing before it connects. The wait's
  * budget is VCNET_QMP_CONNECT_TIMEOUT (default 30 s) from the first connect, as a connect's own; a
  * QMP still busy at its end is the error connectVirtualMachine throws, said before the lock is taken
- * again. Only the plug and unplug sessions connect under the lock for as long as that takes: they
+ * again. A connect after QMP greeted without the lock always gets QMP_HANDSHAKE_UNDER_LOCK_MS, however
+ * little of the budget the wait for the lock left: that wait is no QMP client's doing. Only the plug and unplug sessions connect under the lock for as long as that takes: they
  * change the VM beside the plumbing and the record, which only the lock's holder may.
  */
 export async function withSandboxAndVm<T>(
@@ -204,6 +205,7 @@ export async function withSandboxAndVm<T>(
 ): Promise<T> {
   let deadline: number | undefined;
   let budgetMs = 0;
+  let greetedWithoutLock = false;
   for (;;) {
     try {
       return await withSandbox(id, operation, where, (sandbox) =>
@@ -214,13 +216,13 @@ export async function withSandboxAndVm<T>(
               budgetMs = defaultQmpConnectTimeoutMs();
               deadline = Date.now() + budgetMs;
             }
-            return connectUnderLock(sandbox, deadline);
+            return connectUnderLock(sandbox, deadline, greetedWithoutLock);
           },
         }),
       );
     } catch (error) {
       if (!(error instanceof QmpBusyUnderLock) || deadline === undefined) throw error;
-      await waitForQmpWithoutLock(error, deadline, budgetMs);
+      greetedWithoutLock = await waitForQmpWithoutLock(error, deadline, budgetMs);
     }
   }
 }
@@ -228,14 +230,22 @@ export async function withSandboxAndVm<T>(
 /**
  * connectVirtualMachine under the lock with a short handshake bound; past it (QMP held by another
  * client) QmpBusyUnderLock, unless the budget ends first: then its error, as without this.
+ * `greetedWithoutLock`: QMP greeted the wait without the lock; the bound is then the whole
+ * QMP_HANDSHAKE_UNDER_LOCK_MS even past the budget (spent, perhaps, waiting for the lock), never
+ * the few ms left of it, which a free QMP may not answer within.
  */
-async function connectUnderLock(sandbox: OpenSandbox, deadline: number): Promise<VirtualMachine | undefined> {
+async function connectUnderLock(
+  sandbox: OpenSandbox,
+  deadline: number,
+  greetedWithoutLock: boolean,
+): Promise<VirtualMachine | undefined> {
   const left = deadline - Date.now();
   const last = left <= QMP_HANDSHAKE_UNDER_LOCK_MS;
+  const boundMs = greetedWithoutLock
+    ? QMP_HANDSHAKE_UNDER_LOCK_MS
+    : Math.max(1, Math.min(left, QMP_HANDSHAKE_UNDER_LOCK_MS));
   try {
-    return await connectVirtualMachine(sandbox.state, sandbox.store.root, {
-      qmpHandshakeTimeoutMs: Math.max(1, Math.min(left, QMP_HANDSHAKE_UNDER_LOCK_MS)),
-    });
+    return await connectVirtualMachine(sandbox.state, sandbox.store.root, { qmpHandshakeTimeoutMs: boundMs });
   } catch (error) {
     const qmpPath = recordedQmpPath(sandbox.state);
     // A VM gone is said at once, as before; any other failure is said by the wait without the lock.
@@ -245,16 +255,17 @@ async function connectUnderLock(sandbox: OpenSandbox, deadline: number): Promise
 }
 
 /**
- * Waits without the lock until QMP greets (closed again at once, for the next client) or `deadline`.
- * A QMP that refuses (the VM gone) is left to the connect under the lock, which says so; any other
- * failure is said as connectVirtualMachine says it.
+ * Waits without the lock until QMP greets (closed again at once, for the next client) or `deadline`;
+ * true when it greeted. A QMP that refuses (the VM gone) is left to the connect under the lock, which
+ * says so; any other failure is said as connectVirtualMachine says it.
  */
-async function waitForQmpWithoutLock(busy: QmpBusyUnderLock, deadline: number, budgetMs: number): Promise<void> {
+async function waitForQmpWithoutLock(busy: QmpBusyUnderLock, deadline: number, budgetMs: number): Promise<boolean> {
   try {
     await (await QmpClient.connect(busy.qmpPath, { timeoutMs: Math.max(1, deadline - Date.now()) })).close();
+    return true;
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
-    if (vmGone(error)) return;
+    if (vmGone(error)) return false;
     throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, budgetMs);
   }
 }

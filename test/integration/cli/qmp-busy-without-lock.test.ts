@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { QmpClient } from '../../../src/hypervisor/qmp.js';
+import { lockFile } from '../../../src/network/state/lock.js';
+import { SandboxStore } from '../../../src/network/state/store.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -267,4 +269,75 @@ describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past i
     expect(recordedLinks(stateDirectory(), 'bq')).toEqual(['eth0']);
     expect(fingerprint(pod)).toEqual(beforeAdd);
   }, 120_000);
+});
+
+describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was taken while it waited for QMP', () => {
+  it('gets its turn at a free QMP under the lock even when the lock wait used up the QMP budget', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('lq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const agentConnections = await serveSilentAgent(agentPath);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    const acceptedBefore = relay.accepted();
+    const budgetSeconds = 3;
+    const adding = vcnetAsync(['add-iface', 'lq', request, ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: String(budgetSeconds),
+      VCNET_LOCK_TIMEOUT: '60',
+    });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    // add-iface connected under the sandbox lock; it gives the lock back once QMP did not greet.
+    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
+    const connectedAt = Date.now();
+    // Another command (here this test) takes the sandbox lock meanwhile and holds it past add-iface's
+    // QMP budget; QMP is free long before that lock is given back.
+    const lock = await lockFile(new SandboxStore('lq', stateDirectory()).lockPath, 30_000, () => new Error('lock'));
+    try {
+      await holder.close();
+      holderOpen = false;
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.max(0, connectedAt + budgetSeconds * 1_000 + 1_000 - Date.now())),
+      );
+      expect(adding.child.exitCode, 'add-iface waits for the sandbox lock').toBeNull();
+    } finally {
+      lock.release();
+    }
+    // QMP is free: add-iface, with the lock again, connects and plugs the NIC, as it would have had
+    // the lock been free at once.
+    const plugged = untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+      timeoutMs: 60_000,
+      handshakeTimeoutMs: 15_000,
+    }).then(
+      () => 'plugged',
+      (error: Error) => `never plugged: ${error.message}`,
+    );
+    const outcome = await Promise.race([
+      plugged,
+      adding.done.then((done) => `add-iface exited ${done.status}: ${done.stderr}`),
+    ]);
+    expect(outcome).toBe('plugged');
+
+    await vm.stopQemu();
+    for (const socket of agentConnections) socket.destroy();
+    await adding.done;
+    const detached = vcnet(['detach', '--sandbox', 'lq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
 });
