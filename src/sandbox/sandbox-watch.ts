@@ -341,6 +341,8 @@ async function applyChange(
 ): Promise<{ summary: WatchSummary; waiting?: Error }> {
   // A busy QMP is waited for without the lock (withSandboxAndVm): this runs again up to its connect,
   // which changes nothing (the memory follows the record; what is said once stays said once).
+  // The MAC changes found by the first run: a run again, which the memory tells they were said, still reports them.
+  let macChanges: WatchSummary['macChanges'] | null = null;
   return withSandboxAndVm(id, 'watchSandbox', stateDirectory, async (sandbox) => {
     const { store, state, network } = sandbox;
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
@@ -360,7 +362,10 @@ async function applyChange(
       }
     }
     // Said, not followed: needs neither the VM nor a push.
-    checkGuestMacs(id, change, network, summary, memory);
+    if (macChanges === null) {
+      checkGuestMacs(id, change, network, summary, memory);
+      macChanges = summary.macChanges;
+    } else if (macChanges) summary.macChanges = macChanges;
     // Only tc changed (or a MAC): put back what vcnet made, host side only; the VM is not needed (nor asked).
     const interfacesChanged =
       change.addedInterfaces.length +

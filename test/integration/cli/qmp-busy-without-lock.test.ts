@@ -13,6 +13,9 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { create } from '@bufbuild/protobuf';
+import { InterfaceSchema } from '../../../src/agent/generated/types_pb.js';
+import { createAgentServer } from '../../../src/agent/server.js';
 import { QmpClient } from '../../../src/hypervisor/qmp.js';
 import { lockFile } from '../../../src/network/state/lock.js';
 import { SandboxStore } from '../../../src/network/state/store.js';
@@ -339,5 +342,92 @@ describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was take
     expect(detached.status, detached.stderr).toBe(0);
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
+/**
+ * An agent that answers every network request as done (the paused VM has no guest to do it): a watch's
+ * push goes through, so its change is reported.
+ */
+async function serveAgreeingAgent(path: string): Promise<void> {
+  const agent = createAgentServer({
+    updateInterface: async (update) =>
+      create(InterfaceSchema, {
+        hwAddr: update.hardwareAddress,
+        name: update.name ?? '',
+        mtu: BigInt(update.mtu ?? 0),
+      }),
+    updateRoutes: async () => [],
+    addArpNeighbors: async () => undefined,
+    listInterfaces: async () => [],
+    listRoutes: async () => [],
+  });
+  const connections: Socket[] = [];
+  const server = createServer((socket) => {
+    connections.push(socket);
+    agent.serve(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  cleanup.defer(async () => {
+    for (const socket of connections) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+}
+
+describe.skipIf(skipReason !== undefined)('watch of a change with a MAC change while another client holds QMP', () => {
+  it("reports the MAC change in the change's JSON line after waiting for QMP without the lock", async () => {
+    const { pod, node } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath, endpoint } = await vm.attachAndStart('mq', pod.path, stateDirectory(), {
+      qemuQmpPath,
+    });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    await serveAgreeingAgent(agentPath);
+    const watch = vcnetAsync(['watch', '--sandbox', 'mq', '--debounce', '1000', ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: '60',
+    });
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox mq'), 'the watch to start', 15_000);
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    const acceptedBefore = relay.accepted();
+    // One change: eth0 gets another MAC than its guest NIC's, and eth9 comes.
+    const podMac = endpoint.hwAddr.toLowerCase() === '02:00:00:00:09:09' ? '02:00:00:00:09:0a' : '02:00:00:00:09:09';
+    pod.exec('ip', ['link', 'set', 'eth0', 'address', podMac]);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
+    // Given back the lock after its first connect: the change is applied again from the start with QMP.
+    await until(() => relay.accepted() > acceptedBefore + 1, "the watch's wait for QMP without the lock", 30_000);
+    await holder.close();
+    holderOpen = false;
+    await until(() => watch.output().stdout.includes('"added"'), "the change's JSON line", 60_000);
+    const line = JSON.parse(
+      watch
+        .output()
+        .stdout.split('\n')
+        .find((text) => text.includes('"added"'))!,
+    );
+    expect(line.added).toEqual(['eth9']);
+    expect(line.macChanges, watch.output().stderr).toEqual([
+      expect.objectContaining({ link: 'eth0', podMac, guestMac: endpoint.hwAddr.toLowerCase() }),
+    ]);
+    // Said once on stderr, the rerun included.
+    expect(watch.output().stderr.split(`eth0's MAC changed to ${podMac}`).length - 1).toBe(1);
+
+    watch.child.kill('SIGTERM');
+    await watch.done;
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'mq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
   }, 180_000);
 });
