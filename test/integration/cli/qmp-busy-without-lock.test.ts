@@ -19,6 +19,7 @@ import { createAgentServer } from '../../../src/agent/server.js';
 import { QmpClient } from '../../../src/hypervisor/qmp.js';
 import { lockFile } from '../../../src/network/state/lock.js';
 import { SandboxStore } from '../../../src/network/state/store.js';
+import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -431,3 +432,44 @@ describe.skipIf(skipReason !== undefined)('watch of a change with a MAC change w
     pod.exec('ip', ['link', 'del', 'eth9']);
   }, 180_000);
 });
+
+describe.skipIf(skipReason !== undefined)(
+  "addInterface aborted while it waits for QMP without the sandbox's lock",
+  () => {
+    it("rejects with the signal's reason while QMP is still held, and changes nothing", async () => {
+      const { pod, node } = makePod();
+      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+      const { qemu, qmpPath, agentPath } = await vm.attachAndStart('sq', pod.path, stateDirectory(), { qemuQmpPath });
+      const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+      await serveSilentAgent(agentPath);
+      node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+      pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+      pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+      const beforeAdd = fingerprint(pod);
+      const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+      cleanup.defer(() => holder.close());
+      const acceptedBefore = relay.accepted();
+      const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
+      process.env.VCNET_QMP_CONNECT_TIMEOUT = '30';
+      cleanup.defer(() => {
+        if (previous === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
+        else process.env.VCNET_QMP_CONNECT_TIMEOUT = previous;
+      });
+      const controller = new AbortController();
+      const adding = addInterface('sq', JSON.stringify({ device: 'eth9', name: 'net9' }), {
+        stateDirectory: stateDirectory(),
+        signal: controller.signal,
+      }).then(
+        () => new Error('addInterface succeeded'),
+        (error: unknown) => error,
+      );
+      // The connect under the lock, then the wait without it: aborted there, before anything changed.
+      await until(() => relay.accepted() > acceptedBefore + 1, "addInterface's wait for QMP without the lock", 30_000);
+      const reason = new Error('the runtime gave up on this add-iface');
+      controller.abort(reason);
+      expect(await adding).toBe(reason);
+      expect(recordedLinks(stateDirectory(), 'sq')).toEqual(['eth0']);
+      expect(fingerprint(pod)).toEqual(beforeAdd);
+    }, 120_000);
+  },
+);
