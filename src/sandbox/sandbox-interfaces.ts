@@ -259,7 +259,7 @@ async function connectUnderLock(
  * Waits without the lock until QMP greets (closed again at once, for the next client) or `deadline`;
  * true when it greeted. A QMP that refuses (the VM gone) is left to the connect under the lock, which
  * says so; any other failure is said as connectVirtualMachine says it. Aborting `signal` ends the wait
- * with its reason (nothing was changed yet); the handshake under way is closed whenever it ends.
+ * with its reason (nothing was changed yet), its connection closed.
  */
 async function waitForQmpWithoutLock(
   busy: QmpBusyUnderLock,
@@ -267,31 +267,14 @@ async function waitForQmpWithoutLock(
   budgetMs: number,
   signal: AbortSignal | undefined,
 ): Promise<boolean> {
-  signal?.throwIfAborted();
-  const connecting = QmpClient.connect(busy.qmpPath, { timeoutMs: Math.max(1, deadline - Date.now()) });
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
   try {
-    await (await Promise.race([connecting, aborted])).close();
+    const timeoutMs = Math.max(1, deadline - Date.now());
+    await (await QmpClient.connect(busy.qmpPath, { timeoutMs, ...(signal ? { signal } : {}) })).close();
     return true;
   } catch (error) {
-    if (signal?.aborted) {
-      connecting
-        .then(
-          (qmp) => qmp.close(),
-          () => undefined,
-        )
-        .catch(() => undefined);
-      throw signal.reason;
-    }
     if (!(error instanceof QmpConnectionError)) throw error;
     if (vmGone(error)) return false;
     throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, budgetMs);
-  } finally {
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }
 

@@ -473,3 +473,38 @@ describe.skipIf(skipReason !== undefined)(
     }, 120_000);
   },
 );
+
+describe.skipIf(skipReason !== undefined)('watch stopped while a change waits for QMP without the lock', () => {
+  it('ends within its stop bound, the change not applied, while QMP is still held', async () => {
+    const { pod, node } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath } = await vm.attachAndStart('tq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    // Longer than this test may take: the watch's stop must not wait for the end of the QMP wait.
+    const watch = vcnetAsync(['watch', '--sandbox', 'tq', '--debounce', '50', ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: '600',
+    });
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox tq'), 'the watch to start', 15_000);
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    cleanup.defer(() => holder.close());
+    const acceptedBefore = relay.accepted();
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const beforeStop = fingerprint(pod);
+    await until(() => relay.accepted() > acceptedBefore + 1, "the watch's wait for QMP without the lock", 30_000);
+    watch.child.kill('SIGTERM');
+    const stopped = await watch.done;
+    expect(stopped.status, stopped.stderr).toBe(0);
+    expect(stopped.stderr).not.toContain('could not apply');
+    expect(stopped.stderr).toContain('watch ended before the last namespace change was applied');
+    expect(recordedLinks(stateDirectory(), 'tq')).toEqual(['eth0']);
+    expect(fingerprint(pod)).toEqual(beforeStop);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+  }, 90_000);
+});
