@@ -21,6 +21,8 @@ export const TEST_SEAM_NAMES = Object.freeze({
   gcIngress: 'vcnet.gcIngressTestHook',
   /** network/garbage-collector.ts: after gc's first look (step 1), before it reads the records (setGcFirstLookTestHook). */
   gcFirstLook: 'vcnet.gcFirstLookTestHook',
+  /** network/gc/gone-records.ts: before gc takes the lock of a record it drops (setGcDropTestHook). */
+  gcDrop: 'vcnet.gcDropTestHook',
   /** netns/mountinfo.ts: once per walk of every process's fds (setFdWalkTestHook). */
   fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
   /** sandbox/tc-repair-retry.ts: when a tc check on the timer is asked for (setTrafficControlRetryTestHook). */

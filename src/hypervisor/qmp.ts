@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import { onAbort } from '../abort-listeners.js';
-import { decimalSecondsAsMs, numberOption, optionsArgument, stringArgument } from '../arguments.js';
+import { decimalSecondsAsMs, numberOption, optionsArgument, signalOption, stringArgument } from '../arguments.js';
 import { errnoOf, InvalidInputError } from '../errors.js';
 import { nativeDevices, socketFileDescriptor } from '../native/devices.js';
 import { QmpCommandError, QmpConnectionError, QmpTimeoutError } from './errors.js';
@@ -42,6 +42,8 @@ export interface QmpConnectOptions {
   timeoutMs?: number;
   /** Default per-command timeout of this client. */
   commandTimeoutMs?: number;
+  /** Aborting ends the wait for QEMU at once: the connection is closed, connect rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /** Options of one QMP command: its timeout (milliseconds) and the fds sent with it. */
@@ -147,17 +149,19 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
   /** Connects, reads the greeting and leaves capabilities-negotiation mode. */
   static async connect(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
     stringArgument(socketPath, 'socketPath', "the path of QEMU's QMP socket");
-    options = optionsArgument(options, 'options', ['timeoutMs', 'commandTimeoutMs']);
+    options = optionsArgument(options, 'options', ['timeoutMs', 'commandTimeoutMs', 'signal']);
     // NaN or a string would never time out; setTimeout fires at once past 2^31 - 1 ms.
     for (const key of ['timeoutMs', 'commandTimeoutMs'] as const) {
       numberOption(options[key], key, QMP_WAIT_RANGE);
     }
+    const signal = signalOption(options.signal);
     const timeoutMs = options.timeoutMs ?? defaultQmpConnectTimeoutMs();
     const deadline = Date.now() + timeoutMs;
     // QEMU queues few connections to its QMP listener (a backlog of one): while one client holds QMP,
     // two more wait, and a connection that gave up stays queued until QEMU takes it. Any other connect
     // is refused at once with EAGAIN: QMP busy, not QEMU gone, so it is tried again until the deadline.
     for (;;) {
+      signal?.throwIfAborted();
       try {
         return await QmpClient.handshake(socketPath, options, timeoutMs, deadline);
       } catch (error) {
@@ -186,6 +190,13 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     socket.setEncoding('utf8');
     let client: QmpClient | undefined;
     let timedOut: QmpConnectionError | undefined;
+    let aborted = false;
+    const stopWaiting = options.signal
+      ? onAbort(options.signal, () => {
+          aborted = true;
+          socket.destroy();
+        })
+      : undefined;
     const timer = setTimeout(
       () => {
         const awaited = client ? 'no answer to qmp_capabilities' : 'no greeting';
@@ -207,12 +218,14 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
       return client;
     } catch (error) {
       socket.destroy();
+      if (aborted) throw options.signal?.reason;
       // Said as the handshake's timeout, not as the pending command's "connection closed" it caused.
       if (timedOut) throw timedOut;
       if (error instanceof QmpCommandError || error instanceof QmpConnectionError) throw error;
       throw new QmpConnectionError(`cannot open QMP on ${socketPath}: ${(error as Error).message}`, socketPath, error);
     } finally {
       clearTimeout(timer);
+      stopWaiting?.();
     }
   }
 

@@ -274,7 +274,8 @@ interface VmWaits {
  * what is left. The agent's answers to `work`'s calls (the push after a plug, which waits for the
  * guest to show the NIC) are still waited for under the lock: the NIC is plugged and recorded by
  * then, and a push made without the lock would race other commands' full route sets (one naming a
- * NIC the guest has not configured yet is refused whole).
+ * NIC the guest has not configured yet is refused whole). An abort of `where`'s signal ends a wait
+ * without the lock with its reason, nothing changed yet.
  */
 export async function withSandboxAndVm<T>(
   id: string,
@@ -283,15 +284,16 @@ export async function withSandboxAndVm<T>(
   work: (sandbox: OpenSandboxWithVm) => Promise<T>,
 ): Promise<T> {
   const waits: VmWaits = {};
+  const signal = typeof where === 'object' ? where.signal : undefined;
   for (;;) {
     try {
       return await withSandbox(id, operation, where, (sandbox) =>
         work({ ...sandbox, connectVirtualMachine: () => connectUnderLock(sandbox, waits) }),
       );
     } catch (error) {
-      if (error instanceof QmpBusyUnderLock && waits.qmp) await waitForQmpWithoutLock(error, waits.qmp);
+      if (error instanceof QmpBusyUnderLock && waits.qmp) await waitForQmpWithoutLock(error, waits.qmp, signal);
       else if (error instanceof AgentUnreachableUnderLock && waits.agent)
-        await waitForAgentWithoutLock(error, waits.agent);
+        await waitForAgentWithoutLock(error, waits.agent, signal);
       else throw error;
     }
   }
@@ -343,11 +345,17 @@ async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<V
 /**
  * Waits without the lock until QMP greets (closed again at once, for the next client) or the wait's
  * deadline. A QMP that refuses (the VM gone) is left to the connect under the lock, which says so;
- * any other failure is said as connectVirtualMachine says it.
+ * any other failure is said as connectVirtualMachine says it. Aborting `signal` ends the wait with its
+ * reason (nothing was changed yet), its connection closed.
  */
-async function waitForQmpWithoutLock(busy: QmpBusyUnderLock, wait: VmWait): Promise<void> {
+async function waitForQmpWithoutLock(
+  busy: QmpBusyUnderLock,
+  wait: VmWait,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   try {
-    await (await QmpClient.connect(busy.qmpPath, { timeoutMs: Math.max(1, wait.deadline - Date.now()) })).close();
+    const timeoutMs = Math.max(1, wait.deadline - Date.now());
+    await (await QmpClient.connect(busy.qmpPath, { timeoutMs, ...(signal ? { signal } : {}) })).close();
     wait.answered = true;
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
@@ -360,11 +368,16 @@ async function waitForQmpWithoutLock(busy: QmpBusyUnderLock, wait: VmWait): Prom
  * Waits without the lock until the agent's socket takes a connection (closed again at once) or the
  * wait's deadline; a failure is said as the connect under the lock would say it, with the whole wait.
  */
-async function waitForAgentWithoutLock(unreachable: AgentUnreachableUnderLock, wait: VmWait): Promise<void> {
+async function waitForAgentWithoutLock(
+  unreachable: AgentUnreachableUnderLock,
+  wait: VmWait,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   wait.waitedWithoutLock = true;
   try {
     const agent = await AgentClient.connect(unreachable.agentSocket, {
       deadlineMs: Math.max(1, wait.deadline - Date.now()),
+      ...(signal ? { signal } : {}),
     });
     agent.close();
     wait.answered = true;

@@ -338,11 +338,16 @@ async function applyChange(
   stateDirectory: string | undefined,
   memory: WatchMemory | undefined,
   limits: { maxEndpoints?: number },
+  /** Aborted when the watch stops: ends a wait for the sandbox lock or a busy QMP, before anything changed. */
+  signal?: AbortSignal,
 ): Promise<{ summary: WatchSummary; waiting?: Error }> {
   // A busy QMP and an agent not there yet are waited for without the lock (withSandboxAndVm): this
   // runs again up to its connect, which changes nothing (the memory follows the record; what is said
-  // once stays said once).
-  return withSandboxAndVm(id, 'watchSandbox', stateDirectory, async (sandbox) => {
+  // once stays said once). The MAC changes found by the first run: a run again, which the memory
+  // tells they were said, still reports them.
+  let macChanges: WatchSummary['macChanges'] | null = null;
+  const where = signal ? { stateDirectory, signal } : stateDirectory;
+  return withSandboxAndVm(id, 'watchSandbox', where, async (sandbox) => {
     const { store, state, network } = sandbox;
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
     if (memory) {
@@ -361,7 +366,10 @@ async function applyChange(
       }
     }
     // Said, not followed: needs neither the VM nor a push.
-    checkGuestMacs(id, change, network, summary, memory);
+    if (macChanges === null) {
+      checkGuestMacs(id, change, network, summary, memory);
+      macChanges = summary.macChanges;
+    } else if (macChanges) summary.macChanges = macChanges;
     // Only tc changed (or a MAC): put back what vcnet made, host side only; the VM is not needed (nor asked).
     const interfacesChanged =
       change.addedInterfaces.length +
@@ -855,7 +863,11 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   );
   // One listener on a daemon's long-lived signal for all its watches and waits (abort-listeners.ts).
   let stopWaiting: (() => void) | undefined;
+  // A change still waiting for the lock or for a busy QMP (made without the lock, up to
+  // VCNET_QMP_CONNECT_TIMEOUT) when the watch stops has changed nothing: given up, as a pending one.
+  const stopApplying = new AbortController();
   const stop = (reason?: SandboxNotFoundError | NamespaceGoneError, applyPending = false): Promise<string[]> => {
+    if (!applyPending || reason !== undefined) stopApplying.abort();
     clearInterval(detachPoll);
     trafficControlRetry.stop();
     stopWaiting?.();
@@ -901,10 +913,17 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
         let summary: WatchSummary;
         let waiting: Error | undefined;
         try {
-          ({ summary, waiting } = await applyChange(id, withRetries, options.stateDirectory, memory, {
-            ...(options.maxEndpoints !== undefined ? { maxEndpoints: options.maxEndpoints } : {}),
-          }));
+          ({ summary, waiting } = await applyChange(
+            id,
+            withRetries,
+            options.stateDirectory,
+            memory,
+            { ...(options.maxEndpoints !== undefined ? { maxEndpoints: options.maxEndpoints } : {}) },
+            stopApplying.signal,
+          ));
         } catch (error) {
+          // Stopped while it waited, before anything changed: not applied, as a pending change.
+          if (stopApplying.signal.aborted && error === stopApplying.signal.reason) return;
           if (error instanceof SandboxNotFoundError) {
             // Detached meanwhile: nothing is left to keep in step. Not awaited: stop() waits for this call.
             void stop(error);

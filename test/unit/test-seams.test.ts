@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { setNetlinkRepliesTestHook } from '../../src/netlink/transport.js';
 import { setFdWalkTestHook } from '../../src/netns/mountinfo.js';
 import { setGcFirstLookTestHook } from '../../src/network/garbage-collector.js';
+import { setGcDropTestHook } from '../../src/network/gc/gone-records.js';
 import { setGcIngressTestHook } from '../../src/network/gc/orphan-links.js';
 import { setApplyTestHook } from '../../src/network/plan/apply.js';
 import { LINK_INDEX_BASE, randomLinkIndex, setLinkIndexTestHook } from '../../src/network/plan/link-creation.js';
@@ -27,6 +28,7 @@ describe('test seams', () => {
       linkIndex: 'vcnet.linkIndexTestHook',
       gcIngress: 'vcnet.gcIngressTestHook',
       gcFirstLook: 'vcnet.gcFirstLookTestHook',
+      gcDrop: 'vcnet.gcDropTestHook',
       fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
       trafficControlRetry: 'vcnet.trafficControlRetryTestHook',
     });
@@ -38,6 +40,7 @@ describe('test seams', () => {
     ['vcnet.linkIndexTestHook', setLinkIndexTestHook],
     ['vcnet.gcIngressTestHook', setGcIngressTestHook],
     ['vcnet.gcFirstLookTestHook', setGcFirstLookTestHook],
+    ['vcnet.gcDropTestHook', setGcDropTestHook],
     ['vcnet.namespaceHoldersFdWalkTestHook', setFdWalkTestHook],
     ['vcnet.trafficControlRetryTestHook', setTrafficControlRetryTestHook],
   ] as const)('%s: the setter puts the hook on globalThis and takes it away again', (name, set) => {

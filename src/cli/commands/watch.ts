@@ -142,6 +142,10 @@ export function registerWatch(program: Command): void {
         }),
       ]);
       clearTimeout(bound);
+      // Past the bound, a change still waiting (for the sandbox's lock, or for a QMP another client
+      // holds, up to VCNET_QMP_CONNECT_TIMEOUT) is given up: it has changed nothing, and its wait
+      // would keep the process running.
+      if (notApplied === undefined) void watching.stop();
       if (notApplied === undefined)
         writeStderr(
           `vcnet: watch ended before the last namespace change was applied (${STOP_BOUND_MS / 1000} s): \`vcnet add-iface\` attaches an interface it missed\n`,

@@ -14,11 +14,19 @@ import {
 } from '../../netns/namespace-holders.js';
 import { identityOfKey, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { lookAtFile } from '../../netns/processes.js';
+import { testSeam } from '../../test-seams.js';
 import { closeRecordQueueFds } from '../endpoint/held-queue-fds.js';
 import { earlierBootReason } from '../state/boot-id.js';
 import { FileLock, lockHeldBy, tryLockFile } from '../state/lock.js';
 import type { EarlierBootRecord, RecordedNamespace, RecordOwner, SalvagedRecord } from '../state/owners.js';
 import { describeLockHolder, type GarbageReport } from './report.js';
+
+/** Test seam (never set in production): told each record gc is about to drop, before it takes its lock. */
+const dropSeam = testSeam<(file: string) => void>('gcDrop');
+
+export function setGcDropTestHook(hook: ((file: string) => void) | undefined): void {
+  dropSeam.set(hook);
+}
 
 export interface GoneRecordsContext {
   /** Records whose inode a later namespace has now (another cookie): their namespace is gone. */
@@ -140,7 +148,8 @@ interface DroppedRecord {
   directory: string;
   lockPath: string;
   namespacePath: string;
-  remove: () => void;
+  /** false: removed nothing, the file having been written again or removed since gc read it. */
+  remove: () => boolean;
 }
 
 /**
@@ -152,6 +161,7 @@ function dropUnderLock(
   why: { skippedBecause: string; detail: string; afterRemove?: () => void },
   report: GarbageReport,
 ): void {
+  dropSeam.hook()?.(record.file);
   const lock = lockToDrop(record.lockPath, report.dryRun);
   if (lock && !(lock instanceof FileLock)) {
     report.skipped.push({
@@ -162,6 +172,16 @@ function dropUnderLock(
     return;
   }
   try {
+    // Under the lock, only the record gc looked at: the sandbox may have been detached and attached
+    // again meanwhile (the same id), its new record naming a live namespace gc never looked at.
+    if (!report.dryRun && !record.remove()) {
+      if (existsSync(record.file))
+        report.skipped.push({
+          file: record.file,
+          reason: `${why.skippedBecause} (as gc read it), but it was written again since (the sandbox attached or changed again), so it was kept; run gc again to look at it as it is now`,
+        });
+      return;
+    }
     report.removed.push({
       kind: 'state',
       namespacePath: record.namespacePath,
@@ -169,10 +189,7 @@ function dropUnderLock(
       file: record.file,
       detail: why.detail,
     });
-    if (!report.dryRun) {
-      record.remove();
-      why.afterRemove?.();
-    }
+    if (!report.dryRun) why.afterRemove?.();
   } finally {
     lock?.release({ removeFile: !existsSync(record.directory) });
   }

@@ -48,8 +48,8 @@ export interface RecordOwner {
   /** The directory removed with the record, and the lock guarding it. */
   directory: string;
   lockPath: string;
-  /** Removes the record's directory and whatever parent it emptied. */
-  remove: () => void;
+  /** Removes the record's directory and whatever parent it emptied, if unchanged since read (RecordEntry's). */
+  remove: () => boolean;
   namespacePath: string;
   key: NamespaceKey;
   /** The recorded namespace's cookie: tells it from a later namespace the kernel gave its inode. */
@@ -383,8 +383,20 @@ export interface RecordEntry extends RecordFile {
   key: string;
   /** The lock guarding it (`<root>/.locks/<id>`). */
   lockPath: string;
-  /** Removes the record's directory and whatever parent it emptied. */
-  remove: () => void;
+  /**
+   * Removes the record's directory and whatever parent it emptied, if its file still holds the text
+   * read by visitRecords; false (nothing removed) when it was written again or removed since.
+   */
+  remove: () => boolean;
+}
+
+/** The text of a record file now; undefined when it is gone or cannot be read as one. */
+function readRecordFileOrNone(file: string): string | undefined {
+  try {
+    return readRecordFile(file);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A record read and checked against its schema: a sandbox's (vcnet attach) or a vcnet-cni interface's. */
@@ -419,21 +431,24 @@ export function visitRecords(roots: readonly string[], visitor: RecordVisitor): 
       const { id, directory, file, interfaceName } = found;
       const lockPath = join(root, LOCK_DIRECTORY_NAME, id);
       const interfaces = join(directory, 'interfaces');
-      const entry: RecordEntry =
-        interfaceName === undefined
-          ? { ...found, root, key: id, lockPath, remove: () => removeTree(directory) }
-          : {
-              ...found,
-              root,
-              key: `${id}/${interfaceName}`,
-              lockPath,
-              remove: () => {
-                removeTree(join(interfaces, interfaceName));
-                removeEmpty(interfaces);
-                removeEmpty(directory);
-              },
-            };
       let text: string | undefined;
+      const removeRecord =
+        interfaceName === undefined
+          ? () => removeTree(directory)
+          : () => {
+              removeTree(join(interfaces, interfaceName));
+              removeEmpty(interfaces);
+              removeEmpty(directory);
+            };
+      // Only the record read here: one written again since (the sandbox detached and attached again
+      // under the same id) names what its reader never looked at.
+      const remove = () => {
+        if (text === undefined || readRecordFileOrNone(file) !== text) return false;
+        removeRecord();
+        return true;
+      };
+      const key = interfaceName === undefined ? id : `${id}/${interfaceName}`;
+      const entry: RecordEntry = { ...found, root, key, lockPath, remove };
       try {
         // Never through a link, never blocking on a FIFO: the error names the file, not its content.
         text = readRecordFile(file);

@@ -7,16 +7,23 @@
  * without unplugging the NICs; it now waits without the locks, as long as VCNET_QMP_CONNECT_TIMEOUT
  * says when it is set.
  */
+
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { create } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
+import { InterfaceSchema } from '../../../src/agent/generated/types_pb.js';
+import { createAgentServer } from '../../../src/agent/server.js';
 import type { HotplugTarget } from '../../../src/hypervisor/device.js';
 import { QmpClient } from '../../../src/hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
+import { lockFile } from '../../../src/network/state/lock.js';
+import { SandboxStore } from '../../../src/network/state/store.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
+import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -494,4 +501,238 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
     expect(runtime.unplugged).toEqual(['net0']);
     expect(fingerprint(pod)).toEqual(before);
   }, 120_000);
+});
+
+describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was taken while it waited for QMP', () => {
+  it('gets its turn at a free QMP under the lock even when the lock wait used up the QMP budget', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('lq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const agentConnections = await serveSilentAgent(agentPath);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    const acceptedBefore = relay.accepted();
+    const budgetSeconds = 3;
+    const adding = vcnetAsync(['add-iface', 'lq', request, ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: String(budgetSeconds),
+      VCNET_LOCK_TIMEOUT: '60',
+    });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    // add-iface connected under the sandbox lock; it gives the lock back once QMP did not greet.
+    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
+    const connectedAt = Date.now();
+    // Another command (here this test) takes the sandbox lock meanwhile and holds it past add-iface's
+    // QMP budget; QMP is free long before that lock is given back.
+    const lock = await lockFile(new SandboxStore('lq', stateDirectory()).lockPath, 30_000, () => new Error('lock'));
+    try {
+      await holder.close();
+      holderOpen = false;
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.max(0, connectedAt + budgetSeconds * 1_000 + 1_000 - Date.now())),
+      );
+      expect(adding.child.exitCode, 'add-iface waits for the sandbox lock').toBeNull();
+    } finally {
+      lock.release();
+    }
+    // QMP is free: add-iface, with the lock again, connects and plugs the NIC, as it would have had
+    // the lock been free at once.
+    const plugged = untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+      timeoutMs: 60_000,
+      handshakeTimeoutMs: 15_000,
+    }).then(
+      () => 'plugged',
+      (error: Error) => `never plugged: ${error.message}`,
+    );
+    const outcome = await Promise.race([
+      plugged,
+      adding.done.then((done) => `add-iface exited ${done.status}: ${done.stderr}`),
+    ]);
+    expect(outcome).toBe('plugged');
+
+    await vm.stopQemu();
+    for (const socket of agentConnections) socket.destroy();
+    await adding.done;
+    const detached = vcnet(['detach', '--sandbox', 'lq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
+/**
+ * An agent that answers every network request as done (the paused VM has no guest to do it): a watch's
+ * push goes through, so its change is reported.
+ */
+async function serveAgreeingAgent(path: string): Promise<void> {
+  const agent = createAgentServer({
+    updateInterface: async (update) =>
+      create(InterfaceSchema, {
+        hwAddr: update.hardwareAddress,
+        name: update.name ?? '',
+        mtu: BigInt(update.mtu ?? 0),
+      }),
+    updateRoutes: async () => [],
+    addArpNeighbors: async () => undefined,
+    listInterfaces: async () => [],
+    listRoutes: async () => [],
+  });
+  const connections: Socket[] = [];
+  const server = createServer((socket) => {
+    connections.push(socket);
+    agent.serve(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  cleanup.defer(async () => {
+    for (const socket of connections) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+}
+
+describe.skipIf(skipReason !== undefined)('watch of a change with a MAC change while another client holds QMP', () => {
+  it("reports the MAC change in the change's JSON line after waiting for QMP without the lock", async () => {
+    const { pod, node } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath, endpoint } = await vm.attachAndStart('mq', pod.path, stateDirectory(), {
+      qemuQmpPath,
+    });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    await serveAgreeingAgent(agentPath);
+    const watch = vcnetAsync(['watch', '--sandbox', 'mq', '--debounce', '1000', ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: '60',
+    });
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox mq'), 'the watch to start', 15_000);
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    let holderOpen = true;
+    cleanup.defer(async () => {
+      if (holderOpen) await holder.close();
+    });
+    const acceptedBefore = relay.accepted();
+    // One change: eth0 gets another MAC than its guest NIC's, and eth9 comes.
+    const podMac = endpoint.hwAddr.toLowerCase() === '02:00:00:00:09:09' ? '02:00:00:00:09:0a' : '02:00:00:00:09:09';
+    pod.exec('ip', ['link', 'set', 'eth0', 'address', podMac]);
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
+    // Given back the lock after its first connect: the change is applied again from the start with QMP.
+    await until(() => relay.accepted() > acceptedBefore + 1, "the watch's wait for QMP without the lock", 30_000);
+    await holder.close();
+    holderOpen = false;
+    await until(() => watch.output().stdout.includes('"added"'), "the change's JSON line", 60_000);
+    const line = JSON.parse(
+      watch
+        .output()
+        .stdout.split('\n')
+        .find((text) => text.includes('"added"'))!,
+    );
+    expect(line.added).toEqual(['eth9']);
+    expect(line.macChanges, watch.output().stderr).toEqual([
+      expect.objectContaining({ link: 'eth0', podMac, guestMac: endpoint.hwAddr.toLowerCase() }),
+    ]);
+    // Said once on stderr, the rerun included.
+    expect(watch.output().stderr.split(`eth0's MAC changed to ${podMac}`).length - 1).toBe(1);
+
+    watch.child.kill('SIGTERM');
+    await watch.done;
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'mq', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+  }, 180_000);
+});
+
+describe.skipIf(skipReason !== undefined)(
+  "addInterface aborted while it waits for QMP without the sandbox's lock",
+  () => {
+    it("rejects with the signal's reason while QMP is still held, and changes nothing", async () => {
+      const { pod, node } = makePod();
+      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+      const { qemu, qmpPath, agentPath } = await vm.attachAndStart('sq', pod.path, stateDirectory(), { qemuQmpPath });
+      const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+      await serveSilentAgent(agentPath);
+      node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+      pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+      pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+      const beforeAdd = fingerprint(pod);
+      const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+      cleanup.defer(() => holder.close());
+      const acceptedBefore = relay.accepted();
+      const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
+      process.env.VCNET_QMP_CONNECT_TIMEOUT = '30';
+      cleanup.defer(() => {
+        if (previous === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
+        else process.env.VCNET_QMP_CONNECT_TIMEOUT = previous;
+      });
+      const controller = new AbortController();
+      const adding = addInterface('sq', JSON.stringify({ device: 'eth9', name: 'net9' }), {
+        stateDirectory: stateDirectory(),
+        signal: controller.signal,
+      }).then(
+        () => new Error('addInterface succeeded'),
+        (error: unknown) => error,
+      );
+      // The connect under the lock, then the wait without it: aborted there, before anything changed.
+      await until(() => relay.accepted() > acceptedBefore + 1, "addInterface's wait for QMP without the lock", 30_000);
+      const reason = new Error('the runtime gave up on this add-iface');
+      controller.abort(reason);
+      expect(await adding).toBe(reason);
+      expect(recordedLinks(stateDirectory(), 'sq')).toEqual(['eth0']);
+      expect(fingerprint(pod)).toEqual(beforeAdd);
+    }, 120_000);
+  },
+);
+
+describe.skipIf(skipReason !== undefined)('watch stopped while a change waits for QMP without the lock', () => {
+  it('ends within its stop bound, the change not applied, while QMP is still held', async () => {
+    const { pod, node } = makePod();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath } = await vm.attachAndStart('tq', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    // Longer than this test may take: the watch's stop must not wait for the end of the QMP wait.
+    const watch = vcnetAsync(['watch', '--sandbox', 'tq', '--debounce', '50', ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: '600',
+    });
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox tq'), 'the watch to start', 15_000);
+    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+    cleanup.defer(() => holder.close());
+    const acceptedBefore = relay.accepted();
+    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const beforeStop = fingerprint(pod);
+    await until(() => relay.accepted() > acceptedBefore + 1, "the watch's wait for QMP without the lock", 30_000);
+    watch.child.kill('SIGTERM');
+    const stopped = await watch.done;
+    expect(stopped.status, stopped.stderr).toBe(0);
+    expect(stopped.stderr).not.toContain('could not apply');
+    expect(stopped.stderr).toContain('watch ended before the last namespace change was applied');
+    expect(recordedLinks(stateDirectory(), 'tq')).toEqual(['eth0']);
+    expect(fingerprint(pod)).toEqual(beforeStop);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+  }, 90_000);
 });

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { setFdWalkTestHook } from '../../../src/netns/mountinfo.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
+import { setGcDropTestHook } from '../../../src/network/gc/gone-records.js';
 import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { CLI } from '../../helpers/cli.js';
@@ -37,6 +38,7 @@ beforeEach(() => {
 
 afterEach(() => {
   setFdWalkTestHook(undefined);
+  setGcDropTestHook(undefined);
   for (const holder of holders.splice(0)) holder.kill('SIGKILL');
   cleanupNamespaces();
   rmSync(stateDir, { recursive: true, force: true });
@@ -121,4 +123,33 @@ it("gc drops a gone pod's record when a new namespace got its inode, and leaves 
   expect(report.removed[0]!.detail).toContain('another one');
   expect(readSandbox('reused-inode', stateDir)).toBeUndefined();
   expect(reused.ipJson('link', 'show')).toEqual(before);
+});
+
+it('gc leaves a record written again while it looked for holders of the gone one (the sandbox detached and attached again)', async () => {
+  const { pod: gonePod } = makePod();
+  const { pod: livePod } = makePod();
+  await attachSandbox('again', tcfilterConfig(gonePod), { stateDirectory: stateDir });
+  gonePod.delete();
+  const cli = (args: string[]) => {
+    const result = vcnetWithin30s([...args, '--state-dir', stateDir]);
+    expect(result.status, result.stderr).toBe(0);
+  };
+  // Between gc's look at the gone record and its drop: the sandbox is detached (its namespace is
+  // gone) and attached again in a live pod, under the same id, as a runtime restarting it does.
+  setGcDropTestHook(() => {
+    setGcDropTestHook(undefined);
+    cli(['detach', '--sandbox', 'again']);
+    cli(['attach', '--sandbox', 'again', '--netns', livePod.path]);
+  });
+  const report = await collectGarbage({ stateDirectories: [stateDir], namespaces: [gonePod.path] });
+  const recorded = readSandbox('again', stateDir);
+  expect(recorded?.network.config.namespacePath, JSON.stringify(report.removed)).toBe(livePod.path);
+  expect(report.removed.filter((item) => item.kind === 'state')).toEqual([]);
+  expect(report.skipped).toEqual([
+    expect.objectContaining({
+      file: join(stateDir, 'again', 'state.json'),
+      reason: expect.stringContaining('changed'),
+    }),
+  ]);
+  cli(['detach', '--sandbox', 'again']);
 });

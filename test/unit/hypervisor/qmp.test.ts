@@ -216,6 +216,25 @@ describe('QmpClient handshake bound', () => {
     }
   });
 
+  it("ends at an abort of its signal with the signal's reason, closing the connection it waited on", async () => {
+    const server = await silentQmpServer();
+    const controller = new AbortController();
+    try {
+      const connecting = QmpClient.connect(server.socketPath, { timeoutMs: 60_000, signal: controller.signal }).catch(
+        (caught: unknown) => caught,
+      );
+      const reason = new Error('given up');
+      controller.abort(reason);
+      expect(await connecting).toBe(reason);
+      expect(await QmpClient.connect(server.socketPath, { signal: controller.signal }).catch((caught) => caught)).toBe(
+        reason,
+      );
+      await expect(QmpClient.connect(server.socketPath, { signal: 'soon' as never })).rejects.toThrow(/signal/);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('names qmp_capabilities when QEMU greets but does not answer it (not "connection closed")', async () => {
     const server = await silentQmpServer(JSON.stringify(FAKE_GREETING));
     try {
