@@ -234,22 +234,33 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 /**
  * The value with its keys renamed to the schema's own spelling and unknown keys dropped (their paths
- * pushed onto `ignored`). A later key wins over an earlier one for the same field, as in Go.
+ * pushed onto `ignored`). A later key wins over an earlier one for the same field, as in Go; an
+ * alias never wins over the field's own name.
  */
 function foldKeys(value: unknown, rules: KeyRules, path: string, ignored: string[]): unknown {
   if (!isPlainObject(value)) return value;
   const folded: Record<string, unknown> = {};
+  // Fields given under their own name: an alias beside one (`type_` with `type`) is not Go's field,
+  // so Go reads the field whatever the order; the alias is reported as ignored.
+  const named = new Set<string>();
+  const byAlias = new Map<string, string>();
   for (const [key, child] of Object.entries(value)) {
     // An own alias only: a key such as "constructor" or "__proto__" would otherwise find Object.prototype's.
     const alias = rules.aliases && Object.hasOwn(rules.aliases, foldKey(key)) ? rules.aliases[foldKey(key)] : undefined;
-    const target =
-      rules.fields.find((field) => field === key) ??
-      rules.fields.find((field) => foldKey(field) === foldKey(key)) ??
-      alias;
-    if (target === undefined) {
+    const field =
+      rules.fields.find((candidate) => candidate === key) ??
+      rules.fields.find((candidate) => foldKey(candidate) === foldKey(key));
+    const target = field ?? alias;
+    if (target === undefined || (field === undefined && named.has(target))) {
       ignored.push(`${path}.${key}`);
       continue;
     }
+    if (field !== undefined) {
+      named.add(field);
+      const aliasKey = byAlias.get(field);
+      if (aliasKey !== undefined) ignored.push(`${path}.${aliasKey}`);
+      byAlias.delete(field);
+    } else byAlias.set(target, key);
     const childRules = rules.children?.[target];
     folded[target] = !childRules
       ? child

@@ -269,4 +269,17 @@ describe("every field of Kata 4.1.0's types.proto network messages", () => {
     expect(message.type).toBe('veth');
     expect(ignoredKeys).toEqual([]);
   });
+
+  it('reads type, as Go does, when type_ is given beside it, and reports type_ as ignored, in either order', () => {
+    const { type: _type, ...rest } = goInterface;
+    for (const given of [
+      { ...rest, type: 'veth', type_: 'tap' },
+      { ...rest, type_: 'tap', type: 'veth' },
+    ]) {
+      const ignoredKeys: string[] = [];
+      const message = interfaceFromJson(given, 'interface', { ignoredKeys });
+      expect(message.type, JSON.stringify(given)).toBe('veth');
+      expect(ignoredKeys).toEqual(['interface.type_']);
+    }
+  });
 });
