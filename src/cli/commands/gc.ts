@@ -71,17 +71,6 @@ export function summaryLines(report: GarbageReport): string[] {
     return [
       `removed nothing (${report.failures.length} removal(s) failed, see stderr)${kept.map((reason) => `; ${reason}`).join('')}`,
     ];
-  const unreadable = report.withheld.filter((entry) => !entry.beingChanged);
-  const withheld = unreadable.reduce((count, entry) => count + entry.links.length, 0);
-  if (report.removed.length === 0 && withheld > 0) {
-    // Not "nothing to collect": gc did not look, as a record it could not read may own them.
-    return [
-      [
-        `removed nothing: ${withheld} vcnet link(s) in ${unreadable.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)`,
-        ...kept,
-      ].join('; '),
-    ];
-  }
   const live = liveLinks(report);
   // Only links of live sandboxes are "nothing to collect": a record left for another reason (being
   // changed, unreadable, its namespace unseen) may well be garbage that gc did not finish.
@@ -111,13 +100,22 @@ function livePhrase(live: number): string {
 }
 
 /**
- * Why gc kept what it did not remove, one phrase per reason, each saying what to do: records
- * another process is changing right now (and their links), records kept because whether their
- * namespace exists cannot be told, records or directories it could not read (unless the summary
- * says that already: `withheld`), and links of live sandboxes.
+ * Why gc kept what it did not remove, one phrase per reason, each saying what to do: links it did
+ * not examine as a record it could not read may be theirs (`withheld`), records another process is
+ * changing right now (and their links), records kept because whether their namespace exists cannot
+ * be told, records or directories it could not read (unless the first phrase says so already), and
+ * links of live sandboxes.
  */
 function keptReasons(report: GarbageReport): string[] {
   const reasons: string[] = [];
+  // Not "nothing to collect": gc did not look, as a record it could not read may own them. Said
+  // after a table of what went too: records dropped do not make the links it did not look at fewer.
+  const unreadableWithheld = report.withheld.filter((entry) => !entry.beingChanged);
+  const withheld = unreadableWithheld.reduce((count, entry) => count + entry.links.length, 0);
+  if (withheld > 0)
+    reasons.push(
+      `${withheld} vcnet link(s) in ${unreadableWithheld.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)`,
+    );
   const changing = report.skipped.filter((record) => record.beingChanged).length;
   const changingLinks = report.beingChanged.reduce((sum, entry) => sum + entry.links.length, 0);
   if (changing > 0)
@@ -137,7 +135,7 @@ function keptReasons(report: GarbageReport): string[] {
   if (unseen > 0)
     reasons.push(`${unseen} record(s) kept, as whether their namespace still exists cannot be told (see stderr)`);
   const unreadable = report.skipped.filter((record) => !record.beingChanged && !record.namespaceUnseen).length;
-  if (unreadable > 0 && !report.withheld.some((entry) => !entry.beingChanged))
+  if (unreadable > 0 && withheld === 0)
     reasons.push(`${unreadable} record(s) or state directories gc cannot read skipped (see stderr)`);
   const live = liveLinks(report);
   if (live > 0) reasons.push(livePhrase(live));

@@ -21,7 +21,8 @@ export function registerList(program: Command): void {
       const unreadable = listings.filter((listing) => listing.state === 'unreadable');
       for (const listing of unreadable) {
         writeStderr(`vcnet: ${listing.error?.message ?? listing.detail}\n`);
-        if (listing.error?.hint) writeStderr(`hint: ${listing.error.hint}\n`);
+        const hint = listing.hint ?? listing.error?.hint;
+        if (hint) writeStderr(`hint: ${hint}\n`);
       }
       if (unreadable.length > 0) process.exitCode = ExitCode.FAILED;
     });
@@ -56,7 +57,7 @@ export function listingText(listings: readonly SandboxListing[], options: { stat
     .filter((listing) => listing.state !== 'attached' || listing.detail !== undefined)
     .map((listing) => {
       const why = listing.error ? `${listing.error.code}: ${listing.error.message}` : listing.detail;
-      const action = listing.state === 'unreadable' ? '' : listing.hint ? `; ${listing.hint}` : '';
+      const action = listing.hint ? `; ${listing.hint}` : '';
       return `${listing.id}: ${listing.state}: ${why}${action}`;
     });
   return [...table(headers, rows).split('\n'), ...(notes.length > 0 ? ['', ...notes] : [])];

@@ -18,6 +18,7 @@ import { closeRecordQueueFds } from '../endpoint/held-queue-fds.js';
 import { earlierBootReason } from '../state/boot-id.js';
 import { FileLock, lockHeldBy, tryLockFile } from '../state/lock.js';
 import type { EarlierBootRecord, RecordedNamespace, RecordOwner, SalvagedRecord } from '../state/owners.js';
+import { settleByHand } from '../state/unreadable-records.js';
 import { describeLockHolder, type GarbageReport } from './report.js';
 
 export interface GoneRecordsContext {
@@ -86,8 +87,11 @@ export function dropUnreadableOfGone(
     if (scoped && !scoped.includes(record.namespacePath)) continue;
     const gone = replaced.has(record);
     const found = gone ? 'nowhere' : whereaboutsOf(record, context);
-    if (found === 'held') continue;
     const unreadable = report.skipped.find((entry) => entry.file === record.file);
+    if (found === 'held') {
+      if (unreadable) unreadable.reason = `${unreadable.reason}; ${keptWhileHeld(record)}`;
+      continue;
+    }
     if (found !== 'nowhere') {
       const unseen = unseenReason(record, found);
       if (unreadable) Object.assign(unreadable, { namespaceUnseen: true, reason: `${unreadable.reason}; ${unseen}` });
@@ -109,6 +113,21 @@ export function dropUnreadableOfGone(
       report,
     );
   }
+}
+
+/**
+ * Why an unreadable record whose namespace's inode is held is kept, and how a person settles it. A
+ * record without a cookie cannot be told from a later namespace that got the inode, and nothing else
+ * it may still hold tells them apart: the nsfs inode's times are set when its file is first looked
+ * at, not when the namespace was made, and a later pod has links of the same names and ifindexes.
+ */
+function keptWhileHeld(record: SalvagedRecord): string {
+  const { ino } = identityOfKey(record.key);
+  const which =
+    record.cookie === undefined
+      ? `a namespace with inode ${ino} is there now, and nothing else the record holds tells whether it is the recorded one or a later one, so gc keeps the record until nothing holds that inode`
+      : `its namespace (inode ${ino}, cookie ${record.cookie}) is still there, so gc keeps the record, drops it once that namespace is gone, and leaves vcnet's links there alone meanwhile`;
+  return `${which}; to settle it now: ${settleByHand(record.owner, record.namespacePath)}`;
 }
 
 /**

@@ -41,6 +41,7 @@ import { type RecordFile, recordFiles, removeEmpty, removeTree } from './record-
 import { registeredStateDirectories } from './registry.js';
 import { LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
 import { readableForClaims, refuseUntrustedDirectory } from './trust.js';
+import { settleByHand, type UnreadableRecordOwner } from './unreadable-records.js';
 
 export interface RecordOwner {
   id: string;
@@ -286,7 +287,10 @@ export interface SalvagedRecord
   extends Pick<
     RecordOwner,
     'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath' | 'key' | 'claimsOnly' | 'cookie'
-  > {}
+  > {
+  /** Whose it is, for the words that tell a person how to settle it when gc keeps it. */
+  owner: UnreadableRecordOwner;
+}
 
 const LEFT_ALONE_EVERYWHERE =
   'so gc removes no link, filter or qdisc in any namespace this run (the records there may be of a live sandbox); fix the file system or its permissions and run gc again';
@@ -306,9 +310,9 @@ function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
   };
 }
 
-/** Why gc leaves every namespace alone for a record that cannot say which one it is about. */
-const LEFT_ALONE_FOR_UNKNOWN_NAMESPACE =
-  "so gc removes no link, filter or qdisc in any namespace this run (it may be a live sandbox's record): restore the file, or remove it once its sandbox is gone (its VM stopped), and run gc again";
+/** What a record that cannot say its namespace costs while it is there. */
+const LEFT_ALONE_EVERYWHERE_WHILE_KEPT =
+  "so gc removes no link, filter or qdisc in any namespace while it is there (it may be a live sandbox's record, and nothing left in it tells which namespace or whether that still exists)";
 
 /**
  * Leaves alone the namespace a record gc cannot use is about, and says how (a clause for the reason
@@ -323,15 +327,17 @@ function leaveAloneItsNamespace(
   text: string,
   untouchable: Untouchable,
   anyNamespace: boolean,
-  record?: Omit<SalvagedRecord, 'key' | 'cookie' | 'namespacePath'>,
+  record?: Omit<SalvagedRecord, 'key' | 'cookie' | 'namespacePath'> & { owner: UnreadableRecordOwner },
 ): string {
   const identity = salvageNamespace(text);
   if (identity) {
     const namespacePath = salvageNamespacePath(text);
     if (record && namespacePath !== undefined) {
       const { cookie } = identity;
+      const { owner, ...named } = record;
       untouchable.salvaged.push({
-        ...record,
+        ...named,
+        owner,
         namespacePath,
         key: keyOf(identity),
         ...(cookie === undefined ? {} : { cookie }),
@@ -346,14 +352,18 @@ function leaveAloneItsNamespace(
   if (path !== undefined) {
     try {
       untouchable.keys.add(keyOf(identityOfNamespaceAt(path)));
-      return `; its namespace's identity is not readable, so gc leaves the namespace now at ${path} alone`;
+      // Never dropped: with no inode, "nothing holds it" cannot be told of the namespace it was about.
+      const settle = record ? `: ${settleByHand(record.owner, path)}` : '';
+      return `; its namespace's identity is not readable, so gc leaves the namespace now at ${path} alone and keeps the record${settle}`;
     } catch (error) {
       unknown = `it names ${path}, which holds no network namespace now (${(error as Error).message})`;
     }
   }
   if (!anyNamespace) return '';
   untouchable.everything = true;
-  return `; ${unknown}, ${LEFT_ALONE_FOR_UNKNOWN_NAMESPACE}`;
+  // All gc has left is the file's name (the sandbox id): whether that sandbox runs is the person's to tell.
+  const settle = record ? `: ${settleByHand(record.owner, undefined)}` : '';
+  return `; ${unknown}, ${LEFT_ALONE_EVERYWHERE_WHILE_KEPT}${settle}`;
 }
 
 /**
@@ -505,9 +515,10 @@ export function readOwners(
     visitRecords([root], {
       unlistable: unlistable(skipped, untouchable),
       stray: (path, reason) => ignored.push({ path, reason }),
-      unusable: ({ key: id, file, directory, lockPath, remove }, error, text) => {
+      unusable: ({ key: id, id: owningId, interfaceName, file, directory, lockPath, remove }, error, text) => {
         if (text !== undefined) {
-          const record = { id, file, directory, lockPath, remove, ...mark };
+          const owner = { file, id: owningId, ...(interfaceName === undefined ? {} : { interfaceName }) };
+          const record = { id, file, directory, lockPath, remove, owner, ...mark };
           skipped.push({
             file,
             reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true, record)}`,
