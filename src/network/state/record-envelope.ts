@@ -65,7 +65,7 @@ export class StateInvalidError extends VcnetError {
     readonly field: string,
     problem: string,
     value?: unknown,
-    hint = `nothing was changed; the file was damaged, edited or copied from another sandbox: restore or remove it (\`vcnet gc --dry-run${gcStateDirectoryFlag(file)}\` lists unreadable records)`,
+    hint = `nothing was changed; the file was damaged, edited or copied from another sandbox: restore it while its sandbox runs; gc drops it by itself once the namespace it still names is gone (\`vcnet list${gcStateDirectoryFlag(file)}\` says whether it names one, and how to settle it if not; \`vcnet gc --dry-run${gcStateDirectoryFlag(file)}\` lists unreadable records)`,
   ) {
     super('VCNET_STATE_INVALID', `state file ${file}: ${field === '' ? '' : `field ${field} `}${problem}`, {
       value,
