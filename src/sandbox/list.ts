@@ -322,7 +322,7 @@ function whatGcDoesWithUnreadable(
       return `gc keeps it: whether its namespace (inode ${identity.ino}) still exists cannot be told (${describeUnseen(place.unseen)}); ${UNSEEN_HINT}`;
     const settle = settleByHand(owner, path);
     if (identity.cookie === undefined)
-      return `gc keeps it: a namespace with inode ${identity.ino} is there now, and without the cookie (unreadable) nothing tells whether it is the recorded one or a later one that got the inode; gc drops the record once nothing holds that inode, and leaves vcnet's links in that namespace alone meanwhile; to settle it now: ${settle}`;
+      return `gc keeps it: a namespace with inode ${identity.ino} is there now, and without a readable cookie nothing tells whether it is the recorded one or a later one that got the inode; gc drops the record once nothing holds that inode, and leaves vcnet's links in that namespace alone meanwhile; to settle it now: ${settle}`;
     return `gc keeps it while its namespace (inode ${identity.ino}) is there${place.at === 'elsewhere' ? ` (at ${place.heldAt})` : ''}, leaving vcnet's links there alone, and drops it once that namespace is gone (\`${gc}\`); to settle it now: ${settle}`;
   }
   if (path !== undefined && namespaceIsAt(path))

@@ -22,9 +22,10 @@ export function registerGc(program: Command): void {
     description:
       'remove what vcnet made for sandboxes that are gone (plumbing, records, lock files) and finish the attaches a killed command left unfinished; a live sandbox, or one another command is changing, is left alone',
     details: [
-      "Remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given).",
+      "Remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, records written in an earlier boot, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given).",
+      "A record gc cannot use (damaged, cut short, another format version) is listed in `skipped` with why, and never acted on: gc drops it once the namespace it still names (device, inode and path) is gone; until then it leaves that namespace's vcnet links alone, and every namespace's when the record names none. Its reason (and `vcnet list`'s hint for it) says which, and how to settle a record gc keeps: restore the file while its sandbox runs, else set it aside (`mv state.json state.json.unreadable`) and let gc --netns collect what it left.",
       "Finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace or sandbox another attach, detach, add-iface or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged` and its links in `beingChanged`, and so is a record of a namespace gone whose sandbox another process is changing: run gc again once that is done), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`).",
-      'A namespace another command is changing right now is not looked into (listed in `withheld` with `beingChanged`: run gc again)',
+      'A namespace another command is changing right now is not looked into (listed in `withheld` with `beingChanged`: run gc again).',
     ],
   })
     .option('--dry-run', 'only list what would be removed, and why')
