@@ -11,7 +11,7 @@ import { describeUnseen, NamespaceHolders, UNSEEN_HINT } from '../netns/namespac
 import { identityOfNamespaceAt } from '../netns/namespace-identity.js';
 import { type NamespaceCookies, placeOfRecordedNamespace } from '../netns/namespace-liveness.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
-import { earlierBootOf } from '../network/state/boot-id.js';
+import { earlierBootOf, earlierBootOfDamaged } from '../network/state/boot-id.js';
 import { gcStateDirectoryFlag, stateDirectoryFlag } from '../network/state/default-directories.js';
 import { flockHolderAt } from '../network/state/lock.js';
 import {
@@ -22,7 +22,7 @@ import {
   trustedDirectories,
   visitRecords,
 } from '../network/state/owners.js';
-import { salvageNamespace, salvageNamespacePath } from '../network/state/record-envelope.js';
+import { salvageBoot, salvageNamespace, salvageNamespacePath } from '../network/state/record-envelope.js';
 import { stateDirectory } from '../network/state/store.js';
 import { refuseUntrustedDirectory } from '../network/state/trust.js';
 import { settleByHand } from '../network/state/unreadable-records.js';
@@ -313,6 +313,9 @@ function whatGcDoesWithUnreadable(
   const identity = salvageNamespace(text);
   const path = salvageNamespacePath(text);
   const stateDirectory = gcStateDirectoryFlag(entry.file);
+  const earlier = earlierBootOfDamaged(salvageBoot(text));
+  if (earlier)
+    return `written in an earlier boot, as its boot id and creation time both still tell (boot id ${earlier.bootId}; this boot is ${earlier.currentBootId}): what it names went with that boot; \`vcnet gc${path === undefined ? '' : ` --netns ${shellWord(path)}`}${stateDirectory}\` drops the record`;
   if (identity && path !== undefined) {
     const place = placeOfRecordedNamespace({ path, ...identity }, holders(), cookies);
     const gc = `vcnet gc --netns ${shellWord(path)}${stateDirectory}`;

@@ -235,7 +235,7 @@ export function dropEarlierBootRecords(
       record,
       {
         skippedBecause: 'it is from an earlier boot',
-        detail: `from an earlier boot: ${earlierBootReason(record.earlier)}`,
+        detail: `from an earlier boot: ${earlierBootReason(record.earlier)}${record.unreadable === undefined ? '' : ` (the record cannot be read: ${record.unreadable}; its boot id and creation time, both before this boot, still tell)`}`,
       },
       report,
     );

@@ -21,7 +21,7 @@ import {
 import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { fileIdentity } from '../../netns/processes.js';
 import { shellWord } from '../../shell-word.js';
-import { type EarlierBoot, earlierBootOf } from './boot-id.js';
+import { type EarlierBoot, earlierBootOf, earlierBootOfDamaged } from './boot-id.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import {
   addedFilters,
@@ -34,6 +34,7 @@ import {
   parseRecord,
   type RecordEnvelope,
   StateInvalidError,
+  salvageBoot,
   salvageNamespace,
   salvageNamespacePath,
 } from './record-envelope.js';
@@ -85,6 +86,11 @@ export type EarlierBootRecord = Pick<
   'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath' | 'claimsOnly'
 > & {
   earlier: EarlierBoot;
+  /**
+   * Why the record cannot be read, for one that still tells its boot id and creation time, both of an
+   * earlier boot (earlierBootOfDamaged): dropped as a readable one of an earlier boot.
+   */
+  unreadable?: string;
 };
 
 /** Whether a record's created link is `link`: by ifindex when recorded, else by name. */
@@ -517,6 +523,15 @@ export function readOwners(
       stray: (path, reason) => ignored.push({ path, reason }),
       unusable: ({ key: id, id: owningId, interfaceName, file, directory, lockPath, remove }, error, text) => {
         if (text !== undefined) {
+          const earlier = earlierBootOfDamaged(salvageBoot(text));
+          if (earlier) {
+            // As a readable record of an earlier boot: it names nothing that exists, so it protects
+            // nothing (its inode may be a new pod's namespace now) and gc drops it.
+            const namespacePath = salvageNamespacePath(text) ?? '';
+            const unreadable = (error as Error).message;
+            earlierBoot.push({ id, file, directory, lockPath, remove, namespacePath, earlier, unreadable, ...mark });
+            return;
+          }
           const owner = { file, id: owningId, ...(interfaceName === undefined ? {} : { interfaceName }) };
           const record = { id, file, directory, lockPath, remove, owner, ...mark };
           skipped.push({

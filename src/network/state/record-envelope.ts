@@ -288,3 +288,24 @@ export function salvageNamespacePath(text: string): string | undefined {
   const record = data as { namespace?: { path?: unknown }; network?: { config?: { namespacePath?: unknown } } } | null;
   return absolute(record?.namespace?.path) ?? absolute(record?.network?.config?.namespacePath);
 }
+
+/**
+ * The boot id and creation time a damaged record still tells, each only when whole (a boot id as
+ * the kernel writes one, a time as vcnet writes it): with earlierBootOfDamaged, whether it is an
+ * earlier boot's. Read from the JSON when it parses, else from a record cut short (both come right
+ * after its namespace).
+ */
+export function salvageBoot(text: string): { bootId?: string; createdAt?: string } {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    const field = (name: string) => new RegExp(`"${name}"\\s*:\\s*"([^"\\\\]*)"`).exec(text)?.[1];
+    data = { bootId: field('bootId'), createdAt: field('createdAt') };
+  }
+  const { bootId, createdAt } = (data ?? {}) as { bootId?: unknown; createdAt?: unknown };
+  const wholeBootId = typeof bootId === 'string' && BOOT_ID_PATTERN.test(bootId) ? bootId : undefined;
+  const wholeTime =
+    typeof createdAt === 'string' && z.iso.datetime().safeParse(createdAt).success ? createdAt : undefined;
+  return { ...(wholeBootId ? { bootId: wholeBootId } : {}), ...(wholeTime ? { createdAt: wholeTime } : {}) };
+}

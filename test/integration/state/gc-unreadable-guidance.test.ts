@@ -18,7 +18,7 @@ import { kataLinks, makePod } from '../../helpers/pod.js';
 const work = stateDirectoryPerTest('vcnet-gc-unreadable-guidance-');
 
 interface GcJson {
-  removed: Array<{ kind: string; name: string; namespacePath: string }>;
+  removed: Array<{ kind: string; name: string; namespacePath: string; detail?: string }>;
   skipped: Array<{ file: string; reason: string }>;
   unclaimed: Array<{ namespacePath: string; links: string[] }>;
 }
@@ -89,7 +89,7 @@ describe('an unreadable record: what list and gc say, and doing it', () => {
   });
 
   it('gc names a record cut before its namespace, says how to settle it, and doing so collects its tap', () => {
-    const { state, attach, gc, list } = setUp();
+    const { attach, gc, list } = setUp();
     const live = attach('live');
     const cut = attach('cut');
     const gone = attach('gone');
@@ -122,6 +122,34 @@ describe('an unreadable record: what list and gc say, and doing it', () => {
     expect(collected.removed.map((item) => `${item.kind} ${item.name}`)).toContain('link tap0_kata');
     expect(kataLinks(cut.pod)).toEqual([]);
     expect(kataLinks(live.pod)).toEqual(['tap0_kata']);
+  });
+
+  it('a damaged record whose boot id and creation time both tell an earlier boot is dropped as one; the boot id alone is not enough', () => {
+    const { attach, gc, list } = setUp();
+    const both = attach('both');
+    const idOnly = attach('idonly');
+    const earlierBoot = (file: string, createdAt?: string) => {
+      const record = JSON.parse(readFileSync(file, 'utf8'));
+      delete record.network.endpoints[0].plumbing;
+      record.bootId = '00000000-0000-4000-8000-000000000000';
+      if (createdAt !== undefined) record.createdAt = createdAt;
+      writeFileSync(file, JSON.stringify(record, null, 2));
+    };
+    earlierBoot(both.file, '2001-01-01T00:00:00.000Z');
+    earlierBoot(idOnly.file); // created in this boot: a damaged boot id alone may be the damage
+
+    const planned = JSON.parse(gc('--dry-run', '--json', '--netns', both.pod.path, idOnly.pod.path).stdout) as GcJson;
+    expect(planned.removed.filter((item) => item.kind === 'state').map((item) => item.name)).toEqual(['both']);
+    expect(planned.removed.find((item) => item.name === 'both')?.detail).toMatch(
+      /^from an earlier boot: .*\(the record cannot be read: .*its boot id and creation time, both before this boot, still tell\)$/,
+    );
+    expect(planned.skipped.map((entry) => entry.file)).toEqual([idOnly.file]);
+    expect(list().find((listing) => listing.id === 'both')?.hint).toContain('written in an earlier boot');
+    expect(list().find((listing) => listing.id === 'idonly')?.hint).not.toContain('earlier boot');
+
+    gc('--netns', both.pod.path);
+    expect(existsSync(both.file)).toBe(false);
+    expect(existsSync(idOnly.file)).toBe(true);
   });
 
   it('gc keeps a cookie-less record whose freed inode a later namespace took, saying why and how to settle it', async () => {
