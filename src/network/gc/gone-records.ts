@@ -125,7 +125,7 @@ function keptWhileHeld(record: SalvagedRecord): string {
   const { ino } = identityOfKey(record.key);
   const which =
     record.cookie === undefined
-      ? `a namespace with inode ${ino} is there now, and nothing else the record holds tells whether it is the recorded one or a later one, so gc keeps the record until nothing holds that inode`
+      ? `a namespace has inode ${ino} now, and nothing else the record holds tells whether it is the recorded one or a later one either, so gc keeps the record until nothing holds that inode`
       : `its namespace (inode ${ino}, cookie ${record.cookie}) is still there, so gc keeps the record, drops it once that namespace is gone, and leaves vcnet's links there alone meanwhile`;
   return `${which}; to settle it now: ${settleByHand(record.owner, record.namespacePath)}`;
 }

@@ -165,7 +165,7 @@ describe('an unreadable record: what list and gc say, and doing it', () => {
     expect(report.removed).toEqual([]);
     const reason = report.skipped.find((entry) => entry.file === file)?.reason;
     expect(reason).toContain(
-      'nothing else the record holds tells whether it is the recorded one or a later one, so gc keeps the record until nothing holds that inode',
+      'nothing else the record holds tells whether it is the recorded one or a later one either, so gc keeps the record until nothing holds that inode',
     );
     expect(reason).toContain(`mv ${file} ${file}.unreadable`);
     later.delete();
