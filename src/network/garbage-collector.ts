@@ -27,7 +27,8 @@
  * report and skipped; when it still tells which namespace it is about, that namespace is left alone
  * (unless the cookie it still tells is not that of the namespace with its inode now: then its
  * namespace is gone, and it is dropped as a readable record of a gone namespace would be; so is one
- * whose device, inode and path it still tells once nothing holds that inode);
+ * whose device, inode and path it still tells once nothing holds that inode; and one whose boot id
+ * and creation time both still tell an earlier boot is dropped as a record of an earlier boot);
  * when it cannot be read at all (EIO, EMFILE), or a directory of records cannot be listed, it may be
  * about any namespace, so no link, filter or qdisc is removed anywhere that run.
  *

@@ -8,9 +8,10 @@
 import { optionsArgument, stringOption } from '../arguments.js';
 import { classifyError, VcnetError } from '../errors.js';
 import { describeUnseen, NamespaceHolders, UNSEEN_HINT } from '../netns/namespace-holders.js';
+import { identityOfNamespaceAt } from '../netns/namespace-identity.js';
 import { type NamespaceCookies, placeOfRecordedNamespace } from '../netns/namespace-liveness.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
-import { earlierBootOf } from '../network/state/boot-id.js';
+import { earlierBootOf, earlierBootOfDamaged } from '../network/state/boot-id.js';
 import { gcStateDirectoryFlag, stateDirectoryFlag } from '../network/state/default-directories.js';
 import { flockHolderAt } from '../network/state/lock.js';
 import {
@@ -21,9 +22,10 @@ import {
   trustedDirectories,
   visitRecords,
 } from '../network/state/owners.js';
-import { salvageNamespacePath } from '../network/state/record-envelope.js';
+import { salvageBoot, salvageNamespace, salvageNamespacePath } from '../network/state/record-envelope.js';
 import { stateDirectory } from '../network/state/store.js';
 import { refuseUntrustedDirectory } from '../network/state/trust.js';
+import { settleByHand } from '../network/state/unreadable-records.js';
 import { shellWord } from '../shell-word.js';
 
 /**
@@ -66,7 +68,11 @@ export interface SandboxListing {
   state: SandboxListingState;
   /** Why the state is not `attached` (or, for one, where its namespace lives now), in a sentence. */
   detail?: string;
-  /** What to run about it: the gc command that finishes or removes it, or the error's hint. */
+  /**
+   * What to run about it: the gc command that finishes or removes it; for an unreadable record whose
+   * text was read, what gc does with it (drops it once the namespace it still names is gone, else
+   * keeps it) and how to settle it by hand; for one that could not be read at all, the error's hint.
+   */
   hint?: string;
   /**
    * An `unfinished` record whose lock a process holds right now (an attach, detach, add-iface or
@@ -143,7 +149,11 @@ export async function listSandboxes(options: ListSandboxesOptions = {}): Promise
   const cookies: NamespaceCookies = new Map();
   visitRecords(roots, {
     record: (entry, checked) => listings.push(describeRecord(entry, checked, holdersOnce, cookies)),
-    unusable: (entry, error, text) => listings.push(unreadableListing(entry, error, text)),
+    unusable: (entry, error, text) => {
+      const listing = unreadableListing(entry, error, text);
+      if (text !== undefined) listing.hint = whatGcDoesWithUnreadable(entry, text, holdersOnce, cookies);
+      listings.push(listing);
+    },
     unlistable: (directory, error) =>
       listings.push({
         ...unreadableListing({ key: directory, root: directory, file: directory }, error),
@@ -281,6 +291,56 @@ function describeRecord(
       hint: `${kind === 'sandbox' ? detach : cniDel} undoes it there`,
     };
   return listing;
+}
+
+/**
+ * What gc does with a record it cannot read, as gc decides it (owners.ts, gone-records.ts), and what
+ * settles it when gc keeps it: gc drops one that still tells its namespace's device, inode and path
+ * once that namespace is gone; it keeps any other, and only the person can tell whether its sandbox
+ * still runs.
+ */
+function whatGcDoesWithUnreadable(
+  entry: RecordEntry,
+  text: string,
+  holders: () => NamespaceHolders,
+  cookies: NamespaceCookies,
+): string {
+  const owner = {
+    file: entry.file,
+    id: entry.id,
+    ...(entry.interfaceName ? { interfaceName: entry.interfaceName } : {}),
+  };
+  const identity = salvageNamespace(text);
+  const path = salvageNamespacePath(text);
+  const stateDirectory = gcStateDirectoryFlag(entry.file);
+  const earlier = earlierBootOfDamaged(salvageBoot(text));
+  if (earlier)
+    return `written in an earlier boot, as its boot id and creation time both still tell (boot id ${earlier.bootId}; this boot is ${earlier.currentBootId}): what it names went with that boot; \`vcnet gc${path === undefined ? '' : ` --netns ${shellWord(path)}`}${stateDirectory}\` drops the record`;
+  if (identity && path !== undefined) {
+    const place = placeOfRecordedNamespace({ path, ...identity }, holders(), cookies);
+    const gc = `vcnet gc --netns ${shellWord(path)}${stateDirectory}`;
+    if (place.at === 'nowhere')
+      return `its namespace (inode ${identity.ino}, as the record still tells) is gone${place.laterCookie === undefined ? '' : ` (a later namespace has its inode now, cookie ${place.laterCookie})`}, and what the record made went with it: \`${gc}\` drops the record`;
+    if (place.at === 'unseen')
+      return `gc keeps it: whether its namespace (inode ${identity.ino}) still exists cannot be told (${describeUnseen(place.unseen)}); ${UNSEEN_HINT}`;
+    const settle = settleByHand(owner, path);
+    if (identity.cookie === undefined)
+      return `gc keeps it: a namespace with inode ${identity.ino} is there now, and without a readable cookie nothing tells whether it is the recorded one or a later one that got the inode; gc drops the record once nothing holds that inode, and leaves vcnet's links in that namespace alone meanwhile; to settle it now: ${settle}`;
+    return `gc keeps it while its namespace (inode ${identity.ino}) is there${place.at === 'elsewhere' ? ` (at ${place.heldAt})` : ''}, leaving vcnet's links there alone, and drops it once that namespace is gone (\`${gc}\`); to settle it now: ${settle}`;
+  }
+  if (path !== undefined && namespaceIsAt(path))
+    return `gc keeps it, and leaves the namespace now at ${path} alone: the record's namespace identity is damaged, so whether that namespace is the recorded one cannot be told; ${settleByHand(owner, path)}`;
+  return `it does not say which namespace it is about${path === undefined ? '' : ` (it names ${path}, where no namespace is now)`}, so gc keeps it and removes no link, filter or qdisc in any namespace while it is there; ${settleByHand(owner, undefined)}`;
+}
+
+/** Whether a network namespace is at `path` now. */
+function namespaceIsAt(path: string): boolean {
+  try {
+    identityOfNamespaceAt(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -22,9 +22,10 @@ export function registerGc(program: Command): void {
     description:
       'remove what vcnet made for sandboxes that are gone (plumbing, records, lock files) and finish the attaches a killed command left unfinished; a live sandbox, or one another command is changing, is left alone',
     details: [
-      "Remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given).",
+      "Remove taps, macvtaps, ifbs, filters and rate limits' htb qdiscs vcnet made whose sandbox is gone, records of namespaces that exist nowhere, records written in an earlier boot, and record directories and lock files an interrupted command left without a record (with --netns: only in the --state-dir given).",
+      "A record gc cannot use (damaged, cut short, another format version) is listed in `skipped` with why, and never acted on: gc drops it once the namespace it still names (device, inode and path) is gone, or when its boot id and creation time both still tell an earlier boot; until then it leaves that namespace's vcnet links alone, and every namespace's when the record names none. Its reason (and `vcnet list`'s hint for it) says which, and how to settle a record gc keeps: restore the file while its sandbox runs, else set it aside (`mv state.json state.json.unreadable`) and let gc --netns collect what it left.",
       "Finish the unfinished attaches of records whose lock is free (an add-iface or watch killed part-way; one whose namespace or sandbox another attach, detach, add-iface or vcnet-cni ADD/DEL is changing right now is kept, listed in `skipped` with `beingChanged` and its links in `beingChanged`, and so is a record of a namespace gone whose sandbox another process is changing: run gc again once that is done), unplugging first a NIC such an attach hot-plugged into the sandbox's running VM (one the VM keeps stays recorded, listed in `failures`).",
-      'A namespace another command is changing right now is not looked into (listed in `withheld` with `beingChanged`: run gc again)',
+      'A namespace another command is changing right now is not looked into (listed in `withheld` with `beingChanged`: run gc again).',
     ],
   })
     .option('--dry-run', 'only list what would be removed, and why')
@@ -71,17 +72,6 @@ export function summaryLines(report: GarbageReport): string[] {
     return [
       `removed nothing (${report.failures.length} removal(s) failed, see stderr)${kept.map((reason) => `; ${reason}`).join('')}`,
     ];
-  const unreadable = report.withheld.filter((entry) => !entry.beingChanged);
-  const withheld = unreadable.reduce((count, entry) => count + entry.links.length, 0);
-  if (report.removed.length === 0 && withheld > 0) {
-    // Not "nothing to collect": gc did not look, as a record it could not read may own them.
-    return [
-      [
-        `removed nothing: ${withheld} vcnet link(s) in ${unreadable.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)`,
-        ...kept,
-      ].join('; '),
-    ];
-  }
   const live = liveLinks(report);
   // Only links of live sandboxes are "nothing to collect": a record left for another reason (being
   // changed, unreadable, its namespace unseen) may well be garbage that gc did not finish.
@@ -111,13 +101,22 @@ function livePhrase(live: number): string {
 }
 
 /**
- * Why gc kept what it did not remove, one phrase per reason, each saying what to do: records
- * another process is changing right now (and their links), records kept because whether their
- * namespace exists cannot be told, records or directories it could not read (unless the summary
- * says that already: `withheld`), and links of live sandboxes.
+ * Why gc kept what it did not remove, one phrase per reason, each saying what to do: links it did
+ * not examine as a record it could not read may be theirs (`withheld`), records another process is
+ * changing right now (and their links), records kept because whether their namespace exists cannot
+ * be told, records or directories it could not read (unless the first phrase says so already), and
+ * links of live sandboxes.
  */
 function keptReasons(report: GarbageReport): string[] {
   const reasons: string[] = [];
+  // Not "nothing to collect": gc did not look, as a record it could not read may own them. Said
+  // after a table of what went too: records dropped do not make the links it did not look at fewer.
+  const unreadableWithheld = report.withheld.filter((entry) => !entry.beingChanged);
+  const withheld = unreadableWithheld.reduce((count, entry) => count + entry.links.length, 0);
+  if (withheld > 0)
+    reasons.push(
+      `${withheld} vcnet link(s) in ${unreadableWithheld.length} namespace(s) not examined, as a record gc could not read may be theirs (see stderr)`,
+    );
   const changing = report.skipped.filter((record) => record.beingChanged).length;
   const changingLinks = report.beingChanged.reduce((sum, entry) => sum + entry.links.length, 0);
   if (changing > 0)
@@ -137,7 +136,7 @@ function keptReasons(report: GarbageReport): string[] {
   if (unseen > 0)
     reasons.push(`${unseen} record(s) kept, as whether their namespace still exists cannot be told (see stderr)`);
   const unreadable = report.skipped.filter((record) => !record.beingChanged && !record.namespaceUnseen).length;
-  if (unreadable > 0 && !report.withheld.some((entry) => !entry.beingChanged))
+  if (unreadable > 0 && withheld === 0)
     reasons.push(`${unreadable} record(s) or state directories gc cannot read skipped (see stderr)`);
   const live = liveLinks(report);
   if (live > 0) reasons.push(livePhrase(live));

@@ -2,12 +2,19 @@
 import type { Command } from 'commander';
 import { listSandboxes, type SandboxListing } from '../../sandbox/list.js';
 import { ExitCode } from '../exit-codes.js';
+import { describeCommand } from '../help-details.js';
 import { printJson, printText, table, writeStderr } from '../output.js';
 
 export function registerList(program: Command): void {
-  program
-    .command('list')
-    .description('list the sandboxes and vcnet-cni interfaces vcnet has recorded, with their state (changes nothing)')
+  describeCommand(program.command('list'), {
+    summary: 'list the sandboxes and vcnet-cni interfaces vcnet has recorded, with their state (changes nothing)',
+    description:
+      'list the sandboxes and vcnet-cni interfaces vcnet has recorded, one row each with its state; takes no lock and changes nothing',
+    details: [
+      'States: `attached` (its namespace is there, at its recorded path or, said in a note, held elsewhere); `unfinished` (an attach or undo a killed process left part-way or the kernel refused in part, or one a process is changing right now); `earlier-boot` (written before this boot: it names nothing that exists); `namespace-gone` (nothing holds its namespace any more, or a later namespace has its inode); `unreadable` (damaged, cut short, another format version, or not a regular file).',
+      'After the table, a note for each record that is not plainly attached says why and what to run: the `vcnet gc` that finishes or drops it, the `vcnet detach` that undoes it, or for an unreadable record what gc does with it and how to settle it. The exit status is 1 when a record cannot be read (everything else is still listed, the reason on stderr, as ls does), else 0.',
+    ],
+  })
     .option(
       '--state-dir <dir>',
       'only this state directory (default: every one gc reads: /run/vcnet/sandboxes, /run/vcnet/cni, $VCNET_STATE_DIR and every directory vcnet recorded in); one that does not exist lists nothing, one another user could change is refused (exit 2)',
@@ -21,7 +28,8 @@ export function registerList(program: Command): void {
       const unreadable = listings.filter((listing) => listing.state === 'unreadable');
       for (const listing of unreadable) {
         writeStderr(`vcnet: ${listing.error?.message ?? listing.detail}\n`);
-        if (listing.error?.hint) writeStderr(`hint: ${listing.error.hint}\n`);
+        const hint = listing.hint ?? listing.error?.hint;
+        if (hint) writeStderr(`hint: ${hint}\n`);
       }
       if (unreadable.length > 0) process.exitCode = ExitCode.FAILED;
     });
@@ -56,7 +64,7 @@ export function listingText(listings: readonly SandboxListing[], options: { stat
     .filter((listing) => listing.state !== 'attached' || listing.detail !== undefined)
     .map((listing) => {
       const why = listing.error ? `${listing.error.code}: ${listing.error.message}` : listing.detail;
-      const action = listing.state === 'unreadable' ? '' : listing.hint ? `; ${listing.hint}` : '';
+      const action = listing.hint ? `; ${listing.hint}` : '';
       return `${listing.id}: ${listing.state}: ${why}${action}`;
     });
   return [...table(headers, rows).split('\n'), ...(notes.length > 0 ? ['', ...notes] : [])];

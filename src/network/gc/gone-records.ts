@@ -19,6 +19,7 @@ import { closeRecordQueueFds } from '../endpoint/held-queue-fds.js';
 import { earlierBootReason } from '../state/boot-id.js';
 import { FileLock, lockHeldBy, tryLockFile } from '../state/lock.js';
 import type { EarlierBootRecord, RecordedNamespace, RecordOwner, SalvagedRecord } from '../state/owners.js';
+import { settleByHand } from '../state/unreadable-records.js';
 import { describeLockHolder, type GarbageReport } from './report.js';
 
 /** Test seam (never set in production): told each record gc is about to drop, before it takes its lock. */
@@ -94,8 +95,11 @@ export function dropUnreadableOfGone(
     if (scoped && !scoped.includes(record.namespacePath)) continue;
     const gone = replaced.has(record);
     const found = gone ? 'nowhere' : whereaboutsOf(record, context);
-    if (found === 'held') continue;
     const unreadable = report.skipped.find((entry) => entry.file === record.file);
+    if (found === 'held') {
+      if (unreadable) unreadable.reason = `${unreadable.reason}; ${keptWhileHeld(record)}`;
+      continue;
+    }
     if (found !== 'nowhere') {
       const unseen = unseenReason(record, found);
       if (unreadable) Object.assign(unreadable, { namespaceUnseen: true, reason: `${unreadable.reason}; ${unseen}` });
@@ -117,6 +121,21 @@ export function dropUnreadableOfGone(
       report,
     );
   }
+}
+
+/**
+ * Why an unreadable record whose namespace's inode is held is kept, and how a person settles it. A
+ * record without a cookie cannot be told from a later namespace that got the inode, and nothing else
+ * it may still hold tells them apart: the nsfs inode's times are set when its file is first looked
+ * at, not when the namespace was made, and a later pod has links of the same names and ifindexes.
+ */
+function keptWhileHeld(record: SalvagedRecord): string {
+  const { ino } = identityOfKey(record.key);
+  const which =
+    record.cookie === undefined
+      ? `a namespace has inode ${ino} now, and nothing else the record holds tells whether it is the recorded one or a later one either, so gc keeps the record until nothing holds that inode`
+      : `its namespace (inode ${ino}, cookie ${record.cookie}) is still there, so gc keeps the record, drops it once that namespace is gone, and leaves vcnet's links there alone meanwhile`;
+  return `${which}; to settle it now: ${settleByHand(record.owner, record.namespacePath)}`;
 }
 
 /**
@@ -233,7 +252,7 @@ export function dropEarlierBootRecords(
       record,
       {
         skippedBecause: 'it is from an earlier boot',
-        detail: `from an earlier boot: ${earlierBootReason(record.earlier)}`,
+        detail: `from an earlier boot: ${earlierBootReason(record.earlier)}${record.unreadable === undefined ? '' : ` (the record cannot be read: ${record.unreadable}; its boot id and creation time, both before this boot, still tell)`}`,
       },
       report,
     );

@@ -46,6 +46,40 @@ export function earlierBootOf(record: { bootId?: string | undefined }): EarlierB
   return { bootId: record.bootId, currentBootId: current };
 }
 
+/**
+ * When this boot began, in milliseconds since the epoch (/proc/stat's btime), or undefined when the
+ * kernel does not say. Read once per process.
+ */
+let bootStartRead: { at: number | undefined } | undefined;
+function bootStart(): number | undefined {
+  if (bootStartRead === undefined) {
+    let at: number | undefined;
+    try {
+      const seconds = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1];
+      if (seconds !== undefined) at = Number(seconds) * 1000;
+    } catch {
+      // not readable here: a damaged record is never taken for an earlier boot's
+    }
+    bootStartRead = { at };
+  }
+  return bootStartRead.at;
+}
+
+/**
+ * The boots of a record that cannot be read, when it was written in an earlier boot: only when both
+ * the boot id and the creation time it still tells say so (another boot id, and a time before this
+ * boot began). The record is damaged, so one field alone does not decide: a boot id damaged into
+ * another UUID would make a live sandbox's record look like an earlier boot's. A clock set back
+ * across the reboot makes the time disagree, and then the record is judged by its namespace as before.
+ */
+export function earlierBootOfDamaged(salvaged: { bootId?: string; createdAt?: string }): EarlierBoot | undefined {
+  const earlier = earlierBootOf(salvaged);
+  const began = bootStart();
+  if (!earlier || salvaged.createdAt === undefined || began === undefined) return undefined;
+  const created = Date.parse(salvaged.createdAt);
+  return Number.isFinite(created) && created < began ? earlier : undefined;
+}
+
 /** The two boots of a record written in another boot than this one (earlierBootOf). */
 export interface EarlierBoot {
   /** The boot the record was written in. */

@@ -21,7 +21,7 @@ import {
 import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { fileIdentity } from '../../netns/processes.js';
 import { shellWord } from '../../shell-word.js';
-import { type EarlierBoot, earlierBootOf } from './boot-id.js';
+import { type EarlierBoot, earlierBootOf, earlierBootOfDamaged } from './boot-id.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import {
   addedFilters,
@@ -34,6 +34,7 @@ import {
   parseRecord,
   type RecordEnvelope,
   StateInvalidError,
+  salvageBoot,
   salvageNamespace,
   salvageNamespacePath,
 } from './record-envelope.js';
@@ -41,6 +42,7 @@ import { type RecordFile, recordFiles, removeEmpty, removeTree } from './record-
 import { registeredStateDirectories } from './registry.js';
 import { LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
 import { readableForClaims, refuseUntrustedDirectory } from './trust.js';
+import { settleByHand, type UnreadableRecordOwner } from './unreadable-records.js';
 
 export interface RecordOwner {
   id: string;
@@ -84,6 +86,11 @@ export type EarlierBootRecord = Pick<
   'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath' | 'claimsOnly'
 > & {
   earlier: EarlierBoot;
+  /**
+   * Why the record cannot be read, for one that still tells its boot id and creation time, both of an
+   * earlier boot (earlierBootOfDamaged): dropped as a readable one of an earlier boot.
+   */
+  unreadable?: string;
 };
 
 /** Whether a record's created link is `link`: by ifindex when recorded, else by name. */
@@ -286,7 +293,10 @@ export interface SalvagedRecord
   extends Pick<
     RecordOwner,
     'id' | 'file' | 'directory' | 'lockPath' | 'remove' | 'namespacePath' | 'key' | 'claimsOnly' | 'cookie'
-  > {}
+  > {
+  /** Whose it is, for the words that tell a person how to settle it when gc keeps it. */
+  owner: UnreadableRecordOwner;
+}
 
 const LEFT_ALONE_EVERYWHERE =
   'so gc removes no link, filter or qdisc in any namespace this run (the records there may be of a live sandbox); fix the file system or its permissions and run gc again';
@@ -306,9 +316,9 @@ function unlistable(skipped: SkippedRecord[], untouchable: Untouchable) {
   };
 }
 
-/** Why gc leaves every namespace alone for a record that cannot say which one it is about. */
-const LEFT_ALONE_FOR_UNKNOWN_NAMESPACE =
-  "so gc removes no link, filter or qdisc in any namespace this run (it may be a live sandbox's record): restore the file, or remove it once its sandbox is gone (its VM stopped), and run gc again";
+/** What a record that cannot say its namespace costs while it is there. */
+const LEFT_ALONE_EVERYWHERE_WHILE_KEPT =
+  "so gc removes no link, filter or qdisc in any namespace while it is there (it may be a live sandbox's record, and nothing left in it tells which namespace or whether that still exists)";
 
 /**
  * Leaves alone the namespace a record gc cannot use is about, and says how (a clause for the reason
@@ -323,15 +333,17 @@ function leaveAloneItsNamespace(
   text: string,
   untouchable: Untouchable,
   anyNamespace: boolean,
-  record?: Omit<SalvagedRecord, 'key' | 'cookie' | 'namespacePath'>,
+  record?: Omit<SalvagedRecord, 'key' | 'cookie' | 'namespacePath'> & { owner: UnreadableRecordOwner },
 ): string {
   const identity = salvageNamespace(text);
   if (identity) {
     const namespacePath = salvageNamespacePath(text);
     if (record && namespacePath !== undefined) {
       const { cookie } = identity;
+      const { owner, ...named } = record;
       untouchable.salvaged.push({
-        ...record,
+        ...named,
+        owner,
         namespacePath,
         key: keyOf(identity),
         ...(cookie === undefined ? {} : { cookie }),
@@ -346,14 +358,18 @@ function leaveAloneItsNamespace(
   if (path !== undefined) {
     try {
       untouchable.keys.add(keyOf(identityOfNamespaceAt(path)));
-      return `; its namespace's identity is not readable, so gc leaves the namespace now at ${path} alone`;
+      // Never dropped: with no inode, "nothing holds it" cannot be told of the namespace it was about.
+      const settle = record ? `: ${settleByHand(record.owner, path)}` : '';
+      return `; its namespace's identity is not readable, so gc leaves the namespace now at ${path} alone and keeps the record${settle}`;
     } catch (error) {
       unknown = `it names ${path}, which holds no network namespace now (${(error as Error).message})`;
     }
   }
   if (!anyNamespace) return '';
   untouchable.everything = true;
-  return `; ${unknown}, ${LEFT_ALONE_FOR_UNKNOWN_NAMESPACE}`;
+  // All gc has left is the file's name (the sandbox id): whether that sandbox runs is the person's to tell.
+  const settle = record ? `: ${settleByHand(record.owner, undefined)}` : '';
+  return `; ${unknown}, ${LEFT_ALONE_EVERYWHERE_WHILE_KEPT}${settle}`;
 }
 
 /**
@@ -520,9 +536,19 @@ export function readOwners(
     visitRecords([root], {
       unlistable: unlistable(skipped, untouchable),
       stray: (path, reason) => ignored.push({ path, reason }),
-      unusable: ({ key: id, file, directory, lockPath, remove }, error, text) => {
+      unusable: ({ key: id, id: owningId, interfaceName, file, directory, lockPath, remove }, error, text) => {
         if (text !== undefined) {
-          const record = { id, file, directory, lockPath, remove, ...mark };
+          const earlier = earlierBootOfDamaged(salvageBoot(text));
+          if (earlier) {
+            // As a readable record of an earlier boot: it names nothing that exists, so it protects
+            // nothing (its inode may be a new pod's namespace now) and gc drops it.
+            const namespacePath = salvageNamespacePath(text) ?? '';
+            const unreadable = (error as Error).message;
+            earlierBoot.push({ id, file, directory, lockPath, remove, namespacePath, earlier, unreadable, ...mark });
+            return;
+          }
+          const owner = { file, id: owningId, ...(interfaceName === undefined ? {} : { interfaceName }) };
+          const record = { id, file, directory, lockPath, remove, owner, ...mark };
           skipped.push({
             file,
             reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true, record)}`,

@@ -65,7 +65,7 @@ export class StateInvalidError extends VcnetError {
     readonly field: string,
     problem: string,
     value?: unknown,
-    hint = `nothing was changed; the file was damaged, edited or copied from another sandbox: restore or remove it (\`vcnet gc --dry-run${gcStateDirectoryFlag(file)}\` lists unreadable records)`,
+    hint = `nothing was changed; the file was damaged, edited or copied from another sandbox: restore it while its sandbox runs; gc drops it by itself once the namespace it still names is gone (\`vcnet list${gcStateDirectoryFlag(file)}\` says whether it names one, and how to settle it if not; \`vcnet gc --dry-run${gcStateDirectoryFlag(file)}\` lists unreadable records)`,
   ) {
     super('VCNET_STATE_INVALID', `state file ${file}: ${field === '' ? '' : `field ${field} `}${problem}`, {
       value,
@@ -287,4 +287,25 @@ export function salvageNamespacePath(text: string): string | undefined {
   }
   const record = data as { namespace?: { path?: unknown }; network?: { config?: { namespacePath?: unknown } } } | null;
   return absolute(record?.namespace?.path) ?? absolute(record?.network?.config?.namespacePath);
+}
+
+/**
+ * The boot id and creation time a damaged record still tells, each only when whole (a boot id as
+ * the kernel writes one, a time as vcnet writes it): with earlierBootOfDamaged, whether it is an
+ * earlier boot's. Read from the JSON when it parses, else from a record cut short (both come right
+ * after its namespace).
+ */
+export function salvageBoot(text: string): { bootId?: string; createdAt?: string } {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    const field = (name: string) => new RegExp(`"${name}"\\s*:\\s*"([^"\\\\]*)"`).exec(text)?.[1];
+    data = { bootId: field('bootId'), createdAt: field('createdAt') };
+  }
+  const { bootId, createdAt } = (data ?? {}) as { bootId?: unknown; createdAt?: unknown };
+  const wholeBootId = typeof bootId === 'string' && BOOT_ID_PATTERN.test(bootId) ? bootId : undefined;
+  const wholeTime =
+    typeof createdAt === 'string' && z.iso.datetime().safeParse(createdAt).success ? createdAt : undefined;
+  return { ...(wholeBootId ? { bootId: wholeBootId } : {}), ...(wholeTime ? { createdAt: wholeTime } : {}) };
 }

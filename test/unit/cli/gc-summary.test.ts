@@ -73,6 +73,21 @@ describe('gc summary', () => {
     ]);
   });
 
+  it('links withheld for an unreadable record are said after the table of what went too', () => {
+    const lines = summaryLines(
+      report({
+        kept: 1,
+        skipped: [{ file: '/s/c/state.json', reason: 'cut' }],
+        withheld: [{ namespacePath: POD, links: ['tap0_kata'] }],
+        removed: [{ kind: 'state', namespacePath: '/var/run/netns/gone', name: 'gone', detail: 'exists nowhere' }],
+      }),
+    );
+    expect(lines[0]).toBe('removed 1 item(s):');
+    expect(lines.at(-1)).toBe(
+      'not removed: 1 vcnet link(s) in 1 namespace(s) not examined, as a record gc could not read may be theirs (see stderr)',
+    );
+  });
+
   it('failures: the count, then what was kept and why', () => {
     const failures = [{ namespacePath: POD, reason: 'EBUSY', errno: 'EBUSY' }];
     expect(summaryLines(report({ failures, kept: 2, ...changing }))).toEqual([
