@@ -228,6 +228,54 @@ describe('the bundled programs', () => {
     expect(lines[0]).toMatchObject({ level: 40, field: 1, msg: 'at warn' });
   });
 
+  it('vcnet and vcnet-cni validate records and configs without compiling code (zod jitless: a one-shot process never wins the compile back)', () => {
+    const preload = fileURLToPath(new URL('../../helpers/code-from-strings-preload.mjs', import.meta.url));
+    const MADE = 'code-from-strings-preload: a function compiled from a string';
+    // The preload sees what zod would do: a function compiled from a string is reported.
+    const control = spawnSync(process.execPath, ['--import', preload, '-e', "new Function('return 1')()"], {
+      encoding: 'utf8',
+    });
+    expect(control.stderr).toContain(MADE);
+
+    const namespace = makeNamespace('entry');
+    namespace.exec('ip', ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
+    namespace.exec('ip', ['link', 'set', 'eth0', 'up']);
+    namespace.exec('ip', ['address', 'add', '10.9.0.2/24', 'dev', 'eth0']);
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-entry-'));
+    try {
+      const vcnet = (...args: string[]) =>
+        spawnSync(process.execPath, ['--import', preload, join(DIST, 'cli/main.js'), '--log-level', 'error', ...args], {
+          encoding: 'utf8',
+        });
+      // attach validates its config and writes its record; list and detach read it back.
+      for (const args of [
+        ['attach', '--sandbox', 'jitless', '--netns', namespace.path, '--state-dir', directory],
+        ['list', '--json', '--state-dir', directory],
+        ['detach', '--sandbox', 'jitless', '--state-dir', directory],
+      ]) {
+        const run = vcnet(...args);
+        expect({ args, status: run.status, stderr: run.stderr }).toEqual({ args, status: 0, stderr: '' });
+      }
+      // A config with an object to validate, refused by a field (no namespace needed to get that far).
+      const add = spawnSync(process.execPath, ['--import', preload, join(DIST, 'cni/main.js')], {
+        input: JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'vcnet-cni', stateDir: 'relative' }),
+        env: {
+          ...process.env,
+          CNI_COMMAND: 'ADD',
+          CNI_CONTAINERID: 'jitless',
+          CNI_NETNS: namespace.path,
+          CNI_IFNAME: 'eth0',
+          CNI_PATH: '/usr/lib/cni',
+        },
+        encoding: 'utf8',
+      });
+      expect(JSON.parse(add.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('stateDir') });
+      expect(add.stderr).not.toContain(MADE);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   it('vcnet runs', () => {
     expect(execFileSync(process.execPath, [join(DIST, 'cli/main.js'), '--version'], { encoding: 'utf8' }).trim()).toBe(
       '0.1.0',
