@@ -6,7 +6,8 @@
  * Each round runs, for each build (the one that goes first alternates): `vcnet --version`, `vcnet list
  * --json` over an empty state directory and over one with three records, `vcnet-cni` VERSION, and a
  * real `vcnet-cni` ADD then DEL (chained after a plugin that gave the pod eth0 and its address) in a
- * namespace made for the run. Wall time of each process, from spawn to exit.
+ * namespace made for the run. Wall time of each process, from spawn to exit (median), and its CPU time
+ * (mean; on a machine shared with other work it moves less than the wall time).
  *
  * Why in turn: on a shared VM two runs a minute apart differ more than most changes to a start; taken
  * one after the other, both builds meet the same load. The other revision is checked out with
@@ -15,7 +16,7 @@
  * The namespaces start with `VCNET_TEST_NAMESPACE_PREFIX` when that is set. Asserts nothing.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -40,11 +41,29 @@ function run(command: string, commandArgs: string[], cwd: string): void {
   execFileSync(command, commandArgs, { cwd, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
-/** Wall time of one process, ms; a failure throws with its stderr (a measure of a failing command means nothing). */
-function processMs(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): number {
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+/** CPU time (user and system) of this process's children that have been waited for, ms (/proc/self/stat). */
+function childrenCpuMs(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  // Fields after the command name in parentheses: cutime and cstime are the 14th and 15th of them.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[13]) + Number(fields[14])) * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/**
+ * Wall time and CPU time of one process, ms; a failure throws with its stderr (a measure of a failing
+ * command means nothing). The CPU time comes in clock ticks (10 ms here): only its mean over the
+ * rounds means something. It does not count waiting for a CPU, as wall time on a busy machine does.
+ */
+function processMs(
+  args: string[],
+  options: { input?: string; env?: NodeJS.ProcessEnv } = {},
+): { wall: number; cpu: number } {
+  const cpuBefore = childrenCpuMs();
   const started = process.hrtime.bigint();
   execFileSync(process.execPath, args, { stdio: ['pipe', 'ignore', 'pipe'], ...options });
-  return Number(process.hrtime.bigint() - started) / 1e6;
+  return { wall: Number(process.hrtime.bigint() - started) / 1e6, cpu: childrenCpuMs() - cpuBefore };
 }
 
 const MEASURES = ['cli_version', 'cli_list_empty', 'cli_list_3_records', 'cni_version', 'cni_add', 'cni_del'] as const;
@@ -106,7 +125,18 @@ try {
     const path = pod(`${prefix}-l${i}`);
     run(
       process.execPath,
-      [sides[1]!.cli, '--log-level', 'error', 'attach', '--sandbox', `s${i}`, '--netns', path, '--state-dir', listState],
+      [
+        sides[1]!.cli,
+        '--log-level',
+        'error',
+        'attach',
+        '--sandbox',
+        `s${i}`,
+        '--netns',
+        path,
+        '--state-dir',
+        listState,
+      ],
       root,
     );
   }
@@ -132,9 +162,10 @@ try {
     CNI_PATH: '/usr/lib/cni',
   });
 
-  const node: number[] = [];
-  const samples = sides.map(() => Object.fromEntries(MEASURES.map((measure) => [measure, [] as number[]]))) as Array<
-    Record<Measure, number[]>
+  type Sample = { wall: number; cpu: number };
+  const node: Sample[] = [];
+  const samples = sides.map(() => Object.fromEntries(MEASURES.map((measure) => [measure, [] as Sample[]]))) as Array<
+    Record<Measure, Sample[]>
   >;
   for (let round = 0; round < rounds; round++) {
     node.push(processMs(['-e', '0']));
@@ -151,30 +182,41 @@ try {
     }
   }
 
-  const nodeMs = median(node);
+  const walls = (values: Sample[]) => values.map((value) => value.wall);
+  const meanCpu = (values: Sample[]) => values.reduce((sum, value) => sum + value.cpu, 0) / values.length;
+  const fixed = (value: number) => Number(value.toFixed(1));
+  const nodeMs = median(walls(node));
+  const nodeCpuMs = meanCpu(node);
   const rows = MEASURES.map((measure) => {
-    const [before, after] = samples.map((sample) => sample[measure]);
+    const [before, after] = samples.map((sample) => sample[measure]) as [Sample[], Sample[]];
     return {
       measure,
-      revision_ms: Number(median(before!).toFixed(1)),
-      revision_p25_ms: Number(quantile(before!, 0.25).toFixed(1)),
-      this_tree_ms: Number(median(after!).toFixed(1)),
-      this_tree_p25_ms: Number(quantile(after!, 0.25).toFixed(1)),
-      ratio: Number((median(after!) / median(before!)).toFixed(3)),
-      above_node_revision_ms: Number((median(before!) - nodeMs).toFixed(1)),
-      above_node_this_tree_ms: Number((median(after!) - nodeMs).toFixed(1)),
+      revision_ms: fixed(median(walls(before))),
+      revision_p25_ms: fixed(quantile(walls(before), 0.25)),
+      this_tree_ms: fixed(median(walls(after))),
+      this_tree_p25_ms: fixed(quantile(walls(after), 0.25)),
+      ratio: Number((median(walls(after)) / median(walls(before))).toFixed(3)),
+      above_node_revision_ms: fixed(median(walls(before)) - nodeMs),
+      above_node_this_tree_ms: fixed(median(walls(after)) - nodeMs),
+      revision_cpu_ms: fixed(meanCpu(before)),
+      this_tree_cpu_ms: fixed(meanCpu(after)),
+      cpu_ratio: Number((meanCpu(after) / meanCpu(before)).toFixed(3)),
     };
   });
-  if (options.json) process.stdout.write(`${JSON.stringify({ revision, rounds, node_ms: nodeMs, rows })}\n`);
+  if (options.json)
+    process.stdout.write(
+      `${JSON.stringify({ revision, rounds, node_ms: nodeMs, node_cpu_ms: fixed(nodeCpuMs), rows })}\n`,
+    );
   else {
     const lines = [
-      `process wall time, median (p25) ms over ${rounds} rounds in turn; node -e 0: ${nodeMs.toFixed(1)} ms (p25 ${quantile(node, 0.25).toFixed(1)})`,
-      `| | ${revision} | this tree | this tree / ${revision} | above node -e 0 (${revision} → this tree) |`,
-      '| --- | --- | --- | --- | --- |',
+      `${rounds} rounds in turn; node -e 0: wall ${nodeMs.toFixed(1)} ms (p25 ${quantile(walls(node), 0.25).toFixed(1)}), CPU ${nodeCpuMs.toFixed(1)} ms`,
+      `| | wall, median (p25) ms: ${revision} | this tree | ratio | above node -e 0 | CPU, mean ms: ${revision} | this tree | ratio |`,
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
       ...rows.map(
         (row) =>
           `| ${LABELS[row.measure]} | ${row.revision_ms} (${row.revision_p25_ms}) | ${row.this_tree_ms} (${row.this_tree_p25_ms}) | ` +
-          `${row.ratio} | ${row.above_node_revision_ms} → ${row.above_node_this_tree_ms} |`,
+          `${row.ratio} | ${row.above_node_revision_ms} → ${row.above_node_this_tree_ms} | ` +
+          `${row.revision_cpu_ms} | ${row.this_tree_cpu_ms} | ${row.cpu_ratio} |`,
       ),
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
