@@ -100,13 +100,10 @@ try {
   if (sameNative) cpSync(join(root, 'build'), join(worktree, 'build'), { recursive: true });
   else run('npm', ['run', 'build:native', '--silent'], worktree);
 
-  const sides = [
-    { label: revision, directory: worktree },
-    { label: 'this tree', directory: root },
-  ].map((side) => ({
-    ...side,
-    cli: join(side.directory, 'dist', 'cli', 'main.js'),
-    cni: join(side.directory, 'dist', 'cni', 'main.js'),
+  // The revision's build, then this tree's.
+  const sides = [worktree, root].map((directory) => ({
+    cli: join(directory, 'dist', 'cli', 'main.js'),
+    cni: join(directory, 'dist', 'cni', 'main.js'),
   }));
 
   // Three sandboxes attached by this tree's `vcnet attach`, each in a namespace of its own, for list.
