@@ -1,13 +1,9 @@
 /**
  * One invocation of vcnet-cni as a runtime makes it: CNI_* variables and stdin in, what to print on
  * stdout and the exit status out. Kept apart from main.ts so tests call it without a process.
- *
- * Each command's code is loaded when that command runs (import()): VERSION, which a runtime asks
- * for to learn the versions, then loads neither the attach engine nor the record schemas, and
- * STATUS, which a runtime may ask for every few seconds (CNI 1.1), not the attach engine
- * (docs/performance.md, "What one process costs").
  */
-import { SystemCallError } from '../errors.js';
+import { add } from './add.js';
+import { check } from './check.js';
 import {
   decodeConfig,
   parseCniConfig,
@@ -15,24 +11,12 @@ import {
   parseEnvironment,
   requireCommandInVersion,
 } from './config.js';
+import { del } from './del.js';
 import { cniErrorReply } from './errors.js';
+import { garbageCollect, parseValidAttachments } from './gc.js';
 import { commandSubject, type Warn, warnOnStandardError, writingNotices } from './notices.js';
+import { status } from './status.js';
 import { isSupportedCniVersion, PREFERRED_CNI_VERSION, resultInVersion, versionReply } from './version.js';
-
-/**
- * `load()` (an import() of a literal path: a chunk of its own in the bundle) for `command`. A file
- * the system would not open (EMFILE at a process's open-file limit) is a VCNET_SYSCALL error naming
- * the errno, with its hint, as the CLI's lazy-import.ts makes it, not an internal error.
- */
-async function loadCommand<Module>(command: string, load: () => Promise<Module>): Promise<Module> {
-  try {
-    return await load();
-  } catch (error) {
-    const failure = error as NodeJS.ErrnoException;
-    if (typeof failure?.code !== 'string' || typeof failure.syscall !== 'string') throw error;
-    throw new SystemCallError(`load the code of vcnet-cni ${command}`, failure);
-  }
-}
 
 export interface PluginOutcome {
   /** JSON for stdout, or '' (DEL, CHECK, STATUS and GC print nothing on success). */
@@ -67,7 +51,6 @@ function versionOfInput(input: string): string {
 async function deleteAttachment(input: string, env: Record<string, string | undefined>, warn: Warn): Promise<void> {
   const target = parseDeleteTarget(input, env);
   if (!target) return;
-  const { del } = await loadCommand('DEL', () => import('./del.js'));
   await del(
     {
       environment: target.environment,
@@ -103,29 +86,22 @@ export async function runPlugin(
     const network = `network ${config.name}`;
     switch (environment.command) {
       case 'ADD': {
-        const { add } = await loadCommand('ADD', () => import('./add.js'));
         const result = await reporting(commandSubject('ADD', attachment), environment.interfaceName, () =>
           add(request, warn),
         );
         return { stdout: JSON.stringify(resultInVersion(result, config.cniVersion)), exitCode: 0 };
       }
-      case 'CHECK': {
-        const { check } = await loadCommand('CHECK', () => import('./check.js'));
+      case 'CHECK':
         await reporting(commandSubject('CHECK', attachment), environment.interfaceName, () => check(request));
         return { stdout: '', exitCode: 0 };
-      }
-      case 'STATUS': {
-        const { status } = await loadCommand('STATUS', () => import('./status.js'));
+      case 'STATUS':
         await reporting(commandSubject('STATUS', network), undefined, async () => status(config));
         return { stdout: '', exitCode: 0 };
-      }
-      case 'GC': {
-        const { garbageCollect, parseValidAttachments } = await loadCommand('GC', () => import('./gc.js'));
+      case 'GC':
         await reporting(commandSubject('GC', network), undefined, () =>
           garbageCollect(config, parseValidAttachments(raw), warn),
         );
         return { stdout: '', exitCode: 0 };
-      }
       case 'DEL':
         // handled above, before any validation
         return { stdout: '', exitCode: 0 };

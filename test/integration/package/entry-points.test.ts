@@ -139,17 +139,6 @@ describe('the bundled programs', () => {
     expect([...filesLoadedAtStart('cni/main.js')].filter(protobuf)).toEqual([]);
   });
 
-  it('vcnet-cni loads the record schemas and the attach engine only for the commands that use them (VERSION loads neither)', () => {
-    // A text of the record schemas (network-content-schema.ts), and the function that plans an attach.
-    const holds = (file: string, text: string) => readFileSync(join(DIST, file), 'utf8').includes(text);
-    const schemas = 'the list of plumbing steps undo replays';
-    const planner = 'function planAttach(';
-    expect([...CHUNKS].some((file) => holds(file, schemas))).toBe(true);
-    expect([...CHUNKS].some((file) => holds(file, planner))).toBe(true);
-    const atStart = [...filesLoadedAtStart('cni/main.js')];
-    expect(atStart.filter((file) => holds(file, schemas) || holds(file, planner))).toEqual([]);
-  });
-
   it('vcnet-cni does not load OpenTelemetry at start (only when its environment asks)', () => {
     const loaded = packagesLoadedAtStart('cni/main.js');
     expect(loaded).not.toContain('@opentelemetry/api');
