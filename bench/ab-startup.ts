@@ -82,6 +82,9 @@ const prefix = `${process.env.VCNET_TEST_NAMESPACE_PREFIX || 'vcnet'}-abs-${proc
 const worktree = mkdtempSync(join(tmpdir(), 'vcnet-ab-startup-'));
 const scratch = mkdtempSync(join(tmpdir(), 'vcnet-ab-startup-state-'));
 const namespaces: string[] = [];
+// Every state directory vcnet writes in is noted in a registry (/run/vcnet/state-directories by
+// default) for gc: the run's own registry, so that its directories, removed at the end, stay out of the host's.
+process.env.VCNET_STATE_REGISTRY = join(scratch, 'state-directories');
 let added = false;
 try {
   log(`building this tree and ${revision} (in ${worktree})…`);
