@@ -21,10 +21,14 @@
  * pino-pretty runs as a stream on the main thread, not as a pino transport, which would start a
  * worker from pino's own files. So the package needs neither at run time.
  *
- * Left outside the bundles, loaded from node_modules as before:
- * - @opentelemetry/*: the SDK is imported by name only when tracing is configured, and it must share
- *   the API package's global registration with the code that made the spans;
- * - node-gyp-build: it finds and requires the native shim (build/Release or prebuilds/) at run time.
+ * Left outside the bundles, loaded from node_modules as before: @opentelemetry/*. The SDK is imported
+ * by name only when tracing is configured, and it must share the API package's global registration
+ * with the code that made the spans.
+ *
+ * node-gyp-build is bundled: src/native/binding.ts asks it only for the shim's path under the package
+ * root it names (build/Release or prebuilds/), and requires that file itself. Imported from
+ * node_modules, it cost every start Node's CommonJS-from-ESM translation (reading the package, the
+ * export lexer): about 5 ms of `vcnet --version`, more than it does (docs/performance.md).
  *
  * A runtime may run vcnet-cni while vcnet is rebuilt on a node. So the new chunks are written first
  * (their names carry a hash of their content, so they never overwrite a chunk in use), then each
@@ -40,7 +44,7 @@ import { build } from 'esbuild';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 process.chdir(ROOT);
 
-const EXTERNAL_PACKAGES = ['@opentelemetry/*', 'node-gyp-build'] as const;
+const EXTERNAL_PACKAGES = ['@opentelemetry/*'] as const;
 
 const CHUNKS = 'dist/chunks';
 const LOGGING_PACKAGES = 'logging.cjs';
@@ -57,7 +61,7 @@ const built = await build({
   target: 'node20',
   sourcemap: true,
   external: [...EXTERNAL_PACKAGES],
-  // Bundled CommonJS dependencies (commander) require Node's built-in modules: an ES module has no
+  // Bundled CommonJS dependencies (commander, node-gyp-build) require Node's built-in modules: an ES module has no
   // `require` of its own, so each output file makes one.
   banner: {
     js: "import { createRequire as __vcnetCreateRequire } from 'node:module';\nconst require = __vcnetCreateRequire(import.meta.url);",

@@ -24,6 +24,7 @@ import { create } from '@bufbuild/protobuf';
 import * as z from 'zod';
 import { labelArgument, optionsArgument } from '../arguments.js';
 import { type FieldIssue, InvalidFieldsError, InvalidInputError } from '../errors.js';
+import { PARSE_OPTIONS } from '../parse-options.js';
 import {
   type ARPNeighbor,
   ARPNeighborSchema,
@@ -351,7 +352,7 @@ function issuesOf(error: z.ZodError, prefix: string): JsonIssue[] {
 }
 
 function parse<Schema extends z.ZodType>(schema: Schema, json: unknown, field: string): z.output<Schema> {
-  const result = schema.safeParse(json, { reportInput: true });
+  const result = schema.safeParse(json, { ...PARSE_OPTIONS, reportInput: true });
   if (!result.success) throw new KataJsonError(issuesOf(result.error, field));
   return result.data;
 }

@@ -12,6 +12,7 @@ import { MIN_BITS_PER_SECOND } from '../network/rate-limit.js';
 import { namesFilesystemRoot } from '../network/state/absolute-path.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/default-directories.js';
 import { MAX_TAP_ID, parseTapId } from '../network/tap-owner.js';
+import { PARSE_OPTIONS } from '../parse-options.js';
 import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
 import { CniConfigError, CniEnvironmentError, CniError } from './errors.js';
 import {
@@ -297,7 +298,7 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
       { value: raw.cniVersion, hint: `set "cniVersion" of the conflist to ${PREFERRED_CNI_VERSION}` },
     );
   }
-  const parsed = configSchema.safeParse(raw);
+  const parsed = configSchema.safeParse(raw, PARSE_OPTIONS);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     if (issue.code === 'unrecognized_keys') {
@@ -385,7 +386,7 @@ export function parseDeleteTarget(input: string, env: Record<string, string | un
   }
   const stateDir = raw.stateDir ?? DEFAULT_CNI_STATE_DIRECTORY;
   if (typeof stateDir !== 'string' || !isAbsolute(stateDir) || !usableStateDirectory(stateDir)) return undefined;
-  const lockTimeout = configSchema.shape.lockTimeoutMs.safeParse(raw.lockTimeoutMs);
+  const lockTimeout = configSchema.shape.lockTimeoutMs.safeParse(raw.lockTimeoutMs, PARSE_OPTIONS);
   const namespacePath = env.CNI_NETNS;
   return {
     environment: {

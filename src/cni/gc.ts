@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import * as z from 'zod';
 import { safeReaddir } from '../directory-entries.js';
 import { VcnetError } from '../errors.js';
+import { PARSE_OPTIONS } from '../parse-options.js';
 import type { CniConfig } from './config.js';
 import { del } from './del.js';
 import { CniConfigError } from './errors.js';
@@ -31,7 +32,7 @@ const validAttachmentsSchema = z.array(z.looseObject({ containerID: z.string(), 
 function attachmentsUnder(raw: Record<string, unknown>, key: string): ValidAttachment[] | undefined {
   const value = raw[key];
   if (value === undefined) return undefined;
-  const parsed = validAttachmentsSchema.safeParse(value);
+  const parsed = validAttachmentsSchema.safeParse(value, PARSE_OPTIONS);
   if (!parsed.success) {
     throw new CniConfigError(key, value, 'expected a list of {"containerID": string, "ifname": string}');
   }

@@ -27,6 +27,7 @@ import {
 } from '../arguments.js';
 import { type FieldIssue, InvalidFieldsError, InvalidInputError, VcnetError, WrittenAs } from '../errors.js';
 import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
+import { PARSE_OPTIONS } from '../parse-options.js';
 import {
   DEFAULT_INTERWORKING_MODEL,
   INTERWORKING_MODELS,
@@ -208,7 +209,7 @@ const ACCEPTED_CONFIG: Record<string, string> = {
  * must never write a record its own detach and gc cannot read (and so strand its plumbing).
  */
 function refuseWhatTheRecordRefuses(given: NetworkConfig, config: NetworkConfig): void {
-  const result = networkConfigSchema.safeParse(config);
+  const result = networkConfigSchema.safeParse(config, PARSE_OPTIONS);
   if (result.success) return;
   const issues: FieldIssue[] = result.error.issues.map((issue) => {
     const field = issue.path.map(String).join('.') || 'config';

@@ -25,6 +25,7 @@ const LAYERS = [
       'arguments.ts',
       'event-loop.ts',
       'namespace-file.ts',
+      'parse-options.ts',
       'terminal-text.ts',
       'mac-address.ts',
       'multimap.ts',

@@ -8,6 +8,7 @@
 import * as z from 'zod';
 import { VcnetError } from '../../errors.js';
 import type { NamespaceIdentity } from '../../netns/namespace-identity.js';
+import { PARSE_OPTIONS } from '../../parse-options.js';
 import { BOOT_ID_PATTERN } from './boot-id.js';
 import { gcStateDirectoryFlag } from './default-directories.js';
 
@@ -136,7 +137,7 @@ function unknownKeysAt(issues: readonly z.core.$ZodIssue[], path: ReadonlyArray<
 
 /** Throws StateInvalidError for the first problem zod found. */
 function check<T>(schema: z.ZodType<T>, data: unknown, file: string, prefix: PropertyKey[] = []): T {
-  const result = schema.safeParse(data);
+  const result = schema.safeParse(data, PARSE_OPTIONS);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   if (issue.code === 'unrecognized_keys') {
@@ -237,7 +238,7 @@ export function parseRecord<T>(
  */
 export function salvageNamespace(text: string): Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'> | undefined {
   const identity = (value: unknown): Pick<NamespaceIdentity, 'dev' | 'ino' | 'cookie'> | undefined => {
-    const parsed = namespaceIdentitySchema.safeParse(value);
+    const parsed = namespaceIdentitySchema.safeParse(value, PARSE_OPTIONS);
     if (!parsed.success) {
       // A cookie that is no u64 in decimal tells nothing, not even "another namespace" (any digits
       // would): read as none, so the device and inode beside it still say which namespace it was.

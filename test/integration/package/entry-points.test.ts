@@ -23,7 +23,7 @@ const CHUNKS = readdirSync(join(DIST, 'chunks'))
   .filter((name) => name.endsWith('.js'))
   .map((name) => `chunks/${name}`);
 /** scripts/bundle-entry-points.ts's EXTERNAL_PACKAGES, as package names. */
-const LEFT_OUTSIDE = ['@opentelemetry/api', 'node-gyp-build'];
+const LEFT_OUTSIDE = ['@opentelemetry/api'];
 
 /** The module specifiers a file imports: statically, and with a literal import(). */
 function importsOf(file: string): { static: string[]; dynamic: string[] } {
@@ -122,11 +122,13 @@ describe('the bundled programs', () => {
     expect(dynamic[0]).toMatch(/^\.\.\/chunks\/program-[A-Z0-9]+\.js$/);
   });
 
-  it('vcnet loads node-gyp-build at start, OpenTelemetry only when asked', () => {
-    const loaded = packagesLoadedAtStart('cli/main.js');
+  it('vcnet loads no package from node_modules at start (node-gyp-build is bundled), OpenTelemetry only when asked', () => {
     // A static import of a chunk's: the walk through the chunks sees what they import.
-    expect(loaded).toContain('node-gyp-build');
-    expect(loaded).not.toContain('@opentelemetry/api');
+    expect([...packagesLoadedAtStart('cli/main.js')]).toEqual([]);
+    const bundled = [...filesLoadedAtStart('cli/main.js')].filter((file) =>
+      /^\/\/ \S*node_modules\/node-gyp-build\/node-gyp-build\.js$/m.test(readFileSync(join(DIST, file), 'utf8')),
+    );
+    expect(bundled).toHaveLength(1);
   });
 
   it("vcnet loads the agent's protobuf descriptors only for the commands that use them", () => {
@@ -224,6 +226,54 @@ describe('the bundled programs', () => {
       .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ level: 40, field: 1, msg: 'at warn' });
+  });
+
+  it('vcnet and vcnet-cni validate records and configs without compiling code (zod jitless: a one-shot process never wins the compile back)', () => {
+    const preload = fileURLToPath(new URL('../../helpers/code-from-strings-preload.mjs', import.meta.url));
+    const MADE = 'code-from-strings-preload: a function compiled from a string';
+    // The preload sees what zod would do: a function compiled from a string is reported.
+    const control = spawnSync(process.execPath, ['--import', preload, '-e', "new Function('return 1')()"], {
+      encoding: 'utf8',
+    });
+    expect(control.stderr).toContain(MADE);
+
+    const namespace = makeNamespace('entry');
+    namespace.exec('ip', ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
+    namespace.exec('ip', ['link', 'set', 'eth0', 'up']);
+    namespace.exec('ip', ['address', 'add', '10.9.0.2/24', 'dev', 'eth0']);
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-entry-'));
+    try {
+      const vcnet = (...args: string[]) =>
+        spawnSync(process.execPath, ['--import', preload, join(DIST, 'cli/main.js'), '--log-level', 'error', ...args], {
+          encoding: 'utf8',
+        });
+      // attach validates its config and writes its record; list and detach read it back.
+      for (const args of [
+        ['attach', '--sandbox', 'jitless', '--netns', namespace.path, '--state-dir', directory],
+        ['list', '--json', '--state-dir', directory],
+        ['detach', '--sandbox', 'jitless', '--state-dir', directory],
+      ]) {
+        const run = vcnet(...args);
+        expect({ args, status: run.status, stderr: run.stderr }).toEqual({ args, status: 0, stderr: '' });
+      }
+      // A config with an object to validate, refused by a field (no namespace needed to get that far).
+      const add = spawnSync(process.execPath, ['--import', preload, join(DIST, 'cni/main.js')], {
+        input: JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'vcnet-cni', stateDir: 'relative' }),
+        env: {
+          ...process.env,
+          CNI_COMMAND: 'ADD',
+          CNI_CONTAINERID: 'jitless',
+          CNI_NETNS: namespace.path,
+          CNI_IFNAME: 'eth0',
+          CNI_PATH: '/usr/lib/cni',
+        },
+        encoding: 'utf8',
+      });
+      expect(JSON.parse(add.stdout)).toMatchObject({ code: 7, msg: expect.stringContaining('stateDir') });
+      expect(add.stderr).not.toContain(MADE);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it('vcnet runs', () => {
