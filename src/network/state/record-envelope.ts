@@ -307,6 +307,8 @@ export function salvageBoot(text: string): { bootId?: string; createdAt?: string
   const { bootId, createdAt } = (data ?? {}) as { bootId?: unknown; createdAt?: unknown };
   const wholeBootId = typeof bootId === 'string' && BOOT_ID_PATTERN.test(bootId) ? bootId : undefined;
   const wholeTime =
-    typeof createdAt === 'string' && z.iso.datetime().safeParse(createdAt).success ? createdAt : undefined;
+    typeof createdAt === 'string' && z.iso.datetime().safeParse(createdAt, PARSE_OPTIONS).success
+      ? createdAt
+      : undefined;
   return { ...(wholeBootId ? { bootId: wholeBootId } : {}), ...(wholeTime ? { createdAt: wholeTime } : {}) };
 }
