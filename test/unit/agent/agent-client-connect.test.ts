@@ -47,7 +47,9 @@ describe('AgentClient.connect', () => {
 
   it('gives up at the deadline with AgentConnectError naming the socket', async () => {
     const path = socketPath();
-    const error = await AgentClient.connect(path, { deadlineMs: 300, retryIntervalMs: 50 }).catch((e: unknown) => e);
+    // Room for more than two attempts on a loaded machine: with 300 ms, two 50 ms pauses stretched
+    // by a busy event loop once left time for only two.
+    const error = await AgentClient.connect(path, { deadlineMs: 2_000, retryIntervalMs: 50 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AgentConnectError);
     expect(error).toMatchObject({ code: 'VCNET_AGENT_CONNECT', socketPath: path });
     expect((error as AgentConnectError).attempts).toBeGreaterThan(2);

@@ -149,7 +149,9 @@ describe('AgentClient.connect through hybrid vsock', () => {
     await new Promise<void>((resolve) => vmm.listen(path, resolve));
     cleanups.push(() => new Promise<void>((resolve) => vmm.close(() => resolve())));
     const error = await AgentClient.connect(`hvsock://${path}:1024`, {
-      deadlineMs: 800,
+      // The third connection must come before the deadline: 800 ms is three connects, two closes and
+      // two pauses on an idle machine, not on a loaded one (as in the test below).
+      deadlineMs: 4_000,
       retryIntervalMs: 20,
     }).catch((caught: unknown) => caught);
     vmm.close();
