@@ -8,13 +8,12 @@
  * The VM is a paused QEMU (QMP answers, the NIC is plugged) and vcnet's agent serving a namespace
  * that plays the guest, where the new NIC is a link with the pod link's MAC.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { addEth9, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
 import { fingerprint, linkMac, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
 import { untilInfoNetwork } from '../../helpers/qmp-look.js';
@@ -27,29 +26,6 @@ if (skipReason) console.log(`skipping the agent-wait-without-lock test: ${skipRe
 const stateDirectory = stateDirectoryPerTest('vcnet-agent-wait-');
 const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
-const QMP_RELAY = fileURLToPath(new URL('../../helpers/qmp-hold.py', import.meta.url));
-
-/** A plain relay (qmp-hold.py, holding nothing) on the recorded QMP socket: counts the connections it took. */
-async function relayQmp(recordedPath: string, qemuPath: string, qemuPid: number): Promise<{ accepted: () => number }> {
-  const relay = spawn('python3', [QMP_RELAY, recordedPath, qemuPath, '-', String(qemuPid)]);
-  cleanup.defer(() => relay.kill('SIGKILL'));
-  let output = '';
-  relay.stdout.on('data', (data: Buffer) => {
-    output += String(data);
-  });
-  relay.stderr.on('data', (data: Buffer) => {
-    output += String(data);
-  });
-  await until(() => output.includes('listening'), 'the QMP relay to listen', 15_000);
-  return { accepted: () => output.split('\n').filter((line) => line === 'accepted').length };
-}
-
-function recordedLinks(directory: string, sandbox: string): string[] {
-  const record = JSON.parse(readFileSync(join(directory, sandbox, 'state.json'), 'utf8'));
-  return record.network.endpoints.map(
-    (endpoint: { properties: { link: { name: string } } }) => endpoint.properties.link.name,
-  );
-}
 
 describe.skipIf(skipReason !== undefined)('add-iface while the guest agent cannot be reached yet', () => {
   it('waits for the agent without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged and configured once the agent answers', async () => {
@@ -60,10 +36,8 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest agent canno
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     // Nothing listens on the recorded agent socket yet: the agent is tried until it does.
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('ag', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
-    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    addEth9({ pod, node });
     // The guest's NIC for eth9: the pod link's MAC, as the plugged NIC gets it.
     const mac = linkMac(pod, 'eth9');
     guest.exec('ip', ['link', 'add', 'nic9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
@@ -130,7 +104,7 @@ describe.skipIf(skipReason !== undefined)('watch while the guest agent cannot be
     const state = ['--state-dir', stateDirectory()];
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aw', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     const watch = vcnetAsync(['watch', '--sandbox', 'aw', '--debounce', '50', ...state]);
     cleanup.defer(async () => {
       watch.child.kill('SIGKILL');
@@ -139,9 +113,7 @@ describe.skipIf(skipReason !== undefined)('watch while the guest agent cannot be
     await until(() => watch.output().stderr.includes('watching sandbox aw'), 'the watch to start', 15_000);
 
     const acceptedBefore = relay.accepted();
-    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    addEth9({ pod, node });
     const mac = linkMac(pod, 'eth9');
     guest.exec('ip', ['link', 'add', 'nic9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
     // The watch read the new link and QEMU answered it: the agent is tried next.
@@ -176,7 +148,7 @@ describe.skipIf(skipReason !== undefined)('update-routes while the guest agent c
     const state = ['--state-dir', stateDirectory()];
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('ar', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     const file = join(stateDirectory(), 'routes.json');
     writeFileSync(file, JSON.stringify([{ dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' }]));
     const acceptedBefore = relay.accepted();
@@ -213,10 +185,8 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest agent stays
     const state = ['--state-dir', stateDirectory()];
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('au', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
-    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    addEth9({ pod, node });
     const beforeAdd = fingerprint(pod);
     const request = join(stateDirectory(), 'add.json');
     writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));

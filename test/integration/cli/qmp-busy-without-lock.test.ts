@@ -7,12 +7,9 @@
  * without unplugging the NICs; it now waits without the locks, as long as VCNET_QMP_CONNECT_TIMEOUT
  * says when it is set.
  */
-
-import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { create } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
 import { InterfaceSchema } from '../../../src/agent/generated/types_pb.js';
@@ -26,6 +23,7 @@ import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { addEth9, holdQmp, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 import { untilInfoNetwork } from '../../helpers/qmp-look.js';
 import { until } from '../../helpers/until.js';
@@ -37,35 +35,6 @@ if (skipReason) console.log(`skipping the watch-with-QMP-busy test: ${skipReason
 const stateDirectory = stateDirectoryPerTest('vcnet-watch-qmp-busy-');
 const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
-const QMP_RELAY = fileURLToPath(new URL('../../helpers/qmp-hold.py', import.meta.url));
-
-/**
- * A relay (qmp-hold.py) on the recorded QMP socket: counts the connections it took. Plain (`-`), or
- * `+take`: it takes QEMU's QMP itself once its first client has gone, until `letGo()`; `output()`
- * has its lines ("N> COMMAND" for what client N sent).
- */
-async function relayQmp(
-  recordedPath: string,
-  qemuPath: string,
-  qemuPid: number,
-  mode: '-' | '+take' = '-',
-): Promise<{ accepted: () => number; output: () => string; letGo: () => void }> {
-  const relay = spawn('python3', [QMP_RELAY, recordedPath, qemuPath, mode, String(qemuPid)]);
-  cleanup.defer(() => relay.kill('SIGKILL'));
-  let output = '';
-  relay.stdout.on('data', (data: Buffer) => {
-    output += String(data);
-  });
-  relay.stderr.on('data', (data: Buffer) => {
-    output += String(data);
-  });
-  await until(() => output.includes('listening'), 'the QMP relay to listen', 15_000);
-  return {
-    accepted: () => output.split('\n').filter((line) => line === 'accepted').length,
-    output: () => output,
-    letGo: () => relay.stdin.write('\n'),
-  };
-}
 
 /**
  * An agent socket that takes connections and never answers (it reads, so a client that goes is seen
@@ -83,13 +52,6 @@ async function serveSilentAgent(path: string): Promise<Socket[]> {
     await new Promise<void>((resolve) => agent.close(() => resolve()));
   });
   return connections;
-}
-
-function recordedLinks(directory: string, sandbox: string): string[] {
-  const record = JSON.parse(readFileSync(join(directory, sandbox, 'state.json'), 'utf8'));
-  return record.network.endpoints.map(
-    (endpoint: { properties: { link: { name: string } } }) => endpoint.properties.link.name,
-  );
 }
 
 /**
@@ -122,7 +84,7 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
     const state = ['--state-dir', stateDirectory()];
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('wq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     // An agent that takes connections and never answers: the watch's push waits for it, after the plug.
     const agentConnections = await serveSilentAgent(agentPath);
 
@@ -137,23 +99,16 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
     await until(() => watch.output().stderr.includes('watching sandbox wq'), 'the watch to start', 15_000);
 
     // Another client (a runtime, a monitor) holds QEMU's QMP: the next one gets no greeting until it closes.
-    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
-    let holderOpen = true;
-    cleanup.defer(async () => {
-      if (holderOpen) await holder.close();
-    });
+    const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
-    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    addEth9({ pod, node });
     // The watch read the new link and connected to QMP: it waits for QEMU's greeting now.
     await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
 
     await expectListIfacesAnswers('wq', watch.child);
 
     // QMP free: the watch attaches eth9 and plugs its NIC (net1), then waits for the agent.
-    await holder.close();
-    holderOpen = false;
+    await holder.release();
     await expectNet1InQemu(qemuQmpPath);
     await until(() => recordedLinks(stateDirectory(), 'wq').includes('eth9'), 'eth9 recorded', 15_000);
 
@@ -176,12 +131,8 @@ describe.skipIf(skipReason !== undefined)('detach while another client holds QMP
     const state = ['--state-dir', stateDirectory()];
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath } = await vm.attachAndStart('dq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
-    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
-    let holderOpen = true;
-    cleanup.defer(async () => {
-      if (holderOpen) await holder.close();
-    });
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
     const detaching = vcnetAsync(['detach', '--sandbox', 'dq', ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
     cleanup.defer(async () => {
@@ -196,8 +147,7 @@ describe.skipIf(skipReason !== undefined)('detach while another client holds QMP
     // Longer than the 3 s detach used to give QMP: it would have removed the taps without an unplug.
     await new Promise((resolve) => setTimeout(resolve, 4_000));
     expect(detaching.child.exitCode).toBeNull();
-    await holder.close();
-    holderOpen = false;
+    await holder.release();
     const detached = await detaching.done;
     expect(detached.status, detached.stderr).toBe(0);
     // The NIC was asked to go: QMP answered detach (the paused VM has no guest to release it).
@@ -214,20 +164,14 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client holds 
     const state = ['--state-dir', stateDirectory()];
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     // An agent that takes connections and never answers: add-iface waits for it after the plug.
     const agentConnections = await serveSilentAgent(agentPath);
-    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    addEth9({ pod, node });
     const request = join(stateDirectory(), 'add.json');
     writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
 
-    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
-    let holderOpen = true;
-    cleanup.defer(async () => {
-      if (holderOpen) await holder.close();
-    });
+    const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
     const adding = vcnetAsync(['add-iface', 'aq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
     cleanup.defer(async () => {
@@ -237,8 +181,7 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client holds 
     await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
     await expectListIfacesAnswers('aq', adding.child);
 
-    await holder.close();
-    holderOpen = false;
+    await holder.release();
     await expectNet1InQemu(qemuQmpPath);
     expect(recordedLinks(stateDirectory(), 'aq')).toEqual(['eth0', 'eth9']);
 
@@ -259,16 +202,13 @@ describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past i
     const state = ['--state-dir', stateDirectory()];
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('bq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     await serveSilentAgent(agentPath);
-    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    addEth9({ pod, node });
     const beforeAdd = fingerprint(pod);
     const request = join(stateDirectory(), 'add.json');
     writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
-    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
-    cleanup.defer(() => holder.close());
+    await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
     const adding = vcnetAsync(['add-iface', 'bq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '8' });
     cleanup.defer(async () => {
@@ -300,15 +240,13 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client takes 
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('tq', pod.path, stateDirectory(), { qemuQmpPath });
     // Takes QMP the moment add-iface's first connection (its check under the lock) closes.
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid, '+take');
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid, '+take');
     let taken = false;
     cleanup.defer(() => {
       if (taken) relay.letGo();
     });
     const agentConnections = await serveSilentAgent(agentPath);
-    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    addEth9({ pod, node });
     const request = join(stateDirectory(), 'add.json');
     writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
     const adding = vcnetAsync(['add-iface', 'tq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
@@ -349,7 +287,7 @@ describe.skipIf(skipReason !== undefined)('del-iface while another client takes 
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('uq', pod.path, stateDirectory(), { qemuQmpPath });
     await vm.listenAgent(agentPath);
     // Takes QMP the moment del-iface's first connection (its check under the lock) closes.
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid, '+take');
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid, '+take');
     let taken = false;
     cleanup.defer(() => {
       if (taken) relay.letGo();
@@ -431,12 +369,8 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
     const state = ['--state-dir', stateDirectory()];
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath } = await vm.attachAndStart('lq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
-    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
-    let holderOpen = true;
-    cleanup.defer(async () => {
-      if (holderOpen) await holder.close();
-    });
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const holder = await holdQmp(cleanup, qemuQmpPath);
     qmpConnectTimeoutHere('60');
     const runtime = runtimeConnectHotplug();
     const acceptedBefore = relay.accepted();
@@ -453,8 +387,7 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
     expect(listed.status, listed.stderr).toBe(0);
     expect(listed.stdout).toContain('"eth0"');
     expect(settled, 'detach still waiting for QMP').toBe(false);
-    await holder.close();
-    holderOpen = false;
+    await holder.release();
     const result = await detaching;
     expect(result.found).toBe(true);
     // Called once QMP was free, told a short bound: QMP was waited for before the locks.
@@ -470,7 +403,7 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath } = await vm.attachAndStart('rq', pod.path, stateDirectory(), { qemuQmpPath });
     // Takes QMP the moment detach's first connection (its wait without the locks) closes.
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid, '+take');
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid, '+take');
     let taken = false;
     cleanup.defer(() => {
       if (taken) relay.letGo();
@@ -510,19 +443,13 @@ describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was take
     const state = ['--state-dir', stateDirectory()];
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('lq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     const agentConnections = await serveSilentAgent(agentPath);
-    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    addEth9({ pod, node });
     const request = join(stateDirectory(), 'add.json');
     writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
 
-    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
-    let holderOpen = true;
-    cleanup.defer(async () => {
-      if (holderOpen) await holder.close();
-    });
+    const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
     const budgetSeconds = 3;
     const adding = vcnetAsync(['add-iface', 'lq', request, ...state], {
@@ -540,8 +467,7 @@ describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was take
     // QMP budget; QMP is free long before that lock is given back.
     const lock = await lockFile(new SandboxStore('lq', stateDirectory()).lockPath, 30_000, () => new Error('lock'));
     try {
-      await holder.close();
-      holderOpen = false;
+      await holder.release();
       await new Promise((resolve) =>
         setTimeout(resolve, Math.max(0, connectedAt + budgetSeconds * 1_000 + 1_000 - Date.now())),
       );
@@ -611,7 +537,7 @@ describe.skipIf(skipReason !== undefined)('watch of a change with a MAC change w
     const { qemu, qmpPath, agentPath, endpoint } = await vm.attachAndStart('mq', pod.path, stateDirectory(), {
       qemuQmpPath,
     });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     await serveAgreeingAgent(agentPath);
     const watch = vcnetAsync(['watch', '--sandbox', 'mq', '--debounce', '1000', ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: '60',
@@ -621,23 +547,16 @@ describe.skipIf(skipReason !== undefined)('watch of a change with a MAC change w
       await watch.done;
     });
     await until(() => watch.output().stderr.includes('watching sandbox mq'), 'the watch to start', 15_000);
-    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
-    let holderOpen = true;
-    cleanup.defer(async () => {
-      if (holderOpen) await holder.close();
-    });
+    const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
     // One change: eth0 gets another MAC than its guest NIC's, and eth9 comes.
     const podMac = endpoint.hwAddr.toLowerCase() === '02:00:00:00:09:09' ? '02:00:00:00:09:0a' : '02:00:00:00:09:09';
     pod.exec('ip', ['link', 'set', 'eth0', 'address', podMac]);
-    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    addEth9({ pod, node });
     await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
     // Given back the lock after its first connect: the change is applied again from the start with QMP.
     await until(() => relay.accepted() > acceptedBefore + 1, "the watch's wait for QMP without the lock", 30_000);
-    await holder.close();
-    holderOpen = false;
+    await holder.release();
     await until(() => watch.output().stdout.includes('"added"'), "the change's JSON line", 60_000);
     const line = JSON.parse(
       watch
@@ -668,14 +587,11 @@ describe.skipIf(skipReason !== undefined)(
       const { pod, node } = makePod();
       const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
       const { qemu, qmpPath, agentPath } = await vm.attachAndStart('sq', pod.path, stateDirectory(), { qemuQmpPath });
-      const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
       await serveSilentAgent(agentPath);
-      node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-      pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-      pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+      addEth9({ pod, node });
       const beforeAdd = fingerprint(pod);
-      const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
-      cleanup.defer(() => holder.close());
+      await holdQmp(cleanup, qemuQmpPath);
       const acceptedBefore = relay.accepted();
       const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
       process.env.VCNET_QMP_CONNECT_TIMEOUT = '30';
@@ -708,7 +624,7 @@ describe.skipIf(skipReason !== undefined)('watch stopped while a change waits fo
     const state = ['--state-dir', stateDirectory()];
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath } = await vm.attachAndStart('tq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(qmpPath, qemuQmpPath, qemu.pid);
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     // Longer than this test may take: the watch's stop must not wait for the end of the QMP wait.
     const watch = vcnetAsync(['watch', '--sandbox', 'tq', '--debounce', '50', ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: '600',
@@ -718,12 +634,9 @@ describe.skipIf(skipReason !== undefined)('watch stopped while a change waits fo
       await watch.done;
     });
     await until(() => watch.output().stderr.includes('watching sandbox tq'), 'the watch to start', 15_000);
-    const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
-    cleanup.defer(() => holder.close());
+    await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
-    node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
-    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
-    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    addEth9({ pod, node });
     const beforeStop = fingerprint(pod);
     await until(() => relay.accepted() > acceptedBefore + 1, "the watch's wait for QMP without the lock", 30_000);
     watch.child.kill('SIGTERM');

@@ -1,0 +1,72 @@
+/**
+ * Pieces of the tests of commands on a sandbox whose VM keeps them waiting (QMP held by another
+ * client, an agent not there yet): a relay on the recorded QMP socket that counts connections, a
+ * client holding QEMU's QMP, a second pod link to add, and the links a record holds.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { QmpClient } from '../../src/hypervisor/qmp.js';
+import type { TestCleanup } from './cleanup.js';
+import type { makePod } from './pod.js';
+import { until } from './until.js';
+
+const QMP_RELAY = fileURLToPath(new URL('./qmp-hold.py', import.meta.url));
+
+/**
+ * A relay (qmp-hold.py) on the recorded QMP socket: counts the connections it took. Plain (`-`), or
+ * `+take`: it takes QEMU's QMP itself once its first client has gone, until `letGo()`; `output()`
+ * has its lines ("N> COMMAND" for what client N sent). Killed after the test.
+ */
+export async function relayQmp(
+  cleanup: TestCleanup,
+  recordedPath: string,
+  qemuPath: string,
+  qemuPid: number,
+  mode: '-' | '+take' = '-',
+): Promise<{ accepted: () => number; output: () => string; letGo: () => void }> {
+  const relay = spawn('python3', [QMP_RELAY, recordedPath, qemuPath, mode, String(qemuPid)]);
+  cleanup.defer(() => relay.kill('SIGKILL'));
+  let output = '';
+  relay.stdout.on('data', (data: Buffer) => {
+    output += String(data);
+  });
+  relay.stderr.on('data', (data: Buffer) => {
+    output += String(data);
+  });
+  await until(() => output.includes('listening'), 'the QMP relay to listen', 15_000);
+  return {
+    accepted: () => output.split('\n').filter((line) => line === 'accepted').length,
+    output: () => output,
+    letGo: () => relay.stdin.write('\n'),
+  };
+}
+
+/** Another client holding QEMU's QMP until `release()` (or the test's end). */
+export async function holdQmp(cleanup: TestCleanup, qemuQmpPath: string): Promise<{ release: () => Promise<void> }> {
+  const holder = await QmpClient.connect(qemuQmpPath, { timeoutMs: 20_000 });
+  let open = true;
+  const release = async () => {
+    if (!open) return;
+    open = false;
+    await holder.close();
+  };
+  cleanup.defer(release);
+  return { release };
+}
+
+/** A second pod link, eth9 (10.209.0.2/24, up), its veth peer in the node namespace. */
+export function addEth9({ pod, node }: Pick<ReturnType<typeof makePod>, 'pod' | 'node'>): void {
+  node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
+  pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+  pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+}
+
+/** The pod links of the endpoints sandbox `sandbox`'s record holds. */
+export function recordedLinks(directory: string, sandbox: string): string[] {
+  const record = JSON.parse(readFileSync(join(directory, sandbox, 'state.json'), 'utf8'));
+  return record.network.endpoints.map(
+    (endpoint: { properties: { link: { name: string } } }) => endpoint.properties.link.name,
+  );
+}
