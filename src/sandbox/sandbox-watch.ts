@@ -340,6 +340,8 @@ async function applyChange(
   limits: { maxEndpoints?: number },
   /** Aborted when the watch stops: ends a wait for the sandbox lock or a busy QMP, before anything changed. */
   signal?: AbortSignal,
+  /** The `createdAt` of the record the watch started on: a record of another attach is not this watch's. */
+  watchedRecord?: string,
 ): Promise<{ summary: WatchSummary; waiting?: Error }> {
   // A busy QMP and an agent not there yet are waited for without the lock (withSandboxAndVm): this
   // runs again up to its connect, which changes nothing (the memory follows the record; what is said
@@ -349,6 +351,12 @@ async function applyChange(
   const where = signal ? { stateDirectory, signal } : stateDirectory;
   return withSandboxAndVm(id, 'watchSandbox', where, async (sandbox) => {
     const { store, state, network } = sandbox;
+    // Detached and attached again (perhaps in another namespace) since the watch started, as can
+    // happen while a change waits for QMP without the lock: the change was seen in the namespace the
+    // watch holds, so applying it to the new record would attach or remove the wrong links. The
+    // sandbox this watch kept in step was detached: the watch ends, as when its record went.
+    if (watchedRecord !== undefined && state.createdAt !== watchedRecord)
+      throw new SandboxNotFoundError(id, store.statePath, store.root);
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
     if (memory) {
       const attachedNow = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
@@ -920,6 +928,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
             memory,
             { ...(options.maxEndpoints !== undefined ? { maxEndpoints: options.maxEndpoints } : {}) },
             stopApplying.signal,
+            state.createdAt,
           ));
         } catch (error) {
           // Stopped while it waited, before anything changed: not applied, as a pending change.

@@ -649,3 +649,52 @@ describe.skipIf(skipReason !== undefined)('watch stopped while a change waits fo
     pod.exec('ip', ['link', 'del', 'eth9']);
   }, 90_000);
 });
+
+describe.skipIf(skipReason !== undefined)(
+  'watch whose sandbox is detached and attached again while a change waits for QMP',
+  () => {
+    it("ends without applying the change to the new attach's record and plumbing", async () => {
+      const { pod } = makePod();
+      const other = makePod();
+      const otherBefore = fingerprint(other.pod);
+      const state = ['--state-dir', stateDirectory()];
+      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+      const { qemu, qmpPath } = await vm.attachAndStart('wq', pod.path, stateDirectory(), { qemuQmpPath });
+      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+      const watch = vcnetAsync(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
+        VCNET_QMP_CONNECT_TIMEOUT: '60',
+      });
+      cleanup.defer(async () => {
+        watch.child.kill('SIGKILL');
+        await watch.done;
+      });
+      await until(() => watch.output().stderr.includes('watching sandbox wq'), 'the watch to start', 15_000);
+      const holder = await holdQmp(cleanup, qemuQmpPath);
+      const acceptedBefore = relay.accepted();
+      // The change: eth0 goes from the watched pod, whose NIC the watch must unplug through QMP.
+      pod.exec('ip', ['link', 'del', 'eth0']);
+      await until(() => relay.accepted() > acceptedBefore + 1, "the watch's wait for QMP without the lock", 30_000);
+      // Meanwhile the sandbox is detached and attached again under the same id, in another pod.
+      const detached = await vcnetAsync(['detach', '--sandbox', 'wq', ...state]).done;
+      expect(detached.status, detached.stderr).toBe(0);
+      const attached = vcnet(['attach', '--sandbox', 'wq', '--netns', other.pod.path, ...state]);
+      expect(attached.status, attached.stderr).toBe(0);
+      const otherAttached = fingerprint(other.pod);
+      await holder.release();
+      const ended = await Promise.race([
+        watch.done.then((done) => `exited ${done.status}`),
+        new Promise((resolve) => setTimeout(resolve, 60_000, 'still running')),
+      ]);
+      // The new attach's eth0 (its own pod link of that name) is still attached, its plumbing whole.
+      expect(recordedLinks(stateDirectory(), 'wq')).toEqual(['eth0']);
+      expect(fingerprint(other.pod)).toEqual(otherAttached);
+      expect(ended, watch.output().stderr).toBe('exited 0');
+      expect(watch.output().stderr).toContain('sandbox wq was detached; watch ends');
+
+      await vm.stopQemu();
+      const again = vcnet(['detach', '--sandbox', 'wq', ...state]);
+      expect(again.status, again.stderr).toBe(0);
+      expect(fingerprint(other.pod)).toEqual(otherBefore);
+    }, 180_000);
+  },
+);
