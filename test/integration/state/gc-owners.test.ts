@@ -153,7 +153,7 @@ describe('vcnet gc', () => {
       expect(dry.skipped.find((record) => record.file.includes('truncated'))?.reason).toContain('is not valid JSON');
       // Cut before its namespace, the truncated record may be any live sandbox's: gc removes nothing anywhere.
       expect(dry.skipped.find((record) => record.file.includes('truncated'))?.reason).toContain(
-        'it does not say which namespace it is about, so gc removes no link, filter or qdisc in any namespace this run',
+        'it does not say which namespace it is about, so gc removes no link, filter or qdisc in any namespace while it is there',
       );
       expect(dry.skipped.find((record) => record.file.includes('guarded'))?.reason).toContain('field network');
       const real = gc(namespaces);
