@@ -36,11 +36,14 @@ const namespaceIdentitySchema = z.strictObject({
     .optional(),
 }) satisfies z.ZodType<NamespaceIdentity>;
 
+/** The time a record was written, as vcnet writes it: the envelope's and a damaged record's salvaged one. */
+const createdAtSchema = z.iso.datetime({ error: 'an ISO 8601 time' });
+
 const recordEnvelopeSchema = z.looseObject({
   version: z.literal(RECORD_VERSION, { error: `${RECORD_VERSION}` }),
   id: z.string({ error: 'the id the record belongs to' }).min(1, { error: 'the id the record belongs to' }),
   namespace: namespaceIdentitySchema,
-  createdAt: z.iso.datetime({ error: 'an ISO 8601 time' }),
+  createdAt: createdAtSchema,
   /**
    * The boot the record was written in (boot-id.ts): added without a new record version (an older
    * build refuses it as a field it does not know); absent in older records, which are judged as before.
@@ -307,7 +310,7 @@ export function salvageBoot(text: string): { bootId?: string; createdAt?: string
   const { bootId, createdAt } = (data ?? {}) as { bootId?: unknown; createdAt?: unknown };
   const wholeBootId = typeof bootId === 'string' && BOOT_ID_PATTERN.test(bootId) ? bootId : undefined;
   const wholeTime =
-    typeof createdAt === 'string' && z.iso.datetime().safeParse(createdAt, PARSE_OPTIONS).success
+    typeof createdAt === 'string' && createdAtSchema.safeParse(createdAt, PARSE_OPTIONS).success
       ? createdAt
       : undefined;
   return { ...(wholeBootId ? { bootId: wholeBootId } : {}), ...(wholeTime ? { createdAt: wholeTime } : {}) };
