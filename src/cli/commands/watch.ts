@@ -142,15 +142,15 @@ export function registerWatch(program: Command): void {
         }),
       ]);
       clearTimeout(bound);
-      // Past the bound, a change still waiting (for the sandbox's lock, or for a QMP another client
-      // holds, up to VCNET_QMP_CONNECT_TIMEOUT) is given up: it has changed nothing, and its wait
-      // would keep the process running.
-      if (notApplied === undefined) void watching.stop();
-      if (notApplied === undefined)
+      if (notApplied === undefined) {
+        // Past the bound, a change still waiting (for the sandbox's lock, or for a QMP another client
+        // holds, up to VCNET_QMP_CONNECT_TIMEOUT) is given up: it has changed nothing, and its wait
+        // would keep the process running.
+        void watching.stop();
         writeStderr(
           `vcnet: watch ended before the last namespace change was applied (${STOP_BOUND_MS / 1000} s): \`vcnet add-iface\` attaches an interface it missed\n`,
         );
-      else if (notApplied.length > 0) {
+      } else if (notApplied.length > 0) {
         // add-iface is advised only for links it takes: one vcnet refused is named with why and what to do.
         const refusals = watching.refusals;
         const attachable = notApplied.filter((name) => !watching.refused.has(name) && !refusals.has(name));
