@@ -75,7 +75,7 @@ export interface DetachSandboxOptions {
    * waiting); 0 for none (a caller that holds QMP itself and hands its connection to connectHotplug).
    */
   qmpWaitMs?: number;
-  /** As attachSandbox's: honoured while waiting for the lock and before anything is undone. */
+  /** As attachSandbox's: honoured while waiting for QMP and the lock, and before anything is undone. */
   signal?: AbortSignal;
 }
 
@@ -123,14 +123,15 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
   // other command on the sandbox (and attaches in its namespace) waiting while they are held.
   const qmpWaitMs = options.connectHotplug ? (options.qmpWaitMs ?? detachQmpWaitMs()) : 0;
   const deadline = Date.now() + qmpWaitMs;
-  if (qmpWaitMs > 0) await waitForSandboxQmp(id, options.stateDirectory, qmpWaitMs);
+  // Aborting ends the wait with the signal's reason: nothing is undone before the locks.
+  if (qmpWaitMs > 0) await waitForSandboxQmp(id, options.stateDirectory, qmpWaitMs, options.signal);
   for (;;) {
     try {
       return await detachUnderLocks(id, options, qmpWaitMs > 0 ? deadline : undefined);
     } catch (error) {
       if (!(error instanceof QmpTakenUnderLocks)) throw error;
       // Nothing was undone yet: the next run reads the record again, as any other detach would.
-      await waitForSandboxQmp(id, options.stateDirectory, Math.max(1, deadline - Date.now()));
+      await waitForSandboxQmp(id, options.stateDirectory, Math.max(1, deadline - Date.now()), options.signal);
     }
   }
 }

@@ -236,7 +236,10 @@ interface VmWait {
   attempts: number;
   /** It was waited for without the lock: its error says how long in all, and how little of it under the lock. */
   waitedWithoutLock: boolean;
-  /** The last wait without the lock ended with an answer: the connect under the lock gets its full bound. */
+  /**
+   * The socket answered since the last connect under the lock (a wait without the lock ended with an
+   * answer; QMP greeted before the agent's wait): the next connect under the lock gets its full bound.
+   */
   answered: boolean;
 }
 
@@ -320,6 +323,9 @@ async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<V
     return await connectVirtualMachine(sandbox.state, sandbox.store.root, {
       qmpHandshakeTimeoutMs: qmp.timeoutMs,
       agentConnectTimeoutMs: () => {
+        // QMP greeted (asked after it): a run again after the agent's wait gets a whole handshake, not
+        // what that wait left of QMP's budget (1 ms, once it outlasted the budget: a free QMP refused).
+        if (waits.qmp) waits.qmp.answered = true;
         waits.agent ??= startWait(AGENT_CONNECT_TIMEOUT_MS);
         const agent = boundUnderLock(waits.agent, AGENT_CONNECT_UNDER_LOCK_MS);
         agentLast = agent.last;
@@ -382,6 +388,9 @@ async function waitForAgentWithoutLock(
     agent.close();
     wait.answered = true;
   } catch (error) {
+    // Aborted: the caller's reason, as an abort of the wait for QMP gives it (the agent's connect
+    // says it as a connect error "cancelled").
+    if (signal?.aborted) throw signal.reason;
     if (!(error instanceof AgentConnectError)) throw error;
     wait.attempts += error.attempts;
     throw agentUnreachable(error, unreachable.state, wait);

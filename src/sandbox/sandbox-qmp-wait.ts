@@ -40,12 +40,13 @@ export function detachQmpWaitMs(): number {
  * client. For a caller whose own connect under the lock is best effort (detachSandbox's connectHotplug): whatever
  * this finds (no record, no QEMU, a QMP gone or still busy) it says nothing, and that connect tells.
  * A record from an earlier boot is left alone: the socket at its path, if any, is a new VM's, which
- * detach never touches (it drops such a record unread).
+ * detach never touches (it drops such a record unread). Aborting `signal` ends the wait with its reason.
  */
 export async function waitForSandboxQmp(
   id: string,
   stateDirectory: string | undefined,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<void> {
   let qmpPath: string | undefined;
   try {
@@ -57,7 +58,7 @@ export async function waitForSandboxQmp(
   }
   if (!qmpPath) return;
   try {
-    await (await QmpClient.connect(qmpPath, { timeoutMs })).close();
+    await (await QmpClient.connect(qmpPath, { timeoutMs, ...(signal ? { signal } : {}) })).close();
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
   }

@@ -1,0 +1,192 @@
+/**
+ * Edges of the waits that commands on a sandbox's VM make without the sandbox's lock (session 31):
+ * a run again after the agent's wait, whose QMP connect must not inherit a spent QMP budget; an
+ * abort during the agent's wait, which ends it with the caller's reason as an abort during QMP's
+ * does; and the library's detachSandbox, whose signal must end its wait for a busy QMP before its
+ * locks. The VM is a paused QEMU (QMP answers, the NICs are plugged) behind a relay that counts
+ * connections; the guest, where one is needed, is vcnet's agent serving a namespace.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { HotplugTarget } from '../../../src/hypervisor/device.js';
+import { QmpClient } from '../../../src/hypervisor/qmp.js';
+import { QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
+import { lockFile } from '../../../src/network/state/lock.js';
+import { SandboxStore } from '../../../src/network/state/store.js';
+import { detachSandbox } from '../../../src/sandbox/detach.js';
+import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { addEth9, holdQmp, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
+import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
+import { fingerprint, linkMac, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { untilInfoNetwork } from '../../helpers/qmp-look.js';
+import { until } from '../../helpers/until.js';
+import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
+
+const skipReason = qemuIntegrationSkipReason();
+if (skipReason) console.log(`skipping the vm-wait-edges test: ${skipReason}`);
+
+const stateDirectory = stateDirectoryPerTest('vcnet-vm-wait-edges-');
+const vm = sandboxVmFixture();
+const cleanup = cleanupAfterEach();
+
+/** VCNET_QMP_CONNECT_TIMEOUT for this process's own library calls, put back after the test. */
+function qmpConnectTimeoutHere(seconds: string): void {
+  const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
+  process.env.VCNET_QMP_CONNECT_TIMEOUT = seconds;
+  cleanup.defer(() => {
+    if (previous === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
+    else process.env.VCNET_QMP_CONNECT_TIMEOUT = previous;
+  });
+}
+
+/** Takes the sandbox's lock and gives it back at once: proof that no command holds it now. */
+async function lockIsFree(sandbox: string): Promise<void> {
+  const lock = await lockFile(new SandboxStore(sandbox, stateDirectory()).lockPath, 30_000, () => new Error('lock'));
+  lock.release();
+}
+
+describe.skipIf(skipReason !== undefined)('add-iface whose agent wait outlasts the QMP budget', () => {
+  it("plugs the NIC once the agent answers: the run again gets a whole QMP handshake, not what is left of QMP's spent budget", async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('ab', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    addEth9({ pod, node });
+    const mac = linkMac(pod, 'eth9');
+    guest.exec('ip', ['link', 'add', 'nic9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+
+    // QMP is free all along; the user allows 2 s for a busy one. The agent is not there yet.
+    const budgetSeconds = 2;
+    const acceptedBefore = relay.accepted();
+    const adding = vcnetAsync(['add-iface', 'ab', request, ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: String(budgetSeconds),
+    });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
+    const connectedAt = Date.now();
+    // add-iface greeted QMP, tried the agent under the lock, and now waits for it without the lock.
+    await lockIsFree('ab');
+    expect(adding.child.exitCode, 'add-iface still waiting for the agent').toBeNull();
+    // The agent comes once QMP's budget, counted from the first QMP connect, is spent (the agent's
+    // own wait, 10 s, is not).
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.max(0, connectedAt + budgetSeconds * 1_000 + 500 - Date.now())),
+    );
+    expect(adding.child.exitCode, 'add-iface still waiting for the agent').toBeNull();
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    cleanup.defer(() => agent.stop());
+    const added = await adding.done;
+    expect(added.stderr).not.toContain('QMP');
+    expect(added.status, added.stderr).toBe(0);
+    expect(recordedLinks(stateDirectory(), 'ab')).toEqual(['eth0', 'eth9']);
+    const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+      timeoutMs: 30_000,
+      handshakeTimeoutMs: 15_000,
+    });
+    expect(network).toContain('netdev-net1');
+
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'ab', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
+
+describe.skipIf(skipReason !== undefined)(
+  "addInterface aborted while it waits for the agent without the sandbox's lock",
+  () => {
+    it("rejects with the signal's reason (not an agent connect error), and changes nothing", async () => {
+      const { pod, node } = makePod();
+      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+      const { qemu, qmpPath } = await vm.attachAndStart('aa', pod.path, stateDirectory(), { qemuQmpPath });
+      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+      addEth9({ pod, node });
+      const beforeAdd = fingerprint(pod);
+      const acceptedBefore = relay.accepted();
+      const controller = new AbortController();
+      const adding = addInterface('aa', JSON.stringify({ device: 'eth9', name: 'net9' }), {
+        stateDirectory: stateDirectory(),
+        signal: controller.signal,
+      }).then(
+        () => new Error('addInterface succeeded'),
+        (error: unknown) => error,
+      );
+      await until(() => relay.accepted() > acceptedBefore, "addInterface's QMP connection", 30_000);
+      // The lock is free: addInterface waits for the agent without it. Aborted there, before anything changed.
+      await lockIsFree('aa');
+      const reason = new Error('the runtime gave up on this add-iface');
+      controller.abort(reason);
+      expect(await adding).toBe(reason);
+      expect(recordedLinks(stateDirectory(), 'aa')).toEqual(['eth0']);
+      expect(fingerprint(pod)).toEqual(beforeAdd);
+    }, 120_000);
+  },
+);
+
+describe.skipIf(skipReason !== undefined)("the library's detachSandbox aborted while it waits for a busy QMP", () => {
+  it("rejects with the signal's reason while QMP is still held, before its locks, and undoes nothing", async () => {
+    const { pod } = makePod();
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const { qemu, qmpPath } = await vm.attachAndStart('da', pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const attached = fingerprint(pod);
+    const holder = await holdQmp(cleanup, qemuQmpPath);
+    // Longer than this test may take: the abort must not wait for the end of the QMP wait.
+    qmpConnectTimeoutHere('600');
+    const calls: unknown[] = [];
+    const connections: QmpClient[] = [];
+    cleanup.defer(() => Promise.all(connections.map((qmp) => qmp.close().catch(() => undefined))));
+    const connectHotplug = async (
+      state: { hypervisor?: { controlSocket?: string } },
+      connect: { qmpHandshakeTimeoutMs: number },
+    ): Promise<HotplugTarget> => {
+      calls.push(connect);
+      const qmp = await QmpClient.connect(state.hypervisor?.controlSocket ?? '', {
+        timeoutMs: connect.qmpHandshakeTimeoutMs,
+      });
+      connections.push(qmp);
+      return new QemuNetworkHotplugTarget(qmp, { timeoutMs: 1_000 });
+    };
+    const acceptedBefore = relay.accepted();
+    const controller = new AbortController();
+    const detaching = detachSandbox('da', {
+      stateDirectory: stateDirectory(),
+      connectHotplug,
+      signal: controller.signal,
+    }).then(
+      () => new Error('detachSandbox went ahead'),
+      (error: unknown) => error,
+    );
+    cleanup.defer(async () => {
+      await holder.release();
+      await detaching;
+    });
+    await until(() => relay.accepted() > acceptedBefore, "detach's wait for QMP", 30_000);
+    const reason = new Error('the runtime gave up on this detach');
+    controller.abort(reason);
+    const outcome = await Promise.race([
+      detaching,
+      new Promise((resolve) => setTimeout(resolve, 60_000, 'still waiting for QMP')),
+    ]);
+    expect(outcome).toBe(reason);
+    expect(calls).toEqual([]);
+    expect(recordedLinks(stateDirectory(), 'da')).toEqual(['eth0']);
+    expect(fingerprint(pod)).toEqual(attached);
+
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'da', '--state-dir', stateDirectory()]);
+    expect(detached.status, detached.stderr).toBe(0);
+  }, 180_000);
+});
