@@ -16,6 +16,7 @@ import { lockFile } from '../../../src/network/state/lock.js';
 import { SandboxStore } from '../../../src/network/state/store.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
+import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { addEth9, holdQmp, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
@@ -131,6 +132,36 @@ describe.skipIf(skipReason !== undefined)(
       expect(await adding).toBe(reason);
       expect(recordedLinks(stateDirectory(), 'aa')).toEqual(['eth0']);
       expect(fingerprint(pod)).toEqual(beforeAdd);
+    }, 120_000);
+  },
+);
+
+describe.skipIf(skipReason !== undefined)(
+  'a library watch stopped while a change waits for the agent without the lock',
+  () => {
+    it('reports no failure: the change is given up as a pending one, nothing changed', async () => {
+      const { pod, node } = makePod();
+      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+      const { qemu, qmpPath } = await vm.attachAndStart('wa', pod.path, stateDirectory(), { qemuQmpPath });
+      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+      const errors: string[] = [];
+      const watching = await watchSandbox('wa', {
+        stateDirectory: stateDirectory(),
+        debounceMs: 50,
+        onError: (error) => errors.push(error.message),
+      });
+      cleanup.defer(() => watching.stop());
+      const acceptedBefore = relay.accepted();
+      addEth9({ pod, node });
+      const beforeStop = fingerprint(pod);
+      await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
+      // The lock is free: the change waits for the agent without it. Stopped there.
+      await lockIsFree('wa');
+      await watching.stop();
+      expect(errors).toEqual([]);
+      expect(recordedLinks(stateDirectory(), 'wa')).toEqual(['eth0']);
+      expect(fingerprint(pod)).toEqual(beforeStop);
+      pod.exec('ip', ['link', 'del', 'eth9']);
     }, 120_000);
   },
 );
