@@ -261,7 +261,12 @@ function foldKeys(value: unknown, rules: KeyRules, path: string, ignored: string
       const aliasKey = byAlias.get(field);
       if (aliasKey !== undefined) ignored.push(`${path}.${aliasKey}`);
       byAlias.delete(field);
-    } else byAlias.set(target, key);
+    } else {
+      // Two old names for one field (linkType, then type_): the later one is read, the earlier one is not.
+      const earlier = byAlias.get(target);
+      if (earlier !== undefined) ignored.push(`${path}.${earlier}`);
+      byAlias.set(target, key);
+    }
     const childRules = rules.children?.[target];
     folded[target] = !childRules
       ? child

@@ -282,4 +282,12 @@ describe("every field of Kata 4.1.0's types.proto network messages", () => {
       expect(ignoredKeys).toEqual(['interface.type_']);
     }
   });
+
+  it('reads the later of two old names for one field and reports the earlier as ignored', () => {
+    const { type: _type, ...rest } = goInterface;
+    const ignoredKeys: string[] = [];
+    const message = interfaceFromJson({ ...rest, linkType: 'tap', type_: 'veth' }, 'interface', { ignoredKeys });
+    expect(message.type).toBe('veth');
+    expect(ignoredKeys).toEqual(['interface.linkType']);
+  });
 });
