@@ -254,8 +254,9 @@ export interface SkippedRecord {
   /**
    * True for a record gc left for its next run because another process is changing it right now: an
    * unfinished attach whose namespace's lock another command (an attach, detach or vcnet-cni ADD/DEL)
-   * holds, or whose sandbox's lock another process holds, and a record of a namespace gone whose
-   * sandbox's lock another process holds.
+   * holds, or whose sandbox's lock another process holds, or whose running QEMU's QMP (to unplug the
+   * NIC it hot-plugged) another client held past gc's wait for it; and a record of a namespace gone
+   * whose sandbox's lock another process holds.
    */
   beingChanged?: true;
   /**
