@@ -26,6 +26,7 @@ import {
 import { controlSocketGone } from '../hypervisor/control-socket-probe.js';
 import type { HotplugTarget, NetworkDevice } from '../hypervisor/device.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
+import type { QmpClient } from '../hypervisor/qmp.js';
 import { QemuHotplugSessions } from '../hypervisor/qmp-network-hotplug.js';
 import type { Endpoint } from './endpoint/endpoint.js';
 import { isUnfinished } from './model/plumbing-context.js';
@@ -44,14 +45,17 @@ export function unfinishedEndpoints(network: Network): Endpoint[] {
 /**
  * Undoes `endpoints` (unfinished ones of a live sandbox record): unplugged first from the VM
  * `hypervisor` names, when it runs, then their host side removed. An endpoint the VM did not release
- * stays in the network with all its records (the report's stillPlugged says why).
+ * stays in the network with all its records (the report's stillPlugged says why). `qmp`: a QEMU's
+ * QMP connection the caller already greeted under the sandbox's lock (gc's, after its wait for a busy
+ * QMP without the lock), for the unplugs, which otherwise connect themselves; the caller closes it.
  */
 export function undoUnfinishedEndpoints(
   network: Network,
   endpoints: readonly Endpoint[],
   hypervisor: HypervisorRecord | undefined,
+  qmp?: QmpClient,
 ): Promise<UndoReport> {
-  const vm = recordedVm(hypervisor);
+  const vm = recordedVm(hypervisor, qmp);
   return vm ? network.removeEndpoints(endpoints, vm, { requireUnplug: true }) : network.removeEndpoints(endpoints);
 }
 
@@ -65,11 +69,12 @@ export function notUndoneReason(endpoint: Endpoint, report: UndoReport): string 
 }
 
 /** The VM a sandbox record names, for unplugging only; undefined when it names none vcnet can reach. */
-function recordedVm(hypervisor: HypervisorRecord | undefined): HotplugTarget | undefined {
+function recordedVm(hypervisor: HypervisorRecord | undefined, qmp: QmpClient | undefined): HotplugTarget | undefined {
   const socket = hypervisor?.controlSocket;
   if (!socket) return undefined;
   if (hypervisor.kind === 'qemu') {
-    return new UnplugIfRunning(new QemuHotplugSessions(socket, { timeoutMs: UNPLUG_TIMEOUT_MS }), socket);
+    const sessions = new QemuHotplugSessions(socket, { timeoutMs: UNPLUG_TIMEOUT_MS });
+    return new UnplugIfRunning(qmp ? sessions.useConnection(qmp) : sessions, socket);
   }
   if (hypervisor.kind === 'clh') {
     return new UnplugIfRunning(

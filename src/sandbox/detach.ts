@@ -5,23 +5,25 @@
  * by still-in-use.ts, as vcnet-cni's DEL says it.
  */
 import { functionOption, lockTimeoutOption, numberOption, optionsArgument, signalOption } from '../arguments.js';
-import { causeChain } from '../errors.js';
 import type { HotplugTarget } from '../hypervisor/device.js';
-import { QmpConnectionError } from '../hypervisor/errors.js';
 import { NamespaceGoneError } from '../netns/namespace-identity.js';
 import { closeRecordQueueFds } from '../network/endpoint/held-queue-fds.js';
 import { VCNET_LINK_GROUP } from '../network/plan/plan-attach.js';
 import type { UndoReport } from '../network/plan/undo.js';
 import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from '../network/recorded-network.js';
+import {
+  giveLocksBackIfQmpBusy,
+  QMP_HANDSHAKE_UNDER_LOCK_MS,
+  qmpWaitWithoutLocksMs,
+  withQmpWaitedWithoutLocks,
+} from '../network/sandbox-qmp-wait.js';
 import { type EarlierBoot, RecordFromEarlierBootError } from '../network/state/boot-id.js';
 import { recordsOfNamespace } from '../network/state/owners.js';
 import { StateInvalidError } from '../network/state/record-envelope.js';
 import type { SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
-import { vmGone } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { detachRecorded } from './recorded.js';
-import { detachQmpWaitMs, QMP_HANDSHAKE_UNDER_LOCK_MS, waitForSandboxQmp } from './sandbox-qmp-wait.js';
 import { noticeStillInUse } from './still-in-use.js';
 
 /** What detachSandbox did: whether it found the sandbox, the undo's report, and how it reached the namespace. */
@@ -79,18 +81,6 @@ export interface DetachSandboxOptions {
   signal?: AbortSignal;
 }
 
-/** connectHotplug found QMP taken under the locks, with time left to wait for it without them. */
-class QmpTakenUnderLocks extends Error {
-  constructor() {
-    super('QMP taken by another client under the locks');
-  }
-}
-
-/** A connect error of a QMP that is there and did not greet (held by another client), not of a VM gone. */
-function qmpBusy(error: unknown): boolean {
-  return causeChain(error).some((link) => link instanceof QmpConnectionError && !vmGone(link));
-}
-
 /**
  * Undoes what attach recorded, from the state file alone, in the namespace the record names (checked
  * by identity: a path that now names another namespace is refused). An unknown sandbox is not an
@@ -121,24 +111,19 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
   numberOption(options.qmpWaitMs, 'qmpWaitMs', { min: 0, max: 3_600_000, integer: false, unit: 'milliseconds' });
   // QEMU serves one QMP client at a time: a busy QMP is waited for before the locks, which keep every
   // other command on the sandbox (and attaches in its namespace) waiting while they are held.
-  const qmpWaitMs = options.connectHotplug ? (options.qmpWaitMs ?? detachQmpWaitMs()) : 0;
-  const deadline = Date.now() + qmpWaitMs;
-  // Aborting ends the wait with the signal's reason: nothing is undone before the locks.
-  if (qmpWaitMs > 0) await waitForSandboxQmp(id, options.stateDirectory, qmpWaitMs, options.signal);
-  for (;;) {
-    try {
-      return await detachUnderLocks(id, options, qmpWaitMs > 0 ? deadline : undefined);
-    } catch (error) {
-      if (!(error instanceof QmpTakenUnderLocks)) throw error;
-      // Nothing was undone yet: the next run reads the record again, as any other detach would.
-      await waitForSandboxQmp(id, options.stateDirectory, Math.max(1, deadline - Date.now()), options.signal);
-    }
-  }
+  const qmpWaitMs = options.connectHotplug ? (options.qmpWaitMs ?? qmpWaitWithoutLocksMs()) : 0;
+  return withQmpWaitedWithoutLocks(
+    id,
+    options.stateDirectory,
+    qmpWaitMs,
+    (qmpDeadline) => detachUnderLocks(id, options, qmpDeadline),
+    options.signal,
+  );
 }
 
 /**
  * detachSandbox's one run under the locks. `qmpDeadline`: until when a QMP that connectHotplug found
- * busy is waited for without the locks (QmpTakenUnderLocks) instead of going ahead without an unplug.
+ * busy is waited for without the locks (giveLocksBackIfQmpBusy) instead of going ahead without an unplug.
  */
 async function detachUnderLocks(
   id: string,
@@ -179,7 +164,7 @@ async function detachUnderLocks(
         const hotplug = await options
           .connectHotplug?.(state, { qmpHandshakeTimeoutMs: QMP_HANDSHAKE_UNDER_LOCK_MS })
           .catch((error: unknown) => {
-            if (qmpDeadline !== undefined && Date.now() < qmpDeadline && qmpBusy(error)) throw new QmpTakenUnderLocks();
+            giveLocksBackIfQmpBusy(error, qmpDeadline);
             return undefined;
           });
         await noticeStillInUse(

@@ -8,10 +8,9 @@
 import { optionsArgument, stringOption } from '../arguments.js';
 import { classifyError, VcnetError } from '../errors.js';
 import { describeUnseen, NamespaceHolders, UNSEEN_HINT } from '../netns/namespace-holders.js';
-import { identityOfNamespaceAt } from '../netns/namespace-identity.js';
 import { type NamespaceCookies, placeOfRecordedNamespace } from '../netns/namespace-liveness.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
-import { earlierBootOf, earlierBootOfDamaged } from '../network/state/boot-id.js';
+import { earlierBootOf } from '../network/state/boot-id.js';
 import { gcStateDirectoryFlag, stateDirectoryFlag } from '../network/state/default-directories.js';
 import { flockHolderAt } from '../network/state/lock.js';
 import {
@@ -22,10 +21,15 @@ import {
   trustedDirectories,
   visitRecords,
 } from '../network/state/owners.js';
-import { salvageBoot, salvageNamespace, salvageNamespacePath } from '../network/state/record-envelope.js';
+import { salvageNamespacePath } from '../network/state/record-envelope.js';
 import { stateDirectory } from '../network/state/store.js';
 import { refuseUntrustedDirectory } from '../network/state/trust.js';
-import { settleByHand } from '../network/state/unreadable-records.js';
+import {
+  decideUnreadable,
+  settleByHand,
+  toldByUnreadable,
+  type UnreadableNamespaceWhereabouts,
+} from '../network/state/unreadable-records.js';
 import { shellWord } from '../shell-word.js';
 
 /**
@@ -294,10 +298,10 @@ function describeRecord(
 }
 
 /**
- * What gc does with a record it cannot read, as gc decides it (owners.ts, gone-records.ts), and what
- * settles it when gc keeps it: gc drops one that still tells its namespace's device, inode and path
- * once that namespace is gone; it keeps any other, and only the person can tell whether its sandbox
- * still runs.
+ * What gc does with a record it cannot read, as gc decides it (decideUnreadable, which gc acts on),
+ * and what settles it when gc keeps it: gc drops one that still tells its namespace's device, inode
+ * and path once that namespace is gone; it keeps any other, and only the person can tell whether its
+ * sandbox still runs.
  */
 function whatGcDoesWithUnreadable(
   entry: RecordEntry,
@@ -310,36 +314,45 @@ function whatGcDoesWithUnreadable(
     id: entry.id,
     ...(entry.interfaceName ? { interfaceName: entry.interfaceName } : {}),
   };
-  const identity = salvageNamespace(text);
-  const path = salvageNamespacePath(text);
   const stateDirectory = gcStateDirectoryFlag(entry.file);
-  const earlier = earlierBootOfDamaged(salvageBoot(text));
-  if (earlier)
-    return `written in an earlier boot, as its boot id and creation time both still tell (boot id ${earlier.bootId}; this boot is ${earlier.currentBootId}): what it names went with that boot; \`vcnet gc${path === undefined ? '' : ` --netns ${shellWord(path)}`}${stateDirectory}\` drops the record`;
-  if (identity && path !== undefined) {
-    const place = placeOfRecordedNamespace({ path, ...identity }, holders(), cookies);
-    const gc = `vcnet gc --netns ${shellWord(path)}${stateDirectory}`;
-    if (place.at === 'nowhere')
-      return `its namespace (inode ${identity.ino}, as the record still tells) is gone${place.laterCookie === undefined ? '' : ` (a later namespace has its inode now, cookie ${place.laterCookie})`}, and what the record made went with it: \`${gc}\` drops the record`;
-    if (place.at === 'unseen')
-      return `gc keeps it: whether its namespace (inode ${identity.ino}) still exists cannot be told (${describeUnseen(place.unseen)}); ${UNSEEN_HINT}`;
-    const settle = settleByHand(owner, path);
-    if (identity.cookie === undefined)
-      return `gc keeps it: a namespace with inode ${identity.ino} is there now, and without a readable cookie nothing tells whether it is the recorded one or a later one that got the inode; gc drops the record once nothing holds that inode, and leaves vcnet's links in that namespace alone meanwhile; to settle it now: ${settle}`;
-    return `gc keeps it while its namespace (inode ${identity.ino}) is there${place.at === 'elsewhere' ? ` (at ${place.heldAt})` : ''}, leaving vcnet's links there alone, and drops it once that namespace is gone (\`${gc}\`); to settle it now: ${settle}`;
+  const gcOf = (path: string | undefined) =>
+    `vcnet gc${path === undefined ? '' : ` --netns ${shellWord(path)}`}${stateDirectory}`;
+  const decision = decideUnreadable(toldByUnreadable(text), {
+    whereabouts: (identity, path): UnreadableNamespaceWhereabouts => {
+      const place = placeOfRecordedNamespace({ path, ...identity }, holders(), cookies);
+      if (place.at === 'nowhere')
+        return { at: 'nowhere', ...(place.laterCookie === undefined ? {} : { laterCookie: place.laterCookie }) };
+      if (place.at === 'unseen') return place;
+      return { at: 'there', ...(place.at === 'elsewhere' ? { heldAt: place.heldAt } : {}) };
+    },
+  });
+  switch (decision.action) {
+    case 'drop':
+      if (decision.because === 'earlier-boot') {
+        const { earlier } = decision;
+        return `written in an earlier boot, as its boot id and creation time both still tell (boot id ${earlier.bootId}; this boot is ${earlier.currentBootId}): what it names went with that boot; \`${gcOf(decision.path)}\` drops the record`;
+      }
+      return `its namespace (inode ${decision.identity.ino}, as the record still tells) is gone${decision.laterCookie === undefined ? '' : ` (a later namespace has its inode now, cookie ${decision.laterCookie})`}, and what the record made went with it: \`${gcOf(decision.path)}\` drops the record`;
+    case 'drop-once-gone':
+      // Not given without whereabouts, which list always looks for.
+      return `gc drops it once its namespace (inode ${decision.identity.ino}) is gone (\`${gcOf(decision.path)}\`)`;
+    case 'keep':
+      break;
   }
-  if (path !== undefined && namespaceIsAt(path))
-    return `gc keeps it, and leaves the namespace now at ${path} alone: the record's namespace identity is damaged, so whether that namespace is the recorded one cannot be told; ${settleByHand(owner, path)}`;
-  return `it does not say which namespace it is about${path === undefined ? '' : ` (it names ${path}, where no namespace is now)`}, so gc keeps it and removes no link, filter or qdisc in any namespace while it is there; ${settleByHand(owner, undefined)}`;
-}
-
-/** Whether a network namespace is at `path` now. */
-function namespaceIsAt(path: string): boolean {
-  try {
-    identityOfNamespaceAt(path);
-    return true;
-  } catch {
-    return false;
+  switch (decision.because) {
+    case 'namespace-unseen':
+      return `gc keeps it: whether its namespace (inode ${decision.identity.ino}) still exists cannot be told (${describeUnseen(decision.unseen)}); ${UNSEEN_HINT}`;
+    case 'namespace-there': {
+      const { identity, path } = decision;
+      const settle = settleByHand(owner, path);
+      if (identity.cookie === undefined)
+        return `gc keeps it: a namespace with inode ${identity.ino} is there now, and without a readable cookie nothing tells whether it is the recorded one or a later one that got the inode; gc drops the record once nothing holds that inode, and leaves vcnet's links in that namespace alone meanwhile; to settle it now: ${settle}`;
+      return `gc keeps it while its namespace (inode ${identity.ino}) is there${decision.heldAt === undefined ? '' : ` (at ${decision.heldAt})`}, leaving vcnet's links there alone, and drops it once that namespace is gone (\`${gcOf(path)}\`); to settle it now: ${settle}`;
+    }
+    case 'path-only':
+      return `gc keeps it, and leaves the namespace now at ${decision.path} alone: the record's namespace identity is damaged, so whether that namespace is the recorded one cannot be told; ${settleByHand(owner, decision.path)}`;
+    case 'unknown':
+      return `it does not say which namespace it is about${decision.path === undefined ? '' : ` (it names ${decision.path}, where no namespace is now)`}, so gc keeps it and removes no link, filter or qdisc in any namespace while it is there; ${settleByHand(owner, undefined)}`;
   }
 }
 

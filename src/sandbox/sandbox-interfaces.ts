@@ -44,6 +44,7 @@ import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../n
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
 import { openRecordedNetwork } from '../network/recorded-network.js';
+import { QMP_HANDSHAKE_UNDER_LOCK_MS } from '../network/sandbox-qmp-wait.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { SandboxState } from '../network/state/records.js';
@@ -61,7 +62,6 @@ import {
 } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
-import { QMP_HANDSHAKE_UNDER_LOCK_MS } from './sandbox-qmp-wait.js';
 
 /**
  * How long an agent connect made under the sandbox lock tries a socket that is missing or refuses

@@ -1,10 +1,12 @@
 /**
  * Pieces of the tests of commands on a sandbox whose VM keeps them waiting (QMP held by another
  * client, an agent not there yet): a relay on the recorded QMP socket that counts connections, a
- * client holding QEMU's QMP, a second pod link to add, and the links a record holds.
+ * client holding QEMU's QMP, an agent that never answers, a second pod link to add, and the links a
+ * record holds.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QmpClient } from '../../src/hypervisor/qmp.js';
@@ -54,6 +56,24 @@ export async function holdQmp(cleanup: TestCleanup, qemuQmpPath: string): Promis
   };
   cleanup.defer(release);
   return { release };
+}
+
+/**
+ * An agent socket that takes connections and never answers (it reads, so a client that goes is seen
+ * gone); its connections, which a test destroys to end a wait, and its listener go after the test.
+ */
+export async function serveSilentAgent(cleanup: TestCleanup, path: string): Promise<Socket[]> {
+  const connections: Socket[] = [];
+  const agent = createServer((socket) => {
+    connections.push(socket);
+    socket.resume();
+  });
+  await new Promise<void>((resolve) => agent.listen(path, resolve));
+  cleanup.defer(async () => {
+    for (const socket of connections) socket.destroy();
+    await new Promise<void>((resolve) => agent.close(() => resolve()));
+  });
+  return connections;
 }
 
 /** A second pod link, eth9 (10.209.0.2/24, up), its veth peer in the node namespace. */

@@ -19,7 +19,7 @@ import { closeRecordQueueFds } from '../endpoint/held-queue-fds.js';
 import { earlierBootReason } from '../state/boot-id.js';
 import { FileLock, lockHeldBy, tryLockFile } from '../state/lock.js';
 import type { EarlierBootRecord, RecordedNamespace, RecordOwner, SalvagedRecord } from '../state/owners.js';
-import { settleByHand } from '../state/unreadable-records.js';
+import { decideUnreadable, settleByHand, type UnreadableNamespaceWhereabouts } from '../state/unreadable-records.js';
 import { describeLockHolder, type GarbageReport } from './report.js';
 
 /** Test seam (never set in production): told each record gc is about to drop, before it takes its lock. */
@@ -94,18 +94,31 @@ export function dropUnreadableOfGone(
   for (const record of records) {
     if (scoped && !scoped.includes(record.namespacePath)) continue;
     const gone = replaced.has(record);
-    const found = gone ? 'nowhere' : whereaboutsOf(record, context);
+    // The decision `vcnet list` states too, now that where its namespace is has been looked at.
+    const decision = decideUnreadable(record.told, {
+      whereabouts: (): UnreadableNamespaceWhereabouts => {
+        if (gone) return { at: 'nowhere', laterCookie: liveCookie(record) };
+        const found = whereaboutsOf(record, context);
+        return found === 'held'
+          ? { at: 'there' }
+          : found === 'nowhere'
+            ? { at: 'nowhere' }
+            : { at: 'unseen', unseen: found };
+      },
+    });
     const unreadable = report.skipped.find((entry) => entry.file === record.file);
-    if (found === 'held') {
+    if (decision.action === 'keep' && decision.because === 'namespace-there') {
       if (unreadable) unreadable.reason = `${unreadable.reason}; ${keptWhileHeld(record)}`;
       continue;
     }
-    if (found !== 'nowhere') {
-      const unseen = unseenReason(record, found);
+    if (decision.action === 'keep' && decision.because === 'namespace-unseen') {
+      const unseen = unseenReason(record, decision.unseen);
       if (unreadable) Object.assign(unreadable, { namespaceUnseen: true, reason: `${unreadable.reason}; ${unseen}` });
       else report.skipped.push({ file: record.file, namespaceUnseen: true, reason: unseen });
       continue;
     }
+    // Never otherwise: what a salvaged record tells (identity and path) is decided by its namespace.
+    if (decision.action !== 'drop') continue;
     if (unreadable) report.skipped.splice(report.skipped.indexOf(unreadable), 1);
     const why = unreadable?.reason ?? 'damaged';
     const { ino } = identityOfKey(record.key);

@@ -11,7 +11,6 @@ import type { z } from 'zod';
 import { errnoOf, SystemCallError } from '../../errors.js';
 import {
   damagedIdentityField,
-  identityOfNamespaceAt,
   type NamespaceIdentity,
   type OpenedNamespace,
   openNetworkNamespace,
@@ -21,7 +20,7 @@ import {
 import { identityOfKey, keyOf, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { fileIdentity } from '../../netns/processes.js';
 import { shellWord } from '../../shell-word.js';
-import { type EarlierBoot, earlierBootOf, earlierBootOfDamaged } from './boot-id.js';
+import { type EarlierBoot, earlierBootOf } from './boot-id.js';
 import { DEFAULT_CNI_STATE_DIRECTORY, DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import {
   addedFilters,
@@ -30,19 +29,18 @@ import {
   createdLinks,
   sandboxContentSchema,
 } from './network-content-schema.js';
-import {
-  parseRecord,
-  type RecordEnvelope,
-  StateInvalidError,
-  salvageBoot,
-  salvageNamespace,
-  salvageNamespacePath,
-} from './record-envelope.js';
+import { parseRecord, type RecordEnvelope, StateInvalidError } from './record-envelope.js';
 import { type RecordFile, recordFiles, removeEmpty, removeTree } from './record-files.js';
 import { registeredStateDirectories } from './registry.js';
 import { LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
 import { readableForClaims, refuseUntrustedDirectory } from './trust.js';
-import { settleByHand, type UnreadableRecordOwner } from './unreadable-records.js';
+import {
+  decideUnreadable,
+  settleByHand,
+  type ToldByUnreadable,
+  toldByUnreadable,
+  type UnreadableRecordOwner,
+} from './unreadable-records.js';
 
 export interface RecordOwner {
   id: string;
@@ -254,8 +252,9 @@ export interface SkippedRecord {
   /**
    * True for a record gc left for its next run because another process is changing it right now: an
    * unfinished attach whose namespace's lock another command (an attach, detach or vcnet-cni ADD/DEL)
-   * holds, or whose sandbox's lock another process holds, and a record of a namespace gone whose
-   * sandbox's lock another process holds.
+   * holds, or whose sandbox's lock another process holds, or whose running QEMU's QMP (to unplug the
+   * NIC it hot-plugged) another client held past gc's wait for it; and a record of a namespace gone
+   * whose sandbox's lock another process holds.
    */
   beingChanged?: true;
   /**
@@ -296,6 +295,8 @@ export interface SalvagedRecord
   > {
   /** Whose it is, for the words that tell a person how to settle it when gc keeps it. */
   owner: UnreadableRecordOwner;
+  /** What it still tells, for decideUnreadable once gc has looked for its namespace. */
+  told: ToldByUnreadable;
 }
 
 const LEFT_ALONE_EVERYWHERE =
@@ -321,30 +322,31 @@ const LEFT_ALONE_EVERYWHERE_WHILE_KEPT =
   "so gc removes no link, filter or qdisc in any namespace while it is there (it may be a live sandbox's record, and nothing left in it tells which namespace or whether that still exists)";
 
 /**
- * Leaves alone the namespace a record gc cannot use is about, and says how (a clause for the reason
- * it was skipped; empty when its identity is whole): the one its identity names (with its path and a
- * `record` to drop, a SalvagedRecord: gc tells whether that namespace is gone); when only its path
- * is whole (the record cut inside its namespace object), the namespace at that path now. When
- * neither can be told (cut before the path, a path that holds no namespace now), the record may be
- * any live sandbox's: every namespace is left alone, unless `anyNamespace` is false (a directory
- * vcnet does not trust, whose files must not stop gc everywhere).
+ * Leaves alone the namespace a record gc cannot use is about, as `decision` (decideUnreadable) says,
+ * and says how (a clause for the reason it was skipped; empty when its identity is whole): the one its
+ * identity names (with its path and a `record` to drop, a SalvagedRecord: gc tells whether that
+ * namespace is gone); when only its path is whole (the record cut inside its namespace object), the
+ * namespace at that path now. When neither can be told (cut before the path, a path that holds no
+ * namespace now), the record may be any live sandbox's: every namespace is left alone, unless
+ * `anyNamespace` is false (a directory vcnet does not trust, whose files must not stop gc everywhere).
  */
 function leaveAloneItsNamespace(
-  text: string,
+  told: ToldByUnreadable,
   untouchable: Untouchable,
   anyNamespace: boolean,
-  record?: Omit<SalvagedRecord, 'key' | 'cookie' | 'namespacePath'> & { owner: UnreadableRecordOwner },
+  record?: Omit<SalvagedRecord, 'key' | 'cookie' | 'namespacePath' | 'told'> & { owner: UnreadableRecordOwner },
 ): string {
-  const identity = salvageNamespace(text);
-  if (identity) {
-    const namespacePath = salvageNamespacePath(text);
-    if (record && namespacePath !== undefined) {
+  const decision = decideUnreadable(told);
+  if (decision.action === 'drop-once-gone') {
+    const { identity } = decision;
+    if (record) {
       const { cookie } = identity;
       const { owner, ...named } = record;
       untouchable.salvaged.push({
         ...named,
         owner,
-        namespacePath,
+        told,
+        namespacePath: decision.path,
         key: keyOf(identity),
         ...(cookie === undefined ? {} : { cookie }),
       });
@@ -353,18 +355,17 @@ function leaveAloneItsNamespace(
     // A later namespace the kernel gave the recorded one's inode looks the same by device and inode.
     return `; it keeps no readable cookie of its namespace, so gc cannot tell the namespace with inode ${identity.ino} now from the recorded one and leaves it alone (it may be a later namespace that got the inode)`;
   }
-  const path = salvageNamespacePath(text);
-  let unknown = 'it does not say which namespace it is about';
-  if (path !== undefined) {
-    try {
-      untouchable.keys.add(keyOf(identityOfNamespaceAt(path)));
-      // Never dropped: with no inode, "nothing holds it" cannot be told of the namespace it was about.
-      const settle = record ? `: ${settleByHand(record.owner, path)}` : '';
-      return `; its namespace's identity is not readable, so gc leaves the namespace now at ${path} alone and keeps the record${settle}`;
-    } catch (error) {
-      unknown = `it names ${path}, which holds no network namespace now (${(error as Error).message})`;
-    }
+  if (decision.because === 'path-only') {
+    untouchable.keys.add(keyOf(decision.namespaceThere));
+    // Never dropped: with no inode, "nothing holds it" cannot be told of the namespace it was about.
+    const settle = record ? `: ${settleByHand(record.owner, decision.path)}` : '';
+    return `; its namespace's identity is not readable, so gc leaves the namespace now at ${decision.path} alone and keeps the record${settle}`;
   }
+  if (decision.because !== 'unknown') return ''; // decided before: an earlier boot's, never read here
+  const unknown =
+    decision.path === undefined
+      ? 'it does not say which namespace it is about'
+      : `it names ${decision.path}, which holds no network namespace now (${decision.pathError})`;
   if (!anyNamespace) return '';
   untouchable.everything = true;
   // All gc has left is the file's name (the sandbox id): whether that sandbox runs is the person's to tell.
@@ -382,7 +383,11 @@ function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, s
   const protect = (file: string) => {
     try {
       const text = readRecordFile(file);
-      if (text !== undefined) leaveAloneItsNamespace(text, untouchable, false);
+      // Only what it names is believed, to protect it: not its boot, which would let it protect nothing.
+      if (text !== undefined) {
+        const { earlier: _, ...named } = toldByUnreadable(text);
+        leaveAloneItsNamespace(named, untouchable, false);
+      }
     } catch (error) {
       // Not a regular file: it names nothing gc can rely on. Unreadable (EIO...): it may name any.
       if (error instanceof SystemCallError) untouchable.everything = true;
@@ -538,11 +543,13 @@ export function readOwners(
       stray: (path, reason) => ignored.push({ path, reason }),
       unusable: ({ key: id, id: owningId, interfaceName, file, directory, lockPath, remove }, error, text) => {
         if (text !== undefined) {
-          const earlier = earlierBootOfDamaged(salvageBoot(text));
-          if (earlier) {
+          const told = toldByUnreadable(text);
+          const decision = decideUnreadable(told);
+          if (decision.action === 'drop' && decision.because === 'earlier-boot') {
             // As a readable record of an earlier boot: it names nothing that exists, so it protects
             // nothing (its inode may be a new pod's namespace now) and gc drops it.
-            const namespacePath = salvageNamespacePath(text) ?? '';
+            const namespacePath = decision.path ?? '';
+            const { earlier } = decision;
             const unreadable = (error as Error).message;
             earlierBoot.push({ id, file, directory, lockPath, remove, namespacePath, earlier, unreadable, ...mark });
             return;
@@ -551,7 +558,7 @@ export function readOwners(
           const record = { id, file, directory, lockPath, remove, owner, ...mark };
           skipped.push({
             file,
-            reason: `${(error as Error).message}${leaveAloneItsNamespace(text, untouchable, true, record)}`,
+            reason: `${(error as Error).message}${leaveAloneItsNamespace(told, untouchable, true, record)}`,
           });
           return;
         }

@@ -23,7 +23,7 @@ import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { addEth9, holdQmp, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
+import { addEth9, holdQmp, recordedLinks, relayQmp, serveSilentAgent } from '../../helpers/held-vm.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 import { untilInfoNetwork } from '../../helpers/qmp-look.js';
 import { until } from '../../helpers/until.js';
@@ -35,24 +35,6 @@ if (skipReason) console.log(`skipping the watch-with-QMP-busy test: ${skipReason
 const stateDirectory = stateDirectoryPerTest('vcnet-watch-qmp-busy-');
 const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
-
-/**
- * An agent socket that takes connections and never answers (it reads, so a client that goes is seen
- * gone); its connections, which a test destroys to end a wait, and its listener go after the test.
- */
-async function serveSilentAgent(path: string): Promise<Socket[]> {
-  const connections: Socket[] = [];
-  const agent = createServer((socket) => {
-    connections.push(socket);
-    socket.resume();
-  });
-  await new Promise<void>((resolve) => agent.listen(path, resolve));
-  cleanup.defer(async () => {
-    for (const socket of connections) socket.destroy();
-    await new Promise<void>((resolve) => agent.close(() => resolve()));
-  });
-  return connections;
-}
 
 /**
  * While `waiting` (a vcnet command) waits for QMP, list-ifaces of its sandbox answers: the wait holds
@@ -86,7 +68,7 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('wq', pod.path, stateDirectory(), { qemuQmpPath });
     const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     // An agent that takes connections and never answers: the watch's push waits for it, after the plug.
-    const agentConnections = await serveSilentAgent(agentPath);
+    const agentConnections = await serveSilentAgent(cleanup, agentPath);
 
     // The watch may wait a minute for QMP; the other command waits 10 s for the sandbox lock.
     const watch = vcnetAsync(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
@@ -166,7 +148,7 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client holds 
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aq', pod.path, stateDirectory(), { qemuQmpPath });
     const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     // An agent that takes connections and never answers: add-iface waits for it after the plug.
-    const agentConnections = await serveSilentAgent(agentPath);
+    const agentConnections = await serveSilentAgent(cleanup, agentPath);
     addEth9({ pod, node });
     const request = join(stateDirectory(), 'add.json');
     writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
@@ -203,7 +185,7 @@ describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past i
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('bq', pod.path, stateDirectory(), { qemuQmpPath });
     const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
-    await serveSilentAgent(agentPath);
+    await serveSilentAgent(cleanup, agentPath);
     addEth9({ pod, node });
     const beforeAdd = fingerprint(pod);
     const request = join(stateDirectory(), 'add.json');
@@ -245,7 +227,7 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client takes 
     cleanup.defer(() => {
       if (taken) relay.letGo();
     });
-    const agentConnections = await serveSilentAgent(agentPath);
+    const agentConnections = await serveSilentAgent(cleanup, agentPath);
     addEth9({ pod, node });
     const request = join(stateDirectory(), 'add.json');
     writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
@@ -444,7 +426,7 @@ describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was take
     const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     const { qemu, qmpPath, agentPath } = await vm.attachAndStart('lq', pod.path, stateDirectory(), { qemuQmpPath });
     const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
-    const agentConnections = await serveSilentAgent(agentPath);
+    const agentConnections = await serveSilentAgent(cleanup, agentPath);
     addEth9({ pod, node });
     const request = join(stateDirectory(), 'add.json');
     writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
@@ -588,7 +570,7 @@ describe.skipIf(skipReason !== undefined)(
       const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
       const { qemu, qmpPath, agentPath } = await vm.attachAndStart('sq', pod.path, stateDirectory(), { qemuQmpPath });
       const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
-      await serveSilentAgent(agentPath);
+      await serveSilentAgent(cleanup, agentPath);
       addEth9({ pod, node });
       const beforeAdd = fingerprint(pod);
       await holdQmp(cleanup, qemuQmpPath);
