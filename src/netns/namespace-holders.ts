@@ -84,6 +84,12 @@ export class NamespaceHolders {
   /** Places outside /proc/PID it was refused at (a bind mount of the namespace in a directory it cannot search). */
   readonly #refusedPaths = new Set<string>();
   #hidepid: string | undefined | null = null;
+  readonly #askDevices: boolean;
+
+  /** `devices: false` stops before the sockets and taps (the benchmark's baseline: the search as it was without them). */
+  constructor(options: { devices?: boolean } = {}) {
+    this.#askDevices = options.devices ?? true;
+  }
 
   /** Where a namespace of this identity can still be opened, as namespaceHolderPaths says. */
   of(identity: { dev: number; ino: number }, options: { threads?: boolean } = {}): string[] {
@@ -111,7 +117,7 @@ export class NamespaceHolders {
     // Last, an fd a process keeps open on it (`exec 3</proc/PID/ns/net`, a runtime holding it).
     this.#fds ??= namespaceFdsByInode(this.#processesToLookInto(), refuse, this.#deviceFds);
     found.push(...[...(this.#fds.get(identity.ino) ?? []), ...(this.#fds.get(-1) ?? [])].filter(same));
-    if (found.length > 0) return found;
+    if (found.length > 0 || !this.#askDevices) return found;
     // Then a socket made in it, or a tap of it, that a process outside it keeps open: the namespace
     // lives as long as that fd does, and no path of it is left anywhere.
     this.#devices ??= namespacesOfHeldDevices(this.#deviceFds, refuse);
@@ -251,6 +257,20 @@ export const UNSEEN_HINT =
   "give vcnet CAP_SYS_PTRACE (with it, it may read any process's /proc/PID/ns/net and fds, and sees through /proc's hidepid=), or run it as full root: the holder of the namespace (a VMM run as another user, a runtime's pause process) may be one of those processes";
 
 /**
+ * What to do about this unseen search: UNSEEN_HINT when something was hidden from vcnet, which a
+ * capability lifts; for a kernel that lacks the calls alone, no capability helps, and it says so.
+ */
+export function hintForUnseen(unseen: NamespaceHoldersUnseen): string {
+  const hidden = unseen.processes.length > 0 || (unseen.paths?.length ?? 0) > 0 || unseen.hidepid !== undefined;
+  const kernel =
+    unseen.kernelLacks !== undefined && unseen.kernelLacks.length > 0
+      ? 'no capability gives this kernel what it lacks: on it, a namespace only a socket or tap keeps alive cannot be told from a gone one (a newer kernel can)'
+      : undefined;
+  if (kernel === undefined) return UNSEEN_HINT;
+  return hidden ? `${UNSEEN_HINT}; ${kernel}` : kernel;
+}
+
+/**
  * Whether the namespace a record names still exists cannot be told: its path is gone (or names
  * another namespace, or cannot be looked at), and some process that may hold it could not be looked
  * into. Nothing is done and the record is kept: taking it for gone would forget a live sandbox and
@@ -271,7 +291,7 @@ export class NamespaceUnseenError extends VcnetError {
       {
         value: recorded.path,
         // No command takes a namespace it could not see for gone: the operator who knows is the way out.
-        hint: `${firstHint === undefined ? '' : `${firstHint}; or `}${UNSEEN_HINT}; or, once you know nothing holds it any more (the sandbox's VM and every process of its pod have exited), drop the record by hand: rm -r ${shellWord(dirname(file))} (what vcnet made lived in that namespace and went with it)`,
+        hint: `${firstHint === undefined ? '' : `${firstHint}; or `}${hintForUnseen(unseen)}; or, once you know nothing holds it any more (the sandbox's VM and every process of its pod have exited), drop the record by hand: rm -r ${shellWord(dirname(file))} (what vcnet made lived in that namespace and went with it)`,
       },
     );
   }

@@ -7,7 +7,8 @@
  */
 import { optionsArgument, stringOption } from '../arguments.js';
 import { classifyError, VcnetError } from '../errors.js';
-import { describeUnseen, NamespaceHolders, UNSEEN_HINT } from '../netns/namespace-holders.js';
+import { heldDeviceAt } from '../netns/held-device-fds.js';
+import { describeUnseen, hintForUnseen, NamespaceHolders } from '../netns/namespace-holders.js';
 import { identityOfNamespaceAt } from '../netns/namespace-identity.js';
 import { type NamespaceCookies, placeOfRecordedNamespace } from '../netns/namespace-liveness.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
@@ -234,12 +235,15 @@ function describeRecord(
       state: 'namespace-gone',
       namespaceUnseen: true,
       detail: `${namespacePath} no longer holds the recorded namespace (${recorded}) and nothing vcnet could see does, but it may still be held: ${describeUnseen(place.unseen)}`,
-      hint: UNSEEN_HINT,
+      hint: hintForUnseen(place.unseen),
     };
   const heldAt = place.at === 'elsewhere' ? place.heldAt : undefined;
   if (heldAt !== undefined) listing.namespaceHeldAt = heldAt;
+  const device = heldAt === undefined ? undefined : heldDeviceAt(heldAt);
   const livesAt =
-    heldAt === undefined ? '' : `${namespacePath} no longer holds the recorded namespace; it lives at ${heldAt}`;
+    heldAt === undefined
+      ? ''
+      : `${namespacePath} no longer holds the recorded namespace; it lives at ${heldAt}${device ? ` (a ${device.kind === 'socket' ? 'socket made in it' : 'tap of it'} that process ${device.pid}, outside it, holds: that fd alone keeps it alive)` : ''}`;
   const endpoints = record.network.endpoints;
   const pending = endpoints.filter((endpoint) => isUnfinished(endpoint.plumbing));
   // An attached endpoint whose undo (detach, del-iface) the kernel refused in part: the record keeps
@@ -322,7 +326,7 @@ function whatGcDoesWithUnreadable(
     if (place.at === 'nowhere')
       return `its namespace (inode ${identity.ino}, as the record still tells) is gone${place.laterCookie === undefined ? '' : ` (a later namespace has its inode now, cookie ${place.laterCookie})`}, and what the record made went with it: \`${gc}\` drops the record`;
     if (place.at === 'unseen')
-      return `gc keeps it: whether its namespace (inode ${identity.ino}) still exists cannot be told (${describeUnseen(place.unseen)}); ${UNSEEN_HINT}`;
+      return `gc keeps it: whether its namespace (inode ${identity.ino}) still exists cannot be told (${describeUnseen(place.unseen)}); ${hintForUnseen(place.unseen)}`;
     const settle = settleByHand(owner, path);
     if (identity.cookie === undefined)
       return `gc keeps it: a namespace with inode ${identity.ino} is there now, and without a readable cookie nothing tells whether it is the recorded one or a later one that got the inode; gc drops the record once nothing holds that inode, and leaves vcnet's links in that namespace alone meanwhile; to settle it now: ${settle}`;

@@ -9,9 +9,9 @@ import { resolve } from 'node:path';
 import { heldDeviceAt } from '../../netns/held-device-fds.js';
 import {
   describeUnseen,
+  hintForUnseen,
   type NamespaceHolders,
   type NamespaceHoldersUnseen,
-  UNSEEN_HINT,
 } from '../../netns/namespace-holders.js';
 import { identityOfKey, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { lookAtFile } from '../../netns/processes.js';
@@ -174,7 +174,7 @@ interface HeldOutside {
 
 /** Why a record whose namespace may be held where gc could not look is kept. */
 function unseenReason(record: RecordedNamespace, unseen: NamespaceHoldersUnseen): string {
-  return `whether its namespace (${record.namespacePath}, inode ${identityOfKey(record.key).ino}) still exists cannot be told: ${describeUnseen(unseen)}; ${UNSEEN_HINT}`;
+  return `whether its namespace (${record.namespacePath}, inode ${identityOfKey(record.key).ino}) still exists cannot be told: ${describeUnseen(unseen)}; ${hintForUnseen(unseen)}`;
 }
 
 /** A record gc drops: what it names and how it goes. */

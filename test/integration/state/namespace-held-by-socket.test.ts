@@ -16,9 +16,10 @@ import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { listSandboxes } from '../../../src/sandbox/list.js';
-import { vcnet } from '../../helpers/cli.js';
+import { CLI, vcnet } from '../../helpers/cli.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
 import { makePod, tcfilterConfig } from '../../helpers/pod.js';
+import { runUnderStrace, straceFaultsSkipReason } from '../../helpers/strace.js';
 
 const SHIM = resolve('build/Release/vcnet_native.node');
 
@@ -107,6 +108,7 @@ it('a namespace only a socket of a process outside it keeps: gc keeps the record
 
   const [listed] = await listSandboxes({ stateDirectory: stateDir });
   expect(listed).toMatchObject({ id: 'sock', state: 'attached', namespaceHeldAt: heldAt });
+  expect(listed?.detail).toContain(`(a socket made in it that process ${pid}, outside it, holds`);
 
   const result = await detachSandbox('sock', { stateDirectory: stateDir });
   expect(result.namespaceGone).toBeUndefined();
@@ -151,8 +153,36 @@ it('vcnet gc, list and detach say where such a namespace is held', async () => {
   expect(list.status, list.stderr).toBe(0);
   expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ id: 'cli-sock', namespaceHeldAt: heldAt })]);
 
+  const planned = vcnet(['detach', '--dry-run', '--sandbox', 'cli-sock', '--state-dir', stateDir], env);
+  expect(planned.status, planned.stderr).toBe(0);
+  expect(planned.stdout).toContain(
+    `only by the socket ${heldAt} (a process outside it holds it open), which nsenter cannot enter`,
+  );
+
   const detach = vcnet(['detach', '--sandbox', 'cli-sock', '--state-dir', stateDir], env);
   expect(detach.status, detach.stderr).toBe(0);
   expect(detach.stdout).toContain(`through ${heldAt} (process ${pid} still holds a socket made in it`);
   expect(linksThroughHolder(pid, fd)).toEqual(['eth0', 'lo']);
+});
+
+it('a kernel without pidfd_getfd (Linux 5.6; ENOSYS injected by strace): gc cannot tell, keeps the record and says why', async (context) => {
+  if (straceFaultsSkipReason('the missing-pidfd_getfd test')) return context.skip();
+  const { pod } = makePod();
+  await attachSandbox('old-kernel', tcfilterConfig(pod), { stateDirectory: stateDir });
+  await holdFromOutside(pod, 'socket');
+  pod.delete();
+  const gc = runUnderStrace(
+    ['-e', 'trace=pidfd_getfd', '-e', 'inject=pidfd_getfd:error=ENOSYS'],
+    [process.execPath, CLI, 'gc', '--state-dir', stateDir, '--netns', pod.path, '--json'],
+  );
+  expect(gc.status, gc.stderr).toBe(0);
+  const report = JSON.parse(gc.stdout) as { removed: unknown[]; skipped: Array<Record<string, unknown>> };
+  expect(report.removed).toEqual([]);
+  expect(report.skipped).toEqual([
+    expect.objectContaining({
+      namespaceUnseen: true,
+      reason: expect.stringContaining('this kernel lacks pidfd_getfd (Linux 5.6), so the sockets and taps'),
+    }),
+  ]);
+  expect(readSandbox('old-kernel', stateDir)).toBeDefined();
 });
