@@ -7,6 +7,8 @@
 //  - tun/tap creation (multi-queue, vnet header, persist, owner/group) inside a namespace;
 //  - writing a file (a sysctl) inside a namespace;
 //  - /dev/vhost-net, and fd hygiene (close, inheritable) for handing fds to a hypervisor;
+//  - the namespace a socket or tap fd belongs to, and copies of other processes' fds (pidfd), for
+//    finding what keeps a namespace alive from outside it;
 //  - optional accounting of the time spent inside the syscalls that make an attach (the kernel's
 //    share, which the benchmark reports as the floor JavaScript cannot go below).
 //
@@ -32,6 +34,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -73,6 +76,8 @@ static const char *errno_name(int err) {
   case ENOTTY: return "ENOTTY";
   case ENOSPC: return "ENOSPC";
   case ERANGE: return "ERANGE";
+  case ENOSYS: return "ENOSYS";
+  case EBADFD: return "EBADFD";
   case ENAMETOOLONG: return "ENAMETOOLONG";
   case ENOBUFS: return "ENOBUFS";
   case EOPNOTSUPP: return "EOPNOTSUPP";
@@ -1143,10 +1148,75 @@ static napi_value tun_interface_name(napi_env env, napi_callback_info info) {
   return out;
 }
 
+#ifndef TUNGETDEVNETNS
+#define TUNGETDEVNETNS _IO('T', 227)  // linux/if_tun.h since 5.2
+#endif
+
+// tunNamespace(fd) -> fd: the network namespace of the tun/tap device an open /dev/net/tun fd is
+// attached to (TUNGETDEVNETNS), as a new O_CLOEXEC fd: a tap's fd held by a process outside that
+// namespace (a VMM handed it) keeps the namespace alive, and this is the way back into it.
+static napi_value tun_namespace(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
+  int ns = ioctl(fd, TUNGETDEVNETNS);
+  if (ns < 0) {
+    throw_errno(env, errno, "ioctl(TUNGETDEVNETNS)", NULL);
+    return NULL;
+  }
+  return make_int(env, ns);
+}
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434  // Linux 5.3; the same number on every architecture
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438  // Linux 5.6
+#endif
+
+// pidfdOpen(pid) -> fd: a pidfd of a process (pidfd_open, O_CLOEXEC by the kernel), for pidfdGetfd.
+// Called through syscall(): glibc has had a wrapper only since 2.36, and the prebuild runs on 2.33.
+static napi_value pidfd_open_call(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t pid;
+  if (argc < 1 || !get_int(env, argv[0], &pid)) return NULL;
+  long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  if (fd < 0) {
+    char detail[32];
+    snprintf(detail, sizeof detail, "pid %d", pid);
+    throw_errno(env, errno, "pidfd_open", detail);
+    return NULL;
+  }
+  return make_int(env, (int32_t)fd);
+}
+
+// pidfdGetfd(pidfd, fd) -> fd: a copy in this process of another process's open fd (pidfd_getfd,
+// O_CLOEXEC by the kernel; needs ptrace access to it: EPERM without), so the namespace of a socket
+// or tap it holds can be asked of the kernel.
+static napi_value pidfd_getfd_call(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t pidfd, target;
+  if (argc < 2 || !get_int(env, argv[0], &pidfd) || !get_int(env, argv[1], &target)) return NULL;
+  long fd = syscall(SYS_pidfd_getfd, pidfd, target, 0);
+  if (fd < 0) {
+    char detail[32];
+    snprintf(detail, sizeof detail, "fd %d", target);
+    throw_errno(env, errno, "pidfd_getfd", detail);
+    return NULL;
+  }
+  return make_int(env, (int32_t)fd);
+}
+
 // The interface this shim gives the JS (src/native/binding.ts NATIVE_INTERFACE_VERSION): bumped with
 // every change of its functions' set or signatures, so JS and a .node from different builds refuse
 // each other with one clear error instead of a missing function in the middle of an attach.
-#define VCNET_NATIVE_INTERFACE_VERSION 3
+#define VCNET_NATIVE_INTERFACE_VERSION 4
 
 #define EXPORT(name, fn)                                                                           \
   do {                                                                                             \
@@ -1187,6 +1257,9 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("receiveWithFds", receive_with_fds);
   EXPORT("tunInterfaceName", tun_interface_name);
   EXPORT("writeFileInNetns", write_file_in_netns);
+  EXPORT("tunNamespace", tun_namespace);
+  EXPORT("pidfdOpen", pidfd_open_call);
+  EXPORT("pidfdGetfd", pidfd_getfd_call);
   napi_value version;
   napi_create_uint32(env, VCNET_NATIVE_INTERFACE_VERSION, &version);
   napi_set_named_property(env, exports, "interfaceVersion", version);

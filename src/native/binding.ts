@@ -68,10 +68,16 @@ export interface NativeShim {
   receiveWithFds(socketFd: number, maxBytes: number): { data: Buffer; fds: number[] } | null;
   /** The tun/tap device an open /dev/net/tun fd is attached to (TUNGETIFF). */
   tunInterfaceName(fd: number): string;
+  /** The network namespace of the device an open /dev/net/tun fd is attached to (TUNGETDEVNETNS, Linux 5.2): a new fd, closed by the caller. */
+  tunNamespace(fd: number): number;
+  /** A pidfd of a process (pidfd_open, Linux 5.3): closed by the caller. */
+  pidfdOpen(pid: number): number;
+  /** A copy in this process of the fd `fd` of the process behind `pidfd` (pidfd_getfd, Linux 5.6; ptrace access): closed by the caller. */
+  pidfdGetfd(pidfd: number, fd: number): number;
 }
 
 /** The shim's interface this JS expects: native/vcnet_native.c's VCNET_NATIVE_INTERFACE_VERSION (bump both). */
-export const NATIVE_INTERFACE_VERSION = 3;
+export const NATIVE_INTERFACE_VERSION = 4;
 
 let cached: NativeShim | undefined;
 

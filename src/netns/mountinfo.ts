@@ -7,6 +7,7 @@
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { appendTo } from '../multimap.js';
 import { testSeam } from '../test-seams.js';
+import { type HeldDeviceFd, heldDeviceOf } from './held-device-fds.js';
 import { isPermissionRefusal, lookAtFile } from './processes.js';
 
 /**
@@ -107,8 +108,14 @@ function mountsOf(pid: number | 'self', refused?: (pid: number) => void): MountI
  * and the fstype of the mount `mnt_id:` names when that mount is still listed in the process's
  * mountinfo; one on a mount listed as anything but nsfs is no namespace. Without `ino:`, only one
  * on a listed nsfs mount is kept (its inode then unknown: -1, looked at for every namespace).
+ * `devices` gets the sockets and tun/tap fds the same walk reads (their namespace is asked of the
+ * kernel only when no nsfs fd holds the namespace: namespacesOfHeldDevices).
  */
-export function namespaceFdsByInode(pids: readonly number[], refused: (pid: number) => void): Map<number, string[]> {
+export function namespaceFdsByInode(
+  pids: readonly number[],
+  refused: (pid: number) => void,
+  devices?: HeldDeviceFd[],
+): Map<number, string[]> {
   fdWalkSeam.hook()?.();
   const found = new Map<number, string[]>();
   for (const pid of pids) {
@@ -129,7 +136,11 @@ export function namespaceFdsByInode(pids: readonly number[], refused: (pid: numb
           appendTo(found, Number(direct), path);
           continue;
         }
-        if (target !== '/') continue;
+        if (target !== '/') {
+          const device = devices && heldDeviceOf(target);
+          if (device) devices?.push({ pid, fd: Number(fd), ...device });
+          continue;
+        }
         const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
         const inode = /^ino:\s*(\d+)\s*$/m.exec(info)?.[1];
         const mountId = /^mnt_id:\s*(\d+)\s*$/m.exec(info)?.[1];

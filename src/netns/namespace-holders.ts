@@ -9,6 +9,13 @@ import { dirname } from 'node:path';
 import { errnoOf, VcnetError } from '../errors.js';
 import { appendTo } from '../multimap.js';
 import { shellWord } from '../shell-word.js';
+import {
+  type HeldDeviceFd,
+  type HeldDeviceIndex,
+  type HeldDeviceKind,
+  heldDeviceAt,
+  namespacesOfHeldDevices,
+} from './held-device-fds.js';
 import { namespaceFdsByInode, nsfsMountsByInode } from './mountinfo.js';
 import {
   isLaterNamespaceOfSameInode,
@@ -31,8 +38,9 @@ import {
  * Where a namespace of this identity can still be opened when its recorded path is gone: a
  * /var/run/netns entry, then a process (/proc/PID/ns/net), then a thread that entered it alone
  * (/proc/PID/task/TID/ns/net), then an nsfs bind mount of it anywhere (this mount namespace's, then
- * another's through /proc/PID/root), then an fd a process holds on it (/proc/PID/fd/N); each only
- * when the ones before found nothing. A VMM or a holder left in a namespace whose bind mount was
+ * another's through /proc/PID/root), then an fd a process holds on it (/proc/PID/fd/N), then a socket
+ * made in it or a tap of it that a process outside it holds (/proc/PID/fd/N too: held-device-fds.ts);
+ * each only when the ones before found nothing. A VMM or a holder left in a namespace whose bind mount was
  * deleted, or a runtime's own mount of it, keeps it, and what attach made in it, alive.
  */
 export function namespaceHolderPaths(
@@ -57,6 +65,9 @@ export class NamespaceHolders {
   #ownMounts: Map<number, string[]> | undefined;
   #otherMounts: Map<number, string[]> | undefined;
   #fds: Map<number, string[]> | undefined;
+  /** The sockets and tun/tap fds the walk for #fds read, asked about only when it found nothing. */
+  readonly #deviceFds: HeldDeviceFd[] = [];
+  #devices: HeldDeviceIndex | undefined;
   /**
    * The processes some look of this search was refused at (EACCES, EPERM: another user's process
    * without CAP_SYS_PTRACE): any of them may hold the namespace. A process that exited is not here,
@@ -73,6 +84,12 @@ export class NamespaceHolders {
   /** Places outside /proc/PID it was refused at (a bind mount of the namespace in a directory it cannot search). */
   readonly #refusedPaths = new Set<string>();
   #hidepid: string | undefined | null = null;
+  readonly #askDevices: boolean;
+
+  /** `devices: false` stops before the sockets and taps (the benchmark's baseline: the search as it was without them). */
+  constructor(options: { devices?: boolean } = {}) {
+    this.#askDevices = options.devices ?? true;
+  }
 
   /** Where a namespace of this identity can still be opened, as namespaceHolderPaths says. */
   of(identity: { dev: number; ino: number }, options: { threads?: boolean } = {}): string[] {
@@ -98,8 +115,18 @@ export class NamespaceHolders {
     found.push(...(this.#otherMounts.get(identity.ino) ?? []).filter(same));
     if (found.length > 0) return found;
     // Last, an fd a process keeps open on it (`exec 3</proc/PID/ns/net`, a runtime holding it).
-    this.#fds ??= namespaceFdsByInode(this.#processesToLookInto(), refuse);
-    return [...(this.#fds.get(identity.ino) ?? []), ...(this.#fds.get(-1) ?? [])].filter(same);
+    this.#fds ??= namespaceFdsByInode(this.#processesToLookInto(), refuse, this.#deviceFds);
+    found.push(...[...(this.#fds.get(identity.ino) ?? []), ...(this.#fds.get(-1) ?? [])].filter(same));
+    if (found.length > 0 || !this.#askDevices) return found;
+    // Then a socket made in it, or a tap of it, that a process outside it keeps open: the namespace
+    // lives as long as that fd does, and no path of it is left anywhere.
+    this.#devices ??= namespacesOfHeldDevices(this.#deviceFds, refuse);
+    return [...(this.#devices.byKey.get(`${identity.dev}:${identity.ino}`) ?? [])];
+  }
+
+  /** How many sockets and taps the search asked the namespace of (0 when it never got that far): for the benchmark. */
+  get devicesAsked(): number {
+    return this.#devices?.asked ?? 0;
   }
 
   /**
@@ -113,11 +140,19 @@ export class NamespaceHolders {
     // module or a user namespace boundary, which no capability lifts: as before, not looked into
     // (else gc would never drop a record where such a process runs, as the init of some sandboxes).
     const processes = this.#refused.size === 0 || hasSysPtrace() ? [] : [...this.#refused].sort((a, b) => a - b);
-    if (processes.length === 0 && this.#refusedPaths.size === 0 && this.#hidepid === undefined) return undefined;
+    const kernelLacks = this.#devices?.kernelLacks ?? [];
+    if (
+      processes.length === 0 &&
+      this.#refusedPaths.size === 0 &&
+      this.#hidepid === undefined &&
+      kernelLacks.length === 0
+    )
+      return undefined;
     return {
       processes,
       ...(this.#refusedPaths.size === 0 ? {} : { paths: [...this.#refusedPaths].sort() }),
       ...(this.#hidepid === undefined ? {} : { hidepid: this.#hidepid }),
+      ...(kernelLacks.length === 0 ? {} : { kernelLacks: [...kernelLacks] }),
     };
   }
 
@@ -191,6 +226,11 @@ export interface NamespaceHoldersUnseen {
   paths?: string[];
   /** /proc's hidepid= when it hides other users' processes from vcnet (no CAP_SYS_PTRACE). */
   hidepid?: string;
+  /**
+   * The calls this kernel lacks to ask which namespace a socket or tap another process holds
+   * belongs to ("pidfd_getfd (Linux 5.6)"): such a holder could not be looked for.
+   */
+  kernelLacks?: string[];
 }
 
 /** Why an unseen search cannot tell, as messages say it. */
@@ -205,12 +245,30 @@ export function describeUnseen(unseen: NamespaceHoldersUnseen): string {
     parts.push(`${unseen.paths.join(', ')} could not be looked at (permission denied)`);
   if (unseen.hidepid !== undefined)
     parts.push(`/proc is mounted with hidepid=${unseen.hidepid}, which hides other users' processes from vcnet`);
+  if (unseen.kernelLacks !== undefined && unseen.kernelLacks.length > 0)
+    parts.push(
+      `this kernel lacks ${unseen.kernelLacks.join(' and ')}, so the sockets and taps processes hold (each keeps the namespace it was made in alive) could not be asked which namespace they belong to`,
+    );
   return parts.join('; ');
 }
 
 /** What to do about an unseen search, as hints say it. */
 export const UNSEEN_HINT =
   "give vcnet CAP_SYS_PTRACE (with it, it may read any process's /proc/PID/ns/net and fds, and sees through /proc's hidepid=), or run it as full root: the holder of the namespace (a VMM run as another user, a runtime's pause process) may be one of those processes";
+
+/**
+ * What to do about this unseen search: UNSEEN_HINT when something was hidden from vcnet, which a
+ * capability lifts; for a kernel that lacks the calls alone, no capability helps, and it says so.
+ */
+export function hintForUnseen(unseen: NamespaceHoldersUnseen): string {
+  const hidden = unseen.processes.length > 0 || (unseen.paths?.length ?? 0) > 0 || unseen.hidepid !== undefined;
+  const kernel =
+    unseen.kernelLacks !== undefined && unseen.kernelLacks.length > 0
+      ? 'no capability gives this kernel what it lacks: on it, a namespace only a socket or tap keeps alive cannot be told from a gone one (a newer kernel can)'
+      : undefined;
+  if (kernel === undefined) return UNSEEN_HINT;
+  return hidden ? `${UNSEEN_HINT}; ${kernel}` : kernel;
+}
 
 /**
  * Whether the namespace a record names still exists cannot be told: its path is gone (or names
@@ -233,7 +291,7 @@ export class NamespaceUnseenError extends VcnetError {
       {
         value: recorded.path,
         // No command takes a namespace it could not see for gone: the operator who knows is the way out.
-        hint: `${firstHint === undefined ? '' : `${firstHint}; or `}${UNSEEN_HINT}; or, once you know nothing holds it any more (the sandbox's VM and every process of its pod have exited), drop the record by hand: rm -r ${shellWord(dirname(file))} (what vcnet made lived in that namespace and went with it)`,
+        hint: `${firstHint === undefined ? '' : `${firstHint}; or `}${hintForUnseen(unseen)}; or, once you know nothing holds it any more (the sandbox's VM and every process of its pod have exited), drop the record by hand: rm -r ${shellWord(dirname(file))} (what vcnet made lived in that namespace and went with it)`,
       },
     );
   }
@@ -246,6 +304,8 @@ export interface RelocatedNamespace {
   heldAt: string;
   /** The process holding it, when found through /proc. */
   pid?: number;
+  /** When `heldAt` is a socket made in it or a tap of it, which a process outside it holds: which. */
+  through?: HeldDeviceKind;
 }
 
 /**
@@ -278,7 +338,8 @@ export function openNamespaceHeldElsewhere(
     opened.identity.path = recorded.path;
     // A process in it (or one of its threads), or one holding an fd on it; a mount has no process.
     const pid = /^\/proc\/(\d+)\/(?:ns|task|fd)\//.exec(heldAt)?.[1];
-    return { opened, heldAt, ...(pid ? { pid: Number(pid) } : {}) };
+    const through = heldDeviceAt(heldAt)?.kind;
+    return { opened, heldAt, ...(pid ? { pid: Number(pid) } : {}), ...(through ? { through } : {}) };
   }
   // Nothing vcnet could see holds it: gone only when it saw every process (and every holder it
   // found could be opened); else a VMM of another user may be keeping it, and what attach made, alive.

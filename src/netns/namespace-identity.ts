@@ -23,6 +23,7 @@ import { NetlinkClosedError } from '../netlink/errors.js';
 import { NetlinkHandle } from '../netlink/handle.js';
 import { RouteSocket } from '../netlink/socket.js';
 import { shellWord } from '../shell-word.js';
+import { heldDeviceAt, openNamespaceOfProcessFd } from './held-device-fds.js';
 
 /** Where `ip netns` pins named namespaces (bind mounts). */
 export const NETNS_RUN_DIRECTORY = '/var/run/netns';
@@ -237,9 +238,15 @@ function enterAndBack(fd: number, path: string, field: string): void {
   }
 }
 
-/** Opens the nsfs file at `path` (see openNetworkNamespace), with what fstat says of it. */
+/**
+ * Opens the nsfs file at `path` (see openNetworkNamespace), with what fstat says of it. A
+ * /proc/PID/fd/N that is a socket or a tap (the holder search's answer for a namespace only such an
+ * fd keeps alive) opens the namespace that fd belongs to, asked of the kernel.
+ */
 function openNamespaceFile(path: string, field: string): { fd: number; stats: Stats } {
   if (typeof path !== 'string' || path === '') throw new NamespacePathError(field, String(path ?? ''), 'empty');
+  const device = heldDeviceAt(path);
+  if (device) return openNamespaceOfDevice(path, field, device);
   let stats: Stats;
   try {
     stats = statSync(path);
@@ -264,6 +271,33 @@ function openNamespaceFile(path: string, field: string): { fd: number; stats: St
     const kindNow = nonNamespaceFileKind(opened);
     if (kindNow) throw new NamespacePathError(field, path, kindNow);
     return { fd, stats: opened };
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+}
+
+/** openNamespaceFile for a socket or tap fd of a process: the namespace it belongs to, as a new fd. */
+function openNamespaceOfDevice(
+  path: string,
+  field: string,
+  device: NonNullable<ReturnType<typeof heldDeviceAt>>,
+): { fd: number; stats: Stats } {
+  nativeNamespaces.load();
+  let fd: number;
+  try {
+    fd = openNamespaceOfProcessFd(device.pid, device.fd, device.kind);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // The process exited or closed the fd meanwhile: nothing holds the namespace there any more.
+    if (code === 'ESRCH' || code === 'EBADF') throw new NamespacePathError(field, path, 'missing');
+    throw new SystemCallError(
+      `open the network namespace of the ${device.kind} ${path}`,
+      error as NodeJS.ErrnoException,
+    );
+  }
+  try {
+    return { fd, stats: fstatSync(fd) };
   } catch (error) {
     closeSync(fd);
     throw error;

@@ -7,6 +7,7 @@
  * record alone.
  */
 
+import type { HeldDeviceKind } from '../netns/held-device-fds.js';
 import { type NamespaceHolders, openNamespaceHeldElsewhere } from '../netns/namespace-holders.js';
 import {
   isLaterNamespaceOfSameInode,
@@ -53,6 +54,8 @@ export interface RecordedNetwork {
     pathReused?: boolean;
     /** What the recorded path is now instead of a namespace ("a regular file"), when not simply gone. */
     pathNow?: string;
+    /** `path` is a socket made in the namespace, or a tap of it, that process `pid` holds from outside it. */
+    through?: HeldDeviceKind;
   };
   /** Closes both; settles once the network's socket fds are closed (Network.close). */
   close(): Promise<void>;
@@ -83,10 +86,11 @@ export function openRecordedNetwork(
       // is undone through whatever holds it.
       const relocated = openNamespaceHeldElsewhere(record.namespace, statePath, holders);
       if (!relocated) throw error;
-      const { opened, heldAt, pid } = relocated;
+      const { opened, heldAt, pid, through } = relocated;
       return loadRecordedNetwork(record, sandboxId, statePath, opened, {
         path: heldAt,
         ...(pid !== undefined ? { pid } : {}),
+        ...(through !== undefined ? { through } : {}),
         ...(error.pathNow !== undefined ? { pathNow: error.pathNow } : {}),
       });
     }
@@ -106,10 +110,11 @@ export function openRecordedNetwork(
     // namespace, is never touched. When nothing holds it, it is gone with everything attach made.
     const relocated = openNamespaceHeldElsewhere(record.namespace, statePath, holders);
     if (relocated) {
-      const { opened, heldAt, pid } = relocated;
+      const { opened, heldAt, pid, through } = relocated;
       return loadRecordedNetwork(record, sandboxId, statePath, opened, {
         path: heldAt,
         ...(pid !== undefined ? { pid } : {}),
+        ...(through !== undefined ? { through } : {}),
         pathReused: true,
       });
     }

@@ -46,6 +46,11 @@ export interface DetachResult {
   heldBy?: number;
   /** With namespaceHeldAt: the recorded path was not gone but names another namespace now (left untouched). */
   namespacePathReused?: boolean;
+  /**
+   * With namespaceHeldAt: it is a socket made in the namespace, or a tap of it, that `heldBy` holds
+   * from outside it (/proc/PID/fd/N): detach entered the namespace that fd belongs to (SIOCGSKNS, TUNGETDEVNETNS).
+   */
+  namespaceHeldThrough?: 'socket' | 'tap';
 }
 
 /** What detachSandbox tells its connectHotplug. */
@@ -198,6 +203,7 @@ async function detachUnderLocks(
                 namespaceHeldAt: heldElsewhere.path,
                 ...(heldElsewhere.pid !== undefined ? { heldBy: heldElsewhere.pid } : {}),
                 ...(heldElsewhere.pathReused ? { namespacePathReused: true } : {}),
+                ...(heldElsewhere.through !== undefined ? { namespaceHeldThrough: heldElsewhere.through } : {}),
               }
             : {}),
         };

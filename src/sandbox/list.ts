@@ -7,7 +7,8 @@
  */
 import { optionsArgument, stringOption } from '../arguments.js';
 import { classifyError, VcnetError } from '../errors.js';
-import { describeUnseen, NamespaceHolders, UNSEEN_HINT } from '../netns/namespace-holders.js';
+import { heldDeviceAt } from '../netns/held-device-fds.js';
+import { describeUnseen, hintForUnseen, NamespaceHolders } from '../netns/namespace-holders.js';
 import { type NamespaceCookies, placeOfRecordedNamespace } from '../netns/namespace-liveness.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { earlierBootOf } from '../network/state/boot-id.js';
@@ -238,12 +239,15 @@ function describeRecord(
       state: 'namespace-gone',
       namespaceUnseen: true,
       detail: `${namespacePath} no longer holds the recorded namespace (${recorded}) and nothing vcnet could see does, but it may still be held: ${describeUnseen(place.unseen)}`,
-      hint: UNSEEN_HINT,
+      hint: hintForUnseen(place.unseen),
     };
   const heldAt = place.at === 'elsewhere' ? place.heldAt : undefined;
   if (heldAt !== undefined) listing.namespaceHeldAt = heldAt;
+  const device = heldAt === undefined ? undefined : heldDeviceAt(heldAt);
   const livesAt =
-    heldAt === undefined ? '' : `${namespacePath} no longer holds the recorded namespace; it lives at ${heldAt}`;
+    heldAt === undefined
+      ? ''
+      : `${namespacePath} no longer holds the recorded namespace; it lives at ${heldAt}${device ? ` (a ${device.kind === 'socket' ? 'socket made in it' : 'tap of it'} that process ${device.pid}, outside it, holds: that fd alone keeps it alive)` : ''}`;
   const endpoints = record.network.endpoints;
   const pending = endpoints.filter((endpoint) => isUnfinished(endpoint.plumbing));
   // An attached endpoint whose undo (detach, del-iface) the kernel refused in part: the record keeps
@@ -341,7 +345,7 @@ function whatGcDoesWithUnreadable(
   }
   switch (decision.because) {
     case 'namespace-unseen':
-      return `gc keeps it: whether its namespace (inode ${decision.identity.ino}) still exists cannot be told (${describeUnseen(decision.unseen)}); ${UNSEEN_HINT}`;
+      return `gc keeps it: whether its namespace (inode ${decision.identity.ino}) still exists cannot be told (${describeUnseen(decision.unseen)}); ${hintForUnseen(decision.unseen)}`;
     case 'namespace-there': {
       const { identity, path } = decision;
       const settle = settleByHand(owner, path);

@@ -156,6 +156,8 @@ export interface PlannedDetach {
   namespaceHeldAt?: string;
   /** With namespaceHeldAt: the recorded path names another namespace now, which detach would not touch. */
   namespacePathReused?: boolean;
+  /** With namespaceHeldAt: a socket made in the namespace, or a tap of it, a process outside it holds (DetachResult's). */
+  namespaceHeldThrough?: 'socket' | 'tap';
   /** The changes detach would send, in order, as data and as `ip`/`tc` commands. */
   steps: Array<{ change: Change; command: string }>;
   /** What detach would find already gone, and what it would leave as it is (and why). */
@@ -205,6 +207,9 @@ export async function planSandboxDetach(id: string, options: PlanSandboxDetachOp
       namespacePath: state.namespace.path,
       ...(recorded.heldElsewhere ? { namespaceHeldAt: recorded.heldElsewhere.path } : {}),
       ...(recorded.heldElsewhere?.pathReused ? { namespacePathReused: true } : {}),
+      ...(recorded.heldElsewhere?.through !== undefined
+        ? { namespaceHeldThrough: recorded.heldElsewhere.through }
+        : {}),
       steps: plan.steps.map((step) => ({ change: step.change, command: commandOf(step.change) })),
       alreadyGone: describeRecords(plan.alreadyGone),
       kept: plan.kept.map(describeKept),

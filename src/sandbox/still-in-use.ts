@@ -78,9 +78,11 @@ function heldElsewhereNotice(
   const holder =
     heldElsewhere.pid === undefined
       ? `a mount still holds that namespace (${heldElsewhere.path})`
-      : heldElsewhere.path.includes('/fd/')
-        ? `process ${heldElsewhere.pid} still holds that namespace open (${heldElsewhere.path})`
-        : `process ${heldElsewhere.pid} still runs in that namespace (${heldElsewhere.path})`;
+      : heldElsewhere.through !== undefined
+        ? `process ${heldElsewhere.pid}, outside it, still holds ${heldElsewhere.through === 'socket' ? 'a socket made in that namespace' : 'a tap of that namespace'} open (${heldElsewhere.path}), which keeps it alive`
+        : heldElsewhere.path.includes('/fd/')
+          ? `process ${heldElsewhere.pid} still holds that namespace open (${heldElsewhere.path})`
+          : `process ${heldElsewhere.pid} still runs in that namespace (${heldElsewhere.path})`;
   return {
     operation: subject.operation,
     endpoint: '',
@@ -93,6 +95,7 @@ function heldElsewhereNotice(
       heldAt: heldElsewhere.path,
       ...(heldElsewhere.pathReused ? { pathReused: true } : {}),
       ...(heldElsewhere.pid !== undefined ? { pid: heldElsewhere.pid } : {}),
+      ...(heldElsewhere.through !== undefined ? { through: heldElsewhere.through } : {}),
     },
   };
 }

@@ -61,6 +61,7 @@ const DOCS_NON_EXPORTS = [
   'namespaceGone',
   'namespaceHeldAt',
   'namespacePathReused',
+  'namespaceHeldThrough',
   'heldBy',
   // detachSandbox's options, and what it tells its connectHotplug.
   'connectHotplug',

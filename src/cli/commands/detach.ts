@@ -8,7 +8,7 @@ import { changeCount } from '../../network/plan/undo.js';
 import { stateDirectoryFlag } from '../../network/state/default-directories.js';
 import { registeredStateDirectories, registryPath } from '../../network/state/registry.js';
 import { stateDirectory } from '../../network/state/store.js';
-import { detachSandbox } from '../../sandbox/detach.js';
+import { type DetachResult, detachSandbox } from '../../sandbox/detach.js';
 import { type PlannedDetach, planSandboxDetach } from '../../sandbox/plan.js';
 import { describeCommand } from '../help-details.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
@@ -82,6 +82,7 @@ export function registerDetach(program: Command): void {
             ...(result.namespaceHeldAt ? { namespaceHeldAt: result.namespaceHeldAt } : {}),
             ...(result.heldBy !== undefined ? { heldBy: result.heldBy } : {}),
             ...(result.namespacePathReused ? { namespacePathReused: true } : {}),
+            ...(result.namespaceHeldThrough ? { namespaceHeldThrough: result.namespaceHeldThrough } : {}),
             undone: result.report?.undone ?? 0,
             alreadyGone: result.report?.alreadyGone ?? 0,
             kept: result.report?.kept ?? 0,
@@ -113,11 +114,18 @@ export function registerDetach(program: Command): void {
           ? 'its path names another namespace now, left untouched'
           : 'its path is gone';
         const through = result.namespaceHeldAt
-          ? ` through ${result.namespaceHeldAt}${result.heldBy !== undefined ? ` (process ${result.heldBy} still ${result.namespaceHeldAt.includes('/fd/') ? 'holds it open' : 'runs in the namespace'}; ${path})` : ` (${path}; a mount still holds it)`}`
+          ? ` through ${result.namespaceHeldAt}${result.heldBy !== undefined ? ` (process ${result.heldBy} still ${heldHow(result)}; ${path})` : ` (${path}; a mount still holds it)`}`
           : '';
         print(`detached sandbox ${result.id}: ${result.report?.undone ?? 0} change(s) undone${gone}${through}`);
       },
     );
+}
+
+/** How the process named by a detach's heldBy keeps the namespace: in it, an nsfs fd, a socket or a tap. */
+function heldHow(result: DetachResult): string {
+  if (result.namespaceHeldThrough === 'socket') return 'holds a socket made in it';
+  if (result.namespaceHeldThrough === 'tap') return 'holds a tap of it';
+  return result.namespaceHeldAt?.includes('/fd/') ? 'holds it open' : 'runs in the namespace';
 }
 
 /** Registered state directories other than `used` that hold a record of sandbox `id`. */
@@ -179,7 +187,11 @@ function printPlannedDetach(planned: PlannedDetach, recordedIn: readonly string[
   printComment(`vcnet detach --dry-run: sandbox ${planned.id}, namespace ${planned.namespacePath}`);
   if (planned.namespaceHeldAt)
     printComment(
-      `that path ${planned.namespacePathReused ? 'names another namespace now (not touched)' : 'is gone'}, but the recorded namespace is still held: reach it with nsenter --net=${planned.namespaceHeldAt}`,
+      `that path ${planned.namespacePathReused ? 'names another namespace now (not touched)' : 'is gone'}, but the recorded namespace is still held: ${
+        planned.namespaceHeldThrough === undefined
+          ? `reach it with nsenter --net=${planned.namespaceHeldAt}`
+          : `only by the ${planned.namespaceHeldThrough} ${planned.namespaceHeldAt} (a process outside it holds it open), which nsenter cannot enter: \`vcnet detach\` enters it through that ${planned.namespaceHeldThrough}`
+      }`,
     );
   print('# run inside the namespace, e.g.: ... | ip netns exec NAME sh -e  (or nsenter --net=PATH sh -e)');
   if (planned.hotplugSocket) printComment(`first, the VM's NICs would be unplugged through ${planned.hotplugSocket}`);

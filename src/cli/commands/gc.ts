@@ -218,6 +218,10 @@ function reportToStderr(report: GarbageReport): void {
     writeStderr(
       `vcnet: gc passed over ${report.ignored.length} entr${report.ignored.length === 1 ? 'y' : 'ies'} of state directories that name no sandbox (${report.ignored.map((entry) => `${entry.path}: ${entry.reason}`).join('; ')}): remove them if nothing needs them\n`,
     );
+  for (const { file, namespacePath, heldAt, pid, through } of report.heldOutside)
+    writeStderr(
+      `vcnet: gc kept the record ${file}: its namespace path ${namespacePath} is gone, but process ${pid} keeps its namespace alive through ${through === 'socket' ? 'a socket made in it' : 'a tap of it'} (${heldAt}), so what attach made is still there; detach (or CNI DEL) undoes it through that ${through}; once process ${pid} closes it, the namespace goes and gc drops the record\n`,
+    );
   // In vcnet's way but not vcnet's (a veth in its group, a live record's filter): left, and why.
   for (const item of report.leftAlone)
     writeStderr(`vcnet: gc left the ${item.kind} ${item.name} in ${item.namespacePath}: ${item.detail}\n`);

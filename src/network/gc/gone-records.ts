@@ -6,11 +6,12 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { heldDeviceAt } from '../../netns/held-device-fds.js';
 import {
   describeUnseen,
+  hintForUnseen,
   type NamespaceHolders,
   type NamespaceHoldersUnseen,
-  UNSEEN_HINT,
 } from '../../netns/namespace-holders.js';
 import { identityOfKey, type NamespaceKey, pathHolds } from '../../netns/namespace-liveness.js';
 import { lookAtFile } from '../../netns/processes.js';
@@ -55,6 +56,10 @@ export function dropGoneRecords(
     const gone = replaced.has(owner);
     const found = gone ? 'nowhere' : whereaboutsOf(owner, context);
     if (found === 'held') continue;
+    if (typeof found === 'object' && 'heldAt' in found) {
+      report.heldOutside.push({ file: owner.file, namespacePath: owner.namespacePath, ...found });
+      continue;
+    }
     // Nothing vcnet could see holds it, but it did not see everything: a VMM of another user may
     // hold it (no CAP_SYS_PTRACE, /proc's hidepid=). Kept, with what it claims, and said.
     if (found !== 'nowhere') {
@@ -101,9 +106,11 @@ export function dropUnreadableOfGone(
         const found = whereaboutsOf(record, context);
         return found === 'held'
           ? { at: 'there' }
-          : found === 'nowhere'
-            ? { at: 'nowhere' }
-            : { at: 'unseen', unseen: found };
+          : typeof found === 'object' && 'heldAt' in found
+            ? { at: 'there', heldAt: found.heldAt }
+            : found === 'nowhere'
+              ? { at: 'nowhere' }
+              : { at: 'unseen', unseen: found };
       },
     });
     const unreadable = report.skipped.find((entry) => entry.file === record.file);
@@ -160,17 +167,29 @@ function keptWhileHeld(record: SalvagedRecord): string {
 function whereaboutsOf(
   record: RecordedNamespace,
   { live, nowLive, holders }: Pick<GoneRecordsContext, 'live' | 'nowLive' | 'holders'>,
-): 'held' | 'nowhere' | NamespaceHoldersUnseen {
+): 'held' | HeldOutside | 'nowhere' | NamespaceHoldersUnseen {
   if (live.has(record.key) || nowLive.has(record.key) || pathHolds(record.namespacePath, record.key)) return 'held';
   // A thread alone in the namespace keeps it too: every process's threads, mounts and fds are read
   // only when there is a record to drop.
-  if (holders().of(identityOfKey(record.key)).length > 0) return 'held';
+  const [heldAt] = holders().of(identityOfKey(record.key));
+  if (heldAt !== undefined) {
+    // A socket or tap a process outside it holds: the one holder no path shows, so gc says where it is.
+    const device = heldDeviceAt(heldAt);
+    return device ? { heldAt, pid: device.pid, through: device.kind } : 'held';
+  }
   return unseenHolders(record, holders()) ?? 'nowhere';
+}
+
+/** A namespace kept alive only by a socket made in it, or a tap of it, that process `pid` outside it holds. */
+interface HeldOutside {
+  heldAt: string;
+  pid: number;
+  through: 'socket' | 'tap';
 }
 
 /** Why a record whose namespace may be held where gc could not look is kept. */
 function unseenReason(record: RecordedNamespace, unseen: NamespaceHoldersUnseen): string {
-  return `whether its namespace (${record.namespacePath}, inode ${identityOfKey(record.key).ino}) still exists cannot be told: ${describeUnseen(unseen)}; ${UNSEEN_HINT}`;
+  return `whether its namespace (${record.namespacePath}, inode ${identityOfKey(record.key).ino}) still exists cannot be told: ${describeUnseen(unseen)}; ${hintForUnseen(unseen)}`;
 }
 
 /** A record gc drops: what it names and how it goes. */

@@ -119,6 +119,13 @@ export interface GarbageReport {
    * listed so a stray file is seen. Nothing else changes for them (gc still collects).
    */
   ignored: Array<{ path: string; reason: string }>;
+  /**
+   * Records kept because their namespace, its path gone, is kept alive only by a socket made in it,
+   * or a tap of it, that a process outside it holds (`heldAt`, /proc/PID/fd/N): what attach made
+   * lives on there, so the record that undoes it stays. detach (or DEL) undoes it through that fd;
+   * once the process closes it, the namespace goes and gc drops the record.
+   */
+  heldOutside: Array<{ file: string; namespacePath: string; heldAt: string; pid: number; through: 'socket' | 'tap' }>;
 }
 
 /** A namespace `collectGarbage` could not examine or clean, with why and the kernel's errno. */
@@ -152,6 +159,7 @@ export function emptyGarbageReport({
     beingChanged: [],
     absent: [],
     ignored: [],
+    heldOutside: [],
   };
 }
 

@@ -1,0 +1,188 @@
+/**
+ * A network namespace lives while any socket made in it is open, and a tap's fd keeps the tap's
+ * namespace: a process in the root namespace that entered it for a socket and came back (a CNI
+ * plugin, a runtime, a monitoring agent), or a VMM handed the tap's fd, holds it with no
+ * /proc/PID/ns/net, mount or nsfs fd of it anywhere. gc, list and detach must find such a holder
+ * (SIOCGSKNS, TUNGETDEVNETNS on the fd duplicated with pidfd_getfd) and not take the namespace
+ * for gone while what attach made still lives there.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { collectGarbage } from '../../../src/network/garbage-collector.js';
+import { readSandbox } from '../../../src/network/recorded-network.js';
+import { attachSandbox } from '../../../src/sandbox/attach.js';
+import { detachSandbox } from '../../../src/sandbox/detach.js';
+import { listSandboxes } from '../../../src/sandbox/list.js';
+import { CLI, vcnet } from '../../helpers/cli.js';
+import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
+import { makePod, tcfilterConfig } from '../../helpers/pod.js';
+import { runUnderStrace, straceFaultsSkipReason } from '../../helpers/strace.js';
+
+const SHIM = resolve('build/Release/vcnet_native.node');
+
+let stateDir: string;
+const holders: ChildProcess[] = [];
+
+beforeEach(() => {
+  stateDir = mkdtempSync(join(tmpdir(), 'vcnet-socket-held-'));
+});
+
+afterEach(async () => {
+  // The holder goes first: the namespace it keeps (and the pod's veth peer in it) goes with it.
+  await Promise.all(holders.splice(0).map(stopHolder));
+  cleanupNamespaces();
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+function stopHolder(holder: ChildProcess): Promise<void> {
+  if (holder.exitCode !== null || holder.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    holder.once('exit', () => done());
+    holder.kill('SIGKILL');
+  });
+}
+
+/**
+ * A process in this (root) namespace that keeps one fd made inside `pod`: a netlink socket (the
+ * shim's openNetlink: setns there, socket, setns back) or a tap (createTun made in it, not
+ * persistent, so the fd alone keeps it). Resolves with its pid and that fd once it holds it.
+ */
+async function holdFromOutside(pod: TestNamespace, kind: 'socket' | 'tap'): Promise<{ pid: number; fd: number }> {
+  const make =
+    kind === 'socket'
+      ? 'shim.openNetlink(process.argv[1], 0, 0)'
+      : "shim.createTun(process.argv[1], 's32tap0', { tap: true, vnetHdr: true }).fds[0]";
+  const holder = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const shim = require(${JSON.stringify(SHIM)}); const fd = ${make}; process.stdout.write(fd + '\\n'); setInterval(() => {}, 1 << 30);`,
+      pod.path,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  holders.push(holder);
+  const fd = await new Promise<number>((done, fail) => {
+    holder.stdout?.once('data', (data: Buffer) => done(Number(String(data).trim())));
+    holder.once('exit', (code) => fail(new Error(`the holder exited (${code}) before it held a ${kind}`)));
+  });
+  return { pid: holder.pid!, fd };
+}
+
+/** The links of the namespace `pid`'s socket or tap `fd` keeps alive (no path of it is left to enter). */
+function linksThroughHolder(pid: number, fd: number): string[] {
+  // nsenter cannot enter through a socket: the look runs in the holder's own process instead.
+  const out = execFileSync(
+    process.execPath,
+    [
+      '-e',
+      `const shim = require(${JSON.stringify(SHIM)});
+       const { pidfdOpen, pidfdGetfd, socketNamespace, tunNamespace } = shim;
+       const pidfd = pidfdOpen(${pid}); const copy = pidfdGetfd(pidfd, ${fd});
+       let ns; try { ns = socketNamespace(copy); } catch { ns = tunNamespace(copy); }
+       // The copy is close-on-exec: nsenter opens it through this process, which waits for it.
+       require('node:child_process').execFileSync('nsenter', ['--net=/proc/' + process.pid + '/fd/' + ns, 'ip', '-j', 'link', 'show'], { stdio: ['ignore', 1, 2] });`,
+    ],
+    { encoding: 'utf8' },
+  );
+  return (JSON.parse(out) as Array<{ ifname: string }>).map((link) => link.ifname).sort();
+}
+
+it('a namespace only a socket of a process outside it keeps: gc keeps the record, list and detach find it there', async () => {
+  const { pod } = makePod();
+  await attachSandbox('sock', tcfilterConfig(pod), { stateDirectory: stateDir });
+  const { pid, fd } = await holdFromOutside(pod, 'socket');
+  expect(readlinkSync(`/proc/${pid}/fd/${fd}`)).toMatch(/^socket:\[/);
+  pod.delete();
+  const heldAt = `/proc/${pid}/fd/${fd}`;
+
+  const report = await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
+  expect(report.failures).toEqual([]);
+  // The namespace lives (its tap, its filters): the record that tells how to undo them stays.
+  expect(report.removed).toEqual([]);
+  expect(readSandbox('sock', stateDir)).toBeDefined();
+  expect(report.heldOutside).toEqual([expect.objectContaining({ namespacePath: pod.path, heldAt, pid })]);
+
+  const [listed] = await listSandboxes({ stateDirectory: stateDir });
+  expect(listed).toMatchObject({ id: 'sock', state: 'attached', namespaceHeldAt: heldAt });
+  expect(listed?.detail).toContain(`(a socket made in it that process ${pid}, outside it, holds`);
+
+  const result = await detachSandbox('sock', { stateDirectory: stateDir });
+  expect(result.namespaceGone).toBeUndefined();
+  expect(result).toMatchObject({ found: true, namespaceHeldAt: heldAt, heldBy: pid });
+  expect(result.report?.undone).toBeGreaterThan(0);
+  expect(readSandbox('sock', stateDir)).toBeUndefined();
+  expect(linksThroughHolder(pid, fd)).toEqual(['eth0', 'lo']);
+});
+
+it('a namespace only a tap fd of a process outside it keeps (a VMM handed the fd): found by TUNGETDEVNETNS', async () => {
+  const { pod } = makePod();
+  await attachSandbox('tapheld', tcfilterConfig(pod), { stateDirectory: stateDir });
+  const { pid, fd } = await holdFromOutside(pod, 'tap');
+  expect(readlinkSync(`/proc/${pid}/fd/${fd}`)).toBe('/dev/net/tun');
+  pod.delete();
+  const heldAt = `/proc/${pid}/fd/${fd}`;
+
+  const report = await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
+  expect(report.removed).toEqual([]);
+  expect(readSandbox('tapheld', stateDir)).toBeDefined();
+
+  const result = await detachSandbox('tapheld', { stateDirectory: stateDir });
+  expect(result).toMatchObject({ found: true, namespaceHeldAt: heldAt, heldBy: pid });
+  expect(linksThroughHolder(pid, fd)).toEqual(['eth0', 'lo', 's32tap0']);
+});
+
+it('vcnet gc, list and detach say where such a namespace is held', async () => {
+  const { pod } = makePod();
+  const env = { VCNET_STATE_REGISTRY: join(stateDir, 'registry') };
+  const attach = vcnet(['attach', '--sandbox', 'cli-sock', '--netns', pod.path, '--state-dir', stateDir], env);
+  expect(attach.status, attach.stderr).toBe(0);
+  const { pid, fd } = await holdFromOutside(pod, 'socket');
+  pod.delete();
+  const heldAt = `/proc/${pid}/fd/${fd}`;
+
+  const gc = vcnet(['gc', '--state-dir', stateDir, '--netns', pod.path], env);
+  expect(gc.status, gc.stderr).toBe(0);
+  expect(gc.stderr).toContain(`process ${pid} keeps its namespace alive through a socket made in it (${heldAt})`);
+  expect(`${gc.stdout}${gc.stderr}`).not.toContain('exists nowhere');
+
+  const list = vcnet(['list', '--state-dir', stateDir, '--json'], env);
+  expect(list.status, list.stderr).toBe(0);
+  expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ id: 'cli-sock', namespaceHeldAt: heldAt })]);
+
+  const planned = vcnet(['detach', '--dry-run', '--sandbox', 'cli-sock', '--state-dir', stateDir], env);
+  expect(planned.status, planned.stderr).toBe(0);
+  expect(planned.stdout).toContain(
+    `only by the socket ${heldAt} (a process outside it holds it open), which nsenter cannot enter`,
+  );
+
+  const detach = vcnet(['detach', '--sandbox', 'cli-sock', '--state-dir', stateDir], env);
+  expect(detach.status, detach.stderr).toBe(0);
+  expect(detach.stdout).toContain(`through ${heldAt} (process ${pid} still holds a socket made in it`);
+  expect(linksThroughHolder(pid, fd)).toEqual(['eth0', 'lo']);
+});
+
+it('a kernel without pidfd_getfd (Linux 5.6; ENOSYS injected by strace): gc cannot tell, keeps the record and says why', async (context) => {
+  if (straceFaultsSkipReason('the missing-pidfd_getfd test')) return context.skip();
+  const { pod } = makePod();
+  await attachSandbox('old-kernel', tcfilterConfig(pod), { stateDirectory: stateDir });
+  await holdFromOutside(pod, 'socket');
+  pod.delete();
+  const gc = runUnderStrace(
+    ['-e', 'trace=pidfd_getfd', '-e', 'inject=pidfd_getfd:error=ENOSYS'],
+    [process.execPath, CLI, 'gc', '--state-dir', stateDir, '--netns', pod.path, '--json'],
+  );
+  expect(gc.status, gc.stderr).toBe(0);
+  const report = JSON.parse(gc.stdout) as { removed: unknown[]; skipped: Array<Record<string, unknown>> };
+  expect(report.removed).toEqual([]);
+  expect(report.skipped).toEqual([
+    expect.objectContaining({
+      namespaceUnseen: true,
+      reason: expect.stringContaining('this kernel lacks pidfd_getfd (Linux 5.6), so the sockets and taps'),
+    }),
+  ]);
+  expect(readSandbox('old-kernel', stateDir)).toBeDefined();
+});
