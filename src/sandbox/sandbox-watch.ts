@@ -34,6 +34,7 @@ import { SandboxStore } from '../network/state/store.js';
 import { notUndoneReason, undoUnfinishedEndpoints, unfinishedEndpoints, vmGone } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { shellWord } from '../shell-word.js';
+import { withoutAwaited } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { heldDevices } from './held-devices.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
@@ -567,8 +568,11 @@ async function applyChange(
       // One push for the whole change set: the interfaces, then the sandbox's full route set once.
       // QMP is other clients' again while the guest is waited for.
       await vm?.releaseControl();
-      if (vm && toPush.length > 0)
-        await pushEndpoints(vm.agent, toPush, network.endpoints(), state.guestRoutes, {
+      // An endpoint an add-iface still waits for the guest to show is that add-iface's to send: the
+      // guest may not have its NIC yet, and the agent refuses a route set that names it.
+      const pushed = withoutAwaited(toPush, state);
+      if (vm && pushed.length > 0)
+        await pushEndpoints(vm.agent, pushed, withoutAwaited(network.endpoints(), state), state.guestRoutes, {
           timeoutMs: 60_000,
           sandbox: id,
         });

@@ -35,9 +35,10 @@ export function registerList(program: Command): void {
     });
 }
 
-/** How an endpoint reads in the table: `guest<-pod-link type model`. */
+/** How an endpoint reads in the table: `guest<-pod-link type model`, and `guest-pending(waiting|stopped)` while add-iface waits (or waited) for the guest. */
 function endpointText(endpoint: SandboxListing['endpoints'][number]): string {
-  return `${endpoint.guestName}<-${endpoint.podLink} ${endpoint.type} ${endpoint.model}`;
+  const pending = endpoint.guestPending ? ` guest-pending(${endpoint.guestPending})` : '';
+  return `${endpoint.guestName}<-${endpoint.podLink} ${endpoint.type} ${endpoint.model}${pending}`;
 }
 
 /**
