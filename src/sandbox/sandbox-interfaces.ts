@@ -699,6 +699,36 @@ export async function addInterface(
 }
 
 /**
+ * The sandbox's route set once more, under the lock, when it is no longer the one add-iface's push
+ * sent without it: another add-iface finished meanwhile (its routes were left out of this push, and
+ * the agent replaced the whole set), or update-routes gave a new set. A failure is warned about: the
+ * interface itself is configured.
+ */
+async function sendRouteSetIfChanged(
+  id: string,
+  guest: GuestPart,
+  routed: readonly Endpoint[],
+  guestRoutes: readonly GuestRoute[] | undefined,
+): Promise<void> {
+  const sent = sandboxRouteSet(guest.routed, guest.guestRoutes);
+  const due = sandboxRouteSet(routed, guestRoutes);
+  if (JSON.stringify(due) === JSON.stringify(sent)) return;
+  try {
+    await guest.vm.agent.updateRoutes(routesFromJson(due), { timeoutMs: 30_000 });
+  } catch (error) {
+    reportNotice(
+      () => ({
+        operation: 'add-iface',
+        endpoint: guest.guestName,
+        message: `sandbox ${id}: the route set changed while add-iface waited for the guest, and sending it again failed: \`vcnet configure-guest --sandbox ${shellWord(id)}\` sends it`,
+        error: error as Error,
+      }),
+      undefined,
+    );
+  }
+}
+
+/**
  * add-iface's last step, under the sandbox lock again after the guest's part: from a fresh read of
  * the record, clears the endpoint's guestPending entry, or when the guest failed, undoes the
  * endpoint as a failed add-iface is undone (unplug, host plumbing, record). Only the endpoint the
@@ -757,6 +787,7 @@ async function finishAddedInterface(
       const keeper = sandboxRecordKeeper(store, state, network);
       if (!failure) {
         keeper.persist();
+        await sendRouteSetIfChanged(id, guest, withoutAwaited(network.endpoints(), state), state.guestRoutes);
         return;
       }
       const { error } = failure;

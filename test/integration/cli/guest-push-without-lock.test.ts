@@ -157,4 +157,51 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
+  it('a del-iface while add-iface waits for the guest wins: add-iface leaves the interface removed and says so', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const { agentPath } = await vm.attachAndStart('gd', pod.path, stateDirectory());
+    const agent = await serveNamespaceAgent(guest.path, agentPath, {
+      linkAppearTimeoutMs: 120_000,
+      sysfsRoot: stateDirectory(),
+    });
+    cleanup.defer(() => agent.stop());
+    addEth9({ pod, node });
+    const mac = linkMac(pod, 'eth9');
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const adding = vcnetAsync(['add-iface', 'gd', request, ...state]);
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(
+      () => recordedPending(stateDirectory(), 'gd').some((entry) => entry.name === 'net9'),
+      'net9 recorded as waiting for the guest',
+      60_000,
+    );
+    // The VM stops (its NIC goes with it) and del-iface removes the interface's host side.
+    await vm.stopQemu();
+    const removed = await vcnetAsync(['del-iface', 'gd', request, ...state], { VCNET_LOCK_TIMEOUT: '5' }).done;
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(recordedLinks(stateDirectory(), 'gd')).toEqual(['eth0']);
+    expect(recordedPending(stateDirectory(), 'gd')).toEqual([]);
+
+    // The guest answers add-iface's push now: add-iface finds the interface gone and leaves it so.
+    guest.exec('ip', ['link', 'add', 'net9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    const added = await adding.done;
+    expect(added.status, added.stderr).toBe(0);
+    expect(added.stderr).toContain(
+      'sandbox gd: net9 was removed from the record (del-iface, or vcnet watch as its pod link went) while add-iface waited for the guest: add-iface leaves it as that command left it',
+    );
+    expect(recordedLinks(stateDirectory(), 'gd')).toEqual(['eth0']);
+    expect(recordedPending(stateDirectory(), 'gd')).toEqual([]);
+
+    const detached = vcnet(['detach', '--sandbox', 'gd', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
 });
