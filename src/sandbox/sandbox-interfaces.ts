@@ -281,8 +281,9 @@ interface VmWaits {
  * what is left. add-iface's push after a plug (which waits for the guest to show the NIC) runs
  * after `work`, without the lock: the endpoint is recorded as guestPending first, every other push
  * of the whole set leaves it out meanwhile (a route set naming a NIC the guest has not configured
- * yet is refused whole), and finishAddedInterface takes the lock again to finish or undo it. The
- * watch's and update-routes' agent calls are still answered under the lock. An abort of `where`'s
+ * yet is refused whole), and finishAddedInterface takes the lock again to finish or undo it; the
+ * watch's push goes the same way (finishWatchPush). update-routes' agent call is still answered
+ * under the lock. An abort of `where`'s
  * signal ends a wait without the lock with its reason, nothing changed yet.
  */
 export async function withSandboxAndVm<T>(

@@ -204,4 +204,50 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
+  it("the watch's reaction to a new pod link waits for the guest without the sandbox lock: list-ifaces goes through meanwhile", async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qmp.sock');
+    const { agentPath } = await vm.attachAndStart('gw', pod.path, stateDirectory());
+    const agent = await serveNamespaceAgent(guest.path, agentPath, {
+      linkAppearTimeoutMs: 120_000,
+      sysfsRoot: stateDirectory(),
+    });
+    cleanup.defer(() => agent.stop());
+    const watch = vcnetAsync(['watch', '--sandbox', 'gw', '--debounce', '50', ...state]);
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox gw'), 'the watch to start', 30_000);
+    addEth9({ pod, node });
+    const mac = linkMac(pod, 'eth9');
+    // The watch plugged the NIC (it lets go of QMP only then): what is left is the guest's part.
+    await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+      timeoutMs: 60_000,
+      handshakeTimeoutMs: 30_000,
+    });
+
+    const listed = await vcnetAsync(['list-ifaces', 'gw', '--json', '--timeout', '200', ...state], {
+      VCNET_LOCK_TIMEOUT: '5',
+    }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(recordedPending(stateDirectory(), 'gw').map((entry) => entry.name)).toEqual(['eth9']);
+
+    guest.exec('ip', ['link', 'add', 'eth9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    await until(() => guestAddresses(guest, 'eth9').includes('10.209.0.2'), 'eth9 configured in the guest', 60_000);
+    await until(() => recordedPending(stateDirectory(), 'gw').length === 0, 'the entry cleared', 60_000);
+    expect(recordedLinks(stateDirectory(), 'gw')).toEqual(['eth0', 'eth9']);
+
+    await vm.stopQemu();
+    watch.child.kill('SIGTERM');
+    await watch.done;
+    const detached = vcnet(['detach', '--sandbox', 'gw', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
 });
