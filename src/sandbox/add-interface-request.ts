@@ -34,7 +34,15 @@ export interface AddInterfaceSandbox {
   id: string;
   stateDirectory: string;
   namespacePath: string;
+  /**
+   * The sandbox's endpoints plugged by an add-iface that waits (or waited) for the guest without the
+   * lock, and whether that add-iface still runs.
+   */
+  guestPending?: ReadonlyArray<{ name: string; running: boolean }>;
 }
+
+/** How far an interface the sandbox already has got: attached, half-attached, or plugged and waiting for the guest. */
+export type AlreadyAddedStage = 'added' | 'half-added' | 'guest-waiting' | 'guest-stopped';
 
 /**
  * The interface add-iface is asked for is already the sandbox's, made from the same link: an
@@ -43,22 +51,24 @@ export interface AddInterfaceSandbox {
  */
 export class InterfaceAlreadyAddedError extends VcnetError {
   static override readonly errorName: string = 'InterfaceAlreadyAddedError';
-  constructor(guestName: string, device: string, sandbox: AddInterfaceSandbox | undefined, unfinished: boolean) {
+  constructor(guestName: string, device: string, sandbox: AddInterfaceSandbox | undefined, stage: AlreadyAddedStage) {
     const id = sandbox ? shellWord(sandbox.id) : 'SANDBOX';
     const flag = sandbox ? stateDirectoryFlag(sandbox.stateDirectory) : '';
     const from = device === guestName ? '' : ` (from ${device})`;
-    super(
-      'VCNET_INTERFACE_ALREADY_ADDED',
-      unfinished
-        ? `interface ${guestName}${from} is already in sandbox ${sandbox?.id ?? ''}, half-added: the add-iface that began it did not finish (killed part-way)`
-        : `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}`,
-      {
-        value: guestName,
-        hint: unfinished
-          ? `\`vcnet gc --netns ${sandbox ? shellWord(sandbox.namespacePath) : 'PATH'}${flag}\` undoes what that add-iface made (the rest of the sandbox stays), then run add-iface again`
-          : `an add-iface killed after the NIC was attached (while it configured the guest) leaves it added: \`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${guestName}"}), then add-iface again`,
-      },
-    );
+    const configureOrRemove = `\`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${guestName}"}), then add-iface again`;
+    const messages: Record<AlreadyAddedStage, string> = {
+      'half-added': `interface ${guestName}${from} is already in sandbox ${sandbox?.id ?? ''}, half-added: the add-iface that began it did not finish (killed part-way)`,
+      added: `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}`,
+      'guest-waiting': `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}: the add-iface that added it is still waiting for the guest to configure it`,
+      'guest-stopped': `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}, its NIC plugged: the add-iface that added it was stopped while it waited for the guest to configure it`,
+    };
+    const hints: Record<AlreadyAddedStage, string> = {
+      'half-added': `\`vcnet gc --netns ${sandbox ? shellWord(sandbox.namespacePath) : 'PATH'}${flag}\` undoes what that add-iface made (the rest of the sandbox stays), then run add-iface again`,
+      added: `an add-iface killed after the NIC was attached (while it configured the guest) leaves it added: ${configureOrRemove}`,
+      'guest-waiting': `wait for that add-iface to finish (\`vcnet list\` shows the interface as waiting for the guest until then); it undoes the interface itself if the guest fails`,
+      'guest-stopped': configureOrRemove,
+    };
+    super('VCNET_INTERFACE_ALREADY_ADDED', messages[stage], { value: guestName, hint: hints[stage] });
   }
 }
 
@@ -139,7 +149,15 @@ export function resolveAddInterfaceRequest(
       named.properties.link.name === link &&
       (!message.hwAddr || message.hwAddr.toLowerCase() === named.hardwareAddress.toLowerCase())
     ) {
-      throw new InterfaceAlreadyAddedError(guestName, link, options.sandbox, isUnfinished(named.plumbing));
+      const waiting = options.sandbox?.guestPending?.find((entry) => entry.name === guestName);
+      const stage: AlreadyAddedStage = isUnfinished(named.plumbing)
+        ? 'half-added'
+        : waiting
+          ? waiting.running
+            ? 'guest-waiting'
+            : 'guest-stopped'
+          : 'added';
+      throw new InterfaceAlreadyAddedError(guestName, link, options.sandbox, stage);
     }
     throw new InvalidInputError('interface.name', guestName, 'a name no other interface of the sandbox has');
   }

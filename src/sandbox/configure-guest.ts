@@ -9,6 +9,7 @@ import { type KataRouteJson, routeToJson } from '../agent/kata-network-json.js';
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { generateGuestNetwork } from '../network/guest.js';
+import { guestPendingRunning, withoutAwaited } from './guest-pending.js';
 import { pushEndpoints } from './guest-push.js';
 import { withSandbox } from './sandbox-interfaces.js';
 
@@ -66,7 +67,7 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 3_600_000) {
     throw new InvalidInputError('timeoutMs', timeoutMs, 'milliseconds from 1 to 3600000');
   }
-  return withSandbox(id, 'configureGuest', options, async ({ state, network }) => {
+  return withSandbox(id, 'configureGuest', options, async ({ store, state, network }) => {
     const socket = options.agentSocket ?? state.agentSocket;
     if (!socket) {
       // The library's option; the CLI reports it under its flag (src/cli/commands/configure-guest.ts).
@@ -78,7 +79,9 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
       );
     }
     options.signal?.throwIfAborted();
-    const endpoints = network.endpoints();
+    // An add-iface still waiting for the guest sends its NIC itself (the guest may not show it yet);
+    // one that was stopped meanwhile left its NIC plugged: told here, and its entry cleared after.
+    const endpoints = withoutAwaited(network.endpoints(), state);
     // A VM just started: its agent opens the port a few seconds in (longer under TCG).
     const agent = await AgentClient.connect(socket, { deadlineMs: timeoutMs });
     try {
@@ -87,6 +90,11 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
         sandbox: id,
         ...(options.warn ? { warn: options.warn } : {}),
       });
+      const stopped = (state.guestPending ?? []).filter((entry) => !guestPendingRunning(entry));
+      if (stopped.length > 0) {
+        const left = (state.guestPending ?? []).filter((entry) => guestPendingRunning(entry));
+        store.write({ ...state, ...(left.length > 0 ? { guestPending: left } : { guestPending: undefined }) });
+      }
       const guest = generateGuestNetwork(endpoints);
       return {
         interfaces: guest.interfaces.map((entry) => entry.name),

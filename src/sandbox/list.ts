@@ -32,6 +32,7 @@ import {
   type UnreadableNamespaceWhereabouts,
 } from '../network/state/unreadable-records.js';
 import { shellWord } from '../shell-word.js';
+import { guestPendingRunning } from './guest-pending.js';
 
 /**
  * A record's state, from the record and where its namespace lives now:
@@ -59,6 +60,11 @@ export interface SandboxListingEndpoint {
   model: string;
   /** The tap or macvtap vcnet made for it, when it made one. */
   device?: string;
+  /**
+   * Plugged by an add-iface that gave the lock back while the guest configures it: `waiting` while
+   * that add-iface runs, `stopped` when it was stopped before it finished (the NIC stays plugged).
+   */
+  guestPending?: 'waiting' | 'stopped';
 }
 
 /** One record of a state directory, as listSandboxes describes it. */
@@ -95,6 +101,8 @@ export interface SandboxListing {
   namespaceUnseen?: true;
   /** Its endpoints (none for an unreadable record). */
   endpoints: SandboxListingEndpoint[];
+  /** The names of its endpoints whose add-iface waits (or waited, and was stopped) for the guest: see SandboxListingEndpoint.guestPending. */
+  guestPending?: string[];
   /** The hypervisor kind it records (qemu, clh, firecracker), when it records one. */
   hypervisor?: string;
   createdAt?: string;
@@ -190,24 +198,39 @@ function describeRecord(
   cookies: NamespaceCookies,
 ): SandboxListing {
   const namespacePath = record.namespace.path;
+  const pendingEntries = kind === 'sandbox' ? (record.guestPending ?? []) : [];
+  const guestPendingOf = (endpoint: { name: string; properties: { link: { name: string } } }) => {
+    const entry = pendingEntries.find(
+      (candidate) => candidate.name === endpoint.name && candidate.podLink === endpoint.properties.link.name,
+    );
+    return entry === undefined ? undefined : guestPendingRunning(entry) ? ('waiting' as const) : ('stopped' as const);
+  };
   const listing: SandboxListing = {
     id: entry.key,
     kind,
     ...(kind === 'cni' ? { containerId: entry.id, interfaceName: record.interfaceName } : {}),
     state: 'attached',
     namespacePath,
-    endpoints: record.network.endpoints.map((endpoint) => ({
-      guestName: endpoint.name,
-      podLink: endpoint.properties.link.name,
-      type: endpoint.type,
-      model: endpoint.plumbing.model,
-      ...(endpoint.plumbing.tapName ? { device: endpoint.plumbing.tapName } : {}),
-    })),
+    endpoints: record.network.endpoints.map((endpoint) => {
+      const guestPending = guestPendingOf(endpoint);
+      return {
+        guestName: endpoint.name,
+        podLink: endpoint.properties.link.name,
+        type: endpoint.type,
+        model: endpoint.plumbing.model,
+        ...(endpoint.plumbing.tapName ? { device: endpoint.plumbing.tapName } : {}),
+        ...(guestPending ? { guestPending } : {}),
+      };
+    }),
     ...(kind === 'sandbox' && record.hypervisor ? { hypervisor: record.hypervisor.kind } : {}),
     createdAt: record.createdAt,
     stateDirectory: entry.root,
     file: entry.file,
   };
+  const pendingNames = listing.endpoints
+    .filter((endpoint) => endpoint.guestPending)
+    .map((endpoint) => endpoint.guestName);
+  if (pendingNames.length > 0) listing.guestPending = pendingNames;
   const gc = `vcnet gc --netns ${shellWord(namespacePath)}${gcStateDirectoryFlag(entry.file)}`;
   const earlier = earlierBootOf(record);
   if (earlier) {
@@ -298,6 +321,18 @@ function describeRecord(
       detail: livesAt,
       hint: `${kind === 'sandbox' ? detach : cniDel} undoes it there`,
     };
+  // An add-iface stopped while it waited for the guest: its NIC is plugged, maybe not configured.
+  const stopped = listing.endpoints.filter((endpoint) => endpoint.guestPending === 'stopped');
+  if (stopped.length > 0) {
+    const names = stopped.map((endpoint) => endpoint.guestName);
+    const id = shellWord(entry.id);
+    const flag = stateDirectoryFlag(entry.root);
+    return {
+      ...listing,
+      detail: `the add-iface of ${names.join(', ')} was stopped while it waited for the guest: the NIC is plugged, the guest may not have it configured`,
+      hint: `\`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${names[0]}"}) removes it`,
+    };
+  }
   return listing;
 }
 

@@ -47,11 +47,18 @@ import { openRecordedNetwork } from '../network/recorded-network.js';
 import { QMP_HANDSHAKE_UNDER_LOCK_MS } from '../network/sandbox-qmp-wait.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
-import type { SandboxState } from '../network/state/records.js';
+import type { GuestPending, SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
 import { UnplugIfRunning, vmGone, vmGoneAfter } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
+import {
+  guestPendingEntry,
+  guestPendingOf,
+  guestPendingRunning,
+  withoutAwaited,
+  withoutEntry,
+} from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import {
@@ -274,11 +281,13 @@ interface VmWaits {
  * and the plug. Only an unplug after that (a rollback's, when the agent push failed) connects anew
  * under the lock, for as long as VCNET_QMP_CONNECT_TIMEOUT says: a rollback half done cannot give
  * the lock back and start again; past that wait it is a RollbackIncompleteError, the record keeping
- * what is left. The agent's answers to `work`'s calls (the push after a plug, which waits for the
- * guest to show the NIC) are still waited for under the lock: the NIC is plugged and recorded by
- * then, and a push made without the lock would race other commands' full route sets (one naming a
- * NIC the guest has not configured yet is refused whole). An abort of `where`'s signal ends a wait
- * without the lock with its reason, nothing changed yet.
+ * what is left. add-iface's push after a plug (which waits for the guest to show the NIC) runs
+ * after `work`, without the lock: the endpoint is recorded as guestPending first, every other push
+ * of the whole set leaves it out meanwhile (a route set naming a NIC the guest has not configured
+ * yet is refused whole), and finishAddedInterface takes the lock again to finish or undo it; the
+ * watch's push goes the same way (finishWatchPush). update-routes' agent call is still answered
+ * under the lock. An abort of `where`'s
+ * signal ends a wait without the lock with its reason, nothing changed yet.
  */
 export async function withSandboxAndVm<T>(
   id: string,
@@ -542,6 +551,22 @@ export interface AddInterfaceResult {
   hotplugged: boolean;
 }
 
+/**
+ * What add-iface left to do once it gave the sandbox lock back: the guest's part (show the NIC,
+ * configure it), then, under the lock again, finish or undo the endpoint its entry names.
+ */
+interface GuestPart {
+  vm: VirtualMachine;
+  entry: GuestPending;
+  endpoint: Endpoint;
+  /** The endpoints whose routes the push sends: the sandbox's, less those another add-iface waits for. */
+  routed: Endpoint[];
+  guestRoutes: GuestRoute[] | undefined;
+  /** The record's createdAt: a record of a later attach under the same id has another. */
+  createdAt: string;
+  guestName: string;
+}
+
 /** add-iface: validates the Interface JSON, attaches the device, hot-plugs and configures it when a VM runs. */
 export async function addInterface(
   id: string,
@@ -551,101 +576,251 @@ export async function addInterface(
   options = kataNetworkOptions(options, text);
   const message = interfaceRequest(text, options);
   // Nothing is changed before the VM's connect: run again when a busy QMP or an agent not there yet was waited for without the lock.
-  return withSandboxAndVm(id, 'addInterface', options, async ({ store, state, network, connectVirtualMachine }) => {
-    const existing = network.endpoints();
-    const snapshot = await network.scan();
-    // kata-network input as Kata reads it: see add-interface-request.ts.
-    const {
-      info,
-      guestName,
-      requestedType: requested,
-      typeOverridden,
-      podDevice,
-    } = resolveAddInterfaceRequest(message, interfacesOf(snapshot), existing, {
-      ...(network.config.vhostUserStorePath ? { vhostUserStorePath: network.config.vhostUserStorePath } : {}),
-      loopbacks: loopbackNames(snapshot),
-      sandbox: { id, stateDirectory: store.root, namespacePath: network.config.namespacePath },
-    });
-    let inferredType: EndpointType | undefined;
-
-    const vm = await connectVirtualMachine();
-    const keeper = sandboxRecordKeeper(store, state, network);
-    try {
-      const [endpoint] = await attachRecorded(
-        network,
-        {
-          interfaces: [info],
-          snapshot,
-          guestNames: { [info.link.name]: guestName },
-          ...(requested ? { requestedType: requested as EndpointType } : {}),
-          keepFds: vm !== undefined,
-          ...(vm ? { hotplug: vm.hotplug } : {}),
-          ...newIndexOptions(state),
-        },
-        keeper,
-      ).catch(async (error: unknown) => {
-        // A VM killed while it plugged the NIC (the connection closed, its socket now refuses): the
-        // plug's undo of the host side was complete, and no NIC is left in a VM that is gone.
-        if (
-          !(error instanceof RollbackIncompleteError) &&
-          vm !== undefined &&
-          (await vmGoneAfter(error, state.hypervisor?.controlSocket))
-        )
-          throw goneVmFailure(state, store.root, `add-iface ${guestName}`, error as Error);
-        // QEMU's "Duplicate ID" for a NIC no endpoint records: said as that, with how to remove it.
-        if (!(error instanceof RollbackIncompleteError))
-          throw explainTakenHotplugId(error, { sandbox: id, link: info.link.name, state, network });
-        // `vcnet detach` would take the whole live sandbox down; gc finishes only the unfinished interface.
-        throw error.retold(
-          `add-iface ${guestName}`,
-          `${store.statePath} keeps what is left of this interface: \`vcnet gc --netns ${shellWord(network.config.namespacePath)}${stateDirectoryFlag(store.root)}\` removes it once the cause is fixed and leaves the rest of sandbox ${id} alone (\`vcnet detach\` would detach the whole sandbox)`,
-        );
-      });
-      if (!endpoint) throw new Error('no endpoint was created');
-      endpoint.closeFds();
-      inferredType = requested ? undefined : endpoint.type;
-      const guest = guestInterfaceOf(endpoint);
-      const recordedRoutes = state.guestRoutes;
-      if (recordedRoutes !== undefined) {
-        state.guestRoutes = recordedRoutesAfter(recordedRoutes, { added: [endpoint] });
-        keeper.persist();
-      }
-      if (vm) {
-        try {
-          // QMP is other clients' again while the guest is waited for.
-          await vm.releaseControl();
-          // Kata's push: interface (retried until the NIC shows), the full route set, neighbours.
-          await pushEndpoints(vm.agent, [endpoint], network.endpoints(), state.guestRoutes, {
-            timeoutMs: 60_000,
-            sandbox: id,
-          });
-        } catch (error) {
-          if (recordedRoutes !== undefined) state.guestRoutes = recordedRoutes;
-          // A VM killed meanwhile (the guest's failure is often that) took the NIC with it.
-          const unplug = new UnplugIfRunning(vm.hotplug, state.hypervisor?.controlSocket);
-          await undoAfterFailure(error, network, `add-iface ${guestName}`, keeper, {
-            endpoints: [endpoint],
-            hotplug: unplug,
-            requireUnplug: true,
-            sandbox: { id, stateDirectory: store.root },
-          }).catch((thrown: unknown) => {
-            if (thrown === error && unplug.goneBy)
-              throw goneVmFailure(state, store.root, `add-iface ${guestName}`, error as Error);
-            throw thrown;
-          });
-        }
-      }
-      return {
-        interface: interfaceToJson(interfaceFromJson(guest)),
+  const plugged = await withSandboxAndVm(
+    id,
+    'addInterface',
+    options,
+    async ({
+      store,
+      state,
+      network,
+      connectVirtualMachine,
+    }): Promise<{ result: AddInterfaceResult; guest?: GuestPart }> => {
+      const existing = network.endpoints();
+      const snapshot = await network.scan();
+      // kata-network input as Kata reads it: see add-interface-request.ts.
+      const {
+        info,
+        guestName,
+        requestedType: requested,
+        typeOverridden,
         podDevice,
-        ...(inferredType ? { inferredType } : {}),
-        ...(typeOverridden !== undefined ? { typeOverridden } : {}),
-        hotplugged: vm !== undefined,
-      };
-    } finally {
-      await vm?.close();
+      } = resolveAddInterfaceRequest(message, interfacesOf(snapshot), existing, {
+        ...(network.config.vhostUserStorePath ? { vhostUserStorePath: network.config.vhostUserStorePath } : {}),
+        loopbacks: loopbackNames(snapshot),
+        sandbox: {
+          id,
+          stateDirectory: store.root,
+          namespacePath: network.config.namespacePath,
+          guestPending: (state.guestPending ?? []).map((entry) => ({
+            name: entry.name,
+            running: guestPendingRunning(entry),
+          })),
+        },
+      });
+      let inferredType: EndpointType | undefined;
+
+      const vm = await connectVirtualMachine();
+      // Handed over with the guest's part: closed once that part is done, not here.
+      let handedOver = false;
+      const keeper = sandboxRecordKeeper(store, state, network);
+      try {
+        const [endpoint] = await attachRecorded(
+          network,
+          {
+            interfaces: [info],
+            snapshot,
+            guestNames: { [info.link.name]: guestName },
+            ...(requested ? { requestedType: requested as EndpointType } : {}),
+            keepFds: vm !== undefined,
+            ...(vm ? { hotplug: vm.hotplug } : {}),
+            ...newIndexOptions(state),
+          },
+          keeper,
+        ).catch(async (error: unknown) => {
+          // A VM killed while it plugged the NIC (the connection closed, its socket now refuses): the
+          // plug's undo of the host side was complete, and no NIC is left in a VM that is gone.
+          if (
+            !(error instanceof RollbackIncompleteError) &&
+            vm !== undefined &&
+            (await vmGoneAfter(error, state.hypervisor?.controlSocket))
+          )
+            throw goneVmFailure(state, store.root, `add-iface ${guestName}`, error as Error);
+          // QEMU's "Duplicate ID" for a NIC no endpoint records: said as that, with how to remove it.
+          if (!(error instanceof RollbackIncompleteError))
+            throw explainTakenHotplugId(error, { sandbox: id, link: info.link.name, state, network });
+          // `vcnet detach` would take the whole live sandbox down; gc finishes only the unfinished interface.
+          throw error.retold(
+            `add-iface ${guestName}`,
+            `${store.statePath} keeps what is left of this interface: \`vcnet gc --netns ${shellWord(network.config.namespacePath)}${stateDirectoryFlag(store.root)}\` removes it once the cause is fixed and leaves the rest of sandbox ${id} alone (\`vcnet detach\` would detach the whole sandbox)`,
+          );
+        });
+        if (!endpoint) throw new Error('no endpoint was created');
+        endpoint.closeFds();
+        inferredType = requested ? undefined : endpoint.type;
+        const guest = guestInterfaceOf(endpoint);
+        if (state.guestRoutes !== undefined)
+          state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { added: [endpoint] });
+        const result: AddInterfaceResult = {
+          interface: interfaceToJson(interfaceFromJson(guest)),
+          podDevice,
+          ...(inferredType ? { inferredType } : {}),
+          ...(typeOverridden !== undefined ? { typeOverridden } : {}),
+          hotplugged: vm !== undefined,
+        };
+        if (!vm) {
+          keeper.persist();
+          return { result };
+        }
+        // The guest may take seconds to show the NIC (a minute under TCG): recorded as waiting for
+        // it, and the lock given back meanwhile; finishAddedInterface takes it again.
+        const entry = guestPendingEntry(endpoint);
+        const routed = withoutAwaited(network.endpoints(), state);
+        state.guestPending = [...(state.guestPending ?? []), entry];
+        keeper.persist();
+        // QMP is other clients' again while the guest is waited for.
+        await vm.releaseControl();
+        handedOver = true;
+        return {
+          result,
+          guest: {
+            vm,
+            entry,
+            endpoint,
+            routed,
+            guestRoutes: state.guestRoutes,
+            createdAt: state.createdAt,
+            guestName,
+          },
+        };
+      } finally {
+        if (!handedOver) await vm?.close();
+      }
+    },
+  );
+  const guest = plugged.guest;
+  if (!guest) return plugged.result;
+  try {
+    let failure: { error: unknown } | undefined;
+    try {
+      // Kata's push: interface (retried until the NIC shows), the full route set, neighbours.
+      await pushEndpoints(guest.vm.agent, [guest.endpoint], guest.routed, guest.guestRoutes, {
+        timeoutMs: 60_000,
+        sandbox: id,
+      });
+    } catch (error) {
+      failure = { error };
     }
-  });
+    await finishAddedInterface(id, options, guest, failure);
+    return plugged.result;
+  } finally {
+    await guest.vm.close();
+  }
+}
+
+/**
+ * The sandbox's route set once more, under the lock, when it is no longer the one add-iface's push
+ * sent without it: another add-iface finished meanwhile (its routes were left out of this push, and
+ * the agent replaced the whole set), or update-routes gave a new set. A failure is warned about: the
+ * interface itself is configured.
+ */
+async function sendRouteSetIfChanged(
+  id: string,
+  guest: GuestPart,
+  routed: readonly Endpoint[],
+  guestRoutes: readonly GuestRoute[] | undefined,
+): Promise<void> {
+  const sent = sandboxRouteSet(guest.routed, guest.guestRoutes);
+  const due = sandboxRouteSet(routed, guestRoutes);
+  if (JSON.stringify(due) === JSON.stringify(sent)) return;
+  try {
+    await guest.vm.agent.updateRoutes(routesFromJson(due), { timeoutMs: 30_000 });
+  } catch (error) {
+    reportNotice(
+      () => ({
+        operation: 'add-iface',
+        endpoint: guest.guestName,
+        message: `sandbox ${id}: the route set changed while add-iface waited for the guest, and sending it again failed: \`vcnet configure-guest --sandbox ${shellWord(id)}\` sends it`,
+        error: error as Error,
+      }),
+      undefined,
+    );
+  }
+}
+
+/**
+ * add-iface's last step, under the sandbox lock again after the guest's part: from a fresh read of
+ * the record, clears the endpoint's guestPending entry, or when the guest failed, undoes the
+ * endpoint as a failed add-iface is undone (unplug, host plumbing, record). Only the endpoint the
+ * entry names, in the record of the same attach: one that a del-iface, a detach or a new attach
+ * removed meanwhile is left as that command left it, and said so.
+ */
+async function finishAddedInterface(
+  id: string,
+  options: KataNetworkOptions,
+  guest: GuestPart,
+  failure: { error: unknown } | undefined,
+): Promise<void> {
+  const { vm, entry, guestName } = guest;
+  // The push ran to its end: its outcome is recorded whatever the caller's signal says now.
+  const where = {
+    ...(options.stateDirectory !== undefined ? { stateDirectory: options.stateDirectory } : {}),
+    ...(options.lockTimeoutMs !== undefined ? { lockTimeoutMs: options.lockTimeoutMs } : {}),
+  };
+  const removedMeanwhile = (how: string): void => {
+    reportNotice(
+      () => ({
+        operation: 'add-iface',
+        endpoint: guestName,
+        message: `sandbox ${id}: ${guestName} ${how} while add-iface waited for the guest${
+          failure ? ' (which failed)' : ''
+        }: add-iface leaves it as that command left it`,
+        ...(failure?.error instanceof Error ? { error: failure.error } : {}),
+      }),
+      undefined,
+    );
+    if (failure) throw failure.error;
+  };
+  try {
+    await withSandbox(id, 'addInterface', where, async ({ store, state, network }) => {
+      const held =
+        state.createdAt === guest.createdAt && state.guestPending?.some((kept) => kept.token === entry.token);
+      const endpoint = held
+        ? network
+            .endpoints()
+            .find(
+              (candidate) =>
+                candidate.name === entry.name &&
+                candidate.properties.link.name === entry.podLink &&
+                candidate.plumbing?.tapName === guest.endpoint.plumbing?.tapName,
+            )
+        : undefined;
+      if (!endpoint) {
+        removedMeanwhile(
+          state.createdAt === guest.createdAt
+            ? 'was removed from the record (del-iface, or vcnet watch as its pod link went)'
+            : 'went with its sandbox (detached and attached again)',
+        );
+        return;
+      }
+      state.guestPending = withoutEntry(state.guestPending, entry.token);
+      const keeper = sandboxRecordKeeper(store, state, network);
+      if (!failure) {
+        keeper.persist();
+        await sendRouteSetIfChanged(id, guest, withoutAwaited(network.endpoints(), state), state.guestRoutes);
+        return;
+      }
+      const { error } = failure;
+      // The guest kernel never had the NIC: neither does the recorded route set.
+      if (state.guestRoutes !== undefined)
+        state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: [endpoint] });
+      // A VM killed meanwhile (the guest's failure is often that) took the NIC with it.
+      const unplug = new UnplugIfRunning(vm.hotplug, state.hypervisor?.controlSocket);
+      await undoAfterFailure(error, network, `add-iface ${guestName}`, keeper, {
+        endpoints: [endpoint],
+        hotplug: unplug,
+        requireUnplug: true,
+        sandbox: { id, stateDirectory: store.root },
+      }).catch((thrown: unknown) => {
+        if (thrown === error && unplug.goneBy)
+          throw goneVmFailure(state, store.root, `add-iface ${guestName}`, error as Error);
+        throw thrown;
+      });
+    });
+  } catch (error) {
+    if (!(error instanceof SandboxNotFoundError)) throw error;
+    removedMeanwhile('went with its sandbox (detached)');
+  }
 }
 
 /** The sandbox record as the network holds it now; a sandbox keeps its record with no endpoints too. */
@@ -660,6 +835,10 @@ export function sandboxRecordKeeper(store: SandboxStore, state: SandboxState, ne
   countIndices();
   const persist = () => {
     countIndices();
+    // An endpoint removed (del-iface, the watch, an undo) takes its guestPending entry with it.
+    const guestPending = guestPendingOf(state.guestPending, network.endpoints());
+    if (guestPending) state.guestPending = guestPending;
+    else delete state.guestPending;
     store.write({ ...state, network: network.save() });
   };
   return { persist, discard: persist, path: store.statePath };

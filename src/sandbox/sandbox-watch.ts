@@ -16,7 +16,7 @@ import { LinkNotFoundError } from '../netlink/errors.js';
 import { NamespaceGoneError, type OpenedNamespace, openRecordedNamespace } from '../netns/namespace-identity.js';
 import { classifyInterface } from '../network/endpoint/create-endpoint.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
-import { generateGuestNetwork } from '../network/guest.js';
+import { type GuestRoute, generateGuestNetwork } from '../network/guest.js';
 import {
   DEFAULT_DEBOUNCE_MS,
   MAX_RETRY_DELAY_MS,
@@ -29,15 +29,16 @@ import type { NetworkInfo } from '../network/network-info.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
 import { refuseEarlierBoot } from '../network/state/boot-id.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
-import type { SandboxState } from '../network/state/records.js';
+import type { GuestPending, SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
 import { notUndoneReason, undoUnfinishedEndpoints, unfinishedEndpoints, vmGone } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { shellWord } from '../shell-word.js';
+import { guestPendingEntry, withoutAwaited } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { heldDevices } from './held-devices.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
-import { refuseRunningFirecracker } from './hypervisor-connection.js';
+import { refuseRunningFirecracker, type VirtualMachine } from './hypervisor-connection.js';
 import { attachRecorded, detachRecorded } from './recorded.js';
 import {
   newIndexOptions,
@@ -349,7 +350,7 @@ async function applyChange(
   // tells they were said, still reports them.
   let macChanges: WatchSummary['macChanges'] | null = null;
   const where = signal ? { stateDirectory, signal } : stateDirectory;
-  return withSandboxAndVm(id, 'watchSandbox', where, async (sandbox) => {
+  const applied = await withSandboxAndVm(id, 'watchSandbox', where, async (sandbox): Promise<AppliedChange> => {
     const { store, state, network } = sandbox;
     // Detached and attached again (perhaps in another namespace) since the watch started, as can
     // happen while a change waits for QMP without the lock: the change was seen in the namespace the
@@ -399,6 +400,8 @@ async function applyChange(
       goneVm = error as Error;
       return undefined;
     });
+    // Handed over with the guest's part: closed once that part is done, not here.
+    let handedOver = false;
     try {
       const byName = (name: string) => network.endpoints().find((endpoint) => endpoint.properties.link.name === name);
       // A pod link is its ifindex as well as its name: a link made again under an endpoint's name is
@@ -567,16 +570,92 @@ async function applyChange(
       // One push for the whole change set: the interfaces, then the sandbox's full route set once.
       // QMP is other clients' again while the guest is waited for.
       await vm?.releaseControl();
-      if (vm && toPush.length > 0)
-        await pushEndpoints(vm.agent, toPush, network.endpoints(), state.guestRoutes, {
-          timeoutMs: 60_000,
-          sandbox: id,
-        });
-      if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
-      return { summary };
+      // An endpoint an add-iface still waits for the guest to show is that add-iface's to send: the
+      // guest may not have its NIC yet, and the agent refuses a route set that names it.
+      const pushed = withoutAwaited(toPush, state);
+      if (!vm || pushed.length === 0) {
+        if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
+        return { summary };
+      }
+      // The guest may take seconds to show a new NIC (a minute under TCG): pushed without the lock,
+      // the new endpoints recorded as waiting for the guest meanwhile (as add-iface's are), so other
+      // pushes of the whole set leave them out; finishWatchPush takes the lock again to clear them.
+      const routed = withoutAwaited(network.endpoints(), state);
+      const entries = addedEndpoints.map((endpoint) => guestPendingEntry(endpoint));
+      if (entries.length > 0) {
+        state.guestPending = [...(state.guestPending ?? []), ...entries];
+        keeper.persist();
+      }
+      handedOver = true;
+      return {
+        summary,
+        guest: { vm, pushed, routed, guestRoutes: state.guestRoutes, createdAt: state.createdAt, entries },
+      };
     } finally {
-      await vm?.close();
+      if (!handedOver) await vm?.close();
     }
+  });
+  const guest = applied.guest;
+  if (!guest) return applied;
+  let failure: { error: unknown } | undefined;
+  try {
+    await pushEndpoints(guest.vm.agent, guest.pushed, guest.routed, guest.guestRoutes, {
+      timeoutMs: 60_000,
+      sandbox: id,
+    });
+  } catch (error) {
+    failure = { error };
+  } finally {
+    await guest.vm.close();
+  }
+  await finishWatchPush(id, stateDirectory, memory, guest);
+  // A failed push is tried again with the change (the watcher reports it until it is applied): the
+  // endpoints are attached and recorded, and pushed again then.
+  if (failure) throw failure.error;
+  return { summary: applied.summary };
+}
+
+/** What applyChange did under the lock, and the push it left to make without it. */
+interface AppliedChange {
+  summary: WatchSummary;
+  waiting?: Error;
+  guest?: {
+    vm: VirtualMachine;
+    /** The endpoints to push, and those whose routes the push sends. */
+    pushed: Endpoint[];
+    routed: Endpoint[];
+    guestRoutes: GuestRoute[] | undefined;
+    /** The record's createdAt: a record of a later attach under the same id has another. */
+    createdAt: string;
+    /** The guestPending entries of the endpoints this change added. */
+    entries: GuestPending[];
+  };
+}
+
+/**
+ * The watch's push is done (or failed): under the lock again, its guestPending entries are cleared,
+ * from a fresh read of the record; those a del-iface or detach removed meanwhile are gone already,
+ * and a record of another attach holds none of them. The watch's memory of what is attached follows
+ * the record.
+ */
+async function finishWatchPush(
+  id: string,
+  stateDirectory: string | undefined,
+  memory: WatchMemory | undefined,
+  guest: NonNullable<AppliedChange['guest']>,
+): Promise<void> {
+  await withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
+    if (state.createdAt !== guest.createdAt) return;
+    const tokens = new Set(guest.entries.map((entry) => entry.token));
+    const before = state.guestPending?.length ?? 0;
+    const kept = (state.guestPending ?? []).filter((entry) => !tokens.has(entry.token));
+    if (kept.length > 0) state.guestPending = kept;
+    else delete state.guestPending;
+    if (kept.length !== before) sandboxRecordKeeper(store, state, network).persist();
+    if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
+  }).catch((error: unknown) => {
+    // Detached meanwhile: nothing of it to finish (the watch ends at its next change, as then).
+    if (!(error instanceof SandboxNotFoundError)) throw error;
   });
 }
 

@@ -22,10 +22,20 @@ export interface NamespaceAgent {
 export async function serveNamespaceAgent(
   namespacePath: string,
   socketPath: string,
-  options: { linkAppearTimeoutMs: number },
+  /**
+   * `sysfsRoot`: where the agent looks a PCI path up (default /sys, the host's: a host NIC at the
+   * plugged NIC's path would then name a link of the namespace); a directory without one makes it
+   * find the NIC by its MAC alone.
+   */
+  options: { linkAppearTimeoutMs: number; sysfsRoot?: string },
 ): Promise<{ stop(): Promise<void> }> {
   const handle = NetlinkHandle.open(namespacePath);
-  const agent = createAgentServer(new NetlinkApplier(handle, { linkAppearTimeoutMs: options.linkAppearTimeoutMs }));
+  const agent = createAgentServer(
+    new NetlinkApplier(handle, {
+      linkAppearTimeoutMs: options.linkAppearTimeoutMs,
+      ...(options.sysfsRoot !== undefined ? { sysfsRoot: options.sysfsRoot } : {}),
+    }),
+  );
   const server = createServer((socket) => agent.serve(socket));
   const stop = async (): Promise<void> => {
     await new Promise<void>((resolve) => server.close(() => resolve()));

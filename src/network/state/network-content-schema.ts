@@ -450,6 +450,19 @@ export const sandboxContentSchema = z
     nextDeviceIndex: whole.optional(),
     guestRoutes: z.array(z.looseObject({}), { error: 'a list of routes' }).optional(),
     attaching: z.literal(true, { error: 'true, or absent' }).optional(),
+    guestPending: z
+      .array(
+        z.strictObject({
+          name,
+          podLink: name,
+          token: z.string({ error: 'a token' }).min(1, { error: 'a token' }),
+          pid: z.int({ error: 'a process id' }).positive({ error: 'a process id' }),
+          pidStart: z.string({ error: "the process's start time" }).optional(),
+          since: z.string({ error: 'a time' }),
+        }),
+        { error: 'a list of endpoints waiting for the guest' },
+      )
+      .optional(),
   })
   .refine(samePath, samePathIssue);
 

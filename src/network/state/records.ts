@@ -45,4 +45,25 @@ export interface SandboxState {
    * between two endpoints otherwise looks like a finished attach of fewer endpoints).
    */
   attaching?: true;
+  /**
+   * Endpoints plugged and recorded by an add-iface that then gave the lock back while the guest
+   * shows the NIC and its agent configures it (a slow guest takes seconds): that add-iface takes the
+   * lock again to clear its entry, or to undo the endpoint when the guest failed. Pushes of the
+   * whole set leave these out meanwhile. An entry whose process is gone was left by an add-iface
+   * that was stopped: configure-guest finishes it, del-iface removes the endpoint.
+   */
+  guestPending?: GuestPending[];
+}
+
+/** One endpoint add-iface waits for the guest to configure without the sandbox lock (SandboxState.guestPending). */
+export interface GuestPending {
+  /** The endpoint's (guest NIC's) name and its pod link. */
+  name: string;
+  podLink: string;
+  /** Tells this add-iface's entry from one of a later add-iface of the same name. */
+  token: string;
+  /** The add-iface process, and its start time (/proc/PID/stat), to tell it from a later process of that pid. */
+  pid: number;
+  pidStart?: string;
+  since: string;
 }

@@ -394,5 +394,28 @@ describe('add-iface request', () => {
     const half = again({ name: 'eth0' }, [{ ...existing[0]!, plumbing: { model: 'pending' } }]);
     expect(half.message).toContain('half-added');
     expect(half.hint).toContain('`vcnet gc --netns /var/run/netns/pod --state-dir /tmp/s18/state`');
+    // Plugged by an add-iface that gave the lock back while the guest configures it.
+    const waitedFor = (running: boolean) => {
+      try {
+        resolveAddInterfaceRequest(interfaceFromJson({ name: 'eth0' }), pod, existing, {
+          sandbox: { ...sandbox, guestPending: [{ name: 'eth0', running }] },
+        });
+      } catch (error) {
+        return error as InterfaceAlreadyAddedError;
+      }
+      throw new Error('expected a refusal');
+    };
+    const waiting = waitedFor(true);
+    expect(waiting.code).toBe('VCNET_INTERFACE_ALREADY_ADDED');
+    expect(waiting.message).toBe(
+      'interface eth0 is already added to sandbox sb: the add-iface that added it is still waiting for the guest to configure it',
+    );
+    expect(waiting.hint).toContain('wait for that add-iface to finish');
+    const stopped = waitedFor(false);
+    expect(stopped.message).toBe(
+      'interface eth0 is already added to sandbox sb, its NIC plugged: the add-iface that added it was stopped while it waited for the guest to configure it',
+    );
+    expect(stopped.hint).toContain('`vcnet configure-guest --sandbox sb --state-dir /tmp/s18/state`');
+    expect(stopped.hint).toContain('`vcnet del-iface sb FILE --state-dir /tmp/s18/state`');
   });
 });

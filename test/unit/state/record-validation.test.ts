@@ -111,6 +111,27 @@ describe('parseRecord', () => {
     expect(error.message).toContain('field bootId');
   });
 
+  it('reads the endpoints add-iface waits for the guest to configure (guestPending), and refuses a damaged entry naming its field', () => {
+    const entry = {
+      name: 'eth0',
+      podLink: 'eth0',
+      token: 'c0ffee',
+      pid: 4242,
+      pidStart: '123456',
+      since: '2026-12-05T01:00:00.000Z',
+    };
+    const record = parseRecord(JSON.stringify({ ...sandboxRecord(), guestPending: [entry] }), FILE, {
+      content: sandboxContentSchema,
+    });
+    expect((record as unknown as { guestPending: unknown }).guestPending).toEqual([entry]);
+    expect(refusal(JSON.stringify({ ...sandboxRecord(), guestPending: [{ ...entry, pid: 0 }] })).message).toContain(
+      'field guestPending.0.pid is 0 (expected a process id)',
+    );
+    expect(refusal(JSON.stringify({ ...sandboxRecord(), guestPending: [{ ...entry, tokn: 'x' }] })).message).toContain(
+      'tokn',
+    );
+  });
+
   it.each([
     ['null', 'null', '(top level)'],
     ['an array', '[]', '(top level)'],

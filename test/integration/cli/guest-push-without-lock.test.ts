@@ -1,0 +1,263 @@
+/**
+ * add-iface on a sandbox whose guest is slow to show the new NIC (a TCG guest takes seconds; a
+ * booting one longer). The NIC is plugged and recorded under the sandbox lock; the wait for the
+ * guest to show it and for the agent to configure it used to run under the lock too, so every other
+ * command on the sandbox (list-ifaces here) timed out on the lock although nothing was wrong. The
+ * endpoint is now recorded as waiting for the guest (`guestPending`), the lock is given back for the
+ * push, and taken again to finish it.
+ * The VM is a paused QEMU (QMP answers, the NIC is plugged) and vcnet's agent serving a namespace
+ * that plays the guest: the agent waits for a link with the NIC's MAC, which the test makes once it
+ * has seen the lock free (or not).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { addEth9, recordedLinks } from '../../helpers/held-vm.js';
+import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
+import { fingerprint, linkMac, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { untilInfoNetwork } from '../../helpers/qmp-look.js';
+import { until } from '../../helpers/until.js';
+import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
+
+const skipReason = qemuIntegrationSkipReason();
+if (skipReason) console.log(`skipping the guest-push-without-lock test: ${skipReason}`);
+
+const stateDirectory = stateDirectoryPerTest('vcnet-guest-push-');
+const vm = sandboxVmFixture();
+const cleanup = cleanupAfterEach();
+
+interface RecordedPending {
+  name: string;
+}
+
+/** The record's `guestPending` entries (an empty list when it has none). */
+function recordedPending(directory: string, sandbox: string): RecordedPending[] {
+  const record = JSON.parse(readFileSync(join(directory, sandbox, 'state.json'), 'utf8'));
+  return record.guestPending ?? [];
+}
+
+/** The addresses of the guest's link `name` (an empty list while it has none). */
+function guestAddresses(guest: ReturnType<typeof makeConfiguredGuest>, name: string): string[] {
+  const [link] = guest.ipJson<Array<{ addr_info: Array<{ local: string }> }>>('addr', 'show', 'dev', name);
+  return link?.addr_info.map((address) => address.local) ?? [];
+}
+
+describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to show the new NIC', () => {
+  it('waits for the guest without the sandbox lock: list-ifaces goes through meanwhile; the NIC is configured and the record finished once the guest shows it', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qmp.sock');
+    const { agentPath } = await vm.attachAndStart('gp', pod.path, stateDirectory());
+    // The agent answers at once and then waits (up to 2 minutes) for the NIC to show in the guest, by
+    // its MAC (no sysfs of the guest to look its PCI path up in).
+    const agent = await serveNamespaceAgent(guest.path, agentPath, {
+      linkAppearTimeoutMs: 120_000,
+      sysfsRoot: stateDirectory(),
+    });
+    cleanup.defer(() => agent.stop());
+    addEth9({ pod, node });
+    const mac = linkMac(pod, 'eth9');
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+
+    const adding = vcnetAsync(['add-iface', 'gp', request, ...state]);
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    // The NIC is plugged (add-iface lets go of QMP only then): what is left is the guest's part.
+    await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+      timeoutMs: 60_000,
+      handshakeTimeoutMs: 30_000,
+    });
+
+    const listed = await vcnetAsync(['list-ifaces', 'gp', '--json', '--timeout', '200', ...state], {
+      VCNET_LOCK_TIMEOUT: '5',
+    }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(adding.child.exitCode, 'add-iface still waiting for the guest').toBeNull();
+    expect(recordedPending(stateDirectory(), 'gp').map((entry) => entry.name)).toEqual(['net9']);
+    // `vcnet list` says so.
+    const list = vcnet(['list', '--json', ...state]);
+    expect(list.status, list.stderr).toBe(0);
+    const listing = (
+      JSON.parse(list.stdout) as Array<{ id: string; guestPending?: string[]; endpoints: unknown[] }>
+    ).find((entry) => entry.id === 'gp');
+    expect(listing?.guestPending).toEqual(['net9']);
+    expect(listing?.endpoints).toContainEqual(expect.objectContaining({ guestName: 'net9', guestPending: 'waiting' }));
+
+    // The NIC shows in the guest: the agent configures it, add-iface finishes under the lock.
+    guest.exec('ip', ['link', 'add', 'net9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    const added = await adding.done;
+    expect(added.status, added.stderr).toBe(0);
+    expect(guestAddresses(guest, 'net9')).toContain('10.209.0.2');
+    expect(recordedLinks(stateDirectory(), 'gp')).toEqual(['eth0', 'eth9']);
+    expect(recordedPending(stateDirectory(), 'gp')).toEqual([]);
+
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'gp', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+
+  it('an add-iface killed while it waited for the guest leaves a record the other commands finish: list shows it, add-iface again says what to do, configure-guest finishes it', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const { agentPath } = await vm.attachAndStart('gk', pod.path, stateDirectory());
+    const agent = await serveNamespaceAgent(guest.path, agentPath, {
+      linkAppearTimeoutMs: 120_000,
+      sysfsRoot: stateDirectory(),
+    });
+    cleanup.defer(() => agent.stop());
+    addEth9({ pod, node });
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const adding = vcnetAsync(['add-iface', 'gk', request, ...state]);
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(
+      () => recordedPending(stateDirectory(), 'gk').some((entry) => entry.name === 'net9'),
+      'net9 recorded as waiting for the guest',
+      60_000,
+    );
+    adding.child.kill('SIGKILL');
+    await adding.done;
+
+    const list = vcnet(['list', ...state]);
+    expect(list.status, list.stderr).toBe(0);
+    expect(list.stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(stopped)');
+    expect(list.stdout).toContain('the add-iface of net9 was stopped while it waited for the guest');
+
+    const again = vcnet(['add-iface', 'gk', request, ...state]);
+    expect(again.status, again.stderr).toBe(1);
+    expect(again.stderr).toContain('interface net9 (from eth9) is already added to sandbox gk');
+    expect(again.stderr).toContain('was stopped while it waited for the guest');
+    expect(again.stderr).toContain('vcnet configure-guest --sandbox gk');
+    expect(again.stderr).toContain('vcnet del-iface gk');
+
+    // configure-guest tells the guest (which shows the NIC now) and clears the entry. It sends every
+    // interface: the guest's eth0 gets the MAC its NIC has from the pod's eth0, as in a VM.
+    guest.exec('ip', ['link', 'set', 'eth0', 'address', linkMac(pod, 'eth0')]);
+    guest.exec('ip', ['link', 'add', 'net9', 'address', linkMac(pod, 'eth9'), 'type', 'veth', 'peer', 'name', 'nic9p']);
+    // Run beside this process: the agent serving the guest answers from its event loop.
+    const configured = await vcnetAsync(['configure-guest', '--sandbox', 'gk', ...state]).done;
+    expect(configured.status, configured.stderr).toBe(0);
+    expect(guestAddresses(guest, 'net9')).toContain('10.209.0.2');
+    expect(recordedPending(stateDirectory(), 'gk')).toEqual([]);
+    expect(vcnet(['list', ...state]).stdout).not.toContain('guest-pending');
+
+    // The VM is gone too: del-iface removes the host side alone.
+    await vm.stopQemu();
+    const removed = vcnet(['del-iface', 'gk', request, ...state]);
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(recordedLinks(stateDirectory(), 'gk')).toEqual(['eth0']);
+
+    const detached = vcnet(['detach', '--sandbox', 'gk', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+  it('a del-iface while add-iface waits for the guest wins: add-iface leaves the interface removed and says so', async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const { agentPath } = await vm.attachAndStart('gd', pod.path, stateDirectory());
+    const agent = await serveNamespaceAgent(guest.path, agentPath, {
+      linkAppearTimeoutMs: 120_000,
+      sysfsRoot: stateDirectory(),
+    });
+    cleanup.defer(() => agent.stop());
+    addEth9({ pod, node });
+    const mac = linkMac(pod, 'eth9');
+    const request = join(stateDirectory(), 'add.json');
+    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const adding = vcnetAsync(['add-iface', 'gd', request, ...state]);
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(
+      () => recordedPending(stateDirectory(), 'gd').some((entry) => entry.name === 'net9'),
+      'net9 recorded as waiting for the guest',
+      60_000,
+    );
+    // The VM stops (its NIC goes with it) and del-iface removes the interface's host side.
+    await vm.stopQemu();
+    const removed = await vcnetAsync(['del-iface', 'gd', request, ...state], { VCNET_LOCK_TIMEOUT: '5' }).done;
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(recordedLinks(stateDirectory(), 'gd')).toEqual(['eth0']);
+    expect(recordedPending(stateDirectory(), 'gd')).toEqual([]);
+
+    // The guest answers add-iface's push now: add-iface finds the interface gone and leaves it so.
+    guest.exec('ip', ['link', 'add', 'net9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    const added = await adding.done;
+    expect(added.status, added.stderr).toBe(0);
+    expect(added.stderr).toContain(
+      'sandbox gd: net9 was removed from the record (del-iface, or vcnet watch as its pod link went) while add-iface waited for the guest: add-iface leaves it as that command left it',
+    );
+    expect(recordedLinks(stateDirectory(), 'gd')).toEqual(['eth0']);
+    expect(recordedPending(stateDirectory(), 'gd')).toEqual([]);
+
+    const detached = vcnet(['detach', '--sandbox', 'gd', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+  it("the watch's reaction to a new pod link waits for the guest without the sandbox lock: list-ifaces goes through meanwhile", async () => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const guest = makeConfiguredGuest();
+    const state = ['--state-dir', stateDirectory()];
+    const qemuQmpPath = join(stateDirectory(), 'qmp.sock');
+    const { agentPath } = await vm.attachAndStart('gw', pod.path, stateDirectory());
+    const agent = await serveNamespaceAgent(guest.path, agentPath, {
+      linkAppearTimeoutMs: 120_000,
+      sysfsRoot: stateDirectory(),
+    });
+    cleanup.defer(() => agent.stop());
+    const watch = vcnetAsync(['watch', '--sandbox', 'gw', '--debounce', '50', ...state]);
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox gw'), 'the watch to start', 30_000);
+    addEth9({ pod, node });
+    const mac = linkMac(pod, 'eth9');
+    // The watch plugged the NIC (it lets go of QMP only then): what is left is the guest's part.
+    await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+      timeoutMs: 60_000,
+      handshakeTimeoutMs: 30_000,
+    });
+
+    const listed = await vcnetAsync(['list-ifaces', 'gw', '--json', '--timeout', '200', ...state], {
+      VCNET_LOCK_TIMEOUT: '5',
+    }).done;
+    expect(listed.stderr).not.toContain('is being changed by process');
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(recordedPending(stateDirectory(), 'gw').map((entry) => entry.name)).toEqual(['eth9']);
+
+    guest.exec('ip', ['link', 'add', 'eth9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    await until(() => guestAddresses(guest, 'eth9').includes('10.209.0.2'), 'eth9 configured in the guest', 60_000);
+    await until(() => recordedPending(stateDirectory(), 'gw').length === 0, 'the entry cleared', 60_000);
+    expect(recordedLinks(stateDirectory(), 'gw')).toEqual(['eth0', 'eth9']);
+
+    await vm.stopQemu();
+    watch.child.kill('SIGTERM');
+    await watch.done;
+    const detached = vcnet(['detach', '--sandbox', 'gw', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+});
