@@ -20,6 +20,8 @@ const MINIMUM_OPEN_FILES = 64;
 
 /** CNI error code of VCNET_SYSCALL (error-codes.ts: `failed`, VCNET_FAILED). */
 const SYSCALL_CNI_CODE = 100;
+/** STATUS's code when the plugin cannot serve ADD (status.ts), which a runtime acts on. */
+const PLUGIN_NOT_AVAILABLE_CNI_CODE = 50;
 
 /** The cniVersions vcnet-cni speaks (version.ts), and the one it answers in otherwise. */
 const SUPPORTED_CNI_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
@@ -73,7 +75,7 @@ async function answerLoadFailure(error: unknown): Promise<undefined> {
   const head = `VCNET_SYSCALL (errno ${errno})`;
   const reply = {
     cniVersion: await replyVersion(),
-    code: SYSCALL_CNI_CODE,
+    code: process.env.CNI_COMMAND === 'STATUS' ? PLUGIN_NOT_AVAILABLE_CNI_CODE : SYSCALL_CNI_CODE,
     msg: `load the code of vcnet-cni failed: ${String(failure.message)}`,
     details: hint ? `${head}: ${hint}` : head,
   };
