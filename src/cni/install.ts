@@ -44,8 +44,8 @@ function builtPluginEntry(): string {
 /**
  * How the launcher and the development wrapper (src/cni/vcnet-cni, which holds these lines too)
  * answer when they cannot run the plugin, with shell builtins only (a runtime may give no PATH):
- * STATUS gets the spec's code 50 (plugin not available), other commands 5 (I/O failure) unless
- * $code (5 or vcnet's own), in the cniVersion of the config when it names one vcnet-cni speaks. DEL
+ * STATUS gets the spec's code 50 (plugin not available), other commands $code (5, I/O failure, or
+ * vcnet's own 100), in the cniVersion of the config when it names one vcnet-cni speaks. DEL
  * succeeds, since a failing DEL stops the chain before IPAM frees the pod's address, unless
  * $del_fails is set: when the runtime's retry of DEL can succeed once the node is fixed (the
  * open-file limit raised), a DEL that succeeded doing nothing would leave the plumbing and its
