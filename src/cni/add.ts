@@ -20,7 +20,7 @@ import { refuseUnusableRecordEnvironment } from '../network/state/store.js';
 import { refuseMacvtapInUserNamespace } from '../network/user-namespace.js';
 import { attachUnderLocks } from '../sandbox/attach-under-locks.js';
 import { noticeNoNetwork } from '../sandbox/no-network.js';
-import { detachRecorded } from '../sandbox/recorded.js';
+import { detachRecorded, undoCompletedAttach } from '../sandbox/recorded.js';
 import { shellWord } from '../shell-word.js';
 import {
   type CniConfig,
@@ -71,6 +71,14 @@ async function addInStateDirectory(
   const namespace = usableNamespace(environment.namespacePath);
   const store = storeOf(request);
   let device: AttachedDevice | undefined;
+  // There is no sandbox for `vcnet detach` to find here: the CNI record is finished by DEL.
+  const attachFailure = (error: unknown) => {
+    if (!(error instanceof RollbackIncompleteError)) return error;
+    return error.retold(
+      `ADD of ${environment.interfaceName}`,
+      `${store.statePath} keeps what is left: the runtime's DEL of this container and interface removes it once the cause is fixed (or \`vcnet gc --netns ${shellWord(namespace.path)}\`)`,
+    );
+  };
   return attachUnderLocks({
     store: {
       withLock: (work) => store.withLock(work, config.lockTimeoutMs),
@@ -112,15 +120,9 @@ async function addInStateDirectory(
       });
       return { persist: () => store.write(record()), discard: () => store.remove(), path: store.statePath };
     },
-    attachFailure: (error) => {
-      // There is no sandbox for `vcnet detach` to find here: the CNI record is finished by DEL.
-      if (!(error instanceof RollbackIncompleteError)) return error;
-      return error.retold(
-        `ADD of ${environment.interfaceName}`,
-        `${store.statePath} keeps what is left: the runtime's DEL of this container and interface removes it once the cause is fixed (or \`vcnet gc --netns ${shellWord(namespace.path)}\`)`,
-      );
-    },
-    finish: async ([endpoint], network, keeper) => {
+    attachFailure,
+    finish: async (attached, network, keeper) => {
+      const [endpoint] = attached;
       if (!endpoint?.plumbing?.tapName) {
         // Physical and vhost-user interfaces reach the VM without a tap: nothing to put in a CNI result.
         await detachRecorded(network, `ADD of ${environment.interfaceName}`, keeper, { finishedBy: DEL_AGAIN });
@@ -131,28 +133,29 @@ async function addInStateDirectory(
         );
       }
       const { plumbing } = endpoint;
-      const deviceLink = await network.link(plumbing.tapIndex);
-      device = {
-        name: plumbing.tapName,
-        mac: deviceLink.address ?? '',
-        kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
-      };
-      keeper.persist();
+      let podMac: string | undefined;
+      try {
+        const deviceLink = await network.link(plumbing.tapIndex);
+        device = {
+          name: plumbing.tapName,
+          mac: deviceLink.address ?? '',
+          kind: deviceLink.kind === 'macvtap' ? 'macvtap' : 'tap',
+        };
+        keeper.persist();
+        // The macvtap model moves the pod interface to another MAC: the result says so.
+        podMac = (await network.link(endpoint.properties.link.index)).address;
+      } catch (error) {
+        // The record of the device (or the links read for the result) failed, as at the open-file
+        // limit: the runtime is told ADD failed, so nothing of it stays made, nor recorded.
+        device = undefined;
+        throw attachFailure(await undoCompletedAttach(network, attached, keeper, error as Error));
+      }
       // CNI_IFNAME is attached because the runtime names it, address or not (as `attach --interface`
       // does): a chain that gave it none leaves the VM a NIC with no address, said as attach says it.
       noticeNoNetwork('attach', network.endpoints(), namespace.path, {
         noAddress: noAddressAdvice(previous, environment.interfaceName),
       });
-      // The macvtap model moves the pod interface to another MAC: the result says so.
-      const podLink = await network.link(endpoint.properties.link.index);
-      return resultWith(
-        previous,
-        config.cniVersion,
-        namespace.path,
-        environment.interfaceName,
-        device,
-        podLink.address,
-      );
+      return resultWith(previous, config.cniVersion, namespace.path, environment.interfaceName, device, podMac);
     },
   }).finally(() => namespace.opened.close());
 }

@@ -4,7 +4,15 @@
  * to plugins). Every vcnet error keeps its stable VCNET_* code and hint in `details`. Which error gets
  * which code is decided by the shared classifier (classifyError, src/errors.ts).
  */
-import { type CniOutcome, classifyError, describeGivenValue, type ErrorCode, VcnetError } from '../errors.js';
+import {
+  type CniOutcome,
+  classifyError,
+  describeGivenValue,
+  type ErrorCode,
+  hintForErrno,
+  VcnetError,
+} from '../errors.js';
+import { type OpenFileLimit, openFileLimitHint, readOpenFileLimit } from './file-limit.js';
 
 /** CNI spec 1.0.0, "Error": codes 1-99 are reserved for these meanings. */
 export const CniErrorCode = {
@@ -115,7 +123,19 @@ export interface CniErrorReply {
   details?: string;
 }
 
-export function cniErrorReply(error: unknown, cniVersion: string): CniErrorReply {
+/**
+ * The hint of a CNI error: the error's own, except the general one for EMFILE (which speaks to a
+ * shell's user: ulimit -n), which becomes the plugin's, naming its limit and its runtime's setting.
+ */
+function hintForRuntime(hint: string | undefined, openFileLimit: () => OpenFileLimit | undefined): string | undefined {
+  return hint !== undefined && hint === hintForErrno('EMFILE') ? openFileLimitHint(openFileLimit()) : hint;
+}
+
+export function cniErrorReply(
+  error: unknown,
+  cniVersion: string,
+  options: { openFileLimit?: OpenFileLimit | undefined } = {},
+): CniErrorReply {
   const code = cniCodeFor(error);
   if (error instanceof VcnetError) {
     // The deciding VCNET_* code (followed through `cause`), as the CNI code is decided.
@@ -127,11 +147,12 @@ export function cniErrorReply(error: unknown, cniVersion: string): CniErrorReply
       ...(decided !== error.code ? [`outerCode ${error.code}`] : []),
     ];
     const head = carried.length > 0 ? `${decided} (${carried.join(', ')})` : decided;
+    const hint = hintForRuntime(error.hint, () => options.openFileLimit ?? readOpenFileLimit());
     return {
       cniVersion,
       code,
       msg: error.message,
-      details: error.hint ? `${head}: ${error.hint}` : head,
+      details: hint ? `${head}: ${hint}` : head,
     };
   }
   const failure = error instanceof Error ? error : new Error(String(error));

@@ -20,6 +20,7 @@ import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/default-directorie
 import { makeDirectory } from '../network/state/directory.js';
 import { shellWord } from '../shell-word.js';
 import { bridgeNetwork } from './bridge-network.js';
+import { MINIMUM_OPEN_FILES, openFileLimitHint } from './file-limit.js';
 import {
   atLeast,
   isSupportedCniVersion,
@@ -43,13 +44,17 @@ function builtPluginEntry(): string {
 /**
  * How the launcher and the development wrapper (src/cni/vcnet-cni, which holds these lines too)
  * answer when they cannot run the plugin, with shell builtins only (a runtime may give no PATH):
- * DEL succeeds, since a failing DEL stops the chain before IPAM frees the pod's address; STATUS gets
- * the spec's code 50 (plugin not available), other commands 5 (I/O failure), in the cniVersion of
- * the config when it names one vcnet-cni speaks. Expects $summary and $problem (no '"' or '\\').
+ * STATUS gets the spec's code 50 (plugin not available), other commands $code (5, I/O failure, or
+ * vcnet's own 100), in the cniVersion of the config when it names one vcnet-cni speaks. DEL
+ * succeeds, since a failing DEL stops the chain before IPAM frees the pod's address, unless
+ * $del_fails is set: when the runtime's retry of DEL can succeed once the node is fixed (the
+ * open-file limit raised), a DEL that succeeded doing nothing would leave the plumbing and its
+ * record behind. Expects $summary (the reply's msg), $problem (its details; neither with '"' or
+ * '\\'), $code and $del_fails (empty or not).
  */
 export const CANNOT_RUN_ANSWER = [
-  'echo "vcnet-cni: $problem" >&2',
-  'if [ "$CNI_COMMAND" = DEL ]; then',
+  'if [ "$CNI_COMMAND" = DEL ] && [ -z "$del_fails" ]; then',
+  '  echo "vcnet-cni: $problem" >&2',
   '  exit 0',
   'fi',
   'input=',
@@ -68,14 +73,65 @@ export const CANNOT_RUN_ANSWER = [
   `  ${SUPPORTED_CNI_VERSIONS.join(' | ')}) ;;`,
   `  *) version=${PREFERRED_CNI_VERSION} ;;`,
   'esac',
-  'code=5',
   'if [ "$CNI_COMMAND" = STATUS ]; then',
   '  code=50',
   'fi',
   `printf '{"cniVersion":"%s","code":%s,"msg":"%s","details":"%s"}\\n' "$version" "$code" "$summary" "$problem"`,
+  // After the reply: at 12 open files, dash cannot save stdout to redirect echo's, and stdout is lost.
+  'echo "vcnet-cni: $problem" >&2',
   'exit 1',
   '',
 ].join('\n');
+
+/** The words openFileLimitHint puts after the limit, for the shell to put after its own. */
+const OPEN_FILE_ADVICE = openFileLimitHint({ soft: 0, hard: 0 }).replace(/^[^;]*; /, '');
+
+/**
+ * What the launcher and the development wrapper check before they start node, with shell builtins
+ * only (and `$(...)`, one fork): vcnet-cni needs MINIMUM_OPEN_FILES open files, and under about 20
+ * node dies with no answer at all (an abort as it starts its threads, or a SIGSEGV). Node raises its
+ * soft limit to the hard limit as it starts (node.cc), so only the hard limit counts. When it is
+ * below the minimum, `files_problem` is the details of the answer and node is not started: the
+ * answer is vcnet-cni's own for a load that ran out of files (VCNET_SYSCALL, errno EMFILE, and
+ * openFileLimitHint's words). Where `$(...)` cannot make its pipe (5 files or fewer), the limit
+ * reads as unknown.
+ */
+export const FILE_LIMIT_CHECK = [
+  `# vcnet-cni needs ${MINIMUM_OPEN_FILES} open files (docs/cni.md). node raises the soft limit to the hard one as it`,
+  '# starts; a hard limit below that is answered here, as node dies without an answer under about 20.',
+  `minimum_files=${MINIMUM_OPEN_FILES}`,
+  // No redirection of a builtin's output before the answer: dash saves the descriptor at 10 or
+  // above, and at 12 files the script then goes on without its stdout.
+  'files=$(ulimit -H -n 2>/dev/null)',
+  'case $files in',
+  '  unlimited) files_problem= ;;',
+  `  '' | *[!0-9]*) files_problem=${shellWord(openFileLimitHint(undefined).replace(/;.*$/, ''))} ;;`,
+  '  *)',
+  '    files_problem=',
+  '    if ! [ "$files" -ge "$minimum_files" ]; then',
+  '      files_problem="the open-file limit of vcnet-cni is $files (hard limit $files)"',
+  '    fi',
+  '    ;;',
+  'esac',
+  'if [ -n "$files_problem" ]; then',
+  `  files_problem="VCNET_SYSCALL (errno EMFILE): $files_problem; "${shellWord(OPEN_FILE_ADVICE)}`,
+  'fi',
+  '',
+].join('\n');
+
+/** After FILE_LIMIT_CHECK found too few files: the answer's words, for CANNOT_RUN_ANSWER. */
+export const FILE_LIMIT_ANSWER = [
+  `summary="vcnet-cni cannot start: its hard open-file limit is \${files:-unknown}, below the $minimum_files files it needs"`,
+  'problem=$files_problem',
+  'code=100',
+  'del_fails=1',
+  '',
+].join('\n');
+
+/** `lines` (ending in a newline) indented by two spaces, for a branch of an `if`. */
+function indent(lines: string): string {
+  return lines.replace(/^(?=.)/gm, '  ');
+}
 
 /** The launcher: execs node on the plugin, or answers as CANNOT_RUN_ANSWER says when vcnet was moved or removed. */
 export function launcherScript(nodePath: string, entryPath: string): string {
@@ -86,11 +142,16 @@ export function launcherScript(nodePath: string, entryPath: string): string {
 # install, whatever PATH the container runtime gives. Run \`vcnet install-cni\` again after moving vcnet.
 node=${node}
 entry=${entry}
-if [ -x "$node" ] && [ -f "$entry" ]; then
-  exec "$node" "$entry" "$@"
+${FILE_LIMIT_CHECK}if [ -x "$node" ] && [ -f "$entry" ]; then
+  if [ -z "$files_problem" ]; then
+    exec "$node" "$entry" "$@"
+  fi
+${indent(FILE_LIMIT_ANSWER)}else
+  summary='vcnet-cni is not installed completely'
+  problem="$node or $entry is missing; run vcnet install-cni"
+  code=5
+  del_fails=
 fi
-summary='vcnet-cni is not installed completely'
-problem="$node or $entry is missing; run vcnet install-cni"
 ${CANNOT_RUN_ANSWER}`;
 }
 

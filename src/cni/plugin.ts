@@ -13,6 +13,7 @@ import {
 } from './config.js';
 import { del } from './del.js';
 import { cniErrorReply } from './errors.js';
+import type { OpenFileLimit } from './file-limit.js';
 import { garbageCollect, parseValidAttachments } from './gc.js';
 import { commandSubject, type Warn, warnOnStandardError, writingNotices } from './notices.js';
 import { status } from './status.js';
@@ -32,6 +33,11 @@ export interface PluginOptions {
    * (default). false when something else writes them: VCNET_LOG_LEVEL's log lines (main.ts).
    */
   writeNotices?: boolean;
+  /**
+   * The open-file limit as the process started (main.ts reads it before loading the plugin), named
+   * by the hint of an error that ran out of files; else read when such an error is answered.
+   */
+  openFileLimit?: OpenFileLimit | undefined;
 }
 
 /** The cniVersion of the input, for an error reply, when vcnet-cni speaks it. */
@@ -107,6 +113,9 @@ export async function runPlugin(
         return { stdout: '', exitCode: 0 };
     }
   } catch (error) {
-    return { stdout: JSON.stringify(cniErrorReply(error, replyVersion)), exitCode: 1 };
+    return {
+      stdout: JSON.stringify(cniErrorReply(error, replyVersion, { openFileLimit: options.openFileLimit })),
+      exitCode: 1,
+    };
   }
 }

@@ -64,15 +64,29 @@ export async function attachRecorded(
   } catch (error) {
     // The attach is done but its final record could not be written (disk full, I/O error): an
     // attach nobody can see is undone, as any other failed one.
-    const { failures, left } = await network.undoAttached(added, options.hotplug);
-    if (left.length > 0) {
-      throw new RollbackIncompleteError('attach', error as Error, failures, describeRecords(left), left);
-    }
-    if (network.endpoints().length === 0) record.discard();
-    else persistIfPossible(record);
-    throw error;
+    throw await undoCompletedAttach(network, added, record, error as Error, options.hotplug);
   }
   return added;
+}
+
+/**
+ * Undoes `added`, an attach attachRecorded completed, after `error` ended what came after it (its
+ * final record, or a caller's own step that records more, as vcnet-cni's device): what nobody was
+ * told is attached is not left made. Returns the error to throw: `error`, or RollbackIncompleteError
+ * when the undo was refused (the record then keeps what is left).
+ */
+export async function undoCompletedAttach(
+  network: Network,
+  added: readonly Endpoint[],
+  record: RecordKeeper,
+  error: Error,
+  hotplug?: HotplugTarget,
+): Promise<Error> {
+  const { failures, left } = await network.undoAttached(added, hotplug);
+  if (left.length > 0) return new RollbackIncompleteError('attach', error, failures, describeRecords(left), left);
+  if (network.endpoints().length === 0) record.discard();
+  else persistIfPossible(record);
+  return error;
 }
 
 /** What it means to have no record, if the state directory allows it; the caller's error is the one to report. */

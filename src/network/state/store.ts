@@ -341,7 +341,17 @@ export class SandboxStore {
   remove(): void {
     this.refuseUntrusted();
     try {
-      rmSync(this.directory, { recursive: true, force: true });
+      // The record by name, then its directory: neither needs a file descriptor, so a process at its
+      // open-file limit (EMFILE), undoing an attach that ran out of them, still removes the record.
+      // Only a directory holding more (a killed writer's temporary file) is listed and removed whole.
+      rmSync(this.statePath, { force: true });
+      try {
+        rmdirSync(this.directory);
+      } catch (error) {
+        const errno = errnoOf(error);
+        if (errno !== 'ENOENT' && errno !== 'ENOTEMPTY' && errno !== 'EEXIST') throw error;
+        if (errno !== 'ENOENT') rmSync(this.directory, { recursive: true, force: true });
+      }
     } catch (error) {
       const cause = error as NodeJS.ErrnoException;
       throw new StateWriteError(this.directory, cause, this.writeSubject, {

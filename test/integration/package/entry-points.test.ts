@@ -43,10 +43,11 @@ const isRelative = (specifier: string) => specifier.startsWith('.');
 const target = (file: string, specifier: string) => relative(DIST, resolve(dirname(join(DIST, file)), specifier));
 
 /**
- * Programs whose first file imports nothing and loads the program with one import() (src/cli/main.ts,
- * so that a load refused at the open-file limit is a vcnet error): that import is part of every start.
+ * Programs whose first file imports nothing and loads the program with one import() (src/cli/main.ts
+ * and src/cni/main.ts, so that a load refused at the open-file limit is a vcnet error, and a CNI
+ * error on stdout): that import is part of every start.
  */
-const STARTS_BY_IMPORT = new Set(['cli/main.js']);
+const STARTS_BY_IMPORT = new Set(['cli/main.js', 'cni/main.js']);
 
 /** The files under dist/ a program loads at start: itself and its static imports, through the chunks. */
 function filesLoadedAtStart(program: string): Set<string> {
@@ -115,12 +116,14 @@ describe('the bundled programs', () => {
     });
   }
 
-  it("vcnet's first file imports nothing (its import() of the program is all it loads: a refused load is vcnet's error)", () => {
-    const { static: statics, dynamic } = importsOf('cli/main.js');
-    expect(statics.filter((specifier) => !isBuiltin(specifier))).toEqual([]);
-    expect(dynamic).toHaveLength(1);
-    expect(dynamic[0]).toMatch(/^\.\.\/chunks\/program-[A-Z0-9]+\.js$/);
-  });
+  for (const program of STARTS_BY_IMPORT) {
+    it(`dist/${program}, the first file, imports nothing (its import() of the program is all it loads: a refused load is vcnet's error)`, () => {
+      const { static: statics, dynamic } = importsOf(program);
+      expect(statics.filter((specifier) => !isBuiltin(specifier))).toEqual([]);
+      expect(dynamic).toHaveLength(1);
+      expect(dynamic[0]).toMatch(/^\.\.\/chunks\/program-[A-Z0-9]+\.js$/);
+    });
+  }
 
   it('vcnet loads no package from node_modules at start (node-gyp-build is bundled), OpenTelemetry only when asked', () => {
     // A static import of a chunk's: the walk through the chunks sees what they import.

@@ -6,7 +6,8 @@ import {
   cniCodeFor,
   cniErrorReply,
 } from '../../../src/cni/errors.js';
-import { RollbackIncompleteError, VcnetError } from '../../../src/errors.js';
+import { openFileLimitHint } from '../../../src/cni/file-limit.js';
+import { hintForErrno, RollbackIncompleteError, SystemCallError, VcnetError } from '../../../src/errors.js';
 import { UnsupportedInterfaceError } from '../../../src/network/endpoint/create-endpoint.js';
 import { AttachError } from '../../../src/network/model/plumbing-context.js';
 import { SandboxLockedError } from '../../../src/network/state/store.js';
@@ -45,6 +46,24 @@ describe('CNI error replies', () => {
     const reply = cniErrorReply(rollback, '1.0.0');
     expect(reply.code).toBe(CniErrorCode.ATTACH_FAILED);
     expect(reply.details).toMatch(/^VCNET_ROLLBACK_INCOMPLETE: /);
+  });
+
+  it("word an EMFILE's hint for a runtime: the plugin's open-file limit, what it needs, LimitNOFILE= of containerd", () => {
+    const emfile = Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE', syscall: 'socket' });
+    const socket = new SystemCallError('open a netlink socket', emfile);
+    expect(socket.hint).toBe(hintForErrno('EMFILE'));
+    const limit = { soft: 40, hard: 40 };
+    const reply = cniErrorReply(new AttachError('eth0', socket, true), '1.0.0', { openFileLimit: limit });
+    expect(reply.details).toBe(`VCNET_ATTACH_FAILED: ${openFileLimitHint(limit)}`);
+    expect(reply.details).toContain('the open-file limit of vcnet-cni is 40 (hard limit 40); it needs 64');
+    expect(reply.details).toContain('raise LimitNOFILE= of the container runtime');
+    // Another errno's hint, and a hint of the error's own, stay as they are.
+    const full = Object.assign(new Error('ENOSPC'), { code: 'ENOSPC', syscall: 'write' });
+    expect(cniErrorReply(new SystemCallError('write', full), '1.0.0', { openFileLimit: limit }).details).toBe(
+      `VCNET_SYSCALL (errno ENOSPC): ${hintForErrno('ENOSPC')}`,
+    );
+    const own = new VcnetError('VCNET_STATE_WRITE', 'could not write', { cause: emfile, hint: 'free the registry' });
+    expect(cniErrorReply(own, '1.0.0', { openFileLimit: limit }).details).toMatch(/: free the registry$/);
   });
 
   it('report an error that is not a VcnetError as internal (999), with the stack for a bug report', () => {

@@ -13,9 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MINIMUM_OPEN_FILES, openFileLimitHint } from '../../../src/cni/file-limit.js';
 import {
   CANNOT_RUN_ANSWER,
   DEFAULT_CONFLIST_OPTIONS,
+  FILE_LIMIT_CHECK,
   installCni,
   launcherScript,
   vcnetConflist,
@@ -198,6 +200,7 @@ describe('when the plugin cannot run', () => {
   it('the development wrapper runs with no PATH tools (VCNET_NODE), through a symlink, and answers as the launcher', () => {
     const wrapperSource = fileURLToPath(new URL('../../../src/cni/vcnet-cni', import.meta.url));
     expect(readFileSync(wrapperSource, 'utf8').endsWith(CANNOT_RUN_ANSWER)).toBe(true);
+    expect(readFileSync(wrapperSource, 'utf8')).toContain(FILE_LIMIT_CHECK);
     // A source tree of its own: src/cni/vcnet-cni and dist/cni/main.js (the fake entry).
     const tree = join(directory, 'tree');
     mkdirSync(join(tree, 'src', 'cni'), { recursive: true });
@@ -222,5 +225,57 @@ describe('when the plugin cannot run', () => {
     // No VCNET_NODE and no node on PATH: the same answers, naming what to set.
     const noNode = runScript(wrapper, 'ADD', '{"cniVersion":"1.0.0"}');
     expect(JSON.parse(noNode.stdout).details).toContain('none on PATH; set VCNET_NODE');
+  });
+});
+
+/** util-linux's prlimit, found before the runs below take PATH away. */
+const PRLIMIT = ['/usr/bin/prlimit', '/bin/prlimit'].find((path) => spawnSync(path, ['--version']).status === 0);
+if (!PRLIMIT) console.log('skipping the launcher open-file limit tests: prlimit is not installed (util-linux)');
+
+/** Runs `path` as runScript does, under `prlimit --nofile=SOFT:HARD`. */
+function runWithFiles(path: string, files: string, command: string, input: string) {
+  return spawnSync(PRLIMIT!, [`--nofile=${files}`, path], {
+    input,
+    encoding: 'utf8',
+    env: { CNI_COMMAND: command, PATH: '/nonexistent' },
+  });
+}
+
+describe.skipIf(!PRLIMIT)("the launcher and the runtime's open-file limit", () => {
+  /** A stand-in for the plugin that says the open-file limit it runs under. */
+  function launcherOfLimitReader(): string {
+    const reader = join(directory, 'limits.js');
+    writeFileSync(
+      reader,
+      "process.stdout.write(/^Max open files.*$/m.exec(require('node:fs').readFileSync('/proc/self/limits', 'utf8'))[0]);",
+    );
+    const plugin = join(directory, 'vcnet-cni');
+    writeFileSync(plugin, launcherScript(process.execPath, reader), { mode: 0o755 });
+    return plugin;
+  }
+
+  it(`starts node under a soft limit below ${MINIMUM_OPEN_FILES}: node raises it to the hard limit itself`, () => {
+    const plugin = launcherOfLimitReader();
+    const raised = runWithFiles(plugin, '20:4096', 'VERSION', '');
+    expect(raised.status, raised.stderr).toBe(0);
+    expect(raised.stdout).toMatch(/^Max open files\s+4096\s+4096\s/);
+  });
+
+  it(`answers a hard limit below ${MINIMUM_OPEN_FILES} without starting node, naming it; DEL fails too (a retry can succeed once it is raised)`, () => {
+    const plugin = launcherOfLimitReader();
+    const hint = openFileLimitHint({ soft: 40, hard: 40 });
+    for (const command of ['ADD', 'CHECK', 'DEL', 'VERSION', 'GC']) {
+      const run = runWithFiles(plugin, '20:40', command, '{"cniVersion":"0.4.0","name":"pods"}');
+      expect({ command, status: run.status }).toEqual({ command, status: 1 });
+      expect(JSON.parse(run.stdout)).toEqual({
+        cniVersion: '0.4.0',
+        code: 100,
+        msg: `vcnet-cni cannot start: its hard open-file limit is 40, below the ${MINIMUM_OPEN_FILES} files it needs`,
+        details: `VCNET_SYSCALL (errno EMFILE): ${hint}`,
+      });
+      expect(run.stderr).toBe(`vcnet-cni: VCNET_SYSCALL (errno EMFILE): ${hint}\n`);
+    }
+    const status = runWithFiles(plugin, '20:40', 'STATUS', '{"cniVersion":"1.1.0"}');
+    expect(JSON.parse(status.stdout)).toMatchObject({ cniVersion: '1.1.0', code: 50 });
   });
 });
