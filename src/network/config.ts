@@ -643,6 +643,15 @@ function runtimeRsNetworkQueues(value: unknown, field: string): number {
   return Math.min(Math.max(value, 1), RUNTIME_RS_MAX_NETWORK_QUEUES);
 }
 
+/**
+ * runtime-rs runs a configuration only when its [runtime] name (the handler, "virt_container") is set,
+ * and refuses any other ("Runtime name is missing in the configuration"); the Go runtime does not read
+ * the key. A file without it is the Go runtime's.
+ */
+function namesRuntimeRsHandler(runtime: Record<string, unknown>): boolean {
+  return typeof runtime.name === 'string' && runtime.name !== '';
+}
+
 /** The settings of a merged, normalised tree (`source` names it in notices). */
 function settingsOf(document: Record<string, unknown>, source: string, warnings: string[]): KataNetworkSettings {
   const settings: KataNetworkSettings = {};
@@ -673,18 +682,32 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
   const sectionNames = Object.keys(hypervisors);
   // runtime-rs runs the section its [runtime] hypervisor_name names (a key the Go runtime does not have,
   // read as runtime-rs's serde decoder reads it: by its exact name), and fails on a name with no section.
+  // It runs only a file whose [runtime] name is set: without one the file is the Go runtime's, which
+  // ignores hypervisor_name, so a stray one must not refuse a file the Go runtime runs.
   expectType('runtime.hypervisor_name', runtime.hypervisor_name, 'string');
   const namedSection = typeof runtime.hypervisor_name === 'string' ? runtime.hypervisor_name : '';
-  if (namedSection !== '' && sectionNames.length > 0) {
-    if (!Object.hasOwn(hypervisors, namedSection)) {
+  const runtimeRsRunsIt = namesRuntimeRsHandler(runtime);
+  const namedSectionPresent = namedSection !== '' && Object.hasOwn(hypervisors, namedSection);
+  if (namedSection !== '' && sectionNames.length > 0 && !namedSectionPresent) {
+    if (runtimeRsRunsIt) {
       throw new InvalidInputError(
         'runtime.hypervisor_name',
         namedSection,
         `the name of a [hypervisor.*] section of ${source} (${sectionNames.join(', ')})`,
-        'runtime-rs runs the section hypervisor_name names and fails when the file has none of that name',
+        "runtime-rs runs the section hypervisor_name names and fails when the file has none of that name (the file is runtime-rs's: its [runtime] name is set)",
       );
     }
+    warnings.push(
+      `[runtime] hypervisor_name = "${namedSection}" names no [hypervisor.*] section of ${source} (${sectionNames.join(', ')}): the Go runtime does not read it, and runs the file, as vcnet reads it; runtime-rs would refuse it ("Invalid hypervisor name"), and runs no file without [runtime] name anyway. Remove the key, or name the section`,
+    );
+  }
+  if (namedSectionPresent) {
     [name, section] = [namedSection, hypervisors[namedSection] as Record<string, unknown>];
+    if (!runtimeRsRunsIt && sectionNames.length > 1) {
+      warnings.push(
+        `${source} has ${sectionNames.length} [hypervisor.*] sections (${sectionNames.join(', ')}): vcnet reads [hypervisor.${name}], the one [runtime] hypervisor_name names; but the file has no [runtime] name, so only the Go runtime runs it, and the Go runtime does not read hypervisor_name: it takes whichever section its map iteration yields last, which varies from run to run. Keep only the section of the hypervisor the runtime uses`,
+      );
+    }
   } else if (name && sectionNames.length > 1) {
     // Kata keeps the last section its map iteration yields, which Go randomises: no order is Kata's.
     warnings.push(

@@ -1,0 +1,56 @@
+/**
+ * Keys that Kata's two runtimes read differently, and how vcnet tells which runtime a file is for.
+ * runtime-rs runs a file only when its [runtime] name is set (kata-types Annotation::
+ * update_config_by_annotation: "Runtime name is missing in the configuration"); the Go runtime does not
+ * read name or hypervisor_name. So a file without name is the Go runtime's, whatever else it says.
+ * Fixtures: test/fixtures/kata/*.toml, short files with the keys that matter.
+ */
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { InvalidInputError } from '../../../src/errors.js';
+import { networkConfigFromKata, readKataConfiguration } from '../../../src/network/config.js';
+
+const namespacePath = '/var/run/netns/pod';
+const fixture = (name: string) => fileURLToPath(new URL(`../../fixtures/kata/${name}`, import.meta.url));
+
+function refusalOf(action: () => unknown): InvalidInputError {
+  try {
+    action();
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidInputError);
+    return error as InvalidInputError;
+  }
+  throw new Error('expected a refusal, got none');
+}
+
+describe('[runtime] hypervisor_name that names no [hypervisor.*] section', () => {
+  it('in a file without [runtime] name (the Go runtime runs it, ignoring the key): read, with a warning', () => {
+    const settings = readKataConfiguration(fixture('go-runtime-stray-hypervisor-name.toml'));
+    expect(settings).toMatchObject({ hypervisor: 'qemu', model: 'tcfilter', coldPlugVfio: 'no-port' });
+    expect(settings.warnings).toHaveLength(1);
+    const [warning] = settings.warnings ?? [];
+    expect(warning).toContain('hypervisor_name = "dragonball"');
+    expect(warning).toContain('(qemu)');
+    expect(warning).toMatch(/the Go runtime does not read it/);
+    expect(warning).toMatch(/runtime-rs would refuse/);
+    const config = networkConfigFromKata(settings, { namespacePath });
+    expect(config).toMatchObject({ model: 'tcfilter', vhostNet: 'auto', coldPlugVfio: 'no-port' });
+  });
+
+  it('in a runtime-rs file ([runtime] name set): refused naming the key, the value and the sections', () => {
+    const refusal = refusalOf(() => readKataConfiguration(fixture('runtime-rs-stray-hypervisor-name.toml')));
+    expect(refusal.field).toBe('runtime.hypervisor_name');
+    expect(refusal.value).toBe('firecracker');
+    expect(refusal.message).toContain('(qemu)');
+    expect(refusal.hint).toMatch(/runtime-rs/);
+    expect(refusal.hint).toMatch(/\[runtime\] name/);
+  });
+
+  it('naming one of several sections in a file without [runtime] name: that one is read, and the Go runtime said', () => {
+    const settings = readKataConfiguration(fixture('go-runtime-two-sections-hypervisor-name.toml'));
+    expect(settings.hypervisor).toBe('qemu');
+    expect(settings.warnings).toHaveLength(1);
+    expect(settings.warnings?.[0]).toMatch(/firecracker, qemu/);
+    expect(settings.warnings?.[0]).toMatch(/the Go runtime does not read hypervisor_name/);
+  });
+});
