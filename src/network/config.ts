@@ -652,18 +652,60 @@ function namesRuntimeRsHandler(runtime: Record<string, unknown>): boolean {
   return typeof runtime.name === 'string' && runtime.name !== '';
 }
 
+/**
+ * runtime-rs checks internetworking_model against its own list (kata-types Runtime::validate: tcfilter,
+ * macvtap, none, l3forwarding; empty is tcfilter) and refuses the file on "default", the Go runtime's
+ * name for tcfilter.
+ */
+function refuseRuntimeRsDefaultModel(value: string): void {
+  if (value !== 'default') return;
+  throw new InvalidInputError(
+    'runtime.internetworking_model',
+    value,
+    'tcfilter, macvtap, none',
+    'runtime-rs refuses "default" ("Invalid internetworking_model"), and this file is runtime-rs\'s (its [runtime] name is set); write "tcfilter" (or leave the key empty): the Go runtime reads "default" as tcfilter',
+  );
+}
+
+/**
+ * The model of a file runtime-rs runs, where runtime-rs differs from the Go runtime:
+ * - disable_new_netns: runtime-rs gives the sandbox no network namespace, so no network, whatever the
+ *   model (the Go runtime refuses any model but none): read as none, which is what vcnet builds then;
+ * - macvtap: runtime-rs accepts it but has no such model (network_model::new gives every name but
+ *   tcfilter and l3forwarding the none model: a tap joined to nothing); vcnet builds the macvtap the
+ *   Go runtime builds, and says so.
+ */
+function readModelAsRuntimeRs(settings: KataNetworkSettings, warnings: string[]): void {
+  const model = settings.model ?? DEFAULT_INTERWORKING_MODEL;
+  if (settings.disableNewNetns === true && model !== 'none') {
+    warnings.push(
+      `internetworking_model = "${model}" with disable_new_netns in a runtime-rs configuration: runtime-rs then makes no network for the sandbox whatever the model, so vcnet reads the model as none (the Go runtime refuses the pair)`,
+    );
+    settings.model = 'none';
+    return;
+  }
+  if (model === 'macvtap') {
+    warnings.push(
+      'internetworking_model = "macvtap" in a runtime-rs configuration: runtime-rs has no macvtap model and runs the none model instead (the tap is made and joined to nothing); vcnet builds the macvtap as the Go runtime does',
+    );
+  }
+}
+
 /** The settings of a merged, normalised tree (`source` names it in notices). */
 function settingsOf(document: Record<string, unknown>, source: string, warnings: string[]): KataNetworkSettings {
   const settings: KataNetworkSettings = {};
   const runtime = tomlTable(document.runtime, 'runtime') ?? {};
   warnings.push(...nearMissNotices(runtime, 'runtime', RUNTIME_KEYS));
+  const runtimeRsRunsIt = namesRuntimeRsHandler(runtime);
   expectType('runtime.internetworking_model', runtime.internetworking_model, 'string');
   if (typeof runtime.internetworking_model === 'string') {
+    if (runtimeRsRunsIt) refuseRuntimeRsDefaultModel(runtime.internetworking_model);
     const model = kataInterworkingModel(runtime.internetworking_model, 'runtime.internetworking_model');
     if (model !== undefined) settings.model = model;
   }
   expectType('runtime.disable_new_netns', runtime.disable_new_netns, 'boolean');
   if (typeof runtime.disable_new_netns === 'boolean') settings.disableNewNetns = runtime.disable_new_netns;
+  if (runtimeRsRunsIt) readModelAsRuntimeRs(settings, warnings);
   expectType('runtime.dan_conf', runtime.dan_conf, 'string');
   if (typeof runtime.dan_conf === 'string' && runtime.dan_conf !== '') settings.danConfigDirectory = runtime.dan_conf;
 
@@ -686,7 +728,6 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
   // ignores hypervisor_name, so a stray one must not refuse a file the Go runtime runs.
   expectType('runtime.hypervisor_name', runtime.hypervisor_name, 'string');
   const namedSection = typeof runtime.hypervisor_name === 'string' ? runtime.hypervisor_name : '';
-  const runtimeRsRunsIt = namesRuntimeRsHandler(runtime);
   const namedSectionPresent = namedSection !== '' && Object.hasOwn(hypervisors, namedSection);
   if (namedSection !== '' && sectionNames.length > 0 && !namedSectionPresent) {
     if (runtimeRsRunsIt) {

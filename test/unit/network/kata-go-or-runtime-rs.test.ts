@@ -8,7 +8,11 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
-import { networkConfigFromKata, readKataConfiguration } from '../../../src/network/config.js';
+import {
+  ConfigurationConflictError,
+  networkConfigFromKata,
+  readKataConfiguration,
+} from '../../../src/network/config.js';
 
 const namespacePath = '/var/run/netns/pod';
 const fixture = (name: string) => fileURLToPath(new URL(`../../fixtures/kata/${name}`, import.meta.url));
@@ -52,5 +56,45 @@ describe('[runtime] hypervisor_name that names no [hypervisor.*] section', () =>
     expect(settings.warnings).toHaveLength(1);
     expect(settings.warnings?.[0]).toMatch(/firecracker, qemu/);
     expect(settings.warnings?.[0]).toMatch(/the Go runtime does not read hypervisor_name/);
+  });
+});
+
+describe('internetworking_model as runtime-rs reads it, in a runtime-rs file', () => {
+  it('"default": refused, as runtime-rs refuses it; the Go runtime reads it as tcfilter', () => {
+    const refusal = refusalOf(() => readKataConfiguration(fixture('runtime-rs-model-default.toml')));
+    expect(refusal.field).toBe('runtime.internetworking_model');
+    expect(refusal.value).toBe('default');
+    expect(refusal.message).toContain('tcfilter, macvtap, none');
+    expect(refusal.hint).toMatch(/runtime-rs refuses "default"/);
+    const goRuntime = readKataConfiguration(fixture('go-runtime-model-default.toml'));
+    expect(goRuntime.model).toBe('tcfilter');
+    expect(goRuntime.warnings).toBeUndefined();
+  });
+
+  it('"macvtap": built as the Go runtime builds it, with a warning that runtime-rs connects nothing', () => {
+    const settings = readKataConfiguration(fixture('runtime-rs-model-macvtap.toml'));
+    expect(settings.model).toBe('macvtap');
+    expect(settings.warnings).toHaveLength(1);
+    expect(settings.warnings?.[0]).toMatch(/runtime-rs has no macvtap model/);
+    expect(networkConfigFromKata(settings, { namespacePath }).model).toBe('macvtap');
+  });
+
+  it('disable_new_netns with tcfilter: runtime-rs makes no network, so read as none, with a warning', () => {
+    const settings = readKataConfiguration(fixture('runtime-rs-disable-new-netns-tcfilter.toml'));
+    expect(settings).toMatchObject({ model: 'none', disableNewNetns: true });
+    expect(settings.warnings).toHaveLength(1);
+    expect(settings.warnings?.[0]).toMatch(/internetworking_model = "tcfilter".*disable_new_netns/);
+    expect(settings.warnings?.[0]).toMatch(/the Go runtime refuses/);
+    const config = networkConfigFromKata(settings, {});
+    expect(config).toMatchObject({ model: 'none', disableNewNetns: true });
+  });
+
+  it('disable_new_netns with tcfilter in a Go runtime file: refused, as the Go runtime refuses it', () => {
+    const settings = readKataConfiguration(fixture('go-runtime-disable-new-netns-tcfilter.toml'));
+    expect(settings).toMatchObject({ model: 'tcfilter', disableNewNetns: true });
+    expect(() => networkConfigFromKata(settings, {})).toThrow(ConfigurationConflictError);
+    expect(() => networkConfigFromKata(settings, {})).toThrow(
+      /disable_new_netns works only with internetworking_model "none"/,
+    );
   });
 });
