@@ -466,7 +466,8 @@ function listed(items: readonly string[]): string {
 function nearMissNotices(table: Record<string, unknown>, section: string, known: readonly string[]): string[] {
   const notices: string[] = [];
   for (const key of Object.keys(table)) {
-    if (known.includes(key)) continue;
+    // A difference in case only is read as the runtime reads it (foldKeyCase, exactKeyNotices).
+    if (known.includes(key.toLowerCase())) continue;
     // The closest (tx_rate_limiter_max_rat is one edit from tx_, two from rx_rate_limiter_max_rate).
     let meant: string | undefined;
     let nearest = 3;
@@ -507,20 +508,26 @@ export function parseKataConfiguration(
     );
   }
   if (!Array.isArray(dropIns)) throw new InvalidInputError('dropIns', dropIns, 'an array of { source, text }');
-  const warnings: string[] = [];
-  const document = normalisedDocument(text, source, warnings);
-  // For each key path a drop-in set, the drop-in (the last one that set it).
-  const origins = new Map<string, string>();
-  for (const [index, given] of dropIns.entries()) {
+  const mainTree = parsedToml(text, source);
+  const dropInTrees = dropIns.map((given, index) => {
     const dropIn = optionsArgument(given, `dropIns[${index}]`, ['source', 'text']);
     labelArgument(dropIn.source, `dropIns[${index}].source`, 'config.d/50-user-overrides.toml');
     if (typeof dropIn.text !== 'string') {
       throw new InvalidInputError(`dropIns[${index}].text`, dropIn.text, 'the text of a drop-in, as a string');
     }
+    return { source: dropIn.source, tree: parsedToml(dropIn.text, dropIn.source) };
+  });
+  // runtime-rs reads every key by its exact name: a file it runs is read so, the Go runtime's any case.
+  const runtimeRsRunsIt = runtimeRsRunsTrees([mainTree, ...dropInTrees.map(({ tree }) => tree)]);
+  const warnings: string[] = [];
+  const document = normalisedDocument(mainTree, warnings, runtimeRsRunsIt);
+  // For each key path a drop-in set, the drop-in (the last one that set it).
+  const origins = new Map<string, string>();
+  for (const dropIn of dropInTrees) {
     const noticesOfDropIn: string[] = [];
     let tree: Record<string, unknown>;
     try {
-      tree = normalisedDocument(dropIn.text, dropIn.source, noticesOfDropIn);
+      tree = normalisedDocument(dropIn.tree, noticesOfDropIn, runtimeRsRunsIt);
     } catch (error) {
       throw namingDropIn(error, () => dropIn.source);
     }
@@ -532,6 +539,21 @@ export function parseKataConfiguration(
   } catch (error) {
     throw namingDropIn(error, (field) => originOf(field, origins));
   }
+}
+
+/**
+ * Whether runtime-rs would run these trees (the file, then its drop-ins in order): [runtime] name, by its
+ * exact name as runtime-rs reads it, set to a non-empty string by the last tree that sets it.
+ */
+function runtimeRsRunsTrees(trees: readonly Record<string, unknown>[]): boolean {
+  let name: unknown;
+  for (const tree of trees) {
+    if (!Object.hasOwn(tree, 'runtime')) continue;
+    const runtime = tree.runtime;
+    if (!isTomlTable(runtime)) name = undefined;
+    else if (Object.hasOwn(runtime, 'name')) name = runtime.name;
+  }
+  return namesRuntimeRsHandler({ name });
 }
 
 /** Kata's merge of a drop-in's tree into the tree so far (kata-types config/drop_in.rs; config.go agrees for these keys). */
@@ -577,22 +599,57 @@ function namingDropIn(error: unknown, dropInOf: (field: string) => string | unde
   return error.underField(`${error.field} (set in ${dropIn})`, `${dropIn}: ${error.hint}`);
 }
 
-/**
- * One file's TOML tree, its [runtime] and [hypervisor.*] keys under the names vcnet reads
- * (foldKeyCase), so that a drop-in's [Runtime] merges into the main file's [runtime] as in Kata.
- */
-function normalisedDocument(text: string, source: string, warnings: string[]): Record<string, unknown> {
-  let document: Record<string, unknown>;
+/** One file's TOML tree; a syntax error is refused naming the file. */
+function parsedToml(text: string, source: string): Record<string, unknown> {
   try {
     // Integers beyond 2^53 kept (as bigints): Kata's uint64 keys may hold them, and valid TOML is not refused.
-    document = parseToml(text, { integersAsBigInt: 'asNeeded' }) as Record<string, unknown>;
+    return parseToml(text, { integersAsBigInt: 'asNeeded' }) as Record<string, unknown>;
   } catch (error) {
     throw new VcnetError('VCNET_CONFIG_SYNTAX', `${source} is not valid TOML: ${(error as Error).message}`, {
       value: source,
       hint: 'fix the TOML syntax at the line the message names',
     });
   }
-  document = foldKeyCase(document, '', ['runtime', 'hypervisor'], warnings);
+}
+
+/**
+ * For a file runtime-rs runs: a notice for each key (or [runtime], [hypervisor] table) that differs from
+ * one vcnet reads only in case. runtime-rs's decoder (serde) matches keys by their exact name, so it
+ * ignores them, and vcnet does too; the Go runtime would read them (foldKeyCase).
+ */
+function exactKeyNotices(document: Record<string, unknown>, warnings: string[]): void {
+  const notice = (written: string, meant: string) =>
+    `${written} is ignored: runtime-rs reads keys by their exact name (the Go runtime would read it as ${meant}), and this file is runtime-rs's (its [runtime] name is set)`;
+  const caseOnly = (table: Record<string, unknown>, known: readonly string[], shown: (key: string) => string) => {
+    for (const key of Object.keys(table)) {
+      const meant = known.find((name) => name !== key && name === key.toLowerCase());
+      if (meant !== undefined) warnings.push(notice(shown(key), shown(meant)));
+    }
+  };
+  caseOnly(document, ['runtime', 'hypervisor'], (key) => `[${key}]`);
+  if (isTomlTable(document.runtime)) caseOnly(document.runtime, RUNTIME_KEYS, (key) => `[runtime] ${key}`);
+  if (isTomlTable(document.hypervisor)) {
+    for (const [name, section] of Object.entries(document.hypervisor)) {
+      if (isTomlTable(section)) caseOnly(section, HYPERVISOR_KEYS, (key) => `[hypervisor.${name}] ${key}`);
+    }
+  }
+}
+
+/**
+ * One file's TOML tree, its [runtime] and [hypervisor.*] keys under the names vcnet reads
+ * (foldKeyCase), so that a drop-in's [Runtime] merges into the main file's [runtime] as in the Go
+ * runtime; for a file runtime-rs runs, as written (exactKeyNotices says what that leaves out).
+ */
+function normalisedDocument(
+  tree: Record<string, unknown>,
+  warnings: string[],
+  runtimeRsRunsIt: boolean,
+): Record<string, unknown> {
+  if (runtimeRsRunsIt) {
+    exactKeyNotices(tree, warnings);
+    return tree;
+  }
+  const document = foldKeyCase(tree, '', ['runtime', 'hypervisor'], warnings);
   if (isTomlTable(document.runtime)) {
     document.runtime = foldKeyCase(document.runtime, 'runtime', RUNTIME_KEYS, warnings);
   }

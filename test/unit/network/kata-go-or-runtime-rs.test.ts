@@ -5,12 +5,14 @@
  * read name or hypervisor_name. So a file without name is the Go runtime's, whatever else it says.
  * Fixtures: test/fixtures/kata/*.toml, short files with the keys that matter.
  */
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/errors.js';
 import {
   ConfigurationConflictError,
   networkConfigFromKata,
+  parseKataConfiguration,
   readKataConfiguration,
 } from '../../../src/network/config.js';
 
@@ -96,5 +98,40 @@ describe('internetworking_model as runtime-rs reads it, in a runtime-rs file', (
     expect(() => networkConfigFromKata(settings, {})).toThrow(
       /disable_new_netns works only with internetworking_model "none"/,
     );
+  });
+});
+
+describe('keys that differ only in case', () => {
+  it('in a runtime-rs file: ignored, as runtime-rs matches keys by their exact name, each said', () => {
+    const settings = readKataConfiguration(fixture('runtime-rs-key-case.toml'));
+    expect(settings.model).toBeUndefined();
+    expect(settings.vhostNet).toBeUndefined();
+    expect(settings.warnings).toHaveLength(2);
+    expect(settings.warnings?.join('\n')).toMatch(/\[hypervisor\.qemu\] Disable_Vhost_Net is ignored: runtime-rs/);
+    expect(settings.warnings?.join('\n')).toMatch(/\[runtime\] Internetworking_Model is ignored: runtime-rs/);
+    expect(networkConfigFromKata(settings, { namespacePath })).toMatchObject({ model: 'tcfilter', vhostNet: 'auto' });
+  });
+
+  it('the same keys without [runtime] name: read, as the Go runtime reads them', () => {
+    const text = readFileSync(fixture('runtime-rs-key-case.toml'), 'utf8').replace('name = "virt_container"\n', '');
+    const settings = parseKataConfiguration(text);
+    expect(settings).toMatchObject({ model: 'macvtap', vhostNet: 'off' });
+    expect(settings.warnings).toBeUndefined();
+  });
+
+  it("a drop-in's [Runtime] of a runtime-rs file is not merged into [runtime], as runtime-rs leaves it out", () => {
+    const main = readFileSync(fixture('runtime-rs-model-macvtap.toml'), 'utf8').replace(
+      'model = "macvtap"',
+      'model = "tcfilter"',
+    );
+    const dropIn = { source: 'config.d/50-user.toml', text: '[Runtime]\ninternetworking_model = "none"\n' };
+    const settings = parseKataConfiguration(main, 'configuration.toml', [dropIn]);
+    expect(settings.model).toBe('tcfilter');
+    expect(settings.warnings).toEqual([expect.stringMatching(/^config\.d\/50-user\.toml: \[Runtime\] is ignored/)]);
+    // The name a drop-in sets decides too: without it, [Runtime] is the Go runtime's [runtime].
+    const goRuntime = parseKataConfiguration(main.replace('name = "virt_container"\n', ''), 'configuration.toml', [
+      dropIn,
+    ]);
+    expect(goRuntime.model).toBe('none');
   });
 });
