@@ -35,7 +35,7 @@ import {
   parseInterworkingModel,
 } from './interworking-model.js';
 import type { RateLimit } from './plan/types.js';
-import { validateBitRate, validateRate } from './rate-limit.js';
+import { MIN_BITS_PER_SECOND, validateBitRate, validateRate } from './rate-limit.js';
 import { networkConfigSchema } from './state/network-content-schema.js';
 import { checkTapId } from './tap-owner.js';
 
@@ -748,6 +748,33 @@ function readModelAsRuntimeRs(settings: KataNetworkSettings, warnings: string[])
   }
 }
 
+/**
+ * [hypervisor.X] rx_ or tx_rate_limiter_max_rate in bits/s, undefined for no limit. Below 8 bits/s a tc
+ * limit cannot be built (htb takes bytes/s, and the kernel refuses 0): refused, as the Go runtime fails
+ * on it when it builds the htb, except where Kata builds none. Firecracker: Kata's bucket is rate / 8 =
+ * 0 bytes, which Firecracker takes as no limit; Cloud Hypervisor: the Go runtime does not read the keys
+ * (networkConfigFromKata says so).
+ */
+function kataBitRate(
+  section: Record<string, unknown>,
+  name: string,
+  direction: 'rx' | 'tx',
+  warnings: string[],
+): number | undefined {
+  const key = `${direction}_rate_limiter_max_rate`;
+  const field = `hypervisor.${name}.${key}`;
+  const hypervisor = knownHypervisorOfSection(name);
+  if (hypervisor !== 'firecracker' && hypervisor !== 'clh') return validateBitRate(field, section[key]);
+  const rate = validateRate(field, section[key]);
+  if (hypervisor === 'firecracker' && rate !== undefined && rate < MIN_BITS_PER_SECOND) {
+    warnings.push(
+      `[hypervisor.${name}] ${key} = ${rate} is no limit: Kata gives Firecracker a bucket of ${rate} / 8 = 0 bytes, which Firecracker takes as none, and so does vcnet. Set at least ${MIN_BITS_PER_SECOND} for a limit`,
+    );
+    return undefined;
+  }
+  return rate;
+}
+
 /** The settings of a merged, normalised tree (`source` names it in notices). */
 function settingsOf(document: Record<string, unknown>, source: string, warnings: string[]): KataNetworkSettings {
   const settings: KataNetworkSettings = {};
@@ -817,8 +844,8 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
     section = tomlShownValues(section);
     settings.hypervisor = name;
     const prefix = `hypervisor.${name}`;
-    const rx = validateBitRate(`${prefix}.rx_rate_limiter_max_rate`, section.rx_rate_limiter_max_rate);
-    const tx = validateBitRate(`${prefix}.tx_rate_limiter_max_rate`, section.tx_rate_limiter_max_rate);
+    const rx = kataBitRate(section, name, 'rx', warnings);
+    const tx = kataBitRate(section, name, 'tx', warnings);
     if (rx || tx)
       settings.rateLimit = { ...(rx ? { rxBitsPerSecond: rx } : {}), ...(tx ? { txBitsPerSecond: tx } : {}) };
     // Block storage only (Kata): it must not move the vhost-user-net socket search.

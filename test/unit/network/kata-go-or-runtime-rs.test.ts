@@ -135,3 +135,23 @@ describe('keys that differ only in case', () => {
     expect(goRuntime.model).toBe('none');
   });
 });
+
+describe('rx/tx_rate_limiter_max_rate below 8 bits per second, where Kata runs the file', () => {
+  it('Firecracker: no limit, as Kata gives Firecracker a 0-byte bucket, with a warning', () => {
+    const settings = readKataConfiguration(fixture('go-runtime-firecracker-low-rate.toml'));
+    expect(settings.rateLimit).toEqual({ txBitsPerSecond: 8000 });
+    expect(settings.warnings).toEqual([
+      expect.stringMatching(/\[hypervisor\.firecracker\] rx_rate_limiter_max_rate = 4 is no limit/),
+    ]);
+    expect(networkConfigFromKata(settings, { namespacePath }).vmmRateLimiter).toEqual({ txBitsPerSecond: 8000 });
+  });
+
+  it('Cloud Hypervisor: read and ignored with the usual warning, as the Go runtime does not read them there', () => {
+    const settings = readKataConfiguration(fixture('go-runtime-clh-low-rate.toml'));
+    const warnings: string[] = [];
+    const config = networkConfigFromKata(settings, { namespacePath, warn: (message) => warnings.push(message) });
+    expect(config.rateLimit).toBeUndefined();
+    expect(config.vmmRateLimiter).toBeUndefined();
+    expect(warnings).toEqual([expect.stringMatching(/not Cloud Hypervisor keys \(Kata ignores them there\)/)]);
+  });
+});
