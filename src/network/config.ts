@@ -535,7 +535,8 @@ export function parseKataConfiguration(
     mergeDropIn(document, tree, '', dropIn.source, origins);
   }
   try {
-    return settingsOf(document, dropIns.length === 0 ? source : `${source} with its config.d drop-ins`, warnings);
+    const sourceShown = dropIns.length === 0 ? source : `${source} with its config.d drop-ins`;
+    return settingsOf(document, sourceShown, warnings, runtimeRsRunsIt);
   } catch (error) {
     throw namingDropIn(error, (field) => originOf(field, origins));
   }
@@ -776,11 +777,15 @@ function kataBitRate(
 }
 
 /** The settings of a merged, normalised tree (`source` names it in notices). */
-function settingsOf(document: Record<string, unknown>, source: string, warnings: string[]): KataNetworkSettings {
+function settingsOf(
+  document: Record<string, unknown>,
+  source: string,
+  warnings: string[],
+  runtimeRsRunsIt: boolean,
+): KataNetworkSettings {
   const settings: KataNetworkSettings = {};
   const runtime = tomlTable(document.runtime, 'runtime') ?? {};
   warnings.push(...nearMissNotices(runtime, 'runtime', RUNTIME_KEYS));
-  const runtimeRsRunsIt = namesRuntimeRsHandler(runtime);
   expectType('runtime.internetworking_model', runtime.internetworking_model, 'string');
   if (typeof runtime.internetworking_model === 'string') {
     if (runtimeRsRunsIt) refuseRuntimeRsDefaultModel(runtime.internetworking_model);
@@ -865,15 +870,16 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
       settings.vcpus = section.default_vcpus < 0 ? availableParallelism() : Math.ceil(section.default_vcpus);
     }
     // runtime-rs takes a NIC's queue pairs from network_queues, a key the Go runtime does not have. A
-    // file is runtime-rs's when it has that key or [runtime] name (the runtime-rs handler,
-    // "virt_container", in every runtime-rs configuration and also unknown to the Go runtime), or a
-    // section name only runtime-rs reads (the Go runtime refuses [hypervisor.cloud-hypervisor]).
-    if (
-      Object.hasOwn(section, 'network_queues') ||
-      Object.hasOwn(runtime, 'name') ||
-      Object.hasOwn(SECTION_ALIASES, name)
-    ) {
+    // file is runtime-rs's when its [runtime] name is set (the runtime-rs handler, "virt_container", in
+    // every runtime-rs configuration; runtime-rs runs no file without it), or when its section has a name
+    // only runtime-rs reads (the Go runtime refuses [hypervisor.cloud-hypervisor]). In any other file
+    // network_queues is a key the Go runtime, the only one to run it, does not read.
+    if (runtimeRsRunsIt || Object.hasOwn(SECTION_ALIASES, name)) {
       settings.networkQueues = runtimeRsNetworkQueues(section.network_queues, `${prefix}.network_queues`);
+    } else if (Object.hasOwn(section, 'network_queues')) {
+      warnings.push(
+        `[hypervisor.${name}] network_queues = ${String(section.network_queues)} is not used: it is a runtime-rs key, and without [runtime] name only the Go runtime runs ${source}, which gives a NIC ${knownHypervisorOfSection(name) === 'qemu' ? 'one queue pair per vCPU (default_vcpus)' : 'one queue pair'}; vcnet does the same`,
+      );
     }
     expectType(`${prefix}.cold_plug_vfio`, section.cold_plug_vfio, 'string');
     if (typeof section.cold_plug_vfio === 'string' && section.cold_plug_vfio !== '') {
@@ -893,7 +899,7 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
   }
   // Kata's default applies to a file the Go runtime read (an empty value, no section, even an empty
   // file: its default hypervisor configuration has it), never where no file was read.
-  if (settings.networkQueues === undefined && !Object.hasOwn(runtime, 'name')) {
+  if (settings.networkQueues === undefined && !runtimeRsRunsIt) {
     settings.coldPlugVfio ??= COLD_PLUG_DISABLED;
   }
   if (warnings.length > 0) settings.warnings = warnings;

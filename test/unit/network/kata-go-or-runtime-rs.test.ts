@@ -113,7 +113,9 @@ describe('keys that differ only in case', () => {
   });
 
   it('the same keys without [runtime] name: read, as the Go runtime reads them', () => {
-    const text = readFileSync(fixture('runtime-rs-key-case.toml'), 'utf8').replace('name = "virt_container"\n', '');
+    const text = readFileSync(fixture('runtime-rs-key-case.toml'), 'utf8')
+      .replace('name = "virt_container"\n', '')
+      .replace('network_queues = 1\n', '');
     const settings = parseKataConfiguration(text);
     expect(settings).toMatchObject({ model: 'macvtap', vhostNet: 'off' });
     expect(settings.warnings).toBeUndefined();
@@ -153,5 +155,28 @@ describe('rx/tx_rate_limiter_max_rate below 8 bits per second, where Kata runs t
     expect(config.rateLimit).toBeUndefined();
     expect(config.vmmRateLimiter).toBeUndefined();
     expect(warnings).toEqual([expect.stringMatching(/not Cloud Hypervisor keys \(Kata ignores them there\)/)]);
+  });
+});
+
+describe('network_queues (a runtime-rs key) in a file without [runtime] name', () => {
+  it("is the Go runtime's file: queues from default_vcpus, cold_plug_vfio's default, and a warning", () => {
+    const settings = readKataConfiguration(fixture('go-runtime-network-queues.toml'));
+    expect(settings.networkQueues).toBeUndefined();
+    expect(settings.coldPlugVfio).toBe('no-port');
+    expect(settings.warnings).toEqual([expect.stringMatching(/\[hypervisor\.qemu\] network_queues = 4 is not used/)]);
+    const config = networkConfigFromKata(settings, { namespacePath });
+    expect(config).toMatchObject({ queues: 1, coldPlugVfio: 'no-port' });
+  });
+
+  it("with [runtime] name it is runtime-rs's: queues from network_queues, no cold_plug_vfio default", () => {
+    const text = readFileSync(fixture('go-runtime-network-queues.toml'), 'utf8').replace(
+      '[runtime]\n',
+      '[runtime]\nname = "virt_container"\nhypervisor_name = "qemu"\n',
+    );
+    const settings = parseKataConfiguration(text);
+    expect(settings).toMatchObject({ networkQueues: 4 });
+    expect(settings.coldPlugVfio).toBeUndefined();
+    expect(settings.warnings).toBeUndefined();
+    expect(networkConfigFromKata(settings, { namespacePath }).queues).toBe(4);
   });
 });
