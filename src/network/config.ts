@@ -54,7 +54,10 @@ export interface NetworkConfig {
   rateLimit?: RateLimit;
   /** Limits the VMM applies itself (Firecracker, Cloud Hypervisor) instead of tc. */
   vmmRateLimiter?: VmmRateLimiter;
-  /** Cloud Hypervisor: each NIC behind the VM's IOMMU (`iommu` in its NetConfig; [hypervisor.clh] enable_iommu). */
+  /**
+   * Cloud Hypervisor: each NIC behind the VM's IOMMU (`iommu` in its NetConfig), for a VM booted with one
+   * (Kata: the enable_iommu annotation; its Go runtime does not read [hypervisor.clh] enable_iommu).
+   */
   nicIommu?: boolean;
   /** Queues per NIC (vCPUs); 1 disables multi-queue. */
   queues: number;
@@ -278,7 +281,11 @@ export interface KataNetworkSettings {
   danConfigDirectory?: string;
   /** [hypervisor.clh] net_rate_limiter_* (Cloud Hypervisor's own limiter). */
   cloudHypervisorRateLimiter?: Pick<VmmRateLimiter, 'bandwidth' | 'operations'>;
-  /** [hypervisor.clh] enable_iommu: Kata puts each NIC behind the VM's IOMMU (clh.go addNet, SetIommu). */
+  /**
+   * Cloud Hypervisor: each NIC behind the VM's IOMMU (clh.go addNet, SetIommu), as Kata does when the
+   * sandbox's io.katacontainers.config.hypervisor.enable_iommu annotation turns the IOMMU on. Never set
+   * from a file: Kata's Go runtime does not read [hypervisor.clh] enable_iommu.
+   */
   cloudHypervisorIommu?: boolean;
   /**
    * runtime-rs's queue pairs per NIC ([hypervisor.X] network_queues, 1 when absent): set only for a
@@ -889,7 +896,14 @@ function settingsOf(
       const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);
       const operations = cloudHypervisorBucket(section, prefix, 'ops', warnings);
       expectType(`${prefix}.enable_iommu`, section.enable_iommu, 'boolean');
-      if (section.enable_iommu === true) settings.cloudHypervisorIommu = true;
+      // Kata's Go runtime reads enable_iommu for QEMU only: newClhHypervisorConfig never copies it, so a
+      // Cloud Hypervisor VM (and its NICs) gets an IOMMU only from the sandbox's annotation. A NIC sent
+      // with iommu to a VM booted without one would not work.
+      if (section.enable_iommu === true) {
+        warnings.push(
+          `[hypervisor.${name}] enable_iommu = true puts no NIC behind an IOMMU: Kata's Go runtime does not read the key for Cloud Hypervisor (only the io.katacontainers.config.hypervisor.enable_iommu annotation gives its VM an IOMMU), and runtime-rs puts no NIC behind one; vcnet does the same (a library caller whose VM has an IOMMU sets NetworkConfig.nicIommu)`,
+        );
+      }
       if (bandwidth || operations)
         settings.cloudHypervisorRateLimiter = {
           ...(bandwidth ? { bandwidth } : {}),
@@ -1117,8 +1131,8 @@ export function networkConfigFromKata(
 /**
  * A runtime-rs file's NIC settings that runtime-rs itself leaves unused but vcnet applies as the Go runtime
  * does: runtime-rs reads rx/tx_rate_limiter_max_rate without building any limit from them, has no
- * net_rate_limiter_* keys, and puts no Cloud Hypervisor NIC behind the IOMMU. Applied all the same (the
- * file's own comments promise the limit), but said, since the NIC then differs from runtime-rs's.
+ * net_rate_limiter_* keys. Applied all the same (the file's own comments promise the limit), but said,
+ * since the NIC then differs from runtime-rs's.
  */
 function warnRuntimeRsIgnores(
   settings: KataNetworkSettings,
@@ -1131,11 +1145,6 @@ function warnRuntimeRsIgnores(
     const keys = hypervisor === 'clh' ? 'net_rate_limiter_*' : 'rx/tx_rate_limiter_max_rate';
     warn(
       `${keys} in ${section} of a runtime-rs configuration: runtime-rs limits no NIC (it reads rx/tx_rate_limiter_max_rate but applies neither, and has no net_rate_limiter_* keys); vcnet applies the limit as Kata's Go runtime does`,
-    );
-  }
-  if (hypervisor === 'clh' && settings.cloudHypervisorIommu) {
-    warn(
-      `enable_iommu in ${section} of a runtime-rs configuration: runtime-rs puts no Cloud Hypervisor NIC behind the IOMMU; vcnet does, as Kata's Go runtime does`,
     );
   }
 }
