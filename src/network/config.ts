@@ -35,7 +35,7 @@ import {
   parseInterworkingModel,
 } from './interworking-model.js';
 import type { RateLimit } from './plan/types.js';
-import { validateBitRate, validateRate } from './rate-limit.js';
+import { MIN_BITS_PER_SECOND, validateBitRate, validateRate } from './rate-limit.js';
 import { networkConfigSchema } from './state/network-content-schema.js';
 import { checkTapId } from './tap-owner.js';
 
@@ -54,7 +54,10 @@ export interface NetworkConfig {
   rateLimit?: RateLimit;
   /** Limits the VMM applies itself (Firecracker, Cloud Hypervisor) instead of tc. */
   vmmRateLimiter?: VmmRateLimiter;
-  /** Cloud Hypervisor: each NIC behind the VM's IOMMU (`iommu` in its NetConfig; [hypervisor.clh] enable_iommu). */
+  /**
+   * Cloud Hypervisor: each NIC behind the VM's IOMMU (`iommu` in its NetConfig), for a VM booted with one
+   * (Kata: the enable_iommu annotation; its Go runtime does not read [hypervisor.clh] enable_iommu).
+   */
   nicIommu?: boolean;
   /** Queues per NIC (vCPUs); 1 disables multi-queue. */
   queues: number;
@@ -278,7 +281,11 @@ export interface KataNetworkSettings {
   danConfigDirectory?: string;
   /** [hypervisor.clh] net_rate_limiter_* (Cloud Hypervisor's own limiter). */
   cloudHypervisorRateLimiter?: Pick<VmmRateLimiter, 'bandwidth' | 'operations'>;
-  /** [hypervisor.clh] enable_iommu: Kata puts each NIC behind the VM's IOMMU (clh.go addNet, SetIommu). */
+  /**
+   * Cloud Hypervisor: each NIC behind the VM's IOMMU (clh.go addNet, SetIommu), as Kata does when the
+   * sandbox's io.katacontainers.config.hypervisor.enable_iommu annotation turns the IOMMU on. Never set
+   * from a file: Kata's Go runtime does not read [hypervisor.clh] enable_iommu.
+   */
   cloudHypervisorIommu?: boolean;
   /**
    * runtime-rs's queue pairs per NIC ([hypervisor.X] network_queues, 1 when absent): set only for a
@@ -466,7 +473,8 @@ function listed(items: readonly string[]): string {
 function nearMissNotices(table: Record<string, unknown>, section: string, known: readonly string[]): string[] {
   const notices: string[] = [];
   for (const key of Object.keys(table)) {
-    if (known.includes(key)) continue;
+    // A difference in case only is read as the runtime reads it (foldKeyCase, exactKeyNotices).
+    if (known.includes(key.toLowerCase())) continue;
     // The closest (tx_rate_limiter_max_rat is one edit from tx_, two from rx_rate_limiter_max_rate).
     let meant: string | undefined;
     let nearest = 3;
@@ -507,20 +515,26 @@ export function parseKataConfiguration(
     );
   }
   if (!Array.isArray(dropIns)) throw new InvalidInputError('dropIns', dropIns, 'an array of { source, text }');
-  const warnings: string[] = [];
-  const document = normalisedDocument(text, source, warnings);
-  // For each key path a drop-in set, the drop-in (the last one that set it).
-  const origins = new Map<string, string>();
-  for (const [index, given] of dropIns.entries()) {
+  const mainTree = parsedToml(text, source);
+  const dropInTrees = dropIns.map((given, index) => {
     const dropIn = optionsArgument(given, `dropIns[${index}]`, ['source', 'text']);
     labelArgument(dropIn.source, `dropIns[${index}].source`, 'config.d/50-user-overrides.toml');
     if (typeof dropIn.text !== 'string') {
       throw new InvalidInputError(`dropIns[${index}].text`, dropIn.text, 'the text of a drop-in, as a string');
     }
+    return { source: dropIn.source, tree: parsedToml(dropIn.text, dropIn.source) };
+  });
+  // runtime-rs reads every key by its exact name: a file it runs is read so, the Go runtime's any case.
+  const runtimeRsRunsIt = runtimeRsRunsTrees([mainTree, ...dropInTrees.map(({ tree }) => tree)]);
+  const warnings: string[] = [];
+  const document = normalisedDocument(mainTree, warnings, runtimeRsRunsIt);
+  // For each key path a drop-in set, the drop-in (the last one that set it).
+  const origins = new Map<string, string>();
+  for (const dropIn of dropInTrees) {
     const noticesOfDropIn: string[] = [];
     let tree: Record<string, unknown>;
     try {
-      tree = normalisedDocument(dropIn.text, dropIn.source, noticesOfDropIn);
+      tree = normalisedDocument(dropIn.tree, noticesOfDropIn, runtimeRsRunsIt);
     } catch (error) {
       throw namingDropIn(error, () => dropIn.source);
     }
@@ -528,10 +542,26 @@ export function parseKataConfiguration(
     mergeDropIn(document, tree, '', dropIn.source, origins);
   }
   try {
-    return settingsOf(document, dropIns.length === 0 ? source : `${source} with its config.d drop-ins`, warnings);
+    const sourceShown = dropIns.length === 0 ? source : `${source} with its config.d drop-ins`;
+    return settingsOf(document, sourceShown, warnings, runtimeRsRunsIt);
   } catch (error) {
     throw namingDropIn(error, (field) => originOf(field, origins));
   }
+}
+
+/**
+ * Whether runtime-rs would run these trees (the file, then its drop-ins in order): [runtime] name, by its
+ * exact name as runtime-rs reads it, set to a non-empty string by the last tree that sets it.
+ */
+function runtimeRsRunsTrees(trees: readonly Record<string, unknown>[]): boolean {
+  let name: unknown;
+  for (const tree of trees) {
+    if (!Object.hasOwn(tree, 'runtime')) continue;
+    const runtime = tree.runtime;
+    if (!isTomlTable(runtime)) name = undefined;
+    else if (Object.hasOwn(runtime, 'name')) name = runtime.name;
+  }
+  return namesRuntimeRsHandler({ name });
 }
 
 /** Kata's merge of a drop-in's tree into the tree so far (kata-types config/drop_in.rs; config.go agrees for these keys). */
@@ -577,22 +607,57 @@ function namingDropIn(error: unknown, dropInOf: (field: string) => string | unde
   return error.underField(`${error.field} (set in ${dropIn})`, `${dropIn}: ${error.hint}`);
 }
 
-/**
- * One file's TOML tree, its [runtime] and [hypervisor.*] keys under the names vcnet reads
- * (foldKeyCase), so that a drop-in's [Runtime] merges into the main file's [runtime] as in Kata.
- */
-function normalisedDocument(text: string, source: string, warnings: string[]): Record<string, unknown> {
-  let document: Record<string, unknown>;
+/** One file's TOML tree; a syntax error is refused naming the file. */
+function parsedToml(text: string, source: string): Record<string, unknown> {
   try {
     // Integers beyond 2^53 kept (as bigints): Kata's uint64 keys may hold them, and valid TOML is not refused.
-    document = parseToml(text, { integersAsBigInt: 'asNeeded' }) as Record<string, unknown>;
+    return parseToml(text, { integersAsBigInt: 'asNeeded' }) as Record<string, unknown>;
   } catch (error) {
     throw new VcnetError('VCNET_CONFIG_SYNTAX', `${source} is not valid TOML: ${(error as Error).message}`, {
       value: source,
       hint: 'fix the TOML syntax at the line the message names',
     });
   }
-  document = foldKeyCase(document, '', ['runtime', 'hypervisor'], warnings);
+}
+
+/**
+ * For a file runtime-rs runs: a notice for each key (or [runtime], [hypervisor] table) that differs from
+ * one vcnet reads only in case. runtime-rs's decoder (serde) matches keys by their exact name, so it
+ * ignores them, and vcnet does too; the Go runtime would read them (foldKeyCase).
+ */
+function exactKeyNotices(document: Record<string, unknown>, warnings: string[]): void {
+  const notice = (written: string, meant: string) =>
+    `${written} is ignored: runtime-rs reads keys by their exact name (the Go runtime would read it as ${meant}), and this file is runtime-rs's (its [runtime] name is set)`;
+  const caseOnly = (table: Record<string, unknown>, known: readonly string[], shown: (key: string) => string) => {
+    for (const key of Object.keys(table)) {
+      const meant = known.find((name) => name !== key && name === key.toLowerCase());
+      if (meant !== undefined) warnings.push(notice(shown(key), shown(meant)));
+    }
+  };
+  caseOnly(document, ['runtime', 'hypervisor'], (key) => `[${key}]`);
+  if (isTomlTable(document.runtime)) caseOnly(document.runtime, RUNTIME_KEYS, (key) => `[runtime] ${key}`);
+  if (isTomlTable(document.hypervisor)) {
+    for (const [name, section] of Object.entries(document.hypervisor)) {
+      if (isTomlTable(section)) caseOnly(section, HYPERVISOR_KEYS, (key) => `[hypervisor.${name}] ${key}`);
+    }
+  }
+}
+
+/**
+ * One file's TOML tree, its [runtime] and [hypervisor.*] keys under the names vcnet reads
+ * (foldKeyCase), so that a drop-in's [Runtime] merges into the main file's [runtime] as in the Go
+ * runtime; for a file runtime-rs runs, as written (exactKeyNotices says what that leaves out).
+ */
+function normalisedDocument(
+  tree: Record<string, unknown>,
+  warnings: string[],
+  runtimeRsRunsIt: boolean,
+): Record<string, unknown> {
+  if (runtimeRsRunsIt) {
+    exactKeyNotices(tree, warnings);
+    return tree;
+  }
+  const document = foldKeyCase(tree, '', ['runtime', 'hypervisor'], warnings);
   if (isTomlTable(document.runtime)) {
     document.runtime = foldKeyCase(document.runtime, 'runtime', RUNTIME_KEYS, warnings);
   }
@@ -643,18 +708,100 @@ function runtimeRsNetworkQueues(value: unknown, field: string): number {
   return Math.min(Math.max(value, 1), RUNTIME_RS_MAX_NETWORK_QUEUES);
 }
 
+/**
+ * runtime-rs runs a configuration only when its [runtime] name (the handler, "virt_container") is set,
+ * and refuses any other ("Runtime name is missing in the configuration"); the Go runtime does not read
+ * the key. A file without it is the Go runtime's.
+ */
+function namesRuntimeRsHandler(runtime: Record<string, unknown>): boolean {
+  return typeof runtime.name === 'string' && runtime.name !== '';
+}
+
+/**
+ * runtime-rs checks internetworking_model against its own list (kata-types Runtime::validate: tcfilter,
+ * macvtap, none, l3forwarding; empty is tcfilter) and refuses the file on "default", the Go runtime's
+ * name for tcfilter.
+ */
+function refuseRuntimeRsDefaultModel(value: string): void {
+  if (value !== 'default') return;
+  throw new InvalidInputError(
+    'runtime.internetworking_model',
+    value,
+    'tcfilter, macvtap, none',
+    'runtime-rs refuses "default" ("Invalid internetworking_model"), and this file is runtime-rs\'s (its [runtime] name is set); write "tcfilter" (or leave the key empty): the Go runtime reads "default" as tcfilter',
+  );
+}
+
+/**
+ * The model of a file runtime-rs runs, where runtime-rs differs from the Go runtime:
+ * - disable_new_netns: runtime-rs gives the sandbox no network namespace, so no network, whatever the
+ *   model (the Go runtime refuses any model but none): read as none, which is what vcnet builds then;
+ * - macvtap: runtime-rs accepts it but has no such model (network_model::new gives every name but
+ *   tcfilter and l3forwarding the none model: a tap joined to nothing); vcnet builds the macvtap the
+ *   Go runtime builds, and says so.
+ */
+function readModelAsRuntimeRs(settings: KataNetworkSettings, warnings: string[]): void {
+  const model = settings.model ?? DEFAULT_INTERWORKING_MODEL;
+  if (settings.disableNewNetns === true && model !== 'none') {
+    warnings.push(
+      `internetworking_model = "${model}" with disable_new_netns in a runtime-rs configuration: runtime-rs then makes no network for the sandbox whatever the model, so vcnet reads the model as none (the Go runtime refuses the pair)`,
+    );
+    settings.model = 'none';
+    return;
+  }
+  if (model === 'macvtap') {
+    warnings.push(
+      'internetworking_model = "macvtap" in a runtime-rs configuration: runtime-rs has no macvtap model and runs the none model instead (the tap is made and joined to nothing); vcnet builds the macvtap as the Go runtime does',
+    );
+  }
+}
+
+/**
+ * [hypervisor.X] rx_ or tx_rate_limiter_max_rate in bits/s, undefined for no limit. Below 8 bits/s a tc
+ * limit cannot be built (htb takes bytes/s, and the kernel refuses 0): refused, as the Go runtime fails
+ * on it when it builds the htb, except where Kata builds none. Firecracker: Kata's bucket is rate / 8 =
+ * 0 bytes, which Firecracker takes as no limit; Cloud Hypervisor: the Go runtime does not read the keys
+ * (networkConfigFromKata says so).
+ */
+function kataBitRate(
+  section: Record<string, unknown>,
+  name: string,
+  direction: 'rx' | 'tx',
+  warnings: string[],
+): number | undefined {
+  const key = `${direction}_rate_limiter_max_rate`;
+  const field = `hypervisor.${name}.${key}`;
+  const hypervisor = knownHypervisorOfSection(name);
+  if (hypervisor !== 'firecracker' && hypervisor !== 'clh') return validateBitRate(field, section[key]);
+  const rate = validateRate(field, section[key]);
+  if (hypervisor === 'firecracker' && rate !== undefined && rate < MIN_BITS_PER_SECOND) {
+    warnings.push(
+      `[hypervisor.${name}] ${key} = ${rate} is no limit: Kata gives Firecracker a bucket of ${rate} / 8 = 0 bytes, which Firecracker takes as none, and so does vcnet. Set at least ${MIN_BITS_PER_SECOND} for a limit`,
+    );
+    return undefined;
+  }
+  return rate;
+}
+
 /** The settings of a merged, normalised tree (`source` names it in notices). */
-function settingsOf(document: Record<string, unknown>, source: string, warnings: string[]): KataNetworkSettings {
+function settingsOf(
+  document: Record<string, unknown>,
+  source: string,
+  warnings: string[],
+  runtimeRsRunsIt: boolean,
+): KataNetworkSettings {
   const settings: KataNetworkSettings = {};
   const runtime = tomlTable(document.runtime, 'runtime') ?? {};
   warnings.push(...nearMissNotices(runtime, 'runtime', RUNTIME_KEYS));
   expectType('runtime.internetworking_model', runtime.internetworking_model, 'string');
   if (typeof runtime.internetworking_model === 'string') {
+    if (runtimeRsRunsIt) refuseRuntimeRsDefaultModel(runtime.internetworking_model);
     const model = kataInterworkingModel(runtime.internetworking_model, 'runtime.internetworking_model');
     if (model !== undefined) settings.model = model;
   }
   expectType('runtime.disable_new_netns', runtime.disable_new_netns, 'boolean');
   if (typeof runtime.disable_new_netns === 'boolean') settings.disableNewNetns = runtime.disable_new_netns;
+  if (runtimeRsRunsIt) readModelAsRuntimeRs(settings, warnings);
   expectType('runtime.dan_conf', runtime.dan_conf, 'string');
   if (typeof runtime.dan_conf === 'string' && runtime.dan_conf !== '') settings.danConfigDirectory = runtime.dan_conf;
 
@@ -673,18 +820,31 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
   const sectionNames = Object.keys(hypervisors);
   // runtime-rs runs the section its [runtime] hypervisor_name names (a key the Go runtime does not have,
   // read as runtime-rs's serde decoder reads it: by its exact name), and fails on a name with no section.
+  // It runs only a file whose [runtime] name is set: without one the file is the Go runtime's, which
+  // ignores hypervisor_name, so a stray one must not refuse a file the Go runtime runs.
   expectType('runtime.hypervisor_name', runtime.hypervisor_name, 'string');
   const namedSection = typeof runtime.hypervisor_name === 'string' ? runtime.hypervisor_name : '';
-  if (namedSection !== '' && sectionNames.length > 0) {
-    if (!Object.hasOwn(hypervisors, namedSection)) {
+  const namedSectionPresent = namedSection !== '' && Object.hasOwn(hypervisors, namedSection);
+  if (namedSection !== '' && sectionNames.length > 0 && !namedSectionPresent) {
+    if (runtimeRsRunsIt) {
       throw new InvalidInputError(
         'runtime.hypervisor_name',
         namedSection,
         `the name of a [hypervisor.*] section of ${source} (${sectionNames.join(', ')})`,
-        'runtime-rs runs the section hypervisor_name names and fails when the file has none of that name',
+        "runtime-rs runs the section hypervisor_name names and fails when the file has none of that name (the file is runtime-rs's: its [runtime] name is set)",
       );
     }
+    warnings.push(
+      `[runtime] hypervisor_name = "${namedSection}" names no [hypervisor.*] section of ${source} (${sectionNames.join(', ')}): the Go runtime does not read it, and runs the file, as vcnet reads it; runtime-rs would refuse it ("Invalid hypervisor name"), and runs no file without [runtime] name anyway. Remove the key, or name the section`,
+    );
+  }
+  if (namedSectionPresent) {
     [name, section] = [namedSection, hypervisors[namedSection] as Record<string, unknown>];
+    if (!runtimeRsRunsIt && sectionNames.length > 1) {
+      warnings.push(
+        `${source} has ${sectionNames.length} [hypervisor.*] sections (${sectionNames.join(', ')}): vcnet reads [hypervisor.${name}], the one [runtime] hypervisor_name names; but the file has no [runtime] name, so only the Go runtime runs it, and the Go runtime does not read hypervisor_name: it takes whichever section its map iteration yields last, which varies from run to run. Keep only the section of the hypervisor the runtime uses`,
+      );
+    }
   } else if (name && sectionNames.length > 1) {
     // Kata keeps the last section its map iteration yields, which Go randomises: no order is Kata's.
     warnings.push(
@@ -696,8 +856,8 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
     section = tomlShownValues(section);
     settings.hypervisor = name;
     const prefix = `hypervisor.${name}`;
-    const rx = validateBitRate(`${prefix}.rx_rate_limiter_max_rate`, section.rx_rate_limiter_max_rate);
-    const tx = validateBitRate(`${prefix}.tx_rate_limiter_max_rate`, section.tx_rate_limiter_max_rate);
+    const rx = kataBitRate(section, name, 'rx', warnings);
+    const tx = kataBitRate(section, name, 'tx', warnings);
     if (rx || tx)
       settings.rateLimit = { ...(rx ? { rxBitsPerSecond: rx } : {}), ...(tx ? { txBitsPerSecond: tx } : {}) };
     // Block storage only (Kata): it must not move the vhost-user-net socket search.
@@ -717,15 +877,16 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
       settings.vcpus = section.default_vcpus < 0 ? availableParallelism() : Math.ceil(section.default_vcpus);
     }
     // runtime-rs takes a NIC's queue pairs from network_queues, a key the Go runtime does not have. A
-    // file is runtime-rs's when it has that key or [runtime] name (the runtime-rs handler,
-    // "virt_container", in every runtime-rs configuration and also unknown to the Go runtime), or a
-    // section name only runtime-rs reads (the Go runtime refuses [hypervisor.cloud-hypervisor]).
-    if (
-      Object.hasOwn(section, 'network_queues') ||
-      Object.hasOwn(runtime, 'name') ||
-      Object.hasOwn(SECTION_ALIASES, name)
-    ) {
+    // file is runtime-rs's when its [runtime] name is set (the runtime-rs handler, "virt_container", in
+    // every runtime-rs configuration; runtime-rs runs no file without it), or when its section has a name
+    // only runtime-rs reads (the Go runtime refuses [hypervisor.cloud-hypervisor]). In any other file
+    // network_queues is a key the Go runtime, the only one to run it, does not read.
+    if (runtimeRsRunsIt || Object.hasOwn(SECTION_ALIASES, name)) {
       settings.networkQueues = runtimeRsNetworkQueues(section.network_queues, `${prefix}.network_queues`);
+    } else if (Object.hasOwn(section, 'network_queues')) {
+      warnings.push(
+        `[hypervisor.${name}] network_queues = ${String(section.network_queues)} is not used: it is a runtime-rs key, and without [runtime] name only the Go runtime runs ${source}, which gives a NIC ${knownHypervisorOfSection(name) === 'qemu' ? 'one queue pair per vCPU (default_vcpus)' : 'one queue pair'}; vcnet does the same`,
+      );
     }
     expectType(`${prefix}.cold_plug_vfio`, section.cold_plug_vfio, 'string');
     if (typeof section.cold_plug_vfio === 'string' && section.cold_plug_vfio !== '') {
@@ -735,7 +896,14 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
       const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);
       const operations = cloudHypervisorBucket(section, prefix, 'ops', warnings);
       expectType(`${prefix}.enable_iommu`, section.enable_iommu, 'boolean');
-      if (section.enable_iommu === true) settings.cloudHypervisorIommu = true;
+      // Kata's Go runtime reads enable_iommu for QEMU only: newClhHypervisorConfig never copies it, so a
+      // Cloud Hypervisor VM (and its NICs) gets an IOMMU only from the sandbox's annotation. A NIC sent
+      // with iommu to a VM booted without one would not work.
+      if (section.enable_iommu === true) {
+        warnings.push(
+          `[hypervisor.${name}] enable_iommu = true puts no NIC behind an IOMMU: Kata's Go runtime does not read the key for Cloud Hypervisor (only the io.katacontainers.config.hypervisor.enable_iommu annotation gives its VM an IOMMU), and runtime-rs puts no NIC behind one; vcnet does the same (a library caller whose VM has an IOMMU sets NetworkConfig.nicIommu)`,
+        );
+      }
       if (bandwidth || operations)
         settings.cloudHypervisorRateLimiter = {
           ...(bandwidth ? { bandwidth } : {}),
@@ -745,7 +913,7 @@ function settingsOf(document: Record<string, unknown>, source: string, warnings:
   }
   // Kata's default applies to a file the Go runtime read (an empty value, no section, even an empty
   // file: its default hypervisor configuration has it), never where no file was read.
-  if (settings.networkQueues === undefined && !Object.hasOwn(runtime, 'name')) {
+  if (settings.networkQueues === undefined && !runtimeRsRunsIt) {
     settings.coldPlugVfio ??= COLD_PLUG_DISABLED;
   }
   if (warnings.length > 0) settings.warnings = warnings;
@@ -963,8 +1131,8 @@ export function networkConfigFromKata(
 /**
  * A runtime-rs file's NIC settings that runtime-rs itself leaves unused but vcnet applies as the Go runtime
  * does: runtime-rs reads rx/tx_rate_limiter_max_rate without building any limit from them, has no
- * net_rate_limiter_* keys, and puts no Cloud Hypervisor NIC behind the IOMMU. Applied all the same (the
- * file's own comments promise the limit), but said, since the NIC then differs from runtime-rs's.
+ * net_rate_limiter_* keys. Applied all the same (the file's own comments promise the limit), but said,
+ * since the NIC then differs from runtime-rs's.
  */
 function warnRuntimeRsIgnores(
   settings: KataNetworkSettings,
@@ -977,11 +1145,6 @@ function warnRuntimeRsIgnores(
     const keys = hypervisor === 'clh' ? 'net_rate_limiter_*' : 'rx/tx_rate_limiter_max_rate';
     warn(
       `${keys} in ${section} of a runtime-rs configuration: runtime-rs limits no NIC (it reads rx/tx_rate_limiter_max_rate but applies neither, and has no net_rate_limiter_* keys); vcnet applies the limit as Kata's Go runtime does`,
-    );
-  }
-  if (hypervisor === 'clh' && settings.cloudHypervisorIommu) {
-    warn(
-      `enable_iommu in ${section} of a runtime-rs configuration: runtime-rs puts no Cloud Hypervisor NIC behind the IOMMU; vcnet does, as Kata's Go runtime does`,
     );
   }
 }

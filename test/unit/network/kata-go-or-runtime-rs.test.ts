@@ -1,0 +1,182 @@
+/**
+ * Keys that Kata's two runtimes read differently, and how vcnet tells which runtime a file is for.
+ * runtime-rs runs a file only when its [runtime] name is set (kata-types Annotation::
+ * update_config_by_annotation: "Runtime name is missing in the configuration"); the Go runtime does not
+ * read name or hypervisor_name. So a file without name is the Go runtime's, whatever else it says.
+ * Fixtures: test/fixtures/kata/*.toml, short files with the keys that matter.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { InvalidInputError } from '../../../src/errors.js';
+import {
+  ConfigurationConflictError,
+  networkConfigFromKata,
+  parseKataConfiguration,
+  readKataConfiguration,
+} from '../../../src/network/config.js';
+
+const namespacePath = '/var/run/netns/pod';
+const fixture = (name: string) => fileURLToPath(new URL(`../../fixtures/kata/${name}`, import.meta.url));
+
+function refusalOf(action: () => unknown): InvalidInputError {
+  try {
+    action();
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidInputError);
+    return error as InvalidInputError;
+  }
+  throw new Error('expected a refusal, got none');
+}
+
+describe('[runtime] hypervisor_name that names no [hypervisor.*] section', () => {
+  it('in a file without [runtime] name (the Go runtime runs it, ignoring the key): read, with a warning', () => {
+    const settings = readKataConfiguration(fixture('go-runtime-stray-hypervisor-name.toml'));
+    expect(settings).toMatchObject({ hypervisor: 'qemu', model: 'tcfilter', coldPlugVfio: 'no-port' });
+    expect(settings.warnings).toHaveLength(1);
+    const [warning] = settings.warnings ?? [];
+    expect(warning).toContain('hypervisor_name = "dragonball"');
+    expect(warning).toContain('(qemu)');
+    expect(warning).toMatch(/the Go runtime does not read it/);
+    expect(warning).toMatch(/runtime-rs would refuse/);
+    const config = networkConfigFromKata(settings, { namespacePath });
+    expect(config).toMatchObject({ model: 'tcfilter', vhostNet: 'auto', coldPlugVfio: 'no-port' });
+  });
+
+  it('in a runtime-rs file ([runtime] name set): refused naming the key, the value and the sections', () => {
+    const refusal = refusalOf(() => readKataConfiguration(fixture('runtime-rs-stray-hypervisor-name.toml')));
+    expect(refusal.field).toBe('runtime.hypervisor_name');
+    expect(refusal.value).toBe('firecracker');
+    expect(refusal.message).toContain('(qemu)');
+    expect(refusal.hint).toMatch(/runtime-rs/);
+    expect(refusal.hint).toMatch(/\[runtime\] name/);
+  });
+
+  it('naming one of several sections in a file without [runtime] name: that one is read, and the Go runtime said', () => {
+    const settings = readKataConfiguration(fixture('go-runtime-two-sections-hypervisor-name.toml'));
+    expect(settings.hypervisor).toBe('qemu');
+    expect(settings.warnings).toHaveLength(1);
+    expect(settings.warnings?.[0]).toMatch(/firecracker, qemu/);
+    expect(settings.warnings?.[0]).toMatch(/the Go runtime does not read hypervisor_name/);
+  });
+});
+
+describe('internetworking_model as runtime-rs reads it, in a runtime-rs file', () => {
+  it('"default": refused, as runtime-rs refuses it; the Go runtime reads it as tcfilter', () => {
+    const refusal = refusalOf(() => readKataConfiguration(fixture('runtime-rs-model-default.toml')));
+    expect(refusal.field).toBe('runtime.internetworking_model');
+    expect(refusal.value).toBe('default');
+    expect(refusal.message).toContain('tcfilter, macvtap, none');
+    expect(refusal.hint).toMatch(/runtime-rs refuses "default"/);
+    const goRuntime = readKataConfiguration(fixture('go-runtime-model-default.toml'));
+    expect(goRuntime.model).toBe('tcfilter');
+    expect(goRuntime.warnings).toBeUndefined();
+  });
+
+  it('"macvtap": built as the Go runtime builds it, with a warning that runtime-rs connects nothing', () => {
+    const settings = readKataConfiguration(fixture('runtime-rs-model-macvtap.toml'));
+    expect(settings.model).toBe('macvtap');
+    expect(settings.warnings).toHaveLength(1);
+    expect(settings.warnings?.[0]).toMatch(/runtime-rs has no macvtap model/);
+    expect(networkConfigFromKata(settings, { namespacePath }).model).toBe('macvtap');
+  });
+
+  it('disable_new_netns with tcfilter: runtime-rs makes no network, so read as none, with a warning', () => {
+    const settings = readKataConfiguration(fixture('runtime-rs-disable-new-netns-tcfilter.toml'));
+    expect(settings).toMatchObject({ model: 'none', disableNewNetns: true });
+    expect(settings.warnings).toHaveLength(1);
+    expect(settings.warnings?.[0]).toMatch(/internetworking_model = "tcfilter".*disable_new_netns/);
+    expect(settings.warnings?.[0]).toMatch(/the Go runtime refuses/);
+    const config = networkConfigFromKata(settings, {});
+    expect(config).toMatchObject({ model: 'none', disableNewNetns: true });
+  });
+
+  it('disable_new_netns with tcfilter in a Go runtime file: refused, as the Go runtime refuses it', () => {
+    const settings = readKataConfiguration(fixture('go-runtime-disable-new-netns-tcfilter.toml'));
+    expect(settings).toMatchObject({ model: 'tcfilter', disableNewNetns: true });
+    expect(() => networkConfigFromKata(settings, {})).toThrow(ConfigurationConflictError);
+    expect(() => networkConfigFromKata(settings, {})).toThrow(
+      /disable_new_netns works only with internetworking_model "none"/,
+    );
+  });
+});
+
+describe('keys that differ only in case', () => {
+  it('in a runtime-rs file: ignored, as runtime-rs matches keys by their exact name, each said', () => {
+    const settings = readKataConfiguration(fixture('runtime-rs-key-case.toml'));
+    expect(settings.model).toBeUndefined();
+    expect(settings.vhostNet).toBeUndefined();
+    expect(settings.warnings).toHaveLength(2);
+    expect(settings.warnings?.join('\n')).toMatch(/\[hypervisor\.qemu\] Disable_Vhost_Net is ignored: runtime-rs/);
+    expect(settings.warnings?.join('\n')).toMatch(/\[runtime\] Internetworking_Model is ignored: runtime-rs/);
+    expect(networkConfigFromKata(settings, { namespacePath })).toMatchObject({ model: 'tcfilter', vhostNet: 'auto' });
+  });
+
+  it('the same keys without [runtime] name: read, as the Go runtime reads them', () => {
+    const text = readFileSync(fixture('runtime-rs-key-case.toml'), 'utf8')
+      .replace('name = "virt_container"\n', '')
+      .replace('network_queues = 1\n', '');
+    const settings = parseKataConfiguration(text);
+    expect(settings).toMatchObject({ model: 'macvtap', vhostNet: 'off' });
+    expect(settings.warnings).toBeUndefined();
+  });
+
+  it("a drop-in's [Runtime] of a runtime-rs file is not merged into [runtime], as runtime-rs leaves it out", () => {
+    const main = readFileSync(fixture('runtime-rs-model-macvtap.toml'), 'utf8').replace(
+      'model = "macvtap"',
+      'model = "tcfilter"',
+    );
+    const dropIn = { source: 'config.d/50-user.toml', text: '[Runtime]\ninternetworking_model = "none"\n' };
+    const settings = parseKataConfiguration(main, 'configuration.toml', [dropIn]);
+    expect(settings.model).toBe('tcfilter');
+    expect(settings.warnings).toEqual([expect.stringMatching(/^config\.d\/50-user\.toml: \[Runtime\] is ignored/)]);
+    // The name a drop-in sets decides too: without it, [Runtime] is the Go runtime's [runtime].
+    const goRuntime = parseKataConfiguration(main.replace('name = "virt_container"\n', ''), 'configuration.toml', [
+      dropIn,
+    ]);
+    expect(goRuntime.model).toBe('none');
+  });
+});
+
+describe('rx/tx_rate_limiter_max_rate below 8 bits per second, where Kata runs the file', () => {
+  it('Firecracker: no limit, as Kata gives Firecracker a 0-byte bucket, with a warning', () => {
+    const settings = readKataConfiguration(fixture('go-runtime-firecracker-low-rate.toml'));
+    expect(settings.rateLimit).toEqual({ txBitsPerSecond: 8000 });
+    expect(settings.warnings).toEqual([
+      expect.stringMatching(/\[hypervisor\.firecracker\] rx_rate_limiter_max_rate = 4 is no limit/),
+    ]);
+    expect(networkConfigFromKata(settings, { namespacePath }).vmmRateLimiter).toEqual({ txBitsPerSecond: 8000 });
+  });
+
+  it('Cloud Hypervisor: read and ignored with the usual warning, as the Go runtime does not read them there', () => {
+    const settings = readKataConfiguration(fixture('go-runtime-clh-low-rate.toml'));
+    const warnings: string[] = [];
+    const config = networkConfigFromKata(settings, { namespacePath, warn: (message) => warnings.push(message) });
+    expect(config.rateLimit).toBeUndefined();
+    expect(config.vmmRateLimiter).toBeUndefined();
+    expect(warnings).toEqual([expect.stringMatching(/not Cloud Hypervisor keys \(Kata ignores them there\)/)]);
+  });
+});
+
+describe('network_queues (a runtime-rs key) in a file without [runtime] name', () => {
+  it("is the Go runtime's file: queues from default_vcpus, cold_plug_vfio's default, and a warning", () => {
+    const settings = readKataConfiguration(fixture('go-runtime-network-queues.toml'));
+    expect(settings.networkQueues).toBeUndefined();
+    expect(settings.coldPlugVfio).toBe('no-port');
+    expect(settings.warnings).toEqual([expect.stringMatching(/\[hypervisor\.qemu\] network_queues = 4 is not used/)]);
+    const config = networkConfigFromKata(settings, { namespacePath });
+    expect(config).toMatchObject({ queues: 1, coldPlugVfio: 'no-port' });
+  });
+
+  it("with [runtime] name it is runtime-rs's: queues from network_queues, no cold_plug_vfio default", () => {
+    const text = readFileSync(fixture('go-runtime-network-queues.toml'), 'utf8').replace(
+      '[runtime]\n',
+      '[runtime]\nname = "virt_container"\nhypervisor_name = "qemu"\n',
+    );
+    const settings = parseKataConfiguration(text);
+    expect(settings).toMatchObject({ networkQueues: 4 });
+    expect(settings.coldPlugVfio).toBeUndefined();
+    expect(settings.warnings).toBeUndefined();
+    expect(networkConfigFromKata(settings, { namespacePath }).queues).toBe(4);
+  });
+});
