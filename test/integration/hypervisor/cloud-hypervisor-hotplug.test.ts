@@ -91,7 +91,7 @@ describe('Cloud Hypervisor hot-plug through its API socket', () => {
     });
   });
 
-  it('puts the NIC behind the IOMMU when asked (enable_iommu), as the schema has it', async () => {
+  it('puts the NIC behind the IOMMU when asked (NetworkConfig.nicIommu; the Go runtime reads no clh enable_iommu), as the schema has it', async () => {
     const target = new CloudHypervisorHotplugTarget(new CloudHypervisorClient(api.socketPath), { iommu: true });
     await target.hotplugNetworkDevice({
       id: 'net11',
