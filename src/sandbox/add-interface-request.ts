@@ -35,10 +35,10 @@ export interface AddInterfaceSandbox {
   stateDirectory: string;
   namespacePath: string;
   /**
-   * The sandbox's endpoints plugged by an add-iface that waits (or waited) for the guest without the
-   * lock, and whether that add-iface still runs.
+   * The sandbox's endpoints plugged by an add-iface (or a `vcnet watch`, `by`) that waits (or waited)
+   * for the guest without the lock, and whether that command still runs.
    */
-  guestPending?: ReadonlyArray<{ name: string; running: boolean }>;
+  guestPending?: ReadonlyArray<{ name: string; running: boolean; by: 'add-iface' | 'watch' }>;
 }
 
 /** How far an interface the sandbox already has got: attached, half-attached, or plugged and waiting for the guest. */
@@ -51,7 +51,15 @@ export type AlreadyAddedStage = 'added' | 'half-added' | 'guest-waiting' | 'gues
  */
 export class InterfaceAlreadyAddedError extends VcnetError {
   static override readonly errorName: string = 'InterfaceAlreadyAddedError';
-  constructor(guestName: string, device: string, sandbox: AddInterfaceSandbox | undefined, stage: AlreadyAddedStage) {
+  constructor(
+    guestName: string,
+    device: string,
+    sandbox: AddInterfaceSandbox | undefined,
+    stage: AlreadyAddedStage,
+    /** For the guest-* stages: the command that plugged it and waits for the guest. */
+    pluggedBy: 'add-iface' | 'watch' = 'add-iface',
+  ) {
+    const plugger = pluggedBy === 'watch' ? '`vcnet watch`' : 'add-iface';
     const id = sandbox ? shellWord(sandbox.id) : 'SANDBOX';
     const flag = sandbox ? stateDirectoryFlag(sandbox.stateDirectory) : '';
     const from = device === guestName ? '' : ` (from ${device})`;
@@ -59,13 +67,13 @@ export class InterfaceAlreadyAddedError extends VcnetError {
     const messages: Record<AlreadyAddedStage, string> = {
       'half-added': `interface ${guestName}${from} is already in sandbox ${sandbox?.id ?? ''}, half-added: the add-iface that began it did not finish (killed part-way)`,
       added: `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}`,
-      'guest-waiting': `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}: the add-iface that added it is still waiting for the guest to configure it`,
-      'guest-stopped': `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}, its NIC plugged: the add-iface that added it was stopped while it waited for the guest to configure it`,
+      'guest-waiting': `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}: the ${plugger} that added it is still waiting for the guest to configure it`,
+      'guest-stopped': `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}, its NIC plugged: the ${plugger} that added it was stopped while it waited for the guest to configure it`,
     };
     const hints: Record<AlreadyAddedStage, string> = {
       'half-added': `\`vcnet gc --netns ${sandbox ? shellWord(sandbox.namespacePath) : 'PATH'}${flag}\` undoes what that add-iface made (the rest of the sandbox stays), then run add-iface again`,
       added: `an add-iface killed after the NIC was attached (while it configured the guest) leaves it added: ${configureOrRemove}`,
-      'guest-waiting': `wait for that add-iface to finish (\`vcnet list\` shows the interface as waiting for the guest until then); it undoes the interface itself if the guest fails`,
+      'guest-waiting': `wait for that ${plugger} to finish (\`vcnet list\` shows the interface as waiting for the guest until then); it undoes the interface itself if the guest fails`,
       'guest-stopped': configureOrRemove,
     };
     super('VCNET_INTERFACE_ALREADY_ADDED', messages[stage], { value: guestName, hint: hints[stage] });
@@ -157,7 +165,7 @@ export function resolveAddInterfaceRequest(
             ? 'guest-waiting'
             : 'guest-stopped'
           : 'added';
-      throw new InterfaceAlreadyAddedError(guestName, link, options.sandbox, stage);
+      throw new InterfaceAlreadyAddedError(guestName, link, options.sandbox, stage, waiting?.by);
     }
     throw new InvalidInputError('interface.name', guestName, 'a name no other interface of the sandbox has');
   }

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
-import type { GuestPending, SandboxState } from '../network/state/records.js';
+import type { GuestPending, GuestPendingCommand, SandboxState } from '../network/state/records.js';
 
 /** The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot); undefined once it is gone. */
 function processStart(pid: number): string | undefined {
@@ -21,8 +21,8 @@ function processStart(pid: number): string | undefined {
   }
 }
 
-/** A new entry for `endpoint`, this process's. */
-export function guestPendingEntry(endpoint: Endpoint): GuestPending {
+/** A new entry for `endpoint`, this process's (`by`: the command it runs). */
+export function guestPendingEntry(endpoint: Endpoint, by: GuestPendingCommand): GuestPending {
   const pidStart = processStart(process.pid);
   return {
     name: endpoint.name,
@@ -31,6 +31,7 @@ export function guestPendingEntry(endpoint: Endpoint): GuestPending {
     pid: process.pid,
     ...(pidStart !== undefined ? { pidStart } : {}),
     since: new Date().toISOString(),
+    by,
   };
 }
 

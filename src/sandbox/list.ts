@@ -321,15 +321,28 @@ function describeRecord(
       detail: livesAt,
       hint: `${kind === 'sandbox' ? detach : cniDel} undoes it there`,
     };
-  // An add-iface stopped while it waited for the guest: its NIC is plugged, maybe not configured.
+  // An add-iface (or watch) stopped while it waited for the guest: its NIC is plugged, maybe not configured.
   const stopped = listing.endpoints.filter((endpoint) => endpoint.guestPending === 'stopped');
   if (stopped.length > 0) {
     const names = stopped.map((endpoint) => endpoint.guestName);
     const id = shellWord(entry.id);
     const flag = stateDirectoryFlag(entry.root);
+    const byWatch = new Set(pendingEntries.filter((pending) => pending.by === 'watch').map((pending) => pending.name));
+    const stoppedOf = (command: string, of: string[]) =>
+      of.length === 0 ? [] : [`the ${command} that plugged ${of.join(', ')} was stopped while it waited for the guest`];
+    const stops = [
+      ...stoppedOf(
+        'add-iface',
+        names.filter((name) => !byWatch.has(name)),
+      ),
+      ...stoppedOf(
+        '`vcnet watch`',
+        names.filter((name) => byWatch.has(name)),
+      ),
+    ];
     return {
       ...listing,
-      detail: `the add-iface of ${names.join(', ')} was stopped while it waited for the guest: the NIC is plugged, the guest may not have it configured`,
+      detail: `${stops.join('; ')}: the NIC is plugged, the guest may not have it configured`,
       hint: `\`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${names[0]}"}) removes it`,
     };
   }

@@ -605,6 +605,7 @@ export async function addInterface(
           guestPending: (state.guestPending ?? []).map((entry) => ({
             name: entry.name,
             running: guestPendingRunning(entry),
+            by: entry.by,
           })),
         },
       });
@@ -664,7 +665,7 @@ export async function addInterface(
         }
         // The guest may take seconds to show the NIC (a minute under TCG): recorded as waiting for
         // it, and the lock given back meanwhile; finishAddedInterface takes it again.
-        const entry = guestPendingEntry(endpoint);
+        const entry = guestPendingEntry(endpoint, 'add-iface');
         const routed = withoutAwaited(network.endpoints(), state);
         state.guestPending = [...(state.guestPending ?? []), entry];
         keeper.persist();

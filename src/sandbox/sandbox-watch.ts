@@ -581,7 +581,7 @@ async function applyChange(
       // the new endpoints recorded as waiting for the guest meanwhile (as add-iface's are), so other
       // pushes of the whole set leave them out; finishWatchPush takes the lock again to clear them.
       const routed = withoutAwaited(network.endpoints(), state);
-      const entries = addedEndpoints.map((endpoint) => guestPendingEntry(endpoint));
+      const entries = addedEndpoints.map((endpoint) => guestPendingEntry(endpoint, 'watch'));
       if (entries.length > 0) {
         state.guestPending = [...(state.guestPending ?? []), ...entries];
         keeper.persist();

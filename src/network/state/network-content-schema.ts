@@ -459,6 +459,7 @@ export const sandboxContentSchema = z
           pid: z.int({ error: 'a process id' }).positive({ error: 'a process id' }),
           pidStart: z.string({ error: "the process's start time" }).optional(),
           since: z.string({ error: 'a time' }),
+          by: z.enum(['add-iface', 'watch'], { error: 'add-iface or watch' }),
         }),
         { error: 'a list of endpoints waiting for the guest' },
       )

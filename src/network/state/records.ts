@@ -66,4 +66,9 @@ export interface GuestPending {
   pid: number;
   pidStart?: string;
   since: string;
+  /** The command that plugged it and waits: an add-iface, or a `vcnet watch` reacting to a new pod link. */
+  by: GuestPendingCommand;
 }
+
+/** Which command waits for the guest to configure an endpoint it plugged. */
+export type GuestPendingCommand = 'add-iface' | 'watch';

@@ -136,7 +136,7 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     const list = vcnet(['list', ...state]);
     expect(list.status, list.stderr).toBe(0);
     expect(list.stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(stopped)');
-    expect(list.stdout).toContain('the add-iface of net9 was stopped while it waited for the guest');
+    expect(list.stdout).toContain('the add-iface that plugged net9 was stopped while it waited for the guest');
 
     const again = vcnet(['add-iface', 'gk', request, ...state]);
     expect(again.status, again.stderr).toBe(1);

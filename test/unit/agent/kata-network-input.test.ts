@@ -395,10 +395,10 @@ describe('add-iface request', () => {
     expect(half.message).toContain('half-added');
     expect(half.hint).toContain('`vcnet gc --netns /var/run/netns/pod --state-dir /tmp/s18/state`');
     // Plugged by an add-iface that gave the lock back while the guest configures it.
-    const waitedFor = (running: boolean) => {
+    const waitedFor = (running: boolean, by: 'add-iface' | 'watch' = 'add-iface') => {
       try {
         resolveAddInterfaceRequest(interfaceFromJson({ name: 'eth0' }), pod, existing, {
-          sandbox: { ...sandbox, guestPending: [{ name: 'eth0', running }] },
+          sandbox: { ...sandbox, guestPending: [{ name: 'eth0', running, by }] },
         });
       } catch (error) {
         return error as InterfaceAlreadyAddedError;
@@ -417,5 +417,10 @@ describe('add-iface request', () => {
     );
     expect(stopped.hint).toContain('`vcnet configure-guest --sandbox sb --state-dir /tmp/s18/state`');
     expect(stopped.hint).toContain('`vcnet del-iface sb FILE --state-dir /tmp/s18/state`');
+    // Plugged by a `vcnet watch` reacting to a new pod link: the message names the watch, not an add-iface.
+    expect(waitedFor(false, 'watch').message).toBe(
+      'interface eth0 is already added to sandbox sb, its NIC plugged: the `vcnet watch` that added it was stopped while it waited for the guest to configure it',
+    );
+    expect(waitedFor(true, 'watch').hint).toContain('wait for that `vcnet watch` to finish');
   });
 });

@@ -26,19 +26,19 @@ function exitedPid(): number {
 
 describe('guestPending entries', () => {
   it("tells this process's entry as running, and one of an exited process or of another start time as stopped", () => {
-    const mine = guestPendingEntry(endpoint('net9', 'eth9'));
-    expect(mine).toMatchObject({ name: 'net9', podLink: 'eth9', pid: process.pid });
+    const mine = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
+    expect(mine).toMatchObject({ name: 'net9', podLink: 'eth9', pid: process.pid, by: 'add-iface' });
     expect(mine.pidStart).toMatch(/^\d+$/);
     expect(guestPendingRunning(mine)).toBe(true);
     // The same pid, started at another time: a later process given the pid, not the add-iface.
     expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 1}` })).toBe(false);
     expect(guestPendingRunning({ ...mine, pid: exitedPid() })).toBe(false);
-    expect(guestPendingEntry(endpoint('net9')).token).not.toBe(mine.token);
+    expect(guestPendingEntry(endpoint('net9'), 'add-iface').token).not.toBe(mine.token);
   });
 
   it('leaves out of a whole-set push the endpoints a running add-iface waits for, not those of a stopped one', () => {
-    const running = guestPendingEntry(endpoint('net9', 'eth9'));
-    const stopped: GuestPending = { ...guestPendingEntry(endpoint('net8', 'eth8')), pid: exitedPid() };
+    const running = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
+    const stopped: GuestPending = { ...guestPendingEntry(endpoint('net8', 'eth8'), 'add-iface'), pid: exitedPid() };
     const state = { guestPending: [running, stopped] } as unknown as SandboxState;
     expect([...awaitedByAnother(state)]).toEqual(['net9']);
     const all = [endpoint('eth0'), endpoint('net8', 'eth8'), endpoint('net9', 'eth9')];
@@ -47,13 +47,13 @@ describe('guestPending entries', () => {
   });
 
   it('drops the entry of an endpoint the record no longer holds, by name and pod link, and one by its token', () => {
-    const entry = guestPendingEntry(endpoint('net9', 'eth9'));
+    const entry = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
     expect(guestPendingOf([entry], [endpoint('eth0'), endpoint('net9', 'eth9')])).toEqual([entry]);
     expect(guestPendingOf([entry], [endpoint('eth0')])).toBeUndefined();
     // Another link under the name: not the endpoint the entry is about.
     expect(guestPendingOf([entry], [endpoint('net9', 'eth7')])).toBeUndefined();
     expect(guestPendingOf(undefined, [endpoint('eth0')])).toBeUndefined();
-    const other = guestPendingEntry(endpoint('net8', 'eth8'));
+    const other = guestPendingEntry(endpoint('net8', 'eth8'), 'add-iface');
     expect(withoutEntry([entry, other], entry.token)).toEqual([other]);
     expect(withoutEntry([entry], entry.token)).toBeUndefined();
   });

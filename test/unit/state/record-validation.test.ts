@@ -119,6 +119,7 @@ describe('parseRecord', () => {
       pid: 4242,
       pidStart: '123456',
       since: '2026-12-05T01:00:00.000Z',
+      by: 'add-iface',
     };
     const record = parseRecord(JSON.stringify({ ...sandboxRecord(), guestPending: [entry] }), FILE, {
       content: sandboxContentSchema,
@@ -129,6 +130,9 @@ describe('parseRecord', () => {
     );
     expect(refusal(JSON.stringify({ ...sandboxRecord(), guestPending: [{ ...entry, tokn: 'x' }] })).message).toContain(
       'tokn',
+    );
+    expect(refusal(JSON.stringify({ ...sandboxRecord(), guestPending: [{ ...entry, by: 'cni' }] })).message).toContain(
+      'field guestPending.0.by is "cni" (expected add-iface or watch)',
     );
   });
 
