@@ -914,20 +914,26 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
 #define SIOCGSKNS 0x894C  // linux/sockios.h since 4.9
 #endif
 
-// socketNamespace(fd) -> fd: the network namespace a socket was made in (SIOCGSKNS), as a new
-// O_CLOEXEC fd. A tap made through it lands exactly where that socket talks, with no path to look up.
-static napi_value socket_namespace(napi_env env, napi_callback_info info) {
+// The namespace fd an ioctl of `request` on the fd in the call's first argument returns (the
+// kernel makes it O_CLOEXEC); `name` is the call the error names.
+static napi_value namespace_by_ioctl(napi_env env, napi_callback_info info, unsigned long request, const char *name) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd;
   if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
-  int ns = ioctl(fd, SIOCGSKNS);
+  int ns = ioctl(fd, request);
   if (ns < 0) {
-    throw_errno(env, errno, "ioctl(SIOCGSKNS)", NULL);
+    throw_errno(env, errno, name, NULL);
     return NULL;
   }
   return make_int(env, ns);
+}
+
+// socketNamespace(fd) -> fd: the network namespace a socket was made in (SIOCGSKNS), as a new
+// O_CLOEXEC fd. A tap made through it lands exactly where that socket talks, with no path to look up.
+static napi_value socket_namespace(napi_env env, napi_callback_info info) {
+  return namespace_by_ioctl(env, info, SIOCGSKNS, "ioctl(SIOCGSKNS)");
 }
 
 // setInheritable(fd, on): clears FD_CLOEXEC so a spawned hypervisor keeps the fd.
@@ -1156,17 +1162,7 @@ static napi_value tun_interface_name(napi_env env, napi_callback_info info) {
 // attached to (TUNGETDEVNETNS), as a new O_CLOEXEC fd: a tap's fd held by a process outside that
 // namespace (a VMM handed it) keeps the namespace alive, and this is the way back into it.
 static napi_value tun_namespace(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t fd;
-  if (argc < 1 || !get_int(env, argv[0], &fd)) return NULL;
-  int ns = ioctl(fd, TUNGETDEVNETNS);
-  if (ns < 0) {
-    throw_errno(env, errno, "ioctl(TUNGETDEVNETNS)", NULL);
-    return NULL;
-  }
-  return make_int(env, ns);
+  return namespace_by_ioctl(env, info, TUNGETDEVNETNS, "ioctl(TUNGETDEVNETNS)");
 }
 
 #ifndef SYS_pidfd_open
