@@ -7,7 +7,7 @@
  * for gone while what attach made still lives there.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { listSandboxes } from '../../../src/sandbox/list.js';
 import { CLI, vcnet } from '../../helpers/cli.js';
+import { vcnetCniOverPod } from '../../helpers/cni.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
 import { makePod, tcfilterConfig } from '../../helpers/pod.js';
 import { runUnderStrace, straceFaultsSkipReason } from '../../helpers/strace.js';
@@ -74,8 +75,20 @@ async function holdFromOutside(pod: TestNamespace, kind: 'socket' | 'tap'): Prom
 
 /** The links of the namespace `pid`'s socket or tap `fd` keeps alive (no path of it is left to enter). */
 function linksThroughHolder(pid: number, fd: number): string[] {
+  const out = runThroughHolder(pid, fd, ['ip', '-j', 'link', 'show']);
+  return (JSON.parse(out) as Array<{ ifname: string }>).map((link) => link.ifname).sort();
+}
+
+/** The qdisc kinds on `device` in the namespace `pid`'s socket or tap `fd` keeps alive. */
+function qdiscsThroughHolder(pid: number, fd: number, device: string): string[] {
+  const out = runThroughHolder(pid, fd, ['tc', '-j', 'qdisc', 'show', 'dev', device]);
+  return (JSON.parse(out) as Array<{ kind: string }>).map((qdisc) => qdisc.kind).sort();
+}
+
+/** `command`'s output, run inside the namespace `pid`'s socket or tap `fd` keeps alive. */
+function runThroughHolder(pid: number, fd: number, command: string[]): string {
   // nsenter cannot enter through a socket: the look runs in the holder's own process instead.
-  const out = execFileSync(
+  return execFileSync(
     process.execPath,
     [
       '-e',
@@ -84,11 +97,10 @@ function linksThroughHolder(pid: number, fd: number): string[] {
        const pidfd = pidfdOpen(${pid}); const copy = pidfdGetfd(pidfd, ${fd});
        let ns; try { ns = socketNamespace(copy); } catch { ns = tunNamespace(copy); }
        // The copy is close-on-exec: nsenter opens it through this process, which waits for it.
-       require('node:child_process').execFileSync('nsenter', ['--net=/proc/' + process.pid + '/fd/' + ns, 'ip', '-j', 'link', 'show'], { stdio: ['ignore', 1, 2] });`,
+       require('node:child_process').execFileSync('nsenter', ['--net=/proc/' + process.pid + '/fd/' + ns, ...${JSON.stringify(command)}], { stdio: ['ignore', 1, 2] });`,
     ],
     { encoding: 'utf8' },
   );
-  return (JSON.parse(out) as Array<{ ifname: string }>).map((link) => link.ifname).sort();
 }
 
 it('a namespace only a socket of a process outside it keeps: gc keeps the record, list and detach find it there', async () => {
@@ -186,3 +198,41 @@ it('a kernel without pidfd_getfd (Linux 5.6; ENOSYS injected by strace): gc cann
   ]);
   expect(readSandbox('old-kernel', stateDir)).toBeDefined();
 });
+
+it('vcnet-cni DEL of a pod whose namespace only a socket of a process outside it keeps: undone through that socket', async () => {
+  const { pod } = makePod();
+  const plugin = vcnetCniOverPod({
+    name: 'held-by-socket',
+    pod,
+    containerId: 'ctr-sock',
+    stateDir: join(stateDir, 'cni'),
+    registry: join(stateDir, 'registry'),
+  });
+  const add = plugin.run('ADD');
+  expect(add.status, add.stderr + add.stdout).toBe(0);
+  const { pid, fd } = await holdFromOutside(pod, 'socket');
+  // The runtime removed the namespace's mount (CNI_NETNS names nothing now); the socket keeps it.
+  pod.delete();
+  expect(linksThroughHolder(pid, fd)).toEqual(['eth0', 'lo', 'tap0_kata']);
+  expect(qdiscsThroughHolder(pid, fd, 'eth0')).toContain('ingress');
+
+  const del = plugin.run('DEL');
+  expect(del.status, del.stderr + del.stdout).toBe(0);
+  expect(del.stderr).toContain(`still holds a socket made in that namespace open (/proc/${pid}/fd/${fd})`);
+  expect(linksThroughHolder(pid, fd)).toEqual(['eth0', 'lo']);
+  // The redirect's ingress qdisc went too: eth0 is as the interface plugin left it.
+  expect(qdiscsThroughHolder(pid, fd, 'eth0')).not.toContain('ingress');
+  // The record went with the plumbing: a second DEL (runtimes retry) finds nothing and succeeds.
+  const again = plugin.run('DEL');
+  expect(again.status, again.stderr + again.stdout).toBe(0);
+  expect(readdirOrEmpty(join(stateDir, 'cni', 'ctr-sock'))).toEqual([]);
+});
+
+/** A directory's entries, none when it is gone. */
+function readdirOrEmpty(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
