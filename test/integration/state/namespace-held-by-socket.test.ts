@@ -6,7 +6,7 @@
  * (SIOCGSKNS, TUNGETDEVNETNS on the fd duplicated with pidfd_getfd) and not take the namespace
  * for gone while what attach made still lives there.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,9 +17,9 @@ import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { listSandboxes } from '../../../src/sandbox/list.js';
 import { CLI, vcnet } from '../../helpers/cli.js';
-import { vcnetCniOverPod } from '../../helpers/cni.js';
+import { VCNET_CNI_PROGRAM, vcnetCniOverPod } from '../../helpers/cni.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
-import { makePod, tcfilterConfig } from '../../helpers/pod.js';
+import { fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
 import { runUnderStrace, straceFaultsSkipReason } from '../../helpers/strace.js';
 
 const SHIM = resolve('build/Release/vcnet_native.node');
@@ -235,4 +235,54 @@ function readdirOrEmpty(path: string): string[] {
   } catch {
     return [];
   }
+}
+
+for (const kind of ['socket', 'tap'] as const) {
+  it(`a ${kind} fd of another process given as --netns or CNI_NETNS is refused, naming the field and what is accepted`, async () => {
+    const { pod } = makePod();
+    const { pid, fd } = await holdFromOutside(pod, kind);
+    const given = `/proc/${pid}/fd/${fd}`;
+    const what = kind === 'socket' ? 'a socket' : 'a tun/tap fd';
+    const before = fingerprint(pod);
+
+    const attach = vcnet(['attach', '--sandbox', `given-${kind}`, '--netns', given, '--state-dir', stateDir], {
+      VCNET_STATE_REGISTRY: join(stateDir, 'registry'),
+    });
+    expect(attach.status).not.toBe(0);
+    expect(attach.stderr).toContain(
+      `--netns "${given}": ${what} of process ${pid}, not a network namespace (accepted: the path of a network namespace, such as /var/run/netns/NAME or /proc/PID/ns/net)`,
+    );
+
+    const plugin = vcnetCniOverPod({
+      name: 'given-held',
+      pod,
+      containerId: `ctr-given-${kind}`,
+      stateDir: join(stateDir, 'cni'),
+      registry: join(stateDir, 'registry'),
+    });
+    const add = spawnSync(process.execPath, [VCNET_CNI_PROGRAM], {
+      input: plugin.config,
+      encoding: 'utf8',
+      env: { ...plugin.environment('ADD'), CNI_NETNS: given },
+    });
+    expect(add.status).not.toBe(0);
+    const reply = JSON.parse(add.stdout) as { msg: string; details?: string };
+    expect(`${reply.msg} ${reply.details ?? ''}`).toContain('CNI_NETNS');
+    expect(`${reply.msg} ${reply.details ?? ''}`).toContain(given);
+    expect(`${reply.msg} ${reply.details ?? ''}`).toContain(`${what} of process ${pid}`);
+
+    await expect(
+      attachSandbox(`lib-${kind}`, { ...tcfilterConfig(pod), namespacePath: given }, { stateDirectory: stateDir }),
+    ).rejects.toThrow(`namespacePath "${given}": ${what} of process ${pid}, not a network namespace`);
+
+    // A look changes and records nothing: scan reaches the namespace that fd belongs to.
+    const scan = vcnet(['scan', '--netns', given, '--json']);
+    expect(scan.status, scan.stderr).toBe(0);
+    expect((JSON.parse(scan.stdout) as Array<{ name: string }>).map((entry) => entry.name)).toContain('eth0');
+
+    // Nothing was made in the namespace, nothing recorded.
+    expect(fingerprint(pod)).toEqual(before);
+    expect(readdirOrEmpty(stateDir).filter((entry) => entry !== 'registry' && entry !== 'cni')).toEqual([]);
+    expect(readdirOrEmpty(join(stateDir, 'cni', `ctr-given-${kind}`))).toEqual([]);
+  });
 }
