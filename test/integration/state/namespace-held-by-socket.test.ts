@@ -266,7 +266,9 @@ for (const kind of ['socket', 'tap'] as const) {
       env: { ...plugin.environment('ADD'), CNI_NETNS: given },
     });
     expect(add.status).not.toBe(0);
-    const reply = JSON.parse(add.stdout) as { msg: string; details?: string };
+    const reply = JSON.parse(add.stdout) as { code: number; msg: string; details?: string };
+    // 4, invalid environment variables, as for any CNI_NETNS that is not a namespace.
+    expect(reply.code).toBe(4);
     expect(`${reply.msg} ${reply.details ?? ''}`).toContain('CNI_NETNS');
     expect(`${reply.msg} ${reply.details ?? ''}`).toContain(given);
     expect(`${reply.msg} ${reply.details ?? ''}`).toContain(`${what} of process ${pid}`);
