@@ -206,7 +206,7 @@ async function collectUnowned(path: string | undefined, recordText: string | und
   let opened: OpenedNamespace;
   try {
     // One socket in this namespace (issue 10): the one its cookie is read on, which gc then works through.
-    opened = openNetworkNamespace(path, 'CNI_NETNS');
+    opened = openNetworkNamespace(path, 'CNI_NETNS', 'refuse');
   } catch (error) {
     return `CNI_NETNS is not a namespace now (${(error as Error).message}), nothing else to remove`;
   }

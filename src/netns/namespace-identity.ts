@@ -184,14 +184,27 @@ export class OpenedNamespace {
 }
 
 /**
+ * What a /proc/PID/fd/N that is a socket or a tap (a namespace held from outside it) is: `reach`, the
+ * namespace that fd belongs to (the holder search's answer, which detach, gc and list go through);
+ * `refuse`, for a path a user gives to attach to or record (--netns, CNI_NETNS, namespacePath): no
+ * iproute2 or CNI tool takes such a path, and a record of it would name a namespace that is gone
+ * for vcnet when that process closes the fd or exits.
+ */
+export type HeldDevicePaths = 'reach' | 'refuse';
+
+/**
  * Opens `path` as a network namespace without ever blocking: stat first (a FIFO, directory or
  * device is refused before open), a regular file must live on nsfs, and the open uses O_NONBLOCK
  * so a path swapped for a FIFO in between cannot hang. Then a netlink socket is made inside it
  * through the fd, and the namespace's cookie read on that socket: the one socket an operation
  * works through afterwards (OpenedNamespace.netlinkHandle). Throws NamespacePathError naming the path.
  */
-export function openNetworkNamespace(path: string, field = 'netns'): OpenedNamespace {
-  const { fd, stats } = openNamespaceFile(path, field);
+export function openNetworkNamespace(
+  path: string,
+  field = 'netns',
+  heldDevice: HeldDevicePaths = 'reach',
+): OpenedNamespace {
+  const { fd, stats } = openNamespaceFile(path, field, heldDevice);
   try {
     const identity: NamespaceIdentity = { path, dev: stats.dev, ino: stats.ino };
     // Entering it as a network namespace (to make the socket) also refuses a mount or user namespace.
@@ -216,8 +229,8 @@ export function openNetworkNamespace(path: string, field = 'netns'): OpenedNames
  * and coming back without making anything there. For a command's check of its arguments, before the
  * operation opens the namespace for its work (once: its cookie read on its own socket).
  */
-export function checkNetworkNamespace(path: string, field = 'netns'): void {
-  const { fd } = openNamespaceFile(path, field);
+export function checkNetworkNamespace(path: string, field = 'netns', heldDevice: HeldDevicePaths = 'reach'): void {
+  const { fd } = openNamespaceFile(path, field, heldDevice);
   try {
     enterAndBack(fd, path, field);
   } finally {
@@ -243,9 +256,16 @@ function enterAndBack(fd: number, path: string, field: string): void {
  * /proc/PID/fd/N that is a socket or a tap (the holder search's answer for a namespace only such an
  * fd keeps alive) opens the namespace that fd belongs to, asked of the kernel.
  */
-function openNamespaceFile(path: string, field: string): { fd: number; stats: Stats } {
+function openNamespaceFile(path: string, field: string, heldDevice: HeldDevicePaths): { fd: number; stats: Stats } {
   if (typeof path !== 'string' || path === '') throw new NamespacePathError(field, String(path ?? ''), 'empty');
   const device = heldDeviceAt(path);
+  if (device && heldDevice === 'refuse') {
+    throw new NamespacePathError(
+      field,
+      path,
+      `${device.kind === 'socket' ? 'a socket' : 'a tun/tap fd'} of process ${device.pid}`,
+    );
+  }
   if (device) return openNamespaceOfDevice(path, field, device);
   let stats: Stats;
   try {
@@ -383,7 +403,7 @@ export function pinnedPathOf(
  * /proc/PID/ns/net, so when /var/run/netns holds the same namespace that path is the one recorded.
  */
 export function openNamespaceForRecord(path: string, field = 'netns'): OpenedNamespace {
-  const opened = openNetworkNamespace(path, field);
+  const opened = openNetworkNamespace(path, field, 'refuse');
   // Recorded absolute: a later command may run from another directory.
   opened.identity.path = resolve(path);
   if (!opened.identity.path.startsWith(`${NETNS_RUN_DIRECTORY}/`)) {

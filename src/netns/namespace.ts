@@ -39,12 +39,12 @@ export function deleteNamespace(nameOrPath: string): void {
 
 /**
  * Checks that a path names a network namespace, without blocking on a FIFO; returns the path.
- * Refusals (missing, a FIFO, a regular file, a directory, another type of namespace...) name the
- * path. Nothing is made inside it: the operation that follows opens it for its work, and checks it
+ * Refusals (missing, a FIFO, a regular file, a directory, another type of namespace, a process's
+ * socket or tap fd: see HeldDevicePaths) name the path. Nothing is made inside it: the operation that follows opens it for its work, and checks it
  * by identity on its own one socket there.
  */
 export function openNamespace(path: string, field = 'netns'): string {
-  checkNetworkNamespace(path, field);
+  checkNetworkNamespace(path, field, 'refuse');
   return path;
 }
 

@@ -761,19 +761,29 @@ function readModelAsRuntimeRs(settings: KataNetworkSettings, warnings: string[])
  * limit cannot be built (htb takes bytes/s, and the kernel refuses 0): refused, as the Go runtime fails
  * on it when it builds the htb, except where Kata builds none. Firecracker: Kata's bucket is rate / 8 =
  * 0 bytes, which Firecracker takes as no limit; Cloud Hypervisor: the Go runtime does not read the keys
- * (networkConfigFromKata says so).
+ * (networkConfigFromKata says so); a runtime-rs file: runtime-rs reads both keys and limits nothing, so
+ * it runs the file whatever they say, and vcnet builds no limit for that key either.
  */
 function kataBitRate(
   section: Record<string, unknown>,
   name: string,
   direction: 'rx' | 'tx',
   warnings: string[],
+  runtimeRsRunsIt: boolean,
 ): number | undefined {
   const key = `${direction}_rate_limiter_max_rate`;
   const field = `hypervisor.${name}.${key}`;
   const hypervisor = knownHypervisorOfSection(name);
-  if (hypervisor !== 'firecracker' && hypervisor !== 'clh') return validateBitRate(field, section[key]);
+  if (hypervisor !== 'firecracker' && hypervisor !== 'clh' && !runtimeRsRunsIt) {
+    return validateBitRate(field, section[key]);
+  }
   const rate = validateRate(field, section[key]);
+  if (hypervisor === 'qemu' && rate !== undefined && rate < MIN_BITS_PER_SECOND) {
+    warnings.push(
+      `[hypervisor.${name}] ${key} = ${rate} is no limit: runtime-rs limits no NIC with the key (this file is runtime-rs's: its [runtime] name is set), and a tc limit below ${MIN_BITS_PER_SECOND} bits/s cannot be built, so vcnet builds none for it. Set 0, or at least ${MIN_BITS_PER_SECOND} for a limit`,
+    );
+    return undefined;
+  }
   if (hypervisor === 'firecracker' && rate !== undefined && rate < MIN_BITS_PER_SECOND) {
     warnings.push(
       `[hypervisor.${name}] ${key} = ${rate} is no limit: Kata gives Firecracker a bucket of ${rate} / 8 = 0 bytes, which Firecracker takes as none, and so does vcnet. Set at least ${MIN_BITS_PER_SECOND} for a limit`,
@@ -856,8 +866,8 @@ function settingsOf(
     section = tomlShownValues(section);
     settings.hypervisor = name;
     const prefix = `hypervisor.${name}`;
-    const rx = kataBitRate(section, name, 'rx', warnings);
-    const tx = kataBitRate(section, name, 'tx', warnings);
+    const rx = kataBitRate(section, name, 'rx', warnings, runtimeRsRunsIt);
+    const tx = kataBitRate(section, name, 'tx', warnings, runtimeRsRunsIt);
     if (rx || tx)
       settings.rateLimit = { ...(rx ? { rxBitsPerSecond: rx } : {}), ...(tx ? { txBitsPerSecond: tx } : {}) };
     // Block storage only (Kata): it must not move the vhost-user-net socket search.

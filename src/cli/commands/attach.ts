@@ -40,7 +40,10 @@ export function registerAttach(program: Command): void {
     .command('attach')
     .description('attach every interface of a pod namespace for a VM and record the sandbox')
     .requiredOption('--sandbox <id>', 'sandbox id')
-    .option('--netns <path>', 'pod namespace path (required unless --disable-new-netns)')
+    .option(
+      '--netns <path>',
+      "pod namespace path: /var/run/netns/NAME or /proc/PID/ns/net, not a process's socket or tap fd (/proc/PID/fd/N), which is refused (required unless --disable-new-netns)",
+    )
     .option('--model <model>', 'internetworking model: tcfilter, macvtap, none, default')
     .option(
       '--config <file>',

@@ -10,7 +10,10 @@ export function registerScan(program: Command): void {
     .command('scan')
     .summary("list a namespace's interfaces and the endpoint type each would become")
     .description('list the interfaces of a namespace and the endpoint type each would become (or why not)')
-    .requiredOption('--netns <path>', 'namespace path, e.g. /var/run/netns/pod or /proc/PID/ns/net')
+    .requiredOption(
+      '--netns <path>',
+      "namespace path, e.g. /var/run/netns/pod or /proc/PID/ns/net; also a process's socket or tap fd made in it (/proc/PID/fd/N, where vcnet list says a namespace is held)",
+    )
     .option(
       '--vhost-user-store <dir>',
       "where vhost-user-net sockets are looked for (<dir>/vhostuser_<ip>/vhu.sock; default Kata's /tmp), as attach's",

@@ -6,8 +6,8 @@
  * (SIOCGSKNS, TUNGETDEVNETNS on the fd duplicated with pidfd_getfd) and not take the namespace
  * for gone while what attach made still lives there.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
@@ -17,8 +17,9 @@ import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { listSandboxes } from '../../../src/sandbox/list.js';
 import { CLI, vcnet } from '../../helpers/cli.js';
+import { VCNET_CNI_PROGRAM, vcnetCniOverPod } from '../../helpers/cni.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
-import { makePod, tcfilterConfig } from '../../helpers/pod.js';
+import { fingerprint, makePod, tcfilterConfig } from '../../helpers/pod.js';
 import { runUnderStrace, straceFaultsSkipReason } from '../../helpers/strace.js';
 
 const SHIM = resolve('build/Release/vcnet_native.node');
@@ -74,8 +75,20 @@ async function holdFromOutside(pod: TestNamespace, kind: 'socket' | 'tap'): Prom
 
 /** The links of the namespace `pid`'s socket or tap `fd` keeps alive (no path of it is left to enter). */
 function linksThroughHolder(pid: number, fd: number): string[] {
+  const out = runThroughHolder(pid, fd, ['ip', '-j', 'link', 'show']);
+  return (JSON.parse(out) as Array<{ ifname: string }>).map((link) => link.ifname).sort();
+}
+
+/** The qdisc kinds on `device` in the namespace `pid`'s socket or tap `fd` keeps alive. */
+function qdiscsThroughHolder(pid: number, fd: number, device: string): string[] {
+  const out = runThroughHolder(pid, fd, ['tc', '-j', 'qdisc', 'show', 'dev', device]);
+  return (JSON.parse(out) as Array<{ kind: string }>).map((qdisc) => qdisc.kind).sort();
+}
+
+/** `command`'s output, run inside the namespace `pid`'s socket or tap `fd` keeps alive. */
+function runThroughHolder(pid: number, fd: number, command: string[]): string {
   // nsenter cannot enter through a socket: the look runs in the holder's own process instead.
-  const out = execFileSync(
+  return execFileSync(
     process.execPath,
     [
       '-e',
@@ -84,11 +97,10 @@ function linksThroughHolder(pid: number, fd: number): string[] {
        const pidfd = pidfdOpen(${pid}); const copy = pidfdGetfd(pidfd, ${fd});
        let ns; try { ns = socketNamespace(copy); } catch { ns = tunNamespace(copy); }
        // The copy is close-on-exec: nsenter opens it through this process, which waits for it.
-       require('node:child_process').execFileSync('nsenter', ['--net=/proc/' + process.pid + '/fd/' + ns, 'ip', '-j', 'link', 'show'], { stdio: ['ignore', 1, 2] });`,
+       require('node:child_process').execFileSync('nsenter', ['--net=/proc/' + process.pid + '/fd/' + ns, ...${JSON.stringify(command)}], { stdio: ['ignore', 1, 2] });`,
     ],
     { encoding: 'utf8' },
   );
-  return (JSON.parse(out) as Array<{ ifname: string }>).map((link) => link.ifname).sort();
 }
 
 it('a namespace only a socket of a process outside it keeps: gc keeps the record, list and detach find it there', async () => {
@@ -186,3 +198,93 @@ it('a kernel without pidfd_getfd (Linux 5.6; ENOSYS injected by strace): gc cann
   ]);
   expect(readSandbox('old-kernel', stateDir)).toBeDefined();
 });
+
+it('vcnet-cni DEL of a pod whose namespace only a socket of a process outside it keeps: undone through that socket', async () => {
+  const { pod } = makePod();
+  const plugin = vcnetCniOverPod({
+    name: 'held-by-socket',
+    pod,
+    containerId: 'ctr-sock',
+    stateDir: join(stateDir, 'cni'),
+    registry: join(stateDir, 'registry'),
+  });
+  const add = plugin.run('ADD');
+  expect(add.status, add.stderr + add.stdout).toBe(0);
+  const { pid, fd } = await holdFromOutside(pod, 'socket');
+  // The runtime removed the namespace's mount (CNI_NETNS names nothing now); the socket keeps it.
+  pod.delete();
+  expect(linksThroughHolder(pid, fd)).toEqual(['eth0', 'lo', 'tap0_kata']);
+  expect(qdiscsThroughHolder(pid, fd, 'eth0')).toContain('ingress');
+
+  const del = plugin.run('DEL');
+  expect(del.status, del.stderr + del.stdout).toBe(0);
+  expect(del.stderr).toContain(`still holds a socket made in that namespace open (/proc/${pid}/fd/${fd})`);
+  expect(linksThroughHolder(pid, fd)).toEqual(['eth0', 'lo']);
+  // The redirect's ingress qdisc went too: eth0 is as the interface plugin left it.
+  expect(qdiscsThroughHolder(pid, fd, 'eth0')).not.toContain('ingress');
+  // The record went with the plumbing: a second DEL (runtimes retry) finds nothing and succeeds.
+  const again = plugin.run('DEL');
+  expect(again.status, again.stderr + again.stdout).toBe(0);
+  expect(readdirOrEmpty(join(stateDir, 'cni', 'ctr-sock'))).toEqual([]);
+});
+
+/** A directory's entries, none when it is gone. */
+function readdirOrEmpty(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
+
+for (const kind of ['socket', 'tap'] as const) {
+  it(`a ${kind} fd of another process given as --netns or CNI_NETNS is refused, naming the field and what is accepted`, async () => {
+    const { pod } = makePod();
+    const { pid, fd } = await holdFromOutside(pod, kind);
+    const given = `/proc/${pid}/fd/${fd}`;
+    const what = kind === 'socket' ? 'a socket' : 'a tun/tap fd';
+    const before = fingerprint(pod);
+
+    const attach = vcnet(['attach', '--sandbox', `given-${kind}`, '--netns', given, '--state-dir', stateDir], {
+      VCNET_STATE_REGISTRY: join(stateDir, 'registry'),
+    });
+    expect(attach.status).not.toBe(0);
+    expect(attach.stderr).toContain(
+      `--netns "${given}": ${what} of process ${pid}, not a network namespace (accepted: the path of a network namespace, such as /var/run/netns/NAME or /proc/PID/ns/net)`,
+    );
+
+    const plugin = vcnetCniOverPod({
+      name: 'given-held',
+      pod,
+      containerId: `ctr-given-${kind}`,
+      stateDir: join(stateDir, 'cni'),
+      registry: join(stateDir, 'registry'),
+    });
+    const add = spawnSync(process.execPath, [VCNET_CNI_PROGRAM], {
+      input: plugin.config,
+      encoding: 'utf8',
+      env: { ...plugin.environment('ADD'), CNI_NETNS: given },
+    });
+    expect(add.status).not.toBe(0);
+    const reply = JSON.parse(add.stdout) as { code: number; msg: string; details?: string };
+    // 4, invalid environment variables, as for any CNI_NETNS that is not a namespace.
+    expect(reply.code).toBe(4);
+    expect(`${reply.msg} ${reply.details ?? ''}`).toContain('CNI_NETNS');
+    expect(`${reply.msg} ${reply.details ?? ''}`).toContain(given);
+    expect(`${reply.msg} ${reply.details ?? ''}`).toContain(`${what} of process ${pid}`);
+
+    await expect(
+      attachSandbox(`lib-${kind}`, { ...tcfilterConfig(pod), namespacePath: given }, { stateDirectory: stateDir }),
+    ).rejects.toThrow(`namespacePath "${given}": ${what} of process ${pid}, not a network namespace`);
+
+    // A look changes and records nothing: scan reaches the namespace that fd belongs to.
+    const scan = vcnet(['scan', '--netns', given, '--json']);
+    expect(scan.status, scan.stderr).toBe(0);
+    expect((JSON.parse(scan.stdout) as Array<{ name: string }>).map((entry) => entry.name)).toContain('eth0');
+
+    // Nothing was made in the namespace, nothing recorded.
+    expect(fingerprint(pod)).toEqual(before);
+    expect(readdirOrEmpty(stateDir).filter((entry) => entry !== 'registry' && entry !== 'cni')).toEqual([]);
+    expect(readdirOrEmpty(join(stateDir, 'cni', `ctr-given-${kind}`))).toEqual([]);
+  });
+}

@@ -156,6 +156,29 @@ describe('rx/tx_rate_limiter_max_rate below 8 bits per second, where Kata runs t
     expect(config.vmmRateLimiter).toBeUndefined();
     expect(warnings).toEqual([expect.stringMatching(/not Cloud Hypervisor keys \(Kata ignores them there\)/)]);
   });
+
+  it('QEMU in a runtime-rs file: no limit for that key, with a warning, as runtime-rs reads the keys and limits nothing', () => {
+    const settings = readKataConfiguration(fixture('runtime-rs-qemu-low-rate.toml'));
+    expect(settings.rateLimit).toEqual({ rxBitsPerSecond: 10_000_000 });
+    expect(settings.warnings).toEqual([
+      expect.stringMatching(/^\[hypervisor\.qemu\] tx_rate_limiter_max_rate = 4 is no limit: runtime-rs limits no NIC/),
+    ]);
+    const warnings: string[] = [];
+    const config = networkConfigFromKata(settings, { namespacePath, warn: (message) => warnings.push(message) });
+    expect(config.rateLimit).toEqual({ rxBitsPerSecond: 10_000_000 });
+    // The file's warning, then the one every runtime-rs file with a limit gets for the key vcnet applies.
+    expect(warnings).toEqual([
+      settings.warnings?.[0],
+      expect.stringMatching(/of a runtime-rs configuration: runtime-rs limits no NIC/),
+    ]);
+    // Without [runtime] name the Go runtime runs the file, and its htb of 0 bytes/s fails: refused, naming the key.
+    const goRuntimeText = readFileSync(fixture('runtime-rs-qemu-low-rate.toml'), 'utf8').replace(
+      'name = "virt_container"\n',
+      '',
+    );
+    const refusal = refusalOf(() => parseKataConfiguration(goRuntimeText));
+    expect(refusal.message).toMatch(/hypervisor\.qemu\.tx_rate_limiter_max_rate/);
+  });
 });
 
 describe('network_queues (a runtime-rs key) in a file without [runtime] name', () => {
