@@ -93,6 +93,31 @@ export function giveLocksBackIfQmpBusy(error: unknown, qmpDeadline: number | und
 }
 
 /**
+ * For a run of withQmpWaitedWithoutLocks, under the locks: connects to the QMP at `qmpPath`, giving
+ * the handshake QMP_HANDSHAKE_UNDER_LOCK_MS. A QMP taken again by another client while the wait has
+ * time left gives the locks back (giveLocksBackIfQmpBusy). Otherwise the connection, or the connect's
+ * error for the run to settle: a VM gone (vmGone) holds no NIC; a QMP still held past the wait is
+ * left alone (qmpHeldPastWait says so).
+ */
+export async function connectQmpUnderLocks(
+  qmpPath: string,
+  qmpDeadline: number | undefined,
+): Promise<QmpClient | QmpConnectionError> {
+  try {
+    return await QmpClient.connect(qmpPath, { timeoutMs: QMP_HANDSHAKE_UNDER_LOCK_MS });
+  } catch (error) {
+    if (!(error instanceof QmpConnectionError)) throw error;
+    giveLocksBackIfQmpBusy(error, qmpDeadline);
+    return error;
+  }
+}
+
+/** Why a run left its undo when the QMP at `qmpPath` did not greet `command` (`error`) by the end of its wait of `waitMs`. */
+export function qmpHeldPastWait(qmpPath: string, command: string, waitMs: number, error: Error): string {
+  return `its VM's QMP socket ${qmpPath} did not greet ${command} within ${Math.max(waitMs, QMP_HANDSHAKE_UNDER_LOCK_MS)} ms in all, at most ${QMP_HANDSHAKE_UNDER_LOCK_MS} ms of it under the sandbox's lock (${error.message}); another client may hold it (QEMU serves one at a time: \`ss -xp | grep ${qmpPath}\` shows who)`;
+}
+
+/**
  * Runs `underLocks` (which takes the locks and connects to QMP under them, giving the handshake
  * QMP_HANDSHAKE_UNDER_LOCK_MS) once the QMP of sandbox `id`'s QEMU was waited for without the locks,
  * for up to `waitMs` (0: not waited for). A run that finds QMP taken again (giveLocksBackIfQmpBusy)

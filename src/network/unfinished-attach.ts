@@ -32,7 +32,7 @@ import type { Endpoint } from './endpoint/endpoint.js';
 import { isUnfinished } from './model/plumbing-context.js';
 import type { Network } from './network.js';
 import type { UndoReport } from './plan/undo.js';
-import type { HypervisorRecord } from './state/records.js';
+import type { HypervisorRecord, SandboxState } from './state/records.js';
 
 /** How long the guest gets to release a NIC, as add-iface, del-iface and watch give it. */
 const UNPLUG_TIMEOUT_MS = 20_000;
@@ -40,6 +40,18 @@ const UNPLUG_TIMEOUT_MS = 20_000;
 /** The endpoints of a record left unfinished by an attach that was killed ('pending'). */
 export function unfinishedEndpoints(network: Network): Endpoint[] {
   return network.endpoints().filter((endpoint) => isUnfinished(endpoint.plumbing));
+}
+
+/** Whether a record says an attach that has not completed: its own (`attaching`), or an endpoint's. */
+export function hasUnfinishedAttach(state: SandboxState): boolean {
+  return state.attaching === true || state.network.endpoints.some((endpoint) => isUnfinished(endpoint.plumbing));
+}
+
+/** What the undo (gc's, watch's) of a live sandbox's unfinished hot-plug unplugs through: the QEMU's QMP, if any. */
+export function qemuToUnplugFrom(state: SandboxState): string | undefined {
+  // An attach killed before its last write handed nothing to a VM.
+  if (state.attaching === true || !hasUnfinishedAttach(state)) return undefined;
+  return state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
 }
 
 /**

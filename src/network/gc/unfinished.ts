@@ -7,7 +7,6 @@
  * one at a time): gc waits for it without the locks, as detach does (network/sandbox-qmp-wait.ts).
  */
 import { errnoOf } from '../../errors.js';
-import { QmpConnectionError } from '../../hypervisor/errors.js';
 import { QmpClient } from '../../hypervisor/qmp.js';
 import type { NamespaceHolders } from '../../netns/namespace-holders.js';
 import { isUnfinished } from '../model/plumbing-context.js';
@@ -15,28 +14,16 @@ import type { PlumbingStep } from '../plan/types.js';
 import { describeRecords, recordsShownBy } from '../plan/undo.js';
 import { lockRecordedNamespace, openRecordedNetwork } from '../recorded-network.js';
 import {
-  giveLocksBackIfQmpBusy,
-  QMP_HANDSHAKE_UNDER_LOCK_MS,
+  connectQmpUnderLocks,
+  qmpHeldPastWait,
   qmpWaitWithoutLocksMs,
   withQmpWaitedWithoutLocks,
 } from '../sandbox-qmp-wait.js';
 import { NamespaceBusyError } from '../state/namespace-lock.js';
 import type { SandboxState } from '../state/records.js';
 import { SandboxLockedError, SandboxStore } from '../state/store.js';
-import { undoUnfinishedEndpoints, vmGone } from '../unfinished-attach.js';
+import { hasUnfinishedAttach, qemuToUnplugFrom, undoUnfinishedEndpoints, vmGone } from '../unfinished-attach.js';
 import { describeLockHolder, type GarbageItem, type GarbageReport } from './report.js';
-
-/** Whether a record says an attach that has not completed: its own (`attaching`), or an endpoint's. */
-function hasUnfinishedAttach(state: SandboxState): boolean {
-  return state.attaching === true || state.network.endpoints.some((endpoint) => isUnfinished(endpoint.plumbing));
-}
-
-/** What gc's undo of a live sandbox's unfinished hot-plug unplugs through: the QEMU's QMP, if any. */
-function qemuToUnplugFrom(state: SandboxState): string | undefined {
-  // An attach killed before its last write handed nothing to a VM.
-  if (state.attaching === true || !hasUnfinishedAttach(state)) return undefined;
-  return state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
-}
 
 /**
  * A record with endpoints whose attach never completed and whose lock is free: nobody is working on
@@ -135,21 +122,17 @@ async function finishUnderLocks(
         const qmpPath = report.dryRun ? undefined : qemuToUnplugFrom(current);
         let vmGoneAtConnect = false;
         if (qmpPath !== undefined) {
-          try {
-            qmp = await QmpClient.connect(qmpPath, { timeoutMs: QMP_HANDSHAKE_UNDER_LOCK_MS });
-          } catch (error) {
-            if (!(error instanceof QmpConnectionError)) throw error;
-            giveLocksBackIfQmpBusy(error, qmpWait.deadline);
-            // A VM gone holds no NIC: the host side goes alone.
-            vmGoneAtConnect = vmGone(error);
-            if (!vmGoneAtConnect) {
-              report.skipped.push({
-                file: store.statePath,
-                reason: `the unfinished attach of sandbox ${id} was left as it is: its VM's QMP socket ${qmpPath} did not greet gc within ${Math.max(qmpWait.waitMs, QMP_HANDSHAKE_UNDER_LOCK_MS)} ms in all, at most ${QMP_HANDSHAKE_UNDER_LOCK_MS} ms of it under the sandbox's lock (${error.message}); another client may hold it (QEMU serves one at a time: \`ss -xp | grep ${qmpPath}\` shows who); nothing was changed: run gc again once it is free (to wait longer, VCNET_QMP_CONNECT_TIMEOUT=<seconds>)`,
-                beingChanged: true,
-              });
-              return true;
-            }
+          const connected = await connectQmpUnderLocks(qmpPath, qmpWait.deadline);
+          if (connected instanceof QmpClient) qmp = connected;
+          // A VM gone holds no NIC: the host side goes alone.
+          else if (vmGone(connected)) vmGoneAtConnect = true;
+          else {
+            report.skipped.push({
+              file: store.statePath,
+              reason: `the unfinished attach of sandbox ${id} was left as it is: ${qmpHeldPastWait(qmpPath, 'gc', qmpWait.waitMs, connected)}; nothing was changed: run gc again once it is free (to wait longer, VCNET_QMP_CONNECT_TIMEOUT=<seconds>)`,
+              beingChanged: true,
+            });
+            return true;
           }
         }
         const { network } = recorded;

@@ -1,0 +1,98 @@
+/**
+ * `vcnet watch` started over an add-iface killed right after QEMU took the NIC (its endpoint
+ * 'pending' in the record) while another client holds QEMU's QMP (QEMU greets one client at a time).
+ * watch's undo at start used to connect under the sandbox's lock for the whole
+ * VCNET_QMP_CONNECT_TIMEOUT: every other command on the sandbox timed out on the lock meanwhile ("is
+ * being changed by process"). It now waits for QMP without the lock, as gc does; a QMP still held at
+ * the end of that wait leaves the unfinished endpoint as it is, and watch starts, saying so.
+ */
+import { describe, expect, it } from 'vitest';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { stateDirectoryPerTest, type vcnetAsync } from '../../helpers/cli.js';
+import { holdQmp } from '../../helpers/held-vm.js';
+import { fingerprint } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
+import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
+import {
+  detachOnceQemuStopped,
+  expectListIfacesAnswers,
+  recordedModels,
+  runWaitingForQmp,
+  unfinishedHotplug,
+} from './unfinished-hotplug-qmp-held.js';
+
+const skipReason = qemuIntegrationSkipReason();
+if (skipReason) console.log(`skipping the watch-with-QMP-busy tests: ${skipReason}`);
+
+const stateDirectory = stateDirectoryPerTest('vcnet-watch-qmp-busy-');
+const vm = sandboxVmFixture();
+const cleanup = cleanupAfterEach();
+
+/** `vcnet watch --sandbox SANDBOX`, seen waiting for QMP (VCNET_QMP_CONNECT_TIMEOUT `qmpWaitSeconds`). */
+function watchWaitingForQmp(sandbox: string, relay: { accepted: () => number }, qmpWaitSeconds: string) {
+  return runWaitingForQmp(
+    cleanup,
+    ['watch', '--sandbox', sandbox, '--state-dir', stateDirectory(), '--debounce', '50'],
+    relay,
+    qmpWaitSeconds,
+  );
+}
+
+/** Stops `watching` (SIGTERM), which must end cleanly. */
+async function stopWatch(watching: ReturnType<typeof vcnetAsync>): Promise<void> {
+  watching.child.kill('SIGTERM');
+  const stopped = await watching.done;
+  expect(stopped.status, stopped.stderr).toBe(0);
+}
+
+describe.skipIf(skipReason !== undefined)(
+  "vcnet watch's undo of an unfinished hot-plug while another client holds the VM's QMP",
+  () => {
+    it('waits for QMP without the lock: list-ifaces of the sandbox answers meanwhile; watch asks QEMU for the NIC once QMP is free', async () => {
+      const { pod, before, qemuQmpPath, relay } = await unfinishedHotplug(vm, cleanup, stateDirectory(), 'wq');
+      const holder = await holdQmp(cleanup, qemuQmpPath);
+      const watching = await watchWaitingForQmp('wq', relay, '60');
+      await expectListIfacesAnswers(stateDirectory(), 'wq', '5');
+      expect(watching.output().stderr).not.toContain('watching sandbox wq');
+
+      await holder.release();
+      // QMP answered watch: device_del went to QEMU, whose paused guest never releases net1, so the
+      // endpoint, its tap and its record stay (the unplug's own timeout), as without another client.
+      await until(() => watching.output().stderr.includes('watching sandbox wq'), 'the watch to start', 90_000);
+      expect(watching.output().stderr).toMatch(
+        /vcnet: watch could not undo the unfinished attach of eth9 \(net1 may still be in the VM, so its record and plumbing stay/,
+      );
+      await stopWatch(watching);
+      expect(recordedModels(stateDirectory(), 'wq')).toEqual([
+        ['eth0', 'tcfilter'],
+        ['net9', 'pending'],
+      ]);
+
+      await detachOnceQemuStopped(vm, stateDirectory(), 'wq', { pod, before });
+    }, 240_000);
+
+    it('starts anyway when QMP is still held at the end of its wait, leaving the unfinished attach as it is and saying so', async () => {
+      const { pod, before, qemuQmpPath, qmpPath, relay } = await unfinishedHotplug(vm, cleanup, stateDirectory(), 'ws');
+      const withPending = fingerprint(pod);
+      await holdQmp(cleanup, qemuQmpPath);
+      const watching = await watchWaitingForQmp('ws', relay, '8');
+      await expectListIfacesAnswers(stateDirectory(), 'ws', '5');
+      await until(() => watching.output().stderr.includes('watching sandbox ws'), 'the watch to start', 60_000);
+      const { stderr } = watching.output();
+      expect(stderr).toContain('vcnet: watch could not undo the unfinished attach of eth9 (');
+      expect(stderr).toContain(`QMP socket ${qmpPath}`);
+      expect(stderr).toContain('8000 ms');
+      expect(stderr).toContain(`ss -xp | grep ${qmpPath}`);
+      expect(stderr).toContain('VCNET_QMP_CONNECT_TIMEOUT=<seconds>');
+      await stopWatch(watching);
+      // Nothing of it was changed: the record and the pod wait for gc or the next watch.
+      expect(recordedModels(stateDirectory(), 'ws')).toEqual([
+        ['eth0', 'tcfilter'],
+        ['net9', 'pending'],
+      ]);
+      expect(fingerprint(pod)).toEqual(withPending);
+
+      await detachOnceQemuStopped(vm, stateDirectory(), 'ws', { pod, before });
+    }, 240_000);
+  },
+);
