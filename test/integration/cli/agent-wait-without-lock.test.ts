@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { addEth9, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
+import { addEth9, holdQmp, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
 import { fingerprint, linkMac, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
 import { untilInfoNetwork } from '../../helpers/qmp-look.js';
@@ -220,3 +220,38 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest agent stays
     expect(network).not.toContain('net1');
   }, 120_000);
 });
+
+describe.skipIf(skipReason !== undefined)(
+  'update-routes whose agent wait outlasted the wait for QMP, another client taking QMP meanwhile',
+  () => {
+    it('fails after one short try for QMP under the lock, and says so: QMP had answered, its wait was used up by the wait for the agent', async () => {
+      const { pod } = makePod();
+      const state = ['--state-dir', stateDirectory()];
+      const { qmpPath, agentPath } = await vm.attachAndStart('aq', pod.path, stateDirectory());
+      const guest = makeConfiguredGuest();
+      const file = join(stateDirectory(), 'routes.json');
+      writeFileSync(file, JSON.stringify([{ dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' }]));
+      // QMP's wait is 2 s: the agent's (10 s) outlasts it.
+      const updating = vcnetAsync(['update-routes', 'aq', file, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '2' });
+      cleanup.defer(async () => {
+        updating.child.kill('SIGKILL');
+        await updating.done;
+      });
+      // QEMU greets the holder only once update-routes let QMP go: it is waiting for the agent without the lock.
+      const holder = await holdQmp(cleanup, qmpPath);
+      // Past QMP's 2 s (a setup delay, not an assertion), the agent answers.
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+      cleanup.defer(() => agent.stop());
+      const updated = await updating.done;
+      await holder.release();
+      console.log(updated.stderr);
+      expect(updated.status, updated.stderr).not.toBe(0);
+      expect(updated.stderr).toContain('answered before');
+      expect(updated.stderr).not.toContain('to wait longer');
+      expect(guest.exec('ip', ['route', 'show', '10.150.0.0/16'])).toBe('');
+      await vm.stopQemu();
+      expect(vcnet(['detach', '--sandbox', 'aq', ...state]).status).toBe(0);
+    }, 120_000);
+  },
+);
