@@ -205,6 +205,26 @@ function sandboxQmpUnreachable(
   );
 }
 
+/**
+ * QMP greeted within its wait, but that wait was used up (by the wait for the agent or for the lock)
+ * before it was tried again under the lock, and another client had taken it by then: said as that.
+ */
+function qmpTakenAfterItsWait(
+  error: QmpConnectionError,
+  state: SandboxState,
+  qmpPath: string,
+  stateDirectory: string,
+  budgetMs: number,
+): QmpConnectionError {
+  const cause = error.cause instanceof QmpConnectionError ? error.cause : error;
+  return new QmpConnectionError(
+    `${cause.message} (sandbox ${state.id}'s VM: QMP answered before, within its ${budgetMs} ms wait, but that wait was used up by the time the command ran again under the sandbox's lock, and another client held QMP then; it was tried for ${QMP_HANDSHAKE_UNDER_LOCK_MS} ms more under the lock)`,
+    qmpPath,
+    cause,
+    `nothing was changed. Another client took the VM's QMP socket meanwhile (\`ss -xp | grep ${qmpPath}\` shows who; QEMU serves one at a time): try again once it lets go, or give the wait more time: ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds> (default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000}) bounds the wait for QMP counted from the command's first try, the wait for the agent included. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes what the sandbox has left`,
+  );
+}
+
 /** Under the lock, QMP did not greet within QMP_HANDSHAKE_UNDER_LOCK_MS: the lock goes, the wait goes on without it. */
 class QmpBusyUnderLock extends Error {
   constructor(
@@ -243,6 +263,9 @@ interface VmWait {
   attempts: number;
   /** It was waited for without the lock: its error says how long in all, and how little of it under the lock. */
   waitedWithoutLock: boolean;
+  /** The tries under the lock that failed, and how long they took: a wait without the lock that ended with an answer is followed by another. */
+  triesUnderLock: number;
+  msUnderLock: number;
   /**
    * The socket answered since the last connect under the lock (a wait without the lock ended with an
    * answer; QMP greeted before the agent's wait): the next connect under the lock gets its full bound.
@@ -251,7 +274,15 @@ interface VmWait {
 }
 
 function startWait(budgetMs: number): VmWait {
-  return { budgetMs, deadline: Date.now() + budgetMs, attempts: 0, waitedWithoutLock: false, answered: false };
+  return {
+    budgetMs,
+    deadline: Date.now() + budgetMs,
+    attempts: 0,
+    waitedWithoutLock: false,
+    triesUnderLock: 0,
+    msUnderLock: 0,
+    answered: false,
+  };
 }
 
 /** The waits of one withSandboxAndVm, kept across its runs. */
@@ -326,8 +357,10 @@ function boundUnderLock(wait: VmWait, underLockMs: number): { timeoutMs: number;
  */
 async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<VirtualMachine | undefined> {
   waits.qmp ??= startWait(defaultQmpConnectTimeoutMs());
+  const qmpAnswered = waits.qmp.answered;
   const qmp = boundUnderLock(waits.qmp, QMP_HANDSHAKE_UNDER_LOCK_MS);
   let agentLast = true;
+  let agentStart = Date.now();
   try {
     return await connectVirtualMachine(sandbox.state, sandbox.store.root, {
       qmpHandshakeTimeoutMs: qmp.timeoutMs,
@@ -338,12 +371,15 @@ async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<V
         waits.agent ??= startWait(AGENT_CONNECT_TIMEOUT_MS);
         const agent = boundUnderLock(waits.agent, AGENT_CONNECT_UNDER_LOCK_MS);
         agentLast = agent.last;
+        agentStart = Date.now();
         return agent.timeoutMs;
       },
     });
   } catch (error) {
     if (error instanceof AgentConnectError && waits.agent) {
       waits.agent.attempts += error.attempts;
+      waits.agent.triesUnderLock += 1;
+      waits.agent.msUnderLock += Date.now() - agentStart;
       const agentSocket = sandbox.state.agentSocket;
       // A failure no wait changes (EACCES), or the budget's end: said at once, as before.
       if (agentLast || !error.deadlineReached || !agentSocket)
@@ -351,6 +387,10 @@ async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<V
       throw new AgentUnreachableUnderLock(sandbox.state, agentSocket);
     }
     const qmpPath = recordedQmpPath(sandbox.state);
+    // QMP answered within its wait, which ran out (on the agent's wait, the lock) before it was tried
+    // again, another client holding it now: not a wait for QMP that lasted VCNET_QMP_CONNECT_TIMEOUT.
+    if (qmp.last && qmpAnswered && qmpPath && error instanceof QmpConnectionError && !vmGone(error))
+      throw qmpTakenAfterItsWait(error, sandbox.state, qmpPath, sandbox.store.root, waits.qmp.budgetMs);
     // A VM gone is said at once, as before; any other failure is said by the wait without the lock.
     if (qmp.last || !qmpPath || !(error instanceof QmpConnectionError) || vmGone(error)) throw error;
     throw new QmpBusyUnderLock(sandbox.state, qmpPath, sandbox.store.root);
@@ -417,7 +457,11 @@ function agentUnreachable(error: AgentConnectError, state: SandboxState, wait: V
     error.hint,
     {
       deadlineReached: error.deadlineReached,
-      note: `sandbox ${state.id}'s agent; only the first ${AGENT_CONNECT_UNDER_LOCK_MS} ms of it under the sandbox's lock, the rest without it`,
+      // After an answer without the lock, the agent is tried under it again (and may fail again).
+      note:
+        wait.triesUnderLock > 1
+          ? `sandbox ${state.id}'s agent; ${wait.msUnderLock} ms of it in ${wait.triesUnderLock} tries under the sandbox's lock (at most ${AGENT_CONNECT_UNDER_LOCK_MS} ms each, the agent having answered in between without it), the rest without it`
+          : `sandbox ${state.id}'s agent; only the first ${AGENT_CONNECT_UNDER_LOCK_MS} ms of it under the sandbox's lock, the rest without it`,
     },
   );
 }

@@ -113,7 +113,10 @@ export class NetlinkApplier implements NetworkApplier {
 
   // ---- interfaces ----
 
-  updateInterface(update: InterfaceUpdate): Promise<Interface> {
+  async updateInterface(update: InterfaceUpdate): Promise<Interface> {
+    // A hot-plugged NIC may take seconds to show: waited for before the queue, so the calls behind it
+    // (another NIC's update, a route set) are not held for that long (they timed out meanwhile).
+    await this.findTarget(update, await this.handle.links());
     return this.serialized(async () => {
       const links = await this.handle.links();
       const target = await this.findTarget(update, links);

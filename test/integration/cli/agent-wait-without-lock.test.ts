@@ -9,11 +9,12 @@
  * that plays the guest, where the new NIC is a link with the pod link's MAC.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { addEth9, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
+import { addEth9, holdQmp, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
 import { fingerprint, linkMac, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
 import { untilInfoNetwork } from '../../helpers/qmp-look.js';
@@ -220,3 +221,87 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest agent stays
     expect(network).not.toContain('net1');
   }, 120_000);
 });
+
+describe.skipIf(skipReason !== undefined)(
+  'update-routes whose agent wait outlasted the wait for QMP, another client taking QMP meanwhile',
+  () => {
+    it('fails after one short try for QMP under the lock, and says so: QMP had answered, its wait was used up meanwhile', async () => {
+      const { pod } = makePod();
+      const guest = makeConfiguredGuest();
+      const state = ['--state-dir', stateDirectory()];
+      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+      const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aq', pod.path, stateDirectory(), { qemuQmpPath });
+      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+      const file = join(stateDirectory(), 'routes.json');
+      writeFileSync(file, JSON.stringify([{ dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' }]));
+      const acceptedBefore = relay.accepted();
+      // QMP's wait is 2 s: the agent's (10 s) outlasts it.
+      const updating = vcnetAsync(['update-routes', 'aq', file, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '2' });
+      cleanup.defer(async () => {
+        updating.child.kill('SIGKILL');
+        await updating.done;
+      });
+      await until(() => relay.accepted() > acceptedBefore, "update-routes' QMP connection", 30_000);
+      // QEMU greets the holder once update-routes let QMP go: it waits for the agent without the lock.
+      const holder = await holdQmp(cleanup, qemuQmpPath);
+      // Past QMP's 2 s (a setup delay, not an assertion), the agent answers.
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+      cleanup.defer(() => agent.stop());
+      const updated = await updating.done;
+      await holder.release();
+      console.log(updated.stderr);
+      expect(updated.status, updated.stderr).toBe(1);
+      expect(updated.stderr).toContain('QMP answered before, within its 2000 ms wait');
+      expect(updated.stderr).toContain('tried for 1000 ms more under the lock');
+      expect(updated.stderr).not.toContain('to wait longer');
+      expect(guest.exec('ip', ['route', 'show', '10.150.0.0/16'])).toBe('');
+      await vm.stopQemu();
+      expect(vcnet(['detach', '--sandbox', 'aq', ...state]).status).toBe(0);
+    }, 120_000);
+  },
+);
+
+describe.skipIf(skipReason !== undefined)(
+  'update-routes whose agent answered its wait without the lock, then not under it',
+  () => {
+    it("says how much of the agent's wait was under the lock: every try there, not only the first", async () => {
+      const { pod } = makePod();
+      const state = ['--state-dir', stateDirectory()];
+      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+      const { qemu, qmpPath, agentPath } = await vm.attachAndStart('a2', pod.path, stateDirectory(), { qemuQmpPath });
+      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+      const file = join(stateDirectory(), 'routes.json');
+      writeFileSync(file, JSON.stringify([{ dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' }]));
+      const acceptedBefore = relay.accepted();
+      const updating = vcnetAsync(['update-routes', 'a2', file, ...state]);
+      cleanup.defer(async () => {
+        updating.child.kill('SIGKILL');
+        await updating.done;
+      });
+      await until(() => relay.accepted() > acceptedBefore, "update-routes' QMP connection", 30_000);
+      // The lock is free once update-routes waits for the agent without it.
+      const listed = await vcnetAsync(['list-ifaces', 'a2', '--json', '--timeout', '200', ...state], {
+        VCNET_LOCK_TIMEOUT: '5',
+      }).done;
+      expect(listed.status, listed.stderr).toBe(0);
+      // An agent socket that takes one connection and goes: the wait without the lock ends, the try
+      // under the lock again finds no socket, and so does every wait after it.
+      const oneShot = createServer((socket) => {
+        socket.destroy();
+        oneShot.close();
+      });
+      cleanup.defer(
+        () => new Promise<void>((resolve) => (oneShot.listening ? oneShot.close(() => resolve()) : resolve())),
+      );
+      await new Promise<void>((resolve) => oneShot.listen(agentPath, resolve));
+      const updated = await updating.done;
+      console.log(updated.stderr);
+      expect(updated.status, updated.stderr).toBe(1);
+      expect(updated.stderr).toContain("2 tries under the sandbox's lock");
+      expect(updated.stderr).not.toContain("only the first 1000 ms of it under the sandbox's lock");
+      await vm.stopQemu();
+      expect(vcnet(['detach', '--sandbox', 'a2', ...state]).status).toBe(0);
+    }, 120_000);
+  },
+);
