@@ -44,25 +44,38 @@ function guestAddresses(guest: ReturnType<typeof makeConfiguredGuest>, name: str
   return link?.addr_info.map((address) => address.local) ?? [];
 }
 
+/**
+ * A pod attached as sandbox `id` to a paused QEMU, and vcnet's agent serving a namespace that plays
+ * its guest: the agent answers at once and then waits (up to 2 minutes) for a hot-plugged NIC to
+ * show in the guest, by its MAC (no sysfs of the guest to look its PCI path up in).
+ */
+async function sandboxWithSlowGuest(id: string) {
+  const { pod, node } = makePod();
+  const before = fingerprint(pod);
+  const guest = makeConfiguredGuest();
+  const { agentPath } = await vm.attachAndStart(id, pod.path, stateDirectory());
+  const agent = await serveNamespaceAgent(guest.path, agentPath, {
+    linkAppearTimeoutMs: 120_000,
+    sysfsRoot: stateDirectory(),
+  });
+  cleanup.defer(() => agent.stop());
+  return { pod, node, before, guest, state: ['--state-dir', stateDirectory()] };
+}
+
+/** eth9 added to the pod, and the path of the add-iface request that adds it as net9. */
+function addNet9(pod: Parameters<typeof addEth9>[0]): string {
+  addEth9(pod);
+  const request = join(stateDirectory(), 'add.json');
+  writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+  return request;
+}
+
 describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to show the new NIC', () => {
   it('waits for the guest without the sandbox lock: list-ifaces goes through meanwhile; the NIC is configured and the record finished once the guest shows it', async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-    const guest = makeConfiguredGuest();
-    const state = ['--state-dir', stateDirectory()];
+    const { pod, node, before, guest, state } = await sandboxWithSlowGuest('gp');
     const qemuQmpPath = join(stateDirectory(), 'qmp.sock');
-    const { agentPath } = await vm.attachAndStart('gp', pod.path, stateDirectory());
-    // The agent answers at once and then waits (up to 2 minutes) for the NIC to show in the guest, by
-    // its MAC (no sysfs of the guest to look its PCI path up in).
-    const agent = await serveNamespaceAgent(guest.path, agentPath, {
-      linkAppearTimeoutMs: 120_000,
-      sysfsRoot: stateDirectory(),
-    });
-    cleanup.defer(() => agent.stop());
-    addEth9({ pod, node });
+    const request = addNet9({ pod, node });
     const mac = linkMac(pod, 'eth9');
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
 
     const adding = vcnetAsync(['add-iface', 'gp', request, ...state]);
     cleanup.defer(async () => {
@@ -107,19 +120,8 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
   }, 180_000);
 
   it('an add-iface killed while it waited for the guest leaves a record the other commands finish: list shows it, add-iface again says what to do, configure-guest finishes it', async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-    const guest = makeConfiguredGuest();
-    const state = ['--state-dir', stateDirectory()];
-    const { agentPath } = await vm.attachAndStart('gk', pod.path, stateDirectory());
-    const agent = await serveNamespaceAgent(guest.path, agentPath, {
-      linkAppearTimeoutMs: 120_000,
-      sysfsRoot: stateDirectory(),
-    });
-    cleanup.defer(() => agent.stop());
-    addEth9({ pod, node });
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const { pod, node, before, guest, state } = await sandboxWithSlowGuest('gk');
+    const request = addNet9({ pod, node });
     const adding = vcnetAsync(['add-iface', 'gk', request, ...state]);
     cleanup.defer(async () => {
       adding.child.kill('SIGKILL');
@@ -168,20 +170,9 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
   it('a del-iface while add-iface waits for the guest wins: add-iface leaves the interface removed and says so', async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-    const guest = makeConfiguredGuest();
-    const state = ['--state-dir', stateDirectory()];
-    const { agentPath } = await vm.attachAndStart('gd', pod.path, stateDirectory());
-    const agent = await serveNamespaceAgent(guest.path, agentPath, {
-      linkAppearTimeoutMs: 120_000,
-      sysfsRoot: stateDirectory(),
-    });
-    cleanup.defer(() => agent.stop());
-    addEth9({ pod, node });
+    const { pod, node, before, guest, state } = await sandboxWithSlowGuest('gd');
+    const request = addNet9({ pod, node });
     const mac = linkMac(pod, 'eth9');
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
     const adding = vcnetAsync(['add-iface', 'gd', request, ...state]);
     cleanup.defer(async () => {
       adding.child.kill('SIGKILL');
@@ -215,17 +206,8 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
   it("the watch's reaction to a new pod link waits for the guest without the sandbox lock: list-ifaces goes through meanwhile", async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-    const guest = makeConfiguredGuest();
-    const state = ['--state-dir', stateDirectory()];
+    const { pod, node, before, guest, state } = await sandboxWithSlowGuest('gw');
     const qemuQmpPath = join(stateDirectory(), 'qmp.sock');
-    const { agentPath } = await vm.attachAndStart('gw', pod.path, stateDirectory());
-    const agent = await serveNamespaceAgent(guest.path, agentPath, {
-      linkAppearTimeoutMs: 120_000,
-      sysfsRoot: stateDirectory(),
-    });
-    cleanup.defer(() => agent.stop());
     const watch = vcnetAsync(['watch', '--sandbox', 'gw', '--debounce', '50', ...state]);
     cleanup.defer(async () => {
       watch.child.kill('SIGKILL');
