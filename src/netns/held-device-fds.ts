@@ -36,7 +36,9 @@ export function heldDeviceOf(target: string): { kind: HeldDeviceKind; socket?: s
 }
 
 /** The process and fd of a `/proc/PID/fd/N` path whose fd is a socket or a tun/tap now; else undefined. */
-export function heldDeviceAt(path: string): { pid: number; fd: number; kind: HeldDeviceKind } | undefined {
+export function heldDeviceAt(
+  path: string,
+): { pid: number; fd: number; kind: HeldDeviceKind; socket?: string } | undefined {
   const match = PROCESS_FD_PATH.exec(path);
   if (!match) return undefined;
   let target: string;
@@ -46,20 +48,47 @@ export function heldDeviceAt(path: string): { pid: number; fd: number; kind: Hel
     return undefined;
   }
   const device = heldDeviceOf(target);
-  return device && { pid: Number(match[1]), fd: Number(match[2]), kind: device.kind };
+  return device && { pid: Number(match[1]), fd: Number(match[2]), ...device };
+}
+
+/** /dev/net/tun's device number (major 10, minor 200), as fstat gives it. */
+const TUN_RDEV = (10 << 8) | 200;
+
+/**
+ * Whether the fd copied from another process is still the socket (of inode `socket`, when known) or
+ * tun fd the walk saw: between the walk's readlink and the copy, the process may have closed it and
+ * opened something else under that number, which an ioctl would answer ENOTTY, as a kernel without
+ * the ioctl does.
+ */
+function stillThatDevice(copy: number, kind: HeldDeviceKind, socket: string | undefined): boolean {
+  const stats = fstatSync(copy);
+  if (kind === 'tap') return stats.isCharacterDevice() && stats.rdev === TUN_RDEV;
+  return stats.isSocket() && (socket === undefined || String(stats.ino) === socket);
 }
 
 /**
  * Opens the network namespace fd `fd` of process `pid` (a socket or a tap) belongs to: a new nsfs
  * fd in this process, which the caller closes. Throws the shim's errors (`code` the errno name,
- * `syscall` pidfd_open, pidfd_getfd, ioctl(SIOCGSKNS) or ioctl(TUNGETDEVNETNS)). `pidfd`: one the
- * caller holds on that process (else one is opened and closed here).
+ * `syscall` pidfd_open, pidfd_getfd, ioctl(SIOCGSKNS) or ioctl(TUNGETDEVNETNS)); an fd that is no
+ * longer that socket (inode `socket`, when given) or tun fd is EBADF of pidfd_getfd, as one closed
+ * is. `pidfd`: one the caller holds on that process (else one is opened and closed here).
  */
-export function openNamespaceOfProcessFd(pid: number, fd: number, kind: HeldDeviceKind, pidfd?: number): number {
+export function openNamespaceOfProcessFd(
+  pid: number,
+  fd: number,
+  kind: HeldDeviceKind,
+  pidfd?: number,
+  socket?: string,
+): number {
   const processFd = pidfd ?? nativeNamespaces.pidfdOpen(pid);
   try {
     const copy = nativeNamespaces.pidfdGetfd(processFd, fd);
     try {
+      if (!stillThatDevice(copy, kind, socket))
+        throw Object.assign(new Error(`fd ${fd} of process ${pid} is no longer the ${kind} it was`), {
+          code: 'EBADF',
+          syscall: 'pidfd_getfd',
+        });
       return kind === 'socket' ? nativeNamespaces.socketNamespace(copy) : nativeNamespaces.tunNamespace(copy);
     } finally {
       closeSync(copy);
@@ -128,7 +157,7 @@ export function namespacesOfHeldDevices(fds: readonly HeldDeviceFd[], refused: (
         let namespaceFd: number;
         index.asked++;
         try {
-          namespaceFd = openNamespaceOfProcessFd(pid, fd, kind, pidfd);
+          namespaceFd = openNamespaceOfProcessFd(pid, fd, kind, pidfd, socket);
         } catch (error) {
           const { code, syscall } = error as NodeJS.ErrnoException;
           if (syscall === 'pidfd_getfd') {
@@ -137,7 +166,7 @@ export function namespacesOfHeldDevices(fds: readonly HeldDeviceFd[], refused: (
               noCopy = true;
               break;
             }
-            if (code === 'EBADF') continue; // closed meanwhile
+            if (code === 'EBADF') continue; // closed meanwhile (or its number reused: stillThatDevice)
             if (code === 'ESRCH') break; // the process exited
             refused(pid);
             break;

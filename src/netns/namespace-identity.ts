@@ -306,7 +306,7 @@ function openNamespaceOfDevice(
   nativeNamespaces.load();
   let fd: number;
   try {
-    fd = openNamespaceOfProcessFd(device.pid, device.fd, device.kind);
+    fd = openNamespaceOfProcessFd(device.pid, device.fd, device.kind, undefined, device.socket);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     // The process exited or closed the fd meanwhile: nothing holds the namespace there any more.
