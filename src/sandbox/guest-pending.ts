@@ -71,8 +71,11 @@ export function guestPendingOf(
   return kept.length > 0 ? kept : undefined;
 }
 
-/** The entries left once the one with `token` is removed (undefined when none are). */
-export function withoutEntry(entries: readonly GuestPending[] | undefined, token: string): GuestPending[] | undefined {
-  const kept = (entries ?? []).filter((entry) => entry.token !== token);
+/** The entries left once those with `tokens` are removed (undefined when none are). */
+export function withoutEntries(
+  entries: readonly GuestPending[] | undefined,
+  ...tokens: string[]
+): GuestPending[] | undefined {
+  const kept = (entries ?? []).filter((entry) => !tokens.includes(entry.token));
   return kept.length > 0 ? kept : undefined;
 }

@@ -57,7 +57,7 @@ import {
   guestPendingOf,
   guestPendingRunning,
   withoutAwaited,
-  withoutEntry,
+  withoutEntries,
 } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
@@ -838,7 +838,7 @@ async function finishAddedInterface(
         );
         return;
       }
-      state.guestPending = withoutEntry(state.guestPending, entry.token);
+      state.guestPending = withoutEntries(state.guestPending, entry.token);
       const keeper = sandboxRecordKeeper(store, state, network);
       if (!failure) {
         keeper.persist();

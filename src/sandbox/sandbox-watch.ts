@@ -43,7 +43,7 @@ import {
 } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { shellWord } from '../shell-word.js';
-import { guestPendingEntry, withoutAwaited } from './guest-pending.js';
+import { guestPendingEntry, withoutAwaited, withoutEntries } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { heldDevices } from './held-devices.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
@@ -655,12 +655,9 @@ async function finishWatchPush(
 ): Promise<void> {
   await withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
     if (state.createdAt !== guest.createdAt) return;
-    const tokens = new Set(guest.entries.map((entry) => entry.token));
     const before = state.guestPending?.length ?? 0;
-    const kept = (state.guestPending ?? []).filter((entry) => !tokens.has(entry.token));
-    if (kept.length > 0) state.guestPending = kept;
-    else delete state.guestPending;
-    if (kept.length !== before) sandboxRecordKeeper(store, state, network).persist();
+    state.guestPending = withoutEntries(state.guestPending, ...guest.entries.map((entry) => entry.token));
+    if ((state.guestPending?.length ?? 0) !== before) sandboxRecordKeeper(store, state, network).persist();
     if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
   }).catch((error: unknown) => {
     // Detached meanwhile: nothing of it to finish (the watch ends at its next change, as then).

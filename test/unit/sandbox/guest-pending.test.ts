@@ -13,7 +13,7 @@ import {
   guestPendingOf,
   guestPendingRunning,
   withoutAwaited,
-  withoutEntry,
+  withoutEntries,
 } from '../../../src/sandbox/guest-pending.js';
 
 const endpoint = (name: string, link = name) => ({ name, properties: { link: { name: link } } }) as unknown as Endpoint;
@@ -54,7 +54,7 @@ describe('guestPending entries', () => {
     expect(guestPendingOf([entry], [endpoint('net9', 'eth7')])).toBeUndefined();
     expect(guestPendingOf(undefined, [endpoint('eth0')])).toBeUndefined();
     const other = guestPendingEntry(endpoint('net8', 'eth8'), 'add-iface');
-    expect(withoutEntry([entry, other], entry.token)).toEqual([other]);
-    expect(withoutEntry([entry], entry.token)).toBeUndefined();
+    expect(withoutEntries([entry, other], entry.token)).toEqual([other]);
+    expect(withoutEntries([entry], entry.token)).toBeUndefined();
   });
 });
