@@ -56,6 +56,14 @@ export function withoutAwaited<T extends Endpoint>(endpoints: readonly T[], stat
   return endpoints.filter((endpoint) => !awaited.has(endpoint.name));
 }
 
+/** Whether `entry` is about `endpoint`: the same guest name and pod link. */
+export function entryNames(
+  entry: GuestPending,
+  endpoint: { name: string; properties: { link: { name: string } } },
+): boolean {
+  return endpoint.name === entry.name && endpoint.properties.link.name === entry.podLink;
+}
+
 /**
  * The entries whose endpoint the record still holds (by name and pod link): an endpoint removed
  * (del-iface, the watch, an undo) takes its entry with it. Undefined when none are left.
@@ -65,9 +73,7 @@ export function guestPendingOf(
   endpoints: readonly Endpoint[],
 ): GuestPending[] | undefined {
   if (entries === undefined) return undefined;
-  const kept = entries.filter((entry) =>
-    endpoints.some((endpoint) => endpoint.name === entry.name && endpoint.properties.link.name === entry.podLink),
-  );
+  const kept = entries.filter((entry) => endpoints.some((endpoint) => entryNames(entry, endpoint)));
   return kept.length > 0 ? kept : undefined;
 }
 

@@ -32,7 +32,7 @@ import {
   type UnreadableNamespaceWhereabouts,
 } from '../network/state/unreadable-records.js';
 import { shellWord } from '../shell-word.js';
-import { guestPendingRunning } from './guest-pending.js';
+import { entryNames, guestPendingRunning } from './guest-pending.js';
 
 /**
  * A record's state, from the record and where its namespace lives now:
@@ -199,10 +199,8 @@ function describeRecord(
 ): SandboxListing {
   const namespacePath = record.namespace.path;
   const pendingEntries = kind === 'sandbox' ? (record.guestPending ?? []) : [];
-  const guestPendingOf = (endpoint: { name: string; properties: { link: { name: string } } }) => {
-    const entry = pendingEntries.find(
-      (candidate) => candidate.name === endpoint.name && candidate.podLink === endpoint.properties.link.name,
-    );
+  const pendingStateOf = (endpoint: { name: string; properties: { link: { name: string } } }) => {
+    const entry = pendingEntries.find((candidate) => entryNames(candidate, endpoint));
     return entry === undefined ? undefined : guestPendingRunning(entry) ? ('waiting' as const) : ('stopped' as const);
   };
   const listing: SandboxListing = {
@@ -212,7 +210,7 @@ function describeRecord(
     state: 'attached',
     namespacePath,
     endpoints: record.network.endpoints.map((endpoint) => {
-      const guestPending = guestPendingOf(endpoint);
+      const guestPending = pendingStateOf(endpoint);
       return {
         guestName: endpoint.name,
         podLink: endpoint.properties.link.name,

@@ -53,6 +53,7 @@ import { UnplugIfRunning, vmGone, vmGoneAfter } from '../network/unfinished-atta
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import {
+  entryNames,
   guestPendingEntry,
   guestPendingOf,
   guestPendingRunning,
@@ -825,9 +826,7 @@ async function finishAddedInterface(
             .endpoints()
             .find(
               (candidate) =>
-                candidate.name === entry.name &&
-                candidate.properties.link.name === entry.podLink &&
-                candidate.plumbing?.tapName === guest.endpoint.plumbing?.tapName,
+                entryNames(entry, candidate) && candidate.plumbing?.tapName === guest.endpoint.plumbing?.tapName,
             )
         : undefined;
       if (!endpoint) {
