@@ -1,6 +1,8 @@
 /**
  * Cloud Hypervisor's HTTP API on its unix socket, for NIC hot-plug (`PUT /api/v1/vm.add-net`) and
- * removal (`PUT /api/v1/vm.remove-device`).
+ * removal (`PUT /api/v1/vm.remove-device`), and `GET /api/v1/vmm.ping`, which changes nothing: an
+ * answer says the VMM serves requests now (its API thread takes one request at a time and waits for
+ * the VMM's answer before it reads the next, so a VMM busy or hung on another request answers none).
  *
  * The tap queue fds must travel as SCM_RIGHTS ancillary data on the request itself (the API ignores
  * fd numbers in the body). Node's http client writes through libuv, which has no way to attach
@@ -11,6 +13,7 @@
  * Kata's clh.go sends its add-net requests the same way (raw HTTP text plus fds).
  */
 import { connect, type Socket } from 'node:net';
+import { onAbort } from '../abort-listeners.js';
 import { VcnetError } from '../errors.js';
 import { nativeDevices, socketFileDescriptor } from '../native/devices.js';
 import {
@@ -107,10 +110,25 @@ export interface CloudHypervisorPciDeviceInfo {
   bdf: string;
 }
 
+/** Cloud Hypervisor's VmmPingResponse: its version (required), and build, pid and features when it tells them. */
+export interface CloudHypervisorPing {
+  version: string;
+  build_version?: string;
+  pid?: number;
+  features?: string[];
+}
+
+/** One request's own bounds, in place of the client's: its deadline, and a signal that ends it. */
+export interface CloudHypervisorRequestOptions {
+  timeoutMs?: number;
+  /** Aborting ends the request at once (the connection closed); it rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
 const MAX_REPLY_BYTES = 1 << 20;
 
 /** How long one API request may take by default, connect to reply (a hot-plug waits for the VMM). */
-const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 /** The PCI path the agent takes ("05") for a device on bus 0 of segment 0, from its BDF. */
 export function pciPathOfBdf(bdf: string): string | undefined {
@@ -155,15 +173,45 @@ export class CloudHypervisorClient {
   ) {}
 
   /** Sends one API request (its fds as SCM_RIGHTS) and returns the reply; error statuses throw. */
-  async send<Body>(request: CloudHypervisorApiRequest<Body>): Promise<CloudHypervisorReply> {
+  async send<Body>(
+    request: CloudHypervisorApiRequest<Body>,
+    options: CloudHypervisorRequestOptions = {},
+  ): Promise<CloudHypervisorReply> {
     const body = Buffer.from(JSON.stringify(request.body));
     const head =
       `${request.method} ${request.path} HTTP/1.1\r\n` +
       'Host: localhost\r\nAccept: application/json\r\nContent-Type: application/json\r\n' +
       `Content-Length: ${body.length}\r\n\r\n`;
-    const message = Buffer.concat([Buffer.from(head, 'latin1'), body]);
+    return this.sendMessage(Buffer.concat([Buffer.from(head, 'latin1'), body]), request, options);
+  }
+
+  /**
+   * `GET /api/v1/vmm.ping`, which changes nothing: answered only once the VMM is done with the
+   * requests before it. Error statuses throw, as for every request.
+   */
+  async ping(options: CloudHypervisorRequestOptions = {}): Promise<CloudHypervisorPing> {
+    const request = { method: 'GET', path: '/api/v1/vmm.ping', fds: [] };
+    const head = `GET ${request.path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n`;
+    const reply = await this.sendMessage(Buffer.from(head, 'latin1'), request, options);
+    try {
+      return JSON.parse(reply.body) as CloudHypervisorPing;
+    } catch (error) {
+      throw new CloudHypervisorConnectionError(
+        this.socketPath,
+        `GET ${request.path}: the reply is not JSON: ${JSON.stringify(reply.body.slice(0, 80))}`,
+        'answered',
+        error,
+      );
+    }
+  }
+
+  private async sendMessage(
+    message: Buffer,
+    request: { method: string; path: string; fds: number[] },
+    options: CloudHypervisorRequestOptions,
+  ): Promise<CloudHypervisorReply> {
     const label = `${request.method} ${request.path}`;
-    const reply = await this.exchange(message, request.fds, label);
+    const reply = await this.exchange(message, request.fds, label, options);
     if (reply.status !== 200 && reply.status !== 204) {
       throw new CloudHypervisorApiError(label, reply.status, reply.reason, reply.body);
     }
@@ -192,19 +240,28 @@ export class CloudHypervisorClient {
     await this.send(cloudHypervisorRemoveDeviceRequest(id));
   }
 
-  private exchange(message: Buffer, fds: number[], label: string): Promise<CloudHypervisorReply> {
-    const timeoutMs = this.options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  private exchange(
+    message: Buffer,
+    fds: number[],
+    label: string,
+    options: CloudHypervisorRequestOptions,
+  ): Promise<CloudHypervisorReply> {
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
       const socket: Socket = connect(this.socketPath);
       const chunks: Buffer[] = [];
       let received = 0;
       let settled = false;
-      const finish = (error: Error | undefined, reply?: CloudHypervisorReply) => {
+      let stopWaiting: (() => void) | undefined;
+      const finish = (error: unknown, reply?: CloudHypervisorReply) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        stopWaiting?.();
         socket.destroy();
-        if (error) reject(error);
+        if (error !== undefined) reject(error);
         else resolve(reply as CloudHypervisorReply);
       };
       const timer = setTimeout(
@@ -214,6 +271,8 @@ export class CloudHypervisorClient {
           ),
         timeoutMs,
       );
+      // One listener on a daemon's long-lived signal for all its waits (abort-listeners.ts).
+      if (signal) stopWaiting = onAbort(signal, () => finish(signal.reason));
       const tryParse = (ended: boolean) => {
         try {
           const reply = parseHttpReply(Buffer.concat(chunks), ended);

@@ -37,6 +37,16 @@ import type { HypervisorRecord, SandboxState } from './state/records.js';
 /** How long the guest gets to release a NIC, as add-iface, del-iface and watch give it. */
 const UNPLUG_TIMEOUT_MS = 20_000;
 
+/**
+ * How long the undo's vm.remove-device waits for Cloud Hypervisor's answer, under the sandbox's lock.
+ * gc and watch send it only once the VMM answered vmm.ping under that lock (sandbox-vmm-wait.ts), and
+ * Cloud Hypervisor answers it as soon as it has asked the guest to eject the NIC
+ * (DeviceManager::remove_device does not wait for the guest): milliseconds. The bound is for a VMM
+ * that hangs in between, which would otherwise keep the lock for the client's 30 s; unanswered, the
+ * request may have arrived, so the endpoint stays, for gc or the next watch.
+ */
+export const CLOUD_HYPERVISOR_UNDO_REMOVE_TIMEOUT_MS = 5_000;
+
 /** The endpoints of a record left unfinished by an attach that was killed ('pending'). */
 export function unfinishedEndpoints(network: Network): Endpoint[] {
   return network.endpoints().filter((endpoint) => isUnfinished(endpoint.plumbing));
@@ -47,19 +57,30 @@ export function hasUnfinishedAttach(state: SandboxState): boolean {
   return state.attaching === true || state.network.endpoints.some((endpoint) => isUnfinished(endpoint.plumbing));
 }
 
-/** What the undo (gc's, watch's) of a live sandbox's unfinished hot-plug unplugs through: the QEMU's QMP, if any. */
-export function qemuToUnplugFrom(state: SandboxState): string | undefined {
+/** A VMM an undo unplugs from: QEMU (its QMP socket) or Cloud Hypervisor (its API socket). */
+export interface VmmToUnplugFrom {
+  kind: 'qemu' | 'clh';
+  controlSocket: string;
+}
+
+/**
+ * What the undo (gc's, watch's) of a live sandbox's unfinished hot-plug unplugs through: the VMM the
+ * record names, if it is one that takes NICs after boot (Firecracker plugs nothing then).
+ */
+export function vmmToUnplugFrom(state: SandboxState): VmmToUnplugFrom | undefined {
   // An attach killed before its last write handed nothing to a VM.
   if (state.attaching === true || !hasUnfinishedAttach(state)) return undefined;
-  return state.hypervisor?.kind === 'qemu' ? state.hypervisor.controlSocket : undefined;
+  const { kind, controlSocket } = state.hypervisor ?? {};
+  return (kind === 'qemu' || kind === 'clh') && controlSocket ? { kind, controlSocket } : undefined;
 }
 
 /**
  * Undoes `endpoints` (unfinished ones of a live sandbox record): unplugged first from the VM
  * `hypervisor` names, when it runs, then their host side removed. An endpoint the VM did not release
  * stays in the network with all its records (the report's stillPlugged says why). `qmp`: a QEMU's
- * QMP connection the caller already greeted under the sandbox's lock (gc's, after its wait for a busy
- * QMP without the lock), for the unplugs, which otherwise connect themselves; the caller closes it.
+ * QMP connection the caller already greeted under the sandbox's lock (gc's and watch's, after their
+ * wait for a busy QMP without the lock), for the unplugs, which otherwise connect themselves; the
+ * caller closes it. A Cloud Hypervisor's vm.remove-device waits CLOUD_HYPERVISOR_UNDO_REMOVE_TIMEOUT_MS.
  */
 export function undoUnfinishedEndpoints(
   network: Network,
@@ -90,7 +111,9 @@ function recordedVm(hypervisor: HypervisorRecord | undefined, qmp: QmpClient | u
   }
   if (hypervisor.kind === 'clh') {
     return new UnplugIfRunning(
-      new CloudHypervisorHotplugTarget(new CloudHypervisorClient(socket, { timeoutMs: 30_000 })),
+      new CloudHypervisorHotplugTarget(
+        new CloudHypervisorClient(socket, { timeoutMs: CLOUD_HYPERVISOR_UNDO_REMOVE_TIMEOUT_MS }),
+      ),
       socket,
     );
   }

@@ -14,9 +14,9 @@ import { lockRecordedNamespace, openRecordedNetwork, type RecordedNetwork } from
 import {
   giveLocksBackIfQmpBusy,
   QMP_HANDSHAKE_UNDER_LOCK_MS,
-  qmpWaitWithoutLocksMs,
-  withQmpWaitedWithoutLocks,
-} from '../network/sandbox-qmp-wait.js';
+  vmmWaitWithoutLocksMs,
+  withVmmWaitedWithoutLocks,
+} from '../network/sandbox-vmm-wait.js';
 import { type EarlierBoot, RecordFromEarlierBootError } from '../network/state/boot-id.js';
 import { recordsOfNamespace } from '../network/state/owners.js';
 import { StateInvalidError } from '../network/state/record-envelope.js';
@@ -116,11 +116,11 @@ export async function detachSandbox(id: string, options: DetachSandboxOptions = 
   numberOption(options.qmpWaitMs, 'qmpWaitMs', { min: 0, max: 3_600_000, integer: false, unit: 'milliseconds' });
   // QEMU serves one QMP client at a time: a busy QMP is waited for before the locks, which keep every
   // other command on the sandbox (and attaches in its namespace) waiting while they are held.
-  const qmpWaitMs = options.connectHotplug ? (options.qmpWaitMs ?? qmpWaitWithoutLocksMs()) : 0;
-  return withQmpWaitedWithoutLocks(
+  const qmpWaitMs = options.connectHotplug ? (options.qmpWaitMs ?? vmmWaitWithoutLocksMs()) : 0;
+  return withVmmWaitedWithoutLocks(
     id,
     options.stateDirectory,
-    qmpWaitMs,
+    { waitMs: qmpWaitMs, kinds: 'qemu' },
     (qmpDeadline) => detachUnderLocks(id, options, qmpDeadline),
     options.signal,
   );

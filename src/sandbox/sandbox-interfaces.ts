@@ -44,7 +44,7 @@ import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../n
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
 import { openRecordedNetwork } from '../network/recorded-network.js';
-import { QMP_HANDSHAKE_UNDER_LOCK_MS } from '../network/sandbox-qmp-wait.js';
+import { QMP_HANDSHAKE_UNDER_LOCK_MS } from '../network/sandbox-vmm-wait.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { GuestPending, SandboxState } from '../network/state/records.js';

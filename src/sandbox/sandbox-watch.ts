@@ -12,8 +12,7 @@ import { functionOption, numberOption, optionsArgument, signalOption } from '../
 import { channels, publish, reportNotice } from '../diagnostics.js';
 import { classifyError, type ErrorCode, hintFromCause, isTransientFailure } from '../errors.js';
 import { controlSocketGone } from '../hypervisor/control-socket-probe.js';
-import { QmpConnectionError } from '../hypervisor/errors.js';
-import { defaultQmpConnectTimeoutMs, QmpClient } from '../hypervisor/qmp.js';
+import { defaultQmpConnectTimeoutMs } from '../hypervisor/qmp.js';
 import { LinkNotFoundError } from '../netlink/errors.js';
 import { NamespaceGoneError, type OpenedNamespace, openRecordedNamespace } from '../netns/namespace-identity.js';
 import { classifyInterface } from '../network/endpoint/create-endpoint.js';
@@ -28,7 +27,7 @@ import {
 } from '../network/namespace-watcher.js';
 import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
-import { connectQmpUnderLocks, qmpHeldPastWait, withQmpWaitedWithoutLocks } from '../network/sandbox-qmp-wait.js';
+import { reachVmmUnderLocks, vmmBusyPastWait, withVmmWaitedWithoutLocks } from '../network/sandbox-vmm-wait.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
 import { refuseEarlierBoot } from '../network/state/boot-id.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
@@ -36,10 +35,10 @@ import type { GuestPending, SandboxState } from '../network/state/records.js';
 import { SandboxStore } from '../network/state/store.js';
 import {
   notUndoneReason,
-  qemuToUnplugFrom,
   undoUnfinishedEndpoints,
   unfinishedEndpoints,
   vmGone,
+  vmmToUnplugFrom,
 } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { shellWord } from '../shell-word.js';
@@ -1167,10 +1166,12 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
  * while it attached them), as `vcnet gc` would, under the sandbox lock; an attach killed before its
  * first write (`attaching`) is gc's. A NIC such an attach hot-plugged is unplugged from the VM the
  * record names first (network/unfinished-attach.ts); one the VM keeps keeps its endpoint and record.
- * A QEMU's QMP another client holds is waited for without the lock (network/sandbox-qmp-wait.ts), as
- * long as any command waits for QMP (VCNET_QMP_CONNECT_TIMEOUT, else 30 s): still held past that,
- * nothing is undone and watch starts anyway, the endpoint left for gc or the next watch (a watch that
- * refused to start would leave the pod's links unwatched for a VM that may stay wedged).
+ * A QEMU's QMP another client holds, or a Cloud Hypervisor that answers no vmm.ping (slow or hung on
+ * another request), is waited for without the lock (network/sandbox-vmm-wait.ts), as long as any
+ * command waits for QMP (VCNET_QMP_CONNECT_TIMEOUT, else 30 s: as long as any other request to Cloud
+ * Hypervisor waits for its answer): still busy past that, nothing is undone and watch starts anyway,
+ * the endpoint left for gc or the next watch (a watch that refused to start would leave the pod's
+ * links unwatched for a VM that may stay wedged).
  * Says which pod links it undid and which it could not.
  */
 async function undoUnfinishedAttaches(
@@ -1178,34 +1179,34 @@ async function undoUnfinishedAttaches(
   stateDirectory: string | undefined,
   signal: AbortSignal | undefined,
 ): Promise<{ undone: string[]; notUndone: Array<{ name: string; message: string }> }> {
-  // Read without the lock, only to know whether a QMP is to be waited for: most watches have nothing to undo.
+  // Read without the lock, only to know whether a VMM is to be waited for: most watches have nothing to undo.
   let peek: SandboxState | undefined;
   try {
     peek = new SandboxStore(id, stateDirectory).read<SandboxState>();
   } catch {
     peek = undefined; // the run under the lock says why
   }
-  const qmpWaitMs = peek && qemuToUnplugFrom(peek) ? defaultQmpConnectTimeoutMs() : 0;
-  const underLock = (qmpDeadline: number | undefined) =>
+  const vmmWaitMs = peek && vmmToUnplugFrom(peek) ? defaultQmpConnectTimeoutMs() : 0;
+  const underLock = (deadline: number | undefined) =>
     withSandbox(id, 'watchSandbox', { stateDirectory, signal }, async ({ store, state, network }) => {
       const unfinished = unfinishedEndpoints(network);
       if (state.attaching === true || unfinished.length === 0) return { undone: [], notUndone: [] };
-      const qmpPath = qemuToUnplugFrom(state);
-      const connected = qmpPath === undefined ? undefined : await connectQmpUnderLocks(qmpPath, qmpDeadline);
-      if (qmpPath !== undefined && connected instanceof QmpConnectionError && !vmGone(connected)) {
-        const message = `${qmpHeldPastWait(qmpPath, 'watch', qmpWaitMs, connected)}; nothing of it was changed (to wait longer, VCNET_QMP_CONNECT_TIMEOUT=<seconds>)`;
+      const vmm = vmmToUnplugFrom(state);
+      const reached = vmm === undefined ? undefined : await reachVmmUnderLocks(vmm, deadline);
+      if (vmm !== undefined && reached?.outcome === 'busy') {
+        const message = `${vmmBusyPastWait(vmm, 'watch', vmmWaitMs, reached.error)}; nothing of it was changed (to wait longer, VCNET_QMP_CONNECT_TIMEOUT=<seconds>)`;
         return {
           undone: [],
           notUndone: unfinished.map((endpoint) => ({ name: endpoint.properties.link.name, message })),
         };
       }
-      const qmp = connected instanceof QmpClient ? connected : undefined;
+      const qmp = reached?.outcome === 'answered' ? reached.qmp : undefined;
       try {
         // A VM gone at the connect holds no NIC: the host side goes alone.
         const undo = await undoUnfinishedEndpoints(
           network,
           unfinished,
-          connected instanceof QmpConnectionError ? undefined : state.hypervisor,
+          reached?.outcome === 'gone' ? undefined : state.hypervisor,
           qmp,
         );
         sandboxRecordKeeper(store, state, network).persist();
@@ -1222,5 +1223,5 @@ async function undoUnfinishedAttaches(
         await qmp?.close();
       }
     });
-  return withQmpWaitedWithoutLocks(id, stateDirectory, qmpWaitMs, underLock, signal);
+  return withVmmWaitedWithoutLocks(id, stateDirectory, { waitMs: vmmWaitMs, kinds: 'qemu-and-clh' }, underLock, signal);
 }

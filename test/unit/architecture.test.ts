@@ -154,14 +154,15 @@ const NETWORK_SUBLAYERS = [
     mayImport: ['definitions', 'state', 'plan', 'model', 'endpoint', 'scan'],
   },
   // Garbage collection, and the undoing of attaches a killed process left unfinished; the wait for a
-  // busy QMP without the locks that gc's undo of a hot-plug and detach share.
+  // busy VMM (QEMU's QMP, Cloud Hypervisor's API) without the locks that gc's and watch's undo of a
+  // hot-plug and detach share.
   {
     sublayer: 'gc',
     paths: [
       'network/gc/',
       'network/garbage-collector.ts',
       'network/unfinished-attach.ts',
-      'network/sandbox-qmp-wait.ts',
+      'network/sandbox-vmm-wait.ts',
     ],
     mayImport: ['definitions', 'state', 'plan', 'model', 'endpoint', 'scan', 'network'],
   },

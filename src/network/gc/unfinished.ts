@@ -3,34 +3,36 @@
  * kernel refused) and whose lock is free. Nobody is working on them, so gc finishes undoing what those
  * endpoints recorded, in the namespace the record names (by identity), and reports it as the real run
  * would (in a dry run: what the undo would take away). A NIC such an attach hot-plugged into the
- * sandbox's running QEMU is unplugged first, through QMP, which another client may hold (QEMU serves
- * one at a time): gc waits for it without the locks, as detach does (network/sandbox-qmp-wait.ts).
+ * sandbox's running VM is unplugged first: through QEMU's QMP, which another client may hold (QEMU
+ * serves one at a time), or Cloud Hypervisor's API, which a request before gc's may hold (it answers
+ * one at a time): gc waits for either without the locks, as detach does for QMP
+ * (network/sandbox-vmm-wait.ts).
  */
 import { errnoOf } from '../../errors.js';
-import { QmpClient } from '../../hypervisor/qmp.js';
+import type { QmpClient } from '../../hypervisor/qmp.js';
 import type { NamespaceHolders } from '../../netns/namespace-holders.js';
 import { isUnfinished } from '../model/plumbing-context.js';
 import type { PlumbingStep } from '../plan/types.js';
 import { describeRecords, recordsShownBy } from '../plan/undo.js';
 import { lockRecordedNamespace, openRecordedNetwork } from '../recorded-network.js';
 import {
-  connectQmpUnderLocks,
-  qmpHeldPastWait,
-  qmpWaitWithoutLocksMs,
-  withQmpWaitedWithoutLocks,
-} from '../sandbox-qmp-wait.js';
+  reachVmmUnderLocks,
+  vmmBusyPastWait,
+  vmmWaitWithoutLocksMs,
+  withVmmWaitedWithoutLocks,
+} from '../sandbox-vmm-wait.js';
 import { NamespaceBusyError } from '../state/namespace-lock.js';
 import type { SandboxState } from '../state/records.js';
 import { SandboxLockedError, SandboxStore } from '../state/store.js';
-import { hasUnfinishedAttach, qemuToUnplugFrom, undoUnfinishedEndpoints, vmGone } from '../unfinished-attach.js';
+import { hasUnfinishedAttach, undoUnfinishedEndpoints, vmmToUnplugFrom } from '../unfinished-attach.js';
 import { describeLockHolder, type GarbageItem, type GarbageReport } from './report.js';
 
 /**
  * A record with endpoints whose attach never completed and whose lock is free: nobody is working on
  * it, so gc undoes what those endpoints recorded, in the namespace the record names (by identity).
  * Returns true when it left such a record because another process is changing it right now (its
- * sandbox's or its namespace's lock is taken, or another client held its QEMU's QMP past gc's wait):
- * listed in `skipped` with `beingChanged`.
+ * sandbox's or its namespace's lock is taken, another client held its QEMU's QMP past gc's wait, or
+ * its Cloud Hypervisor answered no vmm.ping in it): listed in `skipped` with `beingChanged`.
  */
 export async function finishUnfinished(
   id: string,
@@ -39,18 +41,18 @@ export async function finishUnfinished(
   holders: NamespaceHolders,
 ): Promise<boolean> {
   const store = new SandboxStore(id, root);
-  // The record read without the lock, only to know whether its QEMU's QMP is to be waited for: only a
-  // real run's undo of a hot-plug connects to it, never a dry run, nor any other record's gc.
+  // The record read without the lock, only to know whether its VMM is to be waited for: only a real
+  // run's undo of a hot-plug reaches it, never a dry run, nor any other record's gc.
   let peek: SandboxState | undefined;
   try {
     peek = report.dryRun ? undefined : store.read<SandboxState>();
   } catch {
     peek = undefined; // damaged, or gone meanwhile: the run under the lock says so
   }
-  const qmpWaitMs = peek && qemuToUnplugFrom(peek) ? qmpWaitWithoutLocksMs() : 0;
+  const vmmWaitMs = peek && vmmToUnplugFrom(peek) ? vmmWaitWithoutLocksMs() : 0;
   try {
-    return await withQmpWaitedWithoutLocks(id, root, qmpWaitMs, (qmpDeadline) =>
-      finishUnderLocks(store, report, holders, { deadline: qmpDeadline, waitMs: qmpWaitMs }),
+    return await withVmmWaitedWithoutLocks(id, root, { waitMs: vmmWaitMs, kinds: 'qemu-and-clh' }, (deadline) =>
+      finishUnderLocks(store, report, holders, { deadline, waitMs: vmmWaitMs }),
     );
   } catch (error) {
     if (!(error instanceof SandboxLockedError)) {
@@ -77,17 +79,18 @@ export async function finishUnfinished(
 }
 
 /**
- * finishUnfinished's one run under the sandbox's lock and its namespace's. Its QEMU's QMP (`qmp`: the
- * end of the wait for it without the locks, and how long that wait was) is connected to before
- * anything is changed or reported, giving the handshake QMP_HANDSHAKE_UNDER_LOCK_MS: taken by
- * another client while the wait has time left, the locks go back (giveLocksBackIfQmpBusy) and the
- * run starts again from a fresh read; still taken past it, the record is left for gc's next run.
+ * finishUnfinished's one run under the sandbox's lock and its namespace's. Its VMM (`vmmWait`: the end
+ * of the wait for it without the locks, and how long that wait was) is reached before anything is
+ * changed or reported (reachVmmUnderLocks: QEMU's QMP greets within QMP_HANDSHAKE_UNDER_LOCK_MS, Cloud
+ * Hypervisor answers vmm.ping within CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS): taken by another client
+ * while the wait has time left, the locks go back and the run starts again from a fresh read; still
+ * taken past it, the record is left for gc's next run.
  */
 async function finishUnderLocks(
   store: SandboxStore,
   report: GarbageReport,
   holders: NamespaceHolders,
-  qmpWait: { deadline: number | undefined; waitMs: number },
+  vmmWait: { deadline: number | undefined; waitMs: number },
 ): Promise<boolean> {
   const id = store.id;
   return store.withLockIfRecorded(
@@ -117,23 +120,20 @@ async function finishUnderLocks(
           });
           return true;
         }
-        // A live sandbox's unfinished hot-plug may have put its NIC in the VM: its QMP first, before
+        // A live sandbox's unfinished hot-plug may have put its NIC in the VM: its VMM first, before
         // anything is changed or reported (a run that gives the locks back for it starts again).
-        const qmpPath = report.dryRun ? undefined : qemuToUnplugFrom(current);
-        let vmGoneAtConnect = false;
-        if (qmpPath !== undefined) {
-          const connected = await connectQmpUnderLocks(qmpPath, qmpWait.deadline);
-          if (connected instanceof QmpClient) qmp = connected;
-          // A VM gone holds no NIC: the host side goes alone.
-          else if (vmGone(connected)) vmGoneAtConnect = true;
-          else {
-            report.skipped.push({
-              file: store.statePath,
-              reason: `the unfinished attach of sandbox ${id} was left as it is: ${qmpHeldPastWait(qmpPath, 'gc', qmpWait.waitMs, connected)}; nothing was changed: run gc again once it is free (to wait longer, VCNET_QMP_CONNECT_TIMEOUT=<seconds>)`,
-              beingChanged: true,
-            });
-            return true;
-          }
+        const vmm = report.dryRun ? undefined : vmmToUnplugFrom(current);
+        const reached = vmm === undefined ? undefined : await reachVmmUnderLocks(vmm, vmmWait.deadline);
+        qmp = reached?.outcome === 'answered' ? reached.qmp : undefined;
+        // A VM gone holds no NIC: the host side goes alone.
+        const vmGoneAtConnect = reached?.outcome === 'gone';
+        if (vmm !== undefined && reached?.outcome === 'busy') {
+          report.skipped.push({
+            file: store.statePath,
+            reason: `the unfinished attach of sandbox ${id} was left as it is: ${vmmBusyPastWait(vmm, 'gc', vmmWait.waitMs, reached.error)}; nothing was changed: run gc again once it is free (to wait longer, VCNET_QMP_CONNECT_TIMEOUT=<seconds>)`,
+            beingChanged: true,
+          });
+          return true;
         }
         const { network } = recorded;
         const unfinished = network.endpoints().filter((endpoint) => killedAttach || isUnfinished(endpoint.plumbing));

@@ -5,6 +5,12 @@
  * never got there), then the host side; a VMM that answers remove-device with another error may
  * still hold the NIC, so the endpoint, its tap and its record stay. The VMM is Cloud Hypervisor's API
  * stand-in, which validates every request against the published OpenAPI schema.
+ *
+ * Cloud Hypervisor answers one API request at a time, so a VMM slow or hung on one answers none:
+ * gc and watch used to send vm.remove-device under the sandbox's lock and wait the client's 30 s for
+ * it, and every other command on the sandbox failed on the lock meanwhile. They now ask vmm.ping
+ * (which changes nothing) without the lock first, as long as they wait for a busy QMP, and send the
+ * removal only once it answers; a VMM silent past that wait is left alone, and said.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +21,8 @@ import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
 import { writeRequest } from '../../helpers/hotplug-guest.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
 import { fingerprint, kataLinks, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
+import { expectUnfinishedLeftForNextGc } from './gc-left-unfinished.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-unfinished-clh-');
 const stops: Array<() => unknown> = [];
@@ -73,7 +81,30 @@ async function halfPlugged(sandbox: string) {
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   };
-  return { pod, api, flag, nicId, expectRemovals, detach };
+  /** The vmm.ping requests the stand-in got. */
+  const pings = () => api.requests.filter((each) => each.method === 'GET' && each.path === '/api/v1/vmm.ping').length;
+  /**
+   * The stand-in stuck on a request from now on (released after the test, before it stops), and a
+   * function that resolves once it got a request more than it had: the command under test reached it.
+   */
+  const hangVmm = () => {
+    const release = api.hang();
+    stops.push(release);
+    const requestsBefore = api.requests.length;
+    return {
+      release,
+      reached: (what: string) => until(() => api.requests.length > requestsBefore, what, 30_000),
+    };
+  };
+  return { pod, api, flag, nicId, expectRemovals, detach, pings, hangVmm };
+}
+
+/** list-ifaces of `sandbox` answers, waiting at most 5 s for the sandbox's lock. */
+async function expectListIfacesAnswers(sandbox: string, flag: string[]): Promise<void> {
+  const listed = await vcnetAsync(['list-ifaces', sandbox, '--json', ...flag], { VCNET_LOCK_TIMEOUT: '5' }).done;
+  expect(listed.stderr).not.toContain('is being changed by process');
+  expect(listed.status, listed.stderr).toBe(0);
+  expect(listed.stdout).toContain('"eth0"');
 }
 
 describe('an unfinished hot-plug in a running Cloud Hypervisor VM', () => {
@@ -134,6 +165,84 @@ describe('an unfinished hot-plug in a running Cloud Hypervisor VM', () => {
     expect(watching.undoneAttaches).toEqual(['eth9']);
     expect(watching.notUndone).toEqual([]);
     expectRemovals(2, 'undone');
+    await detach();
+  }, 120_000);
+});
+
+describe('an unfinished hot-plug in a Cloud Hypervisor VM that answers no request (slow or hung)', () => {
+  it('gc waits for vmm.ping without the locks: list-ifaces answers meanwhile; once the VMM answers, gc removes the NIC as before', async () => {
+    const { pod, flag, expectRemovals, detach, pings, hangVmm } = await halfPlugged('cg');
+    const vmm = hangVmm();
+    const collecting = vcnetAsync(['gc', '--netns', pod.path, ...flag, '--json'], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    stops.push(async () => {
+      collecting.child.kill('SIGKILL');
+      await collecting.done;
+    });
+    await vmm.reached("gc's first request");
+    await expectListIfacesAnswers('cg', flag);
+    expect(collecting.child.exitCode, 'gc still waiting for the VMM').toBeNull();
+    expect(pings()).toBe(1);
+    expectRemovals(0, 'kept');
+
+    vmm.release();
+    const collected = await collecting.done;
+    expect(collected.status, collected.stderr).toBe(0);
+    expect(JSON.parse(collected.stdout).removed).toEqual([
+      expect.objectContaining({ detail: expect.stringMatching(/^unfinished attach of eth9: tun tap1_kata/) }),
+    ]);
+    // The ping without the locks, then one under them before the removal.
+    expect(pings()).toBe(2);
+    expectRemovals(1, 'undone');
+    await detach();
+  }, 120_000);
+
+  it('gc leaves the record as it is, said in skipped, when the VMM answers no vmm.ping by the end of its wait (3 s)', async () => {
+    const { pod, api, flag, expectRemovals, detach, pings, hangVmm } = await halfPlugged('cs');
+    const vmm = hangVmm();
+    const collected = await vcnetAsync(['gc', '--netns', pod.path, ...flag, '--json']).done;
+    const reason = expectUnfinishedLeftForNextGc(collected, stateDirectory(), 'cs');
+    expect(reason).toContain(
+      `Cloud Hypervisor API socket ${api.socketPath} did not answer gc's vmm.ping within 3000 ms in all, at most 1000 ms of it under the sandbox's lock`,
+    );
+    expect(reason).toContain('Cloud Hypervisor answers one request at a time, so the VMM is slow or hung on another');
+    expect(reason).toContain('nothing was changed: run gc again');
+    // One ping without the locks, one under them; no removal was sent.
+    expect(pings()).toBe(2);
+    expectRemovals(0, 'kept');
+
+    vmm.release();
+    await detach();
+  }, 120_000);
+
+  it('a watch that starts waits for vmm.ping without the lock, then starts leaving the endpoint as it is, saying so', async () => {
+    const { api, flag, expectRemovals, detach, pings, hangVmm } = await halfPlugged('cx');
+    const previousWait = process.env.VCNET_QMP_CONNECT_TIMEOUT;
+    process.env.VCNET_QMP_CONNECT_TIMEOUT = '8';
+    stops.push(() => {
+      if (previousWait === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
+      else process.env.VCNET_QMP_CONNECT_TIMEOUT = previousWait;
+    });
+    const vmm = hangVmm();
+    const starting = watchSandbox('cx', { stateDirectory: flag[1]!, debounceMs: 60_000, onError: () => {} });
+    await vmm.reached("watch's first request");
+    await expectListIfacesAnswers('cx', flag);
+
+    const watching = await starting;
+    await watching.stop();
+    expect(watching.undoneAttaches).toEqual([]);
+    expect(watching.notUndone).toEqual([
+      {
+        name: 'eth9',
+        message: expect.stringContaining(
+          `Cloud Hypervisor API socket ${api.socketPath} did not answer watch's vmm.ping within 8000 ms in all`,
+        ),
+      },
+    ]);
+    expect(watching.notUndone[0]?.message).toContain('nothing of it was changed');
+    expect(pings()).toBe(2);
+    expectRemovals(0, 'kept');
+
+    vmm.release();
     await detach();
   }, 120_000);
 });

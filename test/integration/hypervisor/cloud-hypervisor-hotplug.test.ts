@@ -14,6 +14,7 @@ import {
 import { nativeShim } from '../../../src/native/binding.js';
 import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
 import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
+import { until } from '../../helpers/until.js';
 
 let api: FakeCloudHypervisor;
 let pod: TestNamespace;
@@ -216,6 +217,50 @@ describe('Cloud Hypervisor hot-plug through its API socket', () => {
       gone.hotplugNetworkDevice({ id: 'net7', fds, queues: 1, guestMac: '02:42:ac:11:00:07' }),
     ).rejects.toThrow(/ENOENT/);
     expect(api.requests).toHaveLength(2);
+  });
+
+  it('pings the VMM with GET vmm.ping (no body, as the description has it), answered with its version', async () => {
+    const client = new CloudHypervisorClient(api.socketPath, { timeoutMs: 5_000 });
+    await expect(client.ping()).resolves.toMatchObject({ version: '53.0.0' });
+    expect(api.requests).toEqual([
+      expect.objectContaining({ method: 'GET', path: '/api/v1/vmm.ping', body: undefined, fdTaps: [] }),
+    ]);
+    expect(api.requests[0]?.schemaErrors).toBeUndefined();
+  });
+
+  it("a VMM stuck on a request answers no ping until it is released (one request at a time); the ping's own deadline and signal end the wait", async () => {
+    const release = api.hang();
+    const client = new CloudHypervisorClient(api.socketPath);
+    const late = await client.ping({ timeoutMs: 200 }).catch((caught: unknown) => caught);
+    expect(late).toMatchObject({
+      failure: 'timeout',
+      message: expect.stringContaining('vmm.ping: no reply within 200 ms'),
+    });
+
+    const stopping = new AbortController();
+    const stopped = client.ping({ signal: stopping.signal }).catch((caught: unknown) => caught);
+    // Aborted once the stand-in has read the request: the wait for the answer is what ends.
+    await until(() => api.requests.length === 2, 'the second ping to arrive', 10_000);
+    stopping.abort(new Error('watch stopping'));
+    expect(await stopped).toEqual(new Error('watch stopping'));
+
+    const waiting = client.ping({ timeoutMs: 10_000 });
+    await until(() => api.requests.length === 3, 'the third ping to arrive', 10_000);
+    release();
+    await expect(waiting).resolves.toMatchObject({ version: '53.0.0' });
+    expect(api.requests.every((request) => request.path === '/api/v1/vmm.ping' && !request.schemaErrors)).toBe(true);
+  });
+
+  it('the stand-in refuses what the description does not publish: 404 for a path, 400 for a method', async () => {
+    const client = new CloudHypervisorClient(api.socketPath, { timeoutMs: 5_000 });
+    const unknownPath = { method: 'PUT' as const, path: '/api/v1/vm.nonsense', body: {}, fds: [] };
+    await expect(client.send(unknownPath)).rejects.toMatchObject({ status: 404 });
+    const wrongMethod = { method: 'PUT' as const, path: '/api/v1/vmm.ping', body: {}, fds: [] };
+    await expect(client.send(wrongMethod)).rejects.toMatchObject({ status: 400 });
+    expect(api.requests.map((request) => request.schemaErrors)).toEqual([
+      'no such API operation PUT /api/v1/vm.nonsense',
+      'no such API operation PUT /api/v1/vmm.ping',
+    ]);
   });
 
   it('reads the PCI path from the BDF on bus 0 only', () => {

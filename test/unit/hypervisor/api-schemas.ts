@@ -10,7 +10,18 @@ import addFormatsModule, { type FormatsPlugin } from 'ajv-formats';
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the whole module.
 const addFormats = (addFormatsModule as unknown as { default: FormatsPlugin }).default;
 
-type SchemaDocument = { source: { commit: string }; definitions: Record<string, unknown> };
+/** An operation the description publishes: the schemas (names) of its request body and success reply. */
+export interface PublishedOperation {
+  requestBody: string | null;
+  successReply: string | null;
+}
+
+type SchemaDocument = {
+  source: { commit: string };
+  definitions: Record<string, unknown>;
+  /** By path under the API's base URL, then by method: the operations vcnet sends (Cloud Hypervisor's). */
+  operations?: Record<string, Record<string, PublishedOperation>>;
+};
 
 function load(name: string): SchemaDocument {
   const url = new URL(`../../fixtures/hypervisor/${name}`, import.meta.url);
