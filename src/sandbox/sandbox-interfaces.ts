@@ -70,6 +70,7 @@ import {
 } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
+import { timeUnderLock } from './time-under-lock.js';
 
 /**
  * How long an agent connect made under the sandbox lock tries a socket that is missing or refuses
@@ -189,13 +190,13 @@ function sandboxQmpUnreachable(
   state: SandboxState,
   qmpPath: string,
   stateDirectory: string | undefined,
-  /** How long was waited in all, when the error's own bound is only the last part of it. */
-  waitedMs?: number,
+  /** The wait, when it went on without the lock: the error's own bound is only the last part of it. */
+  wait?: VmWait,
 ): QmpConnectionError {
   const inAll =
-    waitedMs === undefined
+    wait === undefined
       ? ''
-      : `; ${waitedMs} ms in all, only the first ${QMP_HANDSHAKE_UNDER_LOCK_MS} ms of it under the sandbox's lock`;
+      : `; ${wait.budgetMs} ms in all, ${timeUnderLock(wait, QMP_HANDSHAKE_UNDER_LOCK_MS, 'QMP having greeted')}`;
   return new QmpConnectionError(
     `${error.message} (sandbox ${state.id}'s VM${inAll})`,
     qmpPath,
@@ -362,6 +363,7 @@ async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<V
   const qmp = boundUnderLock(waits.qmp, QMP_HANDSHAKE_UNDER_LOCK_MS);
   let agentLast = true;
   let agentStart = Date.now();
+  const qmpStart = agentStart;
   try {
     return await connectVirtualMachine(sandbox.state, sandbox.store.root, {
       qmpHandshakeTimeoutMs: qmp.timeoutMs,
@@ -386,6 +388,11 @@ async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<V
       if (agentLast || !error.deadlineReached || !agentSocket)
         throw agentUnreachable(error, sandbox.state, waits.agent);
       throw new AgentUnreachableUnderLock(sandbox.state, agentSocket);
+    }
+    // Counted for the error at the wait's end: after an answer without the lock, QMP is tried under it again.
+    if (error instanceof QmpConnectionError) {
+      waits.qmp.triesUnderLock += 1;
+      waits.qmp.msUnderLock += Date.now() - qmpStart;
     }
     const qmpPath = recordedQmpPath(sandbox.state);
     // QMP answered within its wait, which ran out (on the agent's wait, the lock) before it was tried
@@ -416,7 +423,7 @@ async function waitForQmpWithoutLock(
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
     if (vmGone(error)) return;
-    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, wait.budgetMs);
+    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, wait);
   }
 }
 
@@ -459,10 +466,7 @@ function agentUnreachable(error: AgentConnectError, state: SandboxState, wait: V
     {
       deadlineReached: error.deadlineReached,
       // After an answer without the lock, the agent is tried under it again (and may fail again).
-      note:
-        wait.triesUnderLock > 1
-          ? `sandbox ${state.id}'s agent; ${wait.msUnderLock} ms of it in ${wait.triesUnderLock} tries under the sandbox's lock (at most ${AGENT_CONNECT_UNDER_LOCK_MS} ms each, the agent having answered in between without it), the rest without it`
-          : `sandbox ${state.id}'s agent; only the first ${AGENT_CONNECT_UNDER_LOCK_MS} ms of it under the sandbox's lock, the rest without it`,
+      note: `sandbox ${state.id}'s agent; ${timeUnderLock(wait, AGENT_CONNECT_UNDER_LOCK_MS, 'the agent having answered')}, the rest without it`,
     },
   );
 }
