@@ -32,7 +32,7 @@ function unplugUnfinished(sandbox: string): string[] {
 }
 
 describe.skipIf(skipReason !== undefined)('a failed add-iface whose undo the VM never completes', () => {
-  it('stays for del-iface; configure-guest leaves it out, saying so; update-routes refuses a route on it; del-iface finishes it', async () => {
+  it('stays for del-iface; configure-guest and a later add-iface leave it out, saying so; update-routes refuses a route on it; del-iface finishes it', async () => {
     const { pod, node } = makePod();
     const before = fingerprint(pod);
     const state = ['--state-dir', stateDirectory()];
@@ -69,6 +69,19 @@ describe.skipIf(skipReason !== undefined)('a failed add-iface whose undo the VM 
     expect(configured.stdout).not.toContain('net9');
     expect(guest.exec('ip', ['-4', 'addr', 'show', 'dev', 'eth0'])).toContain('10.200.0.2');
 
+    // The next add-iface leaves it out of the route set it sends with its own NIC (the guest shows net8).
+    node.exec('ip', ['link', 'add', 'veth8', 'type', 'veth', 'peer', 'name', 'eth8', 'netns', pod.name]);
+    pod.exec('ip', ['addr', 'add', '10.208.0.2/24', 'dev', 'eth8']);
+    pod.exec('ip', ['link', 'set', 'eth8', 'up']);
+    guest.exec('ip', ['link', 'add', 'net8', 'address', linkMac(pod, 'eth8'), 'type', 'veth', 'peer', 'name', 'nic8p']);
+    const request8 = join(stateDirectory(), 'add8.json');
+    writeFileSync(request8, JSON.stringify({ device: 'eth8', name: 'net8' }));
+    const added8 = await vcnetAsync(['add-iface', 'uu', request8, ...state]).done;
+    expect(added8.status, added8.stderr).toBe(0);
+    expect(added8.stderr.split('net9 is left out').length - 1).toBe(1);
+    expect(guest.exec('ip', ['-4', 'addr', 'show', 'dev', 'net8'])).toContain('10.208.0.2');
+    expect(recordedLinks(stateDirectory(), 'uu')).toEqual(['eth0', 'eth9', 'eth8']);
+
     const routes = join(stateDirectory(), 'routes.json');
     writeFileSync(routes, JSON.stringify([{ dest: '10.150.0.0/16', gateway: '10.209.0.1', device: 'net9' }]));
     const routed = await vcnetAsync(['update-routes', 'uu', routes, ...state]).done;
@@ -80,12 +93,13 @@ describe.skipIf(skipReason !== undefined)('a failed add-iface whose undo the VM 
     await vm.stopQemu();
     const removed = vcnet(['del-iface', 'uu', request, ...state]);
     expect(removed.status, removed.stderr).toBe(0);
-    expect(recordedLinks(stateDirectory(), 'uu')).toEqual(['eth0']);
+    expect(recordedLinks(stateDirectory(), 'uu')).toEqual(['eth0', 'eth8']);
     expect(unplugUnfinished('uu')).toEqual([]);
 
     const detached = vcnet(['detach', '--sandbox', 'uu', ...state]);
     expect(detached.status, detached.stderr).toBe(0);
     pod.exec('ip', ['link', 'del', 'eth9']);
+    pod.exec('ip', ['link', 'del', 'eth8']);
     expect(fingerprint(pod)).toEqual(before);
   }, 300_000);
 });
