@@ -367,7 +367,13 @@ export { NamespaceBusyError } from './network/state/namespace-lock.js';
 export type { ClaimsOnlyDirectory, SkippedRecord } from './network/state/owners.js';
 export { StateInvalidError } from './network/state/record-envelope.js';
 // Sandboxes: attach, detach, and changes to an attached one (what the CLI and the CNI plugin call).
-export type { GuestPending, GuestPendingCommand, HypervisorRecord, SandboxState } from './network/state/records.js';
+export type {
+  GuestPending,
+  GuestPendingCommand,
+  HypervisorRecord,
+  SandboxState,
+  UnplugUnfinished,
+} from './network/state/records.js';
 export { StateRegistryLockedError } from './network/state/registry.js';
 export { SandboxLockedError } from './network/state/store.js';
 export { StateDirectoryError } from './network/state/trust.js';

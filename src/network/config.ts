@@ -288,8 +288,14 @@ export interface KataNetworkSettings {
    */
   cloudHypervisorIommu?: boolean;
   /**
+   * The file is runtime-rs's (its [runtime] name is set; runtime-rs runs no file without it): its NICs
+   * take networkQueues, its cold_plug_vfio is not checked, and its rate keys build nothing in runtime-rs.
+   * Absent for a Go runtime file and when no file was read.
+   */
+  runtimeRs?: boolean;
+  /**
    * runtime-rs's queue pairs per NIC ([hypervisor.X] network_queues, 1 when absent): set only for a
-   * runtime-rs file, whose queues do not follow default_vcpus.
+   * runtime-rs file (runtimeRs), whose queues do not follow default_vcpus.
    */
   networkQueues?: number;
   /**
@@ -811,7 +817,10 @@ function settingsOf(
   }
   expectType('runtime.disable_new_netns', runtime.disable_new_netns, 'boolean');
   if (typeof runtime.disable_new_netns === 'boolean') settings.disableNewNetns = runtime.disable_new_netns;
-  if (runtimeRsRunsIt) readModelAsRuntimeRs(settings, warnings);
+  if (runtimeRsRunsIt) {
+    settings.runtimeRs = true;
+    readModelAsRuntimeRs(settings, warnings);
+  }
   expectType('runtime.dan_conf', runtime.dan_conf, 'string');
   if (typeof runtime.dan_conf === 'string' && runtime.dan_conf !== '') settings.danConfigDirectory = runtime.dan_conf;
 
@@ -825,6 +834,7 @@ function settingsOf(
       );
     }
     tomlTable(value, `hypervisor.${key}`);
+    if (!runtimeRsRunsIt && Object.hasOwn(SECTION_ALIASES, key)) refuseRuntimeRsSectionName(key, source);
   }
   let [name, section] = (Object.entries(hypervisors)[0] ?? []) as [string?, Record<string, unknown>?];
   const sectionNames = Object.keys(hypervisors);
@@ -888,10 +898,9 @@ function settingsOf(
     }
     // runtime-rs takes a NIC's queue pairs from network_queues, a key the Go runtime does not have. A
     // file is runtime-rs's when its [runtime] name is set (the runtime-rs handler, "virt_container", in
-    // every runtime-rs configuration; runtime-rs runs no file without it), or when its section has a name
-    // only runtime-rs reads (the Go runtime refuses [hypervisor.cloud-hypervisor]). In any other file
+    // every runtime-rs configuration; runtime-rs runs no file without it). In any other file
     // network_queues is a key the Go runtime, the only one to run it, does not read.
-    if (runtimeRsRunsIt || Object.hasOwn(SECTION_ALIASES, name)) {
+    if (runtimeRsRunsIt) {
       settings.networkQueues = runtimeRsNetworkQueues(section.network_queues, `${prefix}.network_queues`);
     } else if (Object.hasOwn(section, 'network_queues')) {
       warnings.push(
@@ -923,7 +932,7 @@ function settingsOf(
   }
   // Kata's default applies to a file the Go runtime read (an empty value, no section, even an empty
   // file: its default hypervisor configuration has it), never where no file was read.
-  if (settings.networkQueues === undefined && !runtimeRsRunsIt) {
+  if (!runtimeRsRunsIt) {
     settings.coldPlugVfio ??= COLD_PLUG_DISABLED;
   }
   if (warnings.length > 0) settings.warnings = warnings;
@@ -939,6 +948,7 @@ const KATA_SETTINGS_KEYS: readonly (keyof KataNetworkSettings)[] = [
   'danConfigDirectory',
   'cloudHypervisorRateLimiter',
   'cloudHypervisorIommu',
+  'runtimeRs',
   'networkQueues',
   'coldPlugVfio',
   'hypervisor',
@@ -952,7 +962,8 @@ const KATA_HYPERVISORS: readonly KataHypervisor[] = ['qemu', 'clh', 'firecracker
 
 /**
  * runtime-rs named Cloud Hypervisor's section [hypervisor.cloud-hypervisor] until Kata 3.30 (kata-types
- * HYPERVISOR_NAME_CH). Every alias is a name only runtime-rs reads: a file with one is runtime-rs's.
+ * HYPERVISOR_NAME_CH). Every alias is a name only runtime-rs reads: a file without [runtime] name (the Go
+ * runtime's) that has one is refused (refuseRuntimeRsSectionName).
  */
 const SECTION_ALIASES: Readonly<Record<string, KataHypervisor>> = { 'cloud-hypervisor': 'clh' };
 
@@ -966,6 +977,22 @@ const UNPLANNED_SECTIONS: Readonly<Record<string, string>> = {
   // A file written for Kata 3.9 or older would otherwise hear that Kata refuses the section, which its Kata did not.
   acrn: 'Kata 3.10 removed ACRN (only its Go runtime ran it, from configuration-acrn.toml), and vcnet has no ACRN device configuration',
 };
+
+/**
+ * A section only runtime-rs names so ([hypervisor.cloud-hypervisor]) in a file without [runtime] name:
+ * neither runtime runs it. The Go runtime, which runs files without name, fails on a section it does
+ * not know ("invalid hypervisor section"; its name for Cloud Hypervisor is clh), and runtime-rs runs
+ * no file without name ("Runtime name is missing").
+ */
+function refuseRuntimeRsSectionName(section: string, source: string): never {
+  const own = SECTION_ALIASES[section];
+  throw new InvalidInputError(
+    `[hypervisor.*] section of ${source}`,
+    `[hypervisor.${section}]`,
+    `[hypervisor.${own}] in a file for Kata's Go runtime, or [hypervisor.${section}] in a file with [runtime] name set (runtime-rs's)`,
+    `Kata runs this file with neither runtime: without [runtime] name it is the Go runtime's, which knows Cloud Hypervisor only as [hypervisor.${own}] and fails on any other section name, and runtime-rs runs no file without [runtime] name ("Runtime name is missing"). Rename the table to [hypervisor.${own}] for the Go runtime, or add name = "virt_container" and hypervisor_name = "${section}" under [runtime] for runtime-rs`,
+  );
+}
 
 /** The hypervisor of a [hypervisor.*] section name vcnet plans for (its own name or an alias), else undefined. */
 function knownHypervisorOfSection(section: string): KataHypervisor | undefined {
@@ -1043,6 +1070,7 @@ export function networkConfigFromKata(
 ): NetworkConfig {
   requireConfigObject(settings, 'settings');
   refuseUnknownKeys(settings, 'settings', KATA_SETTINGS_KEYS);
+  refuseQueuesWithoutRuntimeRs(settings);
   options = optionsArgument(options, 'options', ['namespacePath', 'hypervisor', 'overrides', 'sandbox', 'warn']);
   functionOption(options.warn, 'warn');
   stringOption(options.namespacePath, 'namespacePath', 'the path of the pod network namespace');
@@ -1093,7 +1121,7 @@ export function networkConfigFromKata(
       : hypervisor === 'firecracker'
         ? settings.rateLimit
         : undefined;
-  if (settings.networkQueues !== undefined) warnRuntimeRsIgnores(settings, hypervisor, vmmRateLimiter, warn);
+  if (settings.runtimeRs === true) warnRuntimeRsIgnores(settings, hypervisor, vmmRateLimiter, warn);
   const disableNewNetns = overrides.disableNewNetns ?? settings.disableNewNetns ?? false;
   // With disable_new_netns the VMM runs in this process's own (the host's) namespace, as in Kata.
   const namespacePath = options.namespacePath ?? (disableNewNetns ? OWN_NAMESPACE_PATH : undefined);
@@ -1128,7 +1156,7 @@ export function networkConfigFromKata(
     // Only the Go runtime checks it, for QEMU and Cloud Hypervisor (their configurations carry it; runtime-rs
     // passes a physical NIC through whatever it says). Settings read from no file have none: nothing to check.
     ...((hypervisor === 'qemu' || hypervisor === 'clh') &&
-    settings.networkQueues === undefined &&
+    settings.runtimeRs !== true &&
     settings.coldPlugVfio !== undefined
       ? { coldPlugVfio: settings.coldPlugVfio }
       : {}),
@@ -1136,6 +1164,25 @@ export function networkConfigFromKata(
       ? { namedInterfaces: overrides.namedInterfaces }
       : {}),
   });
+}
+
+/** runtimeRs is true or absent; networkQueues, a runtime-rs key, only with it (the Go runtime's queues follow vcpus). */
+function refuseQueuesWithoutRuntimeRs(settings: KataNetworkSettings): void {
+  if (settings.runtimeRs !== undefined && settings.runtimeRs !== true) {
+    throw new InvalidInputError(
+      'settings.runtimeRs',
+      settings.runtimeRs,
+      'true (a runtime-rs file) or absent (a Go runtime file, or no file)',
+    );
+  }
+  if (settings.networkQueues !== undefined && settings.runtimeRs !== true) {
+    throw new InvalidInputError(
+      'settings.networkQueues',
+      settings.networkQueues,
+      'absent, or set with runtimeRs: true',
+      "network_queues is runtime-rs's key: set runtimeRs: true for settings of a runtime-rs file (as readKataConfiguration does for a file with [runtime] name), or leave networkQueues out, and a Go runtime file's queues follow vcpus",
+    );
+  }
 }
 
 /**
@@ -1170,10 +1217,11 @@ function queuesOf(
   vcpus: number,
   warn: (message: string) => void,
 ): number {
-  if (settings.networkQueues !== undefined) {
-    if (hypervisor !== 'firecracker') return settings.networkQueues;
-    if (settings.networkQueues > 1) {
-      warn(`network_queues = ${settings.networkQueues} is not used with Firecracker, whose NICs have one queue pair`);
+  if (settings.runtimeRs === true) {
+    const networkQueues = settings.networkQueues ?? 1;
+    if (hypervisor !== 'firecracker') return networkQueues;
+    if (networkQueues > 1) {
+      warn(`network_queues = ${networkQueues} is not used with Firecracker, whose NICs have one queue pair`);
     }
     return 1;
   }

@@ -9,9 +9,10 @@ import { type KataRouteJson, routeToJson } from '../agent/kata-network-json.js';
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { generateGuestNetwork } from '../network/guest.js';
-import { guestPendingRunning, withoutAwaited } from './guest-pending.js';
+import { guestPendingRunning } from './guest-pending.js';
 import { pushEndpoints } from './guest-push.js';
 import { withSandbox } from './sandbox-interfaces.js';
+import { endpointsToPush } from './unplug-unfinished.js';
 
 /** configureGuest's options: where the record is, the agent's socket, the deadlines. */
 export interface ConfigureGuestOptions {
@@ -81,7 +82,12 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
     options.signal?.throwIfAborted();
     // An add-iface still waiting for the guest sends its NIC itself (the guest may not show it yet);
     // one that was stopped meanwhile left its NIC plugged: told here, and its entry cleared after.
-    const endpoints = withoutAwaited(network.endpoints(), state);
+    const endpoints = endpointsToPush(network.endpoints(), state, {
+      sandbox: id,
+      operation: 'configure-guest',
+      stateDirectory: store.root,
+      warn: options.warn,
+    });
     // A VM just started: its agent opens the port a few seconds in (longer under TCG).
     const agent = await AgentClient.connect(socket, { deadlineMs: timeoutMs });
     try {

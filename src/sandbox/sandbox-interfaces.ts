@@ -70,6 +70,8 @@ import {
 } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
+import { timeUnderLock } from './time-under-lock.js';
+import { endpointsToPush, hotplugUnfinished, unplugUnfinishedEntry, unplugUnfinishedOf } from './unplug-unfinished.js';
 
 /**
  * How long an agent connect made under the sandbox lock tries a socket that is missing or refuses
@@ -189,13 +191,13 @@ function sandboxQmpUnreachable(
   state: SandboxState,
   qmpPath: string,
   stateDirectory: string | undefined,
-  /** How long was waited in all, when the error's own bound is only the last part of it. */
-  waitedMs?: number,
+  /** The wait, when it went on without the lock: the error's own bound is only the last part of it. */
+  wait?: VmWait,
 ): QmpConnectionError {
   const inAll =
-    waitedMs === undefined
+    wait === undefined
       ? ''
-      : `; ${waitedMs} ms in all, only the first ${QMP_HANDSHAKE_UNDER_LOCK_MS} ms of it under the sandbox's lock`;
+      : `; ${wait.budgetMs} ms in all, ${timeUnderLock(wait, QMP_HANDSHAKE_UNDER_LOCK_MS, 'QMP having greeted')}`;
   return new QmpConnectionError(
     `${error.message} (sandbox ${state.id}'s VM${inAll})`,
     qmpPath,
@@ -362,6 +364,7 @@ async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<V
   const qmp = boundUnderLock(waits.qmp, QMP_HANDSHAKE_UNDER_LOCK_MS);
   let agentLast = true;
   let agentStart = Date.now();
+  const qmpStart = agentStart;
   try {
     return await connectVirtualMachine(sandbox.state, sandbox.store.root, {
       qmpHandshakeTimeoutMs: qmp.timeoutMs,
@@ -386,6 +389,11 @@ async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<V
       if (agentLast || !error.deadlineReached || !agentSocket)
         throw agentUnreachable(error, sandbox.state, waits.agent);
       throw new AgentUnreachableUnderLock(sandbox.state, agentSocket);
+    }
+    // Counted for the error at the wait's end: after an answer without the lock, QMP is tried under it again.
+    if (error instanceof QmpConnectionError) {
+      waits.qmp.triesUnderLock += 1;
+      waits.qmp.msUnderLock += Date.now() - qmpStart;
     }
     const qmpPath = recordedQmpPath(sandbox.state);
     // QMP answered within its wait, which ran out (on the agent's wait, the lock) before it was tried
@@ -416,7 +424,7 @@ async function waitForQmpWithoutLock(
   } catch (error) {
     if (!(error instanceof QmpConnectionError)) throw error;
     if (vmGone(error)) return;
-    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, wait.budgetMs);
+    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, wait);
   }
 }
 
@@ -459,10 +467,7 @@ function agentUnreachable(error: AgentConnectError, state: SandboxState, wait: V
     {
       deadlineReached: error.deadlineReached,
       // After an answer without the lock, the agent is tried under it again (and may fail again).
-      note:
-        wait.triesUnderLock > 1
-          ? `sandbox ${state.id}'s agent; ${wait.msUnderLock} ms of it in ${wait.triesUnderLock} tries under the sandbox's lock (at most ${AGENT_CONNECT_UNDER_LOCK_MS} ms each, the agent having answered in between without it), the rest without it`
-          : `sandbox ${state.id}'s agent; only the first ${AGENT_CONNECT_UNDER_LOCK_MS} ms of it under the sandbox's lock, the rest without it`,
+      note: `sandbox ${state.id}'s agent; ${timeUnderLock(wait, AGENT_CONNECT_UNDER_LOCK_MS, 'the agent having answered')}, the rest without it`,
     },
   );
 }
@@ -711,7 +716,11 @@ export async function addInterface(
         // The guest may take seconds to show the NIC (a minute under TCG): recorded as waiting for
         // it, and the lock given back meanwhile; finishAddedInterface takes it again.
         const entry = guestPendingEntry(endpoint, 'add-iface');
-        const routed = withoutAwaited(network.endpoints(), state);
+        const routed = endpointsToPush(network.endpoints(), state, {
+          sandbox: id,
+          operation: 'add-iface',
+          stateDirectory: store.root,
+        });
         state.guestPending = [...(state.guestPending ?? []), entry];
         keeper.persist();
         // QMP is other clients' again while the guest is waited for.
@@ -841,7 +850,7 @@ async function finishAddedInterface(
       const keeper = sandboxRecordKeeper(store, state, network);
       if (!failure) {
         keeper.persist();
-        await sendRouteSetIfChanged(id, guest, withoutAwaited(network.endpoints(), state), state.guestRoutes);
+        await sendRouteSetIfChanged(id, guest, endpointsToPush(network.endpoints(), state), state.guestRoutes);
         return;
       }
       const { error } = failure;
@@ -858,6 +867,11 @@ async function finishAddedInterface(
       }).catch((thrown: unknown) => {
         if (thrown === error && unplug.goneBy)
           throw goneVmFailure(state, store.root, `add-iface ${guestName}`, error as Error);
+        // The VM kept the NIC: kept for del-iface, and left out of pushes of the whole set meanwhile.
+        if (thrown instanceof RollbackIncompleteError && network.endpoints().includes(endpoint)) {
+          state.unplugUnfinished = [...(state.unplugUnfinished ?? []), unplugUnfinishedEntry(endpoint)];
+          keeper.persist();
+        }
         throw thrown;
       });
     });
@@ -883,6 +897,9 @@ export function sandboxRecordKeeper(store: SandboxStore, state: SandboxState, ne
     const guestPending = guestPendingOf(state.guestPending, network.endpoints());
     if (guestPending) state.guestPending = guestPending;
     else delete state.guestPending;
+    const unplugUnfinished = unplugUnfinishedOf(state.unplugUnfinished, network.endpoints());
+    if (unplugUnfinished) state.unplugUnfinished = unplugUnfinished;
+    else delete state.unplugUnfinished;
     store.write({ ...state, network: network.save() });
   };
   return { persist, discard: persist, path: store.statePath };
@@ -1122,8 +1139,23 @@ export async function updateRoutes(
   routeUpdatesOf(routes, 'routes');
   // Nothing is changed before the VM's connect: run again when a busy QMP or an agent not there yet was waited for without the lock.
   return withSandboxAndVm(id, 'updateRoutes', options, async ({ store, state, network, connectVirtualMachine }) => {
-    const devices = new Set(network.endpoints().map((endpoint) => endpoint.name));
+    // A NIC whose hot-plug failed, its undo unfinished, the guest never configured: as Kata, not routed to.
+    const unfinished = network.endpoints().filter((endpoint) => hotplugUnfinished(endpoint, state));
+    const devices = new Set(
+      network
+        .endpoints()
+        .filter((endpoint) => !unfinished.includes(endpoint))
+        .map((endpoint) => endpoint.name),
+    );
     routes.forEach((route, index) => {
+      if (unfinished.some((endpoint) => endpoint.name === route.device)) {
+        throw new InvalidInputError(
+          `routes[${index}].device`,
+          route.device,
+          `an interface of sandbox ${id} the guest has: ${[...devices].join(', ') || 'none'}`,
+          `${route.device}'s hot-plug failed and the undo of it did not finish (the VM did not release the NIC), so the guest never configured it: \`vcnet del-iface ${id} FILE${stateDirectoryFlag(store.root)}\` with {"name":"${route.device}"} finishes it once the VM releases the NIC or has stopped`,
+        );
+      }
       if (!devices.has(route.device)) {
         throw new InvalidInputError(
           `routes[${index}].device`,

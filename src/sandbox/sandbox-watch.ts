@@ -42,7 +42,7 @@ import {
 } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { shellWord } from '../shell-word.js';
-import { guestPendingEntry, withoutAwaited, withoutEntries } from './guest-pending.js';
+import { guestPendingEntry, withoutEntries } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { heldDevices } from './held-devices.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
@@ -56,6 +56,7 @@ import {
   withSandboxAndVm,
 } from './sandbox-interfaces.js';
 import { TRAFFIC_CONTROL_RETRIES, TrafficControlRetry, trafficControlRetryWindowMs } from './tc-repair-retry.js';
+import { endpointsToPush } from './unplug-unfinished.js';
 import { mergeChange, watchStartView } from './watch-start.js';
 
 /**
@@ -580,7 +581,7 @@ async function applyChange(
       await vm?.releaseControl();
       // An endpoint an add-iface still waits for the guest to show is that add-iface's to send: the
       // guest may not have its NIC yet, and the agent refuses a route set that names it.
-      const pushed = withoutAwaited(toPush, state);
+      const pushed = endpointsToPush(toPush, state);
       if (!vm || pushed.length === 0) {
         if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
         return { summary };
@@ -588,7 +589,11 @@ async function applyChange(
       // The guest may take seconds to show a new NIC (a minute under TCG): pushed without the lock,
       // the new endpoints recorded as waiting for the guest meanwhile (as add-iface's are), so other
       // pushes of the whole set leave them out; finishWatchPush takes the lock again to clear them.
-      const routed = withoutAwaited(network.endpoints(), state);
+      const routed = endpointsToPush(network.endpoints(), state, {
+        sandbox: id,
+        operation: 'watch',
+        stateDirectory: store.root,
+      });
       const entries = addedEndpoints.map((endpoint) => guestPendingEntry(endpoint, 'watch'));
       if (entries.length > 0) {
         state.guestPending = [...(state.guestPending ?? []), ...entries];

@@ -464,6 +464,17 @@ export const sandboxContentSchema = z
         { error: 'a list of endpoints waiting for the guest' },
       )
       .optional(),
+    unplugUnfinished: z
+      .array(
+        z.strictObject({
+          name,
+          podLink: name,
+          deviceId: z.string({ error: 'a device id' }).min(1, { error: 'a device id' }),
+          since: z.string({ error: 'a time' }),
+        }),
+        { error: 'a list of endpoints whose unplug did not finish' },
+      )
+      .optional(),
   })
   .refine(samePath, samePathIssue);
 

@@ -53,6 +53,24 @@ export interface SandboxState {
    * that was stopped: configure-guest finishes it, del-iface removes the endpoint.
    */
   guestPending?: GuestPending[];
+  /**
+   * Endpoints of a failed add-iface whose undo could not unplug the NIC (the VM did not release it: a
+   * paused VM, a guest that ignores the eject): kept with their plumbing for del-iface to finish.
+   * The guest never configured them, so pushes of the whole set leave them out (the agent refuses a
+   * set naming a NIC it does not have), as Kata leaves a NIC whose hot-plug failed out of the guest's
+   * interfaces. An entry goes with its endpoint.
+   */
+  unplugUnfinished?: UnplugUnfinished[];
+}
+
+/** One endpoint a failed add-iface could not unplug again (SandboxState.unplugUnfinished). */
+export interface UnplugUnfinished {
+  /** The endpoint's (guest NIC's) name and its pod link. */
+  name: string;
+  podLink: string;
+  /** The VM's device id of its NIC (net<N>). */
+  deviceId: string;
+  since: string;
 }
 
 /** One endpoint add-iface waits for the guest to configure without the sandbox lock (SandboxState.guestPending). */

@@ -55,7 +55,9 @@ describe('[hypervisor.*] section names', () => {
       expect(config).toMatchObject({ queues: 2, vhostNet: 'off' });
       expect(config.rateLimit).toBeUndefined();
     }
-    const settings = parseKataConfiguration('[hypervisor.cloud-hypervisor]\nnet_rate_limiter_bw_max_rate = 8000\n');
+    const settings = parseKataConfiguration(
+      '[hypervisor.cloud-hypervisor]\nnet_rate_limiter_bw_max_rate = 8000\n[runtime]\nname = "virt_container"\n',
+    );
     const config = networkConfigFromKata(settings, { namespacePath: '/var/run/netns/pod' });
     expect(config).toMatchObject({ vhostNet: 'off', vmmRateLimiter: { bandwidth: { maxRate: 8000 } } });
   });

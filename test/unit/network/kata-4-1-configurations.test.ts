@@ -175,7 +175,7 @@ const GO_SETTINGS: KataNetworkSettings = {
   disableNewNetns: false,
   danConfigDirectory: '/run/kata-containers/dans',
 };
-const RS_SETTINGS = { ...GO_SETTINGS, vcpus: 1, networkQueues: 1 };
+const RS_SETTINGS = { ...GO_SETTINGS, vcpus: 1, runtimeRs: true, networkQueues: 1 };
 const goQemuCase = (file: string, coldPlug: string | undefined): Accepted => ({
   file,
   text: goQemu(coldPlug),

@@ -225,19 +225,21 @@ describe('cold_plug_vfio, which Kata checks before it unbinds a physical NIC', (
     expect(parseKataConfiguration('[runtime]\nname = "virt_container"\n').coldPlugVfio).toBeUndefined();
   });
 
-  it("a [hypervisor.cloud-hypervisor] section is runtime-rs's (the Go runtime refuses that name): no default, no refusal", () => {
-    // runtime-rs's name for Cloud Hypervisor's section; without [runtime] name or network_queues it
-    // was taken for a Go runtime file, and a physical NIC was refused for a cold_plug_vfio no one set.
-    const settings = parseKataConfiguration('[hypervisor.cloud-hypervisor]\ndefault_vcpus = 2\n');
+  it('a runtime-rs [hypervisor.cloud-hypervisor] section: no default, no refusal', () => {
+    // runtime-rs's name for Cloud Hypervisor's section; once taken for a Go runtime file, and a physical
+    // NIC was refused for a cold_plug_vfio no one set. Without [runtime] name the file is refused
+    // (kata-go-or-runtime-rs.test.ts): neither runtime runs it.
+    const runtimeRs = '[runtime]\nname = "virt_container"\n';
+    const settings = parseKataConfiguration(`[hypervisor.cloud-hypervisor]\ndefault_vcpus = 2\n${runtimeRs}`);
     expect(settings.coldPlugVfio).toBeUndefined();
     expect(settings.networkQueues).toBe(1);
     const rs = networkConfigFromKata(settings, { namespacePath });
     expect(rs.coldPlugVfio).toBeUndefined();
     expect(() => refuseDisabledColdPlug(rs, ['enp59s2f1'])).not.toThrow();
     // What it says is kept, as for any runtime-rs file.
-    expect(parseKataConfiguration('[hypervisor.cloud-hypervisor]\ncold_plug_vfio = "no-port"\n').coldPlugVfio).toBe(
-      'no-port',
-    );
+    expect(
+      parseKataConfiguration(`[hypervisor.cloud-hypervisor]\ncold_plug_vfio = "no-port"\n${runtimeRs}`).coldPlugVfio,
+    ).toBe('no-port');
   });
 
   it('"no-port" refuses the physical NICs an attach would pass through, naming them and the key', () => {

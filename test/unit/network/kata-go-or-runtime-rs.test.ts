@@ -203,3 +203,63 @@ describe('network_queues (a runtime-rs key) in a file without [runtime] name', (
     expect(networkConfigFromKata(settings, { namespacePath }).queues).toBe(4);
   });
 });
+
+describe('which runtime a file is for, carried in the settings (runtimeRs)', () => {
+  it("a runtime-rs file's settings say so, and networkConfigFromKata follows the flag, not networkQueues", () => {
+    const settings = readKataConfiguration(fixture('runtime-rs-cloud-hypervisor-cold-plug.toml'));
+    expect(settings).toMatchObject({ runtimeRs: true, hypervisor: 'cloud-hypervisor', networkQueues: 1 });
+    // A caller that leaves networkQueues out still has a runtime-rs file: one queue pair (runtime-rs's
+    // default), cold_plug_vfio not checked, and the warning that runtime-rs limits no NIC.
+    const { networkQueues: _left, ...withoutQueues } = settings;
+    const warnings: string[] = [];
+    const config = networkConfigFromKata(withoutQueues, { namespacePath, warn: (message) => warnings.push(message) });
+    expect(config).toMatchObject({ queues: 1, vhostNet: 'off' });
+    expect(config.coldPlugVfio).toBeUndefined();
+    expect(warnings).toEqual([
+      expect.stringMatching(/net_rate_limiter_\* in \[hypervisor\.cloud-hypervisor\] of a runtime-rs configuration/),
+    ]);
+  });
+
+  it("a Go runtime file's settings have no runtimeRs, and its cold_plug_vfio is checked", () => {
+    const settings = readKataConfiguration(fixture('go-runtime-network-queues.toml'));
+    expect(settings.runtimeRs).toBeUndefined();
+    expect(networkConfigFromKata(settings, { namespacePath }).coldPlugVfio).toBe('no-port');
+  });
+
+  it('networkQueues without runtimeRs: true is refused, naming the field (a runtime-rs key)', () => {
+    const refusal = refusalOf(() => networkConfigFromKata({ networkQueues: 4 }, { namespacePath }));
+    expect(refusal.field).toBe('settings.networkQueues');
+    expect(refusal.value).toBe(4);
+    expect(refusal.hint).toMatch(/runtimeRs: true/);
+    expect(networkConfigFromKata({ runtimeRs: true, networkQueues: 4 }, { namespacePath }).queues).toBe(4);
+    expect(refusalOf(() => networkConfigFromKata({ runtimeRs: 'yes' } as never, { namespacePath })).field).toBe(
+      'settings.runtimeRs',
+    );
+  });
+});
+
+describe("[hypervisor.cloud-hypervisor] (runtime-rs's name for Cloud Hypervisor)", () => {
+  it('in a file without [runtime] name: refused, naming the table and what each runtime accepts, as Kata runs it with neither', () => {
+    const refusal = refusalOf(() => readKataConfiguration(fixture('go-runtime-cloud-hypervisor-section.toml')));
+    expect(refusal.field).toMatch(/^\[hypervisor\.\*\] section of /);
+    expect(refusal.value).toBe('[hypervisor.cloud-hypervisor]');
+    expect(refusal.message).toContain("[hypervisor.clh] in a file for Kata's Go runtime");
+    expect(refusal.message).toContain('[runtime] name set');
+    expect(refusal.hint).toMatch(/Runtime name is missing/);
+    expect(refusal.hint).toMatch(/name = "virt_container"/);
+    // Beside another section, too: the Go runtime fails on any section it does not know.
+    const withQemu = `[hypervisor.qemu]\ndefault_vcpus = 1\n\n${readFileSync(fixture('go-runtime-cloud-hypervisor-section.toml'), 'utf8')}`;
+    expect(refusalOf(() => parseKataConfiguration(withQemu)).value).toBe('[hypervisor.cloud-hypervisor]');
+  });
+
+  it("the same table with [runtime] name: read as Cloud Hypervisor, the file runtime-rs's", () => {
+    const text = readFileSync(fixture('go-runtime-cloud-hypervisor-section.toml'), 'utf8').replace(
+      '[runtime]\n',
+      '[runtime]\nname = "virt_container"\nhypervisor_name = "cloud-hypervisor"\n',
+    );
+    const settings = parseKataConfiguration(text);
+    expect(settings).toMatchObject({ runtimeRs: true, hypervisor: 'cloud-hypervisor', networkQueues: 1 });
+    expect(settings.coldPlugVfio).toBeUndefined();
+    expect(networkConfigFromKata(settings, { namespacePath })).toMatchObject({ queues: 1, vhostNet: 'off' });
+  });
+});

@@ -90,16 +90,21 @@ describe('networkConfigFromKata', () => {
   });
 
   it('names the section the file gave Cloud Hypervisor when it warns of QEMU rate keys there', () => {
-    const warningsOf = (section: string) => {
+    const warningsOf = (section: string, runtime = '') => {
       const warnings: string[] = [];
-      networkConfigFromKata(parseKataConfiguration(`[hypervisor.${section}]\nrx_rate_limiter_max_rate = 1000\n`), {
-        namespacePath,
-        warn: (message) => warnings.push(message),
-      });
+      networkConfigFromKata(
+        parseKataConfiguration(`[hypervisor.${section}]\nrx_rate_limiter_max_rate = 1000\n${runtime}`),
+        {
+          namespacePath,
+          warn: (message) => warnings.push(message),
+        },
+      );
       return warnings.join('\n');
     };
     // runtime-rs's files call it cloud-hypervisor: the hint points at the section the user has.
-    expect(warningsOf('cloud-hypervisor')).toMatch(/in \[hypervisor\.cloud-hypervisor\]/);
+    expect(warningsOf('cloud-hypervisor', '[runtime]\nname = "virt_container"\n')).toMatch(
+      /in \[hypervisor\.cloud-hypervisor\]/,
+    );
     expect(warningsOf('clh')).toMatch(/in \[hypervisor\.clh\]/);
   });
 

@@ -1,0 +1,66 @@
+/**
+ * Endpoints whose hot-plug did not finish, nor its undo: a failed add-iface whose unplug the VM never
+ * completed (SandboxState.unplugUnfinished), or an attach of one left part-way (model 'pending').
+ * The guest never configured their NICs, and the agent refuses a whole set (interfaces, routes) that
+ * names a NIC it does not have: pushes of the whole set leave them out, as Kata's guest interface list
+ * has no interface whose hot-plug failed. del-iface (or gc, for a pending one) finishes them.
+ */
+import { reportNotice } from '../diagnostics.js';
+import type { Endpoint } from '../network/endpoint/endpoint.js';
+import { isUnfinished } from '../network/model/plumbing-context.js';
+import { stateDirectoryFlag } from '../network/state/default-directories.js';
+import type { SandboxState, UnplugUnfinished } from '../network/state/records.js';
+import { withoutAwaited } from './guest-pending.js';
+
+/** A new entry for `endpoint`, whose NIC the VM kept when add-iface's undo unplugged it. */
+export function unplugUnfinishedEntry(endpoint: Endpoint): UnplugUnfinished {
+  return {
+    name: endpoint.name,
+    podLink: endpoint.properties.link.name,
+    deviceId: endpoint.deviceId,
+    since: new Date().toISOString(),
+  };
+}
+
+/** The entries whose endpoint the record still holds (same name and pod link); undefined when none are. */
+export function unplugUnfinishedOf(
+  entries: readonly UnplugUnfinished[] | undefined,
+  endpoints: readonly Endpoint[],
+): UnplugUnfinished[] | undefined {
+  const kept = (entries ?? []).filter((entry) =>
+    endpoints.some((endpoint) => endpoint.name === entry.name && endpoint.properties.link.name === entry.podLink),
+  );
+  return kept.length > 0 ? kept : undefined;
+}
+
+/** Whether `endpoint`'s hot-plug, or the undo of it, did not finish. */
+export function hotplugUnfinished(endpoint: Endpoint, state: SandboxState): boolean {
+  if (isUnfinished(endpoint.plumbing)) return true;
+  return (state.unplugUnfinished ?? []).some(
+    (entry) => entry.name === endpoint.name && entry.podLink === endpoint.properties.link.name,
+  );
+}
+
+/**
+ * The endpoints a push of the whole set sends: `endpoints` less those an add-iface still waits for
+ * (withoutAwaited) and those whose hot-plug or its undo did not finish. With `note`, the latter are
+ * said once, in a notice for sandbox `note.sandbox` (given to `note.warn` when there is one).
+ */
+export function endpointsToPush<T extends Endpoint>(
+  endpoints: readonly T[],
+  state: SandboxState,
+  note?: { sandbox: string; operation: string; stateDirectory: string; warn?: ((message: string) => void) | undefined },
+): T[] {
+  const awaitedLeft = withoutAwaited(endpoints, state);
+  const leftOut = awaitedLeft.filter((endpoint) => hotplugUnfinished(endpoint, state));
+  if (note && leftOut.length > 0) {
+    const names = leftOut.map((endpoint) => endpoint.name);
+    const message = `sandbox ${note.sandbox}: ${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} left out of what the guest is told (interfaces, routes, neighbours): ${names.length > 1 ? 'their' : 'its'} hot-plug failed and the undo of it did not finish (the VM did not release the NIC), so the guest never configured ${names.length > 1 ? 'them' : 'it'}. \`vcnet del-iface ${note.sandbox} FILE${stateDirectoryFlag(note.stateDirectory)}\` with ${names.map((name) => JSON.stringify({ name })).join(', ')} finishes ${names.length > 1 ? 'them' : 'it'} once the VM releases the NIC or has stopped`;
+    const warn = note.warn;
+    reportNotice(
+      () => ({ operation: note.operation, endpoint: names.join(','), message }),
+      warn && (() => warn(message)),
+    );
+  }
+  return awaitedLeft.filter((endpoint) => !leftOut.includes(endpoint));
+}
