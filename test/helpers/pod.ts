@@ -51,7 +51,34 @@ export function makePod(options: PodOptions = {}): PodFixture {
     ]);
   }
   pod.exec('ip', ['route', 'add', 'default', 'via', '10.200.0.1']);
+  awaitIpv6Ready(pod, count);
   return { pod, node };
+}
+
+/**
+ * Waits until each pod link's IPv6 side is complete: its link-local address and the local routes of
+ * its addresses. Without DAD they still wait for the kernel to see the link operationally up, which
+ * linkwatch reports from a work queue, late on a busy machine; a fingerprint taken before that
+ * lacks routes that one taken later has.
+ */
+function awaitIpv6Ready(pod: TestNamespace, count: number): void {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const waiting: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const name = `eth${i}`;
+      const local = pod
+        .ipJson<Array<{ dst: string }>>('-6', 'route', 'show', 'table', 'local', 'dev', name)
+        .map((route) => route.dst);
+      const linkLocal = local.some((dst) => dst.startsWith('fe80:'));
+      if (!linkLocal || !local.includes(`fd00:${200 + i}::2`)) waiting.push(name);
+    }
+    if (waiting.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${pod.name}: ${waiting.join(', ')} got no IPv6 local routes within 15 s of being set up`);
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
 }
 
 /**
