@@ -157,42 +157,59 @@ async function delConcurrently(runtime: CniRuntime, list: Conflist, cached: Chai
 const PODS = 20;
 
 describe.skipIf(skipReason)('vcnet-cni on a node', () => {
-  it(`${PODS} pods ADDed at once through bridge and vcnet-cni, then DELed at once: nothing of theirs is left`, async () => {
-    const node = makeNamespace('node');
-    const list: Conflist = {
-      cniVersion: '1.0.0',
-      name: 'vcnet-many',
-      plugins: [bridgeEntry('vcmany0', ['10.231.40.0/24']), { type: 'vcnet-cni', stateDir: stateDirectory }],
-    };
-    const pods = Array.from({ length: PODS }, () => {
-      const pod = emptyPod();
-      return { pod, before: fingerprint(pod), runtime: new CniRuntime(node, attachmentIn(pod)) };
-    });
+  it.each([
+    ['tcfilter', {}],
+    ['macvtap with rate limits', { model: 'macvtap', rateLimit: { rx: 20_000_000, tx: 10_000_000 } }],
+  ])(
+    `${PODS} pods ADDed at once through bridge and vcnet-cni (%s), then DELed at once: nothing of theirs is left`,
+    async (label, settings) => {
+      const node = makeNamespace('node');
+      const list: Conflist = {
+        cniVersion: '1.0.0',
+        name: 'vcnet-many',
+        plugins: [
+          bridgeEntry('vcmany0', ['10.231.40.0/24']),
+          { type: 'vcnet-cni', stateDir: stateDirectory, ...settings },
+        ],
+      };
+      const pods = Array.from({ length: PODS }, () => {
+        const pod = emptyPod();
+        return { pod, before: fingerprint(pod), runtime: new CniRuntime(node, attachmentIn(pod)) };
+      });
 
-    const results = await Promise.all(pods.map(({ runtime }) => addConcurrently(runtime, list)));
-    for (const { pod } of pods) expectPlumbed(pod);
-    const addresses = results.map((result) => result.ips[0]?.address);
-    expect(new Set(addresses).size).toBe(PODS);
-    expect(leases('vcnet-many')).toHaveLength(PODS);
-    expect(records()).toHaveLength(PODS);
-    expect(node.ipJson<unknown[]>('link', 'show', 'master', 'vcmany0')).toHaveLength(PODS);
+      const results = await Promise.all(pods.map(({ runtime }) => addConcurrently(runtime, list)));
+      for (const { pod } of pods) {
+        if (label === 'tcfilter') expectPlumbed(pod);
+        else
+          expect(
+            pod.ipJson<Array<{ linkinfo?: { info_kind?: string } }>>('-d', 'link', 'show', 'tap0_kata')[0]?.linkinfo
+              ?.info_kind,
+          ).toBe('macvtap');
+      }
+      const addresses = results.map((result) => result.ips[0]?.address);
+      expect(new Set(addresses).size).toBe(PODS);
+      expect(leases('vcnet-many')).toHaveLength(PODS);
+      expect(records()).toHaveLength(PODS);
+      expect(node.ipJson<unknown[]>('link', 'show', 'master', 'vcmany0')).toHaveLength(PODS);
 
-    await Promise.all(pods.map(({ runtime }, at) => delConcurrently(runtime, list, results[at]!)));
-    for (const { pod, before } of pods) {
-      // Each pod as the runtime made it: only lo, no qdisc or filter of vcnet's, as `ip -d link` and tc show it.
-      expect(fingerprint(pod)).toEqual(before);
-      expect(pod.exec('ip', ['-d', '-br', 'link', 'show']).trim().split('\n')).toHaveLength(1);
-      expect(
-        pod
-          .exec('tc', ['qdisc', 'show'])
-          .split('\n')
-          .filter((line) => /ingress|htb|tbf/.test(line)),
-      ).toEqual([]);
-    }
-    expect(leases('vcnet-many')).toEqual([]);
-    expect(records()).toEqual([]);
-    expect(node.ipJson<unknown[]>('link', 'show', 'master', 'vcmany0')).toEqual([]);
-  }, 300_000);
+      await Promise.all(pods.map(({ runtime }, at) => delConcurrently(runtime, list, results[at]!)));
+      for (const { pod, before } of pods) {
+        // Each pod as the runtime made it: only lo, no qdisc or filter of vcnet's, as `ip -d link` and tc show it.
+        expect(fingerprint(pod)).toEqual(before);
+        expect(pod.exec('ip', ['-d', '-br', 'link', 'show']).trim().split('\n')).toHaveLength(1);
+        expect(
+          pod
+            .exec('tc', ['qdisc', 'show'])
+            .split('\n')
+            .filter((line) => /ingress|htb|tbf/.test(line)),
+        ).toEqual([]);
+      }
+      expect(leases('vcnet-many')).toEqual([]);
+      expect(records()).toEqual([]);
+      expect(node.ipJson<unknown[]>('link', 'show', 'master', 'vcmany0')).toEqual([]);
+    },
+    300_000,
+  );
 
   it.each([
     ['dual-stack', ['10.231.41.0/24', 'fd00:231:41::/64']],
