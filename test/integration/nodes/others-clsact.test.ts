@@ -80,4 +80,40 @@ describe.each(MODELS)("another tool's clsact on the pod link, model %s", (model)
     expect(hookFilters(pod)).toEqual(filtersBefore);
     expect(nodeSnapshot(pod)).toEqual(before);
   });
+
+  // An eBPF dataplane restarting while the VM runs: it takes the ingress hook over, deleting the
+  // qdisc there (with vcnet's filters) and putting its clsact in its place. clsact has the handle
+  // ffff: as the ingress qdisc did: detach must see it is not the qdisc it added and leave it.
+  it('detaches leaving a clsact another tool put in place of the ingress qdisc while attached', (context) => {
+    const { pod } = makePod();
+    const refused = addOthersClsact(pod);
+    if (refused) {
+      console.log(`skip clsact node shape: this kernel refuses a clsact qdisc or a cBPF filter: ${refused}`);
+      context.skip();
+    }
+    pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'clsact']);
+    let taken: { snapshot: Record<string, unknown>; filters: Record<string, unknown> } | undefined;
+    const run = attachThenDetach(pod, model, stateDirectory(), {
+      between: () => {
+        for (const kind of ['ingress', 'clsact']) {
+          try {
+            pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', kind]);
+          } catch {
+            // not there under this model
+          }
+        }
+        expect(addOthersClsact(pod)).toBeUndefined();
+        taken = { snapshot: nodeSnapshot(pod), filters: hookFilters(pod) };
+      },
+    });
+    expect(run.attached.status, run.attached.stderr).toBe(0);
+    expect(run.detached.status, run.detached.stderr).toBe(0);
+    expect(pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', 'eth0').map((q) => q.kind)).toContain('clsact');
+    expect(hookFilters(pod)).toEqual(taken?.filters);
+    const after = nodeSnapshot(pod);
+    // What detach undoes on the rest (the tap, the macvtap's addresses) is gone; eth0's hooks stay.
+    expect((after.qdiscs as string[]).filter((line) => line.startsWith('eth0 '))).toEqual(
+      (taken?.snapshot.qdiscs as string[]).filter((line) => line.startsWith('eth0 ')),
+    );
+  });
 });
