@@ -92,7 +92,7 @@ describe.each(MODELS)("another tool's clsact on the pod link, model %s", (model)
       context.skip();
     }
     pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'clsact']);
-    let taken: { snapshot: Record<string, unknown>; filters: Record<string, unknown> } | undefined;
+    let taken = { qdiscs: [] as string[], filters: {} as Record<string, unknown> };
     const run = attachThenDetach(pod, model, stateDirectory(), {
       between: () => {
         for (const kind of ['ingress', 'clsact']) {
@@ -103,17 +103,17 @@ describe.each(MODELS)("another tool's clsact on the pod link, model %s", (model)
           }
         }
         expect(addOthersClsact(pod)).toBeUndefined();
-        taken = { snapshot: nodeSnapshot(pod), filters: hookFilters(pod) };
+        taken = { qdiscs: nodeSnapshot(pod).qdiscs as string[], filters: hookFilters(pod) };
       },
     });
     expect(run.attached.status, run.attached.stderr).toBe(0);
     expect(run.detached.status, run.detached.stderr).toBe(0);
     expect(pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', 'eth0').map((q) => q.kind)).toContain('clsact');
-    expect(hookFilters(pod)).toEqual(taken?.filters);
+    expect(hookFilters(pod)).toEqual(taken.filters);
     const after = nodeSnapshot(pod);
     // What detach undoes on the rest (the tap, the macvtap's addresses) is gone; eth0's hooks stay.
     expect((after.qdiscs as string[]).filter((line) => line.startsWith('eth0 '))).toEqual(
-      (taken?.snapshot.qdiscs as string[]).filter((line) => line.startsWith('eth0 ')),
+      taken.qdiscs.filter((line) => line.startsWith('eth0 ')),
     );
   });
 });
