@@ -176,8 +176,14 @@ export class ClientFixture {
     if (installed.status !== 0) throw new Error(`vcnet install-cni failed: ${installed.stderr}`);
   }
 
-  /** Writes the only conflist of the directory: bridge + host-local, then vcnet-cni with `vcnet` options. */
-  writeConflist(name: string, options: { cniVersion?: string; vcnet?: Record<string, unknown> } = {}): void {
+  /**
+   * Writes the only conflist of the directory: bridge + host-local (over `subnets`, one range set
+   * each; the fixture's subnet by default), then vcnet-cni with `vcnet` options; `mtu` the bridge's.
+   */
+  writeConflist(
+    name: string,
+    options: { cniVersion?: string; vcnet?: Record<string, unknown>; subnets?: string[]; mtu?: number } = {},
+  ): void {
     for (const file of readdirSync(this.confDirectory)) rmSync(join(this.confDirectory, file), { force: true });
     const conflist = {
       cniVersion: options.cniVersion ?? '1.0.0',
@@ -188,7 +194,12 @@ export class ClientFixture {
           bridge: this.bridge,
           isGateway: true,
           ipMasq: false,
-          ipam: { type: 'host-local', ranges: [[{ subnet: this.subnet }]], dataDir: this.ipamDirectory },
+          ...(options.mtu === undefined ? {} : { mtu: options.mtu }),
+          ipam: {
+            type: 'host-local',
+            ranges: (options.subnets ?? [this.subnet]).map((subnet) => [{ subnet }]),
+            dataDir: this.ipamDirectory,
+          },
         },
         { type: 'vcnet-cni', stateDir: this.stateDirectory, ...options.vcnet },
       ],

@@ -179,7 +179,11 @@ export class TtrpcClient {
   /** Closes the connection; calls in flight fail with UNAVAILABLE. */
   close(): void {
     this.shutDown('client closed');
-    endThenDestroy(this.stream);
+    // With nothing left to send, the descriptor closes now, not when the event loop next runs: a VM's
+    // agent port (QEMU's chardev socket) serves one client at a time, and the next one (another
+    // process, run synchronously right after) would wait behind this connection and get no answer.
+    if (this.stream.writableLength === 0) this.stream.destroy();
+    else endThenDestroy(this.stream);
   }
 
   [Symbol.dispose](): void {

@@ -59,6 +59,29 @@ function expectAttached(namespacePath: string): void {
   expect(redirectOf(namespacePath, 'tap0_kata')).toBe('eth0');
 }
 
+/** A dual-stack network at MTU 9000: what its container's namespace must show after ADD. */
+const JUMBO_DUAL_STACK = { mtu: 9000, ipv6Subnet: 'fd00:231:20::/64' };
+
+/** eth0 and the tap carry the jumbo MTU, and eth0 has an address of each family (IPAM's), besides expectAttached. */
+function expectJumboDualStack(namespacePath: string): void {
+  const links = namespaceJson<Array<{ ifname: string; mtu: number }>>(namespacePath, 'ip', 'link', 'show');
+  expect(links.filter((link) => link.ifname !== 'lo').map((link) => [link.ifname, link.mtu])).toEqual(
+    expect.arrayContaining([
+      ['eth0', JUMBO_DUAL_STACK.mtu],
+      ['tap0_kata', JUMBO_DUAL_STACK.mtu],
+    ]),
+  );
+  const addresses = namespaceJson<Array<{ addr_info: Array<{ family: string; scope: string }> }>>(
+    namespacePath,
+    'ip',
+    'addr',
+    'show',
+    'dev',
+    'eth0',
+  )[0]!.addr_info.filter((info) => info.scope === 'global');
+  expect(addresses.map((info) => info.family).sort()).toEqual(['inet', 'inet6']);
+}
+
 /** libcni's cache of the last ADD result (kept until DEL), written by the client. */
 function cachedResult(network: string, containerId: string): Record<string, unknown> | undefined {
   const path = join('/var/lib/cni/results', `${network}-${containerId}-eth0`);
@@ -173,6 +196,23 @@ describe.skipIf(containerdSkip)('containerd 1.6: ctr run --cni', () => {
     await expectFreed(network);
   });
 
+  it('a dual-stack network at MTU 9000: eth0 and the tap carry 9000, both families cached; freed after', async () => {
+    const network = 'vcnet-ctr-dual';
+    fixture.writeConflist(network, {
+      subnets: [fixture.subnet, JUMBO_DUAL_STACK.ipv6Subnet],
+      mtu: JUMBO_DUAL_STACK.mtu,
+    });
+    const { started, stop } = await startContainers(network, 1);
+    const [container] = started;
+    expectAttached(container!.namespacePath);
+    expectJumboDualStack(container!.namespacePath);
+    const cached = cachedResult(network, `default-${container!.id}`) as { ips?: Array<{ address: string }> };
+    expect(cached.ips?.map((entry) => entry.address.includes(':')).sort()).toEqual([false, true]);
+    expect(fixture.reservations(network)).toHaveLength(2);
+    await stop();
+    await expectFreed(network);
+  });
+
   it('a 0.3.1 conflist: attached, the cached result in 0.3.1, freed after', async () => {
     const network = 'vcnet-ctr-031';
     fixture.writeConflist(network, { cniVersion: '0.3.1' });
@@ -267,6 +307,23 @@ describe.skipIf(podmanSkip)('podman 4: CNI backend', () => {
     expect(fixture.reservations(network)).toEqual([]);
     podman.podman(['rm', '--force', 'bad']);
     await expectFreed(network);
+  });
+
+  it('a dual-stack network at MTU 9000: eth0 and the tap carry 9000; podman rm frees both addresses', () => {
+    const network = 'vcnet-podman-dual';
+    fixture.writeConflist(network, {
+      subnets: [fixture.subnet, JUMBO_DUAL_STACK.ipv6Subnet.replace(':20::', ':21::')],
+      mtu: JUMBO_DUAL_STACK.mtu,
+    });
+    const run = podman.podman(podman.runArgs('dual', network));
+    expect(run.status, run.stderr).toBe(0);
+    const namespacePath = namespaceOf('dual');
+    expectAttached(namespacePath);
+    expectJumboDualStack(namespacePath);
+    expect(fixture.reservations(network)).toHaveLength(2);
+    const removed = podman.podman(['rm', '--force', '--time', '0', 'dual']);
+    expect(removed.status, removed.stderr).toBe(0);
+    return expectFreed(network);
   });
 
   it('a 0.3.1 conflist: attached, freed after', () => {
