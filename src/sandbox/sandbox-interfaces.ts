@@ -755,28 +755,31 @@ export async function addInterface(
 }
 
 /**
- * The sandbox's route set once more, under the lock, when it is no longer the one add-iface's push
- * sent without it: another add-iface finished meanwhile (its routes were left out of this push, and
- * the agent replaced the whole set), or update-routes gave a new set. A failure is warned about: the
- * interface itself is configured.
+ * The sandbox's route set once more, under the lock, when it is no longer the one a push made
+ * without it (add-iface's, the watch's: `pushed`) sent: another add-iface or the watch finished
+ * meanwhile (its routes were left out of this push, and the agent replaced the whole set), or
+ * update-routes gave a new set. A failure is warned about (`by` names the command and its
+ * interfaces): the interfaces themselves are configured.
  */
-async function sendRouteSetIfChanged(
+export async function sendRouteSetIfChanged(
   id: string,
-  guest: GuestPart,
+  pushed: Pick<GuestPart, 'vm' | 'routed' | 'guestRoutes'>,
   routed: readonly Endpoint[],
   guestRoutes: readonly GuestRoute[] | undefined,
+  by: { operation: 'add-iface' | 'watch'; endpoint: string },
 ): Promise<void> {
-  const sent = sandboxRouteSet(guest.routed, guest.guestRoutes);
+  const sent = sandboxRouteSet(pushed.routed, pushed.guestRoutes);
   const due = sandboxRouteSet(routed, guestRoutes);
   if (JSON.stringify(due) === JSON.stringify(sent)) return;
   try {
-    await guest.vm.agent.updateRoutes(routesFromJson(due), { timeoutMs: 30_000 });
+    await pushed.vm.agent.updateRoutes(routesFromJson(due), { timeoutMs: 30_000 });
   } catch (error) {
+    const command = by.operation === 'watch' ? 'vcnet watch' : 'add-iface';
     reportNotice(
       () => ({
-        operation: 'add-iface',
-        endpoint: guest.guestName,
-        message: `sandbox ${id}: the route set changed while add-iface waited for the guest, and sending it again failed: \`vcnet configure-guest --sandbox ${shellWord(id)}\` sends it`,
+        operation: by.operation,
+        endpoint: by.endpoint,
+        message: `sandbox ${id}: the route set changed while ${command} waited for the guest, and sending it again failed: \`vcnet configure-guest --sandbox ${shellWord(id)}\` sends it`,
         error: error as Error,
       }),
       undefined,
@@ -841,7 +844,10 @@ async function finishAddedInterface(
       const keeper = sandboxRecordKeeper(store, state, network);
       if (!failure) {
         keeper.persist();
-        await sendRouteSetIfChanged(id, guest, withoutAwaited(network.endpoints(), state), state.guestRoutes);
+        await sendRouteSetIfChanged(id, guest, withoutAwaited(network.endpoints(), state), state.guestRoutes, {
+          operation: 'add-iface',
+          endpoint: guestName,
+        });
         return;
       }
       const { error } = failure;
