@@ -48,7 +48,7 @@ import { QMP_HANDSHAKE_UNDER_LOCK_MS } from '../network/sandbox-qmp-wait.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { GuestPending, SandboxState } from '../network/state/records.js';
-import { SandboxStore } from '../network/state/store.js';
+import { SandboxLockedError, SandboxStore } from '../network/state/store.js';
 import { UnplugIfRunning, vmGone, vmGoneAfter } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
@@ -610,6 +610,8 @@ interface GuestPart {
   /** The record's createdAt: a record of a later attach under the same id has another. */
   createdAt: string;
   guestName: string;
+  /** The sandbox's state directory (its commands' --state-dir). */
+  stateDirectory: string;
 }
 
 /** add-iface: validates the Interface JSON, attaches the device, hot-plugs and configures it when a VM runs. */
@@ -727,6 +729,7 @@ export async function addInterface(
             guestRoutes: state.guestRoutes,
             createdAt: state.createdAt,
             guestName,
+            stateDirectory: store.root,
           },
         };
       } finally {
@@ -868,9 +871,43 @@ async function finishAddedInterface(
       });
     });
   } catch (error) {
+    if (error instanceof SandboxLockedError) throw unfinishedForLock(id, guest, failure, error);
     if (!(error instanceof SandboxNotFoundError)) throw error;
     removedMeanwhile('went with its sandbox (detached)');
   }
+}
+
+/**
+ * finishAddedInterface could not take the lock again (another command held it past the lock
+ * timeout): the endpoint is neither finished nor undone, and its entry stays, a stopped add-iface's
+ * once this process exits. Said as that, with the guest's outcome (its failure is the cause), not as
+ * a lock error after which nothing was changed.
+ */
+function unfinishedForLock(
+  id: string,
+  guest: GuestPart,
+  failure: { error: unknown } | undefined,
+  locked: SandboxLockedError,
+): VcnetError {
+  const { guestName } = guest;
+  const flag = stateDirectoryFlag(guest.stateDirectory);
+  const sandbox = shellWord(id);
+  const outcome = failure
+    ? `the guest did not configure ${guestName} (${failure.error instanceof Error ? failure.error.message : String(failure.error)}), and add-iface could not take the lock again to undo it`
+    : `the guest configured ${guestName}, and add-iface could not take the lock again to finish it`;
+  return new VcnetError(
+    'VCNET_SANDBOX_LOCKED',
+    `add-iface ${guestName} on sandbox ${id} is unfinished: ${outcome}: ${locked.message}. ${guestName} stays plugged and recorded as waiting for the guest (\`vcnet list\` shows it guest-pending(stopped))`,
+    {
+      value: locked.value,
+      hint: `once that command is done, ${
+        failure ? `\`vcnet del-iface ${sandbox} FILE${flag}\` (FILE: {"name":"${guestName}"}) removes it, or ` : ''
+      }\`vcnet configure-guest --sandbox ${sandbox}${flag}\` tells the guest its configuration again and clears the record's entry${
+        failure ? '' : ' (the interface works meanwhile)'
+      }`,
+      cause: failure?.error ?? locked,
+    },
+  );
 }
 
 /** The sandbox record as the network holds it now; a sandbox keeps its record with no endpoints too. */

@@ -9,6 +9,7 @@
  * that plays the guest: the agent waits for a link with the NIC's MAC, which the test makes once it
  * has seen the lock free (or not).
  */
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -59,7 +60,7 @@ async function sandboxWithSlowGuest(id: string) {
     sysfsRoot: stateDirectory(),
   });
   cleanup.defer(() => agent.stop());
-  return { pod, node, before, guest, state: ['--state-dir', stateDirectory()] };
+  return { pod, node, before, guest, agent, state: ['--state-dir', stateDirectory()] };
 }
 
 /** eth9 added to the pod, and the path of the add-iface request that adds it as net9. */
@@ -201,6 +202,52 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     expect(recordedPending(stateDirectory(), 'gd')).toEqual([]);
 
     const detached = vcnet(['detach', '--sandbox', 'gd', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+  it('an add-iface whose guest failed and whose lock another command holds past the lock timeout says the interface is left plugged and unfinished, not only that the sandbox is locked', async () => {
+    const { pod, node, before, agent, state } = await sandboxWithSlowGuest('gl');
+    const request = addNet9({ pod, node });
+    const adding = vcnetAsync(['add-iface', 'gl', request, ...state], { VCNET_LOCK_TIMEOUT: '2' });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(
+      () => recordedPending(stateDirectory(), 'gl').some((entry) => entry.name === 'net9'),
+      'net9 recorded as waiting for the guest',
+      60_000,
+    );
+    // Another holder of the sandbox's lock (as a long update-routes or configure-guest would be).
+    // Its own process group, so the shell's sleep goes with it; -o: flock alone holds the lock.
+    const holder = spawn('flock', ['-o', join(stateDirectory(), '.locks', 'gl'), '-c', 'echo held; exec sleep 120'], {
+      detached: true,
+    });
+    const letGo = () => {
+      if (holder.exitCode === null && holder.signalCode === null && holder.pid) process.kill(-holder.pid, 'SIGKILL');
+    };
+    cleanup.defer(letGo);
+    let held = '';
+    holder.stdout.on('data', (data: Buffer) => {
+      held += String(data);
+    });
+    await until(() => held.includes('held'), 'the lock held by another process', 30_000);
+    // The guest's agent goes: add-iface's push fails, and its undo needs the lock.
+    await agent.stop();
+    const added = await adding.done;
+    expect(added.status, added.stderr).toBe(4);
+    expect(added.stderr).toContain('add-iface net9 on sandbox gl is unfinished: the guest did not configure net9');
+    expect(added.stderr).toContain('could not take the lock again to undo it: sandbox gl is being changed by process');
+    expect(added.stderr).toContain('net9 stays plugged and recorded as waiting for the guest');
+    expect(added.stderr).toContain('vcnet del-iface gl FILE');
+    letGo();
+    // What it says is so: the record keeps net9, its add-iface stopped.
+    expect(recordedLinks(stateDirectory(), 'gl')).toEqual(['eth0', 'eth9']);
+    expect(vcnet(['list', ...state]).stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(stopped)');
+
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'gl', ...state]);
     expect(detached.status, detached.stderr).toBe(0);
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
