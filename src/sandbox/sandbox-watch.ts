@@ -368,6 +368,14 @@ async function applyChange(
     // sandbox this watch kept in step was detached: the watch ends, as when its record went.
     if (watchedRecord !== undefined && state.createdAt !== watchedRecord)
       throw new SandboxNotFoundError(id, store.statePath, store.root);
+    // This watch's own entries, left by a push whose finish could not take the lock again (changes
+    // are applied one at a time: none of its pushes runs now). Kept, they would leave their endpoints
+    // out of every push while this process runs, this change's own retry too.
+    const ownLeft = (state.guestPending ?? []).filter((entry) => entry.by === 'watch' && entry.pid === process.pid);
+    if (ownLeft.length > 0) {
+      state.guestPending = withoutEntries(state.guestPending, ...ownLeft.map((entry) => entry.token));
+      sandboxRecordKeeper(store, state, network).persist();
+    }
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
     if (memory) {
       const attachedNow = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));

@@ -252,6 +252,59 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
+  it('a watch whose lock another command holds past the lock timeout when its push is done clears its entry on its next try: the endpoint is not left out of every later push', async () => {
+    const { pod, node, before, guest, state } = await sandboxWithSlowGuest('gx');
+    const watch = vcnetAsync(['watch', '--sandbox', 'gx', '--debounce', '50', ...state], { VCNET_LOCK_TIMEOUT: '2' });
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox gx'), 'the watch to start', 30_000);
+    addEth9({ pod, node });
+    const mac = linkMac(pod, 'eth9');
+    await until(
+      () => recordedPending(stateDirectory(), 'gx').some((entry) => entry.name === 'eth9'),
+      'eth9 recorded as waiting for the guest',
+      60_000,
+    );
+    // Another holder of the sandbox's lock while the guest shows the NIC and the watch's push ends.
+    const holder = spawn('flock', ['-o', join(stateDirectory(), '.locks', 'gx'), '-c', 'echo held; exec sleep 120'], {
+      detached: true,
+    });
+    const letGo = () => {
+      if (holder.exitCode === null && holder.signalCode === null && holder.pid) process.kill(-holder.pid, 'SIGKILL');
+    };
+    cleanup.defer(letGo);
+    let held = '';
+    holder.stdout.on('data', (data: Buffer) => {
+      held += String(data);
+    });
+    await until(() => held.includes('held'), 'the lock held by another process', 30_000);
+    guest.exec('ip', ['link', 'add', 'eth9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    await until(
+      () => watch.output().stderr.includes('sandbox gx is being changed by process'),
+      "the watch's finish refused the lock",
+      120_000,
+    );
+    letGo();
+    // The watch tries the change again (its timer) and says once it went through.
+    await until(
+      () => watch.output().stderr.includes('applied the namespace change to sandbox gx that could not be applied'),
+      'the watch to apply the change on a later try',
+      120_000,
+    );
+    expect(recordedPending(stateDirectory(), 'gx')).toEqual([]);
+    expect(vcnet(['list', ...state]).stdout).not.toContain('guest-pending');
+    expect(recordedLinks(stateDirectory(), 'gx')).toEqual(['eth0', 'eth9']);
+
+    await vm.stopQemu();
+    watch.child.kill('SIGTERM');
+    await watch.done;
+    const detached = vcnet(['detach', '--sandbox', 'gx', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 300_000);
   it("the watch's reaction to a new pod link waits for the guest without the sandbox lock: list-ifaces goes through meanwhile", async () => {
     const { pod, node, before, guest, state } = await sandboxWithSlowGuest('gw');
     const qemuQmpPath = join(stateDirectory(), 'qmp.sock');
