@@ -111,7 +111,7 @@ async function setUp(sandbox: string, linkAppearTimeoutMs: number) {
     for (const n of links) pod.exec('ip', ['link', 'del', `eth${n}`]);
     expect(fingerprint(pod)).toEqual(before);
   };
-  return { pod, node, guest, state, addIface, finish };
+  return { pod, node, guest, agent, state, addIface, finish };
 }
 
 describe.skipIf(skipReason !== undefined)('overlapping guest pushes on one sandbox', () => {
@@ -279,5 +279,42 @@ describe.skipIf(skipReason !== undefined)('overlapping guest pushes on one sandb
     watch.child.kill('SIGTERM');
     await watch.done;
     finish([9]);
+  }, 300_000);
+
+  it('configure-guest while one add-iface waits for the guest and is killed during the push: only the entries of the endpoints it sent are cleared', async () => {
+    const { pod, node, guest, agent, state, addIface, finish } = await setUp('cg', 120_000);
+    addPodLink(pod, node, 8);
+    addPodLink(pod, node, 9);
+    // net8: its add-iface killed while it waited (guest-pending(stopped)): configure-guest sends it.
+    const adding8 = addIface(8);
+    await until(() => pendingNames(stateDirectory(), 'cg').join() === 'net8', 'net8 recorded as waiting', 150_000);
+    adding8.child.kill('SIGKILL');
+    await adding8.done;
+    // net9: its add-iface still waits for the guest: configure-guest leaves it out.
+    const adding9 = addIface(9);
+    await until(() => pendingNames(stateDirectory(), 'cg').join() === 'net8,net9', 'net9 recorded as waiting', 150_000);
+    // configure-guest sends every interface: the guest's eth0 gets the MAC its NIC has from the pod's eth0, as in a VM.
+    guest.exec('ip', ['link', 'set', 'eth0', 'address', linkMac(pod, 'eth0')]);
+    const before = agent.accepted();
+    const configuring = vcnetAsync(['configure-guest', '--sandbox', 'cg', ...state]);
+    cleanup.defer(async () => {
+      configuring.child.kill('SIGKILL');
+      await configuring.done;
+    });
+    // configure-guest reached the agent (it chose what to send before): it waits for net8's NIC now.
+    await until(() => agent.accepted() > before, 'configure-guest connected to the agent', 60_000);
+    expect(configuring.child.exitCode).toBeNull();
+    // net9's add-iface is killed meanwhile, before the guest showed net9: net9 was sent by nobody.
+    adding9.child.kill('SIGKILL');
+    await adding9.done;
+    showNic(guest, pod, 8);
+    const configured = await configuring.done;
+    expect(configured.status, configured.stderr).toBe(0);
+    expect(guestAddresses(guest, 'net8')).toContain('10.208.0.2');
+    // net9 is still plugged and not configured: its entry must stay, for list and a later configure-guest.
+    expect(pendingNames(stateDirectory(), 'cg')).toEqual(['net9']);
+    expect(vcnet(['list', ...state]).stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(stopped)');
+    await vm.stopQemu();
+    finish([8, 9]);
   }, 300_000);
 });
