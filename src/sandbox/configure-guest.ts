@@ -9,7 +9,7 @@ import { type KataRouteJson, routeToJson } from '../agent/kata-network-json.js';
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
 import { generateGuestNetwork } from '../network/guest.js';
-import { guestPendingRunning } from './guest-pending.js';
+import { entryNames, withoutEntries } from './guest-pending.js';
 import { pushEndpoints } from './guest-push.js';
 import { withSandbox } from './sandbox-interfaces.js';
 import { endpointsToPush } from './unplug-unfinished.js';
@@ -88,6 +88,11 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
       stateDirectory: store.root,
       warn: options.warn,
     });
+    // Only the entries of what this push sends are cleared after it: an add-iface stopped during the
+    // push (its entry running when it was left out here) sent its NIC to nobody, and stays pending.
+    const sent = (state.guestPending ?? []).filter((entry) =>
+      endpoints.some((endpoint) => entryNames(entry, endpoint)),
+    );
     // A VM just started: its agent opens the port a few seconds in (longer under TCG).
     const agent = await AgentClient.connect(socket, { deadlineMs: timeoutMs });
     try {
@@ -96,10 +101,9 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
         sandbox: id,
         ...(options.warn ? { warn: options.warn } : {}),
       });
-      const stopped = (state.guestPending ?? []).filter((entry) => !guestPendingRunning(entry));
-      if (stopped.length > 0) {
-        const left = (state.guestPending ?? []).filter((entry) => guestPendingRunning(entry));
-        store.write({ ...state, ...(left.length > 0 ? { guestPending: left } : { guestPending: undefined }) });
+      if (sent.length > 0) {
+        const left = withoutEntries(state.guestPending, ...sent.map((entry) => entry.token));
+        store.write({ ...state, guestPending: left });
       }
       const guest = generateGuestNetwork(endpoints);
       return {

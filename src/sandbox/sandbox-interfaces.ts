@@ -48,18 +48,11 @@ import { QMP_HANDSHAKE_UNDER_LOCK_MS } from '../network/sandbox-vmm-wait.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { GuestPending, SandboxState } from '../network/state/records.js';
-import { SandboxStore } from '../network/state/store.js';
+import { SandboxLockedError, SandboxStore } from '../network/state/store.js';
 import { UnplugIfRunning, vmGone, vmGoneAfter } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
-import {
-  entryNames,
-  guestPendingEntry,
-  guestPendingOf,
-  guestPendingRunning,
-  withoutAwaited,
-  withoutEntries,
-} from './guest-pending.js';
+import { entryNames, guestPendingEntry, guestPendingOf, guestPendingRunning, withoutEntries } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import {
@@ -615,6 +608,8 @@ interface GuestPart {
   /** The record's createdAt: a record of a later attach under the same id has another. */
   createdAt: string;
   guestName: string;
+  /** The sandbox's state directory (its commands' --state-dir). */
+  stateDirectory: string;
 }
 
 /** add-iface: validates the Interface JSON, attaches the device, hot-plugs and configures it when a VM runs. */
@@ -736,6 +731,7 @@ export async function addInterface(
             guestRoutes: state.guestRoutes,
             createdAt: state.createdAt,
             guestName,
+            stateDirectory: store.root,
           },
         };
       } finally {
@@ -764,28 +760,31 @@ export async function addInterface(
 }
 
 /**
- * The sandbox's route set once more, under the lock, when it is no longer the one add-iface's push
- * sent without it: another add-iface finished meanwhile (its routes were left out of this push, and
- * the agent replaced the whole set), or update-routes gave a new set. A failure is warned about: the
- * interface itself is configured.
+ * The sandbox's route set once more, under the lock, when it is no longer the one a push made
+ * without it (add-iface's, the watch's: `pushed`) sent: another add-iface or the watch finished
+ * meanwhile (its routes were left out of this push, and the agent replaced the whole set), or
+ * update-routes gave a new set. A failure is warned about (`by` names the command and its
+ * interfaces): the interfaces themselves are configured.
  */
-async function sendRouteSetIfChanged(
+export async function sendRouteSetIfChanged(
   id: string,
-  guest: GuestPart,
+  pushed: Pick<GuestPart, 'vm' | 'routed' | 'guestRoutes'>,
   routed: readonly Endpoint[],
   guestRoutes: readonly GuestRoute[] | undefined,
+  by: { operation: 'add-iface' | 'watch'; endpoint: string },
 ): Promise<void> {
-  const sent = sandboxRouteSet(guest.routed, guest.guestRoutes);
+  const sent = sandboxRouteSet(pushed.routed, pushed.guestRoutes);
   const due = sandboxRouteSet(routed, guestRoutes);
   if (JSON.stringify(due) === JSON.stringify(sent)) return;
   try {
-    await guest.vm.agent.updateRoutes(routesFromJson(due), { timeoutMs: 30_000 });
+    await pushed.vm.agent.updateRoutes(routesFromJson(due), { timeoutMs: 30_000 });
   } catch (error) {
+    const command = by.operation === 'watch' ? 'vcnet watch' : 'add-iface';
     reportNotice(
       () => ({
-        operation: 'add-iface',
-        endpoint: guest.guestName,
-        message: `sandbox ${id}: the route set changed while add-iface waited for the guest, and sending it again failed: \`vcnet configure-guest --sandbox ${shellWord(id)}\` sends it`,
+        operation: by.operation,
+        endpoint: by.endpoint,
+        message: `sandbox ${id}: the route set changed while ${command} waited for the guest, and sending it again failed: \`vcnet configure-guest --sandbox ${shellWord(id)}\` sends it`,
         error: error as Error,
       }),
       undefined,
@@ -850,7 +849,10 @@ async function finishAddedInterface(
       const keeper = sandboxRecordKeeper(store, state, network);
       if (!failure) {
         keeper.persist();
-        await sendRouteSetIfChanged(id, guest, endpointsToPush(network.endpoints(), state), state.guestRoutes);
+        await sendRouteSetIfChanged(id, guest, endpointsToPush(network.endpoints(), state), state.guestRoutes, {
+          operation: 'add-iface',
+          endpoint: guestName,
+        });
         return;
       }
       const { error } = failure;
@@ -876,9 +878,43 @@ async function finishAddedInterface(
       });
     });
   } catch (error) {
+    if (error instanceof SandboxLockedError) throw unfinishedForLock(id, guest, failure, error);
     if (!(error instanceof SandboxNotFoundError)) throw error;
     removedMeanwhile('went with its sandbox (detached)');
   }
+}
+
+/**
+ * finishAddedInterface could not take the lock again (another command held it past the lock
+ * timeout): the endpoint is neither finished nor undone, and its entry stays, a stopped add-iface's
+ * once this process exits. Said as that, with the guest's outcome (its failure is the cause), not as
+ * a lock error after which nothing was changed.
+ */
+function unfinishedForLock(
+  id: string,
+  guest: GuestPart,
+  failure: { error: unknown } | undefined,
+  locked: SandboxLockedError,
+): VcnetError {
+  const { guestName } = guest;
+  const flag = stateDirectoryFlag(guest.stateDirectory);
+  const sandbox = shellWord(id);
+  const outcome = failure
+    ? `the guest did not configure ${guestName} (${failure.error instanceof Error ? failure.error.message : String(failure.error)}), and add-iface could not take the lock again to undo it`
+    : `the guest configured ${guestName}, and add-iface could not take the lock again to finish it`;
+  return new VcnetError(
+    'VCNET_SANDBOX_LOCKED',
+    `add-iface ${guestName} on sandbox ${id} is unfinished: ${outcome}: ${locked.message}. ${guestName} stays plugged and recorded as waiting for the guest (\`vcnet list\` shows it guest-pending(stopped))`,
+    {
+      value: locked.value,
+      hint: `once that command is done, ${
+        failure ? `\`vcnet del-iface ${sandbox} FILE${flag}\` (FILE: {"name":"${guestName}"}) removes it, or ` : ''
+      }\`vcnet configure-guest --sandbox ${sandbox}${flag}\` tells the guest its configuration again and clears the record's entry${
+        failure ? '' : ' (the interface works meanwhile)'
+      }`,
+      cause: failure?.error ?? locked,
+    },
+  );
 }
 
 /** The sandbox record as the network holds it now; a sandbox keeps its record with no endpoints too. */

@@ -52,6 +52,7 @@ import {
   newIndexOptions,
   SandboxNotFoundError,
   sandboxRecordKeeper,
+  sendRouteSetIfChanged,
   withSandbox,
   withSandboxAndVm,
 } from './sandbox-interfaces.js';
@@ -367,6 +368,14 @@ async function applyChange(
     // sandbox this watch kept in step was detached: the watch ends, as when its record went.
     if (watchedRecord !== undefined && state.createdAt !== watchedRecord)
       throw new SandboxNotFoundError(id, store.statePath, store.root);
+    // This watch's own entries, left by a push whose finish could not take the lock again (changes
+    // are applied one at a time: none of its pushes runs now). Kept, they would leave their endpoints
+    // out of every push while this process runs, this change's own retry too.
+    const ownLeft = (state.guestPending ?? []).filter((entry) => entry.by === 'watch' && entry.pid === process.pid);
+    if (ownLeft.length > 0) {
+      state.guestPending = withoutEntries(state.guestPending, ...ownLeft.map((entry) => entry.token));
+      sandboxRecordKeeper(store, state, network).persist();
+    }
     const summary: WatchSummary = { added: [], removed: [], updated: [], failed: [] };
     if (memory) {
       const attachedNow = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
@@ -612,16 +621,19 @@ async function applyChange(
   if (!guest) return applied;
   let failure: { error: unknown } | undefined;
   try {
-    await pushEndpoints(guest.vm.agent, guest.pushed, guest.routed, guest.guestRoutes, {
-      timeoutMs: 60_000,
-      sandbox: id,
-    });
-  } catch (error) {
-    failure = { error };
+    try {
+      await pushEndpoints(guest.vm.agent, guest.pushed, guest.routed, guest.guestRoutes, {
+        timeoutMs: 60_000,
+        sandbox: id,
+      });
+    } catch (error) {
+      failure = { error };
+    }
+    // The agent is asked again there when the route set changed meanwhile.
+    await finishWatchPush(id, stateDirectory, memory, guest, failure === undefined);
   } finally {
     await guest.vm.close();
   }
-  await finishWatchPush(id, stateDirectory, memory, guest);
   // A failed push is tried again with the change (the watcher reports it until it is applied): the
   // endpoints are attached and recorded, and pushed again then.
   if (failure) throw failure.error;
@@ -648,14 +660,17 @@ interface AppliedChange {
 /**
  * The watch's push is done (or failed): under the lock again, its guestPending entries are cleared,
  * from a fresh read of the record; those a del-iface or detach removed meanwhile are gone already,
- * and a record of another attach holds none of them. The watch's memory of what is attached follows
- * the record.
+ * and a record of another attach holds none of them. After a push that went through (`pushed`), the
+ * route set is sent again when it is no longer the one that push sent (update-routes, or an add-iface
+ * finished, meanwhile): the agent replaced the guest's whole set with the older one. A failed push is
+ * tried again with the change. The watch's memory of what is attached follows the record.
  */
 async function finishWatchPush(
   id: string,
   stateDirectory: string | undefined,
   memory: WatchMemory | undefined,
   guest: NonNullable<AppliedChange['guest']>,
+  pushed: boolean,
 ): Promise<void> {
   await withSandbox(id, 'watchSandbox', stateDirectory, async ({ store, state, network }) => {
     if (state.createdAt !== guest.createdAt) return;
@@ -663,6 +678,11 @@ async function finishWatchPush(
     state.guestPending = withoutEntries(state.guestPending, ...guest.entries.map((entry) => entry.token));
     if ((state.guestPending?.length ?? 0) !== before) sandboxRecordKeeper(store, state, network).persist();
     if (memory) memory.attached = new Set(network.endpoints().map((endpoint) => endpoint.properties.link.name));
+    if (pushed)
+      await sendRouteSetIfChanged(id, guest, endpointsToPush(network.endpoints(), state), state.guestRoutes, {
+        operation: 'watch',
+        endpoint: guest.pushed.map((endpoint) => endpoint.name).join(', '),
+      });
   }).catch((error: unknown) => {
     // Detached meanwhile: nothing of it to finish (the watch ends at its next change, as then).
     if (!(error instanceof SandboxNotFoundError)) throw error;

@@ -28,7 +28,7 @@ export async function serveNamespaceAgent(
    * find the NIC by its MAC alone.
    */
   options: { linkAppearTimeoutMs: number; sysfsRoot?: string },
-): Promise<{ stop(): Promise<void> }> {
+): Promise<{ stop(): Promise<void>; accepted(): number }> {
   const handle = NetlinkHandle.open(namespacePath);
   const agent = createAgentServer(
     new NetlinkApplier(handle, {
@@ -36,7 +36,11 @@ export async function serveNamespaceAgent(
       ...(options.sysfsRoot !== undefined ? { sysfsRoot: options.sysfsRoot } : {}),
     }),
   );
-  const server = createServer((socket) => agent.serve(socket));
+  let accepted = 0;
+  const server = createServer((socket) => {
+    accepted += 1;
+    agent.serve(socket);
+  });
   const stop = async (): Promise<void> => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     handle.close();
@@ -50,7 +54,8 @@ export async function serveNamespaceAgent(
     handle.close();
     throw error;
   }
-  return { stop };
+  // accepted: how many clients connected so far (a test's proof that a command reached the agent).
+  return { stop, accepted: () => accepted };
 }
 
 export async function startNamespaceAgent(

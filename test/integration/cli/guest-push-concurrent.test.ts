@@ -111,7 +111,7 @@ async function setUp(sandbox: string, linkAppearTimeoutMs: number) {
     for (const n of links) pod.exec('ip', ['link', 'del', `eth${n}`]);
     expect(fingerprint(pod)).toEqual(before);
   };
-  return { pod, node, guest, state, addIface, finish };
+  return { pod, node, guest, agent, state, addIface, finish };
 }
 
 describe.skipIf(skipReason !== undefined)('overlapping guest pushes on one sandbox', () => {
@@ -219,5 +219,102 @@ describe.skipIf(skipReason !== undefined)('overlapping guest pushes on one sandb
     expect(guestRoutes(guest)).toEqual(['10.150.0.0/16 dev eth0', 'default dev eth0']);
     await vm.stopQemu();
     finish([9]);
+  }, 300_000);
+
+  it("update-routes while the watch's push waits for the guest: the guest and the record end with the set update-routes gave", async () => {
+    const { pod, node, guest, state, finish } = await setUp('cw', 120_000);
+    const watch = vcnetAsync(['watch', '--sandbox', 'cw', '--debounce', '50', ...state]);
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox cw'), 'the watch to start', 30_000);
+    addPodLink(pod, node, 9);
+    await until(
+      () => pendingNames(stateDirectory(), 'cw').join() === 'eth9',
+      'eth9 recorded as waiting for the guest (the watch)',
+      150_000,
+    );
+    // A full set naming eth0 only (eth9 is not in the guest yet): the agent takes it at once.
+    const routesPath = join(stateDirectory(), 'routes.json');
+    writeFileSync(
+      routesPath,
+      JSON.stringify([
+        { dest: '', gateway: '10.200.0.1', device: 'eth0' },
+        { dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' },
+      ]),
+    );
+    const updated = await vcnetAsync(['update-routes', 'cw', routesPath, ...state], { VCNET_LOCK_TIMEOUT: '30' }).done;
+    expect(updated.status, updated.stderr).toBe(0);
+    expect(pendingNames(stateDirectory(), 'cw'), 'the watch still waiting for the guest').toEqual(['eth9']);
+    showNic(guest, pod, 9);
+    // The agent renames the guest's NIC to eth9 once it configures it: no eth9 before then.
+    const hasEth9 = () =>
+      guest.ipJson<unknown[]>('link', 'show').some((link) => (link as { ifname: string }).ifname === 'eth9');
+    await until(
+      () => hasEth9() && guestAddresses(guest, 'eth9').includes('10.209.0.2'),
+      'eth9 configured in the guest',
+      60_000,
+    );
+    // The watch prints a change's summary once it is done, under the lock again too.
+    await until(
+      () =>
+        watch
+          .output()
+          .stdout.split('\n')
+          .some((line) => line.includes('"added":["eth9"]')),
+      "the watch's change done",
+      60_000,
+    );
+    expect(pendingNames(stateDirectory(), 'cw')).toEqual([]);
+    const recorded = (record(stateDirectory(), 'cw').guestRoutes ?? [])
+      .map((route) => `${route.dest} ${route.device}`)
+      .sort();
+    console.log(`recorded guestRoutes: ${JSON.stringify(recorded)}; guest: ${JSON.stringify(guestRoutes(guest))}`);
+    expect(recorded).toEqual([' eth0', '10.150.0.0/16 eth0']);
+    // The watch finished its push under the lock again: the set the guest holds is the recorded one,
+    // not the one the watch's push (read before update-routes) sent.
+    expect(guestRoutes(guest)).toEqual(['10.150.0.0/16 dev eth0', 'default dev eth0']);
+    await vm.stopQemu();
+    watch.child.kill('SIGTERM');
+    await watch.done;
+    finish([9]);
+  }, 300_000);
+
+  it('configure-guest while one add-iface waits for the guest and is killed during the push: only the entries of the endpoints it sent are cleared', async () => {
+    const { pod, node, guest, agent, state, addIface, finish } = await setUp('cg', 120_000);
+    addPodLink(pod, node, 8);
+    addPodLink(pod, node, 9);
+    // net8: its add-iface killed while it waited (guest-pending(stopped)): configure-guest sends it.
+    const adding8 = addIface(8);
+    await until(() => pendingNames(stateDirectory(), 'cg').join() === 'net8', 'net8 recorded as waiting', 150_000);
+    adding8.child.kill('SIGKILL');
+    await adding8.done;
+    // net9: its add-iface still waits for the guest: configure-guest leaves it out.
+    const adding9 = addIface(9);
+    await until(() => pendingNames(stateDirectory(), 'cg').join() === 'net8,net9', 'net9 recorded as waiting', 150_000);
+    // configure-guest sends every interface: the guest's eth0 gets the MAC its NIC has from the pod's eth0, as in a VM.
+    guest.exec('ip', ['link', 'set', 'eth0', 'address', linkMac(pod, 'eth0')]);
+    const before = agent.accepted();
+    const configuring = vcnetAsync(['configure-guest', '--sandbox', 'cg', ...state]);
+    cleanup.defer(async () => {
+      configuring.child.kill('SIGKILL');
+      await configuring.done;
+    });
+    // configure-guest reached the agent (it chose what to send before): it waits for net8's NIC now.
+    await until(() => agent.accepted() > before, 'configure-guest connected to the agent', 60_000);
+    expect(configuring.child.exitCode).toBeNull();
+    // net9's add-iface is killed meanwhile, before the guest showed net9: net9 was sent by nobody.
+    adding9.child.kill('SIGKILL');
+    await adding9.done;
+    showNic(guest, pod, 8);
+    const configured = await configuring.done;
+    expect(configured.status, configured.stderr).toBe(0);
+    expect(guestAddresses(guest, 'net8')).toContain('10.208.0.2');
+    // net9 is still plugged and not configured: its entry must stay, for list and a later configure-guest.
+    expect(pendingNames(stateDirectory(), 'cg')).toEqual(['net9']);
+    expect(vcnet(['list', ...state]).stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(stopped)');
+    await vm.stopQemu();
+    finish([8, 9]);
   }, 300_000);
 });

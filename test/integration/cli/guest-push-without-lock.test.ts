@@ -9,6 +9,7 @@
  * that plays the guest: the agent waits for a link with the NIC's MAC, which the test makes once it
  * has seen the lock free (or not).
  */
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -49,13 +50,13 @@ function guestAddresses(guest: ReturnType<typeof makeConfiguredGuest>, name: str
  * its guest: the agent answers at once and then waits (up to 2 minutes) for a hot-plugged NIC to
  * show in the guest, by its MAC (no sysfs of the guest to look its PCI path up in).
  */
-async function sandboxWithSlowGuest(id: string) {
+async function sandboxWithSlowGuest(id: string, linkAppearTimeoutMs = 120_000) {
   const { pod, node } = makePod();
   const before = fingerprint(pod);
   const guest = makeConfiguredGuest();
   const { agentPath } = await vm.attachAndStart(id, pod.path, stateDirectory());
   const agent = await serveNamespaceAgent(guest.path, agentPath, {
-    linkAppearTimeoutMs: 120_000,
+    linkAppearTimeoutMs,
     sysfsRoot: stateDirectory(),
   });
   cleanup.defer(() => agent.stop());
@@ -205,6 +206,106 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
+  it('an add-iface whose guest failed and whose lock another command holds past the lock timeout says the interface is left plugged and unfinished, not only that the sandbox is locked', async () => {
+    // The agent gives the NIC 20 s to show; it never does.
+    const { pod, node, before, state } = await sandboxWithSlowGuest('gl', 20_000);
+    const request = addNet9({ pod, node });
+    const adding = vcnetAsync(['add-iface', 'gl', request, ...state], { VCNET_LOCK_TIMEOUT: '2' });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(
+      () => recordedPending(stateDirectory(), 'gl').some((entry) => entry.name === 'net9'),
+      'net9 recorded as waiting for the guest',
+      60_000,
+    );
+    // Another holder of the sandbox's lock (as a long update-routes or configure-guest would be).
+    // Its own process group, so the shell's sleep goes with it; -o: flock alone holds the lock.
+    const holder = spawn('flock', ['-o', join(stateDirectory(), '.locks', 'gl'), '-c', 'echo held; exec sleep 120'], {
+      detached: true,
+    });
+    const letGo = () => {
+      if (holder.exitCode === null && holder.signalCode === null && holder.pid) process.kill(-holder.pid, 'SIGKILL');
+    };
+    cleanup.defer(letGo);
+    let held = '';
+    holder.stdout.on('data', (data: Buffer) => {
+      held += String(data);
+    });
+    await until(() => held.includes('held'), 'the lock held by another process', 30_000);
+    // The guest never shows the NIC: add-iface's push fails, and its undo needs the lock.
+    const added = await adding.done;
+    expect(added.status, added.stderr).toBe(4);
+    expect(added.stderr).toContain('add-iface net9 on sandbox gl is unfinished: the guest did not configure net9');
+    expect(added.stderr).toContain('no link with the MAC address');
+    expect(added.stderr).toContain('could not take the lock again to undo it: sandbox gl is being changed by process');
+    expect(added.stderr).toContain('net9 stays plugged and recorded as waiting for the guest');
+    expect(added.stderr).toContain('vcnet del-iface gl FILE');
+    letGo();
+    // What it says is so: the record keeps net9, its add-iface stopped.
+    expect(recordedLinks(stateDirectory(), 'gl')).toEqual(['eth0', 'eth9']);
+    expect(vcnet(['list', ...state]).stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(stopped)');
+
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'gl', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+  it('a watch whose lock another command holds past the lock timeout when its push is done clears its entry on its next try: the endpoint is not left out of every later push', async () => {
+    const { pod, node, before, guest, state } = await sandboxWithSlowGuest('gx');
+    const watch = vcnetAsync(['watch', '--sandbox', 'gx', '--debounce', '50', ...state], { VCNET_LOCK_TIMEOUT: '2' });
+    cleanup.defer(async () => {
+      watch.child.kill('SIGKILL');
+      await watch.done;
+    });
+    await until(() => watch.output().stderr.includes('watching sandbox gx'), 'the watch to start', 30_000);
+    addEth9({ pod, node });
+    const mac = linkMac(pod, 'eth9');
+    await until(
+      () => recordedPending(stateDirectory(), 'gx').some((entry) => entry.name === 'eth9'),
+      'eth9 recorded as waiting for the guest',
+      60_000,
+    );
+    // Another holder of the sandbox's lock while the guest shows the NIC and the watch's push ends.
+    const holder = spawn('flock', ['-o', join(stateDirectory(), '.locks', 'gx'), '-c', 'echo held; exec sleep 120'], {
+      detached: true,
+    });
+    const letGo = () => {
+      if (holder.exitCode === null && holder.signalCode === null && holder.pid) process.kill(-holder.pid, 'SIGKILL');
+    };
+    cleanup.defer(letGo);
+    let held = '';
+    holder.stdout.on('data', (data: Buffer) => {
+      held += String(data);
+    });
+    await until(() => held.includes('held'), 'the lock held by another process', 30_000);
+    guest.exec('ip', ['link', 'add', 'eth9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    await until(
+      () => watch.output().stderr.includes('sandbox gx is being changed by process'),
+      "the watch's finish refused the lock",
+      120_000,
+    );
+    letGo();
+    // The watch tries the change again (its timer) and says once it went through.
+    await until(
+      () => watch.output().stderr.includes('applied the namespace change to sandbox gx that could not be applied'),
+      'the watch to apply the change on a later try',
+      120_000,
+    );
+    expect(recordedPending(stateDirectory(), 'gx')).toEqual([]);
+    expect(vcnet(['list', ...state]).stdout).not.toContain('guest-pending');
+    expect(recordedLinks(stateDirectory(), 'gx')).toEqual(['eth0', 'eth9']);
+
+    await vm.stopQemu();
+    watch.child.kill('SIGTERM');
+    await watch.done;
+    const detached = vcnet(['detach', '--sandbox', 'gx', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 300_000);
   it("the watch's reaction to a new pod link waits for the guest without the sandbox lock: list-ifaces goes through meanwhile", async () => {
     const { pod, node, before, guest, state } = await sandboxWithSlowGuest('gw');
     const qemuQmpPath = join(stateDirectory(), 'qmp.sock');
