@@ -37,7 +37,7 @@ import {
   RouteSchema,
 } from './generated/types_pb.js';
 import { MAX_KATA_JSON_BYTES, MAX_KATA_JSON_DEPTH } from './kata-json-limits.js';
-import { INTERFACE_MTU_ACCEPTED } from './network-request.js';
+import { DEVICE_PATH_ACCEPTED, INTERFACE_MTU_ACCEPTED, isDevicePath } from './network-request.js';
 
 /** Kata's IPFamily as the JSON carries it. */
 export type KataFamilyJson = 0 | 1;
@@ -402,6 +402,13 @@ export function interfaceFromJson(json: unknown, field = 'interface', options: K
         accepted: `the same value as devicePath (${JSON.stringify(value.devicePath)}), or leave it out`,
       },
     ]);
+  }
+  // Checked here, under the key the JSON used: read into devicePath, a bad pciPath (or PciAddr) was
+  // refused later as "interface.devicePath", a key the user never wrote.
+  const pathKey = value.devicePath ? 'devicePath' : 'pciPath';
+  const path = value[pathKey];
+  if (!isDevicePath(path)) {
+    throw new KataJsonError([{ field: `${label}.${pathKey}`, value: path, accepted: DEVICE_PATH_ACCEPTED }]);
   }
   return create(InterfaceSchema, {
     device: value.device,

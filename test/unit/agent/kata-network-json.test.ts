@@ -155,6 +155,23 @@ describe('interfaces', () => {
     const error = errorOf(() => interfaceFromJson({ ...guestInterface, pciPath: '05/00' }));
     expect(error.field).toBe('interface.pciPath');
   });
+
+  // Read into devicePath, a bad pciPath was refused as "invalid interface.devicePath", a key the user never wrote.
+  it.each([
+    ['pciPath', 'zz'],
+    ['PciAddr', '0x02'],
+  ])('refuses a %s that is no PCI path under the name pciPath, not devicePath', (key, path) => {
+    const { devicePath: _devicePath, ...withoutDevicePath } = guestInterface;
+    const error = errorOf(() => interfaceFromJson({ ...withoutDevicePath, [key]: path }));
+    expect(error.field).toBe('interface.pciPath');
+    expect(error.message).toContain(`"${path}"`);
+    expect(error.message).toContain('a PCI path such as "02/00"');
+  });
+
+  it('takes an s390x CCW device under pciPath, as under devicePath', () => {
+    const { devicePath: _devicePath, ...withoutDevicePath } = guestInterface;
+    expect(interfaceFromJson({ ...withoutDevicePath, pciPath: '0.0.0001' }).devicePath).toBe('0.0.0001');
+  });
 });
 
 describe('routes and neighbours', () => {
