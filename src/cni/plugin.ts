@@ -6,6 +6,7 @@ import { add } from './add.js';
 import { check } from './check.js';
 import {
   decodeConfig,
+  misspeltConfigKeys,
   parseCniConfig,
   parseDeleteTarget,
   parseEnvironment,
@@ -15,7 +16,7 @@ import { del } from './del.js';
 import { cniErrorReply } from './errors.js';
 import type { OpenFileLimit } from './file-limit.js';
 import { garbageCollect, parseValidAttachments } from './gc.js';
-import { commandSubject, type Warn, warnOnStandardError, writingNotices } from './notices.js';
+import { commandSubject, type Warn, warningLine, warnOnStandardError, writingNotices } from './notices.js';
 import { status } from './status.js';
 import { isSupportedCniVersion, PREFERRED_CNI_VERSION, resultInVersion, versionReply } from './version.js';
 
@@ -92,6 +93,7 @@ export async function runPlugin(
     const network = `network ${config.name}`;
     switch (environment.command) {
       case 'ADD': {
+        for (const warning of misspeltConfigKeys(raw)) warn(warningLine(commandSubject('ADD', attachment), warning));
         const result = await reporting(commandSubject('ADD', attachment), environment.interfaceName, () =>
           add(request, warn),
         );

@@ -37,6 +37,43 @@ describe('runPlugin', () => {
     expect(JSON.parse(noCommand.stdout)).toMatchObject({ code: 4 });
     expect(JSON.parse(noCommand.stdout).msg).toContain('CNI_COMMAND');
   });
+
+  // Unknown top-level keys are allowed (runtimes add their own), so "modle": "macvtap" used to give a
+  // tcfilter attach with no word of why.
+  it('warns on stderr, at ADD, of a config key that is a near miss of one vcnet-cni reads', async () => {
+    const env = {
+      CNI_COMMAND: 'ADD',
+      CNI_CONTAINERID: 'c1',
+      CNI_NETNS: '/var/run/netns/none',
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: '/opt/cni/bin',
+    };
+    const lines: string[] = [];
+    const config = {
+      cniVersion: '1.0.0',
+      name: 'n',
+      type: 'vcnet-cni',
+      modle: 'macvtap',
+      StateDir: '/run/x',
+      ratelimit: { rx: 8 },
+      // The keys of the CNI spec and of other tools are not near misses, whatever they look like.
+      ipam: {},
+      runtimeConfig: {},
+      capabilities: {},
+      args: {},
+      dns: {},
+      ipMasq: true,
+      bridge: 'cni0',
+    };
+    const reply = await runPlugin(JSON.stringify(config), env, { warn: (line) => lines.push(line) });
+    // The ADD itself fails later (no prevResult), the warnings are already out.
+    expect(JSON.parse(reply.stdout)).toMatchObject({ code: 7 });
+    expect(lines).toEqual([
+      'vcnet-cni ADD of c1/eth0: network config key "modle" is not one vcnet-cni reads, so it is ignored: did you mean "model"?',
+      'vcnet-cni ADD of c1/eth0: network config key "StateDir" is not one vcnet-cni reads, so it is ignored: did you mean "stateDir"?',
+      'vcnet-cni ADD of c1/eth0: network config key "ratelimit" is not one vcnet-cni reads, so it is ignored: did you mean "rateLimit"?',
+    ]);
+  });
 });
 
 describe('freeDeviceIndex', () => {
