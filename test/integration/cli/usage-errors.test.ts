@@ -62,6 +62,24 @@ describe('usage errors', () => {
     );
   });
 
+  // The library names these values `sandbox` and `config`; a user typed the flags.
+  it.each([
+    [['detach', '--sandbox', 's/1'], '--sandbox', '"s/1"'],
+    [['watch', '--sandbox', '../x'], '--sandbox', '"../x"'],
+    [['iptables', 'get', '--sandbox-id', 's/1'], '--sandbox-id', '"s/1"'],
+    [
+      ['attach', '--sandbox', 'sb', '--netns', '/proc/self/ns/net', '--config', '/nonexistent/s33n.toml'],
+      '--config',
+      '"/nonexistent/s33n.toml"',
+    ],
+  ])('%o: the refusal names the flag', (args, flag, value) => {
+    const result = vcnet(args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(
+      new RegExp(`^vcnet: invalid ${flag}: ${value.replace(/[./]/g, '\\$&')} \\(accepted: `),
+    );
+  });
+
   it('--help and --version still exit 0', () => {
     const help = vcnet(['attach', '--help']);
     expect(help.status).toBe(0);

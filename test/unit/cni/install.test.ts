@@ -16,6 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MINIMUM_OPEN_FILES, openFileLimitHint } from '../../../src/cni/file-limit.js';
 import {
   CANNOT_RUN_ANSWER,
+  type ConflistOptions,
   DEFAULT_CONFLIST_OPTIONS,
   FILE_LIMIT_CHECK,
   installCni,
@@ -123,13 +124,14 @@ describe('installCni', () => {
         `invalid --conf-file: ${JSON.stringify(conflistFile)} (accepted: a file name ending in .conflist, without a directory`,
       );
     // Each named as the install-cni flag that sets it (it said "invalid subnet", "set cni-version to ...").
-    for (const [conflist, flag] of [
+    const refused: Array<[Partial<ConflistOptions>, string]> = [
       [{ networkName: 'a b' }, '--network-name'],
       [{ bridge: 'this-name-is-too-long' }, '--bridge'],
-      [{ model: 'fast' }, '--model'],
+      [{ model: 'fast' as InterworkingModel }, '--model'],
       [{ stateDirectory: 'relative' }, '--state-dir'],
-      [{ cniVersion: '0.2.0' }, '--cni-version'],
-    ] as const) {
+      [{ cniVersion: '0.2.0' as ConflistOptions['cniVersion'] }, '--cni-version'],
+    ];
+    for (const [conflist, flag] of refused) {
       const error = refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist }));
       expect(error.message).toMatch(new RegExp(`^invalid ${flag}: `));
       expect(error.hint).toMatch(new RegExp(`^set ${flag} to `));
