@@ -22,7 +22,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import * as z from 'zod';
-import { labelArgument, optionsArgument } from '../arguments.js';
+import { closestName, labelArgument, optionsArgument } from '../arguments.js';
 import { type FieldIssue, InvalidFieldsError, InvalidInputError } from '../errors.js';
 import { PARSE_OPTIONS } from '../parse-options.js';
 import {
@@ -220,6 +220,25 @@ const NEIGHBOUR_KEYS: KeyRules = {
   fields: ['toIPAddress', 'device', 'lladdr', 'state', 'flags'],
   children: { toIPAddress: IP_ADDRESS_KEYS },
 };
+
+/**
+ * The field a key ignored at `path` (one of the `ignoredKeys` paths: "routes[0].gatway") most likely
+ * meant, among the fields of the message it sits in; undefined when none is close. Go ignores such a
+ * key, so a typo leaves the field at its zero value: the warning can say which field that was.
+ */
+export function kataFieldMeant(path: string): string | undefined {
+  const match = /^(.*)\.([^.]+)$/.exec(path);
+  if (!match) return undefined;
+  const [, parent = '', key = ''] = match;
+  const rules = /(?:^|\.)(?:IPAddresses\[\d+\]|toIPAddress)$/.test(parent)
+    ? IP_ADDRESS_KEYS
+    : /^routes?\b/i.test(parent)
+      ? ROUTE_KEYS
+      : /^neighbou?rs?\b/i.test(parent)
+        ? NEIGHBOUR_KEYS
+        : INTERFACE_KEYS;
+  return closestName(key, rules.fields);
+}
 
 /** Go's case folding for key matching (bytes.EqualFold-like, with the Kelvin sign and long s Go folds too). */
 function foldKey(key: string): string {

@@ -5,6 +5,7 @@ import {
   interfaceFromJson,
   interfaceToJson,
   KataJsonError,
+  kataFieldMeant,
   neighboursFromJson,
   neighbourToJson,
   routesFromJson,
@@ -306,5 +307,27 @@ describe("every field of Kata 4.1.0's types.proto network messages", () => {
     const message = interfaceFromJson({ ...rest, linkType: 'tap', type_: 'veth' }, 'interface', { ignoredKeys });
     expect(message.type).toBe('veth');
     expect(ignoredKeys).toEqual(['interface.linkType']);
+  });
+});
+
+// Ignored as Go ignores them, a typo's key was only named: `routes[0].gatway` left the route without a
+// gateway and the warning did not say which field was meant.
+describe('kataFieldMeant', () => {
+  it.each([
+    ['routes[0].gatway', 'gateway'],
+    ['interface.nmae', 'name'],
+    ['interface.hwadr', 'hwAddr'],
+    ['interface.IPAddresses[1].adress', 'address'],
+    ['neighbours[2].toIPAddress.mask_', 'mask'],
+    ['neighbours[0].lladr', 'lladdr'],
+  ])('%s: %s', (path, meant) => {
+    expect(kataFieldMeant(path)).toBe(meant);
+  });
+
+  it('names none for a key far from every field of its message', () => {
+    expect(kataFieldMeant('interface.colour')).toBeUndefined();
+    expect(kataFieldMeant('interface.vhostUserSocket')).toBeUndefined();
+    // A field of another message is not offered: `state` is a neighbour's.
+    expect(kataFieldMeant('interface.stat')).toBeUndefined();
   });
 });
