@@ -243,7 +243,8 @@ function namedNamespaceMeant(what: string, path: string): string | undefined {
 export class NamespacePathError extends VcnetError {
   static override readonly errorName: string = 'NamespacePathError';
   constructor(
-    field: string,
+    /** The option or argument that gave the path (`--netns`, `namespacePath`, `CNI_NETNS`...). */
+    readonly field: string,
     path: string,
     /** What the path is instead ("missing", "a FIFO", "a regular file", "a mnt namespace"...). */
     readonly what: string,

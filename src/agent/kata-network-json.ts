@@ -22,7 +22,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import * as z from 'zod';
-import { labelArgument, optionsArgument } from '../arguments.js';
+import { closestName, labelArgument, optionsArgument } from '../arguments.js';
 import { type FieldIssue, InvalidFieldsError, InvalidInputError } from '../errors.js';
 import { PARSE_OPTIONS } from '../parse-options.js';
 import {
@@ -37,7 +37,7 @@ import {
   RouteSchema,
 } from './generated/types_pb.js';
 import { MAX_KATA_JSON_BYTES, MAX_KATA_JSON_DEPTH } from './kata-json-limits.js';
-import { INTERFACE_MTU_ACCEPTED } from './network-request.js';
+import { DEVICE_PATH_ACCEPTED, INTERFACE_MTU_ACCEPTED, isDevicePath } from './network-request.js';
 
 /** Kata's IPFamily as the JSON carries it. */
 export type KataFamilyJson = 0 | 1;
@@ -221,6 +221,25 @@ const NEIGHBOUR_KEYS: KeyRules = {
   children: { toIPAddress: IP_ADDRESS_KEYS },
 };
 
+/**
+ * The field a key ignored at `path` (one of the `ignoredKeys` paths: "routes[0].gatway") most likely
+ * meant, among the fields of the message it sits in; undefined when none is close. Go ignores such a
+ * key, so a typo leaves the field at its zero value: the warning can say which field that was.
+ */
+export function kataFieldMeant(path: string): string | undefined {
+  const match = /^(.*)\.([^.]+)$/.exec(path);
+  if (!match) return undefined;
+  const [, parent = '', key = ''] = match;
+  const rules = /(?:^|\.)(?:IPAddresses\[\d+\]|toIPAddress)$/.test(parent)
+    ? IP_ADDRESS_KEYS
+    : /^routes?\b/i.test(parent)
+      ? ROUTE_KEYS
+      : /^neighbou?rs?\b/i.test(parent)
+        ? NEIGHBOUR_KEYS
+        : INTERFACE_KEYS;
+  return closestName(key, rules.fields);
+}
+
 /** Go's case folding for key matching (bytes.EqualFold-like, with the Kelvin sign and long s Go folds too). */
 function foldKey(key: string): string {
   return key
@@ -402,6 +421,13 @@ export function interfaceFromJson(json: unknown, field = 'interface', options: K
         accepted: `the same value as devicePath (${JSON.stringify(value.devicePath)}), or leave it out`,
       },
     ]);
+  }
+  // Checked here, under the key the JSON used: read into devicePath, a bad pciPath (or PciAddr) was
+  // refused later as "interface.devicePath", a key the user never wrote.
+  const pathKey = value.devicePath ? 'devicePath' : 'pciPath';
+  const path = value[pathKey];
+  if (!isDevicePath(path)) {
+    throw new KataJsonError([{ field: `${label}.${pathKey}`, value: path, accepted: DEVICE_PATH_ACCEPTED }]);
   }
   return create(InterfaceSchema, {
     device: value.device,

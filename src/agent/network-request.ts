@@ -21,6 +21,12 @@ import type {
 const PCI_PATH_PATTERN = /^[0-9a-f]{2}(\/[0-9a-f]{2})*$/i;
 /** An s390x CCW device ("0.0.0001"): valid for Kata, unused by vcnet's guest. */
 const CCW_PATTERN = /^[0-9a-f]\.[0-9a-f]\.[0-9a-f]{4}$/i;
+/** What an Interface's devicePath (pciPath) may be, said the same by the JSON reader and by this check. */
+export const DEVICE_PATH_ACCEPTED = '"" or a PCI path such as "02/00"';
+/** Whether `path` is a device path Kata takes: "", a PCI path or an s390x CCW device. */
+export function isDevicePath(path: string): boolean {
+  return path === '' || PCI_PATH_PATTERN.test(path) || CCW_PATTERN.test(path);
+}
 const IFF_NOARP = 0x80;
 const NUD_PERMANENT = 0x80;
 /** Every NUD_* bit (INCOMPLETE 0x01 to PERMANENT 0x80); ndm_state carries no others. */
@@ -118,8 +124,8 @@ function addressAssignment(field: string, address: IPAddress): AddressAssignment
 export function interfaceUpdateOf(message: Interface | undefined, field = 'interface'): InterfaceUpdate {
   if (!message) throw new InvalidInputError(field, undefined, 'an Interface message');
   const pciPath = message.devicePath;
-  if (pciPath && !PCI_PATH_PATTERN.test(pciPath) && !CCW_PATTERN.test(pciPath)) {
-    throw new InvalidInputError(`${field}.devicePath`, pciPath, '"" or a PCI path such as "02/00"');
+  if (!isDevicePath(pciPath)) {
+    throw new InvalidInputError(`${field}.devicePath`, pciPath, DEVICE_PATH_ACCEPTED);
   }
   if (!message.hwAddr && !PCI_PATH_PATTERN.test(pciPath)) {
     throw new InvalidInputError(

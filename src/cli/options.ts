@@ -12,6 +12,7 @@ import {
 } from '../network/config.js';
 import type { HypervisorKind } from '../network/hypervisor-devices.js';
 import { parseInterworkingModel } from '../network/interworking-model.js';
+import { validateSandboxId } from '../network/state/store.js';
 import { parseTapId } from '../network/tap-owner.js';
 import { MAX_QUEUES, QUEUES_ACCEPTED } from '../queue-limits.js';
 import { parseHypervisor } from './hypervisor-config.js';
@@ -69,8 +70,37 @@ function warn(message: string): void {
   writeStderr(`vcnet: warning: ${message}\n`);
 }
 
+/** The --config file read, a refusal of the file itself named as the flag (the library names it `config`). */
+function readConfigFlag(path: string): ReturnType<typeof readKataConfiguration> {
+  try {
+    return readKataConfiguration(path);
+  } catch (error) {
+    if (error instanceof InvalidInputError && error.field === 'config') throw error.underField('--config');
+    throw error;
+  }
+}
+
+/**
+ * Refuses a bad --sandbox (or iptables' --sandbox-id) under that flag before the command runs: the
+ * library's check names it `sandbox`, the positional argument's name in add-iface and the others.
+ */
+export function checkSandboxFlags(options: { sandbox?: unknown; sandboxId?: unknown }): void {
+  for (const [flag, value] of [
+    ['--sandbox', options.sandbox],
+    ['--sandbox-id', options.sandboxId],
+  ] as const) {
+    if (value === undefined) continue;
+    try {
+      validateSandboxId(value as string);
+    } catch (error) {
+      if (error instanceof InvalidInputError) throw error.underField(flag);
+      throw error;
+    }
+  }
+}
+
 export function networkConfigFromFlags(flags: NetworkFlags): { config: NetworkConfig; hypervisor: HypervisorKind } {
-  const kata = flags.config ? readKataConfiguration(flags.config) : {};
+  const kata = flags.config ? readConfigFlag(flags.config) : {};
   const hypervisor = hypervisorOf(flags.hypervisor, kata.hypervisor, flags.config);
   // Given but empty is refused like any other empty value, not taken as "use the default".
   const model = flags.model !== undefined ? parseInterworkingModel(flags.model, '--model') : undefined;

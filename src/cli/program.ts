@@ -30,6 +30,7 @@ import {
 } from './observability/logger.js';
 import { guardOutputStreams, OUTPUT_LOST_EXIT_CODE } from './observability/output-streams.js';
 import { NO_TRACE_EXPORT } from './observability/trace-export.js';
+import { checkSandboxFlags } from './options.js';
 import { writeStderr } from './output.js';
 import { helpExitCode, throwUsageErrors } from './usage.js';
 
@@ -57,6 +58,7 @@ export function buildProgram(): Command {
       });
       unsubscribeLogs?.();
       unsubscribeLogs = subscribeLogs(log);
+      checkSandboxFlags(action.opts());
     });
   registerScan(program);
   registerAttach(program);

@@ -15,6 +15,9 @@ export class UsageError extends VcnetError {
   }
 }
 
+/** commander's Command has `unknownOption`, the report of an unknown option, but its types omit it. */
+type UnknownOptionReporter = Command & { unknownOption(flag: string): never };
+
 function commandPathOf(command: Command): string {
   const names: string[] = [];
   for (let current: Command | null = command; current; current = current.parent) names.unshift(current.name());
@@ -37,6 +40,14 @@ export function throwUsageErrors(command: Command): void {
   command.configureOutput({ outputError: () => undefined, writeOut: writeHelpToStdout });
   command.exitOverride((error: CommanderError) => {
     if (error.code.startsWith('commander.help') || error.code === 'commander.version') throw error;
+    // commander checks required options before unknown ones, so `--sandbx ID` read as "--sandbox not
+    // specified", hiding the typo. The first unknown option, if any, is the error to report (with its
+    // "Did you mean"): commander keeps it, and what follows it, at the end of `args`.
+    if (error.code === 'commander.missingMandatoryOptionValue') {
+      const unknownOption = command.args.find((argument) => argument.length > 1 && argument.startsWith('-'));
+      // unknownOption (commander's own, untyped) throws through this override with its message.
+      if (unknownOption !== undefined) (command as UnknownOptionReporter).unknownOption(unknownOption);
+    }
     const lists = command.commands.length > 0 ? 'its commands' : 'its options';
     throw new UsageError(error.message.replace(/^error: /, ''), commandPathOf(command), lists);
   });

@@ -5,6 +5,7 @@
  */
 import { isAbsolute } from 'node:path';
 import * as z from 'zod';
+import { closestName } from '../arguments.js';
 import { describeGivenValue, type InvalidInputError } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
 import type { RateLimit } from '../network/plan/types.js';
@@ -221,6 +222,42 @@ const configSchema = z.looseObject(
   },
   { error: 'a JSON object (the network configuration)' },
 );
+
+/** Top-level keys the CNI spec defines (and GC's, which libcni adds): never taken for a misspelt option. */
+const CNI_SPEC_KEYS = new Set([
+  'cniVersion',
+  'name',
+  'type',
+  'args',
+  'ipMasq',
+  'ipam',
+  'dns',
+  'capabilities',
+  'runtimeConfig',
+  'prevResult',
+  'cni.dev/valid-attachments',
+  'cni.dev/attachments',
+]);
+
+/**
+ * A warning for each top-level key that is not one vcnet-cni reads but is a near miss of one
+ * ("modle", "StateDir"): unknown keys are allowed (runtimes and other tools add theirs), so such a
+ * typo would otherwise leave the option at its default without a word.
+ */
+export function misspeltConfigKeys(raw: Record<string, unknown>): string[] {
+  const known = Object.keys(configSchema.shape).filter((key) => !CNI_SPEC_KEYS.has(key));
+  const warnings: string[] = [];
+  for (const key of Object.keys(raw)) {
+    if (known.includes(key) || CNI_SPEC_KEYS.has(key)) continue;
+    const meant = closestName(key, known);
+    if (meant !== undefined) {
+      warnings.push(
+        `network config key ${JSON.stringify(key)} is not one vcnet-cni reads, so it is ignored: did you mean ${JSON.stringify(meant)}?`,
+      );
+    }
+  }
+  return warnings;
+}
 
 export type PreviousResult = z.infer<typeof previousResultSchema>;
 export type CniInterface = z.infer<typeof previousInterfaceSchema>;

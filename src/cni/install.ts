@@ -256,36 +256,37 @@ function isCidr(text: string): boolean {
 function validateConflistFile(name: string): void {
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*\.conflist$/.test(name)) {
     throw new InvalidInputError(
-      'conf-file',
+      '--conf-file',
       name,
       'a file name ending in .conflist, without a directory (letters, digits, "_", "." and "-"), such as 99-vcnet.conflist',
     );
   }
 }
 
+/** Each refusal names the `vcnet install-cni` flag that sets the field (the CLI is its only caller). */
 function validatedConflistOptions(options: Partial<ConflistOptions>): ConflistOptions {
   const merged = { ...DEFAULT_CONFLIST_OPTIONS, ...options };
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(merged.networkName)) {
-    throw new InvalidInputError('network-name', merged.networkName, 'letters, digits, "_", "." and "-"');
+    throw new InvalidInputError('--network-name', merged.networkName, 'letters, digits, "_", "." and "-"');
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(merged.bridge)) {
-    throw new InvalidInputError('bridge', merged.bridge, 'an interface name of at most 15 characters');
+    throw new InvalidInputError('--bridge', merged.bridge, 'an interface name of at most 15 characters');
   }
   if (!isCidr(merged.subnet)) {
     throw new InvalidInputError(
-      'subnet',
+      '--subnet',
       merged.subnet,
       'an IPv4 CIDR (prefix length 0 to 32) such as 10.89.0.0/16, or an IPv6 CIDR (prefix length 0 to 128)',
     );
   }
   if (!(INTERWORKING_MODELS as readonly string[]).includes(merged.model)) {
-    throw new InvalidInputError('model', merged.model, INTERWORKING_MODELS.join(', '));
+    throw new InvalidInputError('--model', merged.model, INTERWORKING_MODELS.join(', '));
   }
   if (!isAbsolute(merged.stateDirectory)) {
-    throw new InvalidInputError('state-dir', merged.stateDirectory, 'an absolute directory path');
+    throw new InvalidInputError('--state-dir', merged.stateDirectory, 'an absolute directory path');
   }
   if (!isSupportedCniVersion(merged.cniVersion)) {
-    throw new InvalidInputError('cni-version', merged.cniVersion, SUPPORTED_CNI_VERSIONS.join(', '));
+    throw new InvalidInputError('--cni-version', merged.cniVersion, SUPPORTED_CNI_VERSIONS.join(', '));
   }
   return merged;
 }
@@ -316,8 +317,8 @@ function placeFile(path: string, content: string, mode: number): InstalledFile {
 
 export function installCni(options: InstallOptions): InstalledFile[] {
   for (const [field, directory] of [
-    ['bin-dir', options.binDirectory],
-    ['conf-dir', options.confDirectory],
+    ['--bin-dir', options.binDirectory],
+    ['--conf-dir', options.confDirectory],
   ] as const) {
     if (!isAbsolute(directory)) throw new InvalidInputError(field, directory, 'an absolute directory path');
   }

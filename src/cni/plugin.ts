@@ -2,10 +2,13 @@
  * One invocation of vcnet-cni as a runtime makes it: CNI_* variables and stdin in, what to print on
  * stdout and the exit status out. Kept apart from main.ts so tests call it without a process.
  */
+
+import { VCNET_VERSION } from '../version.js';
 import { add } from './add.js';
 import { check } from './check.js';
 import {
   decodeConfig,
+  misspeltConfigKeys,
   parseCniConfig,
   parseDeleteTarget,
   parseEnvironment,
@@ -15,9 +18,15 @@ import { del } from './del.js';
 import { cniErrorReply } from './errors.js';
 import type { OpenFileLimit } from './file-limit.js';
 import { garbageCollect, parseValidAttachments } from './gc.js';
-import { commandSubject, type Warn, warnOnStandardError, writingNotices } from './notices.js';
+import { commandSubject, type Warn, warningLine, warnOnStandardError, writingNotices } from './notices.js';
 import { status } from './status.js';
-import { isSupportedCniVersion, PREFERRED_CNI_VERSION, resultInVersion, versionReply } from './version.js';
+import {
+  isSupportedCniVersion,
+  PREFERRED_CNI_VERSION,
+  resultInVersion,
+  SUPPORTED_CNI_VERSIONS,
+  versionReply,
+} from './version.js';
 
 export interface PluginOutcome {
   /** JSON for stdout, or '' (DEL, CHECK, STATUS and GC print nothing on success). */
@@ -76,6 +85,15 @@ export async function runPlugin(
   // The library's notices of this command only, while it runs (a test may import the plugin).
   const reporting = <Result>(subject: string, interfaceName: string | undefined, work: () => Promise<Result>) =>
     options.writeNotices === false ? work() : writingNotices(subject, interfaceName, warn, work);
+  // Run by hand with no command (`vcnet-cni`, `vcnet-cni --help`): say what it is, as libcni's skel
+  // has every reference plugin do, rather than answer a runtime that is not there.
+  if (!env.CNI_COMMAND) {
+    warn(
+      `vcnet-cni ${VCNET_VERSION}: vcnet's chained CNI plugin: after an interface plugin (bridge, ptp, macvlan) in a conflist it attaches CNI_IFNAME for a VM (a tap and tc redirects, or a macvtap) and adds the device to the result; a container runtime runs it with CNI_COMMAND and the config on stdin (docs/cni.md; \`vcnet install-cni\` puts it and a conflist in place)`,
+    );
+    warn(`CNI protocol versions supported: ${SUPPORTED_CNI_VERSIONS.join(', ')}`);
+    return { stdout: '', exitCode: 0 };
+  }
   try {
     if (env.CNI_COMMAND === 'DEL') {
       const about = `${env.CNI_CONTAINERID ?? ''}/${env.CNI_IFNAME ?? ''}`;
@@ -92,6 +110,7 @@ export async function runPlugin(
     const network = `network ${config.name}`;
     switch (environment.command) {
       case 'ADD': {
+        for (const warning of misspeltConfigKeys(raw)) warn(warningLine(commandSubject('ADD', attachment), warning));
         const result = await reporting(commandSubject('ADD', attachment), environment.interfaceName, () =>
           add(request, warn),
         );

@@ -156,7 +156,8 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
   const directories = knownStateDirectories(namedDirectories);
   const report = emptyGarbageReport({ dryRun, stateDirectories: directories });
   for (const path of options.namespaces ?? [])
-    if (typeof path !== 'string' || path === '') throw new NamespacePathError('netns', String(path ?? ''), 'empty');
+    if (typeof path !== 'string' || path === '')
+      throw new NamespacePathError('namespaces', String(path ?? ''), 'empty');
   const live = liveNamespaces();
   const scoped = options.namespaces?.map((path) => resolve(path));
   // Where gone records' namespaces may still be held, each place (every process's fds too) listed
@@ -203,7 +204,7 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
       // (nothing was removed yet). Only a path in an existing directory is "nothing to collect".
       const given = missingAsGiven[position]!;
       if (!given.includes('/') || !existsSync(dirname(path)))
-        throw new NamespacePathError('netns', given, 'missing, and no record names it');
+        throw new NamespacePathError('namespaces', given, 'missing, and no record names it');
       report.absent.push({
         namespacePath: path,
         detail: 'no namespace is at this path and no record names it: nothing to collect there',
@@ -213,7 +214,7 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     // where the record's namespace was mounted, and the record is one of a gone namespace (dropped
     // below once nothing holds that namespace).
     for (const { path, given, what } of stale) {
-      if (!recordNames(path)) throw new NamespacePathError('netns', given, what);
+      if (!recordNames(path)) throw new NamespacePathError('namespaces', given, what);
       report.absent.push({
         namespacePath: path,
         detail: `${what}, not a network namespace, is at this path (its namespace was unmounted, the mount point left): the records naming it are those of a namespace that is not there, dropped once nothing holds it`,

@@ -44,13 +44,22 @@ export function registerAttach(program: Command): void {
       '--netns <path>',
       "pod namespace path: /var/run/netns/NAME or /proc/PID/ns/net, not a process's socket or tap fd (/proc/PID/fd/N), which is refused (required unless --disable-new-netns)",
     )
-    .option('--model <model>', 'internetworking model: tcfilter, macvtap, none, default')
+    .option(
+      '--model <model>',
+      "internetworking model: tcfilter, macvtap, none, default (Kata's default, tcfilter) (default: --config's internetworking_model, else tcfilter)",
+    )
     .option(
       '--config <file>',
       "Kata's configuration.toml with its config.d drop-ins (internetworking_model, disable_new_netns, rate limits, vhost, vCPUs or network_queues)",
     )
-    .option('--queues <n>', 'queues per NIC (multi-queue taps when > 1)')
-    .option('--vhost-net <mode>', 'auto (use /dev/vhost-net when present) or off')
+    .option(
+      '--queues <n>',
+      "queues per NIC (multi-queue taps when > 1) (default: from --config (default_vcpus, or runtime-rs's network_queues), else 1)",
+    )
+    .option(
+      '--vhost-net <mode>',
+      "auto (use /dev/vhost-net when present) or off (default: --config's disable_vhost_net, else auto)",
+    )
     .option(
       '--interface <name>',
       'attach this pod link even though it has no address (links without one are skipped); repeatable',

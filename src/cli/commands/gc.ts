@@ -1,7 +1,7 @@
 /** `vcnet gc`: removes what vcnet made for sandboxes that are gone (collectGarbage), and prints the report. */
 import type { Command } from 'commander';
 import { ErrnoOutcomes } from '../../error-codes.js';
-import { hintForErrno, InvalidInputError } from '../../errors.js';
+import { hintForErrno, InvalidInputError, NamespacePathError } from '../../errors.js';
 import { collectGarbage } from '../../network/garbage-collector.js';
 import type { GarbageFailure, GarbageItem, GarbageReport } from '../../network/gc/report.js';
 import { ExitCode } from '../exit-codes.js';
@@ -45,6 +45,11 @@ export function registerGc(program: Command): void {
         ...(options.stateDir ? { stateDirectories: options.stateDir } : {}),
         ...(options.netns ? { namespaces: options.netns } : {}),
         dryRun: options.dryRun ?? false,
+      }).catch((error: unknown) => {
+        // The library names the paths by its option, `namespaces`; a user typed --netns.
+        if (error instanceof NamespacePathError && error.field === 'namespaces')
+          throw new NamespacePathError('--netns', String(error.value), error.what);
+        throw error;
       });
       // A gc that could not remove everything did not succeed: 3 when the kernel refused it for lack of
       // privilege (as any other command), else 1. The report is printed either way.

@@ -59,8 +59,12 @@ function readInput(source: string): string {
 }
 
 /** One stderr line naming the keys Go's decoder would also have ignored, so a typo is still seen. */
-function warnIgnoredKeys(paths: string[]): void {
-  writeStderr(`vcnet: warning: ignored unknown keys: ${paths.join(', ')}\n`);
+function warnIgnoredKeys(paths: string[], fieldMeant: (path: string) => string | undefined): void {
+  const named = paths.map((path) => {
+    const meant = fieldMeant(path);
+    return meant === undefined ? path : `${path} (did you mean ${meant}?)`;
+  });
+  writeStderr(`vcnet: warning: ignored unknown keys: ${named.join(', ')}\n`);
 }
 
 /** The list commands answer what the record says when the VM's agent does not answer: one stderr line says so. */
@@ -206,10 +210,15 @@ function registerRequestCommand(program: Command, request: RequestCommand): void
     .option(...JSON_ERRORS_OPTION)
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
       bindRecordNamespace(sandbox, stateDirectory(options.stateDir));
+      // Loaded here, not at the top: it brings the agent's protobuf code, which only these commands need.
+      const { kataFieldMeant } = await importForCommand(
+        `vcnet ${request.name}`,
+        () => import('../../agent/kata-network-json.js'),
+      );
       printJsonLine(
         await request.run(sandbox, readInput(file), {
           stateDirectory: stateDirectory(options.stateDir),
-          onIgnoredKeys: warnIgnoredKeys,
+          onIgnoredKeys: (paths) => warnIgnoredKeys(paths, kataFieldMeant),
         }),
       );
     });

@@ -478,7 +478,12 @@ describe('vcnet gc --netns of a namespace gone with nothing recorded', () => {
       expect(gc.status, `${path}: ${gc.stdout}${gc.stderr}`).toBe(2);
       const { error } = JSON.parse(gc.stdout) as { error: { code: string; message: string; hint: string } };
       expect(error.code).toBe('VCNET_NETNS_INVALID');
-      expect(error.message).toContain(`${JSON.stringify(path)}: no such file, and no vcnet record names it`);
+      // Named as the flag the user typed (it said `netns "..."`).
+      expect(error.message).toMatch(
+        new RegExp(
+          `^--netns ${JSON.stringify(path).replace(/[./]/g, '\\$&')}: no such file, and no vcnet record names it`,
+        ),
+      );
       expect(error.hint).toContain('/var/run/netns/NAME');
     }
   });

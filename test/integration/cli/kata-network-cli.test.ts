@@ -91,9 +91,14 @@ describe('kata-network commands without a VM', () => {
     ]);
 
     // del-iface reads its Interface as add-iface does: a key Kata's decoder ignores is named, not fatal.
-    const removed = withInput(['del-iface', 'k1', '--state-dir', stateDirectory()], { name: 'net7', colour: 'red' });
+    // A near miss of a field says which one it most likely meant.
+    const removed = withInput(['del-iface', 'k1', '--state-dir', stateDirectory()], {
+      name: 'net7',
+      colour: 'red',
+      hwadr: '',
+    });
     expect(removed.status).toBe(0);
-    expect(removed.stderr).toContain('ignored unknown keys: interface.colour');
+    expect(removed.stderr).toContain('ignored unknown keys: interface.colour, interface.hwadr (did you mean hwAddr?)');
     expect(JSON.parse(removed.stdout)).toMatchObject({ name: 'net7' });
     expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
 

@@ -43,6 +43,43 @@ describe('usage errors', () => {
     expect(error.hint).toMatch(/--help/);
   });
 
+  // commander checks required options before unknown ones: a misspelt required option was reported as
+  // the required one missing, which hides the typo the user made.
+  it.each([
+    [['detach', '--sandbx', 'a'], '--sandbx', '--sandbox', 'vcnet detach'],
+    [['scan', '--net', '/proc/self/ns/net'], '--net', '--netns', 'vcnet scan'],
+    [['watch', '--debounce', '10', '--sandbox-id', 'a'], '--sandbox-id', '--sandbox', 'vcnet watch'],
+  ])('%o: names the misspelt option and the one meant, not a missing one', (args, typo, meant, command) => {
+    const result = vcnet(args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe(
+      `vcnet: unknown option '${typo}'\n(Did you mean ${meant}?)\nhint: \`${command} --help\` lists its options\n`,
+    );
+    const json = vcnet([...args, '--json']);
+    expect(json.status).toBe(2);
+    expect((JSON.parse(json.stdout) as { error: { message: string } }).error.message).toContain(
+      `unknown option '${typo}'`,
+    );
+  });
+
+  // The library names these values `sandbox` and `config`; a user typed the flags.
+  it.each([
+    [['detach', '--sandbox', 's/1'], '--sandbox', '"s/1"'],
+    [['watch', '--sandbox', '../x'], '--sandbox', '"../x"'],
+    [['iptables', 'get', '--sandbox-id', 's/1'], '--sandbox-id', '"s/1"'],
+    [
+      ['attach', '--sandbox', 'sb', '--netns', '/proc/self/ns/net', '--config', '/nonexistent/s33n.toml'],
+      '--config',
+      '"/nonexistent/s33n.toml"',
+    ],
+  ])('%o: the refusal names the flag', (args, flag, value) => {
+    const result = vcnet(args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(
+      new RegExp(`^vcnet: invalid ${flag}: ${value.replace(/[./]/g, '\\$&')} \\(accepted: `),
+    );
+  });
+
   it('--help and --version still exit 0', () => {
     const help = vcnet(['attach', '--help']);
     expect(help.status).toBe(0);

@@ -5,6 +5,7 @@ import {
   interfaceFromJson,
   interfaceToJson,
   KataJsonError,
+  kataFieldMeant,
   neighboursFromJson,
   neighbourToJson,
   routesFromJson,
@@ -155,6 +156,23 @@ describe('interfaces', () => {
     const error = errorOf(() => interfaceFromJson({ ...guestInterface, pciPath: '05/00' }));
     expect(error.field).toBe('interface.pciPath');
   });
+
+  // Read into devicePath, a bad pciPath was refused as "invalid interface.devicePath", a key the user never wrote.
+  it.each([
+    ['pciPath', 'zz'],
+    ['PciAddr', '0x02'],
+  ])('refuses a %s that is no PCI path under the name pciPath, not devicePath', (key, path) => {
+    const { devicePath: _devicePath, ...withoutDevicePath } = guestInterface;
+    const error = errorOf(() => interfaceFromJson({ ...withoutDevicePath, [key]: path }));
+    expect(error.field).toBe('interface.pciPath');
+    expect(error.message).toContain(`"${path}"`);
+    expect(error.message).toContain('a PCI path such as "02/00"');
+  });
+
+  it('takes an s390x CCW device under pciPath, as under devicePath', () => {
+    const { devicePath: _devicePath, ...withoutDevicePath } = guestInterface;
+    expect(interfaceFromJson({ ...withoutDevicePath, pciPath: '0.0.0001' }).devicePath).toBe('0.0.0001');
+  });
 });
 
 describe('routes and neighbours', () => {
@@ -289,5 +307,27 @@ describe("every field of Kata 4.1.0's types.proto network messages", () => {
     const message = interfaceFromJson({ ...rest, linkType: 'tap', type_: 'veth' }, 'interface', { ignoredKeys });
     expect(message.type).toBe('veth');
     expect(ignoredKeys).toEqual(['interface.linkType']);
+  });
+});
+
+// Ignored as Go ignores them, a typo's key was only named: `routes[0].gatway` left the route without a
+// gateway and the warning did not say which field was meant.
+describe('kataFieldMeant', () => {
+  it.each([
+    ['routes[0].gatway', 'gateway'],
+    ['interface.nmae', 'name'],
+    ['interface.hwadr', 'hwAddr'],
+    ['interface.IPAddresses[1].adress', 'address'],
+    ['neighbours[2].toIPAddress.mask_', 'mask'],
+    ['neighbours[0].lladr', 'lladdr'],
+  ])('%s: %s', (path, meant) => {
+    expect(kataFieldMeant(path)).toBe(meant);
+  });
+
+  it('names none for a key far from every field of its message', () => {
+    expect(kataFieldMeant('interface.colour')).toBeUndefined();
+    expect(kataFieldMeant('interface.vhostUserSocket')).toBeUndefined();
+    // A field of another message is not offered: `state` is a neighbour's.
+    expect(kataFieldMeant('interface.stat')).toBeUndefined();
   });
 });

@@ -54,6 +54,19 @@ describe('command help', () => {
   );
 });
 
+describe('option help', () => {
+  // attach's --help listed what --model, --queues and --vhost-net accept but not what they are when left out.
+  it.each([
+    ['--model', /default: --config's internetworking_model, else tcfilter/],
+    ['--queues', /default: from --config \(default_vcpus, or runtime-rs's network_queues\), else 1/],
+    ['--vhost-net', /default: --config's disable_vhost_net, else auto/],
+  ])('vcnet attach --help says what %s is when it is left out', (flag, said) => {
+    const attach = buildProgram().commands.find((command) => command.name() === 'attach');
+    const option = attach?.options.find((candidate) => candidate.long === flag);
+    expect(option?.description).toMatch(said);
+  });
+});
+
 describe('wrapParagraph', () => {
   it('breaks at spaces within the width and keeps a longer word whole', () => {
     expect(wrapParagraph('aa bb cc dd', 5)).toEqual(['aa bb', 'cc dd']);

@@ -16,6 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MINIMUM_OPEN_FILES, openFileLimitHint } from '../../../src/cni/file-limit.js';
 import {
   CANNOT_RUN_ANSWER,
+  type ConflistOptions,
   DEFAULT_CONFLIST_OPTIONS,
   FILE_LIMIT_CHECK,
   installCni,
@@ -97,17 +98,17 @@ describe('installCni', () => {
       }
       throw new Error('expected a refusal');
     };
-    expect(refusal(() => installCni({ ...base, binDirectory: 'relative' })).message).toContain('invalid bin-dir');
+    expect(refusal(() => installCni({ ...base, binDirectory: 'relative' })).message).toContain('invalid --bin-dir');
     expect(
       refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist: { subnet: '10.0.0.0' } })).message,
     ).toBe(
-      'invalid subnet: "10.0.0.0" (accepted: an IPv4 CIDR (prefix length 0 to 32) such as 10.89.0.0/16, or an IPv6 CIDR (prefix length 0 to 128))',
+      'invalid --subnet: "10.0.0.0" (accepted: an IPv4 CIDR (prefix length 0 to 32) such as 10.89.0.0/16, or an IPv6 CIDR (prefix length 0 to 128))',
     );
     for (const subnet of ['10.0.0.0/99', '10.0.0.0/33', 'fd00::/129', '300.0.0.0/8', '10.0.0/8', '::g/64'])
       expect(
         refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist: { subnet } })).message,
         subnet,
-      ).toContain(`invalid subnet: ${JSON.stringify(subnet)}`);
+      ).toContain(`invalid --subnet: ${JSON.stringify(subnet)}`);
     // Outside --conf-dir, or a file libcni would not read as a list.
     for (const conflistFile of [
       '../../evil.conflist',
@@ -120,8 +121,21 @@ describe('installCni', () => {
       '',
     ])
       expect(refusal(() => installCni({ ...base, conflistFile })).message, conflistFile).toContain(
-        `invalid conf-file: ${JSON.stringify(conflistFile)} (accepted: a file name ending in .conflist, without a directory`,
+        `invalid --conf-file: ${JSON.stringify(conflistFile)} (accepted: a file name ending in .conflist, without a directory`,
       );
+    // Each named as the install-cni flag that sets it (it said "invalid subnet", "set cni-version to ...").
+    const refused: Array<[Partial<ConflistOptions>, string]> = [
+      [{ networkName: 'a b' }, '--network-name'],
+      [{ bridge: 'this-name-is-too-long' }, '--bridge'],
+      [{ model: 'fast' as InterworkingModel }, '--model'],
+      [{ stateDirectory: 'relative' }, '--state-dir'],
+      [{ cniVersion: '0.2.0' as ConflistOptions['cniVersion'] }, '--cni-version'],
+    ];
+    for (const [conflist, flag] of refused) {
+      const error = refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist }));
+      expect(error.message).toMatch(new RegExp(`^invalid ${flag}: `));
+      expect(error.hint).toMatch(new RegExp(`^set ${flag} to `));
+    }
     const notBuilt = refusal(() => installCni({ ...base, entryPath: join(directory, 'missing.js') }));
     expect(notBuilt.code).toBe('VCNET_CNI_NOT_BUILT');
     expect(() => statSync(join(directory, 'bin'))).toThrow();

@@ -33,9 +33,60 @@ describe('runPlugin', () => {
       env,
     );
     expect(JSON.parse(badModel.stdout)).toMatchObject({ cniVersion: '0.4.0', code: 7 });
-    const noCommand = await runPlugin('{}', {});
-    expect(JSON.parse(noCommand.stdout)).toMatchObject({ code: 4 });
-    expect(JSON.parse(noCommand.stdout).msg).toContain('CNI_COMMAND');
+    const badCommand = await runPlugin('{}', { CNI_COMMAND: 'FROB' });
+    expect(JSON.parse(badCommand.stdout)).toMatchObject({ code: 4 });
+    expect(JSON.parse(badCommand.stdout).msg).toContain('CNI_COMMAND');
+  });
+
+  // As the reference plugins (libcni's skel) answer `bridge` or `bridge --help` run by hand: what the
+  // plugin is on stderr, exit 0. It answered a CNI error object (code 4) and exit 1.
+  it.each([{}, { CNI_COMMAND: '' }])(
+    'says what it is on stderr, exit 0, when run without CNI_COMMAND (%o)',
+    async (env) => {
+      const lines: string[] = [];
+      const outcome = await runPlugin('', env, { warn: (line) => lines.push(line) });
+      expect(outcome).toEqual({ stdout: '', exitCode: 0 });
+      expect(lines[0]).toMatch(/^vcnet-cni 0\.1\.0: vcnet's chained CNI plugin/);
+      expect(lines[0]).toContain('docs/cni.md');
+      expect(lines[1]).toBe('CNI protocol versions supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0');
+    },
+  );
+
+  // Unknown top-level keys are allowed (runtimes add their own), so "modle": "macvtap" used to give a
+  // tcfilter attach with no word of why.
+  it('warns on stderr, at ADD, of a config key that is a near miss of one vcnet-cni reads', async () => {
+    const env = {
+      CNI_COMMAND: 'ADD',
+      CNI_CONTAINERID: 'c1',
+      CNI_NETNS: '/var/run/netns/none',
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: '/opt/cni/bin',
+    };
+    const lines: string[] = [];
+    const config = {
+      cniVersion: '1.0.0',
+      name: 'n',
+      type: 'vcnet-cni',
+      modle: 'macvtap',
+      StateDir: '/run/x',
+      ratelimit: { rx: 8 },
+      // The keys of the CNI spec and of other tools are not near misses, whatever they look like.
+      ipam: {},
+      runtimeConfig: {},
+      capabilities: {},
+      args: {},
+      dns: {},
+      ipMasq: true,
+      bridge: 'cni0',
+    };
+    const reply = await runPlugin(JSON.stringify(config), env, { warn: (line) => lines.push(line) });
+    // The ADD itself fails later (no prevResult), the warnings are already out.
+    expect(JSON.parse(reply.stdout)).toMatchObject({ code: 7 });
+    expect(lines).toEqual([
+      'vcnet-cni ADD of c1/eth0: network config key "modle" is not one vcnet-cni reads, so it is ignored: did you mean "model"?',
+      'vcnet-cni ADD of c1/eth0: network config key "StateDir" is not one vcnet-cni reads, so it is ignored: did you mean "stateDir"?',
+      'vcnet-cni ADD of c1/eth0: network config key "ratelimit" is not one vcnet-cni reads, so it is ignored: did you mean "rateLimit"?',
+    ]);
   });
 });
 
