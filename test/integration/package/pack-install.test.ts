@@ -38,6 +38,7 @@ const SOURCES = [
   'native',
   'proto',
   'scripts/bundle-entry-points.ts',
+  'scripts/keep-native-build.mjs',
   'src',
   'docs',
 ];
@@ -45,6 +46,7 @@ const SOURCES = [
 const STALE_FILE = 'dist/hypervisor/index.js';
 const PREBUILD_DIRECTORY = `prebuilds/${platform()}-${arch()}/`;
 
+let checkoutKeptItsBuild: boolean;
 let workspace: string;
 let installed: string;
 let packedFiles: string[];
@@ -73,6 +75,7 @@ beforeAll(async () => {
   mkdirSync(join(source, 'dist', 'hypervisor'), { recursive: true });
   writeFileSync(join(source, STALE_FILE), 'export {};\n');
   await run('npm', ['pack', '--pack-destination', workspace], source);
+  checkoutKeptItsBuild = existsSync(join(source, 'build', 'Release', 'vcnet_native.node'));
   const tarballs = readdirSync(workspace).filter((name) => name.endsWith('.tgz'));
   expect(tarballs).toHaveLength(1);
   tarball = join(workspace, tarballs[0]!);
@@ -98,6 +101,10 @@ afterAll(() => {
 });
 
 describe('the packed vcnet package', () => {
+  it("leaves the checkout's own build of the shim in build/Release (prebuildify moves it into prebuilds/)", () => {
+    expect(checkoutKeptItsBuild).toBe(true);
+  });
+
   it('ships the prebuilt addon and the sources for a source build, but no local build', () => {
     // prebuildify names it after the package, tagged with the libc it was built against.
     expect(packedFiles.filter((path) => path.startsWith(PREBUILD_DIRECTORY))).toEqual([

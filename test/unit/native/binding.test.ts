@@ -3,7 +3,7 @@
  * bundled into an application is told so (not sent to look in /build/Release), and VCNET_PREBUILD works
  * for a directory without package.json (node-gyp-build consults the variable only after reading one).
  */
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, platform, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,19 @@ import { loadNativeShim, packageRoot } from '../../../src/native/binding.js';
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const workspace = mkdtempSync(join(tmpdir(), 'vcnet-binding-'));
 afterAll(() => rmSync(workspace, { recursive: true, force: true }));
+
+/**
+ * The checkout's own build of the shim: build/Release after `npm ci` or `npm run build:native`, or
+ * the prebuild `npm pack` leaves in prebuilds/ (prebuildify's rebuild takes the file out of build/).
+ */
+function builtShim(): string {
+  const built = join(ROOT, 'build', 'Release', 'vcnet_native.node');
+  if (existsSync(built)) return built;
+  const prebuilds = join(ROOT, 'prebuilds', `${platform()}-${arch()}`);
+  const prebuilt = existsSync(prebuilds) ? readdirSync(prebuilds).find((name) => name.endsWith('.node')) : undefined;
+  if (prebuilt === undefined) throw new Error(`no native shim in ${built} or ${prebuilds}: run npm run build:native`);
+  return join(prebuilds, prebuilt);
+}
 
 function failure(run: () => unknown): VcnetError {
   try {
@@ -58,10 +71,7 @@ describe('the native shim lookup', () => {
   it('loads from a VCNET_PREBUILD directory that has prebuilds/ and no package.json', () => {
     const prebuilt = join(workspace, 'prebuilt');
     mkdirSync(join(prebuilt, 'prebuilds', `${platform()}-${arch()}`), { recursive: true });
-    copyFileSync(
-      join(ROOT, 'build', 'Release', 'vcnet_native.node'),
-      join(prebuilt, 'prebuilds', `${platform()}-${arch()}`, 'vcnet.glibc.node'),
-    );
+    copyFileSync(builtShim(), join(prebuilt, 'prebuilds', `${platform()}-${arch()}`, 'vcnet.glibc.node'));
     const shim = loadNativeShim(join(workspace, 'bundle'), { VCNET_PREBUILD: prebuilt });
     expect(typeof shim.openNetlink).toBe('function');
   });
