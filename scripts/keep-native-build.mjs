@@ -15,7 +15,9 @@ const prebuilds = join(root, 'prebuilds', `${platform()}-${arch()}`);
 if (!existsSync(built)) {
   const prebuilt = existsSync(prebuilds) ? readdirSync(prebuilds).filter((name) => name.endsWith('.node')) : [];
   if (prebuilt.length !== 1) {
-    console.error(`keep-native-build: expected one .node file in ${prebuilds}, found ${prebuilt.length}: run npm run build:native`);
+    console.error(
+      `keep-native-build: expected one .node file in ${prebuilds}, found ${prebuilt.length}: run npm run build:native`,
+    );
     process.exit(1);
   }
   mkdirSync(join(root, 'build', 'Release'), { recursive: true });
