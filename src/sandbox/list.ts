@@ -65,6 +65,12 @@ export interface SandboxListingEndpoint {
    * that add-iface runs, `stopped` when it was stopped before it finished (the NIC stays plugged).
    */
   guestPending?: 'waiting' | 'stopped';
+  /**
+   * An add-iface failed and its undo did not finish: the VM did not release the NIC (a paused VM, a
+   * guest that ignores the eject). The guest never configured it and pushes of the whole set leave it
+   * out; del-iface finishes it.
+   */
+  unplugUnfinished?: true;
 }
 
 /** One record of a state directory, as listSandboxes describes it. */
@@ -103,6 +109,8 @@ export interface SandboxListing {
   endpoints: SandboxListingEndpoint[];
   /** The names of its endpoints whose add-iface waits (or waited, and was stopped) for the guest: see SandboxListingEndpoint.guestPending. */
   guestPending?: string[];
+  /** The names of its endpoints whose failed add-iface's undo did not finish: see SandboxListingEndpoint.unplugUnfinished. */
+  unplugUnfinished?: string[];
   /** The hypervisor kind it records (qemu, clh, firecracker), when it records one. */
   hypervisor?: string;
   createdAt?: string;
@@ -203,6 +211,9 @@ function describeRecord(
     const entry = pendingEntries.find((candidate) => entryNames(candidate, endpoint));
     return entry === undefined ? undefined : guestPendingRunning(entry) ? ('waiting' as const) : ('stopped' as const);
   };
+  const unplugEntries = kind === 'sandbox' ? (record.unplugUnfinished ?? []) : [];
+  const unplugUnfinishedOf = (endpoint: { name: string; properties: { link: { name: string } } }) =>
+    unplugEntries.some((entry) => entry.name === endpoint.name && entry.podLink === endpoint.properties.link.name);
   const listing: SandboxListing = {
     id: entry.key,
     kind,
@@ -218,6 +229,7 @@ function describeRecord(
         model: endpoint.plumbing.model,
         ...(endpoint.plumbing.tapName ? { device: endpoint.plumbing.tapName } : {}),
         ...(guestPending ? { guestPending } : {}),
+        ...(unplugUnfinishedOf(endpoint) ? { unplugUnfinished: true as const } : {}),
       };
     }),
     ...(kind === 'sandbox' && record.hypervisor ? { hypervisor: record.hypervisor.kind } : {}),
@@ -229,6 +241,10 @@ function describeRecord(
     .filter((endpoint) => endpoint.guestPending)
     .map((endpoint) => endpoint.guestName);
   if (pendingNames.length > 0) listing.guestPending = pendingNames;
+  const unpluggedNames = listing.endpoints
+    .filter((endpoint) => endpoint.unplugUnfinished)
+    .map((endpoint) => endpoint.guestName);
+  if (unpluggedNames.length > 0) listing.unplugUnfinished = unpluggedNames;
   const gc = `vcnet gc --netns ${shellWord(namespacePath)}${gcStateDirectoryFlag(entry.file)}`;
   const earlier = earlierBootOf(record);
   if (earlier) {
@@ -319,12 +335,14 @@ function describeRecord(
       detail: livesAt,
       hint: `${kind === 'sandbox' ? detach : cniDel} undoes it there`,
     };
+  const id = shellWord(entry.id);
+  const flag = stateDirectoryFlag(entry.root);
+  const details: string[] = [];
+  const hints: string[] = [];
   // An add-iface (or watch) stopped while it waited for the guest: its NIC is plugged, maybe not configured.
   const stopped = listing.endpoints.filter((endpoint) => endpoint.guestPending === 'stopped');
   if (stopped.length > 0) {
     const names = stopped.map((endpoint) => endpoint.guestName);
-    const id = shellWord(entry.id);
-    const flag = stateDirectoryFlag(entry.root);
     const byWatch = new Set(pendingEntries.filter((pending) => pending.by === 'watch').map((pending) => pending.name));
     const stoppedOf = (command: string, of: string[]) =>
       of.length === 0 ? [] : [`the ${command} that plugged ${of.join(', ')} was stopped while it waited for the guest`];
@@ -338,13 +356,22 @@ function describeRecord(
         names.filter((name) => byWatch.has(name)),
       ),
     ];
-    return {
-      ...listing,
-      detail: `${stops.join('; ')}: the NIC is plugged, the guest may not have it configured`,
-      hint: `\`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${names[0]}"}) removes it`,
-    };
+    details.push(`${stops.join('; ')}: the NIC is plugged, the guest may not have it configured`);
+    hints.push(
+      `\`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${names[0]}"}) removes it`,
+    );
   }
-  return listing;
+  // A failed add-iface whose undo the VM did not complete: its NIC stays for del-iface, unconfigured.
+  if (unpluggedNames.length > 0) {
+    const many = unpluggedNames.length > 1;
+    details.push(
+      `the add-iface of ${unpluggedNames.join(', ')} failed and the undo of it did not finish (the VM did not release the NIC${many ? 's' : ''}): the guest never configured ${many ? 'them' : 'it'}, and what the guest is told leaves ${many ? 'them' : 'it'} out`,
+    );
+    hints.push(
+      `\`vcnet del-iface ${id} FILE${flag}\` with ${unpluggedNames.map((name) => JSON.stringify({ name })).join(', ')} finishes ${many ? 'them' : 'it'} once the VM releases the NIC${many ? 's' : ''} or has stopped`,
+    );
+  }
+  return details.length === 0 ? listing : { ...listing, detail: details.join('; '), hint: hints.join('; ') };
 }
 
 /**

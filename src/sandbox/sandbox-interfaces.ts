@@ -1223,9 +1223,9 @@ export async function listRoutes(id: string, options: ListOptions = {}): Promise
       agent.listRoutes({ timeoutMs }),
     );
     if (answered) return answered.map(routeToJson);
-    // What the next push would send: the set update-routes gave (as the NICs changed it since), else the derived one.
-    return sandboxRouteSet(network.endpoints(), state.guestRoutes).map((route) =>
-      routeToJson(routesFromJson([route])[0]!),
-    );
+    // What the next push would send: the set update-routes gave (as the NICs changed it since), else
+    // the derived one; a NIC whose hot-plug (or its undo) did not finish left out, as pushes leave it.
+    const routed = network.endpoints().filter((endpoint) => !hotplugUnfinished(endpoint, state));
+    return sandboxRouteSet(routed, state.guestRoutes).map((route) => routeToJson(routesFromJson([route])[0]!));
   });
 }

@@ -189,6 +189,8 @@ export interface WatchMemory {
   trafficControlRetryWindowMs?: number;
   /** The pod link MAC last said of each tcfilter endpoint (by link name and ifindex): a change brought again is not said again. */
   macSaid?: Map<string, string>;
+  /** Endpoints whose note that pushes leave them out (endpointsToPush) was said: once per watch while they stay left out. */
+  leftOutSaid?: Set<string>;
 }
 
 /** The memory of a watch starting over `interfaces` (the namespace) and `attached` (the record's pod links). */
@@ -208,6 +210,7 @@ function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable
     refused: new Map(),
     attachFailuresSaid: new Map(),
     macSaid: new Map(),
+    leftOutSaid: new Set(),
   };
 }
 
@@ -602,6 +605,7 @@ async function applyChange(
         sandbox: id,
         operation: 'watch',
         stateDirectory: store.root,
+        ...(memory?.leftOutSaid ? { said: memory.leftOutSaid } : {}),
       });
       const entries = addedEndpoints.map((endpoint) => guestPendingEntry(endpoint, 'watch'));
       if (entries.length > 0) {

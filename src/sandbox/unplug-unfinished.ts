@@ -41,20 +41,41 @@ export function hotplugUnfinished(endpoint: Endpoint, state: SandboxState): bool
   );
 }
 
+/** What a push's note knows an endpoint left out by: its name and pod link. */
+function leftOutKey(endpoint: Endpoint): string {
+  return `${endpoint.name}<-${endpoint.properties.link.name}`;
+}
+
 /**
  * The endpoints a push of the whole set sends: `endpoints` less those an add-iface still waits for
  * (withoutAwaited) and those whose hot-plug or its undo did not finish. With `note`, the latter are
- * said once, in a notice for sandbox `note.sandbox` (given to `note.warn` when there is one).
+ * said once, in a notice for sandbox `note.sandbox` (given to `note.warn` when there is one). With
+ * `note.said` (a watch's memory, which pushes for the pod's life), an endpoint already said there is
+ * not said again while it stays left out; one no longer left out is dropped from it, so it is said
+ * again should it be left out later.
  */
 export function endpointsToPush<T extends Endpoint>(
   endpoints: readonly T[],
   state: SandboxState,
-  note?: { sandbox: string; operation: string; stateDirectory: string; warn?: ((message: string) => void) | undefined },
+  note?: {
+    sandbox: string;
+    operation: string;
+    stateDirectory: string;
+    warn?: ((message: string) => void) | undefined;
+    said?: Set<string>;
+  },
 ): T[] {
   const awaitedLeft = withoutAwaited(endpoints, state);
   const leftOut = awaitedLeft.filter((endpoint) => hotplugUnfinished(endpoint, state));
-  if (note && leftOut.length > 0) {
-    const names = leftOut.map((endpoint) => endpoint.name);
+  const said = note?.said;
+  if (said) {
+    const leftOutNow = new Set(leftOut.map(leftOutKey));
+    for (const key of said) if (!leftOutNow.has(key)) said.delete(key);
+  }
+  const toSay = said ? leftOut.filter((endpoint) => !said.has(leftOutKey(endpoint))) : leftOut;
+  for (const endpoint of toSay) said?.add(leftOutKey(endpoint));
+  if (note && toSay.length > 0) {
+    const names = toSay.map((endpoint) => endpoint.name);
     const message = `sandbox ${note.sandbox}: ${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} left out of what the guest is told (interfaces, routes, neighbours): ${names.length > 1 ? 'their' : 'its'} hot-plug failed and the undo of it did not finish (the VM did not release the NIC), so the guest never configured ${names.length > 1 ? 'them' : 'it'}. \`vcnet del-iface ${note.sandbox} FILE${stateDirectoryFlag(note.stateDirectory)}\` with ${names.map((name) => JSON.stringify({ name })).join(', ')} finishes ${names.length > 1 ? 'them' : 'it'} once the VM releases the NIC or has stopped`;
     const warn = note.warn;
     reportNotice(

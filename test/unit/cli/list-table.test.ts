@@ -63,6 +63,25 @@ describe('vcnet list text', () => {
     ]);
   });
 
+  it('marks an endpoint whose failed add-iface the VM did not unplug, and notes the del-iface that finishes it', () => {
+    const unplugged: SandboxListing = {
+      ...attached,
+      endpoints: [
+        attached.endpoints[0]!,
+        { guestName: 'net9', podLink: 'eth9', type: 'virtual', model: 'tcfilter', unplugUnfinished: true },
+      ],
+      unplugUnfinished: ['net9'],
+      detail: 'the add-iface of net9 failed and the undo of it did not finish',
+      hint: '`vcnet del-iface pod-a FILE` with {"name":"net9"} finishes it',
+    };
+    const lines = listingText([unplugged], { stateDirectories: false });
+    expect(lines[1]).toContain('eth0<-eth0 virtual tcfilter, net9<-eth9 virtual tcfilter unplug-unfinished');
+    expect(lines.slice(2)).toEqual([
+      '',
+      'pod-a: attached: the add-iface of net9 failed and the undo of it did not finish; `vcnet del-iface pod-a FILE` with {"name":"net9"} finishes it',
+    ]);
+  });
+
   it('leaves the state directory out when one was listed', () => {
     const [header, row] = listingText([attached], { stateDirectories: false });
     expect(header).toBe(
