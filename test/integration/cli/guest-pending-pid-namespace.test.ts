@@ -9,7 +9,7 @@
  * the NIC only when the test makes it (as in guest-push-without-lock.test.ts).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { collectOutput } from '../../helpers/child-output.js';
@@ -185,6 +185,22 @@ describe.skipIf(skipReason !== undefined)('guestPending entries read from anothe
     const table = vcnet(['list', ...state]);
     expect(table.stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(stopped)');
     expect(table.stdout).toContain('the add-iface that plugged net9 was stopped while it waited for the guest');
+
+    // The same entry as one an add-iface on the host wrote 10 minutes ago, read from a child PID
+    // namespace (which sees no process of the host's): past the add-iface's longest wait, stopped by guess.
+    const file = join(stateDirectory(), 'pk', 'state.json');
+    const record = JSON.parse(readFileSync(file, 'utf8'));
+    const hostNamespace = statSync('/proc/self/ns/pid');
+    record.guestPending[0].pidNamespace = { device: hostNamespace.dev, inode: hostNamespace.ino };
+    record.guestPending[0].since = new Date(Date.now() - 600_000).toISOString();
+    writeFileSync(file, JSON.stringify(record));
+    const guessed = listedEndpoint(await vcnetInPidNamespace(['list', '--json', ...state]).done, 'pk', 'net9');
+    expect(guessed).toMatchObject({ guestPending: 'stopped', guestPendingGuessed: true });
+    const guessedTable = await vcnetInPidNamespace(['list', ...state]).done;
+    expect(guessedTable.stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(stopped, guessed)');
+    expect(guessedTable.stdout).toContain(
+      'a guess for net9: its command runs in a PID namespace not seen from here, and its longest wait for the guest has passed',
+    );
 
     await vm.stopQemu();
     const removed = vcnet(['del-iface', 'pk', request, ...state]);
