@@ -371,6 +371,7 @@ export type {
   GuestPending,
   GuestPendingCommand,
   HypervisorRecord,
+  PidNamespaceId,
   SandboxState,
   UnplugUnfinished,
 } from './network/state/records.js';

@@ -6,12 +6,26 @@
  * endpoints a push of the whole set leaves out.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
-import type { GuestPending, GuestPendingCommand, SandboxState } from '../network/state/records.js';
+import type { GuestPending, GuestPendingCommand, PidNamespaceId, SandboxState } from '../network/state/records.js';
+
+/** How long add-iface and the watch give each agent call of their push after a hot-plug. */
+export const GUEST_PUSH_TIMEOUT_MS = 60_000;
+
+/**
+ * The longest an add-iface or watch keeps its entry after `since`: its push's three agent calls
+ * (interface, routes, neighbours) at GUEST_PUSH_TIMEOUT_MS each, the lock taken again (30 s by
+ * default) and the route set sent again (30 s). Past it, a reader that cannot see the command's
+ * process takes it as stopped (a VCNET_LOCK_TIMEOUT longer than the default may outlast this).
+ */
+export const GUEST_PENDING_WAIT_BOUND_MS = 3 * GUEST_PUSH_TIMEOUT_MS + 30_000 + 30_000;
+
+/** The initial PID namespace's inode (the kernel's PROC_PID_INIT_INO): every other one descends from it. */
+const INITIAL_PID_NAMESPACE_INODE = 0xeffffffc;
 
 /** The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot); undefined once it is gone. */
-function processStart(pid: number): string | undefined {
+function processStart(pid: number | string): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
@@ -21,24 +35,136 @@ function processStart(pid: number): string | undefined {
   }
 }
 
+/** The PID namespace of process `pid` (`self`: this one); undefined when it cannot be looked at. */
+function pidNamespaceOf(pid: number | string): PidNamespaceId | undefined {
+  try {
+    const link = statSync(`/proc/${pid}/ns/pid`);
+    return { device: link.dev, inode: link.ino };
+  } catch {
+    return undefined;
+  }
+}
+
+function sameNamespace(a: PidNamespaceId, b: PidNamespaceId): boolean {
+  return a.device === b.device && a.inode === b.inode;
+}
+
 /** A new entry for `endpoint`, this process's (`by`: the command it runs). */
 export function guestPendingEntry(endpoint: Endpoint, by: GuestPendingCommand): GuestPending {
   const pidStart = processStart(process.pid);
+  const pidNamespace = pidNamespaceOf('self');
   return {
     name: endpoint.name,
     podLink: endpoint.properties.link.name,
     token: randomUUID(),
     pid: process.pid,
     ...(pidStart !== undefined ? { pidStart } : {}),
+    ...(pidNamespace !== undefined ? { pidNamespace } : {}),
     since: new Date().toISOString(),
     by,
   };
 }
 
-/** Whether the add-iface that wrote `entry` still runs (the same pid, started at the same time). */
+/**
+ * What a reader sees of an entry's process: `same` (its pid namespace is the reader's, or the entry
+ * names none: the pid looked up as it is), `translated` (another namespace the reader sees processes
+ * of: `start` is that of the process with the entry's pid there, undefined when there is none), or
+ * `unseen` (a namespace the reader sees no process of: an ancestor's, a sibling's, or one gone;
+ * `initial` when the reader is in the initial namespace, where every live namespace shows).
+ */
+export type GuestPendingSight =
+  | { kind: 'same'; start: string | undefined }
+  | { kind: 'translated'; start: string | undefined }
+  | { kind: 'unseen'; initial: boolean };
+
+/** Whether the entry's command still runs, and whether that is a guess (told by time, its process out of sight). */
+export interface GuestPendingVerdict {
+  running: boolean;
+  guessed: boolean;
+}
+
+/**
+ * The decision, from what the reader sees (`sight`) at `nowMs`: a process seen is the entry's when
+ * its start time is the recorded one; a namespace out of sight is a guess, the command running until
+ * GUEST_PENDING_WAIT_BOUND_MS past `since` (from the initial namespace none is out of sight but a
+ * dead one: stopped, surely).
+ */
+export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight, nowMs: number): GuestPendingVerdict {
+  if (sight.kind !== 'unseen') {
+    const running = sight.start !== undefined && (entry.pidStart === undefined || entry.pidStart === sight.start);
+    return { running, guessed: false };
+  }
+  if (sight.initial) return { running: false, guessed: false };
+  const since = Date.parse(entry.since);
+  // An unreadable time gives no bound to wait for: taken as past it.
+  const running = Number.isFinite(since) && nowMs < since + GUEST_PENDING_WAIT_BOUND_MS;
+  return { running, guessed: true };
+}
+
+/**
+ * The process with pid `pid` in namespace `namespace`, found through this /proc: a process whose
+ * namespace it is, and whose NSpid line (its pid in each namespace from this /proc's down to its own)
+ * ends in `pid`. Undefined when no process of that namespace shows here; else its start time, or
+ * undefined when none has that pid.
+ */
+function findInNamespace(namespace: PidNamespaceId, pid: number): { start: string | undefined } | undefined {
+  let names: string[];
+  try {
+    names = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  let seen = false;
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const of = pidNamespaceOf(name);
+    if (of === undefined || !sameNamespace(of, namespace)) continue;
+    seen = true;
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${name}/status`, 'utf8');
+    } catch {
+      continue;
+    }
+    const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+    if (nspid?.at(-1) === String(pid)) {
+      const start = processStart(name);
+      // Gone between the two reads: looked at as any other pid of the namespace.
+      if (start !== undefined) return { start };
+    }
+  }
+  return seen ? { start: undefined } : undefined;
+}
+
+/** What this process sees of `entry`'s process (see GuestPendingSight). */
+function sightOf(entry: GuestPending): GuestPendingSight {
+  const own = pidNamespaceOf('self');
+  if (entry.pidNamespace === undefined || own === undefined || sameNamespace(own, entry.pidNamespace))
+    return { kind: 'same', start: processStart(entry.pid) };
+  const found = findInNamespace(entry.pidNamespace, entry.pid);
+  if (found) return { kind: 'translated', start: found.start };
+  return { kind: 'unseen', initial: own.inode === INITIAL_PID_NAMESPACE_INODE };
+}
+
+/** Whether the command that wrote `entry` still runs, as this process can tell (see decideGuestPending). */
+export function guestPendingVerdict(entry: GuestPending, nowMs = Date.now()): GuestPendingVerdict {
+  return decideGuestPending(entry, sightOf(entry), nowMs);
+}
+
+/**
+ * Whether `entry` is this process's: its pid, in this PID namespace (two containerised commands may
+ * both be pid 1), and its start time.
+ */
+export function isOwnEntry(entry: GuestPending): boolean {
+  if (entry.pid !== process.pid) return false;
+  const own = pidNamespaceOf('self');
+  if (entry.pidNamespace !== undefined && own !== undefined && !sameNamespace(own, entry.pidNamespace)) return false;
+  return entry.pidStart === undefined || entry.pidStart === processStart(process.pid);
+}
+
+/** Whether the add-iface (or watch) that wrote `entry` still runs (the same process, started at the same time). */
 export function guestPendingRunning(entry: GuestPending): boolean {
-  const start = processStart(entry.pid);
-  return start !== undefined && (entry.pidStart === undefined || entry.pidStart === start);
+  return guestPendingVerdict(entry).running;
 }
 
 /**

@@ -32,7 +32,7 @@ import {
   type UnreadableNamespaceWhereabouts,
 } from '../network/state/unreadable-records.js';
 import { shellWord } from '../shell-word.js';
-import { entryNames, guestPendingRunning } from './guest-pending.js';
+import { entryNames, guestPendingVerdict } from './guest-pending.js';
 
 /**
  * A record's state, from the record and where its namespace lives now:
@@ -71,6 +71,11 @@ export interface SandboxListingEndpoint {
    * out; del-iface finishes it.
    */
   unplugUnfinished?: true;
+  /**
+   * True when guestPending is a guess: the add-iface runs in a PID namespace this process sees no
+   * process of, so it is taken as waiting until its longest wait past its start, then as stopped.
+   */
+  guestPendingGuessed?: true;
 }
 
 /** One record of a state directory, as listSandboxes describes it. */
@@ -209,7 +214,9 @@ function describeRecord(
   const pendingEntries = kind === 'sandbox' ? (record.guestPending ?? []) : [];
   const pendingStateOf = (endpoint: { name: string; properties: { link: { name: string } } }) => {
     const entry = pendingEntries.find((candidate) => entryNames(candidate, endpoint));
-    return entry === undefined ? undefined : guestPendingRunning(entry) ? ('waiting' as const) : ('stopped' as const);
+    if (entry === undefined) return undefined;
+    const verdict = guestPendingVerdict(entry);
+    return { state: verdict.running ? ('waiting' as const) : ('stopped' as const), guessed: verdict.guessed };
   };
   const unplugEntries = kind === 'sandbox' ? (record.unplugUnfinished ?? []) : [];
   const unplugUnfinishedOf = (endpoint: { name: string; properties: { link: { name: string } } }) =>
@@ -228,7 +235,8 @@ function describeRecord(
         type: endpoint.type,
         model: endpoint.plumbing.model,
         ...(endpoint.plumbing.tapName ? { device: endpoint.plumbing.tapName } : {}),
-        ...(guestPending ? { guestPending } : {}),
+        ...(guestPending ? { guestPending: guestPending.state } : {}),
+        ...(guestPending?.guessed ? { guestPendingGuessed: true as const } : {}),
         ...(unplugUnfinishedOf(endpoint) ? { unplugUnfinished: true as const } : {}),
       };
     }),
@@ -356,7 +364,13 @@ function describeRecord(
         names.filter((name) => byWatch.has(name)),
       ),
     ];
-    details.push(`${stops.join('; ')}: the NIC is plugged, the guest may not have it configured`);
+    // Told by time: its process runs in a PID namespace this one sees nothing of.
+    const guessed = stopped.filter((endpoint) => endpoint.guestPendingGuessed).map((endpoint) => endpoint.guestName);
+    const guess =
+      guessed.length === 0
+        ? ''
+        : ` (a guess for ${guessed.join(', ')}: its command runs in a PID namespace not seen from here, and its longest wait for the guest has passed)`;
+    details.push(`${stops.join('; ')}${guess}: the NIC is plugged, the guest may not have it configured`);
     hints.push(
       `\`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${names[0]}"}) removes it`,
     );

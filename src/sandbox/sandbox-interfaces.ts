@@ -52,7 +52,14 @@ import { SandboxLockedError, SandboxStore } from '../network/state/store.js';
 import { UnplugIfRunning, vmGone, vmGoneAfter } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
-import { entryNames, guestPendingEntry, guestPendingOf, guestPendingRunning, withoutEntries } from './guest-pending.js';
+import {
+  entryNames,
+  GUEST_PUSH_TIMEOUT_MS,
+  guestPendingEntry,
+  guestPendingOf,
+  guestPendingRunning,
+  withoutEntries,
+} from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import {
@@ -746,7 +753,7 @@ export async function addInterface(
     try {
       // Kata's push: interface (retried until the NIC shows), the full route set, neighbours.
       await pushEndpoints(guest.vm.agent, [guest.endpoint], guest.routed, guest.guestRoutes, {
-        timeoutMs: 60_000,
+        timeoutMs: GUEST_PUSH_TIMEOUT_MS,
         sandbox: id,
       });
     } catch (error) {

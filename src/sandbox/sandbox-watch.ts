@@ -42,7 +42,7 @@ import {
 } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { shellWord } from '../shell-word.js';
-import { guestPendingEntry, withoutEntries } from './guest-pending.js';
+import { GUEST_PUSH_TIMEOUT_MS, guestPendingEntry, isOwnEntry, withoutEntries } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { heldDevices } from './held-devices.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
@@ -374,7 +374,7 @@ async function applyChange(
     // This watch's own entries, left by a push whose finish could not take the lock again (changes
     // are applied one at a time: none of its pushes runs now). Kept, they would leave their endpoints
     // out of every push while this process runs, this change's own retry too.
-    const ownLeft = (state.guestPending ?? []).filter((entry) => entry.by === 'watch' && entry.pid === process.pid);
+    const ownLeft = (state.guestPending ?? []).filter((entry) => entry.by === 'watch' && isOwnEntry(entry));
     if (ownLeft.length > 0) {
       state.guestPending = withoutEntries(state.guestPending, ...ownLeft.map((entry) => entry.token));
       sandboxRecordKeeper(store, state, network).persist();
@@ -627,7 +627,7 @@ async function applyChange(
   try {
     try {
       await pushEndpoints(guest.vm.agent, guest.pushed, guest.routed, guest.guestRoutes, {
-        timeoutMs: 60_000,
+        timeoutMs: GUEST_PUSH_TIMEOUT_MS,
         sandbox: id,
       });
     } catch (error) {

@@ -37,11 +37,13 @@ export function registerList(program: Command): void {
 
 /**
  * How an endpoint reads in the table: `guest<-pod-link type model`, with `guest-pending(waiting|stopped)`
- * while add-iface waits (or waited) for the guest, and `unplug-unfinished` while a failed add-iface's
- * NIC waits for del-iface.
+ * while add-iface waits (or waited) for the guest (`, guessed` added when that is told by time: its
+ * add-iface in a PID namespace out of sight), and `unplug-unfinished` while a failed add-iface's NIC
+ * waits for del-iface.
  */
 function endpointText(endpoint: SandboxListing['endpoints'][number]): string {
-  const pending = endpoint.guestPending ? ` guest-pending(${endpoint.guestPending})` : '';
+  const guessed = endpoint.guestPendingGuessed ? ', guessed' : '';
+  const pending = endpoint.guestPending ? ` guest-pending(${endpoint.guestPending}${guessed})` : '';
   const unplug = endpoint.unplugUnfinished ? ' unplug-unfinished' : '';
   return `${endpoint.guestName}<-${endpoint.podLink} ${endpoint.type} ${endpoint.model}${pending}${unplug}`;
 }

@@ -458,6 +458,12 @@ export const sandboxContentSchema = z
           token: z.string({ error: 'a token' }).min(1, { error: 'a token' }),
           pid: z.int({ error: 'a process id' }).positive({ error: 'a process id' }),
           pidStart: z.string({ error: "the process's start time" }).optional(),
+          pidNamespace: z
+            .strictObject(
+              { device: whole, inode: whole },
+              { error: 'the device and inode of a PID namespace ({device, inode})' },
+            )
+            .optional(),
           since: z.string({ error: 'a time' }),
           by: z.enum(['add-iface', 'watch'], { error: 'add-iface or watch' }),
         }),

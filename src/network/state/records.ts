@@ -83,9 +83,21 @@ export interface GuestPending {
   /** The add-iface process, and its start time (/proc/PID/stat), to tell it from a later process of that pid. */
   pid: number;
   pidStart?: string;
+  /**
+   * The PID namespace `pid` is a pid of (the device and inode of the process's /proc/PID/ns/pid): a
+   * reader in another one translates it, or when it cannot see that namespace, guesses. Absent in
+   * records written before it was recorded (read as the reader's own).
+   */
+  pidNamespace?: PidNamespaceId;
   since: string;
   /** The command that plugged it and waits: an add-iface, or a `vcnet watch` reacting to a new pod link. */
   by: GuestPendingCommand;
+}
+
+/** A PID namespace: the device and inode of a /proc/PID/ns/pid link to it. */
+export interface PidNamespaceId {
+  device: number;
+  inode: number;
 }
 
 /** Which command waits for the guest to configure an endpoint it plugged. */

@@ -4,14 +4,19 @@
  * the whole set leaves out, and that an endpoint removed takes its entry with it.
  */
 import { spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../../../src/network/endpoint/endpoint.js';
 import type { GuestPending, SandboxState } from '../../../src/network/state/records.js';
 import {
   awaitedByAnother,
+  decideGuestPending,
+  GUEST_PENDING_WAIT_BOUND_MS,
   guestPendingEntry,
   guestPendingOf,
   guestPendingRunning,
+  guestPendingVerdict,
+  isOwnEntry,
   withoutAwaited,
   withoutEntries,
 } from '../../../src/sandbox/guest-pending.js';
@@ -56,5 +61,78 @@ describe('guestPending entries', () => {
     const other = guestPendingEntry(endpoint('net8', 'eth8'), 'add-iface');
     expect(withoutEntries([entry, other], entry.token)).toEqual([other]);
     expect(withoutEntries([entry], entry.token)).toBeUndefined();
+  });
+
+  it("records this process's PID namespace, and reads an entry of another namespace it cannot see as running until the wait bound, by guess", () => {
+    const mine = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
+    expect(mine.pidNamespace).toEqual({ device: expect.any(Number), inode: expect.any(Number) });
+    expect(guestPendingVerdict(mine)).toEqual({ running: true, guessed: false });
+    expect(isOwnEntry(mine)).toBe(true);
+    // Another namespace (no process of this /proc is in it): the same pid is not this process.
+    const elsewhere: GuestPending = { ...mine, pidNamespace: { device: 0, inode: 1 } };
+    expect(isOwnEntry(elsewhere)).toBe(false);
+    const since = Date.parse(mine.since);
+    // From the initial namespace every live one shows: one that does not is gone. Elsewhere, a guess.
+    const initial = statSync('/proc/self/ns/pid').ino === 0xeffffffc;
+    expect(guestPendingVerdict(elsewhere, since + 1000)).toEqual(
+      initial ? { running: false, guessed: false } : { running: true, guessed: true },
+    );
+    expect(guestPendingVerdict(elsewhere, since + GUEST_PENDING_WAIT_BOUND_MS + 1)).toEqual({
+      running: false,
+      guessed: !initial,
+    });
+    // An old record (no namespace): the pid looked up here, as before.
+    const { pidNamespace: _dropped, ...old } = mine;
+    expect(guestPendingVerdict(old)).toEqual({ running: true, guessed: false });
+  });
+});
+
+describe('decideGuestPending', () => {
+  const entry: GuestPending = {
+    name: 'net9',
+    podLink: 'eth9',
+    token: 't',
+    pid: 1,
+    pidStart: '500',
+    pidNamespace: { device: 4, inode: 4026532000 },
+    since: '2026-01-01T00:00:00.000Z',
+    by: 'add-iface',
+  };
+  const since = Date.parse(entry.since);
+
+  it('judges a process it sees (in its own namespace or translated) by its start time, never guessing', () => {
+    for (const kind of ['same', 'translated'] as const) {
+      expect(decideGuestPending(entry, { kind, start: '500' }, since)).toEqual({ running: true, guessed: false });
+      // Another process with that pid: the add-iface is gone.
+      expect(decideGuestPending(entry, { kind, start: '900' }, since)).toEqual({ running: false, guessed: false });
+      expect(decideGuestPending(entry, { kind, start: undefined }, since)).toEqual({ running: false, guessed: false });
+    }
+    const { pidStart: _none, ...noStart } = entry;
+    expect(decideGuestPending(noStart, { kind: 'translated', start: '900' }, since).running).toBe(true);
+  });
+
+  it('guesses for a namespace out of sight: running within the wait bound past since, stopped after it', () => {
+    const unseen = { kind: 'unseen', initial: false } as const;
+    expect(decideGuestPending(entry, unseen, since)).toEqual({ running: true, guessed: true });
+    expect(decideGuestPending(entry, unseen, since + GUEST_PENDING_WAIT_BOUND_MS - 1)).toEqual({
+      running: true,
+      guessed: true,
+    });
+    expect(decideGuestPending(entry, unseen, since + GUEST_PENDING_WAIT_BOUND_MS)).toEqual({
+      running: false,
+      guessed: true,
+    });
+    // No time to count from: taken as past the bound.
+    expect(decideGuestPending({ ...entry, since: 'yesterday' }, unseen, since)).toEqual({
+      running: false,
+      guessed: true,
+    });
+  });
+
+  it('from the initial namespace, which sees every live one, a namespace out of sight is gone: stopped, surely', () => {
+    expect(decideGuestPending(entry, { kind: 'unseen', initial: true }, since)).toEqual({
+      running: false,
+      guessed: false,
+    });
   });
 });

@@ -134,6 +134,19 @@ describe('parseRecord', () => {
     expect(refusal(JSON.stringify({ ...sandboxRecord(), guestPending: [{ ...entry, by: 'cni' }] })).message).toContain(
       'field guestPending.0.by is "cni" (expected add-iface or watch)',
     );
+    // The PID namespace of its pid (written since session 33; entries without it still read).
+    const withNamespace = { ...entry, pidNamespace: { device: 4, inode: 4026532000 } };
+    const read = parseRecord(JSON.stringify({ ...sandboxRecord(), guestPending: [withNamespace] }), FILE, {
+      content: sandboxContentSchema,
+    });
+    expect((read as unknown as { guestPending: unknown }).guestPending).toEqual([withNamespace]);
+    const damaged = { ...entry, pidNamespace: { device: 4, inode: -1 } };
+    expect(refusal(JSON.stringify({ ...sandboxRecord(), guestPending: [damaged] })).message).toContain(
+      'field guestPending.0.pidNamespace.inode is -1 (expected a whole number)',
+    );
+    expect(
+      refusal(JSON.stringify({ ...sandboxRecord(), guestPending: [{ ...entry, pidNamespace: 'pid:[1]' }] })).message,
+    ).toContain('field guestPending.0.pidNamespace is "pid:[1]"');
   });
 
   it.each([
