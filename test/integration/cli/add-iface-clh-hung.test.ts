@@ -14,10 +14,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnetAsync } from '../../helpers/cli.js';
-import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
+import {
+  attachOnCloudHypervisorStandIn,
+  expectListIfacesAnswers,
+  hangStandIn,
+} from '../../helpers/cloud-hypervisor-sandbox.js';
 import { writeRequest } from '../../helpers/hotplug-guest.js';
-import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
-import { fingerprint, kataLinks, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { fingerprint, kataLinks } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-clh-hung-');
@@ -28,21 +31,8 @@ afterEach(async () => {
 
 /** A sandbox attached (eth0) on the API stand-in with eth9 in its pod, not yet added. */
 async function sandboxOnStandIn(sandbox: string) {
-  const { pod } = makePod();
-  const api = await FakeCloudHypervisor.start();
-  stops.push(() => api.stop());
-  // add-iface reaches the agent before it plugs anything: one serves a namespace playing the guest.
-  const agentPath = join(stateDirectory(), 'agent.sock');
-  const guest = makeConfiguredGuest();
-  // Long enough for a test to play the VMM's part: the NIC showing in the guest once it was plugged.
-  const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 30_000 });
-  stops.push(() => agent.stop());
-  const flag = ['--state-dir', stateDirectory()];
-  const attached = await vcnetAsync([
-    ...['attach', '--sandbox', sandbox, '--netns', pod.path, ...flag],
-    ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', agentPath],
-  ]).done;
-  expect(attached.status, attached.stderr).toBe(0);
+  // The agent waits long enough for a test to play the VMM's part: the NIC showing in the guest.
+  const { pod, guest, api, flag } = await attachOnCloudHypervisorStandIn(sandbox, stateDirectory(), stops, 30_000);
   pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
   pod.exec('ip', ['link', 'set', 'eth9', 'up']);
   pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
@@ -55,16 +45,6 @@ async function sandboxOnStandIn(sandbox: string) {
     ).network.endpoints.map((endpoint) => `${endpoint.name} ${endpoint.plumbing.model}`);
   const pings = () => api.requests.filter((each) => each.path === '/api/v1/vmm.ping').length;
   const changes = () => api.requests.filter((each) => each.path !== '/api/v1/vmm.ping').map((each) => each.path);
-  /** The stand-in stuck from now on (released after the test, before it stops), and a wait for the command's first request. */
-  const hangVmm = () => {
-    const release = api.hang();
-    stops.push(release);
-    const requestsBefore = api.requests.length;
-    return {
-      release,
-      reached: (what: string) => until(() => api.requests.length > requestsBefore, what, 30_000),
-    };
-  };
   /** Runs vcnet `args` with the VMM wait `waitSeconds`; killed after the test if still running. */
   const start = (args: string[], waitSeconds: number) => {
     const running = vcnetAsync([...args, ...flag, '--json'], { VCNET_QMP_CONNECT_TIMEOUT: String(waitSeconds) });
@@ -74,62 +54,56 @@ async function sandboxOnStandIn(sandbox: string) {
     });
     return running;
   };
-  /** list-ifaces answers, waiting at most 5 s for the sandbox's lock: the command that waits does not hold it. */
-  const expectListIfacesAnswers = async () => {
-    const listed = await vcnetAsync(['list-ifaces', sandbox, '--json', ...flag], { VCNET_LOCK_TIMEOUT: '5' }).done;
-    expect(listed.stderr).not.toContain('is being changed by process');
-    expect(listed.status, listed.stderr).toBe(0);
-    expect(listed.stdout).toContain('"eth0"');
-  };
-  return { pod, guest, api, flag, endpoints, pings, changes, hangVmm, start, expectListIfacesAnswers };
+  return { pod, guest, api, flag, endpoints, pings, changes, start };
 }
 
-/** The error a command that waited for a silent VMM for `seconds` ends with, checked. */
-function expectBusyVmmError(
-  stdout: string,
-  { command, seconds, socket, sandbox }: { command: string; seconds: number; socket: string; sandbox: string },
-): void {
-  const { error } = JSON.parse(stdout) as { error: { code: string; message: string; hint: string } };
+/**
+ * `command` (add-iface of eth9, del-iface of eth0) on sandbox `sandbox` with the stand-in hung: it
+ * waits for vmm.ping without the lock (list-ifaces answers meanwhile), then fails saying the VMM is
+ * slow or hung, having sent nothing else and changed nothing.
+ */
+async function expectWaitWithoutLockThenBusyError(sandbox: string, command: 'add-iface' | 'del-iface') {
+  const { pod, api, flag, endpoints, pings, changes, start } = await sandboxOnStandIn(sandbox);
+  const before = fingerprint(pod);
+  const vmm = hangStandIn(api, stops);
+  const request = writeRequest(stateDirectory(), 'request.json', { name: command === 'add-iface' ? 'eth9' : 'eth0' });
+  const running = start([command, sandbox, request], 20);
+  await vmm.reached(`${command}'s vmm.ping`);
+  await expectListIfacesAnswers(sandbox, flag);
+  expect(running.child.exitCode, `${command} still waiting for the VMM`).toBeNull();
+
+  const failed = await running.done;
+  expect(failed.status, failed.stderr).toBe(1);
+  const { error } = JSON.parse(failed.stdout) as { error: { code: string; message: string; hint: string } };
   expect(error.code).toBe('VCNET_HYPERVISOR_UNREACHABLE');
   expect(error.message).toContain(
-    `sandbox ${sandbox}: its VM's Cloud Hypervisor API socket ${socket} did not answer ${command}'s vmm.ping within ${seconds * 1000} ms in all, at most 1000 ms of it under the sandbox's lock`,
+    `sandbox ${sandbox}: its VM's Cloud Hypervisor API socket ${api.socketPath} did not answer ${command}'s vmm.ping within 20000 ms in all, at most 1000 ms of it under the sandbox's lock`,
   );
   expect(error.message).toContain(
     'Cloud Hypervisor answers one request at a time, so the VMM is slow or hung on another',
   );
   expect(error.hint).toContain('nothing was changed');
   expect(error.hint).toContain('VCNET_QMP_CONNECT_TIMEOUT=<seconds>');
+  // One ping under the lock, one without it; no vm.add-net or vm.remove-device; the host side as before.
+  expect(pings()).toBe(2);
+  expect(changes()).toEqual([]);
+  expect(endpoints()).toEqual(['eth0 tcfilter']);
+  expect(kataLinks(pod)).toEqual(['tap0_kata']);
+  expect(fingerprint(pod)).toEqual(before);
+  vmm.release();
 }
 
 describe('add-iface and del-iface on a Cloud Hypervisor VM that answers no request', () => {
   it('add-iface waits for vmm.ping without the lock (list-ifaces answers meanwhile), then fails saying the VMM is slow or hung, nothing plugged or built', async () => {
-    const { pod, api, endpoints, pings, changes, hangVmm, start, expectListIfacesAnswers } =
-      await sandboxOnStandIn('ha');
-    const before = fingerprint(pod);
-    const vmm = hangVmm();
-    const adding = start(['add-iface', 'ha', writeRequest(stateDirectory(), 'add.json', { name: 'eth9' })], 20);
-    await vmm.reached("add-iface's vmm.ping");
-    await expectListIfacesAnswers();
-    expect(adding.child.exitCode, 'add-iface still waiting for the VMM').toBeNull();
-
-    const failed = await adding.done;
-    expect(failed.status, failed.stderr).toBe(1);
-    expectBusyVmmError(failed.stdout, { command: 'add-iface', seconds: 20, socket: api.socketPath, sandbox: 'ha' });
-    // One ping under the lock, one without it; no vm.add-net; the host side as before.
-    expect(pings()).toBe(2);
-    expect(changes()).toEqual([]);
-    expect(endpoints()).toEqual(['eth0 tcfilter']);
-    expect(kataLinks(pod)).toEqual(['tap0_kata']);
-    expect(fingerprint(pod)).toEqual(before);
-    vmm.release();
+    await expectWaitWithoutLockThenBusyError('ha', 'add-iface');
   }, 180_000);
 
   it('add-iface that waited without the lock plugs the NIC once the VMM answers again', async () => {
-    const { guest, api, endpoints, pings, hangVmm, start, expectListIfacesAnswers } = await sandboxOnStandIn('hr');
-    const vmm = hangVmm();
+    const { guest, api, flag, endpoints, pings, start } = await sandboxOnStandIn('hr');
+    const vmm = hangStandIn(api, stops);
     const adding = start(['add-iface', 'hr', writeRequest(stateDirectory(), 'add.json', { name: 'eth9' })], 60);
     await vmm.reached("add-iface's vmm.ping");
-    await expectListIfacesAnswers();
+    await expectListIfacesAnswers('hr', flag);
     expect(adding.child.exitCode, 'add-iface still waiting for the VMM').toBeNull();
     expect(api.requests.filter((each) => each.path === '/api/v1/vm.add-net')).toEqual([]);
 
@@ -149,24 +123,7 @@ describe('add-iface and del-iface on a Cloud Hypervisor VM that answers no reque
   }, 180_000);
 
   it('del-iface waits for vmm.ping without the lock (list-ifaces answers meanwhile), then fails saying the VMM is slow or hung, the interface kept', async () => {
-    const { pod, api, endpoints, pings, changes, hangVmm, start, expectListIfacesAnswers } =
-      await sandboxOnStandIn('hd');
-    const before = fingerprint(pod);
-    const vmm = hangVmm();
-    const removing = start(['del-iface', 'hd', writeRequest(stateDirectory(), 'del.json', { name: 'eth0' })], 20);
-    await vmm.reached("del-iface's vmm.ping");
-    await expectListIfacesAnswers();
-    expect(removing.child.exitCode, 'del-iface still waiting for the VMM').toBeNull();
-
-    const failed = await removing.done;
-    expect(failed.status, failed.stderr).toBe(1);
-    expectBusyVmmError(failed.stdout, { command: 'del-iface', seconds: 20, socket: api.socketPath, sandbox: 'hd' });
-    expect(pings()).toBe(2);
-    expect(changes()).toEqual([]);
-    expect(endpoints()).toEqual(['eth0 tcfilter']);
-    expect(kataLinks(pod)).toEqual(['tap0_kata']);
-    expect(fingerprint(pod)).toEqual(before);
-    vmm.release();
+    await expectWaitWithoutLockThenBusyError('hd', 'del-iface');
   }, 180_000);
 
   it("a VMM that answers vmm.ping, then hangs on vm.add-net: add-iface waits 5 s for it under the lock (not the client's 30 s), takes the NIC out and undoes the host side", async () => {
