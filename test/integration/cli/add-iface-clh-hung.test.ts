@@ -1,7 +1,7 @@
 /**
- * add-iface and del-iface on a Cloud Hypervisor VM that answers no request (slow or hung on another:
+ * add-iface, del-iface and watch's plugs on a Cloud Hypervisor VM that answers no request (slow or hung on another:
  * a guest slow to take a device, another client's request, a wedged VMM). Cloud Hypervisor's API
- * serves one request at a time, so such a VMM answers none. add-iface and del-iface used to send
+ * serves one request at a time, so such a VMM answers none. They used to send
  * vm.add-net / vm.remove-device under the sandbox's lock and wait the client's 30 s for the answer:
  * every other command on the sandbox failed on the lock meanwhile (VCNET_SANDBOX_LOCKED). They now ask
  * vmm.ping (which changes nothing) first, holding the lock for at most a second of it, and wait for
@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { stateDirectoryPerTest, vcnetAsync } from '../../helpers/cli.js';
 import {
   attachOnCloudHypervisorStandIn,
@@ -124,6 +125,36 @@ describe('add-iface and del-iface on a Cloud Hypervisor VM that answers no reque
 
   it('del-iface waits for vmm.ping without the lock (list-ifaces answers meanwhile), then fails saying the VMM is slow or hung, the interface kept', async () => {
     await expectWaitWithoutLockThenBusyError('hd', 'del-iface');
+  }, 180_000);
+
+  it("watch's plug of a new link waits for vmm.ping without the lock (list-ifaces answers meanwhile), then reports the VMM slow or hung, nothing built", async () => {
+    const { pod, api, flag, endpoints, changes } = await sandboxOnStandIn('hw');
+    const previousWait = process.env.VCNET_QMP_CONNECT_TIMEOUT;
+    process.env.VCNET_QMP_CONNECT_TIMEOUT = '8';
+    stops.push(() => {
+      if (previousWait === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
+      else process.env.VCNET_QMP_CONNECT_TIMEOUT = previousWait;
+    });
+    pod.exec('ip', ['link', 'del', 'eth9']); // added again below, once the watch runs
+    const errors: Error[] = [];
+    const watching = await watchSandbox('hw', {
+      stateDirectory: flag[1]!,
+      debounceMs: 0,
+      onError: (error) => errors.push(error),
+    });
+    stops.push(() => watching.stop());
+    const vmm = hangStandIn(api, stops);
+    pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    await vmm.reached("watch's vmm.ping");
+    await expectListIfacesAnswers('hw', flag);
+    await until(() => errors.length > 0, "watch's error", 60_000);
+    expect(errors[0]?.message).toContain(`did not answer watch's vmm.ping within 8000 ms in all`);
+    expect(errors[0]?.message).toContain('the VMM is slow or hung on another');
+    expect(changes()).toEqual([]);
+    expect(endpoints()).toEqual(['eth0 tcfilter']);
+    expect(kataLinks(pod)).toEqual(['tap0_kata']);
   }, 180_000);
 
   it("a VMM that answers vmm.ping, then hangs on vm.add-net: add-iface waits 5 s for it under the lock (not the client's 30 s), takes the NIC out and undoes the host side", async () => {
