@@ -6,7 +6,8 @@
  * watch's undo of an unfinished hot-plug (gc/unfinished.ts, sandbox/sandbox-watch.ts) run their work
  * under the locks through withVmmWaitedWithoutLocks; add-iface, del-iface, watch and update-routes
  * through withSandboxAndVm (sandbox/sandbox-interfaces.ts), which gives QMP the same
- * QMP_HANDSHAKE_UNDER_LOCK_MS under the lock. Apart from that one: the CLI loads this module for
+ * QMP_HANDSHAKE_UNDER_LOCK_MS, and Cloud Hypervisor's vmm.ping CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS,
+ * under the lock, and asks the VMM without it through askVmm. Apart from that one: the CLI loads this module for
  * every command (`vcnet detach`, `vcnet gc`), and that one brings the agent's protobuf code.
  */
 import { causeChain } from '../errors.js';
@@ -88,11 +89,9 @@ export async function waitForSandboxVmm(
   }
   if (!hypervisor?.controlSocket) return;
   const { kind, controlSocket } = hypervisor;
-  const withSignal = signal ? { signal } : {};
+  if (kind === 'firecracker' || (kind === 'clh' && kinds === 'qemu')) return;
   try {
-    if (kind === 'qemu') await (await QmpClient.connect(controlSocket, { timeoutMs, ...withSignal })).close();
-    else if (kind === 'clh' && kinds === 'qemu-and-clh')
-      await new CloudHypervisorClient(controlSocket).ping({ timeoutMs, ...withSignal });
+    await askVmm({ kind, controlSocket }, timeoutMs, signal);
   } catch (error) {
     // What it found of the VMM is the run under the lock's to say (an error status is an answer):
     // only an abort, or a failure of vcnet's own, goes up.
@@ -102,6 +101,18 @@ export async function waitForSandboxVmm(
       error instanceof CloudHypervisorApiError;
     if (!foundOfVmm) throw error;
   }
+}
+
+/**
+ * Asks the VMM of `vmm` for an answer that changes nothing, for up to `timeoutMs`: QEMU's QMP greets
+ * (that connection closed at once, for the next client), Cloud Hypervisor answers vmm.ping. Its
+ * failure is the connect's or the ping's own error (an error status of Cloud Hypervisor is an
+ * answer, thrown as CloudHypervisorApiError); aborting `signal` ends it with its reason.
+ */
+export async function askVmm(vmm: VmmToUnplugFrom, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  const withSignal = signal ? { signal } : {};
+  if (vmm.kind === 'qemu') await (await QmpClient.connect(vmm.controlSocket, { timeoutMs, ...withSignal })).close();
+  else await new CloudHypervisorClient(vmm.controlSocket).ping({ timeoutMs, ...withSignal });
 }
 
 /** A run under the locks found the VMM taken by another client, with time left to wait for it without them. */

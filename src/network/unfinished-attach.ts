@@ -38,14 +38,15 @@ import type { HypervisorRecord, SandboxState } from './state/records.js';
 const UNPLUG_TIMEOUT_MS = 20_000;
 
 /**
- * How long the undo's vm.remove-device waits for Cloud Hypervisor's answer, under the sandbox's lock.
- * gc and watch send it only once the VMM answered vmm.ping under that lock (sandbox-vmm-wait.ts), and
- * Cloud Hypervisor answers it as soon as it has asked the guest to eject the NIC
- * (DeviceManager::remove_device does not wait for the guest): milliseconds. The bound is for a VMM
- * that hangs in between, which would otherwise keep the lock for the client's 30 s; unanswered, the
- * request may have arrived, so the endpoint stays, for gc or the next watch.
+ * How long a vm.add-net or vm.remove-device waits for Cloud Hypervisor's answer under the sandbox's
+ * lock: gc's and watch's undo, add-iface, del-iface and watch's plugs send one only once the VMM
+ * answered vmm.ping under that lock (sandbox-vmm-wait.ts, withSandboxAndVm), and Cloud Hypervisor
+ * answers either as soon as it has told the guest (DeviceManager::add_net and remove_device do not
+ * wait for the guest): milliseconds. The bound is for a VMM that hangs in between, which would
+ * otherwise keep the lock for the client's 30 s; unanswered, the request may have arrived: the
+ * undo's endpoint stays, for gc or the next watch, and a plug is taken out again (best effort).
  */
-export const CLOUD_HYPERVISOR_UNDO_REMOVE_TIMEOUT_MS = 5_000;
+export const CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS = 5_000;
 
 /** The endpoints of a record left unfinished by an attach that was killed ('pending'). */
 export function unfinishedEndpoints(network: Network): Endpoint[] {
@@ -80,7 +81,7 @@ export function vmmToUnplugFrom(state: SandboxState): VmmToUnplugFrom | undefine
  * stays in the network with all its records (the report's stillPlugged says why). `qmp`: a QEMU's
  * QMP connection the caller already greeted under the sandbox's lock (gc's and watch's, after their
  * wait for a busy QMP without the lock), for the unplugs, which otherwise connect themselves; the
- * caller closes it. A Cloud Hypervisor's vm.remove-device waits CLOUD_HYPERVISOR_UNDO_REMOVE_TIMEOUT_MS.
+ * caller closes it. A Cloud Hypervisor's vm.remove-device waits CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS.
  */
 export function undoUnfinishedEndpoints(
   network: Network,
@@ -112,7 +113,7 @@ function recordedVm(hypervisor: HypervisorRecord | undefined, qmp: QmpClient | u
   if (hypervisor.kind === 'clh') {
     return new UnplugIfRunning(
       new CloudHypervisorHotplugTarget(
-        new CloudHypervisorClient(socket, { timeoutMs: CLOUD_HYPERVISOR_UNDO_REMOVE_TIMEOUT_MS }),
+        new CloudHypervisorClient(socket, { timeoutMs: CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS }),
       ),
       socket,
     );

@@ -9,9 +9,17 @@
 import { AgentClient } from '../agent/client.js';
 import { VcnetError } from '../errors.js';
 import { cloudHypervisorRateLimiterConfig } from '../hypervisor/cloud-hypervisor.js';
-import { CloudHypervisorClient, CloudHypervisorHotplugTarget } from '../hypervisor/cloud-hypervisor-client.js';
+import {
+  CloudHypervisorApiError,
+  CloudHypervisorClient,
+  CloudHypervisorConnectionError,
+  CloudHypervisorHotplugTarget,
+} from '../hypervisor/cloud-hypervisor-client.js';
 import type { HotplugTarget } from '../hypervisor/device.js';
+import { defaultQmpConnectTimeoutMs } from '../hypervisor/qmp.js';
+import { askVmm } from '../network/sandbox-vmm-wait.js';
 import type { SandboxState } from '../network/state/records.js';
+import { CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS } from '../network/unfinished-attach.js';
 
 /**
  * A NIC cannot be added to or removed from a running Firecracker VM (`VCNET_HYPERVISOR_UNSUPPORTED`):
@@ -44,21 +52,41 @@ export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
 /**
  * The Cloud Hypervisor VM through its API socket and the guest agent, when both are recorded;
  * `agentConnectTimeoutMs` bounds the agent's connect (default AGENT_CONNECT_TIMEOUT_MS).
+ *
+ * Cloud Hypervisor must answer vmm.ping, which changes nothing, within `pingTimeoutMs` (default
+ * VCNET_QMP_CONNECT_TIMEOUT or 30 s) before anything changes: its API serves one request at a time,
+ * so a VMM slow or hung on another answers none, and a plug sent to it waited the client's 30 s with
+ * the host side half built. Only no answer in time is thrown (a CloudHypervisorConnectionError
+ * 'timeout'); any other failure (a VM gone, an error status) is left to the plug or unplug, which
+ * says what it finds as before. The plugs and unplugs that follow wait
+ * CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS for their answer, under the sandbox's lock.
  */
 export async function connectCloudHypervisor(
   state: SandboxState,
   agentConnectTimeoutMs: () => number = () => AGENT_CONNECT_TIMEOUT_MS,
+  pingTimeoutMs: number = defaultQmpConnectTimeoutMs(),
 ): Promise<VirtualMachine | undefined> {
   const apiSocket = state.hypervisor?.controlSocket;
   if (!apiSocket || !state.agentSocket) return undefined;
+  try {
+    await askVmm({ kind: 'clh', controlSocket: apiSocket }, pingTimeoutMs);
+  } catch (error) {
+    const answeredOrGone =
+      error instanceof CloudHypervisorApiError ||
+      (error instanceof CloudHypervisorConnectionError && error.failure !== 'timeout');
+    if (!answeredOrGone) throw error;
+  }
   const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: agentConnectTimeoutMs() });
   const limiter = state.network.config.vmmRateLimiter;
   const rateLimiter = limiter ? cloudHypervisorRateLimiterConfig(limiter) : undefined;
   return {
-    hotplug: new CloudHypervisorHotplugTarget(new CloudHypervisorClient(apiSocket, { timeoutMs: 30_000 }), {
-      ...(rateLimiter ? { rateLimiter } : {}),
-      ...(state.network.config.nicIommu ? { iommu: true } : {}),
-    }),
+    hotplug: new CloudHypervisorHotplugTarget(
+      new CloudHypervisorClient(apiSocket, { timeoutMs: CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS }),
+      {
+        ...(rateLimiter ? { rateLimiter } : {}),
+        ...(state.network.config.nicIommu ? { iommu: true } : {}),
+      },
+    ),
     agent,
     // Its HTTP API serves each request on its own: nothing is held between them.
     releaseControl: async () => {},

@@ -30,7 +30,7 @@ import {
 } from '../arguments.js';
 import { reportNotice } from '../diagnostics.js';
 import { InvalidInputError, RollbackIncompleteError, VcnetError } from '../errors.js';
-import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
+import { CloudHypervisorApiError, CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import {
   DEFAULT_QMP_CONNECT_TIMEOUT_MS,
@@ -44,12 +44,17 @@ import { type GuestInterface, type GuestRoute, generateGuestNetwork } from '../n
 import type { Network } from '../network/network.js';
 import type { EndpointType } from '../network/network-info.js';
 import { openRecordedNetwork } from '../network/recorded-network.js';
-import { QMP_HANDSHAKE_UNDER_LOCK_MS } from '../network/sandbox-vmm-wait.js';
+import {
+  askVmm,
+  CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS,
+  QMP_HANDSHAKE_UNDER_LOCK_MS,
+  vmmBusyPastWait,
+} from '../network/sandbox-vmm-wait.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { GuestPending, SandboxState } from '../network/state/records.js';
 import { SandboxLockedError, SandboxStore } from '../network/state/store.js';
-import { UnplugIfRunning, vmGone, vmGoneAfter } from '../network/unfinished-attach.js';
+import { UnplugIfRunning, type VmmToUnplugFrom, vmGone, vmGoneAfter } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import {
@@ -135,8 +140,8 @@ export async function connectVirtualMachine(
   state: SandboxState,
   stateDirectory?: string,
   /**
-   * `qmpHandshakeTimeoutMs`: the bound of QMP's handshake (default QmpClient.connect's,
-   * VCNET_QMP_CONNECT_TIMEOUT or 30 s); `agentConnectTimeoutMs`: the bound of the agent's connect,
+   * `qmpHandshakeTimeoutMs`: the bound of QMP's handshake, or of Cloud Hypervisor's vmm.ping (default
+   * VCNET_QMP_CONNECT_TIMEOUT or 30 s, as QmpClient.connect's); `agentConnectTimeoutMs`: the bound of the agent's connect,
    * asked when that connect starts (default AGENT_CONNECT_TIMEOUT_MS).
    */
   options: { qmpHandshakeTimeoutMs?: number; agentConnectTimeoutMs?: () => number } = {},
@@ -144,7 +149,8 @@ export async function connectVirtualMachine(
   const agentConnectTimeoutMs = options.agentConnectTimeoutMs ?? (() => AGENT_CONNECT_TIMEOUT_MS);
   // Firecracker and Cloud Hypervisor: see hypervisor-connection.ts.
   refuseRunningFirecracker(state);
-  if (state.hypervisor?.kind === 'clh') return connectCloudHypervisor(state, agentConnectTimeoutMs);
+  if (state.hypervisor?.kind === 'clh')
+    return connectCloudHypervisor(state, agentConnectTimeoutMs, options.qmpHandshakeTimeoutMs);
   const qmpPath = recordedQmpPath(state);
   if (!qmpPath || !state.agentSocket) return undefined;
   // QEMU must answer before anything changes. The connection that showed it is kept for the plugs
@@ -228,15 +234,51 @@ function qmpTakenAfterItsWait(
   );
 }
 
-/** Under the lock, QMP did not greet within QMP_HANDSHAKE_UNDER_LOCK_MS: the lock goes, the wait goes on without it. */
-class QmpBusyUnderLock extends Error {
+/**
+ * Under the lock, the VMM did not answer within its bound there (QMP_HANDSHAKE_UNDER_LOCK_MS for QMP's
+ * greeting, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS for Cloud Hypervisor's vmm.ping): the lock goes, the
+ * wait goes on without it.
+ */
+class VmmBusyUnderLock extends Error {
   constructor(
     readonly state: SandboxState,
-    readonly qmpPath: string,
+    readonly vmm: VmmToUnplugFrom,
     readonly stateDirectory: string,
+    /** The command, as the error at the wait's end names it. */
+    readonly command: string,
   ) {
-    super(`QMP ${qmpPath} busy`);
+    super(`VMM ${vmm.controlSocket} busy`);
   }
+}
+
+/** The words of withSandboxAndVm's operations in the errors a user reads: the CLI's commands. */
+const COMMAND_OF_OPERATION: Record<string, string> = {
+  addInterface: 'add-iface',
+  removeInterface: 'del-iface',
+  updateRoutes: 'update-routes',
+  watchSandbox: 'watch',
+};
+
+/**
+ * Cloud Hypervisor answered no vmm.ping by the end of `wait` (`error`: the last ping's timeout):
+ * said as gc and watch say a VMM busy past their wait (vmmBusyPastWait), nothing changed.
+ */
+function cloudHypervisorBusyPastWait(
+  error: CloudHypervisorConnectionError,
+  state: SandboxState,
+  apiSocket: string,
+  stateDirectory: string,
+  command: string,
+  wait: VmWait,
+): CloudHypervisorConnectionError {
+  const vmm: VmmToUnplugFrom = { kind: 'clh', controlSocket: apiSocket };
+  return new CloudHypervisorConnectionError(
+    apiSocket,
+    `sandbox ${state.id}: ${vmmBusyPastWait(vmm, command, wait.budgetMs, error)}`,
+    'timeout',
+    error,
+    `nothing was changed. vcnet waited for the VMM without holding the sandbox's lock, so other commands on the sandbox went ahead meanwhile: try again once the VM answers; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds> (default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000}). If the VM has stopped, \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes what the sandbox has left`,
+  );
 }
 
 /**
@@ -334,10 +376,10 @@ export async function withSandboxAndVm<T>(
   for (;;) {
     try {
       return await withSandbox(id, operation, where, (sandbox) =>
-        work({ ...sandbox, connectVirtualMachine: () => connectUnderLock(sandbox, waits) }),
+        work({ ...sandbox, connectVirtualMachine: () => connectUnderLock(sandbox, waits, operation) }),
       );
     } catch (error) {
-      if (error instanceof QmpBusyUnderLock && waits.qmp) await waitForQmpWithoutLock(error, waits.qmp, signal);
+      if (error instanceof VmmBusyUnderLock && waits.qmp) await waitForVmmWithoutLock(error, waits.qmp, signal);
       else if (error instanceof AgentUnreachableUnderLock && waits.agent)
         await waitForAgentWithoutLock(error, waits.agent, signal);
       else throw error;
@@ -358,10 +400,15 @@ function boundUnderLock(wait: VmWait, underLockMs: number): { timeoutMs: number;
  * past one (QMP held by another client, the agent's socket not there yet) QmpBusyUnderLock or
  * AgentUnreachableUnderLock, unless that wait's budget ends first: then its error, as without this.
  */
-async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<VirtualMachine | undefined> {
+async function connectUnderLock(
+  sandbox: OpenSandbox,
+  waits: VmWaits,
+  operation: string,
+): Promise<VirtualMachine | undefined> {
   waits.qmp ??= startWait(defaultQmpConnectTimeoutMs());
   const qmpAnswered = waits.qmp.answered;
-  const qmp = boundUnderLock(waits.qmp, QMP_HANDSHAKE_UNDER_LOCK_MS);
+  const apiSocket = sandbox.state.hypervisor?.kind === 'clh' ? sandbox.state.hypervisor.controlSocket : undefined;
+  const qmp = boundUnderLock(waits.qmp, apiSocket ? CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS : QMP_HANDSHAKE_UNDER_LOCK_MS);
   let agentLast = true;
   let agentStart = Date.now();
   const qmpStart = agentStart;
@@ -390,6 +437,13 @@ async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<V
         throw agentUnreachable(error, sandbox.state, waits.agent);
       throw new AgentUnreachableUnderLock(sandbox.state, agentSocket);
     }
+    const command = COMMAND_OF_OPERATION[operation] ?? operation;
+    // Cloud Hypervisor did not answer vmm.ping (connectCloudHypervisor throws no other failure of it).
+    if (apiSocket && error instanceof CloudHypervisorConnectionError && error.failure === 'timeout') {
+      if (qmp.last)
+        throw cloudHypervisorBusyPastWait(error, sandbox.state, apiSocket, sandbox.store.root, command, waits.qmp);
+      throw new VmmBusyUnderLock(sandbox.state, { kind: 'clh', controlSocket: apiSocket }, sandbox.store.root, command);
+    }
     // Counted for the error at the wait's end: after an answer without the lock, QMP is tried under it again.
     if (error instanceof QmpConnectionError) {
       waits.qmp.triesUnderLock += 1;
@@ -402,29 +456,39 @@ async function connectUnderLock(sandbox: OpenSandbox, waits: VmWaits): Promise<V
       throw qmpTakenAfterItsWait(error, sandbox.state, qmpPath, sandbox.store.root, waits.qmp.budgetMs);
     // A VM gone is said at once, as before; any other failure is said by the wait without the lock.
     if (qmp.last || !qmpPath || !(error instanceof QmpConnectionError) || vmGone(error)) throw error;
-    throw new QmpBusyUnderLock(sandbox.state, qmpPath, sandbox.store.root);
+    throw new VmmBusyUnderLock(sandbox.state, { kind: 'qemu', controlSocket: qmpPath }, sandbox.store.root, command);
   }
 }
 
 /**
- * Waits without the lock until QMP greets (closed again at once, for the next client) or the wait's
- * deadline. A QMP that refuses (the VM gone) is left to the connect under the lock, which says so;
- * any other failure is said as connectVirtualMachine says it. Aborting `signal` ends the wait with its
- * reason (nothing was changed yet), its connection closed.
+ * Waits without the lock until the VMM answers (askVmm: QMP greets, closed again at once for the
+ * next client; Cloud Hypervisor answers vmm.ping) or the wait's deadline. A VMM that refuses (the VM
+ * gone), and any other failure of Cloud Hypervisor's than no answer, is left to the connect under the
+ * lock, which says what it finds; no answer by the deadline is said as the connect under the lock
+ * says it at its wait's end. Aborting `signal` ends the wait with its reason (nothing was changed
+ * yet), its connection closed.
  */
-async function waitForQmpWithoutLock(
-  busy: QmpBusyUnderLock,
+async function waitForVmmWithoutLock(
+  busy: VmmBusyUnderLock,
   wait: VmWait,
   signal: AbortSignal | undefined,
 ): Promise<void> {
+  const { controlSocket } = busy.vmm;
   try {
-    const timeoutMs = Math.max(1, wait.deadline - Date.now());
-    await (await QmpClient.connect(busy.qmpPath, { timeoutMs, ...(signal ? { signal } : {}) })).close();
+    await askVmm(busy.vmm, Math.max(1, wait.deadline - Date.now()), signal);
     wait.answered = true;
   } catch (error) {
+    if (error instanceof CloudHypervisorApiError) {
+      wait.answered = true; // an error status is an answer
+      return;
+    }
+    if (error instanceof CloudHypervisorConnectionError) {
+      if (error.failure !== 'timeout') return;
+      throw cloudHypervisorBusyPastWait(error, busy.state, controlSocket, busy.stateDirectory, busy.command, wait);
+    }
     if (!(error instanceof QmpConnectionError)) throw error;
     if (vmGone(error)) return;
-    throw sandboxQmpUnreachable(error, busy.state, busy.qmpPath, busy.stateDirectory, wait);
+    throw sandboxQmpUnreachable(error, busy.state, controlSocket, busy.stateDirectory, wait);
   }
 }
 

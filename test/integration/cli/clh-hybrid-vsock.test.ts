@@ -65,7 +65,8 @@ describe('kata-network commands on a Cloud Hypervisor VM through hybrid vsock', 
     });
     expect(added.status, added.stderr).toBe(0);
     expect(vsock.lines[0]).toBe('CONNECT 1024');
-    expect(api.requests.map((request) => request.path)).toEqual(['/api/v1/vm.add-net']);
+    // vmm.ping first: add-iface changes nothing before the VMM answers one.
+    expect(api.requests.map((request) => request.path)).toEqual(['/api/v1/vmm.ping', '/api/v1/vm.add-net']);
     const nic = guest.ipJson<Array<{ addr_info: Array<{ local: string }> }>>('addr', 'show', 'dev', 'eth8');
     expect(nic[0]?.addr_info.map((address) => address.local)).toContain('10.88.0.2');
 
@@ -104,10 +105,16 @@ describe('kata-network commands on a Cloud Hypervisor VM through hybrid vsock', 
       const removed = await run(['del-iface', 'hv'], { name: link });
       expect(removed.status, removed.stderr).toBe(0);
     }
-    const ids = api.requests.map(
-      (request) => `${request.path.slice('/api/v1/'.length)} ${(request.body as { id: string }).id}`,
+    const ids = api.requests.map((request) =>
+      request.path === '/api/v1/vmm.ping'
+        ? 'vmm.ping'
+        : `${request.path.slice('/api/v1/'.length)} ${(request.body as { id: string }).id}`,
     );
-    expect(ids).toEqual(['vm.add-net net1', 'vm.remove-device net1', 'vm.add-net net2', 'vm.remove-device net2']);
+    // Each add-iface and del-iface asks vmm.ping before it changes anything.
+    expect(ids).toEqual([
+      ...['vmm.ping', 'vm.add-net net1', 'vmm.ping', 'vm.remove-device net1'],
+      ...['vmm.ping', 'vm.add-net net2', 'vmm.ping', 'vm.remove-device net2'],
+    ]);
     expect(vcnet(['detach', '--sandbox', 'hv', '--state-dir', stateDirectory()]).status).toBe(0);
   }, 120_000);
 

@@ -17,11 +17,13 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { killAfterHotplug, stateDirectoryPerTest, vcnetAsync } from '../../helpers/cli.js';
-import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
+import {
+  attachOnCloudHypervisorStandIn,
+  expectListIfacesAnswers,
+  hangStandIn,
+} from '../../helpers/cloud-hypervisor-sandbox.js';
 import { writeRequest } from '../../helpers/hotplug-guest.js';
-import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
-import { fingerprint, kataLinks, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
-import { until } from '../../helpers/until.js';
+import { fingerprint, kataLinks } from '../../helpers/pod.js';
 import { expectUnfinishedLeftForNextGc } from './gc-left-unfinished.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-unfinished-clh-');
@@ -32,20 +34,7 @@ afterEach(async () => {
 
 /** A sandbox on the API stand-in with eth9 half hot-plugged: add-iface killed once add-net was answered. */
 async function halfPlugged(sandbox: string) {
-  const { pod } = makePod();
-  const before = fingerprint(pod);
-  const api = await FakeCloudHypervisor.start();
-  stops.push(() => api.stop());
-  // add-iface reaches the agent before it plugs anything: one serves a namespace playing the guest.
-  const agentPath = join(stateDirectory(), 'agent.sock');
-  const agent = await serveNamespaceAgent(makeConfiguredGuest().path, agentPath, { linkAppearTimeoutMs: 2_000 });
-  stops.push(() => agent.stop());
-  const flag = ['--state-dir', stateDirectory()];
-  const attached = await vcnetAsync([
-    ...['attach', '--sandbox', sandbox, '--netns', pod.path, ...flag],
-    ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', agentPath],
-  ]).done;
-  expect(attached.status, attached.stderr).toBe(0);
+  const { pod, before, api, flag } = await attachOnCloudHypervisorStandIn(sandbox, stateDirectory(), stops, 2_000);
   pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
   pod.exec('ip', ['link', 'set', 'eth9', 'up']);
   pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
@@ -81,30 +70,13 @@ async function halfPlugged(sandbox: string) {
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   };
-  /** The vmm.ping requests the stand-in got. */
-  const pings = () => api.requests.filter((each) => each.method === 'GET' && each.path === '/api/v1/vmm.ping').length;
-  /**
-   * The stand-in stuck on a request from now on (released after the test, before it stops), and a
-   * function that resolves once it got a request more than it had: the command under test reached it.
-   */
-  const hangVmm = () => {
-    const release = api.hang();
-    stops.push(release);
-    const requestsBefore = api.requests.length;
-    return {
-      release,
-      reached: (what: string) => until(() => api.requests.length > requestsBefore, what, 30_000),
-    };
-  };
+  /** The vmm.ping requests the stand-in got since add-iface's (which asks one before it plugs). */
+  const allPings = () =>
+    api.requests.filter((each) => each.method === 'GET' && each.path === '/api/v1/vmm.ping').length;
+  const pingsBefore = allPings();
+  const pings = () => allPings() - pingsBefore;
+  const hangVmm = () => hangStandIn(api, stops);
   return { pod, api, flag, nicId, expectRemovals, detach, pings, hangVmm };
-}
-
-/** list-ifaces of `sandbox` answers, waiting at most 5 s for the sandbox's lock. */
-async function expectListIfacesAnswers(sandbox: string, flag: string[]): Promise<void> {
-  const listed = await vcnetAsync(['list-ifaces', sandbox, '--json', ...flag], { VCNET_LOCK_TIMEOUT: '5' }).done;
-  expect(listed.stderr).not.toContain('is being changed by process');
-  expect(listed.status, listed.stderr).toBe(0);
-  expect(listed.stdout).toContain('"eth0"');
 }
 
 describe('an unfinished hot-plug in a running Cloud Hypervisor VM', () => {

@@ -1,0 +1,189 @@
+/**
+ * add-iface, del-iface and watch's plugs on a Cloud Hypervisor VM that answers no request (slow or hung on another:
+ * a guest slow to take a device, another client's request, a wedged VMM). Cloud Hypervisor's API
+ * serves one request at a time, so such a VMM answers none. They used to send
+ * vm.add-net / vm.remove-device under the sandbox's lock and wait the client's 30 s for the answer:
+ * every other command on the sandbox failed on the lock meanwhile (VCNET_SANDBOX_LOCKED). They now ask
+ * vmm.ping (which changes nothing) first, holding the lock for at most a second of it, and wait for
+ * it without the lock for as long as they wait for a busy QMP (VCNET_QMP_CONNECT_TIMEOUT): other
+ * commands answer meanwhile, and a VMM silent past that wait fails the command with nothing changed.
+ * The VMM is Cloud Hypervisor's API stand-in, which validates every request against the published
+ * OpenAPI schema.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
+import { stateDirectoryPerTest, vcnetAsync } from '../../helpers/cli.js';
+import {
+  attachOnCloudHypervisorStandIn,
+  expectListIfacesAnswers,
+  hangStandIn,
+} from '../../helpers/cloud-hypervisor-sandbox.js';
+import { writeRequest } from '../../helpers/hotplug-guest.js';
+import { fingerprint, kataLinks } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
+
+const stateDirectory = stateDirectoryPerTest('vcnet-clh-hung-');
+const stops: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop();
+});
+
+/** A sandbox attached (eth0) on the API stand-in with eth9 in its pod, not yet added. */
+async function sandboxOnStandIn(sandbox: string) {
+  // The agent waits long enough for a test to play the VMM's part: the NIC showing in the guest.
+  const { pod, guest, api, flag } = await attachOnCloudHypervisorStandIn(sandbox, stateDirectory(), stops, 30_000);
+  pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
+  pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+  pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+  const recordPath = join(stateDirectory(), sandbox, 'state.json');
+  const endpoints = () =>
+    (
+      JSON.parse(readFileSync(recordPath, 'utf8')) as {
+        network: { endpoints: Array<{ name: string; plumbing: { model: string } }> };
+      }
+    ).network.endpoints.map((endpoint) => `${endpoint.name} ${endpoint.plumbing.model}`);
+  const pings = () => api.requests.filter((each) => each.path === '/api/v1/vmm.ping').length;
+  const changes = () => api.requests.filter((each) => each.path !== '/api/v1/vmm.ping').map((each) => each.path);
+  /** Runs vcnet `args` with the VMM wait `waitSeconds`; killed after the test if still running. */
+  const start = (args: string[], waitSeconds: number) => {
+    const running = vcnetAsync([...args, ...flag, '--json'], { VCNET_QMP_CONNECT_TIMEOUT: String(waitSeconds) });
+    stops.push(async () => {
+      running.child.kill('SIGKILL');
+      await running.done;
+    });
+    return running;
+  };
+  return { pod, guest, api, flag, endpoints, pings, changes, start };
+}
+
+/**
+ * `command` (add-iface of eth9, del-iface of eth0) on sandbox `sandbox` with the stand-in hung: it
+ * waits for vmm.ping without the lock (list-ifaces answers meanwhile), then fails saying the VMM is
+ * slow or hung, having sent nothing else and changed nothing.
+ */
+async function expectWaitWithoutLockThenBusyError(sandbox: string, command: 'add-iface' | 'del-iface') {
+  const { pod, api, flag, endpoints, pings, changes, start } = await sandboxOnStandIn(sandbox);
+  const before = fingerprint(pod);
+  const vmm = hangStandIn(api, stops);
+  const request = writeRequest(stateDirectory(), 'request.json', { name: command === 'add-iface' ? 'eth9' : 'eth0' });
+  const running = start([command, sandbox, request], 20);
+  await vmm.reached(`${command}'s vmm.ping`);
+  await expectListIfacesAnswers(sandbox, flag);
+  expect(running.child.exitCode, `${command} still waiting for the VMM`).toBeNull();
+
+  const failed = await running.done;
+  expect(failed.status, failed.stderr).toBe(1);
+  const { error } = JSON.parse(failed.stdout) as { error: { code: string; message: string; hint: string } };
+  expect(error.code).toBe('VCNET_HYPERVISOR_UNREACHABLE');
+  expect(error.message).toContain(
+    `sandbox ${sandbox}: its VM's Cloud Hypervisor API socket ${api.socketPath} did not answer ${command}'s vmm.ping within 20000 ms in all, at most 1000 ms of it under the sandbox's lock`,
+  );
+  expect(error.message).toContain(
+    'Cloud Hypervisor answers one request at a time, so the VMM is slow or hung on another',
+  );
+  expect(error.hint).toContain('nothing was changed');
+  expect(error.hint).toContain('VCNET_QMP_CONNECT_TIMEOUT=<seconds>');
+  // One ping under the lock, one without it; no vm.add-net or vm.remove-device; the host side as before.
+  expect(pings()).toBe(2);
+  expect(changes()).toEqual([]);
+  expect(endpoints()).toEqual(['eth0 tcfilter']);
+  expect(kataLinks(pod)).toEqual(['tap0_kata']);
+  expect(fingerprint(pod)).toEqual(before);
+  vmm.release();
+}
+
+describe('add-iface and del-iface on a Cloud Hypervisor VM that answers no request', () => {
+  it('add-iface waits for vmm.ping without the lock (list-ifaces answers meanwhile), then fails saying the VMM is slow or hung, nothing plugged or built', async () => {
+    await expectWaitWithoutLockThenBusyError('ha', 'add-iface');
+  }, 180_000);
+
+  it('add-iface that waited without the lock plugs the NIC once the VMM answers again', async () => {
+    const { guest, api, flag, endpoints, pings, start } = await sandboxOnStandIn('hr');
+    const vmm = hangStandIn(api, stops);
+    const adding = start(['add-iface', 'hr', writeRequest(stateDirectory(), 'add.json', { name: 'eth9' })], 60);
+    await vmm.reached("add-iface's vmm.ping");
+    await expectListIfacesAnswers('hr', flag);
+    expect(adding.child.exitCode, 'add-iface still waiting for the VMM').toBeNull();
+    expect(api.requests.filter((each) => each.path === '/api/v1/vm.add-net')).toEqual([]);
+
+    vmm.release();
+    // The stand-in plays no device: the NIC it was given shows in the guest as a link with its MAC.
+    const addNets = () => api.requests.filter((each) => each.path === '/api/v1/vm.add-net');
+    await until(() => addNets().length > 0, 'vm.add-net', 60_000);
+    const { mac } = addNets()[0]!.body as { mac: string };
+    guest.exec('ip', ['link', 'add', 'eth1', 'address', mac, 'type', 'veth', 'peer', 'name', 'eth1p']);
+    const added = await adding.done;
+    expect(added.status, added.stderr).toBe(0);
+    expect(addNets()).toHaveLength(1);
+    expect(api.requests.every((each) => each.schemaErrors === undefined)).toBe(true);
+    // Pings: under the lock (timed out), without it (answered once released), under it again.
+    expect(pings()).toBe(3);
+    expect(endpoints()).toEqual(['eth0 tcfilter', 'eth9 tcfilter']);
+  }, 180_000);
+
+  it('del-iface waits for vmm.ping without the lock (list-ifaces answers meanwhile), then fails saying the VMM is slow or hung, the interface kept', async () => {
+    await expectWaitWithoutLockThenBusyError('hd', 'del-iface');
+  }, 180_000);
+
+  it("watch's plug of a new link waits for vmm.ping without the lock (list-ifaces answers meanwhile), then reports the VMM slow or hung, nothing built", async () => {
+    const { pod, api, flag, endpoints, changes } = await sandboxOnStandIn('hw');
+    const previousWait = process.env.VCNET_QMP_CONNECT_TIMEOUT;
+    process.env.VCNET_QMP_CONNECT_TIMEOUT = '8';
+    stops.push(() => {
+      if (previousWait === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
+      else process.env.VCNET_QMP_CONNECT_TIMEOUT = previousWait;
+    });
+    pod.exec('ip', ['link', 'del', 'eth9']); // added again below, once the watch runs
+    const errors: Error[] = [];
+    const watching = await watchSandbox('hw', {
+      stateDirectory: flag[1]!,
+      debounceMs: 0,
+      onError: (error) => errors.push(error),
+    });
+    stops.push(() => watching.stop());
+    const vmm = hangStandIn(api, stops);
+    pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    await vmm.reached("watch's vmm.ping");
+    await expectListIfacesAnswers('hw', flag);
+    await until(() => errors.length > 0, "watch's error", 60_000);
+    expect(errors[0]?.message).toContain(`did not answer watch's vmm.ping within 8000 ms in all`);
+    expect(errors[0]?.message).toContain('the VMM is slow or hung on another');
+    expect(changes()).toEqual([]);
+    expect(endpoints()).toEqual(['eth0 tcfilter']);
+    expect(kataLinks(pod)).toEqual(['tap0_kata']);
+  }, 180_000);
+
+  it("a VMM that answers vmm.ping, then hangs on vm.add-net: add-iface waits 5 s for it under the lock (not the client's 30 s), takes the NIC out and undoes the host side", async () => {
+    const { pod, api, endpoints, changes, start } = await sandboxOnStandIn('hp');
+    const before = fingerprint(pod);
+    api.replies.push({ status: 0, reason: '', answer: 'hang', path: '/api/v1/vm.add-net' });
+    const failed = await start(['add-iface', 'hp', writeRequest(stateDirectory(), 'add.json', { name: 'eth9' })], 20)
+      .done;
+    expect(failed.status, failed.stderr).toBe(1);
+    const { error } = JSON.parse(failed.stdout) as { error: { code: string; message: string } };
+    expect(error.code).toBe('VCNET_HYPERVISOR_UNREACHABLE');
+    expect(error.message).toContain('PUT /api/v1/vm.add-net: no reply within 5000 ms');
+    // The plug may have arrived: it is taken out (valid by the schema), and the host side undone.
+    expect(changes()).toEqual(['/api/v1/vm.add-net', '/api/v1/vm.remove-device']);
+    expect(api.requests.every((each) => each.schemaErrors === undefined)).toBe(true);
+    expect(endpoints()).toEqual(['eth0 tcfilter']);
+    expect(kataLinks(pod)).toEqual(['tap0_kata']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+
+  it('with the VMM answering, del-iface removes the NIC as before: one vmm.ping, then vm.remove-device', async () => {
+    const { pod, api, endpoints, pings, changes, start } = await sandboxOnStandIn('hn');
+    const removed = await start(['del-iface', 'hn', writeRequest(stateDirectory(), 'del.json', { name: 'eth0' })], 30)
+      .done;
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(pings()).toBe(1);
+    expect(changes()).toEqual(['/api/v1/vm.remove-device']);
+    expect(api.requests.every((each) => each.schemaErrors === undefined)).toBe(true);
+    expect(endpoints()).toEqual([]);
+    expect(kataLinks(pod)).toEqual([]);
+  }, 180_000);
+});
