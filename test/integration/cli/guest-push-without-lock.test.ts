@@ -221,19 +221,7 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
       60_000,
     );
     // Another holder of the sandbox's lock (as a long update-routes or configure-guest would be).
-    // Its own process group, so the shell's sleep goes with it; -o: flock alone holds the lock.
-    const holder = spawn('flock', ['-o', join(stateDirectory(), '.locks', 'gl'), '-c', 'echo held; exec sleep 120'], {
-      detached: true,
-    });
-    const letGo = () => {
-      if (holder.exitCode === null && holder.signalCode === null && holder.pid) process.kill(-holder.pid, 'SIGKILL');
-    };
-    cleanup.defer(letGo);
-    let held = '';
-    holder.stdout.on('data', (data: Buffer) => {
-      held += String(data);
-    });
-    await until(() => held.includes('held'), 'the lock held by another process', 30_000);
+    const letGo = await holdSandboxLock('gl');
     // The guest never shows the NIC: add-iface's push fails, and its undo needs the lock.
     const added = await adding.done;
     expect(added.status, added.stderr).toBe(4);
@@ -269,18 +257,7 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
       60_000,
     );
     // Another holder of the sandbox's lock while the guest shows the NIC and the watch's push ends.
-    const holder = spawn('flock', ['-o', join(stateDirectory(), '.locks', 'gx'), '-c', 'echo held; exec sleep 120'], {
-      detached: true,
-    });
-    const letGo = () => {
-      if (holder.exitCode === null && holder.signalCode === null && holder.pid) process.kill(-holder.pid, 'SIGKILL');
-    };
-    cleanup.defer(letGo);
-    let held = '';
-    holder.stdout.on('data', (data: Buffer) => {
-      held += String(data);
-    });
-    await until(() => held.includes('held'), 'the lock held by another process', 30_000);
+    const letGo = await holdSandboxLock('gx');
     guest.exec('ip', ['link', 'add', 'eth9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
     await until(
       () => watch.output().stderr.includes('sandbox gx is being changed by process'),
@@ -344,3 +321,24 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
 });
+
+/**
+ * Another holder of sandbox `id`'s lock (as a long update-routes or configure-guest would be), in
+ * its own process group so the shell's sleep goes with it (-o: flock alone holds the lock). Returns
+ * the call that lets it go; the cleanup lets it go too.
+ */
+async function holdSandboxLock(id: string): Promise<() => void> {
+  const holder = spawn('flock', ['-o', join(stateDirectory(), '.locks', id), '-c', 'echo held; exec sleep 120'], {
+    detached: true,
+  });
+  const letGo = () => {
+    if (holder.exitCode === null && holder.signalCode === null && holder.pid) process.kill(-holder.pid, 'SIGKILL');
+  };
+  cleanup.defer(letGo);
+  let held = '';
+  holder.stdout.on('data', (data: Buffer) => {
+    held += String(data);
+  });
+  await until(() => held.includes('held'), 'the lock held by another process', 30_000);
+  return letGo;
+}
