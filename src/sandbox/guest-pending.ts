@@ -182,9 +182,9 @@ export function withoutAwaited<T extends Endpoint>(endpoints: readonly T[], stat
   return endpoints.filter((endpoint) => !awaited.has(endpoint.name));
 }
 
-/** Whether `entry` is about `endpoint`: the same guest name and pod link. */
+/** Whether `entry` (a guestPending or unplugUnfinished entry) is about `endpoint`: the same guest name and pod link. */
 export function entryNames(
-  entry: GuestPending,
+  entry: { name: string; podLink: string },
   endpoint: { name: string; properties: { link: { name: string } } },
 ): boolean {
   return endpoint.name === entry.name && endpoint.properties.link.name === entry.podLink;

@@ -219,8 +219,8 @@ function describeRecord(
     return { state: verdict.running ? ('waiting' as const) : ('stopped' as const), guessed: verdict.guessed };
   };
   const unplugEntries = kind === 'sandbox' ? (record.unplugUnfinished ?? []) : [];
-  const unplugUnfinishedOf = (endpoint: { name: string; properties: { link: { name: string } } }) =>
-    unplugEntries.some((entry) => entry.name === endpoint.name && entry.podLink === endpoint.properties.link.name);
+  const isUnplugUnfinished = (endpoint: { name: string; properties: { link: { name: string } } }) =>
+    unplugEntries.some((entry) => entryNames(entry, endpoint));
   const listing: SandboxListing = {
     id: entry.key,
     kind,
@@ -237,7 +237,7 @@ function describeRecord(
         ...(endpoint.plumbing.tapName ? { device: endpoint.plumbing.tapName } : {}),
         ...(guestPending ? { guestPending: guestPending.state } : {}),
         ...(guestPending?.guessed ? { guestPendingGuessed: true as const } : {}),
-        ...(unplugUnfinishedOf(endpoint) ? { unplugUnfinished: true as const } : {}),
+        ...(isUnplugUnfinished(endpoint) ? { unplugUnfinished: true as const } : {}),
       };
     }),
     ...(kind === 'sandbox' && record.hypervisor ? { hypervisor: record.hypervisor.kind } : {}),

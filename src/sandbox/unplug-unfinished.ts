@@ -10,7 +10,7 @@ import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { SandboxState, UnplugUnfinished } from '../network/state/records.js';
-import { withoutAwaited } from './guest-pending.js';
+import { entryNames, withoutAwaited } from './guest-pending.js';
 
 /** A new entry for `endpoint`, whose NIC the VM kept when add-iface's undo unplugged it. */
 export function unplugUnfinishedEntry(endpoint: Endpoint): UnplugUnfinished {
@@ -27,18 +27,14 @@ export function unplugUnfinishedOf(
   entries: readonly UnplugUnfinished[] | undefined,
   endpoints: readonly Endpoint[],
 ): UnplugUnfinished[] | undefined {
-  const kept = (entries ?? []).filter((entry) =>
-    endpoints.some((endpoint) => endpoint.name === entry.name && endpoint.properties.link.name === entry.podLink),
-  );
+  const kept = (entries ?? []).filter((entry) => endpoints.some((endpoint) => entryNames(entry, endpoint)));
   return kept.length > 0 ? kept : undefined;
 }
 
 /** Whether `endpoint`'s hot-plug, or the undo of it, did not finish. */
 export function hotplugUnfinished(endpoint: Endpoint, state: SandboxState): boolean {
   if (isUnfinished(endpoint.plumbing)) return true;
-  return (state.unplugUnfinished ?? []).some(
-    (entry) => entry.name === endpoint.name && entry.podLink === endpoint.properties.link.name,
-  );
+  return (state.unplugUnfinished ?? []).some((entry) => entryNames(entry, endpoint));
 }
 
 /** What a push's note knows an endpoint left out by: its name and pod link. */
