@@ -331,6 +331,53 @@ function cloudHypervisorBucket(
 /** Kata's cold_plug_vfio that keeps physical NICs out (PCIePort NoPort), and its default. */
 const COLD_PLUG_DISABLED = 'no-port';
 
+/** The ports Kata's Go runtime takes for cold_plug_vfio and hot_plug_vfio (config.PCIePort), written exactly so. */
+const PCIE_PORTS = [COLD_PLUG_DISABLED, 'bridge-port', 'root-port', 'switch-port'] as const;
+/** Cloud Hypervisor's: it has no bridges or switches to plug into. */
+const CLH_PCIE_PORTS = [COLD_PLUG_DISABLED, 'root-port'] as const;
+
+/**
+ * Refuses the cold_plug_vfio and hot_plug_vfio values Kata's Go runtime refuses at load (katautils
+ * checkPCIeConfig, QEMU and Cloud Hypervisor): both set, or, on a q35 or virt machine (q35 when
+ * machine_type is unset, as Cloud Hypervisor's always is), a port Kata does not have. Taken as written,
+ * such a value is not "no-port", so the physical NIC would be unbound and passed through where Kata runs
+ * nothing. On any other machine Kata checks no value, and vcnet takes it as written too.
+ */
+function refuseWhatCheckPCIeConfigRefuses(
+  section: Record<string, unknown>,
+  prefix: string,
+  hypervisor: 'qemu' | 'clh',
+): void {
+  const portOf = (key: string) =>
+    typeof section[key] === 'string' && section[key] !== '' ? (section[key] as string) : COLD_PLUG_DISABLED;
+  const coldPlug = portOf('cold_plug_vfio');
+  const hotPlug = portOf('hot_plug_vfio');
+  if (coldPlug !== COLD_PLUG_DISABLED && hotPlug !== COLD_PLUG_DISABLED) {
+    throw new InvalidInputError(
+      `${prefix}.cold_plug_vfio`,
+      coldPlug,
+      `"${COLD_PLUG_DISABLED}" while hot_plug_vfio is "${hotPlug}"`,
+      `Kata refuses the configuration when cold_plug_vfio and hot_plug_vfio both name a port ("only one of them can be set"): set one of them to "${COLD_PLUG_DISABLED}"`,
+    );
+  }
+  const machineType =
+    typeof section.machine_type === 'string' && section.machine_type !== '' ? section.machine_type : 'q35';
+  if (machineType !== 'q35' && machineType !== 'virt') return;
+  const accepted = hypervisor === 'clh' ? CLH_PCIE_PORTS : PCIE_PORTS;
+  for (const [key, value] of [
+    ['cold_plug_vfio', coldPlug],
+    ['hot_plug_vfio', hotPlug],
+  ] as const) {
+    if ((accepted as readonly string[]).includes(value)) continue;
+    throw new InvalidInputError(
+      `${prefix}.${key}`,
+      value,
+      `${accepted.join(', ')}, written exactly so`,
+      `Kata's Go runtime refuses the configuration on ${hypervisor === 'clh' ? 'Cloud Hypervisor' : `a ${machineType} machine`} ("invalid vfio_port=${value} setting"); "${COLD_PLUG_DISABLED}" keeps physical NICs out of the VM, another port passes them through with VFIO`,
+    );
+  }
+}
+
 /**
  * Refuses, before anything is made, the physical NICs an attach would pass through when the Kata
  * configuration has cold_plug_vfio = "no-port" (network_linux.go addSingleEndpoint): Kata fails early
@@ -396,6 +443,8 @@ const HYPERVISOR_KEYS = [
   'net_rate_limiter_ops_one_time_burst',
   'network_queues',
   'cold_plug_vfio',
+  'hot_plug_vfio',
+  'machine_type',
 ] as const;
 
 /**
@@ -908,8 +957,14 @@ function settingsOf(
       );
     }
     expectType(`${prefix}.cold_plug_vfio`, section.cold_plug_vfio, 'string');
+    expectType(`${prefix}.hot_plug_vfio`, section.hot_plug_vfio, 'string');
+    expectType(`${prefix}.machine_type`, section.machine_type, 'string');
     if (typeof section.cold_plug_vfio === 'string' && section.cold_plug_vfio !== '') {
       settings.coldPlugVfio = section.cold_plug_vfio;
+    }
+    const sectionHypervisor = knownHypervisorOfSection(name);
+    if (!runtimeRsRunsIt && (sectionHypervisor === 'qemu' || sectionHypervisor === 'clh')) {
+      refuseWhatCheckPCIeConfigRefuses(section, prefix, sectionHypervisor);
     }
     if (knownHypervisorOfSection(name) === 'clh') {
       const bandwidth = cloudHypervisorBucket(section, prefix, 'bw', warnings);

@@ -242,6 +242,46 @@ describe('cold_plug_vfio, which Kata checks before it unbinds a physical NIC', (
     ).toBe('no-port');
   });
 
+  it("a value Kata's checkPCIeConfig refuses is refused, naming the key, the value and Kata's values", () => {
+    const qemu = (lines: string) => parseKataConfiguration(`[hypervisor.qemu]\n${lines}\n`);
+    const clh = (lines: string) => parseKataConfiguration(`[hypervisor.clh]\n${lines}\n`);
+    // "no_port" is how the comment in Kata's own configuration-qemu.toml.in spells it; Kata refuses the
+    // file ("invalid vfio_port=no_port setting"), and vcnet took it as a port and passed the NIC through.
+    for (const value of ['no_port', 'rootport', 'Root-Port']) {
+      const error = refusal(() => qemu(`cold_plug_vfio = "${value}"`));
+      expect(error).toBeInstanceOf(InvalidInputError);
+      expect(error.message).toContain('hypervisor.qemu.cold_plug_vfio');
+      expect(error.message).toContain(value);
+      expect(error.message).toContain('no-port, bridge-port, root-port, switch-port');
+    }
+    expect(refusal(() => qemu('hot_plug_vfio = "root_port"')).message).toContain('hypervisor.qemu.hot_plug_vfio');
+    // Kata's own cases (katautils create_test.go TestVfioCheckQemu, TestVfioChecksClh).
+    const both = refusal(() => qemu('cold_plug_vfio = "root-port"\nhot_plug_vfio = "root-port"'));
+    expect(both.message).toContain('hypervisor.qemu.cold_plug_vfio');
+    expect(both.hint).toContain('hot_plug_vfio');
+    expect(() => qemu('cold_plug_vfio = "switch-port"\nhot_plug_vfio = "root-port"')).toThrow(InvalidInputError);
+    expect(qemu('cold_plug_vfio = "root-port"\nhot_plug_vfio = "no-port"').coldPlugVfio).toBe('root-port');
+    expect(qemu('cold_plug_vfio = "no-port"\nhot_plug_vfio = "root-port"').coldPlugVfio).toBe('no-port');
+    expect(qemu('cold_plug_vfio = "bridge-port"').coldPlugVfio).toBe('bridge-port');
+    expect(clh('cold_plug_vfio = "root-port"').coldPlugVfio).toBe('root-port');
+    for (const value of ['bridge-port', 'switch-port']) {
+      const error = refusal(() => clh(`cold_plug_vfio = "${value}"`));
+      expect(error.message).toContain('hypervisor.clh.cold_plug_vfio');
+      expect(error.message).toContain('no-port, root-port');
+    }
+    expect(() => clh('hot_plug_vfio = "switch-port"')).toThrow(/hypervisor\.clh\.hot_plug_vfio/);
+    // Kata checks the port only on a q35 or virt machine (q35 when machine_type is unset); on another
+    // machine it takes any value, and a value other than "no-port" lets the NIC through, in Kata and vcnet.
+    expect(qemu('machine_type = "pc"\ncold_plug_vfio = "rootport"').coldPlugVfio).toBe('rootport');
+    expect(() => qemu('machine_type = "virt"\ncold_plug_vfio = "rootport"')).toThrow(InvalidInputError);
+    expect(() => qemu('machine_type = 35')).toThrow(/hypervisor\.qemu\.machine_type/);
+    // Not checked where Kata does not check it: Firecracker, and a runtime-rs file.
+    expect(() => parseKataConfiguration('[hypervisor.firecracker]\ncold_plug_vfio = "rootport"\n')).not.toThrow();
+    expect(() =>
+      parseKataConfiguration('[hypervisor.qemu]\ncold_plug_vfio = "rootport"\n[runtime]\nname = "virt_container"\n'),
+    ).not.toThrow();
+  });
+
   it('"no-port" refuses the physical NICs an attach would pass through, naming them and the key', () => {
     const noPort = config(MAIN);
     const error = refusal(() => refuseDisabledColdPlug(noPort, ['enp59s2f1']));
