@@ -13,7 +13,9 @@
  * Keys are matched as Go's encoding/json matches them: an exact match, else a case-insensitive one
  * (so the 1.x forms `Device`, `Mtu`, `HwAddr` and the DAN-style `Neighbors` work), plus the 1.x names
  * `LinkType` (type) and `PciAddr` (devicePath), protobuf-JSON's `rawFlags`, and `type_` (type), as the serde
- * JSON of Kata's Rust protocol crate (kata-agent-ctl's requests, genpolicy) names it. Unknown keys are
+ * JSON of Kata's Rust protocol crate (kata-agent-ctl's requests, genpolicy) names it; an integer may be a
+ * decimal string, as protobuf JSON writes a 64-bit one (agentRequestMessage reads the request around a
+ * message, as Kata's runtime logs it). Unknown keys are
  * ignored as Go ignores them, but reported to the caller (`ignoredKeys`) so a typo is still seen.
  * Input text is bounded in size and nesting before it is parsed (parseKataJsonText).
  *
@@ -107,20 +109,32 @@ const INT32 = 'an integer -2147483648..2147483647';
 const FAMILY = '0, "v4" or 2 (AF_INET) for IPv4; 1, "v6" or 10 (AF_INET6) for IPv6';
 
 const text = (accepted = 'a string') => z.string({ error: accepted }).default('');
+/**
+ * An integer field as protobuf-JSON carries it: a number, or a decimal string. protojson writes a 64-bit
+ * integer as a string (an Interface's mtu: `"mtu":"1500"`, as Kata's runtime logs every agent request)
+ * and reads any integer from one; Go's encoding/json and serde write numbers, read as before.
+ */
+const integer = (schema: z.ZodNumber) =>
+  z.preprocess(
+    (value) => (typeof value === 'string' && /^-?(0|[1-9][0-9]{0,19})$/.test(value) ? Number(value) : value),
+    schema.optional(),
+  );
 const uint32 = (accepted = UINT32) =>
-  z
-    .number({ error: accepted })
-    .int({ error: accepted })
-    .min(0, { error: accepted })
-    .max(0xffffffff, { error: accepted })
-    .default(0);
+  integer(
+    z
+      .number({ error: accepted })
+      .int({ error: accepted })
+      .min(0, { error: accepted })
+      .max(0xffffffff, { error: accepted }),
+  ).transform((value) => value ?? 0);
 const int32 = () =>
-  z
-    .number({ error: INT32 })
-    .int({ error: INT32 })
-    .min(-0x80000000, { error: INT32 })
-    .max(0x7fffffff, { error: INT32 })
-    .default(0);
+  integer(
+    z
+      .number({ error: INT32 })
+      .int({ error: INT32 })
+      .min(-0x80000000, { error: INT32 })
+      .max(0x7fffffff, { error: INT32 }),
+  ).transform((value) => value ?? 0);
 /** Kata 1.x printed netlink's family numbers (netlink.FAMILY_V4 = AF_INET = 2, AF_INET6 = 10). */
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -167,12 +181,13 @@ const interfaceSchema = strictObject({
   device: text(),
   name: text('a link name'),
   IPAddresses: list(ipAddressSchema),
-  mtu: z
-    .number({ error: INTERFACE_MTU_ACCEPTED })
-    .int({ error: INTERFACE_MTU_ACCEPTED })
-    .min(0, { error: INTERFACE_MTU_ACCEPTED })
-    .max(Number.MAX_SAFE_INTEGER, { error: INTERFACE_MTU_ACCEPTED })
-    .default(0),
+  mtu: integer(
+    z
+      .number({ error: INTERFACE_MTU_ACCEPTED })
+      .int({ error: INTERFACE_MTU_ACCEPTED })
+      .min(0, { error: INTERFACE_MTU_ACCEPTED })
+      .max(Number.MAX_SAFE_INTEGER, { error: INTERFACE_MTU_ACCEPTED }),
+  ).transform((value) => value ?? 0),
   hwAddr: text('a MAC address such as "02:00:ca:fe:00:01"'),
   devicePath: text('a PCI path such as "02/00"'),
   pciPath: text('a PCI path such as "02/00"'),
@@ -317,6 +332,22 @@ function readArguments(field: unknown, options: unknown, example: string): { lab
     throw new InvalidInputError('options.ignoredKeys', ignoredKeys, 'an array (the ignored keys are pushed onto it)');
   }
   return { label, ignored: ignoredKeys ?? [] };
+}
+
+/**
+ * The message of an agent request in JSON, as Kata's runtime logs every request it sends (protojson,
+ * `"sending request"`: `{"interface":{...}}` for UpdateInterfaceRequest, `{"routes":{"Routes":[...]}}`
+ * for UpdateRoutesRequest) and as genpolicy's test cases write them: the object under `field` when that
+ * is the request's one key; any other JSON as given. An Interface has no field of that name and a route
+ * list is no object, so nothing else is taken for a request. A logged UpdateRoutesRequest with no routes
+ * is `{"routes":{}}` (protojson leaves an empty list out): the empty set, which Kata sent.
+ */
+export function agentRequestMessage(json: unknown, field: 'interface' | 'routes'): unknown {
+  if (!isPlainObject(json)) return json;
+  const [key, ...others] = Object.keys(json);
+  const message = json[field];
+  if (key !== field || others.length > 0 || !isPlainObject(message)) return json;
+  return field === 'routes' && Object.keys(message).length === 0 ? { Routes: [] } : message;
 }
 
 /**

@@ -10,6 +10,7 @@ import { AgentClient } from '../agent/client.js';
 import { AgentConnectError, AgentStatusError } from '../agent/errors.js';
 import type { Route } from '../agent/generated/types_pb.js';
 import {
+  agentRequestMessage,
   interfaceFromJson,
   interfaceToJson,
   type KataInterfaceJson,
@@ -636,7 +637,8 @@ function kataNetworkOptions(given: KataNetworkOptions, text: unknown): KataNetwo
 /** The Interface of add-iface's or del-iface's JSON text; keys Go's decoder would also ignore go to onIgnoredKeys. */
 function interfaceRequest(text: string, options: KataNetworkOptions): ReturnType<typeof interfaceFromJson> {
   const ignoredKeys: string[] = [];
-  const message = interfaceFromJson(parseKataJsonText(text, 'interface'), 'interface', { ignoredKeys });
+  const json = agentRequestMessage(parseKataJsonText(text, 'interface'), 'interface');
+  const message = interfaceFromJson(json, 'interface', { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   return message;
 }
@@ -1235,7 +1237,7 @@ export async function updateRoutes(
   options: KataNetworkOptions = {},
 ): Promise<KataRouteJson[] | null> {
   options = kataNetworkOptions(options, text);
-  const given = routeListOf(parseKataJsonText(text, 'routes'));
+  const given = routeListOf(agentRequestMessage(parseKataJsonText(text, 'routes'), 'routes'));
   if (given === undefined) {
     // The sandbox must still be one: Kata's runtime finds it before it looks at the list.
     return withSandbox(id, 'updateRoutes', { ...options, readOnly: true }, async () => null);

@@ -412,6 +412,49 @@ describe('kata-network commands: what Kata users feed them', () => {
     expect(run(['detach', '--sandbox', 'k5']).status).toBe(0);
   });
 
+  it("takes the requests Kata's runtime logs as it sends them (protobuf JSON: the request around it, mtu as a string)", () => {
+    const { pod } = makePod();
+    const run = (args: string[], text: string) => {
+      const file = join(stateDirectory(), `request-${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(file, text);
+      return vcnet([...args.slice(0, 2), file, '--state-dir', stateDirectory()]);
+    };
+    expect(vcnet(['attach', '--sandbox', 'kp', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
+    pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'peer7']);
+    const mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth7')[0]!.address;
+    // kata_agent.go's trace line "sending request" (protojson.Marshal), with its spacing: v4 is the
+    // family's zero value, left out; a uint64 is a string.
+    const added = run(
+      ['add-iface', 'kp'],
+      `{"interface":{"device":"eth7", "name":"eth7", "IPAddresses":[{"address":"10.77.0.2", "mask":"24"}], "mtu":"1400", "hwAddr":"${mac}", "type":"veth"}}`,
+    );
+    expect(added.status, added.stderr).toBe(0);
+    expect(added.stderr).not.toContain('ignored');
+    expect(JSON.parse(added.stdout)).toMatchObject({
+      name: 'eth7',
+      mtu: 1400,
+      hwAddr: mac,
+      IPAddresses: [{ family: 0, address: '10.77.0.2', mask: '24' }],
+    });
+    const routesOf = () =>
+      JSON.parse(vcnet(['list-routes', 'kp', '--state-dir', stateDirectory(), '--json']).stdout) as unknown[];
+    const routed = run(
+      ['update-routes', 'kp'],
+      '{"routes":{"Routes":[{"dest":"10.99.0.0/16", "gateway":"10.77.0.1", "device":"eth7"}, {"dest":"10.77.0.0/24", "device":"eth7", "source":"10.77.0.2", "scope":253}]}}',
+    );
+    expect(routed.status, routed.stderr).toBe(0);
+    expect(routesOf()).toEqual([
+      expect.objectContaining({ dest: '10.99.0.0/16', gateway: '10.77.0.1', device: 'eth7' }),
+      expect.objectContaining({ dest: '10.77.0.0/24', source: '10.77.0.2', scope: 253 }),
+    ]);
+    // No routes: protojson leaves the empty list out, and Kata sent the request, so every route goes.
+    const cleared = run(['update-routes', 'kp'], '{"routes":{}}');
+    expect(cleared.status, cleared.stderr).toBe(0);
+    expect(routesOf()).toEqual([]);
+    expect(run(['del-iface', 'kp'], `{"interface":{"name":"eth7", "hwAddr":"${mac}"}}`).status).toBe(0);
+    expect(vcnet(['detach', '--sandbox', 'kp', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+
   it('refuses MACs no NIC can have and route destinations with host bits, naming the network meant', () => {
     const { pod } = makePod();
     expect(vcnet(['attach', '--sandbox', 'k6', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);

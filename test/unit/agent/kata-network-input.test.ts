@@ -8,7 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MAX_KATA_JSON_BYTES } from '../../../src/agent/kata-json-limits.js';
-import { interfaceFromJson, parseKataJsonText, routesFromJson } from '../../../src/agent/kata-network-json.js';
+import {
+  agentRequestMessage,
+  interfaceFromJson,
+  parseKataJsonText,
+  routesFromJson,
+} from '../../../src/agent/kata-network-json.js';
 import { InvalidInputError } from '../../../src/errors.js';
 import { checkLinkName, linkNameProblem } from '../../../src/netlink/link-name.js';
 import { isVcnetDevice } from '../../../src/network/link-name.js';
@@ -116,6 +121,71 @@ describe('Go-style key matching', () => {
 
   it('still refuses a known key with a bad value, naming it', () => {
     expect(fieldOf(() => interfaceFromJson({ Mtu: 'big' }))).toMatch(/^interface\.mtu/);
+  });
+});
+
+describe("the agent requests Kata's runtime logs (protobuf JSON)", () => {
+  // kata_agent.go logs each request it sends as protojson.Marshal writes it (trace level, "sending
+  // request"): the request wrapper, a 64-bit mtu as a string, v6 by its enum name, v4 (zero) left out.
+  const updateInterface =
+    '{"interface":{"device":"eth7", "name":"eth7", "IPAddresses":[{"address":"10.77.0.2", "mask":"24"}, ' +
+    '{"family":"v6", "address":"fd00:77::2", "mask":"64"}], "mtu":"1400", "hwAddr":"02:42:ac:11:00:07", ' +
+    '"devicePath":"02/00", "type":"veth", "rawFlags":128}}';
+  const updateRoutes =
+    '{"routes":{"Routes":[{"dest":"10.77.0.0/24", "device":"eth7", "source":"10.77.0.2", "scope":253}, ' +
+    '{"gateway":"10.77.0.1", "device":"eth7"}, {"dest":"::/0", "gateway":"fe80::1", "device":"eth7", "family":"v6"}]}}';
+
+  it('reads an UpdateInterfaceRequest: the Interface inside, its mtu from the string', () => {
+    const ignoredKeys: string[] = [];
+    const json = agentRequestMessage(parseKataJsonText(updateInterface, 'interface'), 'interface');
+    const message = interfaceFromJson(json, 'interface', { ignoredKeys });
+    expect(ignoredKeys).toEqual([]);
+    expect([message.name, message.mtu, message.hwAddr, message.type, message.rawFlags]).toEqual([
+      'eth7',
+      1400n,
+      '02:42:ac:11:00:07',
+      'veth',
+      128,
+    ]);
+    expect(message.IPAddresses.map((address) => [address.family, address.address, address.mask])).toEqual([
+      [0, '10.77.0.2', '24'],
+      [1, 'fd00:77::2', '64'],
+    ]);
+    // What add-iface makes of it: the guest NIC's MTU, not a refusal of "1400".
+    const request = resolve(JSON.parse(updateInterface).interface);
+    expect(request.info.link.mtu).toBe(1400);
+  });
+
+  it('reads an UpdateRoutesRequest: its Routes, and {} (no routes, as protojson leaves them out) as the empty set', () => {
+    const routes = routesFromJson(
+      (agentRequestMessage(parseKataJsonText(updateRoutes, 'routes'), 'routes') as { Routes: unknown }).Routes,
+    );
+    expect(routes.map((route) => [route.dest, route.gateway, route.source, route.scope, route.family])).toEqual([
+      ['10.77.0.0/24', '', '10.77.0.2', 253, 0],
+      ['', '10.77.0.1', '', 0, 0],
+      ['::/0', 'fe80::1', '', 0, 1],
+    ]);
+    expect(agentRequestMessage({ routes: {} }, 'routes')).toEqual({ Routes: [] });
+  });
+
+  it('reads every integer from a decimal string, as protobuf JSON does, and still refuses what is no integer', () => {
+    const [route] = routesFromJson([{ dest: '10.0.0.0/8', device: 'eth7', scope: '253', flags: '4', mtu: '1300' }]);
+    expect([route?.scope, route?.flags, route?.mtu]).toEqual([253, 4, 1300]);
+    expect(interfaceFromJson({ name: 'eth1', raw_flags: '128' }).rawFlags).toBe(128);
+    for (const mtu of ['1.5', '0x578', ' 1400', '1e3', '']) {
+      expect(fieldOf(() => interfaceFromJson({ name: 'eth1', mtu }))).toMatch(/^interface\.mtu/);
+    }
+    expect(fieldOf(() => routesFromJson([{ device: 'eth7', scope: '-1' }]))).toMatch(/^routes\[0\]\.scope/);
+  });
+
+  it('takes nothing else for a request: a key beside it, or one that is no object, is read as before', () => {
+    expect(agentRequestMessage({ interface: { name: 'eth1' }, mtu: 1400 }, 'interface')).toEqual({
+      interface: { name: 'eth1' },
+      mtu: 1400,
+    });
+    expect(agentRequestMessage({ routes: [] }, 'routes')).toEqual({ routes: [] });
+    expect(agentRequestMessage([{ device: 'eth0' }], 'routes')).toEqual([{ device: 'eth0' }]);
+    expect(agentRequestMessage({ name: 'eth1' }, 'interface')).toEqual({ name: 'eth1' });
   });
 });
 
