@@ -108,7 +108,15 @@ const UINT32 = 'an integer 0-4294967295';
 const INT32 = 'an integer -2147483648..2147483647';
 const FAMILY = '0, "v4" or 2 (AF_INET) for IPv4; 1, "v6" or 10 (AF_INET6) for IPv6';
 
-const text = (accepted = 'a string') => z.string({ error: accepted }).default('');
+/**
+ * JSON null in a field is its zero value, as Go's encoding/json (null leaves the field as it was) and
+ * protobuf JSON (null is the field's default) read it: jq writes null for a key its input lacks.
+ */
+const text = (accepted = 'a string') =>
+  z
+    .string({ error: accepted })
+    .nullish()
+    .transform((value) => value ?? '');
 /**
  * An integer field as protobuf-JSON carries it: a number, or a decimal string. protojson writes a 64-bit
  * integer as a string (an Interface's mtu: `"mtu":"1500"`, as Kata's runtime logs every agent request)
@@ -116,7 +124,12 @@ const text = (accepted = 'a string') => z.string({ error: accepted }).default(''
  */
 const integer = (schema: z.ZodNumber) =>
   z.preprocess(
-    (value) => (typeof value === 'string' && /^-?(0|[1-9][0-9]{0,19})$/.test(value) ? Number(value) : value),
+    (value) =>
+      value === null
+        ? undefined
+        : typeof value === 'string' && /^-?(0|[1-9][0-9]{0,19})$/.test(value)
+          ? Number(value)
+          : value,
     schema.optional(),
   );
 const uint32 = (accepted = UINT32) =>
@@ -142,7 +155,7 @@ const family = z
   .union([z.literal(0), z.literal(1), z.literal(AF_INET), z.literal(AF_INET6), z.literal('v4'), z.literal('v6')], {
     error: FAMILY,
   })
-  .default(0)
+  .nullish()
   .transform((value): KataFamilyJson => (value === 1 || value === AF_INET6 || value === 'v6' ? 1 : 0));
 
 /**

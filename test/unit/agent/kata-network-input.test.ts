@@ -189,6 +189,27 @@ describe("the agent requests Kata's runtime logs (protobuf JSON)", () => {
   });
 });
 
+describe('JSON null in a field', () => {
+  it('is the zero value, as Go and protobuf JSON read it (jq writes null for a key its input lacks)', () => {
+    // jq '{name, hwAddr, mtu, type, IPAddresses}' over {"name":"eth7"}.
+    const fromJq = { name: 'eth7', hwAddr: null, mtu: null, type: null, IPAddresses: null };
+    const message = interfaceFromJson(fromJq);
+    expect([message.name, message.hwAddr, message.mtu, message.type, message.IPAddresses]).toEqual([
+      'eth7',
+      '',
+      0n,
+      '',
+      [],
+    ]);
+    // What add-iface makes of it: eth7 with its own MAC and MTU, as if the keys were left out.
+    expect(resolve(fromJq)).toEqual(resolve({ name: 'eth7' }));
+    const [route] = routesFromJson([{ dest: '10.0.0.0/8', gateway: null, device: 'eth7', family: null, scope: null }]);
+    expect([route?.gateway, route?.family, route?.scope]).toEqual(['', 0, 0]);
+    // A null route is no route: refused, not read as an empty one (Kata's runtime would send a nil entry).
+    expect(fieldOf(() => routesFromJson([null]))).toMatch(/^routes\[0\]/);
+  });
+});
+
 describe('interface MTU', () => {
   it('1.5 and 70000 are refused with the same accepted range', () => {
     const accepted = (action: () => unknown) => {
