@@ -191,15 +191,15 @@ export function entryNames(
 }
 
 /**
- * The entries whose endpoint the record still holds (by name and pod link): an endpoint removed
- * (del-iface, the watch, an undo) takes its entry with it. Undefined when none are left.
+ * The entries (guestPending or unplugUnfinished ones) whose endpoint the record still holds (by name
+ * and pod link): an endpoint removed (del-iface, the watch, an undo) takes its entry with it.
+ * Undefined when none are left.
  */
-export function guestPendingOf(
-  entries: readonly GuestPending[] | undefined,
+export function entriesOfEndpoints<Entry extends { name: string; podLink: string }>(
+  entries: readonly Entry[] | undefined,
   endpoints: readonly Endpoint[],
-): GuestPending[] | undefined {
-  if (entries === undefined) return undefined;
-  const kept = entries.filter((entry) => endpoints.some((endpoint) => entryNames(entry, endpoint)));
+): Entry[] | undefined {
+  const kept = (entries ?? []).filter((entry) => endpoints.some((endpoint) => entryNames(entry, endpoint)));
   return kept.length > 0 ? kept : undefined;
 }
 

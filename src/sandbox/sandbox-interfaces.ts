@@ -58,10 +58,10 @@ import { UnplugIfRunning, type VmmToUnplugFrom, vmGone, vmGoneAfter } from '../n
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import {
+  entriesOfEndpoints,
   entryNames,
   GUEST_PUSH_TIMEOUT_MS,
   guestPendingEntry,
-  guestPendingOf,
   guestPendingRunning,
   withoutEntries,
 } from './guest-pending.js';
@@ -76,7 +76,7 @@ import {
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
 import { timeUnderLock } from './time-under-lock.js';
-import { endpointsToPush, hotplugUnfinished, unplugUnfinishedEntry, unplugUnfinishedOf } from './unplug-unfinished.js';
+import { endpointsToPush, hotplugUnfinished, unplugUnfinishedEntry } from './unplug-unfinished.js';
 
 /**
  * How long an agent connect made under the sandbox lock tries a socket that is missing or refuses
@@ -1000,11 +1000,11 @@ export function sandboxRecordKeeper(store: SandboxStore, state: SandboxState, ne
   countIndices();
   const persist = () => {
     countIndices();
-    // An endpoint removed (del-iface, the watch, an undo) takes its guestPending entry with it.
-    const guestPending = guestPendingOf(state.guestPending, network.endpoints());
+    // An endpoint removed (del-iface, the watch, an undo) takes its entries with it.
+    const guestPending = entriesOfEndpoints(state.guestPending, network.endpoints());
     if (guestPending) state.guestPending = guestPending;
     else delete state.guestPending;
-    const unplugUnfinished = unplugUnfinishedOf(state.unplugUnfinished, network.endpoints());
+    const unplugUnfinished = entriesOfEndpoints(state.unplugUnfinished, network.endpoints());
     if (unplugUnfinished) state.unplugUnfinished = unplugUnfinished;
     else delete state.unplugUnfinished;
     store.write({ ...state, network: network.save() });

@@ -7,13 +7,13 @@ import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../../../src/network/endpoint/endpoint.js';
-import type { GuestPending, SandboxState } from '../../../src/network/state/records.js';
+import type { GuestPending, SandboxState, UnplugUnfinished } from '../../../src/network/state/records.js';
 import {
   awaitedByAnother,
   decideGuestPending,
+  entriesOfEndpoints,
   GUEST_PENDING_WAIT_BOUND_MS,
   guestPendingEntry,
-  guestPendingOf,
   guestPendingRunning,
   guestPendingVerdict,
   isOwnEntry,
@@ -51,13 +51,17 @@ describe('guestPending entries', () => {
     expect(withoutAwaited(all, {} as SandboxState)).toHaveLength(3);
   });
 
-  it('drops the entry of an endpoint the record no longer holds, by name and pod link, and one by its token', () => {
+  it('drops the entry (guestPending or unplugUnfinished) of an endpoint the record no longer holds, by name and pod link, and one by its token', () => {
     const entry = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
-    expect(guestPendingOf([entry], [endpoint('eth0'), endpoint('net9', 'eth9')])).toEqual([entry]);
-    expect(guestPendingOf([entry], [endpoint('eth0')])).toBeUndefined();
+    expect(entriesOfEndpoints([entry], [endpoint('eth0'), endpoint('net9', 'eth9')])).toEqual([entry]);
+    expect(entriesOfEndpoints([entry], [endpoint('eth0')])).toBeUndefined();
     // Another link under the name: not the endpoint the entry is about.
-    expect(guestPendingOf([entry], [endpoint('net9', 'eth7')])).toBeUndefined();
-    expect(guestPendingOf(undefined, [endpoint('eth0')])).toBeUndefined();
+    expect(entriesOfEndpoints([entry], [endpoint('net9', 'eth7')])).toBeUndefined();
+    expect(entriesOfEndpoints(undefined, [endpoint('eth0')])).toBeUndefined();
+    // An unplugUnfinished entry goes with its endpoint the same way.
+    const unplug: UnplugUnfinished = { name: 'net9', podLink: 'eth9', deviceId: 'net1', since: '' };
+    expect(entriesOfEndpoints([unplug], [endpoint('eth0'), endpoint('net9', 'eth9')])).toEqual([unplug]);
+    expect(entriesOfEndpoints([unplug], [endpoint('net9', 'eth7')])).toBeUndefined();
     const other = guestPendingEntry(endpoint('net8', 'eth8'), 'add-iface');
     expect(withoutEntries([entry, other], entry.token)).toEqual([other]);
     expect(withoutEntries([entry], entry.token)).toBeUndefined();
