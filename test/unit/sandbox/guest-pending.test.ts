@@ -16,6 +16,7 @@ import {
   guestPendingEntry,
   guestPendingRunning,
   guestPendingVerdict,
+  guestPendingWaitBoundMs,
   isOwnEntry,
   withoutAwaited,
   withoutEntries,
@@ -34,6 +35,10 @@ describe('guestPending entries', () => {
     const mine = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
     expect(mine).toMatchObject({ name: 'net9', podLink: 'eth9', pid: process.pid, by: 'add-iface' });
     expect(mine.pidStart).toMatch(/^\d+$/);
+    // Its own deadline: the longest its command keeps it, with the lock wait it was given.
+    expect(Date.parse(mine.waitsUntil ?? '') - Date.parse(mine.since)).toBe(GUEST_PENDING_WAIT_BOUND_MS);
+    const patient = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface', 600_000);
+    expect(Date.parse(patient.waitsUntil ?? '') - Date.parse(patient.since)).toBe(810_000);
     expect(guestPendingRunning(mine)).toBe(true);
     // The same pid, started at another time: a later process given the pid, not the add-iface.
     expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 1}` })).toBe(false);
@@ -128,6 +133,27 @@ describe('decideGuestPending', () => {
     });
     // No time to count from: taken as past the bound.
     expect(decideGuestPending({ ...entry, since: 'yesterday' }, unseen, since)).toEqual({
+      running: false,
+      guessed: true,
+    });
+  });
+
+  it("counts to the writer's own deadline when the entry records one (a longer lock wait), to the 4-minute bound when it does not", () => {
+    const unseen = { kind: 'unseen', initial: false } as const;
+    // An add-iface given a 10-minute lock wait keeps its entry up to 3 × 60 s + 600 s + 30 s.
+    expect(guestPendingWaitBoundMs(600_000)).toBe(810_000);
+    expect(GUEST_PENDING_WAIT_BOUND_MS).toBe(240_000);
+    const waitsUntil = new Date(since + 810_000).toISOString();
+    const patient: GuestPending = { ...entry, waitsUntil };
+    expect(decideGuestPending(patient, unseen, since + GUEST_PENDING_WAIT_BOUND_MS + 1)).toEqual({
+      running: true,
+      guessed: true,
+    });
+    expect(decideGuestPending(patient, unseen, since + 810_000)).toEqual({ running: false, guessed: true });
+    // A deadline shorter than the default bound (a lock wait of 0) is the writer's too.
+    const hasty: GuestPending = { ...entry, waitsUntil: new Date(since + 210_000).toISOString() };
+    expect(decideGuestPending(hasty, unseen, since + 210_000)).toEqual({ running: false, guessed: true });
+    expect(decideGuestPending({ ...entry, waitsUntil: 'soon' }, unseen, since)).toEqual({
       running: false,
       guessed: true,
     });
