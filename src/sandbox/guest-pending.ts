@@ -119,6 +119,20 @@ export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight
   return { running, guessed: true };
 }
 
+/**
+ * What a note adds about a verdict told by time (`guessed`): that it is a guess, why, and the time
+ * it turns (or turned) on. Undefined for a verdict told by the command's process.
+ */
+export function guessedWords(entry: GuestPending, verdict: GuestPendingVerdict): string | undefined {
+  if (!verdict.guessed) return undefined;
+  const end = guestPendingWaitEnd(entry);
+  // Whole seconds: the bound is a guess, its milliseconds only noise.
+  const at = Number.isFinite(end) ? new Date(end).toISOString().replace(/\.\d{3}Z$/, 'Z') : 'an unreadable time';
+  return verdict.running
+    ? `guessed: it runs in a PID namespace not seen from here, so it is taken as waiting until its longest wait ends, at ${at}`
+    : `guessed: it ran in a PID namespace not seen from here, and its longest wait ended at ${at}`;
+}
+
 /** When `entry`'s command stops waiting at the latest (ms since the epoch; NaN when its time is unreadable). */
 export function guestPendingWaitEnd(entry: GuestPending): number {
   if (entry.waitsUntil !== undefined) return Date.parse(entry.waitsUntil);

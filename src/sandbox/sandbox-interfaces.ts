@@ -61,8 +61,9 @@ import {
   entriesOfEndpoints,
   entryNames,
   GUEST_PUSH_TIMEOUT_MS,
+  guessedWords,
   guestPendingEntry,
-  guestPendingRunning,
+  guestPendingVerdict,
   withoutEntries,
 } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
@@ -718,11 +719,11 @@ export async function addInterface(
           id,
           stateDirectory: store.root,
           namespacePath: network.config.namespacePath,
-          guestPending: (state.guestPending ?? []).map((entry) => ({
-            name: entry.name,
-            running: guestPendingRunning(entry),
-            by: entry.by,
-          })),
+          guestPending: (state.guestPending ?? []).map((entry) => {
+            const verdict = guestPendingVerdict(entry);
+            const guessed = guessedWords(entry, verdict);
+            return { name: entry.name, running: verdict.running, by: entry.by, ...(guessed ? { guessed } : {}) };
+          }),
         },
       });
       let inferredType: EndpointType | undefined;

@@ -13,6 +13,7 @@ import {
   decideGuestPending,
   entriesOfEndpoints,
   GUEST_PENDING_WAIT_BOUND_MS,
+  guessedWords,
   guestPendingEntry,
   guestPendingRunning,
   guestPendingVerdict,
@@ -157,6 +158,18 @@ describe('decideGuestPending', () => {
       running: false,
       guessed: true,
     });
+  });
+
+  it('says a verdict told by time is a guess, with the time it turns on; a verdict told by the process, nothing', () => {
+    const patient: GuestPending = { ...entry, waitsUntil: '2026-01-01T00:13:30.250Z' };
+    expect(guessedWords(patient, { running: true, guessed: true })).toBe(
+      'guessed: it runs in a PID namespace not seen from here, so it is taken as waiting until its longest wait ends, at 2026-01-01T00:13:30Z',
+    );
+    // An earlier build's entry: 4 minutes past since.
+    expect(guessedWords(entry, { running: false, guessed: true })).toBe(
+      'guessed: it ran in a PID namespace not seen from here, and its longest wait ended at 2026-01-01T00:04:00Z',
+    );
+    expect(guessedWords(entry, { running: true, guessed: false })).toBeUndefined();
   });
 
   it('from the initial namespace, which sees every live one, a namespace out of sight is gone: stopped, surely', () => {
