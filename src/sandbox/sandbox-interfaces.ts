@@ -1205,10 +1205,31 @@ export async function listInterfaces(id: string, options: ListOptions = {}): Pro
       agent.listInterfaces({ timeoutMs }),
     );
     if (answered) return answered.map(interfaceToJson);
-    return generateGuestNetwork(network.endpoints()).interfaces.map((guest) =>
-      interfaceToJson(interfaceFromJson(guest)),
-    );
+    // What the guest will have: a NIC whose hot-plug (or its undo) did not finish it never
+    // configured, and pushes leave out; list-routes leaves its routes out the same way.
+    const listed = recordedViewOf(network.endpoints(), state, { sandbox: id, operation: 'list-ifaces' });
+    return generateGuestNetwork(listed).interfaces.map((guest) => interfaceToJson(interfaceFromJson(guest)));
   });
+}
+
+/**
+ * The endpoints a recorded view (list-ifaces, list-routes with no agent answering) shows: what the
+ * next push would send the guest, less those whose hot-plug or its undo did not finish. Those left
+ * out are said in a notice, pointing to `vcnet list`, which shows them with what finishes them.
+ */
+function recordedViewOf(
+  endpoints: readonly Endpoint[],
+  state: SandboxState,
+  note: { sandbox: string; operation: 'list-ifaces' | 'list-routes' },
+): Endpoint[] {
+  const leftOut = endpoints.filter((endpoint) => hotplugUnfinished(endpoint, state));
+  if (leftOut.length > 0) {
+    const names = leftOut.map((endpoint) => endpoint.name);
+    const many = names.length > 1;
+    const message = `sandbox ${note.sandbox}: ${names.join(', ')} ${many ? 'are' : 'is'} not in this recorded view: ${many ? 'their' : 'its'} hot-plug, or the undo of it, did not finish, so the guest never configured ${many ? 'them' : 'it'} and pushes leave ${many ? 'them' : 'it'} out; \`vcnet list\` shows ${many ? 'them' : 'it'} and what finishes ${many ? 'them' : 'it'}`;
+    reportNotice(() => ({ operation: note.operation, endpoint: names.join(','), message }), undefined);
+  }
+  return endpoints.filter((endpoint) => !leftOut.includes(endpoint));
 }
 
 /**
@@ -1297,7 +1318,7 @@ export async function listRoutes(id: string, options: ListOptions = {}): Promise
     if (answered) return answered.map(routeToJson);
     // What the next push would send: the set update-routes gave (as the NICs changed it since), else
     // the derived one; a NIC whose hot-plug (or its undo) did not finish left out, as pushes leave it.
-    const routed = network.endpoints().filter((endpoint) => !hotplugUnfinished(endpoint, state));
+    const routed = recordedViewOf(network.endpoints(), state, { sandbox: id, operation: 'list-routes' });
     return sandboxRouteSet(routed, state.guestRoutes).map((route) => routeToJson(routesFromJson([route])[0]!));
   });
 }
