@@ -15,13 +15,14 @@ import { DEFAULT_LOCK_TIMEOUT_MS, defaultLockTimeoutMs } from '../network/state/
 export const GUEST_PUSH_TIMEOUT_MS = 60_000;
 
 /**
- * The longest an add-iface or watch keeps its entry after `since`: its push's three agent calls
- * (interface, routes, neighbours) at GUEST_PUSH_TIMEOUT_MS each, the lock taken again
- * (`lockTimeoutMs`, its own lock wait) and the route set sent again (30 s). Recorded in the entry
- * (`waitsUntil`): a reader that cannot see the command's process takes it as stopped past that.
+ * The longest an add-iface or watch keeps its entry after `since`: its push's agent calls (one per
+ * interface it sends, `interfaces`, then routes and neighbours) at GUEST_PUSH_TIMEOUT_MS each, the
+ * lock taken again (`lockTimeoutMs`, its own lock wait) and the route set sent again (30 s).
+ * Recorded in the entry (`waitsUntil`): a reader that cannot see the command's process takes it as
+ * stopped past that.
  */
-export function guestPendingWaitBoundMs(lockTimeoutMs: number): number {
-  return 3 * GUEST_PUSH_TIMEOUT_MS + lockTimeoutMs + 30_000;
+export function guestPendingWaitBoundMs(lockTimeoutMs: number, interfaces = 1): number {
+  return (interfaces + 2) * GUEST_PUSH_TIMEOUT_MS + lockTimeoutMs + 30_000;
 }
 
 /**
@@ -59,14 +60,16 @@ function sameNamespace(a: PidNamespaceId, b: PidNamespaceId): boolean {
 }
 
 /**
- * A new entry for `endpoint`, this process's (`by`: the command it runs), which takes the lock again
- * within `lockTimeoutMs` (default VCNET_LOCK_TIMEOUT or 30 s) once the guest's part is done.
+ * A new entry for `endpoint`, this process's (`by`: the command it runs), whose push sends
+ * `wait.interfaces` interfaces (default 1) and which takes the lock again within
+ * `wait.lockTimeoutMs` (default VCNET_LOCK_TIMEOUT or 30 s) once the guest's part is done.
  */
 export function guestPendingEntry(
   endpoint: Endpoint,
   by: GuestPendingCommand,
-  lockTimeoutMs = defaultLockTimeoutMs(),
+  wait: { lockTimeoutMs?: number | undefined; interfaces?: number } = {},
 ): GuestPending {
+  const lockTimeoutMs = wait.lockTimeoutMs ?? defaultLockTimeoutMs();
   const pidStart = processStart(process.pid);
   const pidNamespace = pidNamespaceOf('self');
   const now = Date.now();
@@ -78,7 +81,7 @@ export function guestPendingEntry(
     ...(pidStart !== undefined ? { pidStart } : {}),
     ...(pidNamespace !== undefined ? { pidNamespace } : {}),
     since: new Date(now).toISOString(),
-    waitsUntil: new Date(now + guestPendingWaitBoundMs(lockTimeoutMs)).toISOString(),
+    waitsUntil: new Date(now + guestPendingWaitBoundMs(lockTimeoutMs, wait.interfaces)).toISOString(),
     by,
   };
 }

@@ -782,7 +782,7 @@ export async function addInterface(
         }
         // The guest may take seconds to show the NIC (a minute under TCG): recorded as waiting for
         // it, and the lock given back meanwhile; finishAddedInterface takes it again.
-        const entry = guestPendingEntry(endpoint, 'add-iface', options.lockTimeoutMs);
+        const entry = guestPendingEntry(endpoint, 'add-iface', { lockTimeoutMs: options.lockTimeoutMs });
         const routed = endpointsToPush(network.endpoints(), state, {
           sandbox: id,
           operation: 'add-iface',

@@ -38,8 +38,11 @@ describe('guestPending entries', () => {
     expect(mine.pidStart).toMatch(/^\d+$/);
     // Its own deadline: the longest its command keeps it, with the lock wait it was given.
     expect(Date.parse(mine.waitsUntil ?? '') - Date.parse(mine.since)).toBe(GUEST_PENDING_WAIT_BOUND_MS);
-    const patient = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface', 600_000);
+    const patient = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface', { lockTimeoutMs: 600_000 });
     expect(Date.parse(patient.waitsUntil ?? '') - Date.parse(patient.since)).toBe(810_000);
+    // A watch's push of three endpoints makes five agent calls: 5 × 60 s + 30 s + 30 s.
+    const watched = guestPendingEntry(endpoint('net9', 'eth9'), 'watch', { interfaces: 3 });
+    expect(Date.parse(watched.waitsUntil ?? '') - Date.parse(watched.since)).toBe(360_000);
     expect(guestPendingRunning(mine)).toBe(true);
     // The same pid, started at another time: a later process given the pid, not the add-iface.
     expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 1}` })).toBe(false);
@@ -143,6 +146,7 @@ describe('decideGuestPending', () => {
     const unseen = { kind: 'unseen', initial: false } as const;
     // An add-iface given a 10-minute lock wait keeps its entry up to 3 × 60 s + 600 s + 30 s.
     expect(guestPendingWaitBoundMs(600_000)).toBe(810_000);
+    expect(guestPendingWaitBoundMs(30_000, 3)).toBe(360_000);
     expect(GUEST_PENDING_WAIT_BOUND_MS).toBe(240_000);
     const waitsUntil = new Date(since + 810_000).toISOString();
     const patient: GuestPending = { ...entry, waitsUntil };
