@@ -275,7 +275,10 @@ describe.skipIf(skipReason !== undefined)('guestPending entries read from anothe
     const record = JSON.parse(readFileSync(file, 'utf8'));
     const hostNamespace = statSync('/proc/self/ns/pid');
     record.guestPending[0].pidNamespace = { device: hostNamespace.dev, inode: hostNamespace.ino };
-    record.guestPending[0].since = new Date(Date.now() - 600_000).toISOString();
+    const since = Date.now() - 600_000;
+    record.guestPending[0].since = new Date(since).toISOString();
+    // Its own deadline as that add-iface recorded it (the default lock wait), long past too.
+    record.guestPending[0].waitsUntil = new Date(since + 240_000).toISOString();
     writeFileSync(file, JSON.stringify(record));
     const guessed = listedEndpoint(await vcnetInPidNamespace(['list', '--json', ...state]).done, 'pk', 'net9');
     expect(guessed).toMatchObject({ guestPending: 'stopped', guestPendingGuessed: true });
