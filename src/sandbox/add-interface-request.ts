@@ -38,7 +38,13 @@ export interface AddInterfaceSandbox {
    * The sandbox's endpoints plugged by an add-iface (or a `vcnet watch`, `by`) that waits (or waited)
    * for the guest without the lock, and whether that command still runs.
    */
-  guestPending?: ReadonlyArray<{ name: string; running: boolean; by: 'add-iface' | 'watch' }>;
+  guestPending?: ReadonlyArray<{
+    name: string;
+    running: boolean;
+    by: 'add-iface' | 'watch';
+    /** Set when `running` is a guess (that command's PID namespace is out of sight): what a note says of it (guessedWords). */
+    guessed?: string;
+  }>;
 }
 
 /** How far an interface the sandbox already has got: attached, half-attached, or plugged and waiting for the guest. */
@@ -58,7 +64,10 @@ export class InterfaceAlreadyAddedError extends VcnetError {
     stage: AlreadyAddedStage,
     /** For the guest-* stages: the command that plugged it and waits for the guest. */
     pluggedBy: 'add-iface' | 'watch' = 'add-iface',
+    /** For the guest-* stages, when whether that command runs is a guess: what is said of it (guessedWords). */
+    guessed?: string,
   ) {
+    const guess = guessed === undefined ? '' : ` (${guessed})`;
     const plugger = pluggedBy === 'watch' ? '`vcnet watch`' : 'add-iface';
     const id = sandbox ? shellWord(sandbox.id) : 'SANDBOX';
     const flag = sandbox ? stateDirectoryFlag(sandbox.stateDirectory) : '';
@@ -67,8 +76,8 @@ export class InterfaceAlreadyAddedError extends VcnetError {
     const messages: Record<AlreadyAddedStage, string> = {
       'half-added': `interface ${guestName}${from} is already in sandbox ${sandbox?.id ?? ''}, half-added: the add-iface that began it did not finish (killed part-way)`,
       added: `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}`,
-      'guest-waiting': `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}: the ${plugger} that added it is still waiting for the guest to configure it`,
-      'guest-stopped': `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}, its NIC plugged: the ${plugger} that added it was stopped while it waited for the guest to configure it`,
+      'guest-waiting': `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}: the ${plugger} that added it is still waiting for the guest to configure it${guess}`,
+      'guest-stopped': `interface ${guestName}${from} is already added to sandbox ${sandbox?.id ?? ''}, its NIC plugged: the ${plugger} that added it was stopped while it waited for the guest to configure it${guess}`,
     };
     const hints: Record<AlreadyAddedStage, string> = {
       'half-added': `\`vcnet gc --netns ${sandbox ? shellWord(sandbox.namespacePath) : 'PATH'}${flag}\` undoes what that add-iface made (the rest of the sandbox stays), then run add-iface again`,
@@ -165,7 +174,7 @@ export function resolveAddInterfaceRequest(
             ? 'guest-waiting'
             : 'guest-stopped'
           : 'added';
-      throw new InterfaceAlreadyAddedError(guestName, link, options.sandbox, stage, waiting?.by);
+      throw new InterfaceAlreadyAddedError(guestName, link, options.sandbox, stage, waiting?.by, waiting?.guessed);
     }
     throw new InvalidInputError('interface.name', guestName, 'a name no other interface of the sandbox has');
   }

@@ -7,9 +7,14 @@
 import { AgentClient } from '../agent/client.js';
 import { type KataRouteJson, routeToJson } from '../agent/kata-network-json.js';
 import { functionOption, lockTimeoutOption, optionsArgument, signalOption, stringOption } from '../arguments.js';
+import { reportNotice } from '../diagnostics.js';
 import { InvalidInputError } from '../errors.js';
+import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { generateGuestNetwork } from '../network/guest.js';
-import { entryNames, withoutEntries } from './guest-pending.js';
+import { stateDirectoryFlag } from '../network/state/default-directories.js';
+import type { SandboxState } from '../network/state/records.js';
+import { shellWord } from '../shell-word.js';
+import { entryNames, guessedWords, guestPendingVerdict, withoutEntries } from './guest-pending.js';
 import { pushEndpoints } from './guest-push.js';
 import { withSandbox } from './sandbox-interfaces.js';
 import { endpointsToPush } from './unplug-unfinished.js';
@@ -88,6 +93,7 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
       stateDirectory: store.root,
       warn: options.warn,
     });
+    noteGuessedWaits(id, store.root, state, network.endpoints(), endpoints, options.warn);
     // Only the entries of what this push sends are cleared after it: an add-iface stopped during the
     // push (its entry running when it was left out here) sent its NIC to nobody, and stays pending.
     const sent = (state.guestPending ?? []).filter((entry) =>
@@ -116,4 +122,33 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
       agent.close();
     }
   });
+}
+
+/**
+ * Says which endpoints this push left to the add-iface (or watch) that plugged them because that
+ * command is taken as still waiting for the guest by a guess (its PID namespace out of sight): a
+ * guess may be wrong (a command killed there), and until its time passes nobody sends that NIC.
+ * A verdict told by the command's process needs no word: that command sends the NIC itself.
+ */
+function noteGuessedWaits(
+  id: string,
+  stateDirectory: string,
+  state: SandboxState,
+  all: readonly Endpoint[],
+  sent: readonly Endpoint[],
+  warn: ((message: string) => void) | undefined,
+): void {
+  for (const entry of state.guestPending ?? []) {
+    const endpoint = all.find((candidate) => entryNames(entry, candidate));
+    if (endpoint === undefined || sent.includes(endpoint)) continue;
+    const verdict = guestPendingVerdict(entry);
+    const guessed = guessedWords(entry, verdict);
+    if (!verdict.running || guessed === undefined) continue;
+    const command = entry.by === 'watch' ? '`vcnet watch`' : 'add-iface';
+    const message = `sandbox ${id}: ${entry.name} is left to the ${command} that plugged it, taken as still waiting for the guest to configure it (${guessed}); should that ${command} have stopped, \`vcnet configure-guest --sandbox ${shellWord(id)}${stateDirectoryFlag(stateDirectory)}\` sends ${entry.name} once that time has passed`;
+    reportNotice(
+      () => ({ operation: 'configure-guest', endpoint: entry.name, message }),
+      warn && (() => warn(message)),
+    );
+  }
 }

@@ -9,17 +9,27 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import type { GuestPending, GuestPendingCommand, PidNamespaceId, SandboxState } from '../network/state/records.js';
+import { DEFAULT_LOCK_TIMEOUT_MS, defaultLockTimeoutMs } from '../network/state/store.js';
 
 /** How long add-iface and the watch give each agent call of their push after a hot-plug. */
 export const GUEST_PUSH_TIMEOUT_MS = 60_000;
 
 /**
- * The longest an add-iface or watch keeps its entry after `since`: its push's three agent calls
- * (interface, routes, neighbours) at GUEST_PUSH_TIMEOUT_MS each, the lock taken again (30 s by
- * default) and the route set sent again (30 s). Past it, a reader that cannot see the command's
- * process takes it as stopped (a VCNET_LOCK_TIMEOUT longer than the default may outlast this).
+ * The longest an add-iface or watch keeps its entry after `since`: its push's agent calls (one per
+ * interface it sends, `interfaces`, then routes and neighbours) at GUEST_PUSH_TIMEOUT_MS each, the
+ * lock taken again (`lockTimeoutMs`, its own lock wait) and the route set sent again (30 s).
+ * Recorded in the entry (`waitsUntil`): a reader that cannot see the command's process takes it as
+ * stopped past that.
  */
-export const GUEST_PENDING_WAIT_BOUND_MS = 3 * GUEST_PUSH_TIMEOUT_MS + 30_000 + 30_000;
+export function guestPendingWaitBoundMs(lockTimeoutMs: number, interfaces = 1): number {
+  return (interfaces + 2) * GUEST_PUSH_TIMEOUT_MS + lockTimeoutMs + 30_000;
+}
+
+/**
+ * The bound with the default lock wait (30 s): 4 minutes, for an entry of an earlier build, which
+ * records no `waitsUntil` (its command may have waited longer for the lock: VCNET_LOCK_TIMEOUT).
+ */
+export const GUEST_PENDING_WAIT_BOUND_MS = guestPendingWaitBoundMs(DEFAULT_LOCK_TIMEOUT_MS);
 
 /** The initial PID namespace's inode (the kernel's PROC_PID_INIT_INO): every other one descends from it. */
 const INITIAL_PID_NAMESPACE_INODE = 0xeffffffc;
@@ -49,10 +59,20 @@ function sameNamespace(a: PidNamespaceId, b: PidNamespaceId): boolean {
   return a.device === b.device && a.inode === b.inode;
 }
 
-/** A new entry for `endpoint`, this process's (`by`: the command it runs). */
-export function guestPendingEntry(endpoint: Endpoint, by: GuestPendingCommand): GuestPending {
+/**
+ * A new entry for `endpoint`, this process's (`by`: the command it runs), whose push sends
+ * `wait.interfaces` interfaces (default 1) and which takes the lock again within
+ * `wait.lockTimeoutMs` (default VCNET_LOCK_TIMEOUT or 30 s) once the guest's part is done.
+ */
+export function guestPendingEntry(
+  endpoint: Endpoint,
+  by: GuestPendingCommand,
+  wait: { lockTimeoutMs?: number | undefined; interfaces?: number } = {},
+): GuestPending {
+  const lockTimeoutMs = wait.lockTimeoutMs ?? defaultLockTimeoutMs();
   const pidStart = processStart(process.pid);
   const pidNamespace = pidNamespaceOf('self');
+  const now = Date.now();
   return {
     name: endpoint.name,
     podLink: endpoint.properties.link.name,
@@ -60,7 +80,8 @@ export function guestPendingEntry(endpoint: Endpoint, by: GuestPendingCommand): 
     pid: process.pid,
     ...(pidStart !== undefined ? { pidStart } : {}),
     ...(pidNamespace !== undefined ? { pidNamespace } : {}),
-    since: new Date().toISOString(),
+    since: new Date(now).toISOString(),
+    waitsUntil: new Date(now + guestPendingWaitBoundMs(lockTimeoutMs, wait.interfaces)).toISOString(),
     by,
   };
 }
@@ -86,8 +107,8 @@ export interface GuestPendingVerdict {
 /**
  * The decision, from what the reader sees (`sight`) at `nowMs`: a process seen is the entry's when
  * its start time is the recorded one; a namespace out of sight is a guess, the command running until
- * GUEST_PENDING_WAIT_BOUND_MS past `since` (from the initial namespace none is out of sight but a
- * dead one: stopped, surely).
+ * the entry's `waitsUntil` (an earlier build's entry: GUEST_PENDING_WAIT_BOUND_MS past `since`). From
+ * the initial namespace none is out of sight but a dead one: stopped, surely.
  */
 export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight, nowMs: number): GuestPendingVerdict {
   if (sight.kind !== 'unseen') {
@@ -95,10 +116,30 @@ export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight
     return { running, guessed: false };
   }
   if (sight.initial) return { running: false, guessed: false };
-  const since = Date.parse(entry.since);
+  const until = guestPendingWaitEnd(entry);
   // An unreadable time gives no bound to wait for: taken as past it.
-  const running = Number.isFinite(since) && nowMs < since + GUEST_PENDING_WAIT_BOUND_MS;
+  const running = Number.isFinite(until) && nowMs < until;
   return { running, guessed: true };
+}
+
+/**
+ * What a note adds about a verdict told by time (`guessed`): that it is a guess, why, and the time
+ * it turns (or turned) on. Undefined for a verdict told by the command's process.
+ */
+export function guessedWords(entry: GuestPending, verdict: GuestPendingVerdict): string | undefined {
+  if (!verdict.guessed) return undefined;
+  const end = guestPendingWaitEnd(entry);
+  // Whole seconds: the bound is a guess, its milliseconds only noise.
+  const at = Number.isFinite(end) ? new Date(end).toISOString().replace(/\.\d{3}Z$/, 'Z') : 'an unreadable time';
+  return verdict.running
+    ? `guessed: it runs in a PID namespace not seen from here, so it is taken as waiting until its longest wait ends, at ${at}`
+    : `guessed: it ran in a PID namespace not seen from here, and its longest wait ended at ${at}`;
+}
+
+/** When `entry`'s command stops waiting at the latest (ms since the epoch; NaN when its time is unreadable). */
+export function guestPendingWaitEnd(entry: GuestPending): number {
+  if (entry.waitsUntil !== undefined) return Date.parse(entry.waitsUntil);
+  return Date.parse(entry.since) + GUEST_PENDING_WAIT_BOUND_MS;
 }
 
 /**
@@ -191,15 +232,15 @@ export function entryNames(
 }
 
 /**
- * The entries whose endpoint the record still holds (by name and pod link): an endpoint removed
- * (del-iface, the watch, an undo) takes its entry with it. Undefined when none are left.
+ * The entries (guestPending or unplugUnfinished ones) whose endpoint the record still holds (by name
+ * and pod link): an endpoint removed (del-iface, the watch, an undo) takes its entry with it.
+ * Undefined when none are left.
  */
-export function guestPendingOf(
-  entries: readonly GuestPending[] | undefined,
+export function entriesOfEndpoints<Entry extends { name: string; podLink: string }>(
+  entries: readonly Entry[] | undefined,
   endpoints: readonly Endpoint[],
-): GuestPending[] | undefined {
-  if (entries === undefined) return undefined;
-  const kept = entries.filter((entry) => endpoints.some((endpoint) => entryNames(entry, endpoint)));
+): Entry[] | undefined {
+  const kept = (entries ?? []).filter((entry) => endpoints.some((endpoint) => entryNames(entry, endpoint)));
   return kept.length > 0 ? kept : undefined;
 }
 

@@ -59,11 +59,12 @@ import { UnplugIfRunning, type VmmToUnplugFrom, vmGone, vmGoneAfter } from '../n
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
 import {
+  entriesOfEndpoints,
   entryNames,
   GUEST_PUSH_TIMEOUT_MS,
+  guessedWords,
   guestPendingEntry,
-  guestPendingOf,
-  guestPendingRunning,
+  guestPendingVerdict,
   withoutEntries,
 } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
@@ -77,7 +78,7 @@ import {
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
 import { timeUnderLock } from './time-under-lock.js';
-import { endpointsToPush, hotplugUnfinished, unplugUnfinishedEntry, unplugUnfinishedOf } from './unplug-unfinished.js';
+import { endpointsToPush, hotplugUnfinished, unplugUnfinishedEntry } from './unplug-unfinished.js';
 
 /**
  * How long an agent connect made under the sandbox lock tries a socket that is missing or refuses
@@ -720,11 +721,11 @@ export async function addInterface(
           id,
           stateDirectory: store.root,
           namespacePath: network.config.namespacePath,
-          guestPending: (state.guestPending ?? []).map((entry) => ({
-            name: entry.name,
-            running: guestPendingRunning(entry),
-            by: entry.by,
-          })),
+          guestPending: (state.guestPending ?? []).map((entry) => {
+            const verdict = guestPendingVerdict(entry);
+            const guessed = guessedWords(entry, verdict);
+            return { name: entry.name, running: verdict.running, by: entry.by, ...(guessed ? { guessed } : {}) };
+          }),
         },
       });
       let inferredType: EndpointType | undefined;
@@ -783,7 +784,7 @@ export async function addInterface(
         }
         // The guest may take seconds to show the NIC (a minute under TCG): recorded as waiting for
         // it, and the lock given back meanwhile; finishAddedInterface takes it again.
-        const entry = guestPendingEntry(endpoint, 'add-iface');
+        const entry = guestPendingEntry(endpoint, 'add-iface', { lockTimeoutMs: options.lockTimeoutMs });
         const routed = endpointsToPush(network.endpoints(), state, {
           sandbox: id,
           operation: 'add-iface',
@@ -1002,11 +1003,11 @@ export function sandboxRecordKeeper(store: SandboxStore, state: SandboxState, ne
   countIndices();
   const persist = () => {
     countIndices();
-    // An endpoint removed (del-iface, the watch, an undo) takes its guestPending entry with it.
-    const guestPending = guestPendingOf(state.guestPending, network.endpoints());
+    // An endpoint removed (del-iface, the watch, an undo) takes its entries with it.
+    const guestPending = entriesOfEndpoints(state.guestPending, network.endpoints());
     if (guestPending) state.guestPending = guestPending;
     else delete state.guestPending;
-    const unplugUnfinished = unplugUnfinishedOf(state.unplugUnfinished, network.endpoints());
+    const unplugUnfinished = entriesOfEndpoints(state.unplugUnfinished, network.endpoints());
     if (unplugUnfinished) state.unplugUnfinished = unplugUnfinished;
     else delete state.unplugUnfinished;
     store.write({ ...state, network: network.save() });
@@ -1206,10 +1207,31 @@ export async function listInterfaces(id: string, options: ListOptions = {}): Pro
       agent.listInterfaces({ timeoutMs }),
     );
     if (answered) return answered.map(interfaceToJson);
-    return generateGuestNetwork(network.endpoints()).interfaces.map((guest) =>
-      interfaceToJson(interfaceFromJson(guest)),
-    );
+    // What the guest will have: a NIC whose hot-plug (or its undo) did not finish it never
+    // configured, and pushes leave out; list-routes leaves its routes out the same way.
+    const listed = recordedViewOf(network.endpoints(), state, { sandbox: id, operation: 'list-ifaces' });
+    return generateGuestNetwork(listed).interfaces.map((guest) => interfaceToJson(interfaceFromJson(guest)));
   });
+}
+
+/**
+ * The endpoints a recorded view (list-ifaces, list-routes with no agent answering) shows: what the
+ * next push would send the guest, less those whose hot-plug or its undo did not finish. Those left
+ * out are said in a notice, pointing to `vcnet list`, which shows them with what finishes them.
+ */
+function recordedViewOf(
+  endpoints: readonly Endpoint[],
+  state: SandboxState,
+  note: { sandbox: string; operation: 'list-ifaces' | 'list-routes' },
+): Endpoint[] {
+  const leftOut = endpoints.filter((endpoint) => hotplugUnfinished(endpoint, state));
+  if (leftOut.length > 0) {
+    const names = leftOut.map((endpoint) => endpoint.name);
+    const many = names.length > 1;
+    const message = `sandbox ${note.sandbox}: ${names.join(', ')} ${many ? 'are' : 'is'} not in this recorded view: ${many ? 'their' : 'its'} hot-plug, or the undo of it, did not finish, so the guest never configured ${many ? 'them' : 'it'} and pushes leave ${many ? 'them' : 'it'} out; \`vcnet list\` shows ${many ? 'them' : 'it'} and what finishes ${many ? 'them' : 'it'}`;
+    reportNotice(() => ({ operation: note.operation, endpoint: names.join(','), message }), undefined);
+  }
+  return endpoints.filter((endpoint) => !leftOut.includes(endpoint));
 }
 
 /**
@@ -1298,7 +1320,7 @@ export async function listRoutes(id: string, options: ListOptions = {}): Promise
     if (answered) return answered.map(routeToJson);
     // What the next push would send: the set update-routes gave (as the NICs changed it since), else
     // the derived one; a NIC whose hot-plug (or its undo) did not finish left out, as pushes leave it.
-    const routed = network.endpoints().filter((endpoint) => !hotplugUnfinished(endpoint, state));
+    const routed = recordedViewOf(network.endpoints(), state, { sandbox: id, operation: 'list-routes' });
     return sandboxRouteSet(routed, state.guestRoutes).map((route) => routeToJson(routesFromJson([route])[0]!));
   });
 }

@@ -607,7 +607,10 @@ async function applyChange(
         stateDirectory: store.root,
         ...(memory?.leftOutSaid ? { said: memory.leftOutSaid } : {}),
       });
-      const entries = addedEndpoints.map((endpoint) => guestPendingEntry(endpoint, 'watch'));
+      // The push sends every endpoint of the change, each its own agent call: counted in the entries' deadline.
+      const entries = addedEndpoints.map((endpoint) =>
+        guestPendingEntry(endpoint, 'watch', { interfaces: pushed.length }),
+      );
       if (entries.length > 0) {
         state.guestPending = [...(state.guestPending ?? []), ...entries];
         keeper.persist();

@@ -22,15 +22,6 @@ export function unplugUnfinishedEntry(endpoint: Endpoint): UnplugUnfinished {
   };
 }
 
-/** The entries whose endpoint the record still holds (same name and pod link); undefined when none are. */
-export function unplugUnfinishedOf(
-  entries: readonly UnplugUnfinished[] | undefined,
-  endpoints: readonly Endpoint[],
-): UnplugUnfinished[] | undefined {
-  const kept = (entries ?? []).filter((entry) => endpoints.some((endpoint) => entryNames(entry, endpoint)));
-  return kept.length > 0 ? kept : undefined;
-}
-
 /** Whether `endpoint`'s hot-plug, or the undo of it, did not finish. */
 export function hotplugUnfinished(endpoint: Endpoint, state: SandboxState): boolean {
   if (isUnfinished(endpoint.plumbing)) return true;

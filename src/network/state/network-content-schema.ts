@@ -465,6 +465,7 @@ export const sandboxContentSchema = z
             )
             .optional(),
           since: z.string({ error: 'a time' }),
+          waitsUntil: z.string({ error: 'a time' }).optional(),
           by: z.enum(['add-iface', 'watch'], { error: 'add-iface or watch' }),
         }),
         { error: 'a list of endpoints waiting for the guest' },

@@ -90,6 +90,13 @@ export interface GuestPending {
    */
   pidNamespace?: PidNamespaceId;
   since: string;
+  /**
+   * The latest time its command keeps the entry (its push's agent calls, its own lock wait and the
+   * route set sent again, from `since`): past it, a reader that cannot see the command's process
+   * takes it as stopped. Absent in records written before it was recorded (read as 4 minutes past
+   * `since`, the bound with the default lock wait).
+   */
+  waitsUntil?: string;
   /** The command that plugged it and waits: an add-iface, or a `vcnet watch` reacting to a new pod link. */
   by: GuestPendingCommand;
 }

@@ -42,7 +42,7 @@ import { parseRecord, type RecordEnvelope } from './record-envelope.js';
 import { checkStateRegistry, registerStateDirectory } from './registry.js';
 import { refuseUntrustedDirectory, unusableStateDirectory } from './trust.js';
 
-const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
+export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 const MIN_REGISTRY_WAIT_MS = 1_000;
 const SANDBOX_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /**

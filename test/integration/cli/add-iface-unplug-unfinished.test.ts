@@ -6,7 +6,8 @@
  * as it told the user to run it). They now leave it out, saying so once, as Kata's guest interface
  * list has no interface whose hot-plug failed; update-routes refuses a route on it, naming it.
  * `vcnet list` shows it `unplug-unfinished` with the del-iface to run, list-routes' recorded view
- * leaves its routes out as the pushes do, and `vcnet watch` says it is left out once, not with every
+ * leaves its routes out as the pushes do, list-ifaces' recorded view leaves the NIC out (both saying
+ * so and pointing to `vcnet list`), and `vcnet watch` says it is left out once, not with every
  * push (it used to say it with each, for the pod's life).
  * The VM is a paused QEMU (QMP answers, the NIC is plugged) and vcnet's agent serving a namespace
  * that plays the guest.
@@ -148,6 +149,17 @@ describe.skipIf(skipReason !== undefined)('a failed add-iface whose undo the VM 
     const listedRoutes: { dest: string; device: string }[] = JSON.parse(routesListed.stdout);
     expect(listedRoutes.map((route) => route.device)).toContain('eth0');
     expect(listedRoutes.filter((route) => route.device === 'net9' || route.dest === '10.151.0.0/16')).toEqual([]);
+    // list-ifaces' recorded view: what the guest will have, without net9 (as list-routes), saying so.
+    const interfacesListed = vcnet(['list-ifaces', 'uu', '--json', '--timeout', '1000', ...state]);
+    expect(interfacesListed.status, interfacesListed.stderr).toBe(0);
+    expect(JSON.parse(interfacesListed.stdout).map((listed: { name: string }) => listed.name)).toEqual([
+      'eth0',
+      'net8',
+    ]);
+    const notInView = 'sandbox uu: net9 is not in this recorded view: its hot-plug, or the undo of it, did not finish';
+    expect(interfacesListed.stderr).toContain(notInView);
+    expect(interfacesListed.stderr).toContain('`vcnet list` shows it and what finishes it');
+    expect(routesListed.stderr).toContain(notInView);
 
     const removed = vcnet(['del-iface', 'uu', request, ...state]);
     expect(removed.status, removed.stderr).toBe(0);

@@ -5,6 +5,8 @@
  * a reader in another pid namespace that looked that number up in its own /proc saw no such process
  * (or an unrelated one) and called a running add-iface stopped, so a whole-set push sent a NIC the
  * guest may not show yet, and configure-guest cleared the entry.
+ * Writer and reader in two sibling PID namespaces (neither sees the other) take the guess path; the
+ * guess counts to the deadline the add-iface recorded with its own lock wait.
  * The VM is a paused QEMU and vcnet's agent serving a namespace that plays the guest, which shows
  * the NIC only when the test makes it (as in guest-push-without-lock.test.ts).
  */
@@ -28,9 +30,14 @@ const stateDirectory = stateDirectoryPerTest('vcnet-guest-pidns-');
 const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
 
-/** vcnet run in a new PID namespace (with its own /proc), as in a container; unshare kills it when it dies. */
-function vcnetInPidNamespace(args: string[]) {
-  const child = spawn('unshare', ['--pid', '--mount-proc', '--kill-child', process.execPath, CLI, ...args]);
+/**
+ * vcnet run in a new PID namespace (with its own /proc), as in a container; unshare kills it when it
+ * dies. Two such runs are in sibling namespaces: children of this one, neither seeing the other.
+ */
+function vcnetInPidNamespace(args: string[], env: Record<string, string> = {}) {
+  const child = spawn('unshare', ['--pid', '--mount-proc', '--kill-child', process.execPath, CLI, ...args], {
+    env: { ...process.env, ...env },
+  });
   const { done, sofar } = collectOutput(child);
   return { child, done: done as Promise<CliResult>, output: sofar };
 }
@@ -42,7 +49,15 @@ function vcnetHere(args: string[]) {
   return { child, done: done as Promise<CliResult>, output: sofar };
 }
 
-function recordedPending(directory: string, sandbox: string): Array<{ name: string; pid: number }> {
+interface RecordedEntry {
+  name: string;
+  pid: number;
+  since: string;
+  waitsUntil?: string;
+  pidNamespace?: { device: number; inode: number };
+}
+
+function recordedPending(directory: string, sandbox: string): RecordedEntry[] {
   const record = JSON.parse(readFileSync(join(directory, sandbox, 'state.json'), 'utf8'));
   return record.guestPending ?? [];
 }
@@ -161,6 +176,74 @@ describe.skipIf(skipReason !== undefined)('guestPending entries read from anothe
     expect(fingerprint(pod)).toEqual(before);
   }, 240_000);
 
+  it("an add-iface and its readers in sibling PID namespaces (neither sees the other) guess by the add-iface's own recorded deadline, and say it is a guess", async () => {
+    const { pod, before, guest, request, state } = await sandboxWithSlowGuest('ps');
+    // A 10-minute lock wait: the add-iface keeps its entry up to 3 × 60 s + 600 s + 30 s, past the 4 minutes of the default.
+    const adding = vcnetInPidNamespace(['add-iface', 'ps', request, ...state], { VCNET_LOCK_TIMEOUT: '600' });
+    cleanup.defer(async () => {
+      adding.child.kill('SIGKILL');
+      await adding.done;
+    });
+    await until(
+      () => recordedPending(stateDirectory(), 'ps').some((entry) => entry.name === 'net9'),
+      'net9 recorded as waiting for the guest',
+      60_000,
+    );
+    const [entry] = recordedPending(stateDirectory(), 'ps');
+    expect(entry?.pid).toBe(1);
+    expect(entry?.pidNamespace?.inode).not.toBe(statSync('/proc/self/ns/pid').ino);
+    expect(Date.parse(entry?.waitsUntil ?? '') - Date.parse(entry?.since ?? '')).toBe(810_000);
+    const until810 = (entry?.waitsUntil ?? '').replace(/\.\d{3}Z$/, 'Z');
+
+    // Each reader is in a namespace of its own beside the add-iface's: no process of that one shows.
+    const listed = listedEndpoint(await vcnetInPidNamespace(['list', '--json', ...state]).done, 'ps', 'net9');
+    expect(listed).toMatchObject({ guestPending: 'waiting', guestPendingGuessed: true });
+    const table = await vcnetInPidNamespace(['list', ...state]).done;
+    expect(table.stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(waiting, guessed)');
+    const again = await vcnetInPidNamespace(['add-iface', 'ps', request, ...state]).done;
+    expect(again.status, again.stderr).toBe(1);
+    expect(again.stderr).toContain(
+      `is still waiting for the guest to configure it (guessed: it runs in a PID namespace not seen from here, so it is taken as waiting until its longest wait ends, at ${until810})`,
+    );
+    guest.exec('ip', ['link', 'set', 'eth0', 'address', linkMac(pod, 'eth0')]);
+    const configured = await vcnetInPidNamespace(['configure-guest', '--sandbox', 'ps', '--timeout', '20000', ...state])
+      .done;
+    expect(configured.status, configured.stderr).toBe(0);
+    expect(configured.stderr).toContain(
+      `sandbox ps: net9 is left to the add-iface that plugged it, taken as still waiting for the guest to configure it (guessed: it runs in a PID namespace not seen from here, so it is taken as waiting until its longest wait ends, at ${until810})`,
+    );
+    expect(recordedPending(stateDirectory(), 'ps').map((pending) => pending.name)).toEqual(['net9']);
+    expect(adding.child.exitCode, 'add-iface still waiting for the guest').toBeNull();
+
+    // The entry as the add-iface would have written it 10 minutes ago: past the 4 minutes an entry
+    // without a deadline is given, within its own 13.5: still waiting, by guess. Without its
+    // deadline (an earlier build's entry): stopped, by guess.
+    const file = join(stateDirectory(), 'ps', 'state.json');
+    const record = JSON.parse(readFileSync(file, 'utf8'));
+    const since = Date.now() - 600_000;
+    record.guestPending[0].since = new Date(since).toISOString();
+    record.guestPending[0].waitsUntil = new Date(since + 810_000).toISOString();
+    writeFileSync(file, JSON.stringify(record));
+    const older = listedEndpoint(await vcnetInPidNamespace(['list', '--json', ...state]).done, 'ps', 'net9');
+    expect(older).toMatchObject({ guestPending: 'waiting', guestPendingGuessed: true });
+    delete record.guestPending[0].waitsUntil;
+    writeFileSync(file, JSON.stringify(record));
+    const earlierBuild = listedEndpoint(await vcnetInPidNamespace(['list', '--json', ...state]).done, 'ps', 'net9');
+    expect(earlierBuild).toMatchObject({ guestPending: 'stopped', guestPendingGuessed: true });
+
+    guest.exec('ip', ['link', 'add', 'net9', 'address', linkMac(pod, 'eth9'), 'type', 'veth', 'peer', 'name', 'nic9p']);
+    const added = await adding.done;
+    expect(added.status, added.stderr).toBe(0);
+    expect(recordedPending(stateDirectory(), 'ps')).toEqual([]);
+    expect(recordedLinks(stateDirectory(), 'ps')).toEqual(['eth0', 'eth9']);
+
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'ps', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 240_000);
+
   it('an add-iface killed in a child PID namespace is seen as stopped from the host (its namespace is gone), not guessed', async () => {
     const { pod, before, request, state } = await sandboxWithSlowGuest('pk');
     const adding = vcnetInPidNamespace(['add-iface', 'pk', request, ...state]);
@@ -192,7 +275,10 @@ describe.skipIf(skipReason !== undefined)('guestPending entries read from anothe
     const record = JSON.parse(readFileSync(file, 'utf8'));
     const hostNamespace = statSync('/proc/self/ns/pid');
     record.guestPending[0].pidNamespace = { device: hostNamespace.dev, inode: hostNamespace.ino };
-    record.guestPending[0].since = new Date(Date.now() - 600_000).toISOString();
+    const since = Date.now() - 600_000;
+    record.guestPending[0].since = new Date(since).toISOString();
+    // Its own deadline as that add-iface recorded it (the default lock wait), long past too.
+    record.guestPending[0].waitsUntil = new Date(since + 240_000).toISOString();
     writeFileSync(file, JSON.stringify(record));
     const guessed = listedEndpoint(await vcnetInPidNamespace(['list', '--json', ...state]).done, 'pk', 'net9');
     expect(guessed).toMatchObject({ guestPending: 'stopped', guestPendingGuessed: true });

@@ -486,10 +486,10 @@ describe('add-iface request', () => {
     expect(half.message).toContain('half-added');
     expect(half.hint).toContain('`vcnet gc --netns /var/run/netns/pod --state-dir /tmp/s18/state`');
     // Plugged by an add-iface that gave the lock back while the guest configures it.
-    const waitedFor = (running: boolean, by: 'add-iface' | 'watch' = 'add-iface') => {
+    const waitedFor = (running: boolean, by: 'add-iface' | 'watch' = 'add-iface', guessed?: string) => {
       try {
         resolveAddInterfaceRequest(interfaceFromJson({ name: 'eth0' }), pod, existing, {
-          sandbox: { ...sandbox, guestPending: [{ name: 'eth0', running, by }] },
+          sandbox: { ...sandbox, guestPending: [{ name: 'eth0', running, by, ...(guessed ? { guessed } : {}) }] },
         });
       } catch (error) {
         return error as InterfaceAlreadyAddedError;
@@ -513,5 +513,14 @@ describe('add-iface request', () => {
       'interface eth0 is already added to sandbox sb, its NIC plugged: the `vcnet watch` that added it was stopped while it waited for the guest to configure it',
     );
     expect(waitedFor(true, 'watch').hint).toContain('wait for that `vcnet watch` to finish');
+    // Told by time (that add-iface's PID namespace out of sight): said to be a guess, as vcnet list says it.
+    const guess =
+      'guessed: it runs in a PID namespace not seen from here, so it is taken as waiting until its longest wait ends, at 2026-12-05T08:13:30Z';
+    expect(waitedFor(true, 'add-iface', guess).message).toBe(
+      `interface eth0 is already added to sandbox sb: the add-iface that added it is still waiting for the guest to configure it (${guess})`,
+    );
+    expect(waitedFor(false, 'add-iface', 'guessed: past').message).toMatch(
+      /was stopped while it waited for the guest to configure it \(guessed: past\)$/,
+    );
   });
 });

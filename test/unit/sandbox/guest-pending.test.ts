@@ -7,15 +7,17 @@ import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../../../src/network/endpoint/endpoint.js';
-import type { GuestPending, SandboxState } from '../../../src/network/state/records.js';
+import type { GuestPending, SandboxState, UnplugUnfinished } from '../../../src/network/state/records.js';
 import {
   awaitedByAnother,
   decideGuestPending,
+  entriesOfEndpoints,
   GUEST_PENDING_WAIT_BOUND_MS,
+  guessedWords,
   guestPendingEntry,
-  guestPendingOf,
   guestPendingRunning,
   guestPendingVerdict,
+  guestPendingWaitBoundMs,
   isOwnEntry,
   withoutAwaited,
   withoutEntries,
@@ -34,6 +36,13 @@ describe('guestPending entries', () => {
     const mine = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
     expect(mine).toMatchObject({ name: 'net9', podLink: 'eth9', pid: process.pid, by: 'add-iface' });
     expect(mine.pidStart).toMatch(/^\d+$/);
+    // Its own deadline: the longest its command keeps it, with the lock wait it was given.
+    expect(Date.parse(mine.waitsUntil ?? '') - Date.parse(mine.since)).toBe(GUEST_PENDING_WAIT_BOUND_MS);
+    const patient = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface', { lockTimeoutMs: 600_000 });
+    expect(Date.parse(patient.waitsUntil ?? '') - Date.parse(patient.since)).toBe(810_000);
+    // A watch's push of three endpoints makes five agent calls: 5 × 60 s + 30 s + 30 s.
+    const watched = guestPendingEntry(endpoint('net9', 'eth9'), 'watch', { interfaces: 3 });
+    expect(Date.parse(watched.waitsUntil ?? '') - Date.parse(watched.since)).toBe(360_000);
     expect(guestPendingRunning(mine)).toBe(true);
     // The same pid, started at another time: a later process given the pid, not the add-iface.
     expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 1}` })).toBe(false);
@@ -51,13 +60,17 @@ describe('guestPending entries', () => {
     expect(withoutAwaited(all, {} as SandboxState)).toHaveLength(3);
   });
 
-  it('drops the entry of an endpoint the record no longer holds, by name and pod link, and one by its token', () => {
+  it('drops the entry (guestPending or unplugUnfinished) of an endpoint the record no longer holds, by name and pod link, and one by its token', () => {
     const entry = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
-    expect(guestPendingOf([entry], [endpoint('eth0'), endpoint('net9', 'eth9')])).toEqual([entry]);
-    expect(guestPendingOf([entry], [endpoint('eth0')])).toBeUndefined();
+    expect(entriesOfEndpoints([entry], [endpoint('eth0'), endpoint('net9', 'eth9')])).toEqual([entry]);
+    expect(entriesOfEndpoints([entry], [endpoint('eth0')])).toBeUndefined();
     // Another link under the name: not the endpoint the entry is about.
-    expect(guestPendingOf([entry], [endpoint('net9', 'eth7')])).toBeUndefined();
-    expect(guestPendingOf(undefined, [endpoint('eth0')])).toBeUndefined();
+    expect(entriesOfEndpoints([entry], [endpoint('net9', 'eth7')])).toBeUndefined();
+    expect(entriesOfEndpoints(undefined, [endpoint('eth0')])).toBeUndefined();
+    // An unplugUnfinished entry goes with its endpoint the same way.
+    const unplug: UnplugUnfinished = { name: 'net9', podLink: 'eth9', deviceId: 'net1', since: '' };
+    expect(entriesOfEndpoints([unplug], [endpoint('eth0'), endpoint('net9', 'eth9')])).toEqual([unplug]);
+    expect(entriesOfEndpoints([unplug], [endpoint('net9', 'eth7')])).toBeUndefined();
     const other = guestPendingEntry(endpoint('net8', 'eth8'), 'add-iface');
     expect(withoutEntries([entry, other], entry.token)).toEqual([other]);
     expect(withoutEntries([entry], entry.token)).toBeUndefined();
@@ -127,6 +140,40 @@ describe('decideGuestPending', () => {
       running: false,
       guessed: true,
     });
+  });
+
+  it("counts to the writer's own deadline when the entry records one (a longer lock wait), to the 4-minute bound when it does not", () => {
+    const unseen = { kind: 'unseen', initial: false } as const;
+    // An add-iface given a 10-minute lock wait keeps its entry up to 3 × 60 s + 600 s + 30 s.
+    expect(guestPendingWaitBoundMs(600_000)).toBe(810_000);
+    expect(guestPendingWaitBoundMs(30_000, 3)).toBe(360_000);
+    expect(GUEST_PENDING_WAIT_BOUND_MS).toBe(240_000);
+    const waitsUntil = new Date(since + 810_000).toISOString();
+    const patient: GuestPending = { ...entry, waitsUntil };
+    expect(decideGuestPending(patient, unseen, since + GUEST_PENDING_WAIT_BOUND_MS + 1)).toEqual({
+      running: true,
+      guessed: true,
+    });
+    expect(decideGuestPending(patient, unseen, since + 810_000)).toEqual({ running: false, guessed: true });
+    // A deadline shorter than the default bound (a lock wait of 0) is the writer's too.
+    const hasty: GuestPending = { ...entry, waitsUntil: new Date(since + 210_000).toISOString() };
+    expect(decideGuestPending(hasty, unseen, since + 210_000)).toEqual({ running: false, guessed: true });
+    expect(decideGuestPending({ ...entry, waitsUntil: 'soon' }, unseen, since)).toEqual({
+      running: false,
+      guessed: true,
+    });
+  });
+
+  it('says a verdict told by time is a guess, with the time it turns on; a verdict told by the process, nothing', () => {
+    const patient: GuestPending = { ...entry, waitsUntil: '2026-01-01T00:13:30.250Z' };
+    expect(guessedWords(patient, { running: true, guessed: true })).toBe(
+      'guessed: it runs in a PID namespace not seen from here, so it is taken as waiting until its longest wait ends, at 2026-01-01T00:13:30Z',
+    );
+    // An earlier build's entry: 4 minutes past since.
+    expect(guessedWords(entry, { running: false, guessed: true })).toBe(
+      'guessed: it ran in a PID namespace not seen from here, and its longest wait ended at 2026-01-01T00:04:00Z',
+    );
+    expect(guessedWords(entry, { running: true, guessed: false })).toBeUndefined();
   });
 
   it('from the initial namespace, which sees every live one, a namespace out of sight is gone: stopped, surely', () => {

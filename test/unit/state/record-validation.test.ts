@@ -147,6 +147,15 @@ describe('parseRecord', () => {
     expect(
       refusal(JSON.stringify({ ...sandboxRecord(), guestPending: [{ ...entry, pidNamespace: 'pid:[1]' }] })).message,
     ).toContain('field guestPending.0.pidNamespace is "pid:[1]"');
+    // Its command's own deadline (written since session 34; entries without it still read).
+    const withDeadline = { ...withNamespace, waitsUntil: '2026-12-05T01:13:30.000Z' };
+    const deadlineRead = parseRecord(JSON.stringify({ ...sandboxRecord(), guestPending: [withDeadline] }), FILE, {
+      content: sandboxContentSchema,
+    });
+    expect((deadlineRead as unknown as { guestPending: unknown }).guestPending).toEqual([withDeadline]);
+    expect(
+      refusal(JSON.stringify({ ...sandboxRecord(), guestPending: [{ ...entry, waitsUntil: 810 }] })).message,
+    ).toContain('field guestPending.0.waitsUntil is 810 (expected a time)');
   });
 
   it.each([
