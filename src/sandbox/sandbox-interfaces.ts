@@ -272,9 +272,12 @@ function cloudHypervisorBusyPastWait(
   wait: VmWait,
 ): CloudHypervisorConnectionError {
   const vmm: VmmToUnplugFrom = { kind: 'clh', controlSocket: apiSocket };
+  // After an answer without the lock the ping is tried under it again: every such try is counted.
+  const underLock =
+    wait.triesUnderLock > 1 ? timeUnderLock(wait, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, 'vmm.ping answered') : undefined;
   return new CloudHypervisorConnectionError(
     apiSocket,
-    `sandbox ${state.id}: ${vmmBusyPastWait(vmm, command, wait.budgetMs, error)}`,
+    `sandbox ${state.id}: ${vmmBusyPastWait(vmm, command, wait.budgetMs, error, underLock)}`,
     'timeout',
     error,
     `nothing was changed. vcnet waited for the VMM without holding the sandbox's lock, so other commands on the sandbox went ahead meanwhile: try again once the VM answers; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds> (default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000}). If the VM has stopped, \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes what the sandbox has left`,
@@ -439,15 +442,17 @@ async function connectUnderLock(
     }
     const command = COMMAND_OF_OPERATION[operation] ?? operation;
     // Cloud Hypervisor did not answer vmm.ping (connectCloudHypervisor throws no other failure of it).
-    if (apiSocket && error instanceof CloudHypervisorConnectionError && error.failure === 'timeout') {
+    const pingUnanswered =
+      apiSocket !== undefined && error instanceof CloudHypervisorConnectionError && error.failure === 'timeout';
+    // Counted for the error at the wait's end: after an answer without the lock, the VMM is tried under it again.
+    if (error instanceof QmpConnectionError || pingUnanswered) {
+      waits.qmp.triesUnderLock += 1;
+      waits.qmp.msUnderLock += Date.now() - qmpStart;
+    }
+    if (apiSocket && error instanceof CloudHypervisorConnectionError && pingUnanswered) {
       if (qmp.last)
         throw cloudHypervisorBusyPastWait(error, sandbox.state, apiSocket, sandbox.store.root, command, waits.qmp);
       throw new VmmBusyUnderLock(sandbox.state, { kind: 'clh', controlSocket: apiSocket }, sandbox.store.root, command);
-    }
-    // Counted for the error at the wait's end: after an answer without the lock, QMP is tried under it again.
-    if (error instanceof QmpConnectionError) {
-      waits.qmp.triesUnderLock += 1;
-      waits.qmp.msUnderLock += Date.now() - qmpStart;
     }
     const qmpPath = recordedQmpPath(sandbox.state);
     // QMP answered within its wait, which ran out (on the agent's wait, the lock) before it was tried
