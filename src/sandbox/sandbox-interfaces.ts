@@ -285,6 +285,28 @@ function cloudHypervisorBusyPastWait(
 }
 
 /**
+ * Cloud Hypervisor's API socket not there, or nobody listening on it (`error`, vmGone): said of
+ * sandbox `state.id`'s VM with what to do, as a gone QEMU's QMP is (sandboxQmpUnreachable), not with
+ * the hint for a VM never reached. Still vmGone: del-iface and the watch remove the host side alone.
+ */
+function cloudHypervisorGone(
+  error: CloudHypervisorConnectionError,
+  state: SandboxState,
+  apiSocket: string,
+  stateDirectory: string,
+): CloudHypervisorConnectionError {
+  const prefix = `Cloud Hypervisor API ${apiSocket}: `;
+  const detail = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+  return new CloudHypervisorConnectionError(
+    apiSocket,
+    `${detail} (sandbox ${state.id}'s VM)`,
+    error.failure,
+    error,
+    `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes what the sandbox has left; if it runs, its API socket is not at the path the record names (vcnet attach --api-socket)`,
+  );
+}
+
+/**
  * Under the lock, the agent's socket stayed missing or refusing (the guest still starting, a full
  * listen queue) for AGENT_CONNECT_UNDER_LOCK_MS: the lock goes, the wait goes on without it.
  */
@@ -441,7 +463,7 @@ async function connectUnderLock(
       throw new AgentUnreachableUnderLock(sandbox.state, agentSocket);
     }
     const command = COMMAND_OF_OPERATION[operation] ?? operation;
-    // Cloud Hypervisor did not answer vmm.ping (connectCloudHypervisor throws no other failure of it).
+    // Cloud Hypervisor did not answer vmm.ping (its only other failure connectCloudHypervisor throws, a VM gone, is said at once below).
     const pingUnanswered =
       apiSocket !== undefined && error instanceof CloudHypervisorConnectionError && error.failure === 'timeout';
     // Counted for the error at the wait's end: after an answer without the lock, the VMM is tried under it again.
@@ -454,6 +476,8 @@ async function connectUnderLock(
         throw cloudHypervisorBusyPastWait(error, sandbox.state, apiSocket, sandbox.store.root, command, waits.qmp);
       throw new VmmBusyUnderLock(sandbox.state, { kind: 'clh', controlSocket: apiSocket }, sandbox.store.root, command);
     }
+    if (apiSocket && error instanceof CloudHypervisorConnectionError && vmGone(error))
+      throw cloudHypervisorGone(error, sandbox.state, apiSocket, sandbox.store.root);
     const qmpPath = recordedQmpPath(sandbox.state);
     // QMP answered within its wait, which ran out (on the agent's wait, the lock) before it was tried
     // again, another client holding it now: not a wait for QMP that lasted VCNET_QMP_CONNECT_TIMEOUT.

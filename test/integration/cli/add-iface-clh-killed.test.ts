@@ -78,3 +78,54 @@ describe('add-iface when Cloud Hypervisor dies at vm.add-net', () => {
     expect(fingerprint(pod)).toEqual(before);
   }, 90_000);
 });
+
+describe('del-iface when Cloud Hypervisor is gone', () => {
+  it('removes the interface on the host side alone, saying the VM is gone, as for QEMU: it does not wait for the agent of a VM that is not there', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const api = await FakeCloudHypervisor.start();
+    stops.push(() => api.stop());
+    const guest = makeConfiguredGuest();
+    const agentPath = join(stateDirectory(), 'agent.sock');
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    stops.push(() => agent.stop());
+    const vsockPath = join(stateDirectory(), 'clh.sock');
+    const vsock = await serveHybridVsock(vsockPath, agentPath);
+    stops.push(() => vsock.stop());
+    const flag = ['--state-dir', stateDirectory()];
+    const attached = vcnet([
+      ...['attach', '--sandbox', 'cg', '--netns', pod.path, ...flag],
+      ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', `hvsock://${vsockPath}:1024`],
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    // The VMM killed: its API socket gone, and the hybrid vsock socket it served with it.
+    await api.stop();
+    await vsock.stop();
+
+    // add-iface changes nothing: the VM's API socket gone is said at once, not after the agent's wait.
+    pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    const addRequest = join(stateDirectory(), 'add.json');
+    writeFileSync(addRequest, JSON.stringify({ name: 'eth9' }));
+    const notAdded = await vcnetAsync(['add-iface', 'cg', addRequest, ...flag, '--json']).done;
+    expect(notAdded.status, notAdded.stderr).toBe(1);
+    const { error } = JSON.parse(notAdded.stdout) as { error: { code: string; message: string; hint: string } };
+    expect(error.code).toBe('VCNET_HYPERVISOR_UNREACHABLE');
+    expect(error.message).toContain(`GET /api/v1/vmm.ping: connect ENOENT ${api.socketPath} (sandbox cg's VM)`);
+    expect(error.hint).toContain(
+      `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox cg --state-dir ${stateDirectory()}\``,
+    );
+    expect(notAdded.stderr).not.toContain('agent');
+    pod.exec('ip', ['link', 'del', 'eth9']);
+
+    const request = join(stateDirectory(), 'del.json');
+    writeFileSync(request, JSON.stringify({ name: 'eth0' }));
+    const removed = await vcnetAsync(['del-iface', 'cg', request, ...flag]).done;
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(removed.stderr).toContain("sandbox cg's VM is gone");
+    expect(removed.stderr).not.toContain('agent');
+    const recorded = JSON.parse(readFileSync(join(stateDirectory(), 'cg', 'state.json'), 'utf8'));
+    expect(recorded.network.endpoints).toEqual([]);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 90_000);
+});
