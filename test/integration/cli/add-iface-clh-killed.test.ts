@@ -8,11 +8,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
 import { serveHybridVsock } from '../../helpers/hybrid-vsock-server.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
-import { fingerprint, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { fingerprint, kataLinks, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-clh-killed-');
 const stops: Array<() => unknown> = [];
@@ -128,4 +130,44 @@ describe('del-iface when Cloud Hypervisor is gone', () => {
     expect(recorded.network.endpoints).toEqual([]);
     expect(fingerprint(pod)).toEqual(before);
   }, 90_000);
+});
+
+describe('vcnet watch when Cloud Hypervisor is gone', () => {
+  it('removes a deleted pod link on the host side alone, as for QEMU: it does not wait for the agent of a VM that is not there', async () => {
+    const { pod } = makePod();
+    const api = await FakeCloudHypervisor.start();
+    stops.push(() => api.stop());
+    const guest = makeConfiguredGuest();
+    const agentPath = join(stateDirectory(), 'agent.sock');
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    stops.push(() => agent.stop());
+    const vsockPath = join(stateDirectory(), 'clh.sock');
+    const vsock = await serveHybridVsock(vsockPath, agentPath);
+    stops.push(() => vsock.stop());
+    const flag = ['--state-dir', stateDirectory()];
+    const attached = vcnet([
+      ...['attach', '--sandbox', 'cw', '--netns', pod.path, ...flag],
+      ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', `hvsock://${vsockPath}:1024`],
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    const errors: Error[] = [];
+    const watching = await watchSandbox('cw', {
+      stateDirectory: stateDirectory(),
+      debounceMs: 0,
+      onError: (error) => errors.push(error),
+    });
+    stops.push(() => watching.stop());
+    // The VMM killed: its API socket gone, and the hybrid vsock socket it served with it.
+    await api.stop();
+    await vsock.stop();
+
+    pod.exec('ip', ['link', 'del', 'eth0']);
+    const recordPath = join(stateDirectory(), 'cw', 'state.json');
+    const endpoints = () =>
+      (JSON.parse(readFileSync(recordPath, 'utf8')) as { network: { endpoints: unknown[] } }).network.endpoints;
+    await until(() => endpoints().length === 0 || errors.length > 0, 'the watch to remove eth0, or its error', 60_000);
+    expect(errors.map((error) => error.message)).toEqual([]);
+    expect(endpoints()).toEqual([]);
+    expect(kataLinks(pod)).toEqual([]);
+  }, 120_000);
 });
