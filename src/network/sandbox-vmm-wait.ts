@@ -203,12 +203,23 @@ export async function reachVmmUnderLocks(vmm: VmmToUnplugFrom, deadline: number 
 
 /**
  * Why a run left its undo when the VMM of `vmm` did not answer `command` (`error`) by the end of its
- * wait of `waitMs`: for QEMU, qmpHeldPastWait.
+ * wait of `waitMs`: for QEMU, qmpHeldPastWait. `underLock`, from a caller that counted its tries under
+ * the lock (more than one: the VMM answered without it in between), says how long they took.
  */
-export function vmmBusyPastWait(vmm: VmmToUnplugFrom, command: string, waitMs: number, error: Error): string {
+export function vmmBusyPastWait(
+  vmm: VmmToUnplugFrom,
+  command: string,
+  waitMs: number,
+  error: Error,
+  underLock?: string,
+): string {
   if (vmm.kind === 'qemu') return qmpHeldPastWait(vmm.controlSocket, command, waitMs, error);
   const socket = vmm.controlSocket;
-  return `its VM's Cloud Hypervisor API socket ${socket} did not answer ${command}'s vmm.ping within ${Math.max(waitMs, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS)} ms in all, at most ${CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS} ms of it under the sandbox's lock (${error.message}); Cloud Hypervisor answers one request at a time, so the VMM is slow or hung on another (a guest slow to take a device, another client's request, a wedged VMM): check the VM (\`ss -xp | grep ${socket}\` shows who is connected)`;
+  const waited =
+    underLock === undefined
+      ? `within ${Math.max(waitMs, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS)} ms in all, at most ${CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS} ms of it under the sandbox's lock`
+      : `under the sandbox's lock within ${waitMs} ms in all, ${underLock}`;
+  return `its VM's Cloud Hypervisor API socket ${socket} did not answer ${command}'s vmm.ping ${waited} (${error.message}); Cloud Hypervisor answers one request at a time, so the VMM is slow or hung on another (a guest slow to take a device, another client's request, a wedged VMM): check the VM (\`ss -xp | grep ${socket}\` shows who is connected)`;
 }
 
 /**

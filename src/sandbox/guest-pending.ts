@@ -6,7 +6,7 @@
  * endpoints a push of the whole set leaves out.
  */
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import type { GuestPending, GuestPendingCommand, PidNamespaceId, SandboxState } from '../network/state/records.js';
 import { DEFAULT_LOCK_TIMEOUT_MS, defaultLockTimeoutMs } from '../network/state/store.js';
@@ -60,6 +60,19 @@ function sameNamespace(a: PidNamespaceId, b: PidNamespaceId): boolean {
 }
 
 /**
+ * Whether this /proc is of this process's own PID namespace. One mounted in a parent namespace
+ * (`unshare --pid --fork` without --mount-proc, a container given the host's /proc) shows this
+ * process under another pid, and /proc/<its getpid()> there is another process.
+ */
+function procOfOwnNamespace(): boolean {
+  try {
+    return readlinkSync('/proc/self') === String(process.pid);
+  } catch {
+    return true; // no /proc to tell by: pids are looked up as they are, as before
+  }
+}
+
+/**
  * A new entry for `endpoint`, this process's (`by`: the command it runs), whose push sends
  * `wait.interfaces` interfaces (default 1) and which takes the lock again within
  * `wait.lockTimeoutMs` (default VCNET_LOCK_TIMEOUT or 30 s) once the guest's part is done.
@@ -70,7 +83,8 @@ export function guestPendingEntry(
   wait: { lockTimeoutMs?: number | undefined; interfaces?: number } = {},
 ): GuestPending {
   const lockTimeoutMs = wait.lockTimeoutMs ?? defaultLockTimeoutMs();
-  const pidStart = processStart(process.pid);
+  // Through `self`: /proc/<process.pid> is another process when this /proc is a parent namespace's.
+  const pidStart = processStart('self');
   const pidNamespace = pidNamespaceOf('self');
   const now = Date.now();
   return {
@@ -87,9 +101,11 @@ export function guestPendingEntry(
 }
 
 /**
- * What a reader sees of an entry's process: `same` (its pid namespace is the reader's, or the entry
- * names none: the pid looked up as it is), `translated` (another namespace the reader sees processes
- * of: `start` is that of the process with the entry's pid there, undefined when there is none), or
+ * What a reader sees of an entry's process: `same` (its pid namespace is the reader's, and the
+ * reader's /proc shows that namespace's pids; or the entry names none: the pid looked up as it is),
+ * `translated` (another namespace the reader sees processes of, or the reader's own seen through a
+ * parent namespace's /proc: `start` is that of the process with the entry's pid in that namespace,
+ * undefined when there is none), or
  * `unseen` (a namespace the reader sees no process of: an ancestor's, a sibling's, or one gone;
  * `initial` when the reader is in the initial namespace, where every live namespace shows).
  */
@@ -180,7 +196,9 @@ function findInNamespace(namespace: PidNamespaceId, pid: number): { start: strin
 /** What this process sees of `entry`'s process (see GuestPendingSight). */
 function sightOf(entry: GuestPending): GuestPendingSight {
   const own = pidNamespaceOf('self');
-  if (entry.pidNamespace === undefined || own === undefined || sameNamespace(own, entry.pidNamespace))
+  if (entry.pidNamespace === undefined || own === undefined) return { kind: 'same', start: processStart(entry.pid) };
+  // The entry's pid is one of this namespace: looked up as it is only when this /proc shows this namespace's pids.
+  if (sameNamespace(own, entry.pidNamespace) && procOfOwnNamespace())
     return { kind: 'same', start: processStart(entry.pid) };
   const found = findInNamespace(entry.pidNamespace, entry.pid);
   if (found) return { kind: 'translated', start: found.start };
@@ -200,7 +218,7 @@ export function isOwnEntry(entry: GuestPending): boolean {
   if (entry.pid !== process.pid) return false;
   const own = pidNamespaceOf('self');
   if (entry.pidNamespace !== undefined && own !== undefined && !sameNamespace(own, entry.pidNamespace)) return false;
-  return entry.pidStart === undefined || entry.pidStart === processStart(process.pid);
+  return entry.pidStart === undefined || entry.pidStart === processStart('self');
 }
 
 /** Whether the add-iface (or watch) that wrote `entry` still runs (the same process, started at the same time). */

@@ -19,7 +19,7 @@ import type { HotplugTarget } from '../hypervisor/device.js';
 import { defaultQmpConnectTimeoutMs } from '../hypervisor/qmp.js';
 import { askVmm } from '../network/sandbox-vmm-wait.js';
 import type { SandboxState } from '../network/state/records.js';
-import { CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS } from '../network/unfinished-attach.js';
+import { CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS, vmGone } from '../network/unfinished-attach.js';
 
 /**
  * A NIC cannot be added to or removed from a running Firecracker VM (`VCNET_HYPERVISOR_UNSUPPORTED`):
@@ -56,9 +56,12 @@ export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
  * Cloud Hypervisor must answer vmm.ping, which changes nothing, within `pingTimeoutMs` (default
  * VCNET_QMP_CONNECT_TIMEOUT or 30 s) before anything changes: its API serves one request at a time,
  * so a VMM slow or hung on another answers none, and a plug sent to it waited the client's 30 s with
- * the host side half built. Only no answer in time is thrown (a CloudHypervisorConnectionError
- * 'timeout'); any other failure (a VM gone, an error status) is left to the plug or unplug, which
- * says what it finds as before. The plugs and unplugs that follow wait
+ * the host side half built. No answer in time is thrown (a CloudHypervisorConnectionError 'timeout'),
+ * and so is a VM gone (its API socket not there or refusing: 'unreachable', vmGone), before the
+ * agent's connect: that VM's agent socket went with it, and waiting for it made del-iface and the
+ * watch fail after the agent's 10 s where QEMU's gone QMP lets them remove the host side alone. Any
+ * other failure (an error status) is left to the plug or unplug, which says what it finds as before.
+ * The plugs and unplugs that follow wait
  * CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS for their answer, under the sandbox's lock.
  */
 export async function connectCloudHypervisor(
@@ -71,10 +74,10 @@ export async function connectCloudHypervisor(
   try {
     await askVmm({ kind: 'clh', controlSocket: apiSocket }, pingTimeoutMs);
   } catch (error) {
-    const answeredOrGone =
+    const answered =
       error instanceof CloudHypervisorApiError ||
-      (error instanceof CloudHypervisorConnectionError && error.failure !== 'timeout');
-    if (!answeredOrGone) throw error;
+      (error instanceof CloudHypervisorConnectionError && error.failure !== 'timeout' && !vmGone(error));
+    if (!answered) throw error;
   }
   const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: agentConnectTimeoutMs() });
   const limiter = state.network.config.vmmRateLimiter;

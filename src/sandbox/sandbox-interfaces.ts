@@ -274,12 +274,37 @@ function cloudHypervisorBusyPastWait(
   wait: VmWait,
 ): CloudHypervisorConnectionError {
   const vmm: VmmToUnplugFrom = { kind: 'clh', controlSocket: apiSocket };
+  // After an answer without the lock the ping is tried under it again: every such try is counted.
+  const underLock =
+    wait.triesUnderLock > 1 ? timeUnderLock(wait, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, 'vmm.ping answered') : undefined;
   return new CloudHypervisorConnectionError(
     apiSocket,
-    `sandbox ${state.id}: ${vmmBusyPastWait(vmm, command, wait.budgetMs, error)}`,
+    `sandbox ${state.id}: ${vmmBusyPastWait(vmm, command, wait.budgetMs, error, underLock)}`,
     'timeout',
     error,
     `nothing was changed. vcnet waited for the VMM without holding the sandbox's lock, so other commands on the sandbox went ahead meanwhile: try again once the VM answers; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds> (default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000}). If the VM has stopped, \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes what the sandbox has left`,
+  );
+}
+
+/**
+ * Cloud Hypervisor's API socket not there, or nobody listening on it (`error`, vmGone): said of
+ * sandbox `state.id`'s VM with what to do, as a gone QEMU's QMP is (sandboxQmpUnreachable), not with
+ * the hint for a VM never reached. Still vmGone: del-iface and the watch remove the host side alone.
+ */
+function cloudHypervisorGone(
+  error: CloudHypervisorConnectionError,
+  state: SandboxState,
+  apiSocket: string,
+  stateDirectory: string,
+): CloudHypervisorConnectionError {
+  const prefix = `Cloud Hypervisor API ${apiSocket}: `;
+  const detail = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+  return new CloudHypervisorConnectionError(
+    apiSocket,
+    `${detail} (sandbox ${state.id}'s VM)`,
+    error.failure,
+    error,
+    `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes what the sandbox has left; if it runs, its API socket is not at the path the record names (vcnet attach --api-socket)`,
   );
 }
 
@@ -440,17 +465,21 @@ async function connectUnderLock(
       throw new AgentUnreachableUnderLock(sandbox.state, agentSocket);
     }
     const command = COMMAND_OF_OPERATION[operation] ?? operation;
-    // Cloud Hypervisor did not answer vmm.ping (connectCloudHypervisor throws no other failure of it).
-    if (apiSocket && error instanceof CloudHypervisorConnectionError && error.failure === 'timeout') {
+    // Cloud Hypervisor did not answer vmm.ping (its only other failure connectCloudHypervisor throws, a VM gone, is said at once below).
+    const pingUnanswered =
+      apiSocket !== undefined && error instanceof CloudHypervisorConnectionError && error.failure === 'timeout';
+    // Counted for the error at the wait's end: after an answer without the lock, the VMM is tried under it again.
+    if (error instanceof QmpConnectionError || pingUnanswered) {
+      waits.qmp.triesUnderLock += 1;
+      waits.qmp.msUnderLock += Date.now() - qmpStart;
+    }
+    if (apiSocket && error instanceof CloudHypervisorConnectionError && pingUnanswered) {
       if (qmp.last)
         throw cloudHypervisorBusyPastWait(error, sandbox.state, apiSocket, sandbox.store.root, command, waits.qmp);
       throw new VmmBusyUnderLock(sandbox.state, { kind: 'clh', controlSocket: apiSocket }, sandbox.store.root, command);
     }
-    // Counted for the error at the wait's end: after an answer without the lock, QMP is tried under it again.
-    if (error instanceof QmpConnectionError) {
-      waits.qmp.triesUnderLock += 1;
-      waits.qmp.msUnderLock += Date.now() - qmpStart;
-    }
+    if (apiSocket && error instanceof CloudHypervisorConnectionError && vmGone(error))
+      throw cloudHypervisorGone(error, sandbox.state, apiSocket, sandbox.store.root);
     const qmpPath = recordedQmpPath(sandbox.state);
     // QMP answered within its wait, which ran out (on the agent's wait, the lock) before it was tried
     // again, another client holding it now: not a wait for QMP that lasted VCNET_QMP_CONNECT_TIMEOUT.

@@ -157,6 +157,40 @@ describe('add-iface and del-iface on a Cloud Hypervisor VM that answers no reque
     expect(kataLinks(pod)).toEqual(['tap0_kata']);
   }, 180_000);
 
+  it('a VMM that answers vmm.ping without the lock but never under it: the error counts every try under the lock, and says it answered in between', async () => {
+    const { pod, api, endpoints, pings, changes, start } = await sandboxOnStandIn('hc');
+    const before = fingerprint(pod);
+    // Busy on another request whenever add-iface holds the lock (its pings there hang), free whenever it
+    // waits without it (those answer): the pings alternate, under the lock first and last.
+    const pingPath = '/api/v1/vmm.ping';
+    const answer = JSON.stringify({ version: '53.0.0' });
+    for (let pair = 0; pair < 20; pair++) {
+      api.replies.push({ status: 0, reason: '', answer: 'hang', path: pingPath });
+      api.replies.push({ status: 200, reason: 'OK', body: answer, path: pingPath });
+    }
+    const failed = await start(['add-iface', 'hc', writeRequest(stateDirectory(), 'add.json', { name: 'eth9' })], 4)
+      .done;
+    expect(failed.status, failed.stderr).toBe(1);
+    const { error } = JSON.parse(failed.stdout) as { error: { code: string; message: string; hint: string } };
+    expect(error.code).toBe('VCNET_HYPERVISOR_UNREACHABLE');
+    const triesUnderLock = (pings() + 1) / 2;
+    expect(pings() % 2, `pings alternate and end under the lock: ${error.message}`).toBe(1);
+    expect(triesUnderLock).toBeGreaterThan(1);
+    expect(error.message).toContain(
+      `did not answer add-iface's vmm.ping under the sandbox's lock within 4000 ms in all, `,
+    );
+    expect(error.message).toMatch(
+      new RegExp(
+        `\\d+ ms of it in ${triesUnderLock} tries under the sandbox's lock \\(at most 1000 ms each, vmm.ping answered in between without it\\)`,
+      ),
+    );
+    expect(error.message).not.toContain("at most 1000 ms of it under the sandbox's lock");
+    expect(error.hint).toContain('nothing was changed');
+    expect(changes()).toEqual([]);
+    expect(endpoints()).toEqual(['eth0 tcfilter']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+
   it("a VMM that answers vmm.ping, then hangs on vm.add-net: add-iface waits 5 s for it under the lock (not the client's 30 s), takes the NIC out and undoes the host side", async () => {
     const { pod, api, endpoints, changes, start } = await sandboxOnStandIn('hp');
     const before = fingerprint(pod);

@@ -8,11 +8,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { FakeCloudHypervisor } from '../../helpers/fake-cloud-hypervisor.js';
 import { serveHybridVsock } from '../../helpers/hybrid-vsock-server.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
-import { fingerprint, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { fingerprint, kataLinks, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-clh-killed-');
 const stops: Array<() => unknown> = [];
@@ -77,4 +79,95 @@ describe('add-iface when Cloud Hypervisor dies at vm.add-net', () => {
     expect(detached.status, detached.stderr).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   }, 90_000);
+});
+
+describe('del-iface when Cloud Hypervisor is gone', () => {
+  it('removes the interface on the host side alone, saying the VM is gone, as for QEMU: it does not wait for the agent of a VM that is not there', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const api = await FakeCloudHypervisor.start();
+    stops.push(() => api.stop());
+    const guest = makeConfiguredGuest();
+    const agentPath = join(stateDirectory(), 'agent.sock');
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    stops.push(() => agent.stop());
+    const vsockPath = join(stateDirectory(), 'clh.sock');
+    const vsock = await serveHybridVsock(vsockPath, agentPath);
+    stops.push(() => vsock.stop());
+    const flag = ['--state-dir', stateDirectory()];
+    const attached = vcnet([
+      ...['attach', '--sandbox', 'cg', '--netns', pod.path, ...flag],
+      ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', `hvsock://${vsockPath}:1024`],
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    // The VMM killed: its API socket gone, and the hybrid vsock socket it served with it.
+    await api.stop();
+    await vsock.stop();
+
+    // add-iface changes nothing: the VM's API socket gone is said at once, not after the agent's wait.
+    pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    const addRequest = join(stateDirectory(), 'add.json');
+    writeFileSync(addRequest, JSON.stringify({ name: 'eth9' }));
+    const notAdded = await vcnetAsync(['add-iface', 'cg', addRequest, ...flag, '--json']).done;
+    expect(notAdded.status, notAdded.stderr).toBe(1);
+    const { error } = JSON.parse(notAdded.stdout) as { error: { code: string; message: string; hint: string } };
+    expect(error.code).toBe('VCNET_HYPERVISOR_UNREACHABLE');
+    expect(error.message).toContain(`GET /api/v1/vmm.ping: connect ENOENT ${api.socketPath} (sandbox cg's VM)`);
+    expect(error.hint).toContain(
+      `nothing was changed. If the VM has stopped, \`vcnet detach --sandbox cg --state-dir ${stateDirectory()}\``,
+    );
+    expect(notAdded.stderr).not.toContain('agent');
+    pod.exec('ip', ['link', 'del', 'eth9']);
+
+    const request = join(stateDirectory(), 'del.json');
+    writeFileSync(request, JSON.stringify({ name: 'eth0' }));
+    const removed = await vcnetAsync(['del-iface', 'cg', request, ...flag]).done;
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(removed.stderr).toContain("sandbox cg's VM is gone");
+    expect(removed.stderr).not.toContain('agent');
+    const recorded = JSON.parse(readFileSync(join(stateDirectory(), 'cg', 'state.json'), 'utf8'));
+    expect(recorded.network.endpoints).toEqual([]);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 90_000);
+});
+
+describe('vcnet watch when Cloud Hypervisor is gone', () => {
+  it('removes a deleted pod link on the host side alone, as for QEMU: it does not wait for the agent of a VM that is not there', async () => {
+    const { pod } = makePod();
+    const api = await FakeCloudHypervisor.start();
+    stops.push(() => api.stop());
+    const guest = makeConfiguredGuest();
+    const agentPath = join(stateDirectory(), 'agent.sock');
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    stops.push(() => agent.stop());
+    const vsockPath = join(stateDirectory(), 'clh.sock');
+    const vsock = await serveHybridVsock(vsockPath, agentPath);
+    stops.push(() => vsock.stop());
+    const flag = ['--state-dir', stateDirectory()];
+    const attached = vcnet([
+      ...['attach', '--sandbox', 'cw', '--netns', pod.path, ...flag],
+      ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', `hvsock://${vsockPath}:1024`],
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    const errors: Error[] = [];
+    const watching = await watchSandbox('cw', {
+      stateDirectory: stateDirectory(),
+      debounceMs: 0,
+      onError: (error) => errors.push(error),
+    });
+    stops.push(() => watching.stop());
+    // The VMM killed: its API socket gone, and the hybrid vsock socket it served with it.
+    await api.stop();
+    await vsock.stop();
+
+    pod.exec('ip', ['link', 'del', 'eth0']);
+    const recordPath = join(stateDirectory(), 'cw', 'state.json');
+    const endpoints = () =>
+      (JSON.parse(readFileSync(recordPath, 'utf8')) as { network: { endpoints: unknown[] } }).network.endpoints;
+    await until(() => endpoints().length === 0 || errors.length > 0, 'the watch to remove eth0, or its error', 60_000);
+    expect(errors.map((error) => error.message)).toEqual([]);
+    expect(endpoints()).toEqual([]);
+    expect(kataLinks(pod)).toEqual([]);
+  }, 120_000);
 });

@@ -1,0 +1,161 @@
+/**
+ * guestPending entries written or read by a process in a PID namespace whose /proc is its parent
+ * namespace's (`unshare --pid --fork` without --mount-proc, a container that shares the host's
+ * /proc). Its pid (getpid) is the one of its own namespace, but /proc/<that pid> there is another
+ * process of the parent's: the entry's start time used to be that process's (the host's pid 1 for
+ * the namespace's first process), so a reader on the host called the running command stopped, and a
+ * reader in the same namespace took a command long gone for running while that other process lived.
+ * Real PID namespaces; the entries are made by vcnet's own module (dist/, as the CLI runs it).
+ */
+import { spawn } from 'node:child_process';
+import { dirname } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { GuestPending } from '../../../src/network/state/records.js';
+import { guestPendingVerdict } from '../../../src/sandbox/guest-pending.js';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { until } from '../../helpers/until.js';
+
+const cleanup = cleanupAfterEach();
+const guestPendingModule = pathToFileURL(
+  fileURLToPath(new URL('../../../dist/sandbox/guest-pending.js', import.meta.url)),
+).href;
+
+/** Prints a new entry of this process (as add-iface writes it) and its verdict on entries read from stdin. */
+const ENTRY_SCRIPT = `
+  const { guestPendingEntry, guestPendingVerdict } = await import(${JSON.stringify(guestPendingModule)});
+  const entry = guestPendingEntry({ name: 'eth1', properties: { link: { name: 'eth9' } } }, 'add-iface');
+  console.log('entry ' + JSON.stringify(entry));
+  let input = '';
+  process.stdin.on('data', (chunk) => {
+    input += chunk;
+    for (let end = input.indexOf('\\n'); end >= 0; end = input.indexOf('\\n')) {
+      const line = input.slice(0, end);
+      input = input.slice(end + 1);
+      if (line === 'exit') process.exit(0);
+      console.log('verdict ' + JSON.stringify(guestPendingVerdict(JSON.parse(line))));
+    }
+  });
+`;
+
+/** A node process running ENTRY_SCRIPT, in a new PID namespace that keeps this /proc when `unshared`. */
+function entryWriter(unshared: boolean) {
+  const node = [process.execPath, '--input-type=module', '-e', ENTRY_SCRIPT];
+  const [command, ...args] = unshared ? ['unshare', '--pid', '--fork', '--kill-child', ...node] : node;
+  const child = spawn(command!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk) => {
+    output += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    output += chunk;
+  });
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  cleanup.defer(async () => {
+    child.kill('SIGKILL');
+    await exited;
+  });
+  const lines = (prefix: string) =>
+    output
+      .split('\n')
+      .filter((line) => line.startsWith(`${prefix} `))
+      .map((line) => JSON.parse(line.slice(prefix.length + 1)) as unknown);
+  return {
+    entry: async () => {
+      await until(() => lines('entry').length > 0, `the entry (output: ${output})`);
+      return lines('entry')[0] as GuestPending;
+    },
+    /** The writer's process's verdict on `entry`, read in its namespace through its /proc. */
+    verdictOf: async (entry: GuestPending) => {
+      const before = lines('verdict').length;
+      child.stdin.write(`${JSON.stringify(entry)}\n`);
+      await until(() => lines('verdict').length > before, `the verdict (output: ${output})`);
+      return lines('verdict').at(-1);
+    },
+    exit: async () => {
+      child.stdin.write('exit\n');
+      await exited;
+    },
+  };
+}
+
+const unshareSkip = process.getuid?.() !== 0 ? 'PID namespaces need root' : undefined;
+if (unshareSkip) console.log(`skipping the guestPending parent-/proc tests: ${unshareSkip}`);
+
+describe("guestPending in a PID namespace that sees its parent namespace's /proc", () => {
+  it.skipIf(unshareSkip)(
+    'an entry written there is seen running from the host while its process runs, stopped once it is gone',
+    async () => {
+      const writer = entryWriter(true);
+      const entry = await writer.entry();
+      // The namespace's first process: pid 1 there, never this test's pid 1.
+      expect(entry.pid).toBe(1);
+      expect(guestPendingVerdict(entry)).toEqual({ running: true, guessed: false });
+      await writer.exit();
+      expect(guestPendingVerdict(entry)).toEqual({ running: false, guessed: false });
+    },
+  );
+
+  it.skipIf(unshareSkip)(
+    "a reader there sees an entry of its namespace whose process is gone as stopped, not as the parent's process with that pid",
+    async () => {
+      // sh is the namespace's pid 1; the writer, its first child, pid 2 there (the parent's pid 2 is
+      // kthreadd, which lives on); the reader runs once the writer is gone.
+      const directory = cleanup.directory('vcnet-guest-parent-proc-');
+      const write = `const { guestPendingEntry } = await import(${JSON.stringify(guestPendingModule)});
+      console.log(JSON.stringify(guestPendingEntry({ name: 'eth1', properties: { link: { name: 'eth9' } } }, 'add-iface')));`;
+      const read = `const { guestPendingVerdict } = await import(${JSON.stringify(guestPendingModule)});
+      const { readFileSync } = await import('node:fs');
+      const entry = JSON.parse(readFileSync(process.argv[1], 'utf8'));
+      console.log(JSON.stringify({ pid: entry.pid, verdict: guestPendingVerdict(entry) }));`;
+      const child = spawn(
+        'unshare',
+        [
+          '--pid',
+          '--fork',
+          '--kill-child',
+          'sh',
+          '-c',
+          'node --input-type=module -e "$WRITE" > "$ENTRY" && node --input-type=module -e "$READ" "$ENTRY"',
+        ],
+        {
+          env: {
+            ...process.env,
+            WRITE: write,
+            READ: read,
+            ENTRY: `${directory}/entry.json`,
+            PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
+          },
+        },
+      );
+      let output = '';
+      child.stdout.on('data', (chunk) => {
+        output += chunk;
+      });
+      child.stderr.on('data', (chunk) => {
+        output += chunk;
+      });
+      const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+      cleanup.defer(async () => {
+        child.kill('SIGKILL');
+        await exited;
+      });
+      await exited;
+      const { pid, verdict } = JSON.parse(output.trim().split('\n').at(-1) ?? '{}') as {
+        pid: number;
+        verdict: unknown;
+      };
+      expect(pid, output).toBe(2);
+      expect(verdict, output).toEqual({ running: false, guessed: false });
+    },
+  );
+
+  it.skipIf(unshareSkip)(
+    'the writer itself, there, takes its own entry for running (the entry it wrote is its own)',
+    async () => {
+      const writer = entryWriter(true);
+      const entry = await writer.entry();
+      expect(await writer.verdictOf(entry)).toEqual({ running: true, guessed: false });
+    },
+  );
+});
