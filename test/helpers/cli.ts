@@ -118,11 +118,20 @@ export function filePerTestFile(name: string, text: string): string {
 
 export const KILL_PRELOAD = fileURLToPath(new URL('./kill-preload.mjs', import.meta.url));
 
-/** Environment for a vcnet run that kills itself (SIGKILL) `microseconds` after `operation` starts. */
-export function killAfter(operation: 'attach' | 'detach', microseconds?: number): Record<string, string> {
+/**
+ * Environment for a vcnet (or vcnet-cni) run that kills itself (SIGKILL) `microseconds` after
+ * `operation` starts, or, with `fromLoad`, after the process loaded the preload (before its own code);
+ * without `microseconds` it reports its windows instead (kill-preload.mjs).
+ */
+export function killAfter(
+  operation: 'attach' | 'detach',
+  microseconds?: number,
+  options: { fromLoad?: boolean } = {},
+): Record<string, string> {
   return {
     NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${KILL_PRELOAD}`.trim(),
     VCNET_TEST_KILL_OPERATION: operation,
+    ...(options.fromLoad ? { VCNET_TEST_KILL_FROM: 'load' } : {}),
     ...(microseconds === undefined
       ? { VCNET_TEST_REPORT_WINDOW: '1' }
       : { VCNET_TEST_KILL_AFTER_US: String(microseconds) }),
