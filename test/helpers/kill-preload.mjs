@@ -11,6 +11,9 @@
  *                                             what a command does before the operation (vcnet-cni
  *                                             reading stdin, making its lock file and directories)
  *   VCNET_TEST_KILL_AFTER_US=<microseconds>   when to kill, counted from that start (absent: never)
+ *   VCNET_TEST_KILL_CNI_COMMAND=ADD|DEL       only in a vcnet-cni run of that CNI_COMMAND (the other
+ *                                             runs of a runtime that passes its environment to all
+ *                                             plugins are left alone)
  *   VCNET_TEST_KILL_AT=asyncEnd               kill instead, on the main thread, when the operation's
  *                                             promise settles (`hotplug`: one endpoint's tap, filters,
  *                                             netdev_add and device_add done, its record still pending)
@@ -22,7 +25,11 @@ import { tracingChannel } from 'node:diagnostics_channel';
 import { Worker } from 'node:worker_threads';
 
 const operation = process.env.VCNET_TEST_KILL_OPERATION ?? 'attach';
-const afterMicroseconds = process.env.VCNET_TEST_KILL_AFTER_US;
+const onlyCommand = process.env.VCNET_TEST_KILL_CNI_COMMAND;
+const afterMicroseconds =
+  onlyCommand === undefined || onlyCommand === process.env.CNI_COMMAND
+    ? process.env.VCNET_TEST_KILL_AFTER_US
+    : undefined;
 const fromLoad = process.env.VCNET_TEST_KILL_FROM === 'load';
 const armed = new Int32Array(new SharedArrayBuffer(4));
 // When it was armed (process.hrtime, one monotonic clock for every thread): the worker counts the
@@ -62,7 +69,8 @@ tracingChannel(`vcnet:${operation}`).subscribe({
   end: ignore,
   asyncStart: ignore,
   asyncEnd:
-    process.env.VCNET_TEST_KILL_AT === 'asyncEnd'
+    process.env.VCNET_TEST_KILL_AT === 'asyncEnd' &&
+    (onlyCommand === undefined || onlyCommand === process.env.CNI_COMMAND)
       ? () => {
           process.kill(process.pid, 'SIGKILL');
         }

@@ -1,6 +1,6 @@
 /**
  * The kill -9 loop of vcnet-cni, run as a runtime runs the chain (bridge + host-local, then
- * vcnet-cni, test/helpers/cni.ts): vcnet-cni's ADD killed at a random point, then the whole chain's
+ * vcnet-cni with a rate limit, each model in turn; test/helpers/cni.ts): vcnet-cni's ADD killed at a random point, then the whole chain's
  * DEL, which containerd and CRI-O run after a failed ADD (no cached result: libcni caches only a
  * successful ADD); and vcnet-cni's DEL killed at a random point (the chain stops there), then the
  * chain's DEL again, as the runtime retries it. After each round: the pod namespace is exactly as
@@ -36,7 +36,8 @@ const skipReason =
   process.getuid?.() !== 0 ? 'the vcnet-cni kill loop needs root (namespaces, taps, tc)' : missingCniPlugins();
 if (skipReason) console.log(`skipping the vcnet-cni kill loop: ${skipReason}`);
 
-const KILLS_PER_OPERATION = Number(process.env.VCNET_CNI_KILLS ?? 40);
+/** Kills of each operation per model (VCNET_CNI_KILLS): 20 for each of the two models, 40 in all. */
+const KILLS_PER_OPERATION = Number(process.env.VCNET_CNI_KILLS ?? 20);
 const NETWORK = 'vcnet-kill';
 
 let workDirectory: string;
@@ -62,8 +63,13 @@ function random(seed: number): () => number {
   };
 }
 
-/** One runtime's node and pod, the chain with a rate limit (so an ifb and an htb are in flight too). */
-function chainFixture() {
+type Model = 'tcfilter' | 'macvtap';
+
+/**
+ * One runtime's node and pod, the chain with `model` and a rate limit (so an ifb and an htb are in
+ * flight too; macvtap also moves the pod interface's MAC and addresses).
+ */
+function chainFixture(model: Model) {
   const node = makeNamespace('node');
   const pod = makeNamespace('pod');
   // No duplicate address detection: IPv6 link-local addresses appear at once, so fingerprints do not race.
@@ -75,7 +81,7 @@ function chainFixture() {
     bridge: 'vckill0',
     subnet: '10.231.40.0/24',
     dataDir: ipamDirectory,
-    vcnet: { stateDir: stateDirectory, rateLimit: { rx: 20_000_000, tx: 20_000_000 } },
+    vcnet: { stateDir: stateDirectory, model, rateLimit: { rx: 20_000_000, tx: 20_000_000 } },
   });
   const containerId = `kill-${randomBytes(4).toString('hex')}`;
   const runtime = new CniRuntime(node, { containerId, namespacePath: pod.path, interfaceName: 'eth0' });
@@ -227,86 +233,92 @@ function measure(fixture: Fixture, operation: 'attach' | 'detach') {
   return windows;
 }
 
-describe.skipIf(skipReason)('kill -9 of vcnet-cni at random points, then the runtime DELs the chain', () => {
-  it(`ADD: ${KILLS_PER_OPERATION} kills, each followed by the chain's DEL: nothing left, the id ADDs again`, async () => {
-    const fixture = chainFixture();
-    const podBefore = fingerprint(fixture.pod);
-    const { window, operationAt } = measure(fixture, 'attach');
-    const before = { pod: podBefore, node: nodeLinks(fixture.node) };
-    expectNothingLeft(fixture, before, 'the measuring ADD and DEL');
+/** Each model gets its share of the kills: 40 of each operation in all keep the file near two minutes. */
+const MODELS: Model[] = ['tcfilter', 'macvtap'];
 
-    const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
-    const next = random(seed);
-    console.log(
-      `vcnet-cni ADD kill loop: seed ${seed}, window ${window} us from load to exit, ${operationAt} us to the attach's start`,
-    );
-    let kills = 0;
-    let completed = 0;
-    const left = new Map<string, number>();
-    for (let round = 0; kills < KILLS_PER_OPERATION; round++) {
-      expect(round, 'too few runs were killed: the window is wrong').toBeLessThan(KILLS_PER_OPERATION * 4);
-      const delay = killDelay(next, window, operationAt);
-      const where = `round ${round}: ADD killed at ${delay} us from load (seed ${seed})`;
-      const add = addChain(fixture, killAfter('attach', delay, { fromLoad: true }));
-      if (isKilled(add)) {
-        kills++;
-        tally(left, leftByKill(fixture));
-      } else {
-        expect(add.status, `${where}: ADD ran to the end: ${add.stdout || add.stderr}`).toBe(0);
-        completed++;
+describe.skipIf(skipReason).each(MODELS)(
+  'kill -9 of vcnet-cni (%s) at random points, then the runtime DELs the chain',
+  (model) => {
+    it(`ADD: ${KILLS_PER_OPERATION} kills, each followed by the chain's DEL: nothing left, the id ADDs again`, async () => {
+      const fixture = chainFixture(model);
+      const podBefore = fingerprint(fixture.pod);
+      const { window, operationAt } = measure(fixture, 'attach');
+      const before = { pod: podBefore, node: nodeLinks(fixture.node) };
+      expectNothingLeft(fixture, before, 'the measuring ADD and DEL');
+
+      const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
+      const next = random(seed);
+      console.log(
+        `vcnet-cni ${model} ADD kill loop: seed ${seed}, window ${window} us from load to exit, ${operationAt} us to the attach's start`,
+      );
+      let kills = 0;
+      let completed = 0;
+      const left = new Map<string, number>();
+      for (let round = 0; kills < KILLS_PER_OPERATION; round++) {
+        expect(round, 'too few runs were killed: the window is wrong').toBeLessThan(KILLS_PER_OPERATION * 4);
+        const delay = killDelay(next, window, operationAt);
+        const where = `round ${round}: ADD killed at ${delay} us from load (seed ${seed})`;
+        const add = addChain(fixture, killAfter('attach', delay, { fromLoad: true }));
+        if (isKilled(add)) {
+          kills++;
+          tally(left, leftByKill(fixture));
+        } else {
+          expect(add.status, `${where}: ADD ran to the end: ${add.stdout || add.stderr}`).toBe(0);
+          completed++;
+        }
+        // A failed ADD leaves the runtime no cached result; a complete one is given back to DEL.
+        const del = delChain(fixture, isKilled(add) ? undefined : add.output);
+        expect(del.status, `${where}: the chain's DEL: ${del.stdout || del.stderr}`).toBe(0);
+        expectNothingLeft(fixture, before, where);
+        await yieldToVitest();
       }
-      // A failed ADD leaves the runtime no cached result; a complete one is given back to DEL.
-      const del = delChain(fixture, isKilled(add) ? undefined : add.output);
-      expect(del.status, `${where}: the chain's DEL: ${del.stdout || del.stderr}`).toBe(0);
-      expectNothingLeft(fixture, before, where);
-      await yieldToVitest();
-    }
-    console.log(
-      `vcnet-cni ADD kill loop: ${kills} ADD kills, ${completed} ADDs ran to the end; the kills left ${describeTally(left)}`,
-    );
-    const last = addChain(fixture);
-    expect(last.status, `the last ADD: ${last.stdout || last.stderr}`).toBe(0);
-    expect(delChain(fixture, last.output).status).toBe(0);
-    expectNothingLeft(fixture, before, 'the last ADD and DEL');
-  }, 600_000);
+      console.log(
+        `vcnet-cni ${model} ADD kill loop: ${kills} ADD kills, ${completed} ADDs ran to the end; the kills left ${describeTally(left)}`,
+      );
+      const last = addChain(fixture);
+      expect(last.status, `the last ADD: ${last.stdout || last.stderr}`).toBe(0);
+      expect(delChain(fixture, last.output).status).toBe(0);
+      expectNothingLeft(fixture, before, 'the last ADD and DEL');
+    }, 600_000);
 
-  it(`DEL: ${KILLS_PER_OPERATION} kills, each followed by the runtime's retry of the chain's DEL: nothing left`, async () => {
-    const fixture = chainFixture();
-    const podBefore = fingerprint(fixture.pod);
-    const { window, operationAt } = measure(fixture, 'detach');
-    const before = { pod: podBefore, node: nodeLinks(fixture.node) };
-    expectNothingLeft(fixture, before, 'the measuring ADD and DEL');
+    it(`DEL: ${KILLS_PER_OPERATION} kills, each followed by the runtime's retry of the chain's DEL: nothing left`, async () => {
+      const fixture = chainFixture(model);
+      const podBefore = fingerprint(fixture.pod);
+      const { window, operationAt } = measure(fixture, 'detach');
+      const before = { pod: podBefore, node: nodeLinks(fixture.node) };
+      expectNothingLeft(fixture, before, 'the measuring ADD and DEL');
 
-    const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
-    const next = random(seed);
-    console.log(
-      `vcnet-cni DEL kill loop: seed ${seed}, window ${window} us from load to exit, ${operationAt} us to the detach's start`,
-    );
-    let kills = 0;
-    let completed = 0;
-    const left = new Map<string, number>();
-    for (let round = 0; kills < KILLS_PER_OPERATION; round++) {
-      expect(round, 'too few runs were killed: the window is wrong').toBeLessThan(KILLS_PER_OPERATION * 4);
-      const delay = killDelay(next, window, operationAt);
-      const where = `round ${round}: DEL killed at ${delay} us from load (seed ${seed})`;
-      const add = addChain(fixture);
-      expect(add.status, `${where}: the ADD: ${add.stdout || add.stderr}`).toBe(0);
-      const del = delChain(fixture, add.output, killAfter('detach', delay, { fromLoad: true }));
-      if (isKilled(del)) {
-        kills++;
-        tally(left, leftByKill(fixture));
-        // The chain stopped at vcnet-cni: the runtime retries the whole DEL.
-        const retry = delChain(fixture, add.output);
-        expect(retry.status, `${where}: the retried DEL: ${retry.stdout || retry.stderr}`).toBe(0);
-      } else {
-        expect(del.status, `${where}: DEL ran to the end: ${del.stdout || del.stderr}`).toBe(0);
-        completed++;
+      const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
+      const next = random(seed);
+      console.log(
+        `vcnet-cni ${model} DEL kill loop: seed ${seed}, window ${window} us from load to exit, ${operationAt} us to the detach's start`,
+      );
+      let kills = 0;
+      let completed = 0;
+      const left = new Map<string, number>();
+      for (let round = 0; kills < KILLS_PER_OPERATION; round++) {
+        expect(round, 'too few runs were killed: the window is wrong').toBeLessThan(KILLS_PER_OPERATION * 4);
+        const delay = killDelay(next, window, operationAt);
+        const where = `round ${round}: DEL killed at ${delay} us from load (seed ${seed})`;
+        const add = addChain(fixture);
+        expect(add.status, `${where}: the ADD: ${add.stdout || add.stderr}`).toBe(0);
+        const del = delChain(fixture, add.output, killAfter('detach', delay, { fromLoad: true }));
+        if (isKilled(del)) {
+          kills++;
+          tally(left, leftByKill(fixture));
+          // The chain stopped at vcnet-cni: the runtime retries the whole DEL.
+          const retry = delChain(fixture, add.output);
+          expect(retry.status, `${where}: the retried DEL: ${retry.stdout || retry.stderr}`).toBe(0);
+        } else {
+          expect(del.status, `${where}: DEL ran to the end: ${del.stdout || del.stderr}`).toBe(0);
+          completed++;
+        }
+        expectNothingLeft(fixture, before, where);
+        await yieldToVitest();
       }
-      expectNothingLeft(fixture, before, where);
-      await yieldToVitest();
-    }
-    console.log(
-      `vcnet-cni DEL kill loop: ${kills} DEL kills, ${completed} DELs ran to the end; the kills left ${describeTally(left)}`,
-    );
-  }, 600_000);
-});
+      console.log(
+        `vcnet-cni ${model} DEL kill loop: ${kills} DEL kills, ${completed} DELs ran to the end; the kills left ${describeTally(left)}`,
+      );
+    }, 600_000);
+  },
+);
