@@ -1,19 +1,19 @@
 /**
- * The kill -9 loop of vcnet-cni, run as a runtime runs the chain (bridge + host-local, then
- * vcnet-cni with a rate limit, each model in turn; test/helpers/cni.ts): vcnet-cni's ADD killed at a random point, then the whole chain's
- * DEL, which containerd and CRI-O run after a failed ADD (no cached result: libcni caches only a
- * successful ADD); and vcnet-cni's DEL killed at a random point (the chain stops there), then the
- * chain's DEL again, as the runtime retries it. After each round: the pod namespace is exactly as
- * before the ADD, the node's namespace too (no bridge port left), host-local holds no address for the
- * container, vcnet-cni's state directory nothing of it (record, directory, lock file), and the next
- * round's ADD of the same container id works (a last complete ADD and DEL too).
+ * The kill -9 loop of vcnet-cni, run as a runtime runs the chain (bridge + host-local, then vcnet-cni
+ * with a rate limit, each model in turn; test/helpers/cni.ts): vcnet-cni's ADD killed at a random
+ * point, then the whole chain's DEL, which containerd and CRI-O run after a failed ADD (no cached
+ * result: libcni caches only a successful ADD); and vcnet-cni's DEL killed at a random point (the
+ * chain stops there), then the chain's DEL again, as the runtime retries it. After each round: the pod
+ * namespace is exactly as before the ADD, the node's namespace has no bridge port left, host-local
+ * holds no address for the container, vcnet-cni's state directory nothing of it (record, directory,
+ * lock file), and the next round's ADD of the same container id works (a last ADD and DEL too).
  *
  * The kill comes from a worker thread in the plugin (test/helpers/kill-preload.mjs), counted from the
- * moment the preload loads, before vcnet-cni's own code: it lands in reading stdin and making the lock
- * file and directories as well as in the attach or detach itself and the record's writes. The delays
- * are drawn over the window measured in the same run (load to exit) plus a fifth, so some runs
- * finish; only real kills are counted. The seed is printed (VCNET_KILL_SEED replays it), and a failure
- * names the round and the delay. CHECK is never run after a failed ADD (the CNI spec forbids it).
+ * moment the preload loads, before vcnet-cni's own code, so it lands in reading stdin and making the
+ * lock file and directories as well as in the attach or detach and the record's writes (killDelay:
+ * the window is measured in the same run). Only real kills are counted, and what each left for the DEL
+ * is tallied and printed. The seed is printed (VCNET_KILL_SEED replays it), and a failure names the
+ * round and the delay. CHECK is never run after a failed ADD (the CNI spec says a runtime must not).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
