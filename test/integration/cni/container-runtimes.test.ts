@@ -3,7 +3,8 @@
  * podman 4 with its CNI backend, each on bridge + host-local + the installed vcnet-cni launcher. Per
  * client: a container gets the tap and both redirects in its namespace; stopping it leaves no
  * host-local reservation, no vcnet state and no bridge port; 20 containers at once; a bad vcnet
- * option fails the start but leaks nothing; a 0.3.1 conflist works. Without cgroup filesystems at
+ * option, or vcnet-cni killed (kill -9) in ADD, fails the start but leaks nothing (the client's own
+ * DEL after the failed ADD); a 0.3.1 conflist works. Without cgroup filesystems at
  * /sys/fs/cgroup (CI's chroot), the runtimes run in a private mount namespace that has them.
  */
 import { randomBytes } from 'node:crypto';
@@ -201,7 +202,7 @@ describe.skipIf(containerdSkip)('containerd 1.6: ctr run --cni', () => {
     const network = 'vcnet-ctr-kill';
     fixture.writeConflist(network);
     const kills = {
-      // The worker's kill as soon as it wakes: the lock file, directory and first record are being made.
+      // Delay 0: the lock file and directory made, the attach's first links and journal entries under way.
       'as the attach starts': killAfter('attach', 0, { cniCommand: 'ADD' }),
       // Everything made and journaled, the record without its device yet, no result printed.
       'as the attach ends': killAfter('attach', undefined, { atEnd: true, cniCommand: 'ADD' }),
