@@ -9,9 +9,9 @@
  * lock file), and the next round's ADD of the same container id works (a last ADD and DEL too).
  *
  * The kill comes from a worker thread in the plugin (test/helpers/kill-preload.mjs), counted from the
- * moment the preload loads, before vcnet-cni's own code, so it lands in reading stdin and making the
- * lock file and directories as well as in the attach or detach and the record's writes (killDelay:
- * the window is measured in the same run). Only real kills are counted, and what each left for the DEL
+ * moment the preload loads, before vcnet-cni's own code, so that it lands in reading stdin and making
+ * the lock file and directories too, or from the attach's or detach's start (killPoint; the windows
+ * are measured in the same run). Only real kills are counted, and what each left for the DEL
  * is tallied and printed. The seed is printed (VCNET_KILL_SEED replays it), and a failure names the
  * round and the delay. CHECK is never run after a failed ADD (the CNI spec says a runtime must not).
  */
@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { killAfter } from '../../helpers/cli.js';
 import {
@@ -36,8 +37,11 @@ const skipReason =
   process.getuid?.() !== 0 ? 'the vcnet-cni kill loop needs root (namespaces, taps, tc)' : missingCniPlugins();
 if (skipReason) console.log(`skipping the vcnet-cni kill loop: ${skipReason}`);
 
-/** Kills of each operation per model (VCNET_CNI_KILLS): 20 for each of the two models, 40 in all. */
-const KILLS_PER_OPERATION = Number(process.env.VCNET_CNI_KILLS ?? 20);
+/**
+ * Kills of each operation per model (VCNET_CNI_KILLS): 15 for each of the two models, 30 in all,
+ * keep the file near two minutes on a 2-CPU machine (the rounds take about a second each).
+ */
+const KILLS_PER_OPERATION = Number(process.env.VCNET_CNI_KILLS ?? 15);
 const NETWORK = 'vcnet-kill';
 
 let workDirectory: string;
@@ -161,9 +165,10 @@ function nodeLinks(node: TestNamespace): string[] {
 
 /**
  * What a killed run left for the DEL, so the output shows where the kills landed: vcnet-cni's state
- * of the container, and whether vcnet's links are in the pod.
+ * of the container, and whether vcnet's links are in the pod (for a DEL's kill, `afterAdd`: whether
+ * the pod is still as ADD left it, or the detach had begun).
  */
-function leftByKill(fixture: Fixture): string {
+function leftByKill(fixture: Fixture, afterAdd?: unknown): string {
   const record = join(fixture.stateDirectory, fixture.containerId, 'interfaces', 'eth0', 'state.json');
   let state: string;
   if (existsSync(record)) {
@@ -172,7 +177,11 @@ function leftByKill(fixture: Fixture): string {
   } else if (existsSync(join(fixture.stateDirectory, fixture.containerId))) state = 'a directory without a record';
   else if (existsSync(join(fixture.stateDirectory, '.locks', fixture.containerId))) state = 'a lock file only';
   else state = 'no state';
-  return kataLinks(fixture.pod).length > 0 ? `${state}, vcnet's links in the pod` : state;
+  if (kataLinks(fixture.pod).length === 0) return state;
+  if (afterAdd === undefined) return `${state}, vcnet's links in the pod`;
+  return isDeepStrictEqual(fingerprint(fixture.pod), afterAdd)
+    ? `${state}, the pod as ADD left it`
+    : `${state}, the pod partly undone`;
 }
 
 /** Counts of what the kills left, printed at the end of a loop. */
@@ -196,14 +205,25 @@ function yieldToVitest(): Promise<void> {
 }
 
 /**
- * A kill's delay from the plugin's load: most of the window is Node loading vcnet-cni's code, so
- * three kills in four land between the last fifth of that and the end (stdin, the lock file, the
- * directories, the scan, the attach or detach and the records), the rest anywhere; the window gets a
- * fifth more, so some runs finish.
+ * Where a kill lands. Most of the load-to-exit window is Node loading vcnet-cni's code, and the
+ * operation itself is short and, on a loaded machine, of varying length; so half the kills are
+ * counted from the load, between the last fifth of loading and the end (stdin, the lock file, the
+ * directories, the scan, then the rest), and half from the operation's own start, over its part of
+ * the window and half as much again (the attach or detach, the records, the result). Both overshoot,
+ * so some runs finish.
  */
-function killDelay(next: () => number, window: number, operationAt: number): number {
-  const from = next() < 0.75 ? operationAt * 0.8 : 0;
-  return Math.floor(from + next() * (window * 1.2 - from));
+function killPoint(
+  next: () => number,
+  operation: 'attach' | 'detach',
+  { window, operationAt }: { window: number; operationAt: number },
+): { delay: number; environment: Record<string, string>; from: string } {
+  if (next() < 0.5) {
+    const from = operationAt * 0.8;
+    const delay = Math.floor(from + next() * (window * 1.2 - from));
+    return { delay, environment: killAfter(operation, delay, { fromLoad: true }), from: 'load' };
+  }
+  const delay = Math.floor(next() * (window - operationAt) * 1.5);
+  return { delay, environment: killAfter(operation, delay), from: `the ${operation}'s start` };
 }
 
 /** Everything a round must leave: nothing of the container anywhere, both namespaces as before. */
@@ -233,7 +253,6 @@ function measure(fixture: Fixture, operation: 'attach' | 'detach') {
   return windows;
 }
 
-/** Each model gets its share of the kills: 40 of each operation in all keep the file near two minutes. */
 const MODELS: Model[] = ['tcfilter', 'macvtap'];
 
 describe.skipIf(skipReason).each(MODELS)(
@@ -242,23 +261,23 @@ describe.skipIf(skipReason).each(MODELS)(
     it(`ADD: ${KILLS_PER_OPERATION} kills, each followed by the chain's DEL: nothing left, the id ADDs again`, async () => {
       const fixture = chainFixture(model);
       const podBefore = fingerprint(fixture.pod);
-      const { window, operationAt } = measure(fixture, 'attach');
+      const windows = measure(fixture, 'attach');
       const before = { pod: podBefore, node: nodeLinks(fixture.node) };
       expectNothingLeft(fixture, before, 'the measuring ADD and DEL');
 
       const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
       const next = random(seed);
       console.log(
-        `vcnet-cni ${model} ADD kill loop: seed ${seed}, window ${window} us from load to exit, ${operationAt} us to the attach's start`,
+        `vcnet-cni ${model} ADD kill loop: seed ${seed}, window ${windows.window} us from load to exit, ${windows.operationAt} us to the attach's start`,
       );
       let kills = 0;
       let completed = 0;
       const left = new Map<string, number>();
       for (let round = 0; kills < KILLS_PER_OPERATION; round++) {
         expect(round, 'too few runs were killed: the window is wrong').toBeLessThan(KILLS_PER_OPERATION * 4);
-        const delay = killDelay(next, window, operationAt);
-        const where = `round ${round}: ADD killed at ${delay} us from load (seed ${seed})`;
-        const add = addChain(fixture, killAfter('attach', delay, { fromLoad: true }));
+        const kill = killPoint(next, 'attach', windows);
+        const where = `round ${round}: ADD killed at ${kill.delay} us from ${kill.from} (seed ${seed})`;
+        const add = addChain(fixture, kill.environment);
         if (isKilled(add)) {
           kills++;
           tally(left, leftByKill(fixture));
@@ -284,28 +303,29 @@ describe.skipIf(skipReason).each(MODELS)(
     it(`DEL: ${KILLS_PER_OPERATION} kills, each followed by the runtime's retry of the chain's DEL: nothing left`, async () => {
       const fixture = chainFixture(model);
       const podBefore = fingerprint(fixture.pod);
-      const { window, operationAt } = measure(fixture, 'detach');
+      const windows = measure(fixture, 'detach');
       const before = { pod: podBefore, node: nodeLinks(fixture.node) };
       expectNothingLeft(fixture, before, 'the measuring ADD and DEL');
 
       const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
       const next = random(seed);
       console.log(
-        `vcnet-cni ${model} DEL kill loop: seed ${seed}, window ${window} us from load to exit, ${operationAt} us to the detach's start`,
+        `vcnet-cni ${model} DEL kill loop: seed ${seed}, window ${windows.window} us from load to exit, ${windows.operationAt} us to the detach's start`,
       );
       let kills = 0;
       let completed = 0;
       const left = new Map<string, number>();
       for (let round = 0; kills < KILLS_PER_OPERATION; round++) {
         expect(round, 'too few runs were killed: the window is wrong').toBeLessThan(KILLS_PER_OPERATION * 4);
-        const delay = killDelay(next, window, operationAt);
-        const where = `round ${round}: DEL killed at ${delay} us from load (seed ${seed})`;
+        const kill = killPoint(next, 'detach', windows);
+        const where = `round ${round}: DEL killed at ${kill.delay} us from ${kill.from} (seed ${seed})`;
         const add = addChain(fixture);
         expect(add.status, `${where}: the ADD: ${add.stdout || add.stderr}`).toBe(0);
-        const del = delChain(fixture, add.output, killAfter('detach', delay, { fromLoad: true }));
+        const afterAdd = fingerprint(fixture.pod);
+        const del = delChain(fixture, add.output, kill.environment);
         if (isKilled(del)) {
           kills++;
-          tally(left, leftByKill(fixture));
+          tally(left, leftByKill(fixture, afterAdd));
           // The chain stopped at vcnet-cni: the runtime retries the whole DEL.
           const retry = delChain(fixture, add.output);
           expect(retry.status, `${where}: the retried DEL: ${retry.stdout || retry.stderr}`).toBe(0);
