@@ -118,14 +118,27 @@ export function filePerTestFile(name: string, text: string): string {
 
 export const KILL_PRELOAD = fileURLToPath(new URL('./kill-preload.mjs', import.meta.url));
 
-/** Environment for a vcnet run that kills itself (SIGKILL) `microseconds` after `operation` starts. */
-export function killAfter(operation: 'attach' | 'detach', microseconds?: number): Record<string, string> {
+/**
+ * Environment for a vcnet (or vcnet-cni) run that kills itself (SIGKILL) `microseconds` after
+ * `operation` starts, or, with `fromLoad`, after the process loaded the preload (before its own code);
+ * with `atEnd`, when the operation's promise settles; with neither, it reports its windows instead
+ * (kill-preload.mjs). `cniCommand` limits the kill to vcnet-cni runs of that CNI_COMMAND.
+ */
+export function killAfter(
+  operation: 'attach' | 'detach',
+  microseconds?: number,
+  options: { fromLoad?: boolean; atEnd?: boolean; cniCommand?: 'ADD' | 'DEL' } = {},
+): Record<string, string> {
   return {
     NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${KILL_PRELOAD}`.trim(),
     VCNET_TEST_KILL_OPERATION: operation,
-    ...(microseconds === undefined
-      ? { VCNET_TEST_REPORT_WINDOW: '1' }
-      : { VCNET_TEST_KILL_AFTER_US: String(microseconds) }),
+    ...(options.fromLoad ? { VCNET_TEST_KILL_FROM: 'load' } : {}),
+    ...(options.cniCommand ? { VCNET_TEST_KILL_CNI_COMMAND: options.cniCommand } : {}),
+    ...(options.atEnd
+      ? { VCNET_TEST_KILL_AT: 'asyncEnd' }
+      : microseconds === undefined
+        ? { VCNET_TEST_REPORT_WINDOW: '1' }
+        : { VCNET_TEST_KILL_AFTER_US: String(microseconds) }),
   };
 }
 

@@ -44,6 +44,8 @@ export interface PluginRun {
   status: number;
   stdout: string;
   stderr: string;
+  /** The signal that ended the plugin (SIGKILL of a timeout, or of a kill test). */
+  signal?: NodeJS.Signals;
   /** stdout parsed, when it is JSON. */
   output?: Record<string, unknown>;
 }
@@ -255,8 +257,12 @@ export class CniRuntime {
       env: this.environment(command, environment),
       ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs, killSignal: 'SIGKILL' as const }),
     });
-    const killed = result.signal ? `killed by ${result.signal} (timeout ${options.timeoutMs} ms)\n` : '';
-    return pluginRun(plugin, command, result.status ?? -1, result.stdout, killed + result.stderr);
+    const killed = result.signal
+      ? `killed by ${result.signal}${options.timeoutMs === undefined ? '' : ` (timeout ${options.timeoutMs} ms)`}\n`
+      : '';
+    const run = pluginRun(plugin, command, result.status ?? -1, result.stdout, killed + result.stderr);
+    if (result.signal) run.signal = result.signal;
+    return run;
   }
 
   /** `invoke` without waiting, to run several plugins at once. */

@@ -314,8 +314,9 @@ export class Containerd {
   /**
    * `ctr run --rm --cni` in the node namespace. ctr reads /etc/cni/net.d and /opt/cni/bin and has no
    * flag to change them: in a private mount namespace the fixture's directories are bound there.
+   * `environment` is added to ctr's, which libcni passes on to every plugin it runs.
    */
-  run(id: string): { child: ChildProcess; done: Promise<ProcessOutcome> } {
+  run(id: string, environment: Record<string, string> = {}): { child: ChildProcess; done: Promise<ProcessOutcome> } {
     const optDirectory = join(this.directory, 'opt-root');
     mkdirSync(join(optDirectory, 'cni'), { recursive: true });
     if (!existsSync(join(optDirectory, 'cni', 'bin')))
@@ -350,7 +351,7 @@ export class Containerd {
         ],
         [`--net=${this.fixture.node.path}`],
       ),
-      { env: RUNTIME_ENVIRONMENT },
+      { env: { ...RUNTIME_ENVIRONMENT, ...environment } },
     );
     this.clients.add(child);
     child.on('close', () => this.clients.delete(child));
@@ -432,9 +433,15 @@ export class Podman {
     return { ...RUNTIME_ENVIRONMENT, CONTAINERS_CONF: this.containersConf };
   }
 
-  /** podman in the node namespace (its CNI plugins run where podman runs). */
-  podman(args: string[]): ProcessOutcome {
-    const result = spawnSync(...this.command(args), { encoding: 'utf8', env: this.environment });
+  /**
+   * podman in the node namespace (its CNI plugins run where podman runs); `environment` is added to
+   * podman's, which libcni passes on to every plugin it runs.
+   */
+  podman(args: string[], environment: Record<string, string> = {}): ProcessOutcome {
+    const result = spawnSync(...this.command(args), {
+      encoding: 'utf8',
+      env: { ...this.environment, ...environment },
+    });
     return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
   }
 

@@ -6,30 +6,56 @@
  * the operation in the record's final write. Production code knows nothing of it.
  *
  *   VCNET_TEST_KILL_OPERATION=attach|detach|hotplug   which operation's start arms the timer
+ *   VCNET_TEST_KILL_FROM=load                 arm it instead as this preload loads, before the
+ *                                             program's own code: the kill can then also land in
+ *                                             what a command does before the operation (vcnet-cni
+ *                                             reading stdin, making its lock file and directories)
  *   VCNET_TEST_KILL_AFTER_US=<microseconds>   when to kill, counted from that start (absent: never)
+ *   VCNET_TEST_KILL_CNI_COMMAND=ADD|DEL       only in a vcnet-cni run of that CNI_COMMAND (the other
+ *                                             runs of a runtime that passes its environment to all
+ *                                             plugins are left alone)
  *   VCNET_TEST_KILL_AT=asyncEnd               kill instead, on the main thread, when the operation's
  *                                             promise settles (`hotplug`: one endpoint's tap, filters,
  *                                             netdev_add and device_add done, its record still pending)
- *   VCNET_TEST_REPORT_WINDOW=1                print "vcnet: kill window <us>" at exit: start to exit
+ *   VCNET_TEST_REPORT_WINDOW=1                print "vcnet: kill window <us>" at exit: start to exit,
+ *                                             and "vcnet: load window <us> operation at <us>": this
+ *                                             preload's load to exit, and to the operation's start
  */
 import { tracingChannel } from 'node:diagnostics_channel';
 import { Worker } from 'node:worker_threads';
 
 const operation = process.env.VCNET_TEST_KILL_OPERATION ?? 'attach';
-const afterMicroseconds = process.env.VCNET_TEST_KILL_AFTER_US;
+const onlyCommand = process.env.VCNET_TEST_KILL_CNI_COMMAND;
+const afterMicroseconds =
+  onlyCommand === undefined || onlyCommand === process.env.CNI_COMMAND
+    ? process.env.VCNET_TEST_KILL_AFTER_US
+    : undefined;
+const fromLoad = process.env.VCNET_TEST_KILL_FROM === 'load';
 const armed = new Int32Array(new SharedArrayBuffer(4));
+// When it was armed (process.hrtime, one monotonic clock for every thread): the worker counts the
+// delay from there, not from its own start, which comes later under load.
+const armedAt = new BigInt64Array(new SharedArrayBuffer(8));
+const loadedAt = process.hrtime.bigint();
 
 if (afterMicroseconds !== undefined) {
   const killer = new Worker(
     `const { workerData } = require('node:worker_threads');
-     const [armed, milliseconds] = workerData;
+     const [armed, armedAt, nanoseconds] = workerData;
      Atomics.wait(armed, 0, 0);
-     if (milliseconds > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds);
+     const left = Number(Atomics.load(armedAt, 0) + BigInt(nanoseconds) - process.hrtime.bigint()) / 1e6;
+     if (left > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, left);
      process.kill(process.pid, 'SIGKILL');`,
-    { eval: true, workerData: [armed, Number(afterMicroseconds) / 1000] },
+    { eval: true, workerData: [armed, armedAt, Number(afterMicroseconds) * 1000] },
   );
   // Never what keeps the process alive: a run that ends before the kill just ends.
   killer.unref();
+  if (fromLoad) arm(loadedAt);
+}
+
+function arm(at) {
+  Atomics.store(armedAt, 0, at);
+  Atomics.store(armed, 0, 1);
+  Atomics.notify(armed, 0);
 }
 
 let startedAt;
@@ -38,13 +64,13 @@ tracingChannel(`vcnet:${operation}`).subscribe({
   start() {
     if (startedAt !== undefined) return;
     startedAt = process.hrtime.bigint();
-    Atomics.store(armed, 0, 1);
-    Atomics.notify(armed, 0);
+    if (!fromLoad) arm(startedAt);
   },
   end: ignore,
   asyncStart: ignore,
   asyncEnd:
-    process.env.VCNET_TEST_KILL_AT === 'asyncEnd'
+    process.env.VCNET_TEST_KILL_AT === 'asyncEnd' &&
+    (onlyCommand === undefined || onlyCommand === process.env.CNI_COMMAND)
       ? () => {
           process.kill(process.pid, 'SIGKILL');
         }
@@ -55,6 +81,11 @@ tracingChannel(`vcnet:${operation}`).subscribe({
 if (process.env.VCNET_TEST_REPORT_WINDOW === '1') {
   process.on('exit', () => {
     if (startedAt === undefined) return;
-    process.stderr.write(`vcnet: kill window ${Number((process.hrtime.bigint() - startedAt) / 1000n)}\n`);
+    const exitedAt = process.hrtime.bigint();
+    const microseconds = (from, to) => Number((to - from) / 1000n);
+    process.stderr.write(`vcnet: kill window ${microseconds(startedAt, exitedAt)}\n`);
+    process.stderr.write(
+      `vcnet: load window ${microseconds(loadedAt, exitedAt)} operation at ${microseconds(loadedAt, startedAt)}\n`,
+    );
   });
 }

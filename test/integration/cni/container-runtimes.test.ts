@@ -3,7 +3,8 @@
  * podman 4 with its CNI backend, each on bridge + host-local + the installed vcnet-cni launcher. Per
  * client: a container gets the tap and both redirects in its namespace; stopping it leaves no
  * host-local reservation, no vcnet state and no bridge port; 20 containers at once; a bad vcnet
- * option fails the start but leaks nothing; a 0.3.1 conflist works. Without cgroup filesystems at
+ * option, or vcnet-cni killed (kill -9) in ADD, fails the start but leaks nothing (the client's own
+ * DEL after the failed ADD); a 0.3.1 conflist works. Without cgroup filesystems at
  * /sys/fs/cgroup (CI's chroot), the runtimes run in a private mount namespace that has them.
  */
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupMountNamespace, planCgroups } from '../../helpers/cgroups.js';
+import { killAfter } from '../../helpers/cli.js';
 import { missingCniPlugins } from '../../helpers/cni.js';
 import {
   ClientFixture,
@@ -196,6 +198,30 @@ describe.skipIf(containerdSkip)('containerd 1.6: ctr run --cni', () => {
     await expectFreed(network);
   });
 
+  it('vcnet-cni killed (kill -9) in ADD, as the attach starts and as it ends: ctr run fails, its DEL leaks nothing', async () => {
+    const network = 'vcnet-ctr-kill';
+    fixture.writeConflist(network);
+    const kills = {
+      // Delay 0: the lock file and directory made, the attach's first links and journal entries under way.
+      'as the attach starts': killAfter('attach', 0, { cniCommand: 'ADD' }),
+      // Everything made and journaled, the record without its device yet, no result printed.
+      'as the attach ends': killAfter('attach', undefined, { atEnd: true, cniCommand: 'ADD' }),
+    };
+    for (const [point, environment] of Object.entries(kills)) {
+      const id = `c${randomBytes(4).toString('hex')}`;
+      const outcome = await containerd.run(id, environment).done;
+      expect(outcome.status, point).not.toBe(0);
+      expect(outcome.stderr, point).toContain('plugin type="vcnet-cni" failed (add)');
+      expect(outcome.stderr, point).toContain('signal: killed');
+      // ctr's deferred network Remove ran DEL through the whole chain (vcnet-cni's not killed).
+      expect(fixture.reservations(network), point).toEqual([]);
+      expect(fixture.recordedContainers(), point).toEqual([]);
+      containerd.ctr(['tasks', 'delete', '--force', id]);
+      containerd.ctr(['containers', 'delete', id]);
+      await expectFreed(network);
+    }
+  });
+
   it('a dual-stack network at MTU 9000: eth0 and the tap carry 9000, both families cached; freed after', async () => {
     const network = 'vcnet-ctr-dual';
     fixture.writeConflist(network, {
@@ -306,6 +332,24 @@ describe.skipIf(podmanSkip)('podman 4: CNI backend', () => {
     // podman tears the network down after a failed setup: DEL went through the whole chain.
     expect(fixture.reservations(network)).toEqual([]);
     podman.podman(['rm', '--force', 'bad']);
+    await expectFreed(network);
+  });
+
+  it('vcnet-cni killed (kill -9) in ADD as the attach ends: podman run fails, its teardown leaks nothing', async () => {
+    const network = 'vcnet-podman-kill';
+    fixture.writeConflist(network);
+    // Everything made and journaled, the record without its device yet, no result printed.
+    const run = podman.podman(
+      podman.runArgs('killed', network),
+      killAfter('attach', undefined, { atEnd: true, cniCommand: 'ADD' }),
+    );
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toContain('plugin type="vcnet-cni" failed (add)');
+    expect(run.stderr).toContain('signal: killed');
+    // podman tears the network down after a failed setup: DEL went through the whole chain.
+    expect(fixture.reservations(network)).toEqual([]);
+    expect(fixture.recordedContainers()).toEqual([]);
+    podman.podman(['rm', '--force', 'killed']);
     await expectFreed(network);
   });
 
