@@ -1,0 +1,215 @@
+/**
+ * A jumbo-frame pod (MTU 9000 on the pod link and its node peer) attached with the tcfilter model and
+ * both of Kata's rate limits (rx_rate_limiter_max_rate, towards the VM: an htb on the tap's egress;
+ * tx_rate_limiter_max_rate, from the VM: an htb on the pod link's egress), in a booted guest: the
+ * agent gives the guest's NIC MTU 9000, an IPv4 packet of 9000 bytes that may not be fragmented
+ * crosses between the node namespace and the guest both ways, and iperf3 measures each direction
+ * below its own limit. The same run then raises both htb classes far above the limits and measures
+ * again: the guest must exceed the limits there, or the first numbers proved nothing. Detach leaves
+ * the pod as it was.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { vcnet } from '../helpers/cli.js';
+import { guestUnavailableReason, runOnConsole } from '../helpers/guest.js';
+import { attachAndBootGuest } from '../helpers/hotplug-guest.js';
+import { cleanupNamespaces, type TestNamespace } from '../helpers/namespace.js';
+import { fingerprint } from '../helpers/pod.js';
+
+const unavailable = guestUnavailableReason();
+if (unavailable) console.log(`skip jumbo-frame rate-limited guest VM test: ${unavailable}`);
+
+const JUMBO_MTU = 9000;
+/** The largest ICMP payload an IPv4 packet of 9000 bytes holds (9000 - 20 - 8). */
+const LARGEST_PAYLOAD = JUMBO_MTU - 28;
+/** Towards the VM, bits/s. Low enough that a TCG guest on a busy machine still goes faster unlimited. */
+const RX_RATE = 16_000_000;
+/** From the VM, bits/s: twice rx, so a limit put on the wrong direction shows. */
+const TX_RATE = 32_000_000;
+/** htb lets a burst through on top of the rate; a measured rate above this is a limit that does not hold. */
+const MARGIN = 1.1;
+/** The rate the classes get for the unlimited measurement (10 Gbit/s). */
+const UNLIMITED = '10gbit';
+const IPERF_SECONDS = 4;
+
+let work: string | undefined;
+
+afterEach(() => {
+  cleanupNamespaces();
+  if (work) rmSync(work, { recursive: true, force: true });
+  work = undefined;
+});
+
+function makeJumbo({ pod, node }: { pod: TestNamespace; node: TestNamespace }): void {
+  node.exec('ip', ['link', 'set', 'veth0', 'mtu', String(JUMBO_MTU)]);
+  pod.exec('ip', ['link', 'set', 'eth0', 'mtu', String(JUMBO_MTU)]);
+}
+
+/** ping -4 with the largest payload, fragmenting forbidden: up to five rounds until one loses nothing; its last output. */
+function largePingFrom(namespace: string, address: string): string {
+  let output = '';
+  for (let attempt = 0; attempt < 5 && !output.includes(' 0% packet loss'); attempt++) {
+    try {
+      output = execFileSync(
+        'ip',
+        [
+          ...['netns', 'exec', namespace, 'ping', '-4', '-c', '3', '-i', '0.3', '-W', '3'],
+          ...['-s', String(LARGEST_PAYLOAD), '-M', 'do', address],
+        ],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+    } catch (error) {
+      output = String((error as { stdout?: string }).stdout ?? '');
+      output += String((error as { stderr?: string }).stderr ?? '');
+    }
+  }
+  return output;
+}
+
+/**
+ * iperf3 from `namespace` to the guest's server: bits/s the receiver counted, towards the guest, or
+ * from it with `reverse`. The guest's one server takes a moment under TCG before it accepts the next
+ * test: up to three tries.
+ */
+function iperf(namespace: string, address: string, reverse: boolean): number {
+  let lastFailure = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let stdout = '';
+    try {
+      stdout = execFileSync(
+        'ip',
+        [
+          ...['netns', 'exec', namespace, 'iperf3', '-c', address, '-t', String(IPERF_SECONDS), '-J'],
+          ...(reverse ? ['-R'] : []),
+        ],
+        { encoding: 'utf8', timeout: (IPERF_SECONDS + 30) * 1000, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+    } catch (error) {
+      // iperf3 -J reports its own errors in the JSON on stdout, and exits 1.
+      stdout = String((error as { stdout?: string }).stdout ?? '');
+      lastFailure = String((error as { message?: string }).message);
+    }
+    try {
+      const result = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
+      const received = result.end?.sum_received?.bits_per_second;
+      if (received !== undefined) return received;
+      lastFailure = result.error ?? 'no end.sum_received.bits_per_second in its JSON';
+    } catch {
+      // not JSON: lastFailure holds the exec error
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+  }
+  throw new Error(`iperf3 ${reverse ? 'from' : 'to'} the guest ${address} gave no result in 3 tries: ${lastFailure}`);
+}
+
+const mbps = (bits: number) => `${(bits / 1e6).toFixed(1)} Mbit/s`;
+
+/** Each htb class on `device` as tc prints it: class id to `rate R ceil C` (tc -j prints no classes). */
+function htbClasses(pod: TestNamespace, device: string): Record<string, string> {
+  const lines = pod.exec('tc', ['class', 'show', 'dev', device]).split('\n');
+  return Object.fromEntries(
+    lines.flatMap((line) => {
+      const found = /^class htb (\S+) .*?(rate \S+ ceil \S+)/.exec(line);
+      return found ? [[found[1], found[2]]] : [];
+    }),
+  );
+}
+
+describe.skipIf(unavailable !== undefined)('a jumbo-frame pod with rx and tx rate limits in a booted guest', () => {
+  it('the guest NIC gets MTU 9000, 9000-byte packets cross unfragmented both ways, and each direction stays under its limit', {
+    timeout: 420_000,
+  }, async () => {
+    work = mkdtempSync(join(tmpdir(), 'vcnet-jumborate-'));
+    const config = join(work, 'configuration.toml');
+    writeFileSync(
+      config,
+      `[hypervisor.qemu]\nrx_rate_limiter_max_rate = ${RX_RATE}\ntx_rate_limiter_max_rate = ${TX_RATE}\n`,
+    );
+    const setup = await attachAndBootGuest(work, {
+      sandbox: 'jumborate',
+      pushBootNetwork: false,
+      attachArgs: ['--config', config],
+      beforeAttach: makeJumbo,
+    });
+    const { guest, pod, node, stateDir, attached } = setup;
+    try {
+      expect(attached.interfaces[0]).toMatchObject({ mtu: JUMBO_MTU });
+      const [tap] = pod.ipJson<Array<{ mtu: number }>>('link', 'show', 'tap0_kata');
+      expect(tap?.mtu).toBe(JUMBO_MTU);
+      // Where concepts.md says the trees go for tcfilter: rx on the tap, tx on the pod link.
+      const rx = `rate ${RX_RATE / 1e6}Mbit ceil ${RX_RATE / 1e6}Mbit`;
+      const tx = `rate ${TX_RATE / 1e6}Mbit ceil ${TX_RATE / 1e6}Mbit`;
+      expect(htbClasses(pod, 'tap0_kata')).toEqual({ '1:1': rx, '1:2': rx });
+      expect(htbClasses(pod, 'eth0')).toEqual({ '1:1': tx, '1:2': tx });
+
+      const configured = vcnet([
+        ...['configure-guest', '--sandbox', 'jumborate', '--state-dir', stateDir, '--timeout', '90000'],
+      ]);
+      expect(configured.status, configured.stderr).toBe(0);
+      expect((await runOnConsole(guest, 'ip link show dev eth0')).join('\n')).toMatch(new RegExp(`mtu ${JUMBO_MTU} `));
+
+      // Node to guest: 9000 bytes with DF, from an empty neighbour cache.
+      node.exec('ip', ['neigh', 'flush', 'dev', 'veth0']);
+      expect(largePingFrom(node.name, '10.200.0.2')).toContain(' 0% packet loss');
+      // Guest to node. Busybox ping cannot set DF: the proof that nothing was fragmented is the two
+      // kernels' counters, none made, none put together.
+      const fromGuest = (
+        await runOnConsole(guest, `ping -c 3 -W 3 -s ${LARGEST_PAYLOAD} 10.200.0.1 2>&1`, 60_000)
+      ).join('\n');
+      expect(fromGuest).toMatch(/ 0% packet loss/);
+      const ipCounter = (snmp: string, name: string) => {
+        const [header, values] = snmp.split('\n').filter((line) => line.startsWith('Ip: '));
+        const at = header?.split(/\s+/).indexOf(name) ?? -1;
+        return at < 1 ? Number.NaN : Number(values?.split(/\s+/)[at]);
+      };
+      const guestSnmp = (await runOnConsole(guest, 'cat /proc/net/snmp')).join('\n');
+      const nodeSnmp = node.exec('cat', ['/proc/net/snmp']);
+      for (const snmp of [guestSnmp, nodeSnmp]) {
+        expect(ipCounter(snmp, 'FragCreates')).toBe(0);
+        expect(ipCounter(snmp, 'ReasmReqds')).toBe(0);
+      }
+
+      await runOnConsole(guest, 'iperf3 -s -D');
+      const limited = {
+        toGuest: iperf(node.name, '10.200.0.2', false),
+        fromGuest: iperf(node.name, '10.200.0.2', true),
+      };
+      // Unlimited, in the same run: the classes of both trees raised far above the limits.
+      for (const device of ['tap0_kata', 'eth0']) {
+        for (const [classId, parent] of [
+          ['1:1', '1:'],
+          ['1:2', '1:1'],
+        ] as const) {
+          pod.exec('tc', [
+            ...['class', 'change', 'dev', device, 'parent', parent, 'classid', classId],
+            ...['htb', 'rate', UNLIMITED, 'ceil', UNLIMITED],
+          ]);
+        }
+      }
+      const unlimited = {
+        toGuest: iperf(node.name, '10.200.0.2', false),
+        fromGuest: iperf(node.name, '10.200.0.2', true),
+      };
+      console.log(
+        `jumbo rate limit: towards the guest ${mbps(limited.toGuest)} (rx limit ${mbps(RX_RATE)}; unlimited ${mbps(unlimited.toGuest)}), ` +
+          `from the guest ${mbps(limited.fromGuest)} (tx limit ${mbps(TX_RATE)}; unlimited ${mbps(unlimited.fromGuest)})`,
+      );
+      // Each direction under its own limit...
+      expect(limited.toGuest).toBeLessThan(RX_RATE * MARGIN);
+      expect(limited.fromGuest).toBeLessThan(TX_RATE * MARGIN);
+      // ...where the guest goes faster without it: else the limits were never tested.
+      expect(unlimited.toGuest, 'TCG too slow to exceed the rx limit: lower RX_RATE').toBeGreaterThan(RX_RATE * 1.5);
+      expect(unlimited.fromGuest, 'TCG too slow to exceed the tx limit: lower TX_RATE').toBeGreaterThan(TX_RATE * 1.5);
+      // rx does not limit the guest's sending: the tx limit, twice as high, does.
+      expect(limited.fromGuest).toBeGreaterThan(RX_RATE * MARGIN);
+    } finally {
+      await guest.kill();
+    }
+    const detached = vcnet(['detach', '--sandbox', 'jumborate', '--state-dir', stateDir]);
+    expect(detached.status, detached.stderr).toBe(0);
+    expect(fingerprint(pod)).toEqual(setup.before);
+  });
+});
