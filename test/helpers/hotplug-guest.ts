@@ -39,6 +39,8 @@ export interface HotplugGuestOptions {
   pushBootNetwork?: boolean;
   /** More `vcnet attach` arguments, e.g. `['--model', 'macvtap']` or `['--config', FILE]`. */
   attachArgs?: string[];
+  /** Pod links makePod() makes (eth0, eth1, ...); default 1. */
+  interfaces?: number;
   /** Changes the fresh pod (or its node) before attach: what CNI would have left besides makePod's. */
   beforeAttach?: (pod: { pod: TestNamespace; node: TestNamespace }) => void;
 }
@@ -51,7 +53,7 @@ export async function attachAndBootGuest(work: string, options: HotplugGuestOpti
   const stateDir = join(work, 'state');
   const qmpLink = join(work, 'qmp.sock');
   const agentLink = join(work, 'agent.sock');
-  const { pod, node } = makePod();
+  const { pod, node } = makePod({ interfaces: options.interfaces ?? 1 });
   options.beforeAttach?.({ pod, node });
   const before = fingerprint(pod);
   const result = vcnet([
