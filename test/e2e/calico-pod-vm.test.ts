@@ -59,8 +59,11 @@ function calicoShape({ pod, node }: { pod: TestNamespace; node: TestNamespace },
   node.exec('ip', ['link', 'set', 'veth0', 'up']);
   // The node answers ARP for 169.254.1.1 by proxy: the kernel does so for a target it would forward
   // out of another link (forwarding on, a route to it elsewhere: Calico's node has its default route).
+  // Not with the static neighbour: the guest reaches the gateway only if it got that neighbour.
   node.exec('sysctl', ['-q', '-w', 'net.ipv4.conf.all.forwarding=1']);
-  node.exec('sysctl', ['-q', '-w', 'net.ipv4.conf.veth0.proxy_arp=1', 'net.ipv4.neigh.veth0.proxy_delay=0']);
+  if (!staticGateway) {
+    node.exec('sysctl', ['-q', '-w', 'net.ipv4.conf.veth0.proxy_arp=1', 'net.ipv4.neigh.veth0.proxy_delay=0']);
+  }
   node.exec('ip', ['route', 'add', `${POD_IPV4}/32`, 'dev', 'veth0']);
   node.exec('ip', ['-6', 'route', 'add', `${POD_IPV6}/128`, 'dev', 'veth0']);
   node.exec('ip', ['link', 'set', 'lo', 'up']);
@@ -89,9 +92,10 @@ function pingFrom(namespace: TestNamespace, family: '-4' | '-6', address: string
 describe.skipIf(unavailable !== undefined)('a Calico-style pod in a booted guest', () => {
   it.for<{ model: Model; staticGateway: boolean }>([
     { model: 'tcfilter', staticGateway: false },
+    { model: 'macvtap', staticGateway: false },
     { model: 'macvtap', staticGateway: true },
   ])(
-    '$model: the guest gets the /32 and /128, the link-scope gateway route before the route through it, and traffic flows both ways',
+    '$model, static gateway neighbour $staticGateway: the guest gets the /32 and /128, the link-scope gateway route before the route through it, and traffic flows both ways',
     {
       timeout: 300_000,
     },
@@ -153,6 +157,15 @@ describe.skipIf(unavailable !== undefined)('a Calico-style pod in a booted guest
         node.exec('ip', ['neigh', 'flush', 'dev', 'veth0']);
         expect(pingFrom(node, '-4', POD_IPV4)).toContain(' 0% packet loss');
         expect(pingFrom(node, '-6', POD_IPV6)).toContain(' 0% packet loss');
+        if (staticGateway) {
+          // Nothing else resolves the gateway: without the neighbour the guest's ARP goes unanswered.
+          await runOnConsole(guest, 'ip neigh flush dev eth0 nud permanent');
+          const without = (
+            await runOnConsole(guest, `ping -4 -c 1 -W 3 ${NODE_IPV4} 2>&1; ip neigh show 169.254.1.1`, 60_000)
+          ).join('\n');
+          expect(without).toMatch(/100% packet loss/);
+          expect(without).not.toMatch(/PERMANENT/);
+        }
       } finally {
         await guest.kill();
       }
