@@ -18,6 +18,7 @@ import { guestUnavailableReason, runOnConsole } from '../helpers/guest.js';
 import { attachAndBootGuest } from '../helpers/hotplug-guest.js';
 import { cleanupNamespaces, kernelSupportsLinkKind, makeNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { fingerprint } from '../helpers/pod.js';
+import { htbClasses, htbRate, iperf, mbps, raiseHtbClasses } from '../helpers/rate-limit.js';
 
 const unavailable = guestUnavailableReason();
 if (unavailable) console.log(`skip jumbo-frame rate-limited guest VM test: ${unavailable}`);
@@ -31,9 +32,6 @@ const RX_RATE = 16_000_000;
 const TX_RATE = 32_000_000;
 /** htb lets a burst through on top of the rate; a measured rate above this is a limit that does not hold. */
 const MARGIN = 1.1;
-/** The rate the classes get for the unlimited measurement (10 Gbit/s). */
-const UNLIMITED = '10gbit';
-const IPERF_SECONDS = 4;
 
 type Model = 'tcfilter' | 'macvtap';
 
@@ -69,55 +67,6 @@ function largePingFrom(namespace: string, address: string): string {
     }
   }
   return output;
-}
-
-/**
- * iperf3 from `namespace` to the guest's server: bits/s the receiver counted, towards the guest, or
- * from it with `reverse`. The guest's one server takes a moment under TCG before it accepts the next
- * test: up to three tries.
- */
-function iperf(namespace: string, address: string, reverse: boolean): number {
-  let lastFailure = '';
-  for (let attempt = 0; attempt < 3; attempt++) {
-    let stdout = '';
-    try {
-      stdout = execFileSync(
-        'ip',
-        [
-          ...['netns', 'exec', namespace, 'iperf3', '-c', address, '-t', String(IPERF_SECONDS), '-J'],
-          ...(reverse ? ['-R'] : []),
-        ],
-        { encoding: 'utf8', timeout: (IPERF_SECONDS + 30) * 1000, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-    } catch (error) {
-      // iperf3 -J reports its own errors in the JSON on stdout, and exits 1.
-      stdout = String((error as { stdout?: string }).stdout ?? '');
-      lastFailure = String((error as { message?: string }).message);
-    }
-    try {
-      const result = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
-      const received = result.end?.sum_received?.bits_per_second;
-      if (received !== undefined) return received;
-      lastFailure = result.error ?? 'no end.sum_received.bits_per_second in its JSON';
-    } catch {
-      // not JSON: lastFailure holds the exec error
-    }
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
-  }
-  throw new Error(`iperf3 ${reverse ? 'from' : 'to'} the guest ${address} gave no result in 3 tries: ${lastFailure}`);
-}
-
-const mbps = (bits: number) => `${(bits / 1e6).toFixed(1)} Mbit/s`;
-
-/** Each htb class on `device` as tc prints it: class id to `rate R ceil C` (tc -j prints no classes). */
-function htbClasses(pod: TestNamespace, device: string): Record<string, string> {
-  const lines = pod.exec('tc', ['class', 'show', 'dev', device]).split('\n');
-  return Object.fromEntries(
-    lines.flatMap((line) => {
-      const found = /^class htb (\S+) .*?(rate \S+ ceil \S+)/.exec(line);
-      return found ? [[found[1], found[2]]] : [];
-    }),
-  );
 }
 
 describe.skipIf(unavailable !== undefined)('a jumbo-frame pod with rx and tx rate limits in a booted guest', () => {
@@ -158,8 +107,8 @@ describe.skipIf(unavailable !== undefined)('a jumbo-frame pod with rx and tx rat
         expect(attached.interfaces[0]).toMatchObject({ mtu: JUMBO_MTU });
         const [tap] = pod.ipJson<Array<{ mtu: number }>>('link', 'show', 'tap0_kata');
         expect(tap?.mtu).toBe(JUMBO_MTU);
-        const rx = `rate ${RX_RATE / 1e6}Mbit ceil ${RX_RATE / 1e6}Mbit`;
-        const tx = `rate ${TX_RATE / 1e6}Mbit ceil ${TX_RATE / 1e6}Mbit`;
+        const rx = htbRate(RX_RATE);
+        const tx = htbRate(TX_RATE);
         expect(htbClasses(pod, rxDevice)).toEqual({ '1:1': rx, '1:2': rx });
         expect(htbClasses(pod, txDevice)).toEqual({ '1:1': tx, '1:2': tx });
 
@@ -198,17 +147,7 @@ describe.skipIf(unavailable !== undefined)('a jumbo-frame pod with rx and tx rat
           fromGuest: iperf(node.name, '10.200.0.2', true),
         };
         // Unlimited, in the same run: the classes of both trees raised far above the limits.
-        for (const device of [rxDevice, txDevice]) {
-          for (const [classId, parent] of [
-            ['1:1', '1:'],
-            ['1:2', '1:1'],
-          ] as const) {
-            pod.exec('tc', [
-              ...['class', 'change', 'dev', device, 'parent', parent, 'classid', classId],
-              ...['htb', 'rate', UNLIMITED, 'ceil', UNLIMITED],
-            ]);
-          }
-        }
+        raiseHtbClasses(pod, [rxDevice, txDevice]);
         const unlimited = {
           toGuest: iperf(node.name, '10.200.0.2', false),
           fromGuest: iperf(node.name, '10.200.0.2', true),
