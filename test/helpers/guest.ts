@@ -5,7 +5,7 @@
  * that booted it, and by a process exit hook as a last resort, so a failing test never leaks a QEMU.
  */
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -30,6 +30,11 @@ export interface BootGuestOptions {
   machine?: 'pc' | 'q35';
   /** An image from ensureGuestImage(); built (or found up to date) when absent. */
   image?: GuestImage;
+  /**
+   * Files QEMU inherits open read-write as these descriptors: a macvtap's `/dev/tapN` queues (and
+   * `/dev/vhost-net`), which its -netdev names by number (`fds` in `vcnet attach --json`).
+   */
+  files?: ReadonlyArray<{ fd: number; path: string }>;
 }
 
 export interface ConsoleLine {
@@ -150,8 +155,26 @@ export async function bootGuest(options: BootGuestOptions = {}): Promise<GuestHa
       : ['nsenter', `--net=${options.netnsPath}`, QEMU_BINARY, ...qemuArgs];
 
   const startedAt = performance.now();
-  // nsenter execs QEMU, so the pid we hold is QEMU's own.
-  const child = spawn(commandLine[0]!, commandLine.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  // Each file at the descriptor number its -netdev names; nsenter keeps them open across its exec.
+  const stdio: Array<'pipe' | 'ignore' | number> = ['pipe', 'pipe', 'pipe'];
+  const opened: number[] = [];
+  try {
+    for (const file of options.files ?? []) {
+      if (file.fd < 3) throw new Error(`bootGuest: fd ${file.fd} for ${file.path} would replace QEMU's stdio`);
+      const descriptor = openSync(file.path, 'r+');
+      opened.push(descriptor);
+      while (stdio.length <= file.fd) stdio.push('ignore');
+      stdio[file.fd] = descriptor;
+    }
+  } catch (error) {
+    for (const descriptor of opened) closeSync(descriptor);
+    rmSync(socketDirectory, { recursive: true, force: true });
+    throw error;
+  }
+  // nsenter execs QEMU, so the pid we hold is QEMU's own. Its first three descriptors are pipes.
+  const child = spawn(commandLine[0]!, commandLine.slice(1), { stdio }) as ChildProcessWithoutNullStreams;
+  // QEMU holds its own copies now.
+  for (const descriptor of opened) closeSync(descriptor);
   liveProcesses.add(child);
 
   const lines: string[] = [];

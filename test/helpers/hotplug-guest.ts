@@ -15,7 +15,9 @@ import type { TestNamespace } from './namespace.js';
 import { fingerprint, makePod } from './pod.js';
 
 /** What `vcnet attach --json` prints that these tests read: the guest network and the QEMU arguments. */
-export type AttachOutput = AttachedGuestNetwork & { hypervisor: { devices: Array<{ config: string[] }> } };
+export type AttachOutput = AttachedGuestNetwork & {
+  hypervisor: { devices: Array<{ config: string[]; fds?: Array<{ fd: number; path: string }> }> };
+};
 
 export interface HotplugGuest {
   sandbox: string;
@@ -35,8 +37,10 @@ export interface HotplugGuestOptions {
   extraArgs?: string[];
   /** Configure the boot NICs through the agent (Kata's setupNetworks); default true. */
   pushBootNetwork?: boolean;
-  /** More `vcnet attach` arguments, e.g. `['--rate-limit']` (not the macvtap model: see attachAndBootGuest). */
+  /** More `vcnet attach` arguments, e.g. `['--model', 'macvtap']` or `['--config', FILE]`. */
   attachArgs?: string[];
+  /** Pod links makePod() makes (eth0, eth1, ...); default 1. */
+  interfaces?: number;
   /** Changes the fresh pod (or its node) before attach: what CNI would have left besides makePod's. */
   beforeAttach?: (pod: { pod: TestNamespace; node: TestNamespace }) => void;
 }
@@ -46,18 +50,10 @@ export interface HotplugGuestOptions {
  * caller's temporary directory (it removes it); the guest is killed at the end of the test by bootGuest.
  */
 export async function attachAndBootGuest(work: string, options: HotplugGuestOptions): Promise<HotplugGuest> {
-  // A macvtap NIC's -netdev names fds (fd=3) a VMM opens from /dev/tap<ifindex>; bootGuest passes
-  // none, so QEMU would exit "Can't use file descriptor 3" and the test fail 90 s later on the agent.
-  const args = options.attachArgs ?? [];
-  if (args.some((arg, at) => arg === '--model=macvtap' || (arg === '--model' && args[at + 1] === 'macvtap'))) {
-    throw new Error(
-      'attachAndBootGuest cannot boot a macvtap attach: it does not open /dev/tap<ifindex> as the fds its -netdev names; use the tcfilter model, or open them as QEMU fds 3.. yourself',
-    );
-  }
   const stateDir = join(work, 'state');
   const qmpLink = join(work, 'qmp.sock');
   const agentLink = join(work, 'agent.sock');
-  const { pod, node } = makePod();
+  const { pod, node } = makePod({ interfaces: options.interfaces ?? 1 });
   options.beforeAttach?.({ pod, node });
   const before = fingerprint(pod);
   const result = vcnet([
@@ -71,6 +67,8 @@ export async function attachAndBootGuest(work: string, options: HotplugGuestOpti
     machine: options.machine,
     netnsPath: pod.path,
     extraArgs: [...attached.hypervisor.devices.flatMap((device) => device.config), ...(options.extraArgs ?? [])],
+    // A macvtap's queues, opened as the launcher does: its -netdev names them by descriptor.
+    files: attached.hypervisor.devices.flatMap((device) => device.fds ?? []),
     append: guestKernelCommandLine({ agent: true }),
   });
   symlinkSync(guest.qmpPath, qmpLink);

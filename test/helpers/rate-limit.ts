@@ -1,0 +1,74 @@
+/**
+ * What the rate-limit VM tests share: iperf3 from a test namespace against the guest's server, the
+ * htb classes vcnet put on a link, and raising them far above the limit for the same run's
+ * unlimited measurement (the proof that the guest goes faster than the limit at all).
+ */
+import { execFileSync } from 'node:child_process';
+import type { TestNamespace } from './namespace.js';
+
+/**
+ * iperf3 from `namespace` to the guest's server at `address` for `seconds`: the bits/s the receiver
+ * counted, towards the guest, or from it with `reverse`. The guest's one server takes a moment under
+ * TCG before it accepts the next test: up to three tries.
+ */
+export function iperf(namespace: string, address: string, reverse: boolean, seconds = 4): number {
+  let lastFailure = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let stdout = '';
+    try {
+      stdout = execFileSync(
+        'ip',
+        [
+          ...['netns', 'exec', namespace, 'iperf3', '-c', address, '-t', String(seconds), '-J'],
+          ...(reverse ? ['-R'] : []),
+        ],
+        { encoding: 'utf8', timeout: (seconds + 30) * 1000, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+    } catch (error) {
+      // iperf3 -J reports its own errors in the JSON on stdout, and exits 1.
+      stdout = String((error as { stdout?: string }).stdout ?? '');
+      lastFailure = String((error as { message?: string }).message);
+    }
+    try {
+      const result = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
+      const received = result.end?.sum_received?.bits_per_second;
+      if (received !== undefined) return received;
+      lastFailure = result.error ?? 'no end.sum_received.bits_per_second in its JSON';
+    } catch {
+      // not JSON: lastFailure holds the exec error
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+  }
+  throw new Error(`iperf3 ${reverse ? 'from' : 'to'} the guest ${address} gave no result in 3 tries: ${lastFailure}`);
+}
+
+export const mbps = (bits: number) => `${(bits / 1e6).toFixed(1)} Mbit/s`;
+
+/** `rate R ceil R` as tc prints an htb class of `bitsPerSecond` (a whole number of Mbit/s). */
+export const htbRate = (bitsPerSecond: number) => `rate ${bitsPerSecond / 1e6}Mbit ceil ${bitsPerSecond / 1e6}Mbit`;
+
+/** Each htb class on `device` as tc prints it: class id to `rate R ceil C` (tc -j prints no classes). */
+export function htbClasses(pod: TestNamespace, device: string): Record<string, string> {
+  const lines = pod.exec('tc', ['class', 'show', 'dev', device]).split('\n');
+  return Object.fromEntries(
+    lines.flatMap((line) => {
+      const found = /^class htb (\S+) .*?(rate \S+ ceil \S+)/.exec(line);
+      return found ? [[found[1], found[2]]] : [];
+    }),
+  );
+}
+
+/** Raises both classes of vcnet's htb tree (1:1 and 1:2 under it) on each device to 10 Gbit/s. */
+export function raiseHtbClasses(pod: TestNamespace, devices: string[]): void {
+  for (const device of devices) {
+    for (const [classId, parent] of [
+      ['1:1', '1:'],
+      ['1:2', '1:1'],
+    ] as const) {
+      pod.exec('tc', [
+        ...['class', 'change', 'dev', device, 'parent', parent, 'classid', classId],
+        ...['htb', 'rate', '10gbit', 'ceil', '10gbit'],
+      ]);
+    }
+  }
+}
