@@ -7,11 +7,9 @@
  *
  * The random points are drawn over the whole window from the operation's start to the process's exit,
  * measured in the same run, plus a fifth more so that some runs finish (the loop counts real kills).
- * The seed is printed, and a failure names the model, the round, the operation and the delay.
- * The two models' loops run at the same time, each on its own pod and state directory.
+ * The seed is printed, and a failure names the round, the operation and the delay.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { type CliResult, killAfter, stateDirectoryPerTest, vcnetAsync } from '../../helpers/cli.js';
 import { crashTestSandbox } from '../../helpers/crash-sandbox.js';
@@ -63,100 +61,62 @@ function unrecordedLinks(pod: TestNamespace, recordFile: string): string[] {
     .filter((name) => !named.has(name));
 }
 
-/** What one model's loop counted. */
-interface KillCounts {
-  attach: number;
-  detach: number;
-  detachOfCompleteAttach: number;
-}
-
-/**
- * One model's loop, in its own pod and state directory. `stopped()` turns true once the other
- * model's loop failed: this one ends at its next round instead of running on over deleted namespaces.
- */
-async function killLoop(
-  model: 'tcfilter' | 'macvtap',
-  directory: string,
-  seed: number,
-  stopped: () => boolean,
-): Promise<KillCounts> {
-  mkdirSync(directory);
-  const { pod, before, recordFile, attachArgs, detachArgs } = crashTestSandbox(directory, model);
-
-  // The windows, measured here: from the operation's start to the process's exit.
-  const windowOf = (result: CliResult) => Number(/vcnet: kill window (\d+)/.exec(result.stderr)?.[1] ?? Number.NaN);
-  const attached = await run(attachArgs, killAfter('attach'));
-  expect(attached.status, `${model}: ${attached.stderr}`).toBe(0);
-  const detached = await run(detachArgs, killAfter('detach'));
-  expect(detached.status, `${model}: ${detached.stderr}`).toBe(0);
-  const windows = { attach: windowOf(attached), detach: windowOf(detached) };
-  expect(windows.attach, `${model}: attach window`).toBeGreaterThan(0);
-  expect(windows.detach, `${model}: detach window`).toBeGreaterThan(0);
-
-  const next = random(seed);
-  console.log(`kill loop ${model}: seed ${seed}, windows attach ${windows.attach} us, detach ${windows.detach} us`);
-  const kills: KillCounts = { attach: 0, detach: 0, detachOfCompleteAttach: 0 };
-  // A fifth of the detach kills at least hit the detach of a complete attach (a third of the attaches run through).
-  const enough = () =>
-    kills.attach >= KILLS_PER_OPERATION &&
-    kills.detach >= KILLS_PER_OPERATION &&
-    kills.detachOfCompleteAttach >= Math.ceil(KILLS_PER_OPERATION / 5);
-  for (let round = 0; !enough(); round++) {
-    if (stopped()) return kills;
-    expect(round, `${model}: too few runs were killed: the windows are wrong`).toBeLessThan(KILLS_PER_OPERATION * 4);
-    // An attach killed at a random point (a third of them run to the end), then a detach killed
-    // at a random point of whatever that left, then a detach that must finish the job.
-    const attachDelay = Math.floor(next() * windows.attach * 1.5);
-    const detachDelay = Math.floor(next() * windows.detach * 1.2);
-    const where = `${model} round ${round}: attach killed at ${attachDelay} us, detach at ${detachDelay} us (seed ${seed})`;
-    const attach = await run(attachArgs, killAfter('attach', attachDelay));
-    if (attach.killed) kills.attach++;
-    else expect(attach.status, `${where}: attach ran to the end: ${attach.stderr}`).toBe(0);
-    // Whatever vcnet made is in the record (the journal has no gap).
-    expect(unrecordedLinks(pod, recordFile), `${where}: after the attach`).toEqual([]);
-    const detach = await run(detachArgs, killAfter('detach', detachDelay));
-    if (detach.killed) {
-      kills.detach++;
-      if (!attach.killed) kills.detachOfCompleteAttach++;
-    } else {
-      expect(detach.status, `${where}: detach ran to the end: ${detach.stderr}`).toBe(0);
-    }
-    expect(unrecordedLinks(pod, recordFile), `${where}: after the detach`).toEqual([]);
-    const finish = await run(detachArgs);
-    expect(finish.status, `${where}: detach afterwards: ${finish.stderr}`).toBe(0);
-    expect(fingerprint(pod), where).toEqual(before);
-    expect(existsSync(recordFile), `${where}: the record is gone after detach`).toBe(false);
-  }
-  console.log(
-    `kill loop ${model}: ${kills.attach} attach kills, ${kills.detach} detach kills (${kills.detachOfCompleteAttach} of a complete attach)`,
-  );
-  // The id is not stuck: a last attach and detach run through.
-  expect((await run(attachArgs)).status, `${model}: attach after the loop`).toBe(0);
-  expect((await run(detachArgs)).status, `${model}: detach after the loop`).toBe(0);
-  expect(fingerprint(pod), `${model}: the namespace after the loop`).toEqual(before);
-  return kills;
-}
-
 describe('kill -9 at random points of attach and detach', () => {
-  // Both models' loops at once, each in its own pod and state directory: a round is mostly the start
-  // of three vcnet processes, one core's work, so two loops use the machine's two cores. One test,
-  // not two concurrent ones: the per-test cleanup deletes every namespace this worker made.
-  it(`tcfilter and macvtap at once: ${KILLS_PER_OPERATION} kills of each, every namespace exact, nothing unrecorded, no id stuck`, async () => {
-    const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
-    let failed = false;
-    const loops = (['tcfilter', 'macvtap'] as const).map((model) =>
-      killLoop(model, join(stateDirectory(), model), seed, () => failed).catch((error: unknown) => {
-        failed = true;
-        throw error;
-      }),
-    );
-    // Both settle before the test ends: a loop still running would spawn vcnet over deleted namespaces.
-    const outcomes = await Promise.allSettled(loops);
-    for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
-    for (const outcome of outcomes) {
-      if (outcome.status !== 'fulfilled') continue;
-      expect(outcome.value.attach).toBeGreaterThanOrEqual(KILLS_PER_OPERATION);
-      expect(outcome.value.detach).toBeGreaterThanOrEqual(KILLS_PER_OPERATION);
-    }
-  }, 1_200_000);
+  for (const model of ['tcfilter', 'macvtap'] as const) {
+    it(`${model}: ${KILLS_PER_OPERATION} kills of each, every namespace exact, nothing unrecorded, no id stuck`, async () => {
+      const { pod, before, recordFile, attachArgs, detachArgs } = crashTestSandbox(stateDirectory(), model);
+
+      // The windows, measured here: from the operation's start to the process's exit.
+      const windowOf = (result: CliResult) => Number(/vcnet: kill window (\d+)/.exec(result.stderr)?.[1] ?? Number.NaN);
+      const attached = await run(attachArgs, killAfter('attach'));
+      expect(attached.status, attached.stderr).toBe(0);
+      const detached = await run(detachArgs, killAfter('detach'));
+      expect(detached.status, detached.stderr).toBe(0);
+      const windows = { attach: windowOf(attached), detach: windowOf(detached) };
+      expect(windows.attach).toBeGreaterThan(0);
+      expect(windows.detach).toBeGreaterThan(0);
+
+      const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
+      const next = random(seed);
+      console.log(`kill loop ${model}: seed ${seed}, windows attach ${windows.attach} us, detach ${windows.detach} us`);
+      const kills = { attach: 0, detach: 0, detachOfCompleteAttach: 0 };
+      // A fifth of the detach kills at least hit the detach of a complete attach (a third of the attaches run through).
+      const enough = () =>
+        kills.attach >= KILLS_PER_OPERATION &&
+        kills.detach >= KILLS_PER_OPERATION &&
+        kills.detachOfCompleteAttach >= Math.ceil(KILLS_PER_OPERATION / 5);
+      for (let round = 0; !enough(); round++) {
+        expect(round, 'too few runs were killed: the windows are wrong').toBeLessThan(KILLS_PER_OPERATION * 4);
+        // An attach killed at a random point (a third of them run to the end), then a detach killed
+        // at a random point of whatever that left, then a detach that must finish the job.
+        const attachDelay = Math.floor(next() * windows.attach * 1.5);
+        const detachDelay = Math.floor(next() * windows.detach * 1.2);
+        const where = `round ${round}: attach killed at ${attachDelay} us, detach at ${detachDelay} us (seed ${seed})`;
+        const attach = await run(attachArgs, killAfter('attach', attachDelay));
+        if (attach.killed) kills.attach++;
+        else expect(attach.status, `${where}: attach ran to the end: ${attach.stderr}`).toBe(0);
+        // Whatever vcnet made is in the record (the journal has no gap).
+        expect(unrecordedLinks(pod, recordFile), `${where}: after the attach`).toEqual([]);
+        const detach = await run(detachArgs, killAfter('detach', detachDelay));
+        if (detach.killed) {
+          kills.detach++;
+          if (!attach.killed) kills.detachOfCompleteAttach++;
+        } else {
+          expect(detach.status, `${where}: detach ran to the end: ${detach.stderr}`).toBe(0);
+        }
+        expect(unrecordedLinks(pod, recordFile), `${where}: after the detach`).toEqual([]);
+        const finish = await run(detachArgs);
+        expect(finish.status, `${where}: detach afterwards: ${finish.stderr}`).toBe(0);
+        expect(fingerprint(pod), where).toEqual(before);
+        expect(existsSync(recordFile), `${where}: the record is gone after detach`).toBe(false);
+      }
+      console.log(
+        `kill loop ${model}: ${kills.attach} attach kills, ${kills.detach} detach kills (${kills.detachOfCompleteAttach} of a complete attach)`,
+      );
+      // The id is not stuck: a last attach and detach run through.
+      expect((await run(attachArgs)).status).toBe(0);
+      expect((await run(detachArgs)).status).toBe(0);
+      expect(fingerprint(pod)).toEqual(before);
+    }, 1_200_000);
+  }
 });
