@@ -207,8 +207,8 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
   it('an add-iface whose guest failed and whose lock another command holds past the lock timeout says the interface is left plugged and unfinished, not only that the sandbox is locked', async () => {
-    // The agent gives the NIC 20 s to show; it never does.
-    const { pod, node, before, state } = await sandboxWithSlowGuest('gl', 20_000);
+    // The agent gives the NIC 10 s to show; it never does. The lock is held long before that ends.
+    const { pod, node, before, state } = await sandboxWithSlowGuest('gl', 10_000);
     const request = addNet9({ pod, node });
     const adding = vcnetAsync(['add-iface', 'gl', request, ...state], { VCNET_LOCK_TIMEOUT: '2' });
     cleanup.defer(async () => {
