@@ -9,7 +9,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { QmpConnectionError } from '../../../src/hypervisor/errors.js';
-import { vmmBusyPastWait, type VmmWaitSoFar } from '../../../src/network/sandbox-vmm-wait.js';
+import { type VmmWaitSoFar, vmmBusyPastWait } from '../../../src/network/sandbox-vmm-wait.js';
 
 const now = 1_800_000_000_000;
 beforeEach(() => {
