@@ -76,6 +76,7 @@ import {
   type VirtualMachine,
 } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
+import { pingBeforeUnplugIfCloudHypervisor } from './ping-before-unplug.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
 import { timeUnderLock } from './time-under-lock.js';
 import { endpointsToPush, hotplugUnfinished, unplugUnfinishedEntry } from './unplug-unfinished.js';
@@ -963,8 +964,12 @@ async function finishAddedInterface(
       // The guest kernel never had the NIC: neither does the recorded route set.
       if (state.guestRoutes !== undefined)
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: [endpoint] });
-      // A VM killed meanwhile (the guest's failure is often that) took the NIC with it.
-      const unplug = new UnplugIfRunning(vm.hotplug, state.hypervisor?.controlSocket);
+      // A VM killed meanwhile (the guest's failure is often that) took the NIC with it. The lock was
+      // given back during the push: a Cloud Hypervisor busy since answers vmm.ping under it first.
+      const unplug = new UnplugIfRunning(
+        pingBeforeUnplugIfCloudHypervisor(vm.hotplug, state.hypervisor),
+        state.hypervisor?.controlSocket,
+      );
       await undoAfterFailure(error, network, `add-iface ${guestName}`, keeper, {
         endpoints: [endpoint],
         hotplug: unplug,
