@@ -281,11 +281,45 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 }
 
 /**
+ * The key paths the JSON spelled otherwise than the schema (an alias, another case), by the schema's
+ * path ("interface.pciPath" → "interface.PciAddr"): an error names the key the JSON used, not one the
+ * user never wrote.
+ */
+type Spellings = Map<string, string>;
+
+/** `field` (a schema path, "interface.IPAddresses[0].family") as the JSON spelled it (spelledAs). */
+function spelledAs(field: string, spelled: Spellings): string {
+  let longest = '';
+  for (const schemaPath of spelled.keys()) {
+    const within = field === schemaPath || field.startsWith(`${schemaPath}.`) || field.startsWith(`${schemaPath}[`);
+    if (within && schemaPath.length > longest.length) longest = schemaPath;
+  }
+  return longest ? `${spelled.get(longest)}${field.slice(longest.length)}` : field;
+}
+
+/** Forgets what `spelled` holds of `schemaPath` and below: a later key for the field replaces it. */
+function forgetSpelling(spelled: Spellings, schemaPath: string): void {
+  for (const known of [...spelled.keys()]) {
+    if (known === schemaPath || known.startsWith(`${schemaPath}.`) || known.startsWith(`${schemaPath}[`)) {
+      spelled.delete(known);
+    }
+  }
+}
+
+/**
  * The value with its keys renamed to the schema's own spelling and unknown keys dropped (their paths
  * pushed onto `ignored`). A later key wins over an earlier one for the same field, as in Go; an
- * alias never wins over the field's own name.
+ * alias never wins over the field's own name. Each key read under another spelling goes into
+ * `spelled` (`jsonPath`: `path` as the JSON spelled it).
  */
-function foldKeys(value: unknown, rules: KeyRules, path: string, ignored: string[]): unknown {
+function foldKeys(
+  value: unknown,
+  rules: KeyRules,
+  path: string,
+  ignored: string[],
+  spelled: Spellings,
+  jsonPath = path,
+): unknown {
   if (!isPlainObject(value)) return value;
   const folded: Record<string, unknown> = {};
   // Fields given under their own name: an alias beside one (`type_` with `type`) is not Go's field,
@@ -314,18 +348,26 @@ function foldKeys(value: unknown, rules: KeyRules, path: string, ignored: string
       if (earlier !== undefined) ignored.push(`${path}.${earlier}`);
       byAlias.set(target, key);
     }
+    const schemaPath = `${path}.${target}`;
+    const keyPath = `${jsonPath}.${key}`;
+    forgetSpelling(spelled, schemaPath);
+    if (keyPath !== schemaPath) spelled.set(schemaPath, keyPath);
     const childRules = rules.children?.[target];
     folded[target] = !childRules
       ? child
       : Array.isArray(child)
-        ? child.map((item, index) => foldKeys(item, childRules, `${path}.${target}[${index}]`, ignored))
-        : foldKeys(child, childRules, `${path}.${target}`, ignored);
+        ? child.map((item, index) =>
+            foldKeys(item, childRules, `${schemaPath}[${index}]`, ignored, spelled, `${keyPath}[${index}]`),
+          )
+        : foldKeys(child, childRules, schemaPath, ignored, spelled, keyPath);
   }
   return folded;
 }
 
-function foldList(value: unknown, rules: KeyRules, path: string, ignored: string[]): unknown {
-  return Array.isArray(value) ? value.map((item, index) => foldKeys(item, rules, `${path}[${index}]`, ignored)) : value;
+function foldList(value: unknown, rules: KeyRules, path: string, ignored: string[], spelled: Spellings): unknown {
+  return Array.isArray(value)
+    ? value.map((item, index) => foldKeys(item, rules, `${path}[${index}]`, ignored, spelled))
+    : value;
 }
 
 /** What a parse reports besides its result. */
@@ -419,9 +461,18 @@ function issuesOf(error: z.ZodError, prefix: string): JsonIssue[] {
   return issues;
 }
 
-function parse<Schema extends z.ZodType>(schema: Schema, json: unknown, field: string): z.output<Schema> {
+/** `json` read by `schema`; its errors name each key as the JSON spelled it (`spelled`, from foldKeys). */
+function parse<Schema extends z.ZodType>(
+  schema: Schema,
+  json: unknown,
+  field: string,
+  spelled: Spellings,
+): z.output<Schema> {
   const result = schema.safeParse(json, { ...PARSE_OPTIONS, reportInput: true });
-  if (!result.success) throw new KataJsonError(issuesOf(result.error, field));
+  if (!result.success) {
+    const issues = issuesOf(result.error, field).map((issue) => ({ ...issue, field: spelledAs(issue.field, spelled) }));
+    throw new KataJsonError(issues);
+  }
   return result.data;
 }
 
@@ -443,7 +494,8 @@ function ipAddressJson(message: IPAddress | undefined): KataIpAddressJson {
 /** One Interface from its JSON. `field` names it in errors ("interfaces[2]"). */
 export function interfaceFromJson(json: unknown, field = 'interface', options: KataJsonReadOptions = {}): Interface {
   const { label, ignored } = readArguments(field, options, 'interface');
-  const value = parse(interfaceSchema, foldKeys(json, INTERFACE_KEYS, label, ignored), label);
+  const spelled: Spellings = new Map();
+  const value = parse(interfaceSchema, foldKeys(json, INTERFACE_KEYS, label, ignored, spelled), label, spelled);
   // A v6 family with an IPv4 address is refused, as for routes (familyOf keeps the v6 claim, and the
   // message would otherwise go out with the family the address gives, the caller's v6 silently lost).
   const mismatched = value.IPAddresses.findIndex((address) => address.family === 1 && isIPv4(address.address));
@@ -451,7 +503,7 @@ export function interfaceFromJson(json: unknown, field = 'interface', options: K
     const address = value.IPAddresses[mismatched];
     throw new KataJsonError([
       {
-        field: `${label}.IPAddresses[${mismatched}].family`,
+        field: spelledAs(`${label}.IPAddresses[${mismatched}].family`, spelled),
         value: 1,
         accepted: `0 or "v4" for the IPv4 address ${JSON.stringify(address?.address)} (1 or "v6" only with an IPv6 address)`,
       },
@@ -460,7 +512,7 @@ export function interfaceFromJson(json: unknown, field = 'interface', options: K
   if (value.devicePath && value.pciPath && value.devicePath !== value.pciPath) {
     throw new KataJsonError([
       {
-        field: `${label}.pciPath`,
+        field: spelledAs(`${label}.pciPath`, spelled),
         value: value.pciPath,
         accepted: `the same value as devicePath (${JSON.stringify(value.devicePath)}), or leave it out`,
       },
@@ -471,7 +523,8 @@ export function interfaceFromJson(json: unknown, field = 'interface', options: K
   const pathKey = value.devicePath ? 'devicePath' : 'pciPath';
   const path = value[pathKey];
   if (!isDevicePath(path)) {
-    throw new KataJsonError([{ field: `${label}.${pathKey}`, value: path, accepted: DEVICE_PATH_ACCEPTED }]);
+    const pathField = spelledAs(`${label}.${pathKey}`, spelled);
+    throw new KataJsonError([{ field: pathField, value: path, accepted: DEVICE_PATH_ACCEPTED }]);
   }
   return create(InterfaceSchema, {
     device: value.device,
@@ -517,13 +570,17 @@ function routeMessage(value: z.output<typeof routeSchema>): Route {
  */
 export function routeFromJson(json: unknown, field = 'route', options: KataJsonReadOptions = {}): Route {
   const { label, ignored } = readArguments(field, options, 'route');
-  return routeMessage(parse(routeSchema, foldKeys(json, ROUTE_KEYS, label, ignored), label));
+  const spelled: Spellings = new Map();
+  return routeMessage(parse(routeSchema, foldKeys(json, ROUTE_KEYS, label, ignored, spelled), label, spelled));
 }
 
 /** A JSON array of routes, as `kata-network update-routes` takes. */
 export function routesFromJson(json: unknown, field = 'routes', options: KataJsonReadOptions = {}): Route[] {
   const { label, ignored } = readArguments(field, options, 'routes');
-  return parse(list(routeSchema), foldList(json, ROUTE_KEYS, label, ignored), label).map(routeMessage);
+  const spelled: Spellings = new Map();
+  return parse(list(routeSchema), foldList(json, ROUTE_KEYS, label, ignored, spelled), label, spelled).map(
+    routeMessage,
+  );
 }
 
 /** Turns an agent Route message into Kata's JSON form, the inverse of `routeFromJson`. */
@@ -556,7 +613,9 @@ function neighbourMessage(value: z.output<typeof neighbourSchema>): ARPNeighbor 
  */
 export function neighbourFromJson(json: unknown, field = 'neighbour', options: KataJsonReadOptions = {}): ARPNeighbor {
   const { label, ignored } = readArguments(field, options, 'neighbour');
-  return neighbourMessage(parse(neighbourSchema, foldKeys(json, NEIGHBOUR_KEYS, label, ignored), label));
+  const spelled: Spellings = new Map();
+  const folded = foldKeys(json, NEIGHBOUR_KEYS, label, ignored, spelled);
+  return neighbourMessage(parse(neighbourSchema, folded, label, spelled));
 }
 
 /**
@@ -569,7 +628,9 @@ export function neighboursFromJson(
   options: KataJsonReadOptions = {},
 ): ARPNeighbor[] {
   const { label, ignored } = readArguments(field, options, 'neighbours');
-  return parse(list(neighbourSchema), foldList(json, NEIGHBOUR_KEYS, label, ignored), label).map(neighbourMessage);
+  const spelled: Spellings = new Map();
+  const folded = foldList(json, NEIGHBOUR_KEYS, label, ignored, spelled);
+  return parse(list(neighbourSchema), folded, label, spelled).map(neighbourMessage);
 }
 
 /** Turns an agent ARPNeighbor message into Kata's JSON form, the inverse of `neighbourFromJson`. */

@@ -157,9 +157,44 @@ export async function connectQmpUnderLocks(
   }
 }
 
-/** Why a run left its undo when the QMP at `qmpPath` did not greet `command` (`error`) by the end of its wait of `waitMs`. */
-export function qmpHeldPastWait(qmpPath: string, command: string, waitMs: number, error: Error): string {
-  return `its VM's QMP socket ${qmpPath} did not greet ${command} within ${Math.max(waitMs, QMP_HANDSHAKE_UNDER_LOCK_MS)} ms in all, at most ${QMP_HANDSHAKE_UNDER_LOCK_MS} ms of it under the sandbox's lock (${error.message}); another client may hold it (QEMU serves one at a time: \`ss -xp | grep ${qmpPath}\` shows who)`;
+/** Counts one try under the locks, begun at `startedAt`, that found the VMM busy, into `wait`. */
+function countTryUnderLock(wait: VmmWaitSoFar, startedAt: number): void {
+  wait.triesUnderLock += 1;
+  wait.msUnderLock += Date.now() - startedAt;
+}
+
+/**
+ * How a run of withVmmWaitedWithoutLocks has waited for its VMM so far: from `startedAt` (before its
+ * first wait without the locks) until `deadline` (undefined: no wait without them), with the tries
+ * under the locks that found the VMM busy (reachVmmUnderLocks counts them, and the time they took).
+ * A try under the locks follows every wait without them that ended with an answer, and takes up to
+ * QMP_HANDSHAKE_UNDER_LOCK_MS or CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS: the run may outlast its wait
+ * by one such try, and spend several of them under the locks, which its message must say.
+ */
+export interface VmmWaitSoFar {
+  readonly startedAt: number;
+  readonly deadline: number | undefined;
+  triesUnderLock: number;
+  msUnderLock: number;
+}
+
+/**
+ * How long a run waited for a VMM that did not answer by the end of it (`wait`, measured until now),
+ * and how much of it under the sandbox's lock (`boundMs` each try; `answered`: what answered in
+ * between without the lock).
+ */
+function waitedInAll(wait: VmmWaitSoFar, boundMs: number, answered: string): string {
+  const inAllMs = Date.now() - wait.startedAt;
+  if (wait.triesUnderLock > 1) {
+    return `under the sandbox's lock within ${inAllMs} ms in all, ${wait.msUnderLock} ms of it in ${wait.triesUnderLock} tries under the sandbox's lock (at most ${boundMs} ms each, ${answered} in between without it)`;
+  }
+  return `within ${inAllMs} ms in all, ${wait.msUnderLock} ms of it under the sandbox's lock (at most ${boundMs} ms), the rest without it`;
+}
+
+/** Why a run left its undo when the QMP at `qmpPath` did not greet `command` (`error`) by the end of its wait (`wait`). */
+export function qmpHeldPastWait(qmpPath: string, command: string, wait: VmmWaitSoFar, error: Error): string {
+  const waited = waitedInAll(wait, QMP_HANDSHAKE_UNDER_LOCK_MS, 'QMP having greeted');
+  return `its VM's QMP socket ${qmpPath} did not greet ${command} ${waited} (${error.message}); another client may hold it (QEMU serves one at a time: \`ss -xp | grep ${qmpPath}\` shows who)`;
 }
 
 /**
@@ -177,14 +212,24 @@ export type VmmUnderLocks =
  * anything: whether the VMM of `vmm` answers now. QEMU: its QMP connected (connectQmpUnderLocks).
  * Cloud Hypervisor: vmm.ping answered within CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS (an error status
  * is an answer too; so is a reply that is not the API's, and an EACCES: the unplug says what it
- * finds). A VMM taken again by another request while the wait has time left (before `deadline`)
- * gives the locks back (it throws, as giveLocksBackIfQmpBusy does).
+ * finds). A VMM taken again by another request while the wait (`wait`) has time left gives the
+ * locks back (it throws, as giveLocksBackIfQmpBusy does). Every try that finds the VMM busy is
+ * counted in `wait`, for the message of a VMM still busy past it (vmmBusyPastWait).
  */
-export async function reachVmmUnderLocks(vmm: VmmToUnplugFrom, deadline: number | undefined): Promise<VmmUnderLocks> {
+export async function reachVmmUnderLocks(vmm: VmmToUnplugFrom, wait: VmmWaitSoFar): Promise<VmmUnderLocks> {
+  const startedAt = Date.now();
   if (vmm.kind === 'qemu') {
-    const connected = await connectQmpUnderLocks(vmm.controlSocket, deadline);
+    let connected: QmpClient | QmpConnectionError;
+    try {
+      connected = await connectQmpUnderLocks(vmm.controlSocket, wait.deadline);
+    } catch (error) {
+      if (error instanceof VmmTakenUnderLocks) countTryUnderLock(wait, startedAt);
+      throw error;
+    }
     if (connected instanceof QmpClient) return { outcome: 'answered', qmp: connected };
-    return { outcome: vmGone(connected) ? 'gone' : 'busy', error: connected };
+    if (vmGone(connected)) return { outcome: 'gone', error: connected };
+    countTryUnderLock(wait, startedAt);
+    return { outcome: 'busy', error: connected };
   }
   try {
     await new CloudHypervisorClient(vmm.controlSocket).ping({ timeoutMs: CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS });
@@ -196,29 +241,28 @@ export async function reachVmmUnderLocks(vmm: VmmToUnplugFrom, deadline: number 
     }
     if (vmGone(error)) return { outcome: 'gone', error };
     if (error.failure !== 'timeout') return { outcome: 'answered' };
-    if (deadline !== undefined && Date.now() < deadline) throw new VmmTakenUnderLocks();
+    countTryUnderLock(wait, startedAt);
+    if (wait.deadline !== undefined && Date.now() < wait.deadline) throw new VmmTakenUnderLocks();
     return { outcome: 'busy', error };
   }
 }
 
 /**
- * Why a run left its undo when the VMM of `vmm` did not answer `command` (`error`) by the end of its
- * wait of `waitMs`: for QEMU, qmpHeldPastWait. `underLock`, from a caller that counted its tries under
- * the lock (more than one: the VMM answered without it in between), says how long they took.
+ * Why a run of withVmmWaitedWithoutLocks (gc's, watch's undo) left its undo when the VMM of `vmm` did
+ * not answer `command` (`error`) by the end of its wait (`wait`, with its tries under the lock
+ * counted): for QEMU, qmpHeldPastWait; for Cloud Hypervisor, cloudHypervisorPingUnanswered.
  */
-export function vmmBusyPastWait(
-  vmm: VmmToUnplugFrom,
-  command: string,
-  waitMs: number,
-  error: Error,
-  underLock?: string,
-): string {
-  if (vmm.kind === 'qemu') return qmpHeldPastWait(vmm.controlSocket, command, waitMs, error);
-  const socket = vmm.controlSocket;
-  const waited =
-    underLock === undefined
-      ? `within ${Math.max(waitMs, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS)} ms in all, at most ${CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS} ms of it under the sandbox's lock`
-      : `under the sandbox's lock within ${waitMs} ms in all, ${underLock}`;
+export function vmmBusyPastWait(vmm: VmmToUnplugFrom, command: string, wait: VmmWaitSoFar, error: Error): string {
+  if (vmm.kind === 'qemu') return qmpHeldPastWait(vmm.controlSocket, command, wait, error);
+  const waited = waitedInAll(wait, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, 'vmm.ping answered');
+  return cloudHypervisorPingUnanswered(vmm.controlSocket, command, waited, error);
+}
+
+/**
+ * Why a command left its work when Cloud Hypervisor's API at `socket` did not answer `command`'s
+ * vmm.ping (`error`): `waited` says how long, and how much of it under the sandbox's lock.
+ */
+export function cloudHypervisorPingUnanswered(socket: string, command: string, waited: string, error: Error): string {
   return `its VM's Cloud Hypervisor API socket ${socket} did not answer ${command}'s vmm.ping ${waited} (${error.message}); Cloud Hypervisor answers one request at a time, so the VMM is slow or hung on another (a guest slow to take a device, another client's request, a wedged VMM): check the VM (\`ss -xp | grep ${socket}\` shows who is connected)`;
 }
 
@@ -230,21 +274,29 @@ export function vmmBusyPastWait(
  * anything; the VMM is waited for again without them, and `underLocks` runs again from the start,
  * reading the record anew (whatever changed meanwhile is seen), until `waitMs` is spent.
  * `underLocks` gets the end of that wait (undefined without one): past it, a VMM still busy is its
- * own to settle (detach goes on without the unplug, gc leaves the record, watch the endpoint).
+ * own to settle (detach goes on without the unplug, gc leaves the record, watch the endpoint); and
+ * the wait so far, for reachVmmUnderLocks to count its tries in and vmmBusyPastWait to say.
  * Aborting `signal` ends a wait without the locks with its reason: nothing is undone before them.
  */
 export async function withVmmWaitedWithoutLocks<T>(
   id: string,
   stateDirectory: string | undefined,
   { waitMs, kinds }: { waitMs: number; kinds: VmmKinds },
-  underLocks: (deadline: number | undefined) => Promise<T>,
+  underLocks: (deadline: number | undefined, wait: VmmWaitSoFar) => Promise<T>,
   signal?: AbortSignal,
 ): Promise<T> {
-  const deadline = Date.now() + waitMs;
+  const startedAt = Date.now();
+  const deadline = startedAt + waitMs;
+  const wait: VmmWaitSoFar = {
+    startedAt,
+    deadline: waitMs > 0 ? deadline : undefined,
+    triesUnderLock: 0,
+    msUnderLock: 0,
+  };
   if (waitMs > 0) await waitForSandboxVmm(id, stateDirectory, waitMs, kinds, signal);
   for (;;) {
     try {
-      return await underLocks(waitMs > 0 ? deadline : undefined);
+      return await underLocks(wait.deadline, wait);
     } catch (error) {
       if (!(error instanceof VmmTakenUnderLocks)) throw error;
       await waitForSandboxVmm(id, stateDirectory, Math.max(1, deadline - Date.now()), kinds, signal);

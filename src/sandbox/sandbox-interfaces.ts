@@ -48,8 +48,8 @@ import { openRecordedNetwork } from '../network/recorded-network.js';
 import {
   askVmm,
   CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS,
+  cloudHypervisorPingUnanswered,
   QMP_HANDSHAKE_UNDER_LOCK_MS,
-  vmmBusyPastWait,
 } from '../network/sandbox-vmm-wait.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
@@ -76,6 +76,7 @@ import {
   type VirtualMachine,
 } from './hypervisor-connection.js';
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
+import { pingBeforeUnplugIfCloudHypervisor } from './ping-before-unplug.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
 import { timeUnderLock } from './time-under-lock.js';
 import { endpointsToPush, hotplugUnfinished, unplugUnfinishedEntry } from './unplug-unfinished.js';
@@ -263,7 +264,7 @@ const COMMAND_OF_OPERATION: Record<string, string> = {
 
 /**
  * Cloud Hypervisor answered no vmm.ping by the end of `wait` (`error`: the last ping's timeout):
- * said as gc and watch say a VMM busy past their wait (vmmBusyPastWait), nothing changed.
+ * said as gc and watch say a VMM busy past their wait (cloudHypervisorPingUnanswered), nothing changed.
  */
 function cloudHypervisorBusyPastWait(
   error: CloudHypervisorConnectionError,
@@ -273,13 +274,14 @@ function cloudHypervisorBusyPastWait(
   command: string,
   wait: VmWait,
 ): CloudHypervisorConnectionError {
-  const vmm: VmmToUnplugFrom = { kind: 'clh', controlSocket: apiSocket };
   // After an answer without the lock the ping is tried under it again: every such try is counted.
-  const underLock =
-    wait.triesUnderLock > 1 ? timeUnderLock(wait, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, 'vmm.ping answered') : undefined;
+  const waited =
+    wait.triesUnderLock > 1
+      ? `under the sandbox's lock within ${wait.budgetMs} ms in all, ${timeUnderLock(wait, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, 'vmm.ping answered')}`
+      : `within ${Math.max(wait.budgetMs, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS)} ms in all, at most ${CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS} ms of it under the sandbox's lock`;
   return new CloudHypervisorConnectionError(
     apiSocket,
-    `sandbox ${state.id}: ${vmmBusyPastWait(vmm, command, wait.budgetMs, error, underLock)}`,
+    `sandbox ${state.id}: ${cloudHypervisorPingUnanswered(apiSocket, command, waited, error)}`,
     'timeout',
     error,
     `nothing was changed. vcnet waited for the VMM without holding the sandbox's lock, so other commands on the sandbox went ahead meanwhile: try again once the VM answers; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds> (default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000}). If the VM has stopped, \`vcnet detach --sandbox ${state.id}${stateDirectoryFlag(stateDirectory)}\` removes what the sandbox has left`,
@@ -962,8 +964,12 @@ async function finishAddedInterface(
       // The guest kernel never had the NIC: neither does the recorded route set.
       if (state.guestRoutes !== undefined)
         state.guestRoutes = recordedRoutesAfter(state.guestRoutes, { removed: [endpoint] });
-      // A VM killed meanwhile (the guest's failure is often that) took the NIC with it.
-      const unplug = new UnplugIfRunning(vm.hotplug, state.hypervisor?.controlSocket);
+      // A VM killed meanwhile (the guest's failure is often that) took the NIC with it. The lock was
+      // given back during the push: a Cloud Hypervisor busy since answers vmm.ping under it first.
+      const unplug = new UnplugIfRunning(
+        pingBeforeUnplugIfCloudHypervisor(vm.hotplug, state.hypervisor),
+        state.hypervisor?.controlSocket,
+      );
       await undoAfterFailure(error, network, `add-iface ${guestName}`, keeper, {
         endpoints: [endpoint],
         hotplug: unplug,

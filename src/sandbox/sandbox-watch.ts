@@ -27,7 +27,12 @@ import {
 } from '../network/namespace-watcher.js';
 import type { Network } from '../network/network.js';
 import type { NetworkInfo } from '../network/network-info.js';
-import { reachVmmUnderLocks, vmmBusyPastWait, withVmmWaitedWithoutLocks } from '../network/sandbox-vmm-wait.js';
+import {
+  reachVmmUnderLocks,
+  type VmmWaitSoFar,
+  vmmBusyPastWait,
+  withVmmWaitedWithoutLocks,
+} from '../network/sandbox-vmm-wait.js';
 import { hasConfiguredAddress, linksToAttach } from '../network/scan.js';
 import { refuseEarlierBoot } from '../network/state/boot-id.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
@@ -1219,14 +1224,14 @@ async function undoUnfinishedAttaches(
     peek = undefined; // the run under the lock says why
   }
   const vmmWaitMs = peek && vmmToUnplugFrom(peek) ? defaultQmpConnectTimeoutMs() : 0;
-  const underLock = (deadline: number | undefined) =>
+  const underLock = (_deadline: number | undefined, wait: VmmWaitSoFar) =>
     withSandbox(id, 'watchSandbox', { stateDirectory, signal }, async ({ store, state, network }) => {
       const unfinished = unfinishedEndpoints(network);
       if (state.attaching === true || unfinished.length === 0) return { undone: [], notUndone: [] };
       const vmm = vmmToUnplugFrom(state);
-      const reached = vmm === undefined ? undefined : await reachVmmUnderLocks(vmm, deadline);
+      const reached = vmm === undefined ? undefined : await reachVmmUnderLocks(vmm, wait);
       if (vmm !== undefined && reached?.outcome === 'busy') {
-        const message = `${vmmBusyPastWait(vmm, 'watch', vmmWaitMs, reached.error)}; nothing of it was changed (to wait longer, VCNET_QMP_CONNECT_TIMEOUT=<seconds>)`;
+        const message = `${vmmBusyPastWait(vmm, 'watch', wait, reached.error)}; nothing of it was changed (to wait longer, VCNET_QMP_CONNECT_TIMEOUT=<seconds>)`;
         return {
           undone: [],
           notUndone: unfinished.map((endpoint) => ({ name: endpoint.properties.link.name, message })),

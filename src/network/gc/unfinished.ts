@@ -17,6 +17,7 @@ import { describeRecords, recordsShownBy } from '../plan/undo.js';
 import { lockRecordedNamespace, openRecordedNetwork } from '../recorded-network.js';
 import {
   reachVmmUnderLocks,
+  type VmmWaitSoFar,
   vmmBusyPastWait,
   vmmWaitWithoutLocksMs,
   withVmmWaitedWithoutLocks,
@@ -51,8 +52,8 @@ export async function finishUnfinished(
   }
   const vmmWaitMs = peek && vmmToUnplugFrom(peek) ? vmmWaitWithoutLocksMs() : 0;
   try {
-    return await withVmmWaitedWithoutLocks(id, root, { waitMs: vmmWaitMs, kinds: 'qemu-and-clh' }, (deadline) =>
-      finishUnderLocks(store, report, holders, { deadline, waitMs: vmmWaitMs }),
+    return await withVmmWaitedWithoutLocks(id, root, { waitMs: vmmWaitMs, kinds: 'qemu-and-clh' }, (_deadline, wait) =>
+      finishUnderLocks(store, report, holders, wait),
     );
   } catch (error) {
     if (!(error instanceof SandboxLockedError)) {
@@ -79,8 +80,8 @@ export async function finishUnfinished(
 }
 
 /**
- * finishUnfinished's one run under the sandbox's lock and its namespace's. Its VMM (`vmmWait`: the end
- * of the wait for it without the locks, and how long that wait was) is reached before anything is
+ * finishUnfinished's one run under the sandbox's lock and its namespace's. Its VMM (`vmmWait`: the
+ * wait for it so far, which counts this run's try under the locks) is reached before anything is
  * changed or reported (reachVmmUnderLocks: QEMU's QMP greets within QMP_HANDSHAKE_UNDER_LOCK_MS, Cloud
  * Hypervisor answers vmm.ping within CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS): taken by another client
  * while the wait has time left, the locks go back and the run starts again from a fresh read; still
@@ -90,7 +91,7 @@ async function finishUnderLocks(
   store: SandboxStore,
   report: GarbageReport,
   holders: NamespaceHolders,
-  vmmWait: { deadline: number | undefined; waitMs: number },
+  vmmWait: VmmWaitSoFar,
 ): Promise<boolean> {
   const id = store.id;
   return store.withLockIfRecorded(
@@ -123,14 +124,14 @@ async function finishUnderLocks(
         // A live sandbox's unfinished hot-plug may have put its NIC in the VM: its VMM first, before
         // anything is changed or reported (a run that gives the locks back for it starts again).
         const vmm = report.dryRun ? undefined : vmmToUnplugFrom(current);
-        const reached = vmm === undefined ? undefined : await reachVmmUnderLocks(vmm, vmmWait.deadline);
+        const reached = vmm === undefined ? undefined : await reachVmmUnderLocks(vmm, vmmWait);
         qmp = reached?.outcome === 'answered' ? reached.qmp : undefined;
         // A VM gone holds no NIC: the host side goes alone.
         const vmGoneAtConnect = reached?.outcome === 'gone';
         if (vmm !== undefined && reached?.outcome === 'busy') {
           report.skipped.push({
             file: store.statePath,
-            reason: `the unfinished attach of sandbox ${id} was left as it is: ${vmmBusyPastWait(vmm, 'gc', vmmWait.waitMs, reached.error)}; nothing was changed: run gc again once it is free (to wait longer, VCNET_QMP_CONNECT_TIMEOUT=<seconds>)`,
+            reason: `the unfinished attach of sandbox ${id} was left as it is: ${vmmBusyPastWait(vmm, 'gc', vmmWait, reached.error)}; nothing was changed: run gc again once it is free (to wait longer, VCNET_QMP_CONNECT_TIMEOUT=<seconds>)`,
             beingChanged: true,
           });
           return true;

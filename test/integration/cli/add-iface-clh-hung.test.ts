@@ -209,6 +209,49 @@ describe('add-iface and del-iface on a Cloud Hypervisor VM that answers no reque
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
 
+  it('after a failed push, add-iface asks vmm.ping under the lock taken again before vm.remove-device: a VMM busy since keeps the NIC for del-iface, no removal sent', async () => {
+    // The guest never shows the NIC: the agent gives up after 2 s, and add-iface's push fails.
+    const { pod, api, flag } = await attachOnCloudHypervisorStandIn('hf', stateDirectory(), stops, 2_000);
+    pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const pingPath = '/api/v1/vmm.ping';
+    const pingsBefore = api.requests.filter((each) => each.path === pingPath).length;
+    // The ping before the plug answers; the one after the push (the lock given back meanwhile) hangs.
+    api.replies.push({ status: 200, reason: 'OK', body: JSON.stringify({ version: '53.0.0' }), path: pingPath });
+    api.replies.push({ status: 0, reason: '', answer: 'hang', path: pingPath });
+    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
+    const failed = await vcnetAsync(['add-iface', 'hf', request, ...flag]).done;
+    expect(failed.status, failed.stderr).toBe(1);
+    // It sent vm.remove-device with the 5 s bound, the VMM's lock-holding request, without asking first.
+    const changes = api.requests.filter((each) => each.path !== pingPath).map((each) => each.path);
+    expect(changes).toEqual(['/api/v1/vm.add-net']);
+    expect(api.requests.filter((each) => each.path === pingPath).length - pingsBefore).toBe(2);
+    expect(failed.stderr).toContain('GET /api/v1/vmm.ping: no reply within 1000 ms');
+    expect(failed.stderr).toContain('the VM did not answer, so net1 could not be unplugged');
+    expect(failed.stderr).toContain('`vcnet del-iface` removes the interface once its control socket answers');
+    const record = JSON.parse(readFileSync(join(stateDirectory(), 'hf', 'state.json'), 'utf8')) as {
+      unplugUnfinished?: Array<{ name: string }>;
+    };
+    expect((record.unplugUnfinished ?? []).map((entry) => entry.name)).toEqual(['net9']);
+    expect(kataLinks(pod)).toEqual(['tap0_kata', 'tap1_kata']);
+
+    // del-iface finishes it once the VMM answers: vm.remove-device, then the host side.
+    const removed = await vcnetAsync([
+      'del-iface',
+      'hf',
+      writeRequest(stateDirectory(), 'del.json', { name: 'net9' }),
+      ...flag,
+    ]).done;
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(api.requests.filter((each) => each.path !== pingPath).map((each) => each.path)).toEqual([
+      '/api/v1/vm.add-net',
+      '/api/v1/vm.remove-device',
+    ]);
+    expect(api.requests.every((each) => each.schemaErrors === undefined)).toBe(true);
+    expect(kataLinks(pod)).toEqual(['tap0_kata']);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+  }, 180_000);
+
   it('with the VMM answering, del-iface removes the NIC as before: one vmm.ping, then vm.remove-device', async () => {
     const { pod, api, endpoints, pings, changes, start } = await sandboxOnStandIn('hn');
     const removed = await start(['del-iface', 'hn', writeRequest(stateDirectory(), 'del.json', { name: 'eth0' })], 30)

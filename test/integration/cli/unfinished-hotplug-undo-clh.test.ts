@@ -173,9 +173,17 @@ describe('an unfinished hot-plug in a Cloud Hypervisor VM that answers no reques
     const vmm = hangVmm();
     const collected = await vcnetAsync(['gc', '--netns', pod.path, ...flag, '--json']).done;
     const reason = expectUnfinishedLeftForNextGc(collected, stateDirectory(), 'cs');
-    expect(reason).toContain(
-      `Cloud Hypervisor API socket ${api.socketPath} did not answer gc's vmm.ping within 3000 ms in all, at most 1000 ms of it under the sandbox's lock`,
+    // The whole wait without the locks, then one try under them: the time said is all of it (it said
+    // "within 3000 ms in all, at most 1000 ms of it under the sandbox's lock").
+    const said = reason.match(
+      new RegExp(
+        `Cloud Hypervisor API socket ${api.socketPath} did not answer gc's vmm.ping within (\\d+) ms in all, (\\d+) ms of it under the sandbox's lock \\(at most 1000 ms\\), the rest without it`,
+      ),
     );
+    expect(said, reason).not.toBeNull();
+    const [inAllMs, underLockMs] = [Number(said?.[1]), Number(said?.[2])];
+    expect(underLockMs).toBeGreaterThanOrEqual(999); // the ping's own bound under the lock, ran out
+    expect(inAllMs).toBeGreaterThanOrEqual(2_999 + underLockMs); // and the 3 s wait without the locks before it
     expect(reason).toContain('Cloud Hypervisor answers one request at a time, so the VMM is slow or hung on another');
     expect(reason).toContain('nothing was changed: run gc again');
     // One ping without the locks, one under them; no removal was sent.
@@ -183,6 +191,38 @@ describe('an unfinished hot-plug in a Cloud Hypervisor VM that answers no reques
     expectRemovals(0, 'kept');
 
     vmm.release();
+    await detach();
+  }, 120_000);
+
+  it('gc on a VMM that answers vmm.ping without the locks but never under them: its reason counts every try under the lock, and all the time', async () => {
+    const { pod, api, flag, expectRemovals, detach, pings } = await halfPlugged('ca');
+    // Free whenever gc waits without the locks (those pings answer), busy on another request whenever
+    // it holds them (those hang): the pings alternate, without the locks first, under them last.
+    const pingPath = '/api/v1/vmm.ping';
+    const answer = JSON.stringify({ version: '53.0.0' });
+    for (let pair = 0; pair < 20; pair++) {
+      api.replies.push({ status: 200, reason: 'OK', body: answer, path: pingPath });
+      api.replies.push({ status: 0, reason: '', answer: 'hang', path: pingPath });
+    }
+    const collected = await vcnetAsync(['gc', '--netns', pod.path, ...flag, '--json']).done;
+    const reason = expectUnfinishedLeftForNextGc(collected, stateDirectory(), 'ca');
+    expect(pings() % 2, `pings alternate and end under the lock: ${reason}`).toBe(0);
+    const triesUnderLock = pings() / 2;
+    expect(triesUnderLock, reason).toBeGreaterThan(1);
+    const said = reason.match(
+      new RegExp(
+        `did not answer gc's vmm.ping under the sandbox's lock within (\\d+) ms in all, (\\d+) ms of it in ${triesUnderLock} tries under the sandbox's lock \\(at most 1000 ms each, vmm.ping answered in between without it\\)`,
+      ),
+      // It said "within 3000 ms in all, at most 1000 ms of it under the sandbox's lock".
+    );
+    expect(said, reason).not.toBeNull();
+    const [inAllMs, underLockMs] = [Number(said?.[1]), Number(said?.[2])];
+    expect(underLockMs).toBeGreaterThanOrEqual(999 * triesUnderLock); // each try ran out its bound
+    expect(inAllMs).toBeGreaterThanOrEqual(underLockMs);
+    expect(reason).not.toContain("at most 1000 ms of it under the sandbox's lock");
+    expect(reason).toContain('nothing was changed: run gc again');
+    expectRemovals(0, 'kept');
+    api.replies.splice(0); // what gc did not take: detach's requests get the API's own answers
     await detach();
   }, 120_000);
 
@@ -206,11 +246,13 @@ describe('an unfinished hot-plug in a Cloud Hypervisor VM that answers no reques
       {
         name: 'eth9',
         message: expect.stringContaining(
-          `Cloud Hypervisor API socket ${api.socketPath} did not answer watch's vmm.ping within 8000 ms in all`,
+          `Cloud Hypervisor API socket ${api.socketPath} did not answer watch's vmm.ping within `,
         ),
       },
     ]);
     expect(watching.notUndone[0]?.message).toContain('nothing of it was changed');
+    const inAllMs = Number(watching.notUndone[0]?.message.match(/vmm\.ping within (\d+) ms in all/)?.[1]);
+    expect(inAllMs, 'the 8 s wait without the lock, then a try under it').toBeGreaterThanOrEqual(8_999);
     expect(pings()).toBe(2);
     expectRemovals(0, 'kept');
 

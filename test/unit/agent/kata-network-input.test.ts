@@ -11,6 +11,7 @@ import { MAX_KATA_JSON_BYTES } from '../../../src/agent/kata-json-limits.js';
 import {
   agentRequestMessage,
   interfaceFromJson,
+  neighboursFromJson,
   parseKataJsonText,
   routesFromJson,
 } from '../../../src/agent/kata-network-json.js';
@@ -72,6 +73,9 @@ function fieldOf(action: () => unknown): string {
   throw new Error('expected an InvalidInputError');
 }
 
+/** The field alone of the error `action` throws. */
+const fieldNamed = (action: () => unknown): string => fieldOf(action).split(': ')[0] ?? '';
+
 const resolve = (json: unknown) => resolveAddInterfaceRequest(interfaceFromJson(json), pod, existing);
 
 describe('Go-style key matching', () => {
@@ -119,8 +123,34 @@ describe('Go-style key matching', () => {
     expect([route?.dest, route?.gateway, route?.device]).toEqual(['10.0.0.0/8', '10.77.0.1', 'eth7']);
   });
 
-  it('still refuses a known key with a bad value, naming it', () => {
-    expect(fieldOf(() => interfaceFromJson({ Mtu: 'big' }))).toMatch(/^interface\.mtu/);
+  it('still refuses a known key with a bad value, naming it as the JSON spelled it', () => {
+    expect(fieldOf(() => interfaceFromJson({ Mtu: 'big' }))).toMatch(/^interface\.Mtu/);
+  });
+
+  // Read under the schema's name, a bad value was refused under it: {"PciAddr":"zz"} as
+  // "invalid interface.pciPath", a key the user never wrote.
+  it.each([
+    [{ PciAddr: 'zz' }, 'interface.PciAddr'],
+    [{ pciaddr: 'zz' }, 'interface.pciaddr'],
+    [{ PCIPATH: 'zz' }, 'interface.PCIPATH'],
+    [{ DevicePath: 'zz' }, 'interface.DevicePath'],
+    [{ PciAddr: 5 }, 'interface.PciAddr'],
+    [{ devicePath: '02/00', PciAddr: '03/00' }, 'interface.PciAddr'],
+    [{ LinkType: 5 }, 'interface.LinkType'],
+    [{ type_: 5 }, 'interface.type_'],
+    [{ RawFlags: -1 }, 'interface.RawFlags'],
+    [{ IPADDRESSES: [{ Family: 'x', address: '10.0.0.1', mask: '24' }] }, 'interface.IPADDRESSES[0].Family'],
+    [{ ipaddresses: [{ family: 1, address: '10.0.0.1', mask: '24' }] }, 'interface.ipaddresses[0].family'],
+  ])('an alias or another case with a bad value: %j is refused under the key the JSON used', (json, field) => {
+    expect(fieldNamed(() => interfaceFromJson(json))).toBe(field);
+  });
+
+  it('the key the JSON used in routes and neighbours too; a later key for a field replaces an earlier spelling', () => {
+    expect(fieldNamed(() => routesFromJson([{ dest: '' }, { Dest: 5 }]))).toBe('routes[1].Dest');
+    expect(fieldNamed(() => neighboursFromJson([{ ToIPAddress: { Address: 5 } }]))).toBe(
+      'neighbours[0].ToIPAddress.Address',
+    );
+    expect(fieldNamed(() => interfaceFromJson({ LinkType: 'veth', type: 5 }))).toBe('interface.type');
   });
 });
 

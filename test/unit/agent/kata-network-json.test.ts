@@ -157,14 +157,15 @@ describe('interfaces', () => {
     expect(error.field).toBe('interface.pciPath');
   });
 
-  // Read into devicePath, a bad pciPath was refused as "invalid interface.devicePath", a key the user never wrote.
+  // Read into devicePath, a bad pciPath was refused as "invalid interface.devicePath", a key the user
+  // never wrote; a bad PciAddr then as "invalid interface.pciPath", no more theirs.
   it.each([
     ['pciPath', 'zz'],
     ['PciAddr', '0x02'],
-  ])('refuses a %s that is no PCI path under the name pciPath, not devicePath', (key, path) => {
+  ])('refuses a %s that is no PCI path under that name, not devicePath', (key, path) => {
     const { devicePath: _devicePath, ...withoutDevicePath } = guestInterface;
     const error = errorOf(() => interfaceFromJson({ ...withoutDevicePath, [key]: path }));
-    expect(error.field).toBe('interface.pciPath');
+    expect(error.field).toBe(`interface.${key}`);
     expect(error.message).toContain(`"${path}"`);
     expect(error.message).toContain('a PCI path such as "02/00"');
   });
