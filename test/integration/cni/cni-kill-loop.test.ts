@@ -32,6 +32,7 @@ import {
 } from '../../helpers/cni.js';
 import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, kataLinks } from '../../helpers/pod.js';
+import { seededRandom } from '../../helpers/seeded-random.js';
 
 const skipReason =
   process.getuid?.() !== 0 ? 'the vcnet-cni kill loop needs root (namespaces, taps, tc)' : missingCniPlugins();
@@ -54,18 +55,6 @@ afterEach(() => {
   cleanupNamespaces();
   rmSync(workDirectory, { recursive: true, force: true });
 });
-
-/** A small deterministic generator (mulberry32), so a failing sequence can be replayed from its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Model = 'tcfilter' | 'macvtap';
 
@@ -266,7 +255,7 @@ describe.skipIf(skipReason).each(MODELS)(
       expectNothingLeft(fixture, before, 'the measuring ADD and DEL');
 
       const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
-      const next = random(seed);
+      const next = seededRandom(seed);
       console.log(
         `vcnet-cni ${model} ADD kill loop: seed ${seed}, window ${windows.window} us from load to exit, ${windows.operationAt} us to the attach's start`,
       );
@@ -308,7 +297,7 @@ describe.skipIf(skipReason).each(MODELS)(
       expectNothingLeft(fixture, before, 'the measuring ADD and DEL');
 
       const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
-      const next = random(seed);
+      const next = seededRandom(seed);
       console.log(
         `vcnet-cni ${model} DEL kill loop: seed ${seed}, window ${windows.window} us from load to exit, ${windows.operationAt} us to the detach's start`,
       );

@@ -15,22 +15,11 @@ import { type CliResult, killAfter, stateDirectoryPerTest, vcnetAsync } from '..
 import { crashTestSandbox } from '../../helpers/crash-sandbox.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint } from '../../helpers/pod.js';
+import { seededRandom } from '../../helpers/seeded-random.js';
 
 const KILLS_PER_OPERATION = Number(process.env.VCNET_KILLS ?? 50);
 const VCNET_GROUP = 0x7663;
 const stateDirectory = stateDirectoryPerTest('vcnet-kill-loop-');
-
-/** A small deterministic generator (mulberry32), so a failing sequence can be replayed from its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs the CLI without blocking the test worker; `killed` when SIGKILL ended it. */
 async function run(args: string[], env: Record<string, string> = {}): Promise<CliResult & { killed: boolean }> {
@@ -77,7 +66,7 @@ describe('kill -9 at random points of attach and detach', () => {
       expect(windows.detach).toBeGreaterThan(0);
 
       const seed = Number(process.env.VCNET_KILL_SEED ?? Date.now() % 2 ** 31);
-      const next = random(seed);
+      const next = seededRandom(seed);
       console.log(`kill loop ${model}: seed ${seed}, windows attach ${windows.attach} us, detach ${windows.detach} us`);
       const kills = { attach: 0, detach: 0, detachOfCompleteAttach: 0 };
       // A fifth of the detach kills at least hit the detach of a complete attach (a third of the attaches run through).
