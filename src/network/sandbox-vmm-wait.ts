@@ -235,16 +235,28 @@ export async function reachVmmUnderLocks(vmm: VmmToUnplugFrom, wait: VmmWaitSoFa
     await new CloudHypervisorClient(vmm.controlSocket).ping({ timeoutMs: CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS });
     return { outcome: 'answered' };
   } catch (error) {
-    if (!(error instanceof CloudHypervisorConnectionError)) {
-      if (error instanceof CloudHypervisorApiError) return { outcome: 'answered' };
-      throw error;
-    }
-    if (vmGone(error)) return { outcome: 'gone', error };
-    if (error.failure !== 'timeout') return { outcome: 'answered' };
+    const failed = cloudHypervisorPingFailure(error);
+    if (failed === 'answered') return { outcome: 'answered' };
+    if (failed === undefined) throw error;
+    const connection = error as CloudHypervisorConnectionError;
+    if (failed === 'gone') return { outcome: 'gone', error: connection };
     countTryUnderLock(wait, startedAt);
     if (wait.deadline !== undefined && Date.now() < wait.deadline) throw new VmmTakenUnderLocks();
-    return { outcome: 'busy', error };
+    return { outcome: 'busy', error: connection };
   }
+}
+
+/**
+ * What a failed vmm.ping (`error`) says of a Cloud Hypervisor VMM: 'answered' for an error status or
+ * a reply that is not the API's (the request that follows says what it finds), 'gone' for its API
+ * socket not there or refusing (vmGone), 'busy' for no answer in time (its API serves one request at
+ * a time: slow or hung on another). undefined: not a failure of the ping's.
+ */
+export function cloudHypervisorPingFailure(error: unknown): 'answered' | 'gone' | 'busy' | undefined {
+  if (error instanceof CloudHypervisorApiError) return 'answered';
+  if (!(error instanceof CloudHypervisorConnectionError)) return undefined;
+  if (vmGone(error)) return 'gone';
+  return error.failure === 'timeout' ? 'busy' : 'answered';
 }
 
 /**

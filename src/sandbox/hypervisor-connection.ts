@@ -9,17 +9,12 @@
 import { AgentClient } from '../agent/client.js';
 import { VcnetError } from '../errors.js';
 import { cloudHypervisorRateLimiterConfig } from '../hypervisor/cloud-hypervisor.js';
-import {
-  CloudHypervisorApiError,
-  CloudHypervisorClient,
-  CloudHypervisorConnectionError,
-  CloudHypervisorHotplugTarget,
-} from '../hypervisor/cloud-hypervisor-client.js';
+import { CloudHypervisorClient, CloudHypervisorHotplugTarget } from '../hypervisor/cloud-hypervisor-client.js';
 import type { HotplugTarget } from '../hypervisor/device.js';
 import { defaultQmpConnectTimeoutMs } from '../hypervisor/qmp.js';
-import { askVmm } from '../network/sandbox-vmm-wait.js';
+import { askVmm, cloudHypervisorPingFailure } from '../network/sandbox-vmm-wait.js';
 import type { SandboxState } from '../network/state/records.js';
-import { CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS, vmGone } from '../network/unfinished-attach.js';
+import { CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS } from '../network/unfinished-attach.js';
 
 /**
  * A NIC cannot be added to or removed from a running Firecracker VM (`VCNET_HYPERVISOR_UNSUPPORTED`):
@@ -74,10 +69,7 @@ export async function connectCloudHypervisor(
   try {
     await askVmm({ kind: 'clh', controlSocket: apiSocket }, pingTimeoutMs);
   } catch (error) {
-    const answered =
-      error instanceof CloudHypervisorApiError ||
-      (error instanceof CloudHypervisorConnectionError && error.failure !== 'timeout' && !vmGone(error));
-    if (!answered) throw error;
+    if (cloudHypervisorPingFailure(error) !== 'answered') throw error;
   }
   const agent = await AgentClient.connect(state.agentSocket, { deadlineMs: agentConnectTimeoutMs() });
   const limiter = state.network.config.vmmRateLimiter;

@@ -5,14 +5,9 @@
  * CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, as the plugs do (withSandboxAndVm): a VMM that answers no ping
  * keeps the lock for a second, not remove-device's CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS.
  */
-import {
-  CloudHypervisorApiError,
-  CloudHypervisorClient,
-  CloudHypervisorConnectionError,
-} from '../hypervisor/cloud-hypervisor-client.js';
+import { CloudHypervisorClient } from '../hypervisor/cloud-hypervisor-client.js';
 import type { HotplugTarget, NetworkDevice } from '../hypervisor/device.js';
-import { CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS } from '../network/sandbox-vmm-wait.js';
-import { vmGone } from '../network/unfinished-attach.js';
+import { CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, cloudHypervisorPingFailure } from '../network/sandbox-vmm-wait.js';
 
 /**
  * `vm`, a Cloud Hypervisor's (API at `apiSocket`), whose unplugs ask vmm.ping first. An unanswered
@@ -35,10 +30,7 @@ export class PingBeforeUnplug implements HotplugTarget {
     try {
       await new CloudHypervisorClient(this.apiSocket).ping({ timeoutMs: CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS });
     } catch (error) {
-      const answered =
-        error instanceof CloudHypervisorApiError ||
-        (error instanceof CloudHypervisorConnectionError && error.failure !== 'timeout' && !vmGone(error));
-      if (!answered) throw error;
+      if (cloudHypervisorPingFailure(error) !== 'answered') throw error;
     }
     await this.vm.unplugNetworkDevice(id);
   }
