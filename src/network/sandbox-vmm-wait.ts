@@ -21,6 +21,7 @@ import { QmpClient, qmpConnectTimeoutSetMs } from '../hypervisor/qmp.js';
 import { earlierBootOf } from './state/boot-id.js';
 import type { SandboxState } from './state/records.js';
 import { SandboxStore } from './state/store.js';
+import { type TriesUnderLock, timeUnderLock } from './time-under-lock.js';
 import { type VmmToUnplugFrom, vmGone } from './unfinished-attach.js';
 
 /**
@@ -171,11 +172,9 @@ function countTryUnderLock(wait: VmmWaitSoFar, startedAt: number): void {
  * QMP_HANDSHAKE_UNDER_LOCK_MS or CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS: the run may outlast its wait
  * by one such try, and spend several of them under the locks, which its message must say.
  */
-export interface VmmWaitSoFar {
+export interface VmmWaitSoFar extends TriesUnderLock {
   readonly startedAt: number;
   readonly deadline: number | undefined;
-  triesUnderLock: number;
-  msUnderLock: number;
 }
 
 /**
@@ -186,7 +185,7 @@ export interface VmmWaitSoFar {
 function waitedInAll(wait: VmmWaitSoFar, boundMs: number, answered: string): string {
   const inAllMs = Date.now() - wait.startedAt;
   if (wait.triesUnderLock > 1) {
-    return `under the sandbox's lock within ${inAllMs} ms in all, ${wait.msUnderLock} ms of it in ${wait.triesUnderLock} tries under the sandbox's lock (at most ${boundMs} ms each, ${answered} in between without it)`;
+    return `under the sandbox's lock within ${inAllMs} ms in all, ${timeUnderLock(wait, boundMs, answered)}`;
   }
   return `within ${inAllMs} ms in all, ${wait.msUnderLock} ms of it under the sandbox's lock (at most ${boundMs} ms), the rest without it`;
 }

@@ -55,6 +55,7 @@ import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { GuestPending, SandboxState } from '../network/state/records.js';
 import { SandboxLockedError, SandboxStore } from '../network/state/store.js';
+import { timeUnderLock } from '../network/time-under-lock.js';
 import { UnplugIfRunning, type VmmToUnplugFrom, vmGone, vmGoneAfter } from '../network/unfinished-attach.js';
 import { shellWord } from '../shell-word.js';
 import { resolveAddInterfaceRequest } from './add-interface-request.js';
@@ -78,7 +79,6 @@ import {
 import { LIST_AGENT_TIMEOUT_MS } from './list-timeout.js';
 import { pingBeforeUnplugIfCloudHypervisor } from './ping-before-unplug.js';
 import { attachRecorded, detachRecorded, type RecordKeeper, undoAfterFailure } from './recorded.js';
-import { timeUnderLock } from './time-under-lock.js';
 import { endpointsToPush, hotplugUnfinished, unplugUnfinishedEntry } from './unplug-unfinished.js';
 
 /**

@@ -155,7 +155,8 @@ const NETWORK_SUBLAYERS = [
   },
   // Garbage collection, and the undoing of attaches a killed process left unfinished; the wait for a
   // busy VMM (QEMU's QMP, Cloud Hypervisor's API) without the locks that gc's and watch's undo of a
-  // hot-plug and detach share.
+  // hot-plug and detach share, with how much of such a wait was under the lock (time-under-lock, which
+  // add-iface's and the other commands' waits say too).
   {
     sublayer: 'gc',
     paths: [
@@ -163,6 +164,7 @@ const NETWORK_SUBLAYERS = [
       'network/garbage-collector.ts',
       'network/unfinished-attach.ts',
       'network/sandbox-vmm-wait.ts',
+      'network/time-under-lock.ts',
     ],
     mayImport: ['definitions', 'state', 'plan', 'model', 'endpoint', 'scan', 'network'],
   },

@@ -5,7 +5,7 @@
  * another); the agent's counted them.
  */
 import { describe, expect, it } from 'vitest';
-import { timeUnderLock } from '../../../src/sandbox/time-under-lock.js';
+import { timeUnderLock } from '../../../src/network/time-under-lock.js';
 
 describe('timeUnderLock', () => {
   it('one try under the lock: only the first bound of it', () => {

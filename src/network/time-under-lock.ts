@@ -1,6 +1,7 @@
 /**
- * How much of a wait for a VM's socket (QMP's, the agent's) withSandboxAndVm spent under the sandbox's
- * lock, as its error says it. A wait without the lock that ends with an answer is followed by another
+ * How much of a wait for a VM's socket (QMP's, Cloud Hypervisor's API, the agent's) was spent under
+ * the sandbox's lock, as its error says it: withSandboxAndVm's, and gc's and the watch's undo
+ * (withVmmWaitedWithoutLocks). A wait without the lock that ends with an answer is followed by another
  * try under the lock, which may fail again: the note counts every such try, not only the first.
  */
 
