@@ -34,15 +34,68 @@ export const GUEST_PENDING_WAIT_BOUND_MS = guestPendingWaitBoundMs(DEFAULT_LOCK_
 /** The initial PID namespace's inode (the kernel's PROC_PID_INIT_INO): every other one descends from it. */
 const INITIAL_PID_NAMESPACE_INODE = 0xeffffffc;
 
-/** The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot); undefined once it is gone. */
+/** USER_HZ, the unit of /proc/PID/stat's start time: 100 on every architecture Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+let bootTimeOffsetRead: number | undefined;
+
+/**
+ * The boot-time offset of this process's time namespace, in whole clock ticks (rounded down): 0
+ * outside such a namespace, or where the kernel has none (before 5.6). The kernel shows every
+ * process's start time shifted by the READER's offset (a CRIU-restored container, runc's
+ * `timeOffsets`, `unshare --time`), so the same process has another start time from another time
+ * namespace. Read once: a process does not change its time namespace.
+ */
+function bootTimeOffsetTicks(): number {
+  if (bootTimeOffsetRead === undefined) {
+    let ticks = 0;
+    try {
+      // "boottime <seconds> <nanoseconds>", the seconds possibly negative, the nanoseconds 0..999999999.
+      const match = /^boottime\s+(-?\d+)\s+(\d+)\s*$/m.exec(readFileSync('/proc/self/timens_offsets', 'utf8'));
+      if (match) {
+        const nanosecondsPerTick = 1e9 / CLOCK_TICKS_PER_SECOND;
+        ticks = Number(match[1]) * CLOCK_TICKS_PER_SECOND + Math.floor(Number(match[2]) / nanosecondsPerTick);
+      }
+    } catch {
+      // no time namespaces here: start times are the kernel's own
+    }
+    bootTimeOffsetRead = Number.isSafeInteger(ticks) ? ticks : 0;
+  }
+  return bootTimeOffsetRead;
+}
+
+/**
+ * The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot) as the
+ * initial time namespace shows it: this process's boot-time offset taken off, so a writer and a
+ * reader in different time namespaces record and see the same value (give or take the one tick the
+ * kernel's rounding of an offset that is not whole ticks may add: see sameStart). Undefined once it
+ * is gone.
+ */
 function processStart(pid: number | string): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const shown = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    if (shown === undefined) return undefined;
+    const offset = bootTimeOffsetTicks();
+    const ticks = Number(shown);
+    return offset === 0 || !Number.isSafeInteger(ticks) ? shown : String(ticks - offset);
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether two start times (processStart's) are of the same process: equal, or one tick apart. The
+ * kernel rounds a start time shifted by a time namespace's offset down to whole ticks, so a writer and
+ * a reader whose offsets hold parts of a tick may see the same start a tick apart. No other process
+ * has that pid so soon: a pid comes back only once the kernel has handed out every other one.
+ */
+function sameStart(recorded: string, seen: string): boolean {
+  if (recorded === seen) return true;
+  const a = Number(recorded);
+  const b = Number(seen);
+  return Number.isSafeInteger(a) && Number.isSafeInteger(b) && Math.abs(a - b) === 1;
 }
 
 /** The PID namespace of process `pid` (`self`: this one); undefined when it cannot be looked at. */
@@ -128,7 +181,8 @@ export interface GuestPendingVerdict {
  */
 export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight, nowMs: number): GuestPendingVerdict {
   if (sight.kind !== 'unseen') {
-    const running = sight.start !== undefined && (entry.pidStart === undefined || entry.pidStart === sight.start);
+    const running =
+      sight.start !== undefined && (entry.pidStart === undefined || sameStart(entry.pidStart, sight.start));
     return { running, guessed: false };
   }
   if (sight.initial) return { running: false, guessed: false };
@@ -218,7 +272,8 @@ export function isOwnEntry(entry: GuestPending): boolean {
   if (entry.pid !== process.pid) return false;
   const own = pidNamespaceOf('self');
   if (entry.pidNamespace !== undefined && own !== undefined && !sameNamespace(own, entry.pidNamespace)) return false;
-  return entry.pidStart === undefined || entry.pidStart === processStart('self');
+  const start = processStart('self');
+  return entry.pidStart === undefined || (start !== undefined && sameStart(entry.pidStart, start));
 }
 
 /** Whether the add-iface (or watch) that wrote `entry` still runs (the same process, started at the same time). */

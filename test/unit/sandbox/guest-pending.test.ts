@@ -44,8 +44,12 @@ describe('guestPending entries', () => {
     const watched = guestPendingEntry(endpoint('net9', 'eth9'), 'watch', { interfaces: 3 });
     expect(Date.parse(watched.waitsUntil ?? '') - Date.parse(watched.since)).toBe(360_000);
     expect(guestPendingRunning(mine)).toBe(true);
-    // The same pid, started at another time: a later process given the pid, not the add-iface.
-    expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 1}` })).toBe(false);
+    // The same pid, started at another time (a second later): a later process given the pid, not the add-iface.
+    expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 100}` })).toBe(false);
+    // One tick apart is the same start: a time namespace's offset in parts of a tick rounds it so.
+    expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 1}` })).toBe(true);
+    expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) - 1}` })).toBe(true);
+    expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 2}` })).toBe(false);
     expect(guestPendingRunning({ ...mine, pid: exitedPid() })).toBe(false);
     expect(guestPendingEntry(endpoint('net9'), 'add-iface').token).not.toBe(mine.token);
   });
