@@ -113,15 +113,18 @@ function sameNamespace(a: PidNamespaceId, b: PidNamespaceId): boolean {
 }
 
 /**
- * Whether this /proc is of this process's own PID namespace. One mounted in a parent namespace
- * (`unshare --pid --fork` without --mount-proc, a container given the host's /proc) shows this
- * process under another pid, and /proc/<its getpid()> there is another process.
+ * Which PID namespace's pids this /proc shows, as against this process's: `own`; `ancestor` (one
+ * mounted in a parent namespace: `unshare --pid --fork` without --mount-proc, a container given the
+ * host's /proc), which shows this process under another pid, so /proc/<its getpid()> there is
+ * another process; or `none`, where /proc/self names nothing: a procfs of a namespace this process
+ * is not in (a container's mount namespace entered without its PID namespace, `nsenter -m`), or no
+ * procfs, where no pid can be looked up at all.
  */
-function procOfOwnNamespace(): boolean {
+function procView(): 'own' | 'ancestor' | 'none' {
   try {
-    return readlinkSync('/proc/self') === String(process.pid);
+    return readlinkSync('/proc/self') === String(process.pid) ? 'own' : 'ancestor';
   } catch {
-    return true; // no /proc to tell by: pids are looked up as they are, as before
+    return 'none';
   }
 }
 
@@ -159,8 +162,9 @@ export function guestPendingEntry(
  * `translated` (another namespace the reader sees processes of, or the reader's own seen through a
  * parent namespace's /proc: `start` is that of the process with the entry's pid in that namespace,
  * undefined when there is none), or
- * `unseen` (a namespace the reader sees no process of: an ancestor's, a sibling's, or one gone;
- * `initial` when the reader is in the initial namespace, where every live namespace shows).
+ * `unseen` (a namespace the reader sees no process of: an ancestor's, a sibling's, or one gone; or
+ * any, through a /proc that shows no pid of the reader's own; `initial` when the reader is in the
+ * initial namespace, where every live namespace shows).
  */
 export type GuestPendingSight =
   | { kind: 'same'; start: string | undefined }
@@ -249,11 +253,13 @@ function findInNamespace(namespace: PidNamespaceId, pid: number): { start: strin
 
 /** What this process sees of `entry`'s process (see GuestPendingSight). */
 function sightOf(entry: GuestPending): GuestPendingSight {
+  const view = procView();
+  // Its pids are another namespace's, or none: a lookup there would call a running command stopped.
+  if (view === 'none') return { kind: 'unseen', initial: false };
   const own = pidNamespaceOf('self');
   if (entry.pidNamespace === undefined || own === undefined) return { kind: 'same', start: processStart(entry.pid) };
   // The entry's pid is one of this namespace: looked up as it is only when this /proc shows this namespace's pids.
-  if (sameNamespace(own, entry.pidNamespace) && procOfOwnNamespace())
-    return { kind: 'same', start: processStart(entry.pid) };
+  if (sameNamespace(own, entry.pidNamespace) && view === 'own') return { kind: 'same', start: processStart(entry.pid) };
   const found = findInNamespace(entry.pidNamespace, entry.pid);
   if (found) return { kind: 'translated', start: found.start };
   return { kind: 'unseen', initial: own.inode === INITIAL_PID_NAMESPACE_INODE };
