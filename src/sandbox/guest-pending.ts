@@ -7,29 +7,31 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { longestPushMs } from '../agent/push-network.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import type { GuestPending, GuestPendingCommand, PidNamespaceId, SandboxState } from '../network/state/records.js';
-import { DEFAULT_LOCK_TIMEOUT_MS, defaultLockTimeoutMs } from '../network/state/store.js';
+import { defaultLockTimeoutMs } from '../network/state/store.js';
 
 /** How long add-iface and the watch give each agent call of their push after a hot-plug. */
 export const GUEST_PUSH_TIMEOUT_MS = 60_000;
 
 /**
- * The longest an add-iface or watch keeps its entry after `since`: its push's agent calls (one per
- * interface it sends, `interfaces`, then routes and neighbours) at GUEST_PUSH_TIMEOUT_MS each, the
- * lock taken again (`lockTimeoutMs`, its own lock wait) and the route set sent again (30 s).
- * Recorded in the entry (`waitsUntil`): a reader that cannot see the command's process takes it as
- * stopped past that.
+ * The longest an add-iface or watch keeps its entry after `since`: its push (longestPushMs: one
+ * agent call per interface it sends, `interfaces`, each with the retries of a NIC not shown yet, then
+ * routes and neighbours, at GUEST_PUSH_TIMEOUT_MS each), the lock taken again (`lockTimeoutMs`, its
+ * own lock wait) and the route set sent again (30 s). Recorded in the entry (`waitsUntil`): a reader
+ * that cannot see the command's process takes it as stopped past that.
  */
 export function guestPendingWaitBoundMs(lockTimeoutMs: number, interfaces = 1): number {
-  return (interfaces + 2) * GUEST_PUSH_TIMEOUT_MS + lockTimeoutMs + 30_000;
+  return longestPushMs(interfaces, GUEST_PUSH_TIMEOUT_MS) + lockTimeoutMs + 30_000;
 }
 
 /**
- * The bound with the default lock wait (30 s): 4 minutes, for an entry of an earlier build, which
- * records no `waitsUntil` (its command may have waited longer for the lock: VCNET_LOCK_TIMEOUT).
+ * The bound an entry of an earlier build, which records no `waitsUntil`, is read with: 4 minutes, as
+ * that build reckoned its push (three calls of 60 s, the default lock wait and the route set again);
+ * its command may have waited longer for the lock (VCNET_LOCK_TIMEOUT).
  */
-export const GUEST_PENDING_WAIT_BOUND_MS = guestPendingWaitBoundMs(DEFAULT_LOCK_TIMEOUT_MS);
+export const GUEST_PENDING_WAIT_BOUND_MS = 4 * 60_000;
 
 /** The initial PID namespace's inode (the kernel's PROC_PID_INIT_INO): every other one descends from it. */
 const INITIAL_PID_NAMESPACE_INODE = 0xeffffffc;
