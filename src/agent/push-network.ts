@@ -19,6 +19,17 @@ const UPDATE_INTERFACE_RETRY_DELAY_MS = 20;
  */
 const UPDATE_INTERFACE_RETRY_BUDGET_MS = 10_000;
 
+/**
+ * The longest pushGuestNetwork takes with `timeoutMs` for each call, for `interfaces` interfaces:
+ * each interface is retried until UPDATE_INTERFACE_RETRY_BUDGET_MS has passed since its first
+ * attempt, so its last attempt begins up to that budget and one retry delay after it, and may take a
+ * whole `timeoutMs`; then the route set and the neighbours, `timeoutMs` each.
+ */
+export function longestPushMs(interfaces: number, timeoutMs: number): number {
+  const perInterface = UPDATE_INTERFACE_RETRY_BUDGET_MS + UPDATE_INTERFACE_RETRY_DELAY_MS + timeoutMs;
+  return interfaces * perInterface + 2 * timeoutMs;
+}
+
 export interface GuestNetworkPush {
   interfaces: InterfaceInit[];
   /** Every route of the sandbox, not only the new interface's: the agent replaces the whole set. */

@@ -7,42 +7,97 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { longestPushMs } from '../agent/push-network.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import type { GuestPending, GuestPendingCommand, PidNamespaceId, SandboxState } from '../network/state/records.js';
-import { DEFAULT_LOCK_TIMEOUT_MS, defaultLockTimeoutMs } from '../network/state/store.js';
+import { defaultLockTimeoutMs } from '../network/state/store.js';
 
 /** How long add-iface and the watch give each agent call of their push after a hot-plug. */
 export const GUEST_PUSH_TIMEOUT_MS = 60_000;
 
 /**
- * The longest an add-iface or watch keeps its entry after `since`: its push's agent calls (one per
- * interface it sends, `interfaces`, then routes and neighbours) at GUEST_PUSH_TIMEOUT_MS each, the
- * lock taken again (`lockTimeoutMs`, its own lock wait) and the route set sent again (30 s).
- * Recorded in the entry (`waitsUntil`): a reader that cannot see the command's process takes it as
- * stopped past that.
+ * The longest an add-iface or watch keeps its entry after `since`: its push (longestPushMs: one
+ * agent call per interface it sends, `interfaces`, each with the retries of a NIC not shown yet, then
+ * routes and neighbours, at GUEST_PUSH_TIMEOUT_MS each), the lock taken again (`lockTimeoutMs`, its
+ * own lock wait) and the route set sent again (30 s). Recorded in the entry (`waitsUntil`): a reader
+ * that cannot see the command's process takes it as stopped past that.
  */
 export function guestPendingWaitBoundMs(lockTimeoutMs: number, interfaces = 1): number {
-  return (interfaces + 2) * GUEST_PUSH_TIMEOUT_MS + lockTimeoutMs + 30_000;
+  return longestPushMs(interfaces, GUEST_PUSH_TIMEOUT_MS) + lockTimeoutMs + 30_000;
 }
 
 /**
- * The bound with the default lock wait (30 s): 4 minutes, for an entry of an earlier build, which
- * records no `waitsUntil` (its command may have waited longer for the lock: VCNET_LOCK_TIMEOUT).
+ * The bound an entry of an earlier build, which records no `waitsUntil`, is read with: 4 minutes, as
+ * that build reckoned its push (three calls of 60 s, the default lock wait and the route set again);
+ * its command may have waited longer for the lock (VCNET_LOCK_TIMEOUT).
  */
-export const GUEST_PENDING_WAIT_BOUND_MS = guestPendingWaitBoundMs(DEFAULT_LOCK_TIMEOUT_MS);
+export const GUEST_PENDING_WAIT_BOUND_MS = 4 * 60_000;
 
 /** The initial PID namespace's inode (the kernel's PROC_PID_INIT_INO): every other one descends from it. */
 const INITIAL_PID_NAMESPACE_INODE = 0xeffffffc;
 
-/** The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot); undefined once it is gone. */
+/** USER_HZ, the unit of /proc/PID/stat's start time: 100 on every architecture Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+let bootTimeOffsetRead: number | undefined;
+
+/**
+ * The boot-time offset of this process's time namespace, in whole clock ticks (rounded down): 0
+ * outside such a namespace, or where the kernel has none (before 5.6). The kernel shows every
+ * process's start time shifted by the READER's offset (a CRIU-restored container, runc's
+ * `timeOffsets`, `unshare --time`), so the same process has another start time from another time
+ * namespace. Read once: a process does not change its time namespace.
+ */
+function bootTimeOffsetTicks(): number {
+  if (bootTimeOffsetRead === undefined) {
+    let ticks = 0;
+    try {
+      // "boottime <seconds> <nanoseconds>", the seconds possibly negative, the nanoseconds 0..999999999.
+      const match = /^boottime\s+(-?\d+)\s+(\d+)\s*$/m.exec(readFileSync('/proc/self/timens_offsets', 'utf8'));
+      if (match) {
+        const nanosecondsPerTick = 1e9 / CLOCK_TICKS_PER_SECOND;
+        ticks = Number(match[1]) * CLOCK_TICKS_PER_SECOND + Math.floor(Number(match[2]) / nanosecondsPerTick);
+      }
+    } catch {
+      // no time namespaces here: start times are the kernel's own
+    }
+    bootTimeOffsetRead = Number.isSafeInteger(ticks) ? ticks : 0;
+  }
+  return bootTimeOffsetRead;
+}
+
+/**
+ * The start time of process `pid` (field 22 of /proc/PID/stat, in clock ticks since boot) as the
+ * initial time namespace shows it: this process's boot-time offset taken off, so a writer and a
+ * reader in different time namespaces record and see the same value (give or take the one tick the
+ * kernel's rounding of an offset that is not whole ticks may add: see sameStart). Undefined once it
+ * is gone.
+ */
 function processStart(pid: number | string): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const shown = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    if (shown === undefined) return undefined;
+    const offset = bootTimeOffsetTicks();
+    const ticks = Number(shown);
+    return offset === 0 || !Number.isSafeInteger(ticks) ? shown : String(ticks - offset);
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether two start times (processStart's) are of the same process: equal, or one tick apart. The
+ * kernel rounds a start time shifted by a time namespace's offset down to whole ticks, so a writer and
+ * a reader whose offsets hold parts of a tick may see the same start a tick apart. No other process
+ * has that pid so soon: a pid comes back only once the kernel has handed out every other one.
+ */
+function sameStart(recorded: string, seen: string): boolean {
+  if (recorded === seen) return true;
+  const a = Number(recorded);
+  const b = Number(seen);
+  return Number.isSafeInteger(a) && Number.isSafeInteger(b) && Math.abs(a - b) === 1;
 }
 
 /** The PID namespace of process `pid` (`self`: this one); undefined when it cannot be looked at. */
@@ -60,15 +115,18 @@ function sameNamespace(a: PidNamespaceId, b: PidNamespaceId): boolean {
 }
 
 /**
- * Whether this /proc is of this process's own PID namespace. One mounted in a parent namespace
- * (`unshare --pid --fork` without --mount-proc, a container given the host's /proc) shows this
- * process under another pid, and /proc/<its getpid()> there is another process.
+ * Which PID namespace's pids this /proc shows, as against this process's: `own`; `ancestor` (one
+ * mounted in a parent namespace: `unshare --pid --fork` without --mount-proc, a container given the
+ * host's /proc), which shows this process under another pid, so /proc/<its getpid()> there is
+ * another process; or `none`, where /proc/self names nothing: a procfs of a namespace this process
+ * is not in (a container's mount namespace entered without its PID namespace, `nsenter -m`), or no
+ * procfs, where no pid can be looked up at all.
  */
-function procOfOwnNamespace(): boolean {
+function procView(): 'own' | 'ancestor' | 'none' {
   try {
-    return readlinkSync('/proc/self') === String(process.pid);
+    return readlinkSync('/proc/self') === String(process.pid) ? 'own' : 'ancestor';
   } catch {
-    return true; // no /proc to tell by: pids are looked up as they are, as before
+    return 'none';
   }
 }
 
@@ -106,8 +164,9 @@ export function guestPendingEntry(
  * `translated` (another namespace the reader sees processes of, or the reader's own seen through a
  * parent namespace's /proc: `start` is that of the process with the entry's pid in that namespace,
  * undefined when there is none), or
- * `unseen` (a namespace the reader sees no process of: an ancestor's, a sibling's, or one gone;
- * `initial` when the reader is in the initial namespace, where every live namespace shows).
+ * `unseen` (a namespace the reader sees no process of: an ancestor's, a sibling's, or one gone; or
+ * any, through a /proc that shows no pid of the reader's own; `initial` when the reader is in the
+ * initial namespace, where every live namespace shows).
  */
 export type GuestPendingSight =
   | { kind: 'same'; start: string | undefined }
@@ -128,7 +187,8 @@ export interface GuestPendingVerdict {
  */
 export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight, nowMs: number): GuestPendingVerdict {
   if (sight.kind !== 'unseen') {
-    const running = sight.start !== undefined && (entry.pidStart === undefined || entry.pidStart === sight.start);
+    const running =
+      sight.start !== undefined && (entry.pidStart === undefined || sameStart(entry.pidStart, sight.start));
     return { running, guessed: false };
   }
   if (sight.initial) return { running: false, guessed: false };
@@ -195,11 +255,13 @@ function findInNamespace(namespace: PidNamespaceId, pid: number): { start: strin
 
 /** What this process sees of `entry`'s process (see GuestPendingSight). */
 function sightOf(entry: GuestPending): GuestPendingSight {
+  const view = procView();
+  // Its pids are another namespace's, or none: a lookup there would call a running command stopped.
+  if (view === 'none') return { kind: 'unseen', initial: false };
   const own = pidNamespaceOf('self');
   if (entry.pidNamespace === undefined || own === undefined) return { kind: 'same', start: processStart(entry.pid) };
   // The entry's pid is one of this namespace: looked up as it is only when this /proc shows this namespace's pids.
-  if (sameNamespace(own, entry.pidNamespace) && procOfOwnNamespace())
-    return { kind: 'same', start: processStart(entry.pid) };
+  if (sameNamespace(own, entry.pidNamespace) && view === 'own') return { kind: 'same', start: processStart(entry.pid) };
   const found = findInNamespace(entry.pidNamespace, entry.pid);
   if (found) return { kind: 'translated', start: found.start };
   return { kind: 'unseen', initial: own.inode === INITIAL_PID_NAMESPACE_INODE };
@@ -218,7 +280,8 @@ export function isOwnEntry(entry: GuestPending): boolean {
   if (entry.pid !== process.pid) return false;
   const own = pidNamespaceOf('self');
   if (entry.pidNamespace !== undefined && own !== undefined && !sameNamespace(own, entry.pidNamespace)) return false;
-  return entry.pidStart === undefined || entry.pidStart === processStart('self');
+  const start = processStart('self');
+  return entry.pidStart === undefined || (start !== undefined && sameStart(entry.pidStart, start));
 }
 
 /** Whether the add-iface (or watch) that wrote `entry` still runs (the same process, started at the same time). */

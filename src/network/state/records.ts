@@ -80,7 +80,10 @@ export interface GuestPending {
   podLink: string;
   /** Tells this add-iface's entry from one of a later add-iface of the same name. */
   token: string;
-  /** The add-iface process, and its start time (/proc/PID/stat), to tell it from a later process of that pid. */
+  /**
+   * The add-iface process, and its start time (/proc/PID/stat, as the initial time namespace shows it:
+   * a time namespace shifts what its processes see), to tell it from a later process of that pid.
+   */
   pid: number;
   pidStart?: string;
   /**

@@ -252,6 +252,33 @@ describe('add-iface and del-iface on a Cloud Hypervisor VM that answers no reque
     pod.exec('ip', ['link', 'del', 'eth9']);
   }, 180_000);
 
+  it("after a failed push, a VMM that answers add-iface's vmm.ping under the lock, then hangs on vm.remove-device: the NIC is kept for del-iface after remove-device's 5 s, not taken for removed", async () => {
+    // The guest never shows the NIC: the agent gives up after 2 s, and add-iface's push fails.
+    const { pod, api, flag } = await attachOnCloudHypervisorStandIn('hv', stateDirectory(), stops, 2_000);
+    pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
+    pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+    const pingPath = '/api/v1/vmm.ping';
+    // Both pings answer (before the plug, and under the lock taken again after the push); the removal hangs.
+    api.replies.push({ status: 0, reason: '', answer: 'hang', path: '/api/v1/vm.remove-device' });
+    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
+    const failed = await vcnetAsync(['add-iface', 'hv', request, ...flag]).done;
+    expect(failed.status, failed.stderr).toBe(1);
+    const paths = api.requests.map((each) => each.path);
+    expect(paths.filter((path) => path !== pingPath)).toEqual(['/api/v1/vm.add-net', '/api/v1/vm.remove-device']);
+    // The ping under the lock came right before the removal it let through.
+    expect(paths.at(-2)).toBe(pingPath);
+    expect(api.requests.every((each) => each.schemaErrors === undefined)).toBe(true);
+    expect(failed.stderr).toContain('PUT /api/v1/vm.remove-device: no reply within 5000 ms');
+    expect(failed.stderr).toContain('`vcnet del-iface` removes the interface once its control socket answers');
+    const record = JSON.parse(readFileSync(join(stateDirectory(), 'hv', 'state.json'), 'utf8')) as {
+      unplugUnfinished?: Array<{ name: string }>;
+      guestPending?: unknown[];
+    };
+    expect((record.unplugUnfinished ?? []).map((entry) => entry.name)).toEqual(['net9']);
+    expect(record.guestPending).toBeUndefined();
+    expect(kataLinks(pod)).toEqual(['tap0_kata', 'tap1_kata']);
+  }, 180_000);
+
   it('with the VMM answering, del-iface removes the NIC as before: one vmm.ping, then vm.remove-device', async () => {
     const { pod, api, endpoints, pings, changes, start } = await sandboxOnStandIn('hn');
     const removed = await start(['del-iface', 'hn', writeRequest(stateDirectory(), 'del.json', { name: 'eth0' })], 30)

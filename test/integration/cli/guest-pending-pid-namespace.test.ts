@@ -178,7 +178,8 @@ describe.skipIf(skipReason !== undefined)('guestPending entries read from anothe
 
   it("an add-iface and its readers in sibling PID namespaces (neither sees the other) guess by the add-iface's own recorded deadline, and say it is a guess", async () => {
     const { pod, before, guest, request, state } = await sandboxWithSlowGuest('ps');
-    // A 10-minute lock wait: the add-iface keeps its entry up to 3 × 60 s + 600 s + 30 s, past the 4 minutes of the default.
+    // A 10-minute lock wait: the add-iface keeps its entry up to its push (10 s of retries, 20 ms, 3 × 60 s)
+    // + 600 s + 30 s, past the 4 minutes of the default.
     const adding = vcnetInPidNamespace(['add-iface', 'ps', request, ...state], { VCNET_LOCK_TIMEOUT: '600' });
     cleanup.defer(async () => {
       adding.child.kill('SIGKILL');
@@ -192,7 +193,7 @@ describe.skipIf(skipReason !== undefined)('guestPending entries read from anothe
     const [entry] = recordedPending(stateDirectory(), 'ps');
     expect(entry?.pid).toBe(1);
     expect(entry?.pidNamespace?.inode).not.toBe(statSync('/proc/self/ns/pid').ino);
-    expect(Date.parse(entry?.waitsUntil ?? '') - Date.parse(entry?.since ?? '')).toBe(810_000);
+    expect(Date.parse(entry?.waitsUntil ?? '') - Date.parse(entry?.since ?? '')).toBe(820_020);
     const until810 = (entry?.waitsUntil ?? '').replace(/\.\d{3}Z$/, 'Z');
 
     // Each reader is in a namespace of its own beside the add-iface's: no process of that one shows.
@@ -222,7 +223,7 @@ describe.skipIf(skipReason !== undefined)('guestPending entries read from anothe
     const record = JSON.parse(readFileSync(file, 'utf8'));
     const since = Date.now() - 600_000;
     record.guestPending[0].since = new Date(since).toISOString();
-    record.guestPending[0].waitsUntil = new Date(since + 810_000).toISOString();
+    record.guestPending[0].waitsUntil = new Date(since + 820_020).toISOString();
     writeFileSync(file, JSON.stringify(record));
     const older = listedEndpoint(await vcnetInPidNamespace(['list', '--json', ...state]).done, 'ps', 'net9');
     expect(older).toMatchObject({ guestPending: 'waiting', guestPendingGuessed: true });

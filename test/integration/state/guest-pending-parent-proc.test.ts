@@ -8,11 +8,13 @@
  * Real PID namespaces; the entries are made by vcnet's own module (dist/, as the CLI runs it).
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import type { Endpoint } from '../../../src/network/endpoint/endpoint.js';
 import type { GuestPending } from '../../../src/network/state/records.js';
-import { guestPendingVerdict } from '../../../src/sandbox/guest-pending.js';
+import { guestPendingEntry, guestPendingVerdict } from '../../../src/sandbox/guest-pending.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { until } from '../../helpers/until.js';
 
@@ -156,6 +158,55 @@ describe("guestPending in a PID namespace that sees its parent namespace's /proc
       const writer = entryWriter(true);
       const entry = await writer.entry();
       expect(await writer.verdictOf(entry)).toEqual({ running: true, guessed: false });
+    },
+  );
+});
+
+describe("guestPending read through another PID namespace's /proc", () => {
+  it.skipIf(unshareSkip)(
+    "a reader whose /proc is a child namespace's (a container's mount namespace entered alone) guesses by time: none of its pids is looked up there",
+    async () => {
+      // A container: its own PID namespace, with its own /proc in its own mount namespace.
+      const container = spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600'], {
+        stdio: 'ignore',
+      });
+      const containerExited = new Promise<void>((resolve) => container.on('close', () => resolve()));
+      cleanup.defer(async () => {
+        container.kill('SIGKILL');
+        await containerExited;
+      });
+      const childrenOf = (pid: number) =>
+        readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+      await until(() => childrenOf(container.pid!).length > 0, "the container's process");
+      const inside = childrenOf(container.pid!)[0]!;
+      // This process's entry, as an add-iface on the host writes it: running, and its pid means
+      // nothing in the container's /proc.
+      const entry = guestPendingEntry(
+        { name: 'eth1', properties: { link: { name: 'eth9' } } } as Endpoint,
+        'add-iface',
+      );
+      const read = `const { guestPendingVerdict } = await import(${JSON.stringify(guestPendingModule)});
+      console.log(JSON.stringify(guestPendingVerdict(JSON.parse(process.argv[1]))));`;
+      const reader = spawn(
+        'nsenter',
+        ['-t', inside, '-m', process.execPath, '--input-type=module', '-e', read, JSON.stringify(entry)],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let output = '';
+      reader.stdout.on('data', (chunk) => {
+        output += chunk;
+      });
+      reader.stderr.on('data', (chunk) => {
+        output += chunk;
+      });
+      const readerExited = new Promise<void>((resolve) => reader.on('close', () => resolve()));
+      cleanup.defer(async () => {
+        reader.kill('SIGKILL');
+        await readerExited;
+      });
+      await readerExited;
+      // Before: the host pid looked up in the container's /proc, no such process there: stopped, surely.
+      expect(JSON.parse(output.trim().split('\n').at(-1) ?? '{}'), output).toEqual({ running: true, guessed: true });
     },
   );
 });

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AgentClient } from '../../../src/agent/client.js';
 import { AgentStatusError } from '../../../src/agent/errors.js';
-import { isLinkNotFound, pushGuestNetwork } from '../../../src/agent/push-network.js';
+import { isLinkNotFound, longestPushMs, pushGuestNetwork } from '../../../src/agent/push-network.js';
 import { StatusCode } from '../../../src/agent/ttrpc/status-code.js';
 
 function agentAnswering(neighbourError: Error | undefined, calls: string[]): AgentClient {
@@ -79,6 +79,44 @@ describe('pushGuestNetwork', () => {
     clock = 0;
     await expect(pushGuestNetwork(answering(5_000), push, options)).rejects.toThrow('no link');
     expect(calls).toBe(2);
+  });
+
+  it('takes at most longestPushMs: a NIC shown just before the retries stop gets a whole call more', async () => {
+    // Each interface: not there for just under the 10 s of retries, then shown, and its answer takes
+    // the whole call timeout; the route set and the neighbours take theirs too.
+    const timeoutMs = 60_000;
+    let clock = 0;
+    const attempts = new Map<string, number>();
+    const agent = {
+      updateInterface: async (iface: { name: string }) => {
+        const attempt = (attempts.get(iface.name) ?? 0) + 1;
+        attempts.set(iface.name, attempt);
+        if (attempt === 1) {
+          clock += 9_999;
+          throw new Error('Link not found');
+        }
+        clock += timeoutMs;
+      },
+      updateRoutes: async () => {
+        clock += timeoutMs;
+        return [];
+      },
+      addArpNeighbors: async () => {
+        clock += timeoutMs;
+      },
+    } as unknown as AgentClient;
+    const four = { ...push, interfaces: ['eth0', 'eth1', 'eth2', 'eth3'].map((name) => ({ name })) };
+    await pushGuestNetwork(agent, four, {
+      timeoutMs,
+      sleep: async (ms) => {
+        clock += ms;
+      },
+      now: () => clock,
+    });
+    // More than one timeout per call (6 × 60 s): each interface's retries come on top.
+    expect(clock).toBe(4 * (9_999 + 20 + timeoutMs) + 2 * timeoutMs);
+    expect(clock).toBeGreaterThan(6 * timeoutMs);
+    expect(clock).toBeLessThanOrEqual(longestPushMs(4, timeoutMs));
   });
 
   it("retries only on Kata's 'Link not found' or vcnet's NOT_FOUND for a link", () => {

@@ -37,15 +37,19 @@ describe('guestPending entries', () => {
     expect(mine).toMatchObject({ name: 'net9', podLink: 'eth9', pid: process.pid, by: 'add-iface' });
     expect(mine.pidStart).toMatch(/^\d+$/);
     // Its own deadline: the longest its command keeps it, with the lock wait it was given.
-    expect(Date.parse(mine.waitsUntil ?? '') - Date.parse(mine.since)).toBe(GUEST_PENDING_WAIT_BOUND_MS);
+    expect(Date.parse(mine.waitsUntil ?? '') - Date.parse(mine.since)).toBe(guestPendingWaitBoundMs(30_000));
     const patient = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface', { lockTimeoutMs: 600_000 });
-    expect(Date.parse(patient.waitsUntil ?? '') - Date.parse(patient.since)).toBe(810_000);
-    // A watch's push of three endpoints makes five agent calls: 5 × 60 s + 30 s + 30 s.
+    expect(Date.parse(patient.waitsUntil ?? '') - Date.parse(patient.since)).toBe(820_020);
+    // A watch's push of three endpoints: 3 × (10 s of retries + 20 ms + 60 s) + 2 × 60 s, then 30 s + 30 s.
     const watched = guestPendingEntry(endpoint('net9', 'eth9'), 'watch', { interfaces: 3 });
-    expect(Date.parse(watched.waitsUntil ?? '') - Date.parse(watched.since)).toBe(360_000);
+    expect(Date.parse(watched.waitsUntil ?? '') - Date.parse(watched.since)).toBe(390_060);
     expect(guestPendingRunning(mine)).toBe(true);
-    // The same pid, started at another time: a later process given the pid, not the add-iface.
-    expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 1}` })).toBe(false);
+    // The same pid, started at another time (a second later): a later process given the pid, not the add-iface.
+    expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 100}` })).toBe(false);
+    // One tick apart is the same start: a time namespace's offset in parts of a tick rounds it so.
+    expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 1}` })).toBe(true);
+    expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) - 1}` })).toBe(true);
+    expect(guestPendingRunning({ ...mine, pidStart: `${Number(mine.pidStart) + 2}` })).toBe(false);
     expect(guestPendingRunning({ ...mine, pid: exitedPid() })).toBe(false);
     expect(guestPendingEntry(endpoint('net9'), 'add-iface').token).not.toBe(mine.token);
   });
@@ -144,9 +148,16 @@ describe('decideGuestPending', () => {
 
   it("counts to the writer's own deadline when the entry records one (a longer lock wait), to the 4-minute bound when it does not", () => {
     const unseen = { kind: 'unseen', initial: false } as const;
-    // An add-iface given a 10-minute lock wait keeps its entry up to 3 × 60 s + 600 s + 30 s.
-    expect(guestPendingWaitBoundMs(600_000)).toBe(810_000);
-    expect(guestPendingWaitBoundMs(30_000, 3)).toBe(360_000);
+    // An add-iface given a 10-minute lock wait keeps its entry up to its push (a NIC not shown yet
+    // retried for 10 s, then 3 calls of 60 s) + 600 s + 30 s.
+    expect(guestPendingWaitBoundMs(600_000)).toBe(820_020);
+    expect(guestPendingWaitBoundMs(30_000, 3)).toBe(390_060);
+    // It covers the longest push: each NIC shown only as its retries end, each call taking its whole 60 s.
+    for (const interfaces of [1, 4, 10]) {
+      const longestPush = interfaces * (9_999 + 20 + 60_000) + 2 * 60_000;
+      expect(guestPendingWaitBoundMs(30_000, interfaces) - 30_000 - 30_000).toBeGreaterThanOrEqual(longestPush);
+    }
+    // An entry of an earlier build is read as that build reckoned its push.
     expect(GUEST_PENDING_WAIT_BOUND_MS).toBe(240_000);
     const waitsUntil = new Date(since + 810_000).toISOString();
     const patient: GuestPending = { ...entry, waitsUntil };
