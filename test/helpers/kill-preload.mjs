@@ -25,7 +25,9 @@
  * operation's start, in order, are each netlink batch of the executor, once its answers are in (the
  * first of its steps told on the vcnet:plan:step channel; the kernel runs a batch's one send whole,
  * a kill cannot land inside it), and each call that changes a file or directory (rename, rm, unlink,
- * rmdir, mkdir, a file written or opened to write; the outermost call, not what it calls).
+ * rmdir, mkdir, a file written or opened to write; the outermost call, not what it calls). A sysctl
+ * the executor writes after a batch's netlink send (an IPv6 address generation mode put back) counts
+ * as a change made before it is written: a kill there lands between the two halves of that batch.
  *   VCNET_TEST_KILL_AT_CHANGE=<n>             kill right after the n-th of them (0: at the start,
  *                                             before any); prints "vcnet: killed after change <n>:
  *                                             <what>" first
@@ -33,7 +35,7 @@
  */
 import { channel, tracingChannel } from 'node:diagnostics_channel';
 import fs from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
 const operation = process.env.VCNET_TEST_KILL_OPERATION ?? 'attach';
@@ -126,6 +128,16 @@ if (killAtChange !== undefined || reportChanges) {
   wrap('openSync', (_path, flags) => writing(flags));
   // The programs import these by name from node:fs: their bindings follow the module object now.
   syncBuiltinESMExports();
+  // The addon, loaded as the programs load it (node-gyp-build from the package root): one module
+  // object, whose functions they look up at each call.
+  const addon = createRequire(import.meta.url)('node-gyp-build')(new URL('../..', import.meta.url).pathname);
+  const writeFileInNetns = addon.writeFileInNetns;
+  if (typeof writeFileInNetns === 'function') {
+    addon.writeFileInNetns = function (...args) {
+      changed(`sysctl ${String(args[1])} about to be written`);
+      return writeFileInNetns.apply(this, args);
+    };
+  }
 }
 
 let startedAt;

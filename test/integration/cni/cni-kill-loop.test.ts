@@ -17,8 +17,10 @@
  *
  * The detach itself is short (one netlink batch undoes the plumbing, then the record and its
  * directories go), and the random kills rarely land in it. So DEL is also killed deterministically
- * after each change its detach makes, in turn: first a DEL that reports them (each netlink send that
- * changes something, each file or directory changed: kill-preload.mjs), then one ADD and one DEL
+ * after each change its detach makes, in turn: first a DEL that reports them (each netlink batch
+ * answered, the sysctl that may follow one, each file or directory changed: kill-preload.mjs; the
+ * kernel runs one batch whole, so between its netlink send and its sysctl is the one place inside
+ * the undo itself a kill can land), then one ADD and one DEL
  * killed after change n for n = 0 (the detach's start) to the last, each followed by the runtime's
  * retry of the chain's DEL, with the same checks.
  */
