@@ -190,6 +190,13 @@ export class NetlinkSocket {
     let sliced = false;
     do {
       this.transmit();
+      // With the replies seam set, a send out on a pool thread keeps its answers unread until it is
+      // back and the seam has been asked (its callback pumps again): read before, they would settle
+      // the send before the seam could lose them.
+      if (this.sendingInBackground && repliesSeam.hook()) {
+        this.socket.stopWatching();
+        return;
+      }
       const reading = performance.now();
       sliced = this.drain(reading + budget);
       budget -= performance.now() - reading;

@@ -143,6 +143,25 @@ export function killAfter(
 }
 
 /**
+ * Environment for a vcnet (or vcnet-cni) run that kills itself (SIGKILL) right after the `change`-th
+ * change it makes from `operation`'s start (0: at the start), a netlink send that changes something
+ * or a file changed; with `report`, it runs to the end and prints each change on stderr instead
+ * ("vcnet: change <n>: <what>"; changesReported counts them). kill-preload.mjs says what counts.
+ */
+export function killAtChange(operation: 'attach' | 'detach', change: number | 'report'): Record<string, string> {
+  return {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${KILL_PRELOAD}`.trim(),
+    VCNET_TEST_KILL_OPERATION: operation,
+    ...(change === 'report' ? { VCNET_TEST_REPORT_CHANGES: '1' } : { VCNET_TEST_KILL_AT_CHANGE: String(change) }),
+  };
+}
+
+/** The changes a killAtChange(…, 'report') run printed on `stderr`, in order. */
+export function changesReported(stderr: string): string[] {
+  return [...stderr.matchAll(/^vcnet: change \d+: (.*)$/gm)].map((match) => match[1]!);
+}
+
+/**
  * Environment for a vcnet run (add-iface, watch) that kills itself (SIGKILL) as soon as its first
  * endpoint hot-plug is done (tap, filters, netdev_add, device_add): the NIC is in the VM and the
  * record still keeps the endpoint as unfinished ('pending').

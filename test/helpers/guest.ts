@@ -26,6 +26,8 @@ export interface BootGuestOptions {
   /** The whole kernel command line; default guestKernelCommandLine() (serial console, quiet, panic=-1). */
   append?: string;
   memoryMb?: number;
+  /** vCPUs (-smp); default 1. The guest's virtio-net uses one queue pair per vCPU, up to the NIC's queues. */
+  vcpus?: number;
   /** QEMU machine type; default pc (i440fx). q35 hot-plugs only into root ports given in extraArgs. */
   machine?: 'pc' | 'q35';
   /** An image from ensureGuestImage(); built (or found up to date) when absent. */
@@ -140,7 +142,16 @@ export async function bootGuest(options: BootGuestOptions = {}): Promise<GuestHa
   const agentSocketPath = join(socketDirectory, 'agent.sock');
 
   const qemuArgs = [
-    ...['-accel', 'tcg', '-machine', options.machine ?? 'pc', '-m', String(memoryMb), '-smp', '1'],
+    ...[
+      '-accel',
+      'tcg',
+      '-machine',
+      options.machine ?? 'pc',
+      '-m',
+      String(memoryMb),
+      '-smp',
+      String(options.vcpus ?? 1),
+    ],
     ...['-nographic', '-nodefaults', '-serial', 'stdio', '-no-reboot'],
     ...['-kernel', image.kernel, '-initrd', image.initrd, '-append', options.append ?? guestKernelCommandLine()],
     ...['-qmp', `unix:${qmpPath},server=on,wait=off`],

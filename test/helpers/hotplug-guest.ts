@@ -41,6 +41,8 @@ export interface HotplugGuestOptions {
   attachArgs?: string[];
   /** Pod links makePod() makes (eth0, eth1, ...); default 1. */
   interfaces?: number;
+  /** The guest's vCPUs (bootGuest's vcpus); default 1. */
+  vcpus?: number;
   /** Changes the fresh pod (or its node) before attach: what CNI would have left besides makePod's. */
   beforeAttach?: (pod: { pod: TestNamespace; node: TestNamespace }) => void;
 }
@@ -65,6 +67,7 @@ export async function attachAndBootGuest(work: string, options: HotplugGuestOpti
   const attached = JSON.parse(result.stdout) as AttachOutput;
   const guest = await bootGuest({
     machine: options.machine,
+    ...(options.vcpus !== undefined ? { vcpus: options.vcpus } : {}),
     netnsPath: pod.path,
     extraArgs: [...attached.hypervisor.devices.flatMap((device) => device.config), ...(options.extraArgs ?? [])],
     // A macvtap's queues, opened as the launcher does: its -netdev names them by descriptor.

@@ -14,6 +14,15 @@
  * are measured in the same run). Only real kills are counted, and what each left for the DEL
  * is tallied and printed. The seed is printed (VCNET_KILL_SEED replays it), and a failure names the
  * round and the delay. CHECK is never run after a failed ADD (the CNI spec says a runtime must not).
+ *
+ * The detach itself is short (one netlink batch undoes the plumbing, then the record and its
+ * directories go), and the random kills rarely land in it. So DEL is also killed deterministically
+ * after each change its detach makes, in turn: first a DEL that reports them (each netlink batch
+ * answered, the sysctl that may follow one, each file or directory changed: kill-preload.mjs; the
+ * kernel runs one batch whole, so between its netlink send and its sysctl is the one place inside
+ * the undo itself a kill can land), then one ADD and one DEL
+ * killed after change n for n = 0 (the detach's start) to the last, each followed by the runtime's
+ * retry of the chain's DEL, with the same checks.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -21,7 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { killAfter } from '../../helpers/cli.js';
+import { changesReported, killAfter, killAtChange } from '../../helpers/cli.js';
 import {
   bridgeThenVcnet,
   CniChainError,
@@ -287,6 +296,49 @@ describe.skipIf(skipReason).each(MODELS)(
       expect(last.status, `the last ADD: ${last.stdout || last.stderr}`).toBe(0);
       expect(delChain(fixture, last.output).status).toBe(0);
       expectNothingLeft(fixture, before, 'the last ADD and DEL');
+    }, 600_000);
+
+    it("DEL killed after each change of its detach in turn, each followed by the runtime's retry of the chain's DEL: nothing left", async () => {
+      const fixture = chainFixture(model);
+      const podBefore = fingerprint(fixture.pod);
+      // One complete ADD and DEL that lists the changes of the detach (and makes the bridge, which stays).
+      const measuringAdd = addChain(fixture);
+      expect(measuringAdd.status, measuringAdd.stdout || measuringAdd.stderr).toBe(0);
+      const measuringDel = delChain(fixture, measuringAdd.output, killAtChange('detach', 'report'));
+      expect(measuringDel.status, measuringDel.stdout || measuringDel.stderr).toBe(0);
+      const changes = changesReported(measuringDel.stderr);
+      console.log(
+        `vcnet-cni ${model} DEL: the detach's changes: ${changes.map((what, at) => `${at + 1}. ${what}`).join('; ')}`,
+      );
+      // At least the netlink batch that undoes the plumbing and the record's removal.
+      expect(
+        changes.some((what) => what.startsWith('netlink batch (undo)')),
+        'the undo batch among the changes',
+      ).toBe(true);
+      expect(
+        changes.some((what) => /state\.json/.test(what)),
+        "the record's removal among the changes",
+      ).toBe(true);
+      const before = { pod: podBefore, node: nodeLinks(fixture.node) };
+      expectNothingLeft(fixture, before, 'the measuring ADD and DEL');
+
+      const left: string[] = [];
+      for (let change = 0; change <= changes.length; change++) {
+        const where = `DEL killed after change ${change} (${change === 0 ? "the detach's start" : changes[change - 1]})`;
+        const add = addChain(fixture);
+        expect(add.status, `${where}: the ADD: ${add.stdout || add.stderr}`).toBe(0);
+        const afterAdd = fingerprint(fixture.pod);
+        const del = delChain(fixture, add.output, killAtChange('detach', change));
+        expect(del.signal, `${where}: the DEL was not killed: ${del.stdout || del.stderr}`).toBe('SIGKILL');
+        expect(del.stderr, where).toContain(`vcnet: killed after change ${change}:`);
+        left.push(`${change}: ${leftByKill(fixture, afterAdd)}`);
+        // The chain stopped at vcnet-cni: the runtime retries the whole DEL.
+        const retry = delChain(fixture, add.output);
+        expect(retry.status, `${where}: the retried DEL: ${retry.stdout || retry.stderr}`).toBe(0);
+        expectNothingLeft(fixture, before, where);
+        await yieldToVitest();
+      }
+      console.log(`vcnet-cni ${model} DEL killed after each change: what each kill left: ${left.join('; ')}`);
     }, 600_000);
 
     it(`DEL: ${KILLS_PER_OPERATION} kills, each followed by the runtime's retry of the chain's DEL: nothing left`, async () => {

@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { isGetRequest } from '../../../src/netlink/protocol.js';
 import { type LostAnswers, setNetlinkRepliesTestHook } from '../../../src/netlink/transport.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
@@ -18,7 +19,7 @@ import type { InterworkingModel } from '../../../src/network/interworking-model.
 import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
-import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
+import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod, podConfig } from '../../helpers/pod.js';
 
 let stateDir: string;
@@ -81,6 +82,31 @@ async function changeSendsOf(model: InterworkingModel): Promise<number> {
   pod.delete();
   return count;
 }
+
+describe('the seam itself', () => {
+  it('loses the answers of a send that deletes links too, which goes out from a pool thread', async () => {
+    const namespace = makeNamespace('lostdel');
+    namespace.exec('ip', ['link', 'add', 'gone0', 'type', 'veth', 'peer', 'name', 'gone1']);
+    using handle = NetlinkHandle.open(namespace.path);
+    const { index } = await handle.linkByName('gone0');
+    let asked = 0;
+    setNetlinkRepliesTestHook((requests) => {
+      if (requests.every((request) => isGetRequest(request.type))) return undefined;
+      asked++;
+      return { errno: 'ENOBUFS' };
+    });
+    // The answers the seam loses are the ones to this send: its deletion is made, and not confirmed.
+    const outcomes = await handle
+      .changes()
+      .deleteLink(index)
+      .send()
+      .catch((error: unknown) => error);
+    setNetlinkRepliesTestHook(undefined);
+    expect(asked).toBe(1);
+    expect(String(outcomes instanceof Error ? outcomes.message : JSON.stringify(outcomes))).toMatch(/ENOBUFS/);
+    expect(namespace.exec('ip', ['-br', 'link', 'show'])).not.toMatch(/^gone0/m);
+  });
+});
 
 describe('an attach whose answers are lost', () => {
   for (const model of ['tcfilter', 'macvtap'] as const) {
