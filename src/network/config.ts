@@ -25,7 +25,14 @@ import {
   stringListOption,
   stringOption,
 } from '../arguments.js';
-import { type FieldIssue, InvalidFieldsError, InvalidInputError, VcnetError, WrittenAs } from '../errors.js';
+import {
+  type FieldIssue,
+  InvalidFieldsError,
+  InvalidInputError,
+  namespaceNameGivenAsPath,
+  VcnetError,
+  WrittenAs,
+} from '../errors.js';
 import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
 import { PARSE_OPTIONS } from '../parse-options.js';
 import {
@@ -219,7 +226,9 @@ function refuseWhatTheRecordRefuses(given: NetworkConfig, config: NetworkConfig)
     const value = issue.path.length === 1 ? (given as unknown as Record<string, unknown>)[field] : undefined;
     return { field, value, accepted: ACCEPTED_CONFIG[field] ?? issue.message };
   });
-  throw new InvalidFieldsError(issues);
+  const pathIssue = issues.find((issue) => issue.field === 'namespacePath');
+  const nameMeant = typeof pathIssue?.value === 'string' ? namespaceNameGivenAsPath(pathIssue.value) : undefined;
+  throw new InvalidFieldsError(issues, nameMeant);
 }
 
 /** Every key a NetworkConfig may have: any other is a misspelling that would quietly mean the default. */
