@@ -91,7 +91,11 @@ static const char *errno_name(int err) {
 // Throws a JS Error shaped like Node's system errors, so callers can wrap it in a typed vcnet error.
 static napi_value errno_error(napi_env env, int err, const char *syscall, const char *detail) {
   char message[512];
-  snprintf(message, sizeof message, "%s %s: %s", syscall, detail ? detail : "", strerror(err));
+  // Without a detail, "setns: Operation not permitted", not "setns : ..." with an empty gap.
+  if (detail)
+    snprintf(message, sizeof message, "%s %s: %s", syscall, detail, strerror(err));
+  else
+    snprintf(message, sizeof message, "%s: %s", syscall, strerror(err));
   napi_value msg, error, value;
   napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
   napi_create_error(env, NULL, msg, &error);

@@ -239,6 +239,14 @@ function namedNamespaceMeant(what: string, path: string): string | undefined {
   return `did you mean ${named}? A namespace's name from \`ip netns\` is not a path: give its file`;
 }
 
+/**
+ * The hint for an `ip netns` name given where a library caller's namespace path goes (NetworkConfig's
+ * `namespacePath: 'pod'`), as the CLI's --netns gets it: undefined unless /var/run/netns/NAME is there.
+ */
+export function namespaceNameGivenAsPath(path: string): string | undefined {
+  return namedNamespaceMeant('missing', path);
+}
+
 /** The path does not name a network namespace (a FIFO, a file, a directory, another namespace type...). */
 export class NamespacePathError extends VcnetError {
   static override readonly errorName: string = 'NamespacePathError';

@@ -25,7 +25,14 @@ import {
   stringListOption,
   stringOption,
 } from '../arguments.js';
-import { type FieldIssue, InvalidFieldsError, InvalidInputError, VcnetError, WrittenAs } from '../errors.js';
+import {
+  type FieldIssue,
+  InvalidFieldsError,
+  InvalidInputError,
+  namespaceNameGivenAsPath,
+  VcnetError,
+  WrittenAs,
+} from '../errors.js';
 import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
 import { PARSE_OPTIONS } from '../parse-options.js';
 import {
@@ -219,7 +226,9 @@ function refuseWhatTheRecordRefuses(given: NetworkConfig, config: NetworkConfig)
     const value = issue.path.length === 1 ? (given as unknown as Record<string, unknown>)[field] : undefined;
     return { field, value, accepted: ACCEPTED_CONFIG[field] ?? issue.message };
   });
-  throw new InvalidFieldsError(issues);
+  const pathIssue = issues.find((issue) => issue.field === 'namespacePath');
+  const nameMeant = typeof pathIssue?.value === 'string' ? namespaceNameGivenAsPath(pathIssue.value) : undefined;
+  throw new InvalidFieldsError(issues, nameMeant);
 }
 
 /** Every key a NetworkConfig may have: any other is a misspelling that would quietly mean the default. */
@@ -522,14 +531,25 @@ function listed(items: readonly string[]): string {
 /**
  * A notice for each key of `table` within two edits of a key vcnet reads there, and not that key
  * (internetworking_modle): ignored, but most likely meant as the other (a difference in case only
- * is read as Kata reads it: foldKeyCase, before this). Every
+ * is read as Kata reads it: foldKeyCase, before this); and for each key vcnet reads only in the
+ * other table, `elsewhere` (internetworking_model under [hypervisor.qemu]). Every
  * other unknown key is passed over in silence: Kata's files hold many keys vcnet does not read.
  */
-function nearMissNotices(table: Record<string, unknown>, section: string, known: readonly string[]): string[] {
+function nearMissNotices(
+  table: Record<string, unknown>,
+  section: string,
+  known: readonly string[],
+  elsewhere: { section: string; keys: readonly string[] },
+): string[] {
   const notices: string[] = [];
   for (const key of Object.keys(table)) {
     // A difference in case only is read as the runtime reads it (foldKeyCase, exactKeyNotices).
     if (known.includes(key.toLowerCase())) continue;
+    // Kata reads it only there too, so here it changes nothing for either.
+    if (elsewhere.keys.includes(key.toLowerCase())) {
+      notices.push(`[${section}] ${key} is read only in ${elsewhere.section}, so here it is ignored: move it there`);
+      continue;
+    }
     // The closest (tx_rate_limiter_max_rat is one edit from tx_, two from rx_rate_limiter_max_rate).
     let meant: string | undefined;
     let nearest = 3;
@@ -857,7 +877,12 @@ function settingsOf(
 ): KataNetworkSettings {
   const settings: KataNetworkSettings = {};
   const runtime = tomlTable(document.runtime, 'runtime') ?? {};
-  warnings.push(...nearMissNotices(runtime, 'runtime', RUNTIME_KEYS));
+  warnings.push(
+    ...nearMissNotices(runtime, 'runtime', RUNTIME_KEYS, {
+      section: 'a [hypervisor.*] section',
+      keys: HYPERVISOR_KEYS,
+    }),
+  );
   expectType('runtime.internetworking_model', runtime.internetworking_model, 'string');
   if (typeof runtime.internetworking_model === 'string') {
     if (runtimeRsRunsIt) refuseRuntimeRsDefaultModel(runtime.internetworking_model);
@@ -921,7 +946,9 @@ function settingsOf(
     );
   }
   if (name && section) {
-    warnings.push(...nearMissNotices(section, `hypervisor.${name}`, HYPERVISOR_KEYS));
+    warnings.push(
+      ...nearMissNotices(section, `hypervisor.${name}`, HYPERVISOR_KEYS, { section: '[runtime]', keys: RUNTIME_KEYS }),
+    );
     section = tomlShownValues(section);
     settings.hypervisor = name;
     const prefix = `hypervisor.${name}`;

@@ -5,6 +5,7 @@
  * only: no lock is taken, nothing written or removed, nothing sent to any namespace (gc is what acts
  * on what it shows); a namespace is opened only to read its cookie, on a probe socket closed at once.
  */
+import { statSync } from 'node:fs';
 import { optionsArgument, stringOption } from '../arguments.js';
 import { classifyError, VcnetError } from '../errors.js';
 import { heldDeviceAt } from '../netns/held-device-fds.js';
@@ -186,7 +187,7 @@ export async function listSandboxes(options: ListSandboxesOptions = {}): Promise
         detail: `the directory cannot be listed: ${(error as Error).message}`,
       }),
   });
-  for (const { file, reason } of skipped)
+  for (const { file, reason, closedRootDirectory } of skipped)
     listings.push({
       id: file,
       kind: 'sandbox',
@@ -196,11 +197,32 @@ export async function listSandboxes(options: ListSandboxesOptions = {}): Promise
       stateDirectory: file,
       file,
       error: { code: 'VCNET_STATE_DIR', message: reason },
+      ...(closedRootDirectory ? { hint: closedRootDirectoryHint(file, roots) } : {}),
     });
   // readdir's order is the file system's: sorted (by code point, whatever the locale), so two
   // listings compare line by line.
   const order = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
   return listings.sort((a, b) => order(a.stateDirectory, b.stateDirectory) || order(a.id, b.id));
+}
+
+/**
+ * What to do about a state directory of root's that this user may not read (a user other than root
+ * lists root's default directories too): root lists it; this user's own directories list without it.
+ */
+function closedRootDirectoryHint(directory: string, readable: readonly string[]): string {
+  const user = process.geteuid?.() ?? 0;
+  const own = readable.filter((candidate) => {
+    try {
+      return statSync(candidate).uid === user;
+    } catch {
+      return false;
+    }
+  });
+  const ownList =
+    own.length > 0
+      ? `; \`vcnet list --state-dir ${shellWord(own[0]!)}\` lists this user's own records alone (exit 0)`
+      : '';
+  return `${directory} is a state directory of root's, closed to this user (uid ${user}): run \`vcnet list\` as root to see the records in it${ownList}`;
 }
 
 /** A record read and checked: its state, from the record and where its namespace lives now. */

@@ -5,7 +5,7 @@
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidFieldsError, InvalidInputError, VcnetError } from '../../src/errors.js';
 import { NetlinkClosedError } from '../../src/netlink/errors.js';
@@ -175,6 +175,38 @@ describe('library misuse', () => {
       expect((refused as Error).message).toMatch(/invalid \w+: .* and 2 more: /);
       expect(readdirSync(stateDirectory)).toEqual([]);
       expect(pod.exec('ip', ['-o', 'link', 'show', 'group', String(0x7663)]).trim()).toBe('');
+    } finally {
+      rmSync(stateDirectory, { recursive: true, force: true });
+    }
+  });
+
+  it("a namespacePath that is an `ip netns` name is refused with the hint naming its /var/run/netns path, as --netns's", async () => {
+    const { pod } = makePod();
+    const stateDirectory = mkdtempSync(join(tmpdir(), 'vcnet-netns-name-'));
+    try {
+      const name = basename(pod.path);
+      const refusal = (namespacePath: string) => {
+        try {
+          defineNetworkConfig({ namespacePath });
+        } catch (error) {
+          return error;
+        }
+      };
+      expect(refusal(name)).toMatchObject({ field: 'namespacePath', hint: expect.stringContaining(pod.path) });
+      // A plain config, not made by defineNetworkConfig, is refused by the attach the same way.
+      const refused = await attachSandbox('by-name', { namespacePath: name } as never, { stateDirectory }).catch(
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(InvalidFieldsError);
+      expect(refused).toMatchObject({ field: 'namespacePath', value: name });
+      expect((refused as InvalidFieldsError).hint).toBe(
+        `did you mean ${pod.path}? A namespace's name from \`ip netns\` is not a path: give its file`,
+      );
+      expect(readdirSync(stateDirectory)).toEqual([]);
+      // A relative path that names no namespace there keeps the hint of what is accepted.
+      expect((refusal('var/run/netns/x') as InvalidFieldsError).hint).toContain(
+        'set namespacePath to the absolute path',
+      );
     } finally {
       rmSync(stateDirectory, { recursive: true, force: true });
     }

@@ -182,11 +182,12 @@ function readableDirectories(
       const owner = readableForClaims(directory);
       readable.push(owner === undefined ? { directory } : { directory, owner });
     } catch (error) {
-      if (untouchable && isClosedRootDirectory(directory, error)) {
+      if (isClosedRootDirectory(directory, error)) {
         // Not even looked up (a directory of root's above it): the next step would say the same again.
-        // The hint, naming every such directory, is added once they are all known (withClosedRootHint).
+        // gc's hint, naming every such directory, is added once they are all known (withClosedRootHint);
+        // list gives its own (the flag tells it why the directory was not read).
         skipped.push({ file: directory, reason: `not read: ${(error as Error).message}`, closedRootDirectory: true });
-        untouchable.everything = true;
+        if (untouchable) untouchable.everything = true;
         continue;
       }
       skipped.push({ file: directory, reason: `not read: ${(error as Error).message}` });
@@ -258,8 +259,8 @@ export interface SkippedRecord {
    */
   beingChanged?: true;
   /**
-   * True for a state directory of root's that gc run as another user cannot read (EACCES): its
-   * reason ends in one hint naming every such directory (the CLI says it once).
+   * True for a state directory of root's that gc (or list) run as another user cannot read (EACCES):
+   * gc's reason ends in one hint naming every such directory (the CLI says it once).
    */
   closedRootDirectory?: true;
 }

@@ -225,10 +225,31 @@ function readRegistryText(path: string): string | undefined {
 
 /** The registered directories, in the order they were added; refused when another user could change them. */
 export function registeredStateDirectories(path = registryPath()): string[] {
-  refuseUntrustedRegistry(path);
-  const text = readRegistryText(path);
+  let text: string | undefined;
+  try {
+    refuseUntrustedRegistry(path);
+    text = readRegistryText(path);
+  } catch (error) {
+    throw withRegistryReadHint(error, path);
+  }
   if (text === undefined) return [];
   return [...new Set(text.split('\n').filter((line) => line.startsWith('/')))];
+}
+
+/**
+ * A registry this user may not read (`vcnet list` or gc run as a user other than root, whose default
+ * registry is root's): the hint names the variable that moves it and root, not only the capability
+ * that lets root past file modes (which root lacking it is still told). A write keeps withRegistryHint's.
+ */
+function withRegistryReadHint(error: unknown, path: string): unknown {
+  if (!(error instanceof SystemCallError) || !['EACCES', 'EPERM'].includes(error.errno)) return error;
+  // Root without CAP_DAC_* is told about those capabilities, by the error's own hint.
+  if ((process.geteuid?.() ?? 0) === 0) return error;
+  return new SystemCallError(
+    error.message.replace(/ failed: .*$/s, ''),
+    error.cause as NodeJS.ErrnoException,
+    `${path} (the registry of state directories, which \`vcnet list\` and \`vcnet gc\` read to find every record) cannot be read by this user: run as root, or set VCNET_STATE_REGISTRY to the registry this user's own attaches write (getting-started.md, "Running as a user other than root")`,
+  );
 }
 
 /**

@@ -3,7 +3,7 @@
  * "not permitted" (exit 3) naming what is missing, and nothing refused is reported done.
  */
 import { spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -105,6 +105,10 @@ describe('attach with one of the two capabilities', () => {
       expect(result.status, result.stderr).toBe(3);
       expect(result.stderr).toMatch(new RegExp(`^hint: .*lacks ${missing} `, 'm'));
       expect(result.stderr).not.toContain('see the cause');
+      // The refused call is named as a word, not as "setns : ..." with the gap of a missing detail.
+      expect(result.stderr).not.toMatch(/\w : /);
+      if (missing === 'CAP_SYS_ADMIN')
+        expect(result.stderr).toContain(`enter network namespace ${pod.path} failed: setns: Operation not permitted`);
       expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
       expect(existsSync(join(stateDirectory(), 'new'))).toBe(false);
       // One that was there before stays, as it was.
@@ -171,4 +175,55 @@ describe('a user other than root with CAP_NET_ADMIN and CAP_SYS_ADMIN', () => {
       rmSync(own, { recursive: true, force: true });
     }
   }, 30_000);
+
+  it("vcnet list: root's registry and root's state directories, closed to it, each come with what to do", () => {
+    const { pod } = makePod();
+    // Only root may enter it, as /run/vcnet: the default registry and state directories are in it.
+    const rootOnly = mkdtempSync(join(tmpdir(), 'vcnet-root-only-'));
+    const own = mkdtempSync(join(tmpdir(), 'vcnet-user-state-'));
+    chownSync(own, 65534, 65534);
+    const userState = join(own, 's');
+    const registry = join(own, 'state-directories');
+    const asNobody = (args: string[], registryPath: string, capabilities = false) => {
+      const caps = '+net_admin,+sys_admin';
+      const result = spawnSync(
+        'setpriv',
+        [
+          ...['--reuid', '65534', '--regid', '65534', '--clear-groups'],
+          ...(capabilities ? [`--inh-caps=${caps}`, `--ambient-caps=${caps}`] : []),
+          ...['--', process.execPath, CLI, ...args],
+        ],
+        { encoding: 'utf8', env: { ...process.env, VCNET_STATE_DIR: userState, VCNET_STATE_REGISTRY: registryPath } },
+      );
+      return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+    };
+    try {
+      const closedRegistry = join(rootOnly, 'state-directories');
+      const refused = asNobody(['list'], closedRegistry);
+      expect(refused.status, refused.stderr).toBe(3);
+      expect(refused.stderr).toContain(`hint: ${closedRegistry} (the registry of state directories`);
+      expect(refused.stderr).toContain('run as root, or set VCNET_STATE_REGISTRY');
+
+      const attached = asNobody(['attach', '--sandbox', 'u', '--netns', pod.path], registry, true);
+      expect(attached.status, attached.stderr).toBe(0);
+      // The user's registry names a directory of root's too, as root's /run/vcnet/sandboxes is read.
+      const closedDirectory = join(rootOnly, 'sandboxes');
+      appendFileSync(registry, `${closedDirectory}\n`);
+      const listed = asNobody(['list'], registry);
+      expect(listed.status, listed.stderr).toBe(1);
+      expect(listed.stdout).toMatch(/^u +attached /m);
+      expect(listed.stderr).toContain(
+        `hint: ${closedDirectory} is a state directory of root's, closed to this user (uid 65534): run \`vcnet list\` as root`,
+      );
+      expect(listed.stderr).toContain(`\`vcnet list --state-dir ${userState}\` lists this user's own records alone`);
+      const alone = asNobody(['list', '--state-dir', userState], registry);
+      expect(alone.status, alone.stderr).toBe(0);
+      expect(alone.stdout).toMatch(/^u +attached /m);
+      const detached = asNobody(['detach', '--sandbox', 'u'], registry, true);
+      expect(detached.status, detached.stderr).toBe(0);
+    } finally {
+      rmSync(rootOnly, { recursive: true, force: true });
+      rmSync(own, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -138,6 +138,26 @@ describe('list-ifaces and list-routes when the VM does not answer', () => {
     expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 
+  it('add-iface to a QEMU sandbox whose QMP socket is not there (VM not started): nothing made, the hint says how to start it', () => {
+    const { pod } = makePod();
+    const qmpPath = join(stateDirectory(), 'qmp.sock');
+    const flags = ['--qmp', qmpPath, '--agent', join(stateDirectory(), 'agent.sock'), '--vhost-net', 'off'];
+    expect(attach(pod.path, '--hypervisor', 'qemu', ...flags).status).toBe(0);
+    pod.exec('ip', ['link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'eth1p']);
+    pod.exec('ip', ['addr', 'add', '10.92.0.2/24', 'dev', 'eth1']);
+    const file = join(stateDirectory(), 'eth1.json');
+    writeFileSync(file, JSON.stringify({ name: 'eth1' }));
+    const added = vcnet(['add-iface', 'v1', file, '--state-dir', stateDirectory()]);
+    expect(added.status, added.stderr).toBe(1);
+    expect(added.stderr).toContain(
+      `hint: nothing was changed. No QEMU serves QMP on ${qmpPath}: if the VM has not started yet, start it with \`-qmp unix:${qmpPath},server=on,wait=off\``,
+    );
+    // Not the advice for a QMP another client holds: nothing listens there at all.
+    expect(added.stderr).not.toContain('no other client holds');
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
+    expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
+  });
+
   it('print the recorded view within --timeout when the agent socket accepts and never answers (QEMU chardev, guest not booted)', async () => {
     const { pod } = makePod();
     // What QEMU's -chardev socket,server=on offers before the guest runs: connections taken, nothing said.

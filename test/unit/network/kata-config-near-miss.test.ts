@@ -1,8 +1,8 @@
 /**
  * A misspelled key of configuration.toml (internetworking_modle) was passed over in silence, as Kata
  * passes it over: the sandbox then ran with the default model. A key within two edits of one vcnet
- * reads gets a notice naming both; every other key vcnet does not read stays silent, as Kata's files
- * hold dozens of them.
+ * reads gets a notice naming both, and so does a key vcnet reads in the other table (Kata reads it
+ * only there too); every other key vcnet does not read stays silent, as Kata's files hold dozens of them.
  */
 import { describe, expect, it } from 'vitest';
 import { networkConfigFromKata, parseKataConfiguration } from '../../../src/network/config.js';
@@ -58,6 +58,18 @@ describe('configuration.toml keys one slip from a key vcnet reads', () => {
     const warnings: string[] = [];
     networkConfigFromKata(settings, { namespacePath: '/var/run/netns/pod', warn: (line) => warnings.push(line) });
     expect(warnings).toEqual(settings.warnings);
+  });
+
+  it('names a key vcnet reads in the other table (internetworking_model under [hypervisor.qemu]), and still ignores it', () => {
+    const settings = parseKataConfiguration(
+      '[hypervisor.qemu]\ninternetworking_model = "macvtap"\n[runtime]\nDisable_Vhost_Net = true\n',
+    );
+    expect(settings.model).toBeUndefined();
+    expect(settings.vhostNet).toBeUndefined();
+    expect(settings.warnings).toEqual([
+      '[runtime] Disable_Vhost_Net is read only in a [hypervisor.*] section, so here it is ignored: move it there',
+      '[hypervisor.qemu] internetworking_model is read only in [runtime], so here it is ignored: move it there',
+    ]);
   });
 
   it("says nothing of the keys of Kata's own file that vcnet does not read", () => {
