@@ -1,9 +1,15 @@
 /**
  * Test seams: hooks production never sets, which a test sets to hold or fail an operation at one
- * point (a step of an attach, a moment of gc, a walk of every process's fds). Each is kept on
- * globalThis under a registered symbol, not in the module that calls it: the `vcnet` and `vcnet-cni`
- * programs are bundles with their own copy of every module, and a crash test preloads dist/ into such
- * a program (test/helpers/fault-preload.mjs) to set the hook the bundle's copy calls.
+ * point (a step of an attach, a moment of gc, a walk of every process's fds), or to shorten a fixed
+ * wait it would otherwise sit out (an unplug from a VM whose guest never releases the NIC, an agent
+ * that never answers, a watch's stop bound: waitThroughSeam below). Each is kept on globalThis under a
+ * registered symbol, not in the module that calls it: the `vcnet` and `vcnet-cni` programs are
+ * bundles with their own copy of every module, and a test preloads dist/ into such a program
+ * (test/helpers/fault-preload.mjs, short-waits-preload.mjs) to set the hook the bundle's copy calls.
+ *
+ * A wait's hook is given the product's wait and returns the one to use; the caller quotes the one
+ * used in what it says (so a test still reads the real text), and with no hook it is the product's.
+ * Signatures stay as they are: a seam is never an option a production caller could pass.
  *
  * The names below are that contract: a preload and a bundle of another build find each other by
  * them, so they do not change.
@@ -27,6 +33,12 @@ export const TEST_SEAM_NAMES = Object.freeze({
   fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
   /** sandbox/tc-repair-retry.ts: when a tc check on the timer is asked for (setTrafficControlRetryTestHook). */
   trafficControlRetry: 'vcnet.trafficControlRetryTestHook',
+  /** hypervisor/qmp-network-hotplug.ts: how long an unplug waits for the guest to release the NIC (setUnplugWaitTestHook). */
+  unplugWait: 'vcnet.unplugWaitTestHook',
+  /** sandbox/hypervisor-connection.ts: how long a sandbox's agent connect is tried in all (setAgentConnectWaitTestHook). */
+  agentConnectWait: 'vcnet.agentConnectWaitTestHook',
+  /** cli/commands/watch.ts: how long a stopping `vcnet watch` may spend on its pending change (only the CLI reads it: set by name). */
+  watchStopBound: 'vcnet.watchStopBoundTestHook',
 });
 
 export type TestSeamName = keyof typeof TEST_SEAM_NAMES;
@@ -48,4 +60,9 @@ export function testSeam<Hook extends (...args: never[]) => unknown>(name: TestS
     },
     hook: () => holder[key],
   };
+}
+
+/** A wait: the product's `productMs`, or the one the seam's hook (a test's) gives instead. */
+export function waitThroughSeam(seam: TestSeam<(productMs: number) => number>, productMs: number): number {
+  return seam.hook()?.(productMs) ?? productMs;
 }

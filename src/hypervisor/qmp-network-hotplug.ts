@@ -30,6 +30,7 @@
  */
 import { numberOption, optionsArgument, stringArgument, stringOption } from '../arguments.js';
 import { InvalidInputError } from '../errors.js';
+import { testSeam, waitThroughSeam } from '../test-seams.js';
 import type { NetworkDevice } from './device.js';
 import { normalizeMac, parsePciAddress, validateNetworkDevice } from './device.js';
 import {
@@ -128,6 +129,18 @@ export interface NetworkHotplugCommands {
 }
 
 const DEFAULT_UNPLUG_TIMEOUT_MS = 10_000;
+
+/**
+ * Test seam (never set in production; src/test-seams.ts): given the wait for the guest to release a
+ * NIC that the caller asked for (DEFAULT_UNPLUG_TIMEOUT_MS, or add-iface's, del-iface's and the
+ * undo's 20 s), returns the one to use, so a test whose paused VM never releases it need not sit out
+ * the whole wait. DeviceUnplugTimeoutError quotes the wait used.
+ */
+const unplugWaitSeam = testSeam<(productMs: number) => number>('unplugWait');
+
+export function setUnplugWaitTestHook(hook: ((productMs: number) => number) | undefined): void {
+  unplugWaitSeam.set(hook);
+}
 
 /** Names under which the device's fds were handed to QEMU with `getfd`. */
 interface PassedFdNames {
@@ -529,7 +542,7 @@ export async function unplugNetworkDevice(
   options = optionsArgument(options, 'options', ['timeoutMs', 'commandTimeoutMs']);
   numberOption(options.timeoutMs, 'timeoutMs', QMP_TIMEOUT_RANGE);
   numberOption(options.commandTimeoutMs, 'commandTimeoutMs', QMP_TIMEOUT_RANGE);
-  const timeoutMs = options.timeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS;
+  const timeoutMs = waitThroughSeam(unplugWaitSeam, options.timeoutMs ?? DEFAULT_UNPLUG_TIMEOUT_MS);
   const commandOptions = { timeoutMs: options.commandTimeoutMs };
   const stopWaiting = new AbortController();
   // Listen before asking: the event can arrive before device_del's own reply.

@@ -15,6 +15,7 @@ import { defaultQmpConnectTimeoutMs } from '../hypervisor/qmp.js';
 import { askVmm, cloudHypervisorPingFailure } from '../network/sandbox-vmm-wait.js';
 import type { SandboxState } from '../network/state/records.js';
 import { CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS } from '../network/unfinished-attach.js';
+import { testSeam, waitThroughSeam } from '../test-seams.js';
 
 /**
  * A NIC cannot be added to or removed from a running Firecracker VM (`VCNET_HYPERVISOR_UNSUPPORTED`):
@@ -45,6 +46,22 @@ export function refuseRunningFirecracker(state: SandboxState): void {
 export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
+ * Test seam (never set in production; src/test-seams.ts): given AGENT_CONNECT_TIMEOUT_MS, returns the
+ * wait to use, so a test whose agent never comes need not sit out the whole of it. The connect error
+ * says the attempts and time it actually took.
+ */
+const agentConnectWaitSeam = testSeam<(productMs: number) => number>('agentConnectWait');
+
+export function setAgentConnectWaitTestHook(hook: ((productMs: number) => number) | undefined): void {
+  agentConnectWaitSeam.set(hook);
+}
+
+/** How long a sandbox's agent connect is tried in all: AGENT_CONNECT_TIMEOUT_MS (or a test seam's). */
+export function agentConnectWaitMs(): number {
+  return waitThroughSeam(agentConnectWaitSeam, AGENT_CONNECT_TIMEOUT_MS);
+}
+
+/**
  * The Cloud Hypervisor VM through its API socket and the guest agent, when both are recorded;
  * `agentConnectTimeoutMs` bounds the agent's connect (default AGENT_CONNECT_TIMEOUT_MS).
  *
@@ -61,7 +78,7 @@ export const AGENT_CONNECT_TIMEOUT_MS = 10_000;
  */
 export async function connectCloudHypervisor(
   state: SandboxState,
-  agentConnectTimeoutMs: () => number = () => AGENT_CONNECT_TIMEOUT_MS,
+  agentConnectTimeoutMs: () => number = agentConnectWaitMs,
   pingTimeoutMs: number = defaultQmpConnectTimeoutMs(),
 ): Promise<VirtualMachine | undefined> {
   const apiSocket = state.hypervisor?.controlSocket;

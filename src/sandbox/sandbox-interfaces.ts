@@ -71,7 +71,7 @@ import {
 import { pushEndpoints, recordedRoutesAfter, sandboxRouteSet } from './guest-push.js';
 import { explainTakenHotplugId } from './hotplug-id-taken.js';
 import {
-  AGENT_CONNECT_TIMEOUT_MS,
+  agentConnectWaitMs,
   connectCloudHypervisor,
   refuseRunningFirecracker,
   type VirtualMachine,
@@ -149,7 +149,7 @@ export async function connectVirtualMachine(
    */
   options: { qmpHandshakeTimeoutMs?: number; agentConnectTimeoutMs?: () => number } = {},
 ): Promise<VirtualMachine | undefined> {
-  const agentConnectTimeoutMs = options.agentConnectTimeoutMs ?? (() => AGENT_CONNECT_TIMEOUT_MS);
+  const agentConnectTimeoutMs = options.agentConnectTimeoutMs ?? agentConnectWaitMs;
   // Firecracker and Cloud Hypervisor: see hypervisor-connection.ts.
   refuseRunningFirecracker(state);
   if (state.hypervisor?.kind === 'clh')
@@ -456,7 +456,7 @@ async function connectUnderLock(
         // QMP greeted (asked after it): a run again after the agent's wait gets a whole handshake, not
         // what that wait left of QMP's budget (1 ms, once it outlasted the budget: a free QMP refused).
         if (waits.qmp) waits.qmp.answered = true;
-        waits.agent ??= startWait(AGENT_CONNECT_TIMEOUT_MS);
+        waits.agent ??= startWait(agentConnectWaitMs());
         const agent = boundUnderLock(waits.agent, AGENT_CONNECT_UNDER_LOCK_MS);
         agentLast = agent.last;
         agentStart = Date.now();

@@ -33,6 +33,34 @@ export function vcnetAsync(args: string[], env: Record<string, string> = {}) {
   return { child, done: done as Promise<CliResult>, output: sofar };
 }
 
+export const SHORT_WAITS_PRELOAD = fileURLToPath(new URL('./short-waits-preload.mjs', import.meta.url));
+
+/** The product's fixed waits a test may shorten in a vcnet process it starts (short-waits-preload.mjs). */
+export interface ShortWaits {
+  /** Each unplug's wait for the guest to release the NIC (10 s, or 20 s for add-iface's, del-iface's and an undo's). */
+  unplugMs?: number;
+  /** How long the sandbox's agent connect is tried in all (AGENT_CONNECT_TIMEOUT_MS, 10 s). */
+  agentConnectMs?: number;
+  /** How long a stopping `vcnet watch` may spend on its pending change (10 s). */
+  watchStopBoundMs?: number;
+}
+
+/**
+ * Environment that makes a vcnet process wait `waits` instead of the product's fixed waits, through
+ * the wait seams (a preload sets them; production code has no such option): for a test that only sits
+ * such a wait out (a paused QEMU never releases a NIC), not one that looks at its length or words.
+ * `env`: more of the child's environment; a NODE_OPTIONS there keeps its preloads.
+ */
+export function shortWaits(waits: ShortWaits, env: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...env,
+    NODE_OPTIONS: `${env.NODE_OPTIONS ?? process.env.NODE_OPTIONS ?? ''} --import ${SHORT_WAITS_PRELOAD}`.trim(),
+    ...(waits.unplugMs !== undefined ? { VCNET_TEST_UNPLUG_WAIT_MS: String(waits.unplugMs) } : {}),
+    ...(waits.agentConnectMs !== undefined ? { VCNET_TEST_AGENT_CONNECT_MS: String(waits.agentConnectMs) } : {}),
+    ...(waits.watchStopBoundMs !== undefined ? { VCNET_TEST_WATCH_STOP_BOUND_MS: String(waits.watchStopBoundMs) } : {}),
+  };
+}
+
 export const FAULT_PRELOAD = fileURLToPath(new URL('./fault-preload.mjs', import.meta.url));
 
 /**

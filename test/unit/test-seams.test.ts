@@ -4,6 +4,7 @@
  * see, so each setter writes there, each caller reads there, and the names do not change.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { setUnplugWaitTestHook } from '../../src/hypervisor/qmp-network-hotplug.js';
 import { setNetlinkRepliesTestHook } from '../../src/netlink/transport.js';
 import { setFdWalkTestHook } from '../../src/netns/mountinfo.js';
 import { setGcFirstLookTestHook } from '../../src/network/garbage-collector.js';
@@ -11,8 +12,13 @@ import { setGcDropTestHook } from '../../src/network/gc/gone-records.js';
 import { setGcIngressTestHook } from '../../src/network/gc/orphan-links.js';
 import { setApplyTestHook } from '../../src/network/plan/apply.js';
 import { LINK_INDEX_BASE, randomLinkIndex, setLinkIndexTestHook } from '../../src/network/plan/link-creation.js';
+import {
+  AGENT_CONNECT_TIMEOUT_MS,
+  agentConnectWaitMs,
+  setAgentConnectWaitTestHook,
+} from '../../src/sandbox/hypervisor-connection.js';
 import { setTrafficControlRetryTestHook } from '../../src/sandbox/tc-repair-retry.js';
-import { TEST_SEAM_NAMES, testSeam } from '../../src/test-seams.js';
+import { TEST_SEAM_NAMES, testSeam, waitThroughSeam } from '../../src/test-seams.js';
 
 const holder = globalThis as Record<symbol, unknown>;
 
@@ -31,6 +37,9 @@ describe('test seams', () => {
       gcDrop: 'vcnet.gcDropTestHook',
       fdWalk: 'vcnet.namespaceHoldersFdWalkTestHook',
       trafficControlRetry: 'vcnet.trafficControlRetryTestHook',
+      unplugWait: 'vcnet.unplugWaitTestHook',
+      agentConnectWait: 'vcnet.agentConnectWaitTestHook',
+      watchStopBound: 'vcnet.watchStopBoundTestHook',
     });
   });
 
@@ -43,6 +52,8 @@ describe('test seams', () => {
     ['vcnet.gcDropTestHook', setGcDropTestHook],
     ['vcnet.namespaceHoldersFdWalkTestHook', setFdWalkTestHook],
     ['vcnet.trafficControlRetryTestHook', setTrafficControlRetryTestHook],
+    ['vcnet.unplugWaitTestHook', setUnplugWaitTestHook],
+    ['vcnet.agentConnectWaitTestHook', setAgentConnectWaitTestHook],
   ] as const)('%s: the setter puts the hook on globalThis and takes it away again', (name, set) => {
     const hook = () => undefined;
     (set as (hook: (() => undefined) | undefined) => void)(hook);
@@ -57,5 +68,15 @@ describe('test seams', () => {
     expect(testSeam<() => number>('linkIndex').hook()?.()).toBe(LINK_INDEX_BASE + 7);
     testSeam('linkIndex').set(undefined);
     expect(randomLinkIndex(() => 0)).toBe(LINK_INDEX_BASE);
+  });
+
+  it("a wait is the product's with no hook, and the hook's (given the product's) with one", () => {
+    const seam = testSeam<(productMs: number) => number>('watchStopBound');
+    expect(waitThroughSeam(seam, 10_000)).toBe(10_000);
+    seam.set((productMs) => productMs / 20);
+    expect(waitThroughSeam(seam, 10_000)).toBe(500);
+    expect(agentConnectWaitMs()).toBe(AGENT_CONNECT_TIMEOUT_MS);
+    holder[Symbol.for('vcnet.agentConnectWaitTestHook')] = () => 700;
+    expect(agentConnectWaitMs()).toBe(700);
   });
 });

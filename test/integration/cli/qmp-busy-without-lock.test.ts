@@ -22,7 +22,7 @@ import { SandboxStore } from '../../../src/network/state/store.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
-import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
+import { shortWaits, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { addEth9, holdQmp, recordedLinks, relayQmp, serveSilentAgent } from '../../helpers/held-vm.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 import { untilInfoNetwork } from '../../helpers/qmp-look.js';
@@ -116,7 +116,12 @@ describe.skipIf(skipReason !== undefined)('detach while another client holds QMP
     const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
-    const detaching = vcnetAsync(['detach', '--sandbox', 'dq', ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    // The paused VM never releases the NIC: detach's 10 s wait for it is only sat out here
+    // (detach-running-vm.test.ts keeps it whole).
+    const detaching = vcnetAsync(
+      ['detach', '--sandbox', 'dq', ...state],
+      shortWaits({ unplugMs: 1_000 }, { VCNET_QMP_CONNECT_TIMEOUT: '60' }),
+    );
     cleanup.defer(async () => {
       detaching.child.kill('SIGKILL');
       await detaching.done;
@@ -276,7 +281,12 @@ describe.skipIf(skipReason !== undefined)('del-iface while another client takes 
     });
     const request = join(stateDirectory(), 'del.json');
     writeFileSync(request, JSON.stringify({ name: 'eth0' }));
-    const removing = vcnetAsync(['del-iface', 'uq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    // The paused VM never releases the NIC: del-iface's 20 s wait for it is only sat out here
+    // (del-iface-vm-keeps-nic.test.ts keeps it whole).
+    const removing = vcnetAsync(
+      ['del-iface', 'uq', request, ...state],
+      shortWaits({ unplugMs: 1_000 }, { VCNET_QMP_CONNECT_TIMEOUT: '60' }),
+    );
     cleanup.defer(async () => {
       removing.child.kill('SIGKILL');
       await removing.done;
@@ -626,6 +636,8 @@ describe.skipIf(skipReason !== undefined)('watch stopped while a change waits fo
     expect(stopped.status, stopped.stderr).toBe(0);
     expect(stopped.stderr).not.toContain('could not apply');
     expect(stopped.stderr).toContain('watch ended before the last namespace change was applied');
+    // The product's whole bound, which a test that only sits it out would shorten (shortWaits).
+    expect(stopped.stderr).toContain('watch ended before the last namespace change was applied (10 s)');
     expect(recordedLinks(stateDirectory(), 'tq')).toEqual(['eth0']);
     expect(fingerprint(pod)).toEqual(beforeStop);
     pod.exec('ip', ['link', 'del', 'eth9']);

@@ -68,18 +68,19 @@ export async function detachOnceQemuStopped(
 }
 
 /**
- * The vcnet command `args` (VCNET_QMP_CONNECT_TIMEOUT `qmpWaitSeconds`), once it has connected to the
- * relay on the recorded QMP socket: it waits for QEMU's greeting, which the other client holds.
- * Killed after the test if still running.
+ * The vcnet command `args` (VCNET_QMP_CONNECT_TIMEOUT `qmpWaitSeconds`, and `env`), once it has
+ * connected to the relay on the recorded QMP socket: it waits for QEMU's greeting, which the other
+ * client holds. Killed after the test if still running.
  */
 export async function runWaitingForQmp(
   cleanup: TestCleanup,
   args: string[],
   relay: { accepted: () => number },
   qmpWaitSeconds: string,
+  env: Record<string, string> = {},
 ): Promise<ReturnType<typeof vcnetAsync>> {
   const acceptedBefore = relay.accepted();
-  const running = vcnetAsync(args, { VCNET_QMP_CONNECT_TIMEOUT: qmpWaitSeconds });
+  const running = vcnetAsync(args, { VCNET_QMP_CONNECT_TIMEOUT: qmpWaitSeconds, ...env });
   cleanup.defer(async () => {
     running.child.kill('SIGKILL');
     await running.done;

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { classifyError } from '../../../src/errors.js';
 import type { HotplugTarget, NetworkDevice } from '../../../src/hypervisor/device.js';
 import {
@@ -14,6 +14,7 @@ import {
   hotplugNetworkDevice,
   networkHotplugCommands,
   QemuNetworkHotplugTarget,
+  setUnplugWaitTestHook,
   unplugNetworkDevice,
 } from '../../../src/hypervisor/qmp-network-hotplug.js';
 import { type FakeQmpServer, useFakeQmp } from './fake-qmp-server.js';
@@ -189,6 +190,36 @@ describe('unplugNetworkDevice', () => {
     expect(error).toMatchObject({ code: 'VCNET_UNPLUG_TIMEOUT', deviceId: 'net1', timeoutMs: 50 });
     expect(sent(server).map(([name]) => name)).toEqual(['device_del']);
     expect(client.listenerCount('event')).toBe(0);
+  });
+
+  describe('with the unplug wait seam set (a test that only sits the wait out)', () => {
+    afterEach(() => setUnplugWaitTestHook(undefined));
+
+    it("waits what the hook gives instead of the caller's wait, and the error quotes the wait used", async () => {
+      const { client } = await connected();
+      const asked: number[] = [];
+      setUnplugWaitTestHook((productMs) => {
+        asked.push(productMs);
+        return 50;
+      });
+      const error = await unplugNetworkDevice(client, 'net1', { timeoutMs: 600_000 }).catch(
+        (caught: unknown) => caught,
+      );
+      expect(asked).toEqual([600_000]);
+      expect(error).toBeInstanceOf(DeviceUnplugTimeoutError);
+      expect(error).toMatchObject({ timeoutMs: 50, message: 'the guest did not release device net1 within 50 ms' });
+    });
+
+    it('is given the default wait (10 s) when the caller names none', async () => {
+      const { client } = await connected();
+      const asked: number[] = [];
+      setUnplugWaitTestHook((productMs) => {
+        asked.push(productMs);
+        return 20;
+      });
+      await expect(unplugNetworkDevice(client, 'net1')).rejects.toBeInstanceOf(DeviceUnplugTimeoutError);
+      expect(asked).toEqual([10_000]);
+    });
   });
 
   it('passes DeviceNotFound through as a typed error and stops waiting', async () => {
