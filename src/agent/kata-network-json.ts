@@ -27,6 +27,7 @@ import * as z from 'zod';
 import { closestName, labelArgument, optionsArgument } from '../arguments.js';
 import { type FieldIssue, InvalidFieldsError, InvalidInputError } from '../errors.js';
 import { PARSE_OPTIONS } from '../parse-options.js';
+import { DEVICE_PATH_ACCEPTED, isDevicePath, sentDevicePath } from './device-path.js';
 import {
   type ARPNeighbor,
   ARPNeighborSchema,
@@ -39,7 +40,7 @@ import {
   RouteSchema,
 } from './generated/types_pb.js';
 import { MAX_KATA_JSON_BYTES, MAX_KATA_JSON_DEPTH } from './kata-json-limits.js';
-import { DEVICE_PATH_ACCEPTED, INTERFACE_MTU_ACCEPTED, isDevicePath } from './network-request.js';
+import { INTERFACE_MTU_ACCEPTED } from './network-request.js';
 
 /** Kata's IPFamily as the JSON carries it. */
 export type KataFamilyJson = 0 | 1;
@@ -532,7 +533,7 @@ export function interfaceFromJson(json: unknown, field = 'interface', options: K
     IPAddresses: value.IPAddresses.map(ipAddressMessage),
     mtu: BigInt(value.mtu),
     hwAddr: value.hwAddr,
-    devicePath: value.devicePath || value.pciPath,
+    devicePath: sentDevicePath(path),
     type: value.type,
     rawFlags: value.raw_flags,
   });

@@ -8,6 +8,7 @@ import { InvalidInputError } from '../errors.js';
 import { isMacAddress, MAC_ADDRESS_ACCEPTED } from '../mac-address.js';
 import { bytesToIp, ipToBytes } from '../netlink/codec/address-format.js';
 import { checkLinkName } from '../netlink/link-name.js';
+import { DEVICE_PATH_ACCEPTED, isDevicePath, parsePciPath, pciPathText } from './device-path.js';
 import type { ARPNeighbor, Interface, IPAddress, Route } from './generated/types_pb.js';
 import type {
   AddressAssignment,
@@ -17,16 +18,6 @@ import type {
   RouteUpdate,
 } from './network-applier.js';
 
-/** A PCI path: slot/function-less device numbers from the root bus down, "02/00". */
-const PCI_PATH_PATTERN = /^[0-9a-f]{2}(\/[0-9a-f]{2})*$/i;
-/** An s390x CCW device ("0.0.0001"): valid for Kata, unused by vcnet's guest. */
-const CCW_PATTERN = /^[0-9a-f]\.[0-9a-f]\.[0-9a-f]{4}$/i;
-/** What an Interface's devicePath (pciPath) may be, said the same by the JSON reader and by this check. */
-export const DEVICE_PATH_ACCEPTED = '"" or a PCI path such as "02/00"';
-/** Whether `path` is a device path Kata takes: "", a PCI path or an s390x CCW device. */
-export function isDevicePath(path: string): boolean {
-  return path === '' || PCI_PATH_PATTERN.test(path) || CCW_PATTERN.test(path);
-}
 const IFF_NOARP = 0x80;
 const NUD_PERMANENT = 0x80;
 /** Every NUD_* bit (INCOMPLETE 0x01 to PERMANENT 0x80); ndm_state carries no others. */
@@ -127,7 +118,8 @@ export function interfaceUpdateOf(message: Interface | undefined, field = 'inter
   if (!isDevicePath(pciPath)) {
     throw new InvalidInputError(`${field}.devicePath`, pciPath, DEVICE_PATH_ACCEPTED);
   }
-  if (!message.hwAddr && !PCI_PATH_PATTERN.test(pciPath)) {
+  const parsedPciPath = parsePciPath(pciPath);
+  if (!message.hwAddr && !parsedPciPath) {
     throw new InvalidInputError(
       `${field}.hwAddr`,
       message.hwAddr,
@@ -152,7 +144,7 @@ export function interfaceUpdateOf(message: Interface | undefined, field = 'inter
   });
   return {
     hardwareAddress: message.hwAddr ? checkNicMac(`${field}.hwAddr`, message.hwAddr) : '',
-    pciPath: PCI_PATH_PATTERN.test(pciPath) ? pciPath.toLowerCase() : '',
+    pciPath: parsedPciPath ? pciPathText(parsedPciPath) : '',
     name: message.name ? checkLinkName(`${field}.name`, message.name) : undefined,
     mtu: checkMtu(`${field}.mtu`, message.mtu),
     addresses,

@@ -26,6 +26,7 @@ import {
   stringOption,
 } from '../arguments.js';
 import {
+  describeGivenValue,
   type FieldIssue,
   InvalidFieldsError,
   InvalidInputError,
@@ -328,8 +329,8 @@ function cloudHypervisorBucket(
 ): VmmBucketSetting | undefined {
   const rateKey = `net_rate_limiter_${kind}_max_rate`;
   const burstKey = `net_rate_limiter_${kind}_one_time_burst`;
-  const maxRate = validateRate(`${prefix}.${rateKey}`, section[rateKey]);
-  const burst = validateRate(`${prefix}.${burstKey}`, section[burstKey]);
+  const maxRate = validateRate(`${prefix}.${rateKey}`, tomlBitRate(`${prefix}.${rateKey}`, section[rateKey]));
+  const burst = validateRate(`${prefix}.${burstKey}`, tomlBitRate(`${prefix}.${burstKey}`, section[burstKey]));
   if (!maxRate) {
     if (burst) warnings.push(`${prefix}.${burstKey} is ignored without ${rateKey}`);
     return undefined;
@@ -423,16 +424,100 @@ function tomlTable(value: unknown, field: string): Record<string, unknown> | und
   return value as Record<string, unknown>;
 }
 
-/** A TOML value as the file wrote it where JavaScript would show it otherwise: nan, inf, a big integer. */
-function tomlShown(value: unknown): unknown {
-  if (typeof value === 'bigint') return new WrittenAs(String(value));
-  if (typeof value === 'number' && !Number.isFinite(value)) {
-    return new WrittenAs(Number.isNaN(value) ? 'nan' : value > 0 ? 'inf' : '-inf');
+/**
+ * A TOML float, kept apart from an integer: Kata decodes a float into none of its integer fields.
+ * Shown as TOML writes a float (1e6 as 1000000.0, as serde's refusal shows it too).
+ */
+class TomlFloat extends WrittenAs {
+  constructor(readonly number: number) {
+    super(floatWritten(number));
   }
+}
+
+function floatWritten(number: number): string {
+  if (Number.isNaN(number)) return 'nan';
+  if (!Number.isFinite(number)) return number > 0 ? 'inf' : '-inf';
+  const text = String(number);
+  return /^-?\d+$/.test(text) ? `${text}.0` : text;
+}
+
+/**
+ * A TOML value (parsed with every integer a bigint, every float a number) as vcnet reads it: an
+ * integer as a number, or as written when a number would not hold it exactly (beyond 2^53); a float
+ * as a TomlFloat; arrays and tables likewise, element by element.
+ */
+function tomlShown(value: unknown): unknown {
+  if (value instanceof WrittenAs) return value;
+  if (typeof value === 'bigint') {
+    return Number.isSafeInteger(Number(value)) ? Number(value) : new WrittenAs(String(value));
+  }
+  if (typeof value === 'number') return new TomlFloat(value);
+  if (Array.isArray(value)) return value.map(tomlShown);
+  if (isTomlTable(value)) return tomlShownValues(value);
   return value;
 }
 
-/** A section's values, each as tomlShown gives it (a key vcnet reads then refuses them naming the key). */
+/** TOML's integers are 64-bit signed; both of Kata's decoders refuse the whole file on one beyond. */
+const TOML_INTEGER_RANGE = [-(2n ** 63n), 2n ** 63n - 1n] as const;
+
+/**
+ * Refuses an integer beyond 64 bits anywhere in a parsed file (`path` is where `value` sits), as
+ * Kata does whatever the key (the Go runtime: BurntSushi/toml "... is out of range for int64";
+ * runtime-rs: its toml::Value holds an i64, "u64 value was too large"). smol-toml keeps it.
+ */
+function refuseBeyondTomlIntegers(value: unknown, path: string): void {
+  const [lowest, highest] = TOML_INTEGER_RANGE;
+  if (typeof value === 'bigint' && (value < lowest || value > highest)) {
+    throw new InvalidInputError(
+      path,
+      new WrittenAs(String(value)),
+      `an integer from ${lowest} to ${highest}`,
+      'TOML\'s integers are 64-bit, and Kata refuses the whole file on one beyond (the Go runtime: "out of range for int64"; runtime-rs: "u64 value was too large"), whether or not vcnet reads the key',
+    );
+  }
+  if (Array.isArray(value)) {
+    for (const [index, element] of value.entries()) refuseBeyondTomlIntegers(element, `${path}[${index}]`);
+  } else if (isTomlTable(value)) {
+    for (const [key, inner] of Object.entries(value))
+      refuseBeyondTomlIntegers(inner, path === '' ? key : `${path}.${key}`);
+  }
+}
+
+/**
+ * An integer key's value, refused when the file wrote a float: Kata's decoders take no float into an
+ * integer field, not even 1.0 or 1e6 (the Go runtime's BurntSushi/toml: "incompatible types: TOML
+ * value has type float64; destination has type integer"; runtime-rs's serde: "invalid type: floating
+ * point"), so Kata runs nothing with the file.
+ */
+function tomlInteger(field: string, value: unknown): unknown {
+  if (!(value instanceof TomlFloat)) return value;
+  const meant = Number.isSafeInteger(value.number) ? `; write ${value.number}` : '';
+  throw new InvalidInputError(
+    field,
+    value,
+    'an integer, written without a decimal point or an exponent',
+    `Kata refuses a float in an integer key, even a whole one such as 1.0 or 1e6 (the Go runtime: "incompatible types: TOML value has type float64; destination has type integer"; runtime-rs: "invalid type: floating point"), and runs nothing${meant}`,
+  );
+}
+
+/**
+ * A bit rate key's value (an integer key in both runtimes): a float refused (tomlInteger), and an
+ * integer beyond 2^53 - 1, which Kata's uint64 takes but a JavaScript number does not hold exactly.
+ */
+function tomlBitRate(field: string, value: unknown): unknown {
+  const integer = tomlInteger(field, value);
+  if (integer instanceof WrittenAs && /^\d+$/.test(integer.text)) {
+    throw new InvalidInputError(
+      field,
+      integer,
+      `a whole number of bits per second from 0 (no limit) to ${Number.MAX_SAFE_INTEGER}`,
+      `Kata takes up to ${TOML_INTEGER_RANGE[1]}, but vcnet holds a rate exactly only up to 2^53 - 1 (9 Pbit/s, more than any NIC carries): set 0 for no limit`,
+    );
+  }
+  return integer;
+}
+
+/** A table's values, each as tomlShown gives it (a key vcnet reads then refuses them naming the key). */
 function tomlShownValues(section: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(section).map(([key, value]) => [key, tomlShown(value)]));
 }
@@ -597,7 +682,11 @@ export function parseKataConfiguration(
     if (typeof dropIn.text !== 'string') {
       throw new InvalidInputError(`dropIns[${index}].text`, dropIn.text, 'the text of a drop-in, as a string');
     }
-    return { source: dropIn.source, tree: parsedToml(dropIn.text, dropIn.source) };
+    try {
+      return { source: dropIn.source, tree: parsedToml(dropIn.text, dropIn.source) };
+    } catch (error) {
+      throw namingDropIn(error, () => dropIn.source);
+    }
   });
   // runtime-rs reads every key by its exact name: a file it runs is read so, the Go runtime's any case.
   const runtimeRsRunsIt = runtimeRsRunsTrees([mainTree, ...dropInTrees.map(({ tree }) => tree)]);
@@ -684,15 +773,19 @@ function namingDropIn(error: unknown, dropInOf: (field: string) => string | unde
 
 /** One file's TOML tree; a syntax error is refused naming the file. */
 function parsedToml(text: string, source: string): Record<string, unknown> {
+  let tree: Record<string, unknown>;
   try {
-    // Integers beyond 2^53 kept (as bigints): Kata's uint64 keys may hold them, and valid TOML is not refused.
-    return parseToml(text, { integersAsBigInt: 'asNeeded' }) as Record<string, unknown>;
+    // Every integer a bigint, every float a number: Kata tells them apart (tomlInteger), and its
+    // uint64 keys may hold integers beyond 2^53.
+    tree = parseToml(text, { integersAsBigInt: true }) as Record<string, unknown>;
   } catch (error) {
     throw new VcnetError('VCNET_CONFIG_SYNTAX', `${source} is not valid TOML: ${(error as Error).message}`, {
       value: source,
       hint: 'fix the TOML syntax at the line the message names',
     });
   }
+  refuseBeyondTomlIntegers(tree, '');
+  return tree;
 }
 
 /**
@@ -850,9 +943,9 @@ function kataBitRate(
   const field = `hypervisor.${name}.${key}`;
   const hypervisor = knownHypervisorOfSection(name);
   if (hypervisor !== 'firecracker' && hypervisor !== 'clh' && !runtimeRsRunsIt) {
-    return validateBitRate(field, section[key]);
+    return validateBitRate(field, tomlBitRate(field, section[key]));
   }
-  const rate = validateRate(field, section[key]);
+  const rate = validateRate(field, tomlBitRate(field, section[key]));
   if (hypervisor === 'qemu' && rate !== undefined && rate < MIN_BITS_PER_SECOND) {
     warnings.push(
       `[hypervisor.${name}] ${key} = ${rate} is no limit: runtime-rs limits no NIC with the key (this file is runtime-rs's: its [runtime] name is set), and a tc limit below ${MIN_BITS_PER_SECOND} bits/s cannot be built, so vcnet builds none for it. Set 0, or at least ${MIN_BITS_PER_SECOND} for a limit`,
@@ -960,27 +1053,27 @@ function settingsOf(
     expectType(`${prefix}.vhost_user_store_path`, section.vhost_user_store_path, 'string');
     expectType(`${prefix}.disable_vhost_net`, section.disable_vhost_net, 'boolean');
     if (typeof section.disable_vhost_net === 'boolean') settings.vhostNet = section.disable_vhost_net ? 'off' : 'auto';
-    if (section.default_vcpus instanceof WrittenAs) {
+    // A float key in both runtimes (float32, f32): an integer or a float.
+    const vcpus = section.default_vcpus instanceof TomlFloat ? section.default_vcpus.number : section.default_vcpus;
+    if (vcpus instanceof WrittenAs || (typeof vcpus === 'number' && !Number.isFinite(vcpus))) {
       throw new InvalidInputError(`${prefix}.default_vcpus`, section.default_vcpus, 'a number of vCPUs');
     }
-    expectType(`${prefix}.default_vcpus`, section.default_vcpus, 'number');
-    if (typeof section.default_vcpus === 'number') {
-      if (!Number.isFinite(section.default_vcpus)) {
-        throw new InvalidInputError(`${prefix}.default_vcpus`, section.default_vcpus, 'a number of vCPUs');
-      }
+    expectType(`${prefix}.default_vcpus`, vcpus, 'number');
+    if (typeof vcpus === 'number') {
       // As Kata: below 0 means every core of the host; a fraction (Kata keeps vCPUs as a float) counts as
       // the next whole vCPU for queues.
-      settings.vcpus = section.default_vcpus < 0 ? availableParallelism() : Math.ceil(section.default_vcpus);
+      settings.vcpus = vcpus < 0 ? availableParallelism() : Math.ceil(vcpus);
     }
     // runtime-rs takes a NIC's queue pairs from network_queues, a key the Go runtime does not have. A
     // file is runtime-rs's when its [runtime] name is set (the runtime-rs handler, "virt_container", in
     // every runtime-rs configuration; runtime-rs runs no file without it). In any other file
     // network_queues is a key the Go runtime, the only one to run it, does not read.
     if (runtimeRsRunsIt) {
-      settings.networkQueues = runtimeRsNetworkQueues(section.network_queues, `${prefix}.network_queues`);
+      const field = `${prefix}.network_queues`;
+      settings.networkQueues = runtimeRsNetworkQueues(tomlInteger(field, section.network_queues), field);
     } else if (Object.hasOwn(section, 'network_queues')) {
       warnings.push(
-        `[hypervisor.${name}] network_queues = ${String(section.network_queues)} is not used: it is a runtime-rs key, and without [runtime] name only the Go runtime runs ${source}, which gives a NIC ${knownHypervisorOfSection(name) === 'qemu' ? 'one queue pair per vCPU (default_vcpus)' : 'one queue pair'}; vcnet does the same`,
+        `[hypervisor.${name}] network_queues = ${describeGivenValue(section.network_queues)} is not used: it is a runtime-rs key, and without [runtime] name only the Go runtime runs ${source}, which gives a NIC ${knownHypervisorOfSection(name) === 'qemu' ? 'one queue pair per vCPU (default_vcpus)' : 'one queue pair'}; vcnet does the same`,
       );
     }
     expectType(`${prefix}.cold_plug_vfio`, section.cold_plug_vfio, 'string');

@@ -221,24 +221,6 @@ export function resolveAddInterfaceRequest(
       );
     }
     checkNotVcnetDevice(deviceField, scanned.link);
-    if (requestedType) {
-      const actual = classifyInterface(scanned, {
-        ...(options.vhostUserStorePath ? { vhostUserStorePath: options.vhostUserStorePath } : {}),
-      });
-      // Kata looks for a vhost-user socket before it reads type: a link with one is vhost-user whatever type says.
-      if (actual === 'vhost-user' && requestedType !== 'vhost-user') {
-        typeOverridden = message.type;
-        requestedType = 'vhost-user';
-      } else if (actual !== requestedType) {
-        throw new IncorrectLinkTypeError(
-          device,
-          actual,
-          scanned.link.kind ?? 'device',
-          message.type,
-          requestedType === 'vhost-user' ? vhostUserSocketsLookedFor(scanned, options.vhostUserStorePath) : undefined,
-        );
-      }
-    }
     info = scanned;
   }
 
@@ -303,6 +285,26 @@ export function resolveAddInterfaceRequest(
     );
   }
   if (update.mtu) info = { ...info, link: { ...info.link, mtu: update.mtu } };
+  if (requestedType && requestedType !== 'tap') {
+    // By the addresses the guest NIC gets (the requested ones replaced the link's above), as Kata's
+    // add-iface looks for the vhost-user socket by the Interface's IPAddresses (generateNetInfo).
+    const actual = classifyInterface(info, {
+      ...(options.vhostUserStorePath ? { vhostUserStorePath: options.vhostUserStorePath } : {}),
+    });
+    // Kata looks for a vhost-user socket before it reads type: a link with one is vhost-user whatever type says.
+    if (actual === 'vhost-user' && requestedType !== 'vhost-user') {
+      typeOverridden = message.type;
+      requestedType = 'vhost-user';
+    } else if (actual !== requestedType) {
+      throw new IncorrectLinkTypeError(
+        device,
+        actual,
+        info.link.kind ?? 'device',
+        message.type,
+        requestedType === 'vhost-user' ? vhostUserSocketsLookedFor(info, options.vhostUserStorePath) : undefined,
+      );
+    }
+  }
   // Kata sends the caller's Interface to the agent, so its IFF_NOARP reaches the guest NIC.
   if (update.noArp) info = { ...info, link: { ...info.link, flags: info.link.flags | InterfaceFlag.NOARP } };
   return {
@@ -318,6 +320,6 @@ export function resolveAddInterfaceRequest(
 function vhostUserSocketsLookedFor(info: NetworkInfo, storePath: string | undefined): string {
   const candidates = vhostUserSocketCandidates(info, storePath);
   if (candidates.length === 0)
-    return `a vhost-user socket is looked for by the link's addresses, and ${info.link.name} has none`;
+    return `a vhost-user socket is looked for by the guest NIC's addresses (IPAddresses, else the link's), and ${info.link.name} has none`;
   return `it is vhost-user only when one of these sockets exists: ${candidates.join(', ')} (the directory is the sandbox's: attach's --vhost-user-store, /tmp by default)`;
 }

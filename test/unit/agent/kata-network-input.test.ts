@@ -401,7 +401,9 @@ describe('add-iface request', () => {
       '/run/s16-no-store/vhostuser_10.77.0.2/vhu.sock',
     );
     expect(hintOf(addressed, {})).toContain('/tmp/vhostuser_10.77.0.2/vhu.sock');
-    expect(hintOf(pod, {})).toMatch(/looked for by the link's addresses, and eth7 has none/);
+    expect(hintOf(pod, {})).toMatch(
+      /looked for by the guest NIC's addresses \(IPAddresses, else the link's\), and eth7 has none/,
+    );
     // Another type asked of the same link says nothing about sockets.
     expect(() => resolve({ name: 'eth7', type: 'physical' })).toThrow(/^(?![\s\S]*vhu\.sock)/);
   });

@@ -167,7 +167,7 @@ describe('interfaces', () => {
     const error = errorOf(() => interfaceFromJson({ ...withoutDevicePath, [key]: path }));
     expect(error.field).toBe(`interface.${key}`);
     expect(error.message).toContain(`"${path}"`);
-    expect(error.message).toContain('a PCI path such as "02/00"');
+    expect(error.message).toContain('a PCI path of slots in hex (00-1f)');
   });
 
   it('takes an s390x CCW device under pciPath, as under devicePath', () => {

@@ -231,13 +231,13 @@ describe('configuration.toml shapes Kata refuses, and numbers JavaScript cannot 
   });
 
   it('keeps an integer beyond 2^53 in a key vcnet does not read, and refuses one in a key it reads, naming it', () => {
-    const text = '[hypervisor.qemu]\ndefault_memory = 18446744073709551615\ndefault_vcpus = 2\n';
+    const text = '[hypervisor.qemu]\ndefault_memory = 9223372036854775807\ndefault_vcpus = 2\n';
     expect(parseKataConfiguration(text)).toMatchObject({ hypervisor: 'qemu', vcpus: 2 });
-    const error = refusal('[hypervisor.qemu]\nrx_rate_limiter_max_rate = 18446744073709551615\n');
+    const error = refusal('[hypervisor.qemu]\nrx_rate_limiter_max_rate = 9223372036854775807\n');
     expect(error.field).toBe('hypervisor.qemu.rx_rate_limiter_max_rate');
-    expect(error.message).toContain(': 18446744073709551615 (');
-    expect(JSON.parse(JSON.stringify(error)).value).toBe('18446744073709551615');
-    expect(refusal('[runtime]\ndisable_new_netns = 99999999999999999999\n').field).toBe('runtime.disable_new_netns');
+    expect(error.message).toContain(': 9223372036854775807 (');
+    expect(JSON.parse(JSON.stringify(error)).value).toBe('9223372036854775807');
+    expect(refusal('[runtime]\ndisable_new_netns = 999999999999999999\n').field).toBe('runtime.disable_new_netns');
   });
 
   it('shows nan and inf as the TOML wrote them', () => {
