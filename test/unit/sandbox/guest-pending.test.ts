@@ -187,6 +187,24 @@ describe('decideGuestPending', () => {
     expect(guessedWords(entry, { running: true, guessed: false })).toBeUndefined();
   });
 
+  it('guesses by the wait bound when this process may not look at the processes that would tell, and says why', () => {
+    const hidden = { kind: 'not-permitted' } as const;
+    const patient: GuestPending = { ...entry, waitsUntil: '2026-01-01T00:13:30.250Z' };
+    const waiting = decideGuestPending(patient, hidden, since);
+    expect(waiting).toEqual({ running: true, guessed: true, notPermitted: true });
+    expect(decideGuestPending(patient, hidden, since + 810_250)).toEqual({
+      running: false,
+      guessed: true,
+      notPermitted: true,
+    });
+    expect(guessedWords(patient, waiting)).toBe(
+      "guessed: this process may not look at it (another user's process: looking at it takes root or CAP_SYS_PTRACE), so it is taken as waiting until its longest wait ends, at 2026-01-01T00:13:30Z",
+    );
+    expect(guessedWords(patient, { running: false, guessed: true, notPermitted: true })).toBe(
+      "guessed: this process may not look at it (another user's process: looking at it takes root or CAP_SYS_PTRACE), and its longest wait ended at 2026-01-01T00:13:30Z",
+    );
+  });
+
   it('from the initial namespace, which sees every live one, a namespace out of sight is gone: stopped, surely', () => {
     expect(decideGuestPending(entry, { kind: 'unseen', initial: true }, since)).toEqual({
       running: false,
