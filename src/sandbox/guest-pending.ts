@@ -331,18 +331,33 @@ export function guestPendingRunning(entry: GuestPending): boolean {
   return guestPendingVerdict(entry).running;
 }
 
+/** The verdict of each of `state`'s guestPending entries, by token: read once, for every use a command makes of them. */
+export type GuestPendingVerdicts = ReadonlyMap<string, GuestPendingVerdict>;
+
+/** guestPendingVerdict of every entry of `state`, at one moment. */
+export function guestPendingVerdicts(state: SandboxState, nowMs = Date.now()): GuestPendingVerdicts {
+  return new Map((state.guestPending ?? []).map((entry) => [entry.token, guestPendingVerdict(entry, nowMs)]));
+}
+
 /**
  * The endpoints a push of the whole set (routes, interfaces) leaves out: those an add-iface still
  * running is waiting for the guest to show. Their routes name a NIC the guest may not have yet (the
- * agent would refuse the whole set), and their add-iface sends them itself.
+ * agent would refuse the whole set), and their add-iface sends them itself. `verdicts`: as the
+ * caller read them (a command that also says what it left out must say it of the same verdicts).
  */
-export function awaitedByAnother(state: SandboxState): Set<string> {
-  return new Set((state.guestPending ?? []).filter((entry) => guestPendingRunning(entry)).map((entry) => entry.name));
+export function awaitedByAnother(state: SandboxState, verdicts = guestPendingVerdicts(state)): Set<string> {
+  return new Set(
+    (state.guestPending ?? []).filter((entry) => verdicts.get(entry.token)?.running).map((entry) => entry.name),
+  );
 }
 
 /** `endpoints` without those awaitedByAnother names. */
-export function withoutAwaited<T extends Endpoint>(endpoints: readonly T[], state: SandboxState): T[] {
-  const awaited = awaitedByAnother(state);
+export function withoutAwaited<T extends Endpoint>(
+  endpoints: readonly T[],
+  state: SandboxState,
+  verdicts?: GuestPendingVerdicts,
+): T[] {
+  const awaited = awaitedByAnother(state, verdicts);
   return endpoints.filter((endpoint) => !awaited.has(endpoint.name));
 }
 

@@ -17,6 +17,7 @@ import {
   guestPendingEntry,
   guestPendingRunning,
   guestPendingVerdict,
+  guestPendingVerdicts,
   guestPendingWaitBoundMs,
   isOwnEntry,
   withoutAwaited,
@@ -62,6 +63,23 @@ describe('guestPending entries', () => {
     const all = [endpoint('eth0'), endpoint('net8', 'eth8'), endpoint('net9', 'eth9')];
     expect(withoutAwaited(all, state).map((kept) => kept.name)).toEqual(['eth0', 'net8']);
     expect(withoutAwaited(all, {} as SandboxState)).toHaveLength(3);
+  });
+
+  it('leaves out what the verdicts the caller read say, not a second read of them (configure-guest says what it left out of the same read)', () => {
+    const stopped: GuestPending = { ...guestPendingEntry(endpoint('net8', 'eth8'), 'add-iface'), pid: exitedPid() };
+    const running = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
+    const state = { guestPending: [running, stopped] } as unknown as SandboxState;
+    const read = guestPendingVerdicts(state);
+    expect(read.get(running.token)).toEqual({ running: true, guessed: false });
+    expect(read.get(stopped.token)).toEqual({ running: false, guessed: false });
+    // As read at another moment: net8's command running then, net9's stopped since.
+    const earlier = new Map([
+      [stopped.token, { running: true, guessed: false }],
+      [running.token, { running: false, guessed: false }],
+    ]);
+    expect([...awaitedByAnother(state, earlier)]).toEqual(['net8']);
+    const all = [endpoint('eth0'), endpoint('net8', 'eth8'), endpoint('net9', 'eth9')];
+    expect(withoutAwaited(all, state, earlier).map((kept) => kept.name)).toEqual(['eth0', 'net9']);
   });
 
   it('drops the entry (guestPending or unplugUnfinished) of an endpoint the record no longer holds, by name and pod link, and one by its token', () => {
