@@ -203,15 +203,21 @@ export interface GuestPendingVerdict {
 
 /**
  * The decision, from what the reader sees (`sight`) at `nowMs`: a process seen is the entry's when
- * its start time is the recorded one; a namespace out of sight is a guess, the command running until
- * the entry's `waitsUntil` (an earlier build's entry: GUEST_PENDING_WAIT_BOUND_MS past `since`). From
- * the initial namespace none is out of sight but a dead one: stopped, surely.
+ * its start time is the recorded one, and waits no longer than the `waitsUntil` it recorded; a
+ * namespace out of sight is a guess, the command running until the entry's `waitsUntil` (an earlier
+ * build's entry: GUEST_PENDING_WAIT_BOUND_MS past `since`). From the initial namespace none is out of
+ * sight but a dead one: stopped, surely.
  */
 export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight, nowMs: number): GuestPendingVerdict {
   if (sight.kind === 'same' || sight.kind === 'translated') {
-    const running =
-      sight.start !== undefined && (entry.pidStart === undefined || sameStart(entry.pidStart, sight.start));
-    return { running, guessed: false };
+    const alive = sight.start !== undefined && (entry.pidStart === undefined || sameStart(entry.pidStart, sight.start));
+    // Past its own deadline the command waits no more, though its process may live on: a library
+    // caller's addInterface (or a watch) whose finish could not take the lock again left the entry
+    // behind and returned. The deadline bounds its push, the part without the lock, with room to
+    // spare: it counts the lock wait and the route set sent again too.
+    const deadline = entry.waitsUntil === undefined ? Number.NaN : Date.parse(entry.waitsUntil);
+    const pastDeadline = Number.isFinite(deadline) && nowMs >= deadline;
+    return { running: alive && !pastDeadline, guessed: false };
   }
   if (sight.kind === 'unseen' && sight.initial) return { running: false, guessed: false };
   const until = guestPendingWaitEnd(entry);

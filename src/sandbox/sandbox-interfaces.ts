@@ -1014,7 +1014,8 @@ async function finishAddedInterface(
 /**
  * finishAddedInterface could not take the lock again (another command held it past the lock
  * timeout): the endpoint is neither finished nor undone, and its entry stays, a stopped add-iface's
- * once this process exits. Said as that, with the guest's outcome (its failure is the cause), not as
+ * once this process exits or, for a library caller's process that lives on, once the deadline the
+ * entry records has passed (decideGuestPending). Said as that, with the guest's outcome (its failure is the cause), not as
  * a lock error after which nothing was changed.
  */
 function unfinishedForLock(
@@ -1031,7 +1032,7 @@ function unfinishedForLock(
     : `the guest configured ${guestName}, and add-iface could not take the lock again to finish it`;
   return new VcnetError(
     'VCNET_SANDBOX_LOCKED',
-    `add-iface ${guestName} on sandbox ${id} is unfinished: ${outcome}: ${locked.message}. ${guestName} stays plugged and recorded as waiting for the guest (\`vcnet list\` shows it guest-pending(stopped))`,
+    `add-iface ${guestName} on sandbox ${id} is unfinished: ${outcome}: ${locked.message}. ${guestName} stays plugged and recorded as waiting for the guest (\`vcnet list\` shows it guest-pending(stopped) once this process has exited, at the latest from ${guest.entry.waitsUntil ?? guest.entry.since}, the deadline its entry records)`,
     {
       value: locked.value,
       hint: `once that command is done, ${

@@ -146,6 +146,27 @@ describe('decideGuestPending', () => {
     expect(decideGuestPending(noStart, { kind: 'translated', start: '900' }, since).running).toBe(true);
   });
 
+  it("takes a process seen alive as stopped past the deadline its entry records: the command waits no longer (a library caller's addInterface that could not take the lock again lives on)", () => {
+    const recorded: GuestPending = { ...entry, waitsUntil: '2026-01-01T00:04:00.000Z' };
+    for (const kind of ['same', 'translated'] as const) {
+      expect(decideGuestPending(recorded, { kind, start: '500' }, since + 239_999)).toEqual({
+        running: true,
+        guessed: false,
+      });
+      expect(decideGuestPending(recorded, { kind, start: '500' }, since + 240_000)).toEqual({
+        running: false,
+        guessed: false,
+      });
+    }
+    // This process's own entry: waiting until its deadline, not for as long as the process runs.
+    const mine = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
+    const deadline = Date.parse(mine.waitsUntil ?? '');
+    expect(guestPendingVerdict(mine, deadline - 1)).toEqual({ running: true, guessed: false });
+    expect(guestPendingVerdict(mine, deadline)).toEqual({ running: false, guessed: false });
+    // An earlier build's entry records no deadline: its process alone tells.
+    expect(decideGuestPending(entry, { kind: 'same', start: '500' }, since + 3_600_000).running).toBe(true);
+  });
+
   it('guesses for a namespace out of sight: running within the wait bound past since, stopped after it', () => {
     const unseen = { kind: 'unseen', initial: false } as const;
     expect(decideGuestPending(entry, unseen, since)).toEqual({ running: true, guessed: true });
