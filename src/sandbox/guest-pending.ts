@@ -271,14 +271,13 @@ function findInNamespace(
   }
   let seen = false;
   // Refusals that leave the process sought unfound but perhaps among those refused. Not a kernel
-  // thread's (refused to root without CAP_SYS_PTRACE too), never a command's; nor, in a /proc of
-  // this process's own namespace, its pid 1, which is of that namespace, not the one sought.
+  // thread's (refused to root without CAP_SYS_PTRACE too), never a command's; nor pid 1's, the init
+  // of this /proc's namespace (a machine's or container's init, which may refuse even root).
   let notPermitted = false;
-  const ownProc = procView() === 'own';
   for (const name of names) {
     if (!/^\d+$/.test(name)) continue;
     const of = pidNamespaceOf(name);
-    if (of === NOT_PERMITTED && !isKernelThread(Number(name)) && !(name === '1' && ownProc)) notPermitted = true;
+    if (of === NOT_PERMITTED && name !== '1' && !isKernelThread(Number(name))) notPermitted = true;
     if (of === undefined || of === NOT_PERMITTED || !sameNamespace(of, namespace)) continue;
     seen = true;
     let status: string;
