@@ -38,13 +38,23 @@ export function helpExitCode(error: CommanderError): number {
  */
 export function throwUsageErrors(command: Command): void {
   command.configureOutput({ outputError: () => undefined, writeOut: writeHelpToStdout });
+  // What commander's last parse of this command's line left unknown: `args` mixes it with the
+  // operands, and an operand may look like an option (`-- -y`, a negative number).
+  let unknownArguments: string[] = [];
+  const parseOptions = command.parseOptions.bind(command);
+  command.parseOptions = (argv) => {
+    const parsed = parseOptions(argv);
+    unknownArguments = parsed.unknown;
+    return parsed;
+  };
   command.exitOverride((error: CommanderError) => {
     if (error.code.startsWith('commander.help') || error.code === 'commander.version') throw error;
     // commander checks required options before unknown ones, so `--sandbx ID` read as "--sandbox not
     // specified", hiding the typo. The first unknown option, if any, is the error to report (with its
-    // "Did you mean"): commander keeps it, and what follows it, at the end of `args`.
+    // "Did you mean"), as commander reports it after that check: the first of what its parse left
+    // unknown. An operand that looks like an option is not one: `--sandbox` is still what is missing.
     if (error.code === 'commander.missingMandatoryOptionValue') {
-      const unknownOption = command.args.find((argument) => argument.length > 1 && argument.startsWith('-'));
+      const unknownOption = unknownArguments[0];
       // unknownOption (commander's own, untyped) throws through this override with its message.
       if (unknownOption !== undefined) (command as UnknownOptionReporter).unknownOption(unknownOption);
     }

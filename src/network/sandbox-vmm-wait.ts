@@ -178,11 +178,15 @@ export interface VmmWaitSoFar extends TriesUnderLock {
 }
 
 /**
- * How long a run waited for a VMM that did not answer by the end of it (`wait`, measured until now),
+ * How long a wait for a VMM that did not answer by the end of it (`wait`, measured until now) took,
  * and how much of it under the sandbox's lock (`boundMs` each try; `answered`: what answered in
- * between without the lock).
+ * between without the lock): gc's and the watch's undo (vmmBusyPastWait), and withSandboxAndVm's.
  */
-function waitedInAll(wait: VmmWaitSoFar, boundMs: number, answered: string): string {
+export function waitedInAll(
+  wait: Pick<VmmWaitSoFar, 'startedAt' | 'triesUnderLock' | 'msUnderLock'>,
+  boundMs: number,
+  answered: string,
+): string {
   const inAllMs = Date.now() - wait.startedAt;
   if (wait.triesUnderLock > 1) {
     return `under the sandbox's lock within ${inAllMs} ms in all, ${timeUnderLock(wait, boundMs, answered)}`;

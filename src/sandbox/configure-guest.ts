@@ -14,7 +14,13 @@ import { generateGuestNetwork } from '../network/guest.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { SandboxState } from '../network/state/records.js';
 import { shellWord } from '../shell-word.js';
-import { entryNames, guessedWords, guestPendingVerdict, withoutEntries } from './guest-pending.js';
+import {
+  entryNames,
+  type GuestPendingVerdicts,
+  guessedWords,
+  guestPendingVerdicts,
+  withoutEntries,
+} from './guest-pending.js';
 import { pushEndpoints } from './guest-push.js';
 import { withSandbox } from './sandbox-interfaces.js';
 import { endpointsToPush } from './unplug-unfinished.js';
@@ -87,13 +93,15 @@ export async function configureGuest(id: string, options: ConfigureGuestOptions 
     options.signal?.throwIfAborted();
     // An add-iface still waiting for the guest sends its NIC itself (the guest may not show it yet);
     // one that was stopped meanwhile left its NIC plugged: told here, and its entry cleared after.
-    const endpoints = endpointsToPush(network.endpoints(), state, {
-      sandbox: id,
-      operation: 'configure-guest',
-      stateDirectory: store.root,
-      warn: options.warn,
-    });
-    noteGuessedWaits(id, store.root, state, network.endpoints(), endpoints, options.warn);
+    // Its verdicts read once: what is left out and what is said of it must not disagree.
+    const verdicts = guestPendingVerdicts(state);
+    const endpoints = endpointsToPush(
+      network.endpoints(),
+      state,
+      { sandbox: id, operation: 'configure-guest', stateDirectory: store.root, warn: options.warn },
+      verdicts,
+    );
+    noteGuessedWaits(id, store.root, state, verdicts, network.endpoints(), endpoints, options.warn);
     // Only the entries of what this push sends are cleared after it: an add-iface stopped during the
     // push (its entry running when it was left out here) sent its NIC to nobody, and stays pending.
     const sent = (state.guestPending ?? []).filter((entry) =>
@@ -134,6 +142,7 @@ function noteGuessedWaits(
   id: string,
   stateDirectory: string,
   state: SandboxState,
+  verdicts: GuestPendingVerdicts,
   all: readonly Endpoint[],
   sent: readonly Endpoint[],
   warn: ((message: string) => void) | undefined,
@@ -141,9 +150,10 @@ function noteGuessedWaits(
   for (const entry of state.guestPending ?? []) {
     const endpoint = all.find((candidate) => entryNames(entry, candidate));
     if (endpoint === undefined || sent.includes(endpoint)) continue;
-    const verdict = guestPendingVerdict(entry);
+    const verdict = verdicts.get(entry.token);
+    if (!verdict?.running) continue;
     const guessed = guessedWords(entry, verdict);
-    if (!verdict.running || guessed === undefined) continue;
+    if (guessed === undefined) continue;
     const command = entry.by === 'watch' ? '`vcnet watch`' : 'add-iface';
     const message = `sandbox ${id}: ${entry.name} is left to the ${command} that plugged it, taken as still waiting for the guest to configure it (${guessed}); should that ${command} have stopped, \`vcnet configure-guest --sandbox ${shellWord(id)}${stateDirectoryFlag(stateDirectory)}\` sends ${entry.name} once that time has passed`;
     reportNotice(

@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { longestPushMs } from '../agent/push-network.js';
+import { isKernelThread, isPermissionRefusal, procHidesProcesses } from '../netns/processes.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import type { GuestPending, GuestPendingCommand, PidNamespaceId, SandboxState } from '../network/state/records.js';
 import { defaultLockTimeoutMs } from '../network/state/store.js';
@@ -73,7 +74,7 @@ function bootTimeOffsetTicks(): number {
  * kernel's rounding of an offset that is not whole ticks may add: see sameStart). Undefined once it
  * is gone.
  */
-function processStart(pid: number | string): string | undefined {
+function processStart(pid: number | string): string | undefined | typeof NOT_PERMITTED {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
@@ -82,9 +83,19 @@ function processStart(pid: number | string): string | undefined {
     const offset = bootTimeOffsetTicks();
     const ticks = Number(shown);
     return offset === 0 || !Number.isSafeInteger(ticks) ? shown : String(ticks - offset);
-  } catch {
-    return undefined;
+  } catch (error) {
+    // Refused, or hidden by a /proc mounted hidepid=: a pid missing there may be one of those.
+    return isPermissionRefusal(error) || procHidesProcesses() !== undefined ? NOT_PERMITTED : undefined;
   }
+}
+
+/** What this process may not look at: another user's process (see processStart, pidNamespaceOf). */
+const NOT_PERMITTED = 'not-permitted';
+
+/** processStart of this process, which may always look at itself. */
+function ownStart(): string | undefined {
+  const start = processStart('self');
+  return start === NOT_PERMITTED ? undefined : start;
 }
 
 /**
@@ -101,13 +112,20 @@ function sameStart(recorded: string, seen: string): boolean {
 }
 
 /** The PID namespace of process `pid` (`self`: this one); undefined when it cannot be looked at. */
-function pidNamespaceOf(pid: number | string): PidNamespaceId | undefined {
+function pidNamespaceOf(pid: number | string): PidNamespaceId | undefined | typeof NOT_PERMITTED {
   try {
     const link = statSync(`/proc/${pid}/ns/pid`);
     return { device: link.dev, inode: link.ino };
-  } catch {
-    return undefined;
+  } catch (error) {
+    // Another user's: the kernel lets only root, CAP_SYS_PTRACE or a process allowed to ptrace it read its namespace links.
+    return isPermissionRefusal(error) ? NOT_PERMITTED : undefined;
   }
+}
+
+/** pidNamespaceOf this process, which may always look at itself. */
+function ownPidNamespace(): PidNamespaceId | undefined {
+  const namespace = pidNamespaceOf('self');
+  return namespace === NOT_PERMITTED ? undefined : namespace;
 }
 
 function sameNamespace(a: PidNamespaceId, b: PidNamespaceId): boolean {
@@ -142,8 +160,8 @@ export function guestPendingEntry(
 ): GuestPending {
   const lockTimeoutMs = wait.lockTimeoutMs ?? defaultLockTimeoutMs();
   // Through `self`: /proc/<process.pid> is another process when this /proc is a parent namespace's.
-  const pidStart = processStart('self');
-  const pidNamespace = pidNamespaceOf('self');
+  const pidStart = ownStart();
+  const pidNamespace = ownPidNamespace();
   const now = Date.now();
   return {
     name: endpoint.name,
@@ -166,37 +184,50 @@ export function guestPendingEntry(
  * undefined when there is none), or
  * `unseen` (a namespace the reader sees no process of: an ancestor's, a sibling's, or one gone; or
  * any, through a /proc that shows no pid of the reader's own; `initial` when the reader is in the
- * initial namespace, where every live namespace shows).
+ * initial namespace, where every live namespace shows), or `not-permitted` (the reader may not look
+ * at the processes that would tell: another user's, to a reader without root).
  */
 export type GuestPendingSight =
   | { kind: 'same'; start: string | undefined }
   | { kind: 'translated'; start: string | undefined }
-  | { kind: 'unseen'; initial: boolean };
+  | { kind: 'unseen'; initial: boolean }
+  | { kind: 'not-permitted' };
 
 /** Whether the entry's command still runs, and whether that is a guess (told by time, its process out of sight). */
 export interface GuestPendingVerdict {
   running: boolean;
   guessed: boolean;
+  /** Set on a guess made because this process may not look at the entry's process (another user's). */
+  notPermitted?: true;
 }
 
 /**
  * The decision, from what the reader sees (`sight`) at `nowMs`: a process seen is the entry's when
- * its start time is the recorded one; a namespace out of sight is a guess, the command running until
- * the entry's `waitsUntil` (an earlier build's entry: GUEST_PENDING_WAIT_BOUND_MS past `since`). From
- * the initial namespace none is out of sight but a dead one: stopped, surely.
+ * its start time is the recorded one, and waits no longer than the `waitsUntil` it recorded; a
+ * namespace out of sight is a guess, the command running until the entry's `waitsUntil` (an earlier
+ * build's entry: GUEST_PENDING_WAIT_BOUND_MS past `since`). From the initial namespace none is out of
+ * sight but a dead one: stopped, surely.
  */
 export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight, nowMs: number): GuestPendingVerdict {
-  if (sight.kind !== 'unseen') {
-    const running =
-      sight.start !== undefined && (entry.pidStart === undefined || sameStart(entry.pidStart, sight.start));
-    return { running, guessed: false };
+  if (sight.kind === 'same' || sight.kind === 'translated') {
+    const alive = sight.start !== undefined && (entry.pidStart === undefined || sameStart(entry.pidStart, sight.start));
+    // Past its own deadline the command waits no more, though its process may live on: a library
+    // caller's addInterface (or a watch) whose finish could not take the lock again left the entry
+    // behind and returned. The deadline bounds its push, the part without the lock, with room to
+    // spare: it counts the lock wait and the route set sent again too.
+    const deadline = entry.waitsUntil === undefined ? Number.NaN : Date.parse(entry.waitsUntil);
+    const pastDeadline = Number.isFinite(deadline) && nowMs >= deadline;
+    return { running: alive && !pastDeadline, guessed: false };
   }
-  if (sight.initial) return { running: false, guessed: false };
+  if (sight.kind === 'unseen' && sight.initial) return { running: false, guessed: false };
   const until = guestPendingWaitEnd(entry);
   // An unreadable time gives no bound to wait for: taken as past it.
   const running = Number.isFinite(until) && nowMs < until;
-  return { running, guessed: true };
+  return { running, guessed: true, ...(sight.kind === 'not-permitted' ? { notPermitted: true as const } : {}) };
 }
+
+/** Why a reader may not look at a command's process, and what may. */
+export const NOT_PERMITTED_REASON = "another user's process: looking at it takes root or CAP_SYS_PTRACE";
 
 /**
  * What a note adds about a verdict told by time (`guessed`): that it is a guess, why, and the time
@@ -207,6 +238,10 @@ export function guessedWords(entry: GuestPending, verdict: GuestPendingVerdict):
   const end = guestPendingWaitEnd(entry);
   // Whole seconds: the bound is a guess, its milliseconds only noise.
   const at = Number.isFinite(end) ? new Date(end).toISOString().replace(/\.\d{3}Z$/, 'Z') : 'an unreadable time';
+  if (verdict.notPermitted)
+    return verdict.running
+      ? `guessed: this process may not look at it (${NOT_PERMITTED_REASON}), so it is taken as waiting until its longest wait ends, at ${at}`
+      : `guessed: this process may not look at it (${NOT_PERMITTED_REASON}), and its longest wait ended at ${at}`;
   return verdict.running
     ? `guessed: it runs in a PID namespace not seen from here, so it is taken as waiting until its longest wait ends, at ${at}`
     : `guessed: it ran in a PID namespace not seen from here, and its longest wait ended at ${at}`;
@@ -224,7 +259,10 @@ export function guestPendingWaitEnd(entry: GuestPending): number {
  * ends in `pid`. Undefined when no process of that namespace shows here; else its start time, or
  * undefined when none has that pid.
  */
-function findInNamespace(namespace: PidNamespaceId, pid: number): { start: string | undefined } | undefined {
+function findInNamespace(
+  namespace: PidNamespaceId,
+  pid: number,
+): { start: string | undefined } | typeof NOT_PERMITTED | undefined {
   let names: string[];
   try {
     names = readdirSync('/proc');
@@ -232,10 +270,15 @@ function findInNamespace(namespace: PidNamespaceId, pid: number): { start: strin
     return undefined;
   }
   let seen = false;
+  // Refusals that leave the process sought unfound but perhaps among those refused. Not a kernel
+  // thread's (refused to root without CAP_SYS_PTRACE too), never a command's; nor pid 1's, the init
+  // of this /proc's namespace (a machine's or container's init, which may refuse even root).
+  let notPermitted = false;
   for (const name of names) {
     if (!/^\d+$/.test(name)) continue;
     const of = pidNamespaceOf(name);
-    if (of === undefined || !sameNamespace(of, namespace)) continue;
+    if (of === NOT_PERMITTED && name !== '1' && !isKernelThread(Number(name))) notPermitted = true;
+    if (of === undefined || of === NOT_PERMITTED || !sameNamespace(of, namespace)) continue;
     seen = true;
     let status: string;
     try {
@@ -247,9 +290,10 @@ function findInNamespace(namespace: PidNamespaceId, pid: number): { start: strin
     if (nspid?.at(-1) === String(pid)) {
       const start = processStart(name);
       // Gone between the two reads: looked at as any other pid of the namespace.
-      if (start !== undefined) return { start };
+      if (start !== undefined && start !== NOT_PERMITTED) return { start };
     }
   }
+  if (notPermitted || procHidesProcesses() !== undefined) return NOT_PERMITTED;
   return seen ? { start: undefined } : undefined;
 }
 
@@ -258,11 +302,14 @@ function sightOf(entry: GuestPending): GuestPendingSight {
   const view = procView();
   // Its pids are another namespace's, or none: a lookup there would call a running command stopped.
   if (view === 'none') return { kind: 'unseen', initial: false };
-  const own = pidNamespaceOf('self');
-  if (entry.pidNamespace === undefined || own === undefined) return { kind: 'same', start: processStart(entry.pid) };
+  const own = ownPidNamespace();
+  const sameAs = (start: ReturnType<typeof processStart>): GuestPendingSight =>
+    start === NOT_PERMITTED ? { kind: 'not-permitted' } : { kind: 'same', start };
+  if (entry.pidNamespace === undefined || own === undefined) return sameAs(processStart(entry.pid));
   // The entry's pid is one of this namespace: looked up as it is only when this /proc shows this namespace's pids.
-  if (sameNamespace(own, entry.pidNamespace) && view === 'own') return { kind: 'same', start: processStart(entry.pid) };
+  if (sameNamespace(own, entry.pidNamespace) && view === 'own') return sameAs(processStart(entry.pid));
   const found = findInNamespace(entry.pidNamespace, entry.pid);
+  if (found === NOT_PERMITTED) return { kind: 'not-permitted' };
   if (found) return { kind: 'translated', start: found.start };
   return { kind: 'unseen', initial: own.inode === INITIAL_PID_NAMESPACE_INODE };
 }
@@ -278,9 +325,9 @@ export function guestPendingVerdict(entry: GuestPending, nowMs = Date.now()): Gu
  */
 export function isOwnEntry(entry: GuestPending): boolean {
   if (entry.pid !== process.pid) return false;
-  const own = pidNamespaceOf('self');
+  const own = ownPidNamespace();
   if (entry.pidNamespace !== undefined && own !== undefined && !sameNamespace(own, entry.pidNamespace)) return false;
-  const start = processStart('self');
+  const start = ownStart();
   return entry.pidStart === undefined || (start !== undefined && sameStart(entry.pidStart, start));
 }
 
@@ -289,18 +336,33 @@ export function guestPendingRunning(entry: GuestPending): boolean {
   return guestPendingVerdict(entry).running;
 }
 
+/** The verdict of each of `state`'s guestPending entries, by token: read once, for every use a command makes of them. */
+export type GuestPendingVerdicts = ReadonlyMap<string, GuestPendingVerdict>;
+
+/** guestPendingVerdict of every entry of `state`, at one moment. */
+export function guestPendingVerdicts(state: SandboxState, nowMs = Date.now()): GuestPendingVerdicts {
+  return new Map((state.guestPending ?? []).map((entry) => [entry.token, guestPendingVerdict(entry, nowMs)]));
+}
+
 /**
  * The endpoints a push of the whole set (routes, interfaces) leaves out: those an add-iface still
  * running is waiting for the guest to show. Their routes name a NIC the guest may not have yet (the
- * agent would refuse the whole set), and their add-iface sends them itself.
+ * agent would refuse the whole set), and their add-iface sends them itself. `verdicts`: as the
+ * caller read them (a command that also says what it left out must say it of the same verdicts).
  */
-export function awaitedByAnother(state: SandboxState): Set<string> {
-  return new Set((state.guestPending ?? []).filter((entry) => guestPendingRunning(entry)).map((entry) => entry.name));
+export function awaitedByAnother(state: SandboxState, verdicts = guestPendingVerdicts(state)): Set<string> {
+  return new Set(
+    (state.guestPending ?? []).filter((entry) => verdicts.get(entry.token)?.running).map((entry) => entry.name),
+  );
 }
 
 /** `endpoints` without those awaitedByAnother names. */
-export function withoutAwaited<T extends Endpoint>(endpoints: readonly T[], state: SandboxState): T[] {
-  const awaited = awaitedByAnother(state);
+export function withoutAwaited<T extends Endpoint>(
+  endpoints: readonly T[],
+  state: SandboxState,
+  verdicts?: GuestPendingVerdicts,
+): T[] {
+  const awaited = awaitedByAnother(state, verdicts);
   return endpoints.filter((endpoint) => !awaited.has(endpoint.name));
 }
 

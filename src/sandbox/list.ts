@@ -33,7 +33,7 @@ import {
   type UnreadableNamespaceWhereabouts,
 } from '../network/state/unreadable-records.js';
 import { shellWord } from '../shell-word.js';
-import { entryNames, guestPendingVerdict } from './guest-pending.js';
+import { entryNames, guestPendingVerdict, NOT_PERMITTED_REASON } from './guest-pending.js';
 
 /**
  * A record's state, from the record and where its namespace lives now:
@@ -74,7 +74,8 @@ export interface SandboxListingEndpoint {
   unplugUnfinished?: true;
   /**
    * True when guestPending is a guess: the add-iface runs in a PID namespace this process sees no
-   * process of, so it is taken as waiting until its longest wait past its start, then as stopped.
+   * process of, or this process may not look at its process (another user's, to a reader without
+   * root), so it is taken as waiting until its longest wait past its start, then as stopped.
    */
   guestPendingGuessed?: true;
 }
@@ -234,10 +235,13 @@ function describeRecord(
 ): SandboxListing {
   const namespacePath = record.namespace.path;
   const pendingEntries = kind === 'sandbox' ? (record.guestPending ?? []) : [];
+  // Endpoints whose verdict is a guess because this process may not look at their command's process.
+  const notPermitted: string[] = [];
   const pendingStateOf = (endpoint: { name: string; properties: { link: { name: string } } }) => {
     const entry = pendingEntries.find((candidate) => entryNames(candidate, endpoint));
     if (entry === undefined) return undefined;
     const verdict = guestPendingVerdict(entry);
+    if (verdict.notPermitted) notPermitted.push(endpoint.name);
     return { state: verdict.running ? ('waiting' as const) : ('stopped' as const), guessed: verdict.guessed };
   };
   const unplugEntries = kind === 'sandbox' ? (record.unplugUnfinished ?? []) : [];
@@ -386,17 +390,34 @@ function describeRecord(
         names.filter((name) => byWatch.has(name)),
       ),
     ];
-    // Told by time: its process runs in a PID namespace this one sees nothing of.
+    // Told by time: its process runs in a PID namespace this one sees nothing of, or one this
+    // process may not look at.
     const guessed = stopped.filter((endpoint) => endpoint.guestPendingGuessed).map((endpoint) => endpoint.guestName);
-    const guess =
-      guessed.length === 0
-        ? ''
-        : ` (a guess for ${guessed.join(', ')}: its command runs in a PID namespace not seen from here, and its longest wait for the guest has passed)`;
+    const unseen = guessed.filter((name) => !notPermitted.includes(name));
+    const hidden = guessed.filter((name) => notPermitted.includes(name));
+    const guesses = [
+      ...(unseen.length === 0
+        ? []
+        : [`a guess for ${unseen.join(', ')}: its command runs in a PID namespace not seen from here`]),
+      ...(hidden.length === 0
+        ? []
+        : [`a guess for ${hidden.join(', ')}: this process may not look at its command (${NOT_PERMITTED_REASON})`]),
+    ];
+    const guess = guesses.length === 0 ? '' : ` (${guesses.join('; ')}, and its longest wait for the guest has passed)`;
     details.push(`${stops.join('; ')}${guess}: the NIC is plugged, the guest may not have it configured`);
     hints.push(
       `\`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${names[0]}"}) removes it`,
     );
   }
+  // Not checked, only guessed by time: said, with what would check it.
+  const waitingNotPermitted = listing.endpoints
+    .filter((endpoint) => endpoint.guestPending === 'waiting' && notPermitted.includes(endpoint.guestName))
+    .map((endpoint) => endpoint.guestName);
+  if (waitingNotPermitted.length > 0)
+    details.push(
+      `the command that plugged ${waitingNotPermitted.join(', ')} is taken as waiting for the guest until its longest wait ends, a guess: this process may not look at that command (${NOT_PERMITTED_REASON})`,
+    );
+  if (notPermitted.length > 0) hints.push('`vcnet list` as root tells by the process');
   // A failed add-iface whose undo the VM did not complete: its NIC stays for del-iface, unconfigured.
   if (unpluggedNames.length > 0) {
     const many = unpluggedNames.length > 1;

@@ -31,7 +31,7 @@ import {
 } from '../arguments.js';
 import { reportNotice } from '../diagnostics.js';
 import { InvalidInputError, RollbackIncompleteError, VcnetError } from '../errors.js';
-import { CloudHypervisorApiError, CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
+import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-client.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import {
   DEFAULT_QMP_CONNECT_TIMEOUT_MS,
@@ -48,8 +48,10 @@ import { openRecordedNetwork } from '../network/recorded-network.js';
 import {
   askVmm,
   CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS,
+  cloudHypervisorPingFailure,
   cloudHypervisorPingUnanswered,
   QMP_HANDSHAKE_UNDER_LOCK_MS,
+  waitedInAll,
 } from '../network/sandbox-vmm-wait.js';
 import { interfacesOf, loopbackNames } from '../network/scan.js';
 import { DEFAULT_STATE_DIRECTORY, stateDirectoryFlag } from '../network/state/default-directories.js';
@@ -282,11 +284,9 @@ function cloudHypervisorBusyPastWait(
   command: string,
   wait: VmWait,
 ): CloudHypervisorConnectionError {
-  // After an answer without the lock the ping is tried under it again: every such try is counted.
-  const waited =
-    wait.triesUnderLock > 1
-      ? `under the sandbox's lock within ${wait.budgetMs} ms in all, ${timeUnderLock(wait, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, 'vmm.ping answered')}`
-      : `within ${Math.max(wait.budgetMs, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS)} ms in all, at most ${CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS} ms of it under the sandbox's lock`;
+  // The time measured, not the budget: a try under the lock after an answer gets its whole bound,
+  // past the budget. Every such try is counted.
+  const waited = waitedInAll(wait, CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, 'vmm.ping answered');
   return new CloudHypervisorConnectionError(
     apiSocket,
     `sandbox ${state.id}: ${cloudHypervisorPingUnanswered(apiSocket, command, waited, error)}`,
@@ -339,6 +339,8 @@ export interface OpenSandboxWithVm extends OpenSandbox {
 
 /** One wait of withSandboxAndVm's (QMP's, the agent's): its budget, counted from its first connect. */
 interface VmWait {
+  /** When its first connect began: what its error says it waited is measured from here. */
+  startedAt: number;
   budgetMs: number;
   deadline: number;
   /** Connects tried so far, under the lock and without it (the agent's error counts them all). */
@@ -356,9 +358,11 @@ interface VmWait {
 }
 
 function startWait(budgetMs: number): VmWait {
+  const startedAt = Date.now();
   return {
+    startedAt,
     budgetMs,
-    deadline: Date.now() + budgetMs,
+    deadline: startedAt + budgetMs,
     attempts: 0,
     waitedWithoutLock: false,
     triesUnderLock: 0,
@@ -503,11 +507,12 @@ async function connectUnderLock(
 
 /**
  * Waits without the lock until the VMM answers (askVmm: QMP greets, closed again at once for the
- * next client; Cloud Hypervisor answers vmm.ping) or the wait's deadline. A VMM that refuses (the VM
- * gone), and any other failure of Cloud Hypervisor's than no answer, is left to the connect under the
- * lock, which says what it finds; no answer by the deadline is said as the connect under the lock
- * says it at its wait's end. Aborting `signal` ends the wait with its reason (nothing was changed
- * yet), its connection closed.
+ * next client; Cloud Hypervisor answers vmm.ping, told as cloudHypervisorPingFailure tells it, so
+ * an error status or a reply that is not the API's is an answer here as under the lock) or the
+ * wait's deadline. A VMM that refuses (the VM gone) is left to the connect under the lock, which
+ * says what it finds; no answer by the deadline is said as the connect under the lock says it at
+ * its wait's end. Aborting `signal` ends the wait with its reason (nothing was changed yet), its
+ * connection closed.
  */
 async function waitForVmmWithoutLock(
   busy: VmmBusyUnderLock,
@@ -519,14 +524,19 @@ async function waitForVmmWithoutLock(
     await askVmm(busy.vmm, Math.max(1, wait.deadline - Date.now()), signal);
     wait.answered = true;
   } catch (error) {
-    if (error instanceof CloudHypervisorApiError) {
-      wait.answered = true; // an error status is an answer
-      return;
-    }
-    if (error instanceof CloudHypervisorConnectionError) {
-      if (error.failure !== 'timeout') return;
-      throw cloudHypervisorBusyPastWait(error, busy.state, controlSocket, busy.stateDirectory, busy.command, wait);
-    }
+    const pingFailure = busy.vmm.kind === 'clh' ? cloudHypervisorPingFailure(error) : undefined;
+    // The next ping under the lock gets its whole bound after an answer, whatever it was.
+    if (pingFailure === 'answered') wait.answered = true;
+    if (pingFailure === 'answered' || pingFailure === 'gone') return;
+    if (pingFailure === 'busy')
+      throw cloudHypervisorBusyPastWait(
+        error as CloudHypervisorConnectionError,
+        busy.state,
+        controlSocket,
+        busy.stateDirectory,
+        busy.command,
+        wait,
+      );
     if (!(error instanceof QmpConnectionError)) throw error;
     if (vmGone(error)) return;
     throw sandboxQmpUnreachable(error, busy.state, controlSocket, busy.stateDirectory, wait);
@@ -1004,7 +1014,8 @@ async function finishAddedInterface(
 /**
  * finishAddedInterface could not take the lock again (another command held it past the lock
  * timeout): the endpoint is neither finished nor undone, and its entry stays, a stopped add-iface's
- * once this process exits. Said as that, with the guest's outcome (its failure is the cause), not as
+ * once this process exits or, for a library caller's process that lives on, once the deadline the
+ * entry records has passed (decideGuestPending). Said as that, with the guest's outcome (its failure is the cause), not as
  * a lock error after which nothing was changed.
  */
 function unfinishedForLock(
@@ -1021,7 +1032,7 @@ function unfinishedForLock(
     : `the guest configured ${guestName}, and add-iface could not take the lock again to finish it`;
   return new VcnetError(
     'VCNET_SANDBOX_LOCKED',
-    `add-iface ${guestName} on sandbox ${id} is unfinished: ${outcome}: ${locked.message}. ${guestName} stays plugged and recorded as waiting for the guest (\`vcnet list\` shows it guest-pending(stopped))`,
+    `add-iface ${guestName} on sandbox ${id} is unfinished: ${outcome}: ${locked.message}. ${guestName} stays plugged and recorded as waiting for the guest (\`vcnet list\` shows it guest-pending(stopped) once this process has exited, at the latest from ${guest.entry.waitsUntil ?? guest.entry.since}, the deadline its entry records)`,
     {
       value: locked.value,
       hint: `once that command is done, ${

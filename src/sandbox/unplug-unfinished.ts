@@ -10,7 +10,7 @@ import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
 import type { SandboxState, UnplugUnfinished } from '../network/state/records.js';
-import { entryNames, withoutAwaited } from './guest-pending.js';
+import { entryNames, type GuestPendingVerdicts, withoutAwaited } from './guest-pending.js';
 
 /** A new entry for `endpoint`, whose NIC the VM kept when add-iface's undo unplugged it. */
 export function unplugUnfinishedEntry(endpoint: Endpoint): UnplugUnfinished {
@@ -39,7 +39,8 @@ function leftOutKey(endpoint: Endpoint): string {
  * said once, in a notice for sandbox `note.sandbox` (given to `note.warn` when there is one). With
  * `note.said` (a watch's memory, which pushes for the pod's life), an endpoint already said there is
  * not said again while it stays left out; one no longer left out is dropped from it, so it is said
- * again should it be left out later.
+ * again should it be left out later. `verdicts`: the guestPending verdicts as the caller read them,
+ * when it uses them again (read here otherwise).
  */
 export function endpointsToPush<T extends Endpoint>(
   endpoints: readonly T[],
@@ -51,8 +52,9 @@ export function endpointsToPush<T extends Endpoint>(
     warn?: ((message: string) => void) | undefined;
     said?: Set<string>;
   },
+  verdicts?: GuestPendingVerdicts,
 ): T[] {
-  const awaitedLeft = withoutAwaited(endpoints, state);
+  const awaitedLeft = withoutAwaited(endpoints, state, verdicts);
   const leftOut = awaitedLeft.filter((endpoint) => hotplugUnfinished(endpoint, state));
   const said = note?.said;
   if (said) {

@@ -12,7 +12,7 @@ export function registerList(program: Command): void {
       'list the sandboxes and vcnet-cni interfaces vcnet has recorded, one row each with its state; takes no lock and changes nothing',
     details: [
       'States: `attached` (its namespace is there, at its recorded path or, said in a note, held elsewhere); `unfinished` (an attach or undo a killed process left part-way or the kernel refused in part, or one a process is changing right now); `earlier-boot` (written before this boot: it names nothing that exists); `namespace-gone` (nothing holds its namespace any more, or a later namespace has its inode); `unreadable` (damaged, cut short, another format version, or not a regular file).',
-      'After the table, a note for each record that is not plainly attached says why and what to run: the `vcnet gc` that finishes or drops it, the `vcnet detach` that undoes it, or for an unreadable record what gc does with it and how to settle it. An endpoint whose add-iface (or watch) hot-plugged it and waits for the guest to configure it, without the sandbox lock, reads `guest-pending(waiting)`; `guest-pending(stopped)` once that process was stopped before it finished, with a note naming `vcnet configure-guest` and `vcnet del-iface`. An endpoint whose add-iface failed and whose undo the VM did not complete (it kept the NIC) reads `unplug-unfinished`, with a note naming the `vcnet del-iface` that finishes it. The exit status is 1 when a record cannot be read (everything else is still listed, the reason on stderr, as ls does), else 0.',
+      'After the table, a note for each record that is not plainly attached says why and what to run: the `vcnet gc` that finishes or drops it, the `vcnet detach` that undoes it, or for an unreadable record what gc does with it and how to settle it. An endpoint whose add-iface (or watch) hot-plugged it and waits for the guest to configure it, without the sandbox lock, reads `guest-pending(waiting)`; `guest-pending(stopped)` once that process was stopped before it finished, with a note naming `vcnet configure-guest` and `vcnet del-iface`; `, guessed` inside the parentheses when that is told by time, not by the process (one in a PID namespace this one sees nothing of, or one it may not look at: run without root, a note says so). An endpoint whose add-iface failed and whose undo the VM did not complete (it kept the NIC) reads `unplug-unfinished`, with a note naming the `vcnet del-iface` that finishes it. The exit status is 1 when a record cannot be read (everything else is still listed, the reason on stderr, as ls does), else 0.',
     ],
   })
     .option(
@@ -38,7 +38,7 @@ export function registerList(program: Command): void {
 /**
  * How an endpoint reads in the table: `guest<-pod-link type model`, with `guest-pending(waiting|stopped)`
  * while add-iface waits (or waited) for the guest (`, guessed` added when that is told by time: its
- * add-iface in a PID namespace out of sight), and `unplug-unfinished` while a failed add-iface's NIC
+ * add-iface in a PID namespace out of sight, or a process this one may not look at), and `unplug-unfinished` while a failed add-iface's NIC
  * waits for del-iface.
  */
 function endpointText(endpoint: SandboxListing['endpoints'][number]): string {

@@ -13,6 +13,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { VcnetError } from '../../../src/errors.js';
+import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { addEth9, recordedLinks } from '../../helpers/held-vm.js';
@@ -241,6 +243,46 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest is slow to 
     pod.exec('ip', ['link', 'del', 'eth9']);
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
+  it("a library caller's addInterface whose finish cannot take the lock again leaves an entry read as waiting only until the deadline it records, though its process lives on", async () => {
+    const { pod, node, before, state } = await sandboxWithSlowGuest('gy', 10_000);
+    const request = addNet9({ pod, node });
+    const adding = addInterface('gy', readFileSync(request, 'utf8'), {
+      stateDirectory: stateDirectory(),
+      lockTimeoutMs: 2_000,
+    }).then(
+      () => new Error('addInterface succeeded'),
+      (error: unknown) => error,
+    );
+    await until(
+      () => recordedPending(stateDirectory(), 'gy').some((entry) => entry.name === 'net9'),
+      'net9 recorded as waiting for the guest',
+      60_000,
+    );
+    const letGo = await holdSandboxLock('gy');
+    const failed = (await adding) as VcnetError;
+    expect(failed.code, failed.message).toBe('VCNET_SANDBOX_LOCKED');
+    expect(failed.message).toContain('add-iface net9 on sandbox gy is unfinished: the guest did not configure net9');
+    letGo();
+    // This process runs on (a runtime's): within the entry's deadline it is taken as still waiting...
+    expect(vcnet(['list', ...state]).stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(waiting)');
+    // ...and past it (the entry as it reads then) as stopped, not for as long as the process runs.
+    const file = join(stateDirectory(), 'gy', 'state.json');
+    const record = JSON.parse(readFileSync(file, 'utf8'));
+    expect(record.guestPending[0].pid).toBe(process.pid);
+    record.guestPending[0].waitsUntil = new Date(Date.now() - 1000).toISOString();
+    writeFileSync(file, JSON.stringify(record));
+    expect(vcnet(['list', ...state]).stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(stopped)');
+    const again = vcnet(['add-iface', 'gy', request, ...state]);
+    expect(again.status, again.stderr).toBe(1);
+    expect(again.stderr).toContain('was stopped while it waited for the guest');
+
+    await vm.stopQemu();
+    const detached = vcnet(['detach', '--sandbox', 'gy', ...state]);
+    expect(detached.status, detached.stderr).toBe(0);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+    expect(fingerprint(pod)).toEqual(before);
+  }, 180_000);
+
   it('a watch whose lock another command holds past the lock timeout when its push is done clears its entry on its next try: the endpoint is not left out of every later push', async () => {
     const { pod, node, before, guest, state } = await sandboxWithSlowGuest('gx');
     const watch = vcnetAsync(['watch', '--sandbox', 'gx', '--debounce', '50', ...state], { VCNET_LOCK_TIMEOUT: '2' });

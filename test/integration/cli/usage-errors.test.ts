@@ -3,8 +3,21 @@
  * option without its argument) are bad input like any other: exit 2, one message and a pointer to
  * `--help` instead of the whole help, and the `{"error": {...}}` object with `--json`.
  */
+import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
+import { buildProgram } from '../../../src/cli/program.js';
 import { vcnet } from '../../helpers/cli.js';
+
+/** Every command's path below `vcnet` with the flags of its required options. */
+function commandsWithRequiredOptions(command: Command, path: string[] = []): Array<[string[], string]> {
+  const found: Array<[string[], string]> = command.options
+    .filter((option) => option.mandatory)
+    .map((option) => [path, option.flags]);
+  for (const subcommand of command.commands) {
+    found.push(...commandsWithRequiredOptions(subcommand, [...path, subcommand.name()]));
+  }
+  return found;
+}
 
 describe('usage errors', () => {
   const cases: Array<[string, string[], RegExp, string]> = [
@@ -47,6 +60,7 @@ describe('usage errors', () => {
   // the required one missing, which hides the typo the user made.
   it.each([
     [['detach', '--sandbx', 'a'], '--sandbx', '--sandbox', 'vcnet detach'],
+    [['attach', '--sandbx', 'a', '--', '-y'], '--sandbx', '--sandbox', 'vcnet attach'],
     [['scan', '--net', '/proc/self/ns/net'], '--net', '--netns', 'vcnet scan'],
     [['watch', '--debounce', '10', '--sandbox-id', 'a'], '--sandbox-id', '--sandbox', 'vcnet watch'],
   ])('%o: names the misspelt option and the one meant, not a missing one', (args, typo, meant, command) => {
@@ -59,6 +73,24 @@ describe('usage errors', () => {
     expect(json.status).toBe(2);
     expect((JSON.parse(json.stdout) as { error: { message: string } }).error.message).toContain(
       `unknown option '${typo}'`,
+    );
+  });
+
+  // What follows `--` is an operand, however it looks, and so is a negative number: the required
+  // option is still what is missing (this named '-y' as an unknown option).
+  const required = commandsWithRequiredOptions(buildProgram());
+  it('finds the commands with required options', () => {
+    expect(required.map(([path]) => path.join(' '))).toEqual(
+      expect.arrayContaining(['attach', 'configure-guest', 'detach', 'scan', 'watch']),
+    );
+  });
+  it.each(
+    required.flatMap(([path, flags]) => [[[...path, '--', '-y'], flags] as const, [[...path, '-5'], flags] as const]),
+  )('%o: names the missing %s, not an operand that looks like an option', (args, flags) => {
+    const result = vcnet([...args]);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe(
+      `vcnet: required option '${flags}' not specified\nhint: \`vcnet ${args[0]} --help\` lists its options\n`,
     );
   });
 

@@ -17,6 +17,7 @@ import {
   guestPendingEntry,
   guestPendingRunning,
   guestPendingVerdict,
+  guestPendingVerdicts,
   guestPendingWaitBoundMs,
   isOwnEntry,
   withoutAwaited,
@@ -62,6 +63,23 @@ describe('guestPending entries', () => {
     const all = [endpoint('eth0'), endpoint('net8', 'eth8'), endpoint('net9', 'eth9')];
     expect(withoutAwaited(all, state).map((kept) => kept.name)).toEqual(['eth0', 'net8']);
     expect(withoutAwaited(all, {} as SandboxState)).toHaveLength(3);
+  });
+
+  it('leaves out what the verdicts the caller read say, not a second read of them (configure-guest says what it left out of the same read)', () => {
+    const stopped: GuestPending = { ...guestPendingEntry(endpoint('net8', 'eth8'), 'add-iface'), pid: exitedPid() };
+    const running = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
+    const state = { guestPending: [running, stopped] } as unknown as SandboxState;
+    const read = guestPendingVerdicts(state);
+    expect(read.get(running.token)).toEqual({ running: true, guessed: false });
+    expect(read.get(stopped.token)).toEqual({ running: false, guessed: false });
+    // As read at another moment: net8's command running then, net9's stopped since.
+    const earlier = new Map([
+      [stopped.token, { running: true, guessed: false }],
+      [running.token, { running: false, guessed: false }],
+    ]);
+    expect([...awaitedByAnother(state, earlier)]).toEqual(['net8']);
+    const all = [endpoint('eth0'), endpoint('net8', 'eth8'), endpoint('net9', 'eth9')];
+    expect(withoutAwaited(all, state, earlier).map((kept) => kept.name)).toEqual(['eth0', 'net9']);
   });
 
   it('drops the entry (guestPending or unplugUnfinished) of an endpoint the record no longer holds, by name and pod link, and one by its token', () => {
@@ -128,6 +146,27 @@ describe('decideGuestPending', () => {
     expect(decideGuestPending(noStart, { kind: 'translated', start: '900' }, since).running).toBe(true);
   });
 
+  it("takes a process seen alive as stopped past the deadline its entry records: the command waits no longer (a library caller's addInterface that could not take the lock again lives on)", () => {
+    const recorded: GuestPending = { ...entry, waitsUntil: '2026-01-01T00:04:00.000Z' };
+    for (const kind of ['same', 'translated'] as const) {
+      expect(decideGuestPending(recorded, { kind, start: '500' }, since + 239_999)).toEqual({
+        running: true,
+        guessed: false,
+      });
+      expect(decideGuestPending(recorded, { kind, start: '500' }, since + 240_000)).toEqual({
+        running: false,
+        guessed: false,
+      });
+    }
+    // This process's own entry: waiting until its deadline, not for as long as the process runs.
+    const mine = guestPendingEntry(endpoint('net9', 'eth9'), 'add-iface');
+    const deadline = Date.parse(mine.waitsUntil ?? '');
+    expect(guestPendingVerdict(mine, deadline - 1)).toEqual({ running: true, guessed: false });
+    expect(guestPendingVerdict(mine, deadline)).toEqual({ running: false, guessed: false });
+    // An earlier build's entry records no deadline: its process alone tells.
+    expect(decideGuestPending(entry, { kind: 'same', start: '500' }, since + 3_600_000).running).toBe(true);
+  });
+
   it('guesses for a namespace out of sight: running within the wait bound past since, stopped after it', () => {
     const unseen = { kind: 'unseen', initial: false } as const;
     expect(decideGuestPending(entry, unseen, since)).toEqual({ running: true, guessed: true });
@@ -185,6 +224,24 @@ describe('decideGuestPending', () => {
       'guessed: it ran in a PID namespace not seen from here, and its longest wait ended at 2026-01-01T00:04:00Z',
     );
     expect(guessedWords(entry, { running: true, guessed: false })).toBeUndefined();
+  });
+
+  it('guesses by the wait bound when this process may not look at the processes that would tell, and says why', () => {
+    const hidden = { kind: 'not-permitted' } as const;
+    const patient: GuestPending = { ...entry, waitsUntil: '2026-01-01T00:13:30.250Z' };
+    const waiting = decideGuestPending(patient, hidden, since);
+    expect(waiting).toEqual({ running: true, guessed: true, notPermitted: true });
+    expect(decideGuestPending(patient, hidden, since + 810_250)).toEqual({
+      running: false,
+      guessed: true,
+      notPermitted: true,
+    });
+    expect(guessedWords(patient, waiting)).toBe(
+      "guessed: this process may not look at it (another user's process: looking at it takes root or CAP_SYS_PTRACE), so it is taken as waiting until its longest wait ends, at 2026-01-01T00:13:30Z",
+    );
+    expect(guessedWords(patient, { running: false, guessed: true, notPermitted: true })).toBe(
+      "guessed: this process may not look at it (another user's process: looking at it takes root or CAP_SYS_PTRACE), and its longest wait ended at 2026-01-01T00:13:30Z",
+    );
   });
 
   it('from the initial namespace, which sees every live one, a namespace out of sight is gone: stopped, surely', () => {
