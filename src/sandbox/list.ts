@@ -67,9 +67,9 @@ export interface SandboxListingEndpoint {
    */
   guestPending?: 'waiting' | 'stopped';
   /**
-   * An add-iface failed and its undo did not finish: the VM did not release the NIC (a paused VM, a
-   * guest that ignores the eject). The guest never configured it and pushes of the whole set leave it
-   * out; del-iface finishes it.
+   * An add-iface failed and its undo did not finish: the VM may still hold the NIC (a paused VM, a
+   * guest that ignores the eject, a VMM that did not answer the unplug). Pushes of the whole set leave
+   * it out; del-iface finishes it.
    */
   unplugUnfinished?: true;
   /**
@@ -422,7 +422,7 @@ function describeRecord(
   if (unpluggedNames.length > 0) {
     const many = unpluggedNames.length > 1;
     details.push(
-      `the add-iface of ${unpluggedNames.join(', ')} failed and the undo of it did not finish (the VM did not release the NIC${many ? 's' : ''}): the guest never configured ${many ? 'them' : 'it'}, and what the guest is told leaves ${many ? 'them' : 'it'} out`,
+      `the add-iface of ${unpluggedNames.join(', ')} failed and the undo of it did not finish (the VM may still hold the NIC${many ? 's' : ''}): what the guest is told leaves ${many ? 'them' : 'it'} out`,
     );
     hints.push(
       `\`vcnet del-iface ${id} FILE${flag}\` with ${unpluggedNames.map((name) => JSON.stringify({ name })).join(', ')} finishes ${many ? 'them' : 'it'} once the VM releases the NIC${many ? 's' : ''} or has stopped`,

@@ -1324,7 +1324,7 @@ export async function updateRoutes(
   routeUpdatesOf(routes, 'routes');
   // Nothing is changed before the VM's connect: run again when a busy QMP or an agent not there yet was waited for without the lock.
   return withSandboxAndVm(id, 'updateRoutes', options, async ({ store, state, network, connectVirtualMachine }) => {
-    // A NIC whose hot-plug failed, its undo unfinished, the guest never configured: as Kata, not routed to.
+    // A NIC whose hot-plug failed, its undo unfinished: as Kata, not routed to.
     const unfinished = network.endpoints().filter((endpoint) => hotplugUnfinished(endpoint, state));
     const devices = new Set(
       network
@@ -1338,7 +1338,7 @@ export async function updateRoutes(
           `routes[${index}].device`,
           route.device,
           `an interface of sandbox ${id} the guest has: ${[...devices].join(', ') || 'none'}`,
-          `${route.device}'s hot-plug failed and the undo of it did not finish (the VM did not release the NIC), so the guest never configured it: \`vcnet del-iface ${id} FILE${stateDirectoryFlag(store.root)}\` with {"name":"${route.device}"} finishes it once the VM releases the NIC or has stopped`,
+          `${route.device}'s hot-plug failed and the undo of it did not finish (the VM may still hold the NIC), so what the guest is told leaves it out: \`vcnet del-iface ${id} FILE${stateDirectoryFlag(store.root)}\` with {"name":"${route.device}"} finishes it once the VM releases the NIC or has stopped`,
         );
       }
       if (!devices.has(route.device)) {

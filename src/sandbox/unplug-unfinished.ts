@@ -1,8 +1,9 @@
 /**
  * Endpoints whose hot-plug did not finish, nor its undo: a failed add-iface whose unplug the VM never
  * completed (SandboxState.unplugUnfinished), or an attach of one left part-way (model 'pending').
- * The guest never configured their NICs, and the agent refuses a whole set (interfaces, routes) that
- * names a NIC it does not have: pushes of the whole set leave them out, as Kata's guest interface list
+ * What the guest was told of their NICs is not relied on (a push may have failed before or after
+ * their interface call), and the agent refuses a whole set (interfaces, routes) that names a NIC it
+ * does not have: pushes of the whole set leave them out, as Kata's guest interface list
  * has no interface whose hot-plug failed. del-iface (or gc, for a pending one) finishes them.
  */
 import { reportNotice } from '../diagnostics.js';
@@ -65,7 +66,7 @@ export function endpointsToPush<T extends Endpoint>(
   for (const endpoint of toSay) said?.add(leftOutKey(endpoint));
   if (note && toSay.length > 0) {
     const names = toSay.map((endpoint) => endpoint.name);
-    const message = `sandbox ${note.sandbox}: ${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} left out of what the guest is told (interfaces, routes, neighbours): ${names.length > 1 ? 'their' : 'its'} hot-plug failed and the undo of it did not finish (the VM did not release the NIC), so the guest never configured ${names.length > 1 ? 'them' : 'it'}. \`vcnet del-iface ${note.sandbox} FILE${stateDirectoryFlag(note.stateDirectory)}\` with ${names.map((name) => JSON.stringify({ name })).join(', ')} finishes ${names.length > 1 ? 'them' : 'it'} once the VM releases the NIC or has stopped`;
+    const message = `sandbox ${note.sandbox}: ${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} left out of what the guest is told (interfaces, routes, neighbours): ${names.length > 1 ? 'their' : 'its'} hot-plug failed and the undo of it did not finish (the VM may still hold the NIC${names.length > 1 ? 's' : ''}). \`vcnet del-iface ${note.sandbox} FILE${stateDirectoryFlag(note.stateDirectory)}\` with ${names.map((name) => JSON.stringify({ name })).join(', ')} finishes ${names.length > 1 ? 'them' : 'it'} once the VM releases the NIC or has stopped`;
     const warn = note.warn;
     reportNotice(
       () => ({ operation: note.operation, endpoint: names.join(','), message }),

@@ -55,9 +55,9 @@ export interface SandboxState {
   guestPending?: GuestPending[];
   /**
    * Endpoints of a failed add-iface whose undo could not unplug the NIC (the VM did not release it: a
-   * paused VM, a guest that ignores the eject): kept with their plumbing for del-iface to finish.
-   * The guest never configured them, so pushes of the whole set leave them out (the agent refuses a
-   * set naming a NIC it does not have), as Kata leaves a NIC whose hot-plug failed out of the guest's
+   * paused VM, a guest that ignores the eject; or its VMM did not answer the unplug): kept with their
+   * plumbing for del-iface to finish. Pushes of the whole set leave them out (the agent refuses a set
+   * naming a NIC it does not have), as Kata leaves a NIC whose hot-plug failed out of the guest's
    * interfaces. An entry goes with its endpoint.
    */
   unplugUnfinished?: UnplugUnfinished[];

@@ -77,7 +77,7 @@ describe.skipIf(skipReason !== undefined)('a failed add-iface whose undo the VM 
     expect(listed.status, listed.stderr).toBe(0);
     expect(listed.stdout).toContain('net9<-eth9 virtual tcfilter unplug-unfinished');
     expect(listed.stdout).toContain(
-      'uu: attached: the add-iface of net9 failed and the undo of it did not finish (the VM did not release the NIC)',
+      'uu: attached: the add-iface of net9 failed and the undo of it did not finish (the VM may still hold the NIC)',
     );
     expect(listed.stdout).toContain(`\`vcnet del-iface uu FILE --state-dir ${stateDirectory()}\` with {"name":"net9"}`);
     const [listing] = JSON.parse(vcnet(['list', '--json', ...state]).stdout);
