@@ -398,7 +398,7 @@ function describeRecord(
     const guesses = [
       ...(unseen.length === 0
         ? []
-        : [`a guess for ${unseen.join(', ')}: its command runs in a PID namespace not seen from here`]),
+        : [`a guess for ${unseen.join(', ')}: the PID namespace of its command is not seen from here`]),
       ...(hidden.length === 0
         ? []
         : [`a guess for ${hidden.join(', ')}: this process may not look at its command (${NOT_PERMITTED_REASON})`]),

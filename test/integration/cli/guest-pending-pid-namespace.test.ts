@@ -286,7 +286,7 @@ describe.skipIf(skipReason !== undefined)('guestPending entries read from anothe
     const guessedTable = await vcnetInPidNamespace(['list', ...state]).done;
     expect(guessedTable.stdout).toContain('net9<-eth9 virtual tcfilter guest-pending(stopped, guessed)');
     expect(guessedTable.stdout).toContain(
-      'a guess for net9: its command runs in a PID namespace not seen from here, and its longest wait for the guest has passed',
+      'a guess for net9: the PID namespace of its command is not seen from here, and its longest wait for the guest has passed',
     );
 
     await vm.stopQemu();
