@@ -16,6 +16,7 @@ import type { Endpoint } from '../../../src/network/endpoint/endpoint.js';
 import type { GuestPending } from '../../../src/network/state/records.js';
 import { guestPendingEntry, guestPendingVerdict } from '../../../src/sandbox/guest-pending.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { guestPendingProcess } from '../../helpers/guest-pending-process.js';
 import { until } from '../../helpers/until.js';
 
 const cleanup = cleanupAfterEach();
@@ -23,62 +24,9 @@ const guestPendingModule = pathToFileURL(
   fileURLToPath(new URL('../../../dist/sandbox/guest-pending.js', import.meta.url)),
 ).href;
 
-/** Prints a new entry of this process (as add-iface writes it) and its verdict on entries read from stdin. */
-const ENTRY_SCRIPT = `
-  const { guestPendingEntry, guestPendingVerdict } = await import(${JSON.stringify(guestPendingModule)});
-  const entry = guestPendingEntry({ name: 'eth1', properties: { link: { name: 'eth9' } } }, 'add-iface');
-  console.log('entry ' + JSON.stringify(entry));
-  let input = '';
-  process.stdin.on('data', (chunk) => {
-    input += chunk;
-    for (let end = input.indexOf('\\n'); end >= 0; end = input.indexOf('\\n')) {
-      const line = input.slice(0, end);
-      input = input.slice(end + 1);
-      if (line === 'exit') process.exit(0);
-      console.log('verdict ' + JSON.stringify(guestPendingVerdict(JSON.parse(line))));
-    }
-  });
-`;
-
-/** A node process running ENTRY_SCRIPT, in a new PID namespace that keeps this /proc when `unshared`. */
+/** guestPendingProcess, in a new PID namespace that keeps this /proc when `unshared`. */
 function entryWriter(unshared: boolean) {
-  const node = [process.execPath, '--input-type=module', '-e', ENTRY_SCRIPT];
-  const [command, ...args] = unshared ? ['unshare', '--pid', '--fork', '--kill-child', ...node] : node;
-  const child = spawn(command!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk) => {
-    output += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    output += chunk;
-  });
-  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  cleanup.defer(async () => {
-    child.kill('SIGKILL');
-    await exited;
-  });
-  const lines = (prefix: string) =>
-    output
-      .split('\n')
-      .filter((line) => line.startsWith(`${prefix} `))
-      .map((line) => JSON.parse(line.slice(prefix.length + 1)) as unknown);
-  return {
-    entry: async () => {
-      await until(() => lines('entry').length > 0, `the entry (output: ${output})`);
-      return lines('entry')[0] as GuestPending;
-    },
-    /** The writer's process's verdict on `entry`, read in its namespace through its /proc. */
-    verdictOf: async (entry: GuestPending) => {
-      const before = lines('verdict').length;
-      child.stdin.write(`${JSON.stringify(entry)}\n`);
-      await until(() => lines('verdict').length > before, `the verdict (output: ${output})`);
-      return lines('verdict').at(-1);
-    },
-    exit: async () => {
-      child.stdin.write('exit\n');
-      await exited;
-    },
-  };
+  return guestPendingProcess(cleanup, unshared ? ['unshare', '--pid', '--fork', '--kill-child'] : []);
 }
 
 const unshareSkip = process.getuid?.() !== 0 ? 'PID namespaces need root' : undefined;
@@ -157,7 +105,7 @@ describe("guestPending in a PID namespace that sees its parent namespace's /proc
     async () => {
       const writer = entryWriter(true);
       const entry = await writer.entry();
-      expect(await writer.verdictOf(entry)).toEqual({ running: true, guessed: false });
+      expect(await writer.verdictOf(entry)).toEqual({ running: true, guessed: false, own: true });
     },
   );
 });

@@ -6,86 +6,22 @@
  * reader there called it stopped (not a guess), and sent the NIC it was still waiting for. Real time
  * and PID namespaces; the entries are made and read by vcnet's own module (dist/, as the CLI runs it).
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { GuestPending } from '../../../src/network/state/records.js';
 import { guestPendingEntry, guestPendingVerdict } from '../../../src/sandbox/guest-pending.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
-import { until } from '../../helpers/until.js';
+import { guestPendingProcess } from '../../helpers/guest-pending-process.js';
 
 const cleanup = cleanupAfterEach();
-const guestPendingModule = pathToFileURL(
-  fileURLToPath(new URL('../../../dist/sandbox/guest-pending.js', import.meta.url)),
-).href;
 
 /**
- * Prints a new entry of this process (as add-iface writes it), then its verdict on each entry read
- * from stdin, and whether that entry is its own.
- */
-const ENTRY_SCRIPT = `
-  const { guestPendingEntry, guestPendingVerdict, isOwnEntry } = await import(${JSON.stringify(guestPendingModule)});
-  const entry = guestPendingEntry({ name: 'eth1', properties: { link: { name: 'eth9' } } }, 'add-iface');
-  console.log('entry ' + JSON.stringify(entry));
-  let input = '';
-  process.stdin.on('data', (chunk) => {
-    input += chunk;
-    for (let end = input.indexOf('\\n'); end >= 0; end = input.indexOf('\\n')) {
-      const line = input.slice(0, end);
-      input = input.slice(end + 1);
-      if (line === 'exit') process.exit(0);
-      const read = JSON.parse(line);
-      console.log('verdict ' + JSON.stringify({ ...guestPendingVerdict(read), own: isOwnEntry(read) }));
-    }
-  });
-`;
-
-/**
- * A node process running ENTRY_SCRIPT in a new time namespace whose boot time is `offsetSeconds`
- * ahead, and in a new PID namespace too with `newPidNamespace` (its /proc the parent's: the host's
+ * guestPendingProcess in a new time namespace whose boot time is `offsetSeconds` ahead, and in a new PID namespace too with `newPidNamespace` (its /proc the parent's: the host's
  * pids still show).
  */
 function processInTimeNamespace(offsetSeconds: number, newPidNamespace = false) {
-  const node = [process.execPath, '--input-type=module', '-e', ENTRY_SCRIPT];
   const namespaces = ['--time', '--boottime', String(offsetSeconds), ...(newPidNamespace ? ['--pid'] : [])];
-  const child = spawn('unshare', [...namespaces, '--fork', '--kill-child', ...node], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (chunk) => {
-    output += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    output += chunk;
-  });
-  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  cleanup.defer(async () => {
-    child.kill('SIGKILL');
-    await exited;
-  });
-  const lines = (prefix: string) =>
-    output
-      .split('\n')
-      .filter((line) => line.startsWith(`${prefix} `))
-      .map((line) => JSON.parse(line.slice(prefix.length + 1)) as unknown);
-  return {
-    entry: async () => {
-      await until(() => lines('entry').length > 0, `the entry (output: ${output})`);
-      return lines('entry')[0] as GuestPending;
-    },
-    /** Its verdict on `entry`, read in its time namespace. */
-    verdictOf: async (entry: GuestPending) => {
-      const before = lines('verdict').length;
-      child.stdin.write(`${JSON.stringify(entry)}\n`);
-      await until(() => lines('verdict').length > before, `the verdict (output: ${output})`);
-      return lines('verdict').at(-1);
-    },
-    exit: async () => {
-      child.stdin.write('exit\n');
-      await exited;
-    },
-  };
+  return guestPendingProcess(cleanup, ['unshare', ...namespaces, '--fork', '--kill-child']);
 }
 
 const skip =
