@@ -15,7 +15,9 @@ import {
   CloudHypervisorApiError,
   CloudHypervisorClient,
   CloudHypervisorConnectionError,
+  type CloudHypervisorRequestOptions,
 } from '../hypervisor/cloud-hypervisor-client.js';
+import { controlSocketGone } from '../hypervisor/control-socket-probe.js';
 import { QmpConnectionError } from '../hypervisor/errors.js';
 import { QmpClient, qmpConnectTimeoutSetMs } from '../hypervisor/qmp.js';
 import { earlierBootOf } from './state/boot-id.js';
@@ -113,7 +115,32 @@ export async function waitForSandboxVmm(
 export async function askVmm(vmm: VmmToUnplugFrom, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const withSignal = signal ? { signal } : {};
   if (vmm.kind === 'qemu') await (await QmpClient.connect(vmm.controlSocket, { timeoutMs, ...withSignal })).close();
-  else await new CloudHypervisorClient(vmm.controlSocket).ping({ timeoutMs, ...withSignal });
+  else await pingCloudHypervisor(vmm.controlSocket, { timeoutMs, ...withSignal });
+}
+
+/**
+ * Cloud Hypervisor's vmm.ping at `socket`. A connection closed without an answer (failure
+ * 'answered': reset, ended early) is looked at again: a VMM killed while it read the ping leaves its
+ * socket file, which refuses connections since, and that is thrown as the VM gone ('unreachable')
+ * in place of the ping's error; a socket that still takes connections answered, in its way.
+ */
+export async function pingCloudHypervisor(socket: string, options: CloudHypervisorRequestOptions): Promise<void> {
+  try {
+    await new CloudHypervisorClient(socket).ping(options);
+  } catch (error) {
+    if (
+      error instanceof CloudHypervisorConnectionError &&
+      error.failure === 'answered' &&
+      (await controlSocketGone(socket, { settle: true }))
+    )
+      throw new CloudHypervisorConnectionError(
+        socket,
+        'GET /api/v1/vmm.ping: the connection closed without an answer, and the socket refuses connections since: the VMM is gone',
+        'unreachable',
+        error,
+      );
+    throw error;
+  }
 }
 
 /** A run under the locks found the VMM taken by another client, with time left to wait for it without them. */
@@ -235,7 +262,7 @@ export async function reachVmmUnderLocks(vmm: VmmToUnplugFrom, wait: VmmWaitSoFa
     return { outcome: 'busy', error: connected };
   }
   try {
-    await new CloudHypervisorClient(vmm.controlSocket).ping({ timeoutMs: CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS });
+    await pingCloudHypervisor(vmm.controlSocket, { timeoutMs: CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS });
     return { outcome: 'answered' };
   } catch (error) {
     const failed = cloudHypervisorPingFailure(error);

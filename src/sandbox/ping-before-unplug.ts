@@ -1,13 +1,9 @@
-/**
- * add-iface's undo after a failed push to the guest runs under the sandbox's lock taken again: the
- * lock was given back during the push, so Cloud Hypervisor may have taken another client's request
- * meanwhile, or hung. vm.remove-device is sent only once vmm.ping answers under the lock, within
- * CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, as the plugs do (withSandboxAndVm): a VMM that answers no ping
- * keeps the lock for a second, not remove-device's CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS.
- */
-import { CloudHypervisorClient } from '../hypervisor/cloud-hypervisor-client.js';
 import type { HotplugTarget, NetworkDevice } from '../hypervisor/device.js';
-import { CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, cloudHypervisorPingFailure } from '../network/sandbox-vmm-wait.js';
+import {
+  CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS,
+  cloudHypervisorPingFailure,
+  pingCloudHypervisor,
+} from '../network/sandbox-vmm-wait.js';
 
 /**
  * `vm`, a Cloud Hypervisor's (API at `apiSocket`), whose unplugs ask vmm.ping first. An unanswered
@@ -28,7 +24,7 @@ export class PingBeforeUnplug implements HotplugTarget {
 
   async unplugNetworkDevice(id: string): Promise<void> {
     try {
-      await new CloudHypervisorClient(this.apiSocket).ping({ timeoutMs: CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS });
+      await pingCloudHypervisor(this.apiSocket, { timeoutMs: CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS });
     } catch (error) {
       if (cloudHypervisorPingFailure(error) !== 'answered') throw error;
     }

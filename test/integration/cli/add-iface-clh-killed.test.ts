@@ -132,6 +132,63 @@ describe('del-iface when Cloud Hypervisor is gone', () => {
   }, 90_000);
 });
 
+describe('add-iface when Cloud Hypervisor dies during its vmm.ping', () => {
+  // Killed while it read the ping: the connection closes without an answer, and its socket file,
+  // which a killed process leaves, refuses connections since. Taken as an answer (a reply that is
+  // not the API's), add-iface waited the agent's 10 s for a VM that is not there.
+  it('says the VM is gone at once and changes nothing; del-iface then removes the host side alone', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const api = await FakeCloudHypervisor.start();
+    stops.push(() => api.stop());
+    const guest = makeConfiguredGuest();
+    const agentPath = join(stateDirectory(), 'agent.sock');
+    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+    stops.push(() => agent.stop());
+    const vsockPath = join(stateDirectory(), 'clh.sock');
+    const vsock = await serveHybridVsock(vsockPath, agentPath);
+    stops.push(() => vsock.stop());
+    const flag = ['--state-dir', stateDirectory()];
+    const attached = vcnet([
+      ...['attach', '--sandbox', 'cp', '--netns', pod.path, ...flag],
+      ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', `hvsock://${vsockPath}:1024`],
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    const record = readFileSync(join(stateDirectory(), 'cp', 'state.json'), 'utf8');
+    // The hybrid vsock socket goes with the VMM, as a killed Cloud Hypervisor's does.
+    await vsock.stop();
+
+    pod.exec('ip', ['link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'peer9']);
+    pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
+    const withEth9 = fingerprint(pod);
+    api.replies.push({ status: 0, reason: '', answer: 'die', path: '/api/v1/vmm.ping' });
+    const addRequest = join(stateDirectory(), 'add.json');
+    writeFileSync(addRequest, JSON.stringify({ name: 'eth9' }));
+    const notAdded = await vcnetAsync(['add-iface', 'cp', addRequest, ...flag, '--json']).done;
+    expect(notAdded.status, notAdded.stderr).toBe(1);
+    const { error } = JSON.parse(notAdded.stdout) as { error: { code: string; message: string; hint: string } };
+    expect(error.code).toBe('VCNET_HYPERVISOR_UNREACHABLE');
+    expect(error.message).toContain('the VMM is gone');
+    expect(error.hint).toContain(
+      `If the VM has stopped, \`vcnet detach --sandbox cp --state-dir ${stateDirectory()}\``,
+    );
+    expect(notAdded.stderr).not.toContain('agent');
+    expect(api.requests.map((received) => received.path)).toEqual(['/api/v1/vmm.ping']);
+    expect(fingerprint(pod)).toEqual(withEth9);
+    expect(readFileSync(join(stateDirectory(), 'cp', 'state.json'), 'utf8')).toBe(record);
+    pod.exec('ip', ['link', 'del', 'eth9']);
+
+    // The VM stays gone: del-iface removes the host side alone.
+    const request = join(stateDirectory(), 'del.json');
+    writeFileSync(request, JSON.stringify({ name: 'eth0' }));
+    const removed = await vcnetAsync(['del-iface', 'cp', request, ...flag]).done;
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(removed.stderr).toContain("sandbox cp's VM is gone");
+    expect(removed.stderr).not.toContain('agent');
+    expect(fingerprint(pod)).toEqual(before);
+  }, 90_000);
+});
+
 describe('vcnet watch when Cloud Hypervisor is gone', () => {
   it('removes a deleted pod link on the host side alone, as for QEMU: it does not wait for the agent of a VM that is not there', async () => {
     const { pod } = makePod();

@@ -13,7 +13,6 @@ import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../../../src/network/endpoint/endpoint.js';
-import type { GuestPending } from '../../../src/network/state/records.js';
 import { guestPendingEntry, guestPendingVerdict } from '../../../src/sandbox/guest-pending.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { guestPendingProcess } from '../../helpers/guest-pending-process.js';

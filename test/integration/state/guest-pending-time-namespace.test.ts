@@ -8,7 +8,6 @@
  */
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { GuestPending } from '../../../src/network/state/records.js';
 import { guestPendingEntry, guestPendingVerdict } from '../../../src/sandbox/guest-pending.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { guestPendingProcess } from '../../helpers/guest-pending-process.js';
