@@ -136,7 +136,9 @@ describe("guestPending read through another PID namespace's /proc", () => {
       console.log(JSON.stringify(guestPendingVerdict(JSON.parse(process.argv[1]))));`;
       const reader = spawn(
         'nsenter',
-        ['-t', inside, '-m', process.execPath, '--input-type=module', '-e', read, JSON.stringify(entry)],
+        // -r and -w: the container's root and working directory, not its mount namespace's own root
+        // (which setns makes the root: a chroot's / otherwise, where this node is not).
+        ['-t', inside, '-m', '-r', '-w', process.execPath, '--input-type=module', '-e', read, JSON.stringify(entry)],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let output = '';
