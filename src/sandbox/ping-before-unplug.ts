@@ -1,3 +1,10 @@
+/**
+ * add-iface's undo after a failed push to the guest runs under the sandbox's lock taken again: the
+ * lock was given back during the push, so Cloud Hypervisor may have taken another client's request
+ * meanwhile, or hung. vm.remove-device is sent only once vmm.ping answers under the lock, within
+ * CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS, as the plugs do (withSandboxAndVm): a VMM that answers no ping
+ * keeps the lock for a second, not remove-device's CLOUD_HYPERVISOR_REQUEST_UNDER_LOCK_MS.
+ */
 import type { HotplugTarget, NetworkDevice } from '../hypervisor/device.js';
 import {
   CLOUD_HYPERVISOR_PING_UNDER_LOCK_MS,
