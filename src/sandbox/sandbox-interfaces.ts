@@ -212,19 +212,10 @@ function sandboxQmpUnreachable(
   const detach = `\`vcnet detach --sandbox ${state.id}${stateDirectory ? stateDirectoryFlag(stateDirectory) : ''}\``;
   // No socket there, or nobody listening: no QEMU serves it (not started yet, or stopped); another
   // client holding QMP, which the other hint is about, would still have it listening.
-  if (vmGone(error))
-    return new QmpConnectionError(
-      `${error.message} (sandbox ${state.id}'s VM${inAll})`,
-      qmpPath,
-      error,
-      `nothing was changed. No QEMU serves QMP on ${qmpPath}: if the VM has not started yet, start it with \`-qmp unix:${qmpPath},server=on,wait=off\` (the --qmp socket attach recorded) and try again; if it has stopped, ${detach} removes what the sandbox has left`,
-    );
-  return new QmpConnectionError(
-    `${error.message} (sandbox ${state.id}'s VM${inAll})`,
-    qmpPath,
-    error,
-    `nothing was changed. If the VM has stopped, ${detach} removes what the sandbox has left; if it runs, check that no other client holds its QMP socket (\`ss -xp | grep ${qmpPath}\` shows who) and try again (QEMU serves one at a time; vcnet waits for it without holding the sandbox's lock, so other commands on the sandbox go ahead meanwhile; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds>, default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000})`,
-  );
+  const hint = vmGone(error)
+    ? `nothing was changed. No QEMU serves QMP on ${qmpPath}: if the VM has not started yet, start it with \`-qmp unix:${qmpPath},server=on,wait=off\` (the --qmp socket attach recorded) and try again; if it has stopped, ${detach} removes what the sandbox has left`
+    : `nothing was changed. If the VM has stopped, ${detach} removes what the sandbox has left; if it runs, check that no other client holds its QMP socket (\`ss -xp | grep ${qmpPath}\` shows who) and try again (QEMU serves one at a time; vcnet waits for it without holding the sandbox's lock, so other commands on the sandbox go ahead meanwhile; to wait longer, ${QMP_CONNECT_TIMEOUT_VARIABLE}=<seconds>, default ${DEFAULT_QMP_CONNECT_TIMEOUT_MS / 1000})`;
+  return new QmpConnectionError(`${error.message} (sandbox ${state.id}'s VM${inAll})`, qmpPath, error, hint);
 }
 
 /**
