@@ -22,26 +22,36 @@ afterEach(async () => {
   for (const stop of stops.splice(0).reverse()) await stop();
 });
 
+/**
+ * Sandbox `sandbox` (the pod's eth0) attached with `--hypervisor clh` on a new API stand-in, its agent
+ * reached through a hybrid vsock socket as Cloud Hypervisor serves it (`vsock`: stopped with the VMM,
+ * as a killed one's goes); vcnet's agent serves a namespace playing the guest. `before`: the pod as
+ * it was before the attach.
+ */
+async function attachWithHybridVsock(sandbox: string) {
+  const { pod, node } = makePod();
+  const before = fingerprint(pod);
+  const api = await FakeCloudHypervisor.start();
+  stops.push(() => api.stop());
+  const guest = makeConfiguredGuest();
+  const agentPath = join(stateDirectory(), 'agent.sock');
+  const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
+  stops.push(() => agent.stop());
+  const vsockPath = join(stateDirectory(), 'clh.sock');
+  const vsock = await serveHybridVsock(vsockPath, agentPath);
+  stops.push(() => vsock.stop());
+  const flag = ['--state-dir', stateDirectory()];
+  const attached = vcnet([
+    ...['attach', '--sandbox', sandbox, '--netns', pod.path, ...flag],
+    ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', `hvsock://${vsockPath}:1024`],
+  ]);
+  expect(attached.status, attached.stderr).toBe(0);
+  return { pod, node, before, api, vsock, flag };
+}
+
 describe('add-iface when Cloud Hypervisor dies at vm.add-net', () => {
   it('fails saying the VM is gone, the host side undone: namespace and record as before', async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-    const api = await FakeCloudHypervisor.start();
-    stops.push(() => api.stop());
-    // add-iface connects to the agent before the hot-plug: vcnet's agent, serving a namespace as the guest.
-    const guest = makeConfiguredGuest();
-    const agentPath = join(stateDirectory(), 'agent.sock');
-    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
-    stops.push(() => agent.stop());
-    const vsockPath = join(stateDirectory(), 'clh.sock');
-    const vsock = await serveHybridVsock(vsockPath, agentPath);
-    stops.push(() => vsock.stop());
-    const flag = ['--state-dir', stateDirectory()];
-    const attached = vcnet([
-      ...['attach', '--sandbox', 'ck', '--netns', pod.path, ...flag],
-      ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', `hvsock://${vsockPath}:1024`],
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
+    const { pod, node, before, api, flag } = await attachWithHybridVsock('ck');
     node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
     pod.exec('ip', ['link', 'set', 'eth9', 'up']);
     pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
@@ -83,23 +93,7 @@ describe('add-iface when Cloud Hypervisor dies at vm.add-net', () => {
 
 describe('del-iface when Cloud Hypervisor is gone', () => {
   it('removes the interface on the host side alone, saying the VM is gone, as for QEMU: it does not wait for the agent of a VM that is not there', async () => {
-    const { pod } = makePod();
-    const before = fingerprint(pod);
-    const api = await FakeCloudHypervisor.start();
-    stops.push(() => api.stop());
-    const guest = makeConfiguredGuest();
-    const agentPath = join(stateDirectory(), 'agent.sock');
-    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
-    stops.push(() => agent.stop());
-    const vsockPath = join(stateDirectory(), 'clh.sock');
-    const vsock = await serveHybridVsock(vsockPath, agentPath);
-    stops.push(() => vsock.stop());
-    const flag = ['--state-dir', stateDirectory()];
-    const attached = vcnet([
-      ...['attach', '--sandbox', 'cg', '--netns', pod.path, ...flag],
-      ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', `hvsock://${vsockPath}:1024`],
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
+    const { pod, before, api, vsock, flag } = await attachWithHybridVsock('cg');
     // The VMM killed: its API socket gone, and the hybrid vsock socket it served with it.
     await api.stop();
     await vsock.stop();
@@ -137,23 +131,7 @@ describe('add-iface when Cloud Hypervisor dies during its vmm.ping', () => {
   // which a killed process leaves, refuses connections since. Taken as an answer (a reply that is
   // not the API's), add-iface waited the agent's 10 s for a VM that is not there.
   it('says the VM is gone at once and changes nothing; del-iface then removes the host side alone', async () => {
-    const { pod } = makePod();
-    const before = fingerprint(pod);
-    const api = await FakeCloudHypervisor.start();
-    stops.push(() => api.stop());
-    const guest = makeConfiguredGuest();
-    const agentPath = join(stateDirectory(), 'agent.sock');
-    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
-    stops.push(() => agent.stop());
-    const vsockPath = join(stateDirectory(), 'clh.sock');
-    const vsock = await serveHybridVsock(vsockPath, agentPath);
-    stops.push(() => vsock.stop());
-    const flag = ['--state-dir', stateDirectory()];
-    const attached = vcnet([
-      ...['attach', '--sandbox', 'cp', '--netns', pod.path, ...flag],
-      ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', `hvsock://${vsockPath}:1024`],
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
+    const { pod, before, api, vsock, flag } = await attachWithHybridVsock('cp');
     const record = readFileSync(join(stateDirectory(), 'cp', 'state.json'), 'utf8');
     // The hybrid vsock socket goes with the VMM, as a killed Cloud Hypervisor's does.
     await vsock.stop();
@@ -191,22 +169,7 @@ describe('add-iface when Cloud Hypervisor dies during its vmm.ping', () => {
 
 describe('vcnet watch when Cloud Hypervisor is gone', () => {
   it('removes a deleted pod link on the host side alone, as for QEMU: it does not wait for the agent of a VM that is not there', async () => {
-    const { pod } = makePod();
-    const api = await FakeCloudHypervisor.start();
-    stops.push(() => api.stop());
-    const guest = makeConfiguredGuest();
-    const agentPath = join(stateDirectory(), 'agent.sock');
-    const agent = await serveNamespaceAgent(guest.path, agentPath, { linkAppearTimeoutMs: 2_000 });
-    stops.push(() => agent.stop());
-    const vsockPath = join(stateDirectory(), 'clh.sock');
-    const vsock = await serveHybridVsock(vsockPath, agentPath);
-    stops.push(() => vsock.stop());
-    const flag = ['--state-dir', stateDirectory()];
-    const attached = vcnet([
-      ...['attach', '--sandbox', 'cw', '--netns', pod.path, ...flag],
-      ...['--hypervisor', 'clh', '--api-socket', api.socketPath, '--agent', `hvsock://${vsockPath}:1024`],
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
+    const { pod, api, vsock } = await attachWithHybridVsock('cw');
     const errors: Error[] = [];
     const watching = await watchSandbox('cw', {
       stateDirectory: stateDirectory(),
