@@ -510,7 +510,8 @@ export function interfaceFromJson(json: unknown, field = 'interface', options: K
       },
     ]);
   }
-  if (value.devicePath && value.pciPath && value.devicePath !== value.pciPath) {
+  // Compared as the paths they name: "02.0/00.0" is "02/00" to Kata's agent.
+  if (value.devicePath && value.pciPath && sentDevicePath(value.devicePath) !== sentDevicePath(value.pciPath)) {
     throw new KataJsonError([
       {
         field: spelledAs(`${label}.pciPath`, spelled),

@@ -157,6 +157,16 @@ describe('interfaces', () => {
     expect(error.field).toBe('interface.pciPath');
   });
 
+  // Compared as text, "02/00" and "02.0/00.0" were refused as disagreeing: Kata's agent reads both as
+  // the same device.
+  it.each([
+    ['02/00', '02.0/00.0', '02/00'],
+    ['2/0', '02/00', '02/00'],
+    ['02/01.1', '02.0/1.1', '02/01.1'],
+  ])('takes devicePath %j with pciPath %j, the same PCI path written differently', (devicePath, pciPath, sent) => {
+    expect(interfaceFromJson({ ...guestInterface, devicePath, pciPath }).devicePath).toBe(sent);
+  });
+
   // Read into devicePath, a bad pciPath was refused as "invalid interface.devicePath", a key the user
   // never wrote; a bad PciAddr then as "invalid interface.pciPath", no more theirs.
   it.each([
