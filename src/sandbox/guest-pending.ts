@@ -39,32 +39,54 @@ const INITIAL_PID_NAMESPACE_INODE = 0xeffffffc;
 
 /** USER_HZ, the unit of /proc/PID/stat's start time: 100 on every architecture Node runs on. */
 const CLOCK_TICKS_PER_SECOND = 100;
+const NANOSECONDS_PER_TICK = BigInt(1e9 / CLOCK_TICKS_PER_SECOND);
 
-let bootTimeOffsetRead: number | undefined;
+let bootTimeOffsetRead: bigint | undefined;
 
 /**
- * The boot-time offset of this process's time namespace, in whole clock ticks (rounded down): 0
- * outside such a namespace, or where the kernel has none (before 5.6). The kernel shows every
- * process's start time shifted by the READER's offset (a CRIU-restored container, runc's
- * `timeOffsets`, `unshare --time`), so the same process has another start time from another time
- * namespace. Read once: a process does not change its time namespace.
+ * The boot-time offset of this process's time namespace, in nanoseconds: 0 outside such a namespace,
+ * or where the kernel has none (before 5.6). The kernel shows every process's start time shifted by
+ * the READER's offset (a CRIU-restored container, runc's `timeOffsets`, `unshare --time`), so the
+ * same process has another start time from another time namespace. Read once: a process does not
+ * change its time namespace.
  */
-function bootTimeOffsetTicks(): number {
+function bootTimeOffsetNanoseconds(): bigint {
   if (bootTimeOffsetRead === undefined) {
-    let ticks = 0;
+    bootTimeOffsetRead = 0n;
     try {
       // "boottime <seconds> <nanoseconds>", the seconds possibly negative, the nanoseconds 0..999999999.
       const match = /^boottime\s+(-?\d+)\s+(\d+)\s*$/m.exec(readFileSync('/proc/self/timens_offsets', 'utf8'));
-      if (match) {
-        const nanosecondsPerTick = 1e9 / CLOCK_TICKS_PER_SECOND;
-        ticks = Number(match[1]) * CLOCK_TICKS_PER_SECOND + Math.floor(Number(match[2]) / nanosecondsPerTick);
-      }
+      if (match) bootTimeOffsetRead = BigInt(match[1] ?? '0') * 1_000_000_000n + BigInt(match[2] ?? '0');
     } catch {
       // no time namespaces here: start times are the kernel's own
     }
-    bootTimeOffsetRead = Number.isSafeInteger(ticks) ? ticks : 0;
   }
   return bootTimeOffsetRead;
+}
+
+/** `a / b` rounded down (BigInt's division rounds toward 0); `b` > 0. */
+function floorDivide(a: bigint, b: bigint): bigint {
+  const quotient = a / b;
+  return a % b < 0n ? quotient - 1n : quotient;
+}
+
+/** 2^63 and 2^64 nanoseconds: the kernel keeps times below the first, and counts a start as a u64. */
+const NANOSECONDS_TIME_MAX = 2n ** 63n;
+const NANOSECONDS_U64_WRAP = 2n ** 64n;
+
+/**
+ * A start time `shown` (ticks, as this process's time namespace shows it) as the initial time
+ * namespace shows it: `offset` (nanoseconds) taken off, in whole ticks, the same value or one tick
+ * more (see sameStart). A process that started before this namespace's boot (its offset negative by
+ * more than that process had run at its start) is shown wrapped below 0: the kernel adds the offset
+ * to an unsigned count of nanoseconds, so it shows about 1.8e12 ticks, undone here.
+ */
+function startWithoutOffset(shown: bigint, offset: bigint): bigint {
+  const shownNanoseconds = shown * NANOSECONDS_PER_TICK;
+  if (shownNanoseconds < NANOSECONDS_TIME_MAX) return shown - floorDivide(offset, NANOSECONDS_PER_TICK);
+  // The start lies in [lowest, lowest + one tick): its tick is that of lowest, or the next.
+  const lowest = shownNanoseconds - NANOSECONDS_U64_WRAP - offset;
+  return floorDivide(lowest, NANOSECONDS_PER_TICK) + 1n;
 }
 
 /**
@@ -80,9 +102,8 @@ function processStart(pid: number | string): string | undefined | typeof NOT_PER
     // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
     const shown = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
     if (shown === undefined) return undefined;
-    const offset = bootTimeOffsetTicks();
-    const ticks = Number(shown);
-    return offset === 0 || !Number.isSafeInteger(ticks) ? shown : String(ticks - offset);
+    const offset = bootTimeOffsetNanoseconds();
+    return offset === 0n || !/^\d+$/.test(shown) ? shown : String(startWithoutOffset(BigInt(shown), offset));
   } catch (error) {
     // Refused, or hidden by a /proc mounted hidepid=: a pid missing there may be one of those.
     return isPermissionRefusal(error) || procHidesProcesses() !== undefined ? NOT_PERMITTED : undefined;
