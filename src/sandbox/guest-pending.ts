@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { longestPushMs } from '../agent/push-network.js';
-import { isKernelThread, isPermissionRefusal, procHidesProcesses } from '../netns/processes.js';
+import { hasSysPtrace, isKernelThread, isPermissionRefusal, procHidesProcesses } from '../netns/processes.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import type { GuestPending, GuestPendingCommand, PidNamespaceId, SandboxState } from '../network/state/records.js';
 import { defaultLockTimeoutMs } from '../network/state/store.js';
@@ -247,8 +247,33 @@ export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight
   return { running, guessed: true, ...(sight.kind === 'not-permitted' ? { notPermitted: true as const } : {}) };
 }
 
-/** Why a reader may not look at a command's process, and what may. */
-export const NOT_PERMITTED_REASON = "another user's process: looking at it takes root or CAP_SYS_PTRACE";
+/**
+ * Why this process may not look at a command's process (`reason`), and which `vcnet list` may
+ * (`remedy`). The kernel lets a reader at another process's namespace links when it has the same
+ * uid and every capability that process has, or CAP_SYS_PTRACE: a user other than root lacks the
+ * first; root lacks it for a process with capabilities it has not (root without CAP_SYS_PTRACE, a
+ * container's); root with CAP_SYS_PTRACE is refused only by a security module or a user namespace
+ * boundary. `euid` and `status` (/proc/self/status) are this process's unless given.
+ */
+export function notPermittedWhy(euid = process.geteuid?.() ?? 0, status?: string): { reason: string; remedy: string } {
+  if (euid !== 0) {
+    return {
+      reason: "another user's process: looking at it takes root or CAP_SYS_PTRACE",
+      remedy: '`vcnet list` as root tells by the process',
+    };
+  }
+  if (!hasSysPtrace(status)) {
+    return {
+      reason:
+        'a process with capabilities this one lacks: root without CAP_SYS_PTRACE may look only at processes whose capabilities it has itself',
+      remedy: '`vcnet list` as root with CAP_SYS_PTRACE tells by the process',
+    };
+  }
+  return {
+    reason: 'refused by a security module or a user namespace boundary, which no capability of this process lifts',
+    remedy: "`vcnet list` as the host's root, outside that boundary, tells by the process",
+  };
+}
 
 /**
  * What a note adds about a verdict told by time (`guessed`): that it is a guess, why, and the time
@@ -259,10 +284,12 @@ export function guessedWords(entry: GuestPending, verdict: GuestPendingVerdict):
   const end = guestPendingWaitEnd(entry);
   // Whole seconds: the bound is a guess, its milliseconds only noise.
   const at = Number.isFinite(end) ? new Date(end).toISOString().replace(/\.\d{3}Z$/, 'Z') : 'an unreadable time';
-  if (verdict.notPermitted)
+  if (verdict.notPermitted) {
+    const { reason } = notPermittedWhy();
     return verdict.running
-      ? `guessed: this process may not look at it (${NOT_PERMITTED_REASON}), so it is taken as waiting until its longest wait ends, at ${at}`
-      : `guessed: this process may not look at it (${NOT_PERMITTED_REASON}), and its longest wait ended at ${at}`;
+      ? `guessed: this process may not look at it (${reason}), so it is taken as waiting until its longest wait ends, at ${at}`
+      : `guessed: this process may not look at it (${reason}), and its longest wait ended at ${at}`;
+  }
   return verdict.running
     ? `guessed: it runs in a PID namespace not seen from here, so it is taken as waiting until its longest wait ends, at ${at}`
     : `guessed: it ran in a PID namespace not seen from here, and its longest wait ended at ${at}`;
