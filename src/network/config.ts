@@ -406,11 +406,14 @@ export function refuseDisabledColdPlug(
   );
 }
 
-/** Refuses a TOML value of another type, shown as the file wrote it (tomlShown); nan and inf are not "a number". */
+/**
+ * Refuses a TOML value of another type, shown as the file wrote it; nan and inf are not "a number".
+ * `value` is as tomlShown gives it already (shown again, an integer would read as a float: 1 as 1.0).
+ */
 function expectType(key: string, value: unknown, type: 'string' | 'boolean' | 'number'): void {
   if (value === undefined) return;
   if (typeof value !== type || (type === 'number' && !Number.isFinite(value))) {
-    throw new InvalidInputError(key, tomlShown(value), `a ${type}`);
+    throw new InvalidInputError(key, value, `a ${type}`);
   }
 }
 
@@ -437,7 +440,8 @@ class TomlFloat extends WrittenAs {
 function floatWritten(number: number): string {
   if (Number.isNaN(number)) return 'nan';
   if (!Number.isFinite(number)) return number > 0 ? 'inf' : '-inf';
-  const text = String(number);
+  // String(-0) is "0": the sign the file wrote is kept.
+  const text = Object.is(number, -0) ? '-0' : String(number);
   return /^-?\d+$/.test(text) ? `${text}.0` : text;
 }
 
@@ -969,7 +973,7 @@ function settingsOf(
   runtimeRsRunsIt: boolean,
 ): KataNetworkSettings {
   const settings: KataNetworkSettings = {};
-  const runtime = tomlTable(document.runtime, 'runtime') ?? {};
+  const runtime = tomlShownValues(tomlTable(document.runtime, 'runtime') ?? {});
   warnings.push(
     ...nearMissNotices(runtime, 'runtime', RUNTIME_KEYS, {
       section: 'a [hypervisor.*] section',

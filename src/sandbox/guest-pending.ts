@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { longestPushMs } from '../agent/push-network.js';
-import { isKernelThread, isPermissionRefusal, procHidesProcesses } from '../netns/processes.js';
+import { hasSysPtrace, isKernelThread, isPermissionRefusal, procHidesProcesses } from '../netns/processes.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
 import type { GuestPending, GuestPendingCommand, PidNamespaceId, SandboxState } from '../network/state/records.js';
 import { defaultLockTimeoutMs } from '../network/state/store.js';
@@ -39,32 +39,54 @@ const INITIAL_PID_NAMESPACE_INODE = 0xeffffffc;
 
 /** USER_HZ, the unit of /proc/PID/stat's start time: 100 on every architecture Node runs on. */
 const CLOCK_TICKS_PER_SECOND = 100;
+const NANOSECONDS_PER_TICK = BigInt(1e9 / CLOCK_TICKS_PER_SECOND);
 
-let bootTimeOffsetRead: number | undefined;
+let bootTimeOffsetRead: bigint | undefined;
 
 /**
- * The boot-time offset of this process's time namespace, in whole clock ticks (rounded down): 0
- * outside such a namespace, or where the kernel has none (before 5.6). The kernel shows every
- * process's start time shifted by the READER's offset (a CRIU-restored container, runc's
- * `timeOffsets`, `unshare --time`), so the same process has another start time from another time
- * namespace. Read once: a process does not change its time namespace.
+ * The boot-time offset of this process's time namespace, in nanoseconds: 0 outside such a namespace,
+ * or where the kernel has none (before 5.6). The kernel shows every process's start time shifted by
+ * the READER's offset (a CRIU-restored container, runc's `timeOffsets`, `unshare --time`), so the
+ * same process has another start time from another time namespace. Read once: a process does not
+ * change its time namespace.
  */
-function bootTimeOffsetTicks(): number {
+function bootTimeOffsetNanoseconds(): bigint {
   if (bootTimeOffsetRead === undefined) {
-    let ticks = 0;
+    bootTimeOffsetRead = 0n;
     try {
       // "boottime <seconds> <nanoseconds>", the seconds possibly negative, the nanoseconds 0..999999999.
       const match = /^boottime\s+(-?\d+)\s+(\d+)\s*$/m.exec(readFileSync('/proc/self/timens_offsets', 'utf8'));
-      if (match) {
-        const nanosecondsPerTick = 1e9 / CLOCK_TICKS_PER_SECOND;
-        ticks = Number(match[1]) * CLOCK_TICKS_PER_SECOND + Math.floor(Number(match[2]) / nanosecondsPerTick);
-      }
+      if (match) bootTimeOffsetRead = BigInt(match[1] ?? '0') * 1_000_000_000n + BigInt(match[2] ?? '0');
     } catch {
       // no time namespaces here: start times are the kernel's own
     }
-    bootTimeOffsetRead = Number.isSafeInteger(ticks) ? ticks : 0;
   }
   return bootTimeOffsetRead;
+}
+
+/** `a / b` rounded down (BigInt's division rounds toward 0); `b` > 0. */
+function floorDivide(a: bigint, b: bigint): bigint {
+  const quotient = a / b;
+  return a % b < 0n ? quotient - 1n : quotient;
+}
+
+/** 2^63 and 2^64 nanoseconds: the kernel keeps times below the first, and counts a start as a u64. */
+const NANOSECONDS_TIME_MAX = 2n ** 63n;
+const NANOSECONDS_U64_WRAP = 2n ** 64n;
+
+/**
+ * A start time `shown` (ticks, as this process's time namespace shows it) as the initial time
+ * namespace shows it: `offset` (nanoseconds) taken off, in whole ticks, the same value or one tick
+ * more (see sameStart). A process that started before this namespace's boot (its offset negative by
+ * more than that process had run at its start) is shown wrapped below 0: the kernel adds the offset
+ * to an unsigned count of nanoseconds, so it shows about 1.8e12 ticks, undone here.
+ */
+function startWithoutOffset(shown: bigint, offset: bigint): bigint {
+  const shownNanoseconds = shown * NANOSECONDS_PER_TICK;
+  if (shownNanoseconds < NANOSECONDS_TIME_MAX) return shown - floorDivide(offset, NANOSECONDS_PER_TICK);
+  // The start lies in [lowest, lowest + one tick): its tick is that of lowest, or the next.
+  const lowest = shownNanoseconds - NANOSECONDS_U64_WRAP - offset;
+  return floorDivide(lowest, NANOSECONDS_PER_TICK) + 1n;
 }
 
 /**
@@ -80,9 +102,8 @@ function processStart(pid: number | string): string | undefined | typeof NOT_PER
     // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
     const shown = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
     if (shown === undefined) return undefined;
-    const offset = bootTimeOffsetTicks();
-    const ticks = Number(shown);
-    return offset === 0 || !Number.isSafeInteger(ticks) ? shown : String(ticks - offset);
+    const offset = bootTimeOffsetNanoseconds();
+    return offset === 0n || !/^\d+$/.test(shown) ? shown : String(startWithoutOffset(BigInt(shown), offset));
   } catch (error) {
     // Refused, or hidden by a /proc mounted hidepid=: a pid missing there may be one of those.
     return isPermissionRefusal(error) || procHidesProcesses() !== undefined ? NOT_PERMITTED : undefined;
@@ -226,8 +247,33 @@ export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight
   return { running, guessed: true, ...(sight.kind === 'not-permitted' ? { notPermitted: true as const } : {}) };
 }
 
-/** Why a reader may not look at a command's process, and what may. */
-export const NOT_PERMITTED_REASON = "another user's process: looking at it takes root or CAP_SYS_PTRACE";
+/**
+ * Why this process may not look at a command's process (`reason`), and which `vcnet list` may
+ * (`remedy`). The kernel lets a reader at another process's namespace links when it has the same
+ * uid and every capability that process has, or CAP_SYS_PTRACE: a user other than root lacks the
+ * first; root lacks it for a process with capabilities it has not (root without CAP_SYS_PTRACE, a
+ * container's); root with CAP_SYS_PTRACE is refused only by a security module or a user namespace
+ * boundary. `euid` and `status` (/proc/self/status) are this process's unless given.
+ */
+export function notPermittedWhy(euid = process.geteuid?.() ?? 0, status?: string): { reason: string; remedy: string } {
+  if (euid !== 0) {
+    return {
+      reason: "another user's process: looking at it takes root or CAP_SYS_PTRACE",
+      remedy: '`vcnet list` as root tells by the process',
+    };
+  }
+  if (!hasSysPtrace(status)) {
+    return {
+      reason:
+        'a process with capabilities this one lacks: root without CAP_SYS_PTRACE may look only at processes whose capabilities it has itself',
+      remedy: '`vcnet list` as root with CAP_SYS_PTRACE tells by the process',
+    };
+  }
+  return {
+    reason: 'refused by a security module or a user namespace boundary, which no capability of this process lifts',
+    remedy: "`vcnet list` as the host's root, outside that boundary, tells by the process",
+  };
+}
 
 /**
  * What a note adds about a verdict told by time (`guessed`): that it is a guess, why, and the time
@@ -238,10 +284,12 @@ export function guessedWords(entry: GuestPending, verdict: GuestPendingVerdict):
   const end = guestPendingWaitEnd(entry);
   // Whole seconds: the bound is a guess, its milliseconds only noise.
   const at = Number.isFinite(end) ? new Date(end).toISOString().replace(/\.\d{3}Z$/, 'Z') : 'an unreadable time';
-  if (verdict.notPermitted)
+  if (verdict.notPermitted) {
+    const { reason } = notPermittedWhy();
     return verdict.running
-      ? `guessed: this process may not look at it (${NOT_PERMITTED_REASON}), so it is taken as waiting until its longest wait ends, at ${at}`
-      : `guessed: this process may not look at it (${NOT_PERMITTED_REASON}), and its longest wait ended at ${at}`;
+      ? `guessed: this process may not look at it (${reason}), so it is taken as waiting until its longest wait ends, at ${at}`
+      : `guessed: this process may not look at it (${reason}), and its longest wait ended at ${at}`;
+  }
   return verdict.running
     ? `guessed: it runs in a PID namespace not seen from here, so it is taken as waiting until its longest wait ends, at ${at}`
     : `guessed: it ran in a PID namespace not seen from here, and its longest wait ended at ${at}`;

@@ -33,7 +33,7 @@ import {
   type UnreadableNamespaceWhereabouts,
 } from '../network/state/unreadable-records.js';
 import { shellWord } from '../shell-word.js';
-import { entryNames, guestPendingVerdict, NOT_PERMITTED_REASON } from './guest-pending.js';
+import { entryNames, guestPendingVerdict, notPermittedWhy } from './guest-pending.js';
 
 /**
  * A record's state, from the record and where its namespace lives now:
@@ -401,7 +401,7 @@ function describeRecord(
         : [`a guess for ${unseen.join(', ')}: the PID namespace of its command is not seen from here`]),
       ...(hidden.length === 0
         ? []
-        : [`a guess for ${hidden.join(', ')}: this process may not look at its command (${NOT_PERMITTED_REASON})`]),
+        : [`a guess for ${hidden.join(', ')}: this process may not look at its command (${notPermittedWhy().reason})`]),
     ];
     const guess = guesses.length === 0 ? '' : ` (${guesses.join('; ')}, and its longest wait for the guest has passed)`;
     details.push(`${stops.join('; ')}${guess}: the NIC is plugged, the guest may not have it configured`);
@@ -415,9 +415,9 @@ function describeRecord(
     .map((endpoint) => endpoint.guestName);
   if (waitingNotPermitted.length > 0)
     details.push(
-      `the command that plugged ${waitingNotPermitted.join(', ')} is taken as waiting for the guest until its longest wait ends, a guess: this process may not look at that command (${NOT_PERMITTED_REASON})`,
+      `the command that plugged ${waitingNotPermitted.join(', ')} is taken as waiting for the guest until its longest wait ends, a guess: this process may not look at that command (${notPermittedWhy().reason})`,
     );
-  if (notPermitted.length > 0) hints.push('`vcnet list` as root tells by the process');
+  if (notPermitted.length > 0) hints.push(notPermittedWhy().remedy);
   // A failed add-iface whose undo the VM did not complete: its NIC stays for del-iface, unconfigured.
   if (unpluggedNames.length > 0) {
     const many = unpluggedNames.length > 1;

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { refuseUnknownKeys } from '../../arguments.js';
 import { type ErrorCode, InvalidInputError, VcnetError } from '../../errors.js';
+import { bytesToIp, ipToBytes } from '../../netlink/codec/address-format.js';
 import { HardwareType } from '../../netlink/codec/link/message.js';
 import { createInterfacePair } from '../interface-pair.js';
 import type { InterworkingModel } from '../interworking-model.js';
@@ -69,9 +70,31 @@ export interface CreateEndpointOptions {
 /** Where Kata looks for vhost-user sockets of network interfaces: /tmp/vhostuser_<ip>/vhu.sock. */
 const DEFAULT_VHOST_USER_STORE = '/tmp';
 
+/**
+ * An address as Kata names its socket's directory: Go's net.IP text of the parsed address (lower
+ * case, the longest run of zero groups compressed, an IPv4-mapped IPv6 address as IPv4), whatever
+ * form an add-iface request wrote it in ("FD00:0::2" is fd00::2).
+ */
+function addressAsKataWritesIt(address: string): string {
+  let bytes: Uint8Array;
+  try {
+    bytes = ipToBytes(address);
+  } catch {
+    return address;
+  }
+  const mappedIpv4 =
+    bytes.length === 16 &&
+    bytes.subarray(0, 10).every((byte) => byte === 0) &&
+    bytes[10] === 0xff &&
+    bytes[11] === 0xff;
+  return bytesToIp(mappedIpv4 ? bytes.subarray(12) : bytes);
+}
+
 /** Where an interface's vhost-user socket may be: one path per address, in the order they are tried. */
 export function vhostUserSocketCandidates(info: NetworkInfo, storePath: string = DEFAULT_VHOST_USER_STORE): string[] {
-  return info.addresses.map((address) => join(storePath, `vhostuser_${address.address}`, 'vhu.sock'));
+  return info.addresses.map((address) =>
+    join(storePath, `vhostuser_${addressAsKataWritesIt(address.address)}`, 'vhu.sock'),
+  );
 }
 
 /** The vhost-user socket for an interface, looked for by each of its addresses. */

@@ -26,9 +26,13 @@ async function listenAt(store: string, address: string): Promise<Server> {
 
 /**
  * A sandbox attached over a pod whose second link, eth7 (a veth), has the address 10.77.0.9; the
- * add-iface request (Kata's Interface JSON, type "veth" as Kata's users write it) asks for 10.77.0.2.
+ * add-iface request (Kata's Interface JSON, type "veth" as Kata's users write it) asks for 10.77.0.2
+ * (or `requested`).
  */
-function sandboxWithSecondLink(store: string) {
+function sandboxWithSecondLink(
+  store: string,
+  requested: { family: number; address: string; mask: string } = { family: 0, address: '10.77.0.2', mask: '24' },
+) {
   const { pod } = makePod();
   const before = fingerprint(pod);
   const attached = vcnet([
@@ -52,7 +56,7 @@ function sandboxWithSecondLink(store: string) {
     JSON.stringify({
       device: 'eth7',
       name: 'eth7',
-      IPAddresses: [{ family: 0, address: '10.77.0.2', mask: '24' }],
+      IPAddresses: [requested],
       mtu: 1500,
       hwAddr: mac,
       type: 'veth',
@@ -81,6 +85,24 @@ describe('add-iface and vhost-user sockets', () => {
       expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap1_kata');
       const listed = JSON.parse(vcnet(['list-ifaces', 'vu7', '--state-dir', stateDirectory(), '--json']).stdout);
       expect(listed.find((entry: { name: string }) => entry.name === 'eth7')).toMatchObject({ type: 'vhost-user' });
+      const removed = vcnet(['del-iface', 'vu7', request, '--state-dir', stateDirectory()]);
+      expect(removed.status, removed.stderr).toBe(0);
+      finish();
+    } finally {
+      server.close();
+    }
+  });
+
+  it('looks for the socket by a requested address as Kata writes it, however the request wrote it', async () => {
+    // Kata parses each address (netlink.ParseAddr) and names the directory with Go's net.IP text:
+    // lower case, the longest run of zero groups compressed.
+    const store = join(stateDirectory(), 'store');
+    const server = await listenAt(store, 'fd00:77::2');
+    try {
+      const { request, finish } = sandboxWithSecondLink(store, { family: 1, address: 'FD00:77:0:0::2', mask: '64' });
+      const added = vcnet(['add-iface', 'vu7', request, '--state-dir', stateDirectory()]);
+      expect(added.status, added.stderr).toBe(0);
+      expect(JSON.parse(added.stdout)).toMatchObject({ name: 'eth7', type: 'vhost-user' });
       const removed = vcnet(['del-iface', 'vu7', request, '--state-dir', stateDirectory()]);
       expect(removed.status, removed.stderr).toBe(0);
       finish();

@@ -140,6 +140,29 @@ describe.skipIf(skipReason !== undefined)('guest-pending verdicts of a reader th
     expect(listed(vcnet(['list', '--json', ...state]), 'np').endpoints[0]?.guestPendingGuessed).toBeUndefined();
   }, 60_000);
 
+  it('an add-iface in a child PID namespace, listed by root without CAP_SYS_PTRACE: a guess, said without calling root another user', async () => {
+    const { state, file } = attachedSandbox('nr');
+    const unshare = started(['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600']);
+    let hostPid = 0;
+    await until(() => {
+      const children = readdirSync(`/proc/${unshare.pid}/task`).flatMap((task) =>
+        readFileSync(`/proc/${unshare.pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean),
+      );
+      hostPid = Number(children[0] ?? 0);
+      return hostPid > 0 && readFileSync(`/proc/${hostPid}/cmdline`, 'utf8').startsWith('sleep');
+    }, 'the sleep in its PID namespace');
+    const name = recordPending(file, 1, hostPid);
+    // Root whose capabilities lack CAP_SYS_PTRACE (a container's root): the kernel lets it look at a
+    // process's namespace links only when that process's capabilities are a subset of its own.
+    const withoutPtrace = ['setpriv', '--bounding-set=-sys_ptrace', '--inh-caps=-sys_ptrace', '--'];
+    const asRoot = listed(run([...withoutPtrace, process.execPath, CLI, 'list', '--json', ...state]), 'nr');
+    expect(asRoot.endpoints[0]).toMatchObject({ guestName: name, guestPending: 'waiting', guestPendingGuessed: true });
+    expect(asRoot.detail).toBe(
+      `the command that plugged ${name} is taken as waiting for the guest until its longest wait ends, a guess: this process may not look at that command (a process with capabilities this one lacks: root without CAP_SYS_PTRACE may look only at processes whose capabilities it has itself)`,
+    );
+    expect(asRoot.hint).toBe('`vcnet list` as root with CAP_SYS_PTRACE tells by the process');
+  }, 60_000);
+
   it("an add-iface in the reader's own PID namespace, listed by nobody through a /proc mounted hidepid=invisible: waiting, a guess", () => {
     const { state, file } = attachedSandbox('nh');
     const sleeper = started(['sleep', '600']);

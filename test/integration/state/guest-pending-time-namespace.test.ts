@@ -6,11 +6,12 @@
  * reader there called it stopped (not a guess), and sent the NIC it was still waiting for. Real time
  * and PID namespaces; the entries are made and read by vcnet's own module (dist/, as the CLI runs it).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { guestPendingEntry, guestPendingVerdict } from '../../../src/sandbox/guest-pending.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { guestPendingProcess } from '../../helpers/guest-pending-process.js';
+import { until } from '../../helpers/until.js';
 
 const cleanup = cleanupAfterEach();
 
@@ -59,6 +60,27 @@ describe('guestPending across time namespaces', () => {
     );
     expect(await reader.verdictOf(entry)).toEqual({ running: true, guessed: false, own: false });
   });
+
+  it.skipIf(skip)(
+    "a reader whose boot time is set back past the writer's start sees the writer running, then stopped",
+    async () => {
+      // The writer in the host's time namespace; the reader's boot time set back by more than the
+      // writer had run at its start (a CRIU-restored container on a host up longer than its clock),
+      // so from the reader the writer started before its boot: the kernel wraps that start below 0
+      // (an unsigned 64-bit count of nanoseconds, shown as about 1.8e12 ticks).
+      const writer = guestPendingProcess(cleanup);
+      const entry = await writer.entry();
+      const writerStartSeconds = Math.floor(Number(entry.pidStart) / 100);
+      const uptimeSeconds = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+      // The kernel takes an offset only while the clock it shifts stays at 0 or more.
+      await until(() => uptimeSeconds() >= writerStartSeconds + 3, 'the writer to have run 3 s');
+      const reader = processInTimeNamespace(-(writerStartSeconds + 1));
+      await reader.entry();
+      expect(await reader.verdictOf(entry)).toEqual({ running: true, guessed: false, own: false });
+      await writer.exit();
+      expect(await reader.verdictOf(entry)).toEqual({ running: false, guessed: false, own: false });
+    },
+  );
 
   it.skipIf(skip)(
     'an entry written in a PID and a time namespace is translated (NSpid) and seen running from the host',

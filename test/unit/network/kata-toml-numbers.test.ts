@@ -68,6 +68,12 @@ describe('a float in an integer key of configuration.toml', () => {
     );
   });
 
+  it('shows a negative zero float with its sign, as the file wrote it', () => {
+    expect(refusal('[hypervisor.qemu]\nrx_rate_limiter_max_rate = -0.0\n').message).toBe(
+      'invalid hypervisor.qemu.rx_rate_limiter_max_rate: -0.0 (accepted: an integer, written without a decimal point or an exponent)',
+    );
+  });
+
   it('says which integer a whole float stands for, and not for a fraction', () => {
     expect(refusal('[hypervisor.qemu]\nrx_rate_limiter_max_rate = 1e6\n').hint).toContain('write 1000000');
     expect(refusal('[hypervisor.qemu]\nrx_rate_limiter_max_rate = 1.5\n').hint).not.toContain('write ');
@@ -95,6 +101,26 @@ describe('a float in an integer key of configuration.toml', () => {
     const { warnings } = parseKataConfiguration('[hypervisor.qemu]\nnetwork_queues = 2.0\n');
     expect(warnings?.find((warning) => warning.includes('network_queues'))).toMatch(
       /^\[hypervisor\.qemu\] network_queues = 2\.0 is not used/,
+    );
+  });
+});
+
+describe('an integer in a key of another type', () => {
+  it('shows an integer in a key of another type as the integer the file wrote, in any table', () => {
+    expect(refusal('[hypervisor.qemu]\ndisable_vhost_net = 1\n').message).toBe(
+      'invalid hypervisor.qemu.disable_vhost_net: 1 (accepted: a boolean)',
+    );
+    expect(refusal('[hypervisor.qemu]\nmachine_type = 5\n').message).toBe(
+      'invalid hypervisor.qemu.machine_type: 5 (accepted: a string)',
+    );
+    expect(refusal('[hypervisor.clh]\nenable_iommu = 0\n').message).toBe(
+      'invalid hypervisor.clh.enable_iommu: 0 (accepted: a boolean)',
+    );
+    expect(refusal('[hypervisor.qemu]\ndefault_vcpus = [2]\n').message).toBe(
+      'invalid hypervisor.qemu.default_vcpus: [2] (accepted: a number)',
+    );
+    expect(refusal('[runtime]\ndisable_new_netns = 1\n').message).toBe(
+      'invalid runtime.disable_new_netns: 1 (accepted: a boolean)',
     );
   });
 });

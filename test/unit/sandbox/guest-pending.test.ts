@@ -20,6 +20,7 @@ import {
   guestPendingVerdicts,
   guestPendingWaitBoundMs,
   isOwnEntry,
+  notPermittedWhy,
   withoutAwaited,
   withoutEntries,
 } from '../../../src/sandbox/guest-pending.js';
@@ -236,11 +237,31 @@ describe('decideGuestPending', () => {
       guessed: true,
       notPermitted: true,
     });
+    // The reason is this process's own (notPermittedWhy, below): root or not, CAP_SYS_PTRACE or not.
+    const { reason } = notPermittedWhy();
     expect(guessedWords(patient, waiting)).toBe(
-      "guessed: this process may not look at it (another user's process: looking at it takes root or CAP_SYS_PTRACE), so it is taken as waiting until its longest wait ends, at 2026-01-01T00:13:30Z",
+      `guessed: this process may not look at it (${reason}), so it is taken as waiting until its longest wait ends, at 2026-01-01T00:13:30Z`,
     );
     expect(guessedWords(patient, { running: false, guessed: true, notPermitted: true })).toBe(
-      "guessed: this process may not look at it (another user's process: looking at it takes root or CAP_SYS_PTRACE), and its longest wait ended at 2026-01-01T00:13:30Z",
+      `guessed: this process may not look at it (${reason}), and its longest wait ended at 2026-01-01T00:13:30Z`,
+    );
+  });
+
+  it('says why it may not look as what this process is: another user, root without CAP_SYS_PTRACE, or root fenced off', () => {
+    // CapEff with every capability up to CAP_CHECKPOINT_RESTORE (40), and the same without CAP_SYS_PTRACE (19).
+    const all = 'CapEff:\t000001ffffffffff\n';
+    const noPtrace = 'CapEff:\t000001fffff7ffff\n';
+    expect(notPermittedWhy(65534, all)).toEqual({
+      reason: "another user's process: looking at it takes root or CAP_SYS_PTRACE",
+      remedy: '`vcnet list` as root tells by the process',
+    });
+    expect(notPermittedWhy(0, noPtrace)).toEqual({
+      reason:
+        'a process with capabilities this one lacks: root without CAP_SYS_PTRACE may look only at processes whose capabilities it has itself',
+      remedy: '`vcnet list` as root with CAP_SYS_PTRACE tells by the process',
+    });
+    expect(notPermittedWhy(0, all).reason).toBe(
+      'refused by a security module or a user namespace boundary, which no capability of this process lifts',
     );
   });
 
