@@ -113,6 +113,12 @@ function processStart(pid: number | string): string | undefined | typeof NOT_PER
 /** What this process may not look at: another user's process (see processStart, pidNamespaceOf). */
 const NOT_PERMITTED = 'not-permitted';
 
+/**
+ * A /proc whose status files have no NSpid line (Linux before 4.1, older gVisor): a process's pid in
+ * its own PID namespace is not shown, so the entry's pid cannot be matched to any process there.
+ */
+const WITHOUT_NSPID = 'without-nspid';
+
 /** processStart of this process, which may always look at itself. */
 function ownStart(): string | undefined {
   const start = processStart('self');
@@ -206,13 +212,15 @@ export function guestPendingEntry(
  * `unseen` (a namespace the reader sees no process of: an ancestor's, a sibling's, or one gone; or
  * any, through a /proc that shows no pid of the reader's own; `initial` when the reader is in the
  * initial namespace, where every live namespace shows), or `not-permitted` (the reader may not look
- * at the processes that would tell: another user's, to a reader without root).
+ * at the processes that would tell: another user's, to a reader without root), or `without-nspid`
+ * (the namespace's processes show, but not their pids in it: no NSpid lines in this /proc).
  */
 export type GuestPendingSight =
   | { kind: 'same'; start: string | undefined }
   | { kind: 'translated'; start: string | undefined }
   | { kind: 'unseen'; initial: boolean }
-  | { kind: 'not-permitted' };
+  | { kind: 'not-permitted' }
+  | { kind: 'without-nspid' };
 
 /** Whether the entry's command still runs, and whether that is a guess (told by time, its process out of sight). */
 export interface GuestPendingVerdict {
@@ -220,14 +228,16 @@ export interface GuestPendingVerdict {
   guessed: boolean;
   /** Set on a guess made because this process may not look at the entry's process (another user's). */
   notPermitted?: true;
+  /** Set on a guess made because this /proc shows no process's pid in its own namespace (no NSpid lines). */
+  withoutNSpid?: true;
 }
 
 /**
  * The decision, from what the reader sees (`sight`) at `nowMs`: a process seen is the entry's when
  * its start time is the recorded one, and waits no longer than the `waitsUntil` it recorded; a
- * namespace out of sight is a guess, the command running until the entry's `waitsUntil` (an earlier
- * build's entry: GUEST_PENDING_WAIT_BOUND_MS past `since`). From the initial namespace none is out of
- * sight but a dead one: stopped, surely.
+ * namespace out of sight (or whose pids this /proc does not show) is a guess, the command running
+ * until the entry's `waitsUntil` (an earlier build's entry: GUEST_PENDING_WAIT_BOUND_MS past
+ * `since`). From the initial namespace none is out of sight but a dead one: stopped, surely.
  */
 export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight, nowMs: number): GuestPendingVerdict {
   if (sight.kind === 'same' || sight.kind === 'translated') {
@@ -244,7 +254,12 @@ export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight
   const until = guestPendingWaitEnd(entry);
   // An unreadable time gives no bound to wait for: taken as past it.
   const running = Number.isFinite(until) && nowMs < until;
-  return { running, guessed: true, ...(sight.kind === 'not-permitted' ? { notPermitted: true as const } : {}) };
+  return {
+    running,
+    guessed: true,
+    ...(sight.kind === 'not-permitted' ? { notPermitted: true as const } : {}),
+    ...(sight.kind === 'without-nspid' ? { withoutNSpid: true as const } : {}),
+  };
 }
 
 /**
@@ -275,6 +290,10 @@ export function notPermittedWhy(euid = process.geteuid?.() ?? 0, status?: string
   };
 }
 
+/** Why a reader's /proc cannot tell which process of another PID namespace is the command's. */
+export const WITHOUT_NSPID_REASON =
+  'this /proc shows no pid of its PID namespace (no NSpid lines in /proc/PID/status: Linux before 4.1, or an older gVisor)';
+
 /**
  * What a note adds about a verdict told by time (`guessed`): that it is a guess, why, and the time
  * it turns (or turned) on. Undefined for a verdict told by the command's process.
@@ -284,6 +303,10 @@ export function guessedWords(entry: GuestPending, verdict: GuestPendingVerdict):
   const end = guestPendingWaitEnd(entry);
   // Whole seconds: the bound is a guess, its milliseconds only noise.
   const at = Number.isFinite(end) ? new Date(end).toISOString().replace(/\.\d{3}Z$/, 'Z') : 'an unreadable time';
+  if (verdict.withoutNSpid)
+    return verdict.running
+      ? `guessed: ${WITHOUT_NSPID_REASON}, so it is taken as waiting until its longest wait ends, at ${at}`
+      : `guessed: ${WITHOUT_NSPID_REASON}, and its longest wait ended at ${at}`;
   if (verdict.notPermitted) {
     const { reason } = notPermittedWhy();
     return verdict.running
@@ -305,12 +328,12 @@ export function guestPendingWaitEnd(entry: GuestPending): number {
  * The process with pid `pid` in namespace `namespace`, found through this /proc: a process whose
  * namespace it is, and whose NSpid line (its pid in each namespace from this /proc's down to its own)
  * ends in `pid`. Undefined when no process of that namespace shows here; else its start time, or
- * undefined when none has that pid.
+ * undefined when none has that pid; WITHOUT_NSPID when this /proc gives no NSpid line to match.
  */
 function findInNamespace(
   namespace: PidNamespaceId,
   pid: number,
-): { start: string | undefined } | typeof NOT_PERMITTED | undefined {
+): { start: string | undefined } | typeof NOT_PERMITTED | typeof WITHOUT_NSPID | undefined {
   let names: string[];
   try {
     names = readdirSync('/proc');
@@ -322,6 +345,8 @@ function findInNamespace(
   // thread's (refused to root without CAP_SYS_PTRACE too), never a command's; nor pid 1's, the init
   // of this /proc's namespace (a machine's or container's init, which may refuse even root).
   let notPermitted = false;
+  // A process of the namespace without an NSpid line might be the one sought: none can be ruled out.
+  let withoutNSpid = false;
   for (const name of names) {
     if (!/^\d+$/.test(name)) continue;
     const of = pidNamespaceOf(name);
@@ -335,12 +360,14 @@ function findInNamespace(
       continue;
     }
     const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+    if (nspid === undefined) withoutNSpid = true;
     if (nspid?.at(-1) === String(pid)) {
       const start = processStart(name);
       // Gone between the two reads: looked at as any other pid of the namespace.
       if (start !== undefined && start !== NOT_PERMITTED) return { start };
     }
   }
+  if (withoutNSpid) return WITHOUT_NSPID;
   if (notPermitted || procHidesProcesses() !== undefined) return NOT_PERMITTED;
   return seen ? { start: undefined } : undefined;
 }
@@ -358,6 +385,7 @@ function sightOf(entry: GuestPending): GuestPendingSight {
   if (sameNamespace(own, entry.pidNamespace) && view === 'own') return sameAs(processStart(entry.pid));
   const found = findInNamespace(entry.pidNamespace, entry.pid);
   if (found === NOT_PERMITTED) return { kind: 'not-permitted' };
+  if (found === WITHOUT_NSPID) return { kind: 'without-nspid' };
   if (found) return { kind: 'translated', start: found.start };
   return { kind: 'unseen', initial: own.inode === INITIAL_PID_NAMESPACE_INODE };
 }

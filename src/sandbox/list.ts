@@ -33,7 +33,7 @@ import {
   type UnreadableNamespaceWhereabouts,
 } from '../network/state/unreadable-records.js';
 import { shellWord } from '../shell-word.js';
-import { entryNames, guestPendingVerdict, notPermittedWhy } from './guest-pending.js';
+import { entryNames, guestPendingVerdict, notPermittedWhy, WITHOUT_NSPID_REASON } from './guest-pending.js';
 
 /**
  * A record's state, from the record and where its namespace lives now:
@@ -237,11 +237,14 @@ function describeRecord(
   const pendingEntries = kind === 'sandbox' ? (record.guestPending ?? []) : [];
   // Endpoints whose verdict is a guess because this process may not look at their command's process.
   const notPermitted: string[] = [];
+  // Endpoints whose verdict is a guess because this /proc shows no pid of another namespace (no NSpid).
+  const withoutNSpid: string[] = [];
   const pendingStateOf = (endpoint: { name: string; properties: { link: { name: string } } }) => {
     const entry = pendingEntries.find((candidate) => entryNames(candidate, endpoint));
     if (entry === undefined) return undefined;
     const verdict = guestPendingVerdict(entry);
     if (verdict.notPermitted) notPermitted.push(endpoint.name);
+    if (verdict.withoutNSpid) withoutNSpid.push(endpoint.name);
     return { state: verdict.running ? ('waiting' as const) : ('stopped' as const), guessed: verdict.guessed };
   };
   const unplugEntries = kind === 'sandbox' ? (record.unplugUnfinished ?? []) : [];
@@ -390,11 +393,12 @@ function describeRecord(
         names.filter((name) => byWatch.has(name)),
       ),
     ];
-    // Told by time: its process runs in a PID namespace this one sees nothing of, or one this
-    // process may not look at.
+    // Told by time: its process runs in a PID namespace this one sees nothing of (or whose pids this
+    // /proc does not show), or one this process may not look at.
     const guessed = stopped.filter((endpoint) => endpoint.guestPendingGuessed).map((endpoint) => endpoint.guestName);
-    const unseen = guessed.filter((name) => !notPermitted.includes(name));
+    const unseen = guessed.filter((name) => !notPermitted.includes(name) && !withoutNSpid.includes(name));
     const hidden = guessed.filter((name) => notPermitted.includes(name));
+    const unmatched = guessed.filter((name) => withoutNSpid.includes(name));
     const guesses = [
       ...(unseen.length === 0
         ? []
@@ -402,6 +406,7 @@ function describeRecord(
       ...(hidden.length === 0
         ? []
         : [`a guess for ${hidden.join(', ')}: this process may not look at its command (${notPermittedWhy().reason})`]),
+      ...(unmatched.length === 0 ? [] : [`a guess for ${unmatched.join(', ')}: ${WITHOUT_NSPID_REASON}`]),
     ];
     const guess = guesses.length === 0 ? '' : ` (${guesses.join('; ')}, and its longest wait for the guest has passed)`;
     details.push(`${stops.join('; ')}${guess}: the NIC is plugged, the guest may not have it configured`);

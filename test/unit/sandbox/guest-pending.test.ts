@@ -265,6 +265,21 @@ describe('decideGuestPending', () => {
     );
   });
 
+  it("guesses by the wait bound when this /proc shows no process's pid in its own namespace (no NSpid), and says why", () => {
+    const unmatched = { kind: 'without-nspid' } as const;
+    const patient: GuestPending = { ...entry, waitsUntil: '2026-01-01T00:13:30.250Z' };
+    const waiting = decideGuestPending(patient, unmatched, since);
+    expect(waiting).toEqual({ running: true, guessed: true, withoutNSpid: true });
+    expect(decideGuestPending(patient, unmatched, since + 810_250)).toEqual({
+      running: false,
+      guessed: true,
+      withoutNSpid: true,
+    });
+    expect(guessedWords(patient, waiting)).toBe(
+      'guessed: this /proc shows no pid of its PID namespace (no NSpid lines in /proc/PID/status: Linux before 4.1, or an older gVisor), so it is taken as waiting until its longest wait ends, at 2026-01-01T00:13:30Z',
+    );
+  });
+
   it('from the initial namespace, which sees every live one, a namespace out of sight is gone: stopped, surely', () => {
     expect(decideGuestPending(entry, { kind: 'unseen', initial: true }, since)).toEqual({
       running: false,

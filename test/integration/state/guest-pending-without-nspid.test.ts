@@ -1,0 +1,123 @@
+/**
+ * guestPending read through a /proc whose status files have no NSpid line (Linux before 4.1, an
+ * older gVisor): the entry's process runs in a child PID namespace the reader sees processes of, but
+ * no pid of theirs in that namespace. The reader used to find none with the entry's pid there and
+ * call the running command stopped, surely; it cannot tell, so it guesses by the entry's wait bound.
+ * Real kernel: the writer in a real PID namespace, the reader in a mount namespace of its own
+ * (unshare -m) where the writer's /proc/PID/status is a bind-mounted copy without its NSpid line.
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { GuestPending } from '../../../src/network/state/records.js';
+import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { guestPendingProcess } from '../../helpers/guest-pending-process.js';
+
+const cleanup = cleanupAfterEach();
+const guestPendingModule = pathToFileURL(
+  fileURLToPath(new URL('../../../dist/sandbox/guest-pending.js', import.meta.url)),
+).href;
+
+const skipReason = process.getuid?.() !== 0 ? 'PID and mount namespaces need root' : undefined;
+if (skipReason) console.log(`skipping the guestPending without-NSpid tests: ${skipReason}`);
+
+/** The host pid of the one process in PID namespace `inode` (the writer, its namespace's pid 1). */
+function hostPidInNamespace(inode: number): string {
+  const pids = readdirSync('/proc').filter((name) => {
+    if (!/^\d+$/.test(name)) return false;
+    try {
+      return statSync(`/proc/${name}/ns/pid`).ino === inode;
+    } catch {
+      return false;
+    }
+  });
+  expect(pids).toHaveLength(1);
+  return pids[0]!;
+}
+
+/**
+ * guestPendingVerdict of `entry` read by a node in a mount namespace of its own, where
+ * /proc/`pid`/status is `status` (bind-mounted over it; the host's /proc is left as it is).
+ */
+async function verdictWithStatus(entry: GuestPending, pid: string, status: string): Promise<unknown> {
+  const directory = cleanup.directory('vcnet-guest-no-nspid-');
+  const fakeStatus = join(directory, 'status');
+  writeFileSync(fakeStatus, status);
+  const read = `const { guestPendingVerdict } = await import(${JSON.stringify(guestPendingModule)});
+  console.log(JSON.stringify(guestPendingVerdict(JSON.parse(process.argv[1]))));`;
+  const reader = spawn(
+    'unshare',
+    [
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      'mount --bind "$FAKE" "/proc/$WRITER/status" && exec "$NODE" --input-type=module -e "$READ" "$ENTRY"',
+    ],
+    {
+      env: {
+        ...process.env,
+        FAKE: fakeStatus,
+        WRITER: pid,
+        NODE: process.execPath,
+        READ: read,
+        ENTRY: JSON.stringify(entry),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let output = '';
+  reader.stdout.on('data', (chunk) => {
+    output += chunk;
+  });
+  reader.stderr.on('data', (chunk) => {
+    output += chunk;
+  });
+  const exited = new Promise<void>((resolve) => reader.on('close', () => resolve()));
+  cleanup.defer(async () => {
+    reader.kill('SIGKILL');
+    await exited;
+  });
+  await exited;
+  try {
+    return JSON.parse(output.trim().split('\n').at(-1) ?? '');
+  } catch {
+    throw new Error(`the reader printed no verdict: ${output}`);
+  }
+}
+
+describe('guestPending read through a /proc without NSpid lines', () => {
+  it.skipIf(skipReason)(
+    "an entry of a child namespace's running command is a guess (waiting until its bound), not stopped surely",
+    async () => {
+      const writer = guestPendingProcess(cleanup, ['unshare', '--pid', '--fork', '--kill-child']);
+      const entry = await writer.entry();
+      expect(entry.pid).toBe(1);
+      expect(entry.pidNamespace).toBeDefined();
+      const pid = hostPidInNamespace(entry.pidNamespace!.inode);
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      expect(status).toMatch(/^NSpid:\s+\d+\s+1$/m);
+
+      // The same bind-mounted reading with the NSpid line kept: told by the process, as on the host.
+      expect(await verdictWithStatus(entry, pid, status)).toEqual({ running: true, guessed: false });
+      // Without it: no process of the namespace can be matched to pid 1 there. Before, stopped surely:
+      // { running: false, guessed: false }.
+      const withoutNSpid = status.replace(/^NSpid:.*\n/m, '');
+      expect(await verdictWithStatus(entry, pid, withoutNSpid)).toEqual({
+        running: true,
+        guessed: true,
+        withoutNSpid: true,
+      });
+      // Past the entry's own bound the guess is that it stopped.
+      const lapsed = { ...entry, waitsUntil: new Date(Date.now() - 1_000).toISOString() };
+      expect(await verdictWithStatus(lapsed, pid, withoutNSpid)).toEqual({
+        running: false,
+        guessed: true,
+        withoutNSpid: true,
+      });
+    },
+  );
+});
