@@ -205,10 +205,9 @@ function sandboxQmpUnreachable(
   /** The wait, when it went on without the lock: the error's own bound is only the last part of it. */
   wait?: VmWait,
 ): QmpConnectionError {
+  // The time measured, as Cloud Hypervisor's is (cloudHypervisorBusyPastWait), not the budget.
   const inAll =
-    wait === undefined
-      ? ''
-      : `; ${wait.budgetMs} ms in all, ${timeUnderLock(wait, QMP_HANDSHAKE_UNDER_LOCK_MS, 'QMP having greeted')}`;
+    wait === undefined ? '' : `: no greeting ${waitedInAll(wait, QMP_HANDSHAKE_UNDER_LOCK_MS, 'QMP having greeted')}`;
   const detach = `\`vcnet detach --sandbox ${state.id}${stateDirectory ? stateDirectoryFlag(stateDirectory) : ''}\``;
   // No socket there, or nobody listening: no QEMU serves it (not started yet, or stopped); another
   // client holding QMP, which the other hint is about, would still have it listening.
