@@ -122,15 +122,18 @@ describe('list-ifaces and list-routes when the VM does not answer', () => {
     );
     const attached = attach(pod.path, '--hypervisor', kind, '--vhost-net', 'off', ...paths);
     expect(attached.status, attached.stderr).toBe(0);
+    // --timeout 300: a socket that is not there is tried until the deadline, which this test only sits
+    // out (the default 3 s, four times); the next test keeps the default and asserts it.
+    const timeout = ['--timeout', '300'];
     for (const command of ['list-ifaces', 'list-routes']) {
-      const listed = vcnet([command, 'v1', '--state-dir', stateDirectory(), '--json']);
+      const listed = vcnet([command, 'v1', '--state-dir', stateDirectory(), '--json', ...timeout]);
       expect(listed.status, listed.stderr).toBe(0);
       expect(listed.stderr).toMatch(
         /the VM did not answer \(could not connect to the agent .*ENOENT.*\): showing the recorded view/,
       );
       expect(JSON.parse(listed.stdout).length).toBeGreaterThan(0);
       // --live: a script that needs the guest's own view gets the agent's failure, not the record.
-      const live = vcnet([command, 'v1', '--state-dir', stateDirectory(), '--json', '--live']);
+      const live = vcnet([command, 'v1', '--state-dir', stateDirectory(), '--json', '--live', ...timeout]);
       expect(live.status).toBe(1);
       expect(JSON.parse(live.stdout).error).toMatchObject({ code: expect.stringMatching(/^VCNET_AGENT/) });
       expect(live.stderr).not.toContain('showing the recorded view');

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
 import { SandboxStore } from '../../../src/network/state/store.js';
+import { setAgentConnectWaitTestHook } from '../../../src/sandbox/hypervisor-connection.js';
 import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet } from '../../helpers/cli.js';
@@ -149,7 +150,10 @@ describe('vcnet:notice of watchSandbox', () => {
     const { pod } = makePod();
     const qmp = await startFakeQmpServer();
     cleanup.defer(() => qmp.close());
-    // QEMU answers; the agent's socket is not there: each try fails after its 10 s connect deadline.
+    // QEMU answers; the agent's socket is not there: each try fails after its connect deadline, the
+    // product's 10 s shortened to 2 s (agentConnectWait seam): the test only sits it out, three times.
+    setAgentConnectWaitTestHook(() => 2_000);
+    cleanup.defer(() => setAgentConnectWaitTestHook(undefined));
     const agent = join(stateDir, 'no-agent.sock');
     const attach = ['attach', '--sandbox', 'n5', '--netns', pod.path, '--state-dir', stateDir];
     expect(vcnet([...attach, '--qmp', qmp.socketPath, '--agent', agent]).status).toBe(0);
