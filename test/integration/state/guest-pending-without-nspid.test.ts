@@ -13,9 +13,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { GuestPending } from '../../../src/network/state/records.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
+import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { guestPendingProcess } from '../../helpers/guest-pending-process.js';
+import { makePod } from '../../helpers/pod.js';
 
 const cleanup = cleanupAfterEach();
+const stateDirectory = stateDirectoryPerTest('vcnet-no-nspid-');
 const guestPendingModule = pathToFileURL(
   fileURLToPath(new URL('../../../dist/sandbox/guest-pending.js', import.meta.url)),
 ).href;
@@ -38,15 +41,13 @@ function hostPidInNamespace(inode: number): string {
 }
 
 /**
- * guestPendingVerdict of `entry` read by a node in a mount namespace of its own, where
- * /proc/`pid`/status is `status` (bind-mounted over it; the host's /proc is left as it is).
+ * Runs node with `args` in a mount namespace of its own, where /proc/`pid`/status is `status`
+ * (bind-mounted over it; the host's /proc is left as it is); resolves with what it printed.
  */
-async function verdictWithStatus(entry: GuestPending, pid: string, status: string): Promise<unknown> {
+async function nodeWithStatus(pid: string, status: string, args: string[]): Promise<string> {
   const directory = cleanup.directory('vcnet-guest-no-nspid-');
   const fakeStatus = join(directory, 'status');
   writeFileSync(fakeStatus, status);
-  const read = `const { guestPendingVerdict } = await import(${JSON.stringify(guestPendingModule)});
-  console.log(JSON.stringify(guestPendingVerdict(JSON.parse(process.argv[1]))));`;
   const reader = spawn(
     'unshare',
     [
@@ -55,17 +56,13 @@ async function verdictWithStatus(entry: GuestPending, pid: string, status: strin
       'private',
       'sh',
       '-c',
-      'mount --bind "$FAKE" "/proc/$WRITER/status" && exec "$NODE" --input-type=module -e "$READ" "$ENTRY"',
+      'mount --bind "$FAKE" "/proc/$WRITER/status" && shift && exec "$NODE" "$@"',
+      'sh',
+      '--',
+      ...args,
     ],
     {
-      env: {
-        ...process.env,
-        FAKE: fakeStatus,
-        WRITER: pid,
-        NODE: process.execPath,
-        READ: read,
-        ENTRY: JSON.stringify(entry),
-      },
+      env: { ...process.env, FAKE: fakeStatus, WRITER: pid, NODE: process.execPath },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -82,6 +79,14 @@ async function verdictWithStatus(entry: GuestPending, pid: string, status: strin
     await exited;
   });
   await exited;
+  return output;
+}
+
+/** guestPendingVerdict of `entry` read through nodeWithStatus's /proc. */
+async function verdictWithStatus(entry: GuestPending, pid: string, status: string): Promise<unknown> {
+  const read = `const { guestPendingVerdict } = await import(${JSON.stringify(guestPendingModule)});
+  console.log(JSON.stringify(guestPendingVerdict(JSON.parse(process.argv[1]))));`;
+  const output = await nodeWithStatus(pid, status, ['--input-type=module', '-e', read, JSON.stringify(entry)]);
   try {
     return JSON.parse(output.trim().split('\n').at(-1) ?? '');
   } catch {
@@ -118,6 +123,43 @@ describe('guestPending read through a /proc without NSpid lines', () => {
         guessed: true,
         withoutNSpid: true,
       });
+    },
+  );
+});
+
+describe('vcnet list through a /proc without NSpid lines', () => {
+  it.skipIf(skipReason)(
+    "says the verdict on a child namespace's command is a guess, and why: no pid of that namespace shows",
+    async () => {
+      const { pod } = makePod();
+      const state = ['--state-dir', stateDirectory()];
+      const attached = vcnet(['attach', '--sandbox', 'nn', '--netns', pod.path, ...state]);
+      expect(attached.status, attached.stderr).toBe(0);
+      cleanup.defer(() => {
+        vcnet(['detach', '--sandbox', 'nn', ...state]);
+      });
+      const writer = guestPendingProcess(cleanup, ['unshare', '--pid', '--fork', '--kill-child']);
+      const written = await writer.entry();
+      const pid = hostPidInNamespace(written.pidNamespace!.inode);
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8').replace(/^NSpid:.*\n/m, '');
+      // The sandbox's eth0 recorded as waiting for the guest, by that command, its wait over.
+      const file = join(stateDirectory(), 'nn', 'state.json');
+      const record = JSON.parse(readFileSync(file, 'utf8'));
+      const lapsed = new Date(Date.now() - 1_000).toISOString();
+      record.guestPending = [{ ...written, name: 'eth0', podLink: 'eth0', waitsUntil: lapsed }];
+      writeFileSync(file, JSON.stringify(record));
+
+      const listed = await nodeWithStatus(pid, status, [CLI, 'list', ...state]);
+      expect(listed).toContain('eth0<-eth0');
+      expect(listed).toContain('guest-pending(stopped, guessed)');
+      expect(listed).toContain(
+        'a guess for eth0: this /proc shows no pid of its PID namespace (no NSpid lines in /proc/PID/status: Linux before 4.1, or an older gVisor), and its longest wait for the guest has passed',
+      );
+      expect(listed).not.toContain('is not seen from here');
+      // From the host's own /proc, the same entry is told by the process: stopped past its deadline, no guess.
+      const here = vcnet(['list', ...state]);
+      expect(here.stdout).toContain('guest-pending(stopped)');
+      expect(here.stdout).not.toContain('a guess for');
     },
   );
 });
