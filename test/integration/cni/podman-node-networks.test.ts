@@ -1,14 +1,17 @@
 /**
  * vcnet-cni under podman 4's CNI backend on networks a real node has and the basic bridge conflist
  * of container-runtimes.test.ts lacks: one container on two networks (`--network a,b`, as Multus
- * gives a pod net1, net2: eth0 and eth1, each chain ending in vcnet-cni), and an IPv6-only network.
+ * gives a pod net1, net2: eth0 and eth1, each chain ending in vcnet-cni), and an IPv6-only network
+ * under the macvtap model (containerd-node-networks.test.ts has one under tcfilter).
  * Each case removes its container and checks that nothing is left: host-local reservations, vcnet
  * records, bridge ports.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { generateGuestNetwork } from '../../../src/network/guest.js';
+import { Network } from '../../../src/network/network.js';
 import { CgroupMountNamespace, planCgroups } from '../../helpers/cgroups.js';
 import { missingCniPlugins } from '../../helpers/cni.js';
 import {
@@ -72,6 +75,18 @@ describe.skipIf(skipReason)('podman 4 (CNI backend) on the networks of a real no
     return `/proc/${inspected.stdout.trim()}/ns/net`;
   }
 
+  /** The guest network vcnet-cni's record holds for the container's eth0, as a runtime's agent would get it. */
+  function recordedGuestNetwork(containerId: string): ReturnType<typeof generateGuestNetwork> {
+    const file = join(fixture.stateDirectory, containerId, 'interfaces', 'eth0', 'state.json');
+    const record = JSON.parse(readFileSync(file, 'utf8')) as { network: Parameters<typeof Network.load>[0] };
+    const network = Network.load(record.network, 'guest-view');
+    try {
+      return generateGuestNetwork(network.endpoints());
+    } finally {
+      network.close();
+    }
+  }
+
   function portsOf(bridge: string): string[] {
     if (!fixture.node.ipJson<unknown[]>('link', 'show', 'dev', bridge).length) return [];
     return fixture.node.ipJson<Array<{ ifname: string }>>('link', 'show', 'master', bridge).map((link) => link.ifname);
@@ -126,30 +141,48 @@ describe.skipIf(skipReason)('podman 4 (CNI backend) on the networks of a real no
     await expectFreed(networks);
   });
 
-  it('an IPv6-only network: the tap and redirects, eth0 with its IPv6 address only; rm frees it', async () => {
+  it('an IPv6-only network, model macvtap: the guest gets the IPv6 address and default route; rm frees it', async () => {
     const network = 'vcnet-podman-v6only';
-    fixture.writeConflist(network, { subnets: ['fd00:231:51::/64'] });
+    fixture.writeConflist(network, { subnets: ['fd00:231:51::/64'], vcnet: { model: 'macvtap' } });
+    const conflistFile = `10-${network}.conflist`;
+    const conflist = JSON.parse(readFileSync(join(fixture.confDirectory, conflistFile), 'utf8')) as {
+      plugins: Array<{ ipam?: Record<string, unknown> }>;
+    };
+    conflist.plugins[0]!.ipam!.routes = [{ dst: '::/0' }];
+    fixture.writeConfigFile(conflistFile, conflist);
     const run = podman.podman(podman.runArgs('v6', network));
     expect(run.status, run.stderr).toBe(0);
     expect(run.stderr).not.toContain('vcnet-cni');
     const namespacePath = namespaceOf('v6');
-    expect(redirectOf(namespacePath, 'eth0')).toBe('tap0_kata');
-    expect(redirectOf(namespacePath, 'tap0_kata')).toBe('eth0');
-    const families = namespaceJson<Array<{ addr_info: Array<{ family: string; scope: string }> }>>(
+    const tap = namespaceJson<Array<{ linkinfo?: { info_kind?: string } }>>(
+      namespacePath,
+      'ip',
+      '-d',
+      'link',
+      'show',
+      'tap0_kata',
+    )[0];
+    expect(tap?.linkinfo?.info_kind).toBe('macvtap');
+    // The macvtap model hands eth0's addresses to the guest: the pod link keeps none while attached.
+    const globalOnEth0 = namespaceJson<Array<{ addr_info: Array<{ scope: string }> }>>(
       namespacePath,
       'ip',
       'addr',
       'show',
       'dev',
       'eth0',
-    )[0]!
-      .addr_info.filter((info) => info.scope === 'global')
-      .map((info) => info.family);
-    expect(families).toEqual(['inet6']);
-    expect(fixture.reservations(network)).toHaveLength(1);
+    )[0]!.addr_info.filter((info) => info.scope === 'global');
+    expect(globalOnEth0).toEqual([]);
+    const [containerId] = fixture.recordedContainers().filter((entry) => !entry.startsWith('.locks/'));
+    const guest = recordedGuestNetwork(containerId!);
+    const [reserved] = fixture.reservations(network);
+    expect(guest.interfaces.flatMap((entry) => entry.IPAddresses).map((entry) => entry.address)).toContain(reserved);
+    expect(guest.routes.filter((route) => route.dest === '::/0')).toHaveLength(1);
+    expect(guest.routes.filter((route) => route.dest === '0.0.0.0/0')).toEqual([]);
 
     const removed = podman.podman(['rm', '--force', '--time', '0', 'v6']);
     expect(removed.status, removed.stderr).toBe(0);
+    expect(removed.stderr).not.toContain('vcnet-cni');
     await expectFreed({ [network]: fixture.bridge });
   });
 });
