@@ -119,7 +119,17 @@ async function plumbingProblems(handle: NetlinkHandle, state: CniAttachmentState
   // Links by name, and pod links by ifindex (a link made again under the same name is not the one ADD plumbed).
   const resolve = linkResolver(await handle.links());
   const problems: string[] = [];
-  if (!resolve(state.interfaceName)) problems.push(`${state.interfaceName} is missing`);
+  if (!resolve(state.interfaceName)) {
+    // Renamed (by a plugin after vcnet-cni, a person), the link ADD attached is still there by its
+    // ifindex: saying so tells the reader it was not deleted, and where its plumbing now is.
+    const recorded = state.network.endpoints.find((endpoint) => endpoint.name === state.interfaceName);
+    const renamed = recorded ? resolve(recorded.name, recorded.properties.link.index) : undefined;
+    problems.push(
+      renamed
+        ? `${state.interfaceName} is missing: the link ADD attached (ifindex ${renamed.index}) is named ${renamed.name} now`
+        : `${state.interfaceName} is missing`,
+    );
+  }
   const steps: PlumbingStep[] = [];
   for (const endpoint of state.network.endpoints) {
     if (isUnfinished(endpoint.plumbing)) problems.push(`the attach of ${endpoint.name} never completed`);

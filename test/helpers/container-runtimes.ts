@@ -162,7 +162,7 @@ export class ClientFixture {
     }
     copyFileSync(BUSYBOX!, join(this.rootfs, 'bin', 'busybox'));
     for (const applet of ['sh', 'sleep']) symlinkSync('busybox', join(this.rootfs, 'bin', applet));
-    for (const plugin of ['bridge', 'host-local', 'loopback']) {
+    for (const plugin of ['bridge', 'host-local', 'loopback', 'bandwidth']) {
       symlinkSync(join(SYSTEM_CNI_DIRECTORY, plugin), join(this.pluginDirectory, plugin));
     }
     const installed = vcnet([
@@ -177,21 +177,29 @@ export class ClientFixture {
   }
 
   /**
-   * Writes the only conflist of the directory: bridge + host-local (over `subnets`, one range set
-   * each; the fixture's subnet by default), then vcnet-cni with `vcnet` options; `mtu` the bridge's.
+   * Writes the only conflist of the directory (beside the others with `keepOthers`): bridge +
+   * host-local (over `subnets`, one range set each; the fixture's subnet and bridge by default), the
+   * `between` plugins, then vcnet-cni with `vcnet` options; `mtu` the bridge's.
    */
   writeConflist(
     name: string,
-    options: { cniVersion?: string; vcnet?: Record<string, unknown>; subnets?: string[]; mtu?: number } = {},
+    options: {
+      cniVersion?: string;
+      vcnet?: Record<string, unknown>;
+      subnets?: string[];
+      mtu?: number;
+      bridge?: string;
+      between?: Array<Record<string, unknown>>;
+      keepOthers?: boolean;
+    } = {},
   ): void {
-    for (const file of readdirSync(this.confDirectory)) rmSync(join(this.confDirectory, file), { force: true });
     const conflist = {
       cniVersion: options.cniVersion ?? '1.0.0',
       name,
       plugins: [
         {
           type: 'bridge',
-          bridge: this.bridge,
+          bridge: options.bridge ?? this.bridge,
           isGateway: true,
           ipMasq: false,
           ...(options.mtu === undefined ? {} : { mtu: options.mtu }),
@@ -201,10 +209,19 @@ export class ClientFixture {
             dataDir: this.ipamDirectory,
           },
         },
+        ...(options.between ?? []),
         { type: 'vcnet-cni', stateDir: this.stateDirectory, ...options.vcnet },
       ],
     };
-    writeFileSync(join(this.confDirectory, `10-${name}.conflist`), JSON.stringify(conflist, null, 2));
+    this.writeConfigFile(`10-${name}.conflist`, conflist, options.keepOthers);
+  }
+
+  /** Writes `config` as `fileName` in the conflist directory, alone there unless `keepOthers`. */
+  writeConfigFile(fileName: string, config: Record<string, unknown>, keepOthers = false): void {
+    if (!keepOthers) {
+      for (const file of readdirSync(this.confDirectory)) rmSync(join(this.confDirectory, file), { force: true });
+    }
+    writeFileSync(join(this.confDirectory, fileName), JSON.stringify(config, null, 2));
   }
 
   /** Addresses host-local holds for `network`. */
@@ -223,9 +240,9 @@ export class ClientFixture {
     ];
   }
 
-  /** Whether vcnet-cni finished ADD for `containerId` (the record names the VM's device). */
-  attached(containerId: string): boolean {
-    const record = join(this.stateDirectory, containerId, 'interfaces', 'eth0', 'state.json');
+  /** Whether vcnet-cni finished ADD for `containerId`'s `interfaceName` (the record names the VM's device). */
+  attached(containerId: string, interfaceName = 'eth0'): boolean {
+    const record = join(this.stateDirectory, containerId, 'interfaces', interfaceName, 'state.json');
     try {
       return Boolean((JSON.parse(readFileSync(record, 'utf8')) as { device?: unknown }).device);
     } catch {

@@ -329,15 +329,19 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   const queueKept = noQueueKept(source, pod);
   // The pod link may already have an ingress (or clsact) qdisc of its own: keep it, add beside it.
   const existing = snapshot.qdiscs.find((qdisc) => qdisc.index === source.index && qdisc.parent === TC_H_INGRESS);
-  const parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
+  let parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
   let priority = FILTER_PRIORITY;
   const warnings: string[] = [];
   if (existing) {
-    // The kernel reports the filters of an ingress qdisc under ffff:fff2, as clsact's ingress hook.
+    // The kernel reports the filters of a block under the parent the last one was added with (the
+    // block's classid): ffff:fff2 after tc's `ingress`, ffff:0000 after Kata's netlink parent.
     const present = (snapshot.filters ?? []).filter(
       (filter) =>
         filter.index === source.index && (filter.parent === parent || filter.parent === CLSACT_INGRESS_PARENT),
     );
+    // Added under that same parent, the redirect leaves the classid as found: under another, `tc
+    // filter show` printed `parent ffff:` on the other tool's filters from then on, after detach too.
+    if (existing.kind !== 'clsact' && present[0]) parent = present[0].parent;
     const used = new Set(present.map((filter) => filter.priority));
     while (used.has(priority)) priority++;
     const earlier = earlierFiltersWarning(source.name, present, priority);

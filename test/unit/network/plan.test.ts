@@ -142,6 +142,44 @@ describe('planAttach: tcfilter', () => {
     ).toMatchObject({ priority: FILTER_PRIORITY + 1 });
   });
 
+  it.each([
+    ["tc's `ingress` (ffff:fff2)", CLSACT_INGRESS_PARENT, 'parent ffff:fff2'],
+    ["Kata's netlink parent (ffff:0)", INGRESS_HANDLE, 'parent ffff:'],
+  ])(
+    "adds its redirect beside another tool's filters under the parent the kernel reports them with, %s",
+    (_label, reported, rendered) => {
+      // The kernel reports a block's filters under the parent of the last one added: adding under
+      // that one leaves it so (tc filter show prints the same lines after detach).
+      const ingress: Qdisc = {
+        index: 2,
+        handle: INGRESS_HANDLE,
+        parent: TC_H_INGRESS,
+        kind: 'ingress',
+        options: { kind: 'ingress' },
+      };
+      const theirs: Filter = {
+        index: 2,
+        parent: reported,
+        handle: 0,
+        priority: 60_000,
+        protocol: ETH_P_ALL,
+        kind: 'u32',
+        options: { kind: 'u32', keys: [], actions: [] },
+      };
+      const beside = planAttach(
+        snapshot({ qdiscs: [ingress], filters: [theirs] }),
+        { queues: 1 },
+        { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' },
+      );
+      const podFilter = beside.steps.find(
+        (step) => step.change.op === 'add-filter' && step.change.link.name === 'eth0',
+      );
+      expect(podFilter?.change).toMatchObject({ parent: reported, priority: FILTER_PRIORITY });
+      expect(podFilter?.record).toMatchObject({ parent: reported });
+      expect(commandOf(podFilter!.change)).toContain(rendered);
+    },
+  );
+
   it('adds under clsact ingress when the pod link has clsact', () => {
     const clsact: Qdisc = {
       index: 2,
