@@ -2,7 +2,8 @@
  * Detach next to other tc users. vcnet's htb (its tx rate limit on the pod link) goes even when
  * another tool has put a filter or a class into it since: the link had no shaping before attach, and
  * a notice names what of the other tool's went with it. The ingress qdisc, shared by every tc user,
- * stays when another tool's filter is in it, and detach reports it as kept (not "already gone").
+ * stays when another tool's filter is in it, and detach reports it as kept (not "already gone"). A
+ * filter of another tool's at vcnet's priority stays too, in vcnet's qdisc or in one the link had.
  */
 import { describe, expect, it } from 'vitest';
 import { filePerTestFile, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
@@ -99,6 +100,26 @@ describe("detach with another tool's tc objects in vcnet's qdiscs", () => {
     );
     const filters = pod.tcJson<Array<{ pref: number }>>('filter', 'show', 'dev', 'eth0', 'ingress');
     expect(new Set(filters.map((filter) => filter.pref))).toEqual(new Set([100]));
+  });
+
+  it("keeps its redirect in an ingress qdisc the pod link had before attach when another tool's u32 joined it at vcnet's priority", () => {
+    const { pod } = makePod();
+    pod.exec('tc', 'qdisc add dev eth0 ingress'.split(' '));
+    attach(pod.path);
+    // Same priority, kind and protocol: the kernel adds it as a second node of vcnet's u32 (800::801),
+    // so a delete of the priority would take it along.
+    pod.exec(
+      'tc',
+      'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+    );
+    const result = detach();
+    expect(result.status, result.stderr).toBe(0);
+    expect(logRecords(result.stderr).map((record) => record.msg)).toContainEqual(
+      "kept the u32 filter prio 49152 on eth0: prio 49152 holds a filter that is not vcnet's (u32), beside vcnet's, which cannot be deleted without it",
+    );
+    const theirs = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
+    expect(theirs).toContain('match 0a090909/ffffffff at 16');
+    expect(pod.exec('tc', 'qdisc show dev eth0 ingress'.split(' '))).toContain('qdisc ingress ffff:');
   });
 
   it('counts the kept ingress qdisc in --json', () => {
