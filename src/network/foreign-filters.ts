@@ -30,6 +30,12 @@ export interface OthersInQdiscs {
   /** vcnet's filter records whose priority holds another's filter now (filterKey → why): kept, not deleted. */
   keptFilters: Map<string, string>;
   /**
+   * vcnet's u32 filter records whose priority holds another's u32 node beside vcnet's (filterKey →
+   * the handles of vcnet's nodes): only those nodes are deleted, by handle; the priority stays with
+   * the other's. A kept redirect to a tap detach deletes would drop every frame it matches.
+   */
+  ownNodes: Map<string, number[]>;
+  /**
    * Qdiscs the records say vcnet added on pod links that the link does not have now (qdiscKey): an
    * attach cut short journaled them and never made them, or they were deleted since. Already gone,
    * with the filters recorded in them: nothing is sent for them, by detach or in its dry run alike.
@@ -169,6 +175,7 @@ export async function othersInQdiscs(
     kept: new Map(),
     deletedWith: new Map(),
     keptFilters: new Map(),
+    ownNodes: new Map(),
     absent: new Set(),
     absentFilters: new Set(),
   };
@@ -221,7 +228,9 @@ export async function othersInQdiscs(
  * undefined: the dump failed, which proves nothing): true when what is there is vcnet's alone (or
  * nothing: then, with a dump, it is already gone, `absentFilters`); false when another's filter is
  * there, which deleting the priority would take along (a u32 of theirs added at vcnet's priority
- * joins vcnet's u32 as a second node): the record is kept (`keptFilters`), in vcnet's qdisc or not.
+ * joins vcnet's u32 as a second node): then only vcnet's own nodes are deleted, by handle
+ * (`ownNodes`), and the record is kept (`keptFilters`) when none of vcnet's is left there (another's
+ * filter in its place): in vcnet's qdisc or not.
  */
 function classifyRecordedFilter(
   record: Extract<PlumbingStep, { step: 'add-filter' }>,
@@ -242,7 +251,17 @@ function classifyRecordedFilter(
       result.absentFilters.add(filterKey(record.link, record.parent, record.priority));
     return true;
   }
-  const mixed = strangers.length < atPriority.length;
+  // vcnet's match-all node with another's node beside it in one u32 (theirs added at vcnet's priority
+  // since): vcnet's node goes by its handle, theirs stays. The head and hash table dump with no keys,
+  // and stay with theirs.
+  const ownNodes = atPriority
+    .filter((filter) => !strangers.includes(filter) && 'keys' in filter.options && filter.options.actions.length > 0)
+    .map((filter) => filter.handle);
+  if (record.kind === 'u32' && ownNodes.length > 0 && strangers.every((filter) => filter.kind === 'u32')) {
+    result.ownNodes.set(filterKey(record.link, record.parent, record.priority), ownNodes);
+    return false;
+  }
+  const mixed = ownNodes.length > 0;
   result.keptFilters.set(
     filterKey(record.link, record.parent, record.priority),
     `prio ${record.priority} holds a filter that is not vcnet's (${describeFilters(strangers, resolve)})${mixed ? ", beside vcnet's, which cannot be deleted without it" : ''}`,
