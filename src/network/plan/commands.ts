@@ -172,7 +172,7 @@ function addressFlagWords(flags: number): string[] {
 }
 
 /** A u32 node's handle as tc writes it: hash table, bucket and node in hex (800::801). */
-function formatU32Handle(handle: number): string {
+export function formatU32Handle(handle: number): string {
   const table = (handle >>> 20).toString(16);
   const bucket = ((handle >>> 12) & 0xff).toString(16);
   const node = (handle & 0xfff).toString(16);
