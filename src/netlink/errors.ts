@@ -28,6 +28,9 @@ const hints: Record<string, string> = {
     'the link has no IPv6: its MTU is below 1280 (the least IPv6 allows) or IPv6 is disabled in this kernel (ipv6.disable=1)',
 };
 
+/** The kernel's text refusing a filter change by device on a qdisc whose filter block is shared. */
+const SHARED_BLOCK_KERNEL_MESSAGE = /filter block is shared/i;
+
 interface RequestLike {
   type: number;
   description: string;
@@ -71,6 +74,12 @@ export class NetlinkError extends VcnetError {
       errno === 'EACCES' &&
       decoded.kernelMessage !== undefined &&
       NOT_A_PERMISSION_KERNEL_MESSAGE.test(decoded.kernelMessage);
+    // EOPNOTSUPP with this kernel text is a qdisc whose filters live in a shared block (`tc qdisc add
+    // dev X ingress_block N ingress`), which takes filters by block index only: not a missing feature.
+    const sharedBlock =
+      errno === 'EOPNOTSUPP' &&
+      decoded.kernelMessage !== undefined &&
+      SHARED_BLOCK_KERNEL_MESSAGE.test(decoded.kernelMessage);
     super(code, `${request.description} failed: ${errno}${kernel}`, {
       value: request.description,
       ...(lostBy ? { cause: lostBy } : {}),
@@ -78,7 +87,9 @@ export class NetlinkError extends VcnetError {
         hint ??
         (ipv6Off
           ? 'IPv6 is turned off on this link (sysctl net.ipv6.conf.<link>.disable_ipv6=1): turn it back on, then run the command again'
-          : hints[errno]),
+          : sharedBlock
+            ? "another tool's qdisc on this link keeps its filters in a shared block (ingress_block or egress_block in `tc qdisc show`), which takes no filter by device, as vcnet adds its redirect: use the macvtap model, which adds no filter to the pod link, or have that tool give the link a qdisc of its own"
+            : hints[errno]),
     });
     this.errno = errno;
     this.errnoNumber = decoded.errno;

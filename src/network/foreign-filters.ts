@@ -6,7 +6,8 @@
  *            a priority vcnet recorded is vcnet's only while it is what vcnet put there: a u32
  *            match-all whose one action is a mirred egress redirect to the recorded link (by
  *            ifindex). Another filter there (its own replaced, or one beside it that deleting the
- *            priority would take along) is kept, with its record, and so is the qdisc.
+ *            priority would take along) is kept, with its record, and so is the qdisc; so in an
+ *            ingress or clsact qdisc the link had before attach, which vcnet never deletes.
  *   htb      vcnet's rate limit, on a link that had no shaping before attach (plan-attach refuses to
  *            replace a configured root): it goes, with whatever was put into it, so the link is as it
  *            was before attach; a notice names what of another tool's went with it.
@@ -28,6 +29,12 @@ export interface OthersInQdiscs {
   deletedWith: Map<string, string>;
   /** vcnet's filter records whose priority holds another's filter now (filterKey → why): kept, not deleted. */
   keptFilters: Map<string, string>;
+  /**
+   * vcnet's u32 filter records whose priority holds another's u32 node beside vcnet's (filterKey →
+   * the handles of vcnet's nodes): only those nodes are deleted, by handle; the priority stays with
+   * the other's. A kept redirect to a tap detach deletes would drop every frame it matches.
+   */
+  ownNodes: Map<string, number[]>;
   /**
    * Qdiscs the records say vcnet added on pod links that the link does not have now (qdiscKey): an
    * attach cut short journaled them and never made them, or they were deleted since. Already gone,
@@ -168,6 +175,7 @@ export async function othersInQdiscs(
     kept: new Map(),
     deletedWith: new Map(),
     keptFilters: new Map(),
+    ownNodes: new Map(),
     absent: new Set(),
     absentFilters: new Set(),
   };
@@ -203,24 +211,7 @@ export async function othersInQdiscs(
     const present = dumped ?? [];
     const ours = new Set<number>();
     for (const record of records) {
-      const atPriority = present.filter((filter) => filter.priority === record.priority);
-      const targetIndex = record.redirectTo?.index;
-      const targets = new Set(targetIndex !== undefined ? [targetIndex] : madeIndexes);
-      // A mirred whose link was deleted dumps ifindex 0: vcnet's still, once its recorded target is gone.
-      if (targetIndex === undefined || !resolve('', targetIndex)) targets.add(0);
-      const strangers = atPriority.filter((filter) => !isVcnetRedirect(filter, record.kind, targets));
-      if (strangers.length === 0) {
-        // Nothing there at its priority and protocol: deleted since, or never made. Already gone.
-        if (dumped && !atPriority.some((filter) => filter.protocol === record.protocol))
-          result.absentFilters.add(filterKey(record.link, record.parent, record.priority));
-        ours.add(record.priority);
-        continue;
-      }
-      const mixed = strangers.length < atPriority.length;
-      result.keptFilters.set(
-        filterKey(record.link, record.parent, record.priority),
-        `prio ${record.priority} holds a filter that is not vcnet's (${describeFilters(strangers, resolve)})${mixed ? ", beside vcnet's, which cannot be deleted without it" : ''}`,
-      );
+      if (classifyRecordedFilter(record, dumped, madeIndexes, resolve, result)) ours.add(record.priority);
     }
     const theirs = present.filter((filter) => !ours.has(filter.priority));
     if (theirs.length > 0) {
@@ -228,21 +219,69 @@ export async function othersInQdiscs(
       result.kept.set(key, `it holds another tool's filter${several ? 's' : ''} (prio ${priorities(theirs)})`);
     }
   }
-  await absentFiltersInOthersQdiscs(handle, steps, resolve, deletedLinks, result.absentFilters);
+  await filtersInOthersQdiscs(handle, steps, resolve, deletedLinks, madeIndexes, result);
   return result;
 }
 
 /**
- * vcnet's filters in an ingress (or clsact) qdisc a pod link had before attach (no add-qdisc record
- * of vcnet's holds them) that the qdisc no longer has at the recorded priority and protocol: already
- * gone (OthersInQdiscs.absentFilters). A dump that fails (the qdisc gone too, say) proves nothing.
+ * Sorts one filter record of vcnet's by what its qdisc holds at the recorded priority now (`dumped`;
+ * undefined: the dump failed, which proves nothing): true when what is there is vcnet's alone (or
+ * nothing: then, with a dump, it is already gone, `absentFilters`); false when another's filter is
+ * there, which deleting the priority would take along (a u32 of theirs added at vcnet's priority
+ * joins vcnet's u32 as a second node): then only vcnet's own nodes are deleted, by handle
+ * (`ownNodes`), and the record is kept (`keptFilters`) when none of vcnet's is left there (another's
+ * filter in its place): in vcnet's qdisc or not.
  */
-async function absentFiltersInOthersQdiscs(
+function classifyRecordedFilter(
+  record: Extract<PlumbingStep, { step: 'add-filter' }>,
+  dumped: readonly Filter[] | undefined,
+  madeIndexes: ReadonlySet<number>,
+  resolve: (name: string, index?: number) => Link | undefined,
+  result: OthersInQdiscs,
+): boolean {
+  const atPriority = (dumped ?? []).filter((filter) => filter.priority === record.priority);
+  const targetIndex = record.redirectTo?.index;
+  const targets = new Set(targetIndex !== undefined ? [targetIndex] : madeIndexes);
+  // A mirred whose link was deleted dumps ifindex 0: vcnet's still, once its recorded target is gone.
+  if (targetIndex === undefined || !resolve('', targetIndex)) targets.add(0);
+  const strangers = atPriority.filter((filter) => !isVcnetRedirect(filter, record.kind, targets));
+  if (strangers.length === 0) {
+    // Nothing there at its priority and protocol: deleted since, or never made. Already gone.
+    if (dumped && !atPriority.some((filter) => filter.protocol === record.protocol))
+      result.absentFilters.add(filterKey(record.link, record.parent, record.priority));
+    return true;
+  }
+  // vcnet's match-all node with another's node beside it in one u32 (theirs added at vcnet's priority
+  // since): vcnet's node goes by its handle, theirs stays. The head and hash table dump with no keys,
+  // and stay with theirs.
+  const ownNodes = atPriority
+    .filter((filter) => !strangers.includes(filter) && 'keys' in filter.options && filter.options.actions.length > 0)
+    .map((filter) => filter.handle);
+  if (record.kind === 'u32' && ownNodes.length > 0 && strangers.every((filter) => filter.kind === 'u32')) {
+    result.ownNodes.set(filterKey(record.link, record.parent, record.priority), ownNodes);
+    return false;
+  }
+  const mixed = ownNodes.length > 0;
+  result.keptFilters.set(
+    filterKey(record.link, record.parent, record.priority),
+    `prio ${record.priority} holds a filter that is not vcnet's (${describeFilters(strangers, resolve)})${mixed ? ", beside vcnet's, which cannot be deleted without it" : ''}`,
+  );
+  return false;
+}
+
+/**
+ * vcnet's filters in an ingress (or clsact) qdisc a pod link had before attach (no add-qdisc record
+ * of vcnet's holds them), sorted as those in vcnet's own (classifyRecordedFilter): no longer at the
+ * recorded priority and protocol, already gone; beside another's filter at that priority, kept. A
+ * dump that fails (the qdisc gone too, say) proves nothing.
+ */
+async function filtersInOthersQdiscs(
   handle: Pick<NetlinkHandle, 'filters'>,
   steps: readonly PlumbingStep[],
   resolve: (name: string, index?: number) => Link | undefined,
   deletedLinks: ReadonlySet<string>,
-  absent: Set<string>,
+  madeIndexes: ReadonlySet<number>,
+  result: OthersInQdiscs,
 ): Promise<void> {
   const recordedQdiscs = new Set(
     steps.flatMap((step) => (step.step === 'add-qdisc' ? [qdiscKey(step.link, step.handle)] : [])),
@@ -259,8 +298,6 @@ async function absentFiltersInOthersQdiscs(
       dump = handle.filters(link.index, step.parent).catch(() => undefined);
       dumps.set(dumpKey, dump);
     }
-    const filters = await dump;
-    if (filters && !filters.some((filter) => filter.priority === step.priority && filter.protocol === step.protocol))
-      absent.add(filterKey(step.link, step.parent, step.priority));
+    classifyRecordedFilter(step, await dump, madeIndexes, resolve, result);
   }
 }

@@ -19,6 +19,7 @@ import { processIds } from '../../netns/processes.js';
 import { shellWord } from '../../shell-word.js';
 import { testSeam } from '../../test-seams.js';
 import { isVcnetHtb, isVcnetRedirect } from '../foreign-filters.js';
+import { formatU32Handle } from '../plan/commands.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from '../plan/macvtap-index.js';
 import { FILTER_PRIORITY, VCNET_LINK_GROUP, VCNET_LINK_KINDS } from '../plan/plan-attach.js';
 import { lockNamespace, NamespaceBusyError } from '../state/namespace-lock.js';
@@ -288,7 +289,7 @@ async function collectLocked(
       handle,
       link,
       (priority, target) => orphanIndexes.has(target) || isDangling(link, priority),
-      (priority, parent, protocol, target) => {
+      (priority, parent, protocol, target, handles) => {
         const targetLink = links.find((candidate) => candidate.index === target);
         const redirect = targetLink
           ? `redirects to orphan ${targetLink.name}`
@@ -304,14 +305,23 @@ async function collectLocked(
           });
           return false;
         }
-        planned.push({
-          kind: 'filter',
-          namespacePath,
-          name: link.name,
-          detail: `prio ${priority} ${redirect}`,
-        });
-        batch.deleteFilter({ index: link.index, parent, priority, protocol });
-        removedFilters++;
+        // One item per request: the whole priority, or each of the redirects' nodes beside another's.
+        for (const node of handles ?? [undefined]) {
+          planned.push({
+            kind: 'filter',
+            namespacePath,
+            name: link.name,
+            detail: `prio ${priority} ${redirect}${node === undefined ? '' : ` (its u32 node ${formatU32Handle(node)}; another tool's node at that priority stays)`}`,
+          });
+          batch.deleteFilter({
+            index: link.index,
+            parent,
+            priority,
+            protocol,
+            ...(node === undefined ? {} : { handle: node, kind: 'u32' }),
+          });
+          removedFilters++;
+        }
         return true;
       },
     );
@@ -629,7 +639,8 @@ async function collectRedirectFilters(
   handle: NetlinkHandle,
   link: Link,
   isTarget: (priority: number, target: number) => boolean,
-  found: (priority: number, parent: number, protocol: number, target: number) => boolean,
+  /** `handles`: the redirects' u32 nodes, to be deleted one by one (another's node shares the priority). */
+  found: (priority: number, parent: number, protocol: number, target: number, handles?: readonly number[]) => boolean,
 ): Promise<number> {
   let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
   try {
@@ -647,11 +658,26 @@ async function collectRedirectFilters(
       const mirred = actions.find((action) => action.kind === 'mirred' && 'targetIndex' in action);
       return mirred && 'targetIndex' in mirred ? mirred.targetIndex : -1;
     });
+    // Another's u32 node with no action (a classifier with a flowid), added at this priority and
+    // protocol: a second node of the same u32. The redirects go by their handles, and it stays.
+    const classifiers = group.filter(
+      (filter) =>
+        filter.kind === 'u32' &&
+        'keys' in filter.options &&
+        filter.options.actions.length === 0 &&
+        (filter.options.keys.length > 0 || filter.options.classId !== undefined),
+    );
     const removed =
       rules.length > 0 &&
       redirectTargets.every((target) => isTarget(priority, target)) &&
-      found(priority, group[0]!.parent, group[0]!.protocol, redirectTargets[0]!);
-    if (!removed) left++;
+      found(
+        priority,
+        group[0]!.parent,
+        group[0]!.protocol,
+        redirectTargets[0]!,
+        classifiers.length > 0 ? rules.map((filter) => filter.handle) : undefined,
+      );
+    if (!removed || classifiers.length > 0) left++;
   }
   return left;
 }

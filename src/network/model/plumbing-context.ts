@@ -117,10 +117,11 @@ async function planSnapshotOf(context: PlumbingContext, request: AttachRequest):
       proxyNeighbours: macvtap ? await handle.proxyNeighbours({ index }) : [],
     };
   }
-  // tcfilter beside an ingress qdisc the pod link already has: the plan needs its filters' priorities.
+  // tcfilter (or an existing device's rate limit) beside an ingress qdisc the pod link already has:
+  // the plan needs its filters' priorities.
   const source = request.source;
   const existing =
-    request.model === 'tcfilter' && source
+    (request.model === 'tcfilter' || request.model === 'existing') && source
       ? snapshot.qdiscs.find((qdisc) => qdisc.index === source.index && qdisc.parent === TC_H_INGRESS)
       : undefined;
   if (existing && source) {

@@ -129,6 +129,7 @@ export function queueChange(
         priority: change.priority,
         protocol: change.protocol,
         kind: change.kind,
+        ...(change.handle !== undefined ? { handle: change.handle } : {}),
       });
       return;
     case 'add-address':

@@ -97,7 +97,7 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
     case 'add-filter':
       return `tc filter add ${dev(change.link)} parent ${formatHandle(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority} u32 match u32 0 0 action mirred egress redirect ${dev(change.redirectTo)}`;
     case 'delete-filter':
-      return `tc filter del ${dev(change.link)} parent ${formatHandle(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority}`;
+      return `tc filter del ${dev(change.link)} parent ${formatHandle(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority}${change.handle !== undefined ? ` handle ${formatU32Handle(change.handle)} ${change.kind}` : ''}`;
     case 'change-address':
       return commandOf({ ...change, op: 'add-address' }).replace(/^ip address add /, 'ip address change ');
     case 'add-address':
@@ -169,4 +169,12 @@ function addressFlagWords(flags: number): string[] {
     [AddressFlag.NOPREFIXROUTE, 'noprefixroute'],
   ];
   return words.filter(([flag]) => (flags & flag) !== 0).map(([, word]) => word);
+}
+
+/** A u32 node's handle as tc writes it: hash table, bucket and node in hex (800::801). */
+export function formatU32Handle(handle: number): string {
+  const table = (handle >>> 20).toString(16);
+  const bucket = ((handle >>> 12) & 0xff).toString(16);
+  const node = (handle & 0xfff).toString(16);
+  return `${table}:${bucket === '0' ? '' : bucket}:${node}`;
 }

@@ -679,11 +679,25 @@ function rateLimitOnDevice(
   if (egress) steps.push(...queueKept(htbSteps(snapshot, device, egress)));
   if (ingress) {
     const ifb: LinkRef = { role: 'ifb', name: ifbName(device.name) };
+    // A pod link's own device (an existing macvtap) may have an ingress or clsact qdisc of another
+    // tool's: the redirect goes beside it, at a free priority, as tcfilter's does (a second ingress
+    // qdisc is refused, EEXIST).
+    const existing = snapshot.qdiscs.find(
+      (qdisc) => device.index !== undefined && qdisc.index === device.index && qdisc.parent === TC_H_INGRESS,
+    );
+    const parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
+    let priority = FILTER_PRIORITY - 1;
+    if (existing) {
+      const used = new Set(
+        (snapshot.filters ?? []).filter((filter) => filter.index === device.index).map((filter) => filter.priority),
+      );
+      while (used.has(priority)) priority++;
+    }
     steps.push(
       stepOf({ op: 'create-link', link: ifb, kind: 'ifb', group: VCNET_LINK_GROUP }),
       stepOf({ op: 'set-link', link: ifb, set: { up: true } }),
-      ...queueKept([ingressStep(device)]),
-      redirectStep(device, ifb, INGRESS_HANDLE, FILTER_PRIORITY - 1),
+      ...(existing ? [] : queueKept([ingressStep(device)])),
+      redirectStep(device, ifb, parent, priority),
       ...htbSteps(snapshot, ifb, ingress),
     );
   }

@@ -520,6 +520,8 @@ export function planDetach(
     qdiscsDeletedWith?: ReadonlyMap<string, string>;
     /** vcnet's filter records whose priority holds another's filter now, and why (foreign-filters.ts filterKey): kept. */
     keptFilters?: ReadonlyMap<string, string>;
+    /** vcnet's u32 nodes at a priority another's node shares (filterKey → handles): deleted by handle. */
+    ownNodes?: ReadonlyMap<string, readonly number[]>;
     /** Qdiscs vcnet recorded on pod links that are not there now (foreign-filters.ts qdiscKey): already gone, with their filters. */
     absentQdiscs?: ReadonlySet<string>;
     /**
@@ -653,6 +655,25 @@ export function planDetach(
         notices.push({
           link: record.link,
           message: `the ${record.kind} qdisc ${formatHandle(record.handle)} attach added on ${name} is deleted with what another tool put in it since (${name} had no shaping before attach): ${theirs}`,
+        });
+      }
+    } else if (
+      record.step === 'add-filter' &&
+      snapshot.ownNodes?.has(filterKey(record.link, record.parent, record.priority))
+    ) {
+      // Another's u32 node shares the priority: vcnet's own nodes go by handle, theirs stays.
+      for (const handle of snapshot.ownNodes.get(filterKey(record.link, record.parent, record.priority))!) {
+        steps.push({
+          change: {
+            op: 'delete-filter',
+            link: refOf(record.link, record.index),
+            parent: record.parent,
+            priority: record.priority,
+            protocol: record.protocol,
+            kind: record.kind,
+            handle,
+          },
+          settles: [record],
         });
       }
     } else if (

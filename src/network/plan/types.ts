@@ -106,7 +106,16 @@ export type Change =
   | { op: 'add-class'; link: LinkRef; handle: number; parent: number; rateBitsPerSecond: number; change?: true }
   /** A u32 match-all filter whose mirred action redirects every frame to `redirectTo`'s egress. */
   | { op: 'add-filter'; link: LinkRef; parent: number; priority: number; protocol: number; redirectTo: LinkRef }
-  | { op: 'delete-filter'; link: LinkRef; parent: number; priority: number; protocol: number; kind: string }
+  | {
+      op: 'delete-filter';
+      link: LinkRef;
+      parent: number;
+      priority: number;
+      protocol: number;
+      kind: string;
+      /** One u32 node of the priority (its handle), the others' nodes beside it staying; absent: the whole priority. */
+      handle?: number;
+    }
   | { op: 'add-address'; link: LinkRef; address: AddressRecord }
   /** An existing address takes the flags and lifetimes of `address` (`ip address change`). */
   | { op: 'change-address'; link: LinkRef; address: AddressRecord }

@@ -452,6 +452,7 @@ export async function planUndo(
     keptQdiscs: others.kept,
     qdiscsDeletedWith: others.deletedWith,
     keptFilters: others.keptFilters,
+    ownNodes: others.ownNodes,
     absentQdiscs: others.absent,
     absentFilters: others.absentFilters,
     now: Date.now(),

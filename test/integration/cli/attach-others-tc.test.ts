@@ -1,12 +1,13 @@
 /**
  * attach next to another tool's ingress filters on the pod link: one that runs before vcnet's
  * redirect (a lower prio number) takes what it matches away from the VM. vcnet keeps Kata's
- * priority, and says so in a notice (attach and --dry-run), naming those filters.
+ * priority, and says so in a notice (attach and --dry-run), naming those filters. An ingress qdisc
+ * whose filters are a shared block takes none by device: attach is refused with a hint that says so.
  */
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { logRecords } from '../../helpers/node-snapshot.js';
-import { makePod } from '../../helpers/pod.js';
+import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-attach-tc-');
 
@@ -92,5 +93,22 @@ describe("attach beside another tool's ingress filters", () => {
     expect(
       new Set(pod.tcJson<Array<{ pref: number }>>('filter', 'show', 'dev', 'eth0', 'ingress').map((f) => f.pref)),
     ).toEqual(new Set([49152]));
+  });
+
+  it('refuses beside an ingress qdisc whose filters are a shared block, saying so, and leaves it as it was', () => {
+    const { pod } = makePod();
+    pod.exec('tc', tc('qdisc add dev eth0 ingress_block 22 ingress'));
+    pod.exec('tc', tc('filter add block 22 prio 10 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7'));
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const attach = vcnet(['attach', '--sandbox', 'ab', '--netns', pod.path, ...state]);
+    expect(attach.status).not.toBe(0);
+    expect(attach.stderr).toContain('This filter block is shared');
+    expect(attach.stderr).toContain('(everything it had made was removed)');
+    expect(attach.stderr).toContain(
+      "hint: another tool's qdisc on this link keeps its filters in a shared block (ingress_block or egress_block in `tc qdisc show`), which takes no filter by device, as vcnet adds its redirect: use the macvtap model, which adds no filter to the pod link, or have that tool give the link a qdisc of its own",
+    );
+    expect(fingerprint(pod)).toEqual(before);
+    expect(pod.exec('tc', tc('filter show block 22'))).toContain('match 0a090909/ffffffff at 16');
   });
 });

@@ -2,7 +2,9 @@
  * Detach next to other tc users. vcnet's htb (its tx rate limit on the pod link) goes even when
  * another tool has put a filter or a class into it since: the link had no shaping before attach, and
  * a notice names what of the other tool's went with it. The ingress qdisc, shared by every tc user,
- * stays when another tool's filter is in it, and detach reports it as kept (not "already gone").
+ * stays when another tool's filter is in it, and detach reports it as kept (not "already gone"). A
+ * u32 node of another tool's at vcnet's priority stays too, in vcnet's qdisc or in one the link had:
+ * vcnet's own node goes by its handle.
  */
 import { describe, expect, it } from 'vitest';
 import { filePerTestFile, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
@@ -99,6 +101,32 @@ describe("detach with another tool's tc objects in vcnet's qdiscs", () => {
     );
     const filters = pod.tcJson<Array<{ pref: number }>>('filter', 'show', 'dev', 'eth0', 'ingress');
     expect(new Set(filters.map((filter) => filter.pref))).toEqual(new Set([100]));
+  });
+
+  it.each([
+    ['an ingress qdisc the pod link had before attach', true],
+    ["vcnet's own ingress qdisc", false],
+  ])("deletes only its own u32 node when another tool's joined it at vcnet's priority, in %s", (_where, hadQdisc) => {
+    const { pod } = makePod();
+    if (hadQdisc) pod.exec('tc', 'qdisc add dev eth0 ingress'.split(' '));
+    attach(pod.path);
+    // Same priority, kind and protocol: the kernel adds it as a second node of vcnet's u32 (800::801),
+    // so a delete of the priority would take it along, and keeping vcnet's node would leave a
+    // redirect to the deleted tap in front of it, dropping every frame.
+    pod.exec(
+      'tc',
+      'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+    );
+    const dry = detach('--dry-run');
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('tc filter del dev eth0 parent ffff: protocol all prio 49152 handle 800::800 u32');
+    const result = detach();
+    expect(result.status, result.stderr).toBe(0);
+    const left = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
+    expect(left).toContain('match 0a090909/ffffffff at 16');
+    expect(left).not.toContain('Redirect');
+    expect(pod.exec('tc', 'qdisc show dev eth0 ingress'.split(' '))).toContain('qdisc ingress ffff:');
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
   });
 
   it('counts the kept ingress qdisc in --json', () => {

@@ -1,7 +1,8 @@
 /**
  * Rate limits are never dropped silently: an existing macvtap endpoint gets an htb on its egress (tx:
  * what the VM sends) and an ifb-fed htb from its ingress (rx), detach removes exactly those; ifb names
- * stay unique whatever the endpoint's name.
+ * stay unique whatever the endpoint's name. The ifb redirect goes beside an ingress or clsact qdisc
+ * of another tool's that the macvtap already has.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,6 +49,55 @@ describe('rate limits on non-pair endpoints', () => {
     expect(pod.exec('ip', ['link', 'show'])).not.toContain(ifb);
     expect(fingerprint(pod)).toEqual(before);
   });
+
+  it.each([
+    ['ingress', 'ingress'],
+    ['clsact', 'ingress'],
+  ])(
+    "puts its ifb redirect beside an existing macvtap's own %s qdisc, and detach leaves that qdisc and its filter as they were",
+    (kind, hook) => {
+      const { pod } = makePod();
+      pod.exec('ip', ['link', 'add', 'link', 'eth0', 'name', 'vm-nic0', 'type', 'macvtap', 'mode', 'bridge']);
+      pod.exec('ip', ['link', 'set', 'vm-nic0', 'up']);
+      pod.exec('ip', ['addr', 'add', '10.66.0.2/24', 'dev', 'vm-nic0']);
+      // Another tool's, at the priority vcnet's ifb redirect would take (49151).
+      pod.exec('tc', ['qdisc', 'add', 'dev', 'vm-nic0', kind]);
+      pod.exec(
+        'tc',
+        `filter add dev vm-nic0 ${hook} prio 49151 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7`.split(' '),
+      );
+      const before = fingerprint(pod);
+      const config = join(stateDirectory(), 'configuration.toml');
+      writeFileSync(config, '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\n');
+      const attached = vcnet([
+        'attach',
+        '--sandbox',
+        'rl2',
+        '--netns',
+        pod.path,
+        '--config',
+        config,
+        '--state-dir',
+        stateDirectory(),
+      ]);
+      expect(attached.status, attached.stderr).toBe(0);
+      const ifb = ifbName('vm-nic0');
+      const ingress = pod.exec('tc', ['filter', 'show', 'dev', 'vm-nic0', 'ingress']);
+      expect(ingress).toMatch(new RegExp(`pref 49152 u32 [^]*Egress Redirect to device ${ifb}`));
+      expect(ingress).toContain('match 0a090909/ffffffff at 16');
+      expect(pod.exec('tc', ['class', 'show', 'dev', ifb])).toMatch(/class htb 1:2 .*rate 10Mbit/);
+      const detached = vcnet(['detach', '--sandbox', 'rl2', '--state-dir', stateDirectory()]);
+      expect(detached.status, detached.stderr).toBe(0);
+      // The kernel dumps an ingress qdisc's filters under the parent its last filter change named
+      // (`tc ... ingress` names ffff:fff2, vcnet ffff:, as tcfilter does beside a qdisc the link had):
+      // how the other tool's filter reads, not how it works.
+      const withoutDumpParent = (snapshot: ReturnType<typeof fingerprint>): unknown =>
+        JSON.parse(
+          JSON.stringify(snapshot, (key, value) => (key === 'parent' && value === 'ffff:' ? undefined : value)),
+        );
+      expect(withoutDumpParent(fingerprint(pod))).toEqual(withoutDumpParent(before));
+    },
+  );
 
   it('names the ifb after the tap for Kata-style names, and uniquely (<= 15 bytes) for any other', () => {
     expect(ifbName('tap3_kata')).toBe('ifb3_kata');

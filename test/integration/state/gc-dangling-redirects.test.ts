@@ -91,4 +91,25 @@ describe('gc and a redirect to a tap that no longer exists', () => {
     expect(report.removed.filter((item) => item.namespacePath === pod.path)).toEqual([]);
     expect(fingerprint(pod)).toEqual(before);
   });
+
+  it("removes an orphan tap's redirect and leaves another tool's u32 node that joined it at vcnet's priority", () => {
+    const { pod } = makePod();
+    const state = stateDirectory();
+    const attached = vcnet(['attach', '--sandbox', 'lost', '--netns', pod.path, '--state-dir', state], registry());
+    expect(attached.status, attached.stderr).toBe(0);
+    // A classifier with no action, at vcnet's priority and protocol: a second node of vcnet's u32.
+    pod.exec(
+      'tc',
+      'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+    );
+    // The record is lost: the tap is an orphan, its redirect on eth0 with it.
+    rmSync(join(state, 'lost'), { recursive: true });
+    const scoped = vcnet(['gc', '--json', '--netns', pod.path, '--state-dir', state], registry());
+    expect(scoped.status, scoped.stderr).toBe(0);
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+    const left = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
+    expect(left).toContain('match 0a090909/ffffffff at 16');
+    expect(left).not.toContain('Redirect');
+    expect(pod.exec('tc', 'qdisc show dev eth0 ingress'.split(' '))).toContain('qdisc ingress ffff:');
+  });
 });
