@@ -328,23 +328,11 @@ function planTcFilter(snapshot: PlanSnapshot, config: PlanConfig, request: Attac
   const steps = [...tapSteps(tap, config, podLinkMtu(snapshot, source)), ingressStep(tap)];
   const queueKept = noQueueKept(source, pod);
   // The pod link may already have an ingress (or clsact) qdisc of its own: keep it, add beside it.
-  const existing = snapshot.qdiscs.find((qdisc) => qdisc.index === source.index && qdisc.parent === TC_H_INGRESS);
-  let parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
-  let priority = FILTER_PRIORITY;
+  const beside = besideIngressOf(snapshot, source.index, FILTER_PRIORITY);
+  const { parent, priority } = beside;
   const warnings: string[] = [];
-  if (existing) {
-    // The kernel reports the filters of a block under the parent the last one was added with (the
-    // block's classid): ffff:fff2 after tc's `ingress`, ffff:0000 after Kata's netlink parent.
-    const present = (snapshot.filters ?? []).filter(
-      (filter) =>
-        filter.index === source.index && (filter.parent === parent || filter.parent === CLSACT_INGRESS_PARENT),
-    );
-    // Added under that same parent, the redirect leaves the classid as found: under another, `tc
-    // filter show` printed `parent ffff:` on the other tool's filters from then on, after detach too.
-    if (existing.kind !== 'clsact' && present[0]) parent = present[0].parent;
-    const used = new Set(present.map((filter) => filter.priority));
-    while (used.has(priority)) priority++;
-    const earlier = earlierFiltersWarning(source.name, present, priority);
+  if (beside.existing) {
+    const earlier = earlierFiltersWarning(source.name, beside.present, priority);
     if (earlier) warnings.push(earlier);
   } else {
     steps.push(...queueKept([ingressStep(pod)]));
@@ -410,6 +398,34 @@ function passesFramesOn(filter: Filter): boolean {
  * there and never reaches the VM. vcnet keeps Kata's priority, so this is said, not changed. A
  * filter whose every entry hands frames on (`continue`) takes nothing away and is not named.
  */
+/**
+ * Where a redirect on link `index` goes: with no ingress qdisc there, into the one the plan adds, at
+ * `from`; beside an ingress or clsact qdisc another tool put there (kept, not replaced: a second is
+ * refused, EEXIST), at the first priority from `from` its filters leave free, under the parent the
+ * kernel reports them with (the block's classid, set by the last filter added: ffff:fff2 after tc's
+ * `ingress`, ffff:0000 after Kata's netlink parent). Under another parent, `tc filter show` printed
+ * `parent ffff:` on the other tool's filters from then on, after detach too.
+ */
+function besideIngressOf(
+  snapshot: PlanSnapshot,
+  index: number | undefined,
+  from: number,
+): { existing: boolean; present: Filter[]; parent: number; priority: number } {
+  const qdisc = snapshot.qdiscs.find(
+    (entry) => index !== undefined && entry.index === index && entry.parent === TC_H_INGRESS,
+  );
+  if (!qdisc) return { existing: false, present: [], parent: INGRESS_HANDLE, priority: from };
+  let parent = qdisc.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
+  const present = (snapshot.filters ?? []).filter(
+    (filter) => filter.index === index && (filter.parent === parent || filter.parent === CLSACT_INGRESS_PARENT),
+  );
+  if (qdisc.kind !== 'clsact' && present[0]) parent = present[0].parent;
+  const used = new Set(present.map((filter) => filter.priority));
+  let priority = from;
+  while (used.has(priority)) priority++;
+  return { existing: true, present, parent, priority };
+}
+
 function earlierFiltersWarning(link: string, present: readonly Filter[], priority: number): string | undefined {
   const earlier = new Map<string, string>();
   const stopping = new Set(
@@ -682,17 +698,7 @@ function rateLimitOnDevice(
     // A pod link's own device (an existing macvtap) may have an ingress or clsact qdisc of another
     // tool's: the redirect goes beside it, at a free priority, as tcfilter's does (a second ingress
     // qdisc is refused, EEXIST).
-    const existing = snapshot.qdiscs.find(
-      (qdisc) => device.index !== undefined && qdisc.index === device.index && qdisc.parent === TC_H_INGRESS,
-    );
-    const parent = existing?.kind === 'clsact' ? CLSACT_INGRESS_PARENT : INGRESS_HANDLE;
-    let priority = FILTER_PRIORITY - 1;
-    if (existing) {
-      const used = new Set(
-        (snapshot.filters ?? []).filter((filter) => filter.index === device.index).map((filter) => filter.priority),
-      );
-      while (used.has(priority)) priority++;
-    }
+    const { existing, parent, priority } = besideIngressOf(snapshot, device.index, FILTER_PRIORITY - 1);
     steps.push(
       stepOf({ op: 'create-link', link: ifb, kind: 'ifb', group: VCNET_LINK_GROUP }),
       stepOf({ op: 'set-link', link: ifb, set: { up: true } }),
