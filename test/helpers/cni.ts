@@ -7,10 +7,12 @@
  */
 
 import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bridgeNetwork } from '../../src/cni/bridge-network.js';
+import { generateGuestNetwork } from '../../src/network/guest.js';
+import { Network } from '../../src/network/network.js';
 import { collectOutput } from './child-output.js';
 import type { TestNamespace } from './namespace.js';
 import { linkMac } from './pod.js';
@@ -24,6 +26,25 @@ export const VCNET_CNI_PROGRAM = fileURLToPath(new URL('../../dist/cni/main.js',
 /** iproute2's ip, wherever the distribution puts it. */
 export const IP_COMMAND =
   ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((path) => existsSync(path)) ?? 'ip';
+
+/**
+ * The guest network vcnet-cni's record of a container's interface holds, as the runtime's agent
+ * would be given it (`containerId` as vcnet-cni names its record directory).
+ */
+export function recordedGuestNetwork(
+  stateDirectory: string,
+  containerId: string,
+  interfaceName = 'eth0',
+): ReturnType<typeof generateGuestNetwork> {
+  const file = join(stateDirectory, containerId, 'interfaces', interfaceName, 'state.json');
+  const record = JSON.parse(readFileSync(file, 'utf8')) as { network: Parameters<typeof Network.load>[0] };
+  const network = Network.load(record.network, 'guest-view');
+  try {
+    return generateGuestNetwork(network.endpoints());
+  } finally {
+    network.close();
+  }
+}
 
 export interface Conflist {
   cniVersion: string;

@@ -19,11 +19,12 @@ import {
 } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { type CgroupMountNamespace, inNamespaces } from './cgroups.js';
 import { collectOutput } from './child-output.js';
 import { vcnet } from './cli.js';
 import { SYSTEM_CNI_DIRECTORY } from './cni.js';
-import type { TestNamespace } from './namespace.js';
+import { cleanupNamespaces, type TestNamespace } from './namespace.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((path) => existsSync(path));
 
@@ -113,6 +114,23 @@ export async function reapProcesses(directory: string, graceMs = 30_000): Promis
 }
 
 /** `ip -j` / `tc -j` in a namespace given by path (a container's, which has no name). */
+/**
+ * The end of a suite of one runtime's containers, after the runtime itself was stopped: its processes
+ * reaped, the cgroup mount namespace stopped, the suite's namespaces and directory removed; then
+ * asserts that none of the runtime's processes was left running.
+ */
+export async function endRuntimeSuite(
+  directory: string | undefined,
+  cgroups: CgroupMountNamespace | undefined,
+): Promise<void> {
+  const reaped = directory ? await reapProcesses(directory) : [];
+  const left = (await cgroups?.stop()) ?? [];
+  cleanupNamespaces();
+  if (directory) rmSync(directory, { recursive: true, force: true });
+  expect(reaped, "the runtime's processes left running").toEqual([]);
+  expect(left, 'processes left in the cgroup mount namespace').toEqual([]);
+}
+
 export function namespaceJson<T>(namespacePath: string, command: 'ip' | 'tc', ...args: string[]): T {
   const output = execFileSync('nsenter', [`--net=${namespacePath}`, commandPath(command), '-j', ...args], {
     encoding: 'utf8',

@@ -8,7 +8,7 @@
  * /sys/fs/cgroup (CI's chroot), the runtimes run in a private mount namespace that has them.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,15 +18,15 @@ import { missingCniPlugins } from '../../helpers/cni.js';
 import {
   ClientFixture,
   Containerd,
+  endRuntimeSuite,
   missingBusybox,
   missingCommands,
   namespaceJson,
   Podman,
-  reapProcesses,
   redirectOf,
   waitFor,
 } from '../../helpers/container-runtimes.js';
-import { cleanupNamespaces, makeNamespace } from '../../helpers/namespace.js';
+import { makeNamespace } from '../../helpers/namespace.js';
 
 const root = process.getuid?.() === 0;
 /** runc needs cgroup filesystems: when /sys/fs/cgroup has none, how the runtimes get them. */
@@ -108,12 +108,7 @@ describe.skipIf(containerdSkip)('containerd 1.6: ctr run --cni', () => {
 
   afterAll(async () => {
     await containerd?.stop();
-    const reaped = directory ? await reapProcesses(directory) : [];
-    const left = (await cgroups?.stop()) ?? [];
-    cleanupNamespaces();
-    if (directory) rmSync(directory, { recursive: true, force: true });
-    expect(reaped, "the runtime's processes left running").toEqual([]);
-    expect(left, 'processes left in the cgroup mount namespace').toEqual([]);
+    await endRuntimeSuite(directory, cgroups);
   });
 
   /** Starts containers, waits for each ADD; returns each one's namespace path and how to stop it. */
@@ -269,12 +264,7 @@ describe.skipIf(podmanSkip)('podman 4: CNI backend', () => {
 
   afterAll(async () => {
     podman?.removeAll();
-    const reaped = directory ? await reapProcesses(directory) : [];
-    const left = (await cgroups?.stop()) ?? [];
-    cleanupNamespaces();
-    if (directory) rmSync(directory, { recursive: true, force: true });
-    expect(reaped, "the runtime's processes left running").toEqual([]);
-    expect(left, 'processes left in the cgroup mount namespace').toEqual([]);
+    await endRuntimeSuite(directory, cgroups);
   });
 
   /**

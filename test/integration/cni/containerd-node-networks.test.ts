@@ -7,26 +7,24 @@
  * records, bridge ports, the bandwidth plugin's ifb.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { generateGuestNetwork } from '../../../src/network/guest.js';
-import { Network } from '../../../src/network/network.js';
 import { CgroupMountNamespace, planCgroups } from '../../helpers/cgroups.js';
-import { missingCniPlugins } from '../../helpers/cni.js';
+import { missingCniPlugins, recordedGuestNetwork } from '../../helpers/cni.js';
 import {
   ClientFixture,
   Containerd,
+  endRuntimeSuite,
   missingBusybox,
   missingCommands,
   namespaceJson,
   type ProcessOutcome,
-  reapProcesses,
   redirectOf,
   waitFor,
 } from '../../helpers/container-runtimes.js';
-import { cleanupNamespaces, makeNamespace } from '../../helpers/namespace.js';
+import { makeNamespace } from '../../helpers/namespace.js';
 
 const root = process.getuid?.() === 0;
 const cgroupPlan = root ? planCgroups() : {};
@@ -85,12 +83,7 @@ describe.skipIf(skipReason)('containerd 1.6 (ctr run --cni) on the networks of a
 
   afterAll(async () => {
     await containerd?.stop();
-    const reaped = directory ? await reapProcesses(directory) : [];
-    const left = (await cgroups?.stop()) ?? [];
-    cleanupNamespaces();
-    if (directory) rmSync(directory, { recursive: true, force: true });
-    expect(reaped, "the runtime's processes left running").toEqual([]);
-    expect(left, 'processes left in the cgroup mount namespace').toEqual([]);
+    await endRuntimeSuite(directory, cgroups);
   });
 
   /** One container on the directory's network, once vcnet-cni's ADD has recorded it. */
@@ -127,18 +120,6 @@ describe.skipIf(skipReason)('containerd 1.6 (ctr run --cni) on the networks of a
     expect(containerd.ctr(['containers', 'list', '--quiet']).stdout.trim()).toBe('');
   }
 
-  /** The guest network vcnet-cni's record holds for the container's eth0, as a runtime's agent would get it. */
-  function recordedGuestNetwork(containerId: string): ReturnType<typeof generateGuestNetwork> {
-    const file = join(fixture.stateDirectory, containerId, 'interfaces', 'eth0', 'state.json');
-    const record = JSON.parse(readFileSync(file, 'utf8')) as { network: Parameters<typeof Network.load>[0] };
-    const network = Network.load(record.network, 'guest-view');
-    try {
-      return generateGuestNetwork(network.endpoints());
-    } finally {
-      network.close();
-    }
-  }
-
   it('an IPv6-only network: the tap and redirects, the guest gets the IPv6 address and default route; freed after', async () => {
     const network = 'vcnet-ctr-v6only';
     const subnet = 'fd00:231:50::/64';
@@ -156,7 +137,7 @@ describe.skipIf(skipReason)('containerd 1.6 (ctr run --cni) on the networks of a
     expect(redirectOf(container.namespacePath, 'tap0_kata')).toBe('eth0');
     const addresses = globalAddresses(container.namespacePath, 'eth0');
     expect(addresses.map((entry) => entry.family)).toEqual(['inet6']);
-    const guest = recordedGuestNetwork(`default-${container.id}`);
+    const guest = recordedGuestNetwork(fixture.stateDirectory, `default-${container.id}`);
     expect(guest.interfaces.flatMap((entry) => entry.IPAddresses).map((entry) => entry.address)).toContain(
       addresses[0]!.local,
     );

@@ -8,12 +8,10 @@
  * (`ip -d link`), qdiscs, filters, host-local leases, records.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { generateGuestNetwork } from '../../../src/network/guest.js';
-import { Network } from '../../../src/network/network.js';
 import {
   type Attachment,
   CniChainError,
@@ -21,6 +19,7 @@ import {
   type Conflist,
   missingCniPlugins,
   type PluginRun,
+  recordedGuestNetwork,
 } from '../../helpers/cni.js';
 import { cleanupNamespaces, makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint } from '../../helpers/pod.js';
@@ -94,18 +93,6 @@ function leases(network: string): string[] {
 function records(): string[] {
   if (!existsSync(stateDirectory)) return [];
   return (readdirSync(stateDirectory, { recursive: true }) as string[]).filter((name) => name.endsWith('state.json'));
-}
-
-/** The guest network vcnet-cni's record holds for `attachment`, as the runtime's agent would be given it. */
-function recordedGuestNetwork(attachment: Attachment): ReturnType<typeof generateGuestNetwork> {
-  const file = join(stateDirectory, attachment.containerId, 'interfaces', attachment.interfaceName, 'state.json');
-  const record = JSON.parse(readFileSync(file, 'utf8')) as { network: Parameters<typeof Network.load>[0] };
-  const network = Network.load(record.network, 'guest-view');
-  try {
-    return generateGuestNetwork(network.endpoints());
-  } finally {
-    network.close();
-  }
 }
 
 function redirectTarget(pod: TestNamespace, device: string): string | undefined {
@@ -233,7 +220,11 @@ describe.skipIf(skipReason)('vcnet-cni on a node', () => {
       expect(result.ips.map((entry) => entry.address.includes(':'))).toEqual(
         subnets.map((subnet) => subnet.includes(':')),
       );
-      const guest = recordedGuestNetwork(runtime.attachment);
+      const guest = recordedGuestNetwork(
+        stateDirectory,
+        runtime.attachment.containerId,
+        runtime.attachment.interfaceName,
+      );
       // Every address of eth0 goes to the guest, its link-local one too (as Kata does): the ones IPAM gave are compared.
       const guestAddresses = guest.interfaces
         .flatMap((entry) => entry.IPAddresses)

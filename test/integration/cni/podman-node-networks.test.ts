@@ -6,25 +6,23 @@
  * Each case removes its container and checks that nothing is left: host-local reservations, vcnet
  * records, bridge ports.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { generateGuestNetwork } from '../../../src/network/guest.js';
-import { Network } from '../../../src/network/network.js';
 import { CgroupMountNamespace, planCgroups } from '../../helpers/cgroups.js';
-import { missingCniPlugins } from '../../helpers/cni.js';
+import { missingCniPlugins, recordedGuestNetwork } from '../../helpers/cni.js';
 import {
   ClientFixture,
+  endRuntimeSuite,
   missingBusybox,
   missingCommands,
   namespaceJson,
   Podman,
-  reapProcesses,
   redirectOf,
   waitFor,
 } from '../../helpers/container-runtimes.js';
-import { cleanupNamespaces, makeNamespace } from '../../helpers/namespace.js';
+import { makeNamespace } from '../../helpers/namespace.js';
 
 const root = process.getuid?.() === 0;
 const cgroupPlan = root ? planCgroups() : {};
@@ -60,12 +58,7 @@ describe.skipIf(skipReason)('podman 4 (CNI backend) on the networks of a real no
 
   afterAll(async () => {
     podman?.removeAll();
-    const reaped = directory ? await reapProcesses(directory) : [];
-    const left = (await cgroups?.stop()) ?? [];
-    cleanupNamespaces();
-    if (directory) rmSync(directory, { recursive: true, force: true });
-    expect(reaped, "the runtime's processes left running").toEqual([]);
-    expect(left, 'processes left in the cgroup mount namespace').toEqual([]);
+    await endRuntimeSuite(directory, cgroups);
   });
 
   /** The container's namespace through its process (podman's own mount of it may be out of sight). */
@@ -73,18 +66,6 @@ describe.skipIf(skipReason)('podman 4 (CNI backend) on the networks of a real no
     const inspected = podman.podman(['inspect', '--format', '{{.State.Pid}}', name]);
     expect(inspected.status, inspected.stderr).toBe(0);
     return `/proc/${inspected.stdout.trim()}/ns/net`;
-  }
-
-  /** The guest network vcnet-cni's record holds for the container's eth0, as a runtime's agent would get it. */
-  function recordedGuestNetwork(containerId: string): ReturnType<typeof generateGuestNetwork> {
-    const file = join(fixture.stateDirectory, containerId, 'interfaces', 'eth0', 'state.json');
-    const record = JSON.parse(readFileSync(file, 'utf8')) as { network: Parameters<typeof Network.load>[0] };
-    const network = Network.load(record.network, 'guest-view');
-    try {
-      return generateGuestNetwork(network.endpoints());
-    } finally {
-      network.close();
-    }
   }
 
   function portsOf(bridge: string): string[] {
@@ -174,7 +155,7 @@ describe.skipIf(skipReason)('podman 4 (CNI backend) on the networks of a real no
     )[0]!.addr_info.filter((info) => info.scope === 'global');
     expect(globalOnEth0).toEqual([]);
     const [containerId] = fixture.recordedContainers().filter((entry) => !entry.startsWith('.locks/'));
-    const guest = recordedGuestNetwork(containerId!);
+    const guest = recordedGuestNetwork(fixture.stateDirectory, containerId!);
     const [reserved] = fixture.reservations(network);
     expect(guest.interfaces.flatMap((entry) => entry.IPAddresses).map((entry) => entry.address)).toContain(reserved);
     expect(guest.routes.filter((route) => route.dest === '::/0')).toHaveLength(1);
