@@ -466,7 +466,11 @@ export function parseKataJsonText(text: string, field: string): unknown {
   try {
     parsed = JSON.parse(rewritten);
   } catch (error) {
-    throw new InvalidInputError(field, text.slice(0, 80), 'valid JSON', (error as Error).message);
+    // JSON.parse names the byte order mark by the character itself, which no terminal shows.
+    const why = text.startsWith('\uFEFF')
+      ? 'it starts with a byte order mark (U+FEFF), which JSON does not allow: save it without one'
+      : (error as Error).message;
+    throw new InvalidInputError(field, text.slice(0, 80), 'valid JSON', why);
   }
   return earlierDuplicates.length === 0 ? parsed : withoutKeysStartingWith(parsed, placeholder);
 }

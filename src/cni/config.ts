@@ -305,7 +305,11 @@ function parseConfigObject(text: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new CniError('VCNET_CNI_DECODE', `network config on stdin is not valid JSON: ${(error as Error).message}`, {
+    // JSON.parse names the byte order mark by the character itself, which no terminal shows.
+    const why = text.startsWith('\uFEFF')
+      ? 'it starts with a byte order mark (U+FEFF), which JSON does not allow'
+      : (error as Error).message;
+    throw new CniError('VCNET_CNI_DECODE', `network config on stdin is not valid JSON: ${why}`, {
       value: text.slice(0, 200),
       hint: 'the runtime passes the network configuration as JSON on stdin',
     });

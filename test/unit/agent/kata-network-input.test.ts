@@ -289,6 +289,19 @@ describe('input bounds', () => {
     expect(parseKataJsonText('{"a":"a","b":["a","a"]}', 'interface')).toEqual({ a: 'a', b: ['a', 'a'] });
   });
 
+  it('says input that starts with a byte order mark does so, in words a terminal shows', () => {
+    let refusal: unknown;
+    try {
+      parseKataJsonText('\uFEFF{"name":"eth0"}', 'interface');
+    } catch (error) {
+      refusal = error;
+    }
+    expect(refusal).toBeInstanceOf(InvalidInputError);
+    expect((refusal as InvalidInputError).hint).toBe(
+      'it starts with a byte order mark (U+FEFF), which JSON does not allow: save it without one',
+    );
+  });
+
   it('refuses input over the size bound and bad JSON, naming the field', () => {
     expect(fieldOf(() => parseKataJsonText(' '.repeat(MAX_KATA_JSON_BYTES + 1), 'interface'))).toMatch(
       /^interface: .*at most/,

@@ -198,6 +198,12 @@ describe('decodeConfig', () => {
     expect(decodeConfig('{"a":1}')).toEqual({ a: 1 });
   });
 
+  it('says a config that starts with a byte order mark does so, in words a terminal shows', () => {
+    expect(thrown(() => decodeConfig('\uFEFF{"a":1}')).message).toBe(
+      'network config on stdin is not valid JSON: it starts with a byte order mark (U+FEFF), which JSON does not allow',
+    );
+  });
+
   it('gives code 6 naming the key for a config nested deeper than ADD could write back, and takes one just within', () => {
     // Found by fuzzing vcnet-cni: JSON.parse took 5000 levels under prevResult, then JSON.stringify of
     // ADD's result overflowed the stack (code 999) after the attach, leaving the tap and its record.
