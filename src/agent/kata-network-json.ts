@@ -21,6 +21,7 @@
  *
  * Converts to and from the protobuf messages the AgentClient sends.
  */
+import { randomUUID } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import * as z from 'zod';
@@ -408,24 +409,43 @@ export function agentRequestMessage(json: unknown, field: 'interface' | 'routes'
 
 /**
  * JSON.parse of kata-network input, bounded first: a text over MAX_KATA_JSON_BYTES or nested deeper
- * than MAX_KATA_JSON_DEPTH is refused by name instead of exhausting memory or the stack.
+ * than MAX_KATA_JSON_DEPTH is refused by name instead of exhausting memory or the stack. A key given
+ * twice in one object is read as Go reads it: the later one wins, at its own place among the keys.
+ * JSON.parse keeps the value of the later one at the place of the first, so
+ * `{"name":"eth9","Name":"eth0","name":0}` read as name "eth0" (Name, now after name, won) and
+ * del-iface removed eth0, where Go reads name 0 last and refuses it.
  */
 export function parseKataJsonText(text: string, field: string): unknown {
   const bytes = Buffer.byteLength(text);
   if (bytes > MAX_KATA_JSON_BYTES) {
     throw new InvalidInputError(field, `${bytes} bytes`, `JSON of at most ${MAX_KATA_JSON_BYTES} bytes`);
   }
-  let depth = 0;
+  // Per open object, its keys so far (with where each was last written); undefined for an array.
+  const open: Array<Map<string, { start: number; end: number }> | undefined> = [];
+  const earlierDuplicates: Array<{ start: number; end: number }> = [];
   let inString = false;
+  let stringStart = 0;
   for (let position = 0; position < text.length; position++) {
     const character = text[position];
     if (inString) {
       if (character === '\\') position++;
-      else if (character === '"') inString = false;
+      else if (character === '"') {
+        inString = false;
+        const keys = open.at(-1);
+        if (keys !== undefined && text[nextNonBlank(text, position + 1)] === ':') {
+          const span = { start: stringStart, end: position + 1 };
+          const key = decodedKey(text.slice(span.start, span.end));
+          const earlier = key === undefined ? undefined : keys.get(key);
+          if (earlier !== undefined) earlierDuplicates.push(earlier);
+          if (key !== undefined) keys.set(key, span);
+        }
+      }
     } else if (character === '"') {
       inString = true;
+      stringStart = position;
     } else if (character === '{' || character === '[') {
-      if (++depth > MAX_KATA_JSON_DEPTH) {
+      open.push(character === '{' ? new Map() : undefined);
+      if (open.length > MAX_KATA_JSON_DEPTH) {
         throw new InvalidInputError(
           field,
           text.slice(0, 40),
@@ -433,14 +453,52 @@ export function parseKataJsonText(text: string, field: string): unknown {
         );
       }
     } else if (character === '}' || character === ']') {
-      depth--;
+      open.pop();
     }
   }
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new InvalidInputError(field, text.slice(0, 80), 'valid JSON', (error as Error).message);
+  // Each earlier duplicate gets a key no input can hold, dropped once parsed.
+  const placeholder = `\u0000vcnet-duplicate-${randomUUID()}`;
+  let rewritten = text;
+  for (const span of earlierDuplicates.sort((a, b) => b.start - a.start)) {
+    rewritten = `${rewritten.slice(0, span.start)}${JSON.stringify(`${placeholder}-${span.start}`)}${rewritten.slice(span.end)}`;
   }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(rewritten);
+  } catch (error) {
+    // JSON.parse names the byte order mark by the character itself, which no terminal shows.
+    const why = text.startsWith('\uFEFF')
+      ? 'it starts with a byte order mark (U+FEFF), which JSON does not allow: save it without one'
+      : (error as Error).message;
+    throw new InvalidInputError(field, text.slice(0, 80), 'valid JSON', why);
+  }
+  return earlierDuplicates.length === 0 ? parsed : withoutKeysStartingWith(parsed, placeholder);
+}
+
+/** The position of the first character at or after `from` that is not JSON whitespace. */
+function nextNonBlank(text: string, from: number): number {
+  let position = from;
+  while (position < text.length && ' \t\n\r'.includes(text[position]!)) position++;
+  return position;
+}
+
+/** A key's text (with its quotes) as JSON reads it; undefined when it is no valid JSON string. */
+function decodedKey(quoted: string): string | undefined {
+  try {
+    return JSON.parse(quoted) as string;
+  } catch {
+    return undefined;
+  }
+}
+
+function withoutKeysStartingWith(value: unknown, prefix: string): unknown {
+  if (Array.isArray(value)) return value.map((item) => withoutKeysStartingWith(item, prefix));
+  if (!isPlainObject(value)) return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([key]) => !key.startsWith(prefix))
+      .map(([key, inner]) => [key, withoutKeysStartingWith(inner, prefix)]),
+  );
 }
 
 /** Each refused field once: a value such as 1e21 fails both .int() and .max(), with the same words. */

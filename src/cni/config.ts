@@ -277,13 +277,39 @@ export interface CniConfig {
   prevResult?: PreviousResult;
 }
 
-/** Parses stdin as JSON (code 6 when it is not a JSON object). */
-export function decodeConfig(text: string): Record<string, unknown> {
+/**
+ * How deep a network config may nest. A runtime's is a few levels deep (prevResult's interfaces,
+ * runtimeConfig's port mappings); JSON.parse takes any depth, but JSON.stringify, which writes ADD's
+ * result (prevResult passed through), overflows the stack at a few thousand: ADD then failed with
+ * "Maximum call stack size exceeded" (code 999) after it had attached, leaving the tap and its record.
+ */
+export const MAX_CONFIG_DEPTH = 100;
+
+/** The path to the first value nested deeper than MAX_CONFIG_DEPTH, or undefined (walked without recursion). */
+function tooDeepPath(root: unknown): PropertyKey[] | undefined {
+  const pending: Array<{ value: unknown; path: PropertyKey[] }> = [{ value: root, path: [] }];
+  while (pending.length > 0) {
+    const { value, path } = pending.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    if (path.length >= MAX_CONFIG_DEPTH) return path;
+    for (const [key, inner] of Object.entries(value)) {
+      pending.push({ value: inner, path: [...path, Array.isArray(value) ? Number(key) : key] });
+    }
+  }
+  return undefined;
+}
+
+/** stdin as a JSON object, at any depth (DEL reads only its stateDir and lockTimeoutMs). */
+function parseConfigObject(text: string): Record<string, unknown> {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new CniError('VCNET_CNI_DECODE', `network config on stdin is not valid JSON: ${(error as Error).message}`, {
+    // JSON.parse names the byte order mark by the character itself, which no terminal shows.
+    const why = text.startsWith('\uFEFF')
+      ? 'it starts with a byte order mark (U+FEFF), which JSON does not allow'
+      : (error as Error).message;
+    throw new CniError('VCNET_CNI_DECODE', `network config on stdin is not valid JSON: ${why}`, {
       value: text.slice(0, 200),
       hint: 'the runtime passes the network configuration as JSON on stdin',
     });
@@ -295,6 +321,24 @@ export function decodeConfig(text: string): Record<string, unknown> {
     });
   }
   return value as Record<string, unknown>;
+}
+
+/** Parses stdin as JSON (code 6 when it is not a JSON object, or nests deeper than ADD could write back). */
+export function decodeConfig(text: string): Record<string, unknown> {
+  const raw = parseConfigObject(text);
+  const deep = tooDeepPath(raw);
+  if (deep !== undefined) {
+    const shown = fieldName(deep.slice(0, 4));
+    throw new CniError(
+      'VCNET_CNI_DECODE',
+      `network config on stdin nests deeper than ${MAX_CONFIG_DEPTH} levels (at ${shown}...)`,
+      {
+        value: shown,
+        hint: `a network config is a few levels deep: check what the runtime or the plugins before vcnet-cni put in ${JSON.stringify(String(deep[0]))}`,
+      },
+    );
+  }
+  return raw;
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
@@ -417,7 +461,7 @@ export function parseDeleteTarget(input: string, env: Record<string, string | un
   if (!interfaceName || interfaceNameProblem(interfaceName) !== undefined) return undefined;
   let raw: Record<string, unknown> = {};
   try {
-    raw = decodeConfig(input);
+    raw = parseConfigObject(input);
   } catch {
     // Undecodable input: the default state directory is the only place a record can be.
   }

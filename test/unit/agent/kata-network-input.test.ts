@@ -268,6 +268,40 @@ describe('input bounds', () => {
     expect(parseKataJsonText(`{"name": "${'['.repeat(100)}"}`, 'interface')).toEqual({ name: '['.repeat(100) });
   });
 
+  it('reads a key given twice in one object as Go does: the later one wins, at its own place', () => {
+    // Found by fuzzing del-iface: JSON.parse kept the later "name" at the first one's place, so
+    // "Name" (after it) won and del-iface removed eth0, where Go reads name 0 last and refuses it.
+    const text = '{"name":"eth9","Name":"eth0","name":0}';
+    expect(Object.entries(parseKataJsonText(text, 'interface') as object)).toEqual([
+      ['Name', 'eth0'],
+      ['name', 0],
+    ]);
+    expect(fieldOf(() => interfaceFromJson(parseKataJsonText(text, 'interface')))).toMatch(
+      /^interface\.name: invalid interface\.name: 0 /,
+    );
+    // Nested objects, escaped spellings of one key, and whitespace before the colon.
+    expect(parseKataJsonText('[{"a":1,"b":{"c":1,"c" :2},"\\u0061":3}, {"a":4}]', 'routes') as object).toEqual([
+      { b: { c: 2 }, a: 3 },
+      { a: 4 },
+    ]);
+    expect(Object.keys((parseKataJsonText('{"a":1,"b":2,"a":3}', 'interface') as object[])!)).toEqual(['b', 'a']);
+    // A string value that looks like a key is not one.
+    expect(parseKataJsonText('{"a":"a","b":["a","a"]}', 'interface')).toEqual({ a: 'a', b: ['a', 'a'] });
+  });
+
+  it('says input that starts with a byte order mark does so, in words a terminal shows', () => {
+    let refusal: unknown;
+    try {
+      parseKataJsonText('\uFEFF{"name":"eth0"}', 'interface');
+    } catch (error) {
+      refusal = error;
+    }
+    expect(refusal).toBeInstanceOf(InvalidInputError);
+    expect((refusal as InvalidInputError).hint).toBe(
+      'it starts with a byte order mark (U+FEFF), which JSON does not allow: save it without one',
+    );
+  });
+
   it('refuses input over the size bound and bad JSON, naming the field', () => {
     expect(fieldOf(() => parseKataJsonText(' '.repeat(MAX_KATA_JSON_BYTES + 1), 'interface'))).toMatch(
       /^interface: .*at most/,

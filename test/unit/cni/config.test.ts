@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_CNI_LOCK_TIMEOUT_MS,
   decodeConfig,
+  MAX_CONFIG_DEPTH,
   parseCniConfig,
   parseEnvironment,
   requirePreviousResult,
@@ -195,6 +196,27 @@ describe('decodeConfig', () => {
     expect(thrown(() => decodeConfig('[1]')).cniCode).toBe(6);
     expect(thrown(() => decodeConfig('')).message).toContain('not valid JSON');
     expect(decodeConfig('{"a":1}')).toEqual({ a: 1 });
+  });
+
+  it('says a config that starts with a byte order mark does so, in words a terminal shows', () => {
+    expect(thrown(() => decodeConfig('\uFEFF{"a":1}')).message).toBe(
+      'network config on stdin is not valid JSON: it starts with a byte order mark (U+FEFF), which JSON does not allow',
+    );
+  });
+
+  it('gives code 6 naming the key for a config nested deeper than ADD could write back, and takes one just within', () => {
+    // Found by fuzzing vcnet-cni: JSON.parse took 5000 levels under prevResult, then JSON.stringify of
+    // ADD's result overflowed the stack (code 999) after the attach, leaving the tap and its record.
+    const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    const deep = thrown(() => decodeConfig(`{"cniVersion":"1.0.0","prevResult":{"dns":{"x":${nested(5000)}}}}`));
+    expect(deep.cniCode).toBe(6);
+    expect(deep.message).toBe(
+      `network config on stdin nests deeper than ${MAX_CONFIG_DEPTH} levels (at prevResult.dns.x[0]...)`,
+    );
+    expect(deep.hint).toContain('"prevResult"');
+    // The config object is level 0: a value MAX_CONFIG_DEPTH levels down is still taken.
+    expect(decodeConfig(`{"runtimeConfig":${nested(MAX_CONFIG_DEPTH - 1)}}`)).toHaveProperty('runtimeConfig');
+    expect(thrown(() => decodeConfig(`{"runtimeConfig":${nested(MAX_CONFIG_DEPTH)}}`)).cniCode).toBe(6);
   });
 });
 

@@ -1,0 +1,93 @@
+/**
+ * What the fuzz tests of vcnet's two programs share: running one as a process with bytes on stdin,
+ * the texts a reply must never hold, a listing of a directory to compare before and after, and the
+ * seed and number of runs (VCNET_FUZZ_SEED and VCNET_FUZZ_RUNS replay a failure or search longer).
+ */
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Another layer's words, a JavaScript value printed as JavaScript stringifies it, or a stack trace. */
+export const LEAKED =
+  /\[object \w+\]|\bundefined\b|\bNaN\b|Invalid input|Too (big|small)|expected \w+ to (be|have)|received \w+|is not a function|is not iterable|Cannot (read|convert|set)|Maximum call stack|\n\s+at \S|(Type|Range|Reference|Syntax)Error/;
+
+/** fast-check's parameters: a fixed seed unless VCNET_FUZZ_SEED gives one, few runs unless VCNET_FUZZ_RUNS. */
+export function fuzzParameters(defaultSeed: number, defaultRuns: number): { seed: number; numRuns: number } {
+  const seed = Number(process.env.VCNET_FUZZ_SEED ?? defaultSeed);
+  const numRuns = Number(process.env.VCNET_FUZZ_RUNS ?? defaultRuns);
+  console.log(`fuzzing with seed ${seed}, ${numRuns} runs (VCNET_FUZZ_SEED, VCNET_FUZZ_RUNS)`);
+  return { seed, numRuns };
+}
+
+export interface ProgramRun {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node PROGRAM ARGS` with exactly `env` (plus PATH) and `input` on stdin. */
+export function runProgram(
+  program: string,
+  args: string[],
+  input: Buffer | string,
+  env: Record<string, string | undefined>,
+): ProgramRun {
+  const given: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  for (const [name, value] of Object.entries(env)) if (value !== undefined) given[name] = value;
+  const run = spawnSync(process.execPath, [program, ...args], {
+    input,
+    env: given,
+    encoding: 'utf8',
+    timeout: 60_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return { status: run.status, signal: run.signal, stdout: run.stdout, stderr: run.stderr };
+}
+
+/** Every path under `directory` with its file's contents, sorted: equal before and after means untouched. */
+export function directoryListing(directory: string): string[] {
+  const entries: string[] = [];
+  const walk = (current: string) => {
+    for (const name of readdirSync(current).sort()) {
+      const path = join(current, name);
+      if (statSync(path).isDirectory()) {
+        entries.push(`${path}/`);
+        walk(path);
+      } else entries.push(`${path} ${readFileSync(path, 'utf8')}`);
+    }
+  };
+  try {
+    walk(directory);
+  } catch (error) {
+    entries.push(`(${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+  }
+  return entries;
+}
+
+/** A copy of `value` with `change` applied at `path` (a key's value replaced, or the key removed). */
+export function changedAt(
+  value: unknown,
+  path: readonly (string | number)[],
+  change: { remove: boolean; to?: unknown },
+) {
+  const copy = structuredClone(value) as Record<string | number, unknown>;
+  if (path.length === 0) return change.remove ? undefined : change.to;
+  let parent = copy as Record<string | number, unknown>;
+  for (const key of path.slice(0, -1)) parent = parent[key] as Record<string | number, unknown>;
+  const last = path[path.length - 1]!;
+  if (!change.remove) parent[last] = change.to;
+  else if (Array.isArray(parent)) parent.splice(Number(last), 1);
+  else delete parent[last];
+  return copy;
+}
+
+/** Every path to a value inside `value` (the root's own, [], first). */
+export function pathsIn(value: unknown, prefix: (string | number)[] = []): (string | number)[][] {
+  const paths = [prefix];
+  if (typeof value !== 'object' || value === null) return paths;
+  for (const [key, inner] of Object.entries(value)) {
+    paths.push(...pathsIn(inner, [...prefix, Array.isArray(value) ? Number(key) : key]));
+  }
+  return paths;
+}
