@@ -140,6 +140,20 @@ export class WrittenAs {
  * as 0, a function or a symbol as undefined, and throws on a bigint or a cycle.
  */
 export function describeGivenValue(value: unknown): string {
+  const text = givenValueText(value);
+  return text.length <= GIVEN_VALUE_SHOWN_MAX
+    ? text
+    : `${text.slice(0, GIVEN_VALUE_SHOWN_MAX)}… (${text.length} characters in all)`;
+}
+
+/**
+ * How much of a refused value a message quotes: a runtime logs each error (vcnet-cni's twice, in
+ * `msg` and `details`), and a 100,000-character field made a 200 KB answer. The error's `value`
+ * keeps it whole.
+ */
+const GIVEN_VALUE_SHOWN_MAX = 200;
+
+function givenValueText(value: unknown): string {
   // An undefined value is a field nobody gave.
   if (value === undefined) return 'not given';
   if (value instanceof WrittenAs) return value.text;

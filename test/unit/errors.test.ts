@@ -60,6 +60,15 @@ describe('VcnetError', () => {
     expect(error.message).toBe(`invalid --agent: not given (accepted: the guest agent's socket)`);
   });
 
+  it('InvalidInputError quotes at most 200 characters of a long value, and keeps the whole value', () => {
+    const long = 'x'.repeat(100_000);
+    const error = new InvalidInputError('tapOwner', long, 'a user name or id');
+    expect(error.message).toBe(
+      `invalid tapOwner: "${'x'.repeat(199)}… (100002 characters in all) (accepted: a user name or id)`,
+    );
+    expect(error.value).toBe(long);
+  });
+
   it('a refused system call hints "run it as root" only to a process that is not root', () => {
     // Optional in Node's types (absent on Windows), present here.
     const geteuid = vi.spyOn(process as { geteuid: () => number }, 'geteuid');
