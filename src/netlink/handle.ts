@@ -141,22 +141,23 @@ export class ChangeBatch {
     return this;
   }
 
-  addAddress(spec: AddressSpec): this {
+  /** `description` names the request in errors (the caller may know the link's name; else its index). */
+  addAddress(spec: AddressSpec, description?: string): this {
     this.batch.add(
       MessageType.NEWADDR,
       MessageFlag.CREATE | MessageFlag.EXCL,
-      `add address ${spec.address}/${spec.prefixLength} on link #${spec.index}`,
+      description ?? `add address ${spec.address}/${spec.prefixLength} on link #${spec.index}`,
       (w) => encodeAddress(w, spec),
     );
     return this;
   }
 
   /** `ip address change`: an existing address takes these flags and lifetimes (IPv6 starts no DAD for it). */
-  changeAddress(spec: AddressSpec): this {
+  changeAddress(spec: AddressSpec, description?: string): this {
     this.batch.add(
       MessageType.NEWADDR,
       MessageFlag.REPLACE,
-      `change address ${spec.address}/${spec.prefixLength} on link #${spec.index}`,
+      description ?? `change address ${spec.address}/${spec.prefixLength} on link #${spec.index}`,
       (w) => encodeAddress(w, spec),
     );
     return this;
@@ -184,10 +185,13 @@ export class ChangeBatch {
     return this;
   }
 
-  addNeighbour(spec: NeighbourSpec, replace = false): this {
+  addNeighbour(spec: NeighbourSpec, replace = false, description?: string): this {
     const flags = MessageFlag.CREATE | (replace ? MessageFlag.REPLACE : MessageFlag.EXCL);
-    this.batch.add(MessageType.NEWNEIGH, flags, `add neighbour ${spec.destination} on link #${spec.index}`, (w) =>
-      encodeNeighbour(w, spec),
+    this.batch.add(
+      MessageType.NEWNEIGH,
+      flags,
+      description ?? `add neighbour ${spec.destination} on link #${spec.index}`,
+      (w) => encodeNeighbour(w, spec),
     );
     return this;
   }
@@ -197,59 +201,65 @@ export class ChangeBatch {
     return this;
   }
 
-  addQdisc(spec: QdiscSpec): this {
+  /** `description` names the request in errors (the caller may know the link's name; else its index). */
+  addQdisc(spec: QdiscSpec, description?: string): this {
     this.batch.add(
       MessageType.NEWQDISC,
       MessageFlag.CREATE | MessageFlag.EXCL,
-      `add ${spec.options.kind} qdisc ${formatHandle(spec.handle)} on link #${spec.index}`,
+      description ?? `add ${spec.options.kind} qdisc ${formatHandle(spec.handle)} on link #${spec.index}`,
       (w) => encodeQdisc(w, spec),
     );
     return this;
   }
 
-  deleteQdisc(index: number, handle: number, parent: number): this {
-    this.batch.add(MessageType.DELQDISC, 0, `delete qdisc ${formatHandle(handle)} on link #${index}`, (w) =>
-      encodeDeleteQdisc(w, index, handle, parent),
-    );
+  deleteQdisc(
+    index: number,
+    handle: number,
+    parent: number,
+    description = `delete qdisc ${formatHandle(handle)} on link #${index}`,
+  ): this {
+    this.batch.add(MessageType.DELQDISC, 0, description, (w) => encodeDeleteQdisc(w, index, handle, parent));
     return this;
   }
 
-  addHtbClass(spec: HtbClassSpec): this {
+  addHtbClass(spec: HtbClassSpec, description?: string): this {
     this.batch.add(
       MessageType.NEWTCLASS,
       MessageFlag.CREATE | MessageFlag.EXCL,
-      `add htb class ${formatHandle(spec.handle)} on link #${spec.index}`,
+      description ?? `add htb class ${formatHandle(spec.handle)} on link #${spec.index}`,
       (w) => encodeHtbClass(w, spec),
     );
     return this;
   }
 
   /** An existing htb class takes `spec`'s rates (`tc class change`); ENOENT when it is not there. */
-  changeHtbClass(spec: HtbClassSpec): this {
+  changeHtbClass(spec: HtbClassSpec, description?: string): this {
     this.batch.add(
       MessageType.NEWTCLASS,
       0,
-      `change htb class ${formatHandle(spec.handle)} on link #${spec.index}`,
+      description ?? `change htb class ${formatHandle(spec.handle)} on link #${spec.index}`,
       (w) => encodeHtbClass(w, spec),
     );
     return this;
   }
 
-  addFilter(spec: FilterSpec): this {
+  addFilter(spec: FilterSpec, description?: string): this {
     this.batch.add(
       MessageType.NEWTFILTER,
       MessageFlag.CREATE | MessageFlag.EXCL,
-      `add ${spec.options.kind} filter prio ${spec.priority} on link #${spec.index} parent ${formatHandle(spec.parent)}`,
+      description ??
+        `add ${spec.options.kind} filter prio ${spec.priority} on link #${spec.index} parent ${formatHandle(spec.parent)}`,
       (w) => encodeFilter(w, spec),
     );
     return this;
   }
 
-  deleteFilter(target: DeleteFilterTarget): this {
+  deleteFilter(target: DeleteFilterTarget, description?: string): this {
     this.batch.add(
       MessageType.DELTFILTER,
       0,
-      `delete filter prio ${target.priority} on link #${target.index} parent ${formatHandle(target.parent)}`,
+      description ??
+        `delete filter prio ${target.priority} on link #${target.index} parent ${formatHandle(target.parent)}`,
       (w) => encodeDeleteFilter(w, target),
     );
     return this;
@@ -751,8 +761,8 @@ export class NetlinkHandle {
   }
 
   /** Equivalent to `tc qdisc add dev NAME (ingress | clsact | root handle 1: htb default N …)`. */
-  addQdisc(spec: QdiscSpec): Promise<void> {
-    return this.one((b) => b.addQdisc(spec));
+  addQdisc(spec: QdiscSpec, description?: string): Promise<void> {
+    return this.one((b) => b.addQdisc(spec, description));
   }
 
   /** Equivalent to `tc qdisc del dev NAME (ingress | root …)`. */

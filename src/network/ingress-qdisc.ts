@@ -57,7 +57,7 @@ export async function addIngressQdiscRetrying(
   let lastError: unknown;
   for (let attempt = 0; attempt < attempts; attempt++) {
     try {
-      await handle.addQdisc(ingressQdisc(link.index));
+      await handle.addQdisc(ingressQdisc(link.index), `add ingress qdisc ffff: on ${link.name}`);
       return;
     } catch (error) {
       if ((error as { errno?: unknown }).errno !== 'EBUSY') throw error;

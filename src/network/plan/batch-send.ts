@@ -10,9 +10,10 @@ import type { LinkSpec } from '../../netlink/codec/link.js';
 import { NeighbourFlag } from '../../netlink/codec/neighbour.js';
 import type { RouteSpec } from '../../netlink/codec/route.js';
 import { MATCH_ALL_U32_KEYS } from '../../netlink/codec/tc/filter/u32.js';
+import { formatHandle } from '../../netlink/codec/tc/message.js';
 import { ChangeBatch, type NetlinkHandle } from '../../netlink/handle.js';
 import { addIngressQdiscRetrying } from '../ingress-qdisc.js';
-import { ADDRESS_GENERATION_SYSCTL, commandOf } from './commands.js';
+import { ADDRESS_GENERATION_SYSCTL, commandOf, formatU32Handle } from './commands.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, RouteRecord } from './types.js';
 
@@ -88,15 +89,24 @@ export function queueChange(
       }
       return;
     case 'add-qdisc':
-      batch.addQdisc({
-        index: indexOf(change.link),
-        handle: change.handle,
-        parent: change.parent,
-        options: change.kind === 'htb' ? { kind: 'htb', defaultClass: change.defaultClass ?? 0 } : { kind: 'ingress' },
-      });
+      batch.addQdisc(
+        {
+          index: indexOf(change.link),
+          handle: change.handle,
+          parent: change.parent,
+          options:
+            change.kind === 'htb' ? { kind: 'htb', defaultClass: change.defaultClass ?? 0 } : { kind: 'ingress' },
+        },
+        `add ${change.kind} qdisc ${formatHandle(change.handle)} on ${change.link.name}`,
+      );
       return;
     case 'delete-qdisc':
-      batch.deleteQdisc(indexOf(change.link), change.handle, change.parent);
+      batch.deleteQdisc(
+        indexOf(change.link),
+        change.handle,
+        change.parent,
+        `delete qdisc ${formatHandle(change.handle)} on ${change.link.name}`,
+      );
       return;
     case 'add-class': {
       const spec = {
@@ -105,38 +115,53 @@ export function queueChange(
         parent: change.parent,
         rateBitsPerSecond: change.rateBitsPerSecond,
       };
-      if (change.change) batch.changeHtbClass(spec);
-      else batch.addHtbClass(spec);
+      const description = `htb class ${formatHandle(change.handle)} on ${change.link.name}`;
+      if (change.change) batch.changeHtbClass(spec, `change ${description}`);
+      else batch.addHtbClass(spec, `add ${description}`);
       return;
     }
     case 'add-filter':
-      batch.addFilter({
-        index: indexOf(change.link),
-        parent: change.parent,
-        priority: change.priority,
-        protocol: change.protocol,
-        options: {
-          kind: 'u32',
-          keys: MATCH_ALL_U32_KEYS,
-          actions: [{ kind: 'mirred', direction: 'egress', mode: 'redirect', targetIndex: indexOf(change.redirectTo) }],
+      batch.addFilter(
+        {
+          index: indexOf(change.link),
+          parent: change.parent,
+          priority: change.priority,
+          protocol: change.protocol,
+          options: {
+            kind: 'u32',
+            keys: MATCH_ALL_U32_KEYS,
+            actions: [
+              { kind: 'mirred', direction: 'egress', mode: 'redirect', targetIndex: indexOf(change.redirectTo) },
+            ],
+          },
         },
-      });
+        `add u32 filter prio ${change.priority} on ${change.link.name} parent ${formatHandle(change.parent)} (redirect to ${change.redirectTo.name})`,
+      );
       return;
     case 'delete-filter':
-      batch.deleteFilter({
-        index: indexOf(change.link),
-        parent: change.parent,
-        priority: change.priority,
-        protocol: change.protocol,
-        kind: change.kind,
-        ...(change.handle !== undefined ? { handle: change.handle } : {}),
-      });
+      batch.deleteFilter(
+        {
+          index: indexOf(change.link),
+          parent: change.parent,
+          priority: change.priority,
+          protocol: change.protocol,
+          kind: change.kind,
+          ...(change.handle !== undefined ? { handle: change.handle } : {}),
+        },
+        `delete filter prio ${change.priority}${change.handle !== undefined ? ` handle ${formatU32Handle(change.handle)}` : ''} on ${change.link.name} parent ${formatHandle(change.parent)}`,
+      );
       return;
     case 'add-address':
-      batch.addAddress({ index: indexOf(change.link), ...change.address });
+      batch.addAddress(
+        { index: indexOf(change.link), ...change.address },
+        `add address ${change.address.address}/${change.address.prefixLength} on ${change.link.name}`,
+      );
       return;
     case 'change-address':
-      batch.changeAddress({ index: indexOf(change.link), ...change.address });
+      batch.changeAddress(
+        { index: indexOf(change.link), ...change.address },
+        `change address ${change.address.address}/${change.address.prefixLength} on ${change.link.name}`,
+      );
       return;
     case 'delete-address':
       // A point-to-point address is known by its local address and its peer (IFA_ADDRESS): without
@@ -168,7 +193,11 @@ export function queueChange(
       );
       return;
     case 'add-neighbour':
-      batch.addNeighbour({ index: indexOf(change.link), ...change.neighbour }, true);
+      batch.addNeighbour(
+        { index: indexOf(change.link), ...change.neighbour },
+        true,
+        `add neighbour ${change.neighbour.destination} on ${change.link.name}`,
+      );
       return;
     case 'delete-neighbour':
       batch.deleteNeighbour({

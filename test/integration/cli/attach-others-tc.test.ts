@@ -104,6 +104,8 @@ describe("attach beside another tool's ingress filters", () => {
     const attach = vcnet(['attach', '--sandbox', 'ab', '--netns', pod.path, ...state]);
     expect(attach.status).not.toBe(0);
     expect(attach.stderr).toContain('This filter block is shared');
+    // The request named by the link's name, as tc would: it said "on link #2".
+    expect(attach.stderr).toContain('add u32 filter prio 49152 on eth0 parent ffff:');
     expect(attach.stderr).toContain('(everything it had made was removed)');
     expect(attach.stderr).toContain(
       "hint: another tool's qdisc on this link keeps its filters in a shared block (ingress_block or egress_block in `tc qdisc show`), which takes no filter by device, as vcnet adds its redirect: use the macvtap model, which adds no filter to the pod link, or have that tool give the link a qdisc of its own",
