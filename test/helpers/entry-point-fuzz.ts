@@ -91,3 +91,41 @@ export function pathsIn(value: unknown, prefix: (string | number)[] = []): (stri
   }
   return paths;
 }
+
+/** What a damage changes in a given input: the keys it repeats, and the text it puts a NUL into. */
+export interface DamageTargets {
+  /** Keys to put first in the top object, each given again later in it (`"name":"eth9","Name":"eth0"`). */
+  duplicateKeys: string;
+  /** A piece of the text and the same with an escaped NUL in it. */
+  nul: [string, string];
+}
+
+/**
+ * `text` as bytes damaged as `how` says (`at` picks where a cut or stray bytes go): a byte order mark
+ * before it, keys given twice, cut short, bytes that are not UTF-8, empty, nested 5000 deep, a NUL in
+ * a string, CRLF line ends; anything else leaves it whole.
+ */
+export function damagedBytes(text: string, how: string, at: number, targets: DamageTargets): Buffer {
+  const bytes = Buffer.from(text);
+  const position = at % (bytes.length + 1);
+  switch (how) {
+    case 'bom':
+      return Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), bytes]);
+    case 'duplicate keys':
+      return Buffer.from(text.replace('{', `{${targets.duplicateKeys},`));
+    case 'cut':
+      return bytes.subarray(0, position);
+    case 'non-UTF-8':
+      return Buffer.concat([bytes.subarray(0, position), Buffer.from([0xff, 0xfe, 0xc3]), bytes.subarray(position)]);
+    case 'empty':
+      return Buffer.alloc(0);
+    case 'deep':
+      return Buffer.from(text.replace('{', `{"nested":${'['.repeat(5000)}${']'.repeat(5000)},`));
+    case 'NUL':
+      return Buffer.from(text.replace(targets.nul[0], targets.nul[1]));
+    case 'CRLF':
+      return Buffer.from(text.replaceAll(',', ',\r\n'));
+    default:
+      return bytes;
+  }
+}

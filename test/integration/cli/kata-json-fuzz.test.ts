@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { CLI, stateDirectoryPerTest } from '../../helpers/cli.js';
 import {
   changedAt,
+  damagedBytes,
   directoryListing,
   fuzzParameters,
   LEAKED,
@@ -117,7 +118,7 @@ describe.skipIf(skipReason)('add-iface, del-iface and update-routes fed changed 
           const given = valid[generated.command as keyof typeof valid];
           const paths = pathsIn(given);
           const text = JSON.stringify(changedAt(given, paths[generated.pick % paths.length]!, generated)) ?? '';
-          const input = damaged(text, generated.damage, generated.at);
+          const input = damagedKataJson(text, generated.damage, generated.at);
           const stateBefore = stateListing();
           const file = join(workDirectory(), 'input.json');
           if (generated.viaFile) writeFileSync(file, input);
@@ -155,29 +156,6 @@ describe.skipIf(skipReason)('add-iface, del-iface and update-routes fed changed 
   });
 });
 
-function damaged(text: string, how: string, at: number): Buffer {
-  const bytes = Buffer.from(text);
-  const position = at % (bytes.length + 1);
-  switch (how) {
-    case 'bom':
-      return Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), bytes]);
-    case 'duplicate keys':
-      return Buffer.from(text.replace('{', '{"name":"eth9","Name":"eth0",'));
-    case 'cut':
-      return bytes.subarray(0, position);
-    case 'non-UTF-8':
-      return Buffer.concat([bytes.subarray(0, position), Buffer.from([0xff, 0xfe, 0xc3]), bytes.subarray(position)]);
-    case 'deep':
-      return Buffer.from(text.replace('{', `{"nested":${'['.repeat(5000)}${']'.repeat(5000)},`));
-    case 'NUL':
-      return Buffer.from(text.replace('eth', 'e\\u0000th'));
-    case 'CRLF':
-      return Buffer.from(text.replaceAll(',', ',\r\n'));
-    default:
-      return bytes;
-  }
-}
-
 /** The code of the `{"error": ...}` line --json prints, or "". */
 function errorCodeIn(stdout: string): string {
   try {
@@ -185,4 +163,9 @@ function errorCodeIn(stdout: string): string {
   } catch {
     return '';
   }
+}
+
+/** The Interface JSON damaged: the duplicate keys are the ones s36-fuzz found del-iface misread. */
+function damagedKataJson(text: string, how: string, at: number): Buffer {
+  return damagedBytes(text, how, at, { duplicateKeys: '"name":"eth9","Name":"eth0"', nul: ['eth', 'e\\u0000th'] });
 }

@@ -17,6 +17,7 @@ import { MAX_CONFIG_DEPTH } from '../../../src/cni/config.js';
 import { VCNET_CNI_PROGRAM } from '../../helpers/cni.js';
 import {
   changedAt,
+  damagedBytes,
   directoryListing,
   fuzzParameters,
   LEAKED,
@@ -163,29 +164,6 @@ const addedKey = fc.constantFrom(
 /** How the bytes on stdin are damaged after the config is written. */
 const damage = fc.constantFrom('none', 'none', 'bom', 'duplicate keys', 'cut', 'non-UTF-8', 'empty', 'deep', 'NUL');
 
-function damaged(text: string, how: string, at: number): Buffer {
-  const bytes = Buffer.from(text);
-  const position = at % (bytes.length + 1);
-  switch (how) {
-    case 'bom':
-      return Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), bytes]);
-    case 'duplicate keys':
-      return Buffer.from(text.replace('{', '{"model":"bogus","queues":"x",'));
-    case 'cut':
-      return bytes.subarray(0, position);
-    case 'non-UTF-8':
-      return Buffer.concat([bytes.subarray(0, position), Buffer.from([0xff, 0xfe, 0xc3]), bytes.subarray(position)]);
-    case 'empty':
-      return Buffer.alloc(0);
-    case 'deep':
-      return Buffer.from(text.replace('{', `{"nested":${'['.repeat(5000)}${']'.repeat(5000)},`));
-    case 'NUL':
-      return Buffer.from(text.replace('fuzznet', 'fuzz\\u0000net'));
-    default:
-      return bytes;
-  }
-}
-
 describe.skipIf(skipReason)('vcnet-cni fed changed input', () => {
   it('refuses a config nested 5000 levels deep with code 6 before it makes anything (ADD used to attach, then fail with code 999)', () => {
     const stateBefore = directoryListing(workDirectory);
@@ -230,7 +208,7 @@ describe.skipIf(skipReason)('vcnet-cni fed changed input', () => {
           generated.added === undefined
             ? changedAt(valid, path, generated)
             : { ...valid, [generated.added]: generated.to };
-        const input = damaged(JSON.stringify(config) ?? '', generated.damage, generated.at);
+        const input = damagedConfig(JSON.stringify(config) ?? '', generated.damage, generated.at);
         expect(problemsOf(generated.command, input, cniEnvironment(generated.command))).toEqual([]);
       }),
       fuzzParameters(36, 40),
@@ -292,3 +270,10 @@ describe.skipIf(skipReason)('vcnet-cni fed changed input', () => {
     );
   });
 });
+
+function damagedConfig(text: string, how: string, at: number): Buffer {
+  return damagedBytes(text, how, at, {
+    duplicateKeys: '"model":"bogus","queues":"x"',
+    nul: ['fuzznet', 'fuzz\\u0000net'],
+  });
+}
