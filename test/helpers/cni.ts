@@ -29,16 +29,20 @@ export const IP_COMMAND =
 
 /**
  * The guest network vcnet-cni's record of a container's interface holds, as the runtime's agent
- * would be given it (`containerId` as vcnet-cni names its record directory).
+ * would be given it (`containerId` as vcnet-cni names its record directory). `namespacePath` opens
+ * the pod namespace where the recorded path does not: a runtime that mounts it in a mount namespace
+ * of its own (podman in CI's chroot, where the runtimes run in one that has cgroup filesystems)
+ * leaves only an empty file at that path out here.
  */
 export function recordedGuestNetwork(
   stateDirectory: string,
   containerId: string,
   interfaceName = 'eth0',
+  namespacePath?: string,
 ): ReturnType<typeof generateGuestNetwork> {
   const file = join(stateDirectory, containerId, 'interfaces', interfaceName, 'state.json');
   const record = JSON.parse(readFileSync(file, 'utf8')) as { network: Parameters<typeof Network.load>[0] };
-  const network = Network.load(record.network, 'guest-view');
+  const network = Network.load(record.network, 'guest-view', namespacePath ?? record.network.config.namespacePath);
   try {
     return generateGuestNetwork(network.endpoints());
   } finally {

@@ -137,7 +137,12 @@ describe.skipIf(skipReason)('containerd 1.6 (ctr run --cni) on the networks of a
     expect(redirectOf(container.namespacePath, 'tap0_kata')).toBe('eth0');
     const addresses = globalAddresses(container.namespacePath, 'eth0');
     expect(addresses.map((entry) => entry.family)).toEqual(['inet6']);
-    const guest = recordedGuestNetwork(fixture.stateDirectory, `default-${container.id}`);
+    const guest = recordedGuestNetwork(
+      fixture.stateDirectory,
+      `default-${container.id}`,
+      'eth0',
+      container.namespacePath,
+    );
     expect(guest.interfaces.flatMap((entry) => entry.IPAddresses).map((entry) => entry.address)).toContain(
       addresses[0]!.local,
     );

@@ -155,7 +155,7 @@ describe.skipIf(skipReason)('podman 4 (CNI backend) on the networks of a real no
     )[0]!.addr_info.filter((info) => info.scope === 'global');
     expect(globalOnEth0).toEqual([]);
     const [containerId] = fixture.recordedContainers().filter((entry) => !entry.startsWith('.locks/'));
-    const guest = recordedGuestNetwork(fixture.stateDirectory, containerId!);
+    const guest = recordedGuestNetwork(fixture.stateDirectory, containerId!, 'eth0', namespacePath);
     const [reserved] = fixture.reservations(network);
     expect(guest.interfaces.flatMap((entry) => entry.IPAddresses).map((entry) => entry.address)).toContain(reserved);
     expect(guest.routes.filter((route) => route.dest === '::/0')).toHaveLength(1);
