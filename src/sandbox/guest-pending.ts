@@ -270,7 +270,24 @@ export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight
  * container's); root with CAP_SYS_PTRACE is refused only by a security module or a user namespace
  * boundary. `euid` and `status` (/proc/self/status) are this process's unless given.
  */
-export function notPermittedWhy(euid = process.geteuid?.() ?? 0, status?: string): { reason: string; remedy: string } {
+export function notPermittedWhy(euid?: number, status?: string): NotPermittedWhy {
+  // This process's own is read once: `vcnet list` asks for each record it notes, and the answer
+  // (its euid, its capabilities: /proc/self/status) does not change while it runs.
+  if (euid === undefined && status === undefined) {
+    ownNotPermittedWhy ??= notPermittedWhyOf(process.geteuid?.() ?? 0, undefined);
+    return ownNotPermittedWhy;
+  }
+  return notPermittedWhyOf(euid ?? process.geteuid?.() ?? 0, status);
+}
+
+interface NotPermittedWhy {
+  reason: string;
+  remedy: string;
+}
+
+let ownNotPermittedWhy: NotPermittedWhy | undefined;
+
+function notPermittedWhyOf(euid: number, status: string | undefined): NotPermittedWhy {
   if (euid !== 0) {
     return {
       reason: "another user's process: looking at it takes root or CAP_SYS_PTRACE",
