@@ -147,6 +147,17 @@ export function describeGivenValue(value: unknown): string {
 }
 
 /**
+ * Why JSON.parse refused `text`, in words a terminal shows: JSON.parse names a leading byte order
+ * mark by the character itself (`Unexpected token '\uFEFF'` printed invisibly). `bomRemedy` follows
+ * the byte-order-mark words where the caller has one to give.
+ */
+export function jsonParseProblem(text: string, error: unknown, bomRemedy?: string): string {
+  if (!text.startsWith('\uFEFF')) return (error as Error).message;
+  const words = 'it starts with a byte order mark (U+FEFF), which JSON does not allow';
+  return bomRemedy === undefined ? words : `${words}: ${bomRemedy}`;
+}
+
+/**
  * How much of a refused value a message quotes: a runtime logs each error (vcnet-cni's twice, in
  * `msg` and `details`), and a 100,000-character field made a 200 KB answer. The error's `value`
  * keeps it whole.

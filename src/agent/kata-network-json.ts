@@ -26,7 +26,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import * as z from 'zod';
 import { closestName, labelArgument, optionsArgument } from '../arguments.js';
-import { type FieldIssue, InvalidFieldsError, InvalidInputError } from '../errors.js';
+import { type FieldIssue, InvalidFieldsError, InvalidInputError, jsonParseProblem } from '../errors.js';
 import { PARSE_OPTIONS } from '../parse-options.js';
 import { DEVICE_PATH_ACCEPTED, isDevicePath, sentDevicePath } from './device-path.js';
 import {
@@ -466,11 +466,12 @@ export function parseKataJsonText(text: string, field: string): unknown {
   try {
     parsed = JSON.parse(rewritten);
   } catch (error) {
-    // JSON.parse names the byte order mark by the character itself, which no terminal shows.
-    const why = text.startsWith('\uFEFF')
-      ? 'it starts with a byte order mark (U+FEFF), which JSON does not allow: save it without one'
-      : (error as Error).message;
-    throw new InvalidInputError(field, text.slice(0, 80), 'valid JSON', why);
+    throw new InvalidInputError(
+      field,
+      text.slice(0, 80),
+      'valid JSON',
+      jsonParseProblem(text, error, 'save it without one'),
+    );
   }
   return earlierDuplicates.length === 0 ? parsed : withoutKeysStartingWith(parsed, placeholder);
 }

@@ -6,7 +6,7 @@
 import { isAbsolute } from 'node:path';
 import * as z from 'zod';
 import { closestName } from '../arguments.js';
-import { describeGivenValue, type InvalidInputError } from '../errors.js';
+import { describeGivenValue, type InvalidInputError, jsonParseProblem } from '../errors.js';
 import { INTERWORKING_MODELS, type InterworkingModel, parseInterworkingModel } from '../network/interworking-model.js';
 import type { RateLimit } from '../network/plan/types.js';
 import { MIN_BITS_PER_SECOND } from '../network/rate-limit.js';
@@ -305,14 +305,14 @@ function parseConfigObject(text: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    // JSON.parse names the byte order mark by the character itself, which no terminal shows.
-    const why = text.startsWith('\uFEFF')
-      ? 'it starts with a byte order mark (U+FEFF), which JSON does not allow'
-      : (error as Error).message;
-    throw new CniError('VCNET_CNI_DECODE', `network config on stdin is not valid JSON: ${why}`, {
-      value: text.slice(0, 200),
-      hint: 'the runtime passes the network configuration as JSON on stdin',
-    });
+    throw new CniError(
+      'VCNET_CNI_DECODE',
+      `network config on stdin is not valid JSON: ${jsonParseProblem(text, error)}`,
+      {
+        value: text.slice(0, 200),
+        hint: 'the runtime passes the network configuration as JSON on stdin',
+      },
+    );
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new CniError('VCNET_CNI_DECODE', 'network config on stdin is not an object', {
