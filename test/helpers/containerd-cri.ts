@@ -39,7 +39,7 @@ import {
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
 import { type CgroupMountNamespace, inNamespaces } from './cgroups.js';
-import { collect, type ProcessOutcome, waitFor } from './container-runtimes.js';
+import { collect, type ProcessOutcome, RUNTIME_ENVIRONMENT, waitFor } from './container-runtimes.js';
 
 const PROTO_DIRECTORY = fileURLToPath(new URL('.', import.meta.url));
 const PROTO_FILE = 'cri-runtime.proto';
@@ -47,12 +47,6 @@ const SERVICE = 'runtime.v1.RuntimeService';
 
 /** The image the CRI plugin's `sandbox_image` names: busybox sleeping, in place of pause. */
 export const SANDBOX_IMAGE = 'vcnet.test/sandbox:1';
-
-const COMMAND_DIRECTORIES = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-const RUNTIME_ENVIRONMENT: NodeJS.ProcessEnv = {
-  ...process.env,
-  PATH: [...new Set([...(process.env.PATH ?? '').split(':').filter(Boolean), ...COMMAND_DIRECTORIES])].join(':'),
-};
 
 /** The message types of cri-runtime.proto, by their short name (protoc writes the set to a file: not to a pipe). */
 function loadMessages(): (name: string) => DescMessage {
