@@ -35,7 +35,7 @@ const COMMAND_DIRECTORIES = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '
  * missingCommands looked, since a test run's PATH may be as short as /usr/bin:/bin while containerd's
  * shim looks runc (/usr/sbin on Debian) up in PATH.
  */
-const RUNTIME_ENVIRONMENT: NodeJS.ProcessEnv = {
+export const RUNTIME_ENVIRONMENT: NodeJS.ProcessEnv = {
   ...process.env,
   PATH: [...new Set([...(process.env.PATH ?? '').split(':').filter(Boolean), ...COMMAND_DIRECTORIES])].join(':'),
 };
