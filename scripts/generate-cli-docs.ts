@@ -35,8 +35,9 @@ export function renderCliReference(): string {
     'the namespace) and gc keeps the record (`skipped`, `namespaceUnseen`); neither takes a namespace it could not see for',
     'gone. vcnet-cni DEL does when the runtime says so: `CNI_NETNS` empty or not there (cni.md, "The DEL guarantee").',
     '',
-    'Signals: TERM, INT and HUP end a command at once, as kill -9 does; what a half-built attach leaves is recorded, and',
-    '`vcnet detach` or `vcnet gc` put it back (troubleshooting.md). `vcnet watch` stops after applying what is pending.',
+    'Signals: TERM, INT and HUP end a command at once, as kill -9 does: the process dies of the signal (a shell shows exit',
+    '143 for TERM, 130 for INT (Ctrl-C), 129 for HUP); what a half-built attach leaves is recorded, and `vcnet detach` or',
+    '`vcnet gc` put it back (troubleshooting.md). `vcnet watch` stops after applying what is pending, exit 0.',
     '',
   ];
   const visit = (command: Command, prefix: string): void => {

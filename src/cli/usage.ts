@@ -5,14 +5,29 @@
  */
 import type { Command, CommanderError } from 'commander';
 import { VcnetError } from '../errors.js';
+import { shellWord } from '../shell-word.js';
 import { writeHelpToStdout } from './observability/output-streams.js';
 
 /** A command line commander refused; nothing was run. */
 export class UsageError extends VcnetError {
   static override readonly errorName: string = 'UsageError';
-  constructor(message: string, commandPath: string, lists: string) {
-    super('VCNET_INVALID_INPUT', message, { hint: `\`${commandPath} --help\` lists ${lists}` });
+  constructor(message: string, commandPath: string, lists: string, hint = `\`${commandPath} --help\` lists ${lists}`) {
+    super('VCNET_INVALID_INPUT', message, { hint });
   }
+}
+
+/** kata-runtime's `kata-network` subcommands, which are vcnet's own commands. */
+const KATA_NETWORK_SUBCOMMANDS = ['add-iface', 'del-iface', 'list-ifaces', 'update-routes', 'list-routes'];
+
+/**
+ * The hint for `vcnet kata-network add-iface ...`, kata-runtime's command line with vcnet's name put
+ * in front (compatibility.md maps each one to a vcnet command of the same name).
+ */
+function kataNetworkHint(commandArguments: readonly string[]): string {
+  const [, subcommand, ...rest] = commandArguments;
+  const known = subcommand !== undefined && KATA_NETWORK_SUBCOMMANDS.includes(subcommand);
+  const example = known ? ['vcnet', subcommand, ...rest.map(shellWord)].join(' ') : 'vcnet add-iface SANDBOX FILE';
+  return `kata-runtime's kata-network subcommands are vcnet commands of their own (${KATA_NETWORK_SUBCOMMANDS.join(', ')}): leave out kata-network, as in \`${example}\``;
 }
 
 /** commander's Command has `unknownOption`, the report of an unknown option, but its types omit it. */
@@ -59,7 +74,10 @@ export function throwUsageErrors(command: Command): void {
       if (unknownOption !== undefined) (command as UnknownOptionReporter).unknownOption(unknownOption);
     }
     const lists = command.commands.length > 0 ? 'its commands' : 'its options';
-    throw new UsageError(error.message.replace(/^error: /, ''), commandPathOf(command), lists);
+    const message = error.message.replace(/^error: /, '');
+    if (error.code === 'commander.unknownCommand' && !command.parent && command.args[0] === 'kata-network')
+      throw new UsageError(message, commandPathOf(command), lists, kataNetworkHint(command.args));
+    throw new UsageError(message, commandPathOf(command), lists);
   });
   for (const subcommand of command.commands) throwUsageErrors(subcommand);
 }

@@ -2,7 +2,8 @@
  * What an add-iface Interface asks for, read as Kata reads it (Sandbox.AddInterface): `name` names the
  * link in the pod namespace and the guest NIC, `type` is the endpoint kind, and with `type: "tap"`
  * vcnet makes the host tap itself as `tap<N>_kata` (the operator plugs that into a bridge). vcnet's
- * seed-era form keeps working: `device` names the pod link and `name` only the guest NIC.
+ * seed-era form keeps working: `device` names the pod link and `name` only the guest NIC, unless
+ * `device` names no pod link and `name` does (Kata's users' form: `device` is unused there).
  *
  * Pure: it decides from the parsed message, the pod namespace's interfaces and the sandbox's
  * endpoints, so every refusal happens before anything is made.
@@ -101,6 +102,11 @@ export interface AddInterfaceRequest {
    * Kata looks for the socket before it reads type (network_linux.go addSingleEndpoint).
    */
   typeOverridden?: string;
+  /**
+   * The `device` given, when it names no pod link while `name` does: passed over, as Kata reads only
+   * `name` (its users often write the host side's name there).
+   */
+  deviceIgnored?: string;
   /** The link the request names ('' for type "tap": there is none until vcnet makes tap<N>_kata). */
   podDevice: string;
 }
@@ -147,8 +153,22 @@ export function resolveAddInterfaceRequest(
 ): AddInterfaceRequest {
   let requestedType = requestedTypeOf(message.type);
   let typeOverridden: string | undefined;
-  const deviceField = message.device ? 'interface.device' : 'interface.name';
-  const device = message.device || message.name;
+  if (message.device) checkLinkName('interface.device', message.device);
+  // Kata reads only `name` (generateNetInfo); its users often put the host side's name in `device`
+  // ("tap1", "veth-test"). vcnet's seed-era form reads `device` as the pod link, so `device` is
+  // passed over only when it names no pod link and `name` does, as Kata would take the request.
+  const deviceIgnored =
+    message.device &&
+    message.name &&
+    message.device !== message.name &&
+    requestedType !== 'tap' &&
+    !podInterfaces.some((entry) => entry.link.name === message.device) &&
+    podInterfaces.some((entry) => entry.link.name === message.name)
+      ? message.device
+      : undefined;
+  const podLinkNamedByDevice = Boolean(message.device) && deviceIgnored === undefined;
+  const deviceField = podLinkNamedByDevice ? 'interface.device' : 'interface.name';
+  const device = podLinkNamedByDevice ? message.device : message.name;
   if (!device) {
     throw new InvalidInputError(
       'interface.name',
@@ -156,7 +176,6 @@ export function resolveAddInterfaceRequest(
       'the name of the link in the pod namespace (and of the guest NIC); with type "tap", the guest NIC name',
     );
   }
-  if (message.device) checkLinkName('interface.device', message.device);
   const guestName = checkLinkName('interface.name', message.name || message.device);
   const named = existing.find((endpoint) => endpoint.name === guestName);
   if (named) {
@@ -312,6 +331,7 @@ export function resolveAddInterfaceRequest(
     guestName,
     ...(requestedType ? { requestedType } : {}),
     ...(typeOverridden !== undefined ? { typeOverridden } : {}),
+    ...(deviceIgnored !== undefined ? { deviceIgnored } : {}),
     podDevice: requestedType === 'tap' ? '' : device,
   };
 }

@@ -702,6 +702,8 @@ export interface AddInterfaceResult {
    * (Kata looks for the socket before it reads type).
    */
   typeOverridden?: string;
+  /** The `device` given, passed over because it names no pod link while `name` does (Kata reads only `name`). */
+  deviceIgnored?: string;
   /** The pod namespace link the interface was made from. */
   podDevice: string;
   hotplugged: boolean;
@@ -752,6 +754,7 @@ export async function addInterface(
         guestName,
         requestedType: requested,
         typeOverridden,
+        deviceIgnored,
         podDevice,
       } = resolveAddInterfaceRequest(message, interfacesOf(snapshot), existing, {
         ...(network.config.vhostUserStorePath ? { vhostUserStorePath: network.config.vhostUserStorePath } : {}),
@@ -815,6 +818,7 @@ export async function addInterface(
           podDevice,
           ...(inferredType ? { inferredType } : {}),
           ...(typeOverridden !== undefined ? { typeOverridden } : {}),
+          ...(deviceIgnored !== undefined ? { deviceIgnored } : {}),
           hotplugged: vm !== undefined,
         };
         if (!vm) {
@@ -1112,7 +1116,16 @@ export async function removeInterface(
         `${message.name ? 'name' : 'device'} and hwAddr name different interfaces; nothing was removed`,
       );
     }
-    if (message.device && message.name && endpoint.properties.link.name !== message.device) {
+    // A device naming no interface of the sandbox is passed over, as add-iface passes it over (Kata's
+    // users write the host side's name there, and Kata reads no device); one naming another interface is a mistake.
+    if (
+      message.device &&
+      message.name &&
+      endpoint.properties.link.name !== message.device &&
+      network
+        .endpoints()
+        .some((candidate) => candidate.properties.link.name === message.device || candidate.name === message.device)
+    ) {
       throw new InvalidInputError(
         'interface.device',
         message.device,

@@ -109,6 +109,10 @@ export function registerKataNetwork(program: Command): void {
     file: 'Interface JSON (name, IPAddresses, mtu, hwAddr, type...; keys in any case), or - for stdin',
     run: async (sandbox, text, options) => {
       const result = await (await sandboxInterfaces()).addInterface(sandbox, text, options);
+      if (result.deviceIgnored !== undefined)
+        writeStderr(
+          `vcnet: device ${JSON.stringify(result.deviceIgnored)} is no link of the pod namespace: made the interface from ${result.podDevice}, its name (Kata reads only name)\n`,
+        );
       if (result.inferredType)
         writeStderr(`vcnet: no type given: using "${result.inferredType}", the kind of device ${result.podDevice}\n`);
       if (result.typeOverridden !== undefined)

@@ -303,6 +303,41 @@ describe('kata-network commands without a VM', () => {
 });
 
 describe('kata-network commands: what Kata users feed them', () => {
+  it("adds and removes an interface written with the host side's name in device, which Kata does not read", () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    expect(vcnet(['attach', '--sandbox', 'kd', '--netns', pod.path, '--state-dir', stateDirectory()]).status).toBe(0);
+    pod.exec('ip', ['link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'peer1']);
+    const mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth1')[0]!.address;
+    // As kata-runtime users wrote it: device the host's tap or veth, name the link in the pod.
+    const usersInterface = {
+      device: 'veth-test',
+      name: 'eth1',
+      IPAddresses: [{ address: '172.17.0.3', mask: '16' }],
+      hwAddr: mac,
+      mtu: 1500,
+    };
+    const added = withInput(['add-iface', 'kd', '--state-dir', stateDirectory()], usersInterface);
+    expect(added.status, added.stderr).toBe(0);
+    expect(added.stderr).toContain(
+      'vcnet: device "veth-test" is no link of the pod namespace: made the interface from eth1, its name (Kata reads only name)',
+    );
+    expect(JSON.parse(added.stdout)).toMatchObject({ name: 'eth1', hwAddr: mac });
+    // del-iface takes the same file: the device naming nothing of the sandbox's is passed over.
+    const removed = withInput(['del-iface', 'kd', '--state-dir', stateDirectory()], usersInterface);
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(JSON.parse(removed.stdout)).toMatchObject({ name: 'eth1' });
+    // A device naming another interface of the sandbox is still refused.
+    const readded = withInput(['add-iface', 'kd', '--state-dir', stateDirectory()], { name: 'eth1' });
+    expect(readded.status, readded.stderr).toBe(0);
+    const mixed = withInput(['del-iface', 'kd', '--state-dir', stateDirectory()], { name: 'eth1', device: 'eth0' });
+    expect(mixed.status).toBe(2);
+    expect(mixed.stderr).toContain('invalid interface.device: "eth0"');
+    pod.exec('ip', ['link', 'del', 'eth1']);
+    expect(vcnet(['detach', '--sandbox', 'kd', '--state-dir', stateDirectory()]).status).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
   it('update-routes with null changes nothing, as Kata sends no request for a nil route list', () => {
     const { pod } = makePod();
     const run = (json: unknown) => withInput(['update-routes', 'kn', '--state-dir', stateDirectory()], json);

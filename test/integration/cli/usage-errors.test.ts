@@ -56,6 +56,20 @@ describe('usage errors', () => {
     expect(error.hint).toMatch(/--help/);
   });
 
+  // kata-runtime's command line with vcnet in front of it: the hint said only where the help is.
+  it('kata-network SUBCOMMAND: says the subcommand is a vcnet command of its own, with the line to type', () => {
+    const result = vcnet(['kata-network', 'add-iface', 'sb 1', 'iface.json']);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe(
+      "vcnet: unknown command 'kata-network'\nhint: kata-runtime's kata-network subcommands are vcnet commands of their own (add-iface, del-iface, list-ifaces, update-routes, list-routes): leave out kata-network, as in `vcnet add-iface 'sb 1' iface.json`\n",
+    );
+    const json = vcnet(['kata-network', 'list-routes', 'sb1', '--json']);
+    expect(json.status).toBe(2);
+    expect((JSON.parse(json.stdout) as { error: { hint: string } }).error.hint).toContain(
+      'leave out kata-network, as in `vcnet list-routes sb1 --json`',
+    );
+  });
+
   // commander checks required options before unknown ones: a misspelt required option was reported as
   // the required one missing, which hides the typo the user made.
   it.each([

@@ -389,6 +389,24 @@ describe('add-iface request', () => {
     expect([request.podDevice, request.guestName, request.info.link.mtu]).toEqual(['eth7', 'net7', 1400]);
   });
 
+  it("takes Kata users' form with the host side's name in device: name is the pod link, device passed over", () => {
+    // As kata-runtime users wrote it (device "tap1" or "veth-test" on the host, name the link in the
+    // pod): Kata reads only name (generateNetInfo), so the request works there.
+    const usersExample = {
+      device: 'veth-test',
+      name: 'eth7',
+      IPAddresses: [{ address: '10.77.0.2', mask: '16' }],
+      hwAddr: '02:42:ac:11:00:07',
+      mtu: 1500,
+    };
+    const request = resolve(usersExample);
+    expect([request.podDevice, request.guestName, request.deviceIgnored]).toEqual(['eth7', 'eth7', 'veth-test']);
+    // A device that names a pod link is still the pod link (the seed-era form), with nothing passed over.
+    expect(resolve(seedExample).deviceIgnored).toBeUndefined();
+    // Neither names a pod link: refused naming device, as before.
+    expect(fieldOf(() => resolve({ device: 'veth-test', name: 'nosuch' }))).toMatch(/^interface\.device: /);
+  });
+
   it('takes the 1.x capitalised form (MAC in upper case matches the link)', () => {
     const request = resolve(capitalisedExample);
     expect([request.podDevice, request.guestName, request.requestedType]).toEqual(['eth7', 'eth7', 'virtual']);
