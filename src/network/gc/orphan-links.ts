@@ -11,7 +11,7 @@ import { closeSync, constants, openSync, readlinkSync, statSync } from 'node:fs'
 import { safeReaddir } from '../../directory-entries.js';
 import { appendTo } from '../../multimap.js';
 import type { Link } from '../../netlink/codec/link.js';
-import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { CLSACT_INGRESS_PARENT, formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { OpenedNamespace } from '../../netns/namespace-identity.js';
@@ -511,6 +511,13 @@ function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
   return { major, byMinor };
 }
 
+/**
+ * The parent that lists a link's ingress filters under either qdisc there: an ingress qdisc takes
+ * any minor, a clsact only its hooks' (ffff:fff2, ffff:fff3), and lists nothing under ffff:fff1.
+ * tcfilter's redirect goes beside another tool's clsact, so gc must see it there too.
+ */
+const INGRESS_HOOK = CLSACT_INGRESS_PARENT;
+
 /** The ingress filters of one priority on a link, at one of vcnet's priorities. */
 interface PriorityRedirect {
   /** The link whose ingress they are on. */
@@ -540,7 +547,7 @@ async function vcnetRedirects(handle: NetlinkHandle): Promise<PriorityRedirect[]
   for (const index of withIngress) {
     let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
     try {
-      filters = await handle.filters(index, TC_H_INGRESS);
+      filters = await handle.filters(index, INGRESS_HOOK);
     } catch {
       continue; // the link or its qdisc went meanwhile
     }
@@ -644,7 +651,7 @@ async function collectRedirectFilters(
 ): Promise<number> {
   let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
   try {
-    filters = await handle.filters(link.index, TC_H_INGRESS);
+    filters = await handle.filters(link.index, INGRESS_HOOK);
   } catch {
     return 0; // no ingress qdisc
   }
