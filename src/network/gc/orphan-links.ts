@@ -557,7 +557,10 @@ async function vcnetRedirects(handle: NetlinkHandle): Promise<PriorityRedirect[]
       // vcnet's own priority, and the ifb redirect's one below it.
       if (priority !== FILTER_PRIORITY && priority !== FILTER_PRIORITY - 1) continue;
       const targets = new Set(group.flatMap((filter) => redirectTargetsOf(filter)));
-      const vcnetShaped = targets.size === 1 && group.every((filter) => isVcnetRedirect(filter, 'u32', targets));
+      // Another's classifier node beside vcnet's in its u32 stays when gc deletes vcnet's by handle.
+      const vcnetShaped =
+        targets.size === 1 &&
+        group.every((filter) => isVcnetRedirect(filter, 'u32', targets) || isClassifierNode(filter));
       redirects.push({ index, priority, targets, vcnetShaped });
     }
   }
@@ -667,13 +670,7 @@ async function collectRedirectFilters(
     });
     // Another's u32 node with no action (a classifier with a flowid), added at this priority and
     // protocol: a second node of the same u32. The redirects go by their handles, and it stays.
-    const classifiers = group.filter(
-      (filter) =>
-        filter.kind === 'u32' &&
-        'keys' in filter.options &&
-        filter.options.actions.length === 0 &&
-        (filter.options.keys.length > 0 || filter.options.classId !== undefined),
-    );
+    const classifiers = group.filter(isClassifierNode);
     const removed =
       rules.length > 0 &&
       redirectTargets.every((target) => isTarget(priority, target)) &&
@@ -687,6 +684,20 @@ async function collectRedirectFilters(
     if (!removed || classifiers.length > 0) left++;
   }
   return left;
+}
+
+/**
+ * A u32 node with no action that classifies (keys or a flowid): another tool's, added at a priority
+ * and protocol of vcnet's redirect (a second node of the same u32). vcnet's hash table dumps with
+ * neither.
+ */
+function isClassifierNode(filter: Awaited<ReturnType<NetlinkHandle['filters']>>[number]): boolean {
+  return (
+    filter.kind === 'u32' &&
+    'keys' in filter.options &&
+    filter.options.actions.length === 0 &&
+    (filter.options.keys.length > 0 || filter.options.classId !== undefined)
+  );
 }
 
 /** The qdisc at `link`'s ingress parent (an ingress or a clsact), if it has one. */
