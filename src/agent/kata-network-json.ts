@@ -465,7 +465,15 @@ export function parseKataJsonText(text: string, field: string): unknown {
   let parsed: unknown;
   try {
     parsed = JSON.parse(rewritten);
-  } catch (error) {
+  } catch (rewrittenError) {
+    // Renaming a key keeps the text valid or not as it was, but moves JSON.parse's positions and may
+    // quote the placeholder: the refusal says what JSON.parse says of the text as written.
+    let error = rewrittenError;
+    try {
+      JSON.parse(text);
+    } catch (writtenError) {
+      error = writtenError;
+    }
     throw new InvalidInputError(
       field,
       text.slice(0, 80),

@@ -11,7 +11,7 @@ import { closeSync, constants, openSync, readlinkSync, statSync } from 'node:fs'
 import { safeReaddir } from '../../directory-entries.js';
 import { appendTo } from '../../multimap.js';
 import type { Link } from '../../netlink/codec/link.js';
-import { formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { CLSACT_INGRESS_PARENT, formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { OpenedNamespace } from '../../netns/namespace-identity.js';
@@ -511,6 +511,13 @@ function listOpenMacvtapDevices(): OpenMacvtapDevices | undefined {
   return { major, byMinor };
 }
 
+/**
+ * The parent that lists a link's ingress filters under either qdisc there: an ingress qdisc takes
+ * any minor, a clsact only its hooks' (ffff:fff2, ffff:fff3), and lists nothing under ffff:fff1.
+ * tcfilter's redirect goes beside another tool's clsact, so gc must see it there too.
+ */
+const INGRESS_HOOK = CLSACT_INGRESS_PARENT;
+
 /** The ingress filters of one priority on a link, at one of vcnet's priorities. */
 interface PriorityRedirect {
   /** The link whose ingress they are on. */
@@ -540,7 +547,7 @@ async function vcnetRedirects(handle: NetlinkHandle): Promise<PriorityRedirect[]
   for (const index of withIngress) {
     let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
     try {
-      filters = await handle.filters(index, TC_H_INGRESS);
+      filters = await handle.filters(index, INGRESS_HOOK);
     } catch {
       continue; // the link or its qdisc went meanwhile
     }
@@ -550,7 +557,10 @@ async function vcnetRedirects(handle: NetlinkHandle): Promise<PriorityRedirect[]
       // vcnet's own priority, and the ifb redirect's one below it.
       if (priority !== FILTER_PRIORITY && priority !== FILTER_PRIORITY - 1) continue;
       const targets = new Set(group.flatMap((filter) => redirectTargetsOf(filter)));
-      const vcnetShaped = targets.size === 1 && group.every((filter) => isVcnetRedirect(filter, 'u32', targets));
+      // Another's classifier node beside vcnet's in its u32 stays when gc deletes vcnet's by handle.
+      const vcnetShaped =
+        targets.size === 1 &&
+        group.every((filter) => isVcnetRedirect(filter, 'u32', targets) || isClassifierNode(filter));
       redirects.push({ index, priority, targets, vcnetShaped });
     }
   }
@@ -644,7 +654,7 @@ async function collectRedirectFilters(
 ): Promise<number> {
   let filters: Awaited<ReturnType<NetlinkHandle['filters']>>;
   try {
-    filters = await handle.filters(link.index, TC_H_INGRESS);
+    filters = await handle.filters(link.index, INGRESS_HOOK);
   } catch {
     return 0; // no ingress qdisc
   }
@@ -660,13 +670,7 @@ async function collectRedirectFilters(
     });
     // Another's u32 node with no action (a classifier with a flowid), added at this priority and
     // protocol: a second node of the same u32. The redirects go by their handles, and it stays.
-    const classifiers = group.filter(
-      (filter) =>
-        filter.kind === 'u32' &&
-        'keys' in filter.options &&
-        filter.options.actions.length === 0 &&
-        (filter.options.keys.length > 0 || filter.options.classId !== undefined),
-    );
+    const classifiers = group.filter(isClassifierNode);
     const removed =
       rules.length > 0 &&
       redirectTargets.every((target) => isTarget(priority, target)) &&
@@ -680,6 +684,20 @@ async function collectRedirectFilters(
     if (!removed || classifiers.length > 0) left++;
   }
   return left;
+}
+
+/**
+ * A u32 node with no action that classifies (keys or a flowid): another tool's, added at a priority
+ * and protocol of vcnet's redirect (a second node of the same u32). vcnet's hash table dumps with
+ * neither.
+ */
+function isClassifierNode(filter: Awaited<ReturnType<NetlinkHandle['filters']>>[number]): boolean {
+  return (
+    filter.kind === 'u32' &&
+    'keys' in filter.options &&
+    filter.options.actions.length === 0 &&
+    (filter.options.keys.length > 0 || filter.options.classId !== undefined)
+  );
 }
 
 /** The qdisc at `link`'s ingress parent (an ingress or a clsact), if it has one. */

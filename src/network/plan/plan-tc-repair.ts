@@ -396,6 +396,12 @@ function planFilter(
     const targets = new Set([target.index]);
     const strangers = present.filter((filter) => !isVcnetRedirect(filter, record.kind, targets));
     if (strangers.length === 0) return undefined;
+    // vcnet's redirect node is there, another's node beside it in the same u32 (added at vcnet's
+    // priority and protocol since): nothing of vcnet's is gone. Detach deletes vcnet's node by handle.
+    const ownNode = present.some(
+      (filter) => !strangers.includes(filter) && 'keys' in filter.options && filter.options.actions.length > 0,
+    );
+    if (ownNode) return undefined;
     return {
       link: link.name,
       object,

@@ -356,6 +356,23 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     expect(fingerprint(w.pod)).toEqual(w.before);
   });
 
+  it("does not take another tool's u32 node beside vcnet's redirect at its priority for vcnet's filter gone", async () => {
+    const w = await watchedPod('tc-beside');
+    // A classifier with no action at vcnet's priority and protocol: a second node of vcnet's u32.
+    w.pod.exec(
+      'tc',
+      'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+    );
+    // A change the watch repairs, after that one: once it is back, the watch has looked at both.
+    w.pod.exec('tc', ['filter', 'del', 'dev', 'tap0_kata', 'ingress', 'prio', '49152']);
+    await until(() => redirects(w.pod, 'tap0_kata', 49152, 'eth0').length > 0, 'the tap redirect to be back');
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).not.toEqual([]);
+    expect(w.repaired().filter((entry) => entry.outcome !== 'restored')).toEqual([]);
+    await w.stopWatch();
+    w.detach();
+    expect(w.pod.exec('tc', 'filter show dev eth0 ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
+  });
+
   it('does not try again on a timer what a retry cannot change; says it once, and the next tc change checks again', async () => {
     // Another tool's ingress qdisc on eth0: attach puts vcnet's filter in it, and the record says
     // vcnet did not make it. Once it is gone the watch cannot put the filter back (it does not make a

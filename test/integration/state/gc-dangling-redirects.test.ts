@@ -112,4 +112,70 @@ describe('gc and a redirect to a tap that no longer exists', () => {
     expect(left).not.toContain('Redirect');
     expect(pod.exec('tc', 'qdisc show dev eth0 ingress'.split(' '))).toContain('qdisc ingress ffff:');
   });
+
+  it("removes a redirect to a tap deleted by hand and leaves another tool's u32 node that joined it at vcnet's priority", () => {
+    const { pod, node } = makePod();
+    const state = stateDirectory();
+    const attached = vcnet(['attach', '--sandbox', 'gone', '--netns', pod.path, '--state-dir', state], registry());
+    expect(attached.status, attached.stderr).toBe(0);
+    pod.exec(
+      'tc',
+      'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+    );
+    pod.exec('ip', ['link', 'del', 'tap0_kata']);
+    rmSync(join(state, 'gone'), { recursive: true });
+    const listed = JSON.parse(vcnet(['gc', '--dry-run', '--json'], registry()).stdout) as GcReport;
+    expect(listed.unclaimed).toContainEqual({
+      namespacePath: pod.path,
+      links: [],
+      filters: [
+        'eth0 ingress prio 49152 (a redirect to a device that no longer exists: it drops what arrives on eth0)',
+      ],
+    });
+    const scoped = vcnet(['gc', '--json', '--netns', pod.path, '--state-dir', state], registry());
+    expect(scoped.status, scoped.stderr).toBe(0);
+    const removed = (JSON.parse(scoped.stdout) as GcReport).removed.filter((item) => item.kind !== 'state');
+    expect(removed).toEqual([
+      {
+        kind: 'filter',
+        namespacePath: pod.path,
+        name: 'eth0',
+        detail:
+          "prio 49152 redirects to a device that no longer exists (every frame it matches is dropped) (its u32 node 800::800; another tool's node at that priority stays)",
+      },
+    ]);
+    const left = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
+    expect(left).toContain('match 0a090909/ffffffff at 16');
+    expect(left).not.toContain('Redirect');
+    node.exec('ping', ['-c', '1', '-W', '2', '10.200.0.2']);
+  });
+
+  // tcfilter's redirect beside another tool's clsact goes under its ingress hook, ffff:fff2: a filter
+  // list asked for under the ingress qdisc's ffff:fff1 is empty on a clsact.
+  it.each([
+    ['an orphan tap', 'redirects to orphan tap0_kata'],
+    ['a tap deleted by hand', 'redirects to a device that no longer exists (every frame it matches is dropped)'],
+  ])("removes %s's redirect from another tool's clsact, which stays with its filters", (_case, detail) => {
+    const { pod, node } = makePod();
+    pod.exec('tc', 'qdisc add dev eth0 clsact'.split(' '));
+    const theirs = 'filter add dev eth0 ingress prio 1 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7';
+    pod.exec('tc', theirs.split(' '));
+    const hookBefore = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
+    const state = stateDirectory();
+    const attached = vcnet(['attach', '--sandbox', 'lost', '--netns', pod.path, '--state-dir', state], registry());
+    expect(attached.status, attached.stderr).toBe(0);
+    if (detail.includes('no longer exists')) pod.exec('ip', ['link', 'del', 'tap0_kata']);
+    rmSync(join(state, 'lost'), { recursive: true });
+    const scoped = vcnet(['gc', '--json', '--netns', pod.path, '--state-dir', state], registry());
+    expect(scoped.status, scoped.stderr).toBe(0);
+    const removed = (JSON.parse(scoped.stdout) as GcReport).removed.filter((item) => item.kind === 'filter');
+    expect(removed).toEqual([
+      { kind: 'filter', namespacePath: pod.path, name: 'eth0', detail: `prio 49152 ${detail}` },
+    ]);
+    expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+    // The clsact and its filter stay as they were; nothing drops what arrives on eth0.
+    expect(pod.exec('tc', 'qdisc show dev eth0'.split(' '))).toContain('qdisc clsact ffff:');
+    expect(pod.exec('tc', 'filter show dev eth0 ingress'.split(' '))).toBe(hookBefore);
+    node.exec('ping', ['-c', '1', '-W', '2', '10.200.0.2']);
+  });
 });

@@ -289,6 +289,26 @@ describe('input bounds', () => {
     expect(parseKataJsonText('{"a":"a","b":["a","a"]}', 'interface')).toEqual({ a: 'a', b: ['a', 'a'] });
   });
 
+  it('says bad JSON with a key given twice as JSON.parse says it of the text as written: its positions, its words', () => {
+    // The earlier duplicate is renamed before parsing: the refusal must not count or quote that name.
+    for (const text of ['{"name":"a","name":"b",}', '{"a":tru,"a":2}', '{"name":"a","name":"b"} x']) {
+      let refusal: unknown;
+      try {
+        parseKataJsonText(text, 'interface');
+      } catch (error) {
+        refusal = error;
+      }
+      let expected = '';
+      try {
+        JSON.parse(text);
+      } catch (error) {
+        expected = (error as Error).message;
+      }
+      expect(refusal).toBeInstanceOf(InvalidInputError);
+      expect((refusal as InvalidInputError).hint, text).toBe(expected);
+    }
+  });
+
   it('says input that starts with a byte order mark does so, in words a terminal shows', () => {
     let refusal: unknown;
     try {
