@@ -124,7 +124,8 @@ export async function collectGarbage(options: GarbageOptions = {}): Promise<Garb
 
 /**
  * collectGarbage in the one namespace `opened` (vcnet-cni DEL's CNI_NETNS), scanned through the
- * socket its cookie was read on: an operation opens one socket per namespace (issue 10).
+ * socket its cookie was read on: an operation opens one socket per namespace (issue 10). It leaves
+ * the state directories' leftovers (record directories and lock files without a record) alone.
  */
 export async function collectGarbageInOpened(
   opened: OpenedNamespace,
@@ -306,7 +307,9 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     // 3a. Directories and lock files a command killed half-way left without any record. They belong
     // to no namespace: gc of some namespaces only takes those in the state directories it was given
     // (--state-dir), never in every registered one; never in one read for claims only (trusted only).
-    collectEmptyRecordDirectories(scoped ? namedDirectories : directories, dryRun, report);
+    // vcnet-cni DEL's gc (`opened`) takes none: that DEL tidies its own container's, and another
+    // container's (or a file not vcnet's in its place) is not one container's DEL to remove.
+    if (opened === undefined) collectEmptyRecordDirectories(scoped ? namedDirectories : directories, dryRun, report);
 
     // 3b. Sandbox records with endpoints whose attach never completed (a crash, or an undo the
     // kernel refused), whose lock is free: gc finishes undoing what those endpoints recorded. The

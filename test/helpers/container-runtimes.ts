@@ -11,6 +11,7 @@ import {
   copyFileSync,
   existsSync,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -18,13 +19,14 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { isIP } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { type CgroupMountNamespace, inNamespaces } from './cgroups.js';
+import { CgroupMountNamespace, type CgroupPlan, inNamespaces, planCgroups } from './cgroups.js';
 import { collectOutput } from './child-output.js';
 import { vcnet } from './cli.js';
-import { SYSTEM_CNI_DIRECTORY } from './cni.js';
-import { cleanupNamespaces, type TestNamespace } from './namespace.js';
+import { missingCniPlugins, SYSTEM_CNI_DIRECTORY } from './cni.js';
+import { cleanupNamespaces, makeNamespace, type TestNamespace } from './namespace.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((path) => existsSync(path));
 
@@ -113,7 +115,41 @@ export async function reapProcesses(directory: string, graceMs = 30_000): Promis
   return left;
 }
 
-/** `ip -j` / `tc -j` in a namespace given by path (a container's, which has no name). */
+/**
+ * Whether a suite of real CNI client cases can run here, and how it gets cgroups: `skip` names the
+ * first of root, the CNI `plugins`, busybox and cgroups that is missing (the suite adds its runtime's
+ * commands); `cgroupPlan` is what startRuntimeSuite takes.
+ */
+export function planRuntimeSuite(plugins?: string[]): { skip: string | undefined; cgroupPlan: CgroupPlan } {
+  if (process.getuid?.() !== 0) {
+    return { skip: 'real CNI client tests need root (namespaces, containers)', cgroupPlan: {} };
+  }
+  const cgroupPlan = planCgroups();
+  return { skip: missingCniPlugins(plugins) ?? missingBusybox() ?? cgroupPlan.skip, cgroupPlan };
+}
+
+/** What a suite's beforeAll makes for its runtime: the directory, its client fixture, the cgroup mount namespace. */
+export interface RuntimeSuite {
+  directory: string;
+  fixture: ClientFixture;
+  cgroups: CgroupMountNamespace | undefined;
+}
+
+/**
+ * The start of a suite of one runtime's containers: the cgroup mount namespace when the plan needs
+ * one, a directory named from `directoryPrefix`, and a fixture whose node namespace (`nodePrefix`)
+ * has `bridge` over `subnet`. endRuntimeSuite undoes it.
+ */
+export async function startRuntimeSuite(
+  cgroupPlan: CgroupPlan,
+  node: { directoryPrefix: string; nodePrefix: string; bridge: string; subnet: string },
+): Promise<RuntimeSuite> {
+  const cgroups = cgroupPlan.script ? await CgroupMountNamespace.start(cgroupPlan.script) : undefined;
+  const directory = mkdtempSync(join(tmpdir(), node.directoryPrefix));
+  const fixture = new ClientFixture(directory, makeNamespace(node.nodePrefix), node.bridge, node.subnet);
+  return { directory, fixture, cgroups };
+}
+
 /**
  * The end of a suite of one runtime's containers, after the runtime itself was stopped: its processes
  * reaped, the cgroup mount namespace stopped, the suite's namespaces and directory removed; then
@@ -131,6 +167,7 @@ export async function endRuntimeSuite(
   expect(left, 'processes left in the cgroup mount namespace').toEqual([]);
 }
 
+/** `ip -j` / `tc -j` in a namespace given by path (a container's, which has no name). */
 export function namespaceJson<T>(namespacePath: string, command: 'ip' | 'tc', ...args: string[]): T {
   const output = execFileSync('nsenter', [`--net=${namespacePath}`, commandPath(command), '-j', ...args], {
     encoding: 'utf8',

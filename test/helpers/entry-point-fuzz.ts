@@ -1,11 +1,13 @@
 /**
  * What the fuzz tests of vcnet's two programs share: running one as a process with bytes on stdin,
- * the texts a reply must never hold, a listing of a directory to compare before and after, and the
- * seed and number of runs (VCNET_FUZZ_SEED and VCNET_FUZZ_RUNS replay a failure or search longer).
+ * the texts a reply must never hold, a listing of a directory to compare before and after, the
+ * damages of input bytes and of records, the foreign files put beside records, and the seed and
+ * number of runs (VCNET_FUZZ_SEED and VCNET_FUZZ_RUNS replay a failure or search longer).
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import fc from 'fast-check';
 
 /** Another layer's words, a JavaScript value printed as JavaScript stringifies it, or a stack trace. */
 export const LEAKED =
@@ -128,4 +130,98 @@ export function damagedBytes(text: string, how: string, at: number, targets: Dam
     default:
       return bytes;
   }
+}
+
+/**
+ * How a record of `length` bytes is damaged: cut short, a byte flipped, a field given a value of
+ * another type or removed, a format version from the future, or left whole with foreign files beside it.
+ */
+export function recordDamage(length: number) {
+  return fc.oneof(
+    fc.record({ kind: fc.constant('cut' as const), at: fc.nat({ max: length - 1 }) }),
+    fc.record({
+      kind: fc.constant('flip' as const),
+      at: fc.nat({ max: length - 1 }),
+      bits: fc.integer({ min: 1, max: 255 }),
+    }),
+    fc.record({
+      kind: fc.constant('field' as const),
+      pick: fc.nat(),
+      to: fc.constantFrom(null, 'x', 1.5, -1, 2 ** 64, [], {}, true, '\u0000'),
+      remove: fc.boolean(),
+    }),
+    fc.record({ kind: fc.constant('version' as const), to: fc.constantFrom(3, 99, 2 ** 31, '3') }),
+    fc.record({ kind: fc.constant('foreign' as const) }),
+  );
+}
+
+export type RecordDamage = ReturnType<typeof recordDamage> extends fc.Arbitrary<infer T> ? T : never;
+
+/**
+ * `text` (a record as vcnet wrote it) damaged as `damage` says, and the dotted path of the field it
+ * changed (one of `text`'s, picked by `damage.pick`). A 'foreign' damage leaves the bytes whole.
+ */
+export function damagedRecord(text: string, damage: RecordDamage): { bytes: Buffer; field?: string } {
+  const bytes = Buffer.from(text);
+  switch (damage.kind) {
+    case 'cut':
+      return { bytes: bytes.subarray(0, damage.at) };
+    case 'flip':
+      bytes[damage.at % bytes.length]! ^= damage.bits;
+      return { bytes };
+    case 'field': {
+      const record = JSON.parse(text);
+      const fieldPaths = pathsIn(record).filter((path) => path.length > 0);
+      const path = fieldPaths[damage.pick % fieldPaths.length]!;
+      return { bytes: Buffer.from(JSON.stringify(changedAt(record, path, damage))), field: path.join('.') };
+    }
+    case 'version':
+      return { bytes: Buffer.from(JSON.stringify({ ...JSON.parse(text), version: damage.to })) };
+    default:
+      return { bytes };
+  }
+}
+
+/** Files that are not vcnet's, as an operator or another program may leave them in a state directory. */
+const FOREIGN_STATE_FILES: Record<string, string> = {
+  'notes.txt': 'an operator keeps notes here\n',
+  'backup.json': '{"id":"s1"}',
+  'other/README': 'not a sandbox\n',
+  'other2/interfaces/eth0/notes': 'nor this\n',
+  '.locks/foreign': "another program's lock\n",
+};
+
+/** Writes the foreign files into `directory`. */
+export function writeForeignFiles(directory: string): void {
+  for (const [name, content] of Object.entries(FOREIGN_STATE_FILES)) {
+    mkdirSync(dirname(join(directory, name)), { recursive: true });
+    writeFileSync(join(directory, name), content);
+  }
+}
+
+/** What each foreign file in `directory` holds now ('(absent)' for one not there): equal before and after means untouched. */
+export function foreignFiles(directory: string): string[] {
+  return Object.keys(FOREIGN_STATE_FILES).map((name) => {
+    const path = join(directory, name);
+    return existsSync(path) ? readFileSync(path, 'utf8') : '(absent)';
+  });
+}
+
+/**
+ * Damages the record at `recordPath` as `damage` says (made again first by `remake`, which returns
+ * its text, when an earlier run removed it), a 'foreign' damage writing the foreign files into
+ * `stateDirectory`. Returns the record's text before, the bytes written, the field changed, and
+ * what the foreign files hold then.
+ */
+export function damageRecordFile(
+  recordPath: string,
+  stateDirectory: string,
+  damage: RecordDamage,
+  remake: () => string,
+): { before: string; bytes: Buffer; field?: string; foreign: string[] } {
+  const before = existsSync(recordPath) ? readFileSync(recordPath, 'utf8') : remake();
+  const { bytes, field } = damagedRecord(before, damage);
+  if (damage.kind === 'foreign') writeForeignFiles(stateDirectory);
+  writeFileSync(recordPath, bytes);
+  return { before, bytes, field, foreign: foreignFiles(stateDirectory) };
 }

@@ -623,6 +623,11 @@ export function planDetach(
   const finalSteps: DetachStep[] = [];
   for (const record of [...records].reverse()) {
     if (record.step === 'create-link') continue;
+    // A filter record's entry in the snapshot's filter maps (absent, shared with another's node, kept).
+    const recordFilterKey =
+      record.step === 'add-filter' ? filterKey(record.link, record.parent, record.priority) : undefined;
+    const ownNodes = recordFilterKey === undefined ? undefined : snapshot.ownNodes?.get(recordFilterKey);
+    const keptFilterReason = recordFilterKey === undefined ? undefined : snapshot.keptFilters?.get(recordFilterKey);
     const owner = linkSteps.get(record.link);
     if (owner) {
       owner.settles.push(record); // goes with its link
@@ -640,7 +645,7 @@ export function planDetach(
       (record.step === 'add-qdisc' && snapshot.absentQdiscs?.has(qdiscKey(record.link, record.handle))) ||
       (record.step === 'add-filter' &&
         (snapshot.absentQdiscs?.has(qdiscKey(record.link, record.parent)) ||
-          snapshot.absentFilters?.has(filterKey(record.link, record.parent, record.priority))))
+          snapshot.absentFilters?.has(recordFilterKey!)))
     ) {
       alreadyGone.push(record);
     } else if (record.step === 'add-qdisc') {
@@ -657,12 +662,9 @@ export function planDetach(
           message: `the ${record.kind} qdisc ${formatHandle(record.handle)} attach added on ${name} is deleted with what another tool put in it since (${name} had no shaping before attach): ${theirs}`,
         });
       }
-    } else if (
-      record.step === 'add-filter' &&
-      snapshot.ownNodes?.has(filterKey(record.link, record.parent, record.priority))
-    ) {
+    } else if (record.step === 'add-filter' && ownNodes) {
       // Another's u32 node shares the priority: vcnet's own nodes go by handle, theirs stays.
-      for (const handle of snapshot.ownNodes.get(filterKey(record.link, record.parent, record.priority))!) {
+      for (const handle of ownNodes) {
         steps.push({
           change: {
             op: 'delete-filter',
@@ -676,12 +678,9 @@ export function planDetach(
           settles: [record],
         });
       }
-    } else if (
-      record.step === 'add-filter' &&
-      snapshot.keptFilters?.has(filterKey(record.link, record.parent, record.priority))
-    ) {
+    } else if (record.step === 'add-filter' && keptFilterReason !== undefined) {
       // Deleting by priority would take another's filter: it stays, and the record is settled.
-      kept.push({ record, reason: snapshot.keptFilters.get(filterKey(record.link, record.parent, record.priority))! });
+      kept.push({ record, reason: keptFilterReason });
     } else if (record.step === 'add-filter' && qdiscSteps.has(qdiscKey(record.link, record.parent))) {
       qdiscSteps.get(qdiscKey(record.link, record.parent))!.settles.push(record);
     } else if (record.step === 'change-link') {

@@ -32,15 +32,23 @@ function attach(podPath: string): void {
   expect(result.status, result.stderr).toBe(0);
 }
 
+/** A new pod attached as sandbox s, then `tc <words>` run in it: another tool's change since attach. */
+function attachedThenTc(words: string) {
+  const { pod } = makePod();
+  attach(pod.path);
+  pod.exec('tc', words.split(' '));
+  return pod;
+}
+
+/** Another tool's filter in the ingress qdisc, at a priority of its own. */
+const OTHER_INGRESS_FILTER = 'filter add dev eth0 ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7';
+
 const detach = (...extra: string[]) => vcnet(['detach', '--sandbox', 's', '--state-dir', stateDirectory(), ...extra]);
 
 describe("detach with another tool's tc objects in vcnet's qdiscs", () => {
   it("deletes vcnet's htb with another tool's filter in it, and says so", () => {
-    const { pod } = makePod();
-    attach(pod.path);
-    pod.exec(
-      'tc',
-      'filter add dev eth0 parent 1: prio 3 protocol ip u32 match ip dst 10.1.1.1/32 flowid 1:1'.split(' '),
+    const pod = attachedThenTc(
+      'filter add dev eth0 parent 1: prio 3 protocol ip u32 match ip dst 10.1.1.1/32 flowid 1:1',
     );
     const dry = detach('--dry-run');
     expect(dry.status, dry.stderr).toBe(0);
@@ -62,9 +70,7 @@ describe("detach with another tool's tc objects in vcnet's qdiscs", () => {
   });
 
   it("deletes vcnet's htb with another tool's class in it, and names the class", () => {
-    const { pod } = makePod();
-    attach(pod.path);
-    pod.exec('tc', 'class add dev eth0 parent 1:1 classid 1:5 htb rate 1mbit'.split(' '));
+    const pod = attachedThenTc('class add dev eth0 parent 1:1 classid 1:5 htb rate 1mbit');
     const result = detach();
     expect(result.status, result.stderr).toBe(0);
     expect(pod.tcJson<unknown[]>('class', 'show', 'dev', 'eth0')).toEqual([]);
@@ -74,12 +80,7 @@ describe("detach with another tool's tc objects in vcnet's qdiscs", () => {
   });
 
   it("keeps the ingress qdisc holding another tool's filter, and reports it as kept", () => {
-    const { pod } = makePod();
-    attach(pod.path);
-    pod.exec(
-      'tc',
-      'filter add dev eth0 ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
-    );
+    const pod = attachedThenTc(OTHER_INGRESS_FILTER);
     const dry = detach('--dry-run');
     expect(dry.status, dry.stderr).toBe(0);
     expect(dry.stdout).toContain("# kept: ingress qdisc on eth0: it holds another tool's filter (prio 100)");
@@ -130,12 +131,7 @@ describe("detach with another tool's tc objects in vcnet's qdiscs", () => {
   });
 
   it('counts the kept ingress qdisc in --json', () => {
-    const { pod } = makePod();
-    attach(pod.path);
-    pod.exec(
-      'tc',
-      'filter add dev eth0 ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
-    );
+    attachedThenTc(OTHER_INGRESS_FILTER);
     const result = detach('--json');
     expect(result.status, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ alreadyGone: 0, kept: 1 });

@@ -47,6 +47,23 @@ function startTime(hostPid: number): string {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
 }
 
+/**
+ * Starts a `sleep` as pid 1 of a new PID namespace (unshare's child), killed after the test; returns
+ * its pid as the host numbers it.
+ */
+async function sleepInChildPidNamespace(): Promise<number> {
+  const unshare = started(['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600']);
+  let hostPid = 0;
+  await until(() => {
+    const children = readdirSync(`/proc/${unshare.pid}/task`).flatMap((task) =>
+      readFileSync(`/proc/${unshare.pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean),
+    );
+    hostPid = Number(children[0] ?? 0);
+    return hostPid > 0 && readFileSync(`/proc/${hostPid}/cmdline`, 'utf8').startsWith('sleep');
+  }, 'the sleep in its PID namespace');
+  return hostPid;
+}
+
 /** Writes a guestPending entry for the record's first endpoint, of process `pid` (as its namespace numbers it). */
 function recordPending(file: string, pid: number, hostPid: number) {
   const record = JSON.parse(readFileSync(file, 'utf8'));
@@ -93,17 +110,7 @@ function run(command: string[]): CliResult {
 describe.skipIf(skipReason !== undefined)('guest-pending verdicts of a reader that may not look at the process', () => {
   it("an add-iface in a child PID namespace, listed by nobody (who may not read root's /proc/PID/ns/pid): waiting, a guess, and what would tell", async () => {
     const { state, file } = attachedSandbox('np');
-    const unshare = started(['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600']);
-    // The sleep is unshare's child: pid 1 of the new namespace.
-    let hostPid = 0;
-    await until(() => {
-      const children = readdirSync(`/proc/${unshare.pid}/task`).flatMap((task) =>
-        readFileSync(`/proc/${unshare.pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean),
-      );
-      hostPid = Number(children[0] ?? 0);
-      return hostPid > 0 && readFileSync(`/proc/${hostPid}/cmdline`, 'utf8').startsWith('sleep');
-    }, 'the sleep in its PID namespace');
-    const name = recordPending(file, 1, hostPid);
+    const name = recordPending(file, 1, await sleepInChildPidNamespace());
 
     // Root looks at the process: waiting, told by it.
     const asRoot = listed(vcnet(['list', '--json', ...state]), 'np');
@@ -142,16 +149,7 @@ describe.skipIf(skipReason !== undefined)('guest-pending verdicts of a reader th
 
   it('an add-iface in a child PID namespace, listed by root without CAP_SYS_PTRACE: a guess, said without calling root another user', async () => {
     const { state, file } = attachedSandbox('nr');
-    const unshare = started(['unshare', '--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600']);
-    let hostPid = 0;
-    await until(() => {
-      const children = readdirSync(`/proc/${unshare.pid}/task`).flatMap((task) =>
-        readFileSync(`/proc/${unshare.pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean),
-      );
-      hostPid = Number(children[0] ?? 0);
-      return hostPid > 0 && readFileSync(`/proc/${hostPid}/cmdline`, 'utf8').startsWith('sleep');
-    }, 'the sleep in its PID namespace');
-    const name = recordPending(file, 1, hostPid);
+    const name = recordPending(file, 1, await sleepInChildPidNamespace());
     // Root whose capabilities lack CAP_SYS_PTRACE (a container's root): the kernel lets it look at a
     // process's namespace links only when that process's capabilities are a subset of its own.
     const withoutPtrace = ['setpriv', '--bounding-set=-sys_ptrace', '--inh-caps=-sys_ptrace', '--'];

@@ -24,42 +24,57 @@ if (skipReason) console.log(`skipping the QMP wait tries test: ${skipReason}`);
 const stateDirectory = stateDirectoryPerTest('vcnet-qmp-tries-');
 const cleanup = cleanupAfterEach();
 
+/**
+ * Sandbox `sandbox` attached with a QMP socket this test scripts (`onConnection` is given each
+ * connection and its count, from 1) and agent socket, eth9 added to its pod, and add-iface's request
+ * for it written; the socket closed at cleanup or by `closeQmp`.
+ */
+async function attachBehindScriptedQmp(sandbox: string, onConnection: (socket: Socket, count: number) => void) {
+  const { pod, node } = makePod();
+  const state = ['--state-dir', stateDirectory()];
+  const qmpPath = join(stateDirectory(), 'qmp.sock');
+  const agentPath = join(stateDirectory(), 'agent.sock');
+  const attached = vcnet([
+    ...['attach', '--sandbox', sandbox, '--netns', pod.path, ...state],
+    ...['--qmp', qmpPath, '--agent', agentPath, '--vhost-net', 'off'],
+  ]);
+  expect(attached.status, attached.stderr).toBe(0);
+  const sockets: Socket[] = [];
+  const qmp = createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    socket.resume();
+    onConnection(socket, sockets.length);
+  });
+  await new Promise<void>((resolve) => qmp.listen(qmpPath, resolve));
+  const closeQmp = () =>
+    new Promise<void>((resolve) => {
+      for (const socket of sockets) socket.destroy();
+      qmp.close(() => resolve());
+    });
+  cleanup.defer(closeQmp);
+  addEth9({ pod, node });
+  const beforeAdd = fingerprint(pod);
+  const request = join(stateDirectory(), 'add.json');
+  writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+  return { pod, state, qmpPath, sockets, closeQmp, request, beforeAdd };
+}
+
 describe.skipIf(skipReason !== undefined)('the error of a wait for QMP that went on without the lock', () => {
   it('counts every try under the lock, not only the first, when QMP greeted in between without it', async () => {
-    const { pod, node } = makePod();
-    const state = ['--state-dir', stateDirectory()];
-    const qmpPath = join(stateDirectory(), 'qmp.sock');
-    const agentPath = join(stateDirectory(), 'agent.sock');
-    const attached = vcnet([
-      ...['attach', '--sandbox', 'qt', '--netns', pod.path, ...state],
-      ...['--qmp', qmpPath, '--agent', agentPath, '--vhost-net', 'off'],
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
     // Connection 1 (under the lock) gets no greeting; 2 (the wait without the lock) gets one and its
     // qmp_capabilities answered; 3 (under the lock again) and 4 (the wait without it) get none.
-    const sockets: Socket[] = [];
-    const qmp = createServer((socket) => {
-      sockets.push(socket);
-      socket.on('error', () => {});
-      socket.resume();
-      if (sockets.length !== 2) return;
-      socket.write(`${JSON.stringify(FAKE_GREETING)}\r\n`);
-      socket.on('data', (data: Buffer) => {
-        const id = /"id"\s*:\s*("[^"]*")/.exec(String(data))?.[1];
-        if (String(data).includes('qmp_capabilities')) socket.write(`{"return": {}${id ? `, "id": ${id}` : ''}}\r\n`);
-      });
-    });
-    await new Promise<void>((resolve) => qmp.listen(qmpPath, resolve));
-    const closeQmp = () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        qmp.close(() => resolve());
-      });
-    cleanup.defer(closeQmp);
-    addEth9({ pod, node });
-    const beforeAdd = fingerprint(pod);
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const { state, qmpPath, sockets, closeQmp, request, pod, beforeAdd } = await attachBehindScriptedQmp(
+      'qt',
+      (socket, count) => {
+        if (count !== 2) return;
+        socket.write(`${JSON.stringify(FAKE_GREETING)}\r\n`);
+        socket.on('data', (data: Buffer) => {
+          const id = /"id"\s*:\s*("[^"]*")/.exec(String(data))?.[1];
+          if (String(data).includes('qmp_capabilities')) socket.write(`{"return": {}${id ? `, "id": ${id}` : ''}}\r\n`);
+        });
+      },
+    );
 
     const failed = await vcnetAsync(['add-iface', 'qt', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '8' }).done;
     expect(failed.status, failed.stderr).toBe(1);
@@ -85,33 +100,8 @@ describe.skipIf(skipReason !== undefined)('the error of a wait for QMP that went
 
 describe.skipIf(skipReason !== undefined)('the time a wait for QMP says it took', () => {
   it('is the time measured, not the budget: a command held up past its deadline says how long it waited', async () => {
-    const { pod, node } = makePod();
-    const state = ['--state-dir', stateDirectory()];
-    const qmpPath = join(stateDirectory(), 'qmp.sock');
-    const agentPath = join(stateDirectory(), 'agent.sock');
-    const attached = vcnet([
-      ...['attach', '--sandbox', 'qm', '--netns', pod.path, ...state],
-      ...['--qmp', qmpPath, '--agent', agentPath, '--vhost-net', 'off'],
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
     // A QMP socket that takes connections and never greets: another client holds QEMU's QMP throughout.
-    const sockets: Socket[] = [];
-    const qmp = createServer((socket) => {
-      sockets.push(socket);
-      socket.on('error', () => {});
-      socket.resume();
-    });
-    await new Promise<void>((resolve) => qmp.listen(qmpPath, resolve));
-    const closeQmp = () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        qmp.close(() => resolve());
-      });
-    cleanup.defer(closeQmp);
-    addEth9({ pod, node });
-    const beforeAdd = fingerprint(pod);
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const { state, sockets, closeQmp, request, pod, beforeAdd } = await attachBehindScriptedQmp('qm', () => {});
 
     // A 2 s wait: its first second under the lock (connection 1), the rest without it (connection 2).
     const adding = vcnetAsync(['add-iface', 'qm', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '2' });

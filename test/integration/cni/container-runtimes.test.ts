@@ -8,32 +8,26 @@
  * /sys/fs/cgroup (CI's chroot), the runtimes run in a private mount namespace that has them.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CgroupMountNamespace, planCgroups } from '../../helpers/cgroups.js';
+import type { CgroupMountNamespace } from '../../helpers/cgroups.js';
 import { killAfter } from '../../helpers/cli.js';
-import { missingCniPlugins } from '../../helpers/cni.js';
 import {
-  ClientFixture,
+  type ClientFixture,
   Containerd,
   endRuntimeSuite,
-  missingBusybox,
   missingCommands,
   namespaceJson,
   Podman,
+  planRuntimeSuite,
   redirectOf,
+  startRuntimeSuite,
   waitFor,
 } from '../../helpers/container-runtimes.js';
-import { makeNamespace } from '../../helpers/namespace.js';
 
-const root = process.getuid?.() === 0;
-/** runc needs cgroup filesystems: when /sys/fs/cgroup has none, how the runtimes get them. */
-const cgroupPlan = root ? planCgroups() : {};
-const baseSkip = !root
-  ? 'real CNI client tests need root (namespaces, containers)'
-  : (missingCniPlugins() ?? missingBusybox() ?? cgroupPlan.skip);
+/** Why the runtimes cannot run here, and how they get cgroups (runc needs them) when /sys/fs/cgroup has none. */
+const { skip: baseSkip, cgroupPlan } = planRuntimeSuite();
 const containerdSkip =
   baseSkip ?? missingCommands(['containerd', 'ctr', 'containerd-shim-runc-v2', 'runc', 'nsenter', 'unshare']);
 const podmanSkip = baseSkip ?? missingCommands(['podman', 'conmon', 'runc', 'nsenter']);
@@ -41,11 +35,6 @@ if (containerdSkip) console.log(`skipping the containerd (ctr --cni) tests: ${co
 if (podmanSkip) console.log(`skipping the podman CNI backend tests: ${podmanSkip}`);
 if (cgroupPlan.script && !(containerdSkip && podmanSkip)) {
   console.log('no cgroup filesystem at /sys/fs/cgroup: the runtimes run in a private mount namespace that has them');
-}
-
-/** The helper namespace when the runtimes need one; stopping it must find none of their processes left. */
-async function startCgroups(): Promise<CgroupMountNamespace | undefined> {
-  return cgroupPlan.script ? CgroupMountNamespace.start(cgroupPlan.script) : undefined;
 }
 
 const MANY = 20;
@@ -99,9 +88,12 @@ describe.skipIf(containerdSkip)('containerd 1.6: ctr run --cni', () => {
   let containerd: Containerd;
 
   beforeAll(async () => {
-    cgroups = await startCgroups();
-    directory = mkdtempSync(join(tmpdir(), 'vcnet-containerd-'));
-    fixture = new ClientFixture(directory, makeNamespace('ctrnode'), 'vcctr0', '10.231.20.0/24');
+    ({ directory, fixture, cgroups } = await startRuntimeSuite(cgroupPlan, {
+      directoryPrefix: 'vcnet-containerd-',
+      nodePrefix: 'ctrnode',
+      bridge: 'vcctr0',
+      subnet: '10.231.20.0/24',
+    }));
     containerd = new Containerd(directory, fixture, cgroups);
     await containerd.start();
   });
@@ -256,9 +248,12 @@ describe.skipIf(podmanSkip)('podman 4: CNI backend', () => {
   let podman: Podman;
 
   beforeAll(async () => {
-    cgroups = await startCgroups();
-    directory = mkdtempSync(join(tmpdir(), 'vcnet-podman-'));
-    fixture = new ClientFixture(directory, makeNamespace('podnode'), 'vcpod0', '10.231.21.0/24');
+    ({ directory, fixture, cgroups } = await startRuntimeSuite(cgroupPlan, {
+      directoryPrefix: 'vcnet-podman-',
+      nodePrefix: 'podnode',
+      bridge: 'vcpod0',
+      subnet: '10.231.21.0/24',
+    }));
     podman = new Podman(directory, fixture, cgroups);
   });
 

@@ -7,33 +7,27 @@
  * records, bridge ports, the bandwidth plugin's ifb.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CgroupMountNamespace, planCgroups } from '../../helpers/cgroups.js';
-import { missingCniPlugins, recordedGuestNetwork } from '../../helpers/cni.js';
+import type { CgroupMountNamespace } from '../../helpers/cgroups.js';
+import { recordedGuestNetwork } from '../../helpers/cni.js';
 import {
-  ClientFixture,
+  type ClientFixture,
   Containerd,
   endRuntimeSuite,
-  missingBusybox,
   missingCommands,
   namespaceJson,
   type ProcessOutcome,
+  planRuntimeSuite,
   redirectOf,
+  startRuntimeSuite,
   waitFor,
 } from '../../helpers/container-runtimes.js';
-import { makeNamespace } from '../../helpers/namespace.js';
 
-const root = process.getuid?.() === 0;
-const cgroupPlan = root ? planCgroups() : {};
-const skipReason = !root
-  ? 'real CNI client tests need root (namespaces, containers)'
-  : (missingCniPlugins(['bridge', 'host-local', 'bandwidth']) ??
-    missingBusybox() ??
-    cgroupPlan.skip ??
-    missingCommands(['containerd', 'ctr', 'containerd-shim-runc-v2', 'runc', 'nsenter', 'unshare']));
+const suite = planRuntimeSuite(['bridge', 'host-local', 'bandwidth']);
+const skipReason =
+  suite.skip ?? missingCommands(['containerd', 'ctr', 'containerd-shim-runc-v2', 'runc', 'nsenter', 'unshare']);
 if (skipReason) console.log(`skipping the containerd node network tests: ${skipReason}`);
 
 interface Started {
@@ -66,9 +60,12 @@ describe.skipIf(skipReason)('containerd 1.6 (ctr run --cni) on the networks of a
   let containerd: Containerd;
 
   beforeAll(async () => {
-    cgroups = cgroupPlan.script ? await CgroupMountNamespace.start(cgroupPlan.script) : undefined;
-    directory = mkdtempSync(join(tmpdir(), 'vcnet-containerd-networks-'));
-    fixture = new ClientFixture(directory, makeNamespace('ctrnet'), 'vcctrn0', '10.231.50.0/24');
+    ({ directory, fixture, cgroups } = await startRuntimeSuite(suite.cgroupPlan, {
+      directoryPrefix: 'vcnet-containerd-networks-',
+      nodePrefix: 'ctrnet',
+      bridge: 'vcctrn0',
+      subnet: '10.231.50.0/24',
+    }));
     containerd = new Containerd(directory, fixture, cgroups);
     await containerd.start();
   });

@@ -6,32 +6,25 @@
  * Each case removes its container and checks that nothing is left: host-local reservations, vcnet
  * records, bridge ports.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CgroupMountNamespace, planCgroups } from '../../helpers/cgroups.js';
-import { missingCniPlugins, recordedGuestNetwork } from '../../helpers/cni.js';
+import type { CgroupMountNamespace } from '../../helpers/cgroups.js';
+import { recordedGuestNetwork } from '../../helpers/cni.js';
 import {
-  ClientFixture,
+  type ClientFixture,
   endRuntimeSuite,
-  missingBusybox,
   missingCommands,
   namespaceJson,
   Podman,
+  planRuntimeSuite,
   redirectOf,
+  startRuntimeSuite,
   waitFor,
 } from '../../helpers/container-runtimes.js';
-import { makeNamespace } from '../../helpers/namespace.js';
 
-const root = process.getuid?.() === 0;
-const cgroupPlan = root ? planCgroups() : {};
-const skipReason = !root
-  ? 'real CNI client tests need root (namespaces, containers)'
-  : (missingCniPlugins() ??
-    missingBusybox() ??
-    cgroupPlan.skip ??
-    missingCommands(['podman', 'conmon', 'runc', 'nsenter']));
+const suite = planRuntimeSuite();
+const skipReason = suite.skip ?? missingCommands(['podman', 'conmon', 'runc', 'nsenter']);
 if (skipReason) console.log(`skipping the podman node network tests: ${skipReason}`);
 
 interface Link {
@@ -47,9 +40,12 @@ describe.skipIf(skipReason)('podman 4 (CNI backend) on the networks of a real no
   let podman: Podman;
 
   beforeAll(async () => {
-    cgroups = cgroupPlan.script ? await CgroupMountNamespace.start(cgroupPlan.script) : undefined;
-    directory = mkdtempSync(join(tmpdir(), 'vcnet-podnet-'));
-    fixture = new ClientFixture(directory, makeNamespace('podnet'), 'vcpodn0', '10.231.51.0/24');
+    ({ directory, fixture, cgroups } = await startRuntimeSuite(suite.cgroupPlan, {
+      directoryPrefix: 'vcnet-podnet-',
+      nodePrefix: 'podnet',
+      bridge: 'vcpodn0',
+      subnet: '10.231.51.0/24',
+    }));
     podman = new Podman(directory, fixture, cgroups);
   });
 

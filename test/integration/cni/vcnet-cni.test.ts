@@ -1463,6 +1463,29 @@ describe.skipIf(skipReason)('vcnet-cni DEL with an unreadable record', () => {
     expect(reservations()).toEqual([]);
   });
 
+  it("leaves the stateDir's other entries alone: another container's lock file and empty directories, a file not vcnet's", () => {
+    // What gc would take as a killed command's leftovers, and a file of another program's beside
+    // them: DEL of one container is not the one to remove them (it removed the lock files).
+    const others = [
+      join(stateDirectory, '.locks', 'other-container'),
+      join(stateDirectory, '.locks', 'not-vcnets'),
+      join(stateDirectory, 'other-container', 'interfaces', 'eth0'),
+    ];
+    const { pod, list, runtime, result, record, vcnetConfig } = oneChainAddedWithItsRecord();
+    writeFileSync(others[0]!, '');
+    writeFileSync(others[1]!, "another program's lock\n");
+    mkdirSync(others[2]!, { recursive: true });
+    writeFileSync(record, 'not json {');
+
+    const del = runtime.invoke('DEL', vcnetConfig);
+    expect(del.status, del.stdout).toBe(0);
+    expect(del.stderr).toContain('set aside the unreadable record');
+    expect(others.filter((path) => !existsSync(path))).toEqual([]);
+    expect(readFileSync(others[1]!, 'utf8')).toBe("another program's lock\n");
+    expect(linkNames(pod)).not.toContain('tap0_kata');
+    runtime.del({ ...list, plugins: [list.plugins[0]!] }, result);
+  });
+
   it("another chain's interface in the same pod keeps its tap, filters and record", () => {
     const { pod, first, second, attachment, runtimeA, runtimeB, resultA, resultB } = twoChainsOnOnePod();
     const secondChain = () => ({

@@ -24,6 +24,7 @@ import {
   FILTER_PRIORITY,
   ifbName,
   LinkNameTakenError,
+  type PlanSnapshot,
   planAttach,
   VCNET_LINK_GROUP,
 } from '../../../src/network/plan/plan-attach.js';
@@ -37,8 +38,31 @@ const SPARE = '0a:00:00:00:00:01';
 const eth0 = (): Link => link();
 const ops = (plan: Plan) => plan.steps.map((step) => step.change.op);
 
+/** eth0's ingress-side qdisc (`ingress` or `clsact`), as the scan reports one another tool added. */
+function podIngressQdisc(kind: 'ingress' | 'clsact'): Qdisc {
+  return { index: 2, handle: INGRESS_HANDLE, parent: TC_H_INGRESS, kind, options: { kind } };
+}
+
+/** Another tool's u32 filter on eth0, reported under `parent` at `priority`. */
+function theirU32Filter(parent: number, priority: number): Filter {
+  return {
+    index: 2,
+    parent,
+    handle: 0,
+    priority,
+    protocol: ETH_P_ALL,
+    kind: 'u32',
+    options: { kind: 'u32', keys: [], actions: [] },
+  };
+}
+
+/** The tcfilter model's plan from eth0 to tap0_kata over `pod`. */
+function planTcfilter(pod: PlanSnapshot, options: Parameters<typeof planAttach>[1] = { queues: 1 }): Plan {
+  return planAttach(pod, options, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' });
+}
+
 describe('planAttach: tcfilter', () => {
-  const plan = planAttach(snapshot(), { queues: 1 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' });
+  const plan = planTcfilter(snapshot());
 
   it('makes the tap, puts it in vcnet group first, then qdiscs and both redirects', () => {
     expect(ops(plan)).toEqual([
@@ -104,37 +128,19 @@ describe('planAttach: tcfilter', () => {
   });
 
   it('is deterministic', () => {
-    const again = planAttach(snapshot(), { queues: 1 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' });
+    const again = planTcfilter(snapshot());
     expect(again).toEqual(plan);
   });
 
   it('makes a multi-queue tap when queues > 1', () => {
-    const multi = planAttach(snapshot(), { queues: 4 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' });
+    const multi = planTcfilter(snapshot(), { queues: 4 });
     expect(multi.steps[0]?.change).toMatchObject({ op: 'create-tap', queues: 4, multiQueue: true });
     expect(commandOf(multi.steps[0]!.change)).toBe('ip tuntap add dev tap0_kata mode tap vnet_hdr multi_queue');
   });
 
   it('keeps an ingress qdisc the pod link has and takes a free filter priority beside its filters', () => {
-    const ingress: Qdisc = {
-      index: 2,
-      handle: INGRESS_HANDLE,
-      parent: TC_H_INGRESS,
-      kind: 'ingress',
-      options: { kind: 'ingress' },
-    };
-    const theirs: Filter = {
-      index: 2,
-      parent: INGRESS_HANDLE,
-      handle: 0,
-      priority: FILTER_PRIORITY,
-      protocol: ETH_P_ALL,
-      kind: 'u32',
-      options: { kind: 'u32', keys: [], actions: [] },
-    };
-    const beside = planAttach(
-      snapshot({ qdiscs: [ingress], filters: [theirs] }),
-      { queues: 1 },
-      { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' },
+    const beside = planTcfilter(
+      snapshot({ qdiscs: [podIngressQdisc('ingress')], filters: [theirU32Filter(INGRESS_HANDLE, FILTER_PRIORITY)] }),
     );
     expect(beside.steps.filter((step) => step.change.op === 'add-qdisc')).toHaveLength(1);
     expect(
@@ -150,26 +156,8 @@ describe('planAttach: tcfilter', () => {
     (_label, reported, rendered) => {
       // The kernel reports a block's filters under the parent of the last one added: adding under
       // that one leaves it so (tc filter show prints the same lines after detach).
-      const ingress: Qdisc = {
-        index: 2,
-        handle: INGRESS_HANDLE,
-        parent: TC_H_INGRESS,
-        kind: 'ingress',
-        options: { kind: 'ingress' },
-      };
-      const theirs: Filter = {
-        index: 2,
-        parent: reported,
-        handle: 0,
-        priority: 60_000,
-        protocol: ETH_P_ALL,
-        kind: 'u32',
-        options: { kind: 'u32', keys: [], actions: [] },
-      };
-      const beside = planAttach(
-        snapshot({ qdiscs: [ingress], filters: [theirs] }),
-        { queues: 1 },
-        { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' },
+      const beside = planTcfilter(
+        snapshot({ qdiscs: [podIngressQdisc('ingress')], filters: [theirU32Filter(reported, 60_000)] }),
       );
       const podFilter = beside.steps.find(
         (step) => step.change.op === 'add-filter' && step.change.link.name === 'eth0',
@@ -181,18 +169,7 @@ describe('planAttach: tcfilter', () => {
   );
 
   it('adds under clsact ingress when the pod link has clsact', () => {
-    const clsact: Qdisc = {
-      index: 2,
-      handle: INGRESS_HANDLE,
-      parent: TC_H_INGRESS,
-      kind: 'clsact',
-      options: { kind: 'clsact' },
-    };
-    const beside = planAttach(
-      snapshot({ qdiscs: [clsact] }),
-      { queues: 1 },
-      { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' },
-    );
+    const beside = planTcfilter(snapshot({ qdiscs: [podIngressQdisc('clsact')] }));
     const podFilter = beside.steps.find((step) => step.change.op === 'add-filter' && step.change.link.name === 'eth0');
     expect(podFilter?.change).toMatchObject({ parent: CLSACT_INGRESS_PARENT });
     expect(podFilter?.record).toMatchObject({ parent: CLSACT_INGRESS_PARENT });
@@ -200,11 +177,10 @@ describe('planAttach: tcfilter', () => {
   });
 
   it('shapes rx on the tap and tx on the pod link with htb trees', () => {
-    const limited = planAttach(
-      snapshot(),
-      { queues: 1, rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 } },
-      { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' },
-    );
+    const limited = planTcfilter(snapshot(), {
+      queues: 1,
+      rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 },
+    });
     const commands = commandsOf(limited);
     expect(commands).toContain('tc qdisc add dev tap0_kata root handle 1: htb default 2');
     expect(commands).toContain(
@@ -231,11 +207,7 @@ describe('planAttach: tcfilter', () => {
       options: { kind: 'tbf', unparsed: true },
     };
     expect(() =>
-      planAttach(
-        snapshot({ qdiscs: [theirs] }),
-        { queues: 1, rateLimit: { txBitsPerSecond: 1000 } },
-        { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' },
-      ),
+      planTcfilter(snapshot({ qdiscs: [theirs] }), { queues: 1, rateLimit: { txBitsPerSecond: 1000 } }),
     ).toThrow(/root qdisc of eth0.*tbf/);
   });
 });
@@ -488,8 +460,7 @@ describe('planAttach: a link to create whose name is taken', () => {
     snapshot({ links: [...snapshot().links, link({ index: 7, name, kind: 'tun', ...overrides })] });
 
   it('refuses a tap named like a link already there, naming it, before anything is changed', () => {
-    const attempt = () =>
-      planAttach(taken('tap0_kata'), { queues: 1 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' });
+    const attempt = () => planTcfilter(taken('tap0_kata'));
     expect(attempt).toThrow(LinkNameTakenError);
     expect(attempt).toThrow(/a link named tap0_kata is already in the namespace \(index 7, tun\)/);
     try {
@@ -532,9 +503,7 @@ describe('planAttach: a link to create whose name is taken', () => {
       ),
     ).toThrow(/a link named ifb0_kata/);
     // A name nobody has is planned as before.
-    expect(() =>
-      planAttach(taken('tap1_kata'), { queues: 1 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' }),
-    ).not.toThrow();
+    expect(() => planTcfilter(taken('tap1_kata'))).not.toThrow();
   });
 });
 
@@ -591,10 +560,7 @@ describe('planAttach for every endpoint type', () => {
 });
 
 describe('planDetach', () => {
-  const records = () =>
-    planAttach(snapshot(), { queues: 1 }, { model: 'tcfilter', source: eth0(), tapName: 'tap0_kata' }).steps.flatMap(
-      (step) => (step.record ? [step.record] : []),
-    );
+  const records = () => planTcfilter(snapshot()).steps.flatMap((step) => (step.record ? [step.record] : []));
   const tap = link({ index: 7, name: 'tap0_kata', kind: 'tun', group: VCNET_LINK_GROUP });
 
   it('deletes the tap (its qdisc and filter go with it), then the pod qdisc (its filter goes with it)', () => {
