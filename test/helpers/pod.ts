@@ -82,6 +82,24 @@ function awaitIpv6Ready(pod: TestNamespace, count: number): void {
 }
 
 /**
+ * Waits (15 s at most) until link `name` in `namespace` has its IPv6 link-local address, which the
+ * kernel adds only once linkwatch has seen the link operationally up: a CNI plugin (bridge) returns
+ * with the veth up, and on a busy machine the address comes up to a second later, so a fingerprint
+ * taken at once lacks it and one taken after detach has it.
+ */
+export function awaitLinkLocal(namespace: TestNamespace, name: string): void {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const local = namespace
+      .ipJson<Array<{ dst: string }>>('-6', 'route', 'show', 'table', 'local', 'dev', name)
+      .map((route) => route.dst);
+    if (local.some((dst) => dst.startsWith('fe80:'))) return;
+    if (Date.now() > deadline) throw new Error(`${namespace.name}: ${name} got no IPv6 link-local address within 15 s`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+}
+
+/**
  * A namespace playing the guest of a one-interface makePod() as attach and configure-guest leave
  * it: eth0 up with the pod's addresses (a route set pushed later names eth0 and its gateway).
  */

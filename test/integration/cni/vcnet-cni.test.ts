@@ -44,7 +44,7 @@ import {
   replaceWithSameInode,
   type TestNamespace,
 } from '../../helpers/namespace.js';
-import { fingerprint } from '../../helpers/pod.js';
+import { awaitLinkLocal, fingerprint } from '../../helpers/pod.js';
 
 const skipReason =
   process.getuid?.() !== 0 ? 'vcnet-cni integration tests need root (namespaces, taps, tc)' : missingCniPlugins();
@@ -108,7 +108,9 @@ function attachmentIn(pod: TestNamespace, interfaceName = 'eth0'): Attachment {
 function addChain(runtime: CniRuntime, list: Conflist, pod: TestNamespace) {
   let afterBridge: Record<string, unknown> | undefined;
   const result = runtime.add(list, (position) => {
-    if (position === 0) afterBridge = fingerprint(pod);
+    if (position !== 0) return;
+    awaitLinkLocal(pod, runtime.attachment.interfaceName);
+    afterBridge = fingerprint(pod);
   }) as ChainResult;
   return { result, afterBridge: afterBridge! };
 }
@@ -1036,6 +1038,7 @@ describe.skipIf(skipReason)('vcnet-cni with a stateDir it cannot use', () => {
     const list = conflist({});
     const bridgeOnly: Conflist = { ...list, plugins: [list.plugins[0]!] };
     const previous = runtime.add(bridgeOnly);
+    awaitLinkLocal(pod, attachment.interfaceName);
     const afterBridge = fingerprint(pod);
     const vcnetConfig = { ...list.plugins[1], cniVersion: '1.0.0', name: list.name };
     // The state directory and its lock stay writable (ADD gets as far as writing the record); the
