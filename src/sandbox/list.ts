@@ -33,7 +33,13 @@ import {
   type UnreadableNamespaceWhereabouts,
 } from '../network/state/unreadable-records.js';
 import { shellWord } from '../shell-word.js';
-import { entryNames, guestPendingVerdict, notPermittedWhy, WITHOUT_NSPID_REASON } from './guest-pending.js';
+import {
+  entryNames,
+  guestPendingVerdict,
+  notPermittedWhy,
+  TIME_OFFSET_UNREADABLE_REASON,
+  WITHOUT_NSPID_REASON,
+} from './guest-pending.js';
 
 /**
  * A record's state, from the record and where its namespace lives now:
@@ -239,12 +245,15 @@ function describeRecord(
   const notPermitted: string[] = [];
   // Endpoints whose verdict is a guess because this /proc shows no pid of another namespace (no NSpid).
   const withoutNSpid: string[] = [];
+  // Endpoints whose verdict is a guess because this process's time namespace hides its offset.
+  const timeOffsetUnreadable: string[] = [];
   const pendingStateOf = (endpoint: { name: string; properties: { link: { name: string } } }) => {
     const entry = pendingEntries.find((candidate) => entryNames(candidate, endpoint));
     if (entry === undefined) return undefined;
     const verdict = guestPendingVerdict(entry);
     if (verdict.notPermitted) notPermitted.push(endpoint.name);
     if (verdict.withoutNSpid) withoutNSpid.push(endpoint.name);
+    if (verdict.timeOffsetUnreadable) timeOffsetUnreadable.push(endpoint.name);
     return { state: verdict.running ? ('waiting' as const) : ('stopped' as const), guessed: verdict.guessed };
   };
   const unplugEntries = kind === 'sandbox' ? (record.unplugUnfinished ?? []) : [];
@@ -396,9 +405,12 @@ function describeRecord(
     // Told by time: its process runs in a PID namespace this one sees nothing of (or whose pids this
     // /proc does not show), or one this process may not look at.
     const guessed = stopped.filter((endpoint) => endpoint.guestPendingGuessed).map((endpoint) => endpoint.guestName);
-    const unseen = guessed.filter((name) => !notPermitted.includes(name) && !withoutNSpid.includes(name));
+    const unseen = guessed.filter(
+      (name) => !notPermitted.includes(name) && !withoutNSpid.includes(name) && !timeOffsetUnreadable.includes(name),
+    );
     const hidden = guessed.filter((name) => notPermitted.includes(name));
     const unmatched = guessed.filter((name) => withoutNSpid.includes(name));
+    const unplaced = guessed.filter((name) => timeOffsetUnreadable.includes(name));
     const guesses = [
       ...(unseen.length === 0
         ? []
@@ -407,6 +419,7 @@ function describeRecord(
         ? []
         : [`a guess for ${hidden.join(', ')}: this process may not look at its command (${notPermittedWhy().reason})`]),
       ...(unmatched.length === 0 ? [] : [`a guess for ${unmatched.join(', ')}: ${WITHOUT_NSPID_REASON}`]),
+      ...(unplaced.length === 0 ? [] : [`a guess for ${unplaced.join(', ')}: ${TIME_OFFSET_UNREADABLE_REASON}`]),
     ];
     const guess = guesses.length === 0 ? '' : ` (${guesses.join('; ')}, and its longest wait for the guest has passed)`;
     details.push(`${stops.join('; ')}${guess}: the NIC is plugged, the guest may not have it configured`);
