@@ -457,6 +457,33 @@ function sightOfProcess(entry: GuestPending): GuestPendingSight {
   return { kind: 'unseen', initial: own.inode === INITIAL_PID_NAMESPACE_INODE };
 }
 
+/**
+ * Whether process `pid`, as this /proc shows it (the holder /proc/locks names of the sandbox's lock),
+ * is the command that wrote `entry`: its pid in its own PID namespace, that namespace and its start
+ * time those the entry records. False when any of them cannot be told.
+ */
+export function isEntryProcess(entry: GuestPending, pid: number): boolean {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return false;
+  }
+  // Its pid in its own namespace: the last of its NSpid line (none before Linux 4.1: this one).
+  const ownPid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).at(-1) ?? String(pid);
+  if (ownPid !== String(entry.pid)) return false;
+  if (entry.pidNamespace !== undefined) {
+    const namespace = pidNamespaceOf(pid);
+    if (namespace === undefined || namespace === NOT_PERMITTED || !sameNamespace(namespace, entry.pidNamespace))
+      return false;
+  }
+  if (entry.pidStart === undefined) return true;
+  // A start seen shifted by an unknown offset tells nothing.
+  if (bootTimeOffsetNanoseconds() === undefined) return false;
+  const start = processStart(pid);
+  return start !== undefined && start !== NOT_PERMITTED && sameStart(entry.pidStart, start);
+}
+
 /** Whether the command that wrote `entry` still runs, as this process can tell (see decideGuestPending). */
 export function guestPendingVerdict(entry: GuestPending, nowMs = Date.now()): GuestPendingVerdict {
   return decideGuestPending(entry, sightOf(entry), nowMs);

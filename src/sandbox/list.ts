@@ -36,6 +36,7 @@ import { shellWord } from '../shell-word.js';
 import {
   entryNames,
   guestPendingVerdict,
+  isEntryProcess,
   notPermittedWhy,
   TIME_OFFSET_UNREADABLE_REASON,
   WITHOUT_NSPID_REASON,
@@ -69,9 +70,11 @@ export interface SandboxListingEndpoint {
   device?: string;
   /**
    * Plugged by an add-iface that gave the lock back while the guest configures it: `waiting` while
-   * that add-iface runs, `stopped` when it was stopped before it finished (the NIC stays plugged).
+   * that add-iface runs, `stopped` when it was stopped before it finished (the NIC stays plugged),
+   * `finishing` when its wait is over and its process holds the sandbox's lock (recording the outcome,
+   * or undoing the endpoint when the guest failed).
    */
-  guestPending?: 'waiting' | 'stopped';
+  guestPending?: 'waiting' | 'stopped' | 'finishing';
   /**
    * An add-iface failed and its undo did not finish: the VM may still hold the NIC (a paused VM, a
    * guest that ignores the eject, a VMM that did not answer the unplug). Pushes of the whole set leave
@@ -241,16 +244,26 @@ function describeRecord(
 ): SandboxListing {
   const namespacePath = record.namespace.path;
   const pendingEntries = kind === 'sandbox' ? (record.guestPending ?? []) : [];
+  const lockPath = entry.lockPath;
   // Endpoints whose verdict is a guess because this process may not look at their command's process.
   const notPermitted: string[] = [];
   // Endpoints whose verdict is a guess because this /proc shows no pid of another namespace (no NSpid).
   const withoutNSpid: string[] = [];
   // Endpoints whose verdict is a guess because this process's time namespace hides its offset.
   const timeOffsetUnreadable: string[] = [];
+  // Endpoints whose command, its wait for the guest over, holds the sandbox's lock to finish or undo them.
+  const finishing: { name: string; by: string; pid: number }[] = [];
   const pendingStateOf = (endpoint: { name: string; properties: { link: { name: string } } }) => {
     const entry = pendingEntries.find((candidate) => entryNames(candidate, endpoint));
     if (entry === undefined) return undefined;
     const verdict = guestPendingVerdict(entry);
+    // Past its wait (a push that took nearly its whole bound, then the lock wait), the command may be
+    // finishing or undoing the endpoint under the lock: /proc/locks tells, without taking the lock.
+    const holder = verdict.running ? undefined : flockHolderAt(lockPath);
+    if (holder !== undefined && isEntryProcess(entry, holder)) {
+      finishing.push({ name: endpoint.name, by: entry.by === 'watch' ? '`vcnet watch`' : 'add-iface', pid: holder });
+      return { state: 'finishing' as const, guessed: false };
+    }
     if (verdict.notPermitted) notPermitted.push(endpoint.name);
     if (verdict.withoutNSpid) withoutNSpid.push(endpoint.name);
     if (verdict.timeOffsetUnreadable) timeOffsetUnreadable.push(endpoint.name);
@@ -427,6 +440,12 @@ function describeRecord(
       `\`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${names[0]}"}) removes it`,
     );
   }
+  for (const { name, by, pid } of finishing) {
+    details.push(
+      `the ${by} that plugged ${name} is done waiting for the guest and holds the sandbox's lock (process ${pid}): it is recording the outcome, or undoing ${name} when the guest failed`,
+    );
+  }
+  if (finishing.length > 0) hints.push('run vcnet list again once that process is done');
   // Not checked, only guessed by time: said, with what would check it.
   const waitingNotPermitted = listing.endpoints
     .filter((endpoint) => endpoint.guestPending === 'waiting' && notPermitted.includes(endpoint.guestName))
