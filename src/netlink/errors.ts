@@ -53,6 +53,11 @@ export class NetlinkError extends VcnetError {
    * end, so a change sent this way may have been made, or not: see answerLost.
    */
   readonly answerLost: boolean;
+  /**
+   * The request was never sent: it was queued behind a request whose answer was lost (notSent), and
+   * failed with it unsent, since what follows may depend on it. Nothing of it was made.
+   */
+  readonly notSent: boolean;
 
   constructor(
     request: RequestLike,
@@ -62,13 +67,17 @@ export class NetlinkError extends VcnetError {
     code: 'VCNET_NETLINK' | 'VCNET_NETLINK_DUMP_INTERRUPTED' | 'VCNET_NETLINK_DUMP_OVERRUN' = 'VCNET_NETLINK',
     /** The send or receive that failed, when the kernel's answer was never read (fromFailure). */
     lostBy?: Error,
+    /** Set with `lostBy` when the request was never sent (notSent). */
+    unsent = false,
   ) {
     const errno = errnoName(decoded.errno);
-    const kernel = lostBy
-      ? ` (no answer from the kernel: ${lostBy.message})`
-      : decoded.kernelMessage
-        ? ` (kernel: ${decoded.kernelMessage})`
-        : '';
+    const kernel = unsent
+      ? ' (not sent: the answer to an earlier request on this socket was lost, so this one was never sent and nothing of it was made)'
+      : lostBy
+        ? ` (no answer from the kernel: ${lostBy.message})`
+        : decoded.kernelMessage
+          ? ` (kernel: ${decoded.kernelMessage})`
+          : '';
     // EACCES with this kernel text is IPv6 turned off on the link, not a missing privilege.
     const ipv6Off =
       errno === 'EACCES' &&
@@ -96,7 +105,8 @@ export class NetlinkError extends VcnetError {
     this.kernelMessage = decoded.kernelMessage;
     this.request = request.description;
     this.namespacePath = namespacePath;
-    this.answerLost = lostBy !== undefined;
+    this.answerLost = lostBy !== undefined && !unsent;
+    this.notSent = unsent;
   }
 
   /**
@@ -104,6 +114,22 @@ export class NetlinkError extends VcnetError {
    * that call, or why the socket went away): its errno is the call's, the message says which call,
    * and `answerLost` is set (a change sent this way may have been made).
    */
+  /**
+   * The request was queued behind one whose answer was lost (`cause`: the receive's error) and is
+   * failed without being sent: nothing of it was made, as answerLost does not claim.
+   */
+  static notSent(request: RequestLike, cause: Error, namespacePath: string | undefined): NetlinkError {
+    return new NetlinkError(
+      request,
+      { errno: errnoNumberOf(cause), requestType: request.type, requestSequence: 0 },
+      namespacePath,
+      'nothing of this request was made: run the command again',
+      'VCNET_NETLINK',
+      cause,
+      true,
+    );
+  }
+
   static fromFailure(request: RequestLike, cause: Error, namespacePath: string | undefined): NetlinkError {
     return new NetlinkError(
       request,

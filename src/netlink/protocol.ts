@@ -25,9 +25,10 @@
  *   a dump: the dump is read to its end and thrown away, then sent again under a fresh sequence number,
  *   like an interrupted one (`maxDumpAttempts` in all), then fails with a DumpOverrunError. The kernel
  *   goes on with a dump after ENOBUFS (the next receive makes the next part), and refuses another
- *   dump on the socket (EBUSY) until it is done, so it is drained first. A change whose answer was
- *   still out fails with the receive's error: the kernel ran it, and whether its ack was lost is not
- *   known (the caller decides; a change is not sent twice);
+ *   dump on the socket (EBUSY) until it is done, so it is drained first. A change
+ *   whose answer was still out fails with the receive's error: the kernel ran it, and whether its ack
+ *   was lost is not known (the caller decides; a change is not sent twice); what is queued behind
+ *   it fails as never sent (nothing of it was made);
  * - answers to our requests carry our socket's port id (the kernel gives it at bind(), getsockname
  *   tells it) and our sequence number; multicast notifications carry the sequence number and port of
  *   whoever caused them (`ip addr add` sets its own, the kernel's own changes 0), so a message from
@@ -254,8 +255,10 @@ export class NetlinkProtocol {
 
   /**
    * A receive failed with `cause`. ENOBUFS during a dump: the dump is drained and sent again (see the
-   * header); a change still waiting fails with it, and then so does what is queued. Any other error
-   * fails everything waiting. What is only queued (nothing of it sent) stays when nothing failed.
+   * header), also when a change sent with it fails (the kernel goes on sending it); failed at once
+   * on ENOBUFS while its last attempt is drained. A change still waiting fails with it, its answer lost, and then
+   * what is queued fails as never sent (what follows a change may depend on it). Any other error
+   * fails everything waiting. What is only queued stays when nothing failed.
    */
   receiveFailed(cause: Error): void {
     if (errnoOf(cause) !== 'ENOBUFS') {
@@ -268,7 +271,8 @@ export class NetlinkProtocol {
         this.finish(entry, { ok: false, error: NetlinkError.fromFailure(entry.request, cause, this.namespacePath) });
         changeFailed = true;
       } else if (entry.overrun && entry.attempt >= this.maxDumpAttempts) {
-        // ENOBUFS again and again while draining the last attempt: nothing is left to wait for.
+        // ENOBUFS again and again while draining the last attempt: given up, so that a receive that
+        // fails every time (no datagram read) cannot keep the pump looping.
         this.finish(entry, {
           ok: false,
           error: new DumpOverrunError(entry.request, entry.attempt, cause, this.namespacePath),
@@ -281,7 +285,16 @@ export class NetlinkProtocol {
         entry.overrunCause = cause;
       }
     }
-    if (changeFailed) this.failAll(cause);
+    if (changeFailed) this.failQueued(cause);
+  }
+
+  /** Fails every queued request, none of which was sent, as not sent (NetlinkError.notSent). */
+  private failQueued(cause: Error): void {
+    const entries = this.queue.flatMap((segment) => segment.entries);
+    this.queue.length = 0;
+    for (const entry of entries) {
+      this.finish(entry, { ok: false, error: NetlinkError.notSent(entry.request, cause, this.namespacePath) });
+    }
   }
 
   /** Fails every queued and in-flight request (the socket closed or a receive failed). */

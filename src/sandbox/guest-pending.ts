@@ -41,27 +41,41 @@ const INITIAL_PID_NAMESPACE_INODE = 0xeffffffc;
 const CLOCK_TICKS_PER_SECOND = 100;
 const NANOSECONDS_PER_TICK = BigInt(1e9 / CLOCK_TICKS_PER_SECOND);
 
-let bootTimeOffsetRead: bigint | undefined;
+/** The initial time namespace's inode (the kernel's PROC_TIME_INIT_INO), whose offsets are 0. */
+const INITIAL_TIME_NAMESPACE_INODE = 0xeffffffa;
+
+/** bootTimeOffsetNanoseconds once read: `unreadable` when it could not be. */
+let bootTimeOffsetRead: { offset: bigint } | 'unreadable' | undefined;
 
 /**
  * The boot-time offset of this process's time namespace, in nanoseconds: 0 outside such a namespace,
  * or where the kernel has none (before 5.6). The kernel shows every process's start time shifted by
  * the READER's offset (a CRIU-restored container, runc's `timeOffsets`, `unshare --time`), so the
- * same process has another start time from another time namespace. Read once: a process does not
- * change its time namespace.
+ * same process has another start time from another time namespace. Undefined in a time namespace of
+ * its own whose /proc/self/timens_offsets cannot be read (masked with an empty file, as runtimes mask
+ * /proc files, or refused by a security module): taking 0 there would shift every start time this
+ * process reads. Read once: a process does not change its time namespace.
  */
-function bootTimeOffsetNanoseconds(): bigint {
-  if (bootTimeOffsetRead === undefined) {
-    bootTimeOffsetRead = 0n;
-    try {
-      // "boottime <seconds> <nanoseconds>", the seconds possibly negative, the nanoseconds 0..999999999.
-      const match = /^boottime\s+(-?\d+)\s+(\d+)\s*$/m.exec(readFileSync('/proc/self/timens_offsets', 'utf8'));
-      if (match) bootTimeOffsetRead = BigInt(match[1] ?? '0') * 1_000_000_000n + BigInt(match[2] ?? '0');
-    } catch {
-      // no time namespaces here: start times are the kernel's own
-    }
+function bootTimeOffsetNanoseconds(): bigint | undefined {
+  bootTimeOffsetRead ??= readBootTimeOffset();
+  return bootTimeOffsetRead === 'unreadable' ? undefined : bootTimeOffsetRead.offset;
+}
+
+function readBootTimeOffset(): { offset: bigint } | 'unreadable' {
+  try {
+    // "boottime <seconds> <nanoseconds>", the seconds possibly negative, the nanoseconds 0..999999999.
+    const match = /^boottime\s+(-?\d+)\s+(\d+)\s*$/m.exec(readFileSync('/proc/self/timens_offsets', 'utf8'));
+    if (match) return { offset: BigInt(match[1] ?? '0') * 1_000_000_000n + BigInt(match[2] ?? '0') };
+  } catch {
+    // told below by the namespace itself
   }
-  return bootTimeOffsetRead;
+  try {
+    // The initial time namespace has no offset; any other may have one this process cannot know.
+    return statSync('/proc/self/ns/time').ino === INITIAL_TIME_NAMESPACE_INODE ? { offset: 0n } : 'unreadable';
+  } catch (error) {
+    // No such link: a kernel without time namespaces, whose start times are its own.
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? { offset: 0n } : 'unreadable';
+  }
 }
 
 /** `a / b` rounded down (BigInt's division rounds toward 0); `b` > 0. */
@@ -103,7 +117,10 @@ function processStart(pid: number | string): string | undefined | typeof NOT_PER
     const shown = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
     if (shown === undefined) return undefined;
     const offset = bootTimeOffsetNanoseconds();
-    return offset === 0n || !/^\d+$/.test(shown) ? shown : String(startWithoutOffset(BigInt(shown), offset));
+    // An unknown offset leaves the start as shown: compared with nothing (see ownStart, sightOf).
+    return offset === undefined || offset === 0n || !/^\d+$/.test(shown)
+      ? shown
+      : String(startWithoutOffset(BigInt(shown), offset));
   } catch (error) {
     // Refused, or hidden by a /proc mounted hidepid=: a pid missing there may be one of those.
     return isPermissionRefusal(error) || procHidesProcesses() !== undefined ? NOT_PERMITTED : undefined;
@@ -119,8 +136,13 @@ const NOT_PERMITTED = 'not-permitted';
  */
 const WITHOUT_NSPID = 'without-nspid';
 
-/** processStart of this process, which may always look at itself. */
+/**
+ * processStart of this process, which may always look at itself. Undefined when its time
+ * namespace's offset is unknown: a start shifted by it would match this process from no reader, and
+ * without one a reader tells by the pid (an entry of an earlier build records none either).
+ */
 function ownStart(): string | undefined {
+  if (bootTimeOffsetNanoseconds() === undefined) return undefined;
   const start = processStart('self');
   return start === NOT_PERMITTED ? undefined : start;
 }
@@ -213,14 +235,17 @@ export function guestPendingEntry(
  * any, through a /proc that shows no pid of the reader's own; `initial` when the reader is in the
  * initial namespace, where every live namespace shows), or `not-permitted` (the reader may not look
  * at the processes that would tell: another user's, to a reader without root), or `without-nspid`
- * (the namespace's processes show, but not their pids in it: no NSpid lines in this /proc).
+ * (the namespace's processes show, but not their pids in it: no NSpid lines in this /proc), or
+ * `time-offset-unreadable` (a process has the entry's pid, but the reader's time namespace does not
+ * show its offset, which shifts the start time it sees, so whether it is the entry's cannot be told).
  */
 export type GuestPendingSight =
   | { kind: 'same'; start: string | undefined }
   | { kind: 'translated'; start: string | undefined }
   | { kind: 'unseen'; initial: boolean }
   | { kind: 'not-permitted' }
-  | { kind: 'without-nspid' };
+  | { kind: 'without-nspid' }
+  | { kind: 'time-offset-unreadable' };
 
 /** Whether the entry's command still runs, and whether that is a guess (told by time, its process out of sight). */
 export interface GuestPendingVerdict {
@@ -230,6 +255,8 @@ export interface GuestPendingVerdict {
   notPermitted?: true;
   /** Set on a guess made because this /proc shows no process's pid in its own namespace (no NSpid lines). */
   withoutNSpid?: true;
+  /** Set on a guess made because this process's time namespace does not show its offset (timens_offsets). */
+  timeOffsetUnreadable?: true;
 }
 
 /**
@@ -240,16 +267,18 @@ export interface GuestPendingVerdict {
  * `since`). From the initial namespace none is out of sight but a dead one: stopped, surely.
  */
 export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight, nowMs: number): GuestPendingVerdict {
+  // Past its own deadline the command waits no more, though its process may live on: a library
+  // caller's addInterface (or a watch) whose finish could not take the lock again left the entry
+  // behind and returned. The deadline bounds its push, the part without the lock, with room to
+  // spare: it counts the lock wait and the route set sent again too.
+  const deadline = entry.waitsUntil === undefined ? Number.NaN : Date.parse(entry.waitsUntil);
+  const pastDeadline = Number.isFinite(deadline) && nowMs >= deadline;
   if (sight.kind === 'same' || sight.kind === 'translated') {
     const alive = sight.start !== undefined && (entry.pidStart === undefined || sameStart(entry.pidStart, sight.start));
-    // Past its own deadline the command waits no more, though its process may live on: a library
-    // caller's addInterface (or a watch) whose finish could not take the lock again left the entry
-    // behind and returned. The deadline bounds its push, the part without the lock, with room to
-    // spare: it counts the lock wait and the route set sent again too.
-    const deadline = entry.waitsUntil === undefined ? Number.NaN : Date.parse(entry.waitsUntil);
-    const pastDeadline = Number.isFinite(deadline) && nowMs >= deadline;
     return { running: alive && !pastDeadline, guessed: false };
   }
+  // Which process it is matters only before the deadline.
+  if (sight.kind === 'time-offset-unreadable' && pastDeadline) return { running: false, guessed: false };
   if (sight.kind === 'unseen' && sight.initial) return { running: false, guessed: false };
   const until = guestPendingWaitEnd(entry);
   // An unreadable time gives no bound to wait for: taken as past it.
@@ -259,6 +288,7 @@ export function decideGuestPending(entry: GuestPending, sight: GuestPendingSight
     guessed: true,
     ...(sight.kind === 'not-permitted' ? { notPermitted: true as const } : {}),
     ...(sight.kind === 'without-nspid' ? { withoutNSpid: true as const } : {}),
+    ...(sight.kind === 'time-offset-unreadable' ? { timeOffsetUnreadable: true as const } : {}),
   };
 }
 
@@ -311,6 +341,10 @@ function notPermittedWhyOf(euid: number, status: string | undefined): NotPermitt
 export const WITHOUT_NSPID_REASON =
   'this /proc shows no pid of its PID namespace (no NSpid lines in /proc/PID/status: Linux before 4.1, or an older gVisor)';
 
+/** Why a reader cannot tell whether the process with an entry's pid is the entry's command. */
+export const TIME_OFFSET_UNREADABLE_REASON =
+  "this process's time namespace does not show its boot-time offset (/proc/self/timens_offsets unreadable), which shifts the start time it sees of the process with the command's pid";
+
 /**
  * What a note adds about a verdict told by time (`guessed`): that it is a guess, why, and the time
  * it turns (or turned) on. Undefined for a verdict told by the command's process.
@@ -324,6 +358,10 @@ export function guessedWords(entry: GuestPending, verdict: GuestPendingVerdict):
     return verdict.running
       ? `guessed: ${WITHOUT_NSPID_REASON}, so it is taken as waiting until its longest wait ends, at ${at}`
       : `guessed: ${WITHOUT_NSPID_REASON}, and its longest wait ended at ${at}`;
+  if (verdict.timeOffsetUnreadable)
+    return verdict.running
+      ? `guessed: ${TIME_OFFSET_UNREADABLE_REASON}, so it is taken as waiting until its longest wait ends, at ${at}`
+      : `guessed: ${TIME_OFFSET_UNREADABLE_REASON}, and its longest wait ended at ${at}`;
   if (verdict.notPermitted) {
     const { reason } = notPermittedWhy();
     return verdict.running
@@ -389,8 +427,20 @@ function findInNamespace(
   return seen ? { start: undefined } : undefined;
 }
 
-/** What this process sees of `entry`'s process (see GuestPendingSight). */
+/**
+ * What this process sees of `entry`'s process (see GuestPendingSight): a process found with its pid
+ * whose start cannot be compared with the recorded one (this time namespace's offset unknown) is a
+ * guess; none found is told as it is.
+ */
 function sightOf(entry: GuestPending): GuestPendingSight {
+  const sight = sightOfProcess(entry);
+  const comparesStart = (sight.kind === 'same' || sight.kind === 'translated') && sight.start !== undefined;
+  if (comparesStart && entry.pidStart !== undefined && bootTimeOffsetNanoseconds() === undefined)
+    return { kind: 'time-offset-unreadable' };
+  return sight;
+}
+
+function sightOfProcess(entry: GuestPending): GuestPendingSight {
   const view = procView();
   // Its pids are another namespace's, or none: a lookup there would call a running command stopped.
   if (view === 'none') return { kind: 'unseen', initial: false };
@@ -405,6 +455,33 @@ function sightOf(entry: GuestPending): GuestPendingSight {
   if (found === WITHOUT_NSPID) return { kind: 'without-nspid' };
   if (found) return { kind: 'translated', start: found.start };
   return { kind: 'unseen', initial: own.inode === INITIAL_PID_NAMESPACE_INODE };
+}
+
+/**
+ * Whether process `pid`, as this /proc shows it (the holder /proc/locks names of the sandbox's lock),
+ * is the command that wrote `entry`: its pid in its own PID namespace, that namespace and its start
+ * time those the entry records. False when any of them cannot be told.
+ */
+export function isEntryProcess(entry: GuestPending, pid: number): boolean {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return false;
+  }
+  // Its pid in its own namespace: the last of its NSpid line (none before Linux 4.1: this one).
+  const ownPid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).at(-1) ?? String(pid);
+  if (ownPid !== String(entry.pid)) return false;
+  if (entry.pidNamespace !== undefined) {
+    const namespace = pidNamespaceOf(pid);
+    if (namespace === undefined || namespace === NOT_PERMITTED || !sameNamespace(namespace, entry.pidNamespace))
+      return false;
+  }
+  if (entry.pidStart === undefined) return true;
+  // A start seen shifted by an unknown offset tells nothing.
+  if (bootTimeOffsetNanoseconds() === undefined) return false;
+  const start = processStart(pid);
+  return start !== undefined && start !== NOT_PERMITTED && sameStart(entry.pidStart, start);
 }
 
 /** Whether the command that wrote `entry` still runs, as this process can tell (see decideGuestPending). */

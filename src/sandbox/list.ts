@@ -33,7 +33,14 @@ import {
   type UnreadableNamespaceWhereabouts,
 } from '../network/state/unreadable-records.js';
 import { shellWord } from '../shell-word.js';
-import { entryNames, guestPendingVerdict, notPermittedWhy, WITHOUT_NSPID_REASON } from './guest-pending.js';
+import {
+  entryNames,
+  guestPendingVerdict,
+  isEntryProcess,
+  notPermittedWhy,
+  TIME_OFFSET_UNREADABLE_REASON,
+  WITHOUT_NSPID_REASON,
+} from './guest-pending.js';
 
 /**
  * A record's state, from the record and where its namespace lives now:
@@ -63,9 +70,11 @@ export interface SandboxListingEndpoint {
   device?: string;
   /**
    * Plugged by an add-iface that gave the lock back while the guest configures it: `waiting` while
-   * that add-iface runs, `stopped` when it was stopped before it finished (the NIC stays plugged).
+   * that add-iface runs, `stopped` when it was stopped before it finished (the NIC stays plugged),
+   * `finishing` when its wait is over and its process holds the sandbox's lock (recording the outcome,
+   * or undoing the endpoint when the guest failed).
    */
-  guestPending?: 'waiting' | 'stopped';
+  guestPending?: 'waiting' | 'stopped' | 'finishing';
   /**
    * An add-iface failed and its undo did not finish: the VM may still hold the NIC (a paused VM, a
    * guest that ignores the eject, a VMM that did not answer the unplug). Pushes of the whole set leave
@@ -235,16 +244,29 @@ function describeRecord(
 ): SandboxListing {
   const namespacePath = record.namespace.path;
   const pendingEntries = kind === 'sandbox' ? (record.guestPending ?? []) : [];
+  const lockPath = entry.lockPath;
   // Endpoints whose verdict is a guess because this process may not look at their command's process.
   const notPermitted: string[] = [];
   // Endpoints whose verdict is a guess because this /proc shows no pid of another namespace (no NSpid).
   const withoutNSpid: string[] = [];
+  // Endpoints whose verdict is a guess because this process's time namespace hides its offset.
+  const timeOffsetUnreadable: string[] = [];
+  // Endpoints whose command, its wait for the guest over, holds the sandbox's lock to finish or undo them.
+  const finishing: { name: string; by: string; pid: number }[] = [];
   const pendingStateOf = (endpoint: { name: string; properties: { link: { name: string } } }) => {
     const entry = pendingEntries.find((candidate) => entryNames(candidate, endpoint));
     if (entry === undefined) return undefined;
     const verdict = guestPendingVerdict(entry);
+    // Past its wait (a push that took nearly its whole bound, then the lock wait), the command may be
+    // finishing or undoing the endpoint under the lock: /proc/locks tells, without taking the lock.
+    const holder = verdict.running ? undefined : flockHolderAt(lockPath);
+    if (holder !== undefined && isEntryProcess(entry, holder)) {
+      finishing.push({ name: endpoint.name, by: entry.by === 'watch' ? '`vcnet watch`' : 'add-iface', pid: holder });
+      return { state: 'finishing' as const, guessed: false };
+    }
     if (verdict.notPermitted) notPermitted.push(endpoint.name);
     if (verdict.withoutNSpid) withoutNSpid.push(endpoint.name);
+    if (verdict.timeOffsetUnreadable) timeOffsetUnreadable.push(endpoint.name);
     return { state: verdict.running ? ('waiting' as const) : ('stopped' as const), guessed: verdict.guessed };
   };
   const unplugEntries = kind === 'sandbox' ? (record.unplugUnfinished ?? []) : [];
@@ -396,9 +418,12 @@ function describeRecord(
     // Told by time: its process runs in a PID namespace this one sees nothing of (or whose pids this
     // /proc does not show), or one this process may not look at.
     const guessed = stopped.filter((endpoint) => endpoint.guestPendingGuessed).map((endpoint) => endpoint.guestName);
-    const unseen = guessed.filter((name) => !notPermitted.includes(name) && !withoutNSpid.includes(name));
+    const unseen = guessed.filter(
+      (name) => !notPermitted.includes(name) && !withoutNSpid.includes(name) && !timeOffsetUnreadable.includes(name),
+    );
     const hidden = guessed.filter((name) => notPermitted.includes(name));
     const unmatched = guessed.filter((name) => withoutNSpid.includes(name));
+    const unplaced = guessed.filter((name) => timeOffsetUnreadable.includes(name));
     const guesses = [
       ...(unseen.length === 0
         ? []
@@ -407,6 +432,7 @@ function describeRecord(
         ? []
         : [`a guess for ${hidden.join(', ')}: this process may not look at its command (${notPermittedWhy().reason})`]),
       ...(unmatched.length === 0 ? [] : [`a guess for ${unmatched.join(', ')}: ${WITHOUT_NSPID_REASON}`]),
+      ...(unplaced.length === 0 ? [] : [`a guess for ${unplaced.join(', ')}: ${TIME_OFFSET_UNREADABLE_REASON}`]),
     ];
     const guess = guesses.length === 0 ? '' : ` (${guesses.join('; ')}, and its longest wait for the guest has passed)`;
     details.push(`${stops.join('; ')}${guess}: the NIC is plugged, the guest may not have it configured`);
@@ -414,6 +440,12 @@ function describeRecord(
       `\`vcnet configure-guest --sandbox ${id}${flag}\` tells the guest its configuration again; or \`vcnet del-iface ${id} FILE${flag}\` (FILE: {"name":"${names[0]}"}) removes it`,
     );
   }
+  for (const { name, by, pid } of finishing) {
+    details.push(
+      `the ${by} that plugged ${name} is done waiting for the guest and holds the sandbox's lock (process ${pid}): it is recording the outcome, or undoing ${name} when the guest failed`,
+    );
+  }
+  if (finishing.length > 0) hints.push('run vcnet list again once that process is done');
   // Not checked, only guessed by time: said, with what would check it.
   const waitingNotPermitted = listing.endpoints
     .filter((endpoint) => endpoint.guestPending === 'waiting' && notPermitted.includes(endpoint.guestName))

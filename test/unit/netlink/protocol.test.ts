@@ -416,6 +416,58 @@ describe('NetlinkProtocol on recorded exchanges', () => {
     expect(protocol.pending).toBe(0);
   });
 
+  it('keeps reading a dump that went out with changes when a receive fails with ENOBUFS, and fails what was never sent as not sent', () => {
+    const protocol = new NetlinkProtocol({ portId: OUR_PORT });
+    const change = requestsOf(fixture.changes, 'add ingress qdisc');
+    const dump = requestsOf(fixture.linkDump, 'list links');
+    // One segment: the changes, then the dump that ends it.
+    protocol.submit(
+      Buffer.concat([change.bytes, dump.bytes]),
+      [...change.requests, ...dump.requests],
+      [...change.ends, ...dump.ends.map((end) => change.bytes.length + end)],
+    );
+    // Queued behind the dump, never sent.
+    const later = change.requests.map((request) => ({ ...request, sequence: request.sequence + 1_000 }));
+    protocol.submit(change.bytes, later, change.ends);
+    expect(protocol.pollTransmit()).toBeDefined();
+    const answers = datagrams(fixture.changes);
+    protocol.receive(answers[0]!);
+    protocol.receiveFailed(enobufs());
+    // What was queued fails at once: not sent, so nothing of it was made (before: answer lost, as if sent).
+    const [queued] = completed(protocol.takeEvents());
+    expect(queued).toHaveLength(3);
+    for (const outcome of queued ?? []) {
+      if (outcome.ok) throw new Error('expected the queued requests to fail');
+      expect(outcome.error.errno).toBe('ENOBUFS');
+      expect(outcome.error.answerLost).toBe(false);
+      expect(outcome.error.notSent).toBe(true);
+      expect(outcome.error.message).toBe(
+        'add ingress qdisc failed: ENOBUFS (not sent: the answer to an earlier request on this socket was lost, so this one was never sent and nothing of it was made)',
+      );
+    }
+    // The kernel goes on with the dump: before, it was forgotten (its parts came out as notifications
+    // and the socket took another dump, which the kernel refuses with EBUSY until this one ends).
+    expect(protocol.pollTransmit()).toBeUndefined();
+    const received = datagrams(fixture.linkDump);
+    for (const datagram of received) protocol.receive(datagram);
+    const drained = protocol.takeEvents();
+    expect(notifications(drained)).toEqual([]);
+    expect(drained).toContainEqual(expect.objectContaining({ kind: 'dump-retried', attempt: 2, reason: 'overrun' }));
+    const retry = protocol.pollTransmit();
+    if (!retry) throw new Error('expected the dump to be sent again');
+    for (const datagram of withSequence(received, dumpOf(fixture.linkDump), sequenceOf(retry)))
+      protocol.receive(datagram);
+    const [outcomes] = completed(protocol.takeEvents());
+    expect(outcomes?.map((outcome) => (outcome.ok ? 'ok' : outcome.error.errno))).toEqual([
+      'ok',
+      'ENOBUFS',
+      'ENOBUFS',
+      'ok',
+    ]);
+    expect(outcomes?.slice(1, 3).every((outcome) => !outcome.ok && outcome.error.answerLost)).toBe(true);
+    expect(protocol.pending).toBe(0);
+  });
+
   it('fails the requests of a send that did not go out, and everything on failAll', () => {
     const protocol = new NetlinkProtocol({ portId: OUR_PORT });
     const change = requestsOf(fixture.changes, 'add ingress qdisc');

@@ -280,6 +280,22 @@ describe('decideGuestPending', () => {
     );
   });
 
+  it("guesses by the wait bound when a process has the entry's pid but this time namespace hides its offset, and says why", () => {
+    const unplaced = { kind: 'time-offset-unreadable' } as const;
+    const patient: GuestPending = { ...entry, waitsUntil: '2026-01-01T00:13:30.250Z' };
+    const waiting = decideGuestPending(patient, unplaced, since);
+    expect(waiting).toEqual({ running: true, guessed: true, timeOffsetUnreadable: true });
+    expect(guessedWords(patient, waiting)).toBe(
+      "guessed: this process's time namespace does not show its boot-time offset (/proc/self/timens_offsets unreadable), which shifts the start time it sees of the process with the command's pid, so it is taken as waiting until its longest wait ends, at 2026-01-01T00:13:30Z",
+    );
+    // Past the deadline it records, the command waits no more, whichever process has its pid.
+    expect(decideGuestPending(patient, unplaced, since + 810_250)).toEqual({ running: false, guessed: false });
+    // An earlier build's entry records no deadline: past its bound, still a guess.
+    const earlier = decideGuestPending(entry, unplaced, since + GUEST_PENDING_WAIT_BOUND_MS);
+    expect(earlier).toEqual({ running: false, guessed: true, timeOffsetUnreadable: true });
+    expect(guessedWords(entry, earlier)).toMatch(/timens_offsets unreadable\), .* and its longest wait ended at /);
+  });
+
   it('from the initial namespace, which sees every live one, a namespace out of sight is gone: stopped, surely', () => {
     expect(decideGuestPending(entry, { kind: 'unseen', initial: true }, since)).toEqual({
       running: false,
