@@ -314,6 +314,15 @@ export class ClientFixture {
 }
 
 /** containerd with its own root, state and socket; the CRI plugin is off (ctr needs none of it). */
+
+/** `ctr` against the containerd listening on `socket`, in the runtimes' namespaces and environment. */
+export function runCtr(cgroups: CgroupMountNamespace | undefined, socket: string, args: string[]): ProcessOutcome {
+  const result = spawnSync(...inNamespaces(cgroups, 'ctr', ['--address', socket, ...args]), {
+    encoding: 'utf8',
+    env: RUNTIME_ENVIRONMENT,
+  });
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
 export class Containerd {
   readonly socket: string;
   private daemon?: ChildProcess;
@@ -376,11 +385,7 @@ export class Containerd {
   }
 
   ctr(args: string[]): ProcessOutcome {
-    const result = spawnSync(...inNamespaces(this.cgroups, 'ctr', ['--address', this.socket, ...args]), {
-      encoding: 'utf8',
-      env: RUNTIME_ENVIRONMENT,
-    });
-    return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+    return runCtr(this.cgroups, this.socket, args);
   }
 
   /**

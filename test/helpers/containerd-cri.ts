@@ -39,7 +39,7 @@ import {
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
 import { type CgroupMountNamespace, inNamespaces } from './cgroups.js';
-import { collect, type ProcessOutcome, RUNTIME_ENVIRONMENT, waitFor } from './container-runtimes.js';
+import { collect, type ProcessOutcome, RUNTIME_ENVIRONMENT, runCtr, waitFor } from './container-runtimes.js';
 
 const PROTO_DIRECTORY = fileURLToPath(new URL('.', import.meta.url));
 const PROTO_FILE = 'cri-runtime.proto';
@@ -341,11 +341,7 @@ export class ContainerdWithCri {
   }
 
   ctr(args: string[]): ProcessOutcome {
-    const result = spawnSync(...inNamespaces(this.cgroups, 'ctr', ['--address', this.socket, ...args]), {
-      encoding: 'utf8',
-      env: RUNTIME_ENVIRONMENT,
-    });
-    return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+    return runCtr(this.cgroups, this.socket, args);
   }
 
   /** Imports the sandbox image into the CRI plugin's namespace, unpacked for its snapshotter. */
