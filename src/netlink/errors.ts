@@ -110,11 +110,6 @@ export class NetlinkError extends VcnetError {
   }
 
   /**
-   * The request got no answer because sending or receiving failed (`cause`: the SystemCallError of
-   * that call, or why the socket went away): its errno is the call's, the message says which call,
-   * and `answerLost` is set (a change sent this way may have been made).
-   */
-  /**
    * The request was queued behind one whose answer was lost (`cause`: the receive's error) and is
    * failed without being sent: nothing of it was made, as answerLost does not claim.
    */
@@ -130,6 +125,11 @@ export class NetlinkError extends VcnetError {
     );
   }
 
+  /**
+   * The request got no answer because sending or receiving failed (`cause`: the SystemCallError of
+   * that call, or why the socket went away): its errno is the call's, the message says which call,
+   * and `answerLost` is set (a change sent this way may have been made).
+   */
   static fromFailure(request: RequestLike, cause: Error, namespacePath: string | undefined): NetlinkError {
     return new NetlinkError(
       request,
