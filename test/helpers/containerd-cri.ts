@@ -74,6 +74,15 @@ export interface PodSandboxMetadata {
   attempt?: number;
 }
 
+/** What kubelet adds to a pod sandbox's config from the pod's spec (cri-runtime.proto's names, camelCase). */
+export interface PodSandboxExtras {
+  hostname?: string;
+  dnsConfig?: { servers?: string[]; searches?: string[]; options?: string[] };
+  /** A container port published on the node (`hostPort`), as kubelet sends it. */
+  portMappings?: Array<{ protocol?: 'TCP' | 'UDP' | 'SCTP'; containerPort: number; hostPort: number; hostIp?: string }>;
+  annotations?: Record<string, string>;
+}
+
 export interface PodSandboxStatus {
   status: {
     id: string;
@@ -114,14 +123,25 @@ export class CriRuntimeClient {
     return this.call('Version', { version: 'v1' });
   }
 
-  /** RunPodSandbox as kubelet sends it (its log directory and a hostname), giving the sandbox id. */
-  async runPodSandbox(metadata: PodSandboxMetadata, runtimeHandler: string, logDirectory: string): Promise<string> {
+  /**
+   * RunPodSandbox as kubelet sends it (its log directory and a hostname, the pod's name unless
+   * `extra` gives one; its DNS config, port mappings and annotations), giving the sandbox id.
+   */
+  async runPodSandbox(
+    metadata: PodSandboxMetadata,
+    runtimeHandler: string,
+    logDirectory: string,
+    extra: PodSandboxExtras = {},
+  ): Promise<string> {
     const response = await this.call<{ podSandboxId: string }>('RunPodSandbox', {
       config: {
         metadata: { attempt: 0, ...metadata },
-        hostname: metadata.name,
+        hostname: extra.hostname ?? metadata.name,
         logDirectory,
+        ...(extra.dnsConfig ? { dnsConfig: { ...extra.dnsConfig } } : {}),
+        ...(extra.portMappings ? { portMappings: extra.portMappings.map((mapping) => ({ ...mapping })) } : {}),
         labels: { 'io.kubernetes.pod.name': metadata.name, 'io.kubernetes.pod.namespace': metadata.namespace },
+        ...(extra.annotations ? { annotations: { ...extra.annotations } } : {}),
       },
       runtimeHandler,
     });
@@ -373,6 +393,12 @@ export class ContainerdWithCri {
   inMountNamespace(command: string, args: string[]): ProcessOutcome {
     const result = spawnSync(...inNamespaces(this.cgroups, command, args), { encoding: 'utf8' });
     return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** A file the CRI plugin wrote for sandbox `id` (its `resolv.conf`, `hostname`), or undefined. */
+  sandboxFile(id: string, name: string): string | undefined {
+    const path = join(this.directory, 'root', 'io.containerd.grpc.v1.cri', 'sandboxes', id, name);
+    return existsSync(path) ? readFileSync(path, 'utf8') : undefined;
   }
 
   /** Sandbox containers the CRI plugin still has in containerd (none once every pod is removed). */
