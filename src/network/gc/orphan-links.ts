@@ -183,10 +183,9 @@ async function collectLocked(
   let unclaimed = grouped.filter(
     (link) => VCNET_LINK_KINDS.has(link.kind ?? '') && listedBefore.has(link.index) && !isClaimedBy(firstLook, link),
   );
-  const dangling = redirects.flatMap(({ index, priority, targets, vcnetShaped }) => {
+  const dangling = redirects.flatMap(({ index, priority, vcnetTarget: target }) => {
     const link = present.get(index);
-    const target = targets.values().next().value;
-    if (!vcnetShaped || link === undefined || target === undefined || present.has(target)) return [];
+    if (link === undefined || target === undefined || present.has(target)) return [];
     return [{ link, priority, target }];
   });
   // Htbs of a rate limit's shape with no record and no redirect (strayRateLimits), to report only:
@@ -267,8 +266,11 @@ async function collectLocked(
     });
     return;
   }
-  const isDangling = (link: Link, priority: number) =>
-    dangling.some((redirect) => redirect.link.index === link.index && redirect.priority === priority);
+  // Its target too: another's node beside vcnet's at that priority may redirect or mirror elsewhere.
+  const isDangling = (link: Link, priority: number, target: number) =>
+    dangling.some(
+      (redirect) => redirect.link.index === link.index && redirect.priority === priority && redirect.target === target,
+    );
   const recordedFilters = claims.filters;
   const claimedBy = (link: Link, parent: number, priority: number) =>
     recordedFilters.find(
@@ -288,7 +290,7 @@ async function collectLocked(
     const filtersLeft = await collectRedirectFilters(
       handle,
       link,
-      (priority, target) => orphanIndexes.has(target) || isDangling(link, priority),
+      (priority, target) => orphanIndexes.has(target) || isDangling(link, priority, target),
       (priority, parent, protocol, target, handles) => {
         const targetLink = links.find((candidate) => candidate.index === target);
         const redirect = targetLink
@@ -525,8 +527,11 @@ interface PriorityRedirect {
   priority: number;
   /** The ifindexes their mirred actions send to. */
   targets: Set<number>;
-  /** Of vcnet's shape: u32 match-alls whose one action is a mirred egress redirect, all to one target. */
-  vcnetShaped: boolean;
+  /**
+   * Set when the priority is of vcnet's shape (u32 match-alls whose one action is a mirred egress
+   * redirect, all to one target, perhaps beside another's nodes in the same u32): that target.
+   */
+  vcnetTarget?: number;
 }
 
 /**
@@ -557,11 +562,13 @@ async function vcnetRedirects(handle: NetlinkHandle): Promise<PriorityRedirect[]
       // vcnet's own priority, and the ifb redirect's one below it.
       if (priority !== FILTER_PRIORITY && priority !== FILTER_PRIORITY - 1) continue;
       const targets = new Set(group.flatMap((filter) => redirectTargetsOf(filter)));
-      // Another's classifier node beside vcnet's in its u32 stays when gc deletes vcnet's by handle.
+      // Another's node beside vcnet's in its u32 (a classifier, or one with actions of its own) stays
+      // when gc deletes vcnet's by handle: vcnet's are the redirect nodes, all to one target.
+      const ownTargets = new Set(group.filter(isRedirectNode).flatMap((filter) => redirectTargetsOf(filter)));
       const vcnetShaped =
-        targets.size === 1 &&
-        group.every((filter) => isVcnetRedirect(filter, 'u32', targets) || isClassifierNode(filter));
-      redirects.push({ index, priority, targets, vcnetShaped });
+        ownTargets.size === 1 &&
+        group.every((filter) => isVcnetRedirect(filter, 'u32', ownTargets) || isOthersU32Node(filter));
+      redirects.push({ index, priority, targets, ...(vcnetShaped ? { vcnetTarget: [...ownTargets][0]! } : {}) });
     }
   }
   return redirects;
@@ -642,8 +649,10 @@ function redirectTargetsOf(filter: Awaited<ReturnType<NetlinkHandle['filters']>>
 }
 
 /**
- * Ingress filter priorities on `link` whose every filter redirects to a target `isTarget` takes;
- * `found` says whether it removes that one. Returns how many priorities stay on the link's ingress.
+ * Ingress filter priorities on `link` whose every filter redirects to a target `isTarget` takes, or
+ * whose redirect nodes of vcnet's shape to such a target share a u32 with another's nodes (deleted
+ * by handle); `found` says whether it removes that one. Returns how many priorities stay on the
+ * link's ingress.
  */
 async function collectRedirectFilters(
   handle: NetlinkHandle,
@@ -668,35 +677,67 @@ async function collectRedirectFilters(
       const mirred = actions.find((action) => action.kind === 'mirred' && 'targetIndex' in action);
       return mirred && 'targetIndex' in mirred ? mirred.targetIndex : -1;
     });
-    // Another's u32 node with no action (a classifier with a flowid), added at this priority and
-    // protocol: a second node of the same u32. The redirects go by their handles, and it stays.
-    const classifiers = group.filter(isClassifierNode);
+    // Every filter there redirects to what goes: the whole priority goes with it, unless another's
+    // u32 node shares it (added at this priority and protocol: a second node of the same u32, a
+    // classifier with a flowid or one with actions of its own, a mirror, a police). Then the nodes
+    // redirecting to what goes are deleted by their handles, and theirs stays, as detach does it
+    // (foreign-filters.ts); at least one of those is of vcnet's shape.
+    const going = rules.filter((filter) => {
+      const targets = redirectTargetsOf(filter);
+      return targets.length > 0 && targets.every((target) => isTarget(priority, target));
+    });
+    const staying = group.filter((filter) => !going.includes(filter) && isOthersU32Node(filter));
+    const wholePriority = rules.length > 0 && going.length === rules.length && staying.length === 0;
+    const byHandle =
+      !wholePriority &&
+      going.some(isRedirectNode) &&
+      group.every((filter) => going.includes(filter) || staying.includes(filter) || isU32Table(filter));
+    const first = byHandle ? going.find(isRedirectNode)! : group[0]!;
     const removed =
-      rules.length > 0 &&
-      redirectTargets.every((target) => isTarget(priority, target)) &&
+      (wholePriority || byHandle) &&
       found(
         priority,
-        group[0]!.parent,
-        group[0]!.protocol,
-        redirectTargets[0]!,
-        classifiers.length > 0 ? rules.map((filter) => filter.handle) : undefined,
+        first.parent,
+        first.protocol,
+        redirectTargetsOf(first)[0] ?? redirectTargets[0]!,
+        byHandle ? going.map((filter) => filter.handle) : undefined,
       );
-    if (!removed || classifiers.length > 0) left++;
+    if (!removed || staying.length > 0) left++;
   }
   return left;
 }
 
+/** A node of vcnet's shape: a u32 match-all whose one action is a mirred egress redirect (to any target). */
+function isRedirectNode(filter: Awaited<ReturnType<NetlinkHandle['filters']>>[number]): boolean {
+  const targets = redirectTargetsOf(filter);
+  return targets.length === 1 && 'keys' in filter.options && isVcnetRedirect(filter, 'u32', new Set(targets));
+}
+
 /**
- * A u32 node with no action that classifies (keys or a flowid): another tool's, added at a priority
- * and protocol of vcnet's redirect (a second node of the same u32). vcnet's hash table dumps with
- * neither.
+ * A u32 entry of chain 0 (vcnet's): its head, a hash table, or a node. Entries at one priority and
+ * protocol of one chain are one u32 (the kernel refuses another kind or protocol there), whose nodes
+ * can be deleted one by one.
  */
-function isClassifierNode(filter: Awaited<ReturnType<NetlinkHandle['filters']>>[number]): boolean {
+function isU32Entry(filter: Awaited<ReturnType<NetlinkHandle['filters']>>[number]): boolean {
+  return filter.kind === 'u32' && filter.options.kind === 'u32' && (filter.chain ?? 0) === 0;
+}
+
+/** A u32's head or hash table: neither keys, nor actions, nor a flowid (isVcnetRedirect's own test). */
+function isU32Table(filter: Awaited<ReturnType<NetlinkHandle['filters']>>[number]): boolean {
+  return isU32Entry(filter) && isVcnetRedirect(filter, 'u32', new Set()) && redirectTargetsOf(filter).length === 0;
+}
+
+/**
+ * A u32 node that is not of vcnet's shape: one that classifies (keys or a flowid) or acts (a mirror,
+ * a police) or both: another tool's, added at a priority and protocol of vcnet's redirect (a second
+ * node of the same u32). vcnet's hash table and u32 head dump with neither keys nor actions.
+ */
+function isOthersU32Node(filter: Awaited<ReturnType<NetlinkHandle['filters']>>[number]): boolean {
   return (
-    filter.kind === 'u32' &&
+    isU32Entry(filter) &&
     'keys' in filter.options &&
-    filter.options.actions.length === 0 &&
-    (filter.options.keys.length > 0 || filter.options.classId !== undefined)
+    !isRedirectNode(filter) &&
+    (filter.options.keys.length > 0 || filter.options.classId !== undefined || filter.options.actions.length > 0)
   );
 }
 

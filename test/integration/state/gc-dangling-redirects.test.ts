@@ -150,6 +150,59 @@ describe('gc and a redirect to a tap that no longer exists', () => {
     node.exec('ping', ['-c', '1', '-W', '2', '10.200.0.2']);
   });
 
+  // Another tool's node with an action (here a mirror to a capture device) joins vcnet's u32 as
+  // readily as a classifier does: detach deletes vcnet's node by handle beside it, and so must gc.
+  it.each([
+    ['an orphan tap', 'redirects to orphan tap0_kata'],
+    ['a tap deleted by hand', 'redirects to a device that no longer exists (every frame it matches is dropped)'],
+  ])(
+    "removes %s's redirect beside another tool's u32 node with an action at vcnet's priority, which stays",
+    (_case, detail) => {
+      const { pod, node } = makePod();
+      const state = stateDirectory();
+      const attached = vcnet(['attach', '--sandbox', 'lost', '--netns', pod.path, '--state-dir', state], registry());
+      expect(attached.status, attached.stderr).toBe(0);
+      pod.exec('ip', ['link', 'add', 'mon0', 'type', 'ifb']);
+      pod.exec(
+        'tc',
+        'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 action mirred egress mirror dev mon0'.split(
+          ' ',
+        ),
+      );
+      if (detail.includes('no longer exists')) pod.exec('ip', ['link', 'del', 'tap0_kata']);
+      rmSync(join(state, 'lost'), { recursive: true });
+      const listed = JSON.parse(vcnet(['gc', '--dry-run', '--json'], registry()).stdout) as GcReport;
+      expect(listed.unclaimed.find((entry) => entry.namespacePath === pod.path)).toEqual({
+        namespacePath: pod.path,
+        links: detail.includes('orphan') ? ['tap0_kata'] : [],
+        ...(detail.includes('orphan')
+          ? {}
+          : {
+              filters: [
+                'eth0 ingress prio 49152 (a redirect to a device that no longer exists: it drops what arrives on eth0)',
+              ],
+            }),
+      });
+      const scoped = vcnet(['gc', '--json', '--netns', pod.path, '--state-dir', state], registry());
+      expect(scoped.status, scoped.stderr).toBe(0);
+      const removed = (JSON.parse(scoped.stdout) as GcReport).removed.filter((item) => item.kind === 'filter');
+      expect(removed).toEqual([
+        {
+          kind: 'filter',
+          namespacePath: pod.path,
+          name: 'eth0',
+          detail: `prio 49152 ${detail} (its u32 node 800::800; another tool's node at that priority stays)`,
+        },
+      ]);
+      expect(pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+      const left = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
+      expect(left).toContain('Egress Mirror to device mon0');
+      expect(left).not.toContain('Redirect');
+      expect(pod.exec('tc', 'qdisc show dev eth0 ingress'.split(' '))).toContain('qdisc ingress ffff:');
+      node.exec('ping', ['-c', '1', '-W', '2', '10.200.0.2']);
+    },
+  );
+
   // tcfilter's redirect beside another tool's clsact goes under its ingress hook, ffff:fff2: a filter
   // list asked for under the ingress qdisc's ffff:fff1 is empty on a clsact.
   it.each([
