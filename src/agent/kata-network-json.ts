@@ -232,22 +232,29 @@ const neighbourSchema = strictObject({
 /** Where the keys of one message live, for Go-style matching (see the file comment). */
 interface KeyRules {
   fields: readonly string[];
+  /** Each field's schema: a value a later key overwrites is checked by it (see checkOverwritten). */
+  shape: Readonly<Record<string, z.ZodType>>;
   /** Other names, by their folded form, that Kata once used for a field. */
   aliases?: Readonly<Record<string, string>>;
   /** Rules of nested messages (objects, or arrays of them) by field. */
   children?: Readonly<Record<string, KeyRules>>;
 }
 
-const IP_ADDRESS_KEYS: KeyRules = { fields: ['family', 'address', 'mask'] };
+const IP_ADDRESS_KEYS: KeyRules = { fields: ['family', 'address', 'mask'], shape: ipAddressSchema.shape };
 const INTERFACE_KEYS: KeyRules = {
   fields: ['device', 'name', 'IPAddresses', 'mtu', 'hwAddr', 'devicePath', 'pciPath', 'type', 'raw_flags'],
+  shape: interfaceSchema.shape,
   // type_: Kata's Rust protocol crate names the field so (type is a Rust keyword), and its serde JSON with it.
   aliases: { rawflags: 'raw_flags', linktype: 'type', pciaddr: 'pciPath', type_: 'type' },
   children: { IPAddresses: IP_ADDRESS_KEYS },
 };
-const ROUTE_KEYS: KeyRules = { fields: ['dest', 'gateway', 'device', 'source', 'scope', 'family', 'flags', 'mtu'] };
+const ROUTE_KEYS: KeyRules = {
+  fields: ['dest', 'gateway', 'device', 'source', 'scope', 'family', 'flags', 'mtu'],
+  shape: routeSchema.shape,
+};
 const NEIGHBOUR_KEYS: KeyRules = {
   fields: ['toIPAddress', 'device', 'lladdr', 'state', 'flags'],
+  shape: neighbourSchema.shape,
   children: { toIPAddress: IP_ADDRESS_KEYS },
 };
 
@@ -308,27 +315,98 @@ function forgetSpelling(spelled: Spellings, schemaPath: string): void {
   }
 }
 
+/** What foldKeys gathers besides the folded value. */
+interface FoldContext {
+  /** Paths of keys that matched no field (ignored, as Go ignores them). */
+  ignored: string[];
+  spelled: Spellings;
+  /** Values a later key overwrote that do not fit their field: Go refuses the object for them. */
+  refused: JsonIssue[];
+}
+
+function foldContext(ignored: string[]): FoldContext {
+  return { ignored, spelled: new Map(), refused: [] };
+}
+
+/**
+ * Where parseKataJsonText found the keys of an object it returned (positions as JSON.parse counts
+ * them, UTF-16 units from 0), and the values of the keys given again later in it, which the object
+ * does not hold. A value from elsewhere (a library caller's object) has none.
+ */
+interface KeyPlaces {
+  text: string;
+  positions: ReadonlyMap<string, number>;
+  overwritten: ReadonlyArray<{ key: string; position: number; value: unknown }>;
+}
+
+const keyPlaces = new WeakMap<object, KeyPlaces>();
+
+/** `position` in `text` as Node's JSON.parse says one: "position 8 (line 1 column 9)". */
+function placeIn(text: string, position: number): string {
+  const before = text.slice(0, position);
+  const line = before.split('\n').length;
+  return `position ${position} (line ${line} column ${position - before.lastIndexOf('\n')})`;
+}
+
+/** A value of `field` read and then overwritten by a later key: Go's encoding/json decoded it all the same. */
+interface DecodedValue {
+  key: string;
+  position: number | undefined;
+  value: unknown;
+  schemaPath: string;
+}
+
+/**
+ * Checks a value a later key overwrites against its field's schema. Go's encoding/json decodes every
+ * occurrence of a key into the struct in turn and, on a type error, reads on and then refuses the
+ * whole object: `{"name":0,"name":"eth0"}` is refused by Kata, so it is by vcnet.
+ */
+function checkOverwritten(
+  earlier: DecodedValue,
+  laterKey: string,
+  rules: KeyRules,
+  field: string,
+  context: FoldContext,
+  text: string | undefined,
+): void {
+  const schema = rules.shape[field];
+  if (schema === undefined) return;
+  const result = schema.safeParse(earlier.value, { ...PARSE_OPTIONS, reportInput: true });
+  if (result.success) return;
+  const where = earlier.position === undefined || text === undefined ? '' : ` at ${placeIn(text, earlier.position)}`;
+  const which = `the ${JSON.stringify(earlier.key)}${where}, which a later ${JSON.stringify(laterKey)} overwrites`;
+  for (const issue of issuesOf(result.error, earlier.schemaPath)) {
+    const issueField = spelledAs(issue.field, context.spelled);
+    context.refused.push({ ...issue, field: `${issueField} (${which})` });
+  }
+}
+
 /**
  * The value with its keys renamed to the schema's own spelling and unknown keys dropped (their paths
- * pushed onto `ignored`). A later key wins over an earlier one for the same field, as in Go; an
- * alias never wins over the field's own name. Each key read under another spelling goes into
- * `spelled` (`jsonPath`: `path` as the JSON spelled it).
+ * pushed onto `context.ignored`). Every value given is read in the order of the text, a key given
+ * again included: a later key wins over an earlier one for the same field, as in Go, and a value it
+ * overwrites must still fit (checkOverwritten); an alias never wins over the field's own name. Each
+ * key read under another spelling goes into `context.spelled` (`jsonPath`: `path` as the JSON spelled it).
  */
-function foldKeys(
-  value: unknown,
-  rules: KeyRules,
-  path: string,
-  ignored: string[],
-  spelled: Spellings,
-  jsonPath = path,
-): unknown {
+function foldKeys(value: unknown, rules: KeyRules, path: string, context: FoldContext, jsonPath = path): unknown {
   if (!isPlainObject(value)) return value;
+  const { ignored, spelled } = context;
+  const places = keyPlaces.get(value);
+  const entries: Array<{ key: string; child: unknown; position: number | undefined }> = Object.entries(value).map(
+    ([key, child]) => ({ key, child, position: places?.positions.get(key) }),
+  );
+  if (places !== undefined) {
+    for (const { key, value: child, position } of places.overwritten) entries.push({ key, child, position });
+    entries.sort((a, b) => (a.position ?? 0) - (b.position ?? 0));
+  }
   const folded: Record<string, unknown> = {};
   // Fields given under their own name: an alias beside one (`type_` with `type`) is not Go's field,
   // so Go reads the field whatever the order; the alias is reported as ignored.
   const named = new Set<string>();
   const byAlias = new Map<string, string>();
-  for (const [key, child] of Object.entries(value)) {
+  // The value Go last decoded into each field (an alias is no field of Go's).
+  const decoded = new Map<string, DecodedValue>();
+  for (const { key, child, position } of entries) {
     // An own alias only: a key such as "constructor" or "__proto__" would otherwise find Object.prototype's.
     const alias = rules.aliases && Object.hasOwn(rules.aliases, foldKey(key)) ? rules.aliases[foldKey(key)] : undefined;
     const field =
@@ -339,37 +417,59 @@ function foldKeys(
       ignored.push(`${path}.${key}`);
       continue;
     }
+    const schemaPath = `${path}.${target}`;
+    const keyPath = `${jsonPath}.${key}`;
+    const childRules = rules.children?.[target];
+    // Go leaves a string or number field as it was for a null: an earlier value stands.
+    if (child === null && !childRules && field !== undefined && decoded.has(field)) continue;
     if (field !== undefined) {
       named.add(field);
       const aliasKey = byAlias.get(field);
       if (aliasKey !== undefined) ignored.push(`${path}.${aliasKey}`);
       byAlias.delete(field);
+      const earlier = decoded.get(field);
+      if (earlier !== undefined) checkOverwritten(earlier, key, rules, field, context, places?.text);
     } else {
       // Two old names for one field (linkType, then type_): the later one is read, the earlier one is not.
       const earlier = byAlias.get(target);
       if (earlier !== undefined) ignored.push(`${path}.${earlier}`);
       byAlias.set(target, key);
     }
-    const schemaPath = `${path}.${target}`;
-    const keyPath = `${jsonPath}.${key}`;
     forgetSpelling(spelled, schemaPath);
     if (keyPath !== schemaPath) spelled.set(schemaPath, keyPath);
-    const childRules = rules.children?.[target];
-    folded[target] = !childRules
+    const foldedChild = !childRules
       ? child
       : Array.isArray(child)
         ? child.map((item, index) =>
-            foldKeys(item, childRules, `${schemaPath}[${index}]`, ignored, spelled, `${keyPath}[${index}]`),
+            foldKeys(item, childRules, `${schemaPath}[${index}]`, context, `${keyPath}[${index}]`),
           )
-        : foldKeys(child, childRules, schemaPath, ignored, spelled, keyPath);
+        : foldKeys(child, childRules, schemaPath, context, keyPath);
+    const decodedBefore = field !== undefined && decoded.has(field);
+    folded[target] = childRules && decodedBefore ? decodedInto(folded[target], foldedChild) : foldedChild;
+    if (field !== undefined) decoded.set(field, { key, position, value: foldedChild, schemaPath });
   }
   return folded;
 }
 
-function foldList(value: unknown, rules: KeyRules, path: string, ignored: string[], spelled: Spellings): unknown {
-  return Array.isArray(value)
-    ? value.map((item, index) => foldKeys(item, rules, `${path}[${index}]`, ignored, spelled))
-    : value;
+/**
+ * A message (or list of them) decoded where Go had decoded one already: Go decodes an object into
+ * the struct its pointer already holds (toIPAddress, each element of IPAddresses up to the later
+ * list's length), so a field the later object leaves out, or gives as null, keeps the earlier value.
+ */
+function decodedInto(earlier: unknown, later: unknown): unknown {
+  if (Array.isArray(earlier) && Array.isArray(later)) {
+    return later.map((item, index) => decodedInto(earlier[index], item));
+  }
+  if (!isPlainObject(earlier) || !isPlainObject(later)) return later;
+  const merged: Record<string, unknown> = { ...earlier };
+  for (const [key, value] of Object.entries(later)) {
+    if (value !== null || !Object.hasOwn(earlier, key)) merged[key] = value;
+  }
+  return merged;
+}
+
+function foldList(value: unknown, rules: KeyRules, path: string, context: FoldContext): unknown {
+  return Array.isArray(value) ? value.map((item, index) => foldKeys(item, rules, `${path}[${index}]`, context)) : value;
 }
 
 /** What a parse reports besides its result. */
@@ -413,16 +513,20 @@ export function agentRequestMessage(json: unknown, field: 'interface' | 'routes'
  * twice in one object is read as Go reads it: the later one wins, at its own place among the keys.
  * JSON.parse keeps the value of the later one at the place of the first, so
  * `{"name":"eth9","Name":"eth0","name":0}` read as name "eth0" (Name, now after name, won) and
- * del-iface removed eth0, where Go reads name 0 last and refuses it.
+ * del-iface removed eth0, where Go reads name 0 last and refuses it. The earlier values are kept
+ * beside each object returned (keyPlaces), with where each key was, for foldKeys to check.
  */
 export function parseKataJsonText(text: string, field: string): unknown {
   const bytes = Buffer.byteLength(text);
   if (bytes > MAX_KATA_JSON_BYTES) {
     throw new InvalidInputError(field, `${bytes} bytes`, `JSON of at most ${MAX_KATA_JSON_BYTES} bytes`);
   }
-  // Per open object, its keys so far (with where each was last written); undefined for an array.
-  const open: Array<Map<string, { start: number; end: number }> | undefined> = [];
-  const earlierDuplicates: Array<{ start: number; end: number }> = [];
+  // Each object's keys in the order of the text, objects in the order they open (the order
+  // withKeyPlaces walks the parsed value in).
+  const objects: KeyOccurrence[][] = [];
+  // Per open object, its keys so far (the last occurrence of each); undefined for an array.
+  const open: Array<{ occurrences: KeyOccurrence[]; last: Map<string, KeyOccurrence> } | undefined> = [];
+  let duplicates = false;
   let inString = false;
   let stringStart = 0;
   for (let position = 0; position < text.length; position++) {
@@ -433,18 +537,30 @@ export function parseKataJsonText(text: string, field: string): unknown {
         inString = false;
         const keys = open.at(-1);
         if (keys !== undefined && text[nextNonBlank(text, position + 1)] === ':') {
-          const span = { start: stringStart, end: position + 1 };
-          const key = decodedKey(text.slice(span.start, span.end));
-          const earlier = key === undefined ? undefined : keys.get(key);
-          if (earlier !== undefined) earlierDuplicates.push(earlier);
-          if (key !== undefined) keys.set(key, span);
+          const key = decodedKey(text.slice(stringStart, position + 1));
+          if (key !== undefined) {
+            const earlier = keys.last.get(key);
+            if (earlier !== undefined) {
+              earlier.overwritten = true;
+              duplicates = true;
+            }
+            const occurrence: KeyOccurrence = { key, start: stringStart, end: position + 1, overwritten: false };
+            keys.occurrences.push(occurrence);
+            keys.last.set(key, occurrence);
+          }
         }
       }
     } else if (character === '"') {
       inString = true;
       stringStart = position;
     } else if (character === '{' || character === '[') {
-      open.push(character === '{' ? new Map() : undefined);
+      if (character === '{') {
+        const occurrences: KeyOccurrence[] = [];
+        objects.push(occurrences);
+        open.push({ occurrences, last: new Map() });
+      } else {
+        open.push(undefined);
+      }
       if (open.length > MAX_KATA_JSON_DEPTH) {
         throw new InvalidInputError(
           field,
@@ -456,11 +572,15 @@ export function parseKataJsonText(text: string, field: string): unknown {
       open.pop();
     }
   }
-  // Each earlier duplicate gets a key no input can hold, dropped once parsed.
+  // Each earlier duplicate gets a key no input can hold, taken out again by withKeyPlaces.
   const placeholder = `\u0000vcnet-duplicate-${randomUUID()}`;
   let rewritten = text;
-  for (const span of earlierDuplicates.sort((a, b) => b.start - a.start)) {
-    rewritten = `${rewritten.slice(0, span.start)}${JSON.stringify(`${placeholder}-${span.start}`)}${rewritten.slice(span.end)}`;
+  if (duplicates) {
+    const renamed = objects.flat().filter((occurrence) => occurrence.overwritten);
+    for (const occurrence of renamed.sort((a, b) => b.start - a.start)) {
+      const name = JSON.stringify(`${placeholder}-${occurrence.start}`);
+      rewritten = `${rewritten.slice(0, occurrence.start)}${name}${rewritten.slice(occurrence.end)}`;
+    }
   }
   let parsed: unknown;
   try {
@@ -481,7 +601,46 @@ export function parseKataJsonText(text: string, field: string): unknown {
       jsonParseProblem(text, error, 'save it without one'),
     );
   }
-  return earlierDuplicates.length === 0 ? parsed : withoutKeysStartingWith(parsed, placeholder);
+  return withKeyPlaces(parsed, { text, objects, next: 0, placeholder });
+}
+
+/** One key of an object as the text gives it; `overwritten` when the object gives it again later. */
+interface KeyOccurrence {
+  key: string;
+  start: number;
+  end: number;
+  overwritten: boolean;
+}
+
+/**
+ * The parsed value rebuilt without the placeholders of earlier duplicates, each object noted in
+ * keyPlaces with where its keys were and the earlier values. Objects are met in the order they open
+ * in the text, their keys in the order written: the order the scan recorded them in.
+ */
+function withKeyPlaces(
+  value: unknown,
+  walk: { text: string; objects: KeyOccurrence[][]; next: number; placeholder: string },
+): unknown {
+  if (Array.isArray(value)) return value.map((item) => withKeyPlaces(item, walk));
+  if (!isPlainObject(value)) return value;
+  const occurrences = walk.objects[walk.next++] ?? [];
+  const entries: Array<[string, unknown]> = [];
+  const positions = new Map<string, number>();
+  const overwritten: Array<{ key: string; position: number; value: unknown }> = [];
+  for (const occurrence of occurrences) {
+    const name = occurrence.overwritten ? `${walk.placeholder}-${occurrence.start}` : occurrence.key;
+    const child = withKeyPlaces(value[name], walk);
+    if (occurrence.overwritten) {
+      overwritten.push({ key: occurrence.key, position: occurrence.start, value: child });
+    } else {
+      entries.push([occurrence.key, child]);
+      positions.set(occurrence.key, occurrence.start);
+    }
+  }
+  // fromEntries, not assignment: a "__proto__" key stays a key, as JSON.parse makes it.
+  const rebuilt = Object.fromEntries(entries);
+  keyPlaces.set(rebuilt, { text: walk.text, positions, overwritten });
+  return rebuilt;
 }
 
 /** The position of the first character at or after `from` that is not JSON whitespace. */
@@ -498,16 +657,6 @@ function decodedKey(quoted: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function withoutKeysStartingWith(value: unknown, prefix: string): unknown {
-  if (Array.isArray(value)) return value.map((item) => withoutKeysStartingWith(item, prefix));
-  if (!isPlainObject(value)) return value;
-  return Object.fromEntries(
-    Object.entries(value)
-      .filter(([key]) => !key.startsWith(prefix))
-      .map(([key, inner]) => [key, withoutKeysStartingWith(inner, prefix)]),
-  );
 }
 
 /** Each refused field once: a value such as 1e21 fails both .int() and .max(), with the same words. */
@@ -529,20 +678,31 @@ function issuesOf(error: z.ZodError, prefix: string): JsonIssue[] {
   return issues;
 }
 
-/** `json` read by `schema`; its errors name each key as the JSON spelled it (`spelled`, from foldKeys). */
+/**
+ * `json` (folded by foldKeys) read by `schema`; its errors name each key as the JSON spelled it
+ * (`context.spelled`). A value a later key overwrote that did not fit refuses the input first, as
+ * Go's encoding/json refuses it.
+ */
 function parse<Schema extends z.ZodType>(
   schema: Schema,
   json: unknown,
   field: string,
-  spelled: Spellings,
+  context: FoldContext,
 ): z.output<Schema> {
+  if (context.refused.length > 0) throw new KataJsonError(context.refused, OVERWRITTEN_HINT);
   const result = schema.safeParse(json, { ...PARSE_OPTIONS, reportInput: true });
   if (!result.success) {
-    const issues = issuesOf(result.error, field).map((issue) => ({ ...issue, field: spelledAs(issue.field, spelled) }));
+    const issues = issuesOf(result.error, field).map((issue) => ({
+      ...issue,
+      field: spelledAs(issue.field, context.spelled),
+    }));
     throw new KataJsonError(issues);
   }
   return result.data;
 }
+
+const OVERWRITTEN_HINT =
+  "Kata's runtime (Go's encoding/json) reads every value given for a field, in turn, and refuses the object when one does not fit, even if a later one does: remove the earlier one or make it fit";
 
 const toFamily = (value: KataFamilyJson): IPFamily => value as IPFamily;
 const fromFamily = (value: IPFamily): KataFamilyJson => (value === 1 ? 1 : 0);
@@ -562,8 +722,9 @@ function ipAddressJson(message: IPAddress | undefined): KataIpAddressJson {
 /** One Interface from its JSON. `field` names it in errors ("interfaces[2]"). */
 export function interfaceFromJson(json: unknown, field = 'interface', options: KataJsonReadOptions = {}): Interface {
   const { label, ignored } = readArguments(field, options, 'interface');
-  const spelled: Spellings = new Map();
-  const value = parse(interfaceSchema, foldKeys(json, INTERFACE_KEYS, label, ignored, spelled), label, spelled);
+  const context = foldContext(ignored);
+  const { spelled } = context;
+  const value = parse(interfaceSchema, foldKeys(json, INTERFACE_KEYS, label, context), label, context);
   // A v6 family with an IPv4 address is refused, as for routes (familyOf keeps the v6 claim, and the
   // message would otherwise go out with the family the address gives, the caller's v6 silently lost).
   const mismatched = value.IPAddresses.findIndex((address) => address.family === 1 && isIPv4(address.address));
@@ -639,17 +800,15 @@ function routeMessage(value: z.output<typeof routeSchema>): Route {
  */
 export function routeFromJson(json: unknown, field = 'route', options: KataJsonReadOptions = {}): Route {
   const { label, ignored } = readArguments(field, options, 'route');
-  const spelled: Spellings = new Map();
-  return routeMessage(parse(routeSchema, foldKeys(json, ROUTE_KEYS, label, ignored, spelled), label, spelled));
+  const context = foldContext(ignored);
+  return routeMessage(parse(routeSchema, foldKeys(json, ROUTE_KEYS, label, context), label, context));
 }
 
 /** A JSON array of routes, as `kata-network update-routes` takes. */
 export function routesFromJson(json: unknown, field = 'routes', options: KataJsonReadOptions = {}): Route[] {
   const { label, ignored } = readArguments(field, options, 'routes');
-  const spelled: Spellings = new Map();
-  return parse(list(routeSchema), foldList(json, ROUTE_KEYS, label, ignored, spelled), label, spelled).map(
-    routeMessage,
-  );
+  const context = foldContext(ignored);
+  return parse(list(routeSchema), foldList(json, ROUTE_KEYS, label, context), label, context).map(routeMessage);
 }
 
 /** Turns an agent Route message into Kata's JSON form, the inverse of `routeFromJson`. */
@@ -682,9 +841,9 @@ function neighbourMessage(value: z.output<typeof neighbourSchema>): ARPNeighbor 
  */
 export function neighbourFromJson(json: unknown, field = 'neighbour', options: KataJsonReadOptions = {}): ARPNeighbor {
   const { label, ignored } = readArguments(field, options, 'neighbour');
-  const spelled: Spellings = new Map();
-  const folded = foldKeys(json, NEIGHBOUR_KEYS, label, ignored, spelled);
-  return neighbourMessage(parse(neighbourSchema, folded, label, spelled));
+  const context = foldContext(ignored);
+  const folded = foldKeys(json, NEIGHBOUR_KEYS, label, context);
+  return neighbourMessage(parse(neighbourSchema, folded, label, context));
 }
 
 /**
@@ -697,9 +856,9 @@ export function neighboursFromJson(
   options: KataJsonReadOptions = {},
 ): ARPNeighbor[] {
   const { label, ignored } = readArguments(field, options, 'neighbours');
-  const spelled: Spellings = new Map();
-  const folded = foldList(json, NEIGHBOUR_KEYS, label, ignored, spelled);
-  return parse(list(neighbourSchema), folded, label, spelled).map(neighbourMessage);
+  const context = foldContext(ignored);
+  const folded = foldList(json, NEIGHBOUR_KEYS, label, context);
+  return parse(list(neighbourSchema), folded, label, context).map(neighbourMessage);
 }
 
 /** Turns an agent ARPNeighbor message into Kata's JSON form, the inverse of `neighbourFromJson`. */

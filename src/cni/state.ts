@@ -20,7 +20,7 @@ import {
   removeMadeDirectories,
 } from '../network/state/directory.js';
 import { cniContentSchema } from '../network/state/network-content-schema.js';
-import { RECORD_VERSION } from '../network/state/record-envelope.js';
+import { damagedRecordText, RECORD_VERSION } from '../network/state/record-envelope.js';
 import { LOCK_DIRECTORY_NAME, SandboxStore } from '../network/state/store.js';
 import { refuseUntrustedDirectory, StateDirectoryError } from '../network/state/trust.js';
 import { INTERFACE_NAME_ACCEPTED, interfaceNameProblem } from './config.js';
@@ -172,12 +172,15 @@ export class AttachmentStore {
     return this.attachment.read<CniAttachmentState>();
   }
 
-  /** The record's text whatever it holds, or undefined when it cannot be read at all. */
+  /**
+   * The record's text whatever it holds (bytes that are not UTF-8 read as U+FFFD), or undefined when it
+   * cannot be read at all.
+   */
   readTextIfAny(): string | undefined {
     try {
       return this.attachment.readText();
-    } catch {
-      return undefined;
+    } catch (error) {
+      return damagedRecordText(error);
     }
   }
 

@@ -245,6 +245,12 @@ function describeRecord(
   const namespacePath = record.namespace.path;
   const pendingEntries = kind === 'sandbox' ? (record.guestPending ?? []) : [];
   const lockPath = entry.lockPath;
+  // /proc/locks is read once per record, when first asked: every endpoint's question is of this one lock.
+  let lockHolder: { pid: number | undefined } | undefined;
+  const lockHolderNow = () => {
+    lockHolder ??= { pid: flockHolderAt(lockPath) };
+    return lockHolder.pid;
+  };
   // Endpoints whose verdict is a guess because this process may not look at their command's process.
   const notPermitted: string[] = [];
   // Endpoints whose verdict is a guess because this /proc shows no pid of another namespace (no NSpid).
@@ -259,7 +265,7 @@ function describeRecord(
     const verdict = guestPendingVerdict(entry);
     // Past its wait (a push that took nearly its whole bound, then the lock wait), the command may be
     // finishing or undoing the endpoint under the lock: /proc/locks tells, without taking the lock.
-    const holder = verdict.running ? undefined : flockHolderAt(lockPath);
+    const holder = verdict.running ? undefined : lockHolderNow();
     if (holder !== undefined && isEntryProcess(entry, holder)) {
       finishing.push({ name: endpoint.name, by: entry.by === 'watch' ? '`vcnet watch`' : 'add-iface', pid: holder });
       return { state: 'finishing' as const, guessed: false };
@@ -364,7 +370,7 @@ function describeRecord(
           ? `the attach or undo of ${names(pending)} did not finish`
           : `the undo of ${names(undoLeft)} did not finish (the kernel refused part of it)`;
     // Told from /proc/locks, without taking the lock: a command at work on it now (gc leaves it).
-    const holder = flockHolderAt(entry.lockPath);
+    const holder = lockHolderNow();
     const where = livesAt === '' ? '' : ` (${livesAt})`;
     if (holder !== undefined)
       return {

@@ -29,7 +29,7 @@ import {
   createdLinks,
   sandboxContentSchema,
 } from './network-content-schema.js';
-import { parseRecord, type RecordEnvelope, StateInvalidError } from './record-envelope.js';
+import { damagedRecordText, parseRecord, type RecordEnvelope, StateInvalidError } from './record-envelope.js';
 import { type RecordFile, recordFiles, removeEmpty, removeTree } from './record-files.js';
 import { registeredStateDirectories } from './registry.js';
 import { LOCK_DIRECTORY_NAME, readRecordFile, stateDirectory } from './store.js';
@@ -390,6 +390,12 @@ function protectNamespacesNamedIn(directory: string, untouchable: Untouchable, s
         leaveAloneItsNamespace(named, untouchable, false);
       }
     } catch (error) {
+      // Not UTF-8: damaged, but what it names is believed as above.
+      const damaged = damagedRecordText(error);
+      if (damaged !== undefined) {
+        const { earlier: _, ...named } = toldByUnreadable(damaged);
+        leaveAloneItsNamespace(named, untouchable, false);
+      }
       // Not a regular file: it names nothing gc can rely on. Unreadable (EIO...): it may name any.
       if (error instanceof SystemCallError) untouchable.everything = true;
     }
@@ -412,12 +418,15 @@ export interface RecordEntry extends RecordFile {
   remove: () => boolean;
 }
 
-/** The text of a record file now; undefined when it is gone or cannot be read as one. */
+/**
+ * The text of a record file now (a record that is not UTF-8: with U+FFFD for its bad bytes, as
+ * visitRecords read it); undefined when it is gone or cannot be read as one.
+ */
 function readRecordFileOrNone(file: string): string | undefined {
   try {
     return readRecordFile(file);
-  } catch {
-    return undefined;
+  } catch (error) {
+    return damagedRecordText(error);
   }
 }
 
@@ -475,7 +484,9 @@ export function visitRecords(roots: readonly string[], visitor: RecordVisitor): 
         // Never through a link, never blocking on a FIFO: the error names the file, not its content.
         text = readRecordFile(file);
       } catch (error) {
-        visitor.unusable(entry, error, undefined);
+        // A record that is not UTF-8 is damaged, but what its text still says is salvaged as for any other.
+        text = damagedRecordText(error);
+        visitor.unusable(entry, error, text);
         continue;
       }
       if (text === undefined) continue; // removed meanwhile

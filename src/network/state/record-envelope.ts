@@ -78,6 +78,70 @@ export class StateInvalidError extends VcnetError {
   }
 }
 
+// ignoreBOM: a byte order mark stays in the text (JSON.parse then refuses it), as readFileSync left it.
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** What a record whose bytes are not UTF-8 holds, each bad byte read as U+FFFD: see damagedRecordText. */
+const textOfNotUtf8 = new WeakMap<StateInvalidError, string>();
+
+/**
+ * The offset of the first byte of `bytes` that starts no well-formed UTF-8 sequence (WHATWG's rules:
+ * no overlong form, no surrogate, nothing above U+10FFFF), or of the sequence it cuts short.
+ */
+function firstNonUtf8Offset(bytes: Uint8Array): number {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const lead = bytes[offset]!;
+    if (lead < 0x80) {
+      offset++;
+      continue;
+    }
+    const length =
+      lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
+    if (length === 0) return offset;
+    // The second byte's range is narrower after E0, ED, F0 and F4.
+    const low = lead === 0xe0 ? 0xa0 : lead === 0xf0 ? 0x90 : 0x80;
+    const high = lead === 0xed ? 0x9f : lead === 0xf4 ? 0x8f : 0xbf;
+    for (let index = 1; index < length; index++) {
+      const next = bytes[offset + index];
+      if (next === undefined || next < (index === 1 ? low : 0x80) || next > (index === 1 ? high : 0xbf)) return offset;
+    }
+    offset += length;
+  }
+  return offset;
+}
+
+/**
+ * A record file's bytes as text. vcnet writes its records in UTF-8 only, so bytes that are not are
+ * damage: a StateInvalidError naming the file and the offset of the first bad byte (decoding them
+ * as U+FFFD could read a damaged record as a valid one). gc and vcnet-cni's DEL still salvage what
+ * the text says (damagedRecordText).
+ */
+export function recordText(bytes: Buffer, file: string): string {
+  try {
+    return STRICT_UTF8.decode(bytes);
+  } catch {
+    const offset = firstNonUtf8Offset(bytes);
+    const byte = bytes[offset] ?? 0;
+    const error = new StateInvalidError(
+      file,
+      '',
+      `is not UTF-8 text: the byte at offset ${offset} (0x${byte.toString(16).padStart(2, '0')}) is no part of a UTF-8 character`,
+      offset,
+    );
+    textOfNotUtf8.set(error, bytes.toString('utf8'));
+    throw error;
+  }
+}
+
+/**
+ * The text of a record `error` (from recordText) refused as not UTF-8, each bad byte read as U+FFFD:
+ * what a salvage of a damaged record reads (the namespace it names); undefined for any other error.
+ */
+export function damagedRecordText(error: unknown): string | undefined {
+  return error instanceof StateInvalidError ? textOfNotUtf8.get(error) : undefined;
+}
+
 function fieldPath(path: ReadonlyArray<PropertyKey>): string {
   return path.map((key) => String(key)).join('.');
 }

@@ -38,7 +38,7 @@ import { DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import { DirectoryNotMadeError, makeDirectory, removeMadeDirectories } from './directory.js';
 import { lockFile } from './lock.js';
 import { sandboxContentSchema } from './network-content-schema.js';
-import { parseRecord, type RecordEnvelope } from './record-envelope.js';
+import { parseRecord, type RecordEnvelope, recordText } from './record-envelope.js';
 import { checkStateRegistry, registerStateDirectory } from './registry.js';
 import { refuseUntrustedDirectory, unusableStateDirectory } from './trust.js';
 
@@ -197,7 +197,7 @@ export function readRecordFile(path: string): string | undefined {
         `state file ${path} is not a regular file (a FIFO, socket or device: mode 0${stats.mode.toString(8)})`,
         { value: path, hint: 'nothing was changed; vcnet writes its records as plain files: remove it' },
       );
-    return readFileSync(fd, 'utf8');
+    return recordText(readFileSync(fd), path);
   } catch (error) {
     if (error instanceof VcnetError) throw error;
     throw new SystemCallError(`read ${path}`, error as NodeJS.ErrnoException);

@@ -160,6 +160,43 @@ describe('detach of a damaged record', () => {
   });
 });
 
+describe('a record whose bytes are not UTF-8', () => {
+  it('is refused as damaged naming the file and the offset, changing nothing; gc still reads the namespace it names', () => {
+    // Its bytes were read as U+FFFD: a byte damaged inside a link name left a record read as valid.
+    const { pod } = makePod();
+    const state = stateDirectory();
+    expect(vcnet(['attach', '--sandbox', 'a', '--netns', pod.path, '--state-dir', state]).status).toBe(0);
+    const statePath = join(state, 'a', 'state.json');
+    const original = readFileSync(statePath);
+    const damaged = Buffer.from(original);
+    const offset = original.indexOf('"tap0_kata"') + 2;
+    damaged[offset] = 0xfe;
+    writeFileSync(statePath, damaged);
+    const attached = fingerprint(pod);
+    try {
+      const detached = vcnet(['detach', '--sandbox', 'a', '--state-dir', state, '--json']);
+      expect(detached.status, detached.stderr).toBe(1);
+      const error = JSON.parse(detached.stdout).error;
+      expect(error.code).toBe('VCNET_STATE_INVALID');
+      expect(error.message).toBe(
+        `state file ${statePath}: is not UTF-8 text: the byte at offset ${offset} (0xfe) is no part of a UTF-8 character`,
+      );
+      expect(readFileSync(statePath)).toEqual(damaged);
+      expect(fingerprint(pod)).toEqual(attached);
+      // gc salvages the namespace path from the text and leaves that namespace alone.
+      const collected = vcnet(['gc', '--netns', pod.path, '--state-dir', state, '--json']);
+      expect(collected.status, collected.stderr).toBe(0);
+      expect(JSON.parse(collected.stdout).removed).toEqual([]);
+      expect(fingerprint(pod)).toEqual(attached);
+      const listed = vcnet(['list', '--state-dir', state, '--json']);
+      expect(listed.stdout).toContain(pod.path);
+    } finally {
+      writeFileSync(statePath, original);
+      vcnet(['detach', '--sandbox', 'a', '--state-dir', state]);
+    }
+  });
+});
+
 describe('detach of a record with no endpoint', () => {
   it('refuses one beside an unclaimed vcnet link, naming endpoints and the links; detaches one without', () => {
     const { pod } = makePod();

@@ -289,6 +289,73 @@ describe('input bounds', () => {
     expect(parseKataJsonText('{"a":"a","b":["a","a"]}', 'interface')).toEqual({ a: 'a', b: ['a', 'a'] });
   });
 
+  it('refuses an earlier value of a key given again that does not fit its field, as Go does, naming where it is', () => {
+    // Go's encoding/json decodes each occurrence in turn and refuses the object on a type error:
+    // vcnet dropped the earlier value unread and took "eth0".
+    const read = (text: string) => interfaceFromJson(parseKataJsonText(text, 'interface'));
+    let refusal: unknown;
+    try {
+      read('{"name":0,"name":"eth0"}');
+    } catch (error) {
+      refusal = error;
+    }
+    expect(refusal).toBeInstanceOf(InvalidInputError);
+    expect((refusal as InvalidInputError).message).toBe(
+      'invalid interface.name (the "name" at position 1 (line 1 column 2), which a later "name" overwrites): 0 (accepted: a link name)',
+    );
+    expect((refusal as InvalidInputError).hint).toMatch(/^Kata's runtime \(Go's encoding\/json\) reads every value/);
+    // Another case of the key, a nested message, a list of them, and a route and neighbour field.
+    expect(fieldNamed(() => read('{"Name":0,"name":"eth0"}'))).toBe(
+      'interface.Name (the "Name" at position 1 (line 1 column 2), which a later "name" overwrites)',
+    );
+    expect(fieldNamed(() => read('{"name":"eth0",\n"IPAddresses":[{"family":"x"}],"IPAddresses":[]}'))).toBe(
+      'interface.IPAddresses[0].family (the "IPAddresses" at position 16 (line 2 column 1), which a later "IPAddresses" overwrites)',
+    );
+    expect(fieldNamed(() => read('{"mtu":-1,"mtu":1500,"name":"eth0"}'))).toMatch(
+      /^interface\.mtu \(the "mtu" at position 1 /,
+    );
+    expect(fieldNamed(() => routesFromJson(parseKataJsonText('[{"scope":"x","scope":0}]', 'routes')))).toMatch(
+      /^routes\[0\]\.scope \(the "scope" at position 2 /,
+    );
+    const neighbours = '[{"toIPAddress":{"address":5},"toIPAddress":{"address":"10.0.0.2"}}]';
+    expect(fieldNamed(() => neighboursFromJson(parseKataJsonText(neighbours, 'neighbours')))).toMatch(
+      /^neighbours\[0\]\.toIPAddress\.address \(the "toIPAddress" at position 2 /,
+    );
+    // An object a library caller built has no positions: the keys still say which.
+    expect(fieldNamed(() => interfaceFromJson({ Name: 0, name: 'eth0' }))).toBe(
+      'interface.Name (the "Name", which a later "name" overwrites)',
+    );
+    // Well-typed duplicates: the later one wins. Aliases are no field of Go's: not checked.
+    expect(read('{"name":"eth1","name":"eth0"}').name).toBe('eth0');
+    expect(read('{"name":"eth0","linkType":5,"type":"tap"}').type).toBe('tap');
+  });
+
+  it('reads a null or a message given again as Go does: null leaves a string or number, a message is decoded into the earlier one', () => {
+    const read = (text: string) => interfaceFromJson(parseKataJsonText(text, 'interface'));
+    expect(read('{"name":"eth0","name":null}').name).toBe('eth0');
+    expect(read('{"name":"eth0","mtu":1400,"mtu":null}').mtu).toBe(1400n);
+    const addresses = (text: string) => read(text).IPAddresses.map((address) => `${address.address}/${address.mask}`);
+    // Go reuses the element's struct: mask 24 stays; the later list's length is the length.
+    expect(
+      addresses(
+        '{"name":"e","IPAddresses":[{"address":"10.0.0.1","mask":"24"},{"address":"10.0.0.3"}],"IPAddresses":[{"address":"10.0.0.2"}]}',
+      ),
+    ).toEqual(['10.0.0.2/24']);
+    // null empties the list (a nil slice): nothing is left to decode into.
+    expect(
+      addresses(
+        '{"name":"e","IPAddresses":[{"address":"10.0.0.1","mask":"24"}],"IPAddresses":null,"IPAddresses":[{"address":"10.0.0.2"}]}',
+      ),
+    ).toEqual(['10.0.0.2/']);
+    const neighbour = neighboursFromJson(
+      parseKataJsonText(
+        '[{"toIPAddress":{"address":"10.0.0.1","mask":"24"},"toIPAddress":{"address":"10.0.0.2","mask":null}}]',
+        'n',
+      ),
+    )[0];
+    expect(`${neighbour?.toIPAddress?.address}/${neighbour?.toIPAddress?.mask}`).toBe('10.0.0.2/24');
+  });
+
   it('says bad JSON with a key given twice as JSON.parse says it of the text as written: its positions, its words', () => {
     // The earlier duplicate is renamed before parsing: the refusal must not count or quote that name.
     for (const text of ['{"name":"a","name":"b",}', '{"a":tru,"a":2}', '{"name":"a","name":"b"} x']) {

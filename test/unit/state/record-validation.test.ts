@@ -11,6 +11,7 @@ import { damagedIdentityField } from '../../../src/netns/namespace-identity.js';
 import { BOOT_ID_PATTERN, currentBootId, earlierBootOf } from '../../../src/network/state/boot-id.js';
 import { cniContentSchema, sandboxContentSchema } from '../../../src/network/state/network-content-schema.js';
 import {
+  damagedRecordText,
   parseRecord,
   StateInvalidError,
   salvageNamespace,
@@ -759,6 +760,52 @@ describe('SandboxStore', () => {
     const copied = new SandboxStore('b', root);
     expect(() => copied.read()).toThrow(`state file ${join(root, 'b', 'state.json')}: field id`);
     expect(JSON.parse(readFileSync(copied.statePath, 'utf8')).id).toBe('a');
+  });
+
+  it('refuses a record whose bytes are not UTF-8 as damaged, naming the file and the offset; the text stays for salvage', () => {
+    // The bytes were read as U+FFFD, and a record damaged inside a string was taken as valid: a
+    // link name "e\uFFFDh0" made vcnet-cni CHECK blame the pod (code 105).
+    const store = new SandboxStore('a', root);
+    store.write(sandboxRecord());
+    const written = readFileSync(store.statePath);
+    const at = written.indexOf('"eth0"') + 2;
+    const refusalOf = (bytes: Buffer): StateInvalidError => {
+      writeFileSync(store.statePath, bytes);
+      try {
+        store.read();
+      } catch (error) {
+        expect(error).toBeInstanceOf(StateInvalidError);
+        return error as StateInvalidError;
+      }
+      throw new Error('the record was accepted');
+    };
+    const damaged = Buffer.from(written);
+    damaged[at] = 0xff;
+    const error = refusalOf(damaged);
+    expect(error.message).toBe(
+      `state file ${store.statePath}: is not UTF-8 text: the byte at offset ${at} (0xff) is no part of a UTF-8 character`,
+    );
+    expect(error.code).toBe('VCNET_STATE_INVALID');
+    expect(readFileSync(store.statePath)).toEqual(damaged);
+    // What gc and vcnet-cni's DEL salvage: the text with U+FFFD, its namespace whole.
+    expect(salvageNamespacePath(damagedRecordText(error) ?? '')).toBe('/var/run/netns/pod-a');
+    expect(damagedRecordText(new StateInvalidError(FILE, 'id', 'is 1'))).toBeUndefined();
+    // Each malformed sequence is found where it starts: an overlong form, a surrogate, a code point
+    // above U+10FFFF, a lone continuation byte, a sequence cut short by the end.
+    const spliced = (bytes: number[], atEnd = false) =>
+      atEnd
+        ? Buffer.concat([written, Buffer.from(bytes)])
+        : Buffer.concat([written.subarray(0, at), Buffer.from(bytes), written.subarray(at)]);
+    for (const bytes of [[0xc0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0x80], [0xf5]]) {
+      expect(refusalOf(spliced(bytes)).message, bytes.join(',')).toContain(
+        `the byte at offset ${at} (0x${bytes[0]!.toString(16)})`,
+      );
+    }
+    expect(refusalOf(spliced([0xe2, 0x82], true)).message).toContain(`offset ${written.length} (0xe2)`);
+    // Well-formed UTF-8 of every length is read; a byte order mark is kept, so the JSON is refused.
+    writeFileSync(store.statePath, spliced([...Buffer.from('é€😀')]));
+    expect(() => store.read()).not.toThrow(/UTF-8/);
+    expect(refusalOf(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), written])).message).toContain('is not valid JSON');
   });
 
   it('keeps the lock beside the sandbox directory, never inside it', () => {
