@@ -39,7 +39,6 @@ describe('test seams', () => {
       trafficControlRetry: 'vcnet.trafficControlRetryTestHook',
       unplugWait: 'vcnet.unplugWaitTestHook',
       agentConnectWait: 'vcnet.agentConnectWaitTestHook',
-      watchStopBound: 'vcnet.watchStopBoundTestHook',
     });
   });
 
@@ -71,7 +70,7 @@ describe('test seams', () => {
   });
 
   it("a wait is the product's with no hook, and the hook's (given the product's) with one", () => {
-    const seam = testSeam<(productMs: number) => number>('watchStopBound');
+    const seam = testSeam<(productMs: number) => number>('unplugWait');
     expect(waitThroughSeam(seam, 10_000)).toBe(10_000);
     seam.set((productMs) => productMs / 20);
     expect(waitThroughSeam(seam, 10_000)).toBe(500);
