@@ -17,6 +17,7 @@ import {
   agentConnectWaitMs,
   setAgentConnectWaitTestHook,
 } from '../../src/sandbox/hypervisor-connection.js';
+import { setWatchVmPollTestHook } from '../../src/sandbox/sandbox-watch.js';
 import { setTrafficControlRetryTestHook } from '../../src/sandbox/tc-repair-retry.js';
 import { TEST_SEAM_NAMES, testSeam, waitThroughSeam } from '../../src/test-seams.js';
 
@@ -39,6 +40,7 @@ describe('test seams', () => {
       trafficControlRetry: 'vcnet.trafficControlRetryTestHook',
       unplugWait: 'vcnet.unplugWaitTestHook',
       agentConnectWait: 'vcnet.agentConnectWaitTestHook',
+      watchVmPoll: 'vcnet.watchVmPollTestHook',
     });
   });
 
@@ -53,6 +55,7 @@ describe('test seams', () => {
     ['vcnet.trafficControlRetryTestHook', setTrafficControlRetryTestHook],
     ['vcnet.unplugWaitTestHook', setUnplugWaitTestHook],
     ['vcnet.agentConnectWaitTestHook', setAgentConnectWaitTestHook],
+    ['vcnet.watchVmPollTestHook', setWatchVmPollTestHook],
   ] as const)('%s: the setter puts the hook on globalThis and takes it away again', (name, set) => {
     const hook = () => undefined;
     (set as (hook: (() => undefined) | undefined) => void)(hook);
