@@ -51,6 +51,26 @@ async function sandboxBehindRelay(sandbox: string, mode?: '+take') {
   return { pod, node, before, state: ['--state-dir', stateDirectory()], qemuQmpPath, ...started, relay };
 }
 
+/**
+ * The VM goes, and the silent agent's connections with it: add-iface's wait for the agent (`adding`)
+ * ends, the host side of eth9 undone. detach removes what is left: the pod, eth9 deleted, is as it
+ * was before the attach.
+ */
+async function detachOnceQemuStops(
+  sandbox: string,
+  { pod, before, state }: Pick<Awaited<ReturnType<typeof sandboxBehindRelay>>, 'pod' | 'before' | 'state'>,
+  adding: { done: Promise<unknown> },
+  agentConnections: Socket[],
+): Promise<void> {
+  await vm.stopQemu();
+  for (const socket of agentConnections) socket.destroy();
+  await adding.done;
+  const detached = vcnet(['detach', '--sandbox', sandbox, ...state]);
+  expect(detached.status, detached.stderr).toBe(0);
+  pod.exec('ip', ['link', 'del', 'eth9']);
+  expect(fingerprint(pod)).toEqual(before);
+}
+
 /** vcnet `args` (with `env`) run in the background: killed after the test if it is still running. */
 function vcnetKilledAfterTest(args: string[], env: Record<string, string> = {}) {
   const running = vcnetAsync(args, env);
@@ -170,13 +190,7 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client holds 
     expect(recordedLinks(stateDirectory(), 'aq')).toEqual(['eth0', 'eth9']);
 
     // The VM goes; add-iface's wait for the agent ends with it (the host side of eth9 undone).
-    await vm.stopQemu();
-    for (const socket of agentConnections) socket.destroy();
-    await adding.done;
-    const detached = vcnet(['detach', '--sandbox', 'aq', ...state]);
-    expect(detached.status, detached.stderr).toBe(0);
-    pod.exec('ip', ['link', 'del', 'eth9']);
-    expect(fingerprint(pod)).toEqual(before);
+    await detachOnceQemuStops('aq', { pod, before, state }, adding, agentConnections);
   }, 180_000);
 });
 
@@ -236,14 +250,8 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client takes 
     taken = false;
     await expectNet1InQemu(qemuQmpPath);
     expect(recordedLinks(stateDirectory(), 'tq')).toEqual(['eth0', 'eth9']);
-
-    await vm.stopQemu();
-    for (const socket of agentConnections) socket.destroy();
-    await adding.done;
-    const detached = vcnet(['detach', '--sandbox', 'tq', ...state]);
-    expect(detached.status, detached.stderr).toBe(0);
-    pod.exec('ip', ['link', 'del', 'eth9']);
-    expect(fingerprint(pod)).toEqual(before);
+    // The VM goes; add-iface's wait for the agent ends with it (the host side of eth9 undone).
+    await detachOnceQemuStops('tq', { pod, before, state }, adding, agentConnections);
   }, 180_000);
 });
 
@@ -433,14 +441,8 @@ describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was take
       adding.done.then((done) => `add-iface exited ${done.status}: ${done.stderr}`),
     ]);
     expect(outcome).toBe('plugged');
-
-    await vm.stopQemu();
-    for (const socket of agentConnections) socket.destroy();
-    await adding.done;
-    const detached = vcnet(['detach', '--sandbox', 'lq', ...state]);
-    expect(detached.status, detached.stderr).toBe(0);
-    pod.exec('ip', ['link', 'del', 'eth9']);
-    expect(fingerprint(pod)).toEqual(before);
+    // The VM goes; add-iface's wait for the agent ends with it (the host side of eth9 undone).
+    await detachOnceQemuStops('lq', { pod, before, state }, adding, agentConnections);
   }, 180_000);
 });
 
