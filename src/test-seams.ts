@@ -2,10 +2,11 @@
  * Test seams: hooks production never sets, which a test sets to hold or fail an operation at one
  * point (a step of an attach, a moment of gc, a walk of every process's fds), or to shorten a fixed
  * wait it would otherwise sit out (an unplug from a VM whose guest never releases the NIC, an agent
- * that never answers, a watch's stop bound: waitThroughSeam below). Each is kept on globalThis under a
- * registered symbol, not in the module that calls it: the `vcnet` and `vcnet-cni` programs are
- * bundles with their own copy of every module, and a test preloads dist/ into such a program
- * (test/helpers/fault-preload.mjs, short-waits-preload.mjs) to set the hook the bundle's copy calls.
+ * that never answers, a watch's period between looks at a VM: waitThroughSeam below). Each is kept
+ * on globalThis under a registered symbol, not in the module that calls it: the `vcnet` and
+ * `vcnet-cni` programs are bundles with their own copy of every module, and a test preloads dist/
+ * into such a program (test/helpers/fault-preload.mjs, short-waits-preload.mjs) to set the hook the
+ * bundle's copy calls.
  *
  * A wait's hook is given the product's wait and returns the one to use; the caller quotes the one
  * used in what it says (so a test still reads the real text), and with no hook it is the product's.
@@ -37,8 +38,8 @@ export const TEST_SEAM_NAMES = Object.freeze({
   unplugWait: 'vcnet.unplugWaitTestHook',
   /** sandbox/hypervisor-connection.ts: how long a sandbox's agent connect is tried in all (setAgentConnectWaitTestHook). */
   agentConnectWait: 'vcnet.agentConnectWaitTestHook',
-  /** cli/commands/watch.ts: how long a stopping `vcnet watch` may spend on its pending change (only the CLI reads it: set by name). */
-  watchStopBound: 'vcnet.watchStopBoundTestHook',
+  /** sandbox/sandbox-watch.ts: how often a watch whose pod is gone looks whether its VM still runs (setWatchVmPollTestHook). */
+  watchVmPoll: 'vcnet.watchVmPollTestHook',
 });
 
 export type TestSeamName = keyof typeof TEST_SEAM_NAMES;

@@ -47,6 +47,7 @@ import {
 } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { shellWord } from '../shell-word.js';
+import { testSeam, waitThroughSeam } from '../test-seams.js';
 import { GUEST_PUSH_TIMEOUT_MS, guestPendingEntry, isOwnEntry, withoutEntries } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { heldDevices } from './held-devices.js';
@@ -837,6 +838,16 @@ const DETACH_POLL_MS = 1_000;
 const VM_POLL_MS = 5_000;
 
 /**
+ * Test seam (never set in production; src/test-seams.ts): given VM_POLL_MS, returns the period to
+ * use, so a test that waits for the watch's next looks at a VM need not sit out 5 s for each.
+ */
+const vmPollSeam = testSeam<(productMs: number) => number>('watchVmPoll');
+
+export function setWatchVmPollTestHook(hook: ((productMs: number) => number) | undefined): void {
+  vmPollSeam.set(hook);
+}
+
+/**
  * Whether the recorded path still names the namespace the watch holds open (stat only: nothing is
  * opened, so a FIFO put there cannot block). The watch's fd keeps the namespace alive once the
  * path is gone: that is not the pod any more.
@@ -1172,7 +1183,8 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
       return;
     }
     if (checkingVm) return;
-    if (pathGone ? Date.now() - pathGone.vmCheckedAt >= VM_POLL_MS : !pathNamesNamespace(namespace)) void checkVm();
+    const vmPollMs = waitThroughSeam(vmPollSeam, VM_POLL_MS);
+    if (pathGone ? Date.now() - pathGone.vmCheckedAt >= vmPollMs : !pathNamesNamespace(namespace)) void checkVm();
   }, DETACH_POLL_MS);
   detachPoll.unref();
   if (signal?.aborted) {

@@ -39,10 +39,6 @@ export const SHORT_WAITS_PRELOAD = fileURLToPath(new URL('./short-waits-preload.
 export interface ShortWaits {
   /** Each unplug's wait for the guest to release the NIC (10 s, or 20 s for add-iface's, del-iface's and an undo's). */
   unplugMs?: number;
-  /** How long the sandbox's agent connect is tried in all (AGENT_CONNECT_TIMEOUT_MS, 10 s). */
-  agentConnectMs?: number;
-  /** How long a stopping `vcnet watch` may spend on its pending change (10 s). */
-  watchStopBoundMs?: number;
 }
 
 /**
@@ -56,8 +52,6 @@ export function shortWaits(waits: ShortWaits, env: Record<string, string> = {}):
     ...env,
     NODE_OPTIONS: `${env.NODE_OPTIONS ?? process.env.NODE_OPTIONS ?? ''} --import ${SHORT_WAITS_PRELOAD}`.trim(),
     ...(waits.unplugMs !== undefined ? { VCNET_TEST_UNPLUG_WAIT_MS: String(waits.unplugMs) } : {}),
-    ...(waits.agentConnectMs !== undefined ? { VCNET_TEST_AGENT_CONNECT_MS: String(waits.agentConnectMs) } : {}),
-    ...(waits.watchStopBoundMs !== undefined ? { VCNET_TEST_WATCH_STOP_BOUND_MS: String(waits.watchStopBoundMs) } : {}),
   };
 }
 

@@ -1,13 +1,15 @@
 /**
  * What the fuzz tests of vcnet's two programs share: running one as a process with bytes on stdin,
  * the texts a reply must never hold, a listing of a directory to compare before and after, the
- * damages of input bytes and of records, the foreign files put beside records, and the seed and
- * number of runs (VCNET_FUZZ_SEED and VCNET_FUZZ_RUNS replay a failure or search longer).
+ * damages of input bytes and of records, the foreign files put beside records, the loop of the
+ * record-damage tests, and the seed and number of runs (VCNET_FUZZ_SEED and VCNET_FUZZ_RUNS replay a
+ * failure or search longer).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
+import { expect } from 'vitest';
 
 /** Another layer's words, a JavaScript value printed as JavaScript stringifies it, or a stack trace. */
 export const LEAKED =
@@ -224,4 +226,54 @@ export function damageRecordFile(
   if (damage.kind === 'foreign') writeForeignFiles(stateDirectory);
   writeFileSync(recordPath, bytes);
   return { before, bytes, field, foreign: foreignFiles(stateDirectory) };
+}
+
+/** One damaged record as a record-damage fuzz run sees it (damageRecordFile's answer, and the damage). */
+export interface DamagedRun {
+  damage: RecordDamage;
+  /** The record's text before the damage. */
+  before: string;
+  bytes: Buffer;
+  field?: string;
+  /** What the foreign files held once the record was damaged. */
+  foreign: string[];
+}
+
+/**
+ * The loop every record-damage fuzz test runs: for each generated damage, the record at `recordPath`
+ * is damaged (made again by `remake` when an earlier run removed it), `check` lists what went wrong,
+ * a foreign file changed since is one more problem, the sandbox's directory and its lock in
+ * `stateDirectory` go (the next run starts from `remake`), and a run with problems fails naming its
+ * damage. `seed` and `runs` as fuzzParameters takes them.
+ */
+export function fuzzRecordDamage(
+  options: { recordPath: string; stateDirectory: string; sandbox: string; seed: number; runs: number },
+  remake: () => string,
+  check: (run: DamagedRun) => string[],
+): void {
+  const { recordPath, stateDirectory, sandbox } = options;
+  const original = existsSync(recordPath) ? readFileSync(recordPath, 'utf8') : remake();
+  fc.assert(
+    fc.property(recordDamage(original.length), (damage) => {
+      const damaged = damageRecordFile(recordPath, stateDirectory, damage, remake);
+      const problems = check({ damage, ...damaged });
+      if (JSON.stringify(foreignFiles(stateDirectory)) !== JSON.stringify(damaged.foreign))
+        problems.push('a foreign file changed');
+      rmSync(join(stateDirectory, sandbox), { recursive: true, force: true });
+      rmSync(join(stateDirectory, '.locks', sandbox), { force: true });
+      expect({ damage: damage.kind, problems }).toEqual({ damage: damage.kind, problems: [] });
+    }),
+    fuzzParameters(options.seed, options.runs),
+  );
+}
+
+/**
+ * Whether `words` (a refusal's) name the field `damage` changed, as `field ${path}` (for an object, a
+ * field inside it may be named instead, which the path then starts); true when no one field was
+ * changed, or when an array element was removed: the rest shift, and another index may be named.
+ */
+export function namesDamagedField(damage: RecordDamage, field: string | undefined, words: string): boolean {
+  if (!field) return true;
+  if (damage.kind === 'field' && damage.remove && /\.\d+$/.test(field)) return true;
+  return words.includes(`field ${field}`);
 }

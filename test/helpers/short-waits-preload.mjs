@@ -1,22 +1,15 @@
 /**
  * Preloaded (node --import) into a vcnet process by tests whose VM keeps it waiting out a fixed wait
- * of the product's that the test does not look at (a paused QEMU whose guest never releases a NIC, an
- * agent socket that never comes, a watch stopped while a change waits on a held QMP): sets the wait
- * seams (src/test-seams.ts) so each lasts the milliseconds given instead. What the process says
+ * of the product's that the test does not look at (a paused QEMU whose guest never releases a NIC):
+ * sets the wait seam (src/test-seams.ts) so it lasts the milliseconds given instead. What the process says
  * quotes the wait it used. Production code knows nothing of it; a test that proves a wait's length or
  * its words leaves that wait alone.
  *
  *   VCNET_TEST_UNPLUG_WAIT_MS=<ms>        each unplug's wait for the guest to release the NIC
- *   VCNET_TEST_AGENT_CONNECT_MS=<ms>      how long the sandbox's agent connect is tried in all
- *   VCNET_TEST_WATCH_STOP_BOUND_MS=<ms>   how long a stopping `vcnet watch` may spend on its pending change
  */
 import { testSeam } from '../../dist/test-seams.js';
 
-const waits = [
-  ['unplugWait', 'VCNET_TEST_UNPLUG_WAIT_MS'],
-  ['agentConnectWait', 'VCNET_TEST_AGENT_CONNECT_MS'],
-  ['watchStopBound', 'VCNET_TEST_WATCH_STOP_BOUND_MS'],
-];
+const waits = [['unplugWait', 'VCNET_TEST_UNPLUG_WAIT_MS']];
 for (const [seam, variable] of waits) {
   const text = process.env[variable];
   if (text === undefined || text === '') continue;

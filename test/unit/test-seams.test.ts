@@ -17,6 +17,7 @@ import {
   agentConnectWaitMs,
   setAgentConnectWaitTestHook,
 } from '../../src/sandbox/hypervisor-connection.js';
+import { setWatchVmPollTestHook } from '../../src/sandbox/sandbox-watch.js';
 import { setTrafficControlRetryTestHook } from '../../src/sandbox/tc-repair-retry.js';
 import { TEST_SEAM_NAMES, testSeam, waitThroughSeam } from '../../src/test-seams.js';
 
@@ -39,7 +40,7 @@ describe('test seams', () => {
       trafficControlRetry: 'vcnet.trafficControlRetryTestHook',
       unplugWait: 'vcnet.unplugWaitTestHook',
       agentConnectWait: 'vcnet.agentConnectWaitTestHook',
-      watchStopBound: 'vcnet.watchStopBoundTestHook',
+      watchVmPoll: 'vcnet.watchVmPollTestHook',
     });
   });
 
@@ -54,6 +55,7 @@ describe('test seams', () => {
     ['vcnet.trafficControlRetryTestHook', setTrafficControlRetryTestHook],
     ['vcnet.unplugWaitTestHook', setUnplugWaitTestHook],
     ['vcnet.agentConnectWaitTestHook', setAgentConnectWaitTestHook],
+    ['vcnet.watchVmPollTestHook', setWatchVmPollTestHook],
   ] as const)('%s: the setter puts the hook on globalThis and takes it away again', (name, set) => {
     const hook = () => undefined;
     (set as (hook: (() => undefined) | undefined) => void)(hook);
@@ -71,7 +73,7 @@ describe('test seams', () => {
   });
 
   it("a wait is the product's with no hook, and the hook's (given the product's) with one", () => {
-    const seam = testSeam<(productMs: number) => number>('watchStopBound');
+    const seam = testSeam<(productMs: number) => number>('unplugWait');
     expect(waitThroughSeam(seam, 10_000)).toBe(10_000);
     seam.set((productMs) => productMs / 20);
     expect(waitThroughSeam(seam, 10_000)).toBe(500);

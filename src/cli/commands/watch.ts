@@ -5,7 +5,6 @@ import { VcnetError } from '../../errors.js';
 import { stateDirectory } from '../../network/state/store.js';
 import { refusedMacvtapAdvice } from '../../network/user-namespace.js';
 import { shellWord } from '../../shell-word.js';
-import { testSeam, waitThroughSeam } from '../../test-seams.js';
 import { describeCommand } from '../help-details.js';
 import { importForCommand } from '../lazy-import.js';
 import { errorLogFields } from '../observability/log-subscriber.js';
@@ -15,13 +14,6 @@ import { writeStderr } from '../output.js';
 
 /** How long a stopping watch may spend applying the change it had pending. */
 const STOP_BOUND_MS = 10_000;
-
-/**
- * Test seam (never set in production; src/test-seams.ts): given STOP_BOUND_MS, returns the bound to
- * use, so a test whose watch stops while a change waits on a held VM need not sit out all of it. Set by
- * name from a preload (only the `vcnet` program reads it); the notice quotes the bound used.
- */
-const stopBoundSeam = testSeam<(productMs: number) => number>('watchStopBound');
 
 export function registerWatch(program: Command): void {
   describeCommand(program.command('watch'), {
@@ -143,11 +135,10 @@ export function registerWatch(program: Command): void {
       // What changed just before the signal is applied first (a link added during the debounce would
       // otherwise be lost: a watch started later leaves an addressed link alone), within a bound.
       let bound: NodeJS.Timeout | undefined;
-      const stopBoundMs = waitThroughSeam(stopBoundSeam, STOP_BOUND_MS);
       const notApplied = await Promise.race([
         watching.stop({ applyPending: gone === undefined }),
         new Promise<undefined>((resolve) => {
-          bound = setTimeout(() => resolve(undefined), stopBoundMs);
+          bound = setTimeout(() => resolve(undefined), STOP_BOUND_MS);
         }),
       ]);
       clearTimeout(bound);
@@ -157,7 +148,7 @@ export function registerWatch(program: Command): void {
         // would keep the process running.
         void watching.stop();
         writeStderr(
-          `vcnet: watch ended before the last namespace change was applied (${stopBoundMs / 1000} s): \`vcnet add-iface\` attaches an interface it missed\n`,
+          `vcnet: watch ended before the last namespace change was applied (${STOP_BOUND_MS / 1000} s): \`vcnet add-iface\` attaches an interface it missed\n`,
         );
       } else if (notApplied.length > 0) {
         // add-iface is advised only for links it takes: one vcnet refused is named with why and what to do.

@@ -7,7 +7,6 @@
  * without unplugging the NICs; it now waits without the locks, as long as VCNET_QMP_CONNECT_TIMEOUT
  * says when it is set.
  */
-import { writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
@@ -24,6 +23,7 @@ import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { shortWaits, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { addEth9, holdQmp, recordedLinks, relayQmp, serveSilentAgent } from '../../helpers/held-vm.js';
+import { writeRequest } from '../../helpers/hotplug-guest.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 import { untilInfoNetwork } from '../../helpers/qmp-look.js';
 import { until } from '../../helpers/until.js';
@@ -35,6 +35,51 @@ if (skipReason) console.log(`skipping the watch-with-QMP-busy test: ${skipReason
 const stateDirectory = stateDirectoryPerTest('vcnet-watch-qmp-busy-');
 const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
+
+/**
+ * Sandbox `sandbox` attached (eth0) on a new pod, its paused VM started on QEMU's own QMP socket
+ * (`qemuQmpPath`) with a relay on the recorded one (`qmpPath`) that counts the clients it accepts
+ * (`mode` '+take': it takes QMP the moment its first client closes, until letGo). `before`: the pod
+ * as made, before the attach; `state`: the --state-dir flag of the test's state directory.
+ */
+async function sandboxBehindRelay(sandbox: string, mode?: '+take') {
+  const { pod, node } = makePod();
+  const before = fingerprint(pod);
+  const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+  const started = await vm.attachAndStart(sandbox, pod.path, stateDirectory(), { qemuQmpPath });
+  const relay = await relayQmp(cleanup, started.qmpPath, qemuQmpPath, started.qemu.pid, ...(mode ? [mode] : []));
+  return { pod, node, before, state: ['--state-dir', stateDirectory()], qemuQmpPath, ...started, relay };
+}
+
+/**
+ * The VM goes, and the silent agent's connections with it: add-iface's wait for the agent (`adding`)
+ * ends, the host side of eth9 undone. detach removes what is left: the pod, eth9 deleted, is as it
+ * was before the attach.
+ */
+async function detachOnceQemuStops(
+  sandbox: string,
+  { pod, before, state }: Pick<Awaited<ReturnType<typeof sandboxBehindRelay>>, 'pod' | 'before' | 'state'>,
+  adding: { done: Promise<unknown> },
+  agentConnections: Socket[],
+): Promise<void> {
+  await vm.stopQemu();
+  for (const socket of agentConnections) socket.destroy();
+  await adding.done;
+  const detached = vcnet(['detach', '--sandbox', sandbox, ...state]);
+  expect(detached.status, detached.stderr).toBe(0);
+  pod.exec('ip', ['link', 'del', 'eth9']);
+  expect(fingerprint(pod)).toEqual(before);
+}
+
+/** vcnet `args` (with `env`) run in the background: killed after the test if it is still running. */
+function vcnetKilledAfterTest(args: string[], env: Record<string, string> = {}) {
+  const running = vcnetAsync(args, env);
+  cleanup.defer(async () => {
+    running.child.kill('SIGKILL');
+    await running.done;
+  });
+  return running;
+}
 
 /**
  * While `waiting` (a vcnet command) waits for QMP, list-ifaces of its sandbox answers: the wait holds
@@ -61,22 +106,13 @@ async function expectNet1InQemu(qemuQmpPath: string): Promise<void> {
 
 describe.skipIf(skipReason !== undefined)('watch while another client holds QMP', () => {
   it('waits for QMP without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged once QMP is free', async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('wq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, node, before, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('wq');
     // An agent that takes connections and never answers: the watch's push waits for it, after the plug.
     const agentConnections = await serveSilentAgent(cleanup, agentPath);
 
     // The watch may wait a minute for QMP; the other command waits 10 s for the sandbox lock.
-    const watch = vcnetAsync(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
+    const watch = vcnetKilledAfterTest(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: '60',
-    });
-    cleanup.defer(async () => {
-      watch.child.kill('SIGKILL');
-      await watch.done;
     });
     await until(() => watch.output().stderr.includes('watching sandbox wq'), 'the watch to start', 15_000);
 
@@ -108,24 +144,15 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
 
 describe.skipIf(skipReason !== undefined)('detach while another client holds QMP', () => {
   it('waits for QMP as VCNET_QMP_CONNECT_TIMEOUT says, without the locks, and unplugs the NIC once QMP is free', async () => {
-    const { pod } = makePod();
-    const before = fingerprint(pod);
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath } = await vm.attachAndStart('dq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, before, state, qemuQmpPath, qmpPath, relay } = await sandboxBehindRelay('dq');
     const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
     // The paused VM never releases the NIC: detach's 10 s wait for it is only sat out here
     // (detach-running-vm.test.ts keeps it whole).
-    const detaching = vcnetAsync(
+    const detaching = vcnetKilledAfterTest(
       ['detach', '--sandbox', 'dq', ...state],
       shortWaits({ unplugMs: 1_000 }, { VCNET_QMP_CONNECT_TIMEOUT: '60' }),
     );
-    cleanup.defer(async () => {
-      detaching.child.kill('SIGKILL');
-      await detaching.done;
-    });
     await until(() => relay.accepted() > acceptedBefore, "detach's QMP connection", 30_000);
     // Meanwhile the sandbox is not locked: list-ifaces answers (the recorded view: no agent listens).
     const listed = await vcnetAsync(['list-ifaces', 'dq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
@@ -146,25 +173,15 @@ describe.skipIf(skipReason !== undefined)('detach while another client holds QMP
 
 describe.skipIf(skipReason !== undefined)('add-iface while another client holds QMP', () => {
   it('waits for QMP without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged once QMP is free', async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, node, before, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('aq');
     // An agent that takes connections and never answers: add-iface waits for it after the plug.
     const agentConnections = await serveSilentAgent(cleanup, agentPath);
     addEth9({ pod, node });
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
 
     const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
-    const adding = vcnetAsync(['add-iface', 'aq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
-    cleanup.defer(async () => {
-      adding.child.kill('SIGKILL');
-      await adding.done;
-    });
+    const adding = vcnetKilledAfterTest(['add-iface', 'aq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
     await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
     await expectListIfacesAnswers('aq', adding.child);
 
@@ -173,35 +190,20 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client holds 
     expect(recordedLinks(stateDirectory(), 'aq')).toEqual(['eth0', 'eth9']);
 
     // The VM goes; add-iface's wait for the agent ends with it (the host side of eth9 undone).
-    await vm.stopQemu();
-    for (const socket of agentConnections) socket.destroy();
-    await adding.done;
-    const detached = vcnet(['detach', '--sandbox', 'aq', ...state]);
-    expect(detached.status, detached.stderr).toBe(0);
-    pod.exec('ip', ['link', 'del', 'eth9']);
-    expect(fingerprint(pod)).toEqual(before);
+    await detachOnceQemuStops('aq', { pod, before, state }, adding, agentConnections);
   }, 180_000);
 });
 
 describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past its wait', () => {
   it('fails without the lock held, naming the sandbox, the socket and how to find its holder; nothing is changed', async () => {
-    const { pod, node } = makePod();
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('bq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, node, state, qemuQmpPath, qmpPath, agentPath, relay } = await sandboxBehindRelay('bq');
     await serveSilentAgent(cleanup, agentPath);
     addEth9({ pod, node });
     const beforeAdd = fingerprint(pod);
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
     await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
-    const adding = vcnetAsync(['add-iface', 'bq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '8' });
-    cleanup.defer(async () => {
-      adding.child.kill('SIGKILL');
-      await adding.done;
-    });
+    const adding = vcnetKilledAfterTest(['add-iface', 'bq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '8' });
     await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
     const listed = await vcnetAsync(['list-ifaces', 'bq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
     expect(listed.status, listed.stderr).toBe(0);
@@ -225,26 +227,16 @@ describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past i
 
 describe.skipIf(skipReason !== undefined)('add-iface while another client takes QMP after its check', () => {
   it('plugs on the connection it checked QMP with: a client taking QMP once that check is done does not come between', async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('tq', pod.path, stateDirectory(), { qemuQmpPath });
     // Takes QMP the moment add-iface's first connection (its check under the lock) closes.
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid, '+take');
+    const { pod, node, before, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('tq', '+take');
     let taken = false;
     cleanup.defer(() => {
       if (taken) relay.letGo();
     });
     const agentConnections = await serveSilentAgent(cleanup, agentPath);
     addEth9({ pod, node });
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
-    const adding = vcnetAsync(['add-iface', 'tq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
-    cleanup.defer(async () => {
-      adding.child.kill('SIGKILL');
-      await adding.done;
-    });
+    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
+    const adding = vcnetKilledAfterTest(['add-iface', 'tq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
     await until(() => relay.output().includes('\ntaken\n'), "the other client's hold of QMP", 60_000);
     taken = true;
     // The relay printed what client 1 sent before it saw it go: the NIC went in on the check's connection.
@@ -258,43 +250,27 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client takes 
     taken = false;
     await expectNet1InQemu(qemuQmpPath);
     expect(recordedLinks(stateDirectory(), 'tq')).toEqual(['eth0', 'eth9']);
-
-    await vm.stopQemu();
-    for (const socket of agentConnections) socket.destroy();
-    await adding.done;
-    const detached = vcnet(['detach', '--sandbox', 'tq', ...state]);
-    expect(detached.status, detached.stderr).toBe(0);
-    pod.exec('ip', ['link', 'del', 'eth9']);
-    expect(fingerprint(pod)).toEqual(before);
+    // The VM goes; add-iface's wait for the agent ends with it (the host side of eth9 undone).
+    await detachOnceQemuStops('tq', { pod, before, state }, adding, agentConnections);
   }, 180_000);
 });
 
 describe.skipIf(skipReason !== undefined)('del-iface while another client takes QMP after its check', () => {
   it('unplugs on the connection it checked QMP with: a client taking QMP once that check is done does not come between', async () => {
-    const { pod } = makePod();
-    const before = fingerprint(pod);
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('uq', pod.path, stateDirectory(), { qemuQmpPath });
-    await vm.listenAgent(agentPath);
     // Takes QMP the moment del-iface's first connection (its check under the lock) closes.
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid, '+take');
+    const { pod, before, state, agentPath, relay } = await sandboxBehindRelay('uq', '+take');
+    await vm.listenAgent(agentPath);
     let taken = false;
     cleanup.defer(() => {
       if (taken) relay.letGo();
     });
-    const request = join(stateDirectory(), 'del.json');
-    writeFileSync(request, JSON.stringify({ name: 'eth0' }));
+    const request = writeRequest(stateDirectory(), 'del.json', { name: 'eth0' });
     // The paused VM never releases the NIC: del-iface's 20 s wait for it is only sat out here
     // (del-iface-vm-keeps-nic.test.ts keeps it whole).
-    const removing = vcnetAsync(
+    const removing = vcnetKilledAfterTest(
       ['del-iface', 'uq', request, ...state],
       shortWaits({ unplugMs: 1_000 }, { VCNET_QMP_CONNECT_TIMEOUT: '60' }),
     );
-    cleanup.defer(async () => {
-      removing.child.kill('SIGKILL');
-      await removing.done;
-    });
     await until(() => relay.output().includes('\ntaken\n'), "the other client's hold of QMP", 60_000);
     taken = true;
     // The relay printed what client 1 sent before it saw it go: the unplug went on the check's connection.
@@ -360,12 +336,7 @@ function runtimeConnectHotplug() {
 
 describe.skipIf(skipReason !== undefined)("the library's detachSandbox while another client holds QMP", () => {
   it('waits for QMP without its locks before connectHotplug: list-ifaces answers meanwhile; the NIC is unplugged once QMP is free', async () => {
-    const { pod } = makePod();
-    const before = fingerprint(pod);
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath } = await vm.attachAndStart('lq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, before, state, qemuQmpPath, relay } = await sandboxBehindRelay('lq');
     const holder = await holdQmp(cleanup, qemuQmpPath);
     qmpConnectTimeoutHere('60');
     const runtime = runtimeConnectHotplug();
@@ -393,13 +364,8 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
   }, 120_000);
 
   it('gives its locks back when another client takes QMP between its wait and connectHotplug, waits again and runs again', async () => {
-    const { pod } = makePod();
-    const before = fingerprint(pod);
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath } = await vm.attachAndStart('rq', pod.path, stateDirectory(), { qemuQmpPath });
     // Takes QMP the moment detach's first connection (its wait without the locks) closes.
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid, '+take');
+    const { pod, before, state, relay } = await sandboxBehindRelay('rq', '+take');
     let taken = false;
     cleanup.defer(() => {
       if (taken) relay.letGo();
@@ -434,27 +400,17 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
 
 describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was taken while it waited for QMP', () => {
   it('gets its turn at a free QMP under the lock even when the lock wait used up the QMP budget', async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('lq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, node, before, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('lq');
     const agentConnections = await serveSilentAgent(cleanup, agentPath);
     addEth9({ pod, node });
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
 
     const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
     const budgetSeconds = 3;
-    const adding = vcnetAsync(['add-iface', 'lq', request, ...state], {
+    const adding = vcnetKilledAfterTest(['add-iface', 'lq', request, ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: String(budgetSeconds),
       VCNET_LOCK_TIMEOUT: '60',
-    });
-    cleanup.defer(async () => {
-      adding.child.kill('SIGKILL');
-      await adding.done;
     });
     // add-iface connected under the sandbox lock; it gives the lock back once QMP did not greet.
     await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
@@ -485,14 +441,8 @@ describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was take
       adding.done.then((done) => `add-iface exited ${done.status}: ${done.stderr}`),
     ]);
     expect(outcome).toBe('plugged');
-
-    await vm.stopQemu();
-    for (const socket of agentConnections) socket.destroy();
-    await adding.done;
-    const detached = vcnet(['detach', '--sandbox', 'lq', ...state]);
-    expect(detached.status, detached.stderr).toBe(0);
-    pod.exec('ip', ['link', 'del', 'eth9']);
-    expect(fingerprint(pod)).toEqual(before);
+    // The VM goes; add-iface's wait for the agent ends with it (the host side of eth9 undone).
+    await detachOnceQemuStops('lq', { pod, before, state }, adding, agentConnections);
   }, 180_000);
 });
 
@@ -527,20 +477,10 @@ async function serveAgreeingAgent(path: string): Promise<void> {
 
 describe.skipIf(skipReason !== undefined)('watch of a change with a MAC change while another client holds QMP', () => {
   it("reports the MAC change in the change's JSON line after waiting for QMP without the lock", async () => {
-    const { pod, node } = makePod();
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath, endpoint } = await vm.attachAndStart('mq', pod.path, stateDirectory(), {
-      qemuQmpPath,
-    });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, node, state, qemuQmpPath, agentPath, endpoint, relay } = await sandboxBehindRelay('mq');
     await serveAgreeingAgent(agentPath);
-    const watch = vcnetAsync(['watch', '--sandbox', 'mq', '--debounce', '1000', ...state], {
+    const watch = vcnetKilledAfterTest(['watch', '--sandbox', 'mq', '--debounce', '1000', ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: '60',
-    });
-    cleanup.defer(async () => {
-      watch.child.kill('SIGKILL');
-      await watch.done;
     });
     await until(() => watch.output().stderr.includes('watching sandbox mq'), 'the watch to start', 15_000);
     const holder = await holdQmp(cleanup, qemuQmpPath);
@@ -580,10 +520,7 @@ describe.skipIf(skipReason !== undefined)(
   "addInterface aborted while it waits for QMP without the sandbox's lock",
   () => {
     it("rejects with the signal's reason while QMP is still held, and changes nothing", async () => {
-      const { pod, node } = makePod();
-      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-      const { qemu, qmpPath, agentPath } = await vm.attachAndStart('sq', pod.path, stateDirectory(), { qemuQmpPath });
-      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+      const { pod, node, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('sq');
       await serveSilentAgent(cleanup, agentPath);
       addEth9({ pod, node });
       const beforeAdd = fingerprint(pod);
@@ -616,18 +553,10 @@ describe.skipIf(skipReason !== undefined)(
 
 describe.skipIf(skipReason !== undefined)('watch stopped while a change waits for QMP without the lock', () => {
   it('ends within its stop bound, the change not applied, while QMP is still held', async () => {
-    const { pod, node } = makePod();
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath } = await vm.attachAndStart('tq', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, node, state, qemuQmpPath, relay } = await sandboxBehindRelay('tq');
     // Longer than this test may take: the watch's stop must not wait for the end of the QMP wait.
-    const watch = vcnetAsync(['watch', '--sandbox', 'tq', '--debounce', '50', ...state], {
+    const watch = vcnetKilledAfterTest(['watch', '--sandbox', 'tq', '--debounce', '50', ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: '600',
-    });
-    cleanup.defer(async () => {
-      watch.child.kill('SIGKILL');
-      await watch.done;
     });
     await until(() => watch.output().stderr.includes('watching sandbox tq'), 'the watch to start', 15_000);
     await holdQmp(cleanup, qemuQmpPath);
@@ -652,19 +581,11 @@ describe.skipIf(skipReason !== undefined)(
   'watch whose sandbox is detached and attached again while a change waits for QMP',
   () => {
     it("ends without applying the change to the new attach's record and plumbing", async () => {
-      const { pod } = makePod();
       const other = makePod();
       const otherBefore = fingerprint(other.pod);
-      const state = ['--state-dir', stateDirectory()];
-      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-      const { qemu, qmpPath } = await vm.attachAndStart('wq', pod.path, stateDirectory(), { qemuQmpPath });
-      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
-      const watch = vcnetAsync(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
+      const { pod, state, qemuQmpPath, relay } = await sandboxBehindRelay('wq');
+      const watch = vcnetKilledAfterTest(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
         VCNET_QMP_CONNECT_TIMEOUT: '60',
-      });
-      cleanup.defer(async () => {
-        watch.child.kill('SIGKILL');
-        await watch.done;
       });
       await until(() => watch.output().stderr.includes('watching sandbox wq'), 'the watch to start', 15_000);
       const holder = await holdQmp(cleanup, qemuQmpPath);

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
-import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
+import { setWatchVmPollTestHook, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet, vcnetAsync } from '../../helpers/cli.js';
 import { makePod } from '../../helpers/pod.js';
@@ -67,6 +67,10 @@ describe('vcnet watch: the pod namespace deleted under it', () => {
     const attach = ['attach', '--sandbox', 'z2', '--netns', pod.path, '--state-dir', stateDir];
     expect(vcnet([...attach, '--qmp', qmp.socketPath, '--agent', agent]).status).toBe(0);
     const notices = watchNotices();
+    // The watch looks at the VM every 5 s once the path is gone: 50 ms here (its detach poll's
+    // 1 s then sets the pace), as the test waits for two of those looks and the one after the VM goes.
+    setWatchVmPollTestHook(() => 50);
+    cleanup.defer(() => setWatchVmPollTestHook(undefined));
     const watching = await watchSandbox('z2', { stateDirectory: stateDir, debounceMs: 50 });
     cleanup.defer(() => watching.stop());
     pod.delete();

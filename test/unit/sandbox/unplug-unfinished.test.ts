@@ -75,7 +75,7 @@ describe('endpointsToPush', () => {
 
   it("leaves out, without an unplugUnfinished entry, an unfinished attach's endpoint that an undo (the watch's at start, gc's) kept because the VM kept its NIC", () => {
     // The undo keeps such an endpoint as it was, model 'pending' (unfinished-hotplug-undo and
-    // watch-unfinished-qmp-busy check the record): that alone leaves it out, as an entry would.
+    // unfinished-qmp-busy check the record): that alone leaves it out, as an entry would.
     const kept = { ...endpoint('net9', 'eth9'), plumbing: { model: 'pending' } } as unknown as Endpoint;
     const notes = notesOf((warn) => {
       expect(endpointsToPush([eth0, kept], {} as SandboxState, note(warn))).toEqual([eth0]);
