@@ -85,10 +85,7 @@ export class NetlinkError extends VcnetError {
       NOT_A_PERMISSION_KERNEL_MESSAGE.test(decoded.kernelMessage);
     // EOPNOTSUPP with this kernel text is a qdisc whose filters live in a shared block (`tc qdisc add
     // dev X ingress_block N ingress`), which takes filters by block index only: not a missing feature.
-    const sharedBlock =
-      errno === 'EOPNOTSUPP' &&
-      decoded.kernelMessage !== undefined &&
-      SHARED_BLOCK_KERNEL_MESSAGE.test(decoded.kernelMessage);
+    const sharedBlock = isSharedBlockText(errno, decoded.kernelMessage);
     super(code, `${request.description} failed: ${errno}${kernel}`, {
       value: request.description,
       ...(lostBy ? { cause: lostBy } : {}),
@@ -140,6 +137,19 @@ export class NetlinkError extends VcnetError {
       cause,
     );
   }
+}
+
+function isSharedBlockText(errno: string, kernelMessage: string | undefined): boolean {
+  return errno === 'EOPNOTSUPP' && kernelMessage !== undefined && SHARED_BLOCK_KERNEL_MESSAGE.test(kernelMessage);
+}
+
+/**
+ * Whether a failure is the kernel refusing a filter by device on a qdisc whose filters are a shared
+ * block (`ingress_block N`): its hint names the remedy for a redirect on the pod link, which a
+ * caller that knows the filter is another one (an existing macvtap's rate limit) replaces.
+ */
+export function sharedBlockRefused(error: unknown): boolean {
+  return error instanceof NetlinkError && isSharedBlockText(error.errno, error.kernelMessage);
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import { errnoOf } from '../errors.js';
 import type { Filter } from '../netlink/codec/tc/filter.js';
+import { tcMajor } from '../netlink/codec/tc/message.js';
 import type { TrafficClass } from '../netlink/codec/tc/qdisc/htb.js';
 import { answerLost } from '../netlink/errors.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
@@ -76,7 +77,9 @@ async function look(
 
 /**
  * Whether what an undo's delete names is still there, looked at after its answer was lost
- * (undefined: the look failed).
+ * (undefined: the look failed). A filter is vcnet's by what the delete names (chain 0, priority,
+ * protocol, kind, and the u32 node when it names one): another tool's filter at that priority in
+ * another chain, or another node the delete did not name, is not it.
  */
 async function stillThere(
   handle: Pick<NetlinkHandle, 'qdiscs' | 'filters'>,
@@ -92,15 +95,19 @@ async function stillThere(
         (qdisc) => qdisc.index === index && qdisc.handle === change.handle && qdisc.parent === change.parent,
       );
     }
-    // No qdisc at the filter's parent: no filter either.
-    if (
-      !qdiscs.some(
-        (qdisc) => qdisc.index === index && (qdisc.handle === change.parent || qdisc.parent === change.parent),
-      )
-    )
+    // A filter's parent names its qdisc by its major (ffff: of an ingress, ffff:fff2 of a clsact's
+    // ingress hook): no such qdisc, no filter either.
+    if (!qdiscs.some((qdisc) => qdisc.index === index && tcMajor(qdisc.handle) === tcMajor(change.parent)))
       return false;
     const filters = await handle.filters(index, change.parent);
-    return filters.some((filter) => filter.priority === change.priority);
+    return filters.some(
+      (filter) =>
+        (filter.chain ?? 0) === 0 &&
+        filter.priority === change.priority &&
+        filter.protocol === change.protocol &&
+        filter.kind === change.kind &&
+        (change.handle === undefined || filter.handle === change.handle),
+    );
   } catch {
     return undefined;
   }

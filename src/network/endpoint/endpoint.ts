@@ -211,10 +211,17 @@ export abstract class Endpoint {
         throw error;
       }
       this.pendingSteps = undefined;
-      throw error instanceof AttachError ? error : new AttachError(this.properties.link.name, error as Error, true);
+      throw error instanceof AttachError
+        ? error
+        : new AttachError(this.properties.link.name, error as Error, true, this.attachFailureHint(error as Error));
     }
     this.pendingSteps = undefined;
     return this.plumbing;
+  }
+
+  /** What to do about an attach refused with `error`, where this endpoint's type knows better than its hint. */
+  protected attachFailureHint(_error: Error): string | undefined {
+    return undefined;
   }
 
   /** Undoes exactly what attach made. Safe to call twice, and after a crash (from loaded state). */

@@ -7,6 +7,7 @@
  * K§9.23): another namespace's macvtap at the same index owns it otherwise.
  */
 
+import { sharedBlockRefused } from '../../netlink/errors.js';
 import {
   type AttachedPlumbing,
   attachByPlan,
@@ -34,6 +35,17 @@ export class MacvtapEndpoint extends Endpoint {
   override async plan(context: PlumbingContext): Promise<Plan | undefined> {
     const request = this.rateLimitRequest(context);
     return request ? planEndpoint(context, request) : undefined;
+  }
+
+  /**
+   * Refused because the macvtap's ingress keeps its filters in a shared block: the filter was the
+   * redirect of the rx rate limit to its ifb, and the generic hint (use the macvtap model, which adds
+   * no filter to the pod link) is no remedy, as the pod link is a macvtap the VM uses already.
+   */
+  protected override attachFailureHint(error: Error): string | undefined {
+    if (!sharedBlockRefused(error)) return undefined;
+    const link = this.properties.link.name;
+    return `${link} is a macvtap the VM uses as it is, and another tool's ingress qdisc on it keeps its filters in a shared block (ingress_block in \`tc qdisc show dev ${link}\`), which takes no filter by device: the limit on what the VM receives (rx_rate_limiter_max_rate) goes through an ifb that a redirect filter on ${link}'s ingress feeds. Attach it without rx_rate_limiter_max_rate (tx_rate_limiter_max_rate needs no filter), or have that tool give ${link} an ingress qdisc of its own`;
   }
 
   protected async build(context: PlumbingContext): Promise<AttachedPlumbing> {

@@ -85,13 +85,15 @@ export class AttachError extends VcnetError {
     cause: Error,
     /** Verified: everything the attach had made was removed. */
     readonly rolledBack: boolean,
+    /** What to do, where the caller knows better than the cause's hint (which is the default). */
+    hint?: string,
   ) {
     super(
       'VCNET_ATTACH_FAILED',
       `attaching ${endpoint} failed: ${cause.message}${rolledBack ? ' (everything it had made was removed)' : ''}`,
       {
         value: endpoint,
-        hint: hintFromCause(cause) ?? 'see the cause; the namespace is as it was before the attach',
+        hint: hint ?? hintFromCause(cause) ?? 'see the cause; the namespace is as it was before the attach',
         cause,
       },
     );

@@ -456,6 +456,40 @@ function placedRoutes(
 }
 
 /**
+ * An IPv4 address detach puts back that was its subnet's primary at attach, where another address
+ * in that subnet is there now (added while attached: the macvtap model had taken the pod's away):
+ * the kernel makes the first address of a subnet primary and every later one secondary, so the
+ * pod's comes back secondary. Said, not changed: making it primary again means deleting the other
+ * address (someone's, kept) and adding it after, which takes the routes with it as `src` away, and
+ * gives it to no socket in between.
+ */
+function secondaryComebacks(steps: readonly DetachStep[], addresses: readonly Address[]): DetachNotice[] {
+  const notices: DetachNotice[] = [];
+  for (const { change } of steps) {
+    if (change.op !== 'add-address' || familyOf(change.address.address) !== AddressFamily.INET) continue;
+    const { address, prefixLength, flags = 0 } = change.address;
+    if ((flags & AddressFlag.SECONDARY) !== 0) continue;
+    const subnet = networkOf(address, prefixLength);
+    const primary = addresses.find(
+      (other) =>
+        other.index === change.link.index &&
+        other.family === AddressFamily.INET &&
+        (other.flags & AddressFlag.SECONDARY) === 0 &&
+        other.prefixLength === prefixLength &&
+        other.address !== address &&
+        networkOf(other.address, prefixLength) === subnet,
+    );
+    if (!primary) continue;
+    const added = `${primary.address}/${primary.prefixLength}`;
+    notices.push({
+      link: change.link.name,
+      message: `${change.link.name}'s ${address}/${prefixLength} comes back secondary: ${added}, added while it was attached, is the primary of ${subnet}/${prefixLength} now (the kernel makes a subnet's first address primary); vcnet keeps that address as it is. \`ip address del ${added} dev ${change.link.name} && ip address add ${added} dev ${change.link.name}\` makes ${address} primary again (routes with ${primary.address} as src go with the delete)`,
+    });
+  }
+  return notices;
+}
+
+/**
  * The notice for a recorded route whose place holds `there`, another route (undefined when `there`
  * is the recorded one): said when the plan finds it, and when it appears between the plan and its
  * send (the kernel's EEXIST to the add, undo.ts).
@@ -730,6 +764,7 @@ export function planDetach(
       if (sent === 0) alreadyGone.push(record);
     }
   }
+  notices.push(...secondaryComebacks(steps, snapshot.addresses ?? []));
   steps.splice(0, steps.length, ...placedRoutes(steps, snapshot.links, snapshot.routes ?? [], alreadyGone, notices));
   // The routes to the gateways before the routes through them (pod-link-routes.ts reachableFirst),
   // also from a record an older attach wrote in the kernel's order: each route step takes a slot a

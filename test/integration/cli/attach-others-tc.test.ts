@@ -2,14 +2,17 @@
  * attach next to another tool's ingress filters on the pod link: one that runs before vcnet's
  * redirect (a lower prio number) takes what it matches away from the VM. vcnet keeps Kata's
  * priority, and says so in a notice (attach and --dry-run), naming those filters. An ingress qdisc
- * whose filters are a shared block takes none by device: attach is refused with a hint that says so.
+ * whose filters are a shared block takes none by device: attach is refused with a hint that says so,
+ * and names the remedy for the filter it was (tcfilter's redirect, or a pod macvtap's ifb redirect).
  */
 import { describe, expect, it } from 'vitest';
-import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { filePerTestFile, RATE_LIMITED_KATA_CONFIG, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { addPodMacvtap } from '../../helpers/dry-run-cases.js';
 import { logRecords } from '../../helpers/node-snapshot.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-attach-tc-');
+const rateLimited = filePerTestFile('configuration.toml', RATE_LIMITED_KATA_CONFIG);
 
 const tc = (line: string) => line.split(' ');
 
@@ -112,5 +115,23 @@ describe("attach beside another tool's ingress filters", () => {
     );
     expect(fingerprint(pod)).toEqual(before);
     expect(pod.exec('tc', tc('filter show block 22'))).toContain('match 0a090909/ffffffff at 16');
+  });
+
+  it("on a pod's own macvtap with an rx limit (its ifb redirect), refuses with the remedy for a macvtap, not the macvtap model", () => {
+    const { pod } = makePod();
+    addPodMacvtap(pod);
+    pod.exec('tc', tc('qdisc add dev mvt ingress_block 23 ingress'));
+    const before = fingerprint(pod);
+    const state = ['--state-dir', stateDirectory()];
+    const config = ['--config', rateLimited];
+    const attach = vcnet(['attach', '--sandbox', 'am', '--netns', pod.path, ...config, ...state]);
+    expect(attach.status).not.toBe(0);
+    expect(attach.stderr).toContain('This filter block is shared');
+    expect(attach.stderr).toContain('on mvt parent ffff:');
+    expect(attach.stderr).toContain(
+      "hint: mvt is a macvtap the VM uses as it is, and another tool's ingress qdisc on it keeps its filters in a shared block (ingress_block in `tc qdisc show dev mvt`), which takes no filter by device: the limit on what the VM receives (rx_rate_limiter_max_rate) goes through an ifb that a redirect filter on mvt's ingress feeds. Attach it without rx_rate_limiter_max_rate (tx_rate_limiter_max_rate needs no filter), or have that tool give mvt an ingress qdisc of its own",
+    );
+    expect(attach.stderr).not.toContain('use the macvtap model');
+    expect(fingerprint(pod)).toEqual(before);
   });
 });

@@ -3,13 +3,15 @@
  * else deletes: the pod link's ingress qdisc with its redirect to the tap (`tc qdisc del dev eth0
  * ingress`), the tap's redirect to the pod link, the htb rate limits and the classes under them; as the record has them, so a
  * detach afterwards still leaves the pod exactly as found. A filter of another tool at vcnet's
- * priority is left alone, with a notice saying what to do, said once. A watch that starts finds
+ * priority is left alone, with a notice saying what to do, said once (and one in another chain is not
+ * taken for vcnet's after a delete whose answer was lost). A watch that starts finds
  * what was deleted while none ran. A detach while watching is not undone by it.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
+import { MessageType } from '../../../src/netlink/codec/constants.js';
 import { isGetRequest } from '../../../src/netlink/protocol.js';
 import { setNetlinkRepliesTestHook } from '../../../src/netlink/transport.js';
 import { type WatchSummary, watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
@@ -227,6 +229,41 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     await w.stopWatch();
     w.detach();
     expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
+  it("an undo whose answer was lost is not said left for another tool's filter at its priority in another chain", async () => {
+    const w = await watchedPod('tc-chain');
+    // Between the repair's look and its send another tool puts an ingress qdisc on eth0, with a filter
+    // of its own at vcnet's priority in chain 1: vcnet's ingress qdisc is refused (EEXIST), its
+    // filter lands in chain 0 of theirs and is taken away again; that delete's answer is lost (the
+    // kernel ran it), so a second look decides whether it is left.
+    // Deleted first: the watch reacts after its debounce, and the hook is set before that.
+    w.pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'ingress']);
+    let staged = false;
+    let lost = 0;
+    setNetlinkRepliesTestHook((requests) => {
+      if (!staged && requests.some((request) => request.type === MessageType.GETTFILTER)) {
+        staged = true;
+        w.pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+        w.pod.exec(
+          'tc',
+          'filter add dev eth0 ingress chain 1 prio 49152 protocol ip u32 match u32 0 0 flowid 1:7'.split(' '),
+        );
+        return undefined;
+      }
+      if (lost > 0 || !requests.some((request) => request.type === MessageType.DELTFILTER)) return undefined;
+      lost++;
+      return { errno: 'ENOBUFS' };
+    });
+    cleanup.defer(() => setNetlinkRepliesTestHook(undefined));
+    await until(() => lost > 0 && w.repaired().some((entry) => entry.outcome === 'failed'), 'the repair to fail');
+    const failed = w.repaired().find((entry) => entry.outcome === 'failed');
+    expect(failed).toMatchObject({ link: 'eth0', object: 'ingress qdisc ffff:' });
+    // vcnet's filter is gone from chain 0; theirs in chain 1 stays and is not taken for it.
+    const filters = w.pod.tcJson<Array<{ chain?: number; pref: number }>>('filter', 'show', 'dev', 'eth0', 'ingress');
+    expect(filters.filter((filter) => filter.chain !== 1)).toEqual([]);
+    expect(filters.filter((filter) => filter.chain === 1 && filter.pref === 49152)).not.toEqual([]);
+    expect(failed?.message).not.toContain('could not be taken away again');
   });
 
   it("makes the classes deleted under vcnet's htb again: frames are shaped again, neither unlimited nor dropped", async () => {
