@@ -1,0 +1,37 @@
+/**
+ * Another tool's u32 filter at vcnet's priority (49152) in another chain of the pod link's ingress
+ * qdisc, added while attached. u32 keeps one set of hash tables per qdisc and lists them by priority
+ * whatever the chain, so a dump of chain 0 shows the other tool's node (in its own hash table) inside
+ * vcnet's filter. Detach must still take vcnet's filter away whole and leave the other tool's.
+ */
+import { describe, expect, it } from 'vitest';
+import { stateDirectoryPerTest } from '../../helpers/cli.js';
+import { attachThenDetach } from '../../helpers/node-snapshot.js';
+import { makePod } from '../../helpers/pod.js';
+
+const stateDirectory = stateDirectoryPerTest('vcnet-others-u32-chain-');
+
+type TcFilter = { chain?: number; pref?: number; kind?: string; options?: Record<string, unknown> };
+
+describe("another tool's u32 at vcnet's priority in chain 1", () => {
+  it("detach leaves only the other tool's chain-1 filter, none of vcnet's in chain 0", () => {
+    const { pod } = makePod();
+    pod.exec('ip', ['link', 'add', 'mon0', 'type', 'ifb']);
+    const filters = () => pod.tcJson<TcFilter[]>('filter', 'show', 'dev', 'eth0', 'ingress');
+    const run = attachThenDetach(pod, 'tcfilter', stateDirectory(), {
+      between: () => {
+        pod.exec('tc', [
+          ...['filter', 'add', 'dev', 'eth0', 'ingress', 'chain', '1', 'prio', '49152', 'protocol', 'all'],
+          ...['u32', 'match', 'ip', 'dst', '10.9.9.9/32', 'action', 'mirred', 'egress', 'mirror', 'dev', 'mon0'],
+        ]);
+      },
+    });
+    expect(run.attached.status, run.attached.stderr).toBe(0);
+    expect(run.detached.status, run.detached.stderr).toBe(0);
+    const left = filters();
+    // The other tool's filter stays, with its mirror.
+    expect(JSON.stringify(left)).toContain('mon0');
+    // vcnet's u32 in chain 0 is gone, head and hash table too: `tc filter show` lists nothing there.
+    expect(left.filter((filter) => (filter.chain ?? 0) === 0)).toEqual([]);
+  });
+});
