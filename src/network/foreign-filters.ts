@@ -307,7 +307,7 @@ function withoutOtherChainsTables(
 }
 
 /** The hash table a u32 handle is in (its top 12 bits: `800:` of `800::801`). */
-function u32Table(handle: number): number {
+export function u32Table(handle: number): number {
   return handle >>> 20;
 }
 
