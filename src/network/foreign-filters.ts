@@ -240,20 +240,16 @@ function classifyRecordedFilter(
   resolve: (name: string, index?: number) => Link | undefined,
   result: OthersInQdiscs,
 ): boolean {
-  // vcnet's filters are in chain 0; another chain's at the same priority is not beside them.
-  const atPriority = (dumped ?? []).filter(
-    (filter) => filter.priority === record.priority && (filter.chain ?? 0) === 0,
-  );
   const targetIndex = record.redirectTo?.index;
   const targets = new Set(targetIndex !== undefined ? [targetIndex] : madeIndexes);
   // A mirred whose link was deleted dumps ifindex 0: vcnet's still, once its recorded target is gone.
   if (targetIndex === undefined || !resolve('', targetIndex)) targets.add(0);
-  const strangers = withoutOtherChainsTables(
-    record,
-    dumped ?? [],
-    atPriority,
-    atPriority.filter((filter) => !isVcnetRedirect(filter, record.kind, targets)),
+  const atPriority = chainZeroOwnTables(
+    (dumped ?? []).filter((filter) => filter.priority === record.priority),
+    (filter) =>
+      'keys' in filter.options && filter.options.actions.length > 0 && isVcnetRedirect(filter, record.kind, targets),
   );
+  const strangers = atPriority.filter((filter) => !isVcnetRedirect(filter, record.kind, targets));
   if (strangers.length === 0) {
     // Nothing there at its priority and protocol: deleted since, or never made. Already gone.
     if (dumped && !atPriority.some((filter) => filter.protocol === record.protocol))
@@ -279,35 +275,24 @@ function classifyRecordedFilter(
 }
 
 /**
- * u32 keeps one set of hash tables per qdisc and dumps every table of a priority under each chain's
- * filter there: with another chain's u32 at vcnet's priority, chain 0's dump shows that filter's
- * table and nodes too. Nodes in a table other than the one vcnet's own nodes are in are that other
- * filter's then, and deleting vcnet's priority in chain 0 leaves them (the kernel frees only the
- * deleted filter's own table while another filter shares the set). Without such a filter, a second
- * table in chain 0 is someone's and stays a stranger.
+ * The entries a dump lists at one priority that can be vcnet's: chain 0's (vcnet adds no other). u32
+ * keeps one set of hash tables per qdisc and dumps every table of a priority under each chain's
+ * filter there, so with another chain's u32 at that priority chain 0 lists that filter's table and
+ * nodes too: those in a table other than the one vcnet's own nodes (`isOwnNode`) are in are left
+ * out, and deleting vcnet's priority in chain 0 leaves them (the kernel frees only the deleted
+ * filter's own table while another filter shares the set). Without such a filter, a second table in
+ * chain 0 is someone's and stays. Used by detach (classifyRecordedFilter) and gc (orphan-links.ts).
  */
-function withoutOtherChainsTables(
-  record: Extract<PlumbingStep, { step: 'add-filter' }>,
-  dumped: readonly Filter[],
-  atPriority: readonly Filter[],
-  strangers: Filter[],
-): Filter[] {
-  if (record.kind !== 'u32') return strangers;
-  const otherChain = dumped.some(
-    (filter) => filter.priority === record.priority && (filter.chain ?? 0) !== 0 && filter.kind === 'u32',
-  );
-  if (!otherChain) return strangers;
-  const ownTables = new Set(
-    atPriority
-      .filter((filter) => !strangers.includes(filter) && 'keys' in filter.options && filter.options.actions.length > 0)
-      .map((filter) => u32Table(filter.handle)),
-  );
-  if (ownTables.size === 0) return strangers;
-  return strangers.filter((filter) => ownTables.has(u32Table(filter.handle)));
+export function chainZeroOwnTables(atPriority: readonly Filter[], isOwnNode: (filter: Filter) => boolean): Filter[] {
+  const chainZero = atPriority.filter((filter) => (filter.chain ?? 0) === 0);
+  if (!atPriority.some((filter) => (filter.chain ?? 0) !== 0 && filter.kind === 'u32')) return chainZero;
+  const tables = new Set(chainZero.filter(isOwnNode).map((filter) => u32Table(filter.handle)));
+  if (tables.size === 0) return chainZero;
+  return chainZero.filter((filter) => filter.handle === 0 || tables.has(u32Table(filter.handle)));
 }
 
 /** The hash table a u32 handle is in (its top 12 bits: `800:` of `800::801`). */
-export function u32Table(handle: number): number {
+function u32Table(handle: number): number {
   return handle >>> 20;
 }
 

@@ -18,7 +18,7 @@ import type { OpenedNamespace } from '../../netns/namespace-identity.js';
 import { processIds } from '../../netns/processes.js';
 import { shellWord } from '../../shell-word.js';
 import { testSeam } from '../../test-seams.js';
-import { isVcnetHtb, isVcnetRedirect, u32Table } from '../foreign-filters.js';
+import { chainZeroOwnTables, isVcnetHtb, isVcnetRedirect } from '../foreign-filters.js';
 import { formatU32Handle } from '../plan/commands.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from '../plan/macvtap-index.js';
 import { FILTER_PRIORITY, VCNET_LINK_GROUP, VCNET_LINK_KINDS } from '../plan/plan-attach.js';
@@ -561,7 +561,7 @@ async function vcnetRedirects(handle: NetlinkHandle): Promise<PriorityRedirect[]
     for (const [priority, all] of byPriority) {
       // vcnet's own priority, and the ifb redirect's one below it.
       if (priority !== FILTER_PRIORITY && priority !== FILTER_PRIORITY - 1) continue;
-      const group = chainZeroOwnTables(all);
+      const group = chainZeroOwnTables(all, isRedirectNode);
       const targets = new Set(group.flatMap((filter) => redirectTargetsOf(filter)));
       // Another's node beside vcnet's in its u32 (a classifier, or one with actions of its own) stays
       // when gc deletes vcnet's by handle: vcnet's are the redirect nodes, all to one target.
@@ -672,7 +672,7 @@ async function collectRedirectFilters(
   for (const filter of filters) appendTo(byPriority, filter.priority, filter);
   let left = 0;
   for (const [priority, all] of byPriority) {
-    const group = chainZeroOwnTables(all);
+    const group = chainZeroOwnTables(all, isRedirectNode);
     // Another chain's filter at this priority is never vcnet's, and stays in the qdisc.
     if (group.length < all.length) left++;
     if (group.length === 0) continue;
@@ -710,23 +710,6 @@ async function collectRedirectFilters(
     if (!removed || staying.length > 0) left++;
   }
   return left;
-}
-
-/**
- * The entries of one priority that can be vcnet's: chain 0's (vcnet adds no other). u32 keeps one
- * set of hash tables per qdisc and dumps every table of a priority under each chain's filter, so
- * with another chain's u32 there, chain 0 lists that filter's table and nodes too: those in a table
- * other than the one vcnet's redirect nodes are in are left out (deleting chain 0's priority frees
- * only its own table while another filter shares the set).
- */
-function chainZeroOwnTables(
-  group: readonly Awaited<ReturnType<NetlinkHandle['filters']>>[number][],
-): Awaited<ReturnType<NetlinkHandle['filters']>>[number][] {
-  const chainZero = group.filter((filter) => (filter.chain ?? 0) === 0);
-  if (!group.some((filter) => (filter.chain ?? 0) !== 0 && filter.kind === 'u32')) return chainZero;
-  const tables = new Set(chainZero.filter(isRedirectNode).map((filter) => u32Table(filter.handle)));
-  if (tables.size === 0) return chainZero;
-  return chainZero.filter((filter) => filter.handle === 0 || tables.has(u32Table(filter.handle)));
 }
 
 /** A node of vcnet's shape: a u32 match-all whose one action is a mirred egress redirect (to any target). */
