@@ -1,7 +1,8 @@
 /**
  * Pieces of the tests of commands on a sandbox whose VM keeps them waiting (QMP held by another
- * client, an agent not there yet): a relay on the recorded QMP socket that counts connections, a
- * client holding QEMU's QMP, an agent that never answers, a second pod link to add, and the links a
+ * client, an agent not there yet): a sandbox whose paused VM sits behind a relay on the recorded QMP
+ * socket that counts connections, a client holding QEMU's QMP, an agent that never answers, a
+ * second pod link to add (and its NIC in a guest), vcnet commands left running, and the links a
  * record holds.
  */
 import { spawn } from 'node:child_process';
@@ -9,9 +10,13 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 import { QmpClient } from '../../src/hypervisor/qmp.js';
 import type { TestCleanup } from './cleanup.js';
-import type { makePod } from './pod.js';
+import { vcnetAsync } from './cli.js';
+import type { TestNamespace } from './namespace.js';
+import { fingerprint, linkMac, makePod } from './pod.js';
+import { untilInfoNetwork } from './qmp-look.js';
 import { until } from './until.js';
 
 const QMP_RELAY = fileURLToPath(new URL('./qmp-hold.py', import.meta.url));
@@ -43,6 +48,63 @@ export async function relayQmp(
     output: () => output,
     letGo: () => relay.stdin.write('\n'),
   };
+}
+
+/**
+ * Sandboxes for one test file: `(sandbox, mode)` attaches `sandbox` (eth0) on a new pod in the test's
+ * state directory and starts its paused VM (`vm`, the file's sandboxVmFixture) on QEMU's own QMP
+ * socket (`qemuQmpPath`), with a relay (relayQmp, plain or `mode` '+take') on the recorded one
+ * (`qmpPath`). `before`: the pod as made, before the attach; `state`: the --state-dir flag.
+ */
+export function sandboxesBehindRelay<Started extends { qemu: { pid: number }; qmpPath: string }>(
+  vm: {
+    attachAndStart(
+      sandbox: string,
+      podPath: string,
+      directory: string,
+      options: { qemuQmpPath: string },
+    ): Promise<Started>;
+  },
+  cleanup: TestCleanup,
+  stateDirectory: () => string,
+) {
+  return async (sandbox: string, mode?: '+take') => {
+    const { pod, node } = makePod();
+    const before = fingerprint(pod);
+    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
+    const started = await vm.attachAndStart(sandbox, pod.path, stateDirectory(), { qemuQmpPath });
+    const relay = await relayQmp(cleanup, started.qmpPath, qemuQmpPath, started.qemu.pid, ...(mode ? [mode] : []));
+    return { pod, node, before, state: ['--state-dir', stateDirectory()], qemuQmpPath, ...started, relay };
+  };
+}
+
+/** vcnet `args` (with `env`) run in the background: killed after the test if it is still running. */
+export function vcnetKilledAfterTest(cleanup: TestCleanup, args: string[], env: Record<string, string> = {}) {
+  const running = vcnetAsync(args, env);
+  cleanup.defer(async () => {
+    running.child.kill('SIGKILL');
+    await running.done;
+  });
+  return running;
+}
+
+/** VCNET_QMP_CONNECT_TIMEOUT for this process's own library calls, put back after the test. */
+export function qmpConnectTimeoutHere(cleanup: TestCleanup, seconds: string): void {
+  const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
+  process.env.VCNET_QMP_CONNECT_TIMEOUT = seconds;
+  cleanup.defer(() => {
+    if (previous === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
+    else process.env.VCNET_QMP_CONNECT_TIMEOUT = previous;
+  });
+}
+
+/** Waits until QEMU has the NIC of the second endpoint (net1). */
+export async function expectNet1InQemu(qemuQmpPath: string): Promise<void> {
+  const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
+    timeoutMs: 60_000,
+    handshakeTimeoutMs: 15_000,
+  });
+  expect(network).toContain('netdev-net1');
 }
 
 /** Another client holding QEMU's QMP until `release()` (or the test's end). */
@@ -81,6 +143,13 @@ export function addEth9({ pod, node }: Pick<ReturnType<typeof makePod>, 'pod' | 
   node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
   pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
   pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+}
+
+/** The guest's NIC for eth9 (addEth9): a link nic9 with the pod link's MAC, as the plugged NIC gets it. That MAC. */
+export function addGuestNic9(guest: TestNamespace, pod: TestNamespace): string {
+  const mac = linkMac(pod, 'eth9');
+  guest.exec('ip', ['link', 'add', 'nic9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+  return mac;
 }
 
 /** The pod links of the endpoints sandbox `sandbox`'s record holds. */

@@ -8,15 +8,24 @@
  * The VM is a paused QEMU (QMP answers, the NIC is plugged) and vcnet's agent serving a namespace
  * that plays the guest, where the new NIC is a link with the pod link's MAC.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { addEth9, holdQmp, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
+import {
+  addEth9,
+  addGuestNic9,
+  expectNet1InQemu,
+  holdQmp,
+  recordedLinks,
+  sandboxesBehindRelay,
+  vcnetKilledAfterTest,
+} from '../../helpers/held-vm.js';
+import { writeRequest } from '../../helpers/hotplug-guest.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
-import { fingerprint, linkMac, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
+import { fingerprint, makeConfiguredGuest } from '../../helpers/pod.js';
 import { untilInfoNetwork } from '../../helpers/qmp-look.js';
 import { until } from '../../helpers/until.js';
 import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
@@ -27,37 +36,41 @@ if (skipReason) console.log(`skipping the agent-wait-without-lock test: ${skipRe
 const stateDirectory = stateDirectoryPerTest('vcnet-agent-wait-');
 const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
+const sandboxBehindRelay = sandboxesBehindRelay(vm, cleanup, stateDirectory);
+
+/**
+ * list-ifaces of `sandbox` while a command on it waits for the agent: waiting at most 5 s for the
+ * sandbox's lock, and 200 ms for the agent (none listens: it answers the recorded view).
+ */
+function listIfacesMeanwhile(sandbox: string) {
+  return vcnetAsync(['list-ifaces', sandbox, '--json', '--timeout', '200', '--state-dir', stateDirectory()], {
+    VCNET_LOCK_TIMEOUT: '5',
+  }).done;
+}
+
+/** `routes.json` in the test's state directory: 10.150.0.0/16 via 10.200.0.1 on eth0. */
+function writeRoutes(): string {
+  return writeRequest(stateDirectory(), 'routes.json', [
+    { dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' },
+  ]);
+}
 
 describe.skipIf(skipReason !== undefined)('add-iface while the guest agent cannot be reached yet', () => {
   it('waits for the agent without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged and configured once the agent answers', async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
-    const guest = makeConfiguredGuest();
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
     // Nothing listens on the recorded agent socket yet: the agent is tried until it does.
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('ag', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, node, before, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('ag');
+    const guest = makeConfiguredGuest();
     addEth9({ pod, node });
-    // The guest's NIC for eth9: the pod link's MAC, as the plugged NIC gets it.
-    const mac = linkMac(pod, 'eth9');
-    guest.exec('ip', ['link', 'add', 'nic9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    addGuestNic9(guest, pod);
+    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
 
     const acceptedBefore = relay.accepted();
-    const adding = vcnetAsync(['add-iface', 'ag', request, ...state]);
-    cleanup.defer(async () => {
-      adding.child.kill('SIGKILL');
-      await adding.done;
-    });
+    const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'ag', request, ...state]);
     // add-iface's QMP connection: QEMU answered, the agent is tried next (for 10 s).
     await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
 
     // Meanwhile the sandbox is not locked: list-ifaces answers (the recorded view, as no agent listens).
-    const listed = await vcnetAsync(['list-ifaces', 'ag', '--json', '--timeout', '200', ...state], {
-      VCNET_LOCK_TIMEOUT: '5',
-    }).done;
+    const listed = await listIfacesMeanwhile('ag');
     expect(listed.stderr).not.toContain('is being changed by process');
     expect(listed.status, listed.stderr).toBe(0);
     expect(listed.stdout).toContain('"eth0"');
@@ -70,11 +83,7 @@ describe.skipIf(skipReason !== undefined)('add-iface while the guest agent canno
     const added = await adding.done;
     expect(added.status, added.stderr).toBe(0);
     expect(recordedLinks(stateDirectory(), 'ag')).toEqual(['eth0', 'eth9']);
-    const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
-      timeoutMs: 30_000,
-      handshakeTimeoutMs: 15_000,
-    });
-    expect(network).toContain('netdev-net1');
+    await expectNet1InQemu(qemuQmpPath);
     const [configured] = guest.ipJson<Array<{ ifname: string; addr_info: Array<{ local: string }> }>>(
       'addr',
       'show',
@@ -99,30 +108,18 @@ function guestAddresses(guest: ReturnType<typeof makeConfiguredGuest>, mac: stri
 
 describe.skipIf(skipReason !== undefined)('watch while the guest agent cannot be reached yet', () => {
   it('waits for the agent without the sandbox lock: list-ifaces goes through meanwhile; the new link is attached and configured once the agent answers', async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
+    const { pod, node, before, state, agentPath, relay } = await sandboxBehindRelay('aw');
     const guest = makeConfiguredGuest();
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aw', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
-    const watch = vcnetAsync(['watch', '--sandbox', 'aw', '--debounce', '50', ...state]);
-    cleanup.defer(async () => {
-      watch.child.kill('SIGKILL');
-      await watch.done;
-    });
+    const watch = vcnetKilledAfterTest(cleanup, ['watch', '--sandbox', 'aw', '--debounce', '50', ...state]);
     await until(() => watch.output().stderr.includes('watching sandbox aw'), 'the watch to start', 15_000);
 
     const acceptedBefore = relay.accepted();
     addEth9({ pod, node });
-    const mac = linkMac(pod, 'eth9');
-    guest.exec('ip', ['link', 'add', 'nic9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
+    const mac = addGuestNic9(guest, pod);
     // The watch read the new link and QEMU answered it: the agent is tried next.
     await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
 
-    const listed = await vcnetAsync(['list-ifaces', 'aw', '--json', '--timeout', '200', ...state], {
-      VCNET_LOCK_TIMEOUT: '5',
-    }).done;
+    const listed = await listIfacesMeanwhile('aw');
     expect(listed.stderr).not.toContain('is being changed by process');
     expect(listed.status, listed.stderr).toBe(0);
     expect(recordedLinks(stateDirectory(), 'aw')).toEqual(['eth0']);
@@ -144,25 +141,14 @@ describe.skipIf(skipReason !== undefined)('watch while the guest agent cannot be
 
 describe.skipIf(skipReason !== undefined)('update-routes while the guest agent cannot be reached yet', () => {
   it('waits for the agent without the sandbox lock: list-ifaces goes through meanwhile; the routes reach the guest and the record once the agent answers', async () => {
-    const { pod } = makePod();
+    const { state, agentPath, relay } = await sandboxBehindRelay('ar');
     const guest = makeConfiguredGuest();
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('ar', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
-    const file = join(stateDirectory(), 'routes.json');
-    writeFileSync(file, JSON.stringify([{ dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' }]));
+    const file = writeRoutes();
     const acceptedBefore = relay.accepted();
-    const updating = vcnetAsync(['update-routes', 'ar', file, ...state]);
-    cleanup.defer(async () => {
-      updating.child.kill('SIGKILL');
-      await updating.done;
-    });
+    const updating = vcnetKilledAfterTest(cleanup, ['update-routes', 'ar', file, ...state]);
     await until(() => relay.accepted() > acceptedBefore, "update-routes' QMP connection", 30_000);
 
-    const listed = await vcnetAsync(['list-ifaces', 'ar', '--json', '--timeout', '200', ...state], {
-      VCNET_LOCK_TIMEOUT: '5',
-    }).done;
+    const listed = await listIfacesMeanwhile('ar');
     expect(listed.stderr).not.toContain('is being changed by process');
     expect(listed.status, listed.stderr).toBe(0);
     expect(updating.child.exitCode, 'update-routes still waiting for the agent').toBeNull();
@@ -182,25 +168,14 @@ describe.skipIf(skipReason !== undefined)('update-routes while the guest agent c
 
 describe.skipIf(skipReason !== undefined)('add-iface while the guest agent stays unreachable past its wait', () => {
   it('fails with the whole wait and how little of it was under the lock; nothing is changed', async () => {
-    const { pod, node } = makePod();
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('au', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, node, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('au');
     addEth9({ pod, node });
     const beforeAdd = fingerprint(pod);
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
     const acceptedBefore = relay.accepted();
-    const adding = vcnetAsync(['add-iface', 'au', request, ...state]);
-    cleanup.defer(async () => {
-      adding.child.kill('SIGKILL');
-      await adding.done;
-    });
+    const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'au', request, ...state]);
     await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
-    const listed = await vcnetAsync(['list-ifaces', 'au', '--json', '--timeout', '200', ...state], {
-      VCNET_LOCK_TIMEOUT: '5',
-    }).done;
+    const listed = await listIfacesMeanwhile('au');
     expect(listed.status, listed.stderr).toBe(0);
 
     const failed = await adding.done;
@@ -229,20 +204,13 @@ describe.skipIf(skipReason !== undefined)(
   'update-routes whose agent wait outlasted the wait for QMP, another client taking QMP meanwhile',
   () => {
     it('fails after one short try for QMP under the lock, and says so: QMP had answered, its wait was used up meanwhile', async () => {
-      const { pod } = makePod();
+      const { state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('aq');
       const guest = makeConfiguredGuest();
-      const state = ['--state-dir', stateDirectory()];
-      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-      const { qemu, qmpPath, agentPath } = await vm.attachAndStart('aq', pod.path, stateDirectory(), { qemuQmpPath });
-      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
-      const file = join(stateDirectory(), 'routes.json');
-      writeFileSync(file, JSON.stringify([{ dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' }]));
+      const file = writeRoutes();
       const acceptedBefore = relay.accepted();
       // QMP's wait is 2 s: the agent's (10 s) outlasts it.
-      const updating = vcnetAsync(['update-routes', 'aq', file, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '2' });
-      cleanup.defer(async () => {
-        updating.child.kill('SIGKILL');
-        await updating.done;
+      const updating = vcnetKilledAfterTest(cleanup, ['update-routes', 'aq', file, ...state], {
+        VCNET_QMP_CONNECT_TIMEOUT: '2',
       });
       await until(() => relay.accepted() > acceptedBefore, "update-routes' QMP connection", 30_000);
       // QEMU greets the holder once update-routes let QMP go: it waits for the agent without the lock.
@@ -269,24 +237,13 @@ describe.skipIf(skipReason !== undefined)(
   'update-routes whose agent answered its wait without the lock, then not under it',
   () => {
     it("says how much of the agent's wait was under the lock: every try there, not only the first", async () => {
-      const { pod } = makePod();
-      const state = ['--state-dir', stateDirectory()];
-      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-      const { qemu, qmpPath, agentPath } = await vm.attachAndStart('a2', pod.path, stateDirectory(), { qemuQmpPath });
-      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
-      const file = join(stateDirectory(), 'routes.json');
-      writeFileSync(file, JSON.stringify([{ dest: '10.150.0.0/16', gateway: '10.200.0.1', device: 'eth0' }]));
+      const { state, agentPath, relay } = await sandboxBehindRelay('a2');
+      const file = writeRoutes();
       const acceptedBefore = relay.accepted();
-      const updating = vcnetAsync(['update-routes', 'a2', file, ...state]);
-      cleanup.defer(async () => {
-        updating.child.kill('SIGKILL');
-        await updating.done;
-      });
+      const updating = vcnetKilledAfterTest(cleanup, ['update-routes', 'a2', file, ...state]);
       await until(() => relay.accepted() > acceptedBefore, "update-routes' QMP connection", 30_000);
       // The lock is free once update-routes waits for the agent without it.
-      const listed = await vcnetAsync(['list-ifaces', 'a2', '--json', '--timeout', '200', ...state], {
-        VCNET_LOCK_TIMEOUT: '5',
-      }).done;
+      const listed = await listIfacesMeanwhile('a2');
       expect(listed.status, listed.stderr).toBe(0);
       // An agent socket that takes one connection and goes: the wait without the lock ends, the try
       // under the lock again finds no socket, and so does every wait after it.

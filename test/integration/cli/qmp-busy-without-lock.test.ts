@@ -8,7 +8,6 @@
  * says when it is set.
  */
 import { createServer, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
 import { InterfaceSchema } from '../../../src/agent/generated/types_pb.js';
@@ -22,7 +21,16 @@ import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { shortWaits, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { addEth9, holdQmp, recordedLinks, relayQmp, serveSilentAgent } from '../../helpers/held-vm.js';
+import {
+  addEth9,
+  expectNet1InQemu,
+  holdQmp,
+  qmpConnectTimeoutHere,
+  recordedLinks,
+  sandboxesBehindRelay,
+  serveSilentAgent,
+  vcnetKilledAfterTest,
+} from '../../helpers/held-vm.js';
 import { writeRequest } from '../../helpers/hotplug-guest.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 import { untilInfoNetwork } from '../../helpers/qmp-look.js';
@@ -35,21 +43,7 @@ if (skipReason) console.log(`skipping the watch-with-QMP-busy test: ${skipReason
 const stateDirectory = stateDirectoryPerTest('vcnet-watch-qmp-busy-');
 const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
-
-/**
- * Sandbox `sandbox` attached (eth0) on a new pod, its paused VM started on QEMU's own QMP socket
- * (`qemuQmpPath`) with a relay on the recorded one (`qmpPath`) that counts the clients it accepts
- * (`mode` '+take': it takes QMP the moment its first client closes, until letGo). `before`: the pod
- * as made, before the attach; `state`: the --state-dir flag of the test's state directory.
- */
-async function sandboxBehindRelay(sandbox: string, mode?: '+take') {
-  const { pod, node } = makePod();
-  const before = fingerprint(pod);
-  const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-  const started = await vm.attachAndStart(sandbox, pod.path, stateDirectory(), { qemuQmpPath });
-  const relay = await relayQmp(cleanup, started.qmpPath, qemuQmpPath, started.qemu.pid, ...(mode ? [mode] : []));
-  return { pod, node, before, state: ['--state-dir', stateDirectory()], qemuQmpPath, ...started, relay };
-}
+const sandboxBehindRelay = sandboxesBehindRelay(vm, cleanup, stateDirectory);
 
 /**
  * The VM goes, and the silent agent's connections with it: add-iface's wait for the agent (`adding`)
@@ -71,16 +65,6 @@ async function detachOnceQemuStops(
   expect(fingerprint(pod)).toEqual(before);
 }
 
-/** vcnet `args` (with `env`) run in the background: killed after the test if it is still running. */
-function vcnetKilledAfterTest(args: string[], env: Record<string, string> = {}) {
-  const running = vcnetAsync(args, env);
-  cleanup.defer(async () => {
-    running.child.kill('SIGKILL');
-    await running.done;
-  });
-  return running;
-}
-
 /**
  * While `waiting` (a vcnet command) waits for QMP, list-ifaces of its sandbox answers: the wait holds
  * no sandbox lock. Nothing of the new link is recorded yet.
@@ -95,15 +79,6 @@ async function expectListIfacesAnswers(sandbox: string, waiting: { exitCode: num
   expect(recordedLinks(stateDirectory(), sandbox)).toEqual(['eth0']);
 }
 
-/** Waits until QEMU has the NIC of the second endpoint (net1). */
-async function expectNet1InQemu(qemuQmpPath: string): Promise<void> {
-  const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
-    timeoutMs: 60_000,
-    handshakeTimeoutMs: 15_000,
-  });
-  expect(network).toContain('netdev-net1');
-}
-
 describe.skipIf(skipReason !== undefined)('watch while another client holds QMP', () => {
   it('waits for QMP without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged once QMP is free', async () => {
     const { pod, node, before, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('wq');
@@ -111,7 +86,7 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
     const agentConnections = await serveSilentAgent(cleanup, agentPath);
 
     // The watch may wait a minute for QMP; the other command waits 10 s for the sandbox lock.
-    const watch = vcnetKilledAfterTest(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
+    const watch = vcnetKilledAfterTest(cleanup, ['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: '60',
     });
     await until(() => watch.output().stderr.includes('watching sandbox wq'), 'the watch to start', 15_000);
@@ -150,6 +125,7 @@ describe.skipIf(skipReason !== undefined)('detach while another client holds QMP
     // The paused VM never releases the NIC: detach's 10 s wait for it is only sat out here
     // (detach-running-vm.test.ts keeps it whole).
     const detaching = vcnetKilledAfterTest(
+      cleanup,
       ['detach', '--sandbox', 'dq', ...state],
       shortWaits({ unplugMs: 1_000 }, { VCNET_QMP_CONNECT_TIMEOUT: '60' }),
     );
@@ -181,7 +157,9 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client holds 
 
     const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
-    const adding = vcnetKilledAfterTest(['add-iface', 'aq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'aq', request, ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: '60',
+    });
     await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
     await expectListIfacesAnswers('aq', adding.child);
 
@@ -203,7 +181,9 @@ describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past i
     const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
     await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
-    const adding = vcnetKilledAfterTest(['add-iface', 'bq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '8' });
+    const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'bq', request, ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: '8',
+    });
     await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
     const listed = await vcnetAsync(['list-ifaces', 'bq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
     expect(listed.status, listed.stderr).toBe(0);
@@ -236,7 +216,9 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client takes 
     const agentConnections = await serveSilentAgent(cleanup, agentPath);
     addEth9({ pod, node });
     const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
-    const adding = vcnetKilledAfterTest(['add-iface', 'tq', request, ...state], { VCNET_QMP_CONNECT_TIMEOUT: '60' });
+    const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'tq', request, ...state], {
+      VCNET_QMP_CONNECT_TIMEOUT: '60',
+    });
     await until(() => relay.output().includes('\ntaken\n'), "the other client's hold of QMP", 60_000);
     taken = true;
     // The relay printed what client 1 sent before it saw it go: the NIC went in on the check's connection.
@@ -268,6 +250,7 @@ describe.skipIf(skipReason !== undefined)('del-iface while another client takes 
     // The paused VM never releases the NIC: del-iface's 20 s wait for it is only sat out here
     // (del-iface-vm-keeps-nic.test.ts keeps it whole).
     const removing = vcnetKilledAfterTest(
+      cleanup,
       ['del-iface', 'uq', request, ...state],
       shortWaits({ unplugMs: 1_000 }, { VCNET_QMP_CONNECT_TIMEOUT: '60' }),
     );
@@ -293,16 +276,6 @@ describe.skipIf(skipReason !== undefined)('del-iface while another client takes 
     expect(fingerprint(pod)).toEqual(before);
   }, 180_000);
 });
-
-/** VCNET_QMP_CONNECT_TIMEOUT for this process's own library calls, put back after the test. */
-function qmpConnectTimeoutHere(seconds: string): void {
-  const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
-  process.env.VCNET_QMP_CONNECT_TIMEOUT = seconds;
-  cleanup.defer(() => {
-    if (previous === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
-    else process.env.VCNET_QMP_CONNECT_TIMEOUT = previous;
-  });
-}
 
 /**
  * A runtime's connectHotplug for the library's detachSandbox, written as before detach told it a
@@ -338,7 +311,7 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
   it('waits for QMP without its locks before connectHotplug: list-ifaces answers meanwhile; the NIC is unplugged once QMP is free', async () => {
     const { pod, before, state, qemuQmpPath, relay } = await sandboxBehindRelay('lq');
     const holder = await holdQmp(cleanup, qemuQmpPath);
-    qmpConnectTimeoutHere('60');
+    qmpConnectTimeoutHere(cleanup, '60');
     const runtime = runtimeConnectHotplug();
     const acceptedBefore = relay.accepted();
     let settled = false;
@@ -370,7 +343,7 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
     cleanup.defer(() => {
       if (taken) relay.letGo();
     });
-    qmpConnectTimeoutHere('60');
+    qmpConnectTimeoutHere(cleanup, '60');
     const runtime = runtimeConnectHotplug();
     let settled = false;
     const detaching = detachSandbox('rq', { stateDirectory: stateDirectory(), connectHotplug: runtime.connectHotplug });
@@ -408,7 +381,7 @@ describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was take
     const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
     const budgetSeconds = 3;
-    const adding = vcnetKilledAfterTest(['add-iface', 'lq', request, ...state], {
+    const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'lq', request, ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: String(budgetSeconds),
       VCNET_LOCK_TIMEOUT: '60',
     });
@@ -479,7 +452,7 @@ describe.skipIf(skipReason !== undefined)('watch of a change with a MAC change w
   it("reports the MAC change in the change's JSON line after waiting for QMP without the lock", async () => {
     const { pod, node, state, qemuQmpPath, agentPath, endpoint, relay } = await sandboxBehindRelay('mq');
     await serveAgreeingAgent(agentPath);
-    const watch = vcnetKilledAfterTest(['watch', '--sandbox', 'mq', '--debounce', '1000', ...state], {
+    const watch = vcnetKilledAfterTest(cleanup, ['watch', '--sandbox', 'mq', '--debounce', '1000', ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: '60',
     });
     await until(() => watch.output().stderr.includes('watching sandbox mq'), 'the watch to start', 15_000);
@@ -526,12 +499,7 @@ describe.skipIf(skipReason !== undefined)(
       const beforeAdd = fingerprint(pod);
       await holdQmp(cleanup, qemuQmpPath);
       const acceptedBefore = relay.accepted();
-      const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
-      process.env.VCNET_QMP_CONNECT_TIMEOUT = '30';
-      cleanup.defer(() => {
-        if (previous === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
-        else process.env.VCNET_QMP_CONNECT_TIMEOUT = previous;
-      });
+      qmpConnectTimeoutHere(cleanup, '30');
       const controller = new AbortController();
       const adding = addInterface('sq', JSON.stringify({ device: 'eth9', name: 'net9' }), {
         stateDirectory: stateDirectory(),
@@ -555,7 +523,7 @@ describe.skipIf(skipReason !== undefined)('watch stopped while a change waits fo
   it('ends within its stop bound, the change not applied, while QMP is still held', async () => {
     const { pod, node, state, qemuQmpPath, relay } = await sandboxBehindRelay('tq');
     // Longer than this test may take: the watch's stop must not wait for the end of the QMP wait.
-    const watch = vcnetKilledAfterTest(['watch', '--sandbox', 'tq', '--debounce', '50', ...state], {
+    const watch = vcnetKilledAfterTest(cleanup, ['watch', '--sandbox', 'tq', '--debounce', '50', ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: '600',
     });
     await until(() => watch.output().stderr.includes('watching sandbox tq'), 'the watch to start', 15_000);
@@ -584,7 +552,7 @@ describe.skipIf(skipReason !== undefined)(
       const other = makePod();
       const otherBefore = fingerprint(other.pod);
       const { pod, state, qemuQmpPath, relay } = await sandboxBehindRelay('wq');
-      const watch = vcnetKilledAfterTest(['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
+      const watch = vcnetKilledAfterTest(cleanup, ['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
         VCNET_QMP_CONNECT_TIMEOUT: '60',
       });
       await until(() => watch.output().stderr.includes('watching sandbox wq'), 'the watch to start', 15_000);

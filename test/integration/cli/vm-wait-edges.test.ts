@@ -6,8 +6,6 @@
  * locks. The VM is a paused QEMU (QMP answers, the NICs are plugged) behind a relay that counts
  * connections; the guest, where one is needed, is vcnet's agent serving a namespace.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { HotplugTarget } from '../../../src/hypervisor/device.js';
 import { QmpClient } from '../../../src/hypervisor/qmp.js';
@@ -18,11 +16,20 @@ import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
-import { stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
-import { addEth9, holdQmp, recordedLinks, relayQmp } from '../../helpers/held-vm.js';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import {
+  addEth9,
+  addGuestNic9,
+  expectNet1InQemu,
+  holdQmp,
+  qmpConnectTimeoutHere,
+  recordedLinks,
+  sandboxesBehindRelay,
+  vcnetKilledAfterTest,
+} from '../../helpers/held-vm.js';
+import { writeRequest } from '../../helpers/hotplug-guest.js';
 import { serveNamespaceAgent } from '../../helpers/namespace-agent.js';
-import { fingerprint, linkMac, makeConfiguredGuest, makePod } from '../../helpers/pod.js';
-import { untilInfoNetwork } from '../../helpers/qmp-look.js';
+import { fingerprint, makeConfiguredGuest } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
 import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
 
@@ -32,16 +39,7 @@ if (skipReason) console.log(`skipping the vm-wait-edges test: ${skipReason}`);
 const stateDirectory = stateDirectoryPerTest('vcnet-vm-wait-edges-');
 const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
-
-/** VCNET_QMP_CONNECT_TIMEOUT for this process's own library calls, put back after the test. */
-function qmpConnectTimeoutHere(seconds: string): void {
-  const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
-  process.env.VCNET_QMP_CONNECT_TIMEOUT = seconds;
-  cleanup.defer(() => {
-    if (previous === undefined) delete process.env.VCNET_QMP_CONNECT_TIMEOUT;
-    else process.env.VCNET_QMP_CONNECT_TIMEOUT = previous;
-  });
-}
+const sandboxBehindRelay = sandboxesBehindRelay(vm, cleanup, stateDirectory);
 
 /** Takes the sandbox's lock and gives it back at once: proof that no command holds it now. */
 async function lockIsFree(sandbox: string): Promise<void> {
@@ -51,28 +49,17 @@ async function lockIsFree(sandbox: string): Promise<void> {
 
 describe.skipIf(skipReason !== undefined)('add-iface whose agent wait outlasts the QMP budget', () => {
   it("plugs the NIC once the agent answers: the run again gets a whole QMP handshake, not what is left of QMP's spent budget", async () => {
-    const { pod, node } = makePod();
-    const before = fingerprint(pod);
+    const { pod, node, before, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('ab');
     const guest = makeConfiguredGuest();
-    const state = ['--state-dir', stateDirectory()];
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath, agentPath } = await vm.attachAndStart('ab', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
     addEth9({ pod, node });
-    const mac = linkMac(pod, 'eth9');
-    guest.exec('ip', ['link', 'add', 'nic9', 'address', mac, 'type', 'veth', 'peer', 'name', 'nic9p']);
-    const request = join(stateDirectory(), 'add.json');
-    writeFileSync(request, JSON.stringify({ device: 'eth9', name: 'net9' }));
+    addGuestNic9(guest, pod);
+    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
 
     // QMP is free all along; the user allows 2 s for a busy one. The agent is not there yet.
     const budgetSeconds = 2;
     const acceptedBefore = relay.accepted();
-    const adding = vcnetAsync(['add-iface', 'ab', request, ...state], {
+    const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'ab', request, ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: String(budgetSeconds),
-    });
-    cleanup.defer(async () => {
-      adding.child.kill('SIGKILL');
-      await adding.done;
     });
     await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
     const connectedAt = Date.now();
@@ -91,11 +78,7 @@ describe.skipIf(skipReason !== undefined)('add-iface whose agent wait outlasts t
     expect(added.stderr).not.toContain('QMP');
     expect(added.status, added.stderr).toBe(0);
     expect(recordedLinks(stateDirectory(), 'ab')).toEqual(['eth0', 'eth9']);
-    const network = await untilInfoNetwork(qemuQmpPath, (text) => text.includes('netdev-net1'), 'net1 in QEMU', {
-      timeoutMs: 30_000,
-      handshakeTimeoutMs: 15_000,
-    });
-    expect(network).toContain('netdev-net1');
+    await expectNet1InQemu(qemuQmpPath);
 
     await vm.stopQemu();
     const detached = vcnet(['detach', '--sandbox', 'ab', ...state]);
@@ -109,10 +92,7 @@ describe.skipIf(skipReason !== undefined)(
   "addInterface aborted while it waits for the agent without the sandbox's lock",
   () => {
     it("rejects with the signal's reason (not an agent connect error), and changes nothing", async () => {
-      const { pod, node } = makePod();
-      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-      const { qemu, qmpPath } = await vm.attachAndStart('aa', pod.path, stateDirectory(), { qemuQmpPath });
-      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+      const { pod, node, relay } = await sandboxBehindRelay('aa');
       addEth9({ pod, node });
       const beforeAdd = fingerprint(pod);
       const acceptedBefore = relay.accepted();
@@ -140,10 +120,7 @@ describe.skipIf(skipReason !== undefined)(
   'a library watch stopped while a change waits for the agent without the lock',
   () => {
     it('reports no failure: the change is given up as a pending one, nothing changed', async () => {
-      const { pod, node } = makePod();
-      const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-      const { qemu, qmpPath } = await vm.attachAndStart('wa', pod.path, stateDirectory(), { qemuQmpPath });
-      const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+      const { pod, node, relay } = await sandboxBehindRelay('wa');
       const errors: string[] = [];
       const watching = await watchSandbox('wa', {
         stateDirectory: stateDirectory(),
@@ -168,14 +145,11 @@ describe.skipIf(skipReason !== undefined)(
 
 describe.skipIf(skipReason !== undefined)("the library's detachSandbox aborted while it waits for a busy QMP", () => {
   it("rejects with the signal's reason while QMP is still held, before its locks, and undoes nothing", async () => {
-    const { pod } = makePod();
-    const qemuQmpPath = join(stateDirectory(), 'qemu-qmp.sock');
-    const { qemu, qmpPath } = await vm.attachAndStart('da', pod.path, stateDirectory(), { qemuQmpPath });
-    const relay = await relayQmp(cleanup, qmpPath, qemuQmpPath, qemu.pid);
+    const { pod, qemuQmpPath, relay } = await sandboxBehindRelay('da');
     const attached = fingerprint(pod);
     const holder = await holdQmp(cleanup, qemuQmpPath);
     // Longer than this test may take: the abort must not wait for the end of the QMP wait.
-    qmpConnectTimeoutHere('600');
+    qmpConnectTimeoutHere(cleanup, '600');
     const calls: unknown[] = [];
     const connections: QmpClient[] = [];
     cleanup.defer(() => Promise.all(connections.map((qmp) => qmp.close().catch(() => undefined))));
