@@ -461,9 +461,15 @@ function placedRoutes(
  * the kernel makes the first address of a subnet primary and every later one secondary, so the
  * pod's comes back secondary. Said, not changed: making it primary again means deleting the other
  * address (someone's, kept) and adding it after, which takes the routes with it as `src` away, and
- * gives it to no socket in between.
+ * gives it to no socket in between. The command said turns the link's promote_secondaries on for
+ * the delete when it is off (the kernel's default): off, the delete takes the subnet's secondaries
+ * with it, the pod's among them, and with the link's last IPv4 address every IPv4 route through it.
  */
-function secondaryComebacks(steps: readonly DetachStep[], addresses: readonly Address[]): DetachNotice[] {
+function secondaryComebacks(
+  steps: readonly DetachStep[],
+  addresses: readonly Address[],
+  links: readonly Link[],
+): DetachNotice[] {
   const notices: DetachNotice[] = [];
   for (const { change } of steps) {
     if (change.op !== 'add-address' || familyOf(change.address.address) !== AddressFamily.INET) continue;
@@ -481,9 +487,17 @@ function secondaryComebacks(steps: readonly DetachStep[], addresses: readonly Ad
     );
     if (!primary) continue;
     const added = `${primary.address}/${primary.prefixLength}`;
+    const name = change.link.name;
+    const readd = `ip address del ${added} dev ${name} && ip address add ${added} dev ${name}`;
+    const promoting = links.find((link) => link.index === change.link.index)?.promoteSecondaries === true;
+    const sysctl = `net.ipv4.conf.${name}.promote_secondaries`;
+    const command = promoting ? readd : `sysctl -q -w ${sysctl}=1 && ${readd}; sysctl -q -w ${sysctl}=0`;
+    const why = promoting
+      ? ''
+      : `; promote_secondaries is off on ${name}, so the command turns it on for the delete, which would take ${address} with it otherwise`;
     notices.push({
-      link: change.link.name,
-      message: `${change.link.name}'s ${address}/${prefixLength} comes back secondary: ${added}, added while it was attached, is the primary of ${subnet}/${prefixLength} now (the kernel makes a subnet's first address primary); vcnet keeps that address as it is. \`ip address del ${added} dev ${change.link.name} && ip address add ${added} dev ${change.link.name}\` makes ${address} primary again (routes with ${primary.address} as src go with the delete)`,
+      link: name,
+      message: `${name}'s ${address}/${prefixLength} comes back secondary: ${added}, added while it was attached, is the primary of ${subnet}/${prefixLength} now (the kernel makes a subnet's first address primary); vcnet keeps that address as it is. \`${command}\` makes ${address} primary again (routes with ${primary.address} as src go with the delete${why})`,
     });
   }
   return notices;
@@ -764,7 +778,7 @@ export function planDetach(
       if (sent === 0) alreadyGone.push(record);
     }
   }
-  notices.push(...secondaryComebacks(steps, snapshot.addresses ?? []));
+  notices.push(...secondaryComebacks(steps, snapshot.addresses ?? [], snapshot.links));
   steps.splice(0, steps.length, ...placedRoutes(steps, snapshot.links, snapshot.routes ?? [], alreadyGone, notices));
   // The routes to the gateways before the routes through them (pod-link-routes.ts reachableFirst),
   // also from a record an older attach wrote in the kernel's order: each route step takes a slot a

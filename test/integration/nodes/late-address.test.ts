@@ -71,3 +71,37 @@ describe.each(MODELS)('an address added to the pod link after attach, model %s',
     expect(gatewayRoutes(pod)).toEqual(routesBefore);
   });
 });
+
+/** The shell command a detach notice quotes between backticks. */
+function quotedCommand(message: string): string {
+  const command = /`([^`]+)`/.exec(message)?.[1];
+  if (command === undefined) throw new Error(`no command quoted in: ${message}`);
+  return command;
+}
+
+// The kernel's default is off (a new namespace takes the host's IPv4 settings, often still off): then
+// deleting a subnet's primary deletes its secondaries, the pod's address among them, and with the
+// link's last IPv4 address every IPv4 route through it.
+describe.each([0, 1])(
+  'macvtap: the command detach names to make the pod address primary again, promote_secondaries %i',
+  (promote) => {
+    it('makes it primary and keeps every address and gateway route', () => {
+      const { pod } = makePod();
+      pod.exec('sysctl', ['-q', '-w', `net.ipv4.conf.eth0.promote_secondaries=${promote}`]);
+      const routesBefore = gatewayRoutes(pod);
+      const run = attachThenDetach(pod, 'macvtap', stateDirectory(), {
+        between: () => pod.exec('ip', ['addr', 'add', '10.200.0.50/24', 'dev', 'eth0']),
+      });
+      expect(run.detached.status, run.detached.stderr).toBe(0);
+      const notice = logRecords(run.detached.stderr)
+        .map((record) => String(record.msg))
+        .find((message) => message.includes('comes back secondary'));
+      expect(notice, run.detached.stderr).toBeDefined();
+      pod.exec('sh', ['-c', quotedCommand(notice!)]);
+      expect(globalAddresses(pod)).toEqual(['10.200.0.2/24', '10.200.0.50/24 secondary', 'fd00:200::2/64']);
+      expect(gatewayRoutes(pod)).toEqual(routesBefore);
+      // The command leaves the link's setting as it found it.
+      expect(pod.exec('sysctl', ['-n', 'net.ipv4.conf.eth0.promote_secondaries']).trim()).toBe(String(promote));
+    });
+  },
+);
