@@ -12,7 +12,7 @@ import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Ipv6AddressGeneration, Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
-import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
+import { RouteProtocol, RouteScope, RouteTable } from '../../netlink/codec/route.js';
 import { formatHandle, parseHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { commandOf } from './commands.js';
 import { undoChangesOf, undoOf } from './inverse.js';
@@ -473,18 +473,33 @@ function secondaryComebacks(
   const notices: DetachNotice[] = [];
   for (const { change } of steps) {
     if (change.op !== 'add-address' || familyOf(change.address.address) !== AddressFamily.INET) continue;
-    const { address, prefixLength, flags = 0 } = change.address;
-    if ((flags & AddressFlag.SECONDARY) !== 0) continue;
+    const { address, prefixLength, flags = 0, scope = RouteScope.UNIVERSE } = change.address;
     const subnet = networkOf(address, prefixLength);
-    const primary = addresses.find(
+    const inSubnet = addresses.filter(
       (other) =>
         other.index === change.link.index &&
         other.family === AddressFamily.INET &&
-        (other.flags & AddressFlag.SECONDARY) === 0 &&
         other.prefixLength === prefixLength &&
         other.address !== address &&
         networkOf(other.address, prefixLength) === subnet,
     );
+    // The kernel refuses an address in a subnet that holds one of another scope (EINVAL, "Invalid
+    // scope value"): the add fails whatever is tried again, until that address goes.
+    const otherScope = inSubnet.find((other) => other.scope !== scope);
+    if (otherScope) {
+      const added = `${otherScope.address}/${otherScope.prefixLength}`;
+      const name = change.link.name;
+      // The pod's address as a /32 meanwhile (another mask: no subnet of the other's) keeps the link
+      // an IPv4 address: the delete of its last one would take every IPv4 route through it.
+      const keeper = `${address}/32`;
+      notices.push({
+        link: name,
+        message: `${name}'s ${address}/${prefixLength} (scope ${scopeName(scope)}) cannot be put back: ${added} (scope ${scopeName(otherScope.scope)}), added while it was attached, is in ${subnet}/${prefixLength}, and the kernel takes no two scopes in one subnet (EINVAL). \`ip address add ${keeper} dev ${name} && ip address del ${added} dev ${name}\`, then detach again, puts it back (the record keeps it; the /32 keeps ${name}'s IPv4 routes, which the delete of its last IPv4 address would take: \`ip address del ${keeper} dev ${name}\` after); ${added} can come back after, with scope ${scopeName(scope)}`,
+      });
+      continue;
+    }
+    if ((flags & AddressFlag.SECONDARY) !== 0) continue;
+    const primary = inSubnet.find((other) => (other.flags & AddressFlag.SECONDARY) === 0);
     if (!primary) continue;
     const added = `${primary.address}/${primary.prefixLength}`;
     const name = change.link.name;
@@ -501,6 +516,17 @@ function secondaryComebacks(
     });
   }
   return notices;
+}
+
+/** An address scope as `ip` names it. */
+function scopeName(scope: number): string {
+  const names: Record<number, string> = {
+    [RouteScope.UNIVERSE]: 'global',
+    [RouteScope.SITE]: 'site',
+    [RouteScope.LINK]: 'link',
+    [RouteScope.HOST]: 'host',
+  };
+  return names[scope] ?? String(scope);
 }
 
 /**
