@@ -74,6 +74,12 @@ export interface Link {
    * link marked ready without one (generation was off then) gets none when carrier comes back.
    */
   ipv6Ready?: boolean;
+  /**
+   * The link's IPv4 promote_secondaries (IPV4_DEVCONF_PROMOTE_SECONDARIES in IFLA_INET_CONF): on, a
+   * deleted primary address leaves its subnet's secondaries, one promoted; off (the kernel's
+   * default), they are deleted with it. Undefined when the kernel reports no IPv4 settings.
+   */
+  promoteSecondaries?: boolean;
 }
 
 /**
@@ -172,6 +178,9 @@ const INET6_ADDR_GEN_MODE = 8;
 /** IFLA_INET6_FLAGS inside IFLA_AF_SPEC / AF_INET6 (the inet6 device's if_flags), and its IF_READY bit. */
 const INET6_FLAGS = 1;
 const INET6_IF_READY = 0x80000000;
+/** IFLA_INET_CONF inside IFLA_AF_SPEC / AF_INET: one u32 per IPV4_DEVCONF_*, the first (1) at offset 0. */
+const INET_CONF = 1;
+const IPV4_DEVCONF_PROMOTE_SECONDARIES = 20;
 
 /** RTM_NEWLINK body for a new link of a kind. */
 export function encodeNewLink(writer: MessageWriter, spec: LinkSpec): void {
@@ -265,6 +274,10 @@ export function decodeLink(message: RawMessage): Link {
     (name) => IPV6_ADDRESS_GENERATION[name] === mode,
   );
   if (generation) link.ipv6AddressGeneration = generation;
+  const inetConf = attributes.nested(LinkAttribute.AF_SPEC)?.nested(AddressFamily.INET)?.raw(INET_CONF);
+  const promoteOffset = (IPV4_DEVCONF_PROMOTE_SECONDARIES - 1) * 4;
+  if (inetConf !== undefined && inetConf.length >= promoteOffset + 4)
+    link.promoteSecondaries = inetConf.readUInt32LE(promoteOffset) !== 0;
 
   const info = attributes.nested(LinkAttribute.LINKINFO);
   if (info) {

@@ -12,7 +12,7 @@ import { AddressFamily } from '../../netlink/codec/constants.js';
 import { InterfaceFlag } from '../../netlink/codec/link/message.js';
 import type { Ipv6AddressGeneration, Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
-import { RouteProtocol, RouteTable } from '../../netlink/codec/route.js';
+import { RouteProtocol, RouteScope, RouteTable } from '../../netlink/codec/route.js';
 import { formatHandle, parseHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import { commandOf } from './commands.js';
 import { undoChangesOf, undoOf } from './inverse.js';
@@ -461,32 +461,72 @@ function placedRoutes(
  * the kernel makes the first address of a subnet primary and every later one secondary, so the
  * pod's comes back secondary. Said, not changed: making it primary again means deleting the other
  * address (someone's, kept) and adding it after, which takes the routes with it as `src` away, and
- * gives it to no socket in between.
+ * gives it to no socket in between. The command said turns the link's promote_secondaries on for
+ * the delete when it is off (the kernel's default): off, the delete takes the subnet's secondaries
+ * with it, the pod's among them, and with the link's last IPv4 address every IPv4 route through it.
  */
-function secondaryComebacks(steps: readonly DetachStep[], addresses: readonly Address[]): DetachNotice[] {
+function secondaryComebacks(
+  steps: readonly DetachStep[],
+  addresses: readonly Address[],
+  links: readonly Link[],
+): DetachNotice[] {
   const notices: DetachNotice[] = [];
   for (const { change } of steps) {
     if (change.op !== 'add-address' || familyOf(change.address.address) !== AddressFamily.INET) continue;
-    const { address, prefixLength, flags = 0 } = change.address;
-    if ((flags & AddressFlag.SECONDARY) !== 0) continue;
+    const { address, prefixLength, flags = 0, scope = RouteScope.UNIVERSE } = change.address;
     const subnet = networkOf(address, prefixLength);
-    const primary = addresses.find(
+    const inSubnet = addresses.filter(
       (other) =>
         other.index === change.link.index &&
         other.family === AddressFamily.INET &&
-        (other.flags & AddressFlag.SECONDARY) === 0 &&
         other.prefixLength === prefixLength &&
         other.address !== address &&
         networkOf(other.address, prefixLength) === subnet,
     );
+    // The kernel refuses an address in a subnet that holds one of another scope (EINVAL, "Invalid
+    // scope value"): the add fails whatever is tried again, until that address goes.
+    const otherScope = inSubnet.find((other) => other.scope !== scope);
+    if (otherScope) {
+      const added = `${otherScope.address}/${otherScope.prefixLength}`;
+      const name = change.link.name;
+      // The pod's address as a /32 meanwhile (another mask: no subnet of the other's) keeps the link
+      // an IPv4 address: the delete of its last one would take every IPv4 route through it.
+      const keeper = `${address}/32`;
+      notices.push({
+        link: name,
+        message: `${name}'s ${address}/${prefixLength} (scope ${scopeName(scope)}) cannot be put back: ${added} (scope ${scopeName(otherScope.scope)}), added while it was attached, is in ${subnet}/${prefixLength}, and the kernel takes no two scopes in one subnet (EINVAL). \`ip address add ${keeper} dev ${name} && ip address del ${added} dev ${name}\`, then detach again, puts it back (the record keeps it; the /32 keeps ${name}'s IPv4 routes, which the delete of its last IPv4 address would take: \`ip address del ${keeper} dev ${name}\` after); ${added} can come back after, with scope ${scopeName(scope)}`,
+      });
+      continue;
+    }
+    if ((flags & AddressFlag.SECONDARY) !== 0) continue;
+    const primary = inSubnet.find((other) => (other.flags & AddressFlag.SECONDARY) === 0);
     if (!primary) continue;
     const added = `${primary.address}/${primary.prefixLength}`;
+    const name = change.link.name;
+    const readd = `ip address del ${added} dev ${name} && ip address add ${added} dev ${name}`;
+    const promoting = links.find((link) => link.index === change.link.index)?.promoteSecondaries === true;
+    const sysctl = `net.ipv4.conf.${name}.promote_secondaries`;
+    const command = promoting ? readd : `sysctl -q -w ${sysctl}=1 && ${readd}; sysctl -q -w ${sysctl}=0`;
+    const why = promoting
+      ? ''
+      : `; promote_secondaries is off on ${name}, so the command turns it on for the delete, which would take ${address} with it otherwise`;
     notices.push({
-      link: change.link.name,
-      message: `${change.link.name}'s ${address}/${prefixLength} comes back secondary: ${added}, added while it was attached, is the primary of ${subnet}/${prefixLength} now (the kernel makes a subnet's first address primary); vcnet keeps that address as it is. \`ip address del ${added} dev ${change.link.name} && ip address add ${added} dev ${change.link.name}\` makes ${address} primary again (routes with ${primary.address} as src go with the delete)`,
+      link: name,
+      message: `${name}'s ${address}/${prefixLength} comes back secondary: ${added}, added while it was attached, is the primary of ${subnet}/${prefixLength} now (the kernel makes a subnet's first address primary); vcnet keeps that address as it is. \`${command}\` makes ${address} primary again (routes with ${primary.address} as src go with the delete${why})`,
     });
   }
   return notices;
+}
+
+/** An address scope as `ip` names it. */
+function scopeName(scope: number): string {
+  const names: Record<number, string> = {
+    [RouteScope.UNIVERSE]: 'global',
+    [RouteScope.SITE]: 'site',
+    [RouteScope.LINK]: 'link',
+    [RouteScope.HOST]: 'host',
+  };
+  return names[scope] ?? String(scope);
 }
 
 /**
@@ -764,7 +804,7 @@ export function planDetach(
       if (sent === 0) alreadyGone.push(record);
     }
   }
-  notices.push(...secondaryComebacks(steps, snapshot.addresses ?? []));
+  notices.push(...secondaryComebacks(steps, snapshot.addresses ?? [], snapshot.links));
   steps.splice(0, steps.length, ...placedRoutes(steps, snapshot.links, snapshot.routes ?? [], alreadyGone, notices));
   // The routes to the gateways before the routes through them (pod-link-routes.ts reachableFirst),
   // also from a record an older attach wrote in the kernel's order: each route step takes a slot a

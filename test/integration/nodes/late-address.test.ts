@@ -5,10 +5,12 @@
  * the new one (same subnet: the kernel makes it the primary while the pod link has no other) nor
  * removing it. Where the added one became primary (macvtap), the pod's comes back secondary: the
  * kernel reorders a subnet's addresses only by deleting one, which would drop the added address's
- * routes, so detach keeps it primary and says so.
+ * routes, so detach keeps it primary and says so, with a command that works whatever the link's
+ * promote_secondaries. One of another scope in the pod's subnet keeps the pod's out (the kernel
+ * refuses two scopes in a subnet): detach says so, and how to put it back without losing routes.
  */
 import { describe, expect, it } from 'vitest';
-import { stateDirectoryPerTest } from '../../helpers/cli.js';
+import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { attachThenDetach, logRecords, MODELS } from '../../helpers/node-snapshot.js';
 import { makePod } from '../../helpers/pod.js';
@@ -68,6 +70,68 @@ describe.each(MODELS)('an address added to the pod link after attach, model %s',
       );
       expect(warned).toBe(false);
     }
+    expect(gatewayRoutes(pod)).toEqual(routesBefore);
+  });
+});
+
+/** The shell command a detach notice quotes between backticks. */
+function quotedCommand(message: string): string {
+  const command = /`([^`]+)`/.exec(message)?.[1];
+  if (command === undefined) throw new Error(`no command quoted in: ${message}`);
+  return command;
+}
+
+// The kernel's default is off (a new namespace takes the host's IPv4 settings, often still off): then
+// deleting a subnet's primary deletes its secondaries, the pod's address among them, and with the
+// link's last IPv4 address every IPv4 route through it.
+describe.each([0, 1])(
+  'macvtap: the command detach names to make the pod address primary again, promote_secondaries %i',
+  (promote) => {
+    it('makes it primary and keeps every address and gateway route', () => {
+      const { pod } = makePod();
+      pod.exec('sysctl', ['-q', '-w', `net.ipv4.conf.eth0.promote_secondaries=${promote}`]);
+      const routesBefore = gatewayRoutes(pod);
+      const run = attachThenDetach(pod, 'macvtap', stateDirectory(), {
+        between: () => pod.exec('ip', ['addr', 'add', '10.200.0.50/24', 'dev', 'eth0']),
+      });
+      expect(run.detached.status, run.detached.stderr).toBe(0);
+      const notice = logRecords(run.detached.stderr)
+        .map((record) => String(record.msg))
+        .find((message) => message.includes('comes back secondary'));
+      expect(notice, run.detached.stderr).toBeDefined();
+      pod.exec('sh', ['-c', quotedCommand(notice!)]);
+      expect(globalAddresses(pod)).toEqual(['10.200.0.2/24', '10.200.0.50/24 secondary', 'fd00:200::2/64']);
+      expect(gatewayRoutes(pod)).toEqual(routesBefore);
+      // The command leaves the link's setting as it found it.
+      expect(pod.exec('sysctl', ['-n', 'net.ipv4.conf.eth0.promote_secondaries']).trim()).toBe(String(promote));
+    });
+  },
+);
+
+describe("macvtap: an address of another scope added in the pod address's subnet while attached", () => {
+  it('detach says it keeps the pod address out and what to do, and the pod address comes back after that', () => {
+    const { pod } = makePod();
+    const routesBefore = gatewayRoutes(pod);
+    const state = stateDirectory();
+    const run = attachThenDetach(pod, 'macvtap', state, {
+      between: () => pod.exec('ip', ['addr', 'add', '10.200.0.50/24', 'dev', 'eth0', 'scope', 'link']),
+    });
+    expect(run.attached.status, run.attached.stderr).toBe(0);
+    // The kernel refuses the pod's address beside one of another scope in its subnet: detach leaves
+    // it in its record, and says why and what to do rather than that it came back secondary.
+    expect(run.detached.status).not.toBe(0);
+    expect(run.detached.stderr).toContain('ipv4: Invalid scope value');
+    const messages = logRecords(run.detached.stderr).map((record) => String(record.msg));
+    expect(messages.filter((message) => message.includes('comes back secondary'))).toEqual([]);
+    const notice = messages.find((message) => message.includes('cannot be put back'));
+    expect(notice, run.detached.stderr).toContain(
+      "eth0's 10.200.0.2/24 (scope global) cannot be put back: 10.200.0.50/24 (scope link), added while it was attached, is in 10.200.0.0/24",
+    );
+    pod.exec('sh', ['-c', quotedCommand(notice!)]);
+    const again = vcnet(['detach', '--sandbox', 'node-macvtap', '--state-dir', state]);
+    expect(again.status, again.stderr).toBe(0);
+    pod.exec('ip', ['addr', 'del', '10.200.0.2/32', 'dev', 'eth0']);
+    expect(globalAddresses(pod)).toEqual(['10.200.0.2/24', 'fd00:200::2/64']);
     expect(gatewayRoutes(pod)).toEqual(routesBefore);
   });
 });
