@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { forgetMissingStateDirectories } from '../src/network/state/registry.js';
 import { findProgram } from '../src/program-search.js';
 import {
   forgetNamespaceOwner,
@@ -24,6 +25,34 @@ import {
 } from './helpers/owner-process.js';
 
 const RUN_DIRECTORY_PREFIX = 'vcnet-test-run-';
+
+/** The registry vcnet uses when VCNET_STATE_REGISTRY is unset (src/network/state/registry.ts). */
+const HOST_REGISTRY = '/run/vcnet/state-directories';
+
+/**
+ * The run's directories a test's program wrote to the host's registry (a spawn with an environment
+ * of its own that dropped VCNET_STATE_REGISTRY): said, so the test gets fixed, and taken out again
+ * once the run directory is gone.
+ */
+async function forgetRunDirectoriesInHostRegistry(runDirectory: string): Promise<void> {
+  if (process.env.VCNET_STATE_REGISTRY === HOST_REGISTRY) return;
+  let lines: string[];
+  try {
+    lines = readFileSync(HOST_REGISTRY, 'utf8').split('\n');
+  } catch {
+    return;
+  }
+  const ours = lines.filter((line) => line.startsWith(`${runDirectory}/`));
+  if (ours.length === 0) return;
+  console.log(
+    `global-setup: ${ours.length} state directory(ies) of this run were registered in the host's ${HOST_REGISTRY} (a test started vcnet without VCNET_STATE_REGISTRY); taking them out: ${ours.join(' ')}`,
+  );
+  try {
+    await forgetMissingStateDirectories(ours, HOST_REGISTRY);
+  } catch (error) {
+    console.log(`global-setup: could not take them out of ${HOST_REGISTRY}: ${String(error)}`);
+  }
+}
 
 /**
  * The programs the tests start by name that live in a system directory (sbin) a user's PATH may
@@ -182,7 +211,7 @@ export function removeOlderRunLeftovers(parent: string, runnerName = 'vitest'): 
   }
 }
 
-export default async function setup(): Promise<() => void> {
+export default async function setup(): Promise<() => Promise<void>> {
   const parent = tmpdir();
   await removeNamespacesOfDeadRuns();
   removeRunDirectoriesOfDeadRuns(parent);
@@ -203,8 +232,9 @@ export default async function setup(): Promise<() => void> {
   // listener calls process.exit() again, which ends the process at once: listeners added after it
   // (as this one would be) never run, so this one goes first.
   process.prependOnceListener('exit', removeRunDirectory);
-  return () => {
+  return async () => {
     process.off('exit', removeRunDirectory);
     removeRunDirectory();
+    await forgetRunDirectoriesInHostRegistry(runDirectory);
   };
 }

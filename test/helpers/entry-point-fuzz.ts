@@ -30,7 +30,11 @@ export interface ProgramRun {
   stderr: string;
 }
 
-/** Runs `node PROGRAM ARGS` with exactly `env` (plus PATH) and `input` on stdin. */
+/**
+ * Runs `node PROGRAM ARGS` with exactly `env` (plus PATH, and the run's VCNET_STATE_REGISTRY unless
+ * `env` names it: without it, every state directory a run makes lands in the host's registry) and
+ * `input` on stdin.
+ */
 export function runProgram(
   program: string,
   args: string[],
@@ -38,6 +42,8 @@ export function runProgram(
   env: Record<string, string | undefined>,
 ): ProgramRun {
   const given: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  if (process.env.VCNET_STATE_REGISTRY && !('VCNET_STATE_REGISTRY' in env))
+    given.VCNET_STATE_REGISTRY = process.env.VCNET_STATE_REGISTRY;
   for (const [name, value] of Object.entries(env)) if (value !== undefined) given[name] = value;
   const run = spawnSync(process.execPath, [program, ...args], {
     input,

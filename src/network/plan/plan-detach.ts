@@ -505,7 +505,10 @@ function secondaryComebacks(
     const name = change.link.name;
     const readd = `ip address del ${added} dev ${name} && ip address add ${added} dev ${name}`;
     const promoting = links.find((link) => link.index === change.link.index)?.promoteSecondaries === true;
-    const sysctl = `net.ipv4.conf.${name}.promote_secondaries`;
+    // sysctl reads dots as separators: a link name with one (eth0.100) needs the slash form.
+    const sysctl = name.includes('.')
+      ? `net/ipv4/conf/${name}/promote_secondaries`
+      : `net.ipv4.conf.${name}.promote_secondaries`;
     const command = promoting ? readd : `sysctl -q -w ${sysctl}=1 && ${readd}; sysctl -q -w ${sysctl}=0`;
     const why = promoting
       ? ''
