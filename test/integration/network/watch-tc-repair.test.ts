@@ -336,6 +336,43 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     },
   );
 
+  it("beside two other tools (a clsact's egress filters, a u32 at vcnet's priority in chain 1), repair and detach leave the link as found", async () => {
+    const egress = (pod: TestNamespace) => pod.exec('tc', 'filter show dev eth0 egress'.split(' '));
+    const w = await watchedPod('tc-two-tools', undefined, (pod) => {
+      pod.exec('ip', ['link', 'add', 'mon0', 'type', 'ifb']);
+      pod.exec('tc', 'qdisc add dev eth0 clsact'.split(' '));
+      pod.exec(
+        'tc',
+        'filter add dev eth0 egress prio 10 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+      );
+    });
+    const egressBefore = egress(w.pod);
+    // The second tool comes after attach, at vcnet's priority in another chain of the ingress hook.
+    w.pod.exec('tc', [
+      ...['filter', 'add', 'dev', 'eth0', 'ingress', 'chain', '1', 'prio', '49152', 'protocol', 'all'],
+      ...['u32', 'match', 'ip', 'dst', '10.9.9.8/32', 'action', 'mirred', 'egress', 'mirror', 'dev', 'mon0'],
+    ]);
+    w.pod.exec('tc', 'filter del dev eth0 ingress chain 0 prio 49152'.split(' '));
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).toEqual([]);
+    await until(() => w.repaired().length > 0, 'the watch to say what it did');
+    expect(w.repaired()).toEqual([
+      expect.objectContaining({
+        link: 'eth0',
+        object: 'filter prio 49152 (redirect to tap0_kata)',
+        outcome: 'restored',
+      }),
+    ]);
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).not.toEqual([]);
+    await w.stopWatch();
+    w.detach();
+    expect(w.pod.exec('tc', 'filter show dev eth0 ingress chain 1'.split(' '))).toContain(
+      'Egress Mirror to device mon0',
+    );
+    w.pod.exec('tc', 'filter del dev eth0 ingress chain 1 prio 49152'.split(' '));
+    expect(egress(w.pod)).toBe(egressBefore);
+    expect(fingerprint(w.pod)).toEqual(w.before);
+  });
+
   it("makes the classes deleted under vcnet's htb again: frames are shaped again, neither unlimited nor dropped", async () => {
     const w = await watchedPod(
       'tc6',
