@@ -228,10 +228,9 @@ export async function othersInQdiscs(
  * Sorts one filter record of vcnet's by what its qdisc holds at the recorded priority now (`dumped`;
  * undefined: the dump failed, which proves nothing): true when what is there is vcnet's alone (or
  * nothing: then, with a dump, it is already gone, `absentFilters`); false when another's filter is
- * there, which deleting the priority would take along (a u32 of theirs added at vcnet's priority
- * joins vcnet's u32 as a second node): then only vcnet's own nodes are deleted, by handle
- * (`ownNodes`), and the record is kept (`keptFilters`) when none of vcnet's is left there (another's
- * filter in its place): in vcnet's qdisc or not.
+ * there, which deleting the priority would take along (recordedFilterNow): then only vcnet's own
+ * nodes are deleted, by handle (`ownNodes`), and the record is kept (`keptFilters`) when none of
+ * vcnet's is left there (another's filter in its place): in vcnet's qdisc or not.
  */
 function classifyRecordedFilter(
   record: Extract<PlumbingStep, { step: 'add-filter' }>,
@@ -244,34 +243,68 @@ function classifyRecordedFilter(
   const targets = new Set(targetIndex !== undefined ? [targetIndex] : madeIndexes);
   // A mirred whose link was deleted dumps ifindex 0: vcnet's still, once its recorded target is gone.
   if (targetIndex === undefined || !resolve('', targetIndex)) targets.add(0);
+  const key = filterKey(record.link, record.parent, record.priority);
+  const now = recordedFilterNow(record, dumped ?? [], targets, resolve);
+  switch (now.found) {
+    case 'gone':
+      if (dumped) result.absentFilters.add(key);
+      return true;
+    case 'alone':
+      return true;
+    case 'beside':
+      result.ownNodes.set(key, now.ownNodes);
+      return false;
+    case 'taken':
+      result.keptFilters.set(key, now.reason);
+      return false;
+  }
+}
+
+/** What one priority of a qdisc holds now of a filter vcnet added there (recordedFilterNow). */
+export type RecordedFilterNow =
+  /** Nothing at its priority and protocol: deleted since, or never made. */
+  | { found: 'gone' }
+  /** vcnet's alone: deleting the priority takes nothing else. */
+  | { found: 'alone' }
+  /** vcnet's u32 nodes (their handles) beside another's nodes in the same u32: deleted one by one. */
+  | { found: 'beside'; ownNodes: number[] }
+  /** Another's filter there that deleting vcnet's cannot leave: why, for a notice. */
+  | { found: 'taken'; reason: string };
+
+/**
+ * What `dumped` (the filters of the record's qdisc) holds at the priority of `record`, a filter vcnet
+ * added there redirecting to `targets`. A u32 another tool adds at vcnet's priority and protocol
+ * joins vcnet's u32 as a second node (and vcnet's, added where theirs was, joins theirs): deleting
+ * the priority would take theirs along, so vcnet's nodes go by handle. The head and hash table dump
+ * with no keys, and stay with theirs. Used by detach and gc (classifyRecordedFilter) and by the
+ * watch's undo of a filter it put back (tc-repair.ts).
+ */
+export function recordedFilterNow(
+  record: Extract<PlumbingStep, { step: 'add-filter' }>,
+  dumped: readonly Filter[],
+  targets: ReadonlySet<number>,
+  resolve: (name: string, index?: number) => Link | undefined,
+): RecordedFilterNow {
   const atPriority = chainZeroOwnTables(
-    (dumped ?? []).filter((filter) => filter.priority === record.priority),
+    dumped.filter((filter) => filter.priority === record.priority),
     (filter) =>
       'keys' in filter.options && filter.options.actions.length > 0 && isVcnetRedirect(filter, record.kind, targets),
   );
   const strangers = atPriority.filter((filter) => !isVcnetRedirect(filter, record.kind, targets));
   if (strangers.length === 0) {
-    // Nothing there at its priority and protocol: deleted since, or never made. Already gone.
-    if (dumped && !atPriority.some((filter) => filter.protocol === record.protocol))
-      result.absentFilters.add(filterKey(record.link, record.parent, record.priority));
-    return true;
+    return atPriority.some((filter) => filter.protocol === record.protocol) ? { found: 'alone' } : { found: 'gone' };
   }
-  // vcnet's match-all node with another's node beside it in one u32 (theirs added at vcnet's priority
-  // since): vcnet's node goes by its handle, theirs stays. The head and hash table dump with no keys,
-  // and stay with theirs.
   const ownNodes = atPriority
     .filter((filter) => !strangers.includes(filter) && 'keys' in filter.options && filter.options.actions.length > 0)
     .map((filter) => filter.handle);
   if (record.kind === 'u32' && ownNodes.length > 0 && strangers.every((filter) => filter.kind === 'u32')) {
-    result.ownNodes.set(filterKey(record.link, record.parent, record.priority), ownNodes);
-    return false;
+    return { found: 'beside', ownNodes };
   }
   const mixed = ownNodes.length > 0;
-  result.keptFilters.set(
-    filterKey(record.link, record.parent, record.priority),
-    `prio ${record.priority} holds a filter that is not vcnet's (${describeFilters(strangers, resolve)})${mixed ? ", beside vcnet's, which cannot be deleted without it" : ''}`,
-  );
-  return false;
+  return {
+    found: 'taken',
+    reason: `prio ${record.priority} holds a filter that is not vcnet's (${describeFilters(strangers, resolve)})${mixed ? ", beside vcnet's, which cannot be deleted without it" : ''}`,
+  };
 }
 
 /**

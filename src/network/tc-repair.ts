@@ -6,14 +6,17 @@
  * The caller holds the sandbox lock and says the outcome.
  */
 import { errnoOf } from '../errors.js';
+import type { Link } from '../netlink/codec/link.js';
 import type { Filter } from '../netlink/codec/tc/filter.js';
 import { tcMajor } from '../netlink/codec/tc/message.js';
 import type { TrafficClass } from '../netlink/codec/tc/qdisc/htb.js';
 import { answerLost } from '../netlink/errors.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
+import { recordedFilterNow } from './foreign-filters.js';
 import { sendChanges } from './plan/apply.js';
 import type { ChangeAnswer } from './plan/batch-send.js';
 import { commandOf } from './plan/commands.js';
+import { linkResolver } from './plan/plan-detach.js';
 import {
   hasTrafficControl,
   isRestore,
@@ -26,7 +29,7 @@ import {
   type TrafficControlRepair,
   type TrafficControlRepairPlan,
 } from './plan/plan-tc-repair.js';
-import type { Change, RateLimit } from './plan/types.js';
+import type { Change, PlumbingStep, RateLimit } from './plan/types.js';
 import { alreadyDone } from './plan/undo.js';
 
 /**
@@ -51,12 +54,89 @@ export async function repairTrafficControl(
   // Nothing half-built: what the kernel made of a restore it refused part of goes again.
   // Its outcome says `failed` either way: the watch tries again (tc-repair-retry.ts).
   if (undo.length > 0) {
-    const undone = await sendChanges(handle, undo).catch((error: Error) =>
-      undo.map(() => ({ ok: false, error }) as const),
+    const planned: PlannedUndo[] = [];
+    for (const change of undo) planned.push(...(await undoNow(handle, plan, change)));
+    const sent = planned.filter((entry) => entry.answer === undefined).map((entry) => entry.change);
+    const answers = await sendChanges(handle, sent).catch((error: Error) =>
+      sent.map(() => ({ ok: false, error }) as const),
     );
-    await sayWhatIsLeft(handle, plan, outcomes, undo, undone);
+    let position = 0;
+    const undone = planned.map((entry) => ({
+      ...entry,
+      answer: entry.answer ?? answers[position++] ?? { ok: false, error: new Error('the kernel did not answer') },
+    }));
+    await sayWhatIsLeft(handle, plan, outcomes, undone);
   }
   return outcomes;
+}
+
+/** A change that takes away part of a restore, and `of`, the undo change of the restore it stands for. */
+interface PlannedUndo {
+  change: Change;
+  of: Change;
+  /** Known without sending: the change is not sent. */
+  answer?: ChangeAnswer;
+}
+
+/**
+ * The changes that take away what `change`, an undo of the plan, names, planned against the
+ * namespace now. A filter the watch put back goes by priority only while the priority holds vcnet's
+ * alone: its ingress qdisc came from another tool between the look and the send, and when that one
+ * had a u32 at vcnet's priority and protocol the kernel made vcnet's redirect a node of it. Deleting
+ * the priority would take theirs; vcnet's node goes by its handle (foreign-filters.ts
+ * recordedFilterNow, as detach does it). Any other change goes as planned.
+ */
+async function undoNow(
+  handle: Pick<NetlinkHandle, 'links' | 'filters'>,
+  plan: TrafficControlRepairPlan,
+  change: Change,
+): Promise<PlannedUndo[]> {
+  if (change.op !== 'delete-filter' || change.handle !== undefined) return [{ change, of: change }];
+  const added = plan.objects
+    .filter(isRestore)
+    .find((restore) => restore.undo.includes(change))
+    ?.changes.find((made) => made.op === 'add-filter');
+  if (added?.op !== 'add-filter' || added.link.index === undefined || added.redirectTo.index === undefined)
+    return [{ change, of: change }];
+  const record = recordOf(added);
+  let dumped: Filter[];
+  let links: Link[];
+  try {
+    dumped = await handle.filters(added.link.index, change.parent);
+    links = await handle.links();
+  } catch (error) {
+    // Unseen, vcnet's filter cannot be told from another's node beside it: nothing is deleted.
+    const why = new Error(`the filters of ${added.link.name} could not be listed: ${(error as Error).message}`);
+    return [{ change, of: change, answer: { ok: false, error: why } }];
+  }
+  const now = recordedFilterNow(record, dumped, new Set([added.redirectTo.index]), linkResolver(links));
+  switch (now.found) {
+    case 'gone':
+      return [];
+    case 'alone':
+      return [{ change, of: change }];
+    case 'beside':
+      return now.ownNodes.map((node) => ({ change: { ...change, handle: node }, of: change }));
+    case 'taken':
+      return [{ change, of: change, answer: { ok: false, error: new Error(now.reason) } }];
+  }
+}
+
+/** The record attach would keep of `added`, vcnet's redirect: what recordedFilterNow looks for. */
+function recordOf(added: Extract<Change, { op: 'add-filter' }>): Extract<PlumbingStep, { step: 'add-filter' }> {
+  return {
+    step: 'add-filter',
+    link: added.link.name,
+    ...(added.link.index !== undefined ? { index: added.link.index } : {}),
+    parent: added.parent,
+    priority: added.priority,
+    protocol: added.protocol,
+    kind: 'u32',
+    redirectTo: {
+      link: added.redirectTo.name,
+      ...(added.redirectTo.index !== undefined ? { index: added.redirectTo.index } : {}),
+    },
+  };
 }
 
 /** Dumps what the plan reads and plans the repair. */
@@ -121,12 +201,10 @@ async function sayWhatIsLeft(
   handle: Pick<NetlinkHandle, 'qdiscs' | 'filters'>,
   plan: TrafficControlRepairPlan,
   outcomes: TrafficControlRepair[],
-  undo: readonly Change[],
-  undone: readonly ChangeAnswer[],
+  undone: ReadonlyArray<Required<PlannedUndo>>,
 ): Promise<void> {
   const restores = plan.objects.filter(isRestore);
-  for (const [position, change] of undo.entries()) {
-    const answer = undone[position] ?? { ok: false, error: new Error('the kernel did not answer') };
+  for (const { change, of, answer } of undone) {
     if (answer.ok || alreadyDone(change, errnoOf(answer.error) ?? '')) continue;
     let why = `${answer.error.message}) and is left`;
     if (answerLost(answer.error)) {
@@ -138,7 +216,7 @@ async function sayWhatIsLeft(
           ? `its answer was lost, and a second look finds it there) and is left`
           : `its answer was lost, and the namespace could not be looked at again) and may be left`;
     }
-    const restore = restores.find((candidate) => candidate.undo.includes(change));
+    const restore = restores.find((candidate) => candidate.undo.includes(of));
     if (!restore) continue;
     const said = restore.needs ?? restore;
     const outcome = outcomes.find(

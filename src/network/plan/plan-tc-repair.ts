@@ -28,7 +28,7 @@ import { formatHandle, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../net
 import type { TrafficClass } from '../../netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import { answerLost } from '../../netlink/errors.js';
-import { describeFilters, isVcnetRedirect } from '../foreign-filters.js';
+import { chainZeroOwnTables, describeFilters, isVcnetRedirect } from '../foreign-filters.js';
 import { undoOf } from './inverse.js';
 import { QUEUE_LENGTH_WITH_FIRST_QDISC } from './older-records.js';
 import {
@@ -389,11 +389,19 @@ function planFilter(
       message: `${link.name}'s ingress qdisc, another tool's that vcnet's ${object} was in, is gone and took the filter with it: vcnet does not make a qdisc it does not own; \`tc qdisc add dev ${link.name} ingress\` lets the watch put its filter back, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
     };
   }
+  const targets = new Set([target.index]);
+  // Chain 0's, where vcnet adds its filter: another chain's at this priority does not hold its place
+  // (u32 lists every table of a priority under each chain: chainZeroOwnTables).
   const present = restoring
     ? []
-    : snapshot.filters.filter((filter) => filter.index === link.index && filter.priority === record.priority);
+    : chainZeroOwnTables(
+        snapshot.filters.filter((filter) => filter.index === link.index && filter.priority === record.priority),
+        (filter) =>
+          'keys' in filter.options &&
+          filter.options.actions.length > 0 &&
+          isVcnetRedirect(filter, record.kind, targets),
+      );
   if (present.length > 0) {
-    const targets = new Set([target.index]);
     const strangers = present.filter((filter) => !isVcnetRedirect(filter, record.kind, targets));
     if (strangers.length === 0) return undefined;
     // vcnet's redirect node is there, another's node beside it in the same u32 (added at vcnet's

@@ -1,13 +1,15 @@
 /**
  * A running watch puts back the tc objects vcnet made for an attached tcfilter endpoint that someone
  * else deletes: the pod link's ingress qdisc with its redirect to the tap (`tc qdisc del dev eth0
- * ingress`), the tap's redirect to the pod link, the htb rate limits and the classes under them; as the record has them, so a
- * detach afterwards still leaves the pod exactly as found. A filter of another tool at vcnet's
- * priority is left alone, with a notice saying what to do, said once (and one in another chain is not
- * taken for vcnet's after a delete whose answer was lost). A watch that starts finds
- * what was deleted while none ran. A detach while watching is not undone by it.
+ * ingress`), the tap's redirect to the pod link, the htb rate limits and the classes under them; as
+ * the record has them, so a detach afterwards still leaves the pod exactly as found. A filter of
+ * another tool at vcnet's priority is left alone, with a notice saying what to do, said once (and one
+ * in another chain is not taken for vcnet's after a delete whose answer was lost; a u32 of theirs
+ * that vcnet's redirect joined, or that joins the redirect the watch made again, stays when vcnet's
+ * is taken away). A watch that starts finds what was deleted while none ran. A detach while watching
+ * is not undone by it.
  */
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
@@ -112,6 +114,7 @@ async function watchedPod(sandbox: string, config?: string, prepare?: (pod: Test
   cleanup.defer(() => watching.stop());
   const repaired = () => summaries.flatMap((summary) => summary.trafficControl ?? []);
   return {
+    sandbox,
     pod,
     node,
     before,
@@ -264,6 +267,110 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     expect(filters.filter((filter) => filter.chain !== 1)).toEqual([]);
     expect(filters.filter((filter) => filter.chain === 1 && filter.pref === 49152)).not.toEqual([]);
     expect(failed?.message).not.toContain('could not be taken away again');
+  });
+
+  it("taking back its filter from another tool's u32 it joined deletes vcnet's node alone, not the priority", async () => {
+    const w = await watchedPod('tc-joined');
+    // Between the repair's look and its send another tool puts an ingress qdisc on eth0 with a u32
+    // at vcnet's priority and protocol in chain 0: vcnet's ingress qdisc is refused (EEXIST), and its
+    // redirect, added all the same, becomes a second node of their u32. The repair takes it back.
+    w.pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'ingress']);
+    let staged = false;
+    setNetlinkRepliesTestHook((requests) => {
+      if (!staged && requests.some((request) => request.type === MessageType.GETTFILTER)) {
+        staged = true;
+        w.pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+        w.pod.exec(
+          'tc',
+          'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+        );
+      }
+      return undefined;
+    });
+    cleanup.defer(() => setNetlinkRepliesTestHook(undefined));
+    await until(() => w.repaired().some((entry) => entry.outcome === 'failed'), 'the repair to fail');
+    expect(w.repaired().find((entry) => entry.outcome === 'failed')).toMatchObject({
+      link: 'eth0',
+      object: 'ingress qdisc ffff:',
+    });
+    // Before the fix the undo deleted prio 49152 whole: their node went with vcnet's.
+    const left = w.pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
+    expect(left).toContain('match 0a090909/ffffffff at 16');
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).toEqual([]);
+    expect(w.repaired().find((entry) => entry.outcome === 'failed')?.message).not.toContain(
+      'could not be taken away again',
+    );
+  });
+
+  // The redirect the watch made again is found as attach's is, by its shape: another tool's u32 node
+  // that joins it at its priority stays when detach, or gc with the record lost, takes vcnet's away.
+  it.each(['detach', 'gc with the record lost'])(
+    "%s after a repair deletes vcnet's node alone beside another tool's u32 node that joined it",
+    async (how) => {
+      const w = await watchedPod(`tc-then-${how.split(' ')[0]}`);
+      w.pod.exec('tc', ['filter', 'del', 'dev', 'eth0', 'ingress', 'prio', '49152']);
+      await until(() => w.repaired().length > 0, 'the redirect on eth0 to be back');
+      expect(w.repaired()).toEqual([
+        expect.objectContaining({
+          link: 'eth0',
+          object: 'filter prio 49152 (redirect to tap0_kata)',
+          outcome: 'restored',
+        }),
+      ]);
+      w.pod.exec(
+        'tc',
+        'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+      );
+      await w.stopWatch();
+      if (how === 'detach') w.detach();
+      else {
+        rmSync(join(w.stateDir, w.sandbox), { recursive: true });
+        const registry = { VCNET_STATE_REGISTRY: join(w.stateDir, 'registry') };
+        const collected = vcnet(['gc', '--netns', w.pod.path, '--state-dir', w.stateDir], registry);
+        expect(collected.status, collected.stderr).toBe(0);
+      }
+      expect(w.pod.exec('ip', ['link', 'show'])).not.toContain('tap0_kata');
+      expect(w.pod.exec('tc', 'filter show dev eth0 ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
+      expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).toEqual([]);
+      expect(w.pod.exec('tc', 'filter show dev eth0 ingress'.split(' '))).not.toContain('Redirect');
+    },
+  );
+
+  it("beside two other tools (a clsact's egress filters, a u32 at vcnet's priority in chain 1), repair and detach leave the link as found", async () => {
+    const egress = (pod: TestNamespace) => pod.exec('tc', 'filter show dev eth0 egress'.split(' '));
+    const w = await watchedPod('tc-two-tools', undefined, (pod) => {
+      pod.exec('ip', ['link', 'add', 'mon0', 'type', 'ifb']);
+      pod.exec('tc', 'qdisc add dev eth0 clsact'.split(' '));
+      pod.exec(
+        'tc',
+        'filter add dev eth0 egress prio 10 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+      );
+    });
+    const egressBefore = egress(w.pod);
+    // The second tool comes after attach, at vcnet's priority in another chain of the ingress hook.
+    w.pod.exec('tc', [
+      ...['filter', 'add', 'dev', 'eth0', 'ingress', 'chain', '1', 'prio', '49152', 'protocol', 'all'],
+      ...['u32', 'match', 'ip', 'dst', '10.9.9.8/32', 'action', 'mirred', 'egress', 'mirror', 'dev', 'mon0'],
+    ]);
+    w.pod.exec('tc', 'filter del dev eth0 ingress chain 0 prio 49152'.split(' '));
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).toEqual([]);
+    await until(() => w.repaired().length > 0, 'the watch to say what it did');
+    expect(w.repaired()).toEqual([
+      expect.objectContaining({
+        link: 'eth0',
+        object: 'filter prio 49152 (redirect to tap0_kata)',
+        outcome: 'restored',
+      }),
+    ]);
+    expect(redirects(w.pod, 'eth0', 49152, 'tap0_kata')).not.toEqual([]);
+    await w.stopWatch();
+    w.detach();
+    expect(w.pod.exec('tc', 'filter show dev eth0 ingress chain 1'.split(' '))).toContain(
+      'Egress Mirror to device mon0',
+    );
+    w.pod.exec('tc', 'filter del dev eth0 ingress chain 1 prio 49152'.split(' '));
+    expect(egress(w.pod)).toBe(egressBefore);
+    expect(fingerprint(w.pod)).toEqual(w.before);
   });
 
   it("makes the classes deleted under vcnet's htb again: frames are shaped again, neither unlimited nor dropped", async () => {
