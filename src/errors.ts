@@ -19,6 +19,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { isAbsolute } from 'node:path';
 import { inspect } from 'node:util';
 import {
   type AgentOutcome,
@@ -455,6 +456,42 @@ export function hintForErrno(errno: string, path?: string): string | undefined {
       return 'the system has as many files open as it allows (fs.file-max): close some, or raise the limit (sysctl fs.file-max), then run the command again';
     default:
       return undefined;
+  }
+}
+
+/** Where a relative path was read from; a deleted working directory has no name (uv_cwd fails). */
+function relativeTo(): string {
+  try {
+    return ` (read from the current directory, ${process.cwd()})`;
+  } catch {
+    return ' (read from the current directory, which was deleted: give an absolute path)';
+  }
+}
+
+/**
+ * What to do about an input file that could not be read (`--config`, add-iface's FILE...), by the
+ * errno of the failed open or read: the bare Node message ("ENOENT: no such file or directory, open
+ * ...") says what failed but not what to do. `otherwise`, when given, is the other way in (", or
+ * give - and pipe it to standard input").
+ */
+export function unreadableFileHint(error: unknown, path: string, otherwise = ''): string {
+  const errno = errnoOf(error);
+  switch (errno) {
+    case 'ENOENT':
+      return `ENOENT: ${path} does not exist: check the path${isAbsolute(path) ? '' : relativeTo()}${otherwise}`;
+    case 'ENOTDIR':
+      return `ENOTDIR: a part of ${path} before its last is a file, not a directory: check the path${otherwise}`;
+    case 'EISDIR':
+      return `EISDIR: ${path} is a directory: give the file in it${otherwise}`;
+    case 'ELOOP':
+      return `ELOOP: ${path} is a loop of symbolic links: give the file itself${otherwise}`;
+    case 'EACCES':
+    case 'EPERM':
+      return `${errno}: ${pathPermissionHint(path) ?? `${path} is not open to this process: read it as a user who may (ls -l ${path})`}${otherwise}`;
+    default:
+      if (errno === undefined)
+        return `${error instanceof Error ? error.message : String(error)}: check ${path}${otherwise}`;
+      return `${errno}: ${hintForErrno(errno, path) ?? `${path} could not be read: check the file`}${otherwise}`;
   }
 }
 

@@ -3,7 +3,7 @@
  * (/dev/zero, a stuck pipe writer that never stops) is refused once it passes the cap.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, unreadableFileHint } from '../errors.js';
 
 export interface SourceLimits {
   maxBytes: number;
@@ -50,7 +50,7 @@ export function readSource(source: string, limits: SourceLimits): Buffer {
       'FILE',
       source,
       `a readable ${limits.what}, or - for standard input`,
-      (error as Error).message,
+      unreadableFileHint(error, source, ', or give - and pipe it to standard input'),
     );
   } finally {
     if (fd !== undefined && fd !== 0) closeSync(fd);

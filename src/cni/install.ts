@@ -15,6 +15,8 @@ import { isIP } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidInputError, VcnetError } from '../errors.js';
+import { networkOf, parseCidr } from '../netlink/codec/address-format.js';
+import { AddressFamily } from '../netlink/codec/constants.js';
 import { INTERWORKING_MODELS, type InterworkingModel } from '../network/interworking-model.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/default-directories.js';
 import { makeDirectory } from '../network/state/directory.js';
@@ -249,6 +251,41 @@ function isCidr(text: string): boolean {
 }
 
 /**
+ * --subnet as host-local takes a range (plugins' allocator/range.go Canonicalize): a written
+ * conflist it refuses fails every pod's ADD ("Network has host bits set"), long after install-cni
+ * said "installed". So a subnet with host bits set is refused naming the network meant, and one
+ * with no room for the bridge's gateway and a pod (host-local wants at least 2 host bits).
+ */
+function checkSubnet(subnet: string): void {
+  if (!isCidr(subnet)) {
+    throw new InvalidInputError(
+      '--subnet',
+      subnet,
+      'an IPv4 CIDR (prefix length 0 to 32) such as 10.89.0.0/16, or an IPv6 CIDR (prefix length 0 to 128)',
+    );
+  }
+  const { address, prefixLength, family } = parseCidr(subnet);
+  const bits = family === AddressFamily.INET ? 32 : 128;
+  const network = networkOf(address, prefixLength);
+  if (network !== networkOf(address, bits)) {
+    throw new InvalidInputError(
+      '--subnet',
+      subnet,
+      `a network address with no host bits set, such as ${network}/${prefixLength} (host-local refuses a range with host bits set, and every pod's ADD would fail)`,
+      `set --subnet to ${network}/${prefixLength}, the network ${subnet} is in`,
+    );
+  }
+  if (prefixLength > bits - 2) {
+    throw new InvalidInputError(
+      '--subnet',
+      subnet,
+      `a range with room for the bridge's gateway and the pods: a prefix length of at most ${bits - 2} (host-local allocates from no smaller network)`,
+      `give a larger range, such as ${networkOf(address, bits - 8)}/${bits - 8}`,
+    );
+  }
+}
+
+/**
  * The conflist's file name: a name in --conf-dir (no directory part, which could write outside it),
  * ending in .conflist: libcni loads only .conf, .conflist and .json files, and reads a list only from
  * a .conflist.
@@ -272,13 +309,7 @@ function validatedConflistOptions(options: Partial<ConflistOptions>): ConflistOp
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(merged.bridge)) {
     throw new InvalidInputError('--bridge', merged.bridge, 'an interface name of at most 15 characters');
   }
-  if (!isCidr(merged.subnet)) {
-    throw new InvalidInputError(
-      '--subnet',
-      merged.subnet,
-      'an IPv4 CIDR (prefix length 0 to 32) such as 10.89.0.0/16, or an IPv6 CIDR (prefix length 0 to 128)',
-    );
-  }
+  checkSubnet(merged.subnet);
   if (!(INTERWORKING_MODELS as readonly string[]).includes(merged.model)) {
     throw new InvalidInputError('--model', merged.model, INTERWORKING_MODELS.join(', '));
   }

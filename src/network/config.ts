@@ -31,6 +31,7 @@ import {
   InvalidFieldsError,
   InvalidInputError,
   namespaceNameGivenAsPath,
+  unreadableFileHint,
   VcnetError,
   WrittenAs,
 } from '../errors.js';
@@ -1436,7 +1437,7 @@ export function readKataConfiguration(path: string): KataNetworkSettings {
     resolved = realpathSync(path);
     text = readFileSync(resolved, 'utf8');
   } catch (error) {
-    throw new InvalidInputError('config', path, 'a readable Kata configuration.toml', (error as Error).message);
+    throw new InvalidInputError('config', path, 'a readable Kata configuration.toml', unreadableFileHint(error, path));
   }
   return parseKataConfiguration(text, path, readDropIns(join(dirname(resolved), 'config.d')));
 }
@@ -1451,7 +1452,7 @@ function readDropIns(directory: string): KataDropIn[] {
       'config',
       directory,
       'a readable config.d directory of drop-ins (Kata fails on one it cannot read)',
-      (error as Error).message,
+      unreadableFileHint(error, directory, `, or move ${directory} out of the way: Kata reads no drop-ins without it`),
     );
   }
   names.sort((left, right) => Buffer.compare(Buffer.from(left), Buffer.from(right)));
@@ -1465,7 +1466,7 @@ function readDropIns(directory: string): KataDropIn[] {
         'config',
         file,
         'a readable file: Kata reads every entry of config.d as a drop-in, and fails on one it cannot read',
-        (error as Error).message,
+        unreadableFileHint(error, file, ', or move it out of config.d'),
       );
     }
   });

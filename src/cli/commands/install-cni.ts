@@ -47,7 +47,11 @@ export function registerInstallCni(program: Command): void {
     .option('--no-conflist', 'install only the plugin')
     .option('--network-name <name>', "the conflist's network name", DEFAULT_CONFLIST_OPTIONS.networkName)
     .option('--bridge <name>', 'bridge the pods join', DEFAULT_CONFLIST_OPTIONS.bridge)
-    .option('--subnet <cidr>', 'host-local range for the pods', DEFAULT_CONFLIST_OPTIONS.subnet)
+    .option(
+      '--subnet <cidr>',
+      'host-local range for the pods: a network address (no host bits set), prefix length at most 30 (IPv6: 126)',
+      DEFAULT_CONFLIST_OPTIONS.subnet,
+    )
     .option(
       '--model <model>',
       'internetworking model: tcfilter, macvtap, none, default (macvtap: the conflist gets "disableCheck": true, as the CHECK of its chain always fails)',

@@ -35,6 +35,27 @@ describe('a deleted working directory', () => {
     expect(error.message).toContain('invalid --state-dir: "state"');
     expect(error.hint).toContain('working directory was deleted');
   });
+
+  it('a relative FILE that is not there: bad input naming it (exit 2), the hint saying the directory was deleted', () => {
+    const gone = mkdtempSync(join(tmpdir(), 'vcnet-gone-'));
+    const result = spawnSync(
+      'sh',
+      ['-c', `cd "$1" && rmdir "$1" && exec "$2" "$3" add-iface x eth1.json --json`, 'sh', gone, process.execPath, CLI],
+      { encoding: 'utf8' },
+    );
+    try {
+      rmdirSync(gone);
+    } catch {
+      // removed by the child, as it should be
+    }
+    expect(result.status, result.stderr).toBe(2);
+    const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } };
+    expect(error.code).toBe('VCNET_INVALID_INPUT');
+    expect(error.message).toContain('invalid FILE: "eth1.json"');
+    expect(error.hint).toBe(
+      'ENOENT: eth1.json does not exist: check the path (read from the current directory, which was deleted: give an absolute path), or give - and pipe it to standard input',
+    );
+  });
 });
 
 describe('an empty standard input', () => {

@@ -64,8 +64,8 @@ describe('installCni', () => {
     expect(JSON.parse(run.stdout)).toEqual({ argv: ['x y'], command: 'VERSION' });
   });
 
-  it('takes a CIDR of either family with its prefix length in range', () => {
-    for (const subnet of ['10.0.0.0/32', '10.89.0.0/16', 'fd00:89::/64', 'fd00::/128']) {
+  it('takes a CIDR of either family with its prefix length in range (up to the smallest range host-local takes)', () => {
+    for (const subnet of ['10.0.0.0/30', '10.89.0.0/16', 'fd00:89::/64', 'fd00::/126', '0.0.0.0/0']) {
       const options = {
         binDirectory: join(directory, 'bin'),
         confDirectory: join(directory, 'net.d'),
@@ -109,6 +109,29 @@ describe('installCni', () => {
         refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist: { subnet } })).message,
         subnet,
       ).toContain(`invalid --subnet: ${JSON.stringify(subnet)}`);
+    // Ranges host-local refuses at every pod's ADD ("Network has host bits set", "too small to
+    // allocate from"): install-cni wrote them and said "installed".
+    const hostBits = refusal(() =>
+      installCni({ ...base, conflistFile: 'x.conflist', conflist: { subnet: '10.89.0.1/16' } }),
+    );
+    expect(hostBits.message).toBe(
+      'invalid --subnet: "10.89.0.1/16" (accepted: a network address with no host bits set, such as 10.89.0.0/16 (host-local refuses a range with host bits set, and every pod\'s ADD would fail))',
+    );
+    expect(hostBits.hint).toBe('set --subnet to 10.89.0.0/16, the network 10.89.0.1/16 is in');
+    expect(
+      refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist: { subnet: 'fd00::1/64' } })).hint,
+    ).toBe('set --subnet to fd00::/64, the network fd00::1/64 is in');
+    for (const [subnet, larger] of [
+      ['10.89.0.0/31', '10.89.0.0/24'],
+      ['10.89.0.7/32', '10.89.0.0/24'],
+      ['fd00::/127', 'fd00::/120'],
+    ] as const) {
+      const tooSmall = refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist: { subnet } }));
+      expect(tooSmall.message, subnet).toContain(
+        `invalid --subnet: ${JSON.stringify(subnet)} (accepted: a range with room`,
+      );
+      expect(tooSmall.hint, subnet).toBe(`give a larger range, such as ${larger}`);
+    }
     // Outside --conf-dir, or a file libcni would not read as a list.
     for (const conflistFile of [
       '../../evil.conflist',

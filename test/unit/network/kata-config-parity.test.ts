@@ -120,6 +120,19 @@ describe('config.d drop-ins, as Kata merges them', () => {
     expect(refusal(() => readKataConfiguration(main)).message).toContain(join(directory, 'config.d', '60-dir'));
   });
 
+  it('a configuration file that cannot be read: the hint says what is wrong with the path and what to do, not only the errno', () => {
+    const missing = refusal(() => readKataConfiguration(join(directory, 'missing.toml')));
+    expect(missing.code).toBe('VCNET_INVALID_INPUT');
+    expect(missing.hint).toBe(`ENOENT: ${join(directory, 'missing.toml')} does not exist: check the path`);
+    expect(refusal(() => readKataConfiguration(directory)).hint).toBe(
+      `EISDIR: ${directory} is a directory: give the file in it`,
+    );
+    mkdirSync(join(directory, 'config.d', '60-dir'), { recursive: true });
+    expect(refusal(() => readKataConfiguration(main)).hint).toBe(
+      `${join(directory, 'config.d', '60-dir')} is not a file: check ${join(directory, 'config.d', '60-dir')}, or move it out of config.d`,
+    );
+  });
+
   it('parseKataConfiguration takes drop-ins as text, applied in the order given', () => {
     const settings = parseKataConfiguration(MAIN, 'configuration.toml', [
       { source: 'config.d/10-a.toml', text: '[hypervisor.qemu]\ndefault_vcpus = 2\n' },
