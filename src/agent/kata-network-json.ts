@@ -238,6 +238,11 @@ interface KeyRules {
   aliases?: Readonly<Record<string, string>>;
   /** Rules of nested messages (objects, or arrays of them) by field. */
   children?: Readonly<Record<string, KeyRules>>;
+  /**
+   * A request around one message (`{"interface": {...}}`): its field is named by the request's own
+   * path, as the message given alone is ("interface.name").
+   */
+  unnamed?: boolean;
 }
 
 const IP_ADDRESS_KEYS: KeyRules = { fields: ['family', 'address', 'mask'], shape: ipAddressSchema.shape };
@@ -368,6 +373,7 @@ function checkOverwritten(
   field: string,
   context: FoldContext,
   text: string | undefined,
+  elements?: (index: number) => boolean,
 ): void {
   const schema = rules.shape[field];
   if (schema === undefined) return;
@@ -375,20 +381,40 @@ function checkOverwritten(
   if (result.success) return;
   const where = earlier.position === undefined || text === undefined ? '' : ` at ${placeIn(text, earlier.position)}`;
   const which = `the ${JSON.stringify(earlier.key)}${where}, which a later ${JSON.stringify(laterKey)} overwrites`;
-  for (const issue of issuesOf(result.error, earlier.schemaPath)) {
+  const issues = elements
+    ? issuesOf(
+        new z.ZodError(
+          result.error.issues.filter((issue) => typeof issue.path[0] === 'number' && elements(issue.path[0])),
+        ),
+        earlier.schemaPath,
+      )
+    : issuesOf(result.error, earlier.schemaPath);
+  for (const issue of issues) {
     const issueField = spelledAs(issue.field, context.spelled);
+    // Once: an element past a list's end that a later list reaches again is checked again when it leaves.
+    if (context.refused.some((known) => known.field.startsWith(`${issueField} (`))) continue;
     context.refused.push({ ...issue, field: `${issueField} (${which})` });
   }
 }
 
 /**
  * The value with its keys renamed to the schema's own spelling and unknown keys dropped (their paths
- * pushed onto `context.ignored`). Every value given is read in the order of the text, a key given
- * again included: a later key wins over an earlier one for the same field, as in Go, and a value it
- * overwrites must still fit (checkOverwritten); an alias never wins over the field's own name. Each
- * key read under another spelling goes into `context.spelled` (`jsonPath`: `path` as the JSON spelled it).
+ * pushed onto `context.ignored`), decoded as Go's encoding/json decodes it: every value given is read
+ * in the order of the text, a key given again included, into what was decoded before (`into`, the
+ * message an earlier value of the same field gave). A later scalar wins over an earlier one, whose
+ * value must still fit (checkOverwritten); a later null leaves a scalar as it was and empties a
+ * message or list; a later message is decoded into the earlier one (decodedList for lists); an alias
+ * never wins over the field's own name. Each key read under another spelling goes into
+ * `context.spelled` (`jsonPath`: `path` as the JSON spelled it).
  */
-function foldKeys(value: unknown, rules: KeyRules, path: string, context: FoldContext, jsonPath = path): unknown {
+function foldKeys(
+  value: unknown,
+  rules: KeyRules,
+  path: string,
+  context: FoldContext,
+  jsonPath = path,
+  into?: Record<string, unknown>,
+): unknown {
   if (!isPlainObject(value)) return value;
   const { ignored, spelled } = context;
   const places = keyPlaces.get(value);
@@ -399,13 +425,11 @@ function foldKeys(value: unknown, rules: KeyRules, path: string, context: FoldCo
     for (const { key, value: child, position } of places.overwritten) entries.push({ key, child, position });
     entries.sort((a, b) => (a.position ?? 0) - (b.position ?? 0));
   }
-  const folded: Record<string, unknown> = {};
-  // Fields given under their own name: an alias beside one (`type_` with `type`) is not Go's field,
-  // so Go reads the field whatever the order; the alias is reported as ignored.
-  const named = new Set<string>();
+  const folded: Record<string, unknown> = { ...into };
   const byAlias = new Map<string, string>();
-  // The value Go last decoded into each field (an alias is no field of Go's).
-  const decoded = new Map<string, DecodedValue>();
+  // The value Go last decoded into each field, in this object or the one it is decoded into (an
+  // alias is no field of Go's): a field given under its own name there is Go's, whatever an alias says.
+  const decoded = new Map<string, DecodedValue>(into === undefined ? [] : decodedFields.get(into));
   for (const { key, child, position } of entries) {
     // An own alias only: a key such as "constructor" or "__proto__" would otherwise find Object.prototype's.
     const alias = rules.aliases && Object.hasOwn(rules.aliases, foldKey(key)) ? rules.aliases[foldKey(key)] : undefined;
@@ -413,59 +437,125 @@ function foldKeys(value: unknown, rules: KeyRules, path: string, context: FoldCo
       rules.fields.find((candidate) => candidate === key) ??
       rules.fields.find((candidate) => foldKey(candidate) === foldKey(key));
     const target = field ?? alias;
-    if (target === undefined || (field === undefined && named.has(target))) {
+    if (target === undefined || (field === undefined && decoded.has(target))) {
       ignored.push(`${path}.${key}`);
       continue;
     }
-    const schemaPath = `${path}.${target}`;
-    const keyPath = `${jsonPath}.${key}`;
+    // A request's message is named as when given alone ("interface.name", not "interface.interface.name").
+    const schemaPath = rules.unnamed ? path : `${path}.${target}`;
+    const keyPath = rules.unnamed ? jsonPath : `${jsonPath}.${key}`;
     const childRules = rules.children?.[target];
     // Go leaves a string or number field as it was for a null: an earlier value stands.
     if (child === null && !childRules && field !== undefined && decoded.has(field)) continue;
+    const earlier = field === undefined ? undefined : decoded.get(field);
+    // What a later value is decoded into: the message (or list) the earlier one left.
+    const previous = childRules && earlier !== undefined ? folded[target] : undefined;
+    const decodesInto =
+      childRules !== undefined &&
+      ((Array.isArray(child) && Array.isArray(previous)) || (isPlainObject(child) && isPlainObject(previous)));
     if (field !== undefined) {
-      named.add(field);
       const aliasKey = byAlias.get(field);
       if (aliasKey !== undefined) ignored.push(`${path}.${aliasKey}`);
       byAlias.delete(field);
-      const earlier = decoded.get(field);
-      if (earlier !== undefined) checkOverwritten(earlier, key, rules, field, context, places?.text);
+      // A scalar, or a message a null (or a value of another type) replaces, leaves for good: it must
+      // have fit. A message decoded into keeps its fields, each checked when it is replaced in turn.
+      if (earlier !== undefined && !decodesInto) checkOverwritten(earlier, key, rules, field, context, places?.text);
     } else {
       // Two old names for one field (linkType, then type_): the later one is read, the earlier one is not.
-      const earlier = byAlias.get(target);
-      if (earlier !== undefined) ignored.push(`${path}.${earlier}`);
+      const earlierAlias = byAlias.get(target);
+      if (earlierAlias !== undefined) ignored.push(`${path}.${earlierAlias}`);
       byAlias.set(target, key);
     }
-    forgetSpelling(spelled, schemaPath);
+    // The spellings of a message decoded into stay for the fields the later one leaves out.
+    if (!decodesInto) forgetSpelling(spelled, schemaPath);
     if (keyPath !== schemaPath) spelled.set(schemaPath, keyPath);
     const foldedChild = !childRules
       ? child
       : Array.isArray(child)
-        ? child.map((item, index) =>
-            foldKeys(item, childRules, `${schemaPath}[${index}]`, context, `${keyPath}[${index}]`),
-          )
-        : foldKeys(child, childRules, schemaPath, context, keyPath);
-    const decodedBefore = field !== undefined && decoded.has(field);
-    folded[target] = childRules && decodedBefore ? decodedInto(folded[target], foldedChild) : foldedChild;
+        ? decodedList(child, decodesInto ? (previous as unknown[]) : [], childRules, context, {
+            field,
+            rules,
+            schemaPath,
+            keyPath,
+            key,
+            text: places?.text,
+            earlier,
+          })
+        : foldKeys(
+            child,
+            childRules,
+            schemaPath,
+            context,
+            keyPath,
+            decodesInto ? (previous as Record<string, unknown>) : undefined,
+          );
+    folded[target] = foldedChild;
     if (field !== undefined) decoded.set(field, { key, position, value: foldedChild, schemaPath });
   }
+  decodedFields.set(folded, decoded);
   return folded;
 }
 
+/** Where each field of a folded message was decoded from, for a later value decoded into the message. */
+const decodedFields = new WeakMap<object, ReadonlyMap<string, DecodedValue>>();
+
 /**
- * A message (or list of them) decoded where Go had decoded one already: Go decodes an object into
- * the struct its pointer already holds (toIPAddress, each element of IPAddresses up to the later
- * list's length), so a field the later object leaves out, or gives as null, keeps the earlier value.
+ * Each list foldKeys returned, with the elements Go keeps past its end: Go's encoding/json decodes
+ * a list into the slice already there, element by element (each a pointer to a message, decoded
+ * into as foldKeys decodes a message), then cuts the slice's length to the new list's, keeping the
+ * elements past it in the backing array. A later, longer list reaches them again, so
+ * `"IPAddresses":[a,b],"IPAddresses":[c],"IPAddresses":[d,e]` decodes e into b. An empty list
+ * makes a new slice (decode.go `array`: `if i == 0 ... MakeSlice(0, 0)`), and null a nil one: both
+ * drop what the backing array held.
  */
-function decodedInto(earlier: unknown, later: unknown): unknown {
-  if (Array.isArray(earlier) && Array.isArray(later)) {
-    return later.map((item, index) => decodedInto(earlier[index], item));
+const keptPastEnd = new WeakMap<object, readonly unknown[]>();
+
+/**
+ * A list decoded into the one an earlier value of its field left (`previous`, [] for none), as
+ * foldKeys describes; the elements it leaves past its end, no longer the message's, must have fit.
+ */
+function decodedList(
+  items: readonly unknown[],
+  previous: readonly unknown[],
+  rules: KeyRules,
+  context: FoldContext,
+  field: {
+    field: string | undefined;
+    rules: KeyRules;
+    schemaPath: string;
+    keyPath: string;
+    key: string;
+    text: string | undefined;
+    earlier: DecodedValue | undefined;
+  },
+): unknown[] {
+  const backing = items.length === 0 ? [] : [...previous, ...(keptPastEnd.get(previous) ?? [])];
+  const list = items.map((item, index) => {
+    const kept = backing[index];
+    return foldKeys(
+      item,
+      rules,
+      `${field.schemaPath}[${index}]`,
+      context,
+      `${field.keyPath}[${index}]`,
+      isPlainObject(kept) ? kept : undefined,
+    );
+  });
+  const { earlier } = field;
+  if (field.field !== undefined && earlier !== undefined && previous.length > list.length) {
+    // Only the elements now past the end: those before it are decoded into, their fields checked then.
+    checkOverwritten(
+      { ...earlier, value: previous },
+      field.key,
+      field.rules,
+      field.field,
+      context,
+      field.text,
+      (index) => index >= list.length,
+    );
   }
-  if (!isPlainObject(earlier) || !isPlainObject(later)) return later;
-  const merged: Record<string, unknown> = { ...earlier };
-  for (const [key, value] of Object.entries(later)) {
-    if (value !== null || !Object.hasOwn(earlier, key)) merged[key] = value;
-  }
-  return merged;
+  keptPastEnd.set(list, backing.slice(list.length));
+  return list;
 }
 
 function foldList(value: unknown, rules: KeyRules, path: string, context: FoldContext): unknown {
@@ -492,19 +582,86 @@ function readArguments(field: unknown, options: unknown, example: string): { lab
 }
 
 /**
- * The message of an agent request in JSON, as Kata's runtime logs every request it sends (protojson,
- * `"sending request"`: `{"interface":{...}}` for UpdateInterfaceRequest, `{"routes":{"Routes":[...]}}`
- * for UpdateRoutesRequest) and as genpolicy's test cases write them: the object under `field` when that
- * is the request's one key; any other JSON as given. An Interface has no field of that name and a route
- * list is no object, so nothing else is taken for a request. A logged UpdateRoutesRequest with no routes
- * is `{"routes":{}}` (protojson leaves an empty list out): the empty set, which Kata sent.
+ * Whether `json` is an agent request around one message, as Kata's runtime logs every request it
+ * sends (protojson, `"sending request"`: `{"interface":{...}}` for UpdateInterfaceRequest,
+ * `{"routes":{"Routes":[...]}}` for UpdateRoutesRequest) and as genpolicy's test cases write them:
+ * an object whose every key is `field`, written so, one value of which at least is an object. An
+ * Interface has no field of that name and a route list is no object, so nothing else is taken for a
+ * request. Each value given for the key is then read in turn (foldKeys), as Go decodes each into the
+ * request: an earlier one that is no object is refused, a later one is decoded into the earlier.
  */
-export function agentRequestMessage(json: unknown, field: 'interface' | 'routes'): unknown {
-  if (!isPlainObject(json)) return json;
-  const [key, ...others] = Object.keys(json);
-  const message = json[field];
-  if (key !== field || others.length > 0 || !isPlainObject(message)) return json;
-  return field === 'routes' && Object.keys(message).length === 0 ? { Routes: [] } : message;
+function isAgentRequest(json: unknown, field: 'interface' | 'routes'): json is Record<string, unknown> {
+  if (!isPlainObject(json)) return false;
+  const keys = Object.keys(json);
+  const earlier = keyPlaces.get(json)?.overwritten ?? [];
+  if (keys.length !== 1 || keys[0] !== field || earlier.some(({ key }) => key !== field)) return false;
+  return isPlainObject(json[field]) || earlier.some(({ value }) => isPlainObject(value));
+}
+
+const UPDATE_INTERFACE_REQUEST_KEYS: KeyRules = {
+  fields: ['interface'],
+  shape: { interface: interfaceSchema.nullable() },
+  children: { interface: INTERFACE_KEYS },
+  unnamed: true,
+};
+/** The agent's Routes message, `{"Routes": [...]}`. */
+const ROUTES_KEYS: KeyRules = {
+  fields: ['Routes'],
+  shape: { Routes: list(routeSchema) },
+  children: { Routes: ROUTE_KEYS },
+  unnamed: true,
+};
+const UPDATE_ROUTES_REQUEST_KEYS: KeyRules = {
+  fields: ['routes'],
+  shape: { routes: z.object({ Routes: list(routeSchema) }, { error: 'an object' }).nullable() },
+  children: { routes: ROUTES_KEYS },
+  unnamed: true,
+};
+
+/**
+ * The Interface of add-iface's or del-iface's JSON: an Interface, or the UpdateInterfaceRequest
+ * around one (isAgentRequest). Errors name its fields `interface.<field>` either way.
+ */
+export function interfaceRequestFromJson(json: unknown, options: KataJsonReadOptions = {}): Interface {
+  if (!isAgentRequest(json, 'interface')) return interfaceFromJson(json, 'interface', options);
+  const { label, ignored } = readArguments('interface', options, 'interface');
+  const context = foldContext(ignored);
+  const request = foldKeys(json, UPDATE_INTERFACE_REQUEST_KEYS, label, context) as Record<string, unknown>;
+  return interfaceMessage(request.interface, label, context);
+}
+
+/**
+ * The route list of update-routes' JSON: a list, the agent's Routes message (`{"Routes": [...]}`),
+ * or the UpdateRoutesRequest around one (isAgentRequest). undefined for a nil list (JSON `null`,
+ * `{"Routes": null}`), which changes nothing. A logged UpdateRoutesRequest with no routes is
+ * `{"routes":{}}` (protojson leaves an empty list out): the empty set, which Kata sent; a Routes
+ * message with no Routes but other keys is refused, not taken for the empty set (a misspelt
+ * `Routes` would remove every route).
+ */
+export function routesRequestFromJson(json: unknown, options: KataJsonReadOptions = {}): Route[] | undefined {
+  if (json === null) return undefined;
+  const { label, ignored } = readArguments('routes', options, 'routes');
+  const context = foldContext(ignored);
+  let routes: unknown = json;
+  if (isAgentRequest(json, 'routes')) {
+    const ignoredBefore = ignored.length;
+    const message = (foldKeys(json, UPDATE_ROUTES_REQUEST_KEYS, label, context) as Record<string, unknown>).routes;
+    if (message === null) return undefined;
+    if (isPlainObject(message) && !Object.hasOwn(message, 'Routes')) {
+      if (ignored.length === ignoredBefore && context.refused.length === 0) return [];
+      parse(list(routeSchema), json.routes, label, context);
+    }
+    // An array or a scalar where Go wants the Routes message: refused, as Go refuses it.
+    if (!isPlainObject(message))
+      parse(z.object({}, { error: 'an object: {"Routes": [...]}' }), message, label, context);
+    routes = (message as Record<string, unknown>).Routes;
+  } else if (isPlainObject(json) && Object.hasOwn(json, 'Routes')) {
+    routes = (foldKeys(json, ROUTES_KEYS, label, context) as Record<string, unknown>).Routes;
+  } else {
+    routes = foldList(json, ROUTE_KEYS, label, context);
+  }
+  if (routes === null && context.refused.length === 0) return undefined;
+  return parse(list(routeSchema), routes, label, context).map(routeMessage);
 }
 
 /**
@@ -723,8 +880,13 @@ function ipAddressJson(message: IPAddress | undefined): KataIpAddressJson {
 export function interfaceFromJson(json: unknown, field = 'interface', options: KataJsonReadOptions = {}): Interface {
   const { label, ignored } = readArguments(field, options, 'interface');
   const context = foldContext(ignored);
+  return interfaceMessage(foldKeys(json, INTERFACE_KEYS, label, context), label, context);
+}
+
+/** An Interface folded by foldKeys, read by its schema and checked; `label` names it in errors. */
+function interfaceMessage(folded: unknown, label: string, context: FoldContext): Interface {
   const { spelled } = context;
-  const value = parse(interfaceSchema, foldKeys(json, INTERFACE_KEYS, label, context), label, context);
+  const value = parse(interfaceSchema, folded, label, context);
   // A v6 family with an IPv4 address is refused, as for routes (familyOf keeps the v6 claim, and the
   // message would otherwise go out with the family the address gives, the caller's v6 silently lost).
   const mismatched = value.IPAddresses.findIndex((address) => address.family === 1 && isIPv4(address.address));

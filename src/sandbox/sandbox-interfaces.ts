@@ -10,13 +10,14 @@ import { AgentClient } from '../agent/client.js';
 import { AgentConnectError, AgentStatusError } from '../agent/errors.js';
 import type { Route } from '../agent/generated/types_pb.js';
 import {
-  agentRequestMessage,
   interfaceFromJson,
+  interfaceRequestFromJson,
   interfaceToJson,
   type KataInterfaceJson,
   type KataRouteJson,
   parseKataJsonText,
   routesFromJson,
+  routesRequestFromJson,
   routeToJson,
 } from '../agent/kata-network-json.js';
 import { routeUpdatesOf } from '../agent/network-request.js';
@@ -677,8 +678,7 @@ function kataNetworkOptions(given: KataNetworkOptions, text: unknown): KataNetwo
 /** The Interface of add-iface's or del-iface's JSON text; keys Go's decoder would also ignore go to onIgnoredKeys. */
 function interfaceRequest(text: string, options: KataNetworkOptions): ReturnType<typeof interfaceFromJson> {
   const ignoredKeys: string[] = [];
-  const json = agentRequestMessage(parseKataJsonText(text, 'interface'), 'interface');
-  const message = interfaceFromJson(json, 'interface', { ignoredKeys });
+  const message = interfaceRequestFromJson(parseKataJsonText(text, 'interface'), { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   return message;
 }
@@ -1292,19 +1292,6 @@ function recordedViewOf(
 }
 
 /**
- * The route list of update-routes' JSON: the array itself, or the `Routes` of the agent's Routes
- * message ({"Routes": [...]}). null (either way) is Go's nil slice: undefined, no list given.
- */
-function routeListOf(json: unknown): unknown {
-  if (json === null) return undefined;
-  if (typeof json === 'object' && !Array.isArray(json) && Object.hasOwn(json, 'Routes')) {
-    const routes = (json as { Routes: unknown }).Routes;
-    return routes === null ? undefined : routes;
-  }
-  return json;
-}
-
-/**
  * update-routes: replaces the guest's routes with the full set given, through the agent and in the
  * record. A null list (JSON `null`, or `{"Routes": null}`) changes nothing and answers null: Kata's
  * runtime sends no request for a nil list (kata_agent.go updateRoutes), and `[]` is how every route
@@ -1316,14 +1303,13 @@ export async function updateRoutes(
   options: KataNetworkOptions = {},
 ): Promise<KataRouteJson[] | null> {
   options = kataNetworkOptions(options, text);
-  const given = routeListOf(agentRequestMessage(parseKataJsonText(text, 'routes'), 'routes'));
-  if (given === undefined) {
+  const ignoredKeys: string[] = [];
+  const routes = routesRequestFromJson(parseKataJsonText(text, 'routes'), { ignoredKeys });
+  if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
+  if (routes === undefined) {
     // The sandbox must still be one: Kata's runtime finds it before it looks at the list.
     return withSandbox(id, 'updateRoutes', { ...options, readOnly: true }, async () => null);
   }
-  const ignoredKeys: string[] = [];
-  const routes = routesFromJson(given, 'routes', { ignoredKeys });
-  if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
   routeUpdatesOf(routes, 'routes');
   // Nothing is changed before the VM's connect: run again when a busy QMP or an agent not there yet was waited for without the lock.
   return withSandboxAndVm(id, 'updateRoutes', options, async ({ store, state, network, connectVirtualMachine }) => {

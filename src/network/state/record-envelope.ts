@@ -115,9 +115,9 @@ function firstNonUtf8Offset(bytes: Uint8Array): number {
  * A record file's bytes as text. vcnet writes its records in UTF-8 only, so bytes that are not are
  * damage: a StateInvalidError naming the file and the offset of the first bad byte (decoding them
  * as U+FFFD could read a damaged record as a valid one). gc and vcnet-cni's DEL still salvage what
- * the text says (damagedRecordText).
+ * the text says (damagedRecordText). Another file vcnet writes (the registry) gives its own `hint`.
  */
-export function recordText(bytes: Buffer, file: string): string {
+export function recordText(bytes: Buffer, file: string, hint?: string): string {
   try {
     return STRICT_UTF8.decode(bytes);
   } catch {
@@ -128,6 +128,7 @@ export function recordText(bytes: Buffer, file: string): string {
       '',
       `is not UTF-8 text: the byte at offset ${offset} (0x${byte.toString(16).padStart(2, '0')}) is no part of a UTF-8 character`,
       offset,
+      hint,
     );
     textOfNotUtf8.set(error, bytes.toString('utf8'));
     throw error;

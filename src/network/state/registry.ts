@@ -26,6 +26,7 @@ import { absolutePath } from './absolute-path.js';
 import { replaceFileAtomically, type StateWriteSubject } from './atomic-file.js';
 import { makeDirectory } from './directory.js';
 import { lockFile } from './lock.js';
+import { recordText } from './record-envelope.js';
 
 const DEFAULT_REGISTRY_PATH = '/run/vcnet/state-directories';
 
@@ -213,7 +214,9 @@ function readRegistryText(path: string): string | undefined {
         `look at it, then remove it (rm ${shellWord(path)}; the next attach writes it again)`,
       );
     checkRegistryOwner(path, path, 'the file', stats);
-    return readFileSync(fd, 'utf8');
+    // Strictly: a bad byte read as U+FFFD names a directory that is not there, which the next gc
+    // would forget and the next attach would write back, losing the line (records are read so too).
+    return recordText(readFileSync(fd), path, notUtf8Hint(path));
   } catch (error) {
     if (error instanceof VcnetError) throw error;
     if (isNotAFile(error)) throw notAFile(path);
@@ -221,6 +224,11 @@ function readRegistryText(path: string): string | undefined {
   } finally {
     closeSync(fd);
   }
+}
+
+/** What to do about a registry that is not UTF-8 (vcnet writes it so): nothing was changed. */
+function notUtf8Hint(path: string): string {
+  return `nothing was changed; vcnet writes this registry of state directories (which \`vcnet gc\` and \`vcnet list\` read to find every record) in UTF-8 only, so it was damaged or edited: look at it (od -c ${shellWord(path)}), then mend or delete the line with the bad byte (the next attach in a directory registers it again; gc reads a directory the registry does not list only when given it with --state-dir)`;
 }
 
 /** The registered directories, in the order they were added; refused when another user could change them. */

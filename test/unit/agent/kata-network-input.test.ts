@@ -9,11 +9,12 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MAX_KATA_JSON_BYTES } from '../../../src/agent/kata-json-limits.js';
 import {
-  agentRequestMessage,
   interfaceFromJson,
+  interfaceRequestFromJson,
   neighboursFromJson,
   parseKataJsonText,
   routesFromJson,
+  routesRequestFromJson,
 } from '../../../src/agent/kata-network-json.js';
 import { InvalidInputError } from '../../../src/errors.js';
 import { checkLinkName, linkNameProblem } from '../../../src/netlink/link-name.js';
@@ -167,8 +168,7 @@ describe("the agent requests Kata's runtime logs (protobuf JSON)", () => {
 
   it('reads an UpdateInterfaceRequest: the Interface inside, its mtu from the string', () => {
     const ignoredKeys: string[] = [];
-    const json = agentRequestMessage(parseKataJsonText(updateInterface, 'interface'), 'interface');
-    const message = interfaceFromJson(json, 'interface', { ignoredKeys });
+    const message = interfaceRequestFromJson(parseKataJsonText(updateInterface, 'interface'), { ignoredKeys });
     expect(ignoredKeys).toEqual([]);
     expect([message.name, message.mtu, message.hwAddr, message.type, message.rawFlags]).toEqual([
       'eth7',
@@ -187,15 +187,15 @@ describe("the agent requests Kata's runtime logs (protobuf JSON)", () => {
   });
 
   it('reads an UpdateRoutesRequest: its Routes, and {} (no routes, as protojson leaves them out) as the empty set', () => {
-    const routes = routesFromJson(
-      (agentRequestMessage(parseKataJsonText(updateRoutes, 'routes'), 'routes') as { Routes: unknown }).Routes,
-    );
+    const routes = routesRequestFromJson(parseKataJsonText(updateRoutes, 'routes')) ?? [];
     expect(routes.map((route) => [route.dest, route.gateway, route.source, route.scope, route.family])).toEqual([
       ['10.77.0.0/24', '', '10.77.0.2', 253, 0],
       ['', '10.77.0.1', '', 0, 0],
       ['::/0', 'fe80::1', '', 0, 1],
     ]);
-    expect(agentRequestMessage({ routes: {} }, 'routes')).toEqual({ Routes: [] });
+    expect(routesRequestFromJson({ routes: {} })).toEqual([]);
+    // A Routes message with a misspelt Routes is not the empty set: that would remove every route.
+    expect(fieldNamed(() => routesRequestFromJson({ routes: { Rotues: [] } }))).toBe('routes');
   });
 
   it('reads every integer from a decimal string, as protobuf JSON does, and still refuses what is no integer', () => {
@@ -209,13 +209,12 @@ describe("the agent requests Kata's runtime logs (protobuf JSON)", () => {
   });
 
   it('takes nothing else for a request: a key beside it, or one that is no object, is read as before', () => {
-    expect(agentRequestMessage({ interface: { name: 'eth1' }, mtu: 1400 }, 'interface')).toEqual({
-      interface: { name: 'eth1' },
-      mtu: 1400,
-    });
-    expect(agentRequestMessage({ routes: [] }, 'routes')).toEqual({ routes: [] });
-    expect(agentRequestMessage([{ device: 'eth0' }], 'routes')).toEqual([{ device: 'eth0' }]);
-    expect(agentRequestMessage({ name: 'eth1' }, 'interface')).toEqual({ name: 'eth1' });
+    const ignoredKeys: string[] = [];
+    expect(interfaceRequestFromJson({ interface: { name: 'eth1' }, mtu: 1400 }, { ignoredKeys }).mtu).toBe(1400n);
+    expect(ignoredKeys).toEqual(['interface.interface']);
+    expect(fieldNamed(() => routesRequestFromJson({ routes: [] }))).toBe('routes');
+    expect(routesRequestFromJson([{ device: 'eth0' }])?.map((route) => route.device)).toEqual(['eth0']);
+    expect(interfaceRequestFromJson({ name: 'eth1' }).name).toBe('eth1');
   });
 });
 
@@ -319,7 +318,7 @@ describe('input bounds', () => {
     );
     const neighbours = '[{"toIPAddress":{"address":5},"toIPAddress":{"address":"10.0.0.2"}}]';
     expect(fieldNamed(() => neighboursFromJson(parseKataJsonText(neighbours, 'neighbours')))).toMatch(
-      /^neighbours\[0\]\.toIPAddress\.address \(the "toIPAddress" at position 2 /,
+      /^neighbours\[0\]\.toIPAddress\.address \(the "address" at position 17 /,
     );
     // An object a library caller built has no positions: the keys still say which.
     expect(fieldNamed(() => interfaceFromJson({ Name: 0, name: 'eth0' }))).toBe(
@@ -354,6 +353,88 @@ describe('input bounds', () => {
       ),
     )[0];
     expect(`${neighbour?.toIPAddress?.address}/${neighbour?.toIPAddress?.mask}`).toBe('10.0.0.2/24');
+  });
+
+  it("reads a request's key given twice as Go decodes it into the request: the later message into the earlier", () => {
+    // Go's encoding/json decodes each "interface" into the one *Interface in turn: fields the later
+    // one leaves out keep the earlier one's values. vcnet took the later message alone (name "").
+    const request = (text: string) => interfaceRequestFromJson(parseKataJsonText(text, 'interface'));
+    const merged = request(
+      '{"interface":{"name":"eth0","mtu":1400,"IPAddresses":[{"address":"10.0.0.1","mask":"24"}]},' +
+        '"interface":{"hwAddr":"02:00:00:00:00:01","IPAddresses":[{"address":"10.0.0.2"}]}}',
+    );
+    expect([merged.name, merged.mtu, merged.hwAddr]).toEqual(['eth0', 1400n, '02:00:00:00:00:01']);
+    expect(merged.IPAddresses.map((address) => `${address.address}/${address.mask}`)).toEqual(['10.0.0.2/24']);
+    // An earlier value that is no object refuses the request (Go: cannot unmarshal number into
+    // *Interface); it was dropped unread.
+    expect(fieldNamed(() => request('{"interface":5,"interface":{"name":"eth0"}}'))).toBe(
+      'interface (the "interface" at position 1 (line 1 column 2), which a later "interface" overwrites)',
+    );
+    // A bad field inside the earlier message, and a later null (Go's nil *Interface: no interface).
+    expect(fieldNamed(() => request('{"interface":{"name":0},"interface":{"name":"eth0"}}'))).toMatch(
+      /^interface\.name \(the "name" at position 14 /,
+    );
+    expect(fieldOf(() => request('{"interface":{"name":"eth0"},"interface":null}'))).toMatch(/^interface: .*null/);
+    const routes = (text: string) =>
+      routesRequestFromJson(parseKataJsonText(text, 'routes'))?.map(
+        (route) => `${route.dest} ${route.device} ${route.scope}`,
+      );
+    const first =
+      '{"Routes":[{"dest":"10.0.0.0/8","device":"eth0","scope":253},{"dest":"10.1.0.0/16","device":"eth0"}]}';
+    expect(routes(`{"routes":${first},"routes":{"Routes":[{"device":"eth1"}]}}`)).toEqual(['10.0.0.0/8 eth1 253']);
+    expect(routes('{"Routes":[{"dest":"10.0.0.0/8","device":"eth0"}],"Routes":[{"device":"eth1"}]}')).toEqual([
+      '10.0.0.0/8 eth1 0',
+    ]);
+    // {} leaves out Routes: decoded into the earlier message, it changes nothing.
+    expect(routes(`{"routes":${first},"routes":{}}`)).toEqual(['10.0.0.0/8 eth0 253', '10.1.0.0/16 eth0 0']);
+    expect(fieldNamed(() => routes('{"routes":5,"routes":{"Routes":[]}}'))).toMatch(
+      /^routes \(the "routes" at position 1 /,
+    );
+    expect(fieldNamed(() => routes('{"Routes":[{"scope":"x"}],"Routes":[]}'))).toMatch(
+      /^routes\[0\]\.scope \(the "Routes" at position 1 /,
+    );
+  });
+
+  it("reuses a list's elements past its end, as Go's slice decoding does, when the key comes a third time", () => {
+    // decode.go array(): a list is decoded into the slice already there, element by element (each a
+    // pointer, decoded into), and SetLen cuts the length but keeps the backing array; a later, longer
+    // list reaches those elements again. [] makes a new slice (MakeSlice(0, 0)), null a nil one.
+    const addresses = (lists: string[]) =>
+      interfaceFromJson(
+        parseKataJsonText(`{"name":"e",${lists.map((list) => `"IPAddresses":${list}`).join(',')}}`, 'interface'),
+      ).IPAddresses.map((address) => `${address.address}/${address.mask}`);
+    const ab = '[{"address":"10.0.0.1","mask":"24"},{"address":"10.0.0.3","mask":"16"}]';
+    const c = '[{"address":"10.0.0.2"}]';
+    const de = '[{"address":"10.0.0.4"},{"address":"10.0.0.5"}]';
+    // Go: element 0 is a then c then d (mask 24); element 1 is b, hidden by [c], then e (mask 16).
+    expect(addresses([ab, c, de])).toEqual(['10.0.0.4/24', '10.0.0.5/16']);
+    expect(addresses([ab, '[]', de])).toEqual(['10.0.0.4/', '10.0.0.5/']);
+    expect(addresses([ab, 'null', de])).toEqual(['10.0.0.4/', '10.0.0.5/']);
+    // The routes of a Routes message given three times, the same way.
+    const routes = routesRequestFromJson(
+      parseKataJsonText(
+        '{"Routes":[{"dest":"10.0.0.0/8","device":"eth0"},{"dest":"10.1.0.0/16","device":"eth0","scope":253}],' +
+          '"Routes":[{"device":"eth1"}],"Routes":[{"device":"eth2"},{"device":"eth3"}]}',
+        'routes',
+      ),
+    );
+    expect(routes?.map((route) => `${route.dest} ${route.device} ${route.scope}`)).toEqual([
+      '10.0.0.0/8 eth2 0',
+      '10.1.0.0/16 eth3 253',
+    ]);
+    // An element a shorter list leaves past its end was decoded all the same: one that does not fit refuses the object.
+    expect(
+      fieldNamed(() =>
+        interfaceFromJson(
+          parseKataJsonText(
+            '{"name":"e","IPAddresses":[{"address":"10.0.0.1"},{"family":"x"}],"IPAddresses":[{"address":"10.0.0.2"}]}',
+            'interface',
+          ),
+        ),
+      ),
+    ).toBe(
+      'interface.IPAddresses[1].family (the "IPAddresses" at position 12 (line 1 column 13), which a later "IPAddresses" overwrites)',
+    );
   });
 
   it('says bad JSON with a key given twice as JSON.parse says it of the text as written: its positions, its words', () => {
