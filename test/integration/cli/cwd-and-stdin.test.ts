@@ -8,48 +8,36 @@ import { CLI, stateDirectoryPerTest } from '../../helpers/cli.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-input-');
 
+/**
+ * `vcnet ARGS --json` started in a directory removed before vcnet resolves anything (the child
+ * starts there, then removes it): the bad-input error it prints.
+ */
+function inDeletedDirectory(args: string): { code: string; message: string; hint: string } {
+  const gone = mkdtempSync(join(tmpdir(), 'vcnet-gone-'));
+  const result = spawnSync(
+    'sh',
+    ['-c', `cd "$1" && rmdir "$1" && exec "$2" "$3" ${args} --json`, 'sh', gone, process.execPath, CLI],
+    { encoding: 'utf8' },
+  );
+  try {
+    rmdirSync(gone);
+  } catch {
+    // removed by the child, as it should be
+  }
+  expect(result.status, result.stderr).toBe(2);
+  return (JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } }).error;
+}
+
 describe('a deleted working directory', () => {
   it('a relative --state-dir is bad input naming --state-dir (exit 2), not VCNET_ERROR', () => {
-    const gone = mkdtempSync(join(tmpdir(), 'vcnet-gone-'));
-    // The child starts in the directory, which is then removed before vcnet resolves anything.
-    const result = spawnSync(
-      'sh',
-      [
-        '-c',
-        `cd "$1" && rmdir "$1" && exec "$2" "$3" list-ifaces x --state-dir state --json`,
-        'sh',
-        gone,
-        process.execPath,
-        CLI,
-      ],
-      { encoding: 'utf8' },
-    );
-    try {
-      rmdirSync(gone);
-    } catch {
-      // removed by the child, as it should be
-    }
-    expect(result.status, result.stderr).toBe(2);
-    const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } };
+    const error = inDeletedDirectory('list-ifaces x --state-dir state');
     expect(error.code).toBe('VCNET_INVALID_INPUT');
     expect(error.message).toContain('invalid --state-dir: "state"');
     expect(error.hint).toContain('working directory was deleted');
   });
 
   it('a relative FILE that is not there: bad input naming it (exit 2), the hint saying the directory was deleted', () => {
-    const gone = mkdtempSync(join(tmpdir(), 'vcnet-gone-'));
-    const result = spawnSync(
-      'sh',
-      ['-c', `cd "$1" && rmdir "$1" && exec "$2" "$3" add-iface x eth1.json --json`, 'sh', gone, process.execPath, CLI],
-      { encoding: 'utf8' },
-    );
-    try {
-      rmdirSync(gone);
-    } catch {
-      // removed by the child, as it should be
-    }
-    expect(result.status, result.stderr).toBe(2);
-    const { error } = JSON.parse(result.stdout) as { error: { code: string; message: string; hint: string } };
+    const error = inDeletedDirectory('add-iface x eth1.json');
     expect(error.code).toBe('VCNET_INVALID_INPUT');
     expect(error.message).toContain('invalid FILE: "eth1.json"');
     expect(error.hint).toBe(

@@ -60,6 +60,26 @@ function defaultClassStats(pod: TestNamespace, dev: string): { packets: number; 
   return { packets: Number(packets ?? Number.NaN), dropped: Number(dropped ?? Number.NaN) };
 }
 
+/**
+ * Another tool's ingress qdisc on eth0, with its `filter` (tc's words), made when the watch's repair
+ * first lists filters: between its look and its send. Later requests go to `then`.
+ */
+function othersIngressAtRepairLook(
+  pod: TestNamespace,
+  filter: string,
+  then: Parameters<typeof setNetlinkRepliesTestHook>[0] = () => undefined,
+): void {
+  let staged = false;
+  setNetlinkRepliesTestHook((requests) => {
+    if (staged || !requests.some((request) => request.type === MessageType.GETTFILTER)) return then?.(requests);
+    staged = true;
+    pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
+    pod.exec('tc', filter.split(' '));
+    return undefined;
+  });
+  cleanup.defer(() => setNetlinkRepliesTestHook(undefined));
+}
+
 /** Frames the htb sent around its classes (its default class missing): unlimited. */
 function directPackets(pod: TestNamespace, dev: string): number {
   const [htb] = pod.tcJson<Array<{ options?: { direct_packets_stat?: number } }>>(
@@ -242,23 +262,16 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     // kernel ran it), so a second look decides whether it is left.
     // Deleted first: the watch reacts after its debounce, and the hook is set before that.
     w.pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'ingress']);
-    let staged = false;
     let lost = 0;
-    setNetlinkRepliesTestHook((requests) => {
-      if (!staged && requests.some((request) => request.type === MessageType.GETTFILTER)) {
-        staged = true;
-        w.pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
-        w.pod.exec(
-          'tc',
-          'filter add dev eth0 ingress chain 1 prio 49152 protocol ip u32 match u32 0 0 flowid 1:7'.split(' '),
-        );
-        return undefined;
-      }
-      if (lost > 0 || !requests.some((request) => request.type === MessageType.DELTFILTER)) return undefined;
-      lost++;
-      return { errno: 'ENOBUFS' };
-    });
-    cleanup.defer(() => setNetlinkRepliesTestHook(undefined));
+    othersIngressAtRepairLook(
+      w.pod,
+      'filter add dev eth0 ingress chain 1 prio 49152 protocol ip u32 match u32 0 0 flowid 1:7',
+      (requests) => {
+        if (lost > 0 || !requests.some((request) => request.type === MessageType.DELTFILTER)) return undefined;
+        lost++;
+        return { errno: 'ENOBUFS' };
+      },
+    );
     await until(() => lost > 0 && w.repaired().some((entry) => entry.outcome === 'failed'), 'the repair to fail');
     const failed = w.repaired().find((entry) => entry.outcome === 'failed');
     expect(failed).toMatchObject({ link: 'eth0', object: 'ingress qdisc ffff:' });
@@ -275,19 +288,10 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     // at vcnet's priority and protocol in chain 0: vcnet's ingress qdisc is refused (EEXIST), and its
     // redirect, added all the same, becomes a second node of their u32. The repair takes it back.
     w.pod.exec('tc', ['qdisc', 'del', 'dev', 'eth0', 'ingress']);
-    let staged = false;
-    setNetlinkRepliesTestHook((requests) => {
-      if (!staged && requests.some((request) => request.type === MessageType.GETTFILTER)) {
-        staged = true;
-        w.pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
-        w.pod.exec(
-          'tc',
-          'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
-        );
-      }
-      return undefined;
-    });
-    cleanup.defer(() => setNetlinkRepliesTestHook(undefined));
+    othersIngressAtRepairLook(
+      w.pod,
+      'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 flowid 1:7',
+    );
     await until(() => w.repaired().some((entry) => entry.outcome === 'failed'), 'the repair to fail');
     expect(w.repaired().find((entry) => entry.outcome === 'failed')).toMatchObject({
       link: 'eth0',
