@@ -44,8 +44,18 @@ const NAMED_NAMESPACE = /^\/(?:var\/)?run\/netns\/([^/]+)$/;
  * pasted on the host acts in the host's namespace, where other sandboxes' links may live.
  */
 export function ipCommandIn(namespacePath: string): string {
+  return commandIn(namespacePath, 'ip');
+}
+
+/**
+ * `program` run in the namespace at `namespacePath` (or in this one when undefined), to paste into a
+ * host shell: `ip -n NAME` for `ip` in a namespace pinned as /var/run/netns/NAME, `ip netns exec
+ * NAME program` for another program there, else `nsenter --net=PATH program`.
+ */
+export function commandIn(namespacePath: string | undefined, program: string): string {
+  if (namespacePath === undefined) return program;
   const name = NAMED_NAMESPACE.exec(namespacePath)?.[1];
-  return name && name !== '.' && name !== '..'
-    ? `ip -n ${shellWord(name)}`
-    : `nsenter --net=${shellWord(namespacePath)} ip`;
+  if (name && name !== '.' && name !== '..')
+    return program === 'ip' ? `ip -n ${shellWord(name)}` : `ip netns exec ${shellWord(name)} ${program}`;
+  return `nsenter --net=${shellWord(namespacePath)} ${program}`;
 }

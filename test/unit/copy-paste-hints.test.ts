@@ -7,6 +7,7 @@ import { expect, it } from 'vitest';
 import { RecordedIdentityDamagedError } from '../../src/netns/namespace-identity.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../../src/network/plan/plan-attach.js';
 import { stateDirectoryFlag } from '../../src/network/state/default-directories.js';
+import { commandIn } from '../../src/shell-word.js';
 
 const AWKWARD = "/tmp/s16qa/it's a pod";
 
@@ -60,4 +61,13 @@ it("runs a taken link name's ip commands in its namespace, never the host's", ()
   );
   const gc = /`vcnet gc --netns ([^`]*)`/.exec(grouped.hint ?? '')?.[1];
   expect(wordsOf(gc!)).toEqual([AWKWARD]);
+});
+
+it('runs a program other than ip in a namespace: ip netns exec for a pinned one, nsenter else', () => {
+  expect(commandIn('/run/netns/pod1', 'sysctl -q -w')).toBe('ip netns exec pod1 sysctl -q -w');
+  expect(commandIn('/var/run/netns/pod1', 'ip')).toBe('ip -n pod1');
+  expect(commandIn('/proc/42/ns/net', 'sysctl')).toBe('nsenter --net=/proc/42/ns/net sysctl');
+  expect(wordsOf(commandIn(AWKWARD, 'sysctl'))).toEqual(['nsenter', `--net=${AWKWARD}`, 'sysctl']);
+  // No namespace named: this one's, as the reader's own shell is.
+  expect(commandIn(undefined, 'sysctl')).toBe('sysctl');
 });

@@ -14,6 +14,7 @@ import type { Ipv6AddressGeneration, Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
 import { RouteProtocol, RouteScope, RouteTable } from '../../netlink/codec/route.js';
 import { formatHandle, parseHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
+import { commandIn, shellWord } from '../../shell-word.js';
 import { commandOf } from './commands.js';
 import { undoChangesOf, undoOf } from './inverse.js';
 import { QUEUE_LENGTH_WITH_FIRST_QDISC } from './older-records.js';
@@ -464,12 +465,16 @@ function placedRoutes(
  * gives it to no socket in between. The command said turns the link's promote_secondaries on for
  * the delete when it is off (the kernel's default): off, the delete takes the subnet's secondaries
  * with it, the pod's among them, and with the link's last IPv4 address every IPv4 route through it.
+ * The commands run in the pod's namespace wherever they are pasted (a bare one on the host would
+ * act on, and set promote_secondaries of, a host link of the pod link's name), its name quoted.
  */
 function secondaryComebacks(
   steps: readonly DetachStep[],
   addresses: readonly Address[],
   links: readonly Link[],
+  namespacePath: string | undefined,
 ): DetachNotice[] {
+  const ip = commandIn(namespacePath, 'ip');
   const notices: DetachNotice[] = [];
   for (const { change } of steps) {
     if (change.op !== 'add-address' || familyOf(change.address.address) !== AddressFamily.INET) continue;
@@ -489,12 +494,13 @@ function secondaryComebacks(
     if (otherScope) {
       const added = `${otherScope.address}/${otherScope.prefixLength}`;
       const name = change.link.name;
+      const dev = `dev ${shellWord(name)}`;
       // The pod's address as a /32 meanwhile (another mask: no subnet of the other's) keeps the link
       // an IPv4 address: the delete of its last one would take every IPv4 route through it.
       const keeper = `${address}/32`;
       notices.push({
         link: name,
-        message: `${name}'s ${address}/${prefixLength} (scope ${scopeName(scope)}) cannot be put back: ${added} (scope ${scopeName(otherScope.scope)}), added while it was attached, is in ${subnet}/${prefixLength}, and the kernel takes no two scopes in one subnet (EINVAL). \`ip address add ${keeper} dev ${name} && ip address del ${added} dev ${name}\`, then detach again, puts it back (the record keeps it; the /32 keeps ${name}'s IPv4 routes, which the delete of its last IPv4 address would take: \`ip address del ${keeper} dev ${name}\` after); ${added} can come back after, with scope ${scopeName(scope)}`,
+        message: `${name}'s ${address}/${prefixLength} (scope ${scopeName(scope)}) cannot be put back: ${added} (scope ${scopeName(otherScope.scope)}), added while it was attached, is in ${subnet}/${prefixLength}, and the kernel takes no two scopes in one subnet (EINVAL). \`${ip} address add ${keeper} ${dev} && ${ip} address del ${added} ${dev}\`, then detach again, puts it back (the record keeps it; the /32 keeps ${name}'s IPv4 routes, which the delete of its last IPv4 address would take: \`${ip} address del ${keeper} ${dev}\` after); ${added} can come back after, with scope ${scopeName(scope)}`,
       });
       continue;
     }
@@ -503,13 +509,17 @@ function secondaryComebacks(
     if (!primary) continue;
     const added = `${primary.address}/${primary.prefixLength}`;
     const name = change.link.name;
-    const readd = `ip address del ${added} dev ${name} && ip address add ${added} dev ${name}`;
+    const dev = `dev ${shellWord(name)}`;
+    const readd = `${ip} address del ${added} ${dev} && ${ip} address add ${added} ${dev}`;
     const promoting = links.find((link) => link.index === change.link.index)?.promoteSecondaries === true;
     // sysctl reads dots as separators: a link name with one (eth0.100) needs the slash form.
     const sysctl = name.includes('.')
       ? `net/ipv4/conf/${name}/promote_secondaries`
       : `net.ipv4.conf.${name}.promote_secondaries`;
-    const command = promoting ? readd : `sysctl -q -w ${sysctl}=1 && ${readd}; sysctl -q -w ${sysctl}=0`;
+    const sysctlCommand = commandIn(namespacePath, 'sysctl -q -w');
+    const command = promoting
+      ? readd
+      : `${sysctlCommand} ${shellWord(`${sysctl}=1`)} && ${readd}; ${sysctlCommand} ${shellWord(`${sysctl}=0`)}`;
     const why = promoting
       ? ''
       : `; promote_secondaries is off on ${name}, so the command turns it on for the delete, which would take ${address} with it otherwise`;
@@ -608,6 +618,8 @@ export function planDetach(
     absentFilters?: ReadonlySet<string>;
     /** The time of the scan (ms since the epoch): a removed route with a lifetime gets what is left of it. */
     now?: number;
+    /** The pod's namespace as the user named it (undefined: this one), for the commands notices quote. */
+    namespacePath?: string | undefined;
     /** The routes now, of every table: a recorded route goes back only where its place is free. */
     routes?: readonly Route[];
     /** The addresses now: a recorded address already on its link is not put back (addressThere). */
@@ -807,7 +819,7 @@ export function planDetach(
       if (sent === 0) alreadyGone.push(record);
     }
   }
-  notices.push(...secondaryComebacks(steps, snapshot.addresses ?? [], snapshot.links));
+  notices.push(...secondaryComebacks(steps, snapshot.addresses ?? [], snapshot.links, snapshot.namespacePath));
   steps.splice(0, steps.length, ...placedRoutes(steps, snapshot.links, snapshot.routes ?? [], alreadyGone, notices));
   // The routes to the gateways before the routes through them (pod-link-routes.ts reachableFirst),
   // also from a record an older attach wrote in the kernel's order: each route step takes a slot a

@@ -456,6 +456,7 @@ export async function planUndo(
     absentQdiscs: others.absent,
     absentFilters: others.absentFilters,
     now: Date.now(),
+    namespacePath: handle.namespacePath,
     ...(completed ? { completed } : {}),
   });
 }

@@ -9,32 +9,33 @@
  * promote_secondaries. One of another scope in the pod's subnet keeps the pod's out (the kernel
  * refuses two scopes in a subnet): detach says so, and how to put it back without losing routes.
  */
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
-import type { TestNamespace } from '../../helpers/namespace.js';
+import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { attachThenDetach, logRecords, MODELS } from '../../helpers/node-snapshot.js';
 import { makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-late-address-');
 
-/** eth0's global addresses as `address/prefix`, with ` secondary` for an IPv4 secondary, sorted. */
-function globalAddresses(pod: TestNamespace): string[] {
+/** `link`'s global addresses as `address/prefix`, with ` secondary` for an IPv4 secondary, sorted. */
+function globalAddresses(pod: TestNamespace, link = 'eth0'): string[] {
   return pod
     .ipJson<Array<{ addr_info: Array<{ local: string; prefixlen: number; scope: string; secondary?: boolean }> }>>(
       'addr',
       'show',
       'dev',
-      'eth0',
+      link,
     )[0]!
     .addr_info.filter((info) => info.scope === 'global')
     .map((info) => `${info.local}/${info.prefixlen}${info.secondary ? ' secondary' : ''}`)
     .sort();
 }
 
-/** The main table's routes through eth0, without the kernel's prefix routes (their `src` follows the primary address). */
-function gatewayRoutes(pod: TestNamespace): string[] {
+/** The main table's routes through `link`, without the kernel's prefix routes (their `src` follows the primary address). */
+function gatewayRoutes(pod: TestNamespace, link = 'eth0'): string[] {
   return ['-4', '-6']
-    .flatMap((family) => pod.exec('ip', [family, 'route', 'show', 'dev', 'eth0']).split('\n'))
+    .flatMap((family) => pod.exec('ip', [family, 'route', 'show', 'dev', link]).split('\n'))
     .filter((line) => line.includes(' via ') || line.startsWith('default'))
     .sort();
 }
@@ -133,5 +134,80 @@ describe("macvtap: an address of another scope added in the pod address's subnet
     pod.exec('ip', ['addr', 'del', '10.200.0.2/32', 'dev', 'eth0']);
     expect(globalAddresses(pod)).toEqual(['10.200.0.2/24', 'fd00:200::2/64']);
     expect(gatewayRoutes(pod)).toEqual(routesBefore);
+  });
+});
+
+// A link name may hold a dot (a VLAN's eth0.5; sysctl reads a dot as a separator) and a quote (the
+// shell would); and a command pasted on the host runs there, where a bare one acts on a host link of
+// that name (and sets its promote_secondaries). The name here is one the host has not: a bare
+// command pasted on the host fails and changes nothing.
+const AWKWARD_LINK = "eth0.5'p";
+
+/** A pod whose one link is AWKWARD_LINK (a veth to a node namespace), with makePod()'s addresses and routes. */
+function podWithAwkwardLink(): TestNamespace {
+  const node = makeNamespace('node');
+  const pod = makeNamespace('pod');
+  pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
+  node.exec('ip', ['link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', AWKWARD_LINK, 'netns', pod.name]);
+  node.exec('ip', ['link', 'set', 'veth0', 'up']);
+  node.exec('ip', ['addr', 'add', '10.200.0.1/24', 'dev', 'veth0']);
+  pod.exec('ip', ['link', 'set', AWKWARD_LINK, 'up']);
+  pod.exec('ip', ['addr', 'add', '10.200.0.2/24', 'dev', AWKWARD_LINK]);
+  pod.exec('ip', ['addr', 'add', 'fd00:200::2/64', 'dev', AWKWARD_LINK, 'nodad']);
+  pod.exec('ip', ['route', 'add', '10.100.0.0/16', 'via', '10.200.0.1', 'mtu', '1400']);
+  pod.exec('ip', ['route', 'add', 'default', 'via', '10.200.0.1']);
+  return pod;
+}
+
+/** Runs `command` in a shell of the host's namespace, as a user pastes what detach quotes. */
+function pastedOnHost(command: string): void {
+  const run = spawnSync('sh', ['-c', command], { encoding: 'utf8' });
+  expect(run.status, `${command}: ${run.stderr}`).toBe(0);
+}
+
+describe(`macvtap, a pod link named ${AWKWARD_LINK}: the commands detach quotes, pasted on the host`, () => {
+  const promoteKey = `net/ipv4/conf/${AWKWARD_LINK}/promote_secondaries`;
+
+  it('make the pod address primary again, and leave promote_secondaries off', () => {
+    const pod = podWithAwkwardLink();
+    expect(pod.exec('sysctl', ['-n', promoteKey]).trim()).toBe('0');
+    const routesBefore = gatewayRoutes(pod, AWKWARD_LINK);
+    const run = attachThenDetach(pod, 'macvtap', stateDirectory(), {
+      between: () => pod.exec('ip', ['addr', 'add', '10.200.0.50/24', 'dev', AWKWARD_LINK]),
+    });
+    expect(run.attached.status, run.attached.stderr).toBe(0);
+    expect(run.detached.status, run.detached.stderr).toBe(0);
+    const notice = logRecords(run.detached.stderr)
+      .map((record) => String(record.msg))
+      .find((message) => message.includes('comes back secondary'));
+    expect(notice, run.detached.stderr).toBeDefined();
+    pastedOnHost(quotedCommand(notice!));
+    expect(globalAddresses(pod, AWKWARD_LINK)).toEqual(['10.200.0.2/24', '10.200.0.50/24 secondary', 'fd00:200::2/64']);
+    expect(gatewayRoutes(pod, AWKWARD_LINK)).toEqual(routesBefore);
+    expect(pod.exec('sysctl', ['-n', promoteKey]).trim()).toBe('0');
+  });
+
+  it('put the pod address back past an address of another scope in its subnet', () => {
+    const pod = podWithAwkwardLink();
+    const routesBefore = gatewayRoutes(pod, AWKWARD_LINK);
+    const state = stateDirectory();
+    const run = attachThenDetach(pod, 'macvtap', state, {
+      between: () => pod.exec('ip', ['addr', 'add', '10.200.0.50/24', 'dev', AWKWARD_LINK, 'scope', 'link']),
+    });
+    expect(run.attached.status, run.attached.stderr).toBe(0);
+    expect(run.detached.status).not.toBe(0);
+    const notice = logRecords(run.detached.stderr)
+      .map((record) => String(record.msg))
+      .find((message) => message.includes('cannot be put back'));
+    expect(notice, run.detached.stderr).toBeDefined();
+    pastedOnHost(quotedCommand(notice!));
+    const again = vcnet(['detach', '--sandbox', 'node-macvtap', '--state-dir', state]);
+    expect(again.status, again.stderr).toBe(0);
+    // The notice's second command, once detach put the pod's address back.
+    const commands = [...notice!.matchAll(/`([^`]+)`/g)].map((match) => match[1]!);
+    expect(commands).toHaveLength(2);
+    pastedOnHost(commands[1]!);
+    expect(globalAddresses(pod, AWKWARD_LINK)).toEqual(['10.200.0.2/24', 'fd00:200::2/64']);
+    expect(gatewayRoutes(pod, AWKWARD_LINK)).toEqual(routesBefore);
   });
 });
