@@ -15,7 +15,7 @@ import { isIP } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidInputError, VcnetError } from '../errors.js';
-import { networkOf, parseCidr } from '../netlink/codec/address-format.js';
+import { bytesToIp, ipToBytes, networkOf, parseCidr } from '../netlink/codec/address-format.js';
 import { AddressFamily } from '../netlink/codec/constants.js';
 import { INTERWORKING_MODELS, type InterworkingModel } from '../network/interworking-model.js';
 import { DEFAULT_CNI_STATE_DIRECTORY } from '../network/state/default-directories.js';
@@ -267,6 +267,25 @@ function checkSubnet(subnet: string): void {
   const { address, prefixLength, family } = parseCidr(subnet);
   const bits = family === AddressFamily.INET ? 32 : 128;
   const network = networkOf(address, prefixLength);
+  // host-local reads an IPv4-mapped IPv6 range (::ffff:10.0.0.0/104) as a 4-byte address under a
+  // 16-byte mask and refuses it ("IPNet IP and Mask version mismatch"), host bits or not. Only a
+  // prefix of 96 or more keeps a network there (a shorter one masks part of the ffff).
+  const bytes = ipToBytes(network);
+  if (
+    family === AddressFamily.INET6 &&
+    bytes.subarray(0, 10).every((byte) => byte === 0) &&
+    bytes.readUInt16BE(10) === 0xffff
+  ) {
+    const ipv4 = bytesToIp(bytes.subarray(12));
+    // The IPv4 range it maps, or a /24 there where that is too small for host-local.
+    const ipv4Length = prefixLength - 96 > 30 ? 24 : prefixLength - 96;
+    throw new InvalidInputError(
+      '--subnet',
+      subnet,
+      "an IPv4 range written as IPv4, or an IPv6 range outside ::ffff:0:0/96 (host-local refuses an IPv4-mapped IPv6 range, and every pod's ADD would fail)",
+      `set --subnet to ${networkOf(ipv4, ipv4Length)}/${ipv4Length}, the IPv4 range of ${subnet}`,
+    );
+  }
   if (network !== networkOf(address, bits)) {
     throw new InvalidInputError(
       '--subnet',

@@ -32,6 +32,7 @@ import {
   type CniErrorOutput,
   CniRuntime,
   type Conflist,
+  cniVariables,
   findPlugin,
   IP_COMMAND,
   missingCniPlugins,
@@ -1695,6 +1696,57 @@ describe.skipIf(skipReason)('vcnet install-cni', () => {
     delChain(runtime, list, result, pod, afterBridge);
     expect(reservations()).toEqual([]);
     expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
+  });
+
+  // install-cni refuses a --subnet only because host-local would refuse it at every pod's ADD: the
+  // two agree on each edge (IPv4 and IPv6 sizes, host bits, an IPv4-mapped IPv6 range).
+  it('--subnet: host-local allocates from every range install-cni takes, and from none it refuses', () => {
+    const pod = makeNamespace('pod');
+    const subnets = [
+      '10.231.2.0/30',
+      '10.231.2.0/31',
+      '10.231.2.1/24',
+      'fd00:231::/126',
+      'fd00:231::/127',
+      'fd00:231::/128',
+      'fd00:231::1/64',
+      'FD00:231::/64',
+      '::ffff:10.231.2.0/120',
+      '::ffff:10.231.2.1/120',
+      '::ffff:0:0/96',
+    ];
+    const verdicts = subnets.map((subnet, index) => {
+      const confDirectory = join(workDirectory, `subnet-${index}`);
+      const install = vcnet([
+        'install-cni',
+        '--bin-dir',
+        join(workDirectory, 'subnet-bin'),
+        '--conf-dir',
+        confDirectory,
+        '--subnet',
+        subnet,
+      ]);
+      const hostLocal = spawnSync(join(SYSTEM_CNI_DIRECTORY, 'host-local'), [], {
+        input: JSON.stringify({
+          cniVersion: '1.0.0',
+          name: 'vcnet-test',
+          type: 'host-local',
+          ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: join(workDirectory, `ipam-${index}`) },
+        }),
+        encoding: 'utf8',
+        env: {
+          ...cniVariables('ADD', { containerId: `subnet-${index}`, namespacePath: pod.path }),
+          PATH: '/nonexistent',
+        },
+      });
+      return {
+        subnet,
+        installCni: install.status === 0 ? 'installed' : install.stderr.split('\n')[0],
+        hostLocal: hostLocal.status === 0 ? 'allocated' : hostLocal.stdout,
+      };
+    });
+    for (const verdict of verdicts)
+      expect(verdict.installCni === 'installed', JSON.stringify(verdict)).toBe(verdict.hostLocal === 'allocated');
   });
 
   it('a launcher whose vcnet is gone: DEL succeeds (the chain goes on), ADD prints a CNI error', () => {
